@@ -21,7 +21,7 @@ from recsim.graph.writers.chrome import write_chrome_trace
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
-from recsim.planner.plan import Plan
+from recsim.planner.types import Plan
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload
 
@@ -219,7 +219,7 @@ def simulate_run(
     fidelity: str = "analytic",
     overrides: Sequence[str] = (),
     steps: int = DEFAULT_STEPS,
-    comm_dtype: str = "fp32",
+    comm_dtype: str | None = None,
 ) -> Simulation:
     """Simulate a training step; the ``Simulation`` keeps the graph and schedule for timelines."""
     sys_spec, wl_spec = prepare(

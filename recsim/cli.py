@@ -462,7 +462,12 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     show_default=True,
     help="analytic: critical path, no contention (fast). des: discrete events, network contention.",
 )
-@click.option("--comm-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default="fp32")
+@click.option(
+    "--comm-dtype",
+    type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]),
+    default=None,
+    help="Wire dtype of pooled embeddings (default: the plan's choice, fp32 for fixed strategies).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
 @click.option(
     "--timeline", type=click.Path(path_type=Path), default=None, help="Write a Chrome trace of the steps."
@@ -477,7 +482,7 @@ def run_cmd(
     precision: str | None,
     plan: str,
     fidelity: str,
-    comm_dtype: str,
+    comm_dtype: str | None,
     as_json: bool,
     timeline: Path | None,
     nodes: int | None,

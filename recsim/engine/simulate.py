@@ -29,7 +29,7 @@ from recsim.hardware.system import System
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
 from recsim.metrics.memory import rank_memory_bytes
 from recsim.metrics.result import Result
-from recsim.planner.plan import Plan
+from recsim.planner.types import Plan
 from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Workload
 
@@ -49,7 +49,7 @@ class SimulationOptions:
 
     fidelity: str = "analytic"
     steps: int = DEFAULT_STEPS
-    comm_dtype: str = "fp32"
+    comm_dtype: str | None = None  # None: the plan's choice
     check_invariants: bool = True
 
 
@@ -108,7 +108,12 @@ def simulate_training(
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
     graph = chain_steps(step, options.steps)
-    cost = CostModel(system, workload, fused_tables=graph.metadata.get("fused_tables"))
+    cost = CostModel(
+        system,
+        workload,
+        fused_tables=graph.metadata.get("fused_tables"),
+        table_slices=graph.metadata.get("table_slices"),
+    )
     schedule = _run(graph, cost, options)
     if options.check_invariants:
         check_schedule(graph, schedule)

@@ -45,9 +45,10 @@ from recsim.graph.ir import (
     Stream,
     Transfer,
 )
-from recsim.planner.plan import Plan, Shard
+from recsim.planner.types import Plan, Shard
 from recsim.workload.access import access_model
 from recsim.workload.access.model import AccessModel
+from recsim.workload.access.slice import SliceModel
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 
 INDEX_BYTES = 8.0  # int64 indices, as TorchRec's KeyedJaggedTensor carries them
@@ -80,7 +81,7 @@ LANE_INPUT = 2
 class BuildOptions:
     """Knobs of the step graph; the defaults are TorchRec's and DDP's."""
 
-    comm_dtype: str = "fp32"  # pooled embeddings and their gradients on the wire
+    comm_dtype: str | None = None  # wire dtype of pooled embeddings; None: the plan's choice
     fuse_tables: bool = True  # one table-batched lookup (TBE) node per rank, dtype and pass
     bucket_bytes: float = DDP_BUCKET_BYTES
     include_input_pipeline: bool = True
@@ -92,11 +93,15 @@ class _Builder:
         self.plan = plan
         self.opt = options
         self.world = plan.world_size
+        self.comm_dtype = options.comm_dtype or plan.comm_dtype
         self.graph = ExecutionGraph(self.world, metadata={})
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
         self._access_models: dict[str, AccessModel] = {}
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
+        self._slices: dict[tuple[str, int, int], SliceModel] = {}
+        self.slices: dict[str, tuple[str, int, int]] = {}  # op table name -> (table, start, end)
+        self.replicated: dict[tuple[int, Shard], int] = {}  # (rank, data-parallel shard) -> node
 
     def add(
         self,
@@ -161,18 +166,77 @@ class _Builder:
             if shard.sharding == "data_parallel":
                 continue
             table = self.tables[shard.table]
-            lookups = self.w.table_lookups(table) * b * self._row_fraction(shard)
+            lookups = self.w.table_lookups(table) * b * self.lookup_share(shard)
             for owner in shard.ranks:
                 per_sender = lookups * INDEX_BYTES + b * LENGTH_BYTES
                 for sender in range(self.world):
                     out[sender][owner] += per_sender
         return out
 
-    def _row_fraction(self, shard: Shard) -> float:
-        """Share of a table's lookups that hit this shard's rows (uniform over rows for now)."""
-        if shard.sharding != "row_wise":
+    # -- access statistics of a shard ------------------------------------------------------------
+
+    def table_model(self, name: str) -> AccessModel:
+        model = self._access_models.get(name)
+        if model is None:
+            table = self.tables[name]
+            model = access_model(self.w.table_access(table), table.rows)
+            self._access_models[name] = model
+        return model
+
+    def slice_model(self, shard: Shard) -> SliceModel:
+        key = (shard.table, shard.row_start, shard.row_end)
+        model = self._slices.get(key)
+        if model is None:
+            model = SliceModel(self.table_model(shard.table), shard.row_start, shard.row_end)
+            self._slices[key] = model
+        return model
+
+    def lookup_share(self, shard: Shard) -> float:
+        """Share of its table's lookups that land in the shard's rows.
+
+        Popularity-ordered rows get their share of the popularity mass; id-ordered rows their row
+        share (the access models spread hot rows over the id space).
+        """
+        table = self.tables[shard.table]
+        if shard.rows == table.rows:
             return 1.0
-        return shard.rows / self.tables[shard.table].rows
+        if shard.order == "popularity":
+            return self.slice_model(shard).share
+        return shard.rows / table.rows
+
+    def op_table(self, shard: Shard) -> str:
+        """The ``Embedding.table`` of a shard's op: the table, or ``table@[start:end]`` for a
+        popularity slice (the cost layer gives that name the slice's access model)."""
+        if shard.order == "popularity" and shard.rows < self.tables[shard.table].rows:
+            name = f"{shard.table}@[{shard.row_start}:{shard.row_end}]"
+            self.slices[name] = (shard.table, shard.row_start, shard.row_end)
+            return name
+        return shard.table
+
+    def _unique_rows(self, shard: Shard, lookups: float) -> float:
+        """Expected distinct rows of the shard among ``lookups`` lookups that land in it."""
+        table = self.tables[shard.table]
+        if shard.order == "popularity" and shard.rows < table.rows:
+            return self.slice_model(shard).expected_unique(lookups)
+        share = self.lookup_share(shard)
+        table_lookups = lookups / share if share > 0 else 0.0
+        return self.table_model(shard.table).expected_unique(table_lookups) * (shard.rows / table.rows)
+
+    def bag_share(self, block: Sequence[Shard]) -> float:
+        """Share of bags (sample x table) with at least one lookup in ``block``'s rows.
+
+        A block holding every row of its columns serves every bag. With a table's hottest rows
+        replicated (FlexShard, HugeCTR's hybrid embedding) the cold owner only returns bags that
+        drew a cold row: with ``P`` lookups per bag drawn independently, ``1 - (1 - s)^P`` of them
+        for a block receiving a share ``s`` of the lookups.
+        """
+        share = min(1.0, sum(self.lookup_share(s) for s in block))
+        if share >= 1.0 - 1e-12:
+            return 1.0
+        pooling = self.w.table_lookups(self.tables[block[0].table])
+        return -math.expm1(pooling * math.log1p(-share)) if share < 1 else 1.0
+
+    # -- embedding passes ------------------------------------------------------------------------
 
     def embedding_pass(
         self, batch: int, pass_: str, deps_by_rank: dict[int, list[int]]
@@ -182,7 +246,7 @@ class _Builder:
         With ``fuse_tables`` (TorchRec's default), a rank's HBM shards of one dtype form one
         table-batched (TBE) node, as FBGEMM runs them in one kernel launch: its rows, lookups and
         unique rows are the sums over the shards and its dim the lookup-weighted mean, so the bytes
-        it moves are those of the shards. Other tiers and data-parallel tables stay one node per
+        it moves are those of the shards. Other tiers and data-parallel shards stay one node per
         shard (their caches and gradient all-reduce are per table).
         """
         b = self.local_batch(batch)
@@ -191,30 +255,34 @@ class _Builder:
         for shard in self.plan.shards:
             table = self.tables[shard.table]
             pooling = self.w.table_lookups(table)
+            share = self.lookup_share(shard)
+            served = b if shard.sharding == "data_parallel" else batch
+            lookups = served * pooling * share
+            op = Embedding(
+                table=self.op_table(shard),
+                pass_=pass_,
+                rows=shard.rows,
+                dim=shard.dim,
+                dtype=shard.dtype or self.w.table_dtype(table),
+                batch=served,
+                lookups=lookups,
+                unique_rows=self._unique_rows(shard, lookups),
+                tier=shard.tier,
+                optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+            )
             for rank in shard.ranks:
-                served = b if shard.sharding == "data_parallel" else batch
-                lookups = served * pooling * self._row_fraction(shard)
-                op = Embedding(
-                    table=shard.table,
-                    pass_=pass_,
-                    rows=shard.rows,
-                    dim=shard.dim,
-                    dtype=shard.dtype or self.w.table_dtype(table),
-                    batch=served,
-                    lookups=lookups,
-                    unique_rows=self._unique_rows(shard, served * pooling),
-                    tier=shard.tier,
-                    optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
-                )
                 if self.opt.fuse_tables and shard.tier == "hbm" and shard.sharding != "data_parallel":
                     groups[(rank, op.dtype)].append(op)
                     continue
-                name = f"emb_{pass_}:{shard.table}" + (
-                    f"[{shard.row_start}:{shard.row_end}]" if shard.sharding == "row_wise" else ""
-                )
-                if shard.sharding == "column_wise":
+                name = f"emb_{pass_}:{shard.table}"
+                if shard.rows < table.rows:
+                    name += f"[{shard.row_start}:{shard.row_end}]"
+                if shard.dim < self.w.table_dim(table):
                     name += f"[:,{shard.col_start}:{shard.col_end}]"
-                out[rank].append(self.add(rank, name, Stream.COMPUTE, op, deps_by_rank.get(rank, []), pass_))
+                nid = self.add(rank, name, Stream.COMPUTE, op, deps_by_rank.get(rank, []), pass_)
+                out[rank].append(nid)
+                if shard.sharding == "data_parallel":
+                    self.replicated[(rank, shard)] = nid
         for (rank, dtype), ops in sorted(groups.items()):
             lookups = sum(o.lookups for o in ops)
             dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
@@ -235,51 +303,89 @@ class _Builder:
             out[rank].append(self.add(rank, name, Stream.COMPUTE, fused, deps_by_rank.get(rank, []), pass_))
         return out
 
-    def _unique_rows(self, shard: Shard, table_lookups: float) -> float:
-        """Expected distinct rows of the shard among the batch's lookups of its table."""
-        table = self.tables[shard.table]
-        model = self._access_models.get(table.name)
-        if model is None:
-            model = access_model(self.w.table_access(table), table.rows)
-            self._access_models[table.name] = model
-        return model.expected_unique(table_lookups) * (shard.rows / table.rows)
+    def blocks(self) -> list[list[Shard]]:
+        """Non-replicated shards grouped by (table, column range): each block is pooled as one."""
+        out: dict[tuple[str, int, int], list[Shard]] = defaultdict(list)
+        for shard in self.plan.shards:
+            if shard.sharding != "data_parallel":
+                out[(shard.table, shard.col_start, shard.col_end)].append(shard)
+        return list(out.values())
 
     def pooled_exchange(
         self, batch: int, forward: bool, deps_by_rank: dict[int, list[int]]
     ) -> dict[int, list[int]]:
-        """Forward: pooled embeddings to the sample owners; backward: their gradients back."""
+        """Forward: pooled embeddings to the sample owners; backward: their gradients back.
+
+        A block on one rank (table-, column- or table-column-wise) sends each sample owner its
+        vectors in one all-to-all. A block split by rows over ranks ``G`` (row-wise, table-row-wise,
+        grid) first reduce-scatters its partial pools over ``G``, member ``i`` keeping the samples of
+        the ranks ``q`` with ``q mod |G| = i`` (for row-wise over the world that is ``q`` itself;
+        inside a node, the ranks of the same local index), which it then sends on in the same
+        all-to-all. Backward runs the transpose: the all-to-all, then an all-gather per block.
+        """
         b = self.local_batch(batch)
-        comm = DTYPE_BYTES[self.opt.comm_dtype]
-        width: dict[int, float] = defaultdict(float)  # owner rank -> pooled width it produces per sample
-        out: dict[int, list[int]] = defaultdict(list)
+        comm = DTYPE_BYTES[self.comm_dtype]
         phase = "forward" if forward else "backward"
-        for shard in self.plan.shards:
-            if shard.sharding in ("table_wise", "column_wise"):
-                width[shard.ranks[0]] += shard.dim
         group = tuple(range(self.world))
-        if width:
+        matrix = [[0.0] * self.world for _ in group]  # forward direction: [src][dst]
+        split: list[tuple[str, tuple[int, ...], int]] = []
+        for block in self.blocks():
+            ranks = tuple(sorted({r for s in block for r in s.ranks}))
+            dim = block[0].dim
+            vector = b * dim * comm * self.bag_share(block)
+            if len(ranks) == 1:
+                for q in group:  # the owner's own chunk too: TorchRec's all-to-all copies it
+                    matrix[ranks[0]][q] += vector
+                continue
+            first = block[0]
+            tag = first.table + (
+                f"[:,{first.col_start}:{first.col_end}]"
+                if first.dim < self.w.table_dim(self.tables[first.table])
+                else ""
+            )
+            split.append((tag, ranks, dim))
+            for q in group:
+                member = ranks[q % len(ranks)]
+                if member != q:
+                    matrix[member][q] += b * dim * comm
+        out: dict[int, list[int]] = defaultdict(list)
+        reduce_ids: dict[int, list[int]] = defaultdict(list)
+        if forward:
+            for tag, ranks, dim in split:
+                for r in ranks:
+                    # Each member holds partial sums for all B samples and keeps B / |G| of them.
+                    op = Collective(
+                        CollectiveOp.REDUCE_SCATTER,
+                        f"rw_fwd:{tag}",
+                        ranks,
+                        batch * dim * comm,
+                        self.comm_dtype,
+                    )
+                    nid = self.add(r, f"rw_fwd:{tag}", Stream.COMM, op, deps_by_rank.get(r, []), phase)
+                    out[r].append(nid)
+                    reduce_ids[r].append(nid)
+        a2a: dict[int, int] = {}
+        if any(any(row) for row in matrix):
             key = "a2a_fwd" if forward else "a2a_bwd"
             for r in group:
-                # forward: r sends its tables' pooled output for q's b samples; backward: the reverse.
-                produce = tuple(b * width[r] * comm for _ in group)
-                consume = tuple(b * width[q] * comm for q in group)
-                send, recv = (produce, consume) if forward else (consume, produce)
-                op = Collective(
-                    CollectiveOp.ALL_TO_ALL, key, group, sum(send), self.opt.comm_dtype, send, recv
-                )
-                out[r].append(self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase))
-        for name, shards in self.plan.by_table().items():
-            if shards[0].sharding != "row_wise":
-                continue
-            ranks = tuple(sorted({r for s in shards for r in s.ranks}))
-            dim = shards[0].dim
-            kind = CollectiveOp.REDUCE_SCATTER if forward else CollectiveOp.ALL_GATHER
-            key = f"rw_{'fwd' if forward else 'bwd'}:{name}"
-            for r in ranks:
-                # Each rank holds partial sums for all B samples; it keeps its b after the reduce-scatter.
-                size = batch * dim * comm if forward else b * dim * comm
-                op = Collective(kind, key, ranks, size, self.opt.comm_dtype)
-                out[r].append(self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase))
+                send = tuple(matrix[r]) if forward else tuple(matrix[q][r] for q in group)
+                recv = tuple(matrix[q][r] for q in group) if forward else tuple(matrix[r])
+                op = Collective(CollectiveOp.ALL_TO_ALL, key, group, sum(send), self.comm_dtype, send, recv)
+                deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
+                a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
+                out[r].append(a2a[r])
+        if not forward:
+            for tag, ranks, dim in split:
+                for r in ranks:
+                    op = Collective(
+                        CollectiveOp.ALL_GATHER,
+                        f"rw_bwd:{tag}",
+                        ranks,
+                        b * dim * comm * (self.world / len(ranks)),
+                        self.comm_dtype,
+                    )
+                    deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
+                    out[r].append(self.add(r, f"rw_bwd:{tag}", Stream.COMM, op, deps, phase))
         return out
 
     def dense_forward(
@@ -396,24 +502,23 @@ def build_training_step(
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
-    emb_bwd = bld.embedding_pass(batch, "backward", emb_deps)
-    # Data-parallel tables: their (dense) gradients are all-reduced before the update.
-    for name, shards in plan.by_table().items():
-        if shards[0].sharding != "data_parallel" or bld.world == 1:
-            continue
-        size = (
-            bld.tables[name].rows
-            * shards[0].dim
-            * DTYPE_BYTES[shards[0].dtype or workload.table_dtype(bld.tables[name])]
-        )
-        for r in range(bld.world):
-            mine = [n for n in emb_bwd[r] if bld.graph.node(n).name == f"emb_backward:{name}"]
-            op = Collective(
-                CollectiveOp.ALL_REDUCE, f"dp_allreduce:{name}", tuple(range(bld.world)), size, "fp32"
+    bld.embedding_pass(batch, "backward", emb_deps)
+    # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
+    # (dense, in the storage dtype, as DDP does) after the backward lookup, before the update.
+    if bld.world > 1:
+        for (r, shard), nid in sorted(bld.replicated.items(), key=lambda kv: (kv[0][0], kv[1])):
+            if bld.graph.node(nid).op.pass_ != "backward":  # type: ignore[union-attr]
+                continue
+            size = (
+                shard.rows
+                * shard.dim
+                * DTYPE_BYTES[shard.dtype or workload.table_dtype(bld.tables[shard.table])]
             )
-            bucket_ids[r].append(
-                bld.add(r, f"dp_allreduce:{name}", Stream.COMM, op, mine, "backward", lane=LANE_DENSE)
+            key = f"dp_allreduce:{shard.table}" + (
+                f"[{shard.row_start}:{shard.row_end}]" if shard.rows < bld.tables[shard.table].rows else ""
             )
+            op = Collective(CollectiveOp.ALL_REDUCE, key, tuple(range(bld.world)), size, "fp32")
+            bucket_ids[r].append(bld.add(r, key, Stream.COMM, op, [nid], "backward", lane=LANE_DENSE))
 
     optimizer = workload.training.optimizer
     dense_params = workload.dense_parameters
@@ -437,13 +542,14 @@ def build_training_step(
     bld.graph.metadata = {
         "source": "recsim.graph.build",
         "fused_tables": {k: [[t, n] for t, n in v] for k, v in bld.fused.items()},
+        "table_slices": {k: list(v) for k, v in bld.slices.items()},
         "mode": "training",
         "workload": workload.name,
         "plan": plan.strategy,
         "global_batch_size": batch,
         "local_batch_size": b,
         "precision": precision,
-        "comm_dtype": opt.comm_dtype,
+        "comm_dtype": bld.comm_dtype,
     }
     return bld.graph
 
@@ -488,6 +594,7 @@ def build_inference_batch(
     bld.graph.metadata = {
         "source": "recsim.graph.build",
         "fused_tables": {k: [[t, n] for t, n in v] for k, v in bld.fused.items()},
+        "table_slices": {k: list(v) for k, v in bld.slices.items()},
         "mode": "inference",
         "workload": workload.name,
         "plan": plan.strategy,

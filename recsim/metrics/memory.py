@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from recsim.planner.plan import Plan
+from recsim.planner.types import Plan
 from recsim.workload.spec import DTYPE_BYTES, Workload
 
 EMB_STATE_BYTES = {"sgd": 0.0, "rowwise_adagrad": 4.0, "adagrad": 4.0, "adam": 8.0}

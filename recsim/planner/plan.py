@@ -1,91 +1,16 @@
-"""The plan interface between the planner and the graph builder.
+"""Fixed, statistics-free plans: every table by one scheme, all in HBM at the workload's dtype.
 
-A ``Plan`` is a list of ``Shard``s over ``world_size`` ranks, in TorchRec's vocabulary:
-``table_wise`` (a whole table on one rank), ``column_wise`` (a slice of the columns on one rank),
-``row_wise`` (a slice of the rows on one rank; the table's shards together cover its rows) and
-``data_parallel`` (the whole table replicated on every rank). Each shard says its tier (``hbm``,
-``uvm``, ``uvm_caching``, ``ddr``, ``ssd``, ``nmp``, ``smartssd``) and storage dtype.
-
-Until the planner lands, ``table_wise_round_robin`` places tables whole, in order, rank by rank.
+These are the baselines the proposers are compared with (and what ``--plan table_wise`` etc.
+run): ``table_wise_round_robin`` (whole tables rank by rank, in order), ``table_wise_greedy`` (whole
+tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank) and ``hybrid``
+(row-wise for the tallest tables, LPT table-wise for the rest).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
-
 from recsim.errors import InfeasibleError
+from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Workload
-
-SHARDING_TYPES = ("table_wise", "column_wise", "row_wise", "data_parallel")
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Rows ``[row_start, row_end)`` and columns ``[col_start, col_end)`` of ``table`` on ``ranks``."""
-
-    table: str
-    sharding: str
-    row_start: int
-    row_end: int
-    col_start: int
-    col_end: int
-    ranks: tuple[int, ...]
-    tier: str = "hbm"
-    dtype: str | None = None
-
-    @property
-    def rows(self) -> int:
-        return self.row_end - self.row_start
-
-    @property
-    def dim(self) -> int:
-        return self.col_end - self.col_start
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Where every embedding table lives."""
-
-    world_size: int
-    shards: tuple[Shard, ...]
-    strategy: str = ""
-    notes: tuple[str, ...] = field(default=())
-
-    def shards_on(self, rank: int) -> list[Shard]:
-        """Shards whose ranks include ``rank`` (data-parallel shards are on every rank)."""
-        return [s for s in self.shards if rank in s.ranks]
-
-    def by_table(self) -> dict[str, list[Shard]]:
-        out: dict[str, list[Shard]] = defaultdict(list)
-        for s in self.shards:
-            out[s.table].append(s)
-        return dict(out)
-
-    def validate(self, workload: Workload) -> None:
-        """Every table covered exactly once (rows x columns), ranks in range."""
-        tables = {t.name: t for t in workload.tables}
-        by_table = self.by_table()
-        missing = sorted(set(tables) - set(by_table))
-        if missing:
-            raise InfeasibleError(f"plan {self.strategy!r} places no shard of table {missing[0]!r}")
-        for name, shards in by_table.items():
-            if name not in tables:
-                raise InfeasibleError(f"plan {self.strategy!r} has a shard of unknown table {name!r}")
-            table = tables[name]
-            area = sum(s.rows * s.dim for s in shards if s.sharding != "data_parallel")
-            full = table.rows * workload.table_dim(table)
-            if shards[0].sharding != "data_parallel" and area != full:
-                raise InfeasibleError(
-                    f"plan {self.strategy!r}: shards of {name!r} cover {area} of {full} cells"
-                )
-            for s in shards:
-                if s.sharding not in SHARDING_TYPES:
-                    raise InfeasibleError(f"shard of {name!r}: unknown sharding {s.sharding!r}")
-                if any(not 0 <= r < self.world_size for r in s.ranks) or not s.ranks:
-                    raise InfeasibleError(
-                        f"shard of {name!r}: ranks {s.ranks} outside 0..{self.world_size - 1}"
-                    )
 
 
 def table_wise_round_robin(workload: Workload, world_size: int) -> Plan:

@@ -1,0 +1,262 @@
+"""The planner's vocabulary, after TorchRec's: Shard, Plan, ShardingOption, Perf, Storage.
+
+A ``Plan`` is a list of ``Shard``s over ``world_size`` ranks plus the plan-wide choices (the wire
+precision of pooled embeddings). A ``Shard`` is a block of one table -- rows ``[row_start, row_end)``
+and columns ``[col_start, col_end)`` -- on its ranks, in a memory tier and a storage dtype. Its
+``sharding`` names the scheme it belongs to, which decides the communication the graph builder
+emits:
+
+- ``data_parallel``: the block is replicated on every rank; lookups stay local and the gradient
+  is all-reduced;
+- ``table_wise`` / ``column_wise`` / ``table_column_wise``: the block lives on one rank, which
+  pools it for every sample and sends each sample owner its vector (all-to-all);
+- ``row_wise``: rows over all ranks; partial pools are reduce-scattered over the whole world;
+- ``table_row_wise``: rows over the ranks of one node; partial pools are reduce-scattered inside
+  the node, then the node's ranks send each sample owner its vector (all-to-all);
+- ``grid``: column blocks on different nodes, each split by rows inside its node (TWRW per block).
+
+``order`` says how row ranges are counted: ``id`` (row ids; hot rows are spread over the id space,
+so a range receives its row share of the lookups) or ``popularity`` (ranks hottest first, as after
+RecShard's and FlexShard's frequency remap; a range receives its share of the popularity mass).
+Hot-row replication is a ``data_parallel`` shard of the hottest rows next to sharded cold rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from recsim.errors import InfeasibleError
+from recsim.workload.spec import DTYPE_BYTES, Workload
+
+SHARDING_TYPES = (
+    "data_parallel",
+    "table_wise",
+    "column_wise",
+    "table_column_wise",
+    "row_wise",
+    "table_row_wise",
+    "grid",
+)
+#: Schemes whose blocks live on one rank and are pooled there for every sample.
+WHOLE_BLOCK = ("table_wise", "column_wise", "table_column_wise")
+#: Schemes that split a block's rows over several ranks (partial pools are reduce-scattered).
+ROW_SPLIT = ("row_wise", "table_row_wise", "grid")
+ROW_ORDERS = ("id", "popularity")
+EMBEDDING_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``[row_start, row_end)`` and columns ``[col_start, col_end)`` of ``table`` on ``ranks``."""
+
+    table: str
+    sharding: str
+    row_start: int
+    row_end: int
+    col_start: int
+    col_end: int
+    ranks: tuple[int, ...]
+    tier: str = "hbm"
+    dtype: str | None = None
+    order: str = "id"
+
+    @property
+    def rows(self) -> int:
+        return self.row_end - self.row_start
+
+    @property
+    def dim(self) -> int:
+        return self.col_end - self.col_start
+
+    @property
+    def tier_name(self) -> str:
+        """The tier without its parameter (``uvm_caching:0.2`` -> ``uvm_caching``)."""
+        return self.tier.split(":", 1)[0]
+
+    @property
+    def columns(self) -> tuple[int, int]:
+        return (self.col_start, self.col_end)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where every embedding table lives, and the wire precision of the pooled embeddings."""
+
+    world_size: int
+    shards: tuple[Shard, ...]
+    strategy: str = ""
+    notes: tuple[str, ...] = field(default=())
+    comm_dtype: str = "fp32"
+
+    def shards_on(self, rank: int) -> list[Shard]:
+        """Shards whose ranks include ``rank`` (data-parallel shards are on every rank)."""
+        return [s for s in self.shards if rank in s.ranks]
+
+    def by_table(self) -> dict[str, list[Shard]]:
+        out: dict[str, list[Shard]] = defaultdict(list)
+        for s in self.shards:
+            out[s.table].append(s)
+        return dict(out)
+
+    def validate(self, workload: Workload) -> None:
+        """Every table covered exactly once (rows x columns), ranks and choices valid.
+
+        Raises ``InfeasibleError`` naming the table and what is wrong.
+        """
+        if self.world_size < 1:
+            raise InfeasibleError(f"plan {self.strategy!r}: world size must be >= 1")
+        if self.comm_dtype not in DTYPE_BYTES:
+            raise InfeasibleError(f"plan {self.strategy!r}: unknown communication dtype {self.comm_dtype!r}")
+        tables = {t.name: t for t in workload.tables}
+        by_table = self.by_table()
+        missing = [name for name in tables if name not in by_table]
+        if missing:
+            raise InfeasibleError(f"plan {self.strategy!r} places no shard of table {missing[0]!r}")
+        everyone = tuple(range(self.world_size))
+        for name, shards in by_table.items():
+            if name not in tables:
+                raise InfeasibleError(f"plan {self.strategy!r} has a shard of unknown table {name!r}")
+            table = tables[name]
+            dim = workload.table_dim(table)
+            orders = {s.order for s in shards}
+            if len(orders) > 1:
+                raise InfeasibleError(f"shards of {name!r} mix row orders {sorted(orders)}")
+            for s in shards:
+                where = f"shard {name}[{s.row_start}:{s.row_end}, {s.col_start}:{s.col_end}]"
+                if s.sharding not in SHARDING_TYPES:
+                    raise InfeasibleError(
+                        f"{where}: unknown sharding {s.sharding!r} (known: {', '.join(SHARDING_TYPES)})"
+                    )
+                if s.order not in ROW_ORDERS:
+                    raise InfeasibleError(f"{where}: row order must be one of {ROW_ORDERS}, got {s.order!r}")
+                if not (0 <= s.row_start < s.row_end <= table.rows and 0 <= s.col_start < s.col_end <= dim):
+                    raise InfeasibleError(f"{where}: outside the table ({table.rows} rows x {dim} columns)")
+                if not s.ranks or any(not 0 <= r < self.world_size for r in s.ranks):
+                    raise InfeasibleError(f"{where}: ranks {s.ranks} outside 0..{self.world_size - 1}")
+                if s.sharding == "data_parallel" and tuple(sorted(s.ranks)) != everyone:
+                    raise InfeasibleError(f"{where}: a data-parallel shard is on every rank")
+                if s.sharding != "data_parallel" and len(s.ranks) != 1:
+                    raise InfeasibleError(f"{where}: a {s.sharding} shard is on exactly one rank")
+                if s.dtype is not None and s.dtype not in EMBEDDING_DTYPES:
+                    raise InfeasibleError(f"{where}: unknown embedding dtype {s.dtype!r}")
+            area = sum(s.rows * s.dim for s in shards)
+            if area != table.rows * dim or _overlap(shards):
+                raise InfeasibleError(
+                    f"plan {self.strategy!r}: shards of {name!r} cover {area} of {table.rows * dim} cells"
+                    + (" and overlap" if _overlap(shards) else "")
+                )
+
+
+def _overlap(shards: list[Shard]) -> bool:
+    """Whether two shards of one table share a cell.
+
+    Column ranges must be equal or disjoint (every scheme cuts columns first, then rows), so the
+    check is: distinct column ranges do not intersect, and inside one column range the row ranges
+    do not intersect. ``n log n``: row-wise over a thousand ranks stays cheap.
+    """
+    by_cols: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for s in shards:
+        by_cols[s.columns].append((s.row_start, s.row_end))
+    cols = sorted(by_cols)
+    if any(b[0] < a[1] for a, b in itertools.pairwise(cols)):
+        return True
+    for rows in by_cols.values():
+        rows.sort()
+        if any(b[0] < a[1] for a, b in itertools.pairwise(rows)):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------- estimates
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Bytes a shard (or a rank, or a plan) keeps per memory class."""
+
+    hbm_bytes: float = 0.0
+    ddr_bytes: float = 0.0
+    ssd_bytes: float = 0.0
+
+    def __add__(self, other: Storage) -> Storage:
+        return Storage(
+            self.hbm_bytes + other.hbm_bytes,
+            self.ddr_bytes + other.ddr_bytes,
+            self.ssd_bytes + other.ssd_bytes,
+        )
+
+    def scaled(self, factor: float) -> Storage:
+        return Storage(self.hbm_bytes * factor, self.ddr_bytes * factor, self.ssd_bytes * factor)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"hbm_bytes": self.hbm_bytes, "ddr_bytes": self.ddr_bytes, "ssd_bytes": self.ssd_bytes}
+
+
+@dataclass(frozen=True)
+class Perf:
+    """Estimated seconds of a shard (or a rank) per training step, by phase."""
+
+    fwd_compute_s: float = 0.0
+    fwd_comm_s: float = 0.0
+    bwd_compute_s: float = 0.0
+    bwd_comm_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return math.fsum((self.fwd_compute_s, self.fwd_comm_s, self.bwd_compute_s, self.bwd_comm_s))
+
+    @property
+    def compute_s(self) -> float:
+        return self.fwd_compute_s + self.bwd_compute_s
+
+    @property
+    def comm_s(self) -> float:
+        return self.fwd_comm_s + self.bwd_comm_s
+
+    def __add__(self, other: Perf) -> Perf:
+        return Perf(
+            self.fwd_compute_s + other.fwd_compute_s,
+            self.fwd_comm_s + other.fwd_comm_s,
+            self.bwd_compute_s + other.bwd_compute_s,
+            self.bwd_comm_s + other.bwd_comm_s,
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "fwd_compute_s": self.fwd_compute_s,
+            "fwd_comm_s": self.fwd_comm_s,
+            "bwd_compute_s": self.bwd_compute_s,
+            "bwd_comm_s": self.bwd_comm_s,
+            "total_s": self.total_s,
+        }
+
+
+@dataclass(frozen=True)
+class ShardingOption:
+    """One way to shard one table: scheme, tier, dtype, how many blocks, and the hot-row split.
+
+    ``shards`` is the number of blocks (ranks for row splits, column blocks for column splits);
+    ``hot_rows`` > 0 puts the table's hottest rows (popularity order) either on every rank
+    (``hot_placement == "replicate"``, FlexShard) or in HBM next to the cold rows on ``tier``
+    (``hot_placement == "hbm"``, RecShard). ``perf`` and ``storage`` are the whole option's
+    estimates (all its blocks); ``block_perf``/``block_storage`` those of one block.
+    """
+
+    table: str
+    sharding: str
+    tier: str
+    dtype: str
+    shards: int = 1
+    hot_rows: int = 0
+    hot_placement: str = ""
+    perf: Perf = field(default_factory=Perf)
+    storage: Storage = field(default_factory=Storage)
+    block_perf: Perf = field(default_factory=Perf)
+    block_storage: Storage = field(default_factory=Storage)
+
+    def describe(self) -> str:
+        hot = f", {self.hot_rows} hot rows {self.hot_placement}" if self.hot_rows else ""
+        return f"{self.table}: {self.sharding} x{self.shards} on {self.tier} ({self.dtype}{hot})"
