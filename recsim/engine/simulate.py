@@ -1,7 +1,8 @@
 """Simulate a training step end to end: plan -> memory check -> graph -> engine -> Result.
 
-The steps: check that every rank's HBM holds its shards, dense model and activations (else an
-``infeasible`` Result naming the rank and the shortfall); build the step graph and chain
+The steps: check that every rank's HBM holds its shards, dense model and activations, and every
+node's host DRAM and SSDs their shards (else an ``infeasible`` Result naming the rank or node, the
+tier and the shortfall); build the step graph and chain
 ``steps`` copies (default 3) so the pipeline reaches its steady state; schedule it with the
 chosen engine; measure the last step (its critical-path breakdown, busy times, energy); check
 the invariants. Everything returned is a ``Result``; only bugs raise.
@@ -27,10 +28,10 @@ from recsim.graph.schedule import Schedule
 from recsim.graph.steps import chain_steps
 from recsim.hardware.system import System
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
-from recsim.metrics.memory import rank_memory_bytes
+from recsim.metrics.memory import memory_usage
 from recsim.metrics.result import Result
+from recsim.planner.storage import capacity, check_fits
 from recsim.planner.types import Plan
-from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Workload
 
 
@@ -86,22 +87,21 @@ def simulate_training(
                 **context,
             )
         )
-    hbm, _host = rank_memory_bytes(workload, plan)
-    capacity = acc.hbm.capacity_bytes
-    worst = max(hbm, key=lambda r: hbm[r])
-    memory_peak = {"hbm": hbm[worst]}
-    if hbm[worst] > capacity:
-        short = hbm[worst] - capacity
+    try:
+        plan.validate(workload)
+        usage = memory_usage(workload, plan, system)
+    except InfeasibleError as exc:
+        return Simulation(Result.failed("infeasible", str(exc), **context))
+    memory_peak = {
+        "hbm": max(usage.hbm_by_rank.values()),
+        "ddr": max(usage.ddr_by_node.values(), default=0.0),
+        "ssd": max(usage.ssd_by_node.values(), default=0.0),
+    }
+    try:
+        check_fits(usage, capacity(system))
+    except InfeasibleError as exc:
         return Simulation(
-            Result.failed(
-                "infeasible",
-                f"rank {worst} needs {format_quantity(hbm[worst], Dimension.BYTES, binary=True)} of HBM, "
-                f"the {acc.name} has {format_quantity(capacity, Dimension.BYTES, binary=True)} "
-                f"({format_quantity(short, Dimension.BYTES, binary=True)} short)",
-                memory_peak_bytes=memory_peak,
-                memory_fits=False,
-                **context,
-            )
+            Result.failed("infeasible", str(exc), memory_peak_bytes=memory_peak, memory_fits=False, **context)
         )
     try:
         step = build_training_step(workload, plan, BuildOptions(comm_dtype=options.comm_dtype))

@@ -321,6 +321,15 @@ class Workload(Referable):
             out.extend(group.tables())
         return out
 
+    @cached_property
+    def table_index(self) -> dict[str, Table]:
+        """Tables by name."""
+        return {t.name: t for t in self.tables}
+
+    def table(self, name: str) -> Table:
+        """The table called ``name`` (KeyError if there is none)."""
+        return self.table_index[name]
+
     def table_dim(self, table: Table) -> int:
         return table.dim if table.dim is not None else self.embedding.dim
 

@@ -10,14 +10,16 @@ from recsim.graph.build import build_training_step
 from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Node, Stream
 from recsim.graph.schedule import Schedule, asap_schedule
 from recsim.graph.steps import chain_steps
+from recsim.hardware.library import HardwareLibrary
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
-from recsim.metrics.memory import rank_memory_bytes
+from recsim.metrics.memory import memory_usage
 from recsim.metrics.result import Result
 from recsim.planner import table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES
 
 TINY = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+TINY_SYSTEM = HardwareLibrary([FIXTURES / "minilib"]).system("tiny")
 
 
 def k(i, rank=0, deps=(), stream=Stream.COMPUTE, dur=1.0, lane=0):
@@ -136,7 +138,8 @@ def test_result_to_dict_is_flat():
 
 
 def test_memory_by_hand():
-    hbm, host = rank_memory_bytes(TINY, table_wise_round_robin(TINY, 2))
+    usage = memory_usage(TINY, table_wise_round_robin(TINY, 2), TINY_SYSTEM)
+    hbm = usage.hbm_by_rank
     # table a (100 x 4 fp32) on rank 0 with row-wise Adagrad state (4 B per row); dense: 131 fp32
     # params x (param + grad + one Adagrad state); activations: 4 samples x (8+4+3+6+1) x 4 B;
     # pooled embeddings for the local batch: 4 x (4 + 4) x 4 B.
@@ -145,4 +148,4 @@ def test_memory_by_hand():
     pooled = 4 * 4 * 8
     assert hbm[0] == 100 * (16 + 4) + dense + act + pooled
     assert hbm[1] == 50 * (16 + 4) + dense + act + pooled
-    assert host == {}
+    assert sum(usage.ddr_by_node.values()) == 0 and sum(usage.ssd_by_node.values()) == 0

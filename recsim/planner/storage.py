@@ -1,0 +1,206 @@
+"""Memory accounting of a plan: what each rank keeps in HBM and each node in DDR and on SSDs.
+
+**Per shard** (``shard_storage``), rows x (row bytes + optimizer state), where a row is ``dim x dtype``
+bytes plus FBGEMM's per-row scale and bias for int8/int4 and the state is FBGEMM's (fp32 whatever
+the table dtype: row-wise Adagrad one value per row, Adagrad one per element, Adam two), lands:
+
+- ``hbm``: in HBM on the shard's rank (every rank for data-parallel shards);
+- ``uvm`` / ``ddr`` / ``nmp``: in host DRAM of the rank's node (RecNMP's DIMMs *are* host memory);
+- ``uvm_caching:r``: the table in host DRAM and a cache of ``r x rows`` rows (weights) in HBM;
+- ``ssd`` / ``smartssd``: on the node's SSDs; the ``ssd`` tier's OS page cache (its parameter, a
+  fraction of host memory) is host DRAM taken once per node that has SSD shards.
+
+**Per rank** the dense side comes on top in HBM (``dense_hbm_bytes``): the dense model in fp32 with
+its gradient and optimizer state (mixed precision keeps fp32 master weights), every dense layer's
+output for the local batch in the training precision, and the pooled embeddings (fp32) that the
+backward pass needs.
+
+**Capacity** (``capacity``): the accelerator's HBM per rank, the node's host memory, and the node's
+SSDs (count x capacity). ``check_fits`` compares the totals with the capacities less a reserve and
+raises ``InfeasibleError`` naming the rank or node, the tier, the bytes and the largest tables on it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from recsim.cost.embedding.base import QUANT_ROW_OVERHEAD_BYTES, optimizer_state_bytes, parse_tier, tier_model
+from recsim.errors import InfeasibleError
+from recsim.hardware.system import System
+from recsim.planner.types import Plan, Shard, Storage
+from recsim.units import Dimension, format_quantity
+from recsim.workload.spec import DTYPE_BYTES, Workload
+
+#: Tiers whose rows live in host DRAM, and on SSDs.
+HOST_TIERS = ("uvm", "uvm_caching", "ddr", "nmp")
+SSD_TIERS = ("ssd", "smartssd")
+#: Dense optimizer states in units of the parameter count (SGD none, Adagrad one, Adam two).
+DENSE_STATE_FACTOR = {"sgd": 0, "adagrad": 1, "adam": 2}
+_QUANTIZED = ("int8", "int4")
+
+
+def row_bytes(dim: int, dtype: str) -> float:
+    """Stored bytes of one row (int8/int4 rows carry an fp16 scale and bias)."""
+    return dim * DTYPE_BYTES[dtype] + (QUANT_ROW_OVERHEAD_BYTES if dtype in _QUANTIZED else 0.0)
+
+
+def shard_storage(shard: Shard, workload: Workload) -> Storage:
+    """Bytes one copy of ``shard`` keeps in HBM, host DRAM and on SSDs (its rank's, or its node's)."""
+    table = workload.table(shard.table)
+    dtype = shard.dtype or workload.table_dtype(table)
+    per_row = row_bytes(shard.dim, dtype) + optimizer_state_bytes(
+        workload.training.embedding_optimizer, shard.dim
+    )
+    size = shard.rows * per_row
+    name, raw = parse_tier(shard.tier)
+    if name == "hbm":
+        return Storage(hbm_bytes=size)
+    if name == "uvm_caching":
+        ratio = tier_model(name).resolve_param(raw) or 0.0
+        return Storage(hbm_bytes=ratio * shard.rows * row_bytes(shard.dim, dtype), ddr_bytes=size)
+    if name in HOST_TIERS:
+        return Storage(ddr_bytes=size)
+    if name in SSD_TIERS:
+        return Storage(ssd_bytes=size)
+    raise InfeasibleError(f"shard of {shard.table!r}: tier {shard.tier!r} has no storage model")
+
+
+def page_cache_bytes(shard: Shard, system: System) -> float:
+    """Host DRAM the ``ssd`` tier's page cache takes on the node (0 for other tiers)."""
+    name, raw = parse_tier(shard.tier)
+    if name != "ssd":
+        return 0.0
+    fraction = tier_model(name).resolve_param(raw) or 0.0
+    return fraction * system.node.host_memory_capacity_bytes
+
+
+def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
+    """HBM every rank needs for the dense model, its optimizer and the activations of its batch."""
+    b = workload.training.global_batch_size / world_size
+    s = DTYPE_BYTES[workload.training.precision]
+    dense = workload.dense_parameters * 4.0 * (2 + DENSE_STATE_FACTOR[workload.training.optimizer])
+    activations = b * s * sum(layer.out_features for layer in workload.dense_layers)
+    pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
+    return dense + activations + pooled
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A plan's bytes per rank (HBM) and per node (host DRAM, SSD), with what fills them."""
+
+    hbm_by_rank: dict[int, float]
+    ddr_by_node: dict[int, float]
+    ssd_by_node: dict[int, float]
+    dense_hbm_bytes: float
+    tables_by_rank: dict[int, dict[str, float]]  # rank -> table -> HBM bytes
+    tables_by_node: dict[int, dict[str, float]]  # node -> table -> DDR + SSD bytes
+
+    def storage_of_rank(self, rank: int, ranks_per_node: int) -> Storage:
+        node = rank // ranks_per_node
+        return Storage(
+            self.hbm_by_rank.get(rank, 0.0),
+            self.ddr_by_node.get(node, 0.0) / ranks_per_node,
+            self.ssd_by_node.get(node, 0.0) / ranks_per_node,
+        )
+
+
+def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
+    """Bytes of ``plan`` per rank and node on ``system`` (ranks fill nodes in order)."""
+    per_node = max(1, system.node.num_accelerators)
+    dense = dense_hbm_bytes(workload, plan.world_size)
+    hbm: dict[int, float] = {r: dense for r in range(plan.world_size)}
+    ddr: dict[int, float] = defaultdict(float)
+    ssd: dict[int, float] = defaultdict(float)
+    cache: dict[int, float] = defaultdict(float)
+    by_rank: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    by_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    memo: dict[tuple[object, ...], Storage] = {}
+    for shard in plan.shards:
+        key = (shard.table, shard.rows, shard.dim, shard.tier, shard.dtype)
+        st = memo.get(key)
+        if st is None:
+            st = memo[key] = shard_storage(shard, workload)
+        for rank in shard.ranks:
+            node = rank // per_node
+            hbm[rank] += st.hbm_bytes
+            ddr[node] += st.ddr_bytes
+            ssd[node] += st.ssd_bytes
+            cache[node] = max(cache[node], page_cache_bytes(shard, system))
+            if st.hbm_bytes:
+                by_rank[rank][shard.table] += st.hbm_bytes
+            if st.ddr_bytes or st.ssd_bytes:
+                by_node[node][shard.table] += st.ddr_bytes + st.ssd_bytes
+    for node, extra in cache.items():
+        ddr[node] += extra
+    return Usage(
+        dict(hbm),
+        dict(ddr),
+        dict(ssd),
+        dense,
+        {r: dict(v) for r, v in by_rank.items()},
+        {n: dict(v) for n, v in by_node.items()},
+    )
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Bytes available per rank (HBM) and per node (host DRAM, SSDs)."""
+
+    hbm_bytes_per_rank: float
+    ddr_bytes_per_node: float
+    ssd_bytes_per_node: float
+    ranks_per_node: int
+
+    def less(self, hbm_reserve: float, ddr_reserve: float) -> Capacity:
+        return Capacity(
+            self.hbm_bytes_per_rank * (1 - hbm_reserve),
+            self.ddr_bytes_per_node * (1 - ddr_reserve),
+            self.ssd_bytes_per_node,
+            self.ranks_per_node,
+        )
+
+
+def capacity(system: System) -> Capacity:
+    node = system.node
+    acc = system.accelerator
+    ssds = node.ssds.count * node.ssds.device.capacity_bytes if node.ssds else 0.0
+    return Capacity(
+        acc.hbm.capacity_bytes if acc else 0.0,
+        node.host_memory_capacity_bytes,
+        ssds,
+        max(1, node.num_accelerators),
+    )
+
+
+def _b(x: float) -> str:
+    return format_quantity(x, Dimension.BYTES, binary=True)
+
+
+def _largest(tables: dict[str, float], n: int = 3) -> str:
+    top = sorted(tables.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{name} {_b(size)}" for name, size in top)
+
+
+def check_fits(usage: Usage, cap: Capacity, *, what: str = "plan") -> None:
+    """Raise ``InfeasibleError`` at the first rank or node whose bytes exceed ``cap``."""
+    for rank, used in sorted(usage.hbm_by_rank.items(), key=lambda kv: -kv[1])[:1]:
+        if used > cap.hbm_bytes_per_rank:
+            tables = usage.tables_by_rank.get(rank, {})
+            raise InfeasibleError(
+                f"{what}: rank {rank} needs {_b(used)} of HBM, {_b(cap.hbm_bytes_per_rank)} available "
+                f"({_b(used - cap.hbm_bytes_per_rank)} short; dense side {_b(usage.dense_hbm_bytes)}"
+                + (f"; largest tables: {_largest(tables)})" if tables else ")")
+            )
+    for label, by_node, limit in (
+        ("host DRAM", usage.ddr_by_node, cap.ddr_bytes_per_node),
+        ("SSD", usage.ssd_by_node, cap.ssd_bytes_per_node),
+    ):
+        for node, used in sorted(by_node.items(), key=lambda kv: -kv[1])[:1]:
+            if used > limit:
+                tables = usage.tables_by_node.get(node, {})
+                raise InfeasibleError(
+                    f"{what}: node {node} needs {_b(used)} of {label}, {_b(limit)} available "
+                    f"({_b(used - limit)} short"
+                    + (f"; largest tables: {_largest(tables)})" if tables else ")")
+                )
