@@ -45,10 +45,8 @@ from recsim.graph.ir import (
     Stream,
     Transfer,
 )
+from recsim.graph.shard_ops import ShardOps
 from recsim.planner.types import Plan, Shard
-from recsim.workload.access import access_model
-from recsim.workload.access.model import AccessModel
-from recsim.workload.access.slice import SliceModel
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 
 INDEX_BYTES = 8.0  # int64 indices, as TorchRec's KeyedJaggedTensor carries them
@@ -97,10 +95,8 @@ class _Builder:
         self.graph = ExecutionGraph(self.world, metadata={})
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
-        self._access_models: dict[str, AccessModel] = {}
+        self.ops = ShardOps(workload)
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
-        self._slices: dict[tuple[str, int, int], SliceModel] = {}
-        self.slices: dict[str, tuple[str, int, int]] = {}  # op table name -> (table, start, end)
         self.replicated: dict[tuple[int, Shard], int] = {}  # (rank, data-parallel shard) -> node
 
     def add(
@@ -166,75 +162,12 @@ class _Builder:
             if shard.sharding == "data_parallel":
                 continue
             table = self.tables[shard.table]
-            lookups = self.w.table_lookups(table) * b * self.lookup_share(shard)
+            lookups = self.w.table_lookups(table) * b * self.ops.lookup_share(shard)
             for owner in shard.ranks:
                 per_sender = lookups * INDEX_BYTES + b * LENGTH_BYTES
                 for sender in range(self.world):
                     out[sender][owner] += per_sender
         return out
-
-    # -- access statistics of a shard ------------------------------------------------------------
-
-    def table_model(self, name: str) -> AccessModel:
-        model = self._access_models.get(name)
-        if model is None:
-            table = self.tables[name]
-            model = access_model(self.w.table_access(table), table.rows)
-            self._access_models[name] = model
-        return model
-
-    def slice_model(self, shard: Shard) -> SliceModel:
-        key = (shard.table, shard.row_start, shard.row_end)
-        model = self._slices.get(key)
-        if model is None:
-            model = SliceModel(self.table_model(shard.table), shard.row_start, shard.row_end)
-            self._slices[key] = model
-        return model
-
-    def lookup_share(self, shard: Shard) -> float:
-        """Share of its table's lookups that land in the shard's rows.
-
-        Popularity-ordered rows get their share of the popularity mass; id-ordered rows their row
-        share (the access models spread hot rows over the id space).
-        """
-        table = self.tables[shard.table]
-        if shard.rows == table.rows:
-            return 1.0
-        if shard.order == "popularity":
-            return self.slice_model(shard).share
-        return shard.rows / table.rows
-
-    def op_table(self, shard: Shard) -> str:
-        """The ``Embedding.table`` of a shard's op: the table, or ``table@[start:end]`` for a
-        popularity slice (the cost layer gives that name the slice's access model)."""
-        if shard.order == "popularity" and shard.rows < self.tables[shard.table].rows:
-            name = f"{shard.table}@[{shard.row_start}:{shard.row_end}]"
-            self.slices[name] = (shard.table, shard.row_start, shard.row_end)
-            return name
-        return shard.table
-
-    def _unique_rows(self, shard: Shard, lookups: float) -> float:
-        """Expected distinct rows of the shard among ``lookups`` lookups that land in it."""
-        table = self.tables[shard.table]
-        if shard.order == "popularity" and shard.rows < table.rows:
-            return self.slice_model(shard).expected_unique(lookups)
-        share = self.lookup_share(shard)
-        table_lookups = lookups / share if share > 0 else 0.0
-        return self.table_model(shard.table).expected_unique(table_lookups) * (shard.rows / table.rows)
-
-    def bag_share(self, block: Sequence[Shard]) -> float:
-        """Share of bags (sample x table) with at least one lookup in ``block``'s rows.
-
-        A block holding every row of its columns serves every bag. With a table's hottest rows
-        replicated (FlexShard, HugeCTR's hybrid embedding) the cold owner only returns bags that
-        drew a cold row: with ``P`` lookups per bag drawn independently, ``1 - (1 - s)^P`` of them
-        for a block receiving a share ``s`` of the lookups.
-        """
-        share = min(1.0, sum(self.lookup_share(s) for s in block))
-        if share >= 1.0 - 1e-12:
-            return 1.0
-        pooling = self.w.table_lookups(self.tables[block[0].table])
-        return -math.expm1(pooling * math.log1p(-share)) if share < 1 else 1.0
 
     # -- embedding passes ------------------------------------------------------------------------
 
@@ -249,27 +182,12 @@ class _Builder:
         it moves are those of the shards. Other tiers and data-parallel shards stay one node per
         shard (their caches and gradient all-reduce are per table).
         """
-        b = self.local_batch(batch)
+        self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
         groups: dict[tuple[int, str], list[Embedding]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            pooling = self.w.table_lookups(table)
-            share = self.lookup_share(shard)
-            served = b if shard.sharding == "data_parallel" else batch
-            lookups = served * pooling * share
-            op = Embedding(
-                table=self.op_table(shard),
-                pass_=pass_,
-                rows=shard.rows,
-                dim=shard.dim,
-                dtype=shard.dtype or self.w.table_dtype(table),
-                batch=served,
-                lookups=lookups,
-                unique_rows=self._unique_rows(shard, lookups),
-                tier=shard.tier,
-                optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
-            )
+            op = self.ops.op(shard, pass_, batch, self.world)
             for rank in shard.ranks:
                 if self.opt.fuse_tables and shard.tier == "hbm" and shard.sharding != "data_parallel":
                     groups[(rank, op.dtype)].append(op)
@@ -332,7 +250,7 @@ class _Builder:
         for block in self.blocks():
             ranks = tuple(sorted({r for s in block for r in s.ranks}))
             dim = block[0].dim
-            vector = b * dim * comm * self.bag_share(block)
+            vector = b * dim * comm * self.ops.bag_share(block)
             if len(ranks) == 1:
                 for q in group:  # the owner's own chunk too: TorchRec's all-to-all copies it
                     matrix[ranks[0]][q] += vector
@@ -542,7 +460,7 @@ def build_training_step(
     bld.graph.metadata = {
         "source": "recsim.graph.build",
         "fused_tables": {k: [[t, n] for t, n in v] for k, v in bld.fused.items()},
-        "table_slices": {k: list(v) for k, v in bld.slices.items()},
+        "table_slices": {k: list(v) for k, v in bld.ops.slices.items()},
         "mode": "training",
         "workload": workload.name,
         "plan": plan.strategy,
@@ -594,7 +512,7 @@ def build_inference_batch(
     bld.graph.metadata = {
         "source": "recsim.graph.build",
         "fused_tables": {k: [[t, n] for t, n in v] for k, v in bld.fused.items()},
-        "table_slices": {k: list(v) for k, v in bld.slices.items()},
+        "table_slices": {k: list(v) for k, v in bld.ops.slices.items()},
         "mode": "inference",
         "workload": workload.name,
         "plan": plan.strategy,

@@ -1,0 +1,116 @@
+"""What one shard of an embedding table does in a step: its share of the lookups, its distinct rows,
+the bags it serves and the ``Embedding`` ops of its forward and backward pass.
+
+The graph builder and the planner's estimator both ask this, so a plan is estimated with exactly
+the ops the engines will run. Row ranges in ``popularity`` order (hottest first, after a frequency
+remap) get the slice of the table's popularity (``SliceModel``) and an op table name
+``table@[start:end]`` that the cost layer resolves to that slice (graph metadata ``table_slices``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from recsim.graph.ir import Embedding
+from recsim.planner.types import Shard
+from recsim.workload.access import access_model
+from recsim.workload.access.model import AccessModel
+from recsim.workload.access.slice import SliceModel
+from recsim.workload.spec import Workload
+
+
+class ShardOps:
+    """Lookup figures of shards of ``workload``'s tables (access models cached per table/slice)."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.w = workload
+        self.tables = workload.table_index
+        self._models: dict[str, AccessModel] = {}
+        self._slices: dict[tuple[str, int, int], SliceModel] = {}
+        self.slices: dict[str, tuple[str, int, int]] = {}  # op table name -> (table, start, end)
+
+    def table_model(self, name: str) -> AccessModel:
+        model = self._models.get(name)
+        if model is None:
+            table = self.tables[name]
+            model = access_model(self.w.table_access(table), table.rows)
+            self._models[name] = model
+        return model
+
+    def slice_model(self, table: str, start: int, end: int) -> SliceModel:
+        key = (table, start, end)
+        model = self._slices.get(key)
+        if model is None:
+            model = SliceModel(self.table_model(table), start, end)
+            self._slices[key] = model
+        return model
+
+    def is_slice(self, shard: Shard) -> bool:
+        return shard.order == "popularity" and shard.rows < self.tables[shard.table].rows
+
+    def lookup_share(self, shard: Shard) -> float:
+        """Share of its table's lookups that land in the shard's rows.
+
+        Popularity-ordered rows get their share of the popularity mass; id-ordered rows their row
+        share (the access models spread hot rows over the id space).
+        """
+        table = self.tables[shard.table]
+        if shard.rows == table.rows:
+            return 1.0
+        if shard.order == "popularity":
+            return self.slice_model(shard.table, shard.row_start, shard.row_end).share
+        return shard.rows / table.rows
+
+    def op_table(self, shard: Shard) -> str:
+        """``Embedding.table`` of the shard's ops: the table, or ``table@[start:end]`` for a slice."""
+        if self.is_slice(shard):
+            name = f"{shard.table}@[{shard.row_start}:{shard.row_end}]"
+            self.slices[name] = (shard.table, shard.row_start, shard.row_end)
+            return name
+        return shard.table
+
+    def unique_rows(self, shard: Shard, lookups: float) -> float:
+        """Expected distinct rows of the shard among ``lookups`` lookups that land in it."""
+        table = self.tables[shard.table]
+        if self.is_slice(shard):
+            return self.slice_model(shard.table, shard.row_start, shard.row_end).expected_unique(lookups)
+        share = self.lookup_share(shard)
+        table_lookups = lookups / share if share > 0 else 0.0
+        return self.table_model(shard.table).expected_unique(table_lookups) * (shard.rows / table.rows)
+
+    def bag_share(self, block: Sequence[Shard]) -> float:
+        """Share of bags (sample x table) with at least one lookup in ``block``'s rows.
+
+        A block holding every row of its columns serves every bag. With a table's hottest rows
+        replicated (FlexShard, HugeCTR's hybrid embedding) the cold owner only returns bags that
+        drew a cold row: with ``P`` lookups per bag drawn independently, ``1 - (1 - s)^P`` of them
+        for a block receiving a share ``s`` of the lookups.
+        """
+        share = min(1.0, sum(self.lookup_share(s) for s in block))
+        if share >= 1.0 - 1e-12:
+            return 1.0
+        pooling = self.w.table_lookups(self.tables[block[0].table])
+        return -math.expm1(pooling * math.log1p(-share))
+
+    def served(self, shard: Shard, global_batch: int, world_size: int) -> int:
+        """Samples whose lookups the shard serves: the local batch when replicated, else all."""
+        return global_batch // world_size if shard.sharding == "data_parallel" else global_batch
+
+    def op(self, shard: Shard, pass_: str, global_batch: int, world_size: int) -> Embedding:
+        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
+        table = self.tables[shard.table]
+        served = self.served(shard, global_batch, world_size)
+        lookups = served * self.w.table_lookups(table) * self.lookup_share(shard)
+        return Embedding(
+            table=self.op_table(shard),
+            pass_=pass_,
+            rows=shard.rows,
+            dim=shard.dim,
+            dtype=shard.dtype or self.w.table_dtype(table),
+            batch=served,
+            lookups=lookups,
+            unique_rows=self.unique_rows(shard, lookups),
+            tier=shard.tier,
+            optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+        )

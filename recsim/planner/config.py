@@ -1,0 +1,78 @@
+"""What the planner may choose: sharding schemes, tiers, precisions, reserves, search effort.
+
+``PlannerConfig`` is a strict schema like every other config: ``--set planner.tiers=[hbm,uvm]`` on the
+command line (or ``overrides=["planner.tiers=[hbm,uvm]"]`` in the API) edits it, and a misspelt key or
+a bad value is a one-line error naming ``planner.<key>``. The defaults and where they come from:
+
+- ``sharding_types``: all of TorchRec's (``data_parallel``, ``table_wise``, ``column_wise``,
+  ``table_column_wise``, ``row_wise``, ``table_row_wise``, ``grid``);
+- ``tiers``: every tier recsim models except ``nmp`` and ``smartssd``, which need that hardware
+  (they are added automatically when the system has NMP DIMMs or SmartSSDs);
+- ``embedding_dtypes``: the precisions a table may be stored in *below* its workload dtype, tried
+  only when the higher one does not fit (precision is a capacity tool, not a speed knob: it changes
+  the model) -- fp16 and int8 (int8 rows: FBGEMM's row-wise quantised TBE; the "mixed-precision
+  embedding cache" paper trains int8 tables), int4 only if listed;
+- ``comm_dtypes``: wire precisions for pooled embeddings (fp32 first: reduced-precision all-to-all is
+  a quality trade the user opts into by listing it first);
+- ``hbm_reserve`` 0.15 and ``ddr_reserve`` 0.15: TorchRec's ``HeuristicalStorageReservation``
+  default ``percentage=0.15`` of each device kept free for the framework and fragmentation;
+- ``cache_ratios`` 0.2: FBGEMM's default ``cache_load_factor``; ``hot_fractions``: the shares of a
+  table's rows tried as its hot set (RecShard / FlexShard), from 0.1 % to 10 %;
+- ``finalists`` 3: plans re-scored by the analytic engine in ``auto``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from recsim.config.loader import Override, apply_overrides
+from recsim.config.tree import Tree
+from recsim.config.types import Spec
+from recsim.config.validate import validate_tree
+from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES
+
+Sharding = Literal[
+    "data_parallel", "table_wise", "column_wise", "table_column_wise", "row_wise", "table_row_wise", "grid"
+]
+TierName = Literal["hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd"]
+Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
+CommDtype = Literal["fp32", "fp16", "bf16", "fp8", "int8"]
+
+assert set(Sharding.__args__) == set(SHARDING_TYPES)  # type: ignore[attr-defined]
+assert set(Dtype.__args__) == set(EMBEDDING_DTYPES)  # type: ignore[attr-defined]
+
+
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class PlannerConfig(Spec):
+    """The planner's search space and budgets (see the module docstring for the defaults' sources)."""
+
+    sharding_types: list[Sharding] = Field(default_factory=lambda: list(SHARDING_TYPES))
+    tiers: list[TierName] = Field(default_factory=lambda: ["hbm", "uvm_caching", "uvm", "ddr", "ssd"])
+    embedding_dtypes: list[Dtype] = Field(default_factory=lambda: ["fp16", "int8"])
+    comm_dtypes: list[CommDtype] = Field(default_factory=lambda: ["fp32"])
+    hbm_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
+    ddr_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
+    cache_ratios: list[Fraction] = Field(default_factory=lambda: [0.2])
+    hot_fractions: list[Fraction] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
+    finalists: int = Field(default=3, ge=1, le=32)
+    exhaustive_limit: int = Field(default=4096, ge=1)
+
+
+class _Document(Spec):
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+
+
+def planner_config(overrides: Sequence[str | Override] = ()) -> PlannerConfig:
+    """The default config with ``--set planner.<key>=<value>`` overrides applied (the ``planner.``
+    prefix is optional here), validated: errors name ``planner.<key>``."""
+    parsed = [
+        o if isinstance(o, Override) else Override.parse(o if o.startswith("planner.") else f"planner.{o}")
+        for o in overrides
+    ]
+    tree = apply_overrides(Tree({"planner": {}}), parsed)
+    return validate_tree(_Document, tree).planner
