@@ -22,7 +22,7 @@ from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Host, 
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.workload.access import MixtureModel, access_model
-from recsim.workload.access.slice import SliceModel
+from recsim.workload.access.slice import SliceModel, SubsetModel
 
 if TYPE_CHECKING:
     from recsim.workload.access.model import AccessModel
@@ -77,9 +77,12 @@ class CostModel:
         self._access: dict[str, AccessModel] = {}
         # A table-batched (TBE) node's tables and their lookups (graph metadata "fused_tables").
         self._fused = {k: [(str(t), float(n)) for t, n in v] for k, v in (fused_tables or {}).items()}
-        # A popularity slice's op table name -> (table, first rank, end rank) (graph metadata
-        # "table_slices"): its lookups follow the table's popularity restricted to those ranks.
-        self._slices = {k: (str(v[0]), int(v[1]), int(v[2])) for k, v in (table_slices or {}).items()}
+        # A part's op table name -> (table, start, end, order) (graph metadata "table_slices"):
+        # popularity ranks start..end of the table, or ids start..end (a uniform subset of rows).
+        self._slices = {
+            k: (str(v[0]), int(v[1]), int(v[2]), str(v[3]) if len(v) > 3 else "popularity")
+            for k, v in (table_slices or {}).items()
+        }
         self._durations: dict[int, float] = {}
         self._collectives: dict[tuple[object, ...], float] = {}
         self._by_op: dict[object, float] = {}
@@ -94,10 +97,12 @@ class CostModel:
                 self._access[table] = MixtureModel([m for m, _ in parts if m], [n for _, n in parts])
             return self._access.get(table)
         if table in self._slices and table not in self._access:
-            base_name, start, end = self._slices[table]
+            base_name, start, end, order = self._slices[table]
             base = self.access(base_name)
             if base is not None:
-                self._access[table] = SliceModel(base, start, end)
+                self._access[table] = (
+                    SliceModel(base, start, end) if order == "popularity" else SubsetModel(base, end - start)
+                )
             return self._access.get(table)
         if self.workload is None or table not in self._tables:
             return self._access.get(table)

@@ -4,7 +4,9 @@ the bags it serves and the ``Embedding`` ops of its forward and backward pass.
 The graph builder and the planner's estimator both ask this, so a plan is estimated with exactly
 the ops the engines will run. Row ranges in ``popularity`` order (hottest first, after a frequency
 remap) get the slice of the table's popularity (``SliceModel``) and an op table name
-``table@[start:end]`` that the cost layer resolves to that slice (graph metadata ``table_slices``).
+``table@[start:end]``; partial id ranges (row-wise blocks) a uniform subset of the rows
+(``SubsetModel``) and the name ``table#[start:end]``. The cost layer resolves those names to the
+same models (graph metadata ``table_slices``), so caches and reuse see the part, not the table.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class ShardOps:
         self.tables = workload.table_index
         self._models: dict[str, AccessModel] = {}
         self._slices: dict[tuple[str, int, int], SliceModel] = {}
-        self.slices: dict[str, tuple[str, int, int]] = {}  # op table name -> (table, start, end)
+        # op table name -> (table, start, end, order): what the cost layer needs to rebuild the
+        # part's access model (graph metadata "table_slices").
+        self.slices: dict[str, tuple[str, int, int, str]] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -63,12 +67,14 @@ class ShardOps:
         return shard.rows / table.rows
 
     def op_table(self, shard: Shard) -> str:
-        """``Embedding.table`` of the shard's ops: the table, or ``table@[start:end]`` for a slice."""
-        if self.is_slice(shard):
-            name = f"{shard.table}@[{shard.row_start}:{shard.row_end}]"
-            self.slices[name] = (shard.table, shard.row_start, shard.row_end)
-            return name
-        return shard.table
+        """``Embedding.table`` of the shard's ops: the table if the shard has all its rows, else
+        ``table@[a:b]`` (popularity ranks a..b) or ``table#[a:b]`` (ids a..b)."""
+        if shard.rows == self.tables[shard.table].rows:
+            return shard.table
+        mark = "@" if shard.order == "popularity" else "#"
+        name = f"{shard.table}{mark}[{shard.row_start}:{shard.row_end}]"
+        self.slices[name] = (shard.table, shard.row_start, shard.row_end, shard.order)
+        return name
 
     def unique_rows(self, shard: Shard, lookups: float) -> float:
         """Expected distinct rows of the shard among ``lookups`` lookups that land in it."""

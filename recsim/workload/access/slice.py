@@ -69,3 +69,44 @@ class SliceModel(AccessModel):
     def row_ids(self, ranks: np.ndarray) -> np.ndarray:
         """Row ids of the base table (the slice keeps the table's id space)."""
         return self.base.row_ids(np.asarray(ranks) + self.start)
+
+
+class SubsetModel(AccessModel):
+    """``rows`` rows of ``base`` taken uniformly at random (a row-wise block in id order).
+
+    The access models spread hot rows over the id space, so an id range of ``f = rows / base.rows``
+    of the table holds, in expectation, a share ``f`` of every popularity group, and receives a
+    share ``f`` of the lookups: its groups are the table's with weights ``w_j f`` and per-row
+    probabilities ``p_j / f`` (conditioned on landing in the block). A row hotter than the block's
+    whole traffic (``p_j > f``) is capped at probability 1: such a row is in one block, not spread.
+    """
+
+    dist = "subset"
+
+    def __init__(self, base: AccessModel, rows: int) -> None:
+        if not 0 < rows <= base.rows:
+            raise ValueError(f"a subset of {rows} rows is not inside a table of {base.rows} rows")
+        super().__init__(rows, base.seed)
+        self.base = base
+        self.fraction = rows / base.rows
+
+    @classmethod
+    def from_spec(cls, spec: Any, rows: int, *, seed: int = 0) -> Self:
+        raise TypeError("a subset is cut from a model, not built from a spec")
+
+    def __repr__(self) -> str:
+        return f"SubsetModel({self.base!r}, {self.rows})"
+
+    def _popularity(self) -> GroupedPopularity:
+        pop = self.base.popularity
+        probs = np.minimum(1.0, pop.probs / self.fraction)
+        return GroupedPopularity(pop.weights * self.fraction, probs)
+
+    def _rank_probabilities(self) -> np.ndarray:
+        step = max(1, round(1 / self.fraction))
+        probs = self.base.probabilities()[::step][: self.rows]
+        return probs / probs.sum()
+
+    def _sample_ranks(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        ranks = self.base._sample_ranks(n, rng)
+        return np.minimum((ranks * self.fraction).astype(np.int64), self.rows - 1)
