@@ -32,7 +32,7 @@ def raw_simpy_events_per_s(n: int = 200_000) -> float:
 def bench(nodes: int, fidelity: str) -> tuple[float, float]:
     # MLPerf's global batch (55,296) at every size: strong scaling, as a sweep over nodes would do.
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=55296, precision="fp16")
-    plan = make_plan("table_wise", workload, system.num_accelerators)
+    plan = make_plan("table_wise", workload, system)
     start = time.perf_counter()
     result = simulate_training(system, workload, plan, SimulationOptions(fidelity=fidelity)).result
     wall = time.perf_counter() - start

@@ -21,6 +21,7 @@ from recsim.graph.writers.chrome import write_chrome_trace
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
+from recsim.planner.config import PlannerConfig, planner_config
 from recsim.planner.types import Plan
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload
@@ -157,35 +158,81 @@ def convert_trace(
 
 # ---------------------------------------------------------------------------------- simulation
 
-PLAN_STRATEGIES = ("table_wise", "table_wise_greedy", "row_wise", "hybrid")
 
-
-def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``--set`` texts for the system, and (``workload.`` prefix removed) for the workload."""
-    system_sets, workload_sets = [], []
+def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """``--set`` texts for the system; for the workload (``workload.`` prefix removed); and for the
+    planner (``planner.`` kept: ``PlannerConfig`` errors name it)."""
+    system_sets, workload_sets, planner_sets = [], [], []
     for text in overrides:
-        if text.strip().startswith("workload."):
-            workload_sets.append(text.strip()[len("workload.") :])
+        key = text.strip()
+        if key.startswith("workload."):
+            workload_sets.append(key[len("workload.") :])
+        elif key.startswith("planner."):
+            planner_sets.append(key)
         else:
             system_sets.append(text)
-    return system_sets, workload_sets
+    return system_sets, workload_sets, planner_sets
 
 
-def make_plan(strategy: str | Path, workload: Workload, world_size: int) -> Plan:
-    """A sharding plan by strategy name (the planner issue adds the rest) or a saved plan file."""
-    from recsim.planner import plan as plans
+def plan_strategies() -> list[str]:
+    """Names ``--plan`` / ``--strategy`` accept (besides a saved plan file)."""
+    from recsim.planner.proposers import registered_proposers
+
+    return registered_proposers()
+
+
+def make_plan(
+    strategy: str | Path,
+    workload: Workload,
+    system: System | int,
+    *,
+    planner: PlannerConfig | Sequence[str] = (),
+) -> Plan:
+    """A sharding plan by strategy name (a registered proposer) or a saved plan file.
+
+    ``system`` may be a world size for the statistics-free strategies and plan files; the
+    proposers that estimate costs (greedy, auto, ...) need the ``System``. ``planner`` is a
+    ``PlannerConfig`` or ``planner.<key>=<value>`` overrides.
+    """
+    from recsim.planner import plan as simple
+    from recsim.planner.io import is_plan_path
+    from recsim.planner.proposers import PlanningContext, proposer, registered_proposers
 
     name = str(strategy)
-    builders = {
-        "table_wise": plans.table_wise_round_robin,
-        "table_wise_round_robin": plans.table_wise_round_robin,
-        "table_wise_greedy": plans.table_wise_greedy,
-        "row_wise": plans.row_wise_all,
-        "hybrid": plans.hybrid,
-    }
-    if name in builders:
-        return builders[name](workload, world_size)
-    raise ConfigError(f"unknown plan strategy {str(strategy)!r}; available: {', '.join(PLAN_STRATEGIES)}")
+    world = system if isinstance(system, int) else system.num_accelerators
+    if name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy):
+        return load_plan_file(strategy, workload, world)
+    if isinstance(system, int):
+        plain = {
+            "table_wise": simple.table_wise_round_robin,
+            "table_wise_round_robin": simple.table_wise_round_robin,
+            "table_wise_greedy": simple.table_wise_greedy,
+            "row_wise": simple.row_wise_all,
+            "hybrid": simple.hybrid,
+        }
+        if name in plain:
+            return plain[name](workload, world)
+        raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
+    if name == "table_wise_round_robin":
+        name = "table_wise"
+    config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
+    return proposer(name).propose(PlanningContext(system, workload, config))
+
+
+def load_plan_file(path: str | Path, workload: Workload, world_size: int) -> Plan:
+    """A saved plan (``recsim.planner.io`` format), checked against the system's ranks and ``workload``."""
+    from recsim.planner.io import load_plan
+
+    plan = load_plan(path)
+    if plan.world_size != world_size:
+        raise ConfigError(
+            f"{path}: plan is for {plan.world_size} ranks, the system has {world_size} accelerators"
+        )
+    try:
+        plan.validate(workload)
+    except InfeasibleError as exc:
+        raise InfeasibleError(f"{path}: {exc}") from None
+    return plan
 
 
 def prepare(
@@ -197,8 +244,9 @@ def prepare(
     precision: str | None = None,
     overrides: Sequence[str] = (),
 ) -> tuple[System, Workload]:
-    """Load and resolve the system and workload of a run (``--set workload.x=..`` goes to the workload)."""
-    system_sets, workload_sets = _split_overrides(overrides)
+    """Load and resolve the system and workload of a run (``--set workload.x=..`` goes to the workload;
+    ``--set planner.x=..`` is for ``make_plan`` and ignored here)."""
+    system_sets, workload_sets, _planner_sets = _split_overrides(overrides)
     if batch_size is not None:
         workload_sets.append(f"training.global_batch_size={batch_size}")
     if precision is not None:
@@ -233,18 +281,7 @@ def simulate_run(
             "(CPU inference serving is a later feature)"
         )
     options = SimulationOptions(fidelity=fidelity, steps=steps, comm_dtype=comm_dtype)
-    if str(plan) == "auto":
-        # Until the planner lands: every built-in strategy scored by the analytic engine, the
-        # fastest feasible one simulated with the requested fidelity.
-        scout = SimulationOptions(fidelity="analytic", steps=steps, comm_dtype=comm_dtype)
-        best: tuple[float, str] | None = None
-        for name in PLAN_STRATEGIES:
-            candidate = make_plan(name, wl_spec, sys_spec.num_accelerators)
-            result = simulate_training(sys_spec, wl_spec, candidate, scout).result
-            if result.status == "ok" and (best is None or result.throughput_samples_per_s > best[0]):
-                best = (result.throughput_samples_per_s, name)
-        plan = best[1] if best is not None else PLAN_STRATEGIES[0]
-    sharding = make_plan(plan, wl_spec, sys_spec.num_accelerators)
+    sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2])
     return simulate_training(sys_spec, wl_spec, sharding, options)
 
 

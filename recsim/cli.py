@@ -453,7 +453,8 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     "plan",
     default="auto",
     show_default=True,
-    help="Sharding strategy: auto (the best of the others), table_wise, table_wise_greedy, row_wise, hybrid.",
+    help="Sharding strategy (a planner proposer: auto, greedy, table_wise, row_wise, ...; see `recsim plan "
+    "--help`) or a saved plan file (plan.json).",
 )
 @click.option(
     "--fidelity",

@@ -8,10 +8,11 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   ``table_column_wise``, ``row_wise``, ``table_row_wise``, ``grid``);
 - ``tiers``: every tier recsim models except ``nmp`` and ``smartssd``, which need that hardware
   (they are added automatically when the system has NMP DIMMs or SmartSSDs);
-- ``embedding_dtypes``: the precisions a table may be stored in *below* its workload dtype, tried
-  only when the higher one does not fit (precision is a capacity tool, not a speed knob: it changes
-  the model) -- fp16 and int8 (int8 rows: FBGEMM's row-wise quantised TBE; the "mixed-precision
-  embedding cache" paper trains int8 tables), int4 only if listed;
+- ``embedding_dtypes``: the storage precisions a table may take. The planner starts at the
+  workload's dtype (or, if that is not listed, the most precise listed one) and goes lower only
+  when the higher one does not fit: precision is a capacity tool, not a speed knob, since it
+  changes the model. Default fp32, fp16 and int8 (int8 rows: FBGEMM's row-wise quantised TBE; the
+  "mixed-precision embedding cache" paper trains int8 tables); int4 only if listed;
 - ``comm_dtypes``: wire precisions for pooled embeddings (fp32 first: reduced-precision all-to-all is
   a quality trade the user opts into by listing it first);
 - ``hbm_reserve`` 0.15 and ``ddr_reserve`` 0.15: TorchRec's ``HeuristicalStorageReservation``
@@ -51,10 +52,12 @@ Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 class PlannerConfig(Spec):
     """The planner's search space and budgets (see the module docstring for the defaults' sources)."""
 
-    sharding_types: list[Sharding] = Field(default_factory=lambda: list(SHARDING_TYPES))
-    tiers: list[TierName] = Field(default_factory=lambda: ["hbm", "uvm_caching", "uvm", "ddr", "ssd"])
-    embedding_dtypes: list[Dtype] = Field(default_factory=lambda: ["fp16", "int8"])
-    comm_dtypes: list[CommDtype] = Field(default_factory=lambda: ["fp32"])
+    sharding_types: list[Sharding] = Field(default_factory=lambda: list(SHARDING_TYPES), min_length=1)
+    tiers: list[TierName] = Field(
+        default_factory=lambda: ["hbm", "uvm_caching", "uvm", "ddr", "ssd"], min_length=1
+    )
+    embedding_dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
+    comm_dtypes: list[CommDtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
     hbm_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
     ddr_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
     cache_ratios: list[Fraction] = Field(default_factory=lambda: [0.2])

@@ -152,6 +152,12 @@ class Capacity:
     ssd_bytes_per_node: float
     ranks_per_node: int
 
+    @classmethod
+    def unlimited(cls, ranks_per_node: int = 1) -> Capacity:
+        """No limits (fixed schemes place blindly; the simulation then checks memory)."""
+        inf = float("inf")
+        return cls(inf, inf, inf, ranks_per_node)
+
     def less(self, hbm_reserve: float, ddr_reserve: float) -> Capacity:
         return Capacity(
             self.hbm_bytes_per_rank * (1 - hbm_reserve),

@@ -294,11 +294,24 @@ def test_run_infeasible_exits_2():
         "node.accelerators.count=2",
         "--set",
         "workload.tables[0].rows=4000000000",
+        "--plan",
+        "table_wise",
         env=env,
     )
     assert result.exit_code == 2
     assert "infeasible" in result.output
     assert "Traceback" not in result.output
+    # The planner puts the huge table in host memory (UVM) when it may ...
+    sets = ["--set", "node.accelerators.count=2", "--set", "workload.tables[0].rows=4000000000"]
+    ok = run("run", "--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1", *sets, "--json", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["status"] == "ok"
+    # ... and says which table does not fit when only HBM at fp32 is allowed.
+    hbm_only = ["--set", "planner.tiers=[hbm]", "--set", "planner.embedding_dtypes=[fp32]"]
+    bad = run("run", "--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1", *sets, *hbm_only, env=env)
+    assert bad.exit_code == 2
+    assert "'a'" in bad.output and "fits nowhere" in bad.output
+    assert "Traceback" not in bad.output
 
 
 def test_replay_and_validate_cli():

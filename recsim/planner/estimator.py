@@ -1,0 +1,402 @@
+"""Estimated time and memory of sharding options, from the cost layer.
+
+The estimator turns one way of sharding one table (a ``ShardingOption``: scheme, tier, dtype,
+column blocks, hot rows) into *blocks* -- the shards that land together on one rank -- and gives
+each block its ``Perf`` and ``Storage``:
+
+- **compute**: the ``Embedding`` ops the graph builder will emit for the block (``ShardOps``),
+  costed by the tier models of ``recsim.cost.embedding`` (forward gather-reduce; backward with the
+  fused optimizer update). So a plan's estimated lookup time per rank is, op for op, what the
+  engines charge when tables are not fused (a test checks it).
+- **communication**: the bytes the block makes its rank send, times the marginal seconds per byte
+  of the collective that carries them, taken from the collective cost model on this topology
+  (``marginal_s_per_byte``: the slope of the collective's time between two sizes, so the fixed
+  latency of a collective, paid once per step whatever the plan, is left out):
+  whole blocks (TW/CW/TWCW) send ``B x dim`` pooled values (times the bag share when hot rows are
+  replicated) in the all-to-all; row splits over ``g`` ranks reduce-scatter ``B x dim`` over their
+  group and, if the group is not the world, send their ``B / g`` samples on in the all-to-all;
+  replicated (data-parallel) rows all-reduce their gradient. Backward mirrors forward.
+- **storage**: ``recsim.planner.storage.shard_storage`` per block.
+
+A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
+DIMMs) makes the option unavailable, with the cost layer's reason kept for error messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from recsim.cost.collectives import collective_time_s
+from recsim.cost.embedding import embedding_cost
+from recsim.errors import ConfigError, InfeasibleError
+from recsim.graph.ir import Collective, CollectiveOp
+from recsim.graph.shard_ops import ShardOps
+from recsim.hardware.system import System
+from recsim.hardware.topology import Topology, build_topology
+from recsim.planner.config import PlannerConfig
+from recsim.planner.storage import shard_storage
+from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage
+from recsim.workload.access.model import AccessModel
+from recsim.workload.access.slice import SubsetModel
+from recsim.workload.spec import DTYPE_BYTES, Table, Workload
+
+#: Where an option's blocks may go, for the partitioner:
+#: ``any`` each block on any rank; ``node`` the blocks on distinct ranks of one node;
+#: ``all`` block ``i`` on rank ``i``; ``every`` one block replicated on every rank; ``grid`` column
+#: groups of ``ranks_per_node`` row blocks, each group on its own node.
+PLACEMENTS = ("any", "node", "all", "every", "grid")
+
+#: Storage precision from most to least precise (the order the planner lowers precision in).
+PRECISION_ORDER = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class Block:
+    """Shards that live together on one rank (``ranks`` left empty until placed)."""
+
+    shards: tuple[Shard, ...]
+    perf: Perf
+    storage: Storage
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A ``ShardingOption`` with its blocks and where they may go."""
+
+    option: ShardingOption
+    blocks: tuple[Block, ...]
+    placement: str
+    column_groups: int = 1  # grid: number of column groups (each on its own node)
+    replicated: tuple[Block, ...] = field(default=())  # blocks on every rank besides ``blocks``
+
+    @property
+    def table(self) -> str:
+        return self.option.table
+
+    @property
+    def max_block_perf_s(self) -> float:
+        return max(b.perf.total_s for b in (*self.blocks, *self.replicated))
+
+
+class Estimator:
+    """Per-block time and memory of sharding options of ``workload`` on ``system``."""
+
+    def __init__(
+        self,
+        system: System,
+        workload: Workload,
+        config: PlannerConfig | None = None,
+        topology: Topology | None = None,
+    ) -> None:
+        if system.accelerator is None:
+            raise InfeasibleError(f"system {system.name!r} has no accelerators to shard embeddings over")
+        self.system = system
+        self.w = workload
+        self.cfg = config or PlannerConfig()
+        self.topology = topology or build_topology(system)
+        self.world = system.num_accelerators
+        self.per_node = max(1, system.node.num_accelerators)
+        self.nodes = system.num_nodes
+        self.batch = workload.training.global_batch_size
+        if self.batch % self.world:
+            raise InfeasibleError(f"global batch {self.batch} is not divisible by {self.world} ranks")
+        self.local_batch = self.batch // self.world
+        self.ops = ShardOps(workload)
+        self._marginal: dict[tuple[str, int, str], float] = {}
+        self._compute: dict[tuple[object, ...], float] = {}
+        self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
+
+    # -- communication -------------------------------------------------------------------------
+
+    def marginal_s_per_byte(self, kind: str, group_size: int, dtype: str) -> float:
+        """Seconds per extra byte of a collective on the first ``group_size`` ranks.
+
+        ``kind``: ``all_to_all`` (bytes a rank sends), ``reduce_scatter`` (a rank's input) or
+        ``all_reduce`` (a rank's buffer). The slope between 16 MiB and 64 MiB per rank, sizes at
+        which every calibrated protocol is in its bandwidth regime.
+        """
+        key = (kind, group_size, dtype)
+        cached = self._marginal.get(key)
+        if cached is not None:
+            return cached
+        if group_size <= 1:
+            self._marginal[key] = 0.0
+            return 0.0
+        group = tuple(range(group_size))
+        small, large = 16.0 * 2**20, 64.0 * 2**20
+        op_kind = CollectiveOp(kind)
+
+        def time_at(size: float) -> float:
+            if op_kind is CollectiveOp.ALL_TO_ALL:
+                per_peer = size / group_size
+                send = tuple(per_peer for _ in group)
+                op = Collective(op_kind, "estimate", group, size, dtype, send, send)
+            else:
+                op = Collective(op_kind, "estimate", group, size, dtype)
+            return collective_time_s(op, self.topology)
+
+        value = max(0.0, (time_at(large) - time_at(small)) / (large - small))
+        self._marginal[key] = value
+        return value
+
+    # -- compute -------------------------------------------------------------------------------
+
+    def access_of(self, shard: Shard) -> AccessModel:
+        """The access model the cost layer will use for the shard's ops (see ``ShardOps``)."""
+        table = self.ops.tables[shard.table]
+        if shard.rows == table.rows:
+            return self.ops.table_model(shard.table)
+        if shard.order == "popularity":
+            return self.ops.slice_model(shard.table, shard.row_start, shard.row_end)
+        return SubsetModel(self.ops.table_model(shard.table), shard.rows)
+
+    def lookup_s(self, shard: Shard, pass_: str) -> float:
+        """Seconds of the shard's ``pass_`` lookup op (what the engines charge, unfused)."""
+        # Id-ordered blocks of equal size cost the same wherever their rows start (a row-wise
+        # table's blocks differ by at most one row): key them by size, not position.
+        where = (shard.row_start, shard.row_end) if shard.order == "popularity" else (shard.rows,)
+        key = (shard.table, *where, shard.dim, shard.tier, shard.dtype, shard.order)
+        key += (shard.sharding == "data_parallel", pass_)
+        cached = self._compute.get(key)
+        if cached is not None:
+            return cached
+        op = self.ops.op(shard, pass_, self.batch, self.world)
+        try:
+            value = embedding_cost(op, self.system, self.access_of(shard)).time_s
+        except (InfeasibleError, ConfigError) as exc:
+            self.unavailable.setdefault(shard.tier, str(exc))
+            value = math.inf
+        self._compute[key] = value
+        return value
+
+    # -- blocks --------------------------------------------------------------------------------
+
+    def block(self, shards: Sequence[Shard], *, comm_out_bytes: float, split_group: int = 1) -> Block:
+        """A block of ``shards`` (one rank) that sends ``comm_out_bytes`` in the all-to-all and, for
+        a row split over ``split_group`` ranks, reduce-scatters its partial pools."""
+        comm = self.cfg.comm_dtypes[0]
+        wire = DTYPE_BYTES[comm]
+        fwd = sum(self.lookup_s(s, "forward") for s in shards)
+        bwd = sum(self.lookup_s(s, "backward") for s in shards)
+        a2a = comm_out_bytes * self.marginal_s_per_byte("all_to_all", self.world, comm)
+        rs = 0.0
+        if split_group > 1:
+            dim = shards[0].dim
+            rs = self.batch * dim * wire * self.marginal_s_per_byte("reduce_scatter", split_group, comm)
+        dp = 0.0
+        for s in shards:
+            if s.sharding == "data_parallel" and self.world > 1:
+                size = s.rows * s.dim * DTYPE_BYTES[s.dtype or self.w.table_dtype(self.ops.tables[s.table])]
+                dp += size * self.marginal_s_per_byte("all_reduce", self.world, "fp32")
+        storage = Storage()
+        for s in shards:
+            storage = storage + shard_storage(s, self.w)
+        return Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage)
+
+    def dtypes_for(self, table: Table) -> list[str]:
+        """Storage dtypes to try for ``table``, most precise first (see ``PlannerConfig``)."""
+        allowed = [d for d in PRECISION_ORDER if d in self.cfg.embedding_dtypes]
+        own = self.w.table_dtype(table)
+        if own in allowed:
+            return allowed[allowed.index(own) :]
+        return allowed
+
+    def tiers(self) -> list[str]:
+        """Tier strings to try: each listed tier, ``uvm_caching`` once per cache ratio."""
+        out: list[str] = []
+        for tier in self.cfg.tiers:
+            if tier == "uvm_caching":
+                out += [f"uvm_caching:{r:g}" for r in self.cfg.cache_ratios]
+            else:
+                out.append(tier)
+        return out
+
+    def column_splits(self, dim: int) -> list[int]:
+        """Column block counts for column-wise schemes: halves and quarters of at least 32 columns
+        (TorchRec's CW shards are multiples of 32 columns for its kernels' alignment)."""
+        return [k for k in (2, 4) if dim % k == 0 and dim // k >= 32]
+
+    def candidate(
+        self,
+        table: Table,
+        sharding: str,
+        tier: str,
+        dtype: str,
+        *,
+        column_blocks: int = 1,
+        hot_rows: int = 0,
+        hot_placement: str = "",
+        cold_tier: str | None = None,
+    ) -> Candidate | None:
+        """The blocks of one option, or None if it cannot be built here (too few rows or nodes)."""
+        rows, dim = table.rows, self.w.table_dim(table)
+        name = table.name
+        b = self.local_batch
+        wire = DTYPE_BYTES[self.cfg.comm_dtypes[0]]
+        blocks: list[Block] = []
+        placement = "any"
+        groups = 1
+        if hot_rows and hot_placement == "replicate":
+            # FlexShard: the hottest rows on every rank; the cold rows whole on one rank.
+            if not 0 < hot_rows < rows or self.world == 1:
+                return None
+            hot = Shard(name, "data_parallel", 0, hot_rows, 0, dim, (), "hbm", dtype, "popularity")
+            cold = Shard(name, "table_wise", hot_rows, rows, 0, dim, (), tier, dtype, "popularity")
+            bags = self.ops.bag_share([cold])
+            replicated = self.block([hot], comm_out_bytes=0.0)
+            owner = self.block([cold], comm_out_bytes=self.batch * dim * wire * bags)
+            option = ShardingOption(name, "table_wise", tier, dtype, 1, hot_rows, "replicate")
+            return Candidate(
+                _with_estimates(option, [replicated, owner]), (owner,), "any", replicated=(replicated,)
+            )
+        if hot_rows and hot_placement == "hbm":
+            # RecShard: the hottest rows in HBM, the rest on the slow tier, both on one rank.
+            if not 0 < hot_rows < rows:
+                return None
+            slow = cold_tier or tier
+            hot = Shard(name, "table_wise", 0, hot_rows, 0, dim, (), "hbm", dtype, "popularity")
+            cold = Shard(name, "table_wise", hot_rows, rows, 0, dim, (), slow, dtype, "popularity")
+            blk = self.block([hot, cold], comm_out_bytes=self.batch * dim * wire)
+            option = ShardingOption(name, "table_wise", slow, dtype, 1, hot_rows, "hbm")
+            return Candidate(_with_estimates(option, [blk]), (blk,), "any")
+        if sharding == "table_wise":
+            shard = Shard(name, sharding, 0, rows, 0, dim, (), tier, dtype)
+            blocks = [self.block([shard], comm_out_bytes=self.batch * dim * wire)]
+        elif sharding in ("column_wise", "table_column_wise"):
+            if column_blocks < 2 or dim % column_blocks or column_blocks > self.world:
+                return None
+            if sharding == "table_column_wise" and column_blocks > self.per_node:
+                return None
+            width = dim // column_blocks
+            for c in range(column_blocks):
+                shard = Shard(name, sharding, 0, rows, c * width, (c + 1) * width, (), tier, dtype)
+                blocks.append(self.block([shard], comm_out_bytes=self.batch * width * wire))
+            placement = "node" if sharding == "table_column_wise" else "any"
+        elif sharding in ROW_SPLIT:
+            if sharding == "row_wise":
+                parts, placement = self.world, "all"
+            elif sharding == "table_row_wise":
+                parts, placement = self.per_node, "node"
+            else:
+                parts, placement = self.per_node, "grid"
+                groups = column_blocks
+                if groups < 2 or dim % groups or groups > self.nodes:
+                    return None
+            if parts < 2 or rows < parts:
+                return None
+            width = dim // groups
+            onward = 0.0 if parts == self.world else b * (self.world // parts) * width * wire
+            bounds = [rows * r // parts for r in range(parts + 1)]
+            for c in range(groups):
+                for r in range(parts):
+                    shard = Shard(
+                        name, sharding, bounds[r], bounds[r + 1], c * width, (c + 1) * width, (), tier, dtype
+                    )
+                    blocks.append(self.block([shard], comm_out_bytes=onward, split_group=parts))
+        elif sharding == "data_parallel":
+            if self.world == 1:
+                return None
+            shard = Shard(name, sharding, 0, rows, 0, dim, (), tier, dtype)
+            blocks = [self.block([shard], comm_out_bytes=0.0)]
+            placement = "every"
+        else:
+            raise ConfigError(f"unknown sharding {sharding!r}")
+        option = ShardingOption(name, sharding, tier, dtype, len(blocks))
+        return Candidate(_with_estimates(option, blocks), tuple(blocks), placement, groups)
+
+    def candidates(self, table: Table, dtype: str, tiers: Sequence[str] | None = None) -> list[Candidate]:
+        """Every statistics-free option of ``table`` at ``dtype`` on ``tiers`` (default: all the
+        config allows), fastest block first."""
+        out: list[Candidate] = []
+        dim = self.w.table_dim(table)
+        for sharding in self.cfg.sharding_types:
+            for tier in tiers if tiers is not None else self.tiers():
+                if sharding == "data_parallel" and tier != "hbm":
+                    continue  # replicated tables are small and hot: HBM only, as TorchRec
+                if sharding in ("column_wise", "table_column_wise", "grid"):
+                    for k in self.column_splits(dim):
+                        c = self.candidate(table, sharding, tier, dtype, column_blocks=k)
+                        if c is not None:
+                            out.append(c)
+                    continue
+                c = self.candidate(table, sharding, tier, dtype)
+                if c is not None:
+                    out.append(c)
+        usable = [c for c in out if math.isfinite(c.max_block_perf_s)]
+        usable.sort(key=lambda c: (c.max_block_perf_s, c.option.perf.total_s))
+        return usable
+
+    def hot_rows_options(self, table: Table) -> list[int]:
+        """Hot-set sizes to try for ``table`` (config ``hot_fractions`` of its rows, at least 1)."""
+        return sorted(
+            {max(1, round(f * table.rows)) for f in self.cfg.hot_fractions if f * table.rows < table.rows}
+        )
+
+
+def _with_estimates(option: ShardingOption, blocks: Sequence[Block]) -> ShardingOption:
+    perf = Perf()
+    storage = Storage()
+    for b in blocks:
+        perf = perf + b.perf
+        storage = storage + b.storage
+    worst = max(blocks, key=lambda b: b.perf.total_s)
+    return ShardingOption(
+        option.table,
+        option.sharding,
+        option.tier,
+        option.dtype,
+        option.shards,
+        option.hot_rows,
+        option.hot_placement,
+        perf,
+        storage,
+        worst.perf,
+        worst.storage,
+    )
+
+
+def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
+    """Estimated ``Perf`` per rank of a whole plan (the same per-block model as the options).
+
+    Shards of one table and column range on one rank form a block (RecShard's hot and cold parts
+    of a table pool together); a block's all-to-all bytes carry the bag share of its rows when the
+    table's hottest rows are replicated; row splits reduce-scatter over their group.
+    """
+    comm = plan.comm_dtype
+    wire = DTYPE_BYTES[comm]
+    per_rank: dict[int, Perf] = {r: Perf() for r in range(plan.world_size)}
+    by_block: dict[tuple[str, int, int], list[Shard]] = {}
+    for s in plan.shards:
+        if s.sharding != "data_parallel":
+            by_block.setdefault((s.table, s.col_start, s.col_end), []).append(s)
+    a2a = est.marginal_s_per_byte("all_to_all", plan.world_size, comm)
+    for (_table, _c0, _c1), shards in by_block.items():
+        ranks = sorted({r for s in shards for r in s.ranks})
+        dim = shards[0].dim
+        if len(ranks) == 1:
+            out_bytes = est.batch * dim * wire * est.ops.bag_share(shards)
+            t = out_bytes * a2a
+        else:
+            g = len(ranks)
+            t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", g, comm)
+            if g < plan.world_size:
+                t += est.local_batch * (plan.world_size // g) * dim * wire * a2a
+        for r in ranks:
+            per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
+    for s in plan.shards:
+        fwd = est.lookup_s(s, "forward")
+        bwd = est.lookup_s(s, "backward")
+        dp = 0.0
+        if s.sharding == "data_parallel" and plan.world_size > 1:
+            size = s.rows * s.dim * DTYPE_BYTES[s.dtype or est.w.table_dtype(est.ops.tables[s.table])]
+            dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32")
+        for r in s.ranks:
+            per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
+    return per_rank
+
+
+def plan_makespan_s(est: Estimator, plan: Plan) -> float:
+    """The largest estimated per-rank load of ``plan`` (the score proposers rank plans by)."""
+    return max(p.total_s for p in plan_perf(est, plan).values())

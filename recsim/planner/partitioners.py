@@ -1,0 +1,247 @@
+"""Partitioners: put the blocks of chosen sharding options on ranks, within memory.
+
+A ``Partitioner`` keeps, per rank, the estimated load (seconds of lookups and communication the
+rank's blocks cost) and HBM in use, and per node the host DRAM and SSD bytes in use, against the
+capacities less the planner's reserves. ``place(candidate)`` puts a candidate's blocks where its
+placement allows (any rank, distinct ranks of one node, rank ``i`` for row-wise block ``i``, every
+rank, or node groups for grid) and commits them, or returns None and changes nothing.
+
+Two ways to choose among the ranks that fit (both are registered by name):
+
+- ``lpt`` (greedy by estimated cost): the rank with the least load -- with blocks offered largest
+  first this is Graham's longest-processing-time rule, within 4/3 of the optimal makespan;
+- ``memory``: the rank with the most free HBM (TorchRec's memory-balanced idea): for models that
+  barely fit, it keeps room for the tables still to come.
+
+``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from recsim.errors import InfeasibleError
+from recsim.planner.estimator import Block, Candidate, Estimator
+from recsim.planner.storage import Capacity, capacity, dense_hbm_bytes
+from recsim.planner.types import Shard, Storage
+from recsim.units import Dimension, format_quantity
+
+Placed = tuple[Block, tuple[int, ...]]
+
+
+def _b(x: float) -> str:
+    return format_quantity(x, Dimension.BYTES, binary=True)
+
+
+@dataclass
+class _Undo:
+    rank_load: list[tuple[int, float]]
+    rank_hbm: list[tuple[int, float]]
+    node_ddr: list[tuple[int, float]]
+    node_ssd: list[tuple[int, float]]
+
+
+class Partitioner:
+    """Rank loads and memory of a plan being built (see the module docstring)."""
+
+    def __init__(self, estimator: Estimator, mode: str = "lpt", cap: Capacity | None = None) -> None:
+        if mode not in PARTITIONERS:
+            raise InfeasibleError(f"unknown partitioner {mode!r} (known: {', '.join(PARTITIONERS)})")
+        self.est = estimator
+        self.mode = mode
+        cfg = estimator.cfg
+        self.cap = cap or capacity(estimator.system).less(cfg.hbm_reserve, cfg.ddr_reserve)
+        self.world = estimator.world
+        self.per_node = estimator.per_node
+        self.load = [0.0] * self.world
+        dense = dense_hbm_bytes(estimator.w, self.world)
+        self.hbm = [dense] * self.world
+        self.ddr = [0.0] * estimator.nodes
+        self.ssd = [0.0] * estimator.nodes
+        self.shards: list[Shard] = []
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def node_of(self, rank: int) -> int:
+        return rank // self.per_node
+
+    def fits(self, rank: int, st: Storage) -> bool:
+        node = self.node_of(rank)
+        return (
+            self.hbm[rank] + st.hbm_bytes <= self.cap.hbm_bytes_per_rank
+            and self.ddr[node] + st.ddr_bytes <= self.cap.ddr_bytes_per_node
+            and self.ssd[node] + st.ssd_bytes <= self.cap.ssd_bytes_per_node
+        )
+
+    def _add(self, rank: int, block: Block, undo: _Undo) -> None:
+        node = self.node_of(rank)
+        undo.rank_load.append((rank, self.load[rank]))
+        undo.rank_hbm.append((rank, self.hbm[rank]))
+        undo.node_ddr.append((node, self.ddr[node]))
+        undo.node_ssd.append((node, self.ssd[node]))
+        self.load[rank] += block.perf.total_s
+        self.hbm[rank] += block.storage.hbm_bytes
+        self.ddr[node] += block.storage.ddr_bytes
+        self.ssd[node] += block.storage.ssd_bytes
+
+    def _rollback(self, undo: _Undo) -> None:
+        for rank, v in reversed(undo.rank_load):
+            self.load[rank] = v
+        for rank, v in reversed(undo.rank_hbm):
+            self.hbm[rank] = v
+        for node, v in reversed(undo.node_ddr):
+            self.ddr[node] = v
+        for node, v in reversed(undo.node_ssd):
+            self.ssd[node] = v
+
+    def key(self, rank: int) -> tuple[float, int]:
+        """Preference among fitting ranks: least load (lpt) or most free HBM (memory)."""
+        return PARTITIONERS[self.mode](self, rank)
+
+    @property
+    def makespan_s(self) -> float:
+        return max(self.load) if self.load else 0.0
+
+    # -- placing -------------------------------------------------------------------------------
+
+    def score(self, cand: Candidate) -> tuple[float, float] | None:
+        """(makespan, load added) if ``cand`` were placed now; None if it does not fit. Changes nothing."""
+        before = sum(self.load)
+        undo = _Undo([], [], [], [])
+        placed: list[Placed] = []
+        ok = self._place_all(cand, undo, placed)
+        result = (self.makespan_s, sum(self.load) - before) if ok else None
+        self._rollback(undo)
+        return result
+
+    def place(self, cand: Candidate) -> list[Shard] | None:
+        """Put ``cand``'s blocks on ranks and commit them; None (nothing changed) if they do not fit."""
+        undo = _Undo([], [], [], [])
+        placed: list[Placed] = []
+        if not self._place_all(cand, undo, placed):
+            self._rollback(undo)
+            return None
+        out = [dataclasses.replace(s, ranks=ranks) for block, ranks in placed for s in block.shards]
+        self.shards.extend(out)
+        return out
+
+    def _place_all(self, cand: Candidate, undo: _Undo, placed: list[Placed]) -> bool:
+        if not self._place_blocks(cand, undo, placed):
+            return False
+        everyone = tuple(range(self.world))
+        for block in cand.replicated:
+            if not self._add_all(everyone, block, undo):
+                return False
+            placed.append((block, everyone))
+        return True
+
+    def _add_all(self, ranks: tuple[int, ...], block: Block, undo: _Undo) -> bool:
+        """Add ``block`` on each of ``ranks`` in turn (so node totals accumulate); False at the
+        first that does not fit (the caller rolls back)."""
+        for r in ranks:
+            if not self.fits(r, block.storage):
+                return False
+            self._add(r, block, undo)
+        return True
+
+    def _place_blocks(
+        self, cand: Candidate, undo: _Undo, placed: list[tuple[Block, tuple[int, ...]]]
+    ) -> bool:
+        blocks = cand.blocks
+        if cand.placement == "any":
+            used: set[int] = set()
+            for block in sorted(blocks, key=lambda b: -b.perf.total_s):
+                fitting = [r for r in range(self.world) if r not in used and self.fits(r, block.storage)]
+                if not fitting:
+                    return False
+                rank = min(fitting, key=self.key)
+                self._add(rank, block, undo)
+                used.add(rank)
+                placed.append((block, (rank,)))
+            return True
+        if cand.placement == "all":
+            if len(blocks) != self.world:
+                return False
+            for rank, block in enumerate(blocks):
+                if not self.fits(rank, block.storage):
+                    return False
+                self._add(rank, block, undo)
+                placed.append((block, (rank,)))
+            return True
+        if cand.placement == "every":
+            everyone = tuple(range(self.world))
+            (block,) = blocks
+            if not self._add_all(everyone, block, undo):
+                return False
+            placed.append((block, everyone))
+            return True
+        if cand.placement == "node":
+            return self._place_in_node(blocks, self._nodes_by_preference(), undo, placed)
+        if cand.placement == "grid":
+            groups = cand.column_groups
+            per_group = len(blocks) // groups
+            nodes = self._nodes_by_preference()
+            for c in range(groups):
+                part = blocks[c * per_group : (c + 1) * per_group]
+                if not self._place_in_node(part, nodes, undo, placed):
+                    return False
+                taken = self.node_of(placed[-1][1][0])
+                nodes = [n for n in nodes if n != taken]
+            return True
+        raise InfeasibleError(f"unknown placement {cand.placement!r}")
+
+    def _nodes_by_preference(self) -> list[int]:
+        nodes = range(len(self.ddr))
+        if self.mode == "memory":
+            return sorted(nodes, key=lambda n: (sum(self.hbm[r] for r in self._ranks(n)), n))
+        return sorted(nodes, key=lambda n: (max(self.load[r] for r in self._ranks(n)), n))
+
+    def _ranks(self, node: int) -> range:
+        return range(node * self.per_node, (node + 1) * self.per_node)
+
+    def _place_in_node(
+        self,
+        blocks: tuple[Block, ...],
+        nodes: list[int],
+        undo: _Undo,
+        placed: list[Placed],
+    ) -> bool:
+        """Blocks on distinct ranks of the first node (in ``nodes`` order) where they all fit.
+
+        As many blocks as ranks (a row split over the node): block ``i`` on local rank ``i``.
+        Fewer (column blocks): the preferred ranks of the node, largest block first.
+        """
+        for node in nodes:
+            ranks = list(self._ranks(node))
+            if len(blocks) == len(ranks):
+                pairs = list(zip(blocks, ranks, strict=True))
+            elif len(blocks) < len(ranks):
+                order = sorted(ranks, key=self.key)
+                pairs = list(zip(sorted(blocks, key=lambda b: -b.perf.total_s), order, strict=False))
+            else:
+                return False
+            attempt = _Undo([], [], [], [])
+            if not all(self._add_all((r,), b, attempt) for b, r in pairs):
+                self._rollback(attempt)
+                continue
+            for field_ in ("rank_load", "rank_hbm", "node_ddr", "node_ssd"):
+                getattr(undo, field_).extend(getattr(attempt, field_))
+            placed.extend((b, (r,)) for b, r in pairs)
+            return True
+        return False
+
+    def free_summary(self) -> str:
+        """The largest free HBM, host DRAM and SSD of any rank/node, for error messages."""
+        hbm = max(self.cap.hbm_bytes_per_rank - h for h in self.hbm)
+        ddr = max(self.cap.ddr_bytes_per_node - d for d in self.ddr)
+        ssd = max(self.cap.ssd_bytes_per_node - s for s in self.ssd)
+        return f"most free: HBM {_b(hbm)} on a rank, host DRAM {_b(ddr)} and SSD {_b(ssd)} on a node"
+
+
+#: Registered partitioners: name -> the key that orders the ranks a block fits on (lowest first).
+PARTITIONERS: dict[str, Callable[[Partitioner, int], tuple[float, int]]] = {
+    "lpt": lambda p, r: (p.load[r], r),
+    "memory": lambda p, r: (p.hbm[r], r),
+}

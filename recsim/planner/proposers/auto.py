@@ -1,0 +1,90 @@
+"""``auto``: every other proposer, scored by the estimator, the finalists by the analytic engine.
+
+Each registered proposer (fixed schemes, greedy, memory-balanced, the statistics-driven ones) makes
+a plan; plans that do not fit are dropped. The estimator ranks the rest by their makespan (largest
+estimated per-rank load); the best ``config.finalists`` of them, plus the best plan of each
+*family* (fixed scheme vs search) so one family's estimator bias cannot hide the other, are
+simulated with the analytic engine (one steady step, the same graph and cost models as ``recsim
+run``), and the plan with the highest throughput wins. The plan's notes record every score.
+
+When the config lists several communication dtypes, the winner is re-simulated with each and
+the fastest kept (lower wire precision is opt-in: it is the user who lists it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from recsim.errors import InfeasibleError
+from recsim.planner.estimator import plan_makespan_s
+from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
+from recsim.planner.proposers.base import proposer as get_proposer
+from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.planner.types import Plan
+
+#: Proposers whose plans follow one fixed scheme (the rest search).
+FIXED = (
+    "table_wise",
+    "table_wise_greedy",
+    "row_wise",
+    "hybrid",
+    "column_wise",
+    "table_column_wise",
+    "table_row_wise",
+    "grid",
+    "data_parallel",
+)
+
+
+def simulated_throughput(ctx: PlanningContext, plan: Plan) -> float:
+    """Samples/s of ``plan`` by the analytic engine (0 if it does not fit)."""
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    result = simulate_training(ctx.system, ctx.workload, plan, SimulationOptions(fidelity="analytic")).result
+    return result.throughput_samples_per_s if result.status == "ok" else 0.0
+
+
+@register_proposer
+class Auto(Proposer):
+    name = "auto"
+    description = "every proposer; the estimator's best and each family's best simulated; fastest wins"
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        est = ctx.estimator
+        cap = capacity(ctx.system)
+        scored: list[tuple[float, str, Plan]] = []
+        failures: list[str] = []
+        for name in registered_proposers():
+            if name == self.name:
+                continue
+            try:
+                plan = get_proposer(name).propose(ctx)
+                plan.validate(ctx.workload)
+                check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=name)
+            except InfeasibleError as exc:
+                failures.append(f"{name}: {exc}")
+                continue
+            scored.append((plan_makespan_s(est, plan), name, plan))
+        if not scored:
+            raise InfeasibleError("no strategy fits: " + " | ".join(failures))
+        scored.sort(key=lambda x: (x[0], x[1]))
+        finalists = {name for _, name, _ in scored[: ctx.config.finalists]}
+        for family in (FIXED, None):
+            members = [s for s in scored if (s[1] in FIXED) == (family is not None)]
+            if members:
+                finalists.add(members[0][1])
+        results: list[tuple[float, str, Plan]] = []
+        for _score, name, plan in scored:
+            if name in finalists:
+                results.append((simulated_throughput(ctx, plan), name, plan))
+        throughput, name, best = max(results, key=lambda x: (x[0], -len(x[1])))
+        if len(ctx.config.comm_dtypes) > 1:
+            for dtype in ctx.config.comm_dtypes[1:]:
+                variant = dataclasses.replace(best, comm_dtype=dtype)
+                value = simulated_throughput(ctx, variant)
+                if value > throughput:
+                    throughput, best = value, variant
+        notes = [f"estimated makespan {s * 1e3:.3f} ms: {n}" for s, n, _ in scored]
+        notes += [f"simulated {t:,.0f} samples/s: {n}" for t, n, _ in results]
+        notes += [f"does not fit: {f}" for f in failures]
+        return dataclasses.replace(best, strategy=f"auto:{name}", notes=tuple(notes))

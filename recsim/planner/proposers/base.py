@@ -1,0 +1,72 @@
+"""The proposer registry: a proposer turns (system, workload, planner config) into a ``Plan``.
+
+Adding a proposer is one class in one file: subclass ``Proposer``, set ``name`` and
+``description``, implement ``propose(ctx)``, decorate with ``@register_proposer`` and import the
+module in ``recsim.planner.proposers``. A proposer that cannot find a plan within memory raises
+``InfeasibleError`` naming the table, the bytes and the tier that did not fit.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar, TypeVar
+
+from recsim.errors import ConfigError
+from recsim.hardware.system import System
+from recsim.planner.config import PlannerConfig
+from recsim.planner.estimator import Estimator
+from recsim.planner.types import Plan
+from recsim.workload.spec import Workload
+
+
+@dataclass
+class PlanningContext:
+    """What every proposer sees; the estimator (and its caches) is shared between proposers."""
+
+    system: System
+    workload: Workload
+    config: PlannerConfig = field(default_factory=PlannerConfig)
+
+    @cached_property
+    def estimator(self) -> Estimator:
+        return Estimator(self.system, self.workload, self.config)
+
+    @property
+    def world_size(self) -> int:
+        return self.system.num_accelerators
+
+
+class Proposer(ABC):
+    """A way to choose a plan (see the module docstring)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def propose(self, ctx: PlanningContext) -> Plan:
+        """A plan for ``ctx`` (``InfeasibleError`` if none fits)."""
+
+
+P = TypeVar("P", bound=type[Proposer])
+_REGISTRY: dict[str, Proposer] = {}
+
+
+def register_proposer(cls: P) -> P:
+    """Class decorator: register ``cls`` under ``cls.name``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"proposer {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def registered_proposers() -> list[str]:
+    return list(_REGISTRY)
+
+
+def proposer(name: str) -> Proposer:
+    found = _REGISTRY.get(name)
+    if found is None:
+        raise ConfigError(f"unknown plan strategy {name!r}; available: {', '.join(registered_proposers())}")
+    return found

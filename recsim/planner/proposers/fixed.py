@@ -1,0 +1,138 @@
+"""Fixed schemes: every table sharded one way, in HBM at the workload's dtype, statistics-free.
+
+The baselines the searching proposers are measured against, and what a user asks for with
+``--plan row_wise``. Whole-table and column schemes place blocks by LPT on estimated cost; row
+splits are fixed by construction. A scheme that cannot apply to a table (too few rows for a row
+split, a dim too narrow for column blocks, one node for grid) keeps that table whole (table-wise),
+as TorchRec's planner does with sharding types a table does not support.
+"""
+
+from __future__ import annotations
+
+from recsim.errors import InfeasibleError
+from recsim.planner import plan as simple
+from recsim.planner.estimator import Candidate
+from recsim.planner.partitioners import Partitioner
+from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.storage import Capacity
+from recsim.planner.types import Plan
+from recsim.workload.spec import Table
+
+
+class _Scheme(Proposer):
+    """One scheme for every table (``sharding``), blocks placed by LPT, all in HBM."""
+
+    sharding: str
+    description = ""
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        est = ctx.estimator
+        part = Partitioner(est, "lpt", cap=Capacity.unlimited(est.per_node))
+        chosen: list[Candidate] = []
+        for table in ctx.workload.tables:
+            chosen.append(self.candidate(ctx, table))
+        # Largest first (LPT); capacity is checked by the simulation, which reports the shortfall.
+        for cand in sorted(chosen, key=lambda c: -c.option.perf.total_s):
+            if part.place(cand) is None:  # pragma: no cover - unlimited capacity always fits
+                raise InfeasibleError(f"{self.name}: could not place {cand.option.describe()}")
+        return Plan(
+            ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.config.comm_dtypes[0]
+        )
+
+    def candidate(self, ctx: PlanningContext, table: Table) -> Candidate:
+        est = ctx.estimator
+        dtype = ctx.workload.table_dtype(table)
+        cand = None
+        if self.sharding in ("column_wise", "table_column_wise", "grid"):
+            dim = ctx.workload.table_dim(table)
+            for k in est.column_splits(dim):
+                cand = est.candidate(table, self.sharding, "hbm", dtype, column_blocks=k)
+                if cand is not None:
+                    break
+        else:
+            cand = est.candidate(table, self.sharding, "hbm", dtype)
+        if cand is None:
+            cand = est.candidate(table, "table_wise", "hbm", dtype)
+        assert cand is not None
+        return cand
+
+
+@register_proposer
+class ColumnWise(_Scheme):
+    name = "column_wise"
+    sharding = "column_wise"
+    description = "every table split into column blocks (halves, else quarters) on LPT-chosen ranks"
+
+
+@register_proposer
+class TableColumnWise(_Scheme):
+    name = "table_column_wise"
+    sharding = "table_column_wise"
+    description = "column blocks of each table on ranks of one node"
+
+
+@register_proposer
+class TableRowWise(_Scheme):
+    name = "table_row_wise"
+    sharding = "table_row_wise"
+    description = "every table split by rows over the GPUs of one node (LPT-chosen node)"
+
+
+@register_proposer
+class Grid(_Scheme):
+    name = "grid"
+    sharding = "grid"
+    description = "column blocks on different nodes, each split by rows inside its node"
+
+
+@register_proposer
+class DataParallel(_Scheme):
+    name = "data_parallel"
+    sharding = "data_parallel"
+    description = "every table replicated on every rank (gradients all-reduced)"
+
+
+class _Simple(Proposer):
+    """The statistics-free functions of ``recsim.planner.plan``."""
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        return self.build(ctx)
+
+    def build(self, ctx: PlanningContext) -> Plan:
+        raise NotImplementedError
+
+
+@register_proposer
+class TableWise(_Simple):
+    name = "table_wise"
+    description = "whole tables, rank by rank in table order (round robin)"
+
+    def build(self, ctx: PlanningContext) -> Plan:
+        return simple.table_wise_round_robin(ctx.workload, ctx.world_size)
+
+
+@register_proposer
+class TableWiseGreedy(_Simple):
+    name = "table_wise_greedy"
+    description = "whole tables, largest lookup traffic first, on the least-loaded rank (LPT)"
+
+    def build(self, ctx: PlanningContext) -> Plan:
+        return simple.table_wise_greedy(ctx.workload, ctx.world_size)
+
+
+@register_proposer
+class RowWise(_Simple):
+    name = "row_wise"
+    description = "every table split by rows over every rank"
+
+    def build(self, ctx: PlanningContext) -> Plan:
+        return simple.row_wise_all(ctx.workload, ctx.world_size)
+
+
+@register_proposer
+class Hybrid(_Simple):
+    name = "hybrid"
+    description = "row-wise for tables of >= 10M rows, LPT table-wise for the rest"
+
+    def build(self, ctx: PlanningContext) -> Plan:
+        return simple.hybrid(ctx.workload, ctx.world_size)

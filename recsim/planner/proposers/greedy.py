@@ -1,0 +1,136 @@
+"""Greedy: each table, in turn, takes the option that keeps the plan's makespan lowest and fits.
+
+For every table the estimator lists its options (every allowed scheme, tier and column split at a
+dtype); the proposer tries them on the partitioner and keeps the one whose placement gives the
+lowest resulting makespan (max estimated load over ranks), ties broken by the load it adds. Tiers
+are tried fastest class first: HBM; only if no HBM option fits, the slower tiers; and only if
+nothing fits at the table's precision, the next lower precision the config allows.
+
+Order of tables: when every table fits in HBM at its precision, largest estimated cost first
+(LPT). When the model is capacity-constrained, hottest bytes first -- lookups per stored byte --
+so the tables that gain most per byte of HBM claim it (the greedy solution of the fractional
+knapsack RecShard solves exactly for rows; see ``recshard`` for the row-level version).
+
+Registered twice: ``greedy`` (LPT partitioner) and ``memory_balanced`` (most free HBM first).
+"""
+
+from __future__ import annotations
+
+import math
+
+from recsim.errors import InfeasibleError
+from recsim.planner.estimator import Candidate
+from recsim.planner.partitioners import Partitioner
+from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.storage import row_bytes
+from recsim.planner.types import Plan, Shard
+from recsim.units import Dimension, format_quantity
+from recsim.workload.spec import Table
+
+
+def best_placement(
+    part: Partitioner, candidates: list[Candidate], remaining_s: float = 0.0
+) -> list[Shard] | None:
+    """Place the candidate that gives the lowest bound on the final makespan; None if none fits.
+
+    The bound is ``max(makespan, (total load + remaining) / ranks)``: the makespan after this
+    placement, or the average load once the tables still to place (``remaining_s``, their cheapest
+    estimated cost) are spread perfectly. While much work remains, the second term rules and the
+    option that adds the least total work wins (no spreading small tables over every rank for a
+    momentary balance); near the end the makespan rules. Ties: least work added, then list order.
+    """
+    best: tuple[float, float, int] | None = None
+    for i, cand in enumerate(candidates):
+        score = part.score(cand)
+        if score is None:
+            continue
+        makespan, added = score
+        bound = max(makespan, (sum(part.load) + added + remaining_s) / part.world)
+        if best is None or (bound, added, i) < best:
+            best = (bound, added, i)
+    return None if best is None else part.place(candidates[best[2]])
+
+
+def table_bytes(ctx: PlanningContext, table: Table) -> float:
+    return table.rows * row_bytes(ctx.workload.table_dim(table), ctx.workload.table_dtype(table))
+
+
+def capacity_constrained(ctx: PlanningContext, part: Partitioner) -> bool:
+    """Whether the tables at their own precision exceed the HBM left after the dense side."""
+    free = sum(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
+    return sum(table_bytes(ctx, t) for t in ctx.workload.tables) > free
+
+
+def table_cost_s(ctx: PlanningContext, table: Table) -> float:
+    """Estimated cost of the table whole in HBM at its precision (the LPT size; 0 if unavailable)."""
+    c = ctx.estimator.candidate(table, "table_wise", "hbm", ctx.workload.table_dtype(table))
+    return c.option.perf.total_s if c is not None and math.isfinite(c.option.perf.total_s) else 0.0
+
+
+def table_order(ctx: PlanningContext, part: Partitioner) -> list[Table]:
+    tables = list(ctx.workload.tables)
+    if capacity_constrained(ctx, part):
+        return sorted(tables, key=lambda t: (-ctx.workload.table_lookups(t) / table_bytes(ctx, t), t.name))
+    return sorted(tables, key=lambda t: (-table_cost_s(ctx, t), t.name))
+
+
+def place_table(
+    ctx: PlanningContext, part: Partitioner, table: Table, remaining_s: float = 0.0
+) -> list[Shard]:
+    """The table's best fitting option, fastest tier class first, then lower precisions."""
+    est = ctx.estimator
+    slow = [t for t in est.tiers() if t != "hbm"]
+    tried: list[str] = []
+    for dtype in est.dtypes_for(table):
+        for tiers in (["hbm"] if "hbm" in ctx.config.tiers else [], slow):
+            if not tiers:
+                continue
+            cands = est.candidates(table, dtype, tiers)
+            shards = best_placement(part, cands, remaining_s)
+            if shards is not None:
+                return shards
+            tried.append(f"{dtype} on {'/'.join(tiers)}")
+    size = format_quantity(table_bytes(ctx, table), Dimension.BYTES, binary=True)
+    why = "; ".join(f"{k}: {v}" for k, v in est.unavailable.items())
+    raise InfeasibleError(
+        f"table {table.name!r} ({table.rows} rows, {size} at {ctx.workload.table_dtype(table)}) "
+        "fits nowhere: "
+        f"tried {', '.join(tried) or 'no allowed tier'}; {part.free_summary()}"
+        + (f" (unavailable tiers: {why})" if why else "")
+    )
+
+
+def finished_plan(ctx: PlanningContext, part: Partitioner, name: str) -> Plan:
+    """The partitioner's shards as a plan with the config's first communication dtype."""
+    return Plan(ctx.world_size, tuple(part.shards), strategy=name, comm_dtype=ctx.config.comm_dtypes[0])
+
+
+class _Greedy(Proposer):
+    mode = "lpt"
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        part = Partitioner(ctx.estimator, self.mode)
+        order = table_order(ctx, part)
+        remaining = math.fsum(table_cost_s(ctx, t) for t in order)
+        for table in order:
+            remaining -= table_cost_s(ctx, table)
+            place_table(ctx, part, table, max(0.0, remaining))
+        return Plan(
+            ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.config.comm_dtypes[0]
+        )
+
+
+@register_proposer
+class Greedy(_Greedy):
+    name = "greedy"
+    description = (
+        "per table the option (scheme, tier, precision) with the lowest makespan that fits; LPT placement"
+    )
+    mode = "lpt"
+
+
+@register_proposer
+class MemoryBalanced(_Greedy):
+    name = "memory_balanced"
+    description = "as greedy, blocks on the rank with the most free HBM"
+    mode = "memory"
