@@ -266,20 +266,23 @@ class _Builder:
                 member = ranks[q % len(ranks)]
                 if member != q:
                     matrix[member][q] += b * dim * comm
+        # TorchRec batches the output dist of every table sharded over the same ranks into one
+        # collective (its RW/TWRW dists concatenate the tables' partial pools): one
+        # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.
+        groups: dict[tuple[int, ...], int] = defaultdict(int)
+        for _tag, ranks, dim in split:
+            groups[ranks] += dim
         out: dict[int, list[int]] = defaultdict(list)
         reduce_ids: dict[int, list[int]] = defaultdict(list)
         if forward:
-            for tag, ranks, dim in split:
+            for ranks, dim in groups.items():
+                key = f"rw_fwd:{_group_label(ranks, self.world)}"
                 for r in ranks:
                     # Each member holds partial sums for all B samples and keeps B / |G| of them.
                     op = Collective(
-                        CollectiveOp.REDUCE_SCATTER,
-                        f"rw_fwd:{tag}",
-                        ranks,
-                        batch * dim * comm,
-                        self.comm_dtype,
+                        CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype
                     )
-                    nid = self.add(r, f"rw_fwd:{tag}", Stream.COMM, op, deps_by_rank.get(r, []), phase)
+                    nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
         a2a: dict[int, int] = {}
@@ -293,17 +296,13 @@ class _Builder:
                 a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
         if not forward:
-            for tag, ranks, dim in split:
+            for ranks, dim in groups.items():
+                key = f"rw_bwd:{_group_label(ranks, self.world)}"
                 for r in ranks:
-                    op = Collective(
-                        CollectiveOp.ALL_GATHER,
-                        f"rw_bwd:{tag}",
-                        ranks,
-                        b * dim * comm * (self.world / len(ranks)),
-                        self.comm_dtype,
-                    )
+                    size = b * dim * comm * (self.world / len(ranks))
+                    op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
-                    out[r].append(self.add(r, f"rw_bwd:{tag}", Stream.COMM, op, deps, phase))
+                    out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
         return out
 
     def dense_forward(
@@ -320,6 +319,15 @@ class _Builder:
             ids[layer.name] = nid
             prev = [nid]
         return ids
+
+
+def _group_label(ranks: tuple[int, ...], world: int) -> str:
+    """``all`` for the whole world, else ``ranks a-b`` (contiguous) or the list."""
+    if len(ranks) == world:
+        return "all"
+    if ranks == tuple(range(ranks[0], ranks[-1] + 1)):
+        return f"ranks {ranks[0]}-{ranks[-1]}"
+    return "ranks " + ",".join(map(str, ranks))
 
 
 def _layer_op(layer: Layer, b: int, s: float, precision: str, *, backward: bool) -> Compute:

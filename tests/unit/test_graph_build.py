@@ -93,10 +93,11 @@ def test_row_wise_and_data_parallel_patterns(tiny):
     )
     g = build_training_step(tiny, plan, UNFUSED)
     g.validate()
-    rs = named(g, 0, "rw_fwd:a").op
+    rs = named(g, 0, "rw_fwd:all").op
     assert rs.op is CollectiveOp.REDUCE_SCATTER
     assert rs.group == (0, 1)
-    assert named(g, 1, "rw_bwd:a").op.op is CollectiveOp.ALL_GATHER
+    assert rs.bytes == 8 * 4 * 4  # partial pools of all 8 samples x dim 4 x fp32
+    assert named(g, 1, "rw_bwd:all").op.op is CollectiveOp.ALL_GATHER
     assert named(g, 0, "emb_forward:a[0:60]").op.lookups == pytest.approx(8 * 2 * 0.6)
     dp = named(g, 1, "emb_forward:b").op
     assert dp.batch == 4  # the local batch only
@@ -150,3 +151,75 @@ def test_fused_tbe_sums_its_tables(tiny):
     assert fwd.unique_rows is not None
     assert 0 < fwd.unique_rows <= 16 + 24
     assert g.metadata["fused_tables"] == {"tbe:0:fp32": [["a", 16.0], ["b", 24.0]]}
+
+
+def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):
+    # Four ranks; "nodes" of two: a split over ranks 0-1, b over ranks 2-3.
+    plan = Plan(
+        4,
+        (
+            Shard("a", "table_row_wise", 0, 50, 0, 4, (0,)),
+            Shard("a", "table_row_wise", 50, 100, 0, 4, (1,)),
+            Shard("b", "table_row_wise", 0, 25, 0, 4, (2,)),
+            Shard("b", "table_row_wise", 25, 50, 0, 4, (3,)),
+        ),
+        strategy="twrw",
+    )
+    g = build_training_step(tiny, plan, UNFUSED)
+    g.validate()
+    rs = named(g, 0, "rw_fwd:ranks 0-1").op
+    assert rs.group == (0, 1) and rs.bytes == 8 * 4 * 4
+    # Rank 0 keeps the samples of ranks q with q mod 2 = 0 (itself and rank 2) and sends rank 2
+    # its 2 samples x 4 floats; rank 1 sends rank 3 likewise.
+    a2a = named(g, 0, "a2a_fwd").op
+    assert a2a.send_bytes == (0.0, 0.0, 32.0, 0.0)
+    assert named(g, 1, "a2a_fwd").op.send_bytes == (0.0, 0.0, 0.0, 32.0)
+    assert named(g, 2, "a2a_fwd").op.send_bytes == (32.0, 0.0, 0.0, 0.0)
+    # backward: the transpose, then an all-gather of the group's B / 2 samples' gradients
+    assert named(g, 0, "a2a_bwd").op.recv_bytes == (0.0, 0.0, 32.0, 0.0)
+    ag = named(g, 0, "rw_bwd:ranks 0-1").op
+    assert ag.op is CollectiveOp.ALL_GATHER and ag.bytes == 4 * 4 * 4
+
+
+def test_hot_rows_replicated_shrink_the_cold_exchange(tiny):
+    # FlexShard: the 10 hottest rows of a on both ranks, its 90 cold rows on rank 0; b on rank 1.
+    plan = Plan(
+        2,
+        (
+            Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+            Shard("a", "table_wise", 10, 100, 0, 4, (0,), order="popularity"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+        ),
+        strategy="flex",
+    )
+    g = build_training_step(tiny, plan, UNFUSED)
+    g.validate()
+    # tiny's tables are uniform: the cold rows get 90 % of a's lookups (pooling 2), so a bag
+    # needs the cold owner with probability 1 - 0.1^2 = 0.99.
+    hot = named(g, 1, "emb_forward:a[0:10]").op
+    assert hot.batch == 4 and hot.lookups == pytest.approx(4 * 2 * 0.1)
+    cold = named(g, 0, "emb_forward:a[10:100]").op
+    assert cold.lookups == pytest.approx(8 * 2 * 0.9)
+    assert cold.table == "a@[10:100]" and g.metadata["table_slices"]["a@[10:100]"] == [
+        "a",
+        10,
+        100,
+        "popularity",
+    ]
+    a2a = named(g, 0, "a2a_fwd").op
+    assert a2a.send_bytes == pytest.approx((4 * 4 * 4 * 0.99, 4 * 4 * 4 * 0.99))
+    assert named(g, 0, "dp_allreduce:a[0:10]").op.bytes == 10 * 4 * 4
+
+
+def test_grid_column_groups_reduce_in_their_own_group(tiny):
+    # a: two column halves, each split by rows over its "node" (ranks 0-1, ranks 2-3); b whole on 3.
+    shards = [
+        Shard("a", "grid", r0, r1, c0, c1, (rank,))
+        for (c0, c1, base) in ((0, 2, 0), (2, 4, 2))
+        for (r0, r1, rank) in ((0, 50, base), (50, 100, base + 1))
+    ]
+    plan = Plan(4, (*shards, Shard("b", "table_wise", 0, 50, 0, 4, (3,))), strategy="grid")
+    g = build_training_step(tiny, plan, UNFUSED)
+    g.validate()
+    assert named(g, 0, "rw_fwd:ranks 0-1").op.bytes == 8 * 2 * 4
+    assert named(g, 2, "rw_fwd:ranks 2-3").op.bytes == 8 * 2 * 4
