@@ -19,7 +19,10 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   default ``percentage=0.15`` of each device kept free for the framework and fragmentation;
 - ``cache_ratios`` 0.2: FBGEMM's default ``cache_load_factor``; ``hot_fractions``: the shares of a
   table's rows tried as its hot set (RecShard / FlexShard), from 0.1 % to 10 %;
-- ``finalists`` 3: plans re-scored by the analytic engine in ``auto``.
+- ``finalists`` 3: plans re-scored by the analytic engine in ``auto``; below
+  ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is simulated, so ``auto`` is
+  then never slower than any single strategy (a design choice: a small model's engine runs cost
+  milliseconds).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class PlannerConfig(Spec):
     cache_ratios: list[Fraction] = Field(default_factory=lambda: [0.2])
     hot_fractions: list[Fraction] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
     finalists: int = Field(default=3, ge=1, le=32)
+    simulate_all_below: int = Field(default=4096, ge=0)
     exhaustive_limit: int = Field(default=4096, ge=1)
 
 

@@ -1,8 +1,10 @@
 """``auto``: every other proposer, scored by the estimator, the finalists by the analytic engine.
 
 Each registered proposer (fixed schemes, greedy, memory-balanced, the statistics-driven ones) makes
-a plan; plans that do not fit are dropped. The estimator ranks the rest by their makespan (largest
-estimated per-rank load); the best ``config.finalists`` of them, plus the best plan of each
+a plan; plans that do not fit are dropped, identical ones kept once. The estimator ranks the rest
+by their makespan (largest estimated per-rank load). For small models (ranks x tables below
+``config.simulate_all_below``) every plan is simulated; otherwise the best ``config.finalists``
+of them, plus the best plan of each
 *family* (fixed scheme vs search) so one family's estimator bias cannot hide the other, are
 simulated with the analytic engine (one steady step, the same graph and cost models as ``recsim
 run``), and the plan with the highest throughput wins. The plan's notes record every score.
@@ -68,7 +70,14 @@ class Auto(Proposer):
         if not scored:
             raise InfeasibleError("no strategy fits: " + " | ".join(failures))
         scored.sort(key=lambda x: (x[0], x[1]))
-        finalists = {name for _, name, _ in scored[: ctx.config.finalists]}
+        # Proposers often agree (a small model's greedy is a fixed scheme): simulate each plan once.
+        distinct: dict[tuple[object, ...], str] = {}
+        for _, name, plan in scored:
+            distinct.setdefault((plan.shards, plan.comm_dtype), name)
+        scored = [s for s in scored if distinct[(s[2].shards, s[2].comm_dtype)] == s[1]]
+        size = ctx.world_size * ctx.workload.num_tables
+        keep = len(scored) if size < ctx.config.simulate_all_below else ctx.config.finalists
+        finalists = {name for _, name, _ in scored[:keep]}
         for family in (FIXED, None):
             members = [s for s in scored if (s[1] in FIXED) == (family is not None)]
             if members:

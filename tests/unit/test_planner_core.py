@@ -1,0 +1,236 @@
+"""The planner's core: config, storage, estimator, partitioner, greedy and auto, on tiny cases."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import pytest
+
+from recsim.api import make_plan
+from recsim.cost.model import CostModel
+from recsim.errors import ConfigError, InfeasibleError
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.ir import Collective, Embedding
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.system import System
+from recsim.planner.config import planner_config
+from recsim.planner.estimator import Estimator, plan_perf
+from recsim.planner.partitioners import Partitioner
+from recsim.planner.proposers import proposer, registered_proposers
+from recsim.planner.storage import Capacity, capacity, check_fits, plan_usage, shard_storage
+from recsim.planner.types import Plan, Shard
+from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import Workload
+from tests.conftest import FIXTURES
+
+WL = WorkloadLibrary([FIXTURES / "workloads"])
+HW = HardwareLibrary([FIXTURES / "minilib"])
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Workload:
+    return WL.workload("tiny-dlrm")
+
+
+@pytest.fixture(scope="module")
+def two_gpus() -> System:
+    return HW.system("tiny", [])
+
+
+def small_system(gpus: int = 2) -> System:
+    from recsim.config.loader import Override
+
+    return HW.system(
+        "tiny",
+        [Override.parse("cluster.nodes=1"), Override.parse(f"node.accelerators.count={gpus}")],
+    )
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+
+def test_planner_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"planner\.tierz: unknown key 'tierz'; did you mean 'tiers'"):
+        planner_config(["planner.tierz=[hbm]"])
+    with pytest.raises(ConfigError, match=r"planner\.hbm_reserve"):
+        planner_config(["planner.hbm_reserve=1.5"])
+    assert planner_config(["tiers=[hbm]"]).tiers == ["hbm"]
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+def test_shard_storage_by_tier(tiny):
+    # a: 100 rows x dim 4; fp32 row 16 B + row-wise Adagrad 4 B = 20 B per row
+    whole = Shard("a", "table_wise", 0, 100, 0, 4, (0,))
+    assert shard_storage(whole, tiny).hbm_bytes == 100 * 20
+    uvm = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm")
+    assert shard_storage(uvm, tiny).as_dict() == {"hbm_bytes": 0.0, "ddr_bytes": 2000.0, "ssd_bytes": 0.0}
+    cached = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm_caching:0.25")
+    # a cache of 25 rows of weights (16 B) in HBM, the table and its state in host DRAM
+    assert shard_storage(cached, tiny).hbm_bytes == 25 * 16
+    assert shard_storage(cached, tiny).ddr_bytes == 2000
+    int8 = Shard("a", "table_wise", 0, 100, 0, 4, (0,), dtype="int8")
+    assert shard_storage(int8, tiny).hbm_bytes == 100 * (4 + 4 + 4)  # 4 B row + fp16 scale/bias + state
+
+
+def test_usage_counts_host_memory_per_node_and_names_the_shortfall(tiny):
+    system = small_system(2)
+    plan = Plan(
+        2,
+        (
+            Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,), tier="ddr"),
+        ),
+    )
+    usage = plan_usage(plan, tiny, system)
+    assert usage.ddr_by_node == {0: 100 * 20 + 50 * 20}
+    tight = Capacity(1e12, 2999.0, 0.0, 2)
+    with pytest.raises(InfeasibleError, match=r"node 0 needs .* of host DRAM.*short; largest tables: a"):
+        check_fits(usage, tight)
+
+
+# -- estimator agrees with the engine's costs ------------------------------------------------------
+
+
+def mixed_plan() -> Plan:
+    return Plan(
+        2,
+        (
+            Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+            Shard("a", "table_wise", 10, 100, 0, 4, (0,), tier="uvm", order="popularity"),
+            Shard("b", "row_wise", 0, 20, 0, 4, (0,), tier="uvm_caching:0.5"),
+            Shard("b", "row_wise", 20, 50, 0, 4, (1,)),
+        ),
+        strategy="mixed",
+    )
+
+
+def test_estimator_lookups_equal_the_engine_costs(tiny):
+    """Planner estimates and simulated lookup times agree op for op (unfused, no contention)."""
+    system = small_system(2)
+    plan = mixed_plan()
+    graph = build_training_step(tiny, plan, BuildOptions(fuse_tables=False))
+    cost = CostModel(system, tiny, table_slices=graph.metadata["table_slices"])
+    engine: dict[int, float] = defaultdict(float)
+    for node in graph.nodes:
+        if isinstance(node.op, Embedding):
+            engine[node.rank] += cost.duration_s(node)
+    est = Estimator(system, tiny)
+    per_rank = plan_perf(est, plan)
+    for rank in (0, 1):
+        assert per_rank[rank].compute_s == pytest.approx(engine[rank], rel=1e-12)
+        assert engine[rank] > 0
+
+
+def test_estimator_all_to_all_bytes_match_the_graph(tiny):
+    system = small_system(2)
+    plan = Plan(
+        2,
+        (
+            Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+            Shard("a", "table_wise", 10, 100, 0, 4, (0,), order="popularity"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+        ),
+    )
+    graph = build_training_step(tiny, plan)
+    sent = {n.rank: n.op.bytes for n in graph.nodes if isinstance(n.op, Collective) and n.name == "a2a_fwd"}
+    est = Estimator(system, tiny)
+    from recsim.graph.shard_ops import ShardOps
+
+    ops = ShardOps(tiny)
+    # rank 0 sends a's cold pools for the bags that drew a cold row; rank 1 all of b's
+    assert sent[0] == pytest.approx(8 * 4 * 4 * ops.bag_share([plan.shards[1]]))
+    assert sent[1] == 8 * 4 * 4
+    assert est.marginal_s_per_byte("all_to_all", 2, "fp32") > 0
+
+
+def test_unavailable_tier_is_reported_not_raised(tiny):
+    system = small_system(2)
+    est = Estimator(system, tiny)
+    cand = est.candidate(tiny.table("a"), "table_wise", "ssd", "fp32")
+    assert cand is not None and math.isinf(cand.max_block_perf_s)
+    assert "has no SSDs" in est.unavailable["ssd"]
+    assert all(c.option.tier != "ssd" for c in est.candidates(tiny.table("a"), "fp32"))
+
+
+# -- partitioner -----------------------------------------------------------------------------------
+
+
+def test_partitioner_places_within_memory_and_rolls_back(tiny):
+    system = small_system(2)
+    est = Estimator(system, tiny)
+    cand = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
+    assert cand is not None
+    # room for a on one rank only: the second copy must go nowhere and change nothing
+    part = Partitioner(est, "lpt", cap=Capacity(part_dense(est) + 2000, 1e12, 1e12, 2))
+    assert part.place(cand) is not None
+    loads = list(part.load)
+    assert part.place(cand) is not None  # the other rank
+    assert part.place(cand) is None
+    assert part.load[0] > 0 and part.load[1] > 0 and loads != part.load
+    assert part.score(cand) is None
+
+
+def part_dense(est: Estimator) -> float:
+    from recsim.planner.storage import dense_hbm_bytes
+
+    return dense_hbm_bytes(est.w, est.world)
+
+
+# -- proposers -------------------------------------------------------------------------------------
+
+
+def test_registry_has_every_scheme_and_search():
+    names = registered_proposers()
+    for name in ("table_wise", "row_wise", "column_wise", "table_row_wise", "grid", "data_parallel"):
+        assert name in names
+    for name in ("greedy", "memory_balanced", "auto"):
+        assert name in names
+    with pytest.raises(ConfigError, match="unknown plan strategy 'nope'"):
+        proposer("nope")
+
+
+@pytest.mark.parametrize("name", ["greedy", "memory_balanced", "auto", "column_wise", "table_row_wise"])
+def test_proposers_make_valid_plans_that_fit(tiny, name):
+    system = small_system(4)
+    plan = make_plan(name, tiny, system)
+    plan.validate(tiny)
+    check_fits(plan_usage(plan, tiny, system), capacity(system))
+    assert plan == make_plan(name, tiny, system)  # deterministic
+
+
+def test_greedy_goes_to_host_memory_then_lower_precision_only_when_needed(tiny):
+    system = small_system(2)
+    hbm = system.accelerator.hbm.capacity_bytes
+    # a table too large for HBM: the greedy must take a host tier (and may not lower precision)
+    rows = int(hbm / 20 * 2)  # 2x one HBM at fp32 (20 B a row), 1.2x at int8 (12 B): 1.5 HBMs free
+    from recsim.config.loader import Override
+
+    big = WL.workload("tiny-dlrm", [Override.parse(f"tables[0].rows={rows}")])
+    plan = make_plan("greedy", big, system)
+    tiers = {s.tier.split(":")[0] for s in plan.shards if s.table == "a"}
+    assert tiers & {"uvm", "uvm_caching", "ddr"}
+    assert {s.dtype for s in plan.shards} == {"fp32"}
+    # HBM only, fp32 only: nothing fits, and the error names the table
+    with pytest.raises(InfeasibleError, match=r"table 'a' .* fits nowhere"):
+        make_plan("greedy", big, system, planner=["planner.tiers=[hbm]", "planner.embedding_dtypes=[fp32]"])
+    # HBM only with lower precisions allowed: the table is stored in fewer bytes
+    small = make_plan(
+        "greedy", big, system, planner=["planner.tiers=[hbm]", "planner.embedding_dtypes=[fp32,int8]"]
+    )
+    assert {s.dtype for s in small.shards if s.table == "a"} == {"int8"}
+
+
+def test_auto_is_the_fastest_of_its_finalists(tiny):
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    system = small_system(4)
+    auto = make_plan("auto", tiny, system)
+    best = simulate_training(system, tiny, auto, SimulationOptions()).result.throughput_samples_per_s
+    for name in ("table_wise", "row_wise", "greedy"):
+        other = simulate_training(system, tiny, make_plan(name, tiny, system), SimulationOptions()).result
+        assert best >= other.throughput_samples_per_s * (1 - 1e-9)
+    assert auto.strategy.startswith("auto:")
+    assert any(note.startswith("simulated") for note in auto.notes)
