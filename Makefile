@@ -40,6 +40,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_hardware.py
 	$(BIN)/python benchmarks/bench_engines.py 1 16
+	$(BIN)/python benchmarks/bench_planner.py greedy auto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

@@ -106,6 +106,8 @@ class Estimator:
         self.ops = ShardOps(workload)
         self._marginal: dict[tuple[str, int, str], float] = {}
         self._compute: dict[tuple[object, ...], float] = {}
+        self._blocks: dict[tuple[object, ...], Block] = {}
+        self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
 
     # -- communication -------------------------------------------------------------------------
@@ -176,6 +178,23 @@ class Estimator:
     def block(self, shards: Sequence[Shard], *, comm_out_bytes: float, split_group: int = 1) -> Block:
         """A block of ``shards`` (one rank) that sends ``comm_out_bytes`` in the all-to-all and, for
         a row split over ``split_group`` ranks, reduce-scatters its partial pools."""
+        # Id-ordered single-shard blocks of one size cost the same (a row split's blocks): memo.
+        memo_key: tuple[object, ...] | None = None
+        if len(shards) == 1 and shards[0].order == "id":
+            s0 = shards[0]
+            memo_key = (
+                s0.table,
+                s0.sharding,
+                s0.rows,
+                s0.dim,
+                s0.tier,
+                s0.dtype,
+                comm_out_bytes,
+                split_group,
+            )
+            hit = self._blocks.get(memo_key)
+            if hit is not None:
+                return Block(tuple(shards), hit.perf, hit.storage)
         comm = self.cfg.comm_dtypes[0]
         wire = DTYPE_BYTES[comm]
         fwd = sum(self.lookup_s(s, "forward") for s in shards)
@@ -193,7 +212,10 @@ class Estimator:
         storage = Storage()
         for s in shards:
             storage = storage + shard_storage(s, self.w)
-        return Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage)
+        block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage)
+        if memo_key is not None:
+            self._blocks[memo_key] = block
+        return block
 
     def dtypes_for(self, table: Table) -> list[str]:
         """Storage dtypes to try for ``table``, most precise first (see ``PlannerConfig``)."""

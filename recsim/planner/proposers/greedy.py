@@ -63,8 +63,12 @@ def capacity_constrained(ctx: PlanningContext, part: Partitioner) -> bool:
 
 def table_cost_s(ctx: PlanningContext, table: Table) -> float:
     """Estimated cost of the table whole in HBM at its precision (the LPT size; 0 if unavailable)."""
-    c = ctx.estimator.candidate(table, "table_wise", "hbm", ctx.workload.table_dtype(table))
-    return c.option.perf.total_s if c is not None and math.isfinite(c.option.perf.total_s) else 0.0
+    memo = ctx.estimator.table_costs
+    if table.name not in memo:
+        c = ctx.estimator.candidate(table, "table_wise", "hbm", ctx.workload.table_dtype(table))
+        ok = c is not None and math.isfinite(c.option.perf.total_s)
+        memo[table.name] = c.option.perf.total_s if ok and c is not None else 0.0
+    return memo[table.name]
 
 
 def table_order(ctx: PlanningContext, part: Partitioner) -> list[Table]:
