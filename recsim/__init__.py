@@ -5,6 +5,31 @@ The public API for notebooks and scripts lives in ``recsim.api`` and is re-expor
 
 __version__ = "0.1.0"
 
-from recsim.api import hardware_summary, load_system, system_topology
+from recsim.api import (
+    hardware_summary,
+    load_system,
+    load_workload,
+    make_plan,
+    plan,
+    read_trace,
+    replay,
+    simulate,
+    simulate_run,
+    system_topology,
+    validate,
+)
 
-__all__ = ["__version__", "hardware_summary", "load_system", "system_topology"]
+__all__ = [
+    "__version__",
+    "hardware_summary",
+    "load_system",
+    "load_workload",
+    "make_plan",
+    "plan",
+    "read_trace",
+    "replay",
+    "simulate",
+    "simulate_run",
+    "system_topology",
+    "validate",
+]

@@ -6,6 +6,7 @@ Everything the command line can do is a function here taking plain arguments and
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from recsim.engine.replay import ReplayResult
     from recsim.engine.simulate import Simulation
     from recsim.metrics.result import Result
+    from recsim.planner.stats import PlanStats
     from recsim.validation import CaseResult
 
 
@@ -217,6 +219,52 @@ def make_plan(
         name = "table_wise"
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
     return proposer(name).propose(PlanningContext(system, workload, config))
+
+
+def plan(
+    system: str | Path = "zionex",
+    workload: str | Path = "dlrm-dcnv2",
+    *,
+    strategy: str | Path = "auto",
+    nodes: int | None = None,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    overrides: Sequence[str] = (),
+) -> PlanStats:
+    """``recsim plan``: a sharding plan of ``workload`` on ``system`` and its figures.
+
+    ``strategy`` is a registered proposer (``plan_strategies()``) or a saved plan file; ``overrides``
+    as for ``simulate_run`` (``workload.*`` edits the workload, ``planner.*`` the planner's search
+    space, the rest the system). Returns ``PlanStats`` (``.plan`` is the plan; ``.to_dict()`` what
+    ``--json`` prints). A plan the strategy cannot fit raises ``InfeasibleError``; a fixed scheme
+    that places blindly comes back with ``status == "infeasible"`` and the shortfall in ``reason``.
+    """
+    from recsim.planner.io import is_plan_path
+    from recsim.planner.stats import capacity_shortfall, plan_stats
+
+    name = str(strategy)
+    known = plan_strategies()
+    if name not in known and name != "table_wise_round_robin" and not is_plan_path(strategy):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise ConfigError(
+            f"unknown plan strategy {name!r}; {hint}(available: {', '.join(known)}, or a plan file)"
+        )
+    sys_spec, wl_spec = prepare(
+        system, workload, nodes=nodes, batch_size=batch_size, precision=precision, overrides=overrides
+    )
+    if sys_spec.num_accelerators == 0:
+        raise InfeasibleError(f"system {sys_spec.name!r} has no accelerators to shard embeddings over")
+    config = planner_config(_split_overrides(overrides)[2])
+    try:
+        sharding = make_plan(strategy, wl_spec, sys_spec, planner=config)
+    except InfeasibleError as exc:
+        # Say first when no plan can fit at all (the bytes exceed the allowed tiers' capacity).
+        short = capacity_shortfall(sys_spec, wl_spec, config)
+        if short is None:
+            raise
+        raise InfeasibleError(f"{short}; {exc}") from None
+    return plan_stats(sharding, sys_spec, wl_spec, config=config)
 
 
 def load_plan_file(path: str | Path, workload: Workload, world_size: int) -> Plan:

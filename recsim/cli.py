@@ -7,13 +7,15 @@ on stderr and exits with code 2; a traceback means a bug in recsim.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +25,9 @@ from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
 from recsim.hardware.schema import document_schema
 from recsim.units import Dimension, format_quantity
+
+if TYPE_CHECKING:
+    from recsim.planner.stats import PlanStats
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -541,6 +546,183 @@ def _print_result(result: Any) -> None:
         table.add_row("average power", format_quantity(result.avg_power_w, Dimension.WATTS))
         table.add_row("energy per sample", format_quantity(result.energy_per_sample_j, Dimension.JOULES))
     Console().print(table)
+
+
+# ---------------------------------------------------------------------------------- plan
+
+
+class _StrategyOption(click.Option):
+    """``--strategy``, whose help lists the registered proposers (imported only when help is shown)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = (
+            f"Sharding strategy: {', '.join(api.plan_strategies())}; or a saved plan file (plan.json)."
+        )
+        return super().get_help_record(ctx)
+
+
+#: Above this many ranks the human table shows the first 8, the last 4 and the busiest rank.
+PLAN_TABLE_ALL_RANKS = 16
+
+
+@cli.command("plan")
+@click.option("--system", "system", default="zionex", show_default=True, help="System name or YAML path.")
+@click.option(
+    "--workload", "workload", default="dlrm-dcnv2", show_default=True, help="Workload name or path."
+)
+@click.option(
+    "--strategy",
+    "strategy",
+    cls=_StrategyOption,
+    default="auto",
+    show_default=True,
+    help="Sharding strategy.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch size.")
+@click.option(
+    "--precision", type=click.Choice(["fp32", "tf32", "fp16", "bf16"]), default=None, help="Dense precision."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly PlanStats.to_dict() as JSON.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Save the plan (JSON; .gz compresses) for `recsim run --plan FILE`.",
+)
+@system_options
+@click.pass_context
+def plan_cmd(
+    ctx: click.Context,
+    system: str,
+    workload: str,
+    strategy: str,
+    batch_size: int | None,
+    precision: str | None,
+    as_json: bool,
+    out: Path | None,
+    nodes: int | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Shard WORKLOAD's embedding tables over SYSTEM and show where they go and what it costs.
+
+    ``--set planner.x=..`` edits the planner's search space (tiers, embedding_dtypes,
+    sharding_types, reserves, ...), ``--set workload.x=..`` the workload, the rest the system.
+    """
+    nodes, sets = _system_args(ctx, nodes, overrides)
+    stats = api.plan(
+        system,
+        workload,
+        strategy=strategy,
+        nodes=nodes,
+        batch_size=batch_size,
+        precision=precision,
+        overrides=sets,
+    )
+    if out is not None:
+        from recsim.planner.io import save_plan
+
+        save_plan(stats.plan, out)
+    if as_json:
+        click.echo(json.dumps(stats.to_dict(), indent=2))
+    else:
+        _print_plan(stats)
+        if out is not None:
+            click.echo(f"wrote {out}")
+    if stats.status != "feasible":
+        if not as_json:
+            click.echo(f"recsim: {stats.status}: {stats.reason}", err=True)
+        ctx.exit(EXIT_USER_ERROR)
+
+
+def _bytes(value: float, digits: int = 4) -> str:
+    return format_quantity(value, Dimension.BYTES, binary=True, digits=digits)
+
+
+def _seconds(value: float, digits: int = 4) -> str:
+    return format_quantity(value, Dimension.SECONDS, digits=digits) if math.isfinite(value) else "n/a"
+
+
+def _count(value: float) -> str:
+    """``4_420_000`` -> ``4.42M`` (three significant digits, k/M/G/T)."""
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _print_plan(stats: PlanStats) -> None:
+    title = (
+        f"plan of {stats.workload} on {stats.system} ({stats.world_size} ranks, "
+        f"{stats.num_nodes} node{'s' if stats.num_nodes != 1 else ''} x {stats.ranks_per_node})"
+    )
+    table = _figures(title)
+    table.add_row("strategy", stats.plan.strategy)
+    table.add_row("status", stats.status + (f": {stats.reason}" if stats.reason else ""))
+    table.add_row("estimated makespan", _seconds(stats.est_makespan_s))
+    table.add_row("imbalance (max/mean)", f"time {stats.time_imbalance:.3g}, HBM {stats.hbm_imbalance:.3g}")
+    table.add_row("all-to-all per step", f"{_bytes(stats.a2a_fwd_bytes_per_step)} forward (as much backward)")
+    table.add_row("lookups per step", f"{stats.lookups_per_step:,.0f}")
+    share = stats.slow_lookups_per_step / stats.lookups_per_step if stats.lookups_per_step else 0.0
+    table.add_row("slow-memory accesses", f"{stats.slow_lookups_per_step:,.0f} per step ({share:.1%})")
+    table.add_row("parameters placed", f"{stats.parameters_placed:.4g}")
+    used = [f"{tier} {_bytes(b)}" for tier, b in stats.bytes_by_tier.items() if b > 0]
+    table.add_row("bytes by tier", ", ".join(used) or "-")
+    dtypes = [f"{d} {_bytes(b)}" for d, b in stats.bytes_by_dtype.items() if b > 0]
+    table.add_row("bytes by dtype", ", ".join(dtypes) or "-")
+    kinds = [f"{k} {n}" for k, n in stats.shards_by_sharding.items() if n > 0]
+    table.add_row("shards by sharding", ", ".join(kinds) or "-")
+    table.add_row(
+        "capacity",
+        f"HBM {_bytes(stats.hbm_capacity_bytes_per_rank)} per rank, host DRAM "
+        f"{_bytes(stats.ddr_capacity_bytes_per_node)} and SSD {_bytes(stats.ssd_capacity_bytes_per_node)} "
+        "per node",
+    )
+    table.add_row(
+        "fits",
+        f"{'yes' if stats.fits else 'no'} ({'within' if stats.fits_within_reserve else 'not within'} the "
+        f"planner's reserves: HBM {stats.hbm_reserve:.0%}, DRAM {stats.ddr_reserve:.0%})",
+    )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 120))  # piped: room for the rank table
+    console.print(table)
+
+    ranks = list(stats.ranks)
+    shown = ranks
+    if len(ranks) > PLAN_TABLE_ALL_RANKS:
+        busiest = max(ranks, key=lambda r: (r.est_total_s, -r.rank))
+        keep = {r.rank for r in ranks[:8]} | {r.rank for r in ranks[-4:]} | {busiest.rank}
+        shown = [r for r in ranks if r.rank in keep]
+    rows = Table(
+        title="per rank, per step (DDR, SSD: the node's bytes / ranks per node; times estimated)",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("rank", "node", "HBM", "DDR", "SSD", "shards", "lookups", "slow"):
+        rows.add_column(col, justify="right", no_wrap=True)
+    for col in ("fwd", "bwd", "comm", "total"):
+        rows.add_column(col, justify="right", no_wrap=True)
+    previous = -1
+    for r in shown:
+        if r.rank != previous + 1:
+            rows.add_row("...", *[""] * 11)
+        previous = r.rank
+        rows.add_row(
+            str(r.rank),
+            str(r.node),
+            _bytes(r.hbm_bytes, 3),
+            _bytes(r.ddr_bytes, 3),
+            _bytes(r.ssd_bytes, 3),
+            str(r.shards),
+            _count(r.lookups_per_step),
+            _count(r.slow_lookups_per_step),
+            _seconds(r.est_fwd_compute_s, 3),
+            _seconds(r.est_bwd_compute_s, 3),
+            _seconds(r.est_comm_s, 3),
+            _seconds(r.est_total_s, 3),
+        )
+    console.print(rows)
+    if len(shown) < len(ranks):
+        click.echo(f"... {len(ranks) - len(shown)} more ranks (--json lists every rank)")
 
 
 # ---------------------------------------------------------------------------------- replay / validate

@@ -1,0 +1,479 @@
+"""Figures of a sharding plan on a system: memory per rank and node, lookups, estimated time, traffic.
+
+``plan_stats(plan, system, workload)`` is what ``recsim plan`` prints. Every figure is per training
+step of the workload's global batch ``B`` and, like the rest of recsim, in SI units:
+
+- **memory** (``recsim.planner.storage.plan_usage``): per rank the HBM it holds (the dense side,
+  its shards, the caches of its ``uvm_caching`` shards); per node the host DRAM (``uvm``, ``ddr``,
+  ``nmp`` and ``uvm_caching`` rows, the ``ssd`` tier's page cache) and SSD bytes. Host DRAM and SSDs
+  belong to a node, not a rank: a rank's row shows its **node's bytes divided by the ranks per
+  node** (``RankStats.ddr_bytes``/``ssd_bytes``); the node rows (``NodeStats``) hold the real
+  figures the capacities apply to. Stored bytes include the embedding optimizer's state.
+- **capacity**: the accelerator's HBM per rank, the node's host DRAM and SSDs (``capacity``);
+  ``fits`` compares the usage with them as ``recsim run`` does, ``fits_within_reserve`` with them
+  less the planner's reserves (``planner.hbm_reserve`` / ``planner.ddr_reserve``), which is what
+  the searching proposers plan against;
+- **lookups** per rank: the forward ``Embedding`` ops' lookups of the rank's shards
+  (``ShardOps.op``: ``B x pooling x lookup share``, the local batch for data-parallel shards);
+- **estimated time** per rank (``recsim.planner.estimator.plan_perf``): forward and backward lookup
+  compute, and communication (all-to-all, reduce-scatter, data-parallel all-reduce; forward plus
+  backward) as the marginal seconds of the bytes the rank adds; ``est_makespan_s`` is the largest
+  rank total, the score the proposers rank plans by. These are the planner's estimates, not a
+  simulation (``recsim run --plan`` simulates);
+- **imbalance**: max / mean over ranks of the estimated total and of the HBM bytes (1.0 is even);
+- **all-to-all bytes**: the forward pooled-embedding all-to-all, summed over ranks, by the graph
+  builder's rule (``recsim.graph.build`` ``pooled_exchange``): a block on one rank sends
+  ``B x dim x wire x bag share`` (its own chunk included, as TorchRec's all-to-all copies it), a
+  block split by rows over ranks ``G`` sends each sample owner ``q`` outside ``G`` its ``B / world``
+  vectors from member ``G[q mod |G|]``. The backward all-to-all is its transpose (the same bytes);
+- **slow-memory accesses**: forward lookups that reach a tier other than HBM. For ``uvm_caching``
+  only the misses of its HBM cache, ``lookups x (1 - LRU hit rate)`` of a cache of ``ratio x rows``
+  rows under the shard's access model (the cost layer's Che approximation); every lookup of the
+  other non-HBM tiers counts (their own caches -- page cache, NMP rank cache, SmartSSD DRAM -- sit
+  behind the slow tier's interface).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from recsim.cost.embedding.base import optimizer_state_bytes, parse_tier, tier_model
+from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
+from recsim.errors import InfeasibleError
+from recsim.hardware.system import System
+from recsim.planner.config import PlannerConfig
+from recsim.planner.estimator import PRECISION_ORDER, Estimator, plan_perf
+from recsim.planner.storage import (
+    HOST_TIERS,
+    SSD_TIERS,
+    capacity,
+    check_fits,
+    dense_hbm_bytes,
+    plan_usage,
+    row_bytes,
+    shard_storage,
+)
+from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard
+from recsim.units import Dimension, format_quantity
+from recsim.workload.spec import DTYPE_BYTES, Workload
+
+#: Every tier a plan may use, in the order the figures list them.
+TIERS = ("hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd")
+
+
+@dataclass(frozen=True)
+class RankStats:
+    """One rank's figures per step (``ddr_bytes``/``ssd_bytes``: its node's bytes / ranks per node)."""
+
+    rank: int
+    node: int
+    hbm_bytes: float
+    ddr_bytes: float
+    ssd_bytes: float
+    shards: int
+    lookups_per_step: float
+    slow_lookups_per_step: float
+    a2a_send_bytes: float
+    est_fwd_compute_s: float
+    est_bwd_compute_s: float
+    est_comm_s: float
+    est_total_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "node": self.node,
+            "hbm_bytes": self.hbm_bytes,
+            "ddr_bytes": self.ddr_bytes,
+            "ssd_bytes": self.ssd_bytes,
+            "shards": self.shards,
+            "lookups_per_step": self.lookups_per_step,
+            "slow_lookups_per_step": self.slow_lookups_per_step,
+            "a2a_send_bytes": self.a2a_send_bytes,
+            "est_fwd_compute_s": _finite(self.est_fwd_compute_s),
+            "est_bwd_compute_s": _finite(self.est_bwd_compute_s),
+            "est_comm_s": _finite(self.est_comm_s),
+            "est_total_s": _finite(self.est_total_s),
+        }
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """One node's host DRAM and SSD bytes (what the node capacities apply to)."""
+
+    node: int
+    ddr_bytes: float
+    ssd_bytes: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "ddr_bytes": self.ddr_bytes, "ssd_bytes": self.ssd_bytes}
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """A plan and its figures on a system (see the module docstring for every definition)."""
+
+    plan: Plan
+    system: str
+    workload: str
+    world_size: int
+    num_nodes: int
+    ranks_per_node: int
+    global_batch_size: int
+    ranks: tuple[RankStats, ...]
+    nodes: tuple[NodeStats, ...]
+    dense_hbm_bytes_per_rank: float
+    parameters_placed: float
+    parameters_by_tier: Mapping[str, float]
+    parameters_by_dtype: Mapping[str, float]
+    bytes_by_tier: Mapping[str, float]
+    bytes_by_dtype: Mapping[str, float]
+    shards_by_sharding: Mapping[str, int]
+    tables_by_sharding: Mapping[str, int]
+    hbm_capacity_bytes_per_rank: float
+    ddr_capacity_bytes_per_node: float
+    ssd_capacity_bytes_per_node: float
+    hbm_reserve: float
+    ddr_reserve: float
+    fits: bool
+    fits_within_reserve: bool
+    reason: str | None
+    est_makespan_s: float
+    time_imbalance: float
+    hbm_imbalance: float
+    a2a_fwd_bytes_per_step: float
+    lookups_per_step: float
+    slow_lookups_per_step: float
+    slow_lookups_by_tier: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """``feasible`` when the plan fits in memory and every tier can serve it, else ``infeasible``."""
+        return "feasible" if self.reason is None else "infeasible"
+
+    @property
+    def hbm_bytes_total(self) -> float:
+        return math.fsum(r.hbm_bytes for r in self.ranks)
+
+    @property
+    def ddr_bytes_total(self) -> float:
+        return math.fsum(n.ddr_bytes for n in self.nodes)
+
+    @property
+    def ssd_bytes_total(self) -> float:
+        return math.fsum(n.ssd_bytes for n in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly figures (SI units, numbers not strings; a non-finite estimate is null),
+        the per-rank and per-node rows, and the plan itself (``recsim.planner.io`` format)."""
+        from recsim.planner.io import plan_to_dict
+
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "strategy": self.plan.strategy,
+            "system": self.system,
+            "workload": self.workload,
+            "world_size": self.world_size,
+            "num_nodes": self.num_nodes,
+            "ranks_per_node": self.ranks_per_node,
+            "global_batch_size": self.global_batch_size,
+            "comm_dtype": self.plan.comm_dtype,
+            "fits": self.fits,
+            "fits_within_reserve": self.fits_within_reserve,
+            "est_makespan_s": _finite(self.est_makespan_s),
+            "time_imbalance": _finite(self.time_imbalance),
+            "hbm_imbalance": self.hbm_imbalance,
+            "a2a_fwd_bytes_per_step": self.a2a_fwd_bytes_per_step,
+            "lookups_per_step": self.lookups_per_step,
+            "slow_lookups_per_step": self.slow_lookups_per_step,
+            "slow_lookups_by_tier": dict(self.slow_lookups_by_tier),
+            "parameters_placed": self.parameters_placed,
+            "parameters_by_tier": dict(self.parameters_by_tier),
+            "parameters_by_dtype": dict(self.parameters_by_dtype),
+            "bytes_by_tier": dict(self.bytes_by_tier),
+            "bytes_by_dtype": dict(self.bytes_by_dtype),
+            "shards_by_sharding": dict(self.shards_by_sharding),
+            "tables_by_sharding": dict(self.tables_by_sharding),
+            "dense_hbm_bytes_per_rank": self.dense_hbm_bytes_per_rank,
+            "hbm_bytes_total": self.hbm_bytes_total,
+            "ddr_bytes_total": self.ddr_bytes_total,
+            "ssd_bytes_total": self.ssd_bytes_total,
+            "hbm_capacity_bytes_per_rank": self.hbm_capacity_bytes_per_rank,
+            "ddr_capacity_bytes_per_node": self.ddr_capacity_bytes_per_node,
+            "ssd_capacity_bytes_per_node": self.ssd_capacity_bytes_per_node,
+            "hbm_reserve": self.hbm_reserve,
+            "ddr_reserve": self.ddr_reserve,
+            "ranks": [r.to_dict() for r in self.ranks],
+            "nodes": [n.to_dict() for n in self.nodes],
+            "plan": plan_to_dict(self.plan),
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _ratio(values: list[float]) -> float:
+    """max / mean (1.0 for no values or all zero; inf if any value is)."""
+    if not values:
+        return 1.0
+    if any(not math.isfinite(v) for v in values):
+        return math.inf
+    mean = math.fsum(values) / len(values)
+    return max(values) / mean if mean > 0 else 1.0
+
+
+def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
+    """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``'s rule)."""
+    world = plan.world_size
+    batch = workload.training.global_batch_size
+    b = batch // world
+    wire = DTYPE_BYTES[plan.comm_dtype]
+    blocks: dict[tuple[str, int, int], list[Shard]] = defaultdict(list)
+    for s in plan.shards:
+        if s.sharding != "data_parallel":
+            blocks[(s.table, s.col_start, s.col_end)].append(s)
+    send = [0.0] * world
+    for block in blocks.values():
+        ranks = tuple(sorted({r for s in block for r in s.ranks}))
+        dim = block[0].dim
+        if len(ranks) == 1:
+            # b x dim x wire x bag share to each of the world's ranks, the owner's own chunk too.
+            send[ranks[0]] += world * b * dim * wire * estimator.ops.bag_share(block)
+            continue
+        for q in range(world):
+            member = ranks[q % len(ranks)]
+            if member != q:
+                send[member] += b * dim * wire
+    return send
+
+
+class _SlowLookups:
+    """Forward lookups of a shard that reach a tier other than HBM (memoised hit rates)."""
+
+    def __init__(self, estimator: Estimator) -> None:
+        self.est = estimator
+        self._hit: dict[tuple[object, ...], float] = {}
+
+    def hit_rate(self, shard: Shard, lookups: float) -> float:
+        """The LRU hit rate of a ``uvm_caching`` shard's HBM cache (0 for no cache or no lookups)."""
+        _, raw = parse_tier(shard.tier)
+        ratio = tier_model("uvm_caching").resolve_param(raw)
+        cache_rows = (ratio if ratio is not None else DEFAULT_CACHE_RATIO) * shard.rows
+        if cache_rows <= 0 or lookups <= 0:
+            return 0.0
+        key = (shard.table, shard.row_start, shard.row_end, shard.order, cache_rows)
+        hit = self._hit.get(key)
+        if hit is None:
+            access = self.est.access_of(shard)
+            hit = self._hit[key] = min(1.0, max(0.0, access.lru_hit_rate(cache_rows)))
+        return hit
+
+    def __call__(self, shard: Shard, lookups: float) -> float:
+        name = shard.tier_name
+        if name == "hbm":
+            return 0.0
+        if name == "uvm_caching":
+            return lookups * (1.0 - self.hit_rate(shard, lookups))
+        return lookups
+
+
+def shard_lookups(shard: Shard, workload: Workload, estimator: Estimator) -> float:
+    """Forward lookups of one copy of ``shard`` per step: ``ShardOps.op(shard, "forward", B, W).lookups``
+    (the same product, without the op's distinct-row estimate, which these figures do not need)."""
+    ops = estimator.ops
+    table = ops.tables[shard.table]
+    served = ops.served(shard, workload.training.global_batch_size, estimator.world)
+    return served * workload.table_lookups(table) * ops.lookup_share(shard)
+
+
+def plan_stats(
+    plan: Plan,
+    system: System,
+    workload: Workload,
+    estimator: Estimator | None = None,
+    *,
+    config: PlannerConfig | None = None,
+) -> PlanStats:
+    """The figures of ``plan`` for ``workload`` on ``system`` (see the module docstring).
+
+    ``estimator`` (default: a new one with ``config``, default the planner defaults) gives the
+    access models and time estimates; the plan must be for ``system``'s ranks.
+    """
+    est = estimator or Estimator(system, workload, config)
+    cfg = est.cfg
+    world = plan.world_size
+    if world != system.num_accelerators:
+        raise InfeasibleError(
+            f"plan {plan.strategy!r} is for {world} ranks, system {system.name!r} has "
+            f"{system.num_accelerators} accelerators"
+        )
+    plan.validate(workload)
+    per_node = max(1, system.node.num_accelerators)
+    num_nodes = system.num_nodes
+    usage = plan_usage(plan, workload, system)
+    perf = plan_perf(est, plan)
+    send = a2a_send_bytes(plan, workload, est)
+    slow_of = _SlowLookups(est)
+
+    shards_on = [0] * world
+    lookups_on = [0.0] * world
+    slow_on = [0.0] * world
+    params_tier: dict[str, float] = dict.fromkeys(TIERS, 0.0)
+    params_dtype: dict[str, float] = dict.fromkeys(EMBEDDING_DTYPES, 0.0)
+    bytes_tier: dict[str, float] = dict.fromkeys(TIERS, 0.0)
+    bytes_dtype: dict[str, float] = dict.fromkeys(EMBEDDING_DTYPES, 0.0)
+    slow_tier: dict[str, float] = dict.fromkeys(TIERS, 0.0)
+    shards_kind: dict[str, int] = dict.fromkeys(SHARDING_TYPES, 0)
+    tables_kind: dict[str, set[str]] = {k: set() for k in SHARDING_TYPES}
+    parameters = 0.0
+    tables = workload.table_index
+    for shard in plan.shards:
+        dtype = shard.dtype or workload.table_dtype(tables[shard.table])
+        tier = shard.tier_name
+        st = shard_storage(shard, workload)
+        copies = len(shard.ranks)
+        cells = float(shard.rows * shard.dim)
+        parameters += cells
+        params_tier[tier] = params_tier.get(tier, 0.0) + cells
+        params_dtype[dtype] = params_dtype.get(dtype, 0.0) + cells
+        stored = (st.hbm_bytes + st.ddr_bytes + st.ssd_bytes) * copies
+        bytes_tier[tier] = bytes_tier.get(tier, 0.0) + stored
+        bytes_dtype[dtype] = bytes_dtype.get(dtype, 0.0) + stored
+        shards_kind[shard.sharding] += 1
+        tables_kind[shard.sharding].add(shard.table)
+        lookups = shard_lookups(shard, workload, est)
+        slow = slow_of(shard, lookups)
+        slow_tier[tier] = slow_tier.get(tier, 0.0) + slow * copies
+        for r in shard.ranks:
+            shards_on[r] += 1
+            lookups_on[r] += lookups
+            slow_on[r] += slow
+
+    ranks = []
+    for r in range(world):
+        node = r // per_node
+        p = perf[r]
+        ranks.append(
+            RankStats(
+                rank=r,
+                node=node,
+                hbm_bytes=usage.hbm_by_rank.get(r, 0.0),
+                ddr_bytes=usage.ddr_by_node.get(node, 0.0) / per_node,
+                ssd_bytes=usage.ssd_by_node.get(node, 0.0) / per_node,
+                shards=shards_on[r],
+                lookups_per_step=lookups_on[r],
+                slow_lookups_per_step=slow_on[r],
+                a2a_send_bytes=send[r],
+                est_fwd_compute_s=p.fwd_compute_s,
+                est_bwd_compute_s=p.bwd_compute_s,
+                est_comm_s=p.comm_s,
+                est_total_s=p.total_s,
+            )
+        )
+    nodes = tuple(
+        NodeStats(n, usage.ddr_by_node.get(n, 0.0), usage.ssd_by_node.get(n, 0.0)) for n in range(num_nodes)
+    )
+
+    cap = capacity(system)
+    reason: str | None = None
+    try:
+        check_fits(usage, cap, what=plan.strategy or "plan")
+        fits = True
+    except InfeasibleError as exc:
+        fits, reason = False, str(exc)
+    try:
+        check_fits(usage, cap.less(cfg.hbm_reserve, cfg.ddr_reserve))
+        fits_reserved = True
+    except InfeasibleError:
+        fits_reserved = False
+    totals = [r.est_total_s for r in ranks]
+    if reason is None and not all(math.isfinite(t) for t in totals):
+        why = "; ".join(f"{k}: {v}" for k, v in est.unavailable.items())
+        reason = f"{plan.strategy or 'plan'}: a tier of the plan cannot serve a training step here" + (
+            f" ({why})" if why else ""
+        )
+
+    return PlanStats(
+        plan=plan,
+        system=system.name,
+        workload=workload.name,
+        world_size=world,
+        num_nodes=num_nodes,
+        ranks_per_node=per_node,
+        global_batch_size=workload.training.global_batch_size,
+        ranks=tuple(ranks),
+        nodes=nodes,
+        dense_hbm_bytes_per_rank=usage.dense_hbm_bytes,
+        parameters_placed=parameters,
+        parameters_by_tier=params_tier,
+        parameters_by_dtype=params_dtype,
+        bytes_by_tier=bytes_tier,
+        bytes_by_dtype=bytes_dtype,
+        shards_by_sharding=shards_kind,
+        tables_by_sharding={k: len(v) for k, v in tables_kind.items()},
+        hbm_capacity_bytes_per_rank=cap.hbm_bytes_per_rank,
+        ddr_capacity_bytes_per_node=cap.ddr_bytes_per_node,
+        ssd_capacity_bytes_per_node=cap.ssd_bytes_per_node,
+        hbm_reserve=cfg.hbm_reserve,
+        ddr_reserve=cfg.ddr_reserve,
+        fits=fits,
+        fits_within_reserve=fits_reserved,
+        reason=reason,
+        est_makespan_s=max(totals) if totals else 0.0,
+        time_imbalance=_ratio(totals),
+        hbm_imbalance=_ratio([r.hbm_bytes for r in ranks]),
+        a2a_fwd_bytes_per_step=math.fsum(send),
+        lookups_per_step=math.fsum(lookups_on),
+        slow_lookups_per_step=math.fsum(slow_on),
+        slow_lookups_by_tier=slow_tier,
+    )
+
+
+def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig | None = None) -> str | None:
+    """Why no plan can fit, counted in aggregate, or None if the bytes alone do not rule one out.
+
+    The embedding tables at the least precise dtype ``config`` allows, with their optimizer state,
+    against the capacity of the memory classes the allowed tiers use over the whole cluster (HBM
+    less the dense side; host DRAM; SSDs), less the planner's reserves.
+    """
+    cfg = config or PlannerConfig()
+    allowed = [d for d in PRECISION_ORDER if d in cfg.embedding_dtypes]
+    if not allowed:
+        return None
+    lowest = allowed[-1]
+    optimizer = workload.training.embedding_optimizer
+    need = 0.0
+    for t in workload.tables:
+        dim = workload.table_dim(t)
+        need += t.rows * (row_bytes(dim, lowest) + optimizer_state_bytes(optimizer, dim))
+    cap = capacity(system).less(cfg.hbm_reserve, cfg.ddr_reserve)
+    world, nodes = system.num_accelerators, system.num_nodes
+    tiers = set(cfg.tiers)
+    pools: list[tuple[str, float]] = []
+    if "hbm" in tiers:
+        free = cap.hbm_bytes_per_rank - dense_hbm_bytes(workload, max(1, world))
+        pools.append(("HBM", max(0.0, free) * world))
+    if tiers & set(HOST_TIERS):
+        pools.append(("host DRAM", cap.ddr_bytes_per_node * nodes))
+    if tiers & set(SSD_TIERS):
+        pools.append(("SSD", cap.ssd_bytes_per_node * nodes))
+    have = math.fsum(size for _, size in pools)
+    if need <= have:
+        return None
+
+    def b(x: float) -> str:
+        return format_quantity(x, Dimension.BYTES, binary=True)
+
+    where = " + ".join(f"{b(size)} {name}" for name, size in pools) or "nothing"
+    return (
+        f"{workload.name}'s embedding tables need at least {b(need)} at {lowest} (the lowest precision "
+        f"planner.embedding_dtypes allows) with their {optimizer} state; the tiers planner.tiers allows "
+        f"({', '.join(cfg.tiers)}) hold {where} on {nodes} node(s) less the planner's reserves: "
+        f"{b(need - have)} short"
+    )

@@ -1,0 +1,235 @@
+"""``recsim plan``: the JSON contract, saved plans that ``recsim run`` takes, errors, and model-f."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from recsim.cli import cli
+from recsim.planner.io import load_plan, plan_from_dict, plan_to_dict, save_plan
+from recsim.planner.storage import shard_storage
+from recsim.planner.types import Plan, Shard
+from recsim.workload.library import WorkloadLibrary
+from tests.conftest import FIXTURES
+
+ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+TINY_2_RANKS = [
+    "--system",
+    "tiny",
+    "--workload",
+    "tiny-dlrm",
+    "--nodes",
+    "1",
+    "--set",
+    "node.accelerators.count=2",
+]
+MODEL_F = ["--system", "zionex", "--workload", "model-f"]
+
+
+@pytest.fixture(autouse=True)
+def _library_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=ENV)
+
+
+def plan_json(*args: str) -> dict[str, Any]:
+    result = run("plan", *args, "--json")
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.output)
+    return data
+
+
+def one_error_line(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("recsim: error:")
+    return lines[0]
+
+
+def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
+    data = plan_json(*TINY_2_RANKS, "--strategy", "greedy")
+    assert data["status"] == "feasible" and data["fits"] is True and data["reason"] is None
+    for key in (
+        "strategy",
+        "world_size",
+        "est_makespan_s",
+        "time_imbalance",
+        "hbm_imbalance",
+        "a2a_fwd_bytes_per_step",
+        "slow_lookups_per_step",
+        "parameters_placed",
+        "bytes_by_tier",
+        "bytes_by_dtype",
+        "shards_by_sharding",
+        "hbm_capacity_bytes_per_rank",
+        "ddr_capacity_bytes_per_node",
+        "ranks",
+        "nodes",
+        "plan",
+    ):
+        assert key in data, key
+    assert data["strategy"] == "greedy" and data["world_size"] == 2
+    assert [r["rank"] for r in data["ranks"]] == [0, 1]
+    row = data["ranks"][0]
+    for key in ("hbm_bytes", "ddr_bytes", "ssd_bytes", "shards", "lookups_per_step", "est_total_s"):
+        assert isinstance(row[key], (int, float)), key
+    # The rows add up to the plan's bytes: the dense side on every rank plus each shard copy.
+    plan = plan_from_dict(data["plan"])
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    hbm = ddr = 0.0
+    for shard in plan.shards:
+        st = shard_storage(shard, tiny)
+        hbm += st.hbm_bytes * len(shard.ranks)
+        ddr += st.ddr_bytes * len(shard.ranks)
+    ranks = data["ranks"]
+    assert sum(r["hbm_bytes"] for r in ranks) == pytest.approx(2 * data["dense_hbm_bytes_per_rank"] + hbm)
+    assert sum(r["ddr_bytes"] for r in ranks) == pytest.approx(ddr) == pytest.approx(data["ddr_bytes_total"])
+    assert sum(r["lookups_per_step"] for r in ranks) == pytest.approx(data["lookups_per_step"]) == 40.0
+    assert sum(r["shards"] for r in ranks) == sum(len(s.ranks) for s in plan.shards)
+    assert data["parameters_placed"] == 600
+
+
+def test_plan_human_output() -> None:
+    result = run("plan", *TINY_2_RANKS, "--strategy", "greedy")
+    assert result.exit_code == 0, result.output
+    expected = ("greedy", "feasible", "estimated makespan", "all-to-all", "slow-memory accesses", "per rank")
+    for text in expected:
+        assert text in result.output, text
+    assert "KiB" in result.output  # bytes with units
+
+
+def test_plan_out_then_run(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    result = run("plan", *TINY_2_RANKS, "--strategy", "greedy", "--out", str(path))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {path}" in result.output
+    saved = load_plan(path)
+    data = plan_json(*TINY_2_RANKS, "--strategy", "greedy")
+    assert plan_to_dict(saved) == data["plan"]
+    ran = run("run", *TINY_2_RANKS, "--plan", str(path), "--json")
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.output)["status"] == "ok"
+    # plan reads a saved plan back too, with the same figures.
+    again = plan_json(*TINY_2_RANKS, "--strategy", str(path))
+    assert again["plan"] == data["plan"] and again["ranks"] == data["ranks"]
+
+
+def test_plan_json_with_out_prints_only_json(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json.gz"
+    result = run("plan", *TINY_2_RANKS, "--strategy", "table_wise", "--json", "--out", str(path))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["plan"] == plan_to_dict(load_plan(path))
+
+
+def test_fixed_strategies() -> None:
+    data = plan_json(*TINY_2_RANKS, "--strategy", "table_wise")
+    assert data["strategy"] == "table_wise_round_robin"
+    assert data["shards_by_sharding"]["table_wise"] == 2
+    assert [r["lookups_per_step"] for r in data["ranks"]] == [16.0, 24.0]
+    assert data["a2a_fwd_bytes_per_step"] == 256.0
+    assert data["bytes_by_tier"]["hbm"] == 3000.0
+    greedy = plan_json(*TINY_2_RANKS, "--strategy", "greedy")
+    assert greedy["status"] == "feasible"
+    assert sum(greedy["shards_by_sharding"].values()) >= 2
+
+
+def test_unknown_strategy_is_one_line_with_the_choices() -> None:
+    line = one_error_line(run("plan", *TINY_2_RANKS, "--strategy", "gredy"))
+    assert "'gredy'" in line and "did you mean 'greedy'" in line
+    assert "table_wise" in line and "auto" in line
+
+
+def test_strategy_help_lists_the_proposers() -> None:
+    result = run("plan", "--help")
+    assert result.exit_code == 0
+    flat = " ".join(result.output.split())
+    for name in ("auto", "greedy", "table_wise", "row_wise"):
+        assert name in flat
+
+
+def test_misspelt_planner_key_is_named() -> None:
+    line = one_error_line(run("plan", *TINY_2_RANKS, "--set", "planner.tierz=[hbm]"))
+    assert "planner.tierz" in line and "tiers" in line
+
+
+def test_a_fixed_plan_that_does_not_fit_exits_2_with_its_figures() -> None:
+    small = ["--strategy", "table_wise", "--set", "node.accelerators.device.hbm.capacity=4 KB"]
+    result = run("plan", *TINY_2_RANKS, *small)
+    assert result.exit_code == 2
+    assert "infeasible" in result.output and "short" in result.output
+    json_run = run("plan", *TINY_2_RANKS, *small, "--json")
+    assert json_run.exit_code == 2
+    data = json.loads(json_run.output)
+    assert data["status"] == "infeasible" and data["fits"] is False and "rank 0" in data["reason"]
+
+
+def test_many_ranks_show_the_first_the_last_and_the_busiest(tmp_path: Path) -> None:
+    # 8 nodes x 4 = 32 ranks; both tables on rank 20, which is then the busiest.
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    shards = tuple(
+        Shard(t.name, "table_wise", 0, t.rows, 0, tiny.table_dim(t), (20,), "hbm", "fp32")
+        for t in tiny.tables
+    )
+    path = tmp_path / "r20.json"
+    save_plan(Plan(32, shards, strategy="hand"), path)
+    args = ["--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "8", "--batch-size", "32"]
+    result = run("plan", *args, "--strategy", str(path))
+    assert result.exit_code == 0, result.output
+    table = result.output.split("per rank", 1)[1]
+    first = [line.split()[0] for line in table.splitlines() if line.strip()[:1].isdigit()]
+    assert first == ["0", "1", "2", "3", "4", "5", "6", "7", "20", "28", "29", "30", "31"]
+    assert "... 19 more ranks" in result.output
+
+
+# ------------------------------------------------------------------------- model-f on ZionEX (done-when)
+
+
+def test_model_f_auto_finds_a_feasible_plan() -> None:
+    """12 T parameters on 16 ZionEX nodes: only with host DRAM and/or lower precision (~6 s)."""
+    data = plan_json(*MODEL_F, "--strategy", "auto")
+    assert data["status"] == "feasible" and data["fits"] is True
+    assert data["world_size"] == 128 and data["num_nodes"] == 16
+    model_f = WorkloadLibrary().workload("model-f")
+    embedding = sum(t.rows * model_f.table_dim(t) for t in model_f.tables)
+    assert data["parameters_placed"] == embedding
+    assert 1.1e13 < data["parameters_placed"] < 1.3e13
+    hbm_cap = data["hbm_capacity_bytes_per_rank"]
+    assert all(r["hbm_bytes"] <= hbm_cap for r in data["ranks"])
+    assert all(n["ddr_bytes"] <= data["ddr_capacity_bytes_per_node"] for n in data["nodes"])
+    assert all(n["ssd_bytes"] <= data["ssd_capacity_bytes_per_node"] for n in data["nodes"])
+    # It cannot all be HBM at full precision: 5 TiB of HBM against ~22 TiB of fp16 tables.
+    by_tier, by_dtype = data["parameters_by_tier"], data["parameters_by_dtype"]
+    assert by_tier["hbm"] < data["parameters_placed"] or by_dtype["fp32"] < data["parameters_placed"]
+    assert sum(by_tier.values()) - by_tier["hbm"] > 0
+    assert data["slow_lookups_per_step"] > 0
+    # The rows agree with the totals; the saved plan is the one measured.
+    assert sum(r["ddr_bytes"] for r in data["ranks"]) == pytest.approx(data["ddr_bytes_total"])
+    assert data["plan"]["world_size"] == 128 and data["strategy"].startswith("auto:")
+
+
+def test_model_f_without_low_precision_or_ssd_fails_naming_the_shortfall() -> None:
+    result = run(
+        "plan",
+        *MODEL_F,
+        "--strategy",
+        "auto",
+        "--json",
+        "--set",
+        "planner.embedding_dtypes=[fp32]",
+        "--set",
+        "planner.tiers=[hbm,uvm,uvm_caching,ddr]",
+    )
+    line = one_error_line(result)
+    assert "short" in line and "fits nowhere" in line
+    assert "model-f's embedding tables need at least" in line
+    assert "table 't_" in line

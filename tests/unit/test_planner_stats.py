@@ -1,0 +1,257 @@
+"""``plan_stats``: memory per rank and node, lookups, all-to-all bytes, slow-memory accesses, by hand.
+
+The tiny fixture workload: tables ``a`` (100 rows, pooling 2, uniform) and ``b`` (50 rows, pooling 3,
+zipf 1.1), dim 4, fp32, row-wise Adagrad (one fp32 of state per row), global batch 8. A row
+stores 4 x 4 B + 4 B = 20 B, so ``a`` is 2000 B and ``b`` 1000 B.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from recsim.api import load_system
+from recsim.graph.build import build_training_step
+from recsim.graph.ir import Collective
+from recsim.graph.shard_ops import ShardOps
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.system import System
+from recsim.planner.config import planner_config
+from recsim.planner.estimator import Estimator, plan_perf
+from recsim.planner.io import plan_from_dict, plan_to_dict
+from recsim.planner.stats import capacity_shortfall, plan_stats
+from recsim.planner.types import Plan, Shard
+from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import Workload
+from tests.conftest import FIXTURES
+
+B = 8  # global batch
+A_BYTES = 100 * (4 * 4 + 4)  # 2000
+B_BYTES = 50 * (4 * 4 + 4)  # 1000
+# Dense side per rank at 2 ranks (local batch 4): 131 parameters x 4 B x 3 (weights, gradient,
+# Adagrad state) + 4 samples x 4 B x 22 layer outputs (8 + 4 + 3 + 6 + 1) + 4 x 4 B x 8 pooled values.
+DENSE_2 = 131 * 4 * 3 + 4 * 4 * 22 + 4 * 4 * 8  # 2052
+DENSE_4 = 131 * 4 * 3 + 2 * 4 * 22 + 2 * 4 * 8  # 1812 (local batch 2)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Workload:
+    return WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+
+
+def _system(nodes: int, per_node: int, *extra: str) -> System:
+    lib = HardwareLibrary([FIXTURES / "minilib"])
+    sets = [f"node.accelerators.count={per_node}", *extra]
+    return load_system("tiny", nodes=nodes, overrides=sets, library=lib)
+
+
+@pytest.fixture(scope="module")
+def two() -> System:
+    return _system(1, 2)
+
+
+@pytest.fixture(scope="module")
+def four() -> System:
+    return _system(2, 2)
+
+
+def tw(table: str, rows: int, rank: int, tier: str = "hbm", **kw: object) -> Shard:
+    return Shard(table, "table_wise", 0, rows, 0, 4, (rank,), tier, "fp32", **kw)  # type: ignore[arg-type]
+
+
+def graph_a2a_bytes(workload: Workload, plan: Plan) -> float:
+    graph = build_training_step(workload, plan)
+    return math.fsum(
+        sum(n.op.send_bytes or ()) for n in graph if isinstance(n.op, Collective) and n.op.key == "a2a_fwd"
+    )
+
+
+def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
+    plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
+    st = plan_stats(plan, two, tiny)
+    r0, r1 = st.ranks
+    assert st.dense_hbm_bytes_per_rank == DENSE_2
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + A_BYTES, DENSE_2 + B_BYTES)
+    assert (r0.ddr_bytes, r0.ssd_bytes, r1.ddr_bytes) == (0.0, 0.0, 0.0)
+    assert (r0.shards, r1.shards) == (1, 1)
+    assert (r0.lookups_per_step, r1.lookups_per_step) == (B * 2, B * 3)  # 16, 24
+    assert st.lookups_per_step == 40
+    # Each owner sends every rank (itself included) b x dim x 4 B: B x 4 x 4 = 128 B per table.
+    assert (r0.a2a_send_bytes, r1.a2a_send_bytes) == (128.0, 128.0)
+    assert st.a2a_fwd_bytes_per_step == 256.0 == graph_a2a_bytes(tiny, plan)
+    mean_hbm = (2 * DENSE_2 + A_BYTES + B_BYTES) / 2
+    assert st.hbm_imbalance == pytest.approx((DENSE_2 + A_BYTES) / mean_hbm)
+    perf = plan_perf(Estimator(two, tiny), plan)
+    totals = [perf[0].total_s, perf[1].total_s]
+    assert [r.est_total_s for r in st.ranks] == totals
+    assert st.time_imbalance == pytest.approx(max(totals) / (sum(totals) / 2))
+    assert st.est_makespan_s == max(totals)
+    assert r0.est_comm_s == perf[0].comm_s and r0.est_fwd_compute_s == perf[0].fwd_compute_s
+    assert st.slow_lookups_per_step == 0.0
+    assert st.parameters_placed == 600
+    assert st.parameters_by_tier["hbm"] == 600 and st.parameters_by_dtype["fp32"] == 600
+    assert st.bytes_by_tier["hbm"] == A_BYTES + B_BYTES and st.bytes_by_tier["ddr"] == 0.0
+    assert st.bytes_by_dtype["fp32"] == A_BYTES + B_BYTES
+    assert st.shards_by_sharding["table_wise"] == 2 and st.tables_by_sharding["table_wise"] == 2
+    assert st.fits and st.fits_within_reserve and st.status == "feasible" and st.reason is None
+    assert st.hbm_bytes_total == 2 * DENSE_2 + A_BYTES + B_BYTES
+
+
+def test_lookups_are_the_graph_ops(tiny: Workload, two: System) -> None:
+    plan = Plan(
+        2,
+        (
+            Shard("a", "row_wise", 0, 37, 0, 4, (0,)),
+            Shard("a", "row_wise", 37, 100, 0, 4, (1,)),
+            Shard("b", "data_parallel", 0, 50, 0, 4, (0, 1)),
+        ),
+    )
+    st = plan_stats(plan, two, tiny)
+    ops = ShardOps(tiny)
+    for r in st.ranks:
+        expected = sum(ops.op(s, "forward", B, 2).lookups for s in plan.shards_on(r.rank))
+        assert r.lookups_per_step == pytest.approx(expected)
+    # a: 16 lookups split 37/63 by rows; b replicated: the local batch (4) x 3 on each rank.
+    assert st.ranks[0].lookups_per_step == pytest.approx(16 * 0.37 + 12)
+    assert st.ranks[1].lookups_per_step == pytest.approx(16 * 0.63 + 12)
+
+
+def test_row_wise_sends_nothing_in_the_all_to_all(tiny: Workload, two: System) -> None:
+    plan = Plan(
+        2,
+        (
+            Shard("a", "row_wise", 0, 50, 0, 4, (0,)),
+            Shard("a", "row_wise", 50, 100, 0, 4, (1,)),
+            Shard("b", "row_wise", 0, 25, 0, 4, (0,)),
+            Shard("b", "row_wise", 25, 50, 0, 4, (1,)),
+        ),
+    )
+    st = plan_stats(plan, two, tiny)
+    for r in st.ranks:
+        assert r.hbm_bytes == DENSE_2 + A_BYTES / 2 + B_BYTES / 2
+        assert r.lookups_per_step == 8 + 12
+        assert r.shards == 2
+    assert st.a2a_fwd_bytes_per_step == 0.0 == graph_a2a_bytes(tiny, plan)
+    assert st.hbm_imbalance == 1.0
+    assert st.shards_by_sharding["row_wise"] == 4 and st.tables_by_sharding["row_wise"] == 2
+
+
+def test_table_row_wise_on_four_ranks(tiny: Workload, four: System) -> None:
+    # a split by rows over node 1 (ranks 2, 3), b whole on rank 0; local batch 2.
+    plan = Plan(
+        4,
+        (
+            Shard("a", "table_row_wise", 0, 50, 0, 4, (2,)),
+            Shard("a", "table_row_wise", 50, 100, 0, 4, (3,)),
+            tw("b", 50, 0),
+        ),
+    )
+    st = plan_stats(plan, four, tiny)
+    # b: 4 ranks x 2 samples x 4 x 4 B = 128 B from rank 0. a: member 2 sends rank 0's samples,
+    # member 3 rank 1's (2 x 4 x 4 B = 32 B each); ranks 2 and 3 keep their own after the
+    # reduce-scatter.
+    assert [r.a2a_send_bytes for r in st.ranks] == [128.0, 0.0, 32.0, 32.0]
+    assert st.a2a_fwd_bytes_per_step == 192.0 == graph_a2a_bytes(tiny, plan)
+    assert [r.node for r in st.ranks] == [0, 0, 1, 1]
+    assert [r.hbm_bytes for r in st.ranks] == [DENSE_4 + B_BYTES, DENSE_4, DENSE_4 + 1000, DENSE_4 + 1000]
+    assert [r.lookups_per_step for r in st.ranks] == [24, 0, 8, 8]
+
+
+def test_replicated_hot_rows_cut_the_owners_bags(tiny: Workload, two: System) -> None:
+    # FlexShard: b's 5 hottest rows on every rank, the cold rows on rank 1 (popularity order).
+    plan = Plan(
+        2,
+        (
+            tw("a", 100, 0),
+            Shard("b", "data_parallel", 0, 5, 0, 4, (0, 1), "hbm", "fp32", "popularity"),
+            Shard("b", "table_wise", 5, 50, 0, 4, (1,), "hbm", "fp32", "popularity"),
+        ),
+    )
+    st = plan_stats(plan, two, tiny)
+    assert st.a2a_fwd_bytes_per_step == pytest.approx(graph_a2a_bytes(tiny, plan))
+    assert 128.0 < st.a2a_fwd_bytes_per_step < 256.0  # b's owner sends only the bags with a cold row
+    assert st.parameters_placed == 600  # replicated rows counted once
+    hot = 5 * 20
+    assert st.bytes_by_tier["hbm"] == A_BYTES + 2 * hot + 45 * 20  # but stored on both ranks
+    assert st.ranks[0].hbm_bytes == DENSE_2 + A_BYTES + hot
+
+
+def test_slow_tiers_and_node_shares(tiny: Workload, two: System) -> None:
+    plan = Plan(2, (tw("a", 100, 0, "ddr"), tw("b", 50, 1, "uvm_caching:0.2")))
+    st = plan_stats(plan, two, tiny)
+    r0, r1 = st.ranks
+    cache = 0.2 * 50 * 16  # 10 rows of 16 B in HBM
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2, DENSE_2 + cache)
+    assert st.nodes[0].ddr_bytes == A_BYTES + B_BYTES
+    assert r0.ddr_bytes == r1.ddr_bytes == (A_BYTES + B_BYTES) / 2  # the node's DDR over its 2 ranks
+    assert st.bytes_by_tier["ddr"] == A_BYTES and st.bytes_by_tier["uvm_caching"] == B_BYTES + cache
+    est = Estimator(two, tiny)
+    hit = est.access_of(plan.shards[1]).lru_hit_rate(10)
+    assert 0.0 < hit < 1.0
+    assert r0.slow_lookups_per_step == 16  # every ddr lookup
+    assert r1.slow_lookups_per_step == pytest.approx(24 * (1 - hit))  # the cache's misses
+    assert st.slow_lookups_by_tier["ddr"] == 16
+    assert st.slow_lookups_per_step == pytest.approx(16 + 24 * (1 - hit))
+    assert st.fits and st.status == "feasible"
+
+
+def test_memory_shortfall_is_reported(tiny: Workload) -> None:
+    small = _system(1, 2, "node.accelerators.device.hbm.capacity=4 KB")  # 4000 B < 2052 + 2000
+    plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
+    st = plan_stats(plan, small, tiny)
+    assert not st.fits and st.status == "infeasible"
+    assert st.reason is not None and "rank 0" in st.reason and "HBM" in st.reason and "short" in st.reason
+    assert st.hbm_capacity_bytes_per_rank == 4000
+    # Fits the raw capacity, not the planner's 15 % reserve: 3052 B of 3500 B.
+    roomy = _system(1, 2, "node.accelerators.device.hbm.capacity=3.5 KB")
+    st = plan_stats(Plan(2, (tw("a", 100, 0, "ddr"), tw("b", 50, 1))), roomy, tiny)
+    assert st.fits and not st.fits_within_reserve
+
+
+def test_to_dict_is_plain_json_with_the_plan(tiny: Workload, two: System) -> None:
+    plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
+    data = plan_stats(plan, two, tiny).to_dict()
+    text = json.dumps(data, allow_nan=False)
+    back = json.loads(text)
+    assert back["status"] == "feasible"
+    assert plan_from_dict(back["plan"]) == plan
+    assert back["plan"] == plan_to_dict(plan)
+    assert len(back["ranks"]) == 2 and len(back["nodes"]) == 1
+    assert sum(r["hbm_bytes"] for r in back["ranks"]) == back["hbm_bytes_total"]
+    for key in ("a2a_fwd_bytes_per_step", "slow_lookups_per_step", "time_imbalance", "hbm_imbalance"):
+        assert isinstance(back[key], float)
+
+
+def test_an_unusable_tier_is_infeasible_and_json_stays_finite(tiny: Workload, two: System) -> None:
+    # The tiny system has no NMP DIMMs: the nmp tier cannot serve a step (its estimate is inf).
+    plan = Plan(2, (tw("a", 100, 0, "nmp"), tw("b", 50, 1)))
+    st = plan_stats(plan, two, tiny)
+    assert st.fits  # host DRAM has room; the tier itself is the problem
+    assert st.status == "infeasible" and st.reason is not None and "nmp" in st.reason
+    assert math.isinf(st.ranks[0].est_total_s) and math.isinf(st.est_makespan_s)
+    data = json.loads(json.dumps(st.to_dict(), allow_nan=False))
+    assert data["ranks"][0]["est_total_s"] is None and data["est_makespan_s"] is None
+    assert data["ranks"][1]["est_total_s"] == st.ranks[1].est_total_s
+    # No SSDs: an ssd shard fits nowhere.
+    st = plan_stats(Plan(2, (tw("a", 100, 0, "ssd"), tw("b", 50, 1))), two, tiny)
+    assert not st.fits and st.reason is not None and "SSD" in st.reason
+    assert st.nodes[0].ssd_bytes == A_BYTES and st.ranks[0].ssd_bytes == A_BYTES / 2
+
+
+def test_capacity_shortfall(tiny: Workload, two: System) -> None:
+    assert capacity_shortfall(two, tiny) is None
+    small = _system(1, 2, "node.accelerators.device.hbm.capacity=4 KB")
+    cfg = planner_config(["planner.tiers=[hbm]", "planner.embedding_dtypes=[fp32]"])
+    msg = capacity_shortfall(small, tiny, cfg)
+    assert msg is not None and "short" in msg and "fp32" in msg and "HBM" in msg
+    # Host DRAM allowed: 3000 B fit easily.
+    assert capacity_shortfall(small, tiny, planner_config(["planner.tiers=[hbm,ddr]"])) is None
+
+
+def test_plan_for_other_ranks_is_rejected(tiny: Workload, four: System) -> None:
+    from recsim.errors import InfeasibleError
+
+    with pytest.raises(InfeasibleError, match="2 ranks"):
+        plan_stats(Plan(2, (tw("a", 100, 0), tw("b", 50, 1))), four, tiny)
