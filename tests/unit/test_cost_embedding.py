@@ -265,7 +265,9 @@ def test_uvm_caching_forward_by_hand():
 
 
 def test_ddr_forward_by_hand():
-    c = cost(op("ddr"))
+    # On a CPU server the shard has the node's cores and channels to itself.
+    server = TINY.model_copy(update={"node": TINY.node.model_copy(update={"accelerators": None})})
+    c = cost(op("ddr"), server)
     lines = 1000 * 2
     bandwidth = (lines * 64 + STREAMED) / DDR_BW
     latency = 90e-9 * lines / MLP
@@ -273,8 +275,15 @@ def test_ddr_forward_by_hand():
     assert bandwidth > latency > compute
     assert c.time_s == pytest.approx(bandwidth, rel=1e-12)
     # One lookup is latency-bound: a single DRAM access, not a share of the parallelism.
-    single = cost(op("ddr", lookups=1.0, batch=1, unique_rows=1.0))
+    single = cost(op("ddr", lookups=1.0, batch=1, unique_rows=1.0), server)
     assert single.time_s == pytest.approx(90e-9, rel=1e-12)
+    # On a GPU node a rank gets its share of the host, and the indices and pooled vectors cross
+    # PCIe: 1000 int64 indices down, 100 pooled 128 B vectors up, one copy (500 ns + bytes / 32 GB/s).
+    gpus = TINY.node.num_accelerators
+    on_gpu = cost(op("ddr"))
+    moved = 1000 * 8 + 100 * 128
+    assert on_gpu.time_s == pytest.approx(bandwidth * gpus + 500e-9 + moved / 32e9, rel=1e-12)
+    assert on_gpu.bytes_on("pcie") == moved
 
 
 def test_ssd_forward_by_hand():

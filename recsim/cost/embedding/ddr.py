@@ -15,6 +15,15 @@ cache lines for DDR4/DDR5; rows assumed line-aligned). Three limits, the slowest
 
 Index reads and the pooled output are streamed and added to the bandwidth term.
 
+**On a GPU system** (the shard belongs to an accelerator rank: host-side embeddings in training)
+two things change. The node's cores and DRAM serve every local rank's host shards at once, so a
+rank gets ``1 / accelerators per node`` of the bandwidth, memory parallelism and FLOP/s (ASSUMPTION:
+the plan gives every rank host shards, as the planner's symmetric schemes do; a lone host shard
+would run faster). And the indices cross PCIe to the host and the pooled vectors back (forward),
+the pooled gradients to the host (backward), each one transfer over the accelerator's host
+interface: its latency plus bytes at its bandwidth, after the CPU work (the pooled results exist
+only once the lookups finish).
+
 **Backward** (host-side training): a CPU radix sort of the indices (``CPU_SORT_PASSES`` passes that
 read and write a 16 B key-value pair per lookup), the gradient rows read per lookup (streamed from
 the dense gradient), and per unique row the row and its optimizer state read and written as random
@@ -31,6 +40,7 @@ from recsim.cost.embedding.base import (
     DDR,
     INDEX_BYTES,
     OFFSET_BYTES,
+    PCIE,
     EmbeddingCost,
     Lookup,
     TierModel,
@@ -66,12 +76,30 @@ def cpu_pool_s(system: System, flops: float) -> float:
     return flops / (cpus.count * cpus.device.fp32_flop_per_s * CPU_GEMM_EFFICIENCY)
 
 
-def random_lines_s(system: System, lines: float) -> float:
-    """Latency-bound time of ``lines`` independent random DRAM reads (Little's law)."""
+def random_lines_s(system: System, lines: float, share: float = 1.0) -> float:
+    """Latency-bound time of ``lines`` independent random DRAM reads (Little's law) with a
+    ``share`` of the node's memory parallelism."""
     if lines <= 0:
         return 0.0
     latency = system.node.host_memory.device.latency_s
-    return latency * max(min(1.0, lines), lines / memory_parallelism(system))
+    return latency * max(min(1.0, lines), lines / (memory_parallelism(system) * share))
+
+
+def rank_share(system: System) -> float:
+    """Share of the node's CPUs and DRAM one shard's lookups get: all of it on a CPU server, one
+    accelerator's share on a GPU node (see the module docstring)."""
+    if system.accelerator is None:
+        return 1.0
+    return 1.0 / max(1, system.node.num_accelerators)
+
+
+def pcie_transfer_s(system: System, nbytes: float) -> float:
+    """One host <-> accelerator copy of ``nbytes`` (0 on a CPU server or for nothing to move)."""
+    acc = system.accelerator
+    if acc is None or nbytes <= 0:
+        return 0.0
+    link = acc.host_interface
+    return link.latency_s + nbytes / link.bandwidth_bytes_per_s
 
 
 @register_tier
@@ -88,17 +116,22 @@ class DdrTier(TierModel):
             + (lookup.batch + 1) * OFFSET_BYTES
             + lookup.batch * lookup.pooled_bytes
         )
-        bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system)
-        latency_s = random_lines_s(system, lines)
-        compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim)
+        share = rank_share(system)
+        bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share
+        latency_s = random_lines_s(system, lines, share)
+        compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim) / share
+        moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
+        pcie_s = pcie_transfer_s(system, moved)
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {
             "bandwidth_s": bandwidth_s,
             "latency_s": latency_s,
             "compute_s": compute_s,
-            "memory_parallelism": memory_parallelism(system),
+            "pcie_s": pcie_s,
+            "memory_parallelism": memory_parallelism(system) * share,
         }
-        return EmbeddingCost(max(bandwidth_s, latency_s, compute_s), {DDR: rows + streamed}, details)
+        used = {DDR: rows + streamed} | ({PCIE: moved} if pcie_s else {})
+        return EmbeddingCost(max(bandwidth_s, latency_s, compute_s) + pcie_s, used, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system
@@ -112,10 +145,20 @@ class DdrTier(TierModel):
         sort = lookup.lookups * CPU_SORT_PASSES * 2 * _SORT_PAIR_BYTES
         grads = lookup.lookups * lookup.pooled_bytes
         total = random + sort + grads
-        bandwidth_s = total / host_ddr_bandwidth_bytes_per_s(system)
-        latency_s = random_lines_s(system, unique * reads)
+        share = rank_share(system)
+        bandwidth_s = total / host_ddr_bandwidth_bytes_per_s(system) / share
+        latency_s = random_lines_s(system, unique * reads, share)
         # Accumulation: one add per gradient element; the optimizer: a few ops per element of each row.
-        compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim + 4.0 * unique * lookup.op.dim)
+        flops = lookup.lookups * lookup.op.dim + 4.0 * unique * lookup.op.dim
+        compute_s = cpu_pool_s(system, flops) / share
+        moved = lookup.bags_returned * lookup.pooled_bytes
+        pcie_s = pcie_transfer_s(system, moved)
         details = lookup.base_details() | lookup.backward_accounting()
-        details |= {"bandwidth_s": bandwidth_s, "latency_s": latency_s, "compute_s": compute_s}
-        return EmbeddingCost(max(bandwidth_s, latency_s, compute_s), {DDR: total}, details)
+        details |= {
+            "bandwidth_s": bandwidth_s,
+            "latency_s": latency_s,
+            "compute_s": compute_s,
+            "pcie_s": pcie_s,
+        }
+        used = {DDR: total} | ({PCIE: moved} if pcie_s else {})
+        return EmbeddingCost(max(bandwidth_s, latency_s, compute_s) + pcie_s, used, details)
