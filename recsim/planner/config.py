@@ -7,7 +7,8 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
 - ``sharding_types``: all of TorchRec's (``data_parallel``, ``table_wise``, ``column_wise``,
   ``table_column_wise``, ``row_wise``, ``table_row_wise``, ``grid``);
 - ``tiers``: every tier recsim models except ``nmp`` and ``smartssd``, which need that hardware
-  (they are added automatically when the system has NMP DIMMs or SmartSSDs);
+  (the estimator adds them when the system has NMP DIMMs or an SSD with an NDP engine, unless
+  ``auto_tiers`` is false);
 - ``embedding_dtypes``: the storage precisions a table may take. The planner starts at the
   workload's dtype (or, if that is not listed, the most precise listed one) and goes lower only
   when the higher one does not fit: precision is a capacity tool, not a speed knob, since it
@@ -17,7 +18,8 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   a quality trade the user opts into by listing it first);
 - ``hbm_reserve`` 0.15 and ``ddr_reserve`` 0.15: TorchRec's ``HeuristicalStorageReservation``
   default ``percentage=0.15`` of each device kept free for the framework and fragmentation;
-- ``cache_ratios`` 0.2: FBGEMM's default ``cache_load_factor``; ``hot_fractions``: the shares of a
+- ``cache_ratios`` 0.05 and 0.2: the mixed-precision embedding cache paper's FP32 cache of 5 % of
+  the rows, and FBGEMM's default ``cache_load_factor`` 0.2; ``hot_fractions``: the shares of a
   table's rows tried as its hot set (RecShard / FlexShard), from 0.1 % to 10 %;
 - ``finalists`` 3: plans re-scored by the analytic engine in ``auto``; below
   ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is simulated, so ``auto`` is
@@ -61,9 +63,10 @@ class PlannerConfig(Spec):
     )
     embedding_dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
     comm_dtypes: list[CommDtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    auto_tiers: bool = True
     hbm_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
     ddr_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
-    cache_ratios: list[Fraction] = Field(default_factory=lambda: [0.2])
+    cache_ratios: list[Fraction] = Field(default_factory=lambda: [0.05, 0.2])
     hot_fractions: list[Fraction] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
     finalists: int = Field(default=3, ge=1, le=32)
     simulate_all_below: int = Field(default=4096, ge=0)

@@ -228,7 +228,14 @@ class Estimator:
     def tiers(self) -> list[str]:
         """Tier strings to try: each listed tier, ``uvm_caching`` once per cache ratio."""
         out: list[str] = []
-        for tier in self.cfg.tiers:
+        listed = list(self.cfg.tiers)
+        if self.cfg.auto_tiers:
+            node = self.system.node
+            if node.host_memory.nmp is not None and "nmp" not in listed:
+                listed.append("nmp")
+            if node.ssds is not None and node.ssds.device.ndp is not None and "smartssd" not in listed:
+                listed.append("smartssd")
+        for tier in listed:
             if tier == "uvm_caching":
                 out += [f"uvm_caching:{r:g}" for r in self.cfg.cache_ratios]
             else:

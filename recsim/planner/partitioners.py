@@ -10,8 +10,9 @@ Two ways to choose among the ranks that fit (both are registered by name):
 
 - ``lpt`` (greedy by estimated cost): the rank with the least load -- with blocks offered largest
   first this is Graham's longest-processing-time rule, within 4/3 of the optimal makespan;
-- ``memory``: the rank with the most free HBM (TorchRec's memory-balanced idea): for models that
-  barely fit, it keeps room for the tables still to come.
+- ``memory``: the rank with the least memory pressure (used share of its HBM plus its node's host
+  DRAM and SSD; TorchRec's memory-balanced idea): for models that barely fit, it keeps room for the
+  tables still to come.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """
@@ -19,6 +20,7 @@ Two ways to choose among the ranks that fit (both are registered by name):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,6 +101,18 @@ class Partitioner:
     def key(self, rank: int) -> tuple[float, int]:
         """Preference among fitting ranks: least load (lpt) or most free HBM (memory)."""
         return PARTITIONERS[self.mode](self, rank)
+
+    def pressure(self, rank: int) -> float:
+        """Used share of the rank's HBM plus its node's host DRAM and SSD (the memory key)."""
+        node = self.node_of(rank)
+        out = 0.0
+        for used, cap in (
+            (self.hbm[rank], self.cap.hbm_bytes_per_rank),
+            (self.ddr[node], self.cap.ddr_bytes_per_node),
+            (self.ssd[node], self.cap.ssd_bytes_per_node),
+        ):
+            out += used / cap if cap > 0 and math.isfinite(cap) else 0.0
+        return out
 
     @property
     def makespan_s(self) -> float:
@@ -195,7 +209,7 @@ class Partitioner:
     def _nodes_by_preference(self) -> list[int]:
         nodes = range(len(self.ddr))
         if self.mode == "memory":
-            return sorted(nodes, key=lambda n: (sum(self.hbm[r] for r in self._ranks(n)), n))
+            return sorted(nodes, key=lambda n: (sum(self.pressure(r) for r in self._ranks(n)), n))
         return sorted(nodes, key=lambda n: (max(self.load[r] for r in self._ranks(n)), n))
 
     def _ranks(self, node: int) -> range:
@@ -243,5 +257,5 @@ class Partitioner:
 #: Registered partitioners: name -> the key that orders the ranks a block fits on (lowest first).
 PARTITIONERS: dict[str, Callable[[Partitioner, int], tuple[float, int]]] = {
     "lpt": lambda p, r: (p.load[r], r),
-    "memory": lambda p, r: (p.hbm[r], r),
+    "memory": lambda p, r: (p.pressure(r), r),
 }

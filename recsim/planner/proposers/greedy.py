@@ -7,9 +7,10 @@ are tried fastest class first: HBM; only if no HBM option fits, the slower tiers
 nothing fits at the table's precision, the next lower precision the config allows.
 
 Order of tables: when every table fits in HBM at its precision, largest estimated cost first
-(LPT). When the model is capacity-constrained, hottest bytes first -- lookups per stored byte --
-so the tables that gain most per byte of HBM claim it (the greedy solution of the fractional
-knapsack RecShard solves exactly for rows; see ``recshard`` for the row-level version).
+(LPT). When the model is capacity-constrained, first the HBM goes to the hottest bytes -- tables
+by lookups per stored byte until the free HBM is spent (the greedy solution of the fractional
+knapsack RecShard solves exactly for rows; see ``recshard`` for the row-level version) -- and the
+other tables try the slower tiers first; then tables are placed largest first (bin packing).
 
 Registered twice: ``greedy`` (LPT partitioner) and ``memory_balanced`` (most free HBM first).
 """
@@ -51,8 +52,9 @@ def best_placement(
     return None if best is None else part.place(candidates[best[2]])
 
 
-def table_bytes(ctx: PlanningContext, table: Table) -> float:
-    return table.rows * row_bytes(ctx.workload.table_dim(table), ctx.workload.table_dtype(table))
+def table_bytes(ctx: PlanningContext, table: Table, dtype: str | None = None) -> float:
+    """Weights of ``table`` at ``dtype`` (default: its own)."""
+    return table.rows * row_bytes(ctx.workload.table_dim(table), dtype or ctx.workload.table_dtype(table))
 
 
 def capacity_constrained(ctx: PlanningContext, part: Partitioner) -> bool:
@@ -71,34 +73,74 @@ def table_cost_s(ctx: PlanningContext, table: Table) -> float:
     return memo[table.name]
 
 
+def hbm_tables(ctx: PlanningContext, part: Partitioner) -> set[str]:
+    """Tables that get HBM when not all fit: hottest bytes first (lookups per stored byte) until
+    the free HBM is spent -- the greedy solution of the fractional knapsack; the rest go to the
+    slower tiers first. All tables when everything fits."""
+    tables = list(ctx.workload.tables)
+    if not capacity_constrained(ctx, part):
+        return {t.name for t in tables}
+    free = sum(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
+    out: set[str] = set()
+    used = 0.0
+    for t in sorted(tables, key=lambda t: (-ctx.workload.table_lookups(t) / table_bytes(ctx, t), t.name)):
+        size = table_bytes(ctx, t)
+        if used + size <= free:
+            out.add(t.name)
+            used += size
+    return out
+
+
 def table_order(ctx: PlanningContext, part: Partitioner) -> list[Table]:
+    """LPT (largest estimated cost first) when every table fits in HBM; otherwise largest bytes
+    first, the bin-packing order that leaves the small tables to fill the gaps."""
     tables = list(ctx.workload.tables)
     if capacity_constrained(ctx, part):
-        return sorted(tables, key=lambda t: (-ctx.workload.table_lookups(t) / table_bytes(ctx, t), t.name))
+        return sorted(tables, key=lambda t: (-table_bytes(ctx, t), t.name))
     return sorted(tables, key=lambda t: (-table_cost_s(ctx, t), t.name))
 
 
 def place_table(
-    ctx: PlanningContext, part: Partitioner, table: Table, remaining_s: float = 0.0
+    ctx: PlanningContext,
+    part: Partitioner,
+    table: Table,
+    remaining_s: float = 0.0,
+    *,
+    slow_first: bool = False,
 ) -> list[Shard]:
-    """The table's best fitting option, fastest tier class first, then lower precisions."""
+    """The table's best fitting option: HBM first (slower tiers first with ``slow_first``), then
+    the other tier class, then lower precisions.
+
+    Before a table goes to a lower precision, its slow-tier options are tried once more with the
+    blocks on the least-pressed ranks and nodes (the memory key), so a precision loss is only taken
+    when the capacity is really gone, not when the load-balancing choice left nodes uneven.
+    """
     est = ctx.estimator
-    slow = [t for t in est.tiers() if t != "hbm"]
+    fast = ["hbm"] if "hbm" in ctx.config.tiers else []
+    cached = [t for t in est.tiers() if t.startswith("uvm_caching")]
+    slow = [t for t in est.tiers() if t != "hbm" and t not in cached]
+    # A table kept out of HBM should not take HBM through a cache either, unless nothing else fits.
+    classes = (slow, cached, fast) if slow_first else (fast, cached + slow)
     tried: list[str] = []
     for dtype in est.dtypes_for(table):
-        for tiers in (["hbm"] if "hbm" in ctx.config.tiers else [], slow):
+        for tiers in classes:
             if not tiers:
                 continue
             cands = est.candidates(table, dtype, tiers)
             shards = best_placement(part, cands, remaining_s)
+            if shards is None and part.mode != "memory":
+                part.mode, saved = "memory", part.mode
+                try:
+                    shards = best_placement(part, cands, remaining_s)
+                finally:
+                    part.mode = saved
             if shards is not None:
                 return shards
-            tried.append(f"{dtype} on {'/'.join(tiers)}")
-    size = format_quantity(table_bytes(ctx, table), Dimension.BYTES, binary=True)
+            size = format_quantity(table_bytes(ctx, table, dtype), Dimension.BYTES, binary=True)
+            tried.append(f"{dtype} ({size}) on {'/'.join(tiers)}")
     why = "; ".join(f"{k}: {v}" for k, v in est.unavailable.items())
     raise InfeasibleError(
-        f"table {table.name!r} ({table.rows} rows, {size} at {ctx.workload.table_dtype(table)}) "
-        "fits nowhere: "
+        f"table {table.name!r} ({table.rows} rows) fits nowhere: "
         f"tried {', '.join(tried) or 'no allowed tier'}; {part.free_summary()}"
         + (f" (unavailable tiers: {why})" if why else "")
     )
@@ -115,10 +157,11 @@ class _Greedy(Proposer):
     def propose(self, ctx: PlanningContext) -> Plan:
         part = Partitioner(ctx.estimator, self.mode)
         order = table_order(ctx, part)
+        in_hbm = hbm_tables(ctx, part)
         remaining = math.fsum(table_cost_s(ctx, t) for t in order)
         for table in order:
             remaining -= table_cost_s(ctx, table)
-            place_table(ctx, part, table, max(0.0, remaining))
+            place_table(ctx, part, table, max(0.0, remaining), slow_first=table.name not in in_hbm)
         return Plan(
             ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.config.comm_dtypes[0]
         )
