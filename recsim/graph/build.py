@@ -184,13 +184,14 @@ class _Builder:
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
-        groups: dict[tuple[int, str], list[Embedding]] = defaultdict(list)
+        groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
             op = self.ops.op(shard, pass_, batch, self.world)
+            replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
-                if self.opt.fuse_tables and shard.tier == "hbm" and shard.sharding != "data_parallel":
-                    groups[(rank, op.dtype)].append(op)
+                if self.opt.fuse_tables and shard.tier == "hbm":
+                    groups[(rank, op.dtype, replicated)].append((shard, op))
                     continue
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
@@ -201,11 +202,12 @@ class _Builder:
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, shard)] = nid
-        for (rank, dtype), ops in sorted(groups.items()):
+        for (rank, dtype, replicated), members in sorted(groups.items()):
+            ops = [op for _, op in members]
             lookups = sum(o.lookups for o in ops)
             dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
             fused = Embedding(
-                table=f"tbe:{rank}:{dtype}",
+                table=f"tbe:{rank}:{dtype}" + (":replicated" if replicated else ""),
                 pass_=pass_,
                 rows=sum(o.rows for o in ops),
                 dim=max(1, round(dim)),
@@ -217,8 +219,12 @@ class _Builder:
                 optimizer=ops[0].optimizer,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
-            name = f"emb_{pass_}:tbe[{len(ops)} tables]"
-            out[rank].append(self.add(rank, name, Stream.COMPUTE, fused, deps_by_rank.get(rank, []), pass_))
+            name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
+            nid = self.add(rank, name, Stream.COMPUTE, fused, deps_by_rank.get(rank, []), pass_)
+            out[rank].append(nid)
+            if replicated:
+                for shard, _ in members:
+                    self.replicated[(rank, shard)] = nid
         return out
 
     def blocks(self) -> list[list[Shard]]:
@@ -430,21 +436,22 @@ def build_training_step(
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
     bld.embedding_pass(batch, "backward", emb_deps)
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
-    # (dense, in the storage dtype, as DDP does) after the backward lookup, before the update.
+    # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
+    # TorchRec's data-parallel sharding does (it wraps those tables in DDP).
     if bld.world > 1:
-        for (r, shard), nid in sorted(bld.replicated.items(), key=lambda kv: (kv[0][0], kv[1])):
-            if bld.graph.node(nid).op.pass_ != "backward":  # type: ignore[union-attr]
-                continue
-            size = (
-                shard.rows
-                * shard.dim
-                * DTYPE_BYTES[shard.dtype or workload.table_dtype(bld.tables[shard.table])]
-            )
-            key = f"dp_allreduce:{shard.table}" + (
-                f"[{shard.row_start}:{shard.row_end}]" if shard.rows < bld.tables[shard.table].rows else ""
-            )
-            op = Collective(CollectiveOp.ALL_REDUCE, key, tuple(range(bld.world)), size, "fp32")
-            bucket_ids[r].append(bld.add(r, key, Stream.COMM, op, [nid], "backward", lane=LANE_DENSE))
+        for r in range(bld.world):
+            grads = []
+            for (rank, shard), nid in sorted(bld.replicated.items(), key=lambda kv: (kv[1], kv[0][1].table)):
+                if rank != r:
+                    continue
+                dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
+                grads.append((shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype], nid))
+            for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
+                key = f"dp_allreduce_bucket{k}"
+                op = Collective(CollectiveOp.ALL_REDUCE, key, tuple(range(bld.world)), size, "fp32")
+                bucket_ids[r].append(
+                    bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                )
 
     optimizer = workload.training.optimizer
     dense_params = workload.dense_parameters

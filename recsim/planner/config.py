@@ -20,7 +20,8 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   default ``percentage=0.15`` of each device kept free for the framework and fragmentation;
 - ``cache_ratios`` 0.05 and 0.2: the mixed-precision embedding cache paper's FP32 cache of 5 % of
   the rows, and FBGEMM's default ``cache_load_factor`` 0.2; ``hot_fractions``: the shares of a
-  table's rows tried as its hot set (RecShard / FlexShard), from 0.1 % to 10 %;
+  table's rows tried as its hot set (RecShard / FlexShard), from 0.01 % to 10 % (a decade apart;
+  0.01 % of a 40M-row table is 4,000 rows, whose replicated gradient all-reduce is 2 MB);
 - ``finalists`` 3: plans re-scored by the analytic engine in ``auto``; below
   ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is simulated, so ``auto`` is
   then never slower than any single strategy (a design choice: a small model's engine runs cost
@@ -67,7 +68,7 @@ class PlannerConfig(Spec):
     hbm_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
     ddr_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
     cache_ratios: list[Fraction] = Field(default_factory=lambda: [0.05, 0.2])
-    hot_fractions: list[Fraction] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
+    hot_fractions: list[Fraction] = Field(default_factory=lambda: [0.0001, 0.001, 0.01, 0.1])
     finalists: int = Field(default=3, ge=1, le=32)
     simulate_all_below: int = Field(default=4096, ge=0)
     exhaustive_limit: int = Field(default=4096, ge=1)

@@ -1,6 +1,11 @@
 """Plan proposers, a registry keyed by name (see ``base``); importing this package registers them."""
 
-from recsim.planner.proposers import auto, fixed, greedy  # noqa: F401  (register; auto last)
+# Registration order is import order: the proposers first, ``auto`` (which runs all of them) last.
+# isort: off
+from recsim.planner.proposers import fixed, greedy, recshard, flexshard, exhaustive  # noqa: F401  (register)
+from recsim.planner.proposers import auto  # noqa: F401  (register last)
+
+# isort: on
 from recsim.planner.proposers.base import (
     PlanningContext,
     Proposer,

@@ -1,0 +1,385 @@
+"""``recshard``: statistics-driven tiering -- each table's hottest rows in HBM, its cold rows on a
+slow tier, the hot-set sizes chosen by a knapsack over the HBM the dense side leaves.
+
+Model (after RecShard: Sethi, Acun, Agarwal, Kozyrakis, Trippel and Wu, "RecShard: Statistical
+Feature-Based Memory Optimization for Industry-Scale Neural Recommendation", ASPLOS 2022). RecShard
+remaps every table's ids by access frequency (hottest first) and, from per-table statistics -- the
+row-frequency CDF and the pooling factor -- splits each table at a popularity rank: rows above the
+split in HBM, the rest in UVM, solved as a MILP over all tables against the GPUs' memory. It
+reports more than 6x higher embedding training throughput than placing the tables of a
+capacity-constrained model in UVM.
+
+Here the statistics are the workload's access models (``SliceModel``: a popularity slice receives
+its share of the table's lookup mass) and the costs the estimator's, so the knapsack sees what the
+engines will charge:
+
+1. **Options per table** (at the table's own precision): the whole table on each slow tier the
+   config allows (``uvm``, ``uvm_caching:r``, ``ddr``, ...; a tier the cost layer refuses for
+   training, such as ``ssd``, is skipped); each hot-set size of ``Estimator.hot_rows_options`` in
+   HBM with the cold rows on each of those tiers (one block: hot and cold rows pool together on
+   one rank; a hot set must fit on one rank); and the whole table in HBM. An option is a point
+   (HBM bytes, cost), the cost being the estimated seconds per step with the lookups of ``nmp``
+   counted once per rank of the node, since the node's ranks share its NMP DIMMs while that
+   tier's model costs each block as if its rank had them to itself (the ``ddr`` tier already
+   gives a rank its share of the host).
+2. **Knapsack**. If every table fits whole in HBM, every table goes whole into HBM (slow tiers
+   are a capacity tool, as in ``greedy``). Otherwise the LP relaxation of the multiple-choice
+   knapsack, solved greedily (Sinha and Zoltners, Operations Research 1979): per table the lower
+   convex hull of its points from its smallest HBM footprint; consecutive hull points are
+   *increments* (HBM bytes added, seconds saved) of falling benefit density. Every table starts at
+   its smallest option; increments are taken by falling density while the HBM budget -- every
+   rank's capacity less the reserve and the dense side -- allows; a table's increments are taken
+   in order, so its choice stays a hull point, and one that does not fit closes the table. The
+   relaxation's fractional increments are then made whole: the tables stopped short of their next
+   hull point take, densest increment first, the hot set the remaining budget (and one rank) can
+   hold, when it is cheaper.
+3. **Placement** with the partitioner, each table by ``greedy.best_placement`` (a whole table on
+   one tier may take any scheme of that tier with no more HBM bytes: table-, row- or
+   column-wise), in two orders -- largest estimated cost first (LPT) and the knapsack's (densest
+   increment first, so that when the ranks' free fragments cannot hold every choice the marginal
+   ones give way) -- keeping the lower estimated makespan. A choice that fits on no rank shrinks
+   to the hot set the freest rank can hold, then falls back to its smaller hull points, then to
+   ``greedy.place_table`` (any option, lower precisions), which raises ``InfeasibleError`` naming
+   the table, its bytes and the tiers tried.
+
+The plan's notes record each table's hot set and cold tier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from recsim.planner.estimator import Candidate, Estimator
+from recsim.planner.partitioners import Partitioner
+from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.proposers.greedy import best_placement, finished_plan, place_table
+from recsim.planner.storage import shard_storage
+from recsim.planner.types import Plan, Shard
+from recsim.units import Dimension, format_quantity
+from recsim.workload.spec import Table
+
+#: Relative slack when comparing HBM bytes of alternatives (float sums of equal sizes).
+_BYTES_RTOL = 1e-9
+
+#: Tiers whose lookups run on node-wide hardware (the NMP DIMMs) that every rank of the node shares
+#: and whose cost model does not split it (``ddr`` does: ``recsim.cost.embedding.ddr.rank_share``).
+HOST_EXECUTED = ("nmp",)
+
+
+@dataclass(frozen=True)
+class TierOption:
+    """One point of a table's knapsack: ``hot_rows`` in HBM (``rows`` = the whole table), the rest
+    on ``cold_tier`` (``hbm`` when whole), its HBM bytes and its knapsack cost (``time_s``: the
+    estimated seconds per step, host-executed lookups weighted by the ranks sharing the host)."""
+
+    table: str
+    hot_rows: int
+    cold_tier: str
+    hbm_bytes: float
+    time_s: float
+    candidate: Candidate
+
+    @property
+    def whole_in_hbm(self) -> bool:
+        return self.cold_tier == "hbm"
+
+    def describe(self) -> str:
+        if self.whole_in_hbm:
+            return f"{self.table}: whole in HBM"
+        if self.hot_rows == 0:
+            return f"{self.table}: whole on {self.cold_tier}"
+        return f"{self.table}: {self.hot_rows} hot rows in HBM, cold rows on {self.cold_tier}"
+
+
+def knapsack_cost_s(est: Estimator, cand: Candidate) -> float:
+    """The option's estimated seconds per step, its host-executed lookups counted once per rank of
+    the node (``HOST_EXECUTED`` tiers run on the host that all of the node's ranks share, which the
+    estimator's per-block figures leave out)."""
+    host = math.fsum(
+        est.lookup_s(s, "forward") + est.lookup_s(s, "backward")
+        for b in cand.blocks
+        for s in b.shards
+        if s.tier_name in HOST_EXECUTED
+    )
+    return cand.option.perf.total_s + (est.per_node - 1) * host
+
+
+def table_options(ctx: PlanningContext, table: Table, dtype: str, per_rank_free: float) -> list[TierOption]:
+    """Every tiering option of ``table`` at ``dtype`` the cost layer can run and one rank can hold
+    (a whole table in HBM is kept even when larger than a rank: it may be split over ranks)."""
+    est = ctx.estimator
+    allow_hbm = "hbm" in ctx.config.tiers
+    slow = [t for t in est.tiers() if t != "hbm"]
+    out: list[TierOption] = []
+
+    def add(cand: Candidate | None, hot: int, cold: str) -> None:
+        if cand is None or not math.isfinite(cand.option.perf.total_s):
+            return  # too few rows, or a tier the cost layer refuses for training
+        too_big = max(b.storage.hbm_bytes for b in cand.blocks) > per_rank_free * (1 + _BYTES_RTOL)
+        if too_big and cold != "hbm":
+            return
+        cost = knapsack_cost_s(est, cand)
+        out.append(TierOption(table.name, hot, cold, cand.option.storage.hbm_bytes, cost, cand))
+
+    for tier in slow:
+        add(est.candidate(table, "table_wise", tier, dtype), 0, tier)
+        if allow_hbm:
+            for k in est.hot_rows_options(table):
+                cand = est.candidate(
+                    table, "table_wise", "hbm", dtype, hot_rows=k, hot_placement="hbm", cold_tier=tier
+                )
+                add(cand, k, tier)
+    if allow_hbm:
+        add(est.candidate(table, "table_wise", "hbm", dtype), table.rows, "hbm")
+    return out
+
+
+def convex_hull(options: list[TierOption]) -> list[TierOption]:
+    """The lower convex hull of (HBM bytes, cost) from the smallest footprint, cost falling.
+
+    Consecutive points give increments of falling benefit density (seconds saved per byte).
+    """
+    pts = sorted(options, key=lambda o: (o.hbm_bytes, o.time_s, o.hot_rows, o.cold_tier))
+    pareto: list[TierOption] = []
+    for o in pts:
+        if pareto and o.hbm_bytes <= pareto[-1].hbm_bytes * (1 + _BYTES_RTOL):
+            continue  # same footprint, no cheaper (sorted by cost within bytes)
+        if pareto and o.time_s >= pareto[-1].time_s:
+            continue  # more bytes, no cheaper
+        pareto.append(o)
+    hull: list[TierOption] = []
+    for o in pareto:
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # b is off the hull if going from a straight to o saves at least as much per byte.
+            via_o = (a.time_s - o.time_s) * (b.hbm_bytes - a.hbm_bytes)
+            via_b = (a.time_s - b.time_s) * (o.hbm_bytes - a.hbm_bytes)
+            if via_o >= via_b:
+                hull.pop()
+            else:
+                break
+        hull.append(o)
+    return hull
+
+
+def knapsack(hulls: dict[str, list[TierOption]], budget: float) -> dict[str, int]:
+    """Index of each table's chosen hull point: every table starts at its smallest footprint, then
+    increments are taken by falling density (seconds saved per byte; ties by table name) while
+    ``budget`` allows. A table's increments are taken in order; one that does not fit closes it."""
+    choice = {name: 0 for name in hulls}
+    used = math.fsum(h[0].hbm_bytes for h in hulls.values())
+    increments: list[tuple[float, str, int, float]] = []
+    for name, hull in hulls.items():
+        for i in range(1, len(hull)):
+            added = hull[i].hbm_bytes - hull[i - 1].hbm_bytes
+            saved = hull[i - 1].time_s - hull[i].time_s
+            increments.append((-saved / added, name, i, added))
+    increments.sort()
+    closed: set[str] = set()
+    for _density, name, i, added in increments:
+        if name in closed or choice[name] != i - 1:
+            continue
+        if used + added > budget:
+            closed.add(name)
+            continue
+        used += added
+        choice[name] = i
+    return choice
+
+
+def hot_row_bytes(ctx: PlanningContext, table: Table, dtype: str) -> float:
+    """HBM bytes of one hot row of ``table`` at ``dtype`` (row and optimizer state)."""
+    one_row = Shard(table.name, "table_wise", 0, 1, 0, ctx.workload.table_dim(table), (), "hbm", dtype)
+    return shard_storage(one_row, ctx.workload).hbm_bytes
+
+
+def hot_option(ctx: PlanningContext, table: Table, dtype: str, hot_rows: int) -> TierOption | None:
+    """The cheapest option with ``hot_rows`` in HBM and the cold rows on a slow tier (None if no
+    slow tier can hold them)."""
+    est = ctx.estimator
+    if "hbm" not in ctx.config.tiers or not 0 < hot_rows < table.rows:
+        return None
+    best: TierOption | None = None
+    for tier in (t for t in est.tiers() if t != "hbm"):
+        cand = est.candidate(
+            table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=tier
+        )
+        if cand is None or not math.isfinite(cand.option.perf.total_s):
+            continue
+        opt = TierOption(
+            table.name, hot_rows, tier, cand.option.storage.hbm_bytes, knapsack_cost_s(est, cand), cand
+        )
+        if best is None or opt.time_s < best.time_s:
+            best = opt
+    return best
+
+
+def fill(
+    ctx: PlanningContext,
+    hulls: dict[str, list[TierOption]],
+    choice: dict[str, int],
+    budget: float,
+    per_rank_free: float,
+) -> dict[str, TierOption]:
+    """The LP relaxation's fractional increments made whole: each table the knapsack stopped short
+    of its next hull point (densest such increment first) takes the hot set, between its choice
+    and that point, that the HBM the knapsack left (and one rank) can hold, if that is cheaper.
+    Returns the tables' new options."""
+    left = budget - math.fsum(hulls[n][i].hbm_bytes for n, i in choice.items())
+    open_ = [n for n, i in choice.items() if i + 1 < len(hulls[n])]
+    open_.sort(key=lambda n: (-_density(hulls[n], choice[n] + 1), n))
+    out: dict[str, TierOption] = {}
+    for name in open_:
+        if left <= 0:
+            break
+        here, there = hulls[name][choice[name]], hulls[name][choice[name] + 1]
+        table = ctx.workload.table(name)
+        dtype = here.candidate.option.dtype
+        per_row = hot_row_bytes(ctx, table, dtype)
+        room = min(left, per_rank_free - here.hbm_bytes)
+        k = min(here.hot_rows + math.floor(room / per_row), there.hot_rows - 1)
+        if k <= here.hot_rows:
+            continue
+        opt = hot_option(ctx, table, dtype, k)
+        if opt is None or opt.time_s >= here.time_s:
+            continue
+        if opt.hbm_bytes - here.hbm_bytes <= left * (1 + _BYTES_RTOL):
+            out[name] = opt
+            left -= opt.hbm_bytes - here.hbm_bytes
+    return out
+
+
+def _b(x: float) -> str:
+    return format_quantity(x, Dimension.BYTES, binary=True)
+
+
+@register_proposer
+class RecShard(Proposer):
+    name = "recshard"
+    description = "hot rows in HBM, cold rows on a slow tier; hot-set sizes by a knapsack over HBM"
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        est = ctx.estimator
+        part = Partitioner(est, "lpt")
+        per_rank_free = max(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
+        budget = math.fsum(max(0.0, part.cap.hbm_bytes_per_rank - h) for h in part.hbm)
+        options = {
+            t.name: table_options(ctx, t, est.dtypes_for(t)[0], per_rank_free) for t in ctx.workload.tables
+        }
+        hulls = {name: convex_hull(opts) for name, opts in options.items()}
+        whole = {name: [o for o in opts if o.whole_in_hbm] for name, opts in options.items()}
+        notes = [f"HBM for tables: {_b(budget)} over {part.world} ranks"]
+        if all(whole.values()) and math.fsum(w[0].hbm_bytes for w in whole.values()) <= budget:
+            chosen = {name: w[0] for name, w in whole.items()}
+            notes.append("every table fits whole in HBM: no tiering")
+            orders = {"LPT": sorted(options, key=lambda n: (-_perf_s(chosen.get(n)), n))}
+        else:
+            picks = knapsack({n: h for n, h in hulls.items() if h}, budget)
+            chosen = {name: hulls[name][i] for name, i in picks.items()}
+            chosen.update(fill(ctx, hulls, picks, budget, per_rank_free))
+            density = {n: _density(hulls[n], i) for n, i in picks.items()}
+            orders = {
+                # Largest estimated cost first (LPT, for balance) ...
+                "LPT": sorted(options, key=lambda n: (-_perf_s(chosen.get(n)), n)),
+                # ... or the knapsack's order (most seconds saved per HBM byte first), so that
+                # when the ranks' fragments cannot hold every choice, the marginal ones fall back.
+                "density": sorted(options, key=lambda n: (-density.get(n, 0.0), -_perf_s(chosen.get(n)), n)),
+            }
+        best: tuple[float, str, Partitioner, list[str]] | None = None
+        for label, order in orders.items():
+            placed, placed_notes = self._place(ctx, order, chosen, hulls)
+            if best is None or placed.makespan_s < best[0]:
+                best = (placed.makespan_s, label, placed, placed_notes)
+        assert best is not None
+        notes.append(f"placement order: {best[1]} (estimated makespan {best[0] * 1e3:.3f} ms)")
+        plan = finished_plan(ctx, best[2], self.name)
+        return dataclasses.replace(plan, notes=tuple(notes + best[3]))
+
+    def _place(
+        self,
+        ctx: PlanningContext,
+        order: list[str],
+        chosen: dict[str, TierOption],
+        hulls: dict[str, list[TierOption]],
+    ) -> tuple[Partitioner, list[str]]:
+        """Place the tables in ``order`` on a fresh partitioner: each its chosen option, else the
+        hot set the freest rank holds, else its smaller hull points, else the greedy's placement
+        (``InfeasibleError`` if none fits)."""
+        part = Partitioner(ctx.estimator, "lpt")
+        notes: list[str] = []
+        remaining = math.fsum(_perf_s(chosen.get(n)) for n in order)
+        for name in order:
+            remaining -= _perf_s(chosen.get(name))
+            rest = max(0.0, remaining)
+            first = chosen.get(name)
+            smaller = (
+                [] if first is None else [h for h in reversed(hulls[name]) if h.hbm_bytes < first.hbm_bytes]
+            )
+            tries = [] if first is None else [first]
+            if first is not None and first.hot_rows > (smaller[0].hot_rows if smaller else 0) + 1:
+                floor_ = smaller[0].hot_rows if smaller else 0
+                tries.append(self._shrunk(ctx, part, first, floor_))
+            for opt in [*tries, *smaller]:
+                if opt is None:
+                    continue
+                if best_placement(part, self._alternatives(ctx, opt), rest) is not None:
+                    late = "" if opt is first else " (the chosen option fit no rank)"
+                    notes.append(opt.describe() + late)
+                    break
+            else:
+                # InfeasibleError here names the table, its bytes and the tiers tried.
+                place_table(ctx, part, ctx.workload.table(name), rest)
+                notes.append(f"{name}: greedy placement (no tiering option fit)")
+        return part, notes
+
+    @staticmethod
+    def _shrunk(ctx: PlanningContext, part: Partitioner, opt: TierOption, floor_: int) -> TierOption | None:
+        """``opt`` cut to the hot set the freest rank can hold (more than ``floor_`` rows), or None."""
+        table = ctx.workload.table(opt.table)
+        dtype = opt.candidate.option.dtype
+        free = max(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
+        k = min(opt.hot_rows - 1, math.floor(free / hot_row_bytes(ctx, table, dtype)))
+        return hot_option(ctx, table, dtype, k) if k > floor_ else None
+
+    @staticmethod
+    def _alternatives(ctx: PlanningContext, opt: TierOption) -> list[Candidate]:
+        """What may stand in for ``opt`` at placement: for a whole table on one tier, every scheme
+        of that tier with no more HBM bytes (so the knapsack's budget holds: no replication),
+        fastest first; for a hot/cold split, the option itself."""
+        if opt.hot_rows and not opt.whole_in_hbm:
+            return [opt.candidate]
+        table = ctx.workload.table(opt.table)
+        limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
+        alts = [
+            c
+            for c in ctx.estimator.candidates(table, opt.candidate.option.dtype, [opt.candidate.option.tier])
+            if c.option.storage.hbm_bytes <= limit and c.placement != "every" and not c.replicated
+        ]
+        if not any(c is opt.candidate for c in alts):
+            alts.append(opt.candidate)
+        return alts
+
+
+def _density(hull: list[TierOption], i: int) -> float:
+    """Seconds saved per HBM byte by the last increment taken to hull point ``i`` (0 for none)."""
+    if i == 0:
+        return 0.0
+    return (hull[i - 1].time_s - hull[i].time_s) / (hull[i].hbm_bytes - hull[i - 1].hbm_bytes)
+
+
+def _perf_s(opt: TierOption | None) -> float:
+    """The estimator's seconds of an option (the partitioner's load; LPT order)."""
+    return 0.0 if opt is None else opt.candidate.option.perf.total_s
+
+
+__all__ = [
+    "HOST_EXECUTED",
+    "RecShard",
+    "TierOption",
+    "convex_hull",
+    "knapsack",
+    "knapsack_cost_s",
+    "table_options",
+]

@@ -1,0 +1,249 @@
+"""The statistics-driven and searching proposers: ``recshard``, ``flexshard``, ``exhaustive``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from recsim.api import load_workload, make_plan, prepare
+from recsim.errors import InfeasibleError
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.system import System
+from recsim.planner.config import PlannerConfig, planner_config
+from recsim.planner.estimator import Candidate
+from recsim.planner.partitioners import Partitioner
+from recsim.planner.proposers import PlanningContext, proposer, registered_proposers
+from recsim.planner.proposers.exhaustive import top_candidates
+from recsim.planner.proposers.recshard import TierOption, convex_hull, knapsack
+from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.workload.spec import Workload
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+Case = tuple[System, Workload, list[str]]
+
+
+def tiny() -> Case:
+    """2 small tables on the fixture system (16 tiny GPUs): small enough to search exhaustively."""
+    system = HardwareLibrary([FIXTURES / "minilib"]).system("tiny")
+    workload = load_workload(
+        FIXTURES / "workloads" / "tiny-dlrm.yaml", overrides=["training.global_batch_size=64"]
+    )
+    return system, workload, []
+
+
+def mlperf() -> Case:
+    """MLPerf DLRM on one DGX A100: every table fits whole in HBM."""
+    system, workload = prepare("dgx-a100", "dlrm-mlperf")
+    return system, workload, []
+
+
+BIG_ROWS = 400_000_000
+
+
+def constrained() -> Case:
+    """One 400M-row zipf table (~192 GiB with its optimizer state) and a small one on 2 A100-80GB:
+    HBM holds part of it."""
+    tables = f"[{{name: big, rows: {BIG_ROWS}, pooling: 20}}, {{name: small, rows: 1000, pooling: 2}}]"
+    system, workload = prepare(
+        "dgx-a100", "dlrm-dcnv2", overrides=["node.accelerators.count=2", f"workload.tables={tables}"]
+    )
+    return system, workload, ["planner.tiers=[hbm,uvm]"]
+
+
+def skewed_multi_node() -> Case:
+    """MLPerf DLRM with zipf 1.2 tables on 2 p4d nodes, small hot sets: replication pays."""
+    system, workload = prepare(
+        "p4d-24xlarge", "dlrm-mlperf", nodes=2, overrides=["workload.embedding.access.alpha=1.2"]
+    )
+    return system, workload, ["planner.hot_fractions=[0.0001,0.001,0.01]"]
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "tiny": tiny,
+    "mlperf": mlperf,
+    "constrained": constrained,
+    "skewed": skewed_multi_node,
+}
+RUNS = [
+    ("recshard", "tiny"),
+    ("recshard", "mlperf"),
+    ("recshard", "constrained"),
+    ("flexshard", "tiny"),
+    ("flexshard", "mlperf"),
+    ("flexshard", "constrained"),
+    ("flexshard", "skewed"),
+    ("exhaustive", "tiny"),
+]
+
+
+def context(case: str) -> PlanningContext:
+    system, workload, planner = CASES[case]()
+    return PlanningContext(system, workload, planner_config(planner))
+
+
+@pytest.mark.parametrize(("name", "case"), RUNS, ids=[f"{n}-{c}" for n, c in RUNS])
+def test_plans_validate_fit_and_are_deterministic(name: str, case: str) -> None:
+    ctx = context(case)
+    plan = proposer(name).propose(ctx)
+    assert plan.strategy == name
+    assert plan.world_size == ctx.system.num_accelerators
+    plan.validate(ctx.workload)
+    usage = plan_usage(plan, ctx.workload, ctx.system)
+    check_fits(usage, capacity(ctx.system), what=name)
+    # ... and within the planner's reserves.
+    check_fits(usage, capacity(ctx.system).less(ctx.config.hbm_reserve, ctx.config.ddr_reserve), what=name)
+    # Same input, fresh caches: the identical plan.
+    assert proposer(name).propose(context(case)) == plan
+
+
+def test_registration_order_keeps_auto_last() -> None:
+    names = registered_proposers()
+    assert names[-1] == "auto"
+    for name in ("recshard", "flexshard", "exhaustive"):
+        assert name in names
+    assert (
+        names.index("greedy") < names.index("recshard") < names.index("flexshard") < names.index("exhaustive")
+    )
+
+
+# -- recshard ------------------------------------------------------------------------------------
+
+
+def test_recshard_puts_the_hottest_rows_in_hbm_and_the_rest_on_a_slow_tier() -> None:
+    ctx = context("constrained")
+    plan = proposer("recshard").propose(ctx)
+    big = sorted((s for s in plan.shards if s.table == "big"), key=lambda s: s.row_start)
+    assert [s.order for s in big] == ["popularity", "popularity"]
+    hot, cold = big
+    assert (hot.row_start, hot.tier) == (0, "hbm")
+    assert (cold.row_start, cold.row_end, cold.tier) == (hot.row_end, BIG_ROWS, "uvm")
+    assert hot.ranks == cold.ranks  # one block: pooled together on one rank
+    # The knapsack's fractional increment filled: far more than the largest configured hot
+    # fraction (10 %), as much as one rank's HBM holds.
+    assert hot.rows > 0.1 * BIG_ROWS
+    assert any(
+        note.startswith("big: ") and "hot rows in HBM, cold rows on uvm" in note for note in plan.notes
+    )
+    # The small table stays whole in HBM.
+    assert [(s.tier, s.order) for s in plan.shards if s.table == "small"] == [("hbm", "id")]
+
+
+def test_recshard_cold_rows_go_to_any_allowed_slow_tier_by_default() -> None:
+    system, workload, _ = constrained()
+    plan = make_plan("recshard", workload, system)
+    cold = [s for s in plan.shards if s.table == "big" and s.tier != "hbm"]
+    assert cold and all(s.tier_name in ("uvm", "uvm_caching", "ddr") for s in cold)
+
+
+def test_recshard_keeps_every_table_in_hbm_when_they_fit() -> None:
+    ctx = context("mlperf")
+    plan = proposer("recshard").propose(ctx)
+    assert {s.tier for s in plan.shards} == {"hbm"}
+    assert "every table fits whole in HBM: no tiering" in plan.notes
+    assert not any(s.sharding == "data_parallel" for s in plan.shards)  # no HBM beyond the budget
+
+
+def _option(table: str, hbm_bytes: float, time_s: float, hot: int = 0) -> TierOption:
+    return TierOption(table, hot, "uvm", hbm_bytes, time_s, candidate=None)  # type: ignore[arg-type]
+
+
+def test_convex_hull_keeps_the_efficient_frontier() -> None:
+    points = [
+        _option("t", 0.0, 10.0),
+        _option("t", 0.0, 12.0),  # same bytes, slower
+        _option("t", 1.0, 6.0),
+        _option("t", 2.0, 5.5),  # above the chord from (1, 6) to (3, 2): not convex
+        _option("t", 3.0, 2.0),
+        _option("t", 4.0, 3.0),  # more bytes, slower
+    ]
+    hull = convex_hull(points)
+    assert [(o.hbm_bytes, o.time_s) for o in hull] == [(0.0, 10.0), (1.0, 6.0), (3.0, 2.0)]
+    densities = [(a.time_s - b.time_s) / (b.hbm_bytes - a.hbm_bytes) for a, b in itertools.pairwise(hull)]
+    assert densities == sorted(densities, reverse=True)
+
+
+def test_knapsack_takes_the_densest_increments_within_the_budget() -> None:
+    hulls = {
+        "a": [_option("a", 0.0, 10.0), _option("a", 1.0, 4.0), _option("a", 5.0, 2.0)],  # 6/B, then 0.5/B
+        "b": [_option("b", 0.0, 8.0), _option("b", 2.0, 2.0)],  # 3/B
+        "c": [_option("c", 1.0, 1.0)],  # one option: its bytes are the floor
+    }
+    assert knapsack(hulls, budget=4.0) == {"a": 1, "b": 1, "c": 0}  # 1 + 1 + 2 bytes
+    assert knapsack(hulls, budget=2.0) == {"a": 1, "b": 0, "c": 0}  # b's 2 bytes do not fit
+    assert knapsack(hulls, budget=100.0) == {"a": 2, "b": 1, "c": 0}
+
+
+# -- flexshard -----------------------------------------------------------------------------------
+
+
+def test_flexshard_replicates_hot_rows_and_shards_the_cold_ones() -> None:
+    ctx = context("skewed")
+    plan = proposer("flexshard").propose(ctx)
+    by_table = plan.by_table()
+    replicated = [
+        t
+        for t, shards in by_table.items()
+        if any(s.sharding == "data_parallel" and s.order == "popularity" for s in shards)
+    ]
+    assert replicated
+    everyone = tuple(range(plan.world_size))
+    for table in replicated:
+        hot, cold = sorted(by_table[table], key=lambda s: s.row_start)
+        assert (hot.sharding, hot.row_start, hot.tier, hot.ranks) == ("data_parallel", 0, "hbm", everyone)
+        assert (cold.sharding, cold.row_start, len(cold.ranks)) == ("table_wise", hot.row_end, 1)
+        assert cold.order == "popularity"
+
+
+def test_flexshard_without_skew_or_network_pressure_matches_greedy() -> None:
+    # One NVLink node: replication's per-rank lookups and all-reduce cost more than the all-to-all
+    # they save, so flexshard takes the greedy's options.
+    ctx = context("mlperf")
+    assert proposer("flexshard").propose(ctx).shards == proposer("greedy").propose(ctx).shards
+
+
+# -- exhaustive ----------------------------------------------------------------------------------
+
+
+def test_exhaustive_finds_the_lowest_makespan_over_its_search_space() -> None:
+    ctx = context("tiny")
+    plan = proposer("exhaustive").propose(ctx)
+    spans = []
+    for combo in itertools.product(*top_candidates(ctx)):
+        part = Partitioner(ctx.estimator, "lpt")
+        ordered: list[Candidate] = sorted(combo, key=lambda c: (-c.option.perf.total_s, c.table))
+        if all(part.place(c) is not None for c in ordered):
+            spans.append((part.makespan_s, tuple(part.shards)))
+    best_span = min(s for s, _ in spans)
+    assert len(spans) == 9
+    assert sorted(plan.shards, key=repr) == sorted(next(sh for s, sh in spans if s == best_span), key=repr)
+
+
+def test_exhaustive_refuses_more_combinations_than_the_limit() -> None:
+    system, workload, _ = tiny()
+    config = PlannerConfig(exhaustive_limit=8)
+    with pytest.raises(
+        InfeasibleError,
+        match=r"^exhaustive: 9 combinations exceed planner\.exhaustive_limit=8; use greedy or auto$",
+    ):
+        make_plan("exhaustive", workload, system, planner=config)
+    system, workload, _ = mlperf()  # 26 tables, 3 options each
+    with pytest.raises(
+        InfeasibleError, match=rf"^exhaustive: {3**26} combinations exceed planner\.exhaustive_limit=4096"
+    ):
+        make_plan("exhaustive", workload, system)
+
+
+def test_auto_runs_the_new_proposers() -> None:
+    # No fixed scheme fits the 400M-row table; of the searching proposers recshard's hot/cold split
+    # simulates fastest.
+    ctx = context("constrained")
+    plan = proposer("auto").propose(ctx)
+    assert plan.strategy == "auto:recshard"
+    notes = "\n".join(plan.notes)
+    for name in ("recshard", "flexshard"):
+        assert f"samples/s: {name}" in notes
+    assert "does not fit: exhaustive: exhaustive: none of the 9 combinations" in notes
