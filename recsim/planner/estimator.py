@@ -24,6 +24,7 @@ DIMMs) makes the option unavailable, with the cost layer's reason kept for error
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,30 @@ class Estimator:
         self._compute[key] = value
         return value
 
+    def fixed_s(self, shard: Shard, pass_: str) -> float:
+        """The part of ``lookup_s`` that does not scale with lookups (kernel overheads and the
+        launch): the cost of the same op with no lookups. 0 off HBM."""
+        if shard.tier != "hbm":
+            return 0.0
+        key = ("fixed", shard.rows, shard.dim, shard.dtype, shard.sharding == "data_parallel", pass_)
+        cached = self._compute.get(key)
+        if cached is not None:
+            return cached
+        op = self.ops.op(shard, pass_, self.batch, self.world)
+        empty = dataclasses.replace(op, lookups=0.0, unique_rows=0.0, batch=0)
+        value = embedding_cost(empty, self.system, self.access_of(shard)).time_s
+        self._compute[key] = value
+        return value
+
+    def marginal_lookup_s(self, shard: Shard, pass_: str) -> float:
+        """What the shard adds to its rank's fused lookup kernel: ``lookup_s`` less the fixed part for
+        HBM shards, which the graph builder fuses into one table-batched kernel per rank and pass
+        (so the fixed part is paid once per rank whatever the plan; ``plan_perf`` adds it back)."""
+        full = self.lookup_s(shard, pass_)
+        if not math.isfinite(full):
+            return full
+        return max(0.0, full - self.fixed_s(shard, pass_))
+
     # -- blocks --------------------------------------------------------------------------------
 
     def block(self, shards: Sequence[Shard], *, comm_out_bytes: float, split_group: int = 1) -> Block:
@@ -197,8 +222,8 @@ class Estimator:
                 return Block(tuple(shards), hit.perf, hit.storage)
         comm = self.cfg.comm_dtypes[0]
         wire = DTYPE_BYTES[comm]
-        fwd = sum(self.lookup_s(s, "forward") for s in shards)
-        bwd = sum(self.lookup_s(s, "backward") for s in shards)
+        fwd = sum(self.marginal_lookup_s(s, "forward") for s in shards)
+        bwd = sum(self.marginal_lookup_s(s, "backward") for s in shards)
         a2a = comm_out_bytes * self.marginal_s_per_byte("all_to_all", self.world, comm)
         rs = 0.0
         if split_group > 1:
@@ -389,8 +414,9 @@ def _with_estimates(option: ShardingOption, blocks: Sequence[Block]) -> Sharding
 def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     """Estimated ``Perf`` per rank of a whole plan (the same per-block model as the options).
 
-    Shards of one table and column range on one rank form a block (RecShard's hot and cold parts
-    of a table pool together); a block's all-to-all bytes carry the bag share of its rows when the
+    HBM shards on a rank share one fused lookup kernel per pass (two with replicated shards), whose
+    fixed part is counted once. Shards of one table and column range on one rank form a block
+    (RecShard's hot and cold parts of a table pool together); a block's all-to-all bytes carry the bag share of its rows when the
     table's hottest rows are replicated; row splits reduce-scatter over their group.
     """
     comm = plan.comm_dtype
@@ -414,15 +440,23 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
                 t += est.local_batch * (plan.world_size // g) * dim * wire * a2a
         for r in ranks:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
+    fixed: dict[tuple[int, bool], tuple[float, float]] = {}  # (rank, replicated) -> fused kernel's fixed part
     for s in plan.shards:
-        fwd = est.lookup_s(s, "forward")
-        bwd = est.lookup_s(s, "backward")
+        fwd = est.marginal_lookup_s(s, "forward")
+        bwd = est.marginal_lookup_s(s, "backward")
+        if s.tier == "hbm":
+            for r in s.ranks:
+                key = (r, s.sharding == "data_parallel")
+                f0, b0 = fixed.get(key, (0.0, 0.0))
+                fixed[key] = (max(f0, est.fixed_s(s, "forward")), max(b0, est.fixed_s(s, "backward")))
         dp = 0.0
         if s.sharding == "data_parallel" and plan.world_size > 1:
             size = s.rows * s.dim * DTYPE_BYTES[s.dtype or est.w.table_dtype(est.ops.tables[s.table])]
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32")
         for r in s.ranks:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
+    for (r, _replicated), (f, b) in fixed.items():
+        per_rank[r] = per_rank[r] + Perf(f, 0.0, b, 0.0)
     return per_rank
 
 
