@@ -38,6 +38,7 @@ from functools import cached_property
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from recsim.errors import ConfigError
 from recsim.hardware.devices import Link, Switch
@@ -82,6 +83,7 @@ class Topology:
         self._paths: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {}
         self._segments: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]] = {}
         self._segment_flow: dict[tuple[str, ...], float] = {}  # keyed by the paths, flattened
+        self._local_pair_bw: np.ndarray | None = None
 
     @cached_property
     def accelerators(self) -> list[str]:
@@ -121,6 +123,19 @@ class Topology:
 
         for home_only, relay in ((True, False), (False, False), (False, True)):
             yield nx.subgraph_view(g, filter_node=lambda v, h=home_only, r=relay: allowed(v, h, r))
+
+    def local_pair_bandwidth(self) -> np.ndarray:
+        """``bw[i, j]``: route bandwidth from local accelerator ``i`` to ``j`` inside a node (every
+        node is built from the same node spec; node 0's vertices stand for all), memoised."""
+        if self._local_pair_bw is None:
+            g = max(1, self.system.node.num_accelerators)
+            bw = np.full((g, g), np.inf)
+            for i in range(g):
+                for j in range(g):
+                    if i != j:
+                        bw[i, j] = self.route(gpu_id(0, i), gpu_id(0, j)).bandwidth_bytes_per_s
+            self._local_pair_bw = bw
+        return self._local_pair_bw
 
     def route(self, src: str, dst: str) -> Route:
         """The route between two vertices (usually accelerators, e.g. ``n0.gpu3``)."""

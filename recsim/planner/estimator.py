@@ -416,8 +416,9 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
 
     HBM shards on a rank share one fused lookup kernel per pass (two with replicated shards), whose
     fixed part is counted once. Shards of one table and column range on one rank form a block
-    (RecShard's hot and cold parts of a table pool together); a block's all-to-all bytes carry the bag share of its rows when the
-    table's hottest rows are replicated; row splits reduce-scatter over their group.
+    (RecShard's hot and cold parts of a table pool together); a block's all-to-all bytes carry the
+    bag share of its rows when the table's hottest rows are replicated; row splits reduce-scatter
+    over their group.
     """
     comm = plan.comm_dtype
     wire = DTYPE_BYTES[comm]

@@ -34,7 +34,6 @@ from recsim.cost.collectives.base import (
     Stage,
     levels,
     register,
-    route,
     traffic_matrix,
 )
 from recsim.graph.ir import Collective, CollectiveOp
@@ -44,16 +43,6 @@ def _same_node(layout: GroupLayout) -> NDArray[np.bool_]:
     nodes = np.asarray(layout.nodes)
     same: NDArray[np.bool_] = nodes[:, None] == nodes[None, :]
     return same
-
-
-def _local(vertex: str) -> str:
-    """``n7.gpu3`` -> ``gpu3``."""
-    return vertex.split(".", 1)[1] if "." in vertex else vertex
-
-
-def _first_node(a: str, b: str) -> tuple[str, str]:
-    """The same two local vertices in node 0 (``n5.gpu1``, ``n5.gpu2`` -> ``n0.gpu1``, ``n0.gpu2``)."""
-    return f"n0.{_local(a)}", f"n0.{_local(b)}"
 
 
 def _level_costs(
@@ -72,17 +61,13 @@ def _level_costs(
         seconds = load / layout.intra_bandwidth
         # Every node of a system is built from the same node spec, so the route between local GPUs
         # i and j is the same in every node: cost it once per local pair (node 0's vertices).
-        pair_bw: dict[tuple[str, str], float] = {}
-        for i, j in zip(*np.nonzero(local_m), strict=True):
-            key = (_local(layout.vertices[i]), _local(layout.vertices[j]))
-            bw = pair_bw.get(key)
-            if bw is None:
-                bw = route(
-                    layout.topology, *_first_node(layout.vertices[i], layout.vertices[j])
-                ).bandwidth_bytes_per_s
-                pair_bw[key] = bw
-            seconds[i] = max(seconds[i], local_m[i, j] / bw)
-            seconds[j] = max(seconds[j], local_m[i, j] / bw)
+        locals_ = np.asarray(layout.locals)
+        rows, cols = np.nonzero(local_m)
+        pair_bw = layout.topology.local_pair_bandwidth()
+        bw = pair_bw[locals_[rows], locals_[cols]]
+        per_pair = local_m[rows, cols] / bw
+        np.maximum.at(seconds, rows, per_pair)
+        np.maximum.at(seconds, cols, per_pair)
         worst = int(np.argmax(seconds))
         peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
         intra = LevelCost(float(peers.max()), float(load[worst]), float(load[worst] / seconds[worst]))

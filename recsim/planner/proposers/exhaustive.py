@@ -54,9 +54,22 @@ class Exhaustive(Proposer):
     description = "every combination of each table's 3 fastest HBM options (small models only)"
 
     def propose(self, ctx: PlanningContext) -> Plan:
+        limit = ctx.config.exhaustive_limit
+        # Every table has at least one option, so if even one each over the cheapest bound (2 per
+        # table beyond log2(limit) tables) exceeds the limit, refuse before costing any option.
+        if ctx.workload.num_tables > math.log2(max(limit, 1)) + 1 and TOP_K > 1:
+            options = [
+                ctx.estimator.candidates(t, ctx.estimator.dtypes_for(t)[0], ["hbm"])[:TOP_K]
+                for t in ctx.workload.tables[: int(math.log2(max(limit, 1))) + 2]
+            ]
+            if combinations(options) > limit:
+                raise InfeasibleError(
+                    f"exhaustive: more than {limit} combinations (already {combinations(options)} for the "
+                    f"first {len(options)} of {ctx.workload.num_tables} tables) exceed "
+                    f"planner.exhaustive_limit={limit}; use greedy or auto"
+                )
         options = top_candidates(ctx)
         count = combinations(options)
-        limit = ctx.config.exhaustive_limit
         if count > limit:
             raise InfeasibleError(
                 f"exhaustive: {count} combinations exceed planner.exhaustive_limit={limit}; "
