@@ -439,13 +439,12 @@ def build_training_step(
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP).
     if bld.world > 1:
+        by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
+        for (rank, shard), nid in bld.replicated.items():
+            dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
+            by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         for r in range(bld.world):
-            grads = []
-            for (rank, shard), nid in sorted(bld.replicated.items(), key=lambda kv: (kv[1], kv[0][1].table)):
-                if rank != r:
-                    continue
-                dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
-                grads.append((shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype], nid))
+            grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
                 key = f"dp_allreduce_bucket{k}"
                 op = Collective(CollectiveOp.ALL_REDUCE, key, tuple(range(bld.world)), size, "fp32")

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from recsim.planner.estimator import Candidate, Estimator
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
-from recsim.planner.proposers.greedy import best_placement, finished_plan, place_table
+from recsim.planner.proposers.greedy import best_placement, capacity_constrained, finished_plan, place_table
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
 from recsim.units import Dimension, format_quantity
@@ -106,12 +106,15 @@ def knapsack_cost_s(est: Estimator, cand: Candidate) -> float:
     return cand.option.perf.total_s + (est.per_node - 1) * host
 
 
-def table_options(ctx: PlanningContext, table: Table, dtype: str, per_rank_free: float) -> list[TierOption]:
+def table_options(
+    ctx: PlanningContext, table: Table, dtype: str, per_rank_free: float, *, whole_only: bool = False
+) -> list[TierOption]:
     """Every tiering option of ``table`` at ``dtype`` the cost layer can run and one rank can hold
-    (a whole table in HBM is kept even when larger than a rank: it may be split over ranks)."""
+    (a whole table in HBM is kept even when larger than a rank: it may be split over ranks).
+    ``whole_only``: just the whole table in HBM (when every table fits there, nothing is tiered)."""
     est = ctx.estimator
     allow_hbm = "hbm" in ctx.config.tiers
-    slow = [t for t in est.tiers() if t != "hbm"]
+    slow = [] if whole_only else [t for t in est.tiers() if t != "hbm"]
     out: list[TierOption] = []
 
     def add(cand: Candidate | None, hot: int, cold: str) -> None:
@@ -265,8 +268,12 @@ class RecShard(Proposer):
         part = Partitioner(est, "lpt")
         per_rank_free = max(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
         budget = math.fsum(max(0.0, part.cap.hbm_bytes_per_rank - h) for h in part.hbm)
+        # When the tables fit in HBM at their precision, tiering has nothing to gain: cost only
+        # the whole-table options (planning a 1000-table model stays quick).
+        whole_only = "hbm" in ctx.config.tiers and not capacity_constrained(ctx, part)
         options = {
-            t.name: table_options(ctx, t, est.dtypes_for(t)[0], per_rank_free) for t in ctx.workload.tables
+            t.name: table_options(ctx, t, est.dtypes_for(t)[0], per_rank_free, whole_only=whole_only)
+            for t in ctx.workload.tables
         }
         hulls = {name: convex_hull(opts) for name, opts in options.items()}
         whole = {name: [o for o in opts if o.whole_in_hbm] for name, opts in options.items()}
