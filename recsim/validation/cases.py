@@ -138,6 +138,14 @@ def _torchrec(interaction: str, optimizer: str, batch: int) -> Callable[[], floa
     )
 
 
+def _dle(precision: str) -> Callable[[], float]:
+    # DLE's "large" Criteo preprocessing (frequency threshold 3) keeps 82 GB of fp32 tables; their
+    # per-table row counts are not in shared/, so the 26 MLPerf tables (capped at 40M rows, 104 GB)
+    # stand in (ASSUMPTION: on 8 x 80 GB both fit in HBM, and one-hot lookups cost by rows touched,
+    # not table size). Tables stay fp32 (AMP casts the MLPs); the plan is "auto".
+    return lambda: _throughput("dgx-a100", "dlrm-mlperf", batch_size=65536, precision=precision, plan="auto")
+
+
 # NVIDIA's MLPerf DLRM submissions train in mixed precision: fp16 dense math, and (ASSUMPTION: the
 # HugeCTR configs were not re-read here) fp16 embedding vectors in the tables and on the wire. The
 # plan is "auto" (the best built-in strategy by the analytic engine), as the submissions' planners
@@ -248,6 +256,19 @@ def _cases() -> list[Case]:
             lambda: _throughput("dgx-a100", "dlrm-mlperf", batch_size=55296, **MIXED),
         )
     )
+    dle = pub["dle-dlrm-dgxa100-8gpu"]
+    for mode, precision in (("amp", "fp16"), ("tf32", "tf32")):
+        cases.append(
+            Case(
+                f"{dle['id']}-{mode}",
+                "end_to_end",
+                f"NVIDIA DeepLearningExamples DLRM (PyTorch), 1 x DGX A100, batch 65,536, {mode.upper()}",
+                "samples/s",
+                float(dle["value"][mode]),
+                0.15,
+                _dle(precision),
+            )
+        )
     for row in pub["torchrec-dlrm-p4d"]["value"]:
         cid = f"torchrec-p4d-{row['interaction']}-{row['optimizer']}-{row['global_batch']}"
         cases.append(
