@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench lint format clean setup
+.PHONY: demo test test-slow bench lint format clean setup golden golden-update
 
 setup: $(STAMP)
 
@@ -16,12 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/recsim hw list
-	$(BIN)/recsim hw show zionex
-	$(BIN)/recsim hw show dgx-h100 --nodes 4
-	$(BIN)/recsim workload show dlrm-dcnv2
-	$(BIN)/recsim run --system dgx-h100 --workload dlrm-dcnv2 --batch-size 55296 --precision fp16 \
-		--comm-dtype fp16 --set workload.embedding.dtype=fp16
+	$(BIN)/recsim sweep experiments/zionex-sharding.yaml --out out/zionex-sharding --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check recsim tests benchmarks
@@ -33,6 +28,12 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"
+
+golden: $(STAMP)
+	$(BIN)/python -m pytest -q tests/golden
+
+golden-update: $(STAMP)
+	$(BIN)/python -m pytest -q tests/golden --update-golden
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

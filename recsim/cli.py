@@ -800,6 +800,15 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
         ctx.exit(1)
 
 
+# Exploration commands live in their own modules (they import nothing from here).
+from recsim.cli_explore import sweep  # noqa: E402
+from recsim.cli_results import golden, results  # noqa: E402
+
+cli.add_command(sweep)
+cli.add_command(results)
+cli.add_command(golden)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="recsim")

@@ -40,3 +40,18 @@ def unsourced_lines(path: Path) -> list[str]:
         if _NUMERIC_VALUE.search(code) and "#" not in line:
             out.append(f"{path.name}:{number}: {line.strip()}")
     return out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="Rewrite tests/golden/*/expected.json from the current results instead of checking them.",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True under ``pytest --update-golden``: golden tests rewrite their expected metrics."""
+    return bool(request.config.getoption("--update-golden"))

@@ -1,0 +1,168 @@
+"""``recsim sweep``: run a design-space exploration from a sweep spec (``recsim.explore``).
+
+The command is a ``click.Command`` named ``sweep`` that ``recsim.cli`` registers with
+``cli.add_command(sweep)``; it also runs on its own (``python -m recsim.cli_explore SPEC --out DIR``).
+A user mistake (a bad spec, a store made by another spec, an unreachable scheduler) prints one line,
+``recsim: error: ...``, on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from recsim.errors import RecsimError
+
+EXIT_USER_ERROR = 2
+
+
+class _RecsimCommand(click.Command):
+    """A click command that turns ``RecsimError`` into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecsimError as exc:
+            click.echo(f"recsim: error: {exc}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+def _root_overrides(ctx: click.Context) -> list[str]:
+    """The global ``recsim --set`` / ``--nodes`` (when run under the ``recsim`` group)."""
+    obj = ctx.find_root().obj or {}
+    sets = list(obj.get("overrides", ()) or ())
+    if obj.get("nodes") is not None:
+        sets.append(f"base.nodes={obj['nodes']}")
+    return sets
+
+
+@click.command("sweep", cls=_RecsimCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Output folder: results.sqlite (the store), results.parquet, pareto.csv, pareto.png/.svg.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine. dask: a Dask distributed cluster.",
+)
+@click.option(
+    "--scheduler", default=None, metavar="ADDR", help="Dask scheduler address (default: a local cluster)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: the CPU count; 1 runs in this process).",
+)
+@click.option("--resume", is_flag=True, help="Continue the sweep stored in --out, skipping finished points.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Edit the spec (search.samples=10, base.nodes=4) or, for any other path, every point "
+    "(a system path, workload.*, planner.*). Repeatable.",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def sweep(
+    ctx: click.Context,
+    spec: Path,
+    out: Path,
+    executor: str,
+    scheduler: str | None,
+    workers: int | None,
+    resume: bool,
+    overrides: tuple[str, ...],
+    progress: bool | None,
+    as_json: bool,
+) -> None:
+    """Run the sweep SPEC (a `kind: sweep` YAML file) and write its results to --out."""
+    from recsim.explore.sweep import run_sweep
+
+    result = run_sweep(
+        spec,
+        out,
+        executor=executor,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        overrides=[*_root_overrides(ctx), *overrides],
+        progress=progress,
+    )
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+        return
+    _print_summary(result)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)
+
+
+def _print_summary(result: Any) -> None:
+    counts = result.counts
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))  # piped: room for the front table
+    spec = result.spec
+    console.print(
+        f"[bold]{spec.name}[/bold]: {counts.get('points', 0)} points "
+        f"({counts.get('ok', 0)} ok, {counts.get('infeasible', 0)} infeasible, "
+        f"{counts.get('error', 0)} error); "
+        f"this run: {counts.get('run', 0)} run, {counts.get('skipped', 0)} skipped (already stored), "
+        f"{counts.get('failed', 0)} failed; {result.executor}"
+    )
+    if not result.complete:
+        console.print("stopped early: run again with --resume to finish")
+    axis_cols = [p for p in spec.axis_paths if f"values.{p}" in result.front.columns]
+    objectives = [o for o in spec.objectives if o in result.front.columns]
+    table = Table(
+        title=f"Pareto front ({len(result.front)} points)", box=box.SIMPLE_HEAD, title_justify="left"
+    )
+    table.add_column("#", justify="right")
+    for path in axis_cols:
+        table.add_column(path)
+    for name in objectives:
+        arrow = "↑" if spec.objectives[name] == "max" else "↓"
+        table.add_column(f"{name} {arrow}", justify="right")
+    for _, row in result.front.iterrows():
+        cells = [str(row["index"])]
+        cells += [_cell(row[f"values.{p}"]) for p in axis_cols]
+        cells += [_cell(row[o]) for o in objectives]
+        table.add_row(*cells)
+    console.print(table)
+    for key in ("pareto_png", "pareto_csv", "results", "store"):
+        if key in result.paths:
+            console.print(f"{key.replace('_', ' ')}: {result.paths[key]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m recsim.cli_explore SPEC --out DIR ...``."""
+    sweep.main(args=argv if argv is not None else sys.argv[1:], prog_name="recsim sweep")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

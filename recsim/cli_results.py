@@ -1,0 +1,352 @@
+"""``recsim results`` (sweep stores: list, show, export) and ``recsim golden`` (check, update).
+
+Registered on the main group by ``recsim.cli`` (``cli.add_command(results)``,
+``cli.add_command(golden)``). Like every recsim command, a user mistake prints one line
+``recsim: error: ...`` and exits with code 2; ``golden check`` exits 1 when a case fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from recsim.errors import ConfigError, RecsimError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsim.explore.store import Store
+
+EXIT_USER_ERROR = 2
+EXIT_FAILED = 1
+STAGE_ORDER = ("analytic", "des")
+STATUSES = ("ok", "infeasible", "error")
+
+
+class _Group(click.Group):
+    """Same behaviour as ``recsim.cli.RecsimGroup`` (a ``RecsimError`` is one line, exit 2); defined
+    here so this module imports without ``recsim.cli`` (which imports this one)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RecsimError as exc:
+            click.echo(f"recsim: error: {exc}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+def _open(path: Path) -> Store:
+    from recsim.explore.store import Store, find_store
+
+    return Store(find_store(path), create=False)
+
+
+def _stores_under(path: Path) -> list[Path]:
+    from recsim.explore.store import STORE_NAME, find_store
+
+    if path.is_file() or (path.is_dir() and (path / STORE_NAME).is_file()):
+        return [find_store(path)]
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such folder or results store")
+    found = sorted(path.rglob(STORE_NAME))
+    if not found:
+        try:
+            return [find_store(path)]
+        except ConfigError:
+            raise ConfigError(f"{path}: no results stores ({STORE_NAME}) in or under this folder") from None
+    return found
+
+
+def _spec_data(store: Store) -> dict[str, Any]:
+    """The stored sweep spec as data (name, objectives, ...); empty if none or unreadable."""
+    import yaml
+
+    spec = store.spec()
+    if spec is None:
+        return {}
+    try:
+        data = yaml.safe_load(spec[0])
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _objectives(store: Store, given: tuple[str, ...]) -> dict[str, str]:
+    if given:
+        out: dict[str, str] = {}
+        for text in given:
+            name, sep, sense = text.partition("=")
+            if not sep or sense not in ("max", "min") or not name:
+                raise click.BadParameter(
+                    f"{text!r}: expected METRIC=max or METRIC=min", param_hint="--objective"
+                )
+            out[name] = sense
+        return out
+    found = _spec_data(store).get("objectives")
+    if isinstance(found, Mapping) and all(v in ("max", "min") for v in found.values()):
+        return {str(k): str(v) for k, v in found.items()}
+    return {}
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+@click.group(cls=_Group)
+def results() -> None:
+    """Sweep results stores: list, show, export."""
+
+
+@results.command("list")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def results_list(path: Path, as_json: bool) -> None:
+    """Summarise the sweep store(s) in PATH: spec name, points by stage and status."""
+    rows = []
+    for found in _stores_under(path):
+        with _open(found) as store:
+            rows.append(store.summary())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"recsim results in {path}")
+    for col in ("store", "sweep", "stage", "ok", "infeasible", "error", "created"):
+        table.add_column(col, overflow="fold", justify="right" if col in STATUSES else "left")
+    for row in rows:
+        where = _relative(Path(row["path"]), path)
+        stages = sorted(row["stages"].items(), key=lambda kv: _stage_rank(kv[0])) or [("-", {})]
+        for stage, counts in stages:
+            table.add_row(
+                where,
+                row["name"] or "-",
+                stage,
+                *(str(counts.get(status, 0)) for status in STATUSES),
+                row["created_at"] or "-",
+            )
+    _console().print(table)
+
+
+def _relative(found: Path, given: Path) -> str:
+    base = given if given.is_dir() else given.parent
+    try:
+        return str(found.relative_to(base)) if found != given else str(found)
+    except ValueError:
+        return str(found)
+
+
+def _console() -> Console:
+    """Rich console; piped output gets room for wide tables instead of 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 140))
+
+
+def _stage_rank(stage: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
+
+
+@results.command("show")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--front", is_flag=True, help="Only the Pareto front of the spec's objectives.")
+@click.option(
+    "--objective",
+    "objective",
+    multiple=True,
+    metavar="METRIC=max|min",
+    help="Objective for --front and the shown columns (default: the spec's). Repeatable.",
+)
+@click.option("--stage", default=None, help="Only this fidelity stage (default: all; --front: the last).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N rows (0: all)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON (every column).")
+def results_show(
+    path: Path, front: bool, objective: tuple[str, ...], stage: str | None, limit: int, as_json: bool
+) -> None:
+    """The points of a sweep store: status, axis values and objectives (or only the front)."""
+    from recsim.explore.pareto import pareto_mask
+
+    with _open(path) as store:
+        objectives = _objectives(store, objective)
+        name = _spec_data(store).get("name") or store.path.parent.name
+        if front and stage is None:
+            stages = sorted({r.stage for r in store.records()}, key=_stage_rank)
+            stage = stages[-1] if stages else None
+        frame = store.frame(stage)
+    missing = [m for m in objectives if m not in frame.columns]
+    if front:
+        if not objectives:
+            raise ConfigError(
+                f"{path}: the store has no objectives; give them with --objective METRIC=max|min"
+            )
+        if missing and len(frame):
+            raise ConfigError(f"{path}: no metric {missing[0]!r} in the results")
+        if len(frame):
+            ok = (frame["status"] == "ok").to_numpy(dtype=bool)
+            mask = pareto_mask(frame, objectives, ok)
+            frame = frame[mask]
+            first, sense = next(iter(objectives.items()))
+            frame = frame.sort_values(first, ascending=sense == "min", kind="stable")
+    total = len(frame)
+    shown = frame if limit == 0 else frame.head(limit)
+    if as_json:
+        click.echo(json.dumps([_clean_row(r) for r in shown.to_dict(orient="records")], indent=2))
+        return
+    title = f"{name}: {'Pareto front' if front else 'points'}" + (f" ({stage})" if stage else "")
+    _console().print(_points_table(shown, objectives, title))
+    if len(shown) < total:
+        click.echo(f"... {total - len(shown)} more (--limit 0 shows all)")
+
+
+def _clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+            value = value.item()  # numpy scalar
+        out[str(key)] = value
+    return out
+
+
+def _points_table(frame: pd.DataFrame, objectives: Mapping[str, str], title: str) -> Table:
+    axes = [c for c in frame.columns if str(c).startswith("values.")]
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    stages = frame["stage"].nunique() > 1 if len(frame) else False
+    if stages:
+        table.add_column("stage")
+    table.add_column("status")
+    for col in axes:
+        table.add_column(str(col)[len("values.") :], overflow="fold")
+    for metric, sense in objectives.items():
+        table.add_column(f"{metric} ({sense})", justify="right")
+    reasons = bool(len(frame)) and bool(frame["reason"].fillna("").astype(str).str.len().any())
+    if reasons:
+        table.add_column("reason", overflow="fold", max_width=60)
+    for row in frame.to_dict(orient="records"):
+        cells = [str(row["index"])]
+        if stages:
+            cells.append(str(row["stage"]))
+        cells.append(str(row["status"]))
+        cells.extend(_plain(row.get(col)) for col in axes)
+        cells.extend(format_metric(metric, row.get(metric)) for metric in objectives)
+        if reasons:
+            cells.append(str(row.get("reason") or ""))
+        table.add_row(*cells)
+    return table
+
+
+def _plain(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric value with its unit (from the name's suffix), e.g. ``4.2 ms``, ``1.25M samples/s``."""
+    from recsim.explore.plots import unit_of
+    from recsim.units import Dimension, format_quantity
+
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _plain(value)
+    if not math.isfinite(value):
+        return "-"
+    found = unit_of(name)
+    if found is None:
+        return _plain(value)
+    _suffix, unit, dim = found
+    if dim is not None:
+        return format_quantity(float(value), dim, binary=dim is Dimension.BYTES)
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.4g}{prefix} {unit}"
+    return f"{value:.4g} {unit}"
+
+
+@results.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Output file: .parquet or .csv.",
+)
+@click.option("--stage", default=None, help="Only this fidelity stage (default: all).")
+def results_export(path: Path, target: Path, stage: str | None) -> None:
+    """Write a sweep store's points to Parquet or CSV (one row per point, values.* and metrics)."""
+    with _open(path) as store:
+        written = store.export(target, stage)
+        n = store.count(stage)
+    click.echo(f"wrote {written} ({n} rows)")
+
+
+# ---------------------------------------------------------------------------------- golden
+
+
+@click.group(cls=_Group)
+def golden() -> None:
+    """Golden regression cases (DIR/<case>/config.yaml + expected.json): check, update."""
+
+
+@golden.command("check")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("cases", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print every comparison as JSON.")
+@click.pass_context
+def golden_check(ctx: click.Context, folder: Path, cases: tuple[str, ...], as_json: bool) -> None:
+    """Simulate each case in FOLDER (or only CASES) and compare with its expected metrics.
+
+    Exit 1 if any metric is outside its tolerance (or a status differs), 2 on a malformed case.
+    """
+    from recsim.explore import golden as gold
+
+    outcome = gold.check(folder, list(cases) or None)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in outcome], indent=2))
+    else:
+        table = Table(title=f"recsim golden check {folder}")
+        for col in ("case", "result", "status", "metrics", "failures"):
+            table.add_column(col, overflow="fold")
+        for r in outcome:
+            failures = r.failures
+            shown = "; ".join(c.describe() for c in failures[:3])
+            if len(failures) > 3:
+                shown += f"; ... {len(failures) - 3} more"
+            table.add_row(
+                r.case,
+                "pass" if r.passed else "FAIL",
+                r.status + (f": {r.reason[:60]}" if r.status == "error" else ""),
+                str(len(r.checks)),
+                shown or "-",
+            )
+        _console().print(table)
+        failed = sum(not r.passed for r in outcome)
+        click.echo(f"{len(outcome) - failed} passed, {failed} failed")
+    if any(not r.passed for r in outcome):
+        ctx.exit(EXIT_FAILED)
+
+
+@golden.command("update")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("cases", nargs=-1)
+@click.option(
+    "--all", "all_metrics", is_flag=True, help="Record every metric, not only those the files already list."
+)
+def golden_update(folder: Path, cases: tuple[str, ...], all_metrics: bool) -> None:
+    """Rewrite expected.json of each case in FOLDER (or only CASES) from the current results.
+
+    Tolerances are kept; review the diff before committing it.
+    """
+    from recsim.explore import golden as gold
+
+    for path in gold.update(folder, list(cases) or None, all_metrics=all_metrics):
+        click.echo(f"wrote {path}")

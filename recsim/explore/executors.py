@@ -1,0 +1,302 @@
+"""Where sweep points run: a local process pool or a Dask distributed cluster, by name.
+
+An executor runs ``evaluate_point`` over a batch of tasks and hands each ``PointRecord`` to a
+callback as soon as it finishes (so the sweep commits it to the store at once), then returns the
+records in the order of the tasks. Both executors run the same function on the same arguments, so
+they give identical records (up to ``wall_s``) for the same spec and seed.
+
+- ``local``: ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes (default: the CPU
+  count), started from a forkserver that has recsim imported, so workers start warm and never
+  inherit the parent's threads; ``workers=1`` evaluates in this process. A rich progress bar with
+  the ETA goes to stderr when it is a terminal (or when ``progress=True``).
+- ``dask``: ``distributed.Client(scheduler)`` when a scheduler address is given, else a
+  ``LocalCluster`` of ``workers`` single-threaded worker processes started for the sweep.
+
+If the callback raises (the sweep was told to stop, or the store failed), the executor cancels the
+tasks not yet started and re-raises; points in flight are lost, never half-written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from recsim.errors import ConfigError
+from recsim.explore.evaluate import evaluate_point
+from recsim.explore.points import Point
+from recsim.explore.records import PointRecord
+from recsim.explore.spec import Stage, SweepSpec
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+Callback = Callable[[PointRecord], None]
+
+#: Environment variables that choose the hardware and workload libraries; a task carries the
+#: submitting process's values so that every worker resolves names exactly as it would.
+LIBRARY_ENV = ("RECSIM_HARDWARE_PATH", "RECSIM_WORKLOAD_PATH")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One evaluation: a point of a spec at a stage, with the library search path to use."""
+
+    spec: SweepSpec
+    point: Point
+    stage: Stage
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def make(cls, spec: SweepSpec, point: Point, stage: Stage) -> Task:
+        env = tuple((k, os.environ[k]) for k in LIBRARY_ENV if k in os.environ)
+        return cls(spec, point, stage, env)
+
+
+def run_task(task: Task) -> PointRecord:
+    """Evaluate one task (top level: picklable for process pools and Dask)."""
+    given = dict(task.env)
+    for name in LIBRARY_ENV:
+        if name in given:
+            os.environ[name] = given[name]
+        else:
+            os.environ.pop(name, None)
+    return evaluate_point(task.spec, task.point, task.stage)
+
+
+class _ProgressBar(AbstractContextManager["_ProgressBar"]):
+    """A rich progress bar with the ETA on stderr, or nothing."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.total = total
+        self.label = label
+        self.enabled = enabled and total > 0
+        self.progress: Progress | None = None
+        self.task_id: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("elapsed"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.progress.start()
+            self.task_id = self.progress.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task_id)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class Executor:
+    """Runs tasks and reports each record as it finishes (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self, workers: int | None = None, scheduler: str | None = None, progress: bool | None = None
+    ) -> None:
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        self.scheduler = scheduler
+        self.progress = sys.stderr.isatty() if progress is None else progress
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release workers (the executor may be reused until then)."""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"
+
+    def run(self, tasks: Sequence[Task], on_result: Callback, label: str = "sweep") -> list[PointRecord]:
+        """Evaluate ``tasks``; ``on_result`` gets each record as it finishes; records in task order."""
+        raise NotImplementedError
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver (warm, thread-safe workers) where it works; fork when ``__main__`` cannot be
+    re-imported by a fresh process (a script read from stdin); spawn where neither exists."""
+    methods = multiprocessing.get_all_start_methods()
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    importable_main = main_file is None or os.path.isfile(main_file)
+    if "forkserver" in methods and importable_main:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(
+            ["recsim.explore.executors", "recsim.api", "recsim.engine.simulate", "recsim.planner.proposers"]
+        )
+        return context
+    if "fork" in methods:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine (``workers=1``: in this process)."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(
+        self, workers: int | None = None, scheduler: str | None = None, progress: bool | None = None
+    ) -> None:
+        super().__init__(workers, None, progress)
+        if scheduler:
+            raise ConfigError("--scheduler is for --executor dask")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context())
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, tasks: Sequence[Task], on_result: Callback, label: str = "sweep") -> list[PointRecord]:
+        results: list[PointRecord | None] = [None] * len(tasks)
+        if not tasks:
+            return []
+        if self.workers == 1:
+            with _ProgressBar(len(tasks), label, self.progress) as bar:
+                for i, task in enumerate(tasks):
+                    results[i] = run_task(task)
+                    on_result(results[i])  # type: ignore[arg-type]
+                    bar.advance()
+            return [r for r in results if r is not None]
+        pool = self._get_pool()
+        futures: dict[Future[PointRecord], int] = {pool.submit(run_task, t): i for i, t in enumerate(tasks)}
+        pending = set(futures)
+        try:
+            with _ProgressBar(len(tasks), label, self.progress) as bar:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=lambda f: futures[f]):
+                        record = future.result()
+                        results[futures[future]] = record
+                        on_result(record)
+                        bar.advance()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        return [r for r in results if r is not None]
+
+
+class DaskExecutor(Executor):
+    """A Dask distributed cluster: ``scheduler`` address, or a LocalCluster of ``workers`` processes."""
+
+    name: ClassVar[str] = "dask"
+
+    def __init__(
+        self, workers: int | None = None, scheduler: str | None = None, progress: bool | None = None
+    ) -> None:
+        super().__init__(workers, scheduler, progress)
+        self._client: Any = None
+        self._cluster: Any = None
+
+    def describe(self) -> str:
+        if self.scheduler:
+            return f"dask (scheduler {self.scheduler})"
+        return f"dask (local cluster, {self.workers} worker{'s' if self.workers != 1 else ''})"
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError:  # pragma: no cover - a dependency of recsim
+                raise ConfigError("--executor dask needs the 'distributed' package") from None
+            if self.scheduler:
+                try:
+                    self._client = Client(self.scheduler, timeout="30s")
+                except (OSError, TimeoutError) as exc:
+                    raise ConfigError(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
+            else:
+                self._cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
+                self._client = Client(self._cluster)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def run(self, tasks: Sequence[Task], on_result: Callback, label: str = "sweep") -> list[PointRecord]:
+        if not tasks:
+            return []
+        from distributed import as_completed
+
+        client = self._get_client()
+        results: list[PointRecord | None] = [None] * len(tasks)
+        futures = [client.submit(run_task, task, pure=False) for task in tasks]
+        position = {f.key: i for i, f in enumerate(futures)}
+        try:
+            with _ProgressBar(len(tasks), label, self.progress) as bar:
+                for future in as_completed(futures):
+                    record = future.result()
+                    results[position[future.key]] = record
+                    on_result(record)
+                    bar.advance()
+        except BaseException:
+            client.cancel(futures)
+            raise
+        return [r for r in results if r is not None]
+
+
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "dask": DaskExecutor}
+
+
+def make_executor(
+    name: str = "local",
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool | None = None,
+) -> Executor:
+    """The executor registered as ``name`` (``local`` or ``dask``)."""
+    cls = EXECUTORS.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown executor {name!r}; available: {', '.join(EXECUTORS)}")
+    return cls(workers=workers, scheduler=scheduler, progress=progress)

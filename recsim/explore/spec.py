@@ -1,0 +1,585 @@
+"""Sweep specs: a ``kind: sweep`` YAML document that describes a design-space exploration.
+
+A spec is loaded like every other recsim config (``recsim.config``): strict YAML with line numbers,
+``extends:`` another sweep file, ``--set`` overrides, a pydantic schema that rejects unknown keys
+with a did-you-mean, and every error one line ``file:line: key.path: problem``. On top of the schema
+the loader checks what only recsim can: every axis path resolves against the base system, workload
+or planner (a dry resolution of the base point with that axis's first value), every name is a known
+system, workload or plan strategy, and every metric named in constraints and objectives exists.
+
+The shape::
+
+    kind: sweep
+    name: zionex-sharding
+    description: Sharding strategies and cluster sizes on ZionEX
+    base:                      # the point every axis varies (keys as `recsim run` options)
+      system: zionex           # library name or YAML path (relative to this file)
+      workload: dlrm-dcnv2
+      mode: training           # the only mode simulated so far
+      nodes: 16                # optional: cluster.nodes
+      batch_size: 65536        # optional: the global batch size
+      precision: fp16          # optional: dense precision (fp32, tf32, fp16, bf16)
+      plan: auto               # a planner strategy or a saved plan file
+      comm_dtype: fp16         # optional: wire dtype of pooled embeddings
+      fidelity: analytic       # the first stage's engine when `stages` is not given
+      steps: 3                 # optional: chained steps per simulation
+      overrides: ["planner.finalists=2"]   # --set texts: system paths, workload.*, planner.*
+    axes:                      # the cartesian product of these (first axis varies slowest)
+      plan: [table_wise, row_wise, greedy]
+      nodes: [2, 4, 8, 16]
+      node.nics.device: [roce-100g, roce-200g]   # any --set path of the system, workload.*, planner.*
+    zip:                       # optional groups whose axes vary together (equal lengths)
+      - {nodes: [1, 2], batch_size: [8192, 16384]}
+    filters:                   # validity: a point failing one is not run and not stored
+      - {path: nodes, op: "<=", value: 8}
+    constraints:               # a point violating one is stored as "infeasible" with the reason
+      - memory_fits                                  # a metric that must be true
+      - "iteration_time_s <= 0.05"                   # or "metric op value"
+      - {metric: avg_power_w, op: "<=", value: 50000}
+    objectives: {throughput_samples_per_s: max, avg_power_w: min}   # the first two are plotted
+    search: {method: grid}     # or {method: random, samples: 50, seed: 1}
+                               # or {method: nsga2, population: 16, generations: 4, seed: 1}
+    stages:                    # optional: screen at one fidelity, re-run the best at another
+      - {fidelity: analytic}
+      - {fidelity: des, top: 5}    # the 5 best-ranked points of the previous stage (no top: its front)
+    seed: 0                    # default seed of random and nsga2 searches
+
+Special axis and base keys are ``system``, ``workload``, ``nodes``, ``batch_size``, ``precision``,
+``plan`` and ``comm_dtype``; every other axis key is a dotted ``--set`` path (``workload.`` paths edit
+the workload, ``planner.`` paths the planner's search space, the rest the system). ``fidelity`` is
+varied with ``stages``, not as an axis.
+
+``--set`` on a sweep (``load_sweep(path, overrides)``, ``recsim sweep SPEC --set ...``) edits the spec
+when the path starts with one of its top-level keys (``search.samples=10``, ``base.nodes=4``,
+``axes.node.nics.device=[a,b]``); any other path is appended to ``base.overrides`` (a system,
+``workload.*`` or ``planner.*`` edit applied to every point).
+
+``SweepSpec.spec_key`` is a 16-hex hash of the canonical resolved spec: a store remembers it, and a
+resume with a different spec is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from recsim.config.loader import Override, apply_overrides, is_path_ref, load_document
+from recsim.config.tree import Location, Tree, format_path
+from recsim.config.types import Spec
+from recsim.config.validate import validate_tree
+from recsim.errors import ConfigError, RecsimError
+
+SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+COMM_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8")
+FIDELITIES = ("analytic", "des")
+TOP_LEVEL_KEYS = (
+    "kind",
+    "name",
+    "description",
+    "base",
+    "axes",
+    "zip",
+    "filters",
+    "constraints",
+    "objectives",
+    "search",
+    "stages",
+    "seed",
+)
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+}
+Op = Literal["<", "<=", "==", "!=", ">=", ">", "in", "not_in"]
+_CONSTRAINT_TEXT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+
+# Metrics a constraint or objective may name: the fields of ``Result.to_dict()`` (mappings flatten
+# to ``name.key``) plus the sweep-derived ones added by ``recsim.explore.evaluate``.
+SCALAR_METRICS = (
+    "num_accelerators",
+    "global_batch_size",
+    "iteration_time_s",
+    "throughput_samples_per_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "latency_p99_s",
+    "achieved_qps",
+    "memory_fits",
+    "energy_per_sample_j",
+    "avg_power_w",
+    "samples_per_joule",
+    "throughput_per_accelerator",
+)
+MAPPING_METRICS = ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w")
+
+AxisValues = Annotated[list[Any], Field(min_length=1)]
+
+
+def _zip_group(group: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    if not group:
+        raise ValueError("a zip group needs at least one axis")
+    lengths = {path: len(vals) for path, vals in group.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{p}: {n}" for p, n in lengths.items())
+        raise ValueError(f"the axes of a zip group must have the same number of values ({shown})")
+    return group
+
+
+ZipGroup = Annotated[dict[str, AxisValues], AfterValidator(_zip_group)]
+
+
+class Base(Spec):
+    """The point every axis varies; keys as the options of ``recsim run``."""
+
+    system: str
+    workload: str
+    mode: Literal["training"] = "training"
+    nodes: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    precision: Literal["fp32", "tf32", "fp16", "bf16"] | None = None
+    plan: str = "auto"
+    comm_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8"] | None = None
+    fidelity: Literal["analytic", "des"] | None = None
+    steps: int | None = Field(default=None, ge=1)
+    overrides: list[str] = Field(default_factory=list)
+
+    @field_validator("overrides")
+    @classmethod
+    def _parse_overrides(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                Override.parse(text)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class Filter(Spec):
+    """A validity filter on a point's values: ``path op value`` (``in``/``not_in`` take a list)."""
+
+    path: str
+    op: Op
+    value: Any
+
+    def accepts(self, values: dict[str, Any]) -> bool:
+        here = values.get(self.path)
+        try:
+            return bool(OPS[self.op](here, self.value))
+        except TypeError:
+            return False
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.op} {self.value!r}"
+
+
+class Constraint(Spec):
+    """A constraint on a result metric: ``metric op value``; ``memory_fits`` alone means true."""
+
+    metric: str
+    op: Op = "=="
+    value: Any = True
+
+    def check(self, metrics: dict[str, Any]) -> str:
+        """``""`` when satisfied, else why not."""
+        got = metrics.get(self.metric)
+        if got is None or (isinstance(got, float) and math.isnan(got)):
+            return f"constraint {self}: {self.metric} has no value"
+        try:
+            ok = bool(OPS[self.op](got, self.value))
+        except TypeError:
+            ok = False
+        return "" if ok else f"constraint {self} violated ({self.metric} = {got!r})"
+
+    def __str__(self) -> str:
+        if self.op == "==" and self.value is True:
+            return self.metric
+        return f"{self.metric} {self.op} {self.value!r}"
+
+
+class GridSearch(Spec):
+    """Every point of the grid (product x zipped groups, minus filtered points)."""
+
+    method: Literal["grid"]
+
+
+class RandomSearch(Spec):
+    """A seeded sample of the grid, without replacement."""
+
+    method: Literal["random"]
+    samples: int = Field(ge=1)
+    seed: int | None = None
+
+
+class Nsga2Search(Spec):
+    """NSGA-II over the discrete axis values: a population evolved for some generations."""
+
+    method: Literal["nsga2"]
+    population: int = Field(default=16, ge=4)
+    generations: int = Field(default=4, ge=1)
+    crossover: float = Field(default=0.9, ge=0.0, le=1.0)
+    mutation: float | None = Field(default=None, gt=0.0, le=1.0)  # None: 1 / number of dimensions
+    seed: int | None = None
+
+
+Search = Annotated[GridSearch | RandomSearch | Nsga2Search, Field(discriminator="method")]
+SEARCH_METHODS = ("grid", "random", "nsga2")
+
+
+def _coerce_constraint(value: Any) -> Any:
+    """A constraint written as text (``memory_fits``, ``"latency_p99_s <= 0.02"``) as a mapping."""
+    if isinstance(value, str):
+        return parse_constraint(value).model_dump()
+    return value
+
+
+ConstraintItem = Annotated[Constraint, BeforeValidator(_coerce_constraint)]
+
+
+class Stage(Spec):
+    """A fidelity stage: the first evaluates every point, a later one the best of the one before."""
+
+    fidelity: Literal["analytic", "des"]
+    top: int | None = Field(default=None, ge=1)
+
+
+class SweepSpec(Spec):
+    """A validated sweep (see the module docstring)."""
+
+    kind: Literal["sweep"]
+    name: str
+    description: str = ""
+    base: Base
+    axes: dict[str, AxisValues] = Field(default_factory=dict)
+    zipped: list[ZipGroup] = Field(default_factory=list, alias="zip")
+    filters: list[Filter] = Field(default_factory=list)
+    constraints: list[ConstraintItem] = Field(default_factory=list)
+    objectives: dict[str, Literal["max", "min"]] = Field(min_length=1)
+    search: Search = Field(default_factory=lambda: GridSearch(method="grid"))
+    stages: list[Stage] = Field(default_factory=list)
+    seed: int = 0
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _search_method(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("method") not in SEARCH_METHODS:
+            got = value.get("method")
+            shown = f"got {got!r}" if got is not None else "missing 'method'"
+            raise ValueError(f"unknown search method: expected one of {', '.join(SEARCH_METHODS)}, {shown}")
+        return value
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: list[Stage]) -> list[Stage]:
+        if value and value[0].top is not None:
+            raise ValueError("the first stage evaluates every point; 'top' applies to later stages")
+        fidelities = [s.fidelity for s in value]
+        if len(set(fidelities)) != len(fidelities):
+            raise ValueError(f"each stage needs its own fidelity, got {fidelities}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        if self.stages and self.base.fidelity is not None and self.stages[0].fidelity != self.base.fidelity:
+            raise ValueError(
+                f"base.fidelity {self.base.fidelity!r} differs from the first stage's "
+                f"{self.stages[0].fidelity!r}; give one of them"
+            )
+        return self
+
+    # -- derived ------------------------------------------------------------------------------
+
+    @property
+    def constraint_list(self) -> list[Constraint]:
+        return list(self.constraints)
+
+    @property
+    def stage_list(self) -> list[Stage]:
+        """The stages, defaulting to one at ``base.fidelity`` (analytic)."""
+        return list(self.stages) or [Stage(fidelity=self.base.fidelity or "analytic")]
+
+    @property
+    def dimensions(self) -> list[tuple[str, ...]]:
+        """The grid's dimensions in order: one per product axis, one per zip group (its paths)."""
+        return [(path,) for path in self.axes] + [tuple(group) for group in self.zipped]
+
+    @property
+    def dimension_sizes(self) -> list[int]:
+        sizes = [len(v) for v in self.axes.values()]
+        sizes += [len(next(iter(group.values()))) for group in self.zipped]
+        return sizes
+
+    @property
+    def axis_paths(self) -> list[str]:
+        return [*self.axes, *(path for group in self.zipped for path in group)]
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(self.dimension_sizes)
+
+    def search_seed(self) -> int:
+        seed = getattr(self.search, "seed", None)
+        return self.seed if seed is None else int(seed)
+
+    def canonical(self) -> dict[str, Any]:
+        """The spec as plain JSON-able data (YAML keys)."""
+        data: dict[str, Any] = self.model_dump(mode="json", by_alias=True)
+        return data
+
+    @property
+    def spec_key(self) -> str:
+        """16 hex digits of the SHA-256 of the canonical spec (what a store is tied to)."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_text(self) -> str:
+        """The resolved spec as YAML (stored with the results)."""
+        return yaml.safe_dump(self.canonical(), sort_keys=False)
+
+
+def parse_constraint(text: str) -> Constraint:
+    """``"memory_fits"`` or ``"iteration_time_s <= 0.05"`` as a ``Constraint``."""
+    text = text.strip()
+    if re.fullmatch(r"[A-Za-z_][\w.]*", text):
+        return Constraint(metric=text)
+    match = _CONSTRAINT_TEXT.match(text)
+    if not match:
+        raise ValueError(f"constraint {text!r}: expected a metric name or 'metric op value' (op: <, <=, ...)")
+    metric, op, raw = match.groups()
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return Constraint(metric=metric, op=op, value=value)  # type: ignore[arg-type]
+
+
+def known_metric(name: str) -> bool:
+    if name in SCALAR_METRICS:
+        return True
+    head, _, tail = name.partition(".")
+    return bool(tail) and head in MAPPING_METRICS
+
+
+def _metric_hint(name: str) -> str:
+    names = [*SCALAR_METRICS, *(f"{m}.<key>" for m in MAPPING_METRICS)]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"known metrics: {', '.join(names)}"
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+class _SweepLocator:
+    """``extends:`` of a sweep is a path (relative to the file that extends)."""
+
+    def locate(self, kind: str, ref: str, relative_to: Path | None) -> Path:
+        path = Path(ref).expanduser()
+        if not path.is_absolute() and relative_to is not None:
+            path = relative_to / path
+        if not path.is_file():
+            raise ConfigError(f"{ref}: no such {kind} file ({path})")
+        return path
+
+
+def _spec_override(text: str) -> Override | None:
+    """A ``--set`` that edits the spec (path starts with a top-level key), else None."""
+    parsed = Override.parse(text)
+    head = parsed.path[0] if parsed.path else ""
+    if head not in TOP_LEVEL_KEYS:
+        return None
+    if head == "axes" and len(parsed.path) > 2:
+        # axis keys are dotted paths themselves: axes.node.nics.device=[a, b]
+        joined = ".".join(str(p) for p in parsed.path[1:])
+        return Override(("axes", joined), parsed.value, text)
+    return parsed
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """A validated sweep spec from ``path`` with ``--set`` overrides (see the module docstring)."""
+    path = Path(path)
+    tree = load_document(path, "sweep", _SweepLocator())
+    spec_sets: list[Override] = []
+    point_sets: list[str] = []
+    for text in overrides:
+        parsed = _spec_override(text)
+        if parsed is None:
+            point_sets.append(text)
+        else:
+            spec_sets.append(parsed)
+    if spec_sets:
+        tree = apply_overrides(tree, spec_sets)
+    if point_sets:
+        base = tree.data.get("base")
+        if isinstance(base, dict):
+            existing = base.get("overrides") or []
+            base["overrides"] = [*existing, *point_sets] if isinstance(existing, list) else existing
+            for i, text in enumerate(point_sets, start=len(existing) if isinstance(existing, list) else 0):
+                tree.locations[("base", "overrides", i)] = Location(f"--set {text}")
+    _absolutise_paths(tree, path.parent)
+    spec = validate_tree(SweepSpec, tree)
+    check_spec(spec, tree)
+    return spec
+
+
+def sweep_from_text(text: str, source: str = "<sweep>", overrides: Sequence[str] = ()) -> SweepSpec:
+    """A validated sweep spec from YAML text (tests, notebooks); paths relative to the cwd."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / (Path(source).name if source.endswith((".yaml", ".yml")) else "sweep.yaml")
+        file.write_text(text)
+        return load_sweep(file, overrides)
+
+
+def _absolutise_paths(tree: Tree, base_dir: Path) -> None:
+    """System, workload and plan values that are relative paths become paths relative to the spec."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and is_path_ref(value) and not Path(value).is_absolute():
+            candidate = base_dir / value
+            if candidate.exists():
+                return str(candidate.resolve())
+        return value
+
+    base = tree.data.get("base")
+    if isinstance(base, dict):
+        for key in ("system", "workload", "plan"):
+            if key in base:
+                base[key] = fix(base[key])
+    groups = [tree.data.get("axes"), *list(tree.data.get("zip") or [])]
+    for group in groups:
+        if isinstance(group, dict):
+            for key in ("system", "workload", "plan"):
+                if isinstance(group.get(key), list):
+                    group[key] = [fix(v) for v in group[key]]
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checker:
+    spec: SweepSpec
+    tree: Tree
+
+    def fail(self, path: tuple[str | int, ...], problem: str, shown: str | None = None) -> ConfigError:
+        return ConfigError(f"{self.tree.location(path)}: {shown or format_path(path)}: {problem}")
+
+
+def check_spec(spec: SweepSpec, tree: Tree) -> None:
+    """What the schema cannot check: axis paths and names resolve, metrics exist, filters name axes."""
+    check = _Checker(spec, tree)
+    seen: dict[str, tuple[str | int, ...]] = {}
+    places: list[tuple[tuple[str | int, ...], str, list[Any]]] = [
+        (("axes", p), p, v) for p, v in spec.axes.items()
+    ]
+    for i, group in enumerate(spec.zipped):
+        places += [(("zip", i, p), p, v) for p, v in group.items()]
+    for where, axis, values in places:
+        if axis in seen:
+            raise check.fail(where, f"axis {axis!r} is varied twice (also at {format_path(seen[axis])})")
+        seen[axis] = where
+        if axis == "fidelity":
+            raise check.fail(where, "fidelity is varied with 'stages:' (e.g. [{fidelity: analytic}, ...])")
+        if axis == "mode":
+            raise check.fail(where, "mode is fixed by base.mode (only training is simulated so far)")
+        for j, value in enumerate(values):
+            if not _jsonable_scalar(value):
+                raise check.fail((*where, j), f"expected a scalar or a list of scalars, got {value!r}")
+    for i, flt in enumerate(spec.filters):
+        if flt.path not in seen and flt.path not in SPECIAL_KEYS:
+            close = difflib.get_close_matches(flt.path, list(seen), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"axes: {', '.join(seen) or 'none'}"
+            raise check.fail(("filters", i, "path"), f"{flt.path!r} is not an axis; {hint}")
+        if flt.op in ("in", "not_in") and not isinstance(flt.value, list):
+            raise check.fail(("filters", i, "value"), f"'{flt.op}' needs a list of values")
+    for i, constraint in enumerate(spec.constraint_list):
+        if not known_metric(constraint.metric):
+            raise check.fail(
+                ("constraints", i), f"unknown metric {constraint.metric!r}; {_metric_hint(constraint.metric)}"
+            )
+    for name in spec.objectives:
+        if not known_metric(name):
+            raise check.fail(("objectives", name), f"unknown metric {name!r}; {_metric_hint(name)}")
+    _check_resolution(check, places)
+
+
+def _jsonable_scalar(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_jsonable_scalar(v) for v in value if not isinstance(v, list))
+    return isinstance(value, (str, int, float, bool)) and not (
+        isinstance(value, float) and not math.isfinite(value)
+    )
+
+
+def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...], str, list[Any]]]) -> None:
+    """Resolve the base point, then the base point with each axis at its first value (each value for
+    the names: systems, workloads, plans)."""
+    from recsim.explore.points import point_config
+
+    spec = check.spec
+    try:
+        _dry_resolve(point_config(spec, {}))
+    except RecsimError as exc:
+        raise check.fail(("base",), str(exc)) from None
+    for where, axis, values in places:
+        shown = f"{where[0]}.{axis}" if where[0] == "axes" else format_path(where)
+        candidates = values if axis in ("system", "workload", "plan") else values[:1]
+        for j, value in enumerate(candidates):
+            if axis in ("precision", "comm_dtype"):
+                allowed = PRECISIONS if axis == "precision" else COMM_DTYPES
+                bad = [v for v in values if v not in allowed]
+                if bad:
+                    raise check.fail(
+                        where, f"unknown {axis} {bad[0]!r}; allowed: {', '.join(allowed)}", shown
+                    )
+            if axis in ("nodes", "batch_size"):
+                bad = [v for v in values if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1)]
+                if bad:
+                    raise check.fail(where, f"expected positive integers, got {bad[0]!r}", shown)
+            try:
+                _dry_resolve(point_config(spec, {axis: value}))
+            except RecsimError as exc:
+                label = shown if len(candidates) == 1 else f"{shown}[{j}]"
+                raise check.fail((*where, j), str(exc), label) from None
+
+
+def _dry_resolve(config: dict[str, Any]) -> None:
+    """Load the system, workload and planner config of a point and check its plan name."""
+    from recsim import api
+    from recsim.planner.config import planner_config
+    from recsim.planner.io import is_plan_path
+
+    api.prepare(
+        config["system"],
+        config["workload"],
+        nodes=config["nodes"],
+        batch_size=config["batch_size"],
+        precision=config["precision"],
+        overrides=config["overrides"],
+    )
+    planner_config(api._split_overrides(config["overrides"])[2])
+    plan = str(config["plan"])
+    known = api.plan_strategies()
+    if plan not in known and plan != "table_wise_round_robin" and not is_plan_path(plan):
+        close = difflib.get_close_matches(plan, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise ConfigError(f"unknown plan strategy {plan!r}; {hint}(available: {', '.join(known)})")

@@ -1,0 +1,302 @@
+"""Run a sweep: enumerate or search its points, evaluate them, store each, export the results.
+
+``run_sweep(spec, out)`` writes into the folder ``out``:
+
+- ``results.sqlite``: the store (``recsim.explore.store``), a row committed as each point finishes,
+  so a sweep killed at any moment (even ``kill -9``) loses only the points in flight; run again with
+  ``resume=True`` it skips every stored point and runs the rest, each exactly once;
+- ``results.parquet``: every record of every stage (``PointRecord.to_row()`` columns);
+- ``pareto.csv``: the Pareto front by the spec's objectives among the points that are ok and meet
+  every constraint, best first by the first objective;
+- ``pareto.png`` / ``pareto.svg``: the front of the first two objectives over the dominated cloud.
+
+Stages: the first stage evaluates the points of the search at its fidelity; each later stage
+re-evaluates the previous stage's best points at its own fidelity: its ``top`` best-ranked (by
+non-dominated front, then crowding distance), or its whole Pareto front when ``top`` is not given.
+The front and the exports use, for each point, its record from the last stage that evaluated it
+(so the DES figures replace the analytic ones of the points re-run at DES).
+
+A store belongs to one spec (its ``spec_key``): ``run_sweep`` refuses to write into a folder whose
+store holds results unless ``resume=True``, and refuses to resume with a different spec.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsim.errors import ConfigError
+from recsim.explore.executors import Executor, Task, make_executor
+from recsim.explore.points import (
+    Point,
+    best_order,
+    enumerate_points,
+    point_from_values,
+    record_fitness,
+    spec_nsga2,
+)
+from recsim.explore.records import PointRecord
+from recsim.explore.spec import Stage, SweepSpec, load_sweep
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsim.explore.store import Store
+
+
+class _Stop(Exception):
+    """Raised inside the result callback once ``max_points`` new points are stored."""
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced (the files are under ``out``; see the module docstring)."""
+
+    spec: SweepSpec
+    out: Path
+    frame: pd.DataFrame  # every record of every stage
+    final: pd.DataFrame  # one row per point: its record at the last stage that evaluated it
+    front: pd.DataFrame  # the Pareto rows of ``final``, best first by the first objective
+    paths: dict[str, Path] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    complete: bool = True
+    executor: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able summary (``recsim sweep --json``)."""
+        objectives = list(self.spec.objectives)
+        axis_cols = [f"values.{p}" for p in self.spec.axis_paths]
+        cols = [c for c in ["index", "key", "stage", *axis_cols, *objectives] if c in self.front.columns]
+        front = self.front[cols].astype(object).where(self.front[cols].notna(), None)
+        return {
+            "name": self.spec.name,
+            "spec_key": self.spec.spec_key,
+            "out": str(self.out),
+            "executor": self.executor,
+            "complete": self.complete,
+            "counts": dict(self.counts),
+            "objectives": dict(self.spec.objectives),
+            "front": front.to_dict(orient="records"),
+            "paths": {k: str(v) for k, v in self.paths.items()},
+        }
+
+
+def run_sweep(
+    spec: SweepSpec | str | Path,
+    out: str | Path,
+    *,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    progress: bool | None = None,
+    max_points: int | None = None,
+) -> SweepResult:
+    """Run the sweep ``spec`` (a ``SweepSpec`` or a spec file) into the folder ``out``.
+
+    ``executor`` is ``"local"`` (a process pool of ``workers``, default the CPU count; 1 runs in
+    this process) or ``"dask"`` (``scheduler`` address, or a local cluster of ``workers``), or an
+    ``Executor`` instance. ``overrides`` are ``--set`` texts for a spec file (see
+    ``recsim.explore.spec``). ``max_points`` stops after that many newly stored points (the sweep
+    stays resumable; ``complete`` is then False).
+    """
+    from recsim.explore.store import STORE_NAME, Store
+
+    if isinstance(spec, SweepSpec):
+        if overrides:
+            raise ConfigError("--set overrides apply to a sweep spec file, not to a loaded SweepSpec")
+    else:
+        spec = load_sweep(spec, overrides)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: --out must be a folder, and this is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE_NAME)
+    try:
+        stored = store.spec()
+        if (stored is not None or store.count() > 0) and not resume:
+            raise ConfigError(
+                f"{store.path}: this folder holds a sweep already; run with --resume to continue it, "
+                "or choose another --out"
+            )
+        if stored is not None and stored[1] != spec.spec_key:
+            raise ConfigError(
+                f"{store.path}: cannot resume: the store was made by another sweep spec (key "
+                f"{stored[1]}, this spec {spec.spec_key}); use the original spec or a new --out"
+            )
+        store.set_spec(spec.to_text(), spec.spec_key)
+        runner = _Runner(spec, store, max_points)
+        owned = not isinstance(executor, Executor)
+        ex = (
+            make_executor(executor, workers=workers, scheduler=scheduler, progress=progress)
+            if owned
+            else executor
+        )  # type: ignore[arg-type]
+        complete = True
+        try:
+            runner.run(ex)
+        except _Stop:
+            complete = False
+        finally:
+            if owned:
+                ex.close()
+        result = export(spec, store, out)
+        result.counts = {**runner.counts, **_status_counts(result.final)}
+        result.complete = complete
+        result.executor = ex.describe()
+        return result
+    finally:
+        store.close()
+
+
+class _Runner:
+    """Evaluates the stages of one sweep against its store."""
+
+    def __init__(self, spec: SweepSpec, store: Store, max_points: int | None) -> None:
+        self.spec = spec
+        self.store = store
+        self.max_points = max_points
+        self.counts: Counter[str] = Counter(run=0, skipped=0, failed=0)
+        self.executor: Executor | None = None
+
+    def run(self, executor: Executor) -> None:
+        self.executor = executor
+        stages = self.spec.stage_list
+        first = stages[0]
+        if self.spec.search.method == "nsga2":
+            spec_nsga2(self.spec, lambda points: self.evaluate(points, first))
+        else:
+            self.evaluate(enumerate_points(self.spec), first)
+        for previous, stage in itertools.pairwise(stages):
+            self.evaluate(self.select(previous, stage), stage)
+
+    def evaluate(self, points: list[Point], stage: Stage) -> list[PointRecord]:
+        """Records of ``points`` at ``stage``: stored ones recalled, the others run and stored."""
+        assert self.executor is not None
+        done = {r.key: r for r in self.store.records(stage.fidelity)}
+        unique: dict[str, Point] = {}
+        for point in points:
+            unique.setdefault(point.key, point)
+        todo = [p for p in unique.values() if p.key not in done]
+        self.counts["skipped"] += len(unique) - len(todo)
+        fresh: dict[str, PointRecord] = {}
+
+        def on_result(record: PointRecord) -> None:
+            if self.store.write(record):
+                self.counts["run"] += 1
+                if record.status == "error":
+                    self.counts["failed"] += 1
+            fresh[record.key] = record
+            if self.max_points is not None and self.counts["run"] >= self.max_points:
+                raise _Stop
+
+        tasks = [Task.make(self.spec, p, stage) for p in todo]
+        label = f"{self.spec.name} ({stage.fidelity})"
+        if tasks:
+            self.executor.run(tasks, on_result, label=label)
+        return [done.get(p.key) or fresh[p.key] for p in points if p.key in done or p.key in fresh]
+
+    def select(self, previous: Stage, stage: Stage) -> list[Point]:
+        """The points of ``previous`` to re-run at ``stage``: its top ``stage.top`` or its front."""
+        records = [r for r in self.store.records(previous.fidelity) if r.status == "ok"]
+        if not records:
+            return []
+        fits = [record_fitness(r, dict(self.spec.objectives)) for r in records]
+        objs = np.array([f if f is not None else [np.inf] * len(self.spec.objectives) for f in fits])
+        feas = np.array([f is not None for f in fits])
+        order = [i for i in best_order(objs, feas) if feas[i]]
+        if stage.top is not None:
+            chosen = order[: stage.top]
+        else:
+            from recsim.explore.points import non_dominated_sort
+
+            fronts = non_dominated_sort(objs, feas)
+            chosen = [i for i in order if fronts and i in fronts[0]]
+        picked = sorted((records[i] for i in chosen), key=lambda r: r.index)
+        return [point_from_values(self.spec, r.values, r.index) for r in picked]
+
+
+def final_records(spec: SweepSpec, store: Store) -> list[PointRecord]:
+    """Per point, its record at the last stage that evaluated it, in index order."""
+    latest: dict[str, PointRecord] = {}
+    for stage in spec.stage_list:
+        for record in store.records(stage.fidelity):
+            latest[record.key] = record
+    return sorted(latest.values(), key=lambda r: (r.index, r.key))
+
+
+def front_mask(spec: SweepSpec, frame: pd.DataFrame) -> np.ndarray:
+    """The Pareto rows of ``frame`` by the spec's objectives, among ok points (constraints met)."""
+    from recsim.explore.pareto import pareto_mask
+
+    objectives = dict(spec.objectives)
+    if frame.empty or any(c not in frame.columns for c in objectives):
+        return np.zeros(len(frame), dtype=bool)
+    values = frame[list(objectives)].apply(_numeric)
+    feasible = (frame["status"] == "ok").to_numpy(dtype=bool)
+    return np.asarray(pareto_mask(values, objectives, feasible), dtype=bool)
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").astype(float)
+
+
+def export(spec: SweepSpec, store: Store, out: Path) -> SweepResult:
+    """Write results.parquet, pareto.csv and the Pareto plot from ``store``; the ``SweepResult``."""
+    import pandas as pd
+
+    from recsim.explore.records import ROW_FIELDS
+    from recsim.explore.store import export_frame
+
+    paths: dict[str, Path] = {"store": store.path}
+    frame = store.frame()
+    paths["results"] = store.export(out / "results.parquet")
+    rows = [r.to_row() for r in final_records(spec, store)]
+    final = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=[*ROW_FIELDS, "config"])
+    mask = front_mask(spec, final)
+    front = final.loc[mask]
+    first, sense = next(iter(spec.objectives.items()))
+    if not front.empty:
+        front = front.sort_values(first, ascending=sense == "min", kind="stable")
+    paths["pareto_csv"] = export_frame(front.reset_index(drop=True), out / "pareto.csv")
+    if len(spec.objectives) >= 2 and not final.empty:
+        x, y = list(spec.objectives)[:2]
+        if x in final.columns and y in final.columns:
+            from recsim.explore import plots
+
+            plot_frame = final.reset_index(drop=True)
+            plots.pareto(
+                plot_frame,
+                x,
+                y,
+                {x: spec.objectives[x], y: spec.objectives[y]},
+                path=out / "pareto",
+                title=f"{spec.name}: Pareto front",
+                front=mask,
+            )
+            paths["pareto_png"] = out / "pareto.png"
+            paths["pareto_svg"] = out / "pareto.svg"
+    return SweepResult(
+        spec=spec, out=out, frame=frame, final=final, front=front.reset_index(drop=True), paths=paths
+    )
+
+
+def _status_counts(final: pd.DataFrame) -> dict[str, int]:
+    if final.empty:
+        return {"points": 0, "ok": 0, "infeasible": 0, "error": 0}
+    status = final["status"].value_counts()
+    return {
+        "points": len(final),
+        "ok": int(status.get("ok", 0)),
+        "infeasible": int(status.get("infeasible", 0)),
+        "error": int(status.get("error", 0)),
+    }

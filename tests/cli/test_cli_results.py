@@ -1,0 +1,181 @@
+"""``recsim results`` (list, show, export) and ``recsim golden`` (check, update)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from recsim.cli_results import golden, results
+from recsim.explore.records import PointRecord
+from recsim.explore.store import STORE_NAME, Store
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+SPEC = """kind: sweep
+name: demo-sweep
+base: {system: tiny, workload: tiny-dlrm}
+axes: {nodes: [1, 2, 4]}
+objectives: {throughput_samples_per_s: max, avg_power_w: min}
+"""
+
+
+def invoke(group, *args):
+    return CliRunner().invoke(group, [str(a) for a in args])
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    out = tmp_path / "sweep"
+    store = Store(out / STORE_NAME)
+    store.set_spec(SPEC, "0123456789abcdef")
+    points = [  # (nodes, throughput, power, status)
+        (1, 1.0e6, 3000.0, "ok"),
+        (2, 1.9e6, 6500.0, "ok"),
+        (4, 1.5e6, 9000.0, "ok"),  # dominated by the 2-node point
+        (8, None, None, "infeasible"),
+    ]
+    for i, (nodes, thr, power, status) in enumerate(points):
+        metrics = {} if status != "ok" else {"throughput_samples_per_s": thr, "avg_power_w": power}
+        store.write(
+            PointRecord(
+                index=i,
+                key=f"{i:016x}",
+                values={"nodes": nodes},
+                stage="analytic",
+                status=status,
+                reason="" if status == "ok" else "memory_fits is false",
+                metrics=metrics,
+                config={"nodes": nodes},
+                wall_s=0.1,
+            )
+        )
+    store.close()
+    return out
+
+
+def test_results_list(sweep_dir):
+    result = invoke(results, "list", sweep_dir.parent)
+    assert result.exit_code == 0, result.output
+    assert "demo-sweep" in result.output
+    assert "sweep/results.sqlite" in result.output
+    assert "analytic" in result.output
+    data = json.loads(invoke(results, "list", sweep_dir, "--json").output)
+    assert data[0]["name"] == "demo-sweep"
+    assert data[0]["points"] == 4
+    assert data[0]["stages"] == {"analytic": {"infeasible": 1, "ok": 3}}
+
+
+def test_results_show_table_json_and_front(sweep_dir):
+    result = invoke(results, "show", sweep_dir)
+    assert result.exit_code == 0, result.output
+    assert "throughput_samples_per_s (max)" in result.output
+    assert "1.9M samples/s" in result.output
+    assert "6.5 kW" in result.output
+    assert "memory_fits is false" in result.output
+    rows = json.loads(invoke(results, "show", sweep_dir, "--json").output)
+    assert [r["values.nodes"] for r in rows] == [1, 2, 4, 8]
+    assert rows[3]["throughput_samples_per_s"] is None
+    front = json.loads(invoke(results, "show", sweep_dir, "--front", "--json").output)
+    assert [r["values.nodes"] for r in front] == [2, 1]  # sorted by the first objective, best first
+    limited = invoke(results, "show", sweep_dir, "--limit", "1")
+    assert "3 more" in limited.output
+    only_power = json.loads(
+        invoke(results, "show", sweep_dir, "--front", "--json", "--objective", "avg_power_w=min").output
+    )
+    assert [r["values.nodes"] for r in only_power] == [1]
+
+
+def test_results_export(sweep_dir, tmp_path):
+    target = tmp_path / "exp" / "points.parquet"
+    result = invoke(results, "export", sweep_dir, "--to", target)
+    assert result.exit_code == 0, result.output
+    assert "4 rows" in result.output
+    assert list(pd.read_parquet(target)["values.nodes"]) == [1, 2, 4, 8]
+    csv = tmp_path / "points.csv"
+    assert invoke(results, "export", sweep_dir / STORE_NAME, "--to", csv).exit_code == 0
+    assert len(pd.read_csv(csv)) == 4
+
+
+def test_results_errors_are_one_line(tmp_path):
+    (tmp_path / "bogus.sqlite").write_text("this is not a database, it is a text file " * 10)
+    result = invoke(results, "show", tmp_path / "bogus.sqlite")
+    assert result.exit_code == 2
+    assert result.output.startswith("recsim: error: ") and "bogus.sqlite" in result.output
+    assert "not a recsim results store" in result.output
+    missing = invoke(results, "list", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "recsim: error:" in missing.output
+    bad = invoke(results, "export", tmp_path / "bogus.sqlite", "--to", tmp_path / "x.xlsx")
+    assert bad.exit_code == 2
+
+
+def test_results_front_needs_objectives(tmp_path):
+    store = Store(tmp_path / STORE_NAME)
+    store.close()
+    result = invoke(results, "show", tmp_path, "--front")
+    assert result.exit_code == 2
+    assert "--objective" in result.output
+
+
+@pytest.fixture
+def golden_copy(tmp_path):
+    root = tmp_path / "golden"
+    shutil.copytree(GOLDEN / "tiny-analytic", root / "tiny-analytic")
+    config = root / "tiny-analytic" / "config.yaml"
+    # the copy lives elsewhere: point its library folders back at the test fixtures
+    fixtures = (GOLDEN.parent / "fixtures").resolve()
+    text = config.read_text().replace("../../fixtures", str(fixtures))
+    config.write_text(text)
+    return root
+
+
+def test_golden_check_passes_and_fails(golden_copy):
+    result = invoke(golden, "check", golden_copy)
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.output
+    expected_path = golden_copy / "tiny-analytic" / "expected.json"
+    expected = json.loads(expected_path.read_text())
+    expected["metrics"]["throughput_samples_per_s"] *= 1.10  # 10% off, tolerance 1%
+    expected["tolerances"]["throughput_samples_per_s"] = 0.01
+    expected_path.write_text(json.dumps(expected))
+    failed = invoke(golden, "check", golden_copy, "--json")
+    assert failed.exit_code == 1
+    data = json.loads(failed.output)
+    assert data[0]["passed"] is False
+    bad = [c for c in data[0]["checks"] if not c["passed"]]
+    assert [c["name"] for c in bad] == ["throughput_samples_per_s"]
+    assert 0.09 < bad[0]["error"] < 0.1
+    human = invoke(golden, "check", golden_copy)
+    assert human.exit_code == 1 and "FAIL" in human.output
+
+
+def test_golden_update_keeps_tolerances(golden_copy):
+    expected_path = golden_copy / "tiny-analytic" / "expected.json"
+    expected = json.loads(expected_path.read_text())
+    expected["metrics"] = {"status": "ok", "iteration_time_s": 1.0}  # wrong, and only two metrics
+    expected["tolerances"] = {"iteration_time_s": 0.005}
+    expected_path.write_text(json.dumps(expected))
+    assert invoke(golden, "check", golden_copy).exit_code == 1
+    result = invoke(golden, "update", golden_copy, "tiny-analytic")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    updated = json.loads(expected_path.read_text())
+    assert list(updated["metrics"]) == ["status", "iteration_time_s"]  # the selection is kept
+    assert updated["tolerances"] == {"iteration_time_s": 0.005}
+    assert updated["metrics"]["iteration_time_s"] != 1.0
+    assert invoke(golden, "check", golden_copy).exit_code == 0
+    invoke(golden, "update", golden_copy, "--all")
+    assert "throughput_samples_per_s" in json.loads(expected_path.read_text())["metrics"]
+
+
+def test_golden_strict_config(golden_copy):
+    config = golden_copy / "tiny-analytic" / "config.yaml"
+    config.write_text(config.read_text() + "fidelty: des\n")
+    result = invoke(golden, "check", golden_copy)
+    assert result.exit_code == 2
+    assert "config.yaml:" in result.output and "fidelty" in result.output
+    assert "fidelity" in result.output  # did you mean
+    unknown = invoke(golden, "check", golden_copy, "no-such-case")
+    assert unknown.exit_code == 2 and "no golden case 'no-such-case'" in unknown.output

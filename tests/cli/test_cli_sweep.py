@@ -1,0 +1,65 @@
+"""``recsim sweep``: a tiny spec end to end through click, and one clean line for a bad spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from recsim.cli_explore import sweep
+from tests.conftest import FIXTURES
+
+ENV = {
+    "RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"),
+    "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads"),
+}
+
+SPEC = """\
+kind: sweep
+name: tiny-cli
+base: {system: tiny, workload: tiny-dlrm, nodes: 1}
+axes:
+  plan: [table_wise, row_wise]
+  node.accelerators.count: [1, 2]
+objectives: {throughput_samples_per_s: max, avg_power_w: min}
+"""
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(sweep, list(args), env=ENV)
+
+
+def test_sweep_writes_the_results_and_prints_the_front(tmp_path: Path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    result = invoke(str(spec), "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    for name in ("results.sqlite", "results.parquet", "pareto.csv", "pareto.png", "pareto.svg"):
+        assert (out / name).is_file(), name
+    assert "Pareto front" in result.output
+    assert "4 run, 0 skipped" in result.output
+    assert str(out / "pareto.png") in result.output
+    again = invoke(str(spec), "--out", str(out), "--resume", "--json")
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.output)
+    assert data["counts"]["run"] == 0 and data["counts"]["skipped"] == 4
+    assert data["front"] and set(data["objectives"]) == {"throughput_samples_per_s", "avg_power_w"}
+    refused = invoke(str(spec), "--out", str(out))
+    assert refused.exit_code == 2
+    assert "--resume" in refused.output
+
+
+def test_bad_spec_is_one_line_exit_2(tmp_path: Path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.replace("node.accelerators.count", "node.accelerators.cont"))
+    result = invoke(str(spec), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"recsim: error: {spec}:6: axes.node.accelerators.cont:")
+    assert "did you mean 'count'?" in lines[0]
+    assert "Traceback" not in result.output
+    bad_set = invoke(str(spec.with_name("missing.yaml")), "--out", str(tmp_path / "out"))
+    assert bad_set.exit_code == 2 and "no such file" in bad_set.output

@@ -1,0 +1,100 @@
+"""Plots: PNG and SVG written, reproducible, axes labelled with units read from metric names."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsim.errors import ConfigError
+from recsim.explore import plots
+
+
+@pytest.fixture
+def frame():
+    rng = np.random.default_rng(1)
+    n = 24
+    nodes = np.tile([1, 2, 4, 8], n // 4)
+    status = np.where(np.arange(n) % 7 == 3, "infeasible", "ok")
+    thr = np.where(status == "ok", nodes * 1.2e6 * rng.uniform(0.5, 1.0, n), np.nan)
+    return pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "status": status,
+            "values.nodes": nodes,
+            "values.plan": np.repeat(["table_wise", "row_wise"], n // 2),
+            "throughput_samples_per_s": thr,
+            "avg_power_w": nodes * 3500.0 * rng.uniform(0.9, 1.1, n),
+            "iteration_time_s": np.where(status == "ok", 0.004 / nodes, np.nan),
+            "breakdown_s.compute": 0.002 / nodes,
+            "breakdown_s.embedding": 0.0015 / nodes,
+            "breakdown_s.all_to_all": 0.0005 / nodes,
+            "breakdown_s.all_reduce": 0.0,
+        }
+    )
+
+
+def test_units_from_metric_names():
+    assert plots.axis_label("throughput_samples_per_s", [2e6]) == "throughput (M samples/s)"
+    assert plots.axis_label("iteration_time_s", [0.004]) == "iteration time (ms)"
+    assert plots.axis_label("avg_power_w", [35_000.0]) == "avg power (kW)"
+    assert plots.axis_label("energy_per_sample_j", [2e-4]) == "energy per sample (uJ)"
+    assert plots.axis_label("memory_peak_bytes.hbm", [40 * 2**30]) == "memory peak hbm (GiB)"
+    assert plots.axis_label("samples_per_joule", [50.0]) == "samples per joule (samples/J)"
+    assert plots.axis_label("breakdown_s.compute") == "breakdown compute (s)"
+    assert plots.axis_label("values.cluster.nodes", [4]) == "cluster.nodes"
+    assert plots.axis_label("num_accelerators", [8]) == "num accelerators"
+
+
+def test_pareto_writes_png_and_svg(tmp_path, frame):
+    fig = plots.pareto(
+        frame,
+        "avg_power_w",
+        "throughput_samples_per_s",
+        {"avg_power_w": "min", "throughput_samples_per_s": "max"},
+        path=tmp_path / "front.png",
+    )
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "avg power (kW)"
+    assert ax.get_ylabel() == "throughput (M samples/s)"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["dominated", "Pareto front"]
+    assert any(label.startswith("infeasible") for label in labels)
+    png, svg = tmp_path / "front.png", tmp_path / "front.svg"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in svg.read_text()[:2000]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["front.png", "front.svg"]
+
+
+def test_output_is_reproducible(tmp_path, frame):
+    for name in ("a", "b"):
+        plots.pareto(frame, "avg_power_w", "throughput_samples_per_s", ["min", "max"], path=tmp_path / name)
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_scaling_and_breakdown(tmp_path, frame):
+    fig = plots.scaling(
+        frame, "values.nodes", "throughput_samples_per_s", hue="values.plan", path=tmp_path / "s"
+    )
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "nodes"
+    assert ax.get_ylabel() == "throughput (M samples/s)"
+    assert ax.get_xscale() == "log"  # 1..8 spans a factor of 8
+    assert len(ax.get_lines()) == 2  # one line per plan
+    fig = plots.breakdown(frame.head(4), "values.nodes", path=tmp_path / "b.svg")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "time per step (ms)"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["compute", "embedding", "all to all"]  # all_reduce is zero everywhere
+    for name in ("s.png", "s.svg", "b.png", "b.svg"):
+        assert (tmp_path / name).stat().st_size > 1000
+    share = plots.breakdown(frame, "values.nodes", share=True)
+    assert share.axes[0].get_ylabel() == "time per step (share of the step)"
+
+
+def test_unknown_columns_are_config_errors(frame):
+    with pytest.raises(ConfigError, match="no column 'throughput'"):
+        plots.pareto(frame, "avg_power_w", "throughput", ["min", "max"])
+    with pytest.raises(ConfigError, match="2 senses"):
+        plots.pareto(frame, "avg_power_w", "throughput_samples_per_s", ["min"])
+    with pytest.raises(ConfigError, match="no breakdown_s"):
+        plots.breakdown(frame[["values.nodes", "status"]], "values.nodes")

@@ -1,0 +1,253 @@
+"""Sweep specs: strict one-line errors, exact grid enumeration, seeded random and NSGA-II searches."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsim.errors import ConfigError
+from recsim.explore.points import (
+    config_key,
+    enumerate_points,
+    grid_points,
+    non_dominated_sort,
+    nsga2,
+    point_config,
+    set_text,
+)
+from recsim.explore.records import PointRecord
+from recsim.explore.spec import SweepSpec, load_sweep
+from tests.conftest import FIXTURES
+
+BASE = """\
+kind: sweep
+name: t
+base: {system: tiny, workload: tiny-dlrm, nodes: 1}
+objectives: {throughput_samples_per_s: max, avg_power_w: min}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSIM_HARDWARE_PATH", str(FIXTURES / "minilib"))
+    monkeypatch.setenv("RECSIM_WORKLOAD_PATH", str(FIXTURES / "workloads"))
+
+
+def spec_of(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> SweepSpec:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return load_sweep(path, overrides)
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        spec_of(tmp_path, text)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "expected"),
+    [
+        ("axez: {plan: [a]}\n", 5, "axez: unknown key 'axez'; did you mean 'axes'?"),
+        ("axes:\n  plan: [table_wise]\n  node.accelerators.cont: [1]\n", 7, "axes.node.accelerators.cont:"),
+        ("axes:\n  node.nics.device: [nope-nic]\n", 6, "axes.node.nics.device: unknown nic 'nope-nic'"),
+        ("axes:\n  plan: [table_wise, row_wize]\n", 6, "axes.plan[1]: unknown plan strategy 'row_wize'"),
+        ("axes:\n  workload.tables[0].rowz: [1]\n", 6, "did you mean 'rows'?"),
+        ("axes:\n  planner.finalist: [1]\n", 6, "did you mean 'finalists'?"),
+        ("zip:\n  - {nodes: [1, 2], batch_size: [8]}\n", 6, "zip[0]: the axes of a zip group must have"),
+        ("search: {method: random}\n", 5, "search.samples: missing required key 'samples'"),
+        ("search: {method: bayes}\n", 5, "search: unknown search method"),
+        ("constraints: [memory_fits, 'iteration_time <= 1']\n", 5, "did you mean 'iteration_time_s'?"),
+        ("constraints: ['iteration_time_s =< 1']\n", 5, "constraints[0]: constraint"),
+        ("axes: {nodes: [1]}\nfilters: [{path: node, op: '<=', value: 2}]\n", 6, "did you mean 'nodes'?"),
+        ("axes: {fidelity: [analytic, des]}\n", 5, "axes.fidelity: fidelity is varied with 'stages:'"),
+        ("stages: [{fidelity: analytic, top: 3}]\n", 5, "'top' applies to later stages"),
+        ("axes: {precision: [fp16, fp17]}\n", 5, "unknown precision 'fp17'"),
+        ("axes: {nodes: [1, 0]}\n", 5, "expected positive integers, got 0"),
+        ("axes: {nodes: []}\n", 5, "axes.nodes:"),
+    ],
+)
+def test_strict_errors_name_file_line_and_key(tmp_path, extra, line, expected):
+    message = error_of(tmp_path, BASE + extra)
+    assert message.startswith(f"{tmp_path / 'sweep.yaml'}:{line}: "), message
+    assert expected in message, message
+
+
+def test_objective_and_base_errors(tmp_path):
+    text = "kind: sweep\nname: t\nbase: {system: tiny, workload: tiny-dlrm}\nobjectives: {throughput: max}\n"
+    assert ":4: objectives.throughput: unknown metric 'throughput'" in error_of(tmp_path, text)
+    text = (
+        "kind: sweep\nname: t\nbase: {system: tinyy, workload: tiny-dlrm}\nobjectives: {avg_power_w: min}\n"
+    )
+    assert ":3: base: unknown system 'tinyy'; did you mean 'tiny'" in error_of(tmp_path, text)
+    assert "kind: expected 'sweep'" in error_of(tmp_path, BASE.replace("kind: sweep", "kind: sweeep"))
+    assert "missing required key 'objectives'" in error_of(
+        tmp_path, "kind: sweep\nname: t\nbase: {system: a, workload: b}\n"
+    )
+
+
+def test_overrides_edit_the_spec_or_every_point(tmp_path):
+    spec = spec_of(
+        tmp_path,
+        BASE,
+        (
+            "axes.node.accelerators.count=[1,2]",
+            "workload.training.optimizer=sgd",
+            "search.method=random",
+            "search.samples=1",
+        ),
+    )
+    assert spec.axes == {"node.accelerators.count": [1, 2]}
+    assert spec.base.overrides == ["workload.training.optimizer=sgd"]
+    assert spec.search.method == "random"
+    with pytest.raises(ConfigError, match=r"--set search.samples=0: search.samples: must be >= 1"):
+        spec_of(tmp_path, BASE, ("search.method=random", "search.samples=0"))
+
+
+def test_spec_key_is_stable_and_tracks_changes(tmp_path):
+    a = spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\n")
+    b = spec_of(tmp_path, BASE + "axes:\n  nodes: [1, 2]\n")
+    c = spec_of(tmp_path, BASE + "axes: {nodes: [1, 4]}\n")
+    assert a.spec_key == b.spec_key != c.spec_key
+    assert len(a.spec_key) == 16
+    assert SweepSpec.model_validate(a.canonical()).spec_key == a.spec_key
+
+
+GRID = (
+    BASE
+    + """\
+axes:
+  plan: [table_wise, row_wise]
+  node.accelerators.count: [1, 2, 4]
+zip:
+  - {nodes: [1, 2], batch_size: [8, 16]}
+filters:
+  - {path: node.accelerators.count, op: "!=", value: 4}
+  - {path: plan, op: in, value: [table_wise, row_wise]}
+"""
+)
+
+
+def test_grid_is_product_times_zip_in_order_minus_filtered(tmp_path):
+    spec = spec_of(tmp_path, GRID)
+    assert spec.grid_size == 2 * 3 * 2
+    points = grid_points(spec)
+    expected = [
+        (i, {"plan": p, "node.accelerators.count": c, "nodes": n, "batch_size": b})
+        for i, (p, c, (n, b)) in enumerate(
+            itertools.product(["table_wise", "row_wise"], [1, 2, 4], [(1, 8), (2, 16)])
+        )
+        if c != 4
+    ]
+    assert [(p.index, p.values) for p in points] == expected
+    assert len({p.key for p in points}) == len(points) == 8
+    first = points[0]
+    assert first.config["overrides"] == ["node.accelerators.count=1"]
+    assert first.config["plan"] == "table_wise" and first.config["batch_size"] == 8
+    assert first.key == config_key(point_config(spec, first.values))
+
+
+def test_set_text_round_trips_values():
+    from recsim.config.loader import Override
+
+    for value in ["roce-100g", "2 TB/s", "8", "true", "a,b", 3, 2.5, True, ["hbm", "uvm"]]:
+        assert Override.parse(set_text("x.y", value)).value == value
+
+
+def test_random_is_seeded_without_replacement(tmp_path):
+    spec = spec_of(tmp_path, GRID + "search: {method: random, samples: 5, seed: 3}\n")
+    a = enumerate_points(spec)
+    b = enumerate_points(spec)
+    assert [p.key for p in a] == [p.key for p in b]
+    assert len({p.key for p in a}) == 5
+    grid = {p.key for p in grid_points(spec)}
+    assert {p.key for p in a} <= grid  # filters respected
+    other = enumerate_points(spec_of(tmp_path, GRID + "search: {method: random, samples: 5, seed: 4}\n"))
+    assert [p.key for p in other] != [p.key for p in a]
+    everything = enumerate_points(spec_of(tmp_path, GRID + "search: {method: random, samples: 50}\n"))
+    assert {p.key for p in everything} == grid
+
+
+def test_random_sampling_of_a_huge_grid(tmp_path):
+    # A 10^7-point grid (not resolved: only enumeration is tested) is sampled axis by axis.
+    spec = spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\nsearch: {method: random, samples: 3, seed: 1}\n")
+    big = spec.model_copy(update={"axes": {f"workload.x{i}": list(range(10)) for i in range(7)}})
+    assert big.grid_size == 10**7
+    points = enumerate_points(big)
+    assert len(points) == 3 == len({p.key for p in points})
+    assert [p.index for p in points] == sorted(p.index for p in points)
+
+
+def _toy(genomes):
+    # Two objectives on a 30 x 30 grid (both minimised): the front is y == 15.
+    return [(float(x), float(29 - x) + abs(y - 15) * 2.0) for x, y in genomes]
+
+
+def _hypervolume(points, ref=(30.0, 60.0)):
+    pts = sorted(p for p in points)
+    volume, best_y = 0.0, ref[1]
+    for x, y in pts:
+        if y < best_y:
+            volume += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return volume
+
+
+def test_nsga2_is_deterministic_and_improves_the_front():
+    calls: list[list[tuple[int, ...]]] = []
+
+    def evaluate(genomes):
+        calls.append(list(genomes))
+        return _toy(genomes)
+
+    seen = nsga2([30, 30], evaluate, population=8, generations=8, rng=np.random.default_rng(7))
+    again = nsga2([30, 30], _toy, population=8, generations=8, rng=np.random.default_rng(7))
+    assert list(seen) == list(again) and seen == again
+    evaluated = [g for batch in calls for g in batch]
+    assert len(evaluated) == len(set(evaluated))  # never evaluates a genome twice
+    initial = np.array(_toy(calls[0]))
+    final = np.array(list(seen.values()))
+    front0 = initial[non_dominated_sort(initial)[0]]
+    front = final[non_dominated_sort(final)[0]]
+    assert _hypervolume(map(tuple, front)) > _hypervolume(map(tuple, front0))
+    # The returned front is non-dominated.
+    for a, b in itertools.permutations(front, 2):
+        assert not (np.all(a <= b) and np.any(a < b))
+    # It has found points on the true front (y == 15).
+    assert any(g[1] == 15 for g, fit in seen.items() if fit is not None)
+
+
+def test_nsga2_treats_infeasible_points_as_worst():
+    def evaluate(genomes):
+        return [None if x < 10 else (float(x), float(-y)) for x, y in genomes]
+
+    seen = nsga2([20, 5], evaluate, population=6, generations=4, rng=np.random.default_rng(0))
+    assert any(fit is None for fit in seen.values())
+    assert any(fit is not None for fit in seen.values())
+
+
+def test_record_fitness(tmp_path):
+    from recsim.explore.points import record_fitness
+
+    rec = PointRecord(0, "k", {}, "analytic", "ok", "", {"a": 2.0, "b": 3.0}, {}, 0.0)
+    assert record_fitness(rec, {"a": "max", "b": "min"}) == (-2.0, 3.0)
+    assert record_fitness(rec, {"c": "max"}) is None
+    bad = PointRecord(0, "k", {}, "analytic", "infeasible", "x", {"a": 2.0}, {}, 0.0)
+    assert record_fitness(bad, {"a": "max"}) is None
+
+
+def test_record_round_trip():
+    rec = PointRecord(
+        3, "abc", {"nodes": 2, "x.y": "z"}, "des", "ok", "", {"m": float("nan"), "n": 1}, {"plan": "p"}, 0.5
+    )
+    back = PointRecord.from_json(rec.to_json())
+    assert back.metrics == {"m": None, "n": 1}
+    assert back.same_outcome(PointRecord.from_json(rec.to_json()))
+    row = rec.to_row()
+    assert row["values.x.y"] == "z" and row["n"] == 1 and row["stage"] == "des"
+    assert isinstance(row["config"], str)

@@ -1,0 +1,179 @@
+"""The sweep store: round trips, never a duplicate row, resume keys, exports, concurrent writers."""
+
+import math
+import multiprocessing
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from recsim.errors import ConfigError
+from recsim.explore.records import PointRecord
+from recsim.explore.store import STORE_NAME, Store, find_store
+
+
+def record(i, stage="analytic", status="ok", **metrics):
+    base = {
+        "throughput_samples_per_s": 1000.0 * (i + 1),
+        "avg_power_w": 300.0 + i,
+        "breakdown_s.compute": 0.001,
+        "memory_fits": True,
+        "notes": ["a note"],
+        "latency_p50_s": None,
+    }
+    base.update(metrics)
+    return PointRecord(
+        index=i,
+        key=f"{i:016x}",
+        values={"nodes": i + 1, "plan": "table_wise" if i % 2 else "row_wise"},
+        stage=stage,
+        status=status,
+        reason="" if status == "ok" else "does not fit",
+        metrics=base if status == "ok" else {},
+        config={"system": "tiny", "nodes": i + 1, "overrides": ["a=1"]},
+        wall_s=0.25,
+    )
+
+
+def test_write_read_round_trip(tmp_path):
+    store = Store(tmp_path / STORE_NAME)
+    recs = [record(2), record(0), record(1, status="infeasible")]
+    assert all(store.write(r) for r in recs)
+    back = store.records()
+    assert [r.index for r in back] == [0, 1, 2]
+    assert back == sorted(recs, key=lambda r: r.index)
+    # a fresh Store on the same file reads the same rows
+    assert Store(tmp_path / STORE_NAME).records() == back
+
+
+def test_non_finite_metrics_become_null(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.write(record(0, energy_per_sample_j=math.nan))
+    assert store.records()[0].metrics["energy_per_sample_j"] is None
+
+
+def test_insert_or_ignore_never_duplicates(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    assert store.write(record(0)) is True
+    assert store.write(record(0)) is False
+    assert store.write(record(0, throughput_samples_per_s=5.0)) is False  # first write wins
+    assert store.write(record(0, stage="des")) is True  # another stage is another row
+    assert store.count() == 2
+    assert store.records("analytic")[0].metrics["throughput_samples_per_s"] == 1000.0
+    rows = sqlite3.connect(tmp_path / "s.sqlite").execute("SELECT COUNT(*) FROM records").fetchone()
+    assert rows == (2,)
+
+
+def test_done_keys_by_stage(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.write(record(0))
+    store.write(record(1, status="error"))
+    store.write(record(0, stage="des"))
+    assert store.done_keys() == {f"{0:016x}", f"{1:016x}"}
+    assert store.done_keys("analytic") == {f"{0:016x}", f"{1:016x}"}
+    assert store.done_keys("des") == {f"{0:016x}"}
+
+
+def test_spec_set_once_and_checked(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    assert store.spec() is None
+    store.set_spec("name: demo\nobjectives: {a: max}\n", "k" * 16)
+    store.set_spec("name: demo\nobjectives: {a: max}\n", "k" * 16)  # the same spec resumes
+    assert store.spec() == ("name: demo\nobjectives: {a: max}\n", "k" * 16)
+    with pytest.raises(ConfigError, match="another sweep spec"):
+        Store(tmp_path / "s.sqlite").set_spec("name: other\n", "j" * 16)
+    assert store.summary()["name"] == "demo"
+
+
+def test_frame_flattens_values_and_metrics(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    for i in range(3):
+        store.write(record(i))
+    frame = store.frame()
+    assert list(frame["index"]) == [0, 1, 2]
+    for col in ("values.nodes", "values.plan", "throughput_samples_per_s", "breakdown_s.compute", "config"):
+        assert col in frame.columns
+    assert list(frame["values.nodes"]) == [1, 2, 3]
+    assert Store(tmp_path / "empty.sqlite").frame().empty
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_export_round_trip(tmp_path, suffix):
+    store = Store(tmp_path / "s.sqlite")
+    for i in range(4):
+        store.write(record(i, status="ok" if i != 2 else "infeasible"))
+    target = tmp_path / "out" / f"results{suffix}"
+    assert store.export(target) == target
+    back = pd.read_parquet(target) if suffix == ".parquet" else pd.read_csv(target, dtype={"key": str})
+    frame = store.frame()
+    assert list(back.columns) == list(frame.columns)
+    assert list(back["key"]) == list(frame["key"])
+    assert list(back["status"]) == ["ok", "ok", "infeasible", "ok"]
+    assert back["throughput_samples_per_s"].tolist()[:2] == [1000.0, 2000.0]
+    assert math.isnan(back["throughput_samples_per_s"][2])
+    assert not [p for p in target.parent.iterdir() if p != target]  # no temporary left behind
+
+
+def test_export_needs_known_suffix(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    with pytest.raises(ConfigError, match=r"\.parquet or \.csv"):
+        store.export(tmp_path / "x.xlsx")
+
+
+def test_non_store_files_are_config_errors(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database at all, just some text " * 20)
+    with pytest.raises(ConfigError, match=r"notes\.sqlite: not a recsim results store"):
+        Store(text)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match=r"other\.db: not a recsim results store"):
+        Store(other)
+    with pytest.raises(ConfigError, match="no such results store"):
+        Store(tmp_path / "missing.sqlite", create=False)
+
+
+def test_find_store(tmp_path):
+    with pytest.raises(ConfigError, match="no results store"):
+        find_store(tmp_path)
+    Store(tmp_path / STORE_NAME)
+    assert find_store(tmp_path) == tmp_path / STORE_NAME
+    assert find_store(tmp_path / STORE_NAME) == tmp_path / STORE_NAME
+
+
+def _writer(path, start, count):
+    store = Store(path)
+    for i in range(start, start + count):
+        store.write(record(i))
+
+
+def test_concurrent_writers_never_duplicate(tmp_path):
+    """Two processes write overlapping points (0..59 and 30..89) at once: 90 rows, none twice."""
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(path, 0, 60)),
+        ctx.Process(target=_writer, args=(path, 30, 60)),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = Store(path)
+    assert store.count() == 90
+    assert sorted(r.index for r in store.records()) == list(range(90))
+
+
+def test_store_survives_fork_and_pickle(tmp_path):
+    import pickle
+
+    store = Store(tmp_path / "s.sqlite")
+    store.write(record(0))
+    clone = pickle.loads(pickle.dumps(store))
+    clone.write(record(1))
+    assert store.count() == 2
