@@ -19,12 +19,12 @@ demo: $(STAMP)
 	$(BIN)/recsim sweep experiments/zionex-sharding.yaml --out out/zionex-sharding --resume
 
 lint: $(STAMP)
-	$(BIN)/ruff check recsim tests benchmarks
-	$(BIN)/ruff format --check recsim tests benchmarks
+	$(BIN)/ruff check recsim tests benchmarks experiments
+	$(BIN)/ruff format --check recsim tests benchmarks experiments
 
 format: $(STAMP)
-	$(BIN)/ruff format recsim tests benchmarks
-	$(BIN)/ruff check --fix recsim tests benchmarks
+	$(BIN)/ruff format recsim tests benchmarks experiments
+	$(BIN)/ruff check --fix recsim tests benchmarks experiments
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -15,6 +15,7 @@ from recsim.api import (
     replay,
     simulate,
     simulate_run,
+    sweep,
     system_topology,
     validate,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "replay",
     "simulate",
     "simulate_run",
+    "sweep",
     "system_topology",
     "validate",
 ]

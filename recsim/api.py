@@ -366,3 +366,30 @@ def validate(ids: Sequence[str] | None = None) -> list[CaseResult]:
     from recsim.validation import run_cases
 
     return run_cases(list(ids) if ids else None)
+
+
+def sweep(
+    spec: str | Path,
+    out: str | Path,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    progress: bool | None = None,
+) -> Any:
+    """Run a sweep spec into ``out`` (``recsim sweep``); returns the ``SweepResult`` (``.frame``,
+    ``.front``, ``.paths``)."""
+    from recsim.explore.sweep import run_sweep
+
+    return run_sweep(
+        spec,
+        out,
+        executor=executor,
+        workers=workers,
+        scheduler=scheduler,
+        resume=resume,
+        overrides=overrides,
+        progress=progress,
+    )
