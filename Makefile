@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_hardware.py
 	$(BIN)/python benchmarks/bench_engines.py 1 16
 	$(BIN)/python benchmarks/bench_planner.py greedy auto
+	$(BIN)/python benchmarks/bench_sweep.py 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist
