@@ -70,7 +70,9 @@ def _level_costs(
         np.maximum.at(seconds, cols, per_pair)
         worst = int(np.argmax(seconds))
         peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
-        intra = LevelCost(float(peers.max()), float(load[worst]), float(load[worst] / seconds[worst]))
+        # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
+        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+        intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():
         load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))
