@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
+from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.shard_ops import ShardOps
@@ -175,16 +176,22 @@ class Estimator:
         return value
 
     def fixed_s(self, shard: Shard, pass_: str) -> float:
-        """The part of ``lookup_s`` that does not scale with lookups (kernel overheads and the
-        launch): the cost of the same op with no lookups. 0 off HBM."""
+        """The part of ``lookup_s`` that does not scale with lookups (kernel overheads, the launch,
+        the sort's radix passes): the cost of an op with no lookups. 0 off HBM.
+
+        Keyed by what it depends on -- the pass, the radix passes of the row count, replication --
+        and costed on a canonical empty op (fp32, 128 columns: with no lookups the row size only
+        moves the offsets' bytes, below 1e-9 of the figure), so the value does not depend on which
+        shard asked first."""
         if shard.tier != "hbm":
             return 0.0
-        key = ("fixed", shard.rows, shard.dim, shard.dtype, shard.sharding == "data_parallel", pass_)
+        replicated = shard.sharding == "data_parallel"
+        key = ("fixed", pass_, radix_passes(shard.rows), replicated)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
         op = self.ops.op(shard, pass_, self.batch, self.world)
-        empty = dataclasses.replace(op, lookups=0.0, unique_rows=0.0, batch=0)
+        empty = dataclasses.replace(op, lookups=0.0, unique_rows=0.0, batch=0, dim=128, dtype="fp32")
         value = embedding_cost(empty, self.system, self.access_of(shard)).time_s
         self._compute[key] = value
         return value

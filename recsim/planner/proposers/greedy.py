@@ -40,15 +40,34 @@ def best_placement(
     option that adds the least total work wins (no spreading small tables over every rank for a
     momentary balance); near the end the makespan rules. Ties: least work added, then list order.
     """
+    world = part.world
+    total = sum(part.load)
+    current = part.makespan_s
+
+    def added(cand: Candidate) -> float:
+        # The load a candidate adds wherever it goes: its blocks once (or on every rank), its
+        # replicated blocks on every rank.
+        blocks = sum(b.perf.total_s for b in cand.blocks) * (world if cand.placement == "every" else 1)
+        return blocks + world * sum(b.perf.total_s for b in cand.replicated)
+
+    # Branch and bound: the bound of a candidate is at least max(makespan now, average after), which
+    # needs no placement; candidates are tried by that floor and the search stops once the floor
+    # passes the best bound found. Same choice as trying them all, far fewer placements.
+    floors = sorted(
+        (max(current, (total + added(c) + remaining_s) / world), added(c), i)
+        for i, c in enumerate(candidates)
+    )
     best: tuple[float, float, int] | None = None
-    for i, cand in enumerate(candidates):
-        score = part.score(cand)
+    for floor, _, i in floors:
+        if best is not None and floor > best[0] * (1 + 1e-12):
+            break
+        score = part.score(candidates[i])
         if score is None:
             continue
-        makespan, added = score
-        bound = max(makespan, (sum(part.load) + added + remaining_s) / part.world)
-        if best is None or (bound, added, i) < best:
-            best = (bound, added, i)
+        makespan, add = score
+        bound = max(makespan, (total + add + remaining_s) / world)
+        if best is None or (bound, add, i) < best:
+            best = (bound, add, i)
     return None if best is None else part.place(candidates[best[2]])
 
 
