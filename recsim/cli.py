@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recsim import __version__, api
+from recsim.cli_common import EXIT_USER_ERROR, RecsimGroup
 from recsim.errors import RecsimError
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
@@ -30,19 +31,6 @@ if TYPE_CHECKING:
     from recsim.planner.stats import PlanStats
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_USER_ERROR = 2
-
-
-class RecsimGroup(click.Group):
-    """A click group that turns ``RecsimError`` into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RecsimError as exc:
-            click.echo(f"recsim: error: {exc}", err=True)
-            ctx.exit(EXIT_USER_ERROR)
 
 
 def system_options(func: F) -> F:

@@ -19,20 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from recsim.errors import RecsimError
-
-EXIT_USER_ERROR = 2
-
-
-class _RecsimCommand(click.Command):
-    """A click command that turns ``RecsimError`` into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RecsimError as exc:
-            click.echo(f"recsim: error: {exc}", err=True)
-            ctx.exit(EXIT_USER_ERROR)
+from recsim.cli_common import RecsimCommand
 
 
 def _root_overrides(ctx: click.Context) -> list[str]:
@@ -44,7 +31,7 @@ def _root_overrides(ctx: click.Context) -> list[str]:
     return sets
 
 
-@click.command("sweep", cls=_RecsimCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("sweep", cls=RecsimCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--out",

@@ -17,29 +17,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from recsim.errors import ConfigError, RecsimError
+from recsim.cli_common import RecsimGroup
+from recsim.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from recsim.explore.store import Store
 
-EXIT_USER_ERROR = 2
 EXIT_FAILED = 1
 STAGE_ORDER = ("analytic", "des")
 STATUSES = ("ok", "infeasible", "error")
-
-
-class _Group(click.Group):
-    """Same behaviour as ``recsim.cli.RecsimGroup`` (a ``RecsimError`` is one line, exit 2); defined
-    here so this module imports without ``recsim.cli`` (which imports this one)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RecsimError as exc:
-            click.echo(f"recsim: error: {exc}", err=True)
-            ctx.exit(EXIT_USER_ERROR)
 
 
 def _open(path: Path) -> Store:
@@ -98,7 +86,7 @@ def _objectives(store: Store, given: tuple[str, ...]) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- results
 
 
-@click.group(cls=_Group)
+@click.group(cls=RecsimGroup)
 def results() -> None:
     """Sweep results stores: list, show, export."""
 
@@ -292,7 +280,7 @@ def results_export(path: Path, target: Path, stage: str | None) -> None:
 # ---------------------------------------------------------------------------------- golden
 
 
-@click.group(cls=_Group)
+@click.group(cls=RecsimGroup)
 def golden() -> None:
     """Golden regression cases (DIR/<case>/config.yaml + expected.json): check, update."""
 
