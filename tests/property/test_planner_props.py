@@ -1,0 +1,82 @@
+"""Invariants of the planner on random small models: every plan covers each table exactly, fits in
+memory, and the graph it builds conserves bytes; more HBM never turns a feasible model infeasible."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recsim.api import make_plan
+from recsim.config.loader import Override
+from recsim.errors import InfeasibleError
+from recsim.graph.build import build_training_step
+from recsim.hardware.library import HardwareLibrary
+from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.workload.library import WorkloadLibrary
+from tests.conftest import FIXTURES
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HW = HardwareLibrary([FIXTURES / "minilib"])
+WL = WorkloadLibrary([FIXTURES / "workloads"])
+
+tables = st.lists(
+    st.tuples(
+        st.integers(1, 2_000_000),  # rows
+        st.sampled_from([1, 2, 7, 40]),  # pooling
+        st.sampled_from([4, 32, 64]),  # dim
+        st.sampled_from(["uniform", "zipf"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def workload(spec: list[tuple[int, int, int, str]]):  # type: ignore[no-untyped-def]
+    rows = ", ".join(
+        f"{{name: t{i}, rows: {r}, pooling: {p}, dim: {d}, access: "
+        + ("{dist: uniform}" if a == "uniform" else "{dist: zipf, alpha: 1.1}")
+        + "}"
+        for i, (r, p, d, a) in enumerate(spec)
+    )
+    # concatenation: tables of different dims (dot needs one dim)
+    return WL.workload(
+        "tiny-dlrm", [Override.parse(f"tables=[{rows}]"), Override.parse("interaction.type=cat")]
+    )
+
+
+def system(gpus: int, hbm: str | None = None):  # type: ignore[no-untyped-def]
+    sets = [Override.parse("cluster.nodes=1"), Override.parse(f"node.accelerators.count={gpus}")]
+    if hbm is not None:
+        sets.append(Override.parse(f"node.accelerators.device.hbm.capacity={hbm}"))
+    return HW.system("tiny", sets)
+
+
+@SETTINGS
+@given(
+    spec=tables,
+    gpus=st.sampled_from([1, 2, 4]),
+    strategy=st.sampled_from(["greedy", "recshard", "flexshard"]),
+)
+def test_plans_cover_fit_and_conserve_bytes(spec, gpus, strategy) -> None:  # type: ignore[no-untyped-def]
+    wl = workload(spec)
+    sys_ = system(gpus)
+    plan = make_plan(strategy, wl, sys_)
+    plan.validate(wl)  # every table covered exactly once, no overlap
+    check_fits(plan_usage(plan, wl, sys_), capacity(sys_))
+    graph = build_training_step(wl, plan)
+    graph.validate()  # all-to-all send/recv matrices agree across the group: bytes are conserved
+
+
+@SETTINGS
+@given(spec=tables)
+def test_more_hbm_never_makes_a_model_infeasible(spec) -> None:  # type: ignore[no-untyped-def]
+    wl = workload(spec)
+    outcomes = []
+    for hbm in ("1 GB", "4 GB", "64 GB"):
+        try:
+            make_plan("greedy", wl, system(2, hbm), planner=["planner.tiers=[hbm]"])
+            outcomes.append(True)
+        except InfeasibleError:
+            outcomes.append(False)
+    # once feasible, feasible with more HBM
+    assert outcomes == sorted(outcomes)
