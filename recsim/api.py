@@ -370,7 +370,7 @@ def validate(ids: Sequence[str] | None = None) -> list[CaseResult]:
 
 def sweep(
     spec: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
     executor: str = "local",
     workers: int | None = None,
@@ -379,9 +379,14 @@ def sweep(
     overrides: Sequence[str] = (),
     progress: bool | None = None,
 ) -> Any:
-    """Run a sweep spec into ``out`` (``recsim sweep``); returns the ``SweepResult`` (``.frame``,
-    ``.front``, ``.paths``)."""
+    """Run a sweep spec into ``out`` (``recsim sweep``; default ``out/<spec name>``, resumed if it is
+    there); returns the ``SweepResult`` (``.frame``, ``.final``, ``.front``, ``.paths``)."""
+    from recsim.explore.spec import load_sweep
     from recsim.explore.sweep import run_sweep
+
+    if out is None:
+        out = Path("out") / load_sweep(spec, overrides).name
+        resume = True
 
     return run_sweep(
         spec,

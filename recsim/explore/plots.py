@@ -155,7 +155,19 @@ def save(fig: Figure, path: Path | str) -> list[Path]:
     return written
 
 
-def _senses(senses: Sequence[str] | Mapping[str, str], x: str, y: str) -> list[str]:
+#: Metrics where more is better; every other metric (times, latency, power, energy, bytes) is
+#: minimised when a plot is given no senses.
+_MAXIMISED = ("throughput", "samples_per_joule", "achieved_qps", "utilisation", "per_accelerator")
+
+
+def default_sense(metric: str) -> str:
+    """``max`` for throughput-like metrics, ``min`` for the rest (see ``_MAXIMISED``)."""
+    return "max" if any(word in metric for word in _MAXIMISED) else "min"
+
+
+def _senses(senses: Sequence[str] | Mapping[str, str] | None, x: str, y: str) -> list[str]:
+    if senses is None:
+        return [default_sense(x), default_sense(y)]
     if isinstance(senses, Mapping):
         missing = [c for c in (x, y) if c not in senses]
         if missing:
@@ -177,7 +189,7 @@ def pareto(
     df: pd.DataFrame,
     x: str,
     y: str,
-    senses: Sequence[str] | Mapping[str, str] = ("min", "max"),
+    senses: Sequence[str] | Mapping[str, str] | None = None,
     *,
     path: Path | str | None = None,
     title: str | None = None,
@@ -186,7 +198,8 @@ def pareto(
 ) -> Figure:
     """The Pareto front of ``y`` against ``x`` over the dominated cloud, infeasible points as 'x'.
 
-    ``senses`` gives ``"max"``/``"min"`` for (x, y) or maps the two names to senses; ``front``
+    ``senses`` gives ``"max"``/``"min"`` for (x, y) or maps the two names to senses (default: max
+    for throughput-like metrics, min for the rest, ``default_sense``); ``front``
     overrides the computed mask (e.g. a front over more than these two objectives). Infeasible or
     failed points are drawn where they have values; those with no ``y`` sit on the bottom edge.
     """

@@ -98,3 +98,10 @@ def test_unknown_columns_are_config_errors(frame):
         plots.pareto(frame, "avg_power_w", "throughput_samples_per_s", ["min"])
     with pytest.raises(ConfigError, match="no breakdown_s"):
         plots.breakdown(frame[["values.nodes", "status"]], "values.nodes")
+
+
+def test_default_senses_follow_the_metric_names() -> None:
+    assert plots.default_sense("throughput_samples_per_s") == "max"
+    assert plots.default_sense("samples_per_joule") == "max"
+    for metric in ("avg_power_w", "iteration_time_s", "energy_per_sample_j", "latency_p99_s"):
+        assert plots.default_sense(metric) == "min"
