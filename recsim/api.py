@@ -204,19 +204,12 @@ def make_plan(
     world = system if isinstance(system, int) else system.num_accelerators
     if name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy):
         return load_plan_file(strategy, workload, world)
-    if isinstance(system, int):
-        plain = {
-            "table_wise": simple.table_wise_round_robin,
-            "table_wise_round_robin": simple.table_wise_round_robin,
-            "table_wise_greedy": simple.table_wise_greedy,
-            "row_wise": simple.row_wise_all,
-            "hybrid": simple.hybrid,
-        }
-        if name in plain:
-            return plain[name](workload, world)
-        raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     if name == "table_wise_round_robin":
         name = "table_wise"
+    if isinstance(system, int):
+        if name in simple.PLAIN_STRATEGIES:
+            return simple.PLAIN_STRATEGIES[name](workload, world)
+        raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
     return proposer(name).propose(PlanningContext(system, workload, config))
 

@@ -28,9 +28,8 @@ from recsim.graph.schedule import Schedule
 from recsim.graph.steps import chain_steps
 from recsim.hardware.system import System
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
-from recsim.metrics.memory import memory_usage
 from recsim.metrics.result import Result
-from recsim.planner.storage import capacity, check_fits
+from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
 from recsim.workload.spec import Workload
 
@@ -89,7 +88,7 @@ def simulate_training(
         )
     try:
         plan.validate(workload)
-        usage = memory_usage(workload, plan, system)
+        usage = plan_usage(plan, workload, system)
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
     memory_peak = {

@@ -45,7 +45,7 @@ from recsim.graph.ir import (
     Stream,
     Transfer,
 )
-from recsim.graph.shard_ops import ShardOps
+from recsim.graph.shard_ops import PooledExchange, ShardOps, pooled_exchange
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 
@@ -96,6 +96,7 @@ class _Builder:
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
         self.ops = ShardOps(workload)
+        self._exchange: PooledExchange | None = None
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
         self.replicated: dict[tuple[int, Shard], int] = {}  # (rank, data-parallel shard) -> node
 
@@ -227,14 +228,6 @@ class _Builder:
                     self.replicated[(rank, shard)] = nid
         return out
 
-    def blocks(self) -> list[list[Shard]]:
-        """Non-replicated shards grouped by (table, column range): each block is pooled as one."""
-        out: dict[tuple[str, int, int], list[Shard]] = defaultdict(list)
-        for shard in self.plan.shards:
-            if shard.sharding != "data_parallel":
-                out[(shard.table, shard.col_start, shard.col_end)].append(shard)
-        return list(out.values())
-
     def pooled_exchange(
         self, batch: int, forward: bool, deps_by_rank: dict[int, list[int]]
     ) -> dict[int, list[int]]:
@@ -245,39 +238,21 @@ class _Builder:
         grid) first reduce-scatters its partial pools over ``G``, member ``i`` keeping the samples of
         the ranks ``q`` with ``q mod |G| = i`` (for row-wise over the world that is ``q`` itself;
         inside a node, the ranks of the same local index), which it then sends on in the same
-        all-to-all. Backward runs the transpose: the all-to-all, then an all-gather per block.
+        all-to-all (``shard_ops.pooled_exchange``, computed once per graph). Backward runs the
+        transpose: the all-to-all, then an all-gather per rank group.
         """
         b = self.local_batch(batch)
         comm = DTYPE_BYTES[self.comm_dtype]
         phase = "forward" if forward else "backward"
         group = tuple(range(self.world))
-        matrix = [[0.0] * self.world for _ in group]  # forward direction: [src][dst]
-        split: list[tuple[str, tuple[int, ...], int]] = []
-        for block in self.blocks():
-            ranks = tuple(sorted({r for s in block for r in s.ranks}))
-            dim = block[0].dim
-            vector = b * dim * comm * self.ops.bag_share(block)
-            if len(ranks) == 1:
-                for q in group:  # the owner's own chunk too: TorchRec's all-to-all copies it
-                    matrix[ranks[0]][q] += vector
-                continue
-            first = block[0]
-            tag = first.table + (
-                f"[:,{first.col_start}:{first.col_end}]"
-                if first.dim < self.w.table_dim(self.tables[first.table])
-                else ""
-            )
-            split.append((tag, ranks, dim))
-            for q in group:
-                member = ranks[q % len(ranks)]
-                if member != q:
-                    matrix[member][q] += b * dim * comm
+        if self._exchange is None:
+            self._exchange = pooled_exchange(self.ops, self.plan, batch, comm)
+        exchange = self._exchange
+        matrix = exchange.send  # forward direction: [src][dst]
         # TorchRec batches the output dist of every table sharded over the same ranks into one
         # collective (its RW/TWRW dists concatenate the tables' partial pools): one
         # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.
-        groups: dict[tuple[int, ...], int] = defaultdict(int)
-        for _tag, ranks, dim in split:
-            groups[ranks] += dim
+        groups = exchange.reduce_groups
         out: dict[int, list[int]] = defaultdict(list)
         reduce_ids: dict[int, list[int]] = defaultdict(list)
         if forward:
@@ -292,7 +267,7 @@ class _Builder:
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
         a2a: dict[int, int] = {}
-        if any(any(row) for row in matrix):
+        if exchange.any_all_to_all:
             key = "a2a_fwd" if forward else "a2a_bwd"
             for r in group:
                 send = tuple(matrix[r]) if forward else tuple(matrix[q][r] for q in group)

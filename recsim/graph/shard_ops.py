@@ -7,15 +7,20 @@ remap) get the slice of the table's popularity (``SliceModel``) and an op table 
 ``table@[start:end]``; partial id ranges (row-wise blocks) a uniform subset of the rows
 (``SubsetModel``) and the name ``table#[start:end]``. The cost layer resolves those names to the
 same models (graph metadata ``table_slices``), so caches and reuse see the part, not the table.
+
+``pooled_exchange`` is the output distribution of a plan (who sends whom which pooled bytes): the
+builder emits its collectives, the planner's estimator and stats cost and count them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from recsim.graph.ir import Embedding
-from recsim.planner.types import Shard
+from recsim.planner.types import Plan, Shard
 from recsim.workload.access import access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SliceModel
@@ -120,3 +125,59 @@ class ShardOps:
             tier=shard.tier,
             optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
         )
+
+
+def pooled_blocks(plan: Plan) -> list[list[Shard]]:
+    """Non-replicated shards grouped by (table, column range): each block is pooled as one (a
+    table's hot and cold parts on one rank, or its row split over a group of ranks)."""
+    out: dict[tuple[str, int, int], list[Shard]] = defaultdict(list)
+    for shard in plan.shards:
+        if shard.sharding != "data_parallel":
+            out[(shard.table, shard.col_start, shard.col_end)].append(shard)
+    return list(out.values())
+
+
+@dataclass(frozen=True)
+class PooledExchange:
+    """The forward output distribution of a plan's pooled embeddings (backward is its transpose).
+
+    ``send[src][dst]``: bytes rank ``src`` sends rank ``dst`` in the all-to-all (an owner's chunk to
+    itself included, as TorchRec's all-to-all copies it); ``reduce_groups``: for each group of ranks
+    a row split spans, the summed width (columns) of its blocks, reduce-scattered as one collective.
+    """
+
+    send: list[list[float]]
+    reduce_groups: dict[tuple[int, ...], int]
+
+    @property
+    def any_all_to_all(self) -> bool:
+        return any(any(row) for row in self.send)
+
+
+def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: float) -> PooledExchange:
+    """Who sends whom how many pooled bytes for ``plan`` (the rule of ``graph.build``'s exchange).
+
+    A block on one rank sends each sample owner its ``b x dim`` vectors, times the block's bag share
+    (``ShardOps.bag_share``: bags with no lookup in it send nothing when hot rows are replicated). A
+    block split by rows over ranks ``G`` reduce-scatters its partial pools over ``G``, member ``i``
+    keeping the samples of the ranks ``q`` with ``q mod |G| = i``, and sends them on to ``q``.
+    """
+    world = plan.world_size
+    b = global_batch // world
+    send = [[0.0] * world for _ in range(world)]
+    groups: dict[tuple[int, ...], int] = defaultdict(int)
+    for block in pooled_blocks(plan):
+        ranks = tuple(sorted({r for s in block for r in s.ranks}))
+        dim = block[0].dim
+        if len(ranks) == 1:
+            vector = b * dim * wire_bytes * ops.bag_share(block)
+            row = send[ranks[0]]
+            for q in range(world):
+                row[q] += vector
+            continue
+        groups[ranks] += dim
+        for q in range(world):
+            member = ranks[q % len(ranks)]
+            if member != q:
+                send[member][q] += b * dim * wire_bytes
+    return PooledExchange(send, dict(groups))

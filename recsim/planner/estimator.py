@@ -34,7 +34,7 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.graph.shard_ops import ShardOps
+from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig
@@ -43,12 +43,6 @@ from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, S
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
 from recsim.workload.spec import DTYPE_BYTES, Table, Workload
-
-#: Where an option's blocks may go, for the partitioner:
-#: ``any`` each block on any rank; ``node`` the blocks on distinct ranks of one node;
-#: ``all`` block ``i`` on rank ``i``; ``every`` one block replicated on every rank; ``grid`` column
-#: groups of ``ranks_per_node`` row blocks, each group on its own node.
-PLACEMENTS = ("any", "node", "all", "every", "grid")
 
 #: Storage precision from most to least precise (the order the planner lowers precision in).
 PRECISION_ORDER = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
@@ -69,6 +63,9 @@ class Candidate:
 
     option: ShardingOption
     blocks: tuple[Block, ...]
+    # Where the blocks may go (``Partitioner``): ``any`` each on any rank; ``node`` on distinct
+    # ranks of one node; ``all`` block ``i`` on rank ``i``; ``every`` one block on every rank;
+    # ``grid`` column groups of ``ranks_per_node`` row blocks, each group on its own node.
     placement: str
     column_groups: int = 1  # grid: number of column groups (each on its own node)
     replicated: tuple[Block, ...] = field(default=())  # blocks on every rank besides ``blocks``
@@ -422,30 +419,22 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     """Estimated ``Perf`` per rank of a whole plan (the same per-block model as the options).
 
     HBM shards on a rank share one fused lookup kernel per pass (two with replicated shards), whose
-    fixed part is counted once. Shards of one table and column range on one rank form a block
-    (RecShard's hot and cold parts of a table pool together); a block's all-to-all bytes carry the
-    bag share of its rows when the table's hottest rows are replicated; row splits reduce-scatter
-    over their group.
+    fixed part is counted once. Communication is the plan's ``pooled_exchange`` -- the bytes each
+    rank sends in the all-to-all and the reduce-scatter of each row-split group -- at the marginal
+    seconds per byte of those collectives, forward and backward alike; replicated rows add their
+    gradient all-reduce.
     """
     comm = plan.comm_dtype
     wire = DTYPE_BYTES[comm]
-    per_rank: dict[int, Perf] = {r: Perf() for r in range(plan.world_size)}
-    by_block: dict[tuple[str, int, int], list[Shard]] = {}
-    for s in plan.shards:
-        if s.sharding != "data_parallel":
-            by_block.setdefault((s.table, s.col_start, s.col_end), []).append(s)
-    a2a = est.marginal_s_per_byte("all_to_all", plan.world_size, comm)
-    for (_table, _c0, _c1), shards in by_block.items():
-        ranks = sorted({r for s in shards for r in s.ranks})
-        dim = shards[0].dim
-        if len(ranks) == 1:
-            out_bytes = est.batch * dim * wire * est.ops.bag_share(shards)
-            t = out_bytes * a2a
-        else:
-            g = len(ranks)
-            t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", g, comm)
-            if g < plan.world_size:
-                t += est.local_batch * (plan.world_size // g) * dim * wire * a2a
+    world = plan.world_size
+    per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
+    exchange = pooled_exchange(est.ops, plan, est.batch, wire)
+    a2a = est.marginal_s_per_byte("all_to_all", world, comm)
+    for r, row in enumerate(exchange.send):
+        t = math.fsum(row) * a2a
+        per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
+    for ranks, dim in exchange.reduce_groups.items():
+        t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)
         for r in ranks:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
     fixed: dict[tuple[int, bool], tuple[float, float]] = {}  # (rank, replicated) -> fused kernel's fixed part

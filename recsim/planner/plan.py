@@ -8,6 +8,8 @@ tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from recsim.errors import InfeasibleError
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Workload
@@ -93,3 +95,12 @@ def hybrid(workload: Workload, world_size: int, row_wise_min_rows: int = ROW_WIS
         load[rank] += workload.table_lookups(t) * dim
         shards.append(Shard(t.name, "table_wise", 0, t.rows, 0, dim, (rank,), "hbm", dtype))
     return Plan(world_size, tuple(shards), strategy="hybrid")
+
+
+#: The statistics-free plans by strategy name: they need only the workload and the world size.
+PLAIN_STRATEGIES: dict[str, Callable[[Workload, int], Plan]] = {
+    "table_wise": table_wise_round_robin,
+    "table_wise_greedy": table_wise_greedy,
+    "row_wise": row_wise_all,
+    "hybrid": hybrid,
+}

@@ -36,7 +36,6 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 from recsim.cost.embedding.base import optimizer_state_bytes, parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
 from recsim.errors import InfeasibleError
+from recsim.graph.shard_ops import pooled_exchange
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
 from recsim.planner.estimator import PRECISION_ORDER, Estimator, plan_perf
@@ -229,28 +229,10 @@ def _ratio(values: list[float]) -> float:
 
 
 def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
-    """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``'s rule)."""
-    world = plan.world_size
-    batch = workload.training.global_batch_size
-    b = batch // world
+    """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
     wire = DTYPE_BYTES[plan.comm_dtype]
-    blocks: dict[tuple[str, int, int], list[Shard]] = defaultdict(list)
-    for s in plan.shards:
-        if s.sharding != "data_parallel":
-            blocks[(s.table, s.col_start, s.col_end)].append(s)
-    send = [0.0] * world
-    for block in blocks.values():
-        ranks = tuple(sorted({r for s in block for r in s.ranks}))
-        dim = block[0].dim
-        if len(ranks) == 1:
-            # b x dim x wire x bag share to each of the world's ranks, the owner's own chunk too.
-            send[ranks[0]] += world * b * dim * wire * estimator.ops.bag_share(block)
-            continue
-        for q in range(world):
-            member = ranks[q % len(ranks)]
-            if member != q:
-                send[member] += b * dim * wire
-    return send
+    exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire)
+    return [math.fsum(row) for row in exchange.send]
 
 
 class _SlowLookups:

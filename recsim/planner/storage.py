@@ -96,14 +96,6 @@ class Usage:
     tables_by_rank: dict[int, dict[str, float]]  # rank -> table -> HBM bytes
     tables_by_node: dict[int, dict[str, float]]  # node -> table -> DDR + SSD bytes
 
-    def storage_of_rank(self, rank: int, ranks_per_node: int) -> Storage:
-        node = rank // ranks_per_node
-        return Storage(
-            self.hbm_by_rank.get(rank, 0.0),
-            self.ddr_by_node.get(node, 0.0) / ranks_per_node,
-            self.ssd_by_node.get(node, 0.0) / ranks_per_node,
-        )
-
 
 def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     """Bytes of ``plan`` per rank and node on ``system`` (ranks fill nodes in order)."""

@@ -40,8 +40,6 @@ SHARDING_TYPES = (
     "table_row_wise",
     "grid",
 )
-#: Schemes whose blocks live on one rank and are pooled there for every sample.
-WHOLE_BLOCK = ("table_wise", "column_wise", "table_column_wise")
 #: Schemes that split a block's rows over several ranks (partial pools are reduce-scattered).
 ROW_SPLIT = ("row_wise", "table_row_wise", "grid")
 ROW_ORDERS = ("id", "popularity")

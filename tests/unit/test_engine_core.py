@@ -12,9 +12,9 @@ from recsim.graph.schedule import Schedule, asap_schedule
 from recsim.graph.steps import chain_steps
 from recsim.hardware.library import HardwareLibrary
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
-from recsim.metrics.memory import memory_usage
 from recsim.metrics.result import Result
 from recsim.planner import table_wise_round_robin
+from recsim.planner.storage import plan_usage
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES
 
@@ -138,7 +138,7 @@ def test_result_to_dict_is_flat():
 
 
 def test_memory_by_hand():
-    usage = memory_usage(TINY, table_wise_round_robin(TINY, 2), TINY_SYSTEM)
+    usage = plan_usage(table_wise_round_robin(TINY, 2), TINY, TINY_SYSTEM)
     hbm = usage.hbm_by_rank
     # table a (100 x 4 fp32) on rank 0 with row-wise Adagrad state (4 B per row); dense: 131 fp32
     # params x (param + grad + one Adagrad state); activations: 4 samples x (8+4+3+6+1) x 4 B;

@@ -93,13 +93,10 @@ class DataParallel(_Scheme):
 
 
 class _Simple(Proposer):
-    """The statistics-free functions of ``recsim.planner.plan``."""
+    """One of the statistics-free functions of ``recsim.planner.plan`` (``PLAIN_STRATEGIES``)."""
 
     def propose(self, ctx: PlanningContext) -> Plan:
-        return self.build(ctx)
-
-    def build(self, ctx: PlanningContext) -> Plan:
-        raise NotImplementedError
+        return simple.PLAIN_STRATEGIES[self.name](ctx.workload, ctx.world_size)
 
 
 @register_proposer
@@ -107,17 +104,11 @@ class TableWise(_Simple):
     name = "table_wise"
     description = "whole tables, rank by rank in table order (round robin)"
 
-    def build(self, ctx: PlanningContext) -> Plan:
-        return simple.table_wise_round_robin(ctx.workload, ctx.world_size)
-
 
 @register_proposer
 class TableWiseGreedy(_Simple):
     name = "table_wise_greedy"
     description = "whole tables, largest lookup traffic first, on the least-loaded rank (LPT)"
-
-    def build(self, ctx: PlanningContext) -> Plan:
-        return simple.table_wise_greedy(ctx.workload, ctx.world_size)
 
 
 @register_proposer
@@ -125,14 +116,8 @@ class RowWise(_Simple):
     name = "row_wise"
     description = "every table split by rows over every rank"
 
-    def build(self, ctx: PlanningContext) -> Plan:
-        return simple.row_wise_all(ctx.workload, ctx.world_size)
-
 
 @register_proposer
 class Hybrid(_Simple):
     name = "hybrid"
     description = "row-wise for tables of >= 10M rows, LPT table-wise for the rest"
-
-    def build(self, ctx: PlanningContext) -> Plan:
-        return simple.hybrid(ctx.workload, ctx.world_size)
