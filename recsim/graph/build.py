@@ -31,6 +31,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from recsim.errors import InfeasibleError
 from recsim.graph.ir import (
@@ -114,6 +115,18 @@ class _Builder:
         self.graph.add(node)
         self.next_id += 1
         return node.id
+
+    def metadata(self, mode: str) -> dict[str, Any]:
+        """What every built graph records: its source, mode, workload and plan, and what the cost
+        layer needs to resolve fused (TBE) and partial-table op names."""
+        return {
+            "source": "recsim.graph.build",
+            "fused_tables": {k: [[t, n] for t, n in v] for k, v in self.fused.items()},
+            "table_slices": {k: list(v) for k, v in self.ops.slices.items()},
+            "mode": mode,
+            "workload": self.w.name,
+            "plan": self.plan.strategy,
+        }
 
     # -- sizes ---------------------------------------------------------------------------------
 
@@ -447,12 +460,7 @@ def build_training_step(
             "optimizer",
         )
     bld.graph.metadata = {
-        "source": "recsim.graph.build",
-        "fused_tables": {k: [[t, n] for t, n in v] for k, v in bld.fused.items()},
-        "table_slices": {k: list(v) for k, v in bld.ops.slices.items()},
-        "mode": "training",
-        "workload": workload.name,
-        "plan": plan.strategy,
+        **bld.metadata("training"),
         "global_batch_size": batch,
         "local_batch_size": b,
         "precision": precision,
@@ -499,12 +507,7 @@ def build_inference_batch(
         joined = [*a2a.get(r, []), *(list(bottom_ids.values())[-1:])]
         bld.dense_forward(r, global_batch, after, joined, precision)
     bld.graph.metadata = {
-        "source": "recsim.graph.build",
-        "fused_tables": {k: [[t, n] for t, n in v] for k, v in bld.fused.items()},
-        "table_slices": {k: list(v) for k, v in bld.ops.slices.items()},
-        "mode": "inference",
-        "workload": workload.name,
-        "plan": plan.strategy,
+        **bld.metadata("inference"),
         "batch_size_per_rank": size,
         "precision": precision,
     }

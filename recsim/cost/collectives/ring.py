@@ -111,46 +111,46 @@ class RingAllReduce(Algorithm):
         return ring_flows(layout, _payload(first(op)) / n, 2 * (n - 1))
 
 
+class _RingPass(Algorithm):
+    """``n - 1`` ring steps, each moving one ``chunk`` per rank (reduce-scatter, all-gather)."""
+
+    def chunk(self, op: Collective, n: int) -> float:
+        raise NotImplementedError  # pragma: no cover - each subclass says its chunk
+
+    def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
+        n = layout.n
+        if n < 2:
+            return []
+        chunk = self.chunk(first(op), n)
+        return [ring_stage("ring", layout, (n - 1) * chunk, n - 1, layout.num_nodes - 1, n - 1)]
+
+    def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
+        n = layout.n
+        if n < 2:
+            return []
+        return ring_flows(layout, self.chunk(first(op), n), n - 1)
+
+
 @register
-class RingReduceScatter(Algorithm):
+class RingReduceScatter(_RingPass):
     """``bytes`` is each rank's input (the whole buffer); each keeps ``bytes / n``."""
 
     name = "ring_reduce_scatter"
     ops = frozenset({CollectiveOp.REDUCE_SCATTER})
 
-    def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
-        n = layout.n
-        if n < 2:
-            return []
-        size = first(op).bytes
-        return [ring_stage("ring", layout, (n - 1) / n * size, n - 1, layout.num_nodes - 1, n - 1)]
-
-    def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
-        n = layout.n
-        if n < 2:
-            return []
-        return ring_flows(layout, first(op).bytes / n, n - 1)
+    def chunk(self, op: Collective, n: int) -> float:
+        return op.bytes / n
 
 
 @register
-class RingAllGather(Algorithm):
+class RingAllGather(_RingPass):
     """``bytes`` is each rank's input (its shard); each ends with ``n x bytes``."""
 
     name = "ring_all_gather"
     ops = frozenset({CollectiveOp.ALL_GATHER})
 
-    def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
-        n = layout.n
-        if n < 2:
-            return []
-        shard = first(op).bytes
-        return [ring_stage("ring", layout, (n - 1) * shard, n - 1, layout.num_nodes - 1, n - 1)]
-
-    def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
-        n = layout.n
-        if n < 2:
-            return []
-        return ring_flows(layout, first(op).bytes, n - 1)
+    def chunk(self, op: Collective, n: int) -> float:
+        return op.bytes
 
 
 @register
