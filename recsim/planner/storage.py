@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from recsim.cost.embedding.base import QUANT_ROW_OVERHEAD_BYTES, optimizer_state_bytes, parse_tier, tier_model
 from recsim.errors import InfeasibleError
+from recsim.graph.build import OPTIMIZER_STATE
 from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage
 from recsim.units import Dimension, format_quantity
@@ -35,8 +36,6 @@ from recsim.workload.spec import DTYPE_BYTES, Workload
 #: Tiers whose rows live in host DRAM, and on SSDs.
 HOST_TIERS = ("uvm", "uvm_caching", "ddr", "nmp")
 SSD_TIERS = ("ssd", "smartssd")
-#: Dense optimizer states in units of the parameter count (SGD none, Adagrad one, Adam two).
-DENSE_STATE_FACTOR = {"sgd": 0, "adagrad": 1, "adam": 2}
 _QUANTIZED = ("int8", "int4")
 
 
@@ -79,7 +78,7 @@ def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
     """HBM every rank needs for the dense model, its optimizer and the activations of its batch."""
     b = workload.training.global_batch_size / world_size
     s = DTYPE_BYTES[workload.training.precision]
-    dense = workload.dense_parameters * 4.0 * (2 + DENSE_STATE_FACTOR[workload.training.optimizer])
+    dense = workload.dense_parameters * 4.0 * (2 + OPTIMIZER_STATE[workload.training.optimizer])
     activations = b * s * sum(layer.out_features for layer in workload.dense_layers)
     pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
     return dense + activations + pooled

@@ -24,19 +24,6 @@ from recsim.planner.proposers.base import proposer as get_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
 
-#: Proposers whose plans follow one fixed scheme (the rest search).
-FIXED = (
-    "table_wise",
-    "table_wise_greedy",
-    "row_wise",
-    "hybrid",
-    "column_wise",
-    "table_column_wise",
-    "table_row_wise",
-    "grid",
-    "data_parallel",
-)
-
 
 def simulated_throughput(ctx: PlanningContext, plan: Plan) -> float:
     """Samples/s of ``plan`` by the analytic engine (0 if it does not fit)."""
@@ -78,8 +65,8 @@ class Auto(Proposer):
         size = ctx.world_size * ctx.workload.num_tables
         keep = len(scored) if size < ctx.config.simulate_all_below else ctx.config.finalists
         finalists = {name for _, name, _ in scored[:keep]}
-        for family in (FIXED, None):
-            members = [s for s in scored if (s[1] in FIXED) == (family is not None)]
+        for fixed in (True, False):
+            members = [s for s in scored if get_proposer(s[1]).fixed == fixed]
             if members:
                 finalists.add(members[0][1])
         results: list[tuple[float, str, Plan]] = []

@@ -43,6 +43,8 @@ class Proposer(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    #: A fixed scheme (statistics-free, one way for every table) rather than a search.
+    fixed: ClassVar[bool] = False
 
     @abstractmethod
     def propose(self, ctx: PlanningContext) -> Plan:

@@ -24,6 +24,7 @@ class _Scheme(Proposer):
 
     sharding: str
     description = ""
+    fixed = True
 
     def propose(self, ctx: PlanningContext) -> Plan:
         est = ctx.estimator
@@ -94,6 +95,8 @@ class DataParallel(_Scheme):
 
 class _Simple(Proposer):
     """One of the statistics-free functions of ``recsim.planner.plan`` (``PLAIN_STRATEGIES``)."""
+
+    fixed = True
 
     def propose(self, ctx: PlanningContext) -> Plan:
         return simple.PLAIN_STRATEGIES[self.name](ctx.workload, ctx.world_size)
