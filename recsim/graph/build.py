@@ -84,6 +84,7 @@ class BuildOptions:
     fuse_tables: bool = True  # one table-batched lookup (TBE) node per rank, dtype and pass
     bucket_bytes: float = DDP_BUCKET_BYTES
     include_input_pipeline: bool = True
+    validate_plan: bool = True  # False when the caller has just validated it (simulate_training)
 
 
 class _Builder:
@@ -354,7 +355,8 @@ def build_training_step(
 ) -> ExecutionGraph:
     """The execution graph of one steady-state training step (see the module docstring)."""
     opt = options or BuildOptions()
-    plan.validate(workload)
+    if opt.validate_plan:
+        plan.validate(workload)
     bld = _Builder(workload, plan, opt)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
