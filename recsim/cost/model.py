@@ -36,6 +36,7 @@ CATEGORIES = (
     "all_reduce",
     "other_communication",
     "data_loading",
+    "host",
     "transfer",
     "exposed_wait",
 )
@@ -55,7 +56,10 @@ def category_of(node: Node) -> str:
             return "all_reduce"
         return "other_communication"
     if isinstance(op, Host):
-        return "data_loading" if op.op == "data_loading" else "transfer"
+        if op.op == "data_loading":
+            return "data_loading"
+        # Framework dispatch and syncs (recsim.graph.runtime); a replayed trace's CPU time too.
+        return "host"
     return "transfer"
 
 
@@ -145,7 +149,7 @@ class CostModel:
         # bandwidth is split over its accelerators (each has its own loader process).
         node = self.system.node
         share = node.host_memory_bandwidth_bytes_per_s / max(1, node.num_accelerators)
-        return op.bytes / share
+        return op.cpu_s + op.bytes / share
 
     # -- nodes ---------------------------------------------------------------------------------
 

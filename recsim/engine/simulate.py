@@ -24,6 +24,7 @@ from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective, ExecutionGraph, Host, Transfer
+from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule
 from recsim.graph.steps import chain_steps
 from recsim.hardware.system import System
@@ -108,7 +109,7 @@ def simulate_training(
         )
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
-    graph = chain_steps(step, options.steps)
+    graph = apply_runtime(chain_steps(step, options.steps), workload)
     cost = CostModel(
         system,
         workload,

@@ -126,10 +126,15 @@ class Transfer:
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """CPU work: ``op`` names it (data_loading, launch, python, ...)."""
+    """CPU work: ``op`` names it (data_loading, dispatch:..., sync:..., ...).
+
+    Its time is ``bytes`` over the host memory bandwidth share plus ``cpu_s`` of fixed CPU time
+    (framework dispatch measured on real traces, ``recsim.graph.runtime``).
+    """
 
     op: str
     bytes: float = 0.0
+    cpu_s: float = 0.0
 
     kind = "host"
 

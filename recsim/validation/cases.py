@@ -125,6 +125,8 @@ def _torchrec(interaction: str, optimizer: str, batch: int) -> Callable[[], floa
         *(f"workload.tables[{i}].pooling=1" for i in range(26)),
         f"workload.training.optimizer={optimizer}",
         f"workload.training.embedding_optimizer={'rowwise_adagrad' if optimizer == 'adagrad' else 'sgd'}",
+        # dlrm_main trains in eager PyTorch: host dispatch measured on TorchRec traces.
+        "workload.training.runtime=eager",
     ]
     if interaction == "dot":
         sets += [

@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Self
 
 import numpy as np
 from annotated_types import Gt
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from recsim.config.loader import Referable
 from recsim.config.types import PositiveInt, Ratio, Spec
@@ -229,6 +229,18 @@ class Training(Spec):
     optimizer: Literal["sgd", "adagrad", "adam"] = "sgd"
     embedding_optimizer: Literal["sgd", "adagrad", "rowwise_adagrad", "adam"] = "sgd"
     precision: Precision = "fp32"
+    #: Who issues the step's kernels: ``fused`` (CUDA graphs, fused C++ loops: no host cost) or
+    #: ``eager`` (eager PyTorch/TorchRec: measured CPU dispatch per op); see recsim.graph.runtime.
+    runtime: str = "fused"
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        from recsim.graph.runtime import RUNTIMES  # the registry imports this module
+
+        if value not in RUNTIMES:
+            raise ValueError(f"unknown runtime {value!r}; known: {', '.join(sorted(RUNTIMES))}")
+        return value
 
 
 class Inference(Spec):

@@ -1,0 +1,142 @@
+"""Framework runtimes: the eager host model's constants, its graph pass and what it does to a step."""
+
+from pathlib import Path
+
+import pytest
+
+from recsim.api import make_plan, prepare, simulate
+from recsim.cost.model import CostModel
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.errors import ConfigError
+from recsim.graph.build import build_training_step
+from recsim.graph.eager_calibration import TORCHREC_V100, measure_eager_costs
+from recsim.graph.ir import Host, Stream
+from recsim.graph.runtime import RUNTIMES, apply_runtime, runtime
+from recsim.graph.schedule import asap_schedule
+from recsim.graph.steps import chain_steps
+
+TRACES = Path(__file__).resolve().parents[1] / "data" / "traces" / "param_dlrm_kineto"
+DOT = [
+    "workload.interaction.type=dot",
+    "workload.interaction.layers=null",
+    "workload.interaction.low_rank=null",
+]
+
+
+def _setup(runtime_name: str, batch: int, extra: list[str] | None = None):
+    sets = [f"workload.training.runtime={runtime_name}", *(extra or [])]
+    system, workload = prepare(
+        "p4d-24xlarge", "dlrm-dcnv2", batch_size=batch, precision="fp32", overrides=sets
+    )
+    return system, workload, make_plan("table_wise", workload, system)
+
+
+def test_shipped_constants_are_the_trace_measurement():
+    measured = measure_eager_costs(sorted(TRACES.glob("*.json.gz")))
+    for field, value in TORCHREC_V100.__dict__.items():
+        assert value == pytest.approx(getattr(measured, field), rel=0.02, abs=1e-6), field
+
+
+def test_registry_and_unknown_runtime():
+    assert {"fused", "eager"} <= set(RUNTIMES)
+    with pytest.raises(ConfigError, match="unknown runtime 'jit'"):
+        runtime("jit")
+    with pytest.raises(ConfigError, match="runtime"):
+        prepare("p4d-24xlarge", "dlrm-dcnv2", overrides=["workload.training.runtime=jit"])
+
+
+def test_fused_leaves_the_graph_alone():
+    _, workload, plan = _setup("fused", 2048)
+    graph = chain_steps(build_training_step(workload, plan), 2)
+    assert apply_runtime(graph, workload) is graph
+
+
+def test_eager_dispatches_every_gpu_node_and_keeps_steps_contiguous():
+    _, workload, plan = _setup("eager", 2048, DOT)
+    chained = chain_steps(build_training_step(workload, plan), 3)
+    graph = apply_runtime(chained, workload)
+    gpu = [n for n in graph.nodes if n.stream is not Stream.HOST]
+    assert len(gpu) == sum(1 for n in chained.nodes if n.stream is not Stream.HOST)
+    ids = {n.id: n for n in graph.nodes}
+    stride = graph.metadata["step_stride"]
+    for n in gpu:
+        if n.phase in ("forward", "backward"):
+            launches = [
+                ids[d] for d in n.deps if isinstance(ids[d].op, Host) and ids[d].op.op.startswith("dispatch:")
+            ]
+            assert len(launches) == 1, n.name
+            assert launches[0].id // stride == n.id // stride
+        for d in n.deps:
+            assert d // stride <= n.id // stride  # nothing depends on a later step
+    # Each rank and step has one loop node, one interaction sync (dot) and one input-dist sync.
+    syncs = [n for n in graph.nodes if isinstance(n.op, Host) and n.op.op.startswith("sync:")]
+    assert len(syncs) == 2 * 3 * graph.ranks
+    system = prepare("p4d-24xlarge", "dlrm-dcnv2")[0]
+    schedule = asap_schedule(graph, CostModel(system, workload).duration_s)  # schedulable: no cycle
+    assert schedule.makespan_s > 0
+
+
+def test_backward_is_dispatched_after_the_input_dist_sync():
+    system, workload, plan = _setup("eager", 2048)
+    sim = simulate_training(system, workload, plan, SimulationOptions(steps=2))
+    assert sim.graph is not None and sim.schedule is not None
+    finish, start = sim.schedule.finish_s, sim.schedule.start_s
+    ids = {n.id: n for n in sim.graph.nodes}
+    syncs = [n for n in sim.graph.nodes if isinstance(n.op, Host) and n.op.op == "sync:input_dist_splits"]
+    assert syncs
+    for sync in syncs:
+        (dist,) = sync.deps
+        assert start[sync.id] >= finish[dist] - 1e-15
+    for n in sim.graph.nodes:
+        if n.phase == "backward" and n.stream is not Stream.HOST:
+            (launch,) = (
+                ids[d] for d in n.deps if isinstance(ids[d].op, Host) and ids[d].op.op.startswith("dispatch")
+            )
+            sync = next(
+                s
+                for s in syncs
+                if s.rank == n.rank
+                and s.id // sim.graph.metadata["step_stride"] == n.id // sim.graph.metadata["step_stride"]
+            )
+            assert start[launch.id] >= finish[sync.id] - 1e-15
+            assert start[n.id] >= finish[launch.id] - 1e-15
+
+
+def test_small_batches_are_host_bound_and_eager_is_never_faster():
+    for batch in (2048, 16384):
+        eager = simulate(
+            "p4d-24xlarge",
+            "dlrm-dcnv2",
+            batch_size=batch,
+            precision="fp32",
+            plan="table_wise",
+            overrides=["workload.training.runtime=eager", *DOT],
+        )
+        fused = simulate(
+            "p4d-24xlarge", "dlrm-dcnv2", batch_size=batch, precision="fp32", plan="table_wise", overrides=DOT
+        )
+        assert eager.status == fused.status == "ok"
+        assert eager.iteration_time_s > fused.iteration_time_s
+        assert sum(eager.breakdown_s.values()) == pytest.approx(eager.iteration_time_s, rel=1e-9)
+    # At 256 samples per GPU the host is the critical path: the step is at least its dispatch work.
+    small = simulate(
+        "p4d-24xlarge",
+        "dlrm-dcnv2",
+        batch_size=2048,
+        precision="fp32",
+        plan="table_wise",
+        overrides=["workload.training.runtime=eager", *DOT],
+    )
+    assert small.breakdown_s["host"] > 0.9 * small.iteration_time_s
+    c = TORCHREC_V100
+    floor = c.step_fixed_s + c.input_dist_s + c.forward_rest_s + c.backward_rest_s
+    assert small.iteration_time_s > floor
+
+
+def test_eager_analytic_and_des_agree_when_host_bound():
+    system, workload, plan = _setup("eager", 2048, DOT)
+    a = simulate_training(system, workload, plan, SimulationOptions(fidelity="analytic")).result
+    d = simulate_training(system, workload, plan, SimulationOptions(fidelity="des")).result
+    # Host-bound: contention on the links barely matters, so the two engines land close together.
+    assert d.iteration_time_s == pytest.approx(a.iteration_time_s, rel=0.05)
+    assert d.iteration_time_s >= a.iteration_time_s * (1 - 1e-9)
