@@ -9,8 +9,9 @@ a TorchRec DLRM step, and ``measure_eager_costs`` derives it from Kineto traces 
 
 Per rank (the figure is the median over the ranks of the traces):
 
-* ``step_fixed_s``: ``zero_grad`` + ``copy_batch_to_gpu`` (the single-process data loader's
-  ``__next__`` and the host-to-device copies it issues) + ``wait_for_batch``;
+* ``step_fixed_s``: the step outside its forward, sparse_data_dist, backward and optimizer phases:
+  ``zero_grad``, ``copy_batch_to_gpu`` (the single-process data loader's ``__next__`` and the
+  host-to-device copies it issues), ``wait_for_batch`` and the Python between them;
 * ``input_dist_s``: ``sparse_data_dist`` of the next batch without the time it blocks in
   ``SplitsAllToAllAwaitable wait()`` (the host waiting for the splits all-to-all is the sync that
   ``recsim.graph.runtime`` models as a dependency, not as CPU time);
@@ -18,8 +19,9 @@ Per rank (the figure is the median over the ranks of the traces):
   ``forward_rest_s``: the rest of ``## forward ##`` (sparse arch, KJT handling, interaction, loss,
   and the Python between modules), with its ``cudaStreamSynchronize`` waits removed;
 * ``linear_backward_s``: the autograd thread's ``AddmmBackward0 + ReluBackward0 + TBackward0 + 2 x
-  AccumulateGrad`` of a dense layer; ``backward_rest_s``: the rest of the autograd thread's busy time
-  (the main thread only waits in ``backward()`` meanwhile);
+  AccumulateGrad`` of a dense layer; ``backward_rest_s``: the rest of ``## backward ##``, during
+  which the main thread waits in ``backward()`` for the autograd thread (its busy time plus the
+  hand-offs between the threads: the serial host time of the backward);
 * ``optimizer_op_s``: ``## optimizer ##`` divided by the aten update ops it issues (torch.optim
   Adagrad, for-loop implementation: ``add_`` (step), ``item``, ``addcmul_``, ``sqrt``, ``add_``,
   ``addcdiv_`` per parameter tensor, counted through its ``addcdiv_`` calls).
@@ -63,12 +65,12 @@ class EagerCosts:
 #: Measured by ``measure_eager_costs`` on the 8 traces of ``param_dlrm_kineto`` (the tests re-measure
 #: them): medians over the ranks, to the microsecond (0.1 us for the per-op figure).
 TORCHREC_V100: EagerCosts = EagerCosts(
-    step_fixed_s=1.62e-3,
+    step_fixed_s=1.78e-3,
     input_dist_s=1.42e-3,
     linear_forward_s=0.072e-3,
     forward_rest_s=2.88e-3,
     linear_backward_s=0.230e-3,
-    backward_rest_s=2.21e-3,
+    backward_rest_s=2.84e-3,
     optimizer_op_s=0.0148e-3,
 )
 
@@ -95,20 +97,6 @@ def _load(path: Path) -> list[_Event]:
         for e in data["traceEvents"]
         if e.get("ph") == "X" and "ts" in e
     ]
-
-
-def _union_us(events: Iterable[_Event]) -> float:
-    total, cur_start, cur_end = 0.0, None, 0.0
-    for e in sorted(events, key=lambda e: e.ts):
-        if cur_start is None or e.ts > cur_end:
-            if cur_start is not None:
-                total += cur_end - cur_start
-            cur_start, cur_end = e.ts, e.end
-        else:
-            cur_end = max(cur_end, e.end)
-    if cur_start is not None:
-        total += cur_end - cur_start
-    return total
 
 
 def _within(events: Iterable[_Event], outer: _Event) -> list[_Event]:
@@ -142,7 +130,6 @@ def _rank_costs(path: Path) -> dict[str, float]:
         if e.cat == "user_annotation" and e.name == "## SplitsAllToAllAwaitable wait() ##"
     )
     others = [e for e in events if e.tid != main and e.cat in ("cpu_op", "cuda_runtime")]
-    autograd_us = _union_us(others)
     fn = {
         k: sum(e.dur for e in others if e.name == f"autograd::engine::evaluate_function: {k}")
         for k in ("AddmmBackward0", "ReluBackward0", "TBackward0", "torch::autograd::AccumulateGrad")
@@ -155,14 +142,16 @@ def _rank_costs(path: Path) -> dict[str, float]:
     ] / grads
     optimizer = phase("optimizer")
     tensors = sum(1 for e in _within(mine, optimizer) if e.name == "aten::addcdiv_")
+    backward = phase("backward")
+    phases_us = forward.dur + sdd.dur + backward.dur + optimizer.dur
     return {
-        "step_fixed_s": (total_us("zero_grad") + total_us("copy_batch_to_gpu") + total_us("wait_for_batch"))
-        * 1e-6,
+        "step_without_waits_s": (step.dur - syncs - blocked) * 1e-6,
+        "step_fixed_s": (step.dur - phases_us) * 1e-6,
         "input_dist_s": (sdd.dur - blocked) * 1e-6,
         "linear_forward_s": linear_fwd * 1e-6,
         "forward_rest_s": (forward.dur - syncs - layers * linear_fwd) * 1e-6,
         "linear_backward_s": linear_bwd * 1e-6,
-        "backward_rest_s": (autograd_us - layers * linear_bwd) * 1e-6,
+        "backward_rest_s": (backward.dur - layers * linear_bwd) * 1e-6,
         "optimizer_op_s": optimizer.dur / (tensors * OPTIMIZER_OPS_PER_TENSOR["adagrad"]) * 1e-6,
     }
 
@@ -170,4 +159,11 @@ def _rank_costs(path: Path) -> dict[str, float]:
 def measure_eager_costs(paths: Sequence[Path]) -> EagerCosts:
     """``EagerCosts`` from Kineto traces of TorchRec DLRM steps: medians over the traces (ranks)."""
     per_rank = [_rank_costs(p) for p in paths]
-    return EagerCosts(**{k: statistics.median(r[k] for r in per_rank) for k in per_rank[0]})
+    fields = EagerCosts.__dataclass_fields__
+    return EagerCosts(**{k: statistics.median(r[k] for r in per_rank) for k in fields})
+
+
+def host_bound_step_s(paths: Sequence[Path]) -> float:
+    """The traced step without the time ranks block on each other: the median over the ranks of
+    ``ProfilerStep`` minus its forward syncs and its splits wait (the ranks that wait were ahead)."""
+    return statistics.median(_rank_costs(p)["step_without_waits_s"] for p in paths)

@@ -9,7 +9,7 @@ from recsim.cost.model import CostModel
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError
 from recsim.graph.build import build_training_step
-from recsim.graph.eager_calibration import TORCHREC_V100, measure_eager_costs
+from recsim.graph.eager_calibration import TORCHREC_V100, host_bound_step_s, measure_eager_costs
 from recsim.graph.ir import Host, Stream
 from recsim.graph.runtime import RUNTIMES, apply_runtime, runtime
 from recsim.graph.schedule import asap_schedule
@@ -35,6 +35,28 @@ def test_shipped_constants_are_the_trace_measurement():
     measured = measure_eager_costs(sorted(TRACES.glob("*.json.gz")))
     for field, value in TORCHREC_V100.__dict__.items():
         assert value == pytest.approx(getattr(measured, field), rel=0.02, abs=1e-6), field
+
+
+def test_the_traced_model_reproduces_its_host_bound_step():
+    # In-sample check of the pass (the constants come from these traces): the traced TorchRec DLRM
+    # (26 one-hot tables of dim 16, bottom 256-128-16, top 512-512-256-1, Adagrad, 16 samples per
+    # V100) is host-bound, so its step is the dispatch chain plus what little the GPU adds.
+    measured = host_bound_step_s(sorted(TRACES.glob("*.json.gz")))
+    sets = [
+        *(f"workload.tables[{i}].pooling=1" for i in range(26)),
+        "workload.embedding.dim=16",
+        "workload.bottom_mlp=[256,128,16]",
+        "workload.top_mlp=[512,512,256,1]",
+        *DOT,
+        "workload.training.optimizer=adagrad",
+        "workload.training.embedding_optimizer=rowwise_adagrad",
+        "workload.training.runtime=eager",
+    ]
+    result = simulate(
+        "dgx-1-v100", "dlrm-dcnv2", batch_size=128, precision="fp32", plan="table_wise", overrides=sets
+    )
+    assert measured == pytest.approx(12.6e-3, rel=0.02)
+    assert result.iteration_time_s == pytest.approx(measured, rel=0.05)
 
 
 def test_registry_and_unknown_runtime():
