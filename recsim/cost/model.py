@@ -88,6 +88,13 @@ class CostModel:
             for k, v in (table_slices or {}).items()
         }
         self._durations: dict[int, float] = {}
+        # Op object id -> (the op, its duration): the copies of a chained graph share their ops, and
+        # an identity lookup spares hashing every field of a frozen op (the op is kept alive here,
+        # so its id cannot be reused while the entry exists).
+        self._by_op_id: dict[int, tuple[object, float]] = {}
+        # The same for collectives, by the identity of their group and split tuples (which the
+        # copies share although each copy is a new op with its own key); the tuples are kept.
+        self._collectives_by_id: dict[tuple[object, ...], tuple[tuple[object, ...], float]] = {}
         self._collectives: dict[tuple[object, ...], float] = {}
         self._by_op: dict[object, float] = {}
 
@@ -130,11 +137,17 @@ class CostModel:
             return 0.0
         # Identical collectives (same op, group, sizes, dtype) recur on every rank and step:
         # cost them once. The key leaves out ``key`` (the instance name) on purpose.
+        tuples = (op.group, op.send_bytes, op.recv_bytes)
+        fast = (op.op, op.bytes, op.dtype, op.algorithm, *map(id, tuples))
+        hit = self._collectives_by_id.get(fast)
+        if hit is not None and all(a is b for a, b in zip(hit[0], tuples, strict=True)):
+            return hit[1]
         key = (op.op, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm)
         value = self._collectives.get(key)
         if value is None:
             value = collective_time_s(op, self.topology, algorithm=op.algorithm)
             self._collectives[key] = value
+        self._collectives_by_id[fast] = (tuples, value)
         return value
 
     def transfer_s(self, op: Transfer) -> float:
@@ -159,10 +172,19 @@ class CostModel:
         if cached is not None:
             return cached
         op = node.op
+        hit = self._by_op_id.get(id(op))
+        if hit is not None and hit[0] is op:
+            self._durations[node.id] = hit[1]
+            return hit[1]
+        value = self._op_duration(op)
+        self._by_op_id[id(op)] = (op, value)
+        self._durations[node.id] = value
+        return value
+
+    def _op_duration(self, op: object) -> float:
         # The same op recurs on every rank and step (ops are frozen, hashable values): cost it once.
         by_op = self._by_op.get(op) if not isinstance(op, Collective) else None
         if by_op is not None:
-            self._durations[node.id] = by_op
             return by_op
         if isinstance(op, Compute):
             value = self.compute_s(op)
@@ -176,7 +198,6 @@ class CostModel:
             value = self.host_s(op)
         else:  # pragma: no cover - the IR has no other op kinds
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
-        self._durations[node.id] = value
         if not isinstance(op, Collective):
             self._by_op[op] = value
         return value

@@ -12,6 +12,13 @@ current step and each step's first kernels wait for the previous step's updates.
 
 Stream order and collective synchronisation then come from the scheduler. Node ids of step ``s``
 are offset by ``s x (max id + 1)``; names get a ``#s`` suffix; ``metadata["steps"]`` records it.
+
+Chaining runs once per evaluation over graphs of 10^4-10^6 nodes, so the copies are made
+directly: everything that does not depend on the step (deduplicated dependencies, the cross-step
+dependencies of each node) is worked out once per node of the step graph, and nodes and
+collectives are constructed with their fields rather than through ``dataclasses.replace`` (which
+introspects the fields on every call). Ops other than collectives are shared between the copies
+(they are frozen values); a collective's copy shares its group and split tuples.
 """
 
 from __future__ import annotations
@@ -37,25 +44,59 @@ def chain_steps(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
             optimizer[n.rank].append(n.id)
         if isinstance(n.op, Embedding) and n.op.pass_ == "backward":
             emb_update[(n.rank, n.op.table)].append(n.id)
+    # Per node of the step graph, once: its own dependencies (deduplicated, order kept) and the
+    # previous step's nodes it waits for from the second step on (ids of the previous step, as
+    # offsets from its start), or None when it waits for none.
+    own: list[tuple[int, ...]] = []
+    cross: list[list[int] | None] = []
+    for n in graph.nodes:
+        own.append(tuple(dict.fromkeys(n.deps)))
+        extra: list[int] | None = None
+        if n.phase == "forward":
+            if isinstance(n.op, Embedding):
+                extra = [*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]
+            elif not n.deps:
+                extra = [*inputs[n.rank], *optimizer[n.rank]]
+        cross.append(extra)
     nodes: list[Node] = []
+    append = nodes.append
     for s in range(steps):
         offset = s * stride
         prev = (s - 1) * stride
-        for n in graph.nodes:
-            deps = [d + offset for d in n.deps]
-            if s > 0 and n.phase == "forward":
-                if isinstance(n.op, Embedding):
-                    deps += [i + prev for i in inputs[n.rank]]
-                    deps += [i + prev for i in emb_update[(n.rank, n.op.table)]]
-                elif not n.deps:
-                    deps += [i + prev for i in inputs[n.rank]]
-                    deps += [i + prev for i in optimizer[n.rank]]
+        suffix = f"#{s}"
+        keys: dict[str, str] = {}
+        for n, base, extra in zip(graph.nodes, own, cross, strict=True):
+            deps = tuple([d + offset for d in base]) if offset else base
+            if s > 0 and extra is not None:
+                deps = tuple(dict.fromkeys([*deps, *[i + prev for i in extra]]))
             op = n.op
             if isinstance(op, Collective):
-                op = replace(op, key=f"{op.key}#{s}")
-            nodes.append(
-                replace(n, id=n.id + offset, name=f"{n.name}#{s}", deps=tuple(dict.fromkeys(deps)), op=op)
-            )
+                key = keys.get(op.key)
+                if key is None:
+                    key = keys[op.key] = op.key + suffix
+                if type(op) is Collective:
+                    op = Collective(
+                        op.op, key, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm
+                    )
+                else:  # a subclass may carry more fields
+                    op = replace(op, key=key)
+            if type(n) is Node:
+                append(
+                    Node(
+                        n.id + offset,
+                        n.rank,
+                        n.name + suffix,
+                        n.stream,
+                        op,
+                        deps,
+                        n.lane,
+                        n.duration_s,
+                        n.start_s,
+                        n.phase,
+                    )
+                )
+            else:  # a subclass may carry more fields
+                append(replace(n, id=n.id + offset, name=n.name + suffix, deps=deps, op=op))
     metadata = dict(graph.metadata)
     metadata["steps"] = steps
     metadata["step_stride"] = stride

@@ -165,12 +165,23 @@ MESH_SEARCH_MAX = 8  # ring search over an NVLink mesh is exhaustive: (n-1)! ord
 
 
 class _TopologyFacts:
-    """Per-topology caches: routes and NIC bandwidths are asked for over and over."""
+    """Per-topology caches: routes, NIC bandwidths and group layouts are asked for over and over.
+
+    Everything here is a pure function of the (immutable once built) topology graph. A sweep costs
+    the same few collective groups on every evaluation and every rank, so a ``GroupLayout`` is kept
+    per group (with its cached bandwidth figures). Inside a node, every node of a system is built
+    from the same node spec, so routes between local accelerators are found once, on node 0, and
+    stand for every node (``local_route_bandwidth``); 16 nodes then cost 8 routes, not 128.
+    """
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.routes: dict[tuple[str, str], Route] = {}
         self.rings: dict[tuple[str, ...], list[tuple[tuple[int, ...], float]]] = {}
+        self.layouts: dict[tuple[int, ...], GroupLayout] = {}
+        # (local i, local j) -> route bandwidth on node 0, or None when node 0's route leaves the
+        # node (then it may differ between nodes and each node's own route is taken).
+        self.local_routes: dict[tuple[int, int], float | None] = {}
 
     def route(self, src: str, dst: str) -> Route:
         key = (src, dst)
@@ -179,6 +190,24 @@ class _TopologyFacts:
             found = self.topology.route(src, dst)
             self.routes[key] = found
         return found
+
+    def local_route_bandwidth(self, node: int, i: int, j: int) -> float:
+        """Route bandwidth from local accelerator ``i`` to ``j`` of ``node``.
+
+        Node 0's route stands for every node when all its paths stay inside node 0 (the nodes are
+        identical copies, so the same paths exist inside each); a route that leaves its node (none
+        does on the shipped systems) is taken node by node.
+        """
+        key = (i, j)
+        if key not in self.local_routes:
+            found = self.route(gpu_id(0, i), gpu_id(0, j))
+            g = self.topology.graph
+            inside = all(g.nodes[v]["node"] == 0 for path in found.paths for v in path)
+            self.local_routes[key] = found.bandwidth_bytes_per_s if inside else None
+        bw = self.local_routes[key]
+        if bw is None:
+            return self.route(gpu_id(node, i), gpu_id(node, j)).bandwidth_bytes_per_s
+        return bw
 
     @cached_property
     def nic_bandwidth(self) -> dict[str, float]:
@@ -262,6 +291,20 @@ def route(topology: Topology, src: str, dst: str) -> Route:
     return facts(topology).route(src, dst)
 
 
+def group_layout(group: Sequence[int], topology: Topology) -> GroupLayout:
+    """``GroupLayout(group, topology)``, one per group and topology (its figures are computed once).
+
+    The layout is shared: treat it and its arrays as read-only.
+    """
+    key = tuple(group)
+    cache = facts(topology).layouts
+    found = cache.get(key)
+    if found is None:
+        found = GroupLayout(key, topology)
+        cache[key] = found
+    return found
+
+
 # ------------------------------------------------------------------------------------------ layout
 
 
@@ -324,14 +367,17 @@ class GroupLayout:
         is its weakest route (through NVSwitch: the GPU's whole NVLink).
         """
         ps = self.by_node[node]
+        known = facts(self.topology)
         up = self.topology.system.node.scale_up
         if up is not None and up.fabric == "nvlink_mesh" and len(ps) > 2:
-            found = facts(self.topology).mesh_rings(tuple(self.vertices[p] for p in ps))
+            # The mesh is wired the same in every node: search it once, on node 0's accelerators.
+            found = known.mesh_rings(tuple(gpu_id(0, self.locals[p]) for p in ps))
             if found:
                 return [([ps[i] for i in order], bw) for order, bw in found]
+        loc = self.locals
         bw = min(
             (
-                route(self.topology, self.vertices[a], self.vertices[b]).bandwidth_bytes_per_s
+                known.local_route_bandwidth(node, loc[a], loc[b])
                 for a, b in zip(ps, ps[1:] + ps[:1], strict=True)
             ),
             default=math.inf,
@@ -385,6 +431,7 @@ class GroupLayout:
                 f"{self.topology.system.name}: an accelerator of the group has no scale-out NIC"
             )
         result: NDArray[np.float64] = np.minimum(out, facts(self.topology).bisection_per_node / self.local)
+        result.setflags(write=False)  # shared by every user of this (memoised) layout
         return result
 
     # -- in-switch reduction -------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from recsim.cost.collectives.base import (
     GroupLayout,
     Level,
     Stage,
+    group_layout,
     level_calibration,
     traffic_matrix,
 )
@@ -283,7 +284,7 @@ def collective_cost(
     """
     op = _normalise(op, rank)
     head = _head(op)
-    layout = GroupLayout(head.group, topology)
+    layout = group_layout(head.group, topology)
     wire, ratio = _scaled(op, wire_dtype)
     best: CollectiveCost | None = None
     name = algorithm
@@ -344,7 +345,7 @@ def collective_flows(
     cost = collective_cost(op, topology, algorithm, wire_dtype=wire_dtype, rank=rank)
     op = _normalise(op, rank)
     head = _head(op)
-    layout = GroupLayout(head.group, topology)
+    layout = group_layout(head.group, topology)
     wire, _ = _scaled(op, wire_dtype)
     if not cost.stages:
         return []
