@@ -14,8 +14,7 @@ points):
 
   1. the loop's fixed CPU work (zero_grad, the data loader's ``__next__``, the H2D copies);
   2. one dispatch node in front of every forward node (a dense layer: ``linear_forward_s``; a DCNv2
-     cross layer: two of them; any other forward node: a quarter of ``forward_rest_s``, whose four
-     pieces are the embedding lookup, the pooled-embedding all-to-all, the interaction and the loss);
+     cross layer: two of them; the other nodes share ``forward_rest_s`` by ``FORWARD_PIECES``);
   3. with a ``dot`` interaction, a **sync** before the interaction: TorchRec's ``InteractionArch``
      indexes the pairwise products with an index tensor that ``aten::index`` copies to the GPU from
      pageable memory, so the host waits in ``cudaStreamSynchronize`` until the GPU has finished
@@ -24,7 +23,7 @@ points):
      all-to-all, which NCCL runs after this step's forward all-to-all on the same communicator (the
      input-dist collective is moved after the forward nodes in its queue accordingly);
   5. one dispatch node in front of every backward node (``linear_backward_s`` per dense layer, two
-     per cross layer, a quarter of ``backward_rest_s`` otherwise);
+     per cross layer; the other nodes share ``backward_rest_s`` by ``BACKWARD_PIECES``);
   6. the dense optimizer: ``optimizer_op_s`` per aten op, ``OPTIMIZER_OPS_PER_TENSOR`` ops per
      parameter tensor (a weight and a bias per dense layer, three tensors per cross layer).
 
@@ -45,13 +44,28 @@ from typing import ClassVar
 
 from recsim.errors import ConfigError
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
-from recsim.graph.ir import Collective, Compute, ExecutionGraph, Host, Node, Stream
+from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.workload.spec import Workload
 
-#: Pieces of the forward (and backward) CPU time that are not dense layers in the calibration
-#: trace: embedding lookup, pooled-embedding all-to-all, interaction, loss (backward: interaction,
-#: all-to-all, embedding backward, gradient all-reduce).
-REST_PIECES = 4
+#: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
+#: trace, each a quarter of ``forward_rest_s`` (``backward_rest_s``): the embedding lookups, the
+#: pooled-embedding exchange, the interaction, and the loss (backward: the gradient all-reduce). A
+#: piece's share is split over its nodes on the rank, so the host cost of a step follows the model,
+#: not how many groups a plan cuts the tables into; a piece the step does not have (no exchange on
+#: one GPU) costs nothing.
+FORWARD_PIECES = ("embedding", "exchange", "interaction", "other")
+BACKWARD_PIECES = ("embedding", "exchange", "interaction", "gradients")
+
+
+def _piece(node: Node) -> str:
+    op = node.op
+    if isinstance(op, Embedding):
+        return "embedding"
+    if isinstance(op, Collective):
+        return "gradients" if op.op is CollectiveOp.ALL_REDUCE and node.phase == "backward" else "exchange"
+    if isinstance(op, Compute) and (op.category in ("interaction", "sequence") or node.phase == "backward"):
+        return "interaction"
+    return "other"
 
 
 class Runtime(ABC):
@@ -172,21 +186,38 @@ class Eager(Runtime):
                     program.append(launch)
                     program.append(replace(n, id=new_id(n.id), deps=(*map(new_id, n.deps), launch.id)))
 
-                def rest_or_linear(n: Node, linear_s: float, rest_s: float) -> float:
-                    units = linear_units.get(_base_name(n))
-                    return units * linear_s if units else rest_s / REST_PIECES
+                def shares(
+                    nodes: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float
+                ) -> dict[int, float]:
+                    """CPU seconds to dispatch each of ``nodes`` (one pass of one rank and step)."""
+                    count: dict[str, int] = defaultdict(int)
+                    for n in nodes:
+                        if _base_name(n) not in linear_units:
+                            count[_piece(n)] += 1
+                    out: dict[int, float] = {}
+                    for n in nodes:
+                        units = linear_units.get(_base_name(n))
+                        if units:
+                            out[n.id] = units * linear_s
+                        else:
+                            piece = _piece(n)
+                            out[n.id] = rest_s / len(pieces) / count[piece] if piece in pieces else 0.0
+                    return out
 
                 program.append(host("loop", c.step_fixed_s))
                 program.extend(replace(n, id=new_id(n.id), deps=tuple(map(new_id, n.deps))) for n in loads)
+                cost = shares(forward, FORWARD_PIECES, c.linear_forward_s, c.forward_rest_s)
                 for n in forward:
                     if dot and isinstance(n.op, Compute) and n.op.category == "interaction" and n.deps:
                         program.append(host("sync:interaction_index", 0.0, tuple(map(new_id, n.deps))))
-                    dispatched(n, rest_or_linear(n, c.linear_forward_s, c.forward_rest_s))
+                    dispatched(n, cost[n.id])
                 for n in dists:
-                    dispatched(n, c.input_dist_s)
-                    program.append(host("sync:input_dist_splits", 0.0, (new_id(n.id),)))
+                    dispatched(n, c.input_dist_s / len(dists))
+                if dists:
+                    program.append(host("sync:input_dist_splits", 0.0, tuple(new_id(n.id) for n in dists)))
+                cost = shares(backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s)
                 for n in backward:
-                    dispatched(n, rest_or_linear(n, c.linear_backward_s, c.backward_rest_s))
+                    dispatched(n, cost[n.id])
                 for n in optimizer:
                     is_dense = isinstance(n.op, Compute) and n.op.category == "optimizer"
                     dispatched(n, optimizer_s if is_dense else 0.0)

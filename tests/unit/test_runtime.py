@@ -162,3 +162,24 @@ def test_eager_analytic_and_des_agree_when_host_bound():
     # Host-bound: contention on the links barely matters, so the two engines land close together.
     assert d.iteration_time_s == pytest.approx(a.iteration_time_s, rel=0.05)
     assert d.iteration_time_s >= a.iteration_time_s * (1 - 1e-9)
+
+
+def test_host_cost_follows_the_model_not_the_plan_grouping():
+    # Row-wise shards exchange through reduce-scatters and all-gathers, table-wise ones through an
+    # all-to-all, and the ranks hold different numbers of lookup groups: the host pays per piece of
+    # the model, so every rank's dispatch work per step is the same under both plans.
+    from collections import defaultdict
+
+    totals = []
+    for strategy in ("table_wise", "row_wise"):
+        system, workload, _ = _setup("eager", 2048, DOT)
+        plan = make_plan(strategy, workload, system)
+        graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
+        per_rank: dict[int, float] = defaultdict(float)
+        for n in graph.nodes:
+            if isinstance(n.op, Host):
+                per_rank[n.rank] += n.op.cpu_s
+        totals.append(per_rank)
+    for per_rank in totals:
+        assert max(per_rank.values()) == pytest.approx(min(per_rank.values()), rel=1e-12)
+    assert totals[0][0] == pytest.approx(totals[1][0], rel=1e-12)
