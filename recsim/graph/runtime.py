@@ -15,10 +15,12 @@ points):
   1. the loop's fixed CPU work (zero_grad, the data loader's ``__next__``, the H2D copies);
   2. one dispatch node in front of every forward node (a dense layer: ``linear_forward_s``; a DCNv2
      cross layer: two of them; the other nodes share ``forward_rest_s`` by ``FORWARD_PIECES``);
-  3. with a ``dot`` interaction, a **sync** before the interaction: TorchRec's ``InteractionArch``
-     indexes the pairwise products with an index tensor that ``aten::index`` copies to the GPU from
-     pageable memory, so the host waits in ``cudaStreamSynchronize`` until the GPU has finished
-     everything the interaction reads (the trace shows 1-6.6 ms of it inside ``## forward ##``);
+  3. with a ``dot`` interaction, a **sync** before the interaction forward and another before its
+     backward: TorchRec's ``InteractionArch`` keeps its ``triu_indices`` on the CPU (a plain
+     attribute, not a buffer), so ``aten::index`` (forward) and ``index_put_`` (backward, on the
+     autograd thread) copy it to the GPU and wait in ``cudaStreamSynchronize`` until the GPU has
+     finished everything the interaction reads (the trace shows 1-6.6 ms of it inside
+     ``## forward ##``);
   4. the next batch's ``sparse_data_dist`` (``input_dist_s``) and a **sync** on its splits
      all-to-all, which NCCL runs after this step's forward all-to-all on the same communicator (the
      input-dist collective is moved after the forward nodes in its queue accordingly);
@@ -217,6 +219,9 @@ class Eager(Runtime):
                     program.append(host("sync:input_dist_splits", 0.0, tuple(new_id(n.id) for n in dists)))
                 cost = shares(backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s)
                 for n in backward:
+                    if dot and isinstance(n.op, Compute) and n.op.category == "interaction" and n.deps:
+                        # IndexBackward0 -> index_put_ copies the same CPU index tensor: a second sync.
+                        program.append(host("sync:interaction_index", 0.0, tuple(map(new_id, n.deps))))
                     dispatched(n, cost[n.id])
                 for n in optimizer:
                     is_dense = isinstance(n.op, Compute) and n.op.category == "optimizer"

@@ -90,9 +90,9 @@ def test_eager_dispatches_every_gpu_node_and_keeps_steps_contiguous():
             assert launches[0].id // stride == n.id // stride
         for d in n.deps:
             assert d // stride <= n.id // stride  # nothing depends on a later step
-    # Each rank and step has one loop node, one interaction sync (dot) and one input-dist sync.
+    # Each rank and step has two interaction syncs (dot: forward and backward) and an input-dist one.
     syncs = [n for n in graph.nodes if isinstance(n.op, Host) and n.op.op.startswith("sync:")]
-    assert len(syncs) == 2 * 3 * graph.ranks
+    assert len(syncs) == 3 * 3 * graph.ranks
     system = prepare("p4d-24xlarge", "dlrm-dcnv2")[0]
     schedule = asap_schedule(graph, CostModel(system, workload).duration_s)  # schedulable: no cycle
     assert schedule.makespan_s > 0
