@@ -30,11 +30,13 @@ simulated transfer time, so with no contention it equals ``collective_time_s``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,16 +76,61 @@ class _EdgeIndex:
         self.edges: list[Edge] = list(topology.graph.edges)
         self.ids = {e: k for k, e in enumerate(self.edges)}
         self.pairs: dict[tuple[str, str], tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+        self.segments: dict[int, tuple[tuple[tuple[str, ...], ...], NDArray[np.int64] | None]] = {}
 
     def pair(self, src: str, dst: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(link ids of every path, one after the other; number of links of each path)."""
         cached = self.pairs.get((src, dst))
         if cached is None:
-            paths = self.topology.edge_paths(src, dst)
-            cols = np.array([self.ids[e] for path in paths for e in path], dtype=np.int64)
-            cached = (cols, np.array([len(path) for path in paths], dtype=np.int64))
+            cached = self._composed(src, dst) or self._listed(self.topology.edge_paths(src, dst))
             self.pairs[(src, dst)] = cached
         return cached
+
+    def _listed(self, paths: Sequence[Sequence[Edge]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        cols = np.array([self.ids[e] for path in paths for e in path], dtype=np.int64)
+        return cols, np.array([len(path) for path in paths], dtype=np.int64)
+
+    def _segment_ids(self, paths: tuple[tuple[str, ...], ...]) -> NDArray[np.int64] | None:
+        """A route segment's paths as a (paths x links) matrix of link ids (None if their lengths
+        differ), memoised by the segment (``Topology`` keeps each segment's tuple)."""
+        key = id(paths)
+        found = self.segments.get(key)
+        if found is None:
+            lengths = {len(p) for p in paths}
+            ids = None
+            if len(lengths) == 1 and lengths != {1}:
+                ids = np.array([[self.ids[e] for e in itertools.pairwise(p)] for p in paths], dtype=np.int64)
+            found = self.segments[key] = (paths, ids)  # the tuple kept alive: its id stays its own
+        return found[1]
+
+    def _composed(self, src: str, dst: str) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+        """The paths between accelerators of two nodes from their three segments' link ids, in the
+        order ``Topology`` composes the paths themselves (``_find_paths``: the source segment's
+        choices vary fastest, then the fabric's, then the destination's): at 1024 GPUs the pairs
+        of an all-to-all are 10^5 and listing each path's edges in Python dominated. None where
+        the topology does not compose (it then searches, and so do we)."""
+        t = self.topology
+        split = t._split(src, dst)
+        if split is None:
+            return None
+        nic_a, nic_b = split
+        first, fabric, last = (
+            t._segment(src, nic_a, "src"),
+            t._fabric_segment(nic_a, nic_b),
+            t._segment(nic_b, dst, "dst"),
+        )
+        if not (first and fabric and last):
+            return None
+        s, f, d = self._segment_ids(first), self._segment_ids(fabric), self._segment_ids(last)
+        if s is None or f is None or d is None:
+            return None
+        ls, lf = s.shape[1], f.shape[1]
+        cols = np.empty((len(d), len(f), len(s), ls + lf + d.shape[1]), dtype=np.int64)
+        cols[..., :ls] = s[None, None, :, :]
+        cols[..., ls : ls + lf] = f[None, :, None, :]
+        cols[..., ls + lf :] = d[:, None, None, :]
+        n = cols.shape[0] * cols.shape[1] * cols.shape[2]
+        return cols.reshape(-1), np.full(n, cols.shape[3], dtype=np.int64)
 
     def capacity(self) -> NDArray[np.float64]:
         data = self.topology.graph.edges(data="bandwidth_bytes_per_s")
@@ -102,7 +149,12 @@ def _edge_index(topology: Topology) -> _EdgeIndex:
 
 @dataclass(frozen=True)
 class _FlowSet:
-    """Flows as arrays: the link ids of all their subflows' paths, in flow then path order."""
+    """Flows as arrays: the link ids of all their subflows' paths, in flow then path order.
+
+    The arrays derived from them (subflow weights, entry offsets) are computed once per set and
+    kept: the DES fills the same set (one collective's flows, or a few collectives' together) over
+    and over as its flows finish.
+    """
 
     cols: NDArray[np.int64]  # link id of each (subflow, link) entry
     sub_len: NDArray[np.int64]  # links per subflow
@@ -110,15 +162,21 @@ class _FlowSet:
 
     @staticmethod
     def of(flows: Sequence[Flow], topology: Topology) -> _FlowSet:
+        return _FlowSet.of_pairs([f.src for f in flows], [f.dst for f in flows], topology)
+
+    @staticmethod
+    def of_pairs(srcs: Sequence[str], dsts: Sequence[str], topology: Topology) -> _FlowSet:
+        """The flows from ``srcs[i]`` to ``dsts[i]``."""
         index = _edge_index(topology)
-        parts = [index.pair(f.src, f.dst) for f in flows]
+        pair = index.pair
+        parts = [pair(s, d) for s, d in zip(srcs, dsts, strict=True)]
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return _FlowSet(empty, empty, empty)
         return _FlowSet(
             np.concatenate([c for c, _ in parts]),
             np.concatenate([n for _, n in parts]),
-            np.array([len(n) for _, n in parts], dtype=np.int64),
+            np.fromiter((len(n) for _, n in parts), dtype=np.int64, count=len(parts)),
         )
 
     @staticmethod
@@ -138,6 +196,65 @@ class _FlowSet:
             self.cols[np.repeat(sub_keep, self.sub_len)], self.sub_len[sub_keep], self.n_paths[keep]
         )
 
+    @property
+    def n_flows(self) -> int:
+        return len(self.n_paths)
+
+    @cached_property
+    def sub_weight(self) -> NDArray[np.float64]:
+        """Weight of each subflow: ``1 / paths`` of its flow, so that a flow is the unit of fairness."""
+        weight: NDArray[np.float64] = 1.0 / np.repeat(self.n_paths, self.n_paths).astype(float)
+        return weight
+
+    @cached_property
+    def entry_weight(self) -> NDArray[np.float64]:
+        """``sub_weight`` of the subflow of each (subflow, link) entry."""
+        weight: NDArray[np.float64] = np.repeat(self.sub_weight, self.sub_len)
+        return weight
+
+    @cached_property
+    def sub_start(self) -> NDArray[np.int64]:
+        """Offset of each subflow's first entry."""
+        start: NDArray[np.int64] = np.cumsum(self.sub_len) - self.sub_len
+        return start
+
+    @cached_property
+    def flow_sub_start(self) -> NDArray[np.int64]:
+        """Offset of each flow's first subflow."""
+        start: NDArray[np.int64] = np.cumsum(self.n_paths) - self.n_paths
+        return start
+
+    @cached_property
+    def _scratch(self) -> NDArray[np.float64]:
+        return np.empty_like(self.entry_weight)
+
+    def scratch_weight(self) -> NDArray[np.float64]:
+        """A writable copy of ``entry_weight``: a buffer kept with the set, since allocating (and
+        first touching) tens of MiB afresh at every filling costs more than the filling's passes."""
+        np.copyto(self._scratch, self.entry_weight)
+        return self._scratch
+
+    @cached_property
+    def flow_entries(self) -> NDArray[np.int64]:
+        """Entries (links over all paths) per flow."""
+        entries: NDArray[np.int64] = np.bincount(
+            self.flow_of_sub, weights=self.sub_len, minlength=self.n_flows
+        ).astype(np.int64)
+        return entries
+
+    @cached_property
+    def flow_of_sub(self) -> NDArray[np.int64]:
+        flow: NDArray[np.int64] = np.repeat(np.arange(self.n_flows), self.n_paths)
+        return flow
+
+
+def _ranges(starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``[starts[0], starts[0] + lengths[0]) + [starts[1], ...) + ...`` as one index array."""
+    total = int(lengths.sum())
+    offsets = np.cumsum(lengths) - lengths
+    out: NDArray[np.int64] = np.repeat(starts - offsets, lengths) + np.arange(total)
+    return out
+
 
 @dataclass(frozen=True)
 class _Filling:
@@ -147,34 +264,81 @@ class _Filling:
     residual: NDArray[np.float64]  # per link id
 
 
-def _fill(fs: _FlowSet, topology: Topology, capacity: NDArray[np.float64] | None = None) -> _Filling:
+def _fill(
+    fs: _FlowSet,
+    topology: Topology,
+    capacity: NDArray[np.float64] | None = None,
+    live: NDArray[np.int64] | None = None,
+) -> _Filling:
     """Weighted progressive filling over link ids (the arithmetic of the sparse formulation, entry
-    for entry: each link's demand sums its subflows' weights in subflow order; frozen subflows,
-    which only ever added zeros, are dropped from the entry arrays as they freeze)."""
+    for entry: each link's demand sums its growing subflows' weights in subflow order).
+
+    ``live``: the flows (sorted indices) taking part, the others get rate 0; the same arithmetic as
+    filling ``fs.subset(live)``, without building the subset. A frozen subflow's entries first
+    stay in place with weight 0 (adding 0.0 leaves every sum as it was), and are dropped once most
+    entries are frozen: each round then costs a few passes over the entries still in play, and
+    big arrays are not allocated afresh (first-touching tens of MiB costs more than a pass).
+    """
     if capacity is None:
         capacity = _edge_index(topology).capacity()
     n_edges = len(capacity)
     n_sub = len(fs.sub_len)
-    weight = 1.0 / np.repeat(fs.n_paths, fs.n_paths).astype(float)
-    rows = np.repeat(np.arange(n_sub), fs.sub_len)
-    cols = fs.cols
+    sub_weight = fs.sub_weight
     rate = np.zeros(n_sub)
     residual = capacity.copy()
-    active = np.ones(n_sub, dtype=bool)
-    while active.any():
-        demand = np.bincount(cols, weights=weight[rows], minlength=n_edges)
+    # The entries in play: those of subflows ``sub`` (None: every subflow, in order).
+    sub: NDArray[np.int64] | None = None
+    cols, weight, starts, lens = fs.cols, fs.entry_weight, fs.sub_start, fs.sub_len
+    if live is None:
+        active = np.ones(n_sub, dtype=bool)
+        n_active = n_sub
+        e_active = len(cols)
+    else:
+        taking_part = np.zeros(fs.n_flows, dtype=bool)
+        taking_part[live] = True
+        active = np.repeat(taking_part, fs.n_paths)
+        n_active = int(fs.n_paths[live].sum())
+        e_active = int(fs.flow_entries[live].sum())
+        if 2 * e_active < len(cols):  # a few flows: gather their entries
+            sub = np.flatnonzero(active)
+            lens = fs.sub_len[sub]
+            entries = _ranges(fs.sub_start[sub], lens)
+            cols, weight = cols[entries], weight[entries]
+            starts = np.cumsum(lens) - lens
+        elif n_active < n_sub:  # most flows: zero the others' entries
+            dead = np.flatnonzero(~taking_part)
+            dead_subs = _ranges(fs.flow_sub_start[dead], fs.n_paths[dead])
+            weight = fs.scratch_weight()
+            weight[_ranges(fs.sub_start[dead_subs], fs.sub_len[dead_subs])] = 0.0
+    while n_active:
+        demand = np.bincount(cols, weights=weight, minlength=n_edges)
         used = demand > 0
         step = float(np.min(residual[used] / demand[used]))
-        rate[active] += weight[active] * step
+        np.add(rate, sub_weight * step, out=rate, where=active)
         residual -= demand * step
         full = used & (residual <= _SATURATED * capacity)
         residual[full] = 0.0
-        hit = full[cols]
-        active[rows[hit]] = False
-        keep = active[rows]
-        rows, cols = rows[keep], cols[keep]
-    flow_of = np.repeat(np.arange(len(fs.n_paths)), fs.n_paths)
-    wire = np.bincount(flow_of, weights=rate, minlength=len(fs.n_paths))
+        # A subflow freezes when any of its links is full.
+        in_play = active if sub is None else active[sub]
+        hit = np.logical_or.reduceat(full[cols], starts)
+        newly = np.flatnonzero(hit & in_play)
+        active[newly if sub is None else sub[newly]] = False
+        n_active -= len(newly)
+        if not n_active:
+            break
+        e_active -= int(lens[newly].sum())
+        if 2 * e_active < len(cols):  # mostly frozen entries: keep only the growing subflows'
+            keep = np.flatnonzero(in_play & ~hit)
+            entries = _ranges(starts[keep], lens[keep])
+            cols, weight = cols[entries], weight[entries]
+            sub = keep if sub is None else sub[keep]
+            lens = lens[keep]
+            starts = np.cumsum(lens) - lens
+        else:
+            if weight is fs.entry_weight:
+                weight = fs.scratch_weight()
+            weight[_ranges(starts[newly], lens[newly])] = 0.0
+    wire = np.bincount(fs.flow_of_sub, weights=rate, minlength=fs.n_flows)
     return _Filling(wire, rate, capacity, residual)
 
 

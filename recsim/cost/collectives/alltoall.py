@@ -28,11 +28,11 @@ from numpy.typing import NDArray
 from recsim.cost.collectives.base import (
     Algorithm,
     Flow,
-    FlowList,
     GroupLayout,
     LevelCost,
     Stage,
     levels,
+    matrix_flows,
     register,
     traffic_matrix,
 )
@@ -97,12 +97,7 @@ class DirectAllToAll(Algorithm):
         return [Stage("direct", levels(intra, inter), 1)]
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
-        m = traffic_matrix(op)
-        out = FlowList()
-        for i, src in enumerate(layout.vertices):
-            for j, dst in enumerate(layout.vertices):
-                out.add(src, dst, float(m[i, j]), 0)
-        return out.flows()
+        return matrix_flows(layout.vertices, traffic_matrix(op), 0)
 
 
 def _hierarchical_matrices(
@@ -150,13 +145,11 @@ class HierarchicalAllToAll(Algorithm):
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
         stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))
-        out = FlowList()
+        out: list[Flow] = []
         phase = 0
         for m in (stage1, stage2):
             if not m.any():
                 continue
-            for i, src in enumerate(layout.vertices):
-                for j, dst in enumerate(layout.vertices):
-                    out.add(src, dst, float(m[i, j]), phase)
+            out += matrix_flows(layout.vertices, m, phase)
             phase += 1
-        return out.flows()
+        return out

@@ -582,3 +582,18 @@ class FlowList:
 
     def flows(self) -> list[Flow]:
         return [Flow(s, d, b, p) for (s, d, p), b in self.items.items()]
+
+
+def matrix_flows(vertices: Sequence[str], matrix: NDArray[np.float64], phase: int) -> list[Flow]:
+    """One flow per entry of ``matrix`` (bytes position ``i`` sends to position ``j``, at
+    ``vertices[i]`` and ``vertices[j]``), row by row: what ``FlowList.add`` over every entry gives
+    (no self-copies, no empty entries; distinct positions are distinct vertices), found with numpy
+    rather than one Python call per entry: an all-to-all of ``n`` ranks has ``n^2`` entries."""
+    m = np.asarray(matrix, dtype=float)
+    send = ~(m <= 0)  # as FlowList.add: only bytes <= 0 are dropped
+    np.fill_diagonal(send, False)
+    rows, cols = np.nonzero(send)
+    return [
+        Flow(vertices[i], vertices[j], b, phase)
+        for i, j, b in zip(rows.tolist(), cols.tolist(), m[rows, cols].tolist(), strict=True)
+    ]
