@@ -162,8 +162,9 @@ def convert_trace(
 
 
 def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-    """``--set`` texts for the system; for the workload (``workload.`` prefix removed); and for the
-    planner (``planner.`` kept: ``PlannerConfig`` errors name it)."""
+    """``--set`` texts for the system (an optional ``system.`` prefix removed); for the workload
+    (``workload.`` prefix removed); and for the planner (``planner.`` kept: ``PlannerConfig`` errors
+    name it)."""
     system_sets, workload_sets, planner_sets = [], [], []
     for text in overrides:
         key = text.strip()
@@ -171,6 +172,8 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], li
             workload_sets.append(key[len("workload.") :])
         elif key.startswith("planner."):
             planner_sets.append(key)
+        elif key.startswith("system."):
+            system_sets.append(key[len("system.") :])
         else:
             system_sets.append(text)
     return system_sets, workload_sets, planner_sets
