@@ -301,10 +301,18 @@ class _Builder:
         return out
 
     def dense_forward(
-        self, rank: int, batch: int, layers: Sequence[Layer], deps: list[int], precision: str
+        self,
+        rank: int,
+        batch: int,
+        layers: Sequence[Layer],
+        deps: list[int],
+        precision: str,
+        *,
+        whole_batch: bool = False,
     ) -> dict[str, int]:
-        """Forward nodes of ``layers`` for ``rank``; returns layer name -> node id."""
-        b = self.local_batch(batch)
+        """Forward nodes of ``layers`` for ``rank`` (its local batch, or the global one for a
+        model-parallel layer); returns layer name -> node id."""
+        b = batch if whole_batch else self.local_batch(batch)
         s = self.dense_bytes(precision)
         ids: dict[str, int] = {}
         prev = deps
@@ -365,16 +373,23 @@ def build_training_step(
     if opt.include_input_pipeline:
         bld.input_pipeline(batch)
     emb_fwd = bld.embedding_pass(batch, "forward", {})
-    a2a_fwd = bld.pooled_exchange(batch, True, emb_fwd)
-
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
+    # Model-parallel bottom MLP (Plan.bottom_rank): one rank runs it for the global batch and its
+    # output joins the pooled all-to-all; the other ranks start from the exchanged vectors.
+    mp_rank = plan.bottom_rank if bottom else None
+    if mp_rank is not None:
+        mp_ids = bld.dense_forward(mp_rank, batch, bottom, [], precision, whole_batch=True)
+        emb_fwd.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
+    a2a_fwd = bld.pooled_exchange(batch, True, emb_fwd)
+
     grads: list[tuple[str, float, int, int]] = []  # (layer, bytes, rank, node) in backward order
     last_bwd: dict[int, list[int]] = {}
     emb_grad_ready: dict[int, list[int]] = {}
+    data_parallel = bottom if mp_rank is None else []
     for r in range(bld.world):
-        bottom_ids = bld.dense_forward(r, batch, bottom, [], precision)
+        bottom_ids = bld.dense_forward(r, batch, data_parallel, [], precision)
         joined = [*a2a_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
         rest_ids = bld.dense_forward(r, batch, after, joined, precision)
         last = list(rest_ids.values())[-1]
@@ -395,7 +410,7 @@ def build_training_step(
         )
         prev = [loss]
         emb_grad_ready[r] = []
-        for layer in reversed(bottom + after):
+        for layer in reversed(data_parallel + after):
             if layer.part == "bottom" and not emb_grad_ready[r]:
                 emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
             op = _layer_op(layer, b, s, precision, backward=True)
@@ -423,6 +438,14 @@ def build_training_step(
             )
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
+    if mp_rank is not None:
+        # The bottom MLP's output gradients come back in the backward all-to-all; its weights live
+        # on one rank only, so they are not all-reduced.
+        prev = a2a_bwd.get(mp_rank, []) or emb_grad_ready[mp_rank]
+        for layer in reversed(bottom):
+            op = _layer_op(layer, batch, s, precision, backward=True)
+            prev = [bld.add(mp_rank, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")]
+        last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
     bld.embedding_pass(batch, "backward", emb_deps)
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
@@ -443,8 +466,10 @@ def build_training_step(
                 )
 
     optimizer = workload.training.optimizer
-    dense_params = workload.dense_parameters
+    bottom_params = sum(layer.params for layer in bottom)
     for r in range(bld.world):
+        # A model-parallel bottom MLP's weights are updated on its rank only.
+        dense_params = workload.dense_parameters - (bottom_params if mp_rank not in (None, r) else 0)
         state = OPTIMIZER_STATE[optimizer]
         bld.add(
             r,

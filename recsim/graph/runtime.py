@@ -3,10 +3,14 @@
 ``training.runtime`` of a workload names one (a registry keyed by name, like the other extension
 points):
 
-* ``fused`` (the default): kernels are issued ahead of the GPU at no modelled CPU cost, as with CUDA
-  graphs or a fused C++ training loop (HugeCTR, NVIDIA's MLPerf DLRM submissions); each kernel still
-  pays ``accelerator.kernel_launch`` on the GPU side (``recsim.cost.compute``). The graph is left as
-  it is.
+* ``fused`` (the default): a fused training loop (HugeCTR, NVIDIA's MLPerf DLRM submissions):
+  kernels are issued ahead of the GPU at no modelled CPU cost, bias and activation run inside the
+  GEMMs (cuBLASLt epilogues, forward and backward); each kernel still pays
+  ``accelerator.kernel_launch`` on the GPU side (``recsim.cost.compute``). The graph is left as it is.
+* ``cuda_graphs``: PyTorch kernels captured in a CUDA graph and replayed every step, as NVIDIA
+  DeepLearningExamples' DLRM does: no per-op host cost, but PyTorch's unfused kernels (below) and a
+  ``torch.cuda.synchronize()`` before each step (a ``sync:step`` host node after every device node of
+  the rank's previous step, which the step's first nodes wait for), so steps do not overlap.
 * ``eager``: eager PyTorch with TorchRec's ``TrainPipelineSparseDist``. One host thread per rank
   dispatches every operator in program order, so a GPU node cannot start before the CPU has
   dispatched it, and the GPU idles whenever dispatch is slower than the kernels (small batches).
@@ -31,6 +35,13 @@ points):
 
   The CPU seconds are measured on real TorchRec traces (``recsim.graph.eager_calibration``).
 
+PyTorch's unfused kernels (``eager`` and ``cuda_graphs``): ``nn.Linear`` is an ``addmm`` (bias in
+the GEMM) followed by a separate ``relu`` kernel that reads and writes the layer's output, and its
+backward runs ``threshold_backward`` and a bias-gradient ``sum`` besides the two GEMMs (both seen in
+the TorchRec traces); ``apply_runtime`` adds these memory-bound epilogue kernels (``_epilogue``)
+after every Linear's forward and before its backward, except for the model's last Linear (its logit
+goes to the loss without an activation).
+
 The pass runs on the chained graph (``recsim.graph.steps``): nodes are renumbered so that each
 step keeps a contiguous id block (``metadata["step_stride"]`` is updated), and the host chain of
 step ``s + 1`` follows that of step ``s`` in the same in-order queue, so the host runs ahead of the
@@ -41,13 +52,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from recsim.errors import ConfigError
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
-from recsim.workload.spec import Workload
+from recsim.workload.spec import DTYPE_BYTES, Workload
 
 #: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
 #: trace, each a quarter of ``forward_rest_s`` (``backward_rest_s``): the embedding lookups, the
@@ -119,6 +130,195 @@ def _base_name(node: Node) -> str:
     return name
 
 
+def _epilogue(node: Node, backward: bool) -> Compute:
+    """The activation (and bias-gradient) pass of a dense layer that a fused GEMM epilogue would
+    absorb: ``relu`` forward reads and writes the ``m x n`` output; backward, ``threshold_backward``
+    reads the gradient and the output and writes the gradient, and the bias gradient (``sum`` over
+    the batch) reads the gradient once more."""
+    op = node.op
+    assert isinstance(op, Compute)
+    (m, _k), (_k2, n) = op.shapes[:2]
+    size = m * n * DTYPE_BYTES[op.dtype]
+    if backward:
+        return Compute("relu_bwd_bias_grad", 2.0 * m * n, 3 * size, size, op.dtype, ((m, n),), "elementwise")
+    return Compute("relu", float(m * n), size, size, op.dtype, ((m, n),), "elementwise")
+
+
+@dataclass(frozen=True)
+class _Style:
+    """What a runtime adds to the graph."""
+
+    dispatch: EagerCosts | None  # host dispatch chain (eager); None: kernels issued ahead
+    fused_epilogues: bool  # bias and activation inside the GEMM (cuBLASLt epilogues)
+    step_sync: bool  # the host synchronises with the device before every step
+
+
+class _Rewriter:
+    """Rebuilds a chained graph with a runtime's host nodes, syncs and epilogue kernels."""
+
+    def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style) -> None:
+        self.graph, self.workload, self.style = graph, workload, style
+        layers = workload.dense_layers
+        # Dense layers in units of one Linear (+ activation): a DCNv2 cross layer is two GEMMs.
+        self.linear_units = {x.name: 2 if x.op == "dcnv2" else 1 for x in layers if x.params}
+        self.tensors = sum(3 if x.op == "dcnv2" else 2 for x in layers if x.params)
+        # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
+        linears = [x.name for x in layers if x.op == "linear"]
+        self.activated = set(linears[:-1]) if not style.fused_epilogues else set()
+        self.steps = int(graph.metadata.get("steps", 1))
+        self.old_stride = int(graph.metadata.get("step_stride", 0)) or (
+            max((n.id for n in graph.nodes), default=-1) + 1
+        )
+        # Every node keeps its offset in its step; added nodes take ids after the step's nodes (at
+        # most one host node and one epilogue per node, plus a few per rank).
+        self.stride = 3 * self.old_stride + 8 * graph.ranks
+        self.counters: dict[int, int] = defaultdict(int)
+        self.redirect: dict[int, int] = {}  # old id of a forward layer -> new id of its epilogue
+        # State of the (step, rank) being written.
+        self.step = 0
+        self.rank = 0
+        self.program: list[Node] = []
+        self.same_step: set[int] = set()
+        self.barrier: list[int] = []
+
+    def new_id(self, old: int) -> int:
+        return (old // self.old_stride) * self.stride + old % self.old_stride
+
+    def dep(self, old: int) -> int:
+        return self.redirect.get(old, self.new_id(old))
+
+    def extra_id(self) -> int:
+        self.counters[self.step] += 1
+        return self.step * self.stride + self.old_stride + self.counters[self.step] - 1
+
+    def host(self, label: str, cpu_s: float, deps: tuple[int, ...] = ()) -> Node:
+        node = Node(
+            self.extra_id(),
+            self.rank,
+            f"{label}#{self.step}",
+            Stream.HOST,
+            Host(label, cpu_s=cpu_s),
+            deps,
+            phase="host",
+        )
+        self.program.append(node)
+        return node
+
+    def emit(self, n: Node, cpu_s: float | None) -> None:
+        """``n`` (behind its dispatch node when ``cpu_s`` is given) and its epilogue, if it has one."""
+        deps = [self.dep(d) for d in n.deps]
+        if self.barrier and not any(d in self.same_step for d in n.deps):
+            deps += self.barrier
+        if cpu_s is not None:
+            deps.append(self.host(f"dispatch:{_base_name(n)}", cpu_s).id)
+        base = _base_name(n)
+        if base not in self.activated or not isinstance(n.op, Compute) or n.op.category != "gemm":
+            self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
+            return
+        backward = n.phase == "backward"
+        epi = Node(
+            self.extra_id(),
+            n.rank,
+            f"{base}_epilogue_{'bwd' if backward else 'fwd'}#{self.step}",
+            n.stream,
+            _epilogue(n, backward),
+            (),
+            lane=n.lane,
+            phase=n.phase,
+        )
+        if backward:  # the activation's gradient comes first, then the layer's two GEMMs
+            self.program.append(replace(epi, deps=tuple(deps)))
+            self.program.append(replace(n, id=self.new_id(n.id), deps=(epi.id,)))
+        else:
+            self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
+            self.program.append(replace(epi, deps=(self.new_id(n.id),)))
+            self.redirect[n.id] = epi.id
+
+    def run(self, name: str) -> ExecutionGraph:
+        by_key: dict[tuple[int, int], list[Node]] = defaultdict(list)  # (step, rank) -> nodes in order
+        for n in self.graph.nodes:
+            by_key[(n.id // self.old_stride, n.rank)].append(n)
+        out: list[Node] = []
+        last_device: dict[int, tuple[int, ...]] = {}  # rank -> its previous step's device nodes
+        for step in range(self.steps):
+            for rank in range(self.graph.ranks):
+                nodes = by_key.get((step, rank), [])
+                if not nodes:
+                    continue
+                self.step, self.rank, self.program = step, rank, []
+                self.same_step = {n.id for n in nodes}
+                self.barrier = []
+                if self.style.step_sync and rank in last_device:
+                    self.barrier = [self.host("sync:step", 0.0, last_device[rank]).id]
+                if self.style.dispatch is None:
+                    for n in nodes:
+                        self.emit(n, None)
+                else:
+                    _dispatch_program(self, nodes, self.style.dispatch)
+                last_device[rank] = tuple(n.id for n in self.program if n.stream is not Stream.HOST)
+                out.extend(self.program)
+        metadata = dict(self.graph.metadata)
+        metadata["step_stride"] = self.stride
+        metadata["runtime"] = name
+        return ExecutionGraph(self.graph.ranks, out, metadata)
+
+
+def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
+    """The eager issue order of one rank and step: loop, loads, forward, input dist, backward,
+    optimizer, each device node behind its dispatch, with the syncs of the module docstring."""
+    inputs = [n for n in nodes if n.phase == "input"]
+    dists = [n for n in inputs if isinstance(n.op, Collective)]
+    loads = [n for n in inputs if not isinstance(n.op, Collective)]
+    forward = [n for n in nodes if n.phase == "forward"]
+    backward = [n for n in nodes if n.phase == "backward"]
+    optimizer = [n for n in nodes if n.phase == "optimizer"]
+    others = [n for n in nodes if n.phase not in ("input", "forward", "backward", "optimizer")]
+    optimizer_s = rw.tensors * OPTIMIZER_OPS_PER_TENSOR[rw.workload.training.optimizer] * c.optimizer_op_s
+    dot = rw.workload.interaction.type == "dot"
+
+    def shares(part: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float) -> dict[int, float]:
+        """CPU seconds to dispatch each node of ``part`` (one pass of one rank and step)."""
+        count: dict[str, int] = defaultdict(int)
+        for n in part:
+            if _base_name(n) not in rw.linear_units:
+                count[_piece(n)] += 1
+        cost: dict[int, float] = {}
+        for n in part:
+            units = rw.linear_units.get(_base_name(n))
+            if units:
+                cost[n.id] = units * linear_s
+            else:
+                piece = _piece(n)
+                cost[n.id] = rest_s / len(pieces) / count[piece] if piece in pieces else 0.0
+        return cost
+
+    def interaction_sync(n: Node) -> None:
+        if dot and isinstance(n.op, Compute) and n.op.category == "interaction" and n.deps:
+            rw.host("sync:interaction_index", 0.0, tuple(rw.dep(d) for d in n.deps))
+
+    rw.host("loop", c.step_fixed_s)
+    for n in loads:
+        rw.emit(n, None)
+    cost = shares(forward, FORWARD_PIECES, c.linear_forward_s, c.forward_rest_s)
+    for n in forward:
+        interaction_sync(n)
+        rw.emit(n, cost[n.id])
+    for n in dists:
+        rw.emit(n, c.input_dist_s / len(dists))
+    if dists:
+        rw.host("sync:input_dist_splits", 0.0, tuple(rw.dep(n.id) for n in dists))
+    cost = shares(backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s)
+    for n in backward:
+        # IndexBackward0 -> index_put_ copies the same CPU index tensor: a second sync.
+        interaction_sync(n)
+        rw.emit(n, cost[n.id])
+    for n in optimizer:
+        is_dense = isinstance(n.op, Compute) and n.op.category == "optimizer"
+        rw.emit(n, optimizer_s if is_dense else 0.0)
+    for n in others:
+        rw.emit(n, None)
+
+
 @register
 class Eager(Runtime):
     """Eager PyTorch/TorchRec: a host thread per rank dispatches every node (module docstring)."""
@@ -127,108 +327,16 @@ class Eager(Runtime):
     costs: ClassVar[EagerCosts] = TORCHREC_V100
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        c = self.costs
-        layers = {layer.name: layer for layer in workload.dense_layers}
-        # Dense layers in units of one Linear (+ activation): a DCNv2 cross layer is two GEMMs.
-        linear_units = {
-            name: 2 if layer.op == "dcnv2" else 1 for name, layer in layers.items() if layer.params
-        }
-        tensors = sum(3 if layer.op == "dcnv2" else 2 for layer in layers.values() if layer.params)
-        optimizer_s = tensors * OPTIMIZER_OPS_PER_TENSOR[workload.training.optimizer] * c.optimizer_op_s
-        dot = workload.interaction.type == "dot"
+        style = _Style(self.costs, fused_epilogues=False, step_sync=False)
+        return _Rewriter(graph, workload, style).run(self.name)
 
-        steps = int(graph.metadata.get("steps", 1))
-        old_stride = int(graph.metadata.get("step_stride", 0)) or (
-            max((n.id for n in graph.nodes), default=-1) + 1
-        )
-        by_key: dict[tuple[int, int], list[Node]] = defaultdict(list)  # (step, rank) -> nodes in order
-        for n in graph.nodes:
-            by_key[(n.id // old_stride, n.rank)].append(n)
-        # Every node keeps its offset in its step; host nodes take ids after the step's nodes.
-        stride = 2 * old_stride + 8 * graph.ranks
-        counters: dict[int, int] = defaultdict(int)
 
-        def new_id(old: int) -> int:
-            return (old // old_stride) * stride + old % old_stride
+@register
+class CudaGraphs(Runtime):
+    """PyTorch kernels replayed from a CUDA graph each step (module docstring)."""
 
-        def host_id(step: int) -> int:
-            counters[step] += 1
-            return step * stride + old_stride + counters[step] - 1
+    name = "cuda_graphs"
 
-        out: list[Node] = []
-        for s in range(steps):
-            for r in range(graph.ranks):
-                nodes = by_key.get((s, r), [])
-                if not nodes:
-                    continue
-                program: list[Node] = []  # GPU and host nodes of this rank and step, in issue order
-                inputs = [n for n in nodes if n.phase == "input"]
-                dists = [n for n in inputs if isinstance(n.op, Collective)]
-                loads = [n for n in inputs if not isinstance(n.op, Collective)]
-                forward = [n for n in nodes if n.phase == "forward"]
-                backward = [n for n in nodes if n.phase == "backward"]
-                optimizer = [n for n in nodes if n.phase == "optimizer"]
-                others = [n for n in nodes if n.phase not in ("input", "forward", "backward", "optimizer")]
-
-                def host(
-                    name: str, cpu_s: float, deps: tuple[int, ...] = (), step: int = s, rank: int = r
-                ) -> Node:
-                    return Node(
-                        host_id(step),
-                        rank,
-                        f"{name}#{step}",
-                        Stream.HOST,
-                        Host(name, cpu_s=cpu_s),
-                        deps,
-                        phase="host",
-                    )
-
-                def dispatched(n: Node, cpu_s: float, program: list[Node] = program) -> None:
-                    launch = host(f"dispatch:{_base_name(n)}", cpu_s)
-                    program.append(launch)
-                    program.append(replace(n, id=new_id(n.id), deps=(*map(new_id, n.deps), launch.id)))
-
-                def shares(
-                    nodes: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float
-                ) -> dict[int, float]:
-                    """CPU seconds to dispatch each of ``nodes`` (one pass of one rank and step)."""
-                    count: dict[str, int] = defaultdict(int)
-                    for n in nodes:
-                        if _base_name(n) not in linear_units:
-                            count[_piece(n)] += 1
-                    out: dict[int, float] = {}
-                    for n in nodes:
-                        units = linear_units.get(_base_name(n))
-                        if units:
-                            out[n.id] = units * linear_s
-                        else:
-                            piece = _piece(n)
-                            out[n.id] = rest_s / len(pieces) / count[piece] if piece in pieces else 0.0
-                    return out
-
-                program.append(host("loop", c.step_fixed_s))
-                program.extend(replace(n, id=new_id(n.id), deps=tuple(map(new_id, n.deps))) for n in loads)
-                cost = shares(forward, FORWARD_PIECES, c.linear_forward_s, c.forward_rest_s)
-                for n in forward:
-                    if dot and isinstance(n.op, Compute) and n.op.category == "interaction" and n.deps:
-                        program.append(host("sync:interaction_index", 0.0, tuple(map(new_id, n.deps))))
-                    dispatched(n, cost[n.id])
-                for n in dists:
-                    dispatched(n, c.input_dist_s / len(dists))
-                if dists:
-                    program.append(host("sync:input_dist_splits", 0.0, tuple(new_id(n.id) for n in dists)))
-                cost = shares(backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s)
-                for n in backward:
-                    if dot and isinstance(n.op, Compute) and n.op.category == "interaction" and n.deps:
-                        # IndexBackward0 -> index_put_ copies the same CPU index tensor: a second sync.
-                        program.append(host("sync:interaction_index", 0.0, tuple(map(new_id, n.deps))))
-                    dispatched(n, cost[n.id])
-                for n in optimizer:
-                    is_dense = isinstance(n.op, Compute) and n.op.category == "optimizer"
-                    dispatched(n, optimizer_s if is_dense else 0.0)
-                program.extend(replace(n, id=new_id(n.id), deps=tuple(map(new_id, n.deps))) for n in others)
-                out.extend(program)
-        metadata = dict(graph.metadata)
-        metadata["step_stride"] = stride
-        metadata["runtime"] = self.name
-        return ExecutionGraph(graph.ranks, out, metadata)
+    def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
+        style = _Style(None, fused_epilogues=False, step_sync=True)
+        return _Rewriter(graph, workload, style).run(self.name)

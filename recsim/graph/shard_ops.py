@@ -160,7 +160,8 @@ def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: fl
     A block on one rank sends each sample owner its ``b x dim`` vectors, times the block's bag share
     (``ShardOps.bag_share``: bags with no lookup in it send nothing when hot rows are replicated). A
     block split by rows over ranks ``G`` reduce-scatters its partial pools over ``G``, member ``i``
-    keeping the samples of the ranks ``q`` with ``q mod |G| = i``, and sends them on to ``q``.
+    keeping the samples of the ranks ``q`` with ``q mod |G| = i``, and sends them on to ``q``. A
+    model-parallel bottom MLP (``Plan.bottom_rank``) sends its ``b x width`` output rows likewise.
     """
     world = plan.world_size
     b = global_batch // world
@@ -180,4 +181,9 @@ def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: fl
             member = ranks[q % len(ranks)]
             if member != q:
                 send[member][q] += b * dim * wire_bytes
+    if plan.bottom_rank is not None and ops.w.bottom_mlp:
+        # A model-parallel bottom MLP sends each sample owner its output rows, as a table would.
+        row = send[plan.bottom_rank]
+        for q in range(world):
+            row[q] += b * ops.w.bottom_mlp[-1] * wire_bytes
     return PooledExchange(send, dict(groups))

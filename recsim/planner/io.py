@@ -19,7 +19,8 @@ A plan file is one JSON object::
 ``rows`` and ``columns`` are half-open ranges ``[start, end)`` of the table; ``ranks`` the ranks that
 hold the block (every rank for ``data_parallel``, one rank otherwise); ``tier`` a memory tier with
 its optional parameter (``hbm``, ``uvm_caching:0.1``); ``dtype`` the storage dtype, or ``null`` for
-the workload's; ``order`` ``id`` or ``popularity`` (see ``recsim.planner.types``). ``save_plan``
+the workload's; ``order`` ``id`` or ``popularity`` (see ``recsim.planner.types``). An optional
+``"bottom_rank": R`` runs the bottom MLP model-parallel on rank ``R`` (``Plan.bottom_rank``). ``save_plan``
 writes one shard per line, so plans diff well; a path ending in ``.gz`` is gzip-compressed.
 
 Reading is strict: a missing or unknown key, a wrong type, another format or version, an unknown
@@ -44,6 +45,8 @@ from recsim.workload.spec import DTYPE_BYTES
 PLAN_FORMAT = "recsim-plan"
 PLAN_VERSION = 1
 PLAN_KEYS = ("format", "version", "world_size", "strategy", "comm_dtype", "notes", "shards")
+#: Keys a plan file may leave out (files written before they existed), with their default.
+OPTIONAL_PLAN_KEYS: dict[str, Any] = {"bottom_rank": None}
 SHARD_KEYS = ("table", "sharding", "rows", "columns", "ranks", "tier", "dtype", "order")
 
 
@@ -71,6 +74,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "world_size": plan.world_size,
         "strategy": plan.strategy,
         "comm_dtype": plan.comm_dtype,
+        **({"bottom_rank": plan.bottom_rank} if plan.bottom_rank is not None else {}),
         "notes": list(plan.notes),
         "shards": [_shard_to_dict(s) for s in plan.shards],
     }
@@ -205,6 +209,9 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
     read = _Reader(source)
     if isinstance(data, dict) and "format" in data and data["format"] != PLAN_FORMAT:
         raise read.fail("format", repr(PLAN_FORMAT), data["format"])
+    optional = {k: data.get(k, v) for k, v in OPTIONAL_PLAN_KEYS.items()} if isinstance(data, dict) else {}
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in OPTIONAL_PLAN_KEYS}
     data = read.keys(data, "", PLAN_KEYS)
     version = data["version"]
     if type(version) is not int or version != PLAN_VERSION:
@@ -222,6 +229,9 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
         strategy=read.str_(data["strategy"], "strategy"),
         notes=tuple(read.str_(n, f"notes[{i}]") for i, n in enumerate(notes)),
         comm_dtype=read.choice(data["comm_dtype"], "comm_dtype", tuple(DTYPE_BYTES)),
+        bottom_rank=None
+        if optional["bottom_rank"] is None
+        else read.int_(optional["bottom_rank"], "bottom_rank", minimum=0),
     )
 
 

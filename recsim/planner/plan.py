@@ -2,13 +2,15 @@
 
 These are the baselines the proposers are compared with (and what ``--plan table_wise`` etc.
 run): ``table_wise_round_robin`` (whole tables rank by rank, in order), ``table_wise_greedy`` (whole
-tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank) and ``hybrid``
-(row-wise for the tallest tables, LPT table-wise for the rest).
+tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank), ``hybrid``
+(row-wise for the tallest tables, LPT table-wise for the rest) and ``table_wise_mp_bottom`` (the
+bottom MLP model-parallel on rank 0 and the tables on the others, as NVIDIA's DLE DLRM does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from recsim.errors import InfeasibleError
 from recsim.planner.types import Plan, Shard
@@ -97,10 +99,22 @@ def hybrid(workload: Workload, world_size: int, row_wise_min_rows: int = ROW_WIS
     return Plan(world_size, tuple(shards), strategy="hybrid")
 
 
+def table_wise_mp_bottom(workload: Workload, world_size: int) -> Plan:
+    """NVIDIA DeepLearningExamples' hybrid-parallel DLRM: the bottom MLP model-parallel on rank 0
+    (the whole global batch), whole tables by LPT on lookup traffic over the other ranks."""
+    if world_size < 2:
+        return replace(table_wise_greedy(workload, world_size), strategy="table_wise_mp_bottom")
+    others = table_wise_greedy(workload, world_size - 1)
+    shards = tuple(replace(s, ranks=tuple(r + 1 for r in s.ranks)) for s in others.shards)
+    bottom = 0 if workload.bottom_mlp else None
+    return Plan(world_size, shards, strategy="table_wise_mp_bottom", bottom_rank=bottom)
+
+
 #: The statistics-free plans by strategy name: they need only the workload and the world size.
 PLAIN_STRATEGIES: dict[str, Callable[[Workload, int], Plan]] = {
     "table_wise": table_wise_round_robin,
     "table_wise_greedy": table_wise_greedy,
     "row_wise": row_wise_all,
     "hybrid": hybrid,
+    "table_wise_mp_bottom": table_wise_mp_bottom,
 }

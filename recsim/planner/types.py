@@ -88,6 +88,10 @@ class Plan:
     strategy: str = ""
     notes: tuple[str, ...] = field(default=())
     comm_dtype: str = "fp32"
+    #: Model-parallel bottom MLP: the rank that runs the bottom MLP for the whole global batch and
+    #: sends its output to the sample owners in the pooled all-to-all, like a table's vectors
+    #: (NVIDIA DeepLearningExamples' hybrid-parallel DLRM); None: data-parallel on every rank.
+    bottom_rank: int | None = None
 
     def shards_on(self, rank: int) -> list[Shard]:
         """Shards whose ranks include ``rank`` (data-parallel shards are on every rank)."""
@@ -108,6 +112,14 @@ class Plan:
             raise InfeasibleError(f"plan {self.strategy!r}: world size must be >= 1")
         if self.comm_dtype not in DTYPE_BYTES:
             raise InfeasibleError(f"plan {self.strategy!r}: unknown communication dtype {self.comm_dtype!r}")
+        if self.bottom_rank is not None:
+            if not 0 <= self.bottom_rank < self.world_size:
+                raise InfeasibleError(
+                    f"plan {self.strategy!r}: bottom-MLP rank {self.bottom_rank} "
+                    f"outside 0..{self.world_size - 1}"
+                )
+            if not workload.bottom_mlp:
+                raise InfeasibleError(f"plan {self.strategy!r} places a bottom MLP; {workload.name} has none")
         tables = {t.name: t for t in workload.tables}
         by_table = self.by_table()
         missing = [name for name in tables if name not in by_table]

@@ -121,6 +121,12 @@ class RowWise(_Simple):
 
 
 @register_proposer
+class TableWiseMpBottom(_Simple):
+    name = "table_wise_mp_bottom"
+    description = "bottom MLP model-parallel on rank 0, whole tables by LPT on the other ranks (DLE DLRM)"
+
+
+@register_proposer
 class Hybrid(_Simple):
     name = "hybrid"
     description = "row-wise for tables of >= 10M rows, LPT table-wise for the rest"

@@ -1,0 +1,116 @@
+"""Model-parallel bottom MLP (Plan.bottom_rank) and the cuda_graphs runtime (NVIDIA DLE's DLRM)."""
+
+from dataclasses import replace
+
+import pytest
+
+from recsim.api import make_plan, prepare
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.errors import ConfigError, InfeasibleError
+from recsim.graph.build import build_training_step
+from recsim.graph.ir import Collective, Compute, Host, Stream
+from recsim.graph.runtime import apply_runtime
+from recsim.graph.steps import chain_steps
+from recsim.planner.io import plan_from_dict, plan_to_dict
+
+BATCH = 8192
+
+
+def _setup(runtime: str = "fused"):
+    system, workload = prepare(
+        "dgx-a100",
+        "dlrm-mlperf",
+        batch_size=BATCH,
+        precision="fp16",
+        overrides=[f"workload.training.runtime={runtime}"],
+    )
+    return system, workload, make_plan("table_wise_mp_bottom", workload, system)
+
+
+def test_plan_puts_tables_off_rank_zero_and_the_bottom_on_it():
+    _, workload, plan = _setup()
+    assert plan.bottom_rank == 0
+    assert not plan.shards_on(0)
+    assert {r for s in plan.shards for r in s.ranks} == set(range(1, 8))
+    plan.validate(workload)
+    with pytest.raises(InfeasibleError, match="bottom-MLP rank 8"):
+        replace(plan, bottom_rank=8).validate(workload)
+
+
+def test_plan_files_carry_the_bottom_rank_and_old_files_still_load():
+    _, _, plan = _setup()
+    data = plan_to_dict(plan)
+    assert data["bottom_rank"] == 0
+    assert plan_from_dict(data) == plan
+    del data["bottom_rank"]
+    assert plan_from_dict(data).bottom_rank is None
+    with pytest.raises(ConfigError, match="bottom_rank"):
+        plan_from_dict({**plan_to_dict(plan), "bottom_rank": -1}, "p.json")
+
+
+def test_bottom_runs_once_on_the_whole_batch_and_travels_in_the_all_to_all():
+    _, workload, plan = _setup()
+    graph = build_training_step(workload, plan)
+    bottom = [n for n in graph.nodes if n.name.startswith("bottom")]
+    assert {n.rank for n in bottom} == {0}
+    assert len(bottom) == 2 * len(workload.bottom_mlp)
+    for n in bottom:
+        assert isinstance(n.op, Compute) and n.op.shapes[0][0] == BATCH  # the global batch
+    # Rank 0 sends each rank its samples' bottom outputs (fp32 wire: the plan's default).
+    (a2a,) = (n for n in graph.nodes if n.rank == 0 and n.name == "a2a_fwd")
+    assert isinstance(a2a.op, Collective) and a2a.op.send_bytes is not None
+    width = workload.bottom_mlp[-1]
+    assert a2a.op.send_bytes == tuple(BATCH // 8 * width * 4.0 for _ in range(8))
+    # Its weights are not all-reduced: the buckets hold the other dense layers' gradients only.
+    buckets = {n.op.key: n.op.bytes for n in graph.nodes if n.rank == 1 and n.name.startswith("allreduce")}
+    bottom_params = sum(x.params for x in workload.dense_layers if x.part == "bottom")
+    assert sum(buckets.values()) == pytest.approx((workload.dense_parameters - bottom_params) * 2.0)
+    # The bottom backward waits for the gradients the backward all-to-all brings back.
+    (a2a_bwd,) = (n for n in graph.nodes if n.rank == 0 and n.name == "a2a_bwd")
+    first_bwd = next(
+        n for n in graph.nodes if n.rank == 0 and n.name == f"bottom{len(workload.bottom_mlp) - 1}_bwd"
+    )
+    assert a2a_bwd.id in first_bwd.deps
+
+
+def test_cuda_graphs_syncs_each_step_and_runs_unfused_epilogues():
+    system, workload, plan = _setup("cuda_graphs")
+    sim = simulate_training(system, workload, plan, SimulationOptions(steps=3))
+    assert sim.graph is not None and sim.schedule is not None
+    graph, schedule = sim.graph, sim.schedule
+    stride = graph.metadata["step_stride"]
+    assert not any(isinstance(n.op, Host) and n.op.op.startswith("dispatch") for n in graph.nodes)
+    assert any("_epilogue_" in n.name for n in graph.nodes)
+    syncs = [n for n in graph.nodes if isinstance(n.op, Host) and n.op.op == "sync:step"]
+    assert len(syncs) == 2 * graph.ranks  # steps 1 and 2
+    for sync in syncs:
+        step, rank = sync.id // stride, sync.rank
+        before = [
+            n
+            for n in graph.nodes
+            if n.rank == rank and n.id // stride == step - 1 and n.stream is not Stream.HOST
+        ]
+        after = [
+            n
+            for n in graph.nodes
+            if n.rank == rank and n.id // stride == step and n.stream is not Stream.HOST
+        ]
+        done = max(schedule.finish_s[n.id] for n in before)
+        assert min(schedule.start_s[n.id] for n in after) >= done - 1e-15
+    fused = simulate_training(system, replace_runtime(workload, "fused"), plan, SimulationOptions()).result
+    assert sim.result.iteration_time_s > fused.iteration_time_s
+
+
+def replace_runtime(workload, name):
+    return workload.model_copy(update={"training": workload.training.model_copy(update={"runtime": name})})
+
+
+def test_epilogues_follow_the_model_not_the_plan():
+    _, workload, plan = _setup("eager")
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
+    linears = [x for x in workload.dense_layers if x.op == "linear"]
+    epilogues = [n for n in graph.nodes if "_epilogue_" in n.name]
+    # Every Linear but the last has a ReLU pass forward and backward, wherever the layer runs.
+    assert len(epilogues) == 2 * (
+        len(workload.bottom_mlp) + 8 * (len(linears) - len(workload.bottom_mlp) - 1)
+    )
