@@ -40,7 +40,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_hardware.py
-	$(BIN)/python benchmarks/bench_engines.py 1 16
+	$(BIN)/python benchmarks/bench_engines.py 1 16 128
 	$(BIN)/python benchmarks/bench_planner.py greedy auto
 	$(BIN)/python benchmarks/bench_sweep.py 2
 
