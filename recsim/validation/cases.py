@@ -148,7 +148,8 @@ def _dle(precision: str) -> Callable[[], float]:
     # and README, 21.10 container): hybrid parallel with the bottom MLP on GPU 0 for the whole batch
     # and the tables on the other seven (``table_wise_mp_bottom``); eager PyTorch kernels (apex MLP:
     # bias/ReLU passes outside the GEMMs) replayed from a CUDA graph after a torch.cuda.synchronize()
-    # every step (``cuda_graphs``); the all-to-all payload cast to fp16 under AMP.
+    # every step (``cuda_graphs``); the all-to-all payload cast to fp16 under AMP; the tables updated by
+    # torch.optim.SGD on sparse COO gradients (``sparse_sgd``).
     return lambda: _throughput(
         "dgx-a100",
         "dlrm-mlperf",
@@ -156,7 +157,10 @@ def _dle(precision: str) -> Callable[[], float]:
         precision=precision,
         plan="table_wise_mp_bottom",
         comm_dtype="fp16" if precision == "fp16" else None,
-        overrides=["workload.training.runtime=cuda_graphs"],
+        overrides=[
+            "workload.training.runtime=cuda_graphs",
+            "workload.training.embedding_optimizer=sparse_sgd",
+        ],
     )
 
 

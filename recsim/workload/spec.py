@@ -227,7 +227,9 @@ class BehaviourSequence(Spec):
 class Training(Spec):
     global_batch_size: PositiveInt
     optimizer: Literal["sgd", "adagrad", "adam"] = "sgd"
-    embedding_optimizer: Literal["sgd", "adagrad", "rowwise_adagrad", "adam"] = "sgd"
+    #: ``sparse_sgd``: PyTorch's ``EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (unfused; NVIDIA
+    #: DLE, the reference dlrm_s_pytorch); the others are FBGEMM's fused TBE updates.
+    embedding_optimizer: Literal["sgd", "sparse_sgd", "adagrad", "rowwise_adagrad", "adam"] = "sgd"
     precision: Precision = "fp32"
     #: Who issues the step's kernels: ``fused`` (CUDA graphs, fused C++ loops: no host cost) or
     #: ``eager`` (eager PyTorch/TorchRec: measured CPU dispatch per op); see recsim.graph.runtime.

@@ -235,6 +235,25 @@ def test_hbm_backward_by_hand():
     assert adam.bytes_on("hbm") - c.bytes_on("hbm") == pytest.approx(extra)
 
 
+def test_hbm_sparse_sgd_by_hand():
+    from recsim.cost.compute import gemm_calibration
+
+    sparse = cost(op("hbm", "backward", optimizer="sparse_sgd"))
+    # Streamed: pooled gradients (100 x 128 B), COO rows (1000 x 128 B) and indices (8 B), mul's
+    # read + write, index_add_'s gradient read; scattered: every lookup's row read and written.
+    streamed = 100 * 128 + 1000 * 128 + 1000 * 8 + 2 * 1000 * 128 + 1000 * 128
+    scattered = 2 * 1000 * 128
+    accelerator = TINY.accelerator
+    assert accelerator is not None
+    mem_eff = gemm_calibration(accelerator).memory_efficiency
+    expected = 3 * 10e-6 + streamed / (HBM_BW * mem_eff) + scattered / (HBM_BW * EFF_128) + 4e-6
+    assert sparse.time_s == pytest.approx(expected, rel=1e-12)
+    assert sparse.bytes_on("hbm") == pytest.approx(streamed + scattered)
+    # No dedup, no fusion: more bytes than FBGEMM's fused SGD for the same op, and never faster.
+    fused = cost(op("hbm", "backward"))
+    assert sparse.bytes_on("hbm") > fused.bytes_on("hbm")
+
+
 def test_uvm_forward_by_hand():
     c = cost(op("uvm"))
     payload = 1000 * 128  # two 64 B requests per 128 B row

@@ -99,14 +99,22 @@ QUANT_ROW_OVERHEAD_BYTES: Final[float] = 4.0
 
 _QUANTIZED: Final[frozenset[str]] = frozenset({"int8", "int4"})
 
-OPTIMIZERS: Final[tuple[str, ...]] = ("none", "sgd", "rowwise_adagrad", "adagrad", "adam")
+OPTIMIZERS: Final[tuple[str, ...]] = ("none", "sgd", "sparse_sgd", "rowwise_adagrad", "adagrad", "adam")
 
 
 def optimizer_state_bytes(optimizer: str, dim: int) -> float:
     """Optimizer state per row, in bytes. FBGEMM keeps it in fp32 whatever the table's dtype
     (``momentum1``/``momentum2`` are ``torch.float32`` in ``SplitTableBatchedEmbeddingBagsCodegen``):
-    SGD none, row-wise Adagrad one fp32 per row, Adagrad one fp32 per element, Adam two."""
-    states = {"none": 0.0, "sgd": 0.0, "rowwise_adagrad": 4.0, "adagrad": 4.0 * dim, "adam": 8.0 * dim}
+    SGD none, row-wise Adagrad one fp32 per row, Adagrad one fp32 per element, Adam two.
+    ``sparse_sgd`` (PyTorch's unfused sparse-gradient SGD) keeps none either."""
+    states = {
+        "none": 0.0,
+        "sgd": 0.0,
+        "sparse_sgd": 0.0,
+        "rowwise_adagrad": 4.0,
+        "adagrad": 4.0 * dim,
+        "adam": 8.0 * dim,
+    }
     if optimizer not in states:
         raise ConfigError(f"unknown embedding optimizer {optimizer!r} (known: {', '.join(OPTIMIZERS)})")
     return states[optimizer]

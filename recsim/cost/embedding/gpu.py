@@ -62,6 +62,7 @@ __all__ = [
     "SORT_BYTES_PER_PASS",
     "SORT_BYTES_PER_UNIQUE",
     "SORT_KERNELS_BASE",
+    "SPARSE_SGD_KERNELS",
     "UNCALIBRATED_GATHER",
     "UPDATE_BYTES_PER_LOOKUP",
     "UPDATE_BYTES_PER_UNIQUE",
@@ -73,6 +74,7 @@ __all__ = [
     "l2_bandwidth_bytes_per_s",
     "radix_passes",
     "sort_stage",
+    "sparse_sgd_stage",
     "update_stage",
 ]
 
@@ -238,6 +240,41 @@ def update_stage(
     efficiency = gather_efficiency(cal, row_bytes) * cal.backward_efficiency
     memory = _memory_s(accelerator, hbm, l2, efficiency)
     return KernelCost(UPDATE_KERNELS * cal.overhead_s, memory, hbm, l2, UPDATE_KERNELS)
+
+
+#: Kernels of PyTorch's sparse embedding backward + ``torch.optim.SGD`` on its COO gradient:
+#: ``embedding_bag_backward`` (sparse), ``mul`` (by the learning rate) and ``index_add_``.
+SPARSE_SGD_KERNELS: Final[int] = 3
+
+
+def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
+    """``nn.EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (NVIDIA DLE's DLRM, the reference
+    ``dlrm_s_pytorch``): the backward writes a COO gradient with one row per lookup (no dedup, no
+    coalesce) and its indices, SGD scales it (read + write) and ``index_add_`` adds it into the table.
+
+    Streamed bytes (the pooled gradients read, the COO rows and indices written, ``mul``'s read and
+    write, ``index_add_``'s read of the gradient) move at the element-wise memory efficiency of the
+    accelerator's GEMM fit (``recsim.cost.compute``); the table rows ``index_add_`` reads and writes,
+    one per lookup at random, at the TBE's forward gather efficiency for rows of this size.
+    """
+    from recsim.cost.compute import gemm_calibration  # compute imports the IR this module serves
+
+    acc = lookup.accelerator()
+    cal = gather_calibration(acc)
+    rows = lookup.lookups * lookup.row_bytes
+    streamed = (
+        min(lookup.lookups, lookup.batch) * lookup.pooled_bytes  # pooled gradients, read once
+        + rows
+        + lookup.lookups * INDEX_BYTES  # the COO gradient
+        + 2 * rows  # mul
+        + rows  # index_add_ reads the gradient
+    )
+    scattered = 2 * rows  # index_add_ reads and writes the rows
+    memory = _memory_s(acc, streamed, 0.0, gemm_calibration(acc).memory_efficiency) + _memory_s(
+        acc, scattered, 0.0, gather_efficiency(cal, lookup.row_bytes)
+    )
+    kernels = SPARSE_SGD_KERNELS
+    return KernelCost(kernels * cal.overhead_s, memory, streamed + scattered, 0.0, kernels)
 
 
 def lookup_forward(lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = False) -> KernelCost:

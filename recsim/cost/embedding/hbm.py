@@ -4,13 +4,15 @@ Forward: one gather-reduce kernel (``gpu.forward_kernel``); the rows' L2 hit rat
 of an L2 of ``l2_bytes / row_bytes`` rows under the op's access model. Backward: the sort/dedup stage
 and the update stage (``gpu.sort_stage``, ``gpu.update_stage``); per unique row the row and its
 optimizer state are read and written in HBM (SGD: the row; row-wise Adagrad: + one fp32; Adagrad:
-+ an fp32 row; Adam: + two). Both add one host launch when ``include_launch``.
++ an fp32 row; Adam: + two). ``sparse_sgd`` is PyTorch's unfused path instead (a COO gradient row
+per lookup, then ``mul`` and ``index_add_``: ``gpu.sparse_sgd_stage``). Both passes add one host
+launch when ``include_launch``.
 """
 
 from __future__ import annotations
 
 from recsim.cost.embedding.base import HBM, EmbeddingCost, Lookup, TierModel, register_tier
-from recsim.cost.embedding.gpu import lookup_backward, lookup_forward
+from recsim.cost.embedding.gpu import lookup_backward, lookup_forward, sparse_sgd_stage
 
 __all__ = ["HbmTier"]
 
@@ -35,6 +37,12 @@ class HbmTier(TierModel):
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()
+        if lookup.op.optimizer == "sparse_sgd":
+            stage = sparse_sgd_stage(lookup)
+            launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+            details = lookup.base_details() | lookup.backward_accounting()
+            details |= {"update_s": stage.time_s, "kernels": float(stage.kernels), "launch_s": launch}
+            return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
         unique = lookup.unique_rows
         rows_hbm = unique * (lookup.update_read_bytes + lookup.update_write_bytes)
         sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm)
