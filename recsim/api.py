@@ -287,14 +287,18 @@ def prepare(
     batch_size: int | None = None,
     precision: str | None = None,
     overrides: Sequence[str] = (),
+    runtime: str | None = None,
 ) -> tuple[System, Workload]:
     """Load and resolve the system and workload of a run (``--set workload.x=..`` goes to the workload;
-    ``--set planner.x=..`` is for ``make_plan`` and ignored here)."""
+    ``--set planner.x=..`` is for ``make_plan`` and ignored here; ``runtime`` sets
+    ``training.runtime``, see ``recsim.graph.runtime``)."""
     system_sets, workload_sets, _planner_sets = _split_overrides(overrides)
     if batch_size is not None:
         workload_sets.append(f"training.global_batch_size={batch_size}")
     if precision is not None:
         workload_sets.append(f"training.precision={precision}")
+    if runtime is not None:
+        workload_sets.append(f"training.runtime={runtime}")
     return load_system(system, nodes=nodes, overrides=system_sets), load_workload(
         workload, overrides=workload_sets
     )
@@ -312,10 +316,17 @@ def simulate_run(
     overrides: Sequence[str] = (),
     steps: int = DEFAULT_STEPS,
     comm_dtype: str | None = None,
+    runtime: str | None = None,
 ) -> Simulation:
     """Simulate a training step; the ``Simulation`` keeps the graph and schedule for timelines."""
     sys_spec, wl_spec = prepare(
-        system, workload, nodes=nodes, batch_size=batch_size, precision=precision, overrides=overrides
+        system,
+        workload,
+        nodes=nodes,
+        batch_size=batch_size,
+        precision=precision,
+        overrides=overrides,
+        runtime=runtime,
     )
     from recsim.engine.simulate import SimulationOptions, simulate_training
 

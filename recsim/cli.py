@@ -22,6 +22,7 @@ from rich.table import Table
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, RecsimGroup
 from recsim.errors import RecsimError
+from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
 from recsim.hardware.schema import document_schema
@@ -462,6 +463,13 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     default=None,
     help="Wire dtype of pooled embeddings (default: the plan's choice, fp32 for fixed strategies).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(sorted(RUNTIMES)),
+    default=None,
+    help="Who issues the kernels (default: the workload's training.runtime, fused): fused (HugeCTR/MLPerf "
+    "loops), eager (PyTorch/TorchRec, measured host dispatch), cuda_graphs (PyTorch in CUDA graphs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
 @click.option(
     "--timeline", type=click.Path(path_type=Path), default=None, help="Write a Chrome trace of the steps."
@@ -477,6 +485,7 @@ def run_cmd(
     plan: str,
     fidelity: str,
     comm_dtype: str | None,
+    runtime: str | None,
     as_json: bool,
     timeline: Path | None,
     nodes: int | None,
@@ -494,6 +503,7 @@ def run_cmd(
         fidelity=fidelity,
         overrides=sets,
         comm_dtype=comm_dtype,
+        runtime=runtime,
     )
     result = sim.result
     if timeline is not None and sim.graph is not None and sim.schedule is not None:

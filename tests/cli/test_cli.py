@@ -331,3 +331,31 @@ def test_run_on_a_cpu_server_is_a_clear_error():
     result = run("run", "--system", "skylake-2s", "--workload", "rmc1")
     assert result.exit_code == 2
     assert "has no accelerators" in result.output
+
+
+def test_run_runtime_option_sets_the_workload_runtime(monkeypatch):
+    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    base = [
+        "run",
+        "--system",
+        "tiny",
+        "--workload",
+        "tiny-dlrm",
+        "--set",
+        "node.accelerators.count=2",
+        "--json",
+    ]
+    eager = run(*base, "--runtime", "eager", env=env)
+    assert eager.exit_code == 0, eager.output
+    from recsim.api import simulate
+
+    expected = simulate(
+        "tiny", "tiny-dlrm", overrides=["node.accelerators.count=2", "workload.training.runtime=eager"]
+    ).to_dict()
+    assert json.loads(eager.output) == json.loads(json.dumps(expected))
+    fused = json.loads(run(*base, env=env).output)
+    assert json.loads(eager.output)["breakdown_s.host"] > 0 == fused["breakdown_s.host"]
+    bad = run(*base, "--runtime", "jit", env=env)
+    assert bad.exit_code == 2 and "jit" in bad.output
