@@ -11,9 +11,15 @@ points):
   DeepLearningExamples' DLRM does: no per-op host cost, but PyTorch's unfused kernels (below) and a
   ``torch.cuda.synchronize()`` before each step (a ``sync:step`` host node after every device node of
   the rank's previous step, which the step's first nodes wait for), so steps do not overlap.
-* ``eager``: eager PyTorch with TorchRec's ``TrainPipelineSparseDist``. One host thread per rank
-  dispatches every operator in program order, so a GPU node cannot start before the CPU has
-  dispatched it, and the GPU idles whenever dispatch is slower than the kernels (small batches).
+
+``fused`` and ``cuda_graphs`` send pooled embeddings in the dense half precision under mixed
+precision (``Runtime.wire_dtype``: HugeCTR's mixed precision emits fp16 embedding vectors, DLE casts
+its all-to-all payload to fp16), which is the planner's default wire format (``comm_dtypes: [auto]``).
+* ``eager``: eager PyTorch with TorchRec's ``TrainPipelineSparseDist`` (pooled embeddings travel
+  in fp32 unless a plan or ``--comm-dtype`` says otherwise: TorchRec's default without qcomm
+  codecs). One host thread per rank dispatches every operator in program order, so a GPU node
+  cannot start before the CPU has dispatched it, and the GPU idles whenever dispatch is slower than
+  the kernels (small batches).
   ``apply_runtime`` adds, per rank and step, a chain of ``Host`` nodes on the rank's host stream:
 
   1. the loop's fixed CPU work (zero_grad, the data loader's ``__next__``, the H2D copies);
@@ -85,10 +91,18 @@ class Runtime(ABC):
     """A framework runtime: transforms a chained training graph to add its host-side work."""
 
     name: ClassVar[str]
+    #: Whether the framework sends pooled embeddings in the dense half precision under mixed
+    #: precision (its embedding outputs feed fp16/bf16 layers), or in fp32 unless told otherwise.
+    half_precision_wire: ClassVar[bool] = False
 
     @abstractmethod
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         """``graph`` with this runtime's host work (the same graph when there is none)."""
+
+    def wire_dtype(self, workload: Workload) -> str:
+        """The framework's default wire dtype of pooled embeddings for ``workload``."""
+        precision = workload.training.precision
+        return precision if self.half_precision_wire and precision in ("fp16", "bf16") else "fp32"
 
 
 RUNTIMES: dict[str, type[Runtime]] = {}
@@ -107,6 +121,11 @@ def runtime(name: str) -> Runtime:
         raise ConfigError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNTIMES))}") from None
 
 
+def default_wire_dtype(workload: Workload) -> str:
+    """The wire dtype of pooled embeddings that the workload's runtime uses by default."""
+    return runtime(workload.training.runtime).wire_dtype(workload)
+
+
 def apply_runtime(graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
     """``graph`` with the host work of the workload's ``training.runtime``."""
     return runtime(workload.training.runtime).apply(graph, workload)
@@ -117,6 +136,8 @@ class Fused(Runtime):
     """Kernels issued ahead at no modelled CPU cost (CUDA graphs, fused C++ loops)."""
 
     name = "fused"
+    # HugeCTR's mixed precision runs the whole network, embedding outputs included, in fp16.
+    half_precision_wire = True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         return graph
@@ -336,6 +357,8 @@ class CudaGraphs(Runtime):
     """PyTorch kernels replayed from a CUDA graph each step (module docstring)."""
 
     name = "cuda_graphs"
+    # NVIDIA DLE casts the all-to-all payload to fp16 under AMP.
+    half_precision_wire = True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(None, fused_epilogues=False, step_sync=True)

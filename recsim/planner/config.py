@@ -14,8 +14,10 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   when the higher one does not fit: precision is a capacity tool, not a speed knob, since it
   changes the model. Default fp32, fp16 and int8 (int8 rows: FBGEMM's row-wise quantised TBE; the
   "mixed-precision embedding cache" paper trains int8 tables); int4 only if listed;
-- ``comm_dtypes``: wire precisions for pooled embeddings (fp32 first: reduced-precision all-to-all is
-  a quality trade the user opts into by listing it first);
+- ``comm_dtypes``: wire precisions for pooled embeddings, the first is the plan's; ``auto`` (the
+  default) is the framework's own (``recsim.graph.runtime``: the dense half precision under mixed
+  precision for the fused and cuda_graphs runtimes, fp32 otherwise); anything lower is a quality
+  trade the user opts into by listing it first;
 - ``hbm_reserve`` 0.15 and ``ddr_reserve`` 0.15: TorchRec's ``HeuristicalStorageReservation``
   default ``percentage=0.15`` of each device kept free for the framework and fragmentation;
 - ``cache_ratios`` 0.05 and 0.2: the mixed-precision embedding cache paper's FP32 cache of 5 % of
@@ -40,13 +42,14 @@ from recsim.config.tree import Tree
 from recsim.config.types import Spec
 from recsim.config.validate import validate_tree
 from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES
+from recsim.workload.spec import Workload
 
 Sharding = Literal[
     "data_parallel", "table_wise", "column_wise", "table_column_wise", "row_wise", "table_row_wise", "grid"
 ]
 TierName = Literal["hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd"]
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
-CommDtype = Literal["fp32", "fp16", "bf16", "fp8", "int8"]
+CommDtype = Literal["auto", "fp32", "fp16", "bf16", "fp8", "int8"]
 
 assert set(Sharding.__args__) == set(SHARDING_TYPES)  # type: ignore[attr-defined]
 assert set(Dtype.__args__) == set(EMBEDDING_DTYPES)  # type: ignore[attr-defined]
@@ -63,7 +66,7 @@ class PlannerConfig(Spec):
         default_factory=lambda: ["hbm", "uvm_caching", "uvm", "ddr", "ssd"], min_length=1
     )
     embedding_dtypes: list[Dtype] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
-    comm_dtypes: list[CommDtype] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    comm_dtypes: list[CommDtype] = Field(default_factory=lambda: ["auto"], min_length=1)
     auto_tiers: bool = True
     hbm_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
     ddr_reserve: float = Field(default=0.15, ge=0.0, lt=1.0)
@@ -87,3 +90,11 @@ def planner_config(overrides: Sequence[str | Override] = ()) -> PlannerConfig:
     ]
     tree = apply_overrides(Tree({"planner": {}}), parsed)
     return validate_tree(_Document, tree).planner
+
+
+def comm_dtypes_for(config: PlannerConfig, workload: Workload) -> list[str]:
+    """``config.comm_dtypes`` with ``auto`` resolved for ``workload`` (duplicates dropped, order kept)."""
+    from recsim.graph.runtime import default_wire_dtype
+
+    resolved = [default_wire_dtype(workload) if d == "auto" else d for d in config.comm_dtypes]
+    return list(dict.fromkeys(resolved))

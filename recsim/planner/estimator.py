@@ -37,7 +37,7 @@ from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
-from recsim.planner.config import PlannerConfig
+from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage
 from recsim.workload.access.model import AccessModel
@@ -94,6 +94,8 @@ class Estimator:
         self.system = system
         self.w = workload
         self.cfg = config or PlannerConfig()
+        # The wire dtype the plans of this planner use (``auto``: the framework's own).
+        self.comm_dtype = comm_dtypes_for(self.cfg, workload)[0]
         self.topology = topology or build_topology(system)
         self.world = system.num_accelerators
         self.per_node = max(1, system.node.num_accelerators)
@@ -224,7 +226,7 @@ class Estimator:
             hit = self._blocks.get(memo_key)
             if hit is not None:
                 return Block(tuple(shards), hit.perf, hit.storage)
-        comm = self.cfg.comm_dtypes[0]
+        comm = self.comm_dtype
         wire = DTYPE_BYTES[comm]
         fwd = sum(self.marginal_lookup_s(s, "forward") for s in shards)
         bwd = sum(self.marginal_lookup_s(s, "backward") for s in shards)
@@ -292,7 +294,7 @@ class Estimator:
         rows, dim = table.rows, self.w.table_dim(table)
         name = table.name
         b = self.local_batch
-        wire = DTYPE_BYTES[self.cfg.comm_dtypes[0]]
+        wire = DTYPE_BYTES[self.comm_dtype]
         blocks: list[Block] = []
         placement = "any"
         groups = 1

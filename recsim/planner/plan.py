@@ -4,7 +4,8 @@ These are the baselines the proposers are compared with (and what ``--plan table
 run): ``table_wise_round_robin`` (whole tables rank by rank, in order), ``table_wise_greedy`` (whole
 tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank), ``hybrid``
 (row-wise for the tallest tables, LPT table-wise for the rest) and ``table_wise_mp_bottom`` (the
-bottom MLP model-parallel on rank 0 and the tables on the others, as NVIDIA's DLE DLRM does).
+bottom MLP model-parallel on rank 0 and the tables on the others, as NVIDIA's DLE DLRM does). Their
+pooled embeddings travel in the framework's default wire dtype (``runtime.default_wire_dtype``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from recsim.errors import InfeasibleError
+from recsim.graph.runtime import default_wire_dtype
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Workload
 
@@ -35,7 +37,9 @@ def table_wise_round_robin(workload: Workload, world_size: int) -> Plan:
         )
         for i, t in enumerate(workload.tables)
     )
-    return Plan(world_size, shards, strategy="table_wise_round_robin")
+    return Plan(
+        world_size, shards, strategy="table_wise_round_robin", comm_dtype=default_wire_dtype(workload)
+    )
 
 
 def row_wise_all(workload: Workload, world_size: int) -> Plan:
@@ -56,7 +60,7 @@ def row_wise_all(workload: Workload, world_size: int) -> Plan:
                     t.name, "row_wise", bounds[r], bounds[r + 1], 0, dim, (r,), "hbm", workload.table_dtype(t)
                 )
             )
-    return Plan(world_size, tuple(shards), strategy="row_wise")
+    return Plan(world_size, tuple(shards), strategy="row_wise", comm_dtype=default_wire_dtype(workload))
 
 
 def table_wise_greedy(workload: Workload, world_size: int) -> Plan:
@@ -69,7 +73,9 @@ def table_wise_greedy(workload: Workload, world_size: int) -> Plan:
         load[rank] += workload.table_lookups(t) * workload.table_dim(t)
         dim = workload.table_dim(t)
         shards.append(Shard(t.name, "table_wise", 0, t.rows, 0, dim, (rank,), "hbm", workload.table_dtype(t)))
-    return Plan(world_size, tuple(shards), strategy="table_wise_greedy")
+    return Plan(
+        world_size, tuple(shards), strategy="table_wise_greedy", comm_dtype=default_wire_dtype(workload)
+    )
 
 
 #: Tables at least this tall are split by rows in ``hybrid``: a 40M-row table with 100 lookups per
@@ -96,7 +102,7 @@ def hybrid(workload: Workload, world_size: int, row_wise_min_rows: int = ROW_WIS
         rank = min(range(world_size), key=lambda r: (load[r], r))
         load[rank] += workload.table_lookups(t) * dim
         shards.append(Shard(t.name, "table_wise", 0, t.rows, 0, dim, (rank,), "hbm", dtype))
-    return Plan(world_size, tuple(shards), strategy="hybrid")
+    return Plan(world_size, tuple(shards), strategy="hybrid", comm_dtype=default_wire_dtype(workload))
 
 
 def table_wise_mp_bottom(workload: Workload, world_size: int) -> Plan:
@@ -107,7 +113,9 @@ def table_wise_mp_bottom(workload: Workload, world_size: int) -> Plan:
     others = table_wise_greedy(workload, world_size - 1)
     shards = tuple(replace(s, ranks=tuple(r + 1 for r in s.ranks)) for s in others.shards)
     bottom = 0 if workload.bottom_mlp else None
-    return Plan(world_size, shards, strategy="table_wise_mp_bottom", bottom_rank=bottom)
+    return Plan(
+        world_size, shards, strategy="table_wise_mp_bottom", bottom_rank=bottom, comm_dtype=others.comm_dtype
+    )
 
 
 #: The statistics-free plans by strategy name: they need only the workload and the world size.

@@ -56,11 +56,13 @@ def test_bottom_runs_once_on_the_whole_batch_and_travels_in_the_all_to_all():
     assert len(bottom) == 2 * len(workload.bottom_mlp)
     for n in bottom:
         assert isinstance(n.op, Compute) and n.op.shapes[0][0] == BATCH  # the global batch
-    # Rank 0 sends each rank its samples' bottom outputs (fp32 wire: the plan's default).
+    # Rank 0 sends each rank its samples' bottom outputs (fp16 wire: the fused runtime's default
+    # under mixed precision).
+    assert plan.comm_dtype == "fp16"
     (a2a,) = (n for n in graph.nodes if n.rank == 0 and n.name == "a2a_fwd")
     assert isinstance(a2a.op, Collective) and a2a.op.send_bytes is not None
     width = workload.bottom_mlp[-1]
-    assert a2a.op.send_bytes == tuple(BATCH // 8 * width * 4.0 for _ in range(8))
+    assert a2a.op.send_bytes == tuple(BATCH // 8 * width * 2.0 for _ in range(8))
     # Its weights are not all-reduced: the buckets hold the other dense layers' gradients only.
     buckets = {n.op.key: n.op.bytes for n in graph.nodes if n.rank == 1 and n.name.startswith("allreduce")}
     bottom_params = sum(x.params for x in workload.dense_layers if x.part == "bottom")

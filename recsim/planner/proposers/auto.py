@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from recsim.errors import InfeasibleError
+from recsim.planner.config import comm_dtypes_for
 from recsim.planner.estimator import plan_makespan_s
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
 from recsim.planner.proposers.base import proposer as get_proposer
@@ -74,8 +75,9 @@ class Auto(Proposer):
             if name in finalists:
                 results.append((simulated_throughput(ctx, plan), name, plan))
         throughput, name, best = max(results, key=lambda x: (x[0], -len(x[1])))
-        if len(ctx.config.comm_dtypes) > 1:
-            for dtype in ctx.config.comm_dtypes[1:]:
+        wires = comm_dtypes_for(ctx.config, ctx.workload)
+        if len(wires) > 1:
+            for dtype in wires[1:]:
                 variant = dataclasses.replace(best, comm_dtype=dtype)
                 value = simulated_throughput(ctx, variant)
                 if value > throughput:

@@ -37,7 +37,7 @@ class _Scheme(Proposer):
             if part.place(cand) is None:  # pragma: no cover - unlimited capacity always fits
                 raise InfeasibleError(f"{self.name}: could not place {cand.option.describe()}")
         return Plan(
-            ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.config.comm_dtypes[0]
+            ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.estimator.comm_dtype
         )
 
     def candidate(self, ctx: PlanningContext, table: Table) -> Candidate:

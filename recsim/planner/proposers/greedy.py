@@ -167,7 +167,7 @@ def place_table(
 
 def finished_plan(ctx: PlanningContext, part: Partitioner, name: str) -> Plan:
     """The partitioner's shards as a plan with the config's first communication dtype."""
-    return Plan(ctx.world_size, tuple(part.shards), strategy=name, comm_dtype=ctx.config.comm_dtypes[0])
+    return Plan(ctx.world_size, tuple(part.shards), strategy=name, comm_dtype=ctx.estimator.comm_dtype)
 
 
 class _Greedy(Proposer):
@@ -182,7 +182,7 @@ class _Greedy(Proposer):
             remaining -= table_cost_s(ctx, table)
             place_table(ctx, part, table, max(0.0, remaining), slow_first=table.name not in in_hbm)
         return Plan(
-            ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.config.comm_dtypes[0]
+            ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.estimator.comm_dtype
         )
 
 
