@@ -8,8 +8,9 @@ The traffic is a matrix ``M[i, j]`` (bytes member ``i`` sends to member ``j``; u
   slower route than the port, e.g. over PCIe on an NVLink mesh, takes at least its bytes over
   that route's bandwidth); across nodes each rank uses its
   own NIC (point-to-point traffic cannot aggregate NICs: nccl-tests issue 267), so the slowest rank
-  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: the number of
-  peers a rank exchanges with on each level.
+  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: the rounds of
+  concurrent p2p operations NCCL needs for the peers a rank exchanges with on each level
+  (``p2p_rounds``: up to 16 or 32 peers at once).
 * ``hierarchical``: (1) inside each node, rank ``(a, i)`` hands rank ``(a, j)`` everything bound for
   local index ``j`` on any node (``sum_b M[(a,i), (b,j)]``); (2) across nodes, rank ``(a, j)`` sends
   rank ``(b, j)`` the aggregate (``sum_i M[(a,i), (b,j)]``), rail to rail. It trades extra NVLink
@@ -20,6 +21,7 @@ The traffic is a matrix ``M[i, j]`` (bytes member ``i`` sends to member ``j``; u
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,6 +39,25 @@ from recsim.cost.collectives.base import (
     traffic_matrix,
 )
 from recsim.graph.ir import Collective, CollectiveOp
+
+#: NCCL runs a grouped all-to-all's sends and receives on its p2p channels side by side: each peer
+#: gets ``NCCL_NCHANNELS_PER_NET_PEER`` (default 2) channels, halved while ``channels x ranks``
+#: exceeds the communicator's p2p channels ("Try to use all channels, but one channel per
+#: operation", src/enqueue.cc), whose number is ``NCCL_MAX_P2P_NCHANNELS`` = MAXCHANNELS = 32 by
+#: default. So ``32 / channels-per-peer`` peers are served at once and the per-peer latency is paid
+#: once per round of them, not once per peer.
+P2P_CHANNELS = 32
+P2P_CHANNELS_PER_PEER = 2
+
+
+def p2p_rounds(peers: int, ranks: int) -> int:
+    """Rounds of concurrent point-to-point operations NCCL needs to reach ``peers`` peers."""
+    if peers <= 0:
+        return 0
+    per_peer = P2P_CHANNELS_PER_PEER
+    while per_peer * ranks > P2P_CHANNELS and per_peer > 1:
+        per_peer //= 2
+    return math.ceil(peers / max(1, P2P_CHANNELS // per_peer))
 
 
 def _same_node(layout: GroupLayout) -> NDArray[np.bool_]:
@@ -72,14 +93,14 @@ def _level_costs(
         peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-        intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
+        intra = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():
         load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))
         bw = layout.own_nic_bandwidth
         worst = int(np.argmax(load / bw))
         peers = np.maximum((remote_m > 0).sum(axis=1), (remote_m > 0).sum(axis=0))
-        inter = LevelCost(float(peers.max()), float(load[worst]), float(bw[worst]))
+        inter = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(bw[worst]))
     return intra, inter
 
 
