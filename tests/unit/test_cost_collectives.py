@@ -540,3 +540,16 @@ def test_bytes_sent_equal_bytes_received(op):
 def test_time_grows_with_bytes(kind, size, more):
     t = topo("dgx-a100")
     assert collective_time_s(op_(kind, 8, size * more), t) >= collective_time_s(op_(kind, 8, size), t)
+
+
+def test_all_to_all_pays_latency_per_round_of_concurrent_peers():
+    from recsim.cost.collectives.alltoall import p2p_rounds
+
+    assert p2p_rounds(0, 8) == 0
+    assert p2p_rounds(7, 8) == 1  # two channels per peer, 16 peers at once
+    assert p2p_rounds(15, 16) == 1
+    assert p2p_rounds(16, 17) == 1  # one channel per peer: 32 at once
+    assert p2p_rounds(56, 64) == 2
+    assert p2p_rounds(127, 128) == 4
+    rounds = [p2p_rounds(p, 1024) for p in range(1024)]
+    assert rounds == sorted(rounds)
