@@ -8,9 +8,10 @@ The traffic is a matrix ``M[i, j]`` (bytes member ``i`` sends to member ``j``; u
   slower route than the port, e.g. over PCIe on an NVLink mesh, takes at least its bytes over
   that route's bandwidth); across nodes each rank uses its
   own NIC (point-to-point traffic cannot aggregate NICs: nccl-tests issue 267), so the slowest rank
-  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: the rounds of
-  concurrent p2p operations NCCL needs for the peers a rank exchanges with on each level
-  (``p2p_rounds``: up to 16 or 32 peers at once).
+  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: inside a node, the
+  number of peers (the NVSwitch protocol constants were fitted on 8-GPU nccl-tests with that
+  count); across nodes, where the latencies are NCCL's ring tuning constants, the rounds of
+  concurrent p2p operations NCCL needs for the remote peers (``p2p_rounds``: 16 or 32 at once).
 * ``hierarchical``: (1) inside each node, rank ``(a, i)`` hands rank ``(a, j)`` everything bound for
   local index ``j`` on any node (``sum_b M[(a,i), (b,j)]``); (2) across nodes, rank ``(a, j)`` sends
   rank ``(b, j)`` the aggregate (``sum_i M[(a,i), (b,j)]``), rail to rail. It trades extra NVLink
@@ -93,7 +94,7 @@ def _level_costs(
         peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-        intra = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(rate))
+        intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():
         load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))
