@@ -176,6 +176,10 @@ MIXED: dict[str, Any] = {
 }
 
 
+def _multinode(system: str, workload: str, nodes: int, batch: int) -> Callable[[], float]:
+    return lambda: _throughput(system, workload, nodes=nodes, batch_size=batch, **MIXED)
+
+
 def _cases() -> list[Case]:
     pub = published()
     cases = [
@@ -274,6 +278,32 @@ def _cases() -> list[Case]:
             lambda: _throughput("dgx-a100", "dlrm-mlperf", batch_size=55296, **MIXED),
         )
     )
+    for row in pub["mlperf-train-dcnv2-multinode"]["value"]:
+        nodes, batch = int(row["nodes"]), int(row["global_batch"])
+        cases.append(
+            Case(
+                f"mlperf-train-{row['round']}-dcnv2-dgxh100-n{nodes}",
+                "end_to_end",
+                f"MLPerf {row['round']} DLRM-DCNv2, {nodes} x DGX H100, batch {batch:,}",
+                "samples/s",
+                float(row["samples_per_s"]),
+                0.15,
+                _multinode("dgx-h100", "dlrm-dcnv2", nodes, batch),
+            )
+        )
+    for row in pub["mlperf-train-dlrmv1-multinode"]["value"]:
+        nodes, batch, system = int(row["nodes"]), int(row["global_batch"]), str(row["system"])
+        cases.append(
+            Case(
+                f"mlperf-train-{row['round']}-dlrmv1-{system.replace('-', '')}-n{nodes}",
+                "end_to_end",
+                f"MLPerf {row['round']} DLRM v1, {nodes} x {system.upper()}, batch {batch:,}",
+                "samples/s",
+                float(row["samples_per_s"]),
+                0.15,
+                _multinode(system, "dlrm-mlperf", nodes, batch),
+            )
+        )
     dle = pub["dle-dlrm-dgxa100-8gpu"]
     for mode, precision in (("amp", "fp16"), ("tf32", "tf32")):
         cases.append(
