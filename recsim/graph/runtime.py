@@ -172,6 +172,19 @@ class _Style:
     dispatch: EagerCosts | None  # host dispatch chain (eager); None: kernels issued ahead
     fused_epilogues: bool  # bias and activation inside the GEMM (cuBLASLt epilogues)
     step_sync: bool  # the host synchronises with the device before every step
+    # Pooled embeddings sent in a narrower dtype than the lookup produces are cast by separate
+    # kernels (TorchRec's qcomm codecs, DLE's .half()); a fused loop writes them narrow directly.
+    separate_casts: bool = True
+
+
+#: Collectives that carry pooled embeddings (forward) or their gradients (backward).
+_POOLED_FORWARD = ("a2a_fwd", "rw_fwd:")
+_POOLED_BACKWARD = ("a2a_bwd", "rw_bwd:")
+
+
+def _cast(name: str, read: float, written: float, dtype: str) -> Compute:
+    """An element-wise dtype conversion: reads and writes its tensor once (memory-bound)."""
+    return Compute(name, 0.0, read, written, dtype, (), "elementwise")
 
 
 class _Rewriter:
@@ -186,6 +199,9 @@ class _Rewriter:
         # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
         linears = [x.name for x in layers if x.op == "linear"]
         self.activated = set(linears[:-1]) if not style.fused_epilogues else set()
+        # What the lookups produce: the tables' storage precision, at least 16 bits (quantised rows
+        # are dequantised to fp16 by the kernel).
+        self.pooled_bytes = max([2.0, *(DTYPE_BYTES[workload.table_dtype(t)] for t in workload.tables)])
         self.steps = int(graph.metadata.get("steps", 1))
         self.old_stride = int(graph.metadata.get("step_stride", 0)) or (
             max((n.id for n in graph.nodes), default=-1) + 1
@@ -233,6 +249,8 @@ class _Rewriter:
         if cpu_s is not None:
             deps.append(self.host(f"dispatch:{_base_name(n)}", cpu_s).id)
         base = _base_name(n)
+        if isinstance(n.op, Collective) and self.style.separate_casts and self._cast_exchange(n, deps):
+            return
         if base not in self.activated or not isinstance(n.op, Compute) or n.op.category != "gemm":
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
             return
@@ -254,6 +272,49 @@ class _Rewriter:
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
             self.program.append(replace(epi, deps=(self.new_id(n.id),)))
             self.redirect[n.id] = epi.id
+
+    def _cast_exchange(self, n: Node, deps: list[int]) -> bool:
+        """Emit a pooled exchange with the cast kernels a narrower wire needs (quantise on the
+        senders before the forward exchange, dequantise on the receivers after the backward one);
+        False when it needs none. The forward all-to-all after a row-wise reduce-scatter re-casts
+        the reduced slices too (they arrive narrow already; a small overcount)."""
+        op = n.op
+        assert isinstance(op, Collective)
+        base = n.name.split("#", 1)[0]
+        wire = DTYPE_BYTES.get(op.dtype, self.pooled_bytes)
+        forward = base.startswith(_POOLED_FORWARD)
+        if wire >= self.pooled_bytes or not (forward or base.startswith(_POOLED_BACKWARD)):
+            return False
+        widen = self.pooled_bytes / wire
+        coll_id = self.new_id(n.id)
+        if forward:
+            sent = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
+            cast = Node(
+                self.extra_id(),
+                n.rank,
+                f"quantise:{base}#{self.step}",
+                Stream.COMPUTE,
+                _cast("quantise", sent * widen, sent, op.dtype),
+                tuple(deps),
+                phase=n.phase,
+            )
+            self.program.append(cast)
+            self.program.append(replace(n, id=coll_id, deps=(cast.id,)))
+            return True
+        received = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
+        self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
+        cast = Node(
+            self.extra_id(),
+            n.rank,
+            f"dequantise:{base}#{self.step}",
+            Stream.COMPUTE,
+            _cast("dequantise", received, received * widen, op.dtype),
+            (coll_id,),
+            phase=n.phase,
+        )
+        self.program.append(cast)
+        self.redirect[n.id] = cast.id
+        return True
 
     def run(self, name: str) -> ExecutionGraph:
         by_key: dict[tuple[int, int], list[Node]] = defaultdict(list)  # (step, rank) -> nodes in order

@@ -10,7 +10,7 @@ from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError
 from recsim.graph.build import build_training_step
 from recsim.graph.eager_calibration import TORCHREC_V100, host_bound_step_s, measure_eager_costs
-from recsim.graph.ir import Host, Stream
+from recsim.graph.ir import Collective, Compute, Embedding, Host, Stream
 from recsim.graph.runtime import RUNTIMES, apply_runtime, runtime
 from recsim.graph.schedule import asap_schedule
 from recsim.graph.steps import chain_steps
@@ -191,3 +191,36 @@ def test_host_cost_follows_the_model_not_the_plan_grouping():
     for per_rank in totals:
         assert max(per_rank.values()) == pytest.approx(min(per_rank.values()), rel=1e-12)
     assert totals[0][0] == pytest.approx(totals[1][0], rel=1e-12)
+
+
+def test_pytorch_casts_pooled_embeddings_for_a_narrow_wire():
+    # fp32 tables, fp16 all-to-all: the senders quantise before the forward exchange, the receivers
+    # dequantise the gradients after the backward one (TorchRec qcomm); a fused loop writes fp16
+    # directly and adds nothing.
+    system, workload, plan = _setup("eager", 2048, DOT)
+    opts = SimulationOptions(steps=1, comm_dtype="fp16")
+    sim = simulate_training(system, workload, plan, opts)
+    assert sim.graph is not None
+    ids = {n.id: n for n in sim.graph.nodes}
+    for n in sim.graph.nodes:
+        if n.name.startswith("a2a_fwd") and n.rank == 0:
+            (cast,) = (ids[d] for d in n.deps)
+            assert isinstance(cast.op, Compute) and cast.op.op == "quantise"
+            assert isinstance(n.op, Collective) and n.op.send_bytes is not None
+            assert cast.op.bytes_written == pytest.approx(sum(n.op.send_bytes))
+            assert cast.op.bytes_read == pytest.approx(2 * sum(n.op.send_bytes))
+    dequant = [n for n in sim.graph.nodes if n.name.startswith("dequantise:a2a_bwd")]
+    assert len(dequant) == sim.graph.ranks
+    for n in sim.graph.nodes:
+        if isinstance(n.op, Embedding) and n.op.pass_ == "backward":
+            assert any(ids[d].name.startswith("dequantise:") for d in n.deps)
+    fused = simulate_training(system, replace_runtime(workload, "fused"), plan, opts)
+    assert fused.graph is not None
+    assert not any(n.name.startswith(("quantise:", "dequantise:")) for n in fused.graph.nodes)
+    full = simulate_training(system, workload, plan, SimulationOptions(steps=1, comm_dtype="fp32"))
+    assert full.graph is not None
+    assert not any(n.name.startswith(("quantise:", "dequantise:")) for n in full.graph.nodes)
+
+
+def replace_runtime(workload, name):
+    return workload.model_copy(update={"training": workload.training.model_copy(update={"runtime": name})})
