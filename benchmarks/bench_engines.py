@@ -2,7 +2,7 @@
 
 Prints figures; asserts nothing. The DES figure is set next to the raw simpy event rate measured in
 the same run, so a slow machine shows as both figures dropping together: the DES line gives the
-simpy events the engine processed per second of its own wall time (``recsim.engine.des.COUNTERS``),
+simpy events the engine processed per second of its own wall time (``recsim.engine.des.DesCounters``),
 directly comparable with the raw rate (their ratio is what the engine's work per event costs).
 """
 
@@ -15,7 +15,7 @@ import time
 import simpy
 
 from recsim.api import make_plan, prepare
-from recsim.engine.des import COUNTERS
+from recsim.engine.des import DesCounters
 from recsim.engine.simulate import SimulationOptions, simulate_training
 
 
@@ -32,13 +32,14 @@ def raw_simpy_events_per_s(n: int = 200_000) -> float:
     return n / (time.perf_counter() - start)
 
 
-def bench(nodes: int, fidelity: str) -> tuple[float, float]:
-    """(wall time of one simulation, its throughput)."""
+def bench(nodes: int, fidelity: str, counters: DesCounters | None = None) -> tuple[float, float]:
+    """(wall time of one simulation, its throughput); the DES run adds its work to ``counters``."""
     # MLPerf's global batch (55,296) at every size: strong scaling, as a sweep over nodes would do.
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=55296, precision="fp16")
     plan = make_plan("table_wise", workload, system)
     start = time.perf_counter()
-    result = simulate_training(system, workload, plan, SimulationOptions(fidelity=fidelity)).result
+    options = SimulationOptions(fidelity=fidelity, des_counters=counters)
+    result = simulate_training(system, workload, plan, options).result
     wall = time.perf_counter() - start
     return wall, result.throughput_samples_per_s
 
@@ -51,9 +52,9 @@ def main() -> None:
         wall, thr = bench(nodes, "analytic")
         rate = 1 / wall
         print(f"analytic  {gpus:5d} GPUs: {wall:7.2f} s per evaluation ({rate:6.2f}/s), {thr:,.0f} samples/s")
-        events, engine_s = COUNTERS.events, COUNTERS.wall_s
-        wall, thr = bench(nodes, "des")
-        events, engine_s = COUNTERS.events - events, COUNTERS.wall_s - engine_s
+        counters = DesCounters()
+        wall, thr = bench(nodes, "des", counters)
+        events, engine_s = counters.events, counters.wall_s
         print(f"des       {gpus:5d} GPUs: {wall:7.2f} s per step simulation, {thr:,.0f} samples/s")
         rate = events / engine_s if engine_s > 0 else float("nan")
         print(f"des       {gpus:5d} GPUs: {rate:,.0f} simulated events/s ({events:,} in {engine_s:.2f} s)")

@@ -21,8 +21,8 @@ event rather than per phase; for the homogeneous phases of rings and all-to-alls
 transfer time. Speed (10^5 flows per all-to-all at 1024 GPUs): a collective's flows and their link
 ids are built once per distinct collective (``Traffic``; chained steps repeat them), allocations
 are memoised by the set of flows in flight, and ``t_alone`` is only simulated for a collective that
-did share the network (alone all along, ``t_shared`` is ``t_alone``). ``COUNTERS`` sums the events
-processed, for the engine benchmark.
+did share the network (alone all along, ``t_shared`` is ``t_alone``). A caller-owned
+``DesCounters`` passed to ``run_des`` sums the events processed, for the engine benchmark.
 
 Kernels on one GPU do not share HBM or SMs here (each stream runs its nodes at their modelled
 speed): that is the cost layer's no-contention assumption, made explicit.
@@ -268,7 +268,7 @@ def _aggregate(flows: Sequence[Flow]) -> tuple[list[str], list[str], NDArray[np.
 
 @dataclass
 class DesCounters:
-    """Work of the DES engine in this process, summed over runs: benchmarks read it (events per
+    """Work of the DES engine, summed over the runs it is passed to: benchmarks read it (events per
     second of wall time); the model never does."""
 
     runs: int = 0
@@ -276,9 +276,6 @@ class DesCounters:
     allocations: int = 0  # network rounds (rates recomputed)
     fills: int = 0  # max-min fillings computed (the other rounds found theirs in the memo)
     wall_s: float = 0.0  # wall time spent in ``run_des``
-
-
-COUNTERS = DesCounters()
 
 
 def _run_counting(env: simpy.Environment) -> int:
@@ -307,8 +304,9 @@ def _identity(parts: Sequence[Collective]) -> tuple[object, ...]:
     )
 
 
-def run_des(graph: ExecutionGraph, cost: CostModel) -> Schedule:
-    """Simulate ``graph``; returns the start and finish of every node."""
+def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None = None) -> Schedule:
+    """Simulate ``graph``; returns the start and finish of every node (``counters``, if given,
+    accumulates the run's work)."""
     wall = time.perf_counter()
     env = simpy.Environment()
     topology = cost.topology
@@ -387,11 +385,12 @@ def run_des(graph: ExecutionGraph, cost: CostModel) -> Schedule:
         if not isinstance(n.op, Collective):
             env.process(compute(n))
     events = _run_counting(env)
-    COUNTERS.runs += 1
-    COUNTERS.events += events
-    COUNTERS.allocations += network.allocations
-    COUNTERS.fills += network.fills
-    COUNTERS.wall_s += time.perf_counter() - wall
+    if counters is not None:
+        counters.runs += 1
+        counters.events += events
+        counters.allocations += network.allocations
+        counters.fills += network.fills
+        counters.wall_s += time.perf_counter() - wall
     if len(finish) != len(graph.nodes):
         waiting = [n for n in graph.nodes if n.id not in finish][:4]
         names = ", ".join(f"{n.name}@rank{n.rank}" for n in waiting)
@@ -412,4 +411,4 @@ def with_nic_speed(topology: Topology, vertex: str, factor: float) -> Topology:
     return Topology(topology.system, graph)
 
 
-__all__ = ["COUNTERS", "DesCounters", "FluidNetwork", "Traffic", "run_des", "with_nic_speed"]
+__all__ = ["DesCounters", "FluidNetwork", "Traffic", "run_des", "with_nic_speed"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
@@ -34,6 +35,9 @@ from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
 from recsim.workload.spec import Workload
 
+if TYPE_CHECKING:  # the DES engine (and simpy) load only when a DES run asks for them
+    from recsim.engine.des import DesCounters
+
 
 @dataclass(frozen=True)
 class Simulation:
@@ -52,6 +56,8 @@ class SimulationOptions:
     steps: int = DEFAULT_STEPS
     comm_dtype: str | None = None  # None: the plan's choice
     check_invariants: bool = True
+    # The DES engine adds its work (events, wall time) here when given: benchmarks read it.
+    des_counters: DesCounters | None = None
 
 
 def _context(system: System, workload: Workload, plan: Plan, options: SimulationOptions) -> dict[str, object]:
@@ -158,7 +164,7 @@ def _run(graph: ExecutionGraph, cost: CostModel, options: SimulationOptions) -> 
     if options.fidelity == "des":
         from recsim.engine.des import run_des
 
-        return run_des(graph, cost)
+        return run_des(graph, cost, options.des_counters)
     raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
 
 

@@ -20,7 +20,7 @@ from recsim.api import load_system
 from recsim.cost.collectives import Flow
 from recsim.cost.collectives.base import FlowList, matrix_flows
 from recsim.cost.model import CostModel
-from recsim.engine.des import COUNTERS, FluidNetwork, run_des
+from recsim.engine.des import DesCounters, FluidNetwork, run_des
 from recsim.engine.network import _SATURATED, _edge_index, _EdgeIndex, _fill, _FlowSet, simulate_flows
 from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
 from recsim.hardware.topology import Topology, build_topology
@@ -158,14 +158,9 @@ def test_overlapping_collectives_count_events_and_reuse_allocations():
                 nodes.append(_a2a(len(nodes), r, f"{key}{round_}", row, lane, deps))
     graph = ExecutionGraph(16, nodes)
     cost = CostModel(load_system("dgx-h100", nodes=2))
-    before = (COUNTERS.runs, COUNTERS.events, COUNTERS.allocations, COUNTERS.fills)
-    schedule = run_des(graph, cost)
-    runs, events, allocations, fills = (
-        now - then
-        for now, then in zip(
-            (COUNTERS.runs, COUNTERS.events, COUNTERS.allocations, COUNTERS.fills), before, strict=True
-        )
-    )
+    counters = DesCounters()
+    schedule = run_des(graph, cost, counters)
+    runs, events, allocations, fills = counters.runs, counters.events, counters.allocations, counters.fills
     assert runs == 1 and events > len(graph.nodes)
     # Each round of the second pair finds its allocation in the memo; every distinct one was
     # filled once (the idle-network times of the two traffics take rounds of their own).
