@@ -167,14 +167,12 @@ def _epilogue(node: Node, backward: bool) -> Compute:
 
 @dataclass(frozen=True)
 class _Style:
-    """What a runtime adds to the graph."""
+    """What a PyTorch runtime adds to the graph besides PyTorch's unfused kernels (activation
+    epilogues, and the casts of pooled embeddings sent narrower than the lookups produce them:
+    TorchRec's qcomm codecs, DLE's .half(); the fused loop writes them narrow directly)."""
 
     dispatch: EagerCosts | None  # host dispatch chain (eager); None: kernels issued ahead
-    fused_epilogues: bool  # bias and activation inside the GEMM (cuBLASLt epilogues)
     step_sync: bool  # the host synchronises with the device before every step
-    # Pooled embeddings sent in a narrower dtype than the lookup produces are cast by separate
-    # kernels (TorchRec's qcomm codecs, DLE's .half()); a fused loop writes them narrow directly.
-    separate_casts: bool = True
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
@@ -198,7 +196,7 @@ class _Rewriter:
         self.tensors = sum(3 if x.op == "dcnv2" else 2 for x in layers if x.params)
         # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
         linears = [x.name for x in layers if x.op == "linear"]
-        self.activated = set(linears[:-1]) if not style.fused_epilogues else set()
+        self.activated = set(linears[:-1])
         # What the lookups produce: the tables' storage precision, at least 16 bits (quantised rows
         # are dequantised to fp16 by the kernel).
         self.pooled_bytes = max([2.0, *(DTYPE_BYTES[workload.table_dtype(t)] for t in workload.tables)])
@@ -207,7 +205,7 @@ class _Rewriter:
             max((n.id for n in graph.nodes), default=-1) + 1
         )
         # Every node keeps its offset in its step; added nodes take ids after the step's nodes (at
-        # most one host node and one epilogue per node, plus a few per rank).
+        # most one host node and one epilogue or cast per node, plus a few per rank).
         self.stride = 3 * self.old_stride + 8 * graph.ranks
         self.counters: dict[int, int] = defaultdict(int)
         self.redirect: dict[int, int] = {}  # old id of a forward layer -> new id of its epilogue
@@ -249,7 +247,7 @@ class _Rewriter:
         if cpu_s is not None:
             deps.append(self.host(f"dispatch:{_base_name(n)}", cpu_s).id)
         base = _base_name(n)
-        if isinstance(n.op, Collective) and self.style.separate_casts and self._cast_exchange(n, deps):
+        if isinstance(n.op, Collective) and self._cast_exchange(n, deps):
             return
         if base not in self.activated or not isinstance(n.op, Compute) or n.op.category != "gemm":
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
@@ -281,9 +279,11 @@ class _Rewriter:
         op = n.op
         assert isinstance(op, Collective)
         base = n.name.split("#", 1)[0]
-        wire = DTYPE_BYTES.get(op.dtype, self.pooled_bytes)
         forward = base.startswith(_POOLED_FORWARD)
-        if wire >= self.pooled_bytes or not (forward or base.startswith(_POOLED_BACKWARD)):
+        if not (forward or base.startswith(_POOLED_BACKWARD)):
+            return False
+        wire = DTYPE_BYTES[op.dtype]
+        if wire >= self.pooled_bytes:
             return False
         widen = self.pooled_bytes / wire
         coll_id = self.new_id(n.id)
@@ -409,7 +409,7 @@ class Eager(Runtime):
     costs: ClassVar[EagerCosts] = TORCHREC_V100
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        style = _Style(self.costs, fused_epilogues=False, step_sync=False)
+        style = _Style(self.costs, step_sync=False)
         return _Rewriter(graph, workload, style).run(self.name)
 
 
@@ -422,5 +422,5 @@ class CudaGraphs(Runtime):
     half_precision_wire = True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        style = _Style(None, fused_epilogues=False, step_sync=True)
+        style = _Style(None, step_sync=True)
         return _Rewriter(graph, workload, style).run(self.name)
