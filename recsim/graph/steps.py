@@ -24,7 +24,6 @@ introspects the fields on every call). Ops other than collectives are shared bet
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 
 from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Node
 
@@ -74,29 +73,24 @@ def chain_steps(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
                 key = keys.get(op.key)
                 if key is None:
                     key = keys[op.key] = op.key + suffix
-                if type(op) is Collective:
-                    op = Collective(
-                        op.op, key, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm
-                    )
-                else:  # a subclass may carry more fields
-                    op = replace(op, key=key)
-            if type(n) is Node:
-                append(
-                    Node(
-                        n.id + offset,
-                        n.rank,
-                        n.name + suffix,
-                        n.stream,
-                        op,
-                        deps,
-                        n.lane,
-                        n.duration_s,
-                        n.start_s,
-                        n.phase,
-                    )
+                op = Collective(
+                    op.op, key, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm
                 )
-            else:  # a subclass may carry more fields
-                append(replace(n, id=n.id + offset, name=n.name + suffix, deps=deps, op=op))
+            # Positional (fast): tests check these are all the fields of Node and Collective.
+            append(
+                Node(
+                    n.id + offset,
+                    n.rank,
+                    n.name + suffix,
+                    n.stream,
+                    op,
+                    deps,
+                    n.lane,
+                    n.duration_s,
+                    n.start_s,
+                    n.phase,
+                )
+            )
     metadata = dict(graph.metadata)
     metadata["steps"] = steps
     metadata["step_stride"] = stride

@@ -339,3 +339,32 @@ def test_collective_costs_do_not_depend_on_what_was_costed_before():
     cold = [collective_time_s(op, build_topology(system)) for op in ops]
     assert warm == cold
     assert [collective_time_s(op, shared) for op in reversed(ops)] == warm[::-1]
+
+
+def test_chain_steps_copies_every_field_positionally():
+    # chain_steps builds Node and Collective copies positionally for speed: a field added to either
+    # class must be added there too.
+    from dataclasses import fields
+
+    assert [f.name for f in fields(Node)] == [
+        "id",
+        "rank",
+        "name",
+        "stream",
+        "op",
+        "deps",
+        "lane",
+        "duration_s",
+        "start_s",
+        "phase",
+    ]
+    assert [f.name for f in fields(Collective)] == [
+        "op",
+        "key",
+        "group",
+        "bytes",
+        "dtype",
+        "send_bytes",
+        "recv_bytes",
+        "algorithm",
+    ]

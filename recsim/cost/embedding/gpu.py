@@ -52,6 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+from recsim.cost.compute import gemm_calibration
 from recsim.cost.embedding.base import INDEX_BYTES, OFFSET_BYTES, Lookup
 from recsim.hardware.calibration import GatherCalibration
 from recsim.hardware.devices import Accelerator
@@ -257,8 +258,6 @@ def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
     accelerator's GEMM fit (``recsim.cost.compute``); the table rows ``index_add_`` reads and writes,
     one per lookup at random, at the TBE's forward gather efficiency for rows of this size.
     """
-    from recsim.cost.compute import gemm_calibration  # compute imports the IR this module serves
-
     acc = lookup.accelerator()
     cal = gather_calibration(acc)
     rows = lookup.lookups * lookup.row_bytes
