@@ -492,6 +492,7 @@ def build_training_step(
         "local_batch_size": b,
         "precision": precision,
         "comm_dtype": bld.comm_dtype,
+        "bottom_rank": mp_rank,
     }
     return bld.graph
 

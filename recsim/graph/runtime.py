@@ -48,6 +48,17 @@ the TorchRec traces); ``apply_runtime`` adds these memory-bound epilogue kernels
 after every Linear's forward and before its backward, except for the model's last Linear (its logit
 goes to the loss without an activation).
 
+Loss scaling (both PyTorch runtimes, ``precision: fp16``): ``torch.cuda.amp.GradScaler`` runs
+outside the fused kernels. Before the dense optimizer, ``unscale_`` checks and rescales every dense
+gradient (``_amp_foreach_non_finite_check_and_unscale_``: reads and writes the fp32 gradients), and
+``scaler.step`` reads ``found_inf`` back to the host (``.item()``, a **sync**) before it calls the
+optimizer. A materialised sparse embedding gradient (``sparse_sgd``; DLE calls
+``scaler.unscale_(embedding_optimizer)``) is unscaled the same way: its COO values, one row per
+lookup, are read and written once more. (DLE unscales it after the dense step and before the sparse
+update, which ``sparse_sgd`` folds into the backward lookup node; on one stream the order does not
+change the sum.) bf16 needs no scaling; the fused loop (HugeCTR) folds the scale into its optimizer
+kernels.
+
 The pass runs on the chained graph (``recsim.graph.steps``): nodes are renumbered so that each
 step keeps a contiguous id block (``metadata["step_stride"]`` is updated), and the host chain of
 step ``s + 1`` follows that of step ``s`` in the same in-order queue, so the host runs ahead of the
@@ -62,6 +73,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from recsim.errors import ConfigError
+from recsim.graph.build import OPTIMIZER_STATE
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.workload.spec import DTYPE_BYTES, Workload
@@ -185,6 +197,12 @@ def _cast(name: str, read: float, written: float, dtype: str) -> Compute:
     return Compute(name, 0.0, read, written, dtype, (), "elementwise")
 
 
+def _unscale(size_bytes: float) -> Compute:
+    """GradScaler's in-place unscale of fp32 gradients: a non-finite check and a multiply per element
+    (reads and writes the gradients once)."""
+    return Compute("amp_unscale", 2.0 * size_bytes / 4.0, size_bytes, size_bytes, "fp32", (), "elementwise")
+
+
 class _Rewriter:
     """Rebuilds a chained graph with a runtime's host nodes, syncs and epilogue kernels."""
 
@@ -197,6 +215,11 @@ class _Rewriter:
         # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
         linears = [x.name for x in layers if x.op == "linear"]
         self.activated = set(linears[:-1])
+        bottom_rank = graph.metadata.get("bottom_rank")
+        self.bottom_rank = int(bottom_rank) if bottom_rank is not None else None
+        self.global_batch = int(graph.metadata.get("global_batch_size", 0))
+        # fp16 autocast trains with torch.cuda.amp.GradScaler (module docstring).
+        self.loss_scaling = workload.training.precision == "fp16"
         # What the lookups produce: the tables' storage precision, at least 16 bits (quantised rows
         # are dequantised to fp16 by the kernel).
         self.pooled_bytes = max([2.0, *(DTYPE_BYTES[workload.table_dtype(t)] for t in workload.tables)])
@@ -244,6 +267,8 @@ class _Rewriter:
         deps = [self.dep(d) for d in n.deps]
         if self.barrier and not any(d in self.same_step for d in n.deps):
             deps += self.barrier
+        if self.loss_scaling and isinstance(n.op, Compute) and n.op.category == "optimizer":
+            deps = self._unscale_dense(n, deps)
         if cpu_s is not None:
             deps.append(self.host(f"dispatch:{_base_name(n)}", cpu_s).id)
         base = _base_name(n)
@@ -251,6 +276,15 @@ class _Rewriter:
             return
         if base not in self.activated or not isinstance(n.op, Compute) or n.op.category != "gemm":
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
+            op = n.op
+            # Only a materialised COO gradient is unscaled (fused TBE optimizers never write one).
+            if (
+                self.loss_scaling
+                and isinstance(op, Embedding)
+                and op.pass_ == "backward"
+                and op.optimizer == "sparse_sgd"
+            ):
+                self._unscale_sparse(n, op)
             return
         backward = n.phase == "backward"
         epi = Node(
@@ -271,6 +305,48 @@ class _Rewriter:
             self.program.append(replace(epi, deps=(self.new_id(n.id),)))
             self.redirect[n.id] = epi.id
 
+    def bottom_wire_bytes(self, op: Collective) -> float:
+        """Bytes of the model-parallel bottom MLP's output rows (all samples) in a pooled exchange
+        of its rank: the forward sends them, the backward receives their gradients."""
+        if not self.workload.bottom_mlp or op.op is not CollectiveOp.ALL_TO_ALL:
+            return 0.0
+        return self.global_batch * self.workload.bottom_mlp[-1] * DTYPE_BYTES[op.dtype]
+
+    def _unscale_dense(self, n: Node, deps: list[int]) -> list[int]:
+        """GradScaler before the dense optimizer ``n``: unscale its gradients, read ``found_inf``
+        back (a host sync); the optimizer's new dependencies."""
+        op = n.op
+        assert isinstance(op, Compute)
+        # The optimizer node writes the weights and their state: (1 + state) fp32 per parameter.
+        grads = op.bytes_written / (1 + OPTIMIZER_STATE[self.workload.training.optimizer])
+        node = Node(
+            self.extra_id(),
+            n.rank,
+            f"amp_unscale:dense#{self.step}",
+            n.stream,
+            _unscale(grads),
+            tuple(deps),
+            lane=n.lane,
+            phase=n.phase,
+        )
+        self.program.append(node)
+        return [self.host("sync:found_inf", 0.0, (node.id,)).id]
+
+    def _unscale_sparse(self, n: Node, op: Embedding) -> None:
+        """GradScaler's unscale of a materialised COO embedding gradient (one row per lookup)."""
+        node = Node(
+            self.extra_id(),
+            n.rank,
+            f"amp_unscale:{_base_name(n)}#{self.step}",
+            n.stream,
+            _unscale(op.lookups * op.dim * DTYPE_BYTES[op.dtype]),
+            (self.new_id(n.id),),
+            lane=n.lane,
+            phase=n.phase,
+        )
+        self.program.append(node)
+        self.redirect[n.id] = node.id
+
     def _cast_exchange(self, n: Node, deps: list[int]) -> bool:
         """Emit a pooled exchange with the cast kernels a narrower wire needs (quantise on the
         senders before the forward exchange, dequantise on the receivers after the backward one);
@@ -283,32 +359,48 @@ class _Rewriter:
         if not (forward or base.startswith(_POOLED_BACKWARD)):
             return False
         wire = DTYPE_BYTES[op.dtype]
-        if wire >= self.pooled_bytes:
-            return False
+        # A model-parallel bottom MLP's output rows travel in the same exchange; they leave the
+        # MLP in the dense precision, not the tables' (no cast when that is the wire dtype).
+        bottom = self.bottom_wire_bytes(op) if n.rank == self.bottom_rank else 0.0
+        dense = DTYPE_BYTES[self.workload.training.precision]
         widen = self.pooled_bytes / wire
+        widen_bottom = dense / wire if dense > wire else 0.0
+        if wire >= self.pooled_bytes and not (bottom and widen_bottom):
+            return False
+        if wire >= self.pooled_bytes:
+            widen = 0.0
         coll_id = self.new_id(n.id)
         if forward:
-            sent = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
+            total = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
+            sent = (total - bottom) if widen else 0.0
+            sent_bottom = bottom if widen_bottom else 0.0
             cast = Node(
                 self.extra_id(),
                 n.rank,
                 f"quantise:{base}#{self.step}",
                 Stream.COMPUTE,
-                _cast("quantise", sent * widen, sent, op.dtype),
+                _cast("quantise", sent * widen + sent_bottom * widen_bottom, sent + sent_bottom, op.dtype),
                 tuple(deps),
                 phase=n.phase,
             )
             self.program.append(cast)
             self.program.append(replace(n, id=coll_id, deps=(cast.id,)))
             return True
-        received = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
+        total = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
+        received = (total - bottom) if widen else 0.0
+        received_bottom = bottom if widen_bottom else 0.0
         self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
         cast = Node(
             self.extra_id(),
             n.rank,
             f"dequantise:{base}#{self.step}",
             Stream.COMPUTE,
-            _cast("dequantise", received, received * widen, op.dtype),
+            _cast(
+                "dequantise",
+                received + received_bottom,
+                received * widen + received_bottom * widen_bottom,
+                op.dtype,
+            ),
             (coll_id,),
             phase=n.phase,
         )

@@ -4,14 +4,14 @@ These are the baselines the proposers are compared with (and what ``--plan table
 run): ``table_wise_round_robin`` (whole tables rank by rank, in order), ``table_wise_greedy`` (whole
 tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank), ``hybrid``
 (row-wise for the tallest tables, LPT table-wise for the rest) and ``table_wise_mp_bottom`` (the
-bottom MLP model-parallel on rank 0 and the tables on the others, as NVIDIA's DLE DLRM does). Their
+bottom MLP model-parallel on rank 0 and the tables by DLE's size-balanced buckets over all ranks, as
+NVIDIA's DLE DLRM does). Their
 pooled embeddings travel in the framework's default wire dtype (``runtime.default_wire_dtype``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import default_wire_dtype
@@ -105,16 +105,45 @@ def hybrid(workload: Workload, world_size: int, row_wise_min_rows: int = ROW_WIS
     return Plan(world_size, tuple(shards), strategy="hybrid", comm_dtype=default_wire_dtype(workload))
 
 
+def dle_buckets(sizes: list[int], buckets: int) -> list[list[int]]:
+    """NVIDIA DLE's table placement (``distribute_to_buckets``, dlrm/utils/distributed.py), as
+    described there: tables by size (rows) largest first, each into the open bucket with the least
+    rows so far (earlier buckets win ties), a bucket closing once it holds ``ceil(T / buckets)``
+    tables; buckets are numbered in closing order, the ones still open last. Returns table indices
+    per bucket; bucket ``i`` goes to rank ``i``."""
+    cap = -(-len(sizes) // buckets)
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])  # stable: ties keep table order
+    open_: list[list[int]] = [[] for _ in range(buckets)]
+    closed: list[list[int]] = []
+    for i in order:
+        open_[0].append(i)
+        if len(open_[0]) == cap:
+            closed.append(open_.pop(0))
+        open_.sort(key=lambda b: sum(sizes[j] for j in b))  # stable, as DLE's list.sort
+    return closed + open_
+
+
 def table_wise_mp_bottom(workload: Workload, world_size: int) -> Plan:
     """NVIDIA DeepLearningExamples' hybrid-parallel DLRM: the bottom MLP model-parallel on rank 0
-    (the whole global batch), whole tables by LPT on lookup traffic over the other ranks."""
-    if world_size < 2:
-        return replace(table_wise_greedy(workload, world_size), strategy="table_wise_mp_bottom")
-    others = table_wise_greedy(workload, world_size - 1)
-    shards = tuple(replace(s, ranks=tuple(r + 1 for r in s.ranks)) for s in others.shards)
-    bottom = 0 if workload.bottom_mlp else None
+    (the whole global batch), whole tables over all ranks, rank 0 included, by DLE's size-balanced
+    buckets (``dle_buckets``)."""
+    tables = workload.tables
+    buckets = dle_buckets([t.rows for t in tables], world_size)
+    shards = []
+    for rank, bucket in enumerate(buckets):
+        for i in bucket:
+            t = tables[i]
+            dim = workload.table_dim(t)
+            shards.append(
+                Shard(t.name, "table_wise", 0, t.rows, 0, dim, (rank,), "hbm", workload.table_dtype(t))
+            )
+    bottom = 0 if workload.bottom_mlp and world_size > 1 else None
     return Plan(
-        world_size, shards, strategy="table_wise_mp_bottom", bottom_rank=bottom, comm_dtype=others.comm_dtype
+        world_size,
+        tuple(shards),
+        strategy="table_wise_mp_bottom",
+        bottom_rank=bottom,
+        comm_dtype=default_wire_dtype(workload),
     )
 
 

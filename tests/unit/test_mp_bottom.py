@@ -12,6 +12,7 @@ from recsim.graph.ir import Collective, Compute, Host, Stream
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.steps import chain_steps
 from recsim.planner.io import plan_from_dict, plan_to_dict
+from recsim.planner.plan import dle_buckets
 
 BATCH = 8192
 
@@ -27,11 +28,26 @@ def _setup(runtime: str = "fused"):
     return system, workload, make_plan("table_wise_mp_bottom", workload, system)
 
 
-def test_plan_puts_tables_off_rank_zero_and_the_bottom_on_it():
+def test_dle_buckets_close_small_buckets_first():
+    # Largest first into the open bucket with the fewest rows; a bucket closes at ceil(T / K)
+    # tables and takes the next rank number, the ones still open come last.
+    assert dle_buckets([100, 1, 2, 3, 50], 2) == [[4, 3, 2], [0, 1]]
+    assert dle_buckets([5, 5, 5, 5], 4) == [[0], [1], [2], [3]]
+    sizes = [7, 300, 12, 1, 90, 44, 2, 2, 6000]
+    buckets = dle_buckets(sizes, 3)
+    assert sorted(i for b in buckets for i in b) == list(range(len(sizes)))
+    assert max(len(b) for b in buckets) == 3
+
+
+def test_plan_puts_the_bottom_on_rank_zero_and_tables_on_every_rank_like_dle():
     _, workload, plan = _setup()
     assert plan.bottom_rank == 0
-    assert not plan.shards_on(0)
-    assert {r for s in plan.shards for r in s.ranks} == set(range(1, 8))
+    # DLE's get_device_mapping: rank 0 also holds the first bucket to fill (four small tables).
+    rows = {t.name: t.rows for t in workload.tables}
+    on_zero = [s.table for s in plan.shards_on(0)]
+    assert len(on_zero) == 4
+    assert max(rows[t] for t in on_zero) < 1_000_000
+    assert {r for s in plan.shards for r in s.ranks} == set(range(8))
     plan.validate(workload)
     with pytest.raises(InfeasibleError, match="bottom-MLP rank 8"):
         replace(plan, bottom_rank=8).validate(workload)
@@ -56,13 +72,14 @@ def test_bottom_runs_once_on_the_whole_batch_and_travels_in_the_all_to_all():
     assert len(bottom) == 2 * len(workload.bottom_mlp)
     for n in bottom:
         assert isinstance(n.op, Compute) and n.op.shapes[0][0] == BATCH  # the global batch
-    # Rank 0 sends each rank its samples' bottom outputs (fp16 wire: the fused runtime's default
-    # under mixed precision).
+    # Rank 0 sends each rank its samples' bottom outputs next to its tables' pooled vectors (fp16
+    # wire: the fused runtime's default under mixed precision).
     assert plan.comm_dtype == "fp16"
     (a2a,) = (n for n in graph.nodes if n.rank == 0 and n.name == "a2a_fwd")
     assert isinstance(a2a.op, Collective) and a2a.op.send_bytes is not None
     width = workload.bottom_mlp[-1]
-    assert a2a.op.send_bytes == tuple(BATCH // 8 * width * 2.0 for _ in range(8))
+    vectors = sum(s.col_end - s.col_start for s in plan.shards_on(0)) + width
+    assert a2a.op.send_bytes == tuple(BATCH // 8 * vectors * 2.0 for _ in range(8))
     # Its weights are not all-reduced: the buckets hold the other dense layers' gradients only.
     buckets = {n.op.key: n.op.bytes for n in graph.nodes if n.rank == 1 and n.name.startswith("allreduce")}
     bottom_params = sum(x.params for x in workload.dense_layers if x.part == "bottom")
@@ -116,3 +133,19 @@ def test_epilogues_follow_the_model_not_the_plan():
     assert len(epilogues) == 2 * (
         len(workload.bottom_mlp) + 8 * (len(linears) - len(workload.bottom_mlp) - 1)
     )
+
+
+def test_pytorch_casts_only_the_tables_vectors_not_the_fp16_bottom_output():
+    # fp32 tables, fp16 dense and wire (DLE AMP): rank 0 quantises its tables' pooled vectors but
+    # sends the bottom MLP's fp16 output as it is, and dequantises only the tables' gradients.
+    _, workload, plan = _setup("cuda_graphs")
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
+    b = BATCH // 8
+    tables = sum(s.col_end - s.col_start for s in plan.shards_on(0)) * b * 8 * 2.0
+    (quant,) = (n for n in graph.nodes if n.rank == 0 and n.name.startswith("quantise:a2a_fwd"))
+    (dequant,) = (n for n in graph.nodes if n.rank == 0 and n.name.startswith("dequantise:a2a_bwd"))
+    assert isinstance(quant.op, Compute) and isinstance(dequant.op, Compute)
+    assert quant.op.bytes_written == pytest.approx(tables)
+    assert quant.op.bytes_read == pytest.approx(2 * tables)
+    assert dequant.op.bytes_read == pytest.approx(tables)
+    assert dequant.op.bytes_written == pytest.approx(2 * tables)

@@ -224,3 +224,50 @@ def test_pytorch_casts_pooled_embeddings_for_a_narrow_wire():
 
 def replace_runtime(workload, name):
     return workload.model_copy(update={"training": workload.training.model_copy(update={"runtime": name})})
+
+
+def test_fp16_pytorch_runtimes_pay_gradscaler_unscale_and_found_inf_sync():
+    # GradScaler: every dense gradient read and written once more before the optimizer, a host sync
+    # on found_inf, and a materialised sparse embedding gradient (sparse_sgd) unscaled too. bf16 and
+    # the fused loop add nothing.
+    def graph(runtime_name: str, precision: str, emb_opt: str = "sparse_sgd"):
+        sets = [
+            f"workload.training.runtime={runtime_name}",
+            f"workload.training.embedding_optimizer={emb_opt}",
+            *DOT,
+        ]
+        system, workload = prepare(
+            "p4d-24xlarge", "dlrm-dcnv2", batch_size=4096, precision=precision, overrides=sets
+        )
+        plan = make_plan("table_wise", workload, system)
+        sim = simulate_training(system, workload, plan, SimulationOptions(steps=1))
+        assert sim.graph is not None
+        return workload, sim.graph
+
+    workload, g = graph("cuda_graphs", "fp16")
+    ids = {n.id: n for n in g.nodes}
+    for n in g.nodes:
+        if isinstance(n.op, Compute) and n.op.category == "optimizer":
+            (sync,) = (ids[d] for d in n.deps)
+            assert isinstance(sync.op, Host) and sync.op.op == "sync:found_inf"
+            (unscale,) = (ids[d] for d in sync.deps)
+            assert isinstance(unscale.op, Compute) and unscale.op.op == "amp_unscale"
+            # sgd keeps no state: the optimizer writes the weights, the unscale reads and writes grads.
+            assert unscale.op.bytes_read == unscale.op.bytes_written == workload.dense_parameters * 4.0
+    sparse = [n for n in g.nodes if n.name.startswith("amp_unscale:emb_backward")]
+    assert len(sparse) == g.ranks
+    for n in sparse:
+        (emb,) = (ids[d] for d in n.deps)
+        assert isinstance(emb.op, Embedding) and emb.op.pass_ == "backward"
+        assert n.op.bytes_written == pytest.approx(emb.op.lookups * emb.op.dim * 4.0)
+    for name, precision, emb_opt in (
+        ("cuda_graphs", "bf16", "sparse_sgd"),
+        ("fused", "fp16", "sparse_sgd"),
+    ):
+        _, other = graph(name, precision, emb_opt)
+        assert not any(n.name.startswith("amp_unscale") for n in other.nodes)
+    # Fused TBE optimizers never materialise the embedding gradient: only the dense unscale.
+    _, tbe = graph("eager", "fp16", "sgd")
+    names = [n.name for n in tbe.nodes]
+    assert sum(x.startswith("amp_unscale:dense") for x in names) == tbe.ranks
+    assert not any(x.startswith("amp_unscale:emb") for x in names)

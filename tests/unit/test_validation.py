@@ -46,10 +46,6 @@ KNOWN_GAPS = {
         "between-evaluations measure; -13 % against the shared case's figure)"
     ),
     "mlperf-train-v2.1-dlrmv1-dgxh100-n4": "-58 %: hybrid embedding not modelled (as on A100, multi-node)",
-    "dle-dlrm-dgxa100-8gpu-amp": (
-        "+19 %: DLE's AMP-only work (autocast casts of the dense layers, GradScaler unscale and its "
-        "found_inf sync, the FusedSGD step outside the graph) is not modelled; TF32 is within 4 %"
-    ),
 }
 END_TO_END = [
     pytest.param(c.id, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.id]))
