@@ -177,7 +177,8 @@ class _Builder:
             if shard.sharding == "data_parallel":
                 continue
             table = self.tables[shard.table]
-            lookups = self.w.table_lookups(table) * b * self.ops.lookup_share(shard)
+            # A distributed shard's ranks each receive the ids of their own rows.
+            lookups = self.w.table_lookups(table) * b * self.ops.member_share(shard)
             for owner in shard.ranks:
                 per_sender = lookups * INDEX_BYTES + b * LENGTH_BYTES
                 for sender in range(self.world):

@@ -76,6 +76,7 @@ from recsim.errors import ConfigError
 from recsim.graph.build import OPTIMIZER_STATE
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
+from recsim.planner.types import Plan
 from recsim.workload.spec import DTYPE_BYTES, Workload
 
 #: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
@@ -106,6 +107,13 @@ class Runtime(ABC):
     #: Whether the framework sends pooled embeddings in the dense half precision under mixed
     #: precision (its embedding outputs feed fp16/bf16 layers), or in fp32 unless told otherwise.
     half_precision_wire: ClassVar[bool] = False
+    #: Plan features beyond whole, column and row shards that the framework can run (``PLAN_FEATURES``);
+    #: ``auto`` plans only with these (a plan named explicitly is simulated as a what-if).
+    plan_features: ClassVar[frozenset[str]] = frozenset()
+
+    def unsupported(self, plan: Plan) -> list[str]:
+        """The features of ``plan`` this framework cannot run (empty if it runs it)."""
+        return [f for f in plan_features(plan) if f not in self.plan_features]
 
     @abstractmethod
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
@@ -115,6 +123,21 @@ class Runtime(ABC):
         """The framework's default wire dtype of pooled embeddings for ``workload``."""
         precision = workload.training.precision
         return precision if self.half_precision_wire and precision in ("fp16", "bf16") else "fp32"
+
+
+#: Plan features a framework may lack: rows routed to their owners (``distributed`` shards,
+#: HugeCTR's hybrid embedding) and a model-parallel bottom MLP (``Plan.bottom_rank``, DLE's DLRM).
+PLAN_FEATURES = ("routed_rows", "model_parallel_bottom")
+
+
+def plan_features(plan: Plan) -> list[str]:
+    """The ``PLAN_FEATURES`` that ``plan`` uses."""
+    out = []
+    if any(s.sharding == "distributed" for s in plan.shards):
+        out.append("routed_rows")
+    if plan.bottom_rank is not None:
+        out.append("model_parallel_bottom")
+    return out
 
 
 RUNTIMES: dict[str, type[Runtime]] = {}
@@ -150,6 +173,8 @@ class Fused(Runtime):
     name = "fused"
     # HugeCTR's mixed precision runs the whole network, embedding outputs included, in fp16.
     half_precision_wire = True
+    # HugeCTR's hybrid embedding routes infrequent lookups; its bottom MLP is data-parallel.
+    plan_features = frozenset({"routed_rows"})
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         return graph
@@ -512,6 +537,8 @@ class CudaGraphs(Runtime):
     name = "cuda_graphs"
     # NVIDIA DLE casts the all-to-all payload to fp16 under AMP.
     half_precision_wire = True
+    # DLE's hybrid parallelism runs the bottom MLP on one GPU for the whole batch.
+    plan_features = frozenset({"model_parallel_bottom"})
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(None, step_sync=True)

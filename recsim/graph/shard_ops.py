@@ -99,10 +99,21 @@ class ShardOps:
         for a block receiving a share ``s`` of the lookups.
         """
         share = min(1.0, sum(self.lookup_share(s) for s in block))
+        return self.bags_hit(block[0].table, share)
+
+    def bags_hit(self, table: str, share: float) -> float:
+        """Share of ``table``'s bags with at least one of their ``P`` lookups in rows that receive a
+        share ``share`` of the table's lookups: ``1 - (1 - share)^P``."""
         if share >= 1.0 - 1e-12:
             return 1.0
-        pooling = self.w.table_lookups(self.tables[block[0].table])
+        pooling = self.w.table_lookups(self.tables[table])
         return -math.expm1(pooling * math.log1p(-share))
+
+    def member_share(self, shard: Shard) -> float:
+        """Share of its table's lookups one rank of the shard serves (a distributed shard's rank
+        gets ``1/n`` of the shard's: its rows are every ``n``-th of them)."""
+        share = self.lookup_share(shard)
+        return share / len(shard.ranks) if shard.sharding == "distributed" else share
 
     def served(self, shard: Shard, global_batch: int, world_size: int) -> int:
         """Samples whose lookups the shard serves: the local batch when replicated, else all."""
@@ -113,15 +124,21 @@ class ShardOps:
         table = self.tables[shard.table]
         served = self.served(shard, global_batch, world_size)
         lookups = served * self.w.table_lookups(table) * self.lookup_share(shard)
+        unique = self.unique_rows(shard, lookups)
+        if shard.sharding == "distributed":
+            # One rank's part: every n-th row of the shard, so 1/n of its lookups and distinct rows.
+            # ASSUMPTION: its cache behaviour is the shard's access model at 1/n of the lookups.
+            n = len(shard.ranks)
+            lookups, unique = lookups / n, unique / n
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,
-            rows=shard.rows,
+            rows=shard.rows_per_rank,
             dim=shard.dim,
             dtype=shard.dtype or self.w.table_dtype(table),
             batch=served,
             lookups=lookups,
-            unique_rows=self.unique_rows(shard, lookups),
+            unique_rows=unique,
             tier=shard.tier,
             optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
         )
@@ -130,10 +147,11 @@ class ShardOps:
 def pooled_blocks(plan: Plan) -> list[list[Shard]]:
     """Non-replicated shards grouped by (table, column range): each block is pooled as one (a
     table's hot and cold parts on one rank, or its row split over a group of ranks)."""
-    out: dict[tuple[str, int, int], list[Shard]] = defaultdict(list)
+    out: dict[tuple[str, int, int, bool], list[Shard]] = defaultdict(list)
     for shard in plan.shards:
         if shard.sharding != "data_parallel":
-            out[(shard.table, shard.col_start, shard.col_end)].append(shard)
+            key = (shard.table, shard.col_start, shard.col_end, shard.sharding == "distributed")
+            out[key].append(shard)
     return list(out.values())
 
 
@@ -161,7 +179,9 @@ def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: fl
     (``ShardOps.bag_share``: bags with no lookup in it send nothing when hot rows are replicated). A
     block split by rows over ranks ``G`` reduce-scatters its partial pools over ``G``, member ``i``
     keeping the samples of the ranks ``q`` with ``q mod |G| = i``, and sends them on to ``q``. A
-    model-parallel bottom MLP (``Plan.bottom_rank``) sends its ``b x width`` output rows likewise.
+    model-parallel bottom MLP (``Plan.bottom_rank``) sends its ``b x width`` output rows likewise. Each
+    rank of a distributed shard sends every sample owner the partial pools of the bags its rows were
+    drawn in (``b x dim`` times that bag share).
     """
     world = plan.world_size
     b = global_batch // world
@@ -170,6 +190,15 @@ def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: fl
     for block in pooled_blocks(plan):
         ranks = tuple(sorted({r for s in block for r in s.ranks}))
         dim = block[0].dim
+        if block[0].sharding == "distributed":
+            # Routed: each member returns partial pools only for the bags that drew one of its rows.
+            for shard in block:
+                vector = b * dim * wire_bytes * ops.bags_hit(shard.table, ops.member_share(shard))
+                for member in shard.ranks:
+                    row = send[member]
+                    for q in range(world):
+                        row[q] += vector
+            continue
         if len(ranks) == 1:
             vector = b * dim * wire_bytes * ops.bag_share(block)
             row = send[ranks[0]]

@@ -41,7 +41,7 @@ from recsim.config.loader import Override, apply_overrides
 from recsim.config.tree import Tree
 from recsim.config.types import Spec
 from recsim.config.validate import validate_tree
-from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES
+from recsim.planner.types import EMBEDDING_DTYPES, TABLE_SCHEMES
 from recsim.workload.spec import Workload
 
 Sharding = Literal[
@@ -51,7 +51,7 @@ TierName = Literal["hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd"]
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 CommDtype = Literal["auto", "fp32", "fp16", "bf16", "fp8", "int8"]
 
-assert set(Sharding.__args__) == set(SHARDING_TYPES)  # type: ignore[attr-defined]
+assert set(Sharding.__args__) == set(TABLE_SCHEMES)  # type: ignore[attr-defined]
 assert set(Dtype.__args__) == set(EMBEDDING_DTYPES)  # type: ignore[attr-defined]
 
 
@@ -61,7 +61,7 @@ Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 class PlannerConfig(Spec):
     """The planner's search space and budgets (see the module docstring for the defaults' sources)."""
 
-    sharding_types: list[Sharding] = Field(default_factory=lambda: list(SHARDING_TYPES), min_length=1)
+    sharding_types: list[Sharding] = Field(default_factory=lambda: list(TABLE_SCHEMES), min_length=1)
     tiers: list[TierName] = Field(
         default_factory=lambda: ["hbm", "uvm_caching", "uvm", "ddr", "ssd"], min_length=1
     )

@@ -161,7 +161,8 @@ class Estimator:
         # table's blocks differ by at most one row): key them by size, not position.
         where = (shard.row_start, shard.row_end) if shard.order == "popularity" else (shard.rows,)
         key = (shard.table, *where, shard.dim, shard.tier, shard.dtype, shard.order)
-        key += (shard.sharding == "data_parallel", pass_)
+        spread = len(shard.ranks) if shard.sharding == "distributed" else 0
+        key += (shard.sharding == "data_parallel", spread, pass_)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
@@ -185,7 +186,7 @@ class Estimator:
         if shard.tier != "hbm":
             return 0.0
         replicated = shard.sharding == "data_parallel"
-        key = ("fixed", pass_, radix_passes(shard.rows), replicated)
+        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated)
         cached = self._compute.get(key)
         if cached is not None:
             return cached

@@ -266,12 +266,13 @@ class _SlowLookups:
 
 
 def shard_lookups(shard: Shard, workload: Workload, estimator: Estimator) -> float:
-    """Forward lookups of one copy of ``shard`` per step: ``ShardOps.op(shard, "forward", B, W).lookups``
+    """Forward lookups of one copy of ``shard`` per step (one rank's part of a distributed shard):
+    ``ShardOps.op(shard, "forward", B, W).lookups``
     (the same product, without the op's distinct-row estimate, which these figures do not need)."""
     ops = estimator.ops
     table = ops.tables[shard.table]
     served = ops.served(shard, workload.training.global_batch_size, estimator.world)
-    return served * workload.table_lookups(table) * ops.lookup_share(shard)
+    return served * workload.table_lookups(table) * ops.member_share(shard)
 
 
 def plan_stats(

@@ -45,19 +45,21 @@ def row_bytes(dim: int, dtype: str) -> float:
 
 
 def shard_storage(shard: Shard, workload: Workload) -> Storage:
-    """Bytes one copy of ``shard`` keeps in HBM, host DRAM and on SSDs (its rank's, or its node's)."""
+    """Bytes one copy of ``shard`` keeps in HBM, host DRAM and on SSDs (its rank's, or its node's;
+    one rank's share of a distributed shard)."""
     table = workload.table(shard.table)
     dtype = shard.dtype or workload.table_dtype(table)
     per_row = row_bytes(shard.dim, dtype) + optimizer_state_bytes(
         workload.training.embedding_optimizer, shard.dim
     )
-    size = shard.rows * per_row
+    rows = shard.rows_per_rank
+    size = rows * per_row
     name, raw = parse_tier(shard.tier)
     if name == "hbm":
         return Storage(hbm_bytes=size)
     if name == "uvm_caching":
         ratio = tier_model(name).resolve_param(raw) or 0.0
-        return Storage(hbm_bytes=ratio * shard.rows * row_bytes(shard.dim, dtype), ddr_bytes=size)
+        return Storage(hbm_bytes=ratio * rows * row_bytes(shard.dim, dtype), ddr_bytes=size)
     if name in HOST_TIERS:
         return Storage(ddr_bytes=size)
     if name in SSD_TIERS:
@@ -108,7 +110,7 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     by_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     memo: dict[tuple[object, ...], Storage] = {}
     for shard in plan.shards:
-        key = (shard.table, shard.rows, shard.dim, shard.tier, shard.dtype)
+        key = (shard.table, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
         st = memo.get(key)
         if st is None:
             st = memo[key] = shard_storage(shard, workload)

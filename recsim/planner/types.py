@@ -13,7 +13,12 @@ emits:
 - ``row_wise``: rows over all ranks; partial pools are reduce-scattered over the whole world;
 - ``table_row_wise``: rows over the ranks of one node; partial pools are reduce-scattered inside
   the node, then the node's ranks send each sample owner its vector (all-to-all);
-- ``grid``: column blocks on different nodes, each split by rows inside its node (TWRW per block).
+- ``grid``: column blocks on different nodes, each split by rows inside its node (TWRW per block);
+- ``distributed``: the block's rows spread over its ranks (row ``i`` on ``ranks[i mod n]``, HugeCTR's
+  infrequent embedding): each rank keeps ``1/n`` of the rows and serves the lookups that land in
+  them for every sample, and sends each sample owner a partial pool only for the bags it touched
+  (all-to-all, routed; no reduce-scatter of empty partial pools). Next to a ``data_parallel`` shard
+  of the table's most frequent rows it is HugeCTR's hybrid embedding (MLPerf DLRM).
 
 ``order`` says how row ranges are counted: ``id`` (row ids; hot rows are spread over the id space,
 so a range receives its row share of the lookups) or ``popularity`` (ranks hottest first, as after
@@ -39,7 +44,12 @@ SHARDING_TYPES = (
     "row_wise",
     "table_row_wise",
     "grid",
+    "distributed",
 )
+#: Schemes a table can be sharded by on its own (the planner config's ``sharding_types``); a
+#: ``distributed`` shard holds a table's infrequent rows next to replicated frequent ones
+#: (``proposers.hybrid_embedding``), not a whole table.
+TABLE_SCHEMES = tuple(s for s in SHARDING_TYPES if s != "distributed")
 #: Schemes that split a block's rows over several ranks (partial pools are reduce-scattered).
 ROW_SPLIT = ("row_wise", "table_row_wise", "grid")
 ROW_ORDERS = ("id", "popularity")
@@ -68,6 +78,13 @@ class Shard:
     @property
     def dim(self) -> int:
         return self.col_end - self.col_start
+
+    @property
+    def rows_per_rank(self) -> int:
+        """Rows one of the shard's ranks keeps: all of them, or its share of a distributed shard."""
+        if self.sharding == "distributed":
+            return -(-self.rows // max(1, len(self.ranks)))
+        return self.rows
 
     @property
     def tier_name(self) -> str:
@@ -148,7 +165,12 @@ class Plan:
                     raise InfeasibleError(f"{where}: ranks {s.ranks} outside 0..{self.world_size - 1}")
                 if s.sharding == "data_parallel" and tuple(sorted(s.ranks)) != everyone:
                     raise InfeasibleError(f"{where}: a data-parallel shard is on every rank")
-                if s.sharding != "data_parallel" and len(s.ranks) != 1:
+                if s.sharding == "distributed":
+                    if len(set(s.ranks)) != len(s.ranks) or s.rows < len(s.ranks):
+                        raise InfeasibleError(
+                            f"{where}: a distributed shard needs distinct ranks and a row for each"
+                        )
+                elif s.sharding != "data_parallel" and len(s.ranks) != 1:
                     raise InfeasibleError(f"{where}: a {s.sharding} shard is on exactly one rank")
                 if s.dtype is not None and s.dtype not in EMBEDDING_DTYPES:
                     raise InfeasibleError(f"{where}: unknown embedding dtype {s.dtype!r}")

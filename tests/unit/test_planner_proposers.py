@@ -17,6 +17,7 @@ from recsim.planner.estimator import Candidate
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.proposers import PlanningContext, proposer, registered_proposers
 from recsim.planner.proposers.exhaustive import top_candidates
+from recsim.planner.proposers.hybrid_embedding import base_threshold, frequent_rows, hybrid_plan
 from recsim.planner.proposers.recshard import TierOption, convex_hull, knapsack
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.workload.spec import Workload
@@ -77,6 +78,9 @@ RUNS = [
     ("flexshard", "constrained"),
     ("flexshard", "skewed"),
     ("exhaustive", "tiny"),
+    ("hybrid_embedding", "tiny"),
+    ("hybrid_embedding", "mlperf"),
+    ("hybrid_embedding", "skewed"),
 ]
 
 
@@ -261,3 +265,66 @@ def test_auto_runs_the_new_proposers() -> None:
     for name in ("recshard", "flexshard"):
         assert f"samples/s: {name}" in notes
     assert "does not fit: exhaustive: exhaustive: none of the 9 combinations" in notes
+
+
+# -- hybrid_embedding -----------------------------------------------------------------------------
+
+
+def test_hybrid_embedding_replicates_frequent_rows_and_spreads_the_rest() -> None:
+    ctx = context("skewed")
+    plan = proposer("hybrid_embedding").propose(ctx)
+    everyone = tuple(range(plan.world_size))
+    for table in ctx.workload.tables:
+        shards = sorted(plan.by_table()[table.name], key=lambda s: s.row_start)
+        assert all(s.ranks == everyone and s.order == "popularity" for s in shards)
+        if len(shards) == 1:  # small tables: every row is frequent
+            assert shards[0].sharding == "data_parallel" and shards[0].rows == table.rows
+            continue
+        hot, cold = shards
+        assert (hot.sharding, cold.sharding) == ("data_parallel", "distributed")
+        assert hot.row_end == cold.row_start and 0 < hot.rows < table.rows
+        # The frequent rows are those drawn at least p* per lookup: the last one is, the next is not.
+        model = ctx.estimator.ops.table_model(table.name)
+        threshold = base_threshold(ctx, table)
+        k = hot.rows
+        assert model.top_k_share(k) - model.top_k_share(k - 1) >= threshold
+        assert model.top_k_share(k + 1) - model.top_k_share(k) < threshold
+
+
+def test_hybrid_embedding_replicates_more_where_the_all_to_all_is_dearer() -> None:
+    # Across nodes the all-to-all costs more per byte than inside one: more rows become frequent.
+    one = PlanningContext(*prepare("dgx-a100", "dlrm-mlperf"))
+    many = PlanningContext(*prepare("dgx-a100", "dlrm-mlperf", nodes=4))
+    table = one.workload.tables[0]
+    assert frequent_rows(many, table, base_threshold(many, table)) > frequent_rows(
+        one, table, base_threshold(one, table)
+    )
+
+
+def test_hybrid_embedding_raises_its_threshold_until_the_frequent_rows_fit() -> None:
+    # On 16 A100s the infrequent rows take 6.1719 GiB per rank and the cost balance replicates 12,672
+    # frequent rows on top (6.1775 GiB in all): an HBM whose 85 % lies in between holds fewer of them.
+    system, workload = prepare(
+        "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["node.accelerators.device.hbm.capacity='7.264 GiB'"]
+    )
+    ctx = PlanningContext(system, workload, planner_config())
+    plan = proposer("hybrid_embedding").propose(ctx)
+    check_fits(plan_usage(plan, workload, system), capacity(system).less(0.15, 0.15))
+    free = hybrid_plan(ctx, 1.0, "x")
+    hot = sum(s.rows for s in plan.shards if s.sharding == "data_parallel")
+    assert hot < sum(s.rows for s in free.shards if s.sharding == "data_parallel")
+
+
+def test_auto_plans_only_with_what_the_runtime_can_run() -> None:
+    # HugeCTR (fused) routes infrequent rows but has no model-parallel bottom MLP; TorchRec (eager)
+    # has neither: auto drops those plans and says why.
+    for runtime_name, dropped in (("fused", "table_wise_mp_bottom"), ("eager", "hybrid_embedding")):
+        system, workload = prepare(
+            "dgx-a100", "dlrm-mlperf", nodes=2, overrides=[f"workload.training.runtime={runtime_name}"]
+        )
+        plan = proposer("auto").propose(PlanningContext(system, workload, planner_config()))
+        notes = "\n".join(plan.notes)
+        assert f"does not fit: {dropped}: training.runtime {runtime_name!r} cannot run" in notes
+        assert plan.bottom_rank is None
+        if runtime_name == "eager":
+            assert all(s.sharding != "distributed" for s in plan.shards)

@@ -1,7 +1,9 @@
 """``auto``: every other proposer, scored by the estimator, the finalists by the analytic engine.
 
 Each registered proposer (fixed schemes, greedy, memory-balanced, the statistics-driven ones) makes
-a plan; plans that do not fit are dropped, identical ones kept once. The estimator ranks the rest
+a plan; plans that do not fit, or that the workload's framework cannot run (``Runtime.plan_features``:
+HugeCTR's routed hybrid embedding, DLE's model-parallel bottom MLP), are dropped, identical ones
+kept once. The estimator ranks the rest
 by their makespan (largest estimated per-rank load). For small models (ranks x tables below
 ``config.simulate_all_below``) every plan is simulated; otherwise the best ``config.finalists``
 of them, plus the best plan of each
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from recsim.errors import InfeasibleError
+from recsim.graph.runtime import runtime as get_runtime
 from recsim.planner.config import comm_dtypes_for
 from recsim.planner.estimator import plan_makespan_s
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
@@ -42,6 +45,7 @@ class Auto(Proposer):
     def propose(self, ctx: PlanningContext) -> Plan:
         est = ctx.estimator
         cap = capacity(ctx.system)
+        runtime = get_runtime(ctx.workload.training.runtime)
         scored: list[tuple[float, str, Plan]] = []
         failures: list[str] = []
         for name in registered_proposers():
@@ -49,6 +53,11 @@ class Auto(Proposer):
                 continue
             try:
                 plan = get_proposer(name).propose(ctx)
+                missing = runtime.unsupported(plan)
+                if missing:
+                    raise InfeasibleError(
+                        f"training.runtime {runtime.name!r} cannot run {' or '.join(missing)} plans"
+                    )
                 plan.validate(ctx.workload)
                 check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=name)
             except InfeasibleError as exc:

@@ -1,0 +1,125 @@
+"""``hybrid_embedding``: HugeCTR's hybrid embedding (NVIDIA's MLPerf DLRM submissions, HugeCTR 3.1
+"distributed hybrid embedding": a model/data-parallel split of every table by access frequency).
+
+Every table's rows are split by popularity (after a frequency remap, as HugeCTR's statistics pass
+does) into
+
+- **frequent** rows, replicated on every rank (a ``data_parallel`` shard of the hottest ``K``): a
+  sample's lookups into them stay on its own rank, and their gradient is all-reduced each step;
+- **infrequent** rows, spread over all ranks (a ``distributed`` shard: row ``i`` on rank
+  ``i mod n``): each rank serves the lookups of every sample into its rows and returns only the
+  vectors that were drawn (a routed all-to-all; no reduce-scatter of empty partial pools).
+
+Which rows are frequent is a cost balance, per row: a row drawn with probability ``p`` per lookup
+appears ``p B P`` times in a step of global batch ``B`` and pooling ``P``; infrequent, each
+appearance moves a ``dim``-wide vector through the all-to-all forward and its gradient backward,
+spread over the ``W`` ranks (``2 p B P dim wire / W`` bytes a rank sends, at the all-to-all's
+marginal seconds per byte ``m_a2a``); frequent, its gradient (``dim x dtype`` bytes) joins the
+all-reduce (marginal ``m_ar``). The row is frequent when the first costs more:
+
+    p >= p* = dtype_bytes x m_ar x W / (2 B P wire x m_a2a)
+
+so ``K`` is the number of rows whose probability reaches ``p*`` (``AccessModel.top_k_share``).
+Both slopes come from the collective cost model on this topology (``Estimator``), so the split
+follows the network: more frequent rows where the all-to-all is dear (across nodes), fewer where the
+all-reduce is. If the replicated rows do not fit in HBM (less the planner's reserve), ``p*`` is
+doubled until they do. On one rank there is nothing to split: ``InfeasibleError``.
+
+The scheme is HugeCTR's: only a runtime that can route infrequent lookups runs it
+(``Runtime.plan_features``: the ``fused`` HugeCTR/MLPerf loop), so ``auto`` leaves it out for the
+PyTorch runtimes; asked for by name it is simulated as a what-if.
+"""
+
+from __future__ import annotations
+
+from recsim.errors import InfeasibleError
+from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.planner.types import Plan, Shard
+from recsim.workload.spec import DTYPE_BYTES, Table
+
+#: Doublings of the frequency threshold tried when the replicated rows do not fit.
+MAX_THRESHOLD_DOUBLINGS = 40
+
+
+def frequent_rows(ctx: PlanningContext, table: Table, threshold: float) -> int:
+    """Rows of ``table`` drawn with probability >= ``threshold`` per lookup (hottest first)."""
+    model = ctx.estimator.ops.table_model(table.name)
+    rows = table.rows
+
+    def p(k: int) -> float:  # probability of the row of popularity rank k (1-based)
+        return model.top_k_share(k) - model.top_k_share(k - 1)
+
+    if p(1) < threshold:
+        return 0
+    lo, hi = 1, rows  # p(lo) >= threshold; find the last such rank
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if p(mid) >= threshold:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def base_threshold(ctx: PlanningContext, table: Table) -> float:
+    """``p*`` of the module docstring for ``table``."""
+    est = ctx.estimator
+    w = ctx.workload
+    world = ctx.world_size
+    wire = DTYPE_BYTES[est.comm_dtype]
+    grad = DTYPE_BYTES[w.table_dtype(table)]
+    m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype)
+    m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32")
+    appearances = 2.0 * est.batch * w.table_lookups(table) * wire * m_a2a
+    if appearances <= 0.0:
+        return float("inf")  # a free all-to-all: nothing is worth replicating
+    return grad * m_ar * world / appearances
+
+
+def hybrid_plan(ctx: PlanningContext, scale: float, name: str) -> Plan:
+    """Every table split at ``scale x p*`` into replicated frequent and distributed infrequent rows."""
+    w = ctx.workload
+    world = ctx.world_size
+    everyone = tuple(range(world))
+    shards: list[Shard] = []
+    for table in w.tables:
+        dim = w.table_dim(table)
+        dtype = w.table_dtype(table)
+        k = frequent_rows(ctx, table, base_threshold(ctx, table) * scale)
+        if table.rows - k < world:  # too few infrequent rows to spread: replicate the table
+            k = table.rows
+        if k:
+            shards.append(
+                Shard(table.name, "data_parallel", 0, k, 0, dim, everyone, "hbm", dtype, "popularity")
+            )
+        if k < table.rows:
+            shards.append(
+                Shard(table.name, "distributed", k, table.rows, 0, dim, everyone, "hbm", dtype, "popularity")
+            )
+    return Plan(world, tuple(shards), strategy=name, comm_dtype=ctx.estimator.comm_dtype)
+
+
+@register_proposer
+class HybridEmbedding(Proposer):
+    name = "hybrid_embedding"
+    description = "HugeCTR hybrid embedding: frequent rows on every GPU, the rest spread over all GPUs"
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        if ctx.world_size < 2:
+            raise InfeasibleError("hybrid_embedding needs at least two ranks")
+        cfg = ctx.config
+        cap = capacity(ctx.system).less(cfg.hbm_reserve, cfg.ddr_reserve)
+        scale = 1.0
+        last: InfeasibleError | None = None
+        for _ in range(MAX_THRESHOLD_DOUBLINGS):
+            plan = hybrid_plan(ctx, scale, self.name)
+            try:
+                check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=self.name)
+            except InfeasibleError as exc:
+                last = exc
+                scale *= 2.0
+                continue
+            return plan
+        assert last is not None
+        raise last

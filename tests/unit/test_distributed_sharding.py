@@ -1,0 +1,99 @@
+"""``distributed`` shards (HugeCTR's infrequent embedding): rows spread over ranks, routed exchange."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsim.api import load_workload
+from recsim.errors import InfeasibleError
+from recsim.graph.build import build_training_step
+from recsim.graph.ir import Collective, Embedding
+from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.planner.storage import shard_storage
+from recsim.planner.types import Plan, Shard
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+WORLD = 4
+EVERYONE = tuple(range(WORLD))
+
+
+def workload():
+    # Table a: 100 rows, pooling 2, uniform access; b: 50 rows, pooling 3, zipf. Batch 8 (2 per rank).
+    return load_workload(FIXTURES / "workloads" / "tiny-dlrm.yaml")
+
+
+def hybrid() -> Plan:
+    """a: rows 0-9 replicated, 10-99 distributed (by popularity); b: whole on rank 1."""
+    return Plan(
+        WORLD,
+        (
+            Shard("a", "data_parallel", 0, 10, 0, 4, EVERYONE, "hbm", "fp32", "popularity"),
+            Shard("a", "distributed", 10, 100, 0, 4, EVERYONE, "hbm", "fp32", "popularity"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,), "hbm", "fp32", "id"),
+        ),
+        strategy="test",
+    )
+
+
+def test_a_distributed_rank_serves_its_share_of_every_samples_lookups():
+    w = workload()
+    plan = hybrid()
+    plan.validate(w)
+    ops = ShardOps(w)
+    cold = plan.shards[1]
+    assert cold.rows_per_rank == 23  # ceil(90 / 4)
+    share = ops.lookup_share(cold)
+    assert share == pytest.approx(0.9)  # uniform access: 90 of 100 rows
+    assert ops.member_share(cold) == pytest.approx(0.9 / 4)
+    op = ops.op(cold, "forward", 8, WORLD)
+    # All 8 samples x 2 lookups x 0.9 of them land in the shard; each rank serves a quarter.
+    assert op.lookups == pytest.approx(8 * 2 * 0.9 / 4)
+    assert (op.batch, op.rows) == (8, 23)
+    # Storage: one rank keeps its 23 rows (fp32 row of 4 + one row-wise Adagrad value).
+    assert shard_storage(cold, w).hbm_bytes == pytest.approx(23 * (4 * 4 + 4))
+
+
+def test_the_exchange_routes_only_the_bags_a_rank_touched():
+    w = workload()
+    plan = hybrid()
+    ops = ShardOps(w)
+    ex = pooled_exchange(ops, plan, 8, 4.0)
+    # Each rank of a's distributed shard: member share s = 0.225, pooling 2: bags hit 1-(1-s)^2;
+    # it sends every sample owner b=2 samples x dim 4 x 4 bytes x that share. No reduce-scatter.
+    hit = 1 - (1 - 0.225) ** 2
+    for k in EVERYONE:
+        expected = 2 * 4 * 4.0 * hit + (2 * 4 * 4.0 if k == 1 else 0.0)
+        assert ex.send[k] == pytest.approx([expected] * WORLD)
+    assert ex.reduce_groups == {}
+
+
+def test_the_graph_runs_the_distributed_part_on_every_rank():
+    w = workload()
+    graph = build_training_step(w, hybrid())
+    for r in EVERYONE:
+        fwd = [n.op for n in graph.nodes if n.rank == r and isinstance(n.op, Embedding)]
+        served = sum(op.lookups for op in fwd if op.pass_ == "forward")
+        replicated_local = 2 * 2 * 0.1  # 2 local samples x pooling 2 x 10 % of a's lookups
+        routed = 8 * 2 * 0.9 / 4
+        own_b = 8 * 3 if r == 1 else 0.0
+        assert served == pytest.approx(replicated_local + routed + own_b)
+        (a2a,) = (n for n in graph.nodes if n.rank == r and n.name == "a2a_fwd")
+        assert isinstance(a2a.op, Collective)
+    # The replicated rows' gradient (10 rows x 4 x fp32) is all-reduced.
+    dp = [n for n in graph.nodes if n.rank == 0 and n.name.startswith("dp_allreduce")]
+    assert sum(n.op.bytes for n in dp if isinstance(n.op, Collective)) == pytest.approx(10 * 4 * 4.0)
+
+
+def test_a_distributed_shard_needs_distinct_ranks_and_a_row_each():
+    w = workload()
+    bad = Plan(
+        WORLD,
+        (
+            Shard("a", "distributed", 0, 100, 0, 4, (0, 0), "hbm", "fp32"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,), "hbm", "fp32"),
+        ),
+    )
+    with pytest.raises(InfeasibleError, match="distinct ranks"):
+        bad.validate(w)
