@@ -27,6 +27,7 @@ The graph carries no times: the cost layer turns ops into durations on a given s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -101,6 +102,10 @@ class _Builder:
         self._exchange: PooledExchange | None = None
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
         self.replicated: dict[tuple[int, Shard], int] = {}  # (rank, data-parallel shard) -> node
+        # The framework sorts the next batch's indices in its input pipeline (``runtime``'s
+        # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
+        self.presort = False
+        self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
 
     def add(
         self,
@@ -156,6 +161,7 @@ class _Builder:
                 r, "h2d_next_batch", Stream.COPY, Transfer("host", "hbm", dense + idx_bytes), [load], "input"
             )
             ids.append(h2d)
+            self.h2d[r] = h2d
         group = tuple(range(self.world))
         for r in range(self.world):
             send = tuple(by_rank[r].get(q, 0.0) for q in group)
@@ -214,7 +220,7 @@ class _Builder:
                     name += f"[{shard.row_start}:{shard.row_end}]"
                 if shard.dim < self.w.table_dim(table):
                     name += f"[:,{shard.col_start}:{shard.col_end}]"
-                nid = self.add(rank, name, Stream.COMPUTE, op, deps_by_rank.get(rank, []), pass_)
+                nid = self.lookup(rank, name, op, deps_by_rank.get(rank, []), pass_)
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, shard)] = nid
@@ -236,12 +242,24 @@ class _Builder:
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
-            nid = self.add(rank, name, Stream.COMPUTE, fused, deps_by_rank.get(rank, []), pass_)
+            nid = self.lookup(rank, name, fused, deps_by_rank.get(rank, []), pass_)
             out[rank].append(nid)
             if replicated:
                 for shard, _ in members:
                     self.replicated[(rank, shard)] = nid
         return out
+
+    def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str) -> int:
+        """A lookup node; a presorted backward (``self.presort``, HBM, a sorting optimizer) gets its
+        index sort as a ``sort`` node behind the rank's next-batch H2D copy (off the step's path)."""
+        if self.presort and pass_ == "backward" and op.tier == "hbm" and op.optimizer != "sparse_sgd":
+            op = dataclasses.replace(op, presorted=True)
+            sort = dataclasses.replace(op, pass_="sort", presorted=False)
+            after = [self.h2d[rank]] if rank in self.h2d else []
+            self.add(
+                rank, name.replace("emb_backward", "emb_index_sort", 1), Stream.COPY, sort, after, "input"
+            )
+        return self.add(rank, name, Stream.COMPUTE, op, deps, pass_)
 
     def pooled_exchange(
         self, batch: int, forward: bool, deps_by_rank: dict[int, list[int]]
@@ -367,6 +385,7 @@ def build_training_step(
     if opt.validate_plan:
         plan.validate(workload)
     bld = _Builder(workload, plan, opt)
+    bld.presort = _presorts_indices(workload, plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -496,6 +515,13 @@ def build_training_step(
         "bottom_rank": mp_rank,
     }
     return bld.graph
+
+
+def _presorts_indices(workload: Workload, plan: Plan) -> bool:
+    """Whether the workload's framework sorts the indices of ``plan``'s lookups ahead (``Runtime``)."""
+    from recsim.graph.runtime import runtime  # runtime imports this module
+
+    return runtime(workload.training.runtime).presorts_indices(plan)
 
 
 def _buckets(grads: Sequence[tuple[str, float, int]], cap: float) -> list[tuple[float, int]]:

@@ -76,7 +76,9 @@ class Embedding:
 
     ``rows`` is the shard's row count, ``lookups`` the indices processed in this pass
     (batch x pooling for the shard), ``unique_rows`` the distinct rows among them when known
-    (from the access distribution), ``pass_`` forward | backward | update.
+    (from the access distribution), ``pass_`` forward | backward | sort (a backward's index
+    sort/dedup run ahead by the input pipeline). ``presorted``: the backward finds its indices
+    sorted and deduplicated already (HugeCTR's precomputed indices), so it runs only its update.
     """
 
     table: str
@@ -89,6 +91,7 @@ class Embedding:
     unique_rows: float | None = None
     tier: str = "hbm"
     optimizer: str = "sgd"
+    presorted: bool = False
 
     kind = "embedding"
 

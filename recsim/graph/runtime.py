@@ -111,9 +111,14 @@ class Runtime(ABC):
     #: ``auto`` plans only with these (a plan named explicitly is simulated as a what-if).
     plan_features: ClassVar[frozenset[str]] = frozenset()
 
-    def unsupported(self, plan: Plan) -> list[str]:
-        """The features of ``plan`` this framework cannot run (empty if it runs it)."""
+    def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
+        """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
         return [f for f in plan_features(plan) if f not in self.plan_features]
+
+    def presorts_indices(self, plan: Plan) -> bool:
+        """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
+        pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""
+        return False
 
     @abstractmethod
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
@@ -175,6 +180,22 @@ class Fused(Runtime):
     half_precision_wire = True
     # HugeCTR's hybrid embedding routes infrequent lookups; its bottom MLP is data-parallel.
     plan_features = frozenset({"routed_rows"})
+
+    def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
+        out = super().unsupported(plan, workload)
+        # HugeCTR's hybrid embedding takes one category per slot and sample (its frequent/infrequent
+        # index math is one-hot; MLPerf DLRM v1); multi-hot tables use its other embeddings.
+        tables = workload.table_index
+        routed = {s.table for s in plan.shards if s.sharding == "distributed"}
+        if any(workload.table_lookups(tables[t]) != 1 for t in routed):
+            out.append("routed_rows of multi-hot tables")
+        return out
+
+    def presorts_indices(self, plan: Plan) -> bool:
+        # HugeCTR's hybrid embedding computes the next batch's frequent/infrequent indices in its
+        # data reader (HybridSparseEmbeddingParams.use_train_precompute_indices, as NVIDIA's MLPerf
+        # DLRM configs run it); its other embeddings sort inside the step.
+        return "routed_rows" in plan_features(plan)
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         return graph

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace as dc_replace
 from pathlib import Path
 
 import pytest
 
-from recsim.api import load_workload
+from recsim.api import load_workload, make_plan, prepare
+from recsim.cost.model import CostModel
 from recsim.errors import InfeasibleError
 from recsim.graph.build import build_training_step
-from recsim.graph.ir import Collective, Embedding
+from recsim.graph.ir import Collective, Embedding, Stream
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
@@ -97,3 +99,34 @@ def test_a_distributed_shard_needs_distinct_ranks_and_a_row_each():
     )
     with pytest.raises(InfeasibleError, match="distinct ranks"):
         bad.validate(w)
+
+
+def test_hugectr_sorts_the_hybrid_embeddings_indices_ahead():
+    # Under the fused (HugeCTR) runtime a hybrid-embedding plan's backward lookups find their indices
+    # sorted: each skips its sort stage, which runs as a 'sort' node behind the next batch's H2D copy
+    # (HybridSparseEmbeddingParams.use_train_precompute_indices). Other runtimes sort in the step.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    plan = make_plan("hybrid_embedding", w, system)
+    graph = build_training_step(w, plan)
+    ids = {n.id: n for n in graph.nodes}
+    backward = [n for n in graph.nodes if isinstance(n.op, Embedding) and n.op.pass_ == "backward"]
+    sorts = [n for n in graph.nodes if isinstance(n.op, Embedding) and n.op.pass_ == "sort"]
+    assert backward and len(sorts) == len(backward)
+    assert all(n.op.presorted for n in backward)
+    for n in sorts:
+        assert n.stream is Stream.COPY and n.phase == "input"
+        (h2d,) = (ids[d] for d in n.deps)
+        assert h2d.name == "h2d_next_batch" and h2d.rank == n.rank
+    cost = CostModel(system, w, fused_tables=graph.metadata["fused_tables"])
+    for n in backward:
+        whole = cost.embedding_s(dc_replace(n.op, presorted=False))
+        sort = cost.embedding_s(dc_replace(n.op, pass_="sort", presorted=False))
+        assert cost.embedding_s(n.op) < whole
+        # The launch is paid by both nodes; the sort stage moves from one to the other.
+        launch = system.accelerator.kernel_launch_s
+        assert cost.embedding_s(n.op) + sort == pytest.approx(whole + launch)
+    eager = w.model_copy(update={"training": w.training.model_copy(update={"runtime": "eager"})})
+    graph = build_training_step(eager, plan)
+    assert not any(
+        isinstance(n.op, Embedding) and (n.op.presorted or n.op.pass_ == "sort") for n in graph.nodes
+    )

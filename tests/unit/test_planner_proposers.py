@@ -328,3 +328,13 @@ def test_auto_plans_only_with_what_the_runtime_can_run() -> None:
         assert plan.bottom_rank is None
         if runtime_name == "eager":
             assert all(s.sharding != "distributed" for s in plan.shards)
+
+
+def test_hugectr_runs_its_hybrid_embedding_on_one_hot_tables_only() -> None:
+    # Multi-hot DLRM-DCNv2 under the fused (HugeCTR) runtime: auto drops the routed plan.
+    system, workload = prepare(
+        "dgx-a100", "dlrm-dcnv2", nodes=2, overrides=["workload.training.runtime=fused"]
+    )
+    plan = proposer("auto").propose(PlanningContext(system, workload, planner_config()))
+    assert "routed_rows of multi-hot tables" in "\n".join(plan.notes)
+    assert all(s.sharding != "distributed" for s in plan.shards)

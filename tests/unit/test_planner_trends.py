@@ -18,6 +18,7 @@ import pytest
 from recsim.api import make_plan, prepare
 from recsim.engine.simulate import Simulation, SimulationOptions, simulate_training
 from recsim.errors import InfeasibleError
+from recsim.graph.runtime import runtime
 from recsim.hardware.system import System
 from recsim.planner.proposers import registered_proposers
 from recsim.planner.storage import capacity, shard_storage
@@ -174,6 +175,8 @@ def test_auto_is_never_worse_than_the_best_single_strategy(
             plan = make_plan(name, workload, system)
         except InfeasibleError:
             continue  # e.g. exhaustive past its limit: auto skips it too
+        if runtime(workload.training.runtime).unsupported(plan, workload):
+            continue  # a plan the framework cannot run (a what-if): auto skips it too
         result = simulate(system, workload, plan).result
         if result.status == "ok" and result.throughput_samples_per_s > best:
             best_name, best = name, result.throughput_samples_per_s

@@ -297,14 +297,16 @@ class TierModel(ABC):
 
     def cost(self, lookup: Lookup) -> EmbeddingCost:
         """The op's cost by pass; resources it does not touch are left out of ``bytes_by_resource``."""
-        if lookup.op.pass_ in ("forward", "backward"):
-            cost = self.forward(lookup) if lookup.op.pass_ == "forward" else self.backward(lookup)
-            moved = {k: v for k, v in cost.bytes_by_resource.items() if v > 0}
-            return EmbeddingCost(cost.time_s, moved, cost.details)
-        raise ConfigError(
-            f"embedding pass {lookup.op.pass_!r}: recsim costs 'forward' and 'backward' (the backward "
-            "includes the fused optimizer update, as FBGEMM's TBE does)"
-        )
+        passes = {"forward": self.forward, "backward": self.backward, "sort": self.sort}
+        run = passes.get(lookup.op.pass_)
+        if run is None:
+            raise ConfigError(
+                f"embedding pass {lookup.op.pass_!r}: recsim costs 'forward', 'backward' (with the fused "
+                "optimizer update, as FBGEMM's TBE does) and 'sort' (a backward's indices, sorted ahead)"
+            )
+        cost = run(lookup)
+        moved = {k: v for k, v in cost.bytes_by_resource.items() if v > 0}
+        return EmbeddingCost(cost.time_s, moved, cost.details)
 
     @abstractmethod
     def forward(self, lookup: Lookup) -> EmbeddingCost:
@@ -313,6 +315,11 @@ class TierModel(ABC):
     @abstractmethod
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         """Sort/deduplicate the indices, accumulate gradients per unique row and update rows + state."""
+
+    def sort(self, lookup: Lookup) -> EmbeddingCost:
+        """The backward's index sort/dedup run ahead of it (``Embedding.presorted``); only tiers
+        whose lookups run on the accelerator have one."""
+        raise ConfigError(f"tier {self.name!r} has no separate index sort (only 'hbm' does)")
 
 
 T = TypeVar("T", bound=type[TierModel])

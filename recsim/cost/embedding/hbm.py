@@ -6,13 +6,14 @@ and the update stage (``gpu.sort_stage``, ``gpu.update_stage``); per unique row 
 optimizer state are read and written in HBM (SGD: the row; row-wise Adagrad: + one fp32; Adagrad:
 + an fp32 row; Adam: + two). ``sparse_sgd`` is PyTorch's unfused path instead (a COO gradient row
 per lookup, then ``mul`` and ``index_add_``: ``gpu.sparse_sgd_stage``). Both passes add one host
-launch when ``include_launch``.
+launch when ``include_launch``. A ``presorted`` backward skips its sort stage, which the ``sort`` pass
+charges instead (HugeCTR precomputes the indices in its input pipeline).
 """
 
 from __future__ import annotations
 
 from recsim.cost.embedding.base import HBM, EmbeddingCost, Lookup, TierModel, register_tier
-from recsim.cost.embedding.gpu import lookup_backward, lookup_forward, sparse_sgd_stage
+from recsim.cost.embedding.gpu import KernelCost, lookup_backward, lookup_forward, sparse_sgd_stage
 
 __all__ = ["HbmTier"]
 
@@ -46,6 +47,8 @@ class HbmTier(TierModel):
         unique = lookup.unique_rows
         rows_hbm = unique * (lookup.update_read_bytes + lookup.update_write_bytes)
         sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm)
+        if lookup.op.presorted:  # the input pipeline sorted the indices ahead (``sort`` pass)
+            sort = KernelCost(0.0, 0.0, 0.0, 0.0, 0)
         launch = acc.kernel_launch_s if lookup.include_launch else 0.0
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {
@@ -58,3 +61,14 @@ class HbmTier(TierModel):
         return EmbeddingCost(
             sort.time_s + update.time_s + launch, {HBM: sort.hbm_bytes + update.hbm_bytes}, details
         )
+
+    def sort(self, lookup: Lookup) -> EmbeddingCost:
+        acc = lookup.accelerator()
+        sort, _update = lookup_backward(lookup, row_update_hbm_bytes=0.0)
+        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        details = lookup.base_details() | {
+            "sort_s": sort.time_s,
+            "kernels": float(sort.kernels),
+            "launch_s": launch,
+        }
+        return EmbeddingCost(sort.time_s + launch, {HBM: sort.hbm_bytes}, details)

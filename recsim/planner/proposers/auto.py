@@ -53,7 +53,7 @@ class Auto(Proposer):
                 continue
             try:
                 plan = get_proposer(name).propose(ctx)
-                missing = runtime.unsupported(plan)
+                missing = runtime.unsupported(plan, ctx.workload)
                 if missing:
                     raise InfeasibleError(
                         f"training.runtime {runtime.name!r} cannot run {' or '.join(missing)} plans"
