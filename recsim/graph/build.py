@@ -194,7 +194,11 @@ class _Builder:
     # -- embedding passes ------------------------------------------------------------------------
 
     def embedding_pass(
-        self, batch: int, pass_: str, deps_by_rank: dict[int, list[int]]
+        self,
+        batch: int,
+        pass_: str,
+        deps_by_rank: dict[int, list[int]],
+        replicated_deps: dict[int, list[int]] | None = None,
     ) -> dict[int, list[int]]:
         """The lookup nodes of ``pass_`` (forward or backward) on every rank; returns ids by rank.
 
@@ -202,7 +206,8 @@ class _Builder:
         table-batched (TBE) node, as FBGEMM runs them in one kernel launch: its rows, lookups and
         unique rows are the sums over the shards and its dim the lookup-weighted mean, so the bytes
         it moves are those of the shards. Other tiers and data-parallel shards stay one node per
-        shard (their caches and gradient all-reduce are per table).
+        shard (their caches and gradient all-reduce are per table). Replicated (data-parallel)
+        lookups wait for ``replicated_deps`` when given (their backward needs no exchange).
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
@@ -220,11 +225,15 @@ class _Builder:
                     name += f"[{shard.row_start}:{shard.row_end}]"
                 if shard.dim < self.w.table_dim(table):
                     name += f"[:,{shard.col_start}:{shard.col_end}]"
-                nid = self.lookup(rank, name, op, deps_by_rank.get(rank, []), pass_)
+                deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
+                nid = self.lookup(rank, name, op, deps.get(rank, []), pass_)
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, shard)] = nid
-        for (rank, dtype, replicated), members in sorted(groups.items()):
+        order = sorted(groups.items())
+        if replicated_deps is not None:  # replicated first: they need not wait for the exchange
+            order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
+        for (rank, dtype, replicated), members in order:
             ops = [op for _, op in members]
             lookups = sum(o.lookups for o in ops)
             dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
@@ -242,7 +251,8 @@ class _Builder:
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
-            nid = self.lookup(rank, name, fused, deps_by_rank.get(rank, []), pass_)
+            deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
+            nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)
             if replicated:
                 for shard, _ in members:
@@ -442,20 +452,32 @@ def build_training_step(
             emb_grad_ready[r] = list(prev)
         last_bwd[r] = prev
 
-    # Dense gradient all-reduce, in DDP buckets filled in backward order.
+    # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
+    # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
+    # of the grouped weight-gradient buffer) all-reduces them after the replicated backward instead.
+    grouped = bld.world > 1 and _groups_replicated_gradients(workload, plan)
     bucket_ids: dict[int, list[int]] = defaultdict(list)
-    for r in range(bld.world):
+
+    def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
         mine = [(name, size, nid) for name, size, rank, nid in grads if rank == r]
         buckets = _buckets(mine, opt.bucket_bytes)
         for k, (size, last_node) in enumerate(buckets):
             if bld.world == 1:
                 continue
+            deps = [last_node]
+            if k == len(buckets) - 1:
+                size += extra_bytes
+                deps += extra_deps
             op = Collective(
                 CollectiveOp.ALL_REDUCE, f"allreduce_bucket{k}", tuple(range(bld.world)), size, precision
             )
             bucket_ids[r].append(
-                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
             )
+
+    if not grouped:
+        for r in range(bld.world):
+            dense_buckets(r)
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
     if mp_rank is not None:
@@ -467,16 +489,22 @@ def build_training_step(
             prev = [bld.add(mp_rank, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")]
         last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
-    bld.embedding_pass(batch, "backward", emb_deps)
+    # Replicated lookups' gradients come straight from the interaction: no exchange to wait for.
+    bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
-    # TorchRec's data-parallel sharding does (it wraps those tables in DDP).
+    # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
+    # dense gradients (``grouped``).
     if bld.world > 1:
         by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
         for (rank, shard), nid in bld.replicated.items():
             dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         for r in range(bld.world):
+            if grouped:
+                mine = by_rank.get(r, [])
+                dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
+                continue
             grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
                 key = f"dp_allreduce_bucket{k}"
@@ -515,6 +543,13 @@ def build_training_step(
         "bottom_rank": mp_rank,
     }
     return bld.graph
+
+
+def _groups_replicated_gradients(workload: Workload, plan: Plan) -> bool:
+    """Whether the workload's framework all-reduces replicated rows' gradients with the dense ones."""
+    from recsim.graph.runtime import runtime  # runtime imports this module
+
+    return runtime(workload.training.runtime).groups_replicated_gradients(plan)
 
 
 def _presorts_indices(workload: Workload, plan: Plan) -> bool:

@@ -115,6 +115,11 @@ class Runtime(ABC):
         """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
         return [f for f in plan_features(plan) if f not in self.plan_features]
 
+    def groups_replicated_gradients(self, plan: Plan) -> bool:
+        """Whether the framework all-reduces the replicated rows' gradients of ``plan`` together with
+        the dense gradients (one collective over a grouped buffer) rather than on their own."""
+        return False
+
     def presorts_indices(self, plan: Plan) -> bool:
         """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
         pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""
@@ -190,6 +195,12 @@ class Fused(Runtime):
         if any(workload.table_lookups(tables[t]) != 1 for t in routed):
             out.append("routed_rows of multi-hot tables")
         return out
+
+    def groups_replicated_gradients(self, plan: Plan) -> bool:
+        # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped
+        # weight-gradient buffer and all-reduces them in one call (HybridSparseEmbedding's
+        # grouped_wgrad_buff).
+        return "routed_rows" in plan_features(plan)
 
     def presorts_indices(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding computes the next batch's frequent/infrequent indices in its

@@ -83,9 +83,11 @@ def test_the_graph_runs_the_distributed_part_on_every_rank():
         assert served == pytest.approx(replicated_local + routed + own_b)
         (a2a,) = (n for n in graph.nodes if n.rank == r and n.name == "a2a_fwd")
         assert isinstance(a2a.op, Collective)
-    # The replicated rows' gradient (10 rows x 4 x fp32) is all-reduced.
-    dp = [n for n in graph.nodes if n.rank == 0 and n.name.startswith("dp_allreduce")]
-    assert sum(n.op.bytes for n in dp if isinstance(n.op, Collective)) == pytest.approx(10 * 4 * 4.0)
+    # The replicated rows' gradient (10 rows x 4 x fp32) is all-reduced with the dense gradients (fp32
+    # here), in one buffer under the default fused (HugeCTR) runtime.
+    reduces = [n.op for n in graph.nodes if n.rank == 0 and isinstance(n.op, Collective)]
+    total = sum(op.bytes for op in reduces if op.op.value == "all_reduce")
+    assert total == pytest.approx(w.dense_parameters * 4.0 + 10 * 4 * 4.0)
 
 
 def test_a_distributed_shard_needs_distinct_ranks_and_a_row_each():
@@ -130,3 +132,32 @@ def test_hugectr_sorts_the_hybrid_embeddings_indices_ahead():
     assert not any(
         isinstance(n.op, Embedding) and (n.op.presorted or n.op.pass_ == "sort") for n in graph.nodes
     )
+
+
+def test_replicated_backward_skips_the_exchange_and_hugectr_groups_its_all_reduce():
+    # Replicated lookups' gradients come straight from the interaction: their backward is queued
+    # first and waits for no all-to-all. HugeCTR (fused) all-reduces the frequent rows' gradients in
+    # the dense gradient buffer; TorchRec (eager) all-reduces them on their own.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    plan = make_plan("hybrid_embedding", w, system)
+    replicated_bytes = sum(s.rows * s.dim * 4.0 for s in plan.shards if s.sharding == "data_parallel")
+    dense_bytes = w.dense_parameters * 2.0  # fp16 gradients
+    for runtime_name in ("fused", "eager"):
+        wl = w.model_copy(update={"training": w.training.model_copy(update={"runtime": runtime_name})})
+        graph = build_training_step(wl, plan)
+        ids = {n.id: n for n in graph.nodes}
+        mine = [n for n in graph.nodes if n.rank == 0]
+        backward = [n for n in mine if isinstance(n.op, Embedding) and n.op.pass_ == "backward"]
+        assert [n.name.endswith("replicated]") for n in backward] == [True, False]
+        rep, routed = backward
+        assert not any(ids[d].name.startswith("a2a_bwd") for d in rep.deps)
+        assert any(ids[d].name.startswith("a2a_bwd") for d in routed.deps)
+        reduces = {n.name: n for n in mine if isinstance(n.op, Collective) and n.op.op.value == "all_reduce"}
+        if runtime_name == "fused":
+            assert set(reduces) == {"allreduce_bucket0"}
+            bucket = reduces["allreduce_bucket0"]
+            assert bucket.op.bytes == pytest.approx(dense_bytes + replicated_bytes)
+            assert rep.id in bucket.deps
+        else:
+            assert reduces["allreduce_bucket0"].op.bytes == pytest.approx(dense_bytes)
+            assert reduces["dp_allreduce_bucket0"].op.bytes == pytest.approx(replicated_bytes)

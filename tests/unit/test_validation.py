@@ -33,18 +33,13 @@ KNOWN_GAPS = {
         "software-version sensitive (the same model at batch 2048 is within 15 %)"
     ),
     "mlperf-train-v1.1-dlrmv1-dgxa100-n8": (
-        "-39 % with HugeCTR's hybrid embedding and precomputed indices: its 0.63 ms step also rests on "
-        "its own low-latency IB/NVLink all-reduce (frequent-row gradients grouped with the dense ones) "
-        "and hierarchical all-to-all; recsim charges NCCL's tree all-reduce (~210 us for the 4.7 MB "
-        "dense gradient on 64 GPUs) and a separate all-reduce of the frequent rows after the backward"
+        "-34 % with HugeCTR's hybrid embedding (precomputed indices, frequent-row gradients grouped "
+        "with the dense all-reduce): its 0.63 ms step also rests on its own low-latency IB/NVLink "
+        "collectives; recsim charges NCCL's tree all-reduce (~250 us for the 7.5 MB grouped gradient "
+        "on 64 GPUs) and NCCL-style all-to-alls (~170 us each way)"
     ),
-    "mlperf-train-v4.0-dcnv2-dgxh100-n16": (
-        "-26 %: HugeCTR overlaps the embedding (its own stream) with the dense layers within and across "
-        "iterations and uses a hierarchical all-to-all; recsim's 16-node plan row-splits the largest "
-        "tables over 128 ranks, whose ring reduce-scatters are latency-bound"
-    ),
-    "mlperf-train-v2.0-dlrmv1-dgxa100-n14": "-41 %: as the 8-node case",
-    "mlperf-train-v2.1-dlrmv1-dgxh100-n4": "-34 %: as the A100 multi-node cases",
+    "mlperf-train-v2.0-dlrmv1-dgxa100-n14": "-36 %: as the 8-node case",
+    "mlperf-train-v2.1-dlrmv1-dgxh100-n4": "-31 %: as the A100 multi-node cases",
 }
 END_TO_END = [
     pytest.param(c.id, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.id]))
