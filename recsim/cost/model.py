@@ -145,7 +145,8 @@ class CostModel:
         key = (op.op, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm)
         value = self._collectives.get(key)
         if value is None:
-            value = collective_time_s(op, self.topology, algorithm=op.algorithm)
+            # ``op.algorithm`` is a preference: taken where it can run, else the automatic choice.
+            value = collective_time_s(op, self.topology)
             self._collectives[key] = value
         self._collectives_by_id[fast] = (tuples, value)
         return value

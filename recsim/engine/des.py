@@ -333,7 +333,7 @@ def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None
         if signature in by_value:
             found = by_value[signature]
         else:
-            ab = collective_cost(parts, topology, parts[0].algorithm)
+            ab = collective_cost(parts, topology)  # the parts' algorithm is a preference
             srcs, dsts, wire = _aggregate(collective_flows(parts, topology, ab.algorithm))
             found = by_value[signature] = network.traffic_of_arrays(srcs, dsts, wire)
         by_identity[ident] = found

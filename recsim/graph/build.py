@@ -105,6 +105,7 @@ class _Builder:
         # The framework sorts the next batch's indices in its input pipeline (``runtime``'s
         # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
         self.presort = False
+        self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
 
     def add(
@@ -315,7 +316,16 @@ class _Builder:
             for r in group:
                 send = tuple(matrix[r]) if forward else tuple(matrix[q][r] for q in group)
                 recv = tuple(matrix[q][r] for q in group) if forward else tuple(matrix[r])
-                op = Collective(CollectiveOp.ALL_TO_ALL, key, group, sum(send), self.comm_dtype, send, recv)
+                op = Collective(
+                    CollectiveOp.ALL_TO_ALL,
+                    key,
+                    group,
+                    sum(send),
+                    self.comm_dtype,
+                    send,
+                    recv,
+                    self.a2a_algorithm,
+                )
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
                 a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
@@ -396,6 +406,7 @@ def build_training_step(
         plan.validate(workload)
     bld = _Builder(workload, plan, opt)
     bld.presort = _presorts_indices(workload, plan)
+    bld.a2a_algorithm = _pooled_all_to_all(workload, plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -456,6 +467,7 @@ def build_training_step(
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
     # of the grouped weight-gradient buffer) all-reduces them after the replicated backward instead.
     grouped = bld.world > 1 and _groups_replicated_gradients(workload, plan)
+    gradient_algorithm = _gradient_all_reduce(workload)
     bucket_ids: dict[int, list[int]] = defaultdict(list)
 
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
@@ -469,7 +481,12 @@ def build_training_step(
                 size += extra_bytes
                 deps += extra_deps
             op = Collective(
-                CollectiveOp.ALL_REDUCE, f"allreduce_bucket{k}", tuple(range(bld.world)), size, precision
+                CollectiveOp.ALL_REDUCE,
+                f"allreduce_bucket{k}",
+                tuple(range(bld.world)),
+                size,
+                precision,
+                algorithm=gradient_algorithm,
             )
             bucket_ids[r].append(
                 bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
@@ -508,7 +525,14 @@ def build_training_step(
             grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
                 key = f"dp_allreduce_bucket{k}"
-                op = Collective(CollectiveOp.ALL_REDUCE, key, tuple(range(bld.world)), size, "fp32")
+                op = Collective(
+                    CollectiveOp.ALL_REDUCE,
+                    key,
+                    tuple(range(bld.world)),
+                    size,
+                    "fp32",
+                    algorithm=gradient_algorithm,
+                )
                 bucket_ids[r].append(
                     bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
                 )
@@ -550,6 +574,20 @@ def _groups_replicated_gradients(workload: Workload, plan: Plan) -> bool:
     from recsim.graph.runtime import runtime  # runtime imports this module
 
     return runtime(workload.training.runtime).groups_replicated_gradients(plan)
+
+
+def _gradient_all_reduce(workload: Workload) -> str | None:
+    """The all-reduce algorithm the workload's framework asks for its gradients (a preference)."""
+    from recsim.graph.runtime import runtime  # runtime imports this module
+
+    return runtime(workload.training.runtime).gradient_all_reduce
+
+
+def _pooled_all_to_all(workload: Workload, plan: Plan) -> str | None:
+    """The all-to-all algorithm of the workload's framework for ``plan``'s pooled embeddings."""
+    from recsim.graph.runtime import runtime  # runtime imports this module
+
+    return runtime(workload.training.runtime).pooled_all_to_all(plan)
 
 
 def _presorts_indices(workload: Workload, plan: Plan) -> bool:

@@ -115,6 +115,15 @@ class Runtime(ABC):
         """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
         return [f for f in plan_features(plan) if f not in self.plan_features]
 
+    #: The all-reduce algorithm the framework asks for its gradients (None: NCCL's automatic
+    #: choice); taken where the topology allows it, else the automatic choice.
+    gradient_all_reduce: ClassVar[str | None] = None
+
+    def pooled_all_to_all(self, plan: Plan) -> str | None:
+        """The all-to-all algorithm the framework exchanges ``plan``'s pooled embeddings with (None:
+        the collective model's default, NCCL's direct exchange)."""
+        return None
+
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         """Whether the framework all-reduces the replicated rows' gradients of ``plan`` together with
         the dense gradients (one collective over a grouped buffer) rather than on their own."""
@@ -185,6 +194,9 @@ class Fused(Runtime):
     half_precision_wire = True
     # HugeCTR's hybrid embedding routes infrequent lookups; its bottom MLP is data-parallel.
     plan_features = frozenset({"routed_rows"})
+    # NVIDIA's MLPerf DLRM recipes reduce gradients across nodes in the InfiniBand switches (SHARP,
+    # NCCL_COLLNET_ENABLE=1): CollNet where the cluster switches reduce in the network.
+    gradient_all_reduce = "collnet"
 
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         out = super().unsupported(plan, workload)
@@ -195,6 +207,12 @@ class Fused(Runtime):
         if any(workload.table_lookups(tables[t]) != 1 for t in routed):
             out.append("routed_rows of multi-hot tables")
         return out
+
+    def pooled_all_to_all(self, plan: Plan) -> str | None:
+        # HugeCTR's hybrid embedding exchanges infrequent vectors with its own hierarchical
+        # all-to-all (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per
+        # rail; on one node it is the direct NVLink exchange).
+        return "hierarchical" if "routed_rows" in plan_features(plan) else None
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

@@ -111,6 +111,7 @@ def test_registry_has_every_algorithm():
         "direct",
         "hierarchical",
         "p2p",
+        "collnet",
     }
 
 
@@ -169,6 +170,46 @@ def test_nvls_by_hand():
     assert collective_time_s(op_(CollectiveOp.ALL_REDUCE, 8, size), t, "nvls") == pytest.approx(
         hand, rel=1e-12
     )
+
+
+def test_collnet_reduces_across_nodes_in_the_switches():
+    # 8 DGX A100 on SHARP-capable Quantum switches: one network pass of S per node (the tree sends up
+    # to 1.5 S) in 2 x tiers hops, an NVLink reduce-scatter and all-gather in one step each way.
+    t = topo("dgx-a100", 8)
+    op = op_(CollectiveOp.ALL_REDUCE, 64, 32 * MiB)
+    cost = collective_cost(op, t, "collnet")
+    assert cost.algorithm == "collnet"
+    assert len(cost.stages) == 1
+    layout = GroupLayout(op.group, t)
+    net = load_system("dgx-a100", nodes=8).cluster.scale_out
+    assert net is not None and net.switch.in_network_reduction
+    stages = REGISTRY["collnet"].stages(op, layout)
+    assert stages[0].levels[Level.INTER].bytes == pytest.approx(op.bytes)
+    assert stages[0].levels[Level.INTER].steps == 2 * net.tiers
+    assert stages[0].levels[Level.INTRA].steps == 2
+    assert stages[0].levels[Level.INTRA].bytes == pytest.approx(2 * op.bytes * 7 / 8)
+    assert cost.time_s < collective_time_s(op, t, "tree")
+    # Flows: a rank sends its peers S/8 each way (reduce-scatter, all-gather) and its shard to its NIC.
+    flows = collective_flows(op, t, "collnet")
+    v0 = layout.vertices[0]
+    sent = sum(f.bytes for f in flows if f.src == v0)
+    assert sent == pytest.approx(2 * op.bytes * 7 / 8 + op.bytes / 8)
+    # NCCL uses it only when asked; asked for where it cannot run (one node) is an error by name ...
+    assert choose_algorithm(op, t)[0] != "collnet"
+    one = topo("dgx-a100")
+    with pytest.raises(ConfigError, match="one node"):
+        collective_cost(op_(CollectiveOp.ALL_REDUCE, 8, MiB), one, "collnet")
+    # ... and a preference recorded on the op falls back to the automatic choice.
+    pref = op_(CollectiveOp.ALL_REDUCE, 8, MiB, algorithm="collnet")
+    assert (
+        collective_cost(pref, one).algorithm == choose_algorithm(op_(CollectiveOp.ALL_REDUCE, 8, MiB), one)[0]
+    )
+
+
+def test_collnet_needs_switches_that_reduce():
+    t = topo("dgx-a100", 2, "cluster.scale_out.switch.in_network_reduction=false")
+    with pytest.raises(ConfigError, match="SHARP"):
+        collective_cost(op_(CollectiveOp.ALL_REDUCE, 16, MiB), t, "collnet")
 
 
 def test_multi_node_ring_uses_all_nics_of_a_node():

@@ -271,3 +271,20 @@ def test_fp16_pytorch_runtimes_pay_gradscaler_unscale_and_found_inf_sync():
     names = [n.name for n in tbe.nodes]
     assert sum(x.startswith("amp_unscale:dense") for x in names) == tbe.ranks
     assert not any(x.startswith("amp_unscale:emb") for x in names)
+
+
+def test_fused_runtime_asks_for_collnet_gradient_all_reduce():
+    # NVIDIA's MLPerf recipes reduce gradients in the IB switches (SHARP): the fused runtime marks its
+    # gradient all-reduces 'collnet' (a preference: on one node the automatic choice runs them).
+    for name, expected in (("fused", "collnet"), ("eager", None)):
+        system, workload = prepare(
+            "dgx-a100", "dlrm-mlperf", nodes=2, overrides=[f"workload.training.runtime={name}"]
+        )
+        graph = build_training_step(workload, make_plan("table_wise", workload, system))
+        reduces = [
+            n.op for n in graph.nodes if isinstance(n.op, Collective) and n.name.startswith("allreduce")
+        ]
+        assert reduces and all(op.algorithm == expected for op in reduces)
+    system, workload = prepare("dgx-a100", "dlrm-mlperf")
+    sim = simulate_training(system, workload, make_plan("table_wise", workload, system), SimulationOptions())
+    assert sim.result.status == "ok"

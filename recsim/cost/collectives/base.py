@@ -393,6 +393,10 @@ class GroupLayout:
                 best = min(best, sum(bw for _, bw in self.node_rings(node)))
         return best
 
+    def home_nics(self, pos: int) -> list[str]:
+        """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""
+        return self._home(pos)
+
     def _home(self, pos: int) -> list[str]:
         g = self.topology.graph
         nic_bw = facts(self.topology).nic_bandwidth

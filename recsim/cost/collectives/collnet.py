@@ -1,0 +1,99 @@
+"""CollNet all-reduce: the inter-node part reduced in the InfiniBand switches (SHARP).
+
+NCCL's CollNet algorithms (``NCCL_COLLNET_ENABLE=1`` with the SHARP plugin) split an all-reduce in
+three pipelined parts: inside each node the ranks reduce-scatter the buffer over NVLink, so rank
+``i`` holds the node's partial sum of shard ``i`` (``S/local``); each rank sends its shard through its
+own NIC into the switches' aggregation tree, which adds the shards of all nodes and returns the sum;
+inside the node the ranks all-gather the result. Across nodes a node therefore sends ``S`` and
+receives ``S`` once (the double binary tree sends up to ``1.5 S``, the ring ``2 (n-1)/n x S``), in
+``2 x tiers`` network hops (up to the top of the switch tree and back) instead of the tree's
+``2 log2(nodes)``. Inside a node the reduce-scatter and all-gather move ``2 (local-1)/local x S``
+per rank: in one step each way on an NVSwitch (CollNet Direct: every rank reaches its peers
+directly), else in ``local - 1`` chain hops each way (CollNet Chain).
+
+Available for a group on two or more nodes with the same accelerators on each, whose cluster
+switches reduce in the network (``in_network_reduction: true``: SHARPv2/v3 Quantum switches). NCCL
+does not use it unless asked (``auto = False``, as its tuner without ``NCCL_COLLNET_ENABLE``); a
+framework that enables it asks for it by name (``Runtime``) and falls back to the automatic choice
+where it is unavailable. Constants: the network level's calibration (``step_latency`` per hop,
+efficiency), ASSUMPTION that a SHARP hop costs what an NCCL network step does.
+
+Flows: one phase; each rank's reduce-scatter and all-gather traffic to its node peers, and each
+rank's shard to and from its leaf switch (the aggregation happens there and above).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from recsim.cost.collectives.base import (
+    Algorithm,
+    Flow,
+    FlowList,
+    GroupLayout,
+    LevelCost,
+    Stage,
+    first,
+    levels,
+    register,
+)
+from recsim.cost.collectives.ring import _payload
+from recsim.graph.ir import Collective, CollectiveOp
+from recsim.hardware.system import ScaleOut
+
+
+def _network(layout: GroupLayout) -> ScaleOut | None:
+    return layout.topology.system.cluster.scale_out
+
+
+@register
+class CollNetAllReduce(Algorithm):
+    name = "collnet"
+    ops = frozenset({CollectiveOp.ALL_REDUCE})
+    auto = False
+
+    def unavailable(self, op: Collective, layout: GroupLayout) -> str | None:
+        if layout.num_nodes < 2:
+            return "CollNet reduces across nodes; the group is on one node"
+        if not layout.uniform:
+            return "CollNet needs the same local accelerators on every node"
+        net = _network(layout)
+        if net is None or not net.switch.in_network_reduction:
+            return "CollNet needs cluster switches with in_network_reduction: true (SHARP)"
+        return None
+
+    def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
+        if layout.n < 2:
+            return []
+        size = _payload(first(op))
+        local = layout.local
+        intra = None
+        if local >= 2:
+            # CollNet Direct on an NVSwitch node: every rank reads and writes its peers directly, one
+            # step each way; elsewhere (CollNet Chain) a chain of local - 1 hops each way.
+            up = layout.topology.system.node.scale_up
+            hops = 1 if up is not None and up.fabric == "nvswitch" else local - 1
+            intra = LevelCost(2 * hops, 2 * size * (local - 1) / local, layout.intra_bandwidth)
+        net = _network(layout)
+        tiers = net.tiers if net is not None else 1
+        inter = LevelCost(2 * tiers, size, layout.node_nic_bandwidth)
+        return [Stage("collnet", levels(intra, inter), 1)]
+
+    def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
+        if layout.n < 2:
+            return []
+        size = _payload(first(op))
+        out = FlowList()
+        for ps in layout.by_node.values():
+            local = len(ps)
+            for a in ps:
+                for b in ps:
+                    if a != b:  # reduce-scatter then all-gather: S/local each way per pair
+                        out.add(layout.vertices[a], layout.vertices[b], 2 * size / local, 0)
+            for p in ps:
+                v = layout.vertices[p]
+                nics = layout.home_nics(p)
+                for nic in nics:
+                    out.add(v, nic, size / local / len(nics), 0)
+                    out.add(nic, v, size / local / len(nics), 0)
+        return out.flows()
