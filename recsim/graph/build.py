@@ -32,7 +32,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsim.errors import InfeasibleError
 from recsim.graph.ir import (
@@ -50,6 +50,9 @@ from recsim.graph.ir import (
 from recsim.graph.shard_ops import PooledExchange, ShardOps, pooled_exchange
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
+
+if TYPE_CHECKING:
+    from recsim.graph.runtime import Runtime
 
 INDEX_BYTES = 8.0  # int64 indices, as TorchRec's KeyedJaggedTensor carries them
 LENGTH_BYTES = 4.0  # int32 lengths, one per sample and table
@@ -405,8 +408,9 @@ def build_training_step(
     if opt.validate_plan:
         plan.validate(workload)
     bld = _Builder(workload, plan, opt)
-    bld.presort = _presorts_indices(workload, plan)
-    bld.a2a_algorithm = _pooled_all_to_all(workload, plan)
+    framework = _framework(workload)
+    bld.presort = framework.presorts_indices(plan)
+    bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -466,8 +470,8 @@ def build_training_step(
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
     # of the grouped weight-gradient buffer) all-reduces them after the replicated backward instead.
-    grouped = bld.world > 1 and _groups_replicated_gradients(workload, plan)
-    gradient_algorithm = _gradient_all_reduce(workload)
+    grouped = bld.world > 1 and framework.groups_replicated_gradients(plan)
+    gradient_algorithm = framework.gradient_all_reduce
     bucket_ids: dict[int, list[int]] = defaultdict(list)
 
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
@@ -569,32 +573,11 @@ def build_training_step(
     return bld.graph
 
 
-def _groups_replicated_gradients(workload: Workload, plan: Plan) -> bool:
-    """Whether the workload's framework all-reduces replicated rows' gradients with the dense ones."""
+def _framework(workload: Workload) -> Runtime:
+    """The workload's framework runtime (``training.runtime``): what it does to the graph's shape."""
     from recsim.graph.runtime import runtime  # runtime imports this module
 
-    return runtime(workload.training.runtime).groups_replicated_gradients(plan)
-
-
-def _gradient_all_reduce(workload: Workload) -> str | None:
-    """The all-reduce algorithm the workload's framework asks for its gradients (a preference)."""
-    from recsim.graph.runtime import runtime  # runtime imports this module
-
-    return runtime(workload.training.runtime).gradient_all_reduce
-
-
-def _pooled_all_to_all(workload: Workload, plan: Plan) -> str | None:
-    """The all-to-all algorithm of the workload's framework for ``plan``'s pooled embeddings."""
-    from recsim.graph.runtime import runtime  # runtime imports this module
-
-    return runtime(workload.training.runtime).pooled_all_to_all(plan)
-
-
-def _presorts_indices(workload: Workload, plan: Plan) -> bool:
-    """Whether the workload's framework sorts the indices of ``plan``'s lookups ahead (``Runtime``)."""
-    from recsim.graph.runtime import runtime  # runtime imports this module
-
-    return runtime(workload.training.runtime).presorts_indices(plan)
+    return runtime(workload.training.runtime)
 
 
 def _buckets(grads: Sequence[tuple[str, float, int]], cap: float) -> list[tuple[float, int]]:
