@@ -598,3 +598,21 @@ def test_all_to_all_pays_latency_per_round_of_concurrent_peers():
     assert p2p_rounds(127, 128) == 4
     rounds = [p2p_rounds(p, 1024) for p in range(1024)]
     assert rounds == sorted(rounds)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.floats(1e3, 4e9),
+    st.floats(1.0, 4.0),
+    st.sampled_from([{"nvlink"}, {"network"}, {"nvlink", "network"}]),
+    st.floats(1.0, 8.0),
+    st.integers(1, 5),
+)
+def test_collnet_grows_with_bytes_and_never_slows_with_bandwidth(size, more, kinds, factor, pick):
+    op = op_(CollectiveOp.ALL_REDUCE, 16, size)
+    base = collective_time_s(op, TWO_NODES, "collnet")
+    assert collective_time_s(op_(CollectiveOp.ALL_REDUCE, 16, size * more), TWO_NODES, "collnet") >= base
+    assert collective_time_s(op, scaled(TWO_NODES, kinds, factor, pick), "collnet") <= base * (1 + 1e-9)
+    flows = collective_flows(op, TWO_NODES, "collnet")
+    sent, received = bytes_per_rank(flows)
+    assert sum(sent.values()) == pytest.approx(sum(received.values()), rel=1e-9)
