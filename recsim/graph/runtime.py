@@ -48,6 +48,15 @@ the TorchRec traces); ``apply_runtime`` adds these memory-bound epilogue kernels
 after every Linear's forward and before its backward, except for the model's last Linear (its logit
 goes to the loss without an activation).
 
+What a framework can run and how it communicates shapes the graph when it is built
+(``recsim.graph.build`` asks the runtime): ``plan_features`` are the plan features it supports
+(``auto`` plans only with them: HugeCTR routes infrequent rows, one-hot tables only; DLE runs the
+bottom MLP model-parallel; TorchRec neither); under HugeCTR's hybrid embedding the data reader sorts
+the next batch's indices (``presorts_indices``), the frequent rows' gradients join the dense
+gradient all-reduce (``groups_replicated_gradients``) and the pooled exchange is its hierarchical
+all-to-all (``pooled_all_to_all``); NVIDIA's MLPerf recipes reduce gradients with SHARP
+(``gradient_all_reduce``: CollNet where the IB switches can).
+
 Loss scaling (both PyTorch runtimes, ``precision: fp16``): ``torch.cuda.amp.GradScaler`` runs
 outside the fused kernels. Before the dense optimizer, ``unscale_`` checks and rescales every dense
 gradient (``_amp_foreach_non_finite_check_and_unscale_``: reads and writes the fp32 gradients), and
