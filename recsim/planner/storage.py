@@ -13,7 +13,8 @@ the table dtype: row-wise Adagrad one value per row, Adagrad one per element, Ad
 **Per rank** the dense side comes on top in HBM (``dense_hbm_bytes``): the dense model in fp32 with
 its gradient and optimizer state (mixed precision keeps fp32 master weights), every dense layer's
 output for the local batch in the training precision, and the pooled embeddings (fp32) that the
-backward pass needs.
+backward pass needs. A model-parallel bottom MLP moves its outputs for the whole batch, and its
+weights, to its rank (``mp_bottom_hbm_bytes``).
 
 **Capacity** (``capacity``): the accelerator's HBM per rank, the node's host memory, and the node's
 SSDs (count x capacity). ``check_fits`` compares the totals with the capacities less a reserve and
@@ -86,6 +87,23 @@ def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
     return dense + activations + pooled
 
 
+def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -> dict[int, float]:
+    """What a model-parallel bottom MLP (``Plan.bottom_rank``) changes in ``dense_hbm_bytes``: its rank
+    keeps the bottom layers' outputs for the whole global batch, the other ranks neither those
+    outputs nor the bottom weights, their gradients and optimizer state."""
+    bottom = [layer for layer in workload.dense_layers if layer.part == "bottom"]
+    if not bottom:
+        return {}
+    batch = workload.training.global_batch_size
+    b = batch / world_size
+    s = DTYPE_BYTES[workload.training.precision]
+    outputs = s * sum(layer.out_features for layer in bottom)
+    weights = sum(layer.params for layer in bottom) * 4.0 * (2 + OPTIMIZER_STATE[workload.training.optimizer])
+    return {
+        r: (batch - b) * outputs if r == bottom_rank else -(b * outputs + weights) for r in range(world_size)
+    }
+
+
 @dataclass(frozen=True)
 class Usage:
     """A plan's bytes per rank (HBM) and per node (host DRAM, SSD), with what fills them."""
@@ -103,6 +121,9 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     per_node = max(1, system.node.num_accelerators)
     dense = dense_hbm_bytes(workload, plan.world_size)
     hbm: dict[int, float] = {r: dense for r in range(plan.world_size)}
+    if plan.bottom_rank is not None and plan.world_size > 1:
+        for r, extra in mp_bottom_hbm_bytes(workload, plan.world_size, plan.bottom_rank).items():
+            hbm[r] += extra
     ddr: dict[int, float] = defaultdict(float)
     ssd: dict[int, float] = defaultdict(float)
     cache: dict[int, float] = defaultdict(float)

@@ -13,6 +13,7 @@ from recsim.graph.runtime import apply_runtime
 from recsim.graph.steps import chain_steps
 from recsim.planner.io import plan_from_dict, plan_to_dict
 from recsim.planner.plan import dle_buckets
+from recsim.planner.storage import plan_usage
 
 BATCH = 8192
 
@@ -149,3 +150,14 @@ def test_pytorch_casts_only_the_tables_vectors_not_the_fp16_bottom_output():
     assert quant.op.bytes_read == pytest.approx(2 * tables)
     assert dequant.op.bytes_read == pytest.approx(tables)
     assert dequant.op.bytes_written == pytest.approx(2 * tables)
+
+
+def test_the_bottom_rank_holds_the_bottom_outputs_of_the_whole_batch():
+    system, workload, plan = _setup()
+    usage = plan_usage(plan, workload, system)
+    base = plan_usage(replace(plan, bottom_rank=None), workload, system)
+    b = BATCH // 8
+    outputs = 2.0 * sum(x.out_features for x in workload.dense_layers if x.part == "bottom")  # fp16
+    assert usage.hbm_by_rank[0] - base.hbm_by_rank[0] == pytest.approx((BATCH - b) * outputs)
+    weights = sum(x.params for x in workload.dense_layers if x.part == "bottom") * 4.0 * 2  # sgd: w, g
+    assert base.hbm_by_rank[1] - usage.hbm_by_rank[1] == pytest.approx(b * outputs + weights)
