@@ -128,10 +128,13 @@ class Runtime(ABC):
     #: choice); taken where the topology allows it, else the automatic choice.
     gradient_all_reduce: ClassVar[str | None] = None
 
+    #: The all-to-all algorithm the framework routes rows with (``routed_rows`` plans).
+    routed_all_to_all: ClassVar[str | None] = None
+
     def pooled_all_to_all(self, plan: Plan) -> str | None:
         """The all-to-all algorithm the framework exchanges ``plan``'s pooled embeddings with (None:
         the collective model's default, NCCL's direct exchange)."""
-        return None
+        return self.routed_all_to_all if "routed_rows" in plan_features(plan) else None
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         """Whether the framework all-reduces the replicated rows' gradients of ``plan`` together with
@@ -217,11 +220,10 @@ class Fused(Runtime):
             out.append("routed_rows of multi-hot tables")
         return out
 
-    def pooled_all_to_all(self, plan: Plan) -> str | None:
-        # HugeCTR's hybrid embedding exchanges infrequent vectors with its own hierarchical
-        # all-to-all (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per
-        # rail; on one node it is the direct NVLink exchange).
-        return "hierarchical" if "routed_rows" in plan_features(plan) else None
+    # HugeCTR's hybrid embedding exchanges infrequent vectors with its own hierarchical all-to-all
+    # (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per rail; on one node
+    # it is the direct NVLink exchange).
+    routed_all_to_all = "hierarchical"
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

@@ -34,6 +34,7 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp
+from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
@@ -105,7 +106,7 @@ class Estimator:
             raise InfeasibleError(f"global batch {self.batch} is not divisible by {self.world} ranks")
         self.local_batch = self.batch // self.world
         self.ops = ShardOps(workload)
-        self._marginal: dict[tuple[str, int, str], float] = {}
+        self._marginal: dict[tuple[str, int, str, str | None], float] = {}
         self._compute: dict[tuple[object, ...], float] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
@@ -113,14 +114,17 @@ class Estimator:
 
     # -- communication -------------------------------------------------------------------------
 
-    def marginal_s_per_byte(self, kind: str, group_size: int, dtype: str) -> float:
+    def marginal_s_per_byte(
+        self, kind: str, group_size: int, dtype: str, algorithm: str | None = None
+    ) -> float:
         """Seconds per extra byte of a collective on the first ``group_size`` ranks.
 
         ``kind``: ``all_to_all`` (bytes a rank sends), ``reduce_scatter`` (a rank's input) or
         ``all_reduce`` (a rank's buffer). The slope between 16 MiB and 64 MiB per rank, sizes at
-        which every calibrated protocol is in its bandwidth regime.
+        which every calibrated protocol is in its bandwidth regime. ``algorithm``: the framework's
+        preference (taken where it can run, as the engines do).
         """
-        key = (kind, group_size, dtype)
+        key = (kind, group_size, dtype, algorithm)
         cached = self._marginal.get(key)
         if cached is not None:
             return cached
@@ -135,9 +139,9 @@ class Estimator:
             if op_kind is CollectiveOp.ALL_TO_ALL:
                 per_peer = size / group_size
                 send = tuple(per_peer for _ in group)
-                op = Collective(op_kind, "estimate", group, size, dtype, send, send)
+                op = Collective(op_kind, "estimate", group, size, dtype, send, send, algorithm)
             else:
-                op = Collective(op_kind, "estimate", group, size, dtype)
+                op = Collective(op_kind, "estimate", group, size, dtype, algorithm=algorithm)
             return collective_time_s(op, self.topology)
 
         value = max(0.0, (time_at(large) - time_at(small)) / (large - small))
@@ -155,18 +159,22 @@ class Estimator:
             return self.ops.slice_model(shard.table, shard.row_start, shard.row_end)
         return SubsetModel(self.ops.table_model(shard.table), shard.rows)
 
-    def lookup_s(self, shard: Shard, pass_: str) -> float:
-        """Seconds of the shard's ``pass_`` lookup op (what the engines charge, unfused)."""
+    def lookup_s(self, shard: Shard, pass_: str, presorted: bool = False) -> float:
+        """Seconds of the shard's ``pass_`` lookup op (what the engines charge, unfused); a
+        ``presorted`` backward skips its index sort (the framework sorts ahead)."""
         # Id-ordered blocks of equal size cost the same wherever their rows start (a row-wise
         # table's blocks differ by at most one row): key them by size, not position.
         where = (shard.row_start, shard.row_end) if shard.order == "popularity" else (shard.rows,)
         key = (shard.table, *where, shard.dim, shard.tier, shard.dtype, shard.order)
         spread = len(shard.ranks) if shard.sharding == "distributed" else 0
-        key += (shard.sharding == "data_parallel", spread, pass_)
+        presorted = presorted and pass_ == "backward" and shard.tier == "hbm"
+        key += (shard.sharding == "data_parallel", spread, pass_, presorted)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
         op = self.ops.op(shard, pass_, self.batch, self.world)
+        if presorted:
+            op = dataclasses.replace(op, presorted=True)
         try:
             value = embedding_cost(op, self.system, self.access_of(shard)).time_s
         except (InfeasibleError, ConfigError) as exc:
@@ -175,7 +183,7 @@ class Estimator:
         self._compute[key] = value
         return value
 
-    def fixed_s(self, shard: Shard, pass_: str) -> float:
+    def fixed_s(self, shard: Shard, pass_: str, presorted: bool = False) -> float:
         """The part of ``lookup_s`` that does not scale with lookups (kernel overheads, the launch,
         the sort's radix passes): the cost of an op with no lookups. 0 off HBM.
 
@@ -186,24 +194,27 @@ class Estimator:
         if shard.tier != "hbm":
             return 0.0
         replicated = shard.sharding == "data_parallel"
-        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated)
+        presorted = presorted and pass_ == "backward"
+        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
         op = self.ops.op(shard, pass_, self.batch, self.world)
-        empty = dataclasses.replace(op, lookups=0.0, unique_rows=0.0, batch=0, dim=128, dtype="fp32")
+        empty = dataclasses.replace(
+            op, lookups=0.0, unique_rows=0.0, batch=0, dim=128, dtype="fp32", presorted=presorted
+        )
         value = embedding_cost(empty, self.system, self.access_of(shard)).time_s
         self._compute[key] = value
         return value
 
-    def marginal_lookup_s(self, shard: Shard, pass_: str) -> float:
+    def marginal_lookup_s(self, shard: Shard, pass_: str, presorted: bool = False) -> float:
         """What the shard adds to its rank's fused lookup kernel: ``lookup_s`` less the fixed part for
         HBM shards, which the graph builder fuses into one table-batched kernel per rank and pass
         (so the fixed part is paid once per rank whatever the plan; ``plan_perf`` adds it back)."""
-        full = self.lookup_s(shard, pass_)
+        full = self.lookup_s(shard, pass_, presorted)
         if not math.isfinite(full):
             return full
-        return max(0.0, full - self.fixed_s(shard, pass_))
+        return max(0.0, full - self.fixed_s(shard, pass_, presorted))
 
     # -- blocks --------------------------------------------------------------------------------
 
@@ -430,9 +441,13 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     comm = plan.comm_dtype
     wire = DTYPE_BYTES[comm]
     world = plan.world_size
+    # What the workload's framework does with this plan (``recsim.graph.runtime``), as the builder.
+    framework = runtime(est.w.training.runtime)
+    presorted = framework.presorts_indices(plan)
+    gradients = framework.gradient_all_reduce
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
     exchange = pooled_exchange(est.ops, plan, est.batch, wire)
-    a2a = est.marginal_s_per_byte("all_to_all", world, comm)
+    a2a = est.marginal_s_per_byte("all_to_all", world, comm, framework.pooled_all_to_all(plan))
     for r, row in enumerate(exchange.send):
         t = math.fsum(row) * a2a
         per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
@@ -443,16 +458,17 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     fixed: dict[tuple[int, bool], tuple[float, float]] = {}  # (rank, replicated) -> fused kernel's fixed part
     for s in plan.shards:
         fwd = est.marginal_lookup_s(s, "forward")
-        bwd = est.marginal_lookup_s(s, "backward")
+        bwd = est.marginal_lookup_s(s, "backward", presorted)
         if s.tier == "hbm":
+            fixed_fwd, fixed_bwd = est.fixed_s(s, "forward"), est.fixed_s(s, "backward", presorted)
             for r in s.ranks:
                 key = (r, s.sharding == "data_parallel")
                 f0, b0 = fixed.get(key, (0.0, 0.0))
-                fixed[key] = (max(f0, est.fixed_s(s, "forward")), max(b0, est.fixed_s(s, "backward")))
+                fixed[key] = (max(f0, fixed_fwd), max(b0, fixed_bwd))
         dp = 0.0
         if s.sharding == "data_parallel" and plan.world_size > 1:
             size = s.rows * s.dim * DTYPE_BYTES[s.dtype or est.w.table_dtype(est.ops.tables[s.table])]
-            dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32")
+            dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
         for r in s.ranks:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
     for (r, _replicated), (f, b) in fixed.items():

@@ -302,8 +302,8 @@ def test_hybrid_embedding_replicates_more_where_the_all_to_all_is_dearer() -> No
 
 
 def test_hybrid_embedding_raises_its_threshold_until_the_frequent_rows_fit() -> None:
-    # On 16 A100s the infrequent rows take 6.1719 GiB per rank and the cost balance replicates 12,672
-    # frequent rows on top (6.1775 GiB in all): an HBM whose 85 % lies in between holds fewer of them.
+    # On 16 A100s the infrequent rows take 6.1719 GiB per rank and the cost balance replicates 15,374
+    # frequent rows on top (6.1787 GiB in all): an HBM whose 85 % lies in between holds fewer of them.
     system, workload = prepare(
         "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["node.accelerators.device.hbm.capacity='7.264 GiB'"]
     )

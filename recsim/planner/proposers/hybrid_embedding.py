@@ -20,7 +20,8 @@ all-reduce (marginal ``m_ar``). The row is frequent when the first costs more:
     p >= p* = dtype_bytes x m_ar x W / (2 B P wire x m_a2a)
 
 so ``K`` is the number of rows whose probability reaches ``p*`` (``AccessModel.top_k_share``).
-Both slopes come from the collective cost model on this topology (``Estimator``), so the split
+Both slopes come from the collective cost model on this topology (``Estimator``), for the
+algorithms the framework runs (HugeCTR: its hierarchical all-to-all, SHARP all-reduce), so the split
 follows the network: more frequent rows where the all-to-all is dear (across nodes), fewer where the
 all-reduce is. If the replicated rows do not fit in HBM (less the planner's reserve), ``p*`` is
 doubled until they do. On one rank there is nothing to split: ``InfeasibleError``.
@@ -33,6 +34,7 @@ PyTorch runtimes; asked for by name it is simulated as a what-if.
 from __future__ import annotations
 
 from recsim.errors import InfeasibleError
+from recsim.graph.runtime import runtime
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
@@ -69,8 +71,10 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     world = ctx.world_size
     wire = DTYPE_BYTES[est.comm_dtype]
     grad = DTYPE_BYTES[w.table_dtype(table)]
-    m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype)
-    m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32")
+    # The collectives the framework will run them with (``recsim.graph.runtime``).
+    framework = runtime(w.training.runtime)
+    m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype, framework.routed_all_to_all)
+    m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32", framework.gradient_all_reduce)
     appearances = 2.0 * est.batch * w.table_lookups(table) * wire * m_a2a
     if appearances <= 0.0:
         return float("inf")  # a free all-to-all: nothing is worth replicating
