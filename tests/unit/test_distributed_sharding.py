@@ -13,6 +13,7 @@ from recsim.errors import InfeasibleError
 from recsim.graph.build import build_training_step
 from recsim.graph.ir import Collective, Embedding, Stream
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
 
@@ -161,3 +162,16 @@ def test_replicated_backward_skips_the_exchange_and_hugectr_groups_its_all_reduc
         else:
             assert reduces["allreduce_bucket0"].op.bytes == pytest.approx(dense_bytes)
             assert reduces["dp_allreduce_bucket0"].op.bytes == pytest.approx(replicated_bytes)
+
+
+def test_the_estimator_counts_what_hugectr_does_with_the_plan():
+    # Same hybrid plan: under HugeCTR (fused) the backward lookups skip their sort and the exchange
+    # and gradients use its collectives; TorchRec (eager) would sort in the step.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    plan = make_plan("hybrid_embedding", w, system)
+    eager = w.model_copy(update={"training": w.training.model_copy(update={"runtime": "eager"})})
+    fused_perf = plan_perf(Estimator(system, w), plan)
+    eager_perf = plan_perf(Estimator(system, eager), plan)
+    for r in range(plan.world_size):
+        assert fused_perf[r].bwd_compute_s < eager_perf[r].bwd_compute_s
+        assert fused_perf[r].fwd_compute_s == pytest.approx(eager_perf[r].fwd_compute_s)
