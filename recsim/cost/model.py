@@ -11,7 +11,9 @@ A system without accelerators (a CPU inference server) runs compute on its CPU s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from recsim.cost.collectives import collective_time_s
@@ -27,6 +29,13 @@ from recsim.workload.access.slice import SliceModel, SubsetModel
 if TYPE_CHECKING:
     from recsim.workload.access.model import AccessModel
     from recsim.workload.spec import Workload
+
+# A C-level getter of all the fields of each op kind but collectives (``CostModel._op_duration``):
+# an op's value key is then a plain tuple, hashed and compared in C, where the dataclasses'
+# generated ``__hash__`` and ``__eq__`` are Python functions that build the same tuple each call.
+_OP_FIELDS: dict[type, attrgetter[Any]] = {
+    cls: attrgetter(*(f.name for f in fields(cls))) for cls in (Compute, Embedding, Transfer, Host)
+}
 
 #: Breakdown categories, in the order results list them.
 CATEGORIES = (
@@ -133,15 +142,18 @@ class CostModel:
         return embedding_cost(op, self.system, self.access(op.table)).time_s
 
     def collective_s(self, op: Collective) -> float:
-        if len(op.group) <= 1:
+        group, send, recv = op.group, op.send_bytes, op.recv_bytes
+        if len(group) <= 1:
             return 0.0
         # Identical collectives (same op, group, sizes, dtype) recur on every rank and step:
         # cost them once. The key leaves out ``key`` (the instance name) on purpose.
-        tuples = (op.group, op.send_bytes, op.recv_bytes)
-        fast = (op.op, op.bytes, op.dtype, op.algorithm, *map(id, tuples))
+        fast = (op.op, op.bytes, op.dtype, op.algorithm, id(group), id(send), id(recv))
         hit = self._collectives_by_id.get(fast)
-        if hit is not None and all(a is b for a, b in zip(hit[0], tuples, strict=True)):
-            return hit[1]
+        if hit is not None:
+            kept = hit[0]
+            if kept[0] is group and kept[1] is send and kept[2] is recv:
+                return hit[1]
+        tuples = (group, send, recv)
         key = (op.op, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm)
         value = self._collectives.get(key)
         if value is None:
@@ -182,23 +194,44 @@ class CostModel:
         self._durations[node.id] = value
         return value
 
+    def durations_s(self, nodes: Iterable[Node]) -> list[float]:
+        """The modelled duration of each of ``nodes``, in order, without a method call per node
+        (the analytic engine asks for every node of a graph at once). The values are cached by op
+        (identity, then value), as ``duration_s`` caches them, but not by node id: this is the
+        duration of each node's op, whatever another graph with the same ids held."""
+        by_op_id = self._by_op_id
+        out: list[float] = []
+        append = out.append
+        for node in nodes:
+            op = node.op
+            hit = by_op_id.get(id(op))
+            if hit is not None and hit[0] is op:
+                append(hit[1])
+                continue
+            value = self._op_duration(op)
+            by_op_id[id(op)] = (op, value)
+            append(value)
+        return out
+
     def _op_duration(self, op: object) -> float:
-        # The same op recurs on every rank and step (ops are frozen, hashable values): cost it once.
-        by_op = self._by_op.get(op) if not isinstance(op, Collective) else None
+        if isinstance(op, Collective):
+            return self.collective_s(op)
+        # The same op recurs on every rank and step (ops are frozen values): cost it once. The key
+        # is the op's kind and fields as a plain tuple, equal exactly when the ops are equal.
+        getter = _OP_FIELDS.get(type(op))
+        key = (type(op), getter(op)) if getter is not None else op
+        by_op = self._by_op.get(key)
         if by_op is not None:
             return by_op
         if isinstance(op, Compute):
             value = self.compute_s(op)
         elif isinstance(op, Embedding):
             value = self.embedding_s(op)
-        elif isinstance(op, Collective):
-            value = self.collective_s(op)
         elif isinstance(op, Transfer):
             value = self.transfer_s(op)
         elif isinstance(op, Host):
             value = self.host_s(op)
         else:  # pragma: no cover - the IR has no other op kinds
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
-        if not isinstance(op, Collective):
-            self._by_op[op] = value
+        self._by_op[key] = value
         return value

@@ -8,10 +8,21 @@ collectives sharing links do not slow each other down here: that is the DES engi
 from __future__ import annotations
 
 from recsim.cost.model import CostModel
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import ExecutionGraph
-from recsim.graph.schedule import Schedule, asap_schedule
+from recsim.graph.schedule import Schedule, Timing, asap_timing
 
 
-def run_analytic(graph: ExecutionGraph, cost: CostModel) -> Schedule:
-    """The schedule of ``graph`` with the durations of ``cost``."""
-    return asap_schedule(graph, cost.duration_s)
+def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:
+    """The schedule of the graph of ``index`` with the durations of ``cost``, by node position."""
+    if index.copies is not None:
+        # Copies of a step graph (``recsim.graph.steps.ChainedGraph``): each copy's op is the step
+        # node's, but for a collective's key, which no cost depends on.
+        step_nodes, steps = index.copies
+        return asap_timing(index, cost.durations_s(step_nodes) * steps)
+    return asap_timing(index, cost.durations_s(index.nodes))
+
+
+def run_analytic(graph: ExecutionGraph, cost: CostModel, index: GraphIndex | None = None) -> Schedule:
+    """The schedule of ``graph`` with the durations of ``cost`` (``index``: the graph's, if known)."""
+    return analytic_timing(index if index is not None else GraphIndex.of(graph), cost).schedule()

@@ -6,10 +6,15 @@ tier and the shortfall); build the step graph and chain
 ``steps`` copies (default 3) so the pipeline reaches its steady state; schedule it with the
 chosen engine; measure the last step (its critical-path breakdown, busy times, energy); check
 the invariants. Everything returned is a ``Result``; only bugs raise.
+
+The graph's ``GraphIndex`` (``recsim.graph.index``) is made once, and the schedule's ``Timing``
+once after the engine: the engine, the invariant checks and every metric read those integer and
+float arrays instead of walking the nodes again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,14 +25,16 @@ from recsim.config.hashing import config_hash
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine import DEFAULT_STEPS
-from recsim.engine.analytic import run_analytic
+from recsim.engine.analytic import analytic_timing
+from recsim.engine.gc_pause import paused_gc
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, ExecutionGraph, Host, Transfer
 from recsim.graph.runtime import apply_runtime
-from recsim.graph.schedule import Schedule
-from recsim.graph.steps import chain_steps
+from recsim.graph.schedule import Schedule, Timing
+from recsim.graph.steps import ChainedGraph
 from recsim.hardware.system import System
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
 from recsim.metrics.result import Result
@@ -78,6 +85,17 @@ def simulate_training(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> Simulation:
     """The steady-state training step of ``workload`` on ``system`` with ``plan``."""
+    # The cyclic collector would spend a third of an analytic evaluation walking the heap for
+    # nothing (``recsim.engine.gc_pause``); reference counting still frees memory meanwhile. A DES
+    # run keeps it: simpy's events and processes hold reference cycles for the run's length.
+    pause = paused_gc() if options.fidelity == "analytic" else contextlib.nullcontext()
+    with pause:
+        return _simulate_training(system, workload, plan, options)
+
+
+def _simulate_training(
+    system: System, workload: Workload, plan: Plan, options: SimulationOptions
+) -> Simulation:
     context = _context(system, workload, plan, options)
     acc = system.accelerator
     if acc is None:
@@ -115,25 +133,33 @@ def simulate_training(
         )
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
-    graph = apply_runtime(chain_steps(step, options.steps), workload)
+    chained = ChainedGraph.lazy(step, options.steps)
+    graph = apply_runtime(chained, workload)
+    # A runtime that keeps the graph (``fused``) returns it without reading its nodes: its index
+    # then comes from the step graph's, and its nodes are made only if the caller reads them.
+    index = chained.index() if graph is chained else GraphIndex.of(graph)
     cost = CostModel(
         system,
         workload,
         fused_tables=graph.metadata.get("fused_tables"),
         table_slices=graph.metadata.get("table_slices"),
     )
-    schedule = _run(graph, cost, options)
+    schedule, timing = _run(graph, index, cost, options)
     if options.check_invariants:
-        check_schedule(graph, schedule)
-    window = step_window(graph, schedule)
+        check_schedule(graph, schedule, timing)
+    window = step_window(graph, schedule, timing)
     step_s = window.length_s
-    breakdown, _ = critical_path(graph, schedule, window, category_of)
+    breakdown, _ = critical_path(graph, schedule, window, category_of, timing)
     breakdown = {k: breakdown.get(k, 0.0) for k in CATEGORIES}
-    busy = busy_time(graph, schedule, window)
+    busy = busy_time(graph, schedule, window, timing)
     utilisation = _utilisation(busy, plan.world_size, step_s)
-    network_busy = _network_busy(graph, schedule, window, system)
+    network_busy = _network_busy(timing, window, system)
+    position, source = index.position, index.source
+    # ``fsum`` is exact: the order of the window's nodes does not matter.
     host_bytes = math.fsum(
-        n.op.bytes for n in graph.nodes if n.id in window.node_ids and isinstance(n.op, Host | Transfer)
+        op.bytes
+        for op in (source(position[i]).op for i in window.node_ids)
+        if isinstance(op, Host | Transfer)
     )
     energy = step_energy(
         system, cost.topology, step_s, busy, host_bytes=host_bytes, network_busy_s=network_busy
@@ -158,13 +184,20 @@ def simulate_training(
     return Simulation(result, graph, schedule)
 
 
-def _run(graph: ExecutionGraph, cost: CostModel, options: SimulationOptions) -> Schedule:
+def _run(
+    graph: ExecutionGraph, index: GraphIndex, cost: CostModel, options: SimulationOptions
+) -> tuple[Schedule, Timing]:
     if options.fidelity == "analytic":
-        return run_analytic(graph, cost)
+        timing = analytic_timing(index, cost)
+        return timing.schedule(), timing
     if options.fidelity == "des":
         from recsim.engine.des import run_des
 
-        return run_des(graph, cost, options.des_counters)
+        schedule = run_des(graph, cost, options.des_counters)
+        ids = set(index.ids)
+        if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
+            check_schedule(graph, schedule)  # names the nodes missing from the schedule
+        return schedule, Timing.of(index, schedule)
     raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
 
 
@@ -175,15 +208,26 @@ def _utilisation(busy: dict[tuple[int, str], float], ranks: int, step_s: float) 
     return {stream: totals[stream] / (ranks * step_s) for stream in sorted(totals)} if step_s > 0 else {}
 
 
-def _network_busy(
-    graph: ExecutionGraph, schedule: Schedule, window: Window, system: System
-) -> dict[int, float]:
+def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:
     """Per rank, time in collectives whose group spans more than one node."""
     per_node = max(1, system.node.num_accelerators)
+    index = timing.index
+    ids, source = index.ids, index.source
+    start, finish = timing.start_list, timing.finish_list
     out: dict[int, float] = defaultdict(float)
-    for n in graph.nodes:
-        if n.id not in window.node_ids or not isinstance(n.op, Collective):
+    # Whether a group spans nodes, by the group tuple's identity (the members of a collective and
+    # its copies in other steps share it; the graph keeps the tuples alive meanwhile).
+    spans: dict[int, bool] = {}
+    for p in index.collective_positions:  # in graph order: each rank's sum adds in that order
+        if ids[p] not in window.node_ids:
             continue
-        if len({r // per_node for r in n.op.group}) > 1:
-            out[n.rank] += schedule.finish_s[n.id] - schedule.start_s[n.id]
+        node = source(p)  # its rank and op's group are the node's
+        op = node.op
+        assert isinstance(op, Collective)
+        group = op.group
+        wide = spans.get(id(group))
+        if wide is None:
+            wide = spans[id(group)] = len({r // per_node for r in group}) > 1
+        if wide:
+            out[node.rank] += finish[p] - start[p]
     return dict(out)

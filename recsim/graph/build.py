@@ -474,9 +474,12 @@ def build_training_step(
     gradient_algorithm = framework.gradient_all_reduce
     bucket_ids: dict[int, list[int]] = defaultdict(list)
 
+    grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
+    for name, size, rank, nid in grads:
+        grads_by_rank[rank].append((name, size, nid))
+
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
-        mine = [(name, size, nid) for name, size, rank, nid in grads if rank == r]
-        buckets = _buckets(mine, opt.bucket_bytes)
+        buckets = _buckets(grads_by_rank.get(r, []), opt.bucket_bytes)
         for k, (size, last_node) in enumerate(buckets):
             if bld.world == 1:
                 continue

@@ -14,24 +14,36 @@ collective synchronisation. Collectives issued in different orders on different 
 as they would on real hardware; the scheduler reports the cycle.
 
 Implementation: the analytic engine schedules graphs of 10^4-10^6 nodes once per evaluation, so
-the scheduler is written for speed. Each collective's members collapse into one vertex (the
-others are their own vertex); vertices are numbered densely and everything is kept in lists
-indexed by vertex. Durations are asked for once per node, in graph order. A vertex's dependency
-edges are kept with repeats (an edge counted twice in the pending count is also released twice),
-which spares building a set per vertex; Kahn's algorithm then releases each vertex when its last
-predecessor finishes, its start being the running maximum of the predecessors' finish times. The
-times are the same floats whatever the release order: a start is a max over the same finishes and
-a finish is that start plus the vertex's length.
+the scheduler is written for speed. It works on the graph's ``GraphIndex`` (``recsim.graph.index``:
+each node's queue, dependencies and vertex as lists of ints by position, read once and shared with
+the invariant checks and metrics). Each collective's members are one vertex (the others are their
+own vertex). The edges between vertices (explicit dependencies plus the previous node of the same
+queue, self-edges of a collective dropped) are gathered with numpy, each kept once, in compressed
+rows by source vertex. Kahn's algorithm then runs a level at a time, in numpy: each round takes
+every vertex whose predecessors have all finished, sets its finish, and raises its successors'
+starts to that finish (a vertex's start is the maximum of its predecessors' finish times). Step
+graphs are wide and shallow (10^4 vertices in under 10^2 levels), so the rounds are few and each
+is a handful of array operations. The times are the same floats as the scalar algorithm's in any
+release order: a start is a max over the same finishes and a finish is that start plus the
+vertex's length. Durations are asked for once per node, in graph order.
+
+``Timing`` keeps the result by position as numpy arrays, which is what the checks and metrics
+read; ``Schedule`` is the same by node id, the engines' common output.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
 
 from recsim.errors import TraceError
-from recsim.graph.ir import Collective, ExecutionGraph, Node, Stream
+from recsim.graph.index import GraphIndex, stream_value
+from recsim.graph.ir import ExecutionGraph, Node
 
 
 @dataclass(frozen=True)
@@ -46,19 +58,49 @@ class Schedule:
         return max(self.finish_s.values(), default=0.0)
 
 
-# ``Stream.X.value`` goes through the enum's descriptor machinery on every access, which shows up
-# when it is read once per node of a large graph: look the string up in a constant table instead.
-_STREAM_VALUES: dict[object, str] = {s: s.value for s in Stream}
+@dataclass(frozen=True, eq=False)
+class Timing:
+    """Start and finish (s) of every node of ``index`` by position, as float64 arrays."""
 
+    index: GraphIndex
+    start: npt.NDArray[np.float64]
+    finish: npt.NDArray[np.float64]
 
-def _stream_value(stream: Stream | str) -> str:
-    found = _STREAM_VALUES.get(stream)
-    return found if found is not None else str(getattr(stream, "value", stream))
+    @classmethod
+    def of(cls, index: GraphIndex, schedule: Schedule) -> Timing:
+        """The times of ``schedule`` by position (``KeyError`` when a node is missing from it)."""
+        ids = index.ids
+        start = np.array(list(map(schedule.start_s.__getitem__, ids)), dtype=np.float64)
+        finish = np.array(list(map(schedule.finish_s.__getitem__, ids)), dtype=np.float64)
+        return cls(index, start, finish)
+
+    @cached_property
+    def finite(self) -> bool:
+        """Every time is finite (the vectorised paths then match the scalar ones exactly)."""
+        return bool(np.isfinite(self.start).all() and np.isfinite(self.finish).all())
+
+    @cached_property
+    def start_list(self) -> list[float]:
+        """``start`` as Python floats (what sums over single nodes take)."""
+        out: list[float] = self.start.tolist()
+        return out
+
+    @cached_property
+    def finish_list(self) -> list[float]:
+        out: list[float] = self.finish.tolist()
+        return out
+
+    def schedule(self) -> Schedule:
+        """The same times by node id."""
+        ids = self.index.ids
+        return Schedule(
+            dict(zip(ids, self.start_list, strict=True)), dict(zip(ids, self.finish_list, strict=True))
+        )
 
 
 def queue_of(node: Node) -> tuple[int, str, int]:
     """The in-order queue a node runs on."""
-    return (node.rank, _stream_value(node.stream), node.lane)
+    return (node.rank, stream_value(node.stream), node.lane)
 
 
 def _duration_function(
@@ -75,81 +117,81 @@ def _duration_function(
 def asap_schedule(
     graph: ExecutionGraph,
     durations_s: Mapping[int, float] | Callable[[Node], float] | None = None,
+    index: GraphIndex | None = None,
 ) -> Schedule:
-    """Schedule ``graph`` with ``durations_s`` (a map by id, a function, or recorded durations)."""
+    """Schedule ``graph`` with ``durations_s`` (a map by id, a function, or recorded durations);
+    ``index`` is the graph's ``GraphIndex`` when the caller has it."""
     durations = _duration_function(durations_s)
-    nodes = graph.nodes
-    count = len(nodes)
-    # Pass 1: the vertex of every node (by position in ``nodes``, and by id for the dependencies)
-    # and each vertex's length.
-    vertex_of: list[int] = [0] * count
-    vertex_by_id: dict[int, int] = {}
-    first_member: list[int] = []  # vertex -> position of its first node (for error messages)
-    length: list[float] = []
-    by_key: dict[str, int] = {}
-    for i, n in enumerate(nodes):
-        op = n.op
-        d = durations(n)
-        if isinstance(op, Collective):
-            v = by_key.get(op.key)
-            if v is not None:
-                vertex_of[i] = vertex_by_id[n.id] = v
-                # ``max`` semantics: keep the first of equal values, take a later one if larger.
-                if d > length[v]:
-                    length[v] = d
-                continue
-            by_key[op.key] = v = len(length)
-        else:
-            v = len(length)
-        vertex_of[i] = vertex_by_id[n.id] = v
-        first_member.append(i)
-        length.append(d)
-    vertices = len(length)
-    # Pass 2: edges between vertices, explicit ones plus the previous node of the same queue.
-    children: list[list[int]] = [[] for _ in range(vertices)]
-    pending = [0] * vertices
-    last_in_queue: dict[tuple[int, str, int], int] = {}
-    stream_values = _STREAM_VALUES
-    for n, v in zip(nodes, vertex_of, strict=True):
-        for d in n.deps:
-            dv = vertex_by_id[d]
-            if dv != v:
-                children[dv].append(v)
-                pending[v] += 1
-        stream = n.stream
-        q = (n.rank, stream_values.get(stream) or _stream_value(stream), n.lane)
-        prev = last_in_queue.get(q)
-        if prev is not None and prev != v:
-            children[prev].append(v)
-            pending[v] += 1
-        last_in_queue[q] = v
-    # Kahn's algorithm; ``begin[v]`` is the latest finish among the predecessors released so far
-    # (a vertex without predecessors starts at 0).
-    begin = [-math.inf] * vertices
-    finish = [0.0] * vertices
-    ready = [v for v in range(vertices) if pending[v] == 0]
-    for v in ready:
-        begin[v] = 0.0
-    done = 0
-    while ready:
-        v = ready.pop()
-        done += 1
-        end = begin[v] + length[v]
-        finish[v] = end
-        for c in children[v]:
-            if end > begin[c]:
-                begin[c] = end
-            pending[c] -= 1
-            if pending[c] == 0:
-                ready.append(c)
-    if done != vertices:
-        waiting = (nodes[first_member[v]] for v in range(vertices) if pending[v] > 0)
+    lengths = [durations(n) for n in graph.nodes]
+    return asap_timing(index if index is not None else GraphIndex.of(graph), lengths).schedule()
+
+
+def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
+    """The earliest-start times of the graph of ``index`` with ``durations`` by position."""
+    vertices = index.vertices
+    # A vertex's length is its first node's duration, or for a collective the longest of its
+    # members' (``max`` semantics: the first of equal values, a later one only if larger).
+    lengths = [durations[h] for h in index.vertex_head]
+    for v, positions in index.members.items():
+        best = lengths[v]
+        for p in positions:
+            d = durations[p]
+            if d > best:
+                best = d
+        lengths[v] = best
+    length = np.asarray(lengths, dtype=np.float64)
+    # The edges between vertices: each explicit dependency and each node's predecessor in its
+    # queue, except within a collective's vertex; each once (a node often both depends on and
+    # follows the same node), sorted by source: vertex ``v``'s successors are
+    # ``dst[out_start[v]:out_start[v] + out_count[v]]``.
+    vertex = index.vertex_array
+    prev = index.prev_in_queue_array
+    queued = np.flatnonzero(prev >= 0)
+    src = np.concatenate((vertex[index.dep_flat_array], vertex[prev[queued]]))
+    dst = np.concatenate((vertex[index.dep_child_array], vertex[queued]))
+    keep = src != dst
+    keys = src[keep].astype(np.int64) * vertices + dst[keep]
+    keys.sort()
+    if keys.size:
+        distinct = np.empty(keys.size, dtype=bool)
+        distinct[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+        keys = keys[distinct]
+    src, dst = keys // vertices, keys % vertices
+    pending = np.bincount(dst, minlength=vertices)
+    out_count = np.bincount(src, minlength=vertices)
+    out_start = np.cumsum(out_count) - out_count
+    # Kahn's algorithm a level at a time: ``frontier`` holds every vertex whose predecessors have
+    # all finished. ``begin[v]`` is the latest finish among the predecessors released so far
+    # (``fmax`` skips a NaN finish as the scalar ``if end > begin`` did); a vertex without
+    # predecessors starts at 0.
+    begin = np.full(vertices, -math.inf)
+    finish = np.zeros(vertices)
+    frontier = np.flatnonzero(pending == 0)
+    begin[frontier] = 0.0
+    claim = np.full(vertices, -1, dtype=np.intp)
+    while frontier.size:
+        ends = begin[frontier] + length[frontier]
+        finish[frontier] = ends
+        # The frontier's outgoing edges, and the vertices that have just lost their last
+        # pending predecessor (each once: ``claim`` keeps one slot per vertex).
+        counts = out_count[frontier]
+        edges = np.repeat(out_start[frontier] - (np.cumsum(counts) - counts), counts)
+        edges += np.arange(edges.size)
+        targets = dst[edges]
+        np.fmax.at(begin, targets, np.repeat(ends, counts))
+        np.subtract.at(pending, targets, 1)
+        ready = targets[pending[targets] == 0]
+        slots = np.arange(ready.size)
+        claim[ready] = slots
+        frontier = ready[claim[ready] == slots]
+    if (pending > 0).any():
+        nodes = index.nodes
+        waiting = (nodes[index.vertex_head[v]] for v in np.flatnonzero(pending > 0).tolist())
         heads = sorted(waiting, key=lambda n: n.id)
         names = ", ".join(f"{n.name}@rank{n.rank}" for n in heads[:4])
         raise TraceError(
             f"the graph cannot be scheduled: a dependency cycle or collectives issued in different "
             f"orders on different ranks (waiting: {names})"
         )
-    start_s = {n.id: begin[v] for n, v in zip(nodes, vertex_of, strict=True)}
-    finish_s = {n.id: finish[v] for n, v in zip(nodes, vertex_of, strict=True)}
-    return Schedule(start_s, finish_s)
+    return Timing(index, begin[vertex], finish[vertex])

@@ -13,26 +13,168 @@ current step and each step's first kernels wait for the previous step's updates.
 Stream order and collective synchronisation then come from the scheduler. Node ids of step ``s``
 are offset by ``s x (max id + 1)``; names get a ``#s`` suffix; ``metadata["steps"]`` records it.
 
-Chaining runs once per evaluation over graphs of 10^4-10^6 nodes, so the copies are made
-directly: everything that does not depend on the step (deduplicated dependencies, the cross-step
-dependencies of each node) is worked out once per node of the step graph, and nodes and
-collectives are constructed with their fields rather than through ``dataclasses.replace`` (which
-introspects the fields on every call). Ops other than collectives are shared between the copies
-(they are frozen values); a collective's copy shares its group and split tuples.
+Chaining runs once per evaluation over graphs of 10^4-10^6 nodes, so it is written for speed.
+Everything that does not depend on the step is worked out once per node of the step graph
+(``_Templates``): its dependencies as ids relative to the step's offset (its own, deduplicated in
+order, then from the second step on the previous step's nodes it waits for, as negative offsets).
+Ops other than collectives are shared between the copies (they are frozen values); a collective's
+copy shares its group and split tuples. Nodes and collectives are made without their dataclass
+``__init__``: a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+which looks the attribute up anew every time, while the copies here set the slots through their
+descriptors directly, at about half the cost per node. Every field is set, in the class's own
+order (``_NODE_FIELDS``, checked against the class at import).
+
+``ChainedGraph`` is the chained graph with its nodes made only when something reads them. The
+analytic engine needs the structure of the chained graph, not its node objects: ``index()``
+derives its ``GraphIndex`` from the step graph's with the same templates in positions, and the
+copies' ops (hence durations) are the step's. A runtime that rewrites the graph (``eager``,
+``cuda_graphs``) reads the nodes and gets them made; ``fused`` returns the graph as it is, and its
+nodes are then made only if the caller of the simulation reads them (to write a timeline, say).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, overload
 
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Node
+
+_NODE_FIELDS = ("id", "rank", "name", "stream", "op", "deps", "lane", "duration_s", "start_s", "phase")
+_COLLECTIVE_FIELDS = ("op", "key", "group", "bytes", "dtype", "send_bytes", "recv_bytes", "algorithm")
+if (
+    tuple(f.name for f in fields(Node)) != _NODE_FIELDS
+    or tuple(f.name for f in fields(Collective)) != _COLLECTIVE_FIELDS
+):  # pragma: no cover - a field added to the IR must be copied here too
+    raise ImportError("recsim.graph.steps copies Node and Collective field by field: update _NODE_FIELDS")
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The ``__set__`` of each slot of ``cls`` (a slots dataclass), in ``names`` order."""
+    return tuple(vars(cls)[name].__set__ for name in names)
+
+
+_SET_NODE = _slot_setters(Node, _NODE_FIELDS)
+_SET_COLLECTIVE = _slot_setters(Collective, _COLLECTIVE_FIELDS)
+
+
+@dataclass(frozen=True)
+class _Templates:
+    """What every copy of each step node shares, worked out once per step graph.
+
+    ``first[i]`` and ``later[i]`` are node ``i``'s dependencies in the first step and in the
+    others, as ids relative to the step's offset. In the later steps the cross-step ones follow
+    the own ones without being deduplicated against them: with ids in 0..stride-1 the own ones
+    fall in the step's block and the cross-step ones in the previous block, so they cannot
+    repeat. ``plain``: some id is negative (never built, but a graph may have them), and the
+    copies take the plain route (``cross`` then deduplicated with the shifted own ones).
+    """
+
+    stride: int
+    cross: list[list[int] | None]
+    first: list[tuple[int, ...]]
+    later: list[tuple[int, ...]]
+    plain: bool
+
+    @classmethod
+    def of(cls, graph: ExecutionGraph) -> _Templates:
+        step_nodes = graph.nodes
+        stride = max((n.id for n in step_nodes), default=-1) + 1
+        cross = _cross_dependencies(graph)
+        first = [tuple(dict.fromkeys(n.deps)) for n in step_nodes]
+        later = [
+            own if extra is None else (*own, *[i - stride for i in extra])
+            for own, extra in zip(first, cross, strict=True)
+        ]
+        plain = min((n.id for n in step_nodes), default=0) < 0
+        return cls(stride, cross, first, later, plain)
+
+    def deps(self, node: Node, i: int, step: int) -> tuple[int, ...]:
+        """The dependencies of ``node`` (step node ``i``) in its copy for ``step``."""
+        if step == 0:
+            return self.first[i]
+        offset = step * self.stride
+        extra = self.cross[i]
+        if self.plain and extra is not None:
+            prev = offset - self.stride
+            return tuple(dict.fromkeys([*[d + offset for d in node.deps], *[e + prev for e in extra]]))
+        return tuple([d + offset for d in self.later[i]])
 
 
 def chain_steps(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
     """``steps`` consecutive copies of the step ``graph`` with the cross-step dependencies."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    stride = max((n.id for n in graph.nodes), default=-1) + 1
+    templates = _Templates.of(graph)
+    return ExecutionGraph(
+        graph.ranks, _copies(graph, steps, templates), _chained_metadata(graph, steps, templates)
+    )
+
+
+def _chained_metadata(graph: ExecutionGraph, steps: int, templates: _Templates) -> dict[str, Any]:
+    metadata = dict(graph.metadata)
+    metadata["steps"] = steps
+    metadata["step_stride"] = templates.stride
+    return metadata
+
+
+def _copies(graph: ExecutionGraph, steps: int, templates: _Templates) -> list[Node]:
+    """Every step's copies of the step graph's nodes, in step then graph order."""
+    step_nodes = graph.nodes
+    stride, first, later = templates.stride, templates.first, templates.later
+    set_id, set_rank, set_name, set_stream, set_op, set_deps, set_lane, set_duration, set_start, set_phase = (
+        _SET_NODE
+    )
+    set_c_op, set_key, set_group, set_bytes, set_dtype, set_send, set_recv, set_algorithm = _SET_COLLECTIVE
+    new = object.__new__
+    nodes: list[Node] = []
+    append = nodes.append
+    for s in range(steps):
+        offset = s * stride
+        suffix = f"#{s}"
+        keys: dict[str, str] = {}
+        for i, (n, template) in enumerate(zip(step_nodes, first if s == 0 else later, strict=True)):
+            if s == 0:
+                deps = template
+            elif templates.plain:
+                deps = templates.deps(n, i, s)
+            else:
+                deps = tuple([d + offset for d in template])
+            op = n.op
+            if isinstance(op, Collective):
+                key = keys.get(op.key)
+                if key is None:
+                    key = keys[op.key] = op.key + suffix
+                copy = new(Collective)
+                set_c_op(copy, op.op)
+                set_key(copy, key)
+                set_group(copy, op.group)
+                set_bytes(copy, op.bytes)
+                set_dtype(copy, op.dtype)
+                set_send(copy, op.send_bytes)
+                set_recv(copy, op.recv_bytes)
+                set_algorithm(copy, op.algorithm)
+                op = copy
+            node = new(Node)
+            set_id(node, n.id + offset)
+            set_rank(node, n.rank)
+            set_name(node, n.name + suffix)
+            set_stream(node, n.stream)
+            set_op(node, op)
+            set_deps(node, deps)
+            set_lane(node, n.lane)
+            set_duration(node, n.duration_s)
+            set_start(node, n.start_s)
+            set_phase(node, n.phase)
+            append(node)
+    return nodes
+
+
+def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
+    """Per node of the step graph: the previous step's nodes (their ids in the step graph) its
+    copies from the second step on wait for, deduplicated in order; None when it waits for none."""
     inputs: dict[int, list[int]] = defaultdict(list)
     optimizer: dict[int, list[int]] = defaultdict(list)
     emb_update: dict[tuple[int, str], list[int]] = defaultdict(list)
@@ -43,58 +185,164 @@ def chain_steps(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
             optimizer[n.rank].append(n.id)
         if isinstance(n.op, Embedding) and n.op.pass_ == "backward":
             emb_update[(n.rank, n.op.table)].append(n.id)
-    # Per node of the step graph, once: its own dependencies (deduplicated, order kept) and the
-    # previous step's nodes it waits for from the second step on (ids of the previous step, as
-    # offsets from its start), or None when it waits for none.
-    own: list[tuple[int, ...]] = []
     cross: list[list[int] | None] = []
     for n in graph.nodes:
-        own.append(tuple(dict.fromkeys(n.deps)))
         extra: list[int] | None = None
         if n.phase == "forward":
             if isinstance(n.op, Embedding):
-                extra = [*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]
+                extra = list(dict.fromkeys([*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]))
             elif not n.deps:
-                extra = [*inputs[n.rank], *optimizer[n.rank]]
+                extra = list(dict.fromkeys([*inputs[n.rank], *optimizer[n.rank]]))
         cross.append(extra)
-    nodes: list[Node] = []
-    append = nodes.append
-    for s in range(steps):
-        offset = s * stride
-        prev = (s - 1) * stride
+    return cross
+
+
+class ChainedGraph(ExecutionGraph):
+    """``chain_steps(step, steps)`` with its nodes made when first read (module docstring).
+
+    It is an ``ExecutionGraph`` in every respect: ``nodes`` (and everything reading it) makes and
+    keeps the copies, exactly as ``chain_steps`` makes them, and an equal ``ExecutionGraph``
+    compares equal to it. ``index()`` is its ``GraphIndex`` without making them.
+    """
+
+    _nodes: list[Node] | None
+    _step: ExecutionGraph | None
+    _steps: int
+    _templates: _Templates | None
+
+    @classmethod
+    def lazy(cls, step: ExecutionGraph, steps: int) -> ChainedGraph:
+        """``steps`` copies of the step graph ``step`` (which must not change meanwhile)."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        templates = _Templates.of(step)
+        graph = cls(step.ranks, None, _chained_metadata(step, steps, templates))
+        graph._step, graph._steps, graph._templates = step, steps, templates
+        return graph
+
+    def __init__(
+        self, ranks: int, nodes: list[Node] | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        # Also what ``dataclasses.replace`` calls: given nodes, the graph is an ordinary one.
+        self._step, self._steps, self._templates = None, 0, None
+        super().__init__(ranks, nodes, {} if metadata is None else metadata)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def nodes(self) -> list[Node]:
+        if self._nodes is None:
+            step, templates = self._step, self._templates
+            self._nodes = [] if step is None or templates is None else _copies(step, self._steps, templates)
+        return self._nodes
+
+    @nodes.setter
+    def nodes(self, value: list[Node] | None) -> None:
+        # ``None`` (from ``lazy``) leaves them to be made; anything else is the node list.
+        self._nodes = value
+
+    @property
+    def made(self) -> bool:
+        """Whether the nodes have been made (or were given)."""
+        return self._nodes is not None
+
+    def __len__(self) -> int:
+        if self._nodes is None and self._step is not None:
+            return len(self._step.nodes) * self._steps
+        return len(self.nodes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionGraph):
+            return NotImplemented
+        return (self.ranks, self.nodes, self.metadata) == (other.ranks, other.nodes, other.metadata)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy_at(self, position: int) -> Node:
+        """The node at ``position``, made on its own while the graph's nodes are not made."""
+        step, templates = self._step, self._templates
+        if self._nodes is not None or step is None or templates is None:
+            return self.nodes[position]
+        size = len(step.nodes)
+        if position < 0:
+            position += size * self._steps
+        if not 0 <= position < size * self._steps:
+            raise IndexError(f"node position {position} out of range")
+        s, i = divmod(position, size)
+        n = step.nodes[i]
         suffix = f"#{s}"
-        keys: dict[str, str] = {}
-        for n, base, extra in zip(graph.nodes, own, cross, strict=True):
-            deps = tuple([d + offset for d in base]) if offset else base
-            if s > 0 and extra is not None:
-                deps = tuple(dict.fromkeys([*deps, *[i + prev for i in extra]]))
-            op = n.op
-            if isinstance(op, Collective):
-                key = keys.get(op.key)
-                if key is None:
-                    key = keys[op.key] = op.key + suffix
-                op = Collective(
-                    op.op, key, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm
-                )
-            # Positional (fast): tests check these are all the fields of Node and Collective.
-            append(
-                Node(
-                    n.id + offset,
-                    n.rank,
-                    n.name + suffix,
-                    n.stream,
-                    op,
-                    deps,
-                    n.lane,
-                    n.duration_s,
-                    n.start_s,
-                    n.phase,
-                )
+        op = n.op
+        if isinstance(op, Collective):
+            op = Collective(
+                op.op,
+                op.key + suffix,
+                op.group,
+                op.bytes,
+                op.dtype,
+                op.send_bytes,
+                op.recv_bytes,
+                op.algorithm,
             )
-    metadata = dict(graph.metadata)
-    metadata["steps"] = steps
-    metadata["step_stride"] = stride
-    return ExecutionGraph(graph.ranks, nodes, metadata)
+        deps = templates.deps(n, i, s)
+        offset = s * templates.stride
+        return Node(
+            n.id + offset,
+            n.rank,
+            n.name + suffix,
+            n.stream,
+            op,
+            deps,
+            n.lane,
+            n.duration_s,
+            n.start_s,
+            n.phase,
+        )
+
+    def index(self) -> GraphIndex:
+        """The graph's ``GraphIndex``: from the step graph's while the nodes are not made."""
+        step, templates = self._step, self._templates
+        if self._nodes is not None or step is None or templates is None or templates.plain:
+            return GraphIndex.of(self)
+        step_index = GraphIndex.of(step)
+        position = step_index.position
+        if len(position) != step_index.size:  # duplicate ids: positions would be ambiguous
+            return GraphIndex.of(self)
+        size, stride = step_index.size, templates.stride
+        # The templates in positions: an id ``d`` of the step's block is ``position[d]``, one of
+        # the previous block (``d - stride``) that position less the step's size.
+        first = [[position[d] for d in deps] for deps in templates.first]
+        later = [
+            own if extra is None else [*own, *[position[e] - size for e in extra]]
+            for own, extra in zip(first, templates.cross, strict=True)
+        ]
+        return step_index.repeated(_ChainedNodes(self), self._steps, stride, first, later)
+
+
+class _ChainedNodes(Sequence[Node]):
+    """The nodes of a ``ChainedGraph`` by position; while the graph's are not made, each node
+    asked for is made on its own (and kept), which is all a few lookups need."""
+
+    def __init__(self, graph: ChainedGraph) -> None:
+        self._graph = graph
+        self._made: dict[int, Node] = {}
+
+    def __len__(self) -> int:
+        return len(self._graph)
+
+    @overload
+    def __getitem__(self, position: int) -> Node: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> Sequence[Node]: ...
+
+    def __getitem__(self, position: int | slice) -> Node | Sequence[Node]:
+        if isinstance(position, slice) or self._graph.made:
+            return self._graph.nodes[position]
+        node = self._made.get(position)
+        if node is None:
+            node = self._made[position] = self._graph.copy_at(position)
+        return node
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._graph.nodes)
 
 
 def step_of(node_id: int, stride: int) -> int:

@@ -1,14 +1,20 @@
 """The fast paths of the analytic engine give exactly what the straightforward code gives.
 
-``asap_schedule`` and ``chain_steps`` were rewritten for speed, the collective cost layer memoises
+``asap_schedule`` and ``chain_steps`` were rewritten for speed (the scheduler now a level at a time
+in numpy over a ``GraphIndex``, the chained graph made lazily), the collective cost layer memoises
 group layouts and local routes, and the topology shares max-flows between routes of the same shape
-and computes the bisection in integers. Each is compared here, bit for bit, with the plain version
-(kept below as the reference) on built, chained and random graphs and on shipped systems.
+and computes the bisection in integers; the invariant checks and the timeline metrics (window,
+critical path, busy times, network time) run vectorised over the index, and durations are asked
+for in bulk. Each is compared here, bit for bit, with the plain version (kept below as the
+reference) on built, chained and random graphs, on real configurations (both DGX generations, one
+and two nodes, plain and planned sharding, the three runtimes) and on shipped systems.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
+import math
 import random
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -17,12 +23,17 @@ from dataclasses import replace
 import networkx as nx
 import pytest
 
-from recsim.api import load_system, load_workload
+from recsim.api import load_system, load_workload, make_plan, prepare
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.collectives.base import GroupLayout, group_layout
-from recsim.cost.model import CostModel
-from recsim.errors import TraceError
-from recsim.graph.build import build_training_step
+from recsim.cost.model import CATEGORIES, CostModel, category_of
+from recsim.cost.power import step_energy
+from recsim.engine.gc_pause import paused_gc
+from recsim.engine.simulate import SimulationOptions, _network_busy, _utilisation, simulate_training
+from recsim.engine.timeline import Window, busy_time, critical_path, step_window
+from recsim.errors import SimulationError, TraceError
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
@@ -32,10 +43,13 @@ from recsim.graph.ir import (
     Host,
     Node,
     Stream,
+    Transfer,
 )
-from recsim.graph.schedule import asap_schedule, queue_of
-from recsim.graph.steps import chain_steps
+from recsim.graph.runtime import apply_runtime
+from recsim.graph.schedule import Schedule, Timing, asap_schedule, queue_of
+from recsim.graph.steps import ChainedGraph, chain_steps
 from recsim.hardware.topology import build_topology, gpu_id
+from recsim.metrics.invariants import check_schedule
 from recsim.planner import table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES
@@ -368,3 +382,459 @@ def test_chain_steps_copies_every_field_positionally():
         "recv_bytes",
         "algorithm",
     ]
+
+
+# ------------------------------------------------------------------------------- the metrics' references
+
+
+def reference_step_window(graph: ExecutionGraph, schedule: Schedule) -> Window:
+    """``step_window`` as first written, over the nodes."""
+    steps = int(graph.metadata.get("steps", 1))
+    stride = int(graph.metadata.get("step_stride", 0))
+    if steps <= 1 or stride <= 0:
+        return Window(0.0, schedule.makespan_s, frozenset(n.id for n in graph.nodes))
+    last = steps - 1
+    ids = frozenset(n.id for n in graph.nodes if n.id // stride == last)
+    prev_end = max(schedule.finish_s[n.id] for n in graph.nodes if n.id // stride == last - 1)
+    end = max(schedule.finish_s[i] for i in ids)
+    return Window(prev_end, end, ids)
+
+
+def reference_critical_path(
+    graph: ExecutionGraph, schedule: Schedule, window: Window, category: Callable[[Node], str]
+) -> tuple[dict[str, float], list[int]]:
+    """``critical_path`` as first written: predecessors and collective members by id."""
+    preds: dict[int, list[int]] = defaultdict(list)
+    last: dict[tuple[int, str, int], int] = {}
+    for n in graph.nodes:
+        preds[n.id].extend(n.deps)
+        q = queue_of(n)
+        if q in last:
+            preds[n.id].append(last[q])
+        last[q] = n.id
+    members: dict[str, list[int]] = defaultdict(list)
+    for n in graph.nodes:
+        if isinstance(n.op, Collective):
+            members[n.op.key].append(n.id)
+    by_id = graph.by_id
+    start, finish = schedule.start_s, schedule.finish_s
+    current = max(window.node_ids, key=lambda i: (finish[i], i))
+    totals: dict[str, float] = defaultdict(float)
+    path: list[int] = []
+    time = finish[current]
+    while True:
+        node = by_id[current]
+        path.append(current)
+        begin = max(start[current], window.start_s)
+        totals[category(node)] += max(0.0, time - begin)
+        if start[current] <= window.start_s:
+            break
+        candidates = list(preds[current])
+        if isinstance(node.op, Collective):
+            for m in members[node.op.key]:
+                candidates.extend(preds[m])
+        if not candidates:
+            totals["exposed_wait"] += start[current] - window.start_s
+            break
+        best = max(candidates, key=lambda i: (finish[i], i))
+        gap = start[current] - max(finish[best], window.start_s)
+        if gap > 0:
+            totals["exposed_wait"] += gap
+        if finish[best] <= window.start_s:
+            break
+        time = finish[best]
+        current = best
+    return dict(totals), path
+
+
+def reference_busy_time(
+    graph: ExecutionGraph, schedule: Schedule, window: Window
+) -> dict[tuple[int, str], float]:
+    """``busy_time`` as first written: sorted intervals per (rank, stream), merged."""
+    intervals: dict[tuple[int, str], list[tuple[float, float]]] = defaultdict(list)
+    for n in graph.nodes:
+        s = max(schedule.start_s[n.id], window.start_s)
+        f = min(schedule.finish_s[n.id], window.end_s)
+        if f > s:
+            intervals[(n.rank, n.stream.value)].append((s, f))
+    out: dict[tuple[int, str], float] = {}
+    for key, spans in intervals.items():
+        spans.sort()
+        total = 0.0
+        cur_s, cur_f = spans[0]
+        for s, f in spans[1:]:
+            if s > cur_f:
+                total += cur_f - cur_s
+                cur_s, cur_f = s, f
+            else:
+                cur_f = max(cur_f, f)
+        total += cur_f - cur_s
+        out[key] = total
+    return out
+
+
+def reference_check_schedule(graph: ExecutionGraph, schedule: Schedule) -> None:
+    """``check_schedule`` as first written (the per-node walk the fast check falls back to)."""
+    tolerance = 1e-12
+    ids = {n.id for n in graph.nodes}
+    if set(schedule.start_s) != ids or set(schedule.finish_s) != ids:
+        missing = sorted(ids - set(schedule.finish_s))[:3]
+        raise SimulationError(f"nodes not scheduled exactly once (e.g. {missing})")
+    by_id = graph.by_id
+    last_finish: dict[tuple[int, str, int], tuple[float, int]] = {}
+    for n in graph.nodes:
+        s, f = schedule.start_s[n.id], schedule.finish_s[n.id]
+        if not (math.isfinite(s) and math.isfinite(f)) or f < s - tolerance:
+            raise SimulationError(f"node {n.name}#{n.id} on rank {n.rank}: time runs backwards ({s} -> {f})")
+        for d in n.deps:
+            if schedule.finish_s[d] > s + tolerance * max(1.0, s):
+                raise SimulationError(
+                    f"node {n.name}#{n.id} starts at {s} before its dependency {by_id[d].name}#{d} "
+                    f"finishes at {schedule.finish_s[d]}"
+                )
+        q = queue_of(n)
+        if q in last_finish:
+            prev_f, prev_id = last_finish[q]
+            if s < prev_f - tolerance * max(1.0, s):
+                raise SimulationError(
+                    f"queue rank {q[0]} {q[1]} lane {q[2]} runs {by_id[prev_id].name} and {n.name} at once"
+                )
+        last_finish[q] = (f, n.id)
+
+
+def reference_network_busy(
+    graph: ExecutionGraph, schedule: Schedule, window: Window, per_node: int
+) -> dict[int, float]:
+    """``simulate._network_busy`` as first written."""
+    out: dict[int, float] = defaultdict(float)
+    for n in graph.nodes:
+        if n.id not in window.node_ids or not isinstance(n.op, Collective):
+            continue
+        if len({r // per_node for r in n.op.group}) > 1:
+            out[n.rank] += schedule.finish_s[n.id] - schedule.start_s[n.id]
+    return dict(out)
+
+
+def reference_index(graph: ExecutionGraph) -> dict[str, object]:
+    """What ``GraphIndex.of`` reads, node by node in one loop."""
+    position = {n.id: i for i, n in enumerate(graph.nodes)}
+    queue_number: dict[tuple[int, str, int], int] = {}
+    last: dict[int, int] = {}
+    out: dict[str, list[int]] = defaultdict(list)
+    by_key: dict[str, int] = {}
+    members: dict[int, list[int]] = {}
+    flat: list[int] = []
+    for i, n in enumerate(graph.nodes):
+        flat.extend(position[d] for d in n.deps)
+        out["dep_end"].append(len(flat))
+        q = queue_number.setdefault(queue_of(n), len(queue_number))
+        out["queue"].append(q)
+        out["prev_in_queue"].append(last.get(q, -1))
+        last[q] = i
+        if isinstance(n.op, Collective) and n.op.key in by_key:
+            v = by_key[n.op.key]
+            members[v].append(i)
+        else:
+            v = len(out["vertex_head"])
+            out["vertex_head"].append(i)
+            if isinstance(n.op, Collective):
+                by_key[n.op.key] = v
+                members[v] = [i]
+        out["vertex"].append(v)
+    return {
+        **out,
+        "ids": [n.id for n in graph.nodes],
+        "position": position,
+        "dep_flat": flat,
+        "queue_keys": list(queue_number),
+        "members": members,
+    }
+
+
+def assert_index_matches(index: GraphIndex, graph: ExecutionGraph) -> None:
+    expected = reference_index(graph)
+    for name, value in expected.items():
+        assert getattr(index, name) == value, name
+
+
+# ------------------------------------------------------------------------------- real configurations
+
+# (system, nodes, plan, runtime): both DGX generations, one and two nodes, the plain and the planned
+# sharding, the three runtimes (fused keeps the chained graph; eager and cuda_graphs rewrite it).
+CONFIGS = [
+    ("dgx-h100", 1, "table_wise", "fused"),
+    ("dgx-h100", 1, "auto", "eager"),
+    ("dgx-h100", 2, "table_wise", "cuda_graphs"),
+    ("dgx-h100", 2, "auto", "fused"),
+    ("dgx-a100", 1, "auto", "cuda_graphs"),
+    ("dgx-a100", 2, "table_wise", "eager"),
+    ("dgx-a100", 2, "auto", "fused"),
+]
+
+
+def _prepared(name: str, nodes: int, plan_name: str, runtime: str):
+    system, workload = prepare(
+        name, "dlrm-dcnv2", nodes=nodes, precision="fp16", overrides=[f"workload.training.runtime={runtime}"]
+    )
+    return system, workload, make_plan(plan_name, workload, system)
+
+
+def cost_model(system, workload, graph: ExecutionGraph) -> CostModel:
+    """The cost model ``simulate_training`` makes for ``graph``."""
+    metadata = graph.metadata
+    return CostModel(
+        system, workload, fused_tables=metadata.get("fused_tables"), table_slices=metadata.get("table_slices")
+    )
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime"), CONFIGS)
+def test_simulation_matches_the_reference_pipeline(name, nodes, plan_name, runtime):
+    """Every figure of an analytic simulation, recomputed with the plain implementations."""
+    system, workload, plan = _prepared(name, nodes, plan_name, runtime)
+    sim = simulate_training(system, workload, plan, SimulationOptions(fidelity="analytic"))
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    graph = apply_runtime(reference_chain(step, 3), workload)
+    assert sim.graph is not None and sim.schedule is not None
+    assert sim.graph.nodes == graph.nodes and sim.graph.metadata == graph.metadata
+    cost = cost_model(system, workload, graph)
+    start, finish = reference_schedule(graph, cost.duration_s)
+    schedule = Schedule(start, finish)
+    assert (sim.schedule.start_s, sim.schedule.finish_s) == (start, finish)
+    reference_check_schedule(graph, schedule)
+    window = reference_step_window(graph, schedule)
+    breakdown, _ = reference_critical_path(graph, schedule, window, category_of)
+    result = sim.result
+    assert result.iteration_time_s == window.length_s
+    assert dict(result.breakdown_s) == {k: breakdown.get(k, 0.0) for k in CATEGORIES}
+    busy = reference_busy_time(graph, schedule, window)
+    assert dict(result.utilisation) == _utilisation(busy, plan.world_size, window.length_s)
+    per_node = system.node.num_accelerators
+    network = reference_network_busy(graph, schedule, window, per_node)
+    host_bytes = math.fsum(
+        n.op.bytes for n in graph.nodes if n.id in window.node_ids and isinstance(n.op, Host | Transfer)
+    )
+    energy = step_energy(
+        system, cost.topology, window.length_s, busy, host_bytes=host_bytes, network_busy_s=network
+    )
+    assert result.avg_power_w == energy.avg_power_w
+    assert result.energy_per_sample_j == energy.total_j / workload.training.global_batch_size
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime"), CONFIGS)
+def test_metrics_match_the_references(name, nodes, plan_name, runtime):
+    system, workload, plan = _prepared(name, nodes, plan_name, runtime)
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    graph = apply_runtime(chain_steps(step, 3), workload)
+    index = GraphIndex.of(graph)
+    assert_index_matches(index, graph)
+    cost = cost_model(system, workload, graph)
+    schedule = asap_schedule(graph, cost.duration_s)
+    # With and without the timing given, with the schedule's times or deliberately uneven ones
+    # (random durations: gaps, idle streams, ties).
+    rng = random.Random(nodes)
+    jitter = {n.id: rng.choice([0.0, 1e-4, rng.random() * 1e-3]) for n in graph.nodes}
+    uneven = asap_schedule(graph, jitter)
+    for sched in (schedule, uneven):
+        timing = Timing.of(index, sched)
+        for given in (timing, None):
+            window = step_window(graph, sched, given)
+            assert window == reference_step_window(graph, sched)
+            got = critical_path(graph, sched, window, category_of, given)
+            assert got == reference_critical_path(graph, sched, window, category_of)
+            busy = busy_time(graph, sched, window, given)
+            expected = reference_busy_time(graph, sched, window)
+            assert busy == expected and list(busy) == list(expected)  # the order sums take
+        network = _network_busy(timing, window, system)
+        assert network == reference_network_busy(graph, sched, window, system.node.num_accelerators)
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime"), CONFIGS[:3])
+def test_des_schedule_metrics_match_the_references(name, nodes, plan_name, runtime):
+    # The DES engine's schedule has contention gaps: exposed waits on the critical path.
+    system, workload, plan = _prepared(name, nodes, plan_name, runtime)
+    sim = simulate_training(system, workload, plan, SimulationOptions(fidelity="des"))
+    graph, sched = sim.graph, sim.schedule
+    assert graph is not None and sched is not None
+    plain = ExecutionGraph(graph.ranks, list(graph.nodes), dict(graph.metadata))
+    window = reference_step_window(plain, sched)
+    breakdown, _ = reference_critical_path(plain, sched, window, category_of)
+    assert dict(sim.result.breakdown_s) == {k: breakdown.get(k, 0.0) for k in CATEGORIES}
+    busy = reference_busy_time(plain, sched, window)
+    assert dict(sim.result.utilisation) == _utilisation(busy, plan.world_size, window.length_s)
+
+
+def test_schedule_checks_name_the_same_first_violation():
+    system, workload, plan = _prepared("dgx-h100", 1, "table_wise", "eager")
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    graph = apply_runtime(chain_steps(step, 2), workload)
+    cost = CostModel(system, workload)
+    good = asap_schedule(graph, cost.duration_s)
+    index = GraphIndex.of(graph)
+    rng = random.Random(5)
+    ids = [n.id for n in graph.nodes]
+    cases = [good]
+    for _ in range(40):
+        start, finish = dict(good.start_s), dict(good.finish_s)
+        for i in rng.sample(ids, rng.randint(1, 3)):
+            how = rng.choice(["early", "late", "backwards", "nan", "inf", "tiny"])
+            if how == "early":
+                start[i] = max(0.0, start[i] - rng.random() * 1e-3)
+            elif how == "late":
+                start[i] += rng.random() * 1e-3
+                finish[i] += rng.random() * 1e-3
+            elif how == "backwards":
+                finish[i] = start[i] - 1e-6
+            elif how == "nan":
+                finish[i] = math.nan
+            elif how == "inf":
+                start[i] = math.inf
+            else:  # within the tolerance: no violation
+                start[i] -= 1e-13
+        cases.append(Schedule(start, finish))
+    cases.append(Schedule({i: good.start_s[i] for i in ids[1:]}, dict(good.finish_s)))
+    for sched in cases:
+        try:
+            reference_check_schedule(graph, sched)
+            expected = None
+        except SimulationError as exc:
+            expected = str(exc)
+        for timing in (None, Timing.of(index, sched) if sched.start_s.keys() == set(ids) else None):
+            try:
+                check_schedule(graph, sched, timing)
+                got = None
+            except SimulationError as exc:
+                got = str(exc)
+            assert got == expected
+
+
+def test_metrics_with_non_finite_times_match_the_references():
+    g = ExecutionGraph(
+        1,
+        [
+            Node(0, 0, "a", Stream.COMPUTE, Compute("x")),
+            Node(1, 0, "b", Stream.COMPUTE, Compute("x"), (0,)),
+            Node(2, 0, "c", Stream.HOST, Compute("x")),
+            Node(3, 0, "d", Stream.COMPUTE, Compute("x"), (1, 2)),
+        ],
+    )
+    for start, finish in (
+        ({0: 0.0, 1: 1.0, 2: 0.0, 3: 2.0}, {0: 1.0, 1: math.nan, 2: 0.5, 3: 3.0}),
+        ({0: 0.0, 1: 1.0, 2: 0.0, 3: 2.0}, {0: 1.0, 1: 2.0, 2: math.inf, 3: 3.0}),
+        ({0: 0.0, 1: math.nan, 2: 0.0, 3: 2.0}, {0: 1.0, 1: 2.0, 2: 0.5, 3: 3.0}),
+    ):
+        sched = Schedule(start, finish)
+        window = step_window(g, sched)
+        assert repr(window) == repr(reference_step_window(g, sched))
+        got = critical_path(g, sched, window, lambda n: n.name)
+        assert repr(got) == repr(reference_critical_path(g, sched, window, lambda n: n.name))
+        assert repr(busy_time(g, sched, window)) == repr(reference_busy_time(g, sched, window))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_index_matches_the_reference_on_random_graphs(seed):
+    g = random_graph(seed, ranks=2 + seed % 4)
+    if seed % 2:  # some readers give plain-string streams: the same queues as the enum's
+        g = ExecutionGraph(g.ranks, [replace(n, stream=n.stream.value) for n in g.nodes])
+    assert_index_matches(GraphIndex.of(g), g)
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime"), CONFIGS[:4])
+def test_lazily_chained_graph_is_the_chained_graph(name, nodes, plan_name, runtime):
+    system, workload, plan = _prepared(name, nodes, plan_name, runtime)
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    for steps in (1, 2, 3):
+        expected = reference_chain(step, steps)
+        lazy = ChainedGraph.lazy(step, steps)
+        index = lazy.index()
+        assert not lazy.made and len(lazy) == len(expected.nodes)
+        assert_index_matches(index, expected)
+        # A few nodes made on their own, then all of them.
+        picks = [0, 1, len(expected.nodes) // 2, len(expected.nodes) - 1, -1]
+        assert [index.nodes[i] for i in picks] == [expected.nodes[i] for i in picks]
+        assert [lazy.copy_at(i) for i in picks] == [expected.nodes[i] for i in picks]
+        assert not lazy.made
+        cost = cost_model(system, workload, expected)
+        assert index.copies is not None
+        step_nodes, copies = index.copies
+        assert cost.durations_s(step_nodes) * copies == [cost.duration_s(n) for n in expected.nodes]
+        for i in picks[:-1]:
+            source, node = index.source(i), expected.nodes[i]
+            assert (source.rank, source.stream, source.lane, source.phase) == (
+                node.rank,
+                node.stream,
+                node.lane,
+                node.phase,
+            )
+            if not isinstance(node.op, Collective):
+                assert source.op is step.nodes[i % len(step.nodes)].op
+        assert lazy == expected and expected == lazy
+        assert lazy.made and lazy.nodes == expected.nodes and lazy.metadata == expected.metadata
+        assert lazy.index().ids == index.ids  # now from the nodes
+        assert ChainedGraph(lazy.ranks, list(expected.nodes), dict(expected.metadata)) == expected
+    with pytest.raises(ValueError):
+        ChainedGraph.lazy(step, 0)
+
+
+def test_lazily_chained_graph_with_odd_ids():
+    # Negative or duplicate ids: the chained graph is still chain_steps', its index read from it.
+    nodes = [
+        Node(-2, 0, "in", Stream.HOST, Host("data_loading"), phase="input"),
+        Node(5, 0, "a", Stream.COMPUTE, Compute("x"), (-2, -2), phase="forward"),
+        Node(7, 0, "b", Stream.COMPUTE, Compute("x"), (), phase="forward"),
+        Node(9, 0, "opt", Stream.COMPUTE, Compute("x"), (5, 7, 5), phase="optimizer"),
+    ]
+    dup = [
+        Node(0, 0, "in", Stream.HOST, Host("data_loading"), phase="input"),
+        *nodes[1:],
+        Node(7, 0, "c", Stream.COPY, Compute("y"), (5,), phase="forward"),
+    ]
+    dup[1] = replace(dup[1], deps=(0, 0))
+    for graph in (ExecutionGraph(1, nodes), ExecutionGraph(1, dup)):
+        for steps in (1, 3):
+            expected = reference_chain(graph, steps)
+            assert chain_steps(graph, steps).nodes == expected.nodes
+            lazy = ChainedGraph.lazy(graph, steps)
+            assert [lazy.copy_at(i) for i in range(len(expected.nodes))] == expected.nodes
+            index = lazy.index()
+            assert index.copies is None
+            assert_index_matches(index, expected)
+
+
+def test_durations_in_bulk_equal_one_by_one():
+    system, workload, plan = _prepared("dgx-a100", 2, "auto", "eager")
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    graph = apply_runtime(chain_steps(step, 3), workload)
+    one = cost_model(system, workload, graph)
+    bulk = cost_model(system, workload, graph)
+    assert bulk.durations_s(graph.nodes) == [one.duration_s(n) for n in graph.nodes]
+    # Equal ops that are different objects share a cost, as equal values (by the dataclasses' eq).
+    a, b = (
+        Compute("gemm", 1e9, 1e6, 1e6, "fp16", ((64, 64),)),
+        Compute("gemm", 1e9, 1e6, 1e6, "fp16", ((64, 64),)),
+    )
+    assert a is not b and a == b
+    assert bulk.durations_s([Node(0, 0, "a", Stream.COMPUTE, a)]) == bulk.durations_s(
+        [Node(1, 0, "b", Stream.COMPUTE, b)]
+    )
+    assert len(bulk._by_op) == len(set(bulk._by_op))
+
+
+def test_paused_gc_restores_the_collector():
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(RuntimeError), paused_gc():
+            raise RuntimeError("boom")
+        assert gc.isenabled()
+        gc.disable()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller that switched it off keeps it off
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()

@@ -1,0 +1,256 @@
+"""Integer arrays over an execution graph's nodes, worked out once and shared by every pass.
+
+The scheduler (``recsim.graph.schedule``), the invariant checks (``recsim.metrics.invariants``) and
+the timeline metrics (``recsim.engine.timeline``) all walk the same structure of a graph: the
+in-order queue of every node and the node before it in that queue, the nodes it depends on, and the
+vertex it collapses into (a collective's members are one vertex: they start and finish together).
+Reading that off ``Node`` objects touches several attributes of each of 10^4-10^6 nodes, which in
+Python costs more than the scheduling itself; a ``GraphIndex`` reads them once and keeps them as
+plain lists of ints indexed by **position** (a node's place in ``graph.nodes``), so that each pass
+is integer arithmetic over lists, or numpy over the same arrays.
+
+The index is a snapshot: it describes the node list it was built from, and a graph edited after
+that needs a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import accumulate, chain
+
+import numpy as np
+import numpy.typing as npt
+
+from recsim.graph.ir import Collective, ExecutionGraph, Node, Stream
+
+# ``Stream.X.value`` goes through the enum's descriptor machinery on every access, which shows up
+# when it is read once per node of a large graph: look the string up in a constant table instead.
+STREAM_VALUES: dict[object, str] = {s: s.value for s in Stream}
+
+
+def stream_value(stream: Stream | str) -> str:
+    """The string value of a stream (a ``Stream`` or, from some readers, its plain string)."""
+    found = STREAM_VALUES.get(stream)
+    return found if found is not None else str(getattr(stream, "value", stream))
+
+
+@dataclass(frozen=True, eq=False)
+class GraphIndex:
+    """The structure of a graph by node position (see the module docstring).
+
+    Dependencies are kept as in the nodes, repeats included, in compressed rows: node ``i``'s
+    are ``dep_flat[dep_end[i - 1]:dep_end[i]]`` (``dep_end[-1]`` reads as 0 for ``i = 0``).
+    Vertices are numbered by first appearance in graph order; ``vertex_head[v]`` is the position of
+    vertex ``v``'s first node and ``members[v]`` lists the positions of a collective's nodes in
+    graph order (only for collectives).
+    """
+
+    nodes: Sequence[Node]
+    ids: list[int]
+    position: dict[int, int]
+    queue: list[int]  # position -> number of its in-order queue
+    queue_keys: list[tuple[int, str, int]]  # queue number -> (rank, stream value, lane)
+    prev_in_queue: list[int]  # position -> position of the previous node of its queue, or -1
+    dep_end: list[int]
+    dep_flat: list[int]
+    vertex: list[int]
+    vertex_head: list[int]
+    members: dict[int, list[int]]
+    # Set by ``repeated``: (step nodes, steps) when position ``s * n + i`` is step ``s``'s copy of
+    # step node ``i`` (the same rank, stream, lane, phase and op, but a collective's key).
+    copies: tuple[Sequence[Node], int] | None = None
+
+    @classmethod
+    def of(cls, graph: ExecutionGraph) -> GraphIndex:
+        """Read the structure of ``graph`` (``KeyError`` for a dependency on a missing node).
+
+        Each attribute is read in one comprehension over the nodes and the rest is done on the
+        resulting lists (with numpy where a pass would otherwise loop in Python)."""
+        nodes = graph.nodes
+        size = len(nodes)
+        ids = [n.id for n in nodes]
+        position = dict(zip(ids, range(size), strict=True))
+        deps = [n.deps for n in nodes]
+        dep_end = list(accumulate(map(len, deps)))
+        dep_flat = list(map(position.__getitem__, chain.from_iterable(deps)))
+        # Queues numbered by first appearance. The key holds the stream itself: a ``StrEnum``
+        # hashes and compares as its value, so a plain-string stream from a reader lands in the
+        # same queue; any other kind of stream is merged by value below.
+        numbers: dict[tuple[int, Stream | str, int], int] = {}
+        queue = [numbers.setdefault((n.rank, n.stream, n.lane), len(numbers)) for n in nodes]
+        queue_keys = [(rank, stream_value(stream), lane) for rank, stream, lane in numbers]
+        if len(set(queue_keys)) != len(queue_keys):
+            canonical: dict[tuple[int, str, int], int] = {}
+            renumber = [canonical.setdefault(key, len(canonical)) for key in queue_keys]
+            queue = [renumber[q] for q in queue]
+            queue_keys = list(canonical)
+        # The previous node of each queue: neighbours in a stable sort by queue.
+        queue_array = np.asarray(queue, dtype=np.intp)
+        order = np.argsort(queue_array, kind="stable")
+        same = queue_array[order[1:]] == queue_array[order[:-1]]
+        prev = np.full(size, -1, dtype=np.intp)
+        prev[order[1:][same]] = order[:-1][same]
+        # Vertices: every node is one, except that a collective's later members join its first.
+        keyed = [(i, op.key) for i, op in enumerate([n.op for n in nodes]) if isinstance(op, Collective)]
+        collectives = [i for i, _ in keyed]
+        first_of_key: dict[str, int] = {}
+        heads = [first_of_key.setdefault(key, i) for i, key in keyed]
+        is_head = np.ones(size, dtype=bool)
+        at = np.asarray(collectives, dtype=np.intp)
+        head_of = np.asarray(heads, dtype=np.intp)
+        is_head[at] = head_of == at
+        number = np.cumsum(is_head) - 1
+        vertex_array = number.copy()
+        vertex_array[at] = number[head_of]
+        vertex = vertex_array.tolist()
+        members: dict[int, list[int]] = {}
+        for p, v in zip(collectives, vertex_array[at].tolist(), strict=True):
+            group = members.get(v)
+            if group is None:
+                members[v] = [p]
+            else:
+                group.append(p)
+        return cls(
+            nodes,
+            ids,
+            position,
+            queue,
+            queue_keys,
+            prev.tolist(),
+            dep_end,
+            dep_flat,
+            vertex,
+            np.flatnonzero(is_head).tolist(),
+            members,
+        )
+
+    def repeated(
+        self,
+        nodes: Sequence[Node],
+        steps: int,
+        stride: int,
+        first: Sequence[Sequence[int]],
+        later: Sequence[Sequence[int]],
+    ) -> GraphIndex:
+        """The index of ``steps`` copies of this graph's nodes, as ``chain_steps`` makes them.
+
+        ``nodes`` are the copies: step ``s``'s copy of node ``i`` at position ``s * n + i``, its id
+        offset by ``s * stride``, a collective's key made unique to its step (so that a copy's
+        members make one vertex, as the original's do). The copies' dependencies replace the
+        original's: ``first[i]`` (first step) and ``later[i]`` (the others) are node ``i``'s, as
+        positions relative to the start of its step (negative ones reach into the previous step).
+        Equal to ``GraphIndex.of`` the chained graph, without reading its nodes.
+        """
+        n, vertices = self.size, self.vertices
+        # Everything but the dependencies repeats with an offset per step: the step's first
+        # position (``shift``), id (``stride``) or vertex; as (steps, n) arrays, raveled.
+        shift = (np.arange(steps, dtype=np.intp) * n)[:, None]
+        ids = self.ids_array[None, :] + (np.arange(steps, dtype=np.int64) * stride)[:, None]
+        vertex = self.vertex_array[None, :] + (np.arange(steps, dtype=np.intp) * vertices)[:, None]
+        heads = np.asarray(self.vertex_head, dtype=np.intp)[None, :] + shift
+        # A copy's first node in a queue follows the previous copy's last node of that queue.
+        prev = self.prev_in_queue_array
+        last_of_queue = np.full(len(self.queue_keys), -1, dtype=np.intp)
+        np.maximum.at(last_of_queue, self.queue_array, np.arange(n, dtype=np.intp))
+        later_prev = np.where(prev >= 0, prev, last_of_queue[self.queue_array] - n)
+        prev_all = np.concatenate((prev, (later_prev[None, :] + shift[1:]).ravel()))
+        # Dependencies: the first step's template, then the later steps' shifted.
+        first_flat = np.fromiter(chain.from_iterable(first), dtype=np.intp)
+        later_flat = np.fromiter(chain.from_iterable(later), dtype=np.intp)
+        first_end = np.fromiter(accumulate(map(len, first)), dtype=np.intp, count=n)
+        later_end = np.fromiter(accumulate(map(len, later)), dtype=np.intp, count=n)
+        later_steps = np.arange(steps - 1, dtype=np.intp)[:, None]
+        dep_flat = np.concatenate((first_flat, (later_flat[None, :] + shift[1:]).ravel()))
+        dep_end = np.concatenate(
+            (first_end, (later_end[None, :] + first_flat.size + later_steps * later_flat.size).ravel())
+        )
+        members = {
+            v + s * vertices: [p + s * n for p in positions]
+            for s in range(steps)
+            for v, positions in self.members.items()
+        }
+        id_list: list[int] = ids.ravel().tolist()
+        return GraphIndex(
+            nodes,
+            id_list,
+            dict(zip(id_list, range(len(id_list)), strict=True)),
+            self.queue * steps,
+            list(self.queue_keys),
+            prev_all.tolist(),
+            dep_end.tolist(),
+            dep_flat.tolist(),
+            vertex.ravel().tolist(),
+            heads.ravel().tolist(),
+            members,
+            (self.nodes, steps),
+        )
+
+    def source(self, i: int) -> Node:
+        """Node ``i``, or for an index of copies (``repeated``) the step node it copies: the same
+        rank, stream, lane, phase and op but a collective's key, without making the copy."""
+        if self.copies is None:
+            return self.nodes[i]
+        step_nodes = self.copies[0]
+        return step_nodes[i % len(step_nodes)]
+
+    # -- derived arrays ------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def vertices(self) -> int:
+        return len(self.vertex_head)
+
+    def deps_of(self, i: int) -> list[int]:
+        """The positions node ``i`` depends on (repeats kept)."""
+        return self.dep_flat[self.dep_end[i - 1] if i else 0 : self.dep_end[i]]
+
+    def predecessors_of(self, i: int) -> list[int]:
+        """Node ``i``'s dependencies and the previous node of its queue (positions)."""
+        out = self.deps_of(i)
+        prev = self.prev_in_queue[i]
+        if prev >= 0:
+            out.append(prev)
+        return out
+
+    @cached_property
+    def ids_array(self) -> npt.NDArray[np.int64]:
+        return np.asarray(self.ids, dtype=np.int64)
+
+    @cached_property
+    def dep_child_array(self) -> npt.NDArray[np.intp]:
+        """For every entry of ``dep_flat``, the position of the node that has that dependency."""
+        counts = np.diff(np.asarray(self.dep_end, dtype=np.intp), prepend=0)
+        return np.repeat(np.arange(self.size, dtype=np.intp), counts)
+
+    @cached_property
+    def dep_flat_array(self) -> npt.NDArray[np.intp]:
+        return np.asarray(self.dep_flat, dtype=np.intp)
+
+    @cached_property
+    def prev_in_queue_array(self) -> npt.NDArray[np.intp]:
+        return np.asarray(self.prev_in_queue, dtype=np.intp)
+
+    @cached_property
+    def vertex_array(self) -> npt.NDArray[np.intp]:
+        return np.asarray(self.vertex, dtype=np.intp)
+
+    @cached_property
+    def queue_array(self) -> npt.NDArray[np.intp]:
+        return np.asarray(self.queue, dtype=np.intp)
+
+    @cached_property
+    def stream_classes(self) -> tuple[list[tuple[int, str]], list[int]]:
+        """The (rank, stream value) classes of the queues (their lanes merged) and each queue's."""
+        number: dict[tuple[int, str], int] = {}
+        of_queue = [number.setdefault((rank, stream), len(number)) for rank, stream, _ in self.queue_keys]
+        return list(number), of_queue
+
+    @cached_property
+    def collective_positions(self) -> list[int]:
+        """Positions of the collective nodes, in graph order."""
+        return sorted(p for positions in self.members.values() for p in positions)
