@@ -110,6 +110,11 @@ class _Builder:
         self.presort = False
         self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
+        # Every rank runs the same dense layers on the same local batch: their ops are equal values,
+        # so each is made once and shared (the cost model then finds it by identity). Keyed by the
+        # layer's identity (the layer is kept in the entry, so its id stays its own) and the
+        # arguments of ``_layer_op``.
+        self._layer_ops: dict[tuple[int, int, float, str, bool], tuple[Layer, Compute]] = {}
 
     def add(
         self,
@@ -121,10 +126,22 @@ class _Builder:
         phase: str = "",
         lane: int = 0,
     ) -> int:
-        node = Node(self.next_id, rank, name, stream, op, tuple(dict.fromkeys(deps)), lane=lane, phase=phase)
-        self.graph.add(node)
-        self.next_id += 1
-        return node.id
+        # Most nodes have at most one dependency, which needs no de-duplication.
+        unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
+        nid = self.next_id
+        self.graph.add(Node(nid, rank, name, stream, op, unique, lane, None, None, phase))
+        self.next_id = nid + 1
+        return nid
+
+    def layer_op(self, layer: Layer, b: int, s: float, precision: str, *, backward: bool) -> Compute:
+        """``_layer_op(layer, b, s, precision, backward=backward)``, made once per layer and arguments."""
+        key = (id(layer), b, s, precision, backward)
+        hit = self._layer_ops.get(key)
+        if hit is not None and hit[0] is layer:
+            return hit[1]
+        op = _layer_op(layer, b, s, precision, backward=backward)
+        self._layer_ops[key] = (layer, op)
+        return op
 
     def metadata(self, mode: str) -> dict[str, Any]:
         """What every built graph records: its source, mode, workload and plan, and what the cost
@@ -167,9 +184,13 @@ class _Builder:
             ids.append(h2d)
             self.h2d[r] = h2d
         group = tuple(range(self.world))
+        # ``recv`` is a column of the sender-by-owner table: read each column once (the rows are
+        # dicts with absent entries meaning 0.0) rather than one generator per rank.
+        rows = [[row.get(q, 0.0) for q in group] for row in by_rank]
+        columns = list(zip(*rows, strict=True))
         for r in range(self.world):
-            send = tuple(by_rank[r].get(q, 0.0) for q in group)
-            recv = tuple(by_rank[q].get(r, 0.0) for q in group)
+            send = tuple(rows[r])
+            recv = columns[r]
             self.add(
                 r,
                 "input_dist",
@@ -316,9 +337,11 @@ class _Builder:
         a2a: dict[int, int] = {}
         if exchange.any_all_to_all:
             key = "a2a_fwd" if forward else "a2a_bwd"
+            # The matrix's columns, each read once (``matrix[q][r]`` over ``q``), not per rank.
+            columns = list(zip(*matrix, strict=True))
             for r in group:
-                send = tuple(matrix[r]) if forward else tuple(matrix[q][r] for q in group)
-                recv = tuple(matrix[q][r] for q in group) if forward else tuple(matrix[r])
+                send = tuple(matrix[r]) if forward else columns[r]
+                recv = columns[r] if forward else tuple(matrix[r])
                 op = Collective(
                     CollectiveOp.ALL_TO_ALL,
                     key,
@@ -359,7 +382,7 @@ class _Builder:
         ids: dict[str, int] = {}
         prev = deps
         for layer in layers:
-            op = _layer_op(layer, b, s, precision, backward=False)
+            op = self.layer_op(layer, b, s, precision, backward=False)
             nid = self.add(rank, f"{layer.name}_fwd", Stream.COMPUTE, op, prev, "forward")
             ids[layer.name] = nid
             prev = [nid]
@@ -433,32 +456,27 @@ def build_training_step(
     last_bwd: dict[int, list[int]] = {}
     emb_grad_ready: dict[int, list[int]] = {}
     data_parallel = bottom if mp_rank is None else []
+    # The same loss on every rank: one op, shared (as the layers' ops are).
+    loss_op = Compute(
+        "bce_loss",
+        flops=8.0 * b,
+        bytes_read=2 * b * s,
+        bytes_written=b * s,
+        dtype=precision,
+        category="elementwise",
+    )
     for r in range(bld.world):
         bottom_ids = bld.dense_forward(r, batch, data_parallel, [], precision)
         joined = [*a2a_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
         rest_ids = bld.dense_forward(r, batch, after, joined, precision)
         last = list(rest_ids.values())[-1]
-        loss = bld.add(
-            r,
-            "loss",
-            Stream.COMPUTE,
-            Compute(
-                "bce_loss",
-                flops=8.0 * b,
-                bytes_read=2 * b * s,
-                bytes_written=b * s,
-                dtype=precision,
-                category="elementwise",
-            ),
-            [last],
-            "forward",
-        )
+        loss = bld.add(r, "loss", Stream.COMPUTE, loss_op, [last], "forward")
         prev = [loss]
         emb_grad_ready[r] = []
         for layer in reversed(data_parallel + after):
             if layer.part == "bottom" and not emb_grad_ready[r]:
                 emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
-            op = _layer_op(layer, b, s, precision, backward=True)
+            op = bld.layer_op(layer, b, s, precision, backward=True)
             nid = bld.add(r, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")
             prev = [nid]
             if layer.params:
@@ -473,6 +491,9 @@ def build_training_step(
     grouped = bld.world > 1 and framework.groups_replicated_gradients(plan)
     gradient_algorithm = framework.gradient_all_reduce
     bucket_ids: dict[int, list[int]] = defaultdict(list)
+    # One group tuple for every rank's all-reduces: the cost model finds equal collectives on
+    # shared tuples by identity instead of hashing the whole group each time.
+    world_group = tuple(range(bld.world))
 
     grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
     for name, size, rank, nid in grads:
@@ -490,7 +511,7 @@ def build_training_step(
             op = Collective(
                 CollectiveOp.ALL_REDUCE,
                 f"allreduce_bucket{k}",
-                tuple(range(bld.world)),
+                world_group,
                 size,
                 precision,
                 algorithm=gradient_algorithm,
@@ -535,7 +556,7 @@ def build_training_step(
                 op = Collective(
                     CollectiveOp.ALL_REDUCE,
                     key,
-                    tuple(range(bld.world)),
+                    world_group,
                     size,
                     "fp32",
                     algorithm=gradient_algorithm,

@@ -197,6 +197,17 @@ class Topology:
                 # The order nx.all_shortest_paths gives: a DFS back from ``dst``, so the choices
                 # nearest the source vary fastest.
                 return tuple(s + f[1:] + d[1:] for d in last for f in fabric for s in first)
+        g = self.graph
+        if g.nodes[src]["node"] == g.nodes[dst]["node"]:
+            # The first graph of ``_fabric_graph`` (NVLink only, no relaying accelerator), searched
+            # without building a networkx view: the same paths in the same order. An empty answer
+            # (no such path) falls through to the general search, which finds that view empty too.
+            def ok(v: str) -> bool:
+                return v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR
+
+            found = _all_shortest_paths(self._nvlink_adjacency, src, dst, ok)
+            if found:
+                return found
         for view in self._fabric_graph(src, dst):
             if src in view and dst in view and nx.has_path(view, src, dst):
                 return tuple(tuple(p) for p in nx.all_shortest_paths(view, src, dst))
@@ -216,6 +227,12 @@ class Topology:
         return {v: list(self.graph.successors(v)) for v in self.graph.nodes}
 
     @cached_property
+    def _nvlink_adjacency(self) -> dict[str, list[str]]:
+        """Successors over NVLink edges only, in the graph's order (as a view filtering them gives)."""
+        g = self.graph
+        return {v: [w for w, d in nbrs.items() if d["kind"] == "nvlink"] for v, nbrs in g.adjacency()}
+
+    @cached_property
     def _nics_are_the_only_gateways(self) -> bool:
         g = self.graph
         for a, b in g.edges:
@@ -228,9 +245,11 @@ class Topology:
 
     @cached_property
     def _integral_capacities(self) -> bool:
+        # Over the adjacency dicts directly: every edge, without networkx's edge-view objects.
         return all(
             float(d["bandwidth_bytes_per_s"]).is_integer() and d["bandwidth_bytes_per_s"] < 2**52
-            for _, _, d in self.graph.edges(data=True)
+            for _, nbrs in self.graph.adjacency()
+            for d in nbrs.values()
         )
 
     def _split(self, src: str, dst: str) -> tuple[str, str] | None:
@@ -377,11 +396,11 @@ class Topology:
         accs = self.accelerators
         if len(accs) < 2:
             return 0.0
+        kinds: set[str] | None = None  # edge kinds kept (None: all)
         if nodes > 1:
             half = nodes // 2
             left = [a for a in accs if g.nodes[a]["node"] < half]
             right = [a for a in accs if g.nodes[a]["node"] >= half]
-            view: nx.DiGraph = g
         else:
             left, right = accs[: len(accs) // 2], accs[len(accs) // 2 :]
             fabric = (
@@ -390,8 +409,14 @@ class Topology:
                 else "nvlink"
             )
             kinds = {"nvlink"} if fabric == "nvlink" else {"pcie", "socket"}
-            view = nx.subgraph_view(g, filter_edge=lambda a, b: g.edges[a, b]["kind"] in kinds)
-        edges = [(a, b, data["bandwidth_bytes_per_s"]) for a, b, data in view.edges(data=True)]
+        # The edges in the order ``view.edges(data=True)`` gives (vertex by vertex, successors in
+        # insertion order), read from the adjacency dicts rather than through networkx's views.
+        edges = [
+            (a, b, data["bandwidth_bytes_per_s"])
+            for a, nbrs in g.adjacency()
+            for b, data in nbrs.items()
+            if kinds is None or data["kind"] in kinds
+        ]
         exact = _integral_max_flow(edges, left, right)
         if exact is not None:
             return exact
@@ -749,50 +774,60 @@ def _integral_max_flow(
     """
     if not edges:
         return None
-    ints: list[int] = []
-    for _, _, capacity in edges:
-        if not (float(capacity).is_integer() and 0 <= capacity < 2**52):
-            return None
-        ints.append(int(capacity))
-    scale = 0
-    for c in ints:
-        scale = math.gcd(scale, c)
+    # Vectorised: one numpy pass per step rather than a Python loop over the cluster's edges. The
+    # arithmetic is in int64 and exact (see the bounds below), as Python's integers were.
+    caps = np.fromiter((c for _, _, c in edges), dtype=np.float64, count=len(edges))
+    if not bool(np.all((caps >= 0) & (caps < 2**52) & (np.floor(caps) == caps))):
+        return None
+    ints = caps.astype(np.int64)  # exact: integers below 2**52
+    scale = int(np.gcd.reduce(ints))
     if scale == 0:
         return 0.0
+    limit = 2**31 - 1
+    edge_vals = ints // scale
+    if int(edge_vals.max()) > limit:
+        return None  # as the check on every value below would find
     index: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    out_cap: dict[str, int] = {}
-    in_cap: dict[str, int] = {}
-    for (a, b, _), c in zip(edges, ints, strict=True):
-        rows.append(index.setdefault(a, len(index)))
-        cols.append(index.setdefault(b, len(index)))
-        out_cap[a] = out_cap.get(a, 0) + c
-        in_cap[b] = in_cap.get(b, 0) + c
-    vals = [c // scale for c in ints]
+    rows_l: list[int] = []
+    cols_l: list[int] = []
+    for a, b, _ in edges:
+        rows_l.append(index.setdefault(a, len(index)))
+        cols_l.append(index.setdefault(b, len(index)))
+    rows = np.asarray(rows_l, dtype=np.int64)
+    cols = np.asarray(cols_l, dtype=np.int64)
+    # A vertex's capacity out (in) over the gcd: a sum of values below 2**31, at most one per edge,
+    # so exact in int64; a capacity is positive exactly when its quotient by the gcd is.
+    out_cap = np.zeros(len(index), dtype=np.int64)
+    in_cap = np.zeros(len(index), dtype=np.int64)
+    np.add.at(out_cap, rows, edge_vals)
+    np.add.at(in_cap, cols, edge_vals)
     source, sink = len(index), len(index) + 1
+    vals: list[int] = edge_vals.tolist()
+    extra_rows: list[int] = []
+    extra_cols: list[int] = []
     total = 0
     for a in sources:
-        if out_cap.get(a, 0) > 0:  # an endpoint without links carries nothing
-            rows.append(source)
-            cols.append(index[a])
-            vals.append(out_cap[a] // scale)
+        i = index.get(a)
+        if i is not None and out_cap[i] > 0:  # an endpoint without links carries nothing
+            extra_rows.append(source)
+            extra_cols.append(i)
+            vals.append(int(out_cap[i]))
             total += vals[-1]
     for b in sinks:
-        if in_cap.get(b, 0) > 0:
-            rows.append(index[b])
-            cols.append(sink)
-            vals.append(in_cap[b] // scale)
-    limit = 2**31 - 1
+        i = index.get(b)
+        if i is not None and in_cap[i] > 0:
+            extra_rows.append(i)
+            extra_cols.append(sink)
+            vals.append(int(in_cap[i]))
     if max(vals) > limit or total > limit:
         return None
     from scipy.sparse import csr_array
     from scipy.sparse.csgraph import maximum_flow
 
     size = len(index) + 2
-    matrix = csr_array(
-        (np.asarray(vals, dtype=np.int32), (np.asarray(rows), np.asarray(cols))), shape=(size, size)
-    )
+    all_rows = np.concatenate([rows, np.asarray(extra_rows, dtype=np.int64)])
+    all_cols = np.concatenate([cols, np.asarray(extra_cols, dtype=np.int64)])
+    matrix = csr_array((np.asarray(vals, dtype=np.int32), (all_rows, all_cols)), shape=(size, size))
     return float(int(maximum_flow(matrix, source, sink).flow_value) * scale)
 
 

@@ -838,3 +838,292 @@ def test_paused_gc_restores_the_collector():
             gc.enable()
         else:
             gc.disable()
+
+
+# ------------------------------------------------------------------------------- builder, topology and
+# all-to-all fast paths: the plain versions they replaced, kept as the references
+
+
+def _built(name: str, workload_name: str, nodes: int, plan_name: str, runtime: str):
+    system, workload = prepare(
+        name, workload_name, nodes=nodes, precision="fp16", overrides=[f"workload.training.runtime={runtime}"]
+    )
+    plan = make_plan(plan_name, workload, system)
+    return system, workload, plan, build_training_step(workload, plan, BuildOptions(validate_plan=False))
+
+
+BUILD_CONFIGS = [
+    ("dgx-h100", "dlrm-dcnv2", 1, "table_wise", "fused"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager"),
+    ("dgx-a100", "dlrm-dcnv2", 2, "auto", "cuda_graphs"),
+    ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused"),
+]
+
+
+@pytest.mark.parametrize(("name", "workload_name", "nodes", "plan_name", "runtime"), BUILD_CONFIGS)
+def test_builder_exchange_splits_and_shared_ops_match_the_references(
+    name, workload_name, nodes, plan_name, runtime
+):
+    from recsim.graph.build import _Builder, _layer_op
+    from recsim.graph.shard_ops import ShardOps, pooled_exchange
+    from recsim.workload.spec import DTYPE_BYTES
+
+    _, workload, plan, step = _built(name, workload_name, nodes, plan_name, runtime)
+    world = plan.world_size
+    group = tuple(range(world))
+    batch = workload.training.global_batch_size
+    b = batch // world
+    # The input all-to-all's splits, as first written: a generator per rank over the owner table.
+    by_rank = _Builder(workload, plan, BuildOptions())._lookup_bytes_by_owner(b)
+    # The pooled all-to-all's, from the exchange matrix read entry by entry.
+    comm_dtype = step.metadata["comm_dtype"]
+    matrix = pooled_exchange(ShardOps(workload), plan, batch, DTYPE_BYTES[comm_dtype]).send
+    seen = {"input_dist": 0, "a2a_fwd": 0, "a2a_bwd": 0}
+    for n in step.nodes:
+        op = n.op
+        if not isinstance(op, Collective) or op.key not in seen:
+            continue
+        r = n.rank
+        if op.key == "input_dist":
+            send = tuple(by_rank[r].get(q, 0.0) for q in group)
+            recv = tuple(by_rank[q].get(r, 0.0) for q in group)
+        elif op.key == "a2a_fwd":
+            send, recv = tuple(matrix[r]), tuple(matrix[q][r] for q in group)
+        else:
+            send, recv = tuple(matrix[q][r] for q in group), tuple(matrix[r])
+        assert op.send_bytes == send and op.recv_bytes == recv
+        assert [type(x) for x in op.send_bytes + op.recv_bytes] == [type(x) for x in send + recv]
+        assert op.bytes == sum(send)
+        seen[op.key] += 1
+    assert seen["input_dist"] == world
+    # Every dense layer's op is what ``_layer_op`` makes afresh, one object shared by the ranks.
+    layers = {layer.name: layer for layer in workload.dense_layers}
+    precision = workload.training.precision
+    s = DTYPE_BYTES[precision]
+    shared: dict[str, object] = {}
+    for n in step.nodes:
+        for suffix, backward in (("_fwd", False), ("_bwd", True)):
+            layer = layers.get(n.name.removesuffix(suffix)) if n.name.endswith(suffix) else None
+            if layer is None or n.rank == step.metadata["bottom_rank"]:
+                continue
+            assert n.op == _layer_op(layer, b, s, precision, backward=backward)
+            assert shared.setdefault(n.name, n.op) is n.op
+    assert shared
+    # Dependencies: de-duplicated in first-seen order, as ``tuple(dict.fromkeys(deps))`` gives.
+    for n in step.nodes:
+        assert n.deps == tuple(dict.fromkeys(n.deps))
+
+
+def reference_find_paths(topology, src: str, dst: str) -> tuple[tuple[str, ...], ...]:
+    """The search of ``Topology._find_paths`` inside a node as first written: networkx over views."""
+    for view in topology._fabric_graph(src, dst):
+        if src in view and dst in view and nx.has_path(view, src, dst):
+            return tuple(tuple(p) for p in nx.all_shortest_paths(view, src, dst))
+    raise AssertionError(f"no path from {src} to {dst}")
+
+
+SHIPPED = [
+    ("dgx-h100", 2),
+    ("dgx-a100", 1),
+    ("dgx-1-v100", 2),
+    ("h100-pcie-server", 1),
+    ("zionex", 2),
+    ("p4d-24xlarge", 2),
+    ("hgx-h200", 1),
+    ("big-basin", 1),
+]
+
+
+@pytest.mark.parametrize(("name", "nodes"), SHIPPED)
+def test_intra_node_paths_equal_the_networkx_search(name, nodes):
+    system = load_system(name, nodes=nodes)
+    topology = build_topology(system)
+    g = topology.graph
+    for node in range(nodes):
+        inside = [v for v, d in g.nodes(data=True) if d["node"] == node]
+        for a, b in itertools.permutations(inside, 2):
+            expected = reference_find_paths(build_topology(system), a, b)
+            assert topology.paths(a, b) == expected, (a, b)
+    if topology.system.node.num_accelerators >= 2:
+        bw = topology.local_pair_bandwidth()
+        fresh = build_topology(system)
+        for i, j in itertools.permutations(range(system.node.num_accelerators), 2):
+            a, c = gpu_id(0, i), gpu_id(0, j)
+            paths = reference_find_paths(fresh, a, c)
+            assert bw[i, j] == fresh._route_from_paths(a, c, paths).bandwidth_bytes_per_s
+
+
+def reference_integral_max_flow(edges, sources, sinks) -> float | None:
+    """``_integral_max_flow`` as first written: Python integers edge by edge."""
+    import numpy as np
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import maximum_flow
+
+    if not edges:
+        return None
+    ints: list[int] = []
+    for _, _, capacity in edges:
+        if not (float(capacity).is_integer() and 0 <= capacity < 2**52):
+            return None
+        ints.append(int(capacity))
+    scale = 0
+    for c in ints:
+        scale = math.gcd(scale, c)
+    if scale == 0:
+        return 0.0
+    index: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    out_cap: dict[str, int] = {}
+    in_cap: dict[str, int] = {}
+    for (a, b, _), c in zip(edges, ints, strict=True):
+        rows.append(index.setdefault(a, len(index)))
+        cols.append(index.setdefault(b, len(index)))
+        out_cap[a] = out_cap.get(a, 0) + c
+        in_cap[b] = in_cap.get(b, 0) + c
+    vals = [c // scale for c in ints]
+    source, sink = len(index), len(index) + 1
+    total = 0
+    for a in sources:
+        if out_cap.get(a, 0) > 0:
+            rows.append(source)
+            cols.append(index[a])
+            vals.append(out_cap[a] // scale)
+            total += vals[-1]
+    for b in sinks:
+        if in_cap.get(b, 0) > 0:
+            rows.append(index[b])
+            cols.append(sink)
+            vals.append(in_cap[b] // scale)
+    limit = 2**31 - 1
+    if max(vals) > limit or total > limit:
+        return None
+    size = len(index) + 2
+    matrix = csr_array(
+        (np.asarray(vals, dtype=np.int32), (np.asarray(rows), np.asarray(cols))), shape=(size, size)
+    )
+    return float(int(maximum_flow(matrix, source, sink).flow_value) * scale)
+
+
+def test_integral_max_flow_matches_the_reference():
+    from recsim.hardware.topology import _integral_max_flow
+
+    cases = []
+    for name, nodes in (("dgx-h100", 4), ("dgx-1-v100", 2), ("zionex", 3), ("h100-pcie-server", 1)):
+        topology = build_topology(load_system(name, nodes=nodes))
+        g = topology.graph
+        edges = [(a, b, d["bandwidth_bytes_per_s"]) for a, b, d in g.edges(data=True)]
+        accs = topology.accelerators
+        cases.append((edges, accs[: len(accs) // 2], accs[len(accs) // 2 :]))
+    rng = random.Random(11)
+    names = [f"v{i}" for i in range(12)]
+    for k in range(60):
+        scale = rng.choice([1, 7, 25_000_000_000, 2**20])
+        edges = []
+        for _ in range(rng.randint(0, 30)):
+            a, b = rng.sample(names, 2)
+            cap: float = float(rng.randint(0, 40) * scale)
+            if k % 9 == 1:
+                cap = rng.choice([cap + 0.5, math.inf, math.nan, -1.0, 2.0**52, 2.0**40 + 1, float(2**31)])
+            edges.append((a, b, cap))
+        sources = rng.sample([*names, "isolated"], 4)
+        sinks = rng.sample([*names, "alone"], 4)
+        cases.append((edges, sources, sinks))
+    cases.append(([("a", "b", 0.0), ("b", "c", 0.0)], ["a"], ["c"]))
+    for edges, sources, sinks in cases:
+        expected = reference_integral_max_flow(edges, sources, sinks)
+        got = _integral_max_flow(edges, sources, sinks)
+        assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize(("name", "nodes"), SHIPPED)
+def test_topology_facts_read_from_the_adjacency_match_the_edge_views(name, nodes):
+    from recsim.cost.collectives.base import _TopologyFacts
+
+    topology = build_topology(load_system(name, nodes=nodes))
+    g = topology.graph
+    expected_integral = all(
+        float(d["bandwidth_bytes_per_s"]).is_integer() and d["bandwidth_bytes_per_s"] < 2**52
+        for _, _, d in g.edges(data=True)
+    )
+    assert topology._integral_capacities == expected_integral
+    expected_nics: dict[str, float] = {}
+    for v, data in g.nodes(data=True):
+        if data["kind"] != "nic":
+            continue
+        up = sum(
+            d["bandwidth_bytes_per_s"] for _, _, d in g.out_edges(v, data=True) if d["kind"] == "network"
+        )
+        down = sum(
+            d["bandwidth_bytes_per_s"] for _, _, d in g.in_edges(v, data=True) if d["kind"] == "network"
+        )
+        if min(up, down) > 0:
+            expected_nics[v] = min(up, down)
+    got = _TopologyFacts(topology).nic_bandwidth
+    assert list(got.items()) == list(expected_nics.items())
+    assert topology._nvlink_adjacency == {
+        v: [w for w in g.successors(v) if g.edges[v, w]["kind"] == "nvlink"] for v in g.nodes
+    }
+
+
+def reference_level_costs(layout, matrix):
+    """``alltoall._level_costs`` as first written (node equality and nonzeros made per call)."""
+    import numpy as np
+
+    from recsim.cost.collectives.alltoall import p2p_rounds
+    from recsim.cost.collectives.base import LevelCost
+
+    m = matrix.copy()
+    np.fill_diagonal(m, 0.0)
+    nodes = np.asarray(layout.nodes)
+    same = nodes[:, None] == nodes[None, :]
+    intra = inter = None
+    local_m = np.where(same, m, 0.0)
+    if layout.local >= 2 and local_m.any():
+        load = np.maximum(local_m.sum(axis=1), local_m.sum(axis=0))
+        seconds = load / layout.intra_bandwidth
+        locals_ = np.asarray(layout.locals)
+        rows, cols = np.nonzero(local_m)
+        pair_bw = layout.topology.local_pair_bandwidth()
+        bw = pair_bw[locals_[rows], locals_[cols]]
+        per_pair = local_m[rows, cols] / bw
+        np.maximum.at(seconds, rows, per_pair)
+        np.maximum.at(seconds, cols, per_pair)
+        worst = int(np.argmax(seconds))
+        peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
+        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+        intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
+    remote_m = np.where(same, 0.0, m)
+    if layout.num_nodes >= 2 and remote_m.any():
+        load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))
+        bw = layout.own_nic_bandwidth
+        worst = int(np.argmax(load / bw))
+        peers = np.maximum((remote_m > 0).sum(axis=1), (remote_m > 0).sum(axis=0))
+        inter = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(bw[worst]))
+    return intra, inter
+
+
+@pytest.mark.parametrize(("name", "nodes"), [("dgx-h100", 2), ("dgx-1-v100", 2), ("h100-pcie-server", 2)])
+def test_all_to_all_level_costs_match_the_reference(name, nodes):
+    import numpy as np
+
+    from recsim.cost.collectives.alltoall import _level_costs
+
+    topology = build_topology(load_system(name, nodes=nodes))
+    world = topology.system.num_accelerators
+    rng = np.random.default_rng(3)
+    groups = [tuple(range(world)), tuple(range(0, world, 2)), (0, 1, world - 1), (1, 2)]
+    for group in groups:
+        layout = group_layout(group, topology)
+        n = len(group)
+        for k in range(6):
+            m = rng.random((n, n)) * 1e6
+            if k % 2:
+                m[rng.random((n, n)) < 0.5] = 0.0  # sparse: some pairs send nothing
+            if k == 4:
+                m[:] = 0.0
+            if k == 5:
+                m *= 1e-320  # times that underflow to 0 s
+            got = _level_costs(layout, m)
+            assert repr(got) == repr(reference_level_costs(layout, m))
+        assert not layout.same_node.flags.writeable

@@ -62,9 +62,8 @@ def p2p_rounds(peers: int, ranks: int) -> int:
 
 
 def _same_node(layout: GroupLayout) -> NDArray[np.bool_]:
-    nodes = np.asarray(layout.nodes)
-    same: NDArray[np.bool_] = nodes[:, None] == nodes[None, :]
-    return same
+    """``same[i, j]``: members ``i`` and ``j`` are on one node (the layout's, made once per layout)."""
+    return layout.same_node
 
 
 def _level_costs(
@@ -84,14 +83,16 @@ def _level_costs(
         # Every node of a system is built from the same node spec, so the route between local GPUs
         # i and j is the same in every node: cost it once per local pair (node 0's vertices).
         locals_ = np.asarray(layout.locals)
-        rows, cols = np.nonzero(local_m)
+        # ``np.nonzero`` of the matrix, row-major, found on its flat view (about twice as fast).
+        rows, cols = np.divmod(np.flatnonzero(local_m), local_m.shape[1])
         pair_bw = layout.topology.local_pair_bandwidth()
         bw = pair_bw[locals_[rows], locals_[cols]]
         per_pair = local_m[rows, cols] / bw
         np.maximum.at(seconds, rows, per_pair)
         np.maximum.at(seconds, cols, per_pair)
         worst = int(np.argmax(seconds))
-        peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
+        sends = local_m > 0
+        peers = np.maximum(sends.sum(axis=1), sends.sum(axis=0))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
         intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
@@ -100,7 +101,8 @@ def _level_costs(
         load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))
         bw = layout.own_nic_bandwidth
         worst = int(np.argmax(load / bw))
-        peers = np.maximum((remote_m > 0).sum(axis=1), (remote_m > 0).sum(axis=0))
+        sends = remote_m > 0
+        peers = np.maximum(sends.sum(axis=1), sends.sum(axis=0))
         inter = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(bw[worst]))
     return intra, inter
 

@@ -217,12 +217,10 @@ class _TopologyFacts:
         for v, data in g.nodes(data=True):
             if data["kind"] != "nic":
                 continue
-            up = sum(
-                d["bandwidth_bytes_per_s"] for _, _, d in g.out_edges(v, data=True) if d["kind"] == "network"
-            )
-            down = sum(
-                d["bandwidth_bytes_per_s"] for _, _, d in g.in_edges(v, data=True) if d["kind"] == "network"
-            )
+            # ``g.succ[v]`` / ``g.pred[v]`` hold the out- and in-edges in the order ``out_edges`` and
+            # ``in_edges`` give them (so the sums add in the same order), without the edge views.
+            up = sum(d["bandwidth_bytes_per_s"] for d in g.succ[v].values() if d["kind"] == "network")
+            down = sum(d["bandwidth_bytes_per_s"] for d in g.pred[v].values() if d["kind"] == "network")
             if min(up, down) > 0:
                 out[v] = min(up, down)
         return out
@@ -356,6 +354,15 @@ class GroupLayout:
         """Every node holds the same number of members at the same local indices."""
         patterns = {tuple(self.locals[p] for p in ps) for ps in self.by_node.values()}
         return len(patterns) == 1
+
+    @cached_property
+    def same_node(self) -> NDArray[np.bool_]:
+        """``same[i, j]``: group positions ``i`` and ``j`` are on one node. Every all-to-all of the
+        group asks for it, so it is made once (read-only: the memoised layout is shared)."""
+        nodes = np.asarray(self.nodes)
+        same: NDArray[np.bool_] = nodes[:, None] == nodes[None, :]
+        same.setflags(write=False)
+        return same
 
     # -- bandwidth ---------------------------------------------------------------------------------
 
