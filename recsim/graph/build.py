@@ -500,14 +500,13 @@ def build_training_step(
         grads_by_rank[rank].append((name, size, nid))
 
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
-        buckets = _buckets(grads_by_rank.get(r, []), opt.bucket_bytes)
-        for k, (size, last_node) in enumerate(buckets):
-            if bld.world == 1:
-                continue
-            deps = [last_node]
-            if k == len(buckets) - 1:
-                size += extra_bytes
-                deps += extra_deps
+        """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
+        ``extra_deps``) join the last bucket, or form one of their own on a rank without dense ones."""
+        buckets = [(size, [last]) for size, last in _buckets(grads_by_rank.get(r, []), opt.bucket_bytes)]
+        if extra_bytes:
+            size, deps = buckets.pop() if buckets else (0.0, [])
+            buckets.append((size + extra_bytes, [*deps, *extra_deps]))
+        for k, (size, deps) in enumerate(buckets):
             op = Collective(
                 CollectiveOp.ALL_REDUCE,
                 f"allreduce_bucket{k}",
@@ -520,7 +519,7 @@ def build_training_step(
                 bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
             )
 
-    if not grouped:
+    if not grouped and bld.world > 1:
         for r in range(bld.world):
             dense_buckets(r)
 

@@ -333,6 +333,10 @@ class _Rewriter:
 
     def extra_id(self) -> int:
         self.counters[self.step] += 1
+        # Added nodes must stay inside their step's id block (``stride``), or they would collide
+        # with the next step's ids.
+        if self.counters[self.step] > self.stride - self.old_stride:
+            raise AssertionError(f"runtime pass added more nodes to step {self.step} than its id block holds")
         return self.step * self.stride + self.old_stride + self.counters[self.step] - 1
 
     def host(self, label: str, cpu_s: float, deps: tuple[int, ...] = ()) -> Node:
@@ -445,48 +449,41 @@ class _Rewriter:
         if not (forward or base.startswith(_POOLED_BACKWARD)):
             return False
         wire = DTYPE_BYTES[op.dtype]
+        sizes = op.send_bytes if forward else op.recv_bytes
+        total = sum(sizes) if sizes is not None else op.bytes
         # A model-parallel bottom MLP's output rows travel in the same exchange; they leave the
-        # MLP in the dense precision, not the tables' (no cast when that is the wire dtype).
+        # MLP in the dense precision, the table vectors in the tables' (each cast only if wider).
         bottom = self.bottom_wire_bytes(op) if n.rank == self.bottom_rank else 0.0
-        dense = DTYPE_BYTES[self.workload.training.precision]
-        widen = self.pooled_bytes / wire
-        widen_bottom = dense / wire if dense > wire else 0.0
-        if wire >= self.pooled_bytes and not (bottom and widen_bottom):
+        widths = (
+            (total - bottom, self.pooled_bytes),
+            (bottom, DTYPE_BYTES[self.workload.training.precision]),
+        )
+        parts = [(size, width / wire) for size, width in widths if size > 0 and width > wire]
+        if not parts:
             return False
-        if wire >= self.pooled_bytes:
-            widen = 0.0
+        narrow = sum(size for size, _ in parts)  # bytes on the wire
+        wide = sum(size * widen for size, widen in parts)  # the same values before the cast
         coll_id = self.new_id(n.id)
         if forward:
-            total = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
-            sent = (total - bottom) if widen else 0.0
-            sent_bottom = bottom if widen_bottom else 0.0
             cast = Node(
                 self.extra_id(),
                 n.rank,
                 f"quantise:{base}#{self.step}",
                 Stream.COMPUTE,
-                _cast("quantise", sent * widen + sent_bottom * widen_bottom, sent + sent_bottom, op.dtype),
+                _cast("quantise", wide, narrow, op.dtype),
                 tuple(deps),
                 phase=n.phase,
             )
             self.program.append(cast)
             self.program.append(replace(n, id=coll_id, deps=(cast.id,)))
             return True
-        total = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
-        received = (total - bottom) if widen else 0.0
-        received_bottom = bottom if widen_bottom else 0.0
         self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
         cast = Node(
             self.extra_id(),
             n.rank,
             f"dequantise:{base}#{self.step}",
             Stream.COMPUTE,
-            _cast(
-                "dequantise",
-                received + received_bottom,
-                received * widen + received_bottom * widen_bottom,
-                op.dtype,
-            ),
+            _cast("dequantise", narrow, wide, op.dtype),
             (coll_id,),
             phase=n.phase,
         )

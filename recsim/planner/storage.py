@@ -24,6 +24,7 @@ raises ``InfeasibleError`` naming the rank or node, the tier, the bytes and the 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsim.cost.embedding.base import QUANT_ROW_OVERHEAD_BYTES, optimizer_state_bytes, parse_tier, tier_model
@@ -32,7 +33,7 @@ from recsim.graph.build import OPTIMIZER_STATE
 from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage
 from recsim.units import Dimension, format_quantity
-from recsim.workload.spec import DTYPE_BYTES, Workload
+from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 
 #: Tiers whose rows live in host DRAM, and on SSDs.
 HOST_TIERS = ("uvm", "uvm_caching", "ddr", "nmp")
@@ -77,14 +78,21 @@ def page_cache_bytes(shard: Shard, system: System) -> float:
     return fraction * system.node.host_memory_capacity_bytes
 
 
+def _dense_layer_bytes(workload: Workload, layers: Sequence[Layer], batch: float) -> tuple[float, float]:
+    """(weights with their gradient and optimizer state in fp32, outputs for ``batch`` samples in
+    the training precision) of ``layers``."""
+    state = OPTIMIZER_STATE[workload.training.optimizer]
+    weights = sum(layer.params for layer in layers) * 4.0 * (2 + state)
+    outputs = batch * DTYPE_BYTES[workload.training.precision] * sum(layer.out_features for layer in layers)
+    return weights, outputs
+
+
 def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
     """HBM every rank needs for the dense model, its optimizer and the activations of its batch."""
     b = workload.training.global_batch_size / world_size
-    s = DTYPE_BYTES[workload.training.precision]
-    dense = workload.dense_parameters * 4.0 * (2 + OPTIMIZER_STATE[workload.training.optimizer])
-    activations = b * s * sum(layer.out_features for layer in workload.dense_layers)
+    weights, activations = _dense_layer_bytes(workload, workload.dense_layers, b)
     pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
-    return dense + activations + pooled
+    return weights + activations + pooled
 
 
 def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -> dict[int, float]:
@@ -96,12 +104,9 @@ def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -
         return {}
     batch = workload.training.global_batch_size
     b = batch / world_size
-    s = DTYPE_BYTES[workload.training.precision]
-    outputs = s * sum(layer.out_features for layer in bottom)
-    weights = sum(layer.params for layer in bottom) * 4.0 * (2 + OPTIMIZER_STATE[workload.training.optimizer])
-    return {
-        r: (batch - b) * outputs if r == bottom_rank else -(b * outputs + weights) for r in range(world_size)
-    }
+    weights, local = _dense_layer_bytes(workload, bottom, b)
+    _, whole = _dense_layer_bytes(workload, bottom, batch)
+    return {r: whole - local if r == bottom_rank else -(local + weights) for r in range(world_size)}
 
 
 @dataclass(frozen=True)

@@ -291,20 +291,29 @@ def lookup_forward(lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = Fals
     )
 
 
-def lookup_backward(lookup: Lookup, *, row_update_hbm_bytes: float) -> tuple[KernelCost, KernelCost]:
-    """The sort and the fused update stages of ``lookup``'s TBE backward on its accelerator."""
+def lookup_sort(lookup: Lookup) -> KernelCost:
+    """The sort/dedup stage of ``lookup``'s TBE backward on its accelerator."""
     acc = lookup.accelerator()
-    cal = gather_calibration(acc)
-    unique = lookup.unique_rows
-    sort = sort_stage(acc, cal, rows=lookup.op.rows, lookups=lookup.lookups, unique=unique)
-    update = update_stage(
+    return sort_stage(
+        acc, gather_calibration(acc), rows=lookup.op.rows, lookups=lookup.lookups, unique=lookup.unique_rows
+    )
+
+
+def lookup_update(lookup: Lookup, *, row_update_hbm_bytes: float) -> KernelCost:
+    """The fused update stage of ``lookup``'s TBE backward on its accelerator."""
+    acc = lookup.accelerator()
+    return update_stage(
         acc,
-        cal,
+        gather_calibration(acc),
         row_bytes=lookup.row_bytes,
         grad_row_bytes=lookup.pooled_bytes,
         lookups=lookup.lookups,
         batch=lookup.batch,
-        unique=unique,
+        unique=lookup.unique_rows,
         row_update_hbm_bytes=row_update_hbm_bytes,
     )
-    return sort, update
+
+
+def lookup_backward(lookup: Lookup, *, row_update_hbm_bytes: float) -> tuple[KernelCost, KernelCost]:
+    """The sort and the fused update stages of ``lookup``'s TBE backward on its accelerator."""
+    return lookup_sort(lookup), lookup_update(lookup, row_update_hbm_bytes=row_update_hbm_bytes)

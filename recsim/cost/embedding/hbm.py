@@ -13,7 +13,7 @@ charges instead (HugeCTR precomputes the indices in its input pipeline).
 from __future__ import annotations
 
 from recsim.cost.embedding.base import HBM, EmbeddingCost, Lookup, TierModel, register_tier
-from recsim.cost.embedding.gpu import KernelCost, lookup_backward, lookup_forward, sparse_sgd_stage
+from recsim.cost.embedding.gpu import lookup_forward, lookup_sort, lookup_update, sparse_sgd_stage
 
 __all__ = ["HbmTier"]
 
@@ -46,25 +46,26 @@ class HbmTier(TierModel):
             return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
         unique = lookup.unique_rows
         rows_hbm = unique * (lookup.update_read_bytes + lookup.update_write_bytes)
-        sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm)
-        if lookup.op.presorted:  # the input pipeline sorted the indices ahead (``sort`` pass)
-            sort = KernelCost(0.0, 0.0, 0.0, 0.0, 0)
+        update = lookup_update(lookup, row_update_hbm_bytes=rows_hbm)
+        # A presorted backward's sort ran ahead, in the ``sort`` pass.
+        sort = None if lookup.op.presorted else lookup_sort(lookup)
+        sort_s, sort_hbm, sort_kernels = (
+            (sort.time_s, sort.hbm_bytes, sort.kernels) if sort else (0.0, 0.0, 0)
+        )
         launch = acc.kernel_launch_s if lookup.include_launch else 0.0
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {
-            "sort_s": sort.time_s,
+            "sort_s": sort_s,
             "update_s": update.time_s,
-            "kernels": float(sort.kernels + update.kernels),
+            "kernels": float(sort_kernels + update.kernels),
             "l2_bytes": update.l2_bytes,
             "launch_s": launch,
         }
-        return EmbeddingCost(
-            sort.time_s + update.time_s + launch, {HBM: sort.hbm_bytes + update.hbm_bytes}, details
-        )
+        return EmbeddingCost(sort_s + update.time_s + launch, {HBM: sort_hbm + update.hbm_bytes}, details)
 
     def sort(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()
-        sort, _update = lookup_backward(lookup, row_update_hbm_bytes=0.0)
+        sort = lookup_sort(lookup)
         launch = acc.kernel_launch_s if lookup.include_launch else 0.0
         details = lookup.base_details() | {
             "sort_s": sort.time_s,
