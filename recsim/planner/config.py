@@ -27,7 +27,10 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
 - ``finalists`` 3: plans re-scored by the analytic engine in ``auto``; below
   ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is simulated, so ``auto`` is
   then never slower than any single strategy (a design choice: a small model's engine runs cost
-  milliseconds).
+  milliseconds);
+- ``hier_dp_threshold_bytes`` 12.5 MB: ``hier_auto`` replicates tables whose weights and optimizer
+  state are smaller (HugeCTR's ``--dp_sharding_threshold`` 0.0125 GB, as NVIDIA's MLPerf Training
+  v4.0 multi-node DLRM-DCNv2 configs set it).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class PlannerConfig(Spec):
     finalists: int = Field(default=3, ge=1, le=32)
     simulate_all_below: int = Field(default=4096, ge=0)
     exhaustive_limit: int = Field(default=4096, ge=1)
+    hier_dp_threshold_bytes: float = Field(default=12.5e6, ge=0.0)
 
 
 class _Document(Spec):

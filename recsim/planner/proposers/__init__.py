@@ -3,7 +3,7 @@
 # Registration order is import order: the proposers first, ``auto`` (which runs all of them) last.
 # isort: off
 from recsim.planner.proposers import fixed, greedy, recshard, flexshard  # noqa: F401  (register)
-from recsim.planner.proposers import exhaustive, hybrid_embedding  # noqa: F401  (register)
+from recsim.planner.proposers import exhaustive, hybrid_embedding, hier_auto  # noqa: F401  (register)
 from recsim.planner.proposers import auto  # noqa: F401  (register last)
 
 # isort: on

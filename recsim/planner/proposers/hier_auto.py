@@ -1,0 +1,209 @@
+"""``hier_auto``: HugeCTR's hierarchical auto sharding, as NVIDIA's multi-node MLPerf DLRM-DCNv2
+submissions run it (``--sharding_plan hier_auto``).
+
+What HugeCTR does (its DLRM-DCNv2 example's ``sharding.generate_plan`` and ``Planner``/``CostModel``;
+NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH100_16x8x1056.sh`` set
+``SHARDING_PLAN=hier_auto``, ``MEM_COMM_BW_RATIO=67`` and ``DP_SHARDING_THRESHOLD=0.0125``):
+
+1. **Small tables are replicated.** A table smaller than ``planner.hier_dp_threshold_bytes``
+   (HugeCTR's ``--dp_sharding_threshold`` of 0.0125 GB) is data-parallel on every GPU. The size is
+   HugeCTR's measure, ``rows x dim x byte_per_elem`` with ``byte_per_elem`` 8 under Adagrad (an fp32
+   weight and an fp32 accumulator per element) and 4 under SGD, whatever the tables' storage dtype:
+   so the same tables are replicated as in NVIDIA's runs.
+2. **The other tables go to nodes**, a node being one bucket whose GPUs split the table's rows
+   (``table_row_wise``: partial pools reduced over NVLink, then sent to the sample owners over the
+   node's NICs). A bucket's cost is its memory work plus its communication: each table on it costs
+   its hotness (lookups per sample) divided by the number of nodes the table is split over, plus a
+   fixed ``c = (HBM bandwidth / NIC bandwidth per GPU) / WORK_RATIO`` per table, because every table
+   a node holds sends one pooled vector per sample over the network while a lookup reads one vector
+   from HBM. NVIDIA's ``MEM_COMM_BW_RATIO=67`` is exactly the H100's 3.35 TB/s over NDR's 50 GB/s:
+   recsim takes the ratio from the system, so another GPU or network gets its own.
+3. **Greedy placement with hot-table splitting.** Tables (shards) hottest first, each to the
+   cheapest node that does not hold that table yet and has room (the node's HBM less the planner's
+   reserve, less the dense side and the replicated tables). After each placement the hottest table
+   that can still be spread over twice as many nodes (up to all of them) is split and the greedy
+   redone; a table that fits no node is split instead; ``SEARCH_ITERATIONS`` rounds. The plans seen
+   (and the uniform one, every table over every node) are ranked by their busiest node's cost; the
+   cheapest wins.
+4. A table on one node is ``table_row_wise`` over its GPUs; one split over several nodes is
+   ``row_wise`` over all their GPUs (rows by id, evenly), as HugeCTR row-shards a table over every
+   GPU that lists it.
+
+Differences from HugeCTR, on purpose: ties between equally cheap nodes or equally hot shards go to
+the lower index (a stable sort; NumPy's default sort leaves them to the algorithm); the replicated
+tables are taken from every GPU's memory (HugeCTR deducts them once per node). HugeCTR raises on one
+node ("only applicable to configs with more than one node"): so does this proposer, and ``auto``
+then leaves it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recsim.cost.embedding.base import optimizer_state_bytes
+from recsim.errors import InfeasibleError
+from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.storage import capacity, check_fits, dense_hbm_bytes, plan_usage, row_bytes
+from recsim.planner.types import Plan, Shard
+from recsim.workload.spec import Table
+
+#: HugeCTR's ``--mem_comm_work_ratio`` default (8 / 2) in its DLRM-DCNv2 ``train.py``, which NVIDIA's
+#: MLPerf configs keep: the memory work of a lookup against the communication work of a vector.
+WORK_RATIO = 8.0 / 2.0
+#: Embedding optimizers without state: HugeCTR counts 4 bytes per element for them (SGD), else 8.
+STATELESS = ("none", "sgd", "sparse_sgd")
+#: HugeCTR ``Planner(max_search_iter=20)``: greedy rounds, each after one more split.
+SEARCH_ITERATIONS = 20
+
+
+@dataclass(frozen=True)
+class HierTable:
+    """What the node-level planner knows of a table: hotness, and bytes with optimizer state."""
+
+    index: int
+    hotness: float
+    bytes: float
+
+
+def hugectr_table_bytes(ctx: PlanningContext, table: Table) -> float:
+    """HugeCTR's size of ``table`` for its replication threshold (module docstring, step 1)."""
+    stateless = ctx.workload.training.embedding_optimizer in STATELESS
+    return table.rows * ctx.workload.table_dim(table) * (4.0 if stateless else 8.0)
+
+
+def table_bytes(ctx: PlanningContext, table: Table) -> float:
+    """Weights and optimizer state of ``table`` at the workload's dtype."""
+    w = ctx.workload
+    dim = w.table_dim(table)
+    state = optimizer_state_bytes(w.training.embedding_optimizer, dim)
+    return table.rows * (row_bytes(dim, w.table_dtype(table)) + state)
+
+
+def table_cost(ctx: PlanningContext) -> float:
+    """The per-table communication cost ``c`` in lookups (module docstring, step 2)."""
+    acc = ctx.system.accelerator
+    nic = ctx.system.scale_out_bandwidth_bytes_per_s_per_accelerator
+    if acc is None or nic <= 0:
+        raise InfeasibleError("hier_auto needs accelerators and a scale-out network")
+    return acc.hbm.bandwidth_bytes_per_s / nic / WORK_RATIO
+
+
+class _Search:
+    """HugeCTR's greedy node-level search (module docstring, step 3)."""
+
+    def __init__(self, tables: list[HierTable], nodes: int, per_table: float, node_bytes: float) -> None:
+        self.tables = {t.index: t for t in tables}
+        self.nodes = nodes
+        self.per_table = per_table
+        self.node_bytes = node_bytes
+        self.splits = {t.index: 1 for t in tables}
+
+    def shards(self) -> list[int]:
+        """One entry per shard (a table split ``k`` ways appears ``k`` times), hottest first."""
+        out = [i for i in self.tables for _ in range(self.splits[i])]
+        return sorted(out, key=lambda i: (-self.tables[i].hotness / self.splits[i], i))
+
+    def node_cost(self, held: list[int]) -> float:
+        return sum(self.tables[i].hotness / self.splits[i] for i in held) + self.per_table * len(held)
+
+    def node_bytes_used(self, held: list[int]) -> float:
+        return sum(self.tables[i].bytes / self.splits[i] for i in held)
+
+    def greedy(self) -> tuple[list[list[int]], int | None]:
+        """Shard lists per node, or the table that fit no node."""
+        held: list[list[int]] = [[] for _ in range(self.nodes)]
+        costs = [0.0] * self.nodes
+        for i in self.shards():
+            for node in sorted(range(self.nodes), key=lambda n: (costs[n], n)):
+                if i in held[node]:
+                    continue
+                held[node].append(i)
+                if self.node_bytes_used(held[node]) <= self.node_bytes:
+                    costs[node] = self.node_cost(held[node])
+                    break
+                held[node].pop()
+            else:
+                return held, i
+        return held, None
+
+    def split(self, i: int) -> bool:
+        if self.splits[i] * 2 > self.nodes:
+            return False
+        self.splits[i] *= 2
+        return True
+
+    def run(self) -> list[list[int]] | None:
+        """The cheapest placement found, or None when the uniform one (every table everywhere) is."""
+        everywhere = list(self.tables)
+        uniform_cost = sum(self.tables[i].hotness for i in everywhere) / self.nodes
+        best_cost, best = uniform_cost + self.per_table * len(everywhere), None
+        for _ in range(SEARCH_ITERATIONS):
+            held, stuck = self.greedy()
+            if stuck is None:
+                cost = max(self.node_cost(h) for h in held)
+                if cost < best_cost:
+                    best_cost, best = cost, held
+                hottest = next((i for i in self.shards() if self.splits[i] * 2 <= self.nodes), None)
+                if hottest is not None:
+                    self.split(hottest)
+            elif not self.split(stuck):
+                break
+        return best
+
+
+def hier_plan(ctx: PlanningContext, name: str) -> Plan:
+    """The plan of the module docstring."""
+    w = ctx.workload
+    cfg = ctx.config
+    system = ctx.system
+    nodes = system.num_nodes
+    per_node = system.node.num_accelerators
+    world = ctx.world_size
+    if nodes < 2:
+        raise InfeasibleError("hier_auto needs more than one node (HugeCTR's hier_auto does too)")
+    everyone = tuple(range(world))
+    sizes = [table_bytes(ctx, t) for t in w.tables]
+    threshold = cfg.hier_dp_threshold_bytes
+    replicated = [k for k, t in enumerate(w.tables) if hugectr_table_bytes(ctx, t) < threshold]
+    cap = capacity(system).less(cfg.hbm_reserve, cfg.ddr_reserve)
+    free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - sum(sizes[k] for k in replicated)
+    if free_per_rank <= 0:
+        raise InfeasibleError("hier_auto: the dense side and replicated tables leave no HBM for the others")
+    kept = set(replicated)
+    sharded = [HierTable(k, w.table_lookups(t), sizes[k]) for k, t in enumerate(w.tables) if k not in kept]
+    placement = _Search(sharded, nodes, table_cost(ctx), free_per_rank * per_node).run()
+    holders: dict[int, list[int]] = {}
+    if placement is None:
+        holders = {t.index: list(range(nodes)) for t in sharded}
+    else:
+        for node, held in enumerate(placement):
+            for k in held:
+                holders.setdefault(k, []).append(node)
+    shards: list[Shard] = []
+    for k, table in enumerate(w.tables):
+        dim, dtype = w.table_dim(table), w.table_dtype(table)
+        if k in replicated:
+            shards.append(Shard(table.name, "data_parallel", 0, table.rows, 0, dim, everyone, "hbm", dtype))
+            continue
+        owners = sorted(holders[k])
+        ranks = [r for node in owners for r in range(node * per_node, (node + 1) * per_node)]
+        kind = "table_row_wise" if len(owners) == 1 else "row_wise"
+        n = len(ranks)
+        for j, rank in enumerate(ranks):
+            start, end = table.rows * j // n, table.rows * (j + 1) // n
+            if end > start:
+                shards.append(Shard(table.name, kind, start, end, 0, dim, (rank,), "hbm", dtype))
+    plan = Plan(world, tuple(shards), strategy=name, comm_dtype=ctx.estimator.comm_dtype)
+    check_fits(plan_usage(plan, w, system), cap, what=name)
+    return plan
+
+
+@register_proposer
+class HierAuto(Proposer):
+    name = "hier_auto"
+    description = (
+        "HugeCTR hier_auto: small tables replicated, the rest row-split in nodes, hot ones over several"
+    )
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        return hier_plan(ctx, self.name)
