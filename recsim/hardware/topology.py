@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import networkx as nx
 import numpy as np
+from numpy.typing import NDArray
 
 from recsim.errors import ConfigError
 from recsim.hardware.devices import Link, Switch
@@ -205,7 +206,7 @@ class Topology:
             def ok(v: str) -> bool:
                 return v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR
 
-            found = _all_shortest_paths(self._nvlink_adjacency, src, dst, ok)
+            found = _all_shortest_paths(self._lazy_nvlink_adjacency, src, dst, ok)
             if found:
                 return found
         for view in self._fabric_graph(src, dst):
@@ -224,6 +225,7 @@ class Topology:
 
     @cached_property
     def _adjacency(self) -> dict[str, list[str]]:
+        """Successors of every vertex (the searches read ``_lazy_adjacency``, the same lists)."""
         return {v: list(self.graph.successors(v)) for v in self.graph.nodes}
 
     @cached_property
@@ -233,24 +235,50 @@ class Topology:
         return {v: [w for w, d in nbrs.items() if d["kind"] == "nvlink"] for v, nbrs in g.adjacency()}
 
     @cached_property
+    def _lazy_adjacency(self) -> dict[str, list[str]]:
+        """``_adjacency``, filled in as the searches reach vertices: a route touches a few of them,
+        where building the whole dict visits every vertex of the cluster."""
+        succ = self.graph.succ
+        return _LazyAdjacency(lambda v: list(succ[v]))
+
+    @cached_property
+    def _lazy_nvlink_adjacency(self) -> dict[str, list[str]]:
+        """``_nvlink_adjacency``, filled in as the searches reach vertices (see ``_lazy_adjacency``)."""
+        succ = self.graph.succ
+        return _LazyAdjacency(lambda v: [w for w, d in succ[v].items() if d["kind"] == "nvlink"])
+
+    @cached_property
     def _nics_are_the_only_gateways(self) -> bool:
+        """No edge leaves a node except between one of its NICs and a network switch.
+
+        Over the edge and vertex tables with numpy (the rule per edge, as a loop over the edges
+        would apply it): an edge between two vertices of different nodes, or from a node's vertex
+        other than a NIC to a switch, breaks it.
+        """
+        _, rows, cols, _ = self._edge_table
+        node_of, is_nic = self._vertex_table
+        na, nb = node_of[rows], node_of[cols]
+        crossing = na != nb  # -1 (no node: a switch) on both sides is no crossing
+        both_inside = crossing & (na >= 0) & (nb >= 0)
+        inside = np.where(na >= 0, rows, cols)
+        return not bool(np.any(both_inside | (crossing & ~is_nic[inside])))
+
+    @cached_property
+    def _vertex_table(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """Per vertex (graph order): its node (-1 for none) and whether it is a NIC."""
         g = self.graph
-        for a, b in g.edges:
-            na, nb = g.nodes[a]["node"], g.nodes[b]["node"]
-            if na != nb and (na is not None or nb is not None):
-                inside = a if na is not None else b
-                if (na is not None and nb is not None) or g.nodes[inside]["kind"] != "nic":
-                    return False
-        return True
+        node_of = np.fromiter(
+            (-1 if d["node"] is None else d["node"] for d in g.nodes.values()), dtype=np.int64, count=len(g)
+        )
+        is_nic = np.fromiter((d["kind"] == "nic" for d in g.nodes.values()), dtype=np.bool_, count=len(g))
+        return node_of, is_nic
 
     @cached_property
     def _integral_capacities(self) -> bool:
-        # Over the adjacency dicts directly: every edge, without networkx's edge-view objects.
-        return all(
-            float(d["bandwidth_bytes_per_s"]).is_integer() and d["bandwidth_bytes_per_s"] < 2**52
-            for _, nbrs in self.graph.adjacency()
-            for d in nbrs.values()
-        )
+        """Every capacity an integer below 2**52 (``float(c).is_integer() and c < 2**52`` for each),
+        checked on the edge table's capacities at once."""
+        caps = self._edge_table[3]
+        return bool(np.all((np.floor(caps) == caps) & (caps < 2**52)))
 
     def _split(self, src: str, dst: str) -> tuple[str, str] | None:
         g = self.graph
@@ -280,7 +308,7 @@ class Topology:
                     return True
                 return data["node"] == node and data["kind"] not in (ACCELERATOR, "nic")
 
-            cached = _all_shortest_paths(self._adjacency, src, dst, ok)
+            cached = _all_shortest_paths(self._lazy_adjacency, src, dst, ok)
             self._segments[key] = cached
         return cached
 
@@ -290,8 +318,8 @@ class Topology:
         cached = self._segments.get(key)
         if cached is None:
             g = self.graph
-            up_a = [v for v in self._adjacency[nic_a] if g.nodes[v]["node"] is None]
-            up_b = [v for v in self._adjacency[nic_b] if g.nodes[v]["node"] is None]
+            up_a = [v for v in self._lazy_adjacency[nic_a] if g.nodes[v]["node"] is None]
+            up_b = [v for v in self._lazy_adjacency[nic_b] if g.nodes[v]["node"] is None]
             if len(up_a) == 1 and len(up_b) == 1 and up_a[0] != up_b[0]:
                 # One switch above each NIC: the switch-to-switch paths, shared by every NIC pair
                 # on the same two switches (BFS order between them is the same either way).
@@ -299,7 +327,7 @@ class Topology:
                 cached = tuple((nic_a, *p, nic_b) for p in between)
             else:
                 cached = _all_shortest_paths(
-                    self._adjacency,
+                    self._lazy_adjacency,
                     nic_a,
                     nic_b,
                     lambda v: v in (nic_a, nic_b) or g.nodes[v]["node"] is None,
@@ -312,7 +340,7 @@ class Topology:
         cached = self._segments.get(key)
         if cached is None:
             g = self.graph
-            cached = _all_shortest_paths(self._adjacency, a, b, lambda v: g.nodes[v]["node"] is None)
+            cached = _all_shortest_paths(self._lazy_adjacency, a, b, lambda v: g.nodes[v]["node"] is None)
             self._segments[key] = cached
         return cached
 
@@ -409,6 +437,18 @@ class Topology:
                 else "nvlink"
             )
             kinds = {"nvlink"} if fabric == "nvlink" else {"pcie", "socket"}
+        index, rows, cols, caps = self._edge_table
+        keep = None if kinds is None else np.isin(self._edge_kinds, sorted(kinds))
+        exact = _integral_max_flow_arrays(
+            len(index),
+            rows if keep is None else rows[keep],
+            cols if keep is None else cols[keep],
+            caps if keep is None else caps[keep],
+            [index[a] for a in left],
+            [index[b] for b in right],
+        )
+        if exact is not None:
+            return exact
         # The edges in the order ``view.edges(data=True)`` gives (vertex by vertex, successors in
         # insertion order), read from the adjacency dicts rather than through networkx's views.
         edges = [
@@ -417,9 +457,6 @@ class Topology:
             for b, data in nbrs.items()
             if kinds is None or data["kind"] in kinds
         ]
-        exact = _integral_max_flow(edges, left, right)
-        if exact is not None:
-            return exact
         flow_graph = nx.DiGraph()
         for a, b, capacity in edges:
             flow_graph.add_edge(a, b, capacity=capacity)
@@ -428,6 +465,28 @@ class Topology:
         for b in right:
             flow_graph.add_edge(b, "__sink__")
         return float(nx.maximum_flow_value(flow_graph, "__source__", "__sink__"))
+
+    @cached_property
+    def _edge_table(self) -> tuple[dict[str, int], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        """Every directed edge as arrays, in adjacency order: (vertex -> number in graph order, tail
+        numbers, head numbers, capacities), for the bisection and the whole-graph checks. Read
+        from the adjacency dicts themselves (``adjacency()``), not networkx's per-vertex views."""
+        adjacency = list(self.graph.adjacency())
+        index = {v: i for i, (v, _) in enumerate(adjacency)}
+        degrees = np.asarray([len(nbrs) for _, nbrs in adjacency], dtype=np.int64)
+        rows = np.repeat(np.arange(len(index), dtype=np.int64), degrees)
+        cols = np.asarray([index[b] for _, nbrs in adjacency for b in nbrs], dtype=np.int64)
+        caps = np.asarray(
+            [d["bandwidth_bytes_per_s"] for _, nbrs in adjacency for d in nbrs.values()], dtype=np.float64
+        )
+        return index, rows, cols, caps
+
+    @cached_property
+    def _edge_kinds(self) -> NDArray[np.str_]:
+        """Each edge's ``kind``, in ``_edge_table``'s order."""
+        return np.asarray(
+            [d["kind"] for _, nbrs in self.graph.adjacency() for d in nbrs.values()], dtype=np.str_
+        )
 
     def summary(self) -> dict[str, Any]:
         """Counts of vertices by kind."""
@@ -439,11 +498,35 @@ class Topology:
 
 # ------------------------------------------------------------------------------ construction
 
+_NODE0 = "n0."  # the name prefix of node 0's vertices (``gpu_id``, ``build_node``)
+
+
+@dataclass(frozen=True)
+class _NodeTemplate:
+    """Node 0's wiring, to copy for the other nodes (names without their ``n0.`` prefix).
+
+    ``suffixes[i]`` and ``attrs[i]``: vertex ``i`` (graph order) and its attributes;
+    ``edge_data[k]``: the attributes of directed edge ``k`` (insertion order); ``succ[i]`` /
+    ``pred[i]``: (vertex, edge) numbers of vertex ``i``'s successors / predecessors, in the
+    graph's order; ``nics``: the scale-out NICs in ``build_node``'s order.
+    """
+
+    suffixes: list[str]
+    attrs: list[dict[str, Any]]
+    edge_data: list[dict[str, Any]]
+    succ: list[list[tuple[int, int]]]
+    pred: list[list[tuple[int, int]]]
+    nics: list[str]
+
 
 class _Builder:
     def __init__(self, system: System) -> None:
         self.system = system
         self.g = nx.DiGraph()
+        # Every directed edge ``connect`` added, in order: node 0's numbered for ``node_template``.
+        self.edge_log: list[tuple[str, str]] = []
+        # Leaves made so far under each name prefix (``_leaves`` numbers them on from there).
+        self._leaf_count: dict[str, int] = {}
 
     def vertex(self, name: str, kind: str, node: int | None, device: str, latency_s: float = 0.0) -> str:
         self.g.add_node(name, kind=kind, node=node, device=device, latency_s=latency_s)
@@ -459,6 +542,7 @@ class _Builder:
                 self.g.add_edge(
                     u, v, bandwidth_bytes_per_s=bandwidth, latency_s=latency, kind=kind, links=links
                 )
+                self.edge_log.append((u, v))
 
     def link(self, a: str, b: str, link: Link, count: int = 1, cap: float | None = None) -> None:
         bw = count * link.bandwidth_bytes_per_s
@@ -466,6 +550,61 @@ class _Builder:
         self.connect(a, b, min(bw, cap) if cap else bw, link.latency_s, kind, count)
 
     # -- one node ------------------------------------------------------------------------------
+
+    def node_template(self, nics: Sequence[str]) -> _NodeTemplate | None:
+        """Node 0, just built (and nothing else yet; ``nics`` its scale-out NICs, in order), as a
+        template for the other nodes; None if its wiring does not have the shape
+        ``replicate_node`` relies on (then each node is built)."""
+        g = self.g
+        names = list(g)
+        number = {v: i for i, v in enumerate(names)}
+        attrs = [dict(data) for data in g.nodes.values()]
+        for v, data in zip(names, attrs, strict=True):
+            if not v.startswith(_NODE0) or data["node"] != 0:
+                return None
+            if not all(h.startswith(_NODE0) for h in data.get("home_nics", ())):
+                return None
+        if not all(v.startswith(_NODE0) for v in nics) or len(self.edge_log) != g.number_of_edges():
+            return None
+        edge_number = {e: k for k, e in enumerate(self.edge_log)}
+        return _NodeTemplate(
+            suffixes=[v[len(_NODE0) :] for v in names],
+            attrs=attrs,
+            edge_data=[dict(g.succ[u][v]) for u, v in self.edge_log],
+            succ=[[(number[w], edge_number[(v, w)]) for w in g.succ[v]] for v in names],
+            pred=[[(number[u], edge_number[(u, v)]) for u in g.pred[v]] for v in names],
+            nics=[v[len(_NODE0) :] for v in nics],
+        )
+
+    def replicate_node(self, template: _NodeTemplate, n: int) -> list[str]:
+        """Node ``n`` as a copy of ``template`` (node 0): what ``build_node(n)`` would add, in the
+        same order; returns its scale-out NIC vertices in order.
+
+        The copy is written straight into the graph's dicts (networkx's documented ``_node``,
+        ``_succ`` and ``_pred``; one attribute dict per edge, shared by its two adjacency entries
+        as ``add_edge`` does): each vertex's successors and predecessors in node 0's order, which
+        is the order ``build_node(n)`` would insert them in. Adding the edges one call at a time
+        made replicating three times slower.
+        """
+        prefix = f"n{n}."
+        names = [prefix + sfx for sfx in template.suffixes]
+        cut = len(_NODE0)
+        data = [dict(d) for d in template.edge_data]
+        g = self.g
+        node_attrs, succ, pred = g._node, g._succ, g._pred
+        for i, name in enumerate(names):
+            attrs = dict(template.attrs[i])
+            attrs["node"] = n
+            home = attrs.get("home_nics")
+            if home is not None:
+                attrs["home_nics"] = [prefix + h[cut:] for h in home]
+            node_attrs[name] = attrs
+            succ[name] = {names[j]: data[k] for j, k in template.succ[i]}
+            pred[name] = {names[j]: data[k] for j, k in template.pred[i]}
+        clear = getattr(nx, "_clear_cache", None)
+        if clear is not None:
+            clear(g)  # as add_node / add_edge do (networkx >= 3.3 caches some results per graph)
+        return [prefix + sfx for sfx in template.nics]
 
     def build_node(self, n: int) -> list[str]:
         """Wire node ``n``; returns its scale-out NIC vertices in order."""
@@ -653,17 +792,17 @@ class _Builder:
         count = math.ceil(len(endpoints) / per_leaf)
         leaves = []
         for k in range(count):
-            leaf = self.vertex(
-                f"{prefix}{len(self._existing(prefix))}", "switch", None, sw.name, sw.latency_s
-            )
+            # Numbered on from the leaves already under ``prefix``: only this method makes vertices
+            # named ``prefix`` + digits, so a counter gives the number a scan of the graph
+            # (``_existing``) would, without visiting every vertex once per leaf.
+            number = self._leaf_count.get(prefix, 0)
+            self._leaf_count[prefix] = number + 1
+            leaf = self.vertex(f"{prefix}{number}", "switch", None, sw.name, sw.latency_s)
             mine = endpoints[k * per_leaf : (k + 1) * per_leaf]
             self._attach(mine, [leaf], sw)
             used = len(mine) * ports_per_ep
             leaves.append((leaf, min(up, math.ceil(used / oversub))))
         return leaves
-
-    def _existing(self, prefix: str) -> list[str]:
-        return [v for v in self.g.nodes if v.startswith(prefix) and v[len(prefix) :].isdigit()]
 
     def _upper_tiers(self, prefix: str, lower: list[tuple[str, int]], sw: Switch, tiers: int) -> None:
         if len(lower) <= 1:
@@ -707,6 +846,18 @@ class _Builder:
                 if c:
                     self.connect(name, tops[k], c * sw.port_bandwidth_bytes_per_s, 0.0, "network", c)
             start += u % count
+
+
+class _LazyAdjacency(dict[str, list[str]]):
+    """A vertex -> successors dict that computes an entry the first time it is asked for."""
+
+    def __init__(self, successors: Callable[[str], list[str]]) -> None:
+        super().__init__()
+        self._successors = successors
+
+    def __missing__(self, v: str) -> list[str]:
+        found = self[v] = self._successors(v)
+        return found
 
 
 def _all_shortest_paths(
@@ -831,6 +982,63 @@ def _integral_max_flow(
     return float(int(maximum_flow(matrix, source, sink).flow_value) * scale)
 
 
+def _integral_max_flow_arrays(
+    size: int,
+    rows: NDArray[np.int64],
+    cols: NDArray[np.int64],
+    caps: NDArray[np.float64],
+    sources: Sequence[int],
+    sinks: Sequence[int],
+) -> float | None:
+    """``_integral_max_flow`` over numbered vertices (``0 .. size - 1``; edge ``k`` from
+    ``rows[k]`` to ``cols[k]`` with capacity ``caps[k]``), for the whole cluster's bisection.
+
+    The same exact value: with integral capacities every exact max-flow is the same integer,
+    whatever the vertex numbering (here graph order, not first appearance) or algorithm, and
+    networkx's preflow-push on the float capacities finds it too (every partial sum is an integer
+    below 2**53). Rather than ``_integral_max_flow``'s conservative bound on the flow value (the
+    sum of the source edges, over 2**31 on a 1024-GPU cluster, which sent it to networkx at some
+    600 ms), what scipy's int32 arithmetic needs is checked: every edge's capacity and the
+    residual of an edge and its reverse (at most the sum of their capacities, so at most twice
+    the largest) fit in int32; an edge's flow is bounded by its capacity, and the flow value is
+    summed by numpy in int64.
+    """
+    if len(caps) == 0:
+        return None
+    if not bool(np.all((caps >= 0) & (caps < 2**52) & (np.floor(caps) == caps))):
+        return None
+    ints = caps.astype(np.int64)  # exact: integers below 2**52
+    scale = int(np.gcd.reduce(ints))
+    if scale == 0:
+        return 0.0
+    limit = 2**31 - 1
+    edge_vals = ints // scale
+    out_cap = np.zeros(size, dtype=np.int64)
+    in_cap = np.zeros(size, dtype=np.int64)
+    np.add.at(out_cap, rows, edge_vals)
+    np.add.at(in_cap, cols, edge_vals)
+    # A source's unbounded edge gets its vertex's capacity out, a sink's its capacity in (no flow
+    # through them can exceed that); an endpoint without links carries nothing.
+    src = np.asarray(sources, dtype=np.int64)
+    src = src[out_cap[src] > 0]
+    dst = np.asarray(sinks, dtype=np.int64)
+    dst = dst[in_cap[dst] > 0]
+    source, sink = size, size + 1
+    vals = np.concatenate([edge_vals, out_cap[src], in_cap[dst]])
+    largest = int(vals.max())
+    # ``_integral_max_flow``'s own test is kept as an alternative, so that no network it solves
+    # with scipy falls back to networkx here.
+    if 2 * largest > limit and (largest > limit or int(out_cap[src].sum()) > limit):
+        return None
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import maximum_flow
+
+    all_rows = np.concatenate([rows, np.full(len(src), source, dtype=np.int64), dst])
+    all_cols = np.concatenate([cols, src, np.full(len(dst), sink, dtype=np.int64)])
+    matrix = csr_array((vals.astype(np.int32), (all_rows, all_cols)), shape=(size + 2, size + 2))
+    return float(int(maximum_flow(matrix, source, sink).flow_value) * scale)
+
+
 def _spread(total: int, bins: int) -> list[int]:
     """``total`` items over ``bins`` as evenly as possible, extras at both ends (5-4-4-5)."""
     base, extra = divmod(total, bins)
@@ -859,8 +1067,22 @@ def _rotated_spread(total: int, bins: int, start: int) -> list[int]:
 
 
 def build_topology(system: System) -> Topology:
-    """The graph of ``system`` (see the module docstring for the construction rules)."""
+    """The graph of ``system`` (see the module docstring for the construction rules).
+
+    Every node is built from the same node spec and its wiring depends on the node's number only
+    through its vertices' names (``n<k>.``) and ``node`` attribute, so node 0 is built and the
+    others are copies of it (``_NodeTemplate``): the same vertices, attributes and edges, inserted
+    in the same order, hence the same graph, without running the builder once per node.
+    """
     builder = _Builder(system)
-    nics = [builder.build_node(n) for n in range(system.num_nodes)]
+    nics: list[list[str]] = []
+    template: _NodeTemplate | None = None
+    for n in range(system.num_nodes):
+        if template is not None:
+            nics.append(builder.replicate_node(template, n))
+            continue
+        nics.append(builder.build_node(n))
+        if n == 0:
+            template = builder.node_template(nics[0])
     builder.scale_out(nics)
     return Topology(system, builder.g)

@@ -364,6 +364,21 @@ class GroupLayout:
         same.setflags(write=False)
         return same
 
+    @cached_property
+    def same_node_pairs(self) -> NDArray[np.intp]:
+        """``np.flatnonzero(same_node)``: the flat (row-major) indices ``i * n + j`` of the position
+        pairs on one node, the diagonal included; a few per member, where ``same_node`` has ``n``."""
+        by_node = np.asarray(self.nodes)
+        order = np.argsort(by_node, kind="stable")
+        pairs: list[NDArray[np.intp]] = []
+        _, starts, counts = np.unique(by_node[order], return_index=True, return_counts=True)
+        for start, count in zip(starts.tolist(), counts.tolist(), strict=True):
+            members = order[start : start + count]
+            pairs.append((members[:, None] * self.n + members[None, :]).reshape(-1))
+        out: NDArray[np.intp] = np.sort(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.intp)
+        out.setflags(write=False)
+        return out
+
     # -- bandwidth ---------------------------------------------------------------------------------
 
     def node_rings(self, node: int) -> list[tuple[list[int], float]]:
@@ -508,9 +523,15 @@ def traffic_matrix(op: Collective | Sequence[Collective], rank: int | None = Non
             return np.full((n, n), op.bytes / n)
         me = op.group.index(rank) if rank is not None else 0
         row = np.asarray(op.send_bytes, dtype=float)
+        # M[i, j] = row[(j - i + me) % n]: row i is ``row`` rotated left by ``(me - i) % n``, a
+        # window of ``row`` repeated twice; gathering those windows copies the same values without
+        # computing and indexing with an ``n x n`` array of positions.
         idx = np.arange(n)
-        # M[i, j] = row[(j - i + me) % n]
-        return row[(idx[None, :] - idx[:, None] + me) % n]
+        if n == 0 or row.shape != (n,):
+            return row[(idx[None, :] - idx[:, None] + me) % n]
+        windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([row, row]), n)
+        out: NDArray[np.float64] = windows[(me - idx) % n]
+        return out
     parts = list(op)
     n = len(parts[0].group)
     if len(parts) != n:
