@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 _OP_FIELDS: dict[type, attrgetter[Any]] = {
     cls: attrgetter(*(f.name for f in fields(cls))) for cls in (Compute, Embedding, Transfer, Host)
 }
+# An embedding op's fields but its table: its cost reads the table only through the access model
+# (``CostModel.embedding_s``), so ops whose tables resolve to the same model cost the same.
+_EMBEDDING_REST = attrgetter(*(f.name for f in fields(Embedding) if f.name != "table"))
 
 #: Breakdown categories, in the order results list them.
 CATEGORIES = (
@@ -82,6 +85,7 @@ class CostModel:
         topology: Topology | None = None,
         fused_tables: Mapping[str, Sequence[Sequence[Any]]] | None = None,
         table_slices: Mapping[str, Sequence[Any]] | None = None,
+        access_models: Mapping[str, AccessModel] | None = None,
     ) -> None:
         self.system = system
         self.workload = workload
@@ -96,6 +100,19 @@ class CostModel:
             k: (str(v[0]), int(v[1]), int(v[2]), str(v[3]) if len(v) > 3 else "popularity")
             for k, v in (table_slices or {}).items()
         }
+        # Models made already for some of those names (``ShardOps.access_models`` of the builder
+        # that made the graph, same workload): each is the model ``access`` makes for its name, so
+        # it is taken as is, with what it has worked out (a table's popularity) kept.
+        for name, model in (access_models or {}).items() if workload is not None else ():
+            if name in self._fused:
+                continue
+            if name in self._slices:
+                base_name, start, end, order = self._slices[name]
+                if order != "popularity" or name != f"{base_name}@[{start}:{end}]":
+                    continue
+            elif name not in self._tables:
+                continue
+            self._access[name] = model
         self._durations: dict[int, float] = {}
         # Op object id -> (the op, its duration): the copies of a chained graph share their ops, and
         # an identity lookup spares hashing every field of a frozen op (the op is kept alive here,
@@ -106,15 +123,28 @@ class CostModel:
         self._collectives_by_id: dict[tuple[object, ...], tuple[tuple[object, ...], float]] = {}
         self._collectives: dict[tuple[object, ...], float] = {}
         self._by_op: dict[object, float] = {}
+        # A fused (TBE) table -> what its access model is made of, and the mixture made of each:
+        # the ranks' table-batched lookups of the same tables and lookups (the replicated tables of
+        # a data-parallel sharding, on every rank) share one model and so one cost.
+        self._access_keys: dict[str, object] = {}
+        self._mixtures: dict[object, AccessModel | None] = {}
 
     # -- per op kind ---------------------------------------------------------------------------
 
     def access(self, table: str) -> AccessModel | None:
         """The access model of a workload table (None for traces without a workload)."""
         if table in self._fused and table not in self._access:
-            parts = [(self.access(t), n) for t, n in self._fused[table]]
-            if all(m is not None for m, _ in parts):
-                self._access[table] = MixtureModel([m for m, _ in parts if m], [n for _, n in parts])
+            key = self.access_key(table)
+            if key in self._mixtures:
+                model = self._mixtures[key]
+            else:
+                parts = [(self.access(t), n) for t, n in self._fused[table]]
+                model = None
+                if all(m is not None for m, _ in parts):
+                    model = MixtureModel([m for m, _ in parts if m], [n for _, n in parts])
+                self._mixtures[key] = model
+            if model is not None:
+                self._access[table] = model
             return self._access.get(table)
         if table in self._slices and table not in self._access:
             base_name, start, end, order = self._slices[table]
@@ -130,6 +160,15 @@ class CostModel:
             spec = self._tables[table]
             self._access[table] = access_model(self.workload.table_access(spec), spec.rows)
         return self._access[table]
+
+    def access_key(self, table: str) -> object:
+        """What the access model of ``table`` is made of: a fused (TBE) table's parts (its tables
+        and their lookups, in order; equal parts make equal mixtures), else the table's name."""
+        key = self._access_keys.get(table)
+        if key is None:
+            parts = self._fused.get(table)
+            key = self._access_keys[table] = table if parts is None else ("fused", tuple(parts))
+        return key
 
     def compute_s(self, op: Compute) -> float:
         acc = self.system.accelerator
@@ -200,18 +239,20 @@ class CostModel:
         (identity, then value), as ``duration_s`` caches them, but not by node id: this is the
         duration of each node's op, whatever another graph with the same ids held."""
         by_op_id = self._by_op_id
-        out: list[float] = []
-        append = out.append
-        for node in nodes:
-            op = node.op
-            hit = by_op_id.get(id(op))
+        ops = [node.op for node in nodes]
+        keys = list(map(id, ops))
+        # Each distinct op once, in the order of its first node (the ops are alive meanwhile, so
+        # an id names one op); the per-node work is then two passes in C.
+        found: dict[int, float] = {}
+        for key, op in dict(zip(keys, ops, strict=True)).items():
+            hit = by_op_id.get(key)
             if hit is not None and hit[0] is op:
-                append(hit[1])
+                found[key] = hit[1]
                 continue
             value = self._op_duration(op)
-            by_op_id[id(op)] = (op, value)
-            append(value)
-        return out
+            by_op_id[key] = (op, value)
+            found[key] = value
+        return list(map(found.__getitem__, keys))
 
     def _op_duration(self, op: object) -> float:
         if isinstance(op, Collective):
@@ -219,7 +260,10 @@ class CostModel:
         # The same op recurs on every rank and step (ops are frozen values): cost it once. The key
         # is the op's kind and fields as a plain tuple, equal exactly when the ops are equal.
         getter = _OP_FIELDS.get(type(op))
-        key = (type(op), getter(op)) if getter is not None else op
+        if type(op) is Embedding:
+            key: object = (Embedding, self.access_key(op.table), _EMBEDDING_REST(op))
+        else:
+            key = (type(op), getter(op)) if getter is not None else op
         by_op = self._by_op.get(key)
         if by_op is not None:
             return by_op

@@ -20,6 +20,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from recsim import __version__
 from recsim.config.hashing import config_hash
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -34,6 +36,7 @@ from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, ExecutionGraph, Host, Transfer
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing
+from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
 from recsim.hardware.system import System
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
@@ -127,9 +130,12 @@ def _simulate_training(
         return Simulation(
             Result.failed("infeasible", str(exc), memory_peak_bytes=memory_peak, memory_fits=False, **context)
         )
+    # The builder's shard figures and the cost model's embedding costs read the same access
+    # models: made once, by the builder, and handed on (their popularity is worked out once).
+    shard_ops = ShardOps(workload)
     try:
         step = build_training_step(
-            workload, plan, BuildOptions(comm_dtype=options.comm_dtype, validate_plan=False)
+            workload, plan, BuildOptions(comm_dtype=options.comm_dtype, validate_plan=False), shard_ops
         )
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
@@ -143,6 +149,7 @@ def _simulate_training(
         workload,
         fused_tables=graph.metadata.get("fused_tables"),
         table_slices=graph.metadata.get("table_slices"),
+        access_models=shard_ops.access_models(),
     )
     schedule, timing = _run(graph, index, cost, options)
     if options.check_invariants:
@@ -154,13 +161,7 @@ def _simulate_training(
     busy = busy_time(graph, schedule, window, timing)
     utilisation = _utilisation(busy, plan.world_size, step_s)
     network_busy = _network_busy(timing, window, system)
-    position, source = index.position, index.source
-    # ``fsum`` is exact: the order of the window's nodes does not matter.
-    host_bytes = math.fsum(
-        op.bytes
-        for op in (source(position[i]).op for i in window.node_ids)
-        if isinstance(op, Host | Transfer)
-    )
+    host_bytes = _host_bytes(index, window)
     energy = step_energy(
         system, cost.topology, step_s, busy, host_bytes=host_bytes, network_busy_s=network_busy
     )
@@ -206,6 +207,27 @@ def _utilisation(busy: dict[tuple[int, str], float], ranks: int, step_s: float) 
     for (_rank, stream), value in busy.items():
         totals[stream] += value
     return {stream: totals[stream] / (ranks * step_s) for stream in sorted(totals)} if step_s > 0 else {}
+
+
+def _host_bytes(index: GraphIndex, window: Window) -> float:
+    """The bytes the window's host work and copies move. ``fsum`` is exact: the order of the
+    window's nodes does not matter, and neither does reading a copy's op off its step node."""
+    positions = window.positions_in(index)
+    if positions is None or index.copies is None:
+        position, source = index.position, index.source
+        return math.fsum(
+            op.bytes
+            for op in (source(position[i]).op for i in window.node_ids)
+            if isinstance(op, Host | Transfer)
+        )
+    step_nodes = index.copies[0]
+    # The step nodes that move host bytes, then the window's copies of them.
+    moving = [i for i, op in enumerate([n.op for n in step_nodes]) if isinstance(op, Host | Transfer)]
+    counts = np.bincount(positions % len(step_nodes), minlength=len(step_nodes))
+    taken = counts[moving].tolist()
+    return math.fsum(
+        step_nodes[i].op.bytes for i, count in zip(moving, taken, strict=True) for _ in range(count)
+    )
 
 
 def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:

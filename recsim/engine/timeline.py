@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import ExecutionGraph, Node
@@ -42,10 +43,19 @@ class Window:
     start_s: float
     end_s: float
     node_ids: frozenset[int]
+    # What ``step_window`` knew besides: the positions of ``node_ids`` in ``index`` (in position
+    # order), when the index has no id twice; the metrics over that index then need not look each
+    # id up. Not part of the window's value.
+    positions: npt.NDArray[np.intp] | None = field(default=None, compare=False, repr=False)
+    index: GraphIndex | None = field(default=None, compare=False, repr=False)
 
     @property
     def length_s(self) -> float:
         return self.end_s - self.start_s
+
+    def positions_in(self, index: GraphIndex) -> npt.NDArray[np.intp] | None:
+        """The positions of the window's nodes in ``index``, if known (else None)."""
+        return self.positions if self.index is index else None
 
 
 def timing_of(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None) -> Timing:
@@ -59,12 +69,17 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
     stride = int(graph.metadata.get("step_stride", 0))
     if steps <= 1 or stride <= 0:
         ids = timing.index.ids if timing is not None else [n.id for n in graph.nodes]
-        return Window(0.0, schedule.makespan_s, frozenset(ids))
+        if timing is None or not timing.index.unique_ids:
+            return Window(0.0, schedule.makespan_s, frozenset(ids))
+        every = np.arange(timing.index.size, dtype=np.intp)
+        return Window(0.0, schedule.makespan_s, frozenset(ids), every, timing.index)
     timing = timing_of(graph, schedule, timing)
+    index = timing.index
     last = steps - 1
-    step = timing.index.ids_array // stride  # floor division, as Python's on the ids
+    step = index.ids_array // stride  # floor division, as Python's on the ids
     in_last = step == last
-    ids = frozenset(timing.index.ids_array[in_last].tolist())
+    ids = frozenset(index.ids_array[in_last].tolist())
+    positions = np.flatnonzero(in_last) if index.unique_ids else None
     if timing.finite:
         prev_end = float(timing.finish[step == last - 1].max())
         end = float(timing.finish[in_last].max())
@@ -72,7 +87,7 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
         finish = schedule.finish_s
         prev_end = max(finish[n.id] for n in graph.nodes if n.id // stride == last - 1)
         end = max(finish[i] for i in ids)
-    return Window(prev_end, end, ids)
+    return Window(prev_end, end, ids, positions, index if positions is not None else None)
 
 
 def predecessors(graph: ExecutionGraph) -> dict[int, list[int]]:
@@ -99,14 +114,20 @@ def critical_path(
     timing = timing_of(graph, schedule, timing)
     index = timing.index
     ids, nodes, members, vertex = index.ids, index.nodes, index.members, index.vertex
-    position = index.position
     # Python floats (not numpy scalars): the totals are sums of them.
     start, finish = timing.start_list, timing.finish_list
     window_start = window.start_s
-    in_window = [position[i] for i in window.node_ids]
-    if timing.finite and in_window:
-        # The latest finish, the largest id among equal ones: as ``max`` by (finish, id).
+    known = window.positions_in(index)
+    if timing.finite and known is not None and known.size:
+        # The same nodes (ids are unique); the choice below does not depend on their order.
+        in_window: list[int] = []
+        at = known
+    else:
+        position = index.position
+        in_window = [position[i] for i in window.node_ids]
         at = np.asarray(in_window, dtype=np.intp)
+    if timing.finite and at.size:
+        # The latest finish, the largest id among equal ones: as ``max`` by (finish, id).
         ends = timing.finish[at]
         last = at[ends == ends.max()]
         current = int(last[np.argmax(timing.index.ids_array[last])])

@@ -23,6 +23,15 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
 FLOPs and bytes of every node come from shapes (``Workload.dense_layers`` per sample, times the
 batch). Byte counts of GEMMs are the compulsory traffic: inputs + weights read, outputs written.
 The graph carries no times: the cost layer turns ops into durations on a given system.
+
+The analytic engine builds a step per evaluation (10^4 nodes at 128 ranks), so the builder is
+written for speed where the work is per rank: every rank's dense chain (forward, loss, backward)
+is worked out once (``_dense_chain``) and laid down at each rank's first id, nodes are made through
+their slots (``ir.make_node``) and appended to the graph's list directly, and ops that are equal on
+every rank (the input pipeline's copies, a reduce-scatter's or all-gather's members, the gradient
+all-reduces, the optimizer step, a replicated TBE's sums) are made once and shared, which also lets
+the cost model find them by identity. The graph is node for node the one the plain per-rank code
+makes (kept as the reference in ``tests/unit/test_analytic_speed_paths.py``).
 """
 
 from __future__ import annotations
@@ -42,10 +51,10 @@ from recsim.graph.ir import (
     Embedding,
     ExecutionGraph,
     Host,
-    Node,
     Op,
     Stream,
     Transfer,
+    make_node,
 )
 from recsim.graph.shard_ops import PooledExchange, ShardOps, pooled_exchange
 from recsim.planner.types import Plan, Shard
@@ -92,19 +101,27 @@ class BuildOptions:
 
 
 class _Builder:
-    def __init__(self, workload: Workload, plan: Plan, options: BuildOptions) -> None:
+    def __init__(
+        self, workload: Workload, plan: Plan, options: BuildOptions, ops: ShardOps | None = None
+    ) -> None:
         self.w = workload
         self.plan = plan
         self.opt = options
         self.world = plan.world_size
         self.comm_dtype = options.comm_dtype or plan.comm_dtype
         self.graph = ExecutionGraph(self.world, metadata={})
+        # Nodes go straight onto the graph's list (``ExecutionGraph.add`` would also drop its id
+        # map each time, which nothing reads while the graph is being built).
+        self._append = self.graph.nodes.append
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
-        self.ops = ShardOps(workload)
+        self.ops = ops if ops is not None else ShardOps(workload)
         self._exchange: PooledExchange | None = None
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
-        self.replicated: dict[tuple[int, Shard], int] = {}  # (rank, data-parallel shard) -> node
+        # (rank, data-parallel shard's ``shard_number``) -> node; ``_shards[number]`` is the shard.
+        self.replicated: dict[tuple[int, int], int] = {}
+        self._shard_numbers: dict[Shard, int] = {}
+        self._shards: list[Shard] = []
         # The framework sorts the next batch's indices in its input pipeline (``runtime``'s
         # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
         self.presort = False
@@ -129,7 +146,7 @@ class _Builder:
         # Most nodes have at most one dependency, which needs no de-duplication.
         unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
         nid = self.next_id
-        self.graph.add(Node(nid, rank, name, stream, op, unique, lane, None, None, phase))
+        self._append(make_node(nid, rank, name, stream, op, unique, lane, phase))
         self.next_id = nid + 1
         return nid
 
@@ -170,40 +187,47 @@ class _Builder:
     def input_pipeline(self, batch: int) -> None:
         """Data loading, H2D copy and index all-to-all of the next batch (overlaps this step)."""
         b = self.local_batch(batch)
-        by_rank = self._lookup_bytes_by_owner(b)
+        # Every sender sends each owner the same bytes (its local batch's indices for the owner's
+        # shards), so one row of the sender-by-owner table serves all of them: the same sums, in the
+        # same order, as a row per sender. The ranks then share their ops and split tuples (equal
+        # values; the cost model finds equal collectives on shared tuples by identity).
+        row = self._lookup_bytes_row(b)
+        idx_bytes = sum(row.values())
+        dense = b * self.w.dense_features * DENSE_INPUT_BYTES
+        load_op = Host("data_loading", dense + idx_bytes)
+        h2d_op = Transfer("host", "hbm", dense + idx_bytes)
         ids = []
         for r in range(self.world):
-            idx_bytes = sum(by_rank[r].values())
-            dense = b * self.w.dense_features * DENSE_INPUT_BYTES
-            load = self.add(
-                r, "data_loading", Stream.HOST, Host("data_loading", dense + idx_bytes), phase="input"
-            )
-            h2d = self.add(
-                r, "h2d_next_batch", Stream.COPY, Transfer("host", "hbm", dense + idx_bytes), [load], "input"
-            )
+            load = self.add(r, "data_loading", Stream.HOST, load_op, phase="input")
+            h2d = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
             ids.append(h2d)
             self.h2d[r] = h2d
         group = tuple(range(self.world))
-        # ``recv`` is a column of the sender-by-owner table: read each column once (the rows are
-        # dicts with absent entries meaning 0.0) rather than one generator per rank.
-        rows = [[row.get(q, 0.0) for q in group] for row in by_rank]
-        columns = list(zip(*rows, strict=True))
+        send = tuple([row.get(q, 0.0) for q in group])
+        total = sum(send)
+        # Rank ``r`` receives ``send[r]`` from every sender: one tuple per distinct value (the sign
+        # in the key keeps -0.0 apart from 0.0).
+        recvs: dict[tuple[float, float], tuple[float, ...]] = {}
         for r in range(self.world):
-            send = tuple(rows[r])
-            recv = columns[r]
+            value = send[r]
+            key = (value, math.copysign(1.0, value))
+            recv = recvs.get(key)
+            if recv is None:
+                recv = recvs[key] = (value,) * self.world
             self.add(
                 r,
                 "input_dist",
                 Stream.COMM,
-                Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, sum(send), "int64", send, recv),
+                Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv),
                 [ids[r]],
                 "input",
                 lane=LANE_INPUT,
             )
 
-    def _lookup_bytes_by_owner(self, b: int) -> list[dict[int, float]]:
-        """[sender][owner] -> index + length bytes of the sender's local samples for owner's shards."""
-        out: list[dict[int, float]] = [defaultdict(float) for _ in range(self.world)]
+    def _lookup_bytes_row(self, b: int) -> dict[int, float]:
+        """owner -> index + length bytes of any sender's local samples for the owner's shards (the
+        same for every sender), summed in shard order."""
+        out: dict[int, float] = defaultdict(float)
         for shard in self.plan.shards:
             if shard.sharding == "data_parallel":
                 continue
@@ -211,9 +235,7 @@ class _Builder:
             # A distributed shard's ranks each receive the ids of their own rows.
             lookups = self.w.table_lookups(table) * b * self.ops.member_share(shard)
             for owner in shard.ranks:
-                per_sender = lookups * INDEX_BYTES + b * LENGTH_BYTES
-                for sender in range(self.world):
-                    out[sender][owner] += per_sender
+                out[owner] += lookups * INDEX_BYTES + b * LENGTH_BYTES
         return out
 
     # -- embedding passes ------------------------------------------------------------------------
@@ -236,15 +258,19 @@ class _Builder:
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
-        groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
+        groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
             op = self.ops.op(shard, pass_, batch, self.world)
             replicated = shard.sharding == "data_parallel"
+            # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
+            number = self.shard_number(shard) if replicated else -1
+            if self.opt.fuse_tables and shard.tier == "hbm":
+                entry, dtype = (number, op), op.dtype
+                for rank in shard.ranks:
+                    groups[(rank, dtype, replicated)].append(entry)
+                continue
             for rank in shard.ranks:
-                if self.opt.fuse_tables and shard.tier == "hbm":
-                    groups[(rank, op.dtype, replicated)].append((shard, op))
-                    continue
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
                     name += f"[{shard.row_start}:{shard.row_end}]"
@@ -254,35 +280,59 @@ class _Builder:
                 nid = self.lookup(rank, name, op, deps.get(rank, []), pass_)
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
-                    self.replicated[(rank, shard)] = nid
+                    self.replicated[(rank, number)] = nid
         order = sorted(groups.items())
         if replicated_deps is not None:  # replicated first: they need not wait for the exchange
             order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
+        # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
+        # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
+        sums: dict[tuple[int, ...], tuple[Any, ...]] = {}
         for (rank, dtype, replicated), members in order:
             ops = [op for _, op in members]
-            lookups = sum(o.lookups for o in ops)
-            dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
+            same = tuple(map(id, ops))
+            found = sums.get(same)
+            if found is None:
+                lookups = sum(o.lookups for o in ops)
+                dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
+                found = sums[same] = (
+                    sum(o.rows for o in ops),
+                    max(1, round(dim)),
+                    max(o.batch for o in ops),
+                    lookups,
+                    sum(o.unique_rows or 0.0 for o in ops),
+                    [(o.table, o.lookups) for o in ops],
+                )
+            rows, width, largest_batch, lookups, unique, parts = found
             fused = Embedding(
                 table=f"tbe:{rank}:{dtype}" + (":replicated" if replicated else ""),
                 pass_=pass_,
-                rows=sum(o.rows for o in ops),
-                dim=max(1, round(dim)),
+                rows=rows,
+                dim=width,
                 dtype=dtype,
-                batch=max(o.batch for o in ops),
+                batch=largest_batch,
                 lookups=lookups,
-                unique_rows=sum(o.unique_rows or 0.0 for o in ops),
+                unique_rows=unique,
                 tier="hbm",
                 optimizer=ops[0].optimizer,
             )
-            self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
+            self.fused[fused.table] = list(parts)
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)
             if replicated:
-                for shard, _ in members:
-                    self.replicated[(rank, shard)] = nid
+                for number, _ in members:
+                    self.replicated[(rank, number)] = nid
         return out
+
+    def shard_number(self, shard: Shard) -> int:
+        """A number per distinct shard of the plan (equal shards share one), which ``replicated``
+        keys by: a plain int hashes in C, a shard through its dataclass ``__hash__``."""
+        number = self._shard_numbers.get(shard)
+        if number is None:
+            number = self._shard_numbers[shard] = len(self._shards)
+            self._shards.append(shard)
+        return number
 
     def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str) -> int:
         """A lookup node; a presorted backward (``self.presort``, HBM, a sorting optimizer) gets its
@@ -326,11 +376,10 @@ class _Builder:
         if forward:
             for ranks, dim in groups.items():
                 key = f"rw_fwd:{_group_label(ranks, self.world)}"
+                # Each member holds partial sums for all B samples and keeps B / |G| of them: the
+                # same op on every member, made once.
+                op = Collective(CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype)
                 for r in ranks:
-                    # Each member holds partial sums for all B samples and keeps B / |G| of them.
-                    op = Collective(
-                        CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype
-                    )
                     nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
@@ -358,9 +407,9 @@ class _Builder:
         if not forward:
             for ranks, dim in groups.items():
                 key = f"rw_bwd:{_group_label(ranks, self.world)}"
+                size = b * dim * comm * (self.world / len(ranks))
+                op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
                 for r in ranks:
-                    size = b * dim * comm * (self.world / len(ranks))
-                    op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
                     out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
         return out
@@ -424,13 +473,17 @@ def _layer_op(layer: Layer, b: int, s: float, precision: str, *, backward: bool)
 
 
 def build_training_step(
-    workload: Workload, plan: Plan, options: BuildOptions | None = None
+    workload: Workload, plan: Plan, options: BuildOptions | None = None, ops: ShardOps | None = None
 ) -> ExecutionGraph:
-    """The execution graph of one steady-state training step (see the module docstring)."""
+    """The execution graph of one steady-state training step (see the module docstring).
+
+    ``ops``: the ``ShardOps`` of ``workload`` to work the shards' figures out with (a fresh one if
+    None); a caller that costs the graph next passes one and hands its access models on to the
+    cost model (``ShardOps.access_models``), which then need not make them again."""
     opt = options or BuildOptions()
     if opt.validate_plan:
         plan.validate(workload)
-    bld = _Builder(workload, plan, opt)
+    bld = _Builder(workload, plan, opt, ops)
     framework = _framework(workload)
     bld.presort = framework.presorts_indices(plan)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
@@ -452,7 +505,6 @@ def build_training_step(
         emb_fwd.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
     a2a_fwd = bld.pooled_exchange(batch, True, emb_fwd)
 
-    grads: list[tuple[str, float, int, int]] = []  # (layer, bytes, rank, node) in backward order
     last_bwd: dict[int, list[int]] = {}
     emb_grad_ready: dict[int, list[int]] = {}
     data_parallel = bottom if mp_rank is None else []
@@ -465,25 +517,28 @@ def build_training_step(
         dtype=precision,
         category="elementwise",
     )
+    # Every rank runs the same chain of dense nodes (forward, loss, backward) on its local batch:
+    # worked out once (``_dense_chain``) and laid down per rank at the rank's first id.
+    chain = _dense_chain(bld, batch, data_parallel, after, loss_op, precision)
+    entries, chain_deps, joined_at = chain.entries, chain.deps, chain.joined_at
+    append = bld._append
+    compute = Stream.COMPUTE
+    grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
     for r in range(bld.world):
-        bottom_ids = bld.dense_forward(r, batch, data_parallel, [], precision)
-        joined = [*a2a_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
-        rest_ids = bld.dense_forward(r, batch, after, joined, precision)
-        last = list(rest_ids.values())[-1]
-        loss = bld.add(r, "loss", Stream.COMPUTE, loss_op, [last], "forward")
-        prev = [loss]
-        emb_grad_ready[r] = []
-        for layer in reversed(data_parallel + after):
-            if layer.part == "bottom" and not emb_grad_ready[r]:
-                emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
-            op = bld.layer_op(layer, b, s, precision, backward=True)
-            nid = bld.add(r, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")
-            prev = [nid]
-            if layer.params:
-                grads.append((layer.name, layer.params * s, r, nid))
-        if not emb_grad_ready[r]:
-            emb_grad_ready[r] = list(prev)
-        last_bwd[r] = prev
+        base = bld.next_id
+        for k, (name, op, phase) in enumerate(entries):
+            if k == joined_at:
+                # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
+                joined = [*a2a_fwd.get(r, []), *[base + d for d in chain.joined_extra]]
+                deps = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
+            else:
+                dep = chain_deps[k]
+                deps = () if dep < 0 else (base + dep,)
+            append(make_node(base + k, r, name, compute, op, deps, 0, phase))
+        bld.next_id = base + len(entries)
+        emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
+        last_bwd[r] = [base + chain.last]
+        grads_by_rank[r] = [(name, size, base + k) for name, size, k in chain.grads]
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
@@ -494,10 +549,18 @@ def build_training_step(
     # One group tuple for every rank's all-reduces: the cost model finds equal collectives on
     # shared tuples by identity instead of hashing the whole group each time.
     world_group = tuple(range(bld.world))
+    # The ranks' all-reduces of a bucket are equal values (same name, size and group): one op each,
+    # shared (a float size keyed with its sign, so that 0.0 and -0.0 stay apart).
+    all_reduces: dict[tuple[str, float, float, str], Collective] = {}
 
-    grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
-    for name, size, rank, nid in grads:
-        grads_by_rank[rank].append((name, size, nid))
+    def all_reduce(key: str, size: float, dtype: str) -> Collective:
+        found = all_reduces.get((key, size, math.copysign(1.0, size), dtype))
+        if found is None or found.bytes != size:  # a NaN size finds nothing: a fresh op
+            found = Collective(
+                CollectiveOp.ALL_REDUCE, key, world_group, size, dtype, algorithm=gradient_algorithm
+            )
+            all_reduces[(key, size, math.copysign(1.0, size), dtype)] = found
+        return found
 
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
         """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
@@ -507,14 +570,7 @@ def build_training_step(
             size, deps = buckets.pop() if buckets else (0.0, [])
             buckets.append((size + extra_bytes, [*deps, *extra_deps]))
         for k, (size, deps) in enumerate(buckets):
-            op = Collective(
-                CollectiveOp.ALL_REDUCE,
-                f"allreduce_bucket{k}",
-                world_group,
-                size,
-                precision,
-                algorithm=gradient_algorithm,
-            )
+            op = all_reduce(f"allreduce_bucket{k}", size, precision)
             bucket_ids[r].append(
                 bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
             )
@@ -541,7 +597,8 @@ def build_training_step(
     # dense gradients (``grouped``).
     if bld.world > 1:
         by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
-        for (rank, shard), nid in bld.replicated.items():
+        for (rank, number), nid in bld.replicated.items():
+            shard = bld._shards[number]
             dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         for r in range(bld.world):
@@ -552,39 +609,29 @@ def build_training_step(
             grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
                 key = f"dp_allreduce_bucket{k}"
-                op = Collective(
-                    CollectiveOp.ALL_REDUCE,
-                    key,
-                    world_group,
-                    size,
-                    "fp32",
-                    algorithm=gradient_algorithm,
-                )
+                op = all_reduce(key, size, "fp32")
                 bucket_ids[r].append(
                     bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
                 )
 
     optimizer = workload.training.optimizer
     bottom_params = sum(layer.params for layer in bottom)
+    optimizer_ops: dict[int, Compute] = {}  # by parameter count: one op shared by the ranks
     for r in range(bld.world):
         # A model-parallel bottom MLP's weights are updated on its rank only.
         dense_params = workload.dense_parameters - (bottom_params if mp_rank not in (None, r) else 0)
         state = OPTIMIZER_STATE[optimizer]
-        bld.add(
-            r,
-            "dense_optimizer",
-            Stream.COMPUTE,
-            Compute(
+        step_op = optimizer_ops.get(dense_params)
+        if step_op is None:
+            step_op = optimizer_ops[dense_params] = Compute(
                 f"{optimizer}_step",
                 flops=OPTIMIZER_FLOPS_PER_PARAM[optimizer] * dense_params,
                 bytes_read=(2 + state) * dense_params * 4.0,
                 bytes_written=(1 + state) * dense_params * 4.0,
                 dtype="fp32",
                 category="optimizer",
-            ),
-            [*last_bwd[r], *bucket_ids[r]],
-            "optimizer",
-        )
+            )
+        bld.add(r, "dense_optimizer", Stream.COMPUTE, step_op, [*last_bwd[r], *bucket_ids[r]], "optimizer")
     bld.graph.metadata = {
         **bld.metadata("training"),
         "global_batch_size": batch,
@@ -594,6 +641,78 @@ def build_training_step(
         "bottom_rank": mp_rank,
     }
     return bld.graph
+
+
+@dataclass(frozen=True)
+class _DenseChain:
+    """One rank's dense nodes, as offsets from the rank's first id (the same on every rank).
+
+    ``entries``: (name, op, phase) of each node in order; ``deps[k]``: the offset node ``k`` waits
+    for (-1: none), except node ``joined_at``, which waits for the rank's exchanged embeddings and
+    ``joined_extra`` (the last bottom layer's forward); ``emb_grad_ready``: the node(s) after which
+    the embedding gradients exist; ``last``: the last backward node; ``grads``: (layer, bytes,
+    node) of each layer with parameters, in backward order.
+    """
+
+    entries: list[tuple[str, Compute, str]]
+    deps: list[int]
+    joined_at: int
+    joined_extra: list[int]
+    emb_grad_ready: list[int]
+    last: int
+    grads: list[tuple[str, float, int]]
+
+
+def _dense_chain(
+    bld: _Builder,
+    batch: int,
+    bottom: Sequence[Layer],
+    after: Sequence[Layer],
+    loss_op: Compute,
+    precision: str,
+) -> _DenseChain:
+    """The dense chain of every rank: what ``dense_forward`` for ``bottom`` (no dependencies) then
+    ``after`` (behind the exchange and the bottom's last node), the loss and the backward in
+    reverse order add for one rank, with ids counted from 0 (the same layer-name maps, so a layer
+    name used twice resolves as there)."""
+    b = bld.local_batch(batch)
+    s = bld.dense_bytes(precision)
+    entries: list[tuple[str, Compute, str]] = []
+    deps: list[int] = []
+    bottom_ids: dict[str, int] = {}
+    for layer in bottom:
+        deps.append(len(entries) - 1 if entries else -1)
+        bottom_ids[layer.name] = len(entries)
+        entries.append((f"{layer.name}_fwd", bld.layer_op(layer, b, s, precision, backward=False), "forward"))
+    joined_at = len(entries) if after else -1
+    rest_ids: dict[str, int] = {}
+    for k, layer in enumerate(after):
+        deps.append(-1 if k == 0 else len(entries) - 1)
+        rest_ids[layer.name] = len(entries)
+        entries.append((f"{layer.name}_fwd", bld.layer_op(layer, b, s, precision, backward=False), "forward"))
+    last = list(rest_ids.values())[-1]
+    deps.append(last)
+    entries.append(("loss", loss_op, "forward"))
+    prev = len(entries) - 1
+    emb_grad_ready: list[int] = []
+    grads: list[tuple[str, float, int]] = []
+    for layer in reversed([*bottom, *after]):
+        if layer.part == "bottom" and not emb_grad_ready:
+            emb_grad_ready = [prev]  # the interaction's backward made the embedding grads
+        deps.append(prev)
+        prev = len(entries)
+        entries.append((f"{layer.name}_bwd", bld.layer_op(layer, b, s, precision, backward=True), "backward"))
+        if layer.params:
+            grads.append((layer.name, layer.params * s, prev))
+    return _DenseChain(
+        entries,
+        deps,
+        joined_at,
+        list(bottom_ids.values())[-1:],
+        emb_grad_ready or [prev],
+        prev,
+        grads,
+    )
 
 
 def _framework(workload: Workload) -> Runtime:

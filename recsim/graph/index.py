@@ -11,6 +11,11 @@ is integer arithmetic over lists, or numpy over the same arrays.
 
 The index is a snapshot: it describes the node list it was built from, and a graph edited after
 that needs a new one.
+
+What is derived from the lists (the id -> position map, the numpy arrays) is worked out when first
+asked for; where the index is made from such arrays in the first place (``of``, ``repeated``), it
+keeps them rather than converting its lists back (``_keep``), and the map of a chained graph, which
+its metrics no longer need (the window carries its positions), is never made.
 """
 
 from __future__ import annotations
@@ -49,7 +54,6 @@ class GraphIndex:
 
     nodes: Sequence[Node]
     ids: list[int]
-    position: dict[int, int]
     queue: list[int]  # position -> number of its in-order queue
     queue_keys: list[tuple[int, str, int]]  # queue number -> (rank, stream value, lane)
     prev_in_queue: list[int]  # position -> position of the previous node of its queue, or -1
@@ -112,10 +116,9 @@ class GraphIndex:
                 members[v] = [p]
             else:
                 group.append(p)
-        return cls(
+        index = cls(
             nodes,
             ids,
-            position,
             queue,
             queue_keys,
             prev.tolist(),
@@ -124,6 +127,9 @@ class GraphIndex:
             vertex,
             np.flatnonzero(is_head).tolist(),
             members,
+        )
+        return index._keep(
+            position=position, queue_array=queue_array, prev_in_queue_array=prev, vertex_array=vertex_array
         )
 
     def repeated(
@@ -172,10 +178,9 @@ class GraphIndex:
             for v, positions in self.members.items()
         }
         id_list: list[int] = ids.ravel().tolist()
-        return GraphIndex(
+        index = GraphIndex(
             nodes,
             id_list,
-            dict(zip(id_list, range(len(id_list)), strict=True)),
             self.queue * steps,
             list(self.queue_keys),
             prev_all.tolist(),
@@ -186,6 +191,26 @@ class GraphIndex:
             members,
             (self.nodes, steps),
         )
+        index._keep(
+            ids_array=ids.ravel(),
+            prev_in_queue_array=prev_all,
+            dep_flat_array=dep_flat,
+            vertex_array=vertex.ravel(),
+            queue_array=np.tile(self.queue_array, steps),
+        )
+        if n and self.unique_ids and stride > int(self.ids_array.max()) - int(self.ids_array.min()):
+            # The copies' ids are unique too: each step's lie in a range of their own.
+            index._keep(unique_ids=True)
+        return index
+
+    def _keep(self, **derived: object) -> GraphIndex:
+        """``self`` with the given derived values (``position``, ``ids_array``, ``vertex_array``
+        ...) kept as if worked out from its lists, which they equal (arrays element for element,
+        with the same dtype): the index was made from them, so working them out again would only
+        cost time."""
+        for name, value in derived.items():
+            self.__dict__[name] = value
+        return self
 
     def source(self, i: int) -> Node:
         """Node ``i``, or for an index of copies (``repeated``) the step node it copies: the same
@@ -216,6 +241,16 @@ class GraphIndex:
         if prev >= 0:
             out.append(prev)
         return out
+
+    @cached_property
+    def position(self) -> dict[int, int]:
+        """Node id -> position (the last one, for an id that appears twice)."""
+        return dict(zip(self.ids, range(len(self.ids)), strict=True))
+
+    @cached_property
+    def unique_ids(self) -> bool:
+        """No id appears twice (a node's id then names one position)."""
+        return len(self.position) == self.size
 
     @cached_property
     def ids_array(self) -> npt.NDArray[np.int64]:

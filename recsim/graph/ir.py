@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -164,6 +164,56 @@ class Node:
     @property
     def kind(self) -> str:
         return self.op.kind
+
+
+_NODE_FIELDS = ("id", "rank", "name", "stream", "op", "deps", "lane", "duration_s", "start_s", "phase")
+if tuple(f.name for f in fields(Node)) != _NODE_FIELDS:  # pragma: no cover - keep ``make_node`` in step
+    raise ImportError("recsim.graph.ir.make_node sets Node's fields one by one: update _NODE_FIELDS")
+(
+    _SET_ID,
+    _SET_RANK,
+    _SET_NAME,
+    _SET_STREAM,
+    _SET_OP,
+    _SET_DEPS,
+    _SET_LANE,
+    _SET_DURATION,
+    _SET_START,
+    _SET_PHASE,
+) = (vars(Node)[name].__set__ for name in _NODE_FIELDS)
+_new = object.__new__
+
+
+def make_node(
+    id: int,
+    rank: int,
+    name: str,
+    stream: Stream,
+    op: Op,
+    deps: tuple[int, ...],
+    lane: int,
+    phase: str,
+) -> Node:
+    """``Node(id, rank, name, stream, op, deps, lane, None, None, phase)``, made faster.
+
+    The graph builder makes 10^4 nodes per evaluation. A frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``, which looks the attribute up anew every time; setting the
+    slots through their descriptors directly costs about two thirds as much. Every field is set,
+    in the class's order (``_NODE_FIELDS``, checked against the class at import), so the node is
+    equal to, and indistinguishable from, one made by ``Node(...)``.
+    """
+    node = _new(Node)
+    _SET_ID(node, id)
+    _SET_RANK(node, rank)
+    _SET_NAME(node, name)
+    _SET_STREAM(node, stream)
+    _SET_OP(node, op)
+    _SET_DEPS(node, deps)
+    _SET_LANE(node, lane)
+    _SET_DURATION(node, None)
+    _SET_START(node, None)
+    _SET_PHASE(node, phase)
+    return node
 
 
 @dataclass

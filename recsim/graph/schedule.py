@@ -48,10 +48,37 @@ from recsim.graph.ir import ExecutionGraph, Node
 
 @dataclass(frozen=True)
 class Schedule:
-    """Start and finish time (s) per node id, and the makespan."""
+    """Start and finish time (s) per node id, and the makespan.
+
+    One made from a ``Timing`` (``Timing.schedule``) makes its two maps of 10^4-10^6 entries when
+    first read: the analytic engine's own checks and metrics read the timing instead, so an
+    evaluation whose caller does not look at the schedule never makes them. It is otherwise the
+    same schedule (equal, printed, copied and pickled with its maps).
+    """
 
     start_s: dict[int, float]
     finish_s: dict[int, float]
+
+    @classmethod
+    def _of_timing(cls, timing: Timing) -> Schedule:
+        made = object.__new__(cls)
+        made.__dict__["_timing"] = timing
+        return made
+
+    def __getattr__(self, name: str) -> dict[int, float]:
+        # Only reached for an attribute not set: the maps of a schedule made by ``_of_timing``.
+        timing = self.__dict__.get("_timing")
+        if timing is None or name not in ("start_s", "finish_s"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        ids = timing.index.ids
+        self.__dict__["start_s"] = dict(zip(ids, timing.start_list, strict=True))
+        self.__dict__["finish_s"] = dict(zip(ids, timing.finish_list, strict=True))
+        del self.__dict__["_timing"]
+        value: dict[int, float] = self.__dict__[name]
+        return value
+
+    def __getstate__(self) -> dict[str, dict[int, float]]:
+        return {"start_s": self.start_s, "finish_s": self.finish_s}
 
     @property
     def makespan_s(self) -> float:
@@ -91,11 +118,16 @@ class Timing:
         return out
 
     def schedule(self) -> Schedule:
-        """The same times by node id."""
-        ids = self.index.ids
-        return Schedule(
-            dict(zip(ids, self.start_list, strict=True)), dict(zip(ids, self.finish_list, strict=True))
-        )
+        """The same times by node id (made once; ``made`` tells a schedule made here)."""
+        made = self.__dict__.get("_schedule")
+        if made is None:
+            made = self.__dict__["_schedule"] = Schedule._of_timing(self)
+        return made
+
+    def made(self, schedule: Schedule) -> bool:
+        """Whether ``schedule`` is the one ``schedule()`` made from these times: it then has a time
+        for every node of the index, and nothing else, by construction."""
+        return self.__dict__.get("_schedule") is schedule
 
 
 def queue_of(node: Node) -> tuple[int, str, int]:
@@ -151,7 +183,9 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     dst = np.concatenate((vertex[index.dep_child_array], vertex[queued]))
     keep = src != dst
     keys = src[keep].astype(np.int64) * vertices + dst[keep]
-    keys.sort()
+    # The same sorted values whatever the algorithm; the stable one (timsort) takes the long sorted
+    # runs that the edges come in (by node, then by queue) several times faster than quicksort.
+    keys.sort(kind="stable")
     if keys.size:
         distinct = np.empty(keys.size, dtype=bool)
         distinct[0] = True

@@ -38,6 +38,9 @@ class ShardOps:
         # op table name -> (table, start, end, order): what the cost layer needs to rebuild the
         # part's access model (graph metadata "table_slices").
         self.slices: dict[str, tuple[str, int, int, str]] = {}
+        # (shard, global batch, world size) -> (served, lookups, unique rows) of one rank's part:
+        # the same for the forward and the backward op of a shard (``op``).
+        self._figures: dict[tuple[Shard, int, int], tuple[int, float, float]] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -54,6 +57,16 @@ class ShardOps:
             model = SliceModel(self.table_model(table), start, end)
             self._slices[key] = model
         return model
+
+    def access_models(self) -> dict[str, AccessModel]:
+        """The access models made so far, by the op table name that names them in a graph: whole
+        tables by their name, popularity slices as ``table@[a:b]`` (``op_table``). They are the
+        models the cost layer makes for those names (``CostModel``), with what they have worked
+        out already (a popularity, say) kept."""
+        out: dict[str, AccessModel] = dict(self._models)
+        for (table, start, end), model in self._slices.items():
+            out[f"{table}@[{start}:{end}]"] = model
+        return out
 
     def is_slice(self, shard: Shard) -> bool:
         return shard.order == "popularity" and shard.rows < self.tables[shard.table].rows
@@ -122,14 +135,20 @@ class ShardOps:
     def op(self, shard: Shard, pass_: str, global_batch: int, world_size: int) -> Embedding:
         """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
         table = self.tables[shard.table]
-        served = self.served(shard, global_batch, world_size)
-        lookups = served * self.w.table_lookups(table) * self.lookup_share(shard)
-        unique = self.unique_rows(shard, lookups)
-        if shard.sharding == "distributed":
-            # One rank's part: every n-th row of the shard, so 1/n of its lookups and distinct rows.
-            # ASSUMPTION: its cache behaviour is the shard's access model at 1/n of the lookups.
-            n = len(shard.ranks)
-            lookups, unique = lookups / n, unique / n
+        key = (shard, global_batch, world_size)
+        figures = self._figures.get(key)
+        if figures is None:
+            served = self.served(shard, global_batch, world_size)
+            lookups = served * self.w.table_lookups(table) * self.lookup_share(shard)
+            unique = self.unique_rows(shard, lookups)
+            if shard.sharding == "distributed":
+                # One rank's part: every n-th row of the shard, so 1/n of its lookups and distinct
+                # rows. ASSUMPTION: its cache behaviour is the shard's access model at 1/n of the
+                # lookups.
+                n = len(shard.ranks)
+                lookups, unique = lookups / n, unique / n
+            figures = self._figures[key] = (served, lookups, unique)
+        served, lookups, unique = figures
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,

@@ -83,7 +83,12 @@ class _Templates:
         step_nodes = graph.nodes
         stride = max((n.id for n in step_nodes), default=-1) + 1
         cross = _cross_dependencies(graph)
-        first = [tuple(dict.fromkeys(n.deps)) for n in step_nodes]
+        # Most nodes have at most one dependency, which needs no de-duplication (a tuple of one is
+        # its own copy; a reader may have left a list).
+        own_deps = [n.deps for n in step_nodes]
+        first = [
+            deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps)) for deps in own_deps
+        ]
         later = [
             own if extra is None else (*own, *[i - stride for i in extra])
             for own, extra in zip(first, cross, strict=True)
@@ -306,13 +311,20 @@ class ChainedGraph(ExecutionGraph):
         if len(position) != step_index.size:  # duplicate ids: positions would be ambiguous
             return GraphIndex.of(self)
         size, stride = step_index.size, templates.stride
-        # The templates in positions: an id ``d`` of the step's block is ``position[d]``, one of
-        # the previous block (``d - stride``) that position less the step's size.
-        first = [[position[d] for d in deps] for deps in templates.first]
-        later = [
-            own if extra is None else [*own, *[position[e] - size for e in extra]]
-            for own, extra in zip(first, templates.cross, strict=True)
-        ]
+        first: Sequence[Sequence[int]]
+        later: Sequence[Sequence[int]]
+        if stride == size and step_index.ids == list(range(size)):
+            # Ids are positions (as the builder numbers nodes): the templates are in positions,
+            # and an id of the previous block (``d - stride``) is that position less the size.
+            first, later = templates.first, templates.later
+        else:
+            # The templates in positions: an id ``d`` of the step's block is ``position[d]``, one
+            # of the previous block (``d - stride``) that position less the step's size.
+            first = [[position[d] for d in deps] for deps in templates.first]
+            later = [
+                own if extra is None else [*own, *[position[e] - size for e in extra]]
+                for own, extra in zip(first, templates.cross, strict=True)
+            ]
         return step_index.repeated(_ChainedNodes(self), self._steps, stride, first, later)
 
 

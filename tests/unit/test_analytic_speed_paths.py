@@ -4,10 +4,13 @@
 in numpy over a ``GraphIndex``, the chained graph made lazily), the collective cost layer memoises
 group layouts and local routes, and the topology shares max-flows between routes of the same shape
 and computes the bisection in integers; the invariant checks and the timeline metrics (window,
-critical path, busy times, network time) run vectorised over the index, and durations are asked
-for in bulk. Each is compared here, bit for bit, with the plain version (kept below as the
-reference) on built, chained and random graphs, on real configurations (both DGX generations, one
-and two nodes, plain and planned sharding, the three runtimes) and on shipped systems.
+critical path, busy times, network time) run vectorised over the index, and durations are asked for
+in bulk. The step builder lays every rank's dense chain from one template, makes nodes through their
+slots and shares the ranks' equal ops; the cost model takes the builder's access models and costs
+equal table-batched lookups once; the schedule's maps are made when first read. Each is compared
+here, bit for bit, with the plain version (kept below as the reference) on built, chained and random
+graphs, on real configurations (both DGX generations, one and two nodes, plain and planned sharding,
+the three runtimes) and on shipped systems.
 """
 
 from __future__ import annotations
@@ -15,24 +18,40 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import pickle
 import random
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import networkx as nx
+import numpy as np
 import pytest
 
 from recsim.api import load_system, load_workload, make_plan, prepare
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.collectives.base import GroupLayout, group_layout
-from recsim.cost.model import CATEGORIES, CostModel, category_of
+from recsim.cost.model import _OP_FIELDS, CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.simulate import SimulationOptions, _network_busy, _utilisation, simulate_training
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window
-from recsim.errors import SimulationError, TraceError
-from recsim.graph.build import BuildOptions, build_training_step
+from recsim.errors import InfeasibleError, SimulationError, TraceError
+from recsim.graph.build import (
+    DENSE_INPUT_BYTES,
+    LANE_DENSE,
+    LANE_INPUT,
+    OPTIMIZER_FLOPS_PER_PARAM,
+    OPTIMIZER_STATE,
+    BuildOptions,
+    _buckets,
+    _Builder,
+    _framework,
+    _group_label,
+    _layer_op,
+    build_inference_batch,
+    build_training_step,
+)
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import (
     Collective,
@@ -42,16 +61,23 @@ from recsim.graph.ir import (
     ExecutionGraph,
     Host,
     Node,
+    Op,
     Stream,
     Transfer,
 )
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_schedule, queue_of
+from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.graph.steps import ChainedGraph, chain_steps
 from recsim.hardware.topology import build_topology, gpu_id
 from recsim.metrics.invariants import check_schedule
 from recsim.planner import table_wise_round_robin
+from recsim.planner.types import Plan, Shard
+from recsim.workload.access import MixtureModel, access_model
+from recsim.workload.access.model import AccessModel
+from recsim.workload.access.slice import SliceModel, SubsetModel
 from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import DTYPE_BYTES, Workload
 from tests.conftest import FIXTURES
 
 TINY = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
@@ -852,6 +878,25 @@ def _built(name: str, workload_name: str, nodes: int, plan_name: str, runtime: s
     return system, workload, plan, build_training_step(workload, plan, BuildOptions(validate_plan=False))
 
 
+def reference_lookup_bytes_by_owner(bld, b: int) -> list[dict[int, float]]:
+    """[sender][owner] -> index + length bytes of the sender's local samples for owner's shards
+    (``_Builder._lookup_bytes_by_owner`` as it was: a row per sender, now one row for all)."""
+    from recsim.graph.build import INDEX_BYTES, LENGTH_BYTES
+
+    out: list[dict[int, float]] = [defaultdict(float) for _ in range(bld.world)]
+    for shard in bld.plan.shards:
+        if shard.sharding == "data_parallel":
+            continue
+        table = bld.tables[shard.table]
+        # A distributed shard's ranks each receive the ids of their own rows.
+        lookups = bld.w.table_lookups(table) * b * bld.ops.member_share(shard)
+        for owner in shard.ranks:
+            per_sender = lookups * INDEX_BYTES + b * LENGTH_BYTES
+            for sender in range(bld.world):
+                out[sender][owner] += per_sender
+    return out
+
+
 BUILD_CONFIGS = [
     ("dgx-h100", "dlrm-dcnv2", 1, "table_wise", "fused"),
     ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager"),
@@ -874,7 +919,7 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
     batch = workload.training.global_batch_size
     b = batch // world
     # The input all-to-all's splits, as first written: a generator per rank over the owner table.
-    by_rank = _Builder(workload, plan, BuildOptions())._lookup_bytes_by_owner(b)
+    by_rank = reference_lookup_bytes_by_owner(_Builder(workload, plan, BuildOptions()), b)
     # The pooled all-to-all's, from the exchange matrix read entry by entry.
     comm_dtype = step.metadata["comm_dtype"]
     matrix = pooled_exchange(ShardOps(workload), plan, batch, DTYPE_BYTES[comm_dtype]).send
@@ -1127,3 +1172,564 @@ def test_all_to_all_level_costs_match_the_reference(name, nodes):
             got = _level_costs(layout, m)
             assert repr(got) == repr(reference_level_costs(layout, m))
         assert not layout.same_node.flags.writeable
+
+
+# ------------------------------------------------------------------------------- the step builder,
+# before its dense chain was laid per rank from one template, its nodes made through their slots, the
+# input table kept as one row, the ranks' equal ops shared and a shard's figures worked out once for
+# both passes: the plain versions, kept verbatim as the references
+
+
+class _ReferenceShardOps(ShardOps):
+    def op(self, shard: Shard, pass_: str, global_batch: int, world_size: int) -> Embedding:
+        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
+        table = self.tables[shard.table]
+        served = self.served(shard, global_batch, world_size)
+        lookups = served * self.w.table_lookups(table) * self.lookup_share(shard)
+        unique = self.unique_rows(shard, lookups)
+        if shard.sharding == "distributed":
+            # One rank's part: every n-th row of the shard, so 1/n of its lookups and distinct rows.
+            # ASSUMPTION: its cache behaviour is the shard's access model at 1/n of the lookups.
+            n = len(shard.ranks)
+            lookups, unique = lookups / n, unique / n
+        return Embedding(
+            table=self.op_table(shard),
+            pass_=pass_,
+            rows=shard.rows_per_rank,
+            dim=shard.dim,
+            dtype=shard.dtype or self.w.table_dtype(table),
+            batch=served,
+            lookups=lookups,
+            unique_rows=unique,
+            tier=shard.tier,
+            optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+        )
+
+
+class _ReferenceBuilder(_Builder):
+    """``_Builder`` with its node-making and pass methods as they were."""
+
+    def add(
+        self,
+        rank: int,
+        name: str,
+        stream: Stream,
+        op: Op,
+        deps: Sequence[int] = (),
+        phase: str = "",
+        lane: int = 0,
+    ) -> int:
+        # Most nodes have at most one dependency, which needs no de-duplication.
+        unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
+        nid = self.next_id
+        self.graph.add(Node(nid, rank, name, stream, op, unique, lane, None, None, phase))
+        self.next_id = nid + 1
+        return nid
+
+    def input_pipeline(self, batch: int) -> None:
+        """Data loading, H2D copy and index all-to-all of the next batch (overlaps this step)."""
+        b = self.local_batch(batch)
+        by_rank = self._lookup_bytes_by_owner(b)
+        ids = []
+        for r in range(self.world):
+            idx_bytes = sum(by_rank[r].values())
+            dense = b * self.w.dense_features * DENSE_INPUT_BYTES
+            load = self.add(
+                r, "data_loading", Stream.HOST, Host("data_loading", dense + idx_bytes), phase="input"
+            )
+            h2d = self.add(
+                r, "h2d_next_batch", Stream.COPY, Transfer("host", "hbm", dense + idx_bytes), [load], "input"
+            )
+            ids.append(h2d)
+            self.h2d[r] = h2d
+        group = tuple(range(self.world))
+        # ``recv`` is a column of the sender-by-owner table: read each column once (the rows are
+        # dicts with absent entries meaning 0.0) rather than one generator per rank.
+        rows = [[row.get(q, 0.0) for q in group] for row in by_rank]
+        columns = list(zip(*rows, strict=True))
+        for r in range(self.world):
+            send = tuple(rows[r])
+            recv = columns[r]
+            self.add(
+                r,
+                "input_dist",
+                Stream.COMM,
+                Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, sum(send), "int64", send, recv),
+                [ids[r]],
+                "input",
+                lane=LANE_INPUT,
+            )
+
+    def _lookup_bytes_by_owner(self, b: int) -> list[dict[int, float]]:
+        return reference_lookup_bytes_by_owner(self, b)
+
+    def embedding_pass(
+        self,
+        batch: int,
+        pass_: str,
+        deps_by_rank: dict[int, list[int]],
+        replicated_deps: dict[int, list[int]] | None = None,
+    ) -> dict[int, list[int]]:
+        """The lookup nodes of ``pass_`` (forward or backward) on every rank; returns ids by rank.
+
+        With ``fuse_tables`` (TorchRec's default), a rank's HBM shards of one dtype form one
+        table-batched (TBE) node, as FBGEMM runs them in one kernel launch: its rows, lookups and
+        unique rows are the sums over the shards and its dim the lookup-weighted mean, so the bytes
+        it moves are those of the shards. Other tiers and data-parallel shards stay one node per
+        shard (their caches and gradient all-reduce are per table). Replicated (data-parallel)
+        lookups wait for ``replicated_deps`` when given (their backward needs no exchange).
+        """
+        self.local_batch(batch)  # checks divisibility
+        out: dict[int, list[int]] = defaultdict(list)
+        groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
+        for shard in self.plan.shards:
+            table = self.tables[shard.table]
+            op = self.ops.op(shard, pass_, batch, self.world)
+            replicated = shard.sharding == "data_parallel"
+            for rank in shard.ranks:
+                if self.opt.fuse_tables and shard.tier == "hbm":
+                    groups[(rank, op.dtype, replicated)].append((shard, op))
+                    continue
+                name = f"emb_{pass_}:{shard.table}"
+                if shard.rows < table.rows:
+                    name += f"[{shard.row_start}:{shard.row_end}]"
+                if shard.dim < self.w.table_dim(table):
+                    name += f"[:,{shard.col_start}:{shard.col_end}]"
+                deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
+                nid = self.lookup(rank, name, op, deps.get(rank, []), pass_)
+                out[rank].append(nid)
+                if shard.sharding == "data_parallel":
+                    self.replicated[(rank, shard)] = nid
+        order = sorted(groups.items())
+        if replicated_deps is not None:  # replicated first: they need not wait for the exchange
+            order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
+        for (rank, dtype, replicated), members in order:
+            ops = [op for _, op in members]
+            lookups = sum(o.lookups for o in ops)
+            dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
+            fused = Embedding(
+                table=f"tbe:{rank}:{dtype}" + (":replicated" if replicated else ""),
+                pass_=pass_,
+                rows=sum(o.rows for o in ops),
+                dim=max(1, round(dim)),
+                dtype=dtype,
+                batch=max(o.batch for o in ops),
+                lookups=lookups,
+                unique_rows=sum(o.unique_rows or 0.0 for o in ops),
+                tier="hbm",
+                optimizer=ops[0].optimizer,
+            )
+            self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
+            name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
+            deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
+            nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
+            out[rank].append(nid)
+            if replicated:
+                for shard, _ in members:
+                    self.replicated[(rank, shard)] = nid
+        return out
+
+    def pooled_exchange(
+        self, batch: int, forward: bool, deps_by_rank: dict[int, list[int]]
+    ) -> dict[int, list[int]]:
+        """Forward: pooled embeddings to the sample owners; backward: their gradients back.
+
+        A block on one rank (table-, column- or table-column-wise) sends each sample owner its
+        vectors in one all-to-all. A block split by rows over ranks ``G`` (row-wise, table-row-wise,
+        grid) first reduce-scatters its partial pools over ``G``, member ``i`` keeping the samples of
+        the ranks ``q`` with ``q mod |G| = i`` (for row-wise over the world that is ``q`` itself;
+        inside a node, the ranks of the same local index), which it then sends on in the same
+        all-to-all (``shard_ops.pooled_exchange``, computed once per graph). Backward runs the
+        transpose: the all-to-all, then an all-gather per rank group.
+        """
+        b = self.local_batch(batch)
+        comm = DTYPE_BYTES[self.comm_dtype]
+        phase = "forward" if forward else "backward"
+        group = tuple(range(self.world))
+        if self._exchange is None:
+            self._exchange = pooled_exchange(self.ops, self.plan, batch, comm)
+        exchange = self._exchange
+        matrix = exchange.send  # forward direction: [src][dst]
+        # TorchRec batches the output dist of every table sharded over the same ranks into one
+        # collective (its RW/TWRW dists concatenate the tables' partial pools): one
+        # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.
+        groups = exchange.reduce_groups
+        out: dict[int, list[int]] = defaultdict(list)
+        reduce_ids: dict[int, list[int]] = defaultdict(list)
+        if forward:
+            for ranks, dim in groups.items():
+                key = f"rw_fwd:{_group_label(ranks, self.world)}"
+                for r in ranks:
+                    # Each member holds partial sums for all B samples and keeps B / |G| of them.
+                    op = Collective(
+                        CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype
+                    )
+                    nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
+                    out[r].append(nid)
+                    reduce_ids[r].append(nid)
+        a2a: dict[int, int] = {}
+        if exchange.any_all_to_all:
+            key = "a2a_fwd" if forward else "a2a_bwd"
+            # The matrix's columns, each read once (``matrix[q][r]`` over ``q``), not per rank.
+            columns = list(zip(*matrix, strict=True))
+            for r in group:
+                send = tuple(matrix[r]) if forward else columns[r]
+                recv = columns[r] if forward else tuple(matrix[r])
+                op = Collective(
+                    CollectiveOp.ALL_TO_ALL,
+                    key,
+                    group,
+                    sum(send),
+                    self.comm_dtype,
+                    send,
+                    recv,
+                    self.a2a_algorithm,
+                )
+                deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
+                a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
+                out[r].append(a2a[r])
+        if not forward:
+            for ranks, dim in groups.items():
+                key = f"rw_bwd:{_group_label(ranks, self.world)}"
+                for r in ranks:
+                    size = b * dim * comm * (self.world / len(ranks))
+                    op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
+                    deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
+                    out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
+        return out
+
+
+def reference_build_training_step(
+    workload: Workload, plan: Plan, options: BuildOptions | None = None
+) -> ExecutionGraph:
+    """The execution graph of one steady-state training step (see the module docstring)."""
+    opt = options or BuildOptions()
+    if opt.validate_plan:
+        plan.validate(workload)
+    bld = _ReferenceBuilder(workload, plan, opt, _ReferenceShardOps(workload))  # (was: _Builder)
+    framework = _framework(workload)
+    bld.presort = framework.presorts_indices(plan)
+    bld.a2a_algorithm = framework.pooled_all_to_all(plan)
+    batch = workload.training.global_batch_size
+    precision = workload.training.precision
+    b = bld.local_batch(batch)
+    s = DTYPE_BYTES[precision]
+    if opt.include_input_pipeline:
+        bld.input_pipeline(batch)
+    emb_fwd = bld.embedding_pass(batch, "forward", {})
+    layers = workload.dense_layers
+    bottom = [layer for layer in layers if layer.part == "bottom"]
+    after = [layer for layer in layers if layer.part != "bottom"]
+    # Model-parallel bottom MLP (Plan.bottom_rank): one rank runs it for the global batch and its
+    # output joins the pooled all-to-all; the other ranks start from the exchanged vectors.
+    mp_rank = plan.bottom_rank if bottom else None
+    if mp_rank is not None:
+        mp_ids = bld.dense_forward(mp_rank, batch, bottom, [], precision, whole_batch=True)
+        emb_fwd.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
+    a2a_fwd = bld.pooled_exchange(batch, True, emb_fwd)
+
+    grads: list[tuple[str, float, int, int]] = []  # (layer, bytes, rank, node) in backward order
+    last_bwd: dict[int, list[int]] = {}
+    emb_grad_ready: dict[int, list[int]] = {}
+    data_parallel = bottom if mp_rank is None else []
+    # The same loss on every rank: one op, shared (as the layers' ops are).
+    loss_op = Compute(
+        "bce_loss",
+        flops=8.0 * b,
+        bytes_read=2 * b * s,
+        bytes_written=b * s,
+        dtype=precision,
+        category="elementwise",
+    )
+    for r in range(bld.world):
+        bottom_ids = bld.dense_forward(r, batch, data_parallel, [], precision)
+        joined = [*a2a_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
+        rest_ids = bld.dense_forward(r, batch, after, joined, precision)
+        last = list(rest_ids.values())[-1]
+        loss = bld.add(r, "loss", Stream.COMPUTE, loss_op, [last], "forward")
+        prev = [loss]
+        emb_grad_ready[r] = []
+        for layer in reversed(data_parallel + after):
+            if layer.part == "bottom" and not emb_grad_ready[r]:
+                emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
+            op = bld.layer_op(layer, b, s, precision, backward=True)
+            nid = bld.add(r, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")
+            prev = [nid]
+            if layer.params:
+                grads.append((layer.name, layer.params * s, r, nid))
+        if not emb_grad_ready[r]:
+            emb_grad_ready[r] = list(prev)
+        last_bwd[r] = prev
+
+    # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
+    # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
+    # of the grouped weight-gradient buffer) all-reduces them after the replicated backward instead.
+    grouped = bld.world > 1 and framework.groups_replicated_gradients(plan)
+    gradient_algorithm = framework.gradient_all_reduce
+    bucket_ids: dict[int, list[int]] = defaultdict(list)
+    # One group tuple for every rank's all-reduces: the cost model finds equal collectives on
+    # shared tuples by identity instead of hashing the whole group each time.
+    world_group = tuple(range(bld.world))
+
+    grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
+    for name, size, rank, nid in grads:
+        grads_by_rank[rank].append((name, size, nid))
+
+    def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
+        """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
+        ``extra_deps``) join the last bucket, or form one of their own on a rank without dense ones."""
+        buckets = [(size, [last]) for size, last in _buckets(grads_by_rank.get(r, []), opt.bucket_bytes)]
+        if extra_bytes:
+            size, deps = buckets.pop() if buckets else (0.0, [])
+            buckets.append((size + extra_bytes, [*deps, *extra_deps]))
+        for k, (size, deps) in enumerate(buckets):
+            op = Collective(
+                CollectiveOp.ALL_REDUCE,
+                f"allreduce_bucket{k}",
+                world_group,
+                size,
+                precision,
+                algorithm=gradient_algorithm,
+            )
+            bucket_ids[r].append(
+                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
+            )
+
+    if not grouped and bld.world > 1:
+        for r in range(bld.world):
+            dense_buckets(r)
+
+    a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
+    if mp_rank is not None:
+        # The bottom MLP's output gradients come back in the backward all-to-all; its weights live
+        # on one rank only, so they are not all-reduced.
+        prev = a2a_bwd.get(mp_rank, []) or emb_grad_ready[mp_rank]
+        for layer in reversed(bottom):
+            op = _layer_op(layer, batch, s, precision, backward=True)
+            prev = [bld.add(mp_rank, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")]
+        last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
+    emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
+    # Replicated lookups' gradients come straight from the interaction: no exchange to wait for.
+    bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
+    # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
+    # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
+    # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
+    # dense gradients (``grouped``).
+    if bld.world > 1:
+        by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
+        for (rank, shard), nid in bld.replicated.items():
+            dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
+            by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
+        for r in range(bld.world):
+            if grouped:
+                mine = by_rank.get(r, [])
+                dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
+                continue
+            grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
+            for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
+                key = f"dp_allreduce_bucket{k}"
+                op = Collective(
+                    CollectiveOp.ALL_REDUCE,
+                    key,
+                    world_group,
+                    size,
+                    "fp32",
+                    algorithm=gradient_algorithm,
+                )
+                bucket_ids[r].append(
+                    bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                )
+
+    optimizer = workload.training.optimizer
+    bottom_params = sum(layer.params for layer in bottom)
+    for r in range(bld.world):
+        # A model-parallel bottom MLP's weights are updated on its rank only.
+        dense_params = workload.dense_parameters - (bottom_params if mp_rank not in (None, r) else 0)
+        state = OPTIMIZER_STATE[optimizer]
+        bld.add(
+            r,
+            "dense_optimizer",
+            Stream.COMPUTE,
+            Compute(
+                f"{optimizer}_step",
+                flops=OPTIMIZER_FLOPS_PER_PARAM[optimizer] * dense_params,
+                bytes_read=(2 + state) * dense_params * 4.0,
+                bytes_written=(1 + state) * dense_params * 4.0,
+                dtype="fp32",
+                category="optimizer",
+            ),
+            [*last_bwd[r], *bucket_ids[r]],
+            "optimizer",
+        )
+    bld.graph.metadata = {
+        **bld.metadata("training"),
+        "global_batch_size": batch,
+        "local_batch_size": b,
+        "precision": precision,
+        "comm_dtype": bld.comm_dtype,
+        "bottom_rank": mp_rank,
+    }
+    return bld.graph
+
+
+class _ReferenceCostModel(CostModel):
+    """``CostModel`` with an access model per fused table and embedding costs keyed by the op's
+    table, as they were (and no models handed over by the builder)."""
+
+    def access(self, table: str) -> AccessModel | None:
+        """The access model of a workload table (None for traces without a workload)."""
+        if table in self._fused and table not in self._access:
+            parts = [(self.access(t), n) for t, n in self._fused[table]]
+            if all(m is not None for m, _ in parts):
+                self._access[table] = MixtureModel([m for m, _ in parts if m], [n for _, n in parts])
+            return self._access.get(table)
+        if table in self._slices and table not in self._access:
+            base_name, start, end, order = self._slices[table]
+            base = self.access(base_name)
+            if base is not None:
+                self._access[table] = (
+                    SliceModel(base, start, end) if order == "popularity" else SubsetModel(base, end - start)
+                )
+            return self._access.get(table)
+        if self.workload is None or table not in self._tables:
+            return self._access.get(table)
+        if table not in self._access:
+            spec = self._tables[table]
+            self._access[table] = access_model(self.workload.table_access(spec), spec.rows)
+        return self._access[table]
+
+    def _op_duration(self, op: object) -> float:
+        if isinstance(op, Collective):
+            return self.collective_s(op)
+        # The same op recurs on every rank and step (ops are frozen values): cost it once. The key
+        # is the op's kind and fields as a plain tuple, equal exactly when the ops are equal.
+        getter = _OP_FIELDS.get(type(op))
+        key = (type(op), getter(op)) if getter is not None else op
+        by_op = self._by_op.get(key)
+        if by_op is not None:
+            return by_op
+        if isinstance(op, Compute):
+            value = self.compute_s(op)
+        elif isinstance(op, Embedding):
+            value = self.embedding_s(op)
+        elif isinstance(op, Transfer):
+            value = self.transfer_s(op)
+        elif isinstance(op, Host):
+            value = self.host_s(op)
+        else:  # pragma: no cover - the IR has no other op kinds
+            raise InfeasibleError(f"no cost model for {type(op).__name__}")
+        self._by_op[key] = value
+        return value
+
+
+GRAPH_CONFIGS = [
+    ("dgx-h100", "dlrm-dcnv2", 1, "table_wise", "fused"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager"),
+    ("dgx-a100", "dlrm-dcnv2", 2, "column_wise", "cuda_graphs"),
+    ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused"),
+    ("dgx-a100", "dlrm-mlperf", 1, "table_wise_mp_bottom", "cuda_graphs"),
+    ("dgx-a100", "dlrm-mlperf", 2, "table_wise_mp_bottom", "fused"),
+    ("dgx-h100", "din", 1, "table_wise", "fused"),
+    ("dgx-h100", "dien", 2, "row_wise", "eager"),
+    ("dgx-h100", "dlrm-dcnv2", 4, "data_parallel", "fused"),
+    ("dgx-h100", "dlrm-dcnv2", 4, "memory_balanced", "fused"),
+]
+
+
+@pytest.mark.parametrize(("name", "workload_name", "nodes", "plan_name", "runtime"), GRAPH_CONFIGS)
+def test_builder_matches_the_reference_builder(name, workload_name, nodes, plan_name, runtime):
+    """The same nodes (ids, names, ops, dependencies, streams, lanes, phases), in the same order, and
+    the same metadata; and the cost model, handed the builder's access models, the same durations
+    as the plain one (a mixture per fused table, embedding costs keyed by the table)."""
+    system, workload = prepare(
+        name, workload_name, nodes=nodes, precision="fp16", overrides=[f"workload.training.runtime={runtime}"]
+    )
+    plan = make_plan(plan_name, workload, system)
+    ops = ShardOps(workload)
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False), ops)
+    reference = reference_build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    assert step.ranks == reference.ranks and step.metadata == reference.metadata
+    assert len(step.nodes) == len(reference.nodes)
+    for got, want in zip(step.nodes, reference.nodes, strict=True):
+        assert got == want
+        assert type(got.op) is type(want.op) and type(got.deps) is tuple
+        if isinstance(got.op, Collective) and got.op.send_bytes is not None:
+            types = [type(x) for x in got.op.send_bytes + (got.op.recv_bytes or ())]
+            assert types == [type(x) for x in want.op.send_bytes + (want.op.recv_bytes or ())]
+    # Inference batches share the builder's pieces.
+    if workload.inference is not None:
+        assert build_inference_batch(workload, plan).nodes == reference_inference(workload, plan).nodes
+    metadata = step.metadata
+    fused, slices = metadata.get("fused_tables"), metadata.get("table_slices")
+    plain = _ReferenceCostModel(system, workload, fused_tables=fused, table_slices=slices)
+    expected = [plain.duration_s(n) for n in step.nodes]
+    handed = CostModel(
+        system, workload, fused_tables=fused, table_slices=slices, access_models=ops.access_models()
+    )
+    assert handed.durations_s(step.nodes) == expected
+    fresh = CostModel(system, workload, fused_tables=fused, table_slices=slices)
+    assert [fresh.duration_s(n) for n in step.nodes] == expected
+
+
+def reference_inference(workload: Workload, plan: Plan) -> ExecutionGraph:
+    """``build_inference_batch`` on the reference builder."""
+    opt = BuildOptions(include_input_pipeline=False)
+    bld = _ReferenceBuilder(workload, plan, opt, _ReferenceShardOps(workload))
+    size = workload.inference.batch_size if workload.inference else 1
+    global_batch = size * bld.world
+    precision = workload.inference.precision if workload.inference else "fp32"
+    emb = bld.embedding_pass(global_batch, "forward", {})
+    a2a = bld.pooled_exchange(global_batch, True, emb)
+    layers = workload.dense_layers
+    bottom = [layer for layer in layers if layer.part == "bottom"]
+    after = [layer for layer in layers if layer.part != "bottom"]
+    for r in range(bld.world):
+        bottom_ids = bld.dense_forward(r, global_batch, bottom, [], precision)
+        joined = [*a2a.get(r, []), *(list(bottom_ids.values())[-1:])]
+        bld.dense_forward(r, global_batch, after, joined, precision)
+    return bld.graph
+
+
+def test_timing_schedule_is_made_once_and_its_check_skips_the_id_sets():
+    system, workload, plan = _prepared("dgx-h100", 1, "table_wise", "fused")
+    sim = simulate_training(system, workload, plan, SimulationOptions(fidelity="analytic"))
+    graph = sim.graph
+    assert graph is not None and sim.schedule is not None
+    index = GraphIndex.of(graph)
+    timing = Timing.of(index, sim.schedule)
+    made = timing.schedule()
+    assert made is timing.schedule() and timing.made(made) and not timing.made(sim.schedule)
+    # Its maps are made when first read: equal to the plain schedule's, pickled with them.
+    assert "start_s" not in vars(made)
+    plain = Schedule(dict(sim.schedule.start_s), dict(sim.schedule.finish_s))
+    assert pickle.loads(pickle.dumps(made)) == plain and vars(made).keys() == {"start_s", "finish_s"}
+    assert made == sim.schedule == plain and made.makespan_s == plain.makespan_s
+    with pytest.raises(AttributeError):
+        _ = made.start  # type: ignore[attr-defined]
+    check_schedule(graph, made, timing)
+    # A schedule not made from the timing still has its nodes checked.
+    short = Schedule(dict(list(made.start_s.items())[1:]), dict(list(made.finish_s.items())[1:]))
+    with pytest.raises(SimulationError, match="not scheduled exactly once"):
+        check_schedule(graph, short, timing)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_index_arrays_kept_from_the_making_equal_the_lists(lazy):
+    """``GraphIndex.of`` and ``repeated`` keep the arrays they made the lists from: the same
+    values and dtypes as converting the lists afresh."""
+    _, _, _, step = _built("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "fused")
+    chained = ChainedGraph.lazy(step, 3)
+    index = chained.index() if lazy else GraphIndex.of(chain_steps(step, 3))
+    lists = {
+        "ids_array": (index.ids, np.int64),
+        "prev_in_queue_array": (index.prev_in_queue, np.intp),
+        "dep_flat_array": (index.dep_flat, np.intp),
+        "vertex_array": (index.vertex, np.intp),
+        "queue_array": (index.queue, np.intp),
+    }
+    kept = {name for name in lists if name in vars(index)}
+    assert kept == (set(lists) if lazy else {"prev_in_queue_array", "vertex_array", "queue_array"})
+    for name, (values, dtype) in lists.items():
+        array = getattr(index, name)
+        fresh = np.asarray(values, dtype=dtype)
+        assert array.dtype == fresh.dtype and array.shape == fresh.shape and (array == fresh).all()
