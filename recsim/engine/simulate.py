@@ -135,7 +135,14 @@ def _simulate_training(
     shard_ops = ShardOps(workload)
     try:
         step = build_training_step(
-            workload, plan, BuildOptions(comm_dtype=options.comm_dtype, validate_plan=False), shard_ops
+            workload,
+            plan,
+            BuildOptions(
+                comm_dtype=options.comm_dtype,
+                validate_plan=False,
+                ranks_per_node=max(1, system.node.num_accelerators),
+            ),
+            shard_ops,
         )
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))

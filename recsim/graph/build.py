@@ -98,6 +98,9 @@ class BuildOptions:
     bucket_bytes: float = DDP_BUCKET_BYTES
     include_input_pipeline: bool = True
     validate_plan: bool = True  # False when the caller has just validated it (simulate_training)
+    # Ranks per node, for a framework whose row splits over several nodes reduce inside each node
+    # (``Runtime.hierarchical_row_splits``); None: every split reduces over all its ranks.
+    ranks_per_node: int | None = None
 
 
 class _Builder:
@@ -126,6 +129,7 @@ class _Builder:
         # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
         self.presort = False
         self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
+        self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
         # so each is made once and shared (the cost model then finds it by identity). Keyed by the
@@ -364,7 +368,7 @@ class _Builder:
         phase = "forward" if forward else "backward"
         group = tuple(range(self.world))
         if self._exchange is None:
-            self._exchange = pooled_exchange(self.ops, self.plan, batch, comm)
+            self._exchange = pooled_exchange(self.ops, self.plan, batch, comm, self.node_size)
         exchange = self._exchange
         matrix = exchange.send  # forward direction: [src][dst]
         # TorchRec batches the output dist of every table sharded over the same ranks into one
@@ -487,6 +491,7 @@ def build_training_step(
     framework = _framework(workload)
     bld.presort = framework.presorts_indices(plan)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
+    bld.node_size = opt.ranks_per_node if framework.hierarchical_row_splits else None
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)

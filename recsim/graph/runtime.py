@@ -136,6 +136,11 @@ class Runtime(ABC):
         the collective model's default, NCCL's direct exchange)."""
         return self.routed_all_to_all if "routed_rows" in plan_features(plan) else None
 
+    #: Whether a row split over several nodes reduces its partial pools inside each node and sends
+    #: the node partials to the sample owners (which add them), rather than reduce-scattering them
+    #: over all the split's ranks (TorchRec's row-wise output dist).
+    hierarchical_row_splits: ClassVar[bool] = False
+
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         """Whether the framework all-reduces the replicated rows' gradients of ``plan`` together with
         the dense gradients (one collective over a grouped buffer) rather than on their own."""
@@ -224,6 +229,11 @@ class Fused(Runtime):
     # (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per rail; on one node
     # it is the direct NVLink exchange).
     routed_all_to_all = "hierarchical"
+    # HugeCTR's embedding collection on several nodes (its DLRM-DCNv2 train.py:
+    # ``CommunicationStrategy.Hierarchical`` when num_nodes > 1): a table row-split over several
+    # nodes is reduced over NVLink inside each node, and the inter-node all-to-all carries one
+    # partial pool per node to each sample owner.
+    hierarchical_row_splits = True
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

@@ -191,7 +191,9 @@ class PooledExchange:
         return any(any(row) for row in self.send)
 
 
-def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: float) -> PooledExchange:
+def pooled_exchange(
+    ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: float, node_size: int | None = None
+) -> PooledExchange:
     """Who sends whom how many pooled bytes for ``plan`` (the rule of ``graph.build``'s exchange).
 
     A block on one rank sends each sample owner its ``b x dim`` vectors, times the block's bag share
@@ -201,6 +203,11 @@ def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: fl
     model-parallel bottom MLP (``Plan.bottom_rank``) sends its ``b x width`` output rows likewise. Each
     rank of a distributed shard sends every sample owner the partial pools of the bags its rows were
     drawn in (``b x dim`` times that bag share).
+
+    ``node_size`` (ranks per node, given for a framework with hierarchical row splits, HugeCTR's):
+    a row split over several nodes is one group per node instead, each reduce-scattering its
+    node's partial pools and sending them on, so every sample owner receives one partial pool per
+    node of the split and adds them (an addition of a few vectors per sample, not modelled).
     """
     world = plan.world_size
     b = global_batch // world
@@ -224,14 +231,31 @@ def pooled_exchange(ops: ShardOps, plan: Plan, global_batch: int, wire_bytes: fl
             for q in range(world):
                 row[q] += vector
             continue
-        groups[ranks] += dim
-        for q in range(world):
-            member = ranks[q % len(ranks)]
-            if member != q:
-                send[member][q] += b * dim * wire_bytes
+        for sub in _reduce_groups(ranks, node_size):
+            if len(sub) == 1:  # a node holding one rank of the split: its partials go out as they are
+                row = send[sub[0]]
+                for q in range(world):
+                    row[q] += b * dim * wire_bytes
+                continue
+            groups[sub] += dim
+            for q in range(world):
+                member = sub[q % len(sub)]
+                if member != q:
+                    send[member][q] += b * dim * wire_bytes
     if plan.bottom_rank is not None and ops.w.bottom_mlp:
         # A model-parallel bottom MLP sends each sample owner its output rows, as a table would.
         row = send[plan.bottom_rank]
         for q in range(world):
             row[q] += b * ops.w.bottom_mlp[-1] * wire_bytes
     return PooledExchange(send, dict(groups))
+
+
+def _reduce_groups(ranks: tuple[int, ...], node_size: int | None) -> list[tuple[int, ...]]:
+    """The groups a row split over ``ranks`` reduces its partial pools in: all of them, or (with
+    ``node_size``, hierarchical row splits) those of each node (ranks are numbered node by node)."""
+    if not node_size or ranks[0] // node_size == ranks[-1] // node_size:
+        return [ranks]
+    by_node: dict[int, list[int]] = defaultdict(list)
+    for r in ranks:
+        by_node[r // node_size].append(r)
+    return [tuple(members) for _, members in sorted(by_node.items())]

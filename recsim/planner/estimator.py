@@ -446,7 +446,8 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     presorted = framework.presorts_indices(plan)
     gradients = framework.gradient_all_reduce
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
-    exchange = pooled_exchange(est.ops, plan, est.batch, wire)
+    node_size = est.per_node if framework.hierarchical_row_splits else None
+    exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)
     a2a = est.marginal_s_per_byte("all_to_all", world, comm, framework.pooled_all_to_all(plan))
     for r, row in enumerate(exchange.send):
         t = math.fsum(row) * a2a

@@ -43,6 +43,7 @@ from typing import Any
 from recsim.cost.embedding.base import optimizer_state_bytes, parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
 from recsim.errors import InfeasibleError
+from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import pooled_exchange
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
@@ -231,7 +232,9 @@ def _ratio(values: list[float]) -> float:
 def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
     """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
     wire = DTYPE_BYTES[plan.comm_dtype]
-    exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire)
+    framework = runtime(workload.training.runtime)
+    node_size = estimator.per_node if framework.hierarchical_row_splits else None
+    exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
     return [math.fsum(row) for row in exchange.send]
 
 

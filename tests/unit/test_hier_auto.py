@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from recsim.api import make_plan, prepare
+from recsim.api import load_workload, make_plan, prepare
 from recsim.errors import InfeasibleError
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.ir import Collective
+from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.planner.proposers import PlanningContext
 from recsim.planner.proposers.hier_auto import HierTable, _Search, hugectr_table_bytes, table_cost
 from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.planner.types import Plan, Shard
+from recsim.workload.spec import Workload
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def search(hotness: list[float], per_table: float, nodes: int = 2, node_bytes: float = 1e12) -> _Search:
@@ -70,3 +79,49 @@ def test_one_node_is_not_hierarchical() -> None:
     system, workload = prepare("dgx-h100", "dlrm-dcnv2")
     with pytest.raises(InfeasibleError, match="more than one node"):
         make_plan("hier_auto", workload, system)
+
+
+# -- HugeCTR's hierarchical exchange of a row split over several nodes ---------------------------
+
+
+def _split_over_two_nodes() -> tuple[Workload, Plan]:
+    """Table a (dim 4) row-split over 4 ranks of 2-rank nodes; b whole on rank 1. Batch 8."""
+    w = load_workload(FIXTURES / "workloads" / "tiny-dlrm.yaml")
+    shards = [Shard("a", "row_wise", 25 * r, 25 * (r + 1), 0, 4, (r,), "hbm", "fp32") for r in range(4)]
+    shards.append(Shard("b", "table_wise", 0, 50, 0, 4, (1,), "hbm", "fp32"))
+    return w, Plan(4, tuple(shards), strategy="test")
+
+
+def test_a_split_over_nodes_reduces_inside_each_node_and_sends_node_partials() -> None:
+    w, plan = _split_over_two_nodes()
+    ops = ShardOps(w)
+    vector = 2 * 4 * 4.0  # 2 samples per rank x dim 4 x 4 bytes
+    flat = pooled_exchange(ops, plan, 8, 4.0)
+    # Reduced over all four ranks: member q keeps owner q's samples, nothing more to send.
+    assert flat.reduce_groups == {(0, 1, 2, 3): 4}
+    assert [row[q] for q, row in enumerate(flat.send)] == [0.0, vector, 0.0, 0.0]  # b's own chunk
+    hier = pooled_exchange(ops, plan, 8, 4.0, node_size=2)
+    assert hier.reduce_groups == {(0, 1): 4, (2, 3): 4}
+    # Node 0 reduces its partials over ranks 0-1: rank 0 keeps owners 0 and 2, rank 1 owners 1 and
+    # 3, and sends the other node's owners their node-0 partial; node 1 likewise.
+    a_part = [
+        [0.0, 0.0, vector, 0.0],
+        [0.0, 0.0, 0.0, vector],
+        [vector, 0.0, 0.0, 0.0],
+        [0.0, vector, 0.0, 0.0],
+    ]
+    b_part = [[0.0] * 4, [vector] * 4, [0.0] * 4, [0.0] * 4]
+    assert hier.send == [
+        [x + y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(a_part, b_part, strict=True)
+    ]
+
+
+def test_the_fused_runtime_builds_per_node_reduce_scatters_the_eager_one_a_global_one() -> None:
+    w, plan = _split_over_two_nodes()
+    for runtime, keys in (("fused", {"rw_fwd:ranks 0-1", "rw_fwd:ranks 2-3"}), ("eager", {"rw_fwd:all"})):
+        workload = w.model_copy(update={"training": w.training.model_copy(update={"runtime": runtime})})
+        graph = build_training_step(workload, plan, BuildOptions(ranks_per_node=2))
+        found = {
+            n.op.key for n in graph.nodes if isinstance(n.op, Collective) and n.op.key.startswith("rw_fwd")
+        }
+        assert found == keys
