@@ -34,6 +34,7 @@ from recsim.cost.collectives.base import (
     GroupLayout,
     LevelCost,
     Stage,
+    circulant_row,
     levels,
     matrix_flows,
     register,
@@ -77,60 +78,220 @@ def _peers(sends: NDArray[np.bool_]) -> int:
     )
 
 
+def exact_sums(values: NDArray[np.float64]) -> bool:
+    """Whether every sum of a subset of ``values``, added in any order, is exact.
+
+    True when the values are finite, non-negative (no ``-0.0``) and all whole multiples of one
+    power of two ``2**e``, and ``max x count`` (a bound on every subset sum) is below
+    ``2**(52 + e)``: every partial sum is then a multiple of ``2**e`` with fewer than ``2**53``
+    units, which a float holds exactly. Then numpy's pairwise row sums, its row-by-row column sums,
+    ``np.bincount`` and ``total - part`` all give the same (exact) figure, so the costs may form
+    their sums in whichever way is cheapest and stay bit for bit what the ``n x n`` matrix sums
+    give. Bytes are usually whole numbers (or whole numbers over a power-of-two group size);
+    values with a full 53-bit mantissa fail and are summed as before.
+    """
+    if values.size == 0:
+        return True
+    top = float(values.max())
+    if not (float(values.min()) >= 0.0 and top < math.inf) or bool(np.signbit(values).any()):
+        return False  # NaN, inf, negatives, -0.0
+    if top == 0.0:
+        return True
+    bound = top * values.size  # rounded: the margin of one bit below covers it
+    if bound <= 2.0**52 and bool((np.trunc(values) == values).all()):
+        return True  # whole numbers (e = 0), the usual case, without the exponent work below
+    pos = values[values > 0]
+    mantissa, exponent = np.frexp(pos)  # pos = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    units = np.ldexp(mantissa, 53).astype(np.int64)  # pos = units * 2**(exponent - 53), exactly
+    _, low = np.frexp((units & -units).astype(np.float64))  # lowest set bit of units = 2**(low - 1)
+    e = int((exponent - 54 + low).min())  # every value is a whole multiple of 2**e
+    return math.frexp(bound)[1] <= 52 + e  # bound < 2**(52 + e)
+
+
+def _intra_cost(
+    layout: GroupLayout,
+    local_vals: NDArray[np.float64],
+    row_sums: NDArray[np.float64],
+    col_sums: NDArray[np.float64],
+) -> LevelCost:
+    """The NVLink demand of the slowest rank, from the bytes of the same-node pairs
+    (``local_vals``, in ``same_node_pairs`` order, diagonal zero) and each rank's same-node bytes
+    sent (``row_sums``) and received (``col_sums``)."""
+    load = np.maximum(row_sums, col_sums)
+    # A rank's port (its NVLink through NVSwitch) carries all its peers' bytes; on a mesh or
+    # PCIe a peer without a direct link is reached over a slower route, which may be the limit.
+    seconds = load / layout.intra_bandwidth
+    # Every node of a system is built from the same node spec, so the route between local GPUs
+    # i and j is the same in every node: cost it once per local pair (node 0's vertices).
+    nonzero = local_vals != 0
+    values = local_vals[nonzero]
+    rows = layout.same_node_rows[nonzero]
+    cols = layout.same_node_cols[nonzero]
+    per_pair = values / layout.same_node_pair_bandwidth[nonzero]
+    np.maximum.at(seconds, rows, per_pair)
+    np.maximum.at(seconds, cols, per_pair)
+    worst = int(np.argmax(seconds))
+    sends = values > 0
+    n = layout.n
+    peers = max(
+        int(np.bincount(rows[sends], minlength=n).max()), int(np.bincount(cols[sends], minlength=n).max())
+    )
+    # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
+    rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+    return LevelCost(float(peers), float(load[worst]), float(rate))
+
+
+def _inter_cost(
+    layout: GroupLayout, row_sums: NDArray[np.float64], col_sums: NDArray[np.float64], peers: int
+) -> LevelCost:
+    """The NIC demand of the slowest rank (bytes over its NIC share), from each rank's remote bytes
+    sent and received and the most remote peers of one rank."""
+    load = np.maximum(row_sums, col_sums)
+    bw = layout.own_nic_bandwidth
+    worst = int(np.argmax(load / bw))
+    return LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(bw[worst]))
+
+
+def _local_sums(
+    layout: GroupLayout, local_vals: NDArray[np.float64], buffer: NDArray[np.float64] | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each rank's same-node bytes sent and received: the row and column sums of the matrix that
+    holds ``local_vals`` at the same-node pairs and zeros elsewhere.
+
+    Exact values (``exact_sums``) are summed per rank with ``np.bincount`` (``n x local`` pairs);
+    others in the ``n x n`` matrix itself, as before (``buffer``: a scratch ``n x n`` C-ordered
+    array to build it in, else a new one), since the order numpy adds them in shapes the result.
+    """
+    n = layout.n
+    if exact_sums(local_vals):
+        rows, cols = layout.same_node_rows, layout.same_node_cols
+        return np.bincount(rows, weights=local_vals, minlength=n), np.bincount(
+            cols, weights=local_vals, minlength=n
+        )
+    local_m = np.zeros((n, n)) if buffer is None else buffer
+    local_m.fill(0.0)
+    local_m.reshape(-1)[layout.same_node_pairs] = local_vals
+    return local_m.sum(axis=1), local_m.sum(axis=0)
+
+
 def _level_costs(
-    layout: GroupLayout, matrix: NDArray[np.float64]
+    layout: GroupLayout, matrix: NDArray[np.float64], *, owned: bool = False
 ) -> tuple[LevelCost | None, LevelCost | None]:
     """Direct exchange of ``matrix``: the NVLink and NIC demand of the slowest rank.
 
     Same-node entries are read through the layout's flat indices of its same-node pairs
     (``same_node_pairs``, a few per member) rather than by masking and scanning the whole ``n x n``
-    matrix for them; the remote part zeroes them in place. The figures are those of masking the
-    matrix (``np.where(same, m, 0)``): the same sums over the same arrays, the same nonzeros in the
-    same (row-major) order, the same peer counts.
+    matrix for them; the remote part zeroes them in place, and the same-node matrix (when its sums
+    need it, see ``_local_sums``) is then rebuilt in the same buffer rather than in a new one (a
+    fresh ``n x n`` array costs its page faults). The figures are those of masking the matrix
+    (``np.where(same, m, 0)``): the same sums over the same arrays, the same nonzeros in the same
+    (row-major) order, the same peer counts. ``owned``: ``matrix`` is the caller's to overwrite
+    (a fresh array), else it is copied first.
     """
-    m = matrix.copy()
+    m = matrix if owned and matrix.flags.c_contiguous and matrix.flags.writeable else matrix.copy()
     np.fill_diagonal(m, 0.0)
-    n = m.shape[1]
-    flat = m.reshape(-1)  # a view: ``m`` is a fresh C-ordered copy
+    flat = m.reshape(-1)  # a view: ``m`` is C-ordered
     pairs = layout.same_node_pairs
     local_vals = flat[pairs]
     intra = inter = None
+    if layout.num_nodes >= 2:
+        flat[pairs] = 0.0  # ``m`` is now the remote part
+        if m.any():
+            inter = _inter_cost(layout, m.sum(axis=1), m.sum(axis=0), _peers(m > 0))
     if layout.local >= 2 and local_vals.any():
-        local_m = np.zeros_like(m)
-        local_m.reshape(-1)[pairs] = local_vals
-        load = np.maximum(local_m.sum(axis=1), local_m.sum(axis=0))
-        # A rank's port (its NVLink through NVSwitch) carries all its peers' bytes; on a mesh or
-        # PCIe a peer without a direct link is reached over a slower route, which may be the limit.
+        # One node: every entry is a same-node pair, so ``m`` is already the same-node matrix.
+        if layout.num_nodes == 1 and not exact_sums(local_vals):
+            row_sums, col_sums = m.sum(axis=1), m.sum(axis=0)
+        else:
+            row_sums, col_sums = _local_sums(layout, local_vals, m)
+        intra = _intra_cost(layout, local_vals, row_sums, col_sums)
+    return intra, inter
+
+
+def _exact_circulant_level_costs(
+    layout: GroupLayout, row: NDArray[np.float64]
+) -> tuple[LevelCost | None, LevelCost | None]:
+    """``_level_costs`` of the circulant ``M[i, j] = row[(j - i) % n]`` whose values are
+    ``exact_sums``, from the layout's ``local x n`` tables of same-node partners (``partners``).
+
+    Every row and every column of ``M`` (diagonal zeroed) holds each entry of ``z`` (``row`` with
+    ``z[0] = 0``) once, so a rank's remote bytes are the total of ``z`` less its same-node bytes and
+    its remote peers the positive entries of ``z`` less its positive same-node ones. The sums are
+    exact, so they are the matrix's sums bit for bit; maxima and counts are exact anyway, and the
+    per-pair times are the same quotients of the same operands.
+    """
+    n = layout.n
+    sent, received, sent_bw, received_bw = layout.partners
+    z = np.empty(n + 1)
+    z[:n] = row
+    z[0] = 0.0  # the diagonal: a rank's copy to itself crosses no link
+    z[n] = 0.0  # the tables' padding
+    out_vals = z[sent]  # what each rank sends to each member of its node
+    in_vals = z[received]  # what it receives from each
+    intra = inter = None
+    row_local = col_local = None
+    out_count = in_count = None
+    if layout.local >= 2 and out_vals.any():
+        row_local, col_local = out_vals.sum(axis=0), in_vals.sum(axis=0)
+        load = np.maximum(row_local, col_local)
+        # A rank's port carries all its peers' bytes; a peer over a slower route may be the limit.
         seconds = load / layout.intra_bandwidth
-        # Every node of a system is built from the same node spec, so the route between local GPUs
-        # i and j is the same in every node: cost it once per local pair (node 0's vertices).
-        locals_ = np.asarray(layout.locals)
-        nonzero = local_vals != 0
-        values = local_vals[nonzero]
-        rows, cols = np.divmod(pairs[nonzero], n)
-        pair_bw = layout.topology.local_pair_bandwidth()
-        bw = pair_bw[locals_[rows], locals_[cols]]
-        per_pair = values / bw
-        np.maximum.at(seconds, rows, per_pair)
-        np.maximum.at(seconds, cols, per_pair)
+        seconds = np.maximum(seconds, (out_vals / sent_bw).max(axis=0))
+        seconds = np.maximum(seconds, (in_vals / received_bw).max(axis=0))
         worst = int(np.argmax(seconds))
-        sends = values > 0
-        peers = max(
-            int(np.bincount(rows[sends], minlength=n).max()), int(np.bincount(cols[sends], minlength=n).max())
-        )
+        out_count = (out_vals > 0).sum(axis=0)
+        in_count = (in_vals > 0).sum(axis=0)
+        peers = max(int(out_count.max()), int(in_count.max()))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
         intra = LevelCost(float(peers), float(load[worst]), float(rate))
-    if layout.num_nodes >= 2:
-        flat[pairs] = 0.0  # ``m`` is now the remote part
-        remote_m = m
-        if remote_m.any():
-            load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))
-            bw = layout.own_nic_bandwidth
-            worst = int(np.argmax(load / bw))
-            inter = LevelCost(
-                float(p2p_rounds(_peers(remote_m > 0), layout.n)), float(load[worst]), float(bw[worst])
-            )
+    zn = z[:n]
+    if layout.num_nodes >= 2 and n * int(np.count_nonzero(zn)) > int(np.count_nonzero(out_vals)):
+        if row_local is None or col_local is None:
+            row_local, col_local = out_vals.sum(axis=0), in_vals.sum(axis=0)
+        if out_count is None or in_count is None:
+            out_count = (out_vals > 0).sum(axis=0)
+            in_count = (in_vals > 0).sum(axis=0)
+        total = zn.sum()
+        peers = int(np.count_nonzero(zn > 0)) - min(int(out_count.min()), int(in_count.min()))
+        inter = _inter_cost(layout, total - row_local, total - col_local, peers)
+    return intra, inter
+
+
+def _circulant_level_costs(
+    layout: GroupLayout, op: Collective, row: NDArray[np.float64]
+) -> tuple[LevelCost | None, LevelCost | None]:
+    """``_level_costs`` of ``traffic_matrix(op)``, the circulant ``M[i, j] = row[(j - i) % n]``
+    (``circulant_row``), building the ``n x n`` matrix only where its sums need it.
+
+    Values that are ``exact_sums`` take ``_exact_circulant_level_costs`` (no matrix). Others are
+    summed in the matrix, as before, since the order numpy adds them in shapes the result; the
+    peer counts are still read off ``z`` (``row`` with ``z[0] = 0``, each row and column of ``M``
+    holds each of its entries once): a rank's remote peers are the positive entries of ``z`` less
+    its positive same-node ones (integers: exact), and ``M`` has remote bytes where it has more
+    nonzeros (``n`` times those of ``z``) than its same-node pairs.
+    """
+    if exact_sums(row):
+        return _exact_circulant_level_costs(layout, row)
+    n = layout.n
+    z = row.copy()
+    z[0] = 0.0  # the diagonal: a rank's copy to itself crosses no link
+    local_vals = z[layout.same_node_offsets]  # ``M`` at the same-node pairs, row-major
+    rows, cols = layout.same_node_rows, layout.same_node_cols
+    intra = inter = None
+    dense: NDArray[np.float64] | None = None
+    if layout.num_nodes >= 2 and n * int(np.count_nonzero(z)) > int(np.count_nonzero(local_vals)):
+        dense = traffic_matrix(op)  # a fresh C-ordered array: ours to overwrite
+        np.fill_diagonal(dense, 0.0)
+        dense.reshape(-1)[layout.same_node_pairs] = 0.0  # the remote part
+        sends = local_vals > 0
+        peers = int(np.count_nonzero(z > 0)) - min(
+            int(np.bincount(rows[sends], minlength=n).min()), int(np.bincount(cols[sends], minlength=n).min())
+        )
+        inter = _inter_cost(layout, dense.sum(axis=1), dense.sum(axis=0), peers)
+    if layout.local >= 2 and local_vals.any():
+        row_local, col_local = _local_sums(layout, local_vals, dense)
+        intra = _intra_cost(layout, local_vals, row_local, col_local)
     return intra, inter
 
 
@@ -142,7 +303,11 @@ class DirectAllToAll(Algorithm):
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         if layout.n < 2:
             return []
-        intra, inter = _level_costs(layout, traffic_matrix(op))
+        row = circulant_row(op)
+        if row is not None and isinstance(op, Collective):
+            intra, inter = _circulant_level_costs(layout, op, row)
+        else:
+            intra, inter = _level_costs(layout, traffic_matrix(op), owned=True)
         if intra is None and inter is None:
             return []
         return [Stage("direct", levels(intra, inter), 1)]
@@ -154,18 +319,32 @@ class DirectAllToAll(Algorithm):
 def _hierarchical_matrices(
     layout: GroupLayout, m: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(intra-node hand-over matrix, inter-node rail matrix), both indexed by group position."""
+    """(intra-node hand-over matrix, inter-node rail matrix), both indexed by group position.
+
+    Entry ``(src, dst)`` of ``m`` goes to ``stage1[src, via]`` and (when ``src`` and ``dst`` are on
+    different nodes) to ``stage2[via, dst]``, ``via`` being the member of ``src``'s node on
+    ``dst``'s rail. The entries are accumulated with ``np.bincount`` over their flat targets, in
+    row-major order of ``m``: for every target the same additions in the same order, from the same
+    ``0.0``, as the loop over ``src`` then ``dst`` that did it one entry at a time (a second per
+    all-to-all on 1024 GPUs); a same-node entry adds ``0.0`` to its ``stage2`` target, as the loop
+    did.
+    """
     n = layout.n
-    pos = {(layout.nodes[p], layout.locals[p]): p for p in range(n)}
-    stage1 = np.zeros((n, n))
-    stage2 = np.zeros((n, n))
-    for src in range(n):
-        a = layout.nodes[src]
-        for dst in range(n):
-            b, j = layout.nodes[dst], layout.locals[dst]
-            via = pos[(a, j)]  # the member of the source node on the destination's rail
-            stage1[src, via] += m[src, dst]
-            stage2[via, dst] += m[src, dst] if b != a else 0.0
+    nodes = np.asarray(layout.nodes)
+    node_ids, node_index = np.unique(nodes, return_inverse=True)
+    local_ids, local_index = np.unique(np.asarray(layout.locals), return_inverse=True)
+    member = np.full((len(node_ids), len(local_ids)), -1, dtype=np.intp)
+    member[node_index, local_index] = np.arange(n)
+    via = member[node_index[:, None], local_index[None, :]]  # via[src, dst]
+    if bool((via < 0).any()):
+        src, dst = np.argwhere(via < 0)[0].tolist()
+        raise KeyError((layout.nodes[src], layout.locals[dst]))  # as the dict lookup it replaces
+    values = np.asarray(m, dtype=np.float64).reshape(-1)
+    rows = np.arange(n)[:, None]
+    cols = np.arange(n)[None, :]
+    stage1 = np.bincount((rows * n + via).reshape(-1), weights=values, minlength=n * n).reshape(n, n)
+    remote = np.where(layout.same_node, 0.0, values.reshape(n, n)).reshape(-1)
+    stage2 = np.bincount((via * n + cols).reshape(-1), weights=remote, minlength=n * n).reshape(n, n)
     np.fill_diagonal(stage1, 0.0)
     return stage1, stage2
 
@@ -186,10 +365,10 @@ class HierarchicalAllToAll(Algorithm):
             return []
         stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))
         out = []
-        intra, _ = _level_costs(layout, stage1)
+        intra, _ = _level_costs(layout, stage1, owned=True)
         if intra is not None:
             out.append(Stage("intra", levels(intra, None), 1))
-        _, inter = _level_costs(layout, stage2)
+        _, inter = _level_costs(layout, stage2, owned=True)
         if inter is not None:
             out.append(Stage("inter", levels(None, inter), 1))
         return out
