@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import ClassVar, Final, TypeVar
 
 from recsim.errors import ConfigError, InfeasibleError
@@ -47,6 +46,7 @@ from recsim.graph.ir import Embedding
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.workload.access import AccessModel, UniformModel
+from recsim.workload.access.model import cached_attribute
 from recsim.workload.spec import DTYPE_BYTES
 
 __all__ = [
@@ -183,7 +183,7 @@ class Lookup:
     def batch(self) -> float:
         return max(0.0, float(self.op.batch))
 
-    @cached_property
+    @cached_attribute
     def row_bytes(self) -> float:
         """Stored bytes of one row (int8/int4 rows carry a scale and bias)."""
         if self.op.dtype not in DTYPE_BYTES:
@@ -191,13 +191,13 @@ class Lookup:
         extra = QUANT_ROW_OVERHEAD_BYTES if self.op.dtype in _QUANTIZED else 0.0
         return self.op.dim * DTYPE_BYTES[self.op.dtype] + extra
 
-    @cached_property
+    @cached_attribute
     def pooled_bytes(self) -> float:
         """One pooled output vector (the table's dtype: recsim keeps the output at the storage
         precision; the all-to-all's wire dtype is the graph builder's choice)."""
         return self.op.dim * DTYPE_BYTES[self.op.dtype]
 
-    @cached_property
+    @cached_attribute
     def unique_rows(self) -> float:
         """Distinct rows among the lookups: the graph's figure, else the access model's."""
         if self.op.unique_rows is not None:
@@ -206,7 +206,7 @@ class Lookup:
             unique = self.access.expected_unique(self.lookups)
         return max(0.0, min(unique, self.lookups, float(self.op.rows)))
 
-    @cached_property
+    @cached_attribute
     def state_bytes(self) -> float:
         return optimizer_state_bytes(self.op.optimizer, self.op.dim)
 

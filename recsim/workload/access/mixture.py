@@ -6,6 +6,10 @@ mixture: a fraction ``share_t`` of them (the table's share of the kernel's looku
 the tables' popularity groups with each probability scaled by its table's share, so cache and reuse
 figures of the fused kernel keep every table's skew (a uniform model over the summed rows would
 lose it).
+
+A plan's ranks fuse equal sets of equal shards (a row-wise table's blocks on every rank), so the union
+is made once per distinct set of part popularities and shares and shared (``GroupedPopularity.derive``
+on the first part): the ranks' mixtures then share one popularity and each of its figures.
 """
 
 from __future__ import annotations
@@ -39,17 +43,14 @@ class MixtureModel(AccessModel):
         raise TypeError("a mixture is built from models, not from a spec")
 
     def _popularity(self) -> GroupedPopularity:
-        weights, probs = [], []
-        for model, share in zip(self.models, self.shares, strict=True):
-            if share <= 0:
-                continue
-            pop = model.popularity
-            weights.append(pop.weights)
-            probs.append(pop.probs * share)
-        w = np.concatenate(weights)
-        p = np.concatenate(probs)
-        order = np.argsort(-p, kind="stable")
-        return GroupedPopularity(w[order], p[order])
+        parts = [(m.popularity, s) for m, s in zip(self.models, self.shares, strict=True) if s > 0]
+        pops = tuple(pop for pop, _ in parts)
+        shares = tuple(share for _, share in parts)
+        # The ranks of a plan fuse equal sets of equal shards (whose popularities are shared objects,
+        # ``SubsetModel``/``SliceModel``): key the union by its parts' identities and shares, on its
+        # first part, so each distinct union is sorted once per model and its figures computed once.
+        key = ("mixture", tuple(map(id, pops)), shares)
+        return pops[0].derive(key, lambda: _union(pops, shares), keep=pops[1:])
 
     def _rank_probabilities(self) -> np.ndarray:
         parts = [m.probabilities() * s for m, s in zip(self.models, self.shares, strict=True)]
@@ -65,3 +66,12 @@ class MixtureModel(AccessModel):
             out[mask] = model._sample_ranks(int(mask.sum()), rng) + offset
             offset += model.rows
         return out
+
+
+def _union(pops: Sequence[GroupedPopularity], shares: Sequence[float]) -> GroupedPopularity:
+    """The groups of ``pops``, each scaled by its share, hottest first (ties keep part order)."""
+    w = np.concatenate([pop.weights for pop in pops])
+    p = np.concatenate([pop.probs * share for pop, share in zip(pops, shares, strict=True)])
+    order = np.argsort(-p, kind="stable")
+    # Sorted hottest first by construction: only the range checks are left to run.
+    return GroupedPopularity._derived(w[order], p[order], ordered=True)

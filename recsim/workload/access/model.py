@@ -13,8 +13,8 @@ discriminator, implement ``from_spec``, ``_popularity``, ``_rank_probabilities``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, overload
 
 import numpy as np
 
@@ -26,6 +26,39 @@ if TYPE_CHECKING:
 
 #: Tables up to this many rows may materialise per-row probabilities (``probabilities()``).
 MAX_EXPLICIT_ROWS = 1 << 24
+
+V = TypeVar("V")
+
+
+class cached_attribute(Generic[V]):  # lower case: used like ``functools.cached_property``
+    """``functools.cached_property`` without its lock: computed on first access, then a plain
+    instance attribute (the descriptor has no ``__set__``, so the instance dict wins after that).
+
+    Python 3.11's ``cached_property`` takes one class-wide ``RLock`` on every first access (3.12
+    dropped it); the cost path makes thousands of short-lived ``Lookup``s and models per plan,
+    whose first accesses paid for it. The values are pure functions of immutable objects, so two
+    threads racing at worst compute the same value twice.
+    """
+
+    def __init__(self, func: Callable[[Any], V]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> V: ...
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> V | Self:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 class AccessModel(ABC):
@@ -61,7 +94,7 @@ class AccessModel(ABC):
 
     # -- the popularity distribution ------------------------------------------------------------
 
-    @cached_property
+    @cached_attribute
     def popularity(self) -> GroupedPopularity:
         """The compressed per-row probabilities every generic figure is computed from."""
         return self._popularity()
@@ -102,7 +135,7 @@ class AccessModel(ABC):
 
     # -- indices --------------------------------------------------------------------------------
 
-    @cached_property
+    @cached_attribute
     def permutation(self) -> RowPermutation:
         """Popularity rank -> row id, fixed by ``(rows, seed)``."""
         return RowPermutation(self.rows, self.seed)

@@ -24,14 +24,24 @@ distinct rows in a window is a sum of many independent indicators, so it concent
 LFU hit rate: for an IRM stream a perfect LFU cache converges to the ``C`` most popular rows, so its
 hit rate is the traffic share of the hottest ``C`` rows, ``top_k_share(C)``; this is also the best any
 cache of ``C`` rows can do on an IRM stream, so ``lru <= lfu``.
+
+Cost: a plan's fused lookups build one popularity per rank and ask it for one or two figures, so
+derived arrays are made on first use, figures are kept per object, and popularities derived from one
+(slices, subsets, mixtures) are made once per object and shared. Every figure is still computed by
+the same numpy expressions on the same arrays, so results are bit-for-bit those of the plain
+implementation (``tests/unit/test_embedding_speed_paths.py`` keeps it as an oracle).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Self
 
 import numpy as np
 from scipy.optimize import brentq
+
+from recsim.workload.access.model import cached_attribute
 
 
 class GroupedPopularity:
@@ -40,26 +50,102 @@ class GroupedPopularity:
     ``weights`` may be fractional (quadrature nodes stand for a stretch of rows); ``sum(weights * probs)``
     is 1 up to rounding. ``top_k_share`` interpolates linearly inside a group, which is exact for
     groups of equal-probability rows.
+
+    Cost: a fused (TBE) lookup builds one of these per rank from its tables' groups and asks for one
+    or two figures, so the derived arrays (cumulative rows and mass, ``log1p(-p)``, ...) are made on
+    first use, not in ``__init__``; each is computed by the same numpy expression as before, so the
+    figures are bit-for-bit what an eager construction gives. An object is immutable, so it keeps
+    the figures it was asked for (``lru_hit_rate``, ``expected_unique``, ...) and the popularities
+    derived from it (``derive``): the ranks of a plan cut equal shards from one table and fuse equal
+    sets of them, and each such popularity and figure is then computed once per model, not per rank.
     """
 
     def __init__(self, weights: np.ndarray, probs: np.ndarray) -> None:
         weights = np.asarray(weights, dtype=np.float64)
         probs = np.asarray(probs, dtype=np.float64)
+        self._set(weights, probs, check_order=True)
+
+    @classmethod
+    def _derived(cls, weights: np.ndarray, probs: np.ndarray, *, ordered: bool) -> Self:
+        """A popularity made by a model from validated groups (1-D float64 arrays of one length).
+
+        ``ordered``: ``probs`` is non-increasing by construction (a sort, or a monotone map of
+        groups that were), so the hottest-first check, which cannot fail then, is skipped; the
+        range checks still run (a product may underflow to 0) and raise what ``__init__`` raises.
+        """
+        self = cls.__new__(cls)
+        self._set(weights, probs, check_order=not ordered)
+        return self
+
+    def _set(self, weights: np.ndarray, probs: np.ndarray, *, check_order: bool) -> None:
         if weights.shape != probs.shape or weights.ndim != 1 or weights.size == 0:
             raise ValueError("weights and probs must be non-empty 1-D arrays of the same length")
-        if np.any(weights <= 0) or np.any(probs <= 0) or np.any(probs > 1):
+        if _out_of_range(weights, probs):
             raise ValueError("weights must be > 0 and probs in (0, 1]")
-        if np.any(np.diff(probs) > 1e-12 * probs[:-1]):
+        if check_order and np.any(np.diff(probs) > 1e-12 * probs[:-1]):
             raise ValueError("groups must be sorted hottest first")
         self.weights = weights
         self.probs = probs
         self.rows = float(weights.sum())
-        self._cum_rows = np.concatenate([[0.0], np.cumsum(weights)])
-        self._cum_mass = np.concatenate([[0.0], np.cumsum(weights * probs)])
+        # Che's T is searched by evaluating the occupancy at a dozen windows; the hit rate at the
+        # root needs the same per-group terms again. The last search's terms, by window.
+        self._seen_at: dict[float, np.ndarray] = {}
+        # Figures already computed, by (figure, argument): the same figure of the same groups is
+        # the same number (keys compare arguments exactly; a NaN never matches and is recomputed).
+        self._figures: dict[tuple[str, float], float] = {}
+        # Popularities derived from this one (``derive``), with the objects their key names by id.
+        self._children: dict[tuple[object, ...], tuple[tuple[object, ...], GroupedPopularity]] = {}
+
+    def derive(
+        self, key: tuple[object, ...], make: Callable[[], GroupedPopularity], keep: tuple[object, ...] = ()
+    ) -> GroupedPopularity:
+        """The popularity ``make()`` builds from this one, made once per ``key``.
+
+        ``key`` must name everything besides ``self`` that ``make`` reads (a slice's ranks, a
+        subset's fraction, a mixture's other parts by ``id`` and its shares); objects named by
+        ``id`` go in ``keep``, which holds them alive, so their ids cannot be reused while the key is
+        stored. The cache lives on this object, so it lasts as long as the model it came from.
+        """
+        found = self._children.get(key)
+        if found is not None:
+            return found[1]
+        made = make()
+        self._children[key] = (keep, made)
+        return made
+
+    # -- derived arrays, on first use -----------------------------------------------------------
+
+    @cached_attribute
+    def _cum_rows(self) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(self.weights)])
+
+    @cached_attribute
+    def _mass(self) -> np.ndarray:
+        """``weights * probs``: each group's share of the lookups."""
+        return self.weights * self.probs
+
+    @cached_attribute
+    def _cum_mass(self) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(self._mass)])
+
+    @cached_attribute
+    def _log_miss(self) -> np.ndarray:
         # log1p(-p) once: expected_unique is called for many batch sizes on the same table. A row of
         # p = 1 (a one-row table) gives -inf, which expected_unique turns into "always seen".
         with np.errstate(divide="ignore"):
-            self._log_miss = np.log1p(-probs)
+            return np.log1p(-self.probs)
+
+    @cached_attribute
+    def _neg_probs(self) -> np.ndarray:
+        # -p once: ``-probs * t`` is ``(-probs) * t``, so the product is the same bits.
+        return -self.probs
+
+    @cached_attribute
+    def _nonincreasing(self) -> bool:
+        """Whether ``probs`` never increases (a group may otherwise be 1e-12 hotter than the one
+        before it); a monotone map of such groups keeps them hottest first."""
+        p = self.probs
+        return bool(np.all(p[1:] <= p[:-1]))
 
     # -- reuse ----------------------------------------------------------------------------------
 
@@ -67,15 +153,29 @@ class GroupedPopularity:
         """``sum_i 1 - (1 - p_i)^n``: expected distinct rows among ``n`` IRM lookups."""
         if n_lookups <= 0:
             return 0.0
+        key = ("unique", n_lookups)
+        found = self._figures.get(key)
+        if found is not None:
+            return found
         with np.errstate(invalid="ignore"):  # p = 1 gives log1p(-1) = -inf, and n * -inf = -inf is fine
-            seen = -np.expm1(n_lookups * self._log_miss)
-        return float(np.dot(self.weights, seen))
+            seen = n_lookups * self._log_miss
+            np.expm1(seen, out=seen)
+            np.negative(seen, out=seen)
+        value = self._figures[key] = float(np.dot(self.weights, seen))
+        return value
 
     # -- caches ---------------------------------------------------------------------------------
 
+    def _seen(self, t: float) -> np.ndarray:
+        """``1 - exp(-p_j t)`` per group (the chance a row of group ``j`` is used in ``t`` lookups)."""
+        seen = self._neg_probs * t
+        np.expm1(seen, out=seen)
+        np.negative(seen, out=seen)
+        return seen
+
     def occupancy(self, t: float) -> float:
         """``sum_i 1 - exp(-p_i t)``: expected distinct rows used in a window of ``t`` lookups."""
-        return float(np.dot(self.weights, -np.expm1(-self.probs * t)))
+        return float(np.dot(self.weights, self._seen(t)))
 
     def characteristic_time(self, cache_rows: float) -> float:
         """Che's ``T``: the window (in lookups) whose expected distinct rows fill ``cache_rows``.
@@ -86,9 +186,26 @@ class GroupedPopularity:
             return 0.0
         if cache_rows >= self.rows:
             return math.inf
+        key = ("T", cache_rows)
+        found = self._figures.get(key)
+        if found is None:
+            found = self._figures[key] = self._search_t(cache_rows)
+        return found
+
+    def _search_t(self, cache_rows: float) -> float:
+        """``characteristic_time`` for ``0 < cache_rows < rows``: the root search."""
+        # brentq evaluates the bracket's ends again, which were just evaluated to check it, and the
+        # hit rate wants the terms at the root: keep every window's terms for this search.
+        seen_at: dict[float, np.ndarray] = {}
+        self._seen_at = seen_at
+        weights = self.weights
 
         def excess(log_t: float) -> float:
-            return self.occupancy(math.exp(log_t)) - cache_rows
+            t = math.exp(log_t)
+            seen = seen_at.get(t)
+            if seen is None:
+                seen = seen_at[t] = self._seen(t)
+            return float(np.dot(weights, seen)) - cache_rows
 
         # Bracket in log t: occupancy(t) <= t * sum(w p) = t, so t = C is at or below the root (at
         # it, within rounding, for tiny caches: then T = C); with p >= p_min every term is at least
@@ -109,12 +226,23 @@ class GroupedPopularity:
 
     def lru_hit_rate(self, cache_rows: float) -> float:
         """Che's approximation of the hit rate of an LRU cache of ``cache_rows`` rows."""
+        key = ("lru", cache_rows)
+        found = self._figures.get(key)
+        if found is None:
+            found = self._figures[key] = self._lru_hit_rate(cache_rows)
+        return found
+
+    def _lru_hit_rate(self, cache_rows: float) -> float:
         t = self.characteristic_time(cache_rows)
         if t == 0.0:
             return 0.0
         if math.isinf(t):
             return 1.0
-        hit = float(np.dot(self.weights * self.probs, -np.expm1(-self.probs * t)))
+        seen = self._seen_at.get(t)
+        self._seen_at = {}
+        if seen is None:
+            seen = self._seen(t)
+        hit = float(np.dot(self._mass, seen))
         return min(1.0, max(0.0, hit))
 
     def top_k_share(self, k: float) -> float:
@@ -123,6 +251,17 @@ class GroupedPopularity:
             return 0.0
         if k >= self.rows:
             return 1.0
-        j = int(np.searchsorted(self._cum_rows, k, side="right")) - 1
-        share = self._cum_mass[j] + (k - self._cum_rows[j]) * self.probs[j]
-        return min(1.0, float(share / self._cum_mass[-1]))
+        cum_rows = self._cum_rows
+        cum_mass = self._cum_mass
+        j = int(np.searchsorted(cum_rows, k, side="right")) - 1
+        share = cum_mass[j] + (k - cum_rows[j]) * self.probs[j]
+        return min(1.0, float(share / cum_mass[-1]))
+
+
+def _out_of_range(weights: np.ndarray, probs: np.ndarray) -> bool:
+    """``np.any(weights <= 0) or np.any(probs <= 0) or np.any(probs > 1)`` in three reductions.
+
+    ``fmin``/``fmax`` skip NaNs as the element-wise comparisons do (a NaN compares false), so the
+    verdict is the same for every input, NaNs included.
+    """
+    return bool(np.fmin.reduce(weights) <= 0 or np.fmin.reduce(probs) <= 0 or np.fmax.reduce(probs) > 1)

@@ -41,6 +41,10 @@ class SliceModel(AccessModel):
         return f"SliceModel({self.base!r}, {self.start}, {self.end})"
 
     def _popularity(self) -> GroupedPopularity:
+        # Made once per base model and rank range: equal slices on several ranks share it.
+        return self.base.popularity.derive(("slice", self.start, self.end), self._slice_popularity)
+
+    def _slice_popularity(self) -> GroupedPopularity:
         pop = self.base.popularity
         lo = np.clip(pop._cum_rows[:-1], self.start, self.end)
         hi = np.clip(pop._cum_rows[1:], self.start, self.end)
@@ -51,7 +55,8 @@ class SliceModel(AccessModel):
         mass = float(np.dot(w, p))
         if mass <= 0:  # pragma: no cover - every group has p > 0
             raise ValueError("slice without lookups")
-        return GroupedPopularity(w, np.minimum(1.0, p / mass))
+        # A run of groups of the base, scaled: as ordered as the base's groups are.
+        return GroupedPopularity._derived(w, np.minimum(1.0, p / mass), ordered=pop._nonincreasing)
 
     def _rank_probabilities(self) -> np.ndarray:
         probs = self.base.probabilities()[self.start : self.end]
@@ -98,9 +103,14 @@ class SubsetModel(AccessModel):
         return f"SubsetModel({self.base!r}, {self.rows})"
 
     def _popularity(self) -> GroupedPopularity:
+        # Made once per base model and fraction: the ranks' equal row-wise blocks of a table share it.
+        return self.base.popularity.derive(("subset", self.fraction), self._subset_popularity)
+
+    def _subset_popularity(self) -> GroupedPopularity:
         pop = self.base.popularity
         probs = np.minimum(1.0, pop.probs / self.fraction)
-        return GroupedPopularity(pop.weights * self.fraction, probs)
+        # The base's groups scaled: as ordered as they are (every table's ranks share one base).
+        return GroupedPopularity._derived(pop.weights * self.fraction, probs, ordered=pop._nonincreasing)
 
     def _rank_probabilities(self) -> np.ndarray:
         step = max(1, round(1 / self.fraction))
