@@ -121,7 +121,10 @@ class CostModel:
         # The same for collectives, by the identity of their group and split tuples (which the
         # copies share although each copy is a new op with its own key); the tuples are kept.
         self._collectives_by_id: dict[tuple[object, ...], tuple[tuple[object, ...], float]] = {}
+        # Value key -> cost, the group and split tuples stood for by their canonical (interned)
+        # copies' ids: an op's key is then hashed and compared without visiting its 1024 ranks.
         self._collectives: dict[tuple[object, ...], float] = {}
+        self._interned = _TupleInterner()
         self._by_op: dict[object, float] = {}
         # A fused (TBE) table -> what its access model is made of, and the mixture made of each:
         # the ranks' table-batched lookups of the same tables and lookups (the replicated tables of
@@ -193,7 +196,19 @@ class CostModel:
             if kept[0] is group and kept[1] is send and kept[2] is recv:
                 return hit[1]
         tuples = (group, send, recv)
-        key = (op.op, op.group, op.bytes, op.dtype, op.send_bytes, op.recv_bytes, op.algorithm)
+        # Equal tuples have one canonical copy (``_TupleInterner``), so these ids are equal exactly
+        # when the tuples are: the key matches exactly the ops that
+        # ``(op.op, group, bytes, dtype, send, recv, algorithm)`` would, at the cost of an id.
+        canonical = self._interned.canonical
+        key = (
+            op.op,
+            id(canonical(group)),
+            op.bytes,
+            op.dtype,
+            id(canonical(send)),
+            id(canonical(recv)),
+            op.algorithm,
+        )
         value = self._collectives.get(key)
         if value is None:
             # ``op.algorithm`` is a preference: taken where it can run, else the automatic choice.
@@ -279,3 +294,54 @@ class CostModel:
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
         self._by_op[key] = value
         return value
+
+
+class _TupleInterner:
+    """One canonical object per value of the tuples it is shown (collective groups and split
+    vectors, up to 1024 elements each): ``canonical(t) == t`` always, and ``canonical(a) is
+    canonical(b)`` exactly when ``a == b``.
+
+    Hashing such a tuple visits every element, every time (CPython caches no tuple hash), and the
+    ranks' ops carry their own, equal, split tuples. Here a tuple object is resolved once (then by
+    its identity); a new object is compared with ``==`` only against the canonical tuples that
+    share its sample (length and a few elements, which equal tuples share), and a sample holding
+    many values falls back to a dict keyed by the tuples themselves. Every tuple seen is kept, so
+    an id is never reused while this holds it.
+    """
+
+    _SAMPLES = 16  # elements sampled for the bucket key
+    _SCAN = 8  # canonical tuples compared one by one per bucket before it becomes a dict
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[object, object]] = {}  # id -> (the tuple, its canonical copy)
+        self._buckets: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+        self._large: dict[tuple[object, ...], dict[tuple[object, ...], tuple[object, ...]]] = {}
+
+    def canonical(self, t: object) -> object:
+        if t is None:
+            return None
+        hit = self._by_id.get(id(t))
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        found = self._resolve(t) if type(t) is tuple else t
+        self._by_id[id(t)] = (t, found)
+        return found
+
+    def _resolve(self, t: tuple[object, ...]) -> tuple[object, ...]:
+        n = len(t)
+        step = max(1, n // self._SAMPLES)
+        sample = (n, *t[::step], t[-1]) if n else (0,)
+        large = self._large.get(sample)
+        if large is not None:
+            return large.setdefault(t, t)
+        bucket = self._buckets.setdefault(sample, [])
+        for c in bucket:
+            if c == t:
+                return c
+        if len(bucket) < self._SCAN:
+            bucket.append(t)
+            return t
+        # A crowded sample: from now on a dict (hashing every element) finds the canonical copy.
+        large = self._large[sample] = {c: c for c in bucket}
+        del self._buckets[sample]
+        return large.setdefault(t, t)

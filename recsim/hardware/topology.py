@@ -131,6 +131,7 @@ class Topology:
         node is built from the same node spec; node 0's vertices stand for all), memoised."""
         if self._local_pair_bw is None:
             g = max(1, self.system.node.num_accelerators)
+            self._find_local_paths(g)
             bw = np.full((g, g), np.inf)
             for i in range(g):
                 for j in range(g):
@@ -138,6 +139,32 @@ class Topology:
                         bw[i, j] = self.route(gpu_id(0, i), gpu_id(0, j)).bandwidth_bytes_per_s
             self._local_pair_bw = bw
         return self._local_pair_bw
+
+    def _find_local_paths(self, g: int) -> None:
+        """Fill in ``paths`` between node 0's accelerators: one breadth-first search per source
+        instead of one per pair, the same paths in the same order.
+
+        A pair's search (``_find_paths``: NVLink edges, no accelerator but the two ends) stops at
+        ``dst``'s level and never expands ``dst``; here the search from ``src`` goes on, reaching
+        every accelerator without expanding any but ``src``. Both expand the same vertices in the
+        same order up to ``dst``'s level, so ``dst``'s shortest-path predecessors (and theirs) are
+        the same lists, and the same walk back gives the same tuple. A pair without such a path, or
+        a name missing from the graph, is left to ``paths`` (the general search, or its error).
+        """
+        graph = self.graph
+        names = [gpu_id(0, i) for i in range(g)]
+        if any(name not in graph for name in names):
+            return
+        nodes = graph._node
+        adjacency = self._lazy_nvlink_adjacency
+        for src in names:
+            pred = _shortest_path_predecessors(
+                adjacency, src, lambda v: nodes[v]["kind"] != ACCELERATOR, names
+            )
+            back: dict[str, list[tuple[str, ...]]] = {src: [(src,)]}
+            for dst in names:
+                if dst != src and dst in pred and (src, dst) not in self._paths:
+                    self._paths[(src, dst)] = tuple(_layered_paths_back(pred, dst, back))
 
     def route(self, src: str, dst: str) -> Route:
         """The route between two vertices (usually accelerators, e.g. ``n0.gpu3``)."""
@@ -363,17 +390,19 @@ class Topology:
     def _route_from_paths(
         self, src: str, dst: str, paths: tuple[tuple[str, ...], ...], flow: float | None = None
     ) -> Route:
-        g = self.graph
+        # networkx's own dicts behind ``g.edges[a, b]`` and ``g.nodes[v]``: the same attribute
+        # dicts, without a view lookup per edge and vertex; the same arithmetic in the same order.
+        succ, nodes = self.graph._succ, self.graph._node
         single = math.inf
         latency = 0.0
         for path in paths:
             path_bw = math.inf
             path_lat = 0.0
             for a, b in itertools.pairwise(path):
-                edge = g.edges[a, b]
+                edge = succ[a][b]
                 path_bw = min(path_bw, edge["bandwidth_bytes_per_s"])
                 path_lat += edge["latency_s"]
-            path_lat += sum(g.nodes[v].get("latency_s", 0.0) for v in path[1:-1])
+            path_lat += sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1])
             single = min(single, path_bw)
             latency = max(latency, path_lat)
         if flow is None:
@@ -392,13 +421,14 @@ class Topology:
         g = self.graph
         key: tuple[object, ...] | None = None
         if self._integral_capacities:
+            succ = g._succ  # what ``g.edges[a, b]`` reads
             number: dict[str, int] = {}
             edges: dict[tuple[int, int, float], None] = {}
             for path in paths:
                 for a, b in itertools.pairwise(path):
                     ia = number.setdefault(a, len(number))
                     ib = number.setdefault(b, len(number))
-                    edges[(ia, ib, g.edges[a, b]["bandwidth_bytes_per_s"])] = None
+                    edges[(ia, ib, succ[a][b]["bandwidth_bytes_per_s"])] = None
             key = (number[src], number[dst], *edges)
             cached = self._shape_flow.get(key)
             if cached is not None:
@@ -885,6 +915,56 @@ def _all_shortest_paths(
                     pred[w].append(v)
     if dst not in pred:
         return ()
+    return _paths_back(pred, src, dst)
+
+
+def _shortest_path_predecessors(
+    adjacency: dict[str, list[str]], src: str, expand: Callable[[str], bool], targets: Sequence[str]
+) -> dict[str, list[str]]:
+    """Breadth-first from ``src`` over ``adjacency``: the vertices reached, with their predecessors
+    on shortest paths in discovery order (as ``_all_shortest_paths`` lists them). Only ``src`` and
+    the vertices ``expand`` accepts are searched on from; the others are reached but end there. It
+    stops after the level where the last of ``targets`` is reached (every list a shortest path to
+    a target uses is complete by then), or when nothing is left to search."""
+    seen = {src: 0}
+    pred: dict[str, list[str]] = {src: []}
+    level = 0
+    nextlevel = [src]
+    missing = {t for t in targets if t != src}
+    while nextlevel and missing:
+        level += 1
+        thislevel, nextlevel = nextlevel, []
+        for v in thislevel:
+            for w in adjacency[v]:
+                if w not in seen:
+                    missing.discard(w)
+                    pred[w] = [v]
+                    seen[w] = level
+                    if expand(w):
+                        nextlevel.append(w)
+                elif seen[w] == level:
+                    pred[w].append(v)
+    return pred
+
+
+def _layered_paths_back(
+    pred: dict[str, list[str]], v: str, back: dict[str, list[tuple[str, ...]]]
+) -> list[tuple[str, ...]]:
+    """``_paths_back(pred, src, v)`` where every predecessor is one level nearer ``src`` (as a
+    breadth-first search lists them), with ``back`` holding ``src: [(src,)]`` and the paths found
+    so far. No vertex can then come up twice on a walk back (its ``on_path`` test never fails),
+    so the walk lists, for each predecessor ``p`` of ``v`` in order, the paths to ``p`` in their
+    order, each extended by ``v``: built once per vertex and shared by every ``dst`` behind it."""
+    found = back.get(v)
+    if found is None:
+        found = [(*q, v) for p in pred[v] for q in _layered_paths_back(pred, p, back)]
+        back[v] = found
+    return found
+
+
+def _paths_back(pred: dict[str, list[str]], src: str, dst: str) -> tuple[tuple[str, ...], ...]:
+    """Every shortest path from ``src`` to ``dst`` over the predecessor lists ``pred``, in the order
+    of ``nx.all_shortest_paths``' depth-first walk back from ``dst``."""
     out = []
     on_path = {dst}
     stack = [[dst, 0]]
