@@ -216,6 +216,11 @@ def _utilisation(busy: dict[tuple[int, str], float], ranks: int, step_s: float) 
     return {stream: totals[stream] / (ranks * step_s) for stream in sorted(totals)} if step_s > 0 else {}
 
 
+# The ops that move host bytes, as a tuple made once: ``Host | Transfer`` written in the test
+# would build a new union for every node it is tested on (and a union checks no faster).
+_MOVES_HOST_BYTES = (Host, Transfer)
+
+
 def _host_bytes(index: GraphIndex, window: Window) -> float:
     """The bytes the window's host work and copies move. ``fsum`` is exact: the order of the
     window's nodes does not matter, and neither does reading a copy's op off its step node."""
@@ -225,11 +230,11 @@ def _host_bytes(index: GraphIndex, window: Window) -> float:
         return math.fsum(
             op.bytes
             for op in (source(position[i]).op for i in window.node_ids)
-            if isinstance(op, Host | Transfer)
+            if isinstance(op, _MOVES_HOST_BYTES)
         )
     step_nodes = index.copies[0]
     # The step nodes that move host bytes, then the window's copies of them.
-    moving = [i for i, op in enumerate([n.op for n in step_nodes]) if isinstance(op, Host | Transfer)]
+    moving = [i for i, op in enumerate([n.op for n in step_nodes]) if isinstance(op, _MOVES_HOST_BYTES)]
     counts = np.bincount(positions % len(step_nodes), minlength=len(step_nodes))
     taken = counts[moving].tolist()
     return math.fsum(
@@ -241,15 +246,25 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
     """Per rank, time in collectives whose group spans more than one node."""
     per_node = max(1, system.node.num_accelerators)
     index = timing.index
-    ids, source = index.ids, index.source
-    start, finish = timing.start_list, timing.finish_list
+    source = index.source
+    collectives = index.collective_positions  # in graph order: each rank's sum adds in that order
+    at = np.asarray(collectives, dtype=np.intp)
+    positions = window.positions_in(index)
+    if positions is not None:  # the window's nodes by position: a mask instead of id lookups
+        inside = np.zeros(index.size, dtype=bool)
+        inside[positions] = True
+    else:
+        ids = index.ids
+        inside = np.zeros(index.size, dtype=bool)
+        inside[[p for p in collectives if ids[p] in window.node_ids]] = True
+    taken = at[inside[at]] if at.size else at
+    # Each member's time, the same subtraction as on the Python floats.
+    lengths = (timing.finish[taken] - timing.start[taken]).tolist()
     out: dict[int, float] = defaultdict(float)
     # Whether a group spans nodes, by the group tuple's identity (the members of a collective and
     # its copies in other steps share it; the graph keeps the tuples alive meanwhile).
     spans: dict[int, bool] = {}
-    for p in index.collective_positions:  # in graph order: each rank's sum adds in that order
-        if ids[p] not in window.node_ids:
-            continue
+    for p, length in zip(taken.tolist(), lengths, strict=True):
         node = source(p)  # its rank and op's group are the node's
         op = node.op
         assert isinstance(op, Collective)
@@ -258,5 +273,5 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
         if wide is None:
             wide = spans[id(group)] = len({r // per_node for r in group}) > 1
         if wide:
-            out[node.rank] += finish[p] - start[p]
+            out[node.rank] += length
     return dict(out)

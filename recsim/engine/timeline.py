@@ -113,9 +113,18 @@ def critical_path(
     """Time on the critical path of ``window`` by category, and the path (last node first)."""
     timing = timing_of(graph, schedule, timing)
     index = timing.index
-    ids, nodes, members, vertex = index.ids, index.nodes, index.members, index.vertex
-    # Python floats (not numpy scalars): the totals are sums of them.
-    start, finish = timing.start_list, timing.finish_list
+    nodes, members = index.nodes, index.members
+    # The path is short (tens of nodes): each time and id is read off the arrays as a Python
+    # float or int (the same values the lists hold), rather than converting whole arrays.
+    start_array, finish_array = timing.start, timing.finish
+    ids_array, vertex_array = index.ids_array, index.vertex_array
+
+    def finish(p: int) -> float:
+        return float(finish_array[p])
+
+    def last_key(p: int) -> tuple[float, int]:
+        return float(finish_array[p]), int(ids_array[p])
+
     window_start = window.start_s
     known = window.positions_in(index)
     if timing.finite and known is not None and known.size:
@@ -130,34 +139,36 @@ def critical_path(
         # The latest finish, the largest id among equal ones: as ``max`` by (finish, id).
         ends = timing.finish[at]
         last = at[ends == ends.max()]
-        current = int(last[np.argmax(timing.index.ids_array[last])])
+        current = int(last[np.argmax(ids_array[last])])
     else:
-        current = max(in_window, key=lambda p: (finish[p], ids[p]))
+        current = max(in_window, key=last_key)
     totals: dict[str, float] = defaultdict(float)
     path: list[int] = []
-    time = finish[current]
+    time = finish(current)
     while True:
         node = nodes[current]
-        path.append(ids[current])
-        begin = max(start[current], window_start)
+        path.append(int(ids_array[current]))
+        begins = float(start_array[current])
+        begin = max(begins, window_start)
         totals[category(node)] += max(0.0, time - begin)
-        if start[current] <= window_start:
+        if begins <= window_start:
             break
         candidates = index.predecessors_of(current)
-        group = members.get(vertex[current])
+        group = members.get(int(vertex_array[current]))
         if group is not None:  # a collective: any member's predecessor
             for m in group:
                 candidates.extend(index.predecessors_of(m))
         if not candidates:
-            totals["exposed_wait"] += start[current] - window_start
+            totals["exposed_wait"] += begins - window_start
             break
-        best = max(candidates, key=lambda p: (finish[p], ids[p]))
-        gap = start[current] - max(finish[best], window_start)
+        best = max(candidates, key=last_key)
+        best_finish = finish(best)
+        gap = begins - max(best_finish, window_start)
         if gap > 0:
             totals["exposed_wait"] += gap
-        if finish[best] <= window_start:
+        if best_finish <= window_start:
             break
-        time = finish[best]
+        time = best_finish
         current = best
     return dict(totals), path
 

@@ -16,6 +16,12 @@ What is derived from the lists (the id -> position map, the numpy arrays) is wor
 asked for; where the index is made from such arrays in the first place (``of``, ``repeated``), it
 keeps them rather than converting its lists back (``_keep``), and the map of a chained graph, which
 its metrics no longer need (the window carries its positions), is never made.
+
+The index of a chained graph (``repeated``) goes further: it is made from its arrays alone
+(``_ArrayIndex``) and makes each list field from its array only when something reads it. The
+analytic engine, the invariant checks and the metrics read the arrays, so an evaluation at 128
+GPUs makes none of the seven lists of 10^4 ints (each int an object of its own), which cost about
+as much to make as to free.
 """
 
 from __future__ import annotations
@@ -39,6 +45,17 @@ def stream_value(stream: Stream | str) -> str:
     """The string value of a stream (a ``Stream`` or, from some readers, its plain string)."""
     found = STREAM_VALUES.get(stream)
     return found if found is not None else str(getattr(stream, "value", stream))
+
+
+# Rows of ints in compressed form: (flat, end), row ``i`` being ``flat[end[i - 1]:end[i]]``.
+Rows = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
+
+
+def rows(values: Sequence[Sequence[int]]) -> Rows:
+    """``values`` (a sequence of rows of ints) in compressed form."""
+    flat = np.fromiter(chain.from_iterable(values), dtype=np.intp)
+    end = np.fromiter(accumulate(map(len, values)), dtype=np.intp, count=len(values))
+    return flat, end
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,16 +154,17 @@ class GraphIndex:
         nodes: Sequence[Node],
         steps: int,
         stride: int,
-        first: Sequence[Sequence[int]],
-        later: Sequence[Sequence[int]],
+        first: Rows,
+        later: Rows,
     ) -> GraphIndex:
         """The index of ``steps`` copies of this graph's nodes, as ``chain_steps`` makes them.
 
         ``nodes`` are the copies: step ``s``'s copy of node ``i`` at position ``s * n + i``, its id
         offset by ``s * stride``, a collective's key made unique to its step (so that a copy's
         members make one vertex, as the original's do). The copies' dependencies replace the
-        original's: ``first[i]`` (first step) and ``later[i]`` (the others) are node ``i``'s, as
-        positions relative to the start of its step (negative ones reach into the previous step).
+        original's: row ``i`` of ``first`` (first step) and of ``later`` (the others) are node
+        ``i``'s, as positions relative to the start of its step (negative ones reach into the
+        previous step), in compressed rows (``rows``).
         Equal to ``GraphIndex.of`` the chained graph, without reading its nodes.
         """
         n, vertices = self.size, self.vertices
@@ -155,7 +173,7 @@ class GraphIndex:
         shift = (np.arange(steps, dtype=np.intp) * n)[:, None]
         ids = self.ids_array[None, :] + (np.arange(steps, dtype=np.int64) * stride)[:, None]
         vertex = self.vertex_array[None, :] + (np.arange(steps, dtype=np.intp) * vertices)[:, None]
-        heads = np.asarray(self.vertex_head, dtype=np.intp)[None, :] + shift
+        heads = self.vertex_head_array[None, :] + shift
         # A copy's first node in a queue follows the previous copy's last node of that queue.
         prev = self.prev_in_queue_array
         last_of_queue = np.full(len(self.queue_keys), -1, dtype=np.intp)
@@ -163,10 +181,8 @@ class GraphIndex:
         later_prev = np.where(prev >= 0, prev, last_of_queue[self.queue_array] - n)
         prev_all = np.concatenate((prev, (later_prev[None, :] + shift[1:]).ravel()))
         # Dependencies: the first step's template, then the later steps' shifted.
-        first_flat = np.fromiter(chain.from_iterable(first), dtype=np.intp)
-        later_flat = np.fromiter(chain.from_iterable(later), dtype=np.intp)
-        first_end = np.fromiter(accumulate(map(len, first)), dtype=np.intp, count=n)
-        later_end = np.fromiter(accumulate(map(len, later)), dtype=np.intp, count=n)
+        first_flat, first_end = first
+        later_flat, later_end = later
         later_steps = np.arange(steps - 1, dtype=np.intp)[:, None]
         dep_flat = np.concatenate((first_flat, (later_flat[None, :] + shift[1:]).ravel()))
         dep_end = np.concatenate(
@@ -177,26 +193,21 @@ class GraphIndex:
             for s in range(steps)
             for v, positions in self.members.items()
         }
-        id_list: list[int] = ids.ravel().tolist()
-        index = GraphIndex(
+        # The lists are made from these arrays when first read (``_ArrayIndex``): an analytic
+        # evaluation reads the arrays only, and lists of 10^4-10^6 ints (an object per int) would
+        # cost their making and their freeing.
+        index = _ArrayIndex._of_arrays(
             nodes,
-            id_list,
-            self.queue * steps,
             list(self.queue_keys),
-            prev_all.tolist(),
-            dep_end.tolist(),
-            dep_flat.tolist(),
-            vertex.ravel().tolist(),
-            heads.ravel().tolist(),
             members,
             (self.nodes, steps),
-        )
-        index._keep(
             ids_array=ids.ravel(),
+            queue_array=np.tile(self.queue_array, steps),
             prev_in_queue_array=prev_all,
+            dep_end_array=dep_end,
             dep_flat_array=dep_flat,
             vertex_array=vertex.ravel(),
-            queue_array=np.tile(self.queue_array, steps),
+            vertex_head_array=heads.ravel(),
         )
         if n and self.unique_ids and stride > int(self.ids_array.max()) - int(self.ids_array.min()):
             # The copies' ids are unique too: each step's lie in a range of their own.
@@ -224,11 +235,11 @@ class GraphIndex:
 
     @property
     def size(self) -> int:
-        return len(self.ids)
+        return len(self.ids_array) if "ids" not in self.__dict__ else len(self.ids)
 
     @property
     def vertices(self) -> int:
-        return len(self.vertex_head)
+        return len(self.vertex_head_array) if "vertex_head" not in self.__dict__ else len(self.vertex_head)
 
     def deps_of(self, i: int) -> list[int]:
         """The positions node ``i`` depends on (repeats kept)."""
@@ -259,8 +270,12 @@ class GraphIndex:
     @cached_property
     def dep_child_array(self) -> npt.NDArray[np.intp]:
         """For every entry of ``dep_flat``, the position of the node that has that dependency."""
-        counts = np.diff(np.asarray(self.dep_end, dtype=np.intp), prepend=0)
+        counts = np.diff(self.dep_end_array, prepend=0)
         return np.repeat(np.arange(self.size, dtype=np.intp), counts)
+
+    @cached_property
+    def dep_end_array(self) -> npt.NDArray[np.intp]:
+        return np.asarray(self.dep_end, dtype=np.intp)
 
     @cached_property
     def dep_flat_array(self) -> npt.NDArray[np.intp]:
@@ -279,6 +294,10 @@ class GraphIndex:
         return np.asarray(self.queue, dtype=np.intp)
 
     @cached_property
+    def vertex_head_array(self) -> npt.NDArray[np.intp]:
+        return np.asarray(self.vertex_head, dtype=np.intp)
+
+    @cached_property
     def stream_classes(self) -> tuple[list[tuple[int, str]], list[int]]:
         """The (rank, stream value) classes of the queues (their lanes merged) and each queue's."""
         number: dict[tuple[int, str], int] = {}
@@ -289,3 +308,87 @@ class GraphIndex:
     def collective_positions(self) -> list[int]:
         """Positions of the collective nodes, in graph order."""
         return sorted(p for positions in self.members.values() for p in positions)
+
+
+class _ArrayIndex(GraphIndex):
+    """A ``GraphIndex`` made from its numpy arrays (``repeated``).
+
+    It holds the arrays (``ids_array`` ... ``vertex_head_array``), equal element for element to the
+    list fields they stand for, and makes each list field from its array when first read: the
+    analytic engine and the metrics read the arrays, so an evaluation makes none of these lists.
+    In every other respect it is a ``GraphIndex`` (its fields read as the same values).
+    """
+
+    @classmethod
+    def _of_arrays(
+        cls,
+        nodes: Sequence[Node],
+        queue_keys: list[tuple[int, str, int]],
+        members: dict[int, list[int]],
+        copies: tuple[Sequence[Node], int] | None,
+        **arrays: npt.NDArray[np.intp] | npt.NDArray[np.int64],
+    ) -> _ArrayIndex:
+        if arrays.keys() != set(_ARRAYS):  # pragma: no cover - a caller's bug
+            raise ValueError(f"an _ArrayIndex needs the arrays {sorted(_ARRAYS)}")
+        index = object.__new__(cls)
+        index.__dict__.update(nodes=nodes, queue_keys=queue_keys, members=members, copies=copies, **arrays)
+        return index
+
+    def deps_of(self, i: int) -> list[int]:
+        end = self.dep_end_array
+        out: list[int] = self.dep_flat_array[int(end[i - 1]) if i else 0 : int(end[i])].tolist()
+        return out
+
+    def predecessors_of(self, i: int) -> list[int]:
+        out = self.deps_of(i)
+        prev = int(self.prev_in_queue_array[i])
+        if prev >= 0:
+            out.append(prev)
+        return out
+
+    # The list fields, each made from its array when first read (and kept).
+
+    @cached_property
+    def ids(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.ids_array)
+
+    @cached_property
+    def queue(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.queue_array)
+
+    @cached_property
+    def prev_in_queue(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.prev_in_queue_array)
+
+    @cached_property
+    def dep_end(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.dep_end_array)
+
+    @cached_property
+    def dep_flat(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.dep_flat_array)
+
+    @cached_property
+    def vertex(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.vertex_array)
+
+    @cached_property
+    def vertex_head(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.vertex_head_array)
+
+
+# The arrays an ``_ArrayIndex`` is made from, one per list field.
+_ARRAYS = (
+    "ids_array",
+    "queue_array",
+    "prev_in_queue_array",
+    "dep_end_array",
+    "dep_flat_array",
+    "vertex_array",
+    "vertex_head_array",
+)
+
+
+def _listed(array: npt.NDArray[np.intp] | npt.NDArray[np.int64]) -> list[int]:
+    out: list[int] = array.tolist()
+    return out

@@ -28,12 +28,15 @@ release order: a start is a max over the same finishes and a finish is that star
 vertex's length. Durations are asked for once per node, in graph order.
 
 ``Timing`` keeps the result by position as numpy arrays, which is what the checks and metrics
-read; ``Schedule`` is the same by node id, the engines' common output.
+read; ``Schedule`` is the same by node id, the engines' common output. A schedule made from a
+timing holds it until its maps are made, and the timing holds that schedule only weakly, so that
+an evaluation's objects form no reference cycle and are freed as soon as the caller drops them.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -118,16 +121,30 @@ class Timing:
         return out
 
     def schedule(self) -> Schedule:
-        """The same times by node id (made once; ``made`` tells a schedule made here)."""
-        made = self.__dict__.get("_schedule")
+        """The same times by node id (made once while it lives; ``made`` tells one made here).
+
+        The timing holds its schedule by weak reference: the schedule holds the timing until its
+        maps are made, and a strong reference back would make a cycle that keeps the whole
+        evaluation (the index, the graph it reads, its nodes) alive until the cyclic collector
+        walks it, instead of freeing it by reference counting once the caller drops it."""
+        ref: weakref.ref[Schedule] | None = self.__dict__.get("_schedule")
+        made = None if ref is None else ref()
         if made is None:
-            made = self.__dict__["_schedule"] = Schedule._of_timing(self)
+            made = Schedule._of_timing(self)
+            self.__dict__["_schedule"] = weakref.ref(made)
         return made
 
     def made(self, schedule: Schedule) -> bool:
         """Whether ``schedule`` is the one ``schedule()`` made from these times: it then has a time
         for every node of the index, and nothing else, by construction."""
-        return self.__dict__.get("_schedule") is schedule
+        ref: weakref.ref[Schedule] | None = self.__dict__.get("_schedule")
+        return ref is not None and ref() is schedule
+
+    def __getstate__(self) -> dict[str, object]:
+        # A weak reference does not pickle or copy: a copy makes its own schedule when asked.
+        state = dict(self.__dict__)
+        state.pop("_schedule", None)
+        return state
 
 
 def queue_of(node: Node) -> tuple[int, str, int]:
@@ -158,20 +175,28 @@ def asap_schedule(
     return asap_timing(index if index is not None else GraphIndex.of(graph), lengths).schedule()
 
 
-def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
-    """The earliest-start times of the graph of ``index`` with ``durations`` by position."""
-    vertices = index.vertices
-    # A vertex's length is its first node's duration, or for a collective the longest of its
-    # members' (``max`` semantics: the first of equal values, a later one only if larger).
-    lengths = [durations[h] for h in index.vertex_head]
+def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArray[np.float64]:
+    """Each vertex's length: its first node's duration, or for a collective the longest of its
+    members' (``max`` semantics: the first of equal values, a later one only if larger).
+
+    Taken from an array of the durations by the heads' positions (the same floats) rather than a
+    list made from the index's ``vertex_head`` list; a collective's head is its first member,
+    where the Python ``max`` loop starts."""
+    length = np.asarray(durations, dtype=np.float64)[index.vertex_head_array]
     for v, positions in index.members.items():
-        best = lengths[v]
+        best = durations[positions[0]]
         for p in positions:
             d = durations[p]
             if d > best:
                 best = d
-        lengths[v] = best
-    length = np.asarray(lengths, dtype=np.float64)
+        length[v] = best
+    return length
+
+
+def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
+    """The earliest-start times of the graph of ``index`` with ``durations`` by position."""
+    vertices = index.vertices
+    length = _vertex_lengths(index, durations)
     # The edges between vertices: each explicit dependency and each node's predecessor in its
     # queue, except within a collective's vertex; each once (a node often both depends on and
     # follows the same node), sorted by source: vertex ``v``'s successors are

@@ -26,7 +26,9 @@ order (``_NODE_FIELDS``, checked against the class at import).
 
 ``ChainedGraph`` is the chained graph with its nodes made only when something reads them. The
 analytic engine needs the structure of the chained graph, not its node objects: ``index()``
-derives its ``GraphIndex`` from the step graph's with the same templates in positions, and the
+derives its ``GraphIndex`` from the step graph's with the same templates in positions (as
+compressed rows of numpy arrays: the later steps' dependencies are worked out there in arrays,
+``_later_rows``, and the templates' tuples of them only when the copies are made), and the
 copies' ops (hence durations) are the step's. A runtime that rewrites the graph (``eager``,
 ``cuda_graphs``) reads the nodes and gets them made; ``fused`` returns the graph as it is, and its
 nodes are then made only if the caller of the simulation reads them (to write a timeline, say).
@@ -37,9 +39,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
+from itertools import chain
 from typing import Any, overload
 
-from recsim.graph.index import GraphIndex
+import numpy as np
+import numpy.typing as npt
+
+from recsim.graph.index import GraphIndex, Rows, rows
 from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Node
 
 _NODE_FIELDS = ("id", "rank", "name", "stream", "op", "deps", "lane", "duration_s", "start_s", "phase")
@@ -75,7 +82,6 @@ class _Templates:
     stride: int
     cross: list[list[int] | None]
     first: list[tuple[int, ...]]
-    later: list[tuple[int, ...]]
     plain: bool
 
     @classmethod
@@ -89,12 +95,18 @@ class _Templates:
         first = [
             deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps)) for deps in own_deps
         ]
-        later = [
-            own if extra is None else (*own, *[i - stride for i in extra])
-            for own, extra in zip(first, cross, strict=True)
-        ]
         plain = min((n.id for n in step_nodes), default=0) < 0
-        return cls(stride, cross, first, later, plain)
+        return cls(stride, cross, first, plain)
+
+    @cached_property
+    def later(self) -> list[tuple[int, ...]]:
+        """Per node, its dependencies from the second step on (made when the copies are: the
+        chained index works them out in arrays, ``_later_rows``)."""
+        stride = self.stride
+        return [
+            own if extra is None else (*own, *[i - stride for i in extra])
+            for own, extra in zip(self.first, self.cross, strict=True)
+        ]
 
     def deps(self, node: Node, i: int, step: int) -> tuple[int, ...]:
         """The dependencies of ``node`` (step node ``i``) in its copy for ``step``."""
@@ -311,21 +323,47 @@ class ChainedGraph(ExecutionGraph):
         if len(position) != step_index.size:  # duplicate ids: positions would be ambiguous
             return GraphIndex.of(self)
         size, stride = step_index.size, templates.stride
-        first: Sequence[Sequence[int]]
-        later: Sequence[Sequence[int]]
+        first: Rows
+        later: Rows
         if stride == size and step_index.ids == list(range(size)):
             # Ids are positions (as the builder numbers nodes): the templates are in positions,
             # and an id of the previous block (``d - stride``) is that position less the size.
-            first, later = templates.first, templates.later
+            first = rows(templates.first)
+            later = _later_rows(first, templates.cross, stride)
         else:
             # The templates in positions: an id ``d`` of the step's block is ``position[d]``, one
             # of the previous block (``d - stride``) that position less the step's size.
-            first = [[position[d] for d in deps] for deps in templates.first]
-            later = [
-                own if extra is None else [*own, *[position[e] - size for e in extra]]
-                for own, extra in zip(first, templates.cross, strict=True)
-            ]
+            first_lists = [[position[d] for d in deps] for deps in templates.first]
+            first = rows(first_lists)
+            later = rows(
+                [
+                    own if extra is None else [*own, *[position[e] - size for e in extra]]
+                    for own, extra in zip(first_lists, templates.cross, strict=True)
+                ]
+            )
         return step_index.repeated(_ChainedNodes(self), self._steps, stride, first, later)
+
+
+def _later_rows(first: Rows, cross: Sequence[list[int] | None], stride: int) -> Rows:
+    """``rows(_Templates.later)`` from ``first`` (``rows(_Templates.first)``) and the cross-step
+    ids, in arrays: each node's own dependencies, then its cross-step ones less ``stride``."""
+    own_flat, own_end = first
+    own_len = np.diff(own_end, prepend=0)
+    extra_len = np.fromiter((0 if extra is None else len(extra) for extra in cross), np.intp, len(cross))
+    extra_flat = np.fromiter(chain.from_iterable(extra for extra in cross if extra), np.intp) - stride
+    end = np.cumsum(own_len + extra_len)
+    start = end - own_len - extra_len
+    flat = np.empty(int(end[-1]) if end.size else 0, dtype=np.intp)
+    # Node ``i``'s own dependencies go to ``start[i]`` on, its cross-step ones after them.
+    flat[_spread(start, own_len)] = own_flat
+    flat[_spread(start + own_len, extra_len)] = extra_flat
+    return flat, end
+
+
+def _spread(at: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """``at[i], at[i] + 1 ... at[i] + counts[i] - 1`` for each ``i``, concatenated."""
+    before = np.cumsum(counts) - counts
+    return np.repeat(at - before, counts) + np.arange(int(counts.sum()), dtype=np.intp)
 
 
 class _ChainedNodes(Sequence[Node]):

@@ -7,7 +7,9 @@ and computes the bisection in integers; the invariant checks and the timeline me
 critical path, busy times, network time) run vectorised over the index, and durations are asked for
 in bulk. The step builder lays every rank's dense chain from one template, makes nodes through their
 slots and shares the ranks' equal ops; the cost model takes the builder's access models and costs
-equal table-batched lookups once; the schedule's maps are made when first read. Each is compared
+equal table-batched lookups once; the schedule's maps are made when first read; the chained index
+is made from arrays (its lists made only when read) and its readers (critical path, network time,
+vertex lengths) read the arrays; the timing holds its schedule weakly. Each is compared
 here, bit for bit, with the plain version (kept below as the reference) on built, chained and random
 graphs, on real configurations (both DGX generations, one and two nodes, plain and planned sharding,
 the three runtimes) and on shipped systems.
@@ -20,9 +22,11 @@ import itertools
 import math
 import pickle
 import random
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from itertools import accumulate, chain
 
 import networkx as nx
 import numpy as np
@@ -35,7 +39,7 @@ from recsim.cost.model import _OP_FIELDS, CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.simulate import SimulationOptions, _network_busy, _utilisation, simulate_training
-from recsim.engine.timeline import Window, busy_time, critical_path, step_window
+from recsim.engine.timeline import Window, busy_time, critical_path, step_window, timing_of
 from recsim.errors import InfeasibleError, SimulationError, TraceError
 from recsim.graph.build import (
     DENSE_INPUT_BYTES,
@@ -52,7 +56,7 @@ from recsim.graph.build import (
     build_inference_batch,
     build_training_step,
 )
-from recsim.graph.index import GraphIndex
+from recsim.graph.index import GraphIndex, rows
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
@@ -66,9 +70,10 @@ from recsim.graph.ir import (
     Transfer,
 )
 from recsim.graph.runtime import apply_runtime
-from recsim.graph.schedule import Schedule, Timing, asap_schedule, queue_of
+from recsim.graph.schedule import Schedule, Timing, _vertex_lengths, asap_schedule, asap_timing, queue_of
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
-from recsim.graph.steps import ChainedGraph, chain_steps
+from recsim.graph.steps import ChainedGraph, _ChainedNodes, _later_rows, _Templates, chain_steps
+from recsim.hardware.system import System
 from recsim.hardware.topology import build_topology, gpu_id
 from recsim.metrics.invariants import check_schedule
 from recsim.planner import table_wise_round_robin
@@ -1733,3 +1738,323 @@ def test_index_arrays_kept_from_the_making_equal_the_lists(lazy):
         array = getattr(index, name)
         fresh = np.asarray(values, dtype=dtype)
         assert array.dtype == fresh.dtype and array.shape == fresh.shape and (array == fresh).all()
+
+
+# ------------------------------------------------------------------------------- round 5: arrays, no cycle
+
+
+def previous_vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> np.ndarray:
+    """``asap_timing``'s vertex lengths before round 5 (verbatim): from the ``vertex_head`` list."""
+    lengths = [durations[h] for h in index.vertex_head]
+    for v, positions in index.members.items():
+        best = lengths[v]
+        for p in positions:
+            d = durations[p]
+            if d > best:
+                best = d
+        lengths[v] = best
+    length = np.asarray(lengths, dtype=np.float64)
+    return length
+
+
+def previous_critical_path(
+    graph: ExecutionGraph,
+    schedule: Schedule,
+    window: Window,
+    category: Callable[[Node], str],
+    timing: Timing | None = None,
+) -> tuple[dict[str, float], list[int]]:
+    """``critical_path`` before round 5 (verbatim): reads the index's lists and the timing's
+    Python floats."""
+    timing = timing_of(graph, schedule, timing)
+    index = timing.index
+    ids, nodes, members, vertex = index.ids, index.nodes, index.members, index.vertex
+    # Python floats (not numpy scalars): the totals are sums of them.
+    start, finish = timing.start_list, timing.finish_list
+    window_start = window.start_s
+    known = window.positions_in(index)
+    if timing.finite and known is not None and known.size:
+        # The same nodes (ids are unique); the choice below does not depend on their order.
+        in_window: list[int] = []
+        at = known
+    else:
+        position = index.position
+        in_window = [position[i] for i in window.node_ids]
+        at = np.asarray(in_window, dtype=np.intp)
+    if timing.finite and at.size:
+        # The latest finish, the largest id among equal ones: as ``max`` by (finish, id).
+        ends = timing.finish[at]
+        last = at[ends == ends.max()]
+        current = int(last[np.argmax(timing.index.ids_array[last])])
+    else:
+        current = max(in_window, key=lambda p: (finish[p], ids[p]))
+    totals: dict[str, float] = defaultdict(float)
+    path: list[int] = []
+    time = finish[current]
+    while True:
+        node = nodes[current]
+        path.append(ids[current])
+        begin = max(start[current], window_start)
+        totals[category(node)] += max(0.0, time - begin)
+        if start[current] <= window_start:
+            break
+        candidates = index.predecessors_of(current)
+        group = members.get(vertex[current])
+        if group is not None:  # a collective: any member's predecessor
+            for m in group:
+                candidates.extend(index.predecessors_of(m))
+        if not candidates:
+            totals["exposed_wait"] += start[current] - window_start
+            break
+        best = max(candidates, key=lambda p: (finish[p], ids[p]))
+        gap = start[current] - max(finish[best], window_start)
+        if gap > 0:
+            totals["exposed_wait"] += gap
+        if finish[best] <= window_start:
+            break
+        time = finish[best]
+        current = best
+    return dict(totals), path
+
+
+def previous_network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:
+    """``simulate._network_busy`` before round 5 (verbatim): ids looked up in the window's set."""
+    per_node = max(1, system.node.num_accelerators)
+    index = timing.index
+    ids, source = index.ids, index.source
+    start, finish = timing.start_list, timing.finish_list
+    out: dict[int, float] = defaultdict(float)
+    # Whether a group spans nodes, by the group tuple's identity (the members of a collective and
+    # its copies in other steps share it; the graph keeps the tuples alive meanwhile).
+    spans: dict[int, bool] = {}
+    for p in index.collective_positions:  # in graph order: each rank's sum adds in that order
+        if ids[p] not in window.node_ids:
+            continue
+        node = source(p)  # its rank and op's group are the node's
+        op = node.op
+        assert isinstance(op, Collective)
+        group = op.group
+        wide = spans.get(id(group))
+        if wide is None:
+            wide = spans[id(group)] = len({r // per_node for r in group}) > 1
+        if wide:
+            out[node.rank] += finish[p] - start[p]
+    return dict(out)
+
+
+def previous_repeated(
+    self: GraphIndex,
+    nodes: Sequence[Node],
+    steps: int,
+    stride: int,
+    first: Sequence[Sequence[int]],
+    later: Sequence[Sequence[int]],
+) -> GraphIndex:
+    """``GraphIndex.repeated`` before round 5 (verbatim): every list made from its array.
+
+    ``nodes`` are the copies: step ``s``'s copy of node ``i`` at position ``s * n + i``, its id
+    offset by ``s * stride``, a collective's key made unique to its step (so that a copy's
+    members make one vertex, as the original's do). The copies' dependencies replace the
+    original's: ``first[i]`` (first step) and ``later[i]`` (the others) are node ``i``'s, as
+    positions relative to the start of its step (negative ones reach into the previous step).
+    Equal to ``GraphIndex.of`` the chained graph, without reading its nodes.
+    """
+    n, vertices = self.size, self.vertices
+    # Everything but the dependencies repeats with an offset per step: the step's first
+    # position (``shift``), id (``stride``) or vertex; as (steps, n) arrays, raveled.
+    shift = (np.arange(steps, dtype=np.intp) * n)[:, None]
+    ids = self.ids_array[None, :] + (np.arange(steps, dtype=np.int64) * stride)[:, None]
+    vertex = self.vertex_array[None, :] + (np.arange(steps, dtype=np.intp) * vertices)[:, None]
+    heads = np.asarray(self.vertex_head, dtype=np.intp)[None, :] + shift
+    # A copy's first node in a queue follows the previous copy's last node of that queue.
+    prev = self.prev_in_queue_array
+    last_of_queue = np.full(len(self.queue_keys), -1, dtype=np.intp)
+    np.maximum.at(last_of_queue, self.queue_array, np.arange(n, dtype=np.intp))
+    later_prev = np.where(prev >= 0, prev, last_of_queue[self.queue_array] - n)
+    prev_all = np.concatenate((prev, (later_prev[None, :] + shift[1:]).ravel()))
+    # Dependencies: the first step's template, then the later steps' shifted.
+    first_flat = np.fromiter(chain.from_iterable(first), dtype=np.intp)
+    later_flat = np.fromiter(chain.from_iterable(later), dtype=np.intp)
+    first_end = np.fromiter(accumulate(map(len, first)), dtype=np.intp, count=n)
+    later_end = np.fromiter(accumulate(map(len, later)), dtype=np.intp, count=n)
+    later_steps = np.arange(steps - 1, dtype=np.intp)[:, None]
+    dep_flat = np.concatenate((first_flat, (later_flat[None, :] + shift[1:]).ravel()))
+    dep_end = np.concatenate(
+        (first_end, (later_end[None, :] + first_flat.size + later_steps * later_flat.size).ravel())
+    )
+    members = {
+        v + s * vertices: [p + s * n for p in positions]
+        for s in range(steps)
+        for v, positions in self.members.items()
+    }
+    id_list: list[int] = ids.ravel().tolist()
+    index = GraphIndex(
+        nodes,
+        id_list,
+        self.queue * steps,
+        list(self.queue_keys),
+        prev_all.tolist(),
+        dep_end.tolist(),
+        dep_flat.tolist(),
+        vertex.ravel().tolist(),
+        heads.ravel().tolist(),
+        members,
+        (self.nodes, steps),
+    )
+    index._keep(
+        ids_array=ids.ravel(),
+        prev_in_queue_array=prev_all,
+        dep_flat_array=dep_flat,
+        vertex_array=vertex.ravel(),
+        queue_array=np.tile(self.queue_array, steps),
+    )
+    if n and self.unique_ids and stride > int(self.ids_array.max()) - int(self.ids_array.min()):
+        # The copies' ids are unique too: each step's lie in a range of their own.
+        index._keep(unique_ids=True)
+    return index
+
+
+def _previous_index(lazy: ChainedGraph) -> GraphIndex:
+    """The index ``ChainedGraph.index`` made before round 5 (built graphs: ids are positions)."""
+    step, templates = lazy._step, lazy._templates
+    assert step is not None and templates is not None
+    step_index = GraphIndex.of(step)
+    assert step_index.ids == list(range(step_index.size)) == list(range(templates.stride))
+    return previous_repeated(
+        step_index, _ChainedNodes(lazy), lazy._steps, templates.stride, templates.first, templates.later
+    )
+
+
+INDEX_FIELDS = ("ids", "queue", "queue_keys", "prev_in_queue", "dep_end", "dep_flat", "vertex", "vertex_head")
+INDEX_ARRAYS = (
+    "ids_array",
+    "queue_array",
+    "prev_in_queue_array",
+    "dep_end_array",
+    "dep_flat_array",
+    "dep_child_array",
+    "vertex_array",
+    "vertex_head_array",
+)
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime"), CONFIGS[:4])
+def test_array_index_and_its_readers_match_the_previous_code(name, nodes, plan_name, runtime):
+    """The chained index made from arrays (its lists made only when read) equals the one made with
+    every list; the critical path, network time and vertex lengths read off its arrays equal the
+    previous code's, on the schedule's times and on uneven ones."""
+    system, workload, plan = _prepared(name, nodes, plan_name, runtime)
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    lazy = ChainedGraph.lazy(step, 3)
+    index = lazy.index()
+    before = _previous_index(lazy)
+    assert not lazy.made and index.copies is not None and index.copies == before.copies
+    # Nothing list-like is made until read; sizes come from the arrays.
+    assert not set(INDEX_FIELDS) - {"queue_keys"} & vars(index).keys()
+    assert (index.size, index.vertices, index.unique_ids) == (before.size, before.vertices, before.unique_ids)
+    for i in range(index.size):
+        assert index.predecessors_of(i) == before.predecessors_of(i) and index.deps_of(i) == before.deps_of(i)
+    for array in INDEX_ARRAYS:
+        got, expected = getattr(index, array), getattr(before, array)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), array
+    for field_name in (*INDEX_FIELDS, "members"):
+        assert getattr(index, field_name) == getattr(before, field_name), field_name
+    expected_graph = chain_steps(step, 3)
+    assert_index_matches(index, expected_graph)
+    cost = cost_model(system, workload, expected_graph)
+    durations = cost.durations_s(step.nodes) * 3
+    rng = random.Random(nodes)
+    uneven = [rng.choice([0.0, 1e-4, rng.random() * 1e-3, 3]) for _ in durations]
+    for lengths in (durations, uneven):
+        for idx in (lazy.index(), before):
+            got_lengths = _vertex_lengths(idx, lengths)
+            expected_lengths = previous_vertex_lengths(before, lengths)
+            assert got_lengths.dtype == expected_lengths.dtype
+            assert got_lengths.tolist() == expected_lengths.tolist()
+            timing = asap_timing(idx, lengths)
+            sched = timing.schedule()
+            window = step_window(lazy, sched, timing)
+            got = critical_path(lazy, sched, window, category_of, timing)
+            assert repr(got) == repr(previous_critical_path(lazy, sched, window, category_of, timing))
+            assert got == reference_critical_path(expected_graph, sched, window, category_of)
+            network = _network_busy(timing, window, system)
+            assert repr(network) == repr(previous_network_busy(timing, window, system))
+            plain = Window(window.start_s, window.end_s, window.node_ids)  # positions unknown
+            assert repr(_network_busy(timing, plain, system)) == repr(network)
+            assert repr(critical_path(lazy, sched, plain, category_of, timing)) == repr(got)
+    assert not lazy.made or runtime != "fused"
+
+
+def test_vertex_lengths_keep_max_semantics():
+    """Ties, NaN and ints in the durations: the same lengths as the list-based loop."""
+    nodes = [
+        Node(i, i % 2, f"n{i}", Stream.COMM, Collective(CollectiveOp.ALL_REDUCE, f"k{i // 2}", (0, 1), 8.0))
+        for i in range(8)
+    ]
+    index = GraphIndex.of(ExecutionGraph(2, nodes))
+    for durations in (
+        [1.0, 2.0, 2.0, 1.0, math.nan, 3.0, 3.0, math.nan],
+        [1, 1.0, 0.0, -0.0, -0.0, 0.0, 2, 2.0],
+        [math.inf, 1.0, 1.0, math.inf, 0.5, 0.25, 0.25, 0.5],
+    ):
+        got, expected = _vertex_lengths(index, durations), previous_vertex_lengths(index, durations)
+        assert repr(got.tolist()) == repr(expected.tolist())
+        assert np.signbit(got).tolist() == np.signbit(expected).tolist()
+
+
+def test_an_analytic_evaluation_is_freed_by_reference_counting():
+    """The timing holds its schedule weakly: dropping a simulation frees its graph, index and
+    timing at once (no reference cycle left for the collector), and makes none of the index's
+    lists nor the timing's Python floats."""
+    system, workload, plan = _prepared("dgx-h100", 1, "table_wise", "fused")
+    with paused_gc():
+        sim = simulate_training(system, workload, plan, SimulationOptions(fidelity="analytic"))
+        assert sim.schedule is not None
+        timing = vars(sim.schedule)["_timing"]
+        index = timing.index
+        assert not set(INDEX_FIELDS) - {"queue_keys"} & vars(index).keys()
+        assert not {"start_list", "finish_list"} & vars(timing).keys()
+        assert timing.made(sim.schedule) and timing.schedule() is sim.schedule
+        refs = [weakref.ref(x) for x in (timing, index, sim.graph)]
+        del sim, timing, index
+        assert [r() for r in refs] == [None, None, None]
+    # A timing copies and pickles without its schedule, and makes a new one when asked.
+    graph = build_training_step(workload, plan, BuildOptions(validate_plan=False))
+    timing = asap_timing(GraphIndex.of(graph), [1.0] * len(graph.nodes))
+    made = timing.schedule()
+    assert timing.made(made) and timing.schedule() is made
+    copied = pickle.loads(pickle.dumps(timing))
+    assert np.array_equal(copied.finish, timing.finish) and copied.schedule() == made
+    assert not copied.made(made) and copied.made(copied.schedule())
+    del made
+    assert timing.schedule().finish_s == copied.schedule().finish_s
+
+
+def previous_later(templates: _Templates) -> list[tuple[int, ...]]:
+    """``_Templates.later`` as ``_Templates.of`` made it before round 5 (verbatim)."""
+    first, cross, stride = templates.first, templates.cross, templates.stride
+    later = [
+        own if extra is None else (*own, *[i - stride for i in extra])
+        for own, extra in zip(first, cross, strict=True)
+    ]
+    return later
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime"), CONFIGS[:4])
+def test_later_dependencies_in_arrays_equal_the_templates(name, nodes, plan_name, runtime):
+    """The later steps' dependencies, worked out in arrays for the chained index, equal the
+    templates' (made only when the copies are), on built graphs and on random ones."""
+    _, workload, plan = _prepared(name, nodes, plan_name, runtime)
+    graphs = [build_training_step(workload, plan, BuildOptions(validate_plan=False))]
+    graphs += [random_graph(seed, ranks=2 + seed % 3) for seed in range(4)]
+    graphs.append(ExecutionGraph(1, []))
+    for graph in graphs:
+        templates = _Templates.of(graph)
+        assert "later" not in vars(templates)
+        expected = previous_later(templates)
+        first = rows(templates.first)
+        flat, end = _later_rows(first, templates.cross, templates.stride)
+        got_flat, got_end = rows(expected)
+        assert flat.dtype == got_flat.dtype and end.dtype == got_end.dtype
+        assert flat.tolist() == got_flat.tolist() and end.tolist() == got_end.tolist()
+        assert templates.later == expected
