@@ -174,7 +174,8 @@ def test_nvls_by_hand():
 
 def test_collnet_reduces_across_nodes_in_the_switches():
     # 8 DGX A100 on SHARP-capable Quantum switches: one network pass of S per node (the tree sends up
-    # to 1.5 S) in 2 x tiers hops, an NVLink reduce-scatter and all-gather in one step each way.
+    # to 1.5 S) in 4 hops (NIC, leaf, spine, leaf, NIC), an NVLink reduce-scatter and all-gather in
+    # one step each way.
     t = topo("dgx-a100", 8)
     op = op_(CollectiveOp.ALL_REDUCE, 64, 32 * MiB)
     cost = collective_cost(op, t, "collnet")
@@ -185,7 +186,11 @@ def test_collnet_reduces_across_nodes_in_the_switches():
     assert net is not None and net.switch.in_network_reduction
     stages = REGISTRY["collnet"].stages(op, layout)
     assert stages[0].levels[Level.INTER].bytes == pytest.approx(op.bytes)
-    assert stages[0].levels[Level.INTER].steps == 2 * net.tiers
+    assert stages[0].levels[Level.INTER].steps == 4
+    # Two nodes under one leaf switch: up to it and back, 2 hops.
+    two = topo("dgx-a100", 2)
+    pair = op_(CollectiveOp.ALL_REDUCE, 16, 32 * MiB)
+    assert REGISTRY["collnet"].stages(pair, GroupLayout(pair.group, two))[0].levels[Level.INTER].steps == 2
     assert stages[0].levels[Level.INTRA].steps == 2
     assert stages[0].levels[Level.INTRA].bytes == pytest.approx(2 * op.bytes * 7 / 8)
     assert cost.time_s < collective_time_s(op, t, "tree")

@@ -6,8 +6,9 @@ three pipelined parts: inside each node the ranks reduce-scatter the buffer over
 own NIC into the switches' aggregation tree, which adds the shards of all nodes and returns the sum;
 inside the node the ranks all-gather the result. Across nodes a node therefore sends ``S`` and
 receives ``S`` once (the double binary tree sends up to ``1.5 S``, the ring ``2 (n-1)/n x S``), in
-``2 x tiers`` network hops (up to the top of the switch tree and back) instead of the tree's
-``2 log2(nodes)``. Inside a node the reduce-scatter and all-gather move ``2 (local-1)/local x S``
+as many network hops as a NIC-to-NIC path between the group's farthest nodes has links (up to the
+top of the switch tree and back: ``2 x tiers`` across a full Clos, 2 under one switch) instead of
+the tree's ``2 log2(nodes)``. Inside a node the reduce-scatter and all-gather move ``2 (local-1)/local x S``
 per rank: in one step each way on an NVSwitch (CollNet Direct: every rank reaches its peers
 directly), else in ``local - 1`` chain hops each way (CollNet Chain).
 
@@ -46,6 +47,14 @@ def _network(layout: GroupLayout) -> ScaleOut | None:
     return layout.topology.system.cluster.scale_out
 
 
+def _tree_hops(layout: GroupLayout) -> int:
+    """Links from the first node's NIC up the aggregation tree and down to the last node's NIC, on
+    the topology as built (a cluster that fits under one leaf switch has no spine to climb)."""
+    nodes = list(layout.by_node.values())
+    nic_a, nic_b = layout.home_nics(nodes[0][0])[0], layout.home_nics(nodes[-1][0])[0]
+    return len(layout.topology.paths(nic_a, nic_b)[0]) - 1
+
+
 @register
 class CollNetAllReduce(Algorithm):
     name = "collnet"
@@ -74,9 +83,7 @@ class CollNetAllReduce(Algorithm):
             up = layout.topology.system.node.scale_up
             hops = 1 if up is not None and up.fabric == "nvswitch" else local - 1
             intra = LevelCost(2 * hops, 2 * size * (local - 1) / local, layout.intra_bandwidth)
-        net = _network(layout)
-        tiers = net.tiers if net is not None else 1
-        inter = LevelCost(2 * tiers, size, layout.node_nic_bandwidth)
+        inter = LevelCost(_tree_hops(layout), size, layout.node_nic_bandwidth)
         return [Stage("collnet", levels(intra, inter), 1)]
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
