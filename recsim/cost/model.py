@@ -21,6 +21,7 @@ from recsim.cost.compute import compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.errors import InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Host, Node, Transfer
+from recsim.graph.shard_ops import slice_name
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.workload.access import MixtureModel, access_model
@@ -108,7 +109,7 @@ class CostModel:
                 continue
             if name in self._slices:
                 base_name, start, end, order = self._slices[name]
-                if order != "popularity" or name != f"{base_name}@[{start}:{end}]":
+                if order != "popularity" or name != slice_name(base_name, start, end, order):
                     continue
             elif name not in self._tables:
                 continue
@@ -274,10 +275,10 @@ class CostModel:
             return self.collective_s(op)
         # The same op recurs on every rank and step (ops are frozen values): cost it once. The key
         # is the op's kind and fields as a plain tuple, equal exactly when the ops are equal.
-        getter = _OP_FIELDS.get(type(op))
         if type(op) is Embedding:
             key: object = (Embedding, self.access_key(op.table), _EMBEDDING_REST(op))
         else:
+            getter = _OP_FIELDS.get(type(op))
             key = (type(op), getter(op)) if getter is not None else op
         by_op = self._by_op.get(key)
         if by_op is not None:
@@ -302,20 +303,14 @@ class _TupleInterner:
     canonical(b)`` exactly when ``a == b``.
 
     Hashing such a tuple visits every element, every time (CPython caches no tuple hash), and the
-    ranks' ops carry their own, equal, split tuples. Here a tuple object is resolved once (then by
-    its identity); a new object is compared with ``==`` only against the canonical tuples that
-    share its sample (length and a few elements, which equal tuples share), and a sample holding
-    many values falls back to a dict keyed by the tuples themselves. Every tuple seen is kept, so
-    an id is never reused while this holds it.
+    ranks' ops carry their own, equal, split tuples: a tuple object is resolved once by value (one
+    hash and, on a hit, one comparison), then by its identity. Every tuple seen is kept, so an id is
+    never reused while this holds it.
     """
-
-    _SAMPLES = 16  # elements sampled for the bucket key
-    _SCAN = 8  # canonical tuples compared one by one per bucket before it becomes a dict
 
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[object, object]] = {}  # id -> (the tuple, its canonical copy)
-        self._buckets: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
-        self._large: dict[tuple[object, ...], dict[tuple[object, ...], tuple[object, ...]]] = {}
+        self._by_value: dict[tuple[object, ...], tuple[object, ...]] = {}
 
     def canonical(self, t: object) -> object:
         if t is None:
@@ -323,25 +318,6 @@ class _TupleInterner:
         hit = self._by_id.get(id(t))
         if hit is not None and hit[0] is t:
             return hit[1]
-        found = self._resolve(t) if type(t) is tuple else t
+        found = self._by_value.setdefault(t, t) if type(t) is tuple else t
         self._by_id[id(t)] = (t, found)
         return found
-
-    def _resolve(self, t: tuple[object, ...]) -> tuple[object, ...]:
-        n = len(t)
-        step = max(1, n // self._SAMPLES)
-        sample = (n, *t[::step], t[-1]) if n else (0,)
-        large = self._large.get(sample)
-        if large is not None:
-            return large.setdefault(t, t)
-        bucket = self._buckets.setdefault(sample, [])
-        for c in bucket:
-            if c == t:
-                return c
-        if len(bucket) < self._SCAN:
-            bucket.append(t)
-            return t
-        # A crowded sample: from now on a dict (hashing every element) finds the canonical copy.
-        large = self._large[sample] = {c: c for c in bucket}
-        del self._buckets[sample]
-        return large.setdefault(t, t)

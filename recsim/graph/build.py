@@ -55,6 +55,7 @@ from recsim.graph.ir import (
     Stream,
     Transfer,
     make_node,
+    sorts_ahead,
 )
 from recsim.graph.shard_ops import PooledExchange, ShardOps, pooled_exchange
 from recsim.planner.types import Plan, Shard
@@ -341,7 +342,7 @@ class _Builder:
     def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str) -> int:
         """A lookup node; a presorted backward (``self.presort``, HBM, a sorting optimizer) gets its
         index sort as a ``sort`` node behind the rank's next-batch H2D copy (off the step's path)."""
-        if self.presort and pass_ == "backward" and op.tier == "hbm" and op.optimizer != "sparse_sgd":
+        if self.presort and sorts_ahead(pass_, op.tier, op.optimizer):
             op = dataclasses.replace(op, presorted=True)
             sort = dataclasses.replace(op, pass_="sort", presorted=False)
             after = [self.h2d[rank]] if rank in self.h2d else []
@@ -491,7 +492,7 @@ def build_training_step(
     framework = _framework(workload)
     bld.presort = framework.presorts_indices(plan)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
-    bld.node_size = opt.ranks_per_node if framework.hierarchical_row_splits else None
+    bld.node_size = framework.row_split_node_size(opt.ranks_per_node)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)

@@ -96,6 +96,13 @@ class Embedding:
     kind = "embedding"
 
 
+def sorts_ahead(pass_: str, tier: str, optimizer: str) -> bool:
+    """Whether a lookup of a framework that presorts indices (``Runtime.presorts_indices``) finds
+    them sorted: an HBM backward whose update sorts them (PyTorch's unfused ``sparse_sgd``
+    materialises a COO gradient instead, with no sort to move)."""
+    return pass_ == "backward" and tier == "hbm" and optimizer != "sparse_sgd"
+
+
 @dataclass(frozen=True, slots=True)
 class Collective:
     """One rank's part of a collective. ``bytes`` is this rank's input size.

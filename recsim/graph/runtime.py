@@ -141,6 +141,11 @@ class Runtime(ABC):
     #: over all the split's ranks (TorchRec's row-wise output dist).
     hierarchical_row_splits: ClassVar[bool] = False
 
+    def row_split_node_size(self, ranks_per_node: int | None) -> int | None:
+        """The node size ``shard_ops.pooled_exchange`` reduces row splits per node with (None:
+        over all the split's ranks)."""
+        return ranks_per_node if self.hierarchical_row_splits else None
+
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         """Whether the framework all-reduces the replicated rows' gradients of ``plan`` together with
         the dense gradients (one collective over a grouped buffer) rather than on their own."""

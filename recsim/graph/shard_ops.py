@@ -65,7 +65,7 @@ class ShardOps:
         out already (a popularity, say) kept."""
         out: dict[str, AccessModel] = dict(self._models)
         for (table, start, end), model in self._slices.items():
-            out[f"{table}@[{start}:{end}]"] = model
+            out[slice_name(table, start, end, "popularity")] = model
         return out
 
     def is_slice(self, shard: Shard) -> bool:
@@ -89,8 +89,7 @@ class ShardOps:
         ``table@[a:b]`` (popularity ranks a..b) or ``table#[a:b]`` (ids a..b)."""
         if shard.rows == self.tables[shard.table].rows:
             return shard.table
-        mark = "@" if shard.order == "popularity" else "#"
-        name = f"{shard.table}{mark}[{shard.row_start}:{shard.row_end}]"
+        name = slice_name(shard.table, shard.row_start, shard.row_end, shard.order)
         self.slices[name] = (shard.table, shard.row_start, shard.row_end, shard.order)
         return name
 
@@ -161,6 +160,12 @@ class ShardOps:
             tier=shard.tier,
             optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
         )
+
+
+def slice_name(table: str, start: int, end: int, order: str) -> str:
+    """The op table name of rows ``[start, end)`` of ``table``: ``table@[a:b]`` (popularity ranks)
+    or ``table#[a:b]`` (ids)."""
+    return f"{table}{'@' if order == 'popularity' else '#'}[{start}:{end}]"
 
 
 def pooled_blocks(plan: Plan) -> list[list[Shard]]:

@@ -33,7 +33,7 @@ from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
-from recsim.graph.ir import Collective, CollectiveOp
+from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.hardware.system import System
@@ -167,7 +167,7 @@ class Estimator:
         where = (shard.row_start, shard.row_end) if shard.order == "popularity" else (shard.rows,)
         key = (shard.table, *where, shard.dim, shard.tier, shard.dtype, shard.order)
         spread = len(shard.ranks) if shard.sharding == "distributed" else 0
-        presorted = presorted and pass_ == "backward" and shard.tier == "hbm"
+        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer)
         key += (shard.sharding == "data_parallel", spread, pass_, presorted)
         cached = self._compute.get(key)
         if cached is not None:
@@ -194,7 +194,7 @@ class Estimator:
         if shard.tier != "hbm":
             return 0.0
         replicated = shard.sharding == "data_parallel"
-        presorted = presorted and pass_ == "backward"
+        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer)
         key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted)
         cached = self._compute.get(key)
         if cached is not None:
@@ -446,7 +446,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     presorted = framework.presorts_indices(plan)
     gradients = framework.gradient_all_reduce
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
-    node_size = est.per_node if framework.hierarchical_row_splits else None
+    node_size = framework.row_split_node_size(est.per_node)
     exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)
     a2a = est.marginal_s_per_byte("all_to_all", world, comm, framework.pooled_all_to_all(plan))
     for r, row in enumerate(exchange.send):

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsim.cost.embedding.base import optimizer_state_bytes, parse_tier, tier_model
+from recsim.cost.embedding.base import parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime
@@ -55,8 +55,8 @@ from recsim.planner.storage import (
     check_fits,
     dense_hbm_bytes,
     plan_usage,
-    row_bytes,
     shard_storage,
+    stored_row_bytes,
 )
 from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard
 from recsim.units import Dimension, format_quantity
@@ -232,8 +232,7 @@ def _ratio(values: list[float]) -> float:
 def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
     """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
     wire = DTYPE_BYTES[plan.comm_dtype]
-    framework = runtime(workload.training.runtime)
-    node_size = estimator.per_node if framework.hierarchical_row_splits else None
+    node_size = runtime(workload.training.runtime).row_split_node_size(estimator.per_node)
     exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
     return [math.fsum(row) for row in exchange.send]
 
@@ -437,7 +436,7 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
     need = 0.0
     for t in workload.tables:
         dim = workload.table_dim(t)
-        need += t.rows * (row_bytes(dim, lowest) + optimizer_state_bytes(optimizer, dim))
+        need += t.rows * stored_row_bytes(dim, lowest, optimizer)
     cap = capacity(system).less(cfg.hbm_reserve, cfg.ddr_reserve)
     world, nodes = system.num_accelerators, system.num_nodes
     tiers = set(cfg.tiers)

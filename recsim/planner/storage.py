@@ -46,14 +46,17 @@ def row_bytes(dim: int, dtype: str) -> float:
     return dim * DTYPE_BYTES[dtype] + (QUANT_ROW_OVERHEAD_BYTES if dtype in _QUANTIZED else 0.0)
 
 
+def stored_row_bytes(dim: int, dtype: str, optimizer: str) -> float:
+    """Bytes one row keeps with its optimizer state (``row_bytes`` plus FBGEMM's state)."""
+    return row_bytes(dim, dtype) + optimizer_state_bytes(optimizer, dim)
+
+
 def shard_storage(shard: Shard, workload: Workload) -> Storage:
     """Bytes one copy of ``shard`` keeps in HBM, host DRAM and on SSDs (its rank's, or its node's;
     one rank's share of a distributed shard)."""
     table = workload.table(shard.table)
     dtype = shard.dtype or workload.table_dtype(table)
-    per_row = row_bytes(shard.dim, dtype) + optimizer_state_bytes(
-        workload.training.embedding_optimizer, shard.dim
-    )
+    per_row = stored_row_bytes(shard.dim, dtype, workload.training.embedding_optimizer)
     rows = shard.rows_per_rank
     size = rows * per_row
     name, raw = parse_tier(shard.tier)

@@ -299,13 +299,13 @@ def test_all_shortest_paths_matches_the_inline_walk(name: str, nodes: int) -> No
 
 def _ops(rng: random.Random) -> list[Collective]:
     """Collectives whose tuples are equal in value but distinct objects, or differ in one place,
-    in a sign of zero, in int against float, by a NaN (equal only as the same object), or crowd
-    one bucket of the interner."""
+    in a sign of zero, in int against float, by a NaN (equal only as the same object), or in one
+    element of many."""
     nan = float("nan")
     group = tuple(range(64))
     base = [float(rng.choice([648, 1080, 1512, 2808])) for _ in range(64)]
     variants: list[tuple[float, ...] | None] = [None, tuple(base)]
-    for k in range(12):  # same sample (every 4th element and the last), differ elsewhere
+    for k in range(12):  # equal but for one element each
         v = list(base)
         v[1 + 4 * k] += 1.0
         variants.append(tuple(v))

@@ -62,11 +62,6 @@ def p2p_rounds(peers: int, ranks: int) -> int:
     return math.ceil(peers / max(1, P2P_CHANNELS // per_peer))
 
 
-def _same_node(layout: GroupLayout) -> NDArray[np.bool_]:
-    """``same[i, j]``: members ``i`` and ``j`` are on one node (the layout's, made once per layout)."""
-    return layout.same_node
-
-
 def _peers(sends: NDArray[np.bool_]) -> int:
     """Most peers one member sends to or receives from: ``max(sends.sum(1).max(), sends.sum(0).max())``,
     counted in int32 (exact: at most ``n`` per member), about three times faster than bool sums."""

@@ -484,9 +484,6 @@ class GroupLayout:
 
     def home_nics(self, pos: int) -> list[str]:
         """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""
-        return self._home(pos)
-
-    def _home(self, pos: int) -> list[str]:
         return list(self._homes[pos])
 
     @cached_property

@@ -40,10 +40,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recsim.cost.embedding.base import optimizer_state_bytes
 from recsim.errors import InfeasibleError
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
-from recsim.planner.storage import capacity, check_fits, dense_hbm_bytes, plan_usage, row_bytes
+from recsim.planner.storage import capacity, check_fits, dense_hbm_bytes, plan_usage, stored_row_bytes
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Table
 
@@ -74,9 +73,9 @@ def hugectr_table_bytes(ctx: PlanningContext, table: Table) -> float:
 def table_bytes(ctx: PlanningContext, table: Table) -> float:
     """Weights and optimizer state of ``table`` at the workload's dtype."""
     w = ctx.workload
-    dim = w.table_dim(table)
-    state = optimizer_state_bytes(w.training.embedding_optimizer, dim)
-    return table.rows * (row_bytes(dim, w.table_dtype(table)) + state)
+    return table.rows * stored_row_bytes(
+        w.table_dim(table), w.table_dtype(table), w.training.embedding_optimizer
+    )
 
 
 def table_cost(ctx: PlanningContext) -> float:
@@ -143,9 +142,10 @@ class _Search:
                 cost = max(self.node_cost(h) for h in held)
                 if cost < best_cost:
                     best_cost, best = cost, held
-                hottest = next((i for i in self.shards() if self.splits[i] * 2 <= self.nodes), None)
-                if hottest is not None:
-                    self.split(hottest)
+                # The hottest shard whose table can still be spread over twice as many nodes.
+                for i in self.shards():
+                    if self.split(i):
+                        break
             elif not self.split(stuck):
                 break
         return best
@@ -182,7 +182,7 @@ def hier_plan(ctx: PlanningContext, name: str) -> Plan:
     shards: list[Shard] = []
     for k, table in enumerate(w.tables):
         dim, dtype = w.table_dim(table), w.table_dtype(table)
-        if k in replicated:
+        if k in kept:
             shards.append(Shard(table.name, "data_parallel", 0, table.rows, 0, dim, everyone, "hbm", dtype))
             continue
         owners = sorted(holders[k])

@@ -81,8 +81,11 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     return grad * m_ar * world / appearances
 
 
-def hybrid_plan(ctx: PlanningContext, scale: float, name: str) -> Plan:
-    """Every table split at ``scale x p*`` into replicated frequent and distributed infrequent rows."""
+def hybrid_plan(
+    ctx: PlanningContext, scale: float, name: str, thresholds: dict[str, float] | None = None
+) -> Plan:
+    """Every table split at ``scale x p*`` into replicated frequent and distributed infrequent rows
+    (``thresholds``: each table's ``p*``, worked out here if not given)."""
     w = ctx.workload
     world = ctx.world_size
     everyone = tuple(range(world))
@@ -90,7 +93,8 @@ def hybrid_plan(ctx: PlanningContext, scale: float, name: str) -> Plan:
     for table in w.tables:
         dim = w.table_dim(table)
         dtype = w.table_dtype(table)
-        k = frequent_rows(ctx, table, base_threshold(ctx, table) * scale)
+        base = thresholds[table.name] if thresholds is not None else base_threshold(ctx, table)
+        k = frequent_rows(ctx, table, base * scale)
         if table.rows - k < world:  # too few infrequent rows to spread: replicate the table
             k = table.rows
         if k:
@@ -114,10 +118,11 @@ class HybridEmbedding(Proposer):
             raise InfeasibleError("hybrid_embedding needs at least two ranks")
         cfg = ctx.config
         cap = capacity(ctx.system).less(cfg.hbm_reserve, cfg.ddr_reserve)
+        thresholds = {t.name: base_threshold(ctx, t) for t in ctx.workload.tables}
         scale = 1.0
         last: InfeasibleError | None = None
         for _ in range(MAX_THRESHOLD_DOUBLINGS):
-            plan = hybrid_plan(ctx, scale, self.name)
+            plan = hybrid_plan(ctx, scale, self.name, thresholds)
             try:
                 check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=self.name)
             except InfeasibleError as exc:
