@@ -23,6 +23,6 @@ def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:
     return asap_timing(index, cost.durations_s(index.nodes))
 
 
-def run_analytic(graph: ExecutionGraph, cost: CostModel, index: GraphIndex | None = None) -> Schedule:
-    """The schedule of ``graph`` with the durations of ``cost`` (``index``: the graph's, if known)."""
-    return analytic_timing(index if index is not None else GraphIndex.of(graph), cost).schedule()
+def run_analytic(graph: ExecutionGraph, cost: CostModel) -> Schedule:
+    """The schedule of ``graph`` with the durations of ``cost``."""
+    return analytic_timing(GraphIndex.of(graph), cost).schedule()

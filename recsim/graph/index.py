@@ -243,12 +243,14 @@ class GraphIndex:
 
     def deps_of(self, i: int) -> list[int]:
         """The positions node ``i`` depends on (repeats kept)."""
-        return self.dep_flat[self.dep_end[i - 1] if i else 0 : self.dep_end[i]]
+        end = self.dep_end_array
+        out: list[int] = self.dep_flat_array[int(end[i - 1]) if i else 0 : int(end[i])].tolist()
+        return out
 
     def predecessors_of(self, i: int) -> list[int]:
         """Node ``i``'s dependencies and the previous node of its queue (positions)."""
         out = self.deps_of(i)
-        prev = self.prev_in_queue[i]
+        prev = int(self.prev_in_queue_array[i])
         if prev >= 0:
             out.append(prev)
         return out
@@ -333,18 +335,6 @@ class _ArrayIndex(GraphIndex):
         index = object.__new__(cls)
         index.__dict__.update(nodes=nodes, queue_keys=queue_keys, members=members, copies=copies, **arrays)
         return index
-
-    def deps_of(self, i: int) -> list[int]:
-        end = self.dep_end_array
-        out: list[int] = self.dep_flat_array[int(end[i - 1]) if i else 0 : int(end[i])].tolist()
-        return out
-
-    def predecessors_of(self, i: int) -> list[int]:
-        out = self.deps_of(i)
-        prev = int(self.prev_in_queue_array[i])
-        if prev >= 0:
-            out.append(prev)
-        return out
 
     # The list fields, each made from its array when first read (and kept).
 

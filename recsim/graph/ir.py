@@ -173,9 +173,10 @@ class Node:
         return self.op.kind
 
 
-_NODE_FIELDS = ("id", "rank", "name", "stream", "op", "deps", "lane", "duration_s", "start_s", "phase")
-if tuple(f.name for f in fields(Node)) != _NODE_FIELDS:  # pragma: no cover - keep ``make_node`` in step
-    raise ImportError("recsim.graph.ir.make_node sets Node's fields one by one: update _NODE_FIELDS")
+#: Node's fields in declaration order (``make_node`` and ``recsim.graph.steps`` set them one by one).
+NODE_FIELDS = ("id", "rank", "name", "stream", "op", "deps", "lane", "duration_s", "start_s", "phase")
+if tuple(f.name for f in fields(Node)) != NODE_FIELDS:  # pragma: no cover - keep ``make_node`` in step
+    raise ImportError("recsim.graph.ir.make_node sets Node's fields one by one: update NODE_FIELDS")
 (
     _SET_ID,
     _SET_RANK,
@@ -187,7 +188,7 @@ if tuple(f.name for f in fields(Node)) != _NODE_FIELDS:  # pragma: no cover - ke
     _SET_DURATION,
     _SET_START,
     _SET_PHASE,
-) = (vars(Node)[name].__set__ for name in _NODE_FIELDS)
+) = (vars(Node)[name].__set__ for name in NODE_FIELDS)
 _new = object.__new__
 
 
@@ -206,7 +207,7 @@ def make_node(
     The graph builder makes 10^4 nodes per evaluation. A frozen dataclass's ``__init__`` sets each
     field through ``object.__setattr__``, which looks the attribute up anew every time; setting the
     slots through their descriptors directly costs about two thirds as much. Every field is set,
-    in the class's order (``_NODE_FIELDS``, checked against the class at import), so the node is
+    in the class's order (``NODE_FIELDS``, checked against the class at import), so the node is
     equal to, and indistinguishable from, one made by ``Node(...)``.
     """
     node = _new(Node)

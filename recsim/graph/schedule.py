@@ -166,13 +166,11 @@ def _duration_function(
 def asap_schedule(
     graph: ExecutionGraph,
     durations_s: Mapping[int, float] | Callable[[Node], float] | None = None,
-    index: GraphIndex | None = None,
 ) -> Schedule:
-    """Schedule ``graph`` with ``durations_s`` (a map by id, a function, or recorded durations);
-    ``index`` is the graph's ``GraphIndex`` when the caller has it."""
+    """Schedule ``graph`` with ``durations_s`` (a map by id, a function, or recorded durations)."""
     durations = _duration_function(durations_s)
     lengths = [durations(n) for n in graph.nodes]
-    return asap_timing(index if index is not None else GraphIndex.of(graph), lengths).schedule()
+    return asap_timing(GraphIndex.of(graph), lengths).schedule()
 
 
 def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArray[np.float64]:

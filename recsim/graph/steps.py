@@ -22,7 +22,7 @@ copy shares its group and split tuples. Nodes and collectives are made without t
 ``__init__``: a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
 which looks the attribute up anew every time, while the copies here set the slots through their
 descriptors directly, at about half the cost per node. Every field is set, in the class's own
-order (``_NODE_FIELDS``, checked against the class at import).
+order (``ir.NODE_FIELDS``, checked against the class at import).
 
 ``ChainedGraph`` is the chained graph with its nodes made only when something reads them. The
 analytic engine needs the structure of the chained graph, not its node objects: ``index()``
@@ -47,15 +47,11 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.graph.index import GraphIndex, Rows, rows
-from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Node
+from recsim.graph.ir import NODE_FIELDS, Collective, Embedding, ExecutionGraph, Node
 
-_NODE_FIELDS = ("id", "rank", "name", "stream", "op", "deps", "lane", "duration_s", "start_s", "phase")
 _COLLECTIVE_FIELDS = ("op", "key", "group", "bytes", "dtype", "send_bytes", "recv_bytes", "algorithm")
-if (
-    tuple(f.name for f in fields(Node)) != _NODE_FIELDS
-    or tuple(f.name for f in fields(Collective)) != _COLLECTIVE_FIELDS
-):  # pragma: no cover - a field added to the IR must be copied here too
-    raise ImportError("recsim.graph.steps copies Node and Collective field by field: update _NODE_FIELDS")
+if tuple(f.name for f in fields(Collective)) != _COLLECTIVE_FIELDS:  # pragma: no cover - IR changed
+    raise ImportError("recsim.graph.steps copies Collective field by field: update _COLLECTIVE_FIELDS")
 
 
 def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -63,7 +59,7 @@ def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(vars(cls)[name].__set__ for name in names)
 
 
-_SET_NODE = _slot_setters(Node, _NODE_FIELDS)
+_SET_NODE = _slot_setters(Node, NODE_FIELDS)
 _SET_COLLECTIVE = _slot_setters(Collective, _COLLECTIVE_FIELDS)
 
 
@@ -393,8 +389,3 @@ class _ChainedNodes(Sequence[Node]):
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self._graph.nodes)
-
-
-def step_of(node_id: int, stride: int) -> int:
-    """The step a node of a chained graph belongs to."""
-    return node_id // stride
