@@ -621,3 +621,11 @@ def test_collnet_grows_with_bytes_and_never_slows_with_bandwidth(size, more, kin
     flows = collective_flows(op, TWO_NODES, "collnet")
     sent, received = bytes_per_rank(flows)
     assert sum(sent.values()) == pytest.approx(sum(received.values()), rel=1e-9)
+
+
+def test_an_all_to_all_split_of_the_wrong_length_is_a_config_error():
+    from recsim.cost.collectives.base import traffic_matrix
+
+    op = Collective(CollectiveOp.ALL_TO_ALL, "a2a", (0, 1, 2), 3.0, send_bytes=(1.0, 2.0))
+    with pytest.raises(ConfigError, match="2 send_bytes for a group of 3"):
+        traffic_matrix(op)

@@ -601,8 +601,12 @@ def traffic_matrix(op: Collective | Sequence[Collective], rank: int | None = Non
         # M[i, j] = row[(j - i + me) % n]: row i is ``row`` rotated left by ``(me - i) % n``, a
         # window of ``row`` repeated twice; gathering those windows copies the same values without
         # computing and indexing with an ``n x n`` array of positions.
+        if row.shape != (n,):
+            raise ConfigError(
+                f"all-to-all {op.key!r}: {row.size} send_bytes for a group of {n} (one per member)"
+            )
         idx = np.arange(n)
-        if n == 0 or row.shape != (n,):
+        if n == 0:
             return row[(idx[None, :] - idx[:, None] + me) % n]
         windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([row, row]), n)
         out: NDArray[np.float64] = windows[(me - idx) % n]
