@@ -47,6 +47,12 @@ def _network(layout: GroupLayout) -> ScaleOut | None:
     return layout.topology.system.cluster.scale_out
 
 
+def _leaves(layout: GroupLayout, nic: str) -> list[str]:
+    """The network switches ``nic`` is cabled to."""
+    graph = layout.topology.graph
+    return [w for w in graph.succ[nic] if graph.nodes[w].get("node") is None]
+
+
 def _tree_hops(layout: GroupLayout) -> int:
     """Links from the first node's NIC up the aggregation tree and down to the last node's NIC, on
     the topology as built (a cluster that fits under one leaf switch has no spine to climb)."""
@@ -101,6 +107,11 @@ class CollNetAllReduce(Algorithm):
                 v = layout.vertices[p]
                 nics = layout.home_nics(p)
                 for nic in nics:
-                    out.add(v, nic, size / local / len(nics), 0)
-                    out.add(nic, v, size / local / len(nics), 0)
+                    # Up through the NIC into its leaf switch(es), where the aggregation starts,
+                    # and the sum back down: the NIC-to-leaf links carry the shard both ways.
+                    leaves = _leaves(layout, nic)
+                    share = size / local / len(nics) / len(leaves)
+                    for leaf in leaves:
+                        out.add(v, leaf, share, 0)
+                        out.add(leaf, v, share, 0)
         return out.flows()
