@@ -19,7 +19,9 @@ for ``M = num_tokens`` and a tensor-parallel degree; times are medians in ms. vi
 (Kineto/CUPTI events), so the times are GPU-side kernel time **without** the host launch. Hence:
 
 * ``GemmCalibration.overhead`` is GPU-side only, and ``compute_time_s`` adds
-  ``accelerator.kernel_launch_s`` (a measured ``cudaLaunchKernel`` duration) once per kernel: once
+  ``accelerator.kernel_launch_s`` (the GPU-side gap between back-to-back queued kernels, measured on
+  Kineto traces: ``recsim.cost.launch``; the host's ``cudaLaunchKernel`` call is host time) once
+  per kernel: once
   for a forward GEMM or any other op, twice for a backward GEMM node (its dX and dW GEMMs are two
   kernels). ``gemm_time_s`` and ``kernel_time_s`` are kernel time only.
 
@@ -544,8 +546,8 @@ def _kernel_count(op: Compute) -> int:
 def compute_time_s(op: Compute, accelerator: Accelerator, *, include_launch: bool = True) -> float:
     """Time of ``op`` on ``accelerator``: its kernel time plus one ``kernel_launch`` per kernel.
 
-    ``include_launch=False`` leaves the launches out, for an engine that models the host thread that
-    issues them separately.
+    ``kernel_launch`` is the GPU-side dispatch gap in front of each kernel (``recsim.cost.launch``);
+    ``include_launch=False`` leaves it out (kernel time only, as a CUPTI kernel event measures it).
     """
     launches = max(_kernel_count(op), 1) if include_launch else 0
     return kernel_time_s(op, accelerator) + launches * accelerator.kernel_launch_s

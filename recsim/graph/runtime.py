@@ -6,7 +6,8 @@ points):
 * ``fused`` (the default): a fused training loop (HugeCTR, NVIDIA's MLPerf DLRM submissions):
   kernels are issued ahead of the GPU at no modelled CPU cost, bias and activation run inside the
   GEMMs (cuBLASLt epilogues, forward and backward); each kernel still pays
-  ``accelerator.kernel_launch`` on the GPU side (``recsim.cost.compute``). The graph is left as it is.
+  ``accelerator.kernel_launch``, the GPU-side gap between queued kernels (``recsim.cost.launch``).
+  The graph is left as it is.
 * ``cuda_graphs``: PyTorch kernels captured in a CUDA graph and replayed every step, as NVIDIA
   DeepLearningExamples' DLRM does: no per-op host cost, but PyTorch's unfused kernels (below) and a
   ``torch.cuda.synchronize()`` before each step (a ``sync:step`` host node after every device node of

@@ -179,6 +179,11 @@ class Lookup:
     def lookups(self) -> float:
         return max(0.0, float(self.op.lookups))
 
+    def launch_s(self, kernels: int) -> float:
+        """The GPU-side launch gaps in front of ``kernels`` queued kernels (``recsim.cost.launch``);
+        0 when the caller leaves launches out. The TBE calibration times kernels alone, without them."""
+        return kernels * self.accelerator().kernel_launch_s if self.include_launch else 0.0
+
     @property
     def batch(self) -> float:
         return max(0.0, float(self.op.batch))
@@ -377,8 +382,9 @@ def embedding_cost(
     """Time and traffic of ``op`` on ``system``, its rows on ``op.tier``.
 
     ``access`` is the access model of the rows the op touches (None: uniform over ``op.rows``).
-    ``include_launch`` adds one host kernel launch to GPU tiers (a TBE call's further kernels are
-    queued while the first runs), as ``recsim.cost.compute.compute_time_s`` does for compute ops.
+    ``include_launch`` adds the GPU-side launch gap (``accelerator.kernel_launch``,
+    ``recsim.cost.launch``) in front of every kernel of a GPU tier's pass, as
+    ``recsim.cost.compute.compute_time_s`` does for compute ops.
     """
     name, raw = parse_tier(op.tier)
     model = tier_model(name)

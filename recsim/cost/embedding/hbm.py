@@ -5,9 +5,10 @@ of an L2 of ``l2_bytes / row_bytes`` rows under the op's access model. Backward:
 and the update stage (``gpu.sort_stage``, ``gpu.update_stage``); per unique row the row and its
 optimizer state are read and written in HBM (SGD: the row; row-wise Adagrad: + one fp32; Adagrad:
 + an fp32 row; Adam: + two). ``sparse_sgd`` is PyTorch's unfused path instead (a COO gradient row
-per lookup, then ``mul`` and ``index_add_``: ``gpu.sparse_sgd_stage``). Both passes add one host
-launch when ``include_launch``. A ``presorted`` backward skips its sort stage, which the ``sort`` pass
-charges instead (HugeCTR precomputes the indices in its input pipeline).
+per lookup, then ``mul`` and ``index_add_``: ``gpu.sparse_sgd_stage``). Every kernel of a pass adds
+the GPU-side launch gap (``recsim.cost.launch``) when ``include_launch``. A ``presorted`` backward
+skips its sort stage, which the ``sort`` pass charges instead (HugeCTR precomputes the indices in
+its input pipeline).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class HbmTier(TierModel):
         acc = lookup.accelerator()
         l2_hit = lookup.hit_rate(acc.l2_bytes / lookup.row_bytes)
         kernel = lookup_forward(lookup, l2_hit=l2_hit)
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(kernel.kernels)
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {
             "l2_hit_rate": l2_hit,
@@ -37,10 +38,9 @@ class HbmTier(TierModel):
         return EmbeddingCost(kernel.time_s + launch, {HBM: kernel.hbm_bytes}, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
-        acc = lookup.accelerator()
         if lookup.op.optimizer == "sparse_sgd":
             stage = sparse_sgd_stage(lookup)
-            launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+            launch = lookup.launch_s(stage.kernels)
             details = lookup.base_details() | lookup.backward_accounting()
             details |= {"update_s": stage.time_s, "kernels": float(stage.kernels), "launch_s": launch}
             return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
@@ -52,7 +52,7 @@ class HbmTier(TierModel):
         sort_s, sort_hbm, sort_kernels = (
             (sort.time_s, sort.hbm_bytes, sort.kernels) if sort else (0.0, 0.0, 0)
         )
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(sort_kernels + update.kernels)
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {
             "sort_s": sort_s,
@@ -64,9 +64,8 @@ class HbmTier(TierModel):
         return EmbeddingCost(sort_s + update.time_s + launch, {HBM: sort_hbm + update.hbm_bytes}, details)
 
     def sort(self, lookup: Lookup) -> EmbeddingCost:
-        acc = lookup.accelerator()
         sort = lookup_sort(lookup)
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(sort.kernels)
         details = lookup.base_details() | {
             "sort_s": sort.time_s,
             "kernels": float(sort.kernels),

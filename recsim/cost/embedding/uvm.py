@@ -86,7 +86,7 @@ class UvmTier(TierModel):
         ddr_s = payload / host_ddr_bandwidth_bytes_per_s(lookup.system)
         kernel = lookup_forward(lookup, l2_hit=0.0, rows_elsewhere=True)
         round_trip = 2.0 * link.latency_s if lookup.lookups > 0 else 0.0
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(kernel.kernels)
         time = kernel.fixed_s + max(kernel.memory_s, pcie_s, ddr_s) + round_trip + launch
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"pcie_s": pcie_s, "ddr_s": ddr_s, "gpu_s": kernel.memory_s, "launch_s": launch}
@@ -105,7 +105,7 @@ class UvmTier(TierModel):
         pcie_s = pcie_wire_bytes(max(read, write)) / link.bandwidth_bytes_per_s
         ddr_s = (read + write) / host_ddr_bandwidth_bytes_per_s(lookup.system)
         round_trip = 2.0 * link.latency_s if unique > 0 else 0.0
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(sort.kernels + update.kernels)
         update_s = update.fixed_s + max(update.memory_s, pcie_s, ddr_s) + round_trip
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {"sort_s": sort.time_s, "update_s": update_s, "pcie_s": pcie_s, "launch_s": launch}

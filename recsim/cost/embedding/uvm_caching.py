@@ -83,7 +83,9 @@ class UvmCachingTier(TierModel):
         tags = (lookup.lookups + unique) * set_bytes + filled * TAG_BYTES
         tags_l2 = tags * lookup.hit_rate(acc.l2_bytes / set_bytes)  # hot rows' sets stay in L2
         tags_s = ((tags - tags_l2) / hbm_bw + tags_l2 / l2_bandwidth_bytes_per_s(acc)) / cal.max_efficiency
-        manage_s = sort.time_s + CACHE_KERNELS * cal.overhead_s + tags_s
+        # The management kernels (sort, cache lookup, insert) each pay their launch gap too.
+        manage_kernels = sort.kernels + CACHE_KERNELS
+        manage_s = sort.time_s + CACHE_KERNELS * cal.overhead_s + tags_s + lookup.launch_s(manage_kernels)
 
         payload = filled * pcie_payload_bytes(lookup.row_bytes)
         fill_hbm = filled * lookup.row_bytes
@@ -97,7 +99,7 @@ class UvmCachingTier(TierModel):
 
         l2_hit = lookup.hit_rate(acc.l2_bytes / lookup.row_bytes)
         gather = lookup_forward(lookup, l2_hit=l2_hit)
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(gather.kernels)
         overhead_s = manage_s + gather.time_s
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {
@@ -133,7 +135,7 @@ class UvmCachingTier(TierModel):
         ddr_s = (read + write) / host_ddr_bandwidth_bytes_per_s(lookup.system)
         if read + write > 0:
             pcie_s += 2.0 * link.latency_s
-        launch = acc.kernel_launch_s if lookup.include_launch else 0.0
+        launch = lookup.launch_s(sort.kernels + update.kernels)
         update_s = update.fixed_s + max(update.memory_s, pcie_s, ddr_s)
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {

@@ -1,0 +1,80 @@
+"""The GPU-side launch gap (``recsim.cost.launch``) re-measured on the shipped traces, and the device
+YAMLs that quote it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from recsim.cost.launch import median_queued_gap_s, queued_gaps_s
+from recsim.graph.readers.kineto import KinetoTrace, parse_kineto
+from recsim.hardware.devices import Accelerator
+from recsim.hardware.library import HardwareLibrary
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
+
+
+def _launch_s(name: str) -> float:
+    device = HardwareLibrary().device("accelerator", name)
+    assert isinstance(device, Accelerator)
+    return device.kernel_launch_s
+
+
+def _parse(path: Path) -> KinetoTrace:
+    with gzip.open(path, "rt") as handle:
+        return parse_kineto(path, json.load(handle))
+
+
+def _event(name: str, cat: str, ts: float, dur: float, correlation: int, tid: int) -> dict[str, object]:
+    return {
+        "ph": "X",
+        "name": name,
+        "cat": cat,
+        "pid": 0,
+        "tid": tid,
+        "ts": ts,
+        "dur": dur,
+        "args": {"correlation": correlation},
+    }
+
+
+def test_only_queued_pairs_count() -> None:
+    # Kernel b was launched (call ends at 3 us) long before a ended (20 us): queued, gap 2 us.
+    # Kernel c's launch returned at 30 us, after b ended (25 us): the GPU waited for the host.
+    events = [
+        _event("cudaLaunchKernel", "cuda_runtime", 0, 1, 1, tid=9),
+        _event("cudaLaunchKernel", "cuda_runtime", 2, 1, 2, tid=9),
+        _event("cudaLaunchKernel", "cuda_runtime", 28, 2, 3, tid=9),
+        _event("a", "kernel", 5, 15, 1, tid=7),
+        _event("b", "kernel", 22, 3, 2, tid=7),
+        _event("c", "kernel", 33, 1, 3, tid=7),
+    ]
+    trace = parse_kineto(Path("t.json"), {"traceEvents": events})
+    assert queued_gaps_s(trace) == pytest.approx([2e-6])
+
+
+def test_a100_trace_gap_is_the_yaml_figure() -> None:
+    trace = _parse(DATA / "recsys_a100_8rank_rank3_control.json.gz")
+    gaps = queued_gaps_s(trace)
+    assert len(gaps) == 6018
+    assert median_queued_gap_s([trace]) == pytest.approx(2e-6)
+    for name in ("a100-sxm4-40gb", "a100-sxm4-80gb", "h100-sxm5-80gb", "h100-pcie-80gb", "h200-sxm5-141gb"):
+        assert _launch_s(name) == pytest.approx(2e-6), name
+
+
+def test_v100_traces_gap_is_the_yaml_figure() -> None:
+    traces = [_parse(p) for p in sorted((DATA / "param_dlrm_kineto").glob("*.json.gz"))]
+    assert sum(len(queued_gaps_s(t)) for t in traces) == 246
+    assert median_queued_gap_s(traces) == pytest.approx(1e-6)
+    assert _launch_s("v100-sxm2-32gb") == pytest.approx(1e-6)
+
+
+def test_the_host_call_is_longer_than_the_gap() -> None:
+    # The figure replaced: the host's cudaLaunchKernel call (median 6 us) is not GPU time.
+    trace = _parse(DATA / "recsys_a100_8rank_rank3_control.json.gz")
+    calls = sorted(e.dur for events in trace.threads.values() for e in events if e.name == "cudaLaunchKernel")
+    assert calls[len(calls) // 2] == pytest.approx(6.0)
+    assert median_queued_gap_s([trace]) * 1e6 < calls[len(calls) // 2] / 2
