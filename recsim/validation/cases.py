@@ -307,6 +307,21 @@ def _cases() -> list[Case]:
                 _multinode(system, "dlrm-mlperf", nodes, batch),
             )
         )
+    for row in pub["mlperf-train-other-systems"]["value"]:
+        nodes, batch, system = int(row["nodes"]), int(row["global_batch"]), str(row["system"])
+        short = "dcnv2" if row["workload"] == "dlrm-dcnv2" else "dlrmv1"
+        cases.append(
+            Case(
+                f"mlperf-train-{row['round']}-{short}-{system.replace('-', '')}-n{nodes}",
+                "end_to_end",
+                f"MLPerf {row['round']} {row['submitter']} {row['platform']}"
+                f"{f' x {nodes}' if nodes > 1 else ''} ({system}), batch {batch:,}",
+                "samples/s",
+                float(row["samples_per_s"]),
+                0.15,
+                _multinode(system, str(row["workload"]), nodes, batch),
+            )
+        )
     dle = pub["dle-dlrm-dgxa100-8gpu"]
     for mode, precision in (("amp", "fp16"), ("tf32", "tf32")):
         cases.append(
