@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
+from recsim.cost.memo import CostMemo
 from recsim.engine import DEFAULT_STEPS
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import ExecutionGraph
@@ -192,12 +193,14 @@ def make_plan(
     system: System | int,
     *,
     planner: PlannerConfig | Sequence[str] = (),
+    costs: CostMemo | None = None,
 ) -> Plan:
     """A sharding plan by strategy name (a registered proposer) or a saved plan file.
 
     ``system`` may be a world size for the statistics-free strategies and plan files; the
     proposers that estimate costs (greedy, auto, ...) need the ``System``. ``planner`` is a
-    ``PlannerConfig`` or ``planner.<key>=<value>`` overrides.
+    ``PlannerConfig`` or ``planner.<key>=<value>`` overrides. ``costs``: a ``CostMemo`` of this
+    system and workload for the planner to fill and the caller to reuse (``recsim.cost.memo``).
     """
     from recsim.planner import plan as simple
     from recsim.planner.io import is_plan_path
@@ -214,7 +217,7 @@ def make_plan(
             return simple.PLAIN_STRATEGIES[name](workload, world)
         raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
-    return proposer(name).propose(PlanningContext(system, workload, config))
+    return proposer(name).propose(PlanningContext(system, workload, config, memo=costs))
 
 
 def plan(
@@ -335,8 +338,10 @@ def simulate_run(
             f"system {sys_spec.name!r} has no accelerators: `recsim run` simulates GPU training "
             "(CPU inference serving is a later feature)"
         )
-    options = SimulationOptions(fidelity=fidelity, steps=steps, comm_dtype=comm_dtype)
-    sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2])
+    # The planner's candidate simulations and this run share one memo of costs (same results).
+    costs = CostMemo(sys_spec, wl_spec)
+    options = SimulationOptions(fidelity=fidelity, steps=steps, comm_dtype=comm_dtype, costs=costs)
+    sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs)
     return simulate_training(sys_spec, wl_spec, sharding, options)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import embedding_cost
+from recsim.cost.memo import CostMemo, TupleInterner
 from recsim.errors import InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Host, Node, Transfer
 from recsim.graph.shard_ops import slice_name
@@ -87,10 +88,15 @@ class CostModel:
         fused_tables: Mapping[str, Sequence[Sequence[Any]]] | None = None,
         table_slices: Mapping[str, Sequence[Any]] | None = None,
         access_models: Mapping[str, AccessModel] | None = None,
+        memo: CostMemo | None = None,
     ) -> None:
         self.system = system
         self.workload = workload
-        self.topology = topology or build_topology(system)
+        if memo is not None:
+            memo.check(system, workload)
+        self.topology = topology or (memo.topology if memo is not None else build_topology(system))
+        if memo is not None and self.topology is not memo.topology:
+            raise ValueError("a CostModel given a CostMemo costs on the memo's topology, not another one")
         self._tables = {t.name: t for t in workload.tables} if workload is not None else {}
         self._access: dict[str, AccessModel] = {}
         # A table-batched (TBE) node's tables and their lookups (graph metadata "fused_tables").
@@ -124,14 +130,15 @@ class CostModel:
         self._collectives_by_id: dict[tuple[object, ...], tuple[tuple[object, ...], float]] = {}
         # Value key -> cost, the group and split tuples stood for by their canonical (interned)
         # copies' ids: an op's key is then hashed and compared without visiting its 1024 ranks.
-        self._collectives: dict[tuple[object, ...], float] = {}
-        self._interned = _TupleInterner()
-        self._by_op: dict[object, float] = {}
+        # The value-keyed caches are the memo's when one is given (kept across evaluations).
+        self._collectives: dict[tuple[object, ...], float] = memo.collectives if memo else {}
+        self._interned = TupleInterner(memo.canonical_tuples if memo else None)
+        self._by_op: dict[object, float] = memo.by_op if memo else {}
         # A fused (TBE) table -> what its access model is made of, and the mixture made of each:
         # the ranks' table-batched lookups of the same tables and lookups (the replicated tables of
         # a data-parallel sharding, on every rank) share one model and so one cost.
         self._access_keys: dict[str, object] = {}
-        self._mixtures: dict[object, AccessModel | None] = {}
+        self._mixtures: dict[object, AccessModel | None] = memo.mixtures if memo else {}
 
     # -- per op kind ---------------------------------------------------------------------------
 
@@ -197,7 +204,7 @@ class CostModel:
             if kept[0] is group and kept[1] is send and kept[2] is recv:
                 return hit[1]
         tuples = (group, send, recv)
-        # Equal tuples have one canonical copy (``_TupleInterner``), so these ids are equal exactly
+        # Equal tuples have one canonical copy (``TupleInterner``), so these ids are equal exactly
         # when the tuples are: the key matches exactly the ops that
         # ``(op.op, group, bytes, dtype, send, recv, algorithm)`` would, at the cost of an id.
         canonical = self._interned.canonical
@@ -295,29 +302,3 @@ class CostModel:
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
         self._by_op[key] = value
         return value
-
-
-class _TupleInterner:
-    """One canonical object per value of the tuples it is shown (collective groups and split
-    vectors, up to 1024 elements each): ``canonical(t) == t`` always, and ``canonical(a) is
-    canonical(b)`` exactly when ``a == b``.
-
-    Hashing such a tuple visits every element, every time (CPython caches no tuple hash), and the
-    ranks' ops carry their own, equal, split tuples: a tuple object is resolved once by value (one
-    hash and, on a hit, one comparison), then by its identity. Every tuple seen is kept, so an id is
-    never reused while this holds it.
-    """
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[object, object]] = {}  # id -> (the tuple, its canonical copy)
-        self._by_value: dict[tuple[object, ...], tuple[object, ...]] = {}
-
-    def canonical(self, t: object) -> object:
-        if t is None:
-            return None
-        hit = self._by_id.get(id(t))
-        if hit is not None and hit[0] is t:
-            return hit[1]
-        found = self._by_value.setdefault(t, t) if type(t) is tuple else t
-        self._by_id[id(t)] = (t, found)
-        return found

@@ -24,6 +24,7 @@ import numpy as np
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
+from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine import DEFAULT_STEPS
@@ -68,6 +69,9 @@ class SimulationOptions:
     check_invariants: bool = True
     # The DES engine adds its work (events, wall time) here when given: benchmarks read it.
     des_counters: DesCounters | None = None
+    # Costs kept across evaluations of this system and workload (``recsim.cost.memo``): the
+    # same results, computed once for a sweep or ``auto``'s candidates.
+    costs: CostMemo | None = None
 
 
 def _context(system: System, workload: Workload, plan: Plan, options: SimulationOptions) -> dict[str, object]:
@@ -157,6 +161,7 @@ def _simulate_training(
         fused_tables=graph.metadata.get("fused_tables"),
         table_slices=graph.metadata.get("table_slices"),
         access_models=shard_ops.access_models(),
+        memo=options.costs,
     )
     schedule, timing = _run(graph, index, cost, options)
     if options.check_invariants:

@@ -26,7 +26,8 @@ import pytest
 
 import recsim.cost.model as cost_model
 from recsim.api import load_system
-from recsim.cost.model import CostModel, _TupleInterner
+from recsim.cost.memo import TupleInterner
+from recsim.cost.model import CostModel
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.system import System
@@ -371,7 +372,7 @@ def test_collective_keys_match_the_tuple_keys(monkeypatch: pytest.MonkeyPatch) -
 
 def test_interner_classes_are_equality_classes() -> None:
     rng = random.Random(9)
-    interner = _TupleInterner()
+    interner = TupleInterner()
     values = [tuple(float(rng.randrange(3)) for _ in range(rng.choice([0, 1, 5, 40]))) for _ in range(400)]
     canon = [interner.canonical(tuple(v)) for v in values]
     for a, ca in zip(values, canon, strict=True):

@@ -33,7 +33,8 @@ def simulated_throughput(ctx: PlanningContext, plan: Plan) -> float:
     """Samples/s of ``plan`` by the analytic engine (0 if it does not fit)."""
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
-    result = simulate_training(ctx.system, ctx.workload, plan, SimulationOptions(fidelity="analytic")).result
+    options = SimulationOptions(fidelity="analytic", costs=ctx.costs)
+    result = simulate_training(ctx.system, ctx.workload, plan, options).result
     return result.throughput_samples_per_s if result.status == "ok" else 0.0
 
 

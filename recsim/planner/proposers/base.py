@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar, TypeVar
 
+from recsim.cost.memo import CostMemo
 from recsim.errors import ConfigError
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
@@ -28,10 +29,18 @@ class PlanningContext:
     system: System
     workload: Workload
     config: PlannerConfig = field(default_factory=PlannerConfig)
+    # The caller's cost memo for this system and workload (``recsim.cost.memo``), if it keeps one
+    # beyond the planning (``recsim.api.simulate_run`` simulates the chosen plan with it).
+    memo: CostMemo | None = None
+
+    @cached_property
+    def costs(self) -> CostMemo:
+        """The memo the estimator and the simulated candidates (``auto``) share."""
+        return self.memo if self.memo is not None else CostMemo(self.system, self.workload)
 
     @cached_property
     def estimator(self) -> Estimator:
-        return Estimator(self.system, self.workload, self.config)
+        return Estimator(self.system, self.workload, self.config, topology=self.costs.topology)
 
     @property
     def world_size(self) -> int:

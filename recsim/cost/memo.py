@@ -1,0 +1,87 @@
+"""What the costs of one system and workload have in common across evaluations.
+
+``auto`` simulates a dozen plans of one workload on one system, a sweep many batch sizes or plans;
+each evaluation builds a ``CostModel`` that would otherwise rebuild the topology and recost the
+collectives, kernels and lookups every plan shares (the dense all-reduce, the MLP GEMMs, a table
+shard placed alike). A ``CostMemo`` made for a (system, workload) pair and handed to each
+evaluation (``SimulationOptions.costs``; the planner's ``PlanningContext.costs``) keeps them: the
+topology, built once, and every cost the ``CostModel`` keys by value (an op's fields, a
+collective's kind, sizes, group and splits, an embedding's access-model parts), so a value is the
+same function of the same key whichever evaluation asks first. Results are bit-for-bit those
+without it (``tests/unit/test_cost_memo.py``).
+
+Every key is a value or the identity of a canonical tuple the memo keeps (one per distinct
+collective group or split vector), so nothing of one evaluation's graph stays alive in it. The
+memo is bound to its system and workload objects: a ``CostModel`` for another pair refuses it
+(``ValueError``), since its costs would not be those of the other system. It is a plain cache
+owned by its caller, not shared state: nothing else reaches it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from recsim.hardware.topology import Topology, build_topology
+
+if TYPE_CHECKING:
+    from recsim.hardware.system import System
+    from recsim.workload.access.model import AccessModel
+    from recsim.workload.spec import Workload
+
+
+class TupleInterner:
+    """One canonical object per value of the tuples it is shown (collective groups and split
+    vectors, up to 1024 elements each): ``canonical(t) == t`` always, and ``canonical(a) is
+    canonical(b)`` exactly when ``a == b``.
+
+    Hashing such a tuple visits every element, every time (CPython caches no tuple hash), and the
+    ranks' ops carry their own, equal, split tuples: a tuple object is resolved once by value (one
+    hash and, on a hit, one comparison), then by its identity. Every tuple seen is kept, so an id is
+    never reused while this holds it. ``by_value`` (the canonical copies) may be a ``CostMemo``'s,
+    kept across evaluations: it holds one tuple per distinct value, where the identity layer, which
+    holds every rank's own tuple, lives as long as this interner (one evaluation's cost model).
+    """
+
+    def __init__(self, by_value: dict[tuple[object, ...], tuple[object, ...]] | None = None) -> None:
+        self._by_id: dict[int, tuple[object, object]] = {}  # id -> (the tuple, its canonical copy)
+        self._by_value: dict[tuple[object, ...], tuple[object, ...]] = {} if by_value is None else by_value
+
+    def canonical(self, t: object) -> object:
+        if t is None:
+            return None
+        hit = self._by_id.get(id(t))
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        found = self._by_value.setdefault(t, t) if type(t) is tuple else t
+        self._by_id[id(t)] = (t, found)
+        return found
+
+
+class CostMemo:
+    """The topology and the value-keyed costs of ``system`` and ``workload`` (see the module)."""
+
+    def __init__(self, system: System, workload: Workload | None = None) -> None:
+        self.system = system
+        self.workload = workload
+        # Collective costs by (op, canonical group id, bytes, dtype, canonical splits' ids,
+        # algorithm); the ids are those of the canonical copies kept here (one per distinct value).
+        self.canonical_tuples: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self.collectives: dict[tuple[object, ...], float] = {}
+        # Other ops' costs by their value key (``CostModel._op_duration``).
+        self.by_op: dict[object, float] = {}
+        # A fused (TBE) table's parts -> its mixture access model (None: a part has no model).
+        self.mixtures: dict[object, AccessModel | None] = {}
+
+    @cached_property
+    def topology(self) -> Topology:
+        return build_topology(self.system)
+
+    def check(self, system: System, workload: Workload | None) -> None:
+        """``ValueError`` unless this memo is for ``system`` and ``workload`` (the same objects)."""
+        if system is not self.system or workload is not self.workload:
+            raise ValueError(
+                f"a CostMemo made for {self.system.name!r} and "
+                f"{getattr(self.workload, 'name', None)!r} was given to a cost model of "
+                f"{system.name!r} and {getattr(workload, 'name', None)!r}"
+            )

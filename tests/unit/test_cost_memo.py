@@ -1,0 +1,68 @@
+"""``CostMemo``: costs kept across evaluations of one system and workload give the same results."""
+
+from __future__ import annotations
+
+import pytest
+
+import recsim.cost.memo as memo_module
+from recsim.api import make_plan, prepare, simulate_run
+from recsim.cost.memo import CostMemo
+from recsim.cost.model import CostModel
+from recsim.engine.simulate import SimulationOptions, simulate_training
+
+PLANS = ("table_wise", "row_wise", "memory_balanced", "table_wise")
+
+
+def test_shared_memo_gives_the_fresh_results() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    memo = CostMemo(system, workload)
+    for name in PLANS:
+        plan = make_plan(name, workload, system)
+        fresh = simulate_training(system, workload, plan, SimulationOptions()).result.to_dict()
+        kept = simulate_training(system, workload, plan, SimulationOptions(costs=memo)).result.to_dict()
+        assert kept == fresh, name
+    # DES reads the same costs.
+    plan = make_plan("row_wise", workload, system)
+    fresh = simulate_training(system, workload, plan, SimulationOptions(fidelity="des")).result.to_dict()
+    kept = simulate_training(system, workload, plan, SimulationOptions(fidelity="des", costs=memo))
+    assert kept.result.to_dict() == fresh
+
+
+def test_memo_holds_one_tuple_per_distinct_value() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    memo = CostMemo(system, workload)
+    plan = make_plan("row_wise", workload, system)
+    simulate_training(system, workload, plan, SimulationOptions(costs=memo))
+    sizes = (len(memo.canonical_tuples), len(memo.collectives), len(memo.by_op))
+    assert all(sizes)
+    # The same evaluation again adds nothing: the memo grows with distinct costs, not evaluations.
+    simulate_training(system, workload, plan, SimulationOptions(costs=memo))
+    assert (len(memo.canonical_tuples), len(memo.collectives), len(memo.by_op)) == sizes
+
+
+def test_memo_is_bound_to_its_system_and_workload() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", batch_size=16384)
+    other_system, other_workload = prepare("dgx-a100", "dlrm-dcnv2", batch_size=32768)
+    memo = CostMemo(system, workload)
+    CostModel(system, workload, memo=memo)
+    with pytest.raises(ValueError, match="CostMemo made for 'dgx-h100'"):
+        CostModel(other_system, workload, memo=memo)
+    with pytest.raises(ValueError, match="CostMemo"):
+        CostModel(system, other_workload, memo=memo)
+    with pytest.raises(ValueError, match="memo's topology"):
+        CostModel(system, workload, topology=CostMemo(system, workload).topology, memo=memo)
+
+
+def test_a_run_builds_its_topology_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``auto``'s estimator, its simulated candidates and the final run share one memo.
+    calls: list[str] = []
+    real = memo_module.build_topology
+
+    def counting(system):  # type: ignore[no-untyped-def]
+        calls.append(system.name)
+        return real(system)
+
+    monkeypatch.setattr(memo_module, "build_topology", counting)
+    result = simulate_run("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, plan="auto").result
+    assert result.status == "ok" and result.plan.startswith("auto:")
+    assert calls == ["dgx-h100"]
