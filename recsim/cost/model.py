@@ -134,6 +134,8 @@ class CostModel:
         self._collectives: dict[tuple[object, ...], float] = memo.collectives if memo else {}
         self._interned = TupleInterner(memo.canonical_tuples if memo else None)
         self._by_op: dict[object, float] = memo.by_op if memo else {}
+        # Whole uneven all-to-alls by the identity of their parts' fields (``all_to_all_s``).
+        self._wholes: dict[tuple[object, ...], tuple[tuple[Collective, ...], float]] = {}
         # A fused (TBE) table -> what its access model is made of, and the mixture made of each:
         # the ranks' table-batched lookups of the same tables and lookups (the replicated tables of
         # a data-parallel sharding, on every rank) share one model and so one cost.
@@ -225,6 +227,104 @@ class CostModel:
         self._collectives_by_id[fast] = (tuples, value)
         return value
 
+    def all_to_all_s(self, parts: Sequence[Collective]) -> float:
+        """Stand-alone seconds of an all-to-all from every member's part, in group order.
+
+        The whole traffic matrix, row ``i`` being member ``i``'s ``send_bytes``: a member that
+        receives more than it sends (a table's owner in a model-parallel backward, every rank's
+        indices going to the owners in the input distribution) loads its links with what it
+        receives. One part alone (``collective_s``) stands for a matrix in which every member sends
+        that part's pattern shifted, which is exact only for such patterns.
+
+        Cached for this model by the identity of the parts' fields (the copies of a chained graph
+        share them; the parts are kept with the value, so the ids stay theirs), not in a
+        ``CostMemo``: a value key would hash every member's splits, ``n^2`` numbers, about what
+        costing the matrix again does.
+        """
+        head = parts[0]
+        key = (
+            head.op,
+            id(head.group),
+            head.dtype,
+            head.algorithm,
+            tuple([(p.bytes, id(p.send_bytes), id(p.recv_bytes)) for p in parts]),
+        )
+        hit = self._wholes.get(key)
+        if hit is not None and all(
+            a.group is b.group and a.send_bytes is b.send_bytes and a.recv_bytes is b.recv_bytes
+            for a, b in zip(hit[0], parts, strict=True)
+        ):
+            return hit[1]
+        kept = tuple(parts)
+        value = collective_time_s(list(kept), self.topology)
+        self._wholes[key] = (kept, value)
+        return value
+
+    def part_s(self, op: Collective, rank: int) -> float:
+        """Seconds of one member's part of an uneven all-to-all when the other parts are not at
+        hand (a one-rank trace): the matrix in which every member sends ``rank``'s pattern shifted
+        by its distance to ``rank`` (``traffic_matrix``). Memoised by value and ``rank``'s place."""
+        group = op.group
+        me = group.index(rank) if rank in group else 0
+        canonical = self._interned.canonical
+        key = (
+            "part",
+            op.op,
+            id(canonical(group)),
+            op.bytes,
+            op.dtype,
+            id(canonical(op.send_bytes)),
+            id(canonical(op.recv_bytes)),
+            op.algorithm,
+            me,
+        )
+        value = self._collectives.get(key)
+        if value is None:
+            value = collective_time_s(op, self.topology, rank=group[me])
+            self._collectives[key] = value
+        return value
+
+    def collective_members_s(self, nodes: Sequence[Node]) -> float:
+        """Seconds of one collective from its member nodes (all members start and end together).
+
+        An uneven all-to-all (``send_bytes`` set) with a part for every member is the whole matrix
+        (``all_to_all_s``); with some parts missing, the slowest of them by ``part_s``. Any other
+        collective is the slowest member's ``duration_s`` (its parts cost alike).
+        """
+        op = nodes[0].op
+        if not _is_uneven_all_to_all(op):
+            return max(self.duration_s(n) for n in nodes)
+        group = op.group
+        if len(group) < 2:
+            return 0.0
+        member = {rank: i for i, rank in enumerate(group)}
+        by_member: list[Collective | None] = [None] * len(group)
+        for node in nodes:
+            i = member.get(node.rank)
+            if i is None or by_member[i] is not None or not isinstance(node.op, Collective):
+                break
+            by_member[i] = node.op
+        else:
+            if all(part is not None for part in by_member):
+                return self.all_to_all_s([part for part in by_member if part is not None])
+        return max(
+            self.part_s(n.op, n.rank) if isinstance(n.op, Collective) else self.duration_s(n) for n in nodes
+        )
+
+    def whole_all_to_alls(self, nodes: Sequence[Node], durations: list[float]) -> None:
+        """Give every member of each uneven all-to-all of ``nodes`` the collective's time
+        (``collective_members_s``: from all its parts, the whole traffic matrix, where ``nodes``
+        hold them all, as a built step graph does). ``durations`` (by position) changes in place."""
+        parts_of: dict[str, list[int]] = {}
+        for position, node in enumerate(nodes):
+            op = node.op
+            if _is_uneven_all_to_all(op):
+                parts_of.setdefault(op.key, []).append(position)  # type: ignore[union-attr]
+        for positions in parts_of.values():
+            value = self.collective_members_s([nodes[p] for p in positions])
+            for position in positions:
+                durations[position] = value
+
     def transfer_s(self, op: Transfer) -> float:
         acc = self.system.accelerator
         if acc is None:
@@ -256,11 +356,13 @@ class CostModel:
         self._durations[node.id] = value
         return value
 
-    def durations_s(self, nodes: Iterable[Node]) -> list[float]:
+    def durations_s(self, nodes: Iterable[Node], *, uneven_parts: bool = True) -> list[float]:
         """The modelled duration of each of ``nodes``, in order, without a method call per node
         (the analytic engine asks for every node of a graph at once). The values are cached by op
         (identity, then value), as ``duration_s`` caches them, but not by node id: this is the
-        duration of each node's op, whatever another graph with the same ids held."""
+        duration of each node's op, whatever another graph with the same ids held.
+        ``uneven_parts=False`` leaves the parts of uneven all-to-alls at 0.0 (not costed): for a
+        caller that costs them whole (``graph_durations_s``)."""
         by_op_id = self._by_op_id
         ops = [node.op for node in nodes]
         keys = list(map(id, ops))
@@ -272,10 +374,21 @@ class CostModel:
             if hit is not None and hit[0] is op:
                 found[key] = hit[1]
                 continue
+            if not uneven_parts and _is_uneven_all_to_all(op):
+                found[key] = 0.0
+                continue
             value = self._op_duration(op)
             by_op_id[key] = (op, value)
             found[key] = value
         return list(map(found.__getitem__, keys))
+
+    def graph_durations_s(self, nodes: Sequence[Node]) -> list[float]:
+        """What the engines schedule ``nodes`` (a whole graph) with: ``durations_s``, but every
+        uneven all-to-all takes its whole collective's time (``whole_all_to_alls``) and its parts
+        are not costed one by one first."""
+        durations = self.durations_s(nodes, uneven_parts=False)
+        self.whole_all_to_alls(nodes, durations)
+        return durations
 
     def _op_duration(self, op: object) -> float:
         if isinstance(op, Collective):
@@ -302,3 +415,8 @@ class CostModel:
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
         self._by_op[key] = value
         return value
+
+
+def _is_uneven_all_to_all(op: object) -> bool:
+    """An all-to-all part with per-member splits (``send_bytes``)."""
+    return type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes is not None

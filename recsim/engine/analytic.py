@@ -2,7 +2,10 @@
 
 Each node takes ``CostModel.duration_s``; streams are in-order queues; collectives start together
 on their group (``recsim.graph.schedule``). A collective's duration is its stand-alone time, so two
-collectives sharing links do not slow each other down here: that is the DES engine's job.
+collectives sharing links do not slow each other down here: that is the DES engine's job. An
+uneven all-to-all is costed from all its parts, the whole traffic matrix
+(``CostModel.whole_all_to_alls``), as the DES engine moves it: one member's splits alone cannot
+show a member that receives more than it sends.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:
         # Copies of a step graph (``recsim.graph.steps.ChainedGraph``): each copy's op is the step
         # node's, but for a collective's key, which no cost depends on.
         step_nodes, steps = index.copies
-        return asap_timing(index, cost.durations_s(step_nodes) * steps)
-    return asap_timing(index, cost.durations_s(index.nodes))
+        return asap_timing(index, cost.graph_durations_s(step_nodes) * steps)
+    return asap_timing(index, cost.graph_durations_s(index.nodes))
 
 
 def run_analytic(graph: ExecutionGraph, cost: CostModel) -> Schedule:

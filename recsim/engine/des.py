@@ -355,7 +355,7 @@ def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None
         yield simpy.AllOf(env, arrived[key])
         begin = env.now
         parts = [n.op for n in nodes if isinstance(n.op, Collective)]
-        base = max(cost.duration_s(n) for n in nodes)
+        base = cost.collective_members_s(nodes)
         extra = 0.0
         if len(parts[0].group) > 1 and base > 0:
             traffic = traffic_of(parts)

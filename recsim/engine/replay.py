@@ -100,7 +100,12 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     if target is None:
         raise ValueError(f"system {system.name!r} has no accelerator to replay GPU work on")
     cost = CostModel(system)
-    durations = {n.id: reestimate_duration(n, cost, recorded_on, target) for n in graph.nodes}
+    nodes = graph.nodes
+    lengths = [reestimate_duration(n, cost, recorded_on, target) for n in nodes]
+    # An uneven all-to-all is re-costed from all its parts where the trace has every rank's, else
+    # from each rank's own part as that rank's (``CostModel.collective_members_s``).
+    cost.whole_all_to_alls(nodes, lengths)
+    durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
     total = _span(graph, durations)
     return ReplayResult("re-estimate", steps, recorded, total / steps, total)

@@ -162,3 +162,47 @@ def test_replay_of_the_real_a100_trace():
     p4d = load_system("p4d-24xlarge")  # the trace's A100-SXM4-40GB
     again = replay_reestimate(graph, p4d, p4d.accelerator)
     assert abs(again.error) < 0.20  # the issue's band for the re-estimated step time
+
+
+def test_uneven_all_to_all_is_costed_from_all_its_parts():
+    # Ranks 1..7 each send 8 MB to rank 0, which sends nothing: rank 0's links carry 56 MB. Each
+    # part alone, read as a pattern every member shifts, shows 8 MB per rank; the analytic engine
+    # costs the whole matrix (as the DES engine moves it), so both see rank 0's load.
+    from recsim.cost.collectives import collective_time_s
+
+    system = tiny_system("cluster.nodes=2")
+    group = tuple(range(8))
+
+    def part(rank):
+        send = tuple(8e6 if rank != 0 and j == 0 else 0.0 for j in group)
+        recv = tuple(8e6 if rank == 0 and j != 0 else 0.0 for j in group)
+        op = Collective(CollectiveOp.ALL_TO_ALL, "a2a", group, sum(send), send_bytes=send, recv_bytes=recv)
+        return Node(rank, rank, "a2a", Stream.COMM, op)
+
+    graph = ExecutionGraph(8, [part(r) for r in group])
+    cost = CostModel(system)
+    parts = [n.op for n in graph.nodes]
+    whole = collective_time_s(parts, cost.topology)
+    alone = max(collective_time_s(p, cost.topology) for p in parts)
+    assert whole > 3 * alone
+    analytic = run_analytic(graph, cost)
+    assert analytic.makespan_s == pytest.approx(whole, rel=1e-12)
+    assert run_des(graph, cost).makespan_s == pytest.approx(whole, rel=1e-12)
+
+
+def test_one_part_of_an_uneven_all_to_all_is_read_as_its_own_ranks():
+    # A one-rank trace holds one part: it is costed as that rank's pattern, which every member
+    # repeats shifted. Read as group[0]'s, rank 1's 8 MB to rank 0 would be a copy to itself.
+    from recsim.cost.collectives import collective_time_s
+
+    system = tiny_system("cluster.nodes=2")
+    group = tuple(range(8))
+    send = tuple(8e6 if j == 0 else 0.0 for j in group)
+    recv = tuple(0.0 for _ in group)
+    op = Collective(CollectiveOp.ALL_TO_ALL, "a2a", group, 8e6, send_bytes=send, recv_bytes=recv)
+    node = Node(0, 1, "a2a", Stream.COMM, op)
+    cost = CostModel(system)
+    assert cost.collective_s(op) == 0.0  # the op alone, read as group[0]'s part
+    alone = cost.collective_members_s([node])
+    assert alone == collective_time_s(op, cost.topology, rank=1) > 0
+    assert run_analytic(ExecutionGraph(8, [node]), cost).makespan_s == alone
