@@ -487,6 +487,14 @@ class GroupLayout:
         return list(self._homes[pos])
 
     @cached_property
+    def network_hops(self) -> int:
+        """Links on a NIC-to-NIC path from the group's first node to its last, on the topology as
+        built (up the switch tree and down: a cluster under one leaf switch has no spine to climb)."""
+        nodes = list(self.by_node.values())
+        nic_a, nic_b = self.home_nics(nodes[0][0])[0], self.home_nics(nodes[-1][0])[0]
+        return len(self.topology.paths(nic_a, nic_b)[0]) - 1
+
+    @cached_property
     def _homes(self) -> tuple[tuple[str, ...], ...]:
         """Every position's home NICs, looked up once per layout: the NIC figures below read them
         two or three times per member, and a graph lookup per read added up on 1024 members."""

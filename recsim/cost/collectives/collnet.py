@@ -53,14 +53,6 @@ def _leaves(layout: GroupLayout, nic: str) -> list[str]:
     return [w for w in graph.succ[nic] if graph.nodes[w].get("node") is None]
 
 
-def _tree_hops(layout: GroupLayout) -> int:
-    """Links from the first node's NIC up the aggregation tree and down to the last node's NIC, on
-    the topology as built (a cluster that fits under one leaf switch has no spine to climb)."""
-    nodes = list(layout.by_node.values())
-    nic_a, nic_b = layout.home_nics(nodes[0][0])[0], layout.home_nics(nodes[-1][0])[0]
-    return len(layout.topology.paths(nic_a, nic_b)[0]) - 1
-
-
 @register
 class CollNetAllReduce(Algorithm):
     name = "collnet"
@@ -89,7 +81,8 @@ class CollNetAllReduce(Algorithm):
             up = layout.topology.system.node.scale_up
             hops = 1 if up is not None and up.fabric == "nvswitch" else local - 1
             intra = LevelCost(2 * hops, 2 * size * (local - 1) / local, layout.intra_bandwidth)
-        inter = LevelCost(_tree_hops(layout), size, layout.node_nic_bandwidth)
+        # Up the aggregation tree and down: the links between the farthest nodes' NICs.
+        inter = LevelCost(layout.network_hops, size, layout.node_nic_bandwidth)
         return [Stage("collnet", levels(intra, inter), 1)]
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
