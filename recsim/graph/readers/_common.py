@@ -303,6 +303,22 @@ def dtype_name(text: str | None, default: str = "fp32") -> str:
     return _DTYPES.get(_dtype_key(text), (default, 0))[0]
 
 
+# Tensor-core kernels that multiply fp32 tensors in TF32: the Ampere/Hopper TF32 MMA shape of
+# cutlass and cuBLAS kernel names (``cutlass_80_tensorop_s1688gemm_*``, ``ampere_s1688gemm_*``) or
+# an explicit ``tf32`` (cuBLASLt/xmma: ``sm80_xmma_gemm_f32f32_tf32f32_*``). ``ampere_sgemm_*`` is
+# the CUDA-core fp32 SGEMM.
+_TF32_KERNEL_NEEDLES = ("s1688", "tf32")
+
+
+def gemm_math_dtype(kernel: str, dtype: str) -> str:
+    """The dtype a GEMM kernel computes in: ``tf32`` for fp32 tensors on a TF32 tensor-core kernel
+    (PyTorch before 1.12 allowed TF32 matmuls by default; the tensors stay fp32 in the trace), else
+    the tensors' ``dtype``."""
+    if dtype == "fp32" and any(n in kernel.lower() for n in _TF32_KERNEL_NEEDLES):
+        return "tf32"
+    return dtype
+
+
 def dtype_bytes(text: str | None) -> int | None:
     """Bytes per element for a trace's dtype spelling, or None if unknown."""
     if not text:

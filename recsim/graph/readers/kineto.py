@@ -66,6 +66,7 @@ from recsim.graph.readers._common import (
     dtype_bytes,
     dtype_name,
     gemm_flops,
+    gemm_math_dtype,
     kernel_category,
     op_category,
     parse_int_list,
@@ -433,12 +434,14 @@ def gpu_op(event: KEvent, runtime: KEvent | None, flops: float = 0.0) -> Op:
     first_type = (
         next((t for t in types if isinstance(t, str) and t), None) if isinstance(types, list) else None
     )
+    category = kernel_category(event.name)
+    dtype = dtype_name(first_type)
     return Compute(
         op=event.name,
         flops=flops,
-        dtype=dtype_name(first_type),
+        dtype=gemm_math_dtype(event.name, dtype) if category == "gemm" else dtype,
         shapes=input_shapes(owner),
-        category=kernel_category(event.name),
+        category=category,
     )
 
 
