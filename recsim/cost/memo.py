@@ -11,7 +11,8 @@ same function of the same key whichever evaluation asks first. Results are bit-f
 without it (``tests/unit/test_cost_memo.py``).
 
 Every key is a value or the identity of a canonical tuple the memo keeps (one per distinct
-collective group or split vector), so nothing of one evaluation's graph stays alive in it. The
+collective group or split vector: the first evaluation's own copy of it), and the mixtures hold
+the access models of the evaluation that made them; no graph, op or schedule stays alive. The
 memo is bound to its system and workload objects: a ``CostModel`` for another pair refuses it
 (``ValueError``), since its costs would not be those of the other system. It is a plain cache
 owned by its caller, not shared state: nothing else reaches it.
@@ -53,7 +54,11 @@ class TupleInterner:
         hit = self._by_id.get(id(t))
         if hit is not None and hit[0] is t:
             return hit[1]
-        found = self._by_value.setdefault(t, t) if type(t) is tuple else t
+        # A group or split list (the IR's fields are tuples, a caller's may not be) is interned as
+        # the tuple of its values: a canonical copy is always a tuple the interner keeps, so a
+        # key's ids never name an object that can die and have its id reused.
+        value = t if type(t) is tuple else tuple(t)  # type: ignore[call-overload]
+        found = self._by_value.setdefault(value, value)
         self._by_id[id(t)] = (t, found)
         return found
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import compute_time_s, cpu_compute_time_s
@@ -194,6 +194,9 @@ class CostModel:
         return embedding_cost(op, self.system, self.access(op.table)).time_s
 
     def collective_s(self, op: Collective) -> float:
+        """Seconds of ``op`` alone. An uneven all-to-all part stands here for every member sending
+        its pattern shifted from ``group[0]``: the engines cost those from all their parts
+        (``collective_members_s``)."""
         group, send, recv = op.group, op.send_bytes, op.recv_bytes
         if len(group) <= 1:
             return 0.0
@@ -284,44 +287,69 @@ class CostModel:
             self._collectives[key] = value
         return value
 
-    def collective_members_s(self, nodes: Sequence[Node]) -> float:
-        """Seconds of one collective from its member nodes (all members start and end together).
-
-        An uneven all-to-all (``send_bytes`` set) with a part for every member is the whole matrix
-        (``all_to_all_s``); with some parts missing, the slowest of them by ``part_s``. Any other
-        collective is the slowest member's ``duration_s`` (its parts cost alike).
-        """
-        op = nodes[0].op
-        if not _is_uneven_all_to_all(op):
-            return max(self.duration_s(n) for n in nodes)
-        group = op.group
-        if len(group) < 2:
-            return 0.0
+    @staticmethod
+    def ordered_parts(nodes: Sequence[Node]) -> list[Collective] | None:
+        """The parts of one collective's member ``nodes`` in group order, or None unless there is
+        exactly one part per group member (a built graph's collectives have them all; a one-rank
+        trace's do not)."""
+        first = nodes[0].op
+        if not isinstance(first, Collective):
+            return None
+        group = first.group
         member = {rank: i for i, rank in enumerate(group)}
         by_member: list[Collective | None] = [None] * len(group)
         for node in nodes:
             i = member.get(node.rank)
             if i is None or by_member[i] is not None or not isinstance(node.op, Collective):
-                break
+                return None
             by_member[i] = node.op
-        else:
-            if all(part is not None for part in by_member):
-                return self.all_to_all_s([part for part in by_member if part is not None])
+        parts = [part for part in by_member if part is not None]
+        return parts if len(parts) == len(group) else None
+
+    def collective_members_s(self, nodes: Sequence[Node]) -> float:
+        """Seconds of one collective from its member nodes (all members start and end together).
+
+        An uneven all-to-all (a member with ``send_bytes``) with a part for every member is the
+        whole matrix (``all_to_all_s``; a member without splits sends ``bytes / n`` to each); with
+        some parts missing, the slowest of them read as its own rank's (``part_s``). Any other
+        collective is the slowest member's ``duration_s`` (its parts cost alike).
+        """
+        if not any(_is_uneven_all_to_all(n.op) for n in nodes):
+            return max(self.duration_s(n) for n in nodes)
+        first = nodes[0].op
+        assert isinstance(first, Collective)  # an all-to-all's members are its parts
+        if len(first.group) < 2:
+            return 0.0
+        parts = self.ordered_parts(nodes)
+        if parts is not None:
+            return self.all_to_all_s(parts)
         return max(
-            self.part_s(n.op, n.rank) if isinstance(n.op, Collective) else self.duration_s(n) for n in nodes
+            self.part_s(n.op, n.rank) if _is_uneven_all_to_all(n.op) else self.duration_s(n) for n in nodes
         )
 
-    def whole_all_to_alls(self, nodes: Sequence[Node], durations: list[float]) -> None:
-        """Give every member of each uneven all-to-all of ``nodes`` the collective's time
-        (``collective_members_s``: from all its parts, the whole traffic matrix, where ``nodes``
-        hold them all, as a built step graph does). ``durations`` (by position) changes in place."""
+    def whole_all_to_alls(
+        self, nodes: Sequence[Node], durations: list[float], *, keep_idle: bool = False
+    ) -> None:
+        """Give every member of each uneven all-to-all of ``nodes`` (an all-to-all with a member
+        that has ``send_bytes``) the collective's time (``collective_members_s``: from all its
+        parts, the whole traffic matrix, where ``nodes`` hold them all, as a built step graph
+        does). ``durations`` (by position) changes in place. ``keep_idle``: a collective of one
+        member or of no bytes keeps the durations it has (a replay's recorded ones)."""
         parts_of: dict[str, list[int]] = {}
         for position, node in enumerate(nodes):
             op = node.op
-            if _is_uneven_all_to_all(op):
-                parts_of.setdefault(op.key, []).append(position)  # type: ignore[union-attr]
+            if type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL:
+                parts_of.setdefault(op.key, []).append(position)
         for positions in parts_of.values():
-            value = self.collective_members_s([nodes[p] for p in positions])
+            members = [nodes[p] for p in positions]
+            if not any(_is_uneven_all_to_all(n.op) for n in members):
+                continue
+            if keep_idle and (
+                len(members[0].op.group) < 2  # type: ignore[union-attr]
+                or not any(n.op.bytes > 0 for n in members)  # type: ignore[union-attr]
+            ):
+                continue
+            value = self.collective_members_s(members)
             for position in positions:
                 durations[position] = value
 
@@ -342,7 +370,8 @@ class CostModel:
     # -- nodes ---------------------------------------------------------------------------------
 
     def duration_s(self, node: Node) -> float:
-        """Modelled duration of ``node`` (cached per node id)."""
+        """Modelled duration of ``node``'s op alone (cached per node id). The engines schedule
+        ``graph_durations_s``, which costs an uneven all-to-all from all its parts."""
         cached = self._durations.get(node.id)
         if cached is not None:
             return cached
@@ -361,8 +390,8 @@ class CostModel:
         (the analytic engine asks for every node of a graph at once). The values are cached by op
         (identity, then value), as ``duration_s`` caches them, but not by node id: this is the
         duration of each node's op, whatever another graph with the same ids held.
-        ``uneven_parts=False`` leaves the parts of uneven all-to-alls at 0.0 (not costed): for a
-        caller that costs them whole (``graph_durations_s``)."""
+        ``uneven_parts=False`` does not cost the parts of uneven all-to-alls one by one (0.0, or a
+        value cached before): for a caller that costs them whole (``graph_durations_s``)."""
         by_op_id = self._by_op_id
         ops = [node.op for node in nodes]
         keys = list(map(id, ops))
@@ -417,6 +446,6 @@ class CostModel:
         return value
 
 
-def _is_uneven_all_to_all(op: object) -> bool:
+def _is_uneven_all_to_all(op: object) -> TypeGuard[Collective]:
     """An all-to-all part with per-member splits (``send_bytes``)."""
     return type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes is not None

@@ -47,7 +47,7 @@ from recsim.cost.model import CostModel
 from recsim.engine.network import _edge_index, _fill, _FlowSet
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
-from recsim.graph.ir import Collective, ExecutionGraph, Node
+from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node
 from recsim.graph.schedule import Schedule
 from recsim.hardware.topology import Topology
 
@@ -354,10 +354,14 @@ def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None
     def collective(key: str, nodes: list[Node]) -> Generator[simpy.Event, Any, None]:
         yield simpy.AllOf(env, arrived[key])
         begin = env.now
-        parts = [n.op for n in nodes if isinstance(n.op, Collective)]
+        parts: list[Collective] | None = [n.op for n in nodes if isinstance(n.op, Collective)]
         base = cost.collective_members_s(nodes)
         extra = 0.0
-        if len(parts[0].group) > 1 and base > 0:
+        if any(_is_uneven(p) for p in parts or ()):
+            # An uneven all-to-all's flows are its traffic matrix, rows in group order; with parts
+            # missing (a one-rank trace) there is no matrix to move, only its base time.
+            parts = cost.ordered_parts(nodes)
+        if parts and len(parts[0].group) > 1 and base > 0:
             traffic = traffic_of(parts)
             if traffic is not None:
                 t0 = env.now
@@ -412,3 +416,8 @@ def with_nic_speed(topology: Topology, vertex: str, factor: float) -> Topology:
 
 
 __all__ = ["DesCounters", "FluidNetwork", "Traffic", "run_des", "with_nic_speed"]
+
+
+def _is_uneven(op: Collective) -> bool:
+    """An all-to-all part with per-member splits."""
+    return op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes is not None

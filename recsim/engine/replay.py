@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CostModel
-from recsim.graph.ir import Collective, Compute, ExecutionGraph, Node
+from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Node
 from recsim.graph.schedule import asap_schedule
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
@@ -88,7 +88,8 @@ def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, t
             return recorded * recorded_on.hbm.bandwidth_bytes_per_s / target.hbm.bandwidth_bytes_per_s
         return recorded
     if isinstance(op, Collective):
-        if len(op.group) > 1 and op.bytes > 0:
+        # An uneven all-to-all is re-costed whole, from all its parts (``replay_reestimate``).
+        if len(op.group) > 1 and op.bytes > 0 and not (op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes):
             return cost.collective_s(op)
         return recorded
     return recorded
@@ -103,8 +104,9 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     nodes = graph.nodes
     lengths = [reestimate_duration(n, cost, recorded_on, target) for n in nodes]
     # An uneven all-to-all is re-costed from all its parts where the trace has every rank's, else
-    # from each rank's own part as that rank's (``CostModel.collective_members_s``).
-    cost.whole_all_to_alls(nodes, lengths)
+    # from each rank's own part as that rank's (``CostModel.collective_members_s``); one of a
+    # single member or of no bytes keeps its recorded time, as other collectives do.
+    cost.whole_all_to_alls(nodes, lengths, keep_idle=True)
     durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
     total = _span(graph, durations)

@@ -23,7 +23,8 @@ class GemmCalibration(Spec):
     ``wave_efficiency = m n / (waves x sms x tile_m x tile_n)`` with
     ``waves = ceil(ceil(m / tile_m) ceil(n / tile_n) / sms)``; short K loops cannot hide the
     pipeline fill (``k_half``). ``bytes = (mk + kn + mn) x dtype bytes``. ``overhead`` is the fixed
-    GPU-side time of one kernel, without the host launch (``recsim.cost.compute`` adds that).
+    GPU-side time of one kernel, without the launch gap in front of it (``recsim.cost.compute`` adds
+    ``kernel_launch``, ``recsim.cost.launch``).
 
     ``peak`` is the accelerator's peak for the GEMM's dtype: efficiencies fitted on ``dtype`` carry
     over to other dtypes in proportion to their peaks. The train/test split and the fit are

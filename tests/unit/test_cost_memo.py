@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-import recsim.cost.memo as memo_module
+import recsim.hardware.topology as topology_module
 from recsim.api import make_plan, prepare, simulate_run
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CostModel
 from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.graph.ir import Collective, CollectiveOp
 
 PLANS = ("table_wise", "row_wise", "memory_balanced", "table_wise")
 
@@ -54,15 +55,37 @@ def test_memo_is_bound_to_its_system_and_workload() -> None:
 
 
 def test_a_run_builds_its_topology_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # ``auto``'s estimator, its simulated candidates and the final run share one memo.
-    calls: list[str] = []
-    real = memo_module.build_topology
+    # ``auto``'s estimator, its simulated candidates and the final run share one memo: one
+    # topology is built (counted where every builder makes one, whoever imported the function).
+    built: list[str] = []
+    real = topology_module._Builder.__init__
 
-    def counting(system):  # type: ignore[no-untyped-def]
-        calls.append(system.name)
-        return real(system)
+    def counting(self, system):  # type: ignore[no-untyped-def]
+        built.append(system.name)
+        real(self, system)
 
-    monkeypatch.setattr(memo_module, "build_topology", counting)
+    monkeypatch.setattr(topology_module._Builder, "__init__", counting)
     result = simulate_run("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, plan="auto").result
     assert result.status == "ok" and result.plan.startswith("auto:")
-    assert calls == ["dgx-h100"]
+    assert built == ["dgx-h100"]
+
+
+def test_a_planner_refuses_a_memo_of_another_system() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", batch_size=16384)
+    other, _ = prepare("dgx-a100", "dlrm-dcnv2", batch_size=16384)
+    with pytest.raises(ValueError, match="CostMemo made for 'dgx-a100'"):
+        make_plan("greedy", workload, system, costs=CostMemo(other, workload))
+
+
+def test_list_groups_are_interned_by_value() -> None:
+    # Groups and splits given as lists (the IR's are tuples) are interned as tuples the memo keeps:
+    # a later cost model cannot find another collective's cost under a reused id.
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384)
+    memo = CostMemo(system, workload)
+    for _ in range(50):
+        for group in ([0, 1], [0, 8]):
+            op = Collective(CollectiveOp.ALL_REDUCE, "ar", group, 64e6)  # type: ignore[arg-type]
+            kept = CostModel(system, workload, memo=memo).collective_s(op)
+            fresh = CostModel(system, workload).collective_s(op)
+            assert kept == fresh
+    assert len(memo.collectives) == 2

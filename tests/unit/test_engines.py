@@ -206,3 +206,79 @@ def test_one_part_of_an_uneven_all_to_all_is_read_as_its_own_ranks():
     alone = cost.collective_members_s([node])
     assert alone == collective_time_s(op, cost.topology, rank=1) > 0
     assert run_analytic(ExecutionGraph(8, [node]), cost).makespan_s == alone
+
+
+def _hot_receiver(group, member, even=()):
+    """``member``'s part of an all-to-all in which every other member sends 8 MB to ``group[0]``;
+    members in ``even`` carry no splits (``bytes / n`` to each member)."""
+    rank = group[member]
+    if rank in even:
+        op = Collective(CollectiveOp.ALL_TO_ALL, "a2a", group, 8e6)
+    else:
+        send = tuple(8e6 if member != 0 and j == 0 else 0.0 for j in range(len(group)))
+        recv = tuple(8e6 if member == 0 and j != 0 else 0.0 for j in range(len(group)))
+        op = Collective(CollectiveOp.ALL_TO_ALL, "a2a", group, sum(send), send_bytes=send, recv_bytes=recv)
+    return Node(member, rank, "a2a", Stream.COMM, op)
+
+
+@pytest.mark.parametrize(
+    ("group", "even"),
+    [((3, 1, 0, 2, 7, 5, 4, 6), ()), ((0, 1, 2, 3, 4, 5, 6, 7), (0,)), ((0, 1, 2, 3, 4, 5, 6, 7), (3,))],
+    ids=["permuted-group", "even-part-first", "even-part-later"],
+)
+def test_whole_all_to_all_in_group_order_and_with_even_parts(group, even):
+    # The matrix's rows are the members in group order, not in node order; a member without
+    # splits is a row of bytes / n. Both engines cost the same whole collective.
+    from recsim.cost.collectives import collective_time_s
+
+    system = tiny_system("cluster.nodes=2")
+    nodes = [_hot_receiver(group, m, even) for m in range(len(group))]
+    graph = ExecutionGraph(8, sorted(nodes, key=lambda n: n.rank))  # node order != group order
+    cost = CostModel(system)
+    whole = collective_time_s([n.op for n in nodes], cost.topology)  # ``nodes`` is in group order
+    assert run_analytic(graph, cost).makespan_s == pytest.approx(whole, rel=1e-12)
+    assert run_des(graph, cost).makespan_s == pytest.approx(whole, rel=1e-12)
+
+
+def test_a_lone_uneven_part_runs_in_both_engines():
+    # A one-rank trace's part: no matrix to move in DES, the part's own time in both engines.
+    system = tiny_system("cluster.nodes=2")
+    node = _hot_receiver(tuple(range(8)), 1)
+    graph = ExecutionGraph(8, [node])
+    cost = CostModel(system)
+    alone = cost.collective_members_s([node])
+    assert alone > 0
+    assert run_analytic(graph, cost).makespan_s == alone
+    assert run_des(graph, cost).makespan_s == pytest.approx(alone, rel=1e-12)
+
+
+def test_replay_reestimates_uneven_all_to_alls_whole_and_keeps_idle_ones():
+    from dataclasses import replace
+
+    from recsim.cost.collectives import collective_time_s
+
+    system = tiny_system("cluster.nodes=2")
+    accelerator = system.accelerator
+    group = tuple(range(8))
+    recorded = 1e-3
+    # Every rank's part of the hot-receiver all-to-all: re-costed whole.
+    parts = [replace(_hot_receiver(group, m), duration_s=recorded) for m in range(8)]
+    whole = collective_time_s([n.op for n in parts], CostModel(system).topology)
+    result = replay_reestimate(ExecutionGraph(8, parts), system, accelerator)
+    assert result.predicted_step_s == pytest.approx(whole, rel=1e-12)
+    # A one-member all-to-all and one that moves no bytes keep their recorded time.
+    solo = Collective(CollectiveOp.ALL_TO_ALL, "solo", (0,), 0.0, send_bytes=(0.0,), recv_bytes=(0.0,))
+    zeros = tuple(0.0 for _ in group)
+    idle = [
+        Node(
+            m,
+            m,
+            "idle",
+            Stream.COMM,
+            Collective(CollectiveOp.ALL_TO_ALL, "idle", group, 0.0, "fp32", zeros, zeros),
+        )
+        for m in group
+    ]
+    for world, nodes in ((1, [Node(0, 0, "solo", Stream.COMM, solo)]), (8, idle)):
+        graph = ExecutionGraph(world, [replace(n, duration_s=recorded) for n in nodes])
+        assert replay_reestimate(graph, system, accelerator).predicted_step_s == recorded

@@ -36,7 +36,10 @@ class PlanningContext:
     @cached_property
     def costs(self) -> CostMemo:
         """The memo the estimator and the simulated candidates (``auto``) share."""
-        return self.memo if self.memo is not None else CostMemo(self.system, self.workload)
+        if self.memo is None:
+            return CostMemo(self.system, self.workload)
+        self.memo.check(self.system, self.workload)  # a memo of another system plans on its fabric
+        return self.memo
 
     @cached_property
     def estimator(self) -> Estimator:
