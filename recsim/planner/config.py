@@ -30,7 +30,13 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   milliseconds);
 - ``hier_dp_threshold_bytes`` 12.5 MB: ``hier_auto`` replicates tables whose weights and optimizer
   state are smaller (HugeCTR's ``--dp_sharding_threshold`` 0.0125 GB, as NVIDIA's MLPerf Training
-  v4.0 multi-node DLRM-DCNv2 configs set it).
+  v4.0 multi-node DLRM-DCNv2 configs set it);
+- ``gpu_dp_threshold_bytes`` 8 MB: the same for ``hugectr_auto`` (0.008 GB in NVIDIA's v4.0
+  single-node DGX H100 and HGX H200 configs, ``config_DGXH200_1x8x6912.sh``);
+- ``hugectr_mem_comm_bw_ratio`` (none): HugeCTR's ``--memory_comm_bw_ratio`` for ``hier_auto`` and
+  ``hugectr_auto``; unset, recsim derives it from the system as NVIDIA's configs do (HBM bandwidth
+  over the per-GPU bandwidth the pooled vectors leave by: 67 for hier_auto on DGX H100, 7 and 11
+  for one DGX H100 and HGX H200). Set it to replay a run configured otherwise.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ class PlannerConfig(Spec):
     simulate_all_below: int = Field(default=4096, ge=0)
     exhaustive_limit: int = Field(default=4096, ge=1)
     hier_dp_threshold_bytes: float = Field(default=12.5e6, ge=0.0)
+    gpu_dp_threshold_bytes: float = Field(default=8e6, ge=0.0)
+    hugectr_mem_comm_bw_ratio: float | None = Field(default=None, gt=0.0)
 
 
 class _Document(Spec):

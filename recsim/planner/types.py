@@ -10,8 +10,9 @@ emits:
   is all-reduced;
 - ``table_wise`` / ``column_wise`` / ``table_column_wise``: the block lives on one rank, which
   pools it for every sample and sends each sample owner its vector (all-to-all);
-- ``row_wise``: rows over all ranks (or, in ``hier_auto``, over every GPU of a few nodes); partial
-  pools are reduce-scattered over those ranks, which send each sample owner its vector;
+- ``row_wise``: rows over all ranks (or, in ``hier_auto``, over every GPU of a few nodes, in
+  ``hugectr_auto`` over a few GPUs); partial pools are reduce-scattered over those ranks, which send
+  each sample owner its vector;
 - ``table_row_wise``: rows over the ranks of one node; partial pools are reduce-scattered inside
   the node, then the node's ranks send each sample owner its vector (all-to-all);
 - ``grid``: column blocks on different nodes, each split by rows inside its node (TWRW per block);

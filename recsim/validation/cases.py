@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -179,8 +179,11 @@ MIXED: dict[str, Any] = {
 }
 
 
-def _multinode(system: str, workload: str, nodes: int, batch: int) -> Callable[[], float]:
-    return lambda: _throughput(system, workload, nodes=nodes, batch_size=batch, **MIXED)
+def _multinode(
+    system: str, workload: str, nodes: int, batch: int, plan: str = "auto", planner: Sequence[str] = ()
+) -> Callable[[], float]:
+    settings = {**MIXED, "plan": plan, "overrides": [f"planner.{p}" for p in planner]}
+    return lambda: _throughput(system, workload, nodes=nodes, batch_size=batch, **settings)
 
 
 def _cases() -> list[Case]:
@@ -319,7 +322,14 @@ def _cases() -> list[Case]:
                 "samples/s",
                 float(row["samples_per_s"]),
                 0.15,
-                _multinode(system, str(row["workload"]), nodes, batch),
+                _multinode(
+                    system,
+                    str(row["workload"]),
+                    nodes,
+                    batch,
+                    str(row.get("plan", "auto")),
+                    [f"{k}={v}" for k, v in (row.get("planner") or {}).items()],
+                ),
             )
         )
     dle = pub["dle-dlrm-dgxa100-8gpu"]

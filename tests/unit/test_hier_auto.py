@@ -11,8 +11,9 @@ from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.planner.config import planner_config
 from recsim.planner.proposers import PlanningContext
-from recsim.planner.proposers.hier_auto import HierTable, _Search, hugectr_table_bytes, table_cost
+from recsim.planner.proposers.hier_auto import WORK_RATIO, HierTable, _Search, hugectr_table_bytes, table_cost
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Workload
@@ -79,6 +80,43 @@ def test_one_node_is_not_hierarchical() -> None:
     system, workload = prepare("dgx-h100", "dlrm-dcnv2")
     with pytest.raises(InfeasibleError, match="more than one node"):
         make_plan("hier_auto", workload, system)
+
+
+# -- hugectr_auto: the same search over GPUs (NVIDIA's single-node plan) -----------------------
+
+
+@pytest.mark.parametrize(("system_name", "nvidia"), [("dgx-h100", 7.0), ("hgx-h200", 11.0)])
+def test_gpu_level_ratio_is_nvidias_single_node_setting(system_name: str, nvidia: float) -> None:
+    # NVIDIA's single-node MEM_COMM_BW_RATIO (7 on DGX H100, 11 on HGX H200) is HBM bandwidth over
+    # the per-direction NVLink bandwidth of one GPU (450 GB/s): 7.4 and 10.7.
+    system, workload = prepare(system_name, "dlrm-dcnv2", batch_size=55296, precision="fp16")
+    ctx = PlanningContext(system, workload)
+    ratio = table_cost(ctx, within_node=True) * WORK_RATIO
+    assert ratio == pytest.approx(system.accelerator.hbm.bandwidth_bytes_per_s / 450e9)  # type: ignore[union-attr]
+    assert abs(ratio - nvidia) < 0.5
+    # A configured ratio (a run set up otherwise) replaces the derived one.
+    configured = PlanningContext(system, workload, planner_config(["planner.hugectr_mem_comm_bw_ratio=7"]))
+    assert table_cost(configured, within_node=True) == pytest.approx(7.0 / WORK_RATIO)
+
+
+def test_hugectr_auto_on_one_dgx_h100() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", batch_size=55296, precision="fp16")
+    plan = make_plan("hugectr_auto", workload, system)
+    plan.validate(workload)
+    # Replicated: HugeCTR's measure (rows x 128 x 8 B under Adagrad) below 0.008 GB.
+    replicated = {s.table for s in plan.shards if s.sharding == "data_parallel"}
+    assert replicated == {t.name for t in workload.tables if t.rows * 128 * 8 < 8e6}
+    # The others: whole on one GPU (table_wise) or row-split over several (row_wise), every GPU busy.
+    for name, shards in plan.by_table().items():
+        if name in replicated:
+            continue
+        kinds = {s.sharding for s in shards}
+        assert kinds == ({"table_wise"} if len(shards) == 1 else {"row_wise"}), name
+        assert sum(s.rows for s in shards) == workload.table(name).rows
+    assert {r for s in plan.shards if s.sharding != "data_parallel" for r in s.ranks} == set(range(8))
+    check_fits(plan_usage(plan, workload, system), capacity(system))
+    # ``auto`` simulates it with the others and keeps it on one node for this model.
+    assert make_plan("auto", workload, system).strategy == "auto:hugectr_auto"
 
 
 # -- HugeCTR's hierarchical exchange of a row split over several nodes ---------------------------

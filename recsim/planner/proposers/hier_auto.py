@@ -1,5 +1,6 @@
-"""``hier_auto``: HugeCTR's hierarchical auto sharding, as NVIDIA's multi-node MLPerf DLRM-DCNv2
-submissions run it (``--sharding_plan hier_auto``).
+"""``hier_auto`` and ``hugectr_auto``: HugeCTR's auto sharding, over nodes as NVIDIA's multi-node
+MLPerf DLRM-DCNv2 submissions run it (``--sharding_plan hier_auto``), and over GPUs as its single-node
+ones do (``--sharding_plan auto``).
 
 What HugeCTR does (its DLRM-DCNv2 example's ``sharding.generate_plan`` and ``Planner``/``CostModel``;
 NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH100_16x8x1056.sh`` set
@@ -34,6 +35,16 @@ the lower index (a stable sort; NumPy's default sort leaves them to the algorith
 tables are taken from every GPU's memory (HugeCTR deducts them once per node). HugeCTR raises on one
 node ("only applicable to configs with more than one node"): so does this proposer, and ``auto``
 then leaves it out.
+
+``hugectr_auto`` is the same search with every GPU a bucket of its own (HugeCTR's ``Planner`` over
+``num_gpus``; NVIDIA's v4.0 single-node configs: ``SHARDING_PLAN=auto``, ``DP_SHARDING_THRESHOLD=
+0.008``, ``MEM_COMM_BW_RATIO`` 7 on DGX H100 and 11 on HGX H200). A table's fixed cost is then
+``c = (HBM bandwidth / scale-up bandwidth per GPU) / WORK_RATIO``: the pooled vectors a GPU's tables
+send go over NVLink. NVIDIA's ratios are exactly that per-direction figure (3.35 TB/s / 450 GB/s =
+7.4 on H100, 4.8 TB/s / 450 GB/s = 10.7 on H200), which recsim takes from the system; on several
+nodes the scale-out bandwidth per GPU replaces it (the vectors cross the network). The threshold is
+``planner.gpu_dp_threshold_bytes``; a table on one GPU is ``table_wise``, one split over several
+GPUs ``row_wise`` over them.
 """
 
 from __future__ import annotations
@@ -78,13 +89,23 @@ def table_bytes(ctx: PlanningContext, table: Table) -> float:
     )
 
 
-def table_cost(ctx: PlanningContext) -> float:
-    """The per-table communication cost ``c`` in lookups (module docstring, step 2)."""
+def table_cost(ctx: PlanningContext, *, within_node: bool = False) -> float:
+    """The per-table communication cost ``c`` in lookups (module docstring, step 2): HBM bandwidth
+    over the bandwidth per GPU the pooled vectors leave by (the NICs, or NVLink ``within_node``),
+    or ``planner.hugectr_mem_comm_bw_ratio`` where set, over ``WORK_RATIO``."""
+    configured = ctx.config.hugectr_mem_comm_bw_ratio
+    if configured is not None:
+        return configured / WORK_RATIO
     acc = ctx.system.accelerator
-    nic = ctx.system.scale_out_bandwidth_bytes_per_s_per_accelerator
-    if acc is None or nic <= 0:
-        raise InfeasibleError("hier_auto needs accelerators and a scale-out network")
-    return acc.hbm.bandwidth_bytes_per_s / nic / WORK_RATIO
+    if within_node:
+        link = ctx.system.node.scale_up_bandwidth_bytes_per_s_per_accelerator
+        what = "a scale-up fabric"
+    else:
+        link = ctx.system.scale_out_bandwidth_bytes_per_s_per_accelerator
+        what = "a scale-out network"
+    if acc is None or link <= 0:
+        raise InfeasibleError(f"HugeCTR's auto sharding needs accelerators and {what}")
+    return acc.hbm.bandwidth_bytes_per_s / link / WORK_RATIO
 
 
 class _Search:
@@ -152,29 +173,49 @@ class _Search:
 
 
 def hier_plan(ctx: PlanningContext, name: str) -> Plan:
-    """The plan of the module docstring."""
+    """The node-level plan of the module docstring."""
+    if ctx.system.num_nodes < 2:
+        raise InfeasibleError("hier_auto needs more than one node (HugeCTR's hier_auto does too)")
+    return _plan(
+        ctx,
+        name,
+        per_bucket=ctx.system.node.num_accelerators,
+        per_table=table_cost(ctx),
+        threshold=ctx.config.hier_dp_threshold_bytes,
+    )
+
+
+def gpu_plan(ctx: PlanningContext, name: str) -> Plan:
+    """The GPU-level plan of the module docstring (``hugectr_auto``)."""
+    return _plan(
+        ctx,
+        name,
+        per_bucket=1,
+        per_table=table_cost(ctx, within_node=ctx.system.num_nodes == 1),
+        threshold=ctx.config.gpu_dp_threshold_bytes,
+    )
+
+
+def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float, threshold: float) -> Plan:
+    """HugeCTR's search over buckets of ``per_bucket`` consecutive GPUs (module docstring)."""
     w = ctx.workload
     cfg = ctx.config
     system = ctx.system
-    nodes = system.num_nodes
-    per_node = system.node.num_accelerators
     world = ctx.world_size
-    if nodes < 2:
-        raise InfeasibleError("hier_auto needs more than one node (HugeCTR's hier_auto does too)")
+    buckets = world // per_bucket
     everyone = tuple(range(world))
     sizes = [table_bytes(ctx, t) for t in w.tables]
-    threshold = cfg.hier_dp_threshold_bytes
     replicated = [k for k, t in enumerate(w.tables) if hugectr_table_bytes(ctx, t) < threshold]
     cap = capacity(system).less(cfg.hbm_reserve, cfg.ddr_reserve)
     free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - sum(sizes[k] for k in replicated)
     if free_per_rank <= 0:
-        raise InfeasibleError("hier_auto: the dense side and replicated tables leave no HBM for the others")
+        raise InfeasibleError(f"{name}: the dense side and replicated tables leave no HBM for the others")
     kept = set(replicated)
     sharded = [HierTable(k, w.table_lookups(t), sizes[k]) for k, t in enumerate(w.tables) if k not in kept]
-    placement = _Search(sharded, nodes, table_cost(ctx), free_per_rank * per_node).run()
+    placement = _Search(sharded, buckets, per_table, free_per_rank * per_bucket).run()
     holders: dict[int, list[int]] = {}
     if placement is None:
-        holders = {t.index: list(range(nodes)) for t in sharded}
+        holders = {t.index: list(range(buckets)) for t in sharded}
     else:
         for node, held in enumerate(placement):
             for k in held:
@@ -186,8 +227,9 @@ def hier_plan(ctx: PlanningContext, name: str) -> Plan:
             shards.append(Shard(table.name, "data_parallel", 0, table.rows, 0, dim, everyone, "hbm", dtype))
             continue
         owners = sorted(holders[k])
-        ranks = [r for node in owners for r in range(node * per_node, (node + 1) * per_node)]
-        kind = "table_row_wise" if len(owners) == 1 else "row_wise"
+        ranks = [r for bucket in owners for r in range(bucket * per_bucket, (bucket + 1) * per_bucket)]
+        # One GPU holds the whole table; one node's GPUs split its rows; several nodes' GPUs too.
+        kind = "table_wise" if len(ranks) == 1 else "table_row_wise" if len(owners) == 1 else "row_wise"
         n = len(ranks)
         for j, rank in enumerate(ranks):
             start, end = table.rows * j // n, table.rows * (j + 1) // n
@@ -207,3 +249,12 @@ class HierAuto(Proposer):
 
     def propose(self, ctx: PlanningContext) -> Plan:
         return hier_plan(ctx, self.name)
+
+
+@register_proposer
+class HugectrAuto(Proposer):
+    name = "hugectr_auto"
+    description = "HugeCTR auto (its single-node MLPerf plan): small tables replicated, the rest over GPUs"
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        return gpu_plan(ctx, self.name)
