@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# A fresh run each time: a resumed store would keep the figures of whatever recsim made them.
 demo: $(STAMP)
-	$(BIN)/recsim sweep experiments/zionex-sharding.yaml --out out/zionex-sharding --resume
+	rm -rf out/zionex-sharding
+	$(BIN)/recsim sweep experiments/zionex-sharding.yaml --out out/zionex-sharding
 
 lint: $(STAMP)
 	$(BIN)/ruff check recsim tests benchmarks experiments
