@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # A fresh run each time: a resumed store would keep the figures of whatever recsim made them.
 demo: $(STAMP)
-	rm -rf out/zionex-sharding
+	rm -rf -- "$(CURDIR)/out/zionex-sharding"
 	$(BIN)/recsim sweep experiments/zionex-sharding.yaml --out out/zionex-sharding
 
 lint: $(STAMP)

@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
 
 class TupleInterner:
-    """One canonical object per value of the tuples it is shown (collective groups and split
-    vectors, up to 1024 elements each): ``canonical(t) == t`` always, and ``canonical(a) is
-    canonical(b)`` exactly when ``a == b``.
+    """One canonical tuple per value of the sequences it is shown (collective groups and split
+    vectors, up to 1024 elements each): ``canonical(t) == tuple(t)`` always, and ``canonical(a) is
+    canonical(b)`` exactly when ``tuple(a) == tuple(b)`` (a sequence is read once, when first seen:
+    the IR's are immutable tuples).
 
     Hashing such a tuple visits every element, every time (CPython caches no tuple hash), and the
     ranks' ops carry their own, equal, split tuples: a tuple object is resolved once by value (one

@@ -14,14 +14,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.cost.memo import CostMemo, TupleInterner
 from recsim.errors import InfeasibleError
-from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Host, Node, Transfer
+from recsim.graph.ir import (
+    Collective,
+    CollectiveOp,
+    Compute,
+    Embedding,
+    Host,
+    Node,
+    Transfer,
+    is_uneven_all_to_all,
+)
 from recsim.graph.shard_ops import slice_name
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
@@ -314,7 +323,7 @@ class CostModel:
         some parts missing, the slowest of them read as its own rank's (``part_s``). Any other
         collective is the slowest member's ``duration_s`` (its parts cost alike).
         """
-        if not any(_is_uneven_all_to_all(n.op) for n in nodes):
+        if not any(is_uneven_all_to_all(n.op) for n in nodes):
             return max(self.duration_s(n) for n in nodes)
         first = nodes[0].op
         assert isinstance(first, Collective)  # an all-to-all's members are its parts
@@ -324,7 +333,7 @@ class CostModel:
         if parts is not None:
             return self.all_to_all_s(parts)
         return max(
-            self.part_s(n.op, n.rank) if _is_uneven_all_to_all(n.op) else self.duration_s(n) for n in nodes
+            self.part_s(n.op, n.rank) if is_uneven_all_to_all(n.op) else self.duration_s(n) for n in nodes
         )
 
     def whole_all_to_alls(
@@ -342,7 +351,7 @@ class CostModel:
                 parts_of.setdefault(op.key, []).append(position)
         for positions in parts_of.values():
             members = [nodes[p] for p in positions]
-            if not any(_is_uneven_all_to_all(n.op) for n in members):
+            if not any(is_uneven_all_to_all(n.op) for n in members):
                 continue
             if keep_idle and (
                 len(members[0].op.group) < 2  # type: ignore[union-attr]
@@ -403,7 +412,7 @@ class CostModel:
             if hit is not None and hit[0] is op:
                 found[key] = hit[1]
                 continue
-            if not uneven_parts and _is_uneven_all_to_all(op):
+            if not uneven_parts and is_uneven_all_to_all(op):
                 found[key] = 0.0
                 continue
             value = self._op_duration(op)
@@ -444,8 +453,3 @@ class CostModel:
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
         self._by_op[key] = value
         return value
-
-
-def _is_uneven_all_to_all(op: object) -> TypeGuard[Collective]:
-    """An all-to-all part with per-member splits (``send_bytes``)."""
-    return type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes is not None

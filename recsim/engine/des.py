@@ -47,7 +47,7 @@ from recsim.cost.model import CostModel
 from recsim.engine.network import _edge_index, _fill, _FlowSet
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
-from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node
+from recsim.graph.ir import Collective, ExecutionGraph, Node, is_uneven_all_to_all
 from recsim.graph.schedule import Schedule
 from recsim.hardware.topology import Topology
 
@@ -357,7 +357,7 @@ def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None
         parts: list[Collective] | None = [n.op for n in nodes if isinstance(n.op, Collective)]
         base = cost.collective_members_s(nodes)
         extra = 0.0
-        if any(_is_uneven(p) for p in parts or ()):
+        if any(is_uneven_all_to_all(p) for p in parts or ()):
             # An uneven all-to-all's flows are its traffic matrix, rows in group order; with parts
             # missing (a one-rank trace) there is no matrix to move, only its base time.
             parts = cost.ordered_parts(nodes)
@@ -416,8 +416,3 @@ def with_nic_speed(topology: Topology, vertex: str, factor: float) -> Topology:
 
 
 __all__ = ["DesCounters", "FluidNetwork", "Traffic", "run_des", "with_nic_speed"]
-
-
-def _is_uneven(op: Collective) -> bool:
-    """An all-to-all part with per-member splits."""
-    return op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes is not None

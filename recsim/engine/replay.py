@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CostModel
-from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Node
+from recsim.graph.ir import Collective, Compute, ExecutionGraph, Node, is_uneven_all_to_all
 from recsim.graph.schedule import asap_schedule
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
@@ -89,7 +89,7 @@ def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, t
         return recorded
     if isinstance(op, Collective):
         # An uneven all-to-all is re-costed whole, from all its parts (``replay_reestimate``).
-        if len(op.group) > 1 and op.bytes > 0 and not (op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes):
+        if len(op.group) > 1 and op.bytes > 0 and not is_uneven_all_to_all(op):
             return cost.collective_s(op)
         return recorded
     return recorded

@@ -26,7 +26,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from recsim.errors import TraceError
 
@@ -190,6 +190,12 @@ if tuple(f.name for f in fields(Node)) != NODE_FIELDS:  # pragma: no cover - kee
     _SET_PHASE,
 ) = (vars(Node)[name].__set__ for name in NODE_FIELDS)
 _new = object.__new__
+
+
+def is_uneven_all_to_all(op: object) -> TypeGuard[Collective]:
+    """An all-to-all part with per-member splits (``send_bytes``): its collective's time depends on
+    every member's splits (``recsim.cost.model.CostModel.collective_members_s``)."""
+    return type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL and op.send_bytes is not None
 
 
 def make_node(

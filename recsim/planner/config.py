@@ -33,7 +33,7 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   v4.0 multi-node DLRM-DCNv2 configs set it);
 - ``gpu_dp_threshold_bytes`` 8 MB: the same for ``hugectr_auto`` (0.008 GB in NVIDIA's v4.0
   single-node DGX H100 and HGX H200 configs, ``config_DGXH200_1x8x6912.sh``);
-- ``hugectr_mem_comm_bw_ratio`` (none): HugeCTR's ``--memory_comm_bw_ratio`` for ``hier_auto`` and
+- ``hugectr_mem_comm_bw_ratio`` (none): HugeCTR's ``--mem_comm_bw_ratio`` for ``hier_auto`` and
   ``hugectr_auto``; unset, recsim derives it from the system as NVIDIA's configs do (HBM bandwidth
   over the per-GPU bandwidth the pooled vectors leave by: 67 for hier_auto on DGX H100, 7 and 11
   for one DGX H100 and HGX H200). Set it to replay a run configured otherwise.

@@ -163,3 +163,43 @@ def test_the_fused_runtime_builds_per_node_reduce_scatters_the_eager_one_a_globa
             n.op.key for n in graph.nodes if isinstance(n.op, Collective) and n.op.key.startswith("rw_fwd")
         }
         assert found == keys
+
+
+def test_hugectr_auto_on_several_nodes_costs_tables_by_the_network() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=135168, precision="fp16")
+    ctx = PlanningContext(system, workload)
+    # Off one node the vectors leave by the NICs: hier_auto's 67, not NVLink's 7.4.
+    assert table_cost(ctx) == pytest.approx(67.0 / WORK_RATIO)
+    plan = make_plan("hugectr_auto", workload, system)
+    check_fits(plan_usage(plan, workload, system), capacity(system))
+    assert {s.sharding for s in plan.shards} <= {"data_parallel", "table_wise", "row_wise"}
+
+
+def test_hugectr_auto_edge_systems() -> None:
+    # One GPU: one bucket, no communication to weigh (no scale-up fabric needed).
+    system, workload = prepare(
+        "dgx-h100",
+        "dlrm-dcnv2",
+        batch_size=1024,
+        overrides=[
+            "node.accelerators.count=1",
+            "node.scale_up=null",
+            *(f"workload.tables[{i}].rows=100000" for i in (0, 9, 19, 20, 21)),  # the 40M-row ones
+        ],
+    )
+    plan = make_plan("hugectr_auto", workload, system)
+    assert {r for s in plan.shards for r in s.ranks} == {0}
+    # No accelerators: a clear error, with or without a configured ratio.
+    cpu, cpu_workload = prepare("skylake-2s", "dlrm-dcnv2")
+    for planner in ([], ["planner.hugectr_mem_comm_bw_ratio=7"]):
+        with pytest.raises(InfeasibleError):
+            make_plan("hugectr_auto", cpu_workload, cpu, planner=planner)
+
+
+def test_a_validation_row_runs_the_submissions_own_planner_settings() -> None:
+    from recsim.validation.cases import published
+
+    rows = published()["mlperf-train-other-systems"]["value"]
+    dell = next(r for r in rows if r["nodes"] == 2 and r["system"] == "hgx-h100-4gpu")
+    assert dell["plan"] == "hugectr_auto" and dell["planner"] == {"hugectr_mem_comm_bw_ratio": 7}
+    assert "MEM_COMM_BW_RATIO=7" in dell["config"]

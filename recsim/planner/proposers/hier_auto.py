@@ -68,7 +68,7 @@ SEARCH_ITERATIONS = 20
 
 @dataclass(frozen=True)
 class HierTable:
-    """What the node-level planner knows of a table: hotness, and bytes with optimizer state."""
+    """What the planner knows of a table: hotness, and bytes with optimizer state."""
 
     index: int
     hotness: float
@@ -109,7 +109,8 @@ def table_cost(ctx: PlanningContext, *, within_node: bool = False) -> float:
 
 
 class _Search:
-    """HugeCTR's greedy node-level search (module docstring, step 3)."""
+    """HugeCTR's greedy search (module docstring, step 3); a "node" here is a bucket of GPUs: a
+    node's GPUs for ``hier_auto``, one GPU for ``hugectr_auto``."""
 
     def __init__(self, tables: list[HierTable], nodes: int, per_table: float, node_bytes: float) -> None:
         self.tables = {t.index: t for t in tables}
@@ -187,11 +188,13 @@ def hier_plan(ctx: PlanningContext, name: str) -> Plan:
 
 def gpu_plan(ctx: PlanningContext, name: str) -> Plan:
     """The GPU-level plan of the module docstring (``hugectr_auto``)."""
+    # One GPU: a single bucket, nothing to trade against communication.
+    alone = ctx.world_size == 1
     return _plan(
         ctx,
         name,
         per_bucket=1,
-        per_table=table_cost(ctx, within_node=ctx.system.num_nodes == 1),
+        per_table=0.0 if alone else table_cost(ctx, within_node=ctx.system.num_nodes == 1),
         threshold=ctx.config.gpu_dp_threshold_bytes,
     )
 
@@ -202,6 +205,8 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     cfg = ctx.config
     system = ctx.system
     world = ctx.world_size
+    if system.accelerator is None or world < 1 or per_bucket < 1 or world % per_bucket:
+        raise InfeasibleError(f"{name} needs accelerators, the same number on every node")
     buckets = world // per_bucket
     everyone = tuple(range(world))
     sizes = [table_bytes(ctx, t) for t in w.tables]
