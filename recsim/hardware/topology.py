@@ -251,26 +251,16 @@ class Topology:
     # its NIC only). ``_split`` checks the preconditions; anything else takes the general search.
 
     @cached_property
-    def _adjacency(self) -> dict[str, list[str]]:
-        """Successors of every vertex (the searches read ``_lazy_adjacency``, the same lists)."""
-        return {v: list(self.graph.successors(v)) for v in self.graph.nodes}
-
-    @cached_property
-    def _nvlink_adjacency(self) -> dict[str, list[str]]:
-        """Successors over NVLink edges only, in the graph's order (as a view filtering them gives)."""
-        g = self.graph
-        return {v: [w for w, d in nbrs.items() if d["kind"] == "nvlink"] for v, nbrs in g.adjacency()}
-
-    @cached_property
     def _lazy_adjacency(self) -> dict[str, list[str]]:
-        """``_adjacency``, filled in as the searches reach vertices: a route touches a few of them,
-        where building the whole dict visits every vertex of the cluster."""
+        """Successors of every vertex, filled in as the searches reach vertices: a route touches a
+        few of them, where building the whole dict visits every vertex of the cluster."""
         succ = self.graph.succ
         return _LazyAdjacency(lambda v: list(succ[v]))
 
     @cached_property
     def _lazy_nvlink_adjacency(self) -> dict[str, list[str]]:
-        """``_nvlink_adjacency``, filled in as the searches reach vertices (see ``_lazy_adjacency``)."""
+        """Successors over NVLink edges only, in the graph's order, filled in as the searches reach
+        vertices (see ``_lazy_adjacency``)."""
         succ = self.graph.succ
         return _LazyAdjacency(lambda v: [w for w, d in succ[v].items() if d["kind"] == "nvlink"])
 
@@ -988,78 +978,6 @@ def _paths_back(pred: dict[str, list[str]], src: str, dst: str) -> tuple[tuple[s
             on_path.discard(node)
             top -= 1
     return tuple(out)
-
-
-def _integral_max_flow(
-    edges: Sequence[tuple[str, str, float]], sources: Sequence[str], sinks: Sequence[str]
-) -> float | None:
-    """The max-flow from ``sources`` to ``sinks`` (each unbounded) over ``edges`` (a, b, capacity),
-    computed in integers, or None when a capacity is not an integer or the numbers are too large.
-
-    Link rates are whole bytes/s, and with integral capacities every exact max-flow algorithm
-    finds the same value, so scipy's integer max-flow (compiled; the whole cluster in about a
-    millisecond, where networkx's preflow-push takes tens) returns exactly the float networkx
-    would. Capacities are divided by their greatest common divisor (the flow scales with them) to
-    fit scipy's 32-bit integers. A source's unbounded edge is given its accelerator's outgoing
-    capacity, a sink's its incoming one: no flow through them can exceed that.
-    """
-    if not edges:
-        return None
-    # Vectorised: one numpy pass per step rather than a Python loop over the cluster's edges. The
-    # arithmetic is in int64 and exact (see the bounds below), as Python's integers were.
-    caps = np.fromiter((c for _, _, c in edges), dtype=np.float64, count=len(edges))
-    if not bool(np.all((caps >= 0) & (caps < 2**52) & (np.floor(caps) == caps))):
-        return None
-    ints = caps.astype(np.int64)  # exact: integers below 2**52
-    scale = int(np.gcd.reduce(ints))
-    if scale == 0:
-        return 0.0
-    limit = 2**31 - 1
-    edge_vals = ints // scale
-    if int(edge_vals.max()) > limit:
-        return None  # as the check on every value below would find
-    index: dict[str, int] = {}
-    rows_l: list[int] = []
-    cols_l: list[int] = []
-    for a, b, _ in edges:
-        rows_l.append(index.setdefault(a, len(index)))
-        cols_l.append(index.setdefault(b, len(index)))
-    rows = np.asarray(rows_l, dtype=np.int64)
-    cols = np.asarray(cols_l, dtype=np.int64)
-    # A vertex's capacity out (in) over the gcd: a sum of values below 2**31, at most one per edge,
-    # so exact in int64; a capacity is positive exactly when its quotient by the gcd is.
-    out_cap = np.zeros(len(index), dtype=np.int64)
-    in_cap = np.zeros(len(index), dtype=np.int64)
-    np.add.at(out_cap, rows, edge_vals)
-    np.add.at(in_cap, cols, edge_vals)
-    source, sink = len(index), len(index) + 1
-    vals: list[int] = edge_vals.tolist()
-    extra_rows: list[int] = []
-    extra_cols: list[int] = []
-    total = 0
-    for a in sources:
-        i = index.get(a)
-        if i is not None and out_cap[i] > 0:  # an endpoint without links carries nothing
-            extra_rows.append(source)
-            extra_cols.append(i)
-            vals.append(int(out_cap[i]))
-            total += vals[-1]
-    for b in sinks:
-        i = index.get(b)
-        if i is not None and in_cap[i] > 0:
-            extra_rows.append(i)
-            extra_cols.append(sink)
-            vals.append(int(in_cap[i]))
-    if max(vals) > limit or total > limit:
-        return None
-    from scipy.sparse import csr_array
-    from scipy.sparse.csgraph import maximum_flow
-
-    size = len(index) + 2
-    all_rows = np.concatenate([rows, np.asarray(extra_rows, dtype=np.int64)])
-    all_cols = np.concatenate([cols, np.asarray(extra_cols, dtype=np.int64)])
-    matrix = csr_array((np.asarray(vals, dtype=np.int32), (all_rows, all_cols)), shape=(size, size))
-    return float(int(maximum_flow(matrix, source, sink).flow_value) * scale)
 
 
 def _integral_max_flow_arrays(
