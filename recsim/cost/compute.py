@@ -10,7 +10,10 @@ The second factor of ``eff_c`` is wave quantisation: the output is cut into ``ti
 tiles, one per SM at a time, so a tile that sticks out of the matrix still costs a whole tile and the
 last wave leaves SMs idle; the third is the K-loop fill (a short K loop cannot hide the pipeline
 prologue). Small GEMMs are bound by their bytes (the weights) over HBM bandwidth; ``overhead`` is
-the fixed GPU-side time of one kernel.
+the fixed GPU-side time of one kernel. When the tiles cannot fill the SMs (``tiles < sms``: weight
+gradients, whose K is the batch), the K loop may be split into ``s`` slices that run side by side,
+each with its own K-loop fill, and whose fp32 partial tiles are written and reduced: the time is the
+best over ``s`` from 1 to ``sms`` (``_gemm_kernel_s``), in the fit as in the simulator.
 
 Data: ``../shared/reference/gemm/`` (vidur's Llama-2-7B ``mlp.csv`` on A100-80GB and H100-80GB,
 see its SOURCE.md). Every row gives four GEMMs (QKV, attention output, gated up, down projections)
@@ -247,12 +250,12 @@ UNCALIBRATED_GEMM: Final[GemmCalibration] = GemmCalibration.model_validate(
         # keeps these numbers equal to that YAML.
         "source": "tests/data/gemm/compute_a100_llama2-7b_mlp.csv",
         "dtype": "fp16",
-        "max_efficiency": 0.7422,
+        "max_efficiency": 0.7414,
         "tile_m": 64,
         "tile_n": 64,
-        "k_half": 32.67,
-        "memory_efficiency": 0.7703,
-        "overhead": "5.203 us",
+        "k_half": 23.23,
+        "memory_efficiency": 0.7676,
+        "overhead": "5.548 us",
         "train_points": 3381,
         "test_points": 795,
         "transferred_from": "a100-sxm4-80gb",
@@ -293,20 +296,22 @@ def _gemm_kernel_s(
     if tiles >= sms:
         return cal.overhead_s + plain
     # Split-K (cuBLAS/CUTLASS pick it when the output tiles cannot fill the SMs, e.g. weight
-    # gradients C[15, 50] with K = 98,304 in the A100 recsys trace): the K loop is cut into chunks
-    # of SPLIT_K_CHUNK that run as separate tiles, and fp32 partial tiles are written and read back
-    # to be reduced. The faster of the two is taken; each is non-decreasing in m, n and k, so the
-    # minimum is too.
-    chunks = _ceil_div(tiles * _ceil_div(k, SPLIT_K_CHUNK), sms)
-    split_compute = 2.0 * (SPLIT_K_CHUNK * chunks + cal.k_half) * per_wave
-    splits = _ceil_div(k, SPLIT_K_CHUNK)
-    split_memory = memory + 2.0 * splits * batch * m * n * 4.0 / bandwidth_eff
-    return cal.overhead_s + min(plain, max(split_compute, split_memory))
-
-
-#: K chunk of a split-K GEMM: one pipelined K loop of 8 stages of 32 (CUTLASS's default threadblock
-#: K of 32 with a multi-stage pipeline). ASSUMPTION: cuBLAS's split heuristic is not published.
-SPLIT_K_CHUNK = 256
+    # gradients C[15, 50] with K = 98,304 in the A100 recsys trace, or C[512, 256] with K = the
+    # batch in a DLRM bottom MLP): the K loop is cut into ``s`` slices that run as separate tiles,
+    # each with its own K-loop fill (``k_half``), and each slice writes an fp32 partial tile that a
+    # reduction reads back. More slices fill more SMs but move more partials; the library's choice
+    # is taken as the best ``s`` up to one slice per SM (``s = 1`` is the plain kernel).
+    # ASSUMPTION: cuBLAS's split heuristic is not published. The fit (``_gemm_kernel_array``) uses
+    # the same rule. Every candidate is non-decreasing in m, n and k and the candidates do not
+    # depend on them, so their minimum is too; past ``tiles >= sms`` the plain kernel is taken,
+    # which is never below the minimum.
+    partial_s = 2.0 * batch * m * n * 4.0 / bandwidth_eff  # one slice's partials, written and read
+    best = plain
+    for splits in range(2, sms + 1):
+        split_waves = _ceil_div(tiles * splits, sms)
+        split_compute = 2.0 * (_ceil_div(k, splits) + cal.k_half) * split_waves * per_wave
+        best = min(best, max(split_compute, memory + splits * partial_s))
+    return cal.overhead_s + best
 
 
 def _gemm_kernel_array(
@@ -323,10 +328,25 @@ def _gemm_kernel_array(
 ) -> NDArray[np.float64]:
     """``_gemm_kernel_s`` over arrays (batch 1), for fitting. ``params``: max_eff, k_half, mem_eff, ovh."""
     max_efficiency, k_half, memory_efficiency, overhead_s = params
-    waves = np.ceil(np.ceil(m / tile_m) * np.ceil(n / tile_n) / sms)
-    compute = 2.0 * (k + k_half) * waves * sms * tile_m * tile_n / (peak * max_efficiency)
-    memory = (m * k + k * n + m * n) * elem_bytes / (bandwidth * memory_efficiency)
-    result: NDArray[np.float64] = overhead_s + np.maximum(compute, memory)
+    tiles = np.ceil(m / tile_m) * np.ceil(n / tile_n)
+    per_wave = sms * tile_m * tile_n / (peak * max_efficiency)
+    compute = 2.0 * (k + k_half) * np.ceil(tiles / sms) * per_wave
+    bandwidth_eff = bandwidth * memory_efficiency
+    memory = (m * k + k * n + m * n) * elem_bytes / bandwidth_eff
+    best = np.maximum(compute, memory)
+    few = tiles < sms  # split-K candidates, as in ``_gemm_kernel_s``
+    if np.any(few):
+        t, kk, mem = tiles[few], k[few], memory[few]
+        partial = 2.0 * m[few] * n[few] * 4.0 / bandwidth_eff
+        split = best[few]
+        for splits in range(2, sms + 1):
+            waves = np.ceil(t * splits / sms)
+            candidate = np.maximum(
+                2.0 * (np.ceil(kk / splits) + k_half) * waves * per_wave, mem + splits * partial
+            )
+            split = np.minimum(split, candidate)
+        best[few] = split
+    result: NDArray[np.float64] = overhead_s + best
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -412,3 +413,61 @@ def test_time_grows_with_every_dimension(name, dtype, m, n, k, d):
     assert gemm_time_s(m, n + d, k, dtype, device) >= base
     # non-decreasing, not strictly: split-K and wave quantisation make plateaus, as on the GPU
     assert gemm_time_s(m, n, k + d, dtype, device) >= base
+
+
+def test_split_k_takes_the_best_slice_count():
+    # A DLRM bottom-MLP weight gradient: C[512, 256] = X^T dY over K = 65,536 samples. Its 8 x 4
+    # output tiles of 64 x 64 cannot fill the A100's 108 SMs; split ten ways, the 320 tiles run in
+    # three waves over K / 10 each (three ways, one wave over K / 3, is slower), and the ten fp32
+    # partial tiles are written and read once more.
+    device = acc("a100-sxm4-80gb")
+    cal = stored("a100-sxm4-80gb")
+    assert (cal.tile_m, cal.tile_n) == (64, 64)
+    peak = 312e12
+    per_wave = 108 * 64 * 64 / (peak * cal.max_efficiency)
+    bandwidth = device.hbm.bandwidth_bytes_per_s * cal.memory_efficiency
+    memory = (512 * 65536 + 65536 * 256 + 512 * 256) * 2 / bandwidth
+    partials = 2 * 512 * 256 * 4 / bandwidth
+
+    def slices(s: int) -> float:
+        return max(
+            2 * (math.ceil(65536 / s) + cal.k_half) * math.ceil(32 * s / 108) * per_wave,
+            memory + s * partials,
+        )
+
+    best = min(range(1, 109), key=slices)
+    assert best == 10
+    assert slices(10) < slices(3) < slices(1)
+    assert gemm_time_s(512, 256, 65536, "fp16", device) == pytest.approx(
+        cal.overhead_s + slices(10), rel=1e-12
+    )
+    # The same shape with enough output tiles runs unsplit: C[8192, 256] is 512 tiles.
+    plain = max(
+        2 * (65536 + cal.k_half) * math.ceil(512 / 108) * per_wave,
+        (8192 * 65536 + 65536 * 256 + 8192 * 256) * 2 / bandwidth,
+    )
+    assert gemm_time_s(8192, 256, 65536, "fp16", device) == pytest.approx(cal.overhead_s + plain, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED))
+def test_the_fitted_array_model_is_the_scalar_one_split_k_included(name):
+    from recsim.cost.compute import _gemm_kernel_array, _tensor_peak
+
+    device = acc(name)
+    cal = stored(name)
+    shapes = [
+        (512, 256, 65536),
+        (15, 50, 98304),
+        (1, 1, 130),
+        (64, 4096, 4096),
+        (4096, 4096, 4096),
+        (100, 30, 7),
+    ]
+    m, n, k = (np.array([s[i] for s in shapes], dtype=np.float64) for i in range(3))
+    peak, elem = _tensor_peak("fp16", device)
+    params = (cal.max_efficiency, cal.k_half, cal.memory_efficiency, cal.overhead_s)
+    fitted = _gemm_kernel_array(
+        m, n, k, peak, device.hbm.bandwidth_bytes_per_s, device.sms, elem, params, cal.tile_m, cal.tile_n
+    )
+    for (mm, nn, kk), value in zip(shapes, fitted, strict=True):
+        assert gemm_time_s(mm, nn, kk, "fp16", device) == pytest.approx(float(value), rel=1e-12)

@@ -4,8 +4,8 @@ The trace's GEMMs multiply fp32 tensors on TF32 tensor-core kernels (``cutlass_8
 PyTorch's default before 1.12); a few are CUDA-core SGEMMs (``ampere_sgemm``). The Kineto reader
 reads the math dtype off the kernel name (``readers._common.gemm_math_dtype``). These shapes are
 recommendation-sized (K and N of 32-2048), unlike the fit's LLM GEMMs, so the figure is a check
-out of the fit's range: median |error| 25 % over the 145 distinct kernels and shapes (the model is
-18 % fast on them), where reading them as fp32 CUDA-core GEMMs would be +154 %.
+out of the fit's range: median |error| 23 % over the 145 distinct kernels and shapes (the model is
+17 % fast on them), where reading them as fp32 CUDA-core GEMMs would be +154 %.
 """
 
 from __future__ import annotations
