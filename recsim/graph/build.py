@@ -130,6 +130,8 @@ class _Builder:
         # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
         self.presort = False
         self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
+        # The framework, where it shapes the lookups (``Runtime.lookup_output_dtype``).
+        self.runtime: Runtime | None = None
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
@@ -257,7 +259,8 @@ class _Builder:
         With ``fuse_tables`` (TorchRec's default), a rank's HBM shards of one dtype form one
         table-batched (TBE) node, as FBGEMM runs them in one kernel launch: its rows, lookups and
         unique rows are the sums over the shards and its dim the lookup-weighted mean, so the bytes
-        it moves are those of the shards. Other tiers and data-parallel shards stay one node per
+        it moves are those of the shards (its bags, one per sample and table, are the shards' summed).
+        Other tiers and data-parallel shards stay one node per
         shard (their caches and gradient all-reduce are per table). Replicated (data-parallel)
         lookups wait for ``replicated_deps`` when given (their backward needs no exchange).
         """
@@ -266,7 +269,7 @@ class _Builder:
         groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            op = self.ops.op(shard, pass_, batch, self.world)
+            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard))
             replicated = shard.sharding == "data_parallel"
             # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
             number = self.shard_number(shard) if replicated else -1
@@ -306,8 +309,10 @@ class _Builder:
                     lookups,
                     sum(o.unique_rows or 0.0 for o in ops),
                     [(o.table, o.lookups) for o in ops],
+                    # One bag per sample and table (FBGEMM's B x T), or the part's share of them.
+                    sum(o.batch if o.bags is None else o.bags for o in ops),
                 )
-            rows, width, largest_batch, lookups, unique, parts = found
+            rows, width, largest_batch, lookups, unique, parts, bags = found
             fused = Embedding(
                 table=f"tbe:{rank}:{dtype}" + (":replicated" if replicated else ""),
                 pass_=pass_,
@@ -319,6 +324,8 @@ class _Builder:
                 unique_rows=unique,
                 tier="hbm",
                 optimizer=ops[0].optimizer,
+                bags=bags,
+                output_dtype=ops[0].output_dtype,
             )
             self.fused[fused.table] = list(parts)
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
@@ -329,6 +336,14 @@ class _Builder:
                 for number, _ in members:
                     self.replicated[(rank, number)] = nid
         return out
+
+    def output_dtype(self, shard: Shard) -> str | None:
+        """The dtype the framework's lookups of ``shard`` write their pooled vectors in, when it is
+        not the table's: the wire dtype for a framework that writes them narrow directly."""
+        if self.runtime is None:
+            return None
+        dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
+        return self.runtime.lookup_output_dtype(self.comm_dtype, dtype)
 
     def shard_number(self, shard: Shard) -> int:
         """A number per distinct shard of the plan (equal shards share one), which ``replicated``
@@ -490,6 +505,7 @@ def build_training_step(
         plan.validate(workload)
     bld = _Builder(workload, plan, opt, ops)
     framework = _framework(workload)
+    bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node)
@@ -606,6 +622,11 @@ def build_training_step(
         for (rank, number), nid in bld.replicated.items():
             shard = bld._shards[number]
             dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
+            if grouped:
+                # HugeCTR reduces the frequent rows' gradients in the grouped buffer's type, its
+                # ``emtype`` (FrequentEmbedding's ``Tensor2<emtype> frequent_gradients_``, "fp16
+                # instead of fp32: input for all-reduce"): the lookups' output dtype.
+                dtype = bld.output_dtype(shard) or dtype
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         for r in range(bld.world):
             if grouped:

@@ -117,6 +117,9 @@ class Runtime(ABC):
     #: Whether the framework sends pooled embeddings in the dense half precision under mixed
     #: precision (its embedding outputs feed fp16/bf16 layers), or in fp32 unless told otherwise.
     half_precision_wire: ClassVar[bool] = False
+    #: Whether the lookups write their pooled vectors (and read their gradients) in the wire dtype
+    #: directly; False: at the tables' dtype, cast for the wire by kernels of their own.
+    narrow_lookup_output: ClassVar[bool] = False
     #: Plan features beyond whole, column and row shards that the framework can run (``PLAN_FEATURES``);
     #: ``auto`` plans only with these (a plan named explicitly is simulated as a what-if).
     plan_features: ClassVar[frozenset[str]] = frozenset()
@@ -160,6 +163,12 @@ class Runtime(ABC):
     @abstractmethod
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         """``graph`` with this runtime's host work (the same graph when there is none)."""
+
+    def lookup_output_dtype(self, wire_dtype: str, table_dtype: str) -> str | None:
+        """The dtype the lookups write pooled vectors in when it is not the table's (None)."""
+        if self.narrow_lookup_output and DTYPE_BYTES[wire_dtype] < DTYPE_BYTES[table_dtype]:
+            return wire_dtype
+        return None
 
     def wire_dtype(self, workload: Workload) -> str:
         """The framework's default wire dtype of pooled embeddings for ``workload``."""
@@ -215,6 +224,10 @@ class Fused(Runtime):
     name = "fused"
     # HugeCTR's mixed precision runs the whole network, embedding outputs included, in fp16.
     half_precision_wire = True
+    # HugeCTR's embeddings write their outputs and read their gradients in ``emtype``, the fp16 of
+    # mixed precision (HybridSparseEmbedding's ``Tensors2<emtype>`` output tensors, the embedding
+    # collection's ``emb_type``): no cast kernel, half the bytes of an fp32 vector.
+    narrow_lookup_output = True
     # HugeCTR's hybrid embedding routes infrequent lookups; its bottom MLP is data-parallel.
     plan_features = frozenset({"routed_rows"})
     # NVIDIA's MLPerf DLRM recipes reduce gradients across nodes in the InfiniBand switches (SHARP,

@@ -38,9 +38,9 @@ class ShardOps:
         # op table name -> (table, start, end, order): what the cost layer needs to rebuild the
         # part's access model (graph metadata "table_slices").
         self.slices: dict[str, tuple[str, int, int, str]] = {}
-        # (shard, global batch, world size) -> (served, lookups, unique rows) of one rank's part:
-        # the same for the forward and the backward op of a shard (``op``).
-        self._figures: dict[tuple[Shard, int, int], tuple[int, float, float]] = {}
+        # (shard, global batch, world size) -> (served, lookups, unique rows, bags or None) of one
+        # rank's part: the same for the forward and the backward op of a shard (``op``).
+        self._figures: dict[tuple[Shard, int, int], tuple[int, float, float, float | None]] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -131,8 +131,12 @@ class ShardOps:
         """Samples whose lookups the shard serves: the local batch when replicated, else all."""
         return global_batch // world_size if shard.sharding == "data_parallel" else global_batch
 
-    def op(self, shard: Shard, pass_: str, global_batch: int, world_size: int) -> Embedding:
-        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
+    def op(
+        self, shard: Shard, pass_: str, global_batch: int, world_size: int, output_dtype: str | None = None
+    ) -> Embedding:
+        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update);
+        ``output_dtype``: the framework writes its pooled vectors narrower than the table
+        (``Runtime.lookup_output_dtype``)."""
         table = self.tables[shard.table]
         key = (shard, global_batch, world_size)
         figures = self._figures.get(key)
@@ -146,8 +150,15 @@ class ShardOps:
                 # lookups.
                 n = len(shard.ranks)
                 lookups, unique = lookups / n, unique / n
-            figures = self._figures[key] = (served, lookups, unique)
-        served, lookups, unique = figures
+            # A part that receives only some of its table's lookups (a rank's share of routed rows,
+            # a popularity slice) pools only the bags that drew one of its rows, as the exchange
+            # sends only those (``pooled_exchange``); a whole table or an id range pools every
+            # sample's bag (a row-wise block's partial pools are all reduce-scattered).
+            bags = None
+            if shard.sharding == "distributed" or self.is_slice(shard):
+                bags = served * self.bags_hit(shard.table, self.member_share(shard))
+            figures = self._figures[key] = (served, lookups, unique, bags)
+        served, lookups, unique, bags = figures
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -159,6 +170,8 @@ class ShardOps:
             unique_rows=unique,
             tier=shard.tier,
             optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+            bags=bags,
+            output_dtype=output_dtype,
         )
 
 

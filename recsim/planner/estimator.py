@@ -106,6 +106,8 @@ class Estimator:
             raise InfeasibleError(f"global batch {self.batch} is not divisible by {self.world} ranks")
         self.local_batch = self.batch // self.world
         self.ops = ShardOps(workload)
+        # The workload's framework writes pooled vectors narrow, or not (as the graph builder asks).
+        self.framework = runtime(workload.training.runtime)
         self._marginal: dict[tuple[str, int, str, str | None], float] = {}
         self._compute: dict[tuple[object, ...], float] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
@@ -172,7 +174,9 @@ class Estimator:
         cached = self._compute.get(key)
         if cached is not None:
             return cached
-        op = self.ops.op(shard, pass_, self.batch, self.world)
+        table_dtype = shard.dtype or self.w.table_dtype(self.ops.tables[shard.table])
+        output = self.framework.lookup_output_dtype(self.comm_dtype, table_dtype)
+        op = self.ops.op(shard, pass_, self.batch, self.world, output)
         if presorted:
             op = dataclasses.replace(op, presorted=True)
         try:
@@ -201,7 +205,7 @@ class Estimator:
             return cached
         op = self.ops.op(shard, pass_, self.batch, self.world)
         empty = dataclasses.replace(
-            op, lookups=0.0, unique_rows=0.0, batch=0, dim=128, dtype="fp32", presorted=presorted
+            op, lookups=0.0, unique_rows=0.0, batch=0, bags=None, dim=128, dtype="fp32", presorted=presorted
         )
         value = embedding_cost(empty, self.system, self.access_of(shard)).time_s
         self._compute[key] = value
@@ -445,6 +449,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     framework = runtime(est.w.training.runtime)
     presorted = framework.presorts_indices(plan)
     gradients = framework.gradient_all_reduce
+    grouped = framework.groups_replicated_gradients(plan)
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
     node_size = framework.row_split_node_size(est.per_node)
     exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)
@@ -468,7 +473,10 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
                 fixed[key] = (max(f0, fixed_fwd), max(b0, fixed_bwd))
         dp = 0.0
         if s.sharding == "data_parallel" and plan.world_size > 1:
-            size = s.rows * s.dim * DTYPE_BYTES[s.dtype or est.w.table_dtype(est.ops.tables[s.table])]
+            dtype = s.dtype or est.w.table_dtype(est.ops.tables[s.table])
+            if grouped:  # in the dense gradient buffer's type, as the builder sizes them
+                dtype = framework.lookup_output_dtype(comm, dtype) or dtype
+            size = s.rows * s.dim * DTYPE_BYTES[dtype]
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
         for r in s.ranks:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)

@@ -1199,7 +1199,9 @@ def test_all_to_all_level_costs_match_the_reference(name, nodes):
 
 
 class _ReferenceShardOps(ShardOps):
-    def op(self, shard: Shard, pass_: str, global_batch: int, world_size: int) -> Embedding:
+    def op(
+        self, shard: Shard, pass_: str, global_batch: int, world_size: int, output_dtype: str | None = None
+    ) -> Embedding:
         """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
         table = self.tables[shard.table]
         served = self.served(shard, global_batch, world_size)
@@ -1210,6 +1212,9 @@ class _ReferenceShardOps(ShardOps):
             # ASSUMPTION: its cache behaviour is the shard's access model at 1/n of the lookups.
             n = len(shard.ranks)
             lookups, unique = lookups / n, unique / n
+        bags = None
+        if shard.sharding == "distributed" or self.is_slice(shard):
+            bags = served * self.bags_hit(shard.table, self.member_share(shard))
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -1221,6 +1226,8 @@ class _ReferenceShardOps(ShardOps):
             unique_rows=unique,
             tier=shard.tier,
             optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+            bags=bags,
+            output_dtype=output_dtype,
         )
 
 
@@ -1302,7 +1309,7 @@ class _ReferenceBuilder(_Builder):
         groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            op = self.ops.op(shard, pass_, batch, self.world)
+            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard))
             replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
                 if self.opt.fuse_tables and shard.tier == "hbm":
@@ -1336,6 +1343,8 @@ class _ReferenceBuilder(_Builder):
                 unique_rows=sum(o.unique_rows or 0.0 for o in ops),
                 tier="hbm",
                 optimizer=ops[0].optimizer,
+                bags=sum(o.batch if o.bags is None else o.bags for o in ops),
+                output_dtype=ops[0].output_dtype,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
@@ -1426,6 +1435,7 @@ def reference_build_training_step(
         plan.validate(workload)
     bld = _ReferenceBuilder(workload, plan, opt, _ReferenceShardOps(workload))  # (was: _Builder)
     framework = _framework(workload)
+    bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     batch = workload.training.global_batch_size
@@ -1537,6 +1547,8 @@ def reference_build_training_step(
         by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
         for (rank, shard), nid in bld.replicated.items():
             dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
+            if grouped:
+                dtype = bld.output_dtype(shard) or dtype
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         for r in range(bld.world):
             if grouped:

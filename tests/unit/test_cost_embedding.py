@@ -255,6 +255,32 @@ def test_hbm_sparse_sgd_by_hand():
     assert sparse.bytes_on("hbm") > fused.bytes_on("hbm")
 
 
+def test_hbm_bags_and_narrow_output_by_hand():
+    # A TBE over 3 tables of batch 100 pools 300 bags: 300 offsets and pooled vectors, not 100.
+    fused = cost(op("hbm", bags=300.0))
+    streamed = 1000 * 8 + 301 * 8 + 300 * 128
+    memory = (1000 * 128 + streamed) / (HBM_BW * EFF_128)
+    assert fused.time_s == pytest.approx(10e-6 + memory + 4e-6, rel=1e-12)
+    assert fused.bytes_on("hbm") == pytest.approx(streamed)
+    assert fused.details["bytes_returned"] == pytest.approx(300 * 128)
+    # A framework that writes the pooled vectors in fp16 (HugeCTR's emtype) writes half the bytes
+    # and reads half-width gradients in the backward; the rows keep the table's fp32.
+    narrow = cost(op("hbm", output_dtype="fp16"))
+    half = 1000 * 8 + 101 * 8 + 100 * 64
+    assert narrow.bytes_on("hbm") == pytest.approx(half)
+    assert narrow.details["row_bytes"] == 128.0
+    wide_bwd, narrow_bwd = cost(op("hbm", "backward")), cost(op("hbm", "backward", output_dtype="fp16"))
+    # Gradients: the batch's slice (100 x 64 B) from HBM; the other 900 reads from L2 are halved too.
+    assert wide_bwd.bytes_on("hbm") - narrow_bwd.bytes_on("hbm") == pytest.approx(100 * 64)
+    assert narrow_bwd.time_s < wide_bwd.time_s
+    # A part that pools only some bags (routed rows: 1000 lookups into 800 bags) reads each bag's
+    # gradient once from HBM: min(lookups, bags) of them.
+    routed = cost(op("hbm", "backward", bags=800.0))
+    assert routed.bytes_on("hbm") - wide_bwd.bytes_on("hbm") == pytest.approx(700 * 128)
+    with pytest.raises(ConfigError, match="output dtype"):
+        cost(op("hbm", output_dtype="fp12"))
+
+
 def test_uvm_forward_by_hand():
     c = cost(op("uvm"))
     payload = 1000 * 128  # two 64 B requests per 128 B row

@@ -12,6 +12,7 @@ from recsim.cost.model import CostModel
 from recsim.errors import InfeasibleError
 from recsim.graph.build import build_training_step
 from recsim.graph.ir import Collective, Embedding, Stream
+from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.storage import shard_storage
@@ -156,7 +157,8 @@ def test_replicated_backward_skips_the_exchange_and_hugectr_groups_its_all_reduc
         if runtime_name == "fused":
             assert set(reduces) == {"allreduce_bucket0"}
             bucket = reduces["allreduce_bucket0"]
-            assert bucket.op.bytes == pytest.approx(dense_bytes + replicated_bytes)
+            # HugeCTR's grouped buffer holds the frequent rows' gradients in its fp16 emtype.
+            assert bucket.op.bytes == pytest.approx(dense_bytes + replicated_bytes / 2)
             assert rep.id in bucket.deps
         else:
             assert reduces["allreduce_bucket0"].op.bytes == pytest.approx(dense_bytes)
@@ -171,6 +173,10 @@ def test_the_estimator_counts_what_hugectr_does_with_the_plan():
     eager = w.model_copy(update={"training": w.training.model_copy(update={"runtime": "eager"})})
     fused_perf = plan_perf(Estimator(system, w), plan)
     eager_perf = plan_perf(Estimator(system, eager), plan)
+    narrow = runtime("fused").lookup_output_dtype(plan.comm_dtype, "fp32") is not None
     for r in range(plan.world_size):
         assert fused_perf[r].bwd_compute_s < eager_perf[r].bwd_compute_s
-        assert fused_perf[r].fwd_compute_s == pytest.approx(eager_perf[r].fwd_compute_s)
+        if narrow:  # HugeCTR writes the pooled vectors in its fp16 emtype: fewer bytes
+            assert fused_perf[r].fwd_compute_s < eager_perf[r].fwd_compute_s
+        else:
+            assert fused_perf[r].fwd_compute_s == pytest.approx(eager_perf[r].fwd_compute_s)

@@ -151,6 +151,45 @@ def test_fused_tbe_sums_its_tables(tiny):
     assert fwd.unique_rows is not None
     assert 0 < fwd.unique_rows <= 16 + 24
     assert g.metadata["fused_tables"] == {"tbe:0:fp32": [["a", 16.0], ["b", 24.0]]}
+    # One bag per sample and table, as FBGEMM's TBE pools B x T of them (the batch is one table's).
+    assert (fwd.batch, fwd.bags) == (8, 16)
+    assert fwd.output_dtype is None  # tiny trains in fp32: nothing narrower to write
+
+
+def test_parts_pool_only_the_bags_that_drew_their_rows(tiny):
+    plan = Plan(
+        2,
+        (
+            Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+            Shard("a", "table_wise", 10, 100, 0, 4, (0,), order="popularity"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+        ),
+        strategy="flex",
+    )
+    g = build_training_step(tiny, plan, UNFUSED)
+    # a is uniform, pooling 2: the hot 10 % of rows are drawn by 1 - 0.9^2 of the bags, the cold
+    # 90 % by 1 - 0.1^2; a whole table (b) pools every sample's bag (``bags`` None: the batch).
+    hot = named(g, 1, "emb_forward:a[0:10]").op
+    assert hot.bags == pytest.approx(4 * (1 - 0.9**2))
+    cold = named(g, 0, "emb_forward:a[10:100]").op
+    assert cold.bags == pytest.approx(8 * (1 - 0.1**2))
+    assert named(g, 1, "emb_forward:b").op.bags is None
+
+
+def test_hugectr_lookups_write_their_vectors_in_fp16(tiny):
+    # HugeCTR (fused) under mixed precision writes pooled vectors in its fp16 emtype; TorchRec
+    # (eager) writes them at the table's fp32 and casts them for the wire in a kernel of its own.
+    training = tiny.training.model_copy(update={"precision": "fp16"})
+    for runtime, expected in (("fused", "fp16"), ("eager", None)):
+        wl = tiny.model_copy(update={"training": training.model_copy(update={"runtime": runtime})})
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp16"))
+        lookups = [n.op for n in g.nodes if isinstance(n.op, Embedding)]
+        assert lookups and {op.output_dtype for op in lookups} == {expected}
+        assert {op.dtype for op in lookups} == {"fp32"}
+    # A wire as wide as the table leaves the output alone.
+    wl = tiny.model_copy(update={"training": training.model_copy(update={"runtime": "fused"})})
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp32"))
+    assert {n.op.output_dtype for n in g.nodes if isinstance(n.op, Embedding)} == {None}
 
 
 def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):

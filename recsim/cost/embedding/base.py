@@ -188,6 +188,12 @@ class Lookup:
     def batch(self) -> float:
         return max(0.0, float(self.op.batch))
 
+    @property
+    def bags(self) -> float:
+        """(sample, table) bags the pass pools into (``Embedding.bags``; one table: ``batch``)."""
+        bags = self.op.bags
+        return self.batch if bags is None else max(0.0, float(bags))
+
     @cached_attribute
     def row_bytes(self) -> float:
         """Stored bytes of one row (int8/int4 rows carry a scale and bias)."""
@@ -198,9 +204,13 @@ class Lookup:
 
     @cached_attribute
     def pooled_bytes(self) -> float:
-        """One pooled output vector (the table's dtype: recsim keeps the output at the storage
-        precision; the all-to-all's wire dtype is the graph builder's choice)."""
-        return self.op.dim * DTYPE_BYTES[self.op.dtype]
+        """One pooled output vector (or its gradient): at the op's ``output_dtype`` where the
+        framework writes it narrow, else at the table's dtype (a PyTorch runtime casts it for the
+        wire in a kernel of its own, ``recsim.graph.runtime``)."""
+        dtype = self.op.output_dtype or self.op.dtype
+        if dtype not in DTYPE_BYTES:
+            raise ConfigError(f"unknown embedding output dtype {dtype!r}")
+        return self.op.dim * DTYPE_BYTES[dtype]
 
     @cached_attribute
     def unique_rows(self) -> float:
@@ -227,8 +237,8 @@ class Lookup:
 
     @property
     def bags_returned(self) -> float:
-        """Bags with at least one lookup: at most ``batch``, at most ``lookups``."""
-        return min(self.batch, self.lookups)
+        """Bags with at least one lookup: at most ``bags``, at most ``lookups``."""
+        return min(self.bags, self.lookups)
 
     def hit_rate(self, cache_rows: float) -> float:
         """LRU hit rate (Che's approximation, ``AccessModel.lru_hit_rate``) of a cache of rows."""

@@ -218,13 +218,12 @@ def predict_tbe_s(m: TbeMeasurement, accelerator: Accelerator, cal: GatherCalibr
     if m.pass_ == "forward":
         l2_hit = min(1.0, accelerator.l2_bytes / (m.rows * m.row_bytes))  # uniform: LRU hit = C / N
         extra = m.lookups * _FP32_BYTES if m.weighted else 0.0
-        batch = m.batch * m.tables
         return forward_kernel(
             accelerator,
             cal,
             row_bytes=m.row_bytes,
             lookups=m.lookups,
-            batch=batch,
+            bags=m.batch * m.tables,
             l2_hit=l2_hit,
             extra_hbm_bytes=extra,
         ).time_s
@@ -237,7 +236,7 @@ def predict_tbe_s(m: TbeMeasurement, accelerator: Accelerator, cal: GatherCalibr
         grad_row_bytes=m.row_bytes,
         lookups=m.lookups,
         batch=m.batch,
-        tables=m.tables,
+        bags=m.batch * m.tables,
         unique=unique,
         row_update_hbm_bytes=2.0 * unique * (m.row_bytes + state),
     )

@@ -113,8 +113,8 @@ class DdrTier(TierModel):
         rows = lines * granule
         streamed = (
             lookup.lookups * INDEX_BYTES
-            + (lookup.batch + 1) * OFFSET_BYTES
-            + lookup.batch * lookup.pooled_bytes
+            + (lookup.bags + 1) * OFFSET_BYTES
+            + lookup.bags * lookup.pooled_bytes
         )
         share = rank_share(system)
         bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share

@@ -180,18 +180,20 @@ def forward_kernel(
     *,
     row_bytes: float,
     lookups: float,
-    batch: float,
+    bags: float,
     l2_hit: float,
     pooled_bytes: float | None = None,
     extra_hbm_bytes: float = 0.0,
     rows_elsewhere: bool = False,
 ) -> KernelCost:
-    """One TBE forward kernel. ``rows_elsewhere``: the rows come over another link (UVM), so only
-    indices, offsets and the output touch HBM here. ``extra_hbm_bytes``: per-sample weights etc."""
+    """One TBE forward kernel pooling ``lookups`` rows into ``bags`` bags (one offset and one
+    pooled vector each: ``B x T`` for ``T`` tables of batch ``B``). ``rows_elsewhere``: the rows
+    come over another link (UVM), so only indices, offsets and the output touch HBM here.
+    ``extra_hbm_bytes``: per-sample weights etc."""
     pooled = row_bytes if pooled_bytes is None else pooled_bytes
     rows = 0.0 if rows_elsewhere else lookups * row_bytes
     l2 = rows * l2_hit
-    hbm = rows - l2 + lookups * INDEX_BYTES + (batch + 1.0) * OFFSET_BYTES + batch * pooled + extra_hbm_bytes
+    hbm = rows - l2 + lookups * INDEX_BYTES + (bags + 1.0) * OFFSET_BYTES + bags * pooled + extra_hbm_bytes
     memory = _memory_s(accelerator, hbm, l2, gather_efficiency(cal, row_bytes))
     return KernelCost(cal.overhead_s, memory, hbm, l2, 1)
 
@@ -215,19 +217,20 @@ def update_stage(
     grad_row_bytes: float,
     lookups: float,
     batch: float,
+    bags: float,
     unique: float,
     row_update_hbm_bytes: float,
-    tables: int = 1,
 ) -> KernelCost:
     """Accumulate each unique row's gradients and apply the optimizer.
 
     ``row_update_hbm_bytes``: the rows and optimizer state read and written in HBM (0 when they
-    live elsewhere, as with UVM, whose tier adds their PCIe time itself). ``tables``: tables fused in
-    one call (the fit's trace); their gradient slices, ``batch x grad_row`` each, are processed one
-    after the other (the sort orders rows table by table), so L2 reuse is per slice.
+    live elsewhere, as with UVM, whose tier adds their PCIe time itself). ``bags``: the pooled
+    gradients (one per bag: ``batch x tables`` for tables fused in one call); the tables' gradient
+    slices, ``batch x grad_row`` each, are processed one after the other (the sort orders rows
+    table by table), so L2 reuse is per slice.
     """
     grads = lookups * grad_row_bytes
-    first = min(lookups, batch * tables) * grad_row_bytes  # each gradient row read once from HBM
+    first = min(lookups, bags) * grad_row_bytes  # each gradient row read once from HBM
     slice_bytes = batch * grad_row_bytes
     reuse_hit = 1.0 if slice_bytes <= 0 else min(1.0, accelerator.l2_bytes / slice_bytes)
     l2 = (grads - first) * reuse_hit
@@ -262,7 +265,7 @@ def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
     cal = gather_calibration(acc)
     rows = lookup.lookups * lookup.row_bytes
     streamed = (
-        min(lookup.lookups, lookup.batch) * lookup.pooled_bytes  # pooled gradients, read once
+        min(lookup.lookups, lookup.bags) * lookup.pooled_bytes  # pooled gradients, read once
         + rows
         + lookup.lookups * INDEX_BYTES  # the COO gradient
         + 2 * rows  # mul
@@ -284,7 +287,7 @@ def lookup_forward(lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = Fals
         gather_calibration(acc),
         row_bytes=lookup.row_bytes,
         lookups=lookup.lookups,
-        batch=lookup.batch,
+        bags=lookup.bags,
         l2_hit=l2_hit,
         pooled_bytes=lookup.pooled_bytes,
         rows_elsewhere=rows_elsewhere,
@@ -309,6 +312,7 @@ def lookup_update(lookup: Lookup, *, row_update_hbm_bytes: float) -> KernelCost:
         grad_row_bytes=lookup.pooled_bytes,
         lookups=lookup.lookups,
         batch=lookup.batch,
+        bags=lookup.bags,
         unique=lookup.unique_rows,
         row_update_hbm_bytes=row_update_hbm_bytes,
     )

@@ -90,7 +90,7 @@ class NmpTier(TierModel):
             / (ranks * unit.clock_hz * unit.flop_per_cycle)
         )
 
-        pooling = lookup.lookups / lookup.batch if lookup.batch > 0 else 0.0
+        pooling = lookup.lookups / lookup.bags if lookup.bags > 0 else 0.0
         dimms_per_bag = (
             dimms * -math.expm1(pooling * math.log1p(-1.0 / dimms)) if dimms > 1 else min(1.0, pooling)
         )

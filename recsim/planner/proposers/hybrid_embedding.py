@@ -14,7 +14,8 @@ Which rows are frequent is a cost balance, per row: a row drawn with probability
 appears ``p B P`` times in a step of global batch ``B`` and pooling ``P``; infrequent, each
 appearance moves a ``dim``-wide vector through the all-to-all forward and its gradient backward,
 spread over the ``W`` ranks (``2 p B P dim wire / W`` bytes a rank sends, at the all-to-all's
-marginal seconds per byte ``m_a2a``); frequent, its gradient (``dim x dtype`` bytes) joins the
+marginal seconds per byte ``m_a2a``); frequent, its gradient (``dim x dtype`` bytes, in the
+dtype the framework reduces it in: HugeCTR's fp16 ``emtype`` under mixed precision) joins the
 all-reduce (marginal ``m_ar``). The row is frequent when the first costs more:
 
     p >= p* = dtype_bytes x m_ar x W / (2 B P wire x m_a2a)
@@ -70,9 +71,11 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     w = ctx.workload
     world = ctx.world_size
     wire = DTYPE_BYTES[est.comm_dtype]
-    grad = DTYPE_BYTES[w.table_dtype(table)]
-    # The collectives the framework will run them with (``recsim.graph.runtime``).
+    # The collectives the framework will run them with (``recsim.graph.runtime``), and the dtype
+    # it reduces the frequent rows' gradients in (HugeCTR: its embeddings' narrow output type).
     framework = runtime(w.training.runtime)
+    table_dtype = w.table_dtype(table)
+    grad = DTYPE_BYTES[framework.lookup_output_dtype(est.comm_dtype, table_dtype) or table_dtype]
     m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype, framework.routed_all_to_all)
     m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32", framework.gradient_all_reduce)
     appearances = 2.0 * est.batch * w.table_lookups(table) * wire * m_a2a
