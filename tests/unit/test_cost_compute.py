@@ -169,8 +169,18 @@ def test_transferred_blocks_copy_their_origin(name, origin):
     copy = stored(name)
     assert copy.transferred_from == origin
     assert copy.source == stored(origin).source
-    assert params(copy) == params(stored(origin))
+    scale = STREAM_SCALED.get(name)
+    if scale is None:
+        assert params(copy) == params(stored(origin))
+    else:  # the memory efficiency carries the boards' measured STREAM ratio
+        assert params(copy)[:5] + params(copy)[6:] == params(stored(origin))[:5] + params(stored(origin))[6:]
+        assert copy.memory_efficiency == pytest.approx(stored(origin).memory_efficiency * scale, abs=6e-5)
     assert copy.test_median_abs_error is None  # never validated on this device
+
+
+# Transferred memory efficiencies scaled by the ratio of the two boards' STREAM copy efficiencies
+# (Azure ND H200 v5 4.01 TB/s of 4.8, ND H100 v5 2.90 TB/s of 3.35: ../shared/reference/microbench/).
+STREAM_SCALED = {"h200-sxm5-141gb": (4.01 / 4.8) / (2.90 / 3.35)}
 
 
 def test_uncalibrated_fallback_is_the_a100_fit():
