@@ -258,8 +258,10 @@ class _Builder:
 
         With ``fuse_tables`` (TorchRec's default), a rank's HBM shards of one dtype form one
         table-batched (TBE) node, as FBGEMM runs them in one kernel launch: its rows, lookups and
-        unique rows are the sums over the shards and its dim the lookup-weighted mean, so the bytes
-        it moves are those of the shards (its bags, one per sample and table, are the shards' summed).
+        unique rows are the sums over the shards and its dim the lookup-weighted mean, so the rows it
+        reads are those of the shards; its bags (one per sample and table) are the shards' summed in
+        vectors of that dim, so the pooled vectors it writes are the shards' too (tables of unequal
+        dims make its bag count, and so its offsets, a little off).
         Other tiers and data-parallel shards stay one node per
         shard (their caches and gradient all-reduce are per table). Replicated (data-parallel)
         lookups wait for ``replicated_deps`` when given (their backward needs no exchange).
@@ -269,7 +271,7 @@ class _Builder:
         groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard))
+            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only)
             replicated = shard.sharding == "data_parallel"
             # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
             number = self.shard_number(shard) if replicated else -1
@@ -302,15 +304,17 @@ class _Builder:
             if found is None:
                 lookups = sum(o.lookups for o in ops)
                 dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
+                width = max(1, round(dim))
                 found = sums[same] = (
                     sum(o.rows for o in ops),
-                    max(1, round(dim)),
+                    width,
                     max(o.batch for o in ops),
                     lookups,
                     sum(o.unique_rows or 0.0 for o in ops),
                     [(o.table, o.lookups) for o in ops],
-                    # One bag per sample and table (FBGEMM's B x T), or the part's share of them.
-                    sum(o.batch if o.bags is None else o.bags for o in ops),
+                    # One bag per sample and table (FBGEMM's B x T), or the part's share of them,
+                    # counted in vectors of the op's width: the pooled bytes are the tables' own.
+                    sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / width,
                 )
             rows, width, largest_batch, lookups, unique, parts, bags = found
             fused = Embedding(
@@ -339,11 +343,17 @@ class _Builder:
 
     def output_dtype(self, shard: Shard) -> str | None:
         """The dtype the framework's lookups of ``shard`` write their pooled vectors in, when it is
-        not the table's: the wire dtype for a framework that writes them narrow directly."""
+        not the table's (``Runtime.lookup_output_dtype``: the half precision of mixed-precision
+        training, for a framework that writes them narrow directly)."""
         if self.runtime is None:
             return None
         dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
-        return self.runtime.lookup_output_dtype(self.comm_dtype, dtype)
+        return self.runtime.lookup_output_dtype(self.w.training.precision, dtype)
+
+    @property
+    def hit_bags_only(self) -> bool:
+        """Whether the framework's lookups of parts of tables pool only the bags they serve."""
+        return self.runtime is not None and self.runtime.pools_hit_bags_only
 
     def shard_number(self, shard: Shard) -> int:
         """A number per distinct shard of the plan (equal shards share one), which ``replicated``
@@ -616,7 +626,7 @@ def build_training_step(
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
-    # dense gradients (``grouped``).
+    # dense gradients (``grouped``, in the lookups' output dtype: HugeCTR's emtype).
     if bld.world > 1:
         by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
         for (rank, number), nid in bld.replicated.items():

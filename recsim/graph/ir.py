@@ -31,7 +31,9 @@ from typing import Any, TypeGuard
 from recsim.errors import TraceError
 
 SCHEMA = "recsim.execution_graph"
-SCHEMA_VERSION = "1.0"
+# 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
+# sample of their batch, at the table's dtype).
+SCHEMA_VERSION = "1.1"
 
 
 class Stream(StrEnum):

@@ -1,10 +1,12 @@
 """The native graph format: JSON (optionally gzip), versioned, exact round trip.
 
-``{"schema": "recsim.execution_graph", "version": "1.0", "ranks": N, "metadata": {...},
+``{"schema": "recsim.execution_graph", "version": "1.1", "ranks": N, "metadata": {...},
 "nodes": [{"id", "rank", "name", "stream", "deps", "lane", "duration_s", "start_s", "phase",
 "op": {"kind": ..., fields of the op}}]}``. Floats are written with Python's shortest round-trip
-repr, so reading a written graph gives back an equal graph. A newer minor version is read with a
-warning; another major version is an error.
+repr, so reading a written graph gives back an equal graph. Another minor version is read with a
+warning (the op fields a newer one adds are left out and named; an older one's missing fields take
+their defaults); another major version is an error. 1.1 added ``Embedding.bags`` and
+``Embedding.output_dtype``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ def _op_to_dict(op: Op) -> dict[str, Any]:
     return data
 
 
-def _op_from_dict(data: dict[str, Any], where: str) -> Op:
+def _op_from_dict(data: dict[str, Any], where: str, dropped: set[str] | None = None) -> Op:
+    """The op of ``data``; fields this version does not know are an error, or, given ``dropped``
+    (a newer minor version's file), left out and collected there."""
     kind = data.get("kind")
     cls = OP_TYPES.get(str(kind))
     if cls is None:
@@ -50,8 +54,11 @@ def _op_from_dict(data: dict[str, Any], where: str) -> Op:
     fields = {f.name for f in dataclasses.fields(cls)}
     args = {k: v for k, v in data.items() if k != "kind"}
     unknown = set(args) - fields
-    if unknown:
+    if unknown and dropped is None:
         raise TraceError(f"{where}: unknown {kind} field(s) {sorted(unknown)}")
+    if unknown and dropped is not None:
+        dropped.update(f"{kind}.{name}" for name in unknown)
+        args = {k: v for k, v in args.items() if k in fields}
     if cls is Compute and "shapes" in args:
         args["shapes"] = tuple(tuple(s) for s in args["shapes"])
     if cls is Collective:
@@ -99,8 +106,15 @@ def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
         raise TraceError(
             f"{source}: graph schema version {version!r} is not supported (expected {SCHEMA_VERSION})"
         )
+    newer = _minor(version) > _minor(SCHEMA_VERSION)
+    dropped: set[str] | None = set() if newer else None
     if version != SCHEMA_VERSION:
-        warnings.warn(f"{source}: graph schema version {version}, reading as {SCHEMA_VERSION}", stacklevel=2)
+        note = ""
+        if _minor(version) < 1:
+            note = " (its embedding lookups carry no bag counts: one bag per sample of their batch)"
+        warnings.warn(
+            f"{source}: graph schema version {version}, reading as {SCHEMA_VERSION}{note}", stacklevel=2
+        )
     nodes = []
     for i, raw in enumerate(data.get("nodes", [])):
         where = f"{source}: nodes[{i}]"
@@ -111,7 +125,7 @@ def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
                     rank=int(raw["rank"]),
                     name=str(raw["name"]),
                     stream=Stream(raw["stream"]),
-                    op=_op_from_dict(raw["op"], where),
+                    op=_op_from_dict(raw["op"], where, dropped),
                     deps=tuple(int(d) for d in raw.get("deps", ())),
                     lane=int(raw.get("lane", 0)),
                     duration_s=raw.get("duration_s"),
@@ -121,6 +135,12 @@ def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TraceError(f"{where}: malformed node ({exc})") from None
+    if dropped:
+        warnings.warn(
+            f"{source}: fields of schema version {version} this recsim does not know, left out: "
+            f"{', '.join(sorted(dropped))}",
+            stacklevel=2,
+        )
     return ExecutionGraph(int(data["ranks"]), nodes, dict(data.get("metadata", {})))
 
 
@@ -170,3 +190,9 @@ def load_json(path: Path) -> Any:
 def read_graph(path: Path) -> ExecutionGraph:
     """Read a native graph written by ``write_graph``."""
     return graph_from_dict(load_json(path), str(path))
+
+
+def _minor(version: str) -> int:
+    """The minor number of ``major.minor`` (0 when it has none or it is not a number)."""
+    parts = version.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

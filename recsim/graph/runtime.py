@@ -117,9 +117,14 @@ class Runtime(ABC):
     #: Whether the framework sends pooled embeddings in the dense half precision under mixed
     #: precision (its embedding outputs feed fp16/bf16 layers), or in fp32 unless told otherwise.
     half_precision_wire: ClassVar[bool] = False
-    #: Whether the lookups write their pooled vectors (and read their gradients) in the wire dtype
-    #: directly; False: at the tables' dtype, cast for the wire by kernels of their own.
+    #: Whether the lookups write their pooled vectors (and read their gradients) in the half
+    #: precision of mixed-precision training directly; False: at the tables' dtype, cast for the wire
+    #: by kernels of their own.
     narrow_lookup_output: ClassVar[bool] = False
+    #: Whether a lookup of a part of a table (routed rows, a popularity slice) writes only the bags
+    #: that drew one of its rows; False: every sample's bag, empty ones included (FBGEMM's TBE takes
+    #: ``B x T + 1`` offsets and writes a dense ``B x D`` output).
+    pools_hit_bags_only: ClassVar[bool] = False
     #: Plan features beyond whole, column and row shards that the framework can run (``PLAN_FEATURES``);
     #: ``auto`` plans only with these (a plan named explicitly is simulated as a what-if).
     plan_features: ClassVar[frozenset[str]] = frozenset()
@@ -164,10 +169,16 @@ class Runtime(ABC):
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         """``graph`` with this runtime's host work (the same graph when there is none)."""
 
-    def lookup_output_dtype(self, wire_dtype: str, table_dtype: str) -> str | None:
-        """The dtype the lookups write pooled vectors in when it is not the table's (None)."""
-        if self.narrow_lookup_output and DTYPE_BYTES[wire_dtype] < DTYPE_BYTES[table_dtype]:
-            return wire_dtype
+    def lookup_output_dtype(self, precision: str, table_dtype: str) -> str | None:
+        """The dtype the lookups write pooled vectors in when it is not the table's (None): the
+        half precision of mixed-precision training (``precision`` fp16 or bf16) for a framework
+        that writes them narrow, where it is narrower than the table."""
+        if (
+            self.narrow_lookup_output
+            and precision in _HALF
+            and DTYPE_BYTES[precision] < DTYPE_BYTES[table_dtype]
+        ):
+            return precision
         return None
 
     def wire_dtype(self, workload: Workload) -> str:
@@ -175,6 +186,10 @@ class Runtime(ABC):
         precision = workload.training.precision
         return precision if self.half_precision_wire and precision in ("fp16", "bf16") else "fp32"
 
+
+#: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's
+#: ``emtype`` is fp16 or fp32).
+_HALF = ("fp16", "bf16")
 
 #: Plan features a framework may lack: rows routed to their owners (``distributed`` shards,
 #: HugeCTR's hybrid embedding) and a model-parallel bottom MLP (``Plan.bottom_rank``, DLE's DLRM).
@@ -228,6 +243,10 @@ class Fused(Runtime):
     # mixed precision (HybridSparseEmbedding's ``Tensors2<emtype>`` output tensors, the embedding
     # collection's ``emb_type``): no cast kernel, half the bytes of an fp32 vector.
     narrow_lookup_output = True
+    # Its hybrid embedding's kernels walk the lookups, not the batch: the infrequent model-parallel
+    # forward writes one vector per routed lookup into its send buffer, the frequent forward one per
+    # frequent lookup (InfrequentEmbedding::forward_model, FrequentEmbedding::forward_network).
+    pools_hit_bags_only = True
     # HugeCTR's hybrid embedding routes infrequent lookups; its bottom MLP is data-parallel.
     plan_features = frozenset({"routed_rows"})
     # NVIDIA's MLPerf DLRM recipes reduce gradients across nodes in the InfiniBand switches (SHARP,

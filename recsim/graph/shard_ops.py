@@ -132,11 +132,20 @@ class ShardOps:
         return global_batch // world_size if shard.sharding == "data_parallel" else global_batch
 
     def op(
-        self, shard: Shard, pass_: str, global_batch: int, world_size: int, output_dtype: str | None = None
+        self,
+        shard: Shard,
+        pass_: str,
+        global_batch: int,
+        world_size: int,
+        output_dtype: str | None = None,
+        hit_bags_only: bool = False,
     ) -> Embedding:
-        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update);
+        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update).
+
         ``output_dtype``: the framework writes its pooled vectors narrower than the table
-        (``Runtime.lookup_output_dtype``)."""
+        (``Runtime.lookup_output_dtype``). ``hit_bags_only``: the framework's lookup of a part of a
+        table (a rank's share of routed rows, a popularity slice) pools only the bags that drew
+        one of its rows (``Runtime.pools_hit_bags_only``); otherwise every sample's bag."""
         table = self.tables[shard.table]
         key = (shard, global_batch, world_size)
         figures = self._figures.get(key)
@@ -150,15 +159,14 @@ class ShardOps:
                 # lookups.
                 n = len(shard.ranks)
                 lookups, unique = lookups / n, unique / n
-            # A part that receives only some of its table's lookups (a rank's share of routed rows,
-            # a popularity slice) pools only the bags that drew one of its rows, as the exchange
-            # sends only those (``pooled_exchange``); a whole table or an id range pools every
-            # sample's bag (a row-wise block's partial pools are all reduce-scattered).
-            bags = None
+            # The bags that drew one of the part's rows (a rank's share of routed rows, a popularity
+            # slice), which the exchange sends (``pooled_exchange``); a whole table or an id range
+            # (a row-wise block, whose partial pools are all reduce-scattered) serves every bag.
+            hit = None
             if shard.sharding == "distributed" or self.is_slice(shard):
-                bags = served * self.bags_hit(shard.table, self.member_share(shard))
-            figures = self._figures[key] = (served, lookups, unique, bags)
-        served, lookups, unique, bags = figures
+                hit = served * self.bags_hit(shard.table, self.member_share(shard))
+            figures = self._figures[key] = (served, lookups, unique, hit)
+        served, lookups, unique, hit = figures
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -170,7 +178,7 @@ class ShardOps:
             unique_rows=unique,
             tier=shard.tier,
             optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
-            bags=bags,
+            bags=hit if hit_bags_only else None,
             output_dtype=output_dtype,
         )
 

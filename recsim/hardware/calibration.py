@@ -31,7 +31,8 @@ class GemmCalibration(Spec):
     ``recsim.cost.compute.fit_gemm``; ``*_median_abs_error`` are the median absolute relative errors
     on its training and held-out points. ``transferred_from`` names the accelerator whose fit this
     block reuses when the device itself was never measured (then the point counts and errors are
-    that fit's, not a validation on this device).
+    that fit's, not a validation on this device); a value the YAML adjusts on the way, with a
+    measurement of both boards, says so in its comment (H200's ``memory_efficiency``).
     """
 
     source: str

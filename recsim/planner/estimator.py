@@ -175,8 +175,8 @@ class Estimator:
         if cached is not None:
             return cached
         table_dtype = shard.dtype or self.w.table_dtype(self.ops.tables[shard.table])
-        output = self.framework.lookup_output_dtype(self.comm_dtype, table_dtype)
-        op = self.ops.op(shard, pass_, self.batch, self.world, output)
+        output = self.framework.lookup_output_dtype(self.w.training.precision, table_dtype)
+        op = self.ops.op(shard, pass_, self.batch, self.world, output, self.framework.pools_hit_bags_only)
         if presorted:
             op = dataclasses.replace(op, presorted=True)
         try:
@@ -475,7 +475,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         if s.sharding == "data_parallel" and plan.world_size > 1:
             dtype = s.dtype or est.w.table_dtype(est.ops.tables[s.table])
             if grouped:  # in the dense gradient buffer's type, as the builder sizes them
-                dtype = framework.lookup_output_dtype(comm, dtype) or dtype
+                dtype = framework.lookup_output_dtype(est.w.training.precision, dtype) or dtype
             size = s.rows * s.dim * DTYPE_BYTES[dtype]
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
         for r in s.ranks:

@@ -1200,7 +1200,13 @@ def test_all_to_all_level_costs_match_the_reference(name, nodes):
 
 class _ReferenceShardOps(ShardOps):
     def op(
-        self, shard: Shard, pass_: str, global_batch: int, world_size: int, output_dtype: str | None = None
+        self,
+        shard: Shard,
+        pass_: str,
+        global_batch: int,
+        world_size: int,
+        output_dtype: str | None = None,
+        hit_bags_only: bool = False,
     ) -> Embedding:
         """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
         table = self.tables[shard.table]
@@ -1213,7 +1219,7 @@ class _ReferenceShardOps(ShardOps):
             n = len(shard.ranks)
             lookups, unique = lookups / n, unique / n
         bags = None
-        if shard.sharding == "distributed" or self.is_slice(shard):
+        if hit_bags_only and (shard.sharding == "distributed" or self.is_slice(shard)):
             bags = served * self.bags_hit(shard.table, self.member_share(shard))
         return Embedding(
             table=self.op_table(shard),
@@ -1309,7 +1315,7 @@ class _ReferenceBuilder(_Builder):
         groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard))
+            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only)
             replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
                 if self.opt.fuse_tables and shard.tier == "hbm":
@@ -1343,7 +1349,7 @@ class _ReferenceBuilder(_Builder):
                 unique_rows=sum(o.unique_rows or 0.0 for o in ops),
                 tier="hbm",
                 optimizer=ops[0].optimizer,
-                bags=sum(o.batch if o.bags is None else o.bags for o in ops),
+                bags=sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / max(1, round(dim)),
                 output_dtype=ops[0].output_dtype,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]

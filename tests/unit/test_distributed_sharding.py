@@ -173,7 +173,7 @@ def test_the_estimator_counts_what_hugectr_does_with_the_plan():
     eager = w.model_copy(update={"training": w.training.model_copy(update={"runtime": "eager"})})
     fused_perf = plan_perf(Estimator(system, w), plan)
     eager_perf = plan_perf(Estimator(system, eager), plan)
-    narrow = runtime("fused").lookup_output_dtype(plan.comm_dtype, "fp32") is not None
+    narrow = runtime("fused").lookup_output_dtype(w.training.precision, "fp32") is not None
     for r in range(plan.world_size):
         assert fused_perf[r].bwd_compute_s < eager_perf[r].bwd_compute_s
         if narrow:  # HugeCTR writes the pooled vectors in its fp16 emtype: fewer bytes

@@ -156,6 +156,23 @@ def test_fused_tbe_sums_its_tables(tiny):
     assert fwd.output_dtype is None  # tiny trains in fp32: nothing narrower to write
 
 
+def test_fused_tbe_of_unequal_dims_writes_its_tables_vectors(tiny):
+    # a: dim 4, pooling 2; b: dim 8, pooling 3; both on rank 0, batch 8. The TBE's dim is the
+    # lookup-weighted mean (16 x 4 + 24 x 8) / 40 = 6.4 -> 6, so its rows read are the tables'
+    # within the rounding; its bags, counted in vectors of that width, make its pooled output the
+    # tables' own 8 x 4 + 8 x 8 = 96 values.
+    tables = [tiny.tables[0], tiny.tables[1].model_copy(update={"dim": 8})]
+    wl = tiny.model_copy(update={"tables": tables})
+    plan = Plan(
+        1,
+        (Shard("a", "table_wise", 0, 100, 0, 4, (0,)), Shard("b", "table_wise", 0, 50, 0, 8, (0,))),
+        strategy="one rank",
+    )
+    fwd = named(build_training_step(wl, plan), 0, "emb_forward:tbe[2 tables]").op
+    assert (fwd.dim, fwd.lookups) == (6, 40)
+    assert fwd.bags is not None and fwd.bags * fwd.dim == pytest.approx(8 * 4 + 8 * 8)
+
+
 def test_parts_pool_only_the_bags_that_drew_their_rows(tiny):
     plan = Plan(
         2,
@@ -166,6 +183,7 @@ def test_parts_pool_only_the_bags_that_drew_their_rows(tiny):
         ),
         strategy="flex",
     )
+    assert tiny.training.runtime == "fused"  # HugeCTR's kernels walk the lookups
     g = build_training_step(tiny, plan, UNFUSED)
     # a is uniform, pooling 2: the hot 10 % of rows are drawn by 1 - 0.9^2 of the bags, the cold
     # 90 % by 1 - 0.1^2; a whole table (b) pools every sample's bag (``bags`` None: the batch).
@@ -174,22 +192,30 @@ def test_parts_pool_only_the_bags_that_drew_their_rows(tiny):
     cold = named(g, 0, "emb_forward:a[10:100]").op
     assert cold.bags == pytest.approx(8 * (1 - 0.1**2))
     assert named(g, 1, "emb_forward:b").op.bags is None
+    # FBGEMM's TBE (TorchRec, eager) pools every sample's bag, empty ones included.
+    eager = tiny.model_copy(update={"training": tiny.training.model_copy(update={"runtime": "eager"})})
+    g = build_training_step(eager, plan, UNFUSED)
+    assert named(g, 0, "emb_forward:a[10:100]").op.bags is None
 
 
 def test_hugectr_lookups_write_their_vectors_in_fp16(tiny):
     # HugeCTR (fused) under mixed precision writes pooled vectors in its fp16 emtype; TorchRec
     # (eager) writes them at the table's fp32 and casts them for the wire in a kernel of its own.
-    training = tiny.training.model_copy(update={"precision": "fp16"})
-    for runtime, expected in (("fused", "fp16"), ("eager", None)):
-        wl = tiny.model_copy(update={"training": training.model_copy(update={"runtime": runtime})})
-        g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp16"))
+    def outputs(precision: str, runtime: str, wire: str) -> set[str | None]:
+        training = tiny.training.model_copy(update={"precision": precision, "runtime": runtime})
+        wl = tiny.model_copy(update={"training": training})
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype=wire))
         lookups = [n.op for n in g.nodes if isinstance(n.op, Embedding)]
-        assert lookups and {op.output_dtype for op in lookups} == {expected}
-        assert {op.dtype for op in lookups} == {"fp32"}
-    # A wire as wide as the table leaves the output alone.
-    wl = tiny.model_copy(update={"training": training.model_copy(update={"runtime": "fused"})})
-    g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp32"))
-    assert {n.op.output_dtype for n in g.nodes if isinstance(n.op, Embedding)} == {None}
+        assert lookups and {op.dtype for op in lookups} == {"fp32"}
+        return {op.output_dtype for op in lookups}
+
+    assert outputs("fp16", "fused", "fp16") == {"fp16"}
+    assert outputs("fp16", "eager", "fp16") == {None}
+    # emtype follows the training precision, not the wire: an fp32 or an int8 wire leaves it fp16,
+    # and fp32 training writes fp32.
+    assert outputs("fp16", "fused", "fp32") == {"fp16"}
+    assert outputs("fp16", "fused", "int8") == {"fp16"}
+    assert outputs("fp32", "fused", "fp16") == {None}
 
 
 def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):

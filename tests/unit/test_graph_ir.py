@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 
 from recsim.errors import TraceError
 from recsim.graph.build import build_training_step
-from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Host, Node, Stream
+from recsim.graph.ir import (
+    SCHEMA_VERSION,
+    Collective,
+    CollectiveOp,
+    Compute,
+    Embedding,
+    ExecutionGraph,
+    Host,
+    Node,
+    Stream,
+)
 from recsim.graph.native import graph_from_dict, graph_to_dict, read_graph, write_graph
 from recsim.graph.schedule import asap_schedule
 from recsim.graph.writers.chrome import chrome_trace, write_chrome_trace
@@ -74,7 +84,7 @@ def test_native_round_trip_is_exact(tmp_path):
         assert back.metadata == g.metadata
         assert back.ranks == g.ranks
     raw = gzip.decompress((tmp_path / "g.json.gz").read_bytes())
-    assert json.loads(raw)["version"] == "1.0"
+    assert json.loads(raw)["version"] == SCHEMA_VERSION == "1.1"
 
 
 @settings(max_examples=30, deadline=None)
@@ -118,12 +128,40 @@ def test_native_bad_input(tmp_path):
     minor.write_text(
         json.dumps({"schema": "recsim.execution_graph", "version": "1.7", "ranks": 1, "nodes": []})
     )
-    with pytest.warns(UserWarning, match="reading as 1.0"):
+    with pytest.warns(UserWarning, match="reading as 1.1"):
         assert len(read_graph(minor)) == 0
+    # A newer minor version's op fields are left out, and named; an older one's lookups take the
+    # defaults of the fields it lacks (one bag per sample, the table's dtype), and the warning says so.
+    lookup = {"kind": "embedding", "table": "t", "pass_": "forward", "rows": 10, "dim": 4}
+    lookup |= {"dtype": "fp32", "batch": 8, "lookups": 8.0}
+    newer = {"id": 0, "rank": 0, "name": "e", "stream": "compute", "op": lookup | {"heat": 3}}
+    ahead = tmp_path / "ahead.json"
+    ahead.write_text(
+        json.dumps({"schema": "recsim.execution_graph", "version": "1.9", "ranks": 1, "nodes": [newer]})
+    )
+    with (
+        pytest.warns(UserWarning, match="reading as 1.1"),
+        pytest.warns(UserWarning, match="left out: embedding.heat"),
+    ):
+        (node,) = read_graph(ahead).nodes
+    assert isinstance(node.op, Embedding) and node.op.bags is None
+    older = {"id": 0, "rank": 0, "name": "e", "stream": "compute", "op": lookup}
+    behind = tmp_path / "behind.json"
+    behind.write_text(
+        json.dumps({"schema": "recsim.execution_graph", "version": "1.0", "ranks": 1, "nodes": [older]})
+    )
+    with pytest.warns(UserWarning, match="no bag counts"):
+        (node,) = read_graph(behind).nodes
+    assert node.op.bags is None and node.op.output_dtype is None
+    # This version's own files name an unknown field as an error.
+    with pytest.raises(TraceError, match=r"unknown embedding field\(s\) \['heat'\]"):
+        graph_from_dict(
+            {"schema": "recsim.execution_graph", "version": SCHEMA_VERSION, "ranks": 1, "nodes": [newer]}
+        )
     node = {"id": 0, "rank": 0, "name": "x", "stream": "compute", "op": {"kind": "warp", "a": 1}}
     weird = tmp_path / "w.json"
     weird.write_text(
-        json.dumps({"schema": "recsim.execution_graph", "version": "1.0", "ranks": 1, "nodes": [node]})
+        json.dumps({"schema": "recsim.execution_graph", "version": "1.1", "ranks": 1, "nodes": [node]})
     )
     with pytest.raises(TraceError, match="unknown op kind 'warp'"):
         read_graph(weird)

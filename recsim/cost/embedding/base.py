@@ -325,7 +325,7 @@ class TierModel(ABC):
 
     @abstractmethod
     def forward(self, lookup: Lookup) -> EmbeddingCost:
-        """Gather the rows of ``lookup.lookups`` indices and sum-pool them into ``batch`` bags."""
+        """Gather the rows of ``lookup.lookups`` indices and sum-pool them into ``lookup.bags`` bags."""
 
     @abstractmethod
     def backward(self, lookup: Lookup) -> EmbeddingCost:

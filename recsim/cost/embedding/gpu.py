@@ -9,12 +9,15 @@ gather efficiency. Used by the ``hbm``, ``uvm`` and ``uvm_caching`` tiers and by
 ``lookups x row`` bytes of rows are read; the share ``h`` that hits in L2 (``h`` = LRU hit rate of
 an L2 of ``l2_bytes / row`` rows, from the access model: hot rows of a skewed table and whole small
 tables stay in L2) is served at the L2 bandwidth, the rest from HBM. HBM also carries the indices
-(int64), the bag offsets and the pooled output (``batch x dim``). One efficiency covers both levels:
-a gather kernel is limited by the row requests it keeps in flight, and the fit
-(``recsim.cost.embedding.calibration``) cannot tell the two levels apart because every table of the
-calibration trace is L2-resident. The whole ``l2_bytes`` counts as cache: A100's L2 is two partitions
-that may each keep a copy of data all SMs read (A100 whitepaper), but taking half of it as usable
-fits the trace worse (held-out median error 0.22 against 0.12), so recsim does not.
+(int64), one offset and one pooled vector per bag (``bags x dim``: ``B x T`` bags for ``T`` tables
+of batch ``B``, as FBGEMM pools them; fewer for a part that pools only the bags it serves,
+``Embedding.bags``; the vector in ``Embedding.output_dtype`` where the framework writes it narrow).
+One efficiency covers both levels: a gather kernel is limited by the row requests it keeps in
+flight, and the fit (``recsim.cost.embedding.calibration``) cannot tell the two levels apart
+because every table of the calibration trace is L2-resident. The whole ``l2_bytes`` counts as
+cache: A100's L2 is two partitions that may each keep a copy of data all SMs read (A100
+whitepaper), but taking half of it as usable fits the trace worse (held-out median error 0.22
+against 0.12), so recsim does not.
 ASSUMPTION, untested by the trace: if gathers from HBM are latency-bound like those from L2, their
 speed follows the levels' latency ratio (~2x: 200 vs 400 cycles, PMC10448217 Table 3) rather than
 their bandwidth ratio (4.6x on A100), and this form overstates HBM-resident gather time by up to
@@ -231,7 +234,7 @@ def update_stage(
     """
     grads = lookups * grad_row_bytes
     first = min(lookups, bags) * grad_row_bytes  # each gradient row read once from HBM
-    slice_bytes = batch * grad_row_bytes
+    slice_bytes = min(batch, bags) * grad_row_bytes  # one table's gradients (a part's: its bags)
     reuse_hit = 1.0 if slice_bytes <= 0 else min(1.0, accelerator.l2_bytes / slice_bytes)
     l2 = (grads - first) * reuse_hit
     hbm = (

@@ -75,7 +75,8 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     # it reduces the frequent rows' gradients in (HugeCTR: its embeddings' narrow output type).
     framework = runtime(w.training.runtime)
     table_dtype = w.table_dtype(table)
-    grad = DTYPE_BYTES[framework.lookup_output_dtype(est.comm_dtype, table_dtype) or table_dtype]
+    narrow = framework.lookup_output_dtype(w.training.precision, table_dtype)
+    grad = DTYPE_BYTES[narrow or table_dtype]
     m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype, framework.routed_all_to_all)
     m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32", framework.gradient_all_reduce)
     appearances = 2.0 * est.batch * w.table_lookups(table) * wire * m_a2a
