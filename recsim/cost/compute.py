@@ -309,8 +309,13 @@ def _gemm_kernel_s(
     best = plain
     for splits in range(2, sms + 1):
         split_waves = _ceil_div(tiles * splits, sms)
+        moved = memory + splits * partial_s
+        # Both terms have floors that never fall as ``splits`` grows (the partials, and the K-loop
+        # fill of every wave with slices of at least one step): past them nothing can be faster.
+        if max(moved, 2.0 * (1 + cal.k_half) * split_waves * per_wave) >= best:
+            break
         split_compute = 2.0 * (_ceil_div(k, splits) + cal.k_half) * split_waves * per_wave
-        best = min(best, max(split_compute, memory + splits * partial_s))
+        best = min(best, max(split_compute, moved))
     return cal.overhead_s + best
 
 
