@@ -81,10 +81,12 @@ class Embedding:
     (from the access distribution), ``pass_`` forward | backward | sort (a backward's index
     sort/dedup run ahead by the input pipeline). ``presorted``: the backward finds its indices
     sorted and deduplicated already (HugeCTR's precomputed indices), so it runs only its update.
-    ``bags``: the (sample, table) bags the pass pools into, when not ``batch``: a table-batched
-    (TBE) op over several tables pools one bag per sample and table (FBGEMM's ``B x T``), and a
-    part of a table that receives only some of its lookups (HugeCTR's infrequent rows, hot rows)
-    pools only the bags that drew one of its rows. None: ``batch`` (one table, every sample).
+    ``bags``: the (sample, table) bags the pass pools into, when not ``batch``, counted in pooled
+    vectors of ``dim``: a table-batched (TBE) op over several tables pools one bag per sample and
+    table (FBGEMM's ``B x T``; over tables of unequal dims, ``sum(bags x dim) / dim``, so its pooled
+    bytes are the tables' own), and a part of a table that receives only some of its lookups
+    (HugeCTR's infrequent rows, hot rows) pools only the bags that drew one of its rows. None:
+    ``batch`` (one table, every sample).
     ``output_dtype``: the dtype of the pooled vectors the forward writes and of the gradients the
     backward reads, when the framework's lookups write them narrower than the table (HugeCTR's
     embeddings output ``emtype``, fp16 under mixed precision). None: the table's ``dtype``.

@@ -5,8 +5,8 @@
 "op": {"kind": ..., fields of the op}}]}``. Floats are written with Python's shortest round-trip
 repr, so reading a written graph gives back an equal graph. Another minor version is read with a
 warning (the op fields a newer one adds are left out and named; an older one's missing fields take
-their defaults); another major version is an error. 1.1 added ``Embedding.bags`` and
-``Embedding.output_dtype``.
+their defaults); another major version is an error; the version is a ``"major.minor"`` string.
+1.1 added ``Embedding.bags`` and ``Embedding.output_dtype``, written only when set.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import re
 import warnings
 import zlib
 from pathlib import Path
@@ -33,11 +34,17 @@ from recsim.graph.ir import (
     Stream,
 )
 
+#: Op fields added after 1.0, written only when set: a reader of an older minor version (which
+#: reads a newer file with a warning) then meets them only where they matter.
+_LATER_FIELDS = frozenset({"bags", "output_dtype"})
+
 
 def _op_to_dict(op: Op) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": op.kind}
     for f in dataclasses.fields(op):
         value = getattr(op, f.name)
+        if value is None and f.name in _LATER_FIELDS:
+            continue
         if isinstance(value, tuple):
             value = [list(v) if isinstance(v, tuple) else v for v in value]
         data[f.name] = value.value if isinstance(value, CollectiveOp) else value
@@ -100,17 +107,22 @@ def graph_to_dict(graph: ExecutionGraph) -> dict[str, Any]:
 def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise TraceError(f"{source}: not a recsim execution graph (schema {SCHEMA!r} expected)")
-    version = str(data.get("version", ""))
-    major = version.split(".")[0]
-    if major != SCHEMA_VERSION.split(".")[0]:
+    raw_version = data.get("version")
+    parsed = _VERSION.fullmatch(raw_version) if isinstance(raw_version, str) else None
+    ours = _VERSION.fullmatch(SCHEMA_VERSION)
+    assert ours is not None
+    if parsed is None or parsed.group(1) != ours.group(1):
         raise TraceError(
-            f"{source}: graph schema version {version!r} is not supported (expected {SCHEMA_VERSION})"
+            f"{source}: graph schema version {raw_version!r} is not supported "
+            f"(expected a string like {SCHEMA_VERSION!r})"
         )
-    newer = _minor(version) > _minor(SCHEMA_VERSION)
+    version = str(raw_version)
+    minor = int(parsed.group(2) or 0)
+    newer = minor > int(ours.group(2))
     dropped: set[str] | None = set() if newer else None
     if version != SCHEMA_VERSION:
         note = ""
-        if _minor(version) < 1:
+        if minor < 1:
             note = " (its embedding lookups carry no bag counts: one bag per sample of their batch)"
         warnings.warn(
             f"{source}: graph schema version {version}, reading as {SCHEMA_VERSION}{note}", stacklevel=2
@@ -192,7 +204,5 @@ def read_graph(path: Path) -> ExecutionGraph:
     return graph_from_dict(load_json(path), str(path))
 
 
-def _minor(version: str) -> int:
-    """The minor number of ``major.minor`` (0 when it has none or it is not a number)."""
-    parts = version.split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+#: ``major`` or ``major.minor``, ASCII digits.
+_VERSION = re.compile(r"([0-9]+)(?:\.([0-9]+))?", re.ASCII)

@@ -123,7 +123,9 @@ class Runtime(ABC):
     narrow_lookup_output: ClassVar[bool] = False
     #: Whether a lookup of a part of a table (routed rows, a popularity slice) writes only the bags
     #: that drew one of its rows; False: every sample's bag, empty ones included (FBGEMM's TBE takes
-    #: ``B x T + 1`` offsets and writes a dense ``B x D`` output).
+    #: ``B x T + 1`` offsets and writes a dense ``B x D`` output). The exchange sends only the hit
+    #: bags either way (``shard_ops.pooled_exchange``): a hot/cold split that runs on FBGEMM
+    #: (FlexShard's) compacts the cold owner's output before it sends it.
     pools_hit_bags_only: ClassVar[bool] = False
     #: Plan features beyond whole, column and row shards that the framework can run (``PLAN_FEATURES``);
     #: ``auto`` plans only with these (a plan named explicitly is simulated as a what-if).

@@ -153,6 +153,20 @@ def test_native_bad_input(tmp_path):
     with pytest.warns(UserWarning, match="no bag counts"):
         (node,) = read_graph(behind).nodes
     assert node.op.bags is None and node.op.output_dtype is None
+    # Versions are "major" or "major.minor" strings of ASCII digits; anything else is refused.
+    for bad in ("1.\u00b2", "1.x", "x", "", "01.1.2", 1.1, None):
+        with pytest.raises(TraceError, match="schema version"):
+            graph_from_dict({"schema": "recsim.execution_graph", "version": bad, "ranks": 1, "nodes": []})
+    with pytest.warns(UserWarning, match="reading as 1.1"):  # 1.10 is newer than 1.1
+        graph_from_dict({"schema": "recsim.execution_graph", "version": "1.10", "ranks": 1, "nodes": []})
+    # Unset fields added after 1.0 are not written (an older minor reader then meets none of them).
+    written = graph_to_dict(
+        ExecutionGraph(
+            1,
+            [Node(0, 0, "e", Stream.COMPUTE, Embedding(**{k: v for k, v in lookup.items() if k != "kind"}))],
+        )
+    )
+    assert "bags" not in written["nodes"][0]["op"] and "output_dtype" not in written["nodes"][0]["op"]
     # This version's own files name an unknown field as an error.
     with pytest.raises(TraceError, match=r"unknown embedding field\(s\) \['heat'\]"):
         graph_from_dict(
