@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsim.api import load_system
 from recsim.cost.compute import CPU_GEMM_EFFICIENCY, CPU_MEMORY_EFFICIENCY
@@ -526,3 +528,23 @@ def test_every_dcnv2_table_costs_on_every_gpu_tier():
                 c = cost(e, DCNV2, model)
                 assert math.isfinite(c.time_s) and c.time_s > 0
                 assert c.details["table_bytes_read"] >= c.details["bytes_returned"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tier=st.sampled_from(["hbm", "uvm", "uvm_caching", "ddr", "nmp", "smartssd"]),
+    pass_=st.sampled_from(["forward", "backward"]),
+    bags=st.floats(min_value=0.0, max_value=5000.0),
+    more=st.floats(min_value=1.0, max_value=8.0),
+    lookups=st.floats(min_value=1.0, max_value=20000.0),
+)
+def test_more_bags_or_wider_vectors_are_never_faster(tier, pass_, bags, more, lookups):
+    # Pooling into more bags writes (forward) or reads (backward) more pooled vectors; an fp16
+    # output is never slower than the table's fp32 one. Every tier, both passes.
+    if tier == "smartssd" and pass_ == "backward":
+        pass_ = "forward"  # RecSSD is an inference design: no backward (test_registry_and_tier_strings)
+    base = op(tier, pass_, lookups=lookups, unique_rows=min(500.0, lookups), bags=bags)
+    wider = cost(replace(base, bags=bags * more)).time_s
+    assert wider >= cost(base).time_s * (1 - 1e-12)
+    narrow = replace(base, output_dtype="fp16")
+    assert cost(narrow).time_s <= cost(base).time_s * (1 + 1e-12)
