@@ -454,8 +454,12 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     node_size = framework.row_split_node_size(est.per_node)
     exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)
     a2a = est.marginal_s_per_byte("all_to_all", world, comm, framework.pooled_all_to_all(plan))
+    # A rank's part of the exchange lasts as long as the larger of what it sends and what it
+    # receives (its links are full duplex): forward it sends its row and receives its column,
+    # backward the transpose, so both directions cost the same.
+    received = [math.fsum(column) for column in zip(*exchange.send, strict=True)]
     for r, row in enumerate(exchange.send):
-        t = math.fsum(row) * a2a
+        t = max(math.fsum(row), received[r]) * a2a
         per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
     for ranks, dim in exchange.reduce_groups.items():
         t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)

@@ -152,6 +152,25 @@ def test_estimator_all_to_all_bytes_match_the_graph(tiny):
     assert est.marginal_s_per_byte("all_to_all", 2, "fp32") > 0
 
 
+def test_estimator_prices_an_all_to_all_by_the_larger_direction(tiny):
+    # Both tables on rank 0: it sends every sample owner its pools and receives only its own
+    # samples' (8 x 4 x 4 B to itself, 4 samples x 2 tables x 16 B to rank 1); rank 1 sends
+    # nothing and receives its 4 samples' pools of both tables. Each pays for its larger direction.
+    system = small_system(2)
+    plan = Plan(
+        2,
+        (Shard("a", "table_wise", 0, 100, 0, 4, (0,)), Shard("b", "table_wise", 0, 50, 0, 4, (0,))),
+    )
+    est = Estimator(system, tiny)
+    per_rank = plan_perf(est, plan)
+    a2a = est.marginal_s_per_byte("all_to_all", 2, plan.comm_dtype)
+    sent = (2 * 8 * 4 * 4, 0.0)
+    received = (2 * 4 * 4 * 4, 2 * 4 * 4 * 4)
+    for r in (0, 1):
+        assert per_rank[r].comm_s == pytest.approx(2 * max(sent[r], received[r]) * a2a, rel=1e-12)
+    assert per_rank[1].comm_s > 0  # a receiver with nothing to send still waits for its share
+
+
 def test_unavailable_tier_is_reported_not_raised(tiny):
     system = small_system(2)
     est = Estimator(system, tiny)
