@@ -261,10 +261,10 @@ class _Builder:
         unique rows are the sums over the shards and its dim the lookup-weighted mean, so the rows it
         reads are those of the shards; its bags (one per sample and table) are the shards' summed in
         vectors of that dim, so the pooled vectors it writes are the shards' too (tables of unequal
-        dims make its bag count, and so its offsets, a little off).
-        Other tiers and data-parallel shards stay one node per
-        shard (their caches and gradient all-reduce are per table). Replicated (data-parallel)
-        lookups wait for ``replicated_deps`` when given (their backward needs no exchange).
+        dims make its bag count, and so its offsets, a little off). Other tiers and data-parallel
+        shards stay one node per shard (their caches and gradient all-reduce are per table).
+        Replicated (data-parallel) lookups wait for ``replicated_deps`` when given (their backward
+        needs no exchange).
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
