@@ -16,14 +16,19 @@ from recsim.graph.ir import ExecutionGraph
 from recsim.graph.schedule import Schedule, Timing, asap_timing
 
 
-def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:
-    """The schedule of the graph of ``index`` with the durations of ``cost``, by node position."""
+def graph_durations(index: GraphIndex, cost: CostModel) -> list[float]:
+    """The duration of every node of ``index`` under ``cost``, by position."""
     if index.copies is not None:
         # Copies of a step graph (``recsim.graph.steps.ChainedGraph``): each copy's op is the step
         # node's, but for a collective's key, which no cost depends on.
         step_nodes, steps = index.copies
-        return asap_timing(index, cost.graph_durations_s(step_nodes) * steps)
-    return asap_timing(index, cost.graph_durations_s(index.nodes))
+        return cost.graph_durations_s(step_nodes) * steps
+    return cost.graph_durations_s(index.nodes)
+
+
+def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:
+    """The schedule of the graph of ``index`` with the durations of ``cost``, by node position."""
+    return asap_timing(index, graph_durations(index, cost))
 
 
 def run_analytic(graph: ExecutionGraph, cost: CostModel) -> Schedule:

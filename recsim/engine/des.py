@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,9 +304,15 @@ def _identity(parts: Sequence[Collective]) -> tuple[object, ...]:
     )
 
 
-def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None = None) -> Schedule:
+def run_des(
+    graph: ExecutionGraph,
+    cost: CostModel,
+    counters: DesCounters | None = None,
+    durations: Mapping[int, float] | None = None,
+) -> Schedule:
     """Simulate ``graph``; returns the start and finish of every node (``counters``, if given,
-    accumulates the run's work)."""
+    accumulates the run's work). ``durations``: by node id, what a node other than a collective
+    takes instead of its cost (the kernels slowed beside collectives, ``recsim.engine.simulate``)."""
     wall = time.perf_counter()
     env = simpy.Environment()
     topology = cost.topology
@@ -343,7 +349,7 @@ def run_des(graph: ExecutionGraph, cost: CostModel, counters: DesCounters | None
     def compute(node: Node) -> Generator[simpy.Event, Any, None]:
         yield simpy.AllOf(env, [done[p] for p in preds[node.id]])
         start[node.id] = env.now
-        yield env.timeout(cost.duration_s(node))
+        yield env.timeout(cost.duration_s(node) if durations is None else durations[node.id])
         finish[node.id] = env.now
         done[node.id].succeed()
 

@@ -24,11 +24,12 @@ import numpy as np
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
+from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine import DEFAULT_STEPS
-from recsim.engine.analytic import analytic_timing
+from recsim.engine.analytic import graph_durations
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import InfeasibleError
@@ -36,7 +37,7 @@ from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, ExecutionGraph, Host, Transfer
 from recsim.graph.runtime import apply_runtime
-from recsim.graph.schedule import Schedule, Timing
+from recsim.graph.schedule import Schedule, Timing, asap_timing
 from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
 from recsim.hardware.system import System
@@ -72,6 +73,9 @@ class SimulationOptions:
     # Costs kept across evaluations of this system and workload (``recsim.cost.memo``): the
     # same results, computed once for a sweep or ``auto``'s candidates.
     costs: CostMemo | None = None
+    # Kernels beside their rank's collectives run slower (``recsim.cost.interference``); False
+    # lets computation and communication overlap for free (an ablation).
+    comm_interference: bool = True
 
 
 def _context(system: System, workload: Workload, plan: Plan, options: SimulationOptions) -> dict[str, object]:
@@ -200,13 +204,25 @@ def _simulate_training(
 def _run(
     graph: ExecutionGraph, index: GraphIndex, cost: CostModel, options: SimulationOptions
 ) -> tuple[Schedule, Timing]:
+    if options.fidelity not in ("analytic", "des"):
+        raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
+    # Both engines take the durations the kernels have beside the collectives they overlap
+    # (``recsim.cost.interference``), read off the contention-free schedule of the same graph.
+    durations = graph_durations(index, cost)
+    timing = asap_timing(index, durations)
+    if options.comm_interference:
+        interfered = interfered_durations(index, durations, timing.start, timing.finish)
+        if interfered != durations:
+            durations = interfered
+            if options.fidelity == "analytic":
+                timing = asap_timing(index, durations)
     if options.fidelity == "analytic":
-        timing = analytic_timing(index, cost)
         return timing.schedule(), timing
     if options.fidelity == "des":
         from recsim.engine.des import run_des
 
-        schedule = run_des(graph, cost, options.des_counters)
+        by_id = dict(zip(index.ids, durations, strict=True))
+        schedule = run_des(graph, cost, options.des_counters, by_id)
         ids = set(index.ids)
         if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
             check_schedule(graph, schedule)  # names the nodes missing from the schedule

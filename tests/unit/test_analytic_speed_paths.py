@@ -622,7 +622,11 @@ def cost_model(system, workload, graph: ExecutionGraph) -> CostModel:
 def test_simulation_matches_the_reference_pipeline(name, nodes, plan_name, runtime):
     """Every figure of an analytic simulation, recomputed with the plain implementations."""
     system, workload, plan = _prepared(name, nodes, plan_name, runtime)
-    sim = simulate_training(system, workload, plan, SimulationOptions(fidelity="analytic"))
+    # The reference pipeline has no interference pass (``recsim.cost.interference``, checked
+    # against its own scalar reference in tests/unit/test_cost_interference.py).
+    sim = simulate_training(
+        system, workload, plan, SimulationOptions(fidelity="analytic", comm_interference=False)
+    )
     step = build_training_step(workload, plan, BuildOptions(validate_plan=False))
     graph = apply_runtime(reference_chain(step, 3), workload)
     assert sim.graph is not None and sim.schedule is not None

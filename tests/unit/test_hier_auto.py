@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recsim.api import load_workload, make_plan, prepare
+from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective
@@ -115,8 +116,13 @@ def test_hugectr_auto_on_one_dgx_h100() -> None:
         assert sum(s.rows for s in shards) == workload.table(name).rows
     assert {r for s in plan.shards if s.sharding != "data_parallel" for r in s.ranks} == set(range(8))
     check_fits(plan_usage(plan, workload, system), capacity(system))
-    # ``auto`` simulates it with the others and keeps it on one node for this model.
-    assert make_plan("auto", workload, system).strategy == "auto:hugectr_auto"
+    # ``auto`` simulates it with the others and keeps the fastest: never slower than it. (With the
+    # kernels slowed beside collectives, RecShard's plan comes out 3.5 % ahead of HugeCTR's here.)
+    chosen = make_plan("auto", workload, system)
+    assert chosen.strategy.startswith("auto:")
+    fast = simulate_training(system, workload, chosen, SimulationOptions()).result
+    hugectr = simulate_training(system, workload, plan, SimulationOptions()).result
+    assert fast.throughput_samples_per_s >= hugectr.throughput_samples_per_s
 
 
 # -- HugeCTR's hierarchical exchange of a row split over several nodes ---------------------------

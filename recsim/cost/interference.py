@@ -1,0 +1,161 @@
+"""Communication slows the computation it overlaps, measured on a Kineto trace.
+
+NCCL runs its collectives as kernels: while one is resident it holds SMs (a CTA per channel) and
+streams the payload through HBM, so a compute kernel running beside it on the same GPU gets fewer
+SMs and less memory bandwidth. The engines otherwise let a rank's computation and its collectives
+overlap for free.
+
+``overlap_slowdowns`` measures the effect on a trace: compute kernels are grouped by name, grid and
+block (the same kernel on the same shape), and each group seen at least ``MIN_SAMPLES`` times with
+no NCCL kernel overlapping it and as many times entirely inside NCCL kernels gives the ratio of
+the two median durations. On the A100 recommendation trace (``../shared/reference/traces/``, rank
+3; its 60 NCCL kernels, SendRecv for the all-to-all and a ring all-reduce, overlap 27 % of the
+compute kernel time), 53 groups qualify. The median ratio is 1.29 over the 13 GEMM groups and 1.67
+over the 40 others (element-wise, reductions, norms: memory-bound kernels lose the bandwidth as
+well as the SMs); all 53 give 1.56, quartiles 1.20 and 1.73. ``COMM_SLOWDOWN`` holds these figures
+and ``tests/unit/test_cost_interference.py`` re-measures them.
+
+``interfered_durations`` applies them: a node on a rank's compute stream (a kernel: ``Compute`` or
+``Embedding``) that overlaps that rank's collectives for a share ``f`` of its time takes
+``1 + (slowdown - 1) f`` times as long, the slowdown of its class (GEMMs, or the rest). The overlap
+is read off a schedule made without the effect (one pass: the stretched kernels are not
+re-checked against the collectives they now overlap a little more or less). A collective's window
+on a rank is its scheduled start to finish. ASSUMPTION: the A100 figures hold on other GPUs (no
+other trace in the reference set has NCCL kernels beside compute kernels of the same shapes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from recsim.graph.index import GraphIndex
+from recsim.graph.ir import Collective, Compute, Embedding, Stream
+from recsim.graph.readers.kineto import KinetoTrace
+
+__all__ = [
+    "COMM_SLOWDOWN",
+    "MIN_SAMPLES",
+    "interfered_durations",
+    "overlap_slowdowns",
+]
+
+COMM_SLOWDOWN: Final[dict[str, float]] = {
+    # Measured (module docstring): median slowdown of a kernel entirely inside NCCL kernels.
+    "gemm": 1.29,  # 13 GEMM groups (cutlass tensor-op GEMMs, split-K reduces)
+    "other": 1.67,  # 40 groups: element-wise, reduction, layer-norm and embedding kernels
+}
+#: Runs of a kernel group needed on each side (with and without NCCL beside it).
+MIN_SAMPLES: Final[int] = 5
+# A kernel counts as beside NCCL when this share of it overlaps NCCL kernels, as without when less
+# than ``_CLEAR``: the kernels in between are left out of the measurement.
+_INSIDE = 0.95
+_CLEAR = 0.05
+
+
+def _is_nccl(name: str) -> bool:
+    return "nccl" in name.lower()
+
+
+def overlap_slowdowns(trace: KinetoTrace, min_samples: int = MIN_SAMPLES) -> dict[str, list[float]]:
+    """Per class (``gemm``, ``other``), the slowdown ratio of each kernel group of ``trace`` seen
+    ``min_samples`` times both beside NCCL kernels and clear of them (module docstring)."""
+    kernels = [e for e in trace.gpu if e.cat == "kernel"]
+    nccl = sorted((e.ts, e.end) for e in kernels if _is_nccl(e.name))
+    starts = [a for a, _ in nccl]
+    groups: dict[tuple[Any, ...], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for e in kernels:
+        if _is_nccl(e.name) or e.dur <= 0:
+            continue
+        # NCCL kernels that start before this one ends (they are long; a window of them suffices
+        # only if they do not nest, so every earlier one is looked at).
+        last = bisect.bisect_left(starts, e.end)
+        overlap = sum(max(0.0, min(b, e.end) - max(a, e.ts)) for a, b in nccl[:last])
+        share = overlap / e.dur
+        key = (e.name, tuple(e.args.get("grid", ())), tuple(e.args.get("block", ())))
+        clear, beside = groups[key]
+        if share < _CLEAR:
+            clear.append(e.dur)
+        elif share > _INSIDE:
+            beside.append(e.dur)
+    out: dict[str, list[float]] = {"gemm": [], "other": []}
+    for (name, _, _), (clear, beside) in groups.items():
+        if len(clear) >= min_samples and len(beside) >= min_samples:
+            ratio = statistics.median(beside) / statistics.median(clear)
+            out["gemm" if "gemm" in name.lower() else "other"].append(ratio)
+    return out
+
+
+def _slowdown_of(op: object) -> float:
+    """The slowdown class of a compute-stream op beside a collective (1: not a kernel)."""
+    if type(op) is Compute:
+        return COMM_SLOWDOWN["gemm"] if op.category == "gemm" else COMM_SLOWDOWN["other"]
+    if type(op) is Embedding:
+        return COMM_SLOWDOWN["other"]
+    return 1.0
+
+
+def interfered_durations(
+    index: GraphIndex,
+    durations: Sequence[float],
+    start: npt.NDArray[np.float64],
+    finish: npt.NDArray[np.float64],
+) -> list[float]:
+    """``durations`` (by position) with every compute-stream kernel stretched by its overlap with
+    its rank's collectives in the schedule ``start``/``finish`` (module docstring)."""
+    nodes = index.copies[0] if index.copies is not None else index.nodes
+    steps = index.copies[1] if index.copies is not None else 1
+    per_node = len(nodes)
+    # Per step node: its slowdown (1 for what is not a kernel on a compute stream) and whether it
+    # is a collective; the copies of a chained graph repeat them step by step.
+    slow = np.array(
+        [_slowdown_of(n.op) if n.stream == Stream.COMPUTE else 1.0 for n in nodes], dtype=np.float64
+    )
+    collective = np.array([type(n.op) is Collective for n in nodes], dtype=bool)
+    if not collective.any() or not (slow > 1.0).any():
+        return list(durations)
+    slow, collective = np.tile(slow, steps), np.tile(collective, steps)
+    keys = index.queue_keys
+    rank_of_queue = np.array([key[0] for key in keys], dtype=np.int64)
+    rank = rank_of_queue[index.queue_array]
+    # Each rank's collective windows, merged into disjoint intervals on one time line: rank ``r``'s
+    # times are shifted by ``r x span`` so that one sort and one running maximum serve all ranks.
+    low = float(min(start.min(), 0.0))
+    span = float(finish.max()) - low + 1.0
+    shift = (rank - rank.min()).astype(np.float64) * span - low
+    a = start[collective] + shift[collective]
+    b = finish[collective] + shift[collective]
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    reach = np.maximum.accumulate(b)
+    fresh = np.ones(a.size, dtype=bool)
+    fresh[1:] = a[1:] > reach[:-1]
+    first = np.flatnonzero(fresh)
+    merged_a = a[first]
+    merged_b = np.maximum.reduceat(b, first) if first.size else b[:0]
+    # Union length before each merged interval, to read the covered time of any window in two
+    # binary searches.
+    covered = np.concatenate(([0.0], np.cumsum(merged_b - merged_a)))
+
+    def covered_before(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        i = np.searchsorted(merged_a, t, side="right")  # intervals starting at or before t
+        inside = np.clip(t - merged_a[np.maximum(i - 1, 0)], 0.0, None)
+        inside = np.minimum(inside, (merged_b - merged_a)[np.maximum(i - 1, 0)])
+        return np.where(i > 0, covered[np.maximum(i - 1, 0)] + inside, 0.0)
+
+    base = np.asarray(durations, dtype=np.float64)
+    kernel = np.flatnonzero((slow > 1.0) & (finish > start))
+    s = start[kernel] + shift[kernel]
+    e = finish[kernel] + shift[kernel]
+    share = np.clip((covered_before(e) - covered_before(s)) / (e - s), 0.0, 1.0)
+    out = base.copy()
+    out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * share)
+    result: list[float] = out.tolist()
+    assert len(result) == per_node * steps
+    return result

@@ -1,0 +1,127 @@
+"""Kernels beside collectives: the slowdowns re-measured on the A100 trace, the stretch by hand and
+against a scalar reference, and the effect on a simulated step."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsim.api import make_plan, prepare
+from recsim.cost.interference import COMM_SLOWDOWN, interfered_durations, overlap_slowdowns
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.graph.index import GraphIndex
+from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
+from recsim.graph.readers.kineto import parse_kineto
+
+TRACE = Path(__file__).parents[1] / "data" / "traces" / "recsys_a100_8rank_rank3_control.json.gz"
+
+
+def test_slowdowns_are_the_traces():
+    with gzip.open(TRACE, "rt") as handle:
+        trace = parse_kineto(TRACE, json.load(handle))
+    measured = overlap_slowdowns(trace)
+    assert (len(measured["gemm"]), len(measured["other"])) == (13, 40)
+    assert statistics.median(measured["gemm"]) == pytest.approx(COMM_SLOWDOWN["gemm"], abs=0.005)
+    assert statistics.median(measured["other"]) == pytest.approx(COMM_SLOWDOWN["other"], abs=0.005)
+    everything = measured["gemm"] + measured["other"]
+    assert statistics.median(everything) == pytest.approx(1.56, abs=0.005)
+
+
+def _graph() -> ExecutionGraph:
+    gemm = Compute("mm", 1.0, category="gemm", shapes=((4, 4), (4, 4)))
+    add = Compute("add", 1.0, category="elementwise")
+    lookup = Embedding("t", "forward", 10, 4, "fp32", 4, 4.0)
+    ar = Collective(CollectiveOp.ALL_REDUCE, "ar", (0, 1), 1e6)
+    nodes = [
+        Node(0, 0, "gemm", Stream.COMPUTE, gemm),
+        Node(1, 0, "add", Stream.COMPUTE, add),
+        Node(2, 0, "lookup", Stream.COMPUTE, lookup),
+        Node(3, 0, "ar", Stream.COMM, ar),
+        Node(4, 1, "ar", Stream.COMM, ar),
+        Node(5, 1, "gemm", Stream.COMPUTE, gemm),
+        Node(6, 0, "host", Stream.HOST, Host("python", cpu_s=1.0)),
+    ]
+    return ExecutionGraph(2, nodes)
+
+
+def test_stretch_by_hand():
+    # Rank 0's all-reduce runs over [1, 3); rank 1's (the same collective) too.
+    index = GraphIndex.of(_graph())
+    durations = [2.0, 1.0, 2.0, 2.0, 2.0, 1.0, 2.0]
+    start = np.array([0.0, 2.0, 3.0, 1.0, 1.0, 3.0, 0.0])
+    finish = start + np.array(durations)
+    out = interfered_durations(index, durations, start, finish)
+    g, o = COMM_SLOWDOWN["gemm"], COMM_SLOWDOWN["other"]
+    assert out[0] == pytest.approx(2.0 * (1 + (g - 1) * 0.5))  # half of [0, 2) beside it
+    assert out[1] == pytest.approx(1.0 * o)  # all of [2, 3)
+    assert out[2] == out[3] == out[4] == 2.0  # after it; the collectives themselves
+    assert out[5] == 1.0  # rank 1's kernel after its part
+    assert out[6] == 2.0  # host work is not a kernel
+    # Without collectives nothing changes.
+    alone = ExecutionGraph(1, [Node(0, 0, "gemm", Stream.COMPUTE, _graph().nodes[0].op)])
+    assert interfered_durations(GraphIndex.of(alone), [2.0], np.zeros(1), np.full(1, 2.0)) == [2.0]
+
+
+def _reference(
+    graph: ExecutionGraph, durations: list[float], start: np.ndarray, finish: np.ndarray
+) -> list[float]:
+    """Node by node: the union of the rank's collective windows, the kernel's share inside it."""
+    out = list(durations)
+    for i, n in enumerate(graph.nodes):
+        if n.stream != Stream.COMPUTE or type(n.op) not in (Compute, Embedding) or finish[i] <= start[i]:
+            continue
+        windows = sorted(
+            (start[j], finish[j])
+            for j, m in enumerate(graph.nodes)
+            if m.rank == n.rank and type(m.op) is Collective
+        )
+        union: list[list[float]] = []
+        for a, b in windows:
+            if union and a <= union[-1][1]:
+                union[-1][1] = max(union[-1][1], b)
+            else:
+                union.append([a, b])
+        inside = sum(max(0.0, min(b, finish[i]) - max(a, start[i])) for a, b in union)
+        kind = "gemm" if type(n.op) is Compute and n.op.category == "gemm" else "other"
+        out[i] = durations[i] * (1 + (COMM_SLOWDOWN[kind] - 1) * inside / (finish[i] - start[i]))
+    return out
+
+
+@pytest.mark.parametrize(("nodes", "runtime"), [(1, "fused"), (2, "eager")])
+def test_stretch_matches_the_scalar_reference_on_a_real_step(nodes, runtime):
+    from recsim.engine.analytic import analytic_timing, graph_durations
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=16384, runtime=runtime)
+    plan = make_plan("table_wise", workload, system)
+    sim = simulate_training(system, workload, plan, SimulationOptions(comm_interference=False))
+    graph = sim.graph
+    assert graph is not None
+    index = GraphIndex.of(graph)
+    from recsim.cost.model import CostModel
+
+    cost = CostModel(system, workload, fused_tables=graph.metadata.get("fused_tables"))
+    timing = analytic_timing(index, cost)
+    durations = graph_durations(index, cost)
+    fast = interfered_durations(index, durations, timing.start, timing.finish)
+    slow = _reference(graph, durations, timing.start, timing.finish)
+    assert fast == pytest.approx(slow, rel=1e-12, abs=1e-15)
+    assert sum(fast) > sum(durations)  # the step's kernels do overlap its collectives
+
+
+def test_interference_never_speeds_a_step_up_and_both_engines_take_it():
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    plan = make_plan("table_wise", workload, system)
+    results = {}
+    for fidelity in ("analytic", "des"):
+        for on in (False, True):
+            options = SimulationOptions(fidelity=fidelity, comm_interference=on)
+            results[(fidelity, on)] = simulate_training(system, workload, plan, options).result
+    for fidelity in ("analytic", "des"):
+        free, slowed = results[(fidelity, False)], results[(fidelity, True)]
+        assert slowed.iteration_time_s > free.iteration_time_s
+        assert sum(slowed.breakdown_s.values()) == pytest.approx(slowed.iteration_time_s)
