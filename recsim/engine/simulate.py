@@ -4,8 +4,11 @@ The steps: check that every rank's HBM holds its shards, dense model and activat
 node's host DRAM and SSDs their shards (else an ``infeasible`` Result naming the rank or node, the
 tier and the shortfall); build the step graph and chain
 ``steps`` copies (default 3) so the pipeline reaches its steady state; schedule it with the
-chosen engine; measure the last step (its critical-path breakdown, busy times, energy); check
-the invariants. Everything returned is a ``Result``; only bugs raise.
+chosen engine, the kernels that overlap their rank's collectives slowed as measured
+(``recsim.cost.interference``: the overlaps are read off the contention-free schedule, then the
+analytic engine reschedules and DES runs with those durations); measure the last step (its
+critical-path breakdown, busy times, energy); check the invariants. Everything returned is a
+``Result``; only bugs raise.
 
 The graph's ``GraphIndex`` (``recsim.graph.index``) is made once, and the schedule's ``Timing``
 once after the engine: the engine, the invariant checks and every metric read those integer and
