@@ -17,7 +17,8 @@ and ``tests/unit/test_cost_interference.py`` re-measures them.
 
 ``interfered_durations`` applies them: a node on a rank's compute stream (a kernel: ``Compute`` or
 ``Embedding``) that overlaps that rank's collectives for a share ``f`` of its time takes
-``1 + (slowdown - 1) f`` times as long, the slowdown of its class (GEMMs, or the rest). The overlap
+``1 + (slowdown - 1) f`` times as long, the slowdown of its class (matrix products: GEMMs, dot
+interactions, cross layers, attention; or the rest). The overlap
 is read off a schedule made without the effect (one pass: the stretched kernels are not
 re-checked against the collectives they now overlap a little more or less). A collective's window
 on a rank is its scheduled start to finish. ASSUMPTION: the A100 figures hold on other GPUs (no
@@ -48,8 +49,8 @@ __all__ = [
 
 COMM_SLOWDOWN: Final[dict[str, float]] = {
     # Measured (module docstring): median slowdown of a kernel entirely inside NCCL kernels.
-    "gemm": 1.29,  # 13 GEMM groups (cutlass tensor-op GEMMs, split-K reduces)
-    "other": 1.67,  # 40 groups: element-wise, reduction, layer-norm and embedding kernels
+    "gemm": 1.29,  # 13 GEMM groups (cutlass tensor-op GEMMs)
+    "other": 1.67,  # 40 groups: element-wise, reduction, layer-norm, split-K reduce, embedding
 }
 #: Runs of a kernel group needed on each side (with and without NCCL beside it).
 MIN_SAMPLES: Final[int] = 5
@@ -67,16 +68,29 @@ def overlap_slowdowns(trace: KinetoTrace, min_samples: int = MIN_SAMPLES) -> dic
     """Per class (``gemm``, ``other``), the slowdown ratio of each kernel group of ``trace`` seen
     ``min_samples`` times both beside NCCL kernels and clear of them (module docstring)."""
     kernels = [e for e in trace.gpu if e.cat == "kernel"]
-    nccl = sorted((e.ts, e.end) for e in kernels if _is_nccl(e.name))
-    starts = [a for a, _ in nccl]
+    # Per device (``pid``), the union of its NCCL kernels' spans, as disjoint sorted intervals.
+    spans: dict[Any, list[tuple[float, float]]] = defaultdict(list)
+    for e in kernels:
+        if _is_nccl(e.name):
+            spans[e.pid].append((e.ts, e.end))
+    unions: dict[Any, tuple[list[float], list[float]]] = {}
+    for pid, intervals in spans.items():
+        merged: list[list[float]] = []
+        for a, b in sorted(intervals):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        unions[pid] = ([m[0] for m in merged], [m[1] for m in merged])
     groups: dict[tuple[Any, ...], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for e in kernels:
         if _is_nccl(e.name) or e.dur <= 0:
             continue
-        # NCCL kernels that start before this one ends (they are long; a window of them suffices
-        # only if they do not nest, so every earlier one is looked at).
+        starts, ends = unions.get(e.pid, ([], []))
+        # The disjoint NCCL spans that start before this kernel ends and end after it starts.
+        first = bisect.bisect_right(ends, e.ts)
         last = bisect.bisect_left(starts, e.end)
-        overlap = sum(max(0.0, min(b, e.end) - max(a, e.ts)) for a, b in nccl[:last])
+        overlap = sum(max(0.0, min(ends[i], e.end) - max(starts[i], e.ts)) for i in range(first, last))
         share = overlap / e.dur
         key = (e.name, tuple(e.args.get("grid", ())), tuple(e.args.get("block", ())))
         clear, beside = groups[key]
@@ -92,10 +106,16 @@ def overlap_slowdowns(trace: KinetoTrace, min_samples: int = MIN_SAMPLES) -> dic
     return out
 
 
+#: Compute categories whose kernels are matrix products (the cost layer prices them on the tensor
+#: peak: GEMMs, dot interactions and DCN cross layers, attention and GRU gates).
+_MATMUL = frozenset({"gemm", "interaction", "sequence"})
+
+
 def _slowdown_of(op: object) -> float:
     """The slowdown class of a compute-stream op beside a collective (1: not a kernel)."""
     if type(op) is Compute:
-        return COMM_SLOWDOWN["gemm"] if op.category == "gemm" else COMM_SLOWDOWN["other"]
+        matmul = op.category in _MATMUL and op.flops > 0
+        return COMM_SLOWDOWN["gemm"] if matmul else COMM_SLOWDOWN["other"]
     if type(op) is Embedding:
         return COMM_SLOWDOWN["other"]
     return 1.0
@@ -126,9 +146,15 @@ def interfered_durations(
     rank = rank_of_queue[index.queue_array]
     # Each rank's collective windows, merged into disjoint intervals on one time line: rank ``r``'s
     # times are shifted by ``r x span`` so that one sort and one running maximum serve all ranks.
-    low = float(min(start.min(), 0.0))
-    span = float(finish.max()) - low + 1.0
-    shift = (rank - rank.min()).astype(np.float64) * span - low
+    finite = np.isfinite(start) & np.isfinite(finish)
+    if not finite.all():  # a broken duration stays broken; it must not spoil the other ranks
+        collective &= finite
+        slow = np.where(finite, slow, 1.0)
+    if not collective.any():
+        return list(durations)
+    low = float(min(start[finite].min(), 0.0))
+    span = float(finish[finite].max()) - low + 1.0
+    shift = np.where(finite, (rank - rank.min()).astype(np.float64) * span - low, 0.0)
     a = start[collective] + shift[collective]
     b = finish[collective] + shift[collective]
     order = np.argsort(a, kind="stable")
@@ -153,7 +179,9 @@ def interfered_durations(
     kernel = np.flatnonzero((slow > 1.0) & (finish > start))
     s = start[kernel] + shift[kernel]
     e = finish[kernel] + shift[kernel]
-    share = np.clip((covered_before(e) - covered_before(s)) / (e - s), 0.0, 1.0)
+    # Lengths from the unshifted times (the shift is only for finding each rank's windows).
+    length = finish[kernel] - start[kernel]
+    share = np.clip((covered_before(e) - covered_before(s)) / length, 0.0, 1.0)
     out = base.copy()
     out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * share)
     result: list[float] = out.tolist()

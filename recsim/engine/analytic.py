@@ -1,6 +1,8 @@
 """The analytic engine: earliest-start list scheduling with modelled durations, no contention.
 
-Each node takes ``CostModel.duration_s``; streams are in-order queues; collectives start together
+Each node takes ``CostModel.duration_s`` (``recsim.engine.simulate`` then stretches the kernels
+that overlap their rank's collectives and schedules again: ``recsim.cost.interference``); streams
+are in-order queues; collectives start together
 on their group (``recsim.graph.schedule``). A collective's duration is its stand-alone time, so two
 collectives sharing links do not slow each other down here: that is the DES engine's job. An
 uneven all-to-all is costed from all its parts, the whole traffic matrix

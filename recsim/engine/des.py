@@ -2,8 +2,8 @@
 
 Every node is a simpy process that waits for its predecessors (its dependencies and the previous
 node of its in-order queue), then runs. Compute, lookup, copy and host nodes take their modelled
-duration. A collective waits until every member of its group has arrived, then runs once for the
-group:
+duration (or the one the caller gives: the kernels slowed beside collectives, ``durations``). A
+collective waits until every member of its group has arrived, then runs once for the group:
 
 * its alpha-beta cost ``T`` (``recsim.cost.collectives``) is what it takes on an idle network;
 * its flows (``collective_flows``, the algorithm's traffic), summed per (source, destination) over
@@ -24,8 +24,10 @@ are memoised by the set of flows in flight, and ``t_alone`` is only simulated fo
 did share the network (alone all along, ``t_shared`` is ``t_alone``). A caller-owned
 ``DesCounters`` passed to ``run_des`` sums the events processed, for the engine benchmark.
 
-Kernels on one GPU do not share HBM or SMs here (each stream runs its nodes at their modelled
-speed): that is the cost layer's no-contention assumption, made explicit.
+Kernels on one GPU do not share HBM or SMs with each other here (each stream runs its nodes at the
+speed it is given). What the collectives' own kernels take from them is in those durations
+(``recsim.cost.interference``, applied by ``recsim.engine.simulate`` from the contention-free
+schedule, so a collective that DES slows down does not slow its neighbours further).
 """
 
 from __future__ import annotations
@@ -311,8 +313,9 @@ def run_des(
     durations: Mapping[int, float] | None = None,
 ) -> Schedule:
     """Simulate ``graph``; returns the start and finish of every node (``counters``, if given,
-    accumulates the run's work). ``durations``: by node id, what a node other than a collective
-    takes instead of its cost (the kernels slowed beside collectives, ``recsim.engine.simulate``)."""
+    accumulates the run's work). ``durations``: by node id, for every node, what a node other than a
+    collective takes instead of its cost (the kernels slowed beside collectives,
+    ``recsim.engine.simulate``); None: the costs."""
     wall = time.perf_counter()
     env = simpy.Environment()
     topology = cost.topology

@@ -11,8 +11,9 @@ critical-path breakdown, busy times, energy); check the invariants. Everything r
 ``Result``; only bugs raise.
 
 The graph's ``GraphIndex`` (``recsim.graph.index``) is made once, and the schedule's ``Timing``
-once after the engine: the engine, the invariant checks and every metric read those integer and
-float arrays instead of walking the nodes again.
+once after the engine (the analytic engine schedules twice when the interference changes
+durations, and DES starts from the contention-free schedule): the engine, the invariant checks
+and every metric read those integer and float arrays instead of walking the nodes again.
 """
 
 from __future__ import annotations
@@ -211,20 +212,25 @@ def _run(
         raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
     # Both engines take the durations the kernels have beside the collectives they overlap
     # (``recsim.cost.interference``), read off the contention-free schedule of the same graph.
+    # ASSUMPTION (DES): the overlaps come from the contention-free schedule, not DES's own, where
+    # collectives slowed by shared links overlap a little more of their neighbours.
     durations = graph_durations(index, cost)
-    timing = asap_timing(index, durations)
-    if options.comm_interference:
+    timing: Timing | None = None
+    if options.comm_interference or options.fidelity == "analytic":
+        timing = asap_timing(index, durations)
+    if options.comm_interference and timing is not None:
         interfered = interfered_durations(index, durations, timing.start, timing.finish)
         if interfered != durations:
             durations = interfered
             if options.fidelity == "analytic":
                 timing = asap_timing(index, durations)
     if options.fidelity == "analytic":
+        assert timing is not None
         return timing.schedule(), timing
     if options.fidelity == "des":
         from recsim.engine.des import run_des
 
-        by_id = dict(zip(index.ids, durations, strict=True))
+        by_id = dict(zip(index.ids, durations, strict=True)) if options.comm_interference else None
         schedule = run_des(graph, cost, options.des_counters, by_id)
         ids = set(index.ids)
         if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
