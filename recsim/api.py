@@ -320,8 +320,12 @@ def simulate_run(
     steps: int = DEFAULT_STEPS,
     comm_dtype: str | None = None,
     runtime: str | None = None,
+    comm_interference: bool = True,
 ) -> Simulation:
-    """Simulate a training step; the ``Simulation`` keeps the graph and schedule for timelines."""
+    """Simulate a training step; the ``Simulation`` keeps the graph and schedule for timelines.
+
+    ``comm_interference=False`` lets computation and communication overlap for free (an ablation of
+    ``recsim.cost.interference``)."""
     sys_spec, wl_spec = prepare(
         system,
         workload,
@@ -340,7 +344,13 @@ def simulate_run(
         )
     # The planner's candidate simulations and this run share one memo of costs (same results).
     costs = CostMemo(sys_spec, wl_spec)
-    options = SimulationOptions(fidelity=fidelity, steps=steps, comm_dtype=comm_dtype, costs=costs)
+    options = SimulationOptions(
+        fidelity=fidelity,
+        steps=steps,
+        comm_dtype=comm_dtype,
+        costs=costs,
+        comm_interference=comm_interference,
+    )
     sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs)
     return simulate_training(sys_spec, wl_spec, sharding, options)
 

@@ -470,6 +470,13 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     help="Who issues the kernels (default: the workload's training.runtime, fused): fused (HugeCTR/MLPerf "
     "loops), eager (PyTorch/TorchRec, measured host dispatch), cuda_graphs (PyTorch in CUDA graphs).",
 )
+@click.option(
+    "--comm-interference/--no-comm-interference",
+    default=True,
+    show_default=True,
+    help="Slow the kernels that run beside their rank's collectives, as measured on the A100 trace; "
+    "--no-comm-interference lets computation and communication overlap for free (an ablation).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
 @click.option(
     "--timeline", type=click.Path(path_type=Path), default=None, help="Write a Chrome trace of the steps."
@@ -486,6 +493,7 @@ def run_cmd(
     fidelity: str,
     comm_dtype: str | None,
     runtime: str | None,
+    comm_interference: bool,
     as_json: bool,
     timeline: Path | None,
     nodes: int | None,
@@ -504,6 +512,7 @@ def run_cmd(
         overrides=sets,
         comm_dtype=comm_dtype,
         runtime=runtime,
+        comm_interference=comm_interference,
     )
     result = sim.result
     if timeline is not None and sim.graph is not None and sim.schedule is not None:

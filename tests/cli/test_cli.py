@@ -359,3 +359,30 @@ def test_run_runtime_option_sets_the_workload_runtime(monkeypatch):
     assert json.loads(eager.output)["breakdown_s.host"] > 0 == fused["breakdown_s.host"]
     bad = run(*base, "--runtime", "jit", env=env)
     assert bad.exit_code == 2 and "jit" in bad.output
+
+
+def test_run_can_turn_the_comm_interference_off(monkeypatch):
+    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    base = [
+        "run",
+        "--system",
+        "tiny",
+        "--workload",
+        "tiny-dlrm",
+        "--set",
+        "node.accelerators.count=2",
+        "--json",
+    ]
+    on = run(*base, env=env)
+    off = run(*base, "--no-comm-interference", env=env)
+    assert on.exit_code == 0 == off.exit_code, (on.output, off.output)
+    from recsim.api import simulate
+
+    expected = simulate(
+        "tiny", "tiny-dlrm", overrides=["node.accelerators.count=2"], comm_interference=False
+    ).to_dict()
+    assert json.loads(off.output) == json.loads(json.dumps(expected))
+    # Overlapping for free is never slower than with the kernels slowed beside the collectives.
+    assert json.loads(off.output)["iteration_time_s"] <= json.loads(on.output)["iteration_time_s"]
