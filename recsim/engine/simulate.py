@@ -215,17 +215,15 @@ def _run(
     # ASSUMPTION (DES): the overlaps come from the contention-free schedule, not DES's own, where
     # collectives slowed by shared links overlap a little more of their neighbours.
     durations = graph_durations(index, cost)
-    timing: Timing | None = None
-    if options.comm_interference or options.fidelity == "analytic":
+    timing: Timing | None = None  # the schedule of ``durations``, once made
+    if options.comm_interference:
         timing = asap_timing(index, durations)
-    if options.comm_interference and timing is not None:
         interfered = interfered_durations(index, durations, timing.start, timing.finish)
         if interfered != durations:
-            durations = interfered
-            if options.fidelity == "analytic":
-                timing = asap_timing(index, durations)
+            durations, timing = interfered, None
     if options.fidelity == "analytic":
-        assert timing is not None
+        if timing is None:
+            timing = asap_timing(index, durations)
         return timing.schedule(), timing
     if options.fidelity == "des":
         from recsim.engine.des import run_des

@@ -186,7 +186,7 @@ class Runtime(ABC):
     def wire_dtype(self, workload: Workload) -> str:
         """The framework's default wire dtype of pooled embeddings for ``workload``."""
         precision = workload.training.precision
-        return precision if self.half_precision_wire and precision in ("fp16", "bf16") else "fp32"
+        return precision if self.half_precision_wire and precision in _HALF else "fp32"
 
 
 #: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's

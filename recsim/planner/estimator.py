@@ -446,7 +446,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     wire = DTYPE_BYTES[comm]
     world = plan.world_size
     # What the workload's framework does with this plan (``recsim.graph.runtime``), as the builder.
-    framework = runtime(est.w.training.runtime)
+    framework = est.framework
     presorted = framework.presorts_indices(plan)
     gradients = framework.gradient_all_reduce
     grouped = framework.groups_replicated_gradients(plan)

@@ -333,7 +333,9 @@ def test_run_on_a_cpu_server_is_a_clear_error():
     assert "has no accelerators" in result.output
 
 
-def test_run_runtime_option_sets_the_workload_runtime(monkeypatch):
+def _tiny_run(monkeypatch) -> tuple[dict[str, str], list[str]]:
+    """The fixture libraries on the path (both ways: ``run``'s env and the in-process API) and the
+    arguments of a JSON run of tiny-dlrm on two tiny accelerators."""
     env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -347,6 +349,11 @@ def test_run_runtime_option_sets_the_workload_runtime(monkeypatch):
         "node.accelerators.count=2",
         "--json",
     ]
+    return env, base
+
+
+def test_run_runtime_option_sets_the_workload_runtime(monkeypatch):
+    env, base = _tiny_run(monkeypatch)
     eager = run(*base, "--runtime", "eager", env=env)
     assert eager.exit_code == 0, eager.output
     from recsim.api import simulate
@@ -362,19 +369,7 @@ def test_run_runtime_option_sets_the_workload_runtime(monkeypatch):
 
 
 def test_run_can_turn_the_comm_interference_off(monkeypatch):
-    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    base = [
-        "run",
-        "--system",
-        "tiny",
-        "--workload",
-        "tiny-dlrm",
-        "--set",
-        "node.accelerators.count=2",
-        "--json",
-    ]
+    env, base = _tiny_run(monkeypatch)
     on = run(*base, env=env)
     off = run(*base, "--no-comm-interference", env=env)
     assert on.exit_code == 0 == off.exit_code, (on.output, off.output)

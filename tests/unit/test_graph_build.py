@@ -174,15 +174,7 @@ def test_fused_tbe_of_unequal_dims_writes_its_tables_vectors(tiny):
 
 
 def test_parts_pool_only_the_bags_that_drew_their_rows(tiny):
-    plan = Plan(
-        2,
-        (
-            Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
-            Shard("a", "table_wise", 10, 100, 0, 4, (0,), order="popularity"),
-            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
-        ),
-        strategy="flex",
-    )
+    plan = _flex_plan()
     assert tiny.training.runtime == "fused"  # HugeCTR's kernels walk the lookups
     g = build_training_step(tiny, plan, UNFUSED)
     # a is uniform, pooling 2: the hot 10 % of rows are drawn by 1 - 0.9^2 of the bags, the cold
@@ -246,9 +238,9 @@ def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):
     assert ag.op is CollectiveOp.ALL_GATHER and ag.bytes == 4 * 4 * 4
 
 
-def test_hot_rows_replicated_shrink_the_cold_exchange(tiny):
-    # FlexShard: the 10 hottest rows of a on both ranks, its 90 cold rows on rank 0; b on rank 1.
-    plan = Plan(
+def _flex_plan() -> Plan:
+    """FlexShard: the 10 hottest rows of a on both ranks, its 90 cold rows on rank 0; b on rank 1."""
+    return Plan(
         2,
         (
             Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
@@ -257,6 +249,10 @@ def test_hot_rows_replicated_shrink_the_cold_exchange(tiny):
         ),
         strategy="flex",
     )
+
+
+def test_hot_rows_replicated_shrink_the_cold_exchange(tiny):
+    plan = _flex_plan()
     g = build_training_step(tiny, plan, UNFUSED)
     g.validate()
     # tiny's tables are uniform: the cold rows get 90 % of a's lookups (pooling 2), so a bag

@@ -35,7 +35,6 @@ PyTorch runtimes; asked for by name it is simulated as a what-if.
 from __future__ import annotations
 
 from recsim.errors import InfeasibleError
-from recsim.graph.runtime import runtime
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
@@ -73,7 +72,7 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     wire = DTYPE_BYTES[est.comm_dtype]
     # The collectives the framework will run them with (``recsim.graph.runtime``), and the dtype
     # it reduces the frequent rows' gradients in (HugeCTR: its embeddings' narrow output type).
-    framework = runtime(w.training.runtime)
+    framework = est.framework
     table_dtype = w.table_dtype(table)
     narrow = framework.lookup_output_dtype(w.training.precision, table_dtype)
     grad = DTYPE_BYTES[narrow or table_dtype]
