@@ -129,6 +129,8 @@ class _Builder:
         # The framework sorts the next batch's indices in its input pipeline (``runtime``'s
         # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
         self.presort = False
+        # The framework's backwards add gradients with atomics (``Runtime.atomic_embedding_update``).
+        self.atomic = False
         self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
         # The framework, where it shapes the lookups (``Runtime.lookup_output_dtype``).
         self.runtime: Runtime | None = None
@@ -271,7 +273,9 @@ class _Builder:
         groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only)
+            op = self.ops.op(
+                shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only, self.atomic
+            )
             replicated = shard.sharding == "data_parallel"
             # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
             number = self.shard_number(shard) if replicated else -1
@@ -294,6 +298,8 @@ class _Builder:
         order = sorted(groups.items())
         if replicated_deps is not None:  # replicated first: they need not wait for the exchange
             order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
+        elif pass_ == "forward":  # replicated last: the exchange waits only for the others
+            order.sort(key=lambda kv: (kv[0][0], kv[0][2]))
         # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
         # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
         sums: dict[tuple[int, ...], tuple[Any, ...]] = {}
@@ -330,6 +336,7 @@ class _Builder:
                 optimizer=ops[0].optimizer,
                 bags=bags,
                 output_dtype=ops[0].output_dtype,
+                atomic=ops[0].atomic,
             )
             self.fused[fused.table] = list(parts)
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
@@ -340,6 +347,34 @@ class _Builder:
                 for number, _ in members:
                     self.replicated[(rank, number)] = nid
         return out
+
+    def replicated_updates(self, batch: int, grouped: bool, reduced: dict[int, list[int]]) -> None:
+        """The dense update of every rank's replicated shards (``shard_ops.dense_gradient``), after
+        the all-reduces ``reduced[rank]`` that carry their gradients: one node per replicated TBE
+        (the rank's HBM shards of one dtype, fused as their lookups are: HugeCTR's one
+        ``sgd_global_update`` over the frequent rows), else one per shard. The gradient arrives in
+        the dtype it was reduced in: the lookups' output dtype when ``grouped`` (HugeCTR's
+        ``emtype``), else the table's."""
+        groups: dict[tuple[int, str], list[Embedding]] = defaultdict(list)
+        for rank, number in sorted(self.replicated):
+            shard = self._shards[number]
+            dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
+            reduced_dtype = (self.output_dtype(shard) or dtype) if grouped else dtype
+            op = self.ops.op(shard, "update", batch, self.world, reduced_dtype)
+            fused = self.opt.fuse_tables and shard.tier == "hbm"
+            groups[(rank, f"tbe:{rank}:{dtype}:replicated" if fused else op.table)].append(op)
+        for (rank, table), ops in groups.items():
+            if len(ops) == 1 and ops[0].table == table:
+                op, name = ops[0], f"emb_update:{table}"
+            else:
+                # The tables' elements, in rows of one width (as a fused lookup counts its bags).
+                elements = sum(o.rows * o.dim for o in ops)
+                dims = {o.dim for o in ops}
+                width = dims.pop() if len(dims) == 1 else max(1, round(elements / sum(o.rows for o in ops)))
+                rows, batch = math.ceil(elements / width), max(o.batch for o in ops)
+                op = dataclasses.replace(ops[0], table=table, rows=rows, dim=width, batch=batch)
+                name = f"emb_update:tbe[{len(ops)} tables, replicated]"
+            self.add(rank, name, Stream.COMPUTE, op, reduced.get(rank, []), "optimizer")
 
     def output_dtype(self, shard: Shard) -> str | None:
         """The dtype the framework's lookups of ``shard`` write their pooled vectors in, when it is
@@ -367,7 +402,7 @@ class _Builder:
     def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str) -> int:
         """A lookup node; a presorted backward (``self.presort``, HBM, a sorting optimizer) gets its
         index sort as a ``sort`` node behind the rank's next-batch H2D copy (off the step's path)."""
-        if self.presort and sorts_ahead(pass_, op.tier, op.optimizer):
+        if self.presort and sorts_ahead(pass_, op.tier, op.optimizer, op.atomic):
             op = dataclasses.replace(op, presorted=True)
             sort = dataclasses.replace(op, pass_="sort", presorted=False)
             after = [self.h2d[rank]] if rank in self.h2d else []
@@ -517,6 +552,7 @@ def build_training_step(
     framework = _framework(workload)
     bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
+    bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node)
     batch = workload.training.global_batch_size
@@ -526,6 +562,11 @@ def build_training_step(
     if opt.include_input_pipeline:
         bld.input_pipeline(batch)
     emb_fwd = bld.embedding_pass(batch, "forward", {})
+    # Replicated lookups feed the interaction directly: the exchange waits only for the others
+    # (HugeCTR's infrequent network forward waits for its model forward, not the frequent one).
+    replicated_fwd = set(bld.replicated.values())
+    exchanged = {r: [n for n in ids if n not in replicated_fwd] for r, ids in emb_fwd.items()}
+    local_fwd = {r: [n for n in ids if n in replicated_fwd] for r, ids in emb_fwd.items()}
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
@@ -534,8 +575,11 @@ def build_training_step(
     mp_rank = plan.bottom_rank if bottom else None
     if mp_rank is not None:
         mp_ids = bld.dense_forward(mp_rank, batch, bottom, [], precision, whole_batch=True)
-        emb_fwd.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
-    a2a_fwd = bld.pooled_exchange(batch, True, emb_fwd)
+        exchanged.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
+    a2a_fwd = bld.pooled_exchange(batch, True, exchanged)
+    # What each rank's interaction waits for besides its bottom MLP: the exchanged vectors and its
+    # replicated lookups (a rank's own lookups are ahead of it on its compute stream anyway).
+    joins = {r: [*a2a_fwd.get(r, []), *local_fwd.get(r, [])] for r in range(bld.world)}
 
     last_bwd: dict[int, list[int]] = {}
     emb_grad_ready: dict[int, list[int]] = {}
@@ -561,7 +605,7 @@ def build_training_step(
         for k, (name, op, phase) in enumerate(entries):
             if k == joined_at:
                 # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
-                joined = [*a2a_fwd.get(r, []), *[base + d for d in chain.joined_extra]]
+                joined = [*joins[r], *[base + d for d in chain.joined_extra]]
                 deps = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
             else:
                 dep = chain_deps[k]
@@ -638,18 +682,22 @@ def build_training_step(
                 # instead of fp32: input for all-reduce"): the lookups' output dtype.
                 dtype = bld.output_dtype(shard) or dtype
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
+        reduced: dict[int, list[int]] = {}  # rank -> the all-reduces carrying its replicated gradients
         for r in range(bld.world):
             if grouped:
                 mine = by_rank.get(r, [])
                 dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
+                if mine:
+                    reduced[r] = bucket_ids[r][-1:]
                 continue
             grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
                 key = f"dp_allreduce_bucket{k}"
                 op = all_reduce(key, size, "fp32")
-                bucket_ids[r].append(
-                    bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
-                )
+                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                bucket_ids[r].append(nid)
+                reduced.setdefault(r, []).append(nid)
+        bld.replicated_updates(batch, grouped, reduced)
 
     optimizer = workload.training.optimizer
     bottom_params = sum(layer.params for layer in bottom)

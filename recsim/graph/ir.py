@@ -32,8 +32,8 @@ from recsim.errors import TraceError
 
 SCHEMA = "recsim.execution_graph"
 # 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
-# sample of their batch, at the table's dtype).
-SCHEMA_VERSION = "1.1"
+# sample of their batch, at the table's dtype). 1.2: ``Embedding.atomic`` and the ``update`` pass.
+SCHEMA_VERSION = "1.2"
 
 
 class Stream(StrEnum):
@@ -79,8 +79,12 @@ class Embedding:
     ``rows`` is the shard's row count, ``lookups`` the indices processed in this pass
     (batch x pooling for the shard), ``unique_rows`` the distinct rows among them when known
     (from the access distribution), ``pass_`` forward | backward | sort (a backward's index
-    sort/dedup run ahead by the input pipeline). ``presorted``: the backward finds its indices
-    sorted and deduplicated already (HugeCTR's precomputed indices), so it runs only its update.
+    sort/dedup run ahead by the input pipeline) | update (a replicated table's optimizer step
+    over all its rows, after its dense gradient has been all-reduced: ``rows`` then counts the
+    table's elements in rows of ``dim``, and ``output_dtype`` is the reduced gradient's dtype).
+    A backward with ``optimizer`` ``none`` only accumulates the gradient. ``presorted``: the
+    backward finds its indices sorted and deduplicated already (HugeCTR's precomputed indices), so
+    it runs only its update.
     ``bags``: the (sample, table) bags the pass pools into, when not ``batch``, counted in pooled
     vectors of ``dim``: a table-batched (TBE) op over several tables pools one bag per sample and
     table (FBGEMM's ``B x T``; over tables of unequal dims, ``sum(bags x dim) / dim``, so its pooled
@@ -90,6 +94,9 @@ class Embedding:
     ``output_dtype``: the dtype of the pooled vectors the forward writes and of the gradients the
     backward reads, when the framework's lookups write them narrower than the table (HugeCTR's
     embeddings output ``emtype``, fp16 under mixed precision). None: the table's ``dtype``.
+    ``atomic``: the backward adds each lookup's gradient into its row with atomics, unsorted and
+    undeduplicated (HugeCTR's hybrid embedding: ``sgd_atomic_update`` of the infrequent rows, the
+    frequent rows' ``frequent_local_reduce`` into their gradient buffer), so it has no index sort.
     """
 
     table: str
@@ -105,15 +112,16 @@ class Embedding:
     presorted: bool = False
     bags: float | None = None
     output_dtype: str | None = None
+    atomic: bool = False
 
     kind = "embedding"
 
 
-def sorts_ahead(pass_: str, tier: str, optimizer: str) -> bool:
+def sorts_ahead(pass_: str, tier: str, optimizer: str, atomic: bool = False) -> bool:
     """Whether a lookup of a framework that presorts indices (``Runtime.presorts_indices``) finds
     them sorted: an HBM backward whose update sorts them (PyTorch's unfused ``sparse_sgd``
-    materialises a COO gradient instead, with no sort to move)."""
-    return pass_ == "backward" and tier == "hbm" and optimizer != "sparse_sgd"
+    materialises a COO gradient instead, and an ``atomic`` backward needs no order: no sort to move)."""
+    return pass_ == "backward" and tier == "hbm" and optimizer != "sparse_sgd" and not atomic
 
 
 @dataclass(frozen=True, slots=True)

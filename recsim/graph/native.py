@@ -1,12 +1,13 @@
 """The native graph format: JSON (optionally gzip), versioned, exact round trip.
 
-``{"schema": "recsim.execution_graph", "version": "1.1", "ranks": N, "metadata": {...},
+``{"schema": "recsim.execution_graph", "version": "1.2", "ranks": N, "metadata": {...},
 "nodes": [{"id", "rank", "name", "stream", "deps", "lane", "duration_s", "start_s", "phase",
 "op": {"kind": ..., fields of the op}}]}``. Floats are written with Python's shortest round-trip
 repr, so reading a written graph gives back an equal graph. Another minor version is read with a
 warning (the op fields a newer one adds are left out and named; an older one's missing fields take
 their defaults); another major version is an error; the version is a ``"major.minor"`` string.
-1.1 added ``Embedding.bags`` and ``Embedding.output_dtype``, written only when set.
+1.1 added ``Embedding.bags`` and ``Embedding.output_dtype``, 1.2 ``Embedding.atomic`` and the
+``update`` lookup pass; the added fields are written only when set.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ from recsim.graph.ir import (
 
 #: Op fields added after 1.0, written only when set: a reader of an older minor version (which
 #: reads a newer file with a warning) then meets them only where they matter.
-_LATER_FIELDS = frozenset({"bags", "output_dtype"})
+_LATER_FIELDS = frozenset({"bags", "output_dtype", "atomic"})
 
 
 def _op_to_dict(op: Op) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": op.kind}
     for f in dataclasses.fields(op):
         value = getattr(op, f.name)
-        if value is None and f.name in _LATER_FIELDS:
+        if f.name in _LATER_FIELDS and (value is None or value is False):
             continue
         if isinstance(value, tuple):
             value = [list(v) if isinstance(v, tuple) else v for v in value]

@@ -167,6 +167,12 @@ class Runtime(ABC):
         pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""
         return False
 
+    def atomic_embedding_update(self, plan: Plan, optimizer: str) -> bool:
+        """Whether the framework's embedding backwards of ``plan`` add each lookup's gradient into
+        its row with atomics (``Embedding.atomic``: no sort, no dedup) rather than sorting the
+        indices and updating each distinct row once (FBGEMM's TBE)."""
+        return False
+
     @abstractmethod
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         """``graph`` with this runtime's host work (the same graph when there is none)."""
@@ -286,6 +292,14 @@ class Fused(Runtime):
         # data reader (HybridSparseEmbeddingParams.use_train_precompute_indices, as NVIDIA's MLPerf
         # DLRM configs run it); its other embeddings sort inside the step.
         return "routed_rows" in plan_features(plan)
+
+    def atomic_embedding_update(self, plan: Plan, optimizer: str) -> bool:
+        # HugeCTR's hybrid embedding (SGD only) updates the infrequent rows with atomic adds of each
+        # received gradient (InfrequentEmbedding::hier_update_model / sgd_atomic_update) and
+        # accumulates the frequent rows' local gradients with atomics too (FrequentEmbedding::
+        # local_reduce, frequent_local_reduce kernel); NVIDIA's MLPerf DLRM v1 configs create the
+        # SGD optimizer with atomic_update=True. No index is sorted.
+        return "routed_rows" in plan_features(plan) and optimizer == "sgd"
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         return graph

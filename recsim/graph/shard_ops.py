@@ -139,13 +139,23 @@ class ShardOps:
         world_size: int,
         output_dtype: str | None = None,
         hit_bags_only: bool = False,
+        atomic: bool = False,
     ) -> Embedding:
-        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update).
+        """The shard's ``Embedding`` op of ``pass_``: forward, backward with the fused update, or
+        ``update``.
+
+        A replicated (``data_parallel``) shard over several ranks is trained as a dense parameter
+        (HugeCTR's frequent rows, TorchRec's data-parallel tables under DDP): its backward only
+        accumulates the local gradient (optimizer ``none``), the gradient is all-reduced whole
+        (``rows x dim``), and then its ``update`` pass steps every row with the workload's
+        optimizer. ``output_dtype`` is then the dtype of that reduced gradient.
 
         ``output_dtype``: the framework writes its pooled vectors narrower than the table
         (``Runtime.lookup_output_dtype``). ``hit_bags_only``: the framework's lookup of a part of a
         table (a rank's share of routed rows, a popularity slice) pools only the bags that drew
-        one of its rows (``Runtime.pools_hit_bags_only``); otherwise every sample's bag."""
+        one of its rows (``Runtime.pools_hit_bags_only``); otherwise every sample's bag.
+        ``atomic``: the framework's backward adds gradients with atomics
+        (``Runtime.atomic_embedding_update``; set on the backward op only)."""
         table = self.tables[shard.table]
         key = (shard, global_batch, world_size)
         figures = self._figures.get(key)
@@ -167,6 +177,11 @@ class ShardOps:
                 hit = served * self.bags_hit(shard.table, self.member_share(shard))
             figures = self._figures[key] = (served, lookups, unique, hit)
         served, lookups, unique, hit = figures
+        if pass_ == "update":  # no lookups: a sweep over the rows
+            lookups, unique, hit = 0.0, 0.0, None
+        optimizer = "none"
+        if pass_ == "update" or (pass_ == "backward" and not dense_gradient(shard, world_size)):
+            optimizer = self.w.training.embedding_optimizer
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -177,10 +192,17 @@ class ShardOps:
             lookups=lookups,
             unique_rows=unique,
             tier=shard.tier,
-            optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+            optimizer=optimizer,
             bags=hit if hit_bags_only else None,
             output_dtype=output_dtype,
+            atomic=atomic and pass_ == "backward",
         )
+
+
+def dense_gradient(shard: Shard, world_size: int) -> bool:
+    """Whether ``shard`` is trained as a dense parameter: replicated over several ranks, its
+    gradient is all-reduced whole before one ``update`` pass steps every row (``ShardOps.op``)."""
+    return shard.sharding == "data_parallel" and world_size > 1
 
 
 def slice_name(table: str, start: int, end: int, order: str) -> str:

@@ -7,7 +7,8 @@ current step and each step's first kernels wait for the previous step's updates.
 * its forward roots (nodes of phase ``forward`` without dependencies) wait for step ``s``'s input
   pipeline on the same rank (phase ``input``): that batch was prepared during step ``s``;
 * its embedding forward of a table waits for step ``s``'s fused backward/update of that table on
-  the same rank (the rows must be updated before they are read again);
+  the same rank, and for a replicated table's dense ``update`` (the rows must be updated before
+  they are read again);
 * its dense forward roots wait for step ``s``'s dense optimizer on the same rank.
 
 Stream order and collective synchronisation then come from the scheduler. Node ids of step ``s``
@@ -196,7 +197,7 @@ def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
             inputs[n.rank].append(n.id)
         elif n.phase == "optimizer":
             optimizer[n.rank].append(n.id)
-        if isinstance(n.op, Embedding) and n.op.pass_ == "backward":
+        if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
     cross: list[list[int] | None] = []
     for n in graph.nodes:

@@ -35,7 +35,7 @@ from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
 from recsim.graph.runtime import runtime
-from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.graph.shard_ops import ShardOps, dense_gradient, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
@@ -110,6 +110,7 @@ class Estimator:
         self.framework = runtime(workload.training.runtime)
         self._marginal: dict[tuple[str, int, str, str | None], float] = {}
         self._compute: dict[tuple[object, ...], float] = {}
+        self._updates: dict[tuple[object, ...], tuple[float, float]] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
@@ -161,22 +162,25 @@ class Estimator:
             return self.ops.slice_model(shard.table, shard.row_start, shard.row_end)
         return SubsetModel(self.ops.table_model(shard.table), shard.rows)
 
-    def lookup_s(self, shard: Shard, pass_: str, presorted: bool = False) -> float:
+    def lookup_s(self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False) -> float:
         """Seconds of the shard's ``pass_`` lookup op (what the engines charge, unfused); a
-        ``presorted`` backward skips its index sort (the framework sorts ahead)."""
+        ``presorted`` backward skips its index sort (the framework sorts ahead); an ``atomic`` one
+        adds its gradients with atomics (``Runtime.atomic_embedding_update``)."""
         # Id-ordered blocks of equal size cost the same wherever their rows start (a row-wise
         # table's blocks differ by at most one row): key them by size, not position.
         where = (shard.row_start, shard.row_end) if shard.order == "popularity" else (shard.rows,)
         key = (shard.table, *where, shard.dim, shard.tier, shard.dtype, shard.order)
         spread = len(shard.ranks) if shard.sharding == "distributed" else 0
-        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer)
-        key += (shard.sharding == "data_parallel", spread, pass_, presorted)
+        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer, atomic)
+        key += (shard.sharding == "data_parallel", spread, pass_, presorted, atomic)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
         table_dtype = shard.dtype or self.w.table_dtype(self.ops.tables[shard.table])
         output = self.framework.lookup_output_dtype(self.w.training.precision, table_dtype)
-        op = self.ops.op(shard, pass_, self.batch, self.world, output, self.framework.pools_hit_bags_only)
+        op = self.ops.op(
+            shard, pass_, self.batch, self.world, output, self.framework.pools_hit_bags_only, atomic
+        )
         if presorted:
             op = dataclasses.replace(op, presorted=True)
         try:
@@ -187,7 +191,7 @@ class Estimator:
         self._compute[key] = value
         return value
 
-    def fixed_s(self, shard: Shard, pass_: str, presorted: bool = False) -> float:
+    def fixed_s(self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False) -> float:
         """The part of ``lookup_s`` that does not scale with lookups (kernel overheads, the launch,
         the sort's radix passes): the cost of an op with no lookups. 0 off HBM.
 
@@ -198,27 +202,53 @@ class Estimator:
         if shard.tier != "hbm":
             return 0.0
         replicated = shard.sharding == "data_parallel"
-        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer)
-        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted)
+        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer, atomic)
+        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted, atomic)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
-        op = self.ops.op(shard, pass_, self.batch, self.world)
+        op = self.ops.op(shard, pass_, self.batch, self.world, atomic=atomic)
         empty = dataclasses.replace(
             op, lookups=0.0, unique_rows=0.0, batch=0, bags=None, dim=128, dtype="fp32", presorted=presorted
         )
+        if pass_ == "update":  # a sweep over the rows: no rows, no work
+            empty = dataclasses.replace(empty, rows=0)
         value = embedding_cost(empty, self.system, self.access_of(shard)).time_s
         self._compute[key] = value
         return value
 
-    def marginal_lookup_s(self, shard: Shard, pass_: str, presorted: bool = False) -> float:
+    def marginal_lookup_s(
+        self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False
+    ) -> float:
         """What the shard adds to its rank's fused lookup kernel: ``lookup_s`` less the fixed part for
         HBM shards, which the graph builder fuses into one table-batched kernel per rank and pass
         (so the fixed part is paid once per rank whatever the plan; ``plan_perf`` adds it back)."""
-        full = self.lookup_s(shard, pass_, presorted)
+        full = self.lookup_s(shard, pass_, presorted, atomic)
         if not math.isfinite(full):
             return full
-        return max(0.0, full - self.fixed_s(shard, pass_, presorted))
+        return max(0.0, full - self.fixed_s(shard, pass_, presorted, atomic))
+
+    def update_s(self, shard: Shard, reduced_dtype: str | None = None) -> tuple[float, float]:
+        """(marginal, fixed) seconds of a replicated shard's dense ``update`` pass
+        (``shard_ops.dense_gradient``) with its gradient reduced in ``reduced_dtype`` (None: the
+        table's): the builder fuses a rank's replicated updates as it fuses their lookups, so the
+        fixed part (kernel overheads and launches) is paid once per rank. (0, 0) for other shards."""
+        if not dense_gradient(shard, self.world):
+            return 0.0, 0.0
+        key = ("update", shard.table, shard.rows, shard.dim, shard.tier, shard.dtype, reduced_dtype)
+        cached = self._updates.get(key)
+        if cached is not None:
+            return cached
+        op = self.ops.op(shard, "update", self.batch, self.world, reduced_dtype)
+        try:
+            full = embedding_cost(op, self.system, self.access_of(shard)).time_s
+            fixed = embedding_cost(dataclasses.replace(op, rows=0), self.system, self.access_of(shard)).time_s
+            value = (max(0.0, full - fixed), fixed)
+        except (InfeasibleError, ConfigError) as exc:
+            self.unavailable.setdefault(shard.tier, str(exc))
+            value = (math.inf, 0.0)
+        self._updates[key] = value
+        return value
 
     # -- blocks --------------------------------------------------------------------------------
 
@@ -253,9 +283,10 @@ class Estimator:
             rs = self.batch * dim * wire * self.marginal_s_per_byte("reduce_scatter", split_group, comm)
         dp = 0.0
         for s in shards:
-            if s.sharding == "data_parallel" and self.world > 1:
+            if dense_gradient(s, self.world):
                 size = s.rows * s.dim * DTYPE_BYTES[s.dtype or self.w.table_dtype(self.ops.tables[s.table])]
                 dp += size * self.marginal_s_per_byte("all_reduce", self.world, "fp32")
+                bwd += self.update_s(s)[0]
         storage = Storage()
         for s in shards:
             storage = storage + shard_storage(s, self.w)
@@ -448,6 +479,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     # What the workload's framework does with this plan (``recsim.graph.runtime``), as the builder.
     framework = est.framework
     presorted = framework.presorts_indices(plan)
+    atomic = framework.atomic_embedding_update(plan, est.w.training.embedding_optimizer)
     gradients = framework.gradient_all_reduce
     grouped = framework.groups_replicated_gradients(plan)
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
@@ -468,20 +500,24 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     fixed: dict[tuple[int, bool], tuple[float, float]] = {}  # (rank, replicated) -> fused kernel's fixed part
     for s in plan.shards:
         fwd = est.marginal_lookup_s(s, "forward")
-        bwd = est.marginal_lookup_s(s, "backward", presorted)
-        if s.tier == "hbm":
-            fixed_fwd, fixed_bwd = est.fixed_s(s, "forward"), est.fixed_s(s, "backward", presorted)
-            for r in s.ranks:
-                key = (r, s.sharding == "data_parallel")
-                f0, b0 = fixed.get(key, (0.0, 0.0))
-                fixed[key] = (max(f0, fixed_fwd), max(b0, fixed_bwd))
-        dp = 0.0
-        if s.sharding == "data_parallel" and plan.world_size > 1:
+        bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
+        dp = fixed_update = 0.0
+        if dense_gradient(s, plan.world_size):
             dtype = s.dtype or est.w.table_dtype(est.ops.tables[s.table])
             if grouped:  # in the dense gradient buffer's type, as the builder sizes them
                 dtype = framework.lookup_output_dtype(est.w.training.precision, dtype) or dtype
             size = s.rows * s.dim * DTYPE_BYTES[dtype]
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
+            marginal, fixed_update = est.update_s(s, dtype)
+            bwd += marginal
+        if s.tier == "hbm":
+            fixed_fwd = est.fixed_s(s, "forward")
+            # The update's fixed part joins the backward's: both once per rank (fused).
+            fixed_bwd = est.fixed_s(s, "backward", presorted, atomic) + fixed_update
+            for r in s.ranks:
+                key = (r, s.sharding == "data_parallel")
+                f0, b0 = fixed.get(key, (0.0, 0.0))
+                fixed[key] = (max(f0, fixed_fwd), max(b0, fixed_bwd))
         for r in s.ranks:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
     for (r, _replicated), (f, b) in fixed.items():

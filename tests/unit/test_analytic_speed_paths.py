@@ -153,7 +153,7 @@ def reference_chain(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
             inputs[n.rank].append(n.id)
         elif n.phase == "optimizer":
             optimizer[n.rank].append(n.id)
-        if isinstance(n.op, Embedding) and n.op.pass_ == "backward":
+        if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
     nodes: list[Node] = []
     for s in range(steps):
@@ -1211,8 +1211,10 @@ class _ReferenceShardOps(ShardOps):
         world_size: int,
         output_dtype: str | None = None,
         hit_bags_only: bool = False,
+        atomic: bool = False,
     ) -> Embedding:
-        """The shard's ``Embedding`` op of ``pass_`` (forward, or backward with the fused update)."""
+        """The shard's ``Embedding`` op of ``pass_`` (forward, backward with the fused update, or a
+        replicated shard's dense update)."""
         table = self.tables[shard.table]
         served = self.served(shard, global_batch, world_size)
         lookups = served * self.w.table_lookups(table) * self.lookup_share(shard)
@@ -1225,6 +1227,13 @@ class _ReferenceShardOps(ShardOps):
         bags = None
         if hit_bags_only and (shard.sharding == "distributed" or self.is_slice(shard)):
             bags = served * self.bags_hit(shard.table, self.member_share(shard))
+        replicated = shard.sharding == "data_parallel" and world_size > 1
+        optimizer = "none"
+        if pass_ == "update":
+            lookups, unique, bags = 0.0, 0.0, None
+            optimizer = self.w.training.embedding_optimizer
+        elif pass_ == "backward" and not replicated:
+            optimizer = self.w.training.embedding_optimizer
         return Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -1235,9 +1244,10 @@ class _ReferenceShardOps(ShardOps):
             lookups=lookups,
             unique_rows=unique,
             tier=shard.tier,
-            optimizer=self.w.training.embedding_optimizer if pass_ == "backward" else "none",
+            optimizer=optimizer,
             bags=bags,
             output_dtype=output_dtype,
+            atomic=atomic and pass_ == "backward",
         )
 
 
@@ -1319,7 +1329,9 @@ class _ReferenceBuilder(_Builder):
         groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
             table = self.tables[shard.table]
-            op = self.ops.op(shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only)
+            op = self.ops.op(
+                shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only, self.atomic
+            )
             replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
                 if self.opt.fuse_tables and shard.tier == "hbm":
@@ -1338,6 +1350,8 @@ class _ReferenceBuilder(_Builder):
         order = sorted(groups.items())
         if replicated_deps is not None:  # replicated first: they need not wait for the exchange
             order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
+        elif pass_ == "forward":  # replicated last: the exchange waits only for the others
+            order.sort(key=lambda kv: (kv[0][0], kv[0][2]))
         for (rank, dtype, replicated), members in order:
             ops = [op for _, op in members]
             lookups = sum(o.lookups for o in ops)
@@ -1355,6 +1369,7 @@ class _ReferenceBuilder(_Builder):
                 optimizer=ops[0].optimizer,
                 bags=sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / max(1, round(dim)),
                 output_dtype=ops[0].output_dtype,
+                atomic=ops[0].atomic,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
@@ -1447,6 +1462,7 @@ def reference_build_training_step(
     framework = _framework(workload)
     bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
+    bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
@@ -1455,6 +1471,9 @@ def reference_build_training_step(
     if opt.include_input_pipeline:
         bld.input_pipeline(batch)
     emb_fwd = bld.embedding_pass(batch, "forward", {})
+    replicated_fwd = set(bld.replicated.values())
+    exchanged = {r: [n for n in ids if n not in replicated_fwd] for r, ids in emb_fwd.items()}
+    local_fwd = {r: [n for n in ids if n in replicated_fwd] for r, ids in emb_fwd.items()}
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
@@ -1463,8 +1482,8 @@ def reference_build_training_step(
     mp_rank = plan.bottom_rank if bottom else None
     if mp_rank is not None:
         mp_ids = bld.dense_forward(mp_rank, batch, bottom, [], precision, whole_batch=True)
-        emb_fwd.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
-    a2a_fwd = bld.pooled_exchange(batch, True, emb_fwd)
+        exchanged.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
+    a2a_fwd = bld.pooled_exchange(batch, True, exchanged)
 
     grads: list[tuple[str, float, int, int]] = []  # (layer, bytes, rank, node) in backward order
     last_bwd: dict[int, list[int]] = {}
@@ -1481,7 +1500,7 @@ def reference_build_training_step(
     )
     for r in range(bld.world):
         bottom_ids = bld.dense_forward(r, batch, data_parallel, [], precision)
-        joined = [*a2a_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
+        joined = [*a2a_fwd.get(r, []), *local_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
         rest_ids = bld.dense_forward(r, batch, after, joined, precision)
         last = list(rest_ids.values())[-1]
         loss = bld.add(r, "loss", Stream.COMPUTE, loss_op, [last], "forward")
@@ -1560,10 +1579,13 @@ def reference_build_training_step(
             if grouped:
                 dtype = bld.output_dtype(shard) or dtype
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
+        reduced: dict[int, list[int]] = defaultdict(list)
         for r in range(bld.world):
             if grouped:
                 mine = by_rank.get(r, [])
                 dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
+                if mine:
+                    reduced[r].append(bucket_ids[r][-1])
                 continue
             grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
@@ -1576,9 +1598,39 @@ def reference_build_training_step(
                     "fp32",
                     algorithm=gradient_algorithm,
                 )
-                bucket_ids[r].append(
-                    bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
-                )
+                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                bucket_ids[r].append(nid)
+                reduced[r].append(nid)
+        # Each rank's replicated shards, stepped whole after their all-reduces: one node per fused
+        # replicated table (the rank's HBM shards of a dtype), else one per shard.
+        updates: dict[tuple[int, str], list[Embedding]] = defaultdict(list)
+        for (rank, shard), _nid in sorted(
+            bld.replicated.items(), key=lambda kv: (kv[0][0], bld.plan.shards.index(kv[0][1]))
+        ):
+            dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
+            reduced_dtype = (bld.output_dtype(shard) or dtype) if grouped else dtype
+            op = bld.ops.op(shard, "update", batch, bld.world, reduced_dtype)
+            fused = opt.fuse_tables and shard.tier == "hbm"
+            updates[(rank, f"tbe:{rank}:{dtype}:replicated" if fused else op.table)].append(op)
+        for (rank, table), ops in updates.items():
+            if len(ops) == 1 and ops[0].table == table:
+                bld.add(rank, f"emb_update:{table}", Stream.COMPUTE, ops[0], reduced[rank], "optimizer")
+                continue
+            elements = sum(o.rows * o.dim for o in ops)
+            width = (
+                ops[0].dim
+                if len({o.dim for o in ops}) == 1
+                else max(1, round(elements / sum(o.rows for o in ops)))
+            )
+            op = replace(
+                ops[0],
+                table=table,
+                rows=math.ceil(elements / width),
+                dim=width,
+                batch=max(o.batch for o in ops),
+            )
+            name = f"emb_update:tbe[{len(ops)} tables, replicated]"
+            bld.add(rank, name, Stream.COMPUTE, op, reduced[rank], "optimizer")
 
     optimizer = workload.training.optimizer
     bottom_params = sum(layer.params for layer in bottom)

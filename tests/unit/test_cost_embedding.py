@@ -257,6 +257,49 @@ def test_hbm_sparse_sgd_by_hand():
     assert sparse.bytes_on("hbm") > fused.bytes_on("hbm")
 
 
+def test_hbm_dense_update_by_hand():
+    """A replicated table's ``update`` pass: every row stepped once its gradient is all-reduced."""
+    from recsim.cost.compute import gemm_calibration
+
+    accelerator = TINY.accelerator
+    assert accelerator is not None
+    gemm = gemm_calibration(accelerator)
+    stream = HBM_BW * gemm.memory_efficiency
+    # fp32 gradient: per row the row read and written (2 x 128 B), the gradient read (128 B) and the
+    # fp32 accumulator reset (128 B); two kernels (step, reset).
+    plain = cost(op("hbm", "update", optimizer="sgd", lookups=0.0, unique_rows=0.0))
+    assert plain.time_s == pytest.approx(2 * (gemm.overhead_s + 4e-6) + 1000 * 512 / stream, rel=1e-12)
+    assert plain.bytes_on("hbm") == pytest.approx(1000 * 512)
+    # Reduced in fp16 (HugeCTR's emtype): a 64 B gradient, and the accumulator converted into it
+    # (read 128 B, write 64 B) by a third kernel.
+    half = cost(op("hbm", "update", optimizer="sgd", lookups=0.0, unique_rows=0.0, output_dtype="fp16"))
+    per_row = 2 * 128 + 64 + 128 + (128 + 64)
+    assert half.time_s == pytest.approx(3 * (gemm.overhead_s + 4e-6) + 1000 * per_row / stream, rel=1e-12)
+    # Adagrad reads and writes its fp32 state too.
+    adagrad = cost(op("hbm", "update", optimizer="adagrad", lookups=0.0, unique_rows=0.0))
+    assert adagrad.bytes_on("hbm") - plain.bytes_on("hbm") == pytest.approx(1000 * 2 * 128)
+    # Nothing to step: only the kernels' fixed cost.
+    empty = cost(op("hbm", "update", optimizer="sgd", rows=0, lookups=0.0, unique_rows=0.0))
+    assert empty.time_s == pytest.approx(2 * (gemm.overhead_s + 4e-6), rel=1e-12)
+
+
+def test_hbm_atomic_backward_by_hand():
+    """HugeCTR's atomic backward: one kernel, each lookup's gradient added into its row in L2."""
+    c = cost(op("hbm", "backward", atomic=True))
+    # 1000 rows x 128 B fit in L2 (hit rate 1): the read-modify-writes (2 x 1000 x 128 B) and the
+    # bags' repeated gradient reads (900 x 128 B) in L2; each bag's gradient once (100 x 128 B) and
+    # the indices (8 B) from HBM; L2 served at HBM speed on this architecture.
+    l2 = 2 * 1000 * 128 + 900 * 128
+    hbm = 100 * 128 + 1000 * 8
+    assert c.time_s == pytest.approx(10e-6 + (hbm + l2) / (HBM_BW * EFF_128) + 4e-6, rel=1e-12)
+    assert c.bytes_on("hbm") == pytest.approx(hbm)
+    assert c.details["kernels"] == 1.0 and c.details["l2_bytes"] == pytest.approx(l2)
+    # No sort, no dedup: cheaper than FBGEMM's sorted backward of the same op.
+    assert c.time_s < cost(op("hbm", "backward")).time_s
+    # Optimizer none (a replicated table's local reduce): into the fp32 accumulator, same bytes here.
+    assert cost(op("hbm", "backward", atomic=True, optimizer="none")).time_s == pytest.approx(c.time_s)
+
+
 def test_hbm_bags_and_narrow_output_by_hand():
     # A TBE over 3 tables of batch 100 pools 300 bags: 300 offsets and pooled vectors, not 100.
     fused = cost(op("hbm", bags=300.0))
@@ -404,8 +447,11 @@ def test_registry_and_tier_strings():
     for bad in ("tape", "uvm_caching:x", "uvm_caching:1.5", "hbm:0.1", "ssd:nan"):
         with pytest.raises(ConfigError):
             cost(op(bad))
-    with pytest.raises(ConfigError, match="update"):
-        cost(op("hbm", "update"))
+    with pytest.raises(ConfigError, match="'update'"):
+        cost(op("hbm", "scatter"))
+    # A replicated table's dense update runs in HBM only.
+    with pytest.raises(ConfigError, match="dense update runs in HBM only"):
+        cost(op("uvm", "update"))
     with pytest.raises(ConfigError):
         cost(op("hbm", "backward", optimizer="lamb"))
 

@@ -14,6 +14,7 @@ from recsim.graph.build import build_training_step
 from recsim.graph.ir import Collective, Embedding, Stream
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.graph.steps import chain_steps
 from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
@@ -106,22 +107,36 @@ def test_a_distributed_shard_needs_distinct_ranks_and_a_row_each():
 
 
 def test_hugectr_sorts_the_hybrid_embeddings_indices_ahead():
-    # Under the fused (HugeCTR) runtime a hybrid-embedding plan's backward lookups find their indices
-    # sorted: each skips its sort stage, which runs as a 'sort' node behind the next batch's H2D copy
+    # Under the fused (HugeCTR) runtime a hybrid-embedding plan trained with SGD adds its gradients
+    # with atomics (sgd_atomic_update, frequent_local_reduce): no backward sorts anything. With
+    # another optimizer its backward lookups find their indices sorted: each skips its sort stage,
+    # which runs as a 'sort' node behind the next batch's H2D copy
     # (HybridSparseEmbeddingParams.use_train_precompute_indices). Other runtimes sort in the step.
     system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    assert w.training.embedding_optimizer == "sgd"
     plan = make_plan("hybrid_embedding", w, system)
     graph = build_training_step(w, plan)
+    backward = [n for n in graph.nodes if isinstance(n.op, Embedding) and n.op.pass_ == "backward"]
+    assert backward and all(n.op.atomic and not n.op.presorted for n in backward)
+    assert not any(isinstance(n.op, Embedding) and n.op.pass_ == "sort" for n in graph.nodes)
+    cost = CostModel(system, w, fused_tables=graph.metadata["fused_tables"])
+    for n in backward:  # one kernel of atomics: no sort, cheaper than sorting and deduplicating
+        assert cost.embedding_s(n.op) < cost.embedding_s(dc_replace(n.op, atomic=False))
+
+    adagrad = w.model_copy(
+        update={"training": w.training.model_copy(update={"embedding_optimizer": "rowwise_adagrad"})}
+    )
+    graph = build_training_step(adagrad, plan)
     ids = {n.id: n for n in graph.nodes}
     backward = [n for n in graph.nodes if isinstance(n.op, Embedding) and n.op.pass_ == "backward"]
     sorts = [n for n in graph.nodes if isinstance(n.op, Embedding) and n.op.pass_ == "sort"]
     assert backward and len(sorts) == len(backward)
-    assert all(n.op.presorted for n in backward)
+    assert all(n.op.presorted and not n.op.atomic for n in backward)
     for n in sorts:
         assert n.stream is Stream.COPY and n.phase == "input"
         (h2d,) = (ids[d] for d in n.deps)
         assert h2d.name == "h2d_next_batch" and h2d.rank == n.rank
-    cost = CostModel(system, w, fused_tables=graph.metadata["fused_tables"])
+    cost = CostModel(system, adagrad, fused_tables=graph.metadata["fused_tables"])
     for n in backward:
         whole = cost.embedding_s(dc_replace(n.op, presorted=False))
         sort = cost.embedding_s(dc_replace(n.op, pass_="sort", presorted=False))
@@ -131,7 +146,8 @@ def test_hugectr_sorts_the_hybrid_embeddings_indices_ahead():
     eager = w.model_copy(update={"training": w.training.model_copy(update={"runtime": "eager"})})
     graph = build_training_step(eager, plan)
     assert not any(
-        isinstance(n.op, Embedding) and (n.op.presorted or n.op.pass_ == "sort") for n in graph.nodes
+        isinstance(n.op, Embedding) and (n.op.presorted or n.op.atomic or n.op.pass_ == "sort")
+        for n in graph.nodes
     )
 
 
@@ -163,6 +179,45 @@ def test_replicated_backward_skips_the_exchange_and_hugectr_groups_its_all_reduc
         else:
             assert reduces["allreduce_bucket0"].op.bytes == pytest.approx(dense_bytes)
             assert reduces["dp_allreduce_bucket0"].op.bytes == pytest.approx(replicated_bytes)
+
+
+def test_replicated_rows_train_as_a_dense_parameter():
+    # A replicated shard's backward only accumulates its gradient (optimizer none); after the
+    # all-reduce that carries it, one update node per rank steps every replicated row (HugeCTR's
+    # FrequentEmbedding::update_model, TorchRec's dense optimizer over its data-parallel tables),
+    # and the next step's replicated lookups wait for it. The forward exchange waits only for the
+    # lookups it sends; the interaction waits for the replicated ones directly.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    plan = make_plan("hybrid_embedding", w, system)
+    replicated = [s for s in plan.shards if s.sharding == "data_parallel"]
+    elements = sum(s.rows * s.dim for s in replicated)
+    for runtime_name, reduced_dtype in (("fused", "fp16"), ("eager", "fp32")):
+        wl = w.model_copy(update={"training": w.training.model_copy(update={"runtime": runtime_name})})
+        graph = build_training_step(wl, plan)
+        ids = {n.id: n for n in graph.nodes}
+        mine = [n for n in graph.nodes if n.rank == 0]
+        lookups = [n for n in mine if isinstance(n.op, Embedding)]
+        rep_fwd, rep_bwd = (n for n in lookups if n.name.endswith("replicated]") and n.op.pass_ != "update")
+        assert rep_fwd.op.pass_ == "forward" and rep_bwd.op.optimizer == "none"
+        routed_bwd = next(n for n in lookups if n.op.pass_ == "backward" and n is not rep_bwd)
+        assert routed_bwd.op.optimizer == "sgd"
+        (update,) = (n for n in lookups if n.op.pass_ == "update")
+        assert update.phase == "optimizer" and update.stream is Stream.COMPUTE
+        assert update.op.optimizer == "sgd" and update.op.output_dtype == reduced_dtype
+        assert update.op.rows * update.op.dim == elements and update.op.lookups == 0.0
+        carriers = [ids[d] for d in update.deps]
+        assert carriers and all(isinstance(c.op, Collective) for c in carriers)
+        assert rep_bwd.id in {d for c in carriers for d in c.deps}
+        optimizer = next(n for n in mine if n.name == "dense_optimizer")
+        assert update.id < optimizer.id  # queued ahead of it on the compute stream
+        (a2a,) = (n for n in mine if n.name == "a2a_fwd")
+        assert rep_fwd.id not in a2a.deps and any(ids[d].op.pass_ == "forward" for d in a2a.deps)
+        interaction = next(n for n in mine if n.name == "interaction_fwd")
+        assert rep_fwd.id in interaction.deps and a2a.id in interaction.deps
+    chained = chain_steps(build_training_step(w, plan), 2)
+    by_name = {(n.rank, n.name): n for n in chained.nodes}
+    later = by_name[(0, "emb_forward:tbe[26 tables, replicated]#1")]
+    assert by_name[(0, "emb_update:tbe[26 tables, replicated]#0")].id in later.deps
 
 
 def test_the_estimator_counts_what_hugectr_does_with_the_plan():

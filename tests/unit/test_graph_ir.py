@@ -84,7 +84,7 @@ def test_native_round_trip_is_exact(tmp_path):
         assert back.metadata == g.metadata
         assert back.ranks == g.ranks
     raw = gzip.decompress((tmp_path / "g.json.gz").read_bytes())
-    assert json.loads(raw)["version"] == SCHEMA_VERSION == "1.1"
+    assert json.loads(raw)["version"] == SCHEMA_VERSION == "1.2"
 
 
 @settings(max_examples=30, deadline=None)
@@ -128,7 +128,7 @@ def test_native_bad_input(tmp_path):
     minor.write_text(
         json.dumps({"schema": "recsim.execution_graph", "version": "1.7", "ranks": 1, "nodes": []})
     )
-    with pytest.warns(UserWarning, match="reading as 1.1"):
+    with pytest.warns(UserWarning, match="reading as 1.2"):
         assert len(read_graph(minor)) == 0
     # A newer minor version's op fields are left out, and named; an older one's lookups take the
     # defaults of the fields it lacks (one bag per sample, the table's dtype), and the warning says so.
@@ -140,7 +140,7 @@ def test_native_bad_input(tmp_path):
         json.dumps({"schema": "recsim.execution_graph", "version": "1.9", "ranks": 1, "nodes": [newer]})
     )
     with (
-        pytest.warns(UserWarning, match="reading as 1.1"),
+        pytest.warns(UserWarning, match="reading as 1.2"),
         pytest.warns(UserWarning, match="left out: embedding.heat"),
     ):
         (node,) = read_graph(ahead).nodes
@@ -157,7 +157,7 @@ def test_native_bad_input(tmp_path):
     for bad in ("1.\u00b2", "1.x", "x", "", "01.1.2", 1.1, None):
         with pytest.raises(TraceError, match="schema version"):
             graph_from_dict({"schema": "recsim.execution_graph", "version": bad, "ranks": 1, "nodes": []})
-    with pytest.warns(UserWarning, match="reading as 1.1"):  # 1.10 is newer than 1.1
+    with pytest.warns(UserWarning, match="reading as 1.2"):  # 1.10 is newer than 1.2
         graph_from_dict({"schema": "recsim.execution_graph", "version": "1.10", "ranks": 1, "nodes": []})
     # Unset fields added after 1.0 are not written (an older minor reader then meets none of them).
     written = graph_to_dict(
@@ -166,7 +166,23 @@ def test_native_bad_input(tmp_path):
             [Node(0, 0, "e", Stream.COMPUTE, Embedding(**{k: v for k, v in lookup.items() if k != "kind"}))],
         )
     )
-    assert "bags" not in written["nodes"][0]["op"] and "output_dtype" not in written["nodes"][0]["op"]
+    assert not {"bags", "output_dtype", "atomic"} & set(written["nodes"][0]["op"])
+    atomic = graph_to_dict(
+        ExecutionGraph(
+            1,
+            [
+                Node(
+                    0,
+                    0,
+                    "e",
+                    Stream.COMPUTE,
+                    Embedding(**{k: v for k, v in lookup.items() if k != "kind"}, atomic=True),
+                )
+            ],
+        )
+    )
+    assert atomic["nodes"][0]["op"]["atomic"] is True
+    assert graph_from_dict(atomic).nodes[0].op.atomic is True
     # This version's own files name an unknown field as an error.
     with pytest.raises(TraceError, match=r"unknown embedding field\(s\) \['heat'\]"):
         graph_from_dict(
@@ -175,7 +191,9 @@ def test_native_bad_input(tmp_path):
     node = {"id": 0, "rank": 0, "name": "x", "stream": "compute", "op": {"kind": "warp", "a": 1}}
     weird = tmp_path / "w.json"
     weird.write_text(
-        json.dumps({"schema": "recsim.execution_graph", "version": "1.1", "ranks": 1, "nodes": [node]})
+        json.dumps(
+            {"schema": "recsim.execution_graph", "version": SCHEMA_VERSION, "ranks": 1, "nodes": [node]}
+        )
     )
     with pytest.raises(TraceError, match="unknown op kind 'warp'"):
         read_graph(weird)

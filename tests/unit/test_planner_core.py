@@ -121,7 +121,10 @@ def test_estimator_lookups_equal_the_engine_costs(tiny):
     by_op: dict[int, float] = defaultdict(float)
     for shard in plan.shards:
         for rank in shard.ranks:
-            by_op[rank] += est.lookup_s(shard, "forward") + est.lookup_s(shard, "backward")
+            # A replicated shard's dense update (marginal and fixed part: unfused here).
+            update = sum(est.update_s(shard))
+            by_op[rank] += est.lookup_s(shard, "forward") + est.lookup_s(shard, "backward") + update
+    assert all(sum(est.update_s(s)) > 0 for s in plan.shards if s.sharding == "data_parallel")
     per_rank = plan_perf(est, plan)
     for rank in (0, 1):
         assert by_op[rank] == pytest.approx(engine[rank], rel=1e-12)

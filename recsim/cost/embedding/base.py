@@ -312,12 +312,18 @@ class TierModel(ABC):
 
     def cost(self, lookup: Lookup) -> EmbeddingCost:
         """The op's cost by pass; resources it does not touch are left out of ``bytes_by_resource``."""
-        passes = {"forward": self.forward, "backward": self.backward, "sort": self.sort}
+        passes = {
+            "forward": self.forward,
+            "backward": self.backward,
+            "sort": self.sort,
+            "update": self.update,
+        }
         run = passes.get(lookup.op.pass_)
         if run is None:
             raise ConfigError(
                 f"embedding pass {lookup.op.pass_!r}: recsim costs 'forward', 'backward' (with the fused "
-                "optimizer update, as FBGEMM's TBE does) and 'sort' (a backward's indices, sorted ahead)"
+                "optimizer update, as FBGEMM's TBE does), 'sort' (a backward's indices, sorted ahead) "
+                "and 'update' (a replicated table's dense optimizer step)"
             )
         cost = run(lookup)
         moved = {k: v for k, v in cost.bytes_by_resource.items() if v > 0}
@@ -335,6 +341,14 @@ class TierModel(ABC):
         """The backward's index sort/dedup run ahead of it (``Embedding.presorted``); only tiers
         whose lookups run on the accelerator have one."""
         raise ConfigError(f"tier {self.name!r} has no separate index sort (only 'hbm' does)")
+
+    def update(self, lookup: Lookup) -> EmbeddingCost:
+        """A replicated table's dense optimizer step over all its rows (``ShardOps.op``); recsim
+        keeps replicated tables in HBM, as TorchRec's data-parallel sharding does."""
+        raise ConfigError(
+            f"tier {self.name!r}: a replicated (data_parallel) table's dense update runs in HBM only; "
+            "place replicated shards on tier 'hbm'"
+        )
 
 
 T = TypeVar("T", bound=type[TierModel])

@@ -61,6 +61,8 @@ from recsim.hardware.calibration import GatherCalibration
 from recsim.hardware.devices import Accelerator
 
 __all__ = [
+    "ACCUMULATOR_BYTES",
+    "DENSE_UPDATE_KERNELS",
     "L2_BYTES_PER_CLOCK",
     "SORT_BYTES_PER_LOOKUP",
     "SORT_BYTES_PER_PASS",
@@ -72,6 +74,8 @@ __all__ = [
     "UPDATE_BYTES_PER_UNIQUE",
     "UPDATE_KERNELS",
     "KernelCost",
+    "atomic_update_stage",
+    "dense_update_stage",
     "forward_kernel",
     "gather_calibration",
     "gather_efficiency",
@@ -280,6 +284,70 @@ def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
     )
     kernels = SPARSE_SGD_KERNELS
     return KernelCost(kernels * cal.overhead_s, memory, streamed + scattered, 0.0, kernels)
+
+
+#: Kernels of a replicated table's dense update: the optimizer step over every row, the reset of
+#: the fp32 gradient accumulator, and (gradient reduced narrower than fp32) its conversion.
+DENSE_UPDATE_KERNELS: Final[int] = 2
+ACCUMULATOR_BYTES: Final[float] = 4.0
+"""The local gradient of a dense-gradient table accumulates in fp32: HugeCTR's
+``float_frequent_gradients_`` (FrequentEmbedding::local_reduce, converted to ``emtype`` for the
+all-reduce), PyTorch's fp32 ``.grad`` of an fp32 parameter."""
+
+
+def dense_update_stage(lookup: Lookup) -> KernelCost:
+    """The ``update`` pass of a replicated table trained as a dense parameter (``ShardOps.op``):
+    every element of its ``rows x dim`` is stepped once its gradient has been all-reduced.
+
+    Streamed bytes per row: the row and its optimizer state read and written, the reduced gradient
+    (``output_dtype``) read; the fp32 accumulator reset for the next step (HugeCTR's
+    ``reset_all_gradients``, PyTorch's ``zero_grad``) and, when the gradient was reduced narrower
+    (HugeCTR's fp16 ``emtype``), converted into it (read fp32, write the narrow copy; HugeCTR runs
+    it before the all-reduce, recsim charges it here, on the same stream). All at the element-wise
+    memory efficiency and kernel overhead of the accelerator's GEMM fit, as element-wise ops are
+    costed (``recsim.cost.compute``).
+    """
+    acc = lookup.accelerator()
+    gemm = gemm_calibration(acc)
+    rows = max(0.0, float(lookup.op.rows))
+    grad = lookup.pooled_bytes  # one row of the reduced gradient
+    accumulator = lookup.op.dim * ACCUMULATOR_BYTES
+    per_row = 2.0 * (lookup.row_bytes + lookup.state_bytes) + grad + accumulator
+    kernels = DENSE_UPDATE_KERNELS
+    if grad < accumulator:
+        per_row += accumulator + grad
+        kernels += 1
+    streamed = rows * per_row
+    memory = _memory_s(acc, streamed, 0.0, gemm.memory_efficiency)
+    # Element-wise kernels: the fixed cost of the fit's kernels (``recsim.cost.compute``), not the
+    # TBE's (a gather kernel's overhead covers its index set-up).
+    return KernelCost(kernels * gemm.overhead_s, memory, streamed, 0.0, kernels)
+
+
+def atomic_update_stage(lookup: Lookup) -> KernelCost:
+    """An ``atomic`` backward (``Embedding.atomic``, HugeCTR's hybrid embedding): one kernel reads
+    each lookup's index and the pooled gradient of its bag and adds the gradient into its target
+    with atomics: the row itself under SGD (``lr x g``), the fp32 gradient accumulator under
+    optimizer ``none`` (a replicated table's local reduce). Nothing is sorted or deduplicated.
+
+    The L2 performs the atomics: a target found there (its LRU hit rate under the op's access
+    model, as the forward's rows) is read and written in L2, the others in HBM. A bag's gradient is
+    read from HBM once and then from L2 (several lookups of a bag). At the TBE forward's gather
+    efficiency for the target's size: each lookup touches one row at random, as a gather does.
+    ASSUMPTION: an atomic read-modify-write of a row runs at that rate (no atomic kernel was
+    measured; a gather also holds its row requests in flight).
+    """
+    acc = lookup.accelerator()
+    cal = gather_calibration(acc)
+    lookups = lookup.lookups
+    target = lookup.op.dim * ACCUMULATOR_BYTES if lookup.op.optimizer == "none" else lookup.row_bytes
+    hit = lookup.hit_rate(acc.l2_bytes / target) if target > 0 else 0.0
+    rmw = 2.0 * lookups * target
+    first = min(lookups, lookup.bags) * lookup.pooled_bytes
+    l2 = rmw * hit + (lookups * lookup.pooled_bytes - first)
+    hbm = rmw * (1.0 - hit) + first + lookups * INDEX_BYTES
+    memory = _memory_s(acc, hbm, l2, gather_efficiency(cal, target))
+    return KernelCost(cal.overhead_s, memory, hbm, l2, 1)
 
 
 def lookup_forward(lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = False) -> KernelCost:

@@ -8,13 +8,23 @@ optimizer state are read and written in HBM (SGD: the row; row-wise Adagrad: + o
 per lookup, then ``mul`` and ``index_add_``: ``gpu.sparse_sgd_stage``). Every kernel of a pass adds
 the GPU-side launch gap (``recsim.cost.launch``) when ``include_launch``. A ``presorted`` backward
 skips its sort stage, which the ``sort`` pass charges instead (HugeCTR precomputes the indices in
-its input pipeline).
+its input pipeline). ``update`` is a replicated table's dense optimizer step over all its rows
+after its gradient all-reduce (``gpu.dense_update_stage``); its backward then has optimizer
+``none`` and only writes each unique row's gradient. An ``atomic`` backward (HugeCTR's hybrid
+embedding) is one kernel of atomic adds, no sort (``gpu.atomic_update_stage``).
 """
 
 from __future__ import annotations
 
 from recsim.cost.embedding.base import HBM, EmbeddingCost, Lookup, TierModel, register_tier
-from recsim.cost.embedding.gpu import lookup_forward, lookup_sort, lookup_update, sparse_sgd_stage
+from recsim.cost.embedding.gpu import (
+    atomic_update_stage,
+    dense_update_stage,
+    lookup_forward,
+    lookup_sort,
+    lookup_update,
+    sparse_sgd_stage,
+)
 
 __all__ = ["HbmTier"]
 
@@ -44,6 +54,17 @@ class HbmTier(TierModel):
             details = lookup.base_details() | lookup.backward_accounting()
             details |= {"update_s": stage.time_s, "kernels": float(stage.kernels), "launch_s": launch}
             return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
+        if lookup.op.atomic:
+            stage = atomic_update_stage(lookup)
+            launch = lookup.launch_s(stage.kernels)
+            details = lookup.base_details() | lookup.backward_accounting()
+            details |= {
+                "update_s": stage.time_s,
+                "kernels": float(stage.kernels),
+                "l2_bytes": stage.l2_bytes,
+                "launch_s": launch,
+            }
+            return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
         unique = lookup.unique_rows
         rows_hbm = unique * (lookup.update_read_bytes + lookup.update_write_bytes)
         update = lookup_update(lookup, row_update_hbm_bytes=rows_hbm)
@@ -62,6 +83,18 @@ class HbmTier(TierModel):
             "launch_s": launch,
         }
         return EmbeddingCost(sort_s + update.time_s + launch, {HBM: sort_hbm + update.hbm_bytes}, details)
+
+    def update(self, lookup: Lookup) -> EmbeddingCost:
+        stage = dense_update_stage(lookup)
+        launch = lookup.launch_s(stage.kernels)
+        details = lookup.base_details() | {
+            "update_s": stage.time_s,
+            "kernels": float(stage.kernels),
+            "launch_s": launch,
+            "table_bytes_read": lookup.op.rows * (lookup.row_bytes + lookup.state_bytes),
+            "bytes_returned": lookup.op.rows * (lookup.row_bytes + lookup.state_bytes),
+        }
+        return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
 
     def sort(self, lookup: Lookup) -> EmbeddingCost:
         sort = lookup_sort(lookup)
