@@ -4,7 +4,9 @@
 bytes plus FBGEMM's per-row scale and bias for int8/int4 and the state is FBGEMM's (fp32 whatever
 the table dtype: row-wise Adagrad one value per row, Adagrad one per element, Adam two), lands:
 
-- ``hbm``: in HBM on the shard's rank (every rank for data-parallel shards);
+- ``hbm``: in HBM on the shard's rank (every rank for data-parallel shards, which, replicated over
+  several ranks, also keep an fp32 gradient accumulator of their rows: they train as dense
+  parameters, ``recsim.graph.shard_ops.dense_gradient``);
 - ``uvm`` / ``ddr`` / ``nmp``: in host DRAM of the rank's node (RecNMP's DIMMs *are* host memory);
 - ``uvm_caching:r``: the table in host DRAM and a cache of ``r x rows`` rows (weights) in HBM;
 - ``ssd`` / ``smartssd``: on the node's SSDs; the ``ssd`` tier's OS page cache (its parameter, a
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsim.cost.embedding.base import QUANT_ROW_OVERHEAD_BYTES, optimizer_state_bytes, parse_tier, tier_model
+from recsim.cost.embedding.gpu import ACCUMULATOR_BYTES
 from recsim.errors import InfeasibleError
 from recsim.graph.build import OPTIMIZER_STATE
 from recsim.hardware.system import System
@@ -57,6 +60,8 @@ def shard_storage(shard: Shard, workload: Workload) -> Storage:
     table = workload.table(shard.table)
     dtype = shard.dtype or workload.table_dtype(table)
     per_row = stored_row_bytes(shard.dim, dtype, workload.training.embedding_optimizer)
+    if shard.sharding == "data_parallel" and len(shard.ranks) > 1:
+        per_row += shard.dim * ACCUMULATOR_BYTES  # the dense gradient (HugeCTR's, DDP's .grad)
     rows = shard.rows_per_rank
     size = rows * per_row
     name, raw = parse_tier(shard.tier)
