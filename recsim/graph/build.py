@@ -9,7 +9,8 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
    global batch ``B`` of its table; a row-wise shard for the lookups that fall in its rows; a
    data-parallel (replicated) table for the local batch only;
 3. **forward output distribution**: the all-to-all of pooled embeddings back to the ranks that own
-   the samples (uneven per-peer bytes), a reduce-scatter per row-wise table;
+   the samples (uneven per-peer bytes; it waits only for the lookups whose vectors it sends, the
+   replicated ones feed the interaction directly), a reduce-scatter per row-wise table;
 4. the dense **forward**: bottom MLP (independent of the embeddings, so it overlaps them), sequence
    layers (DIN attention / DIEN GRU), interaction, top MLP, task heads, loss;
 5. **backward** in reverse: each fully connected layer is two GEMMs (input and weight gradient) in
@@ -17,8 +18,10 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
    backward order) on the comm stream as soon as the last layer of a bucket has its gradient;
 6. the **backward all-to-all** of embedding gradients (the forward matrix transposed; an
    all-gather per row-wise table), then per shard the **fused backward + optimizer update** (FBGEMM
-   TBE style), data-parallel tables all-reduce their gradients;
-7. the dense **optimizer** after the last bucket.
+   TBE style; atomic adds where the framework uses them, ``Runtime.atomic_embedding_update``);
+   replicated (data-parallel) tables only accumulate their gradient, which is all-reduced whole;
+7. after the all-reduces, each rank's replicated tables' **dense update** (every row stepped:
+   ``shard_ops.dense_gradient``), then the dense **optimizer** after the last bucket.
 
 FLOPs and bytes of every node come from shapes (``Workload.dense_layers`` per sample, times the
 batch). Byte counts of GEMMs are the compulsory traffic: inputs + weights read, outputs written.
@@ -263,8 +266,10 @@ class _Builder:
         unique rows are the sums over the shards and its dim the lookup-weighted mean, so the rows it
         reads are those of the shards; its bags (one per sample and table) are the shards' summed in
         vectors of that dim, so the pooled vectors it writes are the shards' too (tables of unequal
-        dims make its bag count, and so its offsets, a little off). Other tiers and data-parallel
-        shards stay one node per shard (their caches and gradient all-reduce are per table).
+        dims make its bag count, and so its offsets, a little off). Replicated (data-parallel) HBM
+        shards form a TBE of their own; other tiers stay one node per shard (their caches are per
+        table). Forward, the replicated TBE is queued after the others (the exchange waits only for
+        those); backward, before them.
         Replicated (data-parallel) lookups wait for ``replicated_deps`` when given (their backward
         needs no exchange).
         """
@@ -836,13 +841,19 @@ def build_inference_batch(
     global_batch = size * bld.world
     precision = workload.inference.precision if workload.inference else "fp32"
     emb = bld.embedding_pass(global_batch, "forward", {})
-    a2a = bld.pooled_exchange(global_batch, True, emb)
+    # As in training: the exchange waits for the lookups it sends, the dense part also for the
+    # replicated ones.
+    replicated = set(bld.replicated.values())
+    a2a = bld.pooled_exchange(
+        global_batch, True, {r: [n for n in ids if n not in replicated] for r, ids in emb.items()}
+    )
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
     for r in range(bld.world):
         bottom_ids = bld.dense_forward(r, global_batch, bottom, [], precision)
-        joined = [*a2a.get(r, []), *(list(bottom_ids.values())[-1:])]
+        local = [n for n in emb.get(r, []) if n in replicated]
+        joined = [*a2a.get(r, []), *local, *(list(bottom_ids.values())[-1:])]
         bld.dense_forward(r, global_batch, after, joined, precision)
     bld.graph.metadata = {
         **bld.metadata("inference"),

@@ -5,7 +5,8 @@ One ``ExecutionGraph`` serves both the generated case (workload + plan + system)
 rank and a stream and lists the ids it depends on; what it does is its ``op``, one of:
 
 * ``Compute``: a kernel or CPU op with FLOPs and bytes read/written (GEMM, elementwise, ...);
-* ``Embedding``: a table-shard lookup pass (forward gather-reduce, backward, fused update);
+* ``Embedding``: a table-shard lookup pass (forward gather-reduce, backward with its fused update
+  or with atomic adds, a replicated table's dense ``update``);
 * ``Collective``: all_to_all, all_reduce, reduce_scatter, all_gather, ... over a group of ranks; the
   same ``key`` on every rank of the group names one collective; uneven all-to-all carries per-peer
   ``send_bytes``/``recv_bytes`` (indexed like ``group``);

@@ -7,7 +7,9 @@ repr, so reading a written graph gives back an equal graph. Another minor versio
 warning (the op fields a newer one adds are left out and named; an older one's missing fields take
 their defaults); another major version is an error; the version is a ``"major.minor"`` string.
 1.1 added ``Embedding.bags`` and ``Embedding.output_dtype``, 1.2 ``Embedding.atomic`` and the
-``update`` lookup pass; the added fields are written only when set.
+``update`` lookup pass; the added fields are written only when set. From 1.2 a replicated table
+over several ranks carries a backward with optimizer ``none`` (gradient only) and an ``update``
+node; a 1.1 reader of such a file refuses the unknown pass when it costs it.
 """
 
 from __future__ import annotations

@@ -52,10 +52,12 @@ goes to the loss without an activation).
 What a framework can run and how it communicates shapes the graph when it is built
 (``recsim.graph.build`` asks the runtime): ``plan_features`` are the plan features it supports
 (``auto`` plans only with them: HugeCTR routes infrequent rows, one-hot tables only; DLE runs the
-bottom MLP model-parallel; TorchRec neither); under HugeCTR's hybrid embedding the data reader sorts
-the next batch's indices (``presorts_indices``), the frequent rows' gradients join the dense
-gradient all-reduce (``groups_replicated_gradients``) and the pooled exchange is its hierarchical
-all-to-all (``pooled_all_to_all``); NVIDIA's MLPerf recipes reduce gradients with SHARP
+bottom MLP model-parallel; TorchRec neither); under HugeCTR's hybrid embedding the backwards add
+their gradients with atomics under SGD, as the MLPerf configs train (``atomic_embedding_update``:
+no index sort), and under another optimizer the data reader sorts the next batch's indices
+(``presorts_indices``); the frequent rows' gradients join the dense gradient all-reduce
+(``groups_replicated_gradients``) and the pooled exchange is its hierarchical all-to-all
+(``pooled_all_to_all``); NVIDIA's MLPerf recipes reduce gradients with SHARP
 (``gradient_all_reduce``: CollNet where the IB switches can).
 
 Loss scaling (both PyTorch runtimes, ``precision: fp16``): ``torch.cuda.amp.GradScaler`` runs
@@ -290,7 +292,8 @@ class Fused(Runtime):
     def presorts_indices(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding computes the next batch's frequent/infrequent indices in its
         # data reader (HybridSparseEmbeddingParams.use_train_precompute_indices, as NVIDIA's MLPerf
-        # DLRM configs run it); its other embeddings sort inside the step.
+        # DLRM configs run it); its other embeddings sort inside the step. An atomic backward
+        # (``atomic_embedding_update``, SGD) has nothing to sort (``ir.sorts_ahead``).
         return "routed_rows" in plan_features(plan)
 
     def atomic_embedding_update(self, plan: Plan, optimizer: str) -> bool:
@@ -388,6 +391,8 @@ class _Rewriter:
         self.program: list[Node] = []
         self.same_step: set[int] = set()
         self.barrier: list[int] = []
+        # Bytes of the replicated tables' dense gradients on this rank and step (GradScaler unscales them).
+        self.replicated_grad_bytes = 0.0
 
     def new_id(self, old: int) -> int:
         return (old // self.old_stride) * self.stride + old % self.old_stride
@@ -472,7 +477,10 @@ class _Rewriter:
         op = n.op
         assert isinstance(op, Compute)
         # The optimizer node writes the weights and their state: (1 + state) fp32 per parameter.
+        # Replicated tables train as dense parameters (their ``update`` nodes): their gradients
+        # are unscaled with the others.
         grads = op.bytes_written / (1 + OPTIMIZER_STATE[self.workload.training.optimizer])
+        grads += self.replicated_grad_bytes
         node = Node(
             self.extra_id(),
             n.rank,
@@ -568,6 +576,11 @@ class _Rewriter:
                     continue
                 self.step, self.rank, self.program = step, rank, []
                 self.same_step = {n.id for n in nodes}
+                self.replicated_grad_bytes = sum(
+                    n.op.rows * n.op.dim * DTYPE_BYTES[n.op.output_dtype or n.op.dtype]
+                    for n in nodes
+                    if isinstance(n.op, Embedding) and n.op.pass_ == "update"
+                )
                 self.barrier = []
                 if self.style.step_sync and rank in last_device:
                     self.barrier = [self.host("sync:step", 0.0, last_device[rank]).id]

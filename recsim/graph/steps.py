@@ -9,7 +9,8 @@ current step and each step's first kernels wait for the previous step's updates.
 * its embedding forward of a table waits for step ``s``'s fused backward/update of that table on
   the same rank, and for a replicated table's dense ``update`` (the rows must be updated before
   they are read again);
-* its dense forward roots wait for step ``s``'s dense optimizer on the same rank.
+* its dense forward roots wait for step ``s``'s optimizer nodes on the same rank (the dense
+  optimizer, and the replicated tables' dense updates).
 
 Stream order and collective synchronisation then come from the scheduler. Node ids of step ``s``
 are offset by ``s x (max id + 1)``; names get a ``#s`` suffix; ``metadata["steps"]`` records it.

@@ -6,8 +6,11 @@ each block its ``Perf`` and ``Storage``:
 
 - **compute**: the ``Embedding`` ops the graph builder will emit for the block (``ShardOps``),
   costed by the tier models of ``recsim.cost.embedding`` (forward gather-reduce; backward with the
-  fused optimizer update). So a plan's estimated lookup time per rank is, op for op, what the
-  engines charge when tables are not fused (a test checks it).
+  fused optimizer update, or the framework's atomic adds; a replicated shard's gradient
+  accumulation and dense ``update``, ``update_s``, its fixed part once per rank as the builder fuses
+  it). So a plan's estimated lookup time per rank is, op for op, what the engines charge when
+  tables are not fused (a test checks it). A candidate block's update takes the gradient in the
+  table's dtype; ``plan_perf``, which knows the plan, in the dtype the framework reduces it in.
 - **communication**: the bytes the block makes its rank send, times the marginal seconds per byte
   of the collective that carries them, taken from the collective cost model on this topology
   (``marginal_s_per_byte``: the slope of the collective's time between two sizes, so the fixed
@@ -15,7 +18,7 @@ each block its ``Perf`` and ``Storage``:
   whole blocks (TW/CW/TWCW) send ``B x dim`` pooled values (times the bag share when hot rows are
   replicated) in the all-to-all; row splits over ``g`` ranks reduce-scatter ``B x dim`` over their
   group and, if the group is not the world, send their ``B / g`` samples on in the all-to-all;
-  replicated (data-parallel) rows all-reduce their gradient. Backward mirrors forward.
+  replicated (data-parallel) rows all-reduce their gradient whole. Backward mirrors forward.
 - **storage**: ``recsim.planner.storage.shard_storage`` per block.
 
 A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
@@ -171,7 +174,6 @@ class Estimator:
         where = (shard.row_start, shard.row_end) if shard.order == "popularity" else (shard.rows,)
         key = (shard.table, *where, shard.dim, shard.tier, shard.dtype, shard.order)
         spread = len(shard.ranks) if shard.sharding == "distributed" else 0
-        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer, atomic)
         key += (shard.sharding == "data_parallel", spread, pass_, presorted, atomic)
         cached = self._compute.get(key)
         if cached is not None:
@@ -181,6 +183,9 @@ class Estimator:
         op = self.ops.op(
             shard, pass_, self.batch, self.world, output, self.framework.pools_hit_bags_only, atomic
         )
+        # As the builder decides it (``_Builder.lookup``): by the op's own optimizer (a replicated
+        # shard's backward accumulates, optimizer none).
+        presorted = presorted and sorts_ahead(pass_, shard.tier, op.optimizer, op.atomic)
         if presorted:
             op = dataclasses.replace(op, presorted=True)
         try:
@@ -202,17 +207,15 @@ class Estimator:
         if shard.tier != "hbm":
             return 0.0
         replicated = shard.sharding == "data_parallel"
-        presorted = presorted and sorts_ahead(pass_, shard.tier, self.w.training.embedding_optimizer, atomic)
         key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted, atomic)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
         op = self.ops.op(shard, pass_, self.batch, self.world, atomic=atomic)
+        presorted = presorted and sorts_ahead(pass_, shard.tier, op.optimizer, op.atomic)
         empty = dataclasses.replace(
             op, lookups=0.0, unique_rows=0.0, batch=0, bags=None, dim=128, dtype="fp32", presorted=presorted
         )
-        if pass_ == "update":  # a sweep over the rows: no rows, no work
-            empty = dataclasses.replace(empty, rows=0)
         value = embedding_cost(empty, self.system, self.access_of(shard)).time_s
         self._compute[key] = value
         return value
@@ -244,8 +247,9 @@ class Estimator:
             full = embedding_cost(op, self.system, self.access_of(shard)).time_s
             fixed = embedding_cost(dataclasses.replace(op, rows=0), self.system, self.access_of(shard)).time_s
             value = (max(0.0, full - fixed), fixed)
-        except (InfeasibleError, ConfigError) as exc:
-            self.unavailable.setdefault(shard.tier, str(exc))
+        except (InfeasibleError, ConfigError):
+            # Only HBM runs the update, and plans keep replicated shards there (Plan.validate):
+            # the tier stays available for the other shardings.
             value = (math.inf, 0.0)
         self._updates[key] = value
         return value
@@ -289,7 +293,7 @@ class Estimator:
                 bwd += self.update_s(s)[0]
         storage = Storage()
         for s in shards:
-            storage = storage + shard_storage(s, self.w)
+            storage = storage + shard_storage(s, self.w, self.world)
         block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage)
         if memo_key is not None:
             self._blocks[memo_key] = block

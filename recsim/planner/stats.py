@@ -321,7 +321,7 @@ def plan_stats(
     for shard in plan.shards:
         dtype = shard.dtype or workload.table_dtype(tables[shard.table])
         tier = shard.tier_name
-        st = shard_storage(shard, workload)
+        st = shard_storage(shard, workload, plan.world_size)
         copies = len(shard.ranks)
         cells = float(shard.rows * shard.dim)
         parameters += cells

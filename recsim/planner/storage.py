@@ -29,10 +29,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from recsim.cost.embedding.base import QUANT_ROW_OVERHEAD_BYTES, optimizer_state_bytes, parse_tier, tier_model
-from recsim.cost.embedding.gpu import ACCUMULATOR_BYTES
+from recsim.cost.embedding.base import (
+    QUANT_ROW_OVERHEAD_BYTES,
+    accumulator_dtype,
+    optimizer_state_bytes,
+    parse_tier,
+    tier_model,
+)
 from recsim.errors import InfeasibleError
 from recsim.graph.build import OPTIMIZER_STATE
+from recsim.graph.shard_ops import dense_gradient
 from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage
 from recsim.units import Dimension, format_quantity
@@ -54,14 +60,16 @@ def stored_row_bytes(dim: int, dtype: str, optimizer: str) -> float:
     return row_bytes(dim, dtype) + optimizer_state_bytes(optimizer, dim)
 
 
-def shard_storage(shard: Shard, workload: Workload) -> Storage:
+def shard_storage(shard: Shard, workload: Workload, world_size: int | None = None) -> Storage:
     """Bytes one copy of ``shard`` keeps in HBM, host DRAM and on SSDs (its rank's, or its node's;
-    one rank's share of a distributed shard)."""
+    one rank's share of a distributed shard). ``world_size``: the plan's (None: the shard's ranks
+    tell, which a planner's candidate shard has not been given yet)."""
     table = workload.table(shard.table)
     dtype = shard.dtype or workload.table_dtype(table)
     per_row = stored_row_bytes(shard.dim, dtype, workload.training.embedding_optimizer)
-    if shard.sharding == "data_parallel" and len(shard.ranks) > 1:
-        per_row += shard.dim * ACCUMULATOR_BYTES  # the dense gradient (HugeCTR's, DDP's .grad)
+    world = len(shard.ranks) if world_size is None else world_size
+    if dense_gradient(shard, world):  # its gradient accumulator (HugeCTR's, DDP's .grad)
+        per_row += shard.dim * DTYPE_BYTES[accumulator_dtype(dtype)]
     rows = shard.rows_per_rank
     size = rows * per_row
     name, raw = parse_tier(shard.tier)
@@ -144,10 +152,10 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     by_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     memo: dict[tuple[object, ...], Storage] = {}
     for shard in plan.shards:
-        key = (shard.table, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
+        key = (shard.table, shard.sharding, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
         st = memo.get(key)
         if st is None:
-            st = memo[key] = shard_storage(shard, workload)
+            st = memo[key] = shard_storage(shard, workload, plan.world_size)
         for rank in shard.ranks:
             node = rank // per_node
             hbm[rank] += st.hbm_bytes

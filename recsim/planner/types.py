@@ -167,6 +167,13 @@ class Plan:
                     raise InfeasibleError(f"{where}: ranks {s.ranks} outside 0..{self.world_size - 1}")
                 if s.sharding == "data_parallel" and tuple(sorted(s.ranks)) != everyone:
                     raise InfeasibleError(f"{where}: a data-parallel shard is on every rank")
+                if s.sharding == "data_parallel" and self.world_size > 1 and s.tier_name != "hbm":
+                    # It trains as a dense parameter whose update sweeps every row after the
+                    # all-reduce (recsim.graph.shard_ops.dense_gradient): recsim runs that in HBM.
+                    raise InfeasibleError(
+                        f"{where}: a data-parallel shard over several ranks lives in HBM (tier 'hbm'), "
+                        f"got {s.tier!r}"
+                    )
                 if s.sharding == "distributed":
                     if len(set(s.ranks)) != len(s.ranks) or s.rows < len(s.ranks):
                         raise InfeasibleError(

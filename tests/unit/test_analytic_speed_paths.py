@@ -1771,13 +1771,16 @@ def reference_inference(workload: Workload, plan: Plan) -> ExecutionGraph:
     global_batch = size * bld.world
     precision = workload.inference.precision if workload.inference else "fp32"
     emb = bld.embedding_pass(global_batch, "forward", {})
-    a2a = bld.pooled_exchange(global_batch, True, emb)
+    replicated = set(bld.replicated.values())
+    exchanged = {r: [n for n in ids if n not in replicated] for r, ids in emb.items()}
+    a2a = bld.pooled_exchange(global_batch, True, exchanged)
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
     for r in range(bld.world):
         bottom_ids = bld.dense_forward(r, global_batch, bottom, [], precision)
-        joined = [*a2a.get(r, []), *(list(bottom_ids.values())[-1:])]
+        local = [n for n in emb.get(r, []) if n in replicated]
+        joined = [*a2a.get(r, []), *local, *(list(bottom_ids.values())[-1:])]
         bld.dense_forward(r, global_batch, after, joined, precision)
     return bld.graph
 

@@ -10,9 +10,9 @@ import pytest
 from recsim.api import load_workload, make_plan, prepare
 from recsim.cost.model import CostModel
 from recsim.errors import InfeasibleError
-from recsim.graph.build import build_training_step
+from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective, Embedding, Stream
-from recsim.graph.runtime import runtime
+from recsim.graph.runtime import apply_runtime, runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.graph.steps import chain_steps
 from recsim.planner.estimator import Estimator, plan_perf
@@ -235,3 +235,101 @@ def test_the_estimator_counts_what_hugectr_does_with_the_plan():
             assert fused_perf[r].fwd_compute_s < eager_perf[r].fwd_compute_s
         else:
             assert fused_perf[r].fwd_compute_s == pytest.approx(eager_perf[r].fwd_compute_s)
+
+
+def test_replicated_shards_keep_their_gradient_and_live_in_hbm():
+    # A planner's candidate (ranks not yet given) and the placed shard keep the same HBM: the rows,
+    # and on several ranks their gradient accumulator (in the table's float dtype).
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    world = system.num_accelerators
+    table = w.tables[0]
+    dim = w.table_dim(table)
+    candidate = Shard(table.name, "data_parallel", 0, 1000, 0, dim, ())
+    placed = dc_replace(candidate, ranks=tuple(range(world)))
+    est = Estimator(system, w)
+    block = est.block([candidate], comm_out_bytes=0.0)
+    assert block.storage.hbm_bytes == shard_storage(placed, w, world).hbm_bytes
+    assert shard_storage(placed, w).hbm_bytes == shard_storage(placed, w, world).hbm_bytes
+    alone = shard_storage(dc_replace(placed, ranks=(0,)), w, 1).hbm_bytes  # one rank: no dense gradient
+    assert shard_storage(placed, w, world).hbm_bytes == pytest.approx(alone + 1000 * dim * 4.0)
+    # Off HBM over several ranks: refused when the plan is checked, naming the shard and the tier.
+    others = [Shard(t.name, "table_wise", 0, t.rows, 0, w.table_dim(t), (0,)) for t in w.tables[1:]]
+    rest = Shard(table.name, "table_wise", 1000, table.rows, 0, dim, (1,))
+    for tier, ok in (("hbm", True), ("uvm", False)):
+        plan = Plan(world, (dc_replace(placed, tier=tier), rest, *others))
+        if ok:
+            plan.validate(w)
+        else:
+            with pytest.raises(InfeasibleError, match="data-parallel shard over several ranks lives in HBM"):
+                plan.validate(w)
+
+
+def test_one_rank_keeps_the_fused_update_and_unfused_updates_are_per_shard():
+    # On one rank a data-parallel table is a plain local table: its backward updates it, no update
+    # node. Unfused, every replicated shard gets an update node of its own, and the next step's
+    # lookup of that shard waits for it.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=1, batch_size=16384)
+    one = Plan(1, tuple(Shard(t.name, "data_parallel", 0, t.rows, 0, w.table_dim(t), (0,)) for t in w.tables))
+    graph = build_training_step(w, one)
+    lookups = [n.op for n in graph.nodes if isinstance(n.op, Embedding)]
+    assert not any(op.pass_ == "update" for op in lookups)
+    assert all(op.optimizer == "sgd" for op in lookups if op.pass_ == "backward")
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    plan = make_plan("hybrid_embedding", w, system)
+    replicated = [s for s in plan.shards if s.sharding == "data_parallel"]
+    step = build_training_step(w, plan, BuildOptions(fuse_tables=False))
+    updates = [
+        n for n in step.nodes if n.rank == 0 and isinstance(n.op, Embedding) and n.op.pass_ == "update"
+    ]
+    assert len(updates) == len(replicated)
+    assert sorted(n.op.rows * n.op.dim for n in updates) == sorted(s.rows * s.dim for s in replicated)
+    chained = chain_steps(step, 2)
+    by_id = {n.id: n for n in chained.nodes}
+    for u in updates:
+        later = next(
+            n
+            for n in chained.nodes
+            if n.rank == 0
+            and n.name.endswith("#1")
+            and isinstance(n.op, Embedding)
+            and n.op.pass_ == "forward"
+            and n.op.table == u.op.table
+        )
+        assert any(by_id[d].name == f"{u.name}#0" for d in later.deps)
+
+
+def test_pytorch_runtimes_unscale_the_replicated_gradients():
+    # Under fp16 GradScaler unscales every gradient of the optimizer's parameters: the replicated
+    # tables' dense gradients (fp32, as their tables) with the dense ones.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384, precision="fp16")
+    plan = make_plan("hybrid_embedding", w, system)
+    replicated = sum(s.rows * s.dim * 4.0 for s in plan.shards if s.sharding == "data_parallel")
+    assert replicated > 0
+    for name in ("eager", "cuda_graphs"):
+        wl = w.model_copy(update={"training": w.training.model_copy(update={"runtime": name})})
+        graph = apply_runtime(chain_steps(build_training_step(wl, plan), 1), wl)
+        (node,) = (n for n in graph.nodes if n.rank == 0 and n.name.startswith("amp_unscale:dense"))
+        assert node.op.bytes_read == pytest.approx(w.dense_parameters * 4.0 + replicated)
+
+
+def test_the_estimator_presorts_as_the_builder_does():
+    # HugeCTR with an optimizer it does not update atomically (sparse_sgd): the routed rows' backward
+    # finds its indices sorted, the replicated rows' (optimizer none: gradient only) too, and the
+    # estimator charges exactly the ops the builder emits.
+    system, w = prepare("dgx-a100", "dlrm-mlperf", nodes=2, batch_size=16384)
+    w = w.model_copy(update={"training": w.training.model_copy(update={"embedding_optimizer": "sparse_sgd"})})
+    plan = make_plan("hybrid_embedding", w, system)
+    graph = build_training_step(w, plan, BuildOptions(fuse_tables=False))
+    cost = CostModel(system, w, table_slices=graph.metadata["table_slices"])
+    est = Estimator(system, w)
+    presorted = runtime("fused").presorts_indices(plan)
+    for shard in (s for s in plan.shards if 0 in s.ranks):
+        (node,) = (
+            n
+            for n in graph.nodes
+            if n.rank == 0
+            and isinstance(n.op, Embedding)
+            and n.op.pass_ == "backward"
+            and n.op.table == ShardOps(w).op_table(shard)
+        )
+        assert est.lookup_s(shard, "backward", presorted) == pytest.approx(cost.duration_s(node), rel=1e-12)

@@ -30,8 +30,10 @@ shard's rows); without one, lookups are uniform over ``op.rows`` (``UniformModel
 ``op.unique_rows`` when the graph gives them, else ``access.expected_unique(lookups)``.
 
 **Passes.** ``forward`` is the gather-reduce (sum pooling); ``backward`` is the fused backward +
-optimizer update of FBGEMM's TBE (the tables are updated inside the backward). A separate
-``update`` pass does not exist in recsim: the fused backward includes it.
+optimizer update of FBGEMM's TBE (the tables are updated inside the backward), or with optimizer
+``none`` the gradient accumulation alone (``accumulator_dtype``); ``sort`` is a backward's index
+sort run ahead; ``update`` is a replicated table's dense optimizer step over all its rows, after its
+gradient all-reduce (``recsim.graph.shard_ops.dense_gradient``; HBM only).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ __all__ = [
     "EmbeddingCost",
     "Lookup",
     "TierModel",
+    "accumulator_dtype",
     "ceil_to",
     "embedding_cost",
     "pages_touched",
@@ -118,6 +121,17 @@ def optimizer_state_bytes(optimizer: str, dim: int) -> float:
     if optimizer not in states:
         raise ConfigError(f"unknown embedding optimizer {optimizer!r} (known: {', '.join(OPTIMIZERS)})")
     return states[optimizer]
+
+
+#: Float dtypes a gradient accumulates in as it is (PyTorch's ``.grad`` takes its parameter's
+#: dtype; HugeCTR accumulates its fp32 frequent rows in fp32); other tables accumulate in fp32.
+_ACCUMULATING_DTYPES = ("fp32", "fp16", "bf16")
+
+
+def accumulator_dtype(table_dtype: str) -> str:
+    """The dtype a table's dense gradient accumulates in: the table's own float dtype (DDP's
+    ``.grad``, HugeCTR's ``float_frequent_gradients_`` of its fp32 rows), fp32 for quantised ones."""
+    return table_dtype if table_dtype in _ACCUMULATING_DTYPES else "fp32"
 
 
 def pages_touched(rows_read: float, row_bytes: float, table_rows: float, page_bytes: float) -> float:
@@ -232,8 +246,16 @@ class Lookup:
 
     @property
     def update_write_bytes(self) -> float:
-        """Bytes written per unique row: the row and its state (none: the row's gradient)."""
+        """Bytes written per unique row: the row and its state (none: the row's gradient, in the
+        accumulator's dtype)."""
+        if self.op.optimizer == "none":
+            return self.accumulator_row_bytes
         return self.row_bytes + self.state_bytes
+
+    @property
+    def accumulator_row_bytes(self) -> float:
+        """One row of the dense gradient accumulator (``accumulator_dtype``)."""
+        return self.op.dim * DTYPE_BYTES[accumulator_dtype(self.op.dtype)]
 
     @property
     def bags_returned(self) -> float:

@@ -42,6 +42,11 @@ then an update stage.
   segment by segment, and rows that repeat often (the trace's rows repeat ~170 times per batch)
   serialise in one CTA each; ``backward_efficiency`` is fitted.
 
+**Atomic backward** (``atomic_update_stage``, HugeCTR's hybrid embedding): one kernel, no sort; each
+lookup's gradient added into its row (or its gradient accumulator) in L2, at the forward's gather
+efficiency. **Dense update** (``dense_update_stage``): a replicated table's optimizer step over all
+its rows after the all-reduce, streamed at the GEMM fit's element-wise efficiency.
+
 **L2 bandwidth** is not a device field; it is ``L2_BYTES_PER_CLOCK[architecture] x boost_clock``.
 An architecture not in the table gets no L2 speed-up (L2 hits cost HBM bandwidth).
 
@@ -56,12 +61,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from recsim.cost.compute import gemm_calibration
-from recsim.cost.embedding.base import INDEX_BYTES, OFFSET_BYTES, Lookup
+from recsim.cost.embedding.base import INDEX_BYTES, OFFSET_BYTES, Lookup, accumulator_dtype
 from recsim.hardware.calibration import GatherCalibration
 from recsim.hardware.devices import Accelerator
 
 __all__ = [
-    "ACCUMULATOR_BYTES",
     "DENSE_UPDATE_KERNELS",
     "L2_BYTES_PER_CLOCK",
     "SORT_BYTES_PER_LOOKUP",
@@ -286,13 +290,10 @@ def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
     return KernelCost(kernels * cal.overhead_s, memory, streamed + scattered, 0.0, kernels)
 
 
-#: Kernels of a replicated table's dense update: the optimizer step over every row, the reset of
-#: the fp32 gradient accumulator, and (gradient reduced narrower than fp32) its conversion.
+#: Kernels of a replicated table's dense update: the optimizer step over every row and the reset
+#: of the gradient accumulator; a third converts the accumulator into a gradient reduced in
+#: another dtype.
 DENSE_UPDATE_KERNELS: Final[int] = 2
-ACCUMULATOR_BYTES: Final[float] = 4.0
-"""The local gradient of a dense-gradient table accumulates in fp32: HugeCTR's
-``float_frequent_gradients_`` (FrequentEmbedding::local_reduce, converted to ``emtype`` for the
-all-reduce), PyTorch's fp32 ``.grad`` of an fp32 parameter."""
 
 
 def dense_update_stage(lookup: Lookup) -> KernelCost:
@@ -300,21 +301,22 @@ def dense_update_stage(lookup: Lookup) -> KernelCost:
     every element of its ``rows x dim`` is stepped once its gradient has been all-reduced.
 
     Streamed bytes per row: the row and its optimizer state read and written, the reduced gradient
-    (``output_dtype``) read; the fp32 accumulator reset for the next step (HugeCTR's
-    ``reset_all_gradients``, PyTorch's ``zero_grad``) and, when the gradient was reduced narrower
-    (HugeCTR's fp16 ``emtype``), converted into it (read fp32, write the narrow copy; HugeCTR runs
-    it before the all-reduce, recsim charges it here, on the same stream). All at the element-wise
-    memory efficiency and kernel overhead of the accelerator's GEMM fit, as element-wise ops are
-    costed (``recsim.cost.compute``).
+    (``output_dtype``) read; the accumulator (``base.accumulator_dtype``: the table's float dtype)
+    reset for the next step (HugeCTR's ``reset_all_gradients``, PyTorch's ``zero_grad``) and, when
+    the gradient was reduced in another dtype (HugeCTR's fp16 ``emtype`` of fp32 rows), converted
+    into it (read the accumulator, write the copy; HugeCTR runs it before the all-reduce, recsim
+    charges it here, on the same stream). All at the element-wise memory efficiency and kernel
+    overhead of the accelerator's GEMM fit, as element-wise ops are costed (``recsim.cost.compute``).
     """
     acc = lookup.accelerator()
     gemm = gemm_calibration(acc)
     rows = max(0.0, float(lookup.op.rows))
     grad = lookup.pooled_bytes  # one row of the reduced gradient
-    accumulator = lookup.op.dim * ACCUMULATOR_BYTES
+    accumulator = lookup.accumulator_row_bytes
     per_row = 2.0 * (lookup.row_bytes + lookup.state_bytes) + grad + accumulator
     kernels = DENSE_UPDATE_KERNELS
-    if grad < accumulator:
+    reduced = lookup.op.output_dtype or lookup.op.dtype
+    if reduced != accumulator_dtype(lookup.op.dtype):
         per_row += accumulator + grad
         kernels += 1
     streamed = rows * per_row
@@ -340,7 +342,7 @@ def atomic_update_stage(lookup: Lookup) -> KernelCost:
     acc = lookup.accelerator()
     cal = gather_calibration(acc)
     lookups = lookup.lookups
-    target = lookup.op.dim * ACCUMULATOR_BYTES if lookup.op.optimizer == "none" else lookup.row_bytes
+    target = lookup.accumulator_row_bytes if lookup.op.optimizer == "none" else lookup.row_bytes
     hit = lookup.hit_rate(acc.l2_bytes / target) if target > 0 else 0.0
     rmw = 2.0 * lookups * target
     first = min(lookups, lookup.bags) * lookup.pooled_bytes

@@ -53,7 +53,14 @@ from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
-from recsim.planner.storage import capacity, check_fits, dense_hbm_bytes, plan_usage, stored_row_bytes
+from recsim.planner.storage import (
+    capacity,
+    check_fits,
+    dense_hbm_bytes,
+    plan_usage,
+    shard_storage,
+    stored_row_bytes,
+)
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Table
 
@@ -212,7 +219,13 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     sizes = [table_bytes(ctx, t) for t in w.tables]
     replicated = [k for k, t in enumerate(w.tables) if hugectr_table_bytes(ctx, t) < threshold]
     cap = capacity(system).less(cfg.hbm_reserve, cfg.ddr_reserve)
-    free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - sum(sizes[k] for k in replicated)
+    # A replicated table's HBM on every rank: as placed (its gradient accumulator too, on several ranks).
+    replicated_bytes = 0.0
+    for k in replicated:
+        t = w.tables[k]
+        copy = Shard(t.name, "data_parallel", 0, t.rows, 0, w.table_dim(t), everyone)
+        replicated_bytes += shard_storage(copy, w, world).hbm_bytes
+    free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - replicated_bytes
     if free_per_rank <= 0:
         raise InfeasibleError(f"{name}: the dense side and replicated tables leave no HBM for the others")
     kept = set(replicated)
