@@ -20,6 +20,7 @@ from recsim.planner.proposers.exhaustive import top_candidates
 from recsim.planner.proposers.hybrid_embedding import base_threshold, frequent_rows, hybrid_plan
 from recsim.planner.proposers.recshard import TierOption, convex_hull, knapsack
 from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.planner.types import Shard
 from recsim.workload.spec import Workload
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -291,6 +292,23 @@ def test_hybrid_embedding_replicates_frequent_rows_and_spreads_the_rest() -> Non
         assert model.top_k_share(k + 1) - model.top_k_share(k) < threshold
 
 
+def test_hybrid_embedding_threshold_by_hand() -> None:
+    # p* = (gradient bytes x m_ar + u) x W / (2 B P wire x m_a2a): a frequent row's gradient joins
+    # the all-reduce and the row is stepped by the dense update (u per value); an infrequent one
+    # crosses the all-to-all forward and backward at each appearance.
+    ctx = PlanningContext(*prepare("dgx-a100", "dlrm-mlperf", nodes=2, precision="fp16"))
+    est, w = ctx.estimator, ctx.workload
+    table = w.tables[0]
+    dim, world = w.table_dim(table), ctx.world_size
+    m_a2a = est.marginal_s_per_byte("all_to_all", world, "fp16", "hierarchical")
+    m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32", "collnet")
+    probe = Shard(table.name, "data_parallel", 0, table.rows, 0, dim, tuple(range(world)))
+    u = est.update_s(probe, "fp16")[0] / (table.rows * dim)
+    assert u > 0
+    expected = (2.0 * m_ar + u) * world / (2.0 * w.training.global_batch_size * 1.0 * 2.0 * m_a2a)
+    assert base_threshold(ctx, table) == pytest.approx(expected, rel=1e-12)
+
+
 def test_hybrid_embedding_replicates_more_where_the_all_to_all_is_dearer() -> None:
     # Across nodes the all-to-all costs more per byte than inside one: more rows become frequent.
     one = PlanningContext(*prepare("dgx-a100", "dlrm-mlperf"))
@@ -302,8 +320,9 @@ def test_hybrid_embedding_replicates_more_where_the_all_to_all_is_dearer() -> No
 
 
 def test_hybrid_embedding_raises_its_threshold_until_the_frequent_rows_fit() -> None:
-    # On 16 A100s the infrequent rows take 6.1719 GiB per rank and the cost balance replicates 15,374
-    # frequent rows on top (6.1787 GiB in all): an HBM whose 85 % lies in between holds fewer of them.
+    # On 16 A100s the infrequent rows take about 6.17 GiB per rank and the cost balance replicates
+    # 16,995 frequent rows on top, each with its fp32 gradient (6.1875 GiB in all): an HBM whose 85 %
+    # (6.174 GiB) lies in between holds fewer of them.
     system, workload = prepare(
         "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["node.accelerators.device.hbm.capacity='7.264 GiB'"]
     )

@@ -16,9 +16,10 @@ appearance moves a ``dim``-wide vector through the all-to-all forward and its gr
 spread over the ``W`` ranks (``2 p B P dim wire / W`` bytes a rank sends, at the all-to-all's
 marginal seconds per byte ``m_a2a``); frequent, its gradient (``dim x dtype`` bytes, in the
 dtype the framework reduces it in: HugeCTR's fp16 ``emtype`` under mixed precision) joins the
-all-reduce (marginal ``m_ar``). The row is frequent when the first costs more:
+all-reduce (marginal ``m_ar``) and the row is stepped by the replicated rows' dense update
+(``u`` seconds per value: ``Estimator.update_s``). The row is frequent when the first costs more:
 
-    p >= p* = dtype_bytes x m_ar x W / (2 B P wire x m_a2a)
+    p >= p* = (dtype_bytes x m_ar + u) x W / (2 B P wire x m_a2a)
 
 so ``K`` is the number of rows whose probability reaches ``p*`` (``AccessModel.top_k_share``).
 Both slopes come from the collective cost model on this topology (``Estimator``), for the
@@ -33,6 +34,8 @@ PyTorch runtimes; asked for by name it is simulated as a what-if.
 """
 
 from __future__ import annotations
+
+import math
 
 from recsim.errors import InfeasibleError
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
@@ -81,7 +84,13 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     appearances = 2.0 * est.batch * w.table_lookups(table) * wire * m_a2a
     if appearances <= 0.0:
         return float("inf")  # a free all-to-all: nothing is worth replicating
-    return grad * m_ar * world / appearances
+    # A frequent row is also stepped every step after the all-reduce (its dense update,
+    # ``Estimator.update_s``): per row, the marginal seconds of the whole table replicated, per column.
+    everyone, dim = tuple(range(world)), w.table_dim(table)
+    probe = Shard(table.name, "data_parallel", 0, table.rows, 0, dim, everyone, "hbm", table_dtype)
+    update_s, _ = est.update_s(probe, narrow or table_dtype)
+    update_per_value = update_s / (table.rows * dim) if math.isfinite(update_s) else 0.0
+    return (grad * m_ar + update_per_value) * world / appearances
 
 
 def hybrid_plan(
