@@ -313,9 +313,11 @@ def _cases() -> list[Case]:
     for row in pub["mlperf-train-other-systems"]["value"]:
         nodes, batch, system = int(row["nodes"]), int(row["global_batch"]), str(row["system"])
         short = "dcnv2" if row["workload"] == "dlrm-dcnv2" else "dlrmv1"
+        # A row's ``tag`` tells apart runs of one round on the same recsim system and node count.
+        tag = f"-{row['tag']}" if row.get("tag") else ""
         cases.append(
             Case(
-                f"mlperf-train-{row['round']}-{short}-{system.replace('-', '')}-n{nodes}",
+                f"mlperf-train-{row['round']}-{short}-{system.replace('-', '')}{tag}-n{nodes}",
                 "end_to_end",
                 f"MLPerf {row['round']} {row['submitter']} {row['platform']}"
                 f"{f' x {nodes}' if nodes > 1 else ''} ({system}), batch {batch:,}",

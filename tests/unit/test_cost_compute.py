@@ -163,6 +163,7 @@ def test_scalar_model_agrees_with_the_fitted_one(points):
         ("v100-sxm2-32gb", "a100-sxm4-80gb"),
         ("h200-sxm5-141gb", "h100-sxm5-80gb"),
         ("h100-pcie-80gb", "h100-sxm5-80gb"),
+        ("b200-sxm-180gb", "h100-sxm5-80gb"),
     ],
 )
 def test_transferred_blocks_copy_their_origin(name, origin):

@@ -22,6 +22,7 @@ REQUIRED_SYSTEMS = {
     "dgx-a100",
     "dgx-h100",
     "hgx-h200",
+    "dgx-b200",
     "h100-pcie-server",
     "p4d-24xlarge",
     *(f"{cpu}-2s{v}" for cpu in ("skylake", "broadwell", "haswell") for v in ("", "-recnmp", "-recssd")),
@@ -33,6 +34,7 @@ REQUIRED_ACCELERATORS = {
     "h100-sxm5-80gb",
     "h100-pcie-80gb",
     "h200-sxm5-141gb",
+    "b200-sxm-180gb",
 }
 
 
@@ -108,6 +110,15 @@ def test_dgx_a100_and_hgx_h200(shipped):
     h = summary(shipped, "hgx-h200")
     assert h["accelerator"] == "h200-sxm5-141gb"
     assert h["hbm_capacity_bytes_total"] == 8 * 141 * 2**30
+
+
+def test_dgx_b200(shipped):
+    b = summary(shipped, "dgx-b200")
+    assert b["accelerator"] == "b200-sxm-180gb"
+    assert b["hbm_capacity_bytes_total"] == 8 * 180 * 2**30
+    assert b["scale_out_bandwidth_bytes_per_s_per_accelerator"] == 50e9
+    # 18 NVLink5 links of 50 GB/s per direction: 900 GB/s per GPU, twice DGX H100's.
+    assert b["scale_up_bandwidth_bytes_per_s_per_accelerator"] == 18 * 50e9
 
 
 def test_dgx1_hybrid_cube_mesh(shipped):
