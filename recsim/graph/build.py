@@ -559,7 +559,7 @@ def build_training_step(
     bld.presort = framework.presorts_indices(plan)
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
-    bld.node_size = framework.row_split_node_size(opt.ranks_per_node)
+    bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)

@@ -154,9 +154,9 @@ class Runtime(ABC):
     #: over all the split's ranks (TorchRec's row-wise output dist).
     hierarchical_row_splits: ClassVar[bool] = False
 
-    def row_split_node_size(self, ranks_per_node: int | None) -> int | None:
-        """The node size ``shard_ops.pooled_exchange`` reduces row splits per node with (None:
-        over all the split's ranks)."""
+    def row_split_node_size(self, ranks_per_node: int | None, plan: Plan) -> int | None:
+        """The node size ``shard_ops.pooled_exchange`` reduces ``plan``'s row splits per node with
+        (None: over all the split's ranks)."""
         return ranks_per_node if self.hierarchical_row_splits else None
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
@@ -277,11 +277,18 @@ class Fused(Runtime):
     # (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per rail; on one node
     # it is the direct NVLink exchange).
     routed_all_to_all = "hierarchical"
-    # HugeCTR's embedding collection on several nodes (its DLRM-DCNv2 train.py:
-    # ``CommunicationStrategy.Hierarchical`` when num_nodes > 1): a table row-split over several
-    # nodes is reduced over NVLink inside each node, and the inter-node all-to-all carries one
-    # partial pool per node to each sample owner.
+    # HugeCTR's embedding collection on several nodes with a node-level plan (NVIDIA's MLPerf
+    # DLRM-DCNv2 train.py, v5.0: ``CommunicationStrategy.Hierarchical if num_nodes > 1 and
+    # args.sharding_plan == 'hier_auto' else Uniform``): a table row-split over several nodes is
+    # reduced over NVLink inside each node, and the inter-node all-to-all carries one partial pool
+    # per node to each sample owner. A flat plan (``auto`` over all the GPUs, as the Dell 2-node
+    # runs use) exchanges uniformly.
     hierarchical_row_splits = True
+
+    def row_split_node_size(self, ranks_per_node: int | None, plan: Plan) -> int | None:
+        if plan.strategy.rsplit(":", 1)[-1] != "hier_auto":
+            return None
+        return super().row_split_node_size(ranks_per_node, plan)
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

@@ -487,7 +487,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     gradients = framework.gradient_all_reduce
     grouped = framework.groups_replicated_gradients(plan)
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
-    node_size = framework.row_split_node_size(est.per_node)
+    node_size = framework.row_split_node_size(est.per_node, plan)
     exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)
     a2a = est.marginal_s_per_byte("all_to_all", world, comm, framework.pooled_all_to_all(plan))
     # A rank's part of the exchange lasts as long as the larger of what it sends and what it

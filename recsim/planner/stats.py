@@ -232,7 +232,7 @@ def _ratio(values: list[float]) -> float:
 def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
     """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
     wire = DTYPE_BYTES[plan.comm_dtype]
-    node_size = runtime(workload.training.runtime).row_split_node_size(estimator.per_node)
+    node_size = runtime(workload.training.runtime).row_split_node_size(estimator.per_node, plan)
     exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
     return [math.fsum(row) for row in exchange.send]
 

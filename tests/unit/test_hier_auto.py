@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -161,10 +162,15 @@ def test_a_split_over_nodes_reduces_inside_each_node_and_sends_node_partials() -
 
 
 def test_the_fused_runtime_builds_per_node_reduce_scatters_the_eager_one_a_global_one() -> None:
-    w, plan = _split_over_two_nodes()
-    for runtime, keys in (("fused", {"rw_fwd:ranks 0-1", "rw_fwd:ranks 2-3"}), ("eager", {"rw_fwd:all"})):
+    # HugeCTR reduces per node under a node-level plan (train.py: Hierarchical when num_nodes > 1
+    # and the plan is hier_auto, else Uniform); TorchRec's row-wise dist reduces over all the ranks.
+    w, flat = _split_over_two_nodes()
+    plan = dataclasses.replace(flat, strategy="auto:hier_auto")
+    per_node, everywhere = {"rw_fwd:ranks 0-1", "rw_fwd:ranks 2-3"}, {"rw_fwd:all"}
+    cases = (("fused", plan, per_node), ("fused", flat, everywhere), ("eager", plan, everywhere))
+    for runtime, p, keys in cases:
         workload = w.model_copy(update={"training": w.training.model_copy(update={"runtime": runtime})})
-        graph = build_training_step(workload, plan, BuildOptions(ranks_per_node=2))
+        graph = build_training_step(workload, p, BuildOptions(ranks_per_node=2))
         found = {
             n.op.key for n in graph.nodes if isinstance(n.op, Collective) and n.op.key.startswith("rw_fwd")
         }

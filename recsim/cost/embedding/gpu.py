@@ -98,6 +98,9 @@ L2_BYTES_PER_CLOCK: Final[dict[str, float]] = {
     "volta": 2048.0,
     "ampere": 5120.0,
     "hopper": 5120.0,
+    # ASSUMPTION: no published Blackwell (B200) L2 bandwidth; Hopper's bytes per clock carried over,
+    # rather than no L2 speed-up at all (L2 hits at HBM speed), which no GPU has.
+    "blackwell": 5120.0,
 }
 
 SORT_BYTES_PER_LOOKUP: Final[float] = 44.0
