@@ -180,9 +180,16 @@ MIXED: dict[str, Any] = {
 
 
 def _multinode(
-    system: str, workload: str, nodes: int, batch: int, plan: str = "auto", planner: Sequence[str] = ()
+    system: str,
+    workload: str,
+    nodes: int,
+    batch: int,
+    plan: str = "auto",
+    planner: Sequence[str] = (),
+    sets: Sequence[str] = (),
 ) -> Callable[[], float]:
-    settings = {**MIXED, "plan": plan, "overrides": [f"planner.{p}" for p in planner]}
+    """``sets``: system settings of the run (``--set`` paths), e.g. the GPUs of a rack it used."""
+    settings = {**MIXED, "plan": plan, "overrides": [*sets, *(f"planner.{p}" for p in planner)]}
     return lambda: _throughput(system, workload, nodes=nodes, batch_size=batch, **settings)
 
 
@@ -331,6 +338,7 @@ def _cases() -> list[Case]:
                     batch,
                     str(row.get("plan", "auto")),
                     [f"{k}={v}" for k, v in (row.get("planner") or {}).items()],
+                    [f"{k}={v}" for k, v in (row.get("set") or {}).items()],
                 ),
             )
         )

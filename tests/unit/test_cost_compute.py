@@ -164,6 +164,7 @@ def test_scalar_model_agrees_with_the_fitted_one(points):
         ("h200-sxm5-141gb", "h100-sxm5-80gb"),
         ("h100-pcie-80gb", "h100-sxm5-80gb"),
         ("b200-sxm-180gb", "h100-sxm5-80gb"),
+        ("gb200-186gb", "h100-sxm5-80gb"),
     ],
 )
 def test_transferred_blocks_copy_their_origin(name, origin):

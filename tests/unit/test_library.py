@@ -23,6 +23,7 @@ REQUIRED_SYSTEMS = {
     "dgx-h100",
     "hgx-h200",
     "dgx-b200",
+    "gb200-nvl72",
     "h100-pcie-server",
     "p4d-24xlarge",
     *(f"{cpu}-2s{v}" for cpu in ("skylake", "broadwell", "haswell") for v in ("", "-recnmp", "-recssd")),
@@ -35,6 +36,7 @@ REQUIRED_ACCELERATORS = {
     "h100-pcie-80gb",
     "h200-sxm5-141gb",
     "b200-sxm-180gb",
+    "gb200-186gb",
 }
 
 
@@ -119,6 +121,19 @@ def test_dgx_b200(shipped):
     assert b["scale_out_bandwidth_bytes_per_s_per_accelerator"] == 50e9
     # 18 NVLink5 links of 50 GB/s per direction: 900 GB/s per GPU, twice DGX H100's.
     assert b["scale_up_bandwidth_bytes_per_s_per_accelerator"] == 18 * 50e9
+
+
+def test_gb200_nvl72_is_one_nvlink_domain(shipped):
+    # The rack's 72 GPUs are one recsim node: every pair talks over NVLink through the 18 switch
+    # chips (one NVLink5 link from each GPU to each chip), none over the InfiniBand NICs.
+    system = shipped.system("gb200-nvl72")
+    g = summary(shipped, "gb200-nvl72")
+    assert g["accelerator"] == "gb200-186gb" and system.node.num_accelerators == 72
+    assert g["scale_up_bandwidth_bytes_per_s_per_accelerator"] == 18 * 50e9
+    topo = build_topology(system)
+    far = topo.route("n0.gpu0", "n0.gpu71")
+    assert far.bandwidth_bytes_per_s == pytest.approx(18 * 50e9)
+    assert not any("nic" in v for p in far.paths for v in p)
 
 
 def test_dgx1_hybrid_cube_mesh(shipped):
