@@ -23,7 +23,7 @@ from recsim.graph.writers.chrome import write_chrome_trace
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
-from recsim.planner.config import PlannerConfig, planner_config
+from recsim.planner.config import PlannerConfig, planner_config, stamp_exchange
 from recsim.planner.types import Plan
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload
@@ -217,7 +217,8 @@ def make_plan(
             return simple.PLAIN_STRATEGIES[name](workload, world)
         raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
-    return proposer(name).propose(PlanningContext(system, workload, config, memo=costs))
+    chosen = proposer(name).propose(PlanningContext(system, workload, config, memo=costs))
+    return stamp_exchange(config, chosen)
 
 
 def plan(

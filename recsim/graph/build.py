@@ -102,8 +102,8 @@ class BuildOptions:
     bucket_bytes: float = DDP_BUCKET_BYTES
     include_input_pipeline: bool = True
     validate_plan: bool = True  # False when the caller has just validated it (simulate_training)
-    # Ranks per node, for a framework whose row splits over several nodes reduce inside each node
-    # (``Runtime.hierarchical_row_splits``); None: every split reduces over all its ranks.
+    # Ranks per node, for a framework and plan whose row splits over several nodes reduce inside
+    # each node (``Runtime.row_split_node_size``); None: every split reduces over all its ranks.
     ranks_per_node: int | None = None
 
 

@@ -149,15 +149,23 @@ class Runtime(ABC):
         the collective model's default, NCCL's direct exchange)."""
         return self.routed_all_to_all if "routed_rows" in plan_features(plan) else None
 
-    #: Whether a row split over several nodes reduces its partial pools inside each node and sends
+    #: Whether the framework can reduce a row split over several nodes inside each node and send
     #: the node partials to the sample owners (which add them), rather than reduce-scattering them
-    #: over all the split's ranks (TorchRec's row-wise output dist).
+    #: over all the split's ranks (TorchRec's row-wise output dist, the only way of the others).
     hierarchical_row_splits: ClassVar[bool] = False
 
     def row_split_node_size(self, ranks_per_node: int | None, plan: Plan) -> int | None:
         """The node size ``shard_ops.pooled_exchange`` reduces ``plan``'s row splits per node with
-        (None: over all the split's ranks)."""
-        return ranks_per_node if self.hierarchical_row_splits else None
+        (None: over all the split's ranks): per node where the framework can and the plan asks for
+        it (``Plan.row_split_exchange`` ``node``, or the framework's default for the plan)."""
+        if not self.hierarchical_row_splits:
+            return None
+        exchange = plan.row_split_exchange or self.default_row_split_exchange(plan)
+        return ranks_per_node if exchange == "node" else None
+
+    def default_row_split_exchange(self, plan: Plan) -> str:
+        """How the framework reduces ``plan``'s row splits when the plan does not say."""
+        return "flat"
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         """Whether the framework all-reduces the replicated rows' gradients of ``plan`` together with
@@ -277,18 +285,18 @@ class Fused(Runtime):
     # (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per rail; on one node
     # it is the direct NVLink exchange).
     routed_all_to_all = "hierarchical"
-    # HugeCTR's embedding collection on several nodes with a node-level plan (NVIDIA's MLPerf
-    # DLRM-DCNv2 train.py, v5.0: ``CommunicationStrategy.Hierarchical if num_nodes > 1 and
-    # args.sharding_plan == 'hier_auto' else Uniform``): a table row-split over several nodes is
-    # reduced over NVLink inside each node, and the inter-node all-to-all carries one partial pool
-    # per node to each sample owner. A flat plan (``auto`` over all the GPUs, as the Dell 2-node
-    # runs use) exchanges uniformly.
+    # HugeCTR's embedding collection can reduce a table row-split over several nodes over NVLink
+    # inside each node, the inter-node all-to-all then carrying one partial pool per node to each
+    # sample owner (CommunicationStrategy.Hierarchical). Which it does is a version matter: up to
+    # MLPerf v4.1 its DLRM-DCNv2 train.py takes Hierarchical on every multi-node run (Dell's v3.0
+    # train.py, NVIDIA's v4.1 b200_preview one); from v5.0 on only with the node-level planner
+    # (``Hierarchical if num_nodes > 1 and args.sharding_plan == 'hier_auto' else Uniform``). The
+    # ``hier_auto`` proposer stamps its plans ``node``; an unstamped plan follows the v5.0 rule by its
+    # name; ``planner.row_split_exchange=node`` replays an older run (recsim.api.make_plan).
     hierarchical_row_splits = True
 
-    def row_split_node_size(self, ranks_per_node: int | None, plan: Plan) -> int | None:
-        if plan.strategy.rsplit(":", 1)[-1] != "hier_auto":
-            return None
-        return super().row_split_node_size(ranks_per_node, plan)
+    def default_row_split_exchange(self, plan: Plan) -> str:
+        return "node" if plan.strategy.rsplit(":", 1)[-1] == "hier_auto" else "flat"
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

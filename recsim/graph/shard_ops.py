@@ -252,7 +252,8 @@ def pooled_exchange(
     rank of a distributed shard sends every sample owner the partial pools of the bags its rows were
     drawn in (``b x dim`` times that bag share).
 
-    ``node_size`` (ranks per node, given for a framework with hierarchical row splits, HugeCTR's):
+    ``node_size`` (ranks per node, given where the framework reduces row splits per node:
+    ``Runtime.row_split_node_size``, HugeCTR's under a node-level plan):
     a row split over several nodes is one group per node instead, each reduce-scattering its
     node's partial pools and sending them on, so every sample owner receives one partial pool per
     node of the split and adds them (an addition of a few vectors per sample, not modelled).

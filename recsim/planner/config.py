@@ -37,10 +37,15 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   ``hugectr_auto``; unset, recsim derives it from the system as NVIDIA's configs do (HBM bandwidth
   over the per-GPU bandwidth the pooled vectors leave by: 67 for hier_auto on DGX H100, 7 and 11
   for one DGX H100 and HGX H200). Set it to replay a run configured otherwise.
+- ``row_split_exchange`` (none): stamps the plan's ``row_split_exchange`` (``node``: row splits over
+  several nodes reduced inside each node; ``flat``: over all their ranks); unset, each proposer's
+  own (``hier_auto``: ``node``) or the framework's default. Set ``node`` to replay a HugeCTR run from
+  before MLPerf v5.0, whose train.py reduced per node on every multi-node run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -50,7 +55,7 @@ from recsim.config.loader import Override, apply_overrides
 from recsim.config.tree import Tree
 from recsim.config.types import Spec
 from recsim.config.validate import validate_tree
-from recsim.planner.types import EMBEDDING_DTYPES, TABLE_SCHEMES
+from recsim.planner.types import EMBEDDING_DTYPES, TABLE_SCHEMES, Plan
 from recsim.workload.spec import Workload
 
 Sharding = Literal[
@@ -87,6 +92,7 @@ class PlannerConfig(Spec):
     hier_dp_threshold_bytes: float = Field(default=12.5e6, ge=0.0)
     gpu_dp_threshold_bytes: float = Field(default=8e6, ge=0.0)
     hugectr_mem_comm_bw_ratio: float | None = Field(default=None, gt=0.0)
+    row_split_exchange: Literal["node", "flat"] | None = None
 
 
 class _Document(Spec):
@@ -110,3 +116,10 @@ def comm_dtypes_for(config: PlannerConfig, workload: Workload) -> list[str]:
 
     resolved = [default_wire_dtype(workload) if d == "auto" else d for d in config.comm_dtypes]
     return list(dict.fromkeys(resolved))
+
+
+def stamp_exchange(config: PlannerConfig, plan: Plan) -> Plan:
+    """``plan`` with ``config``'s ``row_split_exchange`` where one is configured (else ``plan``)."""
+    if config.row_split_exchange is None:
+        return plan
+    return dataclasses.replace(plan, row_split_exchange=config.row_split_exchange)

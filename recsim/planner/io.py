@@ -20,7 +20,9 @@ A plan file is one JSON object::
 hold the block (every rank for ``data_parallel``, one rank otherwise); ``tier`` a memory tier with
 its optional parameter (``hbm``, ``uvm_caching:0.1``); ``dtype`` the storage dtype, or ``null`` for
 the workload's; ``order`` ``id`` or ``popularity`` (see ``recsim.planner.types``). An optional
-``"bottom_rank": R`` runs the bottom MLP model-parallel on rank ``R`` (``Plan.bottom_rank``). ``save_plan``
+``"bottom_rank": R`` runs the bottom MLP model-parallel on rank ``R`` (``Plan.bottom_rank``), an
+optional ``"row_split_exchange": "node" | "flat"`` says how row splits over several nodes are reduced
+(``Plan.row_split_exchange``). ``save_plan``
 writes one shard per line, so plans diff well; a path ending in ``.gz`` is gzip-compressed.
 
 Reading is strict: a missing or unknown key, a wrong type, another format or version, an unknown
@@ -46,7 +48,7 @@ PLAN_FORMAT = "recsim-plan"
 PLAN_VERSION = 1
 PLAN_KEYS = ("format", "version", "world_size", "strategy", "comm_dtype", "notes", "shards")
 #: Keys a plan file may leave out (files written before they existed), with their default.
-OPTIONAL_PLAN_KEYS: dict[str, Any] = {"bottom_rank": None}
+OPTIONAL_PLAN_KEYS: dict[str, Any] = {"bottom_rank": None, "row_split_exchange": None}
 SHARD_KEYS = ("table", "sharding", "rows", "columns", "ranks", "tier", "dtype", "order")
 
 
@@ -75,6 +77,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "strategy": plan.strategy,
         "comm_dtype": plan.comm_dtype,
         **({"bottom_rank": plan.bottom_rank} if plan.bottom_rank is not None else {}),
+        **({"row_split_exchange": plan.row_split_exchange} if plan.row_split_exchange is not None else {}),
         "notes": list(plan.notes),
         "shards": [_shard_to_dict(s) for s in plan.shards],
     }
@@ -232,6 +235,9 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
         bottom_rank=None
         if optional["bottom_rank"] is None
         else read.int_(optional["bottom_rank"], "bottom_rank", minimum=0),
+        row_split_exchange=None
+        if optional["row_split_exchange"] is None
+        else read.choice(optional["row_split_exchange"], "row_split_exchange", ("node", "flat")),
     )
 
 

@@ -55,6 +55,8 @@ TABLE_SCHEMES = tuple(s for s in SHARDING_TYPES if s != "distributed")
 #: Schemes that split a block's rows over several ranks (partial pools are reduce-scattered).
 ROW_SPLIT = ("row_wise", "table_row_wise", "grid")
 ROW_ORDERS = ("id", "popularity")
+#: ``Plan.row_split_exchange`` values (None: the framework's default).
+ROW_SPLIT_EXCHANGES = (None, "node", "flat")
 EMBEDDING_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
 
 
@@ -111,6 +113,11 @@ class Plan:
     #: sends its output to the sample owners in the pooled all-to-all, like a table's vectors
     #: (NVIDIA DeepLearningExamples' hybrid-parallel DLRM); None: data-parallel on every rank.
     bottom_rank: int | None = None
+    #: How a table row-split over several nodes is reduced, where the framework can choose
+    #: (``Runtime.row_split_node_size``): ``node`` inside each node, the all-to-all then carrying one
+    #: partial pool per node (HugeCTR's hierarchical communication); ``flat`` over all the split's
+    #: ranks; None: the framework's default for the plan.
+    row_split_exchange: str | None = None
 
     def shards_on(self, rank: int) -> list[Shard]:
         """Shards whose ranks include ``rank`` (data-parallel shards are on every rank)."""
@@ -129,6 +136,11 @@ class Plan:
         """
         if self.world_size < 1:
             raise InfeasibleError(f"plan {self.strategy!r}: world size must be >= 1")
+        if self.row_split_exchange not in ROW_SPLIT_EXCHANGES:
+            raise InfeasibleError(
+                f"plan {self.strategy!r}: row_split_exchange must be one of {ROW_SPLIT_EXCHANGES}, "
+                f"got {self.row_split_exchange!r}"
+            )
         if self.comm_dtype not in DTYPE_BYTES:
             raise InfeasibleError(f"plan {self.strategy!r}: unknown communication dtype {self.comm_dtype!r}")
         if self.bottom_rank is not None:

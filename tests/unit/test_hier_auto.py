@@ -12,10 +12,14 @@ from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective
+from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.planner.config import planner_config
+from recsim.planner.estimator import Estimator, plan_perf
+from recsim.planner.io import plan_from_dict, plan_to_dict
 from recsim.planner.proposers import PlanningContext
 from recsim.planner.proposers.hier_auto import WORK_RATIO, HierTable, _Search, hugectr_table_bytes, table_cost
+from recsim.planner.stats import a2a_send_bytes
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Workload
@@ -165,11 +169,17 @@ def test_the_fused_runtime_builds_per_node_reduce_scatters_the_eager_one_a_globa
     # HugeCTR reduces per node under a node-level plan (train.py: Hierarchical when num_nodes > 1
     # and the plan is hier_auto, else Uniform); TorchRec's row-wise dist reduces over all the ranks.
     w, flat = _split_over_two_nodes()
-    plan = dataclasses.replace(flat, strategy="auto:hier_auto")
+    plan = dataclasses.replace(flat, row_split_exchange="node")
+    named = dataclasses.replace(flat, strategy="auto:hier_auto")  # an unstamped plan: by its name (v5.0)
     per_node, everywhere = {"rw_fwd:ranks 0-1", "rw_fwd:ranks 2-3"}, {"rw_fwd:all"}
-    cases = (("fused", plan, per_node), ("fused", flat, everywhere), ("eager", plan, everywhere))
-    for runtime, p, keys in cases:
-        workload = w.model_copy(update={"training": w.training.model_copy(update={"runtime": runtime})})
+    cases = (
+        ("fused", plan, per_node),
+        ("fused", named, per_node),
+        ("fused", flat, everywhere),
+        ("eager", plan, everywhere),
+    )
+    for name, p, keys in cases:
+        workload = w.model_copy(update={"training": w.training.model_copy(update={"runtime": name})})
         graph = build_training_step(workload, p, BuildOptions(ranks_per_node=2))
         found = {
             n.op.key for n in graph.nodes if isinstance(n.op, Collective) and n.op.key.startswith("rw_fwd")
@@ -213,5 +223,35 @@ def test_a_validation_row_runs_the_submissions_own_planner_settings() -> None:
 
     rows = published()["mlperf-train-other-systems"]["value"]
     dell = next(r for r in rows if r["nodes"] == 2 and r["system"] == "hgx-h100-4gpu")
-    assert dell["plan"] == "hugectr_auto" and dell["planner"] == {"hugectr_mem_comm_bw_ratio": 7}
+    assert dell["plan"] == "hugectr_auto"
+    # HugeCTR of v3.1 reduced row splits per node on every multi-node run (the v5.0 rule is flat).
+    assert dell["planner"] == {"hugectr_mem_comm_bw_ratio": 7, "row_split_exchange": "node"}
     assert "MEM_COMM_BW_RATIO=7" in dell["config"]
+
+
+def test_hier_auto_plans_say_they_reduce_per_node_and_keep_it() -> None:
+    # hier_auto stamps its plan ``node``, kept through a save and load; hugectr_auto leaves it to
+    # the framework (HugeCTR from MLPerf v5.0: flat); planner.row_split_exchange stamps any plan;
+    # the estimator's exchange follows the plan as the builder's does.
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=135168, precision="fp16")
+    fused = runtime("fused")
+    hier = make_plan("hier_auto", workload, system)
+    assert hier.row_split_exchange == "node" and fused.row_split_node_size(8, hier) == 8
+    assert plan_from_dict(plan_to_dict(hier)).row_split_exchange == "node"
+    flat = make_plan("hugectr_auto", workload, system)
+    assert flat.row_split_exchange is None and fused.row_split_node_size(8, flat) is None
+    stamped = make_plan("hugectr_auto", workload, system, planner=["planner.row_split_exchange=node"])
+    assert stamped.row_split_exchange == "node" and fused.row_split_node_size(8, stamped) == 8
+    assert runtime("eager").row_split_node_size(8, stamped) is None  # TorchRec: always over all ranks
+    # On 4 nodes the hottest tables are split over several nodes: the exchange the plan names is the
+    # one the estimator and the statistics count.
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=4, batch_size=135168, precision="fp16")
+    hier = make_plan("hier_auto", workload, system)
+    assert any(s.sharding == "row_wise" for s in hier.shards)
+    hier_flat = dataclasses.replace(hier, row_split_exchange="flat")
+    assert fused.row_split_node_size(8, hier_flat) is None
+    est = Estimator(system, workload)
+    assert a2a_send_bytes(hier, workload, est) != a2a_send_bytes(hier_flat, workload, est)
+    assert plan_perf(est, hier) != plan_perf(est, hier_flat)
+    with pytest.raises(InfeasibleError, match="row_split_exchange"):
+        dataclasses.replace(flat, row_split_exchange="ring").validate(workload)

@@ -21,7 +21,7 @@ import dataclasses
 
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime as get_runtime
-from recsim.planner.config import comm_dtypes_for
+from recsim.planner.config import comm_dtypes_for, stamp_exchange
 from recsim.planner.estimator import plan_makespan_s
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
 from recsim.planner.proposers.base import proposer as get_proposer
@@ -53,7 +53,7 @@ class Auto(Proposer):
             if name == self.name:
                 continue
             try:
-                plan = get_proposer(name).propose(ctx)
+                plan = stamp_exchange(ctx.config, get_proposer(name).propose(ctx))
                 missing = runtime.unsupported(plan, ctx.workload)
                 if missing:
                     raise InfeasibleError(
@@ -71,8 +71,10 @@ class Auto(Proposer):
         # Proposers often agree (a small model's greedy is a fixed scheme): simulate each plan once.
         distinct: dict[tuple[object, ...], str] = {}
         for _, name, plan in scored:
-            distinct.setdefault((plan.shards, plan.comm_dtype), name)
-        scored = [s for s in scored if distinct[(s[2].shards, s[2].comm_dtype)] == s[1]]
+            distinct.setdefault((plan.shards, plan.comm_dtype, plan.row_split_exchange), name)
+        scored = [
+            s for s in scored if distinct[(s[2].shards, s[2].comm_dtype, s[2].row_split_exchange)] == s[1]
+        ]
         size = ctx.world_size * ctx.workload.num_tables
         keep = len(scored) if size < ctx.config.simulate_all_below else ctx.config.finalists
         finalists = {name for _, name, _ in scored[:keep]}

@@ -28,7 +28,9 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
    cheapest wins.
 4. A table on one node is ``table_row_wise`` over its GPUs; one split over several nodes is
    ``row_wise`` over all their GPUs (rows by id, evenly), as HugeCTR row-shards a table over every
-   GPU that lists it.
+   GPU that lists it. ``hier_auto``'s plan says its row splits reduce per node
+   (``Plan.row_split_exchange`` ``node``: HugeCTR's train.py takes its hierarchical communication
+   with this planner); ``hugectr_auto``'s leaves the exchange to the framework.
 
 Differences from HugeCTR, on purpose: ties between equally cheap nodes or equally hot shards go to
 the lower index (a stable sort; NumPy's default sort leaves them to the algorithm); the replicated
@@ -253,7 +255,12 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
             start, end = table.rows * j // n, table.rows * (j + 1) // n
             if end > start:
                 shards.append(Shard(table.name, kind, start, end, 0, dim, (rank,), "hbm", dtype))
-    plan = Plan(world, tuple(shards), strategy=name, comm_dtype=ctx.estimator.comm_dtype)
+    # The node-level plan's row splits reduce per node (HugeCTR's hierarchical communication, which
+    # its train.py takes with this planner); the GPU-level one leaves it to the framework.
+    exchange = "node" if per_bucket > 1 else None
+    plan = Plan(
+        world, tuple(shards), strategy=name, comm_dtype=ctx.estimator.comm_dtype, row_split_exchange=exchange
+    )
     check_fits(plan_usage(plan, w, system), cap, what=name)
     return plan
 
