@@ -134,6 +134,15 @@ def test_gb200_nvl72_is_one_nvlink_domain(shipped):
     far = topo.route("n0.gpu0", "n0.gpu71")
     assert far.bandwidth_bytes_per_s == pytest.approx(18 * 50e9)
     assert not any("nic" in v for p in far.paths for v in p)
+    # Part of the rack (MLPerf's 8- and 64-GPU runs): fewer GPUs, 2 per Grace, the same fabric.
+    from recsim.api import load_system
+
+    part = load_system(
+        "gb200-nvl72", library=shipped, overrides=["node.accelerators.count=8", "node.cpus.count=4"]
+    )
+    assert part.num_accelerators == 8 and part.node.cpus.count == 4
+    topo = build_topology(part)
+    assert topo.route("n0.gpu0", "n0.gpu7").bandwidth_bytes_per_s == pytest.approx(18 * 50e9)
 
 
 def test_dgx1_hybrid_cube_mesh(shipped):
