@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from recsim.cost.embedding.base import HBM, EmbeddingCost, Lookup, TierModel, register_tier
 from recsim.cost.embedding.gpu import (
+    KernelCost,
     atomic_update_stage,
     dense_update_stage,
     lookup_forward,
@@ -49,22 +50,10 @@ class HbmTier(TierModel):
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         if lookup.op.optimizer == "sparse_sgd":
-            stage = sparse_sgd_stage(lookup)
-            launch = lookup.launch_s(stage.kernels)
-            details = lookup.base_details() | lookup.backward_accounting()
-            details |= {"update_s": stage.time_s, "kernels": float(stage.kernels), "launch_s": launch}
-            return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
+            return _one_stage(lookup, sparse_sgd_stage(lookup), lookup.backward_accounting())
         if lookup.op.atomic:
             stage = atomic_update_stage(lookup)
-            launch = lookup.launch_s(stage.kernels)
-            details = lookup.base_details() | lookup.backward_accounting()
-            details |= {
-                "update_s": stage.time_s,
-                "kernels": float(stage.kernels),
-                "l2_bytes": stage.l2_bytes,
-                "launch_s": launch,
-            }
-            return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
+            return _one_stage(lookup, stage, lookup.backward_accounting() | {"l2_bytes": stage.l2_bytes})
         unique = lookup.unique_rows
         rows_hbm = unique * (lookup.update_read_bytes + lookup.update_write_bytes)
         update = lookup_update(lookup, row_update_hbm_bytes=rows_hbm)
@@ -85,16 +74,9 @@ class HbmTier(TierModel):
         return EmbeddingCost(sort_s + update.time_s + launch, {HBM: sort_hbm + update.hbm_bytes}, details)
 
     def update(self, lookup: Lookup) -> EmbeddingCost:
-        stage = dense_update_stage(lookup)
-        launch = lookup.launch_s(stage.kernels)
-        details = lookup.base_details() | {
-            "update_s": stage.time_s,
-            "kernels": float(stage.kernels),
-            "launch_s": launch,
-            "table_bytes_read": lookup.op.rows * (lookup.row_bytes + lookup.state_bytes),
-            "bytes_returned": lookup.op.rows * (lookup.row_bytes + lookup.state_bytes),
-        }
-        return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
+        stepped = lookup.op.rows * (lookup.row_bytes + lookup.state_bytes)  # every row and its state
+        accounting = {"table_bytes_read": stepped, "bytes_returned": stepped}
+        return _one_stage(lookup, dense_update_stage(lookup), accounting)
 
     def sort(self, lookup: Lookup) -> EmbeddingCost:
         sort = lookup_sort(lookup)
@@ -105,3 +87,11 @@ class HbmTier(TierModel):
             "launch_s": launch,
         }
         return EmbeddingCost(sort.time_s + launch, {HBM: sort.hbm_bytes}, details)
+
+
+def _one_stage(lookup: Lookup, stage: KernelCost, accounting: dict[str, float]) -> EmbeddingCost:
+    """The cost of a pass that is one stage (its kernels' launch gaps added), with its details."""
+    launch = lookup.launch_s(stage.kernels)
+    details = lookup.base_details() | accounting
+    details |= {"update_s": stage.time_s, "kernels": float(stage.kernels), "launch_s": launch}
+    return EmbeddingCost(stage.time_s + launch, {HBM: stage.hbm_bytes}, details)
