@@ -21,7 +21,7 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
    TBE style; atomic adds where the framework uses them, ``Runtime.atomic_embedding_update``);
    replicated (data-parallel) tables only accumulate their gradient, which is all-reduced whole;
 7. after the all-reduces, each rank's replicated tables' **dense update** (every row stepped:
-   ``shard_ops.dense_gradient``), then the dense **optimizer** after the last bucket.
+   ``planner.types.dense_gradient``), then the dense **optimizer** after the last bucket.
 
 FLOPs and bytes of every node come from shapes (``Workload.dense_layers`` per sample, times the
 batch). Byte counts of GEMMs are the compulsory traffic: inputs + weights read, outputs written.
@@ -84,6 +84,8 @@ OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
     "adam": 12.0,
 }
 
+
+ByRank = dict[int, list[int]]  # node ids by rank
 
 # Communication lanes, as in TorchRec: the sparse input distribution, the embedding all-to-alls and
 # DDP's gradient all-reduce each run on their own process group and CUDA stream, so one never
@@ -353,19 +355,17 @@ class _Builder:
                     self.replicated[(rank, number)] = nid
         return out
 
-    def replicated_updates(self, batch: int, grouped: bool, reduced: dict[int, list[int]]) -> None:
-        """The dense update of every rank's replicated shards (``shard_ops.dense_gradient``), after
+    def replicated_updates(self, batch: int, reduced: dict[int, list[int]]) -> None:
+        """The dense update of every rank's replicated shards (``planner.types.dense_gradient``), after
         the all-reduces ``reduced[rank]`` that carry their gradients: one node per replicated TBE
         (the rank's HBM shards of one dtype, fused as their lookups are: HugeCTR's one
         ``sgd_global_update`` over the frequent rows), else one per shard. The gradient arrives in
-        the dtype it was reduced in: the lookups' output dtype when ``grouped`` (HugeCTR's
-        ``emtype``), else the table's."""
+        the dtype it was reduced in (``reduced_dtype``)."""
         groups: dict[tuple[int, str], list[Embedding]] = defaultdict(list)
         for rank, number in sorted(self.replicated):
             shard = self._shards[number]
             dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
-            reduced_dtype = (self.output_dtype(shard) or dtype) if grouped else dtype
-            op = self.ops.op(shard, "update", batch, self.world, reduced_dtype)
+            op = self.ops.op(shard, "update", batch, self.world, self.reduced_dtype(shard))
             fused = self.opt.fuse_tables and shard.tier == "hbm"
             groups[(rank, f"tbe:{rank}:{dtype}:replicated" if fused else op.table)].append(op)
         for (rank, table), ops in groups.items():
@@ -380,6 +380,22 @@ class _Builder:
                 op = dataclasses.replace(ops[0], table=table, rows=rows, dim=width, batch=batch)
                 name = f"emb_update:tbe[{len(ops)} tables, replicated]"
             self.add(rank, name, Stream.COMPUTE, op, reduced.get(rank, []), "optimizer")
+
+    def reduced_dtype(self, shard: Shard) -> str:
+        """The dtype a replicated shard's gradient is all-reduced in
+        (``Runtime.replicated_gradient_dtype``)."""
+        dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
+        if self.runtime is None:
+            return dtype
+        return self.runtime.replicated_gradient_dtype(self.plan, self.w.training.precision, dtype)
+
+    def split_replicated(self, ids: ByRank) -> tuple[ByRank, ByRank]:
+        """``ids`` (a forward pass's lookups by rank) as (the ones whose vectors the exchange sends,
+        the replicated ones, which feed the dense part directly)."""
+        replicated = set(self.replicated.values())
+        exchanged = {r: [n for n in nodes if n not in replicated] for r, nodes in ids.items()}
+        local = {r: [n for n in nodes if n in replicated] for r, nodes in ids.items()}
+        return exchanged, local
 
     def output_dtype(self, shard: Shard) -> str | None:
         """The dtype the framework's lookups of ``shard`` write their pooled vectors in, when it is
@@ -569,9 +585,7 @@ def build_training_step(
     emb_fwd = bld.embedding_pass(batch, "forward", {})
     # Replicated lookups feed the interaction directly: the exchange waits only for the others
     # (HugeCTR's infrequent network forward waits for its model forward, not the frequent one).
-    replicated_fwd = set(bld.replicated.values())
-    exchanged = {r: [n for n in ids if n not in replicated_fwd] for r, ids in emb_fwd.items()}
-    local_fwd = {r: [n for n in ids if n in replicated_fwd] for r, ids in emb_fwd.items()}
+    exchanged, local_fwd = bld.split_replicated(emb_fwd)
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
@@ -680,12 +694,7 @@ def build_training_step(
         by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
         for (rank, number), nid in bld.replicated.items():
             shard = bld._shards[number]
-            dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
-            if grouped:
-                # HugeCTR reduces the frequent rows' gradients in the grouped buffer's type, its
-                # ``emtype`` (FrequentEmbedding's ``Tensor2<emtype> frequent_gradients_``, "fp16
-                # instead of fp32: input for all-reduce"): the lookups' output dtype.
-                dtype = bld.output_dtype(shard) or dtype
+            dtype = bld.reduced_dtype(shard)
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         reduced: dict[int, list[int]] = {}  # rank -> the all-reduces carrying its replicated gradients
         for r in range(bld.world):
@@ -702,7 +711,7 @@ def build_training_step(
                 nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
                 bucket_ids[r].append(nid)
                 reduced.setdefault(r, []).append(nid)
-        bld.replicated_updates(batch, grouped, reduced)
+        bld.replicated_updates(batch, reduced)
 
     optimizer = workload.training.optimizer
     bottom_params = sum(layer.params for layer in bottom)
@@ -843,17 +852,14 @@ def build_inference_batch(
     emb = bld.embedding_pass(global_batch, "forward", {})
     # As in training: the exchange waits for the lookups it sends, the dense part also for the
     # replicated ones.
-    replicated = set(bld.replicated.values())
-    a2a = bld.pooled_exchange(
-        global_batch, True, {r: [n for n in ids if n not in replicated] for r, ids in emb.items()}
-    )
+    exchanged, local = bld.split_replicated(emb)
+    a2a = bld.pooled_exchange(global_batch, True, exchanged)
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
     for r in range(bld.world):
         bottom_ids = bld.dense_forward(r, global_batch, bottom, [], precision)
-        local = [n for n in emb.get(r, []) if n in replicated]
-        joined = [*a2a.get(r, []), *local, *(list(bottom_ids.values())[-1:])]
+        joined = [*a2a.get(r, []), *local.get(r, []), *(list(bottom_ids.values())[-1:])]
         bld.dense_forward(r, global_batch, after, joined, precision)
     bld.graph.metadata = {
         **bld.metadata("inference"),

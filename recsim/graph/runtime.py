@@ -172,6 +172,15 @@ class Runtime(ABC):
         the dense gradients (one collective over a grouped buffer) rather than on their own."""
         return False
 
+    def replicated_gradient_dtype(self, plan: Plan, precision: str, table_dtype: str) -> str:
+        """The dtype a replicated table's gradient is all-reduced in, and its dense update reads:
+        the lookups' output dtype where the framework groups it with the dense gradients
+        (HugeCTR's ``emtype``: FrequentEmbedding's ``frequent_gradients_``, "fp16 instead of fp32:
+        input for all-reduce"), else the table's (DDP's ``.grad``)."""
+        if self.groups_replicated_gradients(plan):
+            return self.lookup_output_dtype(precision, table_dtype) or table_dtype
+        return table_dtype
+
     def presorts_indices(self, plan: Plan) -> bool:
         """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
         pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""

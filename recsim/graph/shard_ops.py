@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsim.graph.ir import Embedding
-from recsim.planner.types import Plan, Shard
+from recsim.planner.types import Plan, Shard, dense_gradient
 from recsim.workload.access import access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SliceModel
@@ -197,12 +197,6 @@ class ShardOps:
             output_dtype=output_dtype,
             atomic=atomic and pass_ == "backward",
         )
-
-
-def dense_gradient(shard: Shard, world_size: int) -> bool:
-    """Whether ``shard`` is trained as a dense parameter: replicated over several ranks, its
-    gradient is all-reduced whole before one ``update`` pass steps every row (``ShardOps.op``)."""
-    return shard.sharding == "data_parallel" and world_size > 1
 
 
 def slice_name(table: str, start: int, end: int, order: str) -> str:

@@ -38,12 +38,12 @@ from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
 from recsim.graph.runtime import runtime
-from recsim.graph.shard_ops import ShardOps, dense_gradient, pooled_exchange
+from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.storage import shard_storage
-from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage
+from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
 from recsim.workload.spec import DTYPE_BYTES, Table, Workload
@@ -233,7 +233,7 @@ class Estimator:
 
     def update_s(self, shard: Shard, reduced_dtype: str | None = None) -> tuple[float, float]:
         """(marginal, fixed) seconds of a replicated shard's dense ``update`` pass
-        (``shard_ops.dense_gradient``) with its gradient reduced in ``reduced_dtype`` (None: the
+        (``planner.types.dense_gradient``) with its gradient reduced in ``reduced_dtype`` (None: the
         table's): the builder fuses a rank's replicated updates as it fuses their lookups, so the
         fixed part (kernel overheads and launches) is paid once per rank. (0, 0) for other shards."""
         if not dense_gradient(shard, self.world):
@@ -485,7 +485,6 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     presorted = framework.presorts_indices(plan)
     atomic = framework.atomic_embedding_update(plan, est.w.training.embedding_optimizer)
     gradients = framework.gradient_all_reduce
-    grouped = framework.groups_replicated_gradients(plan)
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
     node_size = framework.row_split_node_size(est.per_node, plan)
     exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)
@@ -507,9 +506,8 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
         dp = fixed_update = 0.0
         if dense_gradient(s, plan.world_size):
-            dtype = s.dtype or est.w.table_dtype(est.ops.tables[s.table])
-            if grouped:  # in the dense gradient buffer's type, as the builder sizes them
-                dtype = framework.lookup_output_dtype(est.w.training.precision, dtype) or dtype
+            table_dtype = s.dtype or est.w.table_dtype(est.ops.tables[s.table])
+            dtype = framework.replicated_gradient_dtype(plan, est.w.training.precision, table_dtype)
             size = s.rows * s.dim * DTYPE_BYTES[dtype]
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
             marginal, fixed_update = est.update_s(s, dtype)

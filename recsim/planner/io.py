@@ -41,7 +41,14 @@ from typing import Any
 
 from recsim.errors import ConfigError, TraceError
 from recsim.graph.native import load_json, write_text_atomic
-from recsim.planner.types import EMBEDDING_DTYPES, ROW_ORDERS, SHARDING_TYPES, Plan, Shard
+from recsim.planner.types import (
+    EMBEDDING_DTYPES,
+    ROW_ORDERS,
+    ROW_SPLIT_EXCHANGES,
+    SHARDING_TYPES,
+    Plan,
+    Shard,
+)
 from recsim.workload.spec import DTYPE_BYTES
 
 PLAN_FORMAT = "recsim-plan"
@@ -237,7 +244,7 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
         else read.int_(optional["bottom_rank"], "bottom_rank", minimum=0),
         row_split_exchange=None
         if optional["row_split_exchange"] is None
-        else read.choice(optional["row_split_exchange"], "row_split_exchange", ("node", "flat")),
+        else read.choice(optional["row_split_exchange"], "row_split_exchange", ROW_SPLIT_EXCHANGES[1:]),
     )
 
 

@@ -6,7 +6,7 @@ the table dtype: row-wise Adagrad one value per row, Adagrad one per element, Ad
 
 - ``hbm``: in HBM on the shard's rank (every rank for data-parallel shards, which, replicated over
   several ranks, also keep an fp32 gradient accumulator of their rows: they train as dense
-  parameters, ``recsim.graph.shard_ops.dense_gradient``);
+  parameters, ``recsim.planner.types.dense_gradient``);
 - ``uvm`` / ``ddr`` / ``nmp``: in host DRAM of the rank's node (RecNMP's DIMMs *are* host memory);
 - ``uvm_caching:r``: the table in host DRAM and a cache of ``r x rows`` rows (weights) in HBM;
 - ``ssd`` / ``smartssd``: on the node's SSDs; the ``ssd`` tier's OS page cache (its parameter, a
@@ -38,9 +38,8 @@ from recsim.cost.embedding.base import (
 )
 from recsim.errors import InfeasibleError
 from recsim.graph.build import OPTIMIZER_STATE
-from recsim.graph.shard_ops import dense_gradient
 from recsim.hardware.system import System
-from recsim.planner.types import Plan, Shard, Storage
+from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 

@@ -100,6 +100,13 @@ class Shard:
         return (self.col_start, self.col_end)
 
 
+def dense_gradient(shard: Shard, world_size: int) -> bool:
+    """Whether ``shard`` is trained as a dense parameter: replicated over several ranks, its
+    gradient is all-reduced whole before one ``update`` pass steps every row
+    (``recsim.graph.shard_ops.ShardOps.op``)."""
+    return shard.sharding == "data_parallel" and world_size > 1
+
+
 @dataclass(frozen=True)
 class Plan:
     """Where every embedding table lives, and the wire precision of the pooled embeddings."""
@@ -179,9 +186,8 @@ class Plan:
                     raise InfeasibleError(f"{where}: ranks {s.ranks} outside 0..{self.world_size - 1}")
                 if s.sharding == "data_parallel" and tuple(sorted(s.ranks)) != everyone:
                     raise InfeasibleError(f"{where}: a data-parallel shard is on every rank")
-                if s.sharding == "data_parallel" and self.world_size > 1 and s.tier_name != "hbm":
-                    # It trains as a dense parameter whose update sweeps every row after the
-                    # all-reduce (recsim.graph.shard_ops.dense_gradient): recsim runs that in HBM.
+                if dense_gradient(s, self.world_size) and s.tier_name != "hbm":
+                    # Its update sweeps every row after the all-reduce: recsim runs that in HBM.
                     raise InfeasibleError(
                         f"{where}: a data-parallel shard over several ranks lives in HBM (tier 'hbm'), "
                         f"got {s.tier!r}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recsim.api import load_workload, make_plan, prepare
+from recsim.cost.compute import gemm_calibration
 from recsim.errors import InfeasibleError
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
@@ -302,9 +303,14 @@ def test_hybrid_embedding_threshold_by_hand() -> None:
     dim, world = w.table_dim(table), ctx.world_size
     m_a2a = est.marginal_s_per_byte("all_to_all", world, "fp16", "hierarchical")
     m_ar = est.marginal_s_per_byte("all_reduce", world, "fp32", "collnet")
+    # u by hand: an fp32 SGD row stepped with an fp16 reduced gradient streams, per value, the
+    # weight read and written (8 B), the gradient (2 B), the fp32 accumulator reset (4 B) and its
+    # conversion to fp16 (4 + 2 B): 20 B at the element-wise HBM rate of the GEMM fit.
+    a100 = ctx.system.accelerator
+    assert a100 is not None and w.table_dtype(table) == "fp32"
+    u = 20.0 / (a100.hbm.bandwidth_bytes_per_s * gemm_calibration(a100).memory_efficiency)
     probe = Shard(table.name, "data_parallel", 0, table.rows, 0, dim, tuple(range(world)))
-    u = est.update_s(probe, "fp16")[0] / (table.rows * dim)
-    assert u > 0
+    assert est.update_s(probe, "fp16")[0] / (table.rows * dim) == pytest.approx(u, rel=1e-9)
     expected = (2.0 * m_ar + u) * world / (2.0 * w.training.global_batch_size * 1.0 * 2.0 * m_a2a)
     assert base_threshold(ctx, table) == pytest.approx(expected, rel=1e-12)
 

@@ -33,7 +33,7 @@ shard's rows); without one, lookups are uniform over ``op.rows`` (``UniformModel
 optimizer update of FBGEMM's TBE (the tables are updated inside the backward), or with optimizer
 ``none`` the gradient accumulation alone (``accumulator_dtype``); ``sort`` is a backward's index
 sort run ahead; ``update`` is a replicated table's dense optimizer step over all its rows, after its
-gradient all-reduce (``recsim.graph.shard_ops.dense_gradient``; HBM only).
+gradient all-reduce (``recsim.planner.types.dense_gradient``; HBM only).
 """
 
 from __future__ import annotations

@@ -332,8 +332,9 @@ def dense_update_stage(lookup: Lookup) -> KernelCost:
 def atomic_update_stage(lookup: Lookup) -> KernelCost:
     """An ``atomic`` backward (``Embedding.atomic``, HugeCTR's hybrid embedding): one kernel reads
     each lookup's index and the pooled gradient of its bag and adds the gradient into its target
-    with atomics: the row itself under SGD (``lr x g``), the fp32 gradient accumulator under
-    optimizer ``none`` (a replicated table's local reduce). Nothing is sorted or deduplicated.
+    with atomics: the row itself under SGD (``lr x g``), the gradient accumulator
+    (``base.accumulator_dtype``) under optimizer ``none`` (a replicated table's local reduce).
+    Nothing is sorted or deduplicated.
 
     The L2 performs the atomics: a target found there (its LRU hit rate under the op's access
     model, as the forward's rows) is read and written in L2, the others in HBM. A bag's gradient is
