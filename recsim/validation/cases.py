@@ -121,10 +121,15 @@ def _throughput(system: str, workload: str, **kwargs: Any) -> float:
 
 
 def _torchrec(interaction: str, optimizer: str, batch: int) -> Callable[[], float]:
+    # dlrm_main's ``--adagrad`` hands ``torch.optim.Adagrad`` to ``apply_optimizer_in_backward``,
+    # which TorchRec maps to FBGEMM's EXACT_ADAGRAD: element-wise Adagrad, one fp32 of state per
+    # table element (facebookresearch/dlrm torchrec_dlrm/dlrm_main.py says so beside the call), not
+    # the row-wise variant; the dense parameters take torch.optim.Adagrad, the tables fused SGD
+    # otherwise.
     sets = [
         *(f"workload.tables[{i}].pooling=1" for i in range(26)),
         f"workload.training.optimizer={optimizer}",
-        f"workload.training.embedding_optimizer={'rowwise_adagrad' if optimizer == 'adagrad' else 'sgd'}",
+        f"workload.training.embedding_optimizer={'adagrad' if optimizer == 'adagrad' else 'sgd'}",
         # dlrm_main trains in eager PyTorch: host dispatch measured on TorchRec traces.
         "workload.training.runtime=eager",
     ]
