@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from recsim.errors import ConfigError
 from recsim.explore.pareto import knee_point, pareto_mask
+from recsim.output import make_folder_for, replacing
 from recsim.units import Dimension, format_quantity, parse_quantity
 
 if TYPE_CHECKING:
@@ -140,17 +141,13 @@ def save(fig: Figure, path: Path | str) -> list[Path]:
 
     path = Path(path)
     base = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
-    base.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(base, "plot")
     written = []
     with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT, "svg.fonttype": "path"}):
         for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None, "Creator": None})):
             target = base.with_name(base.name + suffix)
-            tmp = target.with_name(f".{target.name}.tmp")
-            try:
+            with replacing(target, "plot") as tmp:
                 fig.savefig(tmp, format=suffix[1:], dpi=DPI, metadata=metadata)
-                tmp.replace(target)
-            finally:
-                tmp.unlink(missing_ok=True)
             written.append(target)
     return written
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from recsim.errors import ConfigError
 from recsim.explore.records import PointRecord
+from recsim.output import make_folder_for, replacing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -317,19 +317,13 @@ def export_frame(frame: pd.DataFrame, path: Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         raise ConfigError(f"{path}: export to a .parquet or .csv file (not {path.suffix or 'no suffix'!r})")
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame = _portable(frame)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
+    make_folder_for(path, "export")  # an export may start a results folder of its own
+    with replacing(path, "export") as tmp:
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

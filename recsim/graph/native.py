@@ -36,6 +36,7 @@ from recsim.graph.ir import (
     Op,
     Stream,
 )
+from recsim.output import write_text
 
 #: Op fields added after 1.0, written only when set: a reader of an older minor version (which
 #: reads a newer file with a warning) then meets them only where they matter.
@@ -159,24 +160,9 @@ def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
     return ExecutionGraph(int(data["ranks"]), nodes, dict(data.get("metadata", {})))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (gzip if it ends in ``.gz``) via a temporary file and a rename, so a
-    failure never leaves a half-written file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(tmp, "wt", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_graph(graph: ExecutionGraph, path: Path) -> None:
-    """Write ``graph`` to ``path`` (gzip if it ends in ``.gz``), atomically."""
-    write_text_atomic(path, json.dumps(graph_to_dict(graph), separators=(",", ":")))
+    """Write ``graph`` to ``path`` (gzip if it ends in ``.gz``), whole or not at all (``recsim.output``)."""
+    write_text(path, json.dumps(graph_to_dict(graph), separators=(",", ":")), "graph")
 
 
 def load_json(path: Path) -> Any:

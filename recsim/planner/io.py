@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from recsim.errors import ConfigError, TraceError
-from recsim.graph.native import load_json, write_text_atomic
+from recsim.graph.native import load_json
+from recsim.output import write_text
 from recsim.planner.types import (
     EMBEDDING_DTYPES,
     ROW_ORDERS,
@@ -102,7 +103,7 @@ def plan_to_json(plan: Plan) -> str:
 
 def save_plan(plan: Plan, path: str | Path) -> None:
     """Write ``plan`` to ``path`` (gzip if it ends in ``.gz``), atomically."""
-    write_text_atomic(Path(path), plan_to_json(plan))
+    write_text(Path(path), plan_to_json(plan), "plan")
 
 
 # ------------------------------------------------------------------------------------- reading

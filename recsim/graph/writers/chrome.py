@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from recsim.graph.ir import ExecutionGraph, Stream
-from recsim.graph.native import write_text_atomic
 from recsim.graph.schedule import Schedule, asap_schedule
+from recsim.output import write_text
 
 _STREAM_ORDER = {Stream.COMPUTE: 0, Stream.COMM: 1, Stream.COPY: 2, Stream.HOST: 3}
 
@@ -105,4 +105,5 @@ def _plain(value: Any) -> Any:
 
 def write_chrome_trace(graph: ExecutionGraph, path: Path, schedule: Schedule | None = None) -> None:
     """Write the Chrome trace of ``graph`` to ``path`` (gzip if ``.gz``), atomically."""
-    write_text_atomic(path, json.dumps(chrome_trace(graph, schedule), separators=(",", ":"), default=str))
+    text = json.dumps(chrome_trace(graph, schedule), separators=(",", ":"), default=str)
+    write_text(path, text, "timeline")

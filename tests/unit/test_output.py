@@ -1,0 +1,85 @@
+"""``recsim.output``: user-named outputs are written whole or not at all, or refused clearly."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from recsim.output import (
+    OutputError,
+    check_output_path,
+    make_folder_for,
+    replacing,
+    same_file,
+    write_text,
+)
+
+
+def test_write_text_writes_the_file_and_nothing_else(tmp_path: Path) -> None:
+    out = write_text(tmp_path / "a.json", '{"x": 1}')
+    assert out.read_text() == '{"x": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_gzip_output_is_the_same_bytes_for_the_same_text(tmp_path: Path) -> None:
+    first = write_text(tmp_path / "a.json.gz", "hello").read_bytes()
+    second = write_text(tmp_path / "b.json.gz", "hello").read_bytes()
+    assert first == second  # no time stamp or file name in the header
+    assert gzip.decompress(first) == b"hello"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "plan.json"
+    target.write_text("old")
+    (tmp_path / "plan.json.tmp").write_text("a user's own file")  # never touched
+    with pytest.raises(RuntimeError), replacing(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "plan.json.tmp"]
+    assert (tmp_path / "plan.json.tmp").read_text() == "a user's own file"
+
+
+def test_paths_that_cannot_take_a_file_are_refused_up_front(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="is a directory"):
+        check_output_path(tmp_path, "timeline")
+    with pytest.raises(OutputError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "t.json")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is not a folder"):
+        check_output_path(tmp_path / "f" / "t.json")
+    assert check_output_path(tmp_path / "t.json") == tmp_path / "t.json"
+
+
+def test_make_folder_for_makes_the_parents_or_says_why_not(tmp_path: Path) -> None:
+    make_folder_for(tmp_path / "a" / "b" / "x.csv")
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="cannot make the folder"):
+        make_folder_for(tmp_path / "f" / "sub" / "x.csv")
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_device_is_written_in_place() -> None:
+    write_text(Path("/dev/null"), "discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_device_that_refuses_the_bytes_is_a_clear_error() -> None:
+    with pytest.raises(OutputError, match="No space left"):
+        write_text(Path("/dev/full"), "x" * 100_000)
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_same_file_follows_links_and_relative_paths(tmp_path: Path) -> None:
+    a = tmp_path / "a.json"
+    a.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(a)
+    assert same_file(a, link)
+    assert not same_file(a, tmp_path / "other.json")  # missing: not the same
