@@ -23,6 +23,7 @@ from recsim.graph.writers.chrome import write_chrome_trace
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
+from recsim.output import OutputError, check_output_path, same_file
 from recsim.planner.config import PlannerConfig, planner_config, stamp_exchange
 from recsim.planner.types import Plan
 from recsim.workload.library import WorkloadLibrary
@@ -42,6 +43,12 @@ def system_overrides(nodes: int | None = None, overrides: Sequence[str] = ()) ->
     """``--set`` texts (and ``--nodes``, a shorthand for ``--set cluster.nodes=N``) as overrides."""
     parsed = [Override.parse(text) for text in overrides]
     if nodes is not None:
+        # Two answers to one question: refuse rather than let one silently win.
+        clash = [o.text for o in parsed if o.path == ("cluster", "nodes")]
+        if clash:
+            raise ConfigError(
+                f"--nodes {nodes} and --set {clash[0]} both set cluster.nodes; give one of them"
+            )
         parsed.append(Override(("cluster", "nodes"), nodes, f"cluster.nodes={nodes} (--nodes)"))
     return parsed
 
@@ -149,9 +156,16 @@ def trace_info(paths: Sequence[str | Path], fmt: str | None = None) -> dict[str,
 def convert_trace(
     inputs: Sequence[str | Path], output: str | Path, to: str = "native", fmt: str | None = None
 ) -> ExecutionGraph:
-    """Read ``inputs`` and write ``output`` as a native graph or a Chrome trace."""
+    """Read ``inputs`` and write ``output`` as a native graph or a Chrome trace.
+
+    ``output`` is checked first (``recsim.output.check_output_path``), and may not be one of the
+    inputs: converting a trace onto itself would replace the recording with the conversion.
+    """
+    out = check_output_path(output, "converted trace")
+    for source in inputs:
+        if same_file(source, out):
+            raise OutputError(f"{out}: is also an input; write the conversion to another file")
     graph = read_trace(inputs, fmt)
-    out = Path(output)
     if to == "chrome":
         write_chrome_trace(graph, out)
     else:
@@ -361,11 +375,15 @@ def simulate(system: str | Path = "zionex", workload: str | Path = "dlrm-dcnv2",
     return simulate_run(system, workload, **kwargs).result
 
 
+#: The accelerator a replayed trace ran on, unless told (the A100 trace of ``shared/reference``).
+RECORDED_ON = "a100-sxm4-40gb"
+
+
 def replay(
     paths: Sequence[str | Path],
     *,
     system: str | Path | None = None,
-    recorded_on: str = "a100-sxm4-40gb",
+    recorded_on: str | None = None,
     keep: bool = True,
     fmt: str | None = None,
     nodes: int | None = None,
@@ -374,13 +392,29 @@ def replay(
     """Replay a trace with its recorded durations, or re-estimated on ``system`` (what-if)."""
     from recsim.engine.replay import replay_keep, replay_reestimate
 
-    graph = read_trace(paths, fmt)
     if keep:
-        return replay_keep(graph)
+        # Options of the re-estimate would be silently ignored: refuse them instead.
+        given = [
+            name
+            for name, value in (
+                ("--system", system),
+                ("--recorded-on", recorded_on),
+                ("--nodes", nodes),
+                ("--set", list(overrides) or None),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: only for --re-estimate (a replay with the recorded durations "
+                "uses no hardware)"
+            )
+        return replay_keep(read_trace(paths, fmt))
     if system is None:
         raise ConfigError("--re-estimate needs --system (the hardware to re-estimate on)")
     target = load_system(system, nodes=nodes, overrides=overrides)
-    recorded = HardwareLibrary().device("accelerator", recorded_on)
+    recorded = HardwareLibrary().device("accelerator", recorded_on or RECORDED_ON)
+    graph = read_trace(paths, fmt)
     return replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
 
 

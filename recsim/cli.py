@@ -26,6 +26,7 @@ from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
 from recsim.hardware.schema import document_schema
+from recsim.output import check_output_path
 from recsim.units import Dimension, format_quantity
 
 if TYPE_CHECKING:
@@ -501,6 +502,8 @@ def run_cmd(
 ) -> None:
     """Simulate a training step of WORKLOAD on SYSTEM (``--set workload.x=..`` edits the workload)."""
     nodes, sets = _system_args(ctx, nodes, overrides)
+    if timeline is not None:
+        check_output_path(timeline, "timeline")  # before the run, not after it
     sim = api.simulate_run(
         system,
         workload,
@@ -616,6 +619,8 @@ def plan_cmd(
     sharding_types, reserves, ...), ``--set workload.x=..`` the workload, the rest the system.
     """
     nodes, sets = _system_args(ctx, nodes, overrides)
+    if out is not None:
+        check_output_path(out, "plan")  # before the planning, not after it
     stats = api.plan(
         system,
         workload,
@@ -625,7 +630,10 @@ def plan_cmd(
         precision=precision,
         overrides=sets,
     )
-    if out is not None:
+    # An infeasible plan is shown but not saved: the command fails, and a failed command leaves no
+    # file behind (`recsim run --plan FILE` would only refuse it again).
+    feasible = stats.status == "feasible"
+    if out is not None and feasible:
         from recsim.planner.io import save_plan
 
         save_plan(stats.plan, out)
@@ -633,11 +641,12 @@ def plan_cmd(
         click.echo(json.dumps(stats.to_dict(), indent=2))
     else:
         _print_plan(stats)
-        if out is not None:
+        if out is not None and feasible:
             click.echo(f"wrote {out}")
-    if stats.status != "feasible":
+    if not feasible:
         if not as_json:
-            click.echo(f"recsim: {stats.status}: {stats.reason}", err=True)
+            not_saved = f" ({out} not written)" if out is not None else ""
+            click.echo(f"recsim: {stats.status}: {stats.reason}{not_saved}", err=True)
         ctx.exit(EXIT_USER_ERROR)
 
 
@@ -739,7 +748,9 @@ def _print_plan(stats: PlanStats) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--system", "system", default=None, help="Target system for --re-estimate (name or path).")
 @click.option(
-    "--recorded-on", default="a100-sxm4-40gb", show_default=True, help="Accelerator the trace ran on."
+    "--recorded-on",
+    default=None,
+    help=f"Accelerator the trace ran on, for --re-estimate (default: {api.RECORDED_ON}).",
 )
 @click.option("--keep-durations/--re-estimate", "keep", default=True, help="Recorded durations, or re-cost.")
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")
@@ -750,7 +761,7 @@ def replay_cmd(
     ctx: click.Context,
     paths: tuple[Path, ...],
     system: str | None,
-    recorded_on: str,
+    recorded_on: str | None,
     keep: bool,
     fmt: str | None,
     as_json: bool,

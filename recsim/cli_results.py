@@ -134,6 +134,16 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=max(console.width, 140))
 
 
+def _check_stage(store: Store, stage: str | None) -> None:
+    """A ``--stage`` the store has no records of is a mistake (a typo would show an empty table)."""
+    if stage is None:
+        return
+    stored = sorted({r.stage for r in store.records()}, key=_stage_rank)
+    if stage not in stored:
+        known = ", ".join(stored) if stored else "none: the store holds no points"
+        raise ConfigError(f"{store.path}: --stage {stage!r}: no points at that stage (stages: {known})")
+
+
 def _stage_rank(stage: str) -> tuple[int, str]:
     return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
 
@@ -162,6 +172,7 @@ def results_show(
     with _open(path) as store:
         objectives = _objectives(store, objective)
         name = _spec_data(store).get("name") or store.path.parent.name
+        _check_stage(store, stage)
         if front and stage is None:
             stages = sorted({r.stage for r in store.records()}, key=_stage_rank)
             stage = stages[-1] if stages else None
@@ -272,6 +283,7 @@ def format_metric(name: str, value: Any) -> str:
 def results_export(path: Path, target: Path, stage: str | None) -> None:
     """Write a sweep store's points to Parquet or CSV (one row per point, values.* and metrics)."""
     with _open(path) as store:
+        _check_stage(store, stage)
         written = store.export(target, stage)
         n = store.count(stage)
     click.echo(f"wrote {written} ({n} rows)")

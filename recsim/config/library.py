@@ -69,7 +69,13 @@ class DocumentLibrary:
 
     @classmethod
     def default_roots(cls) -> list[Path]:
+        """``$env_var``'s folders, then the shipped library. A folder in the variable that does not
+        exist is a ``ConfigError``: a mistyped path would otherwise hide the user's documents and
+        fall back on the shipped ones without a word."""
         extra = [Path(p) for p in os.environ.get(cls.env_var, "").split(os.pathsep) if p]
+        for folder in extra:
+            if not folder.is_dir():
+                raise ConfigError(f"${cls.env_var}: {folder} is not a folder (expected library folders)")
         return [*extra, shipped_data(cls.shipped)]
 
     # -- finding files -------------------------------------------------------------------------

@@ -71,6 +71,12 @@ class Override:
         for piece in re.split(r"\.|\[(\d+)\]", key):
             if piece is None or piece == "":
                 continue
+            if "[" in piece or "]" in piece:
+                # What is left of a bracket is not a list index (``tables[x]``, ``tables[-1]``).
+                raise ConfigError(
+                    f"--set {text!r}: {piece}: a list index is a whole number >= 0 in brackets, "
+                    "e.g. workload.tables[0].rows=1000"
+                )
             parts.append(int(piece) if piece.isdigit() else piece)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
@@ -106,7 +112,10 @@ def _resolve_extends(
     if not isinstance(parent_ref, str) or not parent_ref:
         raise ConfigError(f"{where}: extends: expected the name or path of a {kind} document")
     base_dir = path.parent if path is not None else Path(where.source).parent
-    parent_path = locator.locate(kind, parent_ref, base_dir).resolve()
+    try:
+        parent_path = locator.locate(kind, parent_ref, base_dir).resolve()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: extends: {exc}") from None
     visited = [p.resolve() for p in chain] + ([path.resolve()] if path is not None else [])
     if parent_path in visited:
         cycle = " -> ".join(str(p) for p in [*visited, parent_path])
@@ -183,7 +192,11 @@ def _replace_reference(target: type[Referable], tree: Tree, path: KeyPath, locat
     base_dir = Path(where.source).parent if where.line is not None else Path.cwd()
     kind = target.ref_kind
     if isinstance(item, str):
-        doc = load_document(locator.locate(kind, item, base_dir), kind, locator)
+        try:
+            found = locator.locate(kind, item, base_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {format_path(path)}: {exc}") from None
+        doc = load_document(found, kind, locator)
     else:
         sub = _subtree(tree, path)
         doc = _resolve_extends(sub.copy(), None, kind, locator, ())
@@ -203,9 +216,10 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override]) -> Tree:
             here = format_path(override.path[: depth + 1])
             if isinstance(node, dict) and isinstance(part, str) and part not in node:
                 # A new optional section (e.g. cluster.nodes on a single-node system); a misspelt
-                # one is then rejected by the schema, naming this --set.
+                # one is then rejected by the schema, naming this --set (its location).
                 node[part] = {}
                 node = node[part]
+                result.locations[override.path[: depth + 1]] = Location(label)
             elif isinstance(child(node, part), (dict, list)):
                 node = child(node, part)
             else:

@@ -97,11 +97,23 @@ def graft(target: Tree, path: KeyPath, source: Tree) -> None:
         target.locations[(*path, *sub)] = loc
 
 
+#: Keys that choose the variant of a mapping (the discriminators of the schemas' unions: an access
+#: model's ``dist``, a search's ``method``).
+VARIANT_KEYS: tuple[str, ...] = ("dist", "method")
+
+
+def _other_variant(inherited: Mapping[str, Any], value: Mapping[str, Any]) -> bool:
+    """``value`` names another variant than ``inherited`` (a different ``dist``, say)."""
+    return any(k in value and k in inherited and value[k] != inherited[k] for k in VARIANT_KEYS)
+
+
 def deep_merge(base: Tree, child: Tree) -> Tree:
     """``child`` over ``base``: mappings merge key by key, anything else replaces.
 
     A ``null`` in the child deletes the inherited key, so a derived system can drop, say, the
-    NVLink fabric of its parent.
+    NVLink fabric of its parent. A mapping that switches to another variant (``VARIANT_KEYS``: a
+    zipf access model made empirical) replaces the inherited one whole: the old variant's own keys
+    (zipf's ``alpha``) do not belong to the new one.
     """
     result = base.copy()
 
@@ -111,7 +123,11 @@ def deep_merge(base: Tree, child: Tree) -> Tree:
             if value is None:
                 into.pop(key, None)
                 drop_locations(result.locations, sub)
-            elif isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            elif (
+                isinstance(value, Mapping)
+                and isinstance(into.get(key), dict)
+                and not _other_variant(into[key], value)
+            ):
                 result.locations[sub] = child.location(sub)
                 merge(into[key], value, sub)
             else:

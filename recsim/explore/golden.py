@@ -231,9 +231,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    from recsim.graph.native import write_text_atomic
+    from recsim.output import write_text
 
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, json.dumps(data, indent=2) + "\n", "expected results")
 
 
 # ---------------------------------------------------------------------------------- running
@@ -276,7 +276,9 @@ def _ref(case: Path, ref: str) -> str:
 
 def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
     """(``Result.to_dict()``, status, reason, wall seconds) of a case; a ``RecsimError`` raised by
-    the simulation is a result with status ``error`` (config file problems still raise)."""
+    the simulation is a result with status ``error``, except a ``ConfigError``: a case whose system,
+    workload, plan or overrides do not resolve is malformed, and that raises (exit 2), as do
+    problems of its own files."""
     from recsim import api
     from recsim.planner.io import is_plan_path
 
@@ -297,6 +299,8 @@ def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
     with _library_paths(case, config):
         try:
             result = api.simulate(_ref(case, config.system), _ref(case, config.workload), **kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{case / CONFIG_NAME}: {exc}") from None
         except RecsimError as exc:
             return {"status": "error", "reason": str(exc)}, "error", str(exc), time.perf_counter() - start
     data = json.loads(json.dumps(result.to_dict()))  # exactly what `recsim run --json` prints
@@ -353,12 +357,19 @@ def check(root: Path, cases: Sequence[str] | None = None) -> list[GoldenResult]:
 
 def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool = False) -> list[Path]:
     """Rewrite ``expected.json`` of each case from a fresh simulation, keeping its tolerances (and
-    its selection of metrics unless ``all_metrics``); returns the files written."""
-    written = []
+    its selection of metrics unless ``all_metrics``); returns the files written.
+
+    Every case is simulated before any file is written, and a simulation that fails (status
+    ``error``) is refused rather than recorded as the expectation: one bad case leaves every file as
+    it was.
+    """
+    pending: list[tuple[Path, dict[str, Any]]] = []
     for case in case_dirs(root, cases):
         path = case / EXPECTED_NAME
         old = load_expected(case) if path.exists() else Expected({})
-        actual, _status, _reason, _wall = simulate_case(case)
+        actual, status, reason, _wall = simulate_case(case)
+        if status == "error":
+            raise ConfigError(f"{case / CONFIG_NAME}: the simulation failed ({reason}); nothing was recorded")
         if old.metrics and not all_metrics:
             names = [n for n in old.metrics if n in actual]
         else:
@@ -371,6 +382,7 @@ def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool 
             "tolerances": tolerances,
             "default_tolerance": old.default_tolerance,
         }
+        pending.append((path, data))
+    for path, data in pending:
         _write_json_atomic(path, data)
-        written.append(path)
-    return written
+    return [path for path, _ in pending]

@@ -23,6 +23,7 @@ store holds results unless ``resume=True``, and refuses to resume with a differe
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,45 +116,77 @@ def run_sweep(
     else:
         spec = load_sweep(spec, overrides)
     out = Path(out)
+    _check_out_folder(out, STORE_NAME, resume)
+    # The executor comes before the folder: a scheduler that cannot be reached (or options that do
+    # not go together) fail the command without leaving an empty store behind.
+    owned = not isinstance(executor, Executor)
+    ex = (
+        make_executor(executor, workers=workers, scheduler=scheduler, progress=progress)
+        if owned
+        else executor
+    )  # type: ignore[arg-type]
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        store = Store(out / STORE_NAME)
+        try:
+            stored = store.spec()
+            if (stored is not None or store.count() > 0) and not resume:
+                raise ConfigError(
+                    f"{store.path}: this folder holds a sweep already; run with --resume to continue "
+                    "it, or choose another --out"
+                )
+            if stored is not None and stored[1] != spec.spec_key:
+                raise ConfigError(
+                    f"{store.path}: cannot resume: the store was made by another sweep spec (key "
+                    f"{stored[1]}, this spec {spec.spec_key}); use the original spec or a new --out"
+                )
+            store.set_spec(spec.to_text(), spec.spec_key)
+            runner = _Runner(spec, store, max_points)
+            complete = True
+            try:
+                runner.run(ex)
+            except _Stop:
+                complete = False
+            except BaseException:
+                # Nothing stored yet: the folder this call made goes again (nothing half-made is
+                # left); once a point is stored the store stays, resumable with --resume.
+                if created and store.count() == 0:
+                    store.close()
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+            result = export(spec, store, out)
+            result.counts = {**runner.counts, **_status_counts(result.final)}
+            result.complete = complete
+            result.executor = ex.describe()
+            return result
+        finally:
+            store.close()
+    finally:
+        if owned:
+            ex.close()
+
+
+def _check_out_folder(out: Path, store_name: str, resume: bool) -> None:
+    """Refuse an ``--out`` that cannot hold a sweep, before anything is made: a file, a folder under
+    a file, or a folder with other files and no sweep store in it (its files could be overwritten
+    by the results, and the results mixed with them)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: --out must be a folder, and this is a file")
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / STORE_NAME)
-    try:
-        stored = store.spec()
-        if (stored is not None or store.count() > 0) and not resume:
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{out}: --out cannot be made: {parent} is a file, not a folder")
+            break
+    if out.is_dir() and not (out / store_name).exists():
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            what = "--resume needs" if resume else "a new sweep needs"
             raise ConfigError(
-                f"{store.path}: this folder holds a sweep already; run with --resume to continue it, "
-                "or choose another --out"
+                f"{out}: this folder holds other files ({shown}) and no sweep store; {what} a new or "
+                "empty folder, or the --out of an earlier sweep"
             )
-        if stored is not None and stored[1] != spec.spec_key:
-            raise ConfigError(
-                f"{store.path}: cannot resume: the store was made by another sweep spec (key "
-                f"{stored[1]}, this spec {spec.spec_key}); use the original spec or a new --out"
-            )
-        store.set_spec(spec.to_text(), spec.spec_key)
-        runner = _Runner(spec, store, max_points)
-        owned = not isinstance(executor, Executor)
-        ex = (
-            make_executor(executor, workers=workers, scheduler=scheduler, progress=progress)
-            if owned
-            else executor
-        )  # type: ignore[arg-type]
-        complete = True
-        try:
-            runner.run(ex)
-        except _Stop:
-            complete = False
-        finally:
-            if owned:
-                ex.close()
-        result = export(spec, store, out)
-        result.counts = {**runner.counts, **_status_counts(result.final)}
-        result.complete = complete
-        result.executor = ex.describe()
-        return result
-    finally:
-        store.close()
 
 
 class _Runner:

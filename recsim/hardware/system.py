@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Self
 
 from annotated_types import Len
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from recsim.config.loader import Referable
 from recsim.config.types import Bytes, PositiveInt, Ratio, Spec
@@ -132,6 +132,12 @@ class Node(Spec):
             if self.scale_up.mesh is not None:
                 used = [0] * n
                 for a, b, links in self.scale_up.mesh:
+                    if max(a, b) >= n and min(a, b) >= 0 and a != b and links >= 1:
+                        raise ValueError(
+                            f"mesh entry {[a, b, links]} wires accelerator {max(a, b)}, but the node "
+                            f"has {n}: an NVLink mesh is drawn for its accelerator count; change "
+                            "scale_up.mesh with it (or use a system with NVSwitch)"
+                        )
                     if not (0 <= a < n and 0 <= b < n) or a == b or links < 1:
                         raise ValueError(f"mesh entry {[a, b, links]} is not [a, b, links] with a != b < {n}")
                     used[a] += links
@@ -242,9 +248,24 @@ class ScaleOut(Spec):
         return self
 
 
+#: The most nodes, and accelerators, a system may have. The engines hold per-rank nodes of the
+#: step graph and each all-to-all as an ``n x n`` float64 traffic matrix (``n`` accelerators): 2 GiB
+#: a matrix at 16,384, beyond what an evaluation can afford on a workstation; a larger request would
+#: run out of memory minutes into building the topology instead of failing with a message.
+MAX_NODES = 16_384
+MAX_ACCELERATORS = 16_384
+
+
 class Cluster(Spec):
     nodes: PositiveInt = 1
     scale_out: ScaleOut | None = None
+
+    @field_validator("nodes")
+    @classmethod
+    def _not_too_many(cls, nodes: int) -> int:
+        if nodes > MAX_NODES:
+            raise ValueError(f"{nodes:,} nodes: recsim simulates at most {MAX_NODES:,}")
+        return nodes
 
     @model_validator(mode="after")
     def _network(self) -> Self:
@@ -265,6 +286,12 @@ class System(Referable):
 
     @model_validator(mode="after")
     def _nics_for_scale_out(self) -> Self:
+        if self.num_accelerators > MAX_ACCELERATORS:
+            raise ValueError(
+                f"{self.cluster.nodes} nodes x {self.node.num_accelerators} accelerators = "
+                f"{self.num_accelerators:,}: recsim simulates at most {MAX_ACCELERATORS:,} accelerators "
+                "(one rank each in the step graph, an n x n traffic matrix per all-to-all)"
+            )
         if self.cluster.nodes > 1 and self.node.nics is None and self.node.frontend_nics is None:
             raise ValueError(f"{self.cluster.nodes} nodes but the node has no 'nics' to reach the network")
         return self

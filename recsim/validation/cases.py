@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from recsim.errors import ConfigError
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
@@ -381,7 +384,18 @@ CASES: list[Case] = _cases()
 
 
 def run_cases(ids: list[str] | None = None) -> list[CaseResult]:
-    """Run the cases (all, or those whose id starts with one of ``ids``)."""
+    """Run the cases (all, or those whose id starts with one of ``ids``; an id that starts none is
+    a ``ConfigError`` naming the known ids, before any case runs)."""
+    if ids:
+        unmatched = [i for i in ids if not any(case.id.startswith(i) for case in CASES)]
+        if unmatched:
+            close = difflib.get_close_matches(unmatched[0], [c.id for c in CASES], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            families = sorted({c.id.split("-", 1)[0] + "-" for c in CASES})
+            raise ConfigError(
+                f"no validation case id starts with {unmatched[0]!r}{hint} (the {len(CASES)} ids "
+                f"start with {', '.join(families)})"
+            )
     out = []
     for case in CASES:
         if ids and not any(case.id.startswith(i) for i in ids):

@@ -13,8 +13,9 @@ from typing import ClassVar
 
 from recsim.config.library import DocumentLibrary
 from recsim.config.loader import Override, Referable
-from recsim.config.tree import Tree, walk
-from recsim.workload.access.stats import is_stats_path
+from recsim.config.tree import Tree, format_path, walk
+from recsim.errors import ConfigError
+from recsim.workload.access.stats import is_stats_path, resolve_stats
 from recsim.workload.spec import Workload
 
 
@@ -29,14 +30,23 @@ class WorkloadLibrary(DocumentLibrary):
 
     def postprocess(self, kind: str, tree: Tree) -> Tree:
         for path, value in list(walk(tree.data)):
-            if path and path[-1] == "stats" and isinstance(value, str) and is_stats_path(value):
-                where = tree.location(path)
-                base = Path(where.source).parent if where.line is not None else Path.cwd()
-                resolved = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
-                parent = tree.data
-                for part in path[:-1]:
-                    parent = parent[part]
-                parent["stats"] = str(resolved)
+            if not (path and path[-1] == "stats" and isinstance(value, str)):
+                continue
+            where = tree.location(path)
+            if not is_stats_path(value):
+                try:
+                    resolve_stats(value)  # a shipped name: checked here, where the key is known
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {format_path(path)}: {exc}") from None
+                continue
+            base = Path(where.source).parent if where.line is not None else Path.cwd()
+            resolved = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+            if not resolved.is_file():
+                raise ConfigError(f"{where}: {format_path(path)}: no such locality stats file {resolved}")
+            parent = tree.data
+            for part in path[:-1]:
+                parent = parent[part]
+            parent["stats"] = str(resolved)
         return tree
 
     def workload(self, ref: str | Path, overrides: Iterable[Override] = ()) -> Workload:

@@ -57,7 +57,18 @@ def _load_builtin_readers() -> None:
 def read_trace(
     paths: Sequence[Path], fmt: str | None = None, *, sniffer: Callable[[Path], Any] | None = None
 ) -> ExecutionGraph:
-    """Read ``paths`` with the reader ``fmt`` or the one whose ``sniff`` accepts the first file."""
+    """Read ``paths`` with the reader ``fmt`` or the one whose ``sniff`` accepts the first file.
+
+    A trace with no operation to replay (``{"traceEvents": []}``, a profile of nothing) is a
+    ``TraceError``: a replay of it would report a step of 0 s."""
+    graph = _read(paths, fmt, sniffer)
+    if len(graph.nodes) == 0:
+        names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise TraceError(f"{names}: the trace holds no operations to replay")
+    return graph
+
+
+def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any] | None) -> ExecutionGraph:
     _load_builtin_readers()
     if not paths:
         raise TraceError("no trace files given")

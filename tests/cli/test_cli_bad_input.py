@@ -1,0 +1,227 @@
+"""User mistakes on the command line: one clear line, exit 2, no traceback, nothing half-written.
+
+Each case here was found by feeding the CLI bad input: outputs that cannot be written, options that
+were silently ignored, a failed command that left files behind, errors that blamed the wrong file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from recsim.cli import cli
+from tests.conftest import FIXTURES
+
+ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+TINY = ["--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1", "--set", "node.accelerators.count=2"]
+KINETO = FIXTURES.parent / "data" / "traces" / "simple_add_kineto.json.gz"
+SWEEP = """\
+kind: sweep
+name: t
+base: {system: tiny, workload: tiny-dlrm, nodes: 1, plan: table_wise, overrides: [node.accelerators.count=2]}
+axes:
+  plan: [table_wise, row_wise]
+objectives: {throughput_samples_per_s: max}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _library_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def error_line(result: Result) -> str:
+    """The one line a user mistake prints (exit 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [x for x in result.output.splitlines() if x.startswith("recsim: error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
+def test_timeline_that_cannot_be_written_fails_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    line = error_line(run("run", *TINY, "--timeline", tmp_path / "adir"))
+    assert "is a directory" in line
+    line = error_line(run("run", *TINY, "--timeline", tmp_path / "missing" / "t.json"))
+    assert f"the folder {tmp_path / 'missing'} does not exist" in line
+    (tmp_path / "afile").write_text("x")
+    line = error_line(run("run", *TINY, "--timeline", tmp_path / "afile" / "t.json"))
+    assert "is not a folder" in line
+    assert tree(tmp_path) == ["adir", "afile"]  # nothing written, no temporary file left
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_an_output_on_a_device_is_written_in_place_not_replaced() -> None:
+    result = run("plan", *TINY, "--strategy", "table_wise", "--out", "/dev/null")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device, not a plain file
+
+
+def test_an_infeasible_plan_is_not_saved(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    sets = ["--set", "workload.tables[0].rows=4000000000", "--set", "planner.tiers=[hbm]"]
+    sets += ["--set", "planner.embedding_dtypes=[fp32]"]
+    line = error_line(run("plan", *TINY, *sets, "--out", out))
+    assert "short" in line
+    assert not out.exists()
+
+
+def test_trace_convert_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    trace = tmp_path / "k.json.gz"
+    trace.write_bytes(KINETO.read_bytes())
+    line = error_line(run("trace", "convert", trace, trace))
+    assert "is also an input" in line
+    assert trace.read_bytes() == KINETO.read_bytes()
+    ok = run("trace", "convert", trace, tmp_path / "k.native.json")
+    assert ok.exit_code == 0, ok.output
+
+
+# -------------------------------------------------------------------------------------- sweeps
+
+
+def test_sweep_out_must_be_a_new_empty_or_sweep_folder(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    (tmp_path / "afile").write_text("x")
+    line = error_line(run("sweep", spec, "--out", tmp_path / "afile" / "sub", "--workers", "1"))
+    assert "is a file, not a folder" in line
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    line = error_line(run("sweep", spec, "--out", mine, "--workers", "1"))
+    assert "holds other files (notes.txt) and no sweep store" in line
+    assert tree(mine) == ["notes.txt"]
+
+
+def test_a_sweep_that_fails_before_any_point_leaves_no_folder(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    out = tmp_path / "out"
+    line = error_line(run("sweep", spec, "--out", out, "--scheduler", "tcp://127.0.0.1:1"))
+    assert "--scheduler is for --executor dask" in line
+    assert not out.exists()
+
+
+def test_every_axis_value_is_checked_before_the_sweep_runs(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("plan: [table_wise, row_wise]", "workload.tables[0].rows: [100, -5]"))
+    out = tmp_path / "out"
+    line = error_line(run("sweep", spec, "--out", out, "--workers", "1"))
+    assert line.endswith("axes.workload.tables[0].rows[1]: must be > 0, got -5"), line
+    assert not out.exists()
+    spec.write_text(SWEEP.replace("row_wise]", "./missing.plan.json]"))
+    line = error_line(run("sweep", spec, "--out", out, "--workers", "1"))
+    assert "axes.plan[1]: no such plan file" in line
+
+
+def test_results_reject_a_stage_the_store_does_not_have(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    out = tmp_path / "out"
+    assert run("sweep", spec, "--out", out, "--workers", "1", "--no-progress").exit_code == 0
+    line = error_line(run("results", "show", out, "--stage", "bogus"))
+    assert "no points at that stage (stages: analytic)" in line
+    error_line(run("results", "export", out, "--to", tmp_path / "x.csv", "--stage", "bogus"))
+    assert not (tmp_path / "x.csv").exists()
+
+
+# ------------------------------------------------------------------------- options ignored before
+
+
+def test_nodes_and_set_cluster_nodes_together_are_refused() -> None:
+    line = error_line(run("run", *TINY, "--set", "cluster.nodes=2"))
+    assert "both set cluster.nodes" in line
+
+
+def test_unknown_validation_ids_are_refused() -> None:
+    line = error_line(run("validate", "gemm-a100", "bogus"))
+    assert "no validation case id starts with 'bogus'" in line
+
+
+def test_replay_with_recorded_durations_refuses_the_re_estimate_options() -> None:
+    line = error_line(run("replay", KINETO, "--system", "tiny"))
+    assert "--system: only for --re-estimate" in line
+    line = error_line(run("replay", KINETO, "--recorded-on", "nosuch-gpu"))
+    assert "--recorded-on: only for --re-estimate" in line
+
+
+def test_an_empty_trace_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"traceEvents": []}))
+    line = error_line(run("replay", empty))
+    assert "holds no operations to replay" in line
+
+
+def test_a_library_path_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
+    env = {**ENV, "RECSIM_HARDWARE_PATH": str(tmp_path / "nope")}
+    line = error_line(run("run", *TINY, env=env))
+    assert "$RECSIM_HARDWARE_PATH" in line and "is not a folder" in line
+
+
+def test_too_many_nodes_fail_at_once_naming_the_option() -> None:
+    line = error_line(run("run", "--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "100000000"))
+    assert "--nodes" in line and "at most 16,384" in line
+
+
+# -------------------------------------------------------------------------- errors in the right file
+
+
+def test_a_set_typo_is_blamed_on_the_set_not_the_library_file() -> None:
+    line = error_line(run("run", *TINY, "--set", "node.acelerators.count=4"))
+    assert "--set node.acelerators.count=4: node.acelerators: unknown key 'acelerators'" in line
+    line = error_line(run("run", *TINY, "--set", "workload.tables[x].rows=5"))
+    assert "a list index is a whole number >= 0" in line
+
+
+def test_a_missing_reference_names_the_file_and_key_that_points_to_it(tmp_path: Path) -> None:
+    system = tmp_path / "s.yaml"
+    system.write_text("kind: system\nextends: ./does-not-exist.yaml\nname: s\n")
+    line = error_line(run("run", "--system", system, "--workload", "tiny-dlrm"))
+    assert f"{system}:2: extends: ./does-not-exist.yaml: no such system file" in line
+    system.write_text("kind: system\nextends: tiny\nname: s\nnode:\n  nics: {device: nope-nic}\n")
+    line = error_line(run("run", "--system", system, "--workload", "tiny-dlrm"))
+    assert f"{system}:5: node.nics.device: unknown nic 'nope-nic'" in line
+
+
+def test_switching_an_inherited_variant_replaces_it(tmp_path: Path) -> None:
+    workload = tmp_path / "w.yaml"
+    workload.write_text(
+        "kind: dlrm\nextends: tiny-dlrm\nname: w\nembedding: {access: {dist: empirical, stats: ./no.txt}}\n"
+    )
+    line = error_line(run("run", *TINY[:2], "--workload", workload, *TINY[4:]))
+    # The inherited zipf keys are gone: the error is the user's missing file, nothing about 'alpha'.
+    assert f"{workload}:4: embedding.access.stats: no such locality stats file" in line
+    assert "alpha" not in line
+
+
+# ---------------------------------------------------------------------------------------- golden
+
+
+def test_golden_refuses_to_record_or_check_a_malformed_case(tmp_path: Path) -> None:
+    case = tmp_path / "gold" / "bad"
+    case.mkdir(parents=True)
+    (case / "config.yaml").write_text("system: nosuch\nworkload: tiny-dlrm\nnodes: 1\n")
+    expected = '{"metrics": {"status": "ok"}}\n'
+    (case / "expected.json").write_text(expected)
+    line = error_line(run("golden", "update", tmp_path / "gold"))
+    assert "unknown system 'nosuch'" in line
+    assert (case / "expected.json").read_text() == expected
+    error_line(run("golden", "check", tmp_path / "gold"))
