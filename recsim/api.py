@@ -25,7 +25,7 @@ from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.output import OutputError, check_output_path, same_file
 from recsim.planner.config import PlannerConfig, planner_config, stamp_exchange
-from recsim.planner.types import Plan
+from recsim.planner.types import COMM_DTYPES, Plan
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     # hardware, workload and trace commands stay quick to start.
     from recsim.engine.replay import ReplayResult
     from recsim.engine.simulate import Simulation
+    from recsim.explore.spec import SweepSpec
     from recsim.metrics.result import Result
     from recsim.planner.stats import PlanStats
     from recsim.validation import CaseResult
@@ -139,8 +140,11 @@ def workload_rows(library: WorkloadLibrary | None = None) -> list[dict[str, Any]
     return rows
 
 
-def read_trace(paths: Sequence[str | Path], fmt: str | None = None) -> ExecutionGraph:
-    """The execution graph of real trace files (format detected unless ``fmt`` is given), validated."""
+def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None) -> ExecutionGraph:
+    """The execution graph of real trace files (format detected unless ``fmt`` is given), validated.
+    ``paths``: a list of files (one per rank, say), or one file."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
     graph = _read_trace([Path(p) for p in paths], fmt)
     graph.validate()
     return graph
@@ -341,6 +345,12 @@ def simulate_run(
 
     ``comm_interference=False`` lets computation and communication overlap for free (an ablation of
     ``recsim.cost.interference``)."""
+    if comm_dtype is not None and comm_dtype not in COMM_DTYPES:
+        raise ConfigError(f"comm_dtype {comm_dtype!r}: expected one of {', '.join(COMM_DTYPES)}")
+    if not isinstance(plan, (str, Path)):
+        raise ConfigError(f"plan: expected a strategy name or a plan file path, got {plan!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps: expected a whole number >= 1, got {steps!r}")
     sys_spec, wl_spec = prepare(
         system,
         workload,
@@ -426,7 +436,7 @@ def validate(ids: Sequence[str] | None = None) -> list[CaseResult]:
 
 
 def sweep(
-    spec: str | Path,
+    spec: str | Path | SweepSpec,
     out: str | Path | None = None,
     *,
     executor: str = "local",
@@ -438,11 +448,14 @@ def sweep(
 ) -> Any:
     """Run a sweep spec into ``out`` (``recsim sweep``; default ``out/<spec name>``, resumed if it is
     there); returns the ``SweepResult`` (``.frame``, ``.final``, ``.front``, ``.paths``)."""
-    from recsim.explore.spec import load_sweep
+    from recsim.explore.spec import SweepSpec, load_sweep
     from recsim.explore.sweep import run_sweep
 
+    if not isinstance(spec, (str, Path, SweepSpec)):
+        raise ConfigError(f"sweep: expected the path of a sweep spec file, got {type(spec).__name__}")
     if out is None:
-        out = Path("out") / load_sweep(spec, overrides).name
+        name = spec.name if isinstance(spec, SweepSpec) else load_sweep(spec, overrides).name
+        out = Path("out") / name
         resume = True
 
     return run_sweep(

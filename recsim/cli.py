@@ -27,6 +27,7 @@ from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
 from recsim.hardware.schema import document_schema
 from recsim.output import check_output_path
+from recsim.planner.types import COMM_DTYPES
 from recsim.units import Dimension, format_quantity
 
 if TYPE_CHECKING:
@@ -460,7 +461,7 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
 )
 @click.option(
     "--comm-dtype",
-    type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]),
+    type=click.Choice(list(COMM_DTYPES)),
     default=None,
     help="Wire dtype of pooled embeddings (default: the plan's choice, fp32 for fixed strategies).",
 )

@@ -120,15 +120,39 @@ def replacing(path: Path | str, what: str = "output") -> Iterator[Path]:
         raise OutputError(
             f"{path}: cannot write the {what}: cannot create a file in {path.parent} ({_reason(exc)})"
         ) from None
-    os.close(handle)
     tmp = Path(name)
     try:
+        # mkstemp makes the file 0600; the output gets the mode a plain open() would give it (the
+        # umask's), or keeps the mode of the file it replaces.
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(handle, mode)
+        os.close(handle)
+        handle = -1
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the {what}: {_reason(exc)}") from None
     finally:
+        if handle >= 0:
+            os.close(handle)
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask: from ``/proc`` where there is one (reading it by setting it would
+    change it, for a moment, for every thread of the process), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: Path | str, data: bytes, what: str = "output") -> Path:

@@ -91,6 +91,9 @@ class _Builder:
         self.tree = tree
         self.count = 0
         self.loader = _constructor()
+        # The collection nodes being built, by identity: an alias that leads back into one of
+        # them (``a: &x [1, *x]``) is a structure without end.
+        self.open: set[int] = set()
 
     def _loc(self, node: yaml.Node) -> Location:
         return Location(self.source, node.start_mark.line + 1)
@@ -102,6 +105,20 @@ class _Builder:
                 f"{self._loc(node)}: more than {MAX_NODES} YAML nodes (are aliases expanding recursively?)"
             )
         self.tree.locations[path] = self._loc(node)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(node) in self.open:
+                raise ConfigError(f"{self._loc(node)}: a YAML alias refers to a collection that contains it")
+            self.open.add(id(node))
+            try:
+                return self._collection(node, path)
+            finally:
+                self.open.discard(id(node))
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{self._loc(node)}: invalid value: {exc}") from None
+
+    def _collection(self, node: yaml.Node, path: KeyPath) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -121,9 +138,4 @@ class _Builder:
                 # Point errors about a key at the key's own line.
                 self.tree.locations[(*path, key)] = self._loc(key_node)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{self._loc(node)}: invalid value: {exc}") from None
+        return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]

@@ -17,10 +17,13 @@ The recorded GPU is the trace's ``metadata['device']`` name if the reader found 
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CostModel
+from recsim.errors import TraceError
 from recsim.graph.ir import Collective, Compute, ExecutionGraph, Node, is_uneven_all_to_all
 from recsim.graph.schedule import asap_schedule
 from recsim.hardware.devices import Accelerator
@@ -55,12 +58,30 @@ class ReplayResult:
 
 
 def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:
+    """(profiler steps per rank, their mean recorded duration) of the trace; (1, None) without.
+
+    The readers list every rank's steps (``{rank, duration_s, ...}``): the ranks run their steps
+    side by side, so the replayed span covers one rank's steps, not their sum over the ranks.
+    Ranks that recorded different numbers of steps make the per-step time meaningless: a
+    ``TraceError``.
+    """
     steps = graph.metadata.get("steps")
-    if isinstance(steps, list) and steps:
-        durations = [float(s["duration_s"]) for s in steps if "duration_s" in s]
-        if durations:
-            return len(durations), sum(durations) / len(durations)
-    return 1, None
+    if not (isinstance(steps, list) and steps):
+        return 1, None
+    by_rank: dict[int, list[float]] = defaultdict(list)
+    for s in steps:
+        if "duration_s" in s:
+            by_rank[int(s.get("rank", 0))].append(float(s["duration_s"]))
+    if not by_rank:
+        return 1, None
+    counts = {rank: len(d) for rank, d in by_rank.items()}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"rank {r}: {n}" for r, n in sorted(counts.items()))
+        raise TraceError(
+            f"the ranks recorded different numbers of profiler steps ({shown}); replay needs one count"
+        )
+    durations = [d for rank in sorted(by_rank) for d in by_rank[rank]]
+    return next(iter(counts.values())), math.fsum(durations) / len(durations)
 
 
 def _span(graph: ExecutionGraph, durations: dict[int, float]) -> float:

@@ -79,10 +79,10 @@ from recsim.config.tree import Location, Tree, format_path
 from recsim.config.types import Spec
 from recsim.config.validate import validate_tree
 from recsim.errors import ConfigError, RecsimError
+from recsim.planner.types import COMM_DTYPES
 
 SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-COMM_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8")
 FIDELITIES = ("analytic", "des")
 TOP_LEVEL_KEYS = (
     "kind",
@@ -533,7 +533,9 @@ def _jsonable_scalar(value: Any) -> bool:
 def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...], str, list[Any]]]) -> None:
     """Resolve the base point, then the base point with each value of each axis in turn: a value
     that cannot resolve (a unit of the wrong kind, a negative size, a missing plan file) fails the
-    spec before any point runs, not as an ``error`` row after the sweep (about 40 ms a value)."""
+    spec before any point runs, not as an ``error`` row after the sweep (about 40 ms a value). The
+    values of a ``zip`` group go together (a GPU count with the NVLink mesh drawn for it): each row
+    of the group is resolved whole, once."""
     from recsim.explore.points import point_config
 
     spec = check.spec
@@ -541,10 +543,10 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
         _dry_resolve(point_config(spec, {}))
     except RecsimError as exc:
         raise check.fail(("base",), str(exc)) from None
+    rows_done: set[tuple[str | int, int]] = set()
     for where, axis, values in places:
         shown = f"{where[0]}.{axis}" if where[0] == "axes" else format_path(where)
-        candidates = values
-        for j, value in enumerate(candidates):
+        for j, value in enumerate(values):
             if axis in ("precision", "comm_dtype"):
                 allowed = PRECISIONS if axis == "precision" else COMM_DTYPES
                 bad = [v for v in values if v not in allowed]
@@ -556,8 +558,15 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
                 bad = [v for v in values if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1)]
                 if bad:
                     raise check.fail(where, f"expected positive integers, got {bad[0]!r}", shown)
+            assignment: dict[str, Any] = {axis: value}
+            if where[0] == "zip":
+                if (where[1], j) in rows_done:
+                    continue
+                rows_done.add((where[1], j))
+                group = spec.zipped[int(where[1])]
+                assignment = {path: column[j] for path, column in group.items() if j < len(column)}
             try:
-                _dry_resolve(point_config(spec, {axis: value}))
+                _dry_resolve(point_config(spec, assignment))
             except RecsimError as exc:
                 # The first value stands for the axis (an unknown path fails there); a later one
                 # is named by its index. The spec's location and axis replace the loader's own

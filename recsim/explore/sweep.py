@@ -44,6 +44,7 @@ from recsim.explore.points import (
 )
 from recsim.explore.records import PointRecord
 from recsim.explore.spec import Stage, SweepSpec, load_sweep
+from recsim.output import OutputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,6 +114,8 @@ def run_sweep(
     if isinstance(spec, SweepSpec):
         if overrides:
             raise ConfigError("--set overrides apply to a sweep spec file, not to a loaded SweepSpec")
+    elif not isinstance(spec, (str, Path)):
+        raise ConfigError(f"sweep: expected a spec file path or a SweepSpec, got {type(spec).__name__}")
     else:
         spec = load_sweep(spec, overrides)
     out = Path(out)
@@ -125,9 +128,8 @@ def run_sweep(
         if owned
         else executor
     )  # type: ignore[arg-type]
-    created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        created = _make_out_folder(out)
         store = Store(out / STORE_NAME)
         try:
             stored = store.spec()
@@ -150,10 +152,12 @@ def run_sweep(
                 complete = False
             except BaseException:
                 # Nothing stored yet: the folder this call made goes again (nothing half-made is
-                # left); once a point is stored the store stays, resumable with --resume.
+                # left); once a point is stored the store stays, resumable with --resume. Only
+                # a folder that holds nothing but this store's files is removed: another process
+                # may have joined the sweep meanwhile (several may share one store).
                 if created and store.count() == 0:
                     store.close()
-                    shutil.rmtree(out, ignore_errors=True)
+                    _remove_if_only_store(out, STORE_NAME)
                 raise
             result = export(spec, store, out)
             result.counts = {**runner.counts, **_status_counts(result.final)}
@@ -165,6 +169,29 @@ def run_sweep(
     finally:
         if owned:
             ex.close()
+
+
+def _make_out_folder(out: Path) -> bool:
+    """Make ``out`` (and its parents); True if this call made ``out`` itself. An ``OutputError``
+    when it cannot be made (a read-only or special location)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.mkdir()
+    except FileExistsError:
+        return False  # made meanwhile by another process sharing the sweep, or there before
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot make the --out folder: {exc.strerror or exc}") from None
+    return True
+
+
+def _remove_if_only_store(out: Path, store_name: str) -> None:
+    """Remove ``out`` if it holds only the files of an empty store (SQLite's journal among them)."""
+    try:
+        names = [p.name for p in out.iterdir()]
+    except OSError:
+        return
+    if all(name.startswith(store_name) for name in names):
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _check_out_folder(out: Path, store_name: str, resume: bool) -> None:
@@ -179,7 +206,8 @@ def _check_out_folder(out: Path, store_name: str, resume: bool) -> None:
                 raise ConfigError(f"{out}: --out cannot be made: {parent} is a file, not a folder")
             break
     if out.is_dir() and not (out / store_name).exists():
-        entries = sorted(p.name for p in out.iterdir())
+        # Hidden files (.gitkeep, .DS_Store) are not the user's results.
+        entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         if entries:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             what = "--resume needs" if resume else "a new sweep needs"

@@ -16,7 +16,7 @@ graph, a second or two for the 10^5-node graphs of 8-rank traces.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from statistics import mean
 from typing import Any
 
@@ -127,6 +127,11 @@ def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
             if isinstance(s, dict)
         ]
         info["step_time_mean_s"] = mean(float(s["duration_s"]) for s in info["steps"])
+        # Steps per rank: the ranks run theirs side by side (a replay divides by this count).
+        per_rank = Counter(int(s.get("rank", 0)) for s in info["steps"])
+        info["steps_per_rank"] = dict(sorted(per_rank.items()))
+        if len(set(per_rank.values())) > 1:
+            info["note"] = "ranks recorded different numbers of profiler steps (`recsim replay` refuses it)"
     info["time_by_category_s"] = dict(sorted(by_category.items(), key=lambda kv: -kv[1]))
     info["time_by_stream_s"] = dict(sorted(by_stream.items(), key=lambda kv: -kv[1]))
     top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:TOP_KERNELS]

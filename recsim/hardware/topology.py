@@ -836,8 +836,17 @@ class _Builder:
             self._top(f"{prefix}spine", lower, sw)
             return
         pod_size = max(1, sw.ports // 2)
+        pods = math.ceil(len(lower) / pod_size)
+        if pods > sw.ports:
+            # A core switch gives each pod one of its ports, so every two pods share a core: a
+            # 3-tier Clos of R-port switches holds at most R pods (R^3 / 4 endpoints at one port each).
+            raise ConfigError(
+                f"{self.system.name}: {len(lower)} leaves make {pods} pods of {pod_size}, more than the "
+                f"{sw.ports}-port core radix of {sw.name} in a 3-tier Clos (at most "
+                f"{sw.ports**3 // 4:,} single-port endpoints); use switches with more ports"
+            )
         aggs: list[tuple[str, int]] = []
-        for p in range(math.ceil(len(lower) / pod_size)):
+        for p in range(pods):
             pod = lower[p * pod_size : (p + 1) * pod_size]
             uplinks = sum(u for _, u in pod)
             n_aggs = max(1, math.ceil(uplinks / (sw.ports // 2)))

@@ -43,6 +43,7 @@ from recsim.errors import ConfigError, TraceError
 from recsim.graph.native import load_json
 from recsim.output import write_text
 from recsim.planner.types import (
+    COMM_DTYPES,
     EMBEDDING_DTYPES,
     ROW_ORDERS,
     ROW_SPLIT_EXCHANGES,
@@ -50,7 +51,6 @@ from recsim.planner.types import (
     Plan,
     Shard,
 )
-from recsim.workload.spec import DTYPE_BYTES
 
 PLAN_FORMAT = "recsim-plan"
 PLAN_VERSION = 1
@@ -239,7 +239,7 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
         shards=tuple(read.shard(s, f"shards[{i}]", world_size) for i, s in enumerate(shards)),
         strategy=read.str_(data["strategy"], "strategy"),
         notes=tuple(read.str_(n, f"notes[{i}]") for i, n in enumerate(notes)),
-        comm_dtype=read.choice(data["comm_dtype"], "comm_dtype", tuple(DTYPE_BYTES)),
+        comm_dtype=read.choice(data["comm_dtype"], "comm_dtype", COMM_DTYPES),
         bottom_rank=None
         if optional["bottom_rank"] is None
         else read.int_(optional["bottom_rank"], "bottom_rank", minimum=0),

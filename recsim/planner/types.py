@@ -58,6 +58,9 @@ ROW_ORDERS = ("id", "popularity")
 #: ``Plan.row_split_exchange`` values (None: the framework's default).
 ROW_SPLIT_EXCHANGES = (None, "node", "flat")
 EMBEDDING_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
+#: Wire dtypes of pooled embeddings (``Plan.comm_dtype``, ``--comm-dtype``): what the collectives
+#: and their quantise/dequantise kernels model (TorchRec's qcomm codecs: fp32, fp16, bf16, fp8, int8).
+COMM_DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8")
 
 
 @dataclass(frozen=True)

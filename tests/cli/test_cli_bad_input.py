@@ -167,7 +167,7 @@ def test_an_empty_trace_is_refused(tmp_path: Path) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"traceEvents": []}))
     line = error_line(run("replay", empty))
-    assert "holds no operations to replay" in line
+    assert "holds no operations" in line
 
 
 def test_a_library_path_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
@@ -225,3 +225,115 @@ def test_golden_refuses_to_record_or_check_a_malformed_case(tmp_path: Path) -> N
     assert "unknown system 'nosuch'" in line
     assert (case / "expected.json").read_text() == expected
     error_line(run("golden", "check", tmp_path / "gold"))
+
+
+# ------------------------------------------------------------------------------ second round
+
+
+def test_replay_counts_profiler_steps_per_rank() -> None:
+    traces = sorted((FIXTURES.parent / "data" / "traces" / "param_dlrm_kineto").glob("*.json.gz"))
+    result = run("replay", *traces, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["steps"] == 1  # eight ranks, one profiler step each: not eight steps
+    assert data["predicted_step_s"] == data["predicted_total_s"]
+
+
+def test_replay_refuses_ranks_with_different_step_counts(tmp_path: Path) -> None:
+    from recsim.engine.replay import _recorded_steps
+    from recsim.errors import TraceError
+    from recsim.graph.ir import ExecutionGraph
+
+    graph = ExecutionGraph(
+        2, [], {"steps": [{"rank": 0, "duration_s": 1.0}] * 2 + [{"rank": 1, "duration_s": 1.0}]}
+    )
+    with pytest.raises(TraceError, match=r"rank 0: 2, rank 1: 1"):
+        _recorded_steps(graph)
+
+
+def test_a_recursive_yaml_alias_is_one_line(tmp_path: Path) -> None:
+    system = tmp_path / "s.yaml"
+    system.write_text("kind: system\nname: s\nextends: tiny\ncluster: &a {nodes: *a}\n")
+    line = error_line(run("hw", "validate", system))
+    assert f"{system}:4: a YAML alias refers to a collection that contains it" in line
+
+
+def test_a_three_tier_clos_of_small_switches_is_refused() -> None:
+    sets = ["--set", "cluster.scale_out.tiers=3", "--set", "cluster.scale_out.switch.ports=2"]
+    line = error_line(run("run", "--system", "tiny", "--workload", "tiny-dlrm", *sets))
+    assert "core radix" in line and "3-tier Clos" in line
+
+
+def test_api_arguments_of_the_wrong_kind_are_config_errors() -> None:
+    import recsim
+    from recsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="comm_dtype 'banana'"):
+        recsim.simulate("tiny", "tiny-dlrm", nodes=1, comm_dtype="banana")
+    with pytest.raises(ConfigError, match="plan: expected a strategy name"):
+        recsim.simulate("tiny", "tiny-dlrm", nodes=1, plan=None)
+    with pytest.raises(ConfigError, match="steps: expected a whole number"):
+        recsim.simulate("tiny", "tiny-dlrm", nodes=1, steps=0)
+    with pytest.raises(ConfigError, match="expected a library name or the path"):
+        recsim.load_system({"name": "tiny"})
+    with pytest.raises(ConfigError, match="expected the path of a sweep spec"):
+        recsim.sweep(None)
+    assert len(recsim.read_trace(str(KINETO)).nodes) > 0  # one path, not a list of characters
+
+
+def test_a_zip_group_is_checked_row_by_row(tmp_path: Path) -> None:
+    # Two GPUs only with their own mesh: each value alone would not resolve, the rows do.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        SWEEP.replace(
+            "axes:\n  plan: [table_wise, row_wise]\n",
+            "zip:\n  - node.accelerators.count: [2, 3]\n    batch_size: [64, 96]\n",
+        )
+    )
+    result = run("sweep", spec, "--out", tmp_path / "out", "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+
+
+def test_golden_update_keeps_a_case_that_expects_an_error(tmp_path: Path) -> None:
+    case = tmp_path / "gold" / "cpu"
+    case.mkdir(parents=True)
+    # A plan for 4 ranks on 2 GPUs: the run fails (status error), which this case expects.
+    four = [*TINY[:-1], "node.accelerators.count=4"]
+    plan = run("plan", *four, "--strategy", "table_wise", "--out", case / "p.json")
+    assert plan.exit_code == 0, plan.output
+    (case / "config.yaml").write_text(
+        "system: tiny\nworkload: tiny-dlrm\nnodes: 1\nplan: p.json\noverrides: [node.accelerators.count=2]\n"
+    )
+    (case / "expected.json").write_text('{"metrics": {"status": "error"}}\n')
+    assert run("golden", "check", tmp_path / "gold").exit_code == 0
+    assert run("golden", "update", tmp_path / "gold").exit_code == 0
+
+
+def test_a_tier_the_system_lacks_names_the_table(tmp_path: Path) -> None:
+    plan = tmp_path / "p.json"
+    assert run("plan", *TINY, "--strategy", "table_wise", "--out", plan).exit_code == 0
+    data = json.loads(plan.read_text())
+    data["shards"][0]["tier"] = "nmp"
+    plan.write_text(json.dumps(data))
+    line = error_line(run("run", *TINY, "--plan", plan))
+    assert "table '" in line and "no NMP DIMMs" in line
+
+
+def test_auto_groups_the_reasons_nothing_fits() -> None:
+    sets = ["--set", "workload.tables[0].rows=4000000000", "--set", "planner.tiers=[hbm]"]
+    sets += ["--set", "planner.embedding_dtypes=[fp32]"]
+    line = error_line(run("run", *TINY, *sets))
+    assert line.startswith("recsim: error: no strategy fits: greedy, memory_balanced, recshard: table 'a'"), (
+        line
+    )
+    assert len(line) < 1500
+
+
+def test_hidden_files_do_not_make_a_folder_unusable_for_a_sweep(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".gitkeep").write_text("")
+    result = run("sweep", spec, "--out", out, "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output

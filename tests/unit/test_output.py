@@ -83,3 +83,15 @@ def test_same_file_follows_links_and_relative_paths(tmp_path: Path) -> None:
     link.symlink_to(a)
     assert same_file(a, link)
     assert not same_file(a, tmp_path / "other.json")  # missing: not the same
+
+
+def test_outputs_get_the_umask_mode_or_keep_the_replaced_files(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        fresh = write_text(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # not mkstemp's 0600
+        fresh.chmod(0o640)
+        write_text(fresh, '{"again": 1}')
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -436,4 +436,8 @@ def embedding_cost(
     model = tier_model(name)
     param = model.resolve_param(raw)
     model_access = access if access is not None else UniformModel(max(1, int(op.rows)))
-    return model.cost(Lookup(op, system, model_access, param, include_launch))
+    try:
+        return model.cost(Lookup(op, system, model_access, param, include_launch))
+    except InfeasibleError as exc:
+        # Name the table: the tier's reason alone does not say which shard of the plan asks it.
+        raise InfeasibleError(f"table {op.table!r} ({op.pass_} pass): {exc}") from None

@@ -64,7 +64,7 @@ def read_trace(
     graph = _read(paths, fmt, sniffer)
     if len(graph.nodes) == 0:
         names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
-        raise TraceError(f"{names}: the trace holds no operations to replay")
+        raise TraceError(f"{names}: the trace holds no operations (a profile of no work)")
     return graph
 
 

@@ -38,6 +38,28 @@ def simulated_throughput(ctx: PlanningContext, plan: Plan) -> float:
     return result.throughput_samples_per_s if result.status == "ok" else 0.0
 
 
+def _no_fit(failures: list[tuple[str, str]]) -> str:
+    """One readable line for every proposer failing: proposers that fail for the same reason
+    (the message without their own name in front) are listed together; a reason that names the
+    table that fits nowhere comes first (the diagnosis a user acts on), then the most shared ones;
+    at most ``SHOWN_REASONS`` of them."""
+    by_reason: dict[str, list[str]] = {}
+    for name, message in failures:
+        reason = message.removeprefix(f"{name}: ")
+        by_reason.setdefault(reason, []).append(name)
+    ordered = sorted(
+        by_reason.items(), key=lambda item: (not item[0].startswith("table '"), -len(item[1]))
+    )  # stable: ties keep the proposers' order
+    parts = [f"{', '.join(names)}: {reason}" for reason, names in ordered[:SHOWN_REASONS]]
+    more = len(by_reason) - SHOWN_REASONS
+    tail = f" | and {more} other reason{'s' if more > 1 else ''}" if more > 0 else ""
+    return "no strategy fits: " + " | ".join(parts) + tail
+
+
+#: Distinct reasons ``auto`` prints when nothing fits.
+SHOWN_REASONS = 3
+
+
 @register_proposer
 class Auto(Proposer):
     name = "auto"
@@ -48,7 +70,7 @@ class Auto(Proposer):
         cap = capacity(ctx.system)
         runtime = get_runtime(ctx.workload.training.runtime)
         scored: list[tuple[float, str, Plan]] = []
-        failures: list[str] = []
+        failures: list[tuple[str, str]] = []
         for name in registered_proposers():
             if name == self.name:
                 continue
@@ -62,11 +84,11 @@ class Auto(Proposer):
                 plan.validate(ctx.workload)
                 check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=name)
             except InfeasibleError as exc:
-                failures.append(f"{name}: {exc}")
+                failures.append((name, str(exc)))
                 continue
             scored.append((plan_makespan_s(est, plan), name, plan))
         if not scored:
-            raise InfeasibleError("no strategy fits: " + " | ".join(failures))
+            raise InfeasibleError(_no_fit(failures))
         scored.sort(key=lambda x: (x[0], x[1]))
         # Proposers often agree (a small model's greedy is a fixed scheme): simulate each plan once.
         distinct: dict[tuple[object, ...], str] = {}
@@ -96,5 +118,5 @@ class Auto(Proposer):
                     throughput, best = value, variant
         notes = [f"estimated makespan {s * 1e3:.3f} ms: {n}" for s, n, _ in scored]
         notes += [f"simulated {t:,.0f} samples/s: {n}" for t, n, _ in results]
-        notes += [f"does not fit: {f}" for f in failures]
+        notes += [f"does not fit: {name}: {message}" for name, message in failures]
         return dataclasses.replace(best, strategy=f"auto:{name}", notes=tuple(notes))
