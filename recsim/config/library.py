@@ -73,9 +73,14 @@ class DocumentLibrary:
         exist is a ``ConfigError``: a mistyped path would otherwise hide the user's documents and
         fall back on the shipped ones without a word."""
         extra = [Path(p) for p in os.environ.get(cls.env_var, "").split(os.pathsep) if p]
+        sections = sorted({s for s in cls.sections.values() if s != "."})
         for folder in extra:
             if not folder.is_dir():
                 raise ConfigError(f"${cls.env_var}: {folder} is not a folder (expected library folders)")
+            if sections and not any((folder / s).is_dir() for s in sections):
+                # Documents straight in the folder would be skipped: the library looks in these.
+                wanted = " or ".join(f"{s}/" for s in sections)
+                raise ConfigError(f"${cls.env_var}: {folder} holds no {wanted} folder (a library root does)")
         return [*extra, shipped_data(cls.shipped)]
 
     # -- finding files -------------------------------------------------------------------------

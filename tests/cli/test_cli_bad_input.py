@@ -174,6 +174,11 @@ def test_a_library_path_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
     env = {**ENV, "RECSIM_HARDWARE_PATH": str(tmp_path / "nope")}
     line = error_line(run("run", *TINY, env=env))
     assert "$RECSIM_HARDWARE_PATH" in line and "is not a folder" in line
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "my-gpu.yaml").write_text("kind: accelerator\n")
+    env = {**ENV, "RECSIM_HARDWARE_PATH": str(tmp_path / "flat")}
+    line = error_line(run("hw", "list", env=env))
+    assert "holds no devices/ or systems/ folder" in line
 
 
 def test_too_many_nodes_fail_at_once_naming_the_option() -> None:
