@@ -21,6 +21,7 @@ line (``recsim.cli_common``), never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import stat
@@ -120,25 +121,29 @@ def replacing(path: Path | str, what: str = "output") -> Iterator[Path]:
         raise OutputError(
             f"{path}: cannot write the {what}: cannot create a file in {path.parent} ({_reason(exc)})"
         ) from None
+    os.close(handle)
     tmp = Path(name)
     try:
-        # mkstemp makes the file 0600; the output gets the mode a plain open() would give it (the
-        # umask's), or keeps the mode of the file it replaces.
-        try:
-            mode = stat.S_IMODE(path.stat().st_mode)
-        except OSError:
-            mode = 0o666 & ~_umask()
-        os.fchmod(handle, mode)
-        os.close(handle)
-        handle = -1
         yield tmp
+        _give_mode(tmp, path)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the {what}: {_reason(exc)}") from None
     finally:
-        if handle >= 0:
-            os.close(handle)
         tmp.unlink(missing_ok=True)
+
+
+def _give_mode(tmp: Path, path: Path) -> None:
+    """Give the written temporary file the mode a plain ``open()`` would have given the output (the
+    umask's), or the mode of the file it replaces: ``mkstemp`` makes it 0600. Set once the bytes
+    are in (a umask without the owner's write bit would otherwise lock the writer out), and best
+    effort: a filesystem that refuses modes (vfat, some network mounts) still gets the file."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
 
 
 def _umask() -> int:

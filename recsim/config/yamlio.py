@@ -116,7 +116,7 @@ class _Builder:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{self._loc(node)}: invalid value: {exc}") from None
+            raise ConfigError(f"{self._loc(node)}: invalid value: {_one_line(exc)}") from None
 
     def _collection(self, node: yaml.Node, path: KeyPath) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -127,7 +127,14 @@ class _Builder:
                         f"{self._loc(key_node)}: YAML merge keys '<<' are not supported; use "
                         "'extends:' to inherit from another file"
                     )
-                key = self.loader.construct_object(key_node, deep=True)
+                try:
+                    key = self.loader.construct_object(key_node, deep=True)
+                except yaml.YAMLError as exc:
+                    raise ConfigError(f"{self._loc(key_node)}: invalid key: {_one_line(exc)}") from None
+                except RecursionError:
+                    raise ConfigError(
+                        f"{self._loc(key_node)}: a YAML alias refers to a collection that contains it"
+                    ) from None
                 if not isinstance(key, str):
                     raise ConfigError(
                         f"{self._loc(key_node)}: keys must be strings, got {type(key).__name__} {key!r}"
@@ -139,3 +146,10 @@ class _Builder:
                 self.tree.locations[(*path, key)] = self._loc(key_node)
             return out
         return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """A YAML error's problem, without the multi-line excerpt PyYAML appends (the location is
+    given already)."""
+    problem = getattr(exc, "problem", None)
+    return str(problem) if problem else str(exc).splitlines()[0]

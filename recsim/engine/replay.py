@@ -68,20 +68,33 @@ def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:
     steps = graph.metadata.get("steps")
     if not (isinstance(steps, list) and steps):
         return 1, None
-    by_rank: dict[int, list[float]] = defaultdict(list)
-    for s in steps:
-        if "duration_s" in s:
-            by_rank[int(s.get("rank", 0))].append(float(s["duration_s"]))
+    by_rank: dict[object, list[float]] = defaultdict(list)
+    for i, s in enumerate(steps):
+        if not isinstance(s, dict) or "duration_s" not in s:
+            continue
+        try:
+            duration = float(s["duration_s"])
+        except (TypeError, ValueError):
+            raise TraceError(f"metadata steps[{i}]: duration_s {s['duration_s']!r} is not a number") from None
+        # A step without a usable rank is counted with the others that have none.
+        rank = s.get("rank")
+        by_rank[rank if isinstance(rank, int) and not isinstance(rank, bool) else None].append(duration)
     if not by_rank:
         return 1, None
     counts = {rank: len(d) for rank, d in by_rank.items()}
     if len(set(counts.values())) > 1:
-        shown = ", ".join(f"rank {r}: {n}" for r, n in sorted(counts.items()))
+        ordered = sorted(counts.items(), key=lambda kv: _rank_key(kv[0]))
+        shown = ", ".join(f"rank {r}: {n}" for r, n in ordered)
         raise TraceError(
             f"the ranks recorded different numbers of profiler steps ({shown}); replay needs one count"
         )
-    durations = [d for rank in sorted(by_rank) for d in by_rank[rank]]
+    durations = [d for rank in sorted(by_rank, key=_rank_key) for d in by_rank[rank]]
     return next(iter(counts.values())), math.fsum(durations) / len(durations)
+
+
+def _rank_key(rank: object) -> tuple[bool, int]:
+    """Ranks in order, a step without one last."""
+    return (not isinstance(rank, int), rank if isinstance(rank, int) else 0)
 
 
 def _span(graph: ExecutionGraph, durations: dict[int, float]) -> float:

@@ -312,6 +312,7 @@ def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
 def _resolves(case: Path, config: GoldenConfig, kwargs: dict[str, Any]) -> None:
     """The case's system, workload and overrides load and its plan is a strategy or a file."""
     from recsim import api
+    from recsim.planner.config import planner_config
     from recsim.planner.io import is_plan_path
 
     api.prepare(
@@ -322,6 +323,7 @@ def _resolves(case: Path, config: GoldenConfig, kwargs: dict[str, Any]) -> None:
         precision=kwargs["precision"],
         overrides=kwargs["overrides"],
     )
+    planner_config(api._split_overrides(kwargs["overrides"])[2])  # planner.* keys: prepare skips them
     plan = str(kwargs["plan"])
     if is_plan_path(plan):
         if not Path(plan).expanduser().is_file():

@@ -543,30 +543,26 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
         _dry_resolve(point_config(spec, {}))
     except RecsimError as exc:
         raise check.fail(("base",), str(exc)) from None
-    rows_done: set[tuple[str | int, int]] = set()
+    # The values each axis (or zip column) can take by itself, for every column first.
     for where, axis, values in places:
         shown = f"{where[0]}.{axis}" if where[0] == "axes" else format_path(where)
+        if axis in ("precision", "comm_dtype"):
+            allowed = PRECISIONS if axis == "precision" else COMM_DTYPES
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise check.fail(where, f"unknown {axis} {bad[0]!r}; allowed: {', '.join(allowed)}", shown)
+        if axis in ("nodes", "batch_size"):
+            bad = [v for v in values if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1)]
+            if bad:
+                raise check.fail(where, f"expected positive integers, got {bad[0]!r}", shown)
+    # Then each value of a product axis with the base, and each row of a zip group whole.
+    for where, axis, values in places:
+        if where[0] == "zip":
+            continue
+        shown = f"{where[0]}.{axis}"
         for j, value in enumerate(values):
-            if axis in ("precision", "comm_dtype"):
-                allowed = PRECISIONS if axis == "precision" else COMM_DTYPES
-                bad = [v for v in values if v not in allowed]
-                if bad:
-                    raise check.fail(
-                        where, f"unknown {axis} {bad[0]!r}; allowed: {', '.join(allowed)}", shown
-                    )
-            if axis in ("nodes", "batch_size"):
-                bad = [v for v in values if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1)]
-                if bad:
-                    raise check.fail(where, f"expected positive integers, got {bad[0]!r}", shown)
-            assignment: dict[str, Any] = {axis: value}
-            if where[0] == "zip":
-                if (where[1], j) in rows_done:
-                    continue
-                rows_done.add((where[1], j))
-                group = spec.zipped[int(where[1])]
-                assignment = {path: column[j] for path, column in group.items() if j < len(column)}
             try:
-                _dry_resolve(point_config(spec, assignment))
+                _dry_resolve(point_config(spec, {axis: value}))
             except RecsimError as exc:
                 # The first value stands for the axis (an unknown path fails there); a later one
                 # is named by its index. The spec's location and axis replace the loader's own
@@ -574,6 +570,15 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
                 label = shown if j == 0 else f"{shown}[{j}]"
                 message = re.sub(r"^--set [^=:]+=[^:]*: (?:[\w.\[\]]+: )?", "", str(exc))
                 raise check.fail((*where, j), message, label) from None
+    for i, group in enumerate(spec.zipped):
+        rows = min((len(column) for column in group.values()), default=0)
+        for j in range(rows):
+            try:
+                _dry_resolve(point_config(spec, {path: column[j] for path, column in group.items()}))
+            except RecsimError as exc:
+                # A row's values go together: the message keeps the override label, which names
+                # the path at fault among the row's.
+                raise check.fail(("zip", i), str(exc), f"zip[{i}] row {j}") from None
 
 
 def _dry_resolve(config: dict[str, Any]) -> None:

@@ -128,8 +128,10 @@ def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
         ]
         info["step_time_mean_s"] = mean(float(s["duration_s"]) for s in info["steps"])
         # Steps per rank: the ranks run theirs side by side (a replay divides by this count).
-        per_rank = Counter(int(s.get("rank", 0)) for s in info["steps"])
-        info["steps_per_rank"] = dict(sorted(per_rank.items()))
+        per_rank = Counter(s.get("rank") if isinstance(s.get("rank"), int) else "?" for s in info["steps"])
+        info["steps_per_rank"] = dict(
+            sorted(per_rank.items(), key=lambda kv: (not isinstance(kv[0], int), str(kv[0]).zfill(9)))
+        )
         if len(set(per_rank.values())) > 1:
             info["note"] = "ranks recorded different numbers of profiler steps (`recsim replay` refuses it)"
     info["time_by_category_s"] = dict(sorted(by_category.items(), key=lambda kv: -kv[1]))

@@ -342,3 +342,23 @@ def test_hidden_files_do_not_make_a_folder_unusable_for_a_sweep(tmp_path: Path) 
     (out / ".gitkeep").write_text("")
     result = run("sweep", spec, "--out", out, "--workers", "1", "--no-progress")
     assert result.exit_code == 0, result.output
+
+
+def test_replay_steps_without_a_usable_rank_are_no_traceback() -> None:
+    from recsim.engine.replay import _recorded_steps
+    from recsim.graph.ir import ExecutionGraph
+
+    steps = [{"rank": None, "duration_s": 1.0}, {"rank": "x", "duration_s": 3.0}]
+    assert _recorded_steps(ExecutionGraph(1, [], {"steps": steps})) == (2, 2.0)
+
+
+def test_golden_treats_a_planner_override_typo_as_a_malformed_case(tmp_path: Path) -> None:
+    case = tmp_path / "gold" / "typo"
+    case.mkdir(parents=True)
+    (case / "config.yaml").write_text(
+        "system: tiny\nworkload: tiny-dlrm\nnodes: 1\nplan: table_wise\n"
+        "overrides: [node.accelerators.count=2, planner.finalistz=2]\n"
+    )
+    (case / "expected.json").write_text('{"metrics": {"status": "ok"}}\n')
+    line = error_line(run("golden", "check", tmp_path / "gold"))
+    assert "finalistz" in line

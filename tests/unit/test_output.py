@@ -95,3 +95,13 @@ def test_outputs_get_the_umask_mode_or_keep_the_replaced_files(tmp_path: Path) -
         assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+def test_a_umask_without_the_owners_write_bit_still_gets_the_file_written(tmp_path: Path) -> None:
+    old = os.umask(0o277)
+    try:
+        out = write_text(tmp_path / "ro.json", "{}")
+    finally:
+        os.umask(old)
+    assert out.read_text() == "{}"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o400  # the mode comes after the bytes
