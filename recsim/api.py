@@ -116,9 +116,17 @@ def hardware_summary(system: System, topology: Topology | None = None) -> dict[s
 def load_workload(
     workload: str | Path, *, overrides: Sequence[str] = (), library: WorkloadLibrary | None = None
 ) -> Workload:
-    """A validated workload by library name or path, with ``--set`` overrides."""
+    """A validated workload by library name or path, with ``--set`` overrides (paths inside the
+    workload; a ``workload.`` prefix, as the CLI takes them, is dropped, and kept in messages)."""
     lib = library or WorkloadLibrary()
-    return lib.workload(workload, [Override.parse(text) for text in overrides])
+    return lib.workload(workload, [_workload_override(text) for text in overrides])
+
+
+def _workload_override(text: str) -> Override:
+    key = text.strip()
+    if not key.startswith("workload."):
+        return Override.parse(text)
+    return Override.parse(key[len("workload.") :], shown=key)
 
 
 def workload_rows(library: WorkloadLibrary | None = None) -> list[dict[str, Any]]:
@@ -188,7 +196,7 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], li
     for text in overrides:
         key = text.strip()
         if key.startswith("workload."):
-            workload_sets.append(key[len("workload.") :])
+            workload_sets.append(key)  # load_workload drops the prefix, and names it in errors
         elif key.startswith("planner."):
             planner_sets.append(key)
         elif key.startswith("system."):

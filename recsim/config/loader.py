@@ -62,11 +62,14 @@ class Override:
     text: str
 
     @classmethod
-    def parse(cls, text: str) -> Override:
+    def parse(cls, text: str, shown: str | None = None) -> Override:
+        """``text`` as an override; ``shown`` is how the user wrote it (``workload.`` + ``text``
+        for a workload path), which messages quote."""
+        shown = text if shown is None else shown
         key, sep, raw = text.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {text!r}: expected PATH=VALUE, e.g. cluster.nodes=8")
+            raise ConfigError(f"--set {shown!r}: expected PATH=VALUE, e.g. cluster.nodes=8")
         parts: list[str | int] = []
         for piece in re.split(r"\.|\[(\d+)\]", key):
             if piece is None or piece == "":
@@ -74,7 +77,7 @@ class Override:
             if "[" in piece or "]" in piece:
                 # What is left of a bracket is not a list index (``tables[x]``, ``tables[-1]``).
                 raise ConfigError(
-                    f"--set {text!r}: {piece}: a list index is a whole number >= 0 in brackets, "
+                    f"--set {shown!r}: {piece}: a list index is a whole number >= 0 in brackets, "
                     "e.g. workload.tables[0].rows=1000"
                 )
             parts.append(int(piece) if piece.isdigit() else piece)
@@ -84,7 +87,7 @@ class Override:
             value = raw.strip()
         if not isinstance(value, (str, int, float, bool, dict, list, type(None))):
             value = raw.strip()  # dates and the like stay the text the user typed
-        return cls(tuple(parts), value, text)
+        return cls(tuple(parts), value, shown)
 
 
 def load_document(path: Path, kind: str, locator: Locator, chain: Sequence[Path] = ()) -> Tree:
