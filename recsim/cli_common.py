@@ -13,6 +13,8 @@ import click
 from recsim.errors import RecsimError
 
 EXIT_USER_ERROR = 2
+#: Ctrl-C, as shells report a process killed by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class _OneLineErrors:
@@ -25,6 +27,11 @@ class _OneLineErrors:
         except RecsimError as exc:
             click.echo(f"recsim: error: {exc}", err=True)
             ctx.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            # One line and the conventional status instead of click's "Aborted!" and exit 1; a
+            # sweep keeps what it stored (`--resume` continues it).
+            click.echo("recsim: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 class RecsimGroup(_OneLineErrors, click.Group):

@@ -134,6 +134,20 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=max(console.width, 140))
 
 
+def _final_frame(store: Store) -> Any:
+    """One row per point: its record at the last stage that evaluated it (``sweep.final_records``,
+    without the spec: stages in ``STAGE_ORDER``)."""
+    import pandas as pd
+
+    from recsim.explore.records import ROW_FIELDS
+
+    latest: dict[str, Any] = {}
+    for record in sorted(store.records(), key=lambda r: _stage_rank(r.stage)):
+        latest[record.key] = record
+    rows = [r.to_row() for r in sorted(latest.values(), key=lambda r: (r.index, r.key))]
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=[*ROW_FIELDS, "config"])
+
+
 def _check_stage(store: Store, stage: str | None) -> None:
     """A ``--stage`` the store has no records of is a mistake (a typo would show an empty table)."""
     if stage is None:
@@ -158,7 +172,11 @@ def _stage_rank(stage: str) -> tuple[int, str]:
     metavar="METRIC=max|min",
     help="Objective for --front and the shown columns (default: the spec's). Repeatable.",
 )
-@click.option("--stage", default=None, help="Only this fidelity stage (default: all; --front: the last).")
+@click.option(
+    "--stage",
+    default=None,
+    help="Only this fidelity stage (default: all; --front: each point at its last stage).",
+)
 @click.option(
     "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N rows (0: all)."
 )
@@ -173,18 +191,16 @@ def results_show(
         objectives = _objectives(store, objective)
         name = _spec_data(store).get("name") or store.path.parent.name
         _check_stage(store, stage)
-        if front and stage is None:
-            stages = sorted({r.stage for r in store.records()}, key=_stage_rank)
-            stage = stages[-1] if stages else None
-        frame = store.frame(stage)
+        # --front alone is the sweep's own front (pareto.csv): each point at its last stage.
+        frame = _final_frame(store) if front and stage is None else store.frame(stage)
     missing = [m for m in objectives if m not in frame.columns]
+    if missing and len(frame):
+        raise ConfigError(f"{path}: no metric {missing[0]!r} in the results")
     if front:
         if not objectives:
             raise ConfigError(
                 f"{path}: the store has no objectives; give them with --objective METRIC=max|min"
             )
-        if missing and len(frame):
-            raise ConfigError(f"{path}: no metric {missing[0]!r} in the results")
         if len(frame):
             ok = (frame["status"] == "ok").to_numpy(dtype=bool)
             mask = pareto_mask(frame, objectives, ok)
@@ -197,6 +213,8 @@ def results_show(
         click.echo(json.dumps([_clean_row(r) for r in shown.to_dict(orient="records")], indent=2))
         return
     title = f"{name}: {'Pareto front' if front else 'points'}" + (f" ({stage})" if stage else "")
+    if front and stage is None:
+        title += " (each point at its last stage)"
     _console().print(_points_table(shown, objectives, title))
     if len(shown) < total:
         click.echo(f"... {total - len(shown)} more (--limit 0 shows all)")

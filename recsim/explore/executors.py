@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -163,6 +164,13 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C to the parent: it reaches the whole process group, and each worker
+    would print its own KeyboardInterrupt traceback; the parent cancels the pending points and
+    shuts the pool down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalExecutor(Executor):
     """A process pool on this machine (``workers=1``: in this process)."""
 
@@ -178,7 +186,9 @@ class LocalExecutor(Executor):
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context())
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=_pool_context(), initializer=_ignore_interrupts
+            )
         return self._pool
 
     def close(self) -> None:

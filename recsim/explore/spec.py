@@ -504,6 +504,18 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
         for j, value in enumerate(values):
             if not _jsonable_scalar(value):
                 raise check.fail((*where, j), f"expected a scalar or a list of scalars, got {value!r}")
+    for i, text in enumerate(spec.base.overrides):
+        # A --set of a path the sweep varies would be overridden in turn by every point's axis
+        # value: refuse it rather than let it look applied (in the spec file itself, a base value
+        # under an axis is only a default, and harmless).
+        path = text.partition("=")[0].strip()
+        from_cli = str(tree.location(("base", "overrides", i))).startswith("--set")
+        if path in seen and from_cli:
+            raise check.fail(
+                ("base", "overrides", i),
+                f"{path!r} is also varied at {format_path(seen[path])}: every point's value there wins; "
+                "change the axis values instead",
+            )
     for i, flt in enumerate(spec.filters):
         if flt.path not in seen and flt.path not in SPECIAL_KEYS:
             close = difflib.get_close_matches(flt.path, list(seen), n=1, cutoff=0.6)

@@ -362,3 +362,33 @@ def test_golden_treats_a_planner_override_typo_as_a_malformed_case(tmp_path: Pat
     (case / "expected.json").write_text('{"metrics": {"status": "ok"}}\n')
     line = error_line(run("golden", "check", tmp_path / "gold"))
     assert "finalistz" in line
+
+
+# -------------------------------------------------------------------------------- third round
+
+
+def test_results_front_is_the_sweeps_front_and_objectives_are_checked(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    stages = "stages: [{fidelity: analytic}, {fidelity: des, top: 1}]\n"
+    spec.write_text(SWEEP.replace("objectives:", stages + "objectives:"))
+    out = tmp_path / "out"
+    assert run("sweep", spec, "--out", out, "--workers", "1", "--no-progress").exit_code == 0
+    shown = json.loads(run("results", "show", out, "--front", "--json").output)
+    pareto = (out / "pareto.csv").read_text().strip().splitlines()
+    assert len(shown) == len(pareto) - 1  # the same front as the sweep wrote (header line aside)
+    line = error_line(run("results", "show", out, "--objective", "bogus=max"))
+    assert "no metric 'bogus'" in line
+
+
+def test_a_set_on_an_axis_path_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("plan: [table_wise, row_wise]", "workload.tables[0].rows: [100, 200]"))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "out", "--set", "workload.tables[0].rows=5"))
+    assert "is also varied at axes.workload.tables[0].rows" in line
+
+
+def test_recsims_own_timeline_is_not_read_as_a_profile(tmp_path: Path) -> None:
+    timeline = tmp_path / "t.json"
+    assert run("run", *TINY, "--timeline", timeline).exit_code == 0
+    line = error_line(run("trace", "info", timeline))
+    assert "a Chrome timeline written by recsim" in line

@@ -82,6 +82,13 @@ def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any]
     data: Any = None
     if not first.name.endswith((".et", ".et.gz")):  # binary (Chakra protobuf): no JSON to parse
         data = (sniffer or load_json)(first)
+    other = data.get("otherData") if isinstance(data, dict) else None
+    if isinstance(other, dict) and "recsim" in other:
+        # recsim's own Chrome timeline looks like a Kineto file but holds a simulated schedule.
+        raise TraceError(
+            f"{first}: a Chrome timeline written by recsim (a simulated schedule, not a profile); "
+            "read the trace it came from, or keep a native copy (`recsim trace convert IN OUT.json`)"
+        )
     for name in sorted(READERS):
         if READERS[name].sniff(first, data):
             return READERS[name]().read(paths)
