@@ -194,13 +194,18 @@ def results_show(
         # --front alone is the sweep's own front (pareto.csv): each point at its last stage.
         frame = _final_frame(store) if front and stage is None else store.frame(stage)
     missing = [m for m in objectives if m not in frame.columns]
-    if missing and len(frame):
-        raise ConfigError(f"{path}: no metric {missing[0]!r} in the results")
+    # A metric the user typed must exist; the spec's own may be absent from a store whose points
+    # all failed (their rows, with the reasons, are what the user needs to see then).
+    typed = [m for m in missing if any(text.partition("=")[0].strip() == m for text in objective)]
+    if typed and len(frame):
+        raise ConfigError(f"{path}: no metric {typed[0]!r} in the results")
     if front:
         if not objectives:
             raise ConfigError(
                 f"{path}: the store has no objectives; give them with --objective METRIC=max|min"
             )
+        if missing and len(frame):
+            raise ConfigError(f"{path}: no metric {missing[0]!r} in the results")
         if len(frame):
             ok = (frame["status"] == "ok").to_numpy(dtype=bool)
             mask = pareto_mask(frame, objectives, ok)

@@ -196,6 +196,16 @@ class LocalExecutor(Executor):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def _terminate(self) -> None:
+        """Stop the workers now (their points in flight are lost; stored ones stay for --resume)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop running work: terminate its processes.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+
     def run(self, tasks: Sequence[Task], on_result: Callback, label: str = "sweep") -> list[PointRecord]:
         results: list[PointRecord | None] = [None] * len(tasks)
         if not tasks:
@@ -219,9 +229,11 @@ class LocalExecutor(Executor):
                         results[futures[future]] = record
                         on_result(record)
                         bar.advance()
-        except BaseException:
+        except BaseException as exc:
             for future in pending:
                 future.cancel()
+            if isinstance(exc, KeyboardInterrupt):
+                self._terminate()  # the workers ignore Ctrl-C: stop them rather than wait
             raise
         return [r for r in results if r is not None]
 

@@ -504,16 +504,20 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
         for j, value in enumerate(values):
             if not _jsonable_scalar(value):
                 raise check.fail((*where, j), f"expected a scalar or a list of scalars, got {value!r}")
+    varied = {_config_path(axis): (axis, where) for axis, where in seen.items()}
     for i, text in enumerate(spec.base.overrides):
         # A --set of a path the sweep varies would be overridden in turn by every point's axis
         # value: refuse it rather than let it look applied (in the spec file itself, a base value
-        # under an axis is only a default, and harmless).
-        path = text.partition("=")[0].strip()
-        from_cli = str(tree.location(("base", "overrides", i))).startswith("--set")
-        if path in seen and from_cli:
+        # under an axis is only a default, and harmless). Paths compare parsed (``tables.0`` is
+        # ``tables[0]``; the ``batch_size`` axis is ``workload.training.global_batch_size``).
+        if not str(tree.location(("base", "overrides", i))).startswith("--set"):
+            continue
+        hit = varied.get(_config_path(text.partition("=")[0]))
+        if hit is not None:
+            axis, where = hit
             raise check.fail(
                 ("base", "overrides", i),
-                f"{path!r} is also varied at {format_path(seen[path])}: every point's value there wins; "
+                f"{axis!r} is also varied at {format_path(where)}: every point's value there wins; "
                 "change the axis values instead",
             )
     for i, flt in enumerate(spec.filters):
@@ -532,6 +536,27 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
         if not known_metric(name):
             raise check.fail(("objectives", name), f"unknown metric {name!r}; {_metric_hint(name)}")
     _check_resolution(check, places)
+
+
+#: Config paths of the special axes that are not written as paths.
+_SPECIAL_PATHS = {
+    "batch_size": "workload.training.global_batch_size",
+    "precision": "workload.training.precision",
+    "nodes": "cluster.nodes",
+}
+
+
+def _config_path(text: str) -> tuple[str | int, ...]:
+    """The parsed key path an axis or ``--set`` names (``None`` parts for what does not parse)."""
+    from recsim.config.loader import Override
+
+    key = _SPECIAL_PATHS.get(text.strip(), text.strip())
+    if key.startswith("system."):
+        key = key[len("system.") :]
+    try:
+        return Override.parse(f"{key}=0").path
+    except ConfigError:
+        return (key,)
 
 
 def _jsonable_scalar(value: Any) -> bool:

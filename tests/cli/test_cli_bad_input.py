@@ -392,3 +392,15 @@ def test_recsims_own_timeline_is_not_read_as_a_profile(tmp_path: Path) -> None:
     assert run("run", *TINY, "--timeline", timeline).exit_code == 0
     line = error_line(run("trace", "info", timeline))
     assert "a Chrome timeline written by recsim" in line
+
+
+def test_results_show_a_store_whose_points_all_failed(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    huge = "workload.tables[0].rows: [100000000000000, 200000000000000]"
+    text = SWEEP.replace("plan: [table_wise, row_wise]", huge).replace("plan: table_wise", "plan: auto")
+    spec.write_text(text)
+    out = tmp_path / "out"
+    assert run("sweep", spec, "--out", out, "--workers", "1", "--no-progress").exit_code == 0
+    shown = run("results", "show", out)
+    assert shown.exit_code == 0, shown.output  # the failed points and their reasons, not an error
+    assert "infeasible" in shown.output
