@@ -206,6 +206,36 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], li
     return system_sets, workload_sets, planner_sets
 
 
+def check_run(
+    system: str | Path,
+    workload: str | Path,
+    *,
+    plan: str | Path = "auto",
+    nodes: int | None = None,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    overrides: Sequence[str] = (),
+) -> None:
+    """A ``ConfigError`` if a run's inputs do not resolve, without running it: the system, the
+    workload, the ``planner.*`` overrides (``prepare`` leaves those to ``make_plan``) and the plan, a
+    strategy name or an existing plan file. Sweeps check their points with it before the first
+    runs, golden tests their cases."""
+    from recsim.planner.io import is_plan_path
+
+    prepare(system, workload, nodes=nodes, batch_size=batch_size, precision=precision, overrides=overrides)
+    planner_config(_split_overrides(overrides)[2])
+    name = str(plan)
+    if is_plan_path(name):
+        if not Path(name).expanduser().is_file():
+            raise ConfigError(f"no such plan file {name}")
+        return
+    known = plan_strategies()
+    if name not in known and name != "table_wise_round_robin":
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise ConfigError(f"unknown plan strategy {name!r}; {hint}(available: {', '.join(known)})")
+
+
 def plan_strategies() -> list[str]:
     """Names ``--plan`` / ``--strategy`` accept (besides a saved plan file)."""
     from recsim.planner.proposers import registered_proposers

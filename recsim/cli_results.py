@@ -137,15 +137,11 @@ def _console() -> Console:
 def _final_frame(store: Store) -> Any:
     """One row per point: its record at the last stage that evaluated it (``sweep.final_records``,
     without the spec: stages in ``STAGE_ORDER``)."""
-    import pandas as pd
+    from recsim.explore.store import records_frame
+    from recsim.explore.sweep import latest_records
 
-    from recsim.explore.records import ROW_FIELDS
-
-    latest: dict[str, Any] = {}
-    for record in sorted(store.records(), key=lambda r: _stage_rank(r.stage)):
-        latest[record.key] = record
-    rows = [r.to_row() for r in sorted(latest.values(), key=lambda r: (r.index, r.key))]
-    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=[*ROW_FIELDS, "config"])
+    stages = sorted({r.stage for r in store.records()}, key=_stage_rank)
+    return records_frame(latest_records(store, stages))
 
 
 def _check_stage(store: Store, stage: str | None) -> None:

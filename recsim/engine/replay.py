@@ -18,7 +18,6 @@ The recorded GPU is the trace's ``metadata['device']`` name if the reader found 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
@@ -26,6 +25,7 @@ from recsim.cost.model import CostModel
 from recsim.errors import TraceError
 from recsim.graph.ir import Collective, Compute, ExecutionGraph, Node, is_uneven_all_to_all
 from recsim.graph.schedule import asap_schedule
+from recsim.graph.summary import steps_by_rank
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 
@@ -65,36 +65,17 @@ def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:
     Ranks that recorded different numbers of steps make the per-step time meaningless: a
     ``TraceError``.
     """
-    steps = graph.metadata.get("steps")
-    if not (isinstance(steps, list) and steps):
-        return 1, None
-    by_rank: dict[object, list[float]] = defaultdict(list)
-    for i, s in enumerate(steps):
-        if not isinstance(s, dict) or "duration_s" not in s:
-            continue
-        try:
-            duration = float(s["duration_s"])
-        except (TypeError, ValueError):
-            raise TraceError(f"metadata steps[{i}]: duration_s {s['duration_s']!r} is not a number") from None
-        # A step without a usable rank is counted with the others that have none.
-        rank = s.get("rank")
-        by_rank[rank if isinstance(rank, int) and not isinstance(rank, bool) else None].append(duration)
+    by_rank = steps_by_rank(graph.metadata.get("steps"))
     if not by_rank:
         return 1, None
     counts = {rank: len(d) for rank, d in by_rank.items()}
     if len(set(counts.values())) > 1:
-        ordered = sorted(counts.items(), key=lambda kv: _rank_key(kv[0]))
-        shown = ", ".join(f"rank {r}: {n}" for r, n in ordered)
+        shown = ", ".join(f"rank {r}: {n}" for r, n in counts.items())
         raise TraceError(
             f"the ranks recorded different numbers of profiler steps ({shown}); replay needs one count"
         )
-    durations = [d for rank in sorted(by_rank, key=_rank_key) for d in by_rank[rank]]
+    durations = [d for steps in by_rank.values() for d in steps]
     return next(iter(counts.values())), math.fsum(durations) / len(durations)
-
-
-def _rank_key(rank: object) -> tuple[bool, int]:
-    """Ranks in order, a step without one last."""
-    return (not isinstance(rank, int), rank if isinstance(rank, int) else 0)
 
 
 def _span(graph: ExecutionGraph, durations: dict[int, float]) -> float:

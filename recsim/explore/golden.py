@@ -298,7 +298,15 @@ def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
     start = time.perf_counter()
     with _library_paths(case, config):
         try:
-            _resolves(case, config, kwargs)
+            api.check_run(
+                _ref(case, config.system),
+                _ref(case, config.workload),
+                plan=kwargs["plan"],
+                nodes=kwargs["nodes"],
+                batch_size=kwargs["batch_size"],
+                precision=kwargs["precision"],
+                overrides=kwargs["overrides"],
+            )
         except ConfigError as exc:
             raise ConfigError(f"{case / CONFIG_NAME}: {exc}") from None
         try:
@@ -307,30 +315,6 @@ def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
             return {"status": "error", "reason": str(exc)}, "error", str(exc), time.perf_counter() - start
     data = json.loads(json.dumps(result.to_dict()))  # exactly what `recsim run --json` prints
     return data, result.status, result.reason, time.perf_counter() - start
-
-
-def _resolves(case: Path, config: GoldenConfig, kwargs: dict[str, Any]) -> None:
-    """The case's system, workload and overrides load and its plan is a strategy or a file."""
-    from recsim import api
-    from recsim.planner.config import planner_config
-    from recsim.planner.io import is_plan_path
-
-    api.prepare(
-        _ref(case, config.system),
-        _ref(case, config.workload),
-        nodes=kwargs["nodes"],
-        batch_size=kwargs["batch_size"],
-        precision=kwargs["precision"],
-        overrides=kwargs["overrides"],
-    )
-    planner_config(api._split_overrides(kwargs["overrides"])[2])  # planner.* keys: prepare skips them
-    plan = str(kwargs["plan"])
-    if is_plan_path(plan):
-        if not Path(plan).expanduser().is_file():
-            raise ConfigError(f"plan: no such plan file {plan}")
-    elif plan not in api.plan_strategies() and plan != "table_wise_round_robin":
-        known = ", ".join(api.plan_strategies())
-        raise ConfigError(f"plan: unknown plan strategy {plan!r} (available: {known})")
 
 
 def _is_plan_file(plan: str, is_plan_path: Any) -> bool:

@@ -547,7 +547,7 @@ _SPECIAL_PATHS = {
 
 
 def _config_path(text: str) -> tuple[str | int, ...]:
-    """The parsed key path an axis or ``--set`` names (``None`` parts for what does not parse)."""
+    """The parsed key path an axis or ``--set`` names (the text itself when it does not parse)."""
     from recsim.config.loader import Override
 
     key = _SPECIAL_PATHS.get(text.strip(), text.strip())
@@ -619,25 +619,15 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
 
 
 def _dry_resolve(config: dict[str, Any]) -> None:
-    """Load the system, workload and planner config of a point and check its plan name."""
+    """``api.check_run`` on a point's configuration."""
     from recsim import api
-    from recsim.planner.config import planner_config
-    from recsim.planner.io import is_plan_path
 
-    api.prepare(
+    api.check_run(
         config["system"],
         config["workload"],
+        plan=config["plan"],
         nodes=config["nodes"],
         batch_size=config["batch_size"],
         precision=config["precision"],
         overrides=config["overrides"],
     )
-    planner_config(api._split_overrides(config["overrides"])[2])
-    plan = str(config["plan"])
-    if is_plan_path(plan) and not Path(plan).expanduser().is_file():
-        raise ConfigError(f"no such plan file {plan}")
-    known = api.plan_strategies()
-    if plan not in known and plan != "table_wise_round_robin" and not is_plan_path(plan):
-        close = difflib.get_close_matches(plan, known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise ConfigError(f"unknown plan strategy {plan!r}; {hint}(available: {', '.join(known)})")

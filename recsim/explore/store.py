@@ -28,7 +28,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -297,18 +297,23 @@ class Store:
 
     def frame(self, stage: str | None = None) -> pd.DataFrame:
         """One row per record with ``PointRecord.to_row()`` columns (``values.*``, metrics, ...)."""
-        import pandas as pd
-
-        from recsim.explore.records import ROW_FIELDS
-
-        rows = [rec.to_row() for rec in self.records(stage)]
-        if not rows:
-            return pd.DataFrame(columns=[*ROW_FIELDS, "config"])
-        return pd.DataFrame.from_records(rows)
+        return records_frame(self.records(stage))
 
     def export(self, path: Path, stage: str | None = None) -> Path:
         """Write ``frame()`` to ``path`` (``.parquet`` or ``.csv``), atomically; returns the path."""
         return export_frame(self.frame(stage), path)
+
+
+def records_frame(records: Sequence[PointRecord]) -> pd.DataFrame:
+    """One row per record (``PointRecord.to_row()``); the columns alone when there is none."""
+    import pandas as pd
+
+    from recsim.explore.records import ROW_FIELDS
+
+    rows = [rec.to_row() for rec in records]
+    if not rows:
+        return pd.DataFrame(columns=[*ROW_FIELDS, "config"])
+    return pd.DataFrame.from_records(rows)
 
 
 def export_frame(frame: pd.DataFrame, path: Path) -> Path:

@@ -286,9 +286,15 @@ class _Runner:
 
 def final_records(spec: SweepSpec, store: Store) -> list[PointRecord]:
     """Per point, its record at the last stage that evaluated it, in index order."""
+    return latest_records(store, [stage.fidelity for stage in spec.stage_list])
+
+
+def latest_records(store: Store, stages: Sequence[str]) -> list[PointRecord]:
+    """Per point, its record at the last of ``stages`` (in that order) that holds one, in index
+    order (``recsim results show --front`` reads a store this way, without its spec)."""
     latest: dict[str, PointRecord] = {}
-    for stage in spec.stage_list:
-        for record in store.records(stage.fidelity):
+    for stage in stages:
+        for record in store.records(stage):
             latest[record.key] = record
     return sorted(latest.values(), key=lambda r: (r.index, r.key))
 
@@ -313,16 +319,12 @@ def _numeric(column: pd.Series) -> pd.Series:
 
 def export(spec: SweepSpec, store: Store, out: Path) -> SweepResult:
     """Write results.parquet, pareto.csv and the Pareto plot from ``store``; the ``SweepResult``."""
-    import pandas as pd
-
-    from recsim.explore.records import ROW_FIELDS
-    from recsim.explore.store import export_frame
+    from recsim.explore.store import export_frame, records_frame
 
     paths: dict[str, Path] = {"store": store.path}
     frame = store.frame()
     paths["results"] = store.export(out / "results.parquet")
-    rows = [r.to_row() for r in final_records(spec, store)]
-    final = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=[*ROW_FIELDS, "config"])
+    final = records_frame(final_records(spec, store))
     mask = front_mask(spec, final)
     front = final.loc[mask]
     first, sense = next(iter(spec.objectives.items()))

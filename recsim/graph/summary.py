@@ -16,10 +16,11 @@ graph, a second or two for the 10^5-node graphs of 8-rank traces.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from statistics import mean
 from typing import Any
 
+from recsim.errors import TraceError
 from recsim.graph.ir import Collective, Compute, Embedding, ExecutionGraph, Host, Node, Transfer
 
 TOP_KERNELS = 10
@@ -126,13 +127,12 @@ def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
             for s in steps
             if isinstance(s, dict)
         ]
-        info["step_time_mean_s"] = mean(float(s["duration_s"]) for s in info["steps"])
         # Steps per rank: the ranks run theirs side by side (a replay divides by this count).
-        per_rank = Counter(s.get("rank") if isinstance(s.get("rank"), int) else "?" for s in info["steps"])
-        info["steps_per_rank"] = dict(
-            sorted(per_rank.items(), key=lambda kv: (not isinstance(kv[0], int), str(kv[0]).zfill(9)))
-        )
-        if len(set(per_rank.values())) > 1:
+        by_rank = steps_by_rank(info["steps"])
+        if by_rank:
+            info["step_time_mean_s"] = mean(d for durations in by_rank.values() for d in durations)
+        info["steps_per_rank"] = {("?" if r is None else r): len(d) for r, d in by_rank.items()}
+        if len({len(d) for d in by_rank.values()}) > 1:
             info["note"] = "ranks recorded different numbers of profiler steps (`recsim replay` refuses it)"
     info["time_by_category_s"] = dict(sorted(by_category.items(), key=lambda kv: -kv[1]))
     info["time_by_stream_s"] = dict(sorted(by_stream.items(), key=lambda kv: -kv[1]))
@@ -149,3 +149,20 @@ def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
     if meta.get("notes"):
         info["notes"] = list(meta["notes"])
     return info
+
+
+def steps_by_rank(steps: Any) -> dict[int | None, list[float]]:
+    """Recorded profiler-step durations (the readers' ``metadata["steps"]``) by rank: ranks in
+    order, then the steps without a usable rank (not an int) under ``None``; steps without a
+    duration are left out, a duration that is not a number is a ``TraceError``."""
+    found: dict[int | None, list[float]] = defaultdict(list)
+    for i, s in enumerate(steps if isinstance(steps, list) else ()):
+        if not isinstance(s, dict) or "duration_s" not in s:
+            continue
+        try:
+            duration = float(s["duration_s"])
+        except (TypeError, ValueError):
+            raise TraceError(f"metadata steps[{i}]: duration_s {s['duration_s']!r} is not a number") from None
+        rank = s.get("rank")
+        found[rank if isinstance(rank, int) and not isinstance(rank, bool) else None].append(duration)
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
