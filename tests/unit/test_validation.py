@@ -34,14 +34,6 @@ KNOWN_GAPS = {
         "at batch 2048 is within 15 %); an earlier TorchRec README gave 1.67M samples/s (9.8 ms) at "
         "this batch under SGD, so the figure is software-version sensitive"
     ),
-    "mlperf-train-v1.1-dlrmv1-dgxa100-n8": (
-        "-16 %: HugeCTR 3.x's own collectives (the hierarchical all-to-all and the one-shot SHARP "
-        "all-reduce over its IbComm, no NCCL) are costed with NCCL's fitted latencies (51.8 us base on "
-        "NVLink, 9.6 us per network step), and its weight gradients on a stream of their own "
-        "(async_mlp_wgrad) share the SMs with the data gradients, which the engines do not model; the "
-        "single-node HugeCTR DLRM v1 cases are +5 to +14 %, so the gap is in the multi-node parts"
-    ),
-    "mlperf-train-v2.1-dlrmv1-dgxh100-n4": "-21 %: as the 8-node A100 case (the 14-node one is -13.6 %)",
     "dle-dlrm-dgxa100-8gpu-amp": (
         "-15.1 % (band 15 %): in band (-13.9 %) with computation and communication overlapping for "
         "free; the kernels slowed beside the collectives, as the A100 trace measures, take 1.2 points "
