@@ -149,6 +149,7 @@ class _Builder:
         # (``Runtime.direct_exchange``).
         self.exchange_stream = Stream.COMM
         self.side_lookups = False  # the framework's ``side_stream_lookups``
+        self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
         # so each is made once and shared (the cost model then finds it by identity). Keyed by the
         # layer's identity (the layer is kept in the entry, so its id stays its own) and the
@@ -405,7 +406,13 @@ class _Builder:
         dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
         if self.runtime is None:
             return dtype
-        return self.runtime.replicated_gradient_dtype(self.plan, self.w.training.precision, dtype)
+        # Asked once per replicated shard and rank, and the answer reads the whole plan
+        # (``plan_features``): worked out once per table dtype (it depends on nothing else).
+        reduced = self._reduced_dtypes.get(dtype)
+        if reduced is None:
+            reduced = self.runtime.replicated_gradient_dtype(self.plan, self.w.training.precision, dtype)
+            self._reduced_dtypes[dtype] = reduced
+        return reduced
 
     def split_replicated(self, ids: ByRank) -> tuple[ByRank, ByRank]:
         """``ids`` (a forward pass's lookups by rank) as (the ones whose vectors the exchange sends,

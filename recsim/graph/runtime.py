@@ -404,11 +404,17 @@ class _Style:
 
     dispatch: EagerCosts | None  # host dispatch chain (eager); None: kernels issued ahead
     step_sync: bool  # the host synchronises with the device before every step
+    # The pooled all-to-alls copy their payload once more on every rank (DLE's BottomToTop,
+    # dlrm/model/distributed.py): forward, ``torch.cat`` of the per-source receive buffers into the
+    # interaction's input; backward, ``.contiguous()`` of each destination's slice of the gradient.
+    exchange_copies: bool = False
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
 _POOLED_FORWARD = ("a2a_fwd", "rw_fwd:")
 _POOLED_BACKWARD = ("a2a_bwd", "rw_bwd:")
+#: The pooled all-to-alls among them (``_Style.exchange_copies``).
+_POOLED_ALL_TO_ALL = ("a2a_fwd", "a2a_bwd")
 
 
 def _cast(name: str, read: float, written: float, dtype: str) -> Compute:
@@ -497,7 +503,7 @@ class _Rewriter:
         if cpu_s is not None:
             deps.append(self.host(f"dispatch:{_base_name(n)}", cpu_s).id)
         base = _base_name(n)
-        if isinstance(n.op, Collective) and self._cast_exchange(n, deps):
+        if isinstance(n.op, Collective) and self._exchange(n, deps):
             return
         if base not in self.activated or not isinstance(n.op, Compute) or n.op.category != "gemm":
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
@@ -575,17 +581,58 @@ class _Rewriter:
         self.program.append(node)
         self.redirect[n.id] = node.id
 
-    def _cast_exchange(self, n: Node, deps: list[int]) -> bool:
-        """Emit a pooled exchange with the cast kernels a narrower wire needs (quantise on the
-        senders before the forward exchange, dequantise on the receivers after the backward one);
-        False when it needs none. The forward all-to-all after a row-wise reduce-scatter re-casts
-        the reduced slices too (they arrive narrow already; a small overcount)."""
+    def _exchange(self, n: Node, deps: list[int]) -> bool:
+        """Emit a pooled exchange with the kernels the runtime runs around it: the casts a narrower
+        wire needs (quantise on the senders before the forward exchange, dequantise on the receivers
+        after the backward one) and the framework's copies of an all-to-all's payload
+        (``_Style.exchange_copies``: after the forward one, before the backward one); False when it
+        needs none. The forward all-to-all after a row-wise reduce-scatter re-casts the reduced
+        slices too (they arrive narrow already; a small overcount)."""
         op = n.op
         assert isinstance(op, Collective)
         base = n.name.split("#", 1)[0]
         forward = base.startswith(_POOLED_FORWARD)
         if not (forward or base.startswith(_POOLED_BACKWARD)):
             return False
+        copies = self.style.exchange_copies and base.startswith(_POOLED_ALL_TO_ALL)
+        if copies and not forward:
+            # Each destination's slice of the gradient, made contiguous: what the rank sends.
+            sent = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
+            copy = self._copy("contiguous", base, n, sent, deps)
+            deps = [copy.id]
+        if not self._cast_exchange(n, deps, forward, base):
+            if not copies:
+                return False
+            self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
+        if copies and forward:
+            # The receive buffers (one per source), concatenated: what the rank received.
+            received = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
+            after = self.redirect.get(n.id, self.new_id(n.id))
+            self.redirect[n.id] = self._copy("cat", base, n, received, [after]).id
+        return True
+
+    def _copy(self, label: str, base: str, n: Node, size: float, deps: list[int]) -> Node:
+        """A device copy of ``size`` bytes at the exchange's wire dtype (memory-bound: reads and
+        writes them once), on the rank's compute stream."""
+        op = n.op
+        assert isinstance(op, Collective)
+        node = Node(
+            self.extra_id(),
+            n.rank,
+            f"{label}:{base}#{self.step}",
+            Stream.COMPUTE,
+            _cast("copy", size, size, op.dtype),
+            tuple(deps),
+            phase=n.phase,
+        )
+        self.program.append(node)
+        return node
+
+    def _cast_exchange(self, n: Node, deps: list[int], forward: bool, base: str) -> bool:
+        """Emit the pooled exchange ``n`` with the cast kernels a narrower wire needs; False (and
+        nothing emitted) when it needs none."""
+        op = n.op
+        assert isinstance(op, Collective)
         wire = DTYPE_BYTES[op.dtype]
         sizes = op.send_bytes if forward else op.recv_bytes
         total = sum(sizes) if sizes is not None else op.bytes
@@ -742,5 +789,5 @@ class CudaGraphs(Runtime):
     plan_features = frozenset({"model_parallel_bottom"})
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        style = _Style(None, step_sync=True)
+        style = _Style(None, step_sync=True, exchange_copies=True)
         return _Rewriter(graph, workload, style).run(self.name)

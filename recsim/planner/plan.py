@@ -4,8 +4,8 @@ These are the baselines the proposers are compared with (and what ``--plan table
 run): ``table_wise_round_robin`` (whole tables rank by rank, in order), ``table_wise_greedy`` (whole
 tables by LPT on lookup traffic), ``row_wise_all`` (every table over every rank), ``hybrid``
 (row-wise for the tallest tables, LPT table-wise for the rest) and ``table_wise_mp_bottom`` (the
-bottom MLP model-parallel on rank 0 and the tables by DLE's size-balanced buckets over all ranks, as
-NVIDIA's DLE DLRM does). Their
+bottom MLP model-parallel on rank 0 and the tables by DLE's size-balanced buckets over the other
+ranks, or all of them on up to four, as NVIDIA's DLE DLRM does). Their
 pooled embeddings travel in the framework's default wire dtype (``runtime.default_wire_dtype``).
 """
 
@@ -123,12 +123,22 @@ def dle_buckets(sizes: list[int], buckets: int) -> list[list[int]]:
     return closed + open_
 
 
+#: From this many ranks up DLE keeps the bottom MLP's rank free of tables (``get_device_mapping``).
+DLE_FREE_BOTTOM_RANK_ABOVE = 4
+
+
 def table_wise_mp_bottom(workload: Workload, world_size: int) -> Plan:
     """NVIDIA DeepLearningExamples' hybrid-parallel DLRM: the bottom MLP model-parallel on rank 0
-    (the whole global batch), whole tables over all ranks, rank 0 included, by DLE's size-balanced
-    buckets (``dle_buckets``)."""
+    (the whole global batch), whole tables by DLE's size-balanced buckets (``dle_buckets``) over
+    all ranks, or, on more than four ranks, over all but rank 0, which then holds no table
+    (DLE's ``get_device_mapping``, dlrm/utils/distributed.py: "for higher no. of GPUs, make sure
+    the one with bottom mlp has no embeddings")."""
     tables = workload.tables
-    buckets = dle_buckets([t.rows for t in tables], world_size)
+    sizes = [t.rows for t in tables]
+    if workload.bottom_mlp and world_size > DLE_FREE_BOTTOM_RANK_ABOVE:
+        buckets = [[], *dle_buckets(sizes, world_size - 1)]
+    else:
+        buckets = dle_buckets(sizes, world_size)
     shards = []
     for rank, bucket in enumerate(buckets):
         for i in bucket:

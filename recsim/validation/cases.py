@@ -154,8 +154,8 @@ def _dle(precision: str) -> Callable[[], float]:
     # stand in (ASSUMPTION: on 8 x 80 GB both fit in HBM, and one-hot lookups cost by rows touched,
     # not table size). Tables stay fp32 (AMP casts the MLPs). How DLE trains (its dlrm/scripts/main.py
     # and README, 21.10 container): hybrid parallel with the bottom MLP on GPU 0 for the whole batch
-    # and the tables in size-balanced buckets over all eight, GPU 0 included (``table_wise_mp_bottom``,
-    # DLE's get_device_mapping); eager PyTorch kernels (apex MLP:
+    # and the tables in size-balanced buckets over the other seven, GPU 0 holding none
+    # (``table_wise_mp_bottom``, DLE's get_device_mapping); eager PyTorch kernels (apex MLP:
     # bias/ReLU passes outside the GEMMs) replayed from a CUDA graph after a torch.cuda.synchronize()
     # every step (``cuda_graphs``); the all-to-all payload cast to fp16 under AMP; the tables updated by
     # torch.optim.SGD on sparse COO gradients (``sparse_sgd``); under AMP, GradScaler unscales the

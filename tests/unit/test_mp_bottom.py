@@ -12,7 +12,7 @@ from recsim.graph.ir import Collective, Compute, Host, Stream
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.steps import chain_steps
 from recsim.planner.io import plan_from_dict, plan_to_dict
-from recsim.planner.plan import dle_buckets
+from recsim.planner.plan import dle_buckets, table_wise_mp_bottom
 from recsim.planner.storage import plan_usage
 
 BATCH = 8192
@@ -40,18 +40,28 @@ def test_dle_buckets_close_small_buckets_first():
     assert max(len(b) for b in buckets) == 3
 
 
-def test_plan_puts_the_bottom_on_rank_zero_and_tables_on_every_rank_like_dle():
+def test_plan_puts_the_bottom_on_rank_zero_and_the_tables_on_the_others_like_dle():
     _, workload, plan = _setup()
     assert plan.bottom_rank == 0
-    # DLE's get_device_mapping: rank 0 also holds the first bucket to fill (four small tables).
-    rows = {t.name: t.rows for t in workload.tables}
-    on_zero = [s.table for s in plan.shards_on(0)]
-    assert len(on_zero) == 4
-    assert max(rows[t] for t in on_zero) < 1_000_000
-    assert {r for s in plan.shards for r in s.ranks} == set(range(8))
+    # DLE's get_device_mapping on more than four GPUs: the tables in dle_buckets over the other
+    # seven, rank 0 holding the bottom MLP alone.
+    assert not plan.shards_on(0)
+    assert {r for s in plan.shards for r in s.ranks} == set(range(1, 8))
+    expected = dle_buckets([t.rows for t in workload.tables], 7)
+    for rank, bucket in enumerate(expected, start=1):
+        assert sorted(s.table for s in plan.shards_on(rank)) == sorted(
+            workload.tables[i].name for i in bucket
+        )
     plan.validate(workload)
     with pytest.raises(InfeasibleError, match="bottom-MLP rank 8"):
         replace(plan, bottom_rank=8).validate(workload)
+    # On four GPUs or fewer every rank holds tables, rank 0 the first bucket to fill.
+    small = table_wise_mp_bottom(workload, 4)
+    assert small.bottom_rank == 0 and small.shards_on(0)
+    assert {r for s in small.shards for r in s.ranks} == set(range(4))
+    # A model without a bottom MLP has no rank to keep free.
+    flat = table_wise_mp_bottom(workload.model_copy(update={"bottom_mlp": []}), 8)
+    assert flat.bottom_rank is None and flat.shards_on(0)
 
 
 def test_plan_files_carry_the_bottom_rank_and_old_files_still_load():
@@ -139,10 +149,12 @@ def test_epilogues_follow_the_model_not_the_plan():
 def test_pytorch_casts_only_the_tables_vectors_not_the_fp16_bottom_output():
     # fp32 tables, fp16 dense and wire (DLE AMP): rank 0 quantises its tables' pooled vectors but
     # sends the bottom MLP's fp16 output as it is, and dequantises only the tables' gradients.
-    _, workload, plan = _setup("cuda_graphs")
+    # On four ranks rank 0 holds tables and the bottom MLP (DLE's get_device_mapping).
+    _, workload, eight = _setup("cuda_graphs")
+    plan = table_wise_mp_bottom(workload, 4)
     graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
-    b = BATCH // 8
-    tables = sum(s.col_end - s.col_start for s in plan.shards_on(0)) * b * 8 * 2.0
+    b = BATCH // 4
+    tables = sum(s.col_end - s.col_start for s in plan.shards_on(0)) * b * 4 * 2.0
     (quant,) = (n for n in graph.nodes if n.rank == 0 and n.name.startswith("quantise:a2a_fwd"))
     (dequant,) = (n for n in graph.nodes if n.rank == 0 and n.name.startswith("dequantise:a2a_bwd"))
     assert isinstance(quant.op, Compute) and isinstance(dequant.op, Compute)
@@ -150,6 +162,36 @@ def test_pytorch_casts_only_the_tables_vectors_not_the_fp16_bottom_output():
     assert quant.op.bytes_read == pytest.approx(2 * tables)
     assert dequant.op.bytes_read == pytest.approx(tables)
     assert dequant.op.bytes_written == pytest.approx(2 * tables)
+    # On eight, rank 0 sends only the fp16 bottom outputs: nothing to cast.
+    graph = apply_runtime(chain_steps(build_training_step(workload, eight), 1), workload)
+    assert not [n for n in graph.nodes if n.rank == 0 and "quantise:" in n.name]
+    assert [n for n in graph.nodes if n.rank == 1 and n.name.startswith("quantise:a2a_fwd")]
+
+
+def test_dle_copies_the_exchange_payload_around_its_all_to_alls():
+    # DLE's BottomToTop: torch.cat of the receive buffers after the forward all-to-all and
+    # .contiguous() of the gradient's slices before the backward one, on every rank, of what the
+    # rank receives and sends; the fused runtime (HugeCTR) does neither.
+    _, workload, plan = _setup("cuda_graphs")
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
+    by_name = {(n.rank, n.name): n for n in graph.nodes}
+    for rank in range(8):
+        a2a_fwd, a2a_bwd = by_name[(rank, "a2a_fwd#0")], by_name[(rank, "a2a_bwd#0")]
+        cat, contiguous = by_name[(rank, "cat:a2a_fwd#0")], by_name[(rank, "contiguous:a2a_bwd#0")]
+        assert cat.stream is Stream.COMPUTE and contiguous.stream is Stream.COMPUTE
+        assert cat.deps == (a2a_fwd.id,) and contiguous.id in a2a_bwd.deps
+        received = sum(a2a_fwd.op.recv_bytes)
+        assert cat.op.bytes_read == cat.op.bytes_written == received
+        assert contiguous.op.bytes_read == sum(a2a_bwd.op.send_bytes)
+        # Every rank receives its samples' 26 table vectors and bottom output, fp16.
+        assert received == pytest.approx(BATCH // 8 * (26 + 1) * 128 * 2.0)
+        # What read the exchanged vectors now reads the concatenated copy.
+        assert any(
+            cat.id in n.deps for n in graph.nodes if n.rank == rank and n.name.startswith("interaction")
+        )
+    hugectr = replace_runtime(workload, "fused")
+    fused = apply_runtime(chain_steps(build_training_step(hugectr, plan), 1), hugectr)
+    assert not [n for n in fused.nodes if n.name.startswith(("cat:", "contiguous:"))]
 
 
 def test_the_bottom_rank_holds_the_bottom_outputs_of_the_whole_batch():

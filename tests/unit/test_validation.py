@@ -34,11 +34,6 @@ KNOWN_GAPS = {
         "at batch 2048 is within 15 %); an earlier TorchRec README gave 1.67M samples/s (9.8 ms) at "
         "this batch under SGD, so the figure is software-version sensitive"
     ),
-    "dle-dlrm-dgxa100-8gpu-amp": (
-        "-15.1 % (band 15 %): in band (-13.9 %) with computation and communication overlapping for "
-        "free; the kernels slowed beside the collectives, as the A100 trace measures, take 1.2 points "
-        "(the TF32 case stays in band at -14.3 %)"
-    ),
 }
 END_TO_END = [
     pytest.param(c.id, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.id]))

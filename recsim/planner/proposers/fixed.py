@@ -123,7 +123,9 @@ class RowWise(_Simple):
 @register_proposer
 class TableWiseMpBottom(_Simple):
     name = "table_wise_mp_bottom"
-    description = "bottom MLP model-parallel on rank 0, whole tables in DLE's size-balanced buckets"
+    description = (
+        "bottom MLP model-parallel on rank 0, whole tables in DLE's size-balanced buckets on the others"
+    )
 
 
 @register_proposer
