@@ -93,9 +93,6 @@ ByRank = dict[int, list[int]]  # node ids by rank
 LANE_EMBEDDING = 0
 LANE_DENSE = 1
 LANE_INPUT = 2
-# A compute stream of its own for the model-parallel forward lookups of a framework that issues them
-# there (``Runtime.side_stream_lookups``: HugeCTR's overlapped pipeline).
-LANE_SIDE_LOOKUPS = 1
 
 
 @dataclass(frozen=True)
@@ -144,11 +141,6 @@ class _Builder:
         self.runtime: Runtime | None = None
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
-        # Where the exchange and the gradient reductions run: NCCL collectives on the comm stream,
-        # or the framework's own peer-reading kernels on the compute stream
-        # (``Runtime.direct_exchange``).
-        self.exchange_stream = Stream.COMM
-        self.side_lookups = False  # the framework's ``side_stream_lookups``
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
         # so each is made once and shared (the cost model then finds it by identity). Keyed by the
@@ -196,13 +188,6 @@ class _Builder:
         }
 
     # -- sizes ---------------------------------------------------------------------------------
-
-    def gradient_queue(self) -> tuple[Stream, int]:
-        """The stream and lane of the gradient all-reduces: DDP's own lane of the comm stream, or
-        the compute stream where the framework reduces with kernels of its own."""
-        if self.exchange_stream is Stream.COMM:
-            return Stream.COMM, LANE_DENSE
-        return self.exchange_stream, 0
 
     def local_batch(self, batch: int) -> int:
         if batch % self.world:
@@ -314,9 +299,7 @@ class _Builder:
                 if shard.dim < self.w.table_dim(table):
                     name += f"[:,{shard.col_start}:{shard.col_end}]"
                 deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
-                nid = self.lookup(
-                    rank, name, op, deps.get(rank, []), pass_, self.lookup_lane(pass_, replicated)
-                )
+                nid = self.lookup(rank, name, op, deps.get(rank, []), pass_)
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, number)] = nid
@@ -366,8 +349,7 @@ class _Builder:
             self.fused[fused.table] = list(parts)
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
-            lane = self.lookup_lane(pass_, replicated)
-            nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_, lane)
+            nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)
             if replicated:
                 for number, _ in members:
@@ -445,12 +427,7 @@ class _Builder:
             self._shards.append(shard)
         return number
 
-    def lookup_lane(self, pass_: str, replicated: bool) -> int:
-        """The compute lane of a lookup: the side one for a model-parallel forward lookup where the
-        framework issues those on a stream of their own (``side_lookups``)."""
-        return LANE_SIDE_LOOKUPS if self.side_lookups and pass_ == "forward" and not replicated else 0
-
-    def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str, lane: int = 0) -> int:
+    def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str) -> int:
         """A lookup node; a presorted backward (``self.presort``, HBM, a sorting optimizer) gets its
         index sort as a ``sort`` node behind the rank's next-batch H2D copy (off the step's path)."""
         if self.presort and sorts_ahead(pass_, op.tier, op.optimizer, op.atomic):
@@ -460,7 +437,7 @@ class _Builder:
             self.add(
                 rank, name.replace("emb_backward", "emb_index_sort", 1), Stream.COPY, sort, after, "input"
             )
-        return self.add(rank, name, Stream.COMPUTE, op, deps, pass_, lane)
+        return self.add(rank, name, Stream.COMPUTE, op, deps, pass_)
 
     def pooled_exchange(
         self, batch: int, forward: bool, deps_by_rank: dict[int, list[int]]
@@ -496,7 +473,7 @@ class _Builder:
                 # same op on every member, made once.
                 op = Collective(CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype)
                 for r in ranks:
-                    nid = self.add(r, key, self.exchange_stream, op, deps_by_rank.get(r, []), phase)
+                    nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
         a2a: dict[int, int] = {}
@@ -518,7 +495,7 @@ class _Builder:
                     self.a2a_algorithm,
                 )
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
-                a2a[r] = self.add(r, key, self.exchange_stream, op, deps, phase)
+                a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
         if not forward:
             for ranks, dim in groups.items():
@@ -527,7 +504,7 @@ class _Builder:
                 op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
                 for r in ranks:
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
-                    out[r].append(self.add(r, key, self.exchange_stream, op, deps, phase))
+                    out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
         return out
 
     def dense_forward(
@@ -606,10 +583,6 @@ def build_training_step(
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
-    one_node = opt.ranks_per_node is not None and bld.world <= opt.ranks_per_node
-    if framework.direct_exchange(plan, one_node):
-        bld.exchange_stream = Stream.COMPUTE
-    bld.side_lookups = framework.side_stream_lookups(plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -674,7 +647,6 @@ def build_training_step(
     # of the grouped weight-gradient buffer) all-reduces them after the replicated backward instead.
     grouped = bld.world > 1 and framework.groups_replicated_gradients(plan)
     gradient_algorithm = framework.gradient_all_reduce
-    gradient_stream, gradient_lane = bld.gradient_queue()
     bucket_ids: dict[int, list[int]] = defaultdict(list)
     # One group tuple for every rank's all-reduces: the cost model finds equal collectives on
     # shared tuples by identity instead of hashing the whole group each time.
@@ -702,7 +674,7 @@ def build_training_step(
         for k, (size, deps) in enumerate(buckets):
             op = all_reduce(f"allreduce_bucket{k}", size, precision)
             bucket_ids[r].append(
-                bld.add(r, f"allreduce_bucket{k}", gradient_stream, op, deps, "backward", lane=gradient_lane)
+                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
             )
 
     if not grouped and bld.world > 1:
@@ -743,7 +715,7 @@ def build_training_step(
             for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
                 key = f"dp_allreduce_bucket{k}"
                 op = all_reduce(key, size, "fp32")
-                nid = bld.add(r, key, gradient_stream, op, [last_node], "backward", lane=gradient_lane)
+                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
                 bucket_ids[r].append(nid)
                 reduced.setdefault(r, []).append(nid)
         bld.replicated_updates(batch, reduced)

@@ -58,15 +58,7 @@ no index sort), and under another optimizer the data reader sorts the next batch
 (``presorts_indices``); the frequent rows' gradients join the dense gradient all-reduce
 (``groups_replicated_gradients``) and the pooled exchange is its hierarchical all-to-all
 (``pooled_all_to_all``); NVIDIA's MLPerf recipes reduce gradients with SHARP
-(``gradient_all_reduce``: CollNet where the IB switches can). HugeCTR's overlapped pipeline issues
-the infrequent (model-parallel) forward lookups on a compute stream of their own
-(``side_stream_lookups``: a second compute lane, so the next step's lookups and exchange overlap
-this step's all-reduce and updates), and on one node its hybrid embedding communicates with kernels
-that read the peers' memory over NVLink instead of NCCL collectives (``direct_exchange``: the
-exchange and the gradient all-reduce are queued on the compute stream for their transfer time).
-ASSUMPTION: kernels on the two compute lanes share the GPU for free (the engines model SM sharing
-only between kernels and collectives, ``recsim.cost.interference``); the side lane holds only the
-infrequent lookups, a few percent of the step.
+(``gradient_all_reduce``: CollNet where the IB switches can).
 
 Loss scaling (both PyTorch runtimes, ``precision: fp16``): ``torch.cuda.amp.GradScaler`` runs
 outside the fused kernels. Before the dense optimizer, ``unscale_`` checks and rescales every dense
@@ -200,19 +192,6 @@ class Runtime(ABC):
         indices and updating each distinct row once (FBGEMM's TBE)."""
         return False
 
-    def direct_exchange(self, plan: Plan, one_node: bool) -> bool:
-        """Whether the framework exchanges ``plan``'s pooled embeddings and gradients and reduces
-        its gradients with kernels that read the peers' memory (``one_node``: every rank on one
-        node), which occupy the GPU's compute stream for the transfer, rather than with NCCL
-        collectives on a stream of their own."""
-        return False
-
-    def side_stream_lookups(self, plan: Plan) -> bool:
-        """Whether the framework issues ``plan``'s model-parallel forward lookups on a compute stream
-        of their own, so that the next step's lookups run while this step's dense and replicated
-        updates still hold the main stream."""
-        return False
-
     @abstractmethod
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         """``graph`` with this runtime's host work (the same graph when there is none)."""
@@ -332,27 +311,6 @@ class Fused(Runtime):
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped
         # weight-gradient buffer and all-reduces them in one call (HybridSparseEmbedding's
         # grouped_wgrad_buff).
-        return "routed_rows" in plan_features(plan)
-
-    def direct_exchange(self, plan: Plan, one_node: bool) -> bool:
-        # On one node HugeCTR's hybrid embedding communicates over NVLink with kernels of its own
-        # (CommunicationType NVLink_SingleNode, as NVIDIA's single-node MLPerf DLRM v1 configs set
-        # it): the network GPUs read the infrequent vectors from their owners' buffers
-        # (InfrequentEmbedding::forward_network_direct), the owners read their gradients back
-        # (update_model_direct) and each GPU reads the peers' frequent gradients
-        # (FrequentEmbedding::update_model_direct), while the dense gradients are all-reduced by
-        # HugeCTR's one-shot kernel (AllReduceAlgo.OneShot) on the main stream
-        # (Model::exchange_wgrad). No NCCL all-to-all or all-reduce: these are kernels on the
-        # compute stream, for as long as the transfer takes. Across nodes the exchange is its IB
-        # all-to-all (IB_NVLink_Hier), a collective as any other.
-        return one_node and "routed_rows" in plan_features(plan)
-
-    def side_stream_lookups(self, plan: Plan) -> bool:
-        # HugeCTR's overlapped pipeline (use_overlapped_pipeline in MLPerf v1.1's configs,
-        # train_inter_iteration_overlap from v2.0 on, both set in NVIDIA's DLRM v1 submissions)
-        # issues the next iteration's infrequent (model-parallel) embedding forward on a stream of
-        # its own, buffered indices ready (HybridSparseEmbedding::setup_buffered_indices), while
-        # the current one's all-reduce and frequent and dense updates run on the main stream.
         return "routed_rows" in plan_features(plan)
 
     def presorts_indices(self, plan: Plan) -> bool:

@@ -43,6 +43,7 @@ from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import InfeasibleError, SimulationError, TraceError
 from recsim.graph.build import (
     DENSE_INPUT_BYTES,
+    LANE_DENSE,
     LANE_INPUT,
     OPTIMIZER_FLOPS_PER_PARAM,
     OPTIMIZER_STATE,
@@ -922,8 +923,6 @@ BUILD_CONFIGS = [
     ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager"),
     ("dgx-a100", "dlrm-dcnv2", 2, "auto", "cuda_graphs"),
     ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused"),
-    # One node: HugeCTR's direct NVLink exchange (Runtime.direct_exchange), on the compute stream.
-    ("dgx-a100", "dlrm-mlperf", 1, "hybrid_embedding", "fused"),
 ]
 
 
@@ -1344,9 +1343,7 @@ class _ReferenceBuilder(_Builder):
                 if shard.dim < self.w.table_dim(table):
                     name += f"[:,{shard.col_start}:{shard.col_end}]"
                 deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
-                nid = self.lookup(
-                    rank, name, op, deps.get(rank, []), pass_, self.lookup_lane(pass_, replicated)
-                )
+                nid = self.lookup(rank, name, op, deps.get(rank, []), pass_)
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, shard)] = nid
@@ -1377,9 +1374,7 @@ class _ReferenceBuilder(_Builder):
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
             name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
-            nid = self.lookup(
-                rank, name, fused, deps.get(rank, []), pass_, self.lookup_lane(pass_, replicated)
-            )
+            nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)
             if replicated:
                 for shard, _ in members:
@@ -1421,7 +1416,7 @@ class _ReferenceBuilder(_Builder):
                     op = Collective(
                         CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype
                     )
-                    nid = self.add(r, key, self.exchange_stream, op, deps_by_rank.get(r, []), phase)
+                    nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
         a2a: dict[int, int] = {}
@@ -1443,7 +1438,7 @@ class _ReferenceBuilder(_Builder):
                     self.a2a_algorithm,
                 )
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
-                a2a[r] = self.add(r, key, self.exchange_stream, op, deps, phase)
+                a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
         if not forward:
             for ranks, dim in groups.items():
@@ -1452,7 +1447,7 @@ class _ReferenceBuilder(_Builder):
                     size = b * dim * comm * (self.world / len(ranks))
                     op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
-                    out[r].append(self.add(r, key, self.exchange_stream, op, deps, phase))
+                    out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
         return out
 
 
@@ -1469,10 +1464,6 @@ def reference_build_training_step(
     bld.presort = framework.presorts_indices(plan)
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
-    if framework.direct_exchange(plan, opt.ranks_per_node is not None and bld.world <= opt.ranks_per_node):
-        bld.exchange_stream = Stream.COMPUTE
-    bld.side_lookups = framework.side_stream_lookups(plan)
-    gradient_stream, gradient_lane = bld.gradient_queue()
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -1558,7 +1549,7 @@ def reference_build_training_step(
                 algorithm=gradient_algorithm,
             )
             bucket_ids[r].append(
-                bld.add(r, f"allreduce_bucket{k}", gradient_stream, op, deps, "backward", lane=gradient_lane)
+                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
             )
 
     if not grouped and bld.world > 1:
@@ -1607,7 +1598,7 @@ def reference_build_training_step(
                     "fp32",
                     algorithm=gradient_algorithm,
                 )
-                nid = bld.add(r, key, gradient_stream, op, [last_node], "backward", lane=gradient_lane)
+                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
                 bucket_ids[r].append(nid)
                 reduced[r].append(nid)
         # Each rank's replicated shards, stepped whole after their all-reduces: one node per fused
@@ -1728,8 +1719,6 @@ GRAPH_CONFIGS = [
     ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager"),
     ("dgx-a100", "dlrm-dcnv2", 2, "column_wise", "cuda_graphs"),
     ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused"),
-    # One node: HugeCTR's direct NVLink exchange (Runtime.direct_exchange), on the compute stream.
-    ("dgx-a100", "dlrm-mlperf", 1, "hybrid_embedding", "fused"),
     ("dgx-a100", "dlrm-mlperf", 1, "table_wise_mp_bottom", "cuda_graphs"),
     ("dgx-a100", "dlrm-mlperf", 2, "table_wise_mp_bottom", "fused"),
     ("dgx-h100", "din", 1, "table_wise", "fused"),
@@ -1749,9 +1738,8 @@ def test_builder_matches_the_reference_builder(name, workload_name, nodes, plan_
     )
     plan = make_plan(plan_name, workload, system)
     ops = ShardOps(workload)
-    options = BuildOptions(validate_plan=False, ranks_per_node=system.node.num_accelerators)
-    step = build_training_step(workload, plan, options, ops)
-    reference = reference_build_training_step(workload, plan, options)
+    step = build_training_step(workload, plan, BuildOptions(validate_plan=False), ops)
+    reference = reference_build_training_step(workload, plan, BuildOptions(validate_plan=False))
     assert step.ranks == reference.ranks and step.metadata == reference.metadata
     assert len(step.nodes) == len(reference.nodes)
     for got, want in zip(step.nodes, reference.nodes, strict=True):

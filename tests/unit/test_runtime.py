@@ -8,7 +8,7 @@ from recsim.api import make_plan, prepare, simulate
 from recsim.cost.model import CostModel
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError
-from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.build import build_training_step
 from recsim.graph.eager_calibration import TORCHREC_V100, host_bound_step_s, measure_eager_costs
 from recsim.graph.ir import Collective, Compute, Embedding, Host, Stream
 from recsim.graph.runtime import RUNTIMES, apply_runtime, runtime
@@ -288,78 +288,3 @@ def test_fused_runtime_asks_for_collnet_gradient_all_reduce():
     system, workload = prepare("dgx-a100", "dlrm-mlperf")
     sim = simulate_training(system, workload, make_plan("table_wise", workload, system), SimulationOptions())
     assert sim.result.status == "ok"
-
-
-def _hybrid_step(nodes: int, runtime_name: str = "fused"):
-    system, workload = prepare(
-        "dgx-a100", "dlrm-mlperf", nodes=nodes, overrides=[f"workload.training.runtime={runtime_name}"]
-    )
-    plan = make_plan("hybrid_embedding", workload, system)
-    options = BuildOptions(ranks_per_node=system.node.num_accelerators)
-    return system, workload, plan, build_training_step(workload, plan, options)
-
-
-def test_hybrid_embedding_on_one_node_exchanges_with_kernels_on_the_compute_stream():
-    # HugeCTR's NVLink_SingleNode: the exchange and the gradient reductions are its own kernels
-    # reading the peers' memory, queued on the compute stream; across nodes they stay collectives
-    # on the comm stream (its IB all-to-all and SHARP all-reduce).
-    for nodes, stream in ((1, Stream.COMPUTE), (2, Stream.COMM)):
-        _, _, _, graph = _hybrid_step(nodes)
-        moved = [n for n in graph.nodes if isinstance(n.op, Collective) and n.phase != "input"]
-        assert {n.name for n in moved} >= {"a2a_fwd", "a2a_bwd", "allreduce_bucket0"}
-        assert {n.stream for n in moved} == {stream}
-        assert {n.lane for n in moved} == ({0} if stream is Stream.COMPUTE else {0, 1})
-        # The next batch's index distribution is the data reader's, on the comm stream either way.
-        inputs = [n for n in graph.nodes if isinstance(n.op, Collective) and n.phase == "input"]
-        assert inputs and {n.stream for n in inputs} == {Stream.COMM}
-    # Without a node size the builder cannot tell one node from several: collectives as before.
-    system, workload = prepare("dgx-a100", "dlrm-mlperf")
-    graph = build_training_step(workload, make_plan("hybrid_embedding", workload, system))
-    assert all(n.stream is Stream.COMM for n in graph.nodes if isinstance(n.op, Collective))
-
-
-def test_hybrid_embedding_issues_its_model_parallel_forward_lookups_on_a_side_stream():
-    # HugeCTR's overlapped pipeline: the infrequent (model-parallel) forward lookups on a compute
-    # lane of their own, the frequent (replicated) ones and every backward on the main one.
-    _, _, _, graph = _hybrid_step(2)
-    lookups = [n for n in graph.nodes if isinstance(n.op, Embedding) and n.stream is Stream.COMPUTE]
-    side = {n.name for n in lookups if n.lane == 1}
-    assert side and all(n.startswith("emb_forward:") and "replicated" not in n for n in side)
-    assert any(n.lane == 0 and "replicated" in n.name and n.phase == "forward" for n in lookups)
-    assert all(n.lane == 0 for n in lookups if n.phase != "forward")
-    # Not a plan feature of TorchRec or DLE: their table-wise lookups stay on the main lane.
-    for name in ("eager", "cuda_graphs"):
-        system, workload = prepare(
-            "dgx-a100", "dlrm-mlperf", nodes=2, overrides=[f"workload.training.runtime={name}"]
-        )
-        graph = build_training_step(workload, make_plan("table_wise", workload, system))
-        assert all(n.lane == 0 for n in graph.nodes if n.stream is Stream.COMPUTE)
-
-
-def test_hybrid_embedding_side_stream_overlaps_the_next_lookups_with_the_updates(monkeypatch):
-    # The next step's infrequent lookups start before this step's dense optimizer has finished
-    # (they wait only for their own tables' backward), and the step is no slower for it. Busy time
-    # stays within the step on every stream.
-    system, workload, plan, _ = _hybrid_step(2)
-    sim = simulate_training(system, workload, plan, SimulationOptions())
-    starts, finishes = sim.schedule.start_s, sim.schedule.finish_s
-    rank0 = [n for n in sim.graph.nodes if n.rank == 0]
-    lookup = next(n for n in rank0 if n.lane == 1 and n.name.endswith("#1"))
-    optimizer = next(n for n in rank0 if n.name == "dense_optimizer#0")
-    assert starts[lookup.id] < finishes[optimizer.id]
-    assert all(0.0 <= u <= 1.0 for u in sim.result.utilisation.values())
-    monkeypatch.setattr(RUNTIMES["fused"], "side_stream_lookups", lambda self, plan: False)
-    serial = simulate_training(system, workload, plan, SimulationOptions())
-    assert sim.result.iteration_time_s < serial.result.iteration_time_s
-
-
-def test_direct_exchange_kernels_hold_the_compute_stream(monkeypatch):
-    # On one node the exchange kernels take the compute stream for the transfer: never faster than
-    # NCCL collectives beside the kernels, and the step's compute stream is busy for them.
-    system, workload, plan, _ = _hybrid_step(1)
-    direct = simulate_training(system, workload, plan, SimulationOptions()).result
-    monkeypatch.setattr(RUNTIMES["fused"], "direct_exchange", lambda self, plan, one_node: False)
-    beside = simulate_training(system, workload, plan, SimulationOptions()).result
-    assert direct.iteration_time_s > beside.iteration_time_s
-    assert direct.utilisation["compute"] >= beside.utilisation["compute"]
-    assert "comm" not in direct.utilisation and "comm" in beside.utilisation
