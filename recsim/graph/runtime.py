@@ -81,6 +81,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -556,9 +557,9 @@ class _Rewriter:
         if copies and not forward:
             # Each destination's slice of the gradient, made contiguous: what the rank sends.
             sent = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
-            copy = self._copy("contiguous", base, n, sent, deps)
+            copy = self._exchange_kernel("contiguous", n, _cast("copy", sent, sent, op.dtype), deps)
             deps = [copy.id]
-        if not self._cast_exchange(n, deps, forward, base):
+        if not self._cast_exchange(n, deps, forward):
             if not copies:
                 return False
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
@@ -566,27 +567,26 @@ class _Rewriter:
             # The receive buffers (one per source), concatenated: what the rank received.
             received = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
             after = self.redirect.get(n.id, self.new_id(n.id))
-            self.redirect[n.id] = self._copy("cat", base, n, received, [after]).id
+            cat = _cast("copy", received, received, op.dtype)
+            self.redirect[n.id] = self._exchange_kernel("cat", n, cat, [after]).id
         return True
 
-    def _copy(self, label: str, base: str, n: Node, size: float, deps: list[int]) -> Node:
-        """A device copy of ``size`` bytes at the exchange's wire dtype (memory-bound: reads and
-        writes them once), on the rank's compute stream."""
-        op = n.op
-        assert isinstance(op, Collective)
+    def _exchange_kernel(self, label: str, n: Node, op: Compute, deps: Sequence[int]) -> Node:
+        """The kernel ``op`` that the runtime runs beside the pooled exchange ``n``, on the rank's
+        compute stream after ``deps``, named ``label:<exchange>#<step>``."""
         node = Node(
             self.extra_id(),
             n.rank,
-            f"{label}:{base}#{self.step}",
+            f"{label}:{n.name.split('#', 1)[0]}#{self.step}",
             Stream.COMPUTE,
-            _cast("copy", size, size, op.dtype),
+            op,
             tuple(deps),
             phase=n.phase,
         )
         self.program.append(node)
         return node
 
-    def _cast_exchange(self, n: Node, deps: list[int], forward: bool, base: str) -> bool:
+    def _cast_exchange(self, n: Node, deps: list[int], forward: bool) -> bool:
         """Emit the pooled exchange ``n`` with the cast kernels a narrower wire needs; False (and
         nothing emitted) when it needs none."""
         op = n.op
@@ -608,29 +608,11 @@ class _Rewriter:
         wide = sum(size * widen for size, widen in parts)  # the same values before the cast
         coll_id = self.new_id(n.id)
         if forward:
-            cast = Node(
-                self.extra_id(),
-                n.rank,
-                f"quantise:{base}#{self.step}",
-                Stream.COMPUTE,
-                _cast("quantise", wide, narrow, op.dtype),
-                tuple(deps),
-                phase=n.phase,
-            )
-            self.program.append(cast)
+            cast = self._exchange_kernel("quantise", n, _cast("quantise", wide, narrow, op.dtype), deps)
             self.program.append(replace(n, id=coll_id, deps=(cast.id,)))
             return True
         self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
-        cast = Node(
-            self.extra_id(),
-            n.rank,
-            f"dequantise:{base}#{self.step}",
-            Stream.COMPUTE,
-            _cast("dequantise", narrow, wide, op.dtype),
-            (coll_id,),
-            phase=n.phase,
-        )
-        self.program.append(cast)
+        cast = self._exchange_kernel("dequantise", n, _cast("dequantise", narrow, wide, op.dtype), [coll_id])
         self.redirect[n.id] = cast.id
         return True
 
