@@ -365,7 +365,8 @@ class _Style:
     step_sync: bool  # the host synchronises with the device before every step
     # The pooled all-to-alls copy their payload once more on every rank (DLE's BottomToTop,
     # dlrm/model/distributed.py): forward, ``torch.cat`` of the per-source receive buffers into the
-    # interaction's input; backward, ``.contiguous()`` of each destination's slice of the gradient.
+    # interaction's input; backward, ``.contiguous()`` of each destination's slice of the gradient,
+    # after autograd has added the bottom MLP slice's gradient into it (``_exchange``).
     exchange_copies: bool = False
 
 
@@ -555,8 +556,18 @@ class _Rewriter:
             return False
         copies = self.style.exchange_copies and base.startswith(_POOLED_ALL_TO_ALL)
         if copies and not forward:
-            # Each destination's slice of the gradient, made contiguous: what the rank sends.
             sent = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
+            if self.workload.bottom_mlp:
+                # DLE hands the interaction the bottom MLP's vector a second time, as a slice of
+                # the exchanged payload (``from_bottom[:, 0, :]``), so autograd's select backward
+                # writes a zero gradient of the whole payload with the slice's gradient in it and
+                # adds it to the interaction's: write the zeros, read both, write the sum.
+                elements = sent / DTYPE_BYTES[op.dtype]
+                accumulate = Compute(
+                    "grad_accumulate", elements, 2 * sent, 2 * sent, op.dtype, (), "elementwise"
+                )
+                deps = [self._exchange_kernel("grad_accumulate", n, accumulate, deps).id]
+            # Each destination's slice of the gradient, made contiguous: what the rank sends.
             copy = self._exchange_kernel("contiguous", n, _cast("copy", sent, sent, op.dtype), deps)
             deps = [copy.id]
         if not self._cast_exchange(n, deps, forward):

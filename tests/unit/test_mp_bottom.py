@@ -55,10 +55,14 @@ def test_plan_puts_the_bottom_on_rank_zero_and_the_tables_on_the_others_like_dle
     plan.validate(workload)
     with pytest.raises(InfeasibleError, match="bottom-MLP rank 8"):
         replace(plan, bottom_rank=8).validate(workload)
-    # On four GPUs or fewer every rank holds tables, rank 0 the first bucket to fill.
+    # On four GPUs or fewer every rank holds tables, rank 0 the first bucket to fill; from five
+    # on rank 0 holds none.
     small = table_wise_mp_bottom(workload, 4)
     assert small.bottom_rank == 0 and small.shards_on(0)
     assert {r for s in small.shards for r in s.ranks} == set(range(4))
+    five = table_wise_mp_bottom(workload, 5)
+    assert five.bottom_rank == 0 and not five.shards_on(0)
+    assert {r for s in five.shards for r in s.ranks} == set(range(1, 5))
     # A model without a bottom MLP has no rank to keep free.
     flat = table_wise_mp_bottom(workload.model_copy(update={"bottom_mlp": []}), 8)
     assert flat.bottom_rank is None and flat.shards_on(0)
@@ -168,30 +172,56 @@ def test_pytorch_casts_only_the_tables_vectors_not_the_fp16_bottom_output():
     assert [n for n in graph.nodes if n.rank == 1 and n.name.startswith("quantise:a2a_fwd")]
 
 
-def test_dle_copies_the_exchange_payload_around_its_all_to_alls():
+@pytest.mark.parametrize(("precision", "wire_bytes"), [("fp16", 2.0), ("tf32", 4.0)])
+def test_dle_copies_the_exchange_payload_around_its_all_to_alls(precision, wire_bytes):
     # DLE's BottomToTop: torch.cat of the receive buffers after the forward all-to-all and
     # .contiguous() of the gradient's slices before the backward one, on every rank, of what the
-    # rank receives and sends; the fused runtime (HugeCTR) does neither.
-    _, workload, plan = _setup("cuda_graphs")
+    # rank receives and sends; before that, autograd adds the bottom MLP slice's gradient (a zero
+    # tensor of the whole payload with the slice in it) into the interaction's. The fused runtime
+    # (HugeCTR) and TorchRec's eager one do none of it, nor do row-wise exchanges.
+    system, workload = prepare(
+        "dgx-a100",
+        "dlrm-mlperf",
+        batch_size=BATCH,
+        precision=precision,
+        overrides=["workload.training.runtime=cuda_graphs"],
+    )
+    plan = make_plan("table_wise_mp_bottom", workload, system)
     graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
     by_name = {(n.rank, n.name): n for n in graph.nodes}
+    payload = BATCH // 8 * (26 + 1) * 128 * wire_bytes  # each rank's samples: 26 tables + bottom
     for rank in range(8):
         a2a_fwd, a2a_bwd = by_name[(rank, "a2a_fwd#0")], by_name[(rank, "a2a_bwd#0")]
         cat, contiguous = by_name[(rank, "cat:a2a_fwd#0")], by_name[(rank, "contiguous:a2a_bwd#0")]
-        assert cat.stream is Stream.COMPUTE and contiguous.stream is Stream.COMPUTE
-        assert cat.deps == (a2a_fwd.id,) and contiguous.id in a2a_bwd.deps
-        received = sum(a2a_fwd.op.recv_bytes)
-        assert cat.op.bytes_read == cat.op.bytes_written == received
-        assert contiguous.op.bytes_read == sum(a2a_bwd.op.send_bytes)
-        # Every rank receives its samples' 26 table vectors and bottom output, fp16.
-        assert received == pytest.approx(BATCH // 8 * (26 + 1) * 128 * 2.0)
+        accumulate = by_name[(rank, "grad_accumulate:a2a_bwd#0")]
+        assert {cat.stream, contiguous.stream, accumulate.stream} == {Stream.COMPUTE}
+        assert cat.deps == (a2a_fwd.id,) and a2a_bwd.deps == (contiguous.id,)
+        assert contiguous.deps == (accumulate.id,)
+        assert any(n.name.startswith("interaction_bwd") for n in graph.nodes if n.id in accumulate.deps)
+        assert a2a_fwd.op.dtype == a2a_bwd.op.dtype == ("fp16" if precision == "fp16" else "fp32")
+        assert (
+            cat.op.bytes_read == cat.op.bytes_written == sum(a2a_fwd.op.recv_bytes) == pytest.approx(payload)
+        )
+        assert contiguous.op.bytes_read == contiguous.op.bytes_written == pytest.approx(payload)
+        assert accumulate.op.bytes_read == accumulate.op.bytes_written == pytest.approx(2 * payload)
         # What read the exchanged vectors now reads the concatenated copy.
         assert any(
             cat.id in n.deps for n in graph.nodes if n.rank == rank and n.name.startswith("interaction")
         )
-    hugectr = replace_runtime(workload, "fused")
-    fused = apply_runtime(chain_steps(build_training_step(hugectr, plan), 1), hugectr)
-    assert not [n for n in fused.nodes if n.name.startswith(("cat:", "contiguous:"))]
+        # A rank that casts its tables' gradients back to fp32 does so after the exchange.
+        dequantise = by_name.get((rank, "dequantise:a2a_bwd#0"))
+        assert (dequantise is not None) == (precision == "fp16" and rank > 0)
+        if dequantise is not None:
+            assert dequantise.deps == (a2a_bwd.id,)
+    copies = ("cat:", "contiguous:", "grad_accumulate:")
+    for name in ("fused", "eager"):
+        other = replace_runtime(workload, name)
+        rewritten = apply_runtime(chain_steps(build_training_step(other, plan), 1), other)
+        assert not [n for n in rewritten.nodes if n.name.startswith(copies)]
+    rows = make_plan("row_wise", workload, system)
+    rewritten = apply_runtime(chain_steps(build_training_step(workload, rows), 1), workload)
+    assert [n for n in rewritten.nodes if n.name.startswith("rw_")]
+    assert not [n for n in rewritten.nodes if n.name.startswith(copies) and "rw_" in n.name]
 
 
 def test_the_bottom_rank_holds_the_bottom_outputs_of_the_whole_batch():
