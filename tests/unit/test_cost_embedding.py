@@ -339,6 +339,29 @@ def test_uvm_forward_by_hand():
     assert odd.bytes_on("ddr") == pytest.approx(1000 * 128)
 
 
+def test_uvm_shares_the_node_dram_between_its_accelerators():
+    # The node's DRAM serves every accelerator's UVM rows at once: one rank reads at its share. On
+    # the tiny node's four GPUs PCIe binds first; on eight the share (DDR_BW / 8) is below the
+    # link's payload rate (32 GB/s x 64 / 88) and binds, for the forward gather and for the cache
+    # fills of uvm_caching alike.
+    node = TINY.node
+    assert node.accelerators is not None
+    eight = TINY.model_copy(
+        update={
+            "node": node.model_copy(
+                update={"accelerators": node.accelerators.model_copy(update={"count": 8})}
+            )
+        }
+    )
+    payload = 1000 * 128
+    assert payload / (DDR_BW / 8) > payload * (64 + 24) / 64 / 32e9
+    c = cost(op("uvm"), eight)
+    assert c.time_s == pytest.approx(10e-6 + payload / (DDR_BW / 8) + 2 * 500e-9 + 4e-6, rel=1e-12)
+    assert c.bytes_on("ddr") == pytest.approx(payload)
+    assert cost(op("uvm"), eight).time_s > cost(op("uvm")).time_s
+    assert cost(op("uvm_caching:0.1"), eight).time_s > cost(op("uvm_caching:0.1")).time_s
+
+
 def test_uvm_caching_forward_by_hand():
     c = cost(op("uvm_caching:0.5"))
     hit = 0.5  # uniform: 500 cached rows of 1000

@@ -7,7 +7,8 @@ the TBE kernels load rows with zero-copy accesses, no page migration).
 so a zero-copy gather reaches ``64 / (64 + 24) = 0.73`` of the link's post-encoding bandwidth
 (EMOGI, Min et al., VLDB 2021, show that aligned cache-line-sized zero-copy requests can keep PCIe
 close to saturated, so the loss is the per-request overhead, not idle link time). The same bytes are
-read from host DDR (at ``host_memory_bandwidth x CPU_MEMORY_EFFICIENCY``). Pooling happens on the
+read from host DDR (at ``host_memory_bandwidth x CPU_MEMORY_EFFICIENCY``, shared by the node's
+accelerators: ``rank_host_ddr_bandwidth_bytes_per_s``). Pooling happens on the
 GPU: indices, offsets and the output are HBM traffic of the same kernel (``gpu.forward_kernel`` with
 ``rows_elsewhere``). ``t = overhead + max(pcie, ddr, gpu) + one PCIe round trip + launch``.
 
@@ -45,6 +46,7 @@ __all__ = [
     "host_ddr_bandwidth_bytes_per_s",
     "pcie_payload_bytes",
     "pcie_wire_bytes",
+    "rank_host_ddr_bandwidth_bytes_per_s",
 ]
 
 PCIE_REQUEST_BYTES: Final[float] = 64.0
@@ -73,6 +75,15 @@ def host_ddr_bandwidth_bytes_per_s(system: System) -> float:
     return system.node.host_memory_bandwidth_bytes_per_s * CPU_MEMORY_EFFICIENCY
 
 
+def rank_host_ddr_bandwidth_bytes_per_s(system: System) -> float:
+    """One accelerator's share of ``host_ddr_bandwidth_bytes_per_s``: the node's accelerators read
+    their host-resident rows from the same DRAM at once (ASSUMPTION, as the ``ddr`` tier's
+    ``rank_share``: every rank of the node has such shards, as the planner's symmetric schemes
+    give them; a lone one would read faster). All of it on a node without accelerators."""
+    ranks = system.node.num_accelerators if system.accelerator is not None else 1
+    return host_ddr_bandwidth_bytes_per_s(system) / max(1, ranks)
+
+
 @register_tier
 class UvmTier(TierModel):
     name = "uvm"
@@ -83,7 +94,7 @@ class UvmTier(TierModel):
         payload = lookup.lookups * pcie_payload_bytes(lookup.row_bytes)
         wire = pcie_wire_bytes(payload)
         pcie_s = wire / link.bandwidth_bytes_per_s
-        ddr_s = payload / host_ddr_bandwidth_bytes_per_s(lookup.system)
+        ddr_s = payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         kernel = lookup_forward(lookup, l2_hit=0.0, rows_elsewhere=True)
         round_trip = 2.0 * link.latency_s if lookup.lookups > 0 else 0.0
         launch = lookup.launch_s(kernel.kernels)
@@ -103,7 +114,7 @@ class UvmTier(TierModel):
             read = 0.0
         write = unique * (pcie_payload_bytes(lookup.row_bytes) + pcie_payload_bytes(state))
         pcie_s = pcie_wire_bytes(max(read, write)) / link.bandwidth_bytes_per_s
-        ddr_s = (read + write) / host_ddr_bandwidth_bytes_per_s(lookup.system)
+        ddr_s = (read + write) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         round_trip = 2.0 * link.latency_s if unique > 0 else 0.0
         launch = lookup.launch_s(sort.kernels + update.kernels)
         update_s = update.fixed_s + max(update.memory_s, pcie_s, ddr_s) + round_trip

@@ -39,7 +39,7 @@ from recsim.cost.embedding.gpu import (
     lookup_forward,
     sort_stage,
 )
-from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s, pcie_payload_bytes, pcie_wire_bytes
+from recsim.cost.embedding.uvm import pcie_payload_bytes, pcie_wire_bytes, rank_host_ddr_bandwidth_bytes_per_s
 
 __all__ = ["CACHE_ASSOCIATIVITY", "CACHE_KERNELS", "DEFAULT_CACHE_RATIO", "TAG_BYTES", "UvmCachingTier"]
 
@@ -91,7 +91,7 @@ class UvmCachingTier(TierModel):
         fill_hbm = filled * lookup.row_bytes
         fill_s = max(
             pcie_wire_bytes(payload) / acc.host_interface.bandwidth_bytes_per_s,
-            payload / host_ddr_bandwidth_bytes_per_s(lookup.system),
+            payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
             fill_hbm / (hbm_bw * cal.max_efficiency),
         )
         if filled > 0:
@@ -132,7 +132,7 @@ class UvmCachingTier(TierModel):
         read, write = state, state + writeback
         link = acc.host_interface
         pcie_s = pcie_wire_bytes(max(read, write)) / link.bandwidth_bytes_per_s
-        ddr_s = (read + write) / host_ddr_bandwidth_bytes_per_s(lookup.system)
+        ddr_s = (read + write) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         if read + write > 0:
             pcie_s += 2.0 * link.latency_s
         launch = lookup.launch_s(sort.kernels + update.kernels)
