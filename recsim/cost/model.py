@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import compute_time_s, cpu_compute_time_s
-from recsim.cost.embedding import embedding_cost
+from recsim.cost.embedding import EmbeddingCost, embedding_cost
 from recsim.cost.memo import CostMemo, TupleInterner
 from recsim.errors import InfeasibleError
 from recsim.graph.ir import (
@@ -200,7 +200,12 @@ class CostModel:
         return cpu_compute_time_s(op, cpus.device, cpus.count)
 
     def embedding_s(self, op: Embedding) -> float:
-        return embedding_cost(op, self.system, self.access(op.table)).time_s
+        return self.embedding_cost(op).time_s
+
+    def embedding_cost(self, op: Embedding) -> EmbeddingCost:
+        """The whole cost of ``op`` on its tier: its time, the bytes it moves per resource and how
+        (``recsim.cost.embedding``), with the table's access model."""
+        return embedding_cost(op, self.system, self.access(op.table))
 
     def collective_s(self, op: Collective) -> float:
         """Seconds of ``op`` alone. An uneven all-to-all part stands here for every member sending

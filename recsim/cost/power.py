@@ -5,11 +5,16 @@ provisioning for a warehouse-sized computer", ISCA 2007): a component draws its 
 the time and ``(max - idle) x u`` more, ``u`` being the fraction of the step it is busy. The
 idle and max powers are the devices' (datasheet or measured, sourced in their YAML):
 
-* accelerators: busy = their compute stream (GEMMs, lookups); communication kernels ride in the
-  idle baseline (they keep few SMs busy);
-* CPU sockets: busy = the host stream of the node's ranks (data loading, launches), averaged;
-* DRAM: energy per bit (``Memory.energy_per_bit``) for the bytes the step moves in host memory,
-  plus the DIMMs' idle power where the device gives one;
+* accelerators: busy = their compute stream (GEMMs, lookups), less the lookups it waits on that
+  the CPUs or RecNMP DIMMs run (tiers ``ddr``, ``nmp``); communication kernels ride in the idle
+  baseline (they keep few SMs busy);
+* CPU sockets: busy = the host stream of the node's ranks (data loading, launches) and the
+  lookups the CPUs run for them (tier ``ddr``), averaged over the ranks;
+* DRAM: energy per bit (``Memory.energy_per_bit``) for the bytes the step moves in host memory
+  (data loading and copies, and the rows the lookups outside HBM read and write there: ``uvm``,
+  ``uvm_caching`` misses, ``ddr``, inside RecNMP DIMMs for ``nmp``), plus the DIMMs' idle power
+  where the device gives one; RecNMP DIMMs, where the node has them, draw their own idle power
+  and (max - idle) while they gather, instead;
 * NICs: busy = the share of the step the rank's communication stream spends in collectives that
   leave the node;
 * switches (scale-out, NVSwitch, PCIe): their idle (typical) power; switch power hardly follows
@@ -57,28 +62,50 @@ def step_energy(
     host_bytes: float = 0.0,
     network_busy_s: Mapping[int, float] | None = None,
     ssd_busy_s: float = 0.0,
+    cpu_busy_s: Mapping[int, float] | None = None,
+    nmp_busy_s: Mapping[int, float] | None = None,
+    off_gpu_s: Mapping[int, float] | None = None,
 ) -> Energy:
-    """Energy of one step of ``step_s`` seconds given per (rank, stream) busy times."""
+    """Energy of one step of ``step_s`` seconds given per (rank, stream) busy times; ``cpu_busy_s``
+    (by rank) is CPU work done for a rank off its host stream (its ``ddr`` lookups), ``nmp_busy_s``
+    (by node) the time the node's RecNMP DIMMs gather, ``off_gpu_s`` (by rank) the part of a
+    rank's compute stream busy time that is such work, not the accelerator's."""
     node = system.node
     nodes = system.num_nodes
     out: dict[str, float] = defaultdict(float)
     ranks = system.num_accelerators
     acc = system.accelerator
     if acc is not None:
+        waiting = off_gpu_s or {}
         for rank in range(ranks):
-            u = min(1.0, busy_s.get((rank, "compute"), 0.0) / step_s) if step_s > 0 else 0.0
+            busy = max(0.0, busy_s.get((rank, "compute"), 0.0) - waiting.get(rank, 0.0))
+            u = min(1.0, busy / step_s) if step_s > 0 else 0.0
             out["accelerators"] += (acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * u) * step_s
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
     for n in range(nodes):
-        host = [busy_s.get((r, "host"), 0.0) for r in range(n * per_node_ranks, (n + 1) * per_node_ranks)]
+        ranks_of_node = range(n * per_node_ranks, (n + 1) * per_node_ranks)
+        extra = cpu_busy_s or {}
+        host = [min(step_s, busy_s.get((r, "host"), 0.0) + extra.get(r, 0.0)) for r in ranks_of_node]
         u = min(1.0, (sum(host) / len(host)) / step_s) if step_s > 0 and host else 0.0
         socket_w = cpu.power.idle_w + (cpu.power.max_w - cpu.power.idle_w) * u
         out["cpus"] += node.cpus.count * socket_w * step_s
     mem = node.host_memory
-    dimm_idle = mem.device.idle_power_w or 0.0
-    dimms = node.memory_channels * mem.dimms_per_channel * nodes
-    out["dram"] += dimms * dimm_idle * step_s + host_bytes * 8.0 * mem.device.energy_per_bit_j
+    dimms_per_node = node.memory_channels * mem.dimms_per_channel
+    nmp = mem.nmp
+    if nmp is None:
+        dimm_idle = mem.device.idle_power_w or 0.0
+        out["dram"] += dimms_per_node * nodes * dimm_idle * step_s
+        out["dram"] += host_bytes * 8.0 * mem.device.energy_per_bit_j
+    else:
+        # The node's DIMMs are RecNMP DIMMs: their own idle power, and the rest while they gather
+        # (all of a node's DIMMs work on every gather: the rows are interleaved over them).
+        out["dram"] += host_bytes * 8.0 * nmp.memory.energy_per_bit_j
+        for n in range(nodes):
+            busy = (nmp_busy_s or {}).get(n, 0.0)
+            u = min(1.0, busy / step_s) if step_s > 0 else 0.0
+            dimm_w = nmp.power.idle_w + (nmp.power.max_w - nmp.power.idle_w) * u
+            out["nmp"] += dimms_per_node * dimm_w * step_s
     group = node.scale_out_nics
     if group is not None:
         nic = group.device

@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
+from recsim.cost.embedding import DDR, NMP_RANK
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -39,7 +40,7 @@ from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Collective, ExecutionGraph, Host, Transfer
+from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Host, Node, Transfer
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_timing
 from recsim.graph.shard_ops import ShardOps
@@ -182,8 +183,17 @@ def _simulate_training(
     utilisation = _utilisation(busy, plan.world_size, step_s)
     network_busy = _network_busy(timing, window, system)
     host_bytes = _host_bytes(index, window)
+    tiers = _tier_activity(index, window, cost, system)
     energy = step_energy(
-        system, cost.topology, step_s, busy, host_bytes=host_bytes, network_busy_s=network_busy
+        system,
+        cost.topology,
+        step_s,
+        busy,
+        host_bytes=host_bytes + tiers.dram_bytes,
+        network_busy_s=network_busy,
+        cpu_busy_s=tiers.cpu_busy_s,
+        nmp_busy_s=tiers.nmp_busy_s,
+        off_gpu_s=tiers.off_gpu_s,
     )
     if options.check_invariants:
         check_breakdown(breakdown, step_s)
@@ -268,6 +278,61 @@ def _host_bytes(index: GraphIndex, window: Window) -> float:
     return math.fsum(
         step_nodes[i].op.bytes for i, count in zip(moving, taken, strict=True) for _ in range(count)
     )
+
+
+@dataclass(frozen=True)
+class TierActivity:
+    """What the window's lookups outside HBM do to the host side, for the energy model: the bytes
+    they move in host DRAM (rows read and written in place, inside RecNMP DIMMs too), the CPU
+    seconds of the lookups the CPUs run (tier ``ddr``), by rank, and the seconds the RecNMP DIMMs
+    gather, by node; and by rank, the seconds its compute stream holds lookups that the CPUs or
+    the DIMMs run while the GPU waits (``off_gpu_s``)."""
+
+    dram_bytes: float = 0.0
+    cpu_busy_s: dict[int, float] = field(default_factory=dict)
+    nmp_busy_s: dict[int, float] = field(default_factory=dict)
+    off_gpu_s: dict[int, float] = field(default_factory=dict)
+
+
+def _tier_activity(index: GraphIndex, window: Window, cost: CostModel, system: System) -> TierActivity:
+    """``TierActivity`` of the window's nodes (each copy of a step node counted, as ``_host_bytes``
+    does). An HBM lookup touches none of it, so a plan all in HBM costs one pass over the ops."""
+    nodes, counts = _window_ops(index, window)
+    per_node = max(1, system.node.num_accelerators)
+    dram = 0.0
+    cpu: dict[int, float] = defaultdict(float)
+    nmp: dict[int, float] = defaultdict(float)
+    off_gpu: dict[int, float] = defaultdict(float)
+    for node, count in zip(nodes, counts, strict=True):
+        op = node.op
+        if type(op) is not Embedding or op.tier == "hbm" or count == 0:
+            continue
+        detail = cost.embedding_cost(op)
+        dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
+        tier = op.tier.split(":", 1)[0]
+        if tier not in ("ddr", "nmp"):
+            continue
+        off_gpu[node.rank] += count * detail.time_s
+        if tier == "nmp" and detail.details.get("via") != "ddr":
+            nmp[node.rank // per_node] += count * detail.time_s
+        else:
+            # The CPUs pool the rows; the copy of the result over PCIe is not their work.
+            pcie_s = float(detail.details.get("pcie_s", 0.0))
+            cpu[node.rank] += count * max(0.0, detail.time_s - pcie_s)
+    return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))
+
+
+def _window_ops(index: GraphIndex, window: Window) -> tuple[list[Node], list[int]]:
+    """The step nodes whose ops run in ``window`` and how many times each does: for a chained
+    graph read off its step graph, the copies of each step node in the window; else every node of
+    the window once."""
+    positions = window.positions_in(index)
+    if positions is None or index.copies is None:
+        position, source = index.position, index.source
+        return [source(position[i]) for i in window.node_ids], [1] * len(window.node_ids)
+    step_nodes = index.copies[0]
+    counts = np.bincount(positions % len(step_nodes), minlength=len(step_nodes))
+    return list(step_nodes), counts.tolist()
 
 
 def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:

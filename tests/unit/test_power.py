@@ -30,3 +30,92 @@ def test_step_energy_by_hand():
     # switches: 2 NVSwitch chips (50 W) + 2 PCIe switches (10 W); one node has no scale-out switch
     assert e.by_component_j["switches"] == pytest.approx((2 * 50 + 2 * 10) * step)
     assert e.avg_power_w == pytest.approx(e.total_j / step)
+
+
+def test_step_energy_charges_lookups_done_off_the_gpu_by_hand():
+    # Rank 0's compute stream waits 4 ms on lookups the CPUs run (tier ddr): the CPUs are busy for
+    # them, the GPU is not.
+    system = HW.system(
+        "tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
+    )
+    topo = build_topology(system)
+    step = 0.01
+    busy = {(0, "compute"): 0.005, (1, "compute"): 0.01, (0, "host"): 0.002, (1, "host"): 0.002}
+    e = step_energy(system, topo, step, busy, host_bytes=1e9, cpu_busy_s={0: 0.004}, off_gpu_s={0: 0.004})
+    # GPU 0 busy 1 ms of its 5 (u = 0.1), GPU 1 all the step.
+    assert e.by_component_j["accelerators"] == pytest.approx((50 + 350 * 0.1) * step + 400 * step)
+    # Host busy 6 ms and 2 ms: 0.4 of the step on average.
+    assert e.by_component_j["cpus"] == pytest.approx(2 * (50 + 150 * 0.4) * step)
+    # CPU work beyond the step counts as the whole step, never more.
+    full = step_energy(system, topo, step, busy, cpu_busy_s={0: 1.0, 1: 1.0})
+    assert full.by_component_j["cpus"] == pytest.approx(2 * 200 * step)
+
+
+def test_nmp_dimms_draw_their_own_power_by_hand():
+    # With RecNMP DIMMs the node's DIMMs are theirs: idle power each, and the rest while they gather.
+    system = HW.system(
+        "tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
+    )
+    mem = system.node.host_memory
+    nmp = {
+        "kind": "nmp",
+        "name": "tiny-nmp",
+        "memory": mem.device,
+        "ranks": 2,
+        "rank_cache": "65536 B",
+        "rank_cache_latency": "1 ns",
+        "rank_cache_energy_per_bit": "0.3 pJ/bit",
+        "processing_unit": {"clock": "1 GHz", "flop_per_cycle": 8},
+        "power": {"idle": "1 W", "max": "5 W"},
+    }
+    from recsim.hardware.devices import NmpDimm
+
+    node = system.node.model_copy(
+        update={"host_memory": mem.model_copy(update={"nmp": NmpDimm.model_validate(nmp)})}
+    )
+    with_nmp = system.model_copy(update={"node": node})
+    topo = build_topology(with_nmp)
+    step = 0.01
+    dimms = system.node.memory_channels * mem.dimms_per_channel
+    e = step_energy(with_nmp, topo, step, {}, host_bytes=1e9, nmp_busy_s={0: 0.0025})
+    assert e.by_component_j["nmp"] == pytest.approx(dimms * (1 + 4 * 0.25) * step)
+    assert e.by_component_j["dram"] == pytest.approx(8e9 * 20e-12)
+    idle = step_energy(with_nmp, topo, step, {})
+    assert idle.by_component_j["nmp"] == pytest.approx(dimms * 1 * step)
+
+
+def _tiered(tier: str):
+    from dataclasses import replace
+
+    from recsim.api import make_plan, prepare
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    system, workload = prepare("zionex", "dlrm-dcnv2", nodes=1, batch_size=8192)
+    plan = make_plan("table_wise", workload, system)
+    plan = replace(plan, shards=tuple(replace(s, tier=tier) for s in plan.shards))
+    return system, simulate_training(system, workload, plan, SimulationOptions()).result
+
+
+def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
+    system, hbm = _tiered("hbm")
+    _, uvm = _tiered("uvm")
+    _, ddr = _tiered("ddr")
+    for r in (hbm, uvm, ddr):
+        assert r.status == "ok"
+        assert sum(r.power_by_component_w.values()) == pytest.approx(r.avg_power_w)
+    # UVM rows are read from host DRAM: DRAM energy per step well above the HBM plan's (data
+    # loading alone there).
+    step_j = {k: r.power_by_component_w["dram"] * r.iteration_time_s for k, r in (("hbm", hbm), ("uvm", uvm))}
+    assert step_j["uvm"] > 10 * step_j["hbm"]
+    # The CPUs run the ddr lookups: above their idle power; the GPUs wait for them: below what
+    # their compute stream's busy time alone would charge.
+    cpu = system.node.cpus
+    idle_cpus_w = cpu.count * cpu.device.power.idle_w
+    assert hbm.power_by_component_w["cpus"] == pytest.approx(idle_cpus_w, rel=0.05)
+    assert ddr.power_by_component_w["cpus"] > 1.5 * idle_cpus_w
+    acc = system.accelerator
+    assert acc is not None
+    busy_w = system.num_accelerators * (
+        acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * ddr.utilisation["compute"]
+    )
+    assert ddr.power_by_component_w["accelerators"] < 0.8 * busy_w
