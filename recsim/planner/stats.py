@@ -425,7 +425,8 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
 
     The embedding tables at the least precise dtype ``config`` allows, with their optimizer state,
     against the capacity of the memory classes the allowed tiers use over the whole cluster (HBM
-    less the dense side; host DRAM; SSDs), less the planner's reserves.
+    less the dense side; host DRAM), less the planner's reserves. SSDs do not count: their tiers
+    serve inference only (a training step's backward cannot run on them, ``recsim.cost.embedding.ssd``).
     """
     cfg = config or PlannerConfig()
     allowed = [d for d in PRECISION_ORDER if d in cfg.embedding_dtypes]
@@ -446,8 +447,6 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
         pools.append(("HBM", max(0.0, free) * world))
     if tiers & set(HOST_TIERS):
         pools.append(("host DRAM", cap.ddr_bytes_per_node * nodes))
-    if tiers & set(SSD_TIERS):
-        pools.append(("SSD", cap.ssd_bytes_per_node * nodes))
     have = math.fsum(size for _, size in pools)
     if need <= have:
         return None
@@ -456,6 +455,8 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
         return format_quantity(x, Dimension.BYTES, binary=True)
 
     where = " + ".join(f"{b(size)} {name}" for name, size in pools) or "nothing"
+    if tiers & set(SSD_TIERS):
+        where += " (the SSD tiers serve inference only: no trainable table can live there)"
     return (
         f"{workload.name}'s embedding tables need at least {b(need)} at {lowest} (the lowest precision "
         f"planner.embedding_dtypes allows) with their {optimizer} state; the tiers planner.tiers allows "

@@ -248,6 +248,12 @@ def test_capacity_shortfall(tiny: Workload, two: System) -> None:
     assert msg is not None and "short" in msg and "fp32" in msg and "HBM" in msg
     # Host DRAM allowed: 3000 B fit easily.
     assert capacity_shortfall(small, tiny, planner_config(["planner.tiers=[hbm,ddr]"])) is None
+    # SSDs hold no trainable table (their tiers serve inference): allowing them adds nothing, and
+    # the message says why.
+    with_ssd = planner_config(["planner.tiers=[hbm,ssd]", "planner.embedding_dtypes=[fp32]"])
+    msg_ssd = capacity_shortfall(small, tiny, with_ssd)
+    assert msg_ssd is not None and "inference only" in msg_ssd
+    assert msg_ssd.rsplit(": ", 1)[-1] == msg.rsplit(": ", 1)[-1]  # the same bytes short
 
 
 def test_plan_for_other_ranks_is_rejected(tiny: Workload, four: System) -> None:
