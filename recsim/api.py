@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
-from recsim.engine import DEFAULT_STEPS
+from recsim.engine import DEFAULT_STEPS, ENGINES
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import ExecutionGraph
 from recsim.graph.native import write_graph
 from recsim.graph.readers import read_trace as _read_trace
 from recsim.graph.writers.chrome import write_chrome_trace
+from recsim.hardware.devices import Accelerator
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
@@ -40,9 +41,19 @@ if TYPE_CHECKING:
     from recsim.validation import CaseResult
 
 
+def texts(value: object, name: str) -> list[str]:
+    """``value`` as a list of strings: a list or tuple of them, or one string as a list of one (a
+    notebook's ``overrides="cluster.nodes=2"`` is one override, not one per character)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+
+
 def system_overrides(nodes: int | None = None, overrides: Sequence[str] = ()) -> list[Override]:
     """``--set`` texts (and ``--nodes``, a shorthand for ``--set cluster.nodes=N``) as overrides."""
-    parsed = [Override.parse(text) for text in overrides]
+    parsed = [Override.parse(text) for text in texts(overrides, "overrides")]
     if nodes is not None:
         # Two answers to one question: refuse rather than let one silently win.
         clash = [o.text for o in parsed if o.path == ("cluster", "nodes")]
@@ -193,7 +204,7 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], li
     (``workload.`` prefix removed); and for the planner (``planner.`` kept: ``PlannerConfig`` errors
     name it)."""
     system_sets, workload_sets, planner_sets = [], [], []
-    for text in overrides:
+    for text in texts(overrides, "overrides"):
         key = text.strip()
         if key.startswith("workload."):
             workload_sets.append(key)  # load_workload drops the prefix, and names it in errors
@@ -262,6 +273,16 @@ def make_plan(
     from recsim.planner.io import is_plan_path
     from recsim.planner.proposers import PlanningContext, proposer, registered_proposers
 
+    if not isinstance(workload, Workload):
+        raise ConfigError(
+            f"workload: expected a Workload (recsim.api.load_workload), got {type(workload).__name__}"
+        )
+    if isinstance(system, bool) or not isinstance(system, (System, int)):
+        raise ConfigError(
+            f"system: expected a System (recsim.api.load_system) or a world size, got {system!r}"
+        )
+    if isinstance(system, int) and system < 1:
+        raise ConfigError(f"system: a world size must be a whole number >= 1, got {system}")
     name = str(strategy)
     world = system if isinstance(system, int) else system.num_accelerators
     if name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy):
@@ -385,6 +406,12 @@ def simulate_run(
     ``recsim.cost.interference``)."""
     if comm_dtype is not None and comm_dtype not in COMM_DTYPES:
         raise ConfigError(f"comm_dtype {comm_dtype!r}: expected one of {', '.join(COMM_DTYPES)}")
+    if fidelity not in ENGINES:
+        close = difflib.get_close_matches(str(fidelity), ENGINES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"fidelity {fidelity!r}: expected one of {', '.join(ENGINES)}{hint}")
+    if not isinstance(comm_interference, bool):
+        raise ConfigError(f"comm_interference: expected True or False, got {comm_interference!r}")
     if not isinstance(plan, (str, Path)):
         raise ConfigError(f"plan: expected a strategy name or a plan file path, got {plan!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -461,16 +488,52 @@ def replay(
     if system is None:
         raise ConfigError("--re-estimate needs --system (the hardware to re-estimate on)")
     target = load_system(system, nodes=nodes, overrides=overrides)
-    recorded = HardwareLibrary().device("accelerator", recorded_on or RECORDED_ON)
+    library = HardwareLibrary()
     graph = read_trace(paths, fmt)
+    name = recorded_on or recorded_accelerator(graph, library) or RECORDED_ON
+    recorded = library.device("accelerator", name)
     return replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
+
+
+#: CUDA compute capability (major) -> the library's accelerator architecture.
+_ARCHITECTURES = {7: "volta", 8: "ampere", 9: "hopper", 10: "blackwell"}
+
+
+def recorded_accelerator(graph: ExecutionGraph, library: HardwareLibrary | None = None) -> str | None:
+    """The library accelerator a trace was recorded on, from the GPU its reader found
+    (``metadata["device"]``: Kineto's ``deviceProperties``): one of the library's accelerators of
+    the GPU's architecture (compute capability), the one whose memory is the nearest to the GPU's
+    (names differ between drivers and vendors: "Tesla V100-SXM2-32GB", "NVIDIA A100-PG509-200").
+    None when the trace names no GPU; a ``ConfigError`` when the library has none of its kind."""
+    device = graph.metadata.get("device")
+    if not isinstance(device, dict):
+        return None
+    lib = library or HardwareLibrary()
+    try:
+        major = int(str(device.get("compute_capability", "")).split(".", 1)[0])
+    except ValueError:
+        return None
+    memory = float(device.get("memory_bytes") or 0.0)
+    architecture = _ARCHITECTURES.get(major)
+    candidates: list[tuple[float, str]] = []
+    for name in lib.device_names("accelerator"):
+        acc = lib.device("accelerator", name)
+        if isinstance(acc, Accelerator) and acc.architecture == architecture:
+            candidates.append((abs(acc.hbm.capacity_bytes - memory), name))
+    if not candidates:
+        raise ConfigError(
+            f"the trace was recorded on {device.get('name')!r} (compute capability "
+            f"{device.get('compute_capability')}), of which the hardware library has no accelerator: "
+            "name the closest with --recorded-on (recsim hw list)"
+        )
+    return min(candidates)[1]
 
 
 def validate(ids: Sequence[str] | None = None) -> list[CaseResult]:
     """Run the validation cases (``recsim validate``)."""
     from recsim.validation import run_cases
 
-    return run_cases(list(ids) if ids else None)
+    return run_cases(texts(ids, "ids") if ids else None)
 
 
 def sweep(

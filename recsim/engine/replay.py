@@ -11,8 +11,10 @@ Two modes (DESIGN §4.4):
   collectives are re-costed on the target's topology with their recorded sizes; host (CPU) work
   and copies keep their recorded time, since the target's CPUs run the same framework code.
 
-The recorded GPU is the trace's ``metadata['device']`` name if the reader found one, else the
-``recorded_on`` accelerator given by the caller.
+The recorded GPU is the caller's (``recorded_on``); ``recsim.api.replay`` takes it, unless told,
+from the GPU the trace names (``metadata["device"]``, Kineto's ``deviceProperties``: the library
+accelerator of its architecture with the nearest memory, ``recsim.api.recorded_accelerator``), and
+from the A100 of the reference trace when the trace names none.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CostModel
-from recsim.errors import TraceError
+from recsim.errors import InfeasibleError, TraceError
 from recsim.graph.ir import Collective, Compute, ExecutionGraph, Node, is_uneven_all_to_all
 from recsim.graph.schedule import asap_schedule
 from recsim.graph.summary import steps_by_rank
@@ -85,6 +87,11 @@ def _span(graph: ExecutionGraph, durations: dict[int, float]) -> float:
 
 def replay_keep(graph: ExecutionGraph) -> ReplayResult:
     """Reschedule the trace with its recorded durations."""
+    if graph.nodes and all(n.duration_s is None for n in graph.nodes):
+        raise TraceError(
+            "the trace records no durations (an execution trace without its Kineto profile?): "
+            "give the Kineto trace files too, or re-estimate it on a system (--re-estimate --system S)"
+        )
     steps, recorded = _recorded_steps(graph)
     total = _span(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes})
     return ReplayResult("keep", steps, recorded, total / steps, total)
@@ -114,7 +121,7 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     """Re-cost the trace's GPU work on ``system`` and reschedule."""
     target = system.accelerator
     if target is None:
-        raise ValueError(f"system {system.name!r} has no accelerator to replay GPU work on")
+        raise InfeasibleError(f"system {system.name!r} has no accelerator to replay GPU work on")
     cost = CostModel(system)
     nodes = graph.nodes
     lengths = [reestimate_duration(n, cost, recorded_on, target) for n in nodes]

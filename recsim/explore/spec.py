@@ -83,7 +83,6 @@ from recsim.planner.types import COMM_DTYPES
 
 SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-FIDELITIES = ("analytic", "des")
 TOP_LEVEL_KEYS = (
     "kind",
     "name",

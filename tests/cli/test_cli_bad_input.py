@@ -20,6 +20,7 @@ from tests.conftest import FIXTURES
 ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
 TINY = ["--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1", "--set", "node.accelerators.count=2"]
 KINETO = FIXTURES.parent / "data" / "traces" / "simple_add_kineto.json.gz"
+DATA = FIXTURES.parent / "data"
 SWEEP = """\
 kind: sweep
 name: t
@@ -284,6 +285,68 @@ def test_api_arguments_of_the_wrong_kind_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="expected the path of a sweep spec"):
         recsim.sweep(None)
     assert len(recsim.read_trace(str(KINETO)).nodes) > 0  # one path, not a list of characters
+    # A notebook's habits: one override or one validation id as a plain string is one, not one
+    # per character; a typo of an engine is a ConfigError (not an infeasible point of a sweep).
+    one = recsim.simulate("tiny", "tiny-dlrm", overrides="cluster.nodes=2")
+    assert (
+        one.status == "ok"
+        and one.num_accelerators == recsim.simulate("tiny", "tiny-dlrm", nodes=2).num_accelerators
+    )
+    with pytest.raises(ConfigError, match="did you mean 'des'"):
+        recsim.simulate("tiny", "tiny-dlrm", nodes=1, fidelity="dse")
+    with pytest.raises(ConfigError, match="comm_interference: expected True or False"):
+        recsim.simulate("tiny", "tiny-dlrm", nodes=1, comm_interference="no")
+    with pytest.raises(ConfigError, match="overrides: expected a list of strings"):
+        recsim.simulate("tiny", "tiny-dlrm", nodes=1, overrides=[1, 2])
+    with pytest.raises(ConfigError, match="no validation case id starts with 'nope'"):
+        recsim.validate("nope")
+
+
+def test_make_plan_arguments_are_checked() -> None:
+    from recsim import api
+    from recsim.errors import ConfigError
+
+    system, workload = api.prepare("tiny", "tiny-dlrm", nodes=1)
+    for world in (0, -3, True):
+        with pytest.raises(ConfigError, match=r"world size|expected a System"):
+            api.make_plan("row_wise", workload, world)
+    with pytest.raises(ConfigError, match=r"expected a System .* got 'tiny'"):
+        api.make_plan("auto", workload, "tiny")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="workload: expected a Workload"):
+        api.make_plan("auto", system, workload)  # type: ignore[arg-type]
+    assert api.make_plan("row_wise", workload, 2).world_size == 2
+
+
+def test_replay_errors_are_one_line() -> None:
+    # An execution trace alone records no durations: a replay of it would be a step of 0.
+    ets = sorted(str(p) for p in (DATA / "traces" / "param_dlrm_et").iterdir())
+    line = error_line(run("replay", *ets))
+    assert "records no durations" in line and "Kineto" in line
+    # Re-estimating on a system without GPUs is infeasible, not a traceback.
+    result = run("replay", KINETO, "--re-estimate", "--system", "broadwell-2s")
+    assert result.exit_code == 2 and "no accelerator to replay GPU work on" in error_line(result)
+
+
+def test_replay_reads_the_recording_gpu_from_the_trace() -> None:
+    from recsim import api
+
+    # The PARAM DLRM Kineto traces were recorded on V100s ("Tesla V100-SXM2-32GB"), the recsys one
+    # on A100s ("NVIDIA A100-PG509-200", 40 GB): the library's accelerators of that architecture
+    # with the nearest memory.
+    kineto = sorted(str(p) for p in (DATA / "traces" / "param_dlrm_kineto").iterdir())
+    v100 = api.read_trace(kineto)
+    assert v100.metadata["device"]["compute_capability"] == "7.0"
+    assert api.recorded_accelerator(v100) == "v100-sxm2-32gb"
+    recsys = api.read_trace(str(DATA / "traces" / "recsys_a100_8rank_rank3_control.json.gz"))
+    assert api.recorded_accelerator(recsys) == "a100-sxm4-40gb"
+    # On its own GPU, a re-estimate keeps the memory-bound kernels' recorded times; told it ran on
+    # an A100, they would be stretched by the A100/V100 bandwidth ratio.
+    # (The Kineto traces alone are host-bound; joined with their execution traces they are not.)
+    joined = sorted(str(p) for p in (DATA / "traces" / "param_dlrm_et").iterdir()) + kineto
+    own = api.replay(joined, keep=False, system="dgx-1-v100")
+    told = api.replay(joined, keep=False, system="dgx-1-v100", recorded_on="a100-sxm4-40gb")
+    named = api.replay(joined, keep=False, system="dgx-1-v100", recorded_on="v100-sxm2-32gb")
+    assert own.predicted_step_s == named.predicted_step_s != told.predicted_step_s
 
 
 def test_a_zip_group_is_checked_row_by_row(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from recsim.graph.readers.kineto import (
     is_kineto_document,
     parse_kineto,
     steps_metadata,
+    trace_device,
 )
 from recsim.graph.readers.pytorch_et import (
     EtNode,
@@ -302,6 +303,9 @@ def join_loaded(paths: Sequence[Path], datas: Sequence[Any]) -> ExecutionGraph:
     metadata["schema_versions"] = sorted({r.trace.schema for _, r in ranked})
     metadata["steps"] = steps
     metadata["notes"] = notes
+    device = trace_device(traces)
+    if device is not None:
+        metadata["device"] = device
     graph = assemble(ranked, world, metadata, _placer(joined, LaneMap(), counts))
     graph.metadata["join"] = {
         "ops_with_kernels": counts["gpu"],

@@ -133,6 +133,8 @@ class KinetoTrace:
     steps: list[KEvent]
     origin_us: float
     notes: list[str] = field(default_factory=list)
+    # The GPU it ran on, from ``deviceProperties`` (``device_properties``), if recorded.
+    device: dict[str, Any] | None = None
 
 
 def is_kineto_document(data: Any) -> bool:
@@ -238,10 +240,32 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         launch,
         sorted(steps, key=lambda e: e.ts),
         origin if math.isfinite(origin) else 0.0,
+        device=device_properties(top.get("deviceProperties")),
     )
     if missing:
         trace.notes.append(f"{missing} GPU events without a recorded launch (no correlation or flow)")
     return trace
+
+
+def device_properties(raw: Any) -> dict[str, Any] | None:
+    """The recording GPU from a trace's ``deviceProperties`` (its first device: a rank's process
+    records the GPUs it sees, its own first): ``{name, memory_bytes, compute_capability}``, or None
+    when the trace has none or they are malformed."""
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict):
+        return None
+    first = raw[0]
+    name, memory = first.get("name"), first.get("totalGlobalMem")
+    major, minor = first.get("computeMajor"), first.get("computeMinor")
+    if not isinstance(name, str) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in (memory, major, minor)
+    ):
+        return None
+    return {"name": name, "memory_bytes": float(memory), "compute_capability": f"{major}.{minor}"}
+
+
+def trace_device(traces: Sequence[KinetoTrace]) -> dict[str, Any] | None:
+    """The device the traces recorded (the first that names one)."""
+    return next((t.device for t in traces if t.device is not None), None)
 
 
 def _flows(raw_events: list[dict[str, Any]]) -> dict[Any, list[tuple[str, Any, Any, float]]]:
@@ -604,6 +628,9 @@ def read_kineto_files(paths: Sequence[Path], datas: Sequence[Any], fmt: str) -> 
         notes.extend(f"rank {rank}: {n}" for n in trace.notes)
     metadata = world_metadata(world, ranks, fmt, paths)
     metadata["steps"] = steps
+    device = trace_device(traces)
+    if device is not None:
+        metadata["device"] = device
     if notes:
         metadata["notes"] = notes
     return pending.build(world, metadata)
