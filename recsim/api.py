@@ -7,7 +7,7 @@ Everything the command line can do is a function here taking plain arguments and
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -399,11 +399,14 @@ def simulate_run(
     comm_dtype: str | None = None,
     runtime: str | None = None,
     comm_interference: bool = True,
+    speed_factors: Mapping[int, float] | None = None,
+    nic_speed_factors: Mapping[int, float] | None = None,
 ) -> Simulation:
     """Simulate a training step; the ``Simulation`` keeps the graph and schedule for timelines.
 
     ``comm_interference=False`` lets computation and communication overlap for free (an ablation of
-    ``recsim.cost.interference``)."""
+    ``recsim.cost.interference``). Stragglers: ``speed_factors`` ``{rank: speed}`` slows a rank's
+    accelerator (0.5: its kernels take twice as long), ``nic_speed_factors`` its scale-out NICs."""
     if comm_dtype is not None and comm_dtype not in COMM_DTYPES:
         raise ConfigError(f"comm_dtype {comm_dtype!r}: expected one of {', '.join(COMM_DTYPES)}")
     if fidelity not in ENGINES:
@@ -440,9 +443,21 @@ def simulate_run(
         comm_dtype=comm_dtype,
         costs=costs,
         comm_interference=comm_interference,
+        speed_factors=_factors(speed_factors, "speed_factors"),
+        nic_speed_factors=_factors(nic_speed_factors, "nic_speed_factors"),
     )
     sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs)
     return simulate_training(sys_spec, wl_spec, sharding, options)
+
+
+def _factors(value: object, name: str) -> dict[int, float]:
+    """A ``{rank: speed}`` mapping of ``simulate_run`` (None: none); its values are checked against
+    the system by the engine (``recsim.engine.simulate.check_speed_factors``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of rank to speed, e.g. {{3: 0.5}}, got {value!r}")
+    return dict(value)
 
 
 def simulate(system: str | Path = "zionex", workload: str | Path = "dlrm-dcnv2", **kwargs: Any) -> Result:

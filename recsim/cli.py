@@ -21,7 +21,7 @@ from rich.table import Table
 
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, RecsimGroup
-from recsim.errors import RecsimError
+from recsim.errors import ConfigError, RecsimError
 from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
@@ -479,6 +479,21 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     help="Slow the kernels that run beside their rank's collectives, as measured on the A100 trace; "
     "--no-comm-interference lets computation and communication overlap for free (an ablation).",
 )
+@click.option(
+    "--straggler",
+    "stragglers",
+    multiple=True,
+    metavar="RANK=SPEED",
+    help="A straggling accelerator: rank RANK's kernels run at SPEED x nominal (0.5: twice as long). "
+    "Repeatable.",
+)
+@click.option(
+    "--slow-nic",
+    "slow_nics",
+    multiple=True,
+    metavar="RANK=SPEED",
+    help="A degraded network port: rank RANK's scale-out NICs carry SPEED x their bandwidth. Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
 @click.option(
     "--timeline", type=click.Path(path_type=Path), default=None, help="Write a Chrome trace of the steps."
@@ -496,6 +511,8 @@ def run_cmd(
     comm_dtype: str | None,
     runtime: str | None,
     comm_interference: bool,
+    stragglers: tuple[str, ...],
+    slow_nics: tuple[str, ...],
     as_json: bool,
     timeline: Path | None,
     nodes: int | None,
@@ -503,6 +520,8 @@ def run_cmd(
 ) -> None:
     """Simulate a training step of WORKLOAD on SYSTEM (``--set workload.x=..`` edits the workload)."""
     nodes, sets = _system_args(ctx, nodes, overrides)
+    speed_factors = _rank_speeds(stragglers, "--straggler")
+    nic_speed_factors = _rank_speeds(slow_nics, "--slow-nic")
     if timeline is not None:
         check_output_path(timeline, "timeline")  # before the run, not after it
     sim = api.simulate_run(
@@ -517,6 +536,8 @@ def run_cmd(
         comm_dtype=comm_dtype,
         runtime=runtime,
         comm_interference=comm_interference,
+        speed_factors=speed_factors,
+        nic_speed_factors=nic_speed_factors,
     )
     result = sim.result
     if timeline is not None and sim.graph is not None and sim.schedule is not None:
@@ -531,6 +552,21 @@ def run_cmd(
         if not as_json:
             click.echo(f"recsim: {result.status}: {result.reason}", err=True)
         ctx.exit(EXIT_USER_ERROR)
+
+
+def _rank_speeds(texts: tuple[str, ...], option: str) -> dict[int, float]:
+    """``RANK=SPEED`` texts as ``{rank: speed}``; a ``ConfigError`` naming the option otherwise (the
+    engine checks the ranks and speeds against the system)."""
+    out: dict[int, float] = {}
+    for text in texts:
+        rank, sep, speed = text.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[int(rank)] = float(speed)
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: expected RANK=SPEED, e.g. 3=0.5") from None
+    return out
 
 
 def _print_result(result: Any) -> None:
@@ -804,7 +840,7 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
             table.add_column(col, overflow="fold")
         for r in results:
             if r.kind == "fit":
-                predicted = f"{r.predicted:.3f}" if r.predicted is not None else "-"
+                predicted = f"{r.predicted:.2%}" if r.predicted is not None else "-"  # an error fraction
                 measured = "(held out)"
             else:
                 predicted = f"{r.predicted:,.0f}" if r.predicted is not None else "-"

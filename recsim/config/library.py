@@ -128,7 +128,13 @@ class DocumentLibrary:
         section = self.section_of(kind)
         found = self.index[section].get(ref)
         if found is None:
-            close = difflib.get_close_matches(ref, list(self.index[section]), n=3, cutoff=0.5)
+            # Names of this kind only (a devices folder holds every kind), those containing what was
+            # typed first ('h100' -> 'h100-sxm5-80gb'), then the closest spellings.
+            names = self.names_of_kind(kind) or list(self.index[section])
+            typed = ref.lower()
+            close = [n for n in names if len(typed) >= 3 and typed in n.lower()][:3]
+            close += [c for c in difflib.get_close_matches(ref, names, n=3, cutoff=0.5) if c not in close]
+            close = close[:3]
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(
                 f"unknown {kind} {ref!r}{hint} (see `{self.list_command}`; or give a path to a YAML file)"

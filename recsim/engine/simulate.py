@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,15 +38,16 @@ from recsim.engine import DEFAULT_STEPS
 from recsim.engine.analytic import graph_durations
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window
-from recsim.errors import InfeasibleError
+from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Host, Node, Transfer
+from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Host, Node, Stream, Transfer
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_timing
 from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
 from recsim.hardware.system import System
+from recsim.hardware.topology import Topology, build_topology
 from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
 from recsim.metrics.result import Result
 from recsim.planner.storage import capacity, check_fits, plan_usage
@@ -81,6 +83,12 @@ class SimulationOptions:
     # Kernels beside their rank's collectives run slower (``recsim.cost.interference``); False
     # lets computation and communication overlap for free (an ablation).
     comm_interference: bool = True
+    # Stragglers, by rank: the speed of its accelerator (its compute and copy streams' nodes take
+    # their time / factor; a thermally throttled or slower GPU) and of its scale-out NICs (their
+    # links carry factor x their bandwidth: a degraded port), 1 being nominal. Both engines apply
+    # them; collectives wait for their slowest member either way.
+    speed_factors: Mapping[int, float] = field(default_factory=dict)
+    nic_speed_factors: Mapping[int, float] = field(default_factory=dict)
 
 
 def _context(system: System, workload: Workload, plan: Plan, options: SimulationOptions) -> dict[str, object]:
@@ -113,6 +121,7 @@ def _simulate_training(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> Simulation:
     context = _context(system, workload, plan, options)
+    check_speed_factors(options, system)
     acc = system.accelerator
     if acc is None:
         return Simulation(
@@ -164,13 +173,16 @@ def _simulate_training(
     # A runtime that keeps the graph (``fused``) returns it without reading its nodes: its index
     # then comes from the step graph's, and its nodes are made only if the caller reads them.
     index = chained.index() if graph is chained else GraphIndex.of(graph)
+    # Slow NICs change the topology: the costs are then the run's own, not a shared memo's.
+    slow_nics = slowed_topology(system, options)
     cost = CostModel(
         system,
         workload,
+        topology=slow_nics,
         fused_tables=graph.metadata.get("fused_tables"),
         table_slices=graph.metadata.get("table_slices"),
         access_models=shard_ops.access_models(),
-        memo=options.costs,
+        memo=options.costs if slow_nics is None else None,
     )
     schedule, timing = _run(graph, index, cost, options)
     if options.check_invariants:
@@ -225,6 +237,8 @@ def _run(
     # ASSUMPTION (DES): the overlaps come from the contention-free schedule, not DES's own, where
     # collectives slowed by shared links overlap a little more of their neighbours.
     durations = graph_durations(index, cost)
+    if options.speed_factors:
+        durations = _slowed(index, durations, options.speed_factors)
     timing: Timing | None = None  # the schedule of ``durations``, once made
     if options.comm_interference:
         timing = asap_timing(index, durations)
@@ -238,13 +252,57 @@ def _run(
     if options.fidelity == "des":
         from recsim.engine.des import run_des
 
-        by_id = dict(zip(index.ids, durations, strict=True)) if options.comm_interference else None
+        given = options.comm_interference or options.speed_factors
+        by_id = dict(zip(index.ids, durations, strict=True)) if given else None
         schedule = run_des(graph, cost, options.des_counters, by_id)
         ids = set(index.ids)
         if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
             check_schedule(graph, schedule)  # names the nodes missing from the schedule
         return schedule, Timing.of(index, schedule)
     raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
+
+
+def check_speed_factors(options: SimulationOptions, system: System) -> None:
+    """``ConfigError`` unless every straggler is a rank of ``system`` with a finite speed > 0."""
+    ranks = system.num_accelerators
+    for what, factors in (
+        ("speed_factors", options.speed_factors),
+        ("nic_speed_factors", options.nic_speed_factors),
+    ):
+        for rank, factor in factors.items():
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
+                raise ConfigError(f"{what}: rank {rank!r} is not a rank of {system.name} (0..{ranks - 1})")
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < math.inf:
+                raise ConfigError(
+                    f"{what}: rank {rank}'s speed must be a number > 0 (1 = nominal), got {factor!r}"
+                )
+
+
+def slowed_topology(system: System, options: SimulationOptions) -> Topology | None:
+    """The cluster of ``system`` with the stragglers' NICs slowed (``nic_speed_factors``: every home
+    NIC of the rank's accelerator, its links both ways), or None when no NIC is."""
+    factors = {r: f for r, f in options.nic_speed_factors.items() if f != 1}
+    if not factors:
+        return None
+    from recsim.engine.des import with_nic_speed
+
+    topology = options.costs.topology if options.costs is not None else build_topology(system)
+    accelerators = topology.accelerators
+    for rank, factor in sorted(factors.items()):
+        for nic in topology.graph.nodes[accelerators[rank]].get("home_nics", ()):
+            topology = with_nic_speed(topology, nic, factor)
+    return topology
+
+
+def _slowed(index: GraphIndex, durations: list[float], factors: Mapping[int, float]) -> list[float]:
+    """``durations`` with each straggler's compute and copy stream nodes taking time / factor."""
+    device = (Stream.COMPUTE.value, Stream.COPY.value)
+    scale = np.array(
+        [1.0 / factors.get(rank, 1.0) if stream in device else 1.0 for rank, stream, _ in index.queue_keys],
+        dtype=np.float64,
+    )
+    out: list[float] = (np.asarray(durations, dtype=np.float64) * scale[index.queue_array]).tolist()
+    return out
 
 
 def _utilisation(busy: dict[tuple[int, str], float], ranks: int, step_s: float) -> dict[str, float]:

@@ -1,0 +1,110 @@
+"""Stragglers: per-rank speed factors of the accelerator and of its scale-out NICs, in both engines."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from recsim.api import make_plan, prepare
+from recsim.cli import cli
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.errors import ConfigError
+from recsim.graph.ir import Stream
+from tests.conftest import FIXTURES
+
+ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        system, workload = prepare("tiny", "tiny-dlrm", nodes=2)
+        yield system, workload, make_plan("table_wise", workload, system)
+
+
+def _run(setup, fidelity: str = "analytic", **kw):
+    system, workload, plan = setup
+    return simulate_training(system, workload, plan, SimulationOptions(fidelity=fidelity, **kw))
+
+
+@pytest.mark.parametrize("fidelity", ["analytic", "des"])
+def test_a_slower_device_or_nic_is_never_faster_and_nominal_changes_nothing(setup, fidelity):
+    base = _run(setup, fidelity).result
+    assert (
+        _run(setup, fidelity, speed_factors={1: 1.0}, nic_speed_factors={1: 1.0}).result.to_dict()
+        == base.to_dict()
+    )
+    steps = [
+        _run(setup, fidelity, speed_factors={1: f}).result.iteration_time_s for f in (1.0, 0.8, 0.5, 0.2)
+    ]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    nics = [_run(setup, fidelity, nic_speed_factors={1: f}).result.iteration_time_s for f in (1.0, 0.5, 0.1)]
+    assert nics == sorted(nics) and nics[-1] > nics[0]
+    # A faster device than nominal cannot make the others faster: collectives wait for the slowest.
+    assert _run(setup, fidelity, speed_factors={1: 2.0}).result.iteration_time_s <= base.iteration_time_s
+
+
+def test_a_straggler_takes_its_kernels_time_over_its_speed(setup):
+    # Every node of rank 1's compute and copy streams takes twice as long; the other ranks' and the
+    # host's nodes keep their time (without the kernels' slowdown beside collectives, which moves
+    # with the collectives the straggler delays).
+    base = _run(setup, comm_interference=False)
+    slow = _run(setup, speed_factors={1: 0.5}, comm_interference=False)
+    ids = {n.id: n for n in base.graph.nodes}
+    for node in slow.graph.nodes:
+        if node.op.__class__.__name__ == "Collective":
+            continue
+        before = base.schedule.finish_s[node.id] - base.schedule.start_s[node.id]
+        after = slow.schedule.finish_s[node.id] - slow.schedule.start_s[node.id]
+        if node.rank == 1 and node.stream in (Stream.COMPUTE, Stream.COPY):
+            assert after == pytest.approx(2 * before, rel=1e-9, abs=1e-15)
+        elif node.stream in (Stream.COMPUTE, Stream.COPY, Stream.HOST):
+            assert after == pytest.approx(before, rel=1e-9, abs=1e-15), ids[node.id].name
+
+
+def test_des_is_never_faster_than_analytic_with_stragglers(setup):
+    for kw in (
+        {"speed_factors": {0: 0.5}},
+        {"nic_speed_factors": {0: 0.3}},
+        {"speed_factors": {1: 0.7}, "nic_speed_factors": {1: 0.5}},
+    ):
+        assert _run(setup, "des", **kw).result.iteration_time_s >= _run(
+            setup, **kw
+        ).result.iteration_time_s * (1 - 1e-12)
+
+
+def test_bad_stragglers_are_config_errors(setup):
+    for kw, match in (
+        ({"speed_factors": {99: 0.5}}, "rank 99 is not a rank"),
+        ({"speed_factors": {0: 0.0}}, "must be a number > 0"),
+        ({"nic_speed_factors": {0: float("nan")}}, "must be a number > 0"),
+        ({"speed_factors": {"0": 0.5}}, "rank '0' is not a rank"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            _run(setup, **kw)
+
+
+def test_cli_stragglers():
+    runner = CliRunner()
+    args = [
+        "run",
+        "--system",
+        "tiny",
+        "--workload",
+        "tiny-dlrm",
+        "--nodes",
+        "2",
+        "--plan",
+        "table_wise",
+        "--json",
+    ]
+    import json
+
+    base = json.loads(runner.invoke(cli, args, env=ENV).output)["iteration_time_s"]
+    slow = runner.invoke(cli, [*args, "--straggler", "1=0.5", "--slow-nic", "1=0.5"], env=ENV)
+    assert slow.exit_code == 0, slow.output
+    assert json.loads(slow.output)["iteration_time_s"] > base
+    bad = runner.invoke(cli, [*args, "--straggler", "1"], env=ENV)
+    assert bad.exit_code == 2 and "--straggler '1': expected RANK=SPEED" in bad.output
