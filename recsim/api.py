@@ -510,8 +510,9 @@ def replay(
     return replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
 
 
-#: CUDA compute capability (major) -> the library's accelerator architecture.
-_ARCHITECTURES = {7: "volta", 8: "ampere", 9: "hopper", 10: "blackwell"}
+#: CUDA compute capability -> the library's accelerator architecture: the data-centre parts only
+#: (8.6 and 8.9 are Ampere and Ada workstation/consumer GPUs, not an A100; 10.0 is B200/GB200).
+_ARCHITECTURES = {"7.0": "volta", "8.0": "ampere", "9.0": "hopper", "10.0": "blackwell"}
 
 
 def recorded_accelerator(graph: ExecutionGraph, library: HardwareLibrary | None = None) -> str | None:
@@ -524,24 +525,23 @@ def recorded_accelerator(graph: ExecutionGraph, library: HardwareLibrary | None 
     if not isinstance(device, dict):
         return None
     lib = library or HardwareLibrary()
-    try:
-        major = int(str(device.get("compute_capability", "")).split(".", 1)[0])
-    except ValueError:
-        return None
     memory = float(device.get("memory_bytes") or 0.0)
-    architecture = _ARCHITECTURES.get(major)
-    candidates: list[tuple[float, str]] = []
+    architecture = _ARCHITECTURES.get(str(device.get("compute_capability", "")))
+    candidates: list[tuple[float, bool, str]] = []
     for name in lib.device_names("accelerator"):
         acc = lib.device("accelerator", name)
-        if isinstance(acc, Accelerator) and acc.architecture == architecture:
-            candidates.append((abs(acc.hbm.capacity_bytes - memory), name))
+        if architecture is not None and isinstance(acc, Accelerator) and acc.architecture == architecture:
+            # Ties (an SXM and a PCIe card of one memory size) go by the form factor the name
+            # gives: "NVIDIA H100 PCIe" is the PCIe card, "NVIDIA H100 80GB HBM3" the SXM module.
+            other_form = ("pcie" in name) != ("pcie" in str(device.get("name", "")).lower())
+            candidates.append((abs(acc.hbm.capacity_bytes - memory), other_form, name))
     if not candidates:
         raise ConfigError(
             f"the trace was recorded on {device.get('name')!r} (compute capability "
             f"{device.get('compute_capability')}), of which the hardware library has no accelerator: "
             "name the closest with --recorded-on (recsim hw list)"
         )
-    return min(candidates)[1]
+    return min(candidates)[2]
 
 
 def validate(ids: Sequence[str] | None = None) -> list[CaseResult]:

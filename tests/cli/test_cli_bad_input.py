@@ -339,6 +339,22 @@ def test_replay_reads_the_recording_gpu_from_the_trace() -> None:
     assert api.recorded_accelerator(v100) == "v100-sxm2-32gb"
     recsys = api.read_trace(str(DATA / "traces" / "recsys_a100_8rank_rank3_control.json.gz"))
     assert api.recorded_accelerator(recsys) == "a100-sxm4-40gb"
+    from recsim.errors import ConfigError
+    from recsim.graph.ir import ExecutionGraph
+
+    def on(name: str, cc: str, memory: float) -> ExecutionGraph:
+        device = {"name": name, "memory_bytes": memory, "compute_capability": cc}
+        return ExecutionGraph(1, metadata={"device": device})
+
+    # Same memory, two form factors: the name says which.
+    assert api.recorded_accelerator(on("NVIDIA H100 80GB HBM3", "9.0", 85e9)) == "h100-sxm5-80gb"
+    assert api.recorded_accelerator(on("NVIDIA H100 PCIe", "9.0", 85e9)) == "h100-pcie-80gb"
+    assert api.recorded_accelerator(on("NVIDIA B200", "10.0", 190e9)) == "b200-sxm-180gb"
+    # An Ada or consumer Ampere GPU (8.9, 8.6) is not an A100: say so rather than guess.
+    for cc in ("8.9", "8.6", "7.5"):
+        with pytest.raises(ConfigError, match="--recorded-on"):
+            api.recorded_accelerator(on("NVIDIA GeForce RTX 4090", cc, 24e9))
+    assert api.recorded_accelerator(ExecutionGraph(1, metadata={})) is None
     # On its own GPU, a re-estimate keeps the memory-bound kernels' recorded times; told it ran on
     # an A100, they would be stretched by the A100/V100 bandwidth ratio.
     # (The Kineto traces alone are host-bound; joined with their execution traces they are not.)
