@@ -492,7 +492,8 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     "slow_nics",
     multiple=True,
     metavar="RANK=SPEED",
-    help="A degraded network port: rank RANK's scale-out NICs carry SPEED x their bandwidth. Repeatable.",
+    help="A degraded network port: rank RANK's scale-out NICs carry SPEED x their bandwidth (a NIC shared "
+    "with other GPUs slows for them too). Repeatable.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
 @click.option(
@@ -563,9 +564,12 @@ def _rank_speeds(texts: tuple[str, ...], option: str) -> dict[int, float]:
         try:
             if not sep:
                 raise ValueError
-            out[int(rank)] = float(speed)
+            key, value = int(rank), float(speed)
         except ValueError:
             raise ConfigError(f"{option} {text!r}: expected RANK=SPEED, e.g. 3=0.5") from None
+        if key in out:
+            raise ConfigError(f"{option}: rank {key} is given twice ({out[key]:g} and {value:g})")
+        out[key] = value
     return out
 
 

@@ -195,7 +195,7 @@ def _simulate_training(
     utilisation = _utilisation(busy, plan.world_size, step_s)
     network_busy = _network_busy(timing, window, system)
     host_bytes = _host_bytes(index, window)
-    tiers = _tier_activity(index, window, cost, system)
+    tiers = _tier_activity(timing, window, cost, system)
     energy = step_energy(
         system,
         cost.topology,
@@ -262,8 +262,15 @@ def _run(
     raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
 
 
+#: The speeds a straggler may have, relative to nominal: below a thousandth a step would take
+#: hours (and a speed that underflows breaks the schedule's arithmetic); above a thousandfold is no
+#: straggler.
+SPEED_RANGE = (1e-3, 1e3)
+
+
 def check_speed_factors(options: SimulationOptions, system: System) -> None:
-    """``ConfigError`` unless every straggler is a rank of ``system`` with a finite speed > 0."""
+    """``ConfigError`` unless every straggler is a rank of ``system`` with a speed in
+    ``SPEED_RANGE``, and every slow NIC's rank has a scale-out NIC (a one-node system has none)."""
     ranks = system.num_accelerators
     for what, factors in (
         ("speed_factors", options.speed_factors),
@@ -272,15 +279,24 @@ def check_speed_factors(options: SimulationOptions, system: System) -> None:
         for rank, factor in factors.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
                 raise ConfigError(f"{what}: rank {rank!r} is not a rank of {system.name} (0..{ranks - 1})")
-            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < math.inf:
+            low, high = SPEED_RANGE
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not low <= factor <= high:
                 raise ConfigError(
-                    f"{what}: rank {rank}'s speed must be a number > 0 (1 = nominal), got {factor!r}"
+                    f"{what}: rank {rank}'s speed must be a number from {low:g} to {high:g} "
+                    f"(1 = nominal), got {factor!r}"
                 )
+    if options.nic_speed_factors and (system.num_nodes < 2 or system.node.scale_out_nics is None):
+        raise ConfigError(
+            f"nic_speed_factors: {system.name} with {system.num_nodes} node(s) has no scale-out network "
+            "for a slow NIC to slow (nothing leaves a node)"
+        )
 
 
 def slowed_topology(system: System, options: SimulationOptions) -> Topology | None:
     """The cluster of ``system`` with the stragglers' NICs slowed (``nic_speed_factors``: every home
-    NIC of the rank's accelerator, its links both ways), or None when no NIC is."""
+    NIC of the rank's accelerator, its links both ways), or None when no NIC is. A NIC that several
+    accelerators share (one per PCIe switch) is slowed once, by the lowest speed given for them:
+    slowing it for one rank slows it for its neighbours too."""
     factors = {r: f for r, f in options.nic_speed_factors.items() if f != 1}
     if not factors:
         return None
@@ -288,20 +304,28 @@ def slowed_topology(system: System, options: SimulationOptions) -> Topology | No
 
     topology = options.costs.topology if options.costs is not None else build_topology(system)
     accelerators = topology.accelerators
+    by_nic: dict[str, float] = {}
     for rank, factor in sorted(factors.items()):
         for nic in topology.graph.nodes[accelerators[rank]].get("home_nics", ()):
-            topology = with_nic_speed(topology, nic, factor)
+            by_nic[nic] = min(factor, by_nic.get(nic, factor))
+    for nic, factor in sorted(by_nic.items()):
+        topology = with_nic_speed(topology, nic, factor)
     return topology
 
 
 def _slowed(index: GraphIndex, durations: list[float], factors: Mapping[int, float]) -> list[float]:
-    """``durations`` with each straggler's compute and copy stream nodes taking time / factor."""
+    """``durations`` with each straggler's compute and copy stream nodes taking time / factor (its
+    GPU's kernels; the lookups its host runs keep their time)."""
     device = (Stream.COMPUTE.value, Stream.COPY.value)
     scale = np.array(
         [1.0 / factors.get(rank, 1.0) if stream in device else 1.0 for rank, stream, _ in index.queue_keys],
         dtype=np.float64,
     )
-    out: list[float] = (np.asarray(durations, dtype=np.float64) * scale[index.queue_array]).tolist()
+    per_position = scale[index.queue_array]
+    # The lookups the host runs (tier ddr, nmp) take the CPUs' and DIMMs' time, not the GPU's.
+    for position, _ in _host_run_lookups(index):
+        per_position[position] = 1.0
+    out: list[float] = (np.asarray(durations, dtype=np.float64) * per_position).tolist()
     return out
 
 
@@ -352,32 +376,60 @@ class TierActivity:
     off_gpu_s: dict[int, float] = field(default_factory=dict)
 
 
-def _tier_activity(index: GraphIndex, window: Window, cost: CostModel, system: System) -> TierActivity:
-    """``TierActivity`` of the window's nodes (each copy of a step node counted, as ``_host_bytes``
-    does). An HBM lookup touches none of it, so a plan all in HBM costs one pass over the ops."""
+#: Tiers whose lookups the host runs (the CPUs, or the CPUs and RecNMP DIMMs) while the rank's
+#: compute stream waits for them.
+HOST_RUN_TIERS = ("ddr", "nmp")
+
+
+def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: System) -> TierActivity:
+    """``TierActivity`` of the window: the DRAM bytes of one step's lookups (each copy of a step
+    node in the window counted, as ``_host_bytes`` does), and the host-run lookups' seconds inside
+    the window (every step's copies clipped to it, as ``busy_time`` clips the streams: a rank that
+    is not the bottleneck runs its next step's lookups before the window opens). An HBM lookup
+    touches none of it, so a plan all in HBM costs one pass over the ops."""
+    index = timing.index
     nodes, counts = _window_ops(index, window)
     per_node = max(1, system.node.num_accelerators)
     dram = 0.0
+    for node, count in zip(nodes, counts, strict=True):
+        op = node.op
+        if type(op) is Embedding and op.tier != "hbm" and count:
+            detail = cost.embedding_cost(op)
+            dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
     cpu: dict[int, float] = defaultdict(float)
     nmp: dict[int, float] = defaultdict(float)
     off_gpu: dict[int, float] = defaultdict(float)
-    for node, count in zip(nodes, counts, strict=True):
+    for position, node in _host_run_lookups(index):
         op = node.op
-        if type(op) is not Embedding or op.tier == "hbm" or count == 0:
+        assert type(op) is Embedding
+        start, finish = float(timing.start[position]), float(timing.finish[position])
+        inside = max(0.0, min(finish, window.end_s) - max(start, window.start_s))
+        if inside <= 0.0:
             continue
         detail = cost.embedding_cost(op)
-        dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
-        tier = op.tier.split(":", 1)[0]
-        if tier not in ("ddr", "nmp"):
-            continue
-        off_gpu[node.rank] += count * detail.time_s
-        if tier == "nmp" and detail.details.get("via") != "ddr":
-            nmp[node.rank // per_node] += count * detail.time_s
+        off_gpu[node.rank] += inside
+        if op.tier.split(":", 1)[0] == "nmp" and detail.details.get("via") != "ddr":
+            nmp[node.rank // per_node] += inside
         else:
             # The CPUs pool the rows; the copy of the result over PCIe is not their work.
             pcie_s = float(detail.details.get("pcie_s", 0.0))
-            cpu[node.rank] += count * max(0.0, detail.time_s - pcie_s)
+            share = max(0.0, detail.time_s - pcie_s) / detail.time_s if detail.time_s > 0 else 0.0
+            cpu[node.rank] += inside * share
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))
+
+
+def _host_run_lookups(index: GraphIndex) -> list[tuple[int, Node]]:
+    """(position, node) of every lookup of a host-run tier (``HOST_RUN_TIERS``), all steps."""
+
+    def host_run(node: Node) -> bool:
+        op = node.op
+        return type(op) is Embedding and op.tier.split(":", 1)[0] in HOST_RUN_TIERS
+
+    if index.copies is None:
+        return [(p, n) for p, n in enumerate(index.nodes) if host_run(n)]
+    step_nodes, steps = index.copies
+    found = [(k, n) for k, n in enumerate(step_nodes) if host_run(n)]
+    return [(k + s * len(step_nodes), n) for s in range(steps) for k, n in found]
 
 
 def _window_ops(index: GraphIndex, window: Window) -> tuple[list[Node], list[int]]:

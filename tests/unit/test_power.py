@@ -119,3 +119,40 @@ def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
         acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * ddr.utilisation["compute"]
     )
     assert ddr.power_by_component_w["accelerators"] < 0.8 * busy_w
+
+
+def test_host_run_lookups_are_taken_off_the_gpu_within_the_window_only(monkeypatch):
+    # Each rank's GPU time less the ddr lookups it waits on, both clipped to the steady step's
+    # window, is its own kernels' time: positive on every rank (the lookups a rank that is not the
+    # bottleneck runs before the window opens are not subtracted), and a straggling GPU doubles
+    # its own part, not the CPUs' lookups.
+    from dataclasses import replace
+
+    import recsim.engine.simulate as sim
+    from recsim.api import make_plan, prepare
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    seen: dict[str, object] = {}
+    real = sim.step_energy
+
+    def spy(*args, **kwargs):
+        seen["busy"], seen["off"] = args[3], kwargs["off_gpu_s"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim, "step_energy", spy)
+    system, workload = prepare("zionex", "dlrm-dcnv2", nodes=1, batch_size=8192)
+    plan = make_plan("table_wise", workload, system)
+    plan = replace(plan, shards=tuple(replace(s, tier="ddr") for s in plan.shards))
+
+    def own_gpu(speed_factors):
+        simulate_training(system, workload, plan, SimulationOptions(speed_factors=speed_factors))
+        busy, off = seen["busy"], seen["off"]
+        return [busy.get((r, "compute"), 0.0) - off.get(r, 0.0) for r in range(8)]
+
+    nominal = own_gpu({})
+    assert all(t > 0 for t in nominal)
+    slow = own_gpu({4: 0.5})
+    assert slow[4] == pytest.approx(2 * nominal[4], rel=0.05)
+    assert [t for r, t in enumerate(slow) if r != 4] == pytest.approx(
+        [t for r, t in enumerate(nominal) if r != 4], rel=0.05
+    )

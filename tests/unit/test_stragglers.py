@@ -78,12 +78,39 @@ def test_des_is_never_faster_than_analytic_with_stragglers(setup):
 def test_bad_stragglers_are_config_errors(setup):
     for kw, match in (
         ({"speed_factors": {99: 0.5}}, "rank 99 is not a rank"),
-        ({"speed_factors": {0: 0.0}}, "must be a number > 0"),
-        ({"nic_speed_factors": {0: float("nan")}}, "must be a number > 0"),
+        ({"speed_factors": {0: 0.0}}, "must be a number from 0.001 to 1000"),
+        ({"speed_factors": {0: 1e-320}}, "must be a number from 0.001 to 1000"),
+        ({"nic_speed_factors": {0: float("nan")}}, "must be a number from"),
         ({"speed_factors": {"0": 0.5}}, "rank '0' is not a rank"),
     ):
         with pytest.raises(ConfigError, match=match):
             _run(setup, **kw)
+    # One node: nothing leaves it, so no NIC can slow it down; say so rather than ignore it.
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        system, workload = prepare("tiny", "tiny-dlrm", nodes=1)
+        plan = make_plan("table_wise", workload, system)
+    with pytest.raises(ConfigError, match="no scale-out network"):
+        simulate_training(system, workload, plan, SimulationOptions(nic_speed_factors={0: 0.5}))
+
+
+def test_a_shared_nic_is_slowed_once_by_the_lowest_speed():
+    # On zion two GPUs share each scale-out NIC: slowing it for both is slowing it once.
+    from recsim.engine.simulate import slowed_topology
+
+    system, _ = prepare("zion", "dlrm-dcnv2", nodes=2)
+    one = slowed_topology(system, SimulationOptions(nic_speed_factors={3: 0.5}))
+    both = slowed_topology(system, SimulationOptions(nic_speed_factors={2: 0.5, 3: 0.5}))
+    assert one is not None and both is not None
+    nics = one.graph.nodes[one.accelerators[3]]["home_nics"]
+    assert nics == both.graph.nodes[both.accelerators[2]]["home_nics"]  # shared
+    for nic in nics:
+        for u, v in one.graph.in_edges(nic):
+            assert (
+                both.graph.edges[u, v]["bandwidth_bytes_per_s"]
+                == one.graph.edges[u, v]["bandwidth_bytes_per_s"]
+            )
 
 
 def test_cli_stragglers():
@@ -106,5 +133,7 @@ def test_cli_stragglers():
     slow = runner.invoke(cli, [*args, "--straggler", "1=0.5", "--slow-nic", "1=0.5"], env=ENV)
     assert slow.exit_code == 0, slow.output
     assert json.loads(slow.output)["iteration_time_s"] > base
+    twice = runner.invoke(cli, [*args, "--straggler", "1=0.5", "--straggler", "1=0.9"], env=ENV)
+    assert twice.exit_code == 2 and "rank 1 is given twice" in twice.output
     bad = runner.invoke(cli, [*args, "--straggler", "1"], env=ENV)
     assert bad.exit_code == 2 and "--straggler '1': expected RANK=SPEED" in bad.output
