@@ -240,11 +240,19 @@ def check_run(
         if not Path(name).expanduser().is_file():
             raise ConfigError(f"no such plan file {name}")
         return
+    check_strategy(name)
+
+
+def check_strategy(name: str) -> None:
+    """A ``ConfigError`` with a did-you-mean unless ``name`` is a plan strategy (``plan_strategies``,
+    or ``table_wise_round_robin``, ``table_wise``'s other name)."""
     known = plan_strategies()
     if name not in known and name != "table_wise_round_robin":
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise ConfigError(f"unknown plan strategy {name!r}; {hint}(available: {', '.join(known)})")
+        raise ConfigError(
+            f"unknown plan strategy {name!r}; {hint}(available: {', '.join(known)}, or a plan file)"
+        )
 
 
 def plan_strategies() -> list[str]:
@@ -319,14 +327,8 @@ def plan(
     from recsim.planner.io import is_plan_path
     from recsim.planner.stats import capacity_shortfall, plan_stats
 
-    name = str(strategy)
-    known = plan_strategies()
-    if name not in known and name != "table_wise_round_robin" and not is_plan_path(strategy):
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise ConfigError(
-            f"unknown plan strategy {name!r}; {hint}(available: {', '.join(known)}, or a plan file)"
-        )
+    if not is_plan_path(strategy):
+        check_strategy(str(strategy))
     sys_spec, wl_spec = prepare(
         system, workload, nodes=nodes, batch_size=batch_size, precision=precision, overrides=overrides
     )

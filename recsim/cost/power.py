@@ -83,9 +83,9 @@ def step_energy(
             out["accelerators"] += (acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * u) * step_s
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
+    extra = cpu_busy_s or {}
     for n in range(nodes):
         ranks_of_node = range(n * per_node_ranks, (n + 1) * per_node_ranks)
-        extra = cpu_busy_s or {}
         host = [min(step_s, busy_s.get((r, "host"), 0.0) + extra.get(r, 0.0)) for r in ranks_of_node]
         u = min(1.0, (sum(host) / len(host)) / step_s) if step_s > 0 and host else 0.0
         socket_w = cpu.power.idle_w + (cpu.power.max_w - cpu.power.idle_w) * u
@@ -101,8 +101,9 @@ def step_energy(
         # The node's DIMMs are RecNMP DIMMs: their own idle power, and the rest while they gather
         # (all of a node's DIMMs work on every gather: the rows are interleaved over them).
         out["dram"] += host_bytes * 8.0 * nmp.memory.energy_per_bit_j
+        gathering = nmp_busy_s or {}
         for n in range(nodes):
-            busy = (nmp_busy_s or {}).get(n, 0.0)
+            busy = gathering.get(n, 0.0)
             u = min(1.0, busy / step_s) if step_s > 0 else 0.0
             dimm_w = nmp.power.idle_w + (nmp.power.max_w - nmp.power.idle_w) * u
             out["nmp"] += dimms_per_node * dimm_w * step_s

@@ -29,7 +29,7 @@ import numpy as np
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
-from recsim.cost.embedding import DDR, NMP_RANK
+from recsim.cost.embedding import DDR, NMP_RANK, EmbeddingCost
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -344,21 +344,13 @@ _MOVES_HOST_BYTES = (Host, Transfer)
 def _host_bytes(index: GraphIndex, window: Window) -> float:
     """The bytes the window's host work and copies move. ``fsum`` is exact: the order of the
     window's nodes does not matter, and neither does reading a copy's op off its step node."""
-    positions = window.positions_in(index)
-    if positions is None or index.copies is None:
-        position, source = index.position, index.source
-        return math.fsum(
-            op.bytes
-            for op in (source(position[i]).op for i in window.node_ids)
-            if isinstance(op, _MOVES_HOST_BYTES)
-        )
-    step_nodes = index.copies[0]
-    # The step nodes that move host bytes, then the window's copies of them.
-    moving = [i for i, op in enumerate([n.op for n in step_nodes]) if isinstance(op, _MOVES_HOST_BYTES)]
-    counts = np.bincount(positions % len(step_nodes), minlength=len(step_nodes))
-    taken = counts[moving].tolist()
+    nodes, counts = _window_ops(index, window)
+    ops = (node.op for node in nodes)
     return math.fsum(
-        step_nodes[i].op.bytes for i, count in zip(moving, taken, strict=True) for _ in range(count)
+        op.bytes
+        for op, count in zip(ops, counts, strict=True)
+        if isinstance(op, _MOVES_HOST_BYTES)
+        for _ in range(count)
     )
 
 
@@ -390,11 +382,20 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
     index = timing.index
     nodes, counts = _window_ops(index, window)
     per_node = max(1, system.node.num_accelerators)
+    # Each op costed once: the copies of a chained graph share their step node's op.
+    costs: dict[int, EmbeddingCost] = {}
+
+    def cost_of(op: Embedding) -> EmbeddingCost:
+        found = costs.get(id(op))
+        if found is None:
+            found = costs[id(op)] = cost.embedding_cost(op)
+        return found
+
     dram = 0.0
     for node, count in zip(nodes, counts, strict=True):
         op = node.op
         if type(op) is Embedding and op.tier != "hbm" and count:
-            detail = cost.embedding_cost(op)
+            detail = cost_of(op)
             dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
     cpu: dict[int, float] = defaultdict(float)
     nmp: dict[int, float] = defaultdict(float)
@@ -406,7 +407,7 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         inside = max(0.0, min(finish, window.end_s) - max(start, window.start_s))
         if inside <= 0.0:
             continue
-        detail = cost.embedding_cost(op)
+        detail = cost_of(op)
         off_gpu[node.rank] += inside
         if op.tier.split(":", 1)[0] == "nmp" and detail.details.get("via") != "ddr":
             nmp[node.rank // per_node] += inside

@@ -11,10 +11,13 @@ from tests.conftest import FIXTURES
 HW = HardwareLibrary([FIXTURES / "minilib"])
 
 
+def _two_gpus():
+    """The tiny system as one node of two GPUs."""
+    return HW.system("tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")])
+
+
 def test_step_energy_by_hand():
-    system = HW.system(
-        "tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
-    )
+    system = _two_gpus()
     topo = build_topology(system)
     step = 0.01
     busy = {(0, "compute"): 0.005, (1, "compute"): 0.01, (0, "host"): 0.002, (1, "host"): 0.002}
@@ -35,9 +38,7 @@ def test_step_energy_by_hand():
 def test_step_energy_charges_lookups_done_off_the_gpu_by_hand():
     # Rank 0's compute stream waits 4 ms on lookups the CPUs run (tier ddr): the CPUs are busy for
     # them, the GPU is not.
-    system = HW.system(
-        "tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
-    )
+    system = _two_gpus()
     topo = build_topology(system)
     step = 0.01
     busy = {(0, "compute"): 0.005, (1, "compute"): 0.01, (0, "host"): 0.002, (1, "host"): 0.002}
@@ -53,9 +54,7 @@ def test_step_energy_charges_lookups_done_off_the_gpu_by_hand():
 
 def test_nmp_dimms_draw_their_own_power_by_hand():
     # With RecNMP DIMMs the node's DIMMs are theirs: idle power each, and the rest while they gather.
-    system = HW.system(
-        "tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
-    )
+    system = _two_gpus()
     mem = system.node.host_memory
     nmp = {
         "kind": "nmp",
