@@ -18,13 +18,19 @@ Result per top-level ET operator:
 * it launched kernels: its duration is the *sum* of its kernels' recorded durations (the GPU time
   it costs; the idle gaps between them are not its work), its start the first kernel's start, and
   its stream the kernels' (NCCL -> ``comm``, only memcpys -> ``copy``, else ``compute``; lane and
-  stream order per CUDA stream);
+  stream order per CUDA stream); it depends on the CPU time up to its first kernel's launch (below);
 * no kernels: a ``host`` op lasting its ``cpu_op``'s recorded duration on its thread's lane, even
   when the ET saw CUDA tensors (Kineto shows it launched nothing);
 * no Kineto match: kept as the ET alone places it, without a duration.
 
+The rest of each CPU thread's busy time (the operators that launched kernels, and the Python and
+runtime time between operators) becomes ``host`` segments cut at kernel launches, as the Kineto
+reader cuts a thread (``_HostTime``): a GPU op waits for the CPU to reach its launch, so a trace of
+eager PyTorch that is bound by the CPU stays so when its GPU work is re-costed.
+
 Kernels launched outside any matched operator are left out and counted in a note. Not handled:
-the CPU launch cost of GPU operators (an op is one node, placed where its kernels ran).
+host waits for the GPU (``cudaStreamSynchronize``), whose waiting time stays in a segment's recorded
+duration, as in the Kineto reader.
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ from typing import Any, ClassVar
 from recsim.errors import TraceError
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Stream, Transfer
 from recsim.graph.readers import register
-from recsim.graph.readers._common import LaneMap, assign_ranks, op_category, world_metadata
+from recsim.graph.readers._common import LaneMap, Pending, assign_ranks, op_category, world_metadata
 from recsim.graph.readers.kineto import (
     KEvent,
     KinetoTrace,
     gpu_stream,
+    host_segments,
     is_kineto_document,
     parse_kineto,
     steps_metadata,
@@ -175,7 +182,118 @@ def _attribute(et_rank: EtRank, trace: KinetoTrace, matched: dict[int, KEvent]) 
     return _Joined(dict(kernels), host, missing, missing_s)
 
 
-def _placer(joined: dict[int, tuple[_Joined, KinetoTrace]], lanes: LaneMap, counts: dict[str, int]) -> Placer:
+class _HostTime:
+    """Kineto's CPU time between the ET's operators (an ``Interleave`` for ``assemble``).
+
+    Each rank's CPU threads are cut at their kernel launches exactly as the Kineto reader cuts them
+    (``kineto.host_segments``): a segment is a ``Host`` node covering the thread's busy time up to
+    the end of the runtime call that launched a kernel, the segments of a thread are chained, and
+    an operator's GPU node depends on the segment that launched its first kernel. So a GPU op cannot
+    start before the CPU has got to its launch, and a host-bound step (eager PyTorch dispatch) stays
+    host-bound when its GPU work is re-costed. The ET's CPU-only operators keep their own recorded
+    time and are holes in the segments, so a thread's segments and CPU-only operators sum to its
+    busy time. A thread's segments run on the lane of the ET thread whose operators were matched on
+    it, in start order among that thread's operators.
+    """
+
+    def __init__(self, joined: dict[int, tuple[_Joined, KinetoTrace]], ets: dict[int, EtRank]) -> None:
+        self._joined = joined
+        self._waiting: dict[int, list[Pending]] = {}  # rank -> segments not added yet, by start
+        self._next: dict[int, int] = {}
+        self._key_of: dict[int, dict[int, tuple[Any, ...]]] = {}  # rank -> id(launch) -> segment key
+        self._lanes: dict[int, dict[int, int]] = {}  # rank -> ET tid -> lane
+        for rank, (info, trace) in joined.items():
+            self._build(rank, info, trace, ets[rank])
+
+    def _build(self, rank: int, info: _Joined, trace: KinetoTrace, et_rank: EtRank) -> None:
+        et_lanes: dict[int, int] = {}
+        for op in et_rank.ops:
+            et_lanes.setdefault(op.tid, len(et_lanes))  # as ``assemble`` numbers the ET's threads
+        # The ET thread whose operators were matched on each Kineto thread, by count.
+        votes: dict[tuple[Any, Any], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for op in et_rank.ops:
+            event = info.host.get(op.et_id)
+            if event is not None:
+                votes[(event.pid, event.tid)][op.tid] += 1
+        thread_tid: dict[tuple[Any, Any], int] = {}
+        for thread, count in sorted(votes.items(), key=lambda kv: -max(kv[1].values())):
+            tid = max(count, key=lambda t: count[t])
+            if tid not in thread_tid.values():
+                thread_tid[thread] = tid
+        holes: dict[tuple[Any, Any], list[tuple[float, float]]] = defaultdict(list)
+        for op in et_rank.ops:
+            event = info.host.get(op.et_id)
+            if event is not None and op.et_id not in info.kernels:
+                holes[(event.pid, event.tid)].append((event.ts, event.end))
+        lanes = dict(et_lanes)
+        extra = len(lanes)
+        origin = trace.origin_us
+        keys: dict[int, tuple[Any, ...]] = {}
+        waiting: list[Pending] = []
+        for thread, segments in host_segments(trace, holes):
+            tid = thread_tid.get(thread)
+            if tid is not None:
+                lane, queue = lanes[tid], ("thread", tid)
+            else:
+                lane, queue = extra, ("kineto thread", thread)  # a lane of its own, after the ET's
+                extra += 1
+            for index, seg in enumerate(segments):
+                key = ("host", rank, thread, index)
+                waiting.append(
+                    Pending(
+                        key=key,
+                        rank=rank,
+                        name=seg.name,
+                        stream=Stream.HOST,
+                        op=Host(op=seg.name),
+                        lane=lane,
+                        queue=queue,
+                        duration_s=(seg.end - seg.start) * 1e-6,
+                        start_s=(seg.start - origin) * 1e-6,
+                    )
+                )
+                if seg.launch is not None:
+                    keys[id(seg.launch)] = key
+        waiting.sort(key=lambda p: p.start_s or 0.0)
+        self._waiting[rank] = waiting
+        self._next[rank] = 0
+        self._key_of[rank] = keys
+        self._lanes[rank] = lanes
+
+    def segment_key(self, rank: int, launch: KEvent) -> tuple[Any, ...] | None:
+        """The key of the segment of ``rank`` that ends with the runtime call ``launch``."""
+        return self._key_of.get(rank, {}).get(id(launch))
+
+    def lane(self, rank: int, tid: int, default: int) -> int:
+        return self._lanes.get(rank, {}).get(tid, default)
+
+    def before(self, rank: int, op: EtOp, place: Placement) -> list[Pending]:
+        waiting = self._waiting.get(rank)
+        if not waiting:
+            return []
+        # Up to the op's launch segment, and every segment that started before the op did.
+        until = place.start_s if place.stream is Stream.HOST else None
+        start = self._next[rank]
+        end = start
+        wanted = set(place.deps)
+        while end < len(waiting) and (
+            wanted or (until is not None and (waiting[end].start_s or 0.0) <= until)
+        ):
+            wanted.discard(waiting[end].key)
+            end += 1
+        self._next[rank] = end
+        return waiting[start:end]
+
+    def rest(self, rank: int) -> list[Pending]:
+        waiting = self._waiting.get(rank, [])
+        start = self._next.get(rank, len(waiting))
+        self._next[rank] = len(waiting)
+        return waiting[start:]
+
+
+def _placer(
+    joined: dict[int, tuple[_Joined, KinetoTrace]], host: _HostTime, lanes: LaneMap, counts: dict[str, int]
+) -> Placer:
     def place(rank: int, op: EtOp, default: Placement, thread_lane: int) -> Placement:
         found = joined.get(rank)
         if found is None:
@@ -194,6 +312,8 @@ def _placer(joined: dict[int, tuple[_Joined, KinetoTrace]], lanes: LaneMap, coun
             else:
                 stream = Stream.COMPUTE
             first = kernels[0]
+            launch = trace.launch.get(id(first))
+            launched_after = host.segment_key(rank, launch) if launch is not None else None
             cuda_stream = next((sid for (s, sid) in streams if s is stream), streams[0][1])
             node_op = None
             if op.kind == "host" or (stream is Stream.COPY and op.kind != "transfer"):
@@ -210,6 +330,7 @@ def _placer(joined: dict[int, tuple[_Joined, KinetoTrace]], lanes: LaneMap, coun
                 duration_s=sum(k.dur for k in kernels) * 1e-6,
                 start_s=(first.ts - origin) * 1e-6,
                 op=node_op,
+                deps=(launched_after,) if launched_after is not None else (),
             )
         cpu = info.host.get(op.et_id)
         if cpu is None:
@@ -223,7 +344,7 @@ def _placer(joined: dict[int, tuple[_Joined, KinetoTrace]], lanes: LaneMap, coun
             )
         return Placement(
             Stream.HOST,
-            thread_lane,
+            host.lane(rank, op.tid, thread_lane),
             ("thread", op.tid),
             duration_s=cpu.dur * 1e-6,
             start_s=(cpu.ts - origin) * 1e-6,
@@ -306,7 +427,8 @@ def join_loaded(paths: Sequence[Path], datas: Sequence[Any]) -> ExecutionGraph:
     device = trace_device(traces)
     if device is not None:
         metadata["device"] = device
-    graph = assemble(ranked, world, metadata, _placer(joined, LaneMap(), counts))
+    host = _HostTime(joined, dict(ranked))
+    graph = assemble(ranked, world, metadata, _placer(joined, host, LaneMap(), counts), host)
     graph.metadata["join"] = {
         "ops_with_kernels": counts["gpu"],
         "host_ops_timed": counts["host"],

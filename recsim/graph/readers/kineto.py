@@ -47,7 +47,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -485,16 +485,58 @@ def steps_metadata(trace: KinetoTrace, rank: int) -> list[dict[str, Any]]:
 
 
 @dataclass(slots=True)
-class _Segment:
+class Segment:
+    """A stretch of one CPU thread's busy time (us), ending at ``launch``'s end if it launched GPU work."""
+
     start: float
     end: float
     name: str
     launch: KEvent | None
 
 
-def _segments(events: list[KEvent], launches: list[KEvent]) -> list[_Segment]:
+def host_segments(
+    trace: KinetoTrace, holes: Mapping[tuple[Any, Any], Sequence[tuple[float, float]]] | None = None
+) -> list[tuple[tuple[Any, Any], list[Segment]]]:
+    """Each CPU thread's busy time cut at its kernel launches (see the module docstring), threads
+    in the order of their first event. ``holes``: per thread, intervals (us) that other nodes
+    already account for (none of them contains a launch); they are left out of the segments."""
+    launching = {id(r) for r in (trace.launch.get(id(e)) for e in trace.gpu) if r is not None}
+    return [
+        (
+            thread,
+            _segments(events, [e for e in events if id(e) in launching], (holes or {}).get(thread, ())),
+        )
+        for thread, events in sorted(trace.threads.items(), key=lambda kv: kv[1][0].ts)
+    ]
+
+
+def _minus(
+    blocks: list[tuple[float, float]], holes: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The parts of ``blocks`` (sorted, disjoint) outside ``holes``, each longer than ``_EPS_US``."""
+    out: list[tuple[float, float]] = []
+    ordered = sorted(holes)
+    hi = 0
+    for start, end in blocks:
+        cur = start
+        while hi < len(ordered) and ordered[hi][1] <= cur:
+            hi += 1
+        j = hi
+        while j < len(ordered) and ordered[j][0] < end:
+            if ordered[j][0] > cur + _EPS_US:
+                out.append((cur, ordered[j][0]))
+            cur = max(cur, ordered[j][1])
+            j += 1
+        if end > cur + _EPS_US:
+            out.append((cur, end))
+    return out
+
+
+def _segments(
+    events: list[KEvent], launches: list[KEvent], holes: Sequence[tuple[float, float]] = ()
+) -> list[Segment]:
     """Cut a thread's busy time at the end of each launching runtime call (see module docstring)."""
-    segments: list[_Segment] = []
+    segments: list[Segment] = []
     starts = [e.ts for e in events]
     blocks: list[tuple[float, float]] = []
     for e in events:
@@ -503,6 +545,8 @@ def _segments(events: list[KEvent], launches: list[KEvent]) -> list[_Segment]:
                 blocks[-1] = (blocks[-1][0], e.end)
         else:
             blocks.append((e.ts, e.end))
+    if holes:
+        blocks = _minus(blocks, holes)
     launches = sorted(launches, key=lambda e: e.end)
     li = 0
     for block_start, block_end in blocks:
@@ -512,13 +556,13 @@ def _segments(events: list[KEvent], launches: list[KEvent]) -> list[_Segment]:
             runtime = launches[li]
             cut = max(runtime.end, cur)
             owner = launching_op(runtime)
-            segments.append(_Segment(cur, cut, owner.name if owner is not None else runtime.name, runtime))
+            segments.append(Segment(cur, cut, owner.name if owner is not None else runtime.name, runtime))
             cur = cut
             made = True
             li += 1
         if block_end > cur + _EPS_US or not made:
             segments.append(
-                _Segment(cur, block_end, _innermost_name(events, starts, (cur + block_end) / 2), None)
+                Segment(cur, block_end, _innermost_name(events, starts, (cur + block_end) / 2), None)
             )
     return segments
 
@@ -540,19 +584,11 @@ def _innermost_name(events: list[KEvent], starts: list[float], t: float) -> str:
 
 def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGraph, lanes: LaneMap) -> None:
     """Add the nodes of one Kineto file (rank ``rank``) to ``pending``."""
-    launched_by: dict[int, list[KEvent]] = defaultdict(list)
-    for event in trace.gpu:
-        runtime = trace.launch.get(id(event))
-        if runtime is not None:
-            launched_by[id(runtime)].append(event)
     origin = trace.origin_us
     segment_of: dict[int, tuple[Any, ...]] = {}  # id(launching runtime event) -> its host node key
     # Host: one lane per thread, threads in the order of their first event.
-    for thread_index, (thread, events) in enumerate(
-        sorted(trace.threads.items(), key=lambda kv: kv[1][0].ts)
-    ):
-        launches = [e for e in events if id(e) in launched_by]
-        for seg_index, seg in enumerate(_segments(events, launches)):
+    for thread_index, (thread, segments) in enumerate(host_segments(trace)):
+        for seg_index, seg in enumerate(segments):
             key = ("host", rank, thread, seg_index)
             pending.add(
                 Pending(

@@ -53,10 +53,10 @@ from __future__ import annotations
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from recsim.errors import TraceError
 from recsim.graph.ir import (
@@ -824,10 +824,24 @@ class Placement:
     duration_s: float | None = None
     start_s: float | None = None
     op: Op | None = None
+    # Keys of other nodes (``Interleave``'s) it depends on besides its ET dependencies.
+    deps: tuple[Hashable, ...] = ()
 
 
 # (rank, op, default placement, the lane of the op's CPU thread) -> placement
 Placer = Callable[[int, EtOp, Placement, int], Placement]
+
+
+class Interleave(Protocol):
+    """Nodes a join adds between the ET's own, in execution order (e.g. Kineto's host time)."""
+
+    def before(self, rank: int, op: EtOp, place: Placement) -> list[Pending]:
+        """The nodes that ran before ``op`` (placed as ``place``) and are not added yet."""
+        ...
+
+    def rest(self, rank: int) -> list[Pending]:
+        """The nodes of ``rank`` still not added after its last ET op."""
+        ...
 
 
 def default_placement(op: EtOp, thread_lane: int) -> Placement:
@@ -872,8 +886,10 @@ def assemble(
     world: int,
     metadata: dict[str, Any],
     placer: Placer | None = None,
+    interleave: Interleave | None = None,
 ) -> ExecutionGraph:
-    """Number the ops of every rank into one graph; ``placer`` may change each op's placement."""
+    """Number the ops of every rank into one graph; ``placer`` may change each op's placement and
+    ``interleave`` add nodes between them."""
     pending = PendingGraph()
     for rank, et_rank in ranks:
         thread_lanes: dict[int, int] = {}
@@ -884,6 +900,9 @@ def assemble(
             place = default_placement(op, lane)
             if placer is not None:
                 place = placer(rank, op, place, lane)
+            if interleave is not None:
+                for extra in interleave.before(rank, op, place):
+                    pending.add(extra)
             node_op = place.op or op.op
             if op.collective is not None and place.op is None:
                 info = op.collective
@@ -905,7 +924,7 @@ def assemble(
                     name=op.name,
                     stream=place.stream,
                     op=node_op,
-                    deps=[(rank, d) for d in op.deps],
+                    deps=[*((rank, d) for d in op.deps), *place.deps],
                     lane=place.lane,
                     queue=place.queue,
                     duration_s=place.duration_s,
@@ -913,6 +932,9 @@ def assemble(
                     phase=op.phase,
                 )
             )
+        if interleave is not None:
+            for extra in interleave.rest(rank):
+                pending.add(extra)
     return pending.build(world, metadata)
 
 
