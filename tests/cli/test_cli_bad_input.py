@@ -356,12 +356,12 @@ def test_replay_reads_the_recording_gpu_from_the_trace() -> None:
             api.recorded_accelerator(on("NVIDIA GeForce RTX 4090", cc, 24e9))
     assert api.recorded_accelerator(ExecutionGraph(1, metadata={})) is None
     # On its own GPU, a re-estimate keeps the memory-bound kernels' recorded times; told it ran on
-    # an A100, they would be stretched by the A100/V100 bandwidth ratio.
-    # (The Kineto traces alone are host-bound; joined with their execution traces they are not.)
-    joined = sorted(str(p) for p in (DATA / "traces" / "param_dlrm_et").iterdir()) + kineto
-    own = api.replay(joined, keep=False, system="dgx-1-v100")
-    told = api.replay(joined, keep=False, system="dgx-1-v100", recorded_on="a100-sxm4-40gb")
-    named = api.replay(joined, keep=False, system="dgx-1-v100", recorded_on="v100-sxm2-32gb")
+    # an H100, they would be stretched by the H100/A100 bandwidth ratio, past the CPU time that
+    # bounds the recorded step (a faster recording GPU would not show: the step stays CPU-bound).
+    trace = str(DATA / "traces" / "recsys_a100_8rank_rank3_control.json.gz")
+    own = api.replay([trace], keep=False, system="p4d-24xlarge")
+    told = api.replay([trace], keep=False, system="p4d-24xlarge", recorded_on="h100-sxm5-80gb")
+    named = api.replay([trace], keep=False, system="p4d-24xlarge", recorded_on="a100-sxm4-40gb")
     assert own.predicted_step_s == named.predicted_step_s != told.predicted_step_s
 
 
