@@ -286,6 +286,103 @@ def test_kineto_host_segments_by_hand(tmp_path: Path) -> None:
     assert critical_path(KinetoReader().read([path]))[0] == pytest.approx(160e-6)  # 20 + 80 + 60 on the host
 
 
+def _spans(graph: ExecutionGraph, stream: Stream) -> list[tuple[int, int]]:
+    return [(round(n.start_s * 1e6), round(n.duration_s * 1e6)) for n in graph if n.stream is stream]
+
+
+def test_kineto_blocking_copy_is_a_wait_not_cpu_time(tmp_path: Path) -> None:
+    # mm launches an 80 us kernel [6, 86]; copy_ calls cudaMemcpyAsync [12, 95] to pageable memory,
+    # whose copy runs [86, 88] after the kernel: the call blocked 76 us on it. add launches at 106.
+    events = [
+        xev("cpu_op", "aten::mm", 1, 0, 6),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 1, 4, {"correlation": 1}),
+        xev("kernel", "ampere_sgemm_64x64_nn", 0, 6, 80, {"correlation": 1, "stream": 7}, tid=7),
+        xev("cpu_op", "aten::copy_", 1, 10, 90),
+        xev("cuda_runtime", "cudaMemcpyAsync", 1, 12, 83, {"correlation": 2}),
+        xev(
+            "gpu_memcpy", "Memcpy DtoH (Device -> Pageable)", 0, 86, 2, {"correlation": 2, "stream": 7}, tid=7
+        ),
+        xev("cpu_op", "aten::add", 1, 100, 10),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 102, 4, {"correlation": 3}),
+        xev("kernel", "vectorized_elementwise_kernel", 0, 110, 5, {"correlation": 3, "stream": 7}, tid=7),
+    ]
+    graph = KinetoReader().read([write_json(tmp_path / "copy.json", {"traceEvents": events})])
+    graph.validate()
+    # CPU: [0, 5] up to mm's launch, [5, 12] up to the copy's issue; the 76 us blocked in it are left
+    # out; [88, 106] up to add's launch, [106, 110]: 7 + 18 + 4 + 5 = 34 us of the 110 busy.
+    assert _spans(graph, Stream.HOST) == [(0, 5), (5, 7), (88, 18), (106, 4)]
+    host = [n for n in graph if n.stream is Stream.HOST]
+    copy = next(n for n in graph if n.stream is Stream.COPY)
+    assert copy.id in host[2].deps  # the CPU goes on once the copy is done
+    # Replayed: the kernel from 5 to 85, the copy to 87, the CPU [87, 105], add's kernel [105, 110].
+    assert critical_path(graph)[0] == pytest.approx(110e-6)
+    # A kernel half as long moves the CPU's later work with it: 40 us sooner.
+    faster = {n.id: (n.duration_s or 0.0) / (2 if n.name.startswith("ampere") else 1) for n in graph}
+    from recsim.graph.schedule import asap_schedule
+
+    assert asap_schedule(graph, faster).makespan_s == pytest.approx(70e-6)
+
+
+def test_kineto_stream_and_thread_waits_by_hand(tmp_path: Path) -> None:
+    # Stream 7's kernel runs [10, 50]; stream 21's, launched at 4, starts at 55: it waited for it.
+    # Thread 2 sleeps until 60, when thread 1 is inside an op [0, 100]: thread 1 woke it.
+    events = [
+        xev("cpu_op", "aten::mm", 1, 0, 100),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 1, 2, {"correlation": 1}),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 3, 1, {"correlation": 2}),
+        xev("kernel", "ampere_sgemm_64x64_nn", 0, 10, 40, {"correlation": 1, "stream": 7}, tid=7),
+        xev("kernel", "ncclKernel_AllReduce_RING_LL_Sum_float", 0, 55, 5, {"correlation": 2, "stream": 21}),
+        xev("cpu_op", "autograd::engine::evaluate_function: MmBackward0", 1, 60, 20, tid=2),
+    ]
+    graph = KinetoReader().read([write_json(tmp_path / "waits.json", {"traceEvents": events})])
+    graph.validate()
+    by_name = {n.name: n for n in graph}
+    gemm, nccl = by_name["ampere_sgemm_64x64_nn"], by_name["ncclKernel_AllReduce_RING_LL_Sum_float"]
+    assert gemm.id in nccl.deps
+    # Thread 1: [0, 3], [3, 4] (the launches), [4, 60] cut where thread 2 woke, [60, 100].
+    main = [n for n in graph if n.stream is Stream.HOST and n.lane == 0]
+    assert [(round(n.start_s * 1e6), round(n.duration_s * 1e6)) for n in main] == [
+        (0, 3),
+        (3, 1),
+        (4, 56),
+        (60, 40),
+    ]
+    (woken,) = (n for n in graph if n.stream is Stream.HOST and n.lane == 1)
+    assert woken.deps == (main[2].id,)
+
+
+def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path) -> None:
+    # Rank 0 enters the all-reduce at 0 and waits for rank 1 (enters at 70): 100 us against 30 us.
+    def rank(r: int, start: float, dur: float) -> Path:
+        events = [
+            xev("cuda_runtime", "cudaLaunchKernel", 1, start - 5, 2, {"correlation": 1}),
+            xev(
+                "kernel",
+                "ncclKernel_AllReduce_RING_LL_Sum_float",
+                0,
+                start,
+                dur,
+                {
+                    "correlation": 1,
+                    "stream": 21,
+                    "Collective name": "allreduce",
+                    "In msg nelems": 1024,
+                    "Out msg nelems": 1024,
+                    "Group size": 2,
+                    "dtype": "Float",
+                },
+            ),
+        ]
+        info = {"rank": r, "world_size": 2}
+        return write_json(tmp_path / f"r{r}.json", {"traceEvents": events, "distributedInfo": info})
+
+    graph = KinetoReader().read([rank(0, 5, 100), rank(1, 75, 30)])
+    assert sorted(round(n.duration_s * 1e6) for n in graph if isinstance(n.op, Collective)) == [30, 30]
+    # One rank alone: the other's arrival is not in the trace, so the recorded time stays.
+    alone = KinetoReader().read([rank(0, 5, 100)])
+    assert [round(n.duration_s * 1e6) for n in alone if isinstance(n.op, Collective)] == [100]
+
+
 def test_kineto_launch_from_ac2g_flow(tmp_path: Path) -> None:
     # No "correlation" on the kernel: the ac2g flow (s at the runtime call, f at the kernel) links them.
     events = [
@@ -576,15 +673,21 @@ def test_param_dlrm_join_replays_like_its_kineto_traces(
     from recsim.engine.replay import replay_keep, replay_reestimate
 
     joined, kineto = param_pair
-    # The step is bound by the CPU (eager dispatch; 1 ms of compute kernels on rank 0 in a 14.5 ms
-    # step), so both readings of it replay to the same host critical path ...
-    assert replay_keep(joined).predicted_step_s == pytest.approx(replay_keep(kineto).predicted_step_s)
-    # ... and re-costing its GPU work on the V100 it ran on keeps it there (it had replayed to
-    # 1.3 ms, -92 %, when the join dropped the CPU time of the operators that launched kernels).
+    keep = replay_keep(kineto)
+    # Both readings of the step replay alike (the join's GPU ops are its operators' kernels summed).
+    assert replay_keep(joined).predicted_step_s == pytest.approx(keep.predicted_step_s, rel=0.01)
+    # The ranks started their step up to 7.5 ms apart (ProfilerStep starts), so the recorded steps
+    # (14.5-20.8 ms, mean 16.0) hold waits for the late ones in their collectives and syncs.
+    # Replayed, the ranks start together: the waits are dependencies, not time, and the step lies
+    # between the last rank's own (12.5 ms, it waited for no one) and the recorded mean.
+    assert keep.recorded_step_s == pytest.approx(16.008e-3, rel=1e-3)
+    assert 12.5e-3 < keep.predicted_step_s < 16.0e-3
+    # Re-costing its GPU work on the V100 it ran on keeps it there (it had replayed to 1.3 ms,
+    # -92 %, when the join dropped the CPU time of the operators that launched kernels).
     v100 = load_system("dgx-1-v100")
     assert v100.accelerator is not None
     again = replay_reestimate(joined, v100, v100.accelerator)
-    assert again.predicted_step_s == pytest.approx(replay_keep(kineto).predicted_step_s, rel=0.02)
+    assert again.predicted_step_s == pytest.approx(keep.predicted_step_s, rel=0.02)
 
 
 # -- Chakra ----------------------------------------------------------------------------------------

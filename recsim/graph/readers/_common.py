@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from recsim.errors import TraceError
-from recsim.graph.ir import CollectiveOp, ExecutionGraph, Node, Op, Stream
+from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Op, Stream
 
 # -- categories ------------------------------------------------------------------------------------
 
@@ -431,6 +432,7 @@ class PendingGraph:
         order they ran, so such an edge could only come from a clock or id anomaly in the trace,
         and keeping it could make a cycle. Stream order is added per (rank, queue).
         """
+        recorded = _last_arrivals(self.nodes)
         ids: dict[Hashable, int] = {}
         last_in_queue: dict[tuple[int, Hashable], int] = {}
         nodes: list[Node] = []
@@ -455,12 +457,39 @@ class PendingGraph:
                     op=p.op,
                     deps=tuple(deps),
                     lane=p.lane,
-                    duration_s=p.duration_s,
+                    duration_s=recorded.get(index, p.duration_s),
                     start_s=p.start_s,
                     phase=p.phase,
                 )
             )
         return ExecutionGraph(ranks, nodes, metadata)
+
+
+def _last_arrivals(nodes: Sequence[Pending]) -> dict[int, float]:
+    """Position -> duration for the members of the collectives recorded on every rank of their group:
+    the shortest member's recorded duration.
+
+    A collective kernel starts on each rank when that rank gets to it and ends on all of them
+    together, once the last has arrived, so a member's recorded duration includes its wait for the
+    others; the last to arrive waited for no one, and its duration (the shortest) is the
+    collective's own. Replayed, the members start together (``recsim.graph.schedule``) and take
+    that, so the waits are not counted twice. A collective with a member missing from the trace
+    (a partial trace, or a rank that recorded no duration) keeps its recorded durations, waits
+    included: the trace does not show when the missing member arrived.
+    """
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for index, p in enumerate(nodes):
+        if isinstance(p.op, Collective) and p.duration_s is not None:
+            members[p.op.key].append(index)
+    out: dict[int, float] = {}
+    for positions in members.values():
+        group = nodes[positions[0]].op
+        assert isinstance(group, Collective)
+        if sorted(nodes[i].rank for i in positions) != sorted(group.group):
+            continue
+        shortest = min(nodes[i].duration_s or 0.0 for i in positions)
+        out.update((i, shortest) for i in positions)
+    return out
 
 
 class LaneMap:

@@ -28,16 +28,18 @@ runtime time between operators) becomes ``host`` segments cut at kernel launches
 reader cuts a thread (``_HostTime``): a GPU op waits for the CPU to reach its launch, so a trace of
 eager PyTorch that is bound by the CPU stays so when its GPU work is re-costed.
 
-Kernels launched outside any matched operator are left out and counted in a note. Not handled:
-host waits for the GPU (``cudaStreamSynchronize``), whose waiting time stays in a segment's recorded
-duration, as in the Kineto reader.
+Waits are read from the timing as the Kineto reader reads them: a segment after a call that
+blocked on the GPU depends on the op whose kernel it waited for, an op whose first kernel waited
+for another stream depends on the op of that kernel, and a thread woken from sleep on the segments
+of the threads then busy. Kernels launched outside any matched operator are left out and counted in
+a note (a wait for one of them is lost: the segment after it starts when the CPU got there).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,7 +52,9 @@ from recsim.graph.readers.kineto import (
     KEvent,
     KinetoTrace,
     gpu_stream,
+    gpu_waits,
     host_segments,
+    host_waits,
     is_kineto_document,
     parse_kineto,
     steps_metadata,
@@ -202,6 +206,7 @@ class _HostTime:
         self._next: dict[int, int] = {}
         self._key_of: dict[int, dict[int, tuple[Any, ...]]] = {}  # rank -> id(launch) -> segment key
         self._lanes: dict[int, dict[int, int]] = {}  # rank -> ET tid -> lane
+        self._stream_waits: dict[int, dict[int, tuple[int, int]]] = {}  # rank -> ET op -> op key
         for rank, (info, trace) in joined.items():
             self._build(rank, info, trace, ets[rank])
 
@@ -230,7 +235,10 @@ class _HostTime:
         origin = trace.origin_us
         keys: dict[int, tuple[Any, ...]] = {}
         waiting: list[Pending] = []
-        for thread, segments in host_segments(trace, holes):
+        owner = {id(k): (rank, op_id) for op_id, kernels in info.kernels.items() for k in kernels}
+        waits = host_waits(trace)
+        for timeline in host_segments(trace, holes, waits):
+            thread, segments = timeline.thread, timeline.segments
             tid = thread_tid.get(thread)
             if tid is not None:
                 lane, queue = lanes[tid], ("thread", tid)
@@ -239,6 +247,10 @@ class _HostTime:
                 extra += 1
             for index, seg in enumerate(segments):
                 key = ("host", rank, thread, index)
+                # The GPU op it waited for (if its kernel was attributed to one), and the other
+                # threads' segments that woke it.
+                deps: list[Hashable] = [owner[id(seg.wait)]] if id(seg.wait) in owner else []
+                deps += [("host", rank, other, j) for other, j in timeline.after.get(index, ())]
                 waiting.append(
                     Pending(
                         key=key,
@@ -246,6 +258,7 @@ class _HostTime:
                         name=seg.name,
                         stream=Stream.HOST,
                         op=Host(op=seg.name),
+                        deps=deps,
                         lane=lane,
                         queue=queue,
                         duration_s=(seg.end - seg.start) * 1e-6,
@@ -259,10 +272,21 @@ class _HostTime:
         self._next[rank] = 0
         self._key_of[rank] = keys
         self._lanes[rank] = lanes
+        # An op waits for the op whose kernel its first kernel waited for on another stream.
+        stream_waits = gpu_waits(trace, waits)
+        self._stream_waits[rank] = {
+            op_id: owner[id(other)]
+            for op_id, kernels in info.kernels.items()
+            if (other := stream_waits.get(id(kernels[0]))) is not None and id(other) in owner
+        }
 
     def segment_key(self, rank: int, launch: KEvent) -> tuple[Any, ...] | None:
         """The key of the segment of ``rank`` that ends with the runtime call ``launch``."""
         return self._key_of.get(rank, {}).get(id(launch))
+
+    def stream_wait(self, rank: int, op_id: int) -> tuple[int, int] | None:
+        """The key of the op whose kernel op ``op_id``'s first kernel waited for, if any."""
+        return self._stream_waits.get(rank, {}).get(op_id)
 
     def lane(self, rank: int, tid: int, default: int) -> int:
         return self._lanes.get(rank, {}).get(tid, default)
@@ -275,7 +299,7 @@ class _HostTime:
         until = place.start_s if place.stream is Stream.HOST else None
         start = self._next[rank]
         end = start
-        wanted = set(place.deps)
+        wanted = {key for key in place.deps if isinstance(key, tuple) and key[:1] == ("host",)}
         while end < len(waiting) and (
             wanted or (until is not None and (waiting[end].start_s or 0.0) <= until)
         ):
@@ -330,7 +354,7 @@ def _placer(
                 duration_s=sum(k.dur for k in kernels) * 1e-6,
                 start_s=(first.ts - origin) * 1e-6,
                 op=node_op,
-                deps=(launched_after,) if launched_after is not None else (),
+                deps=tuple(k for k in (launched_after, host.stream_wait(rank, op.et_id)) if k is not None),
             )
         cpu = info.host.get(op.et_id)
         if cpu is None:

@@ -28,17 +28,29 @@ Choices:
   thread's busy time from the previous launch (or the start of the busy period) up to the end of
   the ``cuda_runtime`` call that launched a kernel, named after the innermost ``cpu_op`` around
   that launch; busy time after the last launch of a busy period is one more node. "Busy" is the
-  union of ``cpu_op``, ``cuda_runtime`` and ``user_annotation`` intervals (so Python time inside an
-  annotated region counts, idle time between regions does not). This way a kernel depends on
-  *exactly* the CPU work done before its launch, nested operators are never double counted, and
-  the host nodes of a thread sum to its busy time. A kernel depends on its launch node and on the
-  previous work of its CUDA stream; host nodes are chained per thread: a DAG by construction.
+  union of ``cpu_op``, ``cuda_runtime`` and ``user_annotation`` intervals, through gaps shorter than
+  ``_IDLE_US`` (so Python and engine time between traced calls counts, sleep does not). This way a
+  kernel depends on *exactly* the CPU work done before its launch, nested operators are never
+  double counted, and the host nodes of a thread sum to its busy time, less its waits (below). A
+  kernel depends on its launch node and on the previous work of its CUDA stream; host nodes are
+  chained per thread.
+* **Waits, read from the timing** (the trace names neither the stream a synchronisation waits on
+  nor the event of a ``cudaStreamWaitEvent``):
+  - a call that blocked the CPU until GPU work finished (``host_waits``: a synchronisation, or a
+    copy to pageable memory) is not CPU time: the host node after it depends on the GPU event it
+    waited for, so a faster or slower GPU in a what-if moves the thread's later work;
+  - a GPU event that started well after it could have waited for an event on another stream
+    (``gpu_waits``: a ``cudaStreamWaitEvent``, or a kernel that filled the GPU);
+  - a thread that woke from sleep waits for the threads busy at that moment (the autograd
+    engine's thread for the main thread's ``backward()``), whose time is cut there;
+  - a collective recorded on every rank of its group takes its last-arriving member's duration
+    (``_common._last_arrivals``): the others' include their wait for it.
+  Nodes are added in start order, a valid execution order.
 * **Steps**: ``ProfilerStep#N`` annotations become ``metadata["steps"]``: ``[{name, rank,
   start_s, duration_s}]`` (times relative to the first event of the file).
 
-Not handled: dependencies across CUDA streams through events (``cudaStreamWaitEvent``) and host
-waits for the GPU (``cudaStreamSynchronize``; its waiting time stays in the host node's recorded
-duration) are not turned into edges, since the trace does not say which event a wait is for;
+Not handled: time a thread spends waiting inside an annotated region without a traced call (the
+main thread inside ``backward()`` while the autograd thread runs) stays busy time;
 GPU-side ``gpu_user_annotation`` ranges, python_function events and CUDA graph launches are ignored.
 """
 
@@ -47,7 +59,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -486,84 +498,292 @@ def steps_metadata(trace: KinetoTrace, rank: int) -> list[dict[str, Any]]:
 
 @dataclass(slots=True)
 class Segment:
-    """A stretch of one CPU thread's busy time (us), ending at ``launch``'s end if it launched GPU work."""
+    """A stretch of one CPU thread's busy time (us), ending where ``launch`` issued GPU work if it
+    did; ``wait``: the GPU event the thread blocked on just before it (see ``host_waits``)."""
 
     start: float
     end: float
     name: str
     launch: KEvent | None
+    wait: KEvent | None = None
 
 
-def host_segments(
-    trace: KinetoTrace, holes: Mapping[tuple[Any, Any], Sequence[tuple[float, float]]] | None = None
-) -> list[tuple[tuple[Any, Any], list[Segment]]]:
-    """Each CPU thread's busy time cut at its kernel launches (see the module docstring), threads
-    in the order of their first event. ``holes``: per thread, intervals (us) that other nodes
-    already account for (none of them contains a launch); they are left out of the segments."""
-    launching = {id(r) for r in (trace.launch.get(id(e)) for e in trace.gpu) if r is not None}
-    return [
-        (
-            thread,
-            _segments(events, [e for e in events if id(e) in launching], (holes or {}).get(thread, ())),
-        )
-        for thread, events in sorted(trace.threads.items(), key=lambda kv: kv[1][0].ts)
-    ]
+# Runtime calls that can block the CPU thread until GPU work finishes: the synchronisations, and
+# the copies (a copy to or from pageable memory returns only once it is done, ``cudaMemcpyAsync``
+# included). Which GPU event a call waited for is read from the timing (``host_waits``).
+_BLOCKING = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+_BLOCKING_DRIVER = ("cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpy")
 
 
-def _minus(
-    blocks: list[tuple[float, float]], holes: Sequence[tuple[float, float]]
-) -> list[tuple[float, float]]:
-    """The parts of ``blocks`` (sorted, disjoint) outside ``holes``, each longer than ``_EPS_US``."""
-    out: list[tuple[float, float]] = []
-    ordered = sorted(holes)
-    hi = 0
-    for start, end in blocks:
-        cur = start
-        while hi < len(ordered) and ordered[hi][1] <= cur:
-            hi += 1
-        j = hi
-        while j < len(ordered) and ordered[j][0] < end:
-            if ordered[j][0] > cur + _EPS_US:
-                out.append((cur, ordered[j][0]))
-            cur = max(cur, ordered[j][1])
-            j += 1
-        if end > cur + _EPS_US:
-            out.append((cur, end))
+def _may_block(event: KEvent) -> bool:
+    return event.cat in ("cuda_runtime", "cuda_driver", "runtime") and event.name.startswith(
+        _BLOCKING + _BLOCKING_DRIVER
+    )
+
+
+def host_waits(trace: KinetoTrace) -> dict[int, KEvent]:
+    """id(runtime call) -> the GPU event it blocked on, for the calls that blocked the CPU thread.
+
+    A copy blocked if it returned only after its own GPU copy had finished (a copy to or from
+    pageable memory, or a synchronous ``cudaMemcpy``); a synchronisation blocked on the GPU event
+    that finished last while it ran (the call returns a few microseconds after what it waits for;
+    the trace does not name the stream or event waited on). A call during which no GPU event
+    finished did not wait. The wait is then a dependency (``_segments``), not CPU time, so a GPU
+    that is faster or slower in a what-if moves the thread's later work.
+    """
+    ends = sorted(trace.gpu, key=lambda e: e.end)
+    end_times = [e.end for e in ends]
+    launched: dict[int, list[KEvent]] = defaultdict(list)
+    for event in trace.gpu:
+        runtime = trace.launch.get(id(event))
+        if runtime is not None:
+            launched[id(runtime)].append(event)
+    out: dict[int, KEvent] = {}
+    for events in trace.threads.values():
+        for call in events:
+            if not _may_block(call) or call.dur <= 0:
+                continue
+            own = launched.get(id(call))
+            if own:
+                last = max(own, key=lambda e: e.end)
+                if call.ts < last.end <= call.end + _EPS_US:
+                    out[id(call)] = last
+                continue
+            i = bisect.bisect_right(end_times, call.end + _EPS_US) - 1
+            if i >= 0 and end_times[i] > call.ts:
+                out[id(call)] = ends[i]
     return out
 
 
-def _segments(
-    events: list[KEvent], launches: list[KEvent], holes: Sequence[tuple[float, float]] = ()
-) -> list[Segment]:
-    """Cut a thread's busy time at the end of each launching runtime call (see module docstring)."""
-    segments: list[Segment] = []
-    starts = [e.ts for e in events]
+# How soon after the GPU event it waits for (``cudaStreamWaitEvent``) a kernel starts: the gaps
+# between a stalled event's start and the last end on another stream before it, on the reference
+# recsys trace (rank 3 of 8, A100), are 0-19 us for the 31 stalls that follow one (NCCL after the
+# compute that fed it, compute after NCCL) and 44 us or more for the rest; 25 us splits the two.
+_STREAM_WAIT_US = 25.0
+# How long before a kernel that fills the GPU ends, the kernel it held back starts (as its last
+# wave of thread blocks retires): 1-94 us for the 35 stalls of the same trace that no end on
+# another stream explains (small kernels of the input pipeline's stream behind the embedding
+# backward, 1.2-5 ms stalls).
+_TAIL_US = 100.0
+
+
+def gpu_waits(trace: KinetoTrace, host: Mapping[int, KEvent] | None = None) -> dict[int, KEvent]:
+    """id(GPU event) -> the event on another CUDA stream it waited for, read from the timing.
+
+    The trace says neither which event a ``cudaStreamWaitEvent`` waits for nor when a kernel was
+    held back because another filled the GPU. A GPU event stalled if it started more than
+    ``_STREAM_WAIT_US`` after it could have (its launch issued, the work before it on its stream
+    done). It waited for the event on another stream of its GPU that ended last before it started,
+    if that one ended after it could have started and within ``_STREAM_WAIT_US`` of its start; else
+    for an event of another stream running when it started and ending within ``_TAIL_US`` after,
+    whose thread blocks held the GPU (this makes it start up to ``_TAIL_US`` late in a replay). A
+    stall neither explains is left out: replayed, the event starts when it could have.
+    ``host`` (``host_waits``): a launch that blocked until its own copy was done issued it when
+    it was called.
+    """
+    by_end = sorted(trace.gpu, key=lambda e: e.end)
+    end_times = [e.end for e in by_end]
+    last_end: dict[Any, float] = {}
+    running: list[KEvent] = []  # events started so far that may still run
+    out: dict[int, KEvent] = {}
+    for event in trace.gpu:  # in start order
+        stream = (event.pid, event.args.get("stream"))
+        runtime = trace.launch.get(id(event))
+        ready = last_end.get(stream, -math.inf)
+        if runtime is not None:
+            ready = max(ready, runtime.ts if host is not None and id(runtime) in host else runtime.end)
+        running = [e for e in running if e.end > event.ts]
+        if event.ts - ready > _STREAM_WAIT_US:
+            i = bisect.bisect_right(end_times, event.ts + _EPS_US) - 1
+            while i >= 0 and (by_end[i].pid, by_end[i].args.get("stream")) == stream:
+                i -= 1
+            if i >= 0 and by_end[i].end > ready and event.ts - by_end[i].end <= _STREAM_WAIT_US:
+                out[id(event)] = by_end[i]
+            else:
+                holding = [
+                    e
+                    for e in running
+                    if (e.pid, e.args.get("stream")) != stream and e.end <= event.ts + _TAIL_US
+                ]
+                if holding:
+                    out[id(event)] = max(holding, key=lambda e: e.end)
+        running.append(event)
+        last_end[stream] = max(last_end.get(stream, -math.inf), event.end)
+    return out
+
+
+# A CPU thread is busy through a gap between its traced events shorter than this: untraced work
+# (the autograd engine between the backward operators, Python between calls), not sleep. On the
+# reference recsys trace the autograd thread's 4,305 gaps inside the backward pass are all under
+# 50 us (4,066 under 10 us), the next one 28 ms (it sleeps through the forward pass); a thread
+# that polls CUDA events sleeps 50 us and more between polls.
+_IDLE_US = 50.0
+
+
+@dataclass(slots=True)
+class ThreadSegments:
+    """One CPU thread's segments; ``after[i]``: (thread, segment index) of the other threads'
+    segments segment ``i`` waits for (a thread that woke up was woken by the threads then busy)."""
+
+    thread: tuple[Any, Any]
+    segments: list[Segment]
+    after: dict[int, list[tuple[tuple[Any, Any], int]]]
+
+
+def host_segments(
+    trace: KinetoTrace,
+    holes: Mapping[tuple[Any, Any], Sequence[tuple[float, float]]] | None = None,
+    waits: Mapping[int, KEvent] | None = None,
+) -> list[ThreadSegments]:
+    """Each CPU thread's busy time cut at its kernel launches (see the module docstring), threads
+    in the order of their first event. ``holes``: per thread, intervals (us) that other nodes
+    already account for (none of them contains a launch); they are left out of the segments.
+    ``waits`` (``host_waits``): the time a call spent blocked is left out too, and the segment after
+    it waits for the GPU event instead.
+
+    A thread that starts work after sleeping (a gap of ``_IDLE_US`` or more) was woken by another
+    thread, e.g. the autograd engine's device thread by the main thread's ``backward()`` call: the
+    trace does not say which, so it waits for every other thread busy at that moment, whose time is
+    cut there."""
+    launching = {id(r) for r in (trace.launch.get(id(e)) for e in trace.gpu) if r is not None}
+    waits = waits or {}
+    threads = sorted(trace.threads.items(), key=lambda kv: kv[1][0].ts)
+    blocks = {thread: _blocks(events) for thread, events in threads}
+    wakes = {thread: [b[0] for b in bl] for thread, bl in blocks.items()}
+    cuts: dict[tuple[Any, Any], list[float]] = defaultdict(list)
+    woken_by: dict[tuple[Any, Any], dict[float, list[tuple[Any, Any]]]] = defaultdict(dict)
+    for woken, times in wakes.items():
+        for t in times:
+            busy = [other for other in blocks if other != woken and _inside(blocks[other], t)]
+            if busy:
+                woken_by[woken][t] = busy
+                for other in busy:
+                    cuts[other].append(t)
+    out: list[ThreadSegments] = []
+    for thread, events in threads:
+        gaps = [(a, b, None) for a, b in (holes or {}).get(thread, ())]
+        for call in events:
+            gpu = waits.get(id(call))
+            if gpu is not None:
+                gaps.append((call.ts, min(max(gpu.end, call.ts), call.end), gpu))
+        launches = [e for e in events if id(e) in launching]
+        segs = _segments(events, blocks[thread], launches, gaps, waits, sorted(set(cuts[thread])))
+        out.append(ThreadSegments(thread, segs, {}))
+    ends = {ts.thread: [seg.end for seg in ts.segments] for ts in out}
+    for ts in out:
+        starts = [seg.start for seg in ts.segments]
+        for t, busy in woken_by[ts.thread].items():
+            i = bisect.bisect_left(starts, t - _EPS_US)
+            if i == len(starts):
+                continue
+            for other in busy:
+                j = bisect.bisect_right(ends[other], t + _EPS_US) - 1
+                if j >= 0:
+                    ts.after.setdefault(i, []).append((other, j))
+    return out
+
+
+def _blocks(events: list[KEvent]) -> list[tuple[float, float]]:
+    """A thread's busy periods: its events' union, through gaps shorter than ``_IDLE_US``."""
     blocks: list[tuple[float, float]] = []
     for e in events:
-        if blocks and e.ts <= blocks[-1][1] + _EPS_US:
+        if blocks and e.ts < blocks[-1][1] + _IDLE_US:
             if e.end > blocks[-1][1]:
                 blocks[-1] = (blocks[-1][0], e.end)
         else:
             blocks.append((e.ts, e.end))
-    if holes:
-        blocks = _minus(blocks, holes)
-    launches = sorted(launches, key=lambda e: e.end)
+    return blocks
+
+
+def _inside(blocks: list[tuple[float, float]], t: float) -> bool:
+    i = bisect.bisect_right(blocks, (t, math.inf)) - 1
+    return i >= 0 and blocks[i][0] + _EPS_US < t < blocks[i][1] - _EPS_US
+
+
+@dataclass(slots=True)
+class _Piece:
+    start: float
+    end: float
+    wait: KEvent | None
+
+
+def _minus(
+    blocks: list[tuple[float, float]], gaps: Sequence[tuple[float, float, KEvent | None]]
+) -> list[_Piece]:
+    """The parts of ``blocks`` (sorted, disjoint) outside ``gaps``, each longer than ``_EPS_US``;
+    a part after a gap that is a wait (its third item) carries it (to the next part if none is
+    left in its block)."""
+    out: list[_Piece] = []
+    ordered = sorted(gaps, key=lambda g: (g[0], g[1]))
+    hi = 0
+    wait: KEvent | None = None
+    for start, end in blocks:
+        cur = start
+        while hi < len(ordered) and ordered[hi][1] <= cur:
+            wait = ordered[hi][2] or wait
+            hi += 1
+        j = hi
+        while j < len(ordered) and ordered[j][0] < end:
+            g_start, g_end, g_wait = ordered[j]
+            if g_start > cur + _EPS_US:
+                out.append(_Piece(cur, g_start, wait))
+                wait = None
+            if g_end > cur:
+                cur = g_end
+                wait = g_wait or wait
+            j += 1
+        hi = j
+        if end > cur + _EPS_US:
+            out.append(_Piece(cur, end, wait))
+            wait = None
+    return out
+
+
+def _segments(
+    events: list[KEvent],
+    blocks: list[tuple[float, float]],
+    launches: list[KEvent],
+    gaps: Sequence[tuple[float, float, KEvent | None]] = (),
+    waits: Mapping[int, KEvent] | None = None,
+    cuts: Sequence[float] = (),
+) -> list[Segment]:
+    """Cut a thread's busy ``blocks`` at each launch and at ``cuts`` (see module docstring), less
+    ``gaps``."""
+    segments: list[Segment] = []
+    starts = [e.ts for e in events]
+    pieces = _minus(blocks, gaps) if gaps else [_Piece(a, b, None) for a, b in blocks]
+    waits = waits or {}
+
+    def issued(runtime: KEvent) -> float:
+        # A call that blocked until its own copy was done issued it when it was called.
+        return runtime.ts if id(runtime) in waits else runtime.end
+
+    points: list[tuple[float, KEvent | None]] = sorted(
+        [(issued(r), r) for r in launches] + [(t, None) for t in cuts], key=lambda p: p[0]
+    )
     li = 0
-    for block_start, block_end in blocks:
-        cur = block_start
+    for piece in pieces:
+        cur = piece.start
+        wait = piece.wait
         made = False
-        while li < len(launches) and launches[li].end <= block_end + _EPS_US:
-            runtime = launches[li]
-            cut = max(runtime.end, cur)
-            owner = launching_op(runtime)
-            segments.append(Segment(cur, cut, owner.name if owner is not None else runtime.name, runtime))
+        while li < len(points) and points[li][0] <= piece.end + _EPS_US:
+            at, runtime = points[li]
+            li += 1
+            if runtime is None and not cur + _EPS_US < at < piece.end - _EPS_US:
+                continue  # a cut at a piece's edge (or in a gap) cuts nothing
+            cut = max(at, cur)
+            if runtime is not None:
+                owner = launching_op(runtime)
+                name = owner.name if owner is not None else runtime.name
+            else:
+                name = _innermost_name(events, starts, (cur + cut) / 2)
+            segments.append(Segment(cur, cut, name, runtime, wait))
+            wait = None
             cur = cut
             made = True
-            li += 1
-        if block_end > cur + _EPS_US or not made:
-            segments.append(
-                Segment(cur, block_end, _innermost_name(events, starts, (cur + block_end) / 2), None)
-            )
+        if piece.end > cur + _EPS_US or not made:
+            name = _innermost_name(events, starts, (cur + piece.end) / 2)
+            segments.append(Segment(cur, piece.end, name, None, wait))
     return segments
 
 
@@ -586,23 +806,32 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
     """Add the nodes of one Kineto file (rank ``rank``) to ``pending``."""
     origin = trace.origin_us
     segment_of: dict[int, tuple[Any, ...]] = {}  # id(launching runtime event) -> its host node key
+    gpu_key = {id(event): ("gpu", rank, index) for index, event in enumerate(trace.gpu)}
+    # (start, host first at a tie, node): added in start order, so that a segment after a wait comes
+    # after the GPU event it waits for, and a GPU event after the segment that launched it.
+    nodes: list[tuple[float, int, Pending]] = []
+    waits = host_waits(trace)
+    stream_waits = gpu_waits(trace, waits)
     # Host: one lane per thread, threads in the order of their first event.
-    for thread_index, (thread, segments) in enumerate(host_segments(trace)):
-        for seg_index, seg in enumerate(segments):
+    for thread_index, timeline in enumerate(host_segments(trace, waits=waits)):
+        thread = timeline.thread
+        for seg_index, seg in enumerate(timeline.segments):
             key = ("host", rank, thread, seg_index)
-            pending.add(
-                Pending(
-                    key=key,
-                    rank=rank,
-                    name=seg.name,
-                    stream=Stream.HOST,
-                    op=Host(op=seg.name),
-                    lane=thread_index,
-                    queue=("thread", thread),
-                    duration_s=(seg.end - seg.start) * 1e-6,
-                    start_s=(seg.start - origin) * 1e-6,
-                )
+            deps: list[Hashable] = [gpu_key[id(seg.wait)]] if seg.wait is not None else []
+            deps += [("host", rank, other, j) for other, j in timeline.after.get(seg_index, ())]
+            node = Pending(
+                key=key,
+                rank=rank,
+                name=seg.name,
+                stream=Stream.HOST,
+                op=Host(op=seg.name),
+                deps=deps,
+                lane=thread_index,
+                queue=("thread", thread),
+                duration_s=(seg.end - seg.start) * 1e-6,
+                start_s=(seg.start - origin) * 1e-6,
             )
+            nodes.append((seg.start, 0, node))
             if seg.launch is not None:
                 segment_of[id(seg.launch)] = key
     ordinal: dict[str, int] = defaultdict(int)
@@ -632,20 +861,25 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
             op = gpu_op(event, runtime, flops)
         segment = segment_of.get(id(runtime)) if runtime is not None else None
         deps = [segment] if segment is not None else []
-        pending.add(
-            Pending(
-                key=("gpu", rank, index),
-                rank=rank,
-                name=event.name,
-                stream=stream,
-                op=op,
-                deps=deps,
-                lane=lanes.lane(rank, stream, stream_id),
-                queue=("cuda", event.pid, stream_id),
-                duration_s=event.dur * 1e-6,
-                start_s=(event.ts - origin) * 1e-6,
-            )
+        other = stream_waits.get(id(event))
+        if other is not None:
+            deps.append(gpu_key[id(other)])
+        node = Pending(
+            key=("gpu", rank, index),
+            rank=rank,
+            name=event.name,
+            stream=stream,
+            op=op,
+            deps=deps,
+            lane=lanes.lane(rank, stream, stream_id),
+            queue=("cuda", event.pid, stream_id),
+            duration_s=event.dur * 1e-6,
+            start_s=(event.ts - origin) * 1e-6,
         )
+        nodes.append((event.ts, 1, node))
+    nodes.sort(key=lambda item: (item[0], item[1]))
+    for _, _, node in nodes:
+        pending.add(node)
 
 
 def read_kineto_files(paths: Sequence[Path], datas: Sequence[Any], fmt: str) -> ExecutionGraph:
@@ -656,8 +890,7 @@ def read_kineto_files(paths: Sequence[Path], datas: Sequence[Any], fmt: str) -> 
     lanes = LaneMap()
     steps: list[dict[str, Any]] = []
     notes: list[str] = []
-    # Host nodes of a rank are added before its GPU nodes; GPU nodes depend only on host nodes and
-    # earlier GPU nodes of their stream, so insertion order is a valid execution order.
+    # A rank's nodes are added in start order (``kineto_pending``), a valid execution order.
     for rank, trace in sorted(zip(ranks, traces, strict=True), key=lambda item: item[0]):
         kineto_pending(trace, rank, world, pending, lanes)
         steps.extend(steps_metadata(trace, rank))
