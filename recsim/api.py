@@ -15,7 +15,7 @@ from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
 from recsim.engine import DEFAULT_STEPS, ENGINES
-from recsim.errors import ConfigError, InfeasibleError
+from recsim.errors import ConfigError, InfeasibleError, TraceError
 from recsim.graph.ir import ExecutionGraph
 from recsim.graph.native import write_graph
 from recsim.graph.readers import read_trace as _read_trace
@@ -164,9 +164,25 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
     ``paths``: a list of files (one per rank, say), or one file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    graph = _read_trace([Path(p) for p in paths], fmt)
+    graph = _read_trace(trace_files(paths), fmt)
     graph.validate()
     return graph
+
+
+def trace_files(paths: Sequence[str | Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the files in it, by name (a profiler writes one file
+    per rank into a folder); hidden files are skipped. An empty folder is a ``TraceError``."""
+    out: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise TraceError(f"{path}: a folder without trace files")
+            out.extend(files)
+        else:
+            out.append(path)
+    return out
 
 
 def trace_info(paths: Sequence[str | Path], fmt: str | None = None) -> dict[str, Any]:

@@ -383,7 +383,9 @@ def trace() -> None:
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (SI units).")
 def trace_info(paths: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
-    """Ranks, steps and step times, time by op category, collectives, critical path."""
+    """Ranks, steps and step times, time by op category, collectives, critical path.
+
+    PATHS: trace files, or folders of them."""
     info = api.trace_info(list(paths), fmt)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -809,7 +811,10 @@ def replay_cmd(
     nodes: int | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Predicted step time of a real trace, as recorded or re-estimated on another system."""
+    """Predicted step time of a real trace, as recorded or re-estimated on another system.
+
+    PATHS: trace files (one per rank; an execution trace with its Kineto trace for a join), or
+    folders of them."""
     nodes, sets = _system_args(ctx, nodes, overrides)
     result = api.replay(
         list(paths), system=system, recorded_on=recorded_on, keep=keep, fmt=fmt, nodes=nodes, overrides=sets

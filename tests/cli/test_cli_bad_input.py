@@ -245,6 +245,16 @@ def test_replay_counts_profiler_steps_per_rank() -> None:
     assert data["predicted_step_s"] == data["predicted_total_s"]
 
 
+def test_replay_takes_folders_of_traces(tmp_path: Path) -> None:
+    folders = [DATA / "traces" / "param_dlrm_et", DATA / "traces" / "param_dlrm_kineto"]
+    files = [p for folder in folders for p in sorted(folder.iterdir())]
+    by_folder = run("replay", *folders, "--json")
+    assert by_folder.exit_code == 0, by_folder.output
+    assert json.loads(by_folder.output) == json.loads(run("replay", *files, "--json").output)
+    (tmp_path / "empty").mkdir()
+    assert "a folder without trace files" in error_line(run("replay", tmp_path / "empty"))
+
+
 def test_replay_refuses_ranks_with_different_step_counts(tmp_path: Path) -> None:
     from recsim.engine.replay import _recorded_steps
     from recsim.errors import TraceError
