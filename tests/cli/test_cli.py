@@ -318,7 +318,7 @@ def test_replay_and_validate_cli():
     trace = str(FIXTURES.parent / "data" / "traces" / "recsys_a100_8rank_rank3_control.json.gz")
     data = json.loads(run("replay", trace, "--json").output)
     assert data["steps"] == 6
-    assert abs(data["error"]) < 0.01
+    assert abs(data["error"]) < 0.02  # as test_engines.test_replay_of_the_real_a100_trace
     bad = run("replay", trace, "--re-estimate")
     assert bad.exit_code == 2
     assert "needs --system" in bad.output

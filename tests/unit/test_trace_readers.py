@@ -351,6 +351,27 @@ def test_kineto_stream_and_thread_waits_by_hand(tmp_path: Path) -> None:
     assert woken.deps == (main[2].id,)
 
 
+def test_kineto_annotated_gap_is_work_or_a_wait_by_the_other_threads(tmp_path: Path) -> None:
+    # The main thread (tid 1) calls at [0, 10] and [900, 910] inside "## backward ##" [0, 1000];
+    # the autograd thread (tid 2) works [100, 880] meanwhile: the main thread waited for it.
+    events = [
+        xev("user_annotation", "## backward ##", 1, 0, 1000),
+        xev("cpu_op", "aten::ones_like", 1, 0, 10),
+        xev("cpu_op", "Optimizer.step#SGD.step", 1, 900, 10),
+        xev("cpu_op", "autograd::engine::evaluate_function: MmBackward0", 1, 100, 780, tid=2),
+    ]
+    graph = KinetoReader().read([write_json(tmp_path / "bwd.json", {"traceEvents": events})])
+    main = [n for n in graph if n.stream is Stream.HOST and n.lane == 0]
+    # [0, 10] (the annotation's time from 910 to 1000, no other thread at work, is its own).
+    assert [(round(n.start_s * 1e6), round(n.duration_s * 1e6)) for n in main] == [(0, 10), (900, 100)]
+    (autograd,) = (n for n in graph if n.stream is Stream.HOST and n.lane == 1)
+    assert autograd.deps == (main[0].id,) and main[1].deps == (main[0].id, autograd.id)
+    assert critical_path(graph)[0] == pytest.approx(890e-6)  # 10 + 780 + 100: no time waiting
+    # Alone, the same gap is the main thread's own (Python) work inside its annotation.
+    alone = KinetoReader().read([write_json(tmp_path / "alone.json", {"traceEvents": events[:3]})])
+    assert [(round(n.start_s * 1e6), round(n.duration_s * 1e6)) for n in alone] == [(0, 1000)]
+
+
 def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path) -> None:
     # Rank 0 enters the all-reduce at 0 and waits for rank 1 (enters at 70): 100 us against 30 us.
     def rank(r: int, start: float, dur: float) -> Path:
