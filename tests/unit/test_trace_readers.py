@@ -372,6 +372,49 @@ def test_kineto_annotated_gap_is_work_or_a_wait_by_the_other_threads(tmp_path: P
     assert [(round(n.start_s * 1e6), round(n.duration_s * 1e6)) for n in alone] == [(0, 1000)]
 
 
+def test_join_hands_out_host_segments_per_thread_as_late_as_possible() -> None:
+    from types import SimpleNamespace
+
+    from recsim.graph.readers._common import Pending
+    from recsim.graph.readers.et_kineto import _HostTime
+    from recsim.graph.readers.pytorch_et import Placement
+
+    def seg(thread: str, i: int, start: float, deps: tuple = ()) -> Pending:
+        key = ("host", 0, thread, i)
+        return Pending(key, 0, f"{thread}{i}", Stream.HOST, Host(op="x"), list(deps), start_s=start)
+
+    # Thread X launches op A's kernel from X0 and op G's from X1; ET thread 2 (Kineto thread Y) runs
+    # a CPU-only op H at 15, before G in ET order. Y1 woke after X2.
+    host = _HostTime.__new__(_HostTime)
+    host._queues = {
+        0: {
+            "X": [seg("X", 0, 0), seg("X", 1, 10), seg("X", 2, 40)],
+            "Y": [seg("Y", 0, 12), seg("Y", 1, 50, (("host", 0, "X", 2),))],
+        }
+    }
+    host._next = {0: {"X": 0, "Y": 0}}
+    host._emitted = {0: set()}
+    host._thread_of = {0: {2: "Y"}}
+    h = Placement(Stream.HOST, 1, ("thread", 2), duration_s=3.0, start_s=15.0)
+    assert [p.name for p in host.before(0, SimpleNamespace(tid=2), h)] == ["Y0"]  # its thread only
+    g = Placement(Stream.COMPUTE, 0, ("cuda", 0, 7), start_s=31.0, deps=(("host", 0, "X", 1),))
+    assert [p.name for p in host.before(0, SimpleNamespace(tid=1), g)] == ["X0", "X1"]
+    assert [p.name for p in host.before(0, SimpleNamespace(tid=1), g)] == []  # already out
+    assert [p.name for p in host.rest(0)] == ["X2", "Y1"]  # by start; Y1's waker first
+
+
+def test_kineto_asynchronous_copy_done_before_its_call_returned_is_no_wait(tmp_path: Path) -> None:
+    # A device-to-device copy [5, 8] whose cudaMemcpyAsync [1, 10] returned after it: not blocking.
+    copy = {"correlation": 1, "stream": 7}
+    events = [
+        xev("cpu_op", "aten::copy_", 1, 0, 12),
+        xev("cuda_runtime", "cudaMemcpyAsync", 1, 1, 9, {"correlation": 1}),
+        xev("gpu_memcpy", "Memcpy DtoD (Device -> Device)", 0, 5, 3, copy, tid=7),
+    ]
+    graph = KinetoReader().read([write_json(tmp_path / "dtod.json", {"traceEvents": events})])
+    assert _spans(graph, Stream.HOST) == [(0, 10), (10, 2)]  # CPU time, cut at the call's end
+
+
 def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path) -> None:
     # Rank 0 enters the all-reduce at 0 and waits for rank 1 (enters at 70): 100 us against 30 us.
     def rank(r: int, start: float, dur: float) -> Path:
@@ -399,6 +442,13 @@ def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path)
 
     graph = KinetoReader().read([rank(0, 5, 100), rank(1, 75, 30)])
     assert sorted(round(n.duration_s * 1e6) for n in graph if isinstance(n.op, Collective)) == [30, 30]
+    # Members that disagree on the collective (here its size) are not one: recorded times stay.
+    other = json.loads(rank(1, 75, 30).read_text())
+    other["traceEvents"][1]["args"]["In msg nelems"] = 2048
+    other["traceEvents"][1]["args"]["Out msg nelems"] = 2048
+    odd = write_json(tmp_path / "r1b.json", other)
+    mixed = KinetoReader().read([rank(0, 5, 100), odd])
+    assert sorted(round(n.duration_s * 1e6) for n in mixed if isinstance(n.op, Collective)) == [30, 100]
     # One rank alone: the other's arrival is not in the trace, so the recorded time stays.
     alone = KinetoReader().read([rank(0, 5, 100)])
     assert [round(n.duration_s * 1e6) for n in alone if isinstance(n.op, Collective)] == [100]

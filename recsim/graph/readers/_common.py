@@ -429,8 +429,9 @@ class PendingGraph:
         """The graph: ids in insertion order, dependencies on keys added *earlier* only.
 
         A dependency on a key that is unknown or comes later is dropped: readers add nodes in the
-        order they ran, so such an edge could only come from a clock or id anomaly in the trace,
-        and keeping it could make a cycle. Stream order is added per (rank, queue).
+        order they ran, so such an edge comes from a clock or id anomaly in the trace, or from a
+        wait the ET join could not place after its op; keeping it could make a cycle. Stream order
+        is added per (rank, queue).
         """
         recorded = _last_arrivals(self.nodes)
         ids: dict[Hashable, int] = {}
@@ -475,7 +476,11 @@ def _last_arrivals(nodes: Sequence[Pending]) -> dict[int, float]:
     collective's own. Replayed, the members start together (``recsim.graph.schedule``) and take
     that, so the waits are not counted twice. A collective with a member missing from the trace
     (a partial trace, or a rank that recorded no duration) keeps its recorded durations, waits
-    included: the trace does not show when the missing member arrived.
+    included: the trace does not show when the missing member arrived. (A partial trace is known
+    as such from the group its collectives name, or the world size its files declare: two files of
+    an eight-rank job that record neither read as a two-rank job.) So do the members of a key
+    that disagree on the collective (kind, group or bytes): the ranks' windows began at different
+    collectives, so the key does not name one collective.
     """
     members: dict[Hashable, list[int]] = defaultdict(list)
     for index, p in enumerate(nodes):
@@ -483,10 +488,16 @@ def _last_arrivals(nodes: Sequence[Pending]) -> dict[int, float]:
             members[p.op.key].append(index)
     out: dict[int, float] = {}
     for positions in members.values():
-        group = nodes[positions[0]].op
-        assert isinstance(group, Collective)
-        if sorted(nodes[i].rank for i in positions) != sorted(group.group):
+        head = nodes[positions[0]].op
+        assert isinstance(head, Collective)
+        if sorted(nodes[i].rank for i in positions) != sorted(head.group):
             continue
+        ops = [nodes[i].op for i in positions]
+        if any(
+            not isinstance(o, Collective) or (o.op, o.group, o.bytes) != (head.op, head.group, head.bytes)
+            for o in ops
+        ):
+            continue  # the members disagree (windows that start at different collectives): not one
         shortest = min(nodes[i].duration_s or 0.0 for i in positions)
         out.update((i, shortest) for i in positions)
     return out

@@ -196,14 +196,24 @@ class _HostTime:
     start before the CPU has got to its launch, and a host-bound step (eager PyTorch dispatch) stays
     host-bound when its GPU work is re-costed. The ET's CPU-only operators keep their own recorded
     time and are holes in the segments, so a thread's segments and CPU-only operators sum to its
-    busy time. A thread's segments run on the lane of the ET thread whose operators were matched on
-    it, in start order among that thread's operators.
+    busy time, less its waits. A thread's segments run on the lane of the ET thread whose operators
+    were matched on it.
+
+    The segments are handed to ``assemble`` per thread, in start order, as late as possible: before
+    a CPU-only op, its thread's segments that started before it; before a GPU op, its thread's up to
+    its launch segment; a segment's own dependencies on other threads' segments first; the rest
+    after the rank's last op. So each thread's queue keeps its order among the ET's ops of the
+    thread, and a segment that waits for a GPU op comes after it whenever the op was added in time
+    (a wait for a later op is dropped by ``PendingGraph.build``, and the CPU goes on at once).
     """
 
     def __init__(self, joined: dict[int, tuple[_Joined, KinetoTrace]], ets: dict[int, EtRank]) -> None:
         self._joined = joined
-        self._waiting: dict[int, list[Pending]] = {}  # rank -> segments not added yet, by start
-        self._next: dict[int, int] = {}
+        # rank -> Kineto thread -> its segments by start, and how many of them were handed out
+        self._queues: dict[int, dict[tuple[Any, Any], list[Pending]]] = {}
+        self._next: dict[int, dict[tuple[Any, Any], int]] = {}
+        self._emitted: dict[int, set[Hashable]] = {}
+        self._thread_of: dict[int, dict[int, tuple[Any, Any]]] = {}  # rank -> ET tid -> Kineto thread
         self._key_of: dict[int, dict[int, tuple[Any, ...]]] = {}  # rank -> id(launch) -> segment key
         self._lanes: dict[int, dict[int, int]] = {}  # rank -> ET tid -> lane
         self._stream_waits: dict[int, dict[int, tuple[int, int]]] = {}  # rank -> ET op -> op key
@@ -234,7 +244,7 @@ class _HostTime:
         extra = len(lanes)
         origin = trace.origin_us
         keys: dict[int, tuple[Any, ...]] = {}
-        waiting: list[Pending] = []
+        queues: dict[tuple[Any, Any], list[Pending]] = {}
         owner = {id(k): (rank, op_id) for op_id, kernels in info.kernels.items() for k in kernels}
         waits = host_waits(trace)
         for timeline in host_segments(trace, holes, waits):
@@ -245,6 +255,7 @@ class _HostTime:
             else:
                 lane, queue = extra, ("kineto thread", thread)  # a lane of its own, after the ET's
                 extra += 1
+            waiting = queues.setdefault(thread, [])
             for index, seg in enumerate(segments):
                 key = ("host", rank, thread, index)
                 # The GPU op it waited for (if its kernel was attributed to one), and the other
@@ -267,9 +278,10 @@ class _HostTime:
                 )
                 if seg.launch is not None:
                     keys[id(seg.launch)] = key
-        waiting.sort(key=lambda p: p.start_s or 0.0)
-        self._waiting[rank] = waiting
-        self._next[rank] = 0
+        self._queues[rank] = queues
+        self._next[rank] = dict.fromkeys(queues, 0)
+        self._emitted[rank] = set()
+        self._thread_of[rank] = {tid: thread for thread, tid in thread_tid.items()}
         self._key_of[rank] = keys
         self._lanes[rank] = lanes
         # An op waits for the op whose kernel its first kernel waited for on another stream.
@@ -292,27 +304,56 @@ class _HostTime:
         return self._lanes.get(rank, {}).get(tid, default)
 
     def before(self, rank: int, op: EtOp, place: Placement) -> list[Pending]:
-        waiting = self._waiting.get(rank)
-        if not waiting:
-            return []
-        # Up to the op's launch segment, and every segment that started before the op did.
-        until = place.start_s if place.stream is Stream.HOST else None
-        start = self._next[rank]
-        end = start
-        wanted = {key for key in place.deps if isinstance(key, tuple) and key[:1] == ("host",)}
-        while end < len(waiting) and (
-            wanted or (until is not None and (waiting[end].start_s or 0.0) <= until)
-        ):
-            wanted.discard(waiting[end].key)
-            end += 1
-        self._next[rank] = end
-        return waiting[start:end]
+        out: list[Pending] = []
+        if rank not in self._queues:
+            return out
+        if place.stream is Stream.HOST and place.start_s is not None:
+            thread = self._thread_of[rank].get(op.tid)
+            if thread is not None:
+                self._emit_started(rank, thread, place.start_s, out)
+        for key in place.deps:
+            if _is_segment(key):
+                self._emit_through(rank, key, out)
+        return out
 
     def rest(self, rank: int) -> list[Pending]:
-        waiting = self._waiting.get(rank, [])
-        start = self._next.get(rank, len(waiting))
-        self._next[rank] = len(waiting)
-        return waiting[start:]
+        out: list[Pending] = []
+        queues = self._queues.get(rank, {})
+        while True:
+            heads = [
+                (q[self._next[rank][t]].start_s or 0.0, i, t)
+                for i, (t, q) in enumerate(queues.items())
+                if self._next[rank][t] < len(q)
+            ]
+            if not heads:
+                return out
+            _, _, thread = min(heads)
+            self._emit_next(rank, thread, out)
+
+    def _emit_started(self, rank: int, thread: tuple[Any, Any], t: float, out: list[Pending]) -> None:
+        queue, pos = self._queues[rank][thread], self._next[rank]
+        while pos[thread] < len(queue) and (queue[pos[thread]].start_s or 0.0) <= t:
+            self._emit_next(rank, thread, out)
+
+    def _emit_through(self, rank: int, key: Hashable, out: list[Pending]) -> None:
+        assert isinstance(key, tuple)
+        thread = key[2]
+        queue, pos = self._queues[rank].get(thread, []), self._next[rank]
+        while key not in self._emitted[rank] and pos.get(thread, 0) < len(queue):
+            self._emit_next(rank, thread, out)
+
+    def _emit_next(self, rank: int, thread: tuple[Any, Any], out: list[Pending]) -> None:
+        node = self._queues[rank][thread][self._next[rank][thread]]
+        self._next[rank][thread] += 1
+        for dep in node.deps:  # the other threads' segments that woke it come first
+            if _is_segment(dep) and dep not in self._emitted[rank]:
+                self._emit_through(rank, dep, out)
+        out.append(node)
+        self._emitted[rank].add(node.key)
+
+
+def _is_segment(key: Hashable) -> bool:
+    return isinstance(key, tuple) and key[:1] == ("host",)
 
 
 def _placer(

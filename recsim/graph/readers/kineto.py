@@ -26,7 +26,8 @@ Choices:
   for the kernel before it).
 * **Host nodes**: a CPU thread's time is cut at every kernel launch: a ``Host`` node covers the
   thread's busy time from the previous launch (or the start of the busy period) up to the end of
-  the ``cuda_runtime`` call that launched a kernel, named after the innermost ``cpu_op`` around
+  the ``cuda_runtime`` call that launched a kernel (its start, for a copy that blocked until done:
+  below), named after the innermost ``cpu_op`` around
   that launch; busy time after the last launch of a busy period is one more node. "Busy" is the
   union of ``cpu_op`` and ``cuda_runtime`` intervals, through gaps shorter than ``_IDLE_US`` and
   through the longer gaps inside a ``user_annotation`` that are the thread's own Python work, not a
@@ -547,8 +548,11 @@ def host_waits(trace: KinetoTrace) -> dict[int, KEvent]:
                 continue
             own = launched.get(id(call))
             if own:
+                # Only a copy that blocks by its nature: a synchronous one, or one to or from
+                # pageable memory (an asynchronous copy may finish before its call returns).
                 last = max(own, key=lambda e: e.end)
-                if call.ts < last.end <= call.end + _EPS_US:
+                blocking = "Async" not in call.name or "Pageable" in last.name
+                if blocking and call.ts < last.end <= call.end + _EPS_US:
                     out[id(call)] = last
                 continue
             i = bisect.bisect_right(end_times, call.end + _EPS_US) - 1
@@ -557,15 +561,16 @@ def host_waits(trace: KinetoTrace) -> dict[int, KEvent]:
     return out
 
 
-# How soon after the GPU event it waits for (``cudaStreamWaitEvent``) a kernel starts: the gaps
-# between a stalled event's start and the last end on another stream before it, on the reference
-# recsys trace (rank 3 of 8, A100), are 0-19 us for the 31 stalls that follow one (NCCL after the
-# compute that fed it, compute after NCCL) and 44 us or more for the rest; 25 us splits the two.
-_STREAM_WAIT_US = 25.0
+# How soon after the GPU event it waits for (``cudaStreamWaitEvent``) a kernel starts. On the
+# reference recsys trace (rank 3 of 8, A100), of the 71 events that started more than 25 us after
+# they could have, the 33 that an end on another stream explains (NCCL after the compute that fed
+# it, compute after NCCL) started 0-24 us after it; for the others the last end before them was
+# 1.2 ms or more earlier. 50 us lies in that void, well above a launch's own latency (5-10 us).
+_STREAM_WAIT_US = 50.0
 # How long before a kernel that fills the GPU ends, the kernel it held back starts (as its last
-# wave of thread blocks retires): 1-94 us for the 35 stalls of the same trace that no end on
+# wave of thread blocks retires): 1-94 us for the 36 stalls of the same trace that no end on
 # another stream explains (small kernels of the input pipeline's stream behind the embedding
-# backward, 1.2-5 ms stalls).
+# backward, 0.05-5 ms stalls); 2 stalls neither rule explains.
 _TAIL_US = 100.0
 
 
@@ -597,7 +602,9 @@ def gpu_waits(trace: KinetoTrace, host: Mapping[int, KEvent] | None = None) -> d
         running = [e for e in running if e.end > event.ts]
         if event.ts - ready > _STREAM_WAIT_US:
             i = bisect.bisect_right(end_times, event.ts + _EPS_US) - 1
-            while i >= 0 and (by_end[i].pid, by_end[i].args.get("stream")) == stream:
+            while i >= 0 and (
+                by_end[i].pid != event.pid or (by_end[i].pid, by_end[i].args.get("stream")) == stream
+            ):
                 i -= 1
             if i >= 0 and by_end[i].end > ready and event.ts - by_end[i].end <= _STREAM_WAIT_US:
                 out[id(event)] = by_end[i]
@@ -605,7 +612,9 @@ def gpu_waits(trace: KinetoTrace, host: Mapping[int, KEvent] | None = None) -> d
                 holding = [
                     e
                     for e in running
-                    if (e.pid, e.args.get("stream")) != stream and e.end <= event.ts + _TAIL_US
+                    if e.pid == event.pid
+                    and (e.pid, e.args.get("stream")) != stream
+                    and e.end <= event.ts + _TAIL_US
                 ]
                 if holding:
                     out[id(event)] = max(holding, key=lambda e: e.end)
@@ -869,9 +878,10 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
     origin = trace.origin_us
     segment_of: dict[int, tuple[Any, ...]] = {}  # id(launching runtime event) -> its host node key
     gpu_key = {id(event): ("gpu", rank, index) for index, event in enumerate(trace.gpu)}
-    # (start, host first at a tie, node): added in start order, so that a segment after a wait comes
-    # after the GPU event it waits for, and a GPU event after the segment that launched it.
-    nodes: list[tuple[float, int, Pending]] = []
+    # (start, end, host first at a tie, node): added in start order, so that a GPU event comes after
+    # the segment that launched it (which ends by its start) and a segment after a wait after the
+    # GPU event it waits for (which ends by its start: the end breaks a tie at a zero-length event).
+    nodes: list[tuple[float, float, int, Pending]] = []
     waits = host_waits(trace)
     stream_waits = gpu_waits(trace, waits)
     # Host: one lane per thread, threads in the order of their first event.
@@ -893,7 +903,7 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
                 duration_s=(seg.end - seg.start) * 1e-6,
                 start_s=(seg.start - origin) * 1e-6,
             )
-            nodes.append((seg.start, 0, node))
+            nodes.append((seg.start, seg.end, 0, node))
             if seg.launch is not None:
                 segment_of[id(seg.launch)] = key
     ordinal: dict[str, int] = defaultdict(int)
@@ -938,9 +948,9 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
             duration_s=event.dur * 1e-6,
             start_s=(event.ts - origin) * 1e-6,
         )
-        nodes.append((event.ts, 1, node))
-    nodes.sort(key=lambda item: (item[0], item[1]))
-    for _, _, node in nodes:
+        nodes.append((event.ts, event.end, 1, node))
+    nodes.sort(key=lambda item: item[:3])
+    for *_, node in nodes:
         pending.add(node)
 
 
