@@ -415,6 +415,64 @@ def test_kineto_asynchronous_copy_done_before_its_call_returned_is_no_wait(tmp_p
     assert _spans(graph, Stream.HOST) == [(0, 10), (10, 2)]  # CPU time, cut at the call's end
 
 
+def test_kineto_sync_records_name_the_waits_exactly(tmp_path: Path) -> None:
+    # Stream 7: A [5, 100], recorded in an event at 3; stream 21 waits on it (cudaStreamWaitEvent at
+    # 4) before B [106, 116]; stream 20: C [10, 105] and E [110, 125]. The CPU then synchronises
+    # with stream 21 [20, 130]. By the timing alone, B waited for C (which ended last before it)
+    # and the CPU for E; the sync records say A and B.
+    def launch(ts: float, corr: int) -> dict:
+        return xev("cuda_runtime", "cudaLaunchKernel", 1, ts, 1, {"correlation": corr})
+
+    def kernel(name: str, stream: int, ts: float, dur: float, corr: int) -> dict:
+        return xev("kernel", name, 0, ts, dur, {"correlation": corr, "stream": stream}, tid=stream)
+
+    def sync(kind: str, stream: int, ts: float, dur: float, **args: int) -> dict:
+        return xev(
+            "cuda_sync", kind, 0, ts, dur, {"cuda_sync_kind": kind, "stream": stream, **args}, tid=stream
+        )
+
+    events = [
+        xev("cpu_op", "step", 1, 0, 140),
+        launch(0, 1),
+        kernel("A_kernel", 7, 5, 95, 1),
+        xev("cuda_runtime", "cudaEventRecord", 1, 2.5, 0.5, {"correlation": 2}),
+        xev("cuda_runtime", "cudaStreamWaitEvent", 1, 4, 0.5, {"correlation": 3}),
+        launch(6, 4),
+        kernel("B_kernel", 21, 106, 10, 4),
+        launch(8, 5),
+        kernel("C_kernel", 20, 10, 95, 5),
+        launch(12, 7),
+        kernel("E_kernel", 20, 110, 15, 7),
+        xev("cuda_runtime", "cudaStreamSynchronize", 1, 20, 110, {"correlation": 6}),
+    ]
+    records = [
+        sync(
+            "Stream Wait Event",
+            21,
+            4,
+            0,
+            wait_on_stream=7,
+            wait_on_cuda_event_record_corr_id=2,
+            correlation=3,
+        ),
+        sync("Stream Sync", 21, 20, 110, correlation=6),
+    ]
+
+    def read(name: str, evs: list[dict]) -> tuple[dict[str, Node], Node]:
+        graph = KinetoReader().read([write_json(tmp_path / name, {"traceEvents": evs})])
+        graph.validate()
+        after = next(n for n in graph if n.stream is Stream.HOST and round(n.start_s * 1e6) > 20)
+        return {n.name: n for n in graph}, after
+
+    nodes, after_sync = read("synced.json", events + records)
+    assert nodes["A_kernel"].id in nodes["B_kernel"].deps
+    assert nodes["C_kernel"].id not in nodes["B_kernel"].deps
+    assert nodes["B_kernel"].id in after_sync.deps and nodes["E_kernel"].id not in after_sync.deps
+    nodes, after_sync = read("timed.json", events)
+    assert nodes["C_kernel"].id in nodes["B_kernel"].deps
+    assert nodes["E_kernel"].id in after_sync.deps
+
+
 def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path) -> None:
     # Rank 0 enters the all-reduce at 0 and waits for rank 1 (enters at 70): 100 us against 30 us.
     def rank(r: int, start: float, dur: float) -> Path:

@@ -52,9 +52,7 @@ from recsim.graph.readers.kineto import (
     KEvent,
     KinetoTrace,
     gpu_stream,
-    gpu_waits,
     host_segments,
-    host_waits,
     is_kineto_document,
     parse_kineto,
     steps_metadata,
@@ -70,6 +68,7 @@ from recsim.graph.readers.pytorch_et import (
     is_et_document,
     read_et_ranks,
 )
+from recsim.graph.readers.waits import gpu_waits, host_waits, sync_waits
 
 _ROOT_PREFIX = "[pytorch|profiler|execution_"
 
@@ -216,7 +215,7 @@ class _HostTime:
         self._thread_of: dict[int, dict[int, tuple[Any, Any]]] = {}  # rank -> ET tid -> Kineto thread
         self._key_of: dict[int, dict[int, tuple[Any, ...]]] = {}  # rank -> id(launch) -> segment key
         self._lanes: dict[int, dict[int, int]] = {}  # rank -> ET tid -> lane
-        self._stream_waits: dict[int, dict[int, tuple[int, int]]] = {}  # rank -> ET op -> op key
+        self._stream_waits: dict[int, dict[int, tuple[tuple[int, int], ...]]] = {}  # rank -> op -> ops
         for rank, (info, trace) in joined.items():
             self._build(rank, info, trace, ets[rank])
 
@@ -246,7 +245,8 @@ class _HostTime:
         keys: dict[int, tuple[Any, ...]] = {}
         queues: dict[tuple[Any, Any], list[Pending]] = {}
         owner = {id(k): (rank, op_id) for op_id, kernels in info.kernels.items() for k in kernels}
-        waits = host_waits(trace)
+        exact = sync_waits(trace)
+        waits = host_waits(trace, exact)
         for timeline in host_segments(trace, holes, waits):
             thread, segments = timeline.thread, timeline.segments
             tid = thread_tid.get(thread)
@@ -284,21 +284,24 @@ class _HostTime:
         self._thread_of[rank] = {tid: thread for thread, tid in thread_tid.items()}
         self._key_of[rank] = keys
         self._lanes[rank] = lanes
-        # An op waits for the op whose kernel its first kernel waited for on another stream.
-        stream_waits = gpu_waits(trace, waits)
+        # An op waits for the ops whose kernels its first kernel waited for on other streams.
+        stream_waits = gpu_waits(trace, waits, exact)
         self._stream_waits[rank] = {
-            op_id: owner[id(other)]
+            op_id: tuple(
+                owner[id(other)]
+                for other in stream_waits.get(id(kernels[0]), ())
+                if id(other) in owner and owner[id(other)] != (rank, op_id)
+            )
             for op_id, kernels in info.kernels.items()
-            if (other := stream_waits.get(id(kernels[0]))) is not None and id(other) in owner
         }
 
     def segment_key(self, rank: int, launch: KEvent) -> tuple[Any, ...] | None:
         """The key of the segment of ``rank`` that ends with the runtime call ``launch``."""
         return self._key_of.get(rank, {}).get(id(launch))
 
-    def stream_wait(self, rank: int, op_id: int) -> tuple[int, int] | None:
-        """The key of the op whose kernel op ``op_id``'s first kernel waited for, if any."""
-        return self._stream_waits.get(rank, {}).get(op_id)
+    def stream_waits(self, rank: int, op_id: int) -> tuple[tuple[int, int], ...]:
+        """The keys of the ops whose kernels op ``op_id``'s first kernel waited for."""
+        return self._stream_waits.get(rank, {}).get(op_id, ())
 
     def lane(self, rank: int, tid: int, default: int) -> int:
         return self._lanes.get(rank, {}).get(tid, default)
@@ -395,7 +398,10 @@ def _placer(
                 duration_s=sum(k.dur for k in kernels) * 1e-6,
                 start_s=(first.ts - origin) * 1e-6,
                 op=node_op,
-                deps=tuple(k for k in (launched_after, host.stream_wait(rank, op.et_id)) if k is not None),
+                deps=(
+                    *((launched_after,) if launched_after is not None else ()),
+                    *host.stream_waits(rank, op.et_id),
+                ),
             )
         cpu = info.host.get(op.et_id)
         if cpu is None:

@@ -15,6 +15,8 @@ What this reader uses:
   ``Group size``, ``dtype``, ``In split size``, ``Out split size``, ``Process Group Name`` and
   ``Process Group Ranks``; older traces get the same from the enclosing ``nccl:*`` annotation's
   ``Input Dims`` / ``Input type`` and from the kernel name.
+* ``cuda_sync`` records (traces taken with ``enable_cuda_sync_events``): which GPU work each
+  synchronisation and stream wait waited for (``recsim.graph.readers.waits``).
 
 Choices:
 
@@ -37,13 +39,13 @@ Choices:
   double counted, and the host nodes of a thread sum to its busy time, less its waits (below). A
   kernel depends on its launch node and on the previous work of its CUDA stream; host nodes are
   chained per thread.
-* **Waits, read from the timing** (the trace names neither the stream a synchronisation waits on
-  nor the event of a ``cudaStreamWaitEvent``):
+* **Waits** (``recsim.graph.readers.waits``: from the trace's ``cuda_sync`` records where it has
+  them, else from its timing):
   - a call that blocked the CPU until GPU work finished (``host_waits``: a synchronisation, or a
     copy to pageable memory) is not CPU time: the host node after it depends on the GPU event it
     waited for, so a faster or slower GPU in a what-if moves the thread's later work;
-  - a GPU event that started well after it could have waited for an event on another stream
-    (``gpu_waits``: a ``cudaStreamWaitEvent``, or a kernel that filled the GPU);
+  - a GPU event waits for the events of other streams it waited for (``gpu_waits``: a
+    ``cudaStreamWaitEvent``, or a kernel that filled the GPU);
   - a thread that woke from sleep or a wait waits for the other threads' work up to that moment
     (the autograd engine's thread for the main thread's ``backward()``, the main thread for the
     end of the backward pass);
@@ -88,6 +90,7 @@ from recsim.graph.readers._common import (
     split_bytes,
     world_metadata,
 )
+from recsim.graph.readers.waits import gpu_waits, host_waits, sync_waits
 
 _HOST_CATS = {
     "cpu_op": 1,
@@ -105,7 +108,8 @@ _GPU_CATS = {
     "memset": "memset",
 }
 _FLOW_CATS = {"ac2g", "async_cpu_to_gpu"}
-_KNOWN_CATS = frozenset(_HOST_CATS) | frozenset(_GPU_CATS) | _FLOW_CATS
+_SYNC_CAT = "cuda_sync"  # CUPTI synchronisation records (``recsim.graph.readers.waits``)
+_KNOWN_CATS = frozenset(_HOST_CATS) | frozenset(_GPU_CATS) | _FLOW_CATS | {_SYNC_CAT}
 _EPS_US = 1e-3  # one nanosecond: timestamps are microseconds with at most ns precision
 
 
@@ -150,6 +154,9 @@ class KinetoTrace:
     notes: list[str] = field(default_factory=list)
     # The GPU it ran on, from ``deviceProperties`` (``device_properties``), if recorded.
     device: dict[str, Any] | None = None
+    # The ``cuda_sync`` records, and the runtime calls by correlation id (``waits``).
+    syncs: list[KEvent] = field(default_factory=list)
+    calls: dict[Any, KEvent] = field(default_factory=dict)
 
 
 def is_kineto_document(data: Any) -> bool:
@@ -174,6 +181,7 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         raise TraceError(f"{path}: not a Kineto/Chrome trace (no 'traceEvents' list)")
     threads: dict[tuple[Any, Any], list[KEvent]] = defaultdict(list)
     gpu: list[KEvent] = []
+    syncs: list[KEvent] = []
     runtime_by_corr: dict[Any, KEvent] = {}
     flow_events: list[dict[str, Any]] = []
     origin = math.inf
@@ -211,6 +219,9 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         event = KEvent(
             str(raw.get("name", "")), cat, raw.get("pid"), raw.get("tid"), float(ts), float(dur), args
         )
+        if cat == _SYNC_CAT:
+            syncs.append(event)  # not work: when it ran is the runtime call's business
+            continue
         if ts < origin:
             origin = ts
         if cat in _GPU_CATS:
@@ -256,6 +267,8 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         sorted(steps, key=lambda e: e.ts),
         origin if math.isfinite(origin) else 0.0,
         device=device_properties(top.get("deviceProperties")),
+        syncs=syncs,
+        calls=runtime_by_corr,
     )
     if missing:
         trace.notes.append(f"{missing} GPU events without a recorded launch (no correlation or flow)")
@@ -509,118 +522,6 @@ class Segment:
     name: str
     launch: KEvent | None
     wait: KEvent | None = None
-
-
-# Runtime calls that can block the CPU thread until GPU work finishes: the synchronisations, and
-# the copies (a copy to or from pageable memory returns only once it is done, ``cudaMemcpyAsync``
-# included). Which GPU event a call waited for is read from the timing (``host_waits``).
-_BLOCKING = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
-_BLOCKING_DRIVER = ("cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpy")
-
-
-def _may_block(event: KEvent) -> bool:
-    return event.cat in ("cuda_runtime", "cuda_driver", "runtime") and event.name.startswith(
-        _BLOCKING + _BLOCKING_DRIVER
-    )
-
-
-def host_waits(trace: KinetoTrace) -> dict[int, KEvent]:
-    """id(runtime call) -> the GPU event it blocked on, for the calls that blocked the CPU thread.
-
-    A copy blocked if it returned only after its own GPU copy had finished (a copy to or from
-    pageable memory, or a synchronous ``cudaMemcpy``); a synchronisation blocked on the GPU event
-    that finished last while it ran (the call returns a few microseconds after what it waits for;
-    the trace does not name the stream or event waited on). A call during which no GPU event
-    finished did not wait. The wait is then a dependency (``_segments``), not CPU time, so a GPU
-    that is faster or slower in a what-if moves the thread's later work.
-    """
-    ends = sorted(trace.gpu, key=lambda e: e.end)
-    end_times = [e.end for e in ends]
-    launched: dict[int, list[KEvent]] = defaultdict(list)
-    for event in trace.gpu:
-        runtime = trace.launch.get(id(event))
-        if runtime is not None:
-            launched[id(runtime)].append(event)
-    out: dict[int, KEvent] = {}
-    for events in trace.threads.values():
-        for call in events:
-            if not _may_block(call) or call.dur <= 0:
-                continue
-            own = launched.get(id(call))
-            if own:
-                # Only a copy that blocks by its nature: a synchronous one, or one to or from
-                # pageable memory (an asynchronous copy may finish before its call returns).
-                last = max(own, key=lambda e: e.end)
-                blocking = "Async" not in call.name or "Pageable" in last.name
-                if blocking and call.ts < last.end <= call.end + _EPS_US:
-                    out[id(call)] = last
-                continue
-            i = bisect.bisect_right(end_times, call.end + _EPS_US) - 1
-            if i >= 0 and end_times[i] > call.ts:
-                out[id(call)] = ends[i]
-    return out
-
-
-# How soon after the GPU event it waits for (``cudaStreamWaitEvent``) a kernel starts. On the
-# reference recsys trace (rank 3 of 8, A100), of the 71 events that started more than 25 us after
-# they could have, the 33 that an end on another stream explains (NCCL after the compute that fed
-# it, compute after NCCL) started 0-24 us after it; for the others the last end before them was
-# 1.2 ms or more earlier. 50 us lies in that void, well above a launch's own latency (5-10 us).
-_STREAM_WAIT_US = 50.0
-# How long before a kernel that fills the GPU ends, the kernel it held back starts (as its last
-# wave of thread blocks retires): 1-94 us for the 36 stalls of the same trace that no end on
-# another stream explains (small kernels of the input pipeline's stream behind the embedding
-# backward, 0.05-5 ms stalls); 2 stalls neither rule explains.
-_TAIL_US = 100.0
-
-
-def gpu_waits(trace: KinetoTrace, host: Mapping[int, KEvent] | None = None) -> dict[int, KEvent]:
-    """id(GPU event) -> the event on another CUDA stream it waited for, read from the timing.
-
-    The trace says neither which event a ``cudaStreamWaitEvent`` waits for nor when a kernel was
-    held back because another filled the GPU. A GPU event stalled if it started more than
-    ``_STREAM_WAIT_US`` after it could have (its launch issued, the work before it on its stream
-    done). It waited for the event on another stream of its GPU that ended last before it started,
-    if that one ended after it could have started and within ``_STREAM_WAIT_US`` of its start; else
-    for an event of another stream running when it started and ending within ``_TAIL_US`` after,
-    whose thread blocks held the GPU (this makes it start up to ``_TAIL_US`` late in a replay). A
-    stall neither explains is left out: replayed, the event starts when it could have.
-    ``host`` (``host_waits``): a launch that blocked until its own copy was done issued it when
-    it was called.
-    """
-    by_end = sorted(trace.gpu, key=lambda e: e.end)
-    end_times = [e.end for e in by_end]
-    last_end: dict[Any, float] = {}
-    running: list[KEvent] = []  # events started so far that may still run
-    out: dict[int, KEvent] = {}
-    for event in trace.gpu:  # in start order
-        stream = (event.pid, event.args.get("stream"))
-        runtime = trace.launch.get(id(event))
-        ready = last_end.get(stream, -math.inf)
-        if runtime is not None:
-            ready = max(ready, runtime.ts if host is not None and id(runtime) in host else runtime.end)
-        running = [e for e in running if e.end > event.ts]
-        if event.ts - ready > _STREAM_WAIT_US:
-            i = bisect.bisect_right(end_times, event.ts + _EPS_US) - 1
-            while i >= 0 and (
-                by_end[i].pid != event.pid or (by_end[i].pid, by_end[i].args.get("stream")) == stream
-            ):
-                i -= 1
-            if i >= 0 and by_end[i].end > ready and event.ts - by_end[i].end <= _STREAM_WAIT_US:
-                out[id(event)] = by_end[i]
-            else:
-                holding = [
-                    e
-                    for e in running
-                    if e.pid == event.pid
-                    and (e.pid, e.args.get("stream")) != stream
-                    and e.end <= event.ts + _TAIL_US
-                ]
-                if holding:
-                    out[id(event)] = max(holding, key=lambda e: e.end)
-        running.append(event)
-        last_end[stream] = max(last_end.get(stream, -math.inf), event.end)
-    return out
 
 
 # A CPU thread is busy through a gap between its traced events shorter than this: untraced work
@@ -882,8 +783,9 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
     # the segment that launched it (which ends by its start) and a segment after a wait after the
     # GPU event it waits for (which ends by its start: the end breaks a tie at a zero-length event).
     nodes: list[tuple[float, float, int, Pending]] = []
-    waits = host_waits(trace)
-    stream_waits = gpu_waits(trace, waits)
+    exact = sync_waits(trace)
+    waits = host_waits(trace, exact)
+    stream_waits = gpu_waits(trace, waits, exact)
     # Host: one lane per thread, threads in the order of their first event.
     for thread_index, timeline in enumerate(host_segments(trace, waits=waits)):
         thread = timeline.thread
@@ -933,9 +835,7 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
             op = gpu_op(event, runtime, flops)
         segment = segment_of.get(id(runtime)) if runtime is not None else None
         deps = [segment] if segment is not None else []
-        other = stream_waits.get(id(event))
-        if other is not None:
-            deps.append(gpu_key[id(other)])
+        deps += [gpu_key[id(other)] for other in stream_waits.get(id(event), ())]
         node = Pending(
             key=("gpu", rank, index),
             rank=rank,
