@@ -371,6 +371,11 @@ class CostModel:
         acc = self.system.accelerator
         if acc is None:
             return op.bytes / self.system.node.host_memory_bandwidth_bytes_per_s
+        if "peer" in (op.src.split(":")[0], op.dst.split(":")[0]) and acc.nvlink is not None:
+            # A copy between two GPUs of a node: over NVLink where they have it, else PCIe.
+            # ASSUMPTION: at all of a GPU's NVLink bandwidth, as through an NVSwitch; a direct
+            # mesh (DGX-1's) gives one pair of GPUs fewer links.
+            return acc.nvlink.link.latency_s + op.bytes / acc.nvlink.bandwidth_bytes_per_s
         link = acc.host_interface
         return link.latency_s + op.bytes / link.bandwidth_bytes_per_s
 

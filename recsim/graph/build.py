@@ -70,6 +70,9 @@ if TYPE_CHECKING:
 INDEX_BYTES = 8.0  # int64 indices, as TorchRec's KeyedJaggedTensor carries them
 LENGTH_BYTES = 4.0  # int32 lengths, one per sample and table
 DENSE_INPUT_BYTES = 4.0  # dense features arrive as fp32
+# HugeCTR's raw binary sample (its RawAsync format, read whole by the AsyncReader): an int32 label,
+# int32 dense features and a uint32 key per lookup (i64_input_key is off in the MLPerf configs).
+RAW_RECORD_ITEM_BYTES = 4.0
 DDP_BUCKET_BYTES = 25 * 2**20  # torch DistributedDataParallel bucket_cap_mb default (25 MiB)
 # Optimizer traffic per parameter, in units of the parameter size: read param + grad + states,
 # write param + states (SGD: p, g -> p; Adagrad: p, g, h -> p, h; Adam: p, g, m, v -> p, m, v).
@@ -140,6 +143,7 @@ class _Builder:
         # The framework, where it shapes the lookups (``Runtime.lookup_output_dtype``).
         self.runtime: Runtime | None = None
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
+        self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
@@ -201,6 +205,9 @@ class _Builder:
 
     def input_pipeline(self, batch: int) -> None:
         """Data loading, H2D copy and index all-to-all of the next batch (overlaps this step)."""
+        if self.global_input:
+            self.global_batch_input(batch)
+            return
         b = self.local_batch(batch)
         # Every sender sends each owner the same bytes (its local batch's indices for the owner's
         # shards), so one row of the sender-by-owner table serves all of them: the same sums, in the
@@ -238,6 +245,24 @@ class _Builder:
                 "input",
                 lane=LANE_INPUT,
             )
+
+    def global_batch_input(self, batch: int) -> None:
+        """The whole batch to every rank (``Runtime.global_batch_input``): each node reads its raw
+        records once and uploads them to one GPU, which copies them to the node's others over
+        NVLink. The uploading GPU takes turns from batch to batch, so each rank's step carries
+        1/n of the reading and the upload and (n-1)/n of a copy from a peer, n its node's ranks."""
+        n = max(1, min(self.opt.ranks_per_node or self.world, self.world))
+        items = 1 + self.w.dense_features + sum(self.w.table_lookups(t) for t in self.w.tables)
+        record = batch * items * RAW_RECORD_ITEM_BYTES
+        load_op = Host("data_loading", record / n)
+        h2d_op = Transfer("host", "hbm", record / n)
+        peer_op = Transfer("peer", "hbm", record * (n - 1) / n) if n > 1 else None
+        for r in range(self.world):
+            load = self.add(r, "data_loading", Stream.HOST, load_op, phase="input")
+            last = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
+            if peer_op is not None:
+                last = self.add(r, "d2d_next_batch", Stream.COPY, peer_op, [last], "input")
+            self.h2d[r] = last
 
     def _lookup_bytes_row(self, b: int) -> dict[int, float]:
         """owner -> index + length bytes of any sender's local samples for the owner's shards (the
@@ -583,6 +608,7 @@ def build_training_step(
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
+    bld.global_input = framework.global_batch_input(plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)

@@ -187,6 +187,11 @@ class Runtime(ABC):
         pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""
         return False
 
+    def global_batch_input(self, plan: Plan) -> bool:
+        """Whether every rank of ``plan`` gets the whole global batch's input, read once per node
+        and copied to its GPUs, rather than its own samples and an all-to-all of the indices."""
+        return False
+
     def atomic_embedding_update(self, plan: Plan, optimizer: str) -> bool:
         """Whether the framework's embedding backwards of ``plan`` add each lookup's gradient into
         its row with atomics (``Embedding.atomic``: no sort, no dedup) rather than sorting the
@@ -319,6 +324,17 @@ class Fused(Runtime):
         # data reader (HybridSparseEmbeddingParams.use_train_precompute_indices, as NVIDIA's MLPerf
         # DLRM configs run it); its other embeddings sort inside the step. An atomic backward
         # (``atomic_embedding_update``, SGD) has nothing to sort (``ir.sorts_ahead``).
+        return "routed_rows" in plan_features(plan)
+
+    def global_batch_input(self, plan: Plan) -> bool:
+        # HugeCTR's hybrid embedding works out on every GPU which samples of the global batch need
+        # its infrequent rows (InfrequentEmbeddingSelection::calculate_model_indices runs over
+        # batch_size x tables of hybrid_embedding::Data, the global batch), so its AsyncReader gives
+        # every GPU the whole batch: each node reads it (every node the same, a replica-uniform
+        # shuffle of its own copy of the data), uploads it to one of its GPUs and copies it from
+        # there to the others over NVLink ("Broadcast to the other GPUs",
+        # thread_async_reader.cpp); labels and dense values are then cut to the local batch
+        # (split_3_way). No index crosses the network.
         return "routed_rows" in plan_features(plan)
 
     def atomic_embedding_update(self, plan: Plan, optimizer: str) -> bool:

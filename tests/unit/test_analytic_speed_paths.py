@@ -961,7 +961,8 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
         assert [type(x) for x in op.send_bytes + op.recv_bytes] == [type(x) for x in send + recv]
         assert op.bytes == sum(send)
         seen[op.key] += 1
-    assert seen["input_dist"] == world
+    # HugeCTR's hybrid embedding hands every rank the whole batch: no index all-to-all.
+    assert seen["input_dist"] == (0 if plan_name == "hybrid_embedding" else world)
     # Every dense layer's op is what ``_layer_op`` makes afresh, one object shared by the ranks.
     layers = {layer.name: layer for layer in workload.dense_layers}
     precision = workload.training.precision
@@ -1273,6 +1274,9 @@ class _ReferenceBuilder(_Builder):
 
     def input_pipeline(self, batch: int) -> None:
         """Data loading, H2D copy and index all-to-all of the next batch (overlaps this step)."""
+        if self.global_input:  # the whole batch to every rank: the builder's own (no speed path)
+            self.global_batch_input(batch)
+            return
         b = self.local_batch(batch)
         by_rank = self._lookup_bytes_by_owner(b)
         ids = []
@@ -1464,6 +1468,7 @@ def reference_build_training_step(
     bld.presort = framework.presorts_indices(plan)
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
+    bld.global_input = framework.global_batch_input(plan)
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
