@@ -825,13 +825,19 @@ def replay_cmd(
         return
     table = _figures(f"replay ({result.mode})")
     for key, value in data.items():
-        if isinstance(value, float) and key.endswith("_s"):
-            table.add_row(key.replace("_", " "), format_quantity(value, Dimension.SECONDS))
-        elif key == "error" and value is not None:
-            table.add_row("error vs recorded", f"{value:+.1%}")
+        if key == "notes":
+            continue
+        if key.endswith("_s"):
+            label = key.removesuffix("_s").replace("_", " ")
+            shown = format_quantity(value, Dimension.SECONDS) if isinstance(value, float) else "n/a"
+            table.add_row(label, shown)
+        elif key == "error":
+            table.add_row("error vs recorded", f"{value:+.1%}" if value is not None else "n/a")
         else:
             table.add_row(key.replace("_", " "), str(value))
     Console().print(table)
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 @cli.command("validate")

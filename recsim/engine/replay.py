@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CostModel
 from recsim.errors import InfeasibleError, TraceError
-from recsim.graph.ir import Collective, Compute, ExecutionGraph, Node, is_uneven_all_to_all
+from recsim.graph.ir import (
+    Collective,
+    Compute,
+    ExecutionGraph,
+    Host,
+    Node,
+    Stream,
+    Transfer,
+    is_uneven_all_to_all,
+)
 from recsim.graph.schedule import asap_schedule
 from recsim.graph.summary import steps_by_rank
 from recsim.hardware.devices import Accelerator
@@ -41,6 +50,7 @@ class ReplayResult:
     recorded_step_s: float | None
     predicted_step_s: float
     predicted_total_s: float
+    notes: tuple[str, ...] = ()
 
     @property
     def error(self) -> float | None:
@@ -56,6 +66,7 @@ class ReplayResult:
             "predicted_step_s": self.predicted_step_s,
             "predicted_total_s": self.predicted_total_s,
             "error": self.error,
+            "notes": list(self.notes),
         }
 
 
@@ -101,9 +112,18 @@ def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, t
     """The re-estimated duration of one recorded node (see the module docstring)."""
     recorded = node.duration_s or 0.0
     op = node.op
+    if node.duration_s is None and not unmodelled(node):
+        # Nothing recorded (an execution trace without its Kineto trace): the cost model's own
+        # estimate, a GPU op's from the bytes and FLOPs of its recorded tensors.
+        if isinstance(op, Compute):
+            return compute_time_s(op, target)
+        if isinstance(op, Transfer):
+            return cost.transfer_s(op)
     if isinstance(op, Compute):
         if op.category == "gemm" and op.flops > 0 and gemm_kernels(op):
-            return compute_time_s(op, target)
+            # Kernel time only: a recorded kernel's duration is its own (CUPTI's), and the gap in
+            # front of it is the trace's (its launch, the host segments before it).
+            return compute_time_s(op, target, include_launch=False)
         if op.category in ("host", "cpu"):
             return recorded
         if node.stream.value in ("compute", "copy") and recorded > 0:
@@ -115,6 +135,20 @@ def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, t
             return cost.collective_s(op)
         return recorded
     return recorded
+
+
+def unmodelled(node: Node) -> bool:
+    """A node without a recorded duration that no cost model estimates from the trace: CPU work
+    (framework code) and an embedding lookup, whose recorded tensors (the whole table) do not say
+    which rows it read. It counts as no time."""
+    if node.duration_s is not None:
+        return False
+    op = node.op
+    if isinstance(op, Host):
+        return True
+    return isinstance(op, Compute) and (
+        op.category in ("host", "cpu", "embedding") or node.stream is Stream.HOST
+    )
 
 
 def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accelerator) -> ReplayResult:
@@ -132,4 +166,14 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
     total = _span(graph, durations)
-    return ReplayResult("re-estimate", steps, recorded, total / steps, total)
+    missing = sum(1 for n in nodes if unmodelled(n))
+    notes = (
+        (
+            f"{missing} of {len(nodes)} operations have no recorded duration and no cost model (CPU "
+            "work, embedding lookups) and count as no time: give the Kineto traces with the "
+            "execution traces for them",
+        )
+        if missing
+        else ()
+    )
+    return ReplayResult("re-estimate", steps, recorded, total / steps, total, notes)

@@ -473,6 +473,81 @@ def test_kineto_sync_records_name_the_waits_exactly(tmp_path: Path) -> None:
     assert nodes["E_kernel"].id in after_sync.deps
 
 
+def test_uneven_all_to_all_members_take_the_last_arrival(tmp_path: Path) -> None:
+    # Rank 0 sends 3 MB to rank 1 and 1 MB to itself; rank 1 sends 1 MB to rank 0 and 1 MB to
+    # itself: the totals differ, the splits agree. Rank 0 arrived 600 us early.
+    def rank(r: int, start: float, dur: float, sends: list[int], recvs: list[int]) -> Path:
+        args = {
+            "correlation": 1,
+            "stream": 21,
+            "Collective name": "all_to_allv",
+            "In msg nelems": sum(sends),
+            "Out msg nelems": sum(recvs),
+            "Group size": 2,
+            "dtype": "Byte",
+            "In split size": sends,
+            "Out split size": recvs,
+        }
+        events = [
+            xev("cuda_runtime", "cudaLaunchKernel", 1, start - 5, 2, {"correlation": 1}),
+            xev("kernel", "ncclKernel_SendRecv_RING_SIMPLE_Sum_int8_t", 0, start, dur, args),
+        ]
+        info = {"rank": r, "world_size": 2}
+        return write_json(tmp_path / f"a{r}.json", {"traceEvents": events, "distributedInfo": info})
+
+    mb = 1_000_000
+    graph = KinetoReader().read(
+        [rank(0, 5, 900, [mb, 3 * mb], [mb, mb]), rank(1, 605, 300, [mb, mb], [3 * mb, mb])]
+    )
+    assert sorted(round(n.duration_s * 1e6) for n in graph if isinstance(n.op, Collective)) == [300, 300]
+    assert "notes" not in graph.metadata or not any("disagree" in x for x in graph.metadata["notes"])
+    # Splits that do not agree (rank 1 says it got 2 MB from rank 0): kept as recorded, with a note.
+    odd = KinetoReader().read(
+        [rank(0, 5, 900, [mb, 3 * mb], [mb, mb]), rank(1, 605, 300, [mb, mb], [2 * mb, mb])]
+    )
+    assert sorted(round(n.duration_s * 1e6) for n in odd if isinstance(n.op, Collective)) == [300, 900]
+    assert any("disagree" in note for note in odd.metadata["notes"])
+
+
+def test_kineto_identifiers_must_be_numbers_or_strings(tmp_path: Path) -> None:
+    events = [xev("kernel", "k", 0, 0, 5, {"correlation": [1, 2], "stream": 7}, tid=7)]
+    path = write_json(tmp_path / "ids.json", {"traceEvents": events})
+    with pytest.raises(TraceError, match=r"ids.json: traceEvents\[0\] \('k'\): args.correlation is not"):
+        KinetoReader().read([path])
+
+
+def test_unresolved_sync_record_leaves_the_call_to_the_timing(tmp_path: Path) -> None:
+    # A Stream Sync record whose call is not in the trace: the cudaStreamSynchronize [10, 110] is
+    # judged by the timing (it waited for the kernel [5, 100]), not counted as CPU time.
+    events = [
+        xev("cpu_op", "aten::mm", 1, 0, 120),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 1, 2, {"correlation": 1}),
+        xev("kernel", "ampere_sgemm_64x64_nn", 0, 5, 95, {"correlation": 1, "stream": 7}, tid=7),
+        xev("cuda_runtime", "cudaStreamSynchronize", 1, 10, 100, {"correlation": 2}),
+        xev(
+            "cuda_sync",
+            "Stream Sync",
+            0,
+            10,
+            100,
+            {"cuda_sync_kind": "Stream Sync", "stream": 7, "correlation": 99},
+        ),
+    ]
+    graph = KinetoReader().read([write_json(tmp_path / "s.json", {"traceEvents": events})])
+    assert _spans(graph, Stream.HOST) == [(0, 3), (3, 7), (100, 20)]
+
+
+def test_reestimate_of_an_execution_trace_alone_costs_what_it_can_and_says_what_not() -> None:
+    from recsim.api import replay
+
+    # The ET records tensors, not times: its GPU ops are costed from their bytes and FLOPs, its
+    # CPU work and embedding lookups have no model and a note says so.
+    result = replay([PARAM_ET[0]], keep=False, system="dgx-1-v100")
+    assert result.predicted_step_s > 0.5e-3
+    assert len(result.notes) == 1 and "no recorded duration and no cost model" in result.notes[0]
+    assert replay(PARAM_KINETO, keep=False, system="dgx-1-v100").notes == ()
+
+
 def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path) -> None:
     # Rank 0 enters the all-reduce at 0 and waits for rank 1 (enters at 70): 100 us against 30 us.
     def rank(r: int, start: float, dur: float) -> Path:

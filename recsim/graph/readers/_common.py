@@ -433,7 +433,15 @@ class PendingGraph:
         wait the ET join could not place after its op; keeping it could make a cycle. Stream order
         is added per (rank, queue).
         """
-        recorded = _last_arrivals(self.nodes)
+        recorded, odd = _last_arrivals(self.nodes)
+        if odd:
+            shown = ", ".join(repr(k) for k in odd[:3]) + (
+                f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+            )
+            metadata.setdefault("notes", []).append(
+                f"collectives {shown}: the ranks' parts disagree (size or splits), so their recorded "
+                "durations, waits for the other ranks included, are kept"
+            )
         ids: dict[Hashable, int] = {}
         last_in_queue: dict[tuple[int, Hashable], int] = {}
         nodes: list[Node] = []
@@ -466,7 +474,28 @@ class PendingGraph:
         return ExecutionGraph(ranks, nodes, metadata)
 
 
-def _last_arrivals(nodes: Sequence[Pending]) -> dict[int, float]:
+def _one_collective(head: Collective, parts: Sequence[tuple[int, Op]]) -> bool:
+    """Whether ``parts`` ((rank, op) of every member, ``head`` among them) are parts of one
+    collective: the same kind and group, and the same size, or for an all-to-all with splits,
+    splits that agree (what a member sends another is what the other receives from it: the
+    members' totals may differ)."""
+    ops: dict[int, Collective] = {}
+    for rank, o in parts:
+        if not isinstance(o, Collective) or (o.op, o.group) != (head.op, head.group):
+            return False
+        ops[rank] = o
+    if head.op is not CollectiveOp.ALL_TO_ALL or any(o.send_bytes is None for o in ops.values()):
+        return all(o.bytes == head.bytes for o in ops.values())
+    where = {rank: i for i, rank in enumerate(head.group)}
+    for i, a in ops.items():
+        for j, b in ops.items():
+            sent, got = a.send_bytes, b.recv_bytes
+            if sent is None or got is None or not math.isclose(sent[where[j]], got[where[i]], rel_tol=1e-6):
+                return False
+    return True
+
+
+def _last_arrivals(nodes: Sequence[Pending]) -> tuple[dict[int, float], list[Hashable]]:
     """Position -> duration for the members of the collectives recorded on every rank of their group:
     the shortest member's recorded duration.
 
@@ -487,20 +516,18 @@ def _last_arrivals(nodes: Sequence[Pending]) -> dict[int, float]:
         if isinstance(p.op, Collective) and p.duration_s is not None:
             members[p.op.key].append(index)
     out: dict[int, float] = {}
-    for positions in members.values():
+    odd: list[Hashable] = []
+    for key, positions in members.items():
         head = nodes[positions[0]].op
         assert isinstance(head, Collective)
         if sorted(nodes[i].rank for i in positions) != sorted(head.group):
             continue
-        ops = [nodes[i].op for i in positions]
-        if any(
-            not isinstance(o, Collective) or (o.op, o.group, o.bytes) != (head.op, head.group, head.bytes)
-            for o in ops
-        ):
-            continue  # the members disagree (windows that start at different collectives): not one
+        if not _one_collective(head, [(nodes[i].rank, nodes[i].op) for i in positions]):
+            odd.append(key)  # the members disagree (windows that start at different collectives)
+            continue
         shortest = min(nodes[i].duration_s or 0.0 for i in positions)
         out.update((i, shortest) for i in positions)
-    return out
+    return out, odd
 
 
 class LaneMap:

@@ -109,6 +109,15 @@ _GPU_CATS = {
 }
 _FLOW_CATS = {"ac2g", "async_cpu_to_gpu"}
 _SYNC_CAT = "cuda_sync"  # CUPTI synchronisation records (``recsim.graph.readers.waits``)
+# The arguments that identify things (streams, calls, events): numbers or strings, keys of maps.
+_ID_ARGS = (
+    "correlation",
+    "stream",
+    "External id",
+    "wait_on_stream",
+    "wait_on_cuda_event_record_corr_id",
+    "Record function id",
+)
 _KNOWN_CATS = frozenset(_HOST_CATS) | frozenset(_GPU_CATS) | _FLOW_CATS | {_SYNC_CAT}
 _EPS_US = 1e-3  # one nanosecond: timestamps are microseconds with at most ns precision
 
@@ -216,6 +225,16 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         args = raw.get("args")
         if not isinstance(args, dict):
             args = {}
+        for where, value in (
+            ("pid", raw.get("pid")),
+            ("tid", raw.get("tid")),
+            *((f"args.{k}", args.get(k)) for k in _ID_ARGS if k in args),
+        ):
+            if value is not None and not isinstance(value, (int, float, str)):
+                raise TraceError(
+                    f"{path}: traceEvents[{index}] ({raw.get('name')!r}): {where} is not a number or "
+                    f"a string: {value!r}"
+                )
         event = KEvent(
             str(raw.get("name", "")), cat, raw.get("pid"), raw.get("tid"), float(ts), float(dur), args
         )

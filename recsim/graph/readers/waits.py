@@ -71,11 +71,19 @@ def _may_block(event: KEvent) -> bool:
 class SyncWaits:
     """The waits a trace's sync records name: id(runtime call) -> the GPU event the CPU waited for,
     id(GPU event) -> the events of other streams it waited for; ``calls``: id of every runtime call
-    a record covers (waited or not)."""
+    a record resolves (waited or not); how many stream-wait records resolve and how many do not
+    (an unknown kind, or a call or event record the trace lacks)."""
 
     host: dict[int, KEvent] = field(default_factory=dict)
     gpu: dict[int, list[KEvent]] = field(default_factory=dict)
     calls: set[int] = field(default_factory=set)
+    stream_waits: int = 0
+    unresolved: int = 0
+
+    @property
+    def complete_stream_waits(self) -> bool:
+        """Whether the records name every stream wait: some resolve, and none fails to."""
+        return self.stream_waits > 0 and self.unresolved == 0
 
 
 def sync_waits(trace: KinetoTrace) -> SyncWaits:
@@ -98,12 +106,12 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
         i = bisect.bisect_left(queue, t, key=lambda item: item[0]) - 1
         return queue[i][1] if i >= 0 else None
 
-    def recorded(sync: KEvent) -> KEvent | None:
+    def record_of(sync: KEvent) -> KEvent | None:
+        return trace.calls.get(sync.args.get("wait_on_cuda_event_record_corr_id"))
+
+    def recorded(sync: KEvent, record: KEvent) -> KEvent | None:
         """The work the waited-on event stands for: the last launched on its stream before it was
         recorded (on the recording thread, when the record does not name the stream)."""
-        record = trace.calls.get(sync.args.get("wait_on_cuda_event_record_corr_id"))
-        if record is None:
-            return None
         stream = sync.args.get("wait_on_stream")
         if isinstance(stream, int) and stream >= 0:
             return last_before(launched.get((sync.pid, stream), []), record.ts)
@@ -112,20 +120,27 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
     for sync in trace.syncs:
         kind = str(sync.args.get("cuda_sync_kind") or sync.name)
         call = trace.calls.get(sync.args.get("correlation"))
-        if call is None:
-            continue
-        out.calls.add(id(call))
         waited: KEvent | None
         if kind == "Stream Wait Event":
-            producer = recorded(sync)
+            record = record_of(sync)
+            if call is None or record is None:
+                out.unresolved += 1
+                continue
+            out.stream_waits += 1
+            producer = recorded(sync, record)
             stream = (sync.pid, sync.args.get("stream"))
             queue = launched.get(stream, [])
             i = bisect.bisect_right(queue, call.ts, key=lambda item: item[0])
             if producer is not None and i < len(queue) and queue[i][1] is not producer:
                 out.gpu.setdefault(id(queue[i][1]), []).append(producer)
             continue
+        if call is None:
+            continue  # the timing rule judges the call, if the trace has it
         if kind == "Event Sync":
-            waited = recorded(sync)
+            record = record_of(sync)
+            if record is None:
+                continue
+            waited = recorded(sync, record)
         elif kind == "Stream Sync":
             waited = last_before(launched.get((sync.pid, sync.args.get("stream")), []), call.ts)
         elif kind in ("Context Sync", "Device Sync"):
@@ -135,6 +150,7 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
             waited = max((e for e in lasts if e is not None), key=lambda e: e.end, default=None)
         else:
             continue
+        out.calls.add(id(call))
         if waited is not None and waited.end > call.ts:
             out.host[id(call)] = waited
     return out
@@ -187,17 +203,18 @@ def gpu_waits(
     The sync records' stream waits (``exact``, ``sync_waits``), and what the timing shows. A GPU
     event stalled if it started more than ``_STREAM_WAIT_US`` after it could have (its launch
     issued, the work before it on its stream and the events the records say it waited for done).
-    Without sync records, it waited for the event on another stream that ended last before it
-    started, if that one ended after it could have started and within ``_STREAM_WAIT_US`` of its
-    start (a ``cudaStreamWaitEvent`` the trace does not name). Else, records or not, it waited for
-    an event of another stream running when it started and ending within ``_TAIL_US`` after,
-    whose thread blocks held the GPU (this makes it start up to ``_TAIL_US`` late in a replay). A
-    stall neither explains is left out: replayed, the event starts when it could have.
+    Unless the records name every stream wait, it waited for the event on another stream that
+    ended last before it started, if that one ended after it could have started and within
+    ``_STREAM_WAIT_US`` of its start (a ``cudaStreamWaitEvent`` the trace does not name). Else,
+    records or not, it waited for an event of another stream running when it started and ending
+    within ``_TAIL_US`` after, whose thread blocks held the GPU (this makes it start up to
+    ``_TAIL_US`` late in a replay). A stall neither explains is left out: replayed, the event starts
+    when it could have.
     ``host`` (``host_waits``): a launch that blocked until its own copy was done issued it when
     it was called.
     """
     exact = exact if exact is not None else sync_waits(trace)
-    recorded = bool(trace.syncs)
+    recorded = exact.complete_stream_waits
     by_end = sorted(trace.gpu, key=lambda e: e.end)
     end_times = [e.end for e in by_end]
     last_end: dict[Any, float] = {}
