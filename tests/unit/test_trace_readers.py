@@ -501,12 +501,10 @@ def test_uneven_all_to_all_members_take_the_last_arrival(tmp_path: Path) -> None
     )
     assert sorted(round(n.duration_s * 1e6) for n in graph if isinstance(n.op, Collective)) == [300, 300]
     assert "notes" not in graph.metadata or not any("disagree" in x for x in graph.metadata["notes"])
-    # Splits that do not agree (rank 1 says it got 2 MB from rank 0): kept as recorded, with a note.
-    odd = KinetoReader().read(
-        [rank(0, 5, 900, [mb, 3 * mb], [mb, mb]), rank(1, 605, 300, [mb, mb], [2 * mb, mb])]
-    )
-    assert sorted(round(n.duration_s * 1e6) for n in odd if isinstance(n.op, Collective)) == [300, 900]
-    assert any("disagree" in note for note in odd.metadata["notes"])
+    # Splits that do not agree (rank 1 says it got 2 MB from rank 0) are no trace to replay.
+    odd = read_trace([rank(0, 5, 900, [mb, 3 * mb], [mb, mb]), rank(1, 605, 300, [mb, mb], [2 * mb, mb])])
+    with pytest.raises(TraceError, match="expects"):
+        odd.validate()
 
 
 def test_kineto_identifiers_must_be_numbers_or_strings(tmp_path: Path) -> None:
@@ -548,6 +546,74 @@ def test_reestimate_of_an_execution_trace_alone_costs_what_it_can_and_says_what_
     assert replay(PARAM_KINETO, keep=False, system="dgx-1-v100").notes == ()
 
 
+def _host(events: list[dict], tmp_path: Path, holes: dict | None = None) -> list:
+    from recsim.graph.readers.kineto import host_segments, parse_kineto
+    from recsim.graph.readers.waits import host_waits
+
+    path = write_json(tmp_path / "h.json", {"traceEvents": events})
+    trace = parse_kineto(path, raw(path))
+    return host_segments(trace, holes, host_waits(trace))
+
+
+def test_a_thread_blocked_on_the_gpu_is_not_at_work_for_another_threads_gap(tmp_path: Path) -> None:
+    # The main thread's Python [20, 1500] inside its step annotation, while thread 2 sits in a
+    # cudaStreamSynchronize [30, 1405] on a kernel [15, 1400]: thread 2 waited, it did not work,
+    # so the gap is the main thread's own work.
+    events = [
+        xev("user_annotation", "ProfilerStep#1", 1, 0, 2000),
+        xev("cpu_op", "aten::mm", 1, 0, 20),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 5, 5, {"correlation": 1}),
+        xev("cpu_op", "aten::add", 1, 1500, 20),
+        xev("cuda_runtime", "cudaStreamSynchronize", 1, 30, 1375, {"correlation": 2}, tid=2),
+        xev("kernel", "k", 0, 15, 1385, {"stream": 7, "correlation": 1}, tid=7),
+    ]
+    main = _host(events, tmp_path)[0]
+    assert math.fsum(seg.end - seg.start for seg in main.segments) == pytest.approx(2000)
+
+
+def test_a_block_that_opens_with_a_cpu_only_op_carries_what_woke_it(tmp_path: Path) -> None:
+    # The main thread waits in "## backward ##" [0, 1000] while the autograd thread works [20, 920],
+    # then resumes with a CPU-only op [1000, 1100] (a hole: the ET join's own node). A segment of
+    # no length at 1000 carries the wake, so the op after it waits for the backward too.
+    events = [
+        xev("user_annotation", "## backward ##", 1, 0, 1000),
+        xev("cpu_op", "autograd::engine::evaluate_function", 1, 0, 10),
+        xev("cpu_op", "AddmmBackward0", 1, 20, 900, tid=2),
+        xev("cpu_op", "aten::zero_", 1, 1000, 100),
+        xev("cpu_op", "aten::mul", 1, 1100, 20),
+    ]
+    main, autograd = _host(events, tmp_path, {(1, 1): [(1000.0, 1100.0)]})
+    (i,) = main.after
+    assert (main.segments[i].start, main.segments[i].end) == (1000.0, 1000.0)
+    assert main.after[i] == [(autograd.thread, 0)]
+
+
+def test_an_event_sync_record_without_the_events_stream_is_left_to_the_timing(tmp_path: Path) -> None:
+    from recsim.graph.readers.kineto import parse_kineto
+    from recsim.graph.readers.waits import host_waits
+
+    # k1 [10, 530] on stream 7, k2 [12, 17] on stream 20, an event recorded after both, and a
+    # cudaEventSynchronize [40, 535]: a record naming stream 7 says k1; one naming none (-1) says
+    # too little, and the timing finds k1 too.
+    def events(stream: int) -> list[dict]:
+        sync = {"cuda_sync_kind": "Event Sync", "stream": -1, "correlation": 4}
+        sync |= {"wait_on_stream": stream, "wait_on_cuda_event_record_corr_id": 3}
+        return [
+            xev("cuda_runtime", "cudaLaunchKernel", 1, 1, 2, {"correlation": 1}),
+            xev("kernel", "k1", 0, 10, 520, {"stream": 7, "correlation": 1}, tid=7),
+            xev("cuda_runtime", "cudaLaunchKernel", 1, 4, 2, {"correlation": 2}),
+            xev("kernel", "k2", 0, 12, 5, {"stream": 20, "correlation": 2}, tid=20),
+            xev("cuda_runtime", "cudaEventRecord", 1, 7, 1, {"correlation": 3}),
+            xev("cuda_runtime", "cudaEventSynchronize", 1, 40, 495, {"correlation": 4}),
+            xev("cuda_sync", "Event Sync", 0, 40, 495, sync, tid=-1),
+        ]
+
+    for stream in (7, -1):
+        path = write_json(tmp_path / f"e{stream}.json", {"traceEvents": events(stream)})
+        trace = parse_kineto(path, raw(path))
+        assert [e.name for e in host_waits(trace).values()] == ["k1"]
+
+
 def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path) -> None:
     # Rank 0 enters the all-reduce at 0 and waits for rank 1 (enters at 70): 100 us against 30 us.
     def rank(r: int, start: float, dur: float) -> Path:
@@ -580,8 +646,10 @@ def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path)
     other["traceEvents"][1]["args"]["In msg nelems"] = 2048
     other["traceEvents"][1]["args"]["Out msg nelems"] = 2048
     odd = write_json(tmp_path / "r1b.json", other)
-    mixed = KinetoReader().read([rank(0, 5, 100), odd])
+    mixed = read_trace([rank(0, 5, 100), odd])
+    mixed.validate()  # a size that differs is no invalid graph: the note is what says so
     assert sorted(round(n.duration_s * 1e6) for n in mixed if isinstance(n.op, Collective)) == [30, 100]
+    assert any("disagree" in note for note in mixed.metadata["notes"])
     # One rank alone: the other's arrival is not in the trace, so the recorded time stays.
     alone = KinetoReader().read([rank(0, 5, 100)])
     assert [round(n.duration_s * 1e6) for n in alone if isinstance(n.op, Collective)] == [100]

@@ -439,7 +439,7 @@ class PendingGraph:
                 f" and {len(odd) - 3} more" if len(odd) > 3 else ""
             )
             metadata.setdefault("notes", []).append(
-                f"collectives {shown}: the ranks' parts disagree (size or splits), so their recorded "
+                f"collectives {shown}: the ranks' parts disagree (size), so their recorded "
                 "durations, waits for the other ranks included, are kept"
             )
         ids: dict[Hashable, int] = {}
@@ -508,8 +508,9 @@ def _last_arrivals(nodes: Sequence[Pending]) -> tuple[dict[int, float], list[Has
     included: the trace does not show when the missing member arrived. (A partial trace is known
     as such from the group its collectives name, or the world size its files declare: two files of
     an eight-rank job that record neither read as a two-rank job.) So do the members of a key
-    that disagree on the collective (kind, group or bytes): the ranks' windows began at different
-    collectives, so the key does not name one collective.
+    that disagree on the collective's size, with a note: the ranks' windows may have begun at
+    different collectives. (Members that disagree on its kind, group or all-to-all splits fail the
+    graph's validation, ``ExecutionGraph.validate``.)
     """
     members: dict[Hashable, list[int]] = defaultdict(list)
     for index, p in enumerate(nodes):

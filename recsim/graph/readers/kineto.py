@@ -587,11 +587,18 @@ def host_segments(
     traced = {
         thread: _blocks([e for e in events if e.cat != "user_annotation"]) for thread, events in threads
     }
+    # What each thread is seen doing in the traced calls, less its waits on the GPU (a thread
+    # blocked in a synchronisation is not at work for the others' annotated gaps' sake).
+    gaps = {thread: _wait_gaps(events, waits) for thread, events in threads}
+    working = {
+        thread: [(p.start, p.end) for p in _minus(bl, gaps[thread])] if gaps[thread] else bl
+        for thread, bl in traced.items()
+    }
     blocks = {
         thread: _fill(
             traced[thread],
             _blocks([e for e in events if e.cat == "user_annotation"], 0.0),
-            [b for other, bl in traced.items() if other != thread for b in bl],
+            [b for other, bl in working.items() if other != thread for b in bl],
         )
         for thread, events in threads
     }
@@ -604,13 +611,19 @@ def host_segments(
                     cuts[other].append(start)
     out: list[ThreadSegments] = []
     for thread, events in threads:
-        gaps = [(a, b, None) for a, b in (holes or {}).get(thread, ())]
-        for call in events:
-            gpu = waits.get(id(call))
-            if gpu is not None:
-                gaps.append((call.ts, min(max(gpu.end, call.ts), call.end), gpu))
+        left_out = [(a, b, None) for a, b in (holes or {}).get(thread, ())] + gaps[thread]
         launches = [e for e in events if id(e) in launching]
-        segs = _segments(events, blocks[thread], launches, gaps, waits, sorted(set(cuts[thread])))
+        segs = _segments(events, blocks[thread], launches, left_out, waits, sorted(set(cuts[thread])))
+        # A block that opens with time left out (a CPU-only op of the ET join, a wait) gets a
+        # segment of no length at its start, to carry what woke the thread: the op after it then
+        # waits for that too.
+        starts = [seg.start for seg in segs]
+        event_starts = [e.ts for e in events]
+        for t, _ in reversed(blocks[thread]):
+            i = bisect.bisect_left(starts, t - _EPS_US)
+            if i == len(segs) or segs[i].start > t + _EPS_US:
+                segs.insert(i, Segment(t, t, _innermost_name(events, event_starts, t), None))
+                starts.insert(i, t)
         out.append(ThreadSegments(thread, segs, {}))
     ends = {ts.thread: [seg.end for seg in ts.segments] for ts in out}
     for ts in out:
@@ -623,6 +636,17 @@ def host_segments(
                 j = bisect.bisect_right(other_ends, t + _EPS_US) - 1
                 if other != ts.thread and j >= 0:
                     ts.after.setdefault(i, []).append((other, j))
+    return out
+
+
+def _wait_gaps(events: list[KEvent], waits: Mapping[int, KEvent]) -> list[tuple[float, float, KEvent | None]]:
+    """The time each of a thread's blocking calls spent waiting on the GPU (``host_waits``), with
+    the GPU event it waited for."""
+    out: list[tuple[float, float, KEvent | None]] = []
+    for call in events:
+        gpu = waits.get(id(call))
+        if gpu is not None:
+            out.append((call.ts, min(max(gpu.end, call.ts), call.end), gpu))
     return out
 
 

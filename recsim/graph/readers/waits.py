@@ -93,13 +93,11 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
         return out
     # Per (device, stream): the GPU work in launch order, with the launch times.
     launched: dict[tuple[Any, Any], list[tuple[float, KEvent]]] = defaultdict(list)
-    by_thread: dict[tuple[Any, Any], list[tuple[float, KEvent]]] = defaultdict(list)
     for event in trace.gpu:
         runtime = trace.launch.get(id(event))
         if runtime is not None:
             launched[(event.pid, event.args.get("stream"))].append((runtime.ts, event))
-            by_thread[(runtime.pid, runtime.tid)].append((runtime.ts, event))
-    for queue in (*launched.values(), *by_thread.values()):
+    for queue in launched.values():
         queue.sort(key=lambda item: item[0])
 
     def last_before(queue: list[tuple[float, KEvent]], t: float) -> KEvent | None:
@@ -111,11 +109,14 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
 
     def recorded(sync: KEvent, record: KEvent) -> KEvent | None:
         """The work the waited-on event stands for: the last launched on its stream before it was
-        recorded (on the recording thread, when the record does not name the stream)."""
+        recorded."""
+        return last_before(launched.get((sync.pid, sync.args.get("wait_on_stream")), []), record.ts)
+
+    def names_its_stream(sync: KEvent) -> bool:
+        # A record without the event's stream (-1) says too little: HolisticTraceAnalysis's
+        # critical path skips such records too. The timing rules judge the wait instead.
         stream = sync.args.get("wait_on_stream")
-        if isinstance(stream, int) and stream >= 0:
-            return last_before(launched.get((sync.pid, stream), []), record.ts)
-        return last_before(by_thread.get((record.pid, record.tid), []), record.ts)
+        return isinstance(stream, int) and not isinstance(stream, bool) and stream >= 0
 
     for sync in trace.syncs:
         kind = str(sync.args.get("cuda_sync_kind") or sync.name)
@@ -123,7 +124,7 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
         waited: KEvent | None
         if kind == "Stream Wait Event":
             record = record_of(sync)
-            if call is None or record is None:
+            if call is None or record is None or not names_its_stream(sync):
                 out.unresolved += 1
                 continue
             out.stream_waits += 1
@@ -138,7 +139,7 @@ def sync_waits(trace: KinetoTrace) -> SyncWaits:
             continue  # the timing rule judges the call, if the trace has it
         if kind == "Event Sync":
             record = record_of(sync)
-            if record is None:
+            if record is None or not names_its_stream(sync):
                 continue
             waited = recorded(sync, record)
         elif kind == "Stream Sync":
