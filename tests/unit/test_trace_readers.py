@@ -514,6 +514,14 @@ def test_kineto_identifiers_must_be_numbers_or_strings(tmp_path: Path) -> None:
         KinetoReader().read([path])
 
 
+def test_kineto_event_without_dur_is_taken_as_zero_and_said_so(tmp_path: Path) -> None:
+    event = xev("kernel", "k", 0, 0, 5, {"stream": 7}, tid=7)
+    del event["dur"]
+    graph = KinetoReader().read([write_json(tmp_path / "nodur.json", {"traceEvents": [event]})])
+    assert [n.duration_s for n in graph] == [0.0]
+    assert graph.metadata["notes"][-1] == "rank 0: 1 complete ('X') events without a 'dur', taken as 0 long"
+
+
 def test_unresolved_sync_record_leaves_the_call_to_the_timing(tmp_path: Path) -> None:
     # A Stream Sync record whose call is not in the trace: the cudaStreamSynchronize [10, 110] is
     # judged by the timing (it waited for the kernel [5, 100]), not counted as CPU time.

@@ -191,6 +191,7 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
     threads: dict[tuple[Any, Any], list[KEvent]] = defaultdict(list)
     gpu: list[KEvent] = []
     syncs: list[KEvent] = []
+    no_dur = 0
     runtime_by_corr: dict[Any, KEvent] = {}
     flow_events: list[dict[str, Any]] = []
     origin = math.inf
@@ -212,6 +213,8 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         ts = raw.get("ts")
         if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):
             raise TraceError(f"{path}: traceEvents[{index}] ({raw.get('name')!r}) has no numeric 'ts'")
+        if "dur" not in raw and cat != _SYNC_CAT:
+            no_dur += 1  # a complete event without its length: taken as 0, and said so
         dur = raw.get("dur", 0.0)
         if (
             not isinstance(dur, (int, float))
@@ -291,6 +294,8 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
     )
     if missing:
         trace.notes.append(f"{missing} GPU events without a recorded launch (no correlation or flow)")
+    if no_dur:
+        trace.notes.append(f"{no_dur} complete ('X') events without a 'dur', taken as 0 long")
     return trace
 
 
