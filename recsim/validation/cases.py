@@ -96,38 +96,28 @@ def _tbe_error() -> float:
     return median_abs_error(test, acc, cal)  # type: ignore[arg-type]
 
 
-def _replay_error(mode: str) -> float:
+def _replay_error(paths: Sequence[Path], system: str, mode: str) -> float:
+    """|error| of the replay of ``paths`` against their mean recorded step: with the recorded
+    durations (``mode`` keep) or re-estimated on ``system``, whose GPU the trace ran on."""
     from recsim.api import load_system, read_trace
     from recsim.engine.replay import replay_keep, replay_reestimate
 
-    graph = read_trace([DATA / "traces" / "recsys_a100_8rank_rank3_control.json.gz"])
+    graph = read_trace(paths)
     if mode == "keep":
         result = replay_keep(graph)
     else:
-        p4d = load_system("p4d-24xlarge")
-        assert p4d.accelerator is not None
-        result = replay_reestimate(graph, p4d, p4d.accelerator)
+        target = load_system(system)
+        assert target.accelerator is not None
+        result = replay_reestimate(graph, target, target.accelerator)
     assert result.error is not None
     return abs(result.error)
 
 
-def _param_replay_error(mode: str) -> float:
-    """The 8-rank PARAM DLRM step (V100), its execution traces joined with its Kineto traces,
-    against the ranks' mean recorded ProfilerStep (16.0 ms; the ranks began it up to 7.5 ms apart,
-    outside the trace, so a replay that starts them together comes out below it)."""
-    from recsim.api import load_system, read_trace
-    from recsim.engine.replay import replay_keep, replay_reestimate
-
-    traces = DATA / "traces"
-    graph = read_trace([traces / "param_dlrm_et", traces / "param_dlrm_kineto"])
-    if mode == "keep":
-        result = replay_keep(graph)
-    else:
-        dgx1 = load_system("dgx-1-v100")
-        assert dgx1.accelerator is not None
-        result = replay_reestimate(graph, dgx1, dgx1.accelerator)
-    assert result.error is not None
-    return abs(result.error)
+RECSYS_TRACE = [DATA / "traces" / "recsys_a100_8rank_rank3_control.json.gz"]
+# The 8-rank PARAM DLRM step (V100), its execution traces joined with its Kineto traces. Against
+# the ranks' mean recorded ProfilerStep (16.0 ms): they began it up to 7.5 ms apart, outside the
+# trace, so a replay that starts them together comes out below it.
+PARAM_TRACES = [DATA / "traces" / "param_dlrm_et", DATA / "traces" / "param_dlrm_kineto"]
 
 
 # -------------------------------------------------------------------------------------- end to end
@@ -280,7 +270,7 @@ def _cases() -> list[Case]:
             "|err| step",
             0.0,
             0.05,
-            lambda: _replay_error("keep"),
+            lambda: _replay_error(RECSYS_TRACE, "p4d-24xlarge", "keep"),
             True,
         ),
         Case(
@@ -290,7 +280,7 @@ def _cases() -> list[Case]:
             "|err| step",
             0.0,
             0.20,
-            lambda: _replay_error("re-estimate"),
+            lambda: _replay_error(RECSYS_TRACE, "p4d-24xlarge", "re-estimate"),
             True,
         ),
         Case(
@@ -300,7 +290,7 @@ def _cases() -> list[Case]:
             "|err| step",
             0.0,
             0.20,
-            lambda: _param_replay_error("keep"),
+            lambda: _replay_error(PARAM_TRACES, "dgx-1-v100", "keep"),
             True,
         ),
         Case(
@@ -310,7 +300,7 @@ def _cases() -> list[Case]:
             "|err| step",
             0.0,
             0.20,
-            lambda: _param_replay_error("re-estimate"),
+            lambda: _replay_error(PARAM_TRACES, "dgx-1-v100", "re-estimate"),
             True,
         ),
     ]

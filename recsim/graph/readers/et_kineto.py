@@ -55,6 +55,7 @@ from recsim.graph.readers.kineto import (
     host_segments,
     is_kineto_document,
     parse_kineto,
+    segment_pending,
     steps_metadata,
     trace_device,
 )
@@ -257,27 +258,12 @@ class _HostTime:
                 extra += 1
             waiting = queues.setdefault(thread, [])
             for index, seg in enumerate(segments):
-                key = ("host", rank, thread, index)
-                # The GPU op it waited for (if its kernel was attributed to one), and the other
-                # threads' segments that woke it.
-                deps: list[Hashable] = [owner[id(seg.wait)]] if id(seg.wait) in owner else []
-                deps += [("host", rank, other, j) for other, j in timeline.after.get(index, ())]
-                waiting.append(
-                    Pending(
-                        key=key,
-                        rank=rank,
-                        name=seg.name,
-                        stream=Stream.HOST,
-                        op=Host(op=seg.name),
-                        deps=deps,
-                        lane=lane,
-                        queue=queue,
-                        duration_s=(seg.end - seg.start) * 1e-6,
-                        start_s=(seg.start - origin) * 1e-6,
-                    )
-                )
+                # The GPU op it waited for, if its kernel was attributed to one.
+                waited = owner.get(id(seg.wait)) if seg.wait is not None else None
+                node = segment_pending(rank, timeline, index, origin, lane, queue, waited)
+                waiting.append(node)
                 if seg.launch is not None:
-                    keys[id(seg.launch)] = key
+                    keys[id(seg.launch)] = node.key
         self._queues[rank] = queues
         self._next[rank] = dict.fromkeys(queues, 0)
         self._emitted[rank] = set()

@@ -655,6 +655,35 @@ def _wait_gaps(events: list[KEvent], waits: Mapping[int, KEvent]) -> list[tuple[
     return out
 
 
+def segment_pending(
+    rank: int,
+    timeline: ThreadSegments,
+    index: int,
+    origin_us: float,
+    lane: int,
+    queue: Hashable,
+    waited: Hashable | None,
+) -> Pending:
+    """The host node of segment ``index`` of ``timeline`` (key ``("host", rank, thread, index)``),
+    depending on ``waited`` (the node of the GPU event it waited for, if any) and on the other
+    threads' segments that woke it."""
+    seg = timeline.segments[index]
+    deps: list[Hashable] = [waited] if waited is not None else []
+    deps += [("host", rank, other, j) for other, j in timeline.after.get(index, ())]
+    return Pending(
+        key=("host", rank, timeline.thread, index),
+        rank=rank,
+        name=seg.name,
+        stream=Stream.HOST,
+        op=Host(op=seg.name),
+        deps=deps,
+        lane=lane,
+        queue=queue,
+        duration_s=(seg.end - seg.start) * 1e-6,
+        start_s=(seg.start - origin_us) * 1e-6,
+    )
+
+
 def _blocks(events: list[KEvent], through_us: float = _IDLE_US) -> list[tuple[float, float]]:
     """The union of ``events`` (sorted by start) through gaps shorter than ``through_us``."""
     blocks: list[tuple[float, float]] = []
@@ -836,26 +865,13 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
     stream_waits = gpu_waits(trace, waits, exact)
     # Host: one lane per thread, threads in the order of their first event.
     for thread_index, timeline in enumerate(host_segments(trace, waits=waits)):
-        thread = timeline.thread
         for seg_index, seg in enumerate(timeline.segments):
-            key = ("host", rank, thread, seg_index)
-            deps: list[Hashable] = [gpu_key[id(seg.wait)]] if seg.wait is not None else []
-            deps += [("host", rank, other, j) for other, j in timeline.after.get(seg_index, ())]
-            node = Pending(
-                key=key,
-                rank=rank,
-                name=seg.name,
-                stream=Stream.HOST,
-                op=Host(op=seg.name),
-                deps=deps,
-                lane=thread_index,
-                queue=("thread", thread),
-                duration_s=(seg.end - seg.start) * 1e-6,
-                start_s=(seg.start - origin) * 1e-6,
-            )
+            waited = gpu_key[id(seg.wait)] if seg.wait is not None else None
+            queue = ("thread", timeline.thread)
+            node = segment_pending(rank, timeline, seg_index, origin, thread_index, queue, waited)
             nodes.append((seg.start, seg.end, 0, node))
             if seg.launch is not None:
-                segment_of[id(seg.launch)] = key
+                segment_of[id(seg.launch)] = node.key
     ordinal: dict[str, int] = defaultdict(int)
     gemm_seen: set[int] = set()
     for index, event in enumerate(trace.gpu):
