@@ -405,7 +405,8 @@ def _shown(key: str, value: Any) -> str:
 
 def _trace_value(key: str, value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {_shown(key, v)}" for k, v in value.items())
+        # A figure's unit is its own key's (cpu_blocked_s), else the table's (time_by_stream_s).
+        return ", ".join(f"{k}: {_shown(k if str(k).endswith('_s') else key, v)}" for k, v in value.items())
     if isinstance(value, list):
         items = [
             ", ".join(f"{k}={_shown(k, v)}" for k, v in item.items()) if isinstance(item, dict) else str(item)

@@ -146,6 +146,9 @@ def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
     ]
     info["critical_path_s"] = length
     info["critical_path_nodes"] = len(path)
+    if meta.get("waits"):
+        # What a replay reads as waits rather than work (``recsim.graph.readers.waits``).
+        info["waits"] = dict(meta["waits"])
     if meta.get("notes"):
         info["notes"] = list(meta["notes"])
     return info

@@ -314,6 +314,9 @@ def test_kineto_blocking_copy_is_a_wait_not_cpu_time(tmp_path: Path) -> None:
     host = [n for n in graph if n.stream is Stream.HOST]
     copy = next(n for n in graph if n.stream is Stream.COPY)
     assert copy.id in host[2].deps  # the CPU goes on once the copy is done
+    waits = graph.metadata["waits"]
+    assert (waits["cpu_waits_on_gpu"], waits["stream_waits"], waits["thread_wakeups"]) == (1, 0, 0)
+    assert waits["cpu_blocked_s"] == pytest.approx(76e-6)
     # Replayed: the kernel from 5 to 85, the copy to 87, the CPU [87, 105], add's kernel [105, 110].
     assert critical_path(graph)[0] == pytest.approx(110e-6)
     # A kernel half as long moves the CPU's later work with it: 40 us sooner.
@@ -939,6 +942,9 @@ def test_param_dlrm_join_keeps_the_host_time(param_pair: tuple[ExecutionGraph, E
     # host nodes do (the ET's ops without a Kineto match add nothing: they have no duration).
     for rank in range(8):
         assert host_s(joined, rank) == pytest.approx(host_s(kineto, rank), rel=1e-9)
+    # The same waits read from both (what `trace info` shows).
+    assert joined.metadata["waits"] == kineto.metadata["waits"]
+    assert joined.metadata["waits"]["cpu_waits_on_gpu"] == 80
     # Every GPU op whose kernels a matched operator launched waits for the CPU up to that launch.
     gpu = [n for n in joined if n.stream is not Stream.HOST and n.duration_s is not None]
     by_id = {n.id: n for n in joined}

@@ -51,6 +51,7 @@ from recsim.graph.readers._common import LaneMap, Pending, assign_ranks, op_cate
 from recsim.graph.readers.kineto import (
     KEvent,
     KinetoTrace,
+    count_waits,
     gpu_stream,
     host_segments,
     is_kineto_document,
@@ -209,6 +210,7 @@ class _HostTime:
 
     def __init__(self, joined: dict[int, tuple[_Joined, KinetoTrace]], ets: dict[int, EtRank]) -> None:
         self._joined = joined
+        self.counts: dict[str, float] = {}  # what the ranks' traces read as waits (``count_waits``)
         # rank -> Kineto thread -> its segments by start, and how many of them were handed out
         self._queues: dict[int, dict[tuple[Any, Any], list[Pending]]] = {}
         self._next: dict[int, dict[tuple[Any, Any], int]] = {}
@@ -248,7 +250,10 @@ class _HostTime:
         owner = {id(k): (rank, op_id) for op_id, kernels in info.kernels.items() for k in kernels}
         exact = sync_waits(trace)
         waits = host_waits(trace, exact)
-        for timeline in host_segments(trace, holes, waits):
+        stream_waits = gpu_waits(trace, waits, exact)
+        timelines = host_segments(trace, holes, waits)
+        count_waits(self.counts, exact, waits, stream_waits, timelines, trace)
+        for timeline in timelines:
             thread, segments = timeline.thread, timeline.segments
             tid = thread_tid.get(thread)
             if tid is not None:
@@ -271,7 +276,6 @@ class _HostTime:
         self._key_of[rank] = keys
         self._lanes[rank] = lanes
         # An op waits for the ops whose kernels its first kernel waited for on other streams.
-        stream_waits = gpu_waits(trace, waits, exact)
         self._stream_waits[rank] = {
             op_id: tuple(
                 owner[id(other)]
@@ -485,6 +489,7 @@ def join_loaded(paths: Sequence[Path], datas: Sequence[Any]) -> ExecutionGraph:
     if device is not None:
         metadata["device"] = device
     host = _HostTime(joined, dict(ranked))
+    metadata["waits"] = host.counts
     graph = assemble(ranked, world, metadata, _placer(joined, host, LaneMap(), counts), host)
     graph.metadata["join"] = {
         "ops_with_kernels": counts["gpu"],

@@ -90,7 +90,7 @@ from recsim.graph.readers._common import (
     split_bytes,
     world_metadata,
 )
-from recsim.graph.readers.waits import gpu_waits, host_waits, sync_waits
+from recsim.graph.readers.waits import SyncWaits, gpu_waits, host_waits, sync_waits
 
 _HOST_CATS = {
     "cpu_op": 1,
@@ -851,8 +851,44 @@ def _innermost_name(events: list[KEvent], starts: list[float], t: float) -> str:
     return (op or chosen).name
 
 
-def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGraph, lanes: LaneMap) -> None:
-    """Add the nodes of one Kineto file (rank ``rank``) to ``pending``."""
+def count_waits(
+    counts: dict[str, float],
+    exact: SyncWaits,
+    waits: Mapping[int, KEvent],
+    stream_waits: Mapping[int, Sequence[KEvent]],
+    timelines: Sequence[ThreadSegments],
+    trace: KinetoTrace,
+) -> None:
+    """Add what one file's replay reads as waits to ``counts`` (``metadata["waits"]``): the CPU's
+    waits on the GPU (how many, how long blocked, how many named by sync records), the waits
+    between streams, and the wake-ups between threads."""
+    blocked = 0.0
+    for events in trace.threads.values():
+        for call in events:
+            gpu = waits.get(id(call))
+            if gpu is not None:
+                blocked += min(max(gpu.end, call.ts), call.end) - call.ts
+    counts["cpu_waits_on_gpu"] = counts.get("cpu_waits_on_gpu", 0) + len(waits)
+    counts["cpu_blocked_s"] = counts.get("cpu_blocked_s", 0.0) + blocked * 1e-6
+    counts["from_sync_records"] = (
+        counts.get("from_sync_records", 0) + len(exact.host) + sum(len(v) for v in exact.gpu.values())
+    )
+    counts["stream_waits"] = counts.get("stream_waits", 0) + sum(len(v) for v in stream_waits.values())
+    counts["thread_wakeups"] = counts.get("thread_wakeups", 0) + sum(
+        len(deps) for t in timelines for deps in t.after.values()
+    )
+
+
+def kineto_pending(
+    trace: KinetoTrace,
+    rank: int,
+    world: int,
+    pending: PendingGraph,
+    lanes: LaneMap,
+    counts: dict[str, float] | None = None,
+) -> None:
+    """Add the nodes of one Kineto file (rank ``rank``) to ``pending`` (and its waits to
+    ``counts``, ``count_waits``)."""
     origin = trace.origin_us
     segment_of: dict[int, tuple[Any, ...]] = {}  # id(launching runtime event) -> its host node key
     gpu_key = {id(event): ("gpu", rank, index) for index, event in enumerate(trace.gpu)}
@@ -863,8 +899,11 @@ def kineto_pending(trace: KinetoTrace, rank: int, world: int, pending: PendingGr
     exact = sync_waits(trace)
     waits = host_waits(trace, exact)
     stream_waits = gpu_waits(trace, waits, exact)
+    timelines = host_segments(trace, waits=waits)
+    if counts is not None:
+        count_waits(counts, exact, waits, stream_waits, timelines, trace)
     # Host: one lane per thread, threads in the order of their first event.
-    for thread_index, timeline in enumerate(host_segments(trace, waits=waits)):
+    for thread_index, timeline in enumerate(timelines):
         for seg_index, seg in enumerate(timeline.segments):
             waited = gpu_key[id(seg.wait)] if seg.wait is not None else None
             queue = ("thread", timeline.thread)
@@ -927,12 +966,14 @@ def read_kineto_files(paths: Sequence[Path], datas: Sequence[Any], fmt: str) -> 
     steps: list[dict[str, Any]] = []
     notes: list[str] = []
     # A rank's nodes are added in start order (``kineto_pending``), a valid execution order.
+    counts: dict[str, float] = {}
     for rank, trace in sorted(zip(ranks, traces, strict=True), key=lambda item: item[0]):
-        kineto_pending(trace, rank, world, pending, lanes)
+        kineto_pending(trace, rank, world, pending, lanes, counts)
         steps.extend(steps_metadata(trace, rank))
         notes.extend(f"rank {rank}: {n}" for n in trace.notes)
     metadata = world_metadata(world, ranks, fmt, paths)
     metadata["steps"] = steps
+    metadata["waits"] = counts
     device = trace_device(traces)
     if device is not None:
         metadata["device"] = device
