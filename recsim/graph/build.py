@@ -672,7 +672,7 @@ def build_training_step(
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
     # of the grouped weight-gradient buffer) all-reduces them after the replicated backward instead.
     grouped = bld.world > 1 and framework.groups_replicated_gradients(plan)
-    gradient_algorithm = framework.gradient_all_reduce_of(plan)
+    gradient_algorithm = framework.gradient_all_reduce
     bucket_ids: dict[int, list[int]] = defaultdict(list)
     # One group tuple for every rank's all-reduces: the cost model finds equal collectives on
     # shared tuples by identity instead of hashing the whole group each time.

@@ -145,11 +145,6 @@ class Runtime(ABC):
     #: The all-to-all algorithm the framework routes rows with (``routed_rows`` plans).
     routed_all_to_all: ClassVar[str | None] = None
 
-    def gradient_all_reduce_of(self, plan: Plan) -> str | None:
-        """The all-reduce algorithm the framework asks for ``plan``'s gradients (by default
-        ``gradient_all_reduce``)."""
-        return self.gradient_all_reduce
-
     def pooled_all_to_all(self, plan: Plan) -> str | None:
         """The all-to-all algorithm the framework exchanges ``plan``'s pooled embeddings with (None:
         the collective model's default, NCCL's direct exchange)."""
@@ -303,18 +298,8 @@ class Fused(Runtime):
 
     # HugeCTR's hybrid embedding exchanges infrequent vectors with its own hierarchical all-to-all
     # (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per rail; on one node
-    # it is the direct NVLink exchange), HugeCTR's kernels, not NCCL's
-    # (``recsim.cost.collectives.hugectr``).
-    routed_all_to_all = "hugectr_hierarchical"
-
-    def gradient_all_reduce_of(self, plan: Plan) -> str | None:
-        # The hybrid embedding's grouped weight gradients go through HugeCTR 3.x's own one-shot
-        # all-reduce (AllReduceInPlaceComm over its IbComm, SHARP across nodes), not NCCL's
-        # CollNet (``recsim.cost.collectives.hugectr``); its other plans ask NCCL.
-        if "routed_rows" in plan_features(plan):
-            return "hugectr_collnet"
-        return self.gradient_all_reduce
-
+    # it is the direct NVLink exchange).
+    routed_all_to_all = "hierarchical"
     # HugeCTR's embedding collection can reduce a table row-split over several nodes over NVLink
     # inside each node, the inter-node all-to-all then carrying one partial pool per node to each
     # sample owner (CommunicationStrategy.Hierarchical). Which it does is a version matter: up to

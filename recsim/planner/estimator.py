@@ -484,7 +484,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     framework = est.framework
     presorted = framework.presorts_indices(plan)
     atomic = framework.atomic_embedding_update(plan, est.w.training.embedding_optimizer)
-    gradients = framework.gradient_all_reduce_of(plan)
+    gradients = framework.gradient_all_reduce
     per_rank: dict[int, Perf] = {r: Perf() for r in range(world)}
     node_size = framework.row_split_node_size(est.per_node, plan)
     exchange = pooled_exchange(est.ops, plan, est.batch, wire, node_size)

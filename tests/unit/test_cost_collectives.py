@@ -112,43 +112,7 @@ def test_registry_has_every_algorithm():
         "hierarchical",
         "p2p",
         "collnet",
-        "hugectr_hierarchical",
-        "hugectr_collnet",
     }
-
-
-@pytest.mark.parametrize(
-    ("hugectr", "nccl", "kind", "size"),
-    [
-        ("hugectr_hierarchical", "hierarchical", CollectiveOp.ALL_TO_ALL, 2 * MiB),
-        ("hugectr_collnet", "collnet", CollectiveOp.ALL_REDUCE, 8 * MiB),
-    ],
-)
-def test_hugectrs_own_collectives_take_the_kernels_fixed_time(hugectr, nccl, kind, size):
-    # 8 DGX A100: HugeCTR's exchange and one-shot all-reduce move what NCCL's hierarchical
-    # all-to-all and CollNet move, at the same fitted bandwidths and step latencies; a call's fixed
-    # time is the kernels' (NCCL's tuning model: 8.4 us Simple, 3.6 us LL), not NCCL's measured
-    # per-call time (fitted on NVSwitch gen2: 51.81 us Simple, 37.84 us LL).
-    t = topo("dgx-a100", 8)
-    op = op_(kind, 64, size)
-    own, theirs = collective_cost(op, t, hugectr), collective_cost(op, t, nccl)
-    assert (own.protocol, own.stages) == (theirs.protocol, theirs.stages)
-    kernel = {"simple": 8.4e-6, "ll": 3.6e-6}[own.protocol]
-    assert own.base_latency_s == pytest.approx(kernel)
-    assert theirs.base_latency_s - own.base_latency_s > 25e-6
-    assert own.time_s == pytest.approx(theirs.time_s - theirs.base_latency_s + kernel)
-    # HugeCTR's fused runtime asks for them for its hybrid embedding, NCCL's CollNet otherwise.
-    from recsim.api import make_plan, prepare
-    from recsim.graph.runtime import runtime
-
-    system, workload = prepare("dgx-a100", "dlrm-mlperf", nodes=2)
-    fused = runtime("fused")
-    hybrid = make_plan("hybrid_embedding", workload, system)
-    assert (fused.pooled_all_to_all(hybrid), fused.gradient_all_reduce_of(hybrid)) == (
-        "hugectr_hierarchical",
-        "hugectr_collnet",
-    )
-    assert fused.gradient_all_reduce_of(make_plan("table_wise", workload, system)) == "collnet"
 
 
 def test_adding_an_algorithm_is_one_class():

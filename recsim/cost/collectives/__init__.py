@@ -9,14 +9,12 @@ topology's links max-min fairly, which shows contention, oversubscription and st
 Algorithms (``REGISTRY``, one class each, ``@register``): ``ring`` and ``tree`` (double binary
 tree), ``nvls`` (in-switch reduction) and ``collnet`` (SHARP in the IB switches) all-reduce;
 ``ring_reduce_scatter``, ``ring_all_gather``; ``ring_chain`` (broadcast, reduce); ``direct`` and
-``hierarchical`` all-to-all; ``p2p`` send/recv; ``hugectr_hierarchical`` and ``hugectr_collnet``,
-HugeCTR's own (``hugectr``).
+``hierarchical`` all-to-all; ``p2p`` send/recv.
 Modules: ``base`` (layout, levels, registry, defaults), ``ring``, ``tree``, ``nvls``, ``collnet``,
-``alltoall``, ``p2p``, ``hugectr``, ``model`` (time, choice, flows, reduced precision), ``calibrate``
-(datasets and fit).
+``alltoall``, ``p2p``, ``model`` (time, choice, flows, reduced precision), ``calibrate`` (datasets and fit).
 """
 
-from recsim.cost.collectives import alltoall, collnet, hugectr, nvls, p2p, ring, tree  # noqa: F401  (registration)
+from recsim.cost.collectives import alltoall, collnet, nvls, p2p, ring, tree  # noqa: F401  (registration)
 from recsim.cost.collectives.base import (
     REGISTRY,
     Algorithm,

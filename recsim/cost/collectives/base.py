@@ -673,11 +673,6 @@ class Algorithm(ABC):
         """Why this algorithm cannot run ``op`` here, or None if it can."""
         return None
 
-    def base_latency_s(self, calibrated_s: float, protocol: str) -> float:
-        """The fixed time of one call with ``protocol``, given the calibrated one (NCCL's, as
-        measured): the library that runs the algorithm may have its own."""
-        return calibrated_s
-
     @abstractmethod
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         """The stages (steps and bytes per level) of ``op``."""

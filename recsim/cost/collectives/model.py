@@ -151,7 +151,6 @@ def _evaluate(
             continue
         found = {lv: p for lv, p in protos.items() if p is not None}
         base, costs = stage_costs(stages, found)
-        base = algorithm.base_latency_s(base, name)
         cost = CollectiveCost(
             head.op, algorithm.name, name, base, costs, {lv: p.efficiency for lv, p in found.items()}
         )
