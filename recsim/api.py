@@ -164,8 +164,16 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
     ``paths``: a list of files (one per rank, say), or one file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    graph = _read_trace(trace_files(paths), fmt)
-    graph.validate()
+    files = trace_files(paths)
+    graph = _read_trace(files, fmt)
+    try:
+        graph.validate()
+    except TraceError as exc:
+        # The graph's checks name ranks and collectives; say which files they were read from.
+        shown = ", ".join(str(f) for f in files[:3]) + (
+            f" and {len(files) - 3} more" if len(files) > 3 else ""
+        )
+        raise TraceError(f"{shown}: {exc}") from None
     return graph
 
 

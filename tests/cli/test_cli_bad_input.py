@@ -255,6 +255,47 @@ def test_replay_takes_folders_of_traces(tmp_path: Path) -> None:
     assert "a folder without trace files" in error_line(run("replay", tmp_path / "empty"))
 
 
+def test_replay_of_ranks_that_disagree_names_the_files(tmp_path: Path) -> None:
+    def rank(r: int, name: str) -> Path:
+        args = {
+            "correlation": 1,
+            "stream": 21,
+            "Collective name": name,
+            "In msg nelems": 256,
+            "Out msg nelems": 256,
+            "Group size": 2,
+            "dtype": "Float",
+        }
+        events = [
+            {
+                "ph": "X",
+                "cat": "cuda_runtime",
+                "name": "cudaLaunchKernel",
+                "pid": 1,
+                "tid": 1,
+                "ts": 0,
+                "dur": 2,
+                "args": {"correlation": 1},
+            },
+            {
+                "ph": "X",
+                "cat": "kernel",
+                "name": "ncclKernel",
+                "pid": 0,
+                "tid": 21,
+                "ts": 5,
+                "dur": 10,
+                "args": args,
+            },
+        ]
+        path = tmp_path / f"r{r}.json"
+        path.write_text(json.dumps({"traceEvents": events, "distributedInfo": {"rank": r, "world_size": 2}}))
+        return path
+
+    line = error_line(run("replay", rank(0, "allreduce"), rank(1, "allgather")))
+    assert "r0.json, " in line and "r1.json: collective" in line
+
+
 def test_replay_refuses_ranks_with_different_step_counts(tmp_path: Path) -> None:
     from recsim.engine.replay import _recorded_steps
     from recsim.errors import TraceError
