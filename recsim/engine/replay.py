@@ -6,10 +6,15 @@ Two modes (DESIGN §4.4):
   (in-order streams, dependencies, collective synchronisation). This checks that the graph's
   structure reproduces the recorded step, and is the base for what-ifs that change one thing.
 * ``re-estimate`` — GPU work is re-costed on ``system``: GEMM kernels whose shapes the trace
-  recorded get the calibrated GEMM model; other compute kernels (elementwise, embedding/TBE,
-  memory-bound) are scaled by the ratio of HBM bandwidths of the recorded and the target GPU;
-  collectives are re-costed on the target's topology with their recorded sizes; host (CPU) work
-  and copies keep their recorded time, since the target's CPUs run the same framework code.
+  recorded get the calibrated GEMM model (kernel time: the gap before a kernel is the trace's own);
+  other compute kernels (elementwise, embedding/TBE, memory-bound) are scaled by the ratio of HBM
+  bandwidths of the recorded and the target GPU; collectives are re-costed on the target's
+  topology with their recorded sizes; host (CPU) work and copies keep their recorded time, since
+  the target's CPUs run the same framework code. What waited for what (a CPU blocked on the GPU,
+  a stream on another, a thread on another) the readers turned into dependencies
+  (``recsim.graph.readers.waits``), so it follows the re-costed work. An op with nothing recorded
+  (an execution trace alone) gets the cost model's own estimate from its tensors; CPU work and
+  embedding lookups have none and count as no time, which ``ReplayResult.notes`` says.
 
 The recorded GPU is the caller's (``recorded_on``); ``recsim.api.replay`` takes it, unless told,
 from the GPU the trace names (``metadata["device"]``, Kineto's ``deviceProperties``: the library
