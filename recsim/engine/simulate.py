@@ -30,6 +30,7 @@ import numpy as np
 from recsim import __version__
 from recsim.config.hashing import config_hash
 from recsim.cost.embedding import DDR, NMP_RANK, EmbeddingCost
+from recsim.cost.embedding.ddr import rank_share
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -409,12 +410,13 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
             continue
         detail = cost_of(op)
         off_gpu[node.rank] += inside
+        # The CPUs or DIMMs pool the rows; the copy of the result over PCIe is not their work.
+        pcie_s = float(detail.details.get("pcie_s", 0.0))
+        share = max(0.0, detail.time_s - pcie_s) / detail.time_s if detail.time_s > 0 else 0.0
         if op.tier.split(":", 1)[0] == "nmp" and detail.details.get("via") != "ddr":
-            nmp[node.rank // per_node] += inside
+            # A rank's gather holds its share of the node's DIMMs for its time (``nmp`` tier).
+            nmp[node.rank // per_node] += inside * share * rank_share(system)
         else:
-            # The CPUs pool the rows; the copy of the result over PCIe is not their work.
-            pcie_s = float(detail.details.get("pcie_s", 0.0))
-            share = max(0.0, detail.time_s - pcie_s) / detail.time_s if detail.time_s > 0 else 0.0
             cpu[node.rank] += inside * share
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))
 

@@ -439,22 +439,34 @@ def test_smartssd_forward_by_hand():
     assert cost(op("smartssd:0.5", dim=1024)).details["flash_reads"] == 0.0
 
 
+_NMP_LIMITS = ("rank_dram_s", "rank_latency_s", "rank_cache_s", "processing_s", "channel_s", "host_s")
+
+
 def test_nmp_forward_by_hand():
-    # 16 DIMMs x 2 ranks; RankCaches of 32 x 64 KiB hold the whole table: no DRAM reads.
+    # 16 DIMMs x 2 ranks; RankCaches of 32 x 64 KiB hold the whole table: no DRAM reads. The node's
+    # 4 GPUs share the DIMMs and channels (a quarter each), and the indices and pooled vectors
+    # cross PCIe (32 GB/s, 0.5 us).
     c = cost(op("nmp", lookups=100.0, unique_rows=100.0))
     assert c.details["rank_cache_hit_rate"] == 1.0
     assert c.bytes_on("nmp_rank") == 0.0
     channel = 100 * 8 + 100 * 128  # pooling 1: one partial sum per bag
-    assert c.details["channel_s"] == pytest.approx(channel / DDR_BW, rel=1e-12)
-    assert c.details["processing_s"] == pytest.approx(100 * 32 * 2 / (32 * 1e9 * 8), rel=1e-12)
-    assert c.details["rank_cache_s"] == pytest.approx(100 * 2 * 1e-9 / 32, rel=1e-12)
-    assert c.time_s == pytest.approx(channel / DDR_BW, rel=1e-12)
+    assert c.details["channel_s"] == pytest.approx(4 * channel / DDR_BW, rel=1e-12)
+    assert c.details["processing_s"] == pytest.approx(4 * 100 * 32 * 2 / (32 * 1e9 * 8), rel=1e-12)
+    assert c.details["rank_cache_s"] == pytest.approx(4 * 100 * 2 * 1e-9 / 32, rel=1e-12)
+    pcie = 0.5e-6 + (100 * 8 + 100 * 128) / 32e9  # int64 indices there, the pooled rows back
+    assert c.details["pcie_s"] == pytest.approx(pcie, rel=1e-12)
+    assert c.time_s == pytest.approx(4 * channel / DDR_BW + pcie, rel=1e-12)
+    # On a CPU server the lookups have the node to themselves and nothing crosses PCIe.
+    server = load_system("skylake-2s-recnmp")
+    alone = cost(op("nmp", lookups=100.0, unique_rows=100.0), server)
+    assert alone.details["pcie_s"] == 0.0
+    assert alone.time_s == pytest.approx(max(v for k, v in alone.details.items() if k in _NMP_LIMITS))
     # A table 1000 x larger: hit rate 16384 / 1e6, misses stream at 16 x 2 ranks x 25.6 GB/s.
     big = cost(op("nmp", rows=1_000_000, unique_rows=None))
     hit = 32 * 65536 / 128 / 1e6
     assert big.details["rank_cache_hit_rate"] == pytest.approx(hit)
     dram = 1000 * (1 - hit) * 2 * 64
-    assert big.details["rank_dram_s"] == pytest.approx(dram / (16 * 51.2e9 * CPU_MEMORY_EFFICIENCY))
+    assert big.details["rank_dram_s"] == pytest.approx(4 * dram / (16 * 51.2e9 * CPU_MEMORY_EFFICIENCY))
     # The backward goes through the host, as the ddr tier's.
     back = cost(op("nmp", "backward"))
     assert back.time_s == cost(op("ddr", "backward")).time_s

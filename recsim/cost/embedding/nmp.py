@@ -23,6 +23,11 @@ slowest of:
   DIMM holding one of its rows (``dimms x (1 - (1 - 1/dimms)^pooling)`` of them), at the host
   channels' bandwidth; the CPU adds the partial sums.
 
+On a GPU node (host-side embeddings in training), as for the ``ddr`` tier: the node's NMP DIMMs and
+channels serve every local rank's shards at once, so a rank gets ``1 / accelerators per node`` of
+them (``ddr.rank_share``; ASSUMPTION: every rank has NMP shards, as symmetric plans give them), and
+the indices cross PCIe to the host and the pooled vectors back, one transfer after the pooling.
+
 Backward: RecNMP is an inference design; the host updates rows through the ordinary channels, so
 the backward is the ``ddr`` tier's. RecNMP reports up to 9.8x lower memory latency and 4.2x higher
 throughput than the host for SparseLengthsSum; recsim's ratio on an RMC1-like op is checked (not
@@ -35,8 +40,17 @@ import math
 from typing import Final
 
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY
-from recsim.cost.embedding.base import NMP_CHANNEL, NMP_RANK, EmbeddingCost, Lookup, TierModel, register_tier
-from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s
+from recsim.cost.embedding.base import (
+    INDEX_BYTES,
+    NMP_CHANNEL,
+    NMP_RANK,
+    PCIE,
+    EmbeddingCost,
+    Lookup,
+    TierModel,
+    register_tier,
+)
+from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s, pcie_transfer_s, rank_share
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
 
@@ -66,6 +80,7 @@ class NmpTier(TierModel):
             raise InfeasibleError(f"tier 'nmp': system {system.name!r} has no NMP DIMMs (host_memory.nmp)")
         dimms = node.memory_channels * node.host_memory.dimms_per_channel
         ranks = dimms * nmp.ranks
+        share = rank_share(system)  # of the node's DIMMs and channels, on a GPU node
         granule = nmp.memory.access_granularity_bytes
         lines_per_row = math.ceil(lookup.row_bytes / granule)
         cache_rows = ranks * nmp.rank_cache_bytes / lookup.row_bytes
@@ -100,17 +115,20 @@ class NmpTier(TierModel):
         host_s = cpu_pool_s(system, max(0.0, partials - lookup.bags_returned) * lookup.op.dim)
 
         limits = {
-            "rank_dram_s": dram_s,
-            "rank_latency_s": latency_s,
-            "rank_cache_s": cache_s,
-            "processing_s": pu_s,
-            "channel_s": channel_s,
-            "host_s": host_s,
+            "rank_dram_s": dram_s / share,
+            "rank_latency_s": latency_s / share,
+            "rank_cache_s": cache_s / share,
+            "processing_s": pu_s / share,
+            "channel_s": channel_s / share,
+            "host_s": host_s / share,
         }
+        moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
+        pcie_s = pcie_transfer_s(system, moved)
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"rank_cache_hit_rate": hit, "ranks": float(ranks), "partial_sums": partials, **limits}
-        resources = {NMP_RANK: dram_bytes, NMP_CHANNEL: channel_bytes}
-        return EmbeddingCost(max(limits.values()), resources, details)
+        details["pcie_s"] = pcie_s
+        resources = {NMP_RANK: dram_bytes, NMP_CHANNEL: channel_bytes} | ({PCIE: moved} if pcie_s else {})
+        return EmbeddingCost(max(limits.values()) + pcie_s, resources, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         cost = DdrTier().backward(lookup)
