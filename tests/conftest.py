@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from recsim.hardware.devices import Memory, NmpDimm
 from recsim.hardware.library import HardwareLibrary, shipped_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -20,6 +21,24 @@ def shipped() -> HardwareLibrary:
 @pytest.fixture(scope="session")
 def minilib() -> HardwareLibrary:
     return HardwareLibrary([FIXTURES / "minilib"])
+
+
+def tiny_nmp_dimm(memory: Memory) -> NmpDimm:
+    """A RecNMP-style DIMM of round numbers on ``memory``: 2 ranks, 64 KiB RankCaches, 8 FLOP per
+    cycle at 1 GHz per rank, 1 W idle and 5 W busy."""
+    return NmpDimm.model_validate(
+        {
+            "kind": "nmp",
+            "name": "tiny-nmp",
+            "memory": memory,
+            "ranks": 2,
+            "rank_cache": "65536 B",
+            "rank_cache_latency": "1 ns",
+            "rank_cache_energy_per_bit": "0.3 pJ/bit",
+            "processing_unit": {"clock": "1 GHz", "flop_per_cycle": 8},
+            "power": {"idle": "1 W", "max": "5 W"},
+        }
+    )
 
 
 _NUMERIC_VALUE = re.compile(r":\s*[-+]?\.?\d")

@@ -29,13 +29,13 @@ from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Embedding
 from recsim.hardware.calibration import Calibration, GatherCalibration
-from recsim.hardware.devices import Accelerator, NmpDimm, Ssd
+from recsim.hardware.devices import Accelerator, Ssd
 from recsim.hardware.library import HardwareLibrary, shipped_root
 from recsim.hardware.system import System
 from recsim.workload.access import access_model
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import UniformAccess, ZipfAccess
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, tiny_nmp_dimm
 
 BAND = 0.25  # the band: median absolute error of the TBE kernels
 LIB = HardwareLibrary([shipped_root()])
@@ -156,19 +156,7 @@ def _tiny() -> System:
             },
         }
     )
-    nmp = NmpDimm.model_validate(
-        {
-            "kind": "nmp",
-            "name": "tiny-nmp",
-            "memory": node.host_memory.device,
-            "ranks": 2,
-            "rank_cache": "65536 B",
-            "rank_cache_latency": "1 ns",
-            "rank_cache_energy_per_bit": "0.3 pJ/bit",
-            "processing_unit": {"clock": "1 GHz", "flop_per_cycle": 8},
-            "power": {"idle": "1 W", "max": "5 W"},
-        }
-    )
+    nmp = tiny_nmp_dimm(node.host_memory.device)
     from recsim.hardware.system import SsdGroup
 
     new_node = node.model_copy(

@@ -56,21 +56,10 @@ def test_nmp_dimms_draw_their_own_power_by_hand():
     # With RecNMP DIMMs the node's DIMMs are theirs: idle power each, and the rest while they gather.
     system = _two_gpus()
     mem = system.node.host_memory
-    nmp = {
-        "kind": "nmp",
-        "name": "tiny-nmp",
-        "memory": mem.device,
-        "ranks": 2,
-        "rank_cache": "65536 B",
-        "rank_cache_latency": "1 ns",
-        "rank_cache_energy_per_bit": "0.3 pJ/bit",
-        "processing_unit": {"clock": "1 GHz", "flop_per_cycle": 8},
-        "power": {"idle": "1 W", "max": "5 W"},
-    }
-    from recsim.hardware.devices import NmpDimm
+    from tests.conftest import tiny_nmp_dimm
 
     node = system.node.model_copy(
-        update={"host_memory": mem.model_copy(update={"nmp": NmpDimm.model_validate(nmp)})}
+        update={"host_memory": mem.model_copy(update={"nmp": tiny_nmp_dimm(mem.device)})}
     )
     with_nmp = system.model_copy(update={"node": node})
     topo = build_topology(with_nmp)

@@ -53,12 +53,12 @@ from recsim.graph.readers.kineto import (
     KinetoTrace,
     count_waits,
     gpu_stream,
-    host_segments,
     is_kineto_document,
     parse_kineto,
     segment_pending,
     steps_metadata,
     trace_device,
+    trace_waits,
 )
 from recsim.graph.readers.pytorch_et import (
     EtNode,
@@ -70,7 +70,6 @@ from recsim.graph.readers.pytorch_et import (
     is_et_document,
     read_et_ranks,
 )
-from recsim.graph.readers.waits import gpu_waits, host_waits, sync_waits
 
 _ROOT_PREFIX = "[pytorch|profiler|execution_"
 
@@ -209,7 +208,6 @@ class _HostTime:
     """
 
     def __init__(self, joined: dict[int, tuple[_Joined, KinetoTrace]], ets: dict[int, EtRank]) -> None:
-        self._joined = joined
         self.counts: dict[str, float] = {}  # what the ranks' traces read as waits (``count_waits``)
         # rank -> Kineto thread -> its segments by start, and how many of them were handed out
         self._queues: dict[int, dict[tuple[Any, Any], list[Pending]]] = {}
@@ -242,18 +240,16 @@ class _HostTime:
             event = info.host.get(op.et_id)
             if event is not None and op.et_id not in info.kernels:
                 holes[(event.pid, event.tid)].append((event.ts, event.end))
-        lanes = dict(et_lanes)
+        lanes = et_lanes  # and the Kineto threads no ET thread was matched on, after them
         extra = len(lanes)
         origin = trace.origin_us
         keys: dict[int, tuple[Any, ...]] = {}
         queues: dict[tuple[Any, Any], list[Pending]] = {}
         owner = {id(k): (rank, op_id) for op_id, kernels in info.kernels.items() for k in kernels}
-        exact = sync_waits(trace)
-        waits = host_waits(trace, exact)
-        stream_waits = gpu_waits(trace, waits, exact)
-        timelines = host_segments(trace, holes, waits)
-        count_waits(self.counts, exact, waits, stream_waits, timelines, trace)
-        for timeline in timelines:
+        found = trace_waits(trace, holes)
+        count_waits(self.counts, found, trace)
+        stream_waits = found.streams
+        for timeline in found.timelines:
             thread, segments = timeline.thread, timeline.segments
             tid = thread_tid.get(thread)
             if tid is not None:

@@ -851,31 +851,42 @@ def _innermost_name(events: list[KEvent], starts: list[float], t: float) -> str:
     return (op or chosen).name
 
 
-def count_waits(
-    counts: dict[str, float],
-    exact: SyncWaits,
-    waits: Mapping[int, KEvent],
-    stream_waits: Mapping[int, Sequence[KEvent]],
-    timelines: Sequence[ThreadSegments],
-    trace: KinetoTrace,
-) -> None:
+@dataclass(frozen=True)
+class TraceWaits:
+    """What one file's replay reads as waits (``recsim.graph.readers.waits``), and its CPU threads'
+    segments with those waits left out: what the Kineto reader and the ET join both build on."""
+
+    exact: SyncWaits
+    host: Mapping[int, KEvent]  # id(runtime call) -> the GPU event it blocked on
+    streams: Mapping[int, Sequence[KEvent]]  # id(GPU event) -> the other streams' events it waited for
+    timelines: list[ThreadSegments]
+
+
+def trace_waits(
+    trace: KinetoTrace, holes: Mapping[tuple[Any, Any], Sequence[tuple[float, float]]] | None = None
+) -> TraceWaits:
+    """The waits of ``trace`` and its host segments (``host_segments``, ``holes`` left out)."""
+    exact = sync_waits(trace)
+    host = host_waits(trace, exact)
+    return TraceWaits(exact, host, gpu_waits(trace, host, exact), host_segments(trace, holes, host))
+
+
+def count_waits(counts: dict[str, float], found: TraceWaits, trace: KinetoTrace) -> None:
     """Add what one file's replay reads as waits to ``counts`` (``metadata["waits"]``): the CPU's
     waits on the GPU (how many, how long blocked, how many named by sync records), the waits
     between streams, and the wake-ups between threads."""
-    blocked = 0.0
-    for events in trace.threads.values():
-        for call in events:
-            gpu = waits.get(id(call))
-            if gpu is not None:
-                blocked += min(max(gpu.end, call.ts), call.end) - call.ts
-    counts["cpu_waits_on_gpu"] = counts.get("cpu_waits_on_gpu", 0) + len(waits)
+    blocked = math.fsum(
+        end - start for events in trace.threads.values() for start, end, _ in _wait_gaps(events, found.host)
+    )
+    exact = found.exact
+    counts["cpu_waits_on_gpu"] = counts.get("cpu_waits_on_gpu", 0) + len(found.host)
     counts["cpu_blocked_s"] = counts.get("cpu_blocked_s", 0.0) + blocked * 1e-6
     counts["from_sync_records"] = (
         counts.get("from_sync_records", 0) + len(exact.host) + sum(len(v) for v in exact.gpu.values())
     )
-    counts["stream_waits"] = counts.get("stream_waits", 0) + sum(len(v) for v in stream_waits.values())
+    counts["stream_waits"] = counts.get("stream_waits", 0) + sum(len(v) for v in found.streams.values())
     counts["thread_wakeups"] = counts.get("thread_wakeups", 0) + sum(
-        len(deps) for t in timelines for deps in t.after.values()
+        len(deps) for t in found.timelines for deps in t.after.values()
     )
 
 
@@ -896,14 +907,12 @@ def kineto_pending(
     # the segment that launched it (which ends by its start) and a segment after a wait after the
     # GPU event it waits for (which ends by its start: the end breaks a tie at a zero-length event).
     nodes: list[tuple[float, float, int, Pending]] = []
-    exact = sync_waits(trace)
-    waits = host_waits(trace, exact)
-    stream_waits = gpu_waits(trace, waits, exact)
-    timelines = host_segments(trace, waits=waits)
+    found = trace_waits(trace)
     if counts is not None:
-        count_waits(counts, exact, waits, stream_waits, timelines, trace)
+        count_waits(counts, found, trace)
+    stream_waits = found.streams
     # Host: one lane per thread, threads in the order of their first event.
-    for thread_index, timeline in enumerate(timelines):
+    for thread_index, timeline in enumerate(found.timelines):
         for seg_index, seg in enumerate(timeline.segments):
             waited = gpu_key[id(seg.wait)] if seg.wait is not None else None
             queue = ("thread", timeline.thread)
