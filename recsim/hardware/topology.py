@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -98,16 +98,28 @@ class Topology:
         the two accelerators (their own, or those on their PCIe switch, as NCCL picks by PCI
         distance), then any NIC of the two end nodes, then relaying through a peer accelerator
         over NVLink (PXN). Vertices of a third node never carry the traffic.
+
+        The views of ``_vertex_filters`` (after the NVLink one): ``_find_paths`` searches the same
+        vertices without building them (``_all_shortest_paths``); the tests keep these as the
+        reference it must agree with.
         """
         g = self.graph
-        src_node, dst_node = g.nodes[src]["node"], g.nodes[dst]["node"]
-        if src_node == dst_node:
+        if g.nodes[src]["node"] == g.nodes[dst]["node"]:
             # Direct NVLink or through NVSwitch; CUDA peer traffic is never relayed by a GPU.
             yield nx.subgraph_view(
                 g,
                 filter_node=lambda v: v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR,
                 filter_edge=lambda a, b: g.edges[a, b]["kind"] == "nvlink",
             )
+        for allowed in self._vertex_filters(src, dst):
+            yield nx.subgraph_view(g, filter_node=allowed)
+
+    def _vertex_filters(self, src: str, dst: str) -> Iterator[Callable[[str], bool]]:
+        """The vertices a route between ``src`` and ``dst`` may use over any link, best first:
+        the home NICs only, any NIC of the two end nodes, then relaying through a peer accelerator
+        (``_fabric_graph``)."""
+        g = self.graph
+        src_node, dst_node = g.nodes[src]["node"], g.nodes[dst]["node"]
         home = set(g.nodes[src].get("home_nics", ())) | set(g.nodes[dst].get("home_nics", ()))
         ends = (src_node, dst_node)
 
@@ -124,7 +136,7 @@ class Topology:
             return True
 
         for home_only, relay in ((True, False), (False, False), (False, True)):
-            yield nx.subgraph_view(g, filter_node=lambda v, h=home_only, r=relay: allowed(v, h, r))
+            yield lambda v, h=home_only, r=relay: allowed(v, h, r)
 
     def local_pair_bandwidth(self) -> np.ndarray:
         """``bw[i, j]``: route bandwidth from local accelerator ``i`` to ``j`` inside a node (every
@@ -236,9 +248,13 @@ class Topology:
             found = _all_shortest_paths(self._lazy_nvlink_adjacency, src, dst, ok)
             if found:
                 return found
-        for view in self._fabric_graph(src, dst):
-            if src in view and dst in view and nx.has_path(view, src, dst):
-                return tuple(tuple(p) for p in nx.all_shortest_paths(view, src, dst))
+        # The other views of ``_fabric_graph``, searched without building them (a networkx view
+        # filters every vertex it reaches through three layers of Python: seconds at 1024 GPUs,
+        # whose host-to-GPU copies each take this search): the same paths in the same order.
+        for allowed in self._vertex_filters(src, dst):
+            found = _all_shortest_paths(self._lazy_adjacency, src, dst, allowed)
+            if found:
+                return found
         raise ConfigError(f"{self.system.name}: no path from {src} to {dst}")
 
     # -- composed routes between accelerators of two nodes ---------------------------------------

@@ -8,6 +8,9 @@ made a subclass or a free function where it was a method) as the oracle:
   breadth-first search and a walk back per pair; ``_all_shortest_paths`` had the walk inline); now
   one search per source serves every destination (``_find_local_paths``). ``_route_from_paths``
   and ``_paths_max_flow`` read edges and vertices through networkx's views, now its dicts;
+* ``Topology._find_paths`` searched networkx subgraph views for the routes it cannot compose
+  (an accelerator to its host memory, NICs through a relay); now the same vertex filters over its
+  adjacency lists (``_all_shortest_paths``);
 * ``CostModel.collective_s`` keyed its cache by the group and split tuples themselves (hashing
   and comparing up to 1024 elements per op); now by the ids of their interned copies.
 """
@@ -95,7 +98,43 @@ def old_all_shortest_paths(
 
 class OldRouteTopology(Topology):
     """``Topology`` with the per-pair in-node searches and the view-based route figures (method
-    bodies verbatim; ``_find_paths`` calls ``old_all_shortest_paths``)."""
+    bodies verbatim; ``_find_paths`` calls ``old_all_shortest_paths`` and searches the views of
+    ``_fabric_graph``)."""
+
+    def _fabric_graph(self, src: str, dst: str) -> Any:
+        """Graphs to route in, best first.
+
+        Inside a node: NVLink (direct or through NVSwitch) first. Leaving a node: the home NICs of
+        the two accelerators (their own, or those on their PCIe switch, as NCCL picks by PCI
+        distance), then any NIC of the two end nodes, then relaying through a peer accelerator
+        over NVLink (PXN). Vertices of a third node never carry the traffic.
+        """
+        g = self.graph
+        src_node, dst_node = g.nodes[src]["node"], g.nodes[dst]["node"]
+        if src_node == dst_node:
+            # Direct NVLink or through NVSwitch; CUDA peer traffic is never relayed by a GPU.
+            yield nx.subgraph_view(
+                g,
+                filter_node=lambda v: v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR,
+                filter_edge=lambda a, b: g.edges[a, b]["kind"] == "nvlink",
+            )
+        home = set(g.nodes[src].get("home_nics", ())) | set(g.nodes[dst].get("home_nics", ()))
+        ends = (src_node, dst_node)
+
+        def allowed(v: str, home_only: bool, relay: bool) -> bool:
+            data = g.nodes[v]
+            if v in (src, dst) or data["node"] is None:
+                return True  # the endpoints and the network switches
+            if data["node"] not in ends:
+                return False  # a third node's NICs and PCIe never forward traffic
+            if data["kind"] == ACCELERATOR:
+                return relay
+            if data["kind"] == "nic" and home_only and src_node != dst_node and home:
+                return v in home
+            return True
+
+        for home_only, relay in ((True, False), (False, False), (False, True)):
+            yield nx.subgraph_view(g, filter_node=lambda v, h=home_only, r=relay: allowed(v, h, r))
 
     def local_pair_bandwidth(self) -> np.ndarray:
         if self._local_pair_bw is None:
@@ -241,6 +280,15 @@ def _pairs(topology: Topology) -> list[tuple[str, str]]:
     drawn = [rng.sample(accs, 2) for _ in range(60)] if len(accs) >= 2 else []
     across = [(a, b) for a, b in drawn]
     pairs += [(a, b) for a, b in across if g.nodes[a]["node"] != g.nodes[b]["node"]]
+    # Routes that take the general search (not NVLink, not composed through two home NICs): an
+    # accelerator and its node's other devices (host memory, CPUs, NICs, SSDs: the DES's copies),
+    # both ways, and a sample of any two vertices of the cluster.
+    if accs:
+        first = accs[0]
+        others = [v for v, d in g.nodes(data=True) if d["kind"] != ACCELERATOR and d["node"] == 0]
+        pairs += [(first, v) for v in others] + [(v, first) for v in others]
+    vertices = list(g.nodes)
+    pairs += [tuple(rng.sample(vertices, 2)) for _ in range(40)] if len(vertices) >= 2 else []
     return pairs
 
 
