@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from recsim.config import Override, config_hash, load_yaml_text
+from recsim.config import Override, config_hash, load_yaml_text, yamlio
 from recsim.config.yamlio import MAX_CONFIG_BYTES, load_yaml_file
 from recsim.errors import ConfigError
 from recsim.hardware.library import HardwareLibrary
@@ -50,6 +50,39 @@ def test_yaml_lines_are_recorded():
 )
 def test_yaml_errors(text, fragment):
     assert fragment in error_of(load_yaml_text, text, "x.yaml")
+
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_YAML = sorted(
+    p for top in ("hardware", "workloads", "experiments") for p in (REPO / top).rglob("*.yaml")
+)
+
+
+def _pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlio, "_FAST_LOADER", None)
+
+
+@pytest.mark.skipif(yamlio._FAST_LOADER is None, reason="PyYAML built without libyaml")
+def test_libyaml_reads_every_shipped_config_as_pure_python_does(monkeypatch):
+    """The same values, the same key lines: libyaml only parses faster."""
+    assert len(SHIPPED_YAML) > 20
+    fast = [load_yaml_file(p) for p in SHIPPED_YAML]
+    _pure_python(monkeypatch)
+    for path, tree in zip(SHIPPED_YAML, fast, strict=True):
+        slow = load_yaml_file(path)
+        assert repr(tree.data) == repr(slow.data), path
+        assert tree.locations == slow.locations, path
+
+
+@pytest.mark.skipif(yamlio._FAST_LOADER is None, reason="PyYAML built without libyaml")
+@pytest.mark.parametrize(
+    "text", ["a: [1, 2\n", "a: 1\n\tb: 2\n", "a: 'x\n", "a: 1\n b: 2\n", "? [\n", "a: *nothing\n"]
+)
+def test_malformed_yaml_reads_the_same_error_with_libyaml(monkeypatch, text):
+    """A document libyaml rejects is parsed again in pure Python: its error is worded as before."""
+    fast = error_of(load_yaml_text, text, "x.yaml")
+    _pure_python(monkeypatch)
+    assert fast == error_of(load_yaml_text, text, "x.yaml")
 
 
 def test_alias_bomb_is_bounded():
