@@ -193,10 +193,10 @@ def _simulate_training(
     breakdown, _ = critical_path(graph, schedule, window, category_of, timing)
     breakdown = {k: breakdown.get(k, 0.0) for k in CATEGORIES}
     busy = busy_time(graph, schedule, window, timing)
-    utilisation = _utilisation(busy, plan.world_size, step_s)
     network_busy = _network_busy(timing, window, system)
     host_bytes = _host_bytes(index, window)
     tiers = _tier_activity(timing, window, cost, system)
+    utilisation = _utilisation(device_busy(busy, tiers, step_s), plan.world_size, step_s)
     energy = step_energy(
         system,
         cost.topology,
@@ -330,7 +330,24 @@ def _slowed(index: GraphIndex, durations: list[float], factors: Mapping[int, flo
     return out
 
 
-def _utilisation(busy: dict[tuple[int, str], float], ranks: int, step_s: float) -> dict[str, float]:
+def device_busy(
+    busy: Mapping[tuple[int, str], float], tiers: TierActivity, step_s: float
+) -> dict[tuple[int, str], float]:
+    """``busy`` (per rank and stream) as the devices spend it: a lookup the CPUs or the RecNMP
+    DIMMs run (tier ``ddr``, ``nmp``) holds its rank's compute stream while the GPU waits, so its
+    time is the host's, not the GPU's (as ``step_energy`` charges it: the GPU's active power on
+    the rest, the CPUs' on the rank's host work plus its ``ddr`` lookups, at most the step)."""
+    out = dict(busy)
+    for rank, seconds in tiers.off_gpu_s.items():
+        key = (rank, Stream.COMPUTE.value)
+        out[key] = max(0.0, out.get(key, 0.0) - seconds)
+    for rank, seconds in tiers.cpu_busy_s.items():
+        key = (rank, Stream.HOST.value)
+        out[key] = min(step_s, out.get(key, 0.0) + seconds)
+    return out
+
+
+def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: float) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for (_rank, stream), value in busy.items():
         totals[stream] += value
