@@ -5,7 +5,8 @@ each evaluation builds a ``CostModel`` that would otherwise rebuild the topology
 collectives, kernels and lookups every plan shares (the dense all-reduce, the MLP GEMMs, a table
 shard placed alike). A ``CostMemo`` made for a (system, workload) pair and handed to each
 evaluation (``SimulationOptions.costs``; the planner's ``PlanningContext.costs``) keeps them: the
-topology, built once, and every cost the ``CostModel`` keys by value (an op's fields, a
+topology, built once, the workload's access models with what they have worked out
+(``shard_ops``), and every cost the ``CostModel`` keys by value (an op's fields, a
 collective's kind, sizes, group and splits, an embedding's access-model parts), so a value is the
 same function of the same key whichever evaluation asks first. Results are bit-for-bit those
 without it (``tests/unit/test_cost_memo.py``).
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from recsim.hardware.topology import Topology, build_topology
 
 if TYPE_CHECKING:
+    from recsim.graph.shard_ops import ShardOps
     from recsim.hardware.system import System
     from recsim.workload.access.model import AccessModel
     from recsim.workload.spec import Workload
@@ -82,6 +84,19 @@ class CostMemo:
     @cached_property
     def topology(self) -> Topology:
         return build_topology(self.system)
+
+    @cached_property
+    def shard_ops(self) -> ShardOps:
+        """The workload's shard figures and access models (``recsim.graph.shard_ops``), shared by
+        every evaluation and by the planner's estimator: a table's popularity, its expected unique
+        rows and its cache hit rates are worked out once, not once per plan. ``ValueError`` for a
+        memo made without a workload."""
+        # Imported here: the graph package imports the planner's types, which import this module.
+        from recsim.graph.shard_ops import ShardOps
+
+        if self.workload is None:
+            raise ValueError(f"a CostMemo for {self.system.name!r} without a workload has no shard figures")
+        return ShardOps(self.workload)
 
     def check(self, system: System, workload: Workload | None) -> None:
         """``ValueError`` unless this memo is for ``system`` and ``workload`` (the same objects)."""

@@ -155,7 +155,7 @@ def _simulate_training(
         )
     # The builder's shard figures and the cost model's embedding costs read the same access
     # models: made once, by the builder, and handed on (their popularity is worked out once).
-    shard_ops = ShardOps(workload)
+    shard_ops = ShardOps(workload) if options.costs is None else options.costs.shard_ops
     try:
         step = build_training_step(
             workload,

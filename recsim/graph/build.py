@@ -130,6 +130,10 @@ class _Builder:
         self.ops = ops if ops is not None else ShardOps(workload)
         self._exchange: PooledExchange | None = None
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
+        # The tables the graph's unfused lookups and updates name (a fused one's are in ``fused``):
+        # its metadata lists the parts of tables among them, not every part ``ops`` has made, as
+        # ``ops`` may be a cost memo's, shared with the other plans of a planner or sweep.
+        self.named: set[str] = set()
         # (rank, data-parallel shard's ``shard_number``) -> node; ``_shards[number]`` is the shard.
         self.replicated: dict[tuple[int, int], int] = {}
         self._shard_numbers: dict[Shard, int] = {}
@@ -179,13 +183,18 @@ class _Builder:
         self._layer_ops[key] = (layer, op)
         return op
 
+    def _names_used(self) -> set[str]:
+        """The op table names of the graph's lookups and updates, fused ones' parts included."""
+        return self.named | {table for parts in self.fused.values() for table, _ in parts}
+
     def metadata(self, mode: str) -> dict[str, Any]:
         """What every built graph records: its source, mode, workload and plan, and what the cost
         layer needs to resolve fused (TBE) and partial-table op names."""
+        used = self._names_used()
         return {
             "source": "recsim.graph.build",
             "fused_tables": {k: [[t, n] for t, n in v] for k, v in self.fused.items()},
-            "table_slices": {k: list(v) for k, v in self.ops.slices.items()},
+            "table_slices": {k: list(v) for k, v in self.ops.slices.items() if k in used},
             "mode": mode,
             "workload": self.w.name,
             "plan": self.plan.strategy,
@@ -394,6 +403,7 @@ class _Builder:
             op = self.ops.op(shard, "update", batch, self.world, self.reduced_dtype(shard))
             fused = self.opt.fuse_tables and shard.tier == "hbm"
             groups[(rank, f"tbe:{rank}:{dtype}:replicated" if fused else op.table)].append(op)
+            self.named.add(op.table)
         for (rank, table), ops in groups.items():
             if len(ops) == 1 and ops[0].table == table:
                 op, name = ops[0], f"emb_update:{table}"
@@ -462,6 +472,7 @@ class _Builder:
             self.add(
                 rank, name.replace("emb_backward", "emb_index_sort", 1), Stream.COPY, sort, after, "input"
             )
+        self.named.add(op.table)
         return self.add(rank, name, Stream.COMPUTE, op, deps, pass_)
 
     def pooled_exchange(

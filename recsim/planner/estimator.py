@@ -92,7 +92,10 @@ class Estimator:
         workload: Workload,
         config: PlannerConfig | None = None,
         topology: Topology | None = None,
+        ops: ShardOps | None = None,
     ) -> None:
+        """``ops``: the workload's ``ShardOps`` to read shard figures from (a cost memo's, shared
+        with the simulations of the plans; a fresh one if None)."""
         if system.accelerator is None:
             raise InfeasibleError(f"system {system.name!r} has no accelerators to shard embeddings over")
         self.system = system
@@ -108,7 +111,7 @@ class Estimator:
         if self.batch % self.world:
             raise InfeasibleError(f"global batch {self.batch} is not divisible by {self.world} ranks")
         self.local_batch = self.batch // self.world
-        self.ops = ShardOps(workload)
+        self.ops = ops if ops is not None else ShardOps(workload)
         # The workload's framework writes pooled vectors narrow, or not (as the graph builder asks).
         self.framework = runtime(workload.training.runtime)
         self._marginal: dict[tuple[str, int, str, str | None], float] = {}

@@ -29,6 +29,26 @@ def test_shared_memo_gives_the_fresh_results() -> None:
     assert kept.result.to_dict() == fresh
 
 
+def test_plans_sharing_the_memos_shard_figures_keep_their_own_graphs() -> None:
+    """The memo's ``ShardOps`` (access models and shard figures) serves every plan, and the
+    planner's estimator; each graph still names only the parts of tables its own ops use."""
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    memo = CostMemo(system, workload)
+    names = ("flexshard", "recshard", "row_wise", "flexshard")
+    slices = []
+    for name in names:
+        plan = make_plan(name, workload, system)
+        fresh = simulate_training(system, workload, plan, SimulationOptions())
+        kept = simulate_training(system, workload, plan, SimulationOptions(costs=memo))
+        assert kept.result.to_dict() == fresh.result.to_dict(), name
+        assert kept.graph.metadata == fresh.graph.metadata, name
+        slices.append(set(kept.graph.metadata["table_slices"]))
+    assert slices[0] and slices[1] and slices[2] and len({frozenset(x) for x in slices[:3]}) == 3
+    # The first plan again, after the others left their parts in the shared ShardOps: its own only.
+    assert slices[3] == slices[0]
+    assert slices[0] | slices[1] | slices[2] <= set(memo.shard_ops.slices)
+
+
 def test_memo_holds_one_tuple_per_distinct_value() -> None:
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
     memo = CostMemo(system, workload)

@@ -43,7 +43,10 @@ class PlanningContext:
 
     @cached_property
     def estimator(self) -> Estimator:
-        return Estimator(self.system, self.workload, self.config, topology=self.costs.topology)
+        costs = self.costs
+        return Estimator(
+            self.system, self.workload, self.config, topology=costs.topology, ops=costs.shard_ops
+        )
 
     @property
     def world_size(self) -> int:
