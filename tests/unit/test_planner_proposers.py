@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -363,3 +364,37 @@ def test_hugectr_runs_its_hybrid_embedding_on_one_hot_tables_only() -> None:
     plan = proposer("auto").propose(PlanningContext(system, workload, planner_config()))
     assert "routed_rows of multi-hot tables" in "\n".join(plan.notes)
     assert all(s.sharding != "distributed" for s in plan.shards)
+
+
+def _fake_choice(adds: list[float], bound: float = 2.0) -> str:
+    """``best_placement``'s choice among candidates scored (makespan ``bound``, load ``adds[i]``)."""
+    from types import SimpleNamespace
+
+    from recsim.planner.proposers.greedy import best_placement
+
+    block = SimpleNamespace(perf=SimpleNamespace(total_s=1.0))
+    cands = [
+        SimpleNamespace(name=f"c{i}", blocks=[block], replicated=[], placement="one")
+        for i in range(len(adds))
+    ]
+    scores = {c.name: (bound, add) for c, add in zip(cands, adds, strict=True)}
+    part = SimpleNamespace(
+        world=4,
+        load=[1.0, 1.0, 1.0, 1.0],
+        makespan_s=bound,
+        score=lambda c: scores[c.name],
+        place=lambda c: [c.name],
+    )
+    chosen = best_placement(part, cands)  # type: ignore[arg-type]
+    assert chosen is not None
+    return str(chosen[0])
+
+
+def test_equal_options_are_chosen_by_list_order_not_by_rounding():
+    # The same blocks on other ranks add the same load, summed in another order: the last bits
+    # differ, either way round. The first listed wins both times; a real difference still counts.
+    one_ulp = math.ulp(1.0)
+    assert _fake_choice([1.0 + one_ulp, 1.0]) == "c0"
+    assert _fake_choice([1.0, 1.0 + one_ulp]) == "c0"
+    assert _fake_choice([1.0 + 1e-6, 1.0]) == "c1"
+    assert _fake_choice([1.0, 1.0 - 1e-6]) == "c1"

@@ -38,7 +38,8 @@ def best_placement(
     placement, or the average load once the tables still to place (``remaining_s``, their cheapest
     estimated cost) are spread perfectly. While much work remains, the second term rules and the
     option that adds the least total work wins (no spreading small tables over every rank for a
-    momentary balance); near the end the makespan rules. Ties: least work added, then list order.
+    momentary balance); near the end the makespan rules. Ties: least work added, then list order,
+    bounds and work compared to 12 significant digits (``settled``).
     """
     world = part.world
     total = sum(part.load)
@@ -58,17 +59,34 @@ def best_placement(
         for i, c in enumerate(candidates)
     )
     best: tuple[float, float, int] | None = None
+    best_bound = math.inf
     for floor, _, i in floors:
-        if best is not None and floor > best[0] * (1 + 1e-12):
+        if best is not None and floor > best_bound * (1 + 1e-12):
             break
         score = part.score(candidates[i])
         if score is None:
             continue
         makespan, add = score
         bound = max(makespan, (total + add + remaining_s) / world)
-        if best is None or (bound, add, i) < best:
-            best = (bound, add, i)
+        # Compared as settled figures: equal options (one table's columns on other ranks, say)
+        # reach their loads through sums in other orders, and the rounding in their last bits
+        # must not choose between them: list order does.
+        key = (settled(bound), settled(add), i)
+        if best is None or key < best:
+            best, best_bound = key, bound
     return None if best is None else part.place(candidates[best[2]])
+
+
+#: Significant digits a planner compares its estimates to (``settled``): the estimates themselves
+#: are good to a few per cent, their sums' rounding is 1e-16 relative.
+SETTLED_DIGITS = 12
+
+
+def settled(value: float) -> float:
+    """``value`` to ``SETTLED_DIGITS`` significant digits (infinities and NaN as they are)."""
+    if value == 0.0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{SETTLED_DIGITS}g}")
 
 
 def table_bytes(ctx: PlanningContext, table: Table, dtype: str | None = None) -> float:
