@@ -8,10 +8,9 @@ that may change a single bit: this file keeps the implementations they replaced,
 approximately, on the models of every shipped workload, the 2021 empirical sections and a few more
 Zipf exponents, for several batch and cache sizes.
 
-One figure is the exception: Che's characteristic time is now found by a safeguarded Newton
-iteration where the oracle calls Brent's method. Both stop within about 1e-12 of the same root, not
-on the same float, so ``characteristic_time`` and the LRU hit rate read off it are compared to
-``CHE_RTOL`` (Brent's own tolerance was 1e-12 in ``log t`` plus 1e-13 relative).
+The oracles' sums of products go through ``popularity.dot`` (numpy's own reduction) where they
+called ``np.dot`` (BLAS, whose threads make the last bits depend on the machine): the same
+arithmetic on both sides, so the comparisons stay exact.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from recsim.workload.access import (
     shipped_access_root,
 )
 from recsim.workload.access.empirical import EmpiricalModel
-from recsim.workload.access.popularity import _out_of_range
+from recsim.workload.access.popularity import _out_of_range, dot
 from recsim.workload.access.slice import SliceModel, SubsetModel
 
 # ------------------------------------------------------------------------------ the oracles
@@ -78,13 +77,13 @@ class OldGroupedPopularity:
             return 0.0
         with np.errstate(invalid="ignore"):  # p = 1 gives log1p(-1) = -inf, and n * -inf = -inf is fine
             seen = -np.expm1(n_lookups * self._log_miss)
-        return float(np.dot(self.weights, seen))
+        return dot(self.weights, seen)
 
     # -- caches ---------------------------------------------------------------------------------
 
     def occupancy(self, t: float) -> float:
         """``sum_i 1 - exp(-p_i t)``: expected distinct rows used in a window of ``t`` lookups."""
-        return float(np.dot(self.weights, -np.expm1(-self.probs * t)))
+        return dot(self.weights, -np.expm1(-self.probs * t))
 
     def characteristic_time(self, cache_rows: float) -> float:
         """Che's ``T``: the window (in lookups) whose expected distinct rows fill ``cache_rows``.
@@ -123,7 +122,7 @@ class OldGroupedPopularity:
             return 0.0
         if math.isinf(t):
             return 1.0
-        hit = float(np.dot(self.weights * self.probs, -np.expm1(-self.probs * t)))
+        hit = dot(self.weights * self.probs, -np.expm1(-self.probs * t))
         return min(1.0, max(0.0, hit))
 
     def top_k_share(self, k: float) -> float:
@@ -162,7 +161,7 @@ def old_slice_popularity(base: AccessModel, start: int, end: int) -> OldGroupedP
     keep = weights > 1e-9 * max(1.0, float(rows))
     w = weights[keep]
     p = pop.probs[keep]
-    mass = float(np.dot(w, p))
+    mass = dot(w, p)
     if mass <= 0:  # pragma: no cover - every group has p > 0
         raise ValueError("slice without lookups")
     return OldGroupedPopularity(w, np.minimum(1.0, p / mass))
@@ -232,15 +231,6 @@ CACHE_ROWS = (0.0, 0.5, 1.0, 7.3, 50e6 / 256, 50e6 / 512)
 LOOKUPS = (0.0, 0.5, 1.0, 100.0, 55296.0 * 26, 1e6, 1e9)
 
 
-#: How close the Che search's root (and the hit rate read off it) must come to Brent's.
-CHE_RTOL = 1e-11
-
-
-def che_close(new: float, old: float) -> bool:
-    """``new`` within ``CHE_RTOL`` of ``old`` (infinities equal)."""
-    return new == old or abs(new - old) <= CHE_RTOL * abs(old)
-
-
 def assert_same(new: GroupedPopularity, old: OldGroupedPopularity) -> None:
     """Every array and figure of ``new`` equals the oracle's exactly."""
     assert new.weights.dtype == old.weights.dtype and new.probs.dtype == old.probs.dtype
@@ -254,18 +244,17 @@ def assert_same(new: GroupedPopularity, old: OldGroupedPopularity) -> None:
         assert new.expected_unique(n) == old.expected_unique(n), n
         assert new.occupancy(n) == old.occupancy(n), n
     for c in caches:
-        assert che_close(new.lru_hit_rate(c), old.lru_hit_rate(c)), c
-        assert che_close(new.characteristic_time(c), old.characteristic_time(c)), c
+        assert new.lru_hit_rate(c) == old.lru_hit_rate(c), c
+        assert new.characteristic_time(c) == old.characteristic_time(c), c
         assert new.top_k_share(c) == old.top_k_share(c), c
     # Again, figures asked in the other order, on a copy with nothing computed yet.
     fresh = GroupedPopularity(new.weights, new.probs)
     for c in caches:
-        assert che_close(fresh.characteristic_time(c), old.characteristic_time(c)), c
-        assert che_close(fresh.lru_hit_rate(c), old.lru_hit_rate(c)), c
+        assert fresh.characteristic_time(c) == old.characteristic_time(c), c
+        assert fresh.lru_hit_rate(c) == old.lru_hit_rate(c), c
     # And the memoised answers once more.
     for c in caches:
-        assert che_close(new.lru_hit_rate(c), old.lru_hit_rate(c)), c
-        assert new.lru_hit_rate(c) == fresh.lru_hit_rate(c), c  # asked in either order: one float
+        assert new.lru_hit_rate(c) == old.lru_hit_rate(c), c
     for n in LOOKUPS:
         assert new.expected_unique(n) == old.expected_unique(n), n
 
@@ -281,7 +270,7 @@ def assert_model_same(model: AccessModel) -> None:
         assert model.expected_unique(n) == want
     for c in [f * model.rows for f in CACHE_FRACTIONS] + list(CACHE_ROWS):
         want = 1.0 if c >= model.rows else old.lru_hit_rate(c)
-        assert che_close(model.lru_hit_rate(c), want)
+        assert model.lru_hit_rate(c) == want
         if not isinstance(model, ZipfModel):
             assert model.top_k_share(c) == (1.0 if c >= model.rows else old.top_k_share(c))
 

@@ -16,7 +16,7 @@ from typing import Any, Self
 import numpy as np
 
 from recsim.workload.access.model import AccessModel
-from recsim.workload.access.popularity import GroupedPopularity
+from recsim.workload.access.popularity import GroupedPopularity, dot
 
 
 class SliceModel(AccessModel):
@@ -52,7 +52,7 @@ class SliceModel(AccessModel):
         keep = weights > 1e-9 * max(1.0, float(self.rows))
         w = weights[keep]
         p = pop.probs[keep]
-        mass = float(np.dot(w, p))
+        mass = dot(w, p)
         if mass <= 0:  # pragma: no cover - every group has p > 0
             raise ValueError("slice without lookups")
         # A run of groups of the base, scaled: as ordered as the base's groups are.
