@@ -155,6 +155,10 @@ def _simulate_training(
         )
     # The builder's shard figures and the cost model's embedding costs read the same access
     # models: made once, by the builder, and handed on (their popularity is worked out once).
+    if options.costs is not None:
+        # Before its shard figures are read: a memo of another system or workload is refused
+        # (``ValueError``), even where the costs below do not take it (slow NICs).
+        options.costs.check(system, workload)
     shard_ops = ShardOps(workload) if options.costs is None else options.costs.shard_ops
     try:
         step = build_training_step(

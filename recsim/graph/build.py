@@ -194,7 +194,8 @@ class _Builder:
         return {
             "source": "recsim.graph.build",
             "fused_tables": {k: [[t, n] for t, n in v] for k, v in self.fused.items()},
-            "table_slices": {k: list(v) for k, v in self.ops.slices.items() if k in used},
+            # By name: ``ops`` may be shared, and the order it met the parts in is its history's.
+            "table_slices": {k: list(self.ops.slices[k]) for k in sorted(used) if k in self.ops.slices},
             "mode": mode,
             "workload": self.w.name,
             "plan": self.plan.strategy,

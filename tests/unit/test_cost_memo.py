@@ -42,6 +42,9 @@ def test_plans_sharing_the_memos_shard_figures_keep_their_own_graphs() -> None:
         kept = simulate_training(system, workload, plan, SimulationOptions(costs=memo))
         assert kept.result.to_dict() == fresh.result.to_dict(), name
         assert kept.graph.metadata == fresh.graph.metadata, name
+        # In the same order too (a timeline writes the metadata out): by name, whatever ran before.
+        assert list(kept.graph.metadata["table_slices"]) == list(fresh.graph.metadata["table_slices"])
+        assert list(kept.graph.metadata["table_slices"]) == sorted(kept.graph.metadata["table_slices"])
         slices.append(set(kept.graph.metadata["table_slices"]))
     assert slices[0] and slices[1] and slices[2] and len({frozenset(x) for x in slices[:3]}) == 3
     # The first plan again, after the others left their parts in the shared ShardOps: its own only.
@@ -109,3 +112,16 @@ def test_list_groups_are_interned_by_value() -> None:
             fresh = CostModel(system, workload).collective_s(op)
             assert kept == fresh
     assert len(memo.collectives) == 2
+
+
+def test_a_memo_of_another_workload_is_refused_with_slow_nics_too() -> None:
+    """Slow NICs keep the memo's costs out (their topology is the run's own), but not its shard
+    figures: a memo of another workload must be refused there as everywhere."""
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    _, other = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=8192, precision="fp16")
+    memo = CostMemo(system, other)
+    plan = make_plan("table_wise", workload, system)
+    for nics in ({}, {0: 0.5}):
+        options = SimulationOptions(costs=memo, nic_speed_factors=nics)
+        with pytest.raises(ValueError, match="CostMemo"):
+            simulate_training(system, workload, plan, options)
