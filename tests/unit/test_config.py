@@ -322,3 +322,40 @@ def test_derived_figures_tiny(minilib):
     assert s.node.cpus.device.fp32_flop_per_s == 10 * 2e9 * 32
     assert s.node.scale_up_bandwidth_bytes_per_s_per_accelerator == 12 * 25e9
     assert s.scale_out_bandwidth_bytes_per_s_per_accelerator == 25e9
+
+
+@pytest.mark.skipif(yamlio._FAST_LOADER is None, reason="PyYAML built without libyaml")
+def test_libyaml_and_pure_python_agree_on_random_documents(monkeypatch):
+    """A seeded differential fuzz over YAML's syntax: whatever libyaml is allowed to read, it
+    reads as the pure-Python parser does (values, key lines, or the error)."""
+    import random
+
+    tokens = [
+        "a", "b", "1", "-1", "x y", ":", ": ", ":\t", "-", "- ", "? ", "\n", "\n", "\n  ", "\n    ",
+        "\n- ", "  ", "\t", "[", "]", "{", "}", ",", ", ", "'", '"', "#", " #c", "&a ", "*a", "*a ",
+        "!!str ", "!x ", "!", "|", ">", "|-", "|+\n  x", "---", "...", "\r\n", "\r", "\ufeff",
+        "\u2028", "\x85", "é", "%YAML 1.1\n", "~", "<<", "\\", "@", "`", "%", "0x1F", "1e5", "yes",
+    ]  # fmt: skip
+    rng = random.Random(7)
+    texts = []
+    for _ in range(3000):
+        text = "".join(rng.choice(tokens) for _ in range(rng.randint(1, 14)))
+        texts.append("k: " + text if rng.random() < 0.5 else text)
+
+    def outcomes() -> list[tuple[object, ...]]:
+        out: list[tuple[object, ...]] = []
+        for text in texts:
+            try:
+                tree = load_yaml_text(text, "x.yaml")
+            except ConfigError as exc:
+                out.append(("error", str(exc)))
+            else:
+                out.append(("ok", repr(tree.data), tree.locations))
+        return out
+
+    fast = outcomes()
+    _pure_python(monkeypatch)
+    slow = outcomes()
+    differ = [t for t, a, b in zip(texts, fast, slow, strict=True) if a != b]
+    assert not differ, differ[:3]
+    assert sum(o[0] == "ok" for o in slow) > 300  # the fuzz reaches valid documents too
