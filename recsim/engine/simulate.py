@@ -414,14 +414,20 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         return found
 
     dram = 0.0
+    off_hbm = False  # a lookup outside HBM in ``nodes`` (every step node, for a chained graph)
     for node, count in zip(nodes, counts, strict=True):
         op = node.op
-        if type(op) is Embedding and op.tier != "hbm" and count:
-            detail = cost_of(op)
-            dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
+        if type(op) is Embedding and op.tier != "hbm":
+            off_hbm = True
+            if count:
+                detail = cost_of(op)
+                dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
     cpu: dict[int, float] = defaultdict(float)
     nmp: dict[int, float] = defaultdict(float)
     off_gpu: dict[int, float] = defaultdict(float)
+    if not off_hbm and index.copies is not None:
+        # Every step node was seen: no lookup the host runs (those are outside HBM), in any step.
+        return TierActivity(dram)
     for position, node in _host_run_lookups(index):
         op = node.op
         assert type(op) is Embedding
