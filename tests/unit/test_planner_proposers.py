@@ -398,3 +398,32 @@ def test_equal_options_are_chosen_by_list_order_not_by_rounding():
     assert _fake_choice([1.0, 1.0 + one_ulp]) == "c0"
     assert _fake_choice([1.0 + 1e-6, 1.0]) == "c1"
     assert _fake_choice([1.0, 1.0 - 1e-6]) == "c1"
+
+
+def test_a_candidate_whose_floor_settles_to_the_best_bound_is_still_scored():
+    """Candidates tried by their floor (one rank: the floor is the bound): one whose floor is above
+    the best bound only by rounding may tie it, and then list order decides, not the early stop."""
+    from types import SimpleNamespace
+
+    from recsim.planner.proposers.greedy import best_placement
+
+    def choice(adds: list[float]) -> str:
+        blocks = [[SimpleNamespace(perf=SimpleNamespace(total_s=a))] for a in adds]
+        cands = [
+            SimpleNamespace(name=f"c{i}", blocks=b, replicated=[], placement="one")
+            for i, b in enumerate(blocks)
+        ]
+        part = SimpleNamespace(
+            world=1,
+            load=[0.0],
+            makespan_s=0.0,
+            score=lambda c: (c.blocks[0].perf.total_s, c.blocks[0].perf.total_s),
+            place=lambda c: [c.name],
+        )
+        chosen = best_placement(part, cands)  # type: ignore[arg-type]
+        assert chosen is not None
+        return str(chosen[0])
+
+    assert choice([1.0 + 4e-12, 1.0]) == "c0"  # equal to 12 digits: list order
+    assert choice([1.0 + 0.9e-12, 1.0]) == "c0"
+    assert choice([1.0 + 1e-9, 1.0]) == "c1"  # a real difference

@@ -59,9 +59,10 @@ def best_placement(
         for i, c in enumerate(candidates)
     )
     best: tuple[float, float, int] | None = None
-    best_bound = math.inf
     for floor, _, i in floors:
-        if best is not None and floor > best_bound * (1 + 1e-12):
+        # Settled as the keys are (rounding is monotone): a floor that settles to the best bound
+        # may still tie it and win on work or order.
+        if best is not None and settled(floor) > best[0]:
             break
         score = part.score(candidates[i])
         if score is None:
@@ -70,10 +71,11 @@ def best_placement(
         bound = max(makespan, (total + add + remaining_s) / world)
         # Compared as settled figures: equal options (one table's columns on other ranks, say)
         # reach their loads through sums in other orders, and the rounding in their last bits
-        # must not choose between them: list order does.
+        # must not choose between them: list order does. (Two values within rounding of each
+        # other that straddle a 12-digit boundary still settle apart: rarely, not never.)
         key = (settled(bound), settled(add), i)
         if best is None or key < best:
-            best, best_bound = key, bound
+            best = key
     return None if best is None else part.place(candidates[best[2]])
 
 
