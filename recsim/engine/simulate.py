@@ -123,6 +123,10 @@ def _simulate_training(
 ) -> Simulation:
     context = _context(system, workload, plan, options)
     check_speed_factors(options, system)
+    if options.costs is not None:
+        # First: a memo of another system or workload is a caller's mistake (``ValueError``),
+        # whatever the plan, and even where the costs below would not take it (slow NICs).
+        options.costs.check(system, workload)
     acc = system.accelerator
     if acc is None:
         return Simulation(
@@ -155,10 +159,6 @@ def _simulate_training(
         )
     # The builder's shard figures and the cost model's embedding costs read the same access
     # models: made once, by the builder, and handed on (their popularity is worked out once).
-    if options.costs is not None:
-        # Before its shard figures are read: a memo of another system or workload is refused
-        # (``ValueError``), even where the costs below do not take it (slow NICs).
-        options.costs.check(system, workload)
     shard_ops = ShardOps(workload) if options.costs is None else options.costs.shard_ops
     try:
         step = build_training_step(
