@@ -99,8 +99,18 @@ class Partitioner:
             self.ssd[node] = v
 
     def key(self, rank: int) -> tuple[float, int]:
-        """Preference among fitting ranks: least load (lpt) or most free HBM (memory)."""
-        return PARTITIONERS[self.mode](self, rank)
+        """Preference among fitting ranks: least load (lpt) or most free HBM (memory), settled
+        (``settled``: equal to 12 digits is a tie, which the lower rank wins)."""
+        return settled(PARTITIONERS[self.mode](self, rank)), rank
+
+    def preferred(self, ranks: list[int]) -> int:
+        """``min(ranks, key=self.key)``, settling only the ranks near the least figure (a figure
+        more than 1e-10 above it settles above it too)."""
+        figure = PARTITIONERS[self.mode]
+        values = [figure(self, r) for r in ranks]
+        least = min(values)
+        near = [r for r, v in zip(ranks, values, strict=True) if v <= least + abs(least) * 1e-10]
+        return min(near, key=self.key)
 
     def pressure(self, rank: int) -> float:
         """Used share of the rank's HBM plus its node's host DRAM and SSD (the memory key)."""
@@ -170,7 +180,7 @@ class Partitioner:
                 fitting = [r for r in range(self.world) if r not in used and self.fits(r, block.storage)]
                 if not fitting:
                     return False
-                rank = min(fitting, key=self.key)
+                rank = self.preferred(fitting)
                 self._add(rank, block, undo)
                 used.add(rank)
                 placed.append((block, (rank,)))
@@ -209,8 +219,8 @@ class Partitioner:
     def _nodes_by_preference(self) -> list[int]:
         nodes = range(len(self.ddr))
         if self.mode == "memory":
-            return sorted(nodes, key=lambda n: (sum(self.pressure(r) for r in self._ranks(n)), n))
-        return sorted(nodes, key=lambda n: (max(self.load[r] for r in self._ranks(n)), n))
+            return sorted(nodes, key=lambda n: (settled(sum(self.pressure(r) for r in self._ranks(n))), n))
+        return sorted(nodes, key=lambda n: (settled(max(self.load[r] for r in self._ranks(n))), n))
 
     def _ranks(self, node: int) -> range:
         return range(node * self.per_node, (node + 1) * self.per_node)
@@ -254,8 +264,23 @@ class Partitioner:
         return f"most free: HBM {_b(hbm)} on a rank, host DRAM {_b(ddr)} and SSD {_b(ssd)} on a node"
 
 
-#: Registered partitioners: name -> the key that orders the ranks a block fits on (lowest first).
-PARTITIONERS: dict[str, Callable[[Partitioner, int], tuple[float, int]]] = {
-    "lpt": lambda p, r: (p.load[r], r),
-    "memory": lambda p, r: (p.pressure(r), r),
+#: Significant digits a planner compares its estimates to (``settled``): the estimates themselves
+#: are good to a few per cent, their sums' rounding is 1e-16 relative. A rank's load is a sum of
+#: its blocks' estimates in the order they were placed, so two ranks holding equal blocks differ
+#: in their last bits, and the rank with the lower index must win that tie, not the rounding.
+SETTLED_DIGITS = 12
+
+
+def settled(value: float) -> float:
+    """``value`` to ``SETTLED_DIGITS`` significant digits (infinities and NaN as they are)."""
+    if value == 0.0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{SETTLED_DIGITS}g}")
+
+
+#: Registered partitioners: name -> the figure that orders the ranks a block fits on (lowest
+#: first, settled; ``Partitioner.key``).
+PARTITIONERS: dict[str, Callable[[Partitioner, int], float]] = {
+    "lpt": lambda p, r: p.load[r],
+    "memory": lambda p, r: p.pressure(r),
 }

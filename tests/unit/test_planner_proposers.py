@@ -427,3 +427,22 @@ def test_a_candidate_whose_floor_settles_to_the_best_bound_is_still_scored():
     assert choice([1.0 + 4e-12, 1.0]) == "c0"  # equal to 12 digits: list order
     assert choice([1.0 + 0.9e-12, 1.0]) == "c0"
     assert choice([1.0 + 1e-9, 1.0]) == "c1"  # a real difference
+
+
+def test_ranks_whose_loads_differ_by_rounding_go_by_index():
+    """A rank's load sums its blocks in the order they came: equal blocks in another order leave
+    it a few ulps off its twin's. The lower rank wins that tie; a real difference still counts."""
+    from types import SimpleNamespace
+
+    one_ulp = math.ulp(0.3)
+
+    def preferred(loads: list[float]) -> int:
+        fake = SimpleNamespace(mode="lpt", load=loads)
+        fake.key = lambda r: Partitioner.key(fake, r)  # type: ignore[arg-type]
+        return Partitioner.preferred(fake, list(range(len(loads))))  # type: ignore[arg-type]
+
+    assert 0.2 + 0.1 + one_ulp != 0.1 + 0.2  # the ulps are real
+    assert preferred([0.3 + one_ulp, 0.3, 0.5]) == 0
+    assert preferred([0.3, 0.3 + one_ulp, 0.5]) == 0
+    assert preferred([0.3 + 1e-9, 0.3, 0.5]) == 1
+    assert preferred([0.5, 0.3 + one_ulp, 0.3]) == 1

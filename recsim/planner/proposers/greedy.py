@@ -21,7 +21,7 @@ import math
 
 from recsim.errors import InfeasibleError
 from recsim.planner.estimator import Candidate
-from recsim.planner.partitioners import Partitioner
+from recsim.planner.partitioners import Partitioner, settled
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
 from recsim.planner.storage import row_bytes
 from recsim.planner.types import Plan, Shard
@@ -77,18 +77,6 @@ def best_placement(
         if best is None or key < best:
             best = key
     return None if best is None else part.place(candidates[best[2]])
-
-
-#: Significant digits a planner compares its estimates to (``settled``): the estimates themselves
-#: are good to a few per cent, their sums' rounding is 1e-16 relative.
-SETTLED_DIGITS = 12
-
-
-def settled(value: float) -> float:
-    """``value`` to ``SETTLED_DIGITS`` significant digits (infinities and NaN as they are)."""
-    if value == 0.0 or not math.isfinite(value):
-        return value
-    return float(f"{value:.{SETTLED_DIGITS}g}")
 
 
 def table_bytes(ctx: PlanningContext, table: Table, dtype: str | None = None) -> float:
