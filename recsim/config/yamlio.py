@@ -40,14 +40,15 @@ _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
 #: string, tag handles PyYAML refuses (``!=!x``), a byte order mark inside the text as nothing,
 #: a comment straight after a block scalar's ``|``/``>``, the Unicode line breaks (NEL, LS, PS)
 #: as line breaks in more places, a ``?`` inside a plain scalar of a flow collection
-#: (``[http://h/p?q=1]``) as part of it; and it raises ``UnicodeEncodeError`` on a lone
+#: (``[http://h/p?q=1]``) as part of it, a tag ended by a comma (``[!!str, x]``) as a tag;
+#: and it raises ``UnicodeEncodeError`` on a lone
 #: surrogate. A document with any of these (a ``?`` is sent on when it follows a character, or
 #: when the document has a flow collection at all; a tag when libyaml's graph has any node tagged
 #: outside YAML's own tags) is read by the pure-Python parser only, and so is one whose top level
 #: is not a mapping (an error either way, whose line the parsers give differently for an empty
 #: document), so that what a file means, or why it is refused, never depends on how PyYAML was
 #: built.
-_PURE_ONLY = re.compile(r"[\t\ufeff\x85\u2028\u2029\ud800-\udfff]|!(?=[\s,\]}]|$)|[|>][0-9+-]*#|\S\?")
+_PURE_ONLY = re.compile(r"[\t\ufeff\x85\u2028\u2029\ud800-\udfff]|!(?=[\s,\]}]|$)|!\S*,|[|>][0-9+-]*#|\S\?")
 #: The tags both parsers resolve alike: YAML's own (``!!str``, and every untagged node's).
 _CORE_TAG = "tag:yaml.org,2002:"
 
@@ -146,6 +147,16 @@ def load_yaml_file(path: Path) -> Tree:
     return load_yaml_text(text, source)
 
 
+#: What PyYAML's safe constructors raise, besides ``YAMLError``, on a value their tag cannot read
+#: (``!!int ""`` is an IndexError, ``!!bool ""`` a KeyError, ``!!timestamp ""`` an AttributeError).
+_CONSTRUCTOR_SLIPS = (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError)
+
+
+def _tag_name(tag: str) -> str:
+    """``int`` for ``tag:yaml.org,2002:int``, else the tag itself."""
+    return tag.removeprefix(_CORE_TAG)
+
+
 class _Builder:
     def __init__(self, source: str, tree: Tree) -> None:
         self.source = source
@@ -178,6 +189,10 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self._loc(node)}: invalid value: {_one_line(exc)}") from None
+        except _CONSTRUCTOR_SLIPS as exc:
+            raise ConfigError(
+                f"{self._loc(node)}: invalid value: {node.value!r} is not a valid {_tag_name(node.tag)}"
+            ) from exc
 
     def _collection(self, node: yaml.Node, path: KeyPath) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -192,6 +207,11 @@ class _Builder:
                     key = self.loader.construct_object(key_node, deep=True)
                 except yaml.YAMLError as exc:
                     raise ConfigError(f"{self._loc(key_node)}: invalid key: {_one_line(exc)}") from None
+                except _CONSTRUCTOR_SLIPS as exc:
+                    raise ConfigError(
+                        f"{self._loc(key_node)}: invalid key: {key_node.value!r} is not a valid "
+                        f"{_tag_name(key_node.tag)}"
+                    ) from exc
                 except RecursionError:
                     raise ConfigError(
                         f"{self._loc(key_node)}: a YAML alias refers to a collection that contains it"

@@ -105,6 +105,11 @@ def test_libyaml_reads_every_shipped_config_as_pure_python_does(monkeypatch):
         "k: [a ? b]\n",
         "k: !=!x y\n",
         "k: !=!x   \n- ",
+        # A third review's: a tag ended by a comma in a flow collection.
+        "a: [!!str, x]\n",
+        "a: {b: !!str, c: 1}\n",
+        "a: [!<tag:yaml.org,2002:str>,x]\n",
+        "a: [!!int,1]\n",
         "a: " + "[" * 2000 + "]" * 2000 + "\n",
     ],
 )
@@ -122,6 +127,14 @@ def test_odd_yaml_reads_the_same_with_libyaml(monkeypatch, text):
     fast = outcome()
     _pure_python(monkeypatch)
     assert fast == outcome()
+
+
+@pytest.mark.parametrize("tag", ["int", "float", "bool", "timestamp"])
+def test_a_tagged_value_its_constructor_cannot_read_is_a_config_error(tag):
+    # PyYAML's constructors raise IndexError, KeyError or AttributeError on these, not YAMLError.
+    message = error_of(load_yaml_text, f'a: !!{tag} ""\n', "x.yaml")
+    assert message == f"x.yaml:1: invalid value: '' is not a valid {tag}"
+    assert "invalid key" in error_of(load_yaml_text, f'!!{tag} "": 1\n', "x.yaml")
 
 
 def test_alias_bomb_is_bounded():
@@ -341,7 +354,8 @@ def test_libyaml_and_pure_python_agree_on_random_documents(monkeypatch):
         "\n- ", "  ", "\t", "[", "]", "{", "}", ",", ", ", "'", '"', "#", " #c", "&a ", "*a", "*a ",
         "!!str ", "!x ", "!", "|", ">", "|-", "|+\n  x", "---", "...", "\r\n", "\r", "\ufeff",
         "\u2028", "\x85", "é", "%YAML 1.1\n", "~", "<<", "\\", "@", "`", "%", "0x1F", "1e5", "yes",
-        "?", "a?b", "http://h/p?q=1", "!e!foo ", "!=!x ", "!<tag:yaml.org,2002:str> ", "!=",
+        "?", "a?b", "http://h/p?q=1", "!e!foo ", "!=!x ", "!<tag:yaml.org,2002:str> ", "!=", "!!str,",
+        "!!int,",
     ]  # fmt: skip
     rng = random.Random(7)
     texts = []
