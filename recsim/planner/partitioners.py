@@ -109,6 +109,8 @@ class Partitioner:
         figure = PARTITIONERS[self.mode]
         values = [figure(self, r) for r in ranks]
         least = min(values)
+        if not math.isfinite(least):  # no window to narrow to (a NaN or infinite estimate)
+            return min(ranks, key=self.key)
         near = [r for r, v in zip(ranks, values, strict=True) if v <= least + abs(least) * 1e-10]
         return min(near, key=self.key)
 
@@ -275,7 +277,8 @@ def settled(value: float) -> float:
     """``value`` to ``SETTLED_DIGITS`` significant digits (infinities and NaN as they are)."""
     if value == 0.0 or not math.isfinite(value):
         return value
-    return float(f"{value:.{SETTLED_DIGITS}g}")
+    out = float(f"{value:.{SETTLED_DIGITS}g}")
+    return out if math.isfinite(out) else value  # rounded past the largest float: as it is
 
 
 #: Registered partitioners: name -> the figure that orders the ranks a block fits on (lowest

@@ -125,3 +125,16 @@ def test_a_memo_of_another_workload_is_refused_with_slow_nics_too() -> None:
         options = SimulationOptions(costs=memo, nic_speed_factors=nics)
         with pytest.raises(ValueError, match="CostMemo"):
             simulate_training(system, workload, plan, options)
+    # Whatever the plan: one that does not fit is refused for the memo, not reported infeasible.
+    tiny = prepare(
+        "dgx-h100",
+        "dlrm-dcnv2",
+        nodes=2,
+        batch_size=16384,
+        precision="fp16",
+        overrides=["node.accelerators.device.hbm.capacity=1 GB"],
+    )[0]
+    tiny_plan = make_plan("table_wise", workload, system)
+    assert simulate_training(tiny, workload, tiny_plan, SimulationOptions()).result.status == "infeasible"
+    with pytest.raises(ValueError, match="CostMemo"):
+        simulate_training(tiny, workload, tiny_plan, SimulationOptions(costs=CostMemo(system, workload)))

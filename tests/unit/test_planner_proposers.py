@@ -446,3 +446,40 @@ def test_ranks_whose_loads_differ_by_rounding_go_by_index():
     assert preferred([0.3, 0.3 + one_ulp, 0.5]) == 0
     assert preferred([0.3 + 1e-9, 0.3, 0.5]) == 1
     assert preferred([0.5, 0.3 + one_ulp, 0.3]) == 1
+    assert preferred([math.nan, 1.0]) == 0 and preferred([2.0, -math.inf]) == 1  # as min(key=...)
+
+
+def test_a_floor_a_few_ulps_above_its_bound_does_not_stop_the_search():
+    """A candidate's floor (its blocks' estimates summed) and its bound (the partitioner's load
+    difference) are the same load summed otherwise, a few ulps apart: a floor just over a 12-digit
+    rounding midpoint whose bound is just under it must still be scored (a third review's case)."""
+    from types import SimpleNamespace
+
+    from recsim.planner.partitioners import settled
+    from recsim.planner.proposers.greedy import best_placement
+
+    # Two adds an ulp or two apart whose half-sums with 1 settle apart, the adds themselves not.
+    a = 1.00000000001 - 40 * math.ulp(1.0)
+    for _ in range(80):
+        up = a
+        down = math.nextafter(math.nextafter(math.nextafter(a, 0), 0), 0)
+        if settled((1 + up) / 2) > settled((1 + down) / 2) and settled(up) == settled(down):
+            break
+        a = math.nextafter(a, 2)
+    else:  # pragma: no cover - the search window always holds a midpoint
+        raise AssertionError("no rounding midpoint found")
+    added = {"c0": up, "c1": down}
+    cands = [
+        SimpleNamespace(
+            name=n,
+            blocks=[SimpleNamespace(perf=SimpleNamespace(total_s=added[n]))],
+            replicated=[],
+            placement="one",
+        )
+        for n in ("c0", "c1")
+    ]
+    part = SimpleNamespace(
+        world=2, load=[1.0, 0.0], makespan_s=1.0, score=lambda c: (1.0, down), place=lambda c: [c.name]
+    )
+    # Both score the same: the first listed wins, though its floor is tried second.
+    assert best_placement(part, cands) == ["c0"]  # type: ignore[arg-type]

@@ -61,8 +61,10 @@ def best_placement(
     best: tuple[float, float, int] | None = None
     for floor, _, i in floors:
         # Settled as the keys are (rounding is monotone): a floor that settles to the best bound
-        # may still tie it and win on work or order.
-        if best is not None and settled(floor) > best[0]:
+        # may still tie it and win on work or order. The floor (``added``) and the bound
+        # (``score``'s load difference) reach the same load through other sums, a few ulps apart:
+        # the floor is lowered by more than that first.
+        if best is not None and settled(floor * (1 - 1e-12)) > best[0]:
             break
         score = part.score(candidates[i])
         if score is None:
