@@ -906,7 +906,7 @@ class _LazyAdjacency(dict[str, list[str]]):
 
 
 def _all_shortest_paths(
-    adjacency: dict[str, list[str]], src: str, dst: str, ok: Any
+    adjacency: dict[str, list[str]], src: str, dst: str, ok: Callable[[str], bool]
 ) -> tuple[tuple[str, ...], ...]:
     """``nx.all_shortest_paths(view, src, dst)`` in the same order, ``view`` keeping the vertices
     ``ok`` accepts: the same breadth-first predecessor lists (stopped once ``dst``'s level is done,
