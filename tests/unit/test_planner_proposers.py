@@ -483,3 +483,18 @@ def test_a_floor_a_few_ulps_above_its_bound_does_not_stop_the_search():
     )
     # Both score the same: the first listed wins, though its floor is tried second.
     assert best_placement(part, cands) == ["c0"]  # type: ignore[arg-type]
+
+
+def test_nodes_whose_loads_differ_by_rounding_go_by_index():
+    """The node a row or column split goes to: the least loaded, settled, the lower index on a tie."""
+    from types import SimpleNamespace
+
+    def order(loads: list[float]) -> list[int]:
+        fake = SimpleNamespace(mode="lpt", load=loads, ddr=[0.0, 0.0], per_node=2)
+        fake._ranks = lambda n: range(n * 2, (n + 1) * 2)
+        return Partitioner._nodes_by_preference(fake)  # type: ignore[arg-type]
+
+    ulp = math.ulp(0.7)
+    assert order([0.7 + ulp, 0.1, 0.7, 0.2]) == [0, 1]
+    assert order([0.7, 0.1, 0.7 + ulp, 0.2]) == [0, 1]
+    assert order([0.7 + 1e-9, 0.1, 0.7, 0.2]) == [1, 0]
