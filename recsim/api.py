@@ -15,7 +15,7 @@ from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
 from recsim.engine import DEFAULT_STEPS, ENGINES
-from recsim.errors import ConfigError, InfeasibleError, TraceError
+from recsim.errors import ConfigError, InfeasibleError, TraceError, first_few
 from recsim.graph.ir import ExecutionGraph
 from recsim.graph.native import write_graph
 from recsim.graph.readers import read_trace as _read_trace
@@ -170,10 +170,7 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
         graph.validate()
     except TraceError as exc:
         # The graph's checks name ranks and collectives; say which files they were read from.
-        shown = ", ".join(str(f) for f in files[:3]) + (
-            f" and {len(files) - 3} more" if len(files) > 3 else ""
-        )
-        raise TraceError(f"{shown}: {exc}") from None
+        raise TraceError(f"{first_few(files)}: {exc}") from None
     return graph
 
 

@@ -7,6 +7,8 @@ Anything else that escapes is a bug in recsim.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class RecsimError(Exception):
     """Base class of every error caused by the user's input or request."""
@@ -30,3 +32,9 @@ class InfeasibleError(RecsimError):
 
 class SimulationError(RecsimError):
     """An invariant of the simulation was violated; names the node and the resource."""
+
+
+def first_few(items: Sequence[object], shown: int = 3) -> str:
+    """The first ``shown`` of ``items`` for a message, and how many more there are."""
+    head = ", ".join(str(item) for item in items[:shown])
+    return head + (f" and {len(items) - shown} more" if len(items) > shown else "")

@@ -114,14 +114,15 @@ class NmpTier(TierModel):
         channel_s = channel_bytes / host_ddr_bandwidth_bytes_per_s(system)
         host_s = cpu_pool_s(system, max(0.0, partials - lookup.bags_returned) * lookup.op.dim)
 
-        limits = {
-            "rank_dram_s": dram_s / share,
-            "rank_latency_s": latency_s / share,
-            "rank_cache_s": cache_s / share,
-            "processing_s": pu_s / share,
-            "channel_s": channel_s / share,
-            "host_s": host_s / share,
+        whole_node = {
+            "rank_dram_s": dram_s,
+            "rank_latency_s": latency_s,
+            "rank_cache_s": cache_s,
+            "processing_s": pu_s,
+            "channel_s": channel_s,
+            "host_s": host_s,
         }
+        limits = {name: seconds / share for name, seconds in whole_node.items()}
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved)
         details = lookup.base_details() | lookup.forward_accounting()

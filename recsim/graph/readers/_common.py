@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from recsim.errors import TraceError
+from recsim.errors import TraceError, first_few
 from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Op, Stream
 
 # -- categories ------------------------------------------------------------------------------------
@@ -435,12 +435,9 @@ class PendingGraph:
         """
         recorded, odd = _last_arrivals(self.nodes)
         if odd:
-            shown = ", ".join(repr(k) for k in odd[:3]) + (
-                f" and {len(odd) - 3} more" if len(odd) > 3 else ""
-            )
             metadata.setdefault("notes", []).append(
-                f"collectives {shown}: the ranks' parts disagree (size), so their recorded "
-                "durations, waits for the other ranks included, are kept"
+                f"collectives {first_few([repr(k) for k in odd])}: the ranks' parts disagree (size), "
+                "so their recorded durations, waits for the other ranks included, are kept"
             )
         ids: dict[Hashable, int] = {}
         last_in_queue: dict[tuple[int, Hashable], int] = {}
