@@ -496,7 +496,6 @@ class _Builder:
         if self._exchange is None:
             self._exchange = pooled_exchange(self.ops, self.plan, batch, comm, self.node_size)
         exchange = self._exchange
-        matrix = exchange.send  # forward direction: [src][dst]
         # TorchRec batches the output dist of every table sharded over the same ranks into one
         # collective (its RW/TWRW dists concatenate the tables' partial pools): one
         # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.
@@ -516,16 +515,21 @@ class _Builder:
         a2a: dict[int, int] = {}
         if exchange.any_all_to_all:
             key = "a2a_fwd" if forward else "a2a_bwd"
-            # The matrix's columns, each read once (``matrix[q][r]`` over ``q``), not per rank.
-            columns = list(zip(*matrix, strict=True))
+            # The matrix's rows and columns as tuples, equal ones shared (``PooledExchange``), and
+            # the sum of each distinct one worked out once.
+            rows, columns = exchange.rows, exchange.columns
+            sums: dict[int, float] = {}
             for r in group:
-                send = tuple(matrix[r]) if forward else columns[r]
-                recv = columns[r] if forward else tuple(matrix[r])
+                send = rows[r] if forward else columns[r]
+                recv = columns[r] if forward else rows[r]
+                total = sums.get(id(send))
+                if total is None:
+                    total = sums[id(send)] = sum(send)
                 op = Collective(
                     CollectiveOp.ALL_TO_ALL,
                     key,
                     group,
-                    sum(send),
+                    total,
                     self.comm_dtype,
                     send,
                     recv,

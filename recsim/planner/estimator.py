@@ -38,7 +38,7 @@ from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
 from recsim.graph.runtime import runtime
-from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
@@ -495,9 +495,9 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     # A rank's part of the exchange lasts as long as the larger of what it sends and what it
     # receives (its links are full duplex): forward it sends its row and receives its column,
     # backward the transpose, so both directions cost the same.
-    received = [math.fsum(column) for column in zip(*exchange.send, strict=True)]
-    for r, row in enumerate(exchange.send):
-        t = max(math.fsum(row), received[r]) * a2a
+    sent, received = exchange_sums(exchange.rows), exchange_sums(exchange.columns)
+    for r in range(world):
+        t = max(sent[r], received[r]) * a2a
         per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
     for ranks, dim in exchange.reduce_groups.items():
         t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)

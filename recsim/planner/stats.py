@@ -44,7 +44,7 @@ from recsim.cost.embedding.base import parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime
-from recsim.graph.shard_ops import pooled_exchange
+from recsim.graph.shard_ops import exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
 from recsim.planner.estimator import PRECISION_ORDER, Estimator, plan_perf
@@ -234,7 +234,7 @@ def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list
     wire = DTYPE_BYTES[plan.comm_dtype]
     node_size = runtime(workload.training.runtime).row_split_node_size(estimator.per_node, plan)
     exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
-    return [math.fsum(row) for row in exchange.send]
+    return exchange_sums(exchange.rows)
 
 
 class _SlowLookups:

@@ -943,7 +943,7 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
     by_rank = reference_lookup_bytes_by_owner(_Builder(workload, plan, BuildOptions()), b)
     # The pooled all-to-all's, from the exchange matrix read entry by entry.
     comm_dtype = step.metadata["comm_dtype"]
-    matrix = pooled_exchange(ShardOps(workload), plan, batch, DTYPE_BYTES[comm_dtype]).send
+    matrix = pooled_exchange(ShardOps(workload), plan, batch, DTYPE_BYTES[comm_dtype]).send.tolist()
     seen = {"input_dist": 0, "a2a_fwd": 0, "a2a_bwd": 0}
     for n in step.nodes:
         op = n.op
@@ -1405,7 +1405,7 @@ class _ReferenceBuilder(_Builder):
         if self._exchange is None:
             self._exchange = pooled_exchange(self.ops, self.plan, batch, comm)
         exchange = self._exchange
-        matrix = exchange.send  # forward direction: [src][dst]
+        matrix = exchange.send.tolist()  # forward direction: [src][dst]
         # TorchRec batches the output dist of every table sharded over the same ranks into one
         # collective (its RW/TWRW dists concatenate the tables' partial pools): one
         # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.

@@ -160,7 +160,7 @@ def test_a_split_over_nodes_reduces_inside_each_node_and_sends_node_partials() -
         [0.0, vector, 0.0, 0.0],
     ]
     b_part = [[0.0] * 4, [vector] * 4, [0.0] * 4, [0.0] * 4]
-    assert hier.send == [
+    assert hier.send.tolist() == [
         [x + y for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(a_part, b_part, strict=True)
     ]
 
