@@ -252,18 +252,34 @@ class PooledExchange:
     @cached_property
     def columns(self) -> list[tuple[float, ...]]:
         """Rank ``r``'s column (what each rank sends it forward), equal columns one tuple."""
-        return _shared_tuples(np.ascontiguousarray(self.send.T))
+        # Every row is one of the distinct ones: two columns are equal where they are equal in
+        # the distinct rows, a few of them, so the n x n matrix is never transposed.
+        number: dict[int, int] = {}  # id of a distinct row -> its number
+        firsts: list[int] = []  # the first rank of each distinct row
+        which = []
+        for r, row in enumerate(self.rows):
+            k = number.get(id(row))
+            if k is None:
+                k = number[id(row)] = len(firsts)
+                firsts.append(r)
+            which.append(k)
+        distinct = self.send[firsts]
+        expand = np.asarray(which, dtype=np.intp)
+        return _shared_tuples(np.ascontiguousarray(distinct.T), expand)
 
 
-def _shared_tuples(matrix: npt.NDArray[np.float64]) -> list[tuple[float, ...]]:
-    """Each row of ``matrix`` as a tuple of Python floats, rows equal bit for bit sharing one."""
+def _shared_tuples(
+    keys: npt.NDArray[np.float64], expand: npt.NDArray[np.intp] | None = None
+) -> list[tuple[float, ...]]:
+    """Each row of ``keys`` (``row[expand]`` where ``expand`` is given) as a tuple of Python floats,
+    rows equal bit for bit sharing one."""
     made: dict[bytes, tuple[float, ...]] = {}
     out = []
-    for row in matrix:
+    for row in keys:
         key = row.tobytes()
         found = made.get(key)
         if found is None:
-            found = made[key] = tuple(row.tolist())
+            found = made[key] = tuple((row if expand is None else row[expand]).tolist())
         out.append(found)
     return out
 
