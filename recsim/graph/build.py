@@ -516,7 +516,8 @@ class _Builder:
         if exchange.any_all_to_all:
             key = "a2a_fwd" if forward else "a2a_bwd"
             # The matrix's rows and columns as tuples, equal ones shared (``PooledExchange``), and
-            # the sum of each distinct one worked out once.
+            # the sum of each distinct one worked out once (``sum``, as the op's bytes always were,
+            # not the exact ``exchange_sums`` the planner reads; ``rows`` keeps the tuples alive).
             rows, columns = exchange.rows, exchange.columns
             sums: dict[int, float] = {}
             for r in group:

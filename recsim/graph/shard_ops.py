@@ -229,12 +229,12 @@ class PooledExchange:
     ``reduce_groups``: for each group of ranks a row split spans, the summed width (columns) of its
     blocks, reduce-scattered as one collective.
 
-    A plan's matrix has few distinct rows and columns (every rank without a table sends nothing; in
-    the backward, every sample owner receives the same): ``rows`` and ``columns`` give each rank's
-    as a tuple of floats, the equal ones one tuple, made once. At 1,024 ranks that is a few dozen
-    tuples instead of 2,048 tuples of 10^6 float objects in all, which cost more to make, to
-    convert back to arrays (``traffic_matrix``) and for the garbage collector to walk than the
-    rest of an analytic evaluation.
+    A plan's matrix has few distinct rows and columns (every rank without a table sends nothing;
+    every sample owner receives the same): ``rows`` and ``columns`` give each rank's as a tuple of
+    floats, the equal ones one tuple, made once. At 1,024 ranks that is a few dozen tuples instead
+    of 2,048 tuples of 10^6 float objects in all, which cost more to make, to convert back to
+    arrays (``traffic_matrix``) and for the garbage collector to walk than the rest of an analytic
+    evaluation. Two exchanges compare by identity (the matrix is an array).
     """
 
     send: npt.NDArray[np.float64]
@@ -286,14 +286,14 @@ def _shared_tuples(
 
 def exchange_sums(vectors: Sequence[tuple[float, ...]]) -> list[float]:
     """The exact sum (``math.fsum``) of each of ``vectors`` (a ``PooledExchange``'s rows or columns),
-    once per distinct tuple."""
-    sums: dict[int, float] = {}
+    worked out once per tuple object: the rows and columns share a tuple where they are equal."""
+    sums: dict[int, tuple[tuple[float, ...], float]] = {}  # id -> (the tuple, kept alive; its sum)
     out = []
     for vector in vectors:
-        total = sums.get(id(vector))
-        if total is None:
-            total = sums[id(vector)] = math.fsum(vector)
-        out.append(total)
+        found = sums.get(id(vector))
+        if found is None or found[0] is not vector:
+            found = sums[id(vector)] = (vector, math.fsum(vector))
+        out.append(found[1])
     return out
 
 

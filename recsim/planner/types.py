@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -110,6 +111,12 @@ def dense_gradient(shard: Shard, world_size: int) -> bool:
     return shard.sharding == "data_parallel" and world_size > 1
 
 
+def _is_rank(value: object) -> bool:
+    """An integer rank: a bool is an int to Python, but a rank ``True`` is a mistake, and an array
+    index would read it as a mask (``shard_ops.pooled_exchange`` fills a numpy matrix)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Plan:
     """Where every embedding table lives, and the wire precision of the pooled embeddings."""
@@ -154,7 +161,7 @@ class Plan:
         if self.comm_dtype not in DTYPE_BYTES:
             raise InfeasibleError(f"plan {self.strategy!r}: unknown communication dtype {self.comm_dtype!r}")
         if self.bottom_rank is not None:
-            if not 0 <= self.bottom_rank < self.world_size:
+            if not _is_rank(self.bottom_rank) or not 0 <= self.bottom_rank < self.world_size:
                 raise InfeasibleError(
                     f"plan {self.strategy!r}: bottom-MLP rank {self.bottom_rank} "
                     f"outside 0..{self.world_size - 1}"
@@ -185,7 +192,7 @@ class Plan:
                     raise InfeasibleError(f"{where}: row order must be one of {ROW_ORDERS}, got {s.order!r}")
                 if not (0 <= s.row_start < s.row_end <= table.rows and 0 <= s.col_start < s.col_end <= dim):
                     raise InfeasibleError(f"{where}: outside the table ({table.rows} rows x {dim} columns)")
-                if not s.ranks or any(not 0 <= r < self.world_size for r in s.ranks):
+                if not s.ranks or any(not _is_rank(r) or not 0 <= r < self.world_size for r in s.ranks):
                     raise InfeasibleError(f"{where}: ranks {s.ranks} outside 0..{self.world_size - 1}")
                 if s.sharding == "data_parallel" and tuple(sorted(s.ranks)) != everyone:
                     raise InfeasibleError(f"{where}: a data-parallel shard is on every rank")

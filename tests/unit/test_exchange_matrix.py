@@ -12,6 +12,7 @@ splits.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from recsim.api import load_workload, make_plan, prepare
 from recsim.cost.collectives.base import traffic_matrix
+from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.runtime import runtime
@@ -164,12 +166,24 @@ def test_the_built_all_to_alls_share_rows_and_their_matrix_is_the_rows_read_one_
     label, workload, plan, per_node
 ):
     step = build_training_step(workload, plan, BuildOptions(validate_plan=False, ranks_per_node=per_node))
+    # The splits the builder gave each rank: its row and column of the exchange, as first written.
+    wire = DTYPE_BYTES[step.metadata["comm_dtype"]]
+    node_size = runtime(workload.training.runtime).row_split_node_size(per_node, plan)
+    matrix, _ = reference_pooled_exchange(
+        ShardOps(workload), plan, workload.training.global_batch_size, wire, node_size
+    )
+    columns = [list(c) for c in zip(*matrix, strict=True)]
     parts: dict[str, list[Collective]] = defaultdict(list)
     for node in step.nodes:
         if isinstance(node.op, Collective) and node.op.op is CollectiveOp.ALL_TO_ALL:
             parts[node.op.key].append(node.op)
     assert parts
     for key, ops in parts.items():
+        if key in ("a2a_fwd", "a2a_bwd"):
+            forward = key == "a2a_fwd"
+            for r, op in enumerate(ops):
+                assert _same_bits(list(op.send_bytes), matrix[r] if forward else columns[r])
+                assert _same_bits(list(op.recv_bytes), columns[r] if forward else matrix[r])
         # Graph order is rank order: row ``i`` is member ``i``'s.
         want = np.asarray([op.send_bytes for op in ops], dtype=float)
         got = traffic_matrix(ops)
@@ -180,6 +194,30 @@ def test_the_built_all_to_alls_share_rows_and_their_matrix_is_the_rows_read_one_
         for field in ("send_bytes", "recv_bytes"):
             values = [getattr(op, field) for op in ops]
             assert len({id(v) for v in values}) == len({tuple(map(float.hex, v)) for v in values}), key
+
+
+def test_exchange_sums_are_per_tuple_even_where_tuples_die_on_the_way():
+    # A generator's tuples are freed as it goes: a sum cached by a dead tuple's id is not reused.
+    assert exchange_sums(tuple([float(i)] * 3) for i in range(5)) == [0.0, 3.0, 6.0, 9.0, 12.0]
+    shared = (1.0, 2.0)
+    assert exchange_sums([shared, (3.0,), shared]) == [3.0, 3.0, 3.0]
+
+
+def test_a_rank_must_be_an_integer_not_a_bool():
+    workload, plan = _tiny_hybrid()
+    table_b = plan.shards[-1]
+
+    def with_b_on(*ranks):
+        return dataclasses.replace(
+            plan, shards=(*plan.shards[:-1], dataclasses.replace(table_b, ranks=ranks))
+        )
+
+    with pytest.raises(InfeasibleError, match="ranks"):
+        with_b_on(True).validate(workload)
+    with pytest.raises(InfeasibleError, match="bottom-MLP rank"):
+        dataclasses.replace(plan, bottom_rank=True).validate(workload)
+    with_b_on(np.int64(1)).validate(workload)  # any integer type is a rank
+    plan.validate(workload)
 
 
 def test_a_part_without_splits_reads_as_an_even_row_among_shared_ones():
