@@ -70,6 +70,12 @@ class Override:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {shown!r}: expected PATH=VALUE, e.g. cluster.nodes=8")
+        if re.search(r"^\.|\.\.|\.$|\.\[|^\[", key):
+            # The split below would skip the empty key silently: ``cluster..nodes`` is a typo.
+            raise ConfigError(
+                f"--set {shown!r}: an empty key in the path; keys are joined by single dots, "
+                "e.g. cluster.nodes=8 or workload.tables[0].rows=1000"
+            )
         parts: list[str | int] = []
         for piece in re.split(r"\.|\[(\d+)\]", key):
             if piece is None or piece == "":

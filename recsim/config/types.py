@@ -27,6 +27,9 @@ class Spec(BaseModel):
         populate_by_name=True,
         validate_default=False,
         ser_json_inf_nan="strings",
+        # A float setting is a finite number: an infinite oversubscription or bandwidth has no
+        # topology to build (quantities with units are checked in ``recsim.units`` already).
+        allow_inf_nan=False,
     )
 
 

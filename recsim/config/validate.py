@@ -8,6 +8,7 @@ for a misspelt key the closest allowed keys ("did you mean 'bandwidth'?").
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -69,7 +70,10 @@ def data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
 def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
     path = data_path(tree.data, tuple(error["loc"]))
     kind = error["type"]
-    where = tree.location(path if kind != "missing" else path[:-1])
+    # A missing key is placed at its parent, unless the key itself has a location: a ``--set
+    # KEY=null`` that removed it is what to name, not the file that had it.
+    missing_here = kind == "missing" and path in tree.locations
+    where = tree.location(path if kind != "missing" or missing_here else path[:-1])
     key = format_path(path)
     if kind == "extra_forbidden":
         unknown = str(path[-1]) if path else "?"
@@ -115,8 +119,27 @@ def _message(error: ErrorDetails) -> str:
     if kind == "literal_error":
         return f"{error['msg'].lower()}, {got}"
     if expected is not None:
-        return f"expected {expected}, {got}"
+        return f"expected {expected}, {got}{_number_hint(kind, value)}"
     return f"{error['msg']} ({got})"
+
+
+def _number_hint(kind: str, value: object) -> str:
+    """Why a number written ``1e6`` came as text: PyYAML reads YAML 1.1, whose floats have a dot."""
+    if kind not in ("int_type", "float_type") or not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if kind == "int_type" and number.is_integer():
+        spelled = f"{int(number)}"
+    else:
+        # Python writes 1e+300 or 1000000.0; YAML 1.1 wants the dot (and the exponent's sign).
+        mantissa, e, exponent = repr(number).partition("e")
+        spelled = (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
+    return f" (YAML reads {value} as text: write {spelled})"
 
 
 def _unwrap(annotation: Any) -> list[Any]:

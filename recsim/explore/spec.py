@@ -393,6 +393,8 @@ class _SweepLocator:
         path = Path(ref).expanduser()
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
+        if path.is_dir():
+            raise ConfigError(f"{ref}: a folder, not a {kind} file ({path}): name a YAML file in it")
         if not path.is_file():
             raise ConfigError(f"{ref}: no such {kind} file ({path})")
         return path
