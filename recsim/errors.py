@@ -38,3 +38,14 @@ def first_few(items: Sequence[object], shown: int = 3) -> str:
     """The first ``shown`` of ``items`` for a message, and how many more there are."""
     head = ", ".join(str(item) for item in items[:shown])
     return head + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def batch_split_error(batch: int, ranks: int) -> str:
+    """Why a global batch cannot be trained on ``ranks`` ranks, and the batch sizes that can."""
+    below = batch // ranks * ranks
+    sizes = [size for size in (below, below + ranks) if size > 0]
+    options = " or ".join(str(size) for size in sizes)
+    return (
+        f"global batch {batch} is not divisible by {ranks} ranks (every rank trains an equal share): "
+        f"give training.global_batch_size (--batch-size) a multiple of {ranks}, e.g. {options}"
+    )

@@ -278,8 +278,9 @@ def check_speed_factors(options: SimulationOptions, system: System) -> None:
     ``SPEED_RANGE``, and every slow NIC's rank has a scale-out NIC (a one-node system has none)."""
     ranks = system.num_accelerators
     for what, factors in (
-        ("speed_factors", options.speed_factors),
-        ("nic_speed_factors", options.nic_speed_factors),
+        # The API's names, and the CLI options that fill them.
+        ("speed_factors (--straggler)", options.speed_factors),
+        ("nic_speed_factors (--slow-nic)", options.nic_speed_factors),
     ):
         for rank, factor in factors.items():
             if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
@@ -292,8 +293,8 @@ def check_speed_factors(options: SimulationOptions, system: System) -> None:
                 )
     if options.nic_speed_factors and (system.num_nodes < 2 or system.node.scale_out_nics is None):
         raise ConfigError(
-            f"nic_speed_factors: {system.name} with {system.num_nodes} node(s) has no scale-out network "
-            "for a slow NIC to slow (nothing leaves a node)"
+            f"nic_speed_factors (--slow-nic): {system.name} with {system.num_nodes} node(s) has no "
+            "scale-out network for a slow NIC to slow (nothing leaves a node)"
         )
 
 

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from recsim.errors import InfeasibleError
+from recsim.errors import InfeasibleError, batch_split_error
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
@@ -205,7 +205,7 @@ class _Builder:
 
     def local_batch(self, batch: int) -> int:
         if batch % self.world:
-            raise InfeasibleError(f"global batch {batch} is not divisible by {self.world} ranks")
+            raise InfeasibleError(batch_split_error(batch, self.world))
         return batch // self.world
 
     def dense_bytes(self, precision: str) -> float:

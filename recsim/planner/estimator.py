@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
-from recsim.errors import ConfigError, InfeasibleError
+from recsim.errors import ConfigError, InfeasibleError, batch_split_error
 from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
@@ -109,7 +109,7 @@ class Estimator:
         self.nodes = system.num_nodes
         self.batch = workload.training.global_batch_size
         if self.batch % self.world:
-            raise InfeasibleError(f"global batch {self.batch} is not divisible by {self.world} ranks")
+            raise InfeasibleError(batch_split_error(self.batch, self.world))
         self.local_batch = self.batch // self.world
         self.ops = ops if ops is not None else ShardOps(workload)
         # The workload's framework writes pooled vectors narrow, or not (as the graph builder asks).

@@ -59,6 +59,15 @@ class Partitioner:
         self.per_node = estimator.per_node
         self.load = [0.0] * self.world
         dense = dense_hbm_bytes(estimator.w, self.world)
+        if dense > self.cap.hbm_bytes_per_rank:
+            # No table is to blame: the dense side alone overfills every rank, whatever the tiers.
+            batch = estimator.w.training.global_batch_size
+            raise InfeasibleError(
+                f"the dense side alone (the dense model, its optimizer state and the activations of "
+                f"{batch / self.world:,.0f} samples a rank) needs {_b(dense)} of HBM per rank, more than "
+                f"the {_b(self.cap.hbm_bytes_per_rank)} a rank has for it: use a smaller global batch "
+                "(--batch-size) or more accelerators"
+            )
         self.hbm = [dense] * self.world
         self.ddr = [0.0] * estimator.nodes
         self.ssd = [0.0] * estimator.nodes
