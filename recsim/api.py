@@ -174,16 +174,27 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
     return graph
 
 
+#: The files a trace folder is read for (Kineto ``.pt.trace.json[.gz]``, PyTorch ET ``.json``,
+#: Chakra ``.et``).
+TRACE_SUFFIXES = (".json", ".gz", ".et")
+
+
 def trace_files(paths: Sequence[str | Path]) -> list[Path]:
-    """``paths`` with each folder replaced by the files in it, by name (a profiler writes one file
-    per rank into a folder); hidden files are skipped. An empty folder is a ``TraceError``."""
+    """``paths`` with each folder replaced by the trace files in it, by name (a profiler writes one
+    file per rank into a folder): JSON, gzip and Chakra ``.et`` files; hidden files and others (a
+    README beside the traces) are skipped. A folder with none is a ``TraceError``."""
     out: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix in TRACE_SUFFIXES
+            )
             if not files:
-                raise TraceError(f"{path}: a folder without trace files")
+                kinds = ", ".join(TRACE_SUFFIXES)
+                raise TraceError(f"{path}: a folder without trace files ({kinds})")
             out.extend(files)
         else:
             out.append(path)

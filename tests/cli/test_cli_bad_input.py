@@ -534,3 +534,84 @@ def test_results_show_a_store_whose_points_all_failed(tmp_path: Path) -> None:
     shown = run("results", "show", out)
     assert shown.exit_code == 0, shown.output  # the failed points and their reasons, not an error
     assert "infeasible" in shown.output
+
+
+# --------------------------------------------------------------- a tester's round (2026-12-05)
+
+
+def test_an_infinite_float_setting_is_refused_where_it_is_written() -> None:
+    for value in (".inf", ".nan"):
+        line = error_line(run("run", *TINY, "--set", f"cluster.scale_out.oversubscription={value}"))
+        assert "cluster.scale_out.oversubscription" in line and "finite" in line, line
+
+
+def test_a_required_key_removed_by_a_null_set_names_the_set_not_the_file() -> None:
+    line = error_line(run("run", *TINY, "--set", "node.accelerators.count=null"))
+    assert line.startswith("recsim: error: --set node.accelerators.count=null:"), line
+    assert "missing required key 'count'" in line
+
+
+@pytest.mark.parametrize(("value", "spelled"), [("1e6", "1000000"), ("2e+3", "2000"), ("1.5e3", "1500")])
+def test_a_number_yaml_reads_as_text_says_how_to_write_it(value: str, spelled: str) -> None:
+    line = error_line(run("run", *TINY, "--set", f"workload.tables[0].rows={value}"))
+    assert f"expected an integer, got str '{value}' (YAML reads {value} as text: write {spelled})" in line
+
+
+def test_a_float_yaml_reads_as_text_is_spelled_with_a_dot_and_a_signed_exponent() -> None:
+    line = error_line(run("run", *TINY, "--set", "cluster.scale_out.oversubscription=1e300"))
+    assert "write 1.0e+300" in line, line
+
+
+@pytest.mark.parametrize(
+    "key", ["cluster..nodes", ".cluster.nodes", "cluster.nodes.", "workload.tables.[0].rows"]
+)
+def test_an_empty_key_in_a_set_path_is_refused(key: str) -> None:
+    line = error_line(run("run", *TINY, "--set", f"{key}=2"))
+    assert "an empty key in the path" in line, line
+
+
+def test_a_batch_the_ranks_cannot_share_suggests_ones_they_can() -> None:
+    line = error_line(run("run", *TINY, "--batch-size", "7", "--plan", "greedy"))
+    assert "global batch 7 is not divisible by 2 ranks" in line, line
+    assert "--batch-size" in line and "e.g. 6 or 8" in line
+
+
+def test_a_dense_side_larger_than_hbm_is_named_not_a_table() -> None:
+    line = error_line(run("run", *TINY, "--batch-size", "2000000000"))
+    assert "the dense side alone" in line and "smaller global batch" in line, line
+    assert "fits nowhere" not in line
+
+
+def test_a_folder_given_as_a_system_file_says_so(tmp_path: Path) -> None:
+    line = error_line(run("run", "--system", tmp_path, "--workload", "tiny-dlrm"))
+    assert "a folder, not a system file" in line, line
+
+
+def test_straggler_messages_name_the_option() -> None:
+    line = error_line(run("run", *TINY, "--straggler", "0=0"))
+    assert "(--straggler)" in line, line
+    line = error_line(run("run", *TINY, "--slow-nic", "9=0.5"))
+    assert "(--slow-nic)" in line, line
+
+
+def test_replay_says_what_a_tar_an_empty_file_and_a_folder_of_notes_are(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    archive = tmp_path / "traces.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = KINETO.read_bytes()
+        info = tarfile.TarInfo("rank0.json.gz")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert "a tar archive, not a trace: extract it" in error_line(run("replay", archive))
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    assert error_line(run("replay", empty)).endswith("empty.json: an empty file")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("the traces of ...\n")
+    assert "a folder without trace files" in error_line(run("replay", notes))
+    # Beside a trace, the notes are skipped.
+    (notes / "rank0.json.gz").write_bytes(KINETO.read_bytes())
+    assert run("replay", notes).exit_code == 0
