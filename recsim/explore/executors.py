@@ -266,6 +266,11 @@ class DaskExecutor(Executor):
                     self._client = Client(self.scheduler, timeout="30s")
                 except (OSError, TimeoutError) as exc:
                     raise ConfigError(f"--scheduler {self.scheduler}: cannot connect ({exc})") from None
+                except ValueError as exc:  # distributed's parse of the address
+                    raise ConfigError(
+                        f"--scheduler {self.scheduler!r}: not a scheduler address ({exc}); "
+                        "e.g. tcp://10.0.0.5:8786"
+                    ) from None
             else:
                 self._cluster = LocalCluster(
                     n_workers=self.workers,

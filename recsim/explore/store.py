@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from recsim.errors import ConfigError
 from recsim.explore.records import PointRecord
-from recsim.output import make_folder_for, replacing
+from recsim.output import OutputError, make_folder_for, replacing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,6 +77,15 @@ CREATE INDEX IF NOT EXISTS records_idx ON records (idx);
 _COLUMNS: Final[str] = "key, stage, idx, status, reason, wall_s, values_json, metrics_json, config_json"
 
 
+def _is_write_failure(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed to write (a full disk, a read-only file or folder, an I/O error)."""
+    text = str(exc).lower()
+    return any(
+        cause in text
+        for cause in ("disk is full", "readonly", "read-only", "disk i/o error", "unable to open")
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -108,8 +117,13 @@ class Store:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        # A store to read (``recsim results``) is checked before anything is written to the file:
+        # any file, empty or not a store, stays as it was.
+        self._create = create
         if not create and not self.path.is_file():
             raise ConfigError(f"{self.path}: no such results store")
+        if not create and self.path.stat().st_size == 0:
+            raise ConfigError(f"{self.path}: not a recsim results store (an empty file)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connect()
 
@@ -126,6 +140,8 @@ class Store:
         except sqlite3.Error as exc:
             raise ConfigError(f"{self.path}: cannot open the results store ({exc})") from None
         try:
+            if not self._create:
+                self._check(conn)  # reads only
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")  # serialises two processes creating the same new store
@@ -138,9 +154,15 @@ class Store:
                     conn.execute("INSERT INTO meta VALUES ('version', ?)", (str(VERSION),))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT (a full disk) has rolled back already
+                    conn.execute("ROLLBACK")
                 raise
             self._check(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if _is_write_failure(exc):
+                raise OutputError(f"{self.path}: cannot write the results store ({exc})") from None
+            raise ConfigError(f"{self.path}: not a recsim results store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise ConfigError(f"{self.path}: not a recsim results store ({exc})") from None
@@ -168,13 +190,23 @@ class Store:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if not _is_write_failure(exc):
+                    raise
+                # A full disk or a store made read-only meanwhile: the row is not stored (a resumed
+                # sweep runs the point again), and the user gets one line, not a traceback.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise OutputError(f"{self.path}: cannot write the results store ({exc})") from None
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -194,10 +226,11 @@ class Store:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {"path": self.path, "create": self._create}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
+        self._create = state.get("create", True)
         self._lock = threading.Lock()
         self._conn = None
         self._pid = -1

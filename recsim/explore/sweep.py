@@ -130,7 +130,13 @@ def run_sweep(
     )  # type: ignore[arg-type]
     try:
         created = _make_out_folder(out)
-        store = Store(out / STORE_NAME)
+        try:
+            store = Store(out / STORE_NAME)
+        except BaseException:
+            # A store that could not be made (a full disk): the folder this call made goes again.
+            if created:
+                _remove_if_only_store(out, STORE_NAME)
+            raise
         try:
             stored = store.spec()
             if (stored is not None or store.count() > 0) and not resume:

@@ -177,3 +177,53 @@ def test_store_survives_fork_and_pickle(tmp_path):
     clone = pickle.loads(pickle.dumps(store))
     clone.write(record(1))
     assert store.count() == 2
+
+
+def test_reading_a_file_that_is_not_a_store_leaves_it_as_it_was(tmp_path):
+    for name, content in (("empty.sqlite", b""), ("text.sqlite", b"hello\n")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match="not a recsim results store"):
+            Store(path, create=False)
+        assert path.read_bytes() == content
+    # An SQLite file without the store's tables is refused before anything is written to it.
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(ConfigError, match="without its tables"):
+        Store(other, create=False)
+    assert other.read_bytes() == before
+
+
+class _FullDisk:
+    """A connection whose commits fail as on a full disk (everything else goes through)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args):
+        if sql == "COMMIT":
+            self.conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_a_full_disk_is_one_output_error_and_the_row_is_not_stored(tmp_path):
+    from recsim.output import OutputError
+
+    store = Store(tmp_path / "s.sqlite")
+    store.write(record(0))
+    store._conn = _FullDisk(store._conn)  # type: ignore[assignment]
+    with pytest.raises(OutputError, match=r"cannot write the results store \(database or disk is full"):
+        store.write(record(1))
+    store._conn = store._conn.conn  # type: ignore[union-attr]
+    assert store.count() == 1 and store.write(record(1))
