@@ -53,6 +53,11 @@ class Energy:
         return {k: v / self.step_s for k, v in self.by_component_j.items()} if self.step_s > 0 else {}
 
 
+#: The components ``step_energy`` charges (the keys of ``Energy.by_component_j``; a system
+#: without one leaves it out).
+COMPONENTS = ("accelerators", "cpus", "dram", "nmp", "nics", "ssds", "switches")
+
+
 def step_energy(
     system: System,
     topology: Topology,

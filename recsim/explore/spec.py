@@ -130,7 +130,23 @@ SCALAR_METRICS = (
 )
 MAPPING_METRICS = ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w")
 
-AxisValues = Annotated[list[Any], Field(min_length=1)]
+
+def _distinct_values(values: list[Any]) -> list[Any]:
+    """An axis's values, each once: a repeated one would make the same points twice, and the sweep
+    keeps each point once, so the grid would silently hold fewer points than it says."""
+    seen: dict[str, Any] = {}
+    for value in values:
+        key = json.dumps(value, sort_keys=True, default=repr)
+        if key in seen:
+            raise ValueError(f"the value {value!r} is given twice")
+        seen[key] = value
+    return values
+
+
+AxisValues = Annotated[list[Any], Field(min_length=1), AfterValidator(_distinct_values)]
+# A zipped axis pairs its values with the other axes of its group: one value may come again in
+# another pair (the pairs themselves must differ: ``_zip_group``).
+ZipValues = Annotated[list[Any], Field(min_length=1)]
 
 
 def _zip_group(group: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -140,10 +156,11 @@ def _zip_group(group: dict[str, list[Any]]) -> dict[str, list[Any]]:
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{p}: {n}" for p, n in lengths.items())
         raise ValueError(f"the axes of a zip group must have the same number of values ({shown})")
+    _distinct_values([list(pair) for pair in zip(*group.values(), strict=True)])
     return group
 
 
-ZipGroup = Annotated[dict[str, AxisValues], AfterValidator(_zip_group)]
+ZipGroup = Annotated[dict[str, ZipValues], AfterValidator(_zip_group)]
 
 
 class Base(Spec):
@@ -370,17 +387,82 @@ def parse_constraint(text: str) -> Constraint:
     return Constraint(metric=metric, op=op, value=value)  # type: ignore[arg-type]
 
 
+#: The metrics only an inference run has: a training sweep (``base.mode``) never gets a value.
+INFERENCE_METRICS = ("latency_p50_s", "latency_p95_s", "latency_p99_s", "achieved_qps")
+#: The metrics that are true or false: a constraint may name them alone (``memory_fits``).
+BOOLEAN_METRICS = ("memory_fits",)
+
+
+def mapping_keys() -> dict[str, tuple[str, ...]]:
+    """The keys each mapping metric can have (``recsim.engine.simulate`` fills them)."""
+    from recsim.cost.model import CATEGORIES
+    from recsim.cost.power import COMPONENTS
+    from recsim.graph.ir import Stream
+
+    return {
+        "breakdown_s": CATEGORIES,
+        "utilisation": tuple(s.value for s in Stream),
+        "memory_peak_bytes": ("hbm", "ddr", "ssd"),
+        "power_by_component_w": COMPONENTS,
+    }
+
+
+def all_metrics() -> list[str]:
+    """Every metric a constraint or objective may name."""
+    return [*SCALAR_METRICS, *(f"{m}.{k}" for m, keys in mapping_keys().items() for k in keys)]
+
+
 def known_metric(name: str) -> bool:
     if name in SCALAR_METRICS:
         return True
     head, _, tail = name.partition(".")
-    return bool(tail) and head in MAPPING_METRICS
+    return tail in mapping_keys().get(head, ())
 
 
 def _metric_hint(name: str) -> str:
-    names = [*SCALAR_METRICS, *(f"{m}.<key>" for m in MAPPING_METRICS)]
+    names = all_metrics()
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else f"known metrics: {', '.join(names)}"
+    if close:
+        return f"did you mean {close[0]!r}?"
+    head = name.partition(".")[0]
+    keys = mapping_keys().get(head)
+    if keys is not None:
+        return f"{head} has the keys {', '.join(keys)}"
+    shown = [*SCALAR_METRICS, *(f"{m}.<key>" for m in MAPPING_METRICS)]
+    return f"known metrics: {', '.join(shown)}"
+
+
+def _constraint_problem(constraint: Constraint, mode: str) -> str | None:
+    """What is wrong with a constraint no result could ever meet, or None."""
+    if mode == "training" and constraint.metric in INFERENCE_METRICS:
+        return f"{constraint.metric} is an inference metric: a training sweep has no value for it"
+    if constraint.op == "==" and constraint.value is True and constraint.metric not in BOOLEAN_METRICS:
+        return (
+            f"{constraint.metric} alone is not a condition (only {' or '.join(BOOLEAN_METRICS)} is): "
+            f"write '{constraint.metric} <= VALUE' or the like"
+        )
+    value = constraint.value
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if constraint.op in ("<", "<=", ">", ">=") and not number:
+        return (
+            f"'{constraint.op}' needs a number in SI units (seconds, bytes, watts, ...), "
+            f"got {value!r}{_number_hint_text(value)}"
+        )
+    if constraint.op in ("in", "not_in") and not isinstance(value, list):
+        return f"'{constraint.op}' needs a list of values, got {value!r}"
+    return None
+
+
+def _number_hint_text(value: object) -> str:
+    """A hint for a number with a unit (``50 ms``) or one YAML read as text (``1e-3``)."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        with_unit = re.fullmatch(r"\s*[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?\s*[A-Za-z/]+\s*", value)
+        return " (no units: 50 ms is 0.05)" if with_unit else ""
+    return " (YAML 1.1 reads it as text: write the exponent with a dot and a sign, e.g. 1.0e-3)"
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -533,9 +615,16 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
             raise check.fail(
                 ("constraints", i), f"unknown metric {constraint.metric!r}; {_metric_hint(constraint.metric)}"
             )
+        problem = _constraint_problem(constraint, spec.base.mode)
+        if problem is not None:
+            raise check.fail(("constraints", i), problem)
     for name in spec.objectives:
         if not known_metric(name):
             raise check.fail(("objectives", name), f"unknown metric {name!r}; {_metric_hint(name)}")
+        if spec.base.mode == "training" and name in INFERENCE_METRICS:
+            raise check.fail(
+                ("objectives", name), f"{name} is an inference metric: a training sweep has no value for it"
+            )
     _check_resolution(check, places)
 
 
