@@ -174,15 +174,18 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
     return graph
 
 
-#: The files a trace folder is read for (Kineto ``.pt.trace.json[.gz]``, PyTorch ET ``.json``,
-#: Chakra ``.et``).
-TRACE_SUFFIXES = (".json", ".gz", ".et")
+#: Files a trace folder is not read for: notes, tables, pictures and scripts kept beside the
+#: traces (a reader picks a trace's format from its content, whatever its name).
+NOT_TRACE_SUFFIXES = frozenset(
+    {".md", ".txt", ".rst", ".csv", ".pdf", ".html", ".png", ".jpg", ".jpeg", ".svg", ".yaml", ".yml"}
+    | {".py", ".sh", ".ipynb", ".log"}
+)
 
 
 def trace_files(paths: Sequence[str | Path]) -> list[Path]:
     """``paths`` with each folder replaced by the trace files in it, by name (a profiler writes one
-    file per rank into a folder): JSON, gzip and Chakra ``.et`` files; hidden files and others (a
-    README beside the traces) are skipped. A folder with none is a ``TraceError``."""
+    file per rank into a folder); hidden files and documents (``NOT_TRACE_SUFFIXES``: a README
+    beside the traces) are skipped. A folder with none is a ``TraceError``."""
     out: list[Path] = []
     for given in paths:
         path = Path(given)
@@ -190,14 +193,24 @@ def trace_files(paths: Sequence[str | Path]) -> list[Path]:
             files = sorted(
                 p
                 for p in path.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix in TRACE_SUFFIXES
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in NOT_TRACE_SUFFIXES
             )
             if not files:
-                kinds = ", ".join(TRACE_SUFFIXES)
-                raise TraceError(f"{path}: a folder without trace files ({kinds})")
+                raise TraceError(f"{path}: a folder without trace files (only hidden files and documents)")
             out.extend(files)
         else:
             out.append(path)
+    # One file given twice (or by a folder and by name) would read as two ranks of the same trace.
+    seen: dict[Path, Path] = {}
+    for path in out:
+        try:
+            real = path.resolve()
+        except OSError:
+            real = path
+        if real in seen:
+            also = f" (also as {seen[real]})" if str(seen[real]) != str(path) else ""
+            raise TraceError(f"{path}: given twice{also}; give each rank's file once")
+        seen[real] = path
     return out
 
 

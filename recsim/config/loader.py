@@ -70,10 +70,11 @@ class Override:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {shown!r}: expected PATH=VALUE, e.g. cluster.nodes=8")
-        if re.search(r"^\.|\.\.|\.$|\.\[|^\[", key):
+        if re.search(r"^\.|\.\.|\.$|\.\[|^\[|\][^.\[]", key):
             # The split below would skip the empty key silently: ``cluster..nodes`` is a typo.
             raise ConfigError(
-                f"--set {shown!r}: an empty key in the path; keys are joined by single dots, "
+                f"--set {shown!r}: an empty key in the path, or a key right after a list index; "
+                "keys are joined by single dots, "
                 "e.g. cluster.nodes=8 or workload.tables[0].rows=1000"
             )
         parts: list[str | int] = []
@@ -86,7 +87,8 @@ class Override:
                     f"--set {shown!r}: {piece}: a list index is a whole number >= 0 in brackets, "
                     "e.g. workload.tables[0].rows=1000"
                 )
-            parts.append(int(piece) if piece.isdigit() else piece)
+            # ``isdecimal``: ``isdigit`` takes a superscript two, which ``int`` refuses.
+            parts.append(int(piece) if piece.isdecimal() else piece)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
@@ -205,7 +207,16 @@ def _replace_reference(target: type[Referable], tree: Tree, path: KeyPath, locat
             found = locator.locate(kind, item, base_dir)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {format_path(path)}: {exc}") from None
-        doc = load_document(found, kind, locator)
+        # A library name of another kind of device (a NIC named as an accelerator): the mistake is
+        # at the reference, not in the device's own file.
+        loaded = load_yaml_file(found)
+        found_kind = loaded.data.get("kind")
+        if isinstance(found_kind, str) and found_kind != kind:
+            article = "an" if kind[:1] in "aeiou" else "a"
+            raise ConfigError(
+                f"{where}: {format_path(path)}: {item!r} is a {found_kind} ({found}), not {article} {kind}"
+            )
+        doc = _resolve_extends(loaded, found, kind, locator, ())  # as ``load_document`` would
     else:
         sub = _subtree(tree, path)
         doc = _resolve_extends(sub.copy(), None, kind, locator, ())

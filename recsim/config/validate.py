@@ -11,6 +11,7 @@ import difflib
 import math
 import types
 import typing
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -77,6 +78,10 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
     key = format_path(path)
     if kind == "extra_forbidden":
         unknown = str(path[-1]) if path else "?"
+        other = _variant_with(model, path[:-1], unknown)
+        if other:
+            # A key of another member of a union (``samples`` under ``search: {method: grid}``).
+            return f"{where}: {key}: {unknown!r} goes with {other}, not with the other keys here"
         allowed = sorted(allowed_keys(model, path[:-1]))
         close = difflib.get_close_matches(unknown, allowed, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
@@ -107,6 +112,7 @@ def _message(error: ErrorDetails) -> str:
         shown = value if not isinstance(value, str) else repr(value)
         return f"must be {sign} {bound}, got {shown}"
     expected = {
+        "finite_number": "a finite number",
         "int_type": "an integer",
         "float_type": "a number",
         "string_type": "a string",
@@ -124,21 +130,29 @@ def _message(error: ErrorDetails) -> str:
 
 
 def _number_hint(kind: str, value: object) -> str:
-    """Why a number written ``1e6`` came as text: PyYAML reads YAML 1.1, whose floats have a dot."""
+    """Why a number came as text: quoted, or written ``1e6`` (PyYAML reads YAML 1.1, whose floats
+    have a dot and a signed exponent), with how to write it; ``""`` where no number would do."""
     if kind not in ("int_type", "float_type") or not isinstance(value, str):
         return ""
     try:
-        number = float(value)
-    except ValueError:
+        exact = Decimal(value.strip().replace("_", ""))
+    except InvalidOperation:
         return ""
-    if not math.isfinite(number):
+    if not exact.is_finite():
         return ""
-    if kind == "int_type" and number.is_integer():
-        spelled = f"{int(number)}"
+    if kind == "int_type":
+        if exact != exact.to_integral_value():
+            return ""  # not a whole number: no spelling of it is an integer
+        spelled = str(int(exact))
     else:
+        number = float(exact)
+        if not math.isfinite(number) or (number == 0.0 and exact != 0):
+            return ""  # beyond what a float holds
         # Python writes 1e+300 or 1000000.0; YAML 1.1 wants the dot (and the exponent's sign).
         mantissa, e, exponent = repr(number).partition("e")
         spelled = (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
+    if "e" not in value.lower():
+        return " (a number in quotes is text: remove the quotes)"
     return f" (YAML reads {value} as text: write {spelled})"
 
 
@@ -170,6 +184,24 @@ def _models_at(model: type[BaseModel], path: KeyPath) -> list[type[BaseModel]]:
                     ]
         current = following
     return current
+
+
+def _variant_with(model: type[BaseModel], path: KeyPath, key: str) -> str:
+    """``method: random`` for the union member at ``path`` that has ``key`` (its fixed-value fields,
+    the discriminator among them), or ``""`` if none has it or none can be named so."""
+    for cls in _models_at(model, path):
+        fields = {info.alias or name: info for name, info in cls.model_fields.items()}
+        if key not in fields:
+            continue
+        fixed = [
+            f"{name}: {typing.get_args(info.annotation)[0]}"
+            for name, info in fields.items()
+            if typing.get_origin(info.annotation) is typing.Literal
+            and len(typing.get_args(info.annotation)) == 1
+        ]
+        if fixed:
+            return ", ".join(fixed)
+    return ""
 
 
 def allowed_keys(model: type[BaseModel], path: KeyPath) -> set[str]:

@@ -163,6 +163,11 @@ def case_dirs(root: Path, cases: Sequence[str] | None = None) -> list[Path]:
     """The case folders under ``root`` (sorted), or ``root`` itself if it holds a ``config.yaml``;
     ``cases`` picks some by folder name."""
     root = Path(root)
+    if root.is_file():
+        raise ConfigError(
+            f"{root}: a file, not a golden folder: give the folder of cases, or a case folder holding "
+            f"{CONFIG_NAME}"
+        )
     if not root.is_dir():
         raise ConfigError(f"{root}: no such golden folder")
     if (root / CONFIG_NAME).is_file():

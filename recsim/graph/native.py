@@ -173,14 +173,15 @@ def load_json(path: Path) -> Any:
         raise TraceError(f"{path}: no such file") from None
     except OSError as exc:
         raise TraceError(f"{path}: cannot read: {exc.strerror}") from None
-    if not raw:
-        raise TraceError(f"{path}: an empty file")
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise TraceError(f"{path}: corrupted or truncated gzip ({exc})") from None
-    if raw[257:262] == b"ustar":  # the magic of a POSIX tar header
+    if not raw.strip():
+        raise TraceError(f"{path}: an empty file")
+    # The magic of a POSIX tar header, in a file that does not open as JSON does.
+    if raw[257:262] == b"ustar" and raw.lstrip()[:1] not in (b"{", b"["):
         raise TraceError(
             f"{path}: a tar archive, not a trace: extract it (tar -xf) and give its files or folder"
         )

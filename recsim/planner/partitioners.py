@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
 from recsim.planner.estimator import Block, Candidate, Estimator
-from recsim.planner.storage import Capacity, capacity, dense_hbm_bytes
+from recsim.planner.storage import Capacity, capacity, dense_hbm_bytes, dense_weight_bytes
 from recsim.planner.types import Shard, Storage
 from recsim.units import Dimension, format_quantity
 
@@ -61,12 +61,19 @@ class Partitioner:
         dense = dense_hbm_bytes(estimator.w, self.world)
         if dense > self.cap.hbm_bytes_per_rank:
             # No table is to blame: the dense side alone overfills every rank, whatever the tiers.
-            batch = estimator.w.training.global_batch_size
+            w = estimator.w
+            weights = dense_weight_bytes(w)
+            room = f"the {_b(self.cap.hbm_bytes_per_rank)} a rank has once planner.hbm_reserve is kept"
+            if weights > self.cap.hbm_bytes_per_rank:
+                raise InfeasibleError(
+                    f"the dense model with its gradients and optimizer state needs {_b(weights)} of HBM "
+                    f"on every rank, more than {room}: accelerators with more HBM, or a smaller model"
+                )
             raise InfeasibleError(
                 f"the dense side alone (the dense model, its optimizer state and the activations of "
-                f"{batch / self.world:,.0f} samples a rank) needs {_b(dense)} of HBM per rank, more than "
-                f"the {_b(self.cap.hbm_bytes_per_rank)} a rank has for it: use a smaller global batch "
-                "(--batch-size) or more accelerators"
+                f"{w.training.global_batch_size / self.world:,.0f} samples a rank) needs {_b(dense)} of "
+                f"HBM per rank, more than {room}: use a smaller global batch (--batch-size) or more "
+                "accelerators"
             )
         self.hbm = [dense] * self.world
         self.ddr = [0.0] * estimator.nodes

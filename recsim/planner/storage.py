@@ -102,6 +102,12 @@ def _dense_layer_bytes(workload: Workload, layers: Sequence[Layer], batch: float
     return weights, outputs
 
 
+def dense_weight_bytes(workload: Workload) -> float:
+    """The dense model's weights with their gradients and optimizer state, in fp32: what every rank
+    holds whatever its batch."""
+    return _dense_layer_bytes(workload, workload.dense_layers, 0.0)[0]
+
+
 def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
     """HBM every rank needs for the dense model, its optimizer and the activations of its batch."""
     b = workload.training.global_batch_size / world_size

@@ -615,3 +615,148 @@ def test_replay_says_what_a_tar_an_empty_file_and_a_folder_of_notes_are(tmp_path
     # Beside a trace, the notes are skipped.
     (notes / "rank0.json.gz").write_bytes(KINETO.read_bytes())
     assert run("replay", notes).exit_code == 0
+
+
+# ---------------------------------------------------- a tester's round on sweeps (2026-12-05)
+
+
+def test_results_commands_do_not_turn_a_file_into_a_store(tmp_path: Path) -> None:
+    empty = tmp_path / "f.txt"
+    empty.write_text("")
+    for args in (["list", empty], ["show", empty], ["export", empty, "--to", tmp_path / "e.csv"]):
+        line = error_line(run("results", *args))
+        assert "not a recsim results store (an empty file)" in line, line
+        assert empty.stat().st_size == 0
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_a_scheduler_that_is_not_an_address_names_the_option(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    args = ("--executor", "dask", "--scheduler", "notanaddress")
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o", *args))
+    assert "--scheduler 'notanaddress': not a scheduler address" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("constraint", "says"),
+    [
+        ('"iteration_time_s <= abc"', "needs a number"),
+        ('"iteration_time_s <<= 3"', "needs a number"),
+        ('"iteration_time_s <= 50 ms"', "no units: 50 ms is 0.05"),
+        ('"iteration_time_s <= 1e-3"', "write the exponent with a dot and a sign"),
+        ('{metric: iteration_time_s, op: "<=", value: [1]}', "needs a number"),
+        ("iteration_time_s", "alone is not a condition"),
+        ('"breakdown_s.bogus <= 1"', "unknown metric 'breakdown_s.bogus'"),
+        ('"latency_p50_s <= 1.0"', "an inference metric"),
+    ],
+)
+def test_a_constraint_no_point_could_meet_is_refused_before_the_sweep(
+    tmp_path: Path, constraint: str, says: str
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP + f"constraints: [{constraint}]\n")
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o"))
+    assert "constraints[0]" in line and says in line, line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("objective", "says"),
+    [("breakdown_s.bogus", "did you mean 'breakdown_s.host'"), ("latency_p50_s", "an inference metric")],
+)
+def test_an_objective_no_point_has_is_refused(tmp_path: Path, objective: str, says: str) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("throughput_samples_per_s: max", f"{objective}: min"))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o"))
+    assert says in line, line
+
+
+def test_a_sweep_of_known_mapping_metrics_runs(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    text = SWEEP.replace("throughput_samples_per_s: max", "power_by_component_w.accelerators: min")
+    spec.write_text(text + 'constraints: [memory_fits, "utilisation.compute >= 0.0"]\n')
+    assert run("sweep", spec, "--out", tmp_path / "o").exit_code == 0
+
+
+def test_an_axis_value_given_twice_is_refused_but_a_zipped_one_may_repeat(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("plan: [table_wise, row_wise]", "plan: [greedy, greedy]"))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o"))
+    assert "axes.plan: the value 'greedy' is given twice" in line, line
+    zipped = "zip:\n  - {plan: [table_wise, table_wise], batch_size: [8, 16]}\n"
+    spec.write_text(SWEEP.replace("axes:\n  plan: [table_wise, row_wise]\n", "axes: {}\n" + zipped))
+    result = run("sweep", spec, "--out", tmp_path / "z")
+    assert result.exit_code == 0, result.output
+    same = "zip:\n  - {plan: [table_wise, table_wise], batch_size: [8, 8]}\n"
+    spec.write_text(SWEEP.replace("axes:\n  plan: [table_wise, row_wise]\n", "axes: {}\n" + same))
+    assert "is given twice" in error_line(run("sweep", spec, "--out", tmp_path / "w"))
+
+
+def test_a_search_key_of_another_method_says_which(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP + "search: {method: grid}\n")
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o", "--set", "search.samples=3"))
+    assert "'samples' goes with method: random" in line, line
+
+
+def test_a_device_of_another_kind_is_blamed_on_the_reference(tmp_path: Path) -> None:
+    system = tmp_path / "s.yaml"
+    text = (FIXTURES / "minilib" / "systems" / "tiny.yaml").read_text()
+    system.write_text(text.replace("device: tiny-gpu", "device: tiny-nic"))
+    line = error_line(run("hw", "validate", system))
+    assert line.startswith(f"recsim: error: {system}:5: node.accelerators.device: 'tiny-nic' is a nic"), line
+    assert "not an accelerator" in line
+
+
+def test_a_trace_given_twice_and_a_file_as_golden_folder_say_so(tmp_path: Path) -> None:
+    line = error_line(run("replay", KINETO, KINETO))
+    assert "given twice; give each rank's file once" in line, line
+    spec = tmp_path / "base.yaml"
+    spec.write_text("x: 1\n")
+    assert "a file, not a golden folder" in error_line(run("golden", "check", spec))
+
+
+@pytest.mark.parametrize("key", ["cluster.\u00b2", "workload.tables[0]rows"])
+def test_odd_set_paths_are_one_line_errors(key: str) -> None:
+    error_line(run("run", *TINY, "--set", f"{key}=1"))
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [('"2"', "remove the quotes"), ('"1.5"', None), ("1e-5", None), ("1e23", "write 1" + "0" * 23)],
+)
+def test_the_number_hint_never_suggests_what_would_fail_again(value: str, hint: str | None) -> None:
+    line = error_line(run("run", *TINY, "--set", f"workload.tables[0].rows={value}"))
+    assert "expected an integer" in line, line
+    if hint is None:
+        assert "(" not in line.rsplit("expected an integer", 1)[1], line
+    else:
+        assert hint in line, line
+
+
+def test_trace_folders_read_every_file_but_documents(tmp_path: Path) -> None:
+    import gzip
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "rank0.JSON").write_bytes(gzip.decompress(KINETO.read_bytes()))
+    (folder / "NOTES.md").write_text("notes\n")
+    assert run("replay", folder).exit_code == 0
+    bare = tmp_path / "b"
+    bare.mkdir()
+    (bare / "rank0_trace").write_bytes(KINETO.read_bytes())
+    assert run("replay", bare).exit_code == 0
+    empty = tmp_path / "e.json.gz"
+    empty.write_bytes(gzip.compress(b""))
+    assert error_line(run("replay", empty)).endswith("e.json.gz: an empty file")
+
+
+def test_json_with_ustar_where_a_tar_has_it_is_not_taken_for_a_tar(tmp_path: Path) -> None:
+    text = '{"traceEvents": [], "pad": "' + "x" * 228 + 'custard"}'
+    assert text.index("ustar") == 257
+    path = tmp_path / "custard.json"
+    path.write_text(text)
+    line = error_line(run("replay", path))
+    assert "tar archive" not in line, line
