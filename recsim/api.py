@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 
 def texts(value: object, name: str) -> list[str]:
     """``value`` as a list of strings: a list or tuple of them, or one string as a list of one (a
-    notebook's ``overrides="cluster.nodes=2"`` is one override, not one per character)."""
+    notebook's ``overrides="cluster.nodes=2"`` is one override, not one per character); None is
+    none."""
+    if value is None:
+        return []
     if isinstance(value, str):
         return [value]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
@@ -73,17 +76,39 @@ def load_system(
     library: HardwareLibrary | None = None,
 ) -> System:
     """A validated system by library name or path, with ``--nodes`` and ``--set`` applied."""
-    lib = library or HardwareLibrary()
+    lib = _library(library, HardwareLibrary, "library")
     return lib.system(system, system_overrides(nodes, overrides))
 
 
-def system_topology(system: System) -> Topology:
-    """The cluster graph of ``system``."""
-    return build_topology(system)
+_L = TypeVar("_L")
 
 
-def hardware_summary(system: System, topology: Topology | None = None) -> dict[str, Any]:
+def _library(given: object, kind: type[_L], name: str) -> _L:
+    """``given`` (a library of ``kind``), or the default one for None."""
+    if given is None:
+        return kind()
+    if not isinstance(given, kind):
+        raise ConfigError(f"{name}: expected a {kind.__name__} or None, got {given!r}")
+    return given
+
+
+def system_topology(system: System | str | Path) -> Topology:
+    """The cluster graph of ``system`` (a ``System``, or a library name or file to load)."""
+    return build_topology(_system(system))
+
+
+def _system(system: object) -> System:
+    """``system`` as a ``System``: loaded from a library name or file if it is one."""
+    if isinstance(system, System):
+        return system
+    if isinstance(system, (str, Path)):
+        return load_system(system)
+    raise ConfigError(f"system: expected a System, a library name or a file, got {system!r}")
+
+
+def hardware_summary(system: System | str | Path, topology: Topology | None = None) -> dict[str, Any]:
     """The derived figures of a system, SI units, as ``recsim hw show --json`` prints them."""
+    system = _system(system)
     topo = topology or build_topology(system)
     node = system.node
     acc = system.accelerator
@@ -129,8 +154,8 @@ def load_workload(
 ) -> Workload:
     """A validated workload by library name or path, with ``--set`` overrides (paths inside the
     workload; a ``workload.`` prefix, as the CLI takes them, is dropped, and kept in messages)."""
-    lib = library or WorkloadLibrary()
-    return lib.workload(workload, [_workload_override(text) for text in overrides])
+    lib = _library(library, WorkloadLibrary, "library")
+    return lib.workload(workload, [_workload_override(text) for text in texts(overrides, "overrides")])
 
 
 def _workload_override(text: str) -> Override:
@@ -164,6 +189,8 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
     ``paths``: a list of files (one per rank, say), or one file."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, Path)) for p in paths):
+        raise TraceError(f"paths: expected a trace file or folder, or a list of them, got {paths!r}")
     files = trace_files(paths)
     graph = _read_trace(files, fmt)
     try:
@@ -174,18 +201,15 @@ def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None)
     return graph
 
 
-#: Files a trace folder is not read for: notes, tables, pictures and scripts kept beside the
-#: traces (a reader picks a trace's format from its content, whatever its name).
-NOT_TRACE_SUFFIXES = frozenset(
-    {".md", ".txt", ".rst", ".csv", ".pdf", ".html", ".png", ".jpg", ".jpeg", ".svg", ".yaml", ".yml"}
-    | {".py", ".sh", ".ipynb", ".log"}
-)
+#: The files a trace folder is read for, by suffix in any case (Kineto ``.pt.trace.json[.gz]``,
+#: PyTorch ET ``.json``, Chakra ``.et[.gz]``); a README, a licence or an archive beside them is not.
+TRACE_SUFFIXES = (".json", ".gz", ".et")
 
 
 def trace_files(paths: Sequence[str | Path]) -> list[Path]:
-    """``paths`` with each folder replaced by the trace files in it, by name (a profiler writes one
-    file per rank into a folder); hidden files and documents (``NOT_TRACE_SUFFIXES``: a README
-    beside the traces) are skipped. A folder with none is a ``TraceError``."""
+    """``paths`` with each folder replaced by the trace files in it (``TRACE_SUFFIXES``), by name (a
+    profiler writes one file per rank into a folder); hidden files and others are skipped. A folder
+    with none is a ``TraceError``. A file named on its own is read whatever its name."""
     out: list[Path] = []
     for given in paths:
         path = Path(given)
@@ -193,10 +217,11 @@ def trace_files(paths: Sequence[str | Path]) -> list[Path]:
             files = sorted(
                 p
                 for p in path.iterdir()
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in NOT_TRACE_SUFFIXES
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in TRACE_SUFFIXES
             )
             if not files:
-                raise TraceError(f"{path}: a folder without trace files (only hidden files and documents)")
+                kinds = ", ".join(TRACE_SUFFIXES)
+                raise TraceError(f"{path}: a folder without trace files ({kinds}, in any case)")
             out.extend(files)
         else:
             out.append(path)
@@ -336,6 +361,10 @@ def make_plan(
         )
     if isinstance(system, int) and system < 1:
         raise ConfigError(f"system: a world size must be a whole number >= 1, got {system}")
+    if not isinstance(strategy, (str, Path)):
+        raise ConfigError(f"strategy: expected a strategy name or a plan file path, got {strategy!r}")
+    if costs is not None and not isinstance(costs, CostMemo):
+        raise ConfigError(f"costs: expected a CostMemo (recsim.cost.memo) or None, got {costs!r}")
     name = str(strategy)
     world = system if isinstance(system, int) else system.num_accelerators
     if name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy):
@@ -421,12 +450,22 @@ def prepare(
     ``--set planner.x=..`` is for ``make_plan`` and ignored here; ``runtime`` sets
     ``training.runtime``, see ``recsim.graph.runtime``)."""
     system_sets, workload_sets, _planner_sets = _split_overrides(overrides)
-    if batch_size is not None:
-        workload_sets.append(f"training.global_batch_size={batch_size}")
-    if precision is not None:
-        workload_sets.append(f"training.precision={precision}")
-    if runtime is not None:
-        workload_sets.append(f"training.runtime={runtime}")
+    set_paths = {_workload_override(text).path: text for text in workload_sets}
+    for option, key, value, kind in (
+        ("batch_size (--batch-size)", "global_batch_size", batch_size, int),
+        ("precision (--precision)", "precision", precision, str),
+        ("runtime (--runtime)", "runtime", runtime, str),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind):
+            expected = "a whole number" if kind is int else "a name"
+            raise ConfigError(f"{option}: expected {expected}, got {value!r}")
+        # Two answers to one question: refuse rather than let one silently win (as --nodes does).
+        clash = set_paths.get(("training", key))
+        if clash is not None:
+            raise ConfigError(f"{option} {value} and --set {clash} both set training.{key}; give one of them")
+        workload_sets.append(f"training.{key}={value}")
     return load_system(system, nodes=nodes, overrides=system_sets), load_workload(
         workload, overrides=workload_sets
     )
@@ -529,6 +568,8 @@ def replay(
     """Replay a trace with its recorded durations, or re-estimated on ``system`` (what-if)."""
     from recsim.engine.replay import replay_keep, replay_reestimate
 
+    if not isinstance(keep, bool):
+        raise ConfigError(f"keep: expected True (recorded durations) or False (re-estimate), got {keep!r}")
     if keep:
         # Options of the re-estimate would be silently ignored: refuse them instead.
         given = [
@@ -616,6 +657,10 @@ def sweep(
 
     if not isinstance(spec, (str, Path, SweepSpec)):
         raise ConfigError(f"sweep: expected the path of a sweep spec file, got {type(spec).__name__}")
+    if not isinstance(resume, bool):
+        raise ConfigError(f"resume: expected True or False, got {resume!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise ConfigError(f"workers: expected a whole number of processes, got {workers!r}")
     if out is None:
         name = spec.name if isinstance(spec, SweepSpec) else load_sweep(spec, overrides).name
         out = Path("out") / name

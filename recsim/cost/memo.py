@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from recsim.errors import ConfigError
 from recsim.hardware.topology import Topology, build_topology
 
 if TYPE_CHECKING:
@@ -99,10 +100,20 @@ class CostMemo:
         return ShardOps(self.workload)
 
     def check(self, system: System, workload: Workload | None) -> None:
-        """``ValueError`` unless this memo is for ``system`` and ``workload`` (the same objects)."""
-        if system is not self.system or workload is not self.workload:
-            raise ValueError(
-                f"a CostMemo made for {self.system.name!r} and "
-                f"{getattr(self.workload, 'name', None)!r} was given to a cost model of "
-                f"{system.name!r} and {getattr(workload, 'name', None)!r}"
-            )
+        """``MemoMismatchError`` (a ``ValueError``) unless this memo is for ``system`` and
+        ``workload``: the same objects, or equal ones (the same files loaded twice)."""
+        same_system = system is self.system or system == self.system
+        same_workload = workload is self.workload or workload == self.workload
+        if same_system and same_workload:
+            return
+        mine = (self.system.name, getattr(self.workload, "name", None))
+        theirs = (system.name, getattr(workload, "name", None))
+        differs = " (the same names, other settings: nodes, --set ...)" if mine == theirs else ""
+        raise MemoMismatchError(
+            f"a CostMemo made for {mine[0]!r} and {mine[1]!r} was given to a cost model of "
+            f"{theirs[0]!r} and {theirs[1]!r}{differs}: make one CostMemo per system and workload"
+        )
+
+
+class MemoMismatchError(ConfigError, ValueError):
+    """A ``CostMemo`` handed to the costs of another system or workload (a caller's mistake)."""

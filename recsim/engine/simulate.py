@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -283,7 +284,7 @@ def check_speed_factors(options: SimulationOptions, system: System) -> None:
         ("nic_speed_factors (--slow-nic)", options.nic_speed_factors),
     ):
         for rank, factor in factors.items():
-            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < ranks:
+            if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < ranks:
                 raise ConfigError(f"{what}: rank {rank!r} is not a rank of {system.name} (0..{ranks - 1})")
             low, high = SPEED_RANGE
             if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not low <= factor <= high:

@@ -24,6 +24,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -225,7 +226,14 @@ class LocalExecutor(Executor):
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in sorted(done, key=lambda f: futures[f]):
-                        record = future.result()
+                        try:
+                            record = future.result()
+                        except BrokenProcessPool:
+                            raise ConfigError(
+                                "the sweep's worker processes stopped before running a point: each "
+                                "worker imports the script that started the sweep, so a script must "
+                                'call it under `if __name__ == "__main__":` (or use workers=1)'
+                            ) from None
                         results[futures[future]] = record
                         on_result(record)
                         bar.advance()

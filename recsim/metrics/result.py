@@ -10,7 +10,7 @@ DataFrame gets one column per figure; ``recsim run --json`` prints exactly that 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +47,15 @@ class Result:
     recsim_version: str = ""
     notes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Frozen all through: a caller cannot change a result's figures through its mappings.
+        for name in ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w"):
+            value = getattr(self, name)
+            if not isinstance(value, FrozenMap):
+                object.__setattr__(self, name, FrozenMap(value))
+        if not isinstance(self.notes, tuple):
+            object.__setattr__(self, "notes", tuple(self.notes))
+
     @property
     def samples_per_joule(self) -> float:
         return 1.0 / self.energy_per_sample_j if self.energy_per_sample_j > 0 else math.nan
@@ -70,6 +79,33 @@ class Result:
     def failed(cls, status: Status, reason: str, **context: Any) -> Result:
         """An infeasible or failed point, with whatever context is known."""
         return cls(status=status, reason=reason, **context)
+
+
+class FrozenMap(Mapping[str, float]):
+    """A read-only mapping of a result's figures (it pickles, compares with a dict and hashes)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, float] | None = None) -> None:
+        self._data: dict[str, float] = dict(data or {})
+
+    def __getitem__(self, key: str) -> float:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self) -> tuple[type[FrozenMap], tuple[dict[str, float]]]:
+        return (FrozenMap, (self._data,))
 
 
 def _clean(value: Any) -> Any:
