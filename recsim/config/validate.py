@@ -14,6 +14,7 @@ import typing
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -130,17 +131,20 @@ def _message(error: ErrorDetails) -> str:
 
 
 def _number_hint(kind: str, value: object) -> str:
-    """Why a number came as text: quoted, or written ``1e6`` (PyYAML reads YAML 1.1, whose floats
-    have a dot and a signed exponent), with how to write it; ``""`` where no number would do."""
+    """Why a number came as text, and how to write it: without quotes where YAML then reads the
+    number meant, else the spelling it reads (YAML 1.1 floats have a dot and a signed exponent:
+    ``1e6`` is text). ``""`` where no spelling would do (a fraction for an integer, a float that
+    underflows). Every spelling offered is checked by reading it back."""
     if kind not in ("int_type", "float_type") or not isinstance(value, str):
         return ""
+    want: type = int if kind == "int_type" else float
     try:
         exact = Decimal(value.strip().replace("_", ""))
     except InvalidOperation:
         return ""
     if not exact.is_finite():
         return ""
-    if kind == "int_type":
+    if want is int:
         if exact != exact.to_integral_value():
             return ""  # not a whole number: no spelling of it is an integer
         spelled = str(int(exact))
@@ -151,9 +155,23 @@ def _number_hint(kind: str, value: object) -> str:
         # Python writes 1e+300 or 1000000.0; YAML 1.1 wants the dot (and the exponent's sign).
         mantissa, e, exponent = repr(number).partition("e")
         spelled = (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
-    if "e" not in value.lower():
+
+    def reads_as_meant(text: str) -> bool:
+        try:
+            read = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return False
+        if isinstance(read, bool) or not isinstance(read, (int, float)):
+            return False
+        if want is int and not isinstance(read, int):
+            return False
+        return Decimal(read) == exact if want is int else read == float(exact)
+
+    if reads_as_meant(value):
         return " (a number in quotes is text: remove the quotes)"
-    return f" (YAML reads {value} as text: write {spelled})"
+    if spelled != value and reads_as_meant(spelled):
+        return f" (YAML reads {value} as text: write {spelled})"
+    return ""
 
 
 def _unwrap(annotation: Any) -> list[Any]:
@@ -189,6 +207,7 @@ def _models_at(model: type[BaseModel], path: KeyPath) -> list[type[BaseModel]]:
 def _variant_with(model: type[BaseModel], path: KeyPath, key: str) -> str:
     """``method: random`` for the union member at ``path`` that has ``key`` (its fixed-value fields,
     the discriminator among them), or ``""`` if none has it or none can be named so."""
+    variants = []
     for cls in _models_at(model, path):
         fields = {info.alias or name: info for name, info in cls.model_fields.items()}
         if key not in fields:
@@ -199,9 +218,10 @@ def _variant_with(model: type[BaseModel], path: KeyPath, key: str) -> str:
             if typing.get_origin(info.annotation) is typing.Literal
             and len(typing.get_args(info.annotation)) == 1
         ]
-        if fixed:
-            return ", ".join(fixed)
-    return ""
+        if not fixed:
+            return ""
+        variants.append(", ".join(fixed))
+    return " or ".join(variants)
 
 
 def allowed_keys(model: type[BaseModel], path: KeyPath) -> set[str]:

@@ -86,6 +86,18 @@ def _is_write_failure(exc: sqlite3.OperationalError) -> bool:
     )
 
 
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    """Whether another connection held the store past the busy timeout."""
+    return "locked" in str(exc).lower()
+
+
+def _locked_message(path: Path, exc: sqlite3.OperationalError) -> str:
+    return (
+        f"{path}: the results store stayed locked by another process for {BUSY_TIMEOUT_S:g} s ({exc}); "
+        "run again when it is done"
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -141,7 +153,13 @@ class Store:
             raise ConfigError(f"{self.path}: cannot open the results store ({exc})") from None
         try:
             if not self._create:
-                self._check(conn)  # reads only
+                # A store to read: checked, and read as it is (WAL already, a property of the file),
+                # with no write lock, which a running sweep may hold.
+                self._check(conn)
+                conn.execute("PRAGMA synchronous=FULL")
+                self._conn = conn
+                self._pid = os.getpid()
+                return conn
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")  # serialises two processes creating the same new store
@@ -160,8 +178,11 @@ class Store:
             self._check(conn)
         except sqlite3.OperationalError as exc:
             conn.close()
+            if _is_locked(exc):
+                raise OutputError(_locked_message(self.path, exc)) from None
             if _is_write_failure(exc):
-                raise OutputError(f"{self.path}: cannot write the results store ({exc})") from None
+                doing = "write" if self._create else "read"
+                raise OutputError(f"{self.path}: cannot {doing} the results store ({exc})") from None
             raise ConfigError(f"{self.path}: not a recsim results store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -200,6 +221,10 @@ class Store:
                     raise
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise OutputError(_locked_message(self.path, exc)) from None
                 if not _is_write_failure(exc):
                     raise
                 # A full disk or a store made read-only meanwhile: the row is not stored (a resumed

@@ -673,11 +673,18 @@ def test_an_objective_no_point_has_is_refused(tmp_path: Path, objective: str, sa
     assert says in line, line
 
 
-def test_a_sweep_of_known_mapping_metrics_runs(tmp_path: Path) -> None:
+def test_a_sweep_of_known_mapping_metrics_runs_and_an_idle_stream_reads_zero(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     text = SWEEP.replace("throughput_samples_per_s: max", "power_by_component_w.accelerators: min")
-    spec.write_text(text + 'constraints: [memory_fits, "utilisation.compute >= 0.0"]\n')
-    assert run("sweep", spec, "--out", tmp_path / "o").exit_code == 0
+    # Nothing runs on the copy or host streams of this plan, and the tiny system has no SSDs: those
+    # figures are zero at every point, not missing.
+    constraints = (
+        '"utilisation.compute >= 0.0", "utilisation.copy <= 0.9", "power_by_component_w.ssds <= 1.0"'
+    )
+    spec.write_text(text + f"constraints: [memory_fits, {constraints}]\n")
+    result = run("sweep", spec, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "(2 ok, 0 infeasible" in result.output, result.output
 
 
 def test_an_axis_value_given_twice_is_refused_but_a_zipped_one_may_repeat(tmp_path: Path) -> None:
@@ -725,7 +732,14 @@ def test_odd_set_paths_are_one_line_errors(key: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "hint"),
-    [('"2"', "remove the quotes"), ('"1.5"', None), ("1e-5", None), ("1e23", "write 1" + "0" * 23)],
+    [
+        ('"2"', "remove the quotes"),
+        ('"1.5"', None),
+        ("1e-5", None),
+        ("1e23", "write 1" + "0" * 23),
+        ('"128.0"', "write 128"),
+        ('"010"', "write 10"),
+    ],
 )
 def test_the_number_hint_never_suggests_what_would_fail_again(value: str, hint: str | None) -> None:
     line = error_line(run("run", *TINY, "--set", f"workload.tables[0].rows={value}"))
@@ -744,10 +758,16 @@ def test_trace_folders_read_every_file_but_documents(tmp_path: Path) -> None:
     (folder / "rank0.JSON").write_bytes(gzip.decompress(KINETO.read_bytes()))
     (folder / "NOTES.md").write_text("notes\n")
     assert run("replay", folder).exit_code == 0
+    # By suffix: a bare README or licence beside the traces is not one (a trace named on its own
+    # is read whatever its name).
+    (folder / "README").write_text("notes\n")
+    (folder / "LICENSE").write_text("licence\n")
+    assert run("replay", folder).exit_code == 0
     bare = tmp_path / "b"
     bare.mkdir()
     (bare / "rank0_trace").write_bytes(KINETO.read_bytes())
-    assert run("replay", bare).exit_code == 0
+    assert "a folder without trace files" in error_line(run("replay", bare))
+    assert run("replay", bare / "rank0_trace").exit_code == 0
     empty = tmp_path / "e.json.gz"
     empty.write_bytes(gzip.compress(b""))
     assert error_line(run("replay", empty)).endswith("e.json.gz: an empty file")

@@ -227,3 +227,18 @@ def test_a_full_disk_is_one_output_error_and_the_row_is_not_stored(tmp_path):
         store.write(record(1))
     store._conn = store._conn.conn  # type: ignore[union-attr]
     assert store.count() == 1 and store.write(record(1))
+
+
+def test_reading_a_store_needs_no_write_lock(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    store.write(record(0))
+    store.close()
+    writer = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a sweep in the middle of a write
+    try:
+        reader = Store(tmp_path / "s.sqlite", create=False)
+        assert reader.count() == 1
+        reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
