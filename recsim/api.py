@@ -7,6 +7,7 @@ Everything the command line can do is a function here taking plain arguments and
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -452,15 +453,17 @@ def prepare(
     system_sets, workload_sets, _planner_sets = _split_overrides(overrides)
     set_paths = {_workload_override(text).path: text for text in workload_sets}
     for option, key, value, kind in (
-        ("batch_size (--batch-size)", "global_batch_size", batch_size, int),
+        ("batch_size (--batch-size)", "global_batch_size", batch_size, numbers.Integral),
         ("precision (--precision)", "precision", precision, str),
         ("runtime (--runtime)", "runtime", runtime, str),
     ):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, kind):
-            expected = "a whole number" if kind is int else "a name"
+            expected = "a whole number" if kind is numbers.Integral else "a name"
             raise ConfigError(f"{option}: expected {expected}, got {value!r}")
+        if kind is numbers.Integral:
+            value = int(value)  # type: ignore[call-overload]  # a numpy integer from a notebook's loop
         # Two answers to one question: refuse rather than let one silently win (as --nodes does).
         clash = set_paths.get(("training", key))
         if clash is not None:
@@ -659,8 +662,10 @@ def sweep(
         raise ConfigError(f"sweep: expected the path of a sweep spec file, got {type(spec).__name__}")
     if not isinstance(resume, bool):
         raise ConfigError(f"resume: expected True or False, got {resume!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-        raise ConfigError(f"workers: expected a whole number of processes, got {workers!r}")
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral):
+            raise ConfigError(f"workers: expected a whole number of processes, got {workers!r}")
+        workers = int(workers)
     if out is None:
         name = spec.name if isinstance(spec, SweepSpec) else load_sweep(spec, overrides).name
         out = Path("out") / name

@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from recsim.errors import ConfigError
+from recsim.errors import ConfigError, RecsimError
 from recsim.explore.evaluate import evaluate_point
 from recsim.explore.points import Point
 from recsim.explore.records import PointRecord
@@ -172,6 +172,17 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _broken_pool_message(any_done: bool) -> str:
+    """Why a sweep's process pool broke: a worker died (killed, out of memory, crashed), or, before
+    any point ran, most likely a script without a main guard (each worker imports the script)."""
+    kept = "the points stored so far are kept (--resume continues); " if any_done else ""
+    guard = (
+        'if the sweep was started from a script, call it under `if __name__ == "__main__":`, since '
+        "each worker process imports the script (or use workers=1)"
+    )
+    return f"a sweep worker process died (killed, out of memory or crashed); {kept}{guard}"
+
+
 class LocalExecutor(Executor):
     """A process pool on this machine (``workers=1``: in this process)."""
 
@@ -229,10 +240,8 @@ class LocalExecutor(Executor):
                         try:
                             record = future.result()
                         except BrokenProcessPool:
-                            raise ConfigError(
-                                "the sweep's worker processes stopped before running a point: each "
-                                "worker imports the script that started the sweep, so a script must "
-                                'call it under `if __name__ == "__main__":` (or use workers=1)'
+                            raise RecsimError(
+                                _broken_pool_message(any(r is not None for r in results))
                             ) from None
                         results[futures[future]] = record
                         on_result(record)

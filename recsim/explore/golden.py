@@ -181,7 +181,7 @@ def case_dirs(root: Path, cases: Sequence[str] | None = None) -> list[Path]:
         unknown = [c for c in cases if c not in by_name]
         if unknown:
             raise ConfigError(f"{root}: no golden case {unknown[0]!r} (cases: {', '.join(sorted(by_name))})")
-        found = [by_name[c] for c in cases]
+        found = [by_name[c] for c in dict.fromkeys(cases)]  # a case named twice runs once
     return found
 
 

@@ -587,7 +587,7 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
         for j, value in enumerate(values):
             if not _jsonable_scalar(value):
                 raise check.fail((*where, j), f"expected a scalar or a list of scalars, got {value!r}")
-    varied = {_config_path(axis): (axis, where) for axis, where in seen.items()}
+    varied = {config_path(axis): (axis, where) for axis, where in seen.items()}
     for i, text in enumerate(spec.base.overrides):
         # A --set of a path the sweep varies would be overridden in turn by every point's axis
         # value: refuse it rather than let it look applied (in the spec file itself, a base value
@@ -595,7 +595,7 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
         # ``tables[0]``; the ``batch_size`` axis is ``workload.training.global_batch_size``).
         if not str(tree.location(("base", "overrides", i))).startswith("--set"):
             continue
-        hit = varied.get(_config_path(text.partition("=")[0]))
+        hit = varied.get(config_path(text.partition("=")[0]))
         if hit is not None:
             axis, where = hit
             raise check.fail(
@@ -636,7 +636,7 @@ _SPECIAL_PATHS = {
 }
 
 
-def _config_path(text: str) -> tuple[str | int, ...]:
+def config_path(text: str) -> tuple[str | int, ...]:
     """The parsed key path an axis or ``--set`` names (the text itself when it does not parse)."""
     from recsim.config.loader import Override
 

@@ -10,9 +10,9 @@ DataFrame gets one column per figure; ``recsim run --json`` prints exactly that 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 Status = Literal["ok", "infeasible", "error"]
 
@@ -53,7 +53,9 @@ class Result:
             value = getattr(self, name)
             if not isinstance(value, FrozenMap):
                 object.__setattr__(self, name, FrozenMap(value))
-        if not isinstance(self.notes, tuple):
+        if isinstance(self.notes, str):
+            object.__setattr__(self, "notes", (self.notes,))
+        elif not isinstance(self.notes, tuple):
             object.__setattr__(self, "notes", tuple(self.notes))
 
     @property
@@ -81,31 +83,29 @@ class Result:
         return cls(status=status, reason=reason, **context)
 
 
-class FrozenMap(Mapping[str, float]):
-    """A read-only mapping of a result's figures (it pickles, compares with a dict and hashes)."""
+class FrozenMap(dict[str, float]):
+    """A read-only dict of a result's figures: it serialises (JSON, pandas) and compares as a dict
+    does, pickles, and hashes; every method that would change it raises ``TypeError``."""
 
-    __slots__ = ("_data",)
+    __slots__ = ()
 
-    def __init__(self, data: Mapping[str, float] | None = None) -> None:
-        self._data: dict[str, float] = dict(data or {})
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a Result's figures are read-only: copy them with dict(...) to change them")
 
-    def __getitem__(self, key: str) -> float:
-        return self._data[key]
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._data.items()))
-
-    def __repr__(self) -> str:
-        return repr(self._data)
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
 
     def __reduce__(self) -> tuple[type[FrozenMap], tuple[dict[str, float]]]:
-        return (FrozenMap, (self._data,))
+        return (FrozenMap, (dict(self),))
+
+    def __copy__(self) -> FrozenMap:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> FrozenMap:
+        return self
 
 
 def _clean(value: Any) -> Any:

@@ -7,6 +7,8 @@ Every case here was found by calling the public API with wrong arguments: they r
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
 import subprocess
 import sys
@@ -96,9 +98,11 @@ def test_a_batch_given_as_text_is_refused() -> None:
         prepare("zionex", "dlrm-dcnv2", nodes=1, batch_size="65536")  # type: ignore[arg-type]
 
 
-def test_a_numpy_rank_is_a_rank() -> None:
+def test_numpy_integers_are_whole_numbers() -> None:
     result = recsim.simulate(nodes=1, plan="table_wise", speed_factors={np.int64(0): 0.5})
     assert result.status == "ok"
+    batch = recsim.simulate(nodes=1, plan="table_wise", batch_size=np.int64(65536))
+    assert batch.status == "ok" and batch.global_batch_size == 65536
 
 
 def test_a_result_is_frozen_all_through_and_still_pickles_and_hashes() -> None:
@@ -109,6 +113,12 @@ def test_a_result_is_frozen_all_through_and_still_pickles_and_hashes() -> None:
     assert back == result and hash(back) == hash(result)
     assert result.breakdown_s == dict(result.breakdown_s)
     assert result.to_dict()["breakdown_s.compute"] == result.breakdown_s["compute"]
+    # It is a dict to everything that reads one.
+    assert json.loads(json.dumps(result.breakdown_s)) == dict(result.breakdown_s)
+    assert json.dumps(dataclasses.asdict(result), default=str)
+    with pytest.raises(TypeError):
+        result.utilisation.update(compute=1.0)
+    assert recsim.metrics.result.Result(status="ok", notes="one note").notes == ("one note",)
 
 
 def test_an_unguarded_script_gets_the_reason_its_workers_stopped(tmp_path: Path) -> None:
@@ -123,3 +133,16 @@ def test_an_unguarded_script_gets_the_reason_its_workers_stopped(tmp_path: Path)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert 'call it under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1], done.stderr[-2000:]
+    assert "the points stored so far" not in done.stderr  # none was
+
+
+def test_a_sweep_axis_over_the_batch_by_path_overrides_the_base_batch(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "kind: sweep\nname: s\n"
+        "base: {system: zionex, workload: dlrm-dcnv2, nodes: 1, batch_size: 8192, plan: table_wise}\n"
+        "axes: {workload.training.global_batch_size: [4096, 16384]}\n"
+        "objectives: {throughput_samples_per_s: max}\n"
+    )
+    result = recsim.sweep(spec, tmp_path / "o", workers=1, progress=False)
+    assert sorted(result.final["global_batch_size"]) == [4096, 16384]
