@@ -21,7 +21,7 @@ from rich.table import Table
 
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, RecsimGroup
-from recsim.errors import ConfigError, RecsimError
+from recsim.errors import ConfigError, InfeasibleError, RecsimError
 from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
@@ -528,21 +528,40 @@ def run_cmd(
     nic_speed_factors = _rank_speeds(slow_nics, "--slow-nic")
     if timeline is not None:
         check_output_path(timeline, "timeline")  # before the run, not after it
-    sim = api.simulate_run(
-        system,
-        workload,
-        nodes=nodes,
-        batch_size=batch_size,
-        precision=precision,
-        plan=plan,
-        fidelity=fidelity,
-        overrides=sets,
-        comm_dtype=comm_dtype,
-        runtime=runtime,
-        comm_interference=comm_interference,
-        speed_factors=speed_factors,
-        nic_speed_factors=nic_speed_factors,
-    )
+    try:
+        sim = api.simulate_run(
+            system,
+            workload,
+            nodes=nodes,
+            batch_size=batch_size,
+            precision=precision,
+            plan=plan,
+            fidelity=fidelity,
+            overrides=sets,
+            comm_dtype=comm_dtype,
+            runtime=runtime,
+            comm_interference=comm_interference,
+            speed_factors=speed_factors,
+            nic_speed_factors=nic_speed_factors,
+        )
+    except InfeasibleError as exc:
+        if not as_json:
+            raise
+        # No plan fits: --json still prints a Result (status infeasible), as a plan that does
+        # not fit the memory check does, so a script reads one shape whatever went wrong.
+        from recsim.metrics.result import Result
+
+        failed = Result.failed(
+            "infeasible",
+            str(exc),
+            fidelity=fidelity,
+            system=str(system),
+            workload=str(workload),
+            plan=str(plan),
+        )
+        click.echo(json.dumps(failed.to_dict(), indent=2))
+        click.echo(f"recsim: infeasible: {exc}", err=True)
+        ctx.exit(EXIT_USER_ERROR)
     result = sim.result
     if timeline is not None and sim.graph is not None and sim.schedule is not None:
         from recsim.graph.writers.chrome import write_chrome_trace

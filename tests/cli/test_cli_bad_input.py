@@ -780,3 +780,14 @@ def test_json_with_ustar_where_a_tar_has_it_is_not_taken_for_a_tar(tmp_path: Pat
     path.write_text(text)
     line = error_line(run("replay", path))
     assert "tar archive" not in line, line
+
+
+def test_json_run_prints_an_infeasible_result_when_no_plan_fits() -> None:
+    sets = ["--set", "workload.tables[0].rows=4000000000", "--set", "planner.tiers=[hbm]"]
+    sets += ["--set", "planner.embedding_dtypes=[fp32]"]
+    result = CliRunner().invoke(cli, ["run", *TINY, *sets, "--json"])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["status"] == "infeasible" and data["reason"].startswith("no strategy fits")
+    assert data["system"] == "tiny" and data["plan"] == "auto"
+    assert "recsim: infeasible: no strategy fits" in result.stderr
