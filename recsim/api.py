@@ -539,6 +539,43 @@ def simulate_run(
     return simulate_training(sys_spec, wl_spec, sharding, options)
 
 
+def unplanned_result(
+    reason: str,
+    system: str | Path,
+    workload: str | Path,
+    *,
+    plan: str | Path = "auto",
+    fidelity: str = "analytic",
+    nodes: int | None = None,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    overrides: Sequence[str] = (),
+    runtime: str | None = None,
+) -> Result:
+    """The infeasible ``Result`` of a run whose plan could not be made (``recsim run --json``
+    prints it): the run's context as a simulated one has it; ``memory_fits`` is False unless the
+    batch did not divide among the ranks (a planner refuses a plan only when it does not fit)."""
+    from recsim.engine.simulate import SimulationOptions as Options
+    from recsim.engine.simulate import run_context
+    from recsim.metrics.result import Result
+    from recsim.planner.types import Plan
+
+    sys_spec, wl_spec = prepare(
+        system,
+        workload,
+        nodes=nodes,
+        batch_size=batch_size,
+        precision=precision,
+        overrides=overrides,
+        runtime=runtime,
+    )
+    world = sys_spec.num_accelerators
+    context = run_context(sys_spec, wl_spec, Plan(world, (), strategy=str(plan)), Options(fidelity=fidelity))
+    batch = wl_spec.training.global_batch_size
+    divides = world > 0 and batch % world == 0
+    return Result.failed("infeasible", reason, memory_fits=not divides, **context)  # type: ignore[arg-type]
+
+
 def _factors(value: object, name: str) -> dict[int, float]:
     """A ``{rank: speed}`` mapping of ``simulate_run`` (None: none); its values are checked against
     the system by the engine (``recsim.engine.simulate.check_speed_factors``)."""

@@ -549,15 +549,17 @@ def run_cmd(
             raise
         # No plan fits: --json still prints a Result (status infeasible), as a plan that does
         # not fit the memory check does, so a script reads one shape whatever went wrong.
-        from recsim.metrics.result import Result
-
-        failed = Result.failed(
-            "infeasible",
+        failed = api.unplanned_result(
             str(exc),
+            system,
+            workload,
+            plan=plan,
             fidelity=fidelity,
-            system=str(system),
-            workload=str(workload),
-            plan=str(plan),
+            nodes=nodes,
+            batch_size=batch_size,
+            precision=precision,
+            overrides=sets,
+            runtime=runtime,
         )
         click.echo(json.dumps(failed.to_dict(), indent=2))
         click.echo(f"recsim: infeasible: {exc}", err=True)

@@ -93,7 +93,10 @@ class SimulationOptions:
     nic_speed_factors: Mapping[int, float] = field(default_factory=dict)
 
 
-def _context(system: System, workload: Workload, plan: Plan, options: SimulationOptions) -> dict[str, object]:
+def run_context(
+    system: System, workload: Workload, plan: Plan, options: SimulationOptions
+) -> dict[str, object]:
+    """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too)."""
     return {
         "mode": "training",
         "fidelity": options.fidelity,
@@ -122,7 +125,7 @@ def simulate_training(
 def _simulate_training(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> Simulation:
-    context = _context(system, workload, plan, options)
+    context = run_context(system, workload, plan, options)
     check_speed_factors(options, system)
     if options.costs is not None:
         # First: a memo of another system or workload is a caller's mistake (``ValueError``),

@@ -172,15 +172,14 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _broken_pool_message(any_done: bool) -> str:
-    """Why a sweep's process pool broke: a worker died (killed, out of memory, crashed), or, before
-    any point ran, most likely a script without a main guard (each worker imports the script)."""
-    kept = "the points stored so far are kept (--resume continues); " if any_done else ""
-    guard = (
-        'if the sweep was started from a script, call it under `if __name__ == "__main__":`, since '
-        "each worker process imports the script (or use workers=1)"
+def _broken_pool_message() -> str:
+    """Why a sweep's process pool broke: a worker died (killed, out of memory, crashed), or a
+    script without a main guard (each worker imports the script, and runs its sweep again)."""
+    return (
+        "a sweep worker process died (killed, out of memory or crashed); the points stored so far "
+        "are kept (--resume continues); if the sweep was started from a script, call it under `if "
+        '__name__ == "__main__":`, since each worker process imports the script (or use workers=1)'
     )
-    return f"a sweep worker process died (killed, out of memory or crashed); {kept}{guard}"
 
 
 class LocalExecutor(Executor):
@@ -240,9 +239,7 @@ class LocalExecutor(Executor):
                         try:
                             record = future.result()
                         except BrokenProcessPool:
-                            raise RecsimError(
-                                _broken_pool_message(any(r is not None for r in results))
-                            ) from None
+                            raise RecsimError(_broken_pool_message()) from None
                         results[futures[future]] = record
                         on_result(record)
                         bar.advance()

@@ -587,7 +587,18 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
         for j, value in enumerate(values):
             if not _jsonable_scalar(value):
                 raise check.fail((*where, j), f"expected a scalar or a list of scalars, got {value!r}")
-    varied = {config_path(axis): (axis, where) for axis, where in seen.items()}
+    varied: dict[tuple[str | int, ...], tuple[str, tuple[str | int, ...]]] = {}
+    for axis, where in seen.items():
+        # The same setting by two names (the ``batch_size`` axis and its path): one would win.
+        path = config_path(axis)
+        if path in varied:
+            other, other_where = varied[path]
+            raise check.fail(
+                where,
+                f"axis {axis!r} varies the same setting as {other!r} (at {format_path(other_where)}); "
+                "keep one of them",
+            )
+        varied[path] = (axis, where)
     for i, text in enumerate(spec.base.overrides):
         # A --set of a path the sweep varies would be overridden in turn by every point's axis
         # value: refuse it rather than let it look applied (in the spec file itself, a base value

@@ -789,5 +789,14 @@ def test_json_run_prints_an_infeasible_result_when_no_plan_fits() -> None:
     assert result.exit_code == 2
     data = json.loads(result.stdout)
     assert data["status"] == "infeasible" and data["reason"].startswith("no strategy fits")
-    assert data["system"] == "tiny" and data["plan"] == "auto"
+    assert data["system"] == "tiny" and data["plan"] == "auto" and data["memory_fits"] is False
+    assert data["num_accelerators"] == 2 and data["global_batch_size"] > 0 and data["recsim_version"]
     assert "recsim: infeasible: no strategy fits" in result.stderr
+
+
+def test_a_batch_axis_and_its_path_axis_together_are_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    axes = "axes:\n  batch_size: [8, 16]\n  workload.training.global_batch_size: [4, 32]\n"
+    spec.write_text(SWEEP.replace("axes:\n  plan: [table_wise, row_wise]\n", axes))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o"))
+    assert "varies the same setting as 'batch_size'" in line, line

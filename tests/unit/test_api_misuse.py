@@ -133,7 +133,6 @@ def test_an_unguarded_script_gets_the_reason_its_workers_stopped(tmp_path: Path)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert 'call it under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1], done.stderr[-2000:]
-    assert "the points stored so far" not in done.stderr  # none was
 
 
 def test_a_sweep_axis_over_the_batch_by_path_overrides_the_base_batch(tmp_path: Path) -> None:
