@@ -229,7 +229,14 @@ class LocalExecutor(Executor):
                     bar.advance()
             return [r for r in results if r is not None]
         pool = self._get_pool()
-        futures: dict[Future[PointRecord], int] = {pool.submit(run_task, t): i for i, t in enumerate(tasks)}
+        try:
+            futures: dict[Future[PointRecord], int] = {
+                pool.submit(run_task, t): i for i, t in enumerate(tasks)
+            }
+        except (BrokenProcessPool, EOFError, ConnectionError) as exc:
+            # The pool's process server died before a worker started (killed, out of memory).
+            self._terminate()
+            raise RecsimError(f"{_broken_pool_message()} ({type(exc).__name__})") from None
         pending = set(futures)
         try:
             with _ProgressBar(len(tasks), label, self.progress) as bar:

@@ -145,3 +145,16 @@ def test_a_sweep_axis_over_the_batch_by_path_overrides_the_base_batch(tmp_path: 
     )
     result = recsim.sweep(spec, tmp_path / "o", workers=1, progress=False)
     assert sorted(result.final["global_batch_size"]) == [4096, 16384]
+
+
+def test_a_process_server_that_died_before_any_worker_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsim.explore.executors import LocalExecutor
+
+    class DeadServer:  # what ProcessPoolExecutor.submit meets when its forkserver was killed
+        def submit(self, *args: object) -> None:
+            raise EOFError
+
+    executor = LocalExecutor(workers=2, progress=False)
+    monkeypatch.setattr(executor, "_get_pool", lambda: DeadServer())
+    with pytest.raises(RecsimError, match=r"a sweep worker process died .* \(EOFError\)"):
+        executor.run([object(), object()], lambda record: None)  # type: ignore[list-item]
