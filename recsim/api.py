@@ -16,7 +16,7 @@ from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
 from recsim.engine import DEFAULT_STEPS, ENGINES
-from recsim.errors import ConfigError, InfeasibleError, TraceError, first_few
+from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
 from recsim.graph.ir import ExecutionGraph
 from recsim.graph.native import write_graph
 from recsim.graph.readers import read_trace as _read_trace
@@ -535,44 +535,24 @@ def simulate_run(
         speed_factors=_factors(speed_factors, "speed_factors"),
         nic_speed_factors=_factors(nic_speed_factors, "nic_speed_factors"),
     )
-    sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs)
+    try:
+        sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs)
+    except InfeasibleError as exc:
+        raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
     return simulate_training(sys_spec, wl_spec, sharding, options)
 
 
-def unplanned_result(
-    reason: str,
-    system: str | Path,
-    workload: str | Path,
-    *,
-    plan: str | Path = "auto",
-    fidelity: str = "analytic",
-    nodes: int | None = None,
-    batch_size: int | None = None,
-    precision: str | None = None,
-    overrides: Sequence[str] = (),
-    runtime: str | None = None,
-) -> Result:
-    """The infeasible ``Result`` of a run whose plan could not be made (``recsim run --json``
-    prints it): the run's context as a simulated one has it; ``memory_fits`` is False unless the
-    batch did not divide among the ranks (a planner refuses a plan only when it does not fit)."""
-    from recsim.engine.simulate import SimulationOptions as Options
+def _unplanned(reason: str, system: System, workload: Workload, plan: str, options: Any) -> Result:
+    """The infeasible ``Result`` of a run no plan fits, with the context a simulated run has.
+    ``memory_fits`` is False unless the batch did not divide among the ranks: a planner that
+    gets that far refuses only plans that do not fit."""
     from recsim.engine.simulate import run_context
     from recsim.metrics.result import Result
     from recsim.planner.types import Plan
 
-    sys_spec, wl_spec = prepare(
-        system,
-        workload,
-        nodes=nodes,
-        batch_size=batch_size,
-        precision=precision,
-        overrides=overrides,
-        runtime=runtime,
-    )
-    world = sys_spec.num_accelerators
-    context = run_context(sys_spec, wl_spec, Plan(world, (), strategy=str(plan)), Options(fidelity=fidelity))
-    batch = wl_spec.training.global_batch_size
-    divides = world > 0 and batch % world == 0
+    world = system.num_accelerators
+    context = run_context(system, workload, Plan(world, (), strategy=plan), options)
+    divides = workload.training.global_batch_size % world == 0
     return Result.failed("infeasible", reason, memory_fits=not divides, **context)  # type: ignore[arg-type]
 
 

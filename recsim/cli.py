@@ -21,7 +21,7 @@ from rich.table import Table
 
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, RecsimGroup
-from recsim.errors import ConfigError, InfeasibleError, RecsimError
+from recsim.errors import ConfigError, NoPlanError, RecsimError
 from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
@@ -544,24 +544,12 @@ def run_cmd(
             speed_factors=speed_factors,
             nic_speed_factors=nic_speed_factors,
         )
-    except InfeasibleError as exc:
+    except NoPlanError as exc:
         if not as_json:
             raise
         # No plan fits: --json still prints a Result (status infeasible), as a plan that does
         # not fit the memory check does, so a script reads one shape whatever went wrong.
-        failed = api.unplanned_result(
-            str(exc),
-            system,
-            workload,
-            plan=plan,
-            fidelity=fidelity,
-            nodes=nodes,
-            batch_size=batch_size,
-            precision=precision,
-            overrides=sets,
-            runtime=runtime,
-        )
-        click.echo(json.dumps(failed.to_dict(), indent=2))
+        click.echo(json.dumps(exc.result.to_dict(), indent=2))
         click.echo(f"recsim: infeasible: {exc}", err=True)
         ctx.exit(EXIT_USER_ERROR)
     result = sim.result

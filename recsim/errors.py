@@ -8,6 +8,10 @@ Anything else that escapes is a bug in recsim.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recsim.metrics.result import Result
 
 
 class RecsimError(Exception):
@@ -28,6 +32,15 @@ class TraceError(RecsimError):
 
 class InfeasibleError(RecsimError):
     """The request cannot be satisfied (for example a plan does not fit in memory)."""
+
+
+class NoPlanError(InfeasibleError):
+    """No sharding plan fits a run; ``result`` is the run's infeasible ``Result``, with the run's
+    context, for a caller that reports every outcome as a result (``recsim run --json``)."""
+
+    def __init__(self, message: str, result: Result) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class SimulationError(RecsimError):

@@ -126,15 +126,16 @@ def _message(error: ErrorDetails) -> str:
     if kind == "literal_error":
         return f"{error['msg'].lower()}, {got}"
     if expected is not None:
-        return f"expected {expected}, {got}{_number_hint(kind, value)}"
+        return f"expected {expected}, {got}{number_hint(kind, value)}"
     return f"{error['msg']} ({got})"
 
 
-def _number_hint(kind: str, value: object) -> str:
+def number_hint(kind: str, value: object) -> str:
     """Why a number came as text, and how to write it: without quotes where YAML then reads the
     number meant, else the spelling it reads (YAML 1.1 floats have a dot and a signed exponent:
     ``1e6`` is text). ``""`` where no spelling would do (a fraction for an integer, a float that
-    underflows). Every spelling offered is checked by reading it back."""
+    underflows). Every spelling offered is checked by reading it back. ``kind``: pydantic's error
+    type, ``int_type`` or ``float_type``."""
     if kind not in ("int_type", "float_type") or not isinstance(value, str):
         return ""
     want: type = int if kind == "int_type" else float

@@ -77,7 +77,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 from recsim.config.loader import Override, apply_overrides, is_path_ref, load_document
 from recsim.config.tree import Location, Tree, format_path
 from recsim.config.types import Spec
-from recsim.config.validate import validate_tree
+from recsim.config.validate import number_hint, validate_tree
 from recsim.errors import ConfigError, RecsimError
 from recsim.planner.types import COMM_DTYPES
 
@@ -454,15 +454,11 @@ def _constraint_problem(constraint: Constraint, mode: str) -> str | None:
 
 
 def _number_hint_text(value: object) -> str:
-    """A hint for a number with a unit (``50 ms``) or one YAML read as text (``1e-3``)."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        float(value)
-    except ValueError:
-        with_unit = re.fullmatch(r"\s*[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?\s*[A-Za-z/]+\s*", value)
-        return " (no units: 50 ms is 0.05)" if with_unit else ""
-    return " (YAML 1.1 reads it as text: write the exponent with a dot and a sign, e.g. 1.0e-3)"
+    """A hint for a number written with a unit (``50 ms``) or one YAML read as text (``1e-3``)."""
+    with_unit = r"\s*[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?\s*[A-Za-z/]+\s*"
+    if isinstance(value, str) and re.fullmatch(with_unit, value):
+        return " (no units: 50 ms is 0.05)"
+    return number_hint("float_type", value)
 
 
 # ---------------------------------------------------------------------------------- loading

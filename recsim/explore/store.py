@@ -77,25 +77,20 @@ CREATE INDEX IF NOT EXISTS records_idx ON records (idx);
 _COLUMNS: Final[str] = "key, stage, idx, status, reason, wall_s, values_json, metrics_json, config_json"
 
 
-def _is_write_failure(exc: sqlite3.OperationalError) -> bool:
-    """Whether SQLite failed to write (a full disk, a read-only file or folder, an I/O error)."""
+def _reach_failure(path: Path, exc: sqlite3.OperationalError, doing: str) -> OutputError | None:
+    """The one-line error of SQLite failing to reach the file, to ``doing`` (read or write) it: a
+    lock another process held past the busy timeout, a full disk, a read-only file or folder, an
+    I/O error; None for any other failure (a file that is not a store, a bug)."""
     text = str(exc).lower()
-    return any(
-        cause in text
-        for cause in ("disk is full", "readonly", "read-only", "disk i/o error", "unable to open")
-    )
-
-
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
-    """Whether another connection held the store past the busy timeout."""
-    return "locked" in str(exc).lower()
-
-
-def _locked_message(path: Path, exc: sqlite3.OperationalError) -> str:
-    return (
-        f"{path}: the results store stayed locked by another process for {BUSY_TIMEOUT_S:g} s ({exc}); "
-        "run again when it is done"
-    )
+    if "locked" in text:
+        return OutputError(
+            f"{path}: the results store stayed locked by another process for {BUSY_TIMEOUT_S:g} s "
+            f"({exc}); run again when it is done"
+        )
+    causes = ("disk is full", "readonly", "read-only", "disk i/o error", "unable to open")
+    if any(cause in text for cause in causes):
+        return OutputError(f"{path}: cannot {doing} the results store ({exc})")
+    return None
 
 
 def _now() -> str:
@@ -178,12 +173,8 @@ class Store:
             self._check(conn)
         except sqlite3.OperationalError as exc:
             conn.close()
-            if _is_locked(exc):
-                raise OutputError(_locked_message(self.path, exc)) from None
-            if _is_write_failure(exc):
-                doing = "write" if self._create else "read"
-                raise OutputError(f"{self.path}: cannot {doing} the results store ({exc})") from None
-            raise ConfigError(f"{self.path}: not a recsim results store ({exc})") from None
+            failure = _reach_failure(self.path, exc, "write" if self._create else "read")
+            raise failure or ConfigError(f"{self.path}: not a recsim results store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise ConfigError(f"{self.path}: not a recsim results store ({exc})") from None
@@ -221,17 +212,14 @@ class Store:
                     raise
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                if _is_locked(exc):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise OutputError(_locked_message(self.path, exc)) from None
-                if not _is_write_failure(exc):
+                failure = _reach_failure(self.path, exc, "write")
+                if failure is None:
                     raise
-                # A full disk or a store made read-only meanwhile: the row is not stored (a resumed
-                # sweep runs the point again), and the user gets one line, not a traceback.
-                if conn.in_transaction:
+                # A lock held too long, a full disk, a store made read-only meanwhile: the row is
+                # not stored (a resumed sweep runs the point again), and the user gets one line.
+                if conn.in_transaction:  # a COMMIT that found the store locked is still open
                     conn.execute("ROLLBACK")
-                raise OutputError(f"{self.path}: cannot write the results store ({exc})") from None
+                raise failure from None
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

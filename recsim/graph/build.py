@@ -60,7 +60,7 @@ from recsim.graph.ir import (
     make_node,
     sorts_ahead,
 )
-from recsim.graph.shard_ops import PooledExchange, ShardOps, pooled_exchange
+from recsim.graph.shard_ops import PooledExchange, ShardOps, exchange_sums, pooled_exchange
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 
@@ -517,15 +517,11 @@ class _Builder:
             key = "a2a_fwd" if forward else "a2a_bwd"
             # The matrix's rows and columns as tuples, equal ones shared (``PooledExchange``), and
             # the sum of each distinct one worked out once (``sum``, as the op's bytes always were,
-            # not the exact ``exchange_sums`` the planner reads; ``rows`` keeps the tuples alive).
-            rows, columns = exchange.rows, exchange.columns
-            sums: dict[int, float] = {}
+            # not the exact sum the planner reads).
+            sends, recvs = (exchange.rows, exchange.columns) if forward else (exchange.columns, exchange.rows)
+            totals = exchange_sums(sends, sum)
             for r in group:
-                send = rows[r] if forward else columns[r]
-                recv = columns[r] if forward else rows[r]
-                total = sums.get(id(send))
-                if total is None:
-                    total = sums[id(send)] = sum(send)
+                send, recv, total = sends[r], recvs[r], totals[r]
                 op = Collective(
                     CollectiveOp.ALL_TO_ALL,
                     key,

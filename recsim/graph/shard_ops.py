@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -284,15 +284,18 @@ def _shared_tuples(
     return out
 
 
-def exchange_sums(vectors: Sequence[tuple[float, ...]]) -> list[float]:
-    """The exact sum (``math.fsum``) of each of ``vectors`` (a ``PooledExchange``'s rows or columns),
-    worked out once per tuple object: the rows and columns share a tuple where they are equal."""
+def exchange_sums(
+    vectors: Sequence[tuple[float, ...]], add: Callable[[tuple[float, ...]], float] = math.fsum
+) -> list[float]:
+    """The sum of each of ``vectors`` (a ``PooledExchange``'s rows or columns) by ``add`` (exact,
+    ``math.fsum``, unless told), worked out once per tuple object: the rows and columns share a
+    tuple where they are equal."""
     sums: dict[int, tuple[tuple[float, ...], float]] = {}  # id -> (the tuple, kept alive; its sum)
     out = []
     for vector in vectors:
         found = sums.get(id(vector))
         if found is None or found[0] is not vector:
-            found = sums[id(vector)] = (vector, math.fsum(vector))
+            found = sums[id(vector)] = (vector, add(vector))
         out.append(found[1])
     return out
 
