@@ -17,7 +17,7 @@ from typing import Any
 from recsim.errors import InfeasibleError, RecsimError
 from recsim.explore.points import Point, point_from_values
 from recsim.explore.records import PointRecord
-from recsim.explore.spec import Stage, SweepSpec, mapping_keys
+from recsim.explore.spec import Stage, SweepSpec
 
 # Result fields that are record fields (status, reason) or not a figure (notes).
 _NOT_METRICS = ("status", "reason", "notes")
@@ -70,12 +70,6 @@ def _simulate(spec: SweepSpec, config: dict[str, Any]) -> tuple[str, str, dict[s
     full = result.to_dict()
     metrics = {k: v for k, v in full.items() if k not in _NOT_METRICS}
     metrics.update(derived_metrics(metrics))
-    if result.status == "ok":
-        # A stream no node ran on, a component the system lacks: zero, not missing, so that every
-        # point has the same columns and a constraint on it reads 0 rather than "no value".
-        for head in ("utilisation", "power_by_component_w"):
-            for key in mapping_keys()[head]:
-                metrics.setdefault(f"{head}.{key}", 0.0)
     if result.status != "ok":
         return result.status, _one_line(result.reason), metrics
     violated = [why for c in spec.constraint_list if (why := c.check(metrics))]

@@ -394,17 +394,10 @@ BOOLEAN_METRICS = ("memory_fits",)
 
 
 def mapping_keys() -> dict[str, tuple[str, ...]]:
-    """The keys each mapping metric can have (``recsim.engine.simulate`` fills them)."""
-    from recsim.cost.model import CATEGORIES
-    from recsim.cost.power import COMPONENTS
-    from recsim.graph.ir import Stream
+    """The keys each mapping metric can have (``Result.to_dict()`` gives every point all of them)."""
+    from recsim.metrics.result import mapping_keys as result_keys
 
-    return {
-        "breakdown_s": CATEGORIES,
-        "utilisation": tuple(s.value for s in Stream),
-        "memory_peak_bytes": ("hbm", "ddr", "ssd"),
-        "power_by_component_w": COMPONENTS,
-    }
+    return result_keys()
 
 
 def all_metrics() -> list[str]:

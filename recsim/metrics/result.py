@@ -63,13 +63,25 @@ class Result:
         return 1.0 / self.energy_per_sample_j if self.energy_per_sample_j > 0 else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat dict: nested mappings become ``breakdown_s.compute`` style keys; NaN becomes None."""
+        """Flat dict: nested mappings become ``breakdown_s.compute`` style keys; NaN becomes None.
+
+        Every result has the same keys, whatever its status and system: each mapping lists all of
+        ``mapping_keys()`` (then any other key it holds). A key an ok result's mapping lacks is a
+        stream no node ran on or a component the system does not have, so 0.0; a failed result's
+        unknown figures are None. A table of results (a sweep store, a DataFrame of ``--json``
+        lines) then has one set of columns."""
         out: dict[str, Any] = {}
+        canonical = mapping_keys()
+        absent = 0.0 if self.status == "ok" else None
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, Mapping):
+                keys = canonical.get(name, ())
+                for key in keys:
+                    out[f"{name}.{key}"] = _clean(value.get(key, absent))
                 for key, sub in value.items():
-                    out[f"{name}.{key}"] = _clean(sub)
+                    if key not in keys:
+                        out[f"{name}.{key}"] = _clean(sub)
             elif isinstance(value, tuple):
                 out[name] = list(value)
             else:
@@ -106,6 +118,27 @@ class FrozenMap(dict[str, float]):
 
     def __deepcopy__(self, memo: dict[int, object]) -> FrozenMap:
         return self
+
+
+def mapping_keys() -> dict[str, tuple[str, ...]]:
+    """The keys of each mapping figure of a ``Result``, in ``to_dict()``'s order: the critical path's
+    categories, the streams, the memory tiers and the power model's components."""
+    # Imported here: the cost and graph layers are heavier than this value type, which the
+    # explore layer and the CLI import alone.
+    from recsim.cost.model import CATEGORIES
+    from recsim.cost.power import COMPONENTS
+    from recsim.graph.ir import Stream
+
+    return {
+        "breakdown_s": CATEGORIES,
+        "utilisation": tuple(s.value for s in Stream),
+        "memory_peak_bytes": MEMORY_TIERS,
+        "power_by_component_w": COMPONENTS,
+    }
+
+
+#: The memory tiers ``memory_peak_bytes`` reports (a rank's HBM, a node's host DRAM and SSDs).
+MEMORY_TIERS = ("hbm", "ddr", "ssd")
 
 
 def _clean(value: Any) -> Any:

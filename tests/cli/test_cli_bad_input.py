@@ -792,6 +792,10 @@ def test_json_run_prints_an_infeasible_result_when_no_plan_fits() -> None:
     assert data["system"] == "tiny" and data["plan"] == "auto" and data["memory_fits"] is False
     assert data["num_accelerators"] == 2 and data["global_batch_size"] > 0 and data["recsim_version"]
     assert "recsim: infeasible: no strategy fits" in result.stderr
+    # The same keys as an ok run's, so that runs' JSON lines make one table.
+    ok = CliRunner().invoke(cli, ["run", *TINY, "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert list(json.loads(ok.stdout)) == list(data)
 
 
 def test_a_batch_axis_and_its_path_axis_together_are_refused(tmp_path: Path) -> None:

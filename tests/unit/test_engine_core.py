@@ -137,6 +137,30 @@ def test_result_to_dict_is_flat():
     assert Result("error", "x").to_dict()["iteration_time_s"] is None
 
 
+def test_every_result_has_the_same_keys():
+    ok = Result("ok", iteration_time_s=2.0, utilisation={"compute": 0.5}, power_by_component_w={"cpus": 9.0})
+    failed = Result("infeasible", "no room", memory_peak_bytes={"hbm": 3.0})
+    assert list(ok.to_dict()) == list(failed.to_dict())
+    d, f = ok.to_dict(), failed.to_dict()
+    # An ok result's missing stream or component is idle or absent: 0; a failed one's is unknown.
+    assert (
+        d["utilisation.compute"] == 0.5
+        and d["utilisation.host"] == 0.0
+        and d["power_by_component_w.ssds"] == 0.0
+    )
+    assert d["power_by_component_w.cpus"] == 9.0
+    assert (
+        f["memory_peak_bytes.hbm"] == 3.0
+        and f["memory_peak_bytes.ddr"] is None
+        and f["breakdown_s.compute"] is None
+    )
+    # A key outside the canonical ones is kept, after them.
+    extra = Result("ok", breakdown_s={"compute": 1.0, "custom": 2.0}).to_dict()
+    assert extra["breakdown_s.custom"] == 2.0 and list(extra).index("breakdown_s.custom") > list(extra).index(
+        "breakdown_s.compute"
+    )
+
+
 def test_memory_by_hand():
     usage = plan_usage(table_wise_round_robin(TINY, 2), TINY, TINY_SYSTEM)
     hbm = usage.hbm_by_rank
