@@ -79,7 +79,8 @@ def notebook(name: str, info: dict[str, object]) -> nbformat.NotebookNode:
             "from matplotlib.figure import Figure\n\n"
             "import recsim\n"
             "import recsim.plots\n"
-            "from recsim.explore import load_sweep\n\n\n"
+            "from recsim.explore import load_sweep\n"
+            "from recsim.fingerprint import model_fingerprint\n\n\n"
             "def show(fig: Figure) -> None:\n"
             '    """Display a recsim figure (built without pyplot, so render it to PNG)."""\n'
             "    buf = io.BytesIO()\n"
@@ -89,7 +90,9 @@ def notebook(name: str, info: dict[str, object]) -> nbformat.NotebookNode:
             f'SPEC = Path("{name}.yaml")\n'
             "QUICK_OVERRIDES = [\n" + "".join(f"    {q!r},\n" for q in quick) + "]\n"
             "OVERRIDES = QUICK_OVERRIDES if QUICK else []\n"
-            f'OUT = Path(tempfile.mkdtemp()) if QUICK else Path("../out/{name}")\n'
+            "# One folder per model (recsim's code and data, ``recsim.fingerprint``): a rerun resumes\n"
+            "# its stored points, and a changed recsim starts afresh instead of showing stale ones.\n"
+            f'OUT = Path(tempfile.mkdtemp()) if QUICK else Path(f"../out/{name}-{{model_fingerprint()}}")\n'
             "spec = load_sweep(SPEC, OVERRIDES)\n"
             "objectives = dict(spec.objectives)\n"
             "x, y = list(objectives)[:2]\n"
@@ -124,6 +127,9 @@ def notebook(name: str, info: dict[str, object]) -> nbformat.NotebookNode:
                 "show(recsim.plots.breakdown(ok, 'point', title='step time breakdown per point'))"
             )
         )
+    # Ids by position: a regenerated notebook differs from the committed one only where its cells do.
+    for k, cell in enumerate(cells):
+        cell["id"] = f"{name}-{k}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

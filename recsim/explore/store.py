@@ -2,7 +2,8 @@
 
 Schema (``format`` = ``recsim-sweep-store``, ``version`` = 1 in ``meta``)::
 
-    meta(name TEXT PRIMARY KEY, value TEXT)            -- marks the file as a recsim store
+    meta(name TEXT PRIMARY KEY, value TEXT)            -- marks the file as a recsim store, and
+                                                       -- 'model': the recsim that made its points
     spec(id INTEGER PRIMARY KEY CHECK (id = 1),        -- the sweep spec the store belongs to
          spec_key TEXT, spec_text TEXT, created_at TEXT)
     records(key TEXT, stage TEXT, idx INTEGER,         -- one evaluated point at one stage
@@ -267,6 +268,22 @@ class Store:
                 f"spec {spec_key}); use a new output folder, or the original spec to resume"
             )
 
+    def claim_model(self, fingerprint: str) -> str | None:
+        """Record ``fingerprint`` (``recsim.fingerprint``: the code and data that make the points)
+        as the store's model unless it has one or holds points already; return the model the store
+        now has (None: points made before stores recorded their model)."""
+        with self._transaction() as conn:
+            (points,) = conn.execute("SELECT COUNT(*) FROM records").fetchone()
+            if points == 0:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (fingerprint,))
+            row = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchone()
+        return str(row[0]) if row else None
+
+    def model(self) -> str | None:
+        """The fingerprint of the recsim that made the store's points (``claim_model``), or None."""
+        rows = self._query("SELECT value FROM meta WHERE name = 'model'")
+        return str(rows[0][0]) if rows else None
+
     def spec(self) -> tuple[str, str] | None:
         """``(spec_text, spec_key)`` of the sweep, or None before ``set_spec``."""
         rows = self._query("SELECT spec_text, spec_key FROM spec WHERE id = 1")
@@ -327,6 +344,7 @@ class Store:
             "spec_key": spec[1] if spec else None,
             "name": _spec_name(spec[0]) if spec else None,
             "created_at": self.created_at(),
+            "model": self.model(),
             "points": self.count(),
             "stages": by,
         }

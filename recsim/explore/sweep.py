@@ -17,7 +17,8 @@ The front and the exports use, for each point, its record from the last stage th
 (so the DES figures replace the analytic ones of the points re-run at DES).
 
 A store belongs to one spec (its ``spec_key``): ``run_sweep`` refuses to write into a folder whose
-store holds results unless ``resume=True``, and refuses to resume with a different spec.
+store holds results unless ``resume=True``, and refuses to resume with a different spec, or a store
+whose points another recsim made (its code or shipped data: ``recsim.fingerprint``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from recsim.explore.points import (
 )
 from recsim.explore.records import PointRecord
 from recsim.explore.spec import Stage, SweepSpec, load_sweep
+from recsim.fingerprint import model_fingerprint
 from recsim.output import OutputError
 
 if TYPE_CHECKING:
@@ -150,6 +152,7 @@ def run_sweep(
                     f"{stored[1]}, this spec {spec.spec_key}); use the original spec or a new --out"
                 )
             store.set_spec(spec.to_text(), spec.spec_key)
+            _check_model(store)
             runner = _Runner(spec, store, max_points)
             complete = True
             try:
@@ -356,6 +359,25 @@ def export(spec: SweepSpec, store: Store, out: Path) -> SweepResult:
             paths["pareto_svg"] = out / "pareto.svg"
     return SweepResult(
         spec=spec, out=out, frame=frame, final=final, front=front.reset_index(drop=True), paths=paths
+    )
+
+
+def _check_model(store: Store) -> None:
+    """``ConfigError`` if ``store`` holds points another recsim made (``recsim.fingerprint``):
+    resuming would mix two models' figures in one front, with nothing in the rows to tell them
+    apart. A new store, or one with no points yet, takes this recsim's fingerprint."""
+    mine = model_fingerprint()
+    theirs = store.claim_model(mine)
+    if theirs == mine:
+        return
+    made_by = (
+        "a recsim from before stores recorded their model"
+        if theirs is None
+        else f"another recsim (model {theirs}; this one is {mine}: its code or shipped data differ)"
+    )
+    raise ConfigError(
+        f"{store.path}: cannot resume: its points were made by {made_by}, so old and new points "
+        "would mix two models' figures; run the sweep into a new --out"
     )
 
 

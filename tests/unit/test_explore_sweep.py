@@ -18,6 +18,7 @@ from recsim.errors import ConfigError
 from recsim.explore import PointRecord, load_sweep, run_sweep
 from recsim.explore.points import grid_points
 from recsim.explore.store import STORE_NAME, Store
+from recsim.fingerprint import model_fingerprint
 from tests.conftest import FIXTURES
 
 ENV = {
@@ -123,6 +124,46 @@ def test_resume_with_another_spec_is_refused(spec_path, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="must be a folder"):
         run_sweep(spec_path, tmp_path / "file", progress=False)
+
+
+def test_resume_of_points_another_recsim_made_is_refused(spec_path, tmp_path):
+    out = tmp_path / "out"
+    run_sweep(spec_path, out, workers=1, progress=False, max_points=1)
+    with Store(out / STORE_NAME) as store:
+        assert store.model() == model_fingerprint() and store.summary()["model"] == store.model()
+        conn = sqlite3.connect(store.path)
+        with conn:
+            conn.execute("UPDATE meta SET value = 'feedfacefeedface' WHERE name = 'model'")
+        conn.close()
+    with pytest.raises(ConfigError, match="another recsim \\(model feedfacefeedface; this one is"):
+        run_sweep(spec_path, out, workers=1, resume=True, progress=False)
+    # A store from before stores recorded their model: its points' model is unknown.
+    conn = sqlite3.connect(out / STORE_NAME)
+    with conn:
+        conn.execute("DELETE FROM meta WHERE name = 'model'")
+    conn.close()
+    with pytest.raises(ConfigError, match="before stores recorded their model"):
+        run_sweep(spec_path, out, workers=1, resume=True, progress=False)
+    # Nothing was run or stored meanwhile.
+    assert len(stored(out)) == 1
+
+
+def test_the_model_fingerprint_follows_the_files(tmp_path, monkeypatch):
+    from recsim import fingerprint
+
+    first = model_fingerprint()
+    assert first == model_fingerprint() and len(first) == 16
+    files = list(fingerprint._model_files())
+    labels = [label for label, _ in files]
+    assert len(set(labels)) == len(labels)
+    assert any(label.endswith("engine/analytic.py") for label in labels)
+    assert any(label.startswith("hardware/") or "/_data/hardware/" in label for label in labels)
+    assert not any("__pycache__" in label or label.endswith(".pyc") for label in labels)
+    # One byte more in one file gives another fingerprint.
+    changed = tmp_path / "changed.py"
+    changed.write_bytes(files[0][1].read_bytes() + b"#")
+    monkeypatch.setattr(fingerprint, "_model_files", lambda: iter([(files[0][0], changed), *files[1:]]))
+    assert model_fingerprint() != first
 
 
 def test_stages_rerun_the_best_points_at_des(spec_path, tmp_path):
