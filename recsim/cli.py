@@ -864,12 +864,9 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
         for col in ("case", "predicted", "measured", "error", "band", "status"):
             table.add_column(col, overflow="fold")
         for r in results:
-            if r.kind == "fit":
-                predicted = f"{r.predicted:.2%}" if r.predicted is not None else "-"  # an error fraction
-                measured = "(held out)"
-            else:
-                predicted = f"{r.predicted:,.0f}" if r.predicted is not None else "-"
-                measured = f"{r.measured:,.0f} {r.unit}"
+            predicted = f"{r.predicted:,.0f}" if r.predicted is not None else "-"
+            # A fit has no one measured figure: its figure is the error over its held-out points.
+            measured = f"({r.unit})" if r.measured is None else f"{r.measured:,.0f} {r.unit}"
             if r.error is None:
                 error = r.note[:60]
             else:

@@ -58,6 +58,13 @@ END_TO_END = [
 ]
 
 
+def test_a_fit_reports_its_error_and_no_placeholder_figures():
+    (fit,) = run_cases(["gemm-a100-heldout"])
+    assert fit.kind == "fit" and fit.predicted is None and fit.measured is None
+    assert fit.error is not None and 0 < fit.error <= fit.band and fit.status == "pass"
+    assert fit.to_dict()["measured"] is None
+
+
 @pytest.mark.parametrize("case_id", END_TO_END)
 def test_end_to_end_case_within_band(case_id):
     (result,) = run_cases([case_id])
