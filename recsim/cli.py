@@ -605,10 +605,14 @@ def _print_result(result: Any) -> None:
         for key, value in result.utilisation.items():
             table.add_row(f"{key} busy", f"{value:.0%}")
         for key, value in result.memory_peak_bytes.items():
-            table.add_row(f"peak {key} per rank", format_quantity(value, Dimension.BYTES, binary=True))
+            # HBM is a rank's own; host DRAM and SSDs are the node's (``simulate`` takes their peaks so).
+            where = "rank" if key == "hbm" else "node"
+            table.add_row(f"peak {key} per {where}", format_quantity(value, Dimension.BYTES, binary=True))
         table.add_row("average power", format_quantity(result.avg_power_w, Dimension.WATTS))
         table.add_row("energy per sample", format_quantity(result.energy_per_sample_j, Dimension.JOULES))
     Console().print(table)
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 # ---------------------------------------------------------------------------------- plan

@@ -219,6 +219,21 @@ def run_dtype(dtype: str, accelerator: Accelerator) -> str:
     return current
 
 
+def run_dtype_note(dtype: str, accelerator: Accelerator) -> str | None:
+    """What a result says when ``accelerator`` runs ``dtype``'s matrix products as a wider dtype
+    (``run_dtype``), or None when it runs them as they are."""
+    used = run_dtype(dtype, accelerator)
+    if used == dtype:
+        return None
+    return (
+        f"{accelerator.name} has no {dtype} peak: its {dtype} matrix products run at {used}'s peak "
+        f"with {used} operands (fp8 and bf16 need Hopper- and Ampere-class tensor cores)"
+        if dtype in ("fp8", "bf16")
+        else f"{accelerator.name} has no {dtype} peak: its {dtype} matrix products run at {used}'s "
+        f"peak with {used} operands"
+    )
+
+
 def _tensor_peak(dtype: str, accelerator: Accelerator) -> tuple[float, float]:
     """(peak FLOP/s, bytes per element) of a matrix product of ``dtype`` on ``accelerator``."""
     used = run_dtype(dtype, accelerator)

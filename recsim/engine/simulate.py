@@ -30,6 +30,7 @@ import numpy as np
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
+from recsim.cost.compute import run_dtype_note
 from recsim.cost.embedding import DDR, NMP_RANK, EmbeddingCost
 from recsim.cost.embedding.ddr import rank_share
 from recsim.cost.interference import interfered_durations
@@ -220,6 +221,7 @@ def _simulate_training(
         check_breakdown(breakdown, step_s)
         check_utilisation(utilisation)
     batch = workload.training.global_batch_size
+    fallback = run_dtype_note(workload.training.precision, acc)
     result = Result(
         status="ok",
         iteration_time_s=step_s,
@@ -231,6 +233,7 @@ def _simulate_training(
         energy_per_sample_j=energy.total_j / batch,
         avg_power_w=energy.avg_power_w,
         power_by_component_w=energy.power_by_component_w(),
+        notes=(fallback,) if fallback else (),
         **context,  # type: ignore[arg-type]
     )
     return Simulation(result, graph, schedule)

@@ -483,3 +483,18 @@ def test_the_fitted_array_model_is_the_scalar_one_split_k_included(name):
     )
     for (mm, nn, kk), value in zip(shapes, fitted, strict=True):
         assert gemm_time_s(mm, nn, kk, "fp16", device) == pytest.approx(float(value), rel=1e-12)
+
+
+def test_a_dtype_the_accelerator_lacks_is_named_in_the_result():
+    import recsim
+    from recsim.cost.compute import run_dtype_note
+
+    library = HardwareLibrary()
+    a100 = library.device("accelerator", "a100-sxm4-80gb")
+    h100 = library.device("accelerator", "h100-sxm5-80gb")
+    assert run_dtype_note("fp16", a100) is None and run_dtype_note("fp8", h100) is None
+    note = run_dtype_note("fp8", a100)
+    assert note is not None and "no fp8 peak" in note and "fp16's peak" in note
+    result = recsim.simulate("dgx-a100", "dlrm-dcnv2", plan="table_wise", precision="fp8")
+    assert result.status == "ok" and result.notes == (note,)
+    assert recsim.simulate("dgx-a100", "dlrm-dcnv2", plan="table_wise", precision="fp16").notes == ()
