@@ -252,13 +252,23 @@ def convert_trace(
 ) -> ExecutionGraph:
     """Read ``inputs`` and write ``output`` as a native graph or a Chrome trace.
 
-    ``output`` is checked first (``recsim.output.check_output_path``), and may not be one of the
-    inputs: converting a trace onto itself would replace the recording with the conversion.
+    ``output`` is checked first (``recsim.output.check_output_path``), and may be neither one of the
+    inputs nor another recorded trace: converting onto one would replace the recording.
     """
     out = check_output_path(output, "converted trace")
     for source in inputs:
         if same_file(source, out):
             raise OutputError(f"{out}: is also an input; write the conversion to another file")
+    if out.is_file():
+        from recsim.graph.readers import recorded_format
+
+        found = recorded_format(out)
+        if found is not None:
+            # A shell glob puts its last file in the output's place: that recording would be lost.
+            raise OutputError(
+                f"{out}: is a recorded {found} trace, not a conversion, and would be replaced; give "
+                "the output file last (a glob like traces/* puts a trace there), or remove it first"
+            )
     graph = read_trace(inputs, fmt)
     if to == "chrome":
         write_chrome_trace(graph, out)

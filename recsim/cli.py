@@ -418,7 +418,7 @@ def _trace_value(key: str, value: Any) -> str:
 
 
 @trace.command("convert")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")
 @click.option(
@@ -430,6 +430,11 @@ def _trace_value(key: str, value: Any) -> str:
 )
 def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, target: str | None) -> None:
     """Convert traces (one or more files, e.g. one per rank) to recsim's graph or a Chrome trace."""
+    if not inputs:
+        # Click fills OUTPUT first: a lone argument is the trace the user meant to convert.
+        raise click.UsageError(
+            f"give the output file after the trace(s): recsim trace convert {output} OUTPUT"
+        )
     kind = target or ("chrome" if ".trace.json" in output.name else "native")
     graph = api.convert_trace(list(inputs), output, kind, fmt)
     click.echo(f"wrote {output} ({kind}, {graph.ranks} ranks, {len(graph)} nodes)")

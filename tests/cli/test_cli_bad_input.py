@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -804,3 +805,26 @@ def test_a_batch_axis_and_its_path_axis_together_are_refused(tmp_path: Path) -> 
     spec.write_text(SWEEP.replace("axes:\n  plan: [table_wise, row_wise]\n", axes))
     line = error_line(run("sweep", spec, "--out", tmp_path / "o"))
     assert "varies the same setting as 'batch_size'" in line, line
+
+
+def test_trace_convert_keeps_a_recording_in_the_output_place(tmp_path: Path) -> None:
+    # ``recsim trace convert traces/*``: the glob's last trace lands where the output goes.
+    recording = tmp_path / "rank1.json.gz"
+    shutil.copy(DATA / "traces" / "simple_add_pytorch_et.json.gz", recording)
+    before = recording.read_bytes()
+    line = error_line(run("trace", "convert", KINETO, recording))
+    assert "is a recorded pytorch_et trace, not a conversion" in line, line
+    assert recording.read_bytes() == before
+    # Its own conversions it replaces, native and Chrome alike.
+    for name in ("graph.json", "view.trace.json"):
+        for _ in range(2):
+            assert run("trace", "convert", KINETO, tmp_path / name).exit_code == 0
+
+
+def test_trace_convert_with_one_argument_asks_for_the_output() -> None:
+    result = run("trace", "convert", KINETO)
+    assert result.exit_code == 2
+    assert (
+        "give the output file after the trace(s)" in result.output
+        and "Missing argument 'INPUTS" not in result.output
+    )

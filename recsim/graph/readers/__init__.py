@@ -93,3 +93,23 @@ def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any]
         if READERS[name].sniff(first, data):
             return READERS[name]().read(paths)
     raise TraceError(f"{first}: not a trace format recsim knows ({', '.join(sorted(READERS))})")
+
+
+def recorded_format(path: Path) -> str | None:
+    """The reader that takes ``path`` as a recording (a profile or an execution trace: any format
+    but recsim's own native graph), or None: not such a trace, or not readable as one."""
+    _load_builtin_readers()
+    from recsim.graph.native import load_json
+
+    data: Any = None
+    try:
+        if not path.name.endswith((".et", ".et.gz")):
+            data = load_json(path)
+        for name in sorted(READERS):
+            if name != "native" and READERS[name].sniff(path, data):
+                other = data.get("otherData") if isinstance(data, dict) else None
+                # recsim's own Chrome timeline is no recording either.
+                return None if isinstance(other, dict) and "recsim" in other else name
+    except (TraceError, OSError, ValueError):
+        return None
+    return None
