@@ -131,7 +131,15 @@ def _resolve_extends(
     if parent_path in visited:
         cycle = " -> ".join(str(p) for p in [*visited, parent_path])
         raise ConfigError(f"{where}: extends cycle: {cycle}")
-    parent = load_document(parent_path, kind, locator, visited)
+    parent_tree = load_yaml_file(parent_path)
+    got = parent_tree.data.get("kind")
+    if got is not None and got != kind:
+        # The mistake is this file's ``extends:``, not the parent's ``kind:`` (right for it).
+        raise ConfigError(
+            f"{where}: extends: {parent_ref!r} is of kind {got!r} ({parent_path}); a document of "
+            f"kind {kind!r} extends one of its own kind"
+        )
+    parent = _resolve_extends(parent_tree, parent_path, kind, locator, visited)
     if "kind" not in tree.data:
         tree.data["kind"] = kind
     merged = deep_merge(parent, tree)

@@ -243,6 +243,21 @@ def test_extends_cycle(tmp_path):
     assert "b.yaml" in msg
 
 
+def test_extending_a_document_of_another_kind_blames_the_extends(tmp_path):
+    lib = lib_with(
+        tmp_path,
+        {
+            "systems/a.yaml": "kind: system\nname: a\nextends: middle\n",
+            "systems/middle.yaml": f"name: middle\nextends: {MINI / 'devices/tiny-gpu.yaml'}\n",
+        },
+    )
+    msg = error_of(lib.load, "system", "middle")
+    # The file whose extends names a device, at its extends line; not the device's own kind line.
+    assert "middle.yaml:2: extends: " in msg and "tiny-gpu.yaml' is of kind 'accelerator'" in msg, msg
+    assert "a document of kind 'system' extends one of its own kind" in msg
+    assert "middle.yaml:2: extends" in error_of(lib.load, "system", "a")
+
+
 def test_self_extends_is_a_cycle(tmp_path):
     lib = lib_with(tmp_path, {"systems/a.yaml": "kind: system\nextends: a\nname: a\n"})
     assert "extends cycle" in error_of(lib.load, "system", "a")
