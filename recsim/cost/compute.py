@@ -41,8 +41,11 @@ the hardware has no peak for runs as the next wider one that it has (fp8 on A100
 on V100 -> fp16, bf16 on V100 -> fp32), element size included.
 
 Other ops (elementwise, optimizer, loss, memory, interaction, sequence, ...) are a roofline with the
-same calibration: ``overhead + max(flops / (peak x max_efficiency), bytes / (hbm_bw x
-memory_efficiency))``. Element-wise kernels run on the CUDA cores, so their FLOP ceiling is the
+same calibration: ``fixed + max(flops / (peak x max_efficiency), bytes / (hbm_bw x
+memory_efficiency))``, where ``fixed`` is the GEMM fit's ``overhead`` for the matrix products
+(interaction, sequence) and the accelerator's measured ``elementwise_kernel`` floor for the others
+(``recsim.cost.launch``: 3 us on A100, against the GEMM fit's 5.5 us). Element-wise kernels run
+on the CUDA cores, so their FLOP ceiling is the
 vector fp32 peak (fp64 for fp64); ``interaction`` and ``sequence`` ops are batched matrix products
 (dot interaction, DCN cross layers, attention units, GRU gates) and use the dtype's tensor peak.
 
@@ -570,13 +573,17 @@ def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
                 for g in kernels
             )
     if op.category == "gemm" or op.category in _MATMUL_CATEGORIES:
-        # A product without usable shapes gets no wave model: the best efficiency the fit allows.
+        # A product without usable shapes gets no wave model: the best efficiency the fit allows,
+        # and a GEMM kernel's fixed time.
         peak, _ = _tensor_peak(op.dtype, accelerator)
+        fixed = cal.overhead_s
     else:
+        # An element-wise kernel sets up no tiles nor K loop: its own, measured floor.
         peak = _vector_peak(op.dtype, accelerator)
+        fixed = accelerator.elementwise_kernel_s
     compute = op.flops / (peak * cal.max_efficiency)
     memory = (op.bytes_read + op.bytes_written) / (bandwidth * cal.memory_efficiency)
-    return cal.overhead_s + max(compute, memory)
+    return fixed + max(compute, memory)
 
 
 def _kernel_count(op: Compute) -> int:

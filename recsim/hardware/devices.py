@@ -208,6 +208,9 @@ class Accelerator(Device):
     sms: PositiveInt
     boost_clock_hz: Hertz = Field(alias="boost_clock")
     kernel_launch_s: PositiveSeconds = Field(alias="kernel_launch")
+    # The least GPU time of an element-wise kernel (``recsim.cost.launch``): the fixed part of the
+    # element-wise, optimizer and loss kernels (a GEMM's is its fit's ``overhead``).
+    elementwise_kernel_s: PositiveSeconds = Field(alias="elementwise_kernel")
     nvlink: NvlinkPorts | None = None
     host_interface: Link
     power: Power

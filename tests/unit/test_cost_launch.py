@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from recsim.cost.launch import median_queued_gap_s, queued_gaps_s
+from recsim.cost.launch import (
+    elementwise_durations_us,
+    elementwise_floor_s,
+    median_queued_gap_s,
+    queued_gaps_s,
+)
 from recsim.graph.readers.kineto import KinetoTrace, parse_kineto
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.library import HardwareLibrary
@@ -78,3 +83,46 @@ def test_the_host_call_is_longer_than_the_gap() -> None:
     calls = sorted(e.dur for events in trace.threads.values() for e in events if e.name == "cudaLaunchKernel")
     assert calls[len(calls) // 2] == pytest.approx(6.0)
     assert median_queued_gap_s([trace]) * 1e6 < calls[len(calls) // 2] / 2
+
+
+def test_elementwise_floor_is_the_yaml_figure() -> None:
+    a100 = _parse(DATA / "recsys_a100_8rank_rank3_control.json.gz")
+    durations = elementwise_durations_us(a100)
+    assert len(durations) == 5676
+    assert sum(round(d) == 3 for d in durations) == 1175 and sum(round(d) == 4 for d in durations) == 1055
+    assert elementwise_floor_s([a100]) == pytest.approx(3e-6)
+    v100 = [_parse(p) for p in sorted((DATA / "param_dlrm_kineto").glob("*.json.gz"))]
+    assert sum(len(elementwise_durations_us(t)) for t in v100) == 1462
+    assert elementwise_floor_s(v100) == pytest.approx(3e-6)
+    library = HardwareLibrary()
+    for name in library.names_of_kind("accelerator"):
+        device = library.device("accelerator", name)
+        assert isinstance(device, Accelerator)
+        assert device.elementwise_kernel_s == pytest.approx(3e-6), name
+
+
+def test_elementwise_floor_takes_the_most_frequent_duration() -> None:
+    events = [
+        _event(f"at::native::vectorized_elementwise_kernel<{k}>", "kernel", 10 * k, d, k, tid=7)
+        for k, d in enumerate([2, 3, 3, 40, 9])
+    ]
+    events += [_event("ampere_sgemm_128x64_nn", "kernel", 200 + k, 2, 50 + k, tid=7) for k in range(5)]
+    trace = parse_kineto(Path("t.json"), {"traceEvents": events})
+    # The GEMMs' 2 us do not count: PyTorch's element-wise and reduction kernels only.
+    assert elementwise_floor_s([trace]) == pytest.approx(3e-6)
+    with pytest.raises(ValueError, match="no element-wise kernels"):
+        elementwise_floor_s([parse_kineto(Path("t.json"), {"traceEvents": events[5:]})])
+
+
+def test_an_elementwise_kernel_pays_its_floor_not_the_gemm_fit() -> None:
+    from recsim.cost.compute import compute_time_s, gemm_calibration
+    from recsim.graph.ir import Compute
+
+    a100 = HardwareLibrary().device("accelerator", "a100-sxm4-80gb")
+    assert isinstance(a100, Accelerator)
+    tiny = Compute("relu", flops=1e3, bytes_read=4e3, bytes_written=4e3, dtype="fp16", category="elementwise")
+    moved = 8e3 / (a100.hbm.bandwidth_bytes_per_s * gemm_calibration(a100).memory_efficiency)
+    assert compute_time_s(tiny, a100) == pytest.approx(3e-6 + moved + a100.kernel_launch_s, rel=1e-12)
+    # Newer GPUs are no slower on it (the GEMM fits' fixed times differ: 5.5 and 5.7 us).
+    h100 = HardwareLibrary().device("accelerator", "h100-sxm5-80gb")
+    assert compute_time_s(tiny, h100) <= compute_time_s(tiny, a100)

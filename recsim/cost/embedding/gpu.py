@@ -308,8 +308,9 @@ def dense_update_stage(lookup: Lookup) -> KernelCost:
     reset for the next step (HugeCTR's ``reset_all_gradients``, PyTorch's ``zero_grad``) and, when
     the gradient was reduced in another dtype (HugeCTR's fp16 ``emtype`` of fp32 rows), converted
     into it (read the accumulator, write the copy; HugeCTR runs it before the all-reduce, recsim
-    charges it here, on the same stream). All at the element-wise memory efficiency and kernel
-    overhead of the accelerator's GEMM fit, as element-wise ops are costed (``recsim.cost.compute``).
+    charges it here, on the same stream). All at the element-wise memory efficiency of the
+    accelerator's GEMM fit and its element-wise kernel floor, as element-wise ops are costed
+    (``recsim.cost.compute``).
     """
     acc = lookup.accelerator()
     gemm = gemm_calibration(acc)
@@ -324,9 +325,9 @@ def dense_update_stage(lookup: Lookup) -> KernelCost:
         kernels += 1
     streamed = rows * per_row
     memory = _memory_s(acc, streamed, 0.0, gemm.memory_efficiency)
-    # Element-wise kernels: the fixed cost of the fit's kernels (``recsim.cost.compute``), not the
-    # TBE's (a gather kernel's overhead covers its index set-up).
-    return KernelCost(kernels * gemm.overhead_s, memory, streamed, 0.0, kernels)
+    # Element-wise kernels: the accelerator's element-wise floor (``recsim.cost.compute``), not the
+    # TBE's fixed time (a gather kernel's covers its index set-up).
+    return KernelCost(kernels * acc.elementwise_kernel_s, memory, streamed, 0.0, kernels)
 
 
 def atomic_update_stage(lookup: Lookup) -> KernelCost:
