@@ -3,7 +3,8 @@
 ``trace_info(graph)`` returns a flat-ish dict (JSON-ready, SI units, keys ending in ``_s`` are
 seconds): ranks, profiler steps (from the readers' ``metadata["steps"]``), recorded time per op
 category and per stream class, the kernels with the most total time, collectives by op (count and
-bytes), and the critical path of recorded durations: the longest path through the dependency DAG
+bytes), and the critical path of recorded durations: the longest path through the dependencies and
+the streams' order (each stream runs its nodes one after the other, as the schedulers run them)
 where each node weighs its ``duration_s`` (missing durations weigh 0). Nodes run concurrently on
 different streams and ranks, so the per-category and per-stream totals are busy time summed over
 ranks and lanes, not wall time; the critical path and the steps are wall-time figures.
@@ -16,11 +17,12 @@ graph, a second or two for the 10^5-node graphs of 8-rank traces.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from statistics import mean
 from typing import Any
 
 from recsim.errors import TraceError
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, Compute, Embedding, ExecutionGraph, Host, Node, Transfer
 
 TOP_KERNELS = 10
@@ -60,29 +62,56 @@ def short_kernel_name(name: str, limit: int = 100) -> str:
 
 
 def critical_path(graph: ExecutionGraph) -> tuple[float, list[int]]:
-    """Length (s) and node ids of the longest recorded-duration path through the DAG."""
-    finish: dict[int, float] = {}
-    via: dict[int, int | None] = {}
-    best_end = 0.0
-    best_node: int | None = None
-    for node in graph.topological_order():
-        start = 0.0
-        prev: int | None = None
-        for d in node.deps:
-            if prev is None or finish[d] > start:
-                start, prev = finish[d], d
-        end = start + (node.duration_s or 0.0)
-        finish[node.id] = end
-        via[node.id] = prev
-        if best_node is None or end > best_end:
-            best_end, best_node = end, node.id
+    """Length (s) and node ids of the longest recorded-duration path through the graph.
+
+    A node follows its dependencies and the node before it on its in-order queue (its rank's
+    stream and lane, in graph order), as the schedulers run it: a reader that records no edge
+    between consecutive kernels of one stream (a Chakra trace) still has them run one after the
+    other. Ties go to the first predecessor (the queue's previous node, then the dependencies in
+    order)."""
+    index = GraphIndex.of(graph)
+    nodes, size = index.nodes, len(index.nodes)
+    preds: list[list[int]] = []
+    for i in range(size):
+        before = [index.prev_in_queue[i]] if index.prev_in_queue[i] >= 0 else []
+        before.extend(index.dep_flat[index.dep_end[i - 1] if i else 0 : index.dep_end[i]])
+        preds.append(before)
+    children: list[list[int]] = [[] for _ in range(size)]
+    waiting = [0] * size
+    for i, before in enumerate(preds):
+        for p in before:
+            children[p].append(i)
+            waiting[i] += 1
+    ready = deque(i for i in range(size) if waiting[i] == 0)
+    finish = [0.0] * size
+    via: list[int] = [-1] * size
+    done = 0
+    while ready:
+        i = ready.popleft()
+        done += 1
+        start, prev = 0.0, -1
+        for p in preds[i]:
+            if prev < 0 or finish[p] > start:
+                start, prev = finish[p], p
+        finish[i] = start + (nodes[i].duration_s or 0.0)
+        via[i] = prev
+        for c in children[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.append(c)
+    if done != size:
+        graph.topological_order()  # names the cycle among the dependencies
+        raise TraceError("the dependencies and the streams' order form a cycle")
+    if not size:
+        return 0.0, []
+    best = max(range(size), key=finish.__getitem__)  # the first of equal ends
     path: list[int] = []
-    cur = best_node
-    while cur is not None:
-        path.append(cur)
+    cur = best
+    while cur >= 0:
+        path.append(index.ids[cur])
         cur = via[cur]
     path.reverse()
-    return best_end, path
+    return finish[best], path
 
 
 def trace_info(graph: ExecutionGraph) -> dict[str, Any]:

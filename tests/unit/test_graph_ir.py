@@ -229,3 +229,31 @@ def test_chrome_trace(tmp_path):
     path = tmp_path / "t.trace.json.gz"
     write_chrome_trace(g, path)
     assert json.loads(gzip.decompress(path.read_bytes()))["traceEvents"]
+
+
+def test_chrome_flow_events_sit_inside_their_slices():
+    # Host work after kernel 0 on another stream, then kernel 3 after it: two arrows, each end in
+    # the middle of its slice, not on a boundary the next slice of the thread shares (kernel 1
+    # starts where kernel 0 ends).
+    g = ExecutionGraph(
+        1,
+        [
+            compute(0, dur=1.0),
+            compute(1, dur=2.0),
+            Node(2, 0, "h", Stream.HOST, Host("x"), (0,), duration_s=0.5),
+            compute(3, [2], dur=1.0),
+        ],
+    )
+    events = chrome_trace(g)["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X"]
+    flows = [e for e in events if e["ph"] in ("s", "f")]
+    assert len(flows) == 4
+    for flow in flows:
+        enclosing = [
+            e["name"]
+            for e in slices
+            if (e["pid"], e["tid"]) == (flow["pid"], flow["tid"])
+            and e["ts"] <= flow["ts"] <= e["ts"] + e["dur"]
+        ]
+        assert len(enclosing) == 1, (flow, enclosing)
+    assert [e["ts"] for e in flows] == [0.5e6, 1.25e6, 1.25e6, 3.5e6]

@@ -1233,6 +1233,29 @@ def test_critical_path_and_summary_by_hand() -> None:
     assert "steps" not in info and info["nodes_with_duration"] == 4
 
 
+def test_critical_path_follows_the_streams_order() -> None:
+    # Two kernels on one stream and no edge between them (as a Chakra trace records them): the
+    # stream runs them one after the other, so the path holds both.
+    mm = Compute(op="mm", category="gemm")
+    graph = ExecutionGraph(
+        1,
+        [
+            Node(0, 0, "a", Stream.COMPUTE, mm, duration_s=3.0),
+            Node(1, 0, "b", Stream.COMPUTE, mm, duration_s=4.0),
+            Node(2, 0, "h", Stream.HOST, Host(op="x"), duration_s=5.0),
+        ],
+    )
+    assert critical_path(graph) == (7.0, [0, 1])
+
+
+def test_chakra_critical_path_covers_its_compute_stream(chakra: ExecutionGraph) -> None:
+    from recsim.engine.replay import replay_keep
+
+    info = trace_info(chakra)
+    assert info["critical_path_s"] >= info["time_by_stream_s"]["compute"]
+    assert info["critical_path_s"] == pytest.approx(replay_keep(chakra).predicted_step_s, rel=0.02)
+
+
 def test_short_kernel_name() -> None:
     assert short_kernel_name("void at::native::(anonymous namespace)::k<float, 2>(int, float*)") == (
         "at::native::(anonymous namespace)::k<float, 2>"
