@@ -629,3 +629,36 @@ def test_an_all_to_all_split_of_the_wrong_length_is_a_config_error():
     op = Collective(CollectiveOp.ALL_TO_ALL, "a2a", (0, 1, 2), 3.0, send_bytes=(1.0, 2.0))
     with pytest.raises(ConfigError, match="2 send_bytes for a group of 3"):
         traffic_matrix(op)
+
+
+def test_a_network_step_takes_at_least_its_route_latency():
+    from recsim.cost.collectives.base import DEFAULT_NETWORK, Level, level_calibration, wire_bound
+
+    # NCCL's per-step figures (2.7 / 4.0 / 9.6 us) stand above an InfiniBand route's latency ...
+    ib = build_topology(load_system("dgx-h100", nodes=2))
+    steps = {k: p.step_latency_s for k, p in level_calibration(ib, Level.INTER).protocols.items()}
+    assert steps == pytest.approx({"ll": 2.7e-6, "ll128": 4.0e-6, "simple": 9.6e-6})
+    # ... and a slower adapter's route sets them (two adapters of 1 ms each, plus the rest).
+    slow = build_topology(load_system("dgx-h100", nodes=2, overrides=["node.nics.device.latency=1 ms"]))
+    wire = slow.route(slow.accelerators[0], slow.accelerators[8]).latency_s
+    assert wire > 2e-3
+    assert all(p.step_latency_s == wire for p in level_calibration(slow, Level.INTER).protocols.values())
+    bound = wire_bound(DEFAULT_NETWORK, 5e-6)
+    assert [p.step_latency_s for p in bound.protocols.values()] == [5e-6, 5e-6, 9.6e-6]
+    assert wire_bound(DEFAULT_NETWORK, 1e-6) is DEFAULT_NETWORK
+
+
+def test_a_slower_nic_never_makes_a_step_faster():
+    import recsim
+
+    times = [
+        recsim.simulate(
+            "dgx-h100",
+            "dlrm-dcnv2",
+            nodes=2,
+            plan="table_wise",
+            overrides=[f"node.nics.device.latency={lat}"],
+        ).iteration_time_s
+        for lat in ("100 ns", "600 ns", "20 us", "1 ms")
+    ]
+    assert times == sorted(times) and times[-1] > times[0] + 1e-3
