@@ -114,3 +114,18 @@ def test_figures_agree_with_the_explicit_probabilities(model, n):
 def test_ids_are_a_permutation_of_ranks(model):
     ids = model.row_ids(np.arange(model.rows))
     assert np.array_equal(np.sort(ids), np.arange(model.rows))
+
+
+@SETTINGS
+@given(model=models(), data=st.data())
+def test_missed_unique_share_is_a_share_that_falls_with_the_cache(
+    model: AccessModel, data: st.DataObject
+) -> None:
+    n = data.draw(st.floats(1.0, 1e6, allow_nan=False))
+    small, large = sorted(data.draw(fraction_of(model.rows)) for _ in range(2))
+    a, b = model.missed_unique_share(n, small), model.missed_unique_share(n, large)
+    assert -EPS <= b <= a + EPS <= 1.0 + 2 * EPS
+    assert model.missed_unique_share(n, model.rows) == 0.0
+    # The rows a cache fetches are never more than its missed lookups.
+    if small > 0:
+        assert a * model.expected_unique(n) <= n * (1.0 - model.lru_hit_rate(small)) * (1 + 1e-6) + 1e-9

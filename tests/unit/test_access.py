@@ -472,3 +472,25 @@ def test_sample_shape_and_seed():
 def test_repr_and_path_helpers():
     assert "alpha=0.5" in repr(zipf(3, 0.5))
     assert "fbgemm_t856_bs65536.pt" in repr(empirical(3))
+
+
+def test_missed_unique_share_against_an_lru_simulation():
+    # A Zipf table of 2,000 rows behind an LRU cache of 400: the distinct rows of each 300-lookup
+    # batch that the cache lacks when the batch starts, counted by replaying a sampled stream.
+    model = access_model(ZipfAccess(dist="zipf", alpha=0.9), 2000, seed=3)
+    rng = np.random.default_rng(7)
+    stream = model.sample(300 * 400, rng)
+    cache: OrderedDict[int, None] = OrderedDict()
+    missed = unique = 0
+    for start in range(0, len(stream), 300):
+        batch = stream[start : start + 300]
+        distinct = set(batch.tolist())
+        if start >= 300 * 100:  # after warm-up
+            unique += len(distinct)
+            missed += sum(row not in cache for row in distinct)
+        for row in batch.tolist():
+            cache[row] = None
+            cache.move_to_end(row)
+            if len(cache) > 400:
+                cache.popitem(last=False)
+    assert model.missed_unique_share(300, 400) == pytest.approx(missed / unique, rel=0.05)

@@ -355,7 +355,10 @@ def test_uvm_shares_the_node_dram_between_its_accelerators():
 def test_uvm_caching_forward_by_hand():
     c = cost(op("uvm_caching:0.5"))
     hit = 0.5  # uniform: 500 cached rows of 1000
-    filled = min(500, 1000 * (1 - hit))
+    # The batch's 500 distinct rows, each absent from the cache with the miss rate (uniform): 250
+    # fetched once each; not the 500 missed lookups, which repeat rows.
+    filled = 500 * (1 - hit)
+    assert c.details["filled_rows"] == pytest.approx(filled)
     tags = (1000 + 500) * 32 * 8 + filled * 8
     # The sort and the three cache kernels each pay the 4 us launch gap, the gather one more.
     manage = (SORT_KERNELS + 3) * (10e-6 + 4e-6) + SORT_BYTES / (HBM_BW * 0.5) + tags / (HBM_BW * 0.5)
@@ -365,6 +368,9 @@ def test_uvm_caching_forward_by_hand():
     assert c.time_s == pytest.approx(manage + fill + gather + 4e-6, rel=1e-12)
     assert c.details["cache_overhead_s"] == pytest.approx(manage + gather, rel=1e-12)
     assert c.bytes_on("pcie") == pytest.approx(filled * 128 * 88 / 64)
+    # A bigger cache fetches fewer rows, down to none when it holds the table.
+    fills = [cost(op(f"uvm_caching:{r}")).details["filled_rows"] for r in (0.01, 0.1, 0.2, 0.5, 0.9, 1.0)]
+    assert fills == sorted(fills, reverse=True) and fills[-1] == 0.0 and fills[0] < 500
     # The default ratio is FBGEMM's cache_load_factor, 0.2.
     assert cost(op("uvm_caching")).details["cache_rows"] == pytest.approx(200)
 

@@ -68,7 +68,10 @@ class UvmCachingTier(TierModel):
         ratio = lookup.param if lookup.param is not None else DEFAULT_CACHE_RATIO
         cache_rows = ratio * lookup.op.rows
         hit = lookup.hit_rate(cache_rows)
-        filled = min(lookup.unique_rows, lookup.lookups * (1.0 - hit))
+        # Each distinct row the cache lacks is fetched once per batch, however often the batch
+        # reads it: the distinct rows' missed share, not the missed lookups (which repeat rows).
+        missed = lookup.access.missed_unique_share(lookup.lookups, cache_rows) if cache_rows > 0 else 1.0
+        filled = min(lookup.unique_rows * missed, lookup.lookups * (1.0 - hit))
         return cache_rows, hit, filled
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:

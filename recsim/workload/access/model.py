@@ -125,6 +125,11 @@ class AccessModel(ABC):
         """Steady-state hit rate of an LRU cache of ``cache_rows`` rows (Che's approximation)."""
         return 1.0 if cache_rows >= self.rows else self.popularity.lru_hit_rate(cache_rows)
 
+    def missed_unique_share(self, n_lookups: float, cache_rows: float) -> float:
+        """Share of the distinct rows of ``n_lookups`` lookups that an LRU cache of ``cache_rows``
+        rows does not hold (``GroupedPopularity.missed_unique_share``): the rows it fetches."""
+        return 0.0 if cache_rows >= self.rows else self.popularity.missed_unique_share(n_lookups, cache_rows)
+
     def lfu_hit_rate(self, cache_rows: float) -> float:
         """Hit rate of a perfect LFU cache of ``cache_rows`` rows: it holds the hottest rows."""
         return self.top_k_share(cache_rows)

@@ -255,6 +255,35 @@ class GroupedPopularity:
         hit = dot(self._mass, seen)
         return min(1.0, max(0.0, hit))
 
+    def missed_unique_share(self, n_lookups: float, cache_rows: float) -> float:
+        """Of the distinct rows among ``n_lookups`` IRM lookups, the expected share an LRU cache of
+        ``cache_rows`` rows does not hold when the batch starts: ``sum_i u_i exp(-p_i T) / sum_i
+        u_i`` with ``u_i = 1 - (1 - p_i)^n`` (row ``i`` is among the batch's rows) and Che's
+        ``exp(-p_i T)`` (it is not in the cache), the two taken as independent (a batch is short
+        beside the cache's window ``T``). Those rows are what a cache in front of slower memory
+        fetches for the batch, each once however often the batch reads it."""
+        if n_lookups <= 0:
+            return 0.0
+        t = self.characteristic_time(cache_rows)
+        if t == 0.0:
+            return 1.0
+        if math.isinf(t):
+            return 0.0
+        key = ("missed", n_lookups, cache_rows)
+        found = self._figures.get(key)
+        if found is not None:
+            return found
+        with np.errstate(invalid="ignore"):
+            used = n_lookups * self._log_miss
+            np.expm1(used, out=used)
+            np.negative(used, out=used)
+        absent = self._neg_probs * t
+        np.exp(absent, out=absent)
+        unique = dot(self.weights, used)
+        share = dot(self.weights, used * absent) / unique if unique > 0 else 0.0
+        value = self._figures[key] = min(1.0, max(0.0, share))
+        return value
+
     def top_k_share(self, k: float) -> float:
         """Share of lookups that go to the ``k`` hottest rows (linear inside a group)."""
         if k <= 0:
