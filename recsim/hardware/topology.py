@@ -760,10 +760,13 @@ class _Builder:
             self.vertex(f"n{n}.nvsw{k}", "nvswitch", n, up.switch.name, up.switch.latency_s)
             for k in range(up.switches)
         ]
+        # Each NVLink ends in a switch port: the slower of the two sets a link's rate (equal on the
+        # shipped parts; a switch given slower ports binds).
+        port = up.switch.port_bandwidth_bytes_per_s
         for acc in accs:
             for k, count in enumerate(_spread(dev.nvlink.count, len(switches))):
                 if count:
-                    self.link(acc, switches[k], link, count)
+                    self.link(acc, switches[k], link, count, cap=count * port)
 
     # -- scale-out -----------------------------------------------------------------------------
 

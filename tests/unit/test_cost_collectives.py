@@ -662,3 +662,23 @@ def test_a_slower_nic_never_makes_a_step_faster():
         for lat in ("100 ns", "600 ns", "20 us", "1 ms")
     ]
     assert times == sorted(times) and times[-1] > times[0] + 1e-3
+
+
+def test_nvswitch_ports_cap_the_nvlinks_into_them():
+    import recsim
+
+    fast = build_topology(load_system("dgx-h100"))
+    slow = build_topology(load_system("dgx-h100", overrides=["node.scale_up.switch.port_bandwidth=5 GB/s"]))
+    a, b = fast.accelerators[0], fast.accelerators[1]
+    assert slow.route(a, b).bandwidth_bytes_per_s == pytest.approx(fast.route(a, b).bandwidth_bytes_per_s / 5)
+    times = [
+        recsim.simulate(
+            "dgx-h100",
+            "dlrm-dcnv2",
+            plan="table_wise",
+            overrides=[f"node.scale_up.switch.port_bandwidth={bw}"],
+        ).iteration_time_s
+        for bw in ("5 GB/s", "25 GB/s", "100 GB/s")
+    ]
+    # Slower ports slow the step; ports faster than the NVLinks into them change nothing.
+    assert times[0] > times[1] == times[2]
