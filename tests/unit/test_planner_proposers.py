@@ -356,6 +356,19 @@ def test_auto_plans_only_with_what_the_runtime_can_run() -> None:
             assert all(s.sharding != "distributed" for s in plan.shards)
 
 
+def test_auto_keeps_to_the_tiers_the_config_allows() -> None:
+    # Only host DRAM allowed: the fixed schemes, which put every table in HBM, are dropped (they
+    # used to win: a tester found planner.tiers=[ddr] giving an all-HBM plan).
+    system, workload = prepare(
+        "dgx-h100", "rmc2", overrides=["planner.tiers=[ddr]", "planner.auto_tiers=false"]
+    )
+    config = planner_config(["planner.tiers=[ddr]", "planner.auto_tiers=false"])
+    plan = proposer("auto").propose(PlanningContext(system, workload, config))
+    assert {s.tier for s in plan.shards} == {"ddr"}
+    notes = "\n".join(plan.notes)
+    assert "does not fit: table_wise: places tables in hbm, which planner.tiers leaves out" in notes
+
+
 def test_hugectr_runs_its_hybrid_embedding_on_one_hot_tables_only() -> None:
     # Multi-hot DLRM-DCNv2 under the fused (HugeCTR) runtime: auto drops the routed plan.
     system, workload = prepare(

@@ -1,7 +1,8 @@
 """``auto``: every other proposer, scored by the estimator, the finalists by the analytic engine.
 
 Each registered proposer (fixed schemes, greedy, memory-balanced, the statistics-driven ones) makes
-a plan; plans that do not fit, or that the workload's framework cannot run (``Runtime.plan_features``:
+a plan; plans that put a table in a tier ``planner.tiers`` leaves out, that do not fit, or that the
+workload's framework cannot run (``Runtime.plan_features``:
 HugeCTR's routed hybrid embedding, DLE's model-parallel bottom MLP), are dropped, identical ones
 kept once. The estimator ranks the rest
 by their makespan (largest estimated per-rank load). For small models (ranks x tables below
@@ -71,6 +72,9 @@ class Auto(Proposer):
         runtime = get_runtime(ctx.workload.training.runtime)
         scored: list[tuple[float, str, Plan]] = []
         failures: list[tuple[str, str]] = []
+        # The tiers the user lets the planner use: a fixed scheme places every table in HBM
+        # whatever the config says, which is a choice ``--plan table_wise`` makes, not ``auto``.
+        allowed = {tier.split(":", 1)[0] for tier in est.tiers()}
         for name in registered_proposers():
             if name == self.name:
                 continue
@@ -80,6 +84,11 @@ class Auto(Proposer):
                 if missing:
                     raise InfeasibleError(
                         f"training.runtime {runtime.name!r} cannot run {' or '.join(missing)} plans"
+                    )
+                outside = sorted({shard.tier.split(":", 1)[0] for shard in plan.shards} - allowed)
+                if outside:
+                    raise InfeasibleError(
+                        f"places tables in {', '.join(outside)}, which planner.tiers leaves out"
                     )
                 plan.validate(ctx.workload)
                 check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=name)
