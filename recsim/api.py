@@ -350,6 +350,7 @@ def make_plan(
     *,
     planner: PlannerConfig | Sequence[str] = (),
     costs: CostMemo | None = None,
+    fidelity: str = "analytic",
 ) -> Plan:
     """A sharding plan by strategy name (a registered proposer) or a saved plan file.
 
@@ -357,6 +358,8 @@ def make_plan(
     proposers that estimate costs (greedy, auto, ...) need the ``System``. ``planner`` is a
     ``PlannerConfig`` or ``planner.<key>=<value>`` overrides. ``costs``: a ``CostMemo`` of this
     system and workload for the planner to fill and the caller to reuse (``recsim.cost.memo``).
+    ``fidelity``: the engine ``auto`` simulates its finalists with, the run's own (a plan chosen
+    by the analytic engine's ranking may be the slower one under contention).
     """
     from recsim.planner import plan as simple
     from recsim.planner.io import is_plan_path
@@ -387,7 +390,9 @@ def make_plan(
             return simple.PLAIN_STRATEGIES[name](workload, world)
         raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
-    chosen = proposer(name).propose(PlanningContext(system, workload, config, memo=costs))
+    if fidelity not in ENGINES:
+        raise ConfigError(f"fidelity {fidelity!r}: expected one of {', '.join(ENGINES)}")
+    chosen = proposer(name).propose(PlanningContext(system, workload, config, memo=costs, fidelity=fidelity))
     return stamp_exchange(config, chosen)
 
 
@@ -546,7 +551,9 @@ def simulate_run(
         nic_speed_factors=_factors(nic_speed_factors, "nic_speed_factors"),
     )
     try:
-        sharding = make_plan(plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs)
+        sharding = make_plan(
+            plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs, fidelity=fidelity
+        )
     except InfeasibleError as exc:
         raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
     return simulate_training(sys_spec, wl_spec, sharding, options)

@@ -261,4 +261,20 @@ def test_auto_is_the_fastest_of_its_finalists(tiny):
         other = simulate_training(system, tiny, make_plan(name, tiny, system), SimulationOptions()).result
         assert best >= other.throughput_samples_per_s * (1 - 1e-9)
     assert auto.strategy.startswith("auto:")
-    assert any(note.startswith("simulated") for note in auto.notes)
+    assert any(note.startswith("simulated (analytic)") for note in auto.notes)
+
+
+def test_auto_under_des_is_the_fastest_of_its_finalists_under_des(tiny):
+    # A DES run's plan is chosen by DES: contention can reorder plans the analytic engine ranks close.
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    system = small_system(4)
+    auto = make_plan("auto", tiny, system, fidelity="des")
+    assert any(note.startswith("simulated (des)") for note in auto.notes)
+    des = SimulationOptions(fidelity="des")
+    best = simulate_training(system, tiny, auto, des).result.throughput_samples_per_s
+    for name in ("table_wise", "row_wise", "greedy"):
+        other = simulate_training(system, tiny, make_plan(name, tiny, system), des).result
+        assert best >= other.throughput_samples_per_s * (1 - 1e-9)
+    with pytest.raises(ConfigError, match="fidelity 'exact'"):
+        make_plan("auto", tiny, system, fidelity="exact")

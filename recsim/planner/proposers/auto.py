@@ -9,8 +9,10 @@ by their makespan (largest estimated per-rank load). For small models (ranks x t
 ``config.simulate_all_below``) every plan is simulated; otherwise the best ``config.finalists``
 of them, plus the best plan of each
 *family* (fixed scheme vs search) so one family's estimator bias cannot hide the other, are
-simulated with the analytic engine (one steady step, the same graph and cost models as ``recsim
-run``), and the plan with the highest throughput wins. The plan's notes record every score.
+simulated with the run's engine (``PlanningContext.fidelity``: analytic unless the run is DES, whose
+contention can reorder plans the analytic engine ranks close; the same graph and cost models as
+``recsim run``), and the plan with the highest throughput wins. The plan's notes record every
+score.
 
 When the config lists several communication dtypes, the winner is re-simulated with each and
 the fastest kept (lower wire precision is opt-in: it is the user who lists it).
@@ -31,10 +33,10 @@ from recsim.planner.types import Plan
 
 
 def simulated_throughput(ctx: PlanningContext, plan: Plan) -> float:
-    """Samples/s of ``plan`` by the analytic engine (0 if it does not fit)."""
+    """Samples/s of ``plan`` by the context's engine (``ctx.fidelity``; 0 if it does not fit)."""
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
-    options = SimulationOptions(fidelity="analytic", costs=ctx.costs)
+    options = SimulationOptions(fidelity=ctx.fidelity, costs=ctx.costs)
     result = simulate_training(ctx.system, ctx.workload, plan, options).result
     return result.throughput_samples_per_s if result.status == "ok" else 0.0
 
@@ -126,6 +128,6 @@ class Auto(Proposer):
                 if value > throughput:
                     throughput, best = value, variant
         notes = [f"estimated makespan {s * 1e3:.3f} ms: {n}" for s, n, _ in scored]
-        notes += [f"simulated {t:,.0f} samples/s: {n}" for t, n, _ in results]
+        notes += [f"simulated ({ctx.fidelity}) {t:,.0f} samples/s: {n}" for t, n, _ in results]
         notes += [f"does not fit: {name}: {message}" for name, message in failures]
         return dataclasses.replace(best, strategy=f"auto:{name}", notes=tuple(notes))

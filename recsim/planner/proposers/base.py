@@ -32,6 +32,8 @@ class PlanningContext:
     # The caller's cost memo for this system and workload (``recsim.cost.memo``), if it keeps one
     # beyond the planning (``recsim.api.simulate_run`` simulates the chosen plan with it).
     memo: CostMemo | None = None
+    # The engine ``auto`` simulates its finalists with: the run's (``recsim.api.make_plan``).
+    fidelity: str = "analytic"
 
     @cached_property
     def costs(self) -> CostMemo:
