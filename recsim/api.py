@@ -253,21 +253,22 @@ def convert_trace(
     """Read ``inputs`` and write ``output`` as a native graph or a Chrome trace.
 
     ``output`` is checked first (``recsim.output.check_output_path``), and may be neither one of the
-    inputs nor another recorded trace: converting onto one would replace the recording.
+    inputs nor an existing file recsim did not write (a native graph or Chrome timeline of its own is
+    replaced; an empty file too): converting onto a recording would lose it.
     """
     out = check_output_path(output, "converted trace")
     for source in inputs:
         if same_file(source, out):
             raise OutputError(f"{out}: is also an input; write the conversion to another file")
-    if out.is_file():
-        from recsim.graph.readers import recorded_format
+    if out.is_file() and out.stat().st_size > 0:
+        from recsim.graph.readers import recsim_output
 
-        found = recorded_format(out)
-        if found is not None:
-            # A shell glob puts its last file in the output's place: that recording would be lost.
+        if not recsim_output(out):
+            # A shell glob puts its last file in the output's place: a recording would be lost.
             raise OutputError(
-                f"{out}: is a recorded {found} trace, not a conversion, and would be replaced; give "
-                "the output file last (a glob like traces/* puts a trace there), or remove it first"
+                f"{out}: exists and is not a conversion recsim wrote (a recording, or another "
+                "file), so it is kept; remove it or write elsewhere (a glob like traces/* may "
+                "have put a trace in the output's place)"
             )
     graph = read_trace(inputs, fmt)
     if to == "chrome":

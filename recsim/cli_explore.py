@@ -56,7 +56,12 @@ def _root_overrides(ctx: click.Context) -> list[str]:
     default=None,
     help="Worker processes (default: the CPU count; 1 runs in this process).",
 )
-@click.option("--resume", is_flag=True, help="Continue the sweep stored in --out, skipping finished points.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the sweep stored in --out, skipping finished points (refused if another recsim, "
+    "with other code or data, made them).",
+)
 @click.option(
     "--set",
     "overrides",

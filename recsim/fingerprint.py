@@ -4,31 +4,47 @@ Two runs of the same configuration give the same figures only if the same code a
 data (the hardware and workload libraries, their calibrations) made them. ``__version__`` does not
 say that: it moves at releases, while a checkout changes between them. The fingerprint hashes the
 files themselves, so a results store can tell whether the points it holds came from this recsim
-(``recsim.explore.sweep`` refuses to resume one that did not: its old and new points would mix two
-models' figures without a trace).
+(``recsim.explore.sweep`` refuses to resume one that did not, and a point a worker running other
+code returns: old and new points would mix two models' figures without a trace).
 
-What it hashes: every file of the ``recsim`` package (Python sources and the data beside them, not
-bytecode caches) and of the shipped ``hardware`` and ``workloads`` folders, by their path relative
-to their root and their bytes, in sorted order. A user's own system or workload file is not in it:
-a sweep's points record the hash of their resolved configuration (``resolved_config_hash``).
+What it hashes: the ``recsim`` package's Python sources and data files (``.py``, ``.yaml``,
+``.json``, ``.csv``, ``.txt``; not bytecode caches, editor swap or backup files, notebook
+checkpoints or any dot-file), and those of the shipped ``hardware`` and ``workloads`` folders, each
+labelled by its path under its root (``recsim/...``, ``hardware/...``, ``workloads/...``, the same
+in a source checkout and an installed wheel), in sorted order. A user's own system or workload file
+is not in it: a sweep's points record the hash of their resolved configuration
+(``resolved_config_hash``).
+
+It is the code this process loaded: computed once, on first use, and kept (``functools.cache``). A
+file edited afterwards does not change what the process runs, so it does not change its fingerprint
+either; another process started after the edit has another.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from recsim.config.library import shipped_data
 
-#: Folders of the package that are not recsim's own content.
-_SKIPPED = ("__pycache__",)
+#: The files that make recsim's figures: its sources and data.
+HASHED_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".csv", ".txt")
+#: The shipped data folders, hashed under their own label wherever they are installed.
+DATA_FOLDERS = ("hardware", "workloads")
 
 
+@functools.cache
 def model_fingerprint() -> str:
     """16 hex digits of the SHA-256 of recsim's sources and shipped data (see the module docstring)."""
+    return fingerprint_of(_model_files())
+
+
+def fingerprint_of(files: Iterable[tuple[str, Path]]) -> str:
+    """16 hex digits of the SHA-256 of ``(label, path)`` files' labels and bytes, in their order."""
     digest = hashlib.sha256()
-    for label, path in _model_files():
+    for label, path in files:
         data = path.read_bytes()
         # Name and length first: two files' bytes can never be read as one file's.
         digest.update(f"{label}\0{len(data)}\0".encode())
@@ -37,19 +53,27 @@ def model_fingerprint() -> str:
 
 
 def _model_files() -> Iterator[tuple[str, Path]]:
-    """(label, path) of every file the fingerprint covers, in a fixed order."""
+    """(label, path) of every file the fingerprint covers, sorted by label."""
     package = Path(__file__).resolve().parent
-    roots = [("recsim", package)]
-    for folder in ("hardware", "workloads"):
-        root = shipped_data(folder)
-        # Installed, the shipped data lives inside the package and is hashed with it.
-        if package not in root.parents:
-            roots.append((folder, root))
-    for name, root in roots:
-        files = (p for p in root.rglob("*") if p.is_file() and not _skipped(p.relative_to(root)))
-        for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-            yield f"{name}/{path.relative_to(root).as_posix()}", path
+    roots = [(folder, shipped_data(folder).resolve()) for folder in DATA_FOLDERS]
+    found: dict[str, Path] = {}
+    for path in _files(package):
+        # Installed, the shipped data lives inside the package (``recsim/_data``): it is labelled
+        # as the data folder it is, not as package files.
+        if not any(root == path or root in path.parents for _, root in roots):
+            found[f"recsim/{path.relative_to(package).as_posix()}"] = path
+    for folder, root in roots:
+        for path in _files(root):
+            found[f"{folder}/{path.relative_to(root).as_posix()}"] = path
+    for label in sorted(found):
+        yield label, found[label]
 
 
-def _skipped(relative: Path) -> bool:
-    return any(part in _SKIPPED for part in relative.parts) or relative.suffix in (".pyc", ".pyo")
+def _files(root: Path) -> Iterator[Path]:
+    """The hashed files under ``root``: known suffixes, no dot-file or dot-folder, no cache."""
+    for path in root.rglob("*"):
+        parts = path.relative_to(root).parts
+        if any(part.startswith(".") or part == "__pycache__" for part in parts):
+            continue
+        if path.suffix in HASHED_SUFFIXES and path.is_file():
+            yield path

@@ -18,6 +18,7 @@ from recsim.errors import InfeasibleError, RecsimError
 from recsim.explore.points import Point, point_from_values
 from recsim.explore.records import PointRecord
 from recsim.explore.spec import Stage, SweepSpec
+from recsim.fingerprint import model_fingerprint
 
 # Result fields that are record fields (status, reason) or not a figure (notes).
 _NOT_METRICS = ("status", "reason", "notes")
@@ -29,7 +30,9 @@ def evaluate_point(
     """Simulate the point with ``values`` (or a ``Point``) at ``stage``'s fidelity; a ``PointRecord``."""
     point = values if isinstance(values, Point) else point_from_values(spec, values)
     fidelity = stage.fidelity if isinstance(stage, Stage) else str(stage)
-    config = {**point.config, "fidelity": fidelity}
+    # The model that made the point (``recsim.fingerprint``): the sweep refuses a worker's point
+    # made by other code than its own (a stale notebook kernel, a Dask worker on another install).
+    config = {**point.config, "fidelity": fidelity, "model": model_fingerprint()}
     start = time.perf_counter()
     status, reason, metrics = _simulate(spec, config)
     return PointRecord(

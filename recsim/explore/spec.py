@@ -79,6 +79,7 @@ from recsim.config.tree import Location, Tree, format_path
 from recsim.config.types import Spec
 from recsim.config.validate import number_hint, validate_tree
 from recsim.errors import ConfigError, RecsimError
+from recsim.metrics.result import MAPPING_FIELDS, mapping_keys
 from recsim.planner.types import COMM_DTYPES
 
 SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
@@ -128,7 +129,7 @@ SCALAR_METRICS = (
     "samples_per_joule",
     "throughput_per_accelerator",
 )
-MAPPING_METRICS = ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w")
+MAPPING_METRICS = MAPPING_FIELDS
 
 
 def _distinct_values(values: list[Any]) -> list[Any]:
@@ -391,13 +392,6 @@ def parse_constraint(text: str) -> Constraint:
 INFERENCE_METRICS = ("latency_p50_s", "latency_p95_s", "latency_p99_s", "achieved_qps")
 #: The metrics that are true or false: a constraint may name them alone (``memory_fits``).
 BOOLEAN_METRICS = ("memory_fits",)
-
-
-def mapping_keys() -> dict[str, tuple[str, ...]]:
-    """The keys each mapping metric can have (``Result.to_dict()`` gives every point all of them)."""
-    from recsim.metrics.result import mapping_keys as result_keys
-
-    return result_keys()
 
 
 def all_metrics() -> list[str]:

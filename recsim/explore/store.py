@@ -270,12 +270,13 @@ class Store:
 
     def claim_model(self, fingerprint: str) -> str | None:
         """Record ``fingerprint`` (``recsim.fingerprint``: the code and data that make the points)
-        as the store's model unless it has one or holds points already; return the model the store
-        now has (None: points made before stores recorded their model)."""
+        as the store's model while it holds no points (whatever made it before: an empty store is
+        anyone's); return the model the store now has (None: points made before stores recorded
+        their model)."""
         with self._transaction() as conn:
             (points,) = conn.execute("SELECT COUNT(*) FROM records").fetchone()
             if points == 0:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (fingerprint,))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (fingerprint,))
             row = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchone()
         return str(row[0]) if row else None
 

@@ -71,37 +71,25 @@ def critical_path(graph: ExecutionGraph) -> tuple[float, list[int]]:
     order)."""
     index = GraphIndex.of(graph)
     nodes, size = index.nodes, len(index.nodes)
+    prev_in_queue, dep_end, dep_flat = index.prev_in_queue, index.dep_end, index.dep_flat
     preds: list[list[int]] = []
+    forward = True  # every predecessor earlier in graph order: one pass in that order will do
     for i in range(size):
-        before = [index.prev_in_queue[i]] if index.prev_in_queue[i] >= 0 else []
-        before.extend(index.dep_flat[index.dep_end[i - 1] if i else 0 : index.dep_end[i]])
+        before = [prev_in_queue[i]] if prev_in_queue[i] >= 0 else []
+        before.extend(dep_flat[dep_end[i - 1] if i else 0 : dep_end[i]])
+        if forward and any(p >= i for p in before):
+            forward = False
         preds.append(before)
-    children: list[list[int]] = [[] for _ in range(size)]
-    waiting = [0] * size
-    for i, before in enumerate(preds):
-        for p in before:
-            children[p].append(i)
-            waiting[i] += 1
-    ready = deque(i for i in range(size) if waiting[i] == 0)
+    order = range(size) if forward else _kahn_order(graph, preds)
     finish = [0.0] * size
     via: list[int] = [-1] * size
-    done = 0
-    while ready:
-        i = ready.popleft()
-        done += 1
+    for i in order:
         start, prev = 0.0, -1
         for p in preds[i]:
             if prev < 0 or finish[p] > start:
                 start, prev = finish[p], p
         finish[i] = start + (nodes[i].duration_s or 0.0)
         via[i] = prev
-        for c in children[i]:
-            waiting[c] -= 1
-            if waiting[c] == 0:
-                ready.append(c)
-    if done != size:
-        graph.topological_order()  # names the cycle among the dependencies
-        raise TraceError("the dependencies and the streams' order form a cycle")
     if not size:
         return 0.0, []
     best = max(range(size), key=finish.__getitem__)  # the first of equal ends
@@ -112,6 +100,36 @@ def critical_path(graph: ExecutionGraph) -> tuple[float, list[int]]:
         cur = via[cur]
     path.reverse()
     return finish[best], path
+
+
+def _kahn_order(graph: ExecutionGraph, preds: list[list[int]]) -> list[int]:
+    """Positions in an order that puts every node after its ``preds``; ``TraceError`` naming the
+    nodes of a cycle (among the dependencies and the streams' order) otherwise."""
+    size = len(preds)
+    children: list[list[int]] = [[] for _ in range(size)]
+    waiting = [0] * size
+    for i, before in enumerate(preds):
+        for p in before:
+            children[p].append(i)
+            waiting[i] += 1
+    ready = deque(i for i in range(size) if waiting[i] == 0)
+    order: list[int] = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for c in children[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.append(c)
+    if len(order) != size:
+        stuck = [graph.nodes[i] for i in range(size) if waiting[i] > 0]
+        shown = ", ".join(f"{n.name} (id {n.id}, rank {n.rank}, {n.stream})" for n in stuck[:4])
+        more = f" and {len(stuck) - 4} more" if len(stuck) > 4 else ""
+        raise TraceError(
+            f"the dependencies and the streams' order form a cycle: {shown}{more} never start (a "
+            "node waits for one queued after it on its stream, or on a cycle that does)"
+        )
+    return order
 
 
 def trace_info(graph: ExecutionGraph) -> dict[str, Any]:

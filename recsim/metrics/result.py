@@ -16,6 +16,9 @@ from typing import Any, Literal, NoReturn
 
 Status = Literal["ok", "infeasible", "error"]
 
+#: The fields of a ``Result`` that are mappings of figures (``mapping_keys`` gives their keys).
+MAPPING_FIELDS = ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w")
+
 
 @dataclass(frozen=True)
 class Result:
@@ -49,7 +52,7 @@ class Result:
 
     def __post_init__(self) -> None:
         # Frozen all through: a caller cannot change a result's figures through its mappings.
-        for name in ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w"):
+        for name in MAPPING_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, FrozenMap):
                 object.__setattr__(self, name, FrozenMap(value))
@@ -129,12 +132,13 @@ def mapping_keys() -> dict[str, tuple[str, ...]]:
     from recsim.cost.power import COMPONENTS
     from recsim.graph.ir import Stream
 
-    return {
+    keys = {
         "breakdown_s": CATEGORIES,
         "utilisation": tuple(s.value for s in Stream),
         "memory_peak_bytes": MEMORY_TIERS,
         "power_by_component_w": COMPONENTS,
     }
+    return {name: keys[name] for name in MAPPING_FIELDS}
 
 
 #: The memory tiers ``memory_peak_bytes`` reports (a rank's HBM, a node's host DRAM and SSDs).

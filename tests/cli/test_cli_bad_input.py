@@ -813,10 +813,16 @@ def test_trace_convert_keeps_a_recording_in_the_output_place(tmp_path: Path) -> 
     shutil.copy(DATA / "traces" / "simple_add_pytorch_et.json.gz", recording)
     before = recording.read_bytes()
     line = error_line(run("trace", "convert", KINETO, recording))
-    assert "is a recorded pytorch_et trace, not a conversion" in line, line
+    assert "exists and is not a conversion recsim wrote" in line, line
     assert recording.read_bytes() == before
-    # Its own conversions it replaces, native and Chrome alike.
-    for name in ("graph.json", "view.trace.json"):
+    # A truncated recording (no format recognised) is kept as well.
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(before[: len(before) // 2])
+    assert "is not a conversion recsim wrote" in error_line(run("trace", "convert", KINETO, cut))
+    assert cut.read_bytes() == before[: len(before) // 2]
+    # Its own conversions it replaces, native and Chrome alike, and an empty file.
+    (tmp_path / "empty.json").write_text("")
+    for name in ("graph.json", "view.trace.json", "empty.json"):
         for _ in range(2):
             assert run("trace", "convert", KINETO, tmp_path / name).exit_code == 0
 

@@ -148,22 +148,53 @@ def test_resume_of_points_another_recsim_made_is_refused(spec_path, tmp_path):
     assert len(stored(out)) == 1
 
 
-def test_the_model_fingerprint_follows_the_files(tmp_path, monkeypatch):
+def test_an_empty_store_takes_the_model_of_whoever_resumes_it(tmp_path):
+    with Store(tmp_path / STORE_NAME) as store:
+        assert store.claim_model("aaaaaaaaaaaaaaaa") == "aaaaaaaaaaaaaaaa"
+        # No point yet: nothing of the first model to mix with.
+        assert store.claim_model("bbbbbbbbbbbbbbbb") == "bbbbbbbbbbbbbbbb"
+
+
+def test_a_point_a_worker_made_with_other_code_is_refused(spec_path, tmp_path, monkeypatch):
+    import recsim.explore.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "model_fingerprint", lambda: "0123456789abcdef")
+    with pytest.raises(
+        ConfigError, match="was made by another recsim \\(model 0123456789abcdef; this sweep's is"
+    ):
+        run_sweep(spec_path, tmp_path / "out", workers=1, progress=False)
+    assert not (tmp_path / "out").exists() or stored(tmp_path / "out") == []
+
+
+def test_the_model_fingerprint_follows_the_files(tmp_path):
     from recsim import fingerprint
 
     first = model_fingerprint()
-    assert first == model_fingerprint() and len(first) == 16
     files = list(fingerprint._model_files())
+    assert fingerprint.fingerprint_of(files) == first and len(first) == 16
     labels = [label for label, _ in files]
-    assert len(set(labels)) == len(labels)
-    assert any(label.endswith("engine/analytic.py") for label in labels)
-    assert any(label.startswith("hardware/") or "/_data/hardware/" in label for label in labels)
-    assert not any("__pycache__" in label or label.endswith(".pyc") for label in labels)
+    assert labels == sorted(labels) and len(set(labels)) == len(labels)
+    assert "recsim/engine/analytic.py" in labels and "hardware/systems/dgx-h100.yaml" in labels
+    assert not any("_data/" in label for label in labels)  # shipped data has its own label
+    # Sources and data only: no caches, docs, dot-files, editor backups or notebook checkpoints.
+    assert all(label.endswith(fingerprint.HASHED_SUFFIXES) for label in labels)
+    assert not any("/." in label or "__pycache__" in label for label in labels)
     # One byte more in one file gives another fingerprint.
     changed = tmp_path / "changed.py"
     changed.write_bytes(files[0][1].read_bytes() + b"#")
-    monkeypatch.setattr(fingerprint, "_model_files", lambda: iter([(files[0][0], changed), *files[1:]]))
-    assert model_fingerprint() != first
+    assert fingerprint.fingerprint_of([(files[0][0], changed), *files[1:]]) != first
+
+
+def test_stray_files_beside_the_sources_leave_the_fingerprint(tmp_path):
+    from recsim import fingerprint
+
+    root = tmp_path / "pkg"
+    (root / ".ipynb_checkpoints").mkdir(parents=True)
+    (root / "a.py").write_text("x = 1\n")
+    kept = list(fingerprint._files(root))
+    for stray in ("a.py~", ".a.py.swp", "notes.md", ".ipynb_checkpoints/a.py", "a.pyc"):
+        (root / stray).write_text("junk")
+    assert list(fingerprint._files(root)) == kept == [root / "a.py"]
 
 
 def test_stages_rerun_the_best_points_at_des(spec_path, tmp_path):

@@ -1246,6 +1246,16 @@ def test_critical_path_follows_the_streams_order() -> None:
         ],
     )
     assert critical_path(graph) == (7.0, [0, 1])
+    # A dependency on a node queued later on the same stream can never be met: named, not hung.
+    stuck = ExecutionGraph(
+        1,
+        [
+            Node(0, 0, "a", Stream.COMPUTE, mm, deps=(1,), duration_s=1.0),
+            Node(1, 0, "b", Stream.COMPUTE, mm, duration_s=1.0),
+        ],
+    )
+    with pytest.raises(TraceError, match=r"form a cycle: a \(id 0, rank 0, compute\), b \(id 1"):
+        critical_path(stuck)
 
 
 def test_chakra_critical_path_covers_its_compute_stream(chakra: ExecutionGraph) -> None:

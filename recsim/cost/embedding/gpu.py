@@ -290,7 +290,10 @@ def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
         acc, scattered, 0.0, gather_efficiency(cal, lookup.row_bytes)
     )
     kernels = SPARSE_SGD_KERNELS
-    return KernelCost(kernels * cal.overhead_s, memory, streamed + scattered, 0.0, kernels)
+    # The backward and ``index_add_`` index rows (the TBE's fixed time); ``mul`` is element-wise
+    # (the accelerator's element-wise floor).
+    fixed = (kernels - 1) * cal.overhead_s + acc.elementwise_kernel_s
+    return KernelCost(fixed, memory, streamed + scattered, 0.0, kernels)
 
 
 #: Kernels of a replicated table's dense update: the optimizer step over every row and the reset

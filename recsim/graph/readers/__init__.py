@@ -76,40 +76,46 @@ def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any]
         if fmt not in READERS:
             raise TraceError(f"unknown trace format {fmt!r}; known: {', '.join(sorted(READERS))}")
         return READERS[fmt]().read(paths)
-    from recsim.graph.native import load_json
-
     first = paths[0]
-    data: Any = None
-    if not first.name.endswith((".et", ".et.gz")):  # binary (Chakra protobuf): no JSON to parse
-        data = (sniffer or load_json)(first)
-    other = data.get("otherData") if isinstance(data, dict) else None
-    if isinstance(other, dict) and "recsim" in other:
+    data = _parsed(first, sniffer)
+    if _recsim_timeline(data):
         # recsim's own Chrome timeline looks like a Kineto file but holds a simulated schedule.
         raise TraceError(
             f"{first}: a Chrome timeline written by recsim (a simulated schedule, not a profile); "
             "read the trace it came from, or keep a native copy (`recsim trace convert IN OUT.json`)"
         )
-    for name in sorted(READERS):
-        if READERS[name].sniff(first, data):
-            return READERS[name]().read(paths)
+    name = _sniffed(first, data)
+    if name is not None:
+        return READERS[name]().read(paths)
     raise TraceError(f"{first}: not a trace format recsim knows ({', '.join(sorted(READERS))})")
 
 
-def recorded_format(path: Path) -> str | None:
-    """The reader that takes ``path`` as a recording (a profile or an execution trace: any format
-    but recsim's own native graph), or None: not such a trace, or not readable as one."""
-    _load_builtin_readers()
+def _parsed(path: Path, sniffer: Callable[[Path], Any] | None = None) -> Any:
+    """``path``'s JSON for the readers' ``sniff``, or None for a binary (Chakra protobuf) file."""
     from recsim.graph.native import load_json
 
-    data: Any = None
-    try:
-        if not path.name.endswith((".et", ".et.gz")):
-            data = load_json(path)
-        for name in sorted(READERS):
-            if name != "native" and READERS[name].sniff(path, data):
-                other = data.get("otherData") if isinstance(data, dict) else None
-                # recsim's own Chrome timeline is no recording either.
-                return None if isinstance(other, dict) and "recsim" in other else name
-    except (TraceError, OSError, ValueError):
+    if path.name.endswith((".et", ".et.gz")):
         return None
-    return None
+    return (sniffer or load_json)(path)
+
+
+def _recsim_timeline(data: Any) -> bool:
+    """Whether parsed ``data`` is a Chrome timeline recsim wrote (``otherData.recsim``)."""
+    other = data.get("otherData") if isinstance(data, dict) else None
+    return isinstance(other, dict) and "recsim" in other
+
+
+def _sniffed(path: Path, data: Any) -> str | None:
+    """The first reader (by name) whose ``sniff`` takes ``path``, or None."""
+    _load_builtin_readers()
+    return next((name for name in sorted(READERS) if READERS[name].sniff(path, data)), None)
+
+
+def recsim_output(path: Path) -> bool:
+    """Whether ``path`` is a file recsim writes: a native graph or a Chrome timeline of its own (a
+    file ``recsim trace convert`` may replace), as opposed to a recording or anything else."""
+    try:
+        data = _parsed(path)
+        return _recsim_timeline(data) or _sniffed(path, data) == "native"
+    except (TraceError, OSError, ValueError):
+        return False
