@@ -627,3 +627,26 @@ def test_more_bags_or_wider_vectors_are_never_faster(tier, pass_, bags, more, lo
     assert wider >= cost(base).time_s * (1 - 1e-12)
     narrow = replace(base, output_dtype="fp16")
     assert cost(narrow).time_s <= cost(base).time_s * (1 + 1e-12)
+
+
+def test_narrower_rows_never_slow_a_stateful_update():
+    # A large table (no L2 reuse) whose optimizer state, fp32 beside every row, outweighs an int8
+    # row: the update's efficiency is that of a visit (row and state), so fewer bytes are never
+    # slower (a tester found int8 + Adam slower than fp16 + Adam).
+    for optimizer in ("sgd", "rowwise_adagrad", "adagrad", "adam"):
+        times = [
+            cost(
+                op(
+                    "hbm",
+                    "backward",
+                    dtype=d,
+                    optimizer=optimizer,
+                    rows=10**7,
+                    dim=128,
+                    lookups=1e6,
+                    unique_rows=6e5,
+                )
+            ).time_s
+            for d in ("fp32", "fp16", "int8")
+        ]
+        assert times[0] > times[1] > times[2], (optimizer, times)

@@ -239,6 +239,7 @@ def predict_tbe_s(m: TbeMeasurement, accelerator: Accelerator, cal: GatherCalibr
         bags=m.batch * m.tables,
         unique=unique,
         row_update_hbm_bytes=2.0 * unique * (m.row_bytes + state),
+        state_row_bytes=state,
     )
     return sort.time_s + update.time_s
 

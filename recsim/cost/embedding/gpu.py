@@ -128,7 +128,7 @@ UNCALIBRATED_GATHER: Final[GatherCalibration] = GatherCalibration.model_validate
         "max_efficiency": 0.3820,
         "row_bytes_half": 64.0,
         "overhead": "7.775 us",
-        "backward_efficiency": 0.4509,
+        "backward_efficiency": 0.4498,
         "fit_points": 12,
         "median_abs_error": 0.1015,
         "test_points": 12,
@@ -234,6 +234,7 @@ def update_stage(
     bags: float,
     unique: float,
     row_update_hbm_bytes: float,
+    state_row_bytes: float = 0.0,
 ) -> KernelCost:
     """Accumulate each unique row's gradients and apply the optimizer.
 
@@ -242,6 +243,11 @@ def update_stage(
     gradients (one per bag: ``batch x tables`` for tables fused in one call); the tables' gradient
     slices, ``batch x grad_row`` each, are processed one after the other (the sort orders rows
     table by table), so L2 reuse is per slice.
+
+    The gather efficiency is that of the bytes one visit to a unique row moves: the row and, when
+    it is in HBM too, its optimizer state (``state_row_bytes``: Adam's two moments, Adagrad's one,
+    row-wise Adagrad's one float), which the same warp reads and writes beside it. An int8 row
+    with fp32 Adam state is a large visit, not a small row's.
     """
     grads = lookups * grad_row_bytes
     first = min(lookups, bags) * grad_row_bytes  # each gradient row read once from HBM
@@ -255,7 +261,8 @@ def update_stage(
         + unique * UPDATE_BYTES_PER_UNIQUE
         + row_update_hbm_bytes
     )
-    efficiency = gather_efficiency(cal, row_bytes) * cal.backward_efficiency
+    visit = row_bytes + (state_row_bytes if row_update_hbm_bytes > 0 else 0.0)
+    efficiency = gather_efficiency(cal, visit) * cal.backward_efficiency
     memory = _memory_s(accelerator, hbm, l2, efficiency)
     return KernelCost(UPDATE_KERNELS * cal.overhead_s, memory, hbm, l2, UPDATE_KERNELS)
 
@@ -396,6 +403,7 @@ def lookup_update(lookup: Lookup, *, row_update_hbm_bytes: float) -> KernelCost:
         bags=lookup.bags,
         unique=lookup.unique_rows,
         row_update_hbm_bytes=row_update_hbm_bytes,
+        state_row_bytes=lookup.state_bytes,
     )
 
 
