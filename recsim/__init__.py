@@ -19,6 +19,11 @@ from recsim.api import (
     system_topology,
     validate,
 )
+from recsim.fingerprint import model_fingerprint as _model_fingerprint
+
+# The fingerprint of the code this process loads, taken at import: a file edited later (under a
+# running notebook kernel, say) does not change what the process's points are stamped with.
+_model_fingerprint()
 
 __all__ = [
     "__version__",

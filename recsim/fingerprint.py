@@ -15,9 +15,9 @@ in a source checkout and an installed wheel), in sorted order. A user's own syst
 is not in it: a sweep's points record the hash of their resolved configuration
 (``resolved_config_hash``).
 
-It is the code this process loaded: computed once, on first use, and kept (``functools.cache``). A
-file edited afterwards does not change what the process runs, so it does not change its fingerprint
-either; another process started after the edit has another.
+It is the code this process loaded: computed once, when ``recsim`` is imported, and kept
+(``functools.cache``). A file edited afterwards does not change what the process runs, so it does
+not change its fingerprint either; another process started after the edit has another.
 """
 
 from __future__ import annotations

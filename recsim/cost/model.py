@@ -375,7 +375,8 @@ class CostModel:
             # A copy between two GPUs of a node: over NVLink where they have it, else PCIe.
             # ASSUMPTION: at all of a GPU's NVLink bandwidth, as through an NVSwitch; a direct
             # mesh (DGX-1's) gives one pair of GPUs fewer links.
-            return acc.nvlink.link.latency_s + op.bytes / acc.nvlink.bandwidth_bytes_per_s
+            bandwidth = self.system.node.scale_up_bandwidth_bytes_per_s_per_accelerator
+            return acc.nvlink.link.latency_s + op.bytes / bandwidth
         link = acc.host_interface
         return link.latency_s + op.bytes / link.bandwidth_bytes_per_s
 

@@ -220,6 +220,9 @@ class Node(Spec):
                 sum(links for a, b, links in self.scale_up.mesh if i in (a, b)) for i in range(acc.count)
             )
             return used * link
+        if self.scale_up.switch is not None:
+            # Each NVLink ends in a switch port: the slower of the two (``recsim.hardware.topology``).
+            link = min(link, self.scale_up.switch.port_bandwidth_bytes_per_s)
         return acc.device.nvlink.count * link
 
 

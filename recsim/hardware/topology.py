@@ -393,6 +393,18 @@ class Topology:
         self._segment_flow[key] = flow
         return flow
 
+    def route_latency_s(self, src: str, dst: str) -> float:
+        """``route(src, dst).latency_s`` without the route's bandwidth figures (no max-flow)."""
+        cached = self._routes.get((src, dst))
+        if cached is not None:
+            return cached.latency_s
+        succ, nodes = self.graph._succ, self.graph._node
+        latency = 0.0
+        for path in self.paths(src, dst):
+            links = sum(succ[a][b]["latency_s"] for a, b in itertools.pairwise(path))
+            latency = max(latency, links + sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1]))
+        return latency
+
     def _route_from_paths(
         self, src: str, dst: str, paths: tuple[tuple[str, ...], ...], flow: float | None = None
     ) -> Route:

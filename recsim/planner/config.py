@@ -24,10 +24,10 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   the rows, and FBGEMM's default ``cache_load_factor`` 0.2; ``hot_fractions``: the shares of a
   table's rows tried as its hot set (RecShard / FlexShard), from 0.01 % to 10 % (a decade apart;
   0.01 % of a 40M-row table is 4,000 rows, whose replicated gradient all-reduce is 2 MB);
-- ``finalists`` 3: plans re-scored by the run's engine (analytic, or DES for a DES run) in ``auto``; below
-  ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is simulated, so ``auto`` is
-  then never slower than any single strategy (a design choice: a small model's engine runs cost
-  milliseconds);
+- ``finalists`` 3: plans re-scored by the analytic engine in ``auto`` (and the best of them again by
+  DES for a DES run); below ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is
+  simulated by the analytic engine, so ``auto`` is then never slower than any single strategy by it
+  (a design choice: a small model's analytic runs cost milliseconds);
 - ``hier_dp_threshold_bytes`` 12.5 MB: ``hier_auto`` replicates tables whose weights and optimizer
   state are smaller (HugeCTR's ``--dp_sharding_threshold`` 0.0125 GB, as NVIDIA's MLPerf Training
   v4.0 multi-node DLRM-DCNv2 configs set it);

@@ -632,20 +632,27 @@ def test_an_all_to_all_split_of_the_wrong_length_is_a_config_error():
 
 
 def test_a_network_step_takes_at_least_its_route_latency():
-    from recsim.cost.collectives.base import DEFAULT_NETWORK, Level, level_calibration, wire_bound
+    from recsim.cost.collectives import collective_cost
+    from recsim.cost.collectives.base import facts
 
-    # NCCL's per-step figures (2.7 / 4.0 / 9.6 us) stand above an InfiniBand route's latency ...
+    group = tuple(range(16))
+    small = Collective(CollectiveOp.ALL_REDUCE, "k", group, 1024.0)
+    # NCCL's per-step figures stand above an InfiniBand route's latency ...
     ib = build_topology(load_system("dgx-h100", nodes=2))
-    steps = {k: p.step_latency_s for k, p in level_calibration(ib, Level.INTER).protocols.items()}
-    assert steps == pytest.approx({"ll": 2.7e-6, "ll128": 4.0e-6, "simple": 9.6e-6})
-    # ... and a slower adapter's route sets them (two adapters of 1 ms each, plus the rest).
+    assert facts(ib).wire_latency_s == pytest.approx(2.652e-6, rel=1e-3)
+    # ... and a slower adapter's route sets them: two adapters of 1 ms each, plus the rest.
     slow = build_topology(load_system("dgx-h100", nodes=2, overrides=["node.nics.device.latency=1 ms"]))
-    wire = slow.route(slow.accelerators[0], slow.accelerators[8]).latency_s
-    assert wire > 2e-3
-    assert all(p.step_latency_s == wire for p in level_calibration(slow, Level.INTER).protocols.values())
-    bound = wire_bound(DEFAULT_NETWORK, 5e-6)
-    assert [p.step_latency_s for p in bound.protocols.values()] == [5e-6, 5e-6, 9.6e-6]
-    assert wire_bound(DEFAULT_NETWORK, 1e-6) is DEFAULT_NETWORK
+    wire = facts(slow).wire_latency_s
+    assert wire == pytest.approx(2e-3 + facts(ib).wire_latency_s - 1.2e-6, rel=1e-6)
+    # A ring all-reduce over two nodes crosses between them at least twice (reduce-scatter and
+    # all-gather), each step a route at least.
+    ring = collective_cost(small, slow, "ring")
+    assert ring.time_s >= 2 * wire
+    # A SHARP reduction is one trip up the switch tree and back, however many hops: one route.
+    sharp = collective_cost(small, slow, "collnet")
+    assert wire <= sharp.time_s < 1.5 * wire
+    # One node: no network step, no bound.
+    assert facts(build_topology(load_system("dgx-h100"))).wire_latency_s == 0.0
 
 
 def test_a_slower_nic_never_makes_a_step_faster():
@@ -671,6 +678,8 @@ def test_nvswitch_ports_cap_the_nvlinks_into_them():
     slow = build_topology(load_system("dgx-h100", overrides=["node.scale_up.switch.port_bandwidth=5 GB/s"]))
     a, b = fast.accelerators[0], fast.accelerators[1]
     assert slow.route(a, b).bandwidth_bytes_per_s == pytest.approx(fast.route(a, b).bandwidth_bytes_per_s / 5)
+    # The node's figure (planners, peer copies) says the same: 18 links at the ports' 5 GB/s.
+    assert slow.system.node.scale_up_bandwidth_bytes_per_s_per_accelerator == pytest.approx(18 * 5e9)
     times = [
         recsim.simulate(
             "dgx-h100",

@@ -310,3 +310,18 @@ def test_kill_9_loses_only_points_in_flight(tmp_path):
     assert len(rows) == total
     assert all(count == 1 for _, _, count in rows)
     assert {key for key, _, _ in rows} == {p.key for p in grid_points(load_sweep(spec))}
+
+
+def test_a_store_refuses_a_point_of_another_model_than_its_own(tmp_path):
+    # Two processes on one empty store: B claims it after A did; A's point no longer belongs.
+    record = PointRecord(0, "k", {}, "analytic", "ok", config={"model": "aaaaaaaaaaaaaaaa"})
+    with Store(tmp_path / STORE_NAME) as store:
+        store.claim_model("aaaaaaaaaaaaaaaa")
+        store.claim_model("bbbbbbbbbbbbbbbb")
+        with pytest.raises(
+            ConfigError, match="made by recsim model aaaaaaaaaaaaaaaa, but the store holds model bbbb"
+        ):
+            store.write(record)
+        assert store.count() == 0
+        store.claim_model("aaaaaaaaaaaaaaaa")
+        assert store.write(record)

@@ -87,11 +87,16 @@ class Level(StrEnum):
 @dataclass(frozen=True, slots=True)
 class LevelCost:
     """One stage's demand on one level: ``steps`` sequential pipeline hops, ``bytes`` through the
-    level's bottleneck resource whose rate is ``bandwidth`` (bytes/s, before efficiency)."""
+    level's bottleneck resource whose rate is ``bandwidth`` (bytes/s, before efficiency), in
+    ``trips`` GPU-to-GPU messages."""
 
     steps: float
     bytes: float
     bandwidth: float
+    # How many trips from one GPU to another the steps amount to, each taking at least the level's
+    # route latency (``stage_costs``); None: one per step (a ring's or a tree's hop, an all-to-all
+    # round). A SHARP reduction's steps are switch hops of one trip up the tree and back.
+    trips: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -182,25 +187,22 @@ class _TopologyFacts:
         # (local i, local j) -> route bandwidth on node 0, or None when node 0's route leaves the
         # node (then it may differ between nodes and each node's own route is taken).
         self.local_routes: dict[tuple[int, int], float | None] = {}
-        # id of a network calibration -> (it, kept alive so the id stays its own; it wire-bound).
-        self._network: dict[int, tuple[CollectiveCalibration, CollectiveCalibration]] = {}
 
-    def network_calibration(self, calibration: CollectiveCalibration) -> CollectiveCalibration:
-        """The network level's ``calibration`` on this topology (``wire_bound`` by the one-way
-        latency between nodes): NCCL's per-step figures (``hwLat`` NET: 2.7 to 9.6 us) already
-        exceed an InfiniBand route's (NICs, PCIe, switches: 2.6-2.9 us on the shipped systems),
-        so there they stand; on a slower fabric (EFA, or a NIC given a longer latency) the route
-        sets the step. The route is the longest from node 0's first accelerator to another node's."""
-        found = self._network.get(id(calibration))
-        if found is not None and found[0] is calibration:
-            return found[1]
+    @cached_property
+    def wire_latency_s(self) -> float:
+        """The one-way latency of the longest route between two nodes' accelerators (NICs, PCIe,
+        switches; ``Topology.route_latency_s``): a network step of a collective, a message from one
+        GPU to another across the fabric, takes at least this long (``stage_costs``). From node 0's
+        first accelerator to every accelerator of node 1 and of the last node (a route to another
+        local index crosses rails, and the last node is the farthest in the switch tree); 0 on one
+        node."""
         accelerators = self.topology.accelerators
-        per_node = max(1, len(accelerators) // max(1, self.topology.system.num_nodes))
-        far = [accelerators[k] for k in range(per_node, len(accelerators), per_node)]
-        wire = max((self.route(accelerators[0], dst).latency_s for dst in far), default=0.0)
-        adjusted = wire_bound(calibration, wire)
-        self._network[id(calibration)] = (calibration, adjusted)
-        return adjusted
+        nodes = max(1, self.topology.system.num_nodes)
+        if nodes < 2:
+            return 0.0
+        per_node = len(accelerators) // nodes
+        far = {*accelerators[per_node : 2 * per_node], *accelerators[(nodes - 1) * per_node :]}
+        return max(self.topology.route_latency_s(accelerators[0], dst) for dst in sorted(far))
 
     def route(self, src: str, dst: str) -> Route:
         key = (src, dst)
@@ -602,22 +604,9 @@ def level_calibration(topology: Topology, level: Level) -> CollectiveCalibration
             return DEFAULT_NVLINK
         return DEFAULT_PCIE
     group = node.scale_out_nics
-    calibration = DEFAULT_NETWORK
     if group is not None and group.device.calibration is not None:
-        calibration = group.device.calibration
-    return facts(topology).network_calibration(calibration)
-
-
-def wire_bound(calibration: CollectiveCalibration, wire_s: float) -> CollectiveCalibration:
-    """``calibration`` with every protocol's ``step_latency`` at least ``wire_s``: a step that
-    crosses the network cannot take less than the one-way latency of its route."""
-    if all(p.step_latency_s >= wire_s for p in calibration.protocols.values()):
-        return calibration
-    protocols = {
-        name: p.model_copy(update={"step_latency_s": max(p.step_latency_s, wire_s)})
-        for name, p in calibration.protocols.items()
-    }
-    return calibration.model_copy(update={"protocols": protocols})
+        return group.device.calibration
+    return DEFAULT_NETWORK
 
 
 # ------------------------------------------------------------------------------------------ traffic

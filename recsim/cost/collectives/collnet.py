@@ -81,8 +81,9 @@ class CollNetAllReduce(Algorithm):
             up = layout.topology.system.node.scale_up
             hops = 1 if up is not None and up.fabric == "nvswitch" else local - 1
             intra = LevelCost(2 * hops, 2 * size * (local - 1) / local, layout.intra_bandwidth)
-        # Up the aggregation tree and down: the links between the farthest nodes' NICs.
-        inter = LevelCost(layout.network_hops, size, layout.node_nic_bandwidth)
+        # Up the aggregation tree and down: the links between the farthest nodes' NICs, hop by
+        # hop, in one trip (a route's latency at least: NIC, switches up and down, NIC).
+        inter = LevelCost(layout.network_hops, size, layout.node_nic_bandwidth, trips=1)
         return [Stage("collnet", levels(intra, inter), 1)]
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:

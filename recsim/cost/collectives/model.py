@@ -3,9 +3,13 @@
 Time of an algorithm under protocol ``p`` (``recsim.hardware.calibration.CollectiveProtocol``)::
 
     t = max_L base_latency[L,p]
-        + sum over stages s of ( sum_L k[s,L] step_latency[L,p]
+        + sum over stages s of ( sum_L max(k[s,L] step_latency[L,p], trips[s,L] wire[L])
                                  + (sqrt(sum_L k[s,L] pipeline_latency[L,p]) + sqrt(T[s,p]))^2 )
     T[s,p] = max_L bytes[s,L] / (bandwidth[s,L] x efficiency[L,p])
+
+``wire[inter]`` is the one-way latency of the longest route between nodes (NICs, PCIe, switches:
+``_TopologyFacts.wire_latency_s``) and ``trips`` the GPU-to-GPU messages the steps amount to (one
+per step but for a SHARP reduction's switch hops, one trip); ``wire[intra]`` is 0.
 
 ``L`` ranges over the levels the stage uses (``intra``: NVLink/NVSwitch or PCIe inside a node,
 ``inter``: NICs and network), ``k`` and ``bytes``/``bandwidth`` come from the algorithm
@@ -40,7 +44,9 @@ from recsim.cost.collectives.base import (
     Flow,
     GroupLayout,
     Level,
+    LevelCost,
     Stage,
+    facts,
     group_layout,
     level_calibration,
     traffic_matrix,
@@ -118,18 +124,34 @@ def _protocol(
 
 
 def stage_costs(
-    stages: Sequence[Stage], protos: Mapping[Level, CollectiveProtocol]
+    stages: Sequence[Stage],
+    protos: Mapping[Level, CollectiveProtocol],
+    wire_s: Mapping[Level, float] | None = None,
 ) -> tuple[float, tuple[StageCost, ...]]:
-    """(base latency, per-stage costs) of ``stages`` under one protocol's constants per level."""
+    """(base latency, per-stage costs) of ``stages`` under one protocol's constants per level.
+
+    ``wire_s``: a level's route latency (``_TopologyFacts.wire_latency_s`` for the network): its
+    steps take at least that per GPU-to-GPU trip (``LevelCost.trips``). NCCL's per-step figures
+    (``hwLat`` NET: 2.7 to 9.6 us) mostly exceed an InfiniBand route's (NICs, PCIe, switches:
+    2.6-2.9 us on the shipped systems); on a slower fabric (EFA, or a NIC given a longer latency)
+    the route sets the step."""
     used = {level for s in stages for level in s.levels}
     base = max((protos[level].base_latency_s for level in used), default=0.0)
+    wire = wire_s or {}
     out = []
     for s in stages:
-        step = sum(c.steps * protos[lv].step_latency_s for lv, c in s.levels.items())
+        step = sum(_step_s(c, protos[lv], wire.get(lv, 0.0)) for lv, c in s.levels.items())
         pipe = sum(c.steps * protos[lv].pipeline_latency_s for lv, c in s.levels.items())
         bw = max((c.seconds / protos[lv].efficiency for lv, c in s.levels.items()), default=0.0)
         out.append(StageCost(s.name, step, pipe, bw, s.phases))
     return base, tuple(out)
+
+
+def _step_s(cost: LevelCost, proto: CollectiveProtocol, wire_s: float) -> float:
+    """The step latency of ``cost`` on its level: its steps, each at least a route per trip."""
+    steps = cost.steps * proto.step_latency_s
+    trips = cost.steps if cost.trips is None else cost.trips
+    return max(steps, trips * wire_s) if wire_s > 0 else steps
 
 
 def _evaluate(
@@ -144,13 +166,14 @@ def _evaluate(
     if not stages:
         return CollectiveCost(head.op, algorithm.name, "", 0.0, ())
     used = {level for s in stages for level in s.levels}
+    wire = {Level.INTER: facts(layout.topology).wire_latency_s} if Level.INTER in used else None
     best: CollectiveCost | None = None
     for name in algorithm.protocols:
         protos = {lv: _protocol(layout.topology, lv, name, calibration) for lv in used}
         if any(p is None for p in protos.values()):
             continue
         found = {lv: p for lv, p in protos.items() if p is not None}
-        base, costs = stage_costs(stages, found)
+        base, costs = stage_costs(stages, found, wire)
         cost = CollectiveCost(
             head.op, algorithm.name, name, base, costs, {lv: p.efficiency for lv, p in found.items()}
         )

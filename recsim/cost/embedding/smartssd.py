@@ -4,7 +4,7 @@ Inference", ASPLOS 2021); ``fraction`` of the drive's DRAM (``Ssd.dram_cache``) 
 firmware keeps an embedding cache in SSD DRAM), default 0: no cache.
 
 The host sends the indices; for every unique row that misses the drive's cache
-(``min(unique, lookups x (1 - hit))``, hit from the access model's LRU figure) the firmware reads
+(``Lookup.missed_unique_rows``: the batch's distinct rows the LRU cache lacks) the firmware reads
 ``ceil(row / flash_page)`` flash pages (the Cosmos+ FTL reads whole flash pages; rows sharing a
 flash page share its read, ``base.pages_touched``) over the flash channels, pools on the NDP
 engine, and returns only the pooled vectors. Per drive the slowest of:
@@ -61,7 +61,7 @@ class SmartSsdTier(TierModel):
         fraction = lookup.param if lookup.param is not None else 0.0
         cache_rows = fraction * (ssd.dram_cache_bytes or 0.0) * drives / lookup.row_bytes
         hit = lookup.hit_rate(cache_rows)
-        missed = min(lookup.unique_rows, lookup.lookups * (1.0 - hit))
+        missed = lookup.missed_unique_rows(cache_rows)
         reads = pages_touched(missed, lookup.row_bytes, lookup.op.rows, ssd.flash_page_bytes) / drives
         flash_bytes = reads * ssd.flash_page_bytes
         parallel = ssd.channels * ssd.dies_per_channel

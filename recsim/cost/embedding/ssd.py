@@ -7,7 +7,7 @@ conventional-SSD baseline of RecSSD, Wilkening et al., ASPLOS 2021).
 when hot rows are scattered over pages (a cached 4 KiB page then holds one hot row and cold
 neighbours), so the SSD traffic is a lower bound for skewed tables with shuffled ids.
 
-**Misses.** Each unique row that misses (``min(unique, lookups x (1 - hit))``) reads
+**Misses.** Each distinct row the page cache lacks (``Lookup.missed_unique_rows``) reads
 ``ceil(row / page)`` whole pages (read amplification ``page / row``); rows that share a page share
 its read (``base.pages_touched``). Pages are spread over the node's drives.
 Per drive the slowest of:
@@ -86,7 +86,7 @@ class SsdTier(TierModel):
         fraction = lookup.param if lookup.param is not None else DEFAULT_PAGE_CACHE_FRACTION
         cache_bytes = fraction * system.node.host_memory_capacity_bytes
         hit = lookup.hit_rate(cache_bytes / lookup.row_bytes)
-        missed_rows = min(lookup.unique_rows, lookup.lookups * (1.0 - hit))
+        missed_rows = lookup.missed_unique_rows(cache_bytes / lookup.row_bytes)
         pages = pages_touched(missed_rows, lookup.row_bytes, lookup.op.rows, ssd.page_bytes)
         page_bytes = pages * ssd.page_bytes
         limits = drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH)

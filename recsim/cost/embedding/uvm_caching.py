@@ -15,8 +15,9 @@ access model's ``lfu_hit_rate`` (top-k share), an upper bound of this.
   that read a 32-way set of int64 tags per lookup and per unique row (a warp compares the 32 ways),
   streamed at ``max_efficiency``; the sets of hot rows stay in L2 (LRU hit rate of an L2 of
   ``l2_bytes / 256 B`` sets);
-* fill: the unique rows that miss, ``min(unique, lookups x (1 - hit))`` (misses fall on cold rows,
-  which rarely repeat within a batch), come over PCIe as in ``uvm`` and are written into HBM;
+* fill: the distinct rows of the batch the cache lacks (``Lookup.missed_unique_rows``: the distinct
+  rows times the share of them an LRU cache does not hold, each fetched once however often the
+  batch reads it), come over PCIe as in ``uvm`` and are written into HBM;
 * gather: the ``hbm`` forward kernel over the cache (same rows, same popularity, same L2 hit rate).
 
 ``details["cache_overhead_s"]`` is management + gather, the work a plain ``uvm`` lookup does not do:
@@ -69,10 +70,8 @@ class UvmCachingTier(TierModel):
         cache_rows = ratio * lookup.op.rows
         hit = lookup.hit_rate(cache_rows)
         # Each distinct row the cache lacks is fetched once per batch, however often the batch
-        # reads it: the distinct rows' missed share, not the missed lookups (which repeat rows).
-        missed = lookup.access.missed_unique_share(lookup.lookups, cache_rows) if cache_rows > 0 else 1.0
-        filled = min(lookup.unique_rows * missed, lookup.lookups * (1.0 - hit))
-        return cache_rows, hit, filled
+        # reads it: not the missed lookups, which repeat rows.
+        return cache_rows, hit, lookup.missed_unique_rows(cache_rows)
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()

@@ -1,4 +1,4 @@
-"""``auto``: every other proposer, scored by the estimator, the finalists by the analytic engine.
+"""``auto``: every other proposer, scored by the estimator, the finalists by the engines.
 
 Each registered proposer (fixed schemes, greedy, memory-balanced, the statistics-driven ones) makes
 a plan; plans that put a table in a tier ``planner.tiers`` leaves out, that do not fit, or that the
@@ -9,10 +9,10 @@ by their makespan (largest estimated per-rank load). For small models (ranks x t
 ``config.simulate_all_below``) every plan is simulated; otherwise the best ``config.finalists``
 of them, plus the best plan of each
 *family* (fixed scheme vs search) so one family's estimator bias cannot hide the other, are
-simulated with the run's engine (``PlanningContext.fidelity``: analytic unless the run is DES, whose
-contention can reorder plans the analytic engine ranks close; the same graph and cost models as
-``recsim run``), and the plan with the highest throughput wins. The plan's notes record every
-score.
+simulated with the analytic engine (the same graph and cost models as ``recsim run``); for a DES run
+(``PlanningContext.fidelity``) the best ``config.finalists`` of those are simulated again with DES,
+whose contention can reorder plans the analytic engine ranks close. The plan with the highest
+throughput wins. The plan's notes record every score.
 
 When the config lists several communication dtypes, the winner is re-simulated with each and
 the fastest kept (lower wire precision is opt-in: it is the user who lists it).
@@ -32,11 +32,11 @@ from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
 
 
-def simulated_throughput(ctx: PlanningContext, plan: Plan) -> float:
-    """Samples/s of ``plan`` by the context's engine (``ctx.fidelity``; 0 if it does not fit)."""
+def simulated_throughput(ctx: PlanningContext, plan: Plan, fidelity: str | None = None) -> float:
+    """Samples/s of ``plan`` by ``fidelity``'s engine (default the context's; 0 if it does not fit)."""
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
-    options = SimulationOptions(fidelity=ctx.fidelity, costs=ctx.costs)
+    options = SimulationOptions(fidelity=fidelity or ctx.fidelity, costs=ctx.costs)
     result = simulate_training(ctx.system, ctx.workload, plan, options).result
     return result.throughput_samples_per_s if result.status == "ok" else 0.0
 
@@ -118,7 +118,15 @@ class Auto(Proposer):
         results: list[tuple[float, str, Plan]] = []
         for _score, name, plan in scored:
             if name in finalists:
-                results.append((simulated_throughput(ctx, plan), name, plan))
+                results.append((simulated_throughput(ctx, plan, "analytic"), name, plan))
+        notes_simulated = [f"simulated (analytic) {t:,.0f} samples/s: {n}" for t, n, _ in results]
+        if ctx.fidelity != "analytic":
+            # The engine of the run re-scores the analytic engine's best few (``config.finalists``):
+            # contention can reorder plans ranked close, and a DES run of every candidate would
+            # cost seconds each at scale.
+            ranked = sorted(results, key=lambda x: (-x[0], len(x[1]), x[1]))[: ctx.config.finalists]
+            results = [(simulated_throughput(ctx, plan), name, plan) for _, name, plan in ranked]
+            notes_simulated += [f"simulated ({ctx.fidelity}) {t:,.0f} samples/s: {n}" for t, n, _ in results]
         throughput, name, best = max(results, key=lambda x: (x[0], -len(x[1])))
         wires = comm_dtypes_for(ctx.config, ctx.workload)
         if len(wires) > 1:
@@ -128,6 +136,6 @@ class Auto(Proposer):
                 if value > throughput:
                     throughput, best = value, variant
         notes = [f"estimated makespan {s * 1e3:.3f} ms: {n}" for s, n, _ in scored]
-        notes += [f"simulated ({ctx.fidelity}) {t:,.0f} samples/s: {n}" for t, n, _ in results]
+        notes += notes_simulated
         notes += [f"does not fit: {name}: {message}" for name, message in failures]
         return dataclasses.replace(best, strategy=f"auto:{name}", notes=tuple(notes))
