@@ -10,11 +10,13 @@ idle and max powers are the devices' (datasheet or measured, sourced in their YA
   baseline (they keep few SMs busy);
 * CPU sockets: busy = the host stream of the node's ranks (data loading, launches) and the
   lookups the CPUs run for them (tier ``ddr``), averaged over the ranks;
-* DRAM: energy per bit (``Memory.energy_per_bit``) for the bytes the step moves in host memory
-  (data loading and copies, and the rows the lookups outside HBM read and write there: ``uvm``,
-  ``uvm_caching`` misses, ``ddr``, inside RecNMP DIMMs for ``nmp``), plus the DIMMs' idle power
-  where the device gives one; RecNMP DIMMs, where the node has them, draw their own idle power
-  and (max - idle) while they gather, instead;
+* DRAM: energy per bit (``Memory.energy_per_bit``, I/O included) for the bytes the step moves
+  through host memory's channels (data loading and copies, and the rows the lookups outside HBM
+  read and write there: ``uvm``, ``uvm_caching`` misses, ``ddr``; for ``nmp`` the instructions and
+  partial sums), plus the DIMMs' idle power where the device gives one; RecNMP DIMMs, where the
+  node has them, draw their own idle power and (max - idle) for the time their ranks read rows at
+  full rate instead, which is the energy of the rows they read inside (their ``max`` is built from
+  the DRAM's read current), so those rows are not charged per bit as well;
 * NICs: busy = the share of the step the rank's communication stream spends in collectives that
   leave the node;
 * switches (scale-out, NVSwitch, PCIe): their idle (typical) power; switch power hardly follows
@@ -73,7 +75,8 @@ def step_energy(
 ) -> Energy:
     """Energy of one step of ``step_s`` seconds given per (rank, stream) busy times; ``cpu_busy_s``
     (by rank) is CPU work done for a rank off its host stream (its ``ddr`` lookups), ``nmp_busy_s``
-    (by node) the time the node's RecNMP DIMMs gather, ``off_gpu_s`` (by rank) the part of a
+    (by node) the time the node's RecNMP DIMMs spend reading rows (their bytes at the ranks' full
+    rate), ``off_gpu_s`` (by rank) the part of a
     rank's compute stream busy time that is such work, not the accelerator's."""
     node = system.node
     nodes = system.num_nodes
@@ -103,7 +106,7 @@ def step_energy(
         out["dram"] += dimms_per_node * nodes * dimm_idle * step_s
         out["dram"] += host_bytes * 8.0 * mem.device.energy_per_bit_j
     else:
-        # The node's DIMMs are RecNMP DIMMs: their own idle power, and the rest while they gather
+        # The node's DIMMs are RecNMP DIMMs: their own idle power, and the rest while they read
         # (all of a node's DIMMs work on every gather: the rows are interleaved over them).
         out["dram"] += host_bytes * 8.0 * nmp.memory.energy_per_bit_j
         gathering = nmp_busy_s or {}

@@ -31,8 +31,7 @@ import numpy as np
 from recsim import __version__
 from recsim.config.hashing import config_hash
 from recsim.cost.compute import run_dtype_note
-from recsim.cost.embedding import DDR, NMP_RANK, EmbeddingCost
-from recsim.cost.embedding.ddr import rank_share
+from recsim.cost.embedding import DDR, NMP_CHANNEL, NMP_RANK, EmbeddingCost
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -387,10 +386,11 @@ def _host_bytes(index: GraphIndex, window: Window) -> float:
 @dataclass(frozen=True)
 class TierActivity:
     """What the window's lookups outside HBM do to the host side, for the energy model: the bytes
-    they move in host DRAM (rows read and written in place, inside RecNMP DIMMs too), the CPU
+    they move through host DRAM's channels (rows read and written in place; for RecNMP DIMMs the
+    instructions and partial sums, the rows they read inside being their active power), the CPU
     seconds of the lookups the CPUs run (tier ``ddr``), by rank, and the seconds the RecNMP DIMMs
-    gather, by node; and by rank, the seconds its compute stream holds lookups that the CPUs or
-    the DIMMs run while the GPU waits (``off_gpu_s``)."""
+    read rows at their ranks' full rate, by node; and by rank, the seconds its compute stream holds
+    lookups that the CPUs or the DIMMs run while the GPU waits (``off_gpu_s``)."""
 
     dram_bytes: float = 0.0
     cpu_busy_s: dict[int, float] = field(default_factory=dict)
@@ -429,7 +429,9 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
             off_hbm = True
             if count:
                 detail = cost_of(op)
-                dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_RANK))
+                # A RecNMP gather's rows are read inside the DIMMs, whose active power charges
+                # them (``step_energy``); only what crosses the channels costs energy per bit.
+                dram += count * (detail.bytes_on(DDR) + detail.bytes_on(NMP_CHANNEL))
     cpu: dict[int, float] = defaultdict(float)
     nmp: dict[int, float] = defaultdict(float)
     off_gpu: dict[int, float] = defaultdict(float)
@@ -449,8 +451,16 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         pcie_s = float(detail.details.get("pcie_s", 0.0))
         share = max(0.0, detail.time_s - pcie_s) / detail.time_s if detail.time_s > 0 else 0.0
         if op.tier.split(":", 1)[0] == "nmp" and detail.details.get("via") != "ddr":
-            # A rank's gather holds its share of the node's DIMMs for its time (``nmp`` tier).
-            nmp[node.rank // per_node] += inside * share * rank_share(system)
+            # The node's DIMMs are busy reading the gather's rows at their ranks' full rate (the
+            # rate their active power is for), not for the whole lookup, which may wait on the
+            # channels or PCIe meanwhile; the part of the lookup inside the window counts.
+            nmp_memory = system.node.host_memory.nmp
+            assert nmp_memory is not None
+            dimms = system.node.memory_channels * system.node.host_memory.dimms_per_channel
+            length = finish - start
+            part = inside / length if length > 0 else 1.0
+            reading = detail.bytes_on(NMP_RANK) * part / (dimms * nmp_memory.internal_bandwidth_bytes_per_s)
+            nmp[node.rank // per_node] += reading
         else:
             cpu[node.rank] += inside * share
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))

@@ -155,3 +155,27 @@ def test_host_run_lookups_are_taken_off_the_gpu_within_the_window_only(monkeypat
     assert [t for r, t in enumerate(slow) if r != 4] == pytest.approx(
         [t for r, t in enumerate(nominal) if r != 4], rel=0.05
     )
+
+
+def test_recnmp_rows_are_charged_once():
+    # The rows a RecNMP DIMM reads inside are its active power (built from the DRAM read current),
+    # not also energy per bit; what crosses the channels is. The same lookups then cost the DIMMs
+    # about what the plain ddr tier costs host DRAM (a tester found +18 % and +21 %, paid twice).
+    from recsim.api import simulate
+
+    energy = {}
+    for tier in ("ddr", "nmp"):
+        r = simulate(
+            "dgx-a100",
+            "rmc1",
+            batch_size=4096,
+            plan="greedy",
+            overrides=[
+                "planner.auto_tiers=false",
+                f"planner.tiers=[{tier}]",
+                "node.host_memory.nmp=recnmp-ddr4-2400",
+            ],
+        )
+        assert r.status == "ok"
+        energy[tier] = (r.power_by_component_w["dram"] + r.power_by_component_w["nmp"]) * r.iteration_time_s
+    assert energy["nmp"] < 1.1 * energy["ddr"]

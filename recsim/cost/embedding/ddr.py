@@ -102,6 +102,13 @@ def pcie_transfer_s(system: System, nbytes: float) -> float:
     return link.latency_s + nbytes / link.bandwidth_bytes_per_s
 
 
+def host_streamed_bytes(lookup: Lookup) -> float:
+    """The bytes a host-side lookup streams through host memory besides the rows: the CPU reads
+    the indices and offsets and writes the pooled vectors (the ``ddr`` tier's, and the host's
+    share of an ``nmp`` gather, which the DIMMs do not spare it)."""
+    return lookup.lookups * INDEX_BYTES + (lookup.bags + 1) * OFFSET_BYTES + lookup.bags * lookup.pooled_bytes
+
+
 @register_tier
 class DdrTier(TierModel):
     name = "ddr"
@@ -111,11 +118,7 @@ class DdrTier(TierModel):
         granule = system.node.host_memory.device.access_granularity_bytes
         lines = lookup.lookups * math.ceil(lookup.row_bytes / granule)
         rows = lines * granule
-        streamed = (
-            lookup.lookups * INDEX_BYTES
-            + (lookup.bags + 1) * OFFSET_BYTES
-            + lookup.bags * lookup.pooled_bytes
-        )
+        streamed = host_streamed_bytes(lookup)
         share = rank_share(system)
         bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share
         latency_s = random_lines_s(system, lines, share)

@@ -20,8 +20,11 @@ slowest of:
 * processing units: a multiply and an add per element (RecNMP computes weighted sums) at
   ``clock x flop_per_cycle`` per rank;
 * channel: ``NMP_INST_BYTES`` per lookup to the DIMMs, and back one partial sum per bag from each
-  DIMM holding one of its rows (``dimms x (1 - (1 - 1/dimms)^pooling)`` of them), at the host
-  channels' bandwidth; the CPU adds the partial sums.
+  DIMM holding one of its rows (``dimms x (1 - (1 - 1/dimms)^pooling)`` of them), plus what the
+  host streams as in the ``ddr`` tier (``ddr.host_streamed_bytes``: it reads the indices and
+  offsets to build the instructions and writes the pooled vectors), at the host channels'
+  bandwidth; the CPU adds the partial sums. At pooling 1 there is nothing to reduce and the
+  channels carry about what the ``ddr`` tier's do.
 
 On a GPU node (host-side embeddings in training), as for the ``ddr`` tier: the node's NMP DIMMs and
 channels serve every local rank's shards at once, so a rank gets ``1 / accelerators per node`` of
@@ -50,7 +53,7 @@ from recsim.cost.embedding.base import (
     TierModel,
     register_tier,
 )
-from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s, pcie_transfer_s, rank_share
+from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s, host_streamed_bytes, pcie_transfer_s, rank_share
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
 
@@ -110,7 +113,11 @@ class NmpTier(TierModel):
             dimms * -math.expm1(pooling * math.log1p(-1.0 / dimms)) if dimms > 1 else min(1.0, pooling)
         )
         partials = lookup.bags_returned * max(1.0, dimms_per_bag) if lookup.lookups > 0 else 0.0
-        channel_bytes = lookup.lookups * NMP_INST_BYTES + partials * lookup.pooled_bytes
+        # Besides the instructions down and the partial sums up, the host still reads the indices
+        # and offsets and writes the pooled vectors, over the same channels (as the ddr tier).
+        channel_bytes = (
+            lookup.lookups * NMP_INST_BYTES + partials * lookup.pooled_bytes + host_streamed_bytes(lookup)
+        )
         channel_s = channel_bytes / host_ddr_bandwidth_bytes_per_s(system)
         host_s = cpu_pool_s(system, max(0.0, partials - lookup.bags_returned) * lookup.op.dim)
 
