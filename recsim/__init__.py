@@ -5,6 +5,8 @@ The public API for notebooks and scripts lives in ``recsim.api`` and is re-expor
 
 __version__ = "0.1.0"
 
+from contextlib import suppress as _suppress
+
 from recsim.api import (
     hardware_summary,
     load_system,
@@ -19,11 +21,15 @@ from recsim.api import (
     system_topology,
     validate,
 )
+from recsim.errors import RecsimError as _RecsimError
 from recsim.fingerprint import model_fingerprint as _model_fingerprint
 
 # The fingerprint of the code this process loads, taken at import: a file edited later (under a
-# running notebook kernel, say) does not change what the process's points are stamped with.
-_model_fingerprint()
+# running notebook kernel, say) does not change what the process's points are stamped with. A file
+# that cannot be read now (removed meanwhile, no permission) must not break the import: the sweep
+# that needs the fingerprint asks again and reports it.
+with _suppress(_RecsimError):
+    _model_fingerprint()
 
 __all__ = [
     "__version__",

@@ -359,8 +359,9 @@ def make_plan(
     proposers that estimate costs (greedy, auto, ...) need the ``System``. ``planner`` is a
     ``PlannerConfig`` or ``planner.<key>=<value>`` overrides. ``costs``: a ``CostMemo`` of this
     system and workload for the planner to fill and the caller to reuse (``recsim.cost.memo``).
-    ``fidelity``: the engine ``auto`` simulates its finalists with, the run's own (a plan chosen
-    by the analytic engine's ranking may be the slower one under contention).
+    ``fidelity``: the run's engine; under DES, ``auto`` re-scores the analytic engine's best
+    ``planner.finalists`` with DES (a plan the analytic ranking puts first may be the slower one
+    under contention).
     """
     from recsim.planner import plan as simple
     from recsim.planner.io import is_plan_path

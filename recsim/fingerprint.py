@@ -8,7 +8,7 @@ files themselves, so a results store can tell whether the points it holds came f
 code returns: old and new points would mix two models' figures without a trace).
 
 What it hashes: the ``recsim`` package's Python sources and data files (``.py``, ``.yaml``,
-``.json``, ``.csv``, ``.txt``; not bytecode caches, editor swap or backup files, notebook
+``.txt``; not bytecode caches, editor swap or backup files, notebook
 checkpoints or any dot-file), and those of the shipped ``hardware`` and ``workloads`` folders, each
 labelled by its path under its root (``recsim/...``, ``hardware/...``, ``workloads/...``, the same
 in a source checkout and an installed wheel), in sorted order. A user's own system or workload file
@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from recsim.config.library import shipped_data
+from recsim.errors import ConfigError
 
-#: The files that make recsim's figures: its sources and data.
-HASHED_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".csv", ".txt")
+#: The files that make recsim's figures: its sources and data (the shipped data is YAML and text
+#: tables; a trace or result a user leaves in a checkout's folders is neither).
+HASHED_SUFFIXES = (".py", ".yaml", ".yml", ".txt")
+#: Bytes read at a time: a large file is hashed without being held whole in memory.
+CHUNK_BYTES = 1 << 20
 #: The shipped data folders, hashed under their own label wherever they are installed.
 DATA_FOLDERS = ("hardware", "workloads")
 
@@ -45,11 +51,24 @@ def fingerprint_of(files: Iterable[tuple[str, Path]]) -> str:
     """16 hex digits of the SHA-256 of ``(label, path)`` files' labels and bytes, in their order."""
     digest = hashlib.sha256()
     for label, path in files:
-        data = path.read_bytes()
-        # Name and length first: two files' bytes can never be read as one file's.
-        digest.update(f"{label}\0{len(data)}\0".encode())
-        digest.update(data)
+        try:
+            _hash_file(digest, label, path)
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: recsim cannot read its own file to fingerprint its code and data "
+                f"({exc.strerror or exc}); a sweep store needs the fingerprint"
+            ) from None
     return digest.hexdigest()[:16]
+
+
+def _hash_file(digest: Any, label: str, path: Path) -> None:
+    """Add ``label`` and ``path``'s bytes to ``digest``, in chunks."""
+    with path.open("rb") as handle:
+        # Name and length first: two files' bytes can never be read as one file's.
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(f"{label}\0{size}\0".encode())
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
 
 
 def _model_files() -> Iterator[tuple[str, Path]]:

@@ -371,11 +371,16 @@ class CostModel:
         acc = self.system.accelerator
         if acc is None:
             return op.bytes / self.system.node.host_memory_bandwidth_bytes_per_s
-        if "peer" in (op.src.split(":")[0], op.dst.split(":")[0]) and acc.nvlink is not None:
-            # A copy between two GPUs of a node: over NVLink where they have it, else PCIe.
-            # ASSUMPTION: at all of a GPU's NVLink bandwidth, as through an NVSwitch; a direct
-            # mesh (DGX-1's) gives one pair of GPUs fewer links.
-            bandwidth = self.system.node.scale_up_bandwidth_bytes_per_s_per_accelerator
+        node = self.system.node
+        peer = "peer" in (op.src.split(":")[0], op.dst.split(":")[0])
+        nvlink = node.scale_up is not None and node.scale_up.fabric != "pcie" and acc.nvlink is not None
+        bandwidth = node.scale_up_bandwidth_bytes_per_s_per_accelerator if nvlink else 0.0
+        if peer and nvlink and bandwidth > 0:
+            # A copy between two GPUs of a node over their NVLink fabric, at a GPU's scale-up
+            # bandwidth (``System``: all its links through an NVSwitch, at the ports' rate where
+            # slower; on a mesh, the most links any GPU has). ASSUMPTION: a mesh pair joined by
+            # fewer links (DGX-1's) gets no less. Without one (a PCIe node), over PCIe.
+            assert acc.nvlink is not None
             return acc.nvlink.link.latency_s + op.bytes / bandwidth
         link = acc.host_interface
         return link.latency_s + op.bytes / link.bandwidth_bytes_per_s

@@ -298,8 +298,8 @@ class Store:
 
     def write(self, rec: PointRecord) -> bool:
         """Store ``rec`` in its own transaction; False (and nothing written) if its (key, stage) is
-        already stored. A record of another model than the store's (``config["model"]``,
-        ``claim_model``) is a ``ConfigError``."""
+        already stored. In a store with a model (``claim_model``), a record of another model or of
+        none (``config["model"]``) is a ``ConfigError``."""
         data = json.loads(rec.to_json())  # strict JSON: NaN/inf as null, tuples as lists
         params = (
             rec.key,
@@ -315,15 +315,16 @@ class Store:
         )
         made_by = rec.config.get("model")
         with self._transaction() as conn:
-            if made_by is not None:
-                # In the write's own transaction: another process may have claimed the empty
-                # store for its model since this one checked (``claim_model``).
-                row = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchone()
-                if row is not None and row[0] != made_by:
-                    raise ConfigError(
-                        f"{self.path}: point {rec.key} was made by recsim model {made_by}, but the "
-                        f"store holds model {row[0]}'s points (another recsim writes into it)"
-                    )
+            # In the write's own transaction: another process may have claimed the empty store
+            # for its model since this one checked (``claim_model``). A store with a model takes
+            # only points that say they are its.
+            row = conn.execute("SELECT value FROM meta WHERE name = 'model'").fetchone()
+            if row is not None and row[0] != made_by:
+                made = f"by recsim model {made_by}" if made_by is not None else "with no recsim model"
+                raise ConfigError(
+                    f"{self.path}: point {rec.key} was made {made}, but the store holds model "
+                    f"{row[0]}'s points (another recsim writes into it)"
+                )
             cursor = conn.execute(
                 f"INSERT OR IGNORE INTO records ({_COLUMNS}, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 params,

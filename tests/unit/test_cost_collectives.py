@@ -691,3 +691,23 @@ def test_nvswitch_ports_cap_the_nvlinks_into_them():
     ]
     # Slower ports slow the step; ports faster than the NVLinks into them change nothing.
     assert times[0] > times[1] == times[2]
+
+
+def test_a_peer_copy_without_an_nvlink_fabric_goes_over_pcie():
+    from recsim.api import load_workload
+    from recsim.cost.model import CostModel
+    from recsim.graph.ir import Transfer
+
+    workload = load_workload("dlrm-dcnv2")
+    copy = Transfer("peer", "hbm", 1e6)
+    # One GPU with NVLink ports but no scale-up fabric (it divided by zero): PCIe, its latency too.
+    alone = load_system("dgx-h100", overrides=["node.accelerators.count=1", "node.scale_up=null"])
+    link = alone.accelerator.host_interface
+    assert CostModel(alone, workload).transfer_s(copy) == pytest.approx(
+        link.latency_s + 1e6 / link.bandwidth_bytes_per_s
+    )
+    # Through the NVSwitch: all 18 links.
+    dgx = load_system("dgx-h100")
+    nvlink = dgx.accelerator.nvlink
+    expected = nvlink.link.latency_s + 1e6 / (18 * nvlink.link.bandwidth_bytes_per_s)
+    assert CostModel(dgx, workload).transfer_s(copy) == pytest.approx(expected)

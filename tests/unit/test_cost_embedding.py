@@ -666,3 +666,18 @@ def test_narrower_rows_never_slow_a_stateful_update():
             for d in ("fp32", "fp16", "int8")
         ]
         assert times[0] > times[1] > times[2], (optimizer, times)
+
+
+def test_state_in_host_memory_is_no_part_of_an_hbm_visit():
+    # uvm_caching keeps the optimizer state in managed (host) memory: its update kernel's HBM
+    # visit is the row alone, as for SGD; in HBM (the hbm tier) the state is part of the visit.
+    from recsim.cost.embedding.base import Lookup
+    from recsim.cost.embedding.gpu import lookup_update
+
+    e = op(
+        "hbm", "backward", optimizer="adam", rows=10**7, dim=128, dtype="int8", lookups=1e6, unique_rows=6e5
+    )
+    lookup = Lookup(e, TINY, access_model(UniformAccess(dist="uniform"), e.rows), None)
+    in_hbm = lookup_update(lookup, row_update_hbm_bytes=1e6, state_in_hbm=True)
+    in_host = lookup_update(lookup, row_update_hbm_bytes=1e6, state_in_hbm=False)
+    assert in_host.time_s > in_hbm.time_s  # the same bytes at a small row's efficiency

@@ -325,3 +325,17 @@ def test_a_store_refuses_a_point_of_another_model_than_its_own(tmp_path):
         assert store.count() == 0
         store.claim_model("aaaaaaaaaaaaaaaa")
         assert store.write(record)
+
+
+def test_a_store_with_a_model_refuses_a_point_without_one(tmp_path):
+    with Store(tmp_path / STORE_NAME) as store:
+        store.claim_model("aaaaaaaaaaaaaaaa")
+        with pytest.raises(ConfigError, match="made with no recsim model"):
+            store.write(PointRecord(0, "k", {}, "analytic", "ok"))
+
+
+def test_the_fingerprint_of_an_unreadable_file_is_a_clear_error(tmp_path):
+    from recsim import fingerprint
+
+    with pytest.raises(ConfigError, match=r"gone\.py: recsim cannot read its own file to fingerprint"):
+        fingerprint.fingerprint_of([("recsim/gone.py", tmp_path / "gone.py")])

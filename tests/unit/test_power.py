@@ -53,7 +53,7 @@ def test_step_energy_charges_lookups_done_off_the_gpu_by_hand():
 
 
 def test_nmp_dimms_draw_their_own_power_by_hand():
-    # With RecNMP DIMMs the node's DIMMs are theirs: idle power each, and the rest while they gather.
+    # With RecNMP DIMMs the node's DIMMs are theirs: idle power each, and the rest while they read rows.
     system = _two_gpus()
     mem = system.node.host_memory
     from tests.conftest import tiny_nmp_dimm

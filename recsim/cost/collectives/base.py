@@ -198,11 +198,11 @@ class _TopologyFacts:
         node."""
         accelerators = self.topology.accelerators
         nodes = max(1, self.topology.system.num_nodes)
-        if nodes < 2:
+        if nodes < 2 or not accelerators:
             return 0.0
         per_node = len(accelerators) // nodes
         far = {*accelerators[per_node : 2 * per_node], *accelerators[(nodes - 1) * per_node :]}
-        return max(self.topology.route_latency_s(accelerators[0], dst) for dst in sorted(far))
+        return max((self.topology.route_latency_s(accelerators[0], dst) for dst in sorted(far)), default=0.0)
 
     def route(self, src: str, dst: str) -> Route:
         key = (src, dst)

@@ -244,10 +244,10 @@ def update_stage(
     slices, ``batch x grad_row`` each, are processed one after the other (the sort orders rows
     table by table), so L2 reuse is per slice.
 
-    The gather efficiency is that of the bytes one visit to a unique row moves: the row and, when
-    it is in HBM too, its optimizer state (``state_row_bytes``: Adam's two moments, Adagrad's one,
-    row-wise Adagrad's one float), which the same warp reads and writes beside it. An int8 row
-    with fp32 Adam state is a large visit, not a small row's.
+    The gather efficiency is that of the bytes one visit to a unique row moves in HBM: the row and
+    its optimizer state when that is in HBM too (``state_row_bytes``, 0 otherwise: Adam's two
+    moments, Adagrad's one, row-wise Adagrad's one float), which the same warp reads and writes
+    beside it. An int8 row with fp32 Adam state is a large visit, not a small row's.
     """
     grads = lookups * grad_row_bytes
     first = min(lookups, bags) * grad_row_bytes  # each gradient row read once from HBM
@@ -261,8 +261,7 @@ def update_stage(
         + unique * UPDATE_BYTES_PER_UNIQUE
         + row_update_hbm_bytes
     )
-    visit = row_bytes + (state_row_bytes if row_update_hbm_bytes > 0 else 0.0)
-    efficiency = gather_efficiency(cal, visit) * cal.backward_efficiency
+    efficiency = gather_efficiency(cal, row_bytes + state_row_bytes) * cal.backward_efficiency
     memory = _memory_s(accelerator, hbm, l2, efficiency)
     return KernelCost(UPDATE_KERNELS * cal.overhead_s, memory, hbm, l2, UPDATE_KERNELS)
 
@@ -390,8 +389,10 @@ def lookup_sort(lookup: Lookup) -> KernelCost:
     )
 
 
-def lookup_update(lookup: Lookup, *, row_update_hbm_bytes: float) -> KernelCost:
-    """The fused update stage of ``lookup``'s TBE backward on its accelerator."""
+def lookup_update(lookup: Lookup, *, row_update_hbm_bytes: float, state_in_hbm: bool) -> KernelCost:
+    """The fused update stage of ``lookup``'s TBE backward on its accelerator; ``state_in_hbm``:
+    whether the rows' optimizer state is read and written in HBM beside them (``hbm``), or lives
+    in host memory (``uvm``, ``uvm_caching``: FBGEMM keeps it in managed memory)."""
     acc = lookup.accelerator()
     return update_stage(
         acc,
@@ -403,10 +404,13 @@ def lookup_update(lookup: Lookup, *, row_update_hbm_bytes: float) -> KernelCost:
         bags=lookup.bags,
         unique=lookup.unique_rows,
         row_update_hbm_bytes=row_update_hbm_bytes,
-        state_row_bytes=lookup.state_bytes,
+        state_row_bytes=lookup.state_bytes if state_in_hbm else 0.0,
     )
 
 
-def lookup_backward(lookup: Lookup, *, row_update_hbm_bytes: float) -> tuple[KernelCost, KernelCost]:
+def lookup_backward(
+    lookup: Lookup, *, row_update_hbm_bytes: float, state_in_hbm: bool
+) -> tuple[KernelCost, KernelCost]:
     """The sort and the fused update stages of ``lookup``'s TBE backward on its accelerator."""
-    return lookup_sort(lookup), lookup_update(lookup, row_update_hbm_bytes=row_update_hbm_bytes)
+    update = lookup_update(lookup, row_update_hbm_bytes=row_update_hbm_bytes, state_in_hbm=state_in_hbm)
+    return lookup_sort(lookup), update

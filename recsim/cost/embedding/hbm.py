@@ -56,7 +56,7 @@ class HbmTier(TierModel):
             return _one_stage(lookup, stage, lookup.backward_accounting() | {"l2_bytes": stage.l2_bytes})
         unique = lookup.unique_rows
         rows_hbm = unique * (lookup.update_read_bytes + lookup.update_write_bytes)
-        update = lookup_update(lookup, row_update_hbm_bytes=rows_hbm)
+        update = lookup_update(lookup, row_update_hbm_bytes=rows_hbm, state_in_hbm=True)
         # A presorted backward's sort ran ahead, in the ``sort`` pass.
         sort = None if lookup.op.presorted else lookup_sort(lookup)
         sort_s, sort_hbm, sort_kernels = (

@@ -5,8 +5,8 @@ Rows are interleaved over every rank of every NMP DIMM of the node (``memory_cha
 dimms_per_channel x NmpDimm.ranks`` ranks). Each rank's processing unit reads its own rows at the
 rank's full data rate, all ranks at once (rank-level parallelism: the DIMM's internal bandwidth is
 ``ranks`` times what its channel carries, ``NmpDimm.internal_bandwidth_bytes_per_s``), keeps hot rows
-in its RankCache, and sum-pools; only partial sums (and the NMP instructions) cross the channel. The
-slowest of:
+in its RankCache, and sum-pools; of the rows, only partial sums cross the channel (beside the NMP
+instructions and what the host streams itself). The slowest of:
 
 * rank DRAM: the missing rows' lines over ``dimms x internal_bandwidth x CPU_MEMORY_EFFICIENCY``
   (the ``ddr`` tier's DRAM efficiency, for a like-for-like comparison);

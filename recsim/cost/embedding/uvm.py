@@ -107,7 +107,7 @@ class UvmTier(TierModel):
         acc = lookup.accelerator()
         link = acc.host_interface
         unique = lookup.unique_rows
-        sort, update = lookup_backward(lookup, row_update_hbm_bytes=0.0)
+        sort, update = lookup_backward(lookup, row_update_hbm_bytes=0.0, state_in_hbm=False)
         state = lookup.state_bytes
         read = unique * (pcie_payload_bytes(lookup.row_bytes) + pcie_payload_bytes(state))
         if lookup.op.optimizer == "none":

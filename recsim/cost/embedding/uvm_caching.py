@@ -128,7 +128,7 @@ class UvmCachingTier(TierModel):
         unique = lookup.unique_rows
         reads_row = lookup.op.optimizer != "none"
         rows_hbm = unique * lookup.row_bytes * (2.0 if reads_row else 1.0)
-        sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm)
+        sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm, state_in_hbm=False)
         state = unique * pcie_payload_bytes(lookup.state_bytes)
         writeback = filled * pcie_payload_bytes(lookup.row_bytes)
         read, write = state, state + writeback

@@ -32,7 +32,8 @@ class PlanningContext:
     # The caller's cost memo for this system and workload (``recsim.cost.memo``), if it keeps one
     # beyond the planning (``recsim.api.simulate_run`` simulates the chosen plan with it).
     memo: CostMemo | None = None
-    # The engine ``auto`` simulates its finalists with: the run's (``recsim.api.make_plan``).
+    # The run's engine (``recsim.api.make_plan``): under DES, ``auto`` simulates its analytic
+    # engine's best ``config.finalists`` again with DES.
     fidelity: str = "analytic"
 
     @cached_property
