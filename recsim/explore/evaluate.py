@@ -21,7 +21,9 @@ from recsim.explore.spec import Stage, SweepSpec
 from recsim.fingerprint import model_fingerprint
 
 # Result fields that are record fields (status, reason) or not a figure (notes).
-_NOT_METRICS = ("status", "reason", "notes")
+# A result's notes are kept with its metrics (a list: a precision run at a wider dtype's peak, say),
+# so a sweep's rows say what they say in ``recsim run``.
+_NOT_METRICS = ("status", "reason")
 
 
 def evaluate_point(

@@ -339,3 +339,13 @@ def test_the_fingerprint_of_an_unreadable_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"gone\.py: recsim cannot read its own file to fingerprint"):
         fingerprint.fingerprint_of([("recsim/gone.py", tmp_path / "gone.py")])
+
+
+def test_a_points_notes_reach_the_store_and_its_exports(tmp_path):
+    # tiny-gpu has no tf32 peak: its tf32 points run at fp32's, and say so as recsim run does.
+    path = tmp_path / "p.yaml"
+    path.write_text(SPEC.replace("  plan: [table_wise, row_wise]\n", "  precision: [fp16, tf32]\n"))
+    result = run_sweep(path, tmp_path / "out", workers=1, progress=False)
+    notes = {r.config["precision"]: r.metrics["notes"] for r in stored(tmp_path / "out") if r.status == "ok"}
+    assert notes["fp16"] == [] and any("no tf32 peak" in n for n in notes["tf32"])
+    assert "notes" in result.final.columns
