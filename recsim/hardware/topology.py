@@ -840,6 +840,11 @@ class _Builder:
         down = sw.ports - up
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
         per_leaf = max(1, down // ports_per_ep)
+        # Whole nodes to a leaf where a leaf holds one: a node split over two leaves would send
+        # part of its traffic through the spine for no reason (endpoints come node by node).
+        per_node = self._endpoints_per_node(endpoints)
+        if per_leaf >= per_node > 1:
+            per_leaf -= per_leaf % per_node
         count = math.ceil(len(endpoints) / per_leaf)
         leaves = []
         for k in range(count):
@@ -854,6 +859,12 @@ class _Builder:
             used = len(mine) * ports_per_ep
             leaves.append((leaf, min(up, math.ceil(used / oversub))))
         return leaves
+
+    def _endpoints_per_node(self, endpoints: Sequence[str]) -> int:
+        """How many of ``endpoints`` (listed node by node) the first one's node has."""
+        nodes = self.g.nodes
+        first = nodes[endpoints[0]].get("node") if endpoints else None
+        return sum(1 for _ in itertools.takewhile(lambda ep: nodes[ep].get("node") == first, endpoints))
 
     def _upper_tiers(self, prefix: str, lower: list[tuple[str, int]], sw: Switch, tiers: int) -> None:
         if len(lower) <= 1:

@@ -155,3 +155,17 @@ def test_shared_nics_are_used_by_pcie_neighbours(minilib):
     t = topo(minilib, "tiny", "node.nics.per_accelerator=null", "node.nics.count=2")
     r = t.route("n0.gpu3", "n1.gpu0")
     assert {p[2] for p in r.paths} == {"n0.nic1"}  # the NIC on gpu3's PCIe switch
+
+
+def test_a_leaf_takes_whole_nodes():
+    # 64-port switches at 8:1 leave 57 ports down: 7 DGX H100 nodes (56 NICs) to a leaf, not 57
+    # with one NIC of the eighth node beside them (its traffic would cross the spine for nothing).
+    from recsim.api import load_system
+
+    topo = build_topology(
+        load_system("dgx-h100", nodes=8, overrides=["cluster.scale_out.oversubscription=8"])
+    )
+    g = topo.graph
+    leaves = [v for v, d in g.nodes(data=True) if d.get("kind") == "switch" and "leaf" in v]
+    nodes = [{g.nodes[u]["node"] for u in g.pred[leaf] if g.nodes[u].get("kind") == "nic"} for leaf in leaves]
+    assert nodes == [set(range(7)), {7}]

@@ -118,7 +118,8 @@ def _integral_max_flow(
 
 
 class OldBuilder(_Builder):
-    """``_Builder`` with the leaf numbering it had: a scan of the graph per leaf (verbatim)."""
+    """``_Builder`` with the leaf numbering it had: a scan of the graph per leaf (verbatim, but for
+    the whole-node rounding of ``per_leaf`` added since, a policy both builds share)."""
 
     def _leaves(
         self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float
@@ -128,6 +129,9 @@ class OldBuilder(_Builder):
         down = sw.ports - up
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
         per_leaf = max(1, down // ports_per_ep)
+        per_node = self._endpoints_per_node(endpoints)
+        if per_leaf >= per_node > 1:
+            per_leaf -= per_leaf % per_node
         count = math.ceil(len(endpoints) / per_leaf)
         leaves = []
         for k in range(count):
