@@ -80,39 +80,14 @@ def channel_rings(layout: GroupLayout) -> list[tuple[list[int], float]]:
     return out
 
 
-def hop(layout: GroupLayout, a: int, b: int) -> list[tuple[str, str]]:
-    """The (source, destination) vertices one ring hop from member ``a`` to member ``b`` takes.
-
-    On a rail-optimized fabric NCCL keeps a ring's hop between nodes on one rail (one NIC for a
-    channel's way in and out of a node, ``NCCL_CROSS_NIC``; PXN): the exit accelerator hands its
-    data over NVLink to the member of its node on the entry accelerator's rail, which sends it to
-    the next node over that rail, not across the rails' spine. Elsewhere, the hop itself."""
-    va, vb = layout.vertices[a], layout.vertices[b]
-    if layout.nodes[a] == layout.nodes[b] or layout.locals[a] == layout.locals[b] or not _rails(layout):
-        return [(va, vb)]
-    proxy = next((p for p in layout.by_node[layout.nodes[a]] if layout.locals[p] == layout.locals[b]), None)
-    if proxy is None:  # no member of the sender's node on that rail
-        return [(va, vb)]
-    vp = layout.vertices[proxy]
-    return [(va, vp), (vp, vb)]
-
-
-def _rails(layout: GroupLayout) -> bool:
-    """Whether the group's nodes meet on a rail-optimized network."""
-    scale_out = layout.topology.system.cluster.scale_out
-    return scale_out is not None and scale_out.topology == "rail_optimized"
-
-
 def ring_flows(layout: GroupLayout, block_bytes: float, phases: int) -> list[Flow]:
-    """``phases`` steps; each step every rank sends one block (split over channels) to its successor
-    (``hop``: on one rail between nodes of a rail-optimized fabric)."""
+    """``phases`` steps; each step every rank sends one block (split over channels) to its successor."""
     out = FlowList()
     for ring, share in channel_rings(layout):
         pairs = list(zip(ring, ring[1:] + ring[:1], strict=True))
         for p in range(phases):
             for a, b in pairs:
-                for src, dst in hop(layout, a, b):
-                    out.add(src, dst, block_bytes * share, p)
+                out.add(layout.vertices[a], layout.vertices[b], block_bytes * share, p)
     return out.flows()
 
 
@@ -205,8 +180,7 @@ class RingChain(Algorithm):
             chain = ring[k:] + ring[:k]
             for a, b in itertools.pairwise(chain):
                 src, dst = (a, b) if o.op is CollectiveOp.BROADCAST else (b, a)
-                for u, v in hop(layout, src, dst):
-                    out.add(u, v, o.bytes * share, 0)
+                out.add(layout.vertices[src], layout.vertices[dst], o.bytes * share, 0)
         return out.flows()
 
 
