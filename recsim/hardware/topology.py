@@ -798,7 +798,10 @@ class _Builder:
             self._attach(endpoints, [self.vertex("sw0", "switch", None, sw.name, sw.latency_s)], sw)
             return
         if so.topology == "clos":
-            leaves = self._leaves("leaf", endpoints, sw, so.oversubscription)
+            # The most leaves the tiers above take: a spine's ports (2 tiers), or a core's pods of
+            # half a switch's ports each (3 tiers).
+            most = sw.ports if so.tiers == 2 else sw.ports * max(1, sw.ports // 2)
+            leaves = self._leaves("leaf", endpoints, sw, so.oversubscription, most)
             self._upper_tiers("", leaves, sw, so.tiers)
             return
         # rail-optimized: one group of leaves per rail (NIC index within the node).
@@ -833,9 +836,10 @@ class _Builder:
         return group.device.port_bandwidth_bytes_per_s * group.device.ports
 
     def _leaves(
-        self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float
+        self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float, most: int | None = None
     ) -> list[tuple[str, int]]:
-        """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs."""
+        """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs. ``most``: the leaves the
+        tiers above take, which whole-node leaves must not exceed where split ones would not."""
         up = max(1, round(sw.ports / (1 + oversub)))
         down = sw.ports - up
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
@@ -843,8 +847,9 @@ class _Builder:
         # Whole nodes to a leaf where a leaf holds one: a node split over two leaves would send
         # part of its traffic through the spine for no reason (endpoints come node by node).
         per_node = self._endpoints_per_node(endpoints)
-        if per_leaf >= per_node > 1:
-            per_leaf -= per_leaf % per_node
+        whole = per_leaf - per_leaf % per_node if per_leaf >= per_node > 1 else per_leaf
+        if most is None or math.ceil(len(endpoints) / whole) <= most:
+            per_leaf = whole
         count = math.ceil(len(endpoints) / per_leaf)
         leaves = []
         for k in range(count):

@@ -169,3 +169,14 @@ def test_a_leaf_takes_whole_nodes():
     leaves = [v for v, d in g.nodes(data=True) if d.get("kind") == "switch" and "leaf" in v]
     nodes = [{g.nodes[u]["node"] for u in g.pred[leaf] if g.nodes[u].get("kind") == "nic"} for leaf in leaves]
     assert nodes == [set(range(7)), {7}]
+
+
+def test_whole_node_leaves_give_way_where_the_spine_would_overflow():
+    # DGX-1 at 4:1 on 36-port switches: whole nodes make 37 leaves at 256 nodes, one more than a
+    # 36-port spine takes; splitting a node over two leaves still fits (36), so that is kept.
+    from recsim.api import load_system
+
+    sets = ["cluster.scale_out.oversubscription=4", "cluster.scale_out.tiers=2"]
+    topo = build_topology(load_system("dgx-1-v100", nodes=256, overrides=sets))
+    leaves = [v for v, d in topo.graph.nodes(data=True) if d.get("kind") == "switch" and "leaf" in v]
+    assert len(leaves) == 36

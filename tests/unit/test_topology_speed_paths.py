@@ -122,7 +122,7 @@ class OldBuilder(_Builder):
     the whole-node rounding of ``per_leaf`` added since, a policy both builds share)."""
 
     def _leaves(
-        self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float
+        self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float, most: int | None = None
     ) -> list[tuple[str, int]]:
         """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs."""
         up = max(1, round(sw.ports / (1 + oversub)))
@@ -130,8 +130,9 @@ class OldBuilder(_Builder):
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
         per_leaf = max(1, down // ports_per_ep)
         per_node = self._endpoints_per_node(endpoints)
-        if per_leaf >= per_node > 1:
-            per_leaf -= per_leaf % per_node
+        whole = per_leaf - per_leaf % per_node if per_leaf >= per_node > 1 else per_leaf
+        if most is None or math.ceil(len(endpoints) / whole) <= most:
+            per_leaf = whole
         count = math.ceil(len(endpoints) / per_leaf)
         leaves = []
         for k in range(count):
