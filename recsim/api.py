@@ -344,6 +344,14 @@ def plan_strategies() -> list[str]:
     return registered_proposers()
 
 
+def check_fidelity(fidelity: object) -> None:
+    """``ConfigError`` unless ``fidelity`` names an engine (``recsim.engine.ENGINES``)."""
+    if fidelity not in ENGINES:
+        close = difflib.get_close_matches(str(fidelity), ENGINES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"fidelity {fidelity!r}: expected one of {', '.join(ENGINES)}{hint}")
+
+
 def make_plan(
     strategy: str | Path,
     workload: Workload,
@@ -392,8 +400,7 @@ def make_plan(
             return simple.PLAIN_STRATEGIES[name](workload, world)
         raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
-    if fidelity not in ENGINES:
-        raise ConfigError(f"fidelity {fidelity!r}: expected one of {', '.join(ENGINES)}")
+    check_fidelity(fidelity)
     chosen = proposer(name).propose(PlanningContext(system, workload, config, memo=costs, fidelity=fidelity))
     return stamp_exchange(config, chosen)
 
@@ -515,10 +522,7 @@ def simulate_run(
     accelerator (0.5: its kernels take twice as long), ``nic_speed_factors`` its scale-out NICs."""
     if comm_dtype is not None and comm_dtype not in COMM_DTYPES:
         raise ConfigError(f"comm_dtype {comm_dtype!r}: expected one of {', '.join(COMM_DTYPES)}")
-    if fidelity not in ENGINES:
-        close = difflib.get_close_matches(str(fidelity), ENGINES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"fidelity {fidelity!r}: expected one of {', '.join(ENGINES)}{hint}")
+    check_fidelity(fidelity)
     if not isinstance(comm_interference, bool):
         raise ConfigError(f"comm_interference: expected True or False, got {comm_interference!r}")
     if not isinstance(plan, (str, Path)):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from recsim.explore.spec import SPECIAL_KEYS, SweepSpec, config_path
+from recsim.explore.spec import SPECIAL_KEYS, SweepSpec, special_key_of
 
 if TYPE_CHECKING:
     from recsim.explore.records import PointRecord
@@ -90,20 +90,14 @@ def point_config(spec: SweepSpec, values: dict[str, Any]) -> dict[str, Any]:
             config[path] = value
         else:
             overrides.append(set_text(path, value))
-            # An axis over the batch or precision by its path: the base's value is only a default
-            # (a run refuses both at once, as ``--batch-size`` with ``--set`` of the same setting).
-            shadowed = _BASE_SHADOWED.get(config_path(path))
+            # An axis over a special key's setting by its path (``cluster.nodes``, the batch, the
+            # precision): the base's value is only a default (a run refuses both at once, as
+            # ``--nodes`` with ``--set cluster.nodes``).
+            shadowed = special_key_of(path)
             if shadowed is not None:
                 config[shadowed] = None
     config["overrides"] = overrides
     return config
-
-
-#: The paths of the base's ``batch_size`` and ``precision``, which an axis may vary by path.
-_BASE_SHADOWED = {
-    ("workload", "training", "global_batch_size"): "batch_size",
-    ("workload", "training", "precision"): "precision",
-}
 
 
 def config_key(config: dict[str, Any]) -> str:

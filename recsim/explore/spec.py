@@ -630,6 +630,13 @@ _SPECIAL_PATHS = {
 }
 
 
+def special_key_of(text: str) -> str | None:
+    """The special key (``nodes``, ``batch_size``, ``precision``) whose setting the path ``text``
+    names, or None."""
+    path = config_path(text)
+    return next((key for key, full in _SPECIAL_PATHS.items() if config_path(full) == path), None)
+
+
 def config_path(text: str) -> tuple[str | int, ...]:
     """The parsed key path an axis or ``--set`` names (the text itself when it does not parse)."""
     from recsim.config.loader import Override

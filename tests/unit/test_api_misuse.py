@@ -147,6 +147,19 @@ def test_a_sweep_axis_over_the_batch_by_path_overrides_the_base_batch(tmp_path: 
     assert sorted(result.final["global_batch_size"]) == [4096, 16384]
 
 
+def test_a_sweep_axis_over_the_nodes_by_path_overrides_the_base_nodes(tmp_path: Path) -> None:
+    # The same for every special key: ``cluster.nodes`` beside the base's ``nodes: 1`` was refused.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "kind: sweep\nname: s\n"
+        "base: {system: dgx-h100, workload: dlrm-dcnv2, nodes: 1, plan: table_wise}\n"
+        "axes: {cluster.nodes: [1, 2]}\n"
+        "objectives: {throughput_samples_per_s: max}\n"
+    )
+    result = recsim.sweep(spec, tmp_path / "o", workers=1, progress=False)
+    assert sorted(result.final["num_accelerators"]) == [8, 16]
+
+
 def test_a_process_server_that_died_before_any_worker_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from recsim.explore.executors import LocalExecutor
 
