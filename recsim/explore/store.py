@@ -323,7 +323,8 @@ class Store:
                 made = f"by recsim model {made_by}" if made_by is not None else "with no recsim model"
                 raise ConfigError(
                     f"{self.path}: point {rec.key} was made {made}, but the store holds model "
-                    f"{row[0]}'s points (another recsim writes into it)"
+                    f"{row[0]}'s points: a worker runs other code (a Dask worker on another install, "
+                    "a stale process) or another recsim writes into the store; run them all on one recsim"
                 )
             cursor = conn.execute(
                 f"INSERT OR IGNORE INTO records ({_COLUMNS}, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -160,7 +160,8 @@ def test_a_point_a_worker_made_with_other_code_is_refused(spec_path, tmp_path, m
 
     monkeypatch.setattr(evaluate, "model_fingerprint", lambda: "0123456789abcdef")
     with pytest.raises(
-        ConfigError, match="was made by another recsim \\(model 0123456789abcdef; this sweep's is"
+        ConfigError,
+        match=r"made by recsim model 0123456789abcdef, but the store holds model \w+'s points: a worker runs",
     ):
         run_sweep(spec_path, tmp_path / "out", workers=1, progress=False)
     assert not (tmp_path / "out").exists() or stored(tmp_path / "out") == []
