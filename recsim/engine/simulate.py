@@ -31,7 +31,7 @@ import numpy as np
 from recsim import __version__
 from recsim.config.hashing import config_hash
 from recsim.cost.compute import run_dtype_note
-from recsim.cost.embedding import DDR, NMP_CHANNEL, NMP_RANK, EmbeddingCost
+from recsim.cost.embedding import DDR, NMP_CHANNEL, EmbeddingCost
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -452,15 +452,11 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         share = max(0.0, detail.time_s - pcie_s) / detail.time_s if detail.time_s > 0 else 0.0
         if op.tier.split(":", 1)[0] == "nmp" and detail.details.get("via") != "ddr":
             # The node's DIMMs are busy reading the gather's rows at their ranks' full rate (the
-            # rate their active power is for), not for the whole lookup, which may wait on the
-            # channels or PCIe meanwhile; the part of the lookup inside the window counts.
-            nmp_memory = system.node.host_memory.nmp
-            assert nmp_memory is not None
-            dimms = system.node.memory_channels * system.node.host_memory.dimms_per_channel
+            # tier's ``dimm_read_s``), not for the whole lookup, which may wait on the channels or
+            # PCIe meanwhile; the part of the lookup inside the window counts.
             length = finish - start
             part = inside / length if length > 0 else 1.0
-            reading = detail.bytes_on(NMP_RANK) * part / (dimms * nmp_memory.internal_bandwidth_bytes_per_s)
-            nmp[node.rank // per_node] += reading
+            nmp[node.rank // per_node] += float(detail.details.get("dimm_read_s", 0.0)) * part
         else:
             cpu[node.rank] += inside * share
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))

@@ -134,6 +134,9 @@ class NmpTier(TierModel):
         pcie_s = pcie_transfer_s(system, moved)
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"rank_cache_hit_rate": hit, "ranks": float(ranks), "partial_sums": partials, **limits}
+        # The time the node's DIMMs spend reading these rows at their ranks' full rate: what their
+        # active power is charged for (``recsim.cost.power``), however long the lookup waits.
+        details["dimm_read_s"] = dram_bytes / (dimms * nmp.internal_bandwidth_bytes_per_s)
         details["pcie_s"] = pcie_s
         resources = {NMP_RANK: dram_bytes, NMP_CHANNEL: channel_bytes} | ({PCIE: moved} if pcie_s else {})
         return EmbeddingCost(max(limits.values()) + pcie_s, resources, details)
