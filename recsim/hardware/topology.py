@@ -68,6 +68,12 @@ class Route:
         return len(self.paths)
 
 
+def _leaf_limit(sw: Switch, tiers: int) -> int:
+    """The most leaves a Clos of ``sw`` takes above them: a spine's ports (2 tiers), or a core's
+    ports' worth of pods of half a switch's ports each (3 tiers: every two pods share a core)."""
+    return sw.ports if tiers == 2 else sw.ports * max(1, sw.ports // 2)
+
+
 def gpu_id(node: int, index: int) -> str:
     return f"n{node}.gpu{index}"
 
@@ -398,31 +404,30 @@ class Topology:
         cached = self._routes.get((src, dst))
         if cached is not None:
             return cached.latency_s
+        return max(self._path_latency_s(path) for path in self.paths(src, dst))
+
+    def _path_latency_s(self, path: tuple[str, ...]) -> float:
+        """One path's latency: its links', then its inner vertices' (switches, NICs), in that order."""
         succ, nodes = self.graph._succ, self.graph._node
-        latency = 0.0
-        for path in self.paths(src, dst):
-            links = sum(succ[a][b]["latency_s"] for a, b in itertools.pairwise(path))
-            latency = max(latency, links + sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1]))
-        return latency
+        links = 0.0
+        for a, b in itertools.pairwise(path):
+            links += succ[a][b]["latency_s"]
+        return links + sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1])
 
     def _route_from_paths(
         self, src: str, dst: str, paths: tuple[tuple[str, ...], ...], flow: float | None = None
     ) -> Route:
         # networkx's own dicts behind ``g.edges[a, b]`` and ``g.nodes[v]``: the same attribute
         # dicts, without a view lookup per edge and vertex; the same arithmetic in the same order.
-        succ, nodes = self.graph._succ, self.graph._node
+        succ = self.graph._succ
         single = math.inf
         latency = 0.0
         for path in paths:
             path_bw = math.inf
-            path_lat = 0.0
             for a, b in itertools.pairwise(path):
-                edge = succ[a][b]
-                path_bw = min(path_bw, edge["bandwidth_bytes_per_s"])
-                path_lat += edge["latency_s"]
-            path_lat += sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1])
+                path_bw = min(path_bw, succ[a][b]["bandwidth_bytes_per_s"])
             single = min(single, path_bw)
-            latency = max(latency, path_lat)
+            latency = max(latency, self._path_latency_s(path))
         if flow is None:
             flow = self._paths_max_flow(src, dst, paths) if len(paths[0]) > 2 else single
         return Route(src, dst, paths, float(flow), single, latency)
@@ -798,10 +803,7 @@ class _Builder:
             self._attach(endpoints, [self.vertex("sw0", "switch", None, sw.name, sw.latency_s)], sw)
             return
         if so.topology == "clos":
-            # The most leaves the tiers above take: a spine's ports (2 tiers), or a core's pods of
-            # half a switch's ports each (3 tiers).
-            most = sw.ports if so.tiers == 2 else sw.ports * max(1, sw.ports // 2)
-            leaves = self._leaves("leaf", endpoints, sw, so.oversubscription, most)
+            leaves = self._leaves("leaf", endpoints, sw, so.oversubscription, _leaf_limit(sw, so.tiers))
             self._upper_tiers("", leaves, sw, so.tiers)
             return
         # rail-optimized: one group of leaves per rail (NIC index within the node).
@@ -875,7 +877,7 @@ class _Builder:
         if len(lower) <= 1:
             return  # one leaf: nothing above it carries traffic
         if tiers == 2:
-            if len(lower) > sw.ports:
+            if len(lower) > _leaf_limit(sw, tiers):
                 raise ConfigError(
                     f"{self.system.name}: {len(lower)} leaves exceed the {sw.ports}-port spine radix of "
                     f"{sw.name} in a 2-tier Clos; use 'tiers: 3'"
@@ -884,7 +886,7 @@ class _Builder:
             return
         pod_size = max(1, sw.ports // 2)
         pods = math.ceil(len(lower) / pod_size)
-        if pods > sw.ports:
+        if len(lower) > _leaf_limit(sw, tiers):
             # A core switch gives each pod one of its ports, so every two pods share a core: a
             # 3-tier Clos of R-port switches holds at most R pods (R^3 / 4 endpoints at one port each).
             raise ConfigError(
