@@ -228,12 +228,10 @@ def run_dtype_note(dtype: str, accelerator: Accelerator) -> str | None:
     used = run_dtype(dtype, accelerator)
     if used == dtype:
         return None
+    why = {"fp8": " (fp8 tensor cores came with Hopper)", "bf16": " (bf16 ones with Ampere)"}.get(dtype, "")
     return (
         f"{accelerator.name} has no {dtype} peak: its {dtype} matrix products run at {used}'s peak "
-        f"with {used} operands (fp8 and bf16 need Hopper- and Ampere-class tensor cores)"
-        if dtype in ("fp8", "bf16")
-        else f"{accelerator.name} has no {dtype} peak: its {dtype} matrix products run at {used}'s "
-        f"peak with {used} operands"
+        f"with {used} operands{why}"
     )
 
 

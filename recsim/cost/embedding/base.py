@@ -272,9 +272,8 @@ class Lookup:
         """Distinct rows of the batch an LRU cache of ``cache_rows`` rows lacks, each fetched once
         however often the batch reads it: the batch's distinct rows times their missed share
         (``AccessModel.missed_unique_share``), at most the missed lookups."""
-        hit = self.hit_rate(cache_rows)
-        share = self.access.missed_unique_share(self.lookups, cache_rows) if cache_rows > 0 else 1.0
-        return min(self.unique_rows * share, self.lookups * (1.0 - hit))
+        share = self.access.missed_unique_share(self.lookups, cache_rows)
+        return min(self.unique_rows * share, self.lookups * (1.0 - self.hit_rate(cache_rows)))
 
     def accelerator(self) -> Accelerator:
         acc = self.system.accelerator
