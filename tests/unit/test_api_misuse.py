@@ -135,29 +135,31 @@ def test_an_unguarded_script_gets_the_reason_its_workers_stopped(tmp_path: Path)
     assert 'call it under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1], done.stderr[-2000:]
 
 
-def test_a_sweep_axis_over_the_batch_by_path_overrides_the_base_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("base", "axis", "column", "expected"),
+    [
+        (
+            "system: zionex, batch_size: 8192",
+            "workload.training.global_batch_size: [4096, 16384]",
+            "global_batch_size",
+            [4096, 16384],
+        ),
+        # The same for every special key: ``cluster.nodes`` beside the base's ``nodes: 1`` was refused.
+        ("system: dgx-h100", "cluster.nodes: [1, 2]", "num_accelerators", [8, 16]),
+    ],
+)
+def test_a_sweep_axis_over_a_special_key_by_path_overrides_the_base_value(
+    tmp_path: Path, base: str, axis: str, column: str, expected: list[int]
+) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(
         "kind: sweep\nname: s\n"
-        "base: {system: zionex, workload: dlrm-dcnv2, nodes: 1, batch_size: 8192, plan: table_wise}\n"
-        "axes: {workload.training.global_batch_size: [4096, 16384]}\n"
+        f"base: {{{base}, workload: dlrm-dcnv2, nodes: 1, plan: table_wise}}\n"
+        f"axes: {{{axis}}}\n"
         "objectives: {throughput_samples_per_s: max}\n"
     )
     result = recsim.sweep(spec, tmp_path / "o", workers=1, progress=False)
-    assert sorted(result.final["global_batch_size"]) == [4096, 16384]
-
-
-def test_a_sweep_axis_over_the_nodes_by_path_overrides_the_base_nodes(tmp_path: Path) -> None:
-    # The same for every special key: ``cluster.nodes`` beside the base's ``nodes: 1`` was refused.
-    spec = tmp_path / "s.yaml"
-    spec.write_text(
-        "kind: sweep\nname: s\n"
-        "base: {system: dgx-h100, workload: dlrm-dcnv2, nodes: 1, plan: table_wise}\n"
-        "axes: {cluster.nodes: [1, 2]}\n"
-        "objectives: {throughput_samples_per_s: max}\n"
-    )
-    result = recsim.sweep(spec, tmp_path / "o", workers=1, progress=False)
-    assert sorted(result.final["num_accelerators"]) == [8, 16]
+    assert sorted(result.final[column]) == expected
 
 
 def test_a_process_server_that_died_before_any_worker_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
