@@ -113,9 +113,9 @@ class _EdgeIndex:
         split = t._split(src, dst)
         if split is None:
             return None
-        nic_a, nic_b = split
+        via, nic_a, nic_b = split
         first, fabric, last = (
-            t._segment(src, nic_a, "src"),
+            t.source_segment(src, via, nic_a),
             t._fabric_segment(nic_a, nic_b),
             t._segment(nic_b, dst, "dst"),
         )

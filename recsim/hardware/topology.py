@@ -23,7 +23,10 @@ listed. Between nodes (``ScaleOut``):
   accelerator on the right rail (NCCL's PXN).
 
 Routes between accelerators are the equal-cost (fewest-hop) paths, preferring the scale-up fabric
-inside a node and never relaying through another accelerator unless that is the only way (PXN).
+inside a node. Leaving a node, traffic goes by the sender's own NIC unless another NIC of its node
+is nearer the destination's NIC (a rail-optimized fabric's other rails): it then crosses NVLink to
+the peer that owns that NIC first (NCCL's PXN, ``_pxn_relay``); with no NVLink to such a peer,
+relaying through another accelerator is the last resort.
 A route's bandwidth is the max-flow over its path set (what ECMP or NVSwitch striping can use); its
 latency adds link and switch latencies along the path.
 """
@@ -92,6 +95,8 @@ class Topology:
         self._segment_flow: dict[tuple[str, ...], float] = {}  # keyed by the paths, flattened
         self._shape_flow: dict[tuple[object, ...], float] = {}  # keyed by the flow network's shape
         self._local_pair_bw: np.ndarray | None = None
+        # (node, destination NIC) -> the node's (NIC, owner) exits nearest it (``_pxn_relay``)
+        self._nearest: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
 
     @cached_property
     def accelerators(self) -> list[str]:
@@ -216,9 +221,9 @@ class Topology:
         if split is not None and self._integral_capacities:
             # Series composition through the two NICs (cut vertices of the path set): with integral
             # capacities every max-flow is exact, so the min of the three segments' is the same value.
-            nic_a, nic_b = split
+            via, nic_a, nic_b = split
             segments = (
-                self._segment(src, nic_a, "src"),
+                self.source_segment(src, via, nic_a),
                 self._fabric_segment(nic_a, nic_b),
                 self._segment(nic_b, dst, "dst"),
             )
@@ -235,8 +240,8 @@ class Topology:
             return ((src,),)
         split = self._split(src, dst)
         if split is not None:
-            nic_a, nic_b = split
-            first = self._segment(src, nic_a, "src")
+            via, nic_a, nic_b = split
+            first = self.source_segment(src, via, nic_a)
             fabric = self._fabric_segment(nic_a, nic_b)
             last = self._segment(nic_b, dst, "dst")
             if first and fabric and last:
@@ -319,7 +324,9 @@ class Topology:
         caps = self._edge_table[3]
         return bool(np.all((np.floor(caps) == caps) & (caps < 2**52)))
 
-    def _split(self, src: str, dst: str) -> tuple[str, str] | None:
+    def _split(self, src: str, dst: str) -> tuple[str, str, str] | None:
+        """(``src`` or its PXN relay, the NIC the traffic leaves by, ``dst``'s home NIC) where the
+        route composes from segments (see above), else None."""
         g = self.graph
         a, b = g.nodes[src], g.nodes[dst]
         if a["kind"] != ACCELERATOR or b["kind"] != ACCELERATOR or a["node"] == b["node"]:
@@ -330,7 +337,97 @@ class Topology:
         nic_a, nic_b = home_a[0], home_b[0]
         if g.nodes[nic_a]["node"] != a["node"] or g.nodes[nic_b]["node"] != b["node"]:
             return None
-        return nic_a, nic_b
+        relay = self._pxn_relay(src, a["node"], nic_a, nic_b)
+        if relay is not None:
+            return relay, g.nodes[relay]["home_nics"][0], nic_b
+        return src, nic_a, nic_b
+
+    def first_hop(self, src: str, dst: str) -> str:
+        """The accelerator whose NIC ``src``'s traffic to ``dst`` leaves its node by: ``src`` itself,
+        or the peer that relays it (PXN); ``src`` where the route does not compose from segments."""
+        split = self._split(src, dst)
+        return src if split is None else split[0]
+
+    # -- PXN: leaving a node by the NIC nearest the destination ------------------------------------
+    #
+    # NCCL (2.12 on, ``NCCL_PXN_DISABLE=0``) sends to a GPU of another node through the NIC of its
+    # own node that sits on the destination NIC's rail: the sender writes its data over NVLink into
+    # the peer GPU that owns that NIC, whose proxy posts it (NVIDIA, "Doubling all2all Performance
+    # with NVIDIA Collective Communication Library 2.12", 2022). On a rail-optimized fabric this
+    # keeps the traffic off the spine between rails. NCCL picks the NIC by its index, not knowing
+    # the network; here the relay is taken where it makes the network path shorter (a rail's leaf
+    # instead of the spine, or a fabric with no cross-rail path at all), which is where NCCL's
+    # choice changes what the network carries. Elsewhere (a Clos leaf holding the whole node) every
+    # NIC of the node is as near, and the traffic leaves by the sender's own NIC, as before.
+
+    def _pxn_relay(self, src: str, node: int, nic_a: str, nic_b: str) -> str | None:
+        """The accelerator of ``src``'s node that relays ``src``'s traffic to ``nic_b`` (None: none,
+        ``src``'s home NIC ``nic_a`` is as near as any): the first accelerator, in the node's order,
+        whose only home NIC is among the node's nearest to ``nic_b`` and which ``src`` reaches over
+        NVLink alone (PXN writes into the peer's memory over NVLink; never over PCIe)."""
+        key = (node, nic_b)
+        nearest = self._nearest.get(key)
+        if nearest is None:
+            nearest = self._nearest[key] = self._nearest_exits(node, nic_b)
+        if any(nic == nic_a for nic, _ in nearest):
+            return None
+        for _, relay in nearest:
+            if relay != src and self._over_nvlink(src, relay):
+                return relay
+        return None
+
+    @cached_property
+    def _node_exits(self) -> dict[int, list[tuple[str, str]]]:
+        """Per node: (NIC, its first owner) for each NIC that is some accelerator's only home NIC."""
+        nodes = self.graph._node
+        out: dict[int, dict[str, str]] = {}
+        for acc in self.accelerators:
+            home = nodes[acc].get("home_nics", ())
+            if len(home) == 1:
+                out.setdefault(nodes[acc]["node"], {}).setdefault(home[0], acc)
+        return {node: list(nics.items()) for node, nics in out.items()}
+
+    def _nearest_exits(self, node: int, nic_b: str) -> tuple[tuple[str, str], ...]:
+        """(NIC, owner) of ``node``'s exits at the fewest network hops from ``nic_b`` (any path)."""
+        exits = self._node_exits.get(node, [])
+        hops = [self._nic_hops(nic, nic_b) for nic, _ in exits]
+        least = min(hops, default=math.inf)
+        if not math.isfinite(least):
+            return ()
+        return tuple(e for e, h in zip(exits, hops, strict=True) if h == least)
+
+    def _nic_hops(self, nic_a: str, nic_b: str) -> float:
+        """Links between two NICs through the network switches (inf: no such path)."""
+        succ, nodes = self.graph._succ, self.graph._node
+        up_a = [v for v in succ[nic_a] if nodes[v]["node"] is None]
+        up_b = [v for v in succ[nic_b] if nodes[v]["node"] is None]
+        if len(up_a) == 1 and len(up_b) == 1:
+            if up_a[0] == up_b[0]:
+                return 2.0
+            between = self._switch_paths(up_a[0], up_b[0])
+            return float(len(between[0]) + 1) if between else math.inf
+        paths = self._fabric_segment(nic_a, nic_b)
+        return float(len(paths[0]) - 1) if paths else math.inf
+
+    def _over_nvlink(self, src: str, dst: str) -> bool:
+        """Whether the route between two accelerators of a node uses NVLink alone."""
+        succ = self.graph._succ
+        paths = self.paths(src, dst)
+        return all(succ[a][b]["kind"] == "nvlink" for a, b in itertools.pairwise(paths[0]))
+
+    def source_segment(self, src: str, via: str, nic: str) -> tuple[tuple[str, ...], ...]:
+        """The paths from ``src`` to the NIC it leaves its node by: to ``nic`` itself, or (``via`` a
+        PXN relay) over NVLink to the relay, then to the relay's NIC (empty if a part has none)."""
+        if via == src:
+            return self._segment(src, nic, "src")
+        key = (src, nic, f"via {via}")
+        cached = self._segments.get(key)
+        if cached is None:
+            hand = self.paths(src, via)
+            onward = self._segment(via, nic, "src")
+            cached = tuple(h + o[1:] for o in onward for h in hand) if hand and onward else ()
+            self._segments[key] = cached
+        return cached
 
     def _segment(self, src: str, dst: str, side: str) -> tuple[tuple[str, ...], ...]:
         """Shortest paths inside one node between an accelerator and its home NIC."""

@@ -17,6 +17,7 @@ from recsim.cost.collectives import (
     collective_flows,
     collective_time_s,
 )
+from recsim.cost.collectives.base import REGISTRY, group_layout
 from recsim.engine.network import (
     collective_time_flows_s,
     max_min_rates,
@@ -239,3 +240,27 @@ def test_zero_and_bad_flows():
     with pytest.raises(ValueError, match="bad flow"):
         simulate_flows([Flow("n0.gpu0", "n0.gpu1", 1.0, efficiency=0.0)], H1)
     assert collective_flows(op_(CollectiveOp.ALL_REDUCE, (0,), 1e6), H1) == []
+
+
+def test_rail_optimized_traffic_stays_on_its_rail_under_flows():
+    """PXN: a GPU's traffic for another rail crosses NVLink to the peer on that rail, so a tapered
+    spine between rails costs an all-to-all or a ring nothing (a tester found a lone all-to-all 7x
+    slower under flows at 8:1 than at 1:1, the analytic figure unchanged). The ring's exit hands its
+    bytes over NVLink too, which the analytic ring stage charges (all of a rank's bytes on NVLink)."""
+    rails = ("cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=2")
+    full = topo("dgx-h100", 2, *rails, "cluster.scale_out.oversubscription=1")
+    tapered = topo("dgx-h100", 2, *rails, "cluster.scale_out.oversubscription=8")
+    a2a = op_(CollectiveOp.ALL_TO_ALL, tuple(range(16)), 64 * MiB)
+    assert collective_time_flows_s(a2a, tapered) == pytest.approx(collective_time_flows_s(a2a, full))
+    assert collective_time_flows_s(a2a, tapered) == pytest.approx(collective_time_s(a2a, tapered))
+    ring = op_(CollectiveOp.REDUCE_SCATTER, tuple(range(16)), 64 * MiB)
+    flows = collective_time_flows_s(ring, tapered, "ring_reduce_scatter")
+    assert flows == pytest.approx(collective_time_flows_s(ring, full, "ring_reduce_scatter"))
+    analytic = collective_time_s(ring, tapered, "ring_reduce_scatter")
+    assert flows == pytest.approx(analytic, rel=0.03)
+
+    def nvlink_bytes(t: Topology) -> float:
+        (stage,) = REGISTRY["ring_reduce_scatter"].stages(ring, group_layout(ring.group, t))
+        return stage.levels[Level.INTRA].bytes
+
+    assert nvlink_bytes(tapered) == pytest.approx(nvlink_bytes(H2) * 8 / 7)

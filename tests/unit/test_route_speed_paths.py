@@ -155,8 +155,9 @@ class OldRouteTopology(Topology):
             return ((src,),)
         split = self._split(src, dst)
         if split is not None:
-            nic_a, nic_b = split
-            first = self._segment(src, nic_a, "src")
+            # (The composed route's first segment since PXN relays: ``source_segment``.)
+            via, nic_a, nic_b = split
+            first = self.source_segment(src, via, nic_a)
             fabric = self._fabric_segment(nic_a, nic_b)
             last = self._segment(nic_b, dst, "dst")
             if first and fabric and last:

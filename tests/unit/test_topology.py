@@ -120,11 +120,33 @@ def test_rail_optimized_one_tier(minilib):
             assert all(not v.startswith(("n1.", "n3.")) for v in path)
 
 
-def test_rail_optimized_two_tiers_has_spines(minilib):
+def test_rail_optimized_two_tiers_relays_across_rails_over_nvlink(minilib):
+    # NCCL's PXN: traffic for another rail crosses NVLink to the peer GPU on that rail and leaves
+    # by its NIC, staying off the spine between rails; a same-rail route needs no relay.
     t = topo(minilib, "tiny", "cluster.scale_out.topology=rail_optimized")
+    assert any(v.startswith("spine") for v in t.graph.nodes)
     cross = t.route("n0.gpu0", "n2.gpu1")
+    for path in cross.paths:
+        assert path[0] == "n0.gpu0" and path[2] == "n0.gpu1"  # through an NVSwitch chip
+        assert "rail1.leaf0" in path and not any(v.startswith("spine") for v in path)
+        assert t.graph.edges[path[0], path[1]]["kind"] == "nvlink"
+    assert t.first_hop("n0.gpu0", "n2.gpu1") == "n0.gpu1"
+    assert t.first_hop("n0.gpu0", "n2.gpu0") == "n0.gpu0"
+    # Without NVLink between the GPUs there is no relay: the route climbs the spine.
+    pcie = topo(
+        minilib,
+        "tiny",
+        "cluster.scale_out.topology=rail_optimized",
+        "node.scale_up.fabric=pcie",
+        "node.scale_up.switch=null",
+        "node.scale_up.switches=null",
+    )
+    cross = pcie.route("n0.gpu0", "n2.gpu1")
     assert all("n0.gpu1" not in p for p in cross.paths)
-    assert any(v.startswith("spine") for p in cross.paths for v in p)
+    assert all(any(v.startswith("spine") for v in p) for p in cross.paths)
+    # A Clos leaf holding the whole node: every NIC is as near, so each GPU keeps its own.
+    clos = topo(minilib, "tiny")
+    assert clos.first_hop("n0.gpu0", "n2.gpu1") == "n0.gpu0"
 
 
 def test_pcie_fabric_peers_cross_pcie(minilib):

@@ -43,11 +43,14 @@ def ring_stage(
     """A ring stage: every rank sends ``rank_bytes``; each node sends the same into the network.
 
     Across nodes each accelerator is the exit of one channel in ``local``, whose bytes leave over
-    its NIC instead of NVLink: its NVLink port carries ``(local - 1) / local`` of ``rank_bytes``.
+    its NIC instead of NVLink: its NVLink port carries ``(local - 1) / local`` of ``rank_bytes``;
+    where the exit hands its bytes over NVLink to the NIC on the next node's rail (PXN,
+    ``relays_between_nodes``), every byte crosses NVLink.
     """
     intra = None
     if layout.local >= 2:
-        share = (layout.local - 1) / layout.local if layout.num_nodes >= 2 else 1.0
+        crosses = layout.num_nodes >= 2 and not relays_between_nodes(layout)
+        share = (layout.local - 1) / layout.local if crosses else 1.0
         intra = LevelCost(steps - inter_steps, rank_bytes * share, layout.intra_bandwidth)
     inter = None
     if layout.num_nodes >= 2:
@@ -78,6 +81,20 @@ def channel_rings(layout: GroupLayout) -> list[tuple[list[int], float]]:
             ring += ps[k:] + ps[:k]
         out.append((ring, 1.0 / count))
     return out
+
+
+def relays_between_nodes(layout: GroupLayout) -> bool:
+    """Whether a channel's hop from one node to the next is relayed over NVLink by a peer of the
+    exit accelerator (``Topology``'s PXN route: its rail's NIC is nearer the next node's entry than
+    the exit's own NIC, as on a rail-optimized fabric). Every channel's hop is alike: channel 0's
+    between the first two nodes stands for them."""
+    if layout.num_nodes < 2:
+        return False
+    ring, _ = channel_rings(layout)[0]
+    nodes = layout.nodes
+    k = next(i for i in range(len(ring)) if nodes[ring[i]] != nodes[ring[i + 1]])
+    src, dst = layout.vertices[ring[k]], layout.vertices[ring[k + 1]]
+    return layout.topology.first_hop(src, dst) != src
 
 
 def ring_flows(layout: GroupLayout, block_bytes: float, phases: int) -> list[Flow]:
