@@ -136,9 +136,18 @@ def old_direct_stages(
     if layout.n < 2:
         return []
     intra, inter = old_level_costs(layout, traffic_matrix(op))
+    intra = with_shared_links(layout, intra, traffic_matrix(op))
     if intra is None and inter is None:
         return []
     return [Stage("direct", levels(intra, inter), 1)]
+
+
+def with_shared_links(
+    layout: GroupLayout, intra: LevelCost | None, matrix: NDArray[np.float64]
+) -> LevelCost | None:
+    """The shared-link bound added since (``alltoall._with_shared_links``, not a fast path: the
+    same call on the same-node bytes of the matrix)."""
+    return alltoall._with_shared_links(layout, intra, matrix.reshape(-1)[layout.same_node_pairs].copy())
 
 
 def old_hierarchical_matrices(
@@ -168,6 +177,7 @@ def old_hierarchical_stages(
     stage1, stage2 = old_hierarchical_matrices(layout, traffic_matrix(op))
     out = []
     intra, _ = old_level_costs(layout, stage1)
+    intra = with_shared_links(layout, intra, stage1)
     if intra is not None:
         out.append(Stage("intra", levels(intra, None), 1))
     _, inter = old_level_costs(layout, stage2)

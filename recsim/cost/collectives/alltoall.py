@@ -35,6 +35,7 @@ from recsim.cost.collectives.base import (
     LevelCost,
     Stage,
     circulant_row,
+    facts,
     levels,
     matrix_flows,
     register,
@@ -290,6 +291,26 @@ def _circulant_level_costs(
     return intra, inter
 
 
+def _with_shared_links(
+    layout: GroupLayout, intra: LevelCost | None, pair_bytes: NDArray[np.float64]
+) -> LevelCost | None:
+    """``intra`` at no more than the rate the node's shared links allow (``shared_link_seconds``):
+    its bytes over the longer of its own time and the busiest shared link's."""
+    if intra is None or intra.bytes <= 0:
+        return intra
+    bound = layout.shared_link_seconds(pair_bytes)
+    if not bound > intra.seconds:  # (NaN bytes: as they are)
+        return intra
+    return LevelCost(intra.steps, intra.bytes, intra.bytes / bound, intra.trips)
+
+
+def _same_node_bytes(layout: GroupLayout, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``matrix`` at the layout's same-node pairs (a copy), where the node's links are shared."""
+    if facts(layout.topology).local_link_shares is None:
+        return np.zeros(0)
+    return matrix.reshape(-1)[layout.same_node_pairs].copy()
+
+
 @register
 class DirectAllToAll(Algorithm):
     name = "direct"
@@ -301,8 +322,13 @@ class DirectAllToAll(Algorithm):
         row = circulant_row(op)
         if row is not None and isinstance(op, Collective):
             intra, inter = _circulant_level_costs(layout, op, row)
+            if facts(layout.topology).local_link_shares is not None:
+                intra = _with_shared_links(layout, intra, row[layout.same_node_offsets])
         else:
-            intra, inter = _level_costs(layout, traffic_matrix(op), owned=True)
+            matrix = traffic_matrix(op)
+            pair_bytes = _same_node_bytes(layout, matrix)
+            intra, inter = _level_costs(layout, matrix, owned=True)
+            intra = _with_shared_links(layout, intra, pair_bytes)
         if intra is None and inter is None:
             return []
         return [Stage("direct", levels(intra, inter), 1)]
@@ -360,7 +386,9 @@ class HierarchicalAllToAll(Algorithm):
             return []
         stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))
         out = []
+        pair_bytes = _same_node_bytes(layout, stage1)
         intra, _ = _level_costs(layout, stage1, owned=True)
+        intra = _with_shared_links(layout, intra, pair_bytes)
         if intra is not None:
             out.append(Stage("intra", levels(intra, None), 1))
         _, inter = _level_costs(layout, stage2, owned=True)

@@ -289,6 +289,56 @@ class _TopologyFacts:
         return rings
 
     @cached_property
+    def local_link_shares(self) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """How point-to-point traffic between a node's accelerators loads the node's links, where
+        links are shared: ``(shares, capacity)``, ``shares[i * local + j, k]`` the part of what
+        local accelerator ``i`` sends ``j`` that crosses link ``k`` (node 0's links stand for every
+        node's), ``capacity[k]`` its bytes/s.
+
+        A pair's bytes spread over its equal-cost paths in proportion to each path's weakest link
+        (NVSwitch striping; one path on PCIe). None where no link carries the traffic of two pairs
+        with different senders and different receivers: every link is then one sender's or one
+        receiver's port, and the per-rank figures (a rank's bytes over its port, a pair's over its
+        route) are exact (NVSwitch, direct NVLinks). On PCIe, and for the pairs of an NVLink mesh
+        without a direct link, several GPUs' traffic shares a PCIe switch's uplink and the CPUs'
+        link, which those figures miss (a tester found DGX-1's all-to-all 4.5x too fast).
+        """
+        topology = self.topology
+        local = topology.system.node.num_accelerators
+        if local < 2:
+            return None
+        succ = topology.graph._succ
+        links: dict[tuple[str, str], int] = {}
+        entries: dict[tuple[int, int], float] = {}
+        senders: dict[int, set[int]] = {}
+        receivers: dict[int, set[int]] = {}
+        for i in range(local):
+            for j in range(local):
+                if i == j:
+                    continue
+                paths = topology.paths(gpu_id(0, i), gpu_id(0, j))
+                widths = [
+                    min(succ[a][b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths
+                ]
+                total = sum(widths)
+                for path, width in zip(paths, widths, strict=True):
+                    for edge in itertools.pairwise(path):
+                        k = links.setdefault(edge, len(links))
+                        key = (i * local + j, k)
+                        entries[key] = entries.get(key, 0.0) + width / total
+                        senders.setdefault(k, set()).add(i)
+                        receivers.setdefault(k, set()).add(j)
+        if not any(len(senders[k]) > 1 and len(receivers[k]) > 1 for k in senders):
+            return None
+        shares = np.zeros((local * local, len(links)))
+        for (pair, k), share in entries.items():
+            shares[pair, k] = share
+        capacity = np.array([succ[a][b]["bandwidth_bytes_per_s"] for a, b in links], dtype=np.float64)
+        shares.setflags(write=False)
+        capacity.setflags(write=False)
+        return shares, capacity
+
+    @cached_property
     def bisection_per_node(self) -> float:
         """The topology's bisection bandwidth over the nodes of its first half: what one node can
         push across the middle when every node does (inf on one node)."""
@@ -466,6 +516,27 @@ class GroupLayout:
         bw: NDArray[np.float64] = pair_bw[locals_[self.same_node_rows], locals_[self.same_node_cols]]
         bw.setflags(write=False)
         return bw
+
+    def shared_link_seconds(self, pair_bytes: NDArray[np.float64]) -> float:
+        """The longest a link inside a node takes to carry the same-node traffic ``pair_bytes`` (one
+        figure per pair of ``same_node_pairs``, the diagonal's ignored) at its full rate, where links
+        are shared (``_TopologyFacts.local_link_shares``); 0 where they are not."""
+        found = facts(self.topology).local_link_shares
+        if found is None or pair_bytes.size == 0:
+            return 0.0
+        shares, capacity = found
+        local = self.gpus_per_node
+        locals_ = np.asarray(self.locals)
+        _, node_index = np.unique(np.asarray(self.nodes), return_inverse=True)
+        rows, cols = self.same_node_rows, self.same_node_cols
+        off = rows != cols
+        per_node = np.zeros((int(node_index.max()) + 1, local * local))
+        np.add.at(
+            per_node,
+            (node_index[rows[off]], locals_[rows[off]] * local + locals_[cols[off]]),
+            pair_bytes[off],
+        )
+        return float(((per_node @ shares) / capacity).max())
 
     # -- bandwidth ---------------------------------------------------------------------------------
 
