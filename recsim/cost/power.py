@@ -8,8 +8,9 @@ idle and max powers are the devices' (datasheet or measured, sourced in their YA
 * accelerators: busy = their compute stream (GEMMs, lookups), less the lookups it waits on that
   the CPUs or RecNMP DIMMs run (tiers ``ddr``, ``nmp``); communication kernels ride in the idle
   baseline (they keep few SMs busy);
-* CPU sockets: busy = the host stream of the node's ranks (data loading, launches) and the
-  lookups the CPUs run for them (tier ``ddr``), averaged over the ranks;
+* CPU sockets: busy = the share of the node's cores at work: one per rank while its host stream
+  runs (data loading, launches: one thread each), and the rank's share of all of them while the
+  CPUs run its lookups (tier ``ddr``);
 * DRAM: energy per bit (``Memory.energy_per_bit``, I/O included) for the bytes the step moves
   through host memory's channels (data loading and copies, and the rows the lookups outside HBM
   read and write there: ``uvm``, ``uvm_caching`` misses, ``ddr``; for ``nmp`` the instructions and
@@ -32,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from recsim.cost.embedding.ddr import rank_share
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology
 
@@ -92,10 +94,18 @@ def step_energy(
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
     extra = cpu_busy_s or {}
+    # Busy cores, as Fan et al.'s CPU utilisation counts them: a rank's host stream is one thread
+    # (its framework's dispatch and data loading), its ``ddr`` lookups run on its share of every
+    # core of the node (``rank_share``, as their cost assumes).
+    cores = node.cpus.count * cpu.cores
+    lookup_cores = cores * rank_share(system)
     for n in range(nodes):
         ranks_of_node = range(n * per_node_ranks, (n + 1) * per_node_ranks)
-        host = [min(step_s, busy_s.get((r, "host"), 0.0) + extra.get(r, 0.0)) for r in ranks_of_node]
-        u = min(1.0, (sum(host) / len(host)) / step_s) if step_s > 0 and host else 0.0
+        core_s = sum(
+            min(step_s, busy_s.get((r, "host"), 0.0)) + lookup_cores * min(step_s, extra.get(r, 0.0))
+            for r in ranks_of_node
+        )
+        u = min(1.0, core_s / (cores * step_s)) if step_s > 0 else 0.0
         socket_w = cpu.power.idle_w + (cpu.power.max_w - cpu.power.idle_w) * u
         out["cpus"] += node.cpus.count * socket_w * step_s
     mem = node.host_memory

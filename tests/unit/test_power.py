@@ -24,8 +24,9 @@ def test_step_energy_by_hand():
     e = step_energy(system, topo, step, busy, host_bytes=1e9, network_busy_s={0: 0.001})
     # GPUs: idle 50 W, max 400 W; u = 0.5 and 1.0
     assert e.by_component_j["accelerators"] == pytest.approx((50 + 350 * 0.5) * step + 400 * step)
-    # 2 sockets, idle 50 W, max 200 W, host busy 0.2 of the step on average
-    assert e.by_component_j["cpus"] == pytest.approx(2 * (50 + 150 * 0.2) * step)
+    # 2 sockets of 10 cores, idle 50 W, max 200 W: each rank's host stream is one thread, busy
+    # 2 ms: 4 core-ms of 20 cores x 10 ms (a tester found eager runs put every socket at its max)
+    assert e.by_component_j["cpus"] == pytest.approx(2 * (50 + 150 * 0.02) * step)
     # DRAM: 1 GB at 20 pJ/bit (no idle power given)
     assert e.by_component_j["dram"] == pytest.approx(8e9 * 20e-12)
     # 2 NICs (one per GPU): rank 0's is busy 10 % of the step
@@ -45,8 +46,9 @@ def test_step_energy_charges_lookups_done_off_the_gpu_by_hand():
     e = step_energy(system, topo, step, busy, host_bytes=1e9, cpu_busy_s={0: 0.004}, off_gpu_s={0: 0.004})
     # GPU 0 busy 1 ms of its 5 (u = 0.1), GPU 1 all the step.
     assert e.by_component_j["accelerators"] == pytest.approx((50 + 350 * 0.1) * step + 400 * step)
-    # Host busy 6 ms and 2 ms: 0.4 of the step on average.
-    assert e.by_component_j["cpus"] == pytest.approx(2 * (50 + 150 * 0.4) * step)
+    # Host threads 4 core-ms; rank 0's lookups 4 ms on its share of the cores (10 of 20): 44 of
+    # 200 core-ms.
+    assert e.by_component_j["cpus"] == pytest.approx(2 * (50 + 150 * 0.22) * step)
     # CPU work beyond the step counts as the whole step, never more.
     full = step_energy(system, topo, step, busy, cpu_busy_s={0: 1.0, 1: 1.0})
     assert full.by_component_j["cpus"] == pytest.approx(2 * 200 * step)
