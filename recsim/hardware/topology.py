@@ -23,10 +23,11 @@ listed. Between nodes (``ScaleOut``):
   accelerator on the right rail (NCCL's PXN).
 
 Routes between accelerators are the equal-cost (fewest-hop) paths, preferring the scale-up fabric
-inside a node. Leaving a node, traffic goes by the sender's own NIC unless another NIC of its node
-is nearer the destination's NIC (a rail-optimized fabric's other rails): it then crosses NVLink to
-the peer that owns that NIC first (NCCL's PXN, ``_pxn_relay``); with no NVLink to such a peer,
-relaying through another accelerator is the last resort.
+inside a node. Leaving a node, traffic goes by the sender's own NIC unless its node's NIC on the
+destination NIC's rail (its index) is nearer the destination's NIC (a rail-optimized fabric's
+other rails): it then crosses NVLink to the peer that owns that NIC first (NCCL's PXN,
+``_pxn_relay``); with no NVLink to such a peer, relaying through another accelerator is the last
+resort.
 A route's bandwidth is the max-flow over its path set (what ECMP or NVSwitch striping can use); its
 latency adds link and switch latencies along the path.
 """
@@ -95,8 +96,8 @@ class Topology:
         self._segment_flow: dict[tuple[str, ...], float] = {}  # keyed by the paths, flattened
         self._shape_flow: dict[tuple[object, ...], float] = {}  # keyed by the flow network's shape
         self._local_pair_bw: np.ndarray | None = None
-        # (node, destination NIC) -> the node's (NIC, owner) exits nearest it (``_pxn_relay``)
-        self._nearest: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
+        # (node, destination NIC) -> the node's exit on that NIC's rail, and its hops (``_pxn_relay``)
+        self._rail_exit: dict[tuple[int, str], tuple[str, str, float]] = {}
 
     @cached_property
     def accelerators(self) -> list[str]:
@@ -348,53 +349,56 @@ class Topology:
         split = self._split(src, dst)
         return src if split is None else split[0]
 
-    # -- PXN: leaving a node by the NIC nearest the destination ------------------------------------
+    # -- PXN: leaving a node by the NIC on the destination's rail ---------------------------------
     #
     # NCCL (2.12 on, ``NCCL_PXN_DISABLE=0``) sends to a GPU of another node through the NIC of its
-    # own node that sits on the destination NIC's rail: the sender writes its data over NVLink into
-    # the peer GPU that owns that NIC, whose proxy posts it (NVIDIA, "Doubling all2all Performance
-    # with NVIDIA Collective Communication Library 2.12", 2022). On a rail-optimized fabric this
-    # keeps the traffic off the spine between rails. NCCL picks the NIC by its index, not knowing
-    # the network; here the relay is taken where it makes the network path shorter (a rail's leaf
-    # instead of the spine, or a fabric with no cross-rail path at all), which is where NCCL's
-    # choice changes what the network carries. Elsewhere (a Clos leaf holding the whole node) every
-    # NIC of the node is as near, and the traffic leaves by the sender's own NIC, as before.
+    # own node with the destination NIC's index (its rail): the sender writes its data over NVLink
+    # into the peer GPU that owns that NIC, whose proxy posts it (NVIDIA, "Doubling all2all
+    # Performance with NVIDIA Collective Communication Library 2.12", 2022). On a rail-optimized
+    # fabric this keeps the traffic off the spine between rails. Here the relay is taken where that
+    # NIC is nearer the destination's than the sender's own (a rail's leaf instead of the spine,
+    # or a fabric with no cross-rail path at all), which is where NCCL's choice changes what the
+    # network carries; elsewhere (a Clos leaf holding the whole node) the traffic leaves by the
+    # sender's own NIC, as before, rather than crossing NVLink for nothing.
 
     def _pxn_relay(self, src: str, node: int, nic_a: str, nic_b: str) -> str | None:
-        """The accelerator of ``src``'s node that relays ``src``'s traffic to ``nic_b`` (None: none,
-        ``src``'s home NIC ``nic_a`` is as near as any): the first accelerator, in the node's order,
-        whose only home NIC is among the node's nearest to ``nic_b`` and which ``src`` reaches over
-        NVLink alone (PXN writes into the peer's memory over NVLink; never over PCIe)."""
+        """The accelerator of ``src``'s node that relays ``src``'s traffic to ``nic_b`` (None: no
+        relay): the first owner of the node's NIC with ``nic_b``'s index among its node's NICs,
+        where that NIC is fewer network hops from ``nic_b`` than ``src``'s home NIC ``nic_a`` is and
+        ``src`` reaches its owner over NVLink alone (PXN writes into the peer's memory over NVLink;
+        never over PCIe)."""
         key = (node, nic_b)
-        nearest = self._nearest.get(key)
-        if nearest is None:
-            nearest = self._nearest[key] = self._nearest_exits(node, nic_b)
-        if any(nic == nic_a for nic, _ in nearest):
+        found = self._rail_exit.get(key)
+        if found is None:
+            found = self._rail_exit[key] = self._same_index_exit(node, nic_b)
+        nic, relay, hops = found
+        if not relay or nic == nic_a or relay == src or not hops < self._nic_hops(nic_a, nic_b):
             return None
-        for _, relay in nearest:
-            if relay != src and self._over_nvlink(src, relay):
-                return relay
-        return None
+        return relay if self._over_nvlink(src, relay) else None
 
     @cached_property
     def _node_exits(self) -> dict[int, list[tuple[str, str]]]:
-        """Per node: (NIC, its first owner) for each NIC that is some accelerator's only home NIC."""
+        """Per node: (NIC, its first owner) for each NIC that is some accelerator's only home NIC,
+        in the order of the node's NICs (their index)."""
         nodes = self.graph._node
         out: dict[int, dict[str, str]] = {}
         for acc in self.accelerators:
             home = nodes[acc].get("home_nics", ())
             if len(home) == 1:
                 out.setdefault(nodes[acc]["node"], {}).setdefault(home[0], acc)
-        return {node: list(nics.items()) for node, nics in out.items()}
+        order = {v: k for k, v in enumerate(self.graph)}  # NICs are built in index order
+        return {node: sorted(nics.items(), key=lambda e: order[e[0]]) for node, nics in out.items()}
 
-    def _nearest_exits(self, node: int, nic_b: str) -> tuple[tuple[str, str], ...]:
-        """(NIC, owner) of ``node``'s exits at the fewest network hops from ``nic_b`` (any path)."""
-        exits = self._node_exits.get(node, [])
-        hops = [self._nic_hops(nic, nic_b) for nic, _ in exits]
-        least = min(hops, default=math.inf)
-        if not math.isfinite(least):
-            return ()
-        return tuple(e for e, h in zip(exits, hops, strict=True) if h == least)
+    def _same_index_exit(self, node: int, nic_b: str) -> tuple[str, str, float]:
+        """(NIC, owner, network hops to ``nic_b``) of ``node``'s exit with ``nic_b``'s index among
+        its node's exits; ("", "", inf) where there is none."""
+        theirs = self._node_exits.get(self.graph.nodes[nic_b]["node"], [])
+        index = next((k for k, (nic, _) in enumerate(theirs) if nic == nic_b), None)
+        mine = self._node_exits.get(node, [])
+        if index is None or index >= len(mine):
+            return "", "", math.inf
+        nic, relay = mine[index]
+        return nic, relay, self._nic_hops(nic, nic_b)
 
     def _nic_hops(self, nic_a: str, nic_b: str) -> float:
         """Links between two NICs through the network switches (inf: no such path)."""

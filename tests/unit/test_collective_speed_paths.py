@@ -218,7 +218,7 @@ class OldGroupLayout(GroupLayout):
             raise ConfigError(
                 f"{self.topology.system.name}: no scale-out NICs between the nodes of the group"
             )
-        return min(best, facts(self.topology).bisection_per_node)
+        return best  # (the bisection cap it had is gone: recsim.cost.collectives.fabric)
 
     @cached_property
     def own_nic_bandwidth(self) -> NDArray[np.float64]:
@@ -237,7 +237,7 @@ class OldGroupLayout(GroupLayout):
             raise ConfigError(
                 f"{self.topology.system.name}: an accelerator of the group has no scale-out NIC"
             )
-        result: NDArray[np.float64] = np.minimum(out, facts(self.topology).bisection_per_node / self.local)
+        result: NDArray[np.float64] = out  # (no bisection cap since: recsim.cost.collectives.fabric)
         result.setflags(write=False)  # shared by every user of this (memoised) layout
         return result
 

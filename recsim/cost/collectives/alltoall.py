@@ -34,6 +34,7 @@ from recsim.cost.collectives.base import (
     GroupLayout,
     LevelCost,
     Stage,
+    Traffic,
     circulant_row,
     facts,
     levels,
@@ -311,6 +312,15 @@ def _same_node_bytes(layout: GroupLayout, matrix: NDArray[np.float64]) -> NDArra
     return matrix.reshape(-1)[layout.same_node_pairs].copy()
 
 
+def _remote_traffic(layout: GroupLayout, matrix: NDArray[np.float64]) -> Traffic:
+    """The entries of ``matrix`` between positions on different nodes, as ``Traffic``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    nodes = np.asarray(layout.nodes)
+    send = (m > 0) & (nodes[:, None] != nodes[None, :])
+    rows, cols = np.nonzero(send)
+    return Traffic(rows.astype(np.intp), cols.astype(np.intp), m[rows, cols])
+
+
 @register
 class DirectAllToAll(Algorithm):
     name = "direct"
@@ -335,6 +345,11 @@ class DirectAllToAll(Algorithm):
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
         return matrix_flows(layout.vertices, traffic_matrix(op), 0)
+
+    def traffic(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+    ) -> list[Traffic]:
+        return [_remote_traffic(layout, traffic_matrix(op))]
 
 
 def _hierarchical_matrices(
@@ -395,6 +410,16 @@ class HierarchicalAllToAll(Algorithm):
         if inter is not None:
             out.append(Stage("inter", levels(None, inter), 1))
         return out
+
+    def traffic(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+    ) -> list[Traffic]:
+        stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))
+        # The network carries the second stage only: the first stays inside the nodes.
+        return [
+            _remote_traffic(layout, stage2) if s.name == "inter" else _remote_traffic(layout, stage1)
+            for s in stages
+        ]
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
         stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))

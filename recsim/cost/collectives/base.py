@@ -17,10 +17,8 @@
   - ``own_nic_bandwidth``: one accelerator's home NICs, shared with the group members that have the
     same home NIC: point-to-point traffic (all-to-all, send/recv) cannot aggregate NICs (NCCL
     maintainers, nccl-tests issue 267);
-  - both network figures capped by the node's share of the topology's bisection bandwidth
-    (bisection / (nodes // 2); a GPU gets ``1/local`` of it), so a tapered Clos slows inter-node
-    bytes; the cap is system-wide (a group inside one leaf is capped as if it spanned the
-    bisection; the flow model, fidelity 2, routes it exactly). Every figure is a min or sum of link
+  - an oversubscribed fabric's leaves bound the network part further, from each algorithm's own
+    transfers (``recsim.cost.collectives.fabric``). Every figure is a min or sum of link
     capacities, so more bandwidth anywhere never lowers it.
 
 * ``Stage``/``LevelCost``: what an algorithm asks of each level (pipeline steps and bytes through
@@ -104,6 +102,15 @@ class LevelCost:
         if self.bytes <= 0:
             return 0.0
         return self.bytes / self.bandwidth
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Bytes between group positions: ``src[k]`` sends ``bytes[k]`` to ``dst[k]``."""
+
+    src: NDArray[np.intp]
+    dst: NDArray[np.intp]
+    bytes: NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,15 +344,6 @@ class _TopologyFacts:
         shares.setflags(write=False)
         capacity.setflags(write=False)
         return shares, capacity
-
-    @cached_property
-    def bisection_per_node(self) -> float:
-        """The topology's bisection bandwidth over the nodes of its first half: what one node can
-        push across the middle when every node does (inf on one node)."""
-        nodes = self.topology.system.num_nodes
-        if nodes < 2:
-            return math.inf
-        return self.topology.bisection_bandwidth_bytes_per_s / (nodes // 2)
 
 
 _FACTS: weakref.WeakKeyDictionary[Topology, _TopologyFacts] = weakref.WeakKeyDictionary()
@@ -598,8 +596,7 @@ class GroupLayout:
 
     @cached_property
     def node_nic_bandwidth(self) -> float:
-        """Per node: the group's home NICs there, summed (smallest node), at most the node's share
-        of the bisection."""
+        """Per node: the group's home NICs there, summed (smallest node)."""
         nic_bw = facts(self.topology).nic_bandwidth
         homes = self._homes
         best = math.inf
@@ -610,12 +607,11 @@ class GroupLayout:
             raise ConfigError(
                 f"{self.topology.system.name}: no scale-out NICs between the nodes of the group"
             )
-        return min(best, facts(self.topology).bisection_per_node)
+        return best
 
     @cached_property
     def own_nic_bandwidth(self) -> NDArray[np.float64]:
-        """Per rank: its home NICs' bandwidth, shared with same-node members on the same NICs, at
-        most its share (1/local) of the node's share of the bisection."""
+        """Per rank: its home NICs' bandwidth, shared with same-node members on the same NICs."""
         nic_bw = facts(self.topology).nic_bandwidth
         homes = self._homes
         shares = [0.0] * self.n
@@ -631,7 +627,7 @@ class GroupLayout:
             raise ConfigError(
                 f"{self.topology.system.name}: an accelerator of the group has no scale-out NIC"
             )
-        result: NDArray[np.float64] = np.minimum(out, facts(self.topology).bisection_per_node / self.local)
+        result: NDArray[np.float64] = out
         result.setflags(write=False)  # shared by every user of this (memoised) layout
         return result
 
@@ -786,6 +782,31 @@ class Algorithm(ABC):
     @abstractmethod
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
         """The point-to-point transfers of ``op``, phase-numbered, with efficiency 1."""
+
+    def traffic(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+    ) -> list[Traffic]:
+        """Per stage of ``stages`` (``stages(op, layout)``), the bytes its transfers carry between
+        group positions: ``flows`` gathered by the stages' phases. An algorithm with a cheaper
+        account of them (an all-to-all's matrix) gives it instead."""
+        index = {v: p for p, v in enumerate(layout.vertices)}
+        bounds = np.cumsum([s.phases for s in stages])
+        parts: list[tuple[list[int], list[int], list[float]]] = [([], [], []) for _ in stages]
+        for f in self.flows(op, layout):
+            src, dst = index.get(f.src), index.get(f.dst)
+            if src is None or dst is None:
+                continue  # a transfer to a switch (in-network reduction): no GPU-to-GPU route
+            k = int(np.searchsorted(bounds, f.phase, side="right"))
+            if k < len(parts):
+                parts[k][0].append(src)
+                parts[k][1].append(dst)
+                parts[k][2].append(f.bytes)
+        return [
+            Traffic(
+                np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp), np.asarray(c, dtype=np.float64)
+            )
+            for a, b, c in parts
+        ]
 
 
 REGISTRY: dict[str, Algorithm] = {}

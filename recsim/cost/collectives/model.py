@@ -51,6 +51,7 @@ from recsim.cost.collectives.base import (
     level_calibration,
     traffic_matrix,
 )
+from recsim.cost.collectives.fabric import fabric_leaves
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
@@ -154,6 +155,24 @@ def _step_s(cost: LevelCost, proto: CollectiveProtocol, wire_s: float) -> float:
     return max(steps, trips * wire_s) if wire_s > 0 else steps
 
 
+def _through_leaves(
+    algorithm: Algorithm, op: OpInput, layout: GroupLayout, stages: list[Stage]
+) -> list[Stage]:
+    """``stages`` with each network level at no more than the rate its transfers get through the
+    oversubscribed leaves' uplinks and downlinks (``recsim.cost.collectives.fabric``)."""
+    leaves = fabric_leaves(layout.topology)
+    out = []
+    for stage, traffic in zip(stages, algorithm.traffic(op, layout, stages), strict=True):
+        inter = stage.levels.get(Level.INTER)
+        if inter is not None and inter.bytes > 0:
+            bound = leaves.seconds(layout.vertices, traffic)
+            if bound > inter.seconds:
+                slowed = {**stage.levels, Level.INTER: replace(inter, bandwidth=inter.bytes / bound)}
+                stage = replace(stage, levels=slowed)
+        out.append(stage)
+    return out
+
+
 def _evaluate(
     algorithm: Algorithm,
     op: OpInput,
@@ -167,6 +186,8 @@ def _evaluate(
         return CollectiveCost(head.op, algorithm.name, "", 0.0, ())
     used = {level for s in stages for level in s.levels}
     wire = {Level.INTER: facts(layout.topology).wire_latency_s} if Level.INTER in used else None
+    if Level.INTER in used and fabric_leaves(layout.topology).oversubscribed:
+        stages = _through_leaves(algorithm, op, layout, stages)
     best: CollectiveCost | None = None
     for name in algorithm.protocols:
         protos = {lv: _protocol(layout.topology, lv, name, calibration) for lv in used}

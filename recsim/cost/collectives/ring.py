@@ -23,6 +23,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import numpy as np
+
 from recsim.cost.collectives.base import (
     Algorithm,
     Flow,
@@ -30,6 +32,7 @@ from recsim.cost.collectives.base import (
     GroupLayout,
     LevelCost,
     Stage,
+    Traffic,
     first,
     levels,
     register,
@@ -108,6 +111,20 @@ def ring_flows(layout: GroupLayout, block_bytes: float, phases: int) -> list[Flo
     return out.flows()
 
 
+def ring_traffic(layout: GroupLayout, block_bytes: float, phases: int) -> Traffic:
+    """What ``ring_flows`` carries between positions over all its phases (each the same), without a
+    flow per phase: one entry per channel hop, ``phases`` blocks each."""
+    src: list[int] = []
+    dst: list[int] = []
+    sizes: list[float] = []
+    for ring, share in channel_rings(layout):
+        for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
+            src.append(a)
+            dst.append(b)
+            sizes.append(block_bytes * share * phases)
+    return Traffic(np.asarray(src, dtype=np.intp), np.asarray(dst, dtype=np.intp), np.asarray(sizes))
+
+
 @register
 class RingAllReduce(Algorithm):
     name = "ring"
@@ -126,6 +143,12 @@ class RingAllReduce(Algorithm):
         if n < 2:
             return []
         return ring_flows(layout, _payload(first(op)) / n, 2 * (n - 1))
+
+    def traffic(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+    ) -> list[Traffic]:
+        n = layout.n
+        return [ring_traffic(layout, _payload(first(op)) / n, 2 * (n - 1))]
 
 
 class _RingPass(Algorithm):
@@ -146,6 +169,12 @@ class _RingPass(Algorithm):
         if n < 2:
             return []
         return ring_flows(layout, self.chunk(first(op), n), n - 1)
+
+    def traffic(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+    ) -> list[Traffic]:
+        n = layout.n
+        return [ring_traffic(layout, self.chunk(first(op), n), n - 1)]
 
 
 @register
