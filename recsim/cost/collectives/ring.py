@@ -66,8 +66,9 @@ def channel_rings(layout: GroupLayout) -> list[tuple[list[int], float]]:
 
     Inside one node: the node's rings (``GroupLayout.node_rings``; several on an NVLink mesh),
     each carrying data in proportion to its rate. Across nodes: ``local`` channels; channel ``c``
-    visits each node's members in its (first) ring order rotated by ``c``, so it leaves every node
-    from a different accelerator (and NIC); equal shares.
+    visits each node's members in the order of its ring ``c`` mod (its rings) rotated by ``c``, so
+    it leaves every node from a different accelerator (and NIC); a ring's channels share its part
+    of the data (equal parts with one ring).
     """
     if layout.num_nodes == 1:
         (node,) = layout.by_node
@@ -75,11 +76,19 @@ def channel_rings(layout: GroupLayout) -> list[tuple[list[int], float]]:
         total = sum(bw for _, bw in rings)
         return [(order, bw / total) for order, bw in rings]
     count = layout.local
-    orders = [layout.node_rings(node)[0][0] for node in layout.by_node]
+    # Channel c follows each node's ring c mod (its fastest rings): NCCL's search gives every
+    # channel one speed and splits the data equally, so on an NVLink mesh the channels spread over
+    # the rings as fast as the first (both directions of a 4-GPU board's mesh), one ring (NVSwitch,
+    # PCIe) taking them all.
+    rings = [
+        [order for order, bw in found if bw >= found[0][1]]
+        for found in map(layout.node_rings, layout.by_node)
+    ]
     out = []
     for c in range(count):
         ring: list[int] = []
-        for ps in orders:
+        for orders in rings:
+            ps = orders[c % len(orders)]
             k = c % len(ps)
             ring += ps[k:] + ps[:k]
         out.append((ring, 1.0 / count))
