@@ -181,3 +181,14 @@ def test_recnmp_rows_are_charged_once():
         assert r.status == "ok"
         energy[tier] = (r.power_by_component_w["dram"] + r.power_by_component_w["nmp"]) * r.iteration_time_s
     assert energy["nmp"] < 1.1 * energy["ddr"]
+
+
+def test_a_recnmp_dimm_draws_at_least_the_dimm_it_is_built_on():
+    # A RecNMP DIMM is its memory device's DIMM plus units in the buffer chip: it idles above that
+    # DIMM and its reads cost about what the plain DIMM's do per bit. A tester found it idling at
+    # 1.19 W against 2.7 W (an 18-die module's standby, no refresh or register, for a 36-die DIMM).
+    nmp = HardwareLibrary().device("nmp", "recnmp-ddr4-2400")
+    plain = nmp.memory
+    assert plain.idle_power_w is not None and nmp.power.idle_w > plain.idle_power_w
+    read_j_per_bit = (nmp.power.max_w - nmp.power.idle_w) / (nmp.internal_bandwidth_bytes_per_s * 8)
+    assert 0.8 * plain.energy_per_bit_j < read_j_per_bit < 1.5 * plain.energy_per_bit_j
