@@ -200,9 +200,17 @@ class Node(Spec):
 
     @property
     def scale_out_bandwidth_bytes_per_s(self) -> float:
-        """Scale-out bandwidth of the node per direction (all its scale-out NICs)."""
+        """Scale-out bandwidth of the node per direction (all its scale-out NICs): each NIC's rate,
+        at most its host link's and, for back-end NICs on the node's PCIe switches, a switch port's
+        (as ``recsim.hardware.topology`` wires them: an NDR NIC behind DGX A100's PCIe 4 switches
+        moves what the switch port does)."""
         group = self.scale_out_nics
-        return self.nic_count(group) * group.device.bandwidth_bytes_per_s if group else 0.0
+        if group is None:
+            return 0.0
+        rate = group.device.bandwidth_bytes_per_s
+        if group is self.nics and self.pcie_switches is not None:
+            rate = min(rate, self.pcie_switches.device.port_bandwidth_bytes_per_s)
+        return self.nic_count(group) * rate
 
     @property
     def scale_up_bandwidth_bytes_per_s_per_accelerator(self) -> float:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from recsim.api import hardware_summary
+from recsim.config import Override
 from recsim.config.yamlio import load_yaml_file
 from recsim.hardware.library import HardwareLibrary, shipped_root
 from recsim.hardware.topology import build_topology
@@ -109,6 +110,11 @@ def test_dgx_a100_and_hgx_h200(shipped):
     assert a["hbm_capacity_bytes_per_accelerator"] == 80 * 2**30
     assert a["host_memory_capacity_bytes_per_node"] == 2 * 8 * 2 * 64 * 2**30
     assert a["scale_out_bandwidth_bytes_per_s_per_accelerator"] == 25e9
+    # An NDR NIC behind DGX A100's PCIe 4 switches moves what a switch port does, as in the
+    # topology (a tester found hier_auto planning for 50 GB/s, and a faster NIC giving a slower plan).
+    ndr = shipped.system("dgx-a100", [Override.parse("node.nics.device=ib-ndr-400g")])
+    port = ndr.node.pcie_switches.device.port_bandwidth_bytes_per_s
+    assert ndr.scale_out_bandwidth_bytes_per_s_per_accelerator == min(50e9, port) < 50e9
     h = summary(shipped, "hgx-h200")
     assert h["accelerator"] == "h200-sxm5-141gb"
     assert h["hbm_capacity_bytes_total"] == 8 * 141 * 2**30
