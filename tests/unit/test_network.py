@@ -312,3 +312,21 @@ def test_ring_channels_across_nodes_use_every_ring_of_a_mesh(system):
     assert collective_time_flows_s(ring, t, "ring") == pytest.approx(
         collective_time_s(ring, t, "ring"), rel=1e-6
     )
+
+
+def test_collnet_runs_its_node_part_as_nvls_where_that_is_faster():
+    """NCCL pairs SHARP with NVLS on Hopper: the node's part reduced in the NVSwitch moves
+    S (local+1)/local each way instead of a ring's 2 (local-1)/local x S. A tester found CollNet on
+    H100 no faster than ring or tree. Small buffers keep CollNet Direct (NVLS's latency)."""
+    big = op_(CollectiveOp.ALL_REDUCE, tuple(range(16)), 256 * MiB)
+    cost = collective_cost(big, H2, "collnet")
+    assert cost.protocol == "nvls"
+    assert cost.time_s < 0.9 * collective_time_s(big, H2, "ring")
+    assert collective_time_flows_s(big, H2, "collnet") == pytest.approx(cost.time_s, rel=1e-6)
+    chips = {f.dst for f in collective_flows(big, H2, "collnet") if "nvsw" in f.dst}
+    assert chips == {f"n{n}.nvsw{k}" for n in range(2) for k in range(4)}
+    small = op_(CollectiveOp.ALL_REDUCE, tuple(range(16)), 1 * MiB)
+    assert collective_cost(small, H2, "collnet").protocol != "nvls"
+    # Without in-switch reduction there is no NVLS part.
+    plain = topo("dgx-h100", 2, "node.scale_up.switch.in_network_reduction=false")
+    assert collective_cost(big, plain, "collnet").protocol != "nvls"

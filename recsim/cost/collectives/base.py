@@ -775,6 +775,32 @@ class Algorithm(ABC):
         """Why this algorithm cannot run ``op`` here, or None if it can."""
         return None
 
+    # The protocols: each is one way to run the algorithm, costed with its constants per level;
+    # the fastest wins (``recsim.cost.collectives.model``). An algorithm whose protocol changes
+    # what moves where (CollNet's NVLS part inside a node) says so in the three hooks below.
+
+    def protocol_names(self, layout: GroupLayout) -> tuple[str, ...]:
+        """The protocols to cost the algorithm under on ``layout``."""
+        return self.protocols
+
+    def protocol_stages(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str, stages: list[Stage]
+    ) -> list[Stage]:
+        """The stages under ``protocol``, given ``stages(op, layout)``: the same unless the protocol
+        moves other bytes."""
+        return stages
+
+    def level_protocol(self, level: Level, protocol: str, layout: GroupLayout) -> str:
+        """The constants ``level`` runs under when the algorithm runs under ``protocol``: the same,
+        but for an algorithm whose parts run different kernels."""
+        return protocol
+
+    def protocol_flows(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
+    ) -> list[Flow]:
+        """The flows under ``protocol``: ``flows`` unless the protocol moves other bytes."""
+        return self.flows(op, layout)
+
     @abstractmethod
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         """The stages (steps and bytes per level) of ``op``."""

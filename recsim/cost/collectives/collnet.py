@@ -10,7 +10,13 @@ as many network hops as a NIC-to-NIC path between the group's farthest nodes has
 top of the switch tree and back: ``2 x tiers`` across a full Clos, 2 under one switch) instead of
 the tree's ``2 log2(nodes)``. Inside a node the reduce-scatter and all-gather move ``2 (local-1)/local x S``
 per rank: in one step each way on an NVSwitch (CollNet Direct: every rank reaches its peers
-directly), else in ``local - 1`` chain hops each way (CollNet Chain).
+directly), else in ``local - 1`` chain hops each way (CollNet Chain). On an NVSwitch that reduces
+in the switch (Hopper's NVLink SHARP) the node's part may run as NVLS instead, as NCCL 2.18 on pairs
+it with SHARP, where that is faster (protocol ``nvls``): ``multimem.ld_reduce`` of each rank's
+shard and the result multicast back, ``S (local+1)/local`` each way per rank in two steps
+(``recsim.cost.collectives.nvls``), under the switch's NVLS constants while the network part keeps
+Simple's. A tester found CollNet on H100 no faster than ring or tree: its node part always ran at
+an NVLink ring's rate (``2 (local-1)/local x S``); with NVLS it wins from 64 MiB up.
 
 Available for a group on two or more nodes with the same accelerators on each, whose cluster
 switches reduce in the network (``in_network_reduction: true``: SHARPv2/v3 Quantum switches). NCCL
@@ -19,8 +25,9 @@ framework that enables it asks for it by name (``Runtime``) and falls back to th
 where it is unavailable. Constants: the network level's calibration (``step_latency`` per hop,
 efficiency), ASSUMPTION that a SHARP hop costs what an NCCL network step does.
 
-Flows: one phase; each rank's reduce-scatter and all-gather traffic to its node peers, and each
-rank's shard to and from its leaf switch (the aggregation happens there and above).
+Flows: one phase; each rank's reduce-scatter and all-gather traffic to its node peers (to and
+from the NVSwitch chips under NVLS), and each rank's shard to and from its leaf switch (the
+aggregation happens there and above).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from recsim.cost.collectives.base import (
     Flow,
     FlowList,
     GroupLayout,
+    Level,
     LevelCost,
     Stage,
     first,
@@ -45,6 +53,18 @@ from recsim.hardware.system import ScaleOut
 
 def _network(layout: GroupLayout) -> ScaleOut | None:
     return layout.topology.system.cluster.scale_out
+
+
+def _nvls(layout: GroupLayout) -> bool:
+    """Whether the nodes' NVSwitches reduce in the switch (NVLS for the part inside a node)."""
+    up = layout.topology.system.node.scale_up
+    return (
+        layout.local >= 2
+        and up is not None
+        and up.fabric == "nvswitch"
+        and up.switch is not None
+        and up.switch.in_network_reduction
+    )
 
 
 def _leaves(layout: GroupLayout, nic: str) -> list[str]:
@@ -86,17 +106,54 @@ class CollNetAllReduce(Algorithm):
         inter = LevelCost(layout.network_hops, size, layout.node_nic_bandwidth, trips=1)
         return [Stage("collnet", levels(intra, inter), 1)]
 
+    # NVLS inside the node is one more way to run it (NCCL's NVLS algorithm with SHARP), chosen
+    # where it is faster, as NCCL's tuner chooses: under the "nvls" protocol the node's part is
+    # NVLS under the switch's NVLS constants, the network's part Simple (NVLS is a Simple kernel).
+
+    def protocol_names(self, layout: GroupLayout) -> tuple[str, ...]:
+        return (*self.protocols, "nvls") if _nvls(layout) else self.protocols
+
+    def protocol_stages(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str, stages: list[Stage]
+    ) -> list[Stage]:
+        if protocol != "nvls" or not stages:
+            return stages
+        local = layout.local
+        # The switch reduces each shard and multicasts the sum: S (local+1)/local each way, 2 steps.
+        nvls = LevelCost(2, _payload(first(op)) * (local + 1) / local, layout.intra_bandwidth)
+        return [Stage(s.name, {**s.levels, Level.INTRA: nvls}, s.phases) for s in stages]
+
+    def level_protocol(self, level: Level, protocol: str, layout: GroupLayout) -> str:
+        if protocol == "nvls":
+            return "nvls" if level is Level.INTRA else "simple"
+        return protocol
+
+    def protocol_flows(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
+    ) -> list[Flow]:
+        return self._flows(op, layout, nvls=protocol == "nvls")
+
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
+        return self._flows(op, layout, nvls=False)
+
+    def _flows(self, op: Collective | Sequence[Collective], layout: GroupLayout, *, nvls: bool) -> list[Flow]:
         if layout.n < 2:
             return []
         size = _payload(first(op))
         out = FlowList()
         for ps in layout.by_node.values():
             local = len(ps)
-            for a in ps:
-                for b in ps:
-                    if a != b:  # reduce-scatter then all-gather: S/local each way per pair
-                        out.add(layout.vertices[a], layout.vertices[b], 2 * size / local, 0)
+            if nvls:
+                for p in ps:  # to and from the switch chips, in proportion to the GPU's links
+                    v = layout.vertices[p]
+                    for chip, share in layout.nvswitch_shares(v):
+                        out.add(v, chip, size * (local + 1) / local * share, 0)
+                        out.add(chip, v, size * (local + 1) / local * share, 0)
+            else:
+                for a in ps:
+                    for b in ps:
+                        if a != b:  # reduce-scatter then all-gather: S/local each way per pair
+                            out.add(layout.vertices[a], layout.vertices[b], 2 * size / local, 0)
             for p in ps:
                 v = layout.vertices[p]
                 nics = layout.home_nics(p)

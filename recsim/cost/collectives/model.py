@@ -189,12 +189,15 @@ def _evaluate(
     if Level.INTER in used and fabric_leaves(layout.topology).oversubscribed:
         stages = _through_leaves(algorithm, op, layout, stages)
     best: CollectiveCost | None = None
-    for name in algorithm.protocols:
-        protos = {lv: _protocol(layout.topology, lv, name, calibration) for lv in used}
+    for name in algorithm.protocol_names(layout):
+        protos = {
+            lv: _protocol(layout.topology, lv, algorithm.level_protocol(lv, name, layout), calibration)
+            for lv in used
+        }
         if any(p is None for p in protos.values()):
             continue
         found = {lv: p for lv, p in protos.items() if p is not None}
-        base, costs = stage_costs(stages, found, wire)
+        base, costs = stage_costs(algorithm.protocol_stages(op, layout, name, stages), found, wire)
         cost = CollectiveCost(
             head.op, algorithm.name, name, base, costs, {lv: p.efficiency for lv, p in found.items()}
         )
@@ -393,7 +396,7 @@ def collective_flows(
     wire, _ = _scaled(op, wire_dtype)
     if not cost.stages:
         return []
-    flows = REGISTRY[cost.algorithm].flows(wire, layout)
+    flows = REGISTRY[cost.algorithm].protocol_flows(wire, layout, cost.protocol)
     g = topology.graph
     out = []
     for f in flows:
