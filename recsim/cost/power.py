@@ -95,8 +95,9 @@ def step_energy(
     per_node_ranks = max(1, node.num_accelerators)
     extra = cpu_busy_s or {}
     # Busy cores, as Fan et al.'s CPU utilisation counts them: a rank's host stream is one thread
-    # (its framework's dispatch and data loading), its ``ddr`` lookups run on its share of every
-    # core of the node (``rank_share``, as their cost assumes).
+    # (its framework's dispatch, and the batch's load on the critical path: ASSUMPTION, a data
+    # loader's worker processes that prefetch off that path are not modelled), its ``ddr`` lookups
+    # run on its share of every core of the node (``rank_share``, as their cost assumes).
     cores = node.cpus.count * cpu.cores
     lookup_cores = cores * rank_share(system)
     for n in range(nodes):

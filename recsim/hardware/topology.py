@@ -98,6 +98,7 @@ class Topology:
         self._local_pair_bw: np.ndarray | None = None
         # (node, destination NIC) -> the node's exit on that NIC's rail, and its hops (``_pxn_relay``)
         self._rail_exit: dict[tuple[int, str], tuple[str, str, float]] = {}
+        self._nvlink_only: dict[tuple[str, str], bool] = {}
 
     @cached_property
     def accelerators(self) -> list[str]:
@@ -402,22 +403,18 @@ class Topology:
 
     def _nic_hops(self, nic_a: str, nic_b: str) -> float:
         """Links between two NICs through the network switches (inf: no such path)."""
-        succ, nodes = self.graph._succ, self.graph._node
-        up_a = [v for v in succ[nic_a] if nodes[v]["node"] is None]
-        up_b = [v for v in succ[nic_b] if nodes[v]["node"] is None]
-        if len(up_a) == 1 and len(up_b) == 1:
-            if up_a[0] == up_b[0]:
-                return 2.0
-            between = self._switch_paths(up_a[0], up_b[0])
-            return float(len(between[0]) + 1) if between else math.inf
         paths = self._fabric_segment(nic_a, nic_b)
         return float(len(paths[0]) - 1) if paths else math.inf
 
     def _over_nvlink(self, src: str, dst: str) -> bool:
-        """Whether the route between two accelerators of a node uses NVLink alone."""
-        succ = self.graph._succ
-        paths = self.paths(src, dst)
-        return all(succ[a][b]["kind"] == "nvlink" for a, b in itertools.pairwise(paths[0]))
+        """Whether the route between two accelerators of a node uses NVLink alone (memoised)."""
+        found = self._nvlink_only.get((src, dst))
+        if found is None:
+            succ = self.graph._succ
+            paths = self.paths(src, dst)
+            found = all(succ[a][b]["kind"] == "nvlink" for a, b in itertools.pairwise(paths[0]))
+            self._nvlink_only[(src, dst)] = found
+        return found
 
     def source_segment(self, src: str, via: str, nic: str) -> tuple[tuple[str, ...], ...]:
         """The paths from ``src`` to the NIC it leaves its node by: to ``nic`` itself, or (``via`` a

@@ -32,6 +32,7 @@ from recsim.cost.collectives.base import (
     Algorithm,
     Flow,
     GroupLayout,
+    Level,
     LevelCost,
     Stage,
     Traffic,
@@ -416,10 +417,7 @@ class HierarchicalAllToAll(Algorithm):
     ) -> list[Traffic]:
         stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))
         # The network carries the second stage only: the first stays inside the nodes.
-        return [
-            _remote_traffic(layout, stage2) if s.name == "inter" else _remote_traffic(layout, stage1)
-            for s in stages
-        ]
+        return [_remote_traffic(layout, stage2 if Level.INTER in s.levels else stage1) for s in stages]
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
         stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))

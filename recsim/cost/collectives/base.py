@@ -194,6 +194,7 @@ class _TopologyFacts:
         # (local i, local j) -> route bandwidth on node 0, or None when node 0's route leaves the
         # node (then it may differ between nodes and each node's own route is taken).
         self.local_routes: dict[tuple[int, int], float | None] = {}
+        self.host_links: dict[int, float] = {}  # local index -> ``host_link_bandwidth``
 
     @cached_property
     def wire_latency_s(self) -> float:
@@ -294,6 +295,23 @@ class _TopologyFacts:
                 rings.append((best, best_bw))
         self.rings[key] = rings
         return rings
+
+    def host_link_bandwidth(self, index: int) -> float:
+        """What local accelerator ``index``'s links other than NVLink (its PCIe link, to a switch or
+        the CPU: the way to its NICs) carry, the lesser direction (node 0's stands for every node's;
+        inf without such a link)."""
+        found = self.host_links.get(index)
+        if found is None:
+            g = self.topology.graph
+            v = gpu_id(0, index)
+            if v not in g:
+                found = math.inf
+            else:
+                out = sum(d["bandwidth_bytes_per_s"] for d in g.succ[v].values() if d["kind"] != "nvlink")
+                into = sum(d["bandwidth_bytes_per_s"] for d in g.pred[v].values() if d["kind"] != "nvlink")
+                found = min(out, into) if out > 0 and into > 0 else math.inf
+            self.host_links[index] = found
+        return found
 
     @cached_property
     def local_link_shares(self) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
@@ -596,13 +614,11 @@ class GroupLayout:
 
     @cached_property
     def node_nic_bandwidth(self) -> float:
-        """Per node: the group's home NICs there, summed (smallest node)."""
-        nic_bw = facts(self.topology).nic_bandwidth
-        homes = self._homes
-        best = math.inf
-        for ps in self.by_node.values():
-            nics = {v for p in ps for v in homes[p]}
-            best = min(best, sum(nic_bw[v] for v in nics))
+        """Per node: what the group's members there can push through their home NICs together
+        (``own_nic_bandwidth`` summed: the NICs' rates, each member at most its host link's), the
+        smallest node."""
+        shares = self.own_nic_bandwidth
+        best = min((float(sum(shares[p] for p in ps)) for ps in self.by_node.values()), default=math.inf)
         if best <= 0 or not math.isfinite(best):
             raise ConfigError(
                 f"{self.topology.system.name}: no scale-out NICs between the nodes of the group"
@@ -611,8 +627,11 @@ class GroupLayout:
 
     @cached_property
     def own_nic_bandwidth(self) -> NDArray[np.float64]:
-        """Per rank: its home NICs' bandwidth, shared with same-node members on the same NICs."""
-        nic_bw = facts(self.topology).nic_bandwidth
+        """Per rank: its home NICs' bandwidth, shared with same-node members on the same NICs, at
+        most what its own link to them carries (its PCIe link: two 400G NICs per H100 move what one
+        PCIe 5 x16 does; a tester found the figure counting both NICs in full)."""
+        known = facts(self.topology)
+        nic_bw = known.nic_bandwidth
         homes = self._homes
         shares = [0.0] * self.n
         for ps in self.by_node.values():
@@ -621,7 +640,9 @@ class GroupLayout:
                 for v in homes[p]:
                     users[v] = users.get(v, 0) + 1
             for p in ps:
-                shares[p] = sum(nic_bw[v] / users[v] for v in homes[p])
+                shares[p] = min(
+                    sum(nic_bw[v] / users[v] for v in homes[p]), known.host_link_bandwidth(self.locals[p])
+                )
         out = np.array(shares, dtype=np.float64)
         if self.num_nodes > 1 and np.any(out <= 0):
             raise ConfigError(
@@ -823,10 +844,13 @@ class Algorithm(ABC):
             if src is None or dst is None:
                 continue  # a transfer to a switch (in-network reduction): no GPU-to-GPU route
             k = int(np.searchsorted(bounds, f.phase, side="right"))
-            if k < len(parts):
-                parts[k][0].append(src)
-                parts[k][1].append(dst)
-                parts[k][2].append(f.bytes)
+            if k >= len(parts):
+                raise ValueError(
+                    f"{self.name}: a flow in phase {f.phase}, past its stages' {int(bounds[-1])}"
+                )
+            parts[k][0].append(src)
+            parts[k][1].append(dst)
+            parts[k][2].append(f.bytes)
         return [
             Traffic(
                 np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp), np.asarray(c, dtype=np.float64)

@@ -33,9 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsim.cost.collectives.base import Traffic
-from recsim.hardware.topology import Topology
+from recsim.hardware.topology import Topology, gpu_id
 
 _TOLERANCE = 1e-9
+_CHUNK = 65536  # transfers per block where GPUs have several home NICs (a block x leaves array)
+
+
+_Homes = tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]]]
 
 
 class FabricLeaves:
@@ -70,11 +74,15 @@ class FabricLeaves:
                 d["bandwidth_bytes_per_s"] for w, d in pred[leaf].items() if nodes[w]["kind"] == "switch"
             )
         nic_ports = np.asarray(down_ports)
-        # Oversubscribed: some leaf takes more from its NICs than it can pass up or down (one leaf
-        # alone has nothing to pass: every route stays under it).
+        # Oversubscribed: some leaf takes more from its NICs than it can pass up or down. A leaf
+        # with no link up or down (a one-tier rail, or one leaf alone) passes nothing: its NICs'
+        # traffic stays under it or is relayed to another rail inside the node.
+        joined = (self.up > 0) | (self.down > 0)
         self.oversubscribed = len(self.leaves) > 1 and bool(
-            np.any(np.minimum(self.up, self.down) < nic_ports * (1 - _TOLERANCE))
+            np.any(joined & (np.minimum(self.up, self.down) < nic_ports * (1 - _TOLERANCE)))
         )
+
+    # -- where a position's traffic leaves and enters --------------------------------------------
 
     @cached_property
     def _node_leaves(self) -> dict[int, frozenset[int]]:
@@ -85,52 +93,160 @@ class FabricLeaves:
             out.setdefault(g.nodes[nic]["node"], set()).add(k)
         return {node: frozenset(ks) for node, ks in out.items()}
 
-    def _exit_leaf(self, src: str, dst: str) -> int:
-        """The leaf ``src``'s traffic to ``dst`` (accelerators of two nodes whose NICs sit under
-        several leaves) leaves by; -1 where the route does not compose through one NIC per end."""
-        split = self.topology._split(src, dst)
-        return -1 if split is None else self.leaf_of_nic.get(split[1], -1)
+    @cached_property
+    def _exits(self) -> dict[int, tuple[NDArray[np.intp], list[str]]]:
+        """Per node: the leaf (-1: none) and the owner of each of its exits, in NIC index order
+        (``Topology._node_exits``: a PXN relay leaves by the exit with the destination NIC's index)."""
+        return {
+            node: (
+                np.array([self.leaf_of_nic.get(nic, -1) for nic, _ in exits], dtype=np.intp),
+                [owner for _, owner in exits],
+            )
+            for node, exits in self.topology._node_exits.items()
+        }
 
-    def _position_leaves(
-        self, vertices: Sequence[str]
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
-        """Per position: its node, the one leaf of its node's NICs (-2: several, -1: none) and the
-        leaf of its home NIC (-1: none, or several home NICs)."""
+    @cached_property
+    def _local_index(self) -> dict[str, int]:
+        """Accelerator vertex -> its index inside its node."""
         nodes = self.topology.graph.nodes
-        node_of = np.fromiter((nodes[v]["node"] for v in vertices), dtype=np.intp, count=len(vertices))
-        node_leaf = np.empty(len(vertices), dtype=np.intp)
-        home_leaf = np.empty(len(vertices), dtype=np.intp)
+        return {v: int(nodes[v]["index"]) for v in self.topology.accelerators}
+
+    @cached_property
+    def _nvlink_between(self) -> NDArray[np.bool_]:
+        """``[i, j]``: local accelerators ``i`` and ``j`` of a node are joined by NVLink alone (node 0's
+        stand for every node's; ``Topology._over_nvlink``)."""
+        t = self.topology
+        count = t.system.node.num_accelerators
+        out = np.zeros((count, count), dtype=bool)
+        for i in range(count):
+            for j in range(count):
+                if i != j:
+                    out[i, j] = t._over_nvlink(gpu_id(0, i), gpu_id(0, j))
+        return out
+
+    @cached_property
+    def _hops(self) -> NDArray[np.float64]:
+        """Links between the NICs under two leaves (2 under one), inf where no path joins them: what
+        ``Topology._nic_hops`` gives for NICs with one switch above them."""
+        t = self.topology
+        count = len(self.leaves)
+        out = np.full((count, count), np.inf)
+        for a in range(count):
+            out[a, a] = 2.0
+            for b in range(count):
+                if a != b:
+                    between = t._switch_paths(self.leaves[a], self.leaves[b])
+                    if between:
+                        out[a, b] = float(len(between[0]) + 1)
+        return out
+
+    def _homes(
+        self, vertices: Sequence[str]
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]]]:
+        """Per position: its node, the one leaf of its node's NICs (-2: several, -1: none), its home
+        NIC's leaf (-1: none; -2: several home NICs) and index among its node's exits (-1: none),
+        and the leaves of its home NICs (several where it has several)."""
+        nodes = self.topology.graph.nodes
+        n = len(vertices)
+        node_of = np.fromiter((nodes[v]["node"] for v in vertices), dtype=np.intp, count=n)
+        node_leaf = np.empty(n, dtype=np.intp)
+        home_leaf = np.empty(n, dtype=np.intp)
+        home_index = np.full(n, -1, dtype=np.intp)
+        leaves: list[list[int]] = []
+        index_of = {
+            nic: k for exits in self.topology._node_exits.values() for k, (nic, _) in enumerate(exits)
+        }
         for p, v in enumerate(vertices):
-            leaves = self._node_leaves.get(int(node_of[p]), frozenset())
-            node_leaf[p] = next(iter(leaves)) if len(leaves) == 1 else (-2 if leaves else -1)
-            home = nodes[v].get("home_nics", ())
-            home_leaf[p] = self.leaf_of_nic.get(home[0], -1) if len(home) == 1 else -1
-        return node_of, node_leaf, home_leaf
+            mine = self._node_leaves.get(int(node_of[p]), frozenset())
+            node_leaf[p] = next(iter(mine)) if len(mine) == 1 else (-2 if mine else -1)
+            home = [self.leaf_of_nic[nic] for nic in nodes[v].get("home_nics", ()) if nic in self.leaf_of_nic]
+            leaves.append(home)
+            home_leaf[p] = home[0] if len(home) == 1 else (-2 if home else -1)
+            if len(home) == 1:
+                home_index[p] = index_of.get(nodes[v]["home_nics"][0], -1)
+        return node_of, node_leaf, home_leaf, home_index, leaves
+
+    def _relayed_exits(
+        self,
+        vertices: Sequence[str],
+        src: NDArray[np.intp],
+        dst: NDArray[np.intp],
+        homes: _Homes,
+    ) -> NDArray[np.intp]:
+        """The exit leaf of each transfer ``src[k] -> dst[k]`` from a node whose NICs sit under
+        several leaves: its own NIC's, or (PXN, ``Topology._pxn_relay``) that of its node's exit
+        with the destination NIC's index, where that one is fewer hops from the destination's leaf
+        and its owner is reached over NVLink alone. Vectorised over the transfers (the NVLink test
+        by local index, ``_nvlink_between``); the same choice as the routes' (a test checks)."""
+        node_of, _, home_leaf, home_index, _ = homes
+        own = home_leaf[src]
+        index = home_index[dst]
+        dst_leaf = home_leaf[dst]
+        candidate = np.full(src.size, -1, dtype=np.intp)
+        relay_ok = np.zeros(src.size, dtype=bool)
+        for node in np.unique(node_of[src]).tolist():
+            exits, owners = self._exits.get(node, (np.zeros(0, dtype=np.intp), []))
+            mine = node_of[src] == node
+            usable = mine & (index >= 0) & (index < exits.size)
+            candidate[usable] = exits[index[usable]]
+            # NVLink to the owner, by local index: every node is built from the same spec.
+            local = self._local_index
+            owner_local = np.array([local[o] for o in owners] or [0], dtype=np.intp)
+            cand_owner = owner_local[np.where(usable, index, 0)]
+            senders = np.array([local[vertices[p]] for p in src[usable].tolist()], dtype=np.intp)
+            relay_ok[usable] = self._nvlink_between[senders, cand_owner[usable]] & (
+                senders != cand_owner[usable]
+            )
+        valid = (candidate >= 0) & (own >= 0) & (dst_leaf >= 0)
+        hops = self._hops
+        nearer = np.zeros(src.size, dtype=bool)
+        nearer[valid] = hops[candidate[valid], dst_leaf[valid]] < hops[own[valid], dst_leaf[valid]]
+        relay = valid & nearer & relay_ok & (home_index[src] != index)
+        return np.where(relay, candidate, own)
 
     def seconds(self, vertices: Sequence[str], traffic: Traffic) -> float:
         """The longest a leaf's uplinks or downlinks take to carry ``traffic`` (positions index
         ``vertices``) at their full rate."""
         if traffic.bytes.size == 0:
             return 0.0
-        node_of, node_leaf, home_leaf = self._position_leaves(vertices)
-        src, dst = traffic.src, traffic.dst
+        homes = self._homes(vertices)
+        node_of, node_leaf, home_leaf, _, leaves = homes
+        src, dst, size = traffic.src, traffic.dst, traffic.bytes
         remote = node_of[src] != node_of[dst]
-        exits = np.where(remote, node_leaf[src], -1)
-        # Nodes whose NICs sit under several leaves (rails): the route says which (PXN).
-        for k in np.flatnonzero(exits == -2).tolist():
-            exits[k] = self._exit_leaf(vertices[int(src[k])], vertices[int(dst[k])])
-        entries = home_leaf[dst]
-        cross = (exits >= 0) & (entries >= 0) & (exits != entries)
-        if not cross.any():
-            return 0.0
+        src, dst, size = src[remote], dst[remote], size[remote]
         count = len(self.leaves)
-        out_bytes = np.bincount(exits[cross], weights=traffic.bytes[cross], minlength=count)
-        in_bytes = np.bincount(entries[cross], weights=traffic.bytes[cross], minlength=count)
+        out_bytes = np.zeros(count)
+        in_bytes = np.zeros(count)
+        single = (home_leaf[src] != -2) & (home_leaf[dst] != -2)
+        if single.any():
+            s, d, b = src[single], dst[single], size[single]
+            exits = node_leaf[s].copy()
+            exits[exits == -2] = -1
+            several = node_leaf[s] == -2  # nodes under several leaves (rails): the route says which
+            if several.any():
+                exits[several] = self._relayed_exits(vertices, s[several], d[several], homes)
+            entries = home_leaf[d]
+            cross = (exits >= 0) & (entries >= 0) & (exits != entries)
+            out_bytes += np.bincount(exits[cross], weights=b[cross], minlength=count)
+            in_bytes += np.bincount(entries[cross], weights=b[cross], minlength=count)
+        # A GPU with several home NICs spreads its transfers over them (no PXN: NCCL relays only
+        # to a GPU's one NIC): the expected bytes through each leaf, with its leaves equally likely.
+        if not single.all():
+            weights = np.zeros((len(vertices), count))
+            for p, mine in enumerate(leaves):
+                for leaf in mine:
+                    weights[p, leaf] += 1.0 / len(mine)
+            rest = np.flatnonzero(~single)
+            for start in range(0, rest.size, _CHUNK):
+                part = rest[start : start + _CHUNK]
+                ws, wd, b = weights[src[part]], weights[dst[part]], size[part, None]
+                out_bytes += (b * ws * (1.0 - wd)).sum(axis=0)
+                in_bytes += (b * wd * (1.0 - ws)).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             # A leaf with no link up or down passes nothing that way: its traffic took other routes.
             up = np.where(self.up > 0, out_bytes / self.up, 0.0)
             down = np.where(self.down > 0, in_bytes / self.down, 0.0)
-        worst = float(max(up.max(), down.max()))
+        worst = float(max(up.max(), down.max())) if count else 0.0
         return worst if math.isfinite(worst) else 0.0
 
 

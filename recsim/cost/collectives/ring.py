@@ -96,17 +96,20 @@ def channel_rings(layout: GroupLayout) -> list[tuple[list[int], float]]:
 
 
 def relays_between_nodes(layout: GroupLayout) -> bool:
-    """Whether a channel's hop from one node to the next is relayed over NVLink by a peer of the
-    exit accelerator (``Topology``'s PXN route: its rail's NIC is nearer the next node's entry than
-    the exit's own NIC, as on a rail-optimized fabric). Every channel's hop is alike: channel 0's
-    between the first two nodes stands for them."""
+    """Whether some channel's hop from one node to the next is relayed over NVLink by a peer of the
+    exit accelerator (``Topology``'s PXN route: its node's NIC on the entry's rail is nearer the
+    entry's NIC than the exit's own, as on a rail-optimized fabric). Each accelerator is the exit of
+    one channel, so then the busiest NVLink port carries all of a rank's bytes. The hops between
+    the first two nodes stand for the others (every node is wired alike)."""
     if layout.num_nodes < 2:
         return False
-    ring, _ = channel_rings(layout)[0]
-    nodes = layout.nodes
-    k = next(i for i in range(len(ring)) if nodes[ring[i]] != nodes[ring[i + 1]])
-    src, dst = layout.vertices[ring[k]], layout.vertices[ring[k + 1]]
-    return layout.topology.first_hop(src, dst) != src
+    nodes, topology = layout.nodes, layout.topology
+    for ring, _ in channel_rings(layout):
+        k = next(i for i in range(len(ring)) if nodes[ring[i]] != nodes[ring[i + 1]])
+        src, dst = layout.vertices[ring[k]], layout.vertices[ring[k + 1]]
+        if topology.first_hop(src, dst) != src:
+            return True
+    return False
 
 
 def ring_flows(layout: GroupLayout, block_bytes: float, phases: int) -> list[Flow]:
