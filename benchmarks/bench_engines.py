@@ -69,6 +69,28 @@ def steady_analytic(nodes: int, repeats: int = 7, *, shared_costs: bool = False)
     return statistics.median(times)
 
 
+def oversubscribed_analytic(nodes: int, repeats: int = 3) -> float:
+    """Median wall time of a fresh analytic evaluation on a rail-optimized fabric at 4:1, where every
+    collective's transfers are taken through the leaves' uplinks (``recsim.cost.collectives.fabric``)."""
+    overrides = (
+        "cluster.scale_out.topology=rail_optimized",
+        "cluster.scale_out.tiers=2",
+        "cluster.scale_out.oversubscription=4",
+    )
+    system, workload = prepare(
+        "dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=55296, precision="fp16", overrides=overrides
+    )
+    plan = make_plan("table_wise", workload, system)
+    options = SimulationOptions(fidelity="analytic")
+    simulate_training(system, workload, plan, options)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        simulate_training(system, workload, plan, options)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     print(f"raw simpy: {raw_simpy_events_per_s():,.0f} events/s")
     node_counts = [int(a) for a in sys.argv[1:]] or [1, 16]
@@ -86,6 +108,11 @@ def main() -> None:
             f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one sharing a CostMemo "
             f"({1 / steady:6.2f}/s, median of 7)"
         )
+        if nodes > 1:
+            over = oversubscribed_analytic(nodes)
+            print(
+                f"analytic  {gpus:5d} GPUs: {over:7.3f} s per evaluation on rails at 4:1 ({1 / over:6.2f}/s)"
+            )
         counters = DesCounters()
         wall, thr = bench(nodes, "des", counters)
         events, engine_s = counters.events, counters.wall_s
