@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from recsim.api import load_system
@@ -155,11 +155,17 @@ def test_faster_hardware_never_slower(case, scale):
 @SETTINGS
 @given(ops(tiers=("uvm_caching", "ssd", "smartssd")), st.floats(1e-6, 1.0), st.floats(1e-6, 1.0))
 def test_bigger_cache_never_slower(case, a, b):
-    """The HBM cache of uvm_caching, the page cache of ssd, the drive's row cache of smartssd."""
+    """The HBM cache of uvm_caching, the page cache of ssd, the drive's row cache of smartssd.
+
+    For uvm_caching, where the batch's missed rows all fit in the smaller cache: where some do not,
+    those are read and updated in host memory beside the HBM work (FBGEMM's conflict misses), and
+    a bigger cache that fills them first (a kernel of its own) can take a little longer for that
+    batch, its gain being the later batches' hits (``test_a_cache_too_small_for_the_batch``)."""
     e, access = case
     small, big = sorted((a, b))
     slow = run(Embedding(**{**_fields(e), "tier": f"{e.tier}:{small}"}), access)
     fast = run(Embedding(**{**_fields(e), "tier": f"{e.tier}:{big}"}), access)
+    assume(slow.details.get("unfit_rows", 0.0) == 0.0)
     assert fast.time_s <= slow.time_s * SLACK
 
 

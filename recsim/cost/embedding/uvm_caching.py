@@ -20,6 +20,12 @@ access model's ``lfu_hit_rate`` (top-k share), an upper bound of this.
   batch reads it), come over PCIe as in ``uvm`` and are written into HBM;
 * gather: the ``hbm`` forward kernel over the cache (same rows, same popularity, same L2 hit rate).
 
+Room: a batch's rows already in the cache hold their slots, so it fills at most the rest of the
+cache (FBGEMM's insert evicts rows of earlier batches only); the missed rows that do not fit stay
+in host memory and every lookup of them reads them there, over PCIe beside the gather, as ``uvm``
+does (FBGEMM's conflict misses, cache location -1); the backward updates them there. A cache of no
+rows is then ``uvm`` plus the management.
+
 ``details["cache_overhead_s"]`` is management + gather, the work a plain ``uvm`` lookup does not do:
 ``uvm_caching <= uvm + cache_overhead_s`` and ``uvm_caching >= hbm`` hold by construction.
 
@@ -30,6 +36,7 @@ every filled row evicts one dirty row, written back over PCIe.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from recsim.cost.embedding.base import DDR, HBM, PCIE, EmbeddingCost, Lookup, TierModel, register_tier
@@ -57,6 +64,34 @@ CACHE_KERNELS: Final[int] = 3
 """find_uncached, insert and lookup, beyond the sort/unique kernels (``gpu.sort_stage``)."""
 
 
+@dataclass(frozen=True)
+class _Cache:
+    """One batch's use of the cache: its ``rows``, the lookups' ``hit_rate``, the distinct missed
+    rows ``filled`` into it, those ``unfit`` (no room beside the batch's own cached rows) and the
+    ``direct_lookups`` of those, each read from host memory."""
+
+    rows: float
+    hit_rate: float
+    filled: float
+    unfit: float
+    direct_lookups: float
+
+
+def _zero_copy_s(lookup: Lookup, payload: float) -> float:
+    """Time of ``payload`` bytes read from host memory in 64 B zero-copy requests, as ``uvm``: the
+    link (with its per-request overhead) or the rank's share of host DRAM, and a round trip."""
+    if payload <= 0:
+        return 0.0
+    link = lookup.accelerator().host_interface
+    return (
+        max(
+            pcie_wire_bytes(payload) / link.bandwidth_bytes_per_s,
+            payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
+        )
+        + 2.0 * link.latency_s
+    )
+
+
 @register_tier
 class UvmCachingTier(TierModel):
     name = "uvm_caching"
@@ -64,20 +99,31 @@ class UvmCachingTier(TierModel):
     default: ClassVar[float | None] = DEFAULT_CACHE_RATIO
 
     @staticmethod
-    def _cache(lookup: Lookup) -> tuple[float, float, float]:
-        """(cache rows, hit rate, unique rows filled per batch)."""
+    def _cache(lookup: Lookup) -> _Cache:
+        """What the cache does for one batch (``_Cache``)."""
         ratio = lookup.param if lookup.param is not None else DEFAULT_CACHE_RATIO
         cache_rows = ratio * lookup.op.rows
         hit = lookup.hit_rate(cache_rows)
         # Each distinct row the cache lacks is fetched once per batch, however often the batch
         # reads it: not the missed lookups, which repeat rows.
-        return cache_rows, hit, lookup.missed_unique_rows(cache_rows)
+        missed = lookup.missed_unique_rows(cache_rows)
+        # But only into room: the batch's own cached rows hold their slots (FBGEMM's insert evicts
+        # only rows of earlier batches), so what does not fit is read over PCIe by every lookup
+        # of it (cache location -1, FBGEMM's conflict misses). A tester found a cache of no rows
+        # 2-4x faster than uvm: every missed row was "filled" into it.
+        held = max(0.0, lookup.unique_rows - missed)
+        filled = min(missed, max(0.0, cache_rows - held))
+        unfit = missed - filled
+        missed_lookups = lookup.lookups * (1.0 - hit)
+        direct = missed_lookups * unfit / missed if missed > 0 else 0.0
+        return _Cache(cache_rows, hit, filled, unfit, direct)
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()
         cal = gather_calibration(acc)
         hbm_bw = acc.hbm.bandwidth_bytes_per_s
-        cache_rows, hit, filled = self._cache(lookup)
+        cache = self._cache(lookup)
+        cache_rows, hit, filled = cache.rows, cache.hit_rate, cache.filled
         unique = lookup.unique_rows
 
         sort = sort_stage(acc, cal, rows=lookup.op.rows, lookups=lookup.lookups, unique=unique)
@@ -101,6 +147,11 @@ class UvmCachingTier(TierModel):
 
         l2_hit = lookup.hit_rate(acc.l2_bytes / lookup.row_bytes)
         gather = lookup_forward(lookup, l2_hit=l2_hit)
+        # Rows that did not fit are read from host memory by the gather itself, as ``uvm`` reads
+        # them, beside the cached rows' HBM reads.
+        direct = cache.direct_lookups * pcie_payload_bytes(lookup.row_bytes)
+        direct_s = _zero_copy_s(lookup, direct)
+        gather_s = max(gather.time_s, direct_s)
         launch = lookup.launch_s(gather.kernels)
         overhead_s = manage_s + gather.time_s
         details = lookup.base_details() | lookup.forward_accounting()
@@ -108,30 +159,35 @@ class UvmCachingTier(TierModel):
             "cache_rows": cache_rows,
             "cache_hit_rate": hit,
             "filled_rows": filled,
+            "unfit_rows": cache.unfit,
             "management_s": manage_s,
             "fill_s": fill_s,
-            "gather_s": gather.time_s,
+            "gather_s": gather_s,
             "cache_overhead_s": overhead_s,
             "l2_bytes": gather.l2_bytes + tags_l2,
             "launch_s": manage_launch_s + launch,  # all the pass's kernels, as the other tiers report
         }
         resources = {
             HBM: sort.hbm_bytes + tags - tags_l2 + fill_hbm + gather.hbm_bytes,
-            PCIE: pcie_wire_bytes(payload),
-            DDR: payload,
+            PCIE: pcie_wire_bytes(payload + direct),
+            DDR: payload + direct,
         }
-        return EmbeddingCost(overhead_s + fill_s + launch, resources, details)
+        return EmbeddingCost(manage_s + gather_s + fill_s + launch, resources, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()
-        _, hit, filled = self._cache(lookup)
+        cache = self._cache(lookup)
+        hit, filled = cache.hit_rate, cache.filled
         unique = lookup.unique_rows
         reads_row = lookup.op.optimizer != "none"
-        rows_hbm = unique * lookup.row_bytes * (2.0 if reads_row else 1.0)
+        # Rows that did not fit are updated where they live, in host memory, as ``uvm`` does.
+        cached = max(0.0, unique - cache.unfit)
+        rows_hbm = cached * lookup.row_bytes * (2.0 if reads_row else 1.0)
         sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm, state_in_hbm=False)
         state = unique * pcie_payload_bytes(lookup.state_bytes)
         writeback = filled * pcie_payload_bytes(lookup.row_bytes)
-        read, write = state, state + writeback
+        unfit = cache.unfit * pcie_payload_bytes(lookup.row_bytes)
+        read, write = state + (unfit if reads_row else 0.0), state + writeback + unfit
         link = acc.host_interface
         pcie_s = pcie_wire_bytes(max(read, write)) / link.bandwidth_bytes_per_s
         ddr_s = (read + write) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
@@ -143,6 +199,7 @@ class UvmCachingTier(TierModel):
         details |= {
             "cache_hit_rate": hit,
             "evicted_rows": filled,
+            "unfit_rows": cache.unfit,
             "sort_s": sort.time_s,
             "update_s": update_s,
             "pcie_s": pcie_s,
