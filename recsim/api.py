@@ -140,7 +140,7 @@ def hardware_summary(system: System | str | Path, topology: Topology | None = No
         "nic": nic_group.device.name if nic_group else None,
         "nics_per_node": node.nic_count(nic_group),
         "scale_out_topology": so.topology if so else None,
-        "scale_out_bandwidth_bytes_per_s_per_node": node.scale_out_bandwidth_bytes_per_s,
+        "scale_out_bandwidth_bytes_per_s_per_node": system.scale_out_bandwidth_bytes_per_s_per_node,
         "scale_out_bandwidth_bytes_per_s_per_accelerator": (
             system.scale_out_bandwidth_bytes_per_s_per_accelerator
         ),

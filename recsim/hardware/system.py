@@ -328,6 +328,20 @@ class System(Referable):
         return self.num_nodes * self.node.host_memory_capacity_bytes
 
     @property
+    def scale_out_bandwidth_bytes_per_s_per_node(self) -> float:
+        """What a node's scale-out NICs move per direction into the cluster's fabric: the node's
+        figure (``NodeSpec.scale_out_bandwidth_bytes_per_s``), each NIC at most its switch ports'
+        rate, as the topology cables them (400G NICs on ZionEX's 200G Tomahawk 3 ports move 200G)."""
+        node = self.node
+        rate = node.scale_out_bandwidth_bytes_per_s
+        group = node.scale_out_nics
+        scale_out = self.cluster.scale_out
+        if group is not None and scale_out is not None:
+            ports = node.nic_count(group) * group.device.ports
+            rate = min(rate, ports * scale_out.switch.port_bandwidth_bytes_per_s)
+        return rate
+
+    @property
     def scale_out_bandwidth_bytes_per_s_per_accelerator(self) -> float:
         n = self.node.num_accelerators
-        return self.node.scale_out_bandwidth_bytes_per_s / n if n else 0.0
+        return self.scale_out_bandwidth_bytes_per_s_per_node / n if n else 0.0

@@ -112,9 +112,20 @@ def test_dgx_a100_and_hgx_h200(shipped):
     assert a["scale_out_bandwidth_bytes_per_s_per_accelerator"] == 25e9
     # An NDR NIC behind DGX A100's PCIe 4 switches moves what a switch port does, as in the
     # topology (a tester found hier_auto planning for 50 GB/s, and a faster NIC giving a slower plan).
-    ndr = shipped.system("dgx-a100", [Override.parse("node.nics.device=ib-ndr-400g")])
+    ndr = shipped.system(
+        "dgx-a100",
+        [
+            Override.parse("node.nics.device=ib-ndr-400g"),
+            Override.parse("cluster.scale_out.switch=quantum2-qm9700"),  # NDR ports: the PCIe port binds
+        ],
+    )
     port = ndr.node.pcie_switches.device.port_bandwidth_bytes_per_s
     assert ndr.scale_out_bandwidth_bytes_per_s_per_accelerator == min(50e9, port) < 50e9
+    # And at most what the scale-out switch's ports take: ZionEX's Tomahawk 3 ports are 200G, so a
+    # 400G NIC moves 25 GB/s there (a tester found hier_auto planning for more, and a faster NIC
+    # giving a slower plan under auto).
+    zionex = shipped.system("zionex", [Override.parse("node.nics.device=ib-ndr-400g")])
+    assert zionex.scale_out_bandwidth_bytes_per_s_per_accelerator == pytest.approx(25e9)
     h = summary(shipped, "hgx-h200")
     assert h["accelerator"] == "h200-sxm5-141gb"
     assert h["hbm_capacity_bytes_total"] == 8 * 141 * 2**30
