@@ -562,6 +562,18 @@ def simulate_run(
         )
     except InfeasibleError as exc:
         raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
+    # A plan the framework cannot run is no result for it (a tester found HugeCTR's hybrid embedding
+    # of multi-hot tables at the top of a sweep's front); ``auto`` leaves such plans out too.
+    from recsim.graph.runtime import runtime as get_runtime
+
+    framework = get_runtime(wl_spec.training.runtime)
+    missing = framework.unsupported(sharding, wl_spec)
+    if missing:
+        reason = (
+            f"training.runtime {framework.name!r} cannot run {' or '.join(missing)} plans "
+            f"(plan {sharding.strategy or plan!r}); choose another plan, or a runtime that runs it"
+        )
+        raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options))
     return simulate_training(sys_spec, wl_spec, sharding, options)
 
 

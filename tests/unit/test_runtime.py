@@ -288,3 +288,15 @@ def test_fused_runtime_asks_for_collnet_gradient_all_reduce():
     system, workload = prepare("dgx-a100", "dlrm-mlperf")
     sim = simulate_training(system, workload, make_plan("table_wise", workload, system), SimulationOptions())
     assert sim.result.status == "ok"
+
+
+def test_a_plan_the_runtime_cannot_run_is_infeasible_in_a_run():
+    # HugeCTR's hybrid embedding is one-hot only: on multi-hot DCNv2 the fused runtime cannot run
+    # it. auto left it out, but a run or a sweep's plan axis simulated it, and it topped a front.
+    from recsim.api import simulate_run
+    from recsim.errors import NoPlanError
+
+    with pytest.raises(NoPlanError, match="cannot run routed_rows of multi-hot tables") as caught:
+        simulate_run("zionex", "dlrm-dcnv2", nodes=2, batch_size=65536, plan="hybrid_embedding")
+    assert caught.value.result.status == "infeasible"
+    assert "choose another plan" in caught.value.result.reason
