@@ -14,7 +14,9 @@ Stages: the first stage evaluates the points of the search at its fidelity; each
 re-evaluates the previous stage's best points at its own fidelity: its ``top`` best-ranked (by
 non-dominated front, then crowding distance), or its whole Pareto front when ``top`` is not given.
 The front and the exports use, for each point, its record from the last stage that evaluated it
-(so the DES figures replace the analytic ones of the points re-run at DES).
+(so the DES figures replace the analytic ones of the points re-run at DES); every point of the
+front is then re-run at the last stage until the front holds the last stage's figures only (a
+front of mixed fidelities would rank an optimistic analytic figure beside DES ones).
 
 A store belongs to one spec (its ``spec_key``): ``run_sweep`` refuses to write into a folder whose
 store holds results unless ``resume=True``, and refuses to resume with a different spec, or a store
@@ -246,6 +248,30 @@ class _Runner:
             self.evaluate(enumerate_points(self.spec), first)
         for previous, stage in itertools.pairwise(stages):
             self.evaluate(self.select(previous, stage), stage)
+        if len(stages) > 1:
+            self.settle(stages[-1])
+
+    def settle(self, last: Stage) -> None:
+        """Re-run at ``last`` every point of the front that only an earlier stage evaluated, until the
+        front holds ``last``'s figures alone: a point kept at an optimistic analytic figure could sit
+        on the front beside points a DES re-run slowed down, or keep a twin off it (a tester found
+        both). A point the last stage ran that still makes the front stays; one that drops off it
+        lets a dominated one on, which is re-run in turn."""
+        objectives = dict(self.spec.objectives)
+        while True:
+            records = final_records(self.spec, self.store)
+            fits = [record_fitness(r, objectives) for r in records]
+            if not any(f is not None for f in fits):
+                return
+            from recsim.explore.points import non_dominated_sort
+
+            objs = np.array([f if f is not None else [np.inf] * len(objectives) for f in fits])
+            feas = np.array([f is not None for f in fits])
+            fronts = non_dominated_sort(objs, feas)
+            pending = [records[i] for i in (fronts[0] if fronts else []) if records[i].stage != last.fidelity]
+            if not pending:
+                return
+            self.evaluate([point_from_values(self.spec, r.values, r.index) for r in pending], last)
 
     def evaluate(self, points: list[Point], stage: Stage) -> list[PointRecord]:
         """Records of ``points`` at ``stage``: stored ones recalled, the others run and stored."""

@@ -204,11 +204,15 @@ def test_stages_rerun_the_best_points_at_des(spec_path, tmp_path):
     path.write_text(text)
     result = run_sweep(path, tmp_path / "out", workers=1, progress=False)
     stages = result.frame["stage"].value_counts().to_dict()
-    assert stages == {"analytic": 18, "des": 2}
+    # The top 2 at DES, then every other point of the front too: the front is DES figures only
+    # (a tester found analytic figures beside DES ones on a front, ranking optimism).
+    assert stages["analytic"] == 18 and 2 <= stages["des"] <= 18
     des_keys = set(result.frame.loc[result.frame["stage"] == "des", "key"])
     final = result.final.set_index("key")
     assert set(final.loc[list(des_keys), "stage"]) == {"des"}
-    assert set(result.front["key"]) & des_keys  # the best analytic points stay on the front at DES
+    assert set(result.front["stage"]) == {"des"} and set(result.front["key"]) <= des_keys
+    top = run_sweep(path, tmp_path / "again", workers=1, progress=False)
+    assert top.counts["run"] == result.counts["run"]  # deterministic
     resumed = run_sweep(path, tmp_path / "out", workers=1, resume=True, progress=False)
     assert resumed.counts["run"] == 0
 
