@@ -511,3 +511,33 @@ def test_nodes_whose_loads_differ_by_rounding_go_by_index():
     assert order([0.7 + ulp, 0.1, 0.7, 0.2]) == [0, 1]
     assert order([0.7, 0.1, 0.7 + ulp, 0.2]) == [0, 1]
     assert order([0.7 + 1e-9, 0.1, 0.7, 0.2]) == [1, 0]
+
+
+def test_auto_plans_again_without_the_most_precise_dtype_when_nothing_fits(monkeypatch):
+    # The proposers lower precision table by table, so the first tables can take the memory at
+    # fp32 and leave none for the last even at int8; a tester's model fitted all at int8 but got
+    # "no strategy fits". auto now tries again without the most precise dtype, for every table.
+    import recsim.planner.proposers.auto as auto_module
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", batch_size=55296, precision="fp16")
+    seen: list[tuple[str, ...]] = []
+
+    class Picky:
+        fixed = True
+
+        def propose(self, ctx: PlanningContext):
+            seen.append(tuple(ctx.config.embedding_dtypes))
+            if "int8" not in ctx.config.embedding_dtypes[:1]:
+                raise InfeasibleError("table 't0' (1 rows) fits nowhere: tried fp32 on hbm")
+            return proposer("table_wise").propose(ctx)
+
+    monkeypatch.setattr(auto_module, "registered_proposers", lambda: ["auto", "picky"])
+    monkeypatch.setattr(auto_module, "get_proposer", lambda name: Picky())
+    plan = proposer("auto").propose(PlanningContext(system, workload, PlannerConfig()))
+    assert seen == [("fp32", "fp16", "int8"), ("fp16", "int8"), ("int8",)]
+    assert plan.strategy == "auto:picky"
+    assert any("planned without fp32" in note for note in plan.notes)
+    # With one dtype left there is nothing coarser: the failure stands.
+    one = PlannerConfig(embedding_dtypes=["fp32"])
+    with pytest.raises(InfeasibleError, match="no strategy fits"):
+        proposer("auto").propose(PlanningContext(system, workload, one))

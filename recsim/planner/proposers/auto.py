@@ -25,7 +25,7 @@ import dataclasses
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime as get_runtime
 from recsim.planner.config import comm_dtypes_for, stamp_exchange
-from recsim.planner.estimator import plan_makespan_s
+from recsim.planner.estimator import PRECISION_ORDER, plan_makespan_s
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
 from recsim.planner.proposers.base import proposer as get_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
@@ -57,6 +57,15 @@ def _no_fit(failures: list[tuple[str, str]]) -> str:
     more = len(by_reason) - SHOWN_REASONS
     tail = f" | and {more} other reason{'s' if more > 1 else ''}" if more > 0 else ""
     return "no strategy fits: " + " | ".join(parts) + tail
+
+
+def _coarser(ctx: PlanningContext) -> PlanningContext | None:
+    """``ctx`` whose planner may not use its most precise listed embedding dtype (None: only one)."""
+    allowed = [d for d in PRECISION_ORDER if d in ctx.config.embedding_dtypes]
+    if len(allowed) < 2:
+        return None
+    config = ctx.config.model_copy(update={"embedding_dtypes": allowed[1:]})
+    return PlanningContext(ctx.system, ctx.workload, config, memo=ctx.memo, fidelity=ctx.fidelity)
 
 
 #: Distinct reasons ``auto`` prints when nothing fits.
@@ -99,6 +108,19 @@ class Auto(Proposer):
                 continue
             scored.append((plan_makespan_s(est, plan), name, plan))
         if not scored:
+            coarser = _coarser(ctx)
+            if coarser is not None and any("fits nowhere" in message for _, message in failures):
+                # The proposers lower precision table by table, most precise first, so the first
+                # tables can fill the memory at a high precision that leaves none for the last at
+                # the lowest: a tester's model fitted all at int8 but "no strategy fits". Again
+                # without the most precise dtype, for every table.
+                dropped = [d for d in ctx.config.embedding_dtypes if d not in coarser.config.embedding_dtypes]
+                plan = self.propose(coarser)
+                note = (
+                    f"no plan fits table by table from {', '.join(ctx.config.embedding_dtypes)}: "
+                    f"planned without {', '.join(dropped)}"
+                )
+                return dataclasses.replace(plan, notes=(note, *plan.notes))
             raise InfeasibleError(_no_fit(failures))
         scored.sort(key=lambda x: (x[0], x[1]))
         # Proposers often agree (a small model's greedy is a fixed scheme): simulate each plan once.
