@@ -126,3 +126,12 @@ def test_an_elementwise_kernel_pays_its_floor_not_the_gemm_fit() -> None:
     # Newer GPUs are no slower on it (the GEMM fits' fixed times differ: 5.5 and 5.7 us).
     h100 = HardwareLibrary().device("accelerator", "h100-sxm5-80gb")
     assert compute_time_s(tiny, h100) <= compute_time_s(tiny, a100)
+
+
+def test_the_host_copy_call_is_measured_on_the_a100_trace() -> None:
+    from recsim.cost.launch import MEMCPY_CALL_S, memcpy_call_s
+
+    trace = _parse(DATA / "recsys_a100_8rank_rank3_control.json.gz")
+    assert memcpy_call_s([trace]) == pytest.approx(MEMCPY_CALL_S)
+    with pytest.raises(ValueError, match="no cudaMemcpyAsync"):
+        memcpy_call_s([parse_kineto(Path("t.json"), {"traceEvents": []})])

@@ -47,6 +47,7 @@ from recsim.cost.embedding.base import (
     register_tier,
 )
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
+from recsim.cost.launch import MEMCPY_CALL_S
 from recsim.hardware.system import System
 
 __all__ = ["CPU_SORT_PASSES", "LINE_FILL_BUFFERS", "DdrTier", "cpu_pool_s", "memory_parallelism"]
@@ -93,13 +94,16 @@ def rank_share(system: System) -> float:
     return 1.0 / max(1, system.node.num_accelerators)
 
 
-def pcie_transfer_s(system: System, nbytes: float) -> float:
-    """One host <-> accelerator copy of ``nbytes`` (0 on a CPU server or for nothing to move)."""
+def pcie_transfer_s(system: System, nbytes: float, copies: int = 1) -> float:
+    """``copies`` host <-> accelerator copies of ``nbytes`` in all (0 on a CPU server or for nothing
+    to move): each the host's copy call (``MEMCPY_CALL_S``, measured) and the link's latency, the
+    bytes at the link's bandwidth. (The call was left out: a tester found a one-row lookup on the
+    host costing a GPU node 0.4 us.)"""
     acc = system.accelerator
     if acc is None or nbytes <= 0:
         return 0.0
     link = acc.host_interface
-    return link.latency_s + nbytes / link.bandwidth_bytes_per_s
+    return copies * (MEMCPY_CALL_S + link.latency_s) + nbytes / link.bandwidth_bytes_per_s
 
 
 def host_streamed_bytes(lookup: Lookup) -> float:
@@ -124,7 +128,7 @@ class DdrTier(TierModel):
         latency_s = random_lines_s(system, lines, share)
         compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim) / share
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
-        pcie_s = pcie_transfer_s(system, moved)
+        pcie_s = pcie_transfer_s(system, moved, copies=2)  # the indices down, the pooled vectors up
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {
             "bandwidth_s": bandwidth_s,

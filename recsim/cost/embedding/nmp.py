@@ -131,7 +131,7 @@ class NmpTier(TierModel):
         }
         limits = {name: seconds / share for name, seconds in whole_node.items()}
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
-        pcie_s = pcie_transfer_s(system, moved)
+        pcie_s = pcie_transfer_s(system, moved, copies=2)  # the indices down, the pooled vectors up
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"rank_cache_hit_rate": hit, "ranks": float(ranks), "partial_sums": partials, **limits}
         # The time the node's DIMMs spend reading these rows at their ranks' full rate: what their
