@@ -41,7 +41,8 @@ The shape::
                                # or {method: nsga2, population: 16, generations: 4, seed: 1}
     stages:                    # optional: screen at one fidelity, re-run the best at another
       - {fidelity: analytic}
-      - {fidelity: des, top: 5}    # the 5 best-ranked points of the previous stage (no top: its front)
+      - {fidelity: des, top: 5}    # the 5 best-ranked points of the previous stage (no top: its front);
+                                   # then any other point of the final front, so it is one stage's figures
     seed: 0                    # default seed of random and nsga2 searches
 
 Special axis and base keys are ``system``, ``workload``, ``nodes``, ``batch_size``, ``precision``,

@@ -534,10 +534,21 @@ def test_auto_plans_again_without_the_most_precise_dtype_when_nothing_fits(monke
     monkeypatch.setattr(auto_module, "registered_proposers", lambda: ["auto", "picky"])
     monkeypatch.setattr(auto_module, "get_proposer", lambda name: Picky())
     plan = proposer("auto").propose(PlanningContext(system, workload, PlannerConfig()))
+    # The tables start at fp32 (their dtype), then at the most precise left, fp16.
     assert seen == [("fp32", "fp16", "int8"), ("fp16", "int8"), ("int8",)]
     assert plan.strategy == "auto:picky"
-    assert any("planned without fp32" in note for note in plan.notes)
+    notes = [note for note in plan.notes if "table by table" in note]
+    assert notes == [
+        "no plan fits table by table from fp32, fp16, int8: planned with int8 only (without fp32, fp16)"
+    ]
     # With one dtype left there is nothing coarser: the failure stands.
     one = PlannerConfig(embedding_dtypes=["fp32"])
     with pytest.raises(InfeasibleError, match="no strategy fits"):
         proposer("auto").propose(PlanningContext(system, workload, one))
+    # Tables stored at fp16 start there: fp32 is not tried again without them.
+    seen.clear()
+    half = workload.model_copy(
+        update={"tables": [t.model_copy(update={"dtype": "fp16"}) for t in workload.tables]}
+    )
+    proposer("auto").propose(PlanningContext(system, half, PlannerConfig()))
+    assert seen == [("fp32", "fp16", "int8"), ("int8",)]

@@ -251,7 +251,8 @@ def update_stage(
     slices, ``batch x grad_row`` each, are processed one after the other (the sort orders rows
     table by table), so L2 reuse is per slice.
 
-    The gather efficiency is that of the bytes one visit to a unique row moves in HBM: the row and
+    Two gather efficiencies: the per-lookup bytes (the bag's gradient row, the sorted info) go at
+    the gradient row's; the per-row bytes at that of one visit to a unique row in HBM: the row and
     its optimizer state when that is in HBM too (``state_row_bytes``, 0 otherwise: Adam's two
     moments, Adagrad's one, row-wise Adagrad's one float), which the same warp reads and writes
     beside it. An int8 row with fp32 Adam state is a large visit, not a small row's.

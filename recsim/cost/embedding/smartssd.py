@@ -31,6 +31,7 @@ from recsim.cost.embedding.base import (
     DDR,
     FLASH,
     INDEX_BYTES,
+    PCIE,
     SSD,
     EmbeddingCost,
     Lookup,
@@ -38,6 +39,7 @@ from recsim.cost.embedding.base import (
     pages_touched,
     register_tier,
 )
+from recsim.cost.embedding.ddr import pcie_transfer_s
 from recsim.errors import InfeasibleError
 
 __all__ = ["SmartSsdTier"]
@@ -76,8 +78,13 @@ class SmartSsdTier(TierModel):
         }
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"ssd_cache_hit_rate": hit, "flash_reads": reads * drives, **limits}
-        resources = {FLASH: flash_bytes * drives, SSD: transfer, DDR: transfer}
-        return EmbeddingCost(max(limits.values()), resources, details)
+        # On a GPU node the pooled vectors go on to it from host memory, as for ``ddr``.
+        pcie_s = pcie_transfer_s(lookup.system, transfer, copies=2)
+        details["pcie_s"] = pcie_s
+        resources = {FLASH: flash_bytes * drives, SSD: transfer, DDR: transfer} | (
+            {PCIE: transfer} if pcie_s else {}
+        )
+        return EmbeddingCost(max(limits.values()) + pcie_s, resources, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         raise InfeasibleError("tier 'smartssd' models inference lookups only (RecSSD is an inference design)")

@@ -34,6 +34,8 @@ from typing import ClassVar, Final
 from recsim.cost.embedding.base import (
     DDR,
     FLASH,
+    INDEX_BYTES,
+    PCIE,
     SSD,
     EmbeddingCost,
     Lookup,
@@ -41,7 +43,7 @@ from recsim.cost.embedding.base import (
     pages_touched,
     register_tier,
 )
-from recsim.cost.embedding.ddr import cpu_pool_s, random_lines_s
+from recsim.cost.embedding.ddr import cpu_pool_s, pcie_transfer_s, random_lines_s
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
 from recsim.hardware.devices import Ssd
@@ -110,8 +112,12 @@ class SsdTier(TierModel):
             "host_s": host_s,
             **limits,
         }
-        resources = {SSD: page_bytes, FLASH: page_bytes, DDR: host_bytes}
-        return EmbeddingCost(max(ssd_s, host_s), resources, details)
+        # On a GPU node the indices come down and the pooled vectors go up, as for ``ddr``.
+        moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
+        pcie_s = pcie_transfer_s(system, moved, copies=2)
+        details["pcie_s"] = pcie_s
+        resources = {SSD: page_bytes, FLASH: page_bytes, DDR: host_bytes} | ({PCIE: moved} if pcie_s else {})
+        return EmbeddingCost(max(ssd_s, host_s) + pcie_s, resources, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         raise InfeasibleError(

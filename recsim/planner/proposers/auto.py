@@ -59,12 +59,23 @@ def _no_fit(failures: list[tuple[str, str]]) -> str:
     return "no strategy fits: " + " | ".join(parts) + tail
 
 
+class _NoFit(InfeasibleError):
+    """No proposer's plan fits; ``failures`` are (proposer, message) pairs."""
+
+    def __init__(self, message: str, failures: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
 def _coarser(ctx: PlanningContext) -> PlanningContext | None:
-    """``ctx`` whose planner may not use its most precise listed embedding dtype (None: only one)."""
+    """``ctx`` whose planner may not use the most precise embedding dtype any table starts at
+    (``Estimator.dtypes_for``), nor any more precise one; None where none coarser is listed."""
     allowed = [d for d in PRECISION_ORDER if d in ctx.config.embedding_dtypes]
-    if len(allowed) < 2:
+    starts = {found[0] for t in ctx.workload.tables if (found := ctx.estimator.dtypes_for(t))}
+    top = min((allowed.index(d) for d in starts if d in allowed), default=0)
+    if top + 1 >= len(allowed):
         return None
-    config = ctx.config.model_copy(update={"embedding_dtypes": allowed[1:]})
+    config = ctx.config.model_copy(update={"embedding_dtypes": allowed[top + 1 :]})
     return PlanningContext(ctx.system, ctx.workload, config, memo=ctx.memo, fidelity=ctx.fidelity)
 
 
@@ -78,6 +89,33 @@ class Auto(Proposer):
     description = "every proposer; the estimator's best and each family's best simulated; fastest wins"
 
     def propose(self, ctx: PlanningContext) -> Plan:
+        """The plan of ``_propose``; where no proposer fits a table anywhere, again with the
+        precisions the tables start at left out, coarser each time, down to the last listed.
+
+        The proposers lower precision table by table, most precise first, so the first tables can
+        fill the memory at a high precision and leave none for the last even at the lowest: a
+        tester's model fitted all at int8 but "no strategy fits"."""
+        attempt = ctx
+        while True:
+            try:
+                plan = self._propose(attempt)
+            except _NoFit as exc:
+                coarser = _coarser(attempt)
+                if coarser is None or not any("fits nowhere" in message for _, message in exc.failures):
+                    raise InfeasibleError(str(exc)) from None
+                attempt = coarser
+                continue
+            if attempt is ctx:
+                return plan
+            kept = attempt.config.embedding_dtypes
+            dropped = [d for d in ctx.config.embedding_dtypes if d not in kept]
+            note = (
+                f"no plan fits table by table from {', '.join(ctx.config.embedding_dtypes)}: "
+                f"planned with {', '.join(kept)} only (without {', '.join(dropped)})"
+            )
+            return dataclasses.replace(plan, notes=(note, *plan.notes))
+
+    def _propose(self, ctx: PlanningContext) -> Plan:
         est = ctx.estimator
         cap = capacity(ctx.system)
         runtime = get_runtime(ctx.workload.training.runtime)
@@ -108,20 +146,7 @@ class Auto(Proposer):
                 continue
             scored.append((plan_makespan_s(est, plan), name, plan))
         if not scored:
-            coarser = _coarser(ctx)
-            if coarser is not None and any("fits nowhere" in message for _, message in failures):
-                # The proposers lower precision table by table, most precise first, so the first
-                # tables can fill the memory at a high precision that leaves none for the last at
-                # the lowest: a tester's model fitted all at int8 but "no strategy fits". Again
-                # without the most precise dtype, for every table.
-                dropped = [d for d in ctx.config.embedding_dtypes if d not in coarser.config.embedding_dtypes]
-                plan = self.propose(coarser)
-                note = (
-                    f"no plan fits table by table from {', '.join(ctx.config.embedding_dtypes)}: "
-                    f"planned without {', '.join(dropped)}"
-                )
-                return dataclasses.replace(plan, notes=(note, *plan.notes))
-            raise InfeasibleError(_no_fit(failures))
+            raise _NoFit(_no_fit(failures), failures)
         scored.sort(key=lambda x: (x[0], x[1]))
         # Proposers often agree (a small model's greedy is a fixed scheme): simulate each plan once.
         distinct: dict[tuple[object, ...], str] = {}
