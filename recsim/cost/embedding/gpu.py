@@ -200,13 +200,15 @@ def forward_kernel(
     pooled_bytes: float | None = None,
     extra_hbm_bytes: float = 0.0,
     rows_elsewhere: bool = False,
+    gathered: float | None = None,
 ) -> KernelCost:
     """One TBE forward kernel pooling ``lookups`` rows into ``bags`` bags (one offset and one
     pooled vector each: ``B x T`` for ``T`` tables of batch ``B``). ``rows_elsewhere``: the rows
-    come over another link (UVM), so only indices, offsets and the output touch HBM here.
-    ``extra_hbm_bytes``: per-sample weights etc."""
+    come over another link (UVM), so only indices, offsets and the output touch HBM here;
+    ``gathered``: how many of the lookups read their row in HBM (default all; a cache's lookups
+    of rows it could not hold read them over PCIe). ``extra_hbm_bytes``: per-sample weights etc."""
     pooled = row_bytes if pooled_bytes is None else pooled_bytes
-    rows = 0.0 if rows_elsewhere else lookups * row_bytes
+    rows = 0.0 if rows_elsewhere else (lookups if gathered is None else gathered) * row_bytes
     l2 = rows * l2_hit
     # The rows are gathered at their size's efficiency; the indices, offsets and pooled output are
     # streamed, at the gather's best (a tester found a table of 4-element rows slower than one of
@@ -380,8 +382,11 @@ def atomic_update_stage(lookup: Lookup) -> KernelCost:
     return KernelCost(cal.overhead_s, memory, hbm, l2, 1)
 
 
-def lookup_forward(lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = False) -> KernelCost:
-    """The TBE forward kernel of ``lookup`` on its accelerator (the shapes come from the lookup)."""
+def lookup_forward(
+    lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = False, gathered: float | None = None
+) -> KernelCost:
+    """The TBE forward kernel of ``lookup`` on its accelerator (the shapes come from the lookup;
+    ``gathered`` as for ``forward_kernel``)."""
     acc = lookup.accelerator()
     return forward_kernel(
         acc,
@@ -392,6 +397,7 @@ def lookup_forward(lookup: Lookup, *, l2_hit: float, rows_elsewhere: bool = Fals
         l2_hit=l2_hit,
         pooled_bytes=lookup.pooled_bytes,
         rows_elsewhere=rows_elsewhere,
+        gathered=gathered,
     )
 
 

@@ -146,7 +146,9 @@ class UvmCachingTier(TierModel):
             fill_s += 2.0 * acc.host_interface.latency_s
 
         l2_hit = lookup.hit_rate(acc.l2_bytes / lookup.row_bytes)
-        gather = lookup_forward(lookup, l2_hit=l2_hit)
+        gather = lookup_forward(
+            lookup, l2_hit=l2_hit, gathered=max(0.0, lookup.lookups - cache.direct_lookups)
+        )
         # Rows that did not fit are read from host memory by the gather itself, as ``uvm`` reads
         # them, beside the cached rows' HBM reads.
         direct = cache.direct_lookups * pcie_payload_bytes(lookup.row_bytes)
