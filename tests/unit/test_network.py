@@ -263,7 +263,7 @@ def test_rail_optimized_traffic_stays_on_its_rail_under_flows():
     flows = collective_time_flows_s(ring, tapered, "ring_reduce_scatter")
     assert flows == pytest.approx(collective_time_flows_s(ring, full, "ring_reduce_scatter"))
     analytic = collective_time_s(ring, tapered, "ring_reduce_scatter")
-    assert flows == pytest.approx(analytic, rel=0.03)
+    assert flows == pytest.approx(analytic, rel=1e-6)  # the hand-over at the NVLink level's efficiency
 
     def nvlink_bytes(t: Topology) -> float:
         (stage,) = REGISTRY["ring_reduce_scatter"].stages(ring, group_layout(ring.group, t))

@@ -55,7 +55,7 @@ from recsim.cost.collectives.fabric import fabric_leaves
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
-from recsim.hardware.topology import Topology
+from recsim.hardware.topology import ACCELERATOR, Topology
 from recsim.workload.spec import DTYPE_BYTES
 
 # An element-wise cast streams its input and output once: STREAM "copy" is that kernel. Measured
@@ -398,10 +398,22 @@ def collective_flows(
         return []
     flows = REGISTRY[cost.algorithm].protocol_flows(wire, layout, cost.protocol)
     g = topology.graph
+    nodes = g.nodes
+    inter = cost.efficiency.get(Level.INTER)
+    intra = cost.efficiency.get(Level.INTRA, inter)
     out = []
     for f in flows:
-        level = Level.INTRA if g.nodes[f.src]["node"] == g.nodes[f.dst]["node"] else Level.INTER
-        out.append(replace(f, group=head.key, efficiency=cost.efficiency[level]))
+        if nodes[f.src]["node"] == nodes[f.dst]["node"] or inter is None:
+            out.append(replace(f, group=head.key, efficiency=cost.efficiency[Level.INTRA]))
+            continue
+        via = topology.first_hop(f.src, f.dst) if nodes[f.src]["kind"] == ACCELERATOR else f.src
+        if via != f.src and nodes[f.dst]["kind"] == ACCELERATOR:
+            # A PXN relay: the hand-over to the peer is an NVLink copy at the node level's
+            # efficiency (the analytic figure counts those bytes there), the rest a network send.
+            out.append(replace(f, dst=via, group=head.key, efficiency=intra))
+            out.append(replace(f, src=via, group=head.key, efficiency=inter))
+        else:
+            out.append(replace(f, group=head.key, efficiency=inter))
     return out
 
 
