@@ -23,7 +23,8 @@ NCCL's tuner picks by the same kind of latency/bandwidth model; direct for all-t
 Reduced precision on the wire (``wire_dtype``): the bytes scale with
 ``DTYPE_BYTES[wire] / DTYPE_BYTES[op.dtype]`` and a quantise kernel before and a dequantise kernel
 after are added, each reading and writing its tensor once at ``QUANTISE_HBM_EFFICIENCY`` of the
-accelerator's HBM bandwidth (an element-wise cast is a STREAM copy). Times are GPU-side: like the
+accelerator's HBM bandwidth (an element-wise cast is a STREAM copy), after an element-wise
+kernel's launch gap and floor. Times are GPU-side: like the
 measured kernel times they are fitted on, they exclude the host launch.
 
 Flows (``collective_flows``): the algorithm's transfers with the chosen protocol's efficiency of
@@ -302,13 +303,17 @@ def input_bytes(op: OpInput) -> float:
 
 
 def conversion_time_s(src_bytes: float, ratio: float, topology: Topology) -> float:
-    """A cast kernel reading ``src_bytes`` and writing ``src_bytes x ratio`` on the accelerator's HBM."""
+    """A cast kernel reading ``src_bytes`` and writing ``src_bytes x ratio`` on the accelerator's HBM,
+    after its launch gap and its element-wise floor (``accelerator.elementwise_kernel``, measured:
+    ``recsim.cost.launch``), as every element-wise kernel pays them (a tester found an fp8 wire
+    winning on a 64 KiB tensor, its casts costing 0.05 us)."""
     if src_bytes <= 0:
         return 0.0
     acc = topology.system.accelerator
     if acc is None:
         raise ConfigError(f"{topology.system.name}: reduced-precision communication needs accelerators")
-    return src_bytes * (1.0 + ratio) / (acc.hbm.bandwidth_bytes_per_s * QUANTISE_HBM_EFFICIENCY)
+    moved = src_bytes * (1.0 + ratio) / (acc.hbm.bandwidth_bytes_per_s * QUANTISE_HBM_EFFICIENCY)
+    return acc.kernel_launch_s + acc.elementwise_kernel_s + moved
 
 
 def collective_cost(
