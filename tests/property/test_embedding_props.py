@@ -172,11 +172,14 @@ def test_bigger_cache_never_slower(case, a, b):
 @SETTINGS
 @given(ops(), st.floats(1.5, 4.0))
 def test_more_skew_never_slower_for_caches(case, alpha):
-    """A higher Zipf exponent means more repeats and higher hit rates: never slower."""
+    """A higher Zipf exponent means more repeats and higher hit rates: never slower (for uvm_caching
+    where the flatter batch's missed rows fit its cache: see ``test_bigger_cache_never_slower``)."""
     e, _ = case
     flat = access_model(ZipfAccess(dist="zipf", alpha=alpha / 2), e.rows)
     skewed = access_model(ZipfAccess(dist="zipf", alpha=alpha), e.rows)
-    assert run(e, skewed).time_s <= run(e, flat).time_s * SLACK
+    slow = run(e, flat)
+    assume(slow.details.get("unfit_rows", 0.0) == 0.0)
+    assert run(e, skewed).time_s <= slow.time_s * SLACK
 
 
 @SETTINGS

@@ -22,7 +22,7 @@ access model's ``lfu_hit_rate`` (top-k share), an upper bound of this.
 
 Room: a batch's rows already in the cache hold their slots, so it fills at most the rest of the
 cache (FBGEMM's insert evicts rows of earlier batches only); the missed rows that do not fit stay
-in host memory and every lookup of them reads them there, over PCIe beside the gather, as ``uvm``
+in host memory and every lookup of them reads them there, over PCIe after the gather, as ``uvm``
 does (FBGEMM's conflict misses, cache location -1); the backward updates them there. A cache of no
 rows is then ``uvm`` plus the management.
 
@@ -79,16 +79,13 @@ class _Cache:
 
 def _zero_copy_s(lookup: Lookup, payload: float) -> float:
     """Time of ``payload`` bytes read from host memory in 64 B zero-copy requests, as ``uvm``: the
-    link (with its per-request overhead) or the rank's share of host DRAM, and a round trip."""
+    link (with its per-request overhead) or the rank's share of host DRAM (the round trip apart)."""
     if payload <= 0:
         return 0.0
     link = lookup.accelerator().host_interface
-    return (
-        max(
-            pcie_wire_bytes(payload) / link.bandwidth_bytes_per_s,
-            payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
-        )
-        + 2.0 * link.latency_s
+    return max(
+        pcie_wire_bytes(payload) / link.bandwidth_bytes_per_s,
+        payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
     )
 
 
@@ -142,8 +139,6 @@ class UvmCachingTier(TierModel):
             payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
             fill_hbm / (hbm_bw * cal.max_efficiency),
         )
-        if filled > 0:
-            fill_s += 2.0 * acc.host_interface.latency_s
 
         l2_hit = lookup.hit_rate(acc.l2_bytes / lookup.row_bytes)
         gather = lookup_forward(
@@ -153,7 +148,12 @@ class UvmCachingTier(TierModel):
         # them, beside the cached rows' HBM reads.
         direct = cache.direct_lookups * pcie_payload_bytes(lookup.row_bytes)
         direct_s = _zero_copy_s(lookup, direct)
-        gather_s = max(gather.time_s, direct_s)
+        # The host's rows, filled or read directly, come after one round trip; the direct reads are
+        # charged beside the cached rows' gather rather than hidden under it: a row filled is never
+        # dearer than the lookups of it read directly, so a bigger cache, more skew or fewer lookups
+        # never cost more (a fill's round trip charged apart made a batch with more lookups faster).
+        round_trip = 2.0 * acc.host_interface.latency_s if filled + cache.direct_lookups > 0 else 0.0
+        gather_s = gather.time_s + direct_s + round_trip
         launch = lookup.launch_s(gather.kernels)
         overhead_s = manage_s + gather.time_s
         details = lookup.base_details() | lookup.forward_accounting()
