@@ -214,10 +214,20 @@ def test_hbm_backward_by_hand():
     c = cost(op("hbm", "backward"))
     sort = SORT_KERNELS * 10e-6 + SORT_BYTES / (HBM_BW * 0.5)
     # Gradients: 1000 x 128 B, the batch's slice (100 x 128 B) read once from HBM, the rest from L2;
-    # infos 4 B per lookup; 16 B per unique row; SGD reads and writes each unique row.
-    hbm = 100 * 128 + 1000 * 4 + 500 * 16 + 500 * 2 * 128
+    # infos 4 B per lookup: at the gradient row's efficiency times backward_efficiency (0.5). Per
+    # unique row 16 B of sorted ids, runs and offsets, streamed (0.5), and SGD's read and write of
+    # the row: one visit, at the row's efficiency.
+    per_lookup = 100 * 128 + 1000 * 4
+    listed = 500 * 16
+    visits = 500 * 2 * 128
+    hbm = per_lookup + listed + visits
     l2 = 900 * 128
-    update = 3 * 10e-6 + (hbm + l2) / (HBM_BW * EFF_128 * 0.5)
+    update = (
+        3 * 10e-6
+        + (per_lookup + l2) / (HBM_BW * EFF_128 * 0.5)
+        + listed / (HBM_BW * 0.5)
+        + visits / (HBM_BW * EFF_128)
+    )
     # Every one of the 16 kernels pays the 4 us launch gap.
     assert c.time_s == pytest.approx(sort + update + 16 * 4e-6, rel=1e-12)
     assert c.bytes_on("hbm") == pytest.approx(SORT_BYTES + hbm)
