@@ -173,13 +173,15 @@ class _Builder:
         self.next_id = nid + 1
         return nid
 
-    def layer_op(self, layer: Layer, b: int, s: float, precision: str, *, backward: bool) -> Compute:
-        """``_layer_op(layer, b, s, precision, backward=backward)``, made once per layer and arguments."""
-        key = (id(layer), b, s, precision, backward)
+    def layer_op(
+        self, layer: Layer, b: int, s: float, precision: str, *, backward: bool, input_grad: bool = True
+    ) -> Compute:
+        """``_layer_op(layer, b, s, precision, ...)``, made once per layer and arguments."""
+        key = (id(layer), b, s, precision, backward, input_grad)
         hit = self._layer_ops.get(key)
         if hit is not None and hit[0] is layer:
             return hit[1]
-        op = _layer_op(layer, b, s, precision, backward=backward)
+        op = _layer_op(layer, b, s, precision, backward=backward, input_grad=input_grad)
         self._layer_ops[key] = (layer, op)
         return op
 
@@ -578,11 +580,26 @@ def _group_label(ranks: tuple[int, ...], world: int) -> str:
     return "ranks " + ",".join(map(str, ranks))
 
 
-def _layer_op(layer: Layer, b: int, s: float, precision: str, *, backward: bool) -> Compute:
-    """A dense layer for a batch of ``b`` as a Compute op (forward, or both backward GEMMs)."""
+def _layer_op(
+    layer: Layer, b: int, s: float, precision: str, *, backward: bool, input_grad: bool = True
+) -> Compute:
+    """A dense layer for a batch of ``b`` as a Compute op (forward, or both backward GEMMs; the
+    weight gradient's alone without ``input_grad``: autograd computes no gradient for an input that
+    needs none, the dense features the first bottom layer reads)."""
     factor = 2.0 if backward else 1.0
     if layer.op == "linear":
         m, k, n = b, layer.in_features, layer.out_features
+        if backward and not input_grad:
+            # dW = X^T dY: reads the input and the output's gradient, writes the weights' gradient.
+            return Compute(
+                op=f"{layer.op}_bwd",
+                flops=layer.flops * b,
+                bytes_read=(m * k + m * n) * s,
+                bytes_written=k * n * s,
+                dtype=precision,
+                shapes=((m, k), (k, n)),
+                category="gemm",
+            )
         read = (m * k + k * n) * s + (m * n * s if backward else 0.0)
         written = (m * k + k * n) * s if backward else m * n * s
         shapes = ((m, k), (k, n))
@@ -726,7 +743,7 @@ def build_training_step(
         # on one rank only, so they are not all-reduced.
         prev = a2a_bwd.get(mp_rank, []) or emb_grad_ready[mp_rank]
         for layer in reversed(bottom):
-            op = _layer_op(layer, batch, s, precision, backward=True)
+            op = _layer_op(layer, batch, s, precision, backward=True, input_grad=layer is not bottom[0])
             prev = [bld.add(mp_rank, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")]
         last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
@@ -846,7 +863,10 @@ def _dense_chain(
             emb_grad_ready = [prev]  # the interaction's backward made the embedding grads
         deps.append(prev)
         prev = len(entries)
-        entries.append((f"{layer.name}_bwd", bld.layer_op(layer, b, s, precision, backward=True), "backward"))
+        # The first bottom layer reads the dense features, which need no gradient.
+        first = bool(bottom) and layer is bottom[0]
+        op = bld.layer_op(layer, b, s, precision, backward=True, input_grad=not first)
+        entries.append((f"{layer.name}_bwd", op, "backward"))
         if layer.params:
             grads.append((layer.name, layer.params * s, prev))
     return _DenseChain(

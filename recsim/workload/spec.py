@@ -482,8 +482,15 @@ class Workload(Referable):
 
     @property
     def training_flops_per_sample(self) -> float:
-        """Forward + backward: 3x the dense forward, 2x the pooling adds (scatter of gradients)."""
-        return 3.0 * self.dense_forward_flops_per_sample + 2.0 * self.embedding_forward_flops_per_sample
+        """Forward + backward: 3x the dense forward, less the input gradient of the first bottom layer
+        (the dense features need none), and 2x the pooling adds (scatter of gradients)."""
+        bottom = [layer for layer in self.dense_layers if layer.part == "bottom"]
+        skipped = bottom[0].flops if bottom and bottom[0].op == "linear" else 0.0
+        return (
+            3.0 * self.dense_forward_flops_per_sample
+            - skipped
+            + 2.0 * self.embedding_forward_flops_per_sample
+        )
 
     def summary(self) -> dict[str, object]:
         """Derived figures, SI units, as ``recsim workload show --json`` prints them."""

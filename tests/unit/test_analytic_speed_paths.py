@@ -968,12 +968,14 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
     precision = workload.training.precision
     s = DTYPE_BYTES[precision]
     shared: dict[str, object] = {}
+    bottom = [layer for layer in workload.dense_layers if layer.part == "bottom"]
     for n in step.nodes:
         for suffix, backward in (("_fwd", False), ("_bwd", True)):
             layer = layers.get(n.name.removesuffix(suffix)) if n.name.endswith(suffix) else None
             if layer is None or n.rank == step.metadata["bottom_rank"]:
                 continue
-            assert n.op == _layer_op(layer, b, s, precision, backward=backward)
+            first = backward and bool(bottom) and layer is bottom[0]
+            assert n.op == _layer_op(layer, b, s, precision, backward=backward, input_grad=not first)
             assert shared.setdefault(n.name, n.op) is n.op
     assert shared
     # Dependencies: de-duplicated in first-seen order, as ``tuple(dict.fromkeys(deps))`` gives.
@@ -1514,7 +1516,15 @@ def reference_build_training_step(
         for layer in reversed(data_parallel + after):
             if layer.part == "bottom" and not emb_grad_ready[r]:
                 emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
-            op = bld.layer_op(layer, b, s, precision, backward=True)
+            # (Since: the first bottom layer's backward computes the weights' gradient only.)
+            op = bld.layer_op(
+                layer,
+                b,
+                s,
+                precision,
+                backward=True,
+                input_grad=not (data_parallel and layer is data_parallel[0]),
+            )
             nid = bld.add(r, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")
             prev = [nid]
             if layer.params:
@@ -1567,7 +1577,7 @@ def reference_build_training_step(
         # on one rank only, so they are not all-reduced.
         prev = a2a_bwd.get(mp_rank, []) or emb_grad_ready[mp_rank]
         for layer in reversed(bottom):
-            op = _layer_op(layer, batch, s, precision, backward=True)
+            op = _layer_op(layer, batch, s, precision, backward=True, input_grad=layer is not bottom[0])
             prev = [bld.add(mp_rank, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")]
         last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
