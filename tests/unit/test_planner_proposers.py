@@ -327,11 +327,11 @@ def test_hybrid_embedding_replicates_more_where_the_all_to_all_is_dearer() -> No
 
 
 def test_hybrid_embedding_raises_its_threshold_until_the_frequent_rows_fit() -> None:
-    # On 16 A100s the infrequent rows take about 6.17 GiB per rank and the cost balance replicates
-    # 16,995 frequent rows on top, each with its fp32 gradient (6.1875 GiB in all): an HBM whose 85 %
-    # (6.174 GiB) lies in between holds fewer of them.
+    # On 16 A100s the infrequent rows take about 5.682 GiB per rank and the cost balance replicates
+    # 17,009 frequent rows on top, each with its fp32 gradient (5.698 GiB in all): an HBM whose 85 %
+    # (5.690 GiB) lies in between holds fewer of them.
     system, workload = prepare(
-        "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["node.accelerators.device.hbm.capacity='7.264 GiB'"]
+        "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["node.accelerators.device.hbm.capacity='6.694 GiB'"]
     )
     ctx = PlanningContext(system, workload, planner_config())
     plan = proposer("hybrid_embedding").propose(ctx)
