@@ -247,6 +247,28 @@ def trace_info(paths: Sequence[str | Path], fmt: str | None = None) -> dict[str,
     return summarise(read_trace(paths, fmt))
 
 
+def check_recsim_output(
+    path: str | Path, what: str, inputs: Sequence[str | Path] = (), *, hint: str = ""
+) -> Path:
+    """``path`` for a file recsim writes (a native graph or a Chrome timeline) that may replace only
+    one of its own (or an empty file): not one of ``inputs``, nor another existing file. A shell
+    glob puts its last file in the output's place, and a ``--timeline`` pointed at a plan or a
+    system file would replace it (a tester's find); ``OutputError`` says so and keeps the file."""
+    out = check_output_path(path, what)
+    for source in inputs:
+        if same_file(source, out):
+            raise OutputError(f"{out}: is also an input; write the {what} to another file")
+    if out.is_file() and out.stat().st_size > 0:
+        from recsim.graph.readers import recsim_output
+
+        if not recsim_output(out):
+            raise OutputError(
+                f"{out}: exists and is not a {what} recsim wrote (a recording, or another file), so it "
+                f"is kept; remove it or write elsewhere{hint}"
+            )
+    return out
+
+
 def convert_trace(
     inputs: Sequence[str | Path], output: str | Path, to: str = "native", fmt: str | None = None
 ) -> ExecutionGraph:
@@ -256,20 +278,12 @@ def convert_trace(
     inputs nor an existing file recsim did not write (a native graph or Chrome timeline of its own is
     replaced; an empty file too): converting onto a recording would lose it.
     """
-    out = check_output_path(output, "converted trace")
-    for source in inputs:
-        if same_file(source, out):
-            raise OutputError(f"{out}: is also an input; write the conversion to another file")
-    if out.is_file() and out.stat().st_size > 0:
-        from recsim.graph.readers import recsim_output
-
-        if not recsim_output(out):
-            # A shell glob puts its last file in the output's place: a recording would be lost.
-            raise OutputError(
-                f"{out}: exists and is not a conversion recsim wrote (a recording, or another "
-                "file), so it is kept; remove it or write elsewhere (a glob like traces/* may "
-                "have put a trace in the output's place)"
-            )
+    out = check_recsim_output(
+        output,
+        "conversion",
+        inputs,
+        hint=" (a glob like traces/* may have put a trace in the output's place)",
+    )
     graph = read_trace(inputs, fmt)
     if to == "chrome":
         write_chrome_trace(graph, out)

@@ -532,7 +532,8 @@ def run_cmd(
     speed_factors = _rank_speeds(stragglers, "--straggler")
     nic_speed_factors = _rank_speeds(slow_nics, "--slow-nic")
     if timeline is not None:
-        check_output_path(timeline, "timeline")  # before the run, not after it
+        # Before the run, not after it; and never over a file recsim did not write (a plan, a system).
+        api.check_recsim_output(timeline, "timeline")
     try:
         sim = api.simulate_run(
             system,

@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from recsim.cli_common import RecsimCommand
+from recsim.cli_common import EXIT_USER_ERROR, RecsimCommand
 
 
 def _root_overrides(ctx: click.Context) -> list[str]:
@@ -102,8 +102,11 @@ def sweep(
     )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
-        return
-    _print_summary(result)
+    else:
+        _print_summary(result)
+    counts = result.counts
+    if result.complete and counts.get("points", 0) and not counts.get("ok", 0):
+        ctx.exit(EXIT_USER_ERROR)  # no point succeeded: a script should not read an empty front as a result
 
 
 def _cell(value: Any) -> str:
@@ -129,6 +132,13 @@ def _print_summary(result: Any) -> None:
     )
     if not result.complete:
         console.print("stopped early: run again with --resume to finish")
+    if result.complete and counts.get("points", 0) and not counts.get("ok", 0):
+        # No point succeeded: the front is empty; say why rather than print an empty table (a
+        # tester's sweep of batch sizes no rank count divides ended "0 ok" and exit 0, silently).
+        final = result.final
+        reasons = final["reason"].dropna().astype(str) if "reason" in final.columns else []
+        shown = list(dict.fromkeys(r for r in reasons if r))[:3]
+        console.print("[bold red]no point succeeded[/bold red]" + (": " + " | ".join(shown) if shown else ""))
     axis_cols = [p for p in spec.axis_paths if f"values.{p}" in result.front.columns]
     objectives = [o for o in spec.objectives if o in result.front.columns]
     table = Table(

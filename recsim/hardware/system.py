@@ -107,6 +107,13 @@ class NicGroup(Spec):
         return self
 
 
+#: The most devices of one kind a node may hold (accelerators, CPUs, NICs, SSDs, switch chips).
+#: The largest shipped node has 72 accelerators and 18 NVSwitch chips (GB200 NVL72); 1024 leaves
+#: room for larger NVLink domains, while a typo (10^6 NICs) fails at once instead of building a
+#: topology of millions of vertices first (a tester's runs hung past 2 minutes and 4 GB).
+MAX_DEVICES_PER_NODE = 1024
+
+
 class Node(Spec):
     """One server."""
 
@@ -118,6 +125,29 @@ class Node(Spec):
     pcie_switches: PcieSwitches | None = None
     nics: NicGroup | None = None
     frontend_nics: NicGroup | None = None
+
+    @model_validator(mode="after")
+    def _not_too_many_devices(self) -> Self:
+        counts = {
+            "accelerators.count": self.accelerators.count if self.accelerators else 0,
+            "cpus.count": self.cpus.count,
+            "ssds.count": self.ssds.count if self.ssds else 0,
+            "scale_up.switches": (self.scale_up.switches or 0) if self.scale_up else 0,
+            "pcie_switches.count": self.pcie_switches.count if self.pcie_switches else 0,
+        }
+        accelerators = counts["accelerators.count"]
+        for label, group in (("nics", self.nics), ("frontend_nics", self.frontend_nics)):
+            if group is not None:
+                key = f"{label}.per_accelerator" if group.per_accelerator is not None else f"{label}.count"
+                counts[key] = (group.per_accelerator or 0) * accelerators + (group.count or 0)
+        for key, count in counts.items():
+            if count > MAX_DEVICES_PER_NODE:
+                raise ValueError(
+                    f"{key}: {count:,} devices of that kind in a node; recsim models at most "
+                    f"{MAX_DEVICES_PER_NODE:,} per node (a larger figure is likely a typo, and would "
+                    "build a topology of millions of vertices before failing)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -909,7 +909,18 @@ class _Builder:
         all_leaves: list[tuple[str, int]] = []
         for r in range(rails):
             rail_eps = [nics[r] for nics in nics_by_node if r < len(nics)]
-            all_leaves += self._leaves(f"rail{r}.leaf", rail_eps, sw, so.oversubscription)
+            leaves = self._leaves(f"rail{r}.leaf", rail_eps, sw, so.oversubscription)
+            if so.tiers < 2 and len(leaves) > 1:
+                # No spine: a rail's leaves would not reach each other (a tester's 33-node run
+                # failed with "no path" deep in the simulation).
+                down = sw.ports - max(1, round(sw.ports / (1 + so.oversubscription)))
+                raise ConfigError(
+                    f"{self.system.name}: cluster.scale_out.tiers: 1 (rail_optimized, no spine) needs a "
+                    f"rail's {len(rail_eps)} NICs on one leaf, and a {sw.name} takes {down} (its "
+                    f"{sw.ports} ports less the uplinks at oversubscription {so.oversubscription:g}); "
+                    f"use tiers: 2 for {len(nics_by_node)} nodes"
+                )
+            all_leaves += leaves
         if so.tiers >= 2:
             self._upper_tiers("", all_leaves, sw, so.tiers)
 

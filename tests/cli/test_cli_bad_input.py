@@ -70,6 +70,26 @@ def test_timeline_that_cannot_be_written_fails_before_the_run(tmp_path: Path) ->
     assert tree(tmp_path) == ["adir", "afile"]  # nothing written, no temporary file left
 
 
+def test_a_timeline_replaces_only_a_timeline(tmp_path: Path) -> None:
+    # A tester's --timeline pointed at the run's own plan file replaced it with a Chrome trace.
+    plan = tmp_path / "in.plan.json"
+    assert run("plan", *TINY, "--strategy", "table_wise", "--out", plan).exit_code == 0
+    before = plan.read_text()
+    line = error_line(run("run", *TINY, "--plan", plan, "--timeline", plan))
+    assert "exists and is not a timeline recsim wrote" in line
+    assert plan.read_text() == before
+    timeline = tmp_path / "t.json"
+    for _ in range(2):  # a timeline recsim wrote is replaced
+        assert run("run", *TINY, "--timeline", timeline).exit_code == 0
+    assert json.loads(timeline.read_text())["otherData"]["recsim"]
+
+
+def test_a_typo_in_a_device_count_fails_at_once() -> None:
+    # 10^6 NICs per GPU built a topology of millions of vertices: minutes and gigabytes before.
+    line = error_line(run("run", *TINY, "--set", "node.nics.per_accelerator=1000000"))
+    assert "nics.per_accelerator" in line and "at most 1,024 per node" in line
+
+
 @pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
 def test_an_output_on_a_device_is_written_in_place_not_replaced() -> None:
     result = run("plan", *TINY, "--strategy", "table_wise", "--out", "/dev/null")
@@ -132,6 +152,17 @@ def test_every_axis_value_is_checked_before_the_sweep_runs(tmp_path: Path) -> No
     spec.write_text(SWEEP.replace("row_wise]", "./missing.plan.json]"))
     line = error_line(run("sweep", spec, "--out", out, "--workers", "1"))
     assert "axes.plan[1]: no such plan file" in line
+
+
+def test_a_sweep_where_no_point_succeeds_says_why_and_fails(tmp_path: Path) -> None:
+    # A tester's sweep of batch sizes no rank count divides ended "0 ok" with exit 0 and an empty front.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("plan: [table_wise, row_wise]", "batch_size: [1001, 1003]"))
+    result = run("sweep", spec, "--out", tmp_path / "out", "--workers", "1")
+    assert result.exit_code == 2
+    assert "no point succeeded: global batch 1001 is not divisible by 2 ranks" in " ".join(
+        result.output.split()
+    )
 
 
 def test_results_reject_a_stage_the_store_does_not_have(tmp_path: Path) -> None:

@@ -202,3 +202,24 @@ def test_whole_node_leaves_give_way_where_the_spine_would_overflow():
     topo = build_topology(load_system("dgx-1-v100", nodes=256, overrides=sets))
     leaves = [v for v, d in topo.graph.nodes(data=True) if d.get("kind") == "switch" and "leaf" in v]
     assert len(leaves) == 36
+
+
+def test_a_one_tier_rail_fabric_must_hold_each_rail_on_one_leaf():
+    # Without a spine a rail's leaves cannot reach each other: a tester's 33-node run failed with
+    # "no path" deep in the simulation; now the topology says why and what to set.
+    from recsim.api import load_system
+
+    system = load_system(
+        "zionex",
+        nodes=33,
+        overrides=["cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=1"],
+    )
+    with pytest.raises(ConfigError, match=r"tiers: 1 .*use tiers: 2 for 33 nodes"):
+        build_topology(system)
+    build_topology(
+        load_system(
+            "zionex",
+            nodes=32,
+            overrides=["cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=1"],
+        )
+    )
