@@ -258,7 +258,9 @@ def check_recsim_output(
     for source in inputs:
         if same_file(source, out):
             raise OutputError(f"{out}: is also an input; write the {what} to another file")
-    if out.is_file() and out.stat().st_size > 0:
+    # A stream (/dev/stdout, even redirected into a file) is written in place, whatever is there.
+    stream = str(out).startswith(("/dev/", "/proc/"))
+    if not stream and out.is_file() and out.stat().st_size > 0:
         from recsim.graph.readers import recsim_output
 
         if not recsim_output(out):

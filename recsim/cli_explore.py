@@ -106,6 +106,8 @@ def sweep(
         _print_summary(result)
     counts = result.counts
     if result.complete and counts.get("points", 0) and not counts.get("ok", 0):
+        if as_json:  # the reasons are in the JSON; say on stderr why the exit code is not 0
+            click.echo("recsim: no point succeeded", err=True)
         ctx.exit(EXIT_USER_ERROR)  # no point succeeded: a script should not read an empty front as a result
 
 

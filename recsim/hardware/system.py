@@ -138,7 +138,12 @@ class Node(Spec):
         accelerators = counts["accelerators.count"]
         for label, group in (("nics", self.nics), ("frontend_nics", self.frontend_nics)):
             if group is not None:
-                key = f"{label}.per_accelerator" if group.per_accelerator is not None else f"{label}.count"
+                # per_accelerator NICs are counted for the node (per_accelerator x accelerators).
+                key = (
+                    f"{label}.per_accelerator (x {accelerators} accelerators)"
+                    if group.per_accelerator is not None
+                    else f"{label}.count"
+                )
                 counts[key] = (group.per_accelerator or 0) * accelerators + (group.count or 0)
         for key, count in counts.items():
             if count > MAX_DEVICES_PER_NODE:

@@ -909,15 +909,15 @@ class _Builder:
         all_leaves: list[tuple[str, int]] = []
         for r in range(rails):
             rail_eps = [nics[r] for nics in nics_by_node if r < len(nics)]
-            leaves = self._leaves(f"rail{r}.leaf", rail_eps, sw, so.oversubscription)
+            # With one tier a rail's leaf has no spine above it: every port takes a NIC.
+            leaves = self._leaves(f"rail{r}.leaf", rail_eps, sw, so.oversubscription, uplinks=so.tiers >= 2)
             if so.tiers < 2 and len(leaves) > 1:
                 # No spine: a rail's leaves would not reach each other (a tester's 33-node run
                 # failed with "no path" deep in the simulation).
-                down = sw.ports - max(1, round(sw.ports / (1 + so.oversubscription)))
+                per_leaf = sw.ports // max(1, self._nic_ports(rail_eps[0]))
                 raise ConfigError(
                     f"{self.system.name}: cluster.scale_out.tiers: 1 (rail_optimized, no spine) needs a "
-                    f"rail's {len(rail_eps)} NICs on one leaf, and a {sw.name} takes {down} (its "
-                    f"{sw.ports} ports less the uplinks at oversubscription {so.oversubscription:g}); "
+                    f"rail's {len(rail_eps)} NICs on one leaf, and a {sw.name} takes {per_leaf}; "
                     f"use tiers: 2 for {len(nics_by_node)} nodes"
                 )
             all_leaves += leaves
@@ -947,11 +947,19 @@ class _Builder:
         return group.device.port_bandwidth_bytes_per_s * group.device.ports
 
     def _leaves(
-        self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float, most: int | None = None
+        self,
+        prefix: str,
+        endpoints: Sequence[str],
+        sw: Switch,
+        oversub: float,
+        most: int | None = None,
+        *,
+        uplinks: bool = True,
     ) -> list[tuple[str, int]]:
         """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs. ``most``: the leaves the
-        tiers above take, which whole-node leaves must not exceed where split ones would not."""
-        up = max(1, round(sw.ports / (1 + oversub)))
+        tiers above take, which whole-node leaves must not exceed where split ones would not;
+        without ``uplinks`` (no tier above) every port takes an endpoint."""
+        up = max(1, round(sw.ports / (1 + oversub))) if uplinks else 0
         down = sw.ports - up
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
         per_leaf = max(1, down // ports_per_ep)

@@ -209,13 +209,21 @@ def test_a_one_tier_rail_fabric_must_hold_each_rail_on_one_leaf():
     # "no path" deep in the simulation; now the topology says why and what to set.
     from recsim.api import load_system
 
+    # A rail's leaf has no spine above it, so all its 64 ports take NICs: 64 nodes fit, 65 do not.
     system = load_system(
         "zionex",
-        nodes=33,
+        nodes=65,
         overrides=["cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=1"],
     )
-    with pytest.raises(ConfigError, match=r"tiers: 1 .*use tiers: 2 for 33 nodes"):
+    with pytest.raises(ConfigError, match=r"tiers: 1 .*takes 64; use tiers: 2 for 65 nodes"):
         build_topology(system)
+    build_topology(
+        load_system(
+            "zionex",
+            nodes=64,
+            overrides=["cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=1"],
+        )
+    )
     build_topology(
         load_system(
             "zionex",

@@ -145,7 +145,7 @@ class UvmCachingTier(TierModel):
             lookup, l2_hit=l2_hit, gathered=max(0.0, lookup.lookups - cache.direct_lookups)
         )
         # Rows that did not fit are read from host memory by the gather itself, as ``uvm`` reads
-        # them, beside the cached rows' HBM reads.
+        # them; charged after the cached rows' HBM reads (see below).
         direct = cache.direct_lookups * pcie_payload_bytes(lookup.row_bytes)
         direct_s = _zero_copy_s(lookup, direct)
         # The host's rows, filled or read directly, come after one round trip; the direct reads are
