@@ -541,7 +541,8 @@ def _forward_shape(shapes: Sequence[Sequence[int]]) -> GemmShape | None:
 def gemm_kernels(op: Compute) -> tuple[GemmShape, ...]:
     """The GEMM kernels of a ``gemm`` op: one forward product, or dX and dW of a backward node.
 
-    The shapes give the forward product; the op's FLOPs say which: ``2mnk`` is the forward GEMM,
+    The shapes give the forward product; the op's FLOPs say which: ``2mnk`` is the forward GEMM
+    (or, for an op named ``*_wgrad``, the weight gradient ``dW[k, n]`` alone),
     ``4mnk`` (a backward node carries twice the forward FLOPs) is ``dX[m, k] = dY[m, n] W^T`` and
     ``dW[k, n] = X^T dY``. Empty when the shapes do not describe a product or the FLOPs match
     neither (then ``compute_time_s`` falls back to the plain roofline).
@@ -552,7 +553,9 @@ def gemm_kernels(op: Compute) -> tuple[GemmShape, ...]:
     ratio = op.flops / forward.flops
     b, m, n, k = forward.batch, forward.m, forward.n, forward.k
     if abs(ratio - 1.0) <= _FLOPS_RTOL:
-        return (forward,)
+        # A weight gradient alone (``*_wgrad``: the first bottom layer, whose input needs none) is
+        # ``dW[k, n] = X^T dY``, a product reducing over the batch, not the forward's.
+        return (GemmShape(b, k, n, m),) if op.op.endswith("_wgrad") else (forward,)
     if abs(ratio - 2.0) <= 2 * _FLOPS_RTOL:
         return (GemmShape(b, m, k, n), GemmShape(b, k, n, m))
     return ()

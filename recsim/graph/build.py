@@ -592,7 +592,7 @@ def _layer_op(
         if backward and not input_grad:
             # dW = X^T dY: reads the input and the output's gradient, writes the weights' gradient.
             return Compute(
-                op=f"{layer.op}_bwd",
+                op=f"{layer.op}_wgrad",  # one GEMM, dW (``recsim.cost.compute.gemm_kernels``)
                 flops=layer.flops * b,
                 bytes_read=(m * k + m * n) * s,
                 bytes_written=k * n * s,

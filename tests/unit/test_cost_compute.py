@@ -369,9 +369,15 @@ def test_every_built_node_is_priced():
             assert math.isfinite(t) and t >= a100.kernel_launch_s, node.name
             if node.op.category == "gemm":
                 # A backward is two GEMMs (dX, dW), but the first bottom layer's: its input, the
-                # dense features, needs no gradient.
+                # dense features, needs no gradient; its one GEMM is dW = X^T dY, reducing over
+                # the batch.
                 backward = node.name.endswith("_bwd") and node.name != "bottom0_bwd"
-                assert len(gemm_kernels(node.op)) == (2 if backward else 1), node.name
+                kernels = gemm_kernels(node.op)
+                assert len(kernels) == (2 if backward else 1), node.name
+                if node.name == "bottom0_bwd":
+                    (dw,) = kernels
+                    (m, k), (_, n) = node.op.shapes
+                    assert (dw.m, dw.n, dw.k) == (k, n, m)
 
 
 def test_cpu_by_hand():

@@ -53,7 +53,7 @@ def test_training_step_by_hand(tiny):
     # Its backward computes the weights' gradient only: the dense features need none (a workload
     # auditor's find: both GEMMs were charged). dW = X^T dY reads X (4 x 4) and dY (4 x 8).
     b0_bwd = named(g, 0, "bottom0_bwd").op
-    assert b0_bwd.flops == b0.flops
+    assert b0_bwd.op == "linear_wgrad" and b0_bwd.flops == b0.flops
     assert b0_bwd.bytes_read == (4 * 4 + 4 * 8) * 4 and b0_bwd.bytes_written == 4 * 8 * 4
     # one DDP bucket with every dense gradient (131 params x 4 B)
     bucket = named(g, 0, "allreduce_bucket0").op
