@@ -122,10 +122,18 @@ class OldBuilder(_Builder):
     the whole-node rounding of ``per_leaf`` added since, a policy both builds share)."""
 
     def _leaves(
-        self, prefix: str, endpoints: Sequence[str], sw: Switch, oversub: float, most: int | None = None
+        self,
+        prefix: str,
+        endpoints: Sequence[str],
+        sw: Switch,
+        oversub: float,
+        most: int | None = None,
+        *,
+        uplinks: bool = True,
     ) -> list[tuple[str, int]]:
-        """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs."""
-        up = max(1, round(sw.ports / (1 + oversub)))
+        """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs. (``uplinks`` since: a
+        one-tier rail's leaves keep no ports for a spine.)"""
+        up = max(1, round(sw.ports / (1 + oversub))) if uplinks else 0
         down = sw.ports - up
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
         per_leaf = max(1, down // ports_per_ep)
