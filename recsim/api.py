@@ -311,8 +311,30 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], li
         elif key.startswith("system."):
             system_sets.append(key[len("system.") :])
         else:
+            _check_system_key(key)
             system_sets.append(text)
     return system_sets, workload_sets, planner_sets
+
+
+def _check_system_key(text: str) -> None:
+    """A ``--set`` with no prefix is the system's: one whose first key is a workload's or the
+    planner's says which prefix it needs (a tester's ``training.precision=fp16`` was told the
+    system's keys only); a near miss of a prefix (``plannr.``) is named."""
+    import difflib
+
+    from recsim.planner.config import PlannerConfig
+
+    head = text.split("=", 1)[0].strip().split(".", 1)[0].split("[", 1)[0]
+    if not head or head in System.model_fields:
+        return
+    if head in Workload.model_fields:
+        raise ConfigError(f"--set {text}: {head!r} is a workload key; write workload.{text}")
+    if head in PlannerConfig.model_fields:
+        raise ConfigError(f"--set {text}: {head!r} is a planner key; write planner.{text}")
+    close = difflib.get_close_matches(head, ["workload", "planner", "system"], n=1, cutoff=0.75)
+    if close:
+        rest = text.split(".", 1)[1] if "." in text.split("=", 1)[0] else text
+        raise ConfigError(f"--set {text}: unknown key {head!r}; did you mean {close[0]}.{rest}?")
 
 
 def check_run(

@@ -866,3 +866,13 @@ def test_trace_convert_with_one_argument_asks_for_the_output() -> None:
         "give the output file after the trace(s)" in result.output
         and "Missing argument 'INPUTS" not in result.output
     )
+
+
+def test_a_set_without_its_prefix_says_which_prefix() -> None:
+    # A tester's --set training.precision=fp61 was told the system's keys only.
+    line = error_line(run("run", *TINY, "--set", "training.precision=fp16"))
+    assert "'training' is a workload key; write workload.training.precision=fp16" in line
+    line = error_line(run("run", *TINY, "--set", "plannr.tiers=[hbm]"))
+    assert "did you mean planner.tiers=[hbm]?" in line
+    line = error_line(run("run", *TINY, "--set", "finalists=2"))
+    assert "'finalists' is a planner key; write planner.finalists=2" in line
