@@ -46,7 +46,18 @@ def bench(nodes: int, fidelity: str, counters: DesCounters | None = None) -> tup
     return wall, result.throughput_samples_per_s
 
 
-def steady_analytic(nodes: int, repeats: int = 7, *, shared_costs: bool = False) -> float:
+#: A rail-optimized fabric at 4:1, where every collective's transfers are taken through the
+#: leaves' uplinks (``recsim.cost.collectives.fabric``): what that bound costs an evaluation.
+RAILS_4_TO_1 = (
+    "cluster.scale_out.topology=rail_optimized",
+    "cluster.scale_out.tiers=2",
+    "cluster.scale_out.oversubscription=4",
+)
+
+
+def steady_analytic(
+    nodes: int, repeats: int = 7, *, shared_costs: bool = False, overrides: tuple[str, ...] = ()
+) -> float:
     """Median wall time of ``repeats`` analytic evaluations after the first, in one process.
 
     Each is a whole evaluation (memory check, graph, topology, costs, schedule, metrics); nothing of
@@ -55,34 +66,15 @@ def steady_analytic(nodes: int, repeats: int = 7, *, shared_costs: bool = False)
     ``shared_costs``: the evaluations share one ``CostMemo`` (the topology, the op costs and the
     access models of the system and workload), as the planner's candidates and a sweep's points
     of one system and workload do; the graph, schedule and metrics are still each evaluation's.
+    ``overrides``: ``--set`` texts for the system (``RAILS_4_TO_1``).
     """
-    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=55296, precision="fp16")
-    plan = make_plan("table_wise", workload, system)
-    memo = CostMemo(system, workload) if shared_costs else None
-    options = SimulationOptions(fidelity="analytic", costs=memo)
-    simulate_training(system, workload, plan, options)  # the first (it fills the memo)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        simulate_training(system, workload, plan, options)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def oversubscribed_analytic(nodes: int, repeats: int = 3) -> float:
-    """Median wall time of a fresh analytic evaluation on a rail-optimized fabric at 4:1, where every
-    collective's transfers are taken through the leaves' uplinks (``recsim.cost.collectives.fabric``)."""
-    overrides = (
-        "cluster.scale_out.topology=rail_optimized",
-        "cluster.scale_out.tiers=2",
-        "cluster.scale_out.oversubscription=4",
-    )
     system, workload = prepare(
         "dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=55296, precision="fp16", overrides=overrides
     )
     plan = make_plan("table_wise", workload, system)
-    options = SimulationOptions(fidelity="analytic")
-    simulate_training(system, workload, plan, options)
+    memo = CostMemo(system, workload) if shared_costs else None
+    options = SimulationOptions(fidelity="analytic", costs=memo)
+    simulate_training(system, workload, plan, options)  # the first (it fills the memo)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -109,7 +101,7 @@ def main() -> None:
             f"({1 / steady:6.2f}/s, median of 7)"
         )
         if nodes > 1:
-            over = oversubscribed_analytic(nodes)
+            over = steady_analytic(nodes, 3, overrides=RAILS_4_TO_1)
             print(
                 f"analytic  {gpus:5d} GPUs: {over:7.3f} s per evaluation on rails at 4:1 ({1 / over:6.2f}/s)"
             )
