@@ -344,7 +344,7 @@ def nsga2(
     for _ in range(generations):
         if not parents:
             break
-        objs, feas = _matrix([seen[g] for g in parents])
+        objs, feas = fitness_matrix([seen[g] for g in parents])
         rank, crowd = rank_and_crowding(objs, feas)
 
         children: list[Genome] = []
@@ -372,7 +372,7 @@ def nsga2(
             break
         run(children)
         pool = parents + children
-        objs, feas = _matrix([seen[g] for g in pool])
+        objs, feas = fitness_matrix([seen[g] for g in pool])
         order = best_order(objs, feas)
         parents = [pool[i] for i in order[:population]]
     return seen
@@ -387,8 +387,11 @@ def _tournament(
     return parents[better]
 
 
-def _matrix(fits: Sequence[Fitness]) -> tuple[np.ndarray, np.ndarray]:
-    width = max((len(f) for f in fits if f is not None), default=0)
+def fitness_matrix(fits: Sequence[Fitness], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``fits`` as an n x ``width`` matrix (the fits' own width by default) and which rows are
+    feasible; an infeasible row (None, or a non-finite value) holds infinities."""
+    if width is None:
+        width = max((len(f) for f in fits if f is not None), default=0)
     objs = np.full((len(fits), width), np.inf)
     feas = np.zeros(len(fits), dtype=bool)
     for i, fit in enumerate(fits):

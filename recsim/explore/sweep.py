@@ -41,6 +41,8 @@ from recsim.explore.points import (
     Point,
     best_order,
     enumerate_points,
+    fitness_matrix,
+    non_dominated_sort,
     point_from_values,
     record_fitness,
     spec_nsga2,
@@ -257,16 +259,11 @@ class _Runner:
         on the front beside points a DES re-run slowed down, or keep a twin off it (a tester found
         both). A point the last stage ran that still makes the front stays; one that drops off it
         lets a dominated one on, which is re-run in turn."""
-        objectives = dict(self.spec.objectives)
         while True:
             records = final_records(self.spec, self.store)
-            fits = [record_fitness(r, objectives) for r in records]
-            if not any(f is not None for f in fits):
+            objs, feas = self.fitness(records)
+            if not feas.any():
                 return
-            from recsim.explore.points import non_dominated_sort
-
-            objs = np.array([f if f is not None else [np.inf] * len(objectives) for f in fits])
-            feas = np.array([f is not None for f in fits])
             fronts = non_dominated_sort(objs, feas)
             pending = [records[i] for i in (fronts[0] if fronts else []) if records[i].stage != last.fidelity]
             if not pending:
@@ -305,19 +302,20 @@ class _Runner:
         records = [r for r in self.store.records(previous.fidelity) if r.status == "ok"]
         if not records:
             return []
-        fits = [record_fitness(r, dict(self.spec.objectives)) for r in records]
-        objs = np.array([f if f is not None else [np.inf] * len(self.spec.objectives) for f in fits])
-        feas = np.array([f is not None for f in fits])
+        objs, feas = self.fitness(records)
         order = [i for i in best_order(objs, feas) if feas[i]]
         if stage.top is not None:
             chosen = order[: stage.top]
         else:
-            from recsim.explore.points import non_dominated_sort
-
             fronts = non_dominated_sort(objs, feas)
             chosen = [i for i in order if fronts and i in fronts[0]]
         picked = sorted((records[i] for i in chosen), key=lambda r: r.index)
         return [point_from_values(self.spec, r.values, r.index) for r in picked]
+
+    def fitness(self, records: Sequence[PointRecord]) -> tuple[np.ndarray, np.ndarray]:
+        """The objective values (minimised) of ``records``, one row each, and which are feasible."""
+        objectives = dict(self.spec.objectives)
+        return fitness_matrix([record_fitness(r, objectives) for r in records], len(objectives))
 
 
 def final_records(spec: SweepSpec, store: Store) -> list[PointRecord]:
