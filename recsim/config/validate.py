@@ -72,6 +72,8 @@ def data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
 def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
     path = data_path(tree.data, tuple(error["loc"]))
     kind = error["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _describe_tag(tree, path, error)
     # A missing key is placed at its parent, unless the key itself has a location: a ``--set
     # KEY=null`` that removed it is what to name, not the file that had it.
     missing_here = kind == "missing" and path in tree.locations
@@ -90,6 +92,24 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
     if kind == "missing":
         return f"{where}: {key}: missing required key {str(path[-1])!r}"
     return f"{where}: {key}: {_message(error)}"
+
+
+def _describe_tag(tree: Tree, path: KeyPath, error: ErrorDetails) -> str:
+    """A tagged union's tag (``dist``, ``method``) that is unknown or missing, named at the tag's
+    own key: pydantic places the error at the mapping that holds it, which would blame the file
+    for a ``--set ...dist=pareto`` and name the mapping, not the key to fix."""
+    ctx = error.get("ctx", {})
+    tag_key = str(ctx.get("discriminator", "?")).strip("'")
+    tag_path = (*path, tag_key)
+    if error["type"] == "union_tag_not_found":
+        # Placed at the mapping, unless the tag itself has a location (a ``--set KEY=null``).
+        where = tree.location(tag_path if tag_path in tree.locations else path)
+        return f"{where}: {format_path(tag_path)}: missing required key {tag_key!r}"
+    tags = str(ctx.get("expected_tags", "")).replace("'", "")
+    # The value as written (pydantic's ``tag`` is its text: ``3`` would show as ``'3'``).
+    mapping = error.get("input")
+    value = mapping.get(tag_key, ctx.get("tag")) if isinstance(mapping, dict) else ctx.get("tag")
+    return f"{tree.location(tag_path)}: {format_path(tag_path)}: expected one of {tags}, got {value!r}"
 
 
 def _message(error: ErrorDetails) -> str:
@@ -120,6 +140,7 @@ def _message(error: ErrorDetails) -> str:
         "bool_type": "true or false",
         "dict_type": "a mapping",
         "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
         "list_type": "a list",
         "literal_error": None,
     }.get(kind)

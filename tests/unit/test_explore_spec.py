@@ -61,7 +61,8 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("axes:\n  planner.finalist: [1]\n", 6, "did you mean 'finalists'?"),
         ("zip:\n  - {nodes: [1, 2], batch_size: [8]}\n", 6, "zip[0]: the axes of a zip group must have"),
         ("search: {method: random}\n", 5, "search.samples: missing required key 'samples'"),
-        ("search: {method: bayes}\n", 5, "search: unknown search method"),
+        ("search: {method: bayes}\n", 5, "search.method: expected one of grid, random, nsga2, got 'bayes'"),
+        ("search: {samples: 3}\n", 5, "search.method: missing required key 'method'"),
         ("constraints: [memory_fits, 'iteration_time <= 1']\n", 5, "did you mean 'iteration_time_s'?"),
         ("constraints: ['iteration_time_s =< 1']\n", 5, "constraints[0]: constraint"),
         ("axes: {nodes: [1]}\nfilters: [{path: node, op: '<=', value: 2}]\n", 6, "did you mean 'nodes'?"),
@@ -107,6 +108,13 @@ def test_overrides_edit_the_spec_or_every_point(tmp_path):
     assert spec.search.method == "random"
     with pytest.raises(ConfigError, match=r"--set search.samples=0: search.samples: must be >= 1"):
         spec_of(tmp_path, BASE, ("search.method=random", "search.samples=0"))
+    # A tag (the union's ``method``) that is unknown or removed is the --set's, at the tag's key.
+    with pytest.raises(
+        ConfigError, match=r"^--set search.method=bayes: search.method: expected one of grid, random"
+    ):
+        spec_of(tmp_path, BASE, ("search.method=bayes",))
+    with pytest.raises(ConfigError, match=r"^--set search.method=null: search.method: missing required key"):
+        spec_of(tmp_path, BASE + "search: {method: grid}\n", ("search.method=null",))
 
 
 def test_spec_key_is_stable_and_tracks_changes(tmp_path):
