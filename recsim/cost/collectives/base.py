@@ -13,7 +13,9 @@
     NCCL-style rings over the direct links (``mesh_rings``: 6 x 25 GB/s per V100 where the mesh
     allows it);
   - ``node_nic_bandwidth``: the scale-out NICs of a node that the group's accelerators use (their
-    home NICs, union), summed: ring and tree collectives spread their channels over all of them;
+    home NICs): ring and tree collectives spread their channels over all of them, an equal share
+    of the data each, so the node moves its members' count times the slowest member's share (the
+    sum where they are equal; a degraded NIC holds back every channel's step, as flows show);
   - ``own_nic_bandwidth``: one accelerator's home NICs, shared with the group members that have the
     same home NIC: point-to-point traffic (all-to-all, send/recv) cannot aggregate NICs (NCCL
     maintainers, nccl-tests issue 267);
@@ -615,10 +617,17 @@ class GroupLayout:
     @cached_property
     def node_nic_bandwidth(self) -> float:
         """Per node: what the group's members there can push through their home NICs together
-        (``own_nic_bandwidth`` summed: the NICs' rates, each member at most its host link's), the
-        smallest node."""
+        (``own_nic_bandwidth``: the NICs' rates, each member at most its host link's), the smallest
+        node. NCCL cuts the data into equal parts, one per channel, and binds each channel to a
+        member's NIC, so a step ends when the slowest member's part is through: the members with a
+        NIC, times the slowest of their shares (their sum when all are equal)."""
         shares = self.own_nic_bandwidth
-        best = min((float(sum(shares[p] for p in ps)) for ps in self.by_node.values()), default=math.inf)
+
+        def node_rate(ps: Sequence[int]) -> float:
+            own = [float(shares[p]) for p in ps if shares[p] > 0]
+            return len(own) * min(own) if own else 0.0
+
+        best = min((node_rate(ps) for ps in self.by_node.values()), default=math.inf)
         if best <= 0 or not math.isfinite(best):
             raise ConfigError(
                 f"{self.topology.system.name}: no scale-out NICs between the nodes of the group"
