@@ -578,11 +578,6 @@ def simulate_run(
     )
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
-    if sys_spec.num_accelerators == 0:
-        raise InfeasibleError(
-            f"system {sys_spec.name!r} has no accelerators: `recsim run` simulates GPU training "
-            "(CPU inference serving is a later feature)"
-        )
     # The planner's candidate simulations and this run share one memo of costs (same results).
     costs = CostMemo(sys_spec, wl_spec)
     options = SimulationOptions(
@@ -594,6 +589,13 @@ def simulate_run(
         speed_factors=_factors(speed_factors, "speed_factors"),
         nic_speed_factors=_factors(nic_speed_factors, "nic_speed_factors"),
     )
+    if sys_spec.num_accelerators == 0:
+        # An infeasible result, as for a plan that does not fit: ``--json`` prints one shape.
+        reason = (
+            f"system {sys_spec.name!r} has no accelerators: `recsim run` simulates GPU training "
+            "(CPU inference serving is a later feature)"
+        )
+        raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options))
     try:
         sharding = make_plan(
             plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs, fidelity=fidelity
@@ -625,7 +627,7 @@ def _unplanned(reason: str, system: System, workload: Workload, plan: str, optio
 
     world = system.num_accelerators
     context = run_context(system, workload, Plan(world, (), strategy=plan), options)
-    divides = workload.training.global_batch_size % world == 0
+    divides = world > 0 and workload.training.global_batch_size % world == 0
     return Result.failed("infeasible", reason, memory_fits=not divides, **context)  # type: ignore[arg-type]
 
 

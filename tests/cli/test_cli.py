@@ -331,6 +331,12 @@ def test_run_on_a_cpu_server_is_a_clear_error():
     result = run("run", "--system", "skylake-2s", "--workload", "rmc1")
     assert result.exit_code == 2
     assert "has no accelerators" in result.output
+    # --json prints the infeasible result, as for a plan that does not fit: one shape for scripts.
+    result = run("run", "--system", "skylake-2s", "--workload", "rmc1", "--json")
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["status"] == "infeasible" and "has no accelerators" in data["reason"]
+    assert data["num_accelerators"] == 0
 
 
 def _tiny_run(monkeypatch) -> tuple[dict[str, str], list[str]]:
