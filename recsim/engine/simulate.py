@@ -361,7 +361,9 @@ def device_busy(
 def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: float) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for (_rank, stream), value in busy.items():
-        totals[stream] += value
+        # A step's work on one stream fits one step time in the steady state; a chain of a few
+        # steps may not have quite reached it (``busy_time`` takes each rank's step whole).
+        totals[stream] += min(value, step_s)
     return {stream: totals[stream] / (ranks * step_s) for stream in sorted(totals)} if step_s > 0 else {}
 
 
@@ -405,10 +407,10 @@ HOST_RUN_TIERS = ("ddr", "nmp")
 
 def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: System) -> TierActivity:
     """``TierActivity`` of the window: the DRAM bytes of one step's lookups (each copy of a step
-    node in the window counted, as ``_host_bytes`` does), and the host-run lookups' seconds inside
-    the window (every step's copies clipped to it, as ``busy_time`` clips the streams: a rank that
-    is not the bottleneck runs its next step's lookups before the window opens). An HBM lookup
-    touches none of it, so a plan all in HBM costs one pass over the ops."""
+    node in the window counted, as ``_host_bytes`` does), and the seconds of the window's host-run
+    lookups, whole (as ``busy_time`` takes a rank's step: a rank that is not the bottleneck runs
+    its last step's lookups before the window opens). An HBM lookup touches none of it, so a plan
+    all in HBM costs one pass over the ops."""
     index = timing.index
     nodes, counts = _window_ops(index, window)
     per_node = max(1, system.node.num_accelerators)
@@ -438,11 +440,19 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
     if not off_hbm and index.copies is not None:
         # Every step node was seen: no lookup the host runs (those are outside HBM), in any step.
         return TierActivity(dram)
+    positions = window.positions_in(index)
+    if positions is None:
+        ids = index.ids
+        in_window = {p for p in range(index.size) if ids[p] in window.node_ids}
+    else:
+        in_window = set(positions.tolist())
     for position, node in _host_run_lookups(index):
+        if position not in in_window:
+            continue
         op = node.op
         assert type(op) is Embedding
         start, finish = float(timing.start[position]), float(timing.finish[position])
-        inside = max(0.0, min(finish, window.end_s) - max(start, window.start_s))
+        inside = max(0.0, finish - start)
         if inside <= 0.0:
             continue
         detail = cost_of(op)
@@ -453,10 +463,8 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         if op.tier.split(":", 1)[0] == "nmp" and detail.details.get("via") != "ddr":
             # The node's DIMMs are busy reading the gather's rows at their ranks' full rate (the
             # tier's ``dimm_read_s``), not for the whole lookup, which may wait on the channels or
-            # PCIe meanwhile; the part of the lookup inside the window counts.
-            length = finish - start
-            part = inside / length if length > 0 else 1.0
-            nmp[node.rank // per_node] += float(detail.details.get("dimm_read_s", 0.0)) * part
+            # PCIe meanwhile.
+            nmp[node.rank // per_node] += float(detail.details.get("dimm_read_s", 0.0))
         else:
             cpu[node.rank] += inside * share
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))
@@ -490,11 +498,13 @@ def _window_ops(index: GraphIndex, window: Window) -> tuple[list[Node], list[int
 
 
 def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:
-    """Per rank, time in collectives whose group spans more than one node."""
+    """Per rank, the time of the window's collectives whose group spans more than one node: the
+    union of their intervals (collectives on different lanes overlap), whole, as ``busy_time``
+    takes a rank's step."""
     per_node = max(1, system.node.num_accelerators)
     index = timing.index
     source = index.source
-    collectives = index.collective_positions  # in graph order: each rank's sum adds in that order
+    collectives = index.collective_positions  # in graph order
     at = np.asarray(collectives, dtype=np.intp)
     positions = window.positions_in(index)
     if positions is not None:  # the window's nodes by position: a mask instead of id lookups
@@ -505,20 +515,33 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
         inside = np.zeros(index.size, dtype=bool)
         inside[[p for p in collectives if ids[p] in window.node_ids]] = True
     taken = at[inside[at]] if at.size else at
-    # Each member's time, the same subtraction as on the Python floats.
-    lengths = (timing.finish[taken] - timing.start[taken]).tolist()
-    out: dict[int, float] = defaultdict(float)
+    starts, finishes = timing.start[taken].tolist(), timing.finish[taken].tolist()
+    spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     # Whether a group spans nodes, by the group tuple's identity (the members of a collective and
     # its copies in other steps share it; the graph keeps the tuples alive meanwhile).
-    spans: dict[int, bool] = {}
-    for p, length in zip(taken.tolist(), lengths, strict=True):
+    wide_group: dict[int, bool] = {}
+    for p, start, finish in zip(taken.tolist(), starts, finishes, strict=True):
         node = source(p)  # its rank and op's group are the node's
         op = node.op
         assert isinstance(op, Collective)
         group = op.group
-        wide = spans.get(id(group))
+        wide = wide_group.get(id(group))
         if wide is None:
-            wide = spans[id(group)] = len({r // per_node for r in group}) > 1
-        if wide:
-            out[node.rank] += length
-    return dict(out)
+            wide = wide_group[id(group)] = len({r // per_node for r in group}) > 1
+        if wide and finish > start:
+            spans[node.rank].append((start, finish))
+    return {rank: union_length(intervals) for rank, intervals in spans.items()}
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of ``intervals`` (sorted here)."""
+    intervals.sort()
+    total = 0.0
+    cur_s, cur_f = intervals[0]
+    for s, f in intervals[1:]:
+        if s > cur_f:
+            total += cur_f - cur_s
+            cur_s, cur_f = s, f
+        elif f > cur_f:
+            cur_f = f
+    return total + (cur_f - cur_s)

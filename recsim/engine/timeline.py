@@ -176,20 +176,29 @@ def critical_path(
 def busy_time(
     graph: ExecutionGraph, schedule: Schedule, window: Window, timing: Timing | None = None
 ) -> dict[tuple[int, str], float]:
-    """Per (rank, stream class): the length of the union of its nodes' intervals inside the window.
+    """Per (rank, stream class): the length of the union of the intervals of the window's nodes.
+
+    One step's work of each rank, whole, not the work that falls inside the window: in the steady
+    state a rank does one step's work per step time, but the chain is finite, so a rank that is
+    not the bottleneck starts its last step before the window opens (its share of that step would
+    be lost) and no later step fills the window's end. In a single-step graph the window is the
+    whole graph and nothing differs.
 
     The keys come in the order their first busy node comes in the graph (callers sum over them)."""
     timing = timing_of(graph, schedule, timing)
     index = timing.index
-    # ``max(start, window.start_s)`` and ``min(finish, window.end_s)`` exactly (NaN included).
-    s = np.where(window.start_s > timing.start, window.start_s, timing.start)
-    f = np.where(window.end_s < timing.finish, window.end_s, timing.finish)
-    busy = np.flatnonzero(f > s)
+    positions = window.positions_in(index)
+    if positions is None:
+        ids = np.fromiter(window.node_ids, dtype=np.int64, count=len(window.node_ids))
+        positions = np.flatnonzero(np.isin(index.ids_array, ids))
+    s, f = timing.start[positions], timing.finish[positions]
+    taken = np.flatnonzero(f > s)
+    busy = positions[taken]
     if busy.size == 0:
         return {}
     classes, class_of_queue = index.stream_classes
     cls = np.asarray(class_of_queue, dtype=np.intp)[index.queue_array[busy]]
-    s, f = s[busy], f[busy]
+    s, f = s[taken], f[taken]
     # Each class's intervals by start then finish, as ``sorted`` orders the (start, finish) pairs.
     order = np.lexsort((f, s, cls))
     totals: dict[int, float] = {}

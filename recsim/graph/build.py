@@ -801,6 +801,8 @@ def build_training_step(
         "precision": precision,
         "comm_dtype": bld.comm_dtype,
         "bottom_rank": mp_rank,
+        # How far ahead of the GPU the next batch's input pipeline may run (``recsim.graph.steps``).
+        "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
     return bld.graph
 

@@ -133,6 +133,12 @@ class Runtime(ABC):
     #: Plan features beyond whole, column and row shards that the framework can run (``PLAN_FEATURES``);
     #: ``auto`` plans only with these (a plan named explicitly is simulated as a what-if).
     plan_features: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the host's own program order bounds how far ahead the input pipeline runs: a
+    #: dispatch thread that loads each batch at the top of its step, after launching the previous
+    #: step and waiting at its syncs (``eager``). False: the loader works ahead of the GPU on its
+    #: own, into a double buffer, so the chained steps bound it one batch deep
+    #: (``recsim.graph.steps``: graph metadata ``input_prefetch``).
+    host_orders_input: ClassVar[bool] = False
 
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
@@ -739,6 +745,7 @@ class Eager(Runtime):
 
     name = "eager"
     costs: ClassVar[EagerCosts] = TORCHREC_V100
+    host_orders_input = True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(self.costs, step_sync=False)

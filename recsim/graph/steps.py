@@ -11,6 +11,11 @@ current step and each step's first kernels wait for the previous step's updates.
   they are read again);
 * its dense forward roots wait for step ``s``'s optimizer nodes on the same rank (the dense
   optimizer, and the replicated tables' dense updates).
+* its input pipeline's roots (which prepare batch ``s + 2``) wait for step ``s``'s optimizer
+  nodes on the same rank: the pipeline is one batch deep (a double buffer), so the input of each
+  step runs inside the next one, not all at the start. Not where ``metadata["input_prefetch"]`` is
+  ``host_order``: the eager runtime's host thread loads each batch in program order, after the
+  previous step's dispatch and syncs, on the same in-order host stream.
 
 Stream order and collective synchronisation then come from the scheduler. Node ids of step ``s``
 are offset by ``s x (max id + 1)``; names get a ``#s`` suffix; ``metadata["steps"]`` records it.
@@ -200,10 +205,18 @@ def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
             optimizer[n.rank].append(n.id)
         if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
+    # The input pipeline is one batch deep (a double buffer): step s + 1 fills the buffer of
+    # batch s + 2 once step s is done with batch s + 1's (its optimizer). Unbounded, every step's
+    # input ran at the start and none inside the measured step. A runtime whose host thread loads
+    # each batch in program order (eager) bounds it on the host stream already.
+    bounded_input = graph.metadata.get("input_prefetch", "one_batch") == "one_batch"
     cross: list[list[int] | None] = []
     for n in graph.nodes:
         extra: list[int] | None = None
-        if n.phase == "forward":
+        if n.phase == "input" and not n.deps:
+            if bounded_input:
+                extra = list(optimizer[n.rank]) or None
+        elif n.phase == "forward":
             if isinstance(n.op, Embedding):
                 extra = list(dict.fromkeys([*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]))
             elif not n.deps:

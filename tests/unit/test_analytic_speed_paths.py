@@ -73,7 +73,6 @@ from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, _vertex_lengths, asap_schedule, asap_timing, queue_of
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
 from recsim.graph.steps import ChainedGraph, _ChainedNodes, _later_rows, _Templates, chain_steps
-from recsim.hardware.system import System
 from recsim.hardware.topology import build_topology, gpu_id
 from recsim.metrics.invariants import check_schedule
 from recsim.planner import table_wise_round_robin
@@ -155,12 +154,15 @@ def reference_chain(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
             optimizer[n.rank].append(n.id)
         if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
+    bounded_input = graph.metadata.get("input_prefetch", "one_batch") == "one_batch"
     nodes: list[Node] = []
     for s in range(steps):
         offset = s * stride
         prev = (s - 1) * stride
         for n in graph.nodes:
             deps = [d + offset for d in n.deps]
+            if s > 0 and n.phase == "input" and not n.deps and bounded_input:
+                deps += [i + prev for i in optimizer[n.rank]]
             if s > 0 and n.phase == "forward":
                 if isinstance(n.op, Embedding):
                     deps += [i + prev for i in inputs[n.rank]]
@@ -481,11 +483,12 @@ def reference_critical_path(
 def reference_busy_time(
     graph: ExecutionGraph, schedule: Schedule, window: Window
 ) -> dict[tuple[int, str], float]:
-    """``busy_time`` as first written: sorted intervals per (rank, stream), merged."""
+    """``busy_time`` written plainly: the window's nodes' intervals per (rank, stream), merged."""
     intervals: dict[tuple[int, str], list[tuple[float, float]]] = defaultdict(list)
     for n in graph.nodes:
-        s = max(schedule.start_s[n.id], window.start_s)
-        f = min(schedule.finish_s[n.id], window.end_s)
+        if n.id not in window.node_ids:
+            continue
+        s, f = schedule.start_s[n.id], schedule.finish_s[n.id]
         if f > s:
             intervals[(n.rank, n.stream.value)].append((s, f))
     out: dict[tuple[int, str], float] = {}
@@ -536,14 +539,27 @@ def reference_check_schedule(graph: ExecutionGraph, schedule: Schedule) -> None:
 def reference_network_busy(
     graph: ExecutionGraph, schedule: Schedule, window: Window, per_node: int
 ) -> dict[int, float]:
-    """``simulate._network_busy`` as first written."""
-    out: dict[int, float] = defaultdict(float)
+    """``simulate._network_busy`` written plainly: per rank, the union of the window's collectives
+    across nodes."""
+    spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for n in graph.nodes:
         if n.id not in window.node_ids or not isinstance(n.op, Collective):
             continue
-        if len({r // per_node for r in n.op.group}) > 1:
-            out[n.rank] += schedule.finish_s[n.id] - schedule.start_s[n.id]
-    return dict(out)
+        s, f = schedule.start_s[n.id], schedule.finish_s[n.id]
+        if len({r // per_node for r in n.op.group}) > 1 and f > s:
+            spans[n.rank].append((s, f))
+    out: dict[int, float] = {}
+    for rank, intervals in spans.items():
+        intervals.sort()
+        total, (cur_s, cur_f) = 0.0, intervals[0]
+        for s, f in intervals[1:]:
+            if s > cur_f:
+                total += cur_f - cur_s
+                cur_s, cur_f = s, f
+            else:
+                cur_f = max(cur_f, f)
+        out[rank] = total + (cur_f - cur_s)
+    return out
 
 
 def reference_index(graph: ExecutionGraph) -> dict[str, object]:
@@ -1675,6 +1691,7 @@ def reference_build_training_step(
         "precision": precision,
         "comm_dtype": bld.comm_dtype,
         "bottom_rank": mp_rank,
+        "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
     return bld.graph
 
@@ -1922,31 +1939,6 @@ def previous_critical_path(
     return dict(totals), path
 
 
-def previous_network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:
-    """``simulate._network_busy`` before round 5 (verbatim): ids looked up in the window's set."""
-    per_node = max(1, system.node.num_accelerators)
-    index = timing.index
-    ids, source = index.ids, index.source
-    start, finish = timing.start_list, timing.finish_list
-    out: dict[int, float] = defaultdict(float)
-    # Whether a group spans nodes, by the group tuple's identity (the members of a collective and
-    # its copies in other steps share it; the graph keeps the tuples alive meanwhile).
-    spans: dict[int, bool] = {}
-    for p in index.collective_positions:  # in graph order: each rank's sum adds in that order
-        if ids[p] not in window.node_ids:
-            continue
-        node = source(p)  # its rank and op's group are the node's
-        op = node.op
-        assert isinstance(op, Collective)
-        group = op.group
-        wide = spans.get(id(group))
-        if wide is None:
-            wide = spans[id(group)] = len({r // per_node for r in group}) > 1
-        if wide:
-            out[node.rank] += finish[p] - start[p]
-    return dict(out)
-
-
 def previous_repeated(
     self: GraphIndex,
     nodes: Sequence[Node],
@@ -2083,7 +2075,8 @@ def test_array_index_and_its_readers_match_the_previous_code(name, nodes, plan_n
             assert repr(got) == repr(previous_critical_path(lazy, sched, window, category_of, timing))
             assert got == reference_critical_path(expected_graph, sched, window, category_of)
             network = _network_busy(timing, window, system)
-            assert repr(network) == repr(previous_network_busy(timing, window, system))
+            per_node = system.node.num_accelerators
+            assert network == reference_network_busy(expected_graph, sched, window, per_node)
             plain = Window(window.start_s, window.end_s, window.node_ids)  # positions unknown
             assert repr(_network_busy(timing, plain, system)) == repr(network)
             assert repr(critical_path(lazy, sched, plain, category_of, timing)) == repr(got)

@@ -4,6 +4,9 @@ import math
 
 import pytest
 
+from recsim.api import make_plan
+from recsim.config.loader import Override
+from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.engine.timeline import busy_time, critical_path, step_window
 from recsim.errors import SimulationError, TraceError
 from recsim.graph.build import build_training_step
@@ -84,6 +87,62 @@ def test_chain_steps_and_steady_window():
     # cross-step dependency: step 1's embedding forward waits for step 0's input distribution
     fwd = next(n for n in chained.nodes if n.name.startswith("emb_forward:") and n.name.endswith("#1"))
     assert any(chained.node(d).name == "input_dist#0" for d in fwd.deps)
+
+
+def test_the_input_pipeline_is_one_batch_deep():
+    # Step s's input (which prepares batch s + 1) waits for step s - 1's optimizer on its rank:
+    # unbounded, every step's input ran at the start and none inside the measured step.
+    step = build_training_step(TINY, table_wise_round_robin(TINY, 2))
+    assert step.metadata["input_prefetch"] == "one_batch"
+    chained = chain_steps(step, 3)
+    s = asap_schedule(chained, lambda n: 1e-3)
+    for rank in range(2):
+        for j in (1, 2):
+            load = next(n for n in chained.nodes if n.rank == rank and n.name == f"data_loading#{j}")
+            opt = next(n for n in chained.nodes if n.rank == rank and n.name == f"dense_optimizer#{j - 1}")
+            assert opt.id in load.deps and s.start_s[load.id] >= s.finish_s[opt.id]
+    w = step_window(chained, s)
+    busy = busy_time(chained, s, w)
+    assert busy[(0, "host")] > 0 and busy[(0, "copy")] > 0
+    # The eager runtime's host thread loads each batch in program order: no such dependency.
+    eager = WorkloadLibrary([FIXTURES / "workloads"]).workload(
+        "tiny-dlrm", [Override.parse("training.runtime=eager")]
+    )
+    step = build_training_step(eager, table_wise_round_robin(eager, 2))
+    assert step.metadata["input_prefetch"] == "host_order"
+    chained = chain_steps(step, 2)
+    load = next(n for n in chained.nodes if n.rank == 0 and n.name == "data_loading#1")
+    assert all(d // chained.metadata["step_stride"] == 1 for d in load.deps)
+
+
+def test_busy_time_takes_each_ranks_last_step_whole():
+    # Rank 1 is the bottleneck; rank 0 starts its last step's kernel before the window opens.
+    # Its busy time is that kernel whole (its step's work), not the part inside the window.
+    nodes = [
+        k(0, rank=0, dur=1.0),
+        k(1, rank=1, dur=3.0),
+        k(10, rank=0, deps=[0], dur=1.0),
+        k(11, rank=1, deps=[1], dur=3.0),
+    ]
+    g = ExecutionGraph(2, nodes, {"steps": 2, "step_stride": 10})
+    s = asap_schedule(g)
+    w = step_window(g, s)
+    assert (w.start_s, w.end_s) == (3.0, 6.0) and s.start_s[10] == 1.0
+    busy = busy_time(g, s, w)
+    assert busy == {(0, "compute"): 1.0, (1, "compute"): 3.0}
+
+
+def test_a_straggler_never_lowers_the_energy_per_sample():
+    system = HardwareLibrary().system("dgx-h100")
+    workload = WorkloadLibrary().workload("dlrm-dcnv2")
+    plan = make_plan("row_wise", workload, system)
+    base = simulate_training(system, workload, plan, SimulationOptions()).result
+    for factor in (0.999, 0.5):
+        slow = simulate_training(system, workload, plan, SimulationOptions(speed_factors={3: factor})).result
+        assert slow.iteration_time_s >= base.iteration_time_s
+        assert slow.energy_per_sample_j >= base.energy_per_sample_j
+        # The same work in a longer step: the fast ranks' compute is no busier than without.
+        assert slow.utilisation["compute"] <= base.utilisation["compute"]
 
 
 def test_critical_path_sums_to_the_window():
