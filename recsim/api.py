@@ -135,6 +135,7 @@ def hardware_summary(system: System | str | Path, topology: Topology | None = No
         "nmp": node.host_memory.nmp.name if node.host_memory.nmp else None,
         "ssds_per_node": node.ssds.count if node.ssds else 0,
         "ssd": node.ssds.device.name if node.ssds else None,
+        "host_bandwidth_bytes_per_s_per_accelerator": node.host_bandwidth_bytes_per_s_per_accelerator,
         "scale_up_fabric": node.scale_up.fabric if node.scale_up else None,
         "scale_up_bandwidth_bytes_per_s_per_accelerator": node.scale_up_bandwidth_bytes_per_s_per_accelerator,
         "nic": nic_group.device.name if nic_group else None,

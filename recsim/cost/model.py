@@ -382,8 +382,8 @@ class CostModel:
             # fewer links (DGX-1's) gets no less. Without one (a PCIe node), over PCIe.
             assert acc.nvlink is not None
             return acc.nvlink.link.latency_s + op.bytes / bandwidth
-        link = acc.host_interface
-        return link.latency_s + op.bytes / link.bandwidth_bytes_per_s
+        # Every rank copies its batch at about the same time: its share of the PCIe switch.
+        return acc.host_interface.latency_s + op.bytes / node.host_bandwidth_bytes_per_s_per_accelerator
 
     def host_s(self, op: Host) -> float:
         # Data loading reads the batch from host memory once; the node's share of host memory

@@ -9,6 +9,7 @@ properties; figures that need the wiring (bisection bandwidth, routes) come from
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Self
 
 from annotated_types import Len
@@ -245,7 +246,35 @@ class Node(Spec):
         rate = group.device.bandwidth_bytes_per_s
         if group is self.nics and self.pcie_switches is not None:
             rate = min(rate, self.pcie_switches.device.port_bandwidth_bytes_per_s)
-        return self.nic_count(group) * rate
+        total = self.nic_count(group) * rate
+        acc = self.accelerators
+        if group is self.nics and acc is not None:
+            # The accelerators' data reaches the NICs through their own PCIe links (GPUDirect
+            # RDMA), each at most a switch port's: two 400G NICs per H100 move what its Gen5 x16
+            # link does (a tester found 100 GB/s per GPU shown where the network moves 63).
+            link = acc.device.host_interface.bandwidth_bytes_per_s
+            if self.pcie_switches is not None:
+                link = min(link, self.pcie_switches.device.port_bandwidth_bytes_per_s)
+            total = min(total, acc.count * link)
+        return total
+
+    @property
+    def host_bandwidth_bytes_per_s_per_accelerator(self) -> float:
+        """Per direction, what one accelerator moves to and from host memory while every
+        accelerator of the node does the same (its UVM rows, cache fills, H2D copies): its own
+        host link, at most its share of its PCIe switch's uplink to the CPU, which the accelerators
+        under the switch share (as ``recsim.hardware.topology`` wires them: DGX A100's 4 PCIe 4
+        switches hold 2 GPUs each, so each moves half an x16 link). ASSUMPTION, as the host DRAM
+        share of the embedding tiers: every accelerator streams at once, as the planner's symmetric
+        schemes make them; a lone one would move more. 0 without accelerators."""
+        acc = self.accelerators
+        if acc is None:
+            return 0.0
+        rate = acc.device.host_interface.bandwidth_bytes_per_s
+        if self.pcie_switches is not None:
+            sharing = math.ceil(acc.count / self.pcie_switches.count)
+            rate = min(rate, self.pcie_switches.device.port_bandwidth_bytes_per_s / sharing)
+        return rate
 
     @property
     def scale_up_bandwidth_bytes_per_s_per_accelerator(self) -> float:

@@ -189,6 +189,11 @@ def op(tier: str, pass_: str = "forward", **kw: Any) -> Embedding:
     return Embedding(**args)
 
 
+# A tiny GPU's host traffic: its 32 GB/s link, at most half of its PCIe switch's 32 GB/s uplink
+# (4 GPUs on 2 switches), every GPU of the node streaming at once.
+PCIE_SHARE = 16e9
+
+
 def cost(e: Embedding, system: System = TINY, access: Any = None, **kw: Any) -> EmbeddingCost:
     return embedding_cost(e, system, access, **kw)
 
@@ -333,7 +338,7 @@ def test_uvm_forward_by_hand():
     c = cost(op("uvm"))
     payload = 1000 * 128  # two 64 B requests per 128 B row
     wire = payload * (64 + 24) / 64
-    pcie = wire / 32e9
+    pcie = wire / PCIE_SHARE
     assert pcie > payload / DDR_BW and pcie > STREAMED / (HBM_BW * EFF_128)
     assert c.time_s == pytest.approx(10e-6 + pcie + 2 * 500e-9 + 4e-6, rel=1e-12)
     assert c.bytes_by_resource == pytest.approx({"hbm": STREAMED, "pcie": wire, "ddr": payload})
@@ -344,15 +349,18 @@ def test_uvm_forward_by_hand():
 
 def test_uvm_shares_the_node_dram_between_its_accelerators():
     # The node's DRAM serves every accelerator's UVM rows at once: one rank reads at its share. On
-    # the tiny node's four GPUs PCIe binds first; on eight the share (DDR_BW / 8) is below the
-    # link's payload rate (32 GB/s x 64 / 88) and binds, for the forward gather and for the cache
-    # fills of uvm_caching alike.
+    # the tiny node's four GPUs PCIe binds first; on eight, each on its own root port (no PCIe
+    # switch to share), the share (DDR_BW / 8) is below the link's payload rate (32 GB/s x 64 / 88)
+    # and binds, for the forward gather and for the cache fills of uvm_caching alike.
     node = TINY.node
     assert node.accelerators is not None
     eight = TINY.model_copy(
         update={
             "node": node.model_copy(
-                update={"accelerators": node.accelerators.model_copy(update={"count": 8})}
+                update={
+                    "accelerators": node.accelerators.model_copy(update={"count": 8}),
+                    "pcie_switches": None,
+                }
             )
         }
     )
@@ -361,8 +369,22 @@ def test_uvm_shares_the_node_dram_between_its_accelerators():
     c = cost(op("uvm"), eight)
     assert c.time_s == pytest.approx(10e-6 + payload / (DDR_BW / 8) + 2 * 500e-9 + 4e-6, rel=1e-12)
     assert c.bytes_on("ddr") == pytest.approx(payload)
-    assert cost(op("uvm"), eight).time_s > cost(op("uvm")).time_s
-    assert cost(op("uvm_caching:0.1"), eight).time_s > cost(op("uvm_caching:0.1")).time_s
+    four = TINY.model_copy(update={"node": node.model_copy(update={"pcie_switches": None})})
+    assert cost(op("uvm"), eight).time_s > cost(op("uvm"), four).time_s
+    assert cost(op("uvm_caching:0.1"), eight).time_s > cost(op("uvm_caching:0.1"), four).time_s
+
+
+def test_uvm_shares_the_pcie_switch_uplink():
+    # Two tiny GPUs under each PCIe switch share its 32 GB/s uplink: each moves 16 GB/s. Without
+    # the switches each has its own 32 GB/s link, twice as fast on the link-bound gather.
+    node = TINY.node
+    assert node.host_bandwidth_bytes_per_s_per_accelerator == PCIE_SHARE
+    direct = TINY.model_copy(update={"node": node.model_copy(update={"pcie_switches": None})})
+    assert direct.node.host_bandwidth_bytes_per_s_per_accelerator == 32e9
+    shared, own = cost(op("uvm"), TINY), cost(op("uvm"), direct)
+    assert shared.details["pcie_s"] == pytest.approx(2 * own.details["pcie_s"], rel=1e-12)
+    # A faster switch port stops binding at the GPU's own link, and is never slower.
+    assert shared.time_s > own.time_s
 
 
 def test_uvm_caching_forward_by_hand():
@@ -375,7 +397,7 @@ def test_uvm_caching_forward_by_hand():
     tags = (1000 + 500) * 32 * 8 + filled * 8
     # The sort and the three cache kernels each pay the 4 us launch gap, the gather one more.
     manage = (SORT_KERNELS + 3) * (10e-6 + 4e-6) + SORT_BYTES / (HBM_BW * 0.5) + tags / (HBM_BW * 0.5)
-    fill = filled * 128 * 88 / 64 / 32e9 + 2 * 500e-9
+    fill = filled * 128 * 88 / 64 / PCIE_SHARE + 2 * 500e-9
     gather = 10e-6 + 1000 * 128 / (HBM_BW * EFF_128) + STREAMED / (HBM_BW * 0.5)
     assert c.details["cache_hit_rate"] == pytest.approx(hit)
     assert c.time_s == pytest.approx(manage + fill + gather + 4e-6, rel=1e-12)
@@ -425,12 +447,12 @@ def test_ddr_forward_by_hand():
     assert single.time_s == pytest.approx(90e-9, rel=1e-12)
     # On a GPU node a rank gets its share of the host, and the indices and pooled vectors cross
     # PCIe: 1000 int64 indices down, 100 pooled 128 B vectors up, two copies, each the host's
-    # measured copy call (8 us) and the link's latency (500 ns), the bytes at 32 GB/s.
+    # measured copy call (8 us) and the link's latency (500 ns), the bytes at the GPU's PCIE_SHARE.
     gpus = TINY.node.num_accelerators
     on_gpu = cost(op("ddr"))
     moved = 1000 * 8 + 100 * 128
     copies = 2 * (8e-6 + 500e-9)
-    assert on_gpu.time_s == pytest.approx(bandwidth * gpus + copies + moved / 32e9, rel=1e-12)
+    assert on_gpu.time_s == pytest.approx(bandwidth * gpus + copies + moved / PCIE_SHARE, rel=1e-12)
     assert on_gpu.bytes_on("pcie") == moved
 
 
@@ -447,7 +469,7 @@ def test_ssd_forward_by_hand():
     for key, value in limits.items():
         assert c.details[key] == pytest.approx(value, rel=1e-12), key
     # + on this GPU node the indices down and the pooled vectors up (two copies, as for ddr)
-    copies = 2 * (8e-6 + 500e-9) + (1000 * 8 + 100 * 4096) / 32e9
+    copies = 2 * (8e-6 + 500e-9) + (1000 * 8 + 100 * 4096) / PCIE_SHARE
     assert c.details["pcie_s"] == pytest.approx(copies, rel=1e-12)
     assert c.time_s == pytest.approx(pages / 400e3 + copies, rel=1e-12)
     assert c.bytes_on("ssd") == pytest.approx(pages * 4096)
@@ -470,7 +492,7 @@ def test_smartssd_forward_by_hand():
     assert c.details["ndp_s"] == pytest.approx(1000 * 1024 / 1e9, rel=1e-12)
     assert c.details["interface_s"] == pytest.approx((1000 * 8 + 100 * 4096) / 4e9, rel=1e-12)
     # The 1 GFLOP/s engine, then on this GPU node the transfer on to the GPU (two copies).
-    copies = 2 * (8e-6 + 500e-9) + (1000 * 8 + 100 * 4096) / 32e9
+    copies = 2 * (8e-6 + 500e-9) + (1000 * 8 + 100 * 4096) / PCIE_SHARE
     assert c.time_s == pytest.approx(1000 * 1024 / 1e9 + copies, rel=1e-12)
     assert c.bytes_on("ssd") == pytest.approx(1000 * 8 + 100 * 4096)
     # Half the drive's 1 GiB DRAM as a row cache holds the whole 4 MB table.
@@ -494,7 +516,7 @@ def test_nmp_forward_by_hand():
     assert c.details["processing_s"] == pytest.approx(4 * 100 * 32 * 2 / (32 * 1e9 * 8), rel=1e-12)
     assert c.details["rank_cache_s"] == pytest.approx(4 * 100 * 2 * 1e-9 / 32, rel=1e-12)
     # int64 indices there, the pooled rows back: two copies, each a copy call (8 us) and a latency
-    pcie = 2 * (8e-6 + 0.5e-6) + (100 * 8 + 100 * 128) / 32e9
+    pcie = 2 * (8e-6 + 0.5e-6) + (100 * 8 + 100 * 128) / PCIE_SHARE
     assert c.details["pcie_s"] == pytest.approx(pcie, rel=1e-12)
     assert c.time_s == pytest.approx(4 * channel / DDR_BW + pcie, rel=1e-12)
     # On a CPU server the lookups have the node to themselves and nothing crosses PCIe.

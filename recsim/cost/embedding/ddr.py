@@ -103,7 +103,8 @@ def pcie_transfer_s(system: System, nbytes: float, copies: int = 1) -> float:
     if acc is None or nbytes <= 0:
         return 0.0
     link = acc.host_interface
-    return copies * (MEMCPY_CALL_S + link.latency_s) + nbytes / link.bandwidth_bytes_per_s
+    rate = system.node.host_bandwidth_bytes_per_s_per_accelerator
+    return copies * (MEMCPY_CALL_S + link.latency_s) + nbytes / rate
 
 
 def host_streamed_bytes(lookup: Lookup) -> float:

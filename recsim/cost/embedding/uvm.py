@@ -93,7 +93,7 @@ class UvmTier(TierModel):
         link = acc.host_interface
         payload = lookup.lookups * pcie_payload_bytes(lookup.row_bytes)
         wire = pcie_wire_bytes(payload)
-        pcie_s = wire / link.bandwidth_bytes_per_s
+        pcie_s = wire / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator
         ddr_s = payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         kernel = lookup_forward(lookup, l2_hit=0.0, rows_elsewhere=True)
         round_trip = 2.0 * link.latency_s if lookup.lookups > 0 else 0.0
@@ -113,7 +113,9 @@ class UvmTier(TierModel):
         if lookup.op.optimizer == "none":
             read = 0.0
         write = unique * (pcie_payload_bytes(lookup.row_bytes) + pcie_payload_bytes(state))
-        pcie_s = pcie_wire_bytes(max(read, write)) / link.bandwidth_bytes_per_s
+        pcie_s = (
+            pcie_wire_bytes(max(read, write)) / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator
+        )
         ddr_s = (read + write) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         round_trip = 2.0 * link.latency_s if unique > 0 else 0.0
         launch = lookup.launch_s(sort.kernels + update.kernels)

@@ -82,9 +82,8 @@ def _zero_copy_s(lookup: Lookup, payload: float) -> float:
     link (with its per-request overhead) or the rank's share of host DRAM (the round trip apart)."""
     if payload <= 0:
         return 0.0
-    link = lookup.accelerator().host_interface
     return max(
-        pcie_wire_bytes(payload) / link.bandwidth_bytes_per_s,
+        pcie_wire_bytes(payload) / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator,
         payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
     )
 
@@ -135,7 +134,7 @@ class UvmCachingTier(TierModel):
         payload = filled * pcie_payload_bytes(lookup.row_bytes)
         fill_hbm = filled * lookup.row_bytes
         fill_s = max(
-            pcie_wire_bytes(payload) / acc.host_interface.bandwidth_bytes_per_s,
+            pcie_wire_bytes(payload) / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator,
             payload / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
             fill_hbm / (hbm_bw * cal.max_efficiency),
         )
@@ -191,7 +190,9 @@ class UvmCachingTier(TierModel):
         unfit = cache.unfit * pcie_payload_bytes(lookup.row_bytes)
         read, write = state + (unfit if reads_row else 0.0), state + writeback + unfit
         link = acc.host_interface
-        pcie_s = pcie_wire_bytes(max(read, write)) / link.bandwidth_bytes_per_s
+        pcie_s = (
+            pcie_wire_bytes(max(read, write)) / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator
+        )
         ddr_s = (read + write) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         if read + write > 0:
             pcie_s += 2.0 * link.latency_s
