@@ -711,9 +711,10 @@ def test_a_peer_copy_without_an_nvlink_fabric_goes_over_pcie():
     # One GPU with NVLink ports but no scale-up fabric (it divided by zero): PCIe, its latency too.
     alone = load_system("dgx-h100", overrides=["node.accelerators.count=1", "node.scale_up=null"])
     link = alone.accelerator.host_interface
-    assert CostModel(alone, workload).transfer_s(copy) == pytest.approx(
-        link.latency_s + 1e6 / link.bandwidth_bytes_per_s
-    )
+    # The GPU's link, at most its PCIe switch port (the lone GPU has the switch to itself).
+    rate = min(link.bandwidth_bytes_per_s, alone.node.pcie_switches.device.port_bandwidth_bytes_per_s)
+    assert alone.node.host_bandwidth_bytes_per_s_per_accelerator == rate
+    assert CostModel(alone, workload).transfer_s(copy) == pytest.approx(link.latency_s + 1e6 / rate)
     # Through the NVSwitch: all 18 links.
     dgx = load_system("dgx-h100")
     nvlink = dgx.accelerator.nvlink
