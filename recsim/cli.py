@@ -181,6 +181,8 @@ def _label(key: str) -> str:
 
 def _human(key: str, value: Any) -> str:
     found = _unit(key)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # a derived total past a float's range (huge values in the YAML)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and found is not None:
         dim = found[1]
         # Memory sizes are binary in practice (an "80 GB" GPU has 80 GiB); networks count bits.

@@ -19,6 +19,7 @@ Units are case-sensitive where the case carries meaning (``mW`` vs ``MW``, ``Mb`
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from enum import StrEnum
@@ -169,7 +170,10 @@ def parse_quantity(text: object, dimension: Dimension) -> float:
         raise UnitError(
             f"{text!r} is {unit_examples(unit_dim).split(',')[0]}, expected {unit_examples(dimension)}"
         )
-    value = float(number_text.replace("_", "")) * factor
+    # In decimal, then rounded once: "2.039 TB/s" and "2039 GB/s" are the same float (a float
+    # product rounded twice told them apart, and so did the config hash).
+    with decimal.localcontext(decimal.Context(prec=60)):
+        value = float(decimal.Decimal(number_text.replace("_", "")) * decimal.Decimal(repr(factor)))
     if not math.isfinite(value):
         raise UnitError(f"{text!r} is not a finite quantity")
     return value

@@ -169,8 +169,9 @@ class DocumentLibrary:
         spec = validate_tree(self.schemas[kind], tree)
         return Resolved(spec, tree, config_hash(spec))
 
-    def kind_of(self, ref: str | Path) -> str:
-        """The ``kind:`` of a library name or a file (following ``extends:`` if it has none)."""
+    def kind_of(self, ref: str | Path, seen: tuple[Path, ...] = ()) -> str:
+        """The ``kind:`` of a library name or a file (following ``extends:`` if it has none;
+        ``seen``: the files already followed, to refuse a cycle)."""
         text = str(ref)
         path: Path | None = Path(text) if is_path_ref(text) else None
         if path is None:
@@ -186,8 +187,12 @@ class DocumentLibrary:
         tree = load_yaml_file(path)
         kind = tree.data.get("kind")
         if kind is None and "extends" in tree.data:
+            here = path.resolve()
+            if here in seen:
+                cycle = " -> ".join(str(p) for p in [*seen, here])
+                raise ConfigError(f"{tree.location(('extends',))}: extends cycle: {cycle}")
             parent = str(tree.data["extends"])
-            return self.kind_of(path.parent / parent if is_path_ref(parent) else parent)
+            return self.kind_of(path.parent / parent if is_path_ref(parent) else parent, (*seen, here))
         if kind not in self.schemas:
             allowed = ", ".join(sorted(self.schemas))
             raise ConfigError(f"{tree.location(('kind',))}: kind: expected one of {allowed}, got {kind!r}")

@@ -118,11 +118,20 @@ def _resolve_extends(
     if "extends" not in tree.data:
         _check_kind(tree, kind)
         return tree
+    got = tree.data.get("kind")
+    if got is not None and got != kind:
+        # The document's own kind first: a device file given as a system is that, not a bad parent.
+        raise ConfigError(f"{tree.location(('kind',))}: kind: expected {kind!r}, got {got!r}")
     parent_ref = tree.data.pop("extends")
     where = tree.location(("extends",))
     if not isinstance(parent_ref, str) or not parent_ref:
         raise ConfigError(f"{where}: extends: expected the name or path of a {kind} document")
-    base_dir = path.parent if path is not None else Path(where.source).parent
+    if path is not None:
+        base_dir = path.parent
+    else:
+        # A mapping written in a file resolves next to that file; one given by a --set (no line)
+        # next to where the command runs, as a --set's file reference does.
+        base_dir = Path(where.source).parent if where.line is not None else Path.cwd()
     try:
         parent_path = locator.locate(kind, parent_ref, base_dir).resolve()
     except ConfigError as exc:

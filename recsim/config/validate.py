@@ -91,6 +91,16 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         return f"{where}: {key}: unknown key {unknown!r}; {hint}"
     if kind == "missing":
         return f"{where}: {key}: missing required key {str(path[-1])!r}"
+    if kind in ("value_error", "assertion_error") and where.line is not None:
+        # A check across the keys of a mapping (a model validator) fails at the mapping, which a
+        # file wrote; a --set (no line) below it is the likelier cause of a shipped file's failing.
+        given = list(
+            dict.fromkeys(
+                str(loc) for p, loc in tree.locations.items() if p[: len(path)] == path and loc.line is None
+            )
+        )
+        if given:
+            return f"{', '.join(given)}: {key}: {_message(error)} (with {where})"
     return f"{where}: {key}: {_message(error)}"
 
 

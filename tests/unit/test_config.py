@@ -263,6 +263,50 @@ def test_self_extends_is_a_cycle(tmp_path):
     assert "extends cycle" in error_of(lib.load, "system", "a")
 
 
+def test_a_kindless_extends_cycle_is_a_config_error(tmp_path):
+    # ``kind_of`` (hw validate / show of a file) follows a kind-less file's extends: a cycle there
+    # recursed until Python gave up (a tester's find).
+    lib = lib_with(tmp_path, {})
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    assert "extends cycle" in error_of(lib.kind_of, str(tmp_path / "a.yaml"))
+    (tmp_path / "self.yaml").write_text("extends: self.yaml\nname: s\n")
+    assert "extends cycle" in error_of(lib.kind_of, str(tmp_path / "self.yaml"))
+
+
+def test_a_device_given_as_a_system_is_named_by_its_kind(tmp_path):
+    # Its own kind comes first, not its parent looked up among the systems.
+    path = tmp_path / "x100.yaml"
+    path.write_text("kind: accelerator\nextends: tiny-gpu\nname: x100\n")
+    msg = error_of(lambda: HardwareLibrary([MINI]).system(str(path)))
+    assert msg.startswith(f"{path}:1: kind: expected 'system', got 'accelerator'"), msg
+
+
+def test_an_inline_extends_given_by_a_set_resolves_from_the_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "gpu.yaml").write_text((MINI / "devices/tiny-gpu.yaml").read_text())
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    text = "node.accelerators.device={extends: ../parts/gpu.yaml, name: z, hbm: {capacity: 80 GB}}"
+    loaded = HardwareLibrary([MINI]).system("tiny", [Override.parse(text)])
+    assert loaded.accelerator is not None and loaded.accelerator.hbm.capacity_bytes == 80e9
+
+
+def test_a_cross_key_check_broken_by_a_set_names_the_set(minilib):
+    msg = error_of(lambda: minilib.system("tiny", [Override.parse("cluster.scale_out.oversubscription=0.5")]))
+    assert msg.startswith("--set cluster.scale_out.oversubscription=0.5: cluster.scale_out: "), msg
+    assert "tiny.yaml" in msg  # the mapping the check read, named after it
+
+
+def test_one_quantity_spelt_two_ways_is_one_float():
+    from recsim.units import Dimension, parse_quantity
+
+    assert parse_quantity("2.039 TB/s", Dimension.BYTES_PER_S) == parse_quantity(
+        "2039 GB/s", Dimension.BYTES_PER_S
+    )
+    assert parse_quantity("1.5 us", Dimension.SECONDS) == 1.5e-6
+
+
 def test_reference_by_relative_path(tmp_path):
     (tmp_path / "parts").mkdir()
     (tmp_path / "parts" / "my-ddr.yaml").write_text(
