@@ -19,7 +19,8 @@ idle and max powers are the devices' (datasheet or measured, sourced in their YA
   full rate instead, which is the energy of the rows they read inside (their ``max`` is built from
   the DRAM's read current), so those rows are not charged per bit as well;
 * NICs: busy = the share of the step the rank's communication stream spends in collectives that
-  leave the node;
+  leave the node (the union of their intervals); front-end NICs beside a back-end network at
+  their idle power (their traffic, data ingestion and checkpoints, is not modelled);
 * switches (scale-out, NVSwitch, PCIe): their idle (typical) power; switch power hardly follows
   load because SerDes and fans dominate (noted in the switch YAMLs);
 * SSDs: idle, plus (max - idle) while the ssd tiers read.
@@ -136,6 +137,11 @@ def step_energy(
                 busy = (network_busy_s or {}).get(rank, 0.0)
                 u = min(1.0, busy / step_s) if step_s > 0 else 0.0
                 out["nics"] += (nic.power.idle_w + (nic.power.max_w - nic.power.idle_w) * u) * step_s
+    if node.frontend_nics is not None and group is not node.frontend_nics:
+        # Front-end NICs beside a back-end network (data ingestion, checkpoints, management):
+        # powered all step, their traffic not modelled, so at idle.
+        front = node.frontend_nics
+        out["nics"] += node.nic_count(front) * nodes * front.device.power.idle_w * step_s
     for _, data in topology.graph.nodes(data=True):
         if data["kind"] in ("switch", "nvswitch", "pcie_switch"):
             out["switches"] += _switch_idle_w(system, topology, data["device"]) * step_s

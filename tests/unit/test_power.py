@@ -36,6 +36,17 @@ def test_step_energy_by_hand():
     assert e.avg_power_w == pytest.approx(e.total_j / step)
 
 
+def test_front_end_nics_beside_a_back_end_network_draw_their_idle_power():
+    # A tester found DGX H100's two front-end ConnectX-7s drawing nothing: 3 tiny NICs at 10 W.
+    front = Override.parse("node.frontend_nics={device: tiny-nic, count: 3}")
+    system = HW.system(
+        "tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), front]
+    )
+    step = 0.01
+    e = step_energy(system, build_topology(system), step, {}, network_busy_s={0: 0.001})
+    assert e.by_component_j["nics"] == pytest.approx((10 + 10 * 0.1) * step + 10 * step + 3 * 10 * step)
+
+
 def test_step_energy_charges_lookups_done_off_the_gpu_by_hand():
     # Rank 0's compute stream waits 4 ms on lookups the CPUs run (tier ddr): the CPUs are busy for
     # them, the GPU is not.
@@ -123,8 +134,8 @@ def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
 
 
 def test_host_run_lookups_are_taken_off_the_gpu_within_the_window_only(monkeypatch):
-    # Each rank's GPU time less the ddr lookups it waits on, both clipped to the steady step's
-    # window, is its own kernels' time: positive on every rank (the lookups a rank that is not the
+    # Each rank's GPU time less the ddr lookups it waits on, both over the last step's own nodes,
+    # is its own kernels' time: positive on every rank (the lookups a rank that is not the
     # bottleneck runs before the window opens are not subtracted), and a straggling GPU doubles
     # its own part, not the CPUs' lookups.
     from dataclasses import replace
