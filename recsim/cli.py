@@ -473,7 +473,10 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
     "--comm-dtype",
     type=click.Choice(list(COMM_DTYPES)),
     default=None,
-    help="Wire dtype of pooled embeddings (default: the plan's choice, fp32 for fixed strategies).",
+    help=(
+        "Wire dtype of pooled embeddings (default: the plan's choice; for a fixed strategy the "
+        "runtime's: the dense half precision under fused or cuda_graphs, else fp32)."
+    ),
 )
 @click.option(
     "--runtime",
