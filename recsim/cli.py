@@ -421,7 +421,7 @@ def _trace_value(key: str, value: Any) -> str:
 
 @trace.command("convert")
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path())
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")
 @click.option(
     "--to",
@@ -430,16 +430,17 @@ def _trace_value(key: str, value: Any) -> str:
     default=None,
     help="Output format (default: chrome if OUTPUT ends in .trace.json[.gz], else native).",
 )
-def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, target: str | None) -> None:
+def trace_convert(inputs: tuple[Path, ...], output: str, fmt: str | None, target: str | None) -> None:
     """Convert traces (one or more files, e.g. one per rank) to recsim's graph or a Chrome trace."""
     if not inputs:
         # Click fills OUTPUT first: a lone argument is the trace the user meant to convert.
         raise click.UsageError(
             f"give the output file after the trace(s): recsim trace convert {output} OUTPUT"
         )
-    kind = target or ("chrome" if ".trace.json" in output.name else "native")
-    graph = api.convert_trace(list(inputs), output, kind, fmt)
-    click.echo(f"wrote {output} ({kind}, {graph.ranks} ranks, {len(graph)} nodes)")
+    check_output_path(output, "conversion")  # as typed: a Path would drop a trailing slash
+    kind = target or ("chrome" if ".trace.json" in Path(output).name else "native")
+    graph = api.convert_trace(list(inputs), Path(output), kind, fmt)
+    click.echo(f"wrote {output} ({kind}, {graph.ranks} ranks, {len(graph)} nodes)", err=True)
 
 
 # ---------------------------------------------------------------------------------- run
@@ -710,7 +711,7 @@ def plan_cmd(
     else:
         _print_plan(stats)
         if out is not None and feasible:
-            click.echo(f"wrote {out}")
+            click.echo(f"wrote {out}", err=True)
     if not feasible:
         if not as_json:
             not_saved = f" ({out} not written)" if out is not None else ""

@@ -305,7 +305,7 @@ def results_export(path: Path, target: Path, stage: str | None) -> None:
         _check_stage(store, stage)
         written = store.export(target, stage)
         n = store.count(stage)
-    click.echo(f"wrote {written} ({n} rows)")
+    click.echo(f"wrote {written} ({n} rows)", err=True)
 
 
 # ---------------------------------------------------------------------------------- golden
@@ -368,4 +368,4 @@ def golden_update(folder: Path, cases: tuple[str, ...], all_metrics: bool) -> No
     from recsim.explore import golden as gold
 
     for path in gold.update(folder, list(cases) or None, all_metrics=all_metrics):
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {path}", err=True)

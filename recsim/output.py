@@ -12,8 +12,10 @@ alike:
   the same folder and an atomic rename: a failure (disk full, killed process) never leaves a
   half-written file, and a reader never sees one. The temporary name is unique (``mkstemp``), so a
   file the user happens to have called ``X.tmp`` is never touched.
-* A path that exists and is not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is
-  written in place: renaming over it would replace the device with a plain file.
+* A path that exists and is not a regular file (``/dev/null``, a named pipe), or that names a
+  stream (``/dev/stdout``, ``/proc/self/fd/N``, a link to one), is written in place: renaming over
+  it would replace the device or the link with a plain file. A link to a regular file is replaced
+  at its target, and stays a link.
 
 Every failure is an ``OutputError`` naming the path and the reason, which the CLI prints as one
 line (``recsim.cli_common``), never a traceback.
@@ -56,12 +58,42 @@ def _special(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+def _descriptor(path: Path) -> bool:
+    """``path`` names an open stream rather than a file: under ``/dev`` or ``/proc`` (``/dev/stdout``,
+    ``/proc/self/fd/1``), or a symbolic link that leads there. With standard output redirected to a
+    file it resolves to that regular file, and a rename over it would replace the link (a tester's
+    run replaced ``/dev/stdout`` with a plain file)."""
+    seen = 0
+    while seen < 40:  # the kernel's own limit on a chain of links
+        if str(path).startswith(("/dev/", "/proc/")):
+            return True
+        if not path.is_symlink():
+            return False
+        path = path.parent / os.readlink(path)
+        seen += 1
+    return False
+
+
+def _in_place(path: Path) -> bool:
+    """Whether ``path`` is written as it is, not through a temporary file and a rename."""
+    return _special(path) or _descriptor(path)
+
+
+def _target(path: Path) -> Path:
+    """The file a rename must replace: a symbolic link's target (the link stays a link)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def check_output_path(path: Path | str, what: str = "output") -> Path:
     """``path`` as a ``Path`` if a file can be written there, else an ``OutputError`` saying why."""
+    raw = str(path)
     path = Path(path)
+    if raw.endswith(("/", os.sep)) and not path.is_dir():
+        # ``Path`` drops the slash: "out/" would become a file called "out".
+        raise OutputError(f"{raw}: names a folder, which does not exist; the {what} needs a file name")
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; the {what} needs a file name")
-    if _special(path):
+    if _in_place(path):
         if not os.access(path, os.W_OK):
             raise OutputError(f"{path}: cannot write the {what} there (permission denied)")
         return path
@@ -109,12 +141,13 @@ def replacing(path: Path | str, what: str = "output") -> Iterator[Path]:
     is a device or a pipe is handed over as it is (see the module docstring).
     """
     path = check_output_path(path, what)
-    if _special(path):
+    if _in_place(path):
         try:
             yield path
         except OSError as exc:
             raise OutputError(f"{path}: cannot write the {what}: {_reason(exc)}") from None
         return
+    path = _target(path)
     try:
         handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:

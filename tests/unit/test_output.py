@@ -55,6 +55,34 @@ def test_paths_that_cannot_take_a_file_are_refused_up_front(tmp_path: Path) -> N
     assert check_output_path(tmp_path / "t.json") == tmp_path / "t.json"
 
 
+def test_a_trailing_slash_names_a_folder_not_a_file(tmp_path: Path) -> None:
+    # ``Path`` drops the slash: "out/" became a file called "out" (a tester's find).
+    with pytest.raises(OutputError, match="names a folder"):
+        check_output_path(f"{tmp_path}/nocreate/")
+    assert not (tmp_path / "nocreate").exists()
+
+
+def test_a_link_to_a_file_stays_a_link(tmp_path: Path) -> None:
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    write_text(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "real.json").read_text() == "new"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_link_to_a_descriptor_is_written_in_place(tmp_path: Path) -> None:
+    # A link to /proc/self/fd/N resolves to whatever the descriptor names (here a regular file):
+    # renaming over it replaced the link with a plain file, and the descriptor got nothing.
+    sink = tmp_path / "sink.txt"
+    with open(sink, "w") as handle:
+        link = tmp_path / "out"
+        link.symlink_to(f"/proc/self/fd/{handle.fileno()}")
+        write_text(link, "through the descriptor")
+        assert link.is_symlink()
+    assert sink.read_text() == "through the descriptor"
+
+
 def test_make_folder_for_makes_the_parents_or_says_why_not(tmp_path: Path) -> None:
     make_folder_for(tmp_path / "a" / "b" / "x.csv")
     assert (tmp_path / "a" / "b").is_dir()
