@@ -1298,3 +1298,49 @@ def test_read_graphs_round_trip_through_the_native_format(tmp_path: Path, paths:
     back = read_trace([out])  # sniffed as native, not as a PyTorch ET (both have "schema" and "nodes")
     assert back.nodes == graph.nodes and back.ranks == graph.ranks
     assert back.metadata == json.loads(json.dumps(graph.metadata))
+
+
+# ------------------------------------------------------------------ files that are not one run's
+
+
+PARAM_ET0 = DATA / "param_dlrm_et" / "dlrm_eg_0.json.gz"
+
+
+def _kineto_worker(rank: int) -> Path:
+    return next((DATA / "param_dlrm_kineto").glob(f"worker{rank}_*"))
+
+
+def test_an_et_beside_another_programs_kineto_trace_is_refused() -> None:
+    # 14 of the DLRM ET's 1672 operators are in the add program's trace: it replayed at 19.8 s.
+    with pytest.raises(TraceError, match=r"holds 14 of the 1672 operators of .*dlrm_eg_0.*not the same run"):
+        read_trace([PARAM_ET0, DATA / "simple_add_kineto.json.gz"])
+
+
+def test_an_et_beside_another_ranks_kineto_trace_is_refused() -> None:
+    # Both files say their rank (0 and 3): pairing them would replay rank 3's durations as rank 0's.
+    with pytest.raises(
+        TraceError, match=r"different ranks .*dlrm_eg_0.json.gz is rank 0.*worker3_.* is rank 3"
+    ):
+        read_trace([PARAM_ET0, _kineto_worker(3)])
+
+
+def _with_info(tmp_path: Path, rank: int, world: int) -> Path:
+    data = json.loads(gzip.decompress(_kineto_worker(1).read_bytes()))
+    data["distributedInfo"].update(rank=rank, world_size=world)
+    path = tmp_path / f"worker{rank}_edited.pt.trace.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_rank_outside_its_declared_job_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match="rank 9 is outside its job of 8 ranks"):
+        read_trace([_kineto_worker(0), _with_info(tmp_path, 9, 8)])
+    with pytest.raises(TraceError, match=r"declares a job of 4 ranks, .* one of 8"):
+        read_trace([_kineto_worker(0), _with_info(tmp_path, 1, 4)])
+
+
+def test_a_recsim_timeline_among_the_traces_is_refused_wherever_it_is(tmp_path: Path) -> None:
+    timeline = tmp_path / "sim.trace.json"
+    timeline.write_text(json.dumps({"traceEvents": [], "otherData": {"recsim": "0.1.0"}}))
+    with pytest.raises(TraceError, match="a Chrome timeline written by recsim"):
+        read_trace([_kineto_worker(0), timeline])

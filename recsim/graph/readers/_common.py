@@ -372,6 +372,24 @@ def assign_ranks(paths: Sequence[Path], declared: Sequence[int | None]) -> list[
     return [int(r) for r in ranks if r is not None]
 
 
+def check_world(paths: Sequence[Path], ranks: Sequence[int], declared: Sequence[int | None]) -> None:
+    """Every file's rank inside the job size the files declare, and one size among them: a rank
+    past it, or files of jobs of two sizes, are files of different runs (the world was silently
+    enlarged, and collectives priced for a job that never ran)."""
+    sized = [(path, size) for path, size in zip(paths, declared, strict=True) if size]
+    if sized:
+        first_path, first = sized[0]
+        for path, size in sized[1:]:
+            if size != first:
+                raise TraceError(
+                    f"{path}: declares a job of {size} ranks, {first_path} one of {first}: "
+                    "not one run's traces"
+                )
+    for path, rank, size in zip(paths, ranks, declared, strict=True):
+        if size and rank >= size:
+            raise TraceError(f"{path}: rank {rank} is outside its job of {size} ranks (its world_size)")
+
+
 def contiguous_group(rank: int, size: int, world: int) -> tuple[int, ...]:
     """The group of ``size`` ranks holding ``rank`` when a trace gives only the group's size.
 

@@ -77,6 +77,7 @@ from recsim.graph.readers._common import (
     Pending,
     PendingGraph,
     assign_ranks,
+    check_world,
     collective_from_label,
     collective_op,
     contiguous_group,
@@ -184,6 +185,14 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         events_raw: list[Any] = data
         top: dict[str, Any] = {}
     elif is_kineto_document(data):
+        other = data.get("otherData")
+        if isinstance(other, dict) and "recsim" in other:
+            # recsim's own timeline (``otherData.recsim``) among the inputs, where the reader
+            # checks only the first file (a tester's find: it was read as one more rank).
+            raise TraceError(
+                f"{path}: a Chrome timeline written by recsim (a simulated schedule, not a profile); "
+                "leave it out of the traces"
+            )
         events_raw = data["traceEvents"]
         top = data
     else:
@@ -969,6 +978,7 @@ def kineto_pending(
 def read_kineto_files(paths: Sequence[Path], datas: Sequence[Any], fmt: str) -> ExecutionGraph:
     traces = [parse_kineto(p, d) for p, d in zip(paths, datas, strict=True)]
     ranks = assign_ranks(list(paths), [t.rank_hint for t in traces])
+    check_world(list(paths), ranks, [t.world_hint for t in traces])
     world = max([len(paths), *(r + 1 for r in ranks), *(t.world_hint or 0 for t in traces)])
     pending = PendingGraph()
     lanes = LaneMap()

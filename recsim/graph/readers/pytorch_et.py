@@ -75,6 +75,7 @@ from recsim.graph.readers._common import (
     Pending,
     PendingGraph,
     assign_ranks,
+    check_world,
     collective_from_label,
     collective_op,
     contiguous_group,
@@ -942,6 +943,7 @@ def read_et_ranks(paths: Sequence[Path], datas: Sequence[Any]) -> tuple[list[tup
     """Parse ET files into (rank, ops) pairs sorted by rank, and the job's size."""
     parsed = [top_level_ops(parse_et(p, d)) for p, d in zip(paths, datas, strict=True)]
     ranks = assign_ranks(list(paths), [r.rank_hint() for r in parsed])
+    check_world(list(paths), ranks, [r.trace.declared_world for r in parsed])
     world = max([len(paths), *(r + 1 for r in ranks), *(r.world_hint() for r in parsed)])
     return sorted(zip(ranks, parsed, strict=True), key=lambda item: item[0]), world
 
