@@ -743,7 +743,11 @@ def _print_plan(stats: PlanStats) -> None:
     table = _figures(title)
     table.add_row("strategy", stats.plan.strategy)
     table.add_row("status", stats.status + (f": {stats.reason}" if stats.reason else ""))
-    table.add_row("estimated makespan", _seconds(stats.est_makespan_s))
+    # The planner's score: the busiest rank's embedding lookups and communication, no dense
+    # compute (a tester read it as the step time); `recsim run --plan` simulates the step.
+    table.add_row(
+        "embedding + comm estimate", f"{_seconds(stats.est_makespan_s)} on the busiest rank (not a step time)"
+    )
     table.add_row("imbalance (max/mean)", f"time {stats.time_imbalance:.3g}, HBM {stats.hbm_imbalance:.3g}")
     table.add_row("all-to-all per step", f"{_bytes(stats.a2a_fwd_bytes_per_step)} forward (as much backward)")
     table.add_row("lookups per step", f"{stats.lookups_per_step:,.0f}")

@@ -102,7 +102,14 @@ def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
 def test_plan_human_output() -> None:
     result = run("plan", *TINY_2_RANKS, "--strategy", "greedy")
     assert result.exit_code == 0, result.output
-    expected = ("greedy", "feasible", "estimated makespan", "all-to-all", "slow-memory accesses", "per rank")
+    expected = (
+        "greedy",
+        "feasible",
+        "embedding + comm estimate",
+        "all-to-all",
+        "slow-memory accesses",
+        "per rank",
+    )
     for text in expected:
         assert text in result.output, text
     assert "KiB" in result.output  # bytes with units
