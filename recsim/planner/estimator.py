@@ -365,6 +365,24 @@ class Estimator:
             return Candidate(
                 _with_estimates(option, [replicated, owner]), (owner,), "any", replicated=(replicated,)
             )
+        if hot_rows and hot_placement == "hbm" and sharding == "column_wise":
+            # RecShard's split of each column block: its hot rows in HBM and its cold rows on the
+            # slow tier, each block on one rank. The table's lookups and hot set spread over the
+            # blocks' ranks, where one rank would hold them all (a hot set larger than a rank, or
+            # a rank that carries a whole big table's slow lookups).
+            if not 0 < hot_rows < rows:
+                return None
+            if column_blocks < 2 or dim % column_blocks or column_blocks > self.world:
+                return None
+            slow = cold_tier or tier
+            width = dim // column_blocks
+            for c in range(column_blocks):
+                cols = (c * width, (c + 1) * width)
+                hot = Shard(name, "column_wise", 0, hot_rows, *cols, (), "hbm", dtype, "popularity")
+                cold = Shard(name, "column_wise", hot_rows, rows, *cols, (), slow, dtype, "popularity")
+                blocks.append(self.block([hot, cold], comm_out_bytes=self.batch * width * wire))
+            option = ShardingOption(name, "column_wise", slow, dtype, column_blocks, hot_rows, "hbm")
+            return Candidate(_with_estimates(option, blocks), tuple(blocks), "any")
         if hot_rows and hot_placement == "hbm":
             # RecShard: the hottest rows in HBM, the rest on the slow tier, both on one rank.
             if not 0 < hot_rows < rows:

@@ -17,7 +17,8 @@ engines will charge:
    config allows (``uvm``, ``uvm_caching:r``, ``ddr``, ...; a tier the cost layer refuses for
    training, such as ``ssd``, is skipped); each hot-set size of ``Estimator.hot_rows_options`` in
    HBM with the cold rows on each of those tiers (one block: hot and cold rows pool together on
-   one rank; a hot set must fit on one rank); and the whole table in HBM. An option is a point
+   one rank; a hot set no rank holds may instead be split into 2 or 4 column blocks, each block's
+   hot and cold rows on one rank: ``hot_cold_variants``); and the whole table in HBM. An option is a point
    (HBM bytes, cost), the cost being the estimated seconds per step with the lookups of ``nmp``
    counted once per rank of the node, since the node's ranks share its NMP DIMMs while that
    tier's model costs each block as if its rank had them to itself (the ``ddr`` tier already
@@ -35,9 +36,11 @@ engines will charge:
    hold, when it is cheaper.
 3. **Placement** with the partitioner, each table by ``greedy.best_placement`` (a whole table on
    one tier may take any scheme of that tier with no more HBM bytes: table-, row- or
-   column-wise), in two orders -- largest estimated cost first (LPT) and the knapsack's (densest
-   increment first, so that when the ranks' free fragments cannot hold every choice the marginal
-   ones give way) -- keeping the lower estimated makespan. A choice that fits on no rank shrinks
+   column-wise; a hot/cold split, on one rank or over column blocks, which spreads a big table's
+   slow lookups: RecShard balances them per GPU in its MILP), in two orders -- largest estimated
+   cost first (LPT) and the knapsack's (densest increment first, so that when the ranks' free
+   fragments cannot hold every choice the marginal ones give way) -- keeping the lower estimated
+   makespan. A choice that fits on no rank shrinks
    to the hot set the freest rank can hold, then falls back to its smaller hull points, then to
    ``greedy.place_table`` (any option, lower precisions), which raises ``InfeasibleError`` naming
    the table, its bytes and the tiers tried.
@@ -130,13 +133,54 @@ def table_options(
         add(est.candidate(table, "table_wise", tier, dtype), 0, tier)
         if allow_hbm:
             for k in est.hot_rows_options(table):
-                cand = est.candidate(
-                    table, "table_wise", "hbm", dtype, hot_rows=k, hot_placement="hbm", cold_tier=tier
-                )
-                add(cand, k, tier)
+                variants = hot_cold_variants(ctx, table, dtype, k, tier)
+                if not variants:
+                    continue
+                whole = variants[0]
+                if max(b.storage.hbm_bytes for b in whole.blocks) <= per_rank_free * (1 + _BYTES_RTOL):
+                    add(whole, k, tier)
+                else:
+                    # A hot set no rank holds whole: its column blocks may fit, one per rank.
+                    add(next((c for c in variants[1:] if _fits(c, per_rank_free)), None), k, tier)
     if allow_hbm:
         add(est.candidate(table, "table_wise", "hbm", dtype), table.rows, "hbm")
     return out
+
+
+def hot_cold_variants(
+    ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold: str
+) -> list[Candidate]:
+    """``hot_rows`` of ``table`` in HBM and the rest on ``cold``: the table on one rank, then (where
+    the config allows column-wise sharding) split into 2 and 4 column blocks, each block's hot and
+    cold rows on one rank. The same bytes in HBM however split; the splits spread the hot set and
+    the slow lookups over ranks (RecShard balances them per GPU in its MILP)."""
+    est = ctx.estimator
+    out: list[Candidate] = []
+    whole = est.candidate(
+        table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=cold
+    )
+    if whole is None or not math.isfinite(whole.option.perf.total_s):
+        return []
+    out.append(whole)
+    if "column_wise" in ctx.config.sharding_types:
+        for k in est.column_splits(ctx.workload.table_dim(table)):
+            cand = est.candidate(
+                table,
+                "column_wise",
+                "hbm",
+                dtype,
+                column_blocks=k,
+                hot_rows=hot_rows,
+                hot_placement="hbm",
+                cold_tier=cold,
+            )
+            if cand is not None and math.isfinite(cand.option.perf.total_s):
+                out.append(cand)
+    return out
+
+
+def _fits(cand: Candidate, per_rank_free: float) -> bool:
+    return max(b.storage.hbm_bytes for b in cand.blocks) <= per_rank_free * (1 + _BYTES_RTOL)
 
 
 def convex_hull(options: list[TierOption]) -> list[TierOption]:
@@ -331,9 +375,16 @@ class RecShard(Proposer):
             for opt in [*tries, *smaller]:
                 if opt is None:
                     continue
-                if best_placement(part, self._alternatives(ctx, opt), rest) is not None:
+                placed = best_placement(part, self._alternatives(ctx, opt), rest)
+                if placed is not None:
                     late = "" if opt is first else " (the chosen option fit no rank)"
-                    notes.append(opt.describe() + late)
+                    blocks = len({(s.col_start, s.col_end) for s in placed})
+                    split = (
+                        f", in {blocks} column blocks"
+                        if opt.hot_rows and not opt.whole_in_hbm and blocks > 1
+                        else ""
+                    )
+                    notes.append(opt.describe() + split + late)
                     break
             else:
                 # InfeasibleError here names the table, its bytes and the tiers tried.
@@ -354,9 +405,13 @@ class RecShard(Proposer):
     def _alternatives(ctx: PlanningContext, opt: TierOption) -> list[Candidate]:
         """What may stand in for ``opt`` at placement: for a whole table on one tier, every scheme
         of that tier with no more HBM bytes (so the knapsack's budget holds: no replication),
-        fastest first; for a hot/cold split, the option itself."""
+        fastest first; for a hot/cold split, the split on one rank or over column blocks (the same
+        HBM bytes: ``hot_cold_variants``), so that a big table's slow lookups need not all land on
+        one rank (a tester found a time imbalance of 3 across the ranks)."""
         if opt.hot_rows and not opt.whole_in_hbm:
-            return [opt.candidate]
+            table = ctx.workload.table(opt.table)
+            variants = hot_cold_variants(ctx, table, opt.candidate.option.dtype, opt.hot_rows, opt.cold_tier)
+            return [opt.candidate, *(c for c in variants if c.option != opt.candidate.option)]
         table = ctx.workload.table(opt.table)
         limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
         alts = [
