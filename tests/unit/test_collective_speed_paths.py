@@ -207,13 +207,14 @@ class OldGroupLayout(GroupLayout):
 
     @cached_property
     def node_nic_bandwidth(self) -> float:
-        """Per node: the group's home NICs there, summed (smallest node), at most the node's share
-        of the bisection."""
-        nic_bw = facts(self.topology).nic_bandwidth
+        """Per node: the members with a NIC times the slowest member's share (NCCL's equal parts,
+        a channel per member; it was the home NICs' sum, which the flows showed too fast for a
+        subset sharing NICs), smallest node; written plainly."""
+        shares = self.own_nic_bandwidth
         best = math.inf
         for ps in self.by_node.values():
-            nics = {v for p in ps for v in self._home(p)}
-            best = min(best, sum(nic_bw[v] for v in nics))
+            own = [float(shares[p]) for p in ps if shares[p] > 0]
+            best = min(best, len(own) * min(own) if own else 0.0)
         if best <= 0 or not math.isfinite(best):
             raise ConfigError(
                 f"{self.topology.system.name}: no scale-out NICs between the nodes of the group"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import networkx as nx
@@ -205,6 +206,19 @@ def test_a_straggler_nic_slows_the_whole_ring():
     # The alpha-beta model splits the data evenly over the channels too: the node moves 8 x the
     # slowest NIC's rate, not its NICs' total (which drops by 3/32 only).
     assert collective_time_s(op, slow, "ring") == pytest.approx(straggler, rel=0.05)
+
+
+def test_a_ring_over_any_subset_of_nic_sharing_gpus_agrees_with_the_flows():
+    # p4d: 4 EFA for 8 GPUs, two GPUs per NIC. A subset with 3 members on 2 NICs moves 1.5 NICs'
+    # worth (a channel per member, equal parts), not 2: the NICs-used rule was 0.64x the flows.
+    t = topo("p4d-24xlarge", nodes=2)
+    rng = random.Random(4)
+    subsets = [tuple(sorted(rng.sample(range(8), rng.randint(1, 8)))) for _ in range(12)]
+    for local in [(0, 1, 2), *subsets]:
+        group = (*local, *(8 + r for r in local))
+        op = op_(CollectiveOp.ALL_REDUCE, group, 256 * MiB)
+        flows = collective_time_flows_s(op, t, "ring")
+        assert collective_time_s(op, t, "ring") == pytest.approx(flows, rel=0.02), local
 
 
 def test_mesh_ring_flows_agree_and_shared_pcie_links_count_in_both():

@@ -13,9 +13,10 @@
     NCCL-style rings over the direct links (``mesh_rings``: 6 x 25 GB/s per V100 where the mesh
     allows it);
   - ``node_nic_bandwidth``: the scale-out NICs of a node that the group's accelerators use (their
-    home NICs): ring and tree collectives spread their channels over all of them, an equal share
-    of the data each, so the node moves their count times the slowest one's rate (the sum where
-    they are equal; a degraded NIC holds back every channel's step, as flows show);
+    home NICs): ring and tree collectives run a channel per member through its NIC, an equal share
+    of the data each, so the node moves its members' count times the slowest member's share (the
+    NICs' sum where the shares are equal; a degraded NIC holds back every channel's step, as flows
+    show);
   - ``own_nic_bandwidth``: one accelerator's home NICs, shared with the group members that have the
     same home NIC: point-to-point traffic (all-to-all, send/recv) cannot aggregate NICs (NCCL
     maintainers, nccl-tests issue 267);
@@ -616,25 +617,17 @@ class GroupLayout:
 
     @cached_property
     def node_nic_bandwidth(self) -> float:
-        """Per node: what the group's members there can push through their home NICs together, the
-        smallest node. NCCL cuts the data into equal parts, one per channel, and spreads the
-        channels over the NICs the members use, so a step ends when the slowest NIC's part is
-        through: the NICs used, times the slowest one's rate (their sum when all are equal). A
-        NIC's rate is its own, at most what the members' links to it feed it (each member's host
-        link split over its home NICs: two 400G NICs per H100 move what one PCIe 5 x16 does)."""
-        known = facts(self.topology)
-        nic_bw = known.nic_bandwidth
-        homes = self._homes
+        """Per node: what the group's members there can push through their home NICs together
+        (``own_nic_bandwidth``: the NICs' rates shared by their users, each member at most its host
+        link's), the smallest node. NCCL cuts the data into equal parts, one per channel, a channel
+        per member through its NIC, so a step ends when the slowest member's part is through: the
+        members with a NIC, times the slowest of their shares (their sum when all are equal; three
+        members on two NICs move 1.5 NICs' worth, as the flows do, not 2)."""
+        shares = self.own_nic_bandwidth
 
         def node_rate(ps: Sequence[int]) -> float:
-            feed: dict[str, float] = {}
-            for p in ps:
-                mine = homes[p]
-                if mine:
-                    link = known.host_link_bandwidth(self.locals[p]) / len(mine)
-                    for v in mine:
-                        feed[v] = feed.get(v, 0.0) + link
-            return len(feed) * min(min(nic_bw[v], fed) for v, fed in feed.items()) if feed else 0.0
+            own = [float(shares[p]) for p in ps if shares[p] > 0]
+            return len(own) * min(own) if own else 0.0
 
         best = min((node_rate(ps) for ps in self.by_node.values()), default=math.inf)
         if best <= 0 or not math.isfinite(best):
