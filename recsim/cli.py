@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recsim import __version__, api
-from recsim.cli_common import EXIT_USER_ERROR, RecsimGroup
+from recsim.cli_common import EXIT_USER_ERROR, OutputFile, RecsimGroup
 from recsim.errors import ConfigError, NoPlanError, RecsimError
 from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
@@ -421,7 +421,7 @@ def _trace_value(key: str, value: Any) -> str:
 
 @trace.command("convert")
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.argument("output", type=click.Path())
+@click.argument("output", type=OutputFile())
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")
 @click.option(
     "--to",
@@ -430,16 +430,15 @@ def _trace_value(key: str, value: Any) -> str:
     default=None,
     help="Output format (default: chrome if OUTPUT ends in .trace.json[.gz], else native).",
 )
-def trace_convert(inputs: tuple[Path, ...], output: str, fmt: str | None, target: str | None) -> None:
+def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, target: str | None) -> None:
     """Convert traces (one or more files, e.g. one per rank) to recsim's graph or a Chrome trace."""
     if not inputs:
         # Click fills OUTPUT first: a lone argument is the trace the user meant to convert.
         raise click.UsageError(
             f"give the output file after the trace(s): recsim trace convert {output} OUTPUT"
         )
-    check_output_path(output, "conversion")  # as typed: a Path would drop a trailing slash
-    kind = target or ("chrome" if ".trace.json" in Path(output).name else "native")
-    graph = api.convert_trace(list(inputs), Path(output), kind, fmt)
+    kind = target or ("chrome" if ".trace.json" in output.name else "native")
+    graph = api.convert_trace(list(inputs), output, kind, fmt)
     click.echo(f"wrote {output} ({kind}, {graph.ranks} ranks, {len(graph)} nodes)", err=True)
 
 
@@ -510,9 +509,7 @@ def trace_convert(inputs: tuple[Path, ...], output: str, fmt: str | None, target
     "with other GPUs slows for them too). Repeatable.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
-@click.option(
-    "--timeline", type=click.Path(path_type=Path), default=None, help="Write a Chrome trace of the steps."
-)
+@click.option("--timeline", type=OutputFile(), default=None, help="Write a Chrome trace of the steps.")
 @system_options
 @click.pass_context
 def run_cmd(
@@ -664,7 +661,7 @@ PLAN_TABLE_ALL_RANKS = 16
 @click.option("--json", "as_json", is_flag=True, help="Print exactly PlanStats.to_dict() as JSON.")
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=OutputFile(),
     default=None,
     help="Save the plan (JSON; .gz compresses) for `recsim run --plan FILE`.",
 )

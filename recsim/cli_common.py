@@ -6,6 +6,8 @@ none of them needs another to load.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -40,3 +42,17 @@ class RecsimGroup(_OneLineErrors, click.Group):
 
 class RecsimCommand(_OneLineErrors, click.Command):
     """A click command with recsim's one-line errors."""
+
+
+class OutputFile(click.Path):
+    """A file the command writes, as a ``Path``: a name ending in a slash is a folder, refused
+    where it does not exist (``Path`` drops the slash, and ``--timeline out/`` wrote a file called
+    ``out``); an existing folder is refused when the output is checked (``recsim.output``)."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.endswith(("/", os.sep)) and not os.path.isdir(value):
+            self.fail(f"{value}: names a folder, which does not exist; give a file name", param, ctx)
+        return super().convert(value, param, ctx)

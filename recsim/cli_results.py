@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from recsim.cli_common import RecsimGroup
+from recsim.cli_common import OutputFile, RecsimGroup
 from recsim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -295,7 +295,7 @@ def format_metric(name: str, value: Any) -> str:
     "--to",
     "target",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=OutputFile(),
     help="Output file: .parquet or .csv.",
 )
 @click.option("--stage", default=None, help="Only this fidelity stage (default: all).")

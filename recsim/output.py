@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -58,14 +59,19 @@ def _special(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+#: Paths that name a process's open descriptors: ``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/1``.
+_DESCRIPTOR = re.compile(r"^/dev/(stdin|stdout|stderr|fd/\d+)$|^/proc/[^/]+/fd/\d+$")
+
+
 def _descriptor(path: Path) -> bool:
-    """``path`` names an open stream rather than a file: under ``/dev`` or ``/proc`` (``/dev/stdout``,
-    ``/proc/self/fd/1``), or a symbolic link that leads there. With standard output redirected to a
-    file it resolves to that regular file, and a rename over it would replace the link (a tester's
-    run replaced ``/dev/stdout`` with a plain file)."""
+    """``path`` names an open descriptor rather than a file (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``), or is a symbolic link that leads to one. With standard output redirected
+    to a file it resolves to that regular file, and a rename over it would replace the link (a
+    tester's run replaced ``/dev/stdout`` with a plain file). Other files under ``/dev`` or
+    ``/proc`` (``/dev/shm/x.json``) are files like any other."""
     seen = 0
     while seen < 40:  # the kernel's own limit on a chain of links
-        if str(path).startswith(("/dev/", "/proc/")):
+        if _DESCRIPTOR.match(str(path)):
             return True
         if not path.is_symlink():
             return False

@@ -172,7 +172,9 @@ def parse_quantity(text: object, dimension: Dimension) -> float:
         )
     # In decimal, then rounded once: "2.039 TB/s" and "2039 GB/s" are the same float (a float
     # product rounded twice told them apart, and so did the config hash).
-    with decimal.localcontext(decimal.Context(prec=60)):
+    # No traps: an exponent past the context's range gives an infinity (or NaN), which the
+    # finiteness check below turns into the user's error (not a decimal.Overflow traceback).
+    with decimal.localcontext(decimal.Context(prec=60, traps=[])):
         value = float(decimal.Decimal(number_text.replace("_", "")) * decimal.Decimal(repr(factor)))
     if not math.isfinite(value):
         raise UnitError(f"{text!r} is not a finite quantity")

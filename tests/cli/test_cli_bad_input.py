@@ -58,6 +58,21 @@ def tree(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", *TINY, "--timeline", "{}/missing/"),
+        ("plan", *TINY, "--out", "{}/missing/"),
+        ("trace", "convert", str(KINETO), "{}/missing/"),
+    ],
+)
+def test_an_output_ending_in_a_slash_is_a_folder_not_a_file(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # ``Path`` drops the slash: "--timeline out/" wrote a file called "out" (a reviewer's find).
+    result = run(*(a.format(tmp_path) for a in args))
+    assert result.exit_code == 2 and "names a folder, which does not exist" in result.output, result.output
+    assert tree(tmp_path) == []
+
+
 def test_timeline_that_cannot_be_written_fails_before_the_run(tmp_path: Path) -> None:
     (tmp_path / "adir").mkdir()
     line = error_line(run("run", *TINY, "--timeline", tmp_path / "adir"))

@@ -299,12 +299,16 @@ def test_a_cross_key_check_broken_by_a_set_names_the_set(minilib):
 
 
 def test_one_quantity_spelt_two_ways_is_one_float():
-    from recsim.units import Dimension, parse_quantity
+    from recsim.units import Dimension, UnitError, parse_quantity
 
     assert parse_quantity("2.039 TB/s", Dimension.BYTES_PER_S) == parse_quantity(
         "2039 GB/s", Dimension.BYTES_PER_S
     )
     assert parse_quantity("1.5 us", Dimension.SECONDS) == 1.5e-6
+    # An exponent past any range is the user's error, not a decimal.Overflow traceback.
+    for text in ("1e1000000 GB/s", "1e99999999999999999999 GB/s"):
+        with pytest.raises(UnitError, match="not a finite quantity"):
+            parse_quantity(text, Dimension.BYTES_PER_S)
 
 
 def test_reference_by_relative_path(tmp_path):

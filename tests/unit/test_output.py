@@ -62,6 +62,18 @@ def test_a_trailing_slash_names_a_folder_not_a_file(tmp_path: Path) -> None:
     assert not (tmp_path / "nocreate").exists()
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm")
+def test_a_file_under_dev_that_names_no_descriptor_is_a_file(tmp_path: Path) -> None:
+    # Only /dev/std*, /dev/fd/N and /proc/*/fd/N are streams: /dev/shm/x.json is a new file (a
+    # reviewer found it refused as "permission denied").
+    path = Path("/dev/shm") / f"recsim-test-{os.getpid()}.json"
+    try:
+        write_text(path, "{}")
+        assert path.read_text() == "{}"
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def test_a_link_to_a_file_stays_a_link(tmp_path: Path) -> None:
     (tmp_path / "real.json").write_text("old")
     (tmp_path / "link.json").symlink_to("real.json")
