@@ -628,8 +628,10 @@ def _unplanned(reason: str, system: System, workload: Workload, plan: str, optio
 
     world = system.num_accelerators
     context = run_context(system, workload, Plan(world, (), strategy=plan), options)
+    # With no accelerators nothing fits (memory_fits False), as for a plan no rank can hold.
     divides = world > 0 and workload.training.global_batch_size % world == 0
-    return Result.failed("infeasible", reason, memory_fits=not divides, **context)  # type: ignore[arg-type]
+    fits = world > 0 and not divides
+    return Result.failed("infeasible", reason, memory_fits=fits, **context)  # type: ignore[arg-type]
 
 
 def _factors(value: object, name: str) -> dict[int, float]:

@@ -144,7 +144,9 @@ def hw_show(
     if as_json:
         if resolved:
             summary["resolved"] = doc.tree.data
-        click.echo(json.dumps(summary, indent=2, default=str))
+        # A derived total past a float's range is null: strict JSON has no Infinity.
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+        click.echo(json.dumps(clean, indent=2, default=str))
         return
     _print_summary(summary)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from decimal import Decimal, InvalidOperation
@@ -93,14 +94,19 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         return f"{where}: {key}: missing required key {str(path[-1])!r}"
     if kind in ("value_error", "assertion_error") and where.line is not None:
         # A check across the keys of a mapping (a model validator) fails at the mapping, which a
-        # file wrote; a --set (no line) below it is the likelier cause of a shipped file's failing.
-        given = list(
-            dict.fromkeys(
-                str(loc) for p, loc in tree.locations.items() if p[: len(path)] == path and loc.line is None
-            )
-        )
-        if given:
-            return f"{', '.join(given)}: {key}: {_message(error)} (with {where})"
+        # file wrote. A --set (no line) below it whose key the message names is the likelier
+        # cause (a shipped file passes its own checks); one the message does not name is only
+        # mentioned (a reviewer found an unrelated --set blamed).
+        message = _message(error)
+        words = set(re.findall(r"[A-Za-z_]+", message))
+        edits = {
+            str(loc): at for at, loc in tree.locations.items() if at[: len(path)] == path and loc.line is None
+        }
+        named = [label for label, at in edits.items() if at and str(at[-1]) in words]
+        if named:
+            return f"{', '.join(named)}: {key}: {message} (with {where})"
+        if edits:
+            return f"{where}: {key}: {message} (the mapping also has {', '.join(edits)})"
     return f"{where}: {key}: {_message(error)}"
 
 

@@ -50,7 +50,7 @@ from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
-from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
+from recsim.metrics.invariants import check_breakdown, check_busy, check_schedule, check_utilisation
 from recsim.metrics.result import Result
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
@@ -218,6 +218,7 @@ def _simulate_training(
     )
     if options.check_invariants:
         check_breakdown(breakdown, step_s)
+        check_busy(busy, step_s)  # before ``_utilisation``'s clamp
         check_utilisation(utilisation)
     batch = workload.training.global_batch_size
     fallback = run_dtype_note(workload.training.precision, acc)
@@ -441,13 +442,14 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         # Every step node was seen: no lookup the host runs (those are outside HBM), in any step.
         return TierActivity(dram)
     positions = window.positions_in(index)
+    in_window = np.zeros(index.size, dtype=bool)
     if positions is None:
         ids = index.ids
-        in_window = {p for p in range(index.size) if ids[p] in window.node_ids}
+        in_window[[p for p in range(index.size) if ids[p] in window.node_ids]] = True
     else:
-        in_window = set(positions.tolist())
+        in_window[positions] = True
     for position, node in _host_run_lookups(index):
-        if position not in in_window:
+        if not in_window[position]:
             continue
         op = node.op
         assert type(op) is Embedding

@@ -10,7 +10,8 @@ Both engines produce a ``Schedule`` (start and finish of every node of a multi-s
   predecessor) finished last; each node on it is charged to its category, and any gap between a
   node's start and its latest predecessor's finish (contention in the DES engine) to
   ``exposed_wait``, so the breakdown sums exactly to the step time;
-* ``busy_time`` — per (rank, stream class) the union of the intervals its nodes run in the window.
+* ``busy_time`` — per (rank, stream class) the union of the intervals of the window's nodes (the
+  last step's, whole: one step's work of each rank).
 
 Each takes the schedule's ``Timing`` (the same times by node position, over the graph's
 ``GraphIndex``) when the caller has it, and builds it otherwise: the analytic engine evaluates

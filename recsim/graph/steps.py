@@ -11,11 +11,12 @@ current step and each step's first kernels wait for the previous step's updates.
   they are read again);
 * its dense forward roots wait for step ``s``'s optimizer nodes on the same rank (the dense
   optimizer, and the replicated tables' dense updates).
-* its input pipeline's roots (which prepare batch ``s + 2``) wait for step ``s``'s optimizer
-  nodes on the same rank: the pipeline is one batch deep (a double buffer), so the input of each
-  step runs inside the next one, not all at the start. Not where ``metadata["input_prefetch"]`` is
-  ``host_order``: the eager runtime's host thread loads each batch in program order, after the
-  previous step's dispatch and syncs, on the same in-order host stream.
+* its input pipeline's first copy to the device (of batch ``s + 2``) waits for step ``s``'s
+  optimizer nodes on the same rank: the device holds one batch ahead (a double buffer), so each
+  step's copy and index exchange run inside the next step, not all at the start; the host's
+  loading may run further ahead (loader workers prefetch). Not where
+  ``metadata["input_prefetch"]`` is ``host_order``: the eager runtime's host thread loads and
+  copies each batch in program order, after the previous step's dispatch and syncs.
 
 Stream order and collective synchronisation then come from the scheduler. Node ids of step ``s``
 are offset by ``s x (max id + 1)``; names get a ``#s`` suffix; ``metadata["steps"]`` records it.
@@ -54,7 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.graph.index import GraphIndex, Rows, rows
-from recsim.graph.ir import NODE_FIELDS, Collective, Embedding, ExecutionGraph, Node
+from recsim.graph.ir import NODE_FIELDS, Collective, Embedding, ExecutionGraph, Node, Stream
 
 _COLLECTIVE_FIELDS = ("op", "key", "group", "bytes", "dtype", "send_bytes", "recv_bytes", "algorithm")
 if tuple(f.name for f in fields(Collective)) != _COLLECTIVE_FIELDS:  # pragma: no cover - IR changed
@@ -205,17 +206,24 @@ def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
             optimizer[n.rank].append(n.id)
         if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
-    # The input pipeline is one batch deep (a double buffer): step s + 1 fills the buffer of
-    # batch s + 2 once step s is done with batch s + 1's (its optimizer). Unbounded, every step's
-    # input ran at the start and none inside the measured step. A runtime whose host thread loads
-    # each batch in program order (eager) bounds it on the host stream already.
+    # The input pipeline is one batch deep on the device (a double buffer): step s + 1 copies batch
+    # s + 2 to the GPU once step s is done with batch s + 1's buffer (its optimizer). The host's
+    # loading runs ahead (loader workers prefetch several batches). Unbounded, every step's copy
+    # and index exchange ran at the start and none inside the measured step. A runtime whose host
+    # thread loads and copies each batch in program order (eager) bounds it on the host already.
     bounded_input = graph.metadata.get("input_prefetch", "one_batch") == "one_batch"
+    first_copy: set[int] = set()
+    if bounded_input:
+        copied: set[int] = set()
+        for n in graph.nodes:
+            if n.phase == "input" and n.stream is Stream.COPY and n.rank not in copied:
+                copied.add(n.rank)
+                first_copy.add(n.id)
     cross: list[list[int] | None] = []
     for n in graph.nodes:
         extra: list[int] | None = None
-        if n.phase == "input" and not n.deps:
-            if bounded_input:
-                extra = list(optimizer[n.rank]) or None
+        if n.id in first_copy:
+            extra = list(optimizer[n.rank]) or None
         elif n.phase == "forward":
             if isinstance(n.op, Embedding):
                 extra = list(dict.fromkeys([*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]))

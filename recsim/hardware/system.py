@@ -239,7 +239,8 @@ class Node(Spec):
         """Scale-out bandwidth of the node per direction (all its scale-out NICs): each NIC's rate,
         at most its host link's and, for back-end NICs on the node's PCIe switches, a switch port's
         (as ``recsim.hardware.topology`` wires them: an NDR NIC behind DGX A100's PCIe 4 switches
-        moves what the switch port does)."""
+        moves what the switch port does); for back-end NICs, at most what the accelerators' own
+        PCIe links (each at most a switch port) carry to them."""
         group = self.scale_out_nics
         if group is None:
             return 0.0

@@ -95,6 +95,17 @@ def check_breakdown(breakdown_s: Mapping[str, float], step_s: float) -> None:
         raise SimulationError(f"negative breakdown entry {negative[0]!r}")
 
 
+def check_busy(busy: Mapping[tuple[int, str], float], step_s: float) -> None:
+    """No rank's stream busy for longer than the step: one step's work on an in-order stream fits
+    one step time in the steady state (utilisation clamps a chain's last step to it, so this is
+    where a scheduling bug that overlaps a queue would show)."""
+    for (rank, stream), value in busy.items():
+        if value > step_s * (1.0 + 1e-6):
+            raise SimulationError(
+                f"rank {rank}'s {stream} stream is busy {value:.6g} s in a step of {step_s:.6g} s"
+            )
+
+
 def check_utilisation(utilisation: Mapping[str, float]) -> None:
     """Nothing more than 100 % busy."""
     for name, value in utilisation.items():

@@ -155,13 +155,17 @@ def reference_chain(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
         if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
     bounded_input = graph.metadata.get("input_prefetch", "one_batch") == "one_batch"
+    first_copy: dict[int, int] = {}
+    for n in graph.nodes:
+        if n.phase == "input" and n.stream is Stream.COPY:
+            first_copy.setdefault(n.rank, n.id)
     nodes: list[Node] = []
     for s in range(steps):
         offset = s * stride
         prev = (s - 1) * stride
         for n in graph.nodes:
             deps = [d + offset for d in n.deps]
-            if s > 0 and n.phase == "input" and not n.deps and bounded_input:
+            if s > 0 and bounded_input and first_copy.get(n.rank) == n.id:
                 deps += [i + prev for i in optimizer[n.rank]]
             if s > 0 and n.phase == "forward":
                 if isinstance(n.op, Embedding):

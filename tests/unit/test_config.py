@@ -298,6 +298,20 @@ def test_a_cross_key_check_broken_by_a_set_names_the_set(minilib):
     assert "tiny.yaml" in msg  # the mapping the check read, named after it
 
 
+def test_a_cross_key_mistake_of_the_file_is_the_files_beside_an_unrelated_set(tmp_path):
+    # The file's own oversubscription is wrong; the --set edits another key of the mapping (a
+    # reviewer found such a --set blamed).
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        (MINI / "systems/tiny.yaml").read_text().replace("oversubscription: 1.0", "oversubscription: 0.5")
+    )
+    msg = error_of(
+        lambda: HardwareLibrary([MINI]).system(str(path), [Override.parse("cluster.scale_out.tiers=2")])
+    )
+    assert msg.startswith(f"{path}:"), msg
+    assert "oversubscription must be >= 1.0" in msg and "also has --set cluster.scale_out.tiers=2" in msg
+
+
 def test_one_quantity_spelt_two_ways_is_one_float():
     from recsim.units import Dimension, UnitError, parse_quantity
 

@@ -90,17 +90,20 @@ def test_chain_steps_and_steady_window():
 
 
 def test_the_input_pipeline_is_one_batch_deep():
-    # Step s's input (which prepares batch s + 1) waits for step s - 1's optimizer on its rank:
-    # unbounded, every step's input ran at the start and none inside the measured step.
+    # Step s's copy of its batch (batch s + 1) to the device waits for step s - 1's optimizer on its
+    # rank: unbounded, every step's copy ran at the start and none inside the measured step. The
+    # host's loading is free to run ahead (loader workers prefetch).
     step = build_training_step(TINY, table_wise_round_robin(TINY, 2))
     assert step.metadata["input_prefetch"] == "one_batch"
     chained = chain_steps(step, 3)
     s = asap_schedule(chained, lambda n: 1e-3)
     for rank in range(2):
         for j in (1, 2):
-            load = next(n for n in chained.nodes if n.rank == rank and n.name == f"data_loading#{j}")
+            copy = next(n for n in chained.nodes if n.rank == rank and n.name == f"h2d_next_batch#{j}")
             opt = next(n for n in chained.nodes if n.rank == rank and n.name == f"dense_optimizer#{j - 1}")
-            assert opt.id in load.deps and s.start_s[load.id] >= s.finish_s[opt.id]
+            assert opt.id in copy.deps and s.start_s[copy.id] >= s.finish_s[opt.id]
+            load = next(n for n in chained.nodes if n.rank == rank and n.name == f"data_loading#{j}")
+            assert opt.id not in load.deps
     w = step_window(chained, s)
     busy = busy_time(chained, s, w)
     assert busy[(0, "host")] > 0 and busy[(0, "copy")] > 0
@@ -111,8 +114,9 @@ def test_the_input_pipeline_is_one_batch_deep():
     step = build_training_step(eager, table_wise_round_robin(eager, 2))
     assert step.metadata["input_prefetch"] == "host_order"
     chained = chain_steps(step, 2)
-    load = next(n for n in chained.nodes if n.rank == 0 and n.name == "data_loading#1")
-    assert all(d // chained.metadata["step_stride"] == 1 for d in load.deps)
+    for name in ("data_loading#1", "h2d_next_batch#1"):
+        node = next(n for n in chained.nodes if n.rank == 0 and n.name == name)
+        assert all(d // chained.metadata["step_stride"] == 1 for d in node.deps)
 
 
 def test_busy_time_takes_each_ranks_last_step_whole():
@@ -132,13 +136,21 @@ def test_busy_time_takes_each_ranks_last_step_whole():
     assert busy == {(0, "compute"): 1.0, (1, "compute"): 3.0}
 
 
-def test_a_straggler_never_lowers_the_energy_per_sample():
-    system = HardwareLibrary().system("dgx-h100")
-    workload = WorkloadLibrary().workload("dlrm-dcnv2")
+@pytest.mark.parametrize(
+    ("system_name", "workload_name", "rank"),
+    # Rank 0 of dgx-h100 at 0.99 and big-basin's at 0.7 lowered the energy per sample before
+    # (x0.9997 and x0.937: their busy time was clipped to the last step's window).
+    [("dgx-h100", "dlrm-dcnv2", 0), ("dgx-h100", "dlrm-dcnv2", 3), ("big-basin", "rmc2", 0)],
+)
+def test_a_straggler_never_lowers_the_energy_per_sample(system_name, workload_name, rank):
+    system = HardwareLibrary().system(system_name)
+    workload = WorkloadLibrary().workload(workload_name)
     plan = make_plan("row_wise", workload, system)
     base = simulate_training(system, workload, plan, SimulationOptions()).result
-    for factor in (0.999, 0.5):
-        slow = simulate_training(system, workload, plan, SimulationOptions(speed_factors={3: factor})).result
+    for factor in (0.99, 0.7, 0.5):
+        slow = simulate_training(
+            system, workload, plan, SimulationOptions(speed_factors={rank: factor})
+        ).result
         assert slow.iteration_time_s >= base.iteration_time_s
         assert slow.energy_per_sample_j >= base.energy_per_sample_j
         # The same work in a longer step: the fast ranks' compute is no busier than without.

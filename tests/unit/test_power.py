@@ -133,7 +133,7 @@ def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
     assert ddr.utilisation["compute"] < 0.5 * hbm.utilisation["compute"]
 
 
-def test_host_run_lookups_are_taken_off_the_gpu_within_the_window_only(monkeypatch):
+def test_host_run_lookups_are_taken_off_each_ranks_own_gpu_time(monkeypatch):
     # Each rank's GPU time less the ddr lookups it waits on, both over the last step's own nodes,
     # is its own kernels' time: positive on every rank (the lookups a rank that is not the
     # bottleneck runs before the window opens are not subtracted), and a straggling GPU doubles

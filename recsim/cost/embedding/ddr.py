@@ -97,8 +97,9 @@ def rank_share(system: System) -> float:
 def pcie_transfer_s(system: System, nbytes: float, copies: int = 1) -> float:
     """``copies`` host <-> accelerator copies of ``nbytes`` in all (0 on a CPU server or for nothing
     to move): each the host's copy call (``MEMCPY_CALL_S``, measured) and the link's latency, the
-    bytes at the link's bandwidth. (The call was left out: a tester found a one-row lookup on the
-    host costing a GPU node 0.4 us.)"""
+    bytes at the GPU's share of PCIe (``Node.host_bandwidth_bytes_per_s_per_accelerator``: its
+    link, at most its share of its PCIe switch's uplink). (The call was left out: a tester found
+    a one-row lookup on the host costing a GPU node 0.4 us.)"""
     acc = system.accelerator
     if acc is None or nbytes <= 0:
         return 0.0

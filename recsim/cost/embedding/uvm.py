@@ -4,7 +4,9 @@ the TBE kernels load rows with zero-copy accesses, no page migration).
 
 **Forward.** The GPU requests each row in ``PCIE_REQUEST_BYTES`` chunks (row bytes rounded up to
 64 B); every request's completion carries ``PCIE_TLP_OVERHEAD_BYTES`` of TLP/DLLP/framing overhead,
-so a zero-copy gather reaches ``64 / (64 + 24) = 0.73`` of the link's post-encoding bandwidth
+so a zero-copy gather reaches ``64 / (64 + 24) = 0.73`` of the bandwidth the GPU has to host memory
+(its link, at most its share of its PCIe switch's uplink while every GPU of the node streams:
+``Node.host_bandwidth_bytes_per_s_per_accelerator``; the link's post-encoding rate)
 (EMOGI, Min et al., VLDB 2021, show that aligned cache-line-sized zero-copy requests can keep PCIe
 close to saturated, so the loss is the per-request overhead, not idle link time). The same bytes are
 read from host DDR (at ``host_memory_bandwidth x CPU_MEMORY_EFFICIENCY``, shared by the node's
@@ -18,7 +20,7 @@ memory in FBGEMM) are read over PCIe and written back (full duplex: reads and wr
 directions), bounded below by host DDR for both.
 
 ``bytes_by_resource["pcie"]`` counts wire bytes (payload + TLP overhead): an engine charging them at
-the link's bandwidth reproduces the time above.
+that bandwidth reproduces the time above.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ class _Cache:
 
 def _zero_copy_s(lookup: Lookup, payload: float) -> float:
     """Time of ``payload`` bytes read from host memory in 64 B zero-copy requests, as ``uvm``: the
-    link (with its per-request overhead) or the rank's share of host DRAM (the round trip apart)."""
+    GPU's share of PCIe (``Node.host_bandwidth_bytes_per_s_per_accelerator``, with the per-request
+    overhead) or the rank's share of host DRAM (the round trip apart)."""
     if payload <= 0:
         return 0.0
     return max(

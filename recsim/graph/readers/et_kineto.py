@@ -481,7 +481,12 @@ def join_loaded(paths: Sequence[Path], datas: Sequence[Any]) -> ExecutionGraph:
     ranked, world = read_et_ranks([p for p, _ in ets], [d for _, d in ets])
     traces = [parse_kineto(p, d) for p, d in kinetos]
     k_ranks = assign_ranks([p for p, _ in kinetos], [t.rank_hint for t in traces])
-    check_world([p for p, _ in kinetos], k_ranks, [t.world_hint for t in traces])
+    # One job size among all the files, ET and Kineto alike, and every rank inside it.
+    check_world(
+        [*(e.path for _, e in ranked), *(p for p, _ in kinetos)],
+        [*(r for r, _ in ranked), *k_ranks],
+        [*(e.trace.declared_world for _, e in ranked), *(t.world_hint for t in traces)],
+    )
     notes: list[str] = []
     by_rank = dict(zip(k_ranks, traces, strict=True))
     k_path = dict(zip(k_ranks, [p for p, _ in kinetos], strict=True))
