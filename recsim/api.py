@@ -289,6 +289,14 @@ def convert_trace(
     )
     graph = read_trace(inputs, fmt)
     if to == "chrome":
+        recorded = graph.metadata.get("source") != "recsim.graph.build"  # a trace, not a built step
+        if recorded and graph.nodes and all(n.duration_s is None and n.start_s is None for n in graph.nodes):
+            # Every event would sit at 0 with no length (a tester's find): nothing to look at.
+            first = Path(inputs[0]) if inputs else out
+            raise TraceError(
+                f"{first}: records no times (an execution trace without its Kineto profile?): a Chrome "
+                "timeline of it would be empty; give the Kineto traces too, or convert to a native graph"
+            )
         write_chrome_trace(graph, out)
     else:
         write_graph(graph, out)

@@ -58,6 +58,15 @@ def tree(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------------------- outputs
 
 
+def test_a_chrome_timeline_of_a_trace_without_times_is_refused(tmp_path: Path) -> None:
+    # An ET alone has no durations: every event sat at 0 with no length (a tester's find).
+    et = DATA / "traces" / "pytorch_et_1.0.2-chakra.0.0.4_allgather_2rank.json.gz"
+    line = error_line(run("trace", "convert", et, tmp_path / "ag.trace.json"))
+    assert "records no times" in line and "Kineto" in line
+    assert tree(tmp_path) == []
+    assert run("trace", "convert", et, tmp_path / "ag.json").exit_code == 0  # a native graph is fine
+
+
 @pytest.mark.parametrize(
     "args",
     [
