@@ -693,7 +693,14 @@ def replay(
                 f"{', '.join(given)}: only for --re-estimate (a replay with the recorded durations "
                 "uses no hardware)"
             )
-        return replay_keep(read_trace(paths, fmt))
+        try:
+            return replay_keep(read_trace(paths, fmt))
+        except TraceError as exc:
+            if str(exc).startswith("the trace records no durations"):
+                # Name the files, as every other trace error does (a tester's find).
+                shown = ", ".join(str(p) for p in list(paths)[:3]) + (", ..." if len(paths) > 3 else "")
+                raise TraceError(f"{shown}: {exc}") from None
+            raise
     if system is None:
         raise ConfigError("--re-estimate needs --system (the hardware to re-estimate on)")
     target = load_system(system, nodes=nodes, overrides=overrides)

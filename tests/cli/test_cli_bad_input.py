@@ -429,6 +429,7 @@ def test_replay_errors_are_one_line() -> None:
     ets = sorted(str(p) for p in (DATA / "traces" / "param_dlrm_et").iterdir())
     line = error_line(run("replay", *ets))
     assert "records no durations" in line and "Kineto" in line
+    assert line.startswith(f"recsim: error: {ets[0]}, {ets[1]}, {ets[2]}, ...: ")  # the files named
     # Re-estimating on a system without GPUs is infeasible, not a traceback.
     result = run("replay", KINETO, "--re-estimate", "--system", "broadwell-2s")
     assert result.exit_code == 2 and "no accelerator to replay GPU work on" in error_line(result)
