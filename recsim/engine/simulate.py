@@ -365,7 +365,12 @@ def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: floa
         # A step's work on one stream fits one step time in the steady state; a chain of a few
         # steps may not have quite reached it (``busy_time`` takes each rank's step whole).
         totals[stream] += min(value, step_s)
-    return {stream: totals[stream] / (ranks * step_s) for stream in sorted(totals)} if step_s > 0 else {}
+    # ``min``: the sum of clamped busy times over ranks x step can still round above 1.
+    return (
+        {stream: min(1.0, totals[stream] / (ranks * step_s)) for stream in sorted(totals)}
+        if step_s > 0
+        else {}
+    )
 
 
 # The ops that move host bytes, as a tuple made once: ``Host | Transfer`` written in the test

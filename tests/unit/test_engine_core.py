@@ -119,6 +119,22 @@ def test_the_input_pipeline_is_one_batch_deep():
         assert all(d // chained.metadata["step_stride"] == 1 for d in node.deps)
 
 
+def test_a_data_parallel_plan_loads_and_copies_its_indices():
+    # Replicated tables are looked up where they are, but every rank still reads and copies its
+    # local batch's indices: with no dense features the input was empty (a fuzzer's find).
+    workload = WorkloadLibrary().workload("ncf")
+    assert workload.dense_features == 0
+    system = HardwareLibrary().system("dgx-h100")
+    plan = make_plan("data_parallel", workload, system)
+    step = build_training_step(workload, plan)
+    b = workload.training.global_batch_size // plan.world_size
+    loads = [n for n in step.nodes if n.name == "data_loading"]
+    expected = sum(workload.table_lookups(t) * b * 8.0 + b * 4.0 for t in workload.tables)
+    assert loads and all(n.op.bytes == pytest.approx(expected) for n in loads)
+    result = simulate_training(system, workload, plan, SimulationOptions()).result
+    assert result.utilisation["host"] > 0 and result.utilisation["copy"] > 0
+
+
 def test_busy_time_takes_each_ranks_last_step_whole():
     # Rank 1 is the bottleneck; rank 0 starts its last step's kernel before the window opens.
     # Its busy time is that kernel whole (its step's work), not the part inside the window.
