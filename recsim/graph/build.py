@@ -226,10 +226,10 @@ class _Builder:
         # same order, as a row per sender. The ranks then share their ops and split tuples (equal
         # values; the cost model finds equal collectives on shared tuples by identity).
         row = self._lookup_bytes_row(b)
-        # Every rank reads and copies its local batch's indices of the replicated tables too: they
-        # are looked up where they are, so they join no exchange (a tester found a data-parallel
-        # plan of a model without dense features loading nothing).
-        idx_bytes = sum(row.values()) + self._replicated_lookup_bytes(b)
+        # Every rank reads and copies its local batch's indices and lengths once per table, however
+        # the table is split (the exchange's row is per owner: it left out replicated tables and
+        # counted a column-split table once per block; a tester's and a reviewer's finds).
+        idx_bytes = self._local_lookup_bytes(b)
         dense = b * self.w.dense_features * DENSE_INPUT_BYTES
         load_op = Host("data_loading", dense + idx_bytes)
         h2d_op = Transfer("host", "hbm", dense + idx_bytes)
@@ -279,16 +279,9 @@ class _Builder:
                 last = self.add(r, "d2d_next_batch", Stream.COPY, peer_op, [last], "input")
             self.h2d[r] = last
 
-    def _replicated_lookup_bytes(self, b: int) -> float:
-        """Index and length bytes of the local batch ``b`` for the tables replicated whole (every
-        shard ``data_parallel``); a table with other shards has its indices in the exchange's row
-        already (``_lookup_bytes_row``)."""
-        replicated = {shard.table for shard in self.plan.shards if shard.sharding == "data_parallel"}
-        sharded = {shard.table for shard in self.plan.shards if shard.sharding != "data_parallel"}
-        tables = replicated - sharded
-        return math.fsum(
-            self.w.table_lookups(self.tables[t]) * b * INDEX_BYTES + b * LENGTH_BYTES for t in sorted(tables)
-        )
+    def _local_lookup_bytes(self, b: int) -> float:
+        """Index and length bytes of the local batch ``b``: every table's lookups once."""
+        return math.fsum(self.w.table_lookups(t) * b * INDEX_BYTES + b * LENGTH_BYTES for t in self.w.tables)
 
     def _lookup_bytes_row(self, b: int) -> dict[int, float]:
         """owner -> index + length bytes of any sender's local samples for the owner's shards (the

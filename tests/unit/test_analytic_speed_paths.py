@@ -1303,7 +1303,7 @@ class _ReferenceBuilder(_Builder):
         by_rank = self._lookup_bytes_by_owner(b)
         ids = []
         for r in range(self.world):
-            idx_bytes = sum(by_rank[r].values()) + self._replicated_lookup_bytes(b)
+            idx_bytes = self._local_lookup_bytes(b)
             dense = b * self.w.dense_features * DENSE_INPUT_BYTES
             load = self.add(
                 r, "data_loading", Stream.HOST, Host("data_loading", dense + idx_bytes), phase="input"

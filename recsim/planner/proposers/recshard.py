@@ -411,7 +411,17 @@ class RecShard(Proposer):
         if opt.hot_rows and not opt.whole_in_hbm:
             table = ctx.workload.table(opt.table)
             variants = hot_cold_variants(ctx, table, opt.candidate.option.dtype, opt.hot_rows, opt.cold_tier)
-            return [opt.candidate, *(c for c in variants if c.option != opt.candidate.option)]
+            # No more HBM than the knapsack budgeted: per-row state (int8 scales, row-wise
+            # optimizer state) is stored once per block, so a split may need a little more.
+            limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
+            return [
+                opt.candidate,
+                *(
+                    c
+                    for c in variants
+                    if c.option != opt.candidate.option and c.option.storage.hbm_bytes <= limit
+                ),
+            ]
         table = ctx.workload.table(opt.table)
         limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
         alts = [
