@@ -55,4 +55,7 @@ class OutputFile(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.endswith(("/", os.sep)) and not os.path.isdir(value):
             self.fail(f"{value}: names a folder, which does not exist; give a file name", param, ctx)
+        if value == "-":
+            # Not standard output by convention here (it made a file called "-"): say how.
+            self.fail("'-': give a file name, or /dev/stdout for standard output", param, ctx)
         return super().convert(value, param, ctx)

@@ -80,6 +80,10 @@ def test_an_output_ending_in_a_slash_is_a_folder_not_a_file(tmp_path: Path, args
     result = run(*(a.format(tmp_path) for a in args))
     assert result.exit_code == 2 and "names a folder, which does not exist" in result.output, result.output
     assert tree(tmp_path) == []
+    # "-" made a file called "-": it is refused with the way to standard output.
+    dash = [("-" if a == "{}/missing/" else a) for a in args]
+    result = CliRunner().invoke(cli, dash, env=ENV)
+    assert result.exit_code == 2 and "/dev/stdout for standard output" in result.output, result.output
 
 
 def test_timeline_that_cannot_be_written_fails_before_the_run(tmp_path: Path) -> None:
