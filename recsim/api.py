@@ -693,14 +693,13 @@ def replay(
                 f"{', '.join(given)}: only for --re-estimate (a replay with the recorded durations "
                 "uses no hardware)"
             )
+        graph = read_trace(paths, fmt)  # its errors name their file
         try:
-            return replay_keep(read_trace(paths, fmt))
+            return replay_keep(graph)
         except TraceError as exc:
-            if str(exc).startswith("the trace records no durations"):
-                # Name the files, as every other trace error does (a tester's find).
-                shown = ", ".join(str(p) for p in list(paths)[:3]) + (", ..." if len(paths) > 3 else "")
-                raise TraceError(f"{shown}: {exc}") from None
-            raise
+            # The replay's own (no durations): name the files, as the readers do (a tester's find).
+            shown = ", ".join(str(p) for p in list(paths)[:3]) + (", ..." if len(paths) > 3 else "")
+            raise TraceError(f"{shown}: {exc}") from None
     if system is None:
         raise ConfigError("--re-estimate needs --system (the hardware to re-estimate on)")
     target = load_system(system, nodes=nodes, overrides=overrides)

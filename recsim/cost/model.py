@@ -385,10 +385,7 @@ class CostModel:
         if peer:
             # GPU to GPU over PCIe (peer to peer): under one switch it never climbs the uplink to
             # the CPU, so the GPU's own link, at most a switch port.
-            rate = acc.host_interface.bandwidth_bytes_per_s
-            if node.pcie_switches is not None:
-                rate = min(rate, node.pcie_switches.device.port_bandwidth_bytes_per_s)
-            return acc.host_interface.latency_s + op.bytes / rate
+            return acc.host_interface.latency_s + op.bytes / node.accelerator_link_bytes_per_s
         # Host to GPU: every rank copies its batch at about the same time, so its share of the
         # PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``).
         return acc.host_interface.latency_s + op.bytes / node.host_bandwidth_bytes_per_s_per_accelerator

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from recsim import __version__
 from recsim.config.hashing import config_hash
@@ -446,13 +447,7 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
     if not off_hbm and index.copies is not None:
         # Every step node was seen: no lookup the host runs (those are outside HBM), in any step.
         return TierActivity(dram)
-    positions = window.positions_in(index)
-    in_window = np.zeros(index.size, dtype=bool)
-    if positions is None:
-        ids = index.ids
-        in_window[[p for p in range(index.size) if ids[p] in window.node_ids]] = True
-    else:
-        in_window[positions] = True
+    in_window = _window_mask(index, window)
     for position, node in _host_run_lookups(index):
         if not in_window[position]:
             continue
@@ -504,6 +499,19 @@ def _window_ops(index: GraphIndex, window: Window) -> tuple[list[Node], list[int
     return list(step_nodes), counts.tolist()
 
 
+def _window_mask(index: GraphIndex, window: Window) -> npt.NDArray[np.bool_]:
+    """Which positions of ``index`` hold the window's nodes: from the positions ``step_window``
+    found, else by looking each id up."""
+    inside = np.zeros(index.size, dtype=bool)
+    positions = window.positions_in(index)
+    if positions is not None:
+        inside[positions] = True
+    else:
+        ids = index.ids
+        inside[[p for p in range(index.size) if ids[p] in window.node_ids]] = True
+    return inside
+
+
 def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:
     """Per rank, the time of the window's collectives whose group spans more than one node: the
     union of their intervals (collectives on different lanes overlap), whole, as ``busy_time``
@@ -513,14 +521,7 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
     source = index.source
     collectives = index.collective_positions  # in graph order
     at = np.asarray(collectives, dtype=np.intp)
-    positions = window.positions_in(index)
-    if positions is not None:  # the window's nodes by position: a mask instead of id lookups
-        inside = np.zeros(index.size, dtype=bool)
-        inside[positions] = True
-    else:
-        ids = index.ids
-        inside = np.zeros(index.size, dtype=bool)
-        inside[[p for p in collectives if ids[p] in window.node_ids]] = True
+    inside = _window_mask(index, window)
     taken = at[inside[at]] if at.size else at
     starts, finishes = timing.start[taken].tolist(), timing.finish[taken].tolist()
     spans: dict[int, list[tuple[float, float]]] = defaultdict(list)

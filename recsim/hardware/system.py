@@ -251,13 +251,22 @@ class Node(Spec):
         acc = self.accelerators
         if group is self.nics and acc is not None:
             # The accelerators' data reaches the NICs through their own PCIe links (GPUDirect
-            # RDMA), each at most a switch port's: two 400G NICs per H100 move what its Gen5 x16
-            # link does (a tester found 100 GB/s per GPU shown where the network moves 63).
-            link = acc.device.host_interface.bandwidth_bytes_per_s
-            if self.pcie_switches is not None:
-                link = min(link, self.pcie_switches.device.port_bandwidth_bytes_per_s)
-            total = min(total, acc.count * link)
+            # RDMA): two 400G NICs per H100 move what its Gen5 x16 link does (a tester found
+            # 100 GB/s per GPU shown where the network moves 63).
+            total = min(total, acc.count * self.accelerator_link_bytes_per_s)
         return total
+
+    @property
+    def accelerator_link_bytes_per_s(self) -> float:
+        """Per direction, one accelerator's own PCIe link, at most a port of the PCIe switch it
+        sits on: what it moves to a NIC or a peer under the switch (0 without accelerators)."""
+        acc = self.accelerators
+        if acc is None:
+            return 0.0
+        rate = acc.device.host_interface.bandwidth_bytes_per_s
+        if self.pcie_switches is not None:
+            rate = min(rate, self.pcie_switches.device.port_bandwidth_bytes_per_s)
+        return rate
 
     @property
     def host_bandwidth_bytes_per_s_per_accelerator(self) -> float:
@@ -269,13 +278,12 @@ class Node(Spec):
         share of the embedding tiers: every accelerator streams at once, as the planner's symmetric
         schemes make them; a lone one would move more. 0 without accelerators."""
         acc = self.accelerators
-        if acc is None:
-            return 0.0
-        rate = acc.device.host_interface.bandwidth_bytes_per_s
-        if self.pcie_switches is not None:
-            sharing = math.ceil(acc.count / self.pcie_switches.count)
-            rate = min(rate, self.pcie_switches.device.port_bandwidth_bytes_per_s / sharing)
-        return rate
+        if acc is None or self.pcie_switches is None:
+            return self.accelerator_link_bytes_per_s
+        sharing = math.ceil(acc.count / self.pcie_switches.count)
+        return min(
+            self.accelerator_link_bytes_per_s, self.pcie_switches.device.port_bandwidth_bytes_per_s / sharing
+        )
 
     @property
     def scale_up_bandwidth_bytes_per_s_per_accelerator(self) -> float:

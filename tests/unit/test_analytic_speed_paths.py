@@ -495,20 +495,21 @@ def reference_busy_time(
         s, f = schedule.start_s[n.id], schedule.finish_s[n.id]
         if f > s:
             intervals[(n.rank, n.stream.value)].append((s, f))
-    out: dict[tuple[int, str], float] = {}
-    for key, spans in intervals.items():
-        spans.sort()
-        total = 0.0
-        cur_s, cur_f = spans[0]
-        for s, f in spans[1:]:
-            if s > cur_f:
-                total += cur_f - cur_s
-                cur_s, cur_f = s, f
-            else:
-                cur_f = max(cur_f, f)
-        total += cur_f - cur_s
-        out[key] = total
-    return out
+    return {key: _reference_union(spans) for key, spans in intervals.items()}
+
+
+def _reference_union(spans: list[tuple[float, float]]) -> float:
+    """The length of the union of ``spans``, sorted and merged plainly."""
+    spans = sorted(spans)
+    total = 0.0
+    cur_s, cur_f = spans[0]
+    for s, f in spans[1:]:
+        if s > cur_f:
+            total += cur_f - cur_s
+            cur_s, cur_f = s, f
+        else:
+            cur_f = max(cur_f, f)
+    return total + (cur_f - cur_s)
 
 
 def reference_check_schedule(graph: ExecutionGraph, schedule: Schedule) -> None:
@@ -552,18 +553,7 @@ def reference_network_busy(
         s, f = schedule.start_s[n.id], schedule.finish_s[n.id]
         if len({r // per_node for r in n.op.group}) > 1 and f > s:
             spans[n.rank].append((s, f))
-    out: dict[int, float] = {}
-    for rank, intervals in spans.items():
-        intervals.sort()
-        total, (cur_s, cur_f) = 0.0, intervals[0]
-        for s, f in intervals[1:]:
-            if s > cur_f:
-                total += cur_f - cur_s
-                cur_s, cur_f = s, f
-            else:
-                cur_f = max(cur_f, f)
-        out[rank] = total + (cur_f - cur_s)
-    return out
+    return {rank: _reference_union(intervals) for rank, intervals in spans.items()}
 
 
 def reference_index(graph: ExecutionGraph) -> dict[str, object]:

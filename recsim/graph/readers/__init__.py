@@ -78,7 +78,7 @@ def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any]
         return READERS[fmt]().read(paths)
     first = paths[0]
     data = _parsed(first, sniffer)
-    if _recsim_timeline(data):
+    if recsim_timeline(data):
         # recsim's own Chrome timeline looks like a Kineto file but holds a simulated schedule.
         raise TraceError(
             f"{first}: a Chrome timeline written by recsim (a simulated schedule, not a profile); "
@@ -99,7 +99,7 @@ def _parsed(path: Path, sniffer: Callable[[Path], Any] | None = None) -> Any:
     return (sniffer or load_json)(path)
 
 
-def _recsim_timeline(data: Any) -> bool:
+def recsim_timeline(data: Any) -> bool:
     """Whether parsed ``data`` is a Chrome timeline recsim wrote (``otherData.recsim``)."""
     other = data.get("otherData") if isinstance(data, dict) else None
     return isinstance(other, dict) and "recsim" in other
@@ -116,6 +116,6 @@ def recsim_output(path: Path) -> bool:
     file ``recsim trace convert`` may replace), as opposed to a recording or anything else."""
     try:
         data = _parsed(path)
-        return _recsim_timeline(data) or _sniffed(path, data) == "native"
+        return recsim_timeline(data) or _sniffed(path, data) == "native"
     except (TraceError, OSError, ValueError):
         return False

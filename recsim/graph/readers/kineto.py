@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 
 from recsim.errors import TraceError
 from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Host, Op, Stream, Transfer
-from recsim.graph.readers import register
+from recsim.graph.readers import recsim_timeline, register
 from recsim.graph.readers._common import (
     LaneMap,
     Pending,
@@ -185,8 +185,7 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         events_raw: list[Any] = data
         top: dict[str, Any] = {}
     elif is_kineto_document(data):
-        other = data.get("otherData")
-        if isinstance(other, dict) and "recsim" in other:
+        if recsim_timeline(data):
             # recsim's own timeline (``otherData.recsim``) among the inputs, where the reader
             # checks only the first file (a tester's find: it was read as one more rank).
             raise TraceError(

@@ -18,8 +18,8 @@ engines will charge:
    training, such as ``ssd``, is skipped); each hot-set size of ``Estimator.hot_rows_options`` in
    HBM with the cold rows on each of those tiers (one block: hot and cold rows pool together on
    one rank; a hot set no rank holds may instead be split into 2 or 4 column blocks, each block's
-   hot and cold rows on one rank: ``hot_cold_variants``); and the whole table in HBM. An option is a point
-   (HBM bytes, cost), the cost being the estimated seconds per step with the lookups of ``nmp``
+   hot and cold rows on one rank: ``hot_cold_variants``); and the whole table in HBM. An option is
+   a point (HBM bytes, cost), the cost being the estimated seconds per step with the lookups of ``nmp``
    counted once per rank of the node, since the node's ranks share its NMP DIMMs while that
    tier's model costs each block as if its rank had them to itself (the ``ddr`` tier already
    gives a rank its share of the host).
@@ -40,10 +40,9 @@ engines will charge:
    slow lookups: RecShard balances them per GPU in its MILP), in two orders -- largest estimated
    cost first (LPT) and the knapsack's (densest increment first, so that when the ranks' free
    fragments cannot hold every choice the marginal ones give way) -- keeping the lower estimated
-   makespan. A choice that fits on no rank shrinks
-   to the hot set the freest rank can hold, then falls back to its smaller hull points, then to
-   ``greedy.place_table`` (any option, lower precisions), which raises ``InfeasibleError`` naming
-   the table, its bytes and the tiers tried.
+   makespan. A choice that fits on no rank shrinks to the hot set the freest rank can hold, then
+   falls back to its smaller hull points, then to ``greedy.place_table`` (any option, lower
+   precisions), which raises ``InfeasibleError`` naming the table, its bytes and the tiers tried.
 
 The plan's notes record each table's hot set and cold tier.
 """
@@ -123,8 +122,7 @@ def table_options(
     def add(cand: Candidate | None, hot: int, cold: str) -> None:
         if cand is None or not math.isfinite(cand.option.perf.total_s):
             return  # too few rows, or a tier the cost layer refuses for training
-        too_big = max(b.storage.hbm_bytes for b in cand.blocks) > per_rank_free * (1 + _BYTES_RTOL)
-        if too_big and cold != "hbm":
+        if not _fits(cand, per_rank_free) and cold != "hbm":
             return
         cost = knapsack_cost_s(est, cand)
         out.append(TierOption(table.name, hot, cold, cand.option.storage.hbm_bytes, cost, cand))
@@ -137,7 +135,7 @@ def table_options(
                 if not variants:
                     continue
                 whole = variants[0]
-                if max(b.storage.hbm_bytes for b in whole.blocks) <= per_rank_free * (1 + _BYTES_RTOL):
+                if _fits(whole, per_rank_free):
                     add(whole, k, tier)
                 else:
                     # A hot set no rank holds whole: its column blocks may fit, one per rank.
@@ -180,6 +178,7 @@ def hot_cold_variants(
 
 
 def _fits(cand: Candidate, per_rank_free: float) -> bool:
+    """Whether every block of ``cand`` fits the HBM one rank has free."""
     return max(b.storage.hbm_bytes for b in cand.blocks) <= per_rank_free * (1 + _BYTES_RTOL)
 
 
@@ -408,12 +407,12 @@ class RecShard(Proposer):
         fastest first; for a hot/cold split, the split on one rank or over column blocks (the same
         HBM bytes: ``hot_cold_variants``), so that a big table's slow lookups need not all land on
         one rank (a tester found a time imbalance of 3 across the ranks)."""
+        table = ctx.workload.table(opt.table)
+        limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
         if opt.hot_rows and not opt.whole_in_hbm:
-            table = ctx.workload.table(opt.table)
             variants = hot_cold_variants(ctx, table, opt.candidate.option.dtype, opt.hot_rows, opt.cold_tier)
             # No more HBM than the knapsack budgeted: per-row state (int8 scales, row-wise
             # optimizer state) is stored once per block, so a split may need a little more.
-            limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
             return [
                 opt.candidate,
                 *(
@@ -422,8 +421,6 @@ class RecShard(Proposer):
                     if c.option != opt.candidate.option and c.option.storage.hbm_bytes <= limit
                 ),
             ]
-        table = ctx.workload.table(opt.table)
-        limit = opt.hbm_bytes * (1 + _BYTES_RTOL)
         alts = [
             c
             for c in ctx.estimator.candidates(table, opt.candidate.option.dtype, [opt.candidate.option.tier])
