@@ -67,6 +67,12 @@ def _nvls(layout: GroupLayout) -> bool:
     )
 
 
+def _direct(layout: GroupLayout) -> bool:
+    """CollNet Direct (every rank reaches its node's peers in one step: an NVSwitch) or Chain."""
+    up = layout.topology.system.node.scale_up
+    return up is not None and up.fabric == "nvswitch"
+
+
 def _leaves(layout: GroupLayout, nic: str) -> list[str]:
     """The network switches ``nic`` is cabled to."""
     graph = layout.topology.graph
@@ -98,8 +104,7 @@ class CollNetAllReduce(Algorithm):
         if local >= 2:
             # CollNet Direct on an NVSwitch node: every rank reads and writes its peers directly, one
             # step each way; elsewhere (CollNet Chain) a chain of local - 1 hops each way.
-            up = layout.topology.system.node.scale_up
-            hops = 1 if up is not None and up.fabric == "nvswitch" else local - 1
+            hops = 1 if _direct(layout) else local - 1
             intra = LevelCost(2 * hops, 2 * size * (local - 1) / local, layout.intra_bandwidth)
         # Up the aggregation tree and down: the links between the farthest nodes' NICs, hop by
         # hop, in one trip (a route's latency at least: NIC, switches up and down, NIC).
@@ -140,6 +145,7 @@ class CollNetAllReduce(Algorithm):
         if layout.n < 2:
             return []
         size = _payload(first(op))
+        direct = _direct(layout)
         out = FlowList()
         for ps in layout.by_node.values():
             local = len(ps)
@@ -149,11 +155,22 @@ class CollNetAllReduce(Algorithm):
                     for chip, share in layout.nvswitch_shares(v):
                         out.add(v, chip, size * (local + 1) / local * share, 0)
                         out.add(chip, v, size * (local + 1) / local * share, 0)
-            else:
+            elif direct:
                 for a in ps:
                     for b in ps:
                         if a != b:  # reduce-scatter then all-gather: S/local each way per pair
                             out.add(layout.vertices[a], layout.vertices[b], 2 * size / local, 0)
+            elif local >= 2:
+                # CollNet Chain: the node's rings, each rank passing 2 (local-1)/local x S to its
+                # successor, spread over the rings by their rates, as the stage costs it (its
+                # ``intra_bandwidth`` is the rings' sum). Pairs on a mesh without a direct link
+                # would otherwise relay through a third GPU and share its links.
+                rings = layout.node_rings(layout.nodes[ps[0]])
+                total = sum(bw for _, bw in rings)
+                for order, bw in rings:
+                    part = 2 * size * (local - 1) / local * bw / total
+                    for a, b in zip(order, order[1:] + order[:1], strict=True):
+                        out.add(layout.vertices[a], layout.vertices[b], part, 0)
             for p in ps:
                 v = layout.vertices[p]
                 nics = layout.home_nics(p)

@@ -58,6 +58,30 @@ def tree_degree(count: int) -> int:
     return max(degree)
 
 
+def _chain_channels(layout: GroupLayout) -> list[tuple[list[list[int]], float]]:
+    """(each node's chain, share of the data) per channel, as the stages cost them.
+
+    The chains follow each node's rings (``GroupLayout.node_rings``; several on an NVLink mesh),
+    each ring carrying data in proportion to its rate: the stage's bandwidth is the rings' sum.
+    Across nodes each ring's part is cut over ``local`` channels, channel ``k`` rotated by ``k``
+    so that every rank heads one (is each chain position once) and the nodes' NICs share the
+    trees' traffic evenly, as the ring's channels leave each node from a different accelerator
+    (``ring.channel_rings``).
+    """
+    per_node = [layout.node_rings(node) for node in layout.by_node]
+    count = layout.local if layout.num_nodes > 1 else 1
+    out = []
+    for r, (_, bw) in enumerate(per_node[0]):
+        total = sum(rate for _, rate in per_node[0])
+        for k in range(count):
+            chains = []
+            for rings in per_node:
+                ps = rings[r % len(rings)][0]
+                chains.append(ps[k % len(ps) :] + ps[: k % len(ps)])
+            out.append((chains, bw / total / count))
+    return out
+
+
 @register
 class DoubleBinaryTreeAllReduce(Algorithm):
     name = "tree"
@@ -71,8 +95,9 @@ class DoubleBinaryTreeAllReduce(Algorithm):
         if layout.local >= 2:
             # A middle rank of a chain forwards S up and S down; across nodes every rank is each
             # chain position once over the ``local`` channels, which averages to 2 (local-1)/local.
+            # A chain of two has no middle: each end sends S (up, or back down).
             local = layout.local
-            share = (local - 1) / local if layout.num_nodes >= 2 else 1.0
+            share = (local - 1) / local if layout.num_nodes >= 2 or local == 2 else 1.0
             intra = LevelCost(2 * (local - 1), 2 * size * share, layout.intra_bandwidth)
         inter = None
         if layout.num_nodes >= 2:
@@ -84,23 +109,19 @@ class DoubleBinaryTreeAllReduce(Algorithm):
         if layout.n < 2:
             return []
         size = _payload(first(op))
-        nodes = [layout.node_rings(node)[0][0] for node in layout.by_node]
-        channels = layout.local if layout.num_nodes > 1 else 1
         out = FlowList()
-        for c in range(channels):
-            # Each channel carries S / channels; each of the two trees half of that.
-            half = size / channels / 2
+        for orders, share in _chain_channels(layout):
+            # Each channel carries its share of S; each of the two trees half of that.
+            half = size * share / 2
             heads = []
-            for ps in nodes:
-                k = c % len(ps)
-                chain = ps[k:] + ps[:k]  # chain[0] is the node's end of the inter-node trees
-                heads.append(chain[0])
-                for a, b in zip(chain[1:], chain[:-1], strict=True):
+            for ps in orders:
+                heads.append(ps[0])  # the node's end of the inter-node trees
+                for a, b in zip(ps[1:], ps[:-1], strict=True):
                     v_a, v_b = layout.vertices[a], layout.vertices[b]
                     out.add(v_a, v_b, 2 * half, 0)  # reduce towards the head, both trees
                     out.add(v_b, v_a, 2 * half, 0)  # broadcast back down
             for mirror in (False, True):
-                for child, parent in binary_tree_edges(len(nodes), mirror):
+                for child, parent in binary_tree_edges(len(orders), mirror):
                     v_c, v_p = layout.vertices[heads[child]], layout.vertices[heads[parent]]
                     out.add(v_c, v_p, half, 0)
                     out.add(v_p, v_c, half, 0)
