@@ -23,11 +23,12 @@ listed. Between nodes (``ScaleOut``):
   accelerator on the right rail (NCCL's PXN).
 
 Routes between accelerators are the equal-cost (fewest-hop) paths, preferring the scale-up fabric
-inside a node. Leaving a node, traffic goes by the sender's own NIC unless its node's NIC on the
-destination NIC's rail (its index) is nearer the destination's NIC (a rail-optimized fabric's
-other rails): it then crosses NVLink to the peer that owns that NIC first (NCCL's PXN,
-``_pxn_relay``); with no NVLink to such a peer, relaying through another accelerator is the last
-resort.
+inside a node: NVLink directly or through NVSwitch, else NVLink through one intermediate GPU (NCCL's
+NVB paths, ``_nvb_relays``: the widest such relay), else PCIe. Leaving a node, traffic goes by
+the sender's own NIC unless its node's NIC on the destination NIC's rail (its index) is nearer the
+destination's NIC (a rail-optimized fabric's other rails): it then crosses NVLink to the peer that
+owns that NIC first (NCCL's PXN, ``_pxn_relay``); with no NVLink to such a peer, relaying through
+another accelerator is the last resort.
 A route's bandwidth is the max-flow over its path set (what ECMP or NVSwitch striping can use); its
 latency adds link and switch latencies along the path.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -118,10 +120,17 @@ class Topology:
         """
         g = self.graph
         if g.nodes[src]["node"] == g.nodes[dst]["node"]:
-            # Direct NVLink or through NVSwitch; CUDA peer traffic is never relayed by a GPU.
+            # Direct NVLink or through NVSwitch.
             yield nx.subgraph_view(
                 g,
                 filter_node=lambda v: v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR,
+                filter_edge=lambda a, b: g.edges[a, b]["kind"] == "nvlink",
+            )
+            # Else NVLink through one intermediate accelerator (NCCL's NVB paths).
+            relays = self._nvb_relays(src, dst)
+            yield nx.subgraph_view(
+                g,
+                filter_node=lambda v: v in (src, dst) or v in relays,
                 filter_edge=lambda a, b: g.edges[a, b]["kind"] == "nvlink",
             )
         for allowed in self._vertex_filters(src, dst):
@@ -261,6 +270,15 @@ class Topology:
             found = _all_shortest_paths(self._lazy_nvlink_adjacency, src, dst, ok)
             if found:
                 return found
+            relays = self._nvb_relays(src, dst)
+            if relays:  # the second graph of ``_fabric_graph``: NVLink through one accelerator
+
+                def relay_ok(v: str) -> bool:
+                    return v in (src, dst) or v in relays
+
+                found = _all_shortest_paths(self._lazy_nvlink_adjacency, src, dst, relay_ok)
+                if found:
+                    return found
         # The other views of ``_fabric_graph``, searched without building them (a networkx view
         # filters every vertex it reaches through three layers of Python: seconds at 1024 GPUs,
         # whose host-to-GPU copies each take this search): the same paths in the same order.
@@ -278,6 +296,30 @@ class Topology:
     # dst inside its node), each segment's shortest paths found in its own region, and BFS
     # discovery order inside a region is the same as in the whole view (a region is entered through
     # its NIC only). ``_split`` checks the preconditions; anything else takes the general search.
+
+    def _nvb_relays(self, src: str, dst: str) -> frozenset[str]:
+        """The accelerator that relays peer traffic from ``src`` to ``dst`` (two accelerators of a
+        node without an NVLink route of their own) over NVLink, as a set (empty: none).
+
+        NCCL routes peer traffic between GPUs without a direct NVLink through one intermediate GPU
+        over NVLink where it can (``NVB`` paths, ``NCCL_NVB_DISABLE``, default on since 2.11), before
+        PCIe: its path search (src/graph/paths.cc, ``ncclTopoSetPaths``) lets a path through a GPU
+        be two hops at most and keeps one path per pair, the widest (the first of the widest in its
+        search order; here the lowest-numbered). On DGX-1's hybrid cube mesh every pair without a
+        direct link has two candidates; PCIe and the sockets' link would carry three of a GPU's
+        seven all-to-all peers at a tenth of NVLink's rate."""
+        g = self.graph
+        if g.nodes[src]["kind"] != ACCELERATOR or g.nodes[dst]["kind"] != ACCELERATOR:
+            return frozenset()
+        adjacency = self._lazy_nvlink_adjacency
+        succ = g._succ
+        best, width = "", 0.0
+        for w in sorted(adjacency[src], key=_natural_key):
+            if w != dst and g.nodes[w]["kind"] == ACCELERATOR and dst in adjacency[w]:
+                wide = min(succ[src][w]["bandwidth_bytes_per_s"], succ[w][dst]["bandwidth_bytes_per_s"])
+                if wide > width:
+                    best, width = w, wide
+        return frozenset((best,)) if best else frozenset()
 
     @cached_property
     def _lazy_adjacency(self) -> dict[str, list[str]]:
@@ -412,7 +454,11 @@ class Topology:
         if found is None:
             succ = self.graph._succ
             paths = self.paths(src, dst)
-            found = all(succ[a][b]["kind"] == "nvlink" for a, b in itertools.pairwise(paths[0]))
+            nodes = self.graph._node
+            # NVLink alone and no accelerator between: NCCL's PXN takes NVLink paths, not NVB ones.
+            found = all(succ[a][b]["kind"] == "nvlink" for a, b in itertools.pairwise(paths[0])) and all(
+                nodes[v]["kind"] != ACCELERATOR for v in paths[0][1:-1]
+            )
             self._nvlink_only[(src, dst)] = found
         return found
 
@@ -1041,6 +1087,11 @@ class _Builder:
                 if c:
                     self.connect(name, tops[k], c * sw.port_bandwidth_bytes_per_s, 0.0, "network", c)
             start += u % count
+
+
+def _natural_key(name: str) -> tuple[object, ...]:
+    """Sort key reading the digit runs of a vertex name as numbers (``n0.gpu10`` after ``n0.gpu9``)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 class _LazyAdjacency(dict[str, list[str]]):

@@ -167,9 +167,9 @@ def test_dgx1_hybrid_cube_mesh(shipped):
     assert topo.system.node.scale_up_bandwidth_bytes_per_s_per_accelerator == 6 * 25e9
     assert topo.route("n0.gpu0", "n0.gpu3").bandwidth_bytes_per_s == pytest.approx(50e9)  # NV2
     assert topo.route("n0.gpu0", "n0.gpu1").bandwidth_bytes_per_s == pytest.approx(25e9)  # NV1
-    far = topo.route("n0.gpu0", "n0.gpu5")  # no NVLink: through PCIe and the CPUs
-    assert all(any("pcisw" in v for v in p) for p in far.paths)
-    assert far.bandwidth_bytes_per_s < 25e9
+    far = topo.route("n0.gpu0", "n0.gpu5")  # no NVLink of their own: through GPU 1 over NVLink (NVB)
+    assert far.paths == (("n0.gpu0", "n0.gpu1", "n0.gpu5"),)
+    assert far.bandwidth_bytes_per_s == pytest.approx(25e9)
 
 
 def test_pcie_only_and_shared_nic_systems(shipped):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -85,6 +86,26 @@ CASES = [
 @pytest.mark.parametrize(("t", "kind", "n", "algorithm"), CASES)
 def test_uncontended_collectives_agree_with_alpha_beta(t, kind, n, algorithm):
     op = op_(kind, tuple(range(n)), 64 * MiB)
+    assert collective_time_flows_s(op, t, algorithm) == pytest.approx(
+        collective_time_s(op, t, algorithm), rel=1e-6
+    )
+
+
+V1 = topo("dgx-1-v100")
+V2 = topo("dgx-1-v100", 2)
+
+
+@pytest.mark.parametrize(
+    ("t", "n", "algorithm"),
+    [(V1, 8, "tree"), (V1, 4, "tree"), (V2, 16, "tree"), (V2, 16, "collnet"), (V2, 16, "ring")],
+)
+@pytest.mark.parametrize("size", [64 * 1024, 64 * MiB])
+def test_an_nvlink_mesh_moves_trees_and_collnet_as_their_stages_cost_them(t, n, algorithm, size):
+    """On DGX-1's hybrid cube mesh the flows of a tree's chains follow the node's rings, spread by
+    their rates, and CollNet's node part the rings too (CollNet Chain): the tree's chains took one
+    ring (+48 % at 64 MiB on one node) and CollNet's node part every pair of GPUs, relayed over a
+    third GPU where the mesh has no direct link (5.8x slower than its stage; DES found it)."""
+    op = op_(CollectiveOp.ALL_REDUCE, tuple(range(n)), size)
     assert collective_time_flows_s(op, t, algorithm) == pytest.approx(
         collective_time_s(op, t, algorithm), rel=1e-6
     )
@@ -226,9 +247,10 @@ def test_mesh_ring_flows_agree_and_shared_pcie_links_count_in_both():
     ring = op_(CollectiveOp.ALL_REDUCE, tuple(range(8)), 64 * MiB)
     alpha_beta = collective_time_s(ring, t, "ring")
     assert collective_time_flows_s(ring, t, "ring") == pytest.approx(alpha_beta, rel=1e-6)
-    # All-to-all: the pairs without an NVLink share PCIe switches and the inter-socket link. The
-    # alpha-beta figure charged each pair's bytes over its own route only, 4.5x faster than the
-    # flows (a tester's find); it now charges the busiest shared link too.
+    # All-to-all: the pairs without an NVLink go through one GPU over NVLink (NCCL's NVB paths),
+    # sharing its links with its own traffic. The alpha-beta figure charged each pair's bytes over
+    # its own route only, 4.5x faster than the flows (a tester's find, when those pairs crossed
+    # PCIe); it charges the busiest shared link too.
     a2a = op_(CollectiveOp.ALL_TO_ALL, tuple(range(8)), 64 * MiB)
     assert collective_time_flows_s(a2a, t) == pytest.approx(collective_time_s(a2a, t), rel=1e-9)
     for system, gpus in (("h100-pcie-server", 8), ("big-basin", 8)):
@@ -345,3 +367,24 @@ def test_collnet_runs_its_node_part_as_nvls_where_that_is_faster():
     # Without in-switch reduction there is no NVLS part.
     plain = topo("dgx-h100", 2, "node.scale_up.switch.in_network_reduction=false")
     assert collective_cost(big, plain, "collnet").protocol != "nvls"
+
+
+def test_gpus_without_a_direct_nvlink_talk_through_one_gpu_over_nvlink():
+    """NCCL's NVB paths (``NCCL_NVB_DISABLE=0``, the default since 2.11): DGX-1's GPU 0 reaches GPU 5,
+    6 and 7 (no NVLink of their own) through one neighbour over NVLink, the widest and then the
+    lowest-numbered, not over PCIe and the sockets' link (15.75 GB/s where 25-50 GB/s is there). A
+    TF2 DLRM on 8 V100s (DeepLearningExamples, 6.31M samples/s with AMP) was predicted at 4.5M,
+    8.5 ms of its 14.5 ms step in the all-to-all; now 2.5 ms."""
+    t = topo("dgx-1-v100")
+    assert t.route("n0.gpu0", "n0.gpu5").paths == (("n0.gpu0", "n0.gpu1", "n0.gpu5"),)
+    assert t.route("n0.gpu0", "n0.gpu7").paths == (("n0.gpu0", "n0.gpu4", "n0.gpu7"),)
+    assert t.route("n0.gpu0", "n0.gpu7").bandwidth_bytes_per_s == 50e9
+    for j in range(1, 8):
+        (path,) = t.route("n0.gpu0", f"n0.gpu{j}").paths
+        assert len(path) <= 3 and all(t.graph.edges[e]["kind"] == "nvlink" for e in itertools.pairwise(path))
+    # A relay carries its own traffic and the relayed: the all-to-all's busiest link says so in both
+    # fidelities; NVSwitch systems have no such paths.
+    a2a = op_(CollectiveOp.ALL_TO_ALL, tuple(range(8)), 64 * MiB)
+    assert collective_time_flows_s(a2a, t) == pytest.approx(collective_time_s(a2a, t), rel=1e-9)
+    assert collective_time_s(a2a, t) < 2e-3
+    assert all(len(p) == 3 for j in range(1, 8) for p in H1.route("n0.gpu0", f"n0.gpu{j}").paths)

@@ -112,10 +112,17 @@ class OldRouteTopology(Topology):
         g = self.graph
         src_node, dst_node = g.nodes[src]["node"], g.nodes[dst]["node"]
         if src_node == dst_node:
-            # Direct NVLink or through NVSwitch; CUDA peer traffic is never relayed by a GPU.
+            # Direct NVLink or through NVSwitch.
             yield nx.subgraph_view(
                 g,
                 filter_node=lambda v: v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR,
+                filter_edge=lambda a, b: g.edges[a, b]["kind"] == "nvlink",
+            )
+            # Else NVLink through one intermediate accelerator (NCCL's NVB paths).
+            relays = self._nvb_relays(src, dst)
+            yield nx.subgraph_view(
+                g,
+                filter_node=lambda v: v in (src, dst) or v in relays,
                 filter_edge=lambda a, b: g.edges[a, b]["kind"] == "nvlink",
             )
         home = set(g.nodes[src].get("home_nics", ())) | set(g.nodes[dst].get("home_nics", ()))
