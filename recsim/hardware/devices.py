@@ -114,7 +114,7 @@ class Link(Device):
 
     ref_kind = "link"
     kind: Literal["link"]
-    family: Literal["nvlink", "pcie", "cxl", "qpi", "upi", "xgmi"]
+    family: Literal["nvlink", "pcie", "cxl", "qpi", "upi", "xgmi", "sata"]
     generation: PositiveInt
     lanes: PositiveInt | None = None
     lane_rate_bytes_per_s: BytesPerS | None = Field(default=None, alias="lane_rate")
