@@ -593,6 +593,13 @@ class GroupLayout:
                 best = min(best, sum(bw for _, bw in self.node_rings(node)))
         return best
 
+    @property
+    def pcie_only(self) -> bool:
+        """The node has no scale-up fabric: a GPU's peer traffic and its NIC traffic share its one
+        PCIe link (on NVLink they take separate links)."""
+        up = self.topology.system.node.scale_up
+        return up is None or up.fabric == "pcie"
+
     def home_nics(self, pos: int) -> list[str]:
         """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""
         return list(self._homes[pos])

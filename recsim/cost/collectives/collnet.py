@@ -105,7 +105,10 @@ class CollNetAllReduce(Algorithm):
             # CollNet Direct on an NVSwitch node: every rank reads and writes its peers directly, one
             # step each way; elsewhere (CollNet Chain) a chain of local - 1 hops each way.
             hops = 1 if _direct(layout) else local - 1
-            intra = LevelCost(2 * hops, 2 * size * (local - 1) / local, layout.intra_bandwidth)
+            rank_bytes = 2 * size * (local - 1) / local
+            if layout.pcie_only:  # its shard to the NIC leaves over the same PCIe link
+                rank_bytes += size / local
+            intra = LevelCost(2 * hops, rank_bytes, layout.intra_bandwidth)
         # Up the aggregation tree and down: the links between the farthest nodes' NICs, hop by
         # hop, in one trip (a route's latency at least: NIC, switches up and down, NIC).
         inter = LevelCost(layout.network_hops, size, layout.node_nic_bandwidth, trips=1)

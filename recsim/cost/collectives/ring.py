@@ -48,11 +48,14 @@ def ring_stage(
     Across nodes each accelerator is the exit of one channel in ``local``, whose bytes leave over
     its NIC instead of NVLink: its NVLink port carries ``(local - 1) / local`` of ``rank_bytes``;
     where the exit hands its bytes over NVLink to the NIC on the next node's rail (PXN,
-    ``relays_between_nodes``), every byte crosses NVLink.
+    ``relays_between_nodes``), every byte crosses NVLink, and on a node without NVLink (PCIe
+    only) every byte crosses the GPU's PCIe link, to a peer or to the NIC.
     """
     intra = None
     if layout.local >= 2:
-        crosses = layout.num_nodes >= 2 and not relays_between_nodes(layout)
+        # Without a scale-up fabric (PCIe), a channel's exit sends to its NIC over the same PCIe
+        # link it sends its peers on: every byte crosses that link.
+        crosses = layout.num_nodes >= 2 and not relays_between_nodes(layout) and not layout.pcie_only
         share = (layout.local - 1) / layout.local if crosses else 1.0
         intra = LevelCost(steps - inter_steps, rank_bytes * share, layout.intra_bandwidth)
     inter = None

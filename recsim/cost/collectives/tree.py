@@ -98,7 +98,11 @@ class DoubleBinaryTreeAllReduce(Algorithm):
             # A chain of two has no middle: each end sends S (up, or back down).
             local = layout.local
             share = (local - 1) / local if layout.num_nodes >= 2 or local == 2 else 1.0
-            intra = LevelCost(2 * (local - 1), 2 * size * share, layout.intra_bandwidth)
+            rank_bytes = 2 * size * share
+            if layout.pcie_only and layout.num_nodes >= 2:
+                # The heads' tree traffic leaves over the same PCIe link: 1/local of it a rank.
+                rank_bytes += size / 2 * tree_degree(layout.num_nodes) / local
+            intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
         inter = None
         if layout.num_nodes >= 2:
             depth = math.ceil(math.log2(layout.num_nodes))
