@@ -240,6 +240,9 @@ class Cpu(Device):
     turbo_clock_hz: Hertz | None = Field(default=None, alias="turbo_clock")
     fp32_flop_per_cycle_per_core: PositiveInt
     memory: Memory
+    # The fastest DIMMs the socket runs at two DIMMs per channel, where slower than ``memory``
+    # (Intel ARK: "DDR5-4800 1DPC, DDR5-4400 2DPC"); None: the same as at one.
+    memory_2dpc: Memory | None = None
     memory_channels: PositiveInt
     llc_bytes: Bytes = Field(alias="llc")
     pcie_lanes: PositiveInt

@@ -216,9 +216,14 @@ class Node(Spec):
 
     @property
     def host_memory_bandwidth_bytes_per_s(self) -> float:
-        """All channels at the slower of the DIMM's and the CPU's supported data rate."""
+        """All channels at the slower of the DIMM's and the CPU's supported data rate (at two
+        DIMMs per channel, the CPU's rate there: ``Cpu.memory_2dpc``)."""
         dimm = self.host_memory.device.bandwidth_bytes_per_s
-        cpu = self.cpus.device.memory.bandwidth_bytes_per_s
+        device = self.cpus.device
+        supported = device.memory
+        if self.host_memory.dimms_per_channel >= 2 and device.memory_2dpc is not None:
+            supported = device.memory_2dpc
+        cpu = supported.bandwidth_bytes_per_s
         return self.memory_channels * min(dimm, cpu)
 
     def nic_count(self, group: NicGroup | None) -> int:

@@ -211,3 +211,13 @@ def test_three_tier_clos_stays_non_blocking(shipped):
     s = summary(shipped, "zionex", nodes=100, overrides=["cluster.scale_out.tiers=3"])
     assert s["bisection_bandwidth_bytes_per_s"] == pytest.approx(50 * 8 * 25e9)
     assert s["topology_vertices"]["switch"] > 25
+
+
+def test_two_dimms_per_channel_run_at_the_cpus_2dpc_rate(shipped):
+    """Intel ARK: Sapphire Rapids runs DDR5-4800 at one DIMM per channel, 4400 at two (a reviewer's
+    find: DGX H100's 32 DIMMs on 16 channels were taken at 4800)."""
+    h100 = shipped.system("dgx-h100").node
+    assert h100.host_memory.dimms_per_channel == 2
+    assert h100.host_memory_bandwidth_bytes_per_s == pytest.approx(16 * 8 * 4.4e9)
+    zionex = shipped.system("zionex").node  # one DIMM per channel: the CPU's full rate
+    assert zionex.host_memory_bandwidth_bytes_per_s == pytest.approx(4 * 6 * 8 * 3.2e9)
