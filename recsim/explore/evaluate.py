@@ -10,8 +10,10 @@ in the reason and its metrics kept (a plot marks it).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from recsim.errors import InfeasibleError, RecsimError
@@ -37,6 +39,9 @@ def evaluate_point(
     config = {**point.config, "fidelity": fidelity, "model": model_fingerprint()}
     start = time.perf_counter()
     status, reason, metrics = _simulate(spec, config)
+    # What the point's files resolved to (``point_inputs``): a resumed sweep checks it against
+    # what they resolve to then, so an edited system or workload file is not mixed in unseen.
+    config["inputs"] = point_inputs(config, metrics.get("resolved_config_hash"))
     return PointRecord(
         index=point.index if index is None else index,
         key=point.key,
@@ -81,6 +86,40 @@ def _simulate(spec: SweepSpec, config: dict[str, Any]) -> tuple[str, str, dict[s
     if violated:
         return "infeasible", "; ".join(violated), metrics
     return "ok", "", metrics
+
+
+def point_inputs(config: dict[str, Any], resolved: str | None = None) -> str:
+    """16 hex digits naming what a point's inputs resolve to: its system's and workload's resolved
+    configs (``Result.resolved_config_hash``: every file they read, extends and referenced devices
+    included, with the point's ``--set`` texts; ``resolved`` when the simulation gave it, else
+    resolved here) and the bytes of its plan file. The model fingerprint covers the shipped
+    library; a user's own files change without recsim changing (a tester resumed a sweep after
+    editing a system file: the old points stayed, and the front ranked two NICs' figures together)."""
+    from recsim import api
+    from recsim.config.hashing import config_hash
+    from recsim.config.loader import is_path_ref
+
+    if resolved is None:
+        try:
+            system, workload = api.prepare(
+                config["system"],
+                config["workload"],
+                nodes=config["nodes"],
+                batch_size=config["batch_size"],
+                precision=config["precision"],
+                overrides=list(config["overrides"]),
+            )
+            resolved = config_hash(system)[:8] + config_hash(workload)[:8]
+        except RecsimError as exc:
+            resolved = "unresolved: " + _one_line(str(exc))
+    parts = [resolved]
+    plan = config.get("plan")
+    if isinstance(plan, str) and is_path_ref(plan):
+        try:
+            parts.append(hashlib.sha256(Path(plan).expanduser().read_bytes()).hexdigest())
+        except OSError as exc:
+            parts.append(f"plan file unreadable: {exc.strerror or exc}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def derived_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

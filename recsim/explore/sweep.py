@@ -26,6 +26,7 @@ whose points another recsim made (its code or shipped data: ``recsim.fingerprint
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -147,8 +148,8 @@ def run_sweep(
             stored = store.spec()
             if (stored is not None or store.count() > 0) and not resume:
                 raise ConfigError(
-                    f"{store.path}: this folder holds a sweep already; run with --resume to continue "
-                    "it, or choose another --out"
+                    f"{store.path}: this folder holds a sweep already; run with --resume "
+                    "(resume=True in Python) to continue it, or choose another --out"
                 )
             if stored is not None and stored[1] != spec.spec_key:
                 raise ConfigError(
@@ -157,6 +158,7 @@ def run_sweep(
                 )
             store.set_spec(spec.to_text(), spec.spec_key)
             _check_model(store)
+            _check_inputs(spec, store)
             runner = _Runner(spec, store, max_points)
             complete = True
             try:
@@ -404,6 +406,57 @@ def _check_model(store: Store) -> None:
         f"{store.path}: cannot resume: its points were made by {made_by}, so old and new points "
         "would mix two models' figures; run the sweep into a new --out"
     )
+
+
+def _check_inputs(spec: SweepSpec, store: Store) -> None:
+    """``ConfigError`` if a stored point's files resolve differently now than when it ran
+    (``evaluate.point_inputs``): resuming would keep its old figures beside new points made from the
+    edited file. Only where a point reads a user's file (a path in the spec, or a library folder
+    added by ``$RECSIM_HARDWARE_PATH`` / ``$RECSIM_WORKLOAD_PATH``): the model fingerprint covers
+    the shipped library, and re-resolving every point takes about 10 ms each."""
+    from recsim.explore.evaluate import point_inputs
+
+    if not _reads_user_files(spec):
+        return
+    seen: set[str] = set()
+    for record in store.records():
+        if record.key in seen or "inputs" not in record.config:
+            continue
+        seen.add(record.key)
+        if point_inputs(record.config) != record.config["inputs"]:
+            values = ", ".join(f"{k}={v!r}" for k, v in record.values.items()) or "the base point"
+            raise ConfigError(
+                f"{store.path}: cannot resume: point {record.index} ({values}) was made from inputs "
+                "that resolve differently now (its system, workload or plan file, or a file they "
+                "name, changed since); restore the file, or run the sweep into a new --out"
+            )
+
+
+def _reads_user_files(spec: SweepSpec) -> bool:
+    """Whether a point of ``spec`` may read a file outside recsim's shipped library."""
+    from recsim.config.loader import Override, is_path_ref
+    from recsim.hardware.library import HardwareLibrary
+    from recsim.workload.library import WorkloadLibrary
+
+    if any(os.environ.get(lib.env_var) for lib in (HardwareLibrary, WorkloadLibrary)):
+        return True
+
+    def user(value: Any) -> bool:
+        if isinstance(value, str):
+            return is_path_ref(value)
+        if isinstance(value, (list, tuple)):
+            return any(user(v) for v in value)
+        if isinstance(value, dict):
+            return any(user(v) for v in value.values())
+        return False
+
+    base = spec.base
+    if user([base.system, base.workload, base.plan]):
+        return True
+    if any(user(Override.parse(text).value) for text in base.overrides):
+        return True
+    columns = [*spec.axes.values(), *(c for group in spec.zipped for c in group.values())]
+    return any(user(column) for column in columns)
 
 
 def _status_counts(final: pd.DataFrame) -> dict[str, int]:

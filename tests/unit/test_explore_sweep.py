@@ -354,3 +354,49 @@ def test_a_points_notes_reach_the_store_and_its_exports(tmp_path):
     notes = {r.config["precision"]: r.metrics["notes"] for r in stored(tmp_path / "out") if r.status == "ok"}
     assert notes["fp16"] == [] and any("no tf32 peak" in n for n in notes["tf32"])
     assert "notes" in result.final.columns
+
+
+def test_resume_after_a_users_file_changed_is_refused(tmp_path):
+    """A stored point records what its files resolved to; a resume re-resolves them (a tester edited
+    the NIC of their own system file and resumed: the old points stayed and the front ranked two
+    NICs' figures together)."""
+    (tmp_path / "mine.yaml").write_text("kind: system\nextends: tiny\nname: mine\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("system: tiny,", "system: mine.yaml,"))
+    out = tmp_path / "out"
+    run_sweep(spec, out, workers=1, progress=False, max_points=2)
+    # Unchanged: the resume goes on.
+    run_sweep(spec, out, workers=1, progress=False, resume=True, max_points=1)
+    # Its network at 4:1: the points' figures would change (the GPU count is an axis: an edit of it
+    # changes no point, and the resume goes on).
+    (tmp_path / "mine.yaml").write_text(
+        "kind: system\nextends: tiny\nname: mine\nnode:\n  accelerators: {count: 2}\n"
+    )
+    run_sweep(spec, out, workers=1, progress=False, resume=True, max_points=1)
+    (tmp_path / "mine.yaml").write_text(
+        "kind: system\nextends: tiny\nname: mine\ncluster:\n  scale_out: {oversubscription: 4}\n"
+    )
+    with pytest.raises(ConfigError, match=r"cannot resume: point \d+ .* resolve differently now"):
+        run_sweep(spec, out, workers=1, progress=False, resume=True)
+    assert len(stored(out)) == 4
+
+
+def test_relative_paths_are_the_spec_folders_never_the_working_folders(tmp_path, monkeypatch):
+    """A tester's find: with no file beside the spec, one of the same name in the working folder was
+    taken silently, and the error of a missing one named the working folder."""
+    (tmp_path / "sub").mkdir()
+    spec = tmp_path / "sub" / "spec.yaml"
+    spec.write_text(SPEC.replace("system: tiny,", "system: mine.yaml,"))
+    (tmp_path / "mine.yaml").write_text("kind: system\nextends: tiny\nname: mine\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"no such system file \\({tmp_path / 'sub' / 'mine.yaml'}\\)"):
+        load_sweep(spec)
+    (tmp_path / "sub" / "mine.yaml").write_text("kind: system\nextends: tiny\nname: mine\n")
+    assert load_sweep(spec).base.system == str(tmp_path / "sub" / "mine.yaml")
+
+
+def test_the_python_api_refuses_one_override_text_for_a_list(spec_path, tmp_path):
+    import recsim
+
+    with pytest.raises(ConfigError, match="overrides: expected a list of 'PATH=VALUE' texts"):
+        recsim.sweep(spec_path, tmp_path / "o", overrides="base.precision=fp32")
