@@ -181,6 +181,21 @@ def parse_quantity(text: object, dimension: Dimension) -> float:
     return value
 
 
+def quantity_of(text: object) -> tuple[Dimension, float] | None:
+    """``(dimension, SI value)`` of a quantity text in any known unit (``"2 TB/s"``), else None
+    (a number, a plain word, a unit recsim does not know)."""
+    if not isinstance(text, str):
+        return None
+    match = _QUANTITY_RE.match(text)
+    if match is None or not match.group(2) or match.group(2).strip() not in _UNITS:
+        return None
+    dimension = _UNITS[match.group(2).strip()][0]
+    try:
+        return dimension, parse_quantity(text, dimension)
+    except UnitError:
+        return None
+
+
 # Output units, largest first: (threshold factor, unit string).
 _FORMAT_LADDER: Final[dict[Dimension, tuple[tuple[float, str], ...]]] = {
     Dimension.BYTES: tuple((f, f"{p}B") for p, f in _DECIMAL.items() if p not in ("K",))[::-1],

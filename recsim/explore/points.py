@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from recsim.explore.spec import SPECIAL_KEYS, SweepSpec, special_key_of
+from recsim.explore.spec import SPECIAL_KEYS, SweepSpec, filter_axis, special_key_of
 
 if TYPE_CHECKING:
     from recsim.explore.records import PointRecord
@@ -140,11 +140,13 @@ def _zip_values(spec: SweepSpec, path: str) -> list[Any]:
 
 
 def accepts(spec: SweepSpec, values: dict[str, Any]) -> bool:
-    """Whether every validity filter accepts the point (a filter on a base key sees the base value)."""
-    if not spec.filters:
-        return True
-    seen = {**{k: getattr(spec.base, k) for k in SPECIAL_KEYS}, **values}
-    return all(f.accepts(seen) for f in spec.filters)
+    """Whether every validity filter accepts the point (a filter reads the axis varying its
+    setting, under either name: ``nodes`` or ``cluster.nodes``; ``check_spec`` made sure one does)."""
+    for f in spec.filters:
+        axis = filter_axis(f.path, values)
+        if axis is None or not f.accepts({f.path: values[axis]}):
+            return False
+    return True
 
 
 def make_point(spec: SweepSpec, genome: Genome) -> Point:

@@ -68,7 +68,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -76,12 +76,13 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from recsim.config.loader import Override, apply_overrides, is_path_ref, load_document
-from recsim.config.tree import Location, Tree, format_path
+from recsim.config.tree import KeyPath, Location, Tree, format_path
 from recsim.config.types import Spec
 from recsim.config.validate import number_hint, validate_tree
 from recsim.errors import ConfigError, RecsimError
 from recsim.metrics.result import MAPPING_FIELDS, mapping_keys
 from recsim.planner.types import COMM_DTYPES
+from recsim.units import quantity_of
 
 SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -138,11 +139,24 @@ def _distinct_values(values: list[Any]) -> list[Any]:
     keeps each point once, so the grid would silently hold fewer points than it says."""
     seen: dict[str, Any] = {}
     for value in values:
-        key = json.dumps(value, sort_keys=True, default=repr)
+        # Values equal as settings are one value: 1 and 1.0, "2 TB/s" and "2000 GB/s" (a tester's
+        # find: both were run, under two keys, and stood twice on the front).
+        key = json.dumps(_setting(value), sort_keys=True, default=repr)
         if key in seen:
-            raise ValueError(f"the value {value!r} is given twice")
+            first = seen[key]
+            again = (
+                "twice" if first == value and type(first) is type(value) else f"twice ({first!r} is the same)"
+            )
+            raise ValueError(f"the value {value!r} is given {again}")
         seen[key] = value
     return values
+
+
+def _setting(value: Any) -> Any:
+    """``value`` as the setting it makes (``comparable``), through lists."""
+    if isinstance(value, list):
+        return [_setting(v) for v in value]
+    return comparable(value)
 
 
 AxisValues = Annotated[list[Any], Field(min_length=1), AfterValidator(_distinct_values)]
@@ -199,14 +213,42 @@ class Filter(Spec):
     value: Any
 
     def accepts(self, values: dict[str, Any]) -> bool:
-        here = values.get(self.path)
+        """Whether the point with ``values`` passes (quantities compare by value, in SI units:
+        ``"900 GB/s" <= "2 TB/s"``; ``check_spec`` has made sure the two sides compare)."""
+        here = comparable(values.get(self.path))
+        if self.op in ("in", "not_in"):
+            inside = here in [comparable(v) for v in self.value]
+            return inside if self.op == "in" else not inside
         try:
-            return bool(OPS[self.op](here, self.value))
+            return bool(OPS[self.op](here, comparable(self.value)))
         except TypeError:
             return False
 
     def __str__(self) -> str:
         return f"{self.path} {self.op} {self.value!r}"
+
+
+def comparable(value: Any) -> Any:
+    """What a filter compares of an axis value: a quantity text as ``(dimension, SI value)``, a
+    number as a float (``1`` and ``1.0`` are one value), anything else as it is."""
+    found = quantity_of(value)
+    if found is not None:
+        return found
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def value_kind(value: Any) -> str:
+    """``a number``, ``a quantity of bytes/s`` (its dimension), ``text``, ``a bool`` or ``a list``."""
+    if isinstance(value, bool):
+        return "a bool"
+    if isinstance(value, (int, float)):
+        return "a number"
+    found = quantity_of(value)
+    if found is not None:
+        return f"a quantity of {found[0].value}"
+    return "text" if isinstance(value, str) else f"a {type(value).__name__}"
 
 
 class Constraint(Spec):
@@ -469,8 +511,9 @@ def _spec_override(text: str) -> Override | None:
     return parsed
 
 
-def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
-    """A validated sweep spec from ``path`` with ``--set`` overrides (see the module docstring)."""
+def load_sweep(path: str | Path, overrides: Sequence[str] = (), *, home: Path | None = None) -> SweepSpec:
+    """A validated sweep spec from ``path`` with ``--set`` overrides (see the module docstring);
+    relative paths in it are relative to its folder (or ``home``)."""
     path = Path(path)
     tree = load_document(path, "sweep", _SweepLocator())
     spec_sets: list[Override] = []
@@ -490,7 +533,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
             base["overrides"] = [*existing, *point_sets] if isinstance(existing, list) else existing
             for i, text in enumerate(point_sets, start=len(existing) if isinstance(existing, list) else 0):
                 tree.locations[("base", "overrides", i)] = Location(f"--set {text}")
-    _absolutise_paths(tree, path.parent)
+    _absolutise_paths(tree, path, path.parent if home is None else home)
     spec = validate_tree(SweepSpec, tree)
     check_spec(spec, tree)
     return spec
@@ -503,30 +546,46 @@ def sweep_from_text(text: str, source: str = "<sweep>", overrides: Sequence[str]
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / (Path(source).name if source.endswith((".yaml", ".yml")) else "sweep.yaml")
         file.write_text(text)
-        return load_sweep(file, overrides)
+        return load_sweep(file, overrides, home=Path.cwd())
 
 
-def _absolutise_paths(tree: Tree, base_dir: Path) -> None:
-    """System, workload and plan values that are relative paths become paths relative to the spec."""
+def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
+    """System, workload and plan values that are relative paths become absolute: relative to the
+    file that wrote them (``home`` for ``spec_file`` itself; a spec it extends, its own folder), or
+    to the working folder for a ``--set``. Always, whether or not the file is there: a missing file
+    is then named where it was looked for, and a file of the same name in the working folder is
+    never taken instead (a tester's find: results depended on where the sweep was run from)."""
+    own = spec_file.resolve()
 
-    def fix(value: Any) -> Any:
-        if isinstance(value, str) and is_path_ref(value) and not Path(value).is_absolute():
-            candidate = base_dir / value
-            if candidate.exists():
-                return str(candidate.resolve())
+    def folder(where: KeyPath) -> Path:
+        loc = tree.locations.get(where)
+        if loc is None or loc.line is None:
+            return Path.cwd()  # a --set (or a value with no place: the working folder)
+        source = Path(loc.source).resolve()
+        return home if source == own else source.parent
+
+    def fix(value: Any, where: KeyPath) -> Any:
+        if isinstance(value, str) and is_path_ref(value):
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                path = folder(where) / path
+            return str(path.resolve())
         return value
 
     base = tree.data.get("base")
     if isinstance(base, dict):
         for key in ("system", "workload", "plan"):
             if key in base:
-                base[key] = fix(base[key])
-    groups = [tree.data.get("axes"), *list(tree.data.get("zip") or [])]
-    for group in groups:
+                base[key] = fix(base[key], ("base", key))
+    zipped = tree.data.get("zip")
+    groups: list[tuple[KeyPath, Any]] = [(("axes",), tree.data.get("axes"))]
+    if isinstance(zipped, list):
+        groups += [(("zip", i), group) for i, group in enumerate(zipped)]
+    for prefix, group in groups:
         if isinstance(group, dict):
             for key in ("system", "workload", "plan"):
                 if isinstance(group.get(key), list):
-                    group[key] = [fix(v) for v in group[key]]
+                    group[key] = [fix(v, (*prefix, key, j)) for j, v in enumerate(group[key])]
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -588,13 +647,21 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
                 f"{axis!r} is also varied at {format_path(where)}: every point's value there wins; "
                 "change the axis values instead",
             )
+    for key in SPECIAL_KEYS:
+        # ``--set base.nodes=4`` (or the global ``--nodes``) under a ``nodes`` axis would be
+        # overridden by every point, as a --set of the axis's path is refused below.
+        here = tree.locations.get(("base", key))
+        hit = varied.get(config_path(key))
+        if here is not None and here.line is None and hit is not None and getattr(spec.base, key) is not None:
+            raise check.fail(
+                ("base", key),
+                f"{key!r} is also varied at {format_path(hit[1])}: every point's value there wins; "
+                "change the axis values instead",
+            )
     for i, flt in enumerate(spec.filters):
-        if flt.path not in seen and flt.path not in SPECIAL_KEYS:
-            close = difflib.get_close_matches(flt.path, list(seen), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else f"axes: {', '.join(seen) or 'none'}"
-            raise check.fail(("filters", i, "path"), f"{flt.path!r} is not an axis; {hint}")
-        if flt.op in ("in", "not_in") and not isinstance(flt.value, list):
-            raise check.fail(("filters", i, "value"), f"'{flt.op}' needs a list of values")
+        _check_filter(check, spec, i, flt, seen, places)
+    if spec.filters and not _some_point_passes(spec):
+        raise check.fail(("filters",), "no point of the grid passes the filters: the sweep would run nothing")
     for i, constraint in enumerate(spec.constraint_list):
         if not known_metric(constraint.metric):
             raise check.fail(
@@ -619,6 +686,68 @@ _SPECIAL_PATHS = {
     "precision": "workload.training.precision",
     "nodes": "cluster.nodes",
 }
+
+
+def _some_point_passes(spec: SweepSpec) -> bool:
+    """Whether a point of the grid passes the filters (True, unchecked, past the points a grid
+    sweep may enumerate: a search over a bigger space finds out as it samples)."""
+    from recsim.explore.points import ENUMERATE_LIMIT, accepts, all_genomes, genome_values
+
+    for count, genome in enumerate(all_genomes(spec)):
+        if count >= ENUMERATE_LIMIT or accepts(spec, genome_values(spec, genome)):
+            return True
+    return False
+
+
+def filter_axis(path: str, axes: Collection[str]) -> str | None:
+    """The axis a filter on ``path`` reads: the axis of that name, or the one varying the same
+    setting under its other name (``nodes`` and ``cluster.nodes``); None when no axis varies it."""
+    if path in axes:
+        return path
+    target = config_path(path)
+    return next((a for a in axes if config_path(a) == target), None)
+
+
+def _check_filter(
+    check: _Checker,
+    spec: SweepSpec,
+    i: int,
+    flt: Filter,
+    seen: dict[str, tuple[str | int, ...]],
+    places: list[tuple[tuple[str | int, ...], str, list[Any]]],
+) -> None:
+    """A filter names a varied setting and compares with its values: of one kind (numbers with
+    numbers, quantities of one dimension, texts with texts), ordered only where they have an order
+    (a tester's finds: ``"900 GB/s" <= "2 TB/s"`` compared as text, ``"4"`` against whole numbers
+    dropped every point, and a filter on ``nodes`` under a ``cluster.nodes`` axis saw the base's)."""
+    axis = filter_axis(flt.path, seen)
+    if axis is None:
+        close = difflib.get_close_matches(flt.path, list(seen), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"axes: {', '.join(seen) or 'none'}"
+        raise check.fail(
+            ("filters", i, "path"),
+            f"{flt.path!r} is not varied by an axis (a filter keeps all or none); {hint}",
+        )
+    if flt.op in ("in", "not_in") and not isinstance(flt.value, list):
+        raise check.fail(("filters", i, "value"), f"'{flt.op}' needs a list of values")
+    values = next(v for _, a, v in places if a == axis)
+    kinds = {value_kind(v) for v in values}
+    axis_kinds = " and ".join(sorted(kinds))
+    given = flt.value if flt.op in ("in", "not_in") else [flt.value]
+    for value in given:
+        if kinds != {value_kind(value)}:
+            raise check.fail(
+                ("filters", i, "value"),
+                f"{value!r} ({value_kind(value)}) does not compare with the values of axis {axis!r} "
+                f"({axis_kinds})",
+            )
+    ordered = kinds == {"a number"} or axis_kinds.startswith("a quantity")
+    if flt.op in ("<", "<=", ">=", ">") and not ordered:
+        raise check.fail(
+            ("filters", i, "op"),
+            f"'{flt.op}' orders numbers and quantities; axis {axis!r} holds {axis_kinds} "
+            "(use ==, !=, in or not_in)",
+        )
 
 
 def special_key_of(text: str) -> str | None:

@@ -71,6 +71,16 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("axes: {precision: [fp16, fp17]}\n", 5, "unknown precision 'fp17'"),
         ("axes: {nodes: [1, 0]}\n", 5, "expected positive integers, got 0"),
         ("axes: {nodes: []}\n", 5, "axes.nodes:"),
+        # Filters compare like with like (a tester's finds): text against numbers dropped every point.
+        ("axes: {nodes: [1, 2]}\nfilters: [{path: nodes, op: '<=', value: '4'}]\n", 6, "'4' (text) does not"),
+        (
+            "axes: {plan: [table_wise, row_wise]}\nfilters: [{path: plan, op: '<', value: row_wise}]\n",
+            6,
+            "orders",
+        ),
+        ("axes: {plan: [table_wise]}\nfilters: [{path: nodes, op: '<=', value: 2}]\n", 6, "not varied by an"),
+        ("axes: {nodes: [1, 2]}\nfilters: [{path: nodes, op: '>', value: 8}]\n", 6, "no point of the grid"),
+        ("axes: {cluster.scale_out.oversubscription: [1, 1.0]}\n", 5, "given twice (1 is the same)"),
     ],
 )
 def test_strict_errors_name_file_line_and_key(tmp_path, extra, line, expected):
@@ -259,3 +269,35 @@ def test_record_round_trip():
     row = rec.to_row()
     assert row["values.x.y"] == "z" and row["n"] == 1 and row["stage"] == "des"
     assert isinstance(row["config"], str)
+
+
+def test_filters_compare_quantities_by_value_and_read_an_axis_under_either_name(tmp_path):
+    """A tester's finds: "900 GB/s" <= "2 TB/s" compared as text (900 dropped, 1200 kept), and a
+    filter on ``nodes`` under a ``cluster.nodes`` axis read the base's value."""
+    spec = spec_of(
+        tmp_path,
+        BASE
+        + "axes: {node.accelerators.device.hbm.bandwidth: ['900 GB/s', '1.25 TB/s', '1000 GB/s']}\n"
+        + "filters: [{path: node.accelerators.device.hbm.bandwidth, op: '<=', value: '1.1 TB/s'}]\n",
+    )
+    assert [p.values["node.accelerators.device.hbm.bandwidth"] for p in grid_points(spec)] == [
+        "900 GB/s",
+        "1000 GB/s",
+    ]
+    spec = spec_of(
+        tmp_path, BASE + "axes: {cluster.nodes: [1, 2, 4]}\nfilters: [{path: nodes, op: '<=', value: 2}]\n"
+    )
+    assert [p.values["cluster.nodes"] for p in grid_points(spec)] == [1, 2]
+    spec = spec_of(
+        tmp_path, BASE + "axes: {nodes: [1, 2, 4]}\nfilters: [{path: nodes, op: in, value: [1.0, 4]}]\n"
+    )
+    assert [p.values["nodes"] for p in grid_points(spec)] == [1, 4]
+
+
+def test_a_set_of_a_base_value_an_axis_varies_is_refused(tmp_path):
+    """``--set base.nodes=4`` (or the global ``--nodes 4``) under a ``nodes`` axis: every point's
+    value won, silently (a tester's find); a --set of the axis's own path was refused already."""
+    with pytest.raises(ConfigError, match=r"'nodes' is also varied at axes\.cluster\.nodes"):
+        spec_of(tmp_path, BASE + "axes: {cluster.nodes: [1, 2]}\n", ("base.nodes=4",))
+    # In the spec file itself the base value is only a default: BASE sets nodes: 1.
+    assert spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\n").grid_size == 2
