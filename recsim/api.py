@@ -771,6 +771,9 @@ def sweep(
         raise ConfigError(f"sweep: expected the path of a sweep spec file, got {type(spec).__name__}")
     if not isinstance(resume, bool):
         raise ConfigError(f"resume: expected True or False, got {resume!r}")
+    if isinstance(overrides, str) or not all(isinstance(text, str) for text in overrides):
+        # A lone text would be taken a character at a time (a tester's find).
+        raise ConfigError(f"overrides: expected a list of 'PATH=VALUE' texts, got {overrides!r}")
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, numbers.Integral):
             raise ConfigError(f"workers: expected a whole number of processes, got {workers!r}")

@@ -174,11 +174,14 @@ def _stage_rank(stage: str) -> tuple[int, str]:
     help="Only this fidelity stage (default: all; --front: each point at its last stage).",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N rows (0: all)."
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="At most N rows (0: all; default 50 in the table, all with --json).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON (every column).")
 def results_show(
-    path: Path, front: bool, objective: tuple[str, ...], stage: str | None, limit: int, as_json: bool
+    path: Path, front: bool, objective: tuple[str, ...], stage: str | None, limit: int | None, as_json: bool
 ) -> None:
     """The points of a sweep store: status, axis values and objectives (or only the front)."""
     from recsim.explore.pareto import pareto_mask
@@ -209,6 +212,10 @@ def results_show(
             first, sense = next(iter(objectives.items()))
             frame = frame.sort_values(first, ascending=sense == "min", kind="stable")
     total = len(frame)
+    if limit is None:
+        # A script reading --json gets every row unless it asks for fewer (a tester lost 30 of 80
+        # rows to the table's default, with nothing said).
+        limit = 0 if as_json else 50
     shown = frame if limit == 0 else frame.head(limit)
     if as_json:
         click.echo(json.dumps([_clean_row(r) for r in shown.to_dict(orient="records")], indent=2))
@@ -300,7 +307,8 @@ def format_metric(name: str, value: Any) -> str:
 )
 @click.option("--stage", default=None, help="Only this fidelity stage (default: all).")
 def results_export(path: Path, target: Path, stage: str | None) -> None:
-    """Write a sweep store's points to Parquet or CSV (one row per point, values.* and metrics)."""
+    """Write a sweep store's points to Parquet or CSV: one row per point and stage (a point re-run
+    at DES has an analytic and a DES row; --stage picks one), values.* and metrics."""
     with _open(path) as store:
         _check_stage(store, stage)
         written = store.export(target, stage)
