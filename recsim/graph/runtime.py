@@ -47,7 +47,8 @@ the GEMM) followed by a separate ``relu`` kernel that reads and writes the layer
 backward runs ``threshold_backward`` and a bias-gradient ``sum`` besides the two GEMMs (both seen in
 the TorchRec traces); ``apply_runtime`` adds these memory-bound epilogue kernels (``_epilogue``)
 after every Linear's forward and before its backward, except for the model's last Linear (its logit
-goes to the loss without an activation).
+goes to the loss without an activation). A DCNv2 cross layer's element-wise part (bias, product with
+x0, residual) runs the same way as kernels of its own (``_cross_epilogue``).
 
 What a framework can run and how it communicates shapes the graph when it is built
 (``recsim.graph.build`` asks the runtime): ``plan_features`` are the plan features it supports
@@ -363,18 +364,42 @@ def _base_name(node: Node) -> str:
     return name
 
 
+def _is_cross_layer(node: Node) -> bool:
+    return isinstance(node.op, Compute) and node.op.op in ("dcnv2", "dcnv2_bwd")
+
+
 def _epilogue(node: Node, backward: bool) -> Compute:
     """The activation (and bias-gradient) pass of a dense layer that a fused GEMM epilogue would
     absorb: ``relu`` forward reads and writes the ``m x n`` output; backward, ``threshold_backward``
     reads the gradient and the output and writes the gradient, and the bias gradient (``sum`` over
-    the batch) reads the gradient once more."""
+    the batch) reads the gradient once more. A DCNv2 cross layer's element-wise part
+    (``_cross_epilogue``) the same way."""
     op = node.op
     assert isinstance(op, Compute)
+    if _is_cross_layer(node):
+        return _cross_epilogue(op, backward)
     (m, _k), (_k2, n) = op.shapes[:2]
     size = m * n * DTYPE_BYTES[op.dtype]
     if backward:
         return Compute("relu_bwd_bias_grad", 2.0 * m * n, 3 * size, size, op.dtype, ((m, n),), "elementwise")
     return Compute("relu", float(m * n), size, size, op.dtype, ((m, n),), "elementwise")
+
+
+def _cross_epilogue(op: Compute, backward: bool) -> Compute:
+    """The element-wise kernels of a DCNv2 cross layer ``x_{l+1} = x0 * (U V x_l + b) + x_l`` in
+    PyTorch (TorchRec's ``LowRankCrossNet`` writes it as two ``F.linear`` without bias, then
+    ``x_0 * (x_l_w + bias) + x_l``), on ``B x W`` tensors where a fused kernel (HugeCTR's) does them
+    in the GEMM's epilogue: forward, the bias add (reads 1, writes 1), the multiply by x0 (reads 2,
+    writes 1) and the residual add (reads 2, writes 1); backward, the two products of the multiply's
+    gradient (each reads 2, writes 1), the bias gradient (a sum over the batch: reads 1), and the
+    additions of x0's gradient across the layers and of the residual's (each reads 2, writes 1)."""
+    ((b, w),) = op.shapes[:1]
+    size = b * w * DTYPE_BYTES[op.dtype]
+    if backward:
+        return Compute(
+            "cross_elementwise_bwd", 5.0 * b * w, 9 * size, 4 * size, op.dtype, ((b, w),), "elementwise"
+        )
+    return Compute("cross_elementwise", 3.0 * b * w, 5 * size, 3 * size, op.dtype, ((b, w),), "elementwise")
 
 
 @dataclass(frozen=True)
@@ -487,7 +512,8 @@ class _Rewriter:
         base = _base_name(n)
         if isinstance(n.op, Collective) and self._exchange(n, deps):
             return
-        if base not in self.activated or not isinstance(n.op, Compute) or n.op.category != "gemm":
+        linear = base in self.activated and isinstance(n.op, Compute) and n.op.category == "gemm"
+        if not linear and not _is_cross_layer(n):
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
             op = n.op
             # Only a materialised COO gradient is unscaled (fused TBE optimizers never write one).

@@ -300,3 +300,32 @@ def test_a_plan_the_runtime_cannot_run_is_infeasible_in_a_run():
         simulate_run("zionex", "dlrm-dcnv2", nodes=2, batch_size=65536, plan="hybrid_embedding")
     assert caught.value.result.status == "infeasible"
     assert "choose another plan" in caught.value.result.reason
+
+
+@pytest.mark.parametrize("name", ["eager", "cuda_graphs"])
+def test_pytorch_runs_a_cross_layers_elementwise_part_as_kernels_of_its_own(name):
+    """TorchRec's LowRankCrossNet: two F.linear, then x0 * (x_l_w + bias) + x_l as three
+    element-wise kernels forward (8 B x W tensors read or written) and five backward (13); the fused
+    loop does them in the GEMM's epilogue. The TorchRec DCNv2 cases on p4d: +15.4 % -> +4.5 % at
+    batch 16384, -5.3 % -> -14.3 % at 131072."""
+    _, workload, plan = _setup(name, 2048)
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
+    ids = {n.id: n for n in graph.nodes}
+    cross = [n for n in graph.nodes if isinstance(n.op, Compute) and n.op.op.startswith("cross_elementwise")]
+    layers = workload.interaction.layers
+    assert len(cross) == 2 * layers * graph.ranks
+    b, w = 2048 // 8, 27 * 128
+    for n in cross:
+        ((rows, width),) = n.op.shapes
+        assert (rows, width) == (b, w)
+        moved = (n.op.bytes_read + n.op.bytes_written) / (b * w * 4)
+        assert moved == (13 if n.op.op.endswith("_bwd") else 8)
+        if n.op.op.endswith("_bwd"):  # before the layer's GEMMs' backward
+            assert any(
+                m.op.op == "dcnv2_bwd" for m in graph.nodes if n.id in m.deps and isinstance(m.op, Compute)
+            )
+        else:  # after its GEMMs
+            assert any(isinstance(ids[d].op, Compute) and ids[d].op.op == "dcnv2" for d in n.deps)
+    fused_workload = _setup("fused", 2048)[1]
+    fused = chain_steps(build_training_step(fused_workload, plan), 1)
+    assert not any(isinstance(n.op, Compute) and n.op.op.startswith("cross_elementwise") for n in fused.nodes)
