@@ -33,6 +33,7 @@ schedule, so a collective that DES slows down does not slow its neighbours furth
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import defaultdict
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -261,6 +262,9 @@ def _aggregate(flows: Sequence[Flow]) -> tuple[list[str], list[str], NDArray[np.
     dsts: list[str] = []
     wire: list[float] = []
     for (src, dst, eff), nbytes in sums.items():
+        if not math.isfinite(nbytes) or nbytes < 0 or not 0 < eff <= 1:
+            # A bug in an algorithm's flows (a NaN share once dropped a tree's traffic silently).
+            raise AssertionError(f"bad flows {src} -> {dst}: {nbytes!r} bytes at efficiency {eff!r}")
         if nbytes > 0:
             srcs.append(src)
             dsts.append(dst)

@@ -400,3 +400,15 @@ def test_without_nvlink_a_gpus_network_bytes_share_its_pcie_link_in_both_fidelit
     assert collective_time_s(op, t, algorithm) == pytest.approx(
         collective_time_flows_s(op, t, algorithm), rel=0.03
     )
+
+
+@pytest.mark.parametrize("group", [(0, 8), (0, 8, 9, 10, 11), tuple(range(0, 64, 8))])
+def test_a_tree_over_nodes_holding_one_member_moves_its_bytes(group):
+    """A node with one member has one "ring" of itself at an infinite rate: the chains' split was
+    taken from the first node's rings, inf / inf, and every flow carried NaN bytes (DES then dropped
+    the tree's traffic silently; a reviewer's find)."""
+    t = topo("dgx-h100", 8)
+    op = op_(CollectiveOp.ALL_REDUCE, group, 64 * MiB)
+    flows = collective_flows(op, t, "tree")
+    assert flows and all(0 < f.bytes <= 64 * MiB for f in flows)
+    assert collective_time_flows_s(op, t, "tree") == pytest.approx(collective_time_s(op, t, "tree"), rel=1e-6)

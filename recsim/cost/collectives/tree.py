@@ -70,9 +70,14 @@ def _chain_channels(layout: GroupLayout) -> list[tuple[list[list[int]], float]]:
     """
     per_node = [layout.node_rings(node) for node in layout.by_node]
     count = layout.local if layout.num_nodes > 1 else 1
+    # The rings of a node with the most members set the data's split (a node of one member has
+    # one "ring" of itself, at an infinite rate: no split to take from it).
+    reference = max(per_node, key=lambda rings: len(rings[0][0]))
+    if len(reference[0][0]) < 2:
+        reference = [(reference[0][0], 1.0)]
+    total = sum(rate for _, rate in reference)
     out = []
-    for r, (_, bw) in enumerate(per_node[0]):
-        total = sum(rate for _, rate in per_node[0])
+    for r, (_, bw) in enumerate(reference):
         for k in range(count):
             chains = []
             for rings in per_node:
