@@ -550,11 +550,13 @@ def sweep_from_text(text: str, source: str = "<sweep>", overrides: Sequence[str]
 
 
 def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
-    """System, workload and plan values that are relative paths become absolute: relative to the
-    file that wrote them (``home`` for ``spec_file`` itself; a spec it extends, its own folder), or
-    to the working folder for a ``--set``. Always, whether or not the file is there: a missing file
-    is then named where it was looked for, and a file of the same name in the working folder is
-    never taken instead (a tester's find: results depended on where the sweep was run from)."""
+    """Relative file paths become absolute: relative to the file that wrote them (``home`` for
+    ``spec_file`` itself; a spec it extends, its own folder), or to the working folder for a
+    ``--set``. Always, whether or not the file is there: a missing file is then named where it was
+    looked for, and a file of the same name in the working folder is never taken instead (a tester's
+    find: results depended on where the sweep was run from). The system, workload and plan values
+    (a name or a path), and any other axis value or base ``overrides`` value that is a file
+    (``_file_value``: a device file for ``node.accelerators.device``, say)."""
     own = spec_file.resolve()
 
     def folder(where: KeyPath) -> Path:
@@ -564,8 +566,8 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
         source = Path(loc.source).resolve()
         return home if source == own else source.parent
 
-    def fix(value: Any, where: KeyPath) -> Any:
-        if isinstance(value, str) and is_path_ref(value):
+    def fix(value: Any, where: KeyPath, named: bool) -> Any:
+        if isinstance(value, str) and (is_path_ref(value) if named else _file_value(value)):
             path = Path(value).expanduser()
             if not path.is_absolute():
                 path = folder(where) / path
@@ -576,16 +578,31 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
     if isinstance(base, dict):
         for key in ("system", "workload", "plan"):
             if key in base:
-                base[key] = fix(base[key], ("base", key))
+                base[key] = fix(base[key], ("base", key), True)
+        overrides = base.get("overrides")
+        if isinstance(overrides, list):
+            for k, text in enumerate(overrides):
+                if isinstance(text, str) and "=" in text:
+                    left, _, right = text.partition("=")
+                    fixed = fix(right.strip(), ("base", "overrides", k), False)
+                    if fixed != right.strip():
+                        overrides[k] = f"{left}={fixed}"
     zipped = tree.data.get("zip")
     groups: list[tuple[KeyPath, Any]] = [(("axes",), tree.data.get("axes"))]
     if isinstance(zipped, list):
         groups += [(("zip", i), group) for i, group in enumerate(zipped)]
     for prefix, group in groups:
         if isinstance(group, dict):
-            for key in ("system", "workload", "plan"):
-                if isinstance(group.get(key), list):
-                    group[key] = [fix(v, (*prefix, key, j)) for j, v in enumerate(group[key])]
+            for key, values in group.items():
+                if isinstance(values, list):
+                    named = key in ("system", "workload", "plan")
+                    group[key] = [fix(v, (*prefix, key, j), named) for j, v in enumerate(values)]
+
+
+def _file_value(value: str) -> bool:
+    """A value that names a file: a YAML file, or a path from here (``./``, ``../``, ``~/``). Not
+    any text with a slash: ``2 TB/s`` is a quantity."""
+    return value.endswith((".yaml", ".yml")) or value.startswith(("./", "../", "~/"))
 
 
 # ---------------------------------------------------------------------------------- checks

@@ -400,3 +400,34 @@ def test_the_python_api_refuses_one_override_text_for_a_list(spec_path, tmp_path
 
     with pytest.raises(ConfigError, match="overrides: expected a list of 'PATH=VALUE' texts"):
         recsim.sweep(spec_path, tmp_path / "o", overrides="base.precision=fp32")
+
+
+def test_file_values_of_any_axis_and_base_override_are_the_spec_folders(tmp_path, monkeypatch):
+    """A device file as an axis value or in a base override resolved from the working folder (a
+    reviewer's find); a quantity with a slash stays a quantity."""
+    (tmp_path / "sub").mkdir()
+    gpu = (
+        (FIXTURES / "minilib" / "devices" / "tiny-gpu.yaml")
+        .read_text()
+        .replace("name: tiny-gpu", "name: my-gpu")
+    )
+    (tmp_path / "sub" / "gpu.yaml").write_text(gpu)
+    spec = tmp_path / "sub" / "spec.yaml"
+    spec.write_text(
+        SPEC.replace("nodes: 1}", "nodes: 1, overrides: ['node.accelerators.device=./gpu.yaml']}")
+    )
+    monkeypatch.chdir(tmp_path)
+    assert load_sweep(spec).base.overrides == [f"node.accelerators.device={tmp_path / 'sub' / 'gpu.yaml'}"]
+    spec.write_text(
+        SPEC.replace(
+            "  node.accelerators.count: [1, 2, 4]\n", "  node.accelerators.device: [tiny-gpu, ./gpu.yaml]\n"
+        )
+    )
+    assert load_sweep(spec).axes["node.accelerators.device"] == [
+        "tiny-gpu",
+        str(tmp_path / "sub" / "gpu.yaml"),
+    ]
+    spec.write_text(
+        SPEC.replace("[1, 2, 4]\n", "[1, 2, 4]\n  node.accelerators.device.hbm.bandwidth: ['1 TB/s']\n")
+    )
+    assert load_sweep(spec).axes["node.accelerators.device.hbm.bandwidth"] == ["1 TB/s"]
