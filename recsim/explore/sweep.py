@@ -26,6 +26,7 @@ whose points another recsim made (its code or shipped data: ``recsim.fingerprint
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 from collections import Counter
@@ -419,11 +420,26 @@ def _check_inputs(spec: SweepSpec, store: Store) -> None:
     if not _reads_user_files(spec):
         return
     seen: set[str] = set()
+    # Points that differ only in what no file is read for (the fidelity, a plan strategy's name)
+    # resolve alike: each distinct set of inputs is resolved once.
+    resolved: dict[str, str] = {}
     for record in store.records():
         if record.key in seen or "inputs" not in record.config:
             continue
         seen.add(record.key)
-        if point_inputs(record.config) != record.config["inputs"]:
+        config = record.config
+        signature = json.dumps(
+            [
+                config.get(k)
+                for k in ("system", "workload", "nodes", "batch_size", "precision", "overrides", "plan")
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        now = resolved.get(signature)
+        if now is None:
+            now = resolved[signature] = point_inputs(config)
+        if now != config["inputs"]:
             values = ", ".join(f"{k}={v!r}" for k, v in record.values.items()) or "the base point"
             raise ConfigError(
                 f"{store.path}: cannot resume: point {record.index} ({values}) was made from inputs "
