@@ -7,17 +7,22 @@ every tree edge it has (up to ``2S``: interior in one tree, one parent and two c
 other; ``tree_degree``), spread over its NICs by channels like the ring. Inside a node the ranks
 form a chain; a middle rank forwards the reduction up and the broadcast down, ``2S`` out of its
 NVLink port (across nodes each rank holds every chain position once over the channels, which
-averages to ``2 (local-1)/local x S``). Latency is what makes it worth having: ``2 (local - 1)``
-intra-node plus ``2 ceil(log2 nodes)`` network steps instead of the ring's ``2 (n - 1)`` (NCCL's
-tuning model counts them the same way).
-Inside one node it never beats the ring (same steps, more bytes), as in NCCL.
+averages to ``2 (local-1)/local x S``). On an NVLink mesh a middle rank's up and down take
+different links: the chains follow the node's rings (``_chain_channels``) and the busiest link sets
+the time (``_busiest_chain_link``). Without NVLink the heads' network bytes cross the same PCIe
+link as the chain's. Latency is what makes it worth having: ``2 (local - 1)`` intra-node plus
+``2 ceil(log2 nodes)`` network steps instead of the ring's ``2 (n - 1)`` (NCCL's tuning model
+counts them the same way). Inside one node it never beats the ring (same steps, more bytes), as in
+NCCL.
 
-Flows: ``local`` channels (as the ring), both trees, one pipelined phase: every tree edge carries
-``S / (2 channels)`` each way, every chain edge the same.
+Flows: the chains of ``_chain_channels`` (``local`` channels across nodes, as the ring's), both
+trees, one pipelined phase: every tree edge carries half its channel's share each way, every chain
+edge the share.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -28,6 +33,7 @@ from recsim.cost.collectives.base import (
     GroupLayout,
     LevelCost,
     Stage,
+    facts,
     first,
     levels,
     register,
@@ -87,6 +93,25 @@ def _chain_channels(layout: GroupLayout) -> list[tuple[list[list[int]], float]]:
     return out
 
 
+def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCost:
+    """The chains' bytes on their busiest link inside a node, as the flows carry them: each chain
+    edge carries its channel's share of ``size`` each way (reduce up, broadcast down), summed over
+    the channels that use the pair of accelerators, over the pair's route bandwidth."""
+    load: dict[tuple[int, int], float] = {}
+    for orders, share in _chain_channels(layout):
+        for chain in orders:
+            for a, b in itertools.pairwise(chain):
+                for pair in ((a, b), (b, a)):
+                    load[pair] = load.get(pair, 0.0) + size * share
+    known = facts(layout.topology)
+    worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
+    for (a, b), nbytes in load.items():
+        bw = known.local_route_bandwidth(layout.nodes[a], layout.locals[a], layout.locals[b])
+        if nbytes / bw > worst_s:
+            worst, worst_s = (nbytes, bw), nbytes / bw
+    return LevelCost(steps, worst[0], worst[1])
+
+
 @register
 class DoubleBinaryTreeAllReduce(Algorithm):
     name = "tree"
@@ -108,6 +133,13 @@ class DoubleBinaryTreeAllReduce(Algorithm):
                 # The heads' tree traffic leaves over the same PCIe link: 1/local of it a rank.
                 rank_bytes += size / 2 * tree_degree(layout.num_nodes) / local
             intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
+            up = layout.topology.system.node.scale_up
+            if up is not None and up.fabric == "nvlink_mesh":
+                # On a mesh a middle rank's up and down go over different links: each chain link
+                # carries its channel's share both ways, and the busiest link sets the time (the
+                # rank's two sends at the rings' summed rate overcharged a 3-GPU chain 2x, and a
+                # pair of reversed rings shares its links; a reviewer's find).
+                intra = _busiest_chain_link(layout, size, 2 * (local - 1))
         inter = None
         if layout.num_nodes >= 2:
             depth = math.ceil(math.log2(layout.num_nodes))
