@@ -439,7 +439,7 @@ def make_plan(
     name = str(strategy)
     world = system if isinstance(system, int) else system.num_accelerators
     if name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy):
-        return load_plan_file(strategy, workload, world)
+        return load_plan_file(strategy, workload, world, system if isinstance(system, System) else None)
     if name == "table_wise_round_robin":
         name = "table_wise"
     if isinstance(system, int):
@@ -492,11 +492,22 @@ def plan(
     return plan_stats(sharding, sys_spec, wl_spec, config=config)
 
 
-def load_plan_file(path: str | Path, workload: Workload, world_size: int) -> Plan:
-    """A saved plan (``recsim.planner.io`` format), checked against the system's ranks and ``workload``."""
+def load_plan_file(
+    path: str | Path, workload: Workload, world_size: int, system: System | None = None
+) -> Plan:
+    """A saved plan (``recsim.planner.io`` format), checked against the system's ranks and
+    ``workload``, and each shard's tier against ``system`` when given (a tier the system lacks, or
+    one that cannot train, named by its shard: the cost model's own error named neither the file
+    nor the key; a tester's find)."""
+    from recsim.cost.embedding import tier_model
     from recsim.planner.io import load_plan
 
     plan = load_plan(path)
+    if system is not None:
+        for i, shard in enumerate(plan.shards):
+            why = tier_model(shard.tier).unavailable(system, training=True)
+            if why is not None:
+                raise InfeasibleError(f"{path}: shards[{i}].tier: {why}")
     if plan.world_size != world_size:
         raise ConfigError(
             f"{path}: plan is for {plan.world_size} ranks, the system has {world_size} accelerators"

@@ -505,14 +505,14 @@ def test_golden_update_keeps_a_case_that_expects_an_error(tmp_path: Path) -> Non
     assert run("golden", "update", tmp_path / "gold").exit_code == 0
 
 
-def test_a_tier_the_system_lacks_names_the_table(tmp_path: Path) -> None:
+def test_a_tier_the_system_lacks_names_the_file_and_shard(tmp_path: Path) -> None:
     plan = tmp_path / "p.json"
     assert run("plan", *TINY, "--strategy", "table_wise", "--out", plan).exit_code == 0
     data = json.loads(plan.read_text())
     data["shards"][0]["tier"] = "nmp"
     plan.write_text(json.dumps(data))
     line = error_line(run("run", *TINY, "--plan", plan))
-    assert "table '" in line and "no NMP DIMMs" in line
+    assert f"{plan}: shards[0].tier: tier 'nmp'" in line and "no NMP DIMMs" in line
 
 
 def test_auto_groups_the_reasons_nothing_fits() -> None:

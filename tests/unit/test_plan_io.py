@@ -191,3 +191,27 @@ def test_make_plan_checks_the_workload(tmp_path: Path, tiny: Workload) -> None:
     assert str(path) in str(err.value)
     with pytest.raises(ConfigError, match="no such file"):
         make_plan(tmp_path / "missing.json", tiny, 2)
+
+
+@pytest.mark.parametrize(
+    ("tier", "message"),
+    [
+        ("nmp", "has no NMP DIMMs"),
+        ("ssd", "models inference lookups only"),
+        ("smartssd", "no SSD with an NDP"),
+    ],
+)
+def test_a_plan_files_tier_the_system_cannot_train_on_is_named_by_its_shard(
+    tmp_path: Path, tier: str, message: str
+) -> None:
+    """The cost model's own error named the table, not the file or the key (a tester's find)."""
+    from recsim.api import prepare
+
+    system, workload = prepare("dgx-a100", "dlrm-dcnv2")
+    plan = make_plan("table_wise", workload, system)
+    data = plan_to_dict(plan)
+    data["shards"][3]["tier"] = tier
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InfeasibleError, match=rf"^{path}: shards\[3\]\.tier: tier '{tier}'.*{message}"):
+        make_plan(path, workload, system)

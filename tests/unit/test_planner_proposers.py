@@ -561,3 +561,13 @@ def test_auto_plans_again_without_the_most_precise_dtype_when_nothing_fits(monke
     )
     proposer("auto").propose(PlanningContext(system, half, PlannerConfig()))
     assert seen == [("fp32", "fp16", "int8"), ("int8",)]
+
+
+def test_auto_holds_the_fixed_schemes_to_the_planners_reserve_too():
+    """At a 75 % HBM reserve a rank may plan 20 of DGX A100's 80 GiB: auto returned a fixed scheme
+    at 27 GiB (it checked those against the whole HBM; a tester's find)."""
+    from recsim.api import plan
+
+    stats = plan("dgx-a100", "dlrm-dcnv2", overrides=["planner.hbm_reserve=0.75"]).to_dict()
+    assert stats["fits_within_reserve"] is True
+    assert max(r["hbm_bytes"] for r in stats["ranks"]) <= 0.25 * 80 * 2**30

@@ -324,6 +324,12 @@ class TierModel(ABC):
     param_min: ClassVar[float] = 0.0
     param_max: ClassVar[float] = 1.0
 
+    def unavailable(self, system: System, training: bool) -> str | None:
+        """Why a table on this tier cannot be costed on ``system`` (``training``: with a backward
+        and an update), or None. The cost methods raise the same reasons; a plan file is checked
+        with this before anything runs, so its error names the shard."""
+        return None
+
     def resolve_param(self, value: float | None) -> float | None:
         """The tier's parameter: ``value`` checked against the range, or the default."""
         if self.parameter is None:

@@ -56,6 +56,7 @@ from recsim.cost.embedding.base import (
 from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s, host_streamed_bytes, pcie_transfer_s, rank_share
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
+from recsim.hardware.system import System
 
 __all__ = ["BANKS_PER_RANK", "NMP_FLOPS_PER_ELEMENT", "NMP_INST_BYTES", "NmpTier"]
 
@@ -74,6 +75,11 @@ NMP_FLOPS_PER_ELEMENT: Final[float] = 2.0
 @register_tier
 class NmpTier(TierModel):
     name = "nmp"
+
+    def unavailable(self, system: System, training: bool) -> str | None:
+        if system.node.host_memory.nmp is None:
+            return f"tier 'nmp': system {system.name!r} has no NMP DIMMs (host_memory.nmp)"
+        return None
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system

@@ -41,8 +41,12 @@ from recsim.cost.embedding.base import (
 )
 from recsim.cost.embedding.ddr import pcie_transfer_s
 from recsim.errors import InfeasibleError
+from recsim.hardware.system import System
 
 __all__ = ["SmartSsdTier"]
+
+
+_SMARTSSD_TRAINING = "tier 'smartssd' models inference lookups only (RecSSD is an inference design)"
 
 
 @register_tier
@@ -50,6 +54,14 @@ class SmartSsdTier(TierModel):
     name = "smartssd"
     parameter: ClassVar[str | None] = "row cache as a fraction of the drive's DRAM"
     default: ClassVar[float | None] = 0.0
+
+    def unavailable(self, system: System, training: bool) -> str | None:
+        group = system.node.ssds
+        if group is None or group.device.ndp is None:
+            return f"tier 'smartssd': system {system.name!r} has no SSD with an NDP engine"
+        if training:
+            return _SMARTSSD_TRAINING
+        return None
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system
@@ -87,4 +99,4 @@ class SmartSsdTier(TierModel):
         return EmbeddingCost(max(limits.values()) + pcie_s, resources, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
-        raise InfeasibleError("tier 'smartssd' models inference lookups only (RecSSD is an inference design)")
+        raise InfeasibleError(_SMARTSSD_TRAINING)

@@ -47,6 +47,7 @@ from recsim.cost.embedding.ddr import cpu_pool_s, pcie_transfer_s, random_lines_
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
 from recsim.hardware.devices import Ssd
+from recsim.hardware.system import System
 
 __all__ = ["DEFAULT_PAGE_CACHE_FRACTION", "QUEUE_DEPTH", "SsdTier", "drive_time_s"]
 
@@ -73,11 +74,24 @@ def drive_time_s(ssd: Ssd, drives: int, pages: float, page_bytes: float, paralle
     }
 
 
+_SSD_TRAINING = (
+    "tier 'ssd' models inference lookups only: the drives have no write figures for the "
+    "page read-modify-write of a backward"
+)
+
+
 @register_tier
 class SsdTier(TierModel):
     name = "ssd"
     parameter: ClassVar[str | None] = "page cache as a fraction of host memory"
     default: ClassVar[float | None] = DEFAULT_PAGE_CACHE_FRACTION
+
+    def unavailable(self, system: System, training: bool) -> str | None:
+        if system.node.ssds is None:
+            return f"tier 'ssd': system {system.name!r} has no SSDs"
+        if training:
+            return _SSD_TRAINING
+        return None
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system
@@ -120,7 +134,4 @@ class SsdTier(TierModel):
         return EmbeddingCost(max(ssd_s, host_s) + pcie_s, resources, details)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
-        raise InfeasibleError(
-            "tier 'ssd' models inference lookups only: the drives have no write figures for the "
-            "page read-modify-write of a backward"
-        )
+        raise InfeasibleError(_SSD_TRAINING)
