@@ -507,7 +507,9 @@ def load_plan_file(
         for i, shard in enumerate(plan.shards):
             why = tier_model(shard.tier).unavailable(system, training=True)
             if why is not None:
-                raise InfeasibleError(f"{path}: shards[{i}].tier: {why}")
+                # A mistake in the file, not a plan that does not fit (an infeasible result would
+                # say memory_fits: false; a reviewer's find).
+                raise ConfigError(f"{path}: shards[{i}].tier: {why}")
     if plan.world_size != world_size:
         raise ConfigError(
             f"{path}: plan is for {plan.world_size} ranks, the system has {world_size} accelerators"

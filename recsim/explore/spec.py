@@ -583,9 +583,13 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
         if isinstance(overrides, list):
             for k, text in enumerate(overrides):
                 if isinstance(text, str) and "=" in text:
-                    left, _, right = text.partition("=")
-                    fixed = fix(right.strip(), ("base", "overrides", k), False)
-                    if fixed != right.strip():
+                    left = text.partition("=")[0]
+                    try:
+                        value = Override.parse(text).value  # the value as YAML reads it (quotes off)
+                    except ConfigError:
+                        continue  # the schema's check names it
+                    fixed = fix(value, ("base", "overrides", k), False)
+                    if fixed != value:
                         overrides[k] = f"{left}={fixed}"
     zipped = tree.data.get("zip")
     groups: list[tuple[KeyPath, Any]] = [(("axes",), tree.data.get("axes"))]
@@ -600,9 +604,11 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
 
 
 def _file_value(value: str) -> bool:
-    """A value that names a file: a YAML file, or a path from here (``./``, ``../``, ``~/``). Not
-    any text with a slash: ``2 TB/s`` is a quantity."""
-    return value.endswith((".yaml", ".yml")) or value.startswith(("./", "../", "~/"))
+    """A value that names a file: a YAML file, a path from here (``./``, ``../``, ``~/``), or a
+    word with a slash that is not a quantity (``devices/gpu``; ``2 TB/s`` is a quantity)."""
+    if value.endswith((".yaml", ".yml")) or value.startswith(("./", "../", "~/")):
+        return True
+    return "/" in value and not any(c.isspace() for c in value) and quantity_of(value) is None
 
 
 # ---------------------------------------------------------------------------------- checks

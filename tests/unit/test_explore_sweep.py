@@ -419,6 +419,10 @@ def test_file_values_of_any_axis_and_base_override_are_the_spec_folders(tmp_path
     monkeypatch.chdir(tmp_path)
     assert load_sweep(spec).base.overrides == [f"node.accelerators.device={tmp_path / 'sub' / 'gpu.yaml'}"]
     spec.write_text(
+        SPEC.replace("nodes: 1}", """nodes: 1, overrides: ['node.accelerators.device="./gpu.yaml"']}""")
+    )
+    assert load_sweep(spec).base.overrides == [f"node.accelerators.device={tmp_path / 'sub' / 'gpu.yaml'}"]
+    spec.write_text(
         SPEC.replace(
             "  node.accelerators.count: [1, 2, 4]\n", "  node.accelerators.device: [tiny-gpu, ./gpu.yaml]\n"
         )

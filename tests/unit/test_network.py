@@ -20,6 +20,7 @@ from recsim.cost.collectives import (
     collective_time_s,
 )
 from recsim.cost.collectives.base import REGISTRY, group_layout
+from recsim.cost.collectives.model import choose_algorithm
 from recsim.engine.network import (
     collective_time_flows_s,
     max_min_rates,
@@ -423,3 +424,15 @@ def test_a_tree_over_nodes_holding_one_member_moves_its_bytes(group):
     flows = collective_flows(op, t, "tree")
     assert flows and all(0 < f.bytes <= 64 * MiB for f in flows)
     assert collective_time_flows_s(op, t, "tree") == pytest.approx(collective_time_s(op, t, "tree"), rel=1e-6)
+
+
+@pytest.mark.parametrize("group", [(0, 1, 4), (0, 3, 4), (0, 1, 3, 5)])
+def test_a_tree_whose_chain_edges_cross_another_gpu_is_charged_their_shared_links(group):
+    """No NVLink ring runs through these DGX-1 members: a chain edge (1 -> 4) is a route through
+    GPU 0, sharing its links with the edge 0 -> 1. Charged at each edge's own route, the tree came
+    out at half its flows' time and won over the ring (a reviewer's find)."""
+    op = op_(CollectiveOp.ALL_REDUCE, group, 64 * MiB)
+    assert collective_time_s(op, V1, "tree") == pytest.approx(
+        collective_time_flows_s(op, V1, "tree"), rel=1e-6
+    )
+    assert choose_algorithm(op, V1)[0] == "ring"

@@ -213,5 +213,5 @@ def test_a_plan_files_tier_the_system_cannot_train_on_is_named_by_its_shard(
     data["shards"][3]["tier"] = tier
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(InfeasibleError, match=rf"^{path}: shards\[3\]\.tier: tier '{tier}'.*{message}"):
+    with pytest.raises(ConfigError, match=rf"^{path}: shards\[3\]\.tier: tier '{tier}'.*{message}"):
         make_plan(path, workload, system)

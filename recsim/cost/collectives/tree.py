@@ -33,7 +33,6 @@ from recsim.cost.collectives.base import (
     GroupLayout,
     LevelCost,
     Stage,
-    facts,
     first,
     levels,
     register,
@@ -96,17 +95,29 @@ def _chain_channels(layout: GroupLayout) -> list[tuple[list[list[int]], float]]:
 def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCost:
     """The chains' bytes on their busiest link inside a node, as the flows carry them: each chain
     edge carries its channel's share of ``size`` each way (reduce up, broadcast down), summed over
-    the channels that use the pair of accelerators, over the pair's route bandwidth."""
-    load: dict[tuple[int, int], float] = {}
+    the channels, and spread over the edge's route (its equal-cost paths, in proportion to each
+    path's weakest link): where no ring runs over direct links, a chain edge is a route through
+    another GPU, whose links it shares with other edges (a reviewer's find: charged at its own
+    route's rate, such a tree came out at half its flows' time and won over the ring)."""
+    pair_load: dict[tuple[int, int], float] = {}
     for orders, share in _chain_channels(layout):
         for chain in orders:
             for a, b in itertools.pairwise(chain):
                 for pair in ((a, b), (b, a)):
-                    load[pair] = load.get(pair, 0.0) + size * share
-    known = facts(layout.topology)
+                    pair_load[pair] = pair_load.get(pair, 0.0) + size * share
+    topology = layout.topology
+    succ = topology.graph._succ
+    edge_load: dict[tuple[str, str], float] = {}
+    for (a, b), nbytes in pair_load.items():
+        paths = topology.paths(layout.vertices[a], layout.vertices[b])
+        widths = [min(succ[u][v]["bandwidth_bytes_per_s"] for u, v in itertools.pairwise(p)) for p in paths]
+        total = sum(widths)
+        for path, width in zip(paths, widths, strict=True):
+            for edge in itertools.pairwise(path):
+                edge_load[edge] = edge_load.get(edge, 0.0) + nbytes * width / total
     worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
-    for (a, b), nbytes in load.items():
-        bw = known.local_route_bandwidth(layout.nodes[a], layout.locals[a], layout.locals[b])
+    for (u, v), nbytes in edge_load.items():
+        bw = succ[u][v]["bandwidth_bytes_per_s"]
         if nbytes / bw > worst_s:
             worst, worst_s = (nbytes, bw), nbytes / bw
     return LevelCost(steps, worst[0], worst[1])
