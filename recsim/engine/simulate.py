@@ -94,6 +94,11 @@ class SimulationOptions:
     nic_speed_factors: Mapping[int, float] = field(default_factory=dict)
 
 
+def resolved_config_hash(system: System, workload: Workload) -> str:
+    """16 hex digits naming a run's resolved system and workload (``Result.resolved_config_hash``)."""
+    return config_hash(system)[:8] + config_hash(workload)[:8]
+
+
 def run_context(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> dict[str, object]:
@@ -106,7 +111,7 @@ def run_context(
         "plan": plan.strategy,
         "num_accelerators": plan.world_size,
         "global_batch_size": workload.training.global_batch_size,
-        "resolved_config_hash": config_hash(system)[:8] + config_hash(workload)[:8],
+        "resolved_config_hash": resolved_config_hash(system, workload),
         "recsim_version": __version__,
     }
 

@@ -96,8 +96,8 @@ def point_inputs(config: dict[str, Any], resolved: str | None = None) -> str:
     library; a user's own files change without recsim changing (a tester resumed a sweep after
     editing a system file: the old points stayed, and the front ranked two NICs' figures together)."""
     from recsim import api
-    from recsim.config.hashing import config_hash
     from recsim.config.loader import is_path_ref
+    from recsim.engine.simulate import resolved_config_hash
 
     if resolved is None:
         try:
@@ -109,7 +109,7 @@ def point_inputs(config: dict[str, Any], resolved: str | None = None) -> str:
                 precision=config["precision"],
                 overrides=list(config["overrides"]),
             )
-            resolved = config_hash(system)[:8] + config_hash(workload)[:8]
+            resolved = resolved_config_hash(system, workload)
         except RecsimError as exc:
             resolved = "unresolved: " + _one_line(str(exc))
     parts = [resolved]

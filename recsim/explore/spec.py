@@ -85,6 +85,8 @@ from recsim.planner.types import COMM_DTYPES
 from recsim.units import quantity_of
 
 SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
+#: Keys whose values are a library name or a file path (the others' files are ``file_value``).
+NAMED_KEYS = ("system", "workload", "plan")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 TOP_LEVEL_KEYS = (
     "kind",
@@ -556,7 +558,7 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
     looked for, and a file of the same name in the working folder is never taken instead (a tester's
     find: results depended on where the sweep was run from). The system, workload and plan values
     (a name or a path), and any other axis value or base ``overrides`` value that is a file
-    (``_file_value``: a device file for ``node.accelerators.device``, say)."""
+    (``file_value``: a device file for ``node.accelerators.device``, say)."""
     own = spec_file.resolve()
 
     def folder(where: KeyPath) -> Path:
@@ -567,7 +569,7 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
         return home if source == own else source.parent
 
     def fix(value: Any, where: KeyPath, named: bool) -> Any:
-        if isinstance(value, str) and (is_path_ref(value) if named else _file_value(value)):
+        if isinstance(value, str) and (is_path_ref(value) if named else file_value(value)):
             path = Path(value).expanduser()
             if not path.is_absolute():
                 path = folder(where) / path
@@ -576,7 +578,7 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
 
     base = tree.data.get("base")
     if isinstance(base, dict):
-        for key in ("system", "workload", "plan"):
+        for key in NAMED_KEYS:
             if key in base:
                 base[key] = fix(base[key], ("base", key), True)
         overrides = base.get("overrides")
@@ -599,11 +601,11 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
         if isinstance(group, dict):
             for key, values in group.items():
                 if isinstance(values, list):
-                    named = key in ("system", "workload", "plan")
+                    named = key in NAMED_KEYS
                     group[key] = [fix(v, (*prefix, key, j), named) for j, v in enumerate(values)]
 
 
-def _file_value(value: str) -> bool:
+def file_value(value: str) -> bool:
     """A value that names a file: a YAML file, a path from here (``./``, ``../``, ``~/``), or a
     word with a slash that is not a quantity (``devices/gpu``; ``2 TB/s`` is a quantity)."""
     if value.endswith((".yaml", ".yml")) or value.startswith(("./", "../", "~/")):

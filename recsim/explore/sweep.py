@@ -451,28 +451,30 @@ def _check_inputs(spec: SweepSpec, store: Store) -> None:
 def _reads_user_files(spec: SweepSpec) -> bool:
     """Whether a point of ``spec`` may read a file outside recsim's shipped library."""
     from recsim.config.loader import Override, is_path_ref
+    from recsim.explore.spec import NAMED_KEYS, file_value
     from recsim.hardware.library import HardwareLibrary
     from recsim.workload.library import WorkloadLibrary
 
     if any(os.environ.get(lib.env_var) for lib in (HardwareLibrary, WorkloadLibrary)):
         return True
 
-    def user(value: Any) -> bool:
+    def user(value: Any, named: bool = False) -> bool:
+        # A file as the spec's loading made it absolute (``spec.file_value``): "2 TB/s" is none.
         if isinstance(value, str):
-            return is_path_ref(value)
+            return is_path_ref(value) if named else file_value(value)
         if isinstance(value, (list, tuple)):
-            return any(user(v) for v in value)
+            return any(user(v, named) for v in value)
         if isinstance(value, dict):
             return any(user(v) for v in value.values())
         return False
 
     base = spec.base
-    if user([base.system, base.workload, base.plan]):
+    if user([base.system, base.workload, base.plan], named=True):
         return True
     if any(user(Override.parse(text).value) for text in base.overrides):
         return True
-    columns = [*spec.axes.values(), *(c for group in spec.zipped for c in group.values())]
-    return any(user(column) for column in columns)
+    groups = [spec.axes, *spec.zipped]
+    return any(user(column, key in NAMED_KEYS) for group in groups for key, column in group.items())
 
 
 def _status_counts(final: pd.DataFrame) -> dict[str, int]:

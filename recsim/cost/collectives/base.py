@@ -38,7 +38,7 @@ import itertools
 import math
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -344,18 +344,12 @@ class _TopologyFacts:
             for j in range(local):
                 if i == j:
                     continue
-                paths = topology.paths(gpu_id(0, i), gpu_id(0, j))
-                widths = [
-                    min(succ[a][b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths
-                ]
-                total = sum(widths)
-                for path, width in zip(paths, widths, strict=True):
-                    for edge in itertools.pairwise(path):
-                        k = links.setdefault(edge, len(links))
-                        key = (i * local + j, k)
-                        entries[key] = entries.get(key, 0.0) + width / total
-                        senders.setdefault(k, set()).add(i)
-                        receivers.setdefault(k, set()).add(j)
+                for edge, share in route_edge_shares(topology, gpu_id(0, i), gpu_id(0, j)):
+                    k = links.setdefault(edge, len(links))
+                    key = (i * local + j, k)
+                    entries[key] = entries.get(key, 0.0) + share
+                    senders.setdefault(k, set()).add(i)
+                    receivers.setdefault(k, set()).add(j)
         if not any(len(senders[k]) > 1 and len(receivers[k]) > 1 for k in senders):
             return None
         shares = np.zeros((local * local, len(links)))
@@ -365,6 +359,19 @@ class _TopologyFacts:
         shares.setflags(write=False)
         capacity.setflags(write=False)
         return shares, capacity
+
+
+def route_edge_shares(topology: Topology, src: str, dst: str) -> Iterator[tuple[tuple[str, str], float]]:
+    """(directed link, share) of the bytes from ``src`` to ``dst`` on each link of each of their
+    equal-cost paths, a path's share in proportion to its weakest link (NVSwitch striping; one
+    path on PCIe or through a relaying GPU)."""
+    succ = topology.graph._succ
+    paths = topology.paths(src, dst)
+    widths = [min(succ[a][b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths]
+    total = sum(widths)
+    for path, width in zip(paths, widths, strict=True):
+        for edge in itertools.pairwise(path):
+            yield edge, width / total
 
 
 _FACTS: weakref.WeakKeyDictionary[Topology, _TopologyFacts] = weakref.WeakKeyDictionary()
@@ -594,11 +601,16 @@ class GroupLayout:
         return best
 
     @property
+    def fabric(self) -> str:
+        """The node's scale-up fabric: ``nvswitch``, ``nvlink_mesh`` or ``pcie`` (none declared)."""
+        up = self.topology.system.node.scale_up
+        return "pcie" if up is None else up.fabric
+
+    @property
     def pcie_only(self) -> bool:
         """The node has no scale-up fabric: a GPU's peer traffic and its NIC traffic share its one
         PCIe link (on NVLink they take separate links)."""
-        up = self.topology.system.node.scale_up
-        return up is None or up.fabric == "pcie"
+        return self.fabric == "pcie"
 
     def home_nics(self, pos: int) -> list[str]:
         """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""

@@ -69,8 +69,7 @@ def _nvls(layout: GroupLayout) -> bool:
 
 def _direct(layout: GroupLayout) -> bool:
     """CollNet Direct (every rank reaches its node's peers in one step: an NVSwitch) or Chain."""
-    up = layout.topology.system.node.scale_up
-    return up is not None and up.fabric == "nvswitch"
+    return layout.fabric == "nvswitch"
 
 
 def _leaves(layout: GroupLayout, nic: str) -> list[str]:

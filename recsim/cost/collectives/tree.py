@@ -36,6 +36,7 @@ from recsim.cost.collectives.base import (
     first,
     levels,
     register,
+    route_edge_shares,
 )
 from recsim.cost.collectives.ring import _payload
 from recsim.graph.ir import Collective, CollectiveOp
@@ -109,12 +110,8 @@ def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCo
     succ = topology.graph._succ
     edge_load: dict[tuple[str, str], float] = {}
     for (a, b), nbytes in pair_load.items():
-        paths = topology.paths(layout.vertices[a], layout.vertices[b])
-        widths = [min(succ[u][v]["bandwidth_bytes_per_s"] for u, v in itertools.pairwise(p)) for p in paths]
-        total = sum(widths)
-        for path, width in zip(paths, widths, strict=True):
-            for edge in itertools.pairwise(path):
-                edge_load[edge] = edge_load.get(edge, 0.0) + nbytes * width / total
+        for edge, share in route_edge_shares(topology, layout.vertices[a], layout.vertices[b]):
+            edge_load[edge] = edge_load.get(edge, 0.0) + nbytes * share
     worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
     for (u, v), nbytes in edge_load.items():
         bw = succ[u][v]["bandwidth_bytes_per_s"]
@@ -144,8 +141,7 @@ class DoubleBinaryTreeAllReduce(Algorithm):
                 # The heads' tree traffic leaves over the same PCIe link: 1/local of it a rank.
                 rank_bytes += size / 2 * tree_degree(layout.num_nodes) / local
             intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
-            up = layout.topology.system.node.scale_up
-            if up is not None and up.fabric == "nvlink_mesh":
+            if layout.fabric == "nvlink_mesh":
                 # On a mesh a middle rank's up and down go over different links: each chain link
                 # carries its channel's share both ways, and the busiest link sets the time (the
                 # rank's two sends at the rings' summed rate overcharged a 3-GPU chain 2x, and a
