@@ -212,12 +212,16 @@ class Runtime(ABC):
     def lookup_output_dtype(self, precision: str, table_dtype: str) -> str | None:
         """The dtype the lookups write pooled vectors in when it is not the table's (None): the
         half precision of mixed-precision training (``precision`` fp16 or bf16) for a framework
-        that writes them narrow, where it is narrower than the table."""
-        if (
-            self.narrow_lookup_output
-            and precision in _HALF
-            and DTYPE_BYTES[precision] < DTYPE_BYTES[table_dtype]
-        ):
+        that writes them narrow, where it is narrower than the table.
+
+        A quantised table (int8, int4, fp8 rows) never pools in its storage dtype: its rows are
+        dequantised and summed in float, and the sum is written in that half precision where the
+        framework writes narrow, else in fp32 (FBGEMM's TBE, ``output_dtype=SparseType.FP32`` by
+        default, with int8 or fp8 ``weights_precision`` as well; its inference TBE writes fp16)."""
+        narrow = self.narrow_lookup_output and precision in _HALF
+        if table_dtype not in _FLOAT_TABLE_DTYPES:
+            return precision if narrow else "fp32"
+        if narrow and DTYPE_BYTES[precision] < DTYPE_BYTES[table_dtype]:
             return precision
         return None
 
@@ -230,6 +234,9 @@ class Runtime(ABC):
 #: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's
 #: ``emtype`` is fp16 or fp32).
 _HALF = ("fp16", "bf16")
+
+#: Table dtypes a pooled sum can be written in as they are (the others are quantised storage).
+_FLOAT_TABLE_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16")
 
 #: Plan features a framework may lack: rows routed to their owners (``distributed`` shards,
 #: HugeCTR's hybrid embedding) and a model-parallel bottom MLP (``Plan.bottom_rank``, DLE's DLRM).

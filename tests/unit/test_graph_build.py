@@ -215,6 +215,27 @@ def test_hugectr_lookups_write_their_vectors_in_fp16(tiny):
     assert outputs("fp32", "fused", "fp16") == {None}
 
 
+def test_quantised_tables_pool_in_float(tiny):
+    # An int8 or int4 table's rows are dequantised and summed in float: the sum is written in the
+    # half precision where the framework writes narrow (HugeCTR), else in fp32 (FBGEMM's TBE
+    # default output_dtype), never at the storage width.
+    def outputs(precision: str, runtime: str, dtype: str) -> set[str | None]:
+        training = tiny.training.model_copy(update={"precision": precision, "runtime": runtime})
+        embedding = tiny.embedding.model_copy(update={"dtype": dtype})
+        wl = tiny.model_copy(update={"training": training, "embedding": embedding})
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions())
+        lookups = [n.op for n in g.nodes if isinstance(n.op, Embedding)]
+        assert lookups and {op.dtype for op in lookups} == {dtype}
+        return {op.output_dtype for op in lookups}
+
+    for dtype in ("int8", "int4", "fp8"):
+        assert outputs("fp16", "fused", dtype) == {"fp16"}
+        assert outputs("fp16", "eager", dtype) == {"fp32"}
+        assert outputs("fp32", "fused", dtype) == {"fp32"}
+    # Float tables as before: an fp16 table under fp32 training pools at fp16.
+    assert outputs("fp32", "eager", "fp16") == {None}
+
+
 def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):
     # Four ranks; "nodes" of two: a split over ranks 0-1, b over ranks 2-3.
     plan = Plan(

@@ -19,7 +19,7 @@ instructions and what the host streams itself). The slowest of:
   the summed size); one line per ``rank_cache_latency`` per rank;
 * processing units: a multiply and an add per element (RecNMP computes weighted sums) at
   ``clock x flop_per_cycle`` per rank;
-* channel: ``NMP_INST_BYTES`` per lookup to the DIMMs, and back one partial sum per bag from each
+* channel: ``NMP_INST_BYTES`` per lookup to the DIMMs, and back one fp32 partial sum per bag from each
   DIMM holding one of its rows (``dimms x (1 - (1 - 1/dimms)^pooling)`` of them), plus what the
   host streams as in the ``ddr`` tier (``ddr.host_streamed_bytes``: it reads the indices and
   offsets to build the instructions and writes the pooled vectors), at the host channels'
@@ -57,6 +57,7 @@ from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s, host_streamed_bytes, 
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
 from recsim.hardware.system import System
+from recsim.workload.spec import DTYPE_BYTES
 
 __all__ = ["BANKS_PER_RANK", "NMP_FLOPS_PER_ELEMENT", "NMP_INST_BYTES", "NmpTier"]
 
@@ -121,8 +122,12 @@ class NmpTier(TierModel):
         partials = lookup.bags_returned * max(1.0, dimms_per_bag) if lookup.lookups > 0 else 0.0
         # Besides the instructions down and the partial sums up, the host still reads the indices
         # and offsets and writes the pooled vectors, over the same channels (as the ddr tier).
+        # A partial sum leaves its DIMM at the processing units' fp32 (RecNMP's datapath sums fp32
+        # vectors; a quantised or half row is widened to add it): only the host's final sum is
+        # written at the lookup's output dtype.
+        partial_bytes = max(lookup.pooled_bytes, lookup.op.dim * DTYPE_BYTES["fp32"])
         channel_bytes = (
-            lookup.lookups * NMP_INST_BYTES + partials * lookup.pooled_bytes + host_streamed_bytes(lookup)
+            lookup.lookups * NMP_INST_BYTES + partials * partial_bytes + host_streamed_bytes(lookup)
         )
         channel_s = channel_bytes / host_ddr_bandwidth_bytes_per_s(system)
         host_s = cpu_pool_s(system, max(0.0, partials - lookup.bags_returned) * lookup.op.dim)
