@@ -607,7 +607,9 @@ class _Rewriter:
         assert isinstance(op, Collective)
         base = n.name.split("#", 1)[0]
         forward = base.startswith(_POOLED_FORWARD)
-        if not (forward or base.startswith(_POOLED_BACKWARD)):
+        if not (forward or base.startswith(_POOLED_BACKWARD)) or len(op.group) < 2:
+            # A one-rank "exchange" sends nothing: a single-GPU run has no process group (DLE's
+            # DLRM builds none for one GPU), so no cast, copy or gradient slice around it.
             return False
         copies = self.style.exchange_copies and base.startswith(_POOLED_ALL_TO_ALL)
         if copies and not forward:

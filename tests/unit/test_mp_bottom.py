@@ -7,7 +7,7 @@ import pytest
 from recsim.api import make_plan, prepare
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError, InfeasibleError
-from recsim.graph.build import build_training_step
+from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective, Compute, Host, Stream
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.steps import chain_steps
@@ -233,3 +233,22 @@ def test_the_bottom_rank_holds_the_bottom_outputs_of_the_whole_batch():
     assert usage.hbm_by_rank[0] - base.hbm_by_rank[0] == pytest.approx((BATCH - b) * outputs)
     weights = sum(x.params for x in workload.dense_layers if x.part == "bottom") * 4.0 * 2  # sgd: w, g
     assert base.hbm_by_rank[1] - usage.hbm_by_rank[1] == pytest.approx(b * outputs + weights)
+
+
+def test_a_single_gpu_runs_no_exchange_kernels():
+    # One GPU has no process group (DLE builds none for one GPU): its one-rank "exchanges" move
+    # nothing, so neither DLE's payload copies nor the wire casts run around them.
+    system, workload = prepare(
+        "dgx-a100",
+        "dlrm-mlperf",
+        batch_size=BATCH // 8,
+        precision="fp16",
+        overrides=["workload.training.runtime=cuda_graphs", "node.accelerators.count=1"],
+    )
+    plan = make_plan("table_wise", workload, system)
+    graph = apply_runtime(
+        chain_steps(build_training_step(workload, plan, BuildOptions(comm_dtype="fp16")), 1), workload
+    )
+    kernels = ("cat:", "contiguous:", "grad_accumulate:", "quantise:", "dequantise:")
+    assert [n for n in graph.nodes if n.name.startswith("a2a_fwd")]
+    assert not [n for n in graph.nodes if n.name.startswith(kernels)]
