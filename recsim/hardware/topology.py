@@ -31,6 +31,14 @@ owns that NIC first (NCCL's PXN, ``_pxn_relay``); with no NVLink to such a peer,
 another accelerator is the last resort.
 A route's bandwidth is the max-flow over its path set (what ECMP or NVSwitch striping can use); its
 latency adds link and switch latencies along the path.
+
+Two accelerators of a node whose PCIe route crosses a CPU's root complex on an Intel or Arm host
+talk through host memory, not peer to peer (``shm_pair``): NCCL allows P2P there only up to
+``PATH_PXB`` (src/graph/paths.cc, ``ncclTopoCheckP2p``: "Don't use P2P through ARM CPUs", and the
+same for Intel x86), so the pair uses its SHM transport, which stages every byte in host memory.
+Such a route offers ``SHM_EFFICIENCY`` of its links' rate (see there): its bandwidth, and the share
+of each link's capacity its bytes take in the collectives' link charges and flows
+(``recsim.cost.collectives``).
 """
 
 from __future__ import annotations
@@ -52,6 +60,23 @@ from recsim.hardware.devices import Link, Switch
 from recsim.hardware.system import NicGroup, System
 
 ACCELERATOR = "accelerator"
+
+#: Fraction of a PCIe route's rate that GPU-to-GPU traffic through host memory (NCCL's SHM
+#: transport, ``Topology.shm_pair``) achieves, relative to peer-to-peer over the same links.
+#: Measured proxy: p2pBandwidthLatencyTest with P2P disabled (the copy staged through host memory)
+#: on 8 x H100 under two Xeon 8462Y+ (Sapphire Rapids, PCIe Gen5; a public acceptance-test sheet
+#: on GitHub, nvbandwidth and CUDA samples, driver 595): 45.3-46.0 GB/s bidirectional per pair
+#: within a socket, 51.7-53.3 GB/s across sockets, so 24.5 GB/s per direction (mean of 22.8 and
+#: 26.2), against the 47.9 GB/s per direction that recsim's peer-to-peer figure gives the same
+#: Gen5 x16 link (63.0 GB/s x the PCIe Simple efficiency 0.76, ``DEFAULT_PCIE``): 24.5 / 47.9.
+#: The same host measured 55.3 GB/s for a plain host-to-device copy, so the staging, not the link,
+#: is the limit. Checked, not fitted, against MLPerf v3.1 DLRM-DCNv2 on 8 x H100 PCIe.
+SHM_EFFICIENCY = 24.5 / (63.0 * 0.76)
+
+#: CPU vendors and architectures through whose root complex NCCL does not let GPUs talk peer to
+#: peer (src/graph/paths.cc: ``p2pLevel = PATH_PXB`` for Arm, Intel x86 and Zhaoxin hosts).
+_NO_P2P_THROUGH_CPU_VENDORS = ("intel", "zhaoxin")
+_ARM_ARCHITECTURES = ("neoverse", "arm", "aarch64", "grace")
 
 
 @dataclass(frozen=True)
@@ -208,6 +233,41 @@ class Topology:
             self._routes[(src, dst)] = cached
         return cached
 
+    @cached_property
+    def _host_blocks_p2p(self) -> bool:
+        """Whether the node's CPUs keep GPU peer traffic off their root complex (NCCL's rule)."""
+        cpu = self.system.node.cpus.device
+        vendor, arch = cpu.vendor.lower(), cpu.architecture.lower()
+        return vendor in _NO_P2P_THROUGH_CPU_VENDORS or arch.startswith(_ARM_ARCHITECTURES)
+
+    def shm_pair(self, src: str, dst: str) -> bool:
+        """Whether two accelerators of one node exchange data through host memory (NCCL's SHM
+        transport) rather than peer to peer: their route crosses a CPU (every path, PCIe only) on
+        a host that does not let peer traffic through its root complex (Intel, Arm)."""
+        if src == dst or not self._host_blocks_p2p:
+            return False
+        nodes = self.graph.nodes
+        if nodes[src]["kind"] != ACCELERATOR or nodes[dst]["kind"] != ACCELERATOR:
+            return False
+        if nodes[src]["node"] != nodes[dst]["node"]:
+            return False
+        return all(any(nodes[v]["kind"] == "cpu" for v in path[1:-1]) for path in self.paths(src, dst))
+
+    def local_shm_pairs(self) -> NDArray[np.bool_]:
+        """``shm[i, j]``: local accelerators ``i`` and ``j`` talk through host memory (``shm_pair``,
+        node 0's vertices standing for every node's), memoised."""
+        found: NDArray[np.bool_] | None = self.__dict__.get("_local_shm")
+        if found is None:
+            g = max(1, self.system.node.num_accelerators)
+            found = np.zeros((g, g), dtype=bool)
+            if self._host_blocks_p2p:
+                for i in range(g):
+                    for j in range(g):
+                        found[i, j] = self.shm_pair(gpu_id(0, i), gpu_id(0, j))
+            found.setflags(write=False)
+            self.__dict__["_local_shm"] = found
+        return found
+
     def edge_paths(self, src: str, dst: str) -> list[tuple[tuple[str, str], ...]]:
         """The route's equal-cost paths as tuples of directed edges."""
         cached = self._edge_paths.get((src, dst))
@@ -228,6 +288,16 @@ class Topology:
         paths = self.paths(src, dst)
         if src == dst:
             return Route(src, dst, paths, math.inf, math.inf, 0.0)
+        if self.shm_pair(src, dst):
+            found = self._route_from_paths(src, dst, paths)
+            return Route(
+                src,
+                dst,
+                paths,
+                found.bandwidth_bytes_per_s * SHM_EFFICIENCY,
+                found.single_path_bandwidth_bytes_per_s * SHM_EFFICIENCY,
+                found.latency_s,
+            )
         split = self._split(src, dst)
         if split is not None and self._integral_capacities:
             # Series composition through the two NICs (cut vertices of the path set): with integral

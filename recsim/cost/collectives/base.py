@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
-from recsim.hardware.topology import Route, Topology, gpu_id
+from recsim.hardware.topology import SHM_EFFICIENCY, Route, Topology, gpu_id
 
 # ------------------------------------------------------------------------------------------ flows
 
@@ -353,8 +353,11 @@ class _TopologyFacts:
         if not any(len(senders[k]) > 1 and len(receivers[k]) > 1 for k in senders):
             return None
         shares = np.zeros((local * local, len(links)))
+        # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) gets
+        # only ``SHM_EFFICIENCY`` of each link's rate: its bytes take 1 / that of the capacity.
+        shm = topology.local_shm_pairs()
         for (pair, k), share in entries.items():
-            shares[pair, k] = share
+            shares[pair, k] = share / SHM_EFFICIENCY if shm[pair // local, pair % local] else share
         capacity = np.array([succ[a][b]["bandwidth_bytes_per_s"] for a, b in links], dtype=np.float64)
         shares.setflags(write=False)
         capacity.setflags(write=False)
@@ -611,6 +614,20 @@ class GroupLayout:
         """The node has no scale-up fabric: a GPU's peer traffic and its NIC traffic share its one
         PCIe link (on NVLink they take separate links)."""
         return self.fabric == "pcie"
+
+    @cached_property
+    def pcie_exit_weight(self) -> float:
+        """On a PCIe-only node, what a byte to the NIC costs on a rank's PCIe link in bytes of its
+        peer traffic at ``intra_bandwidth``: below 1 where peers talk through host memory (NCCL's
+        SHM, ``Topology.shm_pair``: the ring runs at a fraction of the link, the NIC bytes at the
+        link's own rate); 1 where both run at the link's rate."""
+        succ = self.topology.graph._succ
+        own = min(
+            (d["bandwidth_bytes_per_s"] for d in succ[self.vertices[0]].values() if d["kind"] == "pcie"),
+            default=math.inf,
+        )
+        intra = self.intra_bandwidth
+        return min(1.0, intra / own) if math.isfinite(own) and math.isfinite(intra) else 1.0
 
     def home_nics(self, pos: int) -> list[str]:
         """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""

@@ -106,7 +106,7 @@ class CollNetAllReduce(Algorithm):
             hops = 1 if _direct(layout) else local - 1
             rank_bytes = 2 * size * (local - 1) / local
             if layout.pcie_only:  # its shard to the NIC leaves over the same PCIe link
-                rank_bytes += size / local
+                rank_bytes += size / local * layout.pcie_exit_weight
             intra = LevelCost(2 * hops, rank_bytes, layout.intra_bandwidth)
         # Up the aggregation tree and down: the links between the farthest nodes' NICs, hop by
         # hop, in one trip (a route's latency at least: NIC, switches up and down, NIC).

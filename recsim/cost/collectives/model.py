@@ -56,7 +56,7 @@ from recsim.cost.collectives.fabric import fabric_leaves
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
-from recsim.hardware.topology import ACCELERATOR, Topology
+from recsim.hardware.topology import ACCELERATOR, SHM_EFFICIENCY, Topology
 from recsim.workload.spec import DTYPE_BYTES
 
 # An element-wise cast streams its input and output once: STREAM "copy" is that kernel. Measured
@@ -409,7 +409,12 @@ def collective_flows(
     out = []
     for f in flows:
         if nodes[f.src]["node"] == nodes[f.dst]["node"] or inter is None:
-            out.append(replace(f, group=head.key, efficiency=cost.efficiency[Level.INTRA]))
+            efficiency = cost.efficiency[Level.INTRA]
+            if topology.shm_pair(f.src, f.dst):
+                # Through host memory (NCCL's SHM transport): the route's links at a fraction of
+                # their rate, as its bandwidth says (``Topology.shm_pair``).
+                efficiency *= SHM_EFFICIENCY
+            out.append(replace(f, group=head.key, efficiency=efficiency))
             continue
         via = topology.first_hop(f.src, f.dst) if nodes[f.src]["kind"] == ACCELERATOR else f.src
         if via != f.src and nodes[f.dst]["kind"] == ACCELERATOR:

@@ -57,6 +57,9 @@ def ring_stage(
         # link it sends its peers on: every byte crosses that link.
         crosses = layout.num_nodes >= 2 and not relays_between_nodes(layout) and not layout.pcie_only
         share = (layout.local - 1) / layout.local if crosses else 1.0
+        if layout.pcie_only and layout.num_nodes >= 2:
+            # The exit's bytes to its NIC at the link's rate, not at the (SHM) peers' one.
+            share = (layout.local - 1 + layout.pcie_exit_weight) / layout.local
         intra = LevelCost(steps - inter_steps, rank_bytes * share, layout.intra_bandwidth)
     inter = None
     if layout.num_nodes >= 2:

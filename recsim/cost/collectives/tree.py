@@ -139,7 +139,8 @@ class DoubleBinaryTreeAllReduce(Algorithm):
             rank_bytes = 2 * size * share
             if layout.pcie_only and layout.num_nodes >= 2:
                 # The heads' tree traffic leaves over the same PCIe link: 1/local of it a rank.
-                rank_bytes += size / 2 * tree_degree(layout.num_nodes) / local
+                exit_bytes = size / 2 * tree_degree(layout.num_nodes) / local
+                rank_bytes += exit_bytes * layout.pcie_exit_weight
             intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
             if layout.fabric == "nvlink_mesh":
                 # On a mesh a middle rank's up and down go over different links: each chain link
