@@ -36,7 +36,9 @@ measurements of one shape stay on one side), the rest are fitted by least square
 points is the figure quoted in the device YAMLs and checked by the tests.
 
 Dtypes: the efficiencies were fitted on fp16; another dtype uses its own peak with the same
-efficiencies (time scales with the ratio of peaks) and its own element size for the bytes. A dtype
+efficiencies (time scales with the ratio of peaks) and its own element size for the bytes, except
+that a product in fp32 or fp64 runs on the CUDA cores (SIMT), not the tensor cores, and reaches
+more of its peak: ``SIMT_GEMM_EFFICIENCY`` replaces the fit's ``max_efficiency`` there. A dtype
 the hardware has no peak for runs as the next wider one that it has (fp8 on A100 and V100 or int8
 on V100 -> fp16, bf16 on V100 -> fp32), element size included.
 
@@ -57,6 +59,7 @@ constants are sourced where they are defined.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import zlib
 from collections.abc import Sequence
@@ -235,6 +238,31 @@ def run_dtype_note(dtype: str, accelerator: Accelerator) -> str | None:
     )
 
 
+#: The best fraction of its fp32 (or fp64) peak a large SIMT GEMM reaches (cuBLAS SGEMM on CUDA
+#: cores, no tensor cores): the mean of two measurements, each divided by the wave and K-loop factors
+#: the model gives its shape (64 x 64 tiles, k_half 23): V100-SXM2, torch.matmul fp32 10240^3 at
+#: 14.51 of 15.7 TFLOP/s (zzc0721/torch-performance-test-data issue 140, torch 2.7, CUDA 12.8:
+#: 0.926) and A100 80GB PCIe, cuBLAS SGEMM 5120 x 4096 x 4096 at 18.88 of 19.49 TFLOP/s
+#: (Yinghan-Li/YHs_Sample issue 4: 0.986). The tensor-core fit's ``max_efficiency`` (0.74 on A100)
+#: made fp32 GEMMs 1.3x too slow: V100 FP32 DLRM runs came out 17-25 % under their throughput.
+SIMT_GEMM_EFFICIENCY: Final[float] = (0.926 + 0.986) / 2
+_SIMT_DTYPES = ("fp32", "fp64")
+
+
+def _matmul_calibration(dtype: str, accelerator: Accelerator) -> GemmCalibration:
+    """The GEMM calibration for a matrix product of ``dtype``: the fit's, with
+    ``SIMT_GEMM_EFFICIENCY`` where the product runs on the CUDA cores (fp32, fp64)."""
+    cal = gemm_calibration(accelerator)
+    if run_dtype(dtype, accelerator) not in _SIMT_DTYPES:
+        return cal
+    return _simt(cal)
+
+
+@functools.lru_cache(maxsize=64)
+def _simt(cal: GemmCalibration) -> GemmCalibration:
+    return cal.model_copy(update={"max_efficiency": SIMT_GEMM_EFFICIENCY})
+
+
 def _tensor_peak(dtype: str, accelerator: Accelerator) -> tuple[float, float]:
     """(peak FLOP/s, bytes per element) of a matrix product of ``dtype`` on ``accelerator``."""
     used = run_dtype(dtype, accelerator)
@@ -383,7 +411,7 @@ def gemm_time_s(m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *,
         accelerator.hbm.bandwidth_bytes_per_s,
         accelerator.sms,
         elem_bytes,
-        gemm_calibration(accelerator),
+        _matmul_calibration(dtype, accelerator),
     )
 
 
@@ -569,14 +597,16 @@ def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
         kernels = gemm_kernels(op)
         if kernels:
             peak, elem_bytes = _tensor_peak(op.dtype, accelerator)
+            mm = _matmul_calibration(op.dtype, accelerator)
             return sum(
-                _gemm_kernel_s(g.batch, g.m, g.n, g.k, peak, bandwidth, accelerator.sms, elem_bytes, cal)
+                _gemm_kernel_s(g.batch, g.m, g.n, g.k, peak, bandwidth, accelerator.sms, elem_bytes, mm)
                 for g in kernels
             )
     if op.category == "gemm" or op.category in _MATMUL_CATEGORIES:
         # A product without usable shapes gets no wave model: the best efficiency the fit allows,
         # and a GEMM kernel's fixed time.
         peak, _ = _tensor_peak(op.dtype, accelerator)
+        cal = _matmul_calibration(op.dtype, accelerator)
         fixed = cal.overhead_s
     else:
         # An element-wise kernel sets up no tiles nor K loop: its own, measured floor.

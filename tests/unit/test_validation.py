@@ -28,11 +28,18 @@ def test_end_to_end_cases_are_defined_from_the_published_data():
 # xfails with the reason, so a fix that brings one into its band shows up as an unexpected pass.
 KNOWN_GAPS = {
     "torchrec-p4d-dot-adagrad-16384": (
-        "+26 %: the eager host model (TorchRec traces) predicts 14.1 ms per step, measured 17.7 ms; the "
+        "+29 %: the eager host model (TorchRec traces) predicts 13.7 ms per step, measured 17.7 ms; the "
         "DCNv2 run at the same batch takes 18.2 ms with about 13 ms more GPU work, so the dot run is "
         "bound by something the GPU work hides under, host-side, that grows with the batch (the model "
         "at batch 2048 is within 15 %); an earlier TorchRec README gave 1.67M samples/s (9.8 ms) at "
         "this batch under SGD, so the figure is software-version sensitive"
+    ),
+    "torchrec-p4d-dcnv2-adagrad-16384": (
+        "+28 %: 14.3 ms predicted, 18.2 ms measured, about the dot run's 17.7 ms although the DCNv2 run "
+        "has far more GPU work: both are bound by the same host-side floor the dot case misses. This case "
+        "was in band (+4.5 %) only while fp32 GEMMs were held to the tensor-core fit's 74 % of peak; at "
+        "the measured SGEMM efficiency (recsim.cost.compute.SIMT_GEMM_EFFICIENCY) the GPU work falls "
+        "under that floor, and the GPU-bound run at batch 131072 moved from -14.3 % to +6.5 %"
     ),
     "mlperf-train-v2.1-dlrmv1-dgxh100-n4": (
         "-18 %: the single-node HugeCTR DLRM v1 cases are +7 to +14 % and the 8- and 14-node A100 ones "
