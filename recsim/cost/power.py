@@ -23,7 +23,8 @@ idle and max powers are the devices' (datasheet or measured, sourced in their YA
   their idle power (their traffic, data ingestion and checkpoints, is not modelled);
 * switches (scale-out, NVSwitch, PCIe): their idle (typical) power; switch power hardly follows
   load because SerDes and fans dominate (noted in the switch YAMLs);
-* SSDs: idle, plus (max - idle) while the ssd tiers read.
+* SSDs: idle. Their reads belong to the ``ssd`` and ``smartssd`` tiers, which serve inference only
+  (``TierModel.unavailable`` refuses them for training), so a training step keeps its drives idle.
 
 Everything is energy over the steady step; average power = energy / step time.
 """
@@ -71,7 +72,6 @@ def step_energy(
     *,
     host_bytes: float = 0.0,
     network_busy_s: Mapping[int, float] | None = None,
-    ssd_busy_s: float = 0.0,
     cpu_busy_s: Mapping[int, float] | None = None,
     nmp_busy_s: Mapping[int, float] | None = None,
     off_gpu_s: Mapping[int, float] | None = None,
@@ -148,7 +148,7 @@ def step_energy(
     if node.ssds is not None:
         ssd = node.ssds.device
         count = node.ssds.count * nodes
-        out["ssds"] += count * ssd.power.idle_w * step_s + (ssd.power.max_w - ssd.power.idle_w) * ssd_busy_s
+        out["ssds"] += count * ssd.power.idle_w * step_s
     return Energy(dict(out), step_s)
 
 
