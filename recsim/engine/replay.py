@@ -16,6 +16,10 @@ Two modes (DESIGN §4.4):
   (an execution trace alone) gets the cost model's own estimate from its tensors; CPU work and
   embedding lookups have none and count as no time, which ``ReplayResult.notes`` says.
 
+The step time is the predicted span of the trace's marked steps (``ProfilerStep#N``: from the
+first one's start to the last one's end, ``_steps_span``) divided by their number per rank, so that
+warm-up and unmarked work around them do not count; a trace that marks no steps is one step.
+
 The recorded GPU is the caller's (``recorded_on``); ``recsim.api.replay`` takes it, unless told,
 from the GPU the trace names (``metadata["device"]``, Kineto's ``deviceProperties``: the library
 accelerator of its architecture with the nearest memory, ``recsim.api.recorded_accelerator``), and
@@ -40,7 +44,7 @@ from recsim.graph.ir import (
     Transfer,
     is_uneven_all_to_all,
 )
-from recsim.graph.schedule import asap_schedule
+from recsim.graph.schedule import Schedule, asap_schedule
 from recsim.graph.summary import steps_by_rank
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
@@ -96,9 +100,86 @@ def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:
     return next(iter(counts.values())), math.fsum(durations) / len(durations)
 
 
-def _span(graph: ExecutionGraph, durations: dict[int, float]) -> float:
+# Recorded times have at most nanosecond precision (Kineto's are microseconds with three decimals):
+# a node that starts within this of a step's edge is on the step's side of it.
+_EDGE_S = 1e-9
+
+
+def _step_windows(steps: object) -> dict[int, tuple[float, float]] | None:
+    """Each rank's recorded (start, end) of its marked steps, from its first step's start to its
+    last step's end (the readers' ``metadata["steps"]``, times from the start of the rank's file,
+    as its nodes' ``start_s``); None when the trace marks no steps or a step lacks a usable rank
+    or start (the span of the steps is then not known)."""
+    if not isinstance(steps, list) or not steps:
+        return None
+    windows: dict[int, tuple[float, float]] = {}
+    for s in steps:
+        if not isinstance(s, dict):
+            return None
+        rank, start, length = s.get("rank"), s.get("start_s"), s.get("duration_s")
+        if not (
+            isinstance(rank, int)
+            and not isinstance(rank, bool)
+            and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                for x in (start, length)
+            )
+        ):
+            return None
+        assert isinstance(start, (int, float)) and isinstance(length, (int, float))
+        first, last = windows.get(rank, (math.inf, -math.inf))
+        windows[rank] = (min(first, start), max(last, start + length))
+    return windows
+
+
+def _at(node: Node, t: float, schedule: Schedule) -> float:
+    """The predicted time of recorded instant ``t`` inside ``node``: the same fraction of its
+    predicted run as of its recorded one (its predicted start for a node of no recorded length)."""
+    start = schedule.start_s[node.id]
+    recorded = node.duration_s or 0.0
+    if recorded <= 0 or node.start_s is None:
+        return start
+    fraction = min(max((t - node.start_s) / recorded, 0.0), 1.0)
+    return start + fraction * (schedule.finish_s[node.id] - start)
+
+
+def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
+    """The predicted span of the trace's marked steps, or None where it marks none.
+
+    A step marker is a CPU annotation (``ProfilerStep#N``): work before the first (warm-up, the
+    profiler starting) and after the last (the profiler stopping, a next step it did not mark) is
+    not the steps' and must not be spread over them. Each rank's steps start at the predicted time
+    of its first step's start and end at that of its last step's end, each read from the rank's
+    nodes that were running then or started after (before) it; the span runs from the earliest
+    rank's start to the latest rank's end, as the makespan would. A node cut by an edge (a CPU
+    segment across a step boundary, a kernel running past the step's end) places the edge at the
+    same fraction of its predicted run (``_at``)."""
+    windows = _step_windows(graph.metadata.get("steps"))
+    if not windows:
+        return None
+    begin, end = math.inf, -math.inf
+    for node in graph.nodes:
+        window = windows.get(node.rank)
+        if window is None or node.start_s is None:
+            continue
+        first, last = window
+        node_start = node.start_s
+        node_end = node_start + (node.duration_s or 0.0)
+        # The node lies in the window (one of no length on its first edge counts) or across an edge.
+        if node_start >= last - _EDGE_S or (node_end <= first + _EDGE_S and node_start < first - _EDGE_S):
+            continue
+        begin = min(begin, _at(node, max(first, node_start), schedule))
+        end = max(end, _at(node, min(last, node_end), schedule))
+    return end - begin if end >= begin else None
+
+
+def _step_time(graph: ExecutionGraph, durations: dict[int, float], steps: int) -> tuple[float, float]:
+    """(predicted time per step, predicted makespan) of ``graph`` with ``durations``: the span of
+    its marked steps (``_steps_span``) per step, or the whole trace's where it marks none."""
     schedule = asap_schedule(graph, durations)
-    return schedule.makespan_s
+    total = schedule.makespan_s
+    span = _steps_span(graph, schedule)
+    return (total if span is None else span) / steps, total
 
 
 def replay_keep(graph: ExecutionGraph) -> ReplayResult:
@@ -109,8 +190,8 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
             "give the Kineto trace files too, or re-estimate it on a system (--re-estimate --system S)"
         )
     steps, recorded = _recorded_steps(graph)
-    total = _span(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes})
-    return ReplayResult("keep", steps, recorded, total / steps, total)
+    step, total = _step_time(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes}, steps)
+    return ReplayResult("keep", steps, recorded, step, total)
 
 
 def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, target: Accelerator) -> float:
@@ -170,7 +251,7 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     cost.whole_all_to_alls(nodes, lengths, keep_idle=True)
     durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
-    total = _span(graph, durations)
+    step, total = _step_time(graph, durations, steps)
     missing = sum(1 for n in nodes if unmodelled(n))
     notes = (
         (
@@ -181,4 +262,4 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
         if missing
         else ()
     )
-    return ReplayResult("re-estimate", steps, recorded, total / steps, total, notes)
+    return ReplayResult("re-estimate", steps, recorded, step, total, notes)

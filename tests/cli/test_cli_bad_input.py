@@ -302,7 +302,8 @@ def test_replay_counts_profiler_steps_per_rank() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["steps"] == 1  # eight ranks, one profiler step each: not eight steps
-    assert data["predicted_step_s"] == data["predicted_total_s"]
+    # The one step is the span of the ranks' marked steps: the whole trace but what lies outside.
+    assert 0.99 * data["predicted_total_s"] < data["predicted_step_s"] <= data["predicted_total_s"]
 
 
 def test_replay_takes_folders_of_traces(tmp_path: Path) -> None:
