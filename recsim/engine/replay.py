@@ -29,6 +29,7 @@ from the A100 of the reference trace when the trace names none.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
@@ -52,7 +53,9 @@ from recsim.hardware.system import System
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """Recorded and predicted time of the trace's steps."""
+    """Recorded and predicted time of the trace's steps; ``notes``: what the figures rest on that
+    the user should know (the readers' notes, a CPU-only trace, partial collectives, operations
+    without a cost, ``trace_notes``)."""
 
     mode: str
     steps: int
@@ -173,6 +176,90 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
     return end - begin if end >= begin else None
 
 
+def trace_notes(graph: ExecutionGraph, *, keep: bool) -> list[str]:
+    """What the replay's figures rest on that the reader or the trace's shape tells: the readers'
+    own notes (``metadata["notes"]``: events without a length, collectives whose parts disagree,
+    ...), a trace without GPU work, and collectives missing members whose traces were not given
+    (how the replay takes them: ``keep``, with the recorded durations, or re-estimated)."""
+    raw = graph.metadata.get("notes")
+    notes = _by_ranks([str(n) for n in raw]) if isinstance(raw, (list, tuple)) else []
+    if graph.nodes and all(n.stream is Stream.HOST for n in graph.nodes):
+        notes.append(
+            "the trace records no GPU work (kernels, copies), only CPU time: a CPU-only profile, or "
+            "one taken without CUDA activities"
+        )
+    partial = _partial_collectives(graph)
+    if partial is not None:
+        count, total, absent = partial
+        how = (
+            "their recorded durations, waits for those ranks included, are kept"
+            if keep
+            else "they are re-costed on the target without waits for those ranks"
+        )
+        notes.append(
+            f"{count} of {total} collectives miss members whose traces were not given (ranks "
+            f"{_runs(absent)}): when those ranks arrived is not known, so {how}"
+        )
+    return notes
+
+
+_RANK_NOTE = re.compile(r"rank (\d+): (.*)", re.DOTALL)
+
+
+def _by_ranks(notes: list[str]) -> list[str]:
+    """The readers' notes with the ranks that say the same thing (``rank 3: ...``) said once
+    (``ranks 0-7: ...``), where the first of them was: eight ranks' files of one job often do."""
+    ranks: dict[str, list[int]] = {}
+    order: list[tuple[str, bool]] = []  # (note, said by ranks)
+    for note in notes:
+        match = _RANK_NOTE.fullmatch(note)
+        if match is None:
+            order.append((note, False))
+            continue
+        text = match.group(2)
+        if text not in ranks:
+            ranks[text] = []
+            order.append((text, True))
+        ranks[text].append(int(match.group(1)))
+    said: list[str] = []
+    for text, by_ranks in order:
+        if by_ranks:
+            who = sorted(set(ranks[text]))
+            text = f"rank{'s' if len(who) > 1 else ''} {_runs(who)}: {text}"
+        said.append(text)
+    return said
+
+
+def _runs(ranks: list[int]) -> str:
+    """Sorted ``ranks`` as runs for a message: ``0-2, 4-7``."""
+    runs: list[list[int]] = []
+    for r in ranks:
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _partial_collectives(graph: ExecutionGraph) -> tuple[int, int, list[int]] | None:
+    """(collectives missing members, collectives, the ranks missing) of the trace, or None when
+    every collective has all its members."""
+    present: dict[object, set[int]] = {}
+    groups: dict[object, tuple[int, ...]] = {}
+    for node in graph.nodes:
+        if isinstance(node.op, Collective):
+            present.setdefault(node.op.key, set()).add(node.rank)
+            groups.setdefault(node.op.key, node.op.group)
+    absent: set[int] = set()
+    count = 0
+    for key, ranks in present.items():
+        missing = set(groups[key]) - ranks
+        if missing:
+            count += 1
+            absent |= missing
+    return (count, len(present), sorted(absent)) if count else None
+
+
 def _step_time(graph: ExecutionGraph, durations: dict[int, float], steps: int) -> tuple[float, float]:
     """(predicted time per step, predicted makespan) of ``graph`` with ``durations``: the span of
     its marked steps (``_steps_span``) per step, or the whole trace's where it marks none."""
@@ -191,7 +278,7 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
         )
     steps, recorded = _recorded_steps(graph)
     step, total = _step_time(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes}, steps)
-    return ReplayResult("keep", steps, recorded, step, total)
+    return ReplayResult("keep", steps, recorded, step, total, tuple(trace_notes(graph, keep=True)))
 
 
 def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, target: Accelerator) -> float:
@@ -253,13 +340,11 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     steps, recorded = _recorded_steps(graph)
     step, total = _step_time(graph, durations, steps)
     missing = sum(1 for n in nodes if unmodelled(n))
-    notes = (
-        (
+    notes = trace_notes(graph, keep=False)
+    if missing:
+        notes.append(
             f"{missing} of {len(nodes)} operations have no recorded duration and no cost model (CPU "
             "work, embedding lookups) and count as no time: give the Kineto traces with the "
-            "execution traces for them",
+            "execution traces for them"
         )
-        if missing
-        else ()
-    )
-    return ReplayResult("re-estimate", steps, recorded, step, total, notes)
+    return ReplayResult("re-estimate", steps, recorded, step, total, tuple(notes))

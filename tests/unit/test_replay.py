@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
+from recsim.cli import cli
 from recsim.engine.replay import replay_keep, replay_reestimate
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Node, Stream
 from recsim.graph.readers import read_trace
@@ -75,3 +78,68 @@ def test_unmarked_work_before_the_marked_steps_is_not_spread_over_them(tmp_path:
     again = replay_reestimate(graph, p4d, p4d.accelerator)
     whole = replay_reestimate(read_trace([RECSYS]), p4d, p4d.accelerator)
     assert again.predicted_step_s == pytest.approx(whole.predicted_step_s, rel=0.03)
+
+
+# -- notes -----------------------------------------------------------------------------------------
+
+SIMPLE = TRACES / "simple_add_kineto.json.gz"
+PARAM = sorted((TRACES / "param_dlrm_kineto").glob("*.json.gz"))
+
+
+def _simple(tmp_path: Path, name: str, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> Path:
+    """The small Kineto trace with its events as ``edit`` leaves them."""
+    with gzip.open(SIMPLE, "rt") as f:
+        data = json.load(f)
+    data["traceEvents"] = edit(data["traceEvents"])
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _replay_cli(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, ["replay", *map(str, args)])
+
+
+def test_the_readers_notes_reach_the_replay(tmp_path: Path) -> None:
+    # A kernel without its 'dur' is read as 0 long: said by the reader, and now by the replay too.
+    def first_kernel_without_dur(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        del next(e for e in events if e.get("cat") == "kernel")["dur"]
+        return events
+
+    path = _simple(tmp_path, "nodur.json", first_kernel_without_dur)
+    said = "rank 0: 1 complete ('X') events without a 'dur', taken as 0 long"
+    data = json.loads(_replay_cli(path, "--json").output)
+    assert said in data["notes"]
+    human = _replay_cli(path)
+    assert human.exit_code == 0 and f"note: {said}" in human.output
+    from recsim.api import load_system
+
+    a100 = load_system("p4d-24xlarge")
+    assert a100.accelerator is not None
+    assert said in replay_reestimate(read_trace([path]), a100, a100.accelerator).notes
+
+
+def test_a_trace_without_gpu_work_is_said_to_be_one(tmp_path: Path) -> None:
+    gpu = ("kernel", "gpu_memcpy", "gpu_memset")
+    path = _simple(tmp_path, "cpu.json", lambda events: [e for e in events if e.get("cat") not in gpu])
+    notes = replay_keep(read_trace([path])).notes
+    assert any("records no GPU work" in n for n in notes)
+    assert not any("no GPU work" in n for n in replay_keep(read_trace([SIMPLE])).notes)
+
+
+def test_collectives_missing_ranks_are_said_to_be_partial() -> None:
+    # Ranks 1-7 of the eight-rank PARAM DLRM step: every collective lacks rank 0.
+    notes = replay_keep(read_trace(PARAM[1:])).notes
+    partial = [n for n in notes if "miss members whose traces were not given" in n]
+    assert len(partial) == 1 and "8 of 8 collectives" in partial[0] and "(ranks 0)" in partial[0]
+    assert not any("miss members" in n for n in replay_keep(read_trace(PARAM)).notes)
+
+
+def test_the_ranks_that_say_the_same_are_said_once() -> None:
+    # Two ranks' files of the PARAM DLRM step miss the same launches: one note for both.
+    notes = replay_keep(read_trace(PARAM)).notes
+    assert notes == ("ranks 1, 3: 64 GPU events without a recorded launch (no correlation or flow)",)
+    from recsim.engine.replay import _by_ranks
+
+    said = ["rank 0: a", "x", "rank 1: a", "rank 3: b", "rank 2: a", "a", "rank 0: b"]
+    assert _by_ranks(said) == ["ranks 0-2: a", "x", "ranks 0, 3: b", "a"]
