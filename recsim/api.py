@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -707,12 +708,8 @@ def replay(
                 "uses no hardware)"
             )
         graph = read_trace(paths, fmt)  # its errors name their file
-        try:
+        with _naming(paths):
             return replay_keep(graph)
-        except TraceError as exc:
-            # The replay's own (no durations): name the files, as the readers do (a tester's find).
-            shown = ", ".join(str(p) for p in list(paths)[:3]) + (", ..." if len(paths) > 3 else "")
-            raise TraceError(f"{shown}: {exc}") from None
     if system is None:
         raise ConfigError("--re-estimate needs --system (the hardware to re-estimate on)")
     target = load_system(system, nodes=nodes, overrides=overrides)
@@ -720,7 +717,20 @@ def replay(
     graph = read_trace(paths, fmt)
     name = recorded_on or recorded_accelerator(graph, library) or RECORDED_ON
     recorded = library.device("accelerator", name)
-    return replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
+    with _naming(paths):
+        return replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _naming(paths: Sequence[str | Path] | str | Path) -> Iterator[None]:
+    """The replay's own trace errors (no durations, ranks with different step counts, a graph that
+    cannot be scheduled) with the files named, as the readers' are (a tester's find)."""
+    try:
+        yield
+    except TraceError as exc:
+        given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        shown = ", ".join(str(p) for p in given[:3]) + (", ..." if len(given) > 3 else "")
+        raise TraceError(f"{shown}: {exc}") from None
 
 
 #: CUDA compute capability -> the library's accelerator architecture: the data-centre parts only

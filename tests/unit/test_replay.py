@@ -143,3 +143,37 @@ def test_the_ranks_that_say_the_same_are_said_once() -> None:
 
     said = ["rank 0: a", "x", "rank 1: a", "rank 3: b", "rank 2: a", "a", "rank 0: b"]
     assert _by_ranks(said) == ["ranks 0-2: a", "x", "ranks 0, 3: b", "a"]
+
+
+# -- errors name the files -------------------------------------------------------------------------
+
+
+def _error_line(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [x for x in result.output.splitlines() if x.startswith("recsim: error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_ranks_with_different_step_counts_are_named_in_both_modes(tmp_path: Path) -> None:
+    # Rank 1 of two marks one more ProfilerStep than rank 0: the keep mode named the files, the
+    # re-estimate did not (a tester's find).
+    paths = []
+    for i, source in enumerate(PARAM[:2]):
+        with gzip.open(source, "rt") as f:
+            data = json.load(f)
+        if i == 1:
+            mark = next(e for e in data["traceEvents"] if str(e.get("name", "")).startswith("ProfilerStep#"))
+            data["traceEvents"].append({**mark, "name": "ProfilerStep#99", "ts": mark["ts"] + mark["dur"]})
+        paths.append(tmp_path / f"rank{i}.json")
+        paths[-1].write_text(json.dumps(data))
+    for mode in (["--keep-durations"], ["--re-estimate", "--system", "dgx-1-v100"]):
+        line = _error_line(_replay_cli(*paths, *mode))
+        assert f"{paths[0]}, {paths[1]}: the ranks recorded different numbers of profiler steps" in line
+
+
+def test_a_join_of_one_kind_of_file_names_it() -> None:
+    line = _error_line(_replay_cli(SIMPLE, "--format", "et_kineto"))
+    assert line.startswith(f"recsim: error: {SIMPLE}: joining execution traces (ET) with Kineto traces")
+    assert "(got 0 ET, 1 Kineto)" in line

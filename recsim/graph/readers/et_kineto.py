@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from recsim.errors import TraceError
+from recsim.errors import TraceError, first_few
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Stream, Transfer
 from recsim.graph.readers import register
 from recsim.graph.readers._common import (
@@ -452,9 +452,10 @@ def _split(
         else:
             raise TraceError(f"{path}: neither a PyTorch execution trace nor a Kineto trace")
     if not ets or len(ets) != len(kinetos):
+        # Name the files: ``--format et_kineto`` given one kind of file fails here (a tester's find).
         raise TraceError(
-            "joining ET and Kineto needs one Kineto trace per ET file "
-            f"(got {len(ets)} ET, {len(kinetos)} Kineto)"
+            f"{first_few(list(paths))}: joining execution traces (ET) with Kineto traces needs one "
+            f"Kineto trace per ET file (got {len(ets)} ET, {len(kinetos)} Kineto)"
         )
     return ets, kinetos
 
