@@ -129,7 +129,7 @@ def _step_windows(steps: object) -> dict[int, tuple[float, float]] | None:
             )
         ):
             return None
-        assert isinstance(start, (int, float)) and isinstance(length, (int, float))
+        assert isinstance(start, (int, float)) and isinstance(length, (int, float))  # for the type checker
         first, last = windows.get(rank, (math.inf, -math.inf))
         windows[rank] = (min(first, start), max(last, start + length))
     return windows
@@ -152,11 +152,11 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
     A step marker is a CPU annotation (``ProfilerStep#N``): work before the first (warm-up, the
     profiler starting) and after the last (the profiler stopping, a next step it did not mark) is
     not the steps' and must not be spread over them. Each rank's steps start at the predicted time
-    of its first step's start and end at that of its last step's end, each read from the rank's
-    nodes that were running then or started after (before) it; the span runs from the earliest
-    rank's start to the latest rank's end, as the makespan would. A node cut by an edge (a CPU
-    segment across a step boundary, a kernel running past the step's end) places the edge at the
-    same fraction of its predicted run (``_at``)."""
+    of its first step's start and end at that of its last step's end: the earliest predicted start
+    and the latest predicted end of the rank's nodes recorded inside that window (or across one of
+    its edges). The span runs from the earliest rank's start to the latest rank's end, as the
+    makespan would. A node cut by an edge (a CPU segment across a step boundary, a kernel running
+    past the step's end) places the edge at the same fraction of its predicted run (``_at``)."""
     windows = _step_windows(graph.metadata.get("steps"))
     if not windows:
         return None
@@ -192,13 +192,15 @@ def trace_notes(graph: ExecutionGraph, *, keep: bool) -> list[str]:
     if partial is not None:
         count, total, absent = partial
         how = (
-            "their recorded durations, waits for those ranks included, are kept"
+            "each takes the recorded duration of the last of its present members to arrive, its "
+            "wait for the missing ones included"
             if keep
-            else "they are re-costed on the target without waits for those ranks"
+            else "they are re-costed on the target without waits for the missing ranks"
         )
         notes.append(
-            f"{count} of {total} collectives miss members whose traces were not given (ranks "
-            f"{_runs(absent)}): when those ranks arrived is not known, so {how}"
+            f"{count} of {total} collectives miss members whose traces were not given "
+            f"(rank{'s' if len(absent) > 1 else ''} {_runs(absent)}): when they arrived is not "
+            f"known, so {how}"
         )
     return notes
 

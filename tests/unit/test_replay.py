@@ -131,7 +131,7 @@ def test_collectives_missing_ranks_are_said_to_be_partial() -> None:
     # Ranks 1-7 of the eight-rank PARAM DLRM step: every collective lacks rank 0.
     notes = replay_keep(read_trace(PARAM[1:])).notes
     partial = [n for n in notes if "miss members whose traces were not given" in n]
-    assert len(partial) == 1 and "8 of 8 collectives" in partial[0] and "(ranks 0)" in partial[0]
+    assert len(partial) == 1 and "8 of 8 collectives" in partial[0] and "(rank 0)" in partial[0]
     assert not any("miss members" in n for n in replay_keep(read_trace(PARAM)).notes)
 
 
@@ -177,3 +177,38 @@ def test_a_join_of_one_kind_of_file_names_it() -> None:
     line = _error_line(_replay_cli(SIMPLE, "--format", "et_kineto"))
     assert line.startswith(f"recsim: error: {SIMPLE}: joining execution traces (ET) with Kineto traces")
     assert "(got 0 ET, 1 Kineto)" in line
+
+
+# -- partial rank sets -----------------------------------------------------------------------------
+
+
+def test_a_partial_rank_set_counts_each_collective_wait_once() -> None:
+    # Ranks 1-7 of the eight-rank PARAM DLRM step: every collective lacks rank 0. Each present
+    # member kept its own recorded duration (its wait for the others included) and the replay
+    # started them together and gave them the longest: 21.4 ms, longer than any rank's recorded
+    # step (19.9 ms at most) and than all eight ranks' replay (14.05 ms).
+    whole = replay_keep(read_trace(PARAM))
+    part = replay_keep(read_trace(PARAM[1:]))
+    assert part.predicted_step_s == pytest.approx(whole.predicted_step_s, rel=0.05)
+    assert part.predicted_total_s < 19.9e-3
+    assert any("the last of its present members to arrive" in n for n in part.notes)
+
+
+def test_a_partial_collective_takes_its_last_present_arrivals_duration() -> None:
+    # By hand: ranks 1 and 2 of a three-rank all-reduce, rank 0's trace not given. Rank 1 got to
+    # it at 0 s and waited; rank 2 at 4 s; both ended at 6 s. Replayed, the collective starts when
+    # rank 2 is ready (4 s) and lasts rank 2's 2 s: it ends at 6 s, as recorded (not 4 + 6 = 10).
+    from recsim.graph.ir import Collective, CollectiveOp
+    from recsim.graph.readers._common import Pending, PendingGraph
+
+    pending = PendingGraph()
+    pending.add(Pending(("h", 2), 2, "work", Stream.HOST, Host(op="work"), duration_s=4.0, start_s=0.0))
+    for rank, start in ((1, 0.0), (2, 4.0)):
+        op = Collective(CollectiveOp.ALL_REDUCE, "ar", (0, 1, 2), 1e6)
+        deps: list[Any] = [("h", 2)] if rank == 2 else []
+        pending.add(
+            Pending(("ar", rank), rank, "ar", Stream.COMM, op, deps, duration_s=6.0 - start, start_s=start)
+        )
+    graph = pending.build(3, {"partial_collectives": True})
+    assert sorted(n.duration_s or 0.0 for n in graph.nodes if n.stream is Stream.COMM) == [2.0, 2.0]
+    assert replay_keep(graph).predicted_total_s == 6.0

@@ -49,8 +49,9 @@ Choices:
   - a thread that woke from sleep or a wait waits for the other threads' work up to that moment
     (the autograd engine's thread for the main thread's ``backward()``, the main thread for the
     end of the backward pass);
-  - a collective recorded on every rank of its group takes its last-arriving member's duration
-    (``_common._last_arrivals``): the others' include their wait for it.
+  - a collective takes its last-arriving member's duration (``_common._last_arrivals``): the
+    others' include their wait for it (where members are missing, the last present one's, which
+    includes its wait for them).
   Nodes are added in start order, a valid execution order.
 * **Steps**: ``ProfilerStep#N`` annotations become ``metadata["steps"]``: ``[{name, rank,
   start_s, duration_s}]`` (times relative to the first event of the file).
