@@ -184,10 +184,11 @@ class Runtime(ABC):
         """The dtype a replicated table's gradient is all-reduced in, and its dense update reads:
         the lookups' output dtype where the framework groups it with the dense gradients
         (HugeCTR's ``emtype``: FrequentEmbedding's ``frequent_gradients_``, "fp16 instead of fp32:
-        input for all-reduce"), else the table's (DDP's ``.grad``)."""
+        input for all-reduce"), else the table's (DDP's ``.grad``), fp32 for a quantised table
+        (its gradient accumulates in float, as ``recsim.cost.embedding.base.accumulator_dtype``)."""
         if self.groups_replicated_gradients(plan):
             return self.lookup_output_dtype(precision, table_dtype) or table_dtype
-        return table_dtype
+        return table_dtype if table_dtype in _FLOAT_TABLE_DTYPES else "fp32"
 
     def presorts_indices(self, plan: Plan) -> bool:
         """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
@@ -445,7 +446,7 @@ def _unscale(size_bytes: float) -> Compute:
 class _Rewriter:
     """Rebuilds a chained graph with a runtime's host nodes, syncs and epilogue kernels."""
 
-    def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style) -> None:
+    def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style, runtime: Runtime) -> None:
         self.graph, self.workload, self.style = graph, workload, style
         layers = workload.dense_layers
         # Dense layers in units of one Linear (+ activation): a DCNv2 cross layer is two GEMMs.
@@ -459,9 +460,18 @@ class _Rewriter:
         self.global_batch = int(graph.metadata.get("global_batch_size", 0))
         # fp16 autocast trains with torch.cuda.amp.GradScaler (module docstring).
         self.loss_scaling = workload.training.precision == "fp16"
-        # What the lookups produce: the tables' storage precision, at least 16 bits (quantised rows
-        # are dequantised to fp16 by the kernel).
-        self.pooled_bytes = max([2.0, *(DTYPE_BYTES[workload.table_dtype(t)] for t in workload.tables)])
+        # What the lookups produce: the runtime's output dtype of each table (a float table's own,
+        # fp32 for a quantised one: ``Runtime.lookup_output_dtype``), the widest of them.
+        precision = workload.training.precision
+        self.pooled_bytes = max(
+            [
+                2.0,
+                *(
+                    DTYPE_BYTES[runtime.lookup_output_dtype(precision, dtype) or dtype]
+                    for dtype in {workload.table_dtype(t) for t in workload.tables}
+                ),
+            ]
+        )
         self.steps = int(graph.metadata.get("steps", 1))
         self.old_stride = int(graph.metadata.get("step_stride", 0)) or (
             max((n.id for n in graph.nodes), default=-1) + 1
@@ -784,7 +794,7 @@ class Eager(Runtime):
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(self.costs, step_sync=False)
-        return _Rewriter(graph, workload, style).run(self.name)
+        return _Rewriter(graph, workload, style, self).run(self.name)
 
 
 @register
@@ -799,4 +809,4 @@ class CudaGraphs(Runtime):
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(None, step_sync=True, exchange_copies=True)
-        return _Rewriter(graph, workload, style).run(self.name)
+        return _Rewriter(graph, workload, style, self).run(self.name)

@@ -5,6 +5,7 @@ import pytest
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_inference_batch, build_training_step, total_flops
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Stream
+from recsim.graph.runtime import apply_runtime
 from recsim.planner import Plan, Shard, table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES
@@ -234,6 +235,37 @@ def test_quantised_tables_pool_in_float(tiny):
         assert outputs("fp32", "fused", dtype) == {"fp32"}
     # Float tables as before: an fp16 table under fp32 training pools at fp16.
     assert outputs("fp32", "eager", "fp16") == {None}
+
+
+def test_quantised_tables_are_cast_for_a_narrower_wire_and_reduce_their_gradients_in_float(tiny):
+    # Their lookups write fp32 (eager, cuda_graphs): an fp16 wire needs the same casts as an fp32
+    # table's, and a replicated quantised table's gradient is all-reduced at fp32, not at its
+    # storage width (a reviewer's finds).
+    for runtime_name in ("eager", "cuda_graphs"):
+        training = tiny.training.model_copy(update={"precision": "fp16", "runtime": runtime_name})
+        casts = {}
+        for dtype in ("fp32", "int8", "int4"):
+            embedding = tiny.embedding.model_copy(update={"dtype": dtype})
+            wl = tiny.model_copy(update={"training": training, "embedding": embedding})
+            g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp16"))
+            rewritten = apply_runtime(g, wl)
+            casts[dtype] = sorted(
+                (n.op.bytes_read, n.op.bytes_written)
+                for n in rewritten.nodes
+                if n.name.startswith(("quantise", "dequantise")) and isinstance(n.op, Compute)
+            )
+        assert casts["fp32"] and casts["int8"] == casts["fp32"] == casts["int4"]
+        embedding = tiny.embedding.model_copy(update={"dtype": "int8"})
+        wl = tiny.model_copy(update={"training": training, "embedding": embedding})
+        dims = {t.name: wl.table_dim(t) for t in wl.tables}
+        shards = tuple(
+            Shard(t.name, "data_parallel", 0, t.rows, 0, dims[t.name], (0, 1), "hbm") for t in wl.tables
+        )
+        g = build_training_step(wl, Plan(2, shards, strategy="dp", comm_dtype="fp16"), BuildOptions())
+        buckets = [n for n in g.nodes if n.rank == 0 and n.name.startswith("dp_allreduce")]
+        (bucket,) = {n.op for n in buckets if isinstance(n.op, Collective)}
+        assert bucket.dtype == "fp32"
+        assert bucket.bytes == sum(t.rows * wl.table_dim(t) * 4.0 for t in wl.tables)
 
 
 def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):

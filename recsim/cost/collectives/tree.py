@@ -40,6 +40,7 @@ from recsim.cost.collectives.base import (
 )
 from recsim.cost.collectives.ring import _payload
 from recsim.graph.ir import Collective, CollectiveOp
+from recsim.hardware.topology import SHM_EFFICIENCY
 
 
 def binary_tree_edges(count: int, mirror: bool) -> list[tuple[int, int]]:
@@ -108,15 +109,20 @@ def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCo
                     pair_load[pair] = pair_load.get(pair, 0.0) + size * share
     topology = layout.topology
     succ = topology.graph._succ
-    edge_load: dict[tuple[str, str], float] = {}
+    # Per link: the bytes, and the capacity they take (a pair through host memory, NCCL's SHM,
+    # gets only SHM_EFFICIENCY of each link: ``Topology.shm_pair``, as the flows carry it).
+    edge_load: dict[tuple[str, str], tuple[float, float]] = {}
     for (a, b), nbytes in pair_load.items():
-        for edge, share in route_edge_shares(topology, layout.vertices[a], layout.vertices[b]):
-            edge_load[edge] = edge_load.get(edge, 0.0) + nbytes * share
+        va, vb = layout.vertices[a], layout.vertices[b]
+        weight = 1.0 / SHM_EFFICIENCY if topology.shm_pair(va, vb) else 1.0
+        for edge, share in route_edge_shares(topology, va, vb):
+            moved, taken = edge_load.get(edge, (0.0, 0.0))
+            edge_load[edge] = (moved + nbytes * share, taken + nbytes * share * weight)
     worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
-    for (u, v), nbytes in edge_load.items():
-        bw = succ[u][v]["bandwidth_bytes_per_s"]
-        if nbytes / bw > worst_s:
-            worst, worst_s = (nbytes, bw), nbytes / bw
+    for (u, v), (moved, taken) in edge_load.items():
+        seconds = taken / succ[u][v]["bandwidth_bytes_per_s"]
+        if seconds > worst_s:
+            worst, worst_s = (moved, moved / seconds if seconds > 0 else layout.intra_bandwidth), seconds
     return LevelCost(steps, worst[0], worst[1])
 
 
@@ -142,11 +148,16 @@ class DoubleBinaryTreeAllReduce(Algorithm):
                 exit_bytes = size / 2 * tree_degree(layout.num_nodes) / local
                 rank_bytes += exit_bytes * layout.pcie_exit_weight
             intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
-            if layout.fabric == "nvlink_mesh":
+            if layout.fabric == "nvlink_mesh" or (
+                layout.pcie_only and layout.num_nodes == 1 and layout.topology.local_shm_pairs().any()
+            ):
                 # On a mesh a middle rank's up and down go over different links: each chain link
                 # carries its channel's share both ways, and the busiest link sets the time (the
                 # rank's two sends at the rings' summed rate overcharged a 3-GPU chain 2x, and a
-                # pair of reversed rings shares its links; a reviewer's find).
+                # pair of reversed rings shares its links; a reviewer's find). On a PCIe node whose
+                # peers partly talk through host memory (SHM), a chain's hops run at different
+                # rates: the slowest ring pair's rate for every hop overcharged a chain with a
+                # same-switch hop by up to 32 % (a reviewer's find).
                 intra = _busiest_chain_link(layout, size, 2 * (local - 1))
         inter = None
         if layout.num_nodes >= 2:
