@@ -137,6 +137,8 @@ def old_direct_stages(
         return []
     intra, inter = old_level_costs(layout, traffic_matrix(op))
     intra = with_shared_links(layout, intra, traffic_matrix(op))
+    # The PCIe-only exit bound added since (``alltoall._with_pcie_exit``: the same call).
+    intra = alltoall._with_pcie_exit(layout, intra, inter, traffic_matrix(op))
     if intra is None and inter is None:
         return []
     return [Stage("direct", levels(intra, inter), 1)]

@@ -322,6 +322,31 @@ def _remote_traffic(layout: GroupLayout, matrix: NDArray[np.float64]) -> Traffic
     return Traffic(rows.astype(np.intp), cols.astype(np.intp), m[rows, cols])
 
 
+def _with_pcie_exit(
+    layout: GroupLayout, intra: LevelCost | None, inter: LevelCost | None, matrix: NDArray[np.float64]
+) -> LevelCost | None:
+    """``intra`` on a PCIe-only node, where a rank's peer bytes and its bytes to and from its NIC
+    cross its one PCIe link: at no more than the rate that link allows both (its NIC bytes at the
+    link's own rate, ``GroupLayout.pcie_exit_weight``). Taken apart, a rank with a NIC of its own
+    was charged the longer of the two where its link carries their sum: 34-43 % under the flows
+    (a reviewer's find, for groups of one GPU per PCIe switch)."""
+    if intra is None or inter is None or not layout.pcie_only or intra.bytes <= 0:
+        return intra
+    m = np.array(matrix, dtype=np.float64)
+    np.fill_diagonal(m, 0.0)
+    nodes = np.asarray(layout.nodes)
+    local = np.where(nodes[:, None] == nodes[None, :], m, 0.0)
+    remote = m - local
+    weight = layout.pcie_exit_weight
+    load = np.maximum(
+        local.sum(axis=1) + weight * remote.sum(axis=1), local.sum(axis=0) + weight * remote.sum(axis=0)
+    )
+    seconds = float(load.max()) / layout.intra_bandwidth
+    if not seconds > intra.seconds:
+        return intra
+    return LevelCost(intra.steps, intra.bytes, intra.bytes / seconds, intra.trips)
+
+
 @register
 class DirectAllToAll(Algorithm):
     name = "direct"
@@ -335,11 +360,14 @@ class DirectAllToAll(Algorithm):
             intra, inter = _circulant_level_costs(layout, op, row)
             if facts(layout.topology).local_link_shares is not None:
                 intra = _with_shared_links(layout, intra, row[layout.same_node_offsets])
+            if layout.pcie_only and inter is not None:
+                intra = _with_pcie_exit(layout, intra, inter, traffic_matrix(op))
         else:
             matrix = traffic_matrix(op)
             pair_bytes = _same_node_bytes(layout, matrix)
-            intra, inter = _level_costs(layout, matrix, owned=True)
+            intra, inter = _level_costs(layout, matrix, owned=False)
             intra = _with_shared_links(layout, intra, pair_bytes)
+            intra = _with_pcie_exit(layout, intra, inter, matrix)
         if intra is None and inter is None:
             return []
         return [Stage("direct", levels(intra, inter), 1)]
