@@ -151,7 +151,8 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
 
     A step marker is a CPU annotation (``ProfilerStep#N``): work before the first (warm-up, the
     profiler starting) and after the last (the profiler stopping, a next step it did not mark) is
-    not the steps' and must not be spread over them. Each rank's steps start at the predicted time
+    not the steps' and must not be spread over them (a step left unmarked between two marked ones
+    is inside the window and is spread over the marked ones). Each rank's steps start at the predicted time
     of its first step's start and end at that of its last step's end: the earliest predicted start
     and the latest predicted end of the rank's nodes recorded inside that window (or across one of
     its edges). The span runs from the earliest rank's start to the latest rank's end, as the
@@ -173,7 +174,9 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
             continue
         begin = min(begin, _at(node, max(first, node_start), schedule))
         end = max(end, _at(node, min(last, node_end), schedule))
-    return end - begin if end >= begin else None
+    # A window of no length (a single marker of zero duration) says nothing about a step's time:
+    # the whole trace's span is then taken, as for a trace without markers.
+    return end - begin if end > begin else None
 
 
 def trace_notes(graph: ExecutionGraph, *, keep: bool) -> list[str]:

@@ -188,7 +188,7 @@ class Runtime(ABC):
         (its gradient accumulates in float, as ``recsim.cost.embedding.base.accumulator_dtype``)."""
         if self.groups_replicated_gradients(plan):
             return self.lookup_output_dtype(precision, table_dtype) or table_dtype
-        return table_dtype if table_dtype in _FLOAT_TABLE_DTYPES else "fp32"
+        return dense_gradient_dtype(table_dtype)
 
     def presorts_indices(self, plan: Plan) -> bool:
         """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
@@ -238,6 +238,13 @@ _HALF = ("fp16", "bf16")
 
 #: Table dtypes a pooled sum can be written in as they are (the others are quantised storage).
 _FLOAT_TABLE_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16")
+
+
+def dense_gradient_dtype(table_dtype: str) -> str:
+    """The dtype of a replicated table's dense gradient (DDP's ``.grad``): the table's own where it
+    is a float dtype, fp32 for quantised storage (its gradient accumulates in float)."""
+    return table_dtype if table_dtype in _FLOAT_TABLE_DTYPES else "fp32"
+
 
 #: Plan features a framework may lack: rows routed to their owners (``distributed`` shards,
 #: HugeCTR's hybrid embedding) and a model-parallel bottom MLP (``Plan.bottom_rank``, DLE's DLRM).
@@ -472,6 +479,14 @@ class _Rewriter:
                 ),
             ]
         )
+        # Per rank, the widest vectors its own lookups write: what it sends in the forward
+        # exchange and gets back in the backward one (a rank holding only fp16 tables casts
+        # nothing for an fp16 wire, whatever another rank's tables are).
+        self.pooled_bytes_of_rank: dict[int, float] = {}
+        for n in graph.nodes:
+            if isinstance(n.op, Embedding) and n.op.pass_ == "forward":
+                width = DTYPE_BYTES[n.op.output_dtype or n.op.dtype]
+                self.pooled_bytes_of_rank[n.rank] = max(self.pooled_bytes_of_rank.get(n.rank, 0.0), width)
         self.steps = int(graph.metadata.get("steps", 1))
         self.old_stride = int(graph.metadata.get("step_stride", 0)) or (
             max((n.id for n in graph.nodes), default=-1) + 1
@@ -676,7 +691,7 @@ class _Rewriter:
         # MLP in the dense precision, the table vectors in the tables' (each cast only if wider).
         bottom = self.bottom_wire_bytes(op) if n.rank == self.bottom_rank else 0.0
         widths = (
-            (total - bottom, self.pooled_bytes),
+            (total - bottom, self.pooled_bytes_of_rank.get(n.rank, self.pooled_bytes)),
             (bottom, DTYPE_BYTES[self.workload.training.precision]),
         )
         parts = [(size, width / wire) for size, width in widths if size > 0 and width > wire]

@@ -37,7 +37,7 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
 from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
-from recsim.graph.runtime import runtime
+from recsim.graph.runtime import dense_gradient_dtype, runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
@@ -291,9 +291,13 @@ class Estimator:
         dp = 0.0
         for s in shards:
             if dense_gradient(s, self.world):
-                size = s.rows * s.dim * DTYPE_BYTES[s.dtype or self.w.table_dtype(self.ops.tables[s.table])]
+                # Its gradient as the builder reduces it without a plan's grouping (a quantised
+                # table's in fp32: ``runtime.dense_gradient_dtype``), as ``plan_perf`` sizes it.
+                table_dtype = s.dtype or self.w.table_dtype(self.ops.tables[s.table])
+                grad_dtype = dense_gradient_dtype(table_dtype)
+                size = s.rows * s.dim * DTYPE_BYTES[grad_dtype]
                 dp += size * self.marginal_s_per_byte("all_reduce", self.world, "fp32")
-                bwd += self.update_s(s)[0]
+                bwd += self.update_s(s, None if grad_dtype == table_dtype else grad_dtype)[0]
         storage = Storage()
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)

@@ -268,6 +268,21 @@ def test_quantised_tables_are_cast_for_a_narrower_wire_and_reduce_their_gradient
         assert bucket.bytes == sum(t.rows * wl.table_dim(t) * 4.0 for t in wl.tables)
 
 
+def test_only_a_rank_whose_own_lookups_are_wider_than_the_wire_casts(tiny):
+    # An fp16 table and an int8 one (fp32 lookups) under fp16 training and an fp16 wire: the rank
+    # holding the fp16 table sends fp16 already and casts nothing (a reviewer's find: it was charged
+    # the other rank's widest vectors).
+    training = tiny.training.model_copy(update={"precision": "fp16", "runtime": "eager"})
+    tables = [
+        tiny.tables[0].model_copy(update={"dtype": "fp16"}),
+        tiny.tables[1].model_copy(update={"dtype": "int8"}),
+    ]
+    wl = tiny.model_copy(update={"training": training, "tables": tables})
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp16"))
+    casts = {n.rank for n in apply_runtime(g, wl).nodes if n.name.startswith(("quantise", "dequantise"))}
+    assert casts == {1}
+
+
 def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):
     # Four ranks; "nodes" of two: a split over ranks 0-1, b over ranks 2-3.
     plan = Plan(

@@ -261,3 +261,25 @@ def test_plan_for_other_ranks_is_rejected(tiny: Workload, four: System) -> None:
 
     with pytest.raises(InfeasibleError, match="2 ranks"):
         plan_stats(Plan(2, (tw("a", 100, 0), tw("b", 50, 1))), four, tiny)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8", "int4"])
+def test_a_candidate_block_prices_a_replicated_quantised_gradient_as_the_plan_does(tiny, dtype):
+    # A quantised replicated table's gradient is all-reduced in fp32: the candidate's block sized it
+    # at the storage width, 4x (int8) to 8x (int4) under plan_perf, and favoured replicating such
+    # tables (a reviewer's find).
+    wl = tiny.model_copy(update={"embedding": tiny.embedding.model_copy(update={"dtype": dtype, "dim": 128})})
+    system = load_system("dgx-a100")
+    est = Estimator(system, wl)
+    table, other = wl.tables[0], wl.tables[1]
+    block = est.candidate(table, "data_parallel", "hbm", dtype).blocks[0]
+    world = system.num_accelerators
+    plan = Plan(
+        world,
+        (
+            Shard(table.name, "data_parallel", 0, table.rows, 0, 128, tuple(range(world)), "hbm", dtype),
+            Shard(other.name, "table_wise", 0, other.rows, 0, 128, (0,), "hbm", dtype),
+        ),
+    )
+    # The plan adds the other table's all-to-all (under 1 %); storage width was 4-8x off.
+    assert block.perf.bwd_comm_s == pytest.approx(plan_perf(est, plan)[1].bwd_comm_s, rel=0.02)

@@ -44,6 +44,13 @@ def test_the_step_is_the_marked_steps_span_not_the_whole_trace() -> None:
     assert replay_keep(ExecutionGraph(1, nodes)).predicted_step_s == 50.0
 
 
+def test_a_step_marker_of_no_length_leaves_the_whole_trace_as_the_step() -> None:
+    # A single marker of zero duration is no window: "predicted step 0 s" before (a reviewer's find).
+    nodes = [_host(0, 0.0, 10.0), _host(1, 10.0, 10.0, (0,))]
+    steps = [{"name": "ProfilerStep#1", "rank": 0, "start_s": 10.0, "duration_s": 0.0}]
+    assert replay_keep(ExecutionGraph(1, nodes, {"steps": steps})).predicted_step_s == 20.0
+
+
 def test_a_step_edge_inside_a_node_is_placed_by_its_share_of_the_node() -> None:
     # The step runs from 5 s into the first 10 s host node to 5 s into the last: 14 s, a kernel of
     # 4 s between them. The nodes cut by the edges count for the part of them inside the step.

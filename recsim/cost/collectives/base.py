@@ -618,16 +618,22 @@ class GroupLayout:
     @cached_property
     def pcie_exit_weight(self) -> float:
         """On a PCIe-only node, what a byte to the NIC costs on a rank's PCIe link in bytes of its
-        peer traffic at ``intra_bandwidth``: below 1 where peers talk through host memory (NCCL's
-        SHM, ``Topology.shm_pair``: the ring runs at a fraction of the link, the NIC bytes at the
-        link's own rate); 1 where both run at the link's rate."""
+        peer traffic at ``intra_bandwidth`` and the node level's efficiency: the NIC bytes cross
+        the link at its own rate (not the SHM one where peers talk through host memory, NCCL's
+        SHM, ``Topology.shm_pair``) and at the network level's efficiency (Simple protocol), as the
+        flows carry them; 1 where both rates and efficiencies are the same."""
         succ = self.topology.graph._succ
         own = min(
             (d["bandwidth_bytes_per_s"] for d in succ[self.vertices[0]].values() if d["kind"] == "pcie"),
             default=math.inf,
         )
         intra = self.intra_bandwidth
-        return min(1.0, intra / own) if math.isfinite(own) and math.isfinite(intra) else 1.0
+        if not (math.isfinite(own) and math.isfinite(intra)):
+            return 1.0
+        node_level = level_calibration(self.topology, Level.INTRA).protocols.get("simple")
+        network = level_calibration(self.topology, Level.INTER).protocols.get("simple")
+        ratio = node_level.efficiency / network.efficiency if node_level and network else 1.0
+        return min(1.0, intra / own) * ratio
 
     def home_nics(self, pos: int) -> list[str]:
         """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""
