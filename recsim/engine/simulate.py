@@ -33,6 +33,7 @@ from recsim import __version__
 from recsim.config.hashing import config_hash
 from recsim.cost.compute import run_dtype_note
 from recsim.cost.embedding import DDR, NMP_CHANNEL, EmbeddingCost
+from recsim.cost.embedding.ddr import rank_share
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -453,6 +454,7 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         # Every step node was seen: no lookup the host runs (those are outside HBM), in any step.
         return TierActivity(dram)
     in_window = _window_mask(index, window)
+    rank_cores = system.node.cpus.count * system.node.cpus.device.cores * rank_share(system)
     for position, node in _host_run_lookups(index):
         if not in_window[position]:
             continue
@@ -473,7 +475,11 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
             # PCIe meanwhile.
             nmp[node.rank // per_node] += float(detail.details.get("dimm_read_s", 0.0))
         else:
-            cpu[node.rank] += inside * share
+            # In seconds of the rank's whole share of the cores (``step_energy``): a lookup of
+            # fewer bags than that share keeps only its ``threads`` of them busy.
+            threads = detail.details.get("threads")
+            busy = min(1.0, float(threads) / rank_cores) if threads is not None and rank_cores > 0 else 1.0
+            cpu[node.rank] += inside * share * busy
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))
 
 

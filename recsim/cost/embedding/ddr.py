@@ -153,7 +153,8 @@ class DdrTier(TierModel):
         rows = lines * granule
         streamed = host_streamed_bytes(lookup)
         share = rank_share(system)
-        threads = cpu_threads(system, lookup.bags, share)
+        # Bags that receive no lookup (pooling below one) give a core nothing to walk.
+        threads = cpu_threads(system, lookup.bags_returned, share)
         bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share
         latency_s = random_lines_s(system, lines, share, threads)
         compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim) * _all_cores(system) / threads
@@ -198,6 +199,7 @@ class DdrTier(TierModel):
             "latency_s": latency_s,
             "compute_s": compute_s,
             "pcie_s": pcie_s,
+            "threads": threads,
         }
         used = {DDR: total} | ({PCIE: moved} if pcie_s else {})
         return EmbeddingCost(max(bandwidth_s, latency_s, compute_s) + pcie_s, used, details)

@@ -127,7 +127,7 @@ class SsdTier(TierModel):
         host_lines = lookup.lookups * lines_per_row  # hits read their row; misses read it from the new page
         # + the DMA of the missed pages into DRAM, and what the CPU streams (indices, offsets, output)
         host_bytes = host_lines * granule + page_bytes + host_streamed_bytes(lookup)
-        threads = cpu_threads(system, lookup.bags, share)
+        threads = cpu_threads(system, lookup.bags_returned, share)
         cores = system.node.cpus.count * system.node.cpus.device.cores
         host_s = max(
             host_bytes / host_ddr_bandwidth_bytes_per_s(system) / share,
