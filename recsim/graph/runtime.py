@@ -91,7 +91,7 @@ from recsim.graph.build import OPTIMIZER_STATE
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.planner.types import Plan
-from recsim.workload.spec import DTYPE_BYTES, Workload
+from recsim.workload.spec import DTYPE_BYTES, FLOAT_DTYPES, Workload, gradient_dtype
 
 #: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
 #: trace, each a quarter of ``forward_rest_s`` (``backward_rest_s``): the embedding lookups, the
@@ -185,10 +185,10 @@ class Runtime(ABC):
         the lookups' output dtype where the framework groups it with the dense gradients
         (HugeCTR's ``emtype``: FrequentEmbedding's ``frequent_gradients_``, "fp16 instead of fp32:
         input for all-reduce"), else the table's (DDP's ``.grad``), fp32 for a quantised table
-        (its gradient accumulates in float, as ``recsim.cost.embedding.base.accumulator_dtype``)."""
+        (its gradient accumulates in float: ``recsim.workload.spec.gradient_dtype``)."""
         if self.groups_replicated_gradients(plan):
             return self.lookup_output_dtype(precision, table_dtype) or table_dtype
-        return dense_gradient_dtype(table_dtype)
+        return gradient_dtype(table_dtype)
 
     def presorts_indices(self, plan: Plan) -> bool:
         """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
@@ -220,7 +220,7 @@ class Runtime(ABC):
         framework writes narrow, else in fp32 (FBGEMM's TBE, ``output_dtype=SparseType.FP32`` by
         default, with int8 or fp8 ``weights_precision`` as well; its inference TBE writes fp16)."""
         narrow = self.narrow_lookup_output and precision in _HALF
-        if table_dtype not in _FLOAT_TABLE_DTYPES:
+        if table_dtype not in FLOAT_DTYPES:
             return precision if narrow else "fp32"
         if narrow and DTYPE_BYTES[precision] < DTYPE_BYTES[table_dtype]:
             return precision
@@ -235,15 +235,6 @@ class Runtime(ABC):
 #: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's
 #: ``emtype`` is fp16 or fp32).
 _HALF = ("fp16", "bf16")
-
-#: Table dtypes a pooled sum can be written in as they are (the others are quantised storage).
-_FLOAT_TABLE_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16")
-
-
-def dense_gradient_dtype(table_dtype: str) -> str:
-    """The dtype of a replicated table's dense gradient (DDP's ``.grad``): the table's own where it
-    is a float dtype, fp32 for quantised storage (its gradient accumulates in float)."""
-    return table_dtype if table_dtype in _FLOAT_TABLE_DTYPES else "fp32"
 
 
 #: Plan features a framework may lack: rows routed to their owners (``distributed`` shards,

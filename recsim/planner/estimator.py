@@ -37,7 +37,7 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
 from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
-from recsim.graph.runtime import dense_gradient_dtype, runtime
+from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
@@ -46,7 +46,7 @@ from recsim.planner.storage import shard_storage
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
-from recsim.workload.spec import DTYPE_BYTES, Table, Workload
+from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype
 
 #: Storage precision from most to least precise (the order the planner lowers precision in).
 PRECISION_ORDER = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
@@ -292,9 +292,9 @@ class Estimator:
         for s in shards:
             if dense_gradient(s, self.world):
                 # Its gradient as the builder reduces it without a plan's grouping (a quantised
-                # table's in fp32: ``runtime.dense_gradient_dtype``), as ``plan_perf`` sizes it.
+                # table's in fp32: ``workload.spec.gradient_dtype``), as ``plan_perf`` sizes it.
                 table_dtype = s.dtype or self.w.table_dtype(self.ops.tables[s.table])
-                grad_dtype = dense_gradient_dtype(table_dtype)
+                grad_dtype = gradient_dtype(table_dtype)
                 size = s.rows * s.dim * DTYPE_BYTES[grad_dtype]
                 dp += size * self.marginal_s_per_byte("all_reduce", self.world, "fp32")
                 bwd += self.update_s(s, None if grad_dtype == table_dtype else grad_dtype)[0]

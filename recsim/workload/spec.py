@@ -40,6 +40,17 @@ DTYPE_BYTES: dict[str, float] = {
     "int4": 0.5,
 }
 
+#: Dtypes that hold values as they are; the others (fp8, int8, int4) are quantised storage, whose
+#: sums and gradients are taken in a float dtype.
+FLOAT_DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "fp16", "bf16")
+
+
+def gradient_dtype(dtype: str) -> str:
+    """The dtype a gradient of values stored in ``dtype`` accumulates in: ``dtype`` itself where it
+    is a float dtype (DDP's ``.grad``, HugeCTR's ``float_frequent_gradients_`` of its fp32 rows),
+    fp32 for quantised storage."""
+    return dtype if dtype in FLOAT_DTYPES else "fp32"
+
 
 # ------------------------------------------------------------------------------ access
 

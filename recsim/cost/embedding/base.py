@@ -49,7 +49,7 @@ from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.workload.access import AccessModel, UniformModel
 from recsim.workload.access.model import cached_attribute
-from recsim.workload.spec import DTYPE_BYTES
+from recsim.workload.spec import DTYPE_BYTES, gradient_dtype
 
 __all__ = [
     "DDR",
@@ -125,13 +125,10 @@ def optimizer_state_bytes(optimizer: str, dim: int) -> float:
 
 #: Float dtypes a gradient accumulates in as it is (PyTorch's ``.grad`` takes its parameter's
 #: dtype; HugeCTR accumulates its fp32 frequent rows in fp32); other tables accumulate in fp32.
-_ACCUMULATING_DTYPES = ("fp32", "fp16", "bf16")
-
-
 def accumulator_dtype(table_dtype: str) -> str:
-    """The dtype a table's dense gradient accumulates in: the table's own float dtype (DDP's
-    ``.grad``, HugeCTR's ``float_frequent_gradients_`` of its fp32 rows), fp32 for quantised ones."""
-    return table_dtype if table_dtype in _ACCUMULATING_DTYPES else "fp32"
+    """The dtype a table's dense gradient accumulates in (``recsim.workload.spec.gradient_dtype``:
+    the table's own float dtype, fp32 for quantised ones)."""
+    return gradient_dtype(table_dtype)
 
 
 def pages_touched(rows_read: float, row_bytes: float, table_rows: float, page_bytes: float) -> float:
