@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from recsim.hardware.devices import Memory, NmpDimm
 from recsim.hardware.library import HardwareLibrary, shipped_root
@@ -74,3 +75,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True under ``pytest --update-golden``: golden tests rewrite their expected metrics."""
     return bool(request.config.getoption("--update-golden"))
+
+
+def error_line(result: Result) -> str:
+    """The one line a user mistake prints (exit 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [x for x in result.output.splitlines() if x.startswith("recsim: error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]

@@ -33,7 +33,7 @@ from recsim import __version__
 from recsim.config.hashing import config_hash
 from recsim.cost.compute import run_dtype_note
 from recsim.cost.embedding import DDR, NMP_CHANNEL, EmbeddingCost
-from recsim.cost.embedding.ddr import rank_share
+from recsim.cost.embedding.ddr import node_cores, rank_share
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of
@@ -454,7 +454,7 @@ def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: Syst
         # Every step node was seen: no lookup the host runs (those are outside HBM), in any step.
         return TierActivity(dram)
     in_window = _window_mask(index, window)
-    rank_cores = system.node.cpus.count * system.node.cpus.device.cores * rank_share(system)
+    rank_cores = node_cores(system) * rank_share(system)
     for position, node in _host_run_lookups(index):
         if not in_window[position]:
             continue

@@ -444,7 +444,7 @@ def _unscale(size_bytes: float) -> Compute:
 class _Rewriter:
     """Rebuilds a chained graph with a runtime's host nodes, syncs and epilogue kernels."""
 
-    def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style, runtime: Runtime) -> None:
+    def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style) -> None:
         self.graph, self.workload, self.style = graph, workload, style
         layers = workload.dense_layers
         # Dense layers in units of one Linear (+ activation): a DCNv2 cross layer is two GEMMs.
@@ -458,21 +458,10 @@ class _Rewriter:
         self.global_batch = int(graph.metadata.get("global_batch_size", 0))
         # fp16 autocast trains with torch.cuda.amp.GradScaler (module docstring).
         self.loss_scaling = workload.training.precision == "fp16"
-        # What the lookups produce: the runtime's output dtype of each table (a float table's own,
-        # fp32 for a quantised one: ``Runtime.lookup_output_dtype``), the widest of them.
-        precision = workload.training.precision
-        self.pooled_bytes = max(
-            [
-                2.0,
-                *(
-                    DTYPE_BYTES[runtime.lookup_output_dtype(precision, dtype) or dtype]
-                    for dtype in {workload.table_dtype(t) for t in workload.tables}
-                ),
-            ]
-        )
-        # Per rank, the widest vectors its own lookups write: what it sends in the forward
-        # exchange and gets back in the backward one (a rank holding only fp16 tables casts
-        # nothing for an fp16 wire, whatever another rank's tables are).
+        # Per rank, the widest vectors its own lookups write (their ``output_dtype``, the
+        # runtime's rule, ``Runtime.lookup_output_dtype``): what it sends in the forward exchange
+        # and gets back in the backward one (a rank holding only fp16 tables casts nothing for an
+        # fp16 wire, whatever another rank's tables are); a rank without lookups sends no vectors.
         self.pooled_bytes_of_rank: dict[int, float] = {}
         for n in graph.nodes:
             if isinstance(n.op, Embedding) and n.op.pass_ == "forward":
@@ -682,7 +671,7 @@ class _Rewriter:
         # MLP in the dense precision, the table vectors in the tables' (each cast only if wider).
         bottom = self.bottom_wire_bytes(op) if n.rank == self.bottom_rank else 0.0
         widths = (
-            (total - bottom, self.pooled_bytes_of_rank.get(n.rank, self.pooled_bytes)),
+            (total - bottom, self.pooled_bytes_of_rank.get(n.rank, 0.0)),
             (bottom, DTYPE_BYTES[self.workload.training.precision]),
         )
         parts = [(size, width / wire) for size, width in widths if size > 0 and width > wire]
@@ -800,7 +789,7 @@ class Eager(Runtime):
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(self.costs, step_sync=False)
-        return _Rewriter(graph, workload, style, self).run(self.name)
+        return _Rewriter(graph, workload, style).run(self.name)
 
 
 @register
@@ -815,4 +804,4 @@ class CudaGraphs(Runtime):
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(None, step_sync=True, exchange_copies=True)
-        return _Rewriter(graph, workload, style, self).run(self.name)
+        return _Rewriter(graph, workload, style).run(self.name)

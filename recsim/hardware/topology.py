@@ -256,16 +256,17 @@ class Topology:
     def local_shm_pairs(self) -> NDArray[np.bool_]:
         """``shm[i, j]``: local accelerators ``i`` and ``j`` talk through host memory (``shm_pair``,
         node 0's vertices standing for every node's), memoised."""
-        found: NDArray[np.bool_] | None = self.__dict__.get("_local_shm")
-        if found is None:
-            g = max(1, self.system.node.num_accelerators)
-            found = np.zeros((g, g), dtype=bool)
-            if self._host_blocks_p2p:
-                for i in range(g):
-                    for j in range(g):
-                        found[i, j] = self.shm_pair(gpu_id(0, i), gpu_id(0, j))
-            found.setflags(write=False)
-            self.__dict__["_local_shm"] = found
+        return self._local_shm
+
+    @cached_property
+    def _local_shm(self) -> NDArray[np.bool_]:
+        g = max(1, self.system.node.num_accelerators)
+        found = np.zeros((g, g), dtype=bool)
+        if self._host_blocks_p2p:
+            for i in range(g):
+                for j in range(g):
+                    found[i, j] = self.shm_pair(gpu_id(0, i), gpu_id(0, j))
+        found.setflags(write=False)
         return found
 
     def edge_paths(self, src: str, dst: str) -> list[tuple[tuple[str, str], ...]]:

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from recsim.cli import cli
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, error_line
 
 ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
 TINY = ["--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1", "--set", "node.accelerators.count=2"]
@@ -40,15 +40,6 @@ def _library_paths(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], env=env)
-
-
-def error_line(result: Result) -> str:
-    """The one line a user mistake prints (exit 2, no traceback)."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [x for x in result.output.splitlines() if x.startswith("recsim: error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def tree(folder: Path) -> list[str]:

@@ -15,6 +15,7 @@ from recsim.cli import cli
 from recsim.engine.replay import replay_keep, replay_reestimate
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Node, Stream
 from recsim.graph.readers import read_trace
+from tests.conftest import error_line
 
 TRACES = Path(__file__).parents[1] / "data" / "traces"
 RECSYS = TRACES / "recsys_a100_8rank_rank3_control.json.gz"
@@ -155,14 +156,6 @@ def test_the_ranks_that_say_the_same_are_said_once() -> None:
 # -- errors name the files -------------------------------------------------------------------------
 
 
-def _error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [x for x in result.output.splitlines() if x.startswith("recsim: error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
 def test_ranks_with_different_step_counts_are_named_in_both_modes(tmp_path: Path) -> None:
     # Rank 1 of two marks one more ProfilerStep than rank 0: the keep mode named the files, the
     # re-estimate did not (a tester's find).
@@ -176,12 +169,12 @@ def test_ranks_with_different_step_counts_are_named_in_both_modes(tmp_path: Path
         paths.append(tmp_path / f"rank{i}.json")
         paths[-1].write_text(json.dumps(data))
     for mode in (["--keep-durations"], ["--re-estimate", "--system", "dgx-1-v100"]):
-        line = _error_line(_replay_cli(*paths, *mode))
+        line = error_line(_replay_cli(*paths, *mode))
         assert f"{paths[0]}, {paths[1]}: the ranks recorded different numbers of profiler steps" in line
 
 
 def test_a_join_of_one_kind_of_file_names_it() -> None:
-    line = _error_line(_replay_cli(SIMPLE, "--format", "et_kineto"))
+    line = error_line(_replay_cli(SIMPLE, "--format", "et_kineto"))
     assert line.startswith(f"recsim: error: {SIMPLE}: joining execution traces (ET) with Kineto traces")
     assert "(got 0 ET, 1 Kineto)" in line
 

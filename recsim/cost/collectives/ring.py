@@ -53,13 +53,14 @@ def ring_stage(
     """
     intra = None
     if layout.local >= 2:
-        # Without a scale-up fabric (PCIe), a channel's exit sends to its NIC over the same PCIe
-        # link it sends its peers on: every byte crosses that link.
-        crosses = layout.num_nodes >= 2 and not relays_between_nodes(layout) and not layout.pcie_only
-        share = (layout.local - 1) / layout.local if crosses else 1.0
-        if layout.pcie_only and layout.num_nodes >= 2:
-            # The exit's bytes to its NIC at the link's rate, not at the (SHM) peers' one.
+        share = 1.0
+        if layout.num_nodes >= 2 and layout.pcie_only:
+            # Without a scale-up fabric (PCIe), a channel's exit sends to its NIC over the same PCIe
+            # link it sends its peers on: every byte crosses that link, the exit's at the link's
+            # own rate and the network's efficiency (``GroupLayout.pcie_exit_weight``).
             share = (layout.local - 1 + layout.pcie_exit_weight) / layout.local
+        elif layout.num_nodes >= 2 and not relays_between_nodes(layout):
+            share = (layout.local - 1) / layout.local
         intra = LevelCost(steps - inter_steps, rank_bytes * share, layout.intra_bandwidth)
     inter = None
     if layout.num_nodes >= 2:

@@ -148,16 +148,14 @@ class DoubleBinaryTreeAllReduce(Algorithm):
                 exit_bytes = size / 2 * tree_degree(layout.num_nodes) / local
                 rank_bytes += exit_bytes * layout.pcie_exit_weight
             intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
-            if layout.fabric == "nvlink_mesh" or (
-                layout.pcie_only and layout.num_nodes == 1 and layout.topology.local_shm_pairs().any()
-            ):
+            if layout.fabric == "nvlink_mesh" or (layout.pcie_only and layout.num_nodes == 1):
                 # On a mesh a middle rank's up and down go over different links: each chain link
                 # carries its channel's share both ways, and the busiest link sets the time (the
                 # rank's two sends at the rings' summed rate overcharged a 3-GPU chain 2x, and a
-                # pair of reversed rings shares its links; a reviewer's find). On a PCIe node whose
-                # peers partly talk through host memory (SHM), a chain's hops run at different
-                # rates: the slowest ring pair's rate for every hop overcharged a chain with a
-                # same-switch hop by up to 32 % (a reviewer's find).
+                # pair of reversed rings shares its links; a reviewer's find). On a PCIe node, a
+                # chain's hops share switch uplinks and, where peers talk through host memory
+                # (SHM), run at different rates: the slowest ring pair's rate for every hop
+                # overcharged a chain with a same-switch hop by up to 32 % (a reviewer's find).
                 intra = _busiest_chain_link(layout, size, 2 * (local - 1))
         inter = None
         if layout.num_nodes >= 2:

@@ -64,6 +64,7 @@ __all__ = [
     "cpu_pool_s",
     "cpu_threads",
     "memory_parallelism",
+    "node_cores",
 ]
 
 LINE_FILL_BUFFERS: Final[int] = 10
@@ -79,21 +80,23 @@ sorts as FBGEMM's CPU TBE does with its radix sort; ids above 2^32 rows would ne
 _SORT_PAIR_BYTES: Final[float] = 16.0  # an int64 key and an int64 position, read and written per pass
 
 
-def memory_parallelism(system: System) -> float:
-    """Cache lines the node's cores keep in flight: sockets x cores x line fill buffers."""
-    cpus = system.node.cpus
-    return float(cpus.count * cpus.device.cores * LINE_FILL_BUFFERS)
-
-
-def _all_cores(system: System) -> float:
+def node_cores(system: System) -> float:
+    """The cores of all the node's CPU sockets."""
     cpus = system.node.cpus
     return float(cpus.count * cpus.device.cores)
 
 
-def cpu_pool_s(system: System, flops: float) -> float:
-    """Time of ``flops`` element-wise FP32 operations on all cores (vector peak x efficiency)."""
+def memory_parallelism(system: System) -> float:
+    """Cache lines the node's cores keep in flight: sockets x cores x line fill buffers."""
+    return node_cores(system) * LINE_FILL_BUFFERS
+
+
+def cpu_pool_s(system: System, flops: float, threads: float | None = None) -> float:
+    """Time of ``flops`` element-wise FP32 operations on ``threads`` cores (None: all of the
+    node's), at the vector peak x efficiency."""
     cpus = system.node.cpus
-    return flops / (cpus.count * cpus.device.fp32_flop_per_s * CPU_GEMM_EFFICIENCY)
+    all_cores_s = flops / (cpus.count * cpus.device.fp32_flop_per_s * CPU_GEMM_EFFICIENCY)
+    return all_cores_s if threads is None else all_cores_s * node_cores(system) / threads
 
 
 def random_lines_s(system: System, lines: float, share: float = 1.0, threads: float | None = None) -> float:
@@ -109,8 +112,7 @@ def random_lines_s(system: System, lines: float, share: float = 1.0, threads: fl
 def cpu_threads(system: System, items: float, share: float = 1.0) -> float:
     """The cores a host-side lookup keeps busy: its ``share`` of the node's cores, no more than
     the ``items`` it parallelises over (bags forward, unique rows backward), at least one."""
-    cpus = system.node.cpus
-    return max(1.0, min(cpus.count * cpus.device.cores * share, items))
+    return max(1.0, min(node_cores(system) * share, items))
 
 
 def rank_share(system: System) -> float:
@@ -157,7 +159,7 @@ class DdrTier(TierModel):
         threads = cpu_threads(system, lookup.bags_returned, share)
         bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share
         latency_s = random_lines_s(system, lines, share, threads)
-        compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim) * _all_cores(system) / threads
+        compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim, threads)
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved, copies=2)  # the indices down, the pooled vectors up
         details = lookup.base_details() | lookup.forward_accounting()
@@ -190,7 +192,7 @@ class DdrTier(TierModel):
         latency_s = random_lines_s(system, unique * reads, share, threads)
         # Accumulation: one add per gradient element; the optimizer: a few ops per element of each row.
         flops = lookup.lookups * lookup.op.dim + 4.0 * unique * lookup.op.dim
-        compute_s = cpu_pool_s(system, flops) * _all_cores(system) / threads
+        compute_s = cpu_pool_s(system, flops, threads)
         moved = lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved)
         details = lookup.base_details() | lookup.backward_accounting()

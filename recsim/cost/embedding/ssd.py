@@ -128,11 +128,10 @@ class SsdTier(TierModel):
         # + the DMA of the missed pages into DRAM, and what the CPU streams (indices, offsets, output)
         host_bytes = host_lines * granule + page_bytes + host_streamed_bytes(lookup)
         threads = cpu_threads(system, lookup.bags_returned, share)
-        cores = system.node.cpus.count * system.node.cpus.device.cores
         host_s = max(
             host_bytes / host_ddr_bandwidth_bytes_per_s(system) / share,
             random_lines_s(system, host_lines, share, threads),
-            cpu_pool_s(system, lookup.lookups * lookup.op.dim) * cores / threads,
+            cpu_pool_s(system, lookup.lookups * lookup.op.dim, threads),
         )
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {
