@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
+from functools import cached_property
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from recsim.graph.ir import (
 )
 from recsim.graph.shard_ops import slice_name
 from recsim.hardware.system import System
-from recsim.hardware.topology import Topology, build_topology
+from recsim.hardware.topology import SHM_EFFICIENCY, Topology, build_topology
 from recsim.workload.access import MixtureModel, access_model
 from recsim.workload.access.slice import SliceModel, SubsetModel
 
@@ -384,11 +385,30 @@ class CostModel:
             return acc.nvlink.link.latency_s + op.bytes / bandwidth
         if peer:
             # GPU to GPU over PCIe (peer to peer): under one switch it never climbs the uplink to
-            # the CPU, so the GPU's own link, at most a switch port.
-            return acc.host_interface.latency_s + op.bytes / node.accelerator_link_bytes_per_s
+            # the CPU, so the GPU's own link, at most a switch port. A pair whose route crosses a
+            # CPU that blocks peer traffic (``Topology.shm_pair``: Intel, Arm hosts) is staged
+            # through host memory at ``SHM_EFFICIENCY`` of that rate, as CUDA's copies between
+            # GPUs without peer access are (the constant's measurement). The copy's source takes
+            # turns over the node's GPUs (``GraphBuilder.global_batch_input``): every ordered
+            # pair's time, averaged.
+            return (
+                acc.host_interface.latency_s
+                + op.bytes / node.accelerator_link_bytes_per_s * self._peer_copy_slowdown
+            )
         # Host to GPU: every rank copies its batch at about the same time, so its share of the
         # PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``).
         return acc.host_interface.latency_s + op.bytes / node.host_bandwidth_bytes_per_s_per_accelerator
+
+    @cached_property
+    def _peer_copy_slowdown(self) -> float:
+        """Mean over a node's ordered GPU pairs of 1, or 1 / ``SHM_EFFICIENCY`` for a pair that
+        talks through host memory (``transfer_s``)."""
+        shm = self.topology.local_shm_pairs()
+        g = shm.shape[0]
+        if g < 2:
+            return 1.0
+        staged = int(shm.sum())  # the diagonal is never a pair
+        return ((g * (g - 1) - staged) + staged / SHM_EFFICIENCY) / (g * (g - 1))
 
     def host_s(self, op: Host) -> float:
         # Data loading reads the batch from host memory once; the node's share of host memory

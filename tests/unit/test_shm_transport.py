@@ -134,3 +134,22 @@ def test_pcie_only_multi_node_collectives_agree_with_their_flows(nodes, algorith
     coll = Collective(CollectiveOp(op), "x", members, 64 * 2**20, "fp16")
     analytic = collective_cost(coll, topology, algorithm).time_s
     assert collective_time_flows_s(coll, topology, algorithm) == pytest.approx(analytic, rel=1e-6)
+
+
+def test_a_peer_copy_is_staged_through_host_memory_for_the_pairs_that_talk_through_it():
+    # HugeCTR's global batch input copies the batch from the uploading GPU to its node's others;
+    # the uploader takes turns, so every ordered pair's time counts once. On h100-pcie-server 8 of
+    # the 56 ordered pairs are peers under one switch; the other 48 cross a Xeon's root complex.
+    from recsim.api import load_workload
+    from recsim.cost.model import CostModel
+    from recsim.graph.ir import Transfer
+
+    op = Transfer("peer", "hbm", 2**30)
+    times = {}
+    for cpu in ("", "node.cpus.device=epyc-7742"):
+        system = load_system("h100-pcie-server", overrides=[cpu] if cpu else [])
+        cost = CostModel(system, load_workload("dlrm-dcnv2"))
+        times[cpu] = cost.transfer_s(op) - system.accelerator.host_interface.latency_s
+    link = 2**30 / load_system("h100-pcie-server").node.accelerator_link_bytes_per_s
+    assert times["node.cpus.device=epyc-7742"] == pytest.approx(link)
+    assert times[""] == pytest.approx(link * (8 + 48 / SHM_EFFICIENCY) / 56)
