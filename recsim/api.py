@@ -449,7 +449,20 @@ def make_plan(
         raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
     check_fidelity(fidelity)
-    chosen = proposer(name).propose(PlanningContext(system, workload, config, memo=costs, fidelity=fidelity))
+    ctx = PlanningContext(system, workload, config, memo=costs, fidelity=fidelity)
+    chosen = proposer(name).propose(ctx)
+    # A fixed scheme puts every table in HBM whatever planner.tiers says: asked for by name with
+    # HBM left out, it would silently run the tiers the user excluded (a tester's find). ``auto``
+    # drops such plans from its candidates for the same reason.
+    allowed = {tier.split(":", 1)[0] for tier in ctx.estimator.tiers()}
+    outside = sorted({shard.tier.split(":", 1)[0] for shard in chosen.shards} - allowed)
+    if outside:
+        how = " (a fixed scheme: every table in HBM)" if proposer(name).fixed else ""
+        raise InfeasibleError(
+            f"plan {name!r}{how} places tables in {', '.join(outside)}, which planner.tiers "
+            f"({', '.join(config.tiers)}) leaves out; choose a strategy that searches the tiers "
+            "(greedy, auto, recshard), a plan file, or allow those tiers"
+        )
     return stamp_exchange(config, chosen)
 
 

@@ -314,6 +314,31 @@ def test_run_infeasible_exits_2():
     assert "Traceback" not in bad.output
 
 
+def test_a_fixed_scheme_outside_the_allowed_tiers_is_refused_not_run_in_hbm():
+    # ``--plan table_wise`` puts every table in HBM; with HBM left out of planner.tiers it had run
+    # the all-HBM plan anyway, as fast as with [hbm] (a tester's find). A searching strategy obeys.
+    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+    base = ["run", "--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1"]
+    ddr = [
+        "--set",
+        "node.accelerators.count=2",
+        "--set",
+        "planner.tiers=[ddr]",
+        "--set",
+        "planner.auto_tiers=false",
+    ]
+    bad = run(*base, *ddr, "--plan", "table_wise", "--json", env=env)
+    assert bad.exit_code == 2
+    data = json.loads(bad.stdout)
+    assert data["status"] == "infeasible"
+    assert "places tables in hbm, which planner.tiers (ddr) leaves out" in data["reason"]
+    assert "places tables in hbm" in bad.stderr
+    assert "Traceback" not in bad.output
+    ok = run(*base, *ddr, "--plan", "greedy", "--json", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["status"] == "ok"
+
+
 def test_replay_and_validate_cli():
     trace = str(FIXTURES.parent / "data" / "traces" / "recsys_a100_8rank_rank3_control.json.gz")
     data = json.loads(run("replay", trace, "--json").output)
