@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,7 @@ class _Builder:
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
+        self.input_ready: dict[int, int] = {}  # rank -> the node after which its next batch is there
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
         # so each is made once and shared (the cost model then finds it by identity). Keyed by the
@@ -251,7 +252,7 @@ class _Builder:
             recv = recvs.get(key)
             if recv is None:
                 recv = recvs[key] = (value,) * self.world
-            self.add(
+            self.input_ready[r] = self.add(
                 r,
                 "input_dist",
                 Stream.COMM,
@@ -277,7 +278,7 @@ class _Builder:
             last = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
             if peer_op is not None:
                 last = self.add(r, "d2d_next_batch", Stream.COPY, peer_op, [last], "input")
-            self.h2d[r] = last
+            self.h2d[r] = self.input_ready[r] = last
 
     def _local_lookup_bytes(self, b: int) -> float:
         """Index and length bytes of the local batch ``b``: every table's lookups once."""
@@ -305,6 +306,7 @@ class _Builder:
         pass_: str,
         deps_by_rank: dict[int, list[int]],
         replicated_deps: dict[int, list[int]] | None = None,
+        select: Callable[[Shard], bool] | None = None,
     ) -> dict[int, list[int]]:
         """The lookup nodes of ``pass_`` (forward or backward) on every rank; returns ids by rank.
 
@@ -318,12 +320,14 @@ class _Builder:
         table). Forward, the replicated TBE is queued after the others (the exchange waits only for
         those); backward, before them.
         Replicated (data-parallel) lookups wait for ``replicated_deps`` when given (their backward
-        needs no exchange).
+        needs no exchange). ``select``: only the shards it accepts (default all).
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
         groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
+            if select is not None and not select(shard):
+                continue
             table = self.tables[shard.table]
             op = self.ops.op(
                 shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only, self.atomic
@@ -652,20 +656,32 @@ def build_training_step(
     s = DTYPE_BYTES[precision]
     if opt.include_input_pipeline:
         bld.input_pipeline(batch)
-    emb_fwd = bld.embedding_pass(batch, "forward", {})
-    # Replicated lookups feed the interaction directly: the exchange waits only for the others
-    # (HugeCTR's infrequent network forward waits for its model forward, not the frequent one).
-    exchanged, local_fwd = bld.split_replicated(emb_fwd)
     layers = workload.dense_layers
     bottom = [layer for layer in layers if layer.part == "bottom"]
     after = [layer for layer in layers if layer.part != "bottom"]
+    # A framework that runs the next batch's routed lookups and their exchange inside this step
+    # (``Runtime.prefetches_routed_forward``: HugeCTR's inter-iteration overlap) gets them after
+    # this step's routed backward; this step's interaction waits for the previous step's exchange
+    # (``metadata["carried_dependencies"]``, ``recsim.graph.steps``). Only where every exchanged
+    # shard is routed (the hybrid embedding's infrequent part) and a top part joins them.
+    pipelined = (
+        bld.world > 1
+        and bool(after)
+        and (plan.bottom_rank is None or not bottom)
+        and framework.prefetches_routed_forward(plan)
+        and all(sh.sharding in ("data_parallel", "distributed") for sh in plan.shards)
+    )
+    emb_fwd = bld.embedding_pass(batch, "forward", {}, select=_replicated if pipelined else None)
+    # Replicated lookups feed the interaction directly: the exchange waits only for the others
+    # (HugeCTR's infrequent network forward waits for its model forward, not the frequent one).
+    exchanged, local_fwd = bld.split_replicated(emb_fwd)
     # Model-parallel bottom MLP (Plan.bottom_rank): one rank runs it for the global batch and its
     # output joins the pooled all-to-all; the other ranks start from the exchanged vectors.
     mp_rank = plan.bottom_rank if bottom else None
     if mp_rank is not None:
         mp_ids = bld.dense_forward(mp_rank, batch, bottom, [], precision, whole_batch=True)
         exchanged.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
-    a2a_fwd = bld.pooled_exchange(batch, True, exchanged)
+    a2a_fwd = {} if pipelined else bld.pooled_exchange(batch, True, exchanged)
     # What each rank's interaction waits for besides its bottom MLP: the exchanged vectors and its
     # replicated lookups (a rank's own lookups are ahead of it on its compute stream anyway).
     joins = {r: [*a2a_fwd.get(r, []), *local_fwd.get(r, [])] for r in range(bld.world)}
@@ -689,8 +705,10 @@ def build_training_step(
     append = bld._append
     compute = Stream.COMPUTE
     grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
+    joined_ids: dict[int, int] = {}  # rank -> its node that waits for the exchanged vectors
     for r in range(bld.world):
         base = bld.next_id
+        joined_ids[r] = base + joined_at
         for k, (name, op, phase) in enumerate(entries):
             if k == joined_at:
                 # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
@@ -755,7 +773,20 @@ def build_training_step(
         last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
     # Replicated lookups' gradients come straight from the interaction: no exchange to wait for.
-    bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
+    emb_bwd = bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
+    carried: dict[int, tuple[int, ...]] = {}
+    if pipelined:
+        # The next batch's routed lookups read the rows this step's routed backward has just
+        # updated (atomically, in place) and the indices this step's input pipeline brought; their
+        # exchange then overlaps this step's gradient all-reduce and updates.
+        routed_bwd, _ = bld.split_replicated(emb_bwd)
+        deps = {
+            r: [*routed_bwd.get(r, []), *([bld.input_ready[r]] if r in bld.input_ready else [])]
+            for r in range(bld.world)
+        }
+        ahead = bld.embedding_pass(batch, "forward", deps, select=_routed)
+        a2a_next = bld.pooled_exchange(batch, True, ahead)
+        carried = {joined_ids[r]: tuple(a2a_next[r]) for r in range(bld.world) if a2a_next.get(r)}
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
@@ -811,7 +842,18 @@ def build_training_step(
         # How far ahead of the GPU the next batch's input pipeline may run (``recsim.graph.steps``).
         "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
+    if carried:
+        # node -> the nodes of the previous step it waits for (``recsim.graph.steps``).
+        bld.graph.metadata["carried_dependencies"] = carried
     return bld.graph
+
+
+def _replicated(shard: Shard) -> bool:
+    return shard.sharding == "data_parallel"
+
+
+def _routed(shard: Shard) -> bool:
+    return shard.sharding != "data_parallel"
 
 
 @dataclass(frozen=True)

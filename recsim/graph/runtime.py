@@ -190,6 +190,13 @@ class Runtime(ABC):
             return self.lookup_output_dtype(precision, table_dtype) or table_dtype
         return gradient_dtype(table_dtype)
 
+    def prefetches_routed_forward(self, plan: Plan) -> bool:
+        """Whether the framework runs the next batch's routed lookups of ``plan`` (its ``distributed``
+        shards) and their exchange inside this step, once this step's backward has updated those
+        rows, rather than at the start of the next step behind this step's gradient all-reduce and
+        updates (``recsim.graph.build.build_training_step``)."""
+        return False
+
     def presorts_indices(self, plan: Plan) -> bool:
         """Whether the framework sorts and deduplicates the lookups' indices of ``plan`` in its input
         pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""
@@ -330,6 +337,15 @@ class Fused(Runtime):
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped
         # weight-gradient buffer and all-reduces them in one call (HybridSparseEmbedding's
         # grouped_wgrad_buff).
+        return "routed_rows" in plan_features(plan)
+
+    def prefetches_routed_forward(self, plan: Plan) -> bool:
+        # HugeCTR's inter-iteration overlap (CreateSolver's train_inter_iteration_overlap=True in
+        # every NVIDIA MLPerf DLRM config that runs the hybrid embedding: training_results_v2.1
+        # NVIDIA/benchmarks/dlrm/implementations/hugectr-preview/dgx_h100.py and
+        # dgx_h100_4x8x2240.py): its hybrid embedding buffers the next batch's indices
+        # (``setup_buffered_indices``) and runs the next iteration's infrequent model forward and
+        # its all-to-all while this iteration's all-reduce and frequent update finish.
         return "routed_rows" in plan_features(plan)
 
     def presorts_indices(self, plan: Plan) -> bool:

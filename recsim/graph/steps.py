@@ -11,6 +11,10 @@ current step and each step's first kernels wait for the previous step's updates.
   they are read again);
 * its dense forward roots wait for step ``s``'s optimizer nodes on the same rank (the dense
   optimizer, and the replicated tables' dense updates).
+* a node the step graph names in ``metadata["carried_dependencies"]`` waits for the listed nodes
+  of step ``s``: a framework that runs the next batch's routed lookups and their exchange inside
+  the step (HugeCTR's inter-iteration overlap, ``recsim.graph.build``) has step ``s + 1``'s
+  interaction wait for step ``s``'s exchange; the first step's waits for none;
 * its input pipeline's first copy to the device (of batch ``s + 2``) waits for step ``s``'s
   optimizer nodes on the same rank: the device holds one batch ahead (a double buffer), so each
   step's copy and index exchange run inside the next step, not all at the start; the host's
@@ -219,6 +223,10 @@ def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
             if n.phase == "input" and n.stream is Stream.COPY and n.rank not in copied:
                 copied.add(n.rank)
                 first_copy.add(n.id)
+    # Nodes that wait for named nodes of the previous step (``carried_dependencies``: a framework
+    # that runs the next batch's routed lookups and exchange inside this step, whose interaction
+    # then waits for the previous step's exchange; ``recsim.graph.build``).
+    carried: dict[int, Sequence[int]] = graph.metadata.get("carried_dependencies") or {}
     cross: list[list[int] | None] = []
     for n in graph.nodes:
         extra: list[int] | None = None
@@ -229,6 +237,8 @@ def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
                 extra = list(dict.fromkeys([*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]))
             elif not n.deps:
                 extra = list(dict.fromkeys([*inputs[n.rank], *optimizer[n.rank]]))
+        if carried and n.id in carried:
+            extra = list(dict.fromkeys([*(extra or []), *carried[n.id]]))
         cross.append(extra)
     return cross
 

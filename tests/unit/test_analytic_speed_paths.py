@@ -155,6 +155,7 @@ def reference_chain(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
         if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
             emb_update[(n.rank, n.op.table)].append(n.id)
     bounded_input = graph.metadata.get("input_prefetch", "one_batch") == "one_batch"
+    carried = graph.metadata.get("carried_dependencies") or {}
     first_copy: dict[int, int] = {}
     for n in graph.nodes:
         if n.phase == "input" and n.stream is Stream.COPY:
@@ -174,6 +175,8 @@ def reference_chain(graph: ExecutionGraph, steps: int) -> ExecutionGraph:
                 elif not n.deps:
                     deps += [i + prev for i in inputs[n.rank]]
                     deps += [i + prev for i in optimizer[n.rank]]
+            if s > 0:
+                deps += [i + prev for i in carried.get(n.id, ())]
             op = n.op
             if isinstance(op, Collective):
                 op = replace(op, key=f"{op.key}#{s}")
@@ -1314,7 +1317,7 @@ class _ReferenceBuilder(_Builder):
         for r in range(self.world):
             send = tuple(rows[r])
             recv = columns[r]
-            self.add(
+            self.input_ready[r] = self.add(
                 r,
                 "input_dist",
                 Stream.COMM,
@@ -1333,6 +1336,7 @@ class _ReferenceBuilder(_Builder):
         pass_: str,
         deps_by_rank: dict[int, list[int]],
         replicated_deps: dict[int, list[int]] | None = None,
+        select: Callable[[Shard], bool] | None = None,
     ) -> dict[int, list[int]]:
         """The lookup nodes of ``pass_`` (forward or backward) on every rank; returns ids by rank.
 
@@ -1347,6 +1351,8 @@ class _ReferenceBuilder(_Builder):
         out: dict[int, list[int]] = defaultdict(list)
         groups: dict[tuple[int, str, bool], list[tuple[Shard, Embedding]]] = defaultdict(list)
         for shard in self.plan.shards:
+            if select is not None and not select(shard):
+                continue
             table = self.tables[shard.table]
             op = self.ops.op(
                 shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only, self.atomic
@@ -1490,7 +1496,18 @@ def reference_build_training_step(
     s = DTYPE_BYTES[precision]
     if opt.include_input_pipeline:
         bld.input_pipeline(batch)
-    emb_fwd = bld.embedding_pass(batch, "forward", {})
+    # HugeCTR's inter-iteration overlap: the next batch's routed lookups and exchange at the end.
+    pipelined = (
+        bld.world > 1
+        and any(layer.part != "bottom" for layer in workload.dense_layers)
+        and (plan.bottom_rank is None or not any(layer.part == "bottom" for layer in workload.dense_layers))
+        and framework.prefetches_routed_forward(plan)
+        and all(sh.sharding in ("data_parallel", "distributed") for sh in plan.shards)
+    )
+    if pipelined:
+        emb_fwd = bld.embedding_pass(batch, "forward", {}, select=lambda sh: sh.sharding == "data_parallel")
+    else:
+        emb_fwd = bld.embedding_pass(batch, "forward", {})
     replicated_fwd = set(bld.replicated.values())
     exchanged = {r: [n for n in ids if n not in replicated_fwd] for r, ids in emb_fwd.items()}
     local_fwd = {r: [n for n in ids if n in replicated_fwd] for r, ids in emb_fwd.items()}
@@ -1503,7 +1520,7 @@ def reference_build_training_step(
     if mp_rank is not None:
         mp_ids = bld.dense_forward(mp_rank, batch, bottom, [], precision, whole_batch=True)
         exchanged.setdefault(mp_rank, []).append(list(mp_ids.values())[-1])
-    a2a_fwd = bld.pooled_exchange(batch, True, exchanged)
+    a2a_fwd = {} if pipelined else bld.pooled_exchange(batch, True, exchanged)
 
     grads: list[tuple[str, float, int, int]] = []  # (layer, bytes, rank, node) in backward order
     last_bwd: dict[int, list[int]] = {}
@@ -1518,10 +1535,12 @@ def reference_build_training_step(
         dtype=precision,
         category="elementwise",
     )
+    joined_ids: dict[int, int] = {}
     for r in range(bld.world):
         bottom_ids = bld.dense_forward(r, batch, data_parallel, [], precision)
         joined = [*a2a_fwd.get(r, []), *local_fwd.get(r, []), *(list(bottom_ids.values())[-1:])]
         rest_ids = bld.dense_forward(r, batch, after, joined, precision)
+        joined_ids[r] = next(iter(rest_ids.values()))
         last = list(rest_ids.values())[-1]
         loss = bld.add(r, "loss", Stream.COMPUTE, loss_op, [last], "forward")
         prev = [loss]
@@ -1595,7 +1614,18 @@ def reference_build_training_step(
         last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in range(bld.world)}
     # Replicated lookups' gradients come straight from the interaction: no exchange to wait for.
-    bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
+    emb_bwd = bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
+    carried = {}
+    if pipelined:
+        replicated_bwd = set(bld.replicated.values())
+        deps = {
+            r: [n for n in emb_bwd.get(r, []) if n not in replicated_bwd]
+            + ([bld.input_ready[r]] if r in bld.input_ready else [])
+            for r in range(bld.world)
+        }
+        ahead = bld.embedding_pass(batch, "forward", deps, select=lambda sh: sh.sharding != "data_parallel")
+        a2a_next = bld.pooled_exchange(batch, True, ahead)
+        carried = {joined_ids[r]: tuple(a2a_next[r]) for r in range(bld.world) if a2a_next.get(r)}
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
@@ -1690,6 +1720,8 @@ def reference_build_training_step(
         "bottom_rank": mp_rank,
         "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
+    if carried:
+        bld.graph.metadata["carried_dependencies"] = carried
     return bld.graph
 
 
