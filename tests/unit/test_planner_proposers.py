@@ -571,3 +571,23 @@ def test_auto_holds_the_fixed_schemes_to_the_planners_reserve_too():
     stats = plan("dgx-a100", "dlrm-dcnv2", overrides=["planner.hbm_reserve=0.75"]).to_dict()
     assert stats["fits_within_reserve"] is True
     assert max(r["hbm_bytes"] for r in stats["ranks"]) <= 0.25 * 80 * 2**30
+
+
+def test_auto_simulates_every_plan_that_could_still_win_beyond_its_finalists():
+    # 32 DGX H100s (256 ranks x 26 tables, over simulate_all_below): the estimator prices
+    # flexshard's cross-node row splits at 0.667 ms (run: 1.84 ms) and puts hier_auto 4th, outside
+    # the finalists, though it runs at 1.30 ms. auto had picked flexshard, 35.6M samples/s against
+    # hier_auto's 50.4M, and 32 nodes came out slower than 16 (a sweep tester's find).
+    from recsim.cost.memo import CostMemo
+    from recsim.planner.proposers.auto import simulated_throughput
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=32, batch_size=65536, precision="fp16")
+    memo = CostMemo(system, workload)
+    config = planner_config()
+    assert system.num_accelerators * workload.num_tables >= config.simulate_all_below
+    ctx = PlanningContext(system, workload, config, memo=memo)
+    chosen = proposer("auto").propose(ctx)
+    hier = proposer("hier_auto").propose(ctx)
+    simulated = [n for n in chosen.notes if n.startswith("simulated (analytic)")]
+    assert len(simulated) < len(registered_proposers()) - 1  # still a search, not every plan
+    assert simulated_throughput(ctx, chosen) >= simulated_throughput(ctx, hier)
