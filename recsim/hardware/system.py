@@ -383,6 +383,21 @@ class System(Referable):
             )
         if self.cluster.nodes > 1 and self.node.nics is None and self.node.frontend_nics is None:
             raise ValueError(f"{self.cluster.nodes} nodes but the node has no 'nics' to reach the network")
+        # A NIC talks to a switch of its own fabric: an InfiniBand adapter to an InfiniBand switch,
+        # RoCE, Ethernet and EFA ones to an Ethernet switch. A mix would be costed with one NIC's
+        # calibration over another fabric's switch (a tester's sweep paired ib-ndr-400g with
+        # ZionEX's Tomahawk 3 and got 200 Gb/s at the 400G NIC's power).
+        group, scale_out = self.node.scale_out_nics, self.cluster.scale_out
+        if group is not None and scale_out is not None:
+            nic, switch = group.device, scale_out.switch
+            wanted = "infiniband" if nic.protocol == "infiniband" else "ethernet"
+            if switch.fabric != wanted:
+                where = "node.nics.device" if group is self.node.nics else "node.frontend_nics.device"
+                raise ValueError(
+                    f"{where} {nic.name!r} is {_a(nic.protocol)} NIC, but cluster.scale_out.switch "
+                    f"{switch.name!r} is {_a(switch.fabric)} switch: {_a(nic.protocol)} NIC needs "
+                    f"{_a(wanted)} switch (or choose a NIC of the switch's fabric)"
+                )
         return self
 
     @property
@@ -423,3 +438,8 @@ class System(Referable):
     def scale_out_bandwidth_bytes_per_s_per_accelerator(self) -> float:
         n = self.node.num_accelerators
         return self.scale_out_bandwidth_bytes_per_s_per_node / n if n else 0.0
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"

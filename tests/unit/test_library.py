@@ -7,6 +7,7 @@ import pytest
 from recsim.api import hardware_summary
 from recsim.config import Override
 from recsim.config.yamlio import load_yaml_file
+from recsim.errors import ConfigError
 from recsim.hardware.library import HardwareLibrary, shipped_root
 from recsim.hardware.topology import build_topology
 from tests.conftest import unsourced_lines
@@ -121,11 +122,15 @@ def test_dgx_a100_and_hgx_h200(shipped):
     )
     port = ndr.node.pcie_switches.device.port_bandwidth_bytes_per_s
     assert ndr.scale_out_bandwidth_bytes_per_s_per_accelerator == min(50e9, port) < 50e9
-    # And at most what the scale-out switch's ports take: ZionEX's Tomahawk 3 ports are 200G, so a
-    # 400G NIC moves 25 GB/s there (a tester found hier_auto planning for more, and a faster NIC
-    # giving a slower plan under auto).
-    zionex = shipped.system("zionex", [Override.parse("node.nics.device=ib-ndr-400g")])
-    assert zionex.scale_out_bandwidth_bytes_per_s_per_accelerator == pytest.approx(25e9)
+    # And at most what the scale-out switch's ports take: Zion's Tomahawk ports are 100G, so a
+    # 200G NIC moves what its own 100G NIC does there (a tester found hier_auto planning for more,
+    # and a faster NIC giving a slower plan under auto).
+    zion = shipped.system("zion", [Override.parse("node.nics.device=roce-200g")])
+    assert zion.scale_out_bandwidth_bytes_per_s_per_node == pytest.approx(4 * 12.5e9)
+    assert shipped.system("zion").scale_out_bandwidth_bytes_per_s_per_node == pytest.approx(4 * 12.5e9)
+    # An InfiniBand NIC on an Ethernet switch is a configuration mistake, named as such.
+    with pytest.raises(ConfigError, match=r"'ib-ndr-400g' is an infiniband NIC, but cluster\.scale_out"):
+        shipped.system("zionex", [Override.parse("node.nics.device=ib-ndr-400g")])
     h = summary(shipped, "hgx-h200")
     assert h["accelerator"] == "h200-sxm5-141gb"
     assert h["hbm_capacity_bytes_total"] == 8 * 141 * 2**30
