@@ -22,6 +22,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -165,11 +167,49 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _ignore_interrupts() -> None:
+def _worker_init(parent: int) -> None:
     """Pool workers leave Ctrl-C to the parent: it reaches the whole process group, and each worker
     would print its own KeyboardInterrupt traceback; the parent cancels the pending points and
-    shuts the pool down."""
+    shuts the pool down. And they end when the sweep's process ``parent`` is gone: killed outright
+    (SIGKILL, an out-of-memory kill), it cannot stop them, and they ran on for good, each holding
+    its memory (a tester found two workers and the forkserver alive after every such kill)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), name="recsim-parent-watch", daemon=True).start()
+
+
+#: How often a worker checks that the sweep's process is still there (seconds).
+PARENT_POLL_S = 1.0
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once process ``parent`` no longer exists."""
+    while True:
+        time.sleep(PARENT_POLL_S)
+        try:
+            os.kill(parent, 0)  # signal 0: only whether the process exists
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # exists, owned by another user (a reused pid): keep waiting
+            pass
+
+
+class _TermAsInterrupt(AbstractContextManager[None]):
+    """SIGTERM (a scheduler's or ``kill``'s stop) handled as Ctrl-C while a pool runs: the
+    executor then stops its workers and keeps the stored points, where the default action ended
+    the parent at once and left them running. Only in the main thread (where Python runs handlers)."""
+
+    def __enter__(self) -> None:
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _broken_pool_message() -> str:
@@ -198,7 +238,10 @@ class LocalExecutor(Executor):
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=_pool_context(), initializer=_ignore_interrupts
+                max_workers=self.workers,
+                mp_context=_pool_context(),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -228,6 +271,12 @@ class LocalExecutor(Executor):
                     on_result(results[i])  # type: ignore[arg-type]
                     bar.advance()
             return [r for r in results if r is not None]
+        with _TermAsInterrupt():
+            return self._run_pool(tasks, on_result, label, results)
+
+    def _run_pool(
+        self, tasks: Sequence[Task], on_result: Callback, label: str, results: list[PointRecord | None]
+    ) -> list[PointRecord]:
         pool = self._get_pool()
         try:
             futures: dict[Future[PointRecord], int] = {

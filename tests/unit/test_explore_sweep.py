@@ -435,3 +435,34 @@ def test_file_values_of_any_axis_and_base_override_are_the_spec_folders(tmp_path
         SPEC.replace("[1, 2, 4]\n", "[1, 2, 4]\n  node.accelerators.device.hbm.bandwidth: ['1 TB/s']\n")
     )
     assert load_sweep(spec).axes["node.accelerators.device.hbm.bandwidth"] == ["1 TB/s"]
+
+
+def test_sigterm_stops_a_pool_sweep_as_ctrl_c_does_and_restores_the_handler():
+    # A scheduler's stop (SIGTERM) had ended the sweep's process at once and left its forkserver
+    # and workers running for good (a tester's find); it now takes Ctrl-C's path, which stops them.
+    import os
+    import signal
+
+    from recsim.explore.executors import _TermAsInterrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _TermAsInterrupt():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises before the next statement
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_worker_ends_once_the_sweeps_process_is_gone():
+    # Killed outright (SIGKILL), the sweep's process cannot stop its workers: each watches it and
+    # exits, where they had run on for good.
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    code = (
+        "import recsim.explore.executors as e, time; e.PARENT_POLL_S = 0.01; "
+        f"e._worker_init({gone.pid}); time.sleep(30)"
+    )
+    worker = subprocess.run([sys.executable, "-c", code], timeout=25, check=False)
+    assert worker.returncode == 1
