@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from recsim.errors import ConfigError
 from recsim.explore.pareto import knee_point, pareto_mask
 from recsim.output import make_folder_for, replacing
-from recsim.units import Dimension, format_quantity, parse_quantity
+from recsim.units import Dimension, format_quantity, parse_quantity, quantity_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +123,20 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
         close = [c for c in df.columns if name in str(c)][:3]
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"no column {name!r} in the results{hint}")
-    return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
+    column = df[name]
+    # An axis swept over quantity texts ("1 TB/s", "80 GB") is stored as the spec wrote it: read
+    # it in SI, as the config does (a tester's scaling plot over HBM bandwidths came out empty).
+    quantities = [quantity_of(v) for v in column]
+    texts = [v for v in column if isinstance(v, str)]
+    if texts and all(q is not None for q, v in zip(quantities, column, strict=True) if isinstance(v, str)):
+        dimensions = {q[0] for q in quantities if q is not None}
+        if len(dimensions) > 1:
+            raise ConfigError(f"column {name!r} mixes quantities of {sorted(map(str, dimensions))}")
+        return np.array([q[1] if q is not None else np.nan for q in quantities], dtype=float)
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    if texts and not np.isfinite(values).any():
+        raise ConfigError(f"column {name!r} holds no numbers or quantities (e.g. {texts[0]!r}) to plot")
+    return values
 
 
 def _new_figure() -> tuple[Figure, Axes]:

@@ -105,3 +105,21 @@ def test_default_senses_follow_the_metric_names() -> None:
     assert plots.default_sense("samples_per_joule") == "max"
     for metric in ("avg_power_w", "iteration_time_s", "energy_per_sample_j", "latency_p99_s"):
         assert plots.default_sense(metric) == "min"
+
+
+def test_an_axis_of_quantity_texts_is_plotted_in_si():
+    # A sweep over node.accelerators.device.hbm.bandwidth stores "1 TB/s", "2 TB/s" as written;
+    # the scaling plot had read them as NaN and drawn nothing (a tester's find).
+    frame = pd.DataFrame(
+        {
+            "values.hbm": ["1 TB/s", "2 TB/s", "4000 GB/s"],
+            "throughput_samples_per_s": [1e6, 1.5e6, 1.8e6],
+        }
+    )
+    fig = plots.scaling(frame, "values.hbm", "throughput_samples_per_s")
+    (line,) = fig.axes[0].get_lines()
+    assert list(line.get_xdata()) == [1e12, 2e12, 4e12]
+    with pytest.raises(ConfigError, match="no numbers or quantities"):
+        plots.scaling(frame.assign(plan=["a", "b", "c"]), "plan", "throughput_samples_per_s")
+    with pytest.raises(ConfigError, match="mixes quantities"):
+        plots.scaling(frame.assign(mixed=["1 TB/s", "80 GB", "2 TB/s"]), "mixed", "throughput_samples_per_s")
