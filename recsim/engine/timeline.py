@@ -81,13 +81,24 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
     in_last = step == last
     ids = frozenset(index.ids_array[in_last].tolist())
     positions = np.flatnonzero(in_last) if index.unique_ids else None
+    # A step's end is its own batch's last node: work a framework does in it for the next batch
+    # (``metadata["next_batch_nodes"]``, HugeCTR's routed lookups and exchange) may finish later,
+    # and the critical path would then start from an exchange the next step waits for.
+    ahead = graph.metadata.get("next_batch_nodes")
+    own = ~np.isin(index.ids_array % stride, np.asarray(ahead, dtype=np.int64)) if ahead else None
     if timing.finite:
-        prev_end = float(timing.finish[step == last - 1].max())
-        end = float(timing.finish[in_last].max())
+        mask_prev, mask_last = step == last - 1, in_last
+        if own is not None:
+            mask_prev, mask_last = mask_prev & own, mask_last & own
+        prev_end = float(timing.finish[mask_prev].max())
+        end = float(timing.finish[mask_last].max())
     else:  # Python's max, in the order the plain walk takes (NaN makes it order-dependent)
         finish = schedule.finish_s
-        prev_end = max(finish[n.id] for n in graph.nodes if n.id // stride == last - 1)
-        end = max(finish[i] for i in ids)
+        skip = set(ahead or ())
+        prev_end = max(
+            finish[n.id] for n in graph.nodes if n.id // stride == last - 1 and n.id % stride not in skip
+        )
+        end = max(finish[n.id] for n in graph.nodes if n.id // stride == last and n.id % stride not in skip)
     return Window(prev_end, end, ids, positions, index if positions is not None else None)
 
 
@@ -137,8 +148,13 @@ def critical_path(
         in_window = [position[i] for i in window.node_ids]
         at = np.asarray(in_window, dtype=np.intp)
     if timing.finite and at.size:
-        # The latest finish, the largest id among equal ones: as ``max`` by (finish, id).
+        # The node that ends the window (the latest finish not after it: a node working for the
+        # next batch may end later, ``step_window``), the largest id among equal ones: as ``max``
+        # by (finish, id).
         ends = timing.finish[at]
+        closing = ends <= window.end_s
+        if closing.any() and not closing.all():
+            at, ends = at[closing], ends[closing]
         last = at[ends == ends.max()]
         current = int(last[np.argmax(ids_array[last])])
     else:

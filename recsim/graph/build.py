@@ -23,6 +23,15 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
 7. after the all-reduces, each rank's replicated tables' **dense update** (every row stepped:
    ``planner.types.dense_gradient``), then the dense **optimizer** after the last bucket.
 
+A framework that runs the next batch's routed lookups inside the step
+(``Runtime.prefetches_routed_forward``: HugeCTR's inter-iteration overlap, hybrid-embedding plans)
+moves steps 2 and 3 of its routed shards to the end of 6: the next batch's lookups after this
+step's routed backward (their rows updated), their exchange beside this step's all-reduce and
+updates. This step's interaction then waits for the previous step's exchange
+(``metadata["carried_dependencies"]``, ``recsim.graph.steps``), and those nodes are listed in
+``metadata["next_batch_nodes"]``: the step ends with its own batch's work
+(``recsim.engine.timeline.step_window``).
+
 FLOPs and bytes of every node come from shapes (``Workload.dense_layers`` per sample, times the
 batch). Byte counts of GEMMs are the compulsory traffic: inputs + weights read, outputs written.
 The graph carries no times: the cost layer turns ops into durations on a given system.
@@ -775,6 +784,7 @@ def build_training_step(
     # Replicated lookups' gradients come straight from the interaction: no exchange to wait for.
     emb_bwd = bld.embedding_pass(batch, "backward", emb_deps, replicated_deps=emb_grad_ready)
     carried: dict[int, tuple[int, ...]] = {}
+    ahead_ids: list[int] = []
     if pipelined:
         # The next batch's routed lookups read the rows this step's routed backward has just
         # updated (atomically, in place) and the indices this step's input pipeline brought; their
@@ -787,6 +797,9 @@ def build_training_step(
         ahead = bld.embedding_pass(batch, "forward", deps, select=_routed)
         a2a_next = bld.pooled_exchange(batch, True, ahead)
         carried = {joined_ids[r]: tuple(a2a_next[r]) for r in range(bld.world) if a2a_next.get(r)}
+        ahead_ids = sorted(
+            {*(i for ids in ahead.values() for i in ids), *(i for ids in a2a_next.values() for i in ids)}
+        )
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
@@ -843,8 +856,11 @@ def build_training_step(
         "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
     if carried:
-        # node -> the nodes of the previous step it waits for (``recsim.graph.steps``).
+        # node -> the nodes of the previous step it waits for (``recsim.graph.steps``), and the
+        # nodes that work for the next batch: a step ends with its own batch's last node
+        # (``recsim.engine.timeline.step_window``), not with the next one's exchange.
         bld.graph.metadata["carried_dependencies"] = carried
+        bld.graph.metadata["next_batch_nodes"] = tuple(ahead_ids)
     return bld.graph
 
 

@@ -435,8 +435,13 @@ def reference_step_window(graph: ExecutionGraph, schedule: Schedule) -> Window:
         return Window(0.0, schedule.makespan_s, frozenset(n.id for n in graph.nodes))
     last = steps - 1
     ids = frozenset(n.id for n in graph.nodes if n.id // stride == last)
-    prev_end = max(schedule.finish_s[n.id] for n in graph.nodes if n.id // stride == last - 1)
-    end = max(schedule.finish_s[i] for i in ids)
+    ahead = set(graph.metadata.get("next_batch_nodes") or ())  # the next batch's: not the step's end
+    prev_end = max(
+        schedule.finish_s[n.id]
+        for n in graph.nodes
+        if n.id // stride == last - 1 and n.id % stride not in ahead
+    )
+    end = max(schedule.finish_s[i] for i in ids if i % stride not in ahead)
     return Window(prev_end, end, ids)
 
 
@@ -458,7 +463,8 @@ def reference_critical_path(
             members[n.op.key].append(n.id)
     by_id = graph.by_id
     start, finish = schedule.start_s, schedule.finish_s
-    current = max(window.node_ids, key=lambda i: (finish[i], i))
+    closing = [i for i in window.node_ids if finish[i] <= window.end_s] or list(window.node_ids)
+    current = max(closing, key=lambda i: (finish[i], i))
     totals: dict[str, float] = defaultdict(float)
     path: list[int] = []
     time = finish[current]
@@ -1626,6 +1632,7 @@ def reference_build_training_step(
         ahead = bld.embedding_pass(batch, "forward", deps, select=lambda sh: sh.sharding != "data_parallel")
         a2a_next = bld.pooled_exchange(batch, True, ahead)
         carried = {joined_ids[r]: tuple(a2a_next[r]) for r in range(bld.world) if a2a_next.get(r)}
+        ahead_ids = sorted({i for ids in [*ahead.values(), *a2a_next.values()] for i in ids})
     # Data-parallel shards (whole tables or replicated hot rows): their gradients are all-reduced
     # (dense, in the storage dtype) after the backward lookup, before the update, in DDP buckets as
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
@@ -1722,6 +1729,7 @@ def reference_build_training_step(
     }
     if carried:
         bld.graph.metadata["carried_dependencies"] = carried
+        bld.graph.metadata["next_batch_nodes"] = tuple(ahead_ids)
     return bld.graph
 
 
