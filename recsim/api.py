@@ -443,18 +443,20 @@ def make_plan(
         return load_plan_file(strategy, workload, world, system if isinstance(system, System) else None)
     if name == "table_wise_round_robin":
         name = "table_wise"
-    if isinstance(system, int):
-        if name in simple.PLAIN_STRATEGIES:
-            return simple.PLAIN_STRATEGIES[name](workload, world)
-        raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
-    check_fidelity(fidelity)
-    ctx = PlanningContext(system, workload, config, memo=costs, fidelity=fidelity)
-    chosen = proposer(name).propose(ctx)
+    if isinstance(system, int):
+        if name not in simple.PLAIN_STRATEGIES:
+            raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
+        chosen = simple.PLAIN_STRATEGIES[name](workload, world)
+        allowed = set(config.tiers)  # no system: no NMP or SmartSSD tiers to add
+    else:
+        check_fidelity(fidelity)
+        ctx = PlanningContext(system, workload, config, memo=costs, fidelity=fidelity)
+        chosen = proposer(name).propose(ctx)
+        allowed = {tier.split(":", 1)[0] for tier in ctx.estimator.tiers()}
     # A fixed scheme puts every table in HBM whatever planner.tiers says: asked for by name with
     # HBM left out, it would silently run the tiers the user excluded (a tester's find). ``auto``
     # drops such plans from its candidates for the same reason.
-    allowed = {tier.split(":", 1)[0] for tier in ctx.estimator.tiers()}
     outside = sorted({shard.tier.split(":", 1)[0] for shard in chosen.shards} - allowed)
     if outside:
         how = " (a fixed scheme: every table in HBM)" if proposer(name).fixed else ""

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from recsim.api import make_plan
+from recsim.api import load_workload, make_plan
 from recsim.cost.model import CostModel
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
@@ -278,3 +278,14 @@ def test_auto_under_des_is_the_fastest_of_its_finalists_under_des(tiny):
         assert best >= other.throughput_samples_per_s * (1 - 1e-9)
     with pytest.raises(ConfigError, match="fidelity 'exact'"):
         make_plan("auto", tiny, system, fidelity="exact")
+
+
+def test_a_fixed_scheme_by_world_size_also_keeps_to_the_allowed_tiers():
+    # Without a System the statistics-free schemes still place every table in HBM: with HBM left
+    # out of planner.tiers that is refused, as with a System (a reviewer found it ignored).
+    workload = load_workload("dlrm-dcnv2")
+    with pytest.raises(
+        InfeasibleError, match=r"places tables in hbm, which planner\.tiers \(ddr\) leaves out"
+    ):
+        make_plan("table_wise", workload, 8, planner=["planner.tiers=[ddr]"])
+    assert make_plan("table_wise", workload, 8, planner=["planner.tiers=[hbm, ddr]"]).world_size == 8
