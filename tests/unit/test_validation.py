@@ -43,9 +43,10 @@ KNOWN_GAPS = {
     ),
     "mlperf-train-v5.0-dcnv2-hgxh200-hpe-n2": (
         "+27 %: two HGX H200 nodes on NDR InfiniBand at batch 65536 run 19.4M samples/s, one node's "
-        "16.2-16.7M plus 16-20 %; recsim gives one node +40 %: its hier_auto plan sends 5.2 MB a rank "
-        "across the nodes in 169 us, and the compute and lookups (60 % of the step) halve with the "
-        "per-GPU batch. Pinned to hugectr_auto at MEM_COMM_BW_RATIO 9 or 11 it is still +21 to +28 %. "
+        "16.2-16.7M plus 16-20 %; recsim gives one node +40 %: its hier_auto plan (the run's config: "
+        "MEM_COMM_BW_RATIO 67, SHARP off) sends 5.2 MB a rank across the nodes in 169 us, and the "
+        "compute and lookups (60 % of the step) halve with the per-GPU batch. HPE's 4-node run (not a "
+        "case) is +20 % with SHARP on, so SHARP is not it. hugectr_auto at ratio 9 or 11 gives +21 to +28 %. "
         "NVIDIA's own multi-node runs (Eos, 8 and 16 nodes) are in band, so what another site's 2-node "
         "run pays (its software, NCCL settings, fabric) is outside the model; nothing here measures it"
     ),
