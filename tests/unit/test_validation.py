@@ -51,7 +51,8 @@ KNOWN_GAPS = {
         "run pays (its software, NCCL settings, fabric) is outside the model; nothing here measures it"
     ),
     "mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8": (
-        "+28 %: eight H100 nodes on 8 x 400G RoCE per node at batch 160000. recsim costs RoCE as "
+        "+25 %: eight H100 nodes on 8 x 400G RoCE per node at batch 160000 (SHARP off, as on any "
+        "Ethernet fabric: +28 % with it). recsim costs RoCE as "
         "InfiniBand: a NIC without a calibration block takes DEFAULT_NETWORK's 0.97 of line rate, with "
         "no congestion, and the library has no 400G RoCE NIC (mapped to dgx-h100's NDR). Halving the "
         "per-GPU scale-out bandwidth reproduces the figure (52.0M), and NVIDIA's InfiniBand runs of "
