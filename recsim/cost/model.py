@@ -164,7 +164,14 @@ class CostModel:
                 parts = [(self.access(t), n) for t, n in self._fused[table]]
                 model = None
                 if all(m is not None for m, _ in parts):
-                    model = MixtureModel([m for m, _ in parts if m], [n for _, n in parts])
+                    models = [m for m, _ in parts if m]
+                    shares = [n for _, n in parts]
+                    if not sum(shares) > 0:
+                        # No part gets a lookup (a rank holding only the far tail of very skewed
+                        # tables: a tester's Zipf 7): nothing is read, and any weights describe
+                        # that; by rows, as a uniform draw over the fused rows would be.
+                        shares = [float(m.rows) for m in models]
+                    model = MixtureModel(models, shares)
                 self._mixtures[key] = model
             if model is not None:
                 self._access[table] = model

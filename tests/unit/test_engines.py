@@ -285,3 +285,14 @@ def test_replay_reestimates_uneven_all_to_alls_whole_and_keeps_idle_ones():
     for world, nodes in ((1, [Node(0, 0, "solo", Stream.COMM, solo)]), (8, idle)):
         graph = ExecutionGraph(world, [replace(n, duration_s=recorded) for n in nodes])
         assert replay_reestimate(graph, system, accelerator).predicted_step_s == recorded
+
+
+def test_a_fused_lookup_whose_parts_get_no_lookups_is_costed_not_a_traceback():
+    # Zipf 7: flexshard leaves a rank only the far tails of tables, which get no lookups, so the
+    # access mixture of its fused TBE had no weights and raised (a CLI tester's find).
+    from recsim.api import simulate
+
+    result = simulate(
+        "dgx-h100", "rmc1", plan="flexshard", overrides=["workload.embedding.access={dist: zipf, alpha: 7}"]
+    )
+    assert result.status == "ok" and result.throughput_samples_per_s > 0
