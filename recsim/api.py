@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -250,12 +250,18 @@ def trace_info(paths: Sequence[str | Path], fmt: str | None = None) -> dict[str,
 
 
 def check_recsim_output(
-    path: str | Path, what: str, inputs: Sequence[str | Path] = (), *, hint: str = ""
+    path: str | Path,
+    what: str,
+    inputs: Sequence[str | Path] = (),
+    *,
+    hint: str = "",
+    own: Callable[[Path], bool] | None = None,
 ) -> Path:
-    """``path`` for a file recsim writes (a native graph or a Chrome timeline) that may replace only
-    one of its own (or an empty file): not one of ``inputs``, nor another existing file. A shell
-    glob puts its last file in the output's place, and a ``--timeline`` pointed at a plan or a
-    system file would replace it (a tester's find); ``OutputError`` says so and keeps the file."""
+    """``path`` for a file recsim writes that may replace only one of its own (or an empty file):
+    not one of ``inputs``, nor another existing file. ``own`` tells recsim's files of this kind
+    (default: a native graph or a Chrome timeline). A shell glob puts its last file in the output's
+    place, and a ``--timeline`` pointed at a plan or a system file would replace it (a tester's
+    find); ``OutputError`` says so and keeps the file."""
     out = check_output_path(path, what)
     for source in inputs:
         if same_file(source, out):
@@ -265,7 +271,7 @@ def check_recsim_output(
     if not stream and out.is_file() and out.stat().st_size > 0:
         from recsim.graph.readers import recsim_output
 
-        if not recsim_output(out):
+        if not (own or recsim_output)(out):
             raise OutputError(
                 f"{out}: exists and is not a {what} recsim wrote (a recording, or another file), so it "
                 f"is kept; remove it or write elsewhere{hint}"

@@ -27,7 +27,6 @@ from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
 from recsim.hardware.library import SCHEMAS, HardwareLibrary
 from recsim.hardware.schema import document_schema
-from recsim.output import check_output_path
 from recsim.planner.types import COMM_DTYPES
 from recsim.units import Dimension, format_quantity
 
@@ -700,7 +699,12 @@ def plan_cmd(
     """
     nodes, sets = _system_args(ctx, nodes, overrides)
     if out is not None:
-        check_output_path(out, "plan")  # before the planning, not after it
+        # Before the planning, not after it; and only over a plan of recsim's (a tester found a
+        # workload YAML given as both --workload and --out replaced by the plan).
+        from recsim.planner.io import is_plan_file
+
+        inputs = [p for p in (system, workload, strategy) if Path(p).is_file()]
+        api.check_recsim_output(out, "plan", inputs, own=is_plan_file)
     stats = api.plan(
         system,
         workload,

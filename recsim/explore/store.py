@@ -394,6 +394,25 @@ def records_frame(records: Sequence[PointRecord]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
+def is_results_export(path: str | Path) -> bool:
+    """Whether ``path`` is a results export recsim wrote (``export_frame``: its first columns are
+    ``ROW_FIELDS``): a file ``recsim results export --to`` may replace."""
+    from recsim.explore.records import ROW_FIELDS
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = list(pq.read_schema(path).names)
+        else:
+            with path.open(encoding="utf-8") as f:
+                names = f.readline().strip().split(",")
+    except (OSError, ValueError, UnicodeDecodeError):  # pyarrow's ArrowInvalid is a ValueError
+        return False
+    return tuple(names[: len(ROW_FIELDS)]) == ROW_FIELDS
+
+
 def export_frame(frame: pd.DataFrame, path: Path) -> Path:
     """Write a results frame to ``.parquet`` or ``.csv`` via a temporary file and a rename."""
     path = Path(path)

@@ -106,6 +106,21 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     write_text(Path(path), plan_to_json(plan), "plan")
 
 
+def is_plan_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a plan recsim wrote (JSON, gzip or not, of ``format: recsim-plan``):
+    a file ``recsim plan --out`` may replace."""
+    import gzip
+
+    try:
+        raw = Path(path).read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        data = json.loads(raw)
+    except (OSError, ValueError, EOFError):
+        return False
+    return isinstance(data, dict) and data.get("format") == PLAN_FORMAT
+
+
 # ------------------------------------------------------------------------------------- reading
 
 

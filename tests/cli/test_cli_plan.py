@@ -240,3 +240,32 @@ def test_model_f_without_low_precision_or_ssd_fails_naming_the_shortfall() -> No
     assert "short" in line and "fits nowhere" in line
     assert "model-f's embedding tables need at least" in line
     assert "table 't_" in line
+
+
+def test_plan_out_replaces_only_a_plan_of_recsims(tmp_path: Path) -> None:
+    # `--out` had replaced any file, the workload YAML given as --workload among them (a CLI
+    # tester's find); like --timeline, it now keeps what recsim did not write.
+    workload = tmp_path / "w.yaml"
+    workload.write_text((FIXTURES / "workloads" / "tiny-dlrm.yaml").read_text())
+    before = workload.read_text()
+    args = [
+        "plan",
+        *TINY_2_RANKS[:2],
+        "--workload",
+        str(workload),
+        *TINY_2_RANKS[4:],
+        "--strategy",
+        "table_wise",
+    ]
+    same = run(*args, "--out", str(workload))
+    assert same.exit_code == 2 and "is also an input" in same.output
+    assert workload.read_text() == before
+    other = tmp_path / "notes.json"
+    other.write_text('{"mine": true}')
+    kept = run(*args, "--out", str(other))
+    assert kept.exit_code == 2 and "is not a plan recsim wrote" in kept.output
+    assert other.read_text() == '{"mine": true}'
+    plan = tmp_path / "plan.json.gz"
+    assert run(*args, "--out", str(plan)).exit_code == 0
+    again = run(*args, "--out", str(plan))  # a plan of recsim's (gzipped) is replaced
+    assert again.exit_code == 0, again.output

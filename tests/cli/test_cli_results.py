@@ -179,3 +179,16 @@ def test_golden_strict_config(golden_copy):
     assert "fidelity" in result.output  # did you mean
     unknown = invoke(golden, "check", golden_copy, "no-such-case")
     assert unknown.exit_code == 2 and "no golden case 'no-such-case'" in unknown.output
+
+
+def test_results_export_replaces_only_an_export_of_recsims(sweep_dir, tmp_path):
+    # `--to` had replaced any CSV (a CLI tester's find); an export of recsim's is replaced.
+    foreign = tmp_path / "data.csv"
+    foreign.write_text("a,b\n1,2\n")
+    refused = invoke(results, "export", sweep_dir, "--to", foreign)
+    assert refused.exit_code == 2 and "is not a results export recsim wrote" in refused.output
+    assert foreign.read_text() == "a,b\n1,2\n"
+    for name in ("mine.csv", "mine.parquet"):
+        assert invoke(results, "export", sweep_dir, "--to", tmp_path / name).exit_code == 0
+        again = invoke(results, "export", sweep_dir, "--to", tmp_path / name)
+        assert again.exit_code == 0, again.output
