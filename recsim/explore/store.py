@@ -371,7 +371,7 @@ class Store:
             sql += " WHERE stage = ?"
             params = (stage,)
         sql += " ORDER BY idx, stage, key"
-        return [_record(row) for row in self._query(sql, params)]
+        return [_record(row, self.path) for row in self._query(sql, params)]
 
     def frame(self, stage: str | None = None) -> pd.DataFrame:
         """One row per record with ``PointRecord.to_row()`` columns (``values.*``, metrics, ...)."""
@@ -458,19 +458,41 @@ def _kind(value: Any) -> str:
     return "str" if isinstance(value, str) else "other"
 
 
-def _record(row: tuple[Any, ...]) -> PointRecord:
+def _record(row: tuple[Any, ...], path: Path) -> PointRecord:
+    """The record of a stored row; a row recsim did not write (edited, damaged) is a
+    ``ConfigError`` naming the store, the point and the column (a tester's hand-broken
+    ``metrics_json`` had given tracebacks from show, export and --resume)."""
     key, stage, idx, status, reason, wall_s, values_json, metrics_json, config_json = row
-    return PointRecord(
-        index=int(idx),
-        key=str(key),
-        values=json.loads(values_json),
-        stage=str(stage),
-        status=str(status),
-        reason=str(reason),
-        metrics=json.loads(metrics_json),
-        config=json.loads(config_json),
-        wall_s=float(wall_s),
-    )
+    where = f"{path}: point {key!r} at stage {stage!r}"
+    columns = {}
+    for name, text in (
+        ("values_json", values_json),
+        ("metrics_json", metrics_json),
+        ("config_json", config_json),
+    ):
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {name} is not JSON; the store is damaged") from None
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{where}: {name} holds {type(value).__name__} JSON, expected an object; the store is damaged"
+            )
+        columns[name] = value
+    try:
+        return PointRecord(
+            index=int(idx),
+            key=str(key),
+            values=columns["values_json"],
+            stage=str(stage),
+            status=str(status),
+            reason=str(reason),
+            metrics=columns["metrics_json"],
+            config=columns["config_json"],
+            wall_s=float(wall_s),
+        )
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: its index or wall_s is not a number; the store is damaged") from None
 
 
 def _spec_name(spec_text: str) -> str | None:

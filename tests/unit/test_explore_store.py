@@ -242,3 +242,22 @@ def test_reading_a_store_needs_no_write_lock(tmp_path):
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "expected"),
+    [
+        ("metrics_json", "{not json", "metrics_json is not JSON"),
+        ("values_json", "[]", "values_json holds list JSON, expected an object"),
+        ("wall_s", "'slow'", "its index or wall_s is not a number"),
+    ],
+)
+def test_a_damaged_row_is_a_config_error_naming_the_point(tmp_path, column, text, expected):
+    # A row edited or damaged outside recsim had given JSONDecodeError and AttributeError tracebacks
+    # from results show, export and sweep --resume (a CLI tester's find).
+    path = tmp_path / STORE_NAME
+    Store(path).write(record(0))
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE records SET {column} = {text if column == 'wall_s' else repr(text)}")
+    with pytest.raises(ConfigError, match=rf"point '0000000000000000' at stage 'analytic': {expected}"):
+        Store(path).records()
