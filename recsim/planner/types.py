@@ -170,6 +170,13 @@ class Plan:
                 raise InfeasibleError(f"plan {self.strategy!r} places a bottom MLP; {workload.name} has none")
         tables = {t.name: t for t in workload.tables}
         by_table = self.by_table()
+        # A misspelt table first: it is why the table it meant has no shard.
+        unknown = [name for name in by_table if name not in tables]
+        if unknown:
+            raise InfeasibleError(
+                f"plan {self.strategy!r} has a shard of unknown table {unknown[0]!r} "
+                f"(the workload's: {', '.join(list(tables)[:8])}{', ...' if len(tables) > 8 else ''})"
+            )
         missing = [name for name in tables if name not in by_table]
         if missing:
             raise InfeasibleError(f"plan {self.strategy!r} places no shard of table {missing[0]!r}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from recsim.api import make_plan
-from recsim.errors import ConfigError, InfeasibleError
+from recsim.errors import ConfigError
 from recsim.planner.io import load_plan, plan_from_dict, plan_to_dict, save_plan
 from recsim.planner.plan import table_wise_round_robin
 from recsim.planner.types import Plan, Shard
@@ -186,9 +187,15 @@ def test_make_plan_checks_the_workload(tmp_path: Path, tiny: Workload) -> None:
     plan = table_wise_round_robin(tiny, 2)
     path = tmp_path / "half.json"
     save_plan(Plan(2, plan.shards[:1], strategy="half"), path)
-    with pytest.raises(InfeasibleError, match="places no shard of table 'b'") as err:
+    # A mistake in the file: a ConfigError naming it, not an infeasible design point.
+    with pytest.raises(ConfigError, match="places no shard of table 'b'") as err:
         make_plan(path, tiny, 2)
     assert str(path) in str(err.value)
+    # A misspelt table is named as such, not as the table it left without a shard.
+    renamed = Plan(2, (replace(plan.shards[0], table="ax"), *plan.shards[1:]), strategy="typo")
+    save_plan(renamed, path)
+    with pytest.raises(ConfigError, match="has a shard of unknown table 'ax'"):
+        make_plan(path, tiny, 2)
     with pytest.raises(ConfigError, match="no such file"):
         make_plan(tmp_path / "missing.json", tiny, 2)
 
