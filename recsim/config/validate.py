@@ -12,6 +12,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -50,7 +51,16 @@ def describe_errors(model: type[BaseModel], tree: Tree, exc: ValidationError) ->
         for e in errors
         if not (e["type"] == "missing" and data_path(tree.data, tuple(e["loc"])) in suggested)
     ]
-    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    # Then, of a union's members, the one the value was meant for: a mapping given where either a
+    # number or a mapping may go fails the number member as "expected an integer, got a mapping",
+    # which would hide what is wrong inside the mapping (a tester's uniform draw with low > high).
+    several = len(errors) > 1  # (a list being sorted reads as empty to the key)
+    errors.sort(
+        key=lambda e: (
+            e["type"] != "extra_forbidden",
+            several and e["type"].endswith("_type") and isinstance(e.get("input"), (Mapping, list, tuple)),
+        )
+    )
     first = _describe(model, tree, errors[0])
     rest = len(errors) - 1
     return first if rest == 0 else f"{first} (and {rest} more problem{'s' if rest > 1 else ''})"

@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import Annotated, Literal, Self
 
 import numpy as np
-from annotated_types import Gt
+from annotated_types import Gt, Le
 from pydantic import Field, field_validator, model_validator
 
 from recsim.config.loader import Referable
@@ -86,11 +86,18 @@ AccessSpec = Annotated[UniformAccess | ZipfAccess | EmpiricalAccess, Field(discr
 # ------------------------------------------------------------------------------ tables
 
 
+#: The most rows a table may have: 2^53, the largest count a float holds exactly (the access models
+#: and costs work in floats). A larger one had overflowed into a traceback or, drawn in a table
+#: group, wrapped to a negative int64 (a tester's finds); real tables have 10^10 or fewer.
+MAX_TABLE_ROWS = 2**53
+TableRows = Annotated[int, Gt(0), Le(MAX_TABLE_ROWS)]
+
+
 class Table(Spec):
     """One embedding table. ``pooling`` is the mean number of lookups per sample (multi-hot size)."""
 
     name: str = Field(min_length=1)
-    rows: PositiveInt
+    rows: TableRows
     dim: PositiveInt | None = None
     dtype: EmbeddingDtype | None = None
     pooling: Ratio
@@ -113,6 +120,12 @@ class LogNormal(Spec):
     sigma: Annotated[float, Gt(0)]
     min: Annotated[float, Gt(0)] | None = None
     max: Annotated[float, Gt(0)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
 
 
 class UniformDraw(Spec):
@@ -161,17 +174,17 @@ class TableGroup(Spec):
 
     name: str = Field(min_length=1)
     count: PositiveInt
-    rows: PositiveInt | Draw
+    rows: TableRows | Draw
     dim: PositiveInt | Draw | None = None
     dtype: EmbeddingDtype | None = None
     pooling: Ratio | Draw
     access: AccessSpec | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
     def tables(self) -> list[Table]:
         """The generated tables (the same ones for the same spec and seed)."""
         rng = np.random.default_rng(self.seed)
-        rows = np.maximum(1, np.rint(_draw(self.rows, self.count, rng))).astype(np.int64)
+        rows = np.clip(np.rint(_draw(self.rows, self.count, rng)), 1, MAX_TABLE_ROWS).astype(np.int64)
         dims = (
             np.maximum(1, np.rint(_draw(self.dim, self.count, rng))).astype(np.int64)
             if self.dim is not None

@@ -81,6 +81,9 @@ def test_table_groups_are_seeded_and_bounded():
         ("training.optimizer=lamb", "input should be"),
         ("bottom_mlp=[]", "'dot' interaction needs a 'bottom_mlp'"),
         ("tables[0].rowz=5", "did you mean 'rows'"),
+        # A tester's finds: rows past 2^53 had overflowed, a negative seed named no key, and a
+        # draw's own problem was hidden behind "expected an integer, got a mapping".
+        ("tables[0].rows=100000000000000000000", "tables[0].rows: must be <= 9007199254740992"),
     ],
 )
 def test_strict_errors(override, fragment):
@@ -126,3 +129,32 @@ def test_raw_dense_features_and_bypass_branch():
             "tiny-dlrm",
             [Override.parse("interaction.type=cat"), Override.parse("interaction.bypass_tables=[a]")],
         )
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("table_groups[0].seed=-1", "table_groups[0].seed: must be >= 0, got -1"),
+        (
+            "table_groups[0].rows={dist: uniform, low: 10, high: 5}",
+            "table_groups[0].rows.uniform: low 10.0 > high 5.0",
+        ),
+        (
+            "table_groups[0].rows={dist: lognormal, median: 100, sigma: 1, min: 5000, max: 10}",
+            "table_groups[0].rows.lognormal: min 5000.0 > max 10.0",
+        ),
+        ("table_groups[0].rows=100000000000000000000", "table_groups[0].rows: must be <= 9007199254740992"),
+    ],
+)
+def test_table_group_errors_name_the_key_and_the_real_problem(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        LIB.workload("tiny-groups", [Override.parse(override)])
+    assert fragment in str(info.value), info.value
+
+
+def test_a_group_drawn_past_the_row_bound_is_clipped_not_wrapped():
+    # A log-normal without a max can draw past 2^53: clipped there, where it had wrapped to a
+    # negative int64 and failed as "rows: must be > 0" at the wrong key.
+    huge = "table_groups[0].rows={dist: lognormal, median: 1.0e+17, sigma: 2}"
+    workload = LIB.workload("tiny-groups", [Override.parse(huge)])
+    assert all(1 <= t.rows <= 2**53 for t in workload.tables)
