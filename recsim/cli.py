@@ -568,14 +568,16 @@ def run_cmd(
         click.echo(f"recsim: infeasible: {exc}", err=True)
         ctx.exit(EXIT_USER_ERROR)
     result = sim.result
-    if timeline is not None and sim.graph is not None and sim.schedule is not None:
-        from recsim.graph.writers.chrome import write_chrome_trace
-
-        write_chrome_trace(sim.graph, timeline, sim.schedule)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _print_result(result)
+    if timeline is not None and sim.graph is not None and sim.schedule is not None:
+        # After the result is out: a timeline that cannot be written (a full disk) fails the
+        # command, but not the simulation's figures with it (a tester lost the JSON to /dev/full).
+        from recsim.graph.writers.chrome import write_chrome_trace
+
+        write_chrome_trace(sim.graph, timeline, sim.schedule)
     if result.status != "ok":
         if not as_json:
             click.echo(f"recsim: {result.status}: {result.reason}", err=True)

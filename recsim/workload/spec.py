@@ -173,7 +173,10 @@ class TableGroup(Spec):
     """``count`` tables named ``<name>_<i>`` with rows, dim and pooling drawn from distributions."""
 
     name: str = Field(min_length=1)
-    count: PositiveInt
+    # recsim makes ops and shards per table: 10^5 tables, 100 times model-a's 1,000 (the largest
+    # shipped, Neo's production-scale model), is a bound a user mistake meets at once, where 10^8
+    # had run for minutes without a word (a tester's find).
+    count: PositiveInt = Field(le=100_000)
     rows: TableRows | Draw
     dim: PositiveInt | Draw | None = None
     dtype: EmbeddingDtype | None = None

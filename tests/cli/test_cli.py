@@ -412,3 +412,25 @@ def test_run_can_turn_the_comm_interference_off(monkeypatch):
     assert json.loads(off.output) == json.loads(json.dumps(expected))
     # Overlapping for free is never slower than with the kernels slowed beside the collectives.
     assert json.loads(off.output)["iteration_time_s"] <= json.loads(on.output)["iteration_time_s"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_timeline_that_cannot_be_written_keeps_the_printed_result():
+    # A full disk under --timeline had failed the run before its JSON was printed, losing the
+    # simulation's figures (a CLI tester's find); the command still fails.
+    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+    args = [
+        "run",
+        "--system",
+        "tiny",
+        "--workload",
+        "tiny-dlrm",
+        "--nodes",
+        "1",
+        "--set",
+        "node.accelerators.count=2",
+    ]
+    result = CliRunner().invoke(cli, [*args, "--timeline", "/dev/full", "--json"], env=env)
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["status"] == "ok"
+    assert "recsim: error:" in result.stderr and "Traceback" not in result.output

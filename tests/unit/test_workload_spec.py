@@ -144,6 +144,7 @@ def test_raw_dense_features_and_bypass_branch():
             "table_groups[0].rows.lognormal: min 5000.0 > max 10.0",
         ),
         ("table_groups[0].rows=100000000000000000000", "table_groups[0].rows: must be <= 9007199254740992"),
+        ("table_groups[0].count=100000000", "table_groups[0].count: must be <= 100000"),
     ],
 )
 def test_table_group_errors_name_the_key_and_the_real_problem(override, fragment):
