@@ -152,6 +152,12 @@ def load_yaml_file(path: Path) -> Tree:
 _CONSTRUCTOR_SLIPS = (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError)
 
 
+_INT_TAG = _CORE_TAG + "int"
+#: YAML 1.1 integers that read as another number than they show: octal (``020``) and base 60
+#: (``1:20``). A lone ``0``, and ``0x``/``0b`` forms, read as written.
+_YAML11_INT = re.compile(r"[-+]?0[0-7_]+|[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+")
+
+
 def _tag_name(tag: str) -> str:
     """``int`` for ``tag:yaml.org,2002:int``, else the tag itself."""
     return tag.removeprefix(_CORE_TAG)
@@ -185,6 +191,14 @@ class _Builder:
                 return self._collection(node, path)
             finally:
                 self.open.discard(id(node))
+        if node.tag == _INT_TAG and _YAML11_INT.fullmatch(str(node.value)):
+            # YAML 1.1 reads 020 as octal 16 and 1:20 as base 60 (80): a user who wrote
+            # ``nodes: 020`` got 16 nodes without a word (a tester's find).
+            raise ConfigError(
+                f"{self._loc(node)}: {node.value!r} is an integer in YAML 1.1's octal or base-60 "
+                "form, which reads as another number than it shows; write it without leading zeros "
+                "or colons (or quote it for a text)"
+            )
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:

@@ -457,3 +457,19 @@ def test_libyaml_and_pure_python_agree_on_random_documents(monkeypatch):
     differ = [t for t, a, b in zip(texts, fast, slow, strict=True) if a != b]
     assert not differ, differ[:3]
     assert sum(o[0] == "ok" for o in slow) > 300  # the fuzz reaches valid documents too
+
+
+@pytest.mark.parametrize("text", ["nodes: 020", "nodes: 1:20", "nodes: -017"])
+def test_yaml11_octal_and_base60_integers_are_refused(text):
+    # YAML 1.1 reads 020 as 16 and 1:20 as 80: `nodes: 020` had given 16 nodes without a word
+    # (a CLI tester's find). Quoted, or as 0x.., or without the leading zero, they read as written.
+    from recsim.config.yamlio import load_yaml_text
+
+    with pytest.raises(ConfigError, match="octal or base-60 form"):
+        load_yaml_text(text, "x.yaml")
+    assert load_yaml_text("a: 0\nb: 0x10\nc: '020'\nd: 20", "x.yaml").data == {
+        "a": 0,
+        "b": 16,
+        "c": "020",
+        "d": 20,
+    }
