@@ -220,12 +220,12 @@ def test_hbm_forward_by_hand():
 def test_hbm_backward_by_hand():
     c = cost(op("hbm", "backward"))
     sort = SORT_KERNELS * 10e-6 + SORT_BYTES / (HBM_BW * 0.5)
-    # Gradients: 1000 x 128 B, the batch's slice (100 x 128 B) read once from HBM, the rest from L2;
-    # infos 4 B per lookup: at the gradient row's efficiency times backward_efficiency (0.5). Per
-    # unique row 16 B of sorted ids, runs and offsets, streamed (0.5), and SGD's read and write of
-    # the row: one visit, at the row's efficiency.
-    per_lookup = 100 * 128 + 1000 * 4
-    listed = 500 * 16
+    # Gradients: 1000 x 128 B, the batch's slice (100 x 128 B) read once from HBM, the rest from L2,
+    # at the gradient row's efficiency times backward_efficiency (0.5). The sorted infos (4 B per
+    # lookup) and per unique row 16 B of sorted ids, runs and offsets, streamed (0.5); SGD's read
+    # and write of the row: one visit, at the row's efficiency.
+    per_lookup = 100 * 128
+    listed = 1000 * 4 + 500 * 16
     visits = 500 * 2 * 128
     hbm = per_lookup + listed + visits
     l2 = 900 * 128
@@ -846,3 +846,10 @@ def test_a_cached_forward_stays_under_uvm_plus_its_overhead_where_host_dram_bind
     uvm = cost(op("uvm", **shape), system, access)
     assert caching.details["evicted_rows"] > 0
     assert caching.time_s <= uvm.time_s + caching.details["cache_overhead_s"]
+
+
+def test_a_backward_of_wider_rows_is_never_faster():
+    # The sorted per-lookup info is streamed: charged at the gradient row's gather efficiency it had
+    # made dim 4 slower than dim 8 (rmc1 on dgx-h100 at dim 1 and 3 too; two testers' finds).
+    times = [cost(op("hbm", "backward", dim=d, rows=1000)).time_s for d in (1, 2, 3, 4, 8, 16)]
+    assert times == sorted(times)
