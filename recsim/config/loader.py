@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from recsim.config.tree import KeyPath, Location, Tree, child, deep_merge, format_path, graft, walk
 from recsim.config.types import Spec
 from recsim.config.validate import _unwrap
-from recsim.config.yamlio import load_yaml_file
+from recsim.config.yamlio import load_value, load_yaml_file
 from recsim.errors import ConfigError
 
 
@@ -90,9 +90,11 @@ class Override:
             # ``isdecimal``: ``isdigit`` takes a superscript two, which ``int`` refuses.
             parts.append(int(piece) if piece.isdecimal() else piece)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_value(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw.strip()
+        except ValueError as exc:  # a YAML 1.1 octal or base-60 number (``yamlio.load_value``)
+            raise ConfigError(f"--set {shown!r}: {exc}") from None
         if not isinstance(value, (str, int, float, bool, dict, list, type(None))):
             value = raw.strip()  # dates and the like stay the text the user typed
         return cls(tuple(parts), value, shown)

@@ -153,9 +153,51 @@ _CONSTRUCTOR_SLIPS = (ValueError, KeyError, IndexError, AttributeError, TypeErro
 
 
 _INT_TAG = _CORE_TAG + "int"
-#: YAML 1.1 integers that read as another number than they show: octal (``020``) and base 60
-#: (``1:20``). A lone ``0``, and ``0x``/``0b`` forms, read as written.
-_YAML11_INT = re.compile(r"[-+]?0[0-7_]+|[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+")
+_FLOAT_TAG = _CORE_TAG + "float"
+#: YAML 1.1 numbers that read as another number than they show: octal integers (``020`` is 16;
+#: ``07`` is 7 either way) and base-60 integers and floats (``1:20`` is 80, ``1:30.5`` is 90.5).
+#: ``0x``/``0b`` forms read as written.
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+_BASE60 = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")
+
+
+def yaml11_surprise(node: yaml.Node) -> bool:
+    """Whether scalar ``node`` is a YAML 1.1 number that reads as another number than it shows."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT_TAG, _FLOAT_TAG):
+        return False
+    text = str(node.value)
+    if _BASE60.fullmatch(text):
+        return True
+    if node.tag == _INT_TAG and _OCTAL.fullmatch(text):
+        digits = text.replace("_", "")
+        return int(digits, 8) != int(digits, 10)
+    return False
+
+
+def surprise_message(text: str) -> str:
+    """Why ``text`` (a ``yaml11_surprise``) is refused, and what to write instead."""
+    ratio = "; a ratio such as 2:1 is written as its value, 2" if ":" in text else ""
+    return (
+        f"{text!r} is a number in YAML 1.1's octal or base-60 form, which reads as another number "
+        f"than it shows; write it without leading zeros or colons (or quote it for a text){ratio}"
+    )
+
+
+def load_value(raw: str) -> Any:
+    """A scalar or flow value as ``--set`` and sweep overrides give it (``yaml.safe_load``), with the
+    same refusal of YAML 1.1's octal and base-60 numbers as a file's values (``ValueError``)."""
+    node = yaml.compose(raw, Loader=yaml.SafeLoader)
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack += [key, value]
+        elif isinstance(current, yaml.SequenceNode):
+            stack += current.value
+        elif yaml11_surprise(current):
+            raise ValueError(surprise_message(str(current.value)))
+    return yaml.safe_load(raw)
 
 
 def _tag_name(tag: str) -> str:
@@ -191,14 +233,10 @@ class _Builder:
                 return self._collection(node, path)
             finally:
                 self.open.discard(id(node))
-        if node.tag == _INT_TAG and _YAML11_INT.fullmatch(str(node.value)):
+        if yaml11_surprise(node):
             # YAML 1.1 reads 020 as octal 16 and 1:20 as base 60 (80): a user who wrote
             # ``nodes: 020`` got 16 nodes without a word (a tester's find).
-            raise ConfigError(
-                f"{self._loc(node)}: {node.value!r} is an integer in YAML 1.1's octal or base-60 "
-                "form, which reads as another number than it shows; write it without leading zeros "
-                "or colons (or quote it for a text)"
-            )
+            raise ConfigError(f"{self._loc(node)}: {surprise_message(str(node.value))}")
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:

@@ -459,7 +459,7 @@ def test_libyaml_and_pure_python_agree_on_random_documents(monkeypatch):
     assert sum(o[0] == "ok" for o in slow) > 300  # the fuzz reaches valid documents too
 
 
-@pytest.mark.parametrize("text", ["nodes: 020", "nodes: 1:20", "nodes: -017"])
+@pytest.mark.parametrize("text", ["nodes: 020", "nodes: 1:20", "nodes: -017", "ratio: 1:30.5"])
 def test_yaml11_octal_and_base60_integers_are_refused(text):
     # YAML 1.1 reads 020 as 16 and 1:20 as 80: `nodes: 020` had given 16 nodes without a word
     # (a CLI tester's find). Quoted, or as 0x.., or without the leading zero, they read as written.
@@ -467,9 +467,22 @@ def test_yaml11_octal_and_base60_integers_are_refused(text):
 
     with pytest.raises(ConfigError, match="octal or base-60 form"):
         load_yaml_text(text, "x.yaml")
-    assert load_yaml_text("a: 0\nb: 0x10\nc: '020'\nd: 20", "x.yaml").data == {
+    assert load_yaml_text("a: 0\nb: 0x10\nc: '020'\nd: 20\ne: 07", "x.yaml").data == {
         "a": 0,
         "b": 16,
         "c": "020",
         "d": 20,
+        "e": 7,  # octal 7 is 7: nothing to refuse
     }
+
+
+@pytest.mark.parametrize(
+    "text", ["cluster.nodes=010", "cluster.scale_out.oversubscription=2:1", "x=[1, 020]"]
+)
+def test_yaml11_octal_and_base60_numbers_are_refused_in_overrides_too(text):
+    # --set and sweep overrides had read 2:1 as 121 and 010 as 8 (a reviewer's find).
+    from recsim.config.loader import Override
+
+    with pytest.raises(ConfigError, match=r"--set .*octal or base-60 form"):
+        Override.parse(text)
+    assert Override.parse("cluster.nodes=07").value == 7
