@@ -117,7 +117,7 @@ def notebook(name: str, info: dict[str, object]) -> nbformat.NotebookNode:
                 "ok = frame[(frame['status'] == 'ok') & (frame['fidelity'] == 'analytic')]\n"
                 "plotted = ('values.nodes', 'values.plan')\n"
                 "others = [c for c in ok.columns if c.startswith('values.') and c not in plotted]\n"
-                "fixed = {c: ok[c].iloc[-1] for c in others}\n"
+                "fixed = {c: ok[c].iloc[-1] for c in others} if len(ok) else {}\n"
                 "for column, value in fixed.items():\n"
                 "    ok = ok[ok[column] == value]\n"
                 "label = ', '.join(f'{c.removeprefix(\"values.\")} = {v}' for c, v in fixed.items())\n"

@@ -70,10 +70,18 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
     stride = int(graph.metadata.get("step_stride", 0))
     if steps <= 1 or stride <= 0:
         ids = timing.index.ids if timing is not None else [n.id for n in graph.nodes]
+        # One step: it ends with its own batch's last node too (the next batch's work, below).
+        ahead = set(graph.metadata.get("next_batch_nodes") or ())
+        end = schedule.makespan_s
+        if ahead:
+            end = max(
+                (schedule.finish_s[i] for i in ids if (i % stride if stride > 0 else i) not in ahead),
+                default=end,
+            )
         if timing is None or not timing.index.unique_ids:
-            return Window(0.0, schedule.makespan_s, frozenset(ids))
+            return Window(0.0, end, frozenset(ids))
         every = np.arange(timing.index.size, dtype=np.intp)
-        return Window(0.0, schedule.makespan_s, frozenset(ids), every, timing.index)
+        return Window(0.0, end, frozenset(ids), every, timing.index)
     timing = timing_of(graph, schedule, timing)
     index = timing.index
     last = steps - 1

@@ -27,7 +27,9 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
 - ``finalists`` 3: plans re-scored by the analytic engine in ``auto`` (and the best of them again by
   DES for a DES run); below ``simulate_all_below`` (ranks x tables, 4096) every distinct plan is
   simulated by the analytic engine, so ``auto`` is then never slower than any single strategy by it
-  (a design choice: a small model's analytic runs cost milliseconds);
+  (a design choice: a small model's analytic runs cost milliseconds); above it, past the finalists,
+  every plan whose estimate could still beat the best simulated one at the estimator's smallest
+  error seen is simulated too (``recsim.planner.proposers.auto``);
 - ``hier_dp_threshold_bytes`` 12.5 MB: ``hier_auto`` replicates tables whose weights and optimizer
   state are smaller (HugeCTR's ``--dp_sharding_threshold`` 0.0125 GB, as NVIDIA's MLPerf Training
   v4.0 multi-node DLRM-DCNv2 configs set it);

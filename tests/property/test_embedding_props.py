@@ -205,7 +205,8 @@ def test_bytes_conserved(case):
 @given(ops(tiers=("uvm_caching",)), st.floats(1e-6, 1.0))
 def test_uvm_caching_between_hbm_and_uvm(case, ratio):
     """Lookups (forward): never faster than HBM, never slower than UVM plus the cache's own work
-    (management kernels and the gather from the cache, ``details["cache_overhead_s"]``); with the
+    (management kernels, the gather from the cache and the evicted rows' pass through host DRAM,
+    ``details["cache_overhead_s"]``); with the
     whole table cached it is HBM plus that work, with nothing cached it is UVM's PCIe traffic plus it."""
     e, access = case
     fields = {**_fields(e), "pass_": "forward", "optimizer": "none"}

@@ -432,7 +432,12 @@ def reference_step_window(graph: ExecutionGraph, schedule: Schedule) -> Window:
     steps = int(graph.metadata.get("steps", 1))
     stride = int(graph.metadata.get("step_stride", 0))
     if steps <= 1 or stride <= 0:
-        return Window(0.0, schedule.makespan_s, frozenset(n.id for n in graph.nodes))
+        ahead1 = set(graph.metadata.get("next_batch_nodes") or ())
+        own = [n.id for n in graph.nodes if (n.id % stride if stride > 0 else n.id) not in ahead1]
+        end1 = max((schedule.finish_s[i] for i in own), default=schedule.makespan_s) if ahead1 else None
+        return Window(
+            0.0, schedule.makespan_s if end1 is None else end1, frozenset(n.id for n in graph.nodes)
+        )
     last = steps - 1
     ids = frozenset(n.id for n in graph.nodes if n.id // stride == last)
     ahead = set(graph.metadata.get("next_batch_nodes") or ())  # the next batch's: not the step's end

@@ -394,3 +394,6 @@ def test_a_step_ends_with_its_own_batchs_work_not_the_next_batchs_exchange():
     window = step_window(sim.graph, sim.schedule)
     _, path = critical_path(sim.graph, sim.schedule, window, lambda n: "x")
     assert path[0] % stride not in ahead and sim.schedule.finish_s[path[0]] == window.end_s
+    # One step alone too (steps=1, an API and sweep option): no all-to-all on a busy compute stream.
+    single = simulate("dgx-a100", "dlrm-mlperf", nodes=1, plan="hybrid_embedding", steps=1)
+    assert single.breakdown_s["all_to_all"] == 0.0

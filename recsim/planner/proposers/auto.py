@@ -89,7 +89,10 @@ SHOWN_REASONS = 3
 @register_proposer
 class Auto(Proposer):
     name = "auto"
-    description = "every proposer; the estimator's best and each family's best simulated; fastest wins"
+    description = (
+        "every proposer; the estimator's best, each family's best and any other that could still win "
+        "simulated; fastest wins"
+    )
 
     def propose(self, ctx: PlanningContext) -> Plan:
         """The plan of ``_propose``; where no proposer fits a table anywhere, again with the
