@@ -72,9 +72,12 @@ def unit_of(name: str) -> tuple[str, str, Dimension | None] | None:
     return None
 
 
-def _scale(name: str, values: np.ndarray) -> tuple[float, str]:
-    """(divisor, unit text) that puts the largest finite |value| of ``name`` in a readable range."""
+def _scale(name: str, values: np.ndarray, dimension: Dimension | None = None) -> tuple[float, str]:
+    """(divisor, unit text) that puts the largest finite |value| of ``name`` in a readable range;
+    ``dimension``: the quantity a ``values.*`` column's texts hold (``_column_dimension``)."""
     found = unit_of(name)
+    if found is None and dimension is not None:
+        found = ("", "", dimension)
     finite = np.abs(values[np.isfinite(values)])
     peak = float(finite.max()) if finite.size else 0.0
     if found is None:
@@ -137,6 +140,12 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
     if texts and not np.isfinite(values).any():
         raise ConfigError(f"column {name!r} holds no numbers or quantities (e.g. {texts[0]!r}) to plot")
     return values
+
+
+def _column_dimension(df: pd.DataFrame, name: str) -> Dimension | None:
+    """The dimension of a column of quantity texts (``_column`` reads them in SI), else None."""
+    found = {q[0] for q in (quantity_of(v) for v in df[name]) if q is not None}
+    return found.pop() if len(found) == 1 else None
 
 
 def _new_figure() -> tuple[Figure, Axes]:
@@ -219,8 +228,8 @@ def pareto(
     mask = (
         np.asarray(front, dtype=bool) if front is not None else pareto_mask(np.c_[xs, ys], sense, ok)
     ) & ok
-    xf, xu = _scale(x, xs)
-    yf, yu = _scale(y, ys)
+    xf, xu = _scale(x, xs, _column_dimension(df, x))
+    yf, yu = _scale(y, ys, _column_dimension(df, y))
     fig, ax = _new_figure()
     cloud = ok & ~mask
     ax.scatter(xs[cloud] / xf, ys[cloud] / yf, s=14, color=CLOUD_COLOR, alpha=0.6, label="dominated")
@@ -295,8 +304,8 @@ def scaling(
     if hue is not None and hue not in df.columns:
         raise ConfigError(f"no column {hue!r} in the results")
     groups = df[hue].astype(str).to_numpy() if hue is not None else np.full(len(df), "")
-    xf, xu = _scale(x, xs[ok])
-    yf, yu = _scale(y, ys[ok])
+    xf, xu = _scale(x, xs[ok], _column_dimension(df, x))
+    yf, yu = _scale(y, ys[ok], _column_dimension(df, y))
     fig, ax = _new_figure()
     for group in sorted(set(groups[ok].tolist())):
         sel = ok & (groups == group)

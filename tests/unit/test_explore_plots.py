@@ -118,7 +118,11 @@ def test_an_axis_of_quantity_texts_is_plotted_in_si():
     )
     fig = plots.scaling(frame, "values.hbm", "throughput_samples_per_s")
     (line,) = fig.axes[0].get_lines()
-    assert list(line.get_xdata()) == [1e12, 2e12, 4e12]
+    # In SI, shown in the unit that suits the largest (and labelled with it, a reviewer's note).
+    assert list(line.get_xdata()) == [1.0, 2.0, 4.0]
+    assert fig.axes[0].get_xlabel() == "hbm (TB/s)"
+    pareto = plots.pareto(frame.assign(status="ok"), "values.hbm", "throughput_samples_per_s", ["max", "max"])
+    assert pareto.axes[0].get_xlabel() == "hbm (TB/s)"
     with pytest.raises(ConfigError, match="no numbers or quantities"):
         plots.scaling(frame.assign(plan=["a", "b", "c"]), "plan", "throughput_samples_per_s")
     with pytest.raises(ConfigError, match="mixes quantities"):
