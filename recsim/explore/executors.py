@@ -199,13 +199,14 @@ class _TermAsInterrupt(AbstractContextManager[None]):
     the parent at once and left them running. Only in the main thread (where Python runs handlers)."""
 
     def __enter__(self) -> None:
-        self._previous: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        self._installed = threading.current_thread() is threading.main_thread()
+        self._previous: Any = signal.signal(signal.SIGTERM, _raise_interrupt) if self._installed else None
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        if self._installed:
+            # A handler set from C reads as None and cannot be put back: the default action then
+            # (a reviewer found ours left installed after the sweep).
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

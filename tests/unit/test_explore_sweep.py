@@ -466,3 +466,22 @@ def test_a_worker_ends_once_the_sweeps_process_is_gone():
     )
     worker = subprocess.run([sys.executable, "-c", code], timeout=25, check=False)
     assert worker.returncode == 1
+
+
+def test_a_sigterm_handler_set_from_c_gives_way_to_the_default_after_the_pool(monkeypatch):
+    # signal.signal returns None for a handler installed outside Python; ours had then stayed
+    # installed after the sweep (a reviewer's find): the default action is put back instead.
+    import signal
+
+    import recsim.explore.executors as executors
+
+    calls = []
+
+    def fake_signal(signum, handler):
+        calls.append(handler)
+        return None  # what a handler set from C reads as
+
+    monkeypatch.setattr(executors.signal, "signal", fake_signal)
+    with executors._TermAsInterrupt():
+        pass
+    assert calls == [executors._raise_interrupt, signal.SIG_DFL]
