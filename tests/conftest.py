@@ -12,6 +12,22 @@ from recsim.hardware.devices import Memory, NmpDimm
 from recsim.hardware.library import HardwareLibrary, shipped_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The CLI tests' library paths: the tiny hardware (minilib) and workload fixtures.
+TINY_ENV = {
+    "RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"),
+    "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads"),
+}
+#: ``recsim run``/``plan`` arguments for tiny-dlrm on one tiny node of two GPUs.
+TINY_2_RANKS = [
+    "--system",
+    "tiny",
+    "--workload",
+    "tiny-dlrm",
+    "--nodes",
+    "1",
+    "--set",
+    "node.accelerators.count=2",
+]
 
 
 @pytest.fixture(scope="session")

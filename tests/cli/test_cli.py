@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from recsim import __version__
 from recsim.cli import cli
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
 
 MINI = FIXTURES / "minilib"
 
@@ -317,24 +317,15 @@ def test_run_infeasible_exits_2():
 def test_a_fixed_scheme_outside_the_allowed_tiers_is_refused_not_run_in_hbm():
     # ``--plan table_wise`` puts every table in HBM; with HBM left out of planner.tiers it had run
     # the all-HBM plan anyway, as fast as with [hbm] (a tester's find). A searching strategy obeys.
-    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
-    base = ["run", "--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1"]
-    ddr = [
-        "--set",
-        "node.accelerators.count=2",
-        "--set",
-        "planner.tiers=[ddr]",
-        "--set",
-        "planner.auto_tiers=false",
-    ]
-    bad = run(*base, *ddr, "--plan", "table_wise", "--json", env=env)
+    base = ["run", *TINY_2_RANKS, "--set", "planner.tiers=[ddr]", "--set", "planner.auto_tiers=false"]
+    bad = run(*base, "--plan", "table_wise", "--json", env=TINY_ENV)
     assert bad.exit_code == 2
     data = json.loads(bad.stdout)
     assert data["status"] == "infeasible"
     assert "places tables in hbm, which planner.tiers (ddr) leaves out" in data["reason"]
     assert "places tables in hbm" in bad.stderr
     assert "Traceback" not in bad.output
-    ok = run(*base, *ddr, "--plan", "greedy", "--json", env=env)
+    ok = run(*base, "--plan", "greedy", "--json", env=TINY_ENV)
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["status"] == "ok"
 
@@ -418,19 +409,9 @@ def test_run_can_turn_the_comm_interference_off(monkeypatch):
 def test_a_timeline_that_cannot_be_written_keeps_the_printed_result():
     # A full disk under --timeline had failed the run before its JSON was printed, losing the
     # simulation's figures (a CLI tester's find); the command still fails.
-    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
-    args = [
-        "run",
-        "--system",
-        "tiny",
-        "--workload",
-        "tiny-dlrm",
-        "--nodes",
-        "1",
-        "--set",
-        "node.accelerators.count=2",
-    ]
-    result = CliRunner().invoke(cli, [*args, "--timeline", "/dev/full", "--json"], env=env)
+    result = CliRunner().invoke(
+        cli, ["run", *TINY_2_RANKS, "--timeline", "/dev/full", "--json"], env=TINY_ENV
+    )
     assert result.exit_code == 2
     assert json.loads(result.stdout)["status"] == "ok"
     assert "recsim: error:" in result.stderr and "Traceback" not in result.output

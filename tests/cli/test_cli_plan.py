@@ -14,19 +14,9 @@ from recsim.planner.io import load_plan, plan_from_dict, plan_to_dict, save_plan
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.library import WorkloadLibrary
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
 
-ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
-TINY_2_RANKS = [
-    "--system",
-    "tiny",
-    "--workload",
-    "tiny-dlrm",
-    "--nodes",
-    "1",
-    "--set",
-    "node.accelerators.count=2",
-]
+ENV = TINY_ENV
 MODEL_F = ["--system", "zionex", "--workload", "model-f"]
 
 

@@ -12,19 +12,9 @@ from recsim.cli import cli
 from recsim.planner.io import save_plan
 from recsim.planner.plan import table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
 
-ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
-TINY_2_RANKS = [
-    "--system",
-    "tiny",
-    "--workload",
-    "tiny-dlrm",
-    "--nodes",
-    "1",
-    "--set",
-    "node.accelerators.count=2",
-]
+ENV = TINY_ENV
 
 
 @pytest.fixture(autouse=True)
