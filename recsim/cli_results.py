@@ -309,16 +309,13 @@ def format_metric(name: str, value: Any) -> str:
 def results_export(path: Path, target: Path, stage: str | None) -> None:
     """Write a sweep store's points to Parquet or CSV: one row per point and stage (a point re-run
     at DES has an analytic and a DES row; --stage picks one), values.* and metrics."""
+    from recsim.api import check_recsim_output
     from recsim.explore.store import is_results_export
-    from recsim.output import OutputError
 
-    # Only over an export of recsim's (a tester found any CSV replaced); an export may start its
-    # own folder, so the folder need not exist yet.
-    if target.is_file() and target.stat().st_size > 0 and not is_results_export(target):
-        raise OutputError(
-            f"{target}: exists and is not a results export recsim wrote, so it is kept; remove it "
-            "or write elsewhere"
-        )
+    # Only over an export of recsim's (a tester found any CSV replaced). An export may start its
+    # own folder, so only a target that exists is checked.
+    if target.exists():
+        check_recsim_output(target, "results export", own=is_results_export)
     with _open(path) as store:
         _check_stage(store, stage)
         written = store.export(target, stage)

@@ -185,19 +185,39 @@ def surprise_message(text: str) -> str:
 
 def load_value(raw: str) -> Any:
     """A scalar or flow value as ``--set`` and sweep overrides give it (``yaml.safe_load``), with the
-    same refusal of YAML 1.1's octal and base-60 numbers as a file's values (``ValueError``)."""
+    same refusals as a file's values (``ValueError``): YAML 1.1's octal and base-60 numbers, and an
+    alias that refers to a collection containing it (``&a [1, *a]`` had ended in a RecursionError)."""
     node = yaml.compose(raw, Loader=yaml.SafeLoader)
-    stack = [node] if node is not None else []
+    if node is None:
+        return None
+    done: set[int] = set()  # a shared alias is checked once
+    # (node, leaving): a collection is open from its entry until its exit, as in ``_Builder``.
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    open_: set[int] = set()
     while stack:
-        current = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                stack += [key, value]
-        elif isinstance(current, yaml.SequenceNode):
-            stack += current.value
-        elif yaml11_surprise(current):
-            raise ValueError(surprise_message(str(current.value)))
-    return yaml.safe_load(raw)
+        current, leaving = stack.pop()
+        if leaving:
+            open_.discard(id(current))
+            done.add(id(current))
+            continue
+        if id(current) in open_:
+            raise ValueError("a YAML alias refers to a collection that contains it")
+        if id(current) in done:
+            continue
+        if isinstance(current, (yaml.MappingNode, yaml.SequenceNode)):
+            open_.add(id(current))
+            stack.append((current, True))
+            children = (
+                [n for pair in current.value for n in pair]
+                if isinstance(current, yaml.MappingNode)
+                else current.value
+            )
+            stack += [(child, False) for child in reversed(children)]
+        else:
+            if yaml11_surprise(current):
+                raise ValueError(surprise_message(str(current.value)))
+            done.add(id(current))
+    return _constructor().construct_document(node)
 
 
 def _tag_name(tag: str) -> str:

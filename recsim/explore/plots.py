@@ -74,7 +74,7 @@ def unit_of(name: str) -> tuple[str, str, Dimension | None] | None:
 
 def _scale(name: str, values: np.ndarray, dimension: Dimension | None = None) -> tuple[float, str]:
     """(divisor, unit text) that puts the largest finite |value| of ``name`` in a readable range;
-    ``dimension``: the quantity a ``values.*`` column's texts hold (``_column_dimension``)."""
+    ``dimension``: the quantity a ``values.*`` column's texts hold (``_axis``)."""
     found = unit_of(name)
     if found is None and dimension is not None:
         found = ("", "", dimension)
@@ -119,7 +119,9 @@ def axis_label(name: str, values: Sequence[float] | np.ndarray | None = None) ->
     return f"{title} ({unit})" if unit else title
 
 
-def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+def _axis(df: pd.DataFrame, name: str) -> tuple[np.ndarray, Dimension | None]:
+    """The values of column ``name`` as floats, and the dimension of its quantity texts (None for a
+    column of numbers)."""
     import pandas as pd
 
     if name not in df.columns:
@@ -135,17 +137,12 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
         dimensions = {q[0] for q in quantities if q is not None}
         if len(dimensions) > 1:
             raise ConfigError(f"column {name!r} mixes quantities of {sorted(map(str, dimensions))}")
-        return np.array([q[1] if q is not None else np.nan for q in quantities], dtype=float)
+        values = np.array([q[1] if q is not None else np.nan for q in quantities], dtype=float)
+        return values, dimensions.pop()
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     if texts and not np.isfinite(values).any():
         raise ConfigError(f"column {name!r} holds no numbers or quantities (e.g. {texts[0]!r}) to plot")
-    return values
-
-
-def _column_dimension(df: pd.DataFrame, name: str) -> Dimension | None:
-    """The dimension of a column of quantity texts (``_column`` reads them in SI), else None."""
-    found = {q[0] for q in (quantity_of(v) for v in df[name]) if q is not None}
-    return found.pop() if len(found) == 1 else None
+    return values, None
 
 
 def _new_figure() -> tuple[Figure, Axes]:
@@ -222,14 +219,14 @@ def pareto(
     overrides the computed mask (e.g. a front over more than these two objectives). Infeasible or
     failed points are drawn where they have values; those with no ``y`` sit on the bottom edge.
     """
-    xs, ys = _column(df, x), _column(df, y)
+    (xs, xd), (ys, yd) = _axis(df, x), _axis(df, y)
     sense = _senses(senses, x, y)
     ok = _ok(df) & np.isfinite(xs) & np.isfinite(ys)
     mask = (
         np.asarray(front, dtype=bool) if front is not None else pareto_mask(np.c_[xs, ys], sense, ok)
     ) & ok
-    xf, xu = _scale(x, xs, _column_dimension(df, x))
-    yf, yu = _scale(y, ys, _column_dimension(df, y))
+    xf, xu = _scale(x, xs, xd)
+    yf, yu = _scale(y, ys, yd)
     fig, ax = _new_figure()
     cloud = ok & ~mask
     ax.scatter(xs[cloud] / xf, ys[cloud] / yf, s=14, color=CLOUD_COLOR, alpha=0.6, label="dominated")
@@ -299,13 +296,13 @@ def scaling(
     Only ``ok`` points are drawn; repeated x in a group show their mean. ``logx`` defaults to a
     log-2 axis when x is positive and spans a factor of 8 or more.
     """
-    xs, ys = _column(df, x), _column(df, y)
+    (xs, xd), (ys, yd) = _axis(df, x), _axis(df, y)
     ok = _ok(df) & np.isfinite(xs) & np.isfinite(ys)
     if hue is not None and hue not in df.columns:
         raise ConfigError(f"no column {hue!r} in the results")
     groups = df[hue].astype(str).to_numpy() if hue is not None else np.full(len(df), "")
-    xf, xu = _scale(x, xs[ok], _column_dimension(df, x))
-    yf, yu = _scale(y, ys[ok], _column_dimension(df, y))
+    xf, xu = _scale(x, xs[ok], xd)
+    yf, yu = _scale(y, ys[ok], yd)
     fig, ax = _new_figure()
     for group in sorted(set(groups[ok].tolist())):
         sel = ok & (groups == group)

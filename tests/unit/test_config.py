@@ -486,3 +486,12 @@ def test_yaml11_octal_and_base60_numbers_are_refused_in_overrides_too(text):
     with pytest.raises(ConfigError, match=r"--set .*octal or base-60 form"):
         Override.parse(text)
     assert Override.parse("cluster.nodes=07").value == 7
+
+
+def test_an_override_whose_alias_contains_itself_is_one_line():
+    # ``--set 'cluster.nodes=&a [1, *a]'`` had ended in a RecursionError traceback.
+    from recsim.config.loader import Override
+
+    with pytest.raises(ConfigError, match="a YAML alias refers to a collection that contains it"):
+        Override.parse("cluster.nodes=&a [1, *a]")
+    assert Override.parse("x=[&c [1, 2], *c]").value == [[1, 2], [1, 2]]  # shared, not recursive
