@@ -68,16 +68,20 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
     """The last step of a chained graph (the whole graph when it is a single step)."""
     steps = int(graph.metadata.get("steps", 1))
     stride = int(graph.metadata.get("step_stride", 0))
+    # A step's end is its own batch's last node: work a framework does in it for the next batch
+    # (``metadata["next_batch_nodes"]``, HugeCTR's routed lookups and exchange, as step-graph ids)
+    # may finish later, and the critical path would then start from an exchange the next step
+    # waits for.
+    ahead = set(graph.metadata.get("next_batch_nodes") or ())
+
+    def own(node_id: int) -> bool:
+        return (node_id % stride if stride > 0 else node_id) not in ahead
+
     if steps <= 1 or stride <= 0:
         ids = timing.index.ids if timing is not None else [n.id for n in graph.nodes]
-        # One step: it ends with its own batch's last node too (the next batch's work, below).
-        ahead = set(graph.metadata.get("next_batch_nodes") or ())
         end = schedule.makespan_s
         if ahead:
-            end = max(
-                (schedule.finish_s[i] for i in ids if (i % stride if stride > 0 else i) not in ahead),
-                default=end,
-            )
+            end = max((schedule.finish_s[i] for i in ids if own(i)), default=end)
         if timing is None or not timing.index.unique_ids:
             return Window(0.0, end, frozenset(ids))
         every = np.arange(timing.index.size, dtype=np.intp)
@@ -89,24 +93,17 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
     in_last = step == last
     ids = frozenset(index.ids_array[in_last].tolist())
     positions = np.flatnonzero(in_last) if index.unique_ids else None
-    # A step's end is its own batch's last node: work a framework does in it for the next batch
-    # (``metadata["next_batch_nodes"]``, HugeCTR's routed lookups and exchange) may finish later,
-    # and the critical path would then start from an exchange the next step waits for.
-    ahead = graph.metadata.get("next_batch_nodes")
-    own = ~np.isin(index.ids_array % stride, np.asarray(ahead, dtype=np.int64)) if ahead else None
     if timing.finite:
         mask_prev, mask_last = step == last - 1, in_last
-        if own is not None:
-            mask_prev, mask_last = mask_prev & own, mask_last & own
+        if ahead:
+            mine = ~np.isin(index.ids_array % stride, np.fromiter(ahead, dtype=np.int64, count=len(ahead)))
+            mask_prev, mask_last = mask_prev & mine, mask_last & mine
         prev_end = float(timing.finish[mask_prev].max())
         end = float(timing.finish[mask_last].max())
     else:  # Python's max, in the order the plain walk takes (NaN makes it order-dependent)
         finish = schedule.finish_s
-        skip = set(ahead or ())
-        prev_end = max(
-            finish[n.id] for n in graph.nodes if n.id // stride == last - 1 and n.id % stride not in skip
-        )
-        end = max(finish[n.id] for n in graph.nodes if n.id // stride == last and n.id % stride not in skip)
+        prev_end = max(finish[n.id] for n in graph.nodes if n.id // stride == last - 1 and own(n.id))
+        end = max(finish[n.id] for n in graph.nodes if n.id // stride == last and own(n.id))
     return Window(prev_end, end, ids, positions, index if positions is not None else None)
 
 
