@@ -599,8 +599,13 @@ def simulate_run(
     comm_interference: bool = True,
     speed_factors: Mapping[int, float] | None = None,
     nic_speed_factors: Mapping[int, float] | None = None,
+    fold_ranks: bool = False,
 ) -> Simulation:
     """Simulate a training step; the ``Simulation`` keeps the graph and schedule for timelines.
+
+    ``fold_ranks``: an analytic run builds one of the ranks that hold no shard of their own for
+    all of them (``SimulationOptions.fold_ranks``: the same result, faster at scale); the graph
+    then lacks the others, so it is off here, where the graph is kept for a timeline.
 
     ``comm_interference=False`` lets computation and communication overlap for free (an ablation of
     ``recsim.cost.interference``). Stragglers: ``speed_factors`` ``{rank: speed}`` slows a rank's
@@ -614,6 +619,8 @@ def simulate_run(
         raise ConfigError(f"plan: expected a strategy name or a plan file path, got {plan!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"steps: expected a whole number >= 1, got {steps!r}")
+    if not isinstance(fold_ranks, bool):
+        raise ConfigError(f"fold_ranks: expected True or False, got {fold_ranks!r}")
     sys_spec, wl_spec = prepare(
         system,
         workload,
@@ -635,6 +642,7 @@ def simulate_run(
         comm_interference=comm_interference,
         speed_factors=_factors(speed_factors, "speed_factors"),
         nic_speed_factors=_factors(nic_speed_factors, "nic_speed_factors"),
+        fold_ranks=fold_ranks,
     )
     if sys_spec.num_accelerators == 0:
         # An infeasible result, as for a plan that does not fit: ``--json`` prints one shape.
@@ -691,7 +699,10 @@ def _factors(value: object, name: str) -> dict[int, float]:
 
 
 def simulate(system: str | Path = "zionex", workload: str | Path = "dlrm-dcnv2", **kwargs: Any) -> Result:
-    """Simulate a training step and return its ``Result`` (keyword arguments as ``simulate_run``)."""
+    """Simulate a training step and return its ``Result`` (keyword arguments as ``simulate_run``;
+    the ranks that hold no shard of their own are folded unless ``fold_ranks=False``: only the
+    ``Result`` is kept)."""
+    kwargs.setdefault("fold_ranks", True)
     return simulate_run(system, workload, **kwargs).result
 
 

@@ -558,6 +558,8 @@ def run_cmd(
                 comm_interference=comm_interference,
                 speed_factors=speed_factors,
                 nic_speed_factors=nic_speed_factors,
+                # A timeline shows every rank; without one, the interchangeable ranks are built once.
+                fold_ranks=timeline is None,
             )
     except NoPlanError as exc:
         if not as_json:

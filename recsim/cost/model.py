@@ -99,8 +99,12 @@ class CostModel:
         table_slices: Mapping[str, Sequence[Any]] | None = None,
         access_models: Mapping[str, AccessModel] | None = None,
         memo: CostMemo | None = None,
+        folded_parts: Mapping[str, Mapping[int, Collective]] | None = None,
     ) -> None:
         self.system = system
+        # The all-to-all parts of a graph's folded ranks (graph metadata "folded_parts",
+        # ``recsim.graph.build``): the members of a collective that the graph does not hold.
+        self._folded_parts = folded_parts or {}
         self.workload = workload
         if memo is not None:
             memo.check(system, workload)
@@ -309,11 +313,10 @@ class CostModel:
             self._collectives[key] = value
         return value
 
-    @staticmethod
-    def ordered_parts(nodes: Sequence[Node]) -> list[Collective] | None:
+    def ordered_parts(self, nodes: Sequence[Node]) -> list[Collective] | None:
         """The parts of one collective's member ``nodes`` in group order, or None unless there is
-        exactly one part per group member (a built graph's collectives have them all; a one-rank
-        trace's do not)."""
+        exactly one part per group member (a built graph's collectives have them all, the parts of
+        its folded ranks kept beside it; a one-rank trace's do not)."""
         first = nodes[0].op
         if not isinstance(first, Collective):
             return None
@@ -325,6 +328,17 @@ class CostModel:
             if i is None or by_member[i] is not None or not isinstance(node.op, Collective):
                 return None
             by_member[i] = node.op
+        # A chained graph's copies carry the step's key with a ``#step`` suffix
+        # (``recsim.graph.steps``); the folded ranks' parts are the step's.
+        folded = self._folded_parts and (
+            self._folded_parts.get(first.key) or self._folded_parts.get(first.key.rpartition("#")[0])
+        )
+        if folded:
+            for rank, part in folded.items():
+                i = member.get(rank)
+                if i is None or by_member[i] is not None:
+                    return None
+                by_member[i] = part
         parts = [part for part in by_member if part is not None]
         return parts if len(parts) == len(group) else None
 

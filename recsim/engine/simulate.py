@@ -22,7 +22,7 @@ import contextlib
 import math
 import numbers
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -93,6 +93,10 @@ class SimulationOptions:
     # them; collectives wait for their slowest member either way.
     speed_factors: Mapping[int, float] = field(default_factory=dict)
     nic_speed_factors: Mapping[int, float] = field(default_factory=dict)
+    # Analytic: build and schedule one of the ranks that hold no shard of their own, for all of
+    # them (``recsim.graph.build``, "Folded ranks"): the same result, the same schedule for the
+    # ranks the graph holds; ``Simulation.graph`` then lacks the others (False for a timeline).
+    fold_ranks: bool = True
 
 
 def resolved_config_hash(system: System, workload: Workload) -> str:
@@ -179,6 +183,10 @@ def _simulate_training(
                 comm_dtype=options.comm_dtype,
                 validate_plan=False,
                 ranks_per_node=max(1, system.node.num_accelerators),
+                # The DES engine moves every rank's flows; a straggler's or slow NIC's rank is
+                # its own.
+                fold_ranks=options.fold_ranks and options.fidelity == "analytic",
+                keep_ranks=frozenset([*options.speed_factors, *options.nic_speed_factors]),
             ),
             shard_ops,
         )
@@ -199,7 +207,9 @@ def _simulate_training(
         table_slices=graph.metadata.get("table_slices"),
         access_models=shard_ops.access_models(),
         memo=options.costs if slow_nics is None else None,
+        folded_parts=graph.metadata.get("folded_parts"),
     )
+    classes: dict[int, tuple[int, ...]] = graph.metadata.get("rank_classes") or {}
     schedule, timing = _run(graph, index, cost, options)
     if options.check_invariants:
         check_schedule(graph, schedule, timing)
@@ -207,10 +217,10 @@ def _simulate_training(
     step_s = window.length_s
     breakdown, _ = critical_path(graph, schedule, window, category_of, timing)
     breakdown = {k: breakdown.get(k, 0.0) for k in CATEGORIES}
-    busy = busy_time(graph, schedule, window, timing)
-    network_busy = _network_busy(timing, window, system)
-    host_bytes = _host_bytes(index, window)
-    tiers = _tier_activity(timing, window, cost, system)
+    busy = unfolded_streams(busy_time(graph, schedule, window, timing), classes)
+    network_busy = unfolded(_network_busy(timing, window, system), classes)
+    host_bytes = _host_bytes(index, window, classes)
+    tiers = _tier_activity(timing, window, cost, system, classes)
     utilisation = _utilisation(device_busy(busy, tiers, step_s), plan.world_size, step_s)
     energy = step_energy(
         system,
@@ -385,10 +395,11 @@ def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: floa
 _MOVES_HOST_BYTES = (Host, Transfer)
 
 
-def _host_bytes(index: GraphIndex, window: Window) -> float:
-    """The bytes the window's host work and copies move. ``fsum`` is exact: the order of the
-    window's nodes does not matter, and neither does reading a copy's op off its step node."""
-    nodes, counts = _window_ops(index, window)
+def _host_bytes(index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]) -> float:
+    """The bytes the window's host work and copies move (a folded rank's as its representative's,
+    ``classes``). ``fsum`` is exact: the order of the window's nodes does not matter, and neither
+    does reading a copy's op off its step node."""
+    nodes, counts = _window_ops(index, window, classes)
     ops = (node.op for node in nodes)
     return math.fsum(
         op.bytes
@@ -418,14 +429,17 @@ class TierActivity:
 HOST_RUN_TIERS = ("ddr", "nmp")
 
 
-def _tier_activity(timing: Timing, window: Window, cost: CostModel, system: System) -> TierActivity:
+def _tier_activity(
+    timing: Timing, window: Window, cost: CostModel, system: System, classes: Mapping[int, Sequence[int]]
+) -> TierActivity:
     """``TierActivity`` of the window: the DRAM bytes of one step's lookups (each copy of a step
     node in the window counted, as ``_host_bytes`` does), and the seconds of the window's host-run
     lookups, whole (as ``busy_time`` takes a rank's step: a rank that is not the bottleneck runs
     its last step's lookups before the window opens). An HBM lookup touches none of it, so a plan
-    all in HBM costs one pass over the ops."""
+    all in HBM costs one pass over the ops. A folded rank (``classes``) holds HBM lookups only
+    (``recsim.graph.build.interchangeable_ranks``): the host-run ones are all in the graph."""
     index = timing.index
-    nodes, counts = _window_ops(index, window)
+    nodes, counts = _window_ops(index, window, classes)
     per_node = max(1, system.node.num_accelerators)
     # Each op costed once: the copies of a chained graph share their step node's op.
     costs: dict[int, EmbeddingCost] = {}
@@ -497,17 +511,51 @@ def _host_run_lookups(index: GraphIndex) -> list[tuple[int, Node]]:
     return [(k + s * len(step_nodes), n) for s in range(steps) for k, n in found]
 
 
-def _window_ops(index: GraphIndex, window: Window) -> tuple[list[Node], list[int]]:
+def _window_ops(
+    index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]
+) -> tuple[list[Node], list[int]]:
     """The step nodes whose ops run in ``window`` and how many times each does: for a chained
     graph read off its step graph, the copies of each step node in the window; else every node of
-    the window once."""
+    the window once. A representative's node counts once for each rank of its class (``classes``,
+    ``recsim.graph.build``: the graph holds one of the ranks that run the same nodes)."""
     positions = window.positions_in(index)
     if positions is None or index.copies is None:
         position, source = index.position, index.source
-        return [source(position[i]) for i in window.node_ids], [1] * len(window.node_ids)
-    step_nodes = index.copies[0]
-    counts = np.bincount(positions % len(step_nodes), minlength=len(step_nodes))
-    return list(step_nodes), counts.tolist()
+        nodes = [source(position[i]) for i in window.node_ids]
+        counts = [1] * len(nodes)
+    else:
+        nodes = list(index.copies[0])
+        counts = np.bincount(positions % len(nodes), minlength=len(nodes)).tolist()
+    if classes:
+        counts = [
+            c * len(classes[n.rank]) if n.rank in classes else c for n, c in zip(nodes, counts, strict=True)
+        ]
+    return nodes, counts
+
+
+def unfolded(per_rank: dict[int, float], classes: Mapping[int, Sequence[int]]) -> dict[int, float]:
+    """``per_rank`` with each representative's value given to every rank of its class too
+    (``classes``: the graph held one of the ranks that run the same nodes, ``recsim.graph.build``)."""
+    if not classes:
+        return per_rank
+    out = dict(per_rank)
+    for rank, value in per_rank.items():
+        for member in classes.get(rank, ()):
+            out[member] = value
+    return out
+
+
+def unfolded_streams(
+    per_queue: dict[tuple[int, str], float], classes: Mapping[int, Sequence[int]]
+) -> dict[tuple[int, str], float]:
+    """``unfolded`` for values by (rank, stream)."""
+    if not classes:
+        return per_queue
+    out = dict(per_queue)
+    for (rank, stream), value in per_queue.items():
+        for member in classes.get(rank, ()):
+            out[(member, stream)] = value
+    return out
 
 
 def _window_mask(index: GraphIndex, window: Window) -> npt.NDArray[np.bool_]:

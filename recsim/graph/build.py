@@ -44,6 +44,17 @@ every rank (the input pipeline's copies, a reduce-scatter's or all-gather's memb
 all-reduces, the optimizer step, a replicated TBE's sums) are made once and shared, which also lets
 the cost model find them by identity. The graph is node for node the one the plain per-rank code
 makes (kept as the reference in ``tests/unit/test_analytic_speed_paths.py``).
+
+**Folded ranks** (``BuildOptions.fold_ranks``). Ranks that hold no shard of their own (only the
+tables replicated on every rank, in HBM) run the same nodes with the same ops and the same
+dependencies: the same dense chain, the same replicated lookups, the same parts in every
+collective. At scale most ranks of a table-wise plan are such ranks (102 of 128 for DLRM-DCNv2's 26
+tables). With the option, the graph holds the lowest of them only (``metadata["rank_classes"]``:
+``{representative: all of them}``), and the all-to-all parts of the others are kept beside it
+(``metadata["folded_parts"]``: ``{key: {rank: part}}``), so the cost model still reads the whole
+traffic matrix. Its schedule is theirs, node for node; whoever sums over ranks (busy time, bytes,
+power) counts the representative once per member (``recsim.engine.simulate``). A rank the caller
+names in ``keep_ranks`` (a straggler, a slow NIC) is never folded.
 """
 
 from __future__ import annotations
@@ -66,6 +77,7 @@ from recsim.graph.ir import (
     Op,
     Stream,
     Transfer,
+    is_uneven_all_to_all,
     make_node,
     sorts_ahead,
 )
@@ -119,6 +131,25 @@ class BuildOptions:
     # Ranks per node, for a framework and plan whose row splits over several nodes reduce inside
     # each node (``Runtime.row_split_node_size``); None: every split reduces over all its ranks.
     ranks_per_node: int | None = None
+    # Build one rank of the ranks that hold no shard of their own (module docstring); the analytic
+    # engine's option (the DES engine moves every rank's flows). ``keep_ranks``: never folded.
+    fold_ranks: bool = False
+    keep_ranks: frozenset[int] = frozenset()
+
+
+def interchangeable_ranks(plan: Plan, keep: frozenset[int] = frozenset()) -> tuple[int, ...]:
+    """The ranks of ``plan`` that hold no shard of their own, in order: only data-parallel shards
+    in HBM on every rank, not the model-parallel bottom MLP's rank, none of ``keep``. They run the
+    same step (module docstring, "Folded ranks")."""
+    world = plan.world_size
+    held = set(keep)
+    for shard in plan.shards:
+        if shard.sharding == "data_parallel" and shard.tier == "hbm" and len(set(shard.ranks)) == world:
+            continue
+        held.update(shard.ranks)
+    if plan.bottom_rank is not None:
+        held.add(plan.bottom_rank)
+    return tuple(r for r in range(world) if r not in held)
 
 
 class _Builder:
@@ -165,6 +196,16 @@ class _Builder:
         # layer's identity (the layer is kept in the entry, so its id stays its own) and the
         # arguments of ``_layer_op``.
         self._layer_ops: dict[tuple[int, int, float, str, bool], tuple[Layer, Compute]] = {}
+        # Folded ranks (module docstring): the ranks whose nodes are not made, their
+        # representative's class, and the all-to-all parts they would have had.
+        self.skip: frozenset[int] = frozenset()
+        self.rank_classes: dict[int, tuple[int, ...]] = {}
+        self.folded_parts: dict[str, dict[int, Collective]] = {}
+        if options.fold_ranks:
+            free = interchangeable_ranks(plan, options.keep_ranks)
+            if len(free) > 1:
+                self.skip = frozenset(free[1:])
+                self.rank_classes = {free[0]: free}
 
     def add(
         self,
@@ -176,6 +217,12 @@ class _Builder:
         phase: str = "",
         lane: int = 0,
     ) -> int:
+        if rank in self.skip:
+            # A folded rank (module docstring): no node, but its all-to-all part for the matrix.
+            # Its ids are never read: a folded rank's nodes depend on its own nodes only.
+            if is_uneven_all_to_all(op):
+                self.folded_parts.setdefault(op.key, {})[rank] = op
+            return -1
         # Most nodes have at most one dependency, which needs no de-duplication.
         unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
         nid = self.next_id
@@ -211,6 +258,11 @@ class _Builder:
             "mode": mode,
             "workload": self.w.name,
             "plan": self.plan.strategy,
+            **(
+                {"rank_classes": self.rank_classes, "folded_parts": self.folded_parts}
+                if self.rank_classes
+                else {}
+            ),
         }
 
     # -- sizes ---------------------------------------------------------------------------------
@@ -334,6 +386,7 @@ class _Builder:
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
         groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
+        skip = self.skip  # folded ranks: their lookups are their representative's
         for shard in self.plan.shards:
             if select is not None and not select(shard):
                 continue
@@ -347,9 +400,12 @@ class _Builder:
             if self.opt.fuse_tables and shard.tier == "hbm":
                 entry, dtype = (number, op), op.dtype
                 for rank in shard.ranks:
-                    groups[(rank, dtype, replicated)].append(entry)
+                    if rank not in skip:
+                        groups[(rank, dtype, replicated)].append(entry)
                 continue
             for rank in shard.ranks:
+                if rank in skip:
+                    continue
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
                     name += f"[{shard.row_start}:{shard.row_end}]"
@@ -716,6 +772,9 @@ def build_training_step(
     grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
     joined_ids: dict[int, int] = {}  # rank -> its node that waits for the exchanged vectors
     for r in range(bld.world):
+        if r in bld.skip:  # a folded rank: its representative's chain stands for it
+            emb_grad_ready[r], last_bwd[r] = [], []
+            continue
         base = bld.next_id
         joined_ids[r] = base + joined_at
         for k, (name, op, phase) in enumerate(entries):
@@ -796,7 +855,9 @@ def build_training_step(
         }
         ahead = bld.embedding_pass(batch, "forward", deps, select=_routed)
         a2a_next = bld.pooled_exchange(batch, True, ahead)
-        carried = {joined_ids[r]: tuple(a2a_next[r]) for r in range(bld.world) if a2a_next.get(r)}
+        carried = {
+            joined_ids[r]: tuple(a2a_next[r]) for r in range(bld.world) if a2a_next.get(r) and r in joined_ids
+        }
         ahead_ids = sorted(
             {*(i for ids in ahead.values() for i in ids), *(i for ids in a2a_next.values() for i in ids)}
         )
