@@ -898,6 +898,78 @@ def test_generated_et_alone() -> None:
     assert all(n.stream is Stream.HOST for n in graph)  # a CPU trace: everything is host work
 
 
+def _three_step_kineto(tmp_path: Path) -> Path:
+    """Kineto: 3 profiler steps of 520 us, each an aten::mm (rf_id 10+s) launching a 500 us GEMM."""
+    events = []
+    for s in range(3):
+        t = 520.0 * s
+        mm = {"Input Dims": [[1024, 1024], [1024, 1024]], "Input type": ["float", "float"]}
+        events += [
+            xev("user_annotation", f"ProfilerStep#{s}", 1, t, 520),
+            xev("cpu_op", "aten::mm", 1, t + 1, 20, {**mm, "Record function id": 10 + s}),
+            xev("cuda_runtime", "cudaLaunchKernel", 1, t + 5, 5, {"correlation": s + 1}),
+            xev("kernel", "ampere_sgemm_128x64_nn", 0, t + 12, 500, {"stream": 7, "correlation": s + 1}, 7),
+            xev("cuda_runtime", "cudaDeviceSynchronize", 1, t + 25, 490, {"correlation": 50 + s}),
+        ]
+    info = {"rank": 0, "world_size": 1, "backend": "nccl"}
+    return write_json(tmp_path / "kineto.json", {"traceEvents": events, "distributedInfo": info})
+
+
+def _et_of_step(rf_ids: list[int]) -> dict:
+    """An ET (schema 1.0.1) holding one aten::mm per rf_id."""
+    root = {"tid": 1, "op_schema": "", "inputs": [], "input_shapes": [], "input_types": []}
+    root.update(outputs=[], output_shapes=[], output_types=[])
+    nodes = [
+        {**root, "id": 1, "name": "[pytorch|profiler|execution_trace|process]", "parent": 1, "rf_id": 0},
+        {**root, "id": 2, "name": "[pytorch|profiler|execution_trace|thread]", "parent": 1, "rf_id": 0},
+    ]
+    for i, rf in enumerate(rf_ids):
+        tensor = lambda k: [k, k, 0, 1048576, 4, "cuda:0"]  # noqa: E731
+        nodes.append(
+            {
+                **root,
+                "id": 3 + i,
+                "name": "aten::mm",
+                "parent": 2,
+                "rf_id": rf,
+                "op_schema": "aten::mm(Tensor self, Tensor mat2) -> Tensor",
+                "inputs": [tensor(10 * i + 1), tensor(10 * i + 2)],
+                "input_shapes": [[1024, 1024], [1024, 1024]],
+                "input_types": ["Tensor(float)", "Tensor(float)"],
+                "outputs": [tensor(10 * i + 3)],
+                "output_shapes": [[1024, 1024]],
+                "output_types": ["Tensor(float)"],
+            }
+        )
+    return {"schema": "1.0.1", "pid": 1, "time": "", "start_ts": 0, "finish_ts": 1, "nodes": nodes}
+
+
+def test_join_counts_only_the_steps_the_et_covers(tmp_path: Path) -> None:
+    from recsim.engine.replay import replay_keep
+
+    kineto = _three_step_kineto(tmp_path)
+    # The ET holds step 1's aten::mm only: its 500 us of work is one step's, not a third of three.
+    graph = read_trace([write_json(tmp_path / "et.json", _et_of_step([11])), kineto])
+    assert [s["name"] for s in graph.metadata["steps"]] == ["ProfilerStep#1"]
+    assert any("the ET covers 1 of the 3 profiler steps" in n for n in graph.metadata["notes"])
+    result = replay_keep(graph)
+    assert result.steps == 1 and result.recorded_step_s == pytest.approx(520e-6)
+    assert result.predicted_step_s == pytest.approx(520e-6, rel=0.02)  # was 195 us: -62 %
+    # An ET of all three steps keeps all three, without a note.
+    full = read_trace([write_json(tmp_path / "et3.json", _et_of_step([10, 11, 12])), kineto])
+    assert len(full.metadata["steps"]) == 3
+    assert not any("profiler steps" in n for n in full.metadata["notes"])
+
+
+def test_an_empty_et_beside_a_kineto_trace_is_refused_as_an_empty_et_alone(tmp_path: Path) -> None:
+    et = write_json(tmp_path / "et.json", _et_of_step([]) | {"nodes": []})
+    with pytest.raises(TraceError, match=r"et\.json: the trace holds no operations") as alone:
+        read_trace([et])
+    with pytest.raises(TraceError, match=r"et\.json: the trace holds no operations") as joined:
+        read_trace([et, _three_step_kineto(tmp_path)])
+    assert str(joined.value) == str(alone.value)
+
+
 def test_simple_add_joins_by_name_and_order() -> None:
     graph = ETKinetoReader().read([SIMPLE_KINETO, SIMPLE_ET])  # order does not matter
     graph.validate()

@@ -37,6 +37,7 @@ a note (a wait for one of them is lost: the segment after it starts when the CPU
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -144,7 +145,11 @@ MIN_MATCHED_SHARE = 0.5
 def _checked_match(
     et_rank: EtRank, trace: KinetoTrace, et_path: Path, k_path: Path
 ) -> tuple[dict[int, KEvent], str]:
-    """``_match``, refused when too few of the ET's operators are in the Kineto trace."""
+    """``_match``, refused when too few of the ET's operators are in the Kineto trace, or when the
+    ET holds none (0 of 0 would pass the share test, and the join would then read as a CPU-only
+    trace: it gets the error an empty ET read alone gets)."""
+    if not et_rank.ops:
+        raise TraceError(f"{et_path}: the trace holds no operations (a profile of no work)")
     matched, how = _match(et_rank, trace)
     ops = sum(1 for n in et_rank.trace.nodes.values() if not n.name.startswith(_ROOT_PREFIX))
     if ops and len(matched) < MIN_MATCHED_SHARE * ops:
@@ -176,6 +181,33 @@ def _match(et_rank: EtRank, trace: KinetoTrace) -> tuple[dict[int, KEvent], str]
         f"Kineto trace has no 'Record function id': matched ET nodes by name and order within each thread "
         f"({len(matched)} of {tried}, {rate:.0%})"
     )
+
+
+def _covered_steps(trace: KinetoTrace, info: _Joined, matched: dict[int, KEvent]) -> list[KEvent]:
+    """The Kineto profiler steps the ET covers: those in which its operators launched GPU work.
+
+    The Kineto window may hold more steps than the ET (the ET observer is often started for one
+    step inside a longer profile). The joined graph holds only the ET's operators, so the step time
+    must divide their work by the steps it came from, not by all of Kineto's: one step's work over
+    three steps read as a step 62 % short. A step counts when one of the kernels attributed to an
+    ET operator was launched inside it (its launch call started within the step's annotation, on
+    whatever thread); a trace whose ET operators launched no kernel (a CPU-only run) counts the
+    steps in which a matched operator started instead.
+    """
+    starts = sorted(
+        launch.ts
+        for kernels in info.kernels.values()
+        for kernel in kernels
+        if (launch := trace.launch.get(id(kernel))) is not None
+    )
+    if not starts:
+        starts = sorted(event.ts for event in matched.values())
+
+    def covered(step: KEvent) -> bool:
+        first = bisect.bisect_left(starts, step.ts)
+        return first < len(starts) and starts[first] < step.end
+
+    return [step for step in trace.steps if covered(step)]
 
 
 @dataclass
@@ -525,7 +557,13 @@ def join_loaded(paths: Sequence[Path], datas: Sequence[Any]) -> ExecutionGraph:
                 f"outside any matched ET operator were left out"
             )
         notes.extend(f"rank {rank}: {n}" for n in et_rank.notes + trace.notes)
-        steps.extend(steps_metadata(trace, rank))
+        covered = _covered_steps(trace, info, matched)
+        if len(covered) < len(trace.steps):
+            notes.append(
+                f"rank {rank}: the ET covers {len(covered)} of the {len(trace.steps)} profiler steps of "
+                f"{k_path[rank]}; the step time is over those"
+            )
+        steps.extend(steps_metadata(trace, rank, covered))
     counts: dict[str, int] = defaultdict(int)
     metadata = world_metadata(world, (r for r, _ in ranked), "et_kineto", paths)
     metadata["schema_versions"] = sorted({r.trace.schema for _, r in ranked})

@@ -530,7 +530,10 @@ def gpu_op(event: KEvent, runtime: KEvent | None, flops: float = 0.0) -> Op:
     )
 
 
-def steps_metadata(trace: KinetoTrace, rank: int) -> list[dict[str, Any]]:
+def steps_metadata(
+    trace: KinetoTrace, rank: int, steps: Sequence[KEvent] | None = None
+) -> list[dict[str, Any]]:
+    """``metadata["steps"]`` entries of ``steps`` (default: all of the trace's profiler steps)."""
     return [
         {
             "name": s.name,
@@ -538,7 +541,7 @@ def steps_metadata(trace: KinetoTrace, rank: int) -> list[dict[str, Any]]:
             "start_s": (s.ts - trace.origin_us) * 1e-6,
             "duration_s": s.dur * 1e-6,
         }
-        for s in trace.steps
+        for s in (trace.steps if steps is None else steps)
     ]
 
 
