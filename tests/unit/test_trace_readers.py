@@ -961,6 +961,39 @@ def test_join_counts_only_the_steps_the_et_covers(tmp_path: Path) -> None:
     assert not any("profiler steps" in n for n in full.metadata["notes"])
 
 
+def _two_device_events() -> list[dict]:
+    """One thread launches a 1000 us kernel on GPU 0 and one on GPU 1, both on CUDA stream 7."""
+    mm = {"Input Dims": [[1024, 1024], [1024, 1024]], "Input type": ["float", "float"]}
+    events = [xev("user_annotation", "ProfilerStep#1", 9, 0, 1100)]
+    for device in (0, 1):
+        t = 10.0 * device
+        events += [
+            xev("cpu_op", "aten::mm", 9, t + 1, 8, {**mm, "Record function id": 10 + device}),
+            xev("cuda_runtime", "cudaLaunchKernel", 9, t + 2, 5, {"correlation": device + 1}),
+            xev("kernel", "ampere_sgemm_128x64_nn", device, t + 10, 1000,
+                {"stream": 7, "correlation": device + 1, "device": device}, 7),
+        ]  # fmt: skip
+    return [*events, xev("cuda_runtime", "cudaDeviceSynchronize", 9, 30, 1000, {"correlation": 3})]
+
+
+def test_kineto_same_stream_id_on_two_devices_is_two_queues(tmp_path: Path) -> None:
+    from recsim.engine.replay import replay_keep
+
+    graph = read_trace([write_json(tmp_path / "twodev.json", {"traceEvents": _two_device_events()})])
+    kernels = [n for n in graph if n.stream is Stream.COMPUTE]
+    assert len(kernels) == 2 and kernels[0].lane != kernels[1].lane
+    # The kernels overlapped on their two GPUs: a step of 1.1 ms, not 2.1 ms (one queue).
+    assert replay_keep(graph).predicted_step_s == pytest.approx(1.1e-3, rel=0.02)
+
+
+def test_join_same_stream_id_on_two_devices_is_two_queues(tmp_path: Path) -> None:
+    kineto = write_json(tmp_path / "twodev.json", {"traceEvents": _two_device_events()})
+    graph = read_trace([write_json(tmp_path / "et.json", _et_of_step([10, 11])), kineto])
+    assert graph.metadata["format"] == "et_kineto"
+    mms = [n for n in graph if n.name == "aten::mm" and n.stream is Stream.COMPUTE]
+    assert len(mms) == 2 and mms[0].lane != mms[1].lane
+
+
 def test_an_empty_et_beside_a_kineto_trace_is_refused_as_an_empty_et_alone(tmp_path: Path) -> None:
     et = write_json(tmp_path / "et.json", _et_of_step([]) | {"nodes": []})
     with pytest.raises(TraceError, match=r"et\.json: the trace holds no operations") as alone:

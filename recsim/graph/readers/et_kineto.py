@@ -437,10 +437,12 @@ def _placer(
                     )
                 else:
                     node_op = Compute(op=op.name, category=op_category(op.name))
+            # Per device and stream (the same stream id on two GPUs is two queues, as in ``kineto``).
+            queue = ("cuda", first.pid, cuda_stream)
             return Placement(
                 stream,
-                lanes.lane(rank, stream, cuda_stream),
-                ("cuda", first.pid, cuda_stream),
+                lanes.lane(rank, stream, queue),
+                queue,
                 duration_s=sum(k.dur for k in kernels) * 1e-6,
                 start_s=(first.ts - origin) * 1e-6,
                 op=node_op,

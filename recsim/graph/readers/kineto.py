@@ -23,7 +23,8 @@ Choices:
 * **GPU nodes**: every kernel / memcpy / memset, with its recorded duration and start. NCCL kernels
   are ``Collective`` ops on the ``comm`` stream; memcpys are ``Transfer`` ops on ``copy``; the rest
   ``Compute`` on ``compute`` with a category from the kernel name and the input shapes of the CPU
-  op that launched it. Lanes number the CUDA streams of a class, so two compute streams stay two
+  op that launched it. Lanes number the CUDA streams of a class, per device (a GPU event's
+  ``pid``: stream 7 of GPU 0 and stream 7 of GPU 1 are two queues), so two compute streams stay two
   queues; stream order is kept per CUDA stream (a memcpy issued on the compute stream still waits
   for the kernel before it).
 * **Host nodes**: a CPU thread's time is cut at every kernel launch: a ``Host`` node covers the
@@ -960,6 +961,9 @@ def kineto_pending(
         segment = segment_of.get(id(runtime)) if runtime is not None else None
         deps = [segment] if segment is not None else []
         deps += [gpu_key[id(other)] for other in stream_waits.get(id(event), ())]
+        # A CUDA stream id is per device: the same id on two GPUs of one file (its GPU events' pid
+        # is the device) is two in-order queues, so the lane is keyed by both, as the queue is.
+        queue = ("cuda", event.pid, stream_id)
         node = Pending(
             key=("gpu", rank, index),
             rank=rank,
@@ -967,8 +971,8 @@ def kineto_pending(
             stream=stream,
             op=op,
             deps=deps,
-            lane=lanes.lane(rank, stream, stream_id),
-            queue=("cuda", event.pid, stream_id),
+            lane=lanes.lane(rank, stream, queue),
+            queue=queue,
             duration_s=event.dur * 1e-6,
             start_s=(event.ts - origin) * 1e-6,
         )
