@@ -182,6 +182,31 @@ def test_recsys_time_by_category(
     assert sum(1 for n in recsys if n.stream is not Stream.HOST) == gpu == 9450
 
 
+def test_fbgemm_kernels_are_not_gemms(recsys: ExecutionGraph, recsys_events: list[dict[str, Any]]) -> None:
+    from recsim.graph.readers._common import kernel_category
+
+    # "fbgemm" contains "gemm": every fbgemm_gpu:: kernel was a GEMM (5.25 ms of this trace).
+    assert kernel_category("void fbgemm_gpu::permute_2D_lengths_kernel<int>(int, int)") == "memory"
+    assert kernel_category("void fbgemm_gpu::_offsets_range_cuda_kernel<long>(long, long)") == "other"
+    assert kernel_category("fbgemm_gpu::split_embedding_codegen_forward_kernel<float>") == "embedding"
+    # Real GEMMs still are, fbgemm's own among them.
+    for name in ("ampere_sgemm_128x64_nn", "sm80_xmma_gemm_f32f32", "fbgemm_gpu::f8f8bf16_rowwise_gemm"):
+        assert kernel_category(name) == "gemm", name
+    # By hand on the A100 trace: its GEMM time is the kernels with "gemm"/"xmma"/... in their names,
+    # less the fbgemm_gpu ones.
+    gemm_us = sum(
+        e["dur"]
+        for e in recsys_events
+        if e.get("cat") == "kernel"
+        and "fbgemm" not in e["name"].lower()
+        and any(n in e["name"].lower() for n in ("gemm", "xmma", "cutlass", "cublas", "splitkreduce", "gemv"))
+        and "embedding" not in e["name"].lower()
+    )
+    gemm_nodes = [n for n in recsys if isinstance(n.op, Compute) and n.op.category == "gemm"]
+    assert not any("fbgemm" in n.name for n in gemm_nodes)
+    assert math.fsum(n.duration_s or 0.0 for n in gemm_nodes) == pytest.approx(gemm_us * 1e-6)
+
+
 def test_recsys_collectives(recsys: ExecutionGraph, recsys_info: dict[str, Any]) -> None:
     by_op = {c["op"]: c for c in recsys_info["collectives"]}
     assert by_op["all_to_all"]["count"] == 42  # ncclKernel_SendRecv kernels

@@ -34,7 +34,9 @@ CATEGORIES = ("gemm", "embedding", "communication", "elementwise", "memory", "ot
 
 _KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("communication", ("nccl",)),
-    ("memory", ("memcpy", "memset")),
+    # fbgemm_gpu's permute kernels reorder sparse lengths/indices/weights between the feature and
+    # the rank layout: data movement, as ``op_category`` calls their ops (permute_*_sparse_data).
+    ("memory", ("memcpy", "memset", "fbgemm_gpu::permute")),
     # fbgemm TBE kernels are named split_embedding_*; bounds_check_indices and linearize_index run
     # only as part of a TBE lookup/backward, so their time is embedding time too.
     ("embedding", ("embedding", "bounds_check_indices", "linearize_index")),
@@ -50,7 +52,11 @@ def kernel_category(name: str) -> str:
     """The category of a GPU kernel (or memcpy/memset) name."""
     lower = name.lower()
     for category, needles in _KERNEL_RULES:
-        if any(n in lower for n in needles):
+        # "fbgemm" (the library, whose fbgemm_gpu:: kernels are embedding lookups, permutes,
+        # offsets...) contains "gemm": the GEMM rule looks at the name without it, so a real GEMM
+        # kernel of that namespace still matches on its own "gemm"/"cutlass".
+        haystack = lower.replace("fbgemm", "") if category == "gemm" else lower
+        if any(n in haystack for n in needles):
             return category
     return "other"
 
