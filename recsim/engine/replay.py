@@ -182,8 +182,9 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
 def trace_notes(graph: ExecutionGraph, *, keep: bool) -> list[str]:
     """What the replay's figures rest on that the reader or the trace's shape tells: the readers'
     own notes (``metadata["notes"]``: events without a length, collectives whose parts disagree,
-    ...), a trace without GPU work, and collectives missing members whose traces were not given
-    (how the replay takes them: ``keep``, with the recorded durations, or re-estimated)."""
+    ...), a trace without GPU work, collectives missing members whose traces were not given
+    (how the replay takes them: ``keep``, with the recorded durations, or re-estimated), and, when
+    re-estimating, collectives of a single member, which keep their recorded durations."""
     raw = graph.metadata.get("notes")
     notes = _by_ranks([str(n) for n in raw]) if isinstance(raw, (list, tuple)) else []
     if graph.nodes and all(n.stream is Stream.HOST for n in graph.nodes):
@@ -205,7 +206,34 @@ def trace_notes(graph: ExecutionGraph, *, keep: bool) -> list[str]:
             f"(rank{'s' if len(absent) > 1 else ''} {_runs(absent)}): when they arrived is not "
             f"known, so {how}"
         )
+    lone = None if keep else _lone_collectives(graph)
+    if lone is not None:
+        # A group of one is no traffic to re-cost: such a collective keeps its recorded time, which
+        # on a job of several ranks holds its wait for the others. A Chakra file records no group
+        # (its reader takes the files given as the job), so one file read alone gives these.
+        count, total = lone
+        why = (
+            "a Chakra trace does not record collective groups, and one rank's file was given"
+            if graph.metadata.get("format") == "chakra"
+            else "the trace names no other rank in their groups"
+        )
+        notes.append(
+            f"{count} of {total} collectives have a single member ({why}): which ranks took part "
+            "and when they arrived is not known, so they keep their recorded durations, not "
+            "re-costed on the target"
+        )
     return notes
+
+
+def _lone_collectives(graph: ExecutionGraph) -> tuple[int, int] | None:
+    """(collectives whose group is one rank, collectives) of the trace, or None when there are none
+    of the former (counted per collective, as ``_partial_collectives``)."""
+    groups: dict[object, tuple[int, ...]] = {}
+    for node in graph.nodes:
+        if isinstance(node.op, Collective):
+            groups.setdefault(node.op.key, node.op.group)
+    count = sum(1 for group in groups.values() if len(group) <= 1)
+    return (count, len(groups)) if count else None
 
 
 _RANK_NOTE = re.compile(r"rank (\d+): (.*)", re.DOTALL)

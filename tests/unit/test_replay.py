@@ -143,6 +143,26 @@ def test_collectives_missing_ranks_are_said_to_be_partial() -> None:
     assert not any("miss members" in n for n in replay_keep(read_trace(PARAM)).notes)
 
 
+def test_a_single_chakra_file_re_estimated_says_its_collectives_keep_their_time() -> None:
+    # One Chakra file: its collectives' groups are that one rank, so re-estimating kept all 7 at
+    # their recorded time without a word (a single Kineto rank gets the "miss members" note).
+    chakra = TRACES / "chakra.0.et.gz"
+    result = _replay_cli(chakra, "--re-estimate", "--system", "dgx-h100", "--json")
+    assert result.exit_code == 0, result.output
+    lone = [n for n in json.loads(result.output)["notes"] if "have a single member" in n]
+    assert len(lone) == 1 and lone[0].startswith("7 of 7 collectives") and "Chakra" in lone[0]
+    assert "keep their recorded durations" in lone[0]
+    # Keeping every recorded time is what the keep mode does anyway: no note there.
+    assert not any("single member" in n for n in replay_keep(read_trace([chakra])).notes)
+    # Collectives of a full group are re-costed: no note.
+    from recsim.api import load_system
+
+    h100 = load_system("dgx-h100")
+    assert h100.accelerator is not None
+    notes = replay_reestimate(read_trace(PARAM), h100, h100.accelerator).notes
+    assert not any("single member" in n for n in notes)
+
+
 def test_the_ranks_that_say_the_same_are_said_once() -> None:
     # Two ranks' files of the PARAM DLRM step miss the same launches: one note for both.
     notes = replay_keep(read_trace(PARAM)).notes
