@@ -842,7 +842,10 @@ def _print_plan(stats: PlanStats) -> None:
 @click.option(
     "--recorded-on",
     default=None,
-    help=f"Accelerator the trace ran on, for --re-estimate (default: {api.RECORDED_ON}).",
+    help=(
+        "Accelerator the trace ran on, for --re-estimate (default: the GPU the trace names in its "
+        f"deviceProperties, else {api.RECORDED_ON})."
+    ),
 )
 @click.option("--keep-durations/--re-estimate", "keep", default=True, help="Recorded durations, or re-cost.")
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")

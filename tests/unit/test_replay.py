@@ -163,6 +163,13 @@ def test_a_single_chakra_file_re_estimated_says_its_collectives_keep_their_time(
     assert not any("single member" in n for n in notes)
 
 
+def test_recorded_on_help_says_the_trace_s_own_gpu_comes_first() -> None:
+    # The help said "(default: a100-sxm4-40gb)": the GPU of the trace's deviceProperties is taken
+    # first (``api.recorded_accelerator``), the A100 only for a trace that names none.
+    text = " ".join(CliRunner().invoke(cli, ["replay", "--help"]).output.split())
+    assert "(default: the GPU the trace names in its deviceProperties, else a100-sxm4-40gb)" in text
+
+
 def test_the_ranks_that_say_the_same_are_said_once() -> None:
     # Two ranks' files of the PARAM DLRM step miss the same launches: one note for both.
     notes = replay_keep(read_trace(PARAM)).notes
