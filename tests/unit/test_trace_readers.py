@@ -1001,6 +1001,19 @@ def _two_device_events() -> list[dict]:
     return [*events, xev("cuda_runtime", "cudaDeviceSynchronize", 9, 30, 1000, {"correlation": 3})]
 
 
+def test_a_chrome_trace_in_array_form_is_detected_as_kineto(tmp_path: Path) -> None:
+    # ``--format kineto`` read a top-level event list; detection refused it ("not a trace format").
+    events = _two_device_events()
+    bare = write_json(tmp_path / "array.json", events)
+    told = read_trace([bare], "kineto")
+    sniffed = read_trace([bare])
+    assert sniffed.metadata["format"] == "kineto" and sniffed.nodes == told.nodes
+    assert sniffed.nodes == read_trace([write_json(tmp_path / "obj.json", {"traceEvents": events})]).nodes
+    # A list of something else is still no trace.
+    with pytest.raises(TraceError, match="not a trace format recsim knows"):
+        read_trace([write_json(tmp_path / "numbers.json", [1, 2, 3])])
+
+
 def test_kineto_same_stream_id_on_two_devices_is_two_queues(tmp_path: Path) -> None:
     from recsim.engine.replay import replay_keep
 

@@ -1,8 +1,9 @@
 """Reader for Kineto / Chrome trace JSON (``torch.profiler`` ``export_chrome_trace``), one file per rank.
 
 The format: ``{"traceEvents": [...], "deviceProperties": [...], "distributedInfo": {"rank",
-"world_size", ...}}``. Events have ``ph`` (``X`` complete, ``s``/``f`` flow, ``M`` metadata, ``i``
-instant), ``cat``, ``name``, ``pid``, ``tid``, ``ts`` and ``dur`` in microseconds, and ``args``.
+"world_size", ...}}``, or Chrome's array form, the bare list of events (no device or rank then).
+Events have ``ph`` (``X`` complete, ``s``/``f`` flow, ``M`` metadata, ``i`` instant), ``cat``,
+``name``, ``pid``, ``tid``, ``ts`` and ``dur`` in microseconds, and ``args``.
 What this reader uses:
 
 * GPU activity: ``cat`` ``kernel``, ``gpu_memcpy``, ``gpu_memset`` with ``args.stream`` (the CUDA
@@ -172,6 +173,10 @@ class KinetoTrace:
 
 
 def is_kineto_document(data: Any) -> bool:
+    """A Chrome trace: the object form (``{"traceEvents": [...]}``) or the array form, a bare list
+    of events, which ``parse_kineto`` reads too (told by its first item, an event with a ``ph``)."""
+    if isinstance(data, list):
+        return bool(data) and isinstance(data[0], dict) and "ph" in data[0]
     return isinstance(data, dict) and isinstance(data.get("traceEvents"), list)
 
 
