@@ -28,6 +28,10 @@ runtime time between operators) becomes ``host`` segments cut at kernel launches
 reader cuts a thread (``_HostTime``): a GPU op waits for the CPU to reach its launch, so a trace of
 eager PyTorch that is bound by the CPU stays so when its GPU work is re-costed.
 
+Steps: ``metadata["steps"]`` lists only the Kineto profiler steps the ET covers (those in which its
+operators launched GPU work, ``_covered_steps``), so the replayed step divides the ET's work by the
+steps it came from; a note says so when the Kineto window holds more.
+
 Waits are read from the timing as the Kineto reader reads them: a segment after a call that
 blocked on the GPU depends on the op whose kernel it waited for, an op whose first kernel waited
 for another stream depends on the op of that kernel, and a thread woken from sleep on the segments
