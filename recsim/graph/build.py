@@ -295,33 +295,29 @@ class _Builder:
         dense = b * self.w.dense_features * DENSE_INPUT_BYTES
         load_op = Host("data_loading", dense + idx_bytes)
         h2d_op = Transfer("host", "hbm", dense + idx_bytes)
-        ids = []
+        skip = self.skip  # folded ranks: no nodes, only their exchange parts (``add``)
         for r in range(self.world):
+            if r in skip:
+                continue
             load = self.add(r, "data_loading", Stream.HOST, load_op, phase="input")
-            h2d = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
-            ids.append(h2d)
-            self.h2d[r] = h2d
+            self.h2d[r] = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
         group = tuple(range(self.world))
         send = tuple([row.get(q, 0.0) for q in group])
         total = sum(send)
-        # Rank ``r`` receives ``send[r]`` from every sender: one tuple per distinct value (the sign
-        # in the key keeps -0.0 apart from 0.0).
-        recvs: dict[tuple[float, float], tuple[float, ...]] = {}
+        # Rank ``r`` receives ``send[r]`` from every sender: one part per distinct value (the sign
+        # in the key keeps -0.0 apart from 0.0), shared by the ranks that receive it.
+        parts: dict[tuple[float, float], Collective] = {}
         for r in range(self.world):
             value = send[r]
             key = (value, math.copysign(1.0, value))
-            recv = recvs.get(key)
-            if recv is None:
-                recv = recvs[key] = (value,) * self.world
-            self.input_ready[r] = self.add(
-                r,
-                "input_dist",
-                Stream.COMM,
-                Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv),
-                [ids[r]],
-                "input",
-                lane=LANE_INPUT,
-            )
+            part = parts.get(key)
+            if part is None:
+                recv = (value,) * self.world
+                part = parts[key] = Collective(
+                    CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv
+                )
+            deps = () if r in skip else (self.h2d[r],)
+            self.input_ready[r] = self.add(r, "input_dist", Stream.COMM, part, deps, "input", lane=LANE_INPUT)
 
     def global_batch_input(self, batch: int) -> None:
         """The whole batch to every rank (``Runtime.global_batch_input``): each node reads its raw
@@ -598,18 +594,27 @@ class _Builder:
             # not the exact sum the planner reads).
             sends, recvs = (exchange.rows, exchange.columns) if forward else (exchange.columns, exchange.rows)
             totals = exchange_sums(sends, sum)
+            # One part per distinct (row, column) pair of shared tuples, shared by its ranks (a
+            # table-wise plan's ranks without tables all send nothing and receive alike).
+            parts: dict[tuple[int, int], Collective] = {}
+            skip = self.skip
             for r in group:
-                send, recv, total = sends[r], recvs[r], totals[r]
-                op = Collective(
-                    CollectiveOp.ALL_TO_ALL,
-                    key,
-                    group,
-                    total,
-                    self.comm_dtype,
-                    send,
-                    recv,
-                    self.a2a_algorithm,
-                )
+                send, recv = sends[r], recvs[r]
+                op = parts.get((id(send), id(recv)))
+                if op is None:
+                    op = parts[(id(send), id(recv))] = Collective(
+                        CollectiveOp.ALL_TO_ALL,
+                        key,
+                        group,
+                        totals[r],
+                        self.comm_dtype,
+                        send,
+                        recv,
+                        self.a2a_algorithm,
+                    )
+                if r in skip:  # a folded rank: only its part, for the matrix (``add``)
+                    self.add(r, key, Stream.COMM, op)
+                    continue
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
                 a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
@@ -828,7 +833,8 @@ def build_training_step(
 
     if not grouped and bld.world > 1:
         for r in range(bld.world):
-            dense_buckets(r)
+            if r not in bld.skip:  # a folded rank has no all-reduce part to keep (not an all-to-all)
+                dense_buckets(r)
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
     if mp_rank is not None:
@@ -873,6 +879,8 @@ def build_training_step(
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
         reduced: dict[int, list[int]] = {}  # rank -> the all-reduces carrying its replicated gradients
         for r in range(bld.world):
+            if r in bld.skip:
+                continue  # a folded rank: its replicated tables' gradients are its representative's
             if grouped:
                 mine = by_rank.get(r, [])
                 dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
@@ -891,9 +899,12 @@ def build_training_step(
     optimizer = workload.training.optimizer
     bottom_params = sum(layer.params for layer in bottom)
     optimizer_ops: dict[int, Compute] = {}  # by parameter count: one op shared by the ranks
+    all_dense_params = workload.dense_parameters  # a property that sums the layers: read once
     for r in range(bld.world):
+        if r in bld.skip:
+            continue  # a folded rank: no node to add
         # A model-parallel bottom MLP's weights are updated on its rank only.
-        dense_params = workload.dense_parameters - (bottom_params if mp_rank not in (None, r) else 0)
+        dense_params = all_dense_params - (bottom_params if mp_rank not in (None, r) else 0)
         state = OPTIMIZER_STATE[optimizer]
         step_op = optimizer_ops.get(dense_params)
         if step_op is None:

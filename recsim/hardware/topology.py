@@ -131,6 +131,16 @@ class Topology:
     def accelerators(self) -> list[str]:
         return [v for v, d in self.graph.nodes(data=True) if d["kind"] == ACCELERATOR]
 
+    @cached_property
+    def switch_devices(self) -> dict[str, int]:
+        """How many switch vertices (scale-out, NVSwitch, PCIe) of each device name the graph
+        holds, in the order first met (the energy model charges their idle power every step)."""
+        counts: dict[str, int] = {}
+        for _, data in self.graph.nodes(data=True):
+            if data["kind"] in ("switch", "nvswitch", "pcie_switch"):
+                counts[data["device"]] = counts.get(data["device"], 0) + 1
+        return counts
+
     def _fabric_graph(self, src: str, dst: str) -> Iterable[nx.DiGraph]:
         """Graphs to route in, best first.
 
