@@ -230,8 +230,13 @@ class FluidNetwork:
             dt = float(np.min(remaining / wire))
             self.wake = self.env.event()
             start = self.env.now
-            yield self.env.timeout(dt) | self.wake
-            elapsed = self.env.now - start
+            timer = self.env.timeout(dt)
+            fired = yield timer | self.wake
+            # A round whose timer fired moved ``dt`` of every flow's bytes, which finishes its
+            # first flow, even where the clock cannot tell ``start + dt`` from ``start``: a few
+            # bytes left late in a run (``dt`` under half a float step of ``now``) would else move
+            # nothing and repeat the round for ever (a tester's hang: a 1,000x straggler).
+            elapsed = dt if timer in fired else self.env.now - start
             offset = 0
             still: list[_Job] = []
             for job in running:
