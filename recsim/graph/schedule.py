@@ -191,10 +191,25 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
     return length
 
 
-def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
-    """The earliest-start times of the graph of ``index`` with ``durations`` by position."""
+@dataclass(frozen=True, eq=False)
+class _Rounds:
+    """Kahn's algorithm on a graph's vertices, a level at a time, as the structure alone gives it
+    (no durations): per round, the vertices released (``frontier``) and their outgoing edges'
+    targets with, for each, its source's slot in the frontier. ``waiting``: the vertices never
+    released (a dependency cycle, or collectives issued in different orders)."""
+
+    rounds: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]], ...]
+    waiting: npt.NDArray[np.intp]
+
+
+def _rounds(index: GraphIndex) -> _Rounds:
+    """The ``_Rounds`` of ``index``'s graph, worked out on first use and kept on the index: an
+    evaluation schedules its graph twice (before and after the interference stretch), and the
+    levels depend on the edges only."""
+    found: _Rounds | None = index.__dict__.get("_asap_rounds")
+    if found is not None:
+        return found
     vertices = index.vertices
-    length = _vertex_lengths(index, durations)
     # The edges between vertices: each explicit dependency and each node's predecessor in its
     # queue, except within a collective's vertex; each once (a node often both depends on and
     # follows the same node), sorted by source: vertex ``v``'s successors are
@@ -218,37 +233,52 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     pending = np.bincount(dst, minlength=vertices)
     out_count = np.bincount(src, minlength=vertices)
     out_start = np.cumsum(out_count) - out_count
-    # Kahn's algorithm a level at a time: ``frontier`` holds every vertex whose predecessors have
-    # all finished. ``begin[v]`` is the latest finish among the predecessors released so far
-    # (``fmax`` skips a NaN finish as the scalar ``if end > begin`` did); a vertex without
-    # predecessors starts at 0.
-    begin = np.full(vertices, -math.inf)
-    finish = np.zeros(vertices)
+    rounds = []
     frontier = np.flatnonzero(pending == 0)
-    begin[frontier] = 0.0
     claim = np.full(vertices, -1, dtype=np.intp)
     while frontier.size:
-        ends = begin[frontier] + length[frontier]
-        finish[frontier] = ends
         # The frontier's outgoing edges, and the vertices that have just lost their last
         # pending predecessor (each once: ``claim`` keeps one slot per vertex).
         counts = out_count[frontier]
         edges = np.repeat(out_start[frontier] - (np.cumsum(counts) - counts), counts)
         edges += np.arange(edges.size)
         targets = dst[edges]
-        np.fmax.at(begin, targets, np.repeat(ends, counts))
+        rounds.append((frontier, targets, np.repeat(np.arange(frontier.size), counts)))
         np.subtract.at(pending, targets, 1)
         ready = targets[pending[targets] == 0]
         slots = np.arange(ready.size)
         claim[ready] = slots
         frontier = ready[claim[ready] == slots]
-    if (pending > 0).any():
+    found = _Rounds(tuple(rounds), np.flatnonzero(pending > 0))
+    index.__dict__["_asap_rounds"] = found
+    return found
+
+
+def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
+    """The earliest-start times of the graph of ``index`` with ``durations`` by position."""
+    structure = _rounds(index)
+    if structure.waiting.size:
         nodes = index.nodes
-        waiting = (nodes[index.vertex_head[v]] for v in np.flatnonzero(pending > 0).tolist())
+        waiting = (nodes[index.vertex_head[v]] for v in structure.waiting.tolist())
         heads = sorted(waiting, key=lambda n: n.id)
         names = ", ".join(f"{n.name}@rank{n.rank}" for n in heads[:4])
         raise TraceError(
             f"the graph cannot be scheduled: a dependency cycle or collectives issued in different "
             f"orders on different ranks (waiting: {names})"
         )
+    vertices = index.vertices
+    length = _vertex_lengths(index, durations)
+    # Kahn's rounds (``_rounds``): ``begin[v]`` is the latest finish among the predecessors
+    # released so far (``fmax`` skips a NaN finish as the scalar ``if end > begin`` did); a vertex
+    # without predecessors (the first round) starts at 0.
+    begin = np.full(vertices, -math.inf)
+    finish = np.zeros(vertices)
+    if structure.rounds:
+        begin[structure.rounds[0][0]] = 0.0
+    for frontier, targets, slot in structure.rounds:
+        ends = begin[frontier] + length[frontier]
+        finish[frontier] = ends
+        if targets.size:
+            np.fmax.at(begin, targets, ends[slot])
+    vertex = index.vertex_array
     return Timing(index, begin[vertex], finish[vertex])
