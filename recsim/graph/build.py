@@ -77,6 +77,7 @@ from recsim.graph.ir import (
     Op,
     Stream,
     Transfer,
+    fused_tier,
     is_uneven_all_to_all,
     make_node,
     sorts_ahead,
@@ -373,15 +374,18 @@ class _Builder:
         reads are those of the shards; its bags (one per sample and table) are the shards' summed in
         vectors of that dim, so the pooled vectors it writes are the shards' too (tables of unequal
         dims make its bag count, and so its offsets, a little off). Replicated (data-parallel) HBM
-        shards form a TBE of their own; other tiers stay one node per shard (their caches are per
-        table). Forward, the replicated TBE is queued after the others (the exchange waits only for
-        those); backward, before them.
+        shards form a TBE of their own. Shards in host memory behind UVM (``uvm``, and ``uvm_caching``
+        with one cache ratio) form a TBE per tier too, as TorchRec groups a rank's tables by compute
+        kernel (``FUSED_UVM``, ``FUSED_UVM_CACHING``) into one FBGEMM module: one launch, one sort, one
+        cache of ``ratio x`` the module's rows, shared by its tables (its hit rate is the mixture's);
+        a tier the CPUs or an SSD serves stays one node per shard. Forward, the replicated TBE is
+        queued after the others (the exchange waits only for those); backward, before them.
         Replicated (data-parallel) lookups wait for ``replicated_deps`` when given (their backward
         needs no exchange). ``select``: only the shards it accepts (default all).
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
-        groups: dict[tuple[int, str, bool], list[tuple[int, Embedding]]] = defaultdict(list)
+        groups: dict[tuple[int, str, bool, str], list[tuple[int, Embedding]]] = defaultdict(list)
         skip = self.skip  # folded ranks: their lookups are their representative's
         for shard in self.plan.shards:
             if select is not None and not select(shard):
@@ -393,11 +397,11 @@ class _Builder:
             replicated = shard.sharding == "data_parallel"
             # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
             number = self.shard_number(shard) if replicated else -1
-            if self.opt.fuse_tables and shard.tier == "hbm":
+            if self.opt.fuse_tables and fused_tier(shard.tier):
                 entry, dtype = (number, op), op.dtype
                 for rank in shard.ranks:
                     if rank not in skip:
-                        groups[(rank, dtype, replicated)].append(entry)
+                        groups[(rank, dtype, replicated, shard.tier)].append(entry)
                 continue
             for rank in shard.ranks:
                 if rank in skip:
@@ -420,7 +424,7 @@ class _Builder:
         # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
         # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
         sums: dict[tuple[int, ...], tuple[Any, ...]] = {}
-        for (rank, dtype, replicated), members in order:
+        for (rank, dtype, replicated, tier), members in order:
             ops = [op for _, op in members]
             same = tuple(map(id, ops))
             found = sums.get(same)
@@ -441,7 +445,9 @@ class _Builder:
                 )
             rows, width, largest_batch, lookups, unique, parts, bags = found
             fused = Embedding(
-                table=f"tbe:{rank}:{dtype}" + (":replicated" if replicated else ""),
+                table=f"tbe:{rank}:{dtype}"
+                + ("" if tier == "hbm" else f":{tier}")
+                + (":replicated" if replicated else ""),
                 pass_=pass_,
                 rows=rows,
                 dim=width,
@@ -449,14 +455,15 @@ class _Builder:
                 batch=largest_batch,
                 lookups=lookups,
                 unique_rows=unique,
-                tier="hbm",
+                tier=tier,
                 optimizer=ops[0].optimizer,
                 bags=bags,
                 output_dtype=ops[0].output_dtype,
                 atomic=ops[0].atomic,
             )
             self.fused[fused.table] = list(parts)
-            name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
+            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}")
+            name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)

@@ -214,6 +214,18 @@ if tuple(f.name for f in fields(Node)) != NODE_FIELDS:  # pragma: no cover - kee
 _new = object.__new__
 
 
+#: The tiers whose shards on a rank FBGEMM runs as one table-batched module (the graph builder's
+#: ``embedding_pass``): HBM, and host memory behind UVM, plain or with an HBM cache (TorchRec's
+#: ``FUSED``, ``FUSED_UVM`` and ``FUSED_UVM_CACHING`` compute kernels). The CPUs' and SSDs' are not.
+FUSED_TIERS: tuple[str, ...] = ("hbm", "uvm", "uvm_caching")
+
+
+def fused_tier(tier: str) -> bool:
+    """Whether a shard in ``tier`` (``uvm_caching:0.1`` names its base) joins its rank's fused
+    lookup of that tier."""
+    return tier.split(":", 1)[0] in FUSED_TIERS
+
+
 def is_uneven_all_to_all(op: object) -> TypeGuard[Collective]:
     """An all-to-all part with per-member splits (``send_bytes``): its collective's time depends on
     every member's splits (``recsim.cost.model.CostModel.collective_members_s``)."""

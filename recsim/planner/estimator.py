@@ -36,7 +36,7 @@ from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
-from recsim.graph.ir import Collective, CollectiveOp, sorts_ahead
+from recsim.graph.ir import Collective, CollectiveOp, fused_tier, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
@@ -201,16 +201,17 @@ class Estimator:
 
     def fixed_s(self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False) -> float:
         """The part of ``lookup_s`` that does not scale with lookups (kernel overheads, the launch,
-        the sort's radix passes): the cost of an op with no lookups. 0 off HBM.
+        the sort's radix passes, a cache's management): the cost of an op with no lookups. 0 for a
+        tier whose shards run one node each (``recsim.graph.build.fused_tier``).
 
         Keyed by what it depends on -- the pass, the radix passes of the row count, replication --
         and costed on a canonical empty op (fp32, 128 columns: with no lookups the row size only
         moves the offsets' bytes, below 1e-9 of the figure), so the value does not depend on which
         shard asked first."""
-        if shard.tier != "hbm":
+        if not fused_tier(shard.tier):
             return 0.0
         replicated = shard.sharding == "data_parallel"
-        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted, atomic)
+        key = ("fixed", pass_, radix_passes(shard.rows_per_rank), replicated, presorted, atomic, shard.tier)
         cached = self._compute.get(key)
         if cached is not None:
             return cached
@@ -227,8 +228,9 @@ class Estimator:
         self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False
     ) -> float:
         """What the shard adds to its rank's fused lookup kernel: ``lookup_s`` less the fixed part for
-        HBM shards, which the graph builder fuses into one table-batched kernel per rank and pass
-        (so the fixed part is paid once per rank whatever the plan; ``plan_perf`` adds it back)."""
+        shards of a fused tier, which the graph builder fuses into one table-batched kernel per
+        rank, tier and pass (so the fixed part is paid once per rank and tier whatever the plan;
+        ``plan_perf`` adds it back)."""
         full = self.lookup_s(shard, pass_, presorted, atomic)
         if not math.isfinite(full):
             return full
@@ -496,11 +498,11 @@ def _with_estimates(option: ShardingOption, blocks: Sequence[Block]) -> Sharding
 def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     """Estimated ``Perf`` per rank of a whole plan (the same per-block model as the options).
 
-    HBM shards on a rank share one fused lookup kernel per pass (two with replicated shards), whose
-    fixed part is counted once. Communication is the plan's ``pooled_exchange`` -- the bytes each
-    rank sends in the all-to-all and the reduce-scatter of each row-split group -- at the marginal
-    seconds per byte of those collectives, forward and backward alike; replicated rows add their
-    gradient all-reduce.
+    HBM shards on a rank share one fused lookup kernel per pass (two with replicated shards), as do
+    its shards of each UVM tier (``recsim.graph.ir.fused_tier``); each kernel's fixed part is counted
+    once. Communication is the plan's ``pooled_exchange`` -- the bytes each rank sends in the
+    all-to-all and the reduce-scatter of each row-split group -- at the marginal seconds per byte
+    of those collectives, forward and backward alike; replicated rows add their gradient all-reduce.
     """
     comm = plan.comm_dtype
     wire = DTYPE_BYTES[comm]
@@ -525,7 +527,8 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)
         for r in ranks:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
-    fixed: dict[tuple[int, bool], tuple[float, float]] = {}  # (rank, replicated) -> fused kernel's fixed part
+    # (rank, replicated, tier) -> the fused kernel's fixed part
+    fixed: dict[tuple[int, bool, str], tuple[float, float]] = {}
     for s in plan.shards:
         fwd = est.marginal_lookup_s(s, "forward")
         bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
@@ -537,17 +540,17 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
             marginal, fixed_update = est.update_s(s, dtype)
             bwd += marginal
-        if s.tier == "hbm":
+        if fused_tier(s.tier):
             fixed_fwd = est.fixed_s(s, "forward")
             # The update's fixed part joins the backward's: both once per rank (fused).
             fixed_bwd = est.fixed_s(s, "backward", presorted, atomic) + fixed_update
             for r in s.ranks:
-                key = (r, s.sharding == "data_parallel")
+                key = (r, s.sharding == "data_parallel", s.tier)
                 f0, b0 = fixed.get(key, (0.0, 0.0))
                 fixed[key] = (max(f0, fixed_fwd), max(b0, fixed_bwd))
         for r in s.ranks:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
-    for (r, _replicated), (f, b) in fixed.items():
+    for (r, _replicated, _tier), (f, b) in fixed.items():
         per_rank[r] = per_rank[r] + Perf(f, 0.0, b, 0.0)
     return per_rank
 

@@ -68,6 +68,7 @@ from recsim.graph.ir import (
     Op,
     Stream,
     Transfer,
+    fused_tier,
 )
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, _vertex_lengths, asap_schedule, asap_timing, queue_of
@@ -1370,8 +1371,8 @@ class _ReferenceBuilder(_Builder):
             )
             replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
-                if self.opt.fuse_tables and shard.tier == "hbm":
-                    groups[(rank, op.dtype, replicated)].append((shard, op))
+                if self.opt.fuse_tables and fused_tier(shard.tier):
+                    groups[(rank, op.dtype, replicated, shard.tier)].append((shard, op))
                     continue
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
@@ -1388,12 +1389,14 @@ class _ReferenceBuilder(_Builder):
             order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
         elif pass_ == "forward":  # replicated last: the exchange waits only for the others
             order.sort(key=lambda kv: (kv[0][0], kv[0][2]))
-        for (rank, dtype, replicated), members in order:
+        for (rank, dtype, replicated, tier), members in order:
             ops = [op for _, op in members]
             lookups = sum(o.lookups for o in ops)
             dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
             fused = Embedding(
-                table=f"tbe:{rank}:{dtype}" + (":replicated" if replicated else ""),
+                table=f"tbe:{rank}:{dtype}"
+                + ("" if tier == "hbm" else f":{tier}")
+                + (":replicated" if replicated else ""),
                 pass_=pass_,
                 rows=sum(o.rows for o in ops),
                 dim=max(1, round(dim)),
@@ -1401,14 +1404,15 @@ class _ReferenceBuilder(_Builder):
                 batch=max(o.batch for o in ops),
                 lookups=lookups,
                 unique_rows=sum(o.unique_rows or 0.0 for o in ops),
-                tier="hbm",
+                tier=tier,
                 optimizer=ops[0].optimizer,
                 bags=sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / max(1, round(dim)),
                 output_dtype=ops[0].output_dtype,
                 atomic=ops[0].atomic,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
-            name = f"emb_{pass_}:tbe[{len(ops)} tables" + (", replicated]" if replicated else "]")
+            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}")
+            name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)

@@ -289,3 +289,50 @@ def test_a_fixed_scheme_by_world_size_also_keeps_to_the_allowed_tiers():
     ):
         make_plan("table_wise", workload, 8, planner=["planner.tiers=[ddr]"])
     assert make_plan("table_wise", workload, 8, planner=["planner.tiers=[hbm, ddr]"]).world_size == 8
+
+
+def test_uvm_tiers_fuse_per_rank_and_tier_and_the_estimate_pays_their_fixed_part_once(tiny):
+    """TorchRec groups a rank's tables by compute kernel into one FBGEMM module: both tables in
+    UVM on rank 0 are one lookup (one launch, one sort, one cache management), and the planner's
+    estimate of the rank counts that fixed part once, as it does for HBM (it had been paid per
+    table: a step of 27 small uvm_caching tables took 10 ms where one fused module takes 1)."""
+    system = small_system(1)
+    for tier in ("uvm", "uvm_caching:0.5"):
+        plan = Plan(
+            1,
+            (
+                Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier=tier),
+                Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier=tier),
+            ),
+        )
+        graph = build_training_step(tiny, plan)
+        lookups = [n for n in graph.nodes if isinstance(n.op, Embedding)]
+        assert [n.name for n in lookups] == [
+            f"emb_forward:tbe[2 tables, {tier}]",
+            f"emb_backward:tbe[2 tables, {tier}]",
+        ]
+        fused = lookups[0].op
+        assert (fused.tier, fused.rows, fused.table) == (tier, 150, f"tbe:0:fp32:{tier}")
+        assert graph.metadata["fused_tables"] == {f"tbe:0:fp32:{tier}": [["a", 16.0], ["b", 24.0]]}
+        cost = CostModel(system, tiny, fused_tables=graph.metadata["fused_tables"])
+        engine = sum(cost.duration_s(n) for n in lookups)
+        apart = build_training_step(tiny, plan, BuildOptions(fuse_tables=False))
+        separate = sum(cost.duration_s(n) for n in apart.nodes if isinstance(n.op, Embedding))
+        est = Estimator(system, tiny)
+        fixed = est.fixed_s(plan.shards[0], "forward") + est.fixed_s(plan.shards[0], "backward")
+        assert fixed > 0
+        # Fused, the step pays the fixed part once: about one fixed part less than two lookups.
+        assert engine < separate and separate - engine == pytest.approx(fixed, rel=0.25)
+        perf = plan_perf(est, plan)[0]
+        whole = sum(est.lookup_s(s, p) for s in plan.shards for p in ("forward", "backward"))
+        assert perf.compute_s == pytest.approx(whole - fixed, rel=1e-9)
+    # A tier the CPUs serve stays a lookup per table.
+    ddr = Plan(
+        1,
+        (
+            Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="ddr"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier="ddr"),
+        ),
+    )
+    names = [n.name for n in build_training_step(tiny, ddr).nodes if isinstance(n.op, Embedding)]
+    assert names == ["emb_forward:a", "emb_forward:b", "emb_backward:a", "emb_backward:b"]
