@@ -95,8 +95,9 @@ class SimulationOptions:
     nic_speed_factors: Mapping[int, float] = field(default_factory=dict)
     # Analytic: build and schedule one of the ranks that hold no shard of their own, for all of
     # them (``recsim.graph.build``, "Folded ranks"): the same result, the same schedule for the
-    # ranks the graph holds; ``Simulation.graph`` then lacks the others (False for a timeline).
-    fold_ranks: bool = True
+    # ranks the graph holds, but ``Simulation.graph`` then lacks the others, so it is for callers
+    # that keep only the ``Result`` (``recsim.api.simulate``, sweeps, the planner's ``auto``).
+    fold_ranks: bool = False
 
 
 def resolved_config_hash(system: System, workload: Workload) -> str:

@@ -259,8 +259,13 @@ class _Builder:
             "mode": mode,
             "workload": self.w.name,
             "plan": self.plan.strategy,
+            # A folded graph's collectives lack the folded ranks' members (``ExecutionGraph.validate``).
             **(
-                {"rank_classes": self.rank_classes, "folded_parts": self.folded_parts}
+                {
+                    "rank_classes": self.rank_classes,
+                    "folded_parts": self.folded_parts,
+                    "partial_collectives": True,
+                }
                 if self.rank_classes
                 else {}
             ),

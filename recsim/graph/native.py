@@ -85,6 +85,13 @@ def _op_from_dict(data: dict[str, Any], where: str, dropped: set[str] | None = N
 
 
 def graph_to_dict(graph: ExecutionGraph) -> dict[str, Any]:
+    if graph.metadata.get("rank_classes"):
+        # A folded graph (``recsim.graph.build``, "Folded ranks") holds one rank for several: it
+        # is no graph of the whole job to save or replay.
+        raise ValueError(
+            "a graph built with folded ranks (fold_ranks=True) lacks the ranks it folded: "
+            "simulate with fold_ranks=False to save it"
+        )
     return {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,

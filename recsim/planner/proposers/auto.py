@@ -39,7 +39,8 @@ def simulated_throughput(ctx: PlanningContext, plan: Plan, fidelity: str | None 
     """Samples/s of ``plan`` by ``fidelity``'s engine (default the context's; 0 if it does not fit)."""
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
-    options = SimulationOptions(fidelity=fidelity or ctx.fidelity, costs=ctx.costs)
+    # Only the result is kept: the interchangeable ranks are built once (``fold_ranks``).
+    options = SimulationOptions(fidelity=fidelity or ctx.fidelity, costs=ctx.costs, fold_ranks=True)
     result = simulate_training(ctx.system, ctx.workload, plan, options).result
     return result.throughput_samples_per_s if result.status == "ok" else 0.0
 
