@@ -397,3 +397,25 @@ def test_a_step_ends_with_its_own_batchs_work_not_the_next_batchs_exchange():
     # One step alone too (steps=1, an API and sweep option): no all-to-all on a busy compute stream.
     single = simulate("dgx-a100", "dlrm-mlperf", nodes=1, plan="hybrid_embedding", steps=1)
     assert single.breakdown_s["all_to_all"] == 0.0
+
+
+def test_a_single_step_counts_only_its_own_batchs_work():
+    # One step alone (steps=1) ends with its own batch's last node, so its busy times leave the
+    # next batch's exchange out too: a reviewer's hybrid plan, its routed rows on two ranks of two
+    # PCIe nodes, had its comm stream busy 2.25 ms in a 1.81 ms step (an invariant error).
+    from dataclasses import replace
+
+    system, workload = prepare("h100-pcie-server", "dlrm-mlperf", nodes=2, batch_size=32768)
+    plan = make_plan("hybrid_embedding", workload, system)
+    routed = tuple(replace(s, ranks=(2, 9)) if s.sharding == "distributed" else s for s in plan.shards)
+    single = simulate_training(system, workload, replace(plan, shards=routed), SimulationOptions(steps=1))
+    assert single.result.status == "ok"
+    assert all(v <= 1.0 for v in single.result.utilisation.values())
+    assert single.graph is not None and single.schedule is not None
+    ahead = set(single.graph.metadata["next_batch_nodes"])
+    comm = [n for n in single.graph.nodes if n.rank == 0 and n.stream is Stream.COMM]
+    assert any(n.id in ahead for n in comm)  # the next batch's exchange is in the graph
+    own_busy = sum(
+        single.schedule.finish_s[n.id] - single.schedule.start_s[n.id] for n in comm if n.id not in ahead
+    )
+    assert own_busy <= single.result.iteration_time_s * (1 + 1e-12)
