@@ -396,7 +396,8 @@ def trace_info(paths: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
         return
     table = _figures(f"trace {', '.join(str(p) for p in paths)[:80]}")
     for key, value in info.items():
-        table.add_row(key.replace("_", " "), _trace_value(key, value))
+        # The values carry their units ("77.49 ms"): a key's unit suffix is not part of its label.
+        table.add_row(key.removesuffix("_s").replace("_", " "), _trace_value(key, value))
     Console().print(table)
 
 

@@ -415,3 +415,13 @@ def test_a_timeline_that_cannot_be_written_keeps_the_printed_result():
     assert result.exit_code == 2
     assert json.loads(result.stdout)["status"] == "ok"
     assert "recsim: error:" in result.stderr and "Traceback" not in result.output
+
+
+def test_trace_info_labels_carry_no_unit_suffix_beside_values_with_units():
+    # The values are printed with their units ("77.49 ms"): a label "step time mean s" beside a
+    # figure in ms read as seconds (a README tester's find).
+    trace = Path(__file__).parents[1] / "data" / "traces" / "simple_add_kineto.json.gz"
+    result = run("trace", "info", str(trace))
+    assert result.exit_code == 0, result.output
+    assert "step time mean" in result.output or "time by category" in result.output
+    assert "mean s " not in result.output and "category s " not in result.output
