@@ -6,6 +6,7 @@ Everything the command line can do is a function here taking plain arguments and
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -750,10 +751,23 @@ def replay(
     target = load_system(system, nodes=nodes, overrides=overrides)
     library = HardwareLibrary()
     graph = read_trace(paths, fmt)
-    name = recorded_on or recorded_accelerator(graph, library) or RECORDED_ON
+    found = None if recorded_on else recorded_accelerator(graph, library)
+    name = recorded_on or found or RECORDED_ON
     recorded = library.device("accelerator", name)
     with _naming(paths):
-        return replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
+        result = replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
+    # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
+    # names none is taken to be the default's (a tester found neither said in the output).
+    source = (
+        "--recorded-on"
+        if recorded_on
+        else "the GPU the trace names"
+        if found
+        else "the trace names no GPU: the default, --recorded-on to change it"
+    )
+    assert target.accelerator is not None  # replay_reestimate refuses a system without one
+    said = f"recorded on {name} ({source}); re-estimated on {target.accelerator.name} ({target.name})"
+    return dataclasses.replace(result, notes=(said, *result.notes))
 
 
 @contextmanager

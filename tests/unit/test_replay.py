@@ -239,3 +239,22 @@ def test_a_partial_collective_takes_its_last_present_arrivals_duration() -> None
     graph = pending.build(3, {"partial_collectives": True})
     assert sorted(n.duration_s or 0.0 for n in graph.nodes if n.stream is Stream.COMM) == [2.0, 2.0]
     assert replay_keep(graph).predicted_total_s == 6.0
+
+
+def test_a_re_estimate_says_which_gpu_its_recorded_durations_are_read_as() -> None:
+    # The figures scale from the recorded GPU: the trace's own (Kineto's deviceProperties), the
+    # one given, or the default for a trace that names none, and the output had said none of it.
+    import recsim
+
+    traces = Path(__file__).parents[1] / "data" / "traces"
+    a100 = recsim.replay([traces / "recsys_a100_8rank_rank3_control.json.gz"], keep=False, system="dgx-h100")
+    assert a100.notes[0] == (
+        "recorded on a100-sxm4-40gb (the GPU the trace names); re-estimated on h100-sxm5-80gb (dgx-h100)"
+    )
+    chakra = recsim.replay([traces / "chakra.0.et.gz"], keep=False, system="dgx-h100")
+    assert chakra.notes[0].startswith("recorded on a100-sxm4-40gb (the trace names no GPU: the default")
+    given = recsim.replay(
+        [traces / "chakra.0.et.gz"], keep=False, system="dgx-h100", recorded_on="v100-sxm2-32gb"
+    )
+    assert given.notes[0].startswith("recorded on v100-sxm2-32gb (--recorded-on)")
+    assert not any(n.startswith("recorded on") for n in recsim.replay([traces / "chakra.0.et.gz"]).notes)
