@@ -382,7 +382,9 @@ class _Builder:
         shards form a TBE of their own. Shards in host memory behind UVM (``uvm``, and ``uvm_caching``
         with one cache ratio) form a TBE per tier too, as TorchRec groups a rank's tables by compute
         kernel (``FUSED_UVM``, ``FUSED_UVM_CACHING``) into one FBGEMM module: one launch, one sort, one
-        cache of ``ratio x`` the module's rows, shared by its tables (its hit rate is the mixture's);
+        cache of ``ratio x`` the module's rows, shared by its tables (its hit rate is the mixture's).
+        recsim costs a TBE's PCIe reads at one row width, so a UVM TBE holds tables of one width and
+        tables of another form their own (a cache per width: ASSUMPTION, FBGEMM's is one per module);
         a tier the CPUs or an SSD serves stays one node per shard. Forward, the replicated TBE is
         queued after the others (the exchange waits only for those); backward, before them.
         Replicated (data-parallel) lookups wait for ``replicated_deps`` when given (their backward
@@ -404,9 +406,13 @@ class _Builder:
             number = self.shard_number(shard) if replicated else -1
             if self.opt.fuse_tables and fused_tier(shard.tier):
                 entry, dtype = (number, op), op.dtype
+                # UVM tiers fuse tables of one width: their rows cross PCIe in whole requests of
+                # their own size, which a fused op's one (mean) width would misprice by 25-35 % (a
+                # reviewer's find: a dim-32 row beside dim-64 ones charged as 256 B, not 128 B).
+                width = 0 if shard.tier == "hbm" else op.dim
                 for rank in shard.ranks:
                     if rank not in skip:
-                        groups[(rank, dtype, replicated, shard.tier)].append(entry)
+                        groups[(rank, dtype, replicated, shard.tier, width)].append(entry)
                 continue
             for rank in shard.ranks:
                 if rank in skip:
@@ -429,7 +435,7 @@ class _Builder:
         # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
         # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
         sums: dict[tuple[int, ...], tuple[Any, ...]] = {}
-        for (rank, dtype, replicated, tier), members in order:
+        for (rank, dtype, replicated, tier, tier_width), members in order:
             ops = [op for _, op in members]
             same = tuple(map(id, ops))
             found = sums.get(same)
@@ -451,7 +457,7 @@ class _Builder:
             rows, width, largest_batch, lookups, unique, parts, bags = found
             fused = Embedding(
                 table=f"tbe:{rank}:{dtype}"
-                + ("" if tier == "hbm" else f":{tier}")
+                + ("" if tier == "hbm" else f":{tier}:dim{tier_width}")
                 + (":replicated" if replicated else ""),
                 pass_=pass_,
                 rows=rows,
@@ -467,7 +473,7 @@ class _Builder:
                 atomic=ops[0].atomic,
             )
             self.fused[fused.table] = list(parts)
-            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}")
+            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
             name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)

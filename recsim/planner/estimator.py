@@ -527,8 +527,8 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)
         for r in ranks:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
-    # (rank, replicated, tier) -> the fused kernel's fixed part
-    fixed: dict[tuple[int, bool, str], tuple[float, float]] = {}
+    # (rank, replicated, (tier, ...)) -> the fused kernel's fixed part
+    fixed: dict[tuple[int, bool, tuple[str, ...]], tuple[float, float]] = {}
     for s in plan.shards:
         fwd = est.marginal_lookup_s(s, "forward")
         bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
@@ -544,13 +544,18 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             fixed_fwd = est.fixed_s(s, "forward")
             # The update's fixed part joins the backward's: both once per rank (fused).
             fixed_bwd = est.fixed_s(s, "backward", presorted, atomic) + fixed_update
+            # The builder's fused lookups: per rank and tier, and for a UVM tier per dtype and width.
+            if s.tier == "hbm":
+                group: tuple[str, ...] = (s.tier,)
+            else:
+                group = (s.tier, s.dtype or est.w.table_dtype(est.ops.tables[s.table]), str(s.dim))
             for r in s.ranks:
-                key = (r, s.sharding == "data_parallel", s.tier)
+                key = (r, s.sharding == "data_parallel", group)
                 f0, b0 = fixed.get(key, (0.0, 0.0))
                 fixed[key] = (max(f0, fixed_fwd), max(b0, fixed_bwd))
         for r in s.ranks:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
-    for (r, _replicated, _tier), (f, b) in fixed.items():
+    for (r, _replicated, _group), (f, b) in fixed.items():
         per_rank[r] = per_rank[r] + Perf(f, 0.0, b, 0.0)
     return per_rank
 

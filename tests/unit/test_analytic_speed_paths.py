@@ -1372,7 +1372,8 @@ class _ReferenceBuilder(_Builder):
             replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
                 if self.opt.fuse_tables and fused_tier(shard.tier):
-                    groups[(rank, op.dtype, replicated, shard.tier)].append((shard, op))
+                    width = 0 if shard.tier == "hbm" else op.dim
+                    groups[(rank, op.dtype, replicated, shard.tier, width)].append((shard, op))
                     continue
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
@@ -1389,13 +1390,13 @@ class _ReferenceBuilder(_Builder):
             order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
         elif pass_ == "forward":  # replicated last: the exchange waits only for the others
             order.sort(key=lambda kv: (kv[0][0], kv[0][2]))
-        for (rank, dtype, replicated, tier), members in order:
+        for (rank, dtype, replicated, tier, tier_width), members in order:
             ops = [op for _, op in members]
             lookups = sum(o.lookups for o in ops)
             dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
             fused = Embedding(
                 table=f"tbe:{rank}:{dtype}"
-                + ("" if tier == "hbm" else f":{tier}")
+                + ("" if tier == "hbm" else f":{tier}:dim{tier_width}")
                 + (":replicated" if replicated else ""),
                 pass_=pass_,
                 rows=sum(o.rows for o in ops),
@@ -1411,7 +1412,7 @@ class _ReferenceBuilder(_Builder):
                 atomic=ops[0].atomic,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
-            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}")
+            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
             name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)

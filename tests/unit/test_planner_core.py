@@ -308,12 +308,12 @@ def test_uvm_tiers_fuse_per_rank_and_tier_and_the_estimate_pays_their_fixed_part
         graph = build_training_step(tiny, plan)
         lookups = [n for n in graph.nodes if isinstance(n.op, Embedding)]
         assert [n.name for n in lookups] == [
-            f"emb_forward:tbe[2 tables, {tier}]",
-            f"emb_backward:tbe[2 tables, {tier}]",
+            f"emb_forward:tbe[2 tables, {tier}, dim 4]",
+            f"emb_backward:tbe[2 tables, {tier}, dim 4]",
         ]
         fused = lookups[0].op
-        assert (fused.tier, fused.rows, fused.table) == (tier, 150, f"tbe:0:fp32:{tier}")
-        assert graph.metadata["fused_tables"] == {f"tbe:0:fp32:{tier}": [["a", 16.0], ["b", 24.0]]}
+        assert (fused.tier, fused.rows, fused.table) == (tier, 150, f"tbe:0:fp32:{tier}:dim4")
+        assert graph.metadata["fused_tables"] == {f"tbe:0:fp32:{tier}:dim4": [["a", 16.0], ["b", 24.0]]}
         cost = CostModel(system, tiny, fused_tables=graph.metadata["fused_tables"])
         engine = sum(cost.duration_s(n) for n in lookups)
         apart = build_training_step(tiny, plan, BuildOptions(fuse_tables=False))
@@ -336,3 +336,30 @@ def test_uvm_tiers_fuse_per_rank_and_tier_and_the_estimate_pays_their_fixed_part
     )
     names = [n.name for n in build_training_step(tiny, ddr).nodes if isinstance(n.op, Embedding)]
     assert names == ["emb_forward:a", "emb_forward:b", "emb_backward:a", "emb_backward:b"]
+
+
+def test_a_uvm_tbe_holds_tables_of_one_width(tiny):
+    """A UVM TBE's rows cross PCIe in whole requests of the op's one width: tables of two widths in
+    one op were charged at their mean (a dim-32 row beside dim-64 ones as 256 B, not 128 B: a
+    reviewer's find). Each width forms its own fused lookup, whose width is every part's own, and
+    the estimate pays a fixed part per such lookup, as the graph does."""
+    system = small_system(1)
+    plan = Plan(
+        1,
+        (
+            Shard("a", "column_wise", 0, 100, 0, 2, (0,), tier="uvm"),
+            Shard("a", "column_wise", 0, 100, 2, 4, (0,), tier="uvm"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier="uvm"),
+        ),
+    )
+    graph = build_training_step(tiny, plan)
+    forward = [n.op for n in graph.nodes if isinstance(n.op, Embedding) and n.op.pass_ == "forward"]
+    assert sorted((op.dim, len(graph.metadata["fused_tables"][op.table])) for op in forward) == [
+        (2, 2),
+        (4, 1),
+    ]
+    est = Estimator(system, tiny)
+    fixed = est.fixed_s(plan.shards[0], "forward") + est.fixed_s(plan.shards[0], "backward")
+    whole = sum(est.lookup_s(s, p) for s in plan.shards for p in ("forward", "backward"))
+    # Two fused lookups (widths 2 and 4): the fixed part twice, of three shards' worth.
+    assert plan_perf(est, plan)[0].compute_s == pytest.approx(whole - fixed, rel=1e-9)
