@@ -143,12 +143,9 @@ def step_energy(
         front = node.frontend_nics
         out["nics"] += node.nic_count(front) * nodes * front.device.power.idle_w * step_s
     # Each switch's idle power (a vertex per switch, counted once per topology: a walk over the
-    # vertices of a 1024-GPU cluster's graph took a tenth of an analytic evaluation), added switch
-    # by switch.
+    # vertices of a 1024-GPU cluster's graph took a tenth of an analytic evaluation).
     for name, count in topology.switch_devices.items():
-        idle_w = _switch_idle_w(system, topology, name)
-        for _ in range(count):
-            out["switches"] += idle_w * step_s
+        out["switches"] += count * _switch_idle_w(system, topology, name) * step_s
     if node.ssds is not None:
         ssd = node.ssds.device
         count = node.ssds.count * nodes

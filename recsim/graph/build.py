@@ -77,6 +77,7 @@ from recsim.graph.ir import (
     Op,
     Stream,
     Transfer,
+    fused_group,
     fused_tier,
     is_uneven_all_to_all,
     make_node,
@@ -392,7 +393,7 @@ class _Builder:
         """
         self.local_batch(batch)  # checks divisibility
         out: dict[int, list[int]] = defaultdict(list)
-        groups: dict[tuple[int, str, bool, str], list[tuple[int, Embedding]]] = defaultdict(list)
+        groups: dict[tuple[int, str, bool, str, int], list[tuple[int, Embedding]]] = defaultdict(list)
         skip = self.skip  # folded ranks: their lookups are their representative's
         for shard in self.plan.shards:
             if select is not None and not select(shard):
@@ -409,10 +410,10 @@ class _Builder:
                 # UVM tiers fuse tables of one width: their rows cross PCIe in whole requests of
                 # their own size, which a fused op's one (mean) width would misprice by 25-35 % (a
                 # reviewer's find: a dim-32 row beside dim-64 ones charged as 256 B, not 128 B).
-                width = 0 if shard.tier == "hbm" else op.dim
+                tier, _, width = fused_group(shard.tier, dtype, op.dim)
                 for rank in shard.ranks:
                     if rank not in skip:
-                        groups[(rank, dtype, replicated, shard.tier, width)].append(entry)
+                        groups[(rank, dtype, replicated, tier, width)].append(entry)
                 continue
             for rank in shard.ranks:
                 if rank in skip:

@@ -237,6 +237,13 @@ class GraphIndex:
     def size(self) -> int:
         return len(self.ids_array) if "ids" not in self.__dict__ else len(self.ids)
 
+    @cached_property
+    def kahn_rounds(self) -> KahnRounds:
+        """Kahn's rounds of the graph's vertices (``KahnRounds``): the structure alone, worked out
+        once however often the graph is scheduled (an evaluation schedules it twice, before and
+        after the interference stretch, ``recsim.graph.schedule.asap_timing``)."""
+        return _kahn_rounds(self)
+
     @property
     def vertices(self) -> int:
         return len(self.vertex_head_array) if "vertex_head" not in self.__dict__ else len(self.vertex_head)
@@ -382,3 +389,60 @@ _ARRAYS = (
 def _listed(array: npt.NDArray[np.intp] | npt.NDArray[np.int64]) -> list[int]:
     out: list[int] = array.tolist()
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class KahnRounds:
+    """Kahn's algorithm on a graph's vertices, a level at a time, as the structure alone gives it
+    (no durations): per round, the vertices released (``frontier``) and their outgoing edges'
+    targets with, for each, its source's slot in the frontier. ``waiting``: the vertices never
+    released (a dependency cycle, or collectives issued in different orders)."""
+
+    rounds: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]], ...]
+    waiting: npt.NDArray[np.intp]
+
+
+def _kahn_rounds(index: GraphIndex) -> KahnRounds:
+    """``GraphIndex.kahn_rounds``: the edges between vertices, then Kahn's algorithm a level at a
+    time."""
+    vertices = index.vertices
+    # The edges between vertices: each explicit dependency and each node's predecessor in its
+    # queue, except within a collective's vertex; each once (a node often both depends on and
+    # follows the same node), sorted by source: vertex ``v``'s successors are
+    # ``dst[out_start[v]:out_start[v] + out_count[v]]``.
+    vertex = index.vertex_array
+    prev = index.prev_in_queue_array
+    queued = np.flatnonzero(prev >= 0)
+    src = np.concatenate((vertex[index.dep_flat_array], vertex[prev[queued]]))
+    dst = np.concatenate((vertex[index.dep_child_array], vertex[queued]))
+    keep = src != dst
+    keys = src[keep].astype(np.int64) * vertices + dst[keep]
+    # The same sorted values whatever the algorithm; the stable one (timsort) takes the long sorted
+    # runs that the edges come in (by node, then by queue) several times faster than quicksort.
+    keys.sort(kind="stable")
+    if keys.size:
+        distinct = np.empty(keys.size, dtype=bool)
+        distinct[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+        keys = keys[distinct]
+    src, dst = keys // vertices, keys % vertices
+    pending = np.bincount(dst, minlength=vertices)
+    out_count = np.bincount(src, minlength=vertices)
+    out_start = np.cumsum(out_count) - out_count
+    rounds = []
+    frontier = np.flatnonzero(pending == 0)
+    claim = np.full(vertices, -1, dtype=np.intp)
+    while frontier.size:
+        # The frontier's outgoing edges, and the vertices that have just lost their last
+        # pending predecessor (each once: ``claim`` keeps one slot per vertex).
+        counts = out_count[frontier]
+        edges = np.repeat(out_start[frontier] - (np.cumsum(counts) - counts), counts)
+        edges += np.arange(edges.size)
+        targets = dst[edges]
+        rounds.append((frontier, targets, np.repeat(np.arange(frontier.size), counts)))
+        np.subtract.at(pending, targets, 1)
+        ready = targets[pending[targets] == 0]
+        slots = np.arange(ready.size)
+        claim[ready] = slots
+        frontier = ready[claim[ready] == slots]
+    return KahnRounds(tuple(rounds), np.flatnonzero(pending > 0))

@@ -226,6 +226,14 @@ def fused_tier(tier: str) -> bool:
     return tier.split(":", 1)[0] in FUSED_TIERS
 
 
+def fused_group(tier: str, dtype: str, dim: int) -> tuple[str, str, int]:
+    """Which of its rank's fused lookups a shard of a fused tier joins (with its replication): one
+    per tier and dtype, and in a UVM tier per row width too (0 for HBM, whose lookups fuse every
+    width): recsim costs a lookup's PCIe reads at one row width (the graph builder's
+    ``embedding_pass``; the planner's estimate pays each such lookup's fixed part once)."""
+    return (tier, dtype, 0 if tier == "hbm" else dim)
+
+
 def is_uneven_all_to_all(op: object) -> TypeGuard[Collective]:
     """An all-to-all part with per-member splits (``send_bytes``): its collective's time depends on
     every member's splits (``recsim.cost.model.CostModel.collective_members_s``)."""

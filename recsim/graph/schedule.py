@@ -191,72 +191,9 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
     return length
 
 
-@dataclass(frozen=True, eq=False)
-class _Rounds:
-    """Kahn's algorithm on a graph's vertices, a level at a time, as the structure alone gives it
-    (no durations): per round, the vertices released (``frontier``) and their outgoing edges'
-    targets with, for each, its source's slot in the frontier. ``waiting``: the vertices never
-    released (a dependency cycle, or collectives issued in different orders)."""
-
-    rounds: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]], ...]
-    waiting: npt.NDArray[np.intp]
-
-
-def _rounds(index: GraphIndex) -> _Rounds:
-    """The ``_Rounds`` of ``index``'s graph, worked out on first use and kept on the index: an
-    evaluation schedules its graph twice (before and after the interference stretch), and the
-    levels depend on the edges only."""
-    found: _Rounds | None = index.__dict__.get("_asap_rounds")
-    if found is not None:
-        return found
-    vertices = index.vertices
-    # The edges between vertices: each explicit dependency and each node's predecessor in its
-    # queue, except within a collective's vertex; each once (a node often both depends on and
-    # follows the same node), sorted by source: vertex ``v``'s successors are
-    # ``dst[out_start[v]:out_start[v] + out_count[v]]``.
-    vertex = index.vertex_array
-    prev = index.prev_in_queue_array
-    queued = np.flatnonzero(prev >= 0)
-    src = np.concatenate((vertex[index.dep_flat_array], vertex[prev[queued]]))
-    dst = np.concatenate((vertex[index.dep_child_array], vertex[queued]))
-    keep = src != dst
-    keys = src[keep].astype(np.int64) * vertices + dst[keep]
-    # The same sorted values whatever the algorithm; the stable one (timsort) takes the long sorted
-    # runs that the edges come in (by node, then by queue) several times faster than quicksort.
-    keys.sort(kind="stable")
-    if keys.size:
-        distinct = np.empty(keys.size, dtype=bool)
-        distinct[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
-        keys = keys[distinct]
-    src, dst = keys // vertices, keys % vertices
-    pending = np.bincount(dst, minlength=vertices)
-    out_count = np.bincount(src, minlength=vertices)
-    out_start = np.cumsum(out_count) - out_count
-    rounds = []
-    frontier = np.flatnonzero(pending == 0)
-    claim = np.full(vertices, -1, dtype=np.intp)
-    while frontier.size:
-        # The frontier's outgoing edges, and the vertices that have just lost their last
-        # pending predecessor (each once: ``claim`` keeps one slot per vertex).
-        counts = out_count[frontier]
-        edges = np.repeat(out_start[frontier] - (np.cumsum(counts) - counts), counts)
-        edges += np.arange(edges.size)
-        targets = dst[edges]
-        rounds.append((frontier, targets, np.repeat(np.arange(frontier.size), counts)))
-        np.subtract.at(pending, targets, 1)
-        ready = targets[pending[targets] == 0]
-        slots = np.arange(ready.size)
-        claim[ready] = slots
-        frontier = ready[claim[ready] == slots]
-    found = _Rounds(tuple(rounds), np.flatnonzero(pending > 0))
-    index.__dict__["_asap_rounds"] = found
-    return found
-
-
 def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     """The earliest-start times of the graph of ``index`` with ``durations`` by position."""
-    structure = _rounds(index)
+    structure = index.kahn_rounds
     if structure.waiting.size:
         nodes = index.nodes
         waiting = (nodes[index.vertex_head[v]] for v in structure.waiting.tolist())
@@ -268,7 +205,7 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
         )
     vertices = index.vertices
     length = _vertex_lengths(index, durations)
-    # Kahn's rounds (``_rounds``): ``begin[v]`` is the latest finish among the predecessors
+    # Kahn's rounds (``GraphIndex.kahn_rounds``): ``begin[v]`` is the latest finish among the predecessors
     # released so far (``fmax`` skips a NaN finish as the scalar ``if end > begin`` did); a vertex
     # without predecessors (the first round) starts at 0.
     begin = np.full(vertices, -math.inf)

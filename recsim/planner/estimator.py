@@ -36,7 +36,7 @@ from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
-from recsim.graph.ir import Collective, CollectiveOp, fused_tier, sorts_ahead
+from recsim.graph.ir import Collective, CollectiveOp, fused_group, fused_tier, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
@@ -202,7 +202,7 @@ class Estimator:
     def fixed_s(self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False) -> float:
         """The part of ``lookup_s`` that does not scale with lookups (kernel overheads, the launch,
         the sort's radix passes, a cache's management): the cost of an op with no lookups. 0 for a
-        tier whose shards run one node each (``recsim.graph.build.fused_tier``).
+        tier whose shards run one node each (``recsim.graph.ir.fused_tier``).
 
         Keyed by what it depends on -- the pass, the radix passes of the row count, replication --
         and costed on a canonical empty op (fp32, 128 columns: with no lookups the row size only
@@ -498,11 +498,12 @@ def _with_estimates(option: ShardingOption, blocks: Sequence[Block]) -> Sharding
 def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     """Estimated ``Perf`` per rank of a whole plan (the same per-block model as the options).
 
-    HBM shards on a rank share one fused lookup kernel per pass (two with replicated shards), as do
-    its shards of each UVM tier (``recsim.graph.ir.fused_tier``); each kernel's fixed part is counted
-    once. Communication is the plan's ``pooled_exchange`` -- the bytes each rank sends in the
-    all-to-all and the reduce-scatter of each row-split group -- at the marginal seconds per byte
-    of those collectives, forward and backward alike; replicated rows add their gradient all-reduce.
+    A rank's shards share one fused lookup kernel per pass and group (``fused_group``: its tier and
+    dtype, and in a UVM tier its width; replicated shards apart), as the graph builder fuses them;
+    each kernel's fixed part is counted once. Communication is the plan's ``pooled_exchange`` --
+    the bytes each rank sends in the all-to-all and the reduce-scatter of each row-split group --
+    at the marginal seconds per byte of those collectives, forward and backward alike; replicated
+    rows add their gradient all-reduce.
     """
     comm = plan.comm_dtype
     wire = DTYPE_BYTES[comm]
@@ -527,8 +528,8 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)
         for r in ranks:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
-    # (rank, replicated, (tier, ...)) -> the fused kernel's fixed part
-    fixed: dict[tuple[int, bool, tuple[str, ...]], tuple[float, float]] = {}
+    # (rank, replicated, fused_group) -> the fused kernel's fixed part
+    fixed: dict[tuple[int, bool, tuple[str, str, int]], tuple[float, float]] = {}
     for s in plan.shards:
         fwd = est.marginal_lookup_s(s, "forward")
         bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
@@ -544,11 +545,9 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             fixed_fwd = est.fixed_s(s, "forward")
             # The update's fixed part joins the backward's: both once per rank (fused).
             fixed_bwd = est.fixed_s(s, "backward", presorted, atomic) + fixed_update
-            # The builder's fused lookups: per rank and tier, and for a UVM tier per dtype and width.
-            if s.tier == "hbm":
-                group: tuple[str, ...] = (s.tier,)
-            else:
-                group = (s.tier, s.dtype or est.w.table_dtype(est.ops.tables[s.table]), str(s.dim))
+            # The builder's fused lookups (``fused_group``): per rank, tier and dtype, and in a UVM
+            # tier per width.
+            group = fused_group(s.tier, s.dtype or est.w.table_dtype(est.ops.tables[s.table]), s.dim)
             for r in s.ranks:
                 key = (r, s.sharding == "data_parallel", group)
                 f0, b0 = fixed.get(key, (0.0, 0.0))

@@ -249,25 +249,10 @@ def test_trace_convert_round_trip(tmp_path):
 
 
 def test_run_json_is_exactly_the_result(tmp_path, monkeypatch):
-    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
-    for key, value in env.items():
+    for key, value in TINY_ENV.items():
         monkeypatch.setenv(key, value)
     timeline = tmp_path / "t.trace.json"
-    args = [
-        "run",
-        "--system",
-        "tiny",
-        "--workload",
-        "tiny-dlrm",
-        "--nodes",
-        "1",
-        "--set",
-        "node.accelerators.count=2",
-        "--json",
-        "--timeline",
-        str(timeline),
-    ]
-    result = run(*args, env=env)
+    result = run("run", *TINY_2_RANKS, "--json", "--timeline", str(timeline), env=TINY_ENV)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     from recsim.api import simulate
@@ -276,7 +261,7 @@ def test_run_json_is_exactly_the_result(tmp_path, monkeypatch):
     assert data == json.loads(json.dumps(expected))
     assert data["status"] == "ok"
     assert json.loads(timeline.read_text())["traceEvents"]
-    human = run(*args[:-3], env=env)
+    human = run("run", *TINY_2_RANKS, env=TINY_ENV)
     assert "throughput" in human.output
 
 
