@@ -126,17 +126,21 @@ class Topology:
         # (node, destination NIC) -> the node's exit on that NIC's rail, and its hops (``_pxn_relay``)
         self._rail_exit: dict[tuple[int, str], tuple[str, str, float]] = {}
         self._nvlink_only: dict[tuple[str, str], bool] = {}
+        # Whether node 0's accelerator pairs have their paths yet (``_find_paths``).
+        self._local_paths_found = False
+        # The searches and checks below read vertex attributes from networkx's own dict
+        # (``graph._node``, the dicts ``graph.nodes[v]`` returns through a view object per call).
 
     @cached_property
     def accelerators(self) -> list[str]:
-        return [v for v, d in self.graph.nodes(data=True) if d["kind"] == ACCELERATOR]
+        return [v for v, d in self.graph._node.items() if d["kind"] == ACCELERATOR]
 
     @cached_property
     def switch_devices(self) -> dict[str, int]:
         """How many switch vertices (scale-out, NVSwitch, PCIe) of each device name the graph
         holds, in the order first met (the energy model charges their idle power every step)."""
         counts: dict[str, int] = {}
-        for _, data in self.graph.nodes(data=True):
+        for _, data in self.graph._node.items():
             if data["kind"] in ("switch", "nvswitch", "pcie_switch"):
                 counts[data["device"]] = counts.get(data["device"], 0) + 1
         return counts
@@ -176,12 +180,12 @@ class Topology:
         the home NICs only, any NIC of the two end nodes, then relaying through a peer accelerator
         (``_fabric_graph``)."""
         g = self.graph
-        src_node, dst_node = g.nodes[src]["node"], g.nodes[dst]["node"]
-        home = set(g.nodes[src].get("home_nics", ())) | set(g.nodes[dst].get("home_nics", ()))
+        src_node, dst_node = g._node[src]["node"], g._node[dst]["node"]
+        home = set(g._node[src].get("home_nics", ())) | set(g._node[dst].get("home_nics", ()))
         ends = (src_node, dst_node)
 
         def allowed(v: str, home_only: bool, relay: bool) -> bool:
-            data = g.nodes[v]
+            data = g._node[v]
             if v in (src, dst) or data["node"] is None:
                 return True  # the endpoints and the network switches
             if data["node"] not in ends:
@@ -200,7 +204,9 @@ class Topology:
         node is built from the same node spec; node 0's vertices stand for all), memoised."""
         if self._local_pair_bw is None:
             g = max(1, self.system.node.num_accelerators)
-            self._find_local_paths(g)
+            if not self._local_paths_found:
+                self._local_paths_found = True
+                self._find_local_paths(g)
             bw = np.full((g, g), np.inf)
             for i in range(g):
                 for j in range(g):
@@ -256,7 +262,7 @@ class Topology:
         a host that does not let peer traffic through its root complex (Intel, Arm)."""
         if src == dst or not self._host_blocks_p2p:
             return False
-        nodes = self.graph.nodes
+        nodes = self.graph._node
         if nodes[src]["kind"] != ACCELERATOR or nodes[dst]["kind"] != ACCELERATOR:
             return False
         if nodes[src]["node"] != nodes[dst]["node"]:
@@ -341,12 +347,23 @@ class Topology:
                 # nearest the source vary fastest.
                 return tuple(s + f[1:] + d[1:] for d in last for f in fabric for s in first)
         g = self.graph
-        if g.nodes[src]["node"] == g.nodes[dst]["node"]:
+        a, b = g._node[src], g._node[dst]
+        if a["node"] == b["node"]:
+            if a["node"] == 0 and a["kind"] == ACCELERATOR == b["kind"] and not self._local_paths_found:
+                # Two of node 0's accelerators: the collectives ask for every such pair (rings,
+                # shared links, pair bandwidths), so all are found at once, one search per source
+                # (``_find_local_paths``: the same paths in the same order as the search below).
+                self._local_paths_found = True
+                self._find_local_paths(max(1, self.system.node.num_accelerators))
+                found = self._paths.get((src, dst))
+                if found is not None:
+                    return found
+
             # The first graph of ``_fabric_graph`` (NVLink only, no relaying accelerator), searched
             # without building a networkx view: the same paths in the same order. An empty answer
             # (no such path) falls through to the general search, which finds that view empty too.
             def ok(v: str) -> bool:
-                return v in (src, dst) or g.nodes[v]["kind"] != ACCELERATOR
+                return v in (src, dst) or g._node[v]["kind"] != ACCELERATOR
 
             found = _all_shortest_paths(self._lazy_nvlink_adjacency, src, dst, ok)
             if found:
@@ -390,13 +407,13 @@ class Topology:
         direct link has two candidates; PCIe and the sockets' link would carry three of a GPU's
         seven all-to-all peers at a tenth of NVLink's rate."""
         g = self.graph
-        if g.nodes[src]["kind"] != ACCELERATOR or g.nodes[dst]["kind"] != ACCELERATOR:
+        if g._node[src]["kind"] != ACCELERATOR or g._node[dst]["kind"] != ACCELERATOR:
             return frozenset()
         adjacency = self._lazy_nvlink_adjacency
         succ = g._succ
         best, width = "", 0.0
         for w in sorted(adjacency[src], key=_natural_key):
-            if w != dst and g.nodes[w]["kind"] == ACCELERATOR and dst in adjacency[w]:
+            if w != dst and g._node[w]["kind"] == ACCELERATOR and dst in adjacency[w]:
                 wide = min(succ[src][w]["bandwidth_bytes_per_s"], succ[w][dst]["bandwidth_bytes_per_s"])
                 if wide > width:
                     best, width = w, wide
@@ -437,9 +454,9 @@ class Topology:
         """Per vertex (graph order): its node (-1 for none) and whether it is a NIC."""
         g = self.graph
         node_of = np.fromiter(
-            (-1 if d["node"] is None else d["node"] for d in g.nodes.values()), dtype=np.int64, count=len(g)
+            (-1 if d["node"] is None else d["node"] for d in g._node.values()), dtype=np.int64, count=len(g)
         )
-        is_nic = np.fromiter((d["kind"] == "nic" for d in g.nodes.values()), dtype=np.bool_, count=len(g))
+        is_nic = np.fromiter((d["kind"] == "nic" for d in g._node.values()), dtype=np.bool_, count=len(g))
         return node_of, is_nic
 
     @cached_property
@@ -453,18 +470,18 @@ class Topology:
         """(``src`` or its PXN relay, the NIC the traffic leaves by, ``dst``'s home NIC) where the
         route composes from segments (see above), else None."""
         g = self.graph
-        a, b = g.nodes[src], g.nodes[dst]
+        a, b = g._node[src], g._node[dst]
         if a["kind"] != ACCELERATOR or b["kind"] != ACCELERATOR or a["node"] == b["node"]:
             return None
         home_a, home_b = a.get("home_nics", ()), b.get("home_nics", ())
         if len(home_a) != 1 or len(home_b) != 1 or not self._nics_are_the_only_gateways:
             return None
         nic_a, nic_b = home_a[0], home_b[0]
-        if g.nodes[nic_a]["node"] != a["node"] or g.nodes[nic_b]["node"] != b["node"]:
+        if g._node[nic_a]["node"] != a["node"] or g._node[nic_b]["node"] != b["node"]:
             return None
         relay = self._pxn_relay(src, a["node"], nic_a, nic_b)
         if relay is not None:
-            return relay, g.nodes[relay]["home_nics"][0], nic_b
+            return relay, g._node[relay]["home_nics"][0], nic_b
         return src, nic_a, nic_b
 
     def first_hop(self, src: str, dst: str) -> str:
@@ -516,7 +533,7 @@ class Topology:
     def _same_index_exit(self, node: int, nic_b: str) -> tuple[str, str, float]:
         """(NIC, owner, network hops to ``nic_b``) of ``node``'s exit with ``nic_b``'s index among
         its node's exits; ("", "", inf) where there is none."""
-        theirs = self._node_exits.get(self.graph.nodes[nic_b]["node"], [])
+        theirs = self._node_exits.get(self.graph._node[nic_b]["node"], [])
         index = next((k for k, (nic, _) in enumerate(theirs) if nic == nic_b), None)
         mine = self._node_exits.get(node, [])
         if index is None or index >= len(mine):
@@ -564,10 +581,10 @@ class Topology:
         if cached is None:
             g = self.graph
             acc, nic = (src, dst) if side == "src" else (dst, src)
-            node = g.nodes[acc]["node"]
+            node = g._node[acc]["node"]
 
             def ok(v: str) -> bool:
-                data = g.nodes[v]
+                data = g._node[v]
                 if v in (acc, nic):
                     return True
                 return data["node"] == node and data["kind"] not in (ACCELERATOR, "nic")
@@ -582,8 +599,8 @@ class Topology:
         cached = self._segments.get(key)
         if cached is None:
             g = self.graph
-            up_a = [v for v in self._lazy_adjacency[nic_a] if g.nodes[v]["node"] is None]
-            up_b = [v for v in self._lazy_adjacency[nic_b] if g.nodes[v]["node"] is None]
+            up_a = [v for v in self._lazy_adjacency[nic_a] if g._node[v]["node"] is None]
+            up_b = [v for v in self._lazy_adjacency[nic_b] if g._node[v]["node"] is None]
             if len(up_a) == 1 and len(up_b) == 1 and up_a[0] != up_b[0]:
                 # One switch above each NIC: the switch-to-switch paths, shared by every NIC pair
                 # on the same two switches (BFS order between them is the same either way).
@@ -594,7 +611,7 @@ class Topology:
                     self._lazy_adjacency,
                     nic_a,
                     nic_b,
-                    lambda v: v in (nic_a, nic_b) or g.nodes[v]["node"] is None,
+                    lambda v: v in (nic_a, nic_b) or g._node[v]["node"] is None,
                 )
             self._segments[key] = cached
         return cached
@@ -604,7 +621,7 @@ class Topology:
         cached = self._segments.get(key)
         if cached is None:
             g = self.graph
-            cached = _all_shortest_paths(self._lazy_adjacency, a, b, lambda v: g.nodes[v]["node"] is None)
+            cached = _all_shortest_paths(self._lazy_adjacency, a, b, lambda v: g._node[v]["node"] is None)
             self._segments[key] = cached
         return cached
 

@@ -6,8 +6,9 @@ made a subclass or a free function where it was a method) as the oracle:
 
 * ``Topology.local_pair_bandwidth`` searched each pair of node 0's accelerators on its own (a
   breadth-first search and a walk back per pair; ``_all_shortest_paths`` had the walk inline); now
-  one search per source serves every destination (``_find_local_paths``). ``_route_from_paths``
-  and ``_paths_max_flow`` read edges and vertices through networkx's views, now its dicts;
+  one search per source serves every destination (``_find_local_paths``), for the first pair
+  asked too (``_find_paths``). ``_route_from_paths`` and ``_paths_max_flow`` read edges and
+  vertices through networkx's views, now its dicts;
 * ``Topology._find_paths`` searched networkx subgraph views for the routes it cannot compose
   (an accelerator to its host memory, NICs through a relay); now the same vertex filters over its
   adjacency lists (``_all_shortest_paths``);
@@ -323,6 +324,25 @@ def test_routes_match_the_per_pair_search(name: str, nodes: int) -> None:
         if isinstance(a, Route) and isinstance(b, Route):
             assert repr(a) == repr(b)  # the same floats, paths in the same order
             assert new.paths(src, dst) == old.paths(src, dst)
+
+
+@pytest.mark.parametrize(("name", "nodes"), _system_cases())
+def test_in_node_paths_found_at_once_match_the_per_pair_search(name: str, nodes: int) -> None:
+    """The first of node 0's accelerator pairs asked for finds every such pair's paths
+    (``_find_paths`` -> ``_find_local_paths``): each is what its own search finds, whichever pair
+    comes first and whatever is asked in between (a shuffled order, other pairs among them)."""
+    system = _load(name, nodes)
+    if system is None:
+        pytest.skip(f"{name} does not load")
+    new = build_topology(system)
+    old = OldRouteTopology(system, build_topology(system).graph)
+    pairs = _pairs(new)
+    random.Random(5).shuffle(pairs)
+    for src, dst in pairs:
+        a, b = _route_or_error(new, src, dst), _route_or_error(old, src, dst)
+        assert a == b and repr(a) == repr(b), (src, dst)
+    if system.node.num_accelerators:
+        assert np.array_equal(new.local_pair_bandwidth(), old.local_pair_bandwidth())
 
 
 @pytest.mark.parametrize(
