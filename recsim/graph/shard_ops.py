@@ -38,6 +38,10 @@ class ShardOps:
         self.w = workload
         self.tables = workload.table_index
         self._models: dict[str, AccessModel] = {}
+        # The model of each distinct (access spec, rows): a model is a function of those alone, so
+        # tables alike (dlrm-dcnv2's five 40M-row Zipf tables) share one, and its popularity and
+        # the figures it keeps (a Che search, expected unique rows) are worked out once.
+        self._by_value: dict[tuple[object, int], AccessModel] = {}
         self._slices: dict[tuple[str, int, int], SliceModel] = {}
         # op table name -> (table, start, end, order): what the cost layer needs to rebuild the
         # part's access model (graph metadata "table_slices").
@@ -50,7 +54,11 @@ class ShardOps:
         model = self._models.get(name)
         if model is None:
             table = self.tables[name]
-            model = access_model(self.w.table_access(table), table.rows)
+            spec = self.w.table_access(table)
+            key = (spec, table.rows)
+            model = self._by_value.get(key)
+            if model is None:
+                model = self._by_value[key] = access_model(spec, table.rows)
             self._models[name] = model
         return model
 

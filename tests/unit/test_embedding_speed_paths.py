@@ -6,7 +6,8 @@ slices and mixtures build their groups through ``GroupedPopularity.derive`` and 
 that may change a single bit: this file keeps the implementations they replaced, verbatim (the
 ``Old*`` class and the ``old_*`` functions), as oracles, and compares with ``==`` (exact), never
 approximately, on the models of every shipped workload, the 2021 empirical sections and a few more
-Zipf exponents, for several batch and cache sizes.
+Zipf exponents, for several batch and cache sizes. ``ShardOps`` gives the tables of one access spec
+and row count one model, where it made one per table (``OldShardOps``): the same ops and results.
 
 The oracles' sums of products go through ``popularity.dot`` (numpy's own reduction) where they
 called ``np.dot`` (BLAS, whose threads make the last bits depend on the machine): the same
@@ -15,6 +16,7 @@ arithmetic on both sides, so the comparisons stay exact.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -23,7 +25,10 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from recsim.api import load_workload, workload_rows
+from recsim.api import load_workload, make_plan, prepare, workload_rows
+from recsim.cost.memo import CostMemo
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.graph.shard_ops import ShardOps
 from recsim.workload.access import (
     AccessModel,
     GroupedPopularity,
@@ -396,3 +401,55 @@ def test_uniform_and_zipf_keep_their_closed_forms() -> None:
     # The closed form (exact head, integrated tail) against the exact harmonic sums.
     weights = np.arange(1, 10**7 + 1, dtype=np.float64) ** -1.05
     assert zipf.top_k_share(2048.0) == pytest.approx(weights[:2048].sum() / weights.sum(), rel=1e-4)
+
+
+# ------------------------------------------------------------------------------ shard figures
+
+
+class OldShardOps(ShardOps):
+    """``ShardOps`` with one access model per table name (``table_model`` verbatim)."""
+
+    def table_model(self, name: str) -> AccessModel:
+        model = self._models.get(name)
+        if model is None:
+            table = self.tables[name]
+            model = access_model(self.w.table_access(table), table.rows)
+            self._models[name] = model
+        return model
+
+
+@pytest.mark.parametrize(
+    ("workload_name", "plan_name"),
+    [
+        ("dlrm-dcnv2", "table_wise"),
+        ("dlrm-dcnv2", "row_wise"),
+        ("dlrm-dcnv2", "recshard"),
+        ("model-a", "table_wise"),
+    ],
+)
+def test_tables_alike_share_one_model_and_the_figures_are_unchanged(
+    workload_name: str, plan_name: str
+) -> None:
+    """Tables of one access spec and row count share an access model (``ShardOps.table_model``):
+    the same ops and the same simulation, to the bit, as a model per table gives."""
+    system, workload = prepare("dgx-h100", workload_name, nodes=2)
+    plan = make_plan(plan_name, workload, system)
+    new, old = ShardOps(workload), OldShardOps(workload)
+    for shard in plan.shards:
+        for pass_ in ("forward", "backward"):
+            assert new.op(shard, pass_, 4096, plan.world_size) == old.op(shard, pass_, 4096, plan.world_size)
+    results = []
+    for ops in (ShardOps(workload), OldShardOps(workload)):
+        memo = CostMemo(system, workload)
+        memo.__dict__["shard_ops"] = ops  # the memo's cached_property, given
+        result = simulate_training(system, workload, plan, SimulationOptions(costs=memo)).result
+        results.append(json.dumps(result.to_dict(), sort_keys=True))
+    assert results[0] == results[1]
+    by_value: dict[tuple[object, int], list[str]] = {}
+    for table in workload.tables:
+        by_value.setdefault((workload.table_access(table), table.rows), []).append(table.name)
+    for names in by_value.values():
+        assert len({id(new.table_model(name)) for name in names}) == 1
+    assert len({id(new.table_model(t.name)) for t in workload.tables}) == len(by_value)
+    if workload_name == "dlrm-dcnv2":
+        assert max(map(len, by_value.values())) == 5  # its five 40M-row tables
