@@ -12,7 +12,9 @@ made a subclass or a free function where it was a method) as the oracle:
 * ``alltoall._hierarchical_matrices`` looped over the ``n x n`` entries in Python;
 * ``GroupLayout.local`` / ``uniform`` were recomputed on every read; ``own_nic_bandwidth`` and
   ``node_nic_bandwidth`` looked each member's home NICs up in the graph on every read;
-  ``_TopologyFacts.nic_bandwidth`` read the graph through its Mapping views.
+  ``_TopologyFacts.nic_bandwidth`` read the graph through its Mapping views;
+* ``Algorithm.traffic`` found each flow's stage with a search of its own; ``FabricLeaves`` found a
+  group's homes anew on every call and the relayed exits node by node (oversubscribed leaves).
 
 The end-to-end checks cost random collectives (every op, every algorithm that can run them, uneven
 all-to-all splits of several kinds, one part or every member's, wire dtypes) on several systems
@@ -33,7 +35,7 @@ import pytest
 from numpy.typing import NDArray
 
 from recsim.api import load_system
-from recsim.cost.collectives import alltoall, base
+from recsim.cost.collectives import alltoall, base, fabric
 from recsim.cost.collectives.alltoall import (
     DirectAllToAll,
     HierarchicalAllToAll,
@@ -45,15 +47,18 @@ from recsim.cost.collectives.alltoall import (
 )
 from recsim.cost.collectives.base import (
     REGISTRY,
+    Algorithm,
     GroupLayout,
     LevelCost,
     Stage,
+    Traffic,
     circulant_row,
     facts,
     group_layout,
     levels,
     traffic_matrix,
 )
+from recsim.cost.collectives.fabric import _CHUNK, FabricLeaves, fabric_leaves
 from recsim.cost.collectives.model import collective_cost, collective_flows
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
@@ -378,6 +383,147 @@ def old_costs(topology: Topology, ops: list[tuple[Any, ...]], monkeypatch: pytes
         return cost_all(topology, ops)
 
 
+def old_traffic(
+    self: Algorithm, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+) -> list[Traffic]:
+    """Per stage of ``stages`` (``stages(op, layout)``), the bytes its transfers carry between
+    group positions: ``flows`` gathered by the stages' phases. An algorithm with a cheaper
+    account of them (an all-to-all's matrix) gives it instead."""
+    index = {v: p for p, v in enumerate(layout.vertices)}
+    bounds = np.cumsum([s.phases for s in stages])
+    parts: list[tuple[list[int], list[int], list[float]]] = [([], [], []) for _ in stages]
+    for f in self.flows(op, layout):
+        src, dst = index.get(f.src), index.get(f.dst)
+        if src is None or dst is None:
+            continue  # a transfer to a switch (in-network reduction): no GPU-to-GPU route
+        k = int(np.searchsorted(bounds, f.phase, side="right"))
+        if k >= len(parts):
+            raise ValueError(f"{self.name}: a flow in phase {f.phase}, past its stages' {int(bounds[-1])}")
+        parts[k][0].append(src)
+        parts[k][1].append(dst)
+        parts[k][2].append(f.bytes)
+    return [
+        Traffic(np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp), np.asarray(c, dtype=np.float64))
+        for a, b, c in parts
+    ]
+
+
+_OldHomes = tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]]]
+
+
+class OldFabricLeaves(FabricLeaves):
+    """``FabricLeaves`` finding each call's homes anew and the relayed exits node by node."""
+
+    def _homes(
+        self, vertices: Sequence[str]
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]]]:
+        """Per position: its node, the one leaf of its node's NICs (-2: several, -1: none), its home
+        NIC's leaf (-1: none; -2: several home NICs) and index among its node's exits (-1: none),
+        and the leaves of its home NICs (several where it has several)."""
+        nodes = self.topology.graph.nodes
+        n = len(vertices)
+        node_of = np.fromiter((nodes[v]["node"] for v in vertices), dtype=np.intp, count=n)
+        node_leaf = np.empty(n, dtype=np.intp)
+        home_leaf = np.empty(n, dtype=np.intp)
+        home_index = np.full(n, -1, dtype=np.intp)
+        leaves: list[list[int]] = []
+        index_of = {
+            nic: k for exits in self.topology._node_exits.values() for k, (nic, _) in enumerate(exits)
+        }
+        for p, v in enumerate(vertices):
+            mine = self._node_leaves.get(int(node_of[p]), frozenset())
+            node_leaf[p] = next(iter(mine)) if len(mine) == 1 else (-2 if mine else -1)
+            home = [self.leaf_of_nic[nic] for nic in nodes[v].get("home_nics", ()) if nic in self.leaf_of_nic]
+            leaves.append(home)
+            home_leaf[p] = home[0] if len(home) == 1 else (-2 if home else -1)
+            if len(home) == 1:
+                home_index[p] = index_of.get(nodes[v]["home_nics"][0], -1)
+        return node_of, node_leaf, home_leaf, home_index, leaves
+
+    def _relayed_exits(
+        self,
+        vertices: Sequence[str],
+        src: NDArray[np.intp],
+        dst: NDArray[np.intp],
+        homes: _OldHomes,
+    ) -> NDArray[np.intp]:
+        """The exit leaf of each transfer ``src[k] -> dst[k]`` from a node whose NICs sit under
+        several leaves: its own NIC's, or (PXN, ``Topology._pxn_relay``) that of its node's exit
+        with the destination NIC's index, where that one is fewer hops from the destination's leaf
+        and its owner is reached over NVLink alone. Vectorised over the transfers (the NVLink test
+        by local index, ``_nvlink_between``); the same choice as the routes' (a test checks)."""
+        node_of, _, home_leaf, home_index, _ = homes
+        own = home_leaf[src]
+        index = home_index[dst]
+        dst_leaf = home_leaf[dst]
+        candidate = np.full(src.size, -1, dtype=np.intp)
+        relay_ok = np.zeros(src.size, dtype=bool)
+        for node in np.unique(node_of[src]).tolist():
+            exits, owners = self._exits.get(node, (np.zeros(0, dtype=np.intp), []))
+            mine = node_of[src] == node
+            usable = mine & (index >= 0) & (index < exits.size)
+            candidate[usable] = exits[index[usable]]
+            # NVLink to the owner, by local index: every node is built from the same spec.
+            local = self._local_index
+            owner_local = np.array([local[o] for o in owners] or [0], dtype=np.intp)
+            cand_owner = owner_local[np.where(usable, index, 0)]
+            senders = np.array([local[vertices[p]] for p in src[usable].tolist()], dtype=np.intp)
+            relay_ok[usable] = self._nvlink_between[senders, cand_owner[usable]] & (
+                senders != cand_owner[usable]
+            )
+        valid = (candidate >= 0) & (own >= 0) & (dst_leaf >= 0)
+        hops = self._hops
+        nearer = np.zeros(src.size, dtype=bool)
+        nearer[valid] = hops[candidate[valid], dst_leaf[valid]] < hops[own[valid], dst_leaf[valid]]
+        relay = valid & nearer & relay_ok & (home_index[src] != index)
+        return np.where(relay, candidate, own)
+
+    def seconds(self, vertices: Sequence[str], traffic: Traffic) -> float:
+        """The longest a leaf's uplinks or downlinks take to carry ``traffic`` (positions index
+        ``vertices``) at their full rate."""
+        if traffic.bytes.size == 0:
+            return 0.0
+        homes = self._homes(vertices)
+        node_of, node_leaf, home_leaf, _, leaves = homes
+        src, dst, size = traffic.src, traffic.dst, traffic.bytes
+        remote = node_of[src] != node_of[dst]
+        src, dst, size = src[remote], dst[remote], size[remote]
+        count = len(self.leaves)
+        out_bytes = np.zeros(count)
+        in_bytes = np.zeros(count)
+        single = (home_leaf[src] != -2) & (home_leaf[dst] != -2)
+        if single.any():
+            s, d, b = src[single], dst[single], size[single]
+            exits = node_leaf[s].copy()
+            exits[exits == -2] = -1
+            several = node_leaf[s] == -2  # nodes under several leaves (rails): the route says which
+            if several.any():
+                exits[several] = self._relayed_exits(vertices, s[several], d[several], homes)
+            entries = home_leaf[d]
+            cross = (exits >= 0) & (entries >= 0) & (exits != entries)
+            out_bytes += np.bincount(exits[cross], weights=b[cross], minlength=count)
+            in_bytes += np.bincount(entries[cross], weights=b[cross], minlength=count)
+        # A GPU with several home NICs spreads its transfers over them (no PXN: NCCL relays only
+        # to a GPU's one NIC): the expected bytes through each leaf, with its leaves equally likely.
+        if not single.all():
+            weights = np.zeros((len(vertices), count))
+            for p, mine in enumerate(leaves):
+                for leaf in mine:
+                    weights[p, leaf] += 1.0 / len(mine)
+            rest = np.flatnonzero(~single)
+            for start in range(0, rest.size, _CHUNK):
+                part = rest[start : start + _CHUNK]
+                ws, wd, b = weights[src[part]], weights[dst[part]], size[part, None]
+                out_bytes += (b * ws * (1.0 - wd)).sum(axis=0)
+                in_bytes += (b * wd * (1.0 - ws)).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # A leaf with no link up or down passes nothing that way: its traffic took other routes.
+            up = np.where(self.up > 0, out_bytes / self.up, 0.0)
+            down = np.where(self.down > 0, in_bytes / self.down, 0.0)
+        worst = float(max(up.max(), down.max())) if count else 0.0
+        return worst if math.isfinite(worst) else 0.0
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 SYSTEMS: list[tuple[str, int, int, int]] = [  # name, nodes, random ops, of which all-to-alls at most
@@ -404,6 +550,46 @@ def test_collective_costs_match_the_old_implementations(
         ops = [(op, None if alg == "hierarchical" else alg, w, r) for op, alg, w, r in ops]
     expected = old_costs(build_topology(system), ops, monkeypatch)
     got = cost_all(build_topology(system), ops)
+    for (op, alg, _, _), e, g in zip(ops, expected, got, strict=True):
+        assert g == e, (getattr(op, "op", "parts"), alg)
+
+
+RAILS_4_TO_1 = (
+    "cluster.scale_out.topology=rail_optimized",
+    "cluster.scale_out.tiers=2",
+    "cluster.scale_out.oversubscription=4",
+)
+OVERSUBSCRIBED: list[tuple[str, int, tuple[str, ...]]] = [
+    ("dgx-h100", 16, RAILS_4_TO_1),
+    ("dgx-h100", 5, (*RAILS_4_TO_1[:2], "cluster.scale_out.oversubscription=2")),
+    ("dgx-h100", 8, ("cluster.scale_out.oversubscription=4",)),
+    ("dgx-h100", 8, ("node.nics.per_accelerator=2", "cluster.scale_out.oversubscription=4")),
+    ("p4d-24xlarge", 6, RAILS_4_TO_1),
+    ("dgx-h100", 16, (*RAILS_4_TO_1, "cluster.scale_out.switch=quantum-qm8700")),
+]
+
+
+@pytest.mark.parametrize(("name", "nodes", "overrides"), OVERSUBSCRIBED)
+def test_leaf_bounds_match_the_flow_by_flow_traffic(
+    name: str, nodes: int, overrides: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On oversubscribed leaves every network stage is bounded by its transfers' bytes through
+    them (``model._through_leaves``): the flows gathered by stage at once (``Algorithm.traffic``)
+    and the homes kept per group, the relayed exits found for every node at once
+    (``FabricLeaves``), give the figures of the flow-by-flow and node-by-node code."""
+    try:
+        system = load_system(name, nodes=nodes, overrides=overrides)
+    except ConfigError:
+        pytest.skip(f"{name} with {overrides} does not load")
+    rng = np.random.default_rng(nodes * 7 + len(overrides))
+    ops = random_ops(rng, system.num_accelerators, 40, 12)
+    old_topology, new_topology = build_topology(system), build_topology(system)
+    assert fabric_leaves(new_topology).oversubscribed
+    with monkeypatch.context() as mp:
+        mp.setattr(Algorithm, "traffic", old_traffic)
+        fabric._LEAVES[old_topology] = OldFabricLeaves(old_topology)
+        expected = cost_all(old_topology, ops)
+    got = cost_all(new_topology, ops)
     for (op, alg, _, _), e, g in zip(ops, expected, got, strict=True):
         assert g == e, (getattr(op, "op", "parts"), alg)
 

@@ -39,7 +39,9 @@ _TOLERANCE = 1e-9
 _CHUNK = 65536  # transfers per block where GPUs have several home NICs (a block x leaves array)
 
 
-_Homes = tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]]]
+_Homes = tuple[
+    NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]], NDArray[np.intp]
+]
 
 
 class FabricLeaves:
@@ -81,6 +83,9 @@ class FabricLeaves:
         self.oversubscribed = len(self.leaves) > 1 and bool(
             np.any(joined & (np.minimum(self.up, self.down) < nic_ports * (1 - _TOLERANCE)))
         )
+        # ``_homes`` by the positions' vertices: a group's collectives (every algorithm and stage
+        # of each) ask for the same group's, a pure function of the topology and the vertices.
+        self._homes_of: dict[tuple[str, ...], _Homes] = {}
 
     # -- where a position's traffic leaves and enters --------------------------------------------
 
@@ -140,22 +145,50 @@ class FabricLeaves:
                         out[a, b] = float(len(between[0]) + 1)
         return out
 
-    def _homes(
-        self, vertices: Sequence[str]
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], list[list[int]]]:
+    @cached_property
+    def _exit_index(self) -> dict[str, int]:
+        """Exit NIC -> its index among its node's exits (``Topology._node_exits``)."""
+        return {nic: k for exits in self.topology._node_exits.values() for k, (nic, _) in enumerate(exits)}
+
+    @cached_property
+    def _exit_tables(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+        """``_exits`` as tables by node number: (how many exits the node has, the leaf of its exit
+        ``k`` (-1 past them), the local index of that exit's owner (0 past them))."""
+        exits = self._exits
+        size = 1 + max(exits, default=-1)
+        width = max((leaves.size for leaves, _ in exits.values()), default=0)
+        counts = np.zeros(size, dtype=np.intp)
+        leaf = np.full((size, width), -1, dtype=np.intp)
+        owner = np.zeros((size, width), dtype=np.intp)
+        local = self._local_index
+        for node, (leaves, owners) in exits.items():
+            counts[node] = leaves.size
+            leaf[node, : leaves.size] = leaves
+            owner[node, : len(owners)] = [local[o] for o in owners]
+        return counts, leaf, owner
+
+    def _homes(self, vertices: Sequence[str]) -> _Homes:
         """Per position: its node, the one leaf of its node's NICs (-2: several, -1: none), its home
         NIC's leaf (-1: none; -2: several home NICs) and index among its node's exits (-1: none),
-        and the leaves of its home NICs (several where it has several)."""
-        nodes = self.topology.graph.nodes
+        the leaves of its home NICs (several where it has several) and its index inside its node
+        (-1: not an accelerator). Made once per vertices (read-only arrays)."""
+        key = tuple(vertices)
+        found = self._homes_of.get(key)
+        if found is None:
+            found = self._homes_of[key] = self._make_homes(key)
+        return found
+
+    def _make_homes(self, vertices: tuple[str, ...]) -> _Homes:
+        nodes = self.topology.graph._node
         n = len(vertices)
         node_of = np.fromiter((nodes[v]["node"] for v in vertices), dtype=np.intp, count=n)
         node_leaf = np.empty(n, dtype=np.intp)
         home_leaf = np.empty(n, dtype=np.intp)
         home_index = np.full(n, -1, dtype=np.intp)
         leaves: list[list[int]] = []
-        index_of = {
-            nic: k for exits in self.topology._node_exits.values() for k, (nic, _) in enumerate(exits)
-        }
+        index_of = self._exit_index
+        local = self._local_index
+        local_of = np.fromiter((local.get(v, -1) for v in vertices), dtype=np.intp, count=n)
         for p, v in enumerate(vertices):
             mine = self._node_leaves.get(int(node_of[p]), frozenset())
             node_leaf[p] = next(iter(mine)) if len(mine) == 1 else (-2 if mine else -1)
@@ -164,7 +197,9 @@ class FabricLeaves:
             home_leaf[p] = home[0] if len(home) == 1 else (-2 if home else -1)
             if len(home) == 1:
                 home_index[p] = index_of.get(nodes[v]["home_nics"][0], -1)
-        return node_of, node_leaf, home_leaf, home_index, leaves
+        for a in (node_of, node_leaf, home_leaf, home_index, local_of):
+            a.setflags(write=False)
+        return node_of, node_leaf, home_leaf, home_index, leaves, local_of
 
     def _relayed_exits(
         self,
@@ -178,25 +213,27 @@ class FabricLeaves:
         with the destination NIC's index, where that one is fewer hops from the destination's leaf
         and its owner is reached over NVLink alone. Vectorised over the transfers (the NVLink test
         by local index, ``_nvlink_between``); the same choice as the routes' (a test checks)."""
-        node_of, _, home_leaf, home_index, _ = homes
+        node_of, _, home_leaf, home_index, _, local_of = homes
         own = home_leaf[src]
         index = home_index[dst]
         dst_leaf = home_leaf[dst]
         candidate = np.full(src.size, -1, dtype=np.intp)
         relay_ok = np.zeros(src.size, dtype=bool)
-        for node in np.unique(node_of[src]).tolist():
-            exits, owners = self._exits.get(node, (np.zeros(0, dtype=np.intp), []))
-            mine = node_of[src] == node
-            usable = mine & (index >= 0) & (index < exits.size)
-            candidate[usable] = exits[index[usable]]
-            # NVLink to the owner, by local index: every node is built from the same spec.
-            local = self._local_index
-            owner_local = np.array([local[o] for o in owners] or [0], dtype=np.intp)
-            cand_owner = owner_local[np.where(usable, index, 0)]
-            senders = np.array([local[vertices[p]] for p in src[usable].tolist()], dtype=np.intp)
-            relay_ok[usable] = self._nvlink_between[senders, cand_owner[usable]] & (
-                senders != cand_owner[usable]
-            )
+        # Every sender's node's exit with the destination NIC's index, from the tables by node
+        # (a node without exits has none to use).
+        counts, exit_leaf, exit_owner = self._exit_tables
+        sender_node = node_of[src]
+        known = sender_node < counts.size
+        usable = known & (index >= 0)
+        usable[usable] = index[usable] < counts[sender_node[usable]]
+        rows, cols = sender_node[usable], index[usable]
+        candidate[usable] = exit_leaf[rows, cols]
+        # NVLink to the owner, by local index: every node is built from the same spec.
+        owners = exit_owner[rows, cols]
+        senders = local_of[src[usable]]
+        if senders.size and senders.min() < 0:  # a position that is no accelerator cannot relay
+            raise KeyError(vertices[int(src[usable][np.argmin(senders)])])
+        relay_ok[usable] = self._nvlink_between[senders, owners] & (senders != owners)
         valid = (candidate >= 0) & (own >= 0) & (dst_leaf >= 0)
         hops = self._hops
         nearer = np.zeros(src.size, dtype=bool)
@@ -210,7 +247,7 @@ class FabricLeaves:
         if traffic.bytes.size == 0:
             return 0.0
         homes = self._homes(vertices)
-        node_of, node_leaf, home_leaf, _, leaves = homes
+        node_of, node_leaf, home_leaf, _, leaves, _ = homes
         src, dst, size = traffic.src, traffic.dst, traffic.bytes
         remote = node_of[src] != node_of[dst]
         src, dst, size = src[remote], dst[remote], size[remote]
