@@ -23,6 +23,7 @@ Integrals of ``x^-a`` use ``expm1``/``log1p`` forms so ``a`` near 1 loses no dig
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Self
 
@@ -51,6 +52,20 @@ def power_integral(lo: np.ndarray | float, hi: np.ndarray | float, alpha: float)
     return lo ** (1.0 - alpha) * span * _expm1_over((1.0 - alpha) * span)
 
 
+@functools.lru_cache(maxsize=256)
+def _head_terms(head: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """``k^-alpha`` for ranks ``k = 1 .. head`` and their running sums from 0 (read-only arrays).
+
+    A pure function of two numbers, kept for the process: every table of a workload with one
+    ``alpha`` and at least ``HEAD`` rows has the same head, and its 1024 non-integer powers were most
+    of a model's construction (dlrm-dcnv2's 26 tables made 21 models per evaluation)."""
+    terms = np.arange(1, head + 1, dtype=np.float64) ** -alpha
+    cum = np.concatenate([[0.0], np.cumsum(terms)])
+    terms.setflags(write=False)
+    cum.setflags(write=False)
+    return terms, cum
+
+
 @register
 class ZipfModel(AccessModel):
     """Zipf(``alpha``) popularity over ``rows`` rows (see the module docstring for the numerics)."""
@@ -63,8 +78,7 @@ class ZipfModel(AccessModel):
             raise ValueError(f"zipf alpha must be > 0, got {alpha}")
         self.alpha = float(alpha)
         self.head = min(self.rows, HEAD)
-        head = np.arange(1, self.head + 1, dtype=np.float64) ** -self.alpha
-        self._head_cum = np.concatenate([[0.0], np.cumsum(head)])
+        head, self._head_cum = _head_terms(self.head, self.alpha)
         # The tail: ranks head+1 .. rows, as the continuous stretch [head + 1/2, rows + 1/2].
         self._lo = self.head + 0.5
         self._hi = self.rows + 0.5
