@@ -453,3 +453,14 @@ def test_tables_alike_share_one_model_and_the_figures_are_unchanged(
     assert len({id(new.table_model(t.name)) for t in workload.tables}) == len(by_value)
     if workload_name == "dlrm-dcnv2":
         assert max(map(len, by_value.values())) == 5  # its five 40M-row tables
+
+
+def test_a_mixture_of_one_part_is_that_part() -> None:
+    """A TBE of one table (or whose other tables get no lookup) has the table's popularity object,
+    the figures it keeps included; the union of its groups, which it would otherwise be, is equal
+    to the bit (``assert_model_same``)."""
+    base = ZipfModel(40_000_000, 1.05)
+    for mixture in (MixtureModel([base], [3.0]), MixtureModel([base, ZipfModel(10, 0.5)], [2.0, 0.0])):
+        assert mixture.popularity is base.popularity
+        assert_model_same(mixture)
+    assert MixtureModel([base, base], [1.0, 1.0]).popularity is not base.popularity

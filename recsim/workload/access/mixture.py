@@ -44,6 +44,12 @@ class MixtureModel(AccessModel):
 
     def _popularity(self) -> GroupedPopularity:
         parts = [(m.popularity, s) for m, s in zip(self.models, self.shares, strict=True) if s > 0]
+        if len(parts) == 1 and parts[0][1] == 1.0 and parts[0][0]._nonincreasing:
+            # One part takes every lookup (a rank's TBE of one table): the union would copy its
+            # groups as they are (``p * 1.0`` is ``p``, and a stable sort keeps non-increasing
+            # probabilities in their order), so its popularity is that part's, with the figures
+            # it keeps, rather than an equal copy whose every figure is worked out again.
+            return parts[0][0]
         pops = tuple(pop for pop, _ in parts)
         shares = tuple(share for _, share in parts)
         # The ranks of a plan fuse equal sets of equal shards (whose popularities are shared objects,
