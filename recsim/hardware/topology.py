@@ -661,17 +661,39 @@ class Topology:
     ) -> Route:
         # networkx's own dicts behind ``g.edges[a, b]`` and ``g.nodes[v]``: the same attribute
         # dicts, without a view lookup per edge and vertex; the same arithmetic in the same order.
-        succ = self.graph._succ
+        # One pass over each path's edges for its width and latency (``_path_latency_s``'s sum, in
+        # its order) and, where the max-flow is wanted, the flow network's shape key
+        # (``_paths_max_flow``'s, over the same edges in the same order). ``x if x < y else y`` is
+        # ``min(y, x)``, and ``x if x > y else y`` is ``max(y, x)``, NaNs included.
+        succ, nodes = self.graph._succ, self.graph._node
+        shaped = flow is None and len(paths[0]) > 2 and self._integral_capacities
+        number: dict[str, int] = {}
+        edges: dict[tuple[int, int, float], None] = {}
         single = math.inf
         latency = 0.0
         for path in paths:
             path_bw = math.inf
+            links = 0.0
             for a, b in itertools.pairwise(path):
-                path_bw = min(path_bw, succ[a][b]["bandwidth_bytes_per_s"])
-            single = min(single, path_bw)
-            latency = max(latency, self._path_latency_s(path))
+                edge = succ[a][b]
+                bw = edge["bandwidth_bytes_per_s"]
+                if bw < path_bw:
+                    path_bw = bw
+                links += edge["latency_s"]
+                if shaped:
+                    ia = number.setdefault(a, len(number))
+                    ib = number.setdefault(b, len(number))
+                    edges[(ia, ib, bw)] = None
+            if path_bw < single:
+                single = path_bw
+            path_latency = links + sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1])
+            if path_latency > latency:
+                latency = path_latency
         if flow is None:
-            flow = self._paths_max_flow(src, dst, paths) if len(paths[0]) > 2 else single
+            if shaped:
+                flow = self._shaped_max_flow(src, dst, paths, (number[src], number[dst], *edges))
+            else:
+                flow = self._paths_max_flow(src, dst, paths) if len(paths[0]) > 2 else single
         return Route(src, dst, paths, float(flow), single, latency)
 
     def _paths_max_flow(self, src: str, dst: str, paths: tuple[tuple[str, ...], ...]) -> float:
@@ -695,9 +717,17 @@ class Topology:
                     ib = number.setdefault(b, len(number))
                     edges[(ia, ib, succ[a][b]["bandwidth_bytes_per_s"])] = None
             key = (number[src], number[dst], *edges)
+        return self._shaped_max_flow(src, dst, paths, key)
+
+    def _shaped_max_flow(
+        self, src: str, dst: str, paths: tuple[tuple[str, ...], ...], key: tuple[object, ...] | None
+    ) -> float:
+        """``_paths_max_flow`` given its shape key (None: integral capacities do not hold)."""
+        if key is not None:
             cached = self._shape_flow.get(key)
             if cached is not None:
                 return cached
+        g = self.graph
         sub = nx.DiGraph()
         for path in paths:
             for a, b in itertools.pairwise(path):

@@ -14,7 +14,9 @@ made a subclass or a free function where it was a method) as the oracle:
   ``node_nic_bandwidth`` looked each member's home NICs up in the graph on every read;
   ``_TopologyFacts.nic_bandwidth`` read the graph through its Mapping views;
 * ``Algorithm.traffic`` found each flow's stage with a search of its own; ``FabricLeaves`` found a
-  group's homes anew on every call and the relayed exits node by node (oversubscribed leaves).
+  group's homes anew on every call and the relayed exits node by node (oversubscribed leaves);
+* ``_TopologyFacts.local_link_shares`` read each pair's link shares from ``route_edge_shares``'
+  generator, edge by edge.
 
 The end-to-end checks cost random collectives (every op, every algorithm that can run them, uneven
 all-to-all splits of several kinds, one part or every member's, wire dtypes) on several systems
@@ -24,9 +26,10 @@ with the current ones, and compare the results' ``repr`` (exact floats).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -62,7 +65,7 @@ from recsim.cost.collectives.fabric import _CHUNK, FabricLeaves, fabric_leaves
 from recsim.cost.collectives.model import collective_cost, collective_flows
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.topology import Topology, build_topology
+from recsim.hardware.topology import SHM_EFFICIENCY, Topology, build_topology, gpu_id
 
 # ------------------------------------------------------------------------------------------ oracles
 
@@ -524,6 +527,65 @@ class OldFabricLeaves(FabricLeaves):
         return worst if math.isfinite(worst) else 0.0
 
 
+def old_route_edge_shares(topology: Topology, src: str, dst: str) -> Iterator[tuple[tuple[str, str], float]]:
+    """(directed link, share) of the bytes from ``src`` to ``dst`` on each link of each of their
+    equal-cost paths, a path's share in proportion to its weakest link (NVSwitch striping; one
+    path on PCIe or through a relaying GPU)."""
+    succ = topology.graph._succ
+    paths = topology.paths(src, dst)
+    widths = [min(succ[a][b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths]
+    total = sum(widths)
+    for path, width in zip(paths, widths, strict=True):
+        for edge in itertools.pairwise(path):
+            yield edge, width / total
+
+
+def old_local_link_shares(topology: Topology) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """How point-to-point traffic between a node's accelerators loads the node's links, where
+    links are shared: ``(shares, capacity)``, ``shares[i * local + j, k]`` the part of what
+    local accelerator ``i`` sends ``j`` that crosses link ``k`` (node 0's links stand for every
+    node's), ``capacity[k]`` its bytes/s.
+
+    A pair's bytes spread over its equal-cost paths in proportion to each path's weakest link
+    (NVSwitch striping; one path on PCIe). None where no link carries the traffic of two pairs
+    with different senders and different receivers: every link is then one sender's or one
+    receiver's port, and the per-rank figures (a rank's bytes over its port, a pair's over its
+    route) are exact (NVSwitch, direct NVLinks). On PCIe, and for the pairs of an NVLink mesh
+    without a direct link, several GPUs' traffic shares a PCIe switch's uplink and the CPUs'
+    link, which those figures miss (a tester found DGX-1's all-to-all 4.5x too fast).
+    """
+    local = topology.system.node.num_accelerators
+    if local < 2:
+        return None
+    succ = topology.graph._succ
+    links: dict[tuple[str, str], int] = {}
+    entries: dict[tuple[int, int], float] = {}
+    senders: dict[int, set[int]] = {}
+    receivers: dict[int, set[int]] = {}
+    for i in range(local):
+        for j in range(local):
+            if i == j:
+                continue
+            for edge, share in old_route_edge_shares(topology, gpu_id(0, i), gpu_id(0, j)):
+                k = links.setdefault(edge, len(links))
+                key = (i * local + j, k)
+                entries[key] = entries.get(key, 0.0) + share
+                senders.setdefault(k, set()).add(i)
+                receivers.setdefault(k, set()).add(j)
+    if not any(len(senders[k]) > 1 and len(receivers[k]) > 1 for k in senders):
+        return None
+    shares = np.zeros((local * local, len(links)))
+    # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) gets
+    # only ``SHM_EFFICIENCY`` of each link's rate: its bytes take 1 / that of the capacity.
+    shm = topology.local_shm_pairs()
+    for (pair, k), share in entries.items():
+        shares[pair, k] = share / SHM_EFFICIENCY if shm[pair // local, pair % local] else share
+    capacity = np.array([succ[a][b]["bandwidth_bytes_per_s"] for a, b in links], dtype=np.float64)
+    shares.setflags(write=False)
+    capacity.setflags(write=False)
+    return shares, capacity
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 SYSTEMS: list[tuple[str, int, int, int]] = [  # name, nodes, random ops, of which all-to-alls at most
@@ -592,6 +654,22 @@ def test_leaf_bounds_match_the_flow_by_flow_traffic(
     got = cost_all(new_topology, ops)
     for (op, alg, _, _), e, g in zip(ops, expected, got, strict=True):
         assert g == e, (getattr(op, "op", "parts"), alg)
+
+
+@pytest.mark.parametrize(
+    ("name", "nodes"),
+    [("dgx-h100", 2), ("dgx-1-v100", 2), ("h100-pcie-server", 2), ("zionex", 2), ("p4d-24xlarge", 1)],
+)
+def test_local_link_shares_match_the_edge_by_edge_code(name: str, nodes: int) -> None:
+    """The shares of a node's links in its pairs' traffic, read path by path
+    (``_TopologyFacts.local_link_shares``), are those ``route_edge_shares`` gave edge by edge."""
+    system = load_system(name, nodes=nodes)
+    got = facts(build_topology(system)).local_link_shares
+    want = old_local_link_shares(build_topology(system))
+    assert (got is None) == (want is None)
+    if got is not None and want is not None:
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
 
 
 def test_direct_all_to_all_of_1024_ranks_matches_the_matrix() -> None:

@@ -338,19 +338,27 @@ class _TopologyFacts:
         succ = topology.graph._succ
         links: dict[tuple[str, str], int] = {}
         entries: dict[tuple[int, int], float] = {}
-        senders: dict[int, set[int]] = {}
-        receivers: dict[int, set[int]] = {}
+        senders: list[set[int]] = []  # by link number
+        receivers: list[set[int]] = []
         for i in range(local):
             for j in range(local):
                 if i == j:
                     continue
-                for edge, share in route_edge_shares(topology, gpu_id(0, i), gpu_id(0, j)):
-                    k = links.setdefault(edge, len(links))
-                    key = (i * local + j, k)
-                    entries[key] = entries.get(key, 0.0) + share
-                    senders.setdefault(k, set()).add(i)
-                    receivers.setdefault(k, set()).add(j)
-        if not any(len(senders[k]) > 1 and len(receivers[k]) > 1 for k in senders):
+                pair = i * local + j
+                # ``route_edge_shares`` inline (the same shares, edges in the same order): the 56
+                # pairs of a DGX node cross 448 links, a generator step each otherwise.
+                for path, share in _path_shares(topology, gpu_id(0, i), gpu_id(0, j)):
+                    for edge in itertools.pairwise(path):
+                        k = links.get(edge)
+                        if k is None:
+                            k = links[edge] = len(links)
+                            senders.append(set())
+                            receivers.append(set())
+                        key = (pair, k)
+                        entries[key] = entries.get(key, 0.0) + share
+                        senders[k].add(i)
+                        receivers[k].add(j)
+        if not any(len(s) > 1 and len(r) > 1 for s, r in zip(senders, receivers, strict=True)):
             return None
         shares = np.zeros((local * local, len(links)))
         # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) gets
@@ -368,13 +376,19 @@ def route_edge_shares(topology: Topology, src: str, dst: str) -> Iterator[tuple[
     """(directed link, share) of the bytes from ``src`` to ``dst`` on each link of each of their
     equal-cost paths, a path's share in proportion to its weakest link (NVSwitch striping; one
     path on PCIe or through a relaying GPU)."""
+    for path, share in _path_shares(topology, src, dst):
+        for edge in itertools.pairwise(path):
+            yield edge, share
+
+
+def _path_shares(topology: Topology, src: str, dst: str) -> list[tuple[tuple[str, ...], float]]:
+    """Each equal-cost path from ``src`` to ``dst`` with its share of the bytes: its weakest link's
+    rate over the sum of the paths' (``route_edge_shares``)."""
     succ = topology.graph._succ
     paths = topology.paths(src, dst)
     widths = [min(succ[a][b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths]
     total = sum(widths)
-    for path, width in zip(paths, widths, strict=True):
-        for edge in itertools.pairwise(path):
-            yield edge, width / total
+    return [(path, width / total) for path, width in zip(paths, widths, strict=True)]
 
 
 _FACTS: weakref.WeakKeyDictionary[Topology, _TopologyFacts] = weakref.WeakKeyDictionary()
