@@ -13,8 +13,9 @@ made a subclass or a free function where it was a method) as the oracle:
 * ``GroupLayout.local`` / ``uniform`` were recomputed on every read; ``own_nic_bandwidth`` and
   ``node_nic_bandwidth`` looked each member's home NICs up in the graph on every read;
   ``_TopologyFacts.nic_bandwidth`` read the graph through its Mapping views;
-* ``Algorithm.traffic`` found each flow's stage with a search of its own; ``FabricLeaves`` found a
-  group's homes anew on every call and the relayed exits node by node (oversubscribed leaves);
+* ``Algorithm.traffic`` found each flow's stage with a search of its own (CollNet's now reads its
+  ``FlowList`` without making the flows); ``FabricLeaves`` found a group's homes anew on every
+  call and the relayed exits node by node (oversubscribed leaves);
 * ``_TopologyFacts.local_link_shares`` read each pair's link shares from ``route_edge_shares``'
   generator, edge by edge.
 
@@ -61,6 +62,7 @@ from recsim.cost.collectives.base import (
     levels,
     traffic_matrix,
 )
+from recsim.cost.collectives.collnet import CollNetAllReduce
 from recsim.cost.collectives.fabric import _CHUNK, FabricLeaves, fabric_leaves
 from recsim.cost.collectives.model import collective_cost, collective_flows
 from recsim.errors import ConfigError
@@ -649,6 +651,7 @@ def test_leaf_bounds_match_the_flow_by_flow_traffic(
     assert fabric_leaves(new_topology).oversubscribed
     with monkeypatch.context() as mp:
         mp.setattr(Algorithm, "traffic", old_traffic)
+        mp.setattr(CollNetAllReduce, "traffic", old_traffic)  # its own: the FlowList's entries
         fabric._LEAVES[old_topology] = OldFabricLeaves(old_topology)
         expected = cost_all(old_topology, ops)
     got = cost_all(new_topology, ops)

@@ -38,7 +38,7 @@ import itertools
 import math
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -903,31 +903,55 @@ class Algorithm(ABC):
         """Per stage of ``stages`` (``stages(op, layout)``), the bytes its transfers carry between
         group positions: ``flows`` gathered by the stages' phases. An algorithm with a cheaper
         account of them (an all-to-all's matrix) gives it instead."""
-        index = {v: p for p, v in enumerate(layout.vertices)}
-        bounds = np.cumsum([s.phases for s in stages])
         flows = self.flows(op, layout)
-        # Every flow's positions, phase and bytes as arrays, its stage found for all at once (a
-        # collective on 128 GPUs has a thousand flows or more): each stage's transfers are its
-        # flows' in their order, as appending flow by flow gave. -1: a transfer to a switch
-        # (in-network reduction), which has no GPU-to-GPU route.
-        count = len(flows)
-        src = np.fromiter((index.get(f.src, -1) for f in flows), dtype=np.intp, count=count)
-        dst = np.fromiter((index.get(f.dst, -1) for f in flows), dtype=np.intp, count=count)
-        routed = (src >= 0) & (dst >= 0)
-        phase = np.fromiter((f.phase for f in flows), dtype=np.int64, count=count)[routed]
-        size = np.fromiter((f.bytes for f in flows), dtype=np.float64, count=count)[routed]
-        src, dst = src[routed], dst[routed]
-        stage = np.searchsorted(bounds, phase, side="right")
-        past = np.flatnonzero(stage >= len(stages))
-        if past.size:
-            raise ValueError(
-                f"{self.name}: a flow in phase {int(phase[past[0]])}, past its stages' {int(bounds[-1])}"
-            )
-        out = []
-        for k in range(len(stages)):
-            mine = stage == k
-            out.append(Traffic(src[mine], dst[mine], size[mine]))
-        return out
+        return stage_traffic(
+            self.name,
+            layout,
+            stages,
+            len(flows),
+            (f.src for f in flows),
+            (f.dst for f in flows),
+            (f.phase for f in flows),
+            (f.bytes for f in flows),
+        )
+
+
+def stage_traffic(
+    name: str,
+    layout: GroupLayout,
+    stages: Sequence[Stage],
+    count: int,
+    src: Iterable[str],
+    dst: Iterable[str],
+    phase: Iterable[int],
+    size: Iterable[float],
+) -> list[Traffic]:
+    """``Algorithm.traffic`` of ``count`` transfers, given as their source and destination vertices,
+    phases and bytes, in order (an algorithm's flows, or the entries of its ``FlowList``).
+
+    Every transfer's positions and stage are found for all at once (a collective on 128 GPUs has a
+    thousand flows or more): each stage's transfers are its flows' in their order, as appending
+    flow by flow gave. A transfer to a switch (in-network reduction) has no GPU-to-GPU route and is
+    left out."""
+    index = {v: p for p, v in enumerate(layout.vertices)}
+    bounds = np.cumsum([s.phases for s in stages])
+    sources = np.fromiter((index.get(v, -1) for v in src), dtype=np.intp, count=count)
+    targets = np.fromiter((index.get(v, -1) for v in dst), dtype=np.intp, count=count)
+    routed = (sources >= 0) & (targets >= 0)
+    phases = np.fromiter(phase, dtype=np.int64, count=count)[routed]
+    sizes = np.fromiter(size, dtype=np.float64, count=count)[routed]
+    sources, targets = sources[routed], targets[routed]
+    stage = np.searchsorted(bounds, phases, side="right")
+    past = np.flatnonzero(stage >= len(stages))
+    if past.size:
+        raise ValueError(
+            f"{name}: a flow in phase {int(phases[past[0]])}, past its stages' {int(bounds[-1])}"
+        )
+    out = []
+    for k in range(len(stages)):
+        mine = stage == k
+        out.append(Traffic(sources[mine], targets[mine], sizes[mine]))
+    return out
 
 
 REGISTRY: dict[str, Algorithm] = {}

@@ -33,6 +33,7 @@ aggregation happens there and above).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 
 from recsim.cost.collectives.base import (
     Algorithm,
@@ -42,9 +43,11 @@ from recsim.cost.collectives.base import (
     Level,
     LevelCost,
     Stage,
+    Traffic,
     first,
     levels,
     register,
+    stage_traffic,
 )
 from recsim.cost.collectives.ring import _payload
 from recsim.graph.ir import Collective, CollectiveOp
@@ -138,17 +141,34 @@ class CollNetAllReduce(Algorithm):
     def protocol_flows(
         self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
     ) -> list[Flow]:
-        return self._flows(op, layout, nvls=protocol == "nvls")
+        return self._flows(op, layout, nvls=protocol == "nvls").flows()
 
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
-        return self._flows(op, layout, nvls=False)
+        return self._flows(op, layout, nvls=False).flows()
 
-    def _flows(self, op: Collective | Sequence[Collective], layout: GroupLayout, *, nvls: bool) -> list[Flow]:
+    def traffic(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
+    ) -> list[Traffic]:
+        # ``flows`` gathered by stage (``Algorithm.traffic``), read from the merged entries
+        # themselves: the same transfers in the same order, without a ``Flow`` made for each.
+        items = self._flows(op, layout, nvls=False).items
+        return stage_traffic(
+            self.name,
+            layout,
+            stages,
+            len(items),
+            map(itemgetter(0), items),
+            map(itemgetter(1), items),
+            map(itemgetter(2), items),
+            items.values(),
+        )
+
+    def _flows(self, op: Collective | Sequence[Collective], layout: GroupLayout, *, nvls: bool) -> FlowList:
+        out = FlowList()
         if layout.n < 2:
-            return []
+            return out
         size = _payload(first(op))
         direct = _direct(layout)
-        out = FlowList()
         for ps in layout.by_node.values():
             local = len(ps)
             if nvls:
@@ -184,4 +204,4 @@ class CollNetAllReduce(Algorithm):
                     for leaf in leaves:
                         out.add(v, leaf, share, 0)
                         out.add(leaf, v, share, 0)
-        return out.flows()
+        return out
