@@ -858,16 +858,32 @@ class _Builder:
         return name
 
     def connect(self, a: str, b: str, bandwidth: float, latency: float, kind: str, links: int = 1) -> None:
+        # Written into networkx's own dicts (as ``replicate_node`` does; ``build_topology`` clears
+        # the graph's cache once at the end): what ``has_edge``, ``edges[u, v]`` and ``add_edge``
+        # read and write, one attribute dict per edge shared by both adjacency entries, the
+        # attributes in ``add_edge``'s order. A vertex not made yet is left to ``add_edge``.
+        succ, pred = self.g._succ, self.g._pred
         for u, v in ((a, b), (b, a)):
-            if self.g.has_edge(u, v):
-                edge = self.g.edges[u, v]
+            out = succ.get(u)
+            edge = None if out is None else out.get(v)
+            if edge is not None:
                 edge["bandwidth_bytes_per_s"] += bandwidth
                 edge["links"] += links
+                continue
+            if out is not None and v in succ:
+                data = {
+                    "bandwidth_bytes_per_s": bandwidth,
+                    "latency_s": latency,
+                    "kind": kind,
+                    "links": links,
+                }
+                out[v] = data
+                pred[v][u] = data
             else:
                 self.g.add_edge(
                     u, v, bandwidth_bytes_per_s=bandwidth, latency_s=latency, kind=kind, links=links
                 )
-                self.edge_log.append((u, v))
+            self.edge_log.append((u, v))
 
     def link(self, a: str, b: str, link: Link, count: int = 1, cap: float | None = None) -> None:
         bw = count * link.bandwidth_bytes_per_s
@@ -1437,4 +1453,7 @@ def build_topology(system: System) -> Topology:
         if n == 0:
             template = builder.node_template(nics[0])
     builder.scale_out(nics)
+    clear = getattr(nx, "_clear_cache", None)
+    if clear is not None:
+        clear(builder.g)  # as add_edge does (``_Builder.connect`` writes the graph's dicts)
     return Topology(system, builder.g)

@@ -5,7 +5,8 @@ Each ``Old*`` / ``old_*`` below is the replaced implementation, copied verbatim 
 made a subclass or a free function where it was a method) as the oracle:
 
 * ``build_topology`` ran ``_Builder.build_node`` once per node and numbered leaves by scanning the
-  graph (``_existing``); now node 0 is copied for the other nodes and leaves are counted;
+  graph (``_existing``) and added edges through networkx's ``add_edge``; now node 0 is copied
+  for the other nodes, leaves are counted and ``connect`` writes networkx's dicts;
 * ``Topology.bisection_bandwidth_bytes_per_s`` went through ``_integral_max_flow`` (which gives up
   above 2**31 of total source capacity, so 1024 GPUs fell back to networkx);
 * ``_nics_are_the_only_gateways`` / ``_integral_capacities`` looped over the edges in Python; the
@@ -119,7 +120,20 @@ def _integral_max_flow(
 
 class OldBuilder(_Builder):
     """``_Builder`` with the leaf numbering it had: a scan of the graph per leaf (verbatim, but for
-    the whole-node rounding of ``per_leaf`` added since, a policy both builds share)."""
+    the whole-node rounding of ``per_leaf`` added since, a policy both builds share), and its
+    edges added through networkx's ``has_edge`` / ``edges`` / ``add_edge`` (``connect``)."""
+
+    def connect(self, a: str, b: str, bandwidth: float, latency: float, kind: str, links: int = 1) -> None:
+        for u, v in ((a, b), (b, a)):
+            if self.g.has_edge(u, v):
+                edge = self.g.edges[u, v]
+                edge["bandwidth_bytes_per_s"] += bandwidth
+                edge["links"] += links
+            else:
+                self.g.add_edge(
+                    u, v, bandwidth_bytes_per_s=bandwidth, latency_s=latency, kind=kind, links=links
+                )
+                self.edge_log.append((u, v))
 
     def _leaves(
         self,
