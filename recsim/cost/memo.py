@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from recsim.config.hashing import config_hash
 from recsim.errors import ConfigError
 from recsim.hardware.topology import Topology, build_topology
 
@@ -85,6 +86,14 @@ class CostMemo:
     @cached_property
     def topology(self) -> Topology:
         return build_topology(self.system)
+
+    @cached_property
+    def config_hash(self) -> str:
+        """``recsim.engine.simulate.resolved_config_hash`` of the memo's system and workload (the
+        configs are frozen models: their hash cannot change), "" for a memo without a workload."""
+        if self.workload is None:
+            return ""
+        return config_hash(self.system)[:8] + config_hash(self.workload)[:8]
 
     @cached_property
     def shard_ops(self) -> ShardOps:

@@ -138,3 +138,17 @@ def test_a_memo_of_another_workload_is_refused_with_slow_nics_too() -> None:
     assert simulate_training(tiny, workload, tiny_plan, SimulationOptions()).result.status == "infeasible"
     with pytest.raises(ValueError, match="CostMemo"):
         simulate_training(tiny, workload, tiny_plan, SimulationOptions(costs=CostMemo(system, workload)))
+
+
+def test_the_memo_keeps_the_runs_config_hash() -> None:
+    # Hashed once per memo (the configs are frozen), and the hash of a fresh run: a memo must never
+    # name a result with another config's hash.
+    system, workload = prepare("zionex", "dlrm-benchmark", nodes=1)
+    other_system, other_workload = prepare("zionex", "dlrm-benchmark", nodes=2)
+    plan = make_plan("table_wise", workload, system)
+    memo = CostMemo(system, workload)
+    fresh = simulate_training(system, workload, plan, SimulationOptions()).result
+    shared = simulate_training(system, workload, plan, SimulationOptions(costs=memo)).result
+    assert shared.resolved_config_hash == fresh.resolved_config_hash == memo.config_hash
+    assert CostMemo(other_system, other_workload).config_hash != memo.config_hash
+    assert CostMemo(system).config_hash == ""
