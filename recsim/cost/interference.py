@@ -23,6 +23,15 @@ is read off a schedule made without the effect (one pass: the stretched kernels 
 re-checked against the collectives they now overlap a little more or less). A collective's window
 on a rank is its scheduled start to finish. ASSUMPTION: the A100 figures hold on other GPUs (no
 other trace in the reference set has NCCL kernels beside compute kernels of the same shapes).
+
+**Not monotone in the hardware.** Faster hardware that moves a collective earlier can move it
+under a kernel it used to follow, and that kernel then runs slower: a tester's zionex DLRM step
+(table-wise, fp16, fused) took 2.226 ms with 31.5 GB/s PCIe switch ports and 2.248 ms (+1.0 %)
+with 63 GB/s, because the next batch's copy finished sooner and its index all-to-all then began
+inside the forward lookup instead of 4.5 us after it (22 of about 2,500 perturbed runs, at most
++1.1 %, every one a PCIe or DRAM speed-up). That is the contention the traces show, not an
+artefact of the one-pass reading; a framework would see it too unless it held the collective back.
+With ``comm_interference`` off (``--no-comm-interference``) more bandwidth never slows a step.
 """
 
 from __future__ import annotations
