@@ -150,6 +150,9 @@ class CostModel:
         self._by_op: dict[object, float] = memo.by_op if memo else {}
         # Whole uneven all-to-alls by the identity of their parts' fields (``all_to_all_s``).
         self._wholes: dict[tuple[object, ...], tuple[tuple[Collective, ...], float]] = {}
+        # With a memo, whole all-to-alls are keyed by value instead (``_whole_key``), in the memo's
+        # ``collectives``: an evaluation's parts are new objects, so identity finds nothing there.
+        self._shared_wholes = memo is not None
         # A fused (TBE) table -> what its access model is made of, and the mixture made of each:
         # the ranks' table-batched lookups of the same tables and lookups (the replicated tables of
         # a data-parallel sharding, on every rank) share one model and so one cost.
@@ -266,10 +269,17 @@ class CostModel:
         that part's pattern shifted, which is exact only for such patterns.
 
         Cached for this model by the identity of the parts' fields (the copies of a chained graph
-        share them; the parts are kept with the value, so the ids stay theirs), not in a
-        ``CostMemo``: a value key would hash every member's splits, ``n^2`` numbers, about what
-        costing the matrix again does.
+        share them; the parts are kept with the value, so the ids stay theirs); with a
+        ``CostMemo``, by value in the memo instead (``_whole_key``), where the next evaluation of
+        the same matrix finds it.
         """
+        if self._shared_wholes:
+            whole = self._whole_key(parts)
+            value = self._collectives.get(whole)
+            if value is None:
+                value = collective_time_s(list(parts), self.topology)
+                self._collectives[whole] = value
+            return value
         head = parts[0]
         key = (
             head.op,
@@ -288,6 +298,35 @@ class CostModel:
         value = collective_time_s(list(kept), self.topology)
         self._wholes[key] = (kept, value)
         return value
+
+    def _whole_key(self, parts: Sequence[Collective]) -> tuple[object, ...]:
+        """A value key of a whole all-to-all (``all_to_all_s``): every part's fields but its
+        ``key`` (as ``collective_s`` keys one part), each part's as the id of its interned copy.
+
+        Hashing every member's splits, ``n^2`` numbers, would cost about what costing the matrix
+        does; but the builder shares one part (and its split tuples) among the ranks that send and
+        receive alike, so each distinct part object is resolved once (its tuples through the
+        interner, by identity after their first sight), and the key is a tuple of ``n`` ints. Each
+        id is that of a canonical tuple the interner keeps (a memo's: alive as long as the memo),
+        so equal ids mean equal values."""
+        canonical = self._interned.canonical
+        resolved: dict[int, int] = {}  # id of a part (alive in ``parts``) -> its interned key's id
+        ids = []
+        for part in parts:
+            found = resolved.get(id(part))
+            if found is None:
+                fields = (
+                    part.op,
+                    id(canonical(part.group)),
+                    part.bytes,
+                    part.dtype,
+                    id(canonical(part.send_bytes)),
+                    id(canonical(part.recv_bytes)),
+                    part.algorithm,
+                )
+                found = resolved[id(part)] = id(canonical(fields))
+            ids.append(found)
+        return ("whole", tuple(ids))
 
     def part_s(self, op: Collective, rank: int) -> float:
         """Seconds of one member's part of an uneven all-to-all when the other parts are not at

@@ -1,0 +1,113 @@
+"""The fast paths of an analytic evaluation that shares a ``CostMemo`` give exactly what the code
+they replaced gave (kept below as the reference): whole all-to-alls keyed by value in the memo.
+Each is compared bit for bit on built graphs of real configurations (folded and not, several plans
+and runtimes) and, where it matters, on random graphs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+
+from recsim.api import make_plan, prepare
+from recsim.cost.collectives import collective_time_s
+from recsim.cost.memo import CostMemo
+from recsim.cost.model import CostModel
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node
+
+CONFIGS = [
+    ("dgx-h100", 16, "table_wise", "fused", True),
+    ("dgx-h100", 2, "row_wise", "fused", False),
+    ("dgx-h100", 2, "auto", "eager", True),
+    ("dgx-a100", 2, "table_wise", "cuda_graphs", False),
+]
+
+
+def _setup(name: str, nodes: int, plan_name: str, runtime: str, fold: bool):
+    system, workload = prepare(
+        name,
+        "dlrm-dcnv2",
+        nodes=nodes,
+        batch_size=55296 if nodes == 16 else None,
+        precision="fp16",
+        overrides=[f"workload.training.runtime={runtime}"],
+    )
+    plan = make_plan(plan_name, workload, system)
+    memo = CostMemo(system, workload)
+    options = BuildOptions(validate_plan=False, ranks_per_node=system.node.num_accelerators, fold_ranks=fold)
+    return system, workload, plan, memo, options
+
+
+def _model(system, workload, graph: ExecutionGraph, memo: CostMemo | None) -> CostModel:
+    metadata = graph.metadata
+    return CostModel(
+        system,
+        workload,
+        fused_tables=metadata.get("fused_tables"),
+        table_slices=metadata.get("table_slices"),
+        memo=memo,
+        folded_parts=metadata.get("folded_parts"),
+    )
+
+
+def _wholes(cost: CostModel, nodes: Sequence[Node]) -> list[list[Collective]]:
+    """The parts, in group order, of each uneven all-to-all of ``nodes``."""
+    by_key: dict[str, list[Node]] = {}
+    for n in nodes:
+        if type(n.op) is Collective and n.op.op is CollectiveOp.ALL_TO_ALL:
+            by_key.setdefault(n.op.key, []).append(n)
+    out = []
+    for members in by_key.values():
+        if any(m.op.send_bytes is not None for m in members):
+            parts = cost.ordered_parts(members)
+            assert parts is not None
+            out.append(parts)
+    return out
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_whole_all_to_alls_keyed_by_value_in_a_memo_cost_what_they_did(name, nodes, plan_name, runtime, fold):
+    """A memo's whole all-to-all (``CostModel._whole_key``) costs what the model without a memo
+    (identity-keyed, the code before) and the plain collective cost give, in a first evaluation
+    and in later ones that find it in the memo; different matrices get different keys."""
+    system, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    keys = set()
+    for _ in range(3):  # each evaluation builds its own graph: new parts, new tuples
+        step = build_training_step(workload, plan, options, memo.shard_ops)
+        shared = _model(system, workload, step, memo)
+        alone = _model(system, workload, step, None)
+        wholes = _wholes(shared, step.nodes)
+        assert wholes
+        for parts in wholes:
+            expected = collective_time_s(list(parts), alone.topology)
+            assert alone.all_to_all_s(parts) == expected
+            assert shared.all_to_all_s(parts) == expected
+            assert shared.all_to_all_s(parts) == expected  # found in the memo
+        assert shared.graph_durations_s(step.nodes) == alone.graph_durations_s(step.nodes)
+        keys.add(tuple(shared._whole_key(parts) for parts in wholes))
+    assert len(keys) == 1  # the same matrices, evaluation after evaluation
+    (found,) = keys
+    assert len(set(found)) == len(found)  # no two matrices of a step share a key
+
+
+def test_whole_key_tells_parts_apart_by_every_field_but_their_name():
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=1, precision="fp16")
+    cost = CostModel(system, workload, memo=CostMemo(system, workload))
+    group = tuple(range(4))
+    send = (1.0, 2.0, 3.0, 4.0)
+    part = Collective(CollectiveOp.ALL_TO_ALL, "a", group, 10.0, "fp16", send, send)
+    base = cost._whole_key([part] * 4)
+    assert cost._whole_key([replace(part, key="b")] * 4) == base
+    for changed in (
+        replace(part, group=(0, 1, 2, 5)),
+        replace(part, bytes=11.0),
+        replace(part, dtype="fp32"),
+        replace(part, send_bytes=(1.0, 2.0, 3.0, 5.0)),
+        replace(part, recv_bytes=(1.0, 2.0, 3.0, 5.0)),
+        replace(part, algorithm="pairwise"),
+        replace(part, op=CollectiveOp.ALL_GATHER),
+    ):
+        assert cost._whole_key([part, part, changed, part]) != base
+        assert cost._whole_key([changed] * 4) != base
