@@ -428,21 +428,29 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     src, dst = keys // vertices, keys % vertices
     pending = np.bincount(dst, minlength=vertices)
     out_count = np.bincount(src, minlength=vertices)
-    out_start = np.cumsum(out_count) - out_count
+    out_end = np.cumsum(out_count)
+    # 0, 1, 2 ... sliced for each round's ranges: a round is a dozen calls on small arrays, so
+    # every call saved (an ``arange`` made anew, a second ``repeat``) shows over the rounds.
+    counting = np.arange(max(vertices, dst.size), dtype=np.intp)
     rounds = []
     frontier = np.flatnonzero(pending == 0)
     claim = np.full(vertices, -1, dtype=np.intp)
     while frontier.size:
         # The frontier's outgoing edges, and the vertices that have just lost their last
-        # pending predecessor (each once: ``claim`` keeps one slot per vertex).
+        # pending predecessor (each once: ``claim`` keeps one slot per vertex). The ``k``-th
+        # edge of a frontier vertex ``f`` is ``out_start[f] + k``, and ``k`` is its place among
+        # the round's edges less the edges of the vertices before ``f`` in the frontier; with
+        # ``ends`` their running count, that is ``out_end[f] - ends[slot] + place``.
         counts = out_count[frontier]
-        edges = np.repeat(out_start[frontier] - (np.cumsum(counts) - counts), counts)
-        edges += np.arange(edges.size)
+        ends = np.cumsum(counts)
+        slot = np.repeat(counting[: frontier.size], counts)
+        edges = (out_end[frontier] - ends)[slot]
+        edges += counting[: slot.size]
         targets = dst[edges]
-        rounds.append((frontier, targets, np.repeat(np.arange(frontier.size), counts)))
+        rounds.append((frontier, targets, slot))
         np.subtract.at(pending, targets, 1)
         ready = targets[pending[targets] == 0]
-        slots = np.arange(ready.size)
+        slots = counting[: ready.size]
         claim[ready] = slots
         frontier = ready[claim[ready] == slots]
     return KahnRounds(tuple(rounds), np.flatnonzero(pending > 0))

@@ -1,5 +1,6 @@
 """The fast paths of an analytic evaluation that shares a ``CostMemo`` give exactly what the code
-they replaced gave (kept below as the reference): whole all-to-alls keyed by value in the memo.
+they replaced gave (kept below as the reference): whole all-to-alls keyed by value in the memo,
+and Kahn's rounds with fewer array calls per round.
 Each is compared bit for bit on built graphs of real configurations (folded and not, several plans
 and runtimes) and, where it matters, on random graphs."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from recsim.api import make_plan, prepare
@@ -15,7 +17,10 @@ from recsim.cost.collectives import collective_time_s
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CostModel
 from recsim.graph.build import BuildOptions, build_training_step
-from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node
+from recsim.graph.index import GraphIndex, KahnRounds
+from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
+from recsim.graph.steps import ChainedGraph, chain_steps
+from tests.unit.test_analytic_speed_paths import random_graph
 
 CONFIGS = [
     ("dgx-h100", 16, "table_wise", "fused", True),
@@ -111,3 +116,79 @@ def test_whole_key_tells_parts_apart_by_every_field_but_their_name():
     ):
         assert cost._whole_key([part, part, changed, part]) != base
         assert cost._whole_key([changed] * 4) != base
+
+
+# ------------------------------------------------------------------------------- Kahn's rounds
+
+
+def previous_kahn_rounds(index: GraphIndex) -> KahnRounds:
+    """``recsim.graph.index._kahn_rounds`` before its rounds took their ranges from one counting
+    array (an ``arange`` and a second ``repeat`` fewer per round)."""
+    vertices = index.vertices
+    vertex = index.vertex_array
+    prev = index.prev_in_queue_array
+    queued = np.flatnonzero(prev >= 0)
+    src = np.concatenate((vertex[index.dep_flat_array], vertex[prev[queued]]))
+    dst = np.concatenate((vertex[index.dep_child_array], vertex[queued]))
+    keep = src != dst
+    keys = src[keep].astype(np.int64) * vertices + dst[keep]
+    keys.sort(kind="stable")
+    if keys.size:
+        distinct = np.empty(keys.size, dtype=bool)
+        distinct[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+        keys = keys[distinct]
+    src, dst = keys // vertices, keys % vertices
+    pending = np.bincount(dst, minlength=vertices)
+    out_count = np.bincount(src, minlength=vertices)
+    out_start = np.cumsum(out_count) - out_count
+    rounds = []
+    frontier = np.flatnonzero(pending == 0)
+    claim = np.full(vertices, -1, dtype=np.intp)
+    while frontier.size:
+        counts = out_count[frontier]
+        edges = np.repeat(out_start[frontier] - (np.cumsum(counts) - counts), counts)
+        edges += np.arange(edges.size)
+        targets = dst[edges]
+        rounds.append((frontier, targets, np.repeat(np.arange(frontier.size), counts)))
+        np.subtract.at(pending, targets, 1)
+        ready = targets[pending[targets] == 0]
+        slots = np.arange(ready.size)
+        claim[ready] = slots
+        frontier = ready[claim[ready] == slots]
+    return KahnRounds(tuple(rounds), np.flatnonzero(pending > 0))
+
+
+def assert_same_rounds(got: KahnRounds, want: KahnRounds) -> None:
+    assert len(got.rounds) == len(want.rounds)
+    for a, b in zip(got.rounds, want.rounds, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+    assert got.waiting.dtype == want.waiting.dtype and np.array_equal(got.waiting, want.waiting)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_kahn_rounds_match_the_previous_code_on_random_graphs(seed):
+    graph = random_graph(seed, ranks=2 + seed % 5, per_rank=10 + 7 * seed)
+    for g in (graph, chain_steps(graph, 3)):
+        index = GraphIndex.of(g)
+        assert_same_rounds(index.kahn_rounds, previous_kahn_rounds(index))
+
+
+def test_kahn_rounds_match_the_previous_code_with_a_cycle_and_when_empty():
+    def c(i, rank, key):
+        return Node(i, rank, key, Stream.COMM, Collective(CollectiveOp.ALL_REDUCE, key, (0, 1), 8.0))
+
+    deadlocked = ExecutionGraph(2, [c(0, 0, "a"), c(1, 0, "b"), c(2, 1, "b"), c(3, 1, "a")])
+    for g in (deadlocked, ExecutionGraph(1, [])):
+        index = GraphIndex.of(g)
+        assert_same_rounds(index.kahn_rounds, previous_kahn_rounds(index))
+    assert GraphIndex.of(deadlocked).kahn_rounds.waiting.size
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_kahn_rounds_match_the_previous_code_on_chained_steps(name, nodes, plan_name, runtime, fold):
+    _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    step = build_training_step(workload, plan, options, memo.shard_ops)
+    index = ChainedGraph.lazy(step, 3).index()
+    assert_same_rounds(index.kahn_rounds, previous_kahn_rounds(index))
