@@ -12,9 +12,10 @@ the measured or specified idle draw.
 
 from __future__ import annotations
 
+import difflib
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from recsim.config.loader import Referable
 from recsim.config.types import (
@@ -35,6 +36,34 @@ from recsim.config.types import (
 from recsim.hardware.calibration import Calibration, CollectiveCalibration
 
 Dtype = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
+
+#: Accelerator architectures the cost models know by name: the L2 read bandwidth per clock
+#: (``recsim.cost.embedding.gpu.L2_BYTES_PER_CLOCK``) and a trace's compute capability
+#: (``recsim.api.recorded_accelerator``). Another name is a part recsim has no figures for, which
+#: then gets the documented fallbacks (no L2 speed-up, never matched to a trace's GPU).
+KNOWN_ACCELERATOR_ARCHITECTURES: tuple[str, ...] = ("volta", "ampere", "hopper", "blackwell")
+#: Vendors the models read: NCCL's peer-to-peer rule through a CPU's root complex
+#: (``recsim.hardware.topology``: Intel, Zhaoxin) and the library's parts.
+KNOWN_VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "arm", "zhaoxin", "ampere computing", "aws")
+#: How close (``difflib`` ratio) an unknown name must be to a known one to be read as its typo:
+#: "hoper" (0.91 to hopper), "nvidai" (0.83 to nvidia), "intle" (0.8 to intel) are; "zen3" (0.75 to
+#: zen2) or "rubin" is a name of its own.
+NEAR_MISS_RATIO = 0.8
+
+
+def check_known_name(what: str, value: str, known: tuple[str, ...]) -> str:
+    """``value``, unless it is a near miss of a name in ``known`` (a ``ValueError`` naming it): a
+    misspelt architecture or vendor would otherwise silently lose the figures tied to the name."""
+    lowered = value.lower()
+    if lowered in known:
+        return value
+    close = difflib.get_close_matches(lowered, known, n=1, cutoff=NEAR_MISS_RATIO)
+    if close:
+        raise ValueError(
+            f"unknown {what} {value!r}; did you mean {close[0]!r}? (recsim knows {', '.join(known)}; "
+            f"a name far from all of them is taken as a part it has no figures for)"
+        )
+    return value
 
 
 class Power(Spec):
@@ -216,6 +245,26 @@ class Accelerator(Device):
     power: Power
     calibration: Calibration | None = None
 
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        return check_known_name("accelerator architecture", value, KNOWN_ACCELERATOR_ARCHITECTURES)
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, value: str) -> str:
+        return check_known_name("vendor", value, KNOWN_VENDORS)
+
+    @model_validator(mode="after")
+    def _l2_within_hbm(self) -> Self:
+        # An L2 as large as the HBM would hold every table and make every lookup an L2 hit.
+        if self.l2_bytes >= self.hbm.capacity_bytes:
+            raise ValueError(
+                f"l2 ({self.l2_bytes:.4g} B) must be smaller than hbm.capacity "
+                f"({self.hbm.capacity_bytes:.4g} B)"
+            )
+        return self
+
 
 # --------------------------------------------------------------------------- CPUs
 
@@ -248,6 +297,11 @@ class Cpu(Device):
     pcie_lanes: PositiveInt
     socket_interconnect: SocketInterconnect | None = None
     power: Power
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, value: str) -> str:
+        return check_known_name("vendor", value, KNOWN_VENDORS)
 
     @property
     def fp32_flop_per_s(self) -> float:

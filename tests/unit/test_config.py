@@ -495,3 +495,30 @@ def test_an_override_whose_alias_contains_itself_is_one_line():
     with pytest.raises(ConfigError, match="a YAML alias refers to a collection that contains it"):
         Override.parse("cluster.nodes=&a [1, *a]")
     assert Override.parse("x=[&c [1, 2], *c]").value == [[1, 2], [1, 2]]  # shared, not recursive
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        (
+            "node.accelerators.device.architecture=hoper",
+            "architecture: unknown accelerator architecture 'hoper'; did you mean 'hopper'?",
+        ),
+        ("node.accelerators.device.vendor=nvidai", "vendor: unknown vendor 'nvidai'; did you mean 'nvidia'?"),
+        ("node.cpus.device.vendor=Intle", "vendor: unknown vendor 'Intle'; did you mean 'intel'?"),
+        ("node.accelerators.device.l2=81 GiB", "l2 (8.697e+10 B) must be smaller than hbm.capacity"),
+    ],
+)
+def test_a_misspelt_architecture_or_vendor_and_an_l2_beyond_the_hbm_are_refused(override, fragment):
+    # A typo would silently cost the part without its architecture's figures (recsim.hardware.devices).
+    msg = error_of(lambda: HardwareLibrary().system("dgx-h100", [Override.parse(override)]))
+    # A field's own check blames the --set; a check across keys names the mapping and the --set.
+    assert msg.startswith(f"--set {override}: ") or f"(the mapping also has --set {override})" in msg, msg
+    assert fragment in msg, msg
+
+
+def test_an_architecture_far_from_the_known_ones_is_a_part_of_its_own():
+    system = HardwareLibrary().system(
+        "dgx-h100", [Override.parse("node.accelerators.device.architecture=rubin")]
+    )
+    assert system.accelerator is not None and system.accelerator.architecture == "rubin"
