@@ -15,7 +15,7 @@ from recsim.config.library import DocumentLibrary
 from recsim.config.loader import Override, Referable
 from recsim.config.tree import Tree, format_path, walk
 from recsim.errors import ConfigError
-from recsim.workload.access.stats import is_stats_path, resolve_stats
+from recsim.workload.access.stats import is_stats_path, load_section, resolve_stats
 from recsim.workload.spec import Workload
 
 
@@ -47,9 +47,30 @@ class WorkloadLibrary(DocumentLibrary):
             for part in path[:-1]:
                 parent = parent[part]
             parent["stats"] = str(resolved)
+        for path, value in list(walk(tree.data)):
+            if path and path[-1] == "stats" and isinstance(value, str):
+                _check_section(tree, path, value)
         return tree
 
     def workload(self, ref: str | Path, overrides: Iterable[Override] = ()) -> Workload:
         """A validated workload by name or path, with overrides."""
         spec: Workload = self.load("dlrm", ref, overrides).spec
         return spec
+
+
+def _check_section(tree: Tree, path: tuple[str | int, ...], stats: str) -> None:
+    """Read the section of the stats file that ``path`` names (``section`` beside it, 0 by default)
+    now, so that a file that is empty or malformed, or a section it lacks, is the workload's error,
+    with its key, when the workload loads, not a bare stats-file error when a run first reads it.
+    The parse is kept (``recsim.workload.access.stats``), so the run reads it for nothing."""
+    parent = tree.data
+    for part in path[:-1]:
+        parent = parent[part]
+    section = parent.get("section", 0) if isinstance(parent, dict) else 0
+    if isinstance(section, bool) or not isinstance(section, (int, str)):
+        return  # the schema's own check names the wrong type
+    key = (*path[:-1], "section") if isinstance(parent, dict) and "section" in parent else path
+    try:
+        load_section(stats, section)
+    except ConfigError as exc:
+        raise ConfigError(f"{tree.location(key)}: {format_path(key)}: {exc}") from None

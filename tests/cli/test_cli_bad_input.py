@@ -269,6 +269,36 @@ def test_switching_an_inherited_variant_replaces_it(tmp_path: Path) -> None:
     assert "alpha" not in line
 
 
+def test_a_stats_file_or_section_a_workload_cannot_use_is_the_workloads_error(tmp_path: Path) -> None:
+    # A tester found these accepted by `workload show` and reported by `run` against the stats
+    # file alone: the workload file and key are named, when the workload loads.
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    workload = tmp_path / "w.yaml"
+    head = "kind: dlrm\nextends: tiny-dlrm\nname: w\n"
+    workload.write_text(head + "embedding: {access: {dist: empirical, stats: ./empty.txt}}\n")
+    line = error_line(run("workload", "show", workload))
+    assert f"{workload}:4: embedding.access.stats: {empty}: no locality-stats sections in the file" in line
+    workload.write_text(
+        head + "embedding:\n  access: {dist: empirical, stats: 2021-locality, section: 999}\n"
+    )
+    line = error_line(run("workload", "show", workload))
+    assert f"{workload}:5: embedding.access.section: " in line
+    assert "section 999 out of range (the file has 17)" in line
+    line = error_line(
+        run(
+            "run",
+            *TINY[:2],
+            "--workload",
+            "tiny-dlrm",
+            *TINY[4:],
+            "--set",
+            "workload.embedding.access={dist: empirical, stats: 2021-locality, section: nope}",
+        )
+    )
+    assert "embedding.access.section" in line and "no section named 'nope'" in line, line
+
+
 # ---------------------------------------------------------------------------------------- golden
 
 
