@@ -255,16 +255,6 @@ class Accelerator(Device):
     def _known_vendor(cls, value: str) -> str:
         return check_known_name("vendor", value, KNOWN_VENDORS)
 
-    @model_validator(mode="after")
-    def _l2_within_hbm(self) -> Self:
-        # An L2 as large as the HBM would hold every table and make every lookup an L2 hit.
-        if self.l2_bytes >= self.hbm.capacity_bytes:
-            raise ValueError(
-                f"l2 ({self.l2_bytes:.4g} B) must be smaller than hbm.capacity "
-                f"({self.hbm.capacity_bytes:.4g} B)"
-            )
-        return self
-
 
 # --------------------------------------------------------------------------- CPUs
 
