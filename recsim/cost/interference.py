@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Collective, Compute, Embedding, Stream
+from recsim.graph.ir import Compute, Embedding, Stream
 from recsim.graph.readers.kineto import KinetoTrace
 
 __all__ = [
@@ -130,6 +130,10 @@ def _slowdown_of(op: object) -> float:
     return 1.0
 
 
+# A queue's stream as the index keeps it (``GraphIndex.queue_keys``: the stream's value).
+_COMPUTE = Stream.COMPUTE.value
+
+
 def interfered_durations(
     index: GraphIndex,
     durations: Sequence[float],
@@ -141,15 +145,25 @@ def interfered_durations(
     nodes = index.copies[0] if index.copies is not None else index.nodes
     steps = index.copies[1] if index.copies is not None else 1
     per_node = len(nodes)
-    # Per step node: its slowdown (1 for what is not a kernel on a compute stream) and whether it
-    # is a collective; the copies of a chained graph repeat them step by step.
-    slow = np.array(
-        [_slowdown_of(n.op) if n.stream == Stream.COMPUTE else 1.0 for n in nodes], dtype=np.float64
+    # Per step node: its slowdown (1 for what is not a kernel on a compute stream); the copies of
+    # a chained graph repeat it step by step. The ops are few and shared by the ranks' nodes (a
+    # dense layer's by every rank): each op's slowdown is worked out once, by identity (the nodes
+    # keep their ops alive meanwhile), and whether a node is on a compute stream is its queue's.
+    ops = [n.op for n in nodes]
+    keys = list(map(id, ops))
+    slowdown = {key: _slowdown_of(op) for key, op in dict(zip(keys, ops, strict=True)).items()}
+    on_compute = np.array([key[1] == _COMPUTE for key in index.queue_keys], dtype=bool)
+    slow = np.where(
+        on_compute[index.queue_array[:per_node]],
+        np.fromiter(map(slowdown.__getitem__, keys), dtype=np.float64, count=per_node),
+        1.0,
     )
-    collective = np.array([type(n.op) is Collective for n in nodes], dtype=bool)
+    # The collectives: the index's (every ``Collective`` node, all steps), not read off the ops again.
+    collective = np.zeros(per_node * steps, dtype=bool)
+    collective[index.collective_positions] = True
     if not collective.any() or not (slow > 1.0).any():
         return list(durations)
-    slow, collective = np.tile(slow, steps), np.tile(collective, steps)
+    slow = np.tile(slow, steps)
     keys = index.queue_keys
     rank_of_queue = np.array([key[0] for key in keys], dtype=np.int64)
     rank = rank_of_queue[index.queue_array]

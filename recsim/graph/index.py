@@ -84,18 +84,26 @@ class GraphIndex:
     copies: tuple[Sequence[Node], int] | None = None
 
     @classmethod
-    def of(cls, graph: ExecutionGraph) -> GraphIndex:
+    def of(cls, graph: ExecutionGraph, *, lazy_deps: bool = False) -> GraphIndex:
         """Read the structure of ``graph`` (``KeyError`` for a dependency on a missing node).
 
         Each attribute is read in one comprehension over the nodes and the rest is done on the
-        resulting lists (with numpy where a pass would otherwise loop in Python)."""
+        resulting lists (with numpy where a pass would otherwise loop in Python).
+        ``lazy_deps``: the dependency lists and the id -> position map are made only when read
+        (``_LazyDepsIndex``), and so is the ``KeyError``: for a caller that takes the structure
+        but the dependencies (the chained index has its own, ``recsim.graph.steps``)."""
         nodes = graph.nodes
         size = len(nodes)
         ids = [n.id for n in nodes]
-        position = dict(zip(ids, range(size), strict=True))
-        deps = [n.deps for n in nodes]
-        dep_end = list(accumulate(map(len, deps)))
-        dep_flat = list(map(position.__getitem__, chain.from_iterable(deps)))
+        if lazy_deps:
+            position: dict[int, int] | None = None
+            dep_end: list[int] = []
+            dep_flat: list[int] = []
+        else:
+            position = dict(zip(ids, range(size), strict=True))
+            deps = [n.deps for n in nodes]
+            dep_end = list(accumulate(map(len, deps)))
+            dep_flat = list(map(position.__getitem__, chain.from_iterable(deps)))
         # Queues numbered by first appearance. The key holds the stream itself: a ``StrEnum``
         # hashes and compares as its value, so a plain-string stream from a reader lands in the
         # same queue; any other kind of stream is merged by value below.
@@ -133,21 +141,25 @@ class GraphIndex:
                 members[v] = [p]
             else:
                 group.append(p)
-        index = cls(
-            nodes,
-            ids,
-            queue,
-            queue_keys,
-            prev.tolist(),
-            dep_end,
-            dep_flat,
-            vertex,
-            np.flatnonzero(is_head).tolist(),
-            members,
-        )
-        return index._keep(
-            position=position, queue_array=queue_array, prev_in_queue_array=prev, vertex_array=vertex_array
-        )
+        heads = np.flatnonzero(is_head).tolist()
+        arrays = {"queue_array": queue_array, "prev_in_queue_array": prev, "vertex_array": vertex_array}
+        if position is None:
+            # The fields but the dependencies, set as the dataclass's ``__init__`` would set them.
+            lazy = object.__new__(_LazyDepsIndex)
+            lazy.__dict__.update(
+                nodes=nodes,
+                ids=ids,
+                queue=queue,
+                queue_keys=queue_keys,
+                prev_in_queue=prev.tolist(),
+                vertex=vertex,
+                vertex_head=heads,
+                members=members,
+                copies=None,
+            )
+            return lazy._keep(**arrays)
+        index = cls(nodes, ids, queue, queue_keys, prev.tolist(), dep_end, dep_flat, vertex, heads, members)
+        return index._keep(position=position, **arrays)
 
     def repeated(
         self,
@@ -372,6 +384,31 @@ class _ArrayIndex(GraphIndex):
     @cached_property
     def vertex_head(self) -> list[int]:  # type: ignore[override]
         return _listed(self.vertex_head_array)
+
+
+class _LazyDepsIndex(GraphIndex):
+    """A ``GraphIndex`` whose dependency lists (and id -> position map, a field-less derived value
+    already) are made from its nodes when first read (``GraphIndex.of(graph, lazy_deps=True)``).
+
+    The chained index (``recsim.graph.steps.ChainedGraph.index``) takes the step index's queues
+    and vertices but has its dependencies from its templates: reading the step nodes'
+    dependencies into lists, through a map of 10^3-10^5 ids, was a fifth of the step index's
+    making for nothing. Read, they are what ``of`` makes (a missing dependency's ``KeyError``
+    included)."""
+
+    @cached_property
+    def _deps(self) -> tuple[list[int], list[int]]:
+        deps = [n.deps for n in self.nodes]
+        position = self.position
+        return list(accumulate(map(len, deps))), list(map(position.__getitem__, chain.from_iterable(deps)))
+
+    @cached_property
+    def dep_end(self) -> list[int]:  # type: ignore[override]
+        return self._deps[0]
+
+    @cached_property
+    def dep_flat(self) -> list[int]:  # type: ignore[override]
+        return self._deps[1]
 
 
 # The arrays an ``_ArrayIndex`` is made from, one per list field.

@@ -347,10 +347,9 @@ class ChainedGraph(ExecutionGraph):
         step, templates = self._step, self._templates
         if self._nodes is not None or step is None or templates is None or templates.plain:
             return GraphIndex.of(self)
-        step_index = GraphIndex.of(step)
-        position = step_index.position
-        if len(position) != step_index.size:  # duplicate ids: positions would be ambiguous
-            return GraphIndex.of(self)
+        # The step's own dependencies are the templates' business: the step index need not read
+        # them into lists (through an id map) unless the ids are not positions.
+        step_index = GraphIndex.of(step, lazy_deps=True)
         size, stride = step_index.size, templates.stride
         first: Rows
         later: Rows
@@ -358,8 +357,15 @@ class ChainedGraph(ExecutionGraph):
             # Ids are positions (as the builder numbers nodes): the templates are in positions,
             # and an id of the previous block (``d - stride``) is that position less the size.
             first = rows(templates.first)
+            if first[0].size and not 0 <= int(first[0].min()) <= int(first[0].max()) < size:
+                step_index.dep_flat  # noqa: B018 - a missing dependency: its ``KeyError``, as ``of`` raises
+            step_index._keep(unique_ids=True)  # ids 0..size-1: no map to make to know it
             later = _later_rows(first, templates.cross, stride)
         else:
+            position = step_index.position
+            step_index.dep_flat  # noqa: B018 - a missing dependency's ``KeyError``, as ``of`` raises
+            if len(position) != size:  # duplicate ids: positions would be ambiguous
+                return GraphIndex.of(self)
             # The templates in positions: an id ``d`` of the step's block is ``position[d]``, one
             # of the previous block (``d - stride``) that position less the step's size.
             first_lists = [[position[d] for d in deps] for deps in templates.first]

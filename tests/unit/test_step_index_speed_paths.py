@@ -1,0 +1,210 @@
+"""The chained index's step index without its dependency lists, and the interference stretch's
+masks from the index, give exactly what the previous code gave (kept below as the oracle)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from recsim.api import make_plan, prepare
+from recsim.cost.interference import _slowdown_of, interfered_durations
+from recsim.cost.memo import CostMemo
+from recsim.cost.model import CostModel
+from recsim.engine.analytic import analytic_timing, graph_durations
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.index import GraphIndex
+from recsim.graph.ir import Collective, Compute, ExecutionGraph, Host, Node, Stream
+from recsim.graph.steps import ChainedGraph, chain_steps
+from tests.unit.test_analytic_speed_paths import assert_index_matches, random_graph
+
+INDEX_LISTS = ("ids", "queue", "queue_keys", "prev_in_queue", "dep_end", "dep_flat", "vertex", "vertex_head")
+INDEX_ARRAYS = ("ids_array", "queue_array", "prev_in_queue_array", "vertex_array", "dep_end_array")
+
+
+def _step(nodes: int = 2, runtime: str = "fused", fold: bool = True) -> tuple[object, object, ExecutionGraph]:
+    system, workload = prepare(
+        "dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=16384 * nodes, precision="fp16", runtime=runtime
+    )
+    plan = make_plan("table_wise", workload, system)
+    options = BuildOptions(validate_plan=False, ranks_per_node=8, fold_ranks=fold)
+    return system, workload, build_training_step(workload, plan, options)
+
+
+def _assert_same_index(got: GraphIndex, expected: GraphIndex) -> None:
+    for name in INDEX_LISTS:
+        assert getattr(got, name) == getattr(expected, name), name
+    assert got.members == expected.members and got.position == expected.position
+    assert (got.size, got.vertices, got.unique_ids, got.copies) == (
+        expected.size,
+        expected.vertices,
+        expected.unique_ids,
+        expected.copies,
+    )
+    for name in INDEX_ARRAYS:
+        a, b = getattr(got, name), getattr(expected, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_step_index_with_lazy_dependencies_equals_the_full_one(seed):
+    g = random_graph(seed, ranks=2 + seed % 4)
+    if seed % 2:
+        g = ExecutionGraph(g.ranks, [replace(n, stream=n.stream.value) for n in g.nodes])
+    lazy = GraphIndex.of(g, lazy_deps=True)
+    assert not {"dep_end", "dep_flat", "position"} & vars(lazy).keys()  # not made until read
+    _assert_same_index(lazy, GraphIndex.of(g))
+    assert_index_matches(GraphIndex.of(g, lazy_deps=True), g)
+
+
+def test_step_index_with_lazy_dependencies_on_a_built_step():
+    _, _, step = _step()
+    _assert_same_index(GraphIndex.of(step, lazy_deps=True), GraphIndex.of(step))
+
+
+def test_a_missing_dependency_still_raises_key_error():
+    nodes = [
+        Node(0, 0, "in", Stream.HOST, Host("data_loading"), phase="input"),
+        Node(1, 0, "a", Stream.COMPUTE, Compute("x"), (0, 7), phase="forward"),
+    ]
+    graph = ExecutionGraph(1, nodes)
+    with pytest.raises(KeyError):
+        GraphIndex.of(graph)
+    with pytest.raises(KeyError):
+        GraphIndex.of(graph, lazy_deps=True).dep_flat  # noqa: B018
+    # The chained index, ids positions or not, raises it as the full step index did.
+    odd = ExecutionGraph(1, [replace(nodes[0], id=3), replace(nodes[1], deps=(3, 7))])
+    negative = ExecutionGraph(1, [nodes[0], replace(nodes[1], deps=(0, -1))])
+    for g in (graph, odd, negative):
+        with pytest.raises(KeyError):
+            ChainedGraph.lazy(g, 3).index()
+
+
+@pytest.mark.parametrize(
+    ("nodes", "runtime", "fold"), [(1, "fused", False), (2, "fused", True), (2, "eager", True)]
+)
+def test_chained_index_from_the_lazy_step_index_is_the_chained_graphs(nodes, runtime, fold):
+    _, _, step = _step(nodes, runtime, fold)
+    for steps in (1, 3):
+        lazy = ChainedGraph.lazy(step, steps)
+        index = lazy.index()
+        assert not lazy.made
+        assert_index_matches(index, chain_steps(step, steps))
+
+
+# ------------------------------------------------------------------------------------ interference
+
+
+def previous_interfered_durations(
+    index: GraphIndex,
+    durations: Sequence[float],
+    start: npt.NDArray[np.float64],
+    finish: npt.NDArray[np.float64],
+) -> list[float]:
+    """``interfered_durations`` before its masks came from the index (its ops' slowdowns and
+    collectives read node by node)."""
+    nodes = index.copies[0] if index.copies is not None else index.nodes
+    steps = index.copies[1] if index.copies is not None else 1
+    slow = np.array(
+        [_slowdown_of(n.op) if n.stream == Stream.COMPUTE else 1.0 for n in nodes], dtype=np.float64
+    )
+    collective = np.array([type(n.op) is Collective for n in nodes], dtype=bool)
+    if not collective.any() or not (slow > 1.0).any():
+        return list(durations)
+    slow, collective = np.tile(slow, steps), np.tile(collective, steps)
+    keys = index.queue_keys
+    rank_of_queue = np.array([key[0] for key in keys], dtype=np.int64)
+    rank = rank_of_queue[index.queue_array]
+    finite = np.isfinite(start) & np.isfinite(finish)
+    if not finite.all():
+        collective &= finite
+        slow = np.where(finite, slow, 1.0)
+    if not collective.any():
+        return list(durations)
+    low = float(min(start[finite].min(), 0.0))
+    span = 2.0 * (float(finish[finite].max()) - low) + 1e-9
+    shift = np.where(finite, (rank - rank.min()).astype(np.float64) * span - low, 0.0)
+    a = start[collective] + shift[collective]
+    b = finish[collective] + shift[collective]
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    reach = np.maximum.accumulate(b)
+    fresh = np.ones(a.size, dtype=bool)
+    fresh[1:] = a[1:] > reach[:-1]
+    first = np.flatnonzero(fresh)
+    merged_a = a[first]
+    merged_b = np.maximum.reduceat(b, first) if first.size else b[:0]
+    covered = np.concatenate(([0.0], np.cumsum(merged_b - merged_a)))
+
+    def covered_before(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        i = np.searchsorted(merged_a, t, side="right")
+        inside = np.clip(t - merged_a[np.maximum(i - 1, 0)], 0.0, None)
+        inside = np.minimum(inside, (merged_b - merged_a)[np.maximum(i - 1, 0)])
+        return np.where(i > 0, covered[np.maximum(i - 1, 0)] + inside, 0.0)
+
+    base = np.asarray(durations, dtype=np.float64)
+    kernel = np.flatnonzero((slow > 1.0) & (finish > start))
+    s = start[kernel] + shift[kernel]
+    e = finish[kernel] + shift[kernel]
+    length = finish[kernel] - start[kernel]
+    share = np.clip((covered_before(e) - covered_before(s)) / length, 0.0, 1.0)
+    out = base.copy()
+    out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * share)
+    result: list[float] = out.tolist()
+    return result
+
+
+def _assert_same_stretch(index: GraphIndex, durations: list[float], start, finish) -> None:
+    got = interfered_durations(index, durations, start, finish)
+    expected = previous_interfered_durations(index, durations, start, finish)
+    assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize(("nodes", "runtime"), [(1, "fused"), (2, "fused"), (2, "eager")])
+def test_interference_masks_from_the_index_match_the_previous_code(nodes, runtime):
+    system, workload, step = _step(nodes, runtime)
+    memo = CostMemo(system, workload)
+    lazy = ChainedGraph.lazy(step, 3)
+    rng = random.Random(nodes)
+    for index in (lazy.index(), GraphIndex.of(chain_steps(step, 3)), GraphIndex.of(step)):
+        cost = CostModel(
+            system,
+            workload,
+            fused_tables=step.metadata.get("fused_tables"),
+            table_slices=step.metadata.get("table_slices"),
+            memo=memo,
+            folded_parts=step.metadata.get("folded_parts"),
+        )
+        durations = graph_durations(index, cost)
+        timing = analytic_timing(index, cost)
+        _assert_same_stretch(index, durations, timing.start, timing.finish)
+        # Random times, some of them broken: the same stretch.
+        start = np.array([rng.random() for _ in durations])
+        finish = start + np.array([rng.choice([0.0, rng.random(), 1e-6]) for _ in durations])
+        _assert_same_stretch(index, durations, start, finish)
+        finish[::17] = np.inf
+        start[5::23] = np.nan
+        _assert_same_stretch(index, durations, start, finish)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_interference_masks_on_random_graphs(seed):
+    g = random_graph(seed, ranks=2 + seed % 3)
+    if seed % 2:  # plain-string streams: the same compute queues as the enum's
+        g = ExecutionGraph(g.ranks, [replace(n, stream=n.stream.value) for n in g.nodes])
+    rng = random.Random(seed)
+    index = GraphIndex.of(g)
+    durations = [rng.random() for _ in g.nodes]
+    start = np.array([rng.random() * 3 for _ in g.nodes])
+    _assert_same_stretch(index, durations, start, start + np.array(durations))
+    # No collective, or no kernel: the durations as given.
+    alone = ExecutionGraph(
+        g.ranks, [replace(n, deps=()) for n in g.nodes if not isinstance(n.op, Collective)]
+    )
+    index = GraphIndex.of(alone)
+    d = durations[: len(alone.nodes)]
+    _assert_same_stretch(index, d, start[: len(d)], start[: len(d)] + np.array(d))
