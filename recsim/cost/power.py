@@ -86,12 +86,17 @@ def step_energy(
     out: dict[str, float] = defaultdict(float)
     ranks = system.num_accelerators
     acc = system.accelerator
-    if acc is not None:
+    # The per-rank and per-NIC loops run 10^2-10^4 times an evaluation: the device's powers are
+    # read once (the same values, so the same sums in the same order).
+    if acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
         waiting = off_gpu_s or {}
+        idle_w, max_w = acc.power.idle_w, acc.power.max_w
+        total = out["accelerators"]
         for rank in range(ranks):
             busy = max(0.0, busy_s.get((rank, "compute"), 0.0) - waiting.get(rank, 0.0))
             u = min(1.0, busy / step_s) if step_s > 0 else 0.0
-            out["accelerators"] += (acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * u) * step_s
+            total += (idle_w + (max_w - idle_w) * u) * step_s
+        out["accelerators"] = total
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
     extra = cpu_busy_s or {}
@@ -131,12 +136,17 @@ def step_energy(
     if group is not None:
         nic = group.device
         count = node.nic_count(group)
-        for n in range(nodes):
-            for j in range(count):
-                rank = n * per_node_ranks + (j * per_node_ranks // max(1, count))
-                busy = (network_busy_s or {}).get(rank, 0.0)
-                u = min(1.0, busy / step_s) if step_s > 0 else 0.0
-                out["nics"] += (nic.power.idle_w + (nic.power.max_w - nic.power.idle_w) * u) * step_s
+        if nodes > 0 and count > 0:  # (a key only where the loop adds to it, as before)
+            nic_busy = network_busy_s or {}
+            idle_w, max_w = nic.power.idle_w, nic.power.max_w
+            total = out["nics"]
+            for n in range(nodes):
+                for j in range(count):
+                    rank = n * per_node_ranks + (j * per_node_ranks // max(1, count))
+                    busy = nic_busy.get(rank, 0.0)
+                    u = min(1.0, busy / step_s) if step_s > 0 else 0.0
+                    total += (idle_w + (max_w - idle_w) * u) * step_s
+            out["nics"] = total
     if node.frontend_nics is not None and group is not node.frontend_nics:
         # Front-end NICs beside a back-end network (data ingestion, checkpoints, management):
         # powered all step, their traffic not modelled, so at idle.
