@@ -356,3 +356,54 @@ def test_step_energy_matches_the_previous_code():
                 expected = previous_step_energy(system, topology, step_s, busy, **kwargs)
                 assert repr(got) == repr(expected)
                 assert list(got.by_component_j) == list(expected.by_component_j)
+
+
+# ------------------------------------------------------------------------------- the paused collector
+
+
+def test_paused_gc_leaves_the_young_collection_to_the_callers_next_allocation():
+    """Switching the collector back on allocates nothing, so the collection the block's
+    allocations are due waits for the caller's next allocation (after it has dropped what it does
+    not keep), as it did not with the generator-based context manager."""
+    import gc
+    from contextlib import contextmanager
+
+    from recsim.engine.gc_pause import paused_gc
+
+    @contextmanager
+    def previous_paused_gc():
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    events: list[str] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        events.append(phase)
+
+    was = gc.isenabled()
+    gc.callbacks.append(record)
+    try:
+        gc.enable()
+        many = gc.get_threshold()[0] * 3
+        with previous_paused_gc():
+            kept = [[] for _ in range(many)]
+        before = len(events)  # the generator's exit has collected already
+        del kept
+        events.clear()
+        with paused_gc():
+            kept = [[] for _ in range(many)]
+        after = len(events)  # no collection yet
+        del kept
+        assert before > 0 and after == 0
+        assert gc.isenabled()
+        [[] for _ in range(many)]
+        assert events  # the next allocations collect
+    finally:
+        gc.callbacks.remove(record)
+        if not was:
+            gc.disable()
