@@ -55,8 +55,10 @@ when the path starts with one of its top-level keys (``search.samples=10``, ``ba
 ``axes.node.nics.device=[a,b]``); any other path is appended to ``base.overrides`` (a system,
 ``workload.*`` or ``planner.*`` edit applied to every point).
 
-``SweepSpec.spec_key`` is a 16-hex hash of the canonical resolved spec: a store remembers it, and a
-resume with a different spec is refused.
+``SweepSpec.spec_key`` is a 16-hex hash of the canonical resolved spec, the order of the axes
+included (a point's grid index and a search's draws follow it), and the order of the objectives
+where they pick points (an NSGA-II search, a stage's ``top``): a store remembers it, and a resume
+with a different spec is refused, saying what differs (``spec_changes``).
 """
 
 from __future__ import annotations
@@ -396,15 +398,67 @@ class SweepSpec(Spec):
         data: dict[str, Any] = self.model_dump(mode="json", by_alias=True)
         return data
 
+    def key_data(self) -> dict[str, Any]:
+        """What ``spec_key`` hashes: the canonical spec, with the orders that change what a store
+        holds written as ordered lists (JSON with sorted keys would lose them): the ``axes`` (a
+        point's grid index, and the genomes a random or NSGA-II search draws, follow the axis
+        order), and the ``objectives`` where they pick points (an NSGA-II search, a later stage's
+        ``top``). A tester resumed a sweep with its two axes swapped: it was accepted, and the
+        front listed every point twice."""
+        data = self.canonical()
+        data["axes"] = [[path, values] for path, values in self.axes.items()]
+        if self.search.method == "nsga2" or len(self.stage_list) > 1:
+            data["objectives"] = [[metric, sense] for metric, sense in self.objectives.items()]
+        return data
+
     @property
     def spec_key(self) -> str:
-        """16 hex digits of the SHA-256 of the canonical spec (what a store is tied to)."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        """16 hex digits of the SHA-256 of ``key_data()`` (what a store is tied to)."""
+        text = json.dumps(self.key_data(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_text(self) -> str:
         """The resolved spec as YAML (stored with the results)."""
         return yaml.safe_dump(self.canonical(), sort_keys=False)
+
+
+def spec_changes(stored_text: str, spec: SweepSpec) -> list[str]:
+    """What differs between the spec a store holds (its ``to_text()``) and ``spec``, one short
+    phrase each (``axes: in another order (stored: a, b; this spec: b, a)``, ``base.nodes: 2 ->
+    4``); empty when the stored text cannot be read or nothing shown differs."""
+    try:
+        old = yaml.safe_load(stored_text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(old, dict):
+        return []
+    new = spec.canonical()
+    out: list[str] = []
+    for key in dict.fromkeys([*new, *old]):
+        before, after = old.get(key), new.get(key)
+        if not (isinstance(before, dict) and isinstance(after, dict)):
+            if before != after:
+                out.append(f"{key}: {_shown(before)} -> {_shown(after)}")
+        elif before == after:  # as mappings: the order may differ
+            if list(before) != list(after) and key in ("axes", "objectives"):
+                out.append(
+                    f"{key}: in another order (stored: {', '.join(map(str, before))}; "
+                    f"this spec: {', '.join(map(str, after))})"
+                )
+        else:
+            for sub in dict.fromkeys([*before, *after]):
+                if sub not in after:
+                    out.append(f"{key}.{sub}: removed (stored: {_shown(before[sub])})")
+                elif sub not in before:
+                    out.append(f"{key}.{sub}: added ({_shown(after[sub])})")
+                elif before[sub] != after[sub]:
+                    out.append(f"{key}.{sub}: {_shown(before[sub])} -> {_shown(after[sub])}")
+    return out
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, separators=(", ", ": "), default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def parse_constraint(text: str) -> Constraint:

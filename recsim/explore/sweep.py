@@ -50,7 +50,7 @@ from recsim.explore.points import (
     spec_nsga2,
 )
 from recsim.explore.records import PointRecord
-from recsim.explore.spec import Stage, SweepSpec, load_sweep
+from recsim.explore.spec import Stage, SweepSpec, load_sweep, spec_changes
 from recsim.fingerprint import model_fingerprint
 from recsim.output import OutputError
 
@@ -153,9 +153,12 @@ def run_sweep(
                     "(resume=True in Python) to continue it, or choose another --out"
                 )
             if stored is not None and stored[1] != spec.spec_key:
+                changes = spec_changes(stored[0], spec)
+                what = "; ".join(changes) if changes else f"key {stored[1]}, this spec {spec.spec_key}"
                 raise ConfigError(
-                    f"{store.path}: cannot resume: the store was made by another sweep spec (key "
-                    f"{stored[1]}, this spec {spec.spec_key}); use the original spec or a new --out"
+                    f"{store.path}: cannot resume: the store was made by another sweep spec ({what}); "
+                    f"resume with the spec it was made by, or start afresh with another --out (or "
+                    f"after removing {out})"
                 )
             store.set_spec(spec.to_text(), spec.spec_key)
             _check_model(store)

@@ -136,6 +136,80 @@ def test_spec_key_is_stable_and_tracks_changes(tmp_path):
     assert SweepSpec.model_validate(a.canonical()).spec_key == a.spec_key
 
 
+def test_spec_key_keeps_the_axis_order_and_the_objective_order_where_it_picks_points(tmp_path):
+    # A tester's find: the key hashed JSON with sorted keys, so a spec with its axes swapped had the
+    # same key, and a resume with it was accepted though every grid index (and a random or NSGA-II
+    # search's draws) now named other points.
+    xy = "axes:\n  plan: [table_wise, row_wise]\n  node.accelerators.count: [1, 2]\n"
+    yx = "axes:\n  node.accelerators.count: [1, 2]\n  plan: [table_wise, row_wise]\n"
+    assert spec_of(tmp_path, BASE + xy).spec_key == spec_of(tmp_path, BASE + xy).spec_key
+    assert spec_of(tmp_path, BASE + xy).spec_key != spec_of(tmp_path, BASE + yx).spec_key
+    swapped = BASE.replace(
+        "{throughput_samples_per_s: max, avg_power_w: min}",
+        "{avg_power_w: min, throughput_samples_per_s: max}",
+    )
+    assert swapped != BASE
+    # A grid evaluates the same points whichever objective comes first: the same store.
+    assert spec_of(tmp_path, BASE + xy).spec_key == spec_of(tmp_path, swapped + xy).spec_key
+    # An NSGA-II search (or a stage's top) picks points by them: another store.
+    nsga = "search: {method: nsga2, population: 4, generations: 1}\n"
+    assert spec_of(tmp_path, BASE + xy + nsga).spec_key != spec_of(tmp_path, swapped + xy + nsga).spec_key
+
+
+def test_spec_changes_say_what_differs(tmp_path):
+    from recsim.explore.spec import spec_changes
+
+    xy = spec_of(
+        tmp_path, BASE + "axes:\n  plan: [table_wise, row_wise]\n  node.accelerators.count: [1, 2]\n"
+    )
+    yx = spec_of(
+        tmp_path, BASE + "axes:\n  node.accelerators.count: [1, 2]\n  plan: [table_wise, row_wise]\n"
+    )
+    assert spec_changes(xy.to_text(), xy) == []
+    assert spec_changes(xy.to_text(), yx) == [
+        "axes: in another order (stored: plan, node.accelerators.count; "
+        "this spec: node.accelerators.count, plan)"
+    ]
+    other = spec_of(tmp_path, BASE + "axes:\n  plan: [table_wise]\n", ("base.nodes=2",))
+    assert spec_changes(xy.to_text(), other) == [
+        "base.nodes: 1 -> 2",
+        'axes.plan: ["table_wise", "row_wise"] -> ["table_wise"]',
+        "axes.node.accelerators.count: removed (stored: [1, 2])",
+    ]
+    assert spec_changes("not: [valid", xy) == []
+
+
+def test_a_point_key_does_not_depend_on_the_order_of_its_set_texts(tmp_path):
+    # The same point reached through axes in another order is the same point (one key); texts of
+    # one setting, or of a setting inside another, keep their order (it decides what they make).
+    from recsim.explore.points import canonical_overrides
+
+    xy = spec_of(
+        tmp_path,
+        BASE + "axes:\n  node.accelerators.count: [1, 2]\n  cluster.scale_out.oversubscription: [1.0, 2.0]\n",
+    )
+    yx = spec_of(
+        tmp_path,
+        BASE + "axes:\n  cluster.scale_out.oversubscription: [1.0, 2.0]\n  node.accelerators.count: [1, 2]\n",
+    )
+    keys = {
+        (p.values["node.accelerators.count"], p.values["cluster.scale_out.oversubscription"]): p.key
+        for p in grid_points(xy)
+    }
+    again = {
+        (p.values["node.accelerators.count"], p.values["cluster.scale_out.oversubscription"]): p.key
+        for p in grid_points(yx)
+    }
+    assert keys == again and len(set(keys.values())) == 4
+    assert canonical_overrides(["b=1", "a=2", "b=3"]) == ["a=2", "b=1", "b=3"]
+    assert canonical_overrides(["system.b=1", "a=2"]) == ["a=2", "system.b=1"]
+    assert canonical_overrides(["a.b=1", "a={b: 2}"]) == ["a.b=1", "a={b: 2}"]
+    assert canonical_overrides(["tables[0].rows=1", "tables.0={rows: 2}"]) == [
+        "tables[0].rows=1",
+        "tables.0={rows: 2}",
+    ]
+
+
 GRID = (
     BASE
     + """\

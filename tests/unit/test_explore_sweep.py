@@ -126,6 +126,33 @@ def test_resume_with_another_spec_is_refused(spec_path, tmp_path):
         run_sweep(spec_path, tmp_path / "file", progress=False)
 
 
+def test_resume_with_the_axes_in_another_order_is_refused_and_says_so(spec_path, tmp_path):
+    # A tester's find: a resume with the two axes swapped was accepted ("8 points ... 4 run") and
+    # the front listed every point twice (the grid indices and the point keys had moved).
+    out = tmp_path / "out"
+    run_sweep(spec_path, out, workers=1, progress=False, max_points=2)
+    swapped = tmp_path / "swapped.yaml"
+    swapped.write_text(
+        SPEC.replace(
+            "  plan: [table_wise, row_wise]\n  node.accelerators.count: [1, 2, 4]\n",
+            "  node.accelerators.count: [1, 2, 4]\n  plan: [table_wise, row_wise]\n",
+        )
+    )
+    assert swapped.read_text() != SPEC
+    with pytest.raises(ConfigError) as info:
+        run_sweep(swapped, out, workers=1, resume=True, progress=False)
+    message = str(info.value)
+    assert (
+        "cannot resume: the store was made by another sweep spec (axes: in another order (stored: " in message
+    )
+    assert "plan, node.accelerators.count; this spec: node.accelerators.count, plan)" in message
+    assert "another --out" in message and str(out) in message
+    assert len(stored(out)) == 2
+    # The unchanged spec still resumes.
+    rest = run_sweep(spec_path, out, workers=1, resume=True, progress=False)
+    assert rest.complete and rest.counts["skipped"] == 2 and len(stored(out)) == 18
+
+
 def test_resume_of_points_another_recsim_made_is_refused(spec_path, tmp_path):
     out = tmp_path / "out"
     run_sweep(spec_path, out, workers=1, progress=False, max_points=1)
