@@ -14,10 +14,18 @@ to the case folder, searched before ``$RECSIM_HARDWARE_PATH`` / ``$RECSIM_WORKLO
 key is an error naming the file, line and key.
 
 ``check`` simulates every case and compares each expected metric with the fresh ``Result.to_dict()``:
-floats by relative error (``|actual - expected| / |expected|``, the absolute difference when the
-expected value is 0) against the metric's tolerance or the file's ``default_tolerance``; integers,
-strings (``status`` above all), booleans and nulls must match exactly unless the metric has its own
-tolerance. ``update`` rewrites ``expected.json`` from the fresh results, keeping the tolerances
+floats by relative error (``|actual - expected| / |expected|``) against the metric's tolerance or the
+file's ``default_tolerance``; integers, strings (``status`` above all), booleans and nulls must match
+exactly unless the metric has its own tolerance.
+
+An expected 0 has no scale of its own (an absolute difference would be 0.02 s, longer than a step,
+for a time, and 0.02 bytes for a memory peak). A component of a whole is then measured against the
+whole (``relative_to``): ``breakdown_s.*`` against ``iteration_time_s``, ``power_by_component_w.*``
+against ``avg_power_w``, ``memory_peak_bytes.*`` against the largest memory peak, ``utilisation.*``
+against 1 (the expected file's whole, else the fresh result's); so an all-to-all expected to take no
+time fails once it takes more than the tolerance times the step. Any other metric expected to be 0
+(or a component whose whole is 0 or absent) must stay 0: its error is ``|actual| / |actual|``, 100 %
+unless it is still 0. ``update`` rewrites ``expected.json`` from the fresh results, keeping the tolerances
 and, when the file lists only some metrics, that selection (``all_metrics=True`` records every one).
 """
 
@@ -103,15 +111,17 @@ class MetricCheck:
     expected: Any
     actual: Any
     tolerance: float | None  # None: exact match
-    error: float | None  # relative error (absolute when expected is 0); None for exact checks
+    error: float | None  # relative error (see the module docstring); None for exact checks
     passed: bool
+    relative_to: str | None = None  # the whole an expected 0 is measured against, e.g. "iteration_time_s"
 
     def describe(self) -> str:
         if self.tolerance is None or self.error is None:
             return f"{self.name}: expected {self.expected!r}, got {self.actual!r}"
+        of = f" of {self.relative_to}" if self.relative_to else ""
         return (
             f"{self.name}: expected {self.expected:.6g}, got {self.actual:.6g} "
-            f"(error {self.error:.2%} > {self.tolerance:.2%})"
+            f"(error {self.error:.2%}{of} > {self.tolerance:.2%})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +131,7 @@ class MetricCheck:
             "actual": self.actual,
             "tolerance": self.tolerance,
             "error": self.error,
+            "relative_to": self.relative_to,
             "passed": self.passed,
         }
 
@@ -345,8 +356,15 @@ def compare(expected: Expected, actual: dict[str, Any]) -> tuple[MetricCheck, ..
         elif _is_number(want) and _is_number(got) and (isinstance(want, float) or own):
             tol = expected.tolerance(name)
             diff = abs(float(got) - float(want))
-            error = diff / abs(float(want)) if want != 0 else diff
-            checks.append(MetricCheck(name, want, got, tol, error, bool(error <= tol)))
+            whole: tuple[float, str] | None = None
+            if want != 0:
+                error = diff / abs(float(want))
+            else:
+                whole = _whole(name, expected.metrics, actual)
+                # No whole to be a part of: it must stay 0.
+                error = diff / whole[0] if whole is not None else float(diff > 0)
+            relative_to = whole[1] if whole is not None else None
+            checks.append(MetricCheck(name, want, got, tol, error, bool(error <= tol), relative_to))
         else:
             same = want == got and isinstance(want, bool) == isinstance(got, bool)
             checks.append(MetricCheck(name, want, got, None, None, bool(same)))
@@ -354,6 +372,36 @@ def compare(expected: Expected, actual: dict[str, Any]) -> tuple[MetricCheck, ..
 
 
 _MISSING: Final[object] = object()
+
+#: The whole each mapping figure's components are parts of (``_whole``).
+_WHOLES: Final[dict[str, str]] = {"breakdown_s": "iteration_time_s", "power_by_component_w": "avg_power_w"}
+
+
+def _whole(name: str, expected: dict[str, Any], actual: dict[str, Any]) -> tuple[float, str] | None:
+    """``(value, label)`` of the whole that metric ``name`` (expected to be 0) is a part of, from
+    the expected metrics or else the fresh result's; None when it is no part of one, or the whole
+    is 0 or unknown (see the module docstring)."""
+    head = name.partition(".")[0]
+    if head == "utilisation":
+        return 1.0, "1 (full utilisation)"
+    if head in _WHOLES:
+        total = _WHOLES[head]
+        for source in (expected, actual):
+            value = source.get(total)
+            if _is_number(value) and math.isfinite(value) and value != 0:
+                return abs(float(value)), total
+        return None
+    if head == "memory_peak_bytes":
+        for source in (expected, actual):
+            peaks = [
+                abs(float(v))
+                for k, v in source.items()
+                if k.startswith("memory_peak_bytes.") and _is_number(v) and math.isfinite(v)
+            ]
+            if peaks and max(peaks) > 0:
+                return max(peaks), "the largest memory peak"
+        return None
+    return None
 
 
 def check_case(case: Path) -> GoldenResult:

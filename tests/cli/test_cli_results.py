@@ -151,6 +151,60 @@ def test_golden_check_passes_and_fails(golden_copy):
     assert human.exit_code == 1 and "FAIL" in human.output
 
 
+def test_golden_measures_a_metric_expected_to_be_zero_against_its_whole(golden_copy):
+    # A tester's find: an expected 0 was compared by absolute difference against the tolerance
+    # (0.02: 20 ms for a time, longer than a step), so a breakdown that moved away from 0 passed.
+    expected_path = golden_copy / "tiny-analytic" / "expected.json"
+    expected = json.loads(expected_path.read_text())
+    compute = expected["metrics"]["breakdown_s.compute"]
+    step = expected["metrics"]["iteration_time_s"]
+    assert 0.02 * step < compute < 0.02  # within the old absolute 0.02, far beyond 2 % of the step
+    assert expected["metrics"]["breakdown_s.all_to_all"] == 0.0  # stays 0: passes
+    expected["metrics"]["breakdown_s.compute"] = 0.0
+    expected_path.write_text(json.dumps(expected))
+    failed = invoke(golden, "check", golden_copy, "--json")
+    assert failed.exit_code == 1, failed.output
+    checks = {c["name"]: c for c in json.loads(failed.output)[0]["checks"]}
+    assert [n for n, c in checks.items() if not c["passed"]] == ["breakdown_s.compute"]
+    assert checks["breakdown_s.compute"]["relative_to"] == "iteration_time_s"
+    assert checks["breakdown_s.compute"]["error"] == pytest.approx(compute / step)
+    assert checks["breakdown_s.all_to_all"]["passed"] and checks["breakdown_s.all_to_all"]["error"] == 0.0
+    human = invoke(golden, "check", golden_copy)
+    assert "of iteration_time_s" in human.output
+
+
+def test_golden_scales_of_an_expected_zero():
+    from recsim.explore.golden import Expected, compare
+
+    actual = {
+        "status": "ok",
+        "iteration_time_s": 0.01,
+        "breakdown_s.all_to_all": 0.0001,  # 1 % of the step
+        "avg_power_w": 1000.0,
+        "power_by_component_w.ssds": 40.0,  # 4 % of the power
+        "memory_peak_bytes.hbm": 1e9,
+        "memory_peak_bytes.ddr": 1e6,  # 0.1 % of the largest peak
+        "utilisation.comm": 0.05,
+        "energy_per_sample_j": 1e-9,  # no whole: must stay 0
+    }
+    zeros = {name: 0.0 for name in actual if name not in ("status", "iteration_time_s", "avg_power_w")}
+    zeros["memory_peak_bytes.hbm"] = 1e9
+    checks = {c.name: c for c in compare(Expected({**zeros, "iteration_time_s": 0.01}), actual)}
+    assert checks["breakdown_s.all_to_all"].passed and checks[
+        "breakdown_s.all_to_all"
+    ].error == pytest.approx(0.01)
+    # The whole from the fresh result where the file does not list it.
+    assert not checks["power_by_component_w.ssds"].passed
+    assert checks["power_by_component_w.ssds"].relative_to == "avg_power_w"
+    assert checks["memory_peak_bytes.ddr"].passed and checks["memory_peak_bytes.ddr"].error == pytest.approx(
+        1e-3
+    )
+    assert not checks["utilisation.comm"].passed and checks["utilisation.comm"].error == pytest.approx(0.05)
+    assert not checks["energy_per_sample_j"].passed and checks["energy_per_sample_j"].error == 1.0
+    still = compare(Expected({"energy_per_sample_j": 0.0}), {"status": "ok", "energy_per_sample_j": 0.0})
+    assert all(c.passed for c in still)
+
+
 def test_golden_update_keeps_tolerances(golden_copy):
     expected_path = golden_copy / "tiny-analytic" / "expected.json"
     expected = json.loads(expected_path.read_text())
