@@ -135,20 +135,33 @@ def _console() -> Console:
 
 
 def _final_frame(store: Store) -> Any:
-    """One row per point: its record at the last stage that evaluated it (``sweep.final_records``,
-    without the spec: stages in ``STAGE_ORDER``)."""
+    """One row per point: its record at the last stage that evaluated it, the stages in the stored
+    spec's order (``_stage_order``), as ``sweep.final_records`` reads them for pareto.csv."""
     from recsim.explore.store import records_frame
     from recsim.explore.sweep import latest_records
 
-    stages = sorted({r.stage for r in store.records()}, key=_stage_rank)
-    return records_frame(latest_records(store, stages))
+    return records_frame(latest_records(store, _stage_order(store)))
+
+
+def _stage_order(store: Store) -> list[str]:
+    """The stages the store holds records of, in the stored spec's ``stages`` order (its last stage
+    is the final one: ``[{fidelity: des}, {fidelity: analytic, top: 3}]`` ends at analytic; a
+    tester's find: a fixed analytic-then-des order had made ``show --front`` disagree with
+    pareto.csv). Stages the spec does not name (a store without a spec) come first, in
+    ``STAGE_ORDER``."""
+    held = {r.stage for r in store.records()}
+    stages = _spec_data(store).get("stages")
+    named = [s.get("fidelity") for s in stages if isinstance(s, Mapping)] if isinstance(stages, list) else []
+    order = [str(f) for f in dict.fromkeys(named) if f in held]
+    rest = sorted(held - set(order), key=_stage_rank)
+    return [*rest, *order]
 
 
 def _check_stage(store: Store, stage: str | None) -> None:
     """A ``--stage`` the store has no records of is a mistake (a typo would show an empty table)."""
     if stage is None:
         return
-    stored = sorted({r.stage for r in store.records()}, key=_stage_rank)
+    stored = _stage_order(store)
     if stage not in stored:
         known = ", ".join(stored) if stored else "none: the store holds no points"
         raise ConfigError(f"{store.path}: --stage {stage!r}: no points at that stage (stages: {known})")

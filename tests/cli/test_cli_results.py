@@ -88,6 +88,39 @@ def test_results_show_table_json_and_front(sweep_dir):
     assert [r["values.nodes"] for r in only_power] == [1]
 
 
+def test_results_front_takes_each_point_at_the_last_stage_of_the_stored_spec(tmp_path):
+    # A tester's find: stages [des, then analytic top 3] were read in a fixed analytic-then-des
+    # order, so `show --front` ranked the DES figures while pareto.csv ranked the analytic ones.
+    out = tmp_path / "sweep"
+    spec = SPEC + "stages:\n- {fidelity: des}\n- {fidelity: analytic, top: 3}\n"
+    with Store(out / STORE_NAME) as store:
+        store.set_spec(spec, "0123456789abcdef")
+        rows = [  # (index, stage, throughput): point 0 re-run at analytic, point 1 only at des
+            (0, "des", 1.0e6),
+            (1, "des", 1.5e6),
+            (0, "analytic", 2.0e6),
+        ]
+        for index, stage, thr in rows:
+            store.write(
+                PointRecord(
+                    index=index,
+                    key=f"{index:016x}",
+                    values={"nodes": index + 1},
+                    stage=stage,
+                    status="ok",
+                    reason="",
+                    metrics={"throughput_samples_per_s": thr, "avg_power_w": 3000.0},
+                    config={},
+                    wall_s=0.1,
+                )
+            )
+    front = json.loads(invoke(results, "show", out, "--front", "--json").output)
+    assert [(r["index"], r["stage"]) for r in front] == [(0, "analytic")]
+    # --stage des is still the DES records alone.
+    des = json.loads(invoke(results, "show", out, "--front", "--stage", "des", "--json").output)
+    assert [(r["index"], r["stage"]) for r in des] == [(1, "des")]
+
+
 def test_results_export(sweep_dir, tmp_path):
     target = tmp_path / "exp" / "points.parquet"
     result = invoke(results, "export", sweep_dir, "--to", target)
