@@ -371,7 +371,7 @@ def golden_check(ctx: click.Context, folder: Path, cases: tuple[str, ...], as_js
             table.add_row(
                 r.case,
                 "pass" if r.passed else "FAIL",
-                r.status + (f": {r.reason[:60]}" if r.status == "error" else ""),
+                r.status + (f": {r.reason[:60]}" if r.status != "ok" and r.reason else ""),
                 str(len(r.checks)),
                 shown or "-",
             )

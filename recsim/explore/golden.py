@@ -25,8 +25,15 @@ against ``avg_power_w``, ``memory_peak_bytes.*`` against the largest memory peak
 against 1 (the expected file's whole, else the fresh result's); so an all-to-all expected to take no
 time fails once it takes more than the tolerance times the step. Any other metric expected to be 0
 (or a component whose whole is 0 or absent) must stay 0: its error is ``|actual| / |actual|``, 100 %
-unless it is still 0. ``update`` rewrites ``expected.json`` from the fresh results, keeping the tolerances
-and, when the file lists only some metrics, that selection (``all_metrics=True`` records every one).
+unless it is still 0.
+
+A plan that does not fit (the planner finds none, the memory check fails) is a result with status
+``infeasible`` and its reason, as a sweep stores it: a case may expect it (``check`` fails once it
+runs, and a case expected to run fails once it no longer fits). ``update`` rewrites
+``expected.json`` from the fresh results, keeping the tolerances and, when the file lists only some
+metrics, that selection (``all_metrics=True`` records every one; the status, and the reason of a
+run that is not ok, always); it records an infeasible result, and refuses to record a failed
+simulation (status ``error``) unless the case expects exactly that.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsim.config.loader import is_path_ref
 from recsim.config.validate import validate_tree
 from recsim.config.yamlio import load_yaml_file
-from recsim.errors import ConfigError, RecsimError
+from recsim.errors import ConfigError, InfeasibleError, NoPlanError, RecsimError
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -291,8 +298,10 @@ def _ref(case: Path, ref: str) -> str:
 
 
 def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
-    """(``Result.to_dict()``, status, reason, wall seconds) of a case; a ``RecsimError`` raised by
-    the simulation is a result with status ``error`` (a case may expect one). A case whose system,
+    """(``Result.to_dict()``, status, reason, wall seconds) of a case; a plan that does not fit
+    (``InfeasibleError``, as a sweep stores it) is a result with status ``infeasible``, any other
+    ``RecsimError`` raised by the simulation one with status ``error`` (a case may expect either:
+    ``update`` records an infeasible one). A case whose system,
     workload, overrides or plan name do not resolve is malformed instead: that raises
     (``ConfigError``, exit 2), as do problems of its own files."""
     from recsim import api
@@ -327,6 +336,14 @@ def simulate_case(case: Path) -> tuple[dict[str, Any], str, str, float]:
             raise ConfigError(f"{case / CONFIG_NAME}: {exc}") from None
         try:
             result = api.simulate(_ref(case, config.system), _ref(case, config.workload), **kwargs)
+        except NoPlanError as exc:
+            # No plan fits: infeasible, as a sweep stores it, with the run's context (what
+            # `recsim run --json` prints then).
+            data = json.loads(json.dumps(exc.result.to_dict()))
+            return data, "infeasible", str(exc), time.perf_counter() - start
+        except InfeasibleError as exc:
+            data = {"status": "infeasible", "reason": str(exc)}
+            return data, "infeasible", str(exc), time.perf_counter() - start
         except RecsimError as exc:
             return {"status": "error", "reason": str(exc)}, "error", str(exc), time.perf_counter() - start
     data = json.loads(json.dumps(result.to_dict()))  # exactly what `recsim run --json` prints
@@ -424,7 +441,7 @@ def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool 
 
     Every case is simulated before any file is written, and a simulation that fails (status
     ``error``) is refused rather than recorded as the expectation: one bad case leaves every file as
-    it was.
+    it was. An infeasible one (a plan that does not fit) is recorded, with its status and reason.
     """
     pending: list[tuple[Path, dict[str, Any]]] = []
     for case in case_dirs(root, cases):
@@ -438,6 +455,10 @@ def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool 
             names = [n for n in old.metrics if n in actual]
         else:
             names = [n for n in actual if n not in VOLATILE]
+        if status != "ok":
+            # What a run that is not ok expects above all: its status, and why (a selection of
+            # figures made while it ran may hold neither).
+            names = [*(n for n in ("status", "reason") if n not in names and n in actual), *names]
         metrics = {n: actual[n] for n in names}
         tolerances = {n: t for n, t in old.tolerances.items() if n in metrics}
         data: dict[str, Any] = {

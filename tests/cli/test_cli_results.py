@@ -257,6 +257,58 @@ def test_golden_update_keeps_tolerances(golden_copy):
     assert "throughput_samples_per_s" in json.loads(expected_path.read_text())["metrics"]
 
 
+NO_PLAN = '"workload.tables[0].rows=4000000000", "planner.tiers=[hbm]", "planner.embedding_dtypes=[fp32]"'
+
+
+def test_golden_records_and_checks_a_plan_that_does_not_fit_as_infeasible(golden_copy):
+    # A tester's find: a sweep stores a plan that fits nowhere as infeasible, golden called it an
+    # error, so `golden update` refused to record it and one such case blocked the whole folder.
+    case = golden_copy / "no-plan"
+    case.mkdir()
+    fixtures = (GOLDEN.parent / "fixtures").resolve()
+    config = (
+        f"hardware_path: [{fixtures / 'minilib'}]\nworkload_path: [{fixtures / 'workloads'}]\n"
+        "system: tiny\nworkload: tiny-dlrm\nnodes: 1\nplan: greedy\n"
+        f"overrides: [node.accelerators.count=2, {NO_PLAN}]\n"
+    )
+    (case / "config.yaml").write_text(config)
+    result = invoke(golden, "update", golden_copy)  # the folder, the ok case beside it included
+    assert result.exit_code == 0, result.output
+    assert "no-plan/expected.json" in result.output and "tiny-analytic/expected.json" in result.output
+    metrics = json.loads((case / "expected.json").read_text())["metrics"]
+    assert metrics["status"] == "infeasible"
+    assert "table 'a' (4000000000 rows) fits nowhere" in metrics["reason"]
+    checked = invoke(golden, "check", golden_copy)
+    assert checked.exit_code == 0 and "2 passed, 0 failed" in checked.output
+    assert "infeasible: table 'a'" in checked.output
+    # A selection of figures without the status still records the status and the reason.
+    (case / "expected.json").write_text('{"metrics": {"num_accelerators": 2}}')
+    assert invoke(golden, "update", golden_copy, "no-plan").exit_code == 0
+    assert list(json.loads((case / "expected.json").read_text())["metrics"]) == [
+        "status",
+        "reason",
+        "num_accelerators",
+    ]
+    # It fits again: the case fails.
+    (case / "config.yaml").write_text(config.replace(f", {NO_PLAN}", ""))
+    fits = invoke(golden, "check", golden_copy, "no-plan", "--json")
+    assert fits.exit_code == 1
+    bad = [c for c in json.loads(fits.output)[0]["checks"] if not c["passed"]]
+    assert bad[0] == {**bad[0], "name": "status", "expected": "infeasible", "actual": "ok"}
+    # And the other way: a case expected to run fails once no plan fits.
+    ok_config = golden_copy / "tiny-analytic" / "config.yaml"
+    ok_config.write_text(
+        ok_config.read_text().replace(
+            "[node.accelerators.count=2]", f"[node.accelerators.count=2, {NO_PLAN}]"
+        )
+    )
+    broken = invoke(golden, "check", golden_copy, "tiny-analytic", "--json")
+    assert broken.exit_code == 1, broken.output
+    data = json.loads(broken.output)[0]
+    assert data["status"] == "infeasible"
+    assert {"name": "status", "expected": "ok", "actual": "infeasible"}.items() <= data["checks"][0].items()
+
+
 def test_golden_strict_config(golden_copy):
     config = golden_copy / "tiny-analytic" / "config.yaml"
     config.write_text(config.read_text() + "fidelty: des\n")
