@@ -265,6 +265,7 @@ def pareto(
                 [xs[i] / xf], [ys[i] / yf], marker="*", s=160, color="#ffbf00", edgecolor="black", zorder=5
             )
             ax.annotate("knee", (xs[i] / xf, ys[i] / yf), textcoords="offset points", xytext=(6, -12))
+    _widen_x(ax, xs / xf, bad & ~np.isfinite(ys), ok | (bad & np.isfinite(ys)))
     ax.set_xlabel(f"{_title_of(x)} ({xu})" if xu else _title_of(x))
     ax.set_ylabel(f"{_title_of(y)} ({yu})" if yu else _title_of(y))
     arrows = {"max": "higher is better", "min": "lower is better"}
@@ -273,6 +274,26 @@ def pareto(
     if path is not None:
         save(fig, path)
     return fig
+
+
+def _widen_x(ax: Axes, xs: np.ndarray, edge: np.ndarray, drawn: np.ndarray) -> None:
+    """Widen the x range to the points drawn on the bottom edge (``edge``: no y): drawn in axes
+    coordinates for y, they do not take part in autoscaling, so one outside the other points' x
+    range was invisible, and with no other point (``drawn``) the range stayed matplotlib's empty
+    default of about +-0.05 (a tester's find: every point at 17.8-25.3M, none shown)."""
+    if not edge.any():
+        return
+    lo, hi = float(np.min(xs[edge])), float(np.max(xs[edge]))
+    if drawn.any():
+        shown = xs[drawn]
+        lo, hi = min(lo, float(np.min(shown))), max(hi, float(np.max(shown)))
+    span = hi - lo
+    margin = 0.05 * span if span > 0 else (0.05 * abs(hi) if hi != 0 else 1.0)
+    if drawn.any():
+        now_lo, now_hi = ax.get_xlim()
+        ax.set_xlim(min(now_lo, lo - margin), max(now_hi, hi + margin))
+    else:
+        ax.set_xlim(lo - margin, hi + margin)
 
 
 def _two(xs: np.ndarray, ys: np.ndarray, x: str, y: str) -> pd.DataFrame:

@@ -127,3 +127,32 @@ def test_an_axis_of_quantity_texts_is_plotted_in_si():
         plots.scaling(frame.assign(plan=["a", "b", "c"]), "plan", "throughput_samples_per_s")
     with pytest.raises(ConfigError, match="mixes quantities"):
         plots.scaling(frame.assign(mixed=["1 TB/s", "80 GB", "2 TB/s"]), "mixed", "throughput_samples_per_s")
+
+
+def test_points_with_no_y_widen_the_x_range():
+    # A tester's find: points with no y sit on the bottom edge in axes coordinates for y, which
+    # autoscaling ignores: one outside the ok points' x range was invisible, and with every y
+    # missing the x range stayed about +-0.05 while the points sat at 17.8-25.3M.
+    none = pd.DataFrame(
+        {
+            "status": ["infeasible"] * 3,
+            "throughput_samples_per_s": [17.8e6, 21.0e6, 25.3e6],
+            "avg_power_w": [np.nan] * 3,
+        }
+    )
+    fig = plots.pareto(none, "throughput_samples_per_s", "avg_power_w", ["max", "min"])
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 17.8 and hi > 25.3 and hi - lo < 2 * (25.3 - 17.8)  # M samples/s
+    some = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "ok", "infeasible"],
+            "throughput_samples_per_s": [1.0e6, 1.5e6, 2.0e6, 5.0e6],
+            "avg_power_w": [1000.0, 1500.0, 2500.0, np.nan],
+        }
+    )
+    fig = plots.pareto(some, "throughput_samples_per_s", "avg_power_w", ["max", "min"])
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < 1.0 and hi > 5.0
+    one = pd.DataFrame({"status": ["error"], "throughput_samples_per_s": [3.0e6], "avg_power_w": [np.nan]})
+    lo, hi = plots.pareto(one, "throughput_samples_per_s", "avg_power_w", ["max", "min"]).axes[0].get_xlim()
+    assert lo < 3.0 < hi and hi - lo < 1.0
