@@ -10,7 +10,9 @@ they give identical records (up to ``wall_s``) for the same spec and seed.
   inherit the parent's threads; ``workers=1`` evaluates in this process. A rich progress bar with
   the ETA goes to stderr when it is a terminal (or when ``progress=True``).
 - ``dask``: ``distributed.Client(scheduler)`` when a scheduler address is given, else a
-  ``LocalCluster`` of ``workers`` single-threaded worker processes started for the sweep.
+  ``LocalCluster`` of ``workers`` single-threaded worker processes started for the sweep. Its
+  workers ignore Ctrl-C, as the local executor's do; on Ctrl-C this process cancels the tasks and
+  closes the cluster with Dask's logging off, so an interrupted sweep says one line.
 
 If the callback raises (the sweep was told to stop, or the store failed), the executor cancels the
 tasks not yet started and re-raises; points in flight are lost, never half-written.
@@ -18,13 +20,14 @@ tasks not yet started and re-raises; points in flight are lost, never half-writt
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
@@ -343,23 +346,35 @@ class DaskExecutor(Executor):
                         "e.g. tcp://10.0.0.5:8786"
                     ) from None
             else:
-                self._cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=40,
-                )
+                # The worker processes ignore Ctrl-C, as the local executor's do: a terminal's
+                # SIGINT reaches the whole process group, and a worker that took it printed its
+                # KeyboardInterrupt traceback, and its nanny an error, about 46 lines (a tester's
+                # find); this process stops the sweep and closes the cluster. A process spawned
+                # while SIGINT is ignored starts with it ignored.
+                with _sigint_ignored():
+                    self._cluster = LocalCluster(
+                        n_workers=self.workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        # The scheduler's HTTP server (health routes) on any free port: its
+                        # default 8787, taken by another cluster, printed a warning.
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
+                        silence_logs=40,
+                    )
                 self._client = Client(self._cluster)
         return self._client
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+    def close(self, *, quiet: bool = False) -> None:
+        """Close the client and the local cluster; ``quiet``: with Dask's logging off (an
+        interrupted sweep: the scheduler and nannies log the tasks and connections cut short)."""
+        with _dask_logs_off() if quiet else contextlib.nullcontext():
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
 
     def run(self, tasks: Sequence[Task], on_result: Callback, label: str = "sweep") -> list[PointRecord]:
         if not tasks:
@@ -377,10 +392,63 @@ class DaskExecutor(Executor):
                     results[position[future.key]] = record
                     on_result(record)
                     bar.advance()
-        except BaseException:
-            client.cancel(futures)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                with _dask_logs_off():
+                    client.cancel(futures)
+                    if self._cluster is not None:
+                        # This sweep's own workers log too (a heartbeat to the scheduler that
+                        # closes first): quiet them, then stop them now rather than at the end.
+                        with contextlib.suppress(Exception):
+                            client.run(_silence_dask_logs, on_error="ignore")
+                    self.close(quiet=True)
+            else:
+                client.cancel(futures)
             raise
         return [r for r in results if r is not None]
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process while the block runs (only in the main thread, where a
+    handler can be set; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+#: The loggers of Dask's machinery.
+_DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextlib.contextmanager
+def _dask_logs_off() -> Iterator[None]:
+    """Dask's loggers silent in this process while the block runs (an interrupted shutdown)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _silence_dask_logs() -> None:
+    """Run on a local cluster's worker about to be closed (an interrupted sweep): Dask's loggers
+    silent there."""
+    import logging
+
+    for name in _DASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "dask": DaskExecutor}

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from recsim.cli_explore import sweep
@@ -63,3 +70,59 @@ def test_bad_spec_is_one_line_exit_2(tmp_path: Path):
     assert "Traceback" not in result.output
     bad_set = invoke(str(spec.with_name("missing.yaml")), "--out", str(tmp_path / "out"))
     assert bad_set.exit_code == 2 and "no such file" in bad_set.output
+
+
+INTERRUPT_SPEC = """\
+kind: sweep
+name: tiny-interrupt
+base: {system: tiny, workload: tiny-dlrm, nodes: 1, steps: 400}
+axes:
+  plan: [table_wise, row_wise, greedy]
+  node.accelerators.count: [1, 2]
+  batch_size: [8, 16, 32, 64]
+objectives: {throughput_samples_per_s: max, avg_power_w: min}
+stages: [{fidelity: des}]
+"""
+
+
+def test_ctrl_c_on_a_dask_sweep_is_one_line(tmp_path: Path):
+    # A tester's find: Ctrl-C (SIGINT to the terminal's process group) on a --executor dask sweep
+    # printed about 46 lines of worker and nanny tracebacks; the local executor prints one line.
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(INTERRUPT_SPEC)  # 24 points at DES, 400 steps each (about 0.4 s a point)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "recsim.cli", "sweep", str(spec), "--out", str(out)]
+    command += ["--executor", "dask", "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's job
+        # A terminal's job takes Ctrl-C (a child of a shell's background job starts ignoring it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    def rows() -> int:
+        try:
+            with sqlite3.connect(out / "results.sqlite", timeout=5) as conn:
+                return int(conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 120
+    while rows() < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    if proc.returncode == 0:
+        pytest.skip("the sweep finished before the interrupt landed")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["recsim: interrupted"], err
+    assert 1 <= rows() < 24
