@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import re
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from recsim.errors import TraceError
 from recsim.graph.ir import (
@@ -56,20 +58,13 @@ def _op_to_dict(op: Op) -> dict[str, Any]:
 
 
 def _op_from_dict(data: dict[str, Any], where: str, dropped: set[str] | None = None) -> Op:
-    """The op of ``data``; fields this version does not know are an error, or, given ``dropped``
-    (a newer minor version's file), left out and collected there."""
-    kind = data.get("kind")
-    cls = OP_TYPES.get(str(kind))
-    if cls is None:
-        raise TraceError(f"{where}: unknown op kind {kind!r}")
-    fields = {f.name for f in dataclasses.fields(cls)}
+    """The op of ``data`` (checked by ``_check_op``); fields this version does not know are an
+    error, or, given ``dropped`` (a newer minor version's file), left out and collected there."""
+    kind = data["kind"]
+    cls = OP_TYPES[kind]
     args = {k: v for k, v in data.items() if k != "kind"}
-    unknown = set(args) - fields
-    if unknown and dropped is None:
-        raise TraceError(f"{where}: unknown {kind} field(s) {sorted(unknown)}")
-    if unknown and dropped is not None:
-        dropped.update(f"{kind}.{name}" for name in unknown)
-        args = {k: v for k, v in args.items() if k in fields}
+    if dropped is not None:
+        args = {k: v for k, v in args.items() if k in _OP_SCHEMAS[kind]}
     if cls is Compute and "shapes" in args:
         args["shapes"] = tuple(tuple(s) for s in args["shapes"])
     if cls is Collective:
@@ -80,8 +75,240 @@ def _op_from_dict(data: dict[str, Any], where: str, dropped: set[str] | None = N
                 args[key] = tuple(args[key])
     try:
         return cls(**args)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # pragma: no cover - _check_op let through what it should not
         raise TraceError(f"{where}: bad {kind} op: {exc}") from None
+
+
+# -- checking a document on read ------------------------------------------------------------------
+#
+# Each field of the document has a check: a predicate and what it expects, in words. A value that
+# fails it is a ``TraceError`` naming the file, the key path and both (``FILE: nodes[1].duration_s:
+# expected a number of seconds >= 0, got 'abc'``), never an exception from deep inside a command.
+
+
+class _Check(NamedTuple):
+    ok: Callable[[Any], bool]
+    expected: str
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or type(v) is int
+
+
+def _list_of(item: _Check, expected: str) -> _Check:
+    return _Check(lambda v: type(v) is list and all(item.ok(x) for x in v), expected)
+
+
+def _optional(check: _Check) -> _Check:
+    return _Check(lambda v: v is None or check.ok(v), f"{check.expected}, or null")
+
+
+_STR = _Check(lambda v: type(v) is str, "a string")
+_BOOL = _Check(lambda v: type(v) is bool, "true or false")
+_INDEX = _Check(lambda v: type(v) is int and v >= 0, "an integer >= 0")
+# NaN fails every comparison.
+_COUNT = _Check(
+    lambda v: (type(v) is float and 0 <= v < math.inf) or (type(v) is int and v >= 0), "a number >= 0"
+)
+_BYTES = _Check(_COUNT.ok, "a number of bytes >= 0")
+_SECONDS = _Check(_COUNT.ok, "a number of seconds >= 0")
+_TIME = _Check(_is_number, "a number of seconds")
+_INDICES = _Check(
+    lambda v: type(v) is list and all(type(x) is int and x >= 0 for x in v), "a list of integers >= 0"
+)
+_STRINGS = _list_of(_STR, "a list of strings")
+_BYTE_LIST = _list_of(_BYTES, "a list of numbers of bytes >= 0")
+_SHAPES = _Check(
+    lambda v: type(v) is list and all(type(s) is list and all(type(d) is int for d in s) for s in v),
+    "a list of shapes (lists of integers)",
+)
+_OBJECT = _Check(lambda v: type(v) is dict, "an object")
+_STREAM = _Check(
+    lambda v: type(v) is str and v in _STREAMS, "one of " + ", ".join(repr(s.value) for s in Stream)
+)
+_COLLECTIVE_OP = _Check(
+    lambda v: type(v) is str and v in _COLLECTIVE_OPS,
+    "one of " + ", ".join(repr(c.value) for c in CollectiveOp),
+)
+_STREAMS = frozenset(s.value for s in Stream)
+_COLLECTIVE_OPS = frozenset(c.value for c in CollectiveOp)
+_PASSES = ("forward", "backward", "sort", "update")
+_PASS = _Check(lambda v: type(v) is str and v in _PASSES, "one of " + ", ".join(repr(p) for p in _PASSES))
+#: More ranks than this is no job recsim simulates (and would make it allocate per rank).
+_MAX_RANKS = 1 << 20
+_RANKS = _Check(lambda v: _is_int(v) and 1 <= v <= _MAX_RANKS, f"an integer from 1 to {_MAX_RANKS}")
+
+#: Every field of every op kind (``_OP_FIELDS_CHECKED`` keeps it in step with the dataclasses).
+_OP_SCHEMAS: dict[str, dict[str, _Check]] = {
+    "compute": {
+        "op": _STR,
+        "flops": _COUNT,
+        "bytes_read": _BYTES,
+        "bytes_written": _BYTES,
+        "dtype": _STR,
+        "shapes": _SHAPES,
+        "category": _STR,
+    },
+    "embedding": {
+        "table": _STR,
+        "pass_": _PASS,
+        "rows": _INDEX,
+        "dim": _INDEX,
+        "dtype": _STR,
+        "batch": _INDEX,
+        "lookups": _COUNT,
+        "unique_rows": _optional(_COUNT),
+        "tier": _STR,
+        "optimizer": _STR,
+        "presorted": _BOOL,
+        "bags": _optional(_COUNT),
+        "output_dtype": _optional(_STR),
+        "atomic": _BOOL,
+    },
+    "collective": {
+        "op": _COLLECTIVE_OP,
+        "key": _STR,
+        "group": _INDICES,
+        "bytes": _BYTES,
+        "dtype": _STR,
+        "send_bytes": _optional(_BYTE_LIST),
+        "recv_bytes": _optional(_BYTE_LIST),
+        "algorithm": _optional(_STR),
+    },
+    "transfer": {"src": _STR, "dst": _STR, "bytes": _BYTES},
+    "host": {"op": _STR, "bytes": _BYTES, "cpu_s": _SECONDS},
+}
+#: The fields an op must have (those without a default).
+_OP_REQUIRED = {
+    kind: frozenset(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
+    for kind, cls in OP_TYPES.items()
+}
+_OP_FIELDS_CHECKED = all(
+    set(_OP_SCHEMAS[kind]) == {f.name for f in dataclasses.fields(cls)} for kind, cls in OP_TYPES.items()
+)
+if not _OP_FIELDS_CHECKED:  # pragma: no cover - keep the checks in step with recsim.graph.ir
+    raise ImportError("recsim.graph.native._OP_SCHEMAS: every op field needs a check")
+
+_NODE_SCHEMA: dict[str, _Check] = {
+    "id": _INDEX,
+    "rank": _INDEX,
+    "name": _STR,
+    "stream": _STREAM,
+    "op": _OBJECT,
+    "deps": _INDICES,
+    "lane": _INDEX,
+    "duration_s": _optional(_SECONDS),
+    "start_s": _optional(_Check(_SECONDS.ok, "a number of seconds >= 0")),
+    "phase": _STR,
+}
+_NODE_REQUIRED = ("id", "rank", "name", "stream", "op")
+
+#: The metadata the readers write and recsim's commands read; other keys are kept as they are.
+_METADATA_SCHEMA: dict[str, _Check] = {
+    "format": _STR,
+    "source": _STR,
+    "source_files": _STRINGS,
+    "trace_ranks": _INDICES,
+    "partial_collectives": _BOOL,
+    "schema_versions": _STRINGS,
+    "steps": _Check(lambda v: type(v) is list, "a list of profiler steps (objects)"),
+    "waits": _Check(
+        lambda v: type(v) is dict and all(_COUNT.ok(x) for x in v.values()),
+        "an object of counts and seconds (numbers >= 0)",
+    ),
+    "device": _optional(_OBJECT),
+    "notes": _STRINGS,
+    "step_stride": _INDEX,
+    "fused_tables": _OBJECT,
+    "table_slices": _OBJECT,
+}
+_STEP_SCHEMA: dict[str, _Check] = {
+    "name": _STR,
+    "rank": _optional(_INDEX),
+    "start_s": _TIME,
+    "duration_s": _SECONDS,
+}
+_DEVICE_SCHEMA: dict[str, _Check] = {
+    "name": _optional(_STR),
+    "memory_bytes": _optional(_BYTES),
+    "compute_capability": _optional(_STR),
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(source: str, path: str, expected: str, value: Any) -> TraceError:
+    return TraceError(f"{source}: {path}: expected {expected}, got {_shown(value)}")
+
+
+def _check_fields(source: str, path: str, data: dict[str, Any], schema: dict[str, _Check]) -> None:
+    for key, value in data.items():
+        check = schema.get(key)
+        if check is not None and not check.ok(value):
+            raise _bad(source, f"{path}.{key}" if path else key, check.expected, value)
+
+
+def _check_metadata(source: str, meta: Any) -> None:
+    if type(meta) is not dict:
+        raise _bad(source, "metadata", "an object", meta)
+    _check_fields(source, "metadata", meta, _METADATA_SCHEMA)
+    for i, step in enumerate(meta.get("steps") or ()):
+        if type(step) is not dict:
+            raise _bad(source, f"metadata.steps[{i}]", "an object", step)
+        _check_fields(source, f"metadata.steps[{i}]", step, _STEP_SCHEMA)
+    if meta.get("device") is not None:
+        _check_fields(source, "metadata.device", meta["device"], _DEVICE_SCHEMA)
+
+
+def _check_op(source: str, where: str, op: dict[str, Any], dropped: set[str] | None) -> None:
+    kind = op.get("kind")
+    if type(kind) is not str or kind not in _OP_SCHEMAS:
+        if "kind" not in op:
+            raise TraceError(f"{source}: {where}: missing 'kind' (one of {', '.join(_OP_SCHEMAS)})")
+        raise TraceError(
+            f"{source}: {where}.kind: unknown op kind {_shown(kind)} (one of {', '.join(_OP_SCHEMAS)})"
+        )
+    schema = _OP_SCHEMAS[kind]
+    unknown = [k for k in op if k != "kind" and k not in schema]
+    if unknown and dropped is None:
+        raise TraceError(f"{source}: {where}: unknown {kind} field(s) {sorted(unknown)}")
+    if unknown and dropped is not None:
+        dropped.update(f"{kind}.{name}" for name in unknown)
+    missing = sorted(_OP_REQUIRED[kind] - set(op))
+    if missing:
+        raise TraceError(f"{source}: {where}: {kind} op without {', '.join(missing)}")
+    _check_fields(source, where, op, schema)
+    if kind == "collective":
+        size = len(op["group"])
+        for key in ("send_bytes", "recv_bytes"):
+            if op.get(key) is not None and len(op[key]) != size:
+                raise TraceError(
+                    f"{source}: {where}.{key}: expected one number per member of its group ({size}), "
+                    f"got {len(op[key])}"
+                )
+
+
+def _check_node(source: str, i: int, raw: Any, dropped: set[str] | None) -> None:
+    if type(raw) is not dict:
+        raise _bad(source, f"nodes[{i}]", "an object (a node)", raw)
+    where = f"nodes[{i}]"
+    for key in _NODE_REQUIRED:
+        if key not in raw:
+            raise TraceError(f"{source}: {where}: missing {key!r}")
+    unknown = [k for k in raw if k not in _NODE_SCHEMA]
+    if unknown and dropped is None:
+        raise TraceError(f"{source}: {where}: unknown node field(s) {sorted(unknown)}")
+    if unknown and dropped is not None:
+        dropped.update(f"node.{name}" for name in unknown)
+    _check_fields(source, where, raw, _NODE_SCHEMA)
+    _check_op(source, f"{where}.op", raw["op"], dropped)
 
 
 def graph_to_dict(graph: ExecutionGraph) -> dict[str, Any]:
@@ -138,33 +365,39 @@ def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
         warnings.warn(
             f"{source}: graph schema version {version}, reading as {SCHEMA_VERSION}{note}", stacklevel=2
         )
+    if "ranks" not in data:
+        raise TraceError(f"{source}: missing 'ranks' (the number of ranks of the graph)")
+    if not _RANKS.ok(data["ranks"]):
+        raise _bad(source, "ranks", _RANKS.expected, data["ranks"])
+    raw_nodes = data.get("nodes", [])
+    if type(raw_nodes) is not list:
+        raise _bad(source, "nodes", "a list of nodes", raw_nodes)
+    metadata = data.get("metadata", {})
+    _check_metadata(source, metadata)
     nodes = []
-    for i, raw in enumerate(data.get("nodes", [])):
-        where = f"{source}: nodes[{i}]"
-        try:
-            nodes.append(
-                Node(
-                    id=int(raw["id"]),
-                    rank=int(raw["rank"]),
-                    name=str(raw["name"]),
-                    stream=Stream(raw["stream"]),
-                    op=_op_from_dict(raw["op"], where, dropped),
-                    deps=tuple(int(d) for d in raw.get("deps", ())),
-                    lane=int(raw.get("lane", 0)),
-                    duration_s=raw.get("duration_s"),
-                    start_s=raw.get("start_s"),
-                    phase=str(raw.get("phase", "")),
-                )
+    for i, raw in enumerate(raw_nodes):
+        _check_node(source, i, raw, dropped)
+        nodes.append(
+            Node(
+                id=raw["id"],
+                rank=raw["rank"],
+                name=raw["name"],
+                stream=Stream(raw["stream"]),
+                op=_op_from_dict(raw["op"], f"{source}: nodes[{i}].op", dropped),
+                deps=tuple(raw.get("deps", ())),
+                lane=raw.get("lane", 0),
+                duration_s=raw.get("duration_s"),
+                start_s=raw.get("start_s"),
+                phase=raw.get("phase", ""),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TraceError(f"{where}: malformed node ({exc})") from None
+        )
     if dropped:
         warnings.warn(
             f"{source}: fields of schema version {version} this recsim does not know, left out: "
             f"{', '.join(sorted(dropped))}",
             stacklevel=2,
         )
-    return ExecutionGraph(int(data["ranks"]), nodes, dict(data.get("metadata", {})))
+    return ExecutionGraph(data["ranks"], nodes, dict(metadata))
 
 
 def write_graph(graph: ExecutionGraph, path: Path) -> None:
