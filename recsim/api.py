@@ -380,6 +380,12 @@ def check_run(
     check_strategy(name)
 
 
+def _check_strategy_value(strategy: object) -> None:
+    """A ``ConfigError`` unless ``strategy`` is a name or path (``None`` was an AttributeError)."""
+    if not isinstance(strategy, (str, Path)):
+        raise ConfigError(f"strategy: expected a strategy name or a plan file path, got {strategy!r}")
+
+
 def check_strategy(name: str) -> None:
     """A ``ConfigError`` with a did-you-mean unless ``name`` is a plan strategy (``plan_strategies``,
     or ``table_wise_round_robin``, ``table_wise``'s other name)."""
@@ -440,8 +446,7 @@ def make_plan(
         )
     if isinstance(system, int) and system < 1:
         raise ConfigError(f"system: a world size must be a whole number >= 1, got {system}")
-    if not isinstance(strategy, (str, Path)):
-        raise ConfigError(f"strategy: expected a strategy name or a plan file path, got {strategy!r}")
+    _check_strategy_value(strategy)
     if costs is not None and not isinstance(costs, CostMemo):
         raise ConfigError(f"costs: expected a CostMemo (recsim.cost.memo) or None, got {costs!r}")
     name = str(strategy)
@@ -496,6 +501,7 @@ def plan(
     from recsim.planner.io import is_plan_path
     from recsim.planner.stats import capacity_shortfall, plan_stats
 
+    _check_strategy_value(strategy)
     if not is_plan_path(strategy):
         check_strategy(str(strategy))
     sys_spec, wl_spec = prepare(

@@ -173,3 +173,10 @@ def test_a_process_server_that_died_before_any_worker_is_one_error(monkeypatch: 
     monkeypatch.setattr(executor, "_get_pool", lambda: DeadServer())
     with pytest.raises(RecsimError, match=r"a sweep worker process died .* \(EOFError\)"):
         executor.run([object(), object()], lambda record: None)  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("strategy", [None, 5])
+def test_plan_names_a_strategy_of_the_wrong_type(strategy) -> None:
+    """``recsim.plan(strategy=None)`` raised ``AttributeError`` ('NoneType' has no 'endswith')."""
+    with pytest.raises(ConfigError, match=r"^strategy: expected a strategy name or a plan file path, got "):
+        recsim.plan(system="dgx-h100", workload="dlrm-benchmark", strategy=strategy)  # type: ignore[arg-type]
