@@ -386,11 +386,25 @@ def _check_strategy_value(strategy: object) -> None:
         raise ConfigError(f"strategy: expected a strategy name or a plan file path, got {strategy!r}")
 
 
+def _check_not_folder(name: str) -> None:
+    """A ``ConfigError`` where a strategy that is no strategy's name is a folder (``--plan /tmp`` was
+    an unknown strategy '/tmp')."""
+    try:
+        folder = Path(name).expanduser().is_dir()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
+        return
+    if folder:
+        raise ConfigError(
+            f"plan {name}: a folder, not a plan file: give a plan file (.json or .json.gz) or a strategy name"
+        )
+
+
 def check_strategy(name: str) -> None:
     """A ``ConfigError`` with a did-you-mean unless ``name`` is a plan strategy (``plan_strategies``,
     or ``table_wise_round_robin``, ``table_wise``'s other name)."""
     known = plan_strategies()
     if name not in known and name != "table_wise_round_robin":
+        _check_not_folder(name)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         raise ConfigError(
@@ -455,6 +469,8 @@ def make_plan(
         return load_plan_file(strategy, workload, world, system if isinstance(system, System) else None)
     if name == "table_wise_round_robin":
         name = "table_wise"
+    elif name not in registered_proposers():
+        _check_not_folder(name)
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
     if isinstance(system, int):
         if name not in simple.PLAIN_STRATEGIES:

@@ -405,8 +405,27 @@ def write_graph(graph: ExecutionGraph, path: Path) -> None:
     write_text(path, json.dumps(graph_to_dict(graph), separators=(",", ":")), "graph")
 
 
-def load_json(path: Path) -> Any:
-    """JSON from a plain or gzip file; corrupted or truncated input is a one-line ``TraceError``."""
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json``'s ``object_pairs_hook`` refusing a key given twice in one object (``json`` keeps the
+    last silently)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return data
+
+
+def load_json(path: Path, *, unique_keys: bool = False) -> Any:
+    """JSON from a plain or gzip file; corrupted or truncated input is a one-line ``TraceError``.
+    ``unique_keys``: a key given twice in one object is one too (YAML's duplicate keys are refused,
+    ``recsim.config.yamlio``; a plan file's must be as well)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -426,7 +445,9 @@ def load_json(path: Path) -> Any:
             f"{path}: a tar archive, not a trace: extract it (tar -xf) and give its files or folder"
         )
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_unique_keys if unique_keys else None)
+    except _DuplicateKey as exc:
+        raise TraceError(f"{path}: duplicate key {exc.args[0]!r} (in one object)") from None
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not UTF-8 JSON text") from None
     except json.JSONDecodeError as exc:

@@ -268,7 +268,7 @@ def load_plan(path: str | Path) -> Plan:
     """Read a plan written by ``save_plan`` (plain or gzip JSON); errors are one ``ConfigError`` line."""
     path = Path(path)
     try:
-        data = load_json(path)
+        data = load_json(path, unique_keys=True)
     except TraceError as exc:
         raise ConfigError(str(exc)) from None
     return plan_from_dict(data, str(path))

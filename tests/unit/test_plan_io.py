@@ -222,3 +222,28 @@ def test_a_plan_files_tier_the_system_cannot_train_on_is_named_by_its_shard(
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=rf"^{path}: shards\[3\]\.tier: tier '{tier}'.*{message}"):
         make_plan(path, workload, system)
+
+
+def test_a_key_given_twice_is_refused_naming_file_and_key(tmp_path: Path, tiny: Workload) -> None:
+    """JSON keeps the last of two equal keys silently (``"world_size": 8, "world_size": 4``); a plan
+    file's are refused, as YAML's duplicate keys are."""
+    text = json.dumps(plan_to_dict(table_wise_round_robin(tiny, 2)))
+    assert '"world_size": 2' in text and '"table": "a"' in text
+    path = tmp_path / "dup.json"
+    path.write_text(text.replace('"world_size": 2', '"world_size": 2, "world_size": 4'))
+    with pytest.raises(ConfigError, match=rf"^{path}: duplicate key 'world_size'"):
+        load_plan(path)
+    gz = tmp_path / "dup.json.gz"
+    gz.write_bytes(gzip.compress(text.replace('"table": "a"', '"table": "a", "table": "b"').encode()))
+    with pytest.raises(ConfigError, match=rf"^{gz}: duplicate key 'table'"):
+        load_plan(gz)
+
+
+def test_a_folder_is_not_a_strategy(tmp_path: Path, tiny: Workload) -> None:
+    """``--plan /tmp`` said "unknown plan strategy '/tmp'"."""
+    with pytest.raises(ConfigError, match=rf"^plan {tmp_path}: a folder, not a plan file"):
+        make_plan(str(tmp_path), tiny, 2)
+    from recsim.api import check_strategy
+
+    with pytest.raises(ConfigError, match=rf"^plan {tmp_path}: a folder, not a plan file"):
+        check_strategy(str(tmp_path))
