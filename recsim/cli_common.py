@@ -1,4 +1,5 @@
-"""What every recsim command shares: a ``RecsimError`` becomes one line on stderr and exit code 2.
+"""What every recsim command shares: a ``RecsimError`` becomes one line on stderr and exit code 2,
+a warning one line on stderr (``recsim: warning: ...``).
 
 The command modules (``cli``, ``cli_explore``, ``cli_results``) import these classes from here, so
 none of them needs another to load.
@@ -7,6 +8,7 @@ none of them needs another to load.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,11 @@ class _OneLineErrors:
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)  # type: ignore[misc]
+            with warnings.catch_warnings():
+                # A reader's warning (an unknown schema version read as a known one) is one line
+                # like an error's, not Python's "FILE:LINE: UserWarning: ..." and the code line.
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)  # type: ignore[misc]
         except RecsimError as exc:
             click.echo(f"recsim: error: {exc}", err=True)
             ctx.exit(EXIT_USER_ERROR)
@@ -34,6 +40,17 @@ class _OneLineErrors:
             # sweep keeps what it stored (`--resume` continues it).
             click.echo("recsim: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: Any = None,
+) -> None:
+    click.echo(f"recsim: warning: {message}", err=True)
 
 
 class RecsimGroup(_OneLineErrors, click.Group):

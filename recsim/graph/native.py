@@ -349,6 +349,11 @@ def graph_from_dict(data: Any, source: str = "<graph>") -> ExecutionGraph:
     parsed = _VERSION.fullmatch(raw_version) if isinstance(raw_version, str) else None
     ours = _VERSION.fullmatch(SCHEMA_VERSION)
     assert ours is not None
+    if parsed is not None and int(parsed.group(1)) > int(ours.group(1)):
+        raise TraceError(
+            f"{source}: graph schema version {raw_version!r} is not supported: newer than this "
+            f"recsim's ({ours.group(1)}.x, its own {SCHEMA_VERSION}); written by a newer recsim"
+        )
     if parsed is None or parsed.group(1) != ours.group(1):
         raise TraceError(
             f"{source}: graph schema version {raw_version!r} is not supported "

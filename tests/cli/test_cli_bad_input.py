@@ -927,3 +927,41 @@ def test_a_set_without_its_prefix_says_which_prefix() -> None:
     assert "did you mean planner.tiers=[hbm]?" in line
     line = error_line(run("run", *TINY, "--set", "finalists=2"))
     assert "'finalists' is a planner key; write planner.finalists=2" in line
+
+
+def _no_python_warning(output: str) -> None:
+    assert "UserWarning" not in output and ".py:" not in output, output
+
+
+def test_a_readers_warning_is_one_clean_line(tmp_path: Path) -> None:
+    """An unknown ET schema, or a native graph of another minor version, printed Python's warning:
+    ``/.../pytorch_et.py:944: UserWarning: ...`` and the source line that warned."""
+    import gzip
+
+    et = json.loads(gzip.decompress((DATA / "traces" / "simple_add_pytorch_et.json.gz").read_bytes()))
+    et["schema"] = "9.9.9"
+    path = tmp_path / "et.json"
+    path.write_text(json.dumps(et))
+    result = CliRunner().invoke(cli, ["trace", "info", str(path)])
+    assert result.exit_code == 0, result.output
+    _no_python_warning(result.output)
+    assert f"recsim: warning: {path}: unknown PyTorch ET schema version '9.9.9'" in result.output
+
+    native = tmp_path / "g.json"
+    assert CliRunner().invoke(cli, ["trace", "convert", str(KINETO), str(native)]).exit_code == 0
+    doc = json.loads(native.read_text())
+    doc["version"] = "1.3"
+    doc["nodes"][0]["op"]["newfield"] = 1
+    native.write_text(json.dumps(doc))
+    result = CliRunner().invoke(cli, ["trace", "info", str(native)])
+    assert result.exit_code == 0, result.output
+    _no_python_warning(result.output)
+    assert f"recsim: warning: {native}: graph schema version 1.3, reading as 1.2\n" in result.output
+    assert (
+        f"recsim: warning: {native}: fields of schema version 1.3 this recsim does not know" in result.output
+    )
+
+    doc["version"] = "9.0"
+    native.write_text(json.dumps(doc))
+    line = error_line(CliRunner().invoke(cli, ["trace", "info", str(native)]))
+    assert "graph schema version '9.0' is not supported: newer than this recsim's (1.x, its own 1.2)" in line
