@@ -780,11 +780,16 @@ def replay(
         result = replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
     # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
     # names none is taken to be the default's (a tester found neither said in the output).
+    device = graph.metadata.get("device")
+    unknown = device.get("name") if isinstance(device, dict) and not found else None
     source = (
         "--recorded-on"
         if recorded_on
         else "the GPU the trace names"
         if found
+        else f"the trace names an unknown GPU, {unknown!r}, without its compute capability: taken as "
+        "the default, --recorded-on to change it"
+        if unknown
         else "the trace names no GPU: the default, --recorded-on to change it"
     )
     assert target.accelerator is not None  # replay_reestimate refuses a system without one
@@ -814,10 +819,11 @@ def recorded_accelerator(graph: ExecutionGraph, library: HardwareLibrary | None 
     (``metadata["device"]``: Kineto's ``deviceProperties``): one of the library's accelerators of
     the GPU's architecture (compute capability), the one whose memory is the nearest to the GPU's
     (names differ between drivers and vendors: "Tesla V100-SXM2-32GB", "NVIDIA A100-PG509-200").
-    None when the trace names no GPU; a ``ConfigError`` when the library has none of its kind."""
+    None when the trace names no GPU or one without its compute capability; a ``ConfigError`` when
+    the library has none of its kind."""
     device = graph.metadata.get("device")
-    if not isinstance(device, dict):
-        return None
+    if not isinstance(device, dict) or device.get("compute_capability") is None:
+        return None  # no GPU, or one named without its compute capability (``unknown_gpu``)
     lib = library or HardwareLibrary()
     memory = float(device.get("memory_bytes") or 0.0)
     architecture = _ARCHITECTURES.get(str(device.get("compute_capability", "")))

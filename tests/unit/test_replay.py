@@ -258,3 +258,58 @@ def test_a_re_estimate_says_which_gpu_its_recorded_durations_are_read_as() -> No
     )
     assert given.notes[0].startswith("recorded on v100-sxm2-32gb (--recorded-on)")
     assert not any(n.startswith("recorded on") for n in recsim.replay([traces / "chakra.0.et.gz"]).notes)
+
+
+def _kineto_edited(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    data = json.loads(gzip.decompress((TRACES / "simple_add_kineto.json.gz").read_bytes()))
+    edit(data)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_gpu_named_without_its_compute_capability_is_said_to_be_unknown(tmp_path: Path) -> None:
+    """``deviceProperties: [{"name": "Foo GPU 9000"}]`` was noted as "the trace names no GPU"."""
+    import recsim
+
+    path = _kineto_edited(tmp_path, lambda d: d.__setitem__("deviceProperties", [{"name": "Foo GPU 9000"}]))
+    result = recsim.replay([path], keep=False, system="dgx-h100")
+    assert result.notes[0].startswith(
+        "recorded on a100-sxm4-40gb (the trace names an unknown GPU, 'Foo GPU 9000', without its "
+        "compute capability: taken as the default, --recorded-on to change it)"
+    )
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        for event in data["traceEvents"]:
+            event.pop(key, None)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("ph", "events of a known category without a 'ph' (phase), skipped"),
+        ("cat", "complete ('X') events without a 'cat' (category), skipped"),
+    ],
+)
+def test_a_trace_left_empty_by_skipped_events_says_why(tmp_path: Path, key: str, why: str) -> None:
+    """Events without ``ph`` or ``cat`` are skipped: "the trace holds no operations" alone left the
+    user guessing."""
+    path = _kineto_edited(tmp_path, _drop(key))
+    line = error_line(CliRunner().invoke(cli, ["trace", "info", str(path)]))
+    assert line.startswith(f"recsim: error: {path}: the trace holds no operations (rank 0: ")
+    assert line.endswith(f" {why})")
+
+
+def test_events_without_a_name_are_named_and_noted(tmp_path: Path) -> None:
+    """Nameless events were read silently, and the top kernel showed an empty name."""
+    path = _kineto_edited(tmp_path, _drop("name"))
+    graph = read_trace([path])
+    assert graph.nodes and {n.name for n in graph.nodes} == {"<unnamed>"}
+    assert any(
+        n.startswith("rank 0: ") and n.endswith(" events without a 'name', named '<unnamed>'")
+        for n in graph.metadata["notes"]
+    )

@@ -64,7 +64,10 @@ def read_trace(
     graph = _read(paths, fmt, sniffer)
     if len(graph.nodes) == 0:
         names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
-        raise TraceError(f"{names}: the trace holds no operations (a profile of no work)")
+        # The reader's notes say why where it skipped events ("... without a 'ph', skipped").
+        notes = [str(n) for n in graph.metadata.get("notes") or () if "skipped" in str(n)]
+        why = "; ".join(notes) if notes else "a profile of no work"
+        raise TraceError(f"{names}: the trace holds no operations ({why})")
     return graph
 
 

@@ -172,6 +172,10 @@ class KinetoTrace:
     calls: dict[Any, KEvent] = field(default_factory=dict)
 
 
+#: The name of an event that has none.
+UNNAMED = "<unnamed>"
+
+
 def is_kineto_document(data: Any) -> bool:
     """A Chrome trace: the object form (``{"traceEvents": [...]}``) or the array form, a bare list
     of events, which ``parse_kineto`` reads too (told by its first item, an event with a ``ph``)."""
@@ -207,6 +211,9 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
     gpu: list[KEvent] = []
     syncs: list[KEvent] = []
     no_dur = 0
+    # Events skipped or renamed for a missing field, said in the notes (and in the error when
+    # nothing is left: "holds no operations" alone did not say why).
+    no_cat = no_ph = no_name = 0
     runtime_by_corr: dict[Any, KEvent] = {}
     flow_events: list[dict[str, Any]] = []
     origin = math.inf
@@ -215,10 +222,15 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
             raise TraceError(f"{path}: traceEvents[{index}] is not an object")
         cat = raw.get("cat")
         if cat not in _KNOWN_CATS:
+            if cat is None and raw.get("ph") == "X":
+                no_cat += 1  # work without a category (metadata events have none: not counted)
             cat = cat.lower() if isinstance(cat, str) else ""
             if cat not in _KNOWN_CATS:
                 continue
         ph = raw.get("ph")
+        if ph is None:
+            no_ph += 1
+            continue
         if cat in _FLOW_CATS:
             if ph in ("s", "f", "t"):
                 flow_events.append(raw)  # only needed for GPU events without a correlation id
@@ -253,9 +265,11 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
                     f"{path}: traceEvents[{index}] ({raw.get('name')!r}): {where} is not a number or "
                     f"a string: {value!r}"
                 )
-        event = KEvent(
-            str(raw.get("name", "")), cat, raw.get("pid"), raw.get("tid"), float(ts), float(dur), args
-        )
+        name = raw.get("name")
+        if name is None or name == "":
+            no_name += 1
+            name = UNNAMED
+        event = KEvent(str(name), cat, raw.get("pid"), raw.get("tid"), float(ts), float(dur), args)
         if cat == _SYNC_CAT:
             syncs.append(event)  # not work: when it ran is the runtime call's business
             continue
@@ -311,22 +325,30 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         trace.notes.append(f"{missing} GPU events without a recorded launch (no correlation or flow)")
     if no_dur:
         trace.notes.append(f"{no_dur} complete ('X') events without a 'dur', taken as 0 long")
+    if no_cat:
+        trace.notes.append(f"{no_cat} complete ('X') events without a 'cat' (category), skipped")
+    if no_ph:
+        trace.notes.append(f"{no_ph} events of a known category without a 'ph' (phase), skipped")
+    if no_name:
+        trace.notes.append(f"{no_name} events without a 'name', named {UNNAMED!r}")
     return trace
 
 
 def device_properties(raw: Any) -> dict[str, Any] | None:
     """The recording GPU from a trace's ``deviceProperties`` (its first device: a rank's process
     records the GPUs it sees, its own first): ``{name, memory_bytes, compute_capability}``, or None
-    when the trace has none or they are malformed."""
+    when the trace has none or they are malformed. A GPU named without its compute capability or
+    memory keeps its name, with None for those (the replay says it does not know it)."""
     if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict):
         return None
     first = raw[0]
     name, memory = first.get("name"), first.get("totalGlobalMem")
     major, minor = first.get("computeMajor"), first.get("computeMinor")
-    if not isinstance(name, str) or not all(
-        isinstance(x, int) and not isinstance(x, bool) for x in (memory, major, minor)
-    ):
+    if not isinstance(name, str):
         return None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (memory, major, minor)):
+        known = isinstance(memory, int) and not isinstance(memory, bool)
+        return {"name": name, "memory_bytes": float(memory) if known else None, "compute_capability": None}
     return {"name": name, "memory_bytes": float(memory), "compute_capability": f"{major}.{minor}"}
 
 
