@@ -273,6 +273,7 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override]) -> Tree:
             node[last] = override.value
         else:
             raise ConfigError(f"{label}: {format_path(override.path)}: {_no_such(node, last)}")
+        result.overrides[override.path] = Location(label)
         for sub, _ in walk(override.value, override.path):
             result.locations[sub] = Location(label)
         for p in [p for p in result.locations if p[: len(override.path)] == override.path]:

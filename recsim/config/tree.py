@@ -44,6 +44,10 @@ class Tree:
 
     data: dict[str, Any]
     locations: dict[KeyPath, Location] = field(default_factory=dict)
+    #: The key paths ``--set`` overrides wrote, with the override: ``locations`` forgets one that
+    #: named a reference (``node.nics.device=eth-100g``) when the referenced document is inlined
+    #: there, and an error it causes must still name it, not the shipped file.
+    overrides: dict[KeyPath, Location] = field(default_factory=dict)
 
     def location(self, path: KeyPath) -> Location:
         """The location of ``path``, or of its nearest ancestor that has one."""
@@ -54,7 +58,7 @@ class Tree:
         return Location("<config>")
 
     def copy(self) -> Tree:
-        return Tree(copy.deepcopy(self.data), dict(self.locations))
+        return Tree(copy.deepcopy(self.data), dict(self.locations), dict(self.overrides))
 
 
 def walk(value: Any, prefix: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:

@@ -112,9 +112,13 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         edits = {
             str(loc): at for at, loc in tree.locations.items() if at[: len(path)] == path and loc.line is None
         }
+        # An override of a reference (``node.nics.device=eth-100g``) whose document was inlined
+        # in its place: ``locations`` there are the document's own.
+        edits.update((str(loc), at) for at, loc in tree.overrides.items() if at[: len(path)] == path)
         named = [label for label, at in edits.items() if at and str(at[-1]) in words]
         if named:
-            return f"{', '.join(named)}: {key}: {message} (with {where})"
+            # The mapping is the whole document: its "<top level>" would only be noise.
+            return f"{', '.join(named)}: {key + ': ' if path else ''}{message} (with {where})"
         if edits:
             return f"{where}: {key}: {message} (the mapping also has {', '.join(edits)})"
     return f"{where}: {key}: {_message(error)}"

@@ -1086,7 +1086,8 @@ class _Builder:
             if len(endpoints) > sw.ports:
                 raise ConfigError(
                     f"{self.system.name}: {len(endpoints)} NICs do not fit on one {sw.name} "
-                    f"({sw.ports} ports); use topology 'clos' with more tiers"
+                    f"({sw.ports} ports): set cluster.scale_out.topology: clos with tiers: 2 (--set "
+                    "cluster.scale_out.topology=clos --set cluster.scale_out.tiers=2), or use fewer nodes"
                 )
             self._attach(endpoints, [self.vertex("sw0", "switch", None, sw.name, sw.latency_s)], sw)
             return
@@ -1186,8 +1187,9 @@ class _Builder:
         if tiers == 2:
             if len(lower) > _leaf_limit(sw, tiers):
                 raise ConfigError(
-                    f"{self.system.name}: {len(lower)} leaves exceed the {sw.ports}-port spine radix of "
-                    f"{sw.name} in a 2-tier Clos; use 'tiers: 3'"
+                    f"{self.system.name}: {self.system.cluster.nodes} nodes need {len(lower)} leaves, more "
+                    f"than the {sw.ports}-port spine radix of {sw.name} in a 2-tier Clos takes: set "
+                    "cluster.scale_out.tiers: 3 (--set cluster.scale_out.tiers=3), or use fewer nodes"
                 )
             self._top(f"{prefix}spine", lower, sw)
             return

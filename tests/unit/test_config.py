@@ -298,6 +298,18 @@ def test_a_cross_key_check_broken_by_a_set_names_the_set(minilib):
     assert "tiny.yaml" in msg  # the mapping the check read, named after it
 
 
+def test_a_set_that_swaps_a_reference_is_named_not_the_shipped_file():
+    # The override replaces a reference by another device, whose file is inlined in its place:
+    # the error was blamed on "hardware/systems/dgx-h100.yaml:3: <top level>: ...".
+    msg = error_of(
+        lambda: HardwareLibrary().system("dgx-h100", [Override.parse("node.nics.device=eth-100g")])
+    )
+    assert msg.startswith(
+        "--set node.nics.device=eth-100g: node.nics.device 'eth-100g' is an ethernet NIC"
+    ), msg
+    assert "<top level>" not in msg and msg.endswith("dgx-h100.yaml:3)"), msg
+
+
 def test_a_cross_key_mistake_of_the_file_is_the_files_beside_an_unrelated_set(tmp_path):
     # The file's own oversubscription is wrong; the --set edits another key of the mapping (a
     # reviewer found such a --set blamed).

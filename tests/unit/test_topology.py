@@ -84,7 +84,10 @@ def test_oversubscription_cuts_bisection(minilib):
 
 
 def test_single_switch_needs_enough_ports(minilib):
-    with pytest.raises(ConfigError, match="16 NICs do not fit on one tiny-switch"):
+    with pytest.raises(
+        ConfigError,
+        match=r"16 NICs do not fit on one tiny-switch \(\d+ ports\): set cluster\.scale_out\.topology: clos",
+    ):
         topo(minilib, "tiny", "cluster.scale_out.topology=single_switch", "cluster.scale_out.tiers=1")
     t = topo(
         minilib,
@@ -98,7 +101,14 @@ def test_single_switch_needs_enough_ports(minilib):
 
 
 def test_two_tier_radix_limit_and_three_tiers(minilib):
-    with pytest.raises(ConfigError, match="use 'tiers: 3'"):
+    # The advice names the key and the override to set, and the node count that overflowed (it
+    # said only "use 'tiers: 3'", to a user who had given --nodes).
+    with pytest.raises(
+        ConfigError,
+        match=r"^tiny: 4 nodes need 8 leaves, more than the 4-port spine radix of tiny-switch in a 2-tier "
+        r"Clos takes: set cluster.scale_out.tiers: 3 \(--set cluster.scale_out.tiers=3\), "
+        r"or use fewer nodes$",
+    ):
         topo(minilib, "tiny", "cluster.scale_out.switch.ports=4")
     t = topo(minilib, "tiny", "cluster.scale_out.switch.ports=4", "cluster.scale_out.tiers=3")
     names = set(t.graph.nodes)
