@@ -66,25 +66,35 @@ def describe_errors(model: type[BaseModel], tree: Tree, exc: ValidationError) ->
     return first if rest == 0 else f"{first} (and {rest} more problem{'s' if rest > 1 else ''})"
 
 
-def data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
-    """The part of a pydantic ``loc`` that indexes the data (drops union-member labels)."""
+def data_path(data: Any, loc: tuple[str | int, ...], *, key_last: bool = True) -> KeyPath:
+    """The part of a pydantic ``loc`` that indexes the data (drops union-member labels).
+
+    ``key_last``: the last part, absent from the data, is a key (of a ``missing`` error); else it
+    is kept only as a plain word (a tagged union's member, ``rows.uniform: low 10.0 > high 5.0``),
+    not as pydantic's label of the union (``tagged-union[function-after[_ordered(), ...], ...]``,
+    where its tag is wrong or missing), which must not show in the key path."""
     path: list[str | int] = []
     node = data
     for part in loc:
         if child(node, part) is not MISSING:
             path.append(part)
             node = child(node, part)
-        elif isinstance(node, dict) and isinstance(part, str) and part == loc[-1]:
+        elif (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part == loc[-1]
+            and (key_last or part.isidentifier())
+        ):
             path.append(part)  # a missing or unknown key: keep it, nothing below it
             break
     return tuple(path)
 
 
 def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
-    path = data_path(tree.data, tuple(error["loc"]))
     kind = error["type"]
+    path = data_path(tree.data, tuple(error["loc"]), key_last=kind in ("missing", "extra_forbidden"))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return _describe_tag(tree, path, error)
+        return _describe_tag(model, tree, path, error)
     # A missing key is placed at its parent, unless the key itself has a location: a ``--set
     # KEY=null`` that removed it is what to name, not the file that had it.
     missing_here = kind == "missing" and path in tree.locations
@@ -124,7 +134,7 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
     return f"{where}: {key}: {_message(error)}"
 
 
-def _describe_tag(tree: Tree, path: KeyPath, error: ErrorDetails) -> str:
+def _describe_tag(model: type[BaseModel], tree: Tree, path: KeyPath, error: ErrorDetails) -> str:
     """A tagged union's tag (``dist``, ``method``) that is unknown or missing, named at the tag's
     own key: pydantic places the error at the mapping that holds it, which would blame the file
     for a ``--set ...dist=pareto`` and name the mapping, not the key to fix."""
@@ -134,7 +144,15 @@ def _describe_tag(tree: Tree, path: KeyPath, error: ErrorDetails) -> str:
     if error["type"] == "union_tag_not_found":
         # Placed at the mapping, unless the tag itself has a location (a ``--set KEY=null``).
         where = tree.location(tag_path if tag_path in tree.locations else path)
-        return f"{where}: {format_path(tag_path)}: missing required key {tag_key!r}"
+        choices = [
+            str(value)
+            for cls in _models_at(model, path)
+            for name, info in cls.model_fields.items()
+            if tag_key in (name, info.alias) and typing.get_origin(info.annotation) is typing.Literal
+            for value in typing.get_args(info.annotation)
+        ]
+        known = f" (one of {', '.join(dict.fromkeys(choices))})" if choices else ""
+        return f"{where}: {format_path(tag_path)}: missing required key {tag_key!r}{known}"
     tags = str(ctx.get("expected_tags", "")).replace("'", "")
     # The value as written (pydantic's ``tag`` is its text: ``3`` would show as ``'3'``).
     mapping = error.get("input")

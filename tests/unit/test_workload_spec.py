@@ -145,12 +145,24 @@ def test_raw_dense_features_and_bypass_branch():
         ),
         ("table_groups[0].rows=100000000000000000000", "table_groups[0].rows: must be <= 9007199254740992"),
         ("table_groups[0].count=100000000", "table_groups[0].count: must be <= 100000"),
+        # Pydantic's label of the union was in the key path: "rows.tagged-union[function-after[
+        # _ordered(), LogNormal],...].dist".
+        (
+            "table_groups[0].rows={dist: normal}",
+            "table_groups[0].rows={dist: normal}: table_groups[0].rows.dist: expected one of lognormal, "
+            "uniform, choice, got 'normal'",
+        ),
+        (
+            "table_groups[0].rows={median: 5}",
+            "table_groups[0].rows.dist: missing required key 'dist' (one of lognormal, uniform, choice)",
+        ),
     ],
 )
 def test_table_group_errors_name_the_key_and_the_real_problem(override, fragment):
     with pytest.raises(ConfigError) as info:
         LIB.workload("tiny-groups", [Override.parse(override)])
     assert fragment in str(info.value), info.value
+    assert "tagged-union" not in str(info.value) and "function-after" not in str(info.value)
 
 
 def test_a_group_drawn_past_the_row_bound_is_clipped_not_wrapped():
