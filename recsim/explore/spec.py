@@ -862,7 +862,13 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
     that cannot resolve (a unit of the wrong kind, a negative size, a missing plan file) fails the
     spec before any point runs, not as an ``error`` row after the sweep (about 40 ms a value). The
     values of a ``zip`` group go together (a GPU count with the NVLink mesh drawn for it): each row
-    of the group is resolved whole, once."""
+    of the group is resolved whole, once.
+
+    A value (or zip row) that fails with the base is tried with each value of each other axis (each
+    row of each other group): one that resolves with some other axis's value is kept, and a point
+    where the two cannot go together is an ``error`` row with its reason (a tester's find: a RoCE
+    NIC axis beside a switch axis of an Ethernet and an InfiniBand switch was refused, as the base's
+    switch is InfiniBand). A value that resolves with none is refused, with the base's reason."""
     from recsim.explore.points import point_config
 
     spec = check.spec
@@ -891,6 +897,8 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
             try:
                 _dry_resolve(point_config(spec, {axis: value}))
             except RecsimError as exc:
+                if _resolves_with_another_axis(spec, {axis: value}, (axis,)):
+                    continue
                 # The first value stands for the axis (an unknown path fails there); a later one
                 # is named by its index. The spec's location and axis replace the loader's own
                 # label of the override the axis became (``--set PATH=VALUE: PATH: ``).
@@ -900,12 +908,36 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
     for i, group in enumerate(spec.zipped):
         rows = min((len(column) for column in group.values()), default=0)
         for j in range(rows):
+            row = {path: column[j] for path, column in group.items()}
             try:
-                _dry_resolve(point_config(spec, {path: column[j] for path, column in group.items()}))
+                _dry_resolve(point_config(spec, row))
             except RecsimError as exc:
+                if _resolves_with_another_axis(spec, row, tuple(group)):
+                    continue
                 # A row's values go together: the message keeps the override label, which names
                 # the path at fault among the row's.
                 raise check.fail(("zip", i), str(exc), f"zip[{i}] row {j}") from None
+
+
+def _resolves_with_another_axis(spec: SweepSpec, values: dict[str, Any], own: tuple[str, ...]) -> bool:
+    """Whether the point of ``values`` over the base resolves with some value of another axis (a
+    row of another zip group) set too: the values that failed with the base then go with it."""
+    from recsim.explore.points import point_config
+
+    for dimension in spec.dimensions:
+        if dimension == own:
+            continue
+        columns = [spec.axes[dimension[0]]] if len(dimension) == 1 and dimension[0] in spec.axes else None
+        if columns is None:
+            group = next(g for g in spec.zipped if tuple(g) == dimension)
+            columns = list(group.values())
+        for row in zip(*columns, strict=True):
+            try:
+                _dry_resolve(point_config(spec, {**values, **dict(zip(dimension, row, strict=True))}))
+            except RecsimError:
+                continue
+            return True
+    return False
 
 
 def _dry_resolve(config: dict[str, Any]) -> None:

@@ -375,3 +375,32 @@ def test_a_set_of_a_base_value_an_axis_varies_is_refused(tmp_path):
         spec_of(tmp_path, BASE + "axes: {cluster.nodes: [1, 2]}\n", ("base.nodes=4",))
     # In the spec file itself the base value is only a default: BASE sets nodes: 1.
     assert spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\n").grid_size == 2
+
+
+PAIR = """\
+kind: sweep
+name: pair
+base: {system: dgx-h100, workload: dlrm-benchmark, batch_size: 2048, plan: table_wise}
+axes:
+  node.nics.device: [roce-200g, ib-ndr-400g]
+  cluster.scale_out.switch: [tomahawk3-64x200g, quantum2-qm9700]
+objectives: {throughput_samples_per_s: max, avg_power_w: min}
+"""
+
+
+def test_a_value_that_goes_with_another_axiss_value_is_kept(tmp_path):
+    """A tester's find: a RoCE NIC axis beside a switch axis of an Ethernet and an InfiniBand switch
+    was refused, as the base's switch is InfiniBand; the NIC goes with the Ethernet switch (the
+    RoCE NIC on the InfiniBand switch is an ``error`` row, ``test_explore_sweep``)."""
+    spec = spec_of(tmp_path, PAIR)
+    assert spec.axes["node.nics.device"] == ["roce-200g", "ib-ndr-400g"]
+    # A zip row too: (roce-200g, row_wise) fails with the base's switch, and goes with the other.
+    zipped = (
+        PAIR.replace("  node.nics.device: [roce-200g, ib-ndr-400g]\n", "")
+        + "zip:\n  - {node.nics.device: [ib-ndr-400g, roce-200g], plan: [table_wise, row_wise]}\n"
+    )
+    assert len(spec_of(tmp_path, zipped).zipped) == 1
+    # A value that goes with no value of the other axes is refused, with the base's reason.
+    alone = PAIR.replace("[tomahawk3-64x200g, quantum2-qm9700]", "[quantum2-qm9700]")
+    message = error_of(tmp_path, alone)
+    assert ":5: axes.node.nics.device: " in message and "'roce-200g' is a roce NIC" in message, message

@@ -277,6 +277,29 @@ def test_a_failing_point_is_a_row_not_a_crash(spec_path, tmp_path, monkeypatch):
     assert result.front.empty and result.paths["pareto_csv"].is_file()
 
 
+def test_two_axis_values_that_cannot_go_together_are_an_error_row(tmp_path):
+    """The README's promise (a tester's find: the RoCE NIC was refused at load, as the base's switch
+    is InfiniBand): each value goes with some value of the other axis, the pair that cannot is a row."""
+    path = tmp_path / "pair.yaml"
+    path.write_text(
+        "kind: sweep\nname: pair\n"
+        "base: {system: dgx-h100, workload: dlrm-benchmark, batch_size: 2048, plan: table_wise}\n"
+        "axes:\n  node.nics.device: [roce-200g, ib-ndr-400g]\n"
+        "  cluster.scale_out.switch: [tomahawk3-64x200g, quantum2-qm9700]\n"
+        "objectives: {throughput_samples_per_s: max, avg_power_w: min}\n"
+    )
+    result = run_sweep(path, tmp_path / "out", workers=1, progress=False)
+    rows = {
+        (r["values.node.nics.device"], r["values.cluster.scale_out.switch"]): r
+        for _, r in result.final.iterrows()
+    }
+    assert rows["roce-200g", "tomahawk3-64x200g"]["status"] == "ok"
+    assert rows["ib-ndr-400g", "quantum2-qm9700"]["status"] == "ok"
+    bad = rows["roce-200g", "quantum2-qm9700"]
+    assert bad["status"] == "error" and "a roce NIC needs an ethernet switch" in bad["reason"]
+    assert rows["ib-ndr-400g", "tomahawk3-64x200g"]["status"] == "error"
+
+
 def test_dask_local_cluster_gives_identical_records(spec_path, tmp_path):
     start = time.perf_counter()
     local = run_sweep(spec_path, tmp_path / "local", workers=1, progress=False)
