@@ -873,7 +873,7 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
 
     spec = check.spec
     try:
-        _dry_resolve(point_config(spec, {}))
+        _dry_resolve(point_config(spec, {}), whole=not places)
     except RecsimError as exc:
         raise check.fail(("base",), str(exc)) from None
     # The values each axis (or zip column) can take by itself, for every column first.
@@ -940,9 +940,13 @@ def _resolves_with_another_axis(spec: SweepSpec, values: dict[str, Any], own: tu
     return False
 
 
-def _dry_resolve(config: dict[str, Any]) -> None:
-    """``api.check_run`` on a point's configuration."""
+def _dry_resolve(config: dict[str, Any], *, whole: bool = True) -> None:
+    """``api.check_run`` on a point's configuration, and (``whole``: a point that runs, not the base
+    alone, whose batch an axis may replace) the global batch divides among its ranks: ``recsim run
+    --batch-size 2047`` on 8 GPUs is a user error, so is a sweep value that makes it (a tester's
+    ``batch_size: [2048, 2047]`` ran, and the 2047 point was an ``infeasible`` row)."""
     from recsim import api
+    from recsim.errors import batch_split_error
 
     api.check_run(
         config["system"],
@@ -953,3 +957,17 @@ def _dry_resolve(config: dict[str, Any]) -> None:
         precision=config["precision"],
         overrides=config["overrides"],
     )
+    if not whole:
+        return
+    system, workload = api.prepare(
+        config["system"],
+        config["workload"],
+        nodes=config["nodes"],
+        batch_size=config["batch_size"],
+        precision=config["precision"],
+        overrides=config["overrides"],
+    )
+    ranks = system.num_accelerators
+    batch = workload.training.global_batch_size
+    if ranks > 0 and batch % ranks:
+        raise ConfigError(batch_split_error(batch, ranks))

@@ -171,17 +171,21 @@ def test_every_axis_value_is_checked_before_the_sweep_runs(tmp_path: Path) -> No
     spec.write_text(SWEEP.replace("row_wise]", "./missing.plan.json]"))
     line = error_line(run("sweep", spec, "--out", out, "--workers", "1"))
     assert "axes.plan[1]: no such plan file" in line
+    # A batch the GPUs cannot share is refused as `recsim run --batch-size` refuses it (a tester's
+    # find: it was an infeasible row).
+    spec.write_text(SWEEP.replace("plan: [table_wise, row_wise]", "batch_size: [8, 1001]"))
+    line = error_line(run("sweep", spec, "--out", out, "--workers", "1"))
+    assert "axes.batch_size[1]: global batch 1001 is not divisible by 2 ranks" in line, line
+    assert not out.exists()
 
 
 def test_a_sweep_where_no_point_succeeds_says_why_and_fails(tmp_path: Path) -> None:
-    # A tester's sweep of batch sizes no rank count divides ended "0 ok" with exit 0 and an empty front.
+    # A tester's sweep where no point succeeded ended "0 ok" with exit 0 and an empty front.
     spec = tmp_path / "s.yaml"
-    spec.write_text(SWEEP.replace("plan: [table_wise, row_wise]", "batch_size: [1001, 1003]"))
+    spec.write_text(SWEEP + "constraints: ['avg_power_w <= 1']\n")
     result = run("sweep", spec, "--out", tmp_path / "out", "--workers", "1")
     assert result.exit_code == 2
-    assert "no point succeeded: global batch 1001 is not divisible by 2 ranks" in " ".join(
-        result.output.split()
-    )
+    assert "no point succeeded: constraint avg_power_w <= 1 violated" in " ".join(result.output.split())
 
 
 def test_results_reject_a_stage_the_store_does_not_have(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ name: t
 base: {system: tiny, workload: tiny-dlrm, nodes: 1}
 objectives: {throughput_samples_per_s: max, avg_power_w: min}
 """
+#: The base with a batch that 4 nodes of 4 GPUs can share (tiny-dlrm's 8 is for 1 or 2 nodes).
+BASE16 = BASE.replace("nodes: 1}", "nodes: 1, batch_size: 16}")
 
 
 @pytest.fixture(autouse=True)
@@ -81,12 +83,23 @@ def error_of(tmp_path: Path, text: str) -> str:
         ("axes: {plan: [table_wise]}\nfilters: [{path: nodes, op: '<=', value: 2}]\n", 6, "not varied by an"),
         ("axes: {nodes: [1, 2]}\nfilters: [{path: nodes, op: '>', value: 8}]\n", 6, "no point of the grid"),
         ("axes: {cluster.scale_out.oversubscription: [1, 1.0]}\n", 5, "given twice (1 is the same)"),
+        # A batch the base's ranks cannot share is a user error, as for `recsim run` (a tester's
+        # find: the point was an infeasible row and the sweep exited 0).
+        ("axes: {batch_size: [8, 6]}\n", 5, "axes.batch_size[1]: global batch 6 is not divisible by 4 ranks"),
+        ("axes: {nodes: [1, 3]}\n", 5, "axes.nodes[1]: global batch 8 is not divisible by 12 ranks"),
     ],
 )
 def test_strict_errors_name_file_line_and_key(tmp_path, extra, line, expected):
     message = error_of(tmp_path, BASE + extra)
     assert message.startswith(f"{tmp_path / 'sweep.yaml'}:{line}: "), message
     assert expected in message, message
+
+
+def test_a_base_batch_an_axis_replaces_need_not_divide(tmp_path):
+    text = BASE.replace("nodes: 1}", "nodes: 1, batch_size: 6}")
+    assert spec_of(tmp_path, text + "axes: {batch_size: [8, 16]}\n").axes == {"batch_size": [8, 16]}
+    message = error_of(tmp_path, text)
+    assert ":3: base: global batch 6 is not divisible by 4 ranks" in message, message
 
 
 def test_objective_and_base_errors(tmp_path):
@@ -130,7 +143,7 @@ def test_overrides_edit_the_spec_or_every_point(tmp_path):
 def test_spec_key_is_stable_and_tracks_changes(tmp_path):
     a = spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\n")
     b = spec_of(tmp_path, BASE + "axes:\n  nodes: [1, 2]\n")
-    c = spec_of(tmp_path, BASE + "axes: {nodes: [1, 4]}\n")
+    c = spec_of(tmp_path, BASE + "axes: {nodes: [2, 1]}\n")
     assert a.spec_key == b.spec_key != c.spec_key
     assert len(a.spec_key) == 16
     assert SweepSpec.model_validate(a.canonical()).spec_key == a.spec_key
@@ -359,11 +372,11 @@ def test_filters_compare_quantities_by_value_and_read_an_axis_under_either_name(
         "1000 GB/s",
     ]
     spec = spec_of(
-        tmp_path, BASE + "axes: {cluster.nodes: [1, 2, 4]}\nfilters: [{path: nodes, op: '<=', value: 2}]\n"
+        tmp_path, BASE16 + "axes: {cluster.nodes: [1, 2, 4]}\nfilters: [{path: nodes, op: '<=', value: 2}]\n"
     )
     assert [p.values["cluster.nodes"] for p in grid_points(spec)] == [1, 2]
     spec = spec_of(
-        tmp_path, BASE + "axes: {nodes: [1, 2, 4]}\nfilters: [{path: nodes, op: in, value: [1.0, 4]}]\n"
+        tmp_path, BASE16 + "axes: {nodes: [1, 2, 4]}\nfilters: [{path: nodes, op: in, value: [1.0, 4]}]\n"
     )
     assert [p.values["nodes"] for p in grid_points(spec)] == [1, 4]
 

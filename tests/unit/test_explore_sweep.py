@@ -475,7 +475,7 @@ def test_file_values_of_any_axis_and_base_override_are_the_spec_folders(tmp_path
     spec.write_text(
         SPEC.replace(
             "  node.accelerators.count: [1, 2, 4]\n", "  node.accelerators.device: [tiny-gpu, ./gpu.yaml]\n"
-        )
+        ).replace("[8, 16, 8]", "[8, 16, 16]")  # 4 nodes of 4 GPUs: no GPU count that divides 8 now
     )
     assert load_sweep(spec).axes["node.accelerators.device"] == [
         "tiny-gpu",
