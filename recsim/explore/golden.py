@@ -16,7 +16,9 @@ key is an error naming the file, line and key.
 ``check`` simulates every case and compares each expected metric with the fresh ``Result.to_dict()``:
 floats by relative error (``|actual - expected| / |expected|``) against the metric's tolerance or the
 file's ``default_tolerance``; integers, strings (``status`` above all), booleans and nulls must match
-exactly unless the metric has its own tolerance.
+exactly unless the metric has its own tolerance. An ``expected.json`` that expects no metric, or
+names one ``Result.to_dict()`` does not have, or gives one a value of the wrong kind (text for a
+time, a NaN), is malformed (``ConfigError``, exit 2), not a pass or a failure.
 
 An expected 0 has no scale of its own (an absolute difference would be 0.02 s, longer than a step,
 for a time, and 0.02 bytes for a memory peak). A component of a whole is then measured against the
@@ -209,8 +211,11 @@ def load_case(case: Path) -> GoldenConfig:
     return validate_tree(GoldenConfig, tree)
 
 
-def load_expected(case: Path) -> Expected:
-    """The validated ``expected.json`` of a case folder."""
+def load_expected(case: Path, *, recorded: bool = True) -> Expected:
+    """The validated ``expected.json`` of a case folder: each metric a figure of ``Result.to_dict()``
+    with a value of its kind (a finite number or null, a string, a boolean). ``recorded``: the file
+    must expect at least one metric (``check`` of a file with none would pass whatever the result:
+    a tester's find); ``update``, which records them, reads one with none."""
     path = Path(case) / EXPECTED_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -231,9 +236,16 @@ def load_expected(case: Path) -> Expected:
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict):
         raise ConfigError(f"{path}: metrics: expected an object of metric name -> value")
+    if recorded and not metrics:
+        missing = "an empty object" if "metrics" in data else "missing"
+        raise ConfigError(
+            f"{path}: metrics: {missing}; expected an object of metric name -> value, at least one "
+            f"(record them with `recsim golden update {case}`)"
+        )
     for name, value in metrics.items():
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{path}: metrics.{name}: expected a number, string, boolean or null")
+        problem = _metric_problem(name, value)
+        if problem:
+            raise ConfigError(f"{path}: metrics.{name}: {problem}")
     tolerances = data.get("tolerances", {})
     if not isinstance(tolerances, dict):
         raise ConfigError(f"{path}: tolerances: expected an object of metric name -> relative tolerance")
@@ -247,6 +259,57 @@ def load_expected(case: Path) -> Expected:
         raise ConfigError(f"{path}: default_tolerance: expected a number >= 0, got {default!r}")
     extra = {"description": data["description"]} if "description" in data else {}
     return Expected(dict(metrics), {k: float(v) for k, v in tolerances.items()}, float(default), extra)
+
+
+#: The figures of ``Result.to_dict()`` that are text, and the one that is true or false; the others
+#: are numbers (null where a result has none: an infeasible run's times, a training run's latencies).
+_TEXT_METRICS: Final = (
+    "status",
+    "reason",
+    "mode",
+    "fidelity",
+    "system",
+    "workload",
+    "plan",
+    "resolved_config_hash",
+    "recsim_version",
+)
+_BOOL_METRICS: Final = ("memory_fits",)
+_STATUSES: Final = ("ok", "infeasible", "error")
+
+
+def _metric_names() -> list[str]:
+    """Every figure of ``Result.to_dict()`` an ``expected.json`` may expect (``notes``, a list, not)."""
+    from recsim.metrics.result import MAPPING_FIELDS, Result, mapping_keys
+
+    names = [n for n in Result.__dataclass_fields__ if n not in MAPPING_FIELDS and n != "notes"]
+    names += [f"{m}.{k}" for m, keys in mapping_keys().items() for k in keys]
+    return [*names, "samples_per_joule"]
+
+
+def _metric_problem(name: str, value: Any) -> str:
+    """What is wrong with an expected ``name: value`` (an unknown figure, a value of the wrong kind,
+    a NaN), or ``""``."""
+    import difflib
+
+    names = _metric_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "see `recsim run --json` for the figures"
+        return f"unknown metric; {hint}"
+    if name in _TEXT_METRICS:
+        if not isinstance(value, str):
+            return f"expected text, got {value!r}"
+        if name == "status" and value not in _STATUSES:
+            return f"expected one of {', '.join(_STATUSES)}, got {value!r}"
+        return ""
+    if name in _BOOL_METRICS:
+        return "" if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if value is None:
+        return ""
+    if not _is_number(value) or not math.isfinite(value):
+        return f"expected a finite number or null, got {value!r}"
+    return ""
 
 
 def _is_number(value: Any) -> bool:
@@ -446,7 +509,7 @@ def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool 
     pending: list[tuple[Path, dict[str, Any]]] = []
     for case in case_dirs(root, cases):
         path = case / EXPECTED_NAME
-        old = load_expected(case) if path.exists() else Expected({})
+        old = load_expected(case, recorded=False) if path.exists() else Expected({})
         actual, status, reason, _wall = simulate_case(case)
         if status == "error" and old.metrics.get("status") != "error":
             # A failed run is not an expectation, unless the case expects exactly that.

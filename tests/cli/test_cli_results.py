@@ -320,6 +320,48 @@ def test_golden_strict_config(golden_copy):
     assert unknown.exit_code == 2 and "no golden case 'no-such-case'" in unknown.output
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # A file that expects nothing passed whatever the result (a tester's find).
+        (lambda e: e.pop("metrics"), "metrics: missing; expected an object of metric name -> value"),
+        (lambda e: e.__setitem__("metrics", {}), "metrics: an empty object; expected an object"),
+        (lambda e: e["metrics"].__setitem__("bogus_metric", 1.0), "metrics.bogus_metric: unknown metric"),
+        (lambda e: e["metrics"].__setitem__("avg_power", 1.0), "did you mean 'avg_power_w'?"),
+        (
+            lambda e: e["metrics"].__setitem__("iteration_time_s", "fast"),
+            "metrics.iteration_time_s: expected a finite number or null, got 'fast'",
+        ),
+        (
+            lambda e: e["metrics"].__setitem__("iteration_time_s", float("nan")),
+            "metrics.iteration_time_s: expected a finite number or null, got nan",
+        ),
+        (lambda e: e["metrics"].__setitem__("status", "great"), "metrics.status: expected one of ok"),
+        (lambda e: e["metrics"].__setitem__("memory_fits", 1), "metrics.memory_fits: expected true or false"),
+    ],
+)
+def test_golden_malformed_expected_metrics_are_a_user_error(golden_copy, edit, expected):
+    """Exit 2 (a malformed case), not a pass of a file that checks nothing nor a FAIL (exit 1)."""
+    path = golden_copy / "tiny-analytic" / "expected.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    result = invoke(golden, "check", golden_copy)
+    assert result.exit_code == 2, result.output
+    assert f"{path}: " in result.output and expected in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_golden_update_records_the_metrics_of_a_file_that_has_none(golden_copy):
+    path = golden_copy / "tiny-analytic" / "expected.json"
+    data = json.loads(path.read_text())
+    data["metrics"], data["tolerances"] = {}, {}
+    path.write_text(json.dumps(data))
+    assert invoke(golden, "update", golden_copy).exit_code == 0
+    assert "iteration_time_s" in json.loads(path.read_text())["metrics"]
+    assert invoke(golden, "check", golden_copy).exit_code == 0
+
+
 def test_results_export_replaces_only_an_export_of_recsims(sweep_dir, tmp_path):
     # `--to` had replaced any CSV (a CLI tester's find); an export of recsim's is replaced.
     foreign = tmp_path / "data.csv"
