@@ -3,7 +3,9 @@
 The command is a ``click.Command`` named ``sweep`` that ``recsim.cli`` registers with
 ``cli.add_command(sweep)``; it also runs on its own (``python -m recsim.cli_explore SPEC --out DIR``).
 A user mistake (a bad spec, a store made by another spec, an unreachable scheduler) prints one line,
-``recsim: error: ...``, on stderr and exits with code 2.
+``recsim: error: ...``, on stderr and exits with code 2. A sweep that ran to the end with no point
+that succeeded (every one infeasible, outside a constraint, or failed) exits with code 1
+(``EXIT_NO_POINT``): it is a result, kept whole in the store and its exports, not a user mistake.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from recsim.cli_common import EXIT_USER_ERROR, RecsimCommand
+from recsim.cli_common import RecsimCommand
+
+#: The exit code of a sweep that ran to the end but where no point succeeded.
+EXIT_NO_POINT = 1
 
 
 def _root_overrides(ctx: click.Context) -> list[str]:
@@ -87,7 +92,12 @@ def sweep(
     progress: bool | None,
     as_json: bool,
 ) -> None:
-    """Run the sweep SPEC (a `kind: sweep` YAML file) and write its results to --out."""
+    """Run the sweep SPEC (a `kind: sweep` YAML file) and write its results to --out.
+
+    Exit 0 when some point succeeded; 1 when the sweep ran to the end but no point did (every one
+    infeasible, outside a constraint, or failed: the store and exports hold each point's reason);
+    2 on a user mistake (a bad spec or option, a store of another spec).
+    """
     from recsim.explore.sweep import run_sweep
 
     result = run_sweep(
@@ -108,7 +118,9 @@ def sweep(
     if result.complete and counts.get("points", 0) and not counts.get("ok", 0):
         if as_json:  # the reasons are in the JSON; say on stderr why the exit code is not 0
             click.echo("recsim: no point succeeded", err=True)
-        ctx.exit(EXIT_USER_ERROR)  # no point succeeded: a script should not read an empty front as a result
+        # No point succeeded: a script should not read an empty front as a result, nor mistake a
+        # valid, stored result for a user mistake (exit 2; a tester's find).
+        ctx.exit(EXIT_NO_POINT)
 
 
 def _cell(value: Any) -> str:

@@ -182,10 +182,15 @@ def test_every_axis_value_is_checked_before_the_sweep_runs(tmp_path: Path) -> No
 def test_a_sweep_where_no_point_succeeds_says_why_and_fails(tmp_path: Path) -> None:
     # A tester's sweep where no point succeeded ended "0 ok" with exit 0 and an empty front.
     spec = tmp_path / "s.yaml"
+    # Exit 1, not 2 (a user mistake, with nothing written): the store and exports are the result.
     spec.write_text(SWEEP + "constraints: ['avg_power_w <= 1']\n")
-    result = run("sweep", spec, "--out", tmp_path / "out", "--workers", "1")
-    assert result.exit_code == 2
+    out = tmp_path / "out"
+    result = run("sweep", spec, "--out", out, "--workers", "1")
+    assert result.exit_code == 1
     assert "no point succeeded: constraint avg_power_w <= 1 violated" in " ".join(result.output.split())
+    assert {"results.sqlite", "results.parquet", "pareto.csv"} <= {p.name for p in out.iterdir()}
+    as_json = run("sweep", spec, "--out", out, "--workers", "1", "--resume", "--json")
+    assert as_json.exit_code == 1 and "recsim: no point succeeded" in as_json.output
 
 
 def test_results_reject_a_stage_the_store_does_not_have(tmp_path: Path) -> None:
@@ -617,8 +622,8 @@ def test_results_show_a_store_whose_points_all_failed(tmp_path: Path) -> None:
     text = SWEEP.replace("plan: [table_wise, row_wise]", huge).replace("plan: table_wise", "plan: auto")
     spec.write_text(text)
     out = tmp_path / "out"
-    # No point succeeded: the sweep says so and exits 2, its store kept for `results show`.
-    assert run("sweep", spec, "--out", out, "--workers", "1", "--no-progress").exit_code == 2
+    # No point succeeded: the sweep says so and exits 1, its store kept for `results show`.
+    assert run("sweep", spec, "--out", out, "--workers", "1", "--no-progress").exit_code == 1
     shown = run("results", "show", out)
     assert shown.exit_code == 0, shown.output  # the failed points and their reasons, not an error
     assert "infeasible" in shown.output
