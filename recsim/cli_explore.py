@@ -65,7 +65,7 @@ def _root_overrides(ctx: click.Context) -> list[str]:
     "--resume",
     is_flag=True,
     help="Continue the sweep stored in --out, skipping finished points (refused if another recsim, "
-    "with other code or data, made them).",
+    "with other code or data, made them). With no store in --out, a new sweep starts, and says so.",
 )
 @click.option(
     "--set",
@@ -109,6 +109,7 @@ def sweep(
         resume=resume,
         overrides=[*_root_overrides(ctx), *overrides],
         progress=progress,
+        note=lambda text: click.echo(f"recsim: note: {text}", err=True),
     )
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))

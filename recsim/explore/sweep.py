@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +108,7 @@ def run_sweep(
     overrides: Sequence[str] = (),
     progress: bool | None = None,
     max_points: int | None = None,
+    note: Callable[[str], object] | None = None,
 ) -> SweepResult:
     """Run the sweep ``spec`` (a ``SweepSpec`` or a spec file) into the folder ``out``.
 
@@ -115,7 +116,10 @@ def run_sweep(
     this process) or ``"dask"`` (``scheduler`` address, or a local cluster of ``workers``), or an
     ``Executor`` instance. ``overrides`` are ``--set`` texts for a spec file (see
     ``recsim.explore.spec``). ``max_points`` stops after that many newly stored points (the sweep
-    stays resumable; ``complete`` is then False).
+    stays resumable; ``complete`` is then False). ``note`` is called with a one-line note for the
+    user: ``resume=True`` on a folder with no store starts a new sweep, and says so (a sweep killed
+    before its first point left none; a script may always pass ``--resume``; a mistyped ``--out``
+    should not go unnoticed).
     """
     from recsim.explore.store import STORE_NAME, Store
 
@@ -138,6 +142,7 @@ def run_sweep(
     )  # type: ignore[arg-type]
     try:
         created = _make_out_folder(out)
+        fresh = not (out / STORE_NAME).exists()
         try:
             store = Store(out / STORE_NAME)
         except BaseException:
@@ -163,6 +168,8 @@ def run_sweep(
             store.set_spec(spec.to_text(), spec.spec_key)
             _check_model(store)
             _check_inputs(spec, store)
+            if resume and fresh and note is not None:
+                note(f"no store in {out}: starting a new sweep")
             runner = _Runner(spec, store, max_points)
             complete = True
             try:

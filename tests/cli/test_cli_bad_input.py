@@ -974,3 +974,17 @@ def test_a_readers_warning_is_one_clean_line(tmp_path: Path) -> None:
     native.write_text(json.dumps(doc))
     line = error_line(CliRunner().invoke(cli, ["trace", "info", str(native)]))
     assert "graph schema version '9.0' is not supported: newer than this recsim's (1.x, its own 1.2)" in line
+
+
+def test_resume_of_a_folder_with_no_store_starts_a_new_sweep_and_says_so(tmp_path: Path) -> None:
+    # A tester's find: --resume on a mistyped --out silently started afresh.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    out = tmp_path / "out"
+    first = run("sweep", spec, "--out", out, "--workers", "1", "--resume", "--no-progress")
+    assert first.exit_code == 0, first.output
+    assert f"recsim: note: no store in {out}: starting a new sweep" in first.stderr
+    again = run("sweep", spec, "--out", out, "--workers", "1", "--resume", "--no-progress")
+    assert again.exit_code == 0 and "no store" not in again.output
+    fresh = run("sweep", spec, "--out", tmp_path / "other", "--workers", "1", "--no-progress")
+    assert fresh.exit_code == 0 and "no store" not in fresh.output
