@@ -39,7 +39,7 @@ The shape::
     objectives: {throughput_samples_per_s: max, avg_power_w: min}   # the first two are plotted
     search: {method: grid}     # or {method: random, samples: 50, seed: 1}
                                # or {method: nsga2, population: 16, generations: 4, seed: 1}
-    stages:                    # optional: screen at one fidelity, re-run the best at another
+    stages:                    # optional: screen at one fidelity, re-run the best at a costlier one
       - {fidelity: analytic}
       - {fidelity: des, top: 5}    # the 5 best-ranked points of the previous stage (no top: its front);
                                    # then any other point of the final front, so it is one stage's figures
@@ -48,7 +48,8 @@ The shape::
 Special axis and base keys are ``system``, ``workload``, ``nodes``, ``batch_size``, ``precision``,
 ``plan`` and ``comm_dtype``; every other axis key is a dotted ``--set`` path (``workload.`` paths edit
 the workload, ``planner.`` paths the planner's search space, the rest the system). ``fidelity`` is
-varied with ``stages``, not as an axis.
+varied with ``stages``, not as an axis; a label (a ``name``, a ``description``, ``kind``) is no
+axis, nor is a true-or-false metric (``memory_fits``) an objective: it is a constraint.
 
 ``--set`` on a sweep (``load_sweep(path, overrides)``, ``recsim sweep SPEC --set ...``) edits the spec
 when the path starts with one of its top-level keys (``search.samples=10``, ``base.nodes=4``,
@@ -86,6 +87,11 @@ from recsim.metrics.result import MAPPING_FIELDS, mapping_keys
 from recsim.planner.types import COMM_DTYPES
 from recsim.units import quantity_of
 
+#: The engines a stage may use, cheapest first: a later stage re-runs points at a costlier one.
+FIDELITY_ORDER = ("analytic", "des")
+#: The last keys of a setting that only labels (a system's or table's name, a description): an axis
+#: over one would give identical points under different keys.
+LABEL_KEYS = ("name", "description")
 SPECIAL_KEYS = ("system", "workload", "nodes", "batch_size", "precision", "plan", "comm_dtype")
 #: Keys whose values are a library name or a file path (the others' files are ``file_value``).
 NAMED_KEYS = ("system", "workload", "plan")
@@ -348,6 +354,15 @@ class SweepSpec(Spec):
         fidelities = [s.fidelity for s in value]
         if len(set(fidelities)) != len(fidelities):
             raise ValueError(f"each stage needs its own fidelity, got {fidelities}")
+        costs = [FIDELITY_ORDER.index(f) for f in fidelities]
+        if costs != sorted(costs):
+            # A later stage re-runs the best points of the one before to check them with a costlier
+            # engine; re-scoring DES figures with the analytic engine would put the cheaper
+            # figures on the front (a tester's find: [des, analytic] was accepted).
+            raise ValueError(
+                f"stages go from the cheaper fidelity to the costlier ({' then '.join(FIDELITY_ORDER)}), "
+                f"got {' then '.join(fidelities)}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -696,6 +711,14 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
             raise check.fail(where, "fidelity is varied with 'stages:' (e.g. [{fidelity: analytic}, ...])")
         if axis == "mode":
             raise check.fail(where, "mode is fixed by base.mode (only training is simulated so far)")
+        last = config_path(axis)[-1]
+        if axis in ("kind", "workload.kind") or last in LABEL_KEYS:
+            # A tester's find: `name: [a, b]` ran the same point twice, under two keys.
+            raise check.fail(
+                where,
+                f"{axis!r} is a label, not a setting: every value would simulate the same point "
+                "under another key; vary a setting that changes what is simulated",
+            )
         for j, value in enumerate(values):
             if not _jsonable_scalar(value):
                 raise check.fail((*where, j), f"expected a scalar or a list of scalars, got {value!r}")
@@ -752,6 +775,12 @@ def check_spec(spec: SweepSpec, tree: Tree) -> None:
     for name in spec.objectives:
         if not known_metric(name):
             raise check.fail(("objectives", name), f"unknown metric {name!r}; {_metric_hint(name)}")
+        if name in BOOLEAN_METRICS:
+            raise check.fail(
+                ("objectives", name),
+                f"{name} is true or false, not a figure to maximise or minimise: make it a constraint "
+                f"(constraints: [{name}])",
+            )
         if spec.base.mode == "training" and name in INFERENCE_METRICS:
             raise check.fail(
                 ("objectives", name), f"{name} is an inference metric: a training sweep has no value for it"

@@ -87,6 +87,17 @@ def error_of(tmp_path: Path, text: str) -> str:
         # find: the point was an infeasible row and the sweep exited 0).
         ("axes: {batch_size: [8, 6]}\n", 5, "axes.batch_size[1]: global batch 6 is not divisible by 4 ranks"),
         ("axes: {nodes: [1, 3]}\n", 5, "axes.nodes[1]: global batch 8 is not divisible by 12 ranks"),
+        # Accepted nonsense (a tester's finds): stages from the costlier engine to the cheaper, an
+        # axis that only labels, a boolean objective.
+        (
+            "stages: [{fidelity: des}, {fidelity: analytic, top: 2}]\n",
+            5,
+            "stages: stages go from the cheaper fidelity to the costlier (analytic then des), got des then",
+        ),
+        ("axes: {name: [a, b]}\n", 5, "axes.name: 'name' is a label, not a setting"),
+        ("axes:\n  workload.tables[0].name: [a, b]\n", 6, "is a label, not a setting"),
+        ("axes: {node.accelerators.device.description: [a, b]}\n", 5, "is a label, not a setting"),
+        ("axes: {kind: [system]}\n", 5, "axes.kind: 'kind' is a label"),
     ],
 )
 def test_strict_errors_name_file_line_and_key(tmp_path, extra, line, expected):
@@ -100,6 +111,13 @@ def test_a_base_batch_an_axis_replaces_need_not_divide(tmp_path):
     assert spec_of(tmp_path, text + "axes: {batch_size: [8, 16]}\n").axes == {"batch_size": [8, 16]}
     message = error_of(tmp_path, text)
     assert ":3: base: global batch 6 is not divisible by 4 ranks" in message, message
+
+
+def test_a_boolean_objective_is_refused(tmp_path):
+    text = BASE.replace("{throughput_samples_per_s: max, avg_power_w: min}", "{memory_fits: max}")
+    message = error_of(tmp_path, text)
+    assert ":4: objectives.memory_fits: memory_fits is true or false, not a figure to maximise" in message
+    assert "make it a constraint" in message, message
 
 
 def test_objective_and_base_errors(tmp_path):
