@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,6 +202,7 @@ def results_show(
     with _open(path) as store:
         objectives = _objectives(store, objective)
         name = _spec_data(store).get("name") or store.path.parent.name
+        axis_order = _axis_order(_spec_data(store))
         _check_stage(store, stage)
         # --front alone is the sweep's own front (pareto.csv): each point at its last stage.
         frame = _final_frame(store) if front and stage is None else store.frame(stage)
@@ -236,7 +237,7 @@ def results_show(
     title = f"{name}: {'Pareto front' if front else 'points'}" + (f" ({stage})" if stage else "")
     if front and stage is None:
         title += " (each point at its last stage)"
-    _console().print(_points_table(shown, objectives, title))
+    _console().print(_points_table(shown, objectives, title, axis_order))
     if len(shown) < total:
         click.echo(f"... {total - len(shown)} more (--limit 0 shows all)")
 
@@ -248,12 +249,42 @@ def _clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
             value = None
         elif hasattr(value, "item") and not isinstance(value, (list, dict, str)):
             value = value.item()  # numpy scalar
+        elif isinstance(value, str) and value.startswith("[") and _list_column(str(key)):
+            # A list the frame holds as JSON text (a list axis value, a result's notes) is a JSON
+            # list again (a tester's find: "notes": "[]").
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, list):
+                value = decoded
         out[str(key)] = value
     return out
 
 
-def _points_table(frame: pd.DataFrame, objectives: Mapping[str, str], title: str) -> Table:
+def _list_column(name: str) -> bool:
+    """A column whose lists ``PointRecord.to_row`` writes as JSON text: axis values and metrics
+    (not the record's own text fields)."""
+    return name not in ("key", "stage", "status", "reason", "config")
+
+
+def _axis_order(spec: Mapping[str, Any]) -> list[str]:
+    """The stored spec's axis paths in its order (product axes, then each zip group's)."""
+    axes = spec.get("axes")
+    order = [str(p) for p in axes] if isinstance(axes, Mapping) else []
+    groups = spec.get("zip")
+    if isinstance(groups, list):
+        order += [str(p) for group in groups if isinstance(group, Mapping) for p in group]
+    return order
+
+
+def _points_table(
+    frame: pd.DataFrame, objectives: Mapping[str, str], title: str, axis_order: Sequence[str] = ()
+) -> Table:
     axes = [c for c in frame.columns if str(c).startswith("values.")]
+    # The spec's order (the front of `recsim sweep` shows it), not the store's sorted keys.
+    rank = {f"values.{path}": i for i, path in enumerate(axis_order)}
+    axes.sort(key=lambda c: rank.get(str(c), len(rank)))
     table = Table(title=title)
     table.add_column("#", justify="right")
     stages = frame["stage"].nunique() > 1 if len(frame) else False

@@ -170,6 +170,8 @@ def run_sweep(
             _check_inputs(spec, store)
             if resume and fresh and note is not None:
                 note(f"no store in {out}: starting a new sweep")
+            if note is not None:
+                _note_small_grid(spec, note)
             runner = _Runner(spec, store, max_points)
             complete = True
             try:
@@ -195,6 +197,23 @@ def run_sweep(
     finally:
         if owned:
             ex.close()
+
+
+def _note_small_grid(spec: SweepSpec, note: Callable[[str], object]) -> None:
+    """A random search of more samples than the (filtered) grid holds runs the whole grid: say so
+    (a tester's find: it did so silently)."""
+    from recsim.explore.points import enumerate_points
+
+    samples = getattr(spec.search, "samples", None)
+    if spec.search.method != "random" or samples is None or samples <= 0:
+        return
+    if samples > spec.grid_size:
+        held = spec.grid_size
+    else:
+        held = len(enumerate_points(spec))
+        if held >= samples:
+            return
+    note(f"search.samples {samples} is more than the {held} points of the grid: running every one")
 
 
 def _make_out_folder(out: Path) -> bool:

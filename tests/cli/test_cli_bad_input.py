@@ -189,6 +189,9 @@ def test_a_sweep_where_no_point_succeeds_says_why_and_fails(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "no point succeeded: constraint avg_power_w <= 1 violated" in " ".join(result.output.split())
     assert {"results.sqlite", "results.parquet", "pareto.csv"} <= {p.name for p in out.iterdir()}
+    # One line, not an empty table whose title wrapped ("Pareto front (0 / points)").
+    assert "Pareto front: no point (none is ok and meets every constraint)" in result.output
+    assert "Pareto front (" not in result.output
     as_json = run("sweep", spec, "--out", out, "--workers", "1", "--resume", "--json")
     assert as_json.exit_code == 1 and "recsim: no point succeeded" in as_json.output
 
@@ -988,3 +991,24 @@ def test_resume_of_a_folder_with_no_store_starts_a_new_sweep_and_says_so(tmp_pat
     assert again.exit_code == 0 and "no store" not in again.output
     fresh = run("sweep", spec, "--out", tmp_path / "other", "--workers", "1", "--no-progress")
     assert fresh.exit_code == 0 and "no store" not in fresh.output
+
+
+def test_sweep_cosmetics(tmp_path: Path) -> None:
+    """A tester's finds: more samples than the grid ran it whole silently; `results show` listed the
+    axes alphabetically, not in the spec's order; --json rows gave lists as JSON text."""
+    spec = tmp_path / "s.yaml"
+    axes = "plan: [table_wise, row_wise]\n  cluster.scale_out.oversubscription: [1, 2]"
+    spec.write_text(
+        SWEEP.replace("plan: [table_wise, row_wise]", axes) + "search: {method: random, samples: 9}\n"
+    )
+    out = tmp_path / "out"
+    result = run("sweep", spec, "--out", out, "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "recsim: note: search.samples 9 is more than the 4 points of the grid: running every one" in (
+        result.stderr
+    )
+    shown = run("results", "show", out)
+    header = next(line for line in shown.output.splitlines() if "status" in line)
+    assert header.index("plan") < header.index("cluster.scale_out.oversubs"), header
+    rows = json.loads(run("results", "show", out, "--json").stdout)
+    assert rows[0]["notes"] == [] and isinstance(rows[0]["config"], str)
