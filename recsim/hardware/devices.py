@@ -47,15 +47,16 @@ KNOWN_ACCELERATOR_ARCHITECTURES: tuple[str, ...] = ("volta", "ampere", "hopper",
 KNOWN_VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "arm", "zhaoxin", "ampere computing", "aws")
 #: How close (``difflib`` ratio) an unknown name must be to a known one to be read as its typo:
 #: "hoper" (0.91 to hopper), "nvidai" (0.83 to nvidia), "intle" (0.8 to intel) are; "zen3" (0.75 to
-#: zen2) or "rubin" is a name of its own.
+#: zen2), "rubin", or a known name with more after it ("hopper2", "intel64") is a name of its own.
 NEAR_MISS_RATIO = 0.8
 
 
 def check_known_name(what: str, value: str, known: tuple[str, ...]) -> str:
     """``value``, unless it is a near miss of a name in ``known`` (a ``ValueError`` naming it): a
     misspelt architecture or vendor would otherwise silently lose the figures tied to the name."""
-    lowered = value.lower()
-    if lowered in known:
+    lowered = value.strip().lower()
+    # A known name with more after it ("hopper2", "intel64") names a part of its own, not a typo.
+    if lowered in known or any(lowered.startswith(name) for name in known):
         return value
     close = difflib.get_close_matches(lowered, known, n=1, cutoff=NEAR_MISS_RATIO)
     if close:
@@ -248,7 +249,10 @@ class Accelerator(Device):
     @field_validator("architecture")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        return check_known_name("accelerator architecture", value, KNOWN_ACCELERATOR_ARCHITECTURES)
+        checked = check_known_name("accelerator architecture", value, KNOWN_ACCELERATOR_ARCHITECTURES)
+        # The cost models look a known architecture up by its name ("Hopper" is hopper).
+        canonical = checked.strip().lower()
+        return canonical if canonical in KNOWN_ACCELERATOR_ARCHITECTURES else checked
 
     @field_validator("vendor")
     @classmethod

@@ -527,8 +527,15 @@ def test_a_misspelt_architecture_or_vendor_is_refused(override, fragment):
     assert fragment in msg, msg
 
 
-def test_an_architecture_far_from_the_known_ones_is_a_part_of_its_own():
+@pytest.mark.parametrize("name", ["rubin", "hopper2", "amperes"])
+def test_an_architecture_far_from_the_known_ones_or_extending_one_is_a_part_of_its_own(name):
+    override = Override.parse(f"node.accelerators.device.architecture={name!r}")
+    system = HardwareLibrary().system("dgx-h100", [override])
+    assert system.accelerator is not None and system.accelerator.architecture == name
+
+
+def test_a_known_architecture_is_read_whatever_its_case():
     system = HardwareLibrary().system(
-        "dgx-h100", [Override.parse("node.accelerators.device.architecture=rubin")]
+        "dgx-h100", [Override.parse("node.accelerators.device.architecture=' Hopper '")]
     )
-    assert system.accelerator is not None and system.accelerator.architecture == "rubin"
+    assert system.accelerator is not None and system.accelerator.architecture == "hopper"
