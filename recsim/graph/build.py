@@ -232,6 +232,13 @@ class _Builder:
         self.next_id = nid + 1
         return nid
 
+    def _record_folded(self, key: str, parts: dict[int, Collective]) -> None:
+        """Records the folded ranks' all-to-all ``parts`` (rank -> part, in rank order) of the
+        collective ``key`` at once: the entries one ``add`` per folded rank would have made, in the
+        same order (a rank already there keeps its place and takes the new part)."""
+        if parts:
+            self.folded_parts.setdefault(key, {}).update(parts)
+
     def layer_op(
         self, layer: Layer, b: int, s: float, precision: str, *, backward: bool, input_grad: bool = True
     ) -> Compute:
@@ -314,6 +321,7 @@ class _Builder:
         # Rank ``r`` receives ``send[r]`` from every sender: one part per distinct value (the sign
         # in the key keeps -0.0 apart from 0.0), shared by the ranks that receive it.
         parts: dict[tuple[float, float], Collective] = {}
+        folded: dict[int, Collective] = {}  # a folded rank's part, recorded here, not by ``add``
         for r in range(self.world):
             value = send[r]
             key = (value, math.copysign(1.0, value))
@@ -323,8 +331,17 @@ class _Builder:
                 part = parts[key] = Collective(
                     CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv
                 )
-            deps = () if r in skip else (self.h2d[r],)
-            self.input_ready[r] = self.add(r, "input_dist", Stream.COMM, part, deps, "input", lane=LANE_INPUT)
+            if r in skip:
+                # What ``add`` does for a folded rank, without a call per rank: its part (these
+                # parts carry splits, so all are kept) and -1 for the id nothing reads.
+                if is_uneven_all_to_all(part):
+                    folded[r] = part
+                self.input_ready[r] = -1
+                continue
+            self.input_ready[r] = self.add(
+                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=LANE_INPUT
+            )
+        self._record_folded("input_dist", folded)
 
     def global_batch_input(self, batch: int) -> None:
         """The whole batch to every rank (``Runtime.global_batch_input``): each node reads its raw
@@ -617,6 +634,7 @@ class _Builder:
             # table-wise plan's ranks without tables all send nothing and receive alike).
             parts: dict[tuple[int, int], Collective] = {}
             skip = self.skip
+            folded: dict[int, Collective] = {}  # the folded ranks' parts (``_record_folded``)
             for r in group:
                 send, recv = sends[r], recvs[r]
                 op = parts.get((id(send), id(recv)))
@@ -631,12 +649,14 @@ class _Builder:
                         recv,
                         self.a2a_algorithm,
                     )
-                if r in skip:  # a folded rank: only its part, for the matrix (``add``)
-                    self.add(r, key, Stream.COMM, op)
+                if r in skip:  # a folded rank: only its part, for the matrix (as ``add`` keeps it)
+                    if is_uneven_all_to_all(op):
+                        folded[r] = op
                     continue
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
                 a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
+            self._record_folded(key, folded)
         if not forward:
             for ranks, dim in groups.items():
                 key = f"rw_bwd:{_group_label(ranks, self.world)}"
