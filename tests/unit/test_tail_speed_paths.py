@@ -1,0 +1,113 @@
+"""The evaluation's tail: ``_window_ops`` worked out once for ``_host_bytes`` and
+``_tier_activity``, and ``_host_bytes`` summing a list of repeated values. Each against the
+previous code, to the bit."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from recsim.api import make_plan, prepare
+from recsim.engine import simulate as sim
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.graph.ir import Compute, Host, Node, Stream, Transfer, make_node
+
+
+def _old_host_bytes(nodes: Sequence[Node], counts: Sequence[int]) -> float:
+    """``_host_bytes`` before: a nested generator over the window's ops."""
+    ops = (node.op for node in nodes)
+    return math.fsum(
+        op.bytes
+        for op, count in zip(ops, counts, strict=True)
+        if isinstance(op, (Host, Transfer))
+        for _ in range(count)
+    )
+
+
+def test_host_bytes_sums_the_same_values_to_the_bit() -> None:
+    rng = random.Random(7)
+    for trial in range(200):
+        nodes: list[Node] = []
+        counts: list[int] = []
+        for k in range(rng.randrange(0, 60)):
+            size = rng.choice([0.0, -0.0, 1e-300, 1e300, 3.0, 0.1]) * rng.random() ** rng.choice([1, 8])
+            size *= rng.choice([1.0, 1e16, -1.0])
+            kind = rng.randrange(3)
+            op = (
+                Host("data_loading", size)
+                if kind == 0
+                else Transfer("host", "hbm", size)
+                if kind == 1
+                else Compute("x", flops=1.0, bytes_read=size)
+            )
+            nodes.append(make_node(k, 0, f"n{k}", Stream.COPY, op, (), 0, "input"))
+            counts.append(rng.choice([0, 1, 2, 3, 27, 101]))
+        # The same values in the same order: the same sum, or the same overflow.
+        window_ops = (nodes, counts)
+        new = _outcome(lambda ops=window_ops: sim._host_bytes(None, None, {}, ops))  # type: ignore[arg-type,misc]
+        assert new == _outcome(lambda ops=window_ops: _old_host_bytes(*ops)), trial  # type: ignore[misc]
+
+
+def _outcome(fn: Callable[[], float]) -> str:
+    try:
+        return repr(fn())
+    except OverflowError as exc:
+        return f"OverflowError: {exc}"
+
+
+CASES: list[tuple[str, str, int, str, dict[str, Any]]] = [
+    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", {"fold_ranks": True}),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", {}),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", {"fidelity": "des", "steps": 1}),
+    ("dgx-a100", "rmc1", 2, "data_parallel", {"fold_ranks": True}),
+    # Lookups the CPUs run (``ddr``) and UVM ones: ``_tier_activity``'s whole path.
+    ("dgx-a100", "rmc1", 1, "table_wise", {"tier": "ddr"}),
+    ("dgx-a100", "rmc1", 2, "table_wise", {"tier": "uvm_caching:0.2", "fold_ranks": True}),
+]
+
+
+@pytest.mark.parametrize(("system_name", "workload_name", "nodes", "strategy", "extra"), CASES)
+def test_the_window_ops_are_shared_and_the_tail_is_the_previous_one(
+    monkeypatch: pytest.MonkeyPatch,
+    system_name: str,
+    workload_name: str,
+    nodes: int,
+    strategy: str,
+    extra: dict[str, Any],
+) -> None:
+    system, workload = prepare(system_name, workload_name, nodes=nodes)
+    plan = make_plan(strategy, workload, system)
+    extra = dict(extra)
+    tier = extra.pop("tier", None)
+    if tier is not None:
+        plan = replace(plan, shards=tuple(replace(s, tier=tier) for s in plan.shards))
+    seen: list[tuple[str, Any, Any]] = []
+    host_bytes, tier_activity = sim._host_bytes, sim._tier_activity
+
+    def spy_host(index: Any, window: Any, classes: Mapping[int, Sequence[int]], window_ops: Any) -> float:
+        out = host_bytes(index, window, classes, window_ops)
+        # The previous code: its own ``_window_ops`` and the nested generator.
+        assert window_ops is not None
+        fresh = sim._window_ops(index, window, classes)
+        assert fresh[0] == window_ops[0] and fresh[1] == window_ops[1]
+        assert repr(out) == repr(_old_host_bytes(*fresh))
+        seen.append(("host", out, None))
+        return out
+
+    def spy_tiers(timing: Any, window: Any, cost: Any, system: Any, classes: Any, window_ops: Any) -> Any:
+        assert timing.index is not None
+        out = tier_activity(timing, window, cost, system, classes, window_ops)
+        assert out == tier_activity(timing, window, cost, system, classes)  # its own window ops
+        seen.append(("tiers", out, None))
+        return out
+
+    monkeypatch.setattr(sim, "_host_bytes", spy_host)
+    monkeypatch.setattr(sim, "_tier_activity", spy_tiers)
+    result = simulate_training(system, workload, plan, SimulationOptions(**extra)).result
+    assert result.status == "ok"
+    assert [kind for kind, _, _ in seen] == ["host", "tiers"]
