@@ -142,14 +142,14 @@ def interfered_durations(
 ) -> list[float]:
     """``durations`` (by position) with every compute-stream kernel stretched by its overlap with
     its rank's collectives in the schedule ``start``/``finish`` (module docstring)."""
-    nodes = index.copies[0] if index.copies is not None else index.nodes
+    # The step nodes' ops (``GraphIndex.source_ops``: a built step graph's columns, no node made).
+    ops = index.source_ops
     steps = index.copies[1] if index.copies is not None else 1
-    per_node = len(nodes)
+    per_node = len(ops)
     # Per step node: its slowdown (1 for what is not a kernel on a compute stream); the copies of
     # a chained graph repeat it step by step. The ops are few and shared by the ranks' nodes (a
     # dense layer's by every rank): each op's slowdown is worked out once, by identity (the nodes
     # keep their ops alive meanwhile), and whether a node is on a compute stream is its queue's.
-    ops = [n.op for n in nodes]
     keys = list(map(id, ops))
     slowdown = {key: _slowdown_of(op) for key, op in dict(zip(keys, ops, strict=True)).items()}
     on_compute = np.array([key[1] == _COMPUTE for key in index.queue_keys], dtype=bool)

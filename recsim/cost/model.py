@@ -11,7 +11,7 @@ A system without accelerators (a CPU inference server) runs compute on its CPU s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from functools import cached_property
 from operator import attrgetter
@@ -29,6 +29,7 @@ from recsim.graph.ir import (
     Embedding,
     Host,
     Node,
+    Op,
     Transfer,
     is_uneven_all_to_all,
 )
@@ -410,15 +411,21 @@ class CostModel:
         parts, the whole traffic matrix, where ``nodes`` hold them all, as a built step graph
         does). ``durations`` (by position) changes in place. ``keep_idle``: a collective of one
         member or of no bytes keeps the durations it has (a replay's recorded ones)."""
+        self._whole_all_to_alls([node.op for node in nodes], nodes.__getitem__, durations, keep_idle)
+
+    def _whole_all_to_alls(
+        self, ops: Sequence[Op], node_at: Callable[[int], Node], durations: list[float], keep_idle: bool
+    ) -> None:
+        """``whole_all_to_alls`` from the nodes' ``ops`` by position, making only the all-to-alls'
+        member nodes (``node_at``: the node at a position), which the collective's cost reads."""
         parts_of: dict[str, list[int]] = {}
-        for position, node in enumerate(nodes):
-            op = node.op
+        for position, op in enumerate(ops):
             if type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL:
                 parts_of.setdefault(op.key, []).append(position)
         for positions in parts_of.values():
-            members = [nodes[p] for p in positions]
-            if not any(is_uneven_all_to_all(n.op) for n in members):
+            if not any(is_uneven_all_to_all(ops[p]) for p in positions):
                 continue
+            members = [node_at(p) for p in positions]
             if keep_idle and (
                 len(members[0].op.group) < 2  # type: ignore[union-attr]
                 or not any(n.op.bytes > 0 for n in members)  # type: ignore[union-attr]
@@ -502,8 +509,11 @@ class CostModel:
         duration of each node's op, whatever another graph with the same ids held.
         ``uneven_parts=False`` does not cost the parts of uneven all-to-alls one by one (0.0, or a
         value cached before): for a caller that costs them whole (``graph_durations_s``)."""
+        return self._op_durations([node.op for node in nodes], uneven_parts)
+
+    def _op_durations(self, ops: Sequence[Op], uneven_parts: bool) -> list[float]:
+        """``durations_s`` from the nodes' ops, in order."""
         by_op_id = self._by_op_id
-        ops = [node.op for node in nodes]
         keys = list(map(id, ops))
         # Each distinct op once, in the order of its first node (the ops are alive meanwhile, so
         # an id names one op); the per-node work is then two passes in C.
@@ -525,8 +535,14 @@ class CostModel:
         """What the engines schedule ``nodes`` (a whole graph) with: ``durations_s``, but every
         uneven all-to-all takes its whole collective's time (``whole_all_to_alls``) and its parts
         are not costed one by one first."""
-        durations = self.durations_s(nodes, uneven_parts=False)
-        self.whole_all_to_alls(nodes, durations)
+        return self.graph_durations_of([node.op for node in nodes], nodes.__getitem__)
+
+    def graph_durations_of(self, ops: Sequence[Op], node_at: Callable[[int], Node]) -> list[float]:
+        """``graph_durations_s`` of a graph's nodes from their ``ops`` by position, making only
+        the uneven all-to-alls' member nodes (``node_at``: the node at a position), as a
+        ``ColumnarGraph`` makes them on their own."""
+        durations = self._op_durations(ops, uneven_parts=False)
+        self._whole_all_to_alls(ops, node_at, durations, False)
         return durations
 
     def _op_duration(self, op: object) -> float:

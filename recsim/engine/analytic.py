@@ -22,10 +22,12 @@ def graph_durations(index: GraphIndex, cost: CostModel) -> list[float]:
     """The duration of every node of ``index`` under ``cost``, by position."""
     if index.copies is not None:
         # Copies of a step graph (``recsim.graph.steps.ChainedGraph``): each copy's op is the step
-        # node's, but for a collective's key, which no cost depends on.
+        # node's, but for a collective's key, which no cost depends on. The ops are the index's
+        # (a built step graph's columns): no step node is made but the uneven all-to-alls'
+        # members, each on its own.
         step_nodes, steps = index.copies
-        return cost.graph_durations_s(step_nodes) * steps
-    return cost.graph_durations_s(index.nodes)
+        return cost.graph_durations_of(index.source_ops, step_nodes.__getitem__) * steps
+    return cost.graph_durations_of(index.source_ops, index.nodes.__getitem__)
 
 
 def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:

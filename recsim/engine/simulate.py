@@ -45,7 +45,7 @@ from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Host, Node, Stream, Transfer
+from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Host, Op, Stream, Transfer
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_timing
 from recsim.graph.shard_ops import ShardOps
@@ -362,7 +362,7 @@ def _slowed(index: GraphIndex, durations: list[float], factors: Mapping[int, flo
     )
     per_position = scale[index.queue_array]
     # The lookups the host runs (tier ddr, nmp) take the CPUs' and DIMMs' time, not the GPU's.
-    for position, _ in _host_run_lookups(index):
+    for position, _, _ in _host_run_lookups(index):
         per_position[position] = 1.0
     out: list[float] = (np.asarray(durations, dtype=np.float64) * per_position).tolist()
     return out
@@ -408,19 +408,18 @@ def _host_bytes(
     index: GraphIndex,
     window: Window,
     classes: Mapping[int, Sequence[int]],
-    window_ops: tuple[list[Node], list[int]] | None = None,
+    window_ops: tuple[list[Op], list[int]] | None = None,
 ) -> float:
     """The bytes the window's host work and copies move (a folded rank's as its representative's,
     ``classes``). ``fsum`` is exact: the order of the window's nodes does not matter, and neither
     does reading a copy's op off its step node. ``window_ops``: ``_window_ops(index, window,
     classes)``, where the caller has it."""
-    nodes, counts = window_ops if window_ops is not None else _window_ops(index, window, classes)
+    ops, counts = window_ops if window_ops is not None else _window_ops(index, window, classes)
     # ``count`` copies of each value, as a list (``fsum`` of the same values in any order is the
     # same correctly rounded sum; a product ``bytes * count`` would round differently).
     values: list[float] = []
     extend = values.extend
-    for node, count in zip(nodes, counts, strict=True):
-        op = node.op
+    for op, count in zip(ops, counts, strict=True):
         if count and isinstance(op, _MOVES_HOST_BYTES):
             extend([op.bytes] * count)
     return math.fsum(values)
@@ -452,7 +451,7 @@ def _tier_activity(
     cost: CostModel,
     system: System,
     classes: Mapping[int, Sequence[int]],
-    window_ops: tuple[list[Node], list[int]] | None = None,
+    window_ops: tuple[list[Op], list[int]] | None = None,
 ) -> TierActivity:
     """``TierActivity`` of the window: the DRAM bytes of one step's lookups (each copy of a step
     node in the window counted, as ``_host_bytes`` does), and the seconds of the window's host-run
@@ -462,7 +461,7 @@ def _tier_activity(
     (``recsim.graph.build.interchangeable_ranks``): the host-run ones are all in the graph.
     ``window_ops``: ``_window_ops(timing.index, window, classes)``, where the caller has it."""
     index = timing.index
-    nodes, counts = window_ops if window_ops is not None else _window_ops(index, window, classes)
+    ops, counts = window_ops if window_ops is not None else _window_ops(index, window, classes)
     per_node = max(1, system.node.num_accelerators)
     # Each op costed once: the copies of a chained graph share their step node's op.
     costs: dict[int, EmbeddingCost] = {}
@@ -474,9 +473,8 @@ def _tier_activity(
         return found
 
     dram = 0.0
-    off_hbm = False  # a lookup outside HBM in ``nodes`` (every step node, for a chained graph)
-    for node, count in zip(nodes, counts, strict=True):
-        op = node.op
+    off_hbm = False  # a lookup outside HBM in ``ops`` (every step node's, for a chained graph)
+    for op, count in zip(ops, counts, strict=True):
         if type(op) is Embedding and op.tier != "hbm":
             off_hbm = True
             if count:
@@ -492,17 +490,16 @@ def _tier_activity(
         return TierActivity(dram)
     in_window = _window_mask(index, window)
     rank_cores = node_cores(system) * rank_share(system)
-    for position, node in _host_run_lookups(index):
+    for position, op, rank in _host_run_lookups(index):
         if not in_window[position]:
             continue
-        op = node.op
         assert type(op) is Embedding
         start, finish = float(timing.start[position]), float(timing.finish[position])
         inside = max(0.0, finish - start)
         if inside <= 0.0:
             continue
         detail = cost_of(op)
-        off_gpu[node.rank] += inside
+        off_gpu[rank] += inside
         # The CPUs or DIMMs pool the rows; the copy of the result over PCIe is not their work.
         pcie_s = float(detail.details.get("pcie_s", 0.0))
         share = max(0.0, detail.time_s - pcie_s) / detail.time_s if detail.time_s > 0 else 0.0
@@ -510,50 +507,53 @@ def _tier_activity(
             # The node's DIMMs are busy reading the gather's rows at their ranks' full rate (the
             # tier's ``dimm_read_s``), not for the whole lookup, which may wait on the channels or
             # PCIe meanwhile.
-            nmp[node.rank // per_node] += float(detail.details.get("dimm_read_s", 0.0))
+            nmp[rank // per_node] += float(detail.details.get("dimm_read_s", 0.0))
         else:
             # In seconds of the rank's whole share of the cores (``step_energy``): a lookup of
             # fewer bags than that share keeps only its ``threads`` of them busy.
             threads = detail.details.get("threads")
             busy = min(1.0, float(threads) / rank_cores) if threads is not None and rank_cores > 0 else 1.0
-            cpu[node.rank] += inside * share * busy
+            cpu[rank] += inside * share * busy
     return TierActivity(dram, dict(cpu), dict(nmp), dict(off_gpu))
 
 
-def _host_run_lookups(index: GraphIndex) -> list[tuple[int, Node]]:
-    """(position, node) of every lookup of a host-run tier (``HOST_RUN_TIERS``), all steps."""
+def _host_run_lookups(index: GraphIndex) -> list[tuple[int, Op, int]]:
+    """(position, op, rank) of every lookup of a host-run tier (``HOST_RUN_TIERS``), all steps:
+    read off the index's ops and ranks (``GraphIndex.source_ops``), no node made."""
 
-    def host_run(node: Node) -> bool:
-        op = node.op
+    def host_run(op: Op) -> bool:
         return type(op) is Embedding and op.tier.split(":", 1)[0] in HOST_RUN_TIERS
 
-    if index.copies is None:
-        return [(p, n) for p, n in enumerate(index.nodes) if host_run(n)]
-    step_nodes, steps = index.copies
-    found = [(k, n) for k, n in enumerate(step_nodes) if host_run(n)]
-    return [(k + s * len(step_nodes), n) for s in range(steps) for k, n in found]
+    ops, ranks = index.source_ops, index.source_ranks
+    found = [k for k, op in enumerate(ops) if host_run(op)]
+    steps = 1 if index.copies is None else index.copies[1]
+    return [(k + s * len(ops), ops[k], ranks[k]) for s in range(steps) for k in found]
 
 
 def _window_ops(
     index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]
-) -> tuple[list[Node], list[int]]:
-    """The step nodes whose ops run in ``window`` and how many times each does: for a chained
-    graph read off its step graph, the copies of each step node in the window; else every node of
-    the window once. A representative's node counts once for each rank of its class (``classes``,
-    ``recsim.graph.build``: the graph holds one of the ranks that run the same nodes)."""
+) -> tuple[list[Op], list[int]]:
+    """The ops of the step nodes that run in ``window`` and how many times each does: for a
+    chained graph read off its step graph, the copies of each step node in the window; else every
+    node of the window once. A representative's node counts once for each rank of its class
+    (``classes``, ``recsim.graph.build``: the graph holds one of the ranks that run the same
+    nodes). Read off the index's ops and ranks (``GraphIndex.source_ops``): no node is made."""
+    all_ops, all_ranks = index.source_ops, index.source_ranks
     positions = window.positions_in(index)
     if positions is None or index.copies is None:
-        position, source = index.position, index.source
-        nodes = [source(position[i]) for i in window.node_ids]
-        counts = [1] * len(nodes)
+        position = index.position
+        at = [position[i] for i in window.node_ids]
+        if index.copies is not None:  # a copy's op and rank are its step node's (``source``)
+            at = [p % len(all_ops) for p in at]
+        ops = [all_ops[p] for p in at]
+        ranks: Sequence[int] = [all_ranks[p] for p in at]
+        counts = [1] * len(ops)
     else:
-        nodes = list(index.copies[0])
-        counts = np.bincount(positions % len(nodes), minlength=len(nodes)).tolist()
+        ops, ranks = list(all_ops), all_ranks
+        counts = np.bincount(positions % len(ops), minlength=len(ops)).tolist()
     if classes:
-        counts = [
-            c * len(classes[n.rank]) if n.rank in classes else c for n, c in zip(nodes, counts, strict=True)
-        ]
-    return nodes, counts
+        counts = [c * len(classes[r]) if r in classes else c for r, c in zip(ranks, counts, strict=True)]
+    return ops, counts
 
 
 def unfolded(per_rank: dict[int, float], classes: Mapping[int, Sequence[int]]) -> dict[int, float]:
@@ -600,7 +600,9 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
     takes a rank's step."""
     per_node = max(1, system.node.num_accelerators)
     index = timing.index
-    source = index.source
+    # The collectives' ops and ranks by position (a copy's are its step node's: ``source``).
+    ops, ranks = index.source_ops, index.source_ranks
+    size = len(ops)
     collectives = index.collective_positions  # in graph order
     at = np.asarray(collectives, dtype=np.intp)
     inside = _window_mask(index, window)
@@ -611,15 +613,14 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
     # its copies in other steps share it; the graph keeps the tuples alive meanwhile).
     wide_group: dict[int, bool] = {}
     for p, start, finish in zip(taken.tolist(), starts, finishes, strict=True):
-        node = source(p)  # its rank and op's group are the node's
-        op = node.op
+        op = ops[p % size]
         assert isinstance(op, Collective)
         group = op.group
         wide = wide_group.get(id(group))
         if wide is None:
             wide = wide_group[id(group)] = len({r // per_node for r in group}) > 1
         if wide and finish > start:
-            spans[node.rank].append((start, finish))
+            spans[ranks[p % size]].append((start, finish))
     return {rank: union_length(intervals) for rank, intervals in spans.items()}
 
 

@@ -70,17 +70,18 @@ from recsim.errors import InfeasibleError, batch_split_error
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
+    ColumnarGraph,
     Compute,
     Embedding,
     ExecutionGraph,
     Host,
+    NodeColumns,
     Op,
     Stream,
     Transfer,
     fused_group,
     fused_tier,
     is_uneven_all_to_all,
-    make_node,
     sorts_ahead,
 )
 from recsim.graph.shard_ops import PooledExchange, ShardOps, exchange_sums, pooled_exchange
@@ -163,10 +164,10 @@ class _Builder:
         self.opt = options
         self.world = plan.world_size
         self.comm_dtype = options.comm_dtype or plan.comm_dtype
-        self.graph = ExecutionGraph(self.world, metadata={})
-        # Nodes go straight onto the graph's list (``ExecutionGraph.add`` would also drop its id
-        # map each time, which nothing reads while the graph is being built).
-        self._append = self.graph.nodes.append
+        # The graph's nodes go into columns (``ColumnarGraph``): an analytic evaluation reads
+        # them there and never makes the ``Node`` objects; reading ``nodes`` makes them.
+        self.columns = NodeColumns()
+        self.graph = ColumnarGraph.of_columns(self.world, self.columns, {})
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
         self.ops = ops if ops is not None else ShardOps(workload)
@@ -228,7 +229,15 @@ class _Builder:
         # Most nodes have at most one dependency, which needs no de-duplication.
         unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
         nid = self.next_id
-        self._append(make_node(nid, rank, name, stream, op, unique, lane, phase))
+        columns = self.columns
+        columns.ids.append(nid)
+        columns.ranks.append(rank)
+        columns.names.append(name)
+        columns.streams.append(stream)
+        columns.ops.append(op)
+        columns.deps.append(unique)
+        columns.lanes.append(lane)
+        columns.phases.append(phase)
         self.next_id = nid + 1
         return nid
 
@@ -811,8 +820,13 @@ def build_training_step(
     # worked out once (``_dense_chain``) and laid down per rank at the rank's first id.
     chain = _dense_chain(bld, batch, data_parallel, after, loss_op, precision)
     entries, chain_deps, joined_at = chain.entries, chain.deps, chain.joined_at
-    append = bld._append
-    compute = Stream.COMPUTE
+    # The chain's columns, laid down per rank in bulk (``add`` per node, without its calls).
+    chain_names = [name for name, _, _ in entries]
+    chain_ops = [op for _, op, _ in entries]
+    chain_phases = [phase for _, _, phase in entries]
+    chain_size = len(entries)
+    computes, zeros = [Stream.COMPUTE] * chain_size, [0] * chain_size
+    columns = bld.columns
     grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
     joined_ids: dict[int, int] = {}  # rank -> its node that waits for the exchanged vectors
     for r in range(bld.world):
@@ -821,16 +835,20 @@ def build_training_step(
             continue
         base = bld.next_id
         joined_ids[r] = base + joined_at
-        for k, (name, op, phase) in enumerate(entries):
-            if k == joined_at:
-                # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
-                joined = [*joins[r], *[base + d for d in chain.joined_extra]]
-                deps = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
-            else:
-                dep = chain_deps[k]
-                deps = () if dep < 0 else (base + dep,)
-            append(make_node(base + k, r, name, compute, op, deps, 0, phase))
-        bld.next_id = base + len(entries)
+        deps = [() if dep < 0 else (base + dep,) for dep in chain_deps]
+        if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
+            # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
+            joined = [*joins[r], *[base + d for d in chain.joined_extra]]
+            deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
+        columns.ids.extend(range(base, base + chain_size))
+        columns.ranks.extend([r] * chain_size)
+        columns.names.extend(chain_names)
+        columns.streams.extend(computes)
+        columns.ops.extend(chain_ops)
+        columns.deps.extend(deps)
+        columns.lanes.extend(zeros)
+        columns.phases.extend(chain_phases)
+        bld.next_id = base + chain_size
         emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
         last_bwd[r] = [base + chain.last]
         grads_by_rank[r] = [(name, size, base + k) for name, size, k in chain.grads]

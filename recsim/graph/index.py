@@ -26,7 +26,7 @@ as much to make as to free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate, chain
@@ -34,7 +34,7 @@ from itertools import accumulate, chain
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.ir import Collective, ExecutionGraph, Node, Stream
+from recsim.graph.ir import Collective, ExecutionGraph, GraphNodes, Node, Op, Stream, node_columns
 
 # ``Stream.X.value`` goes through the enum's descriptor machinery on every access, which shows up
 # when it is read once per node of a large graph: look the string up in a constant table instead.
@@ -92,23 +92,37 @@ class GraphIndex:
         ``lazy_deps``: the dependency lists and the id -> position map are made only when read
         (``_LazyDepsIndex``), and so is the ``KeyError``: for a caller that takes the structure
         but the dependencies (the chained index has its own, ``recsim.graph.steps``)."""
-        nodes = graph.nodes
-        size = len(nodes)
-        ids = [n.id for n in nodes]
+        columns = node_columns(graph)
+        nodes: Sequence[Node]
+        deps: Sequence[tuple[int, ...]] | None
+        if columns is not None:
+            # A built graph's columns (``ColumnarGraph``): its nodes are not made, here or by the
+            # index, whose ``nodes`` make only the ones asked for (``GraphNodes``).
+            nodes, ids, deps, ops = GraphNodes(graph), columns.ids, columns.deps, columns.ops
+            keys: Iterable[tuple[int, Stream | str, int]] = zip(
+                columns.ranks, columns.streams, columns.lanes, strict=True
+            )
+        else:
+            nodes = graph.nodes
+            ids = [n.id for n in nodes]
+            deps = None
+            keys = ((n.rank, n.stream, n.lane) for n in nodes)
+        size = len(ids)
         if lazy_deps:
             position: dict[int, int] | None = None
             dep_end: list[int] = []
             dep_flat: list[int] = []
         else:
             position = dict(zip(ids, range(size), strict=True))
-            deps = [n.deps for n in nodes]
+            if deps is None:
+                deps = [n.deps for n in nodes]
             dep_end = list(accumulate(map(len, deps)))
             dep_flat = list(map(position.__getitem__, chain.from_iterable(deps)))
         # Queues numbered by first appearance. The key holds the stream itself: a ``StrEnum``
         # hashes and compares as its value, so a plain-string stream from a reader lands in the
         # same queue; any other kind of stream is merged by value below.
         numbers: dict[tuple[int, Stream | str, int], int] = {}
-        queue = [numbers.setdefault((n.rank, n.stream, n.lane), len(numbers)) for n in nodes]
+        queue = [numbers.setdefault(key, len(numbers)) for key in keys]
         queue_keys = [(rank, stream_value(stream), lane) for rank, stream, lane in numbers]
         if len(set(queue_keys)) != len(queue_keys):
             canonical: dict[tuple[int, str, int], int] = {}
@@ -122,7 +136,9 @@ class GraphIndex:
         prev = np.full(size, -1, dtype=np.intp)
         prev[order[1:][same]] = order[:-1][same]
         # Vertices: every node is one, except that a collective's later members join its first.
-        keyed = [(i, op.key) for i, op in enumerate([n.op for n in nodes]) if isinstance(op, Collective)]
+        if columns is None:
+            ops = [n.op for n in nodes]
+        keyed = [(i, op.key) for i, op in enumerate(ops) if isinstance(op, Collective)]
         collectives = [i for i, _ in keyed]
         first_of_key: dict[str, int] = {}
         heads = [first_of_key.setdefault(key, i) for i, key in keyed]
@@ -142,8 +158,19 @@ class GraphIndex:
             else:
                 group.append(p)
         heads = np.flatnonzero(is_head).tolist()
-        arrays = {"queue_array": queue_array, "prev_in_queue_array": prev, "vertex_array": vertex_array}
+        arrays: dict[str, object] = {
+            "queue_array": queue_array,
+            "prev_in_queue_array": prev,
+            "vertex_array": vertex_array,
+        }
+        # The ops (and a built graph's ranks) by position, read above: kept for the readers
+        # (``source_ops``, ``source_ranks``).
+        arrays["source_ops"] = ops
+        if columns is not None:
+            arrays["source_ranks"] = columns.ranks
         if position is None:
+            if deps is not None:  # the dependencies, read from the columns if asked for
+                arrays["_node_deps"] = deps
             # The fields but the dependencies, set as the dataclass's ``__init__`` would set them.
             lazy = object.__new__(_LazyDepsIndex)
             lazy.__dict__.update(
@@ -221,10 +248,26 @@ class GraphIndex:
             vertex_array=vertex.ravel(),
             vertex_head_array=heads.ravel(),
         )
+        # The step nodes' ops and ranks, where the step index has them (from the graph's columns).
+        index._keep(**{k: self.__dict__[k] for k in ("source_ops", "source_ranks") if k in self.__dict__})
         if n and self.unique_ids and stride > int(self.ids_array.max()) - int(self.ids_array.min()):
             # The copies' ids are unique too: each step's lie in a range of their own.
             index._keep(unique_ids=True)
         return index
+
+    @cached_property
+    def source_ops(self) -> Sequence[Op]:
+        """The op of each node by position; for an index of copies (``repeated``), of each step
+        node (``source``), which its copies share but for a collective's key. Read from the
+        graph's columns where it has them (``GraphIndex.of``), so that no node is made."""
+        nodes = self.copies[0] if self.copies is not None else self.nodes
+        return [n.op for n in nodes]
+
+    @cached_property
+    def source_ranks(self) -> Sequence[int]:
+        """The rank of each node by position (of each step node, as ``source_ops``)."""
+        nodes = self.copies[0] if self.copies is not None else self.nodes
+        return [n.rank for n in nodes]
 
     def _keep(self, **derived: object) -> GraphIndex:
         """``self`` with the given derived values (``position``, ``ids_array``, ``vertex_array``
@@ -398,7 +441,10 @@ class _LazyDepsIndex(GraphIndex):
 
     @cached_property
     def _deps(self) -> tuple[list[int], list[int]]:
-        deps = [n.deps for n in self.nodes]
+        # The graph's dependency column where ``of`` read its columns: its nodes are not made.
+        deps = self.__dict__.get("_node_deps")
+        if deps is None:
+            deps = [n.deps for n in self.nodes]
         position = self.position
         return list(accumulate(map(len, deps))), list(map(position.__getitem__, chain.from_iterable(deps)))
 

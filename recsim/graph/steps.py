@@ -44,6 +44,13 @@ compressed rows of numpy arrays: the later steps' dependencies are worked out th
 copies' ops (hence durations) are the step's. A runtime that rewrites the graph (``eager``,
 ``cuda_graphs``) reads the nodes and gets them made; ``fused`` returns the graph as it is, and its
 nodes are then made only if the caller of the simulation reads them (to write a timeline, say).
+
+The step graph itself, as the builder makes it, is a ``ColumnarGraph``: its nodes' fields in one
+list each. The templates and the step index read those lists, the index keeps the step's ops and
+ranks (``GraphIndex.source_ops``, ``source_ranks``) for the cost model and the metrics, and the
+few step nodes something asks for one by one (a copy on the critical path, an uneven
+all-to-all's members) are made on their own: an analytic evaluation makes none of the step
+graph's ``Node`` objects.
 """
 
 from __future__ import annotations
@@ -59,7 +66,16 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.graph.index import GraphIndex, Rows, rows
-from recsim.graph.ir import NODE_FIELDS, Collective, Embedding, ExecutionGraph, Node, Stream
+from recsim.graph.ir import (
+    NODE_FIELDS,
+    Collective,
+    Embedding,
+    ExecutionGraph,
+    Node,
+    NodeColumns,
+    Stream,
+    node_columns,
+)
 
 _COLLECTIVE_FIELDS = ("op", "key", "group", "bytes", "dtype", "send_bytes", "recv_bytes", "algorithm")
 if tuple(f.name for f in fields(Collective)) != _COLLECTIVE_FIELDS:  # pragma: no cover - IR changed
@@ -94,16 +110,19 @@ class _Templates:
 
     @classmethod
     def of(cls, graph: ExecutionGraph) -> _Templates:
-        step_nodes = graph.nodes
-        stride = max((n.id for n in step_nodes), default=-1) + 1
-        cross = _cross_dependencies(graph)
+        # The fields read, from the graph's columns where it has them (its nodes are then not
+        # made: ``ColumnarGraph``), else from its nodes.
+        columns = _columns(graph)
+        ids = columns.ids
+        stride = max(ids, default=-1) + 1
+        cross = _cross_dependencies(graph, columns)
         # Most nodes have at most one dependency, which needs no de-duplication (a tuple of one is
         # its own copy; a reader may have left a list).
-        own_deps = [n.deps for n in step_nodes]
         first = [
-            deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps)) for deps in own_deps
+            deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps))
+            for deps in columns.deps
         ]
-        plain = min((n.id for n in step_nodes), default=0) < 0
+        plain = min(ids, default=0) < 0
         return cls(stride, cross, first, plain)
 
     @cached_property
@@ -197,19 +216,38 @@ def _copies(graph: ExecutionGraph, steps: int, templates: _Templates) -> list[No
     return nodes
 
 
-def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
-    """Per node of the step graph: the previous step's nodes (their ids in the step graph) its
-    copies from the second step on wait for, deduplicated in order; None when it waits for none."""
+def _columns(graph: ExecutionGraph) -> NodeColumns:
+    """The graph's node columns: its own (``ColumnarGraph``), else read from its nodes (only the
+    fields the templates read: ids, ranks, streams, ops, deps and phases)."""
+    columns = node_columns(graph)
+    if columns is not None:
+        return columns
+    nodes = graph.nodes
+    return NodeColumns(
+        ids=[n.id for n in nodes],
+        ranks=[n.rank for n in nodes],
+        streams=[n.stream for n in nodes],
+        ops=[n.op for n in nodes],
+        deps=[n.deps for n in nodes],
+        phases=[n.phase for n in nodes],
+    )
+
+
+def _cross_dependencies(graph: ExecutionGraph, columns: NodeColumns) -> list[list[int] | None]:
+    """Per node of the step graph (``columns``, its nodes' fields): the previous step's nodes
+    (their ids in the step graph) its copies from the second step on wait for, deduplicated in
+    order; None when it waits for none."""
     inputs: dict[int, list[int]] = defaultdict(list)
     optimizer: dict[int, list[int]] = defaultdict(list)
     emb_update: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for n in graph.nodes:
-        if n.phase == "input":
-            inputs[n.rank].append(n.id)
-        elif n.phase == "optimizer":
-            optimizer[n.rank].append(n.id)
-        if isinstance(n.op, Embedding) and n.op.pass_ in ("backward", "update"):
-            emb_update[(n.rank, n.op.table)].append(n.id)
+    ids, ranks, phases, ops = columns.ids, columns.ranks, columns.phases, columns.ops
+    for nid, rank, phase, op in zip(ids, ranks, phases, ops, strict=True):
+        if phase == "input":
+            inputs[rank].append(nid)
+        elif phase == "optimizer":
+            optimizer[rank].append(nid)
+        if isinstance(op, Embedding) and op.pass_ in ("backward", "update"):
+            emb_update[(rank, op.table)].append(nid)
     # The input pipeline is one batch deep on the device (a double buffer): step s + 1 copies batch
     # s + 2 to the GPU once step s is done with batch s + 1's buffer (its optimizer). The host's
     # loading runs ahead (loader workers prefetch several batches). Unbounded, every step's copy
@@ -219,26 +257,26 @@ def _cross_dependencies(graph: ExecutionGraph) -> list[list[int] | None]:
     first_copy: set[int] = set()
     if bounded_input:
         copied: set[int] = set()
-        for n in graph.nodes:
-            if n.phase == "input" and n.stream is Stream.COPY and n.rank not in copied:
-                copied.add(n.rank)
-                first_copy.add(n.id)
+        for nid, rank, phase, stream in zip(ids, ranks, phases, columns.streams, strict=True):
+            if phase == "input" and stream is Stream.COPY and rank not in copied:
+                copied.add(rank)
+                first_copy.add(nid)
     # Nodes that wait for named nodes of the previous step (``carried_dependencies``: a framework
     # that runs the next batch's routed lookups and exchange inside this step, whose interaction
     # then waits for the previous step's exchange; ``recsim.graph.build``).
     carried: dict[int, Sequence[int]] = graph.metadata.get("carried_dependencies") or {}
     cross: list[list[int] | None] = []
-    for n in graph.nodes:
+    for nid, rank, phase, op, deps in zip(ids, ranks, phases, ops, columns.deps, strict=True):
         extra: list[int] | None = None
-        if n.id in first_copy:
-            extra = list(optimizer[n.rank]) or None
-        elif n.phase == "forward":
-            if isinstance(n.op, Embedding):
-                extra = list(dict.fromkeys([*inputs[n.rank], *emb_update[(n.rank, n.op.table)]]))
-            elif not n.deps:
-                extra = list(dict.fromkeys([*inputs[n.rank], *optimizer[n.rank]]))
-        if carried and n.id in carried:
-            extra = list(dict.fromkeys([*(extra or []), *carried[n.id]]))
+        if nid in first_copy:
+            extra = list(optimizer[rank]) or None
+        elif phase == "forward":
+            if isinstance(op, Embedding):
+                extra = list(dict.fromkeys([*inputs[rank], *emb_update[(rank, op.table)]]))
+            elif not deps:
+                extra = list(dict.fromkeys([*inputs[rank], *optimizer[rank]]))
+        if carried and nid in carried:
+            extra = list(dict.fromkeys([*(extra or []), *carried[nid]]))
         cross.append(extra)
     return cross
 
@@ -292,7 +330,7 @@ class ChainedGraph(ExecutionGraph):
 
     def __len__(self) -> int:
         if self._nodes is None and self._step is not None:
-            return len(self._step.nodes) * self._steps
+            return len(self._step) * self._steps
         return len(self.nodes)
 
     def __eq__(self, other: object) -> bool:
@@ -307,13 +345,13 @@ class ChainedGraph(ExecutionGraph):
         step, templates = self._step, self._templates
         if self._nodes is not None or step is None or templates is None:
             return self.nodes[position]
-        size = len(step.nodes)
+        size = len(step)
         if position < 0:
             position += size * self._steps
         if not 0 <= position < size * self._steps:
             raise IndexError(f"node position {position} out of range")
         s, i = divmod(position, size)
-        n = step.nodes[i]
+        n = step.node_at(i)  # made on its own from a built step graph's columns
         suffix = f"#{s}"
         op = n.op
         if isinstance(op, Collective):

@@ -10,11 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from recsim.api import make_plan, prepare
 from recsim.engine import simulate as sim
 from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.engine.timeline import Window
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Compute, Host, Node, Stream, Transfer, make_node
 
 
@@ -48,9 +51,29 @@ def test_host_bytes_sums_the_same_values_to_the_bit() -> None:
             nodes.append(make_node(k, 0, f"n{k}", Stream.COPY, op, (), 0, "input"))
             counts.append(rng.choice([0, 1, 2, 3, 27, 101]))
         # The same values in the same order: the same sum, or the same overflow.
-        window_ops = (nodes, counts)
+        window_ops = ([n.op for n in nodes], counts)
         new = _outcome(lambda ops=window_ops: sim._host_bytes(None, None, {}, ops))  # type: ignore[arg-type,misc]
-        assert new == _outcome(lambda ops=window_ops: _old_host_bytes(*ops)), trial  # type: ignore[misc]
+        old = _outcome(lambda given=(nodes, counts): _old_host_bytes(*given))  # type: ignore[misc]
+        assert new == old, trial
+
+
+def _old_window_ops(
+    index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]
+) -> tuple[list[Node], list[int]]:
+    """``_window_ops`` before the step graph's columns: the window's step nodes (made)."""
+    positions = window.positions_in(index)
+    if positions is None or index.copies is None:
+        position, source = index.position, index.source
+        nodes = [source(position[i]) for i in window.node_ids]
+        counts = [1] * len(nodes)
+    else:
+        nodes = list(index.copies[0])
+        counts = np.bincount(positions % len(nodes), minlength=len(nodes)).tolist()
+    if classes:
+        counts = [
+            c * len(classes[n.rank]) if n.rank in classes else c for n, c in zip(nodes, counts, strict=True)
+        ]
+    return nodes, counts
 
 
 def _outcome(fn: Callable[[], float]) -> str:
@@ -91,11 +114,13 @@ def test_the_window_ops_are_shared_and_the_tail_is_the_previous_one(
 
     def spy_host(index: Any, window: Any, classes: Mapping[int, Sequence[int]], window_ops: Any) -> float:
         out = host_bytes(index, window, classes, window_ops)
-        # The previous code: its own ``_window_ops`` and the nested generator.
+        # The previous code: its own ``_window_ops`` (of nodes) and the nested generator.
         assert window_ops is not None
         fresh = sim._window_ops(index, window, classes)
         assert fresh[0] == window_ops[0] and fresh[1] == window_ops[1]
-        assert repr(out) == repr(_old_host_bytes(*fresh))
+        nodes, counts = _old_window_ops(index, window, classes)
+        assert all(a is n.op for a, n in zip(window_ops[0], nodes, strict=True)) and counts == window_ops[1]
+        assert repr(out) == repr(_old_host_bytes(nodes, counts))
         seen.append(("host", out, None))
         return out
 

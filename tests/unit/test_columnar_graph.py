@@ -1,0 +1,162 @@
+"""The built step graph held as columns (``ColumnarGraph``): the same nodes as the builder made
+before, made only when read, and an analytic evaluation that reads the columns and never makes
+them, with the same result to the bit as one that reads the nodes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import pytest
+
+from recsim.api import make_plan, prepare
+from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.graph import ir
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.index import GraphIndex
+from recsim.graph.ir import ColumnarGraph, ExecutionGraph
+from recsim.graph.steps import ChainedGraph, _Templates
+
+# (system, workload, nodes, plan, runtime, fold_ranks) -> (node count, sha256 of
+# ``repr((graph.ranks, graph.nodes))``, first 32 digits), recorded with the builder of e24f771,
+# which made ``Node`` objects as it went.
+BUILT = {
+    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (889, "a055c37377310f0493917770556a84af"),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1044, "89b1ab25e6783b122234330e98c1f439"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (560, "edcd414738cb9ed871ea6e2e643fa480"),
+    ("dgx-a100", "rmc1", 2, "data_parallel", "fused", True): (29, "8494a208b9887f500c0c54bdfac1848c"),
+    ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused", False): (
+        496,
+        "4edca6563909f82d34a412e16eb8d00b",
+    ),
+    ("dgx-a100", "dlrm-mlperf", 2, "table_wise", "cuda_graphs", True): (
+        448,
+        "fd3216c58b237752a8959ca69249a537",
+    ),
+}
+
+
+def _setup(system_name: str, workload_name: str, nodes: int, strategy: str, runtime: str) -> Any:
+    system, workload = prepare(
+        system_name, workload_name, nodes=nodes, overrides=[f"workload.training.runtime={runtime}"]
+    )
+    return system, workload, make_plan(strategy, workload, system)
+
+
+@pytest.mark.parametrize("case", list(BUILT))
+def test_the_built_nodes_are_the_previous_builders(case: tuple[Any, ...]) -> None:
+    *names, fold = case
+    _, workload, plan = _setup(*names)
+    options = BuildOptions(ranks_per_node=8, validate_plan=False, fold_ranks=fold)
+    graph = build_training_step(workload, plan, options)
+    assert isinstance(graph, ColumnarGraph) and graph.columns is not None
+    columns = graph.columns
+    # One node at a time from the columns, and the graph's length, before the nodes are made.
+    some = [graph.node_at(i) for i in range(0, len(columns), 7)]
+    assert len(graph) == len(columns) and graph.columns is not None
+    count, digest = BUILT[case]
+    assert len(graph.nodes) == count and graph.columns is None  # made, and an ordinary graph now
+    assert hashlib.sha256(repr((graph.ranks, graph.nodes)).encode()).hexdigest()[:32] == digest
+    assert some == graph.nodes[::7]
+    assert graph == ExecutionGraph(graph.ranks, list(graph.nodes), dict(graph.metadata))
+    assert ExecutionGraph(graph.ranks, list(graph.nodes), dict(graph.metadata)) == graph
+    graph.validate()
+
+
+def _plain(graph: ColumnarGraph) -> ExecutionGraph:
+    """The same graph as an ordinary one, its nodes made from a copy of the columns."""
+    assert graph.columns is not None
+    nodes = dataclasses.replace(graph.columns).nodes()
+    return ExecutionGraph(graph.ranks, nodes, dict(graph.metadata))
+
+
+@pytest.mark.parametrize("case", list(BUILT))
+@pytest.mark.parametrize("lazy_deps", [False, True])
+def test_the_index_and_templates_of_the_columns_are_those_of_the_nodes(
+    case: tuple[Any, ...], lazy_deps: bool
+) -> None:
+    *names, fold = case
+    _, workload, plan = _setup(*names)
+    graph = build_training_step(
+        workload, plan, BuildOptions(ranks_per_node=8, validate_plan=False, fold_ranks=fold)
+    )
+    assert isinstance(graph, ColumnarGraph)
+    plain = _plain(graph)
+    mine, theirs = GraphIndex.of(graph, lazy_deps=lazy_deps), GraphIndex.of(plain, lazy_deps=lazy_deps)
+    fields = ("ids", "queue", "queue_keys", "prev_in_queue", "dep_end", "dep_flat", "vertex", "vertex_head")
+    for name in (*fields, "members", "copies", "source_ranks"):
+        assert getattr(mine, name) == getattr(theirs, name), name
+    assert all(a is b.op for a, b in zip(mine.source_ops, plain.nodes, strict=True))
+    assert mine.source_ops == theirs.source_ops
+    a, b = _Templates.of(graph), _Templates.of(plain)
+    assert (a.stride, a.cross, a.first, a.plain, a.later) == (b.stride, b.cross, b.first, b.plain, b.later)
+    # Chained: the same index and copies.
+    chained, other = ChainedGraph.lazy(graph, 3), ChainedGraph.lazy(plain, 3)
+    ci, oi = chained.index(), other.index()
+    for name in (*fields, "members", "source_ranks"):
+        assert getattr(ci, name) == getattr(oi, name), name
+    assert [ci.nodes[p] for p in range(0, len(ci.nodes), 11)] == [
+        oi.nodes[p] for p in range(0, len(oi.nodes), 11)
+    ]
+    assert graph.columns is not None  # nothing above made the built graph's nodes
+    assert chained.nodes == other.nodes
+
+
+EVALUATIONS: list[tuple[str, str, int, str, str, dict[str, Any]]] = [
+    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", {}),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", {"fold_ranks": False}),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", {"steps": 1}),
+    ("dgx-h100", "dlrm-dcnv2", 4, "row_wise", "fused", {"comm_interference": False}),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", {"speed_factors": {3: 0.5}}),
+    ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused", {}),
+    ("dgx-a100", "rmc1", 2, "data_parallel", "fused", {}),
+    ("dgx-a100", "rmc1", 1, "table_wise", "fused", {"tier": "ddr"}),
+    # A straggler beside lookups the CPUs run (``_slowed`` leaves those at their time).
+    ("dgx-a100", "rmc1", 1, "table_wise", "fused", {"tier": "ddr", "speed_factors": {2: 0.5}}),
+    ("dgx-a100", "rmc1", 2, "table_wise", "fused", {"tier": "uvm_caching:0.2"}),
+    ("dgx-h100", "dlrm-dcnv2", 2, "table_wise", "eager", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("system_name", "workload_name", "nodes", "strategy", "runtime", "extra"), EVALUATIONS
+)
+def test_an_analytic_evaluation_never_makes_the_step_nodes_and_gives_the_node_path_result(
+    monkeypatch: pytest.MonkeyPatch,
+    system_name: str,
+    workload_name: str,
+    nodes: int,
+    strategy: str,
+    runtime: str,
+    extra: dict[str, Any],
+) -> None:
+    system, workload, plan = _setup(system_name, workload_name, nodes, strategy, runtime)
+    extra = {"fold_ranks": True, **extra}  # as api.simulate does
+    tier = extra.pop("tier", None)
+    if tier is not None:
+        plan = dataclasses.replace(plan, shards=tuple(dataclasses.replace(s, tier=tier) for s in plan.shards))
+    made: list[int] = []
+    nodes_of = ir.NodeColumns.nodes
+
+    def counted(self: ir.NodeColumns) -> list[ir.Node]:
+        made.append(len(self))
+        return nodes_of(self)
+
+    monkeypatch.setattr(ir.NodeColumns, "nodes", counted)
+    options = SimulationOptions(**extra)
+    sim = simulate_training(system, workload, plan, options)
+    assert sim.result.status == "ok"
+    if runtime == "fused":
+        assert made == []  # the step graph's nodes were never made
+        assert isinstance(sim.graph, ChainedGraph) and not sim.graph.made
+    # The node path: every reader of the step graph reads its nodes (no graph has columns).
+    monkeypatch.setattr(ir, "node_columns", lambda graph: None)
+    monkeypatch.setattr("recsim.graph.index.node_columns", lambda graph: None)
+    monkeypatch.setattr("recsim.graph.steps.node_columns", lambda graph: None)
+    other = simulate_training(system, workload, plan, options)
+    assert repr(sim.result.to_dict()) == repr(other.result.to_dict())
+    assert sim.schedule is not None and other.schedule is not None
+    assert sim.schedule.start_s == other.schedule.start_s and sim.schedule.finish_s == other.schedule.finish_s
+    # The returned graph still gives every node, equal to the node path's.
+    assert sim.graph is not None and other.graph is not None and sim.graph.nodes == other.graph.nodes
