@@ -122,7 +122,10 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     "not_in": lambda a, b: a not in b,
 }
 Op = Literal["<", "<=", "==", "!=", ">=", ">", "in", "not_in"]
-_CONSTRAINT_TEXT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+# The operator is every comparison character in a row, so that a mistyped one ("<<=", "=>") is
+# named as such rather than read as "<" followed by the value "<= 3".
+_CONSTRAINT_TEXT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*([<>=!]+)\s*(.+?)\s*$")
+_CONSTRAINT_OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
 
 # Metrics a constraint or objective may name: the fields of ``Result.to_dict()`` (mappings flatten
 # to ``name.key``) plus the sweep-derived ones added by ``recsim.explore.evaluate``.
@@ -485,6 +488,10 @@ def parse_constraint(text: str) -> Constraint:
     if not match:
         raise ValueError(f"constraint {text!r}: expected a metric name or 'metric op value' (op: <, <=, ...)")
     metric, op, raw = match.groups()
+    if op not in _CONSTRAINT_OPERATORS:
+        raise ValueError(
+            f"constraint {text!r}: unknown operator {op!r} (use one of {', '.join(_CONSTRAINT_OPERATORS)})"
+        )
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:

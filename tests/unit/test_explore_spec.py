@@ -435,3 +435,12 @@ def test_a_value_that_goes_with_another_axiss_value_is_kept(tmp_path):
     alone = PAIR.replace("[tomahawk3-64x200g, quantum2-qm9700]", "[quantum2-qm9700]")
     message = error_of(tmp_path, alone)
     assert ":5: axes.node.nics.device: " in message and "'roce-200g' is a roce NIC" in message, message
+
+
+@pytest.mark.parametrize("text", ["iteration_time_s <<= 3", "iteration_time_s => 3", "avg_power_w =< 5e3"])
+def test_a_mistyped_constraint_operator_is_named(text):
+    # A tester's find: "<<= 3" was read as "<" and the value "<= 3" ("'<' needs a number").
+    from recsim.explore.spec import parse_constraint
+
+    with pytest.raises(ValueError, match=r"unknown operator '[<>=!]+' \(use one of <, <=, >, >=, ==, !=\)"):
+        parse_constraint(text)
