@@ -170,11 +170,17 @@ def _workload_override(text: str) -> Override:
 
 
 def workload_rows(library: WorkloadLibrary | None = None) -> list[dict[str, Any]]:
-    """One summary row per library workload (``recsim workload list``)."""
+    """One summary row per library workload (``recsim workload list``). A file that does not load
+    (one of the user's, under ``$RECSIM_WORKLOAD_PATH``) is a row with its ``error`` and no
+    figures, so one broken file does not hide the others (``recsim hw list`` lists them all too)."""
     lib = library or WorkloadLibrary()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in lib.names("."):
-        spec = lib.workload(name)
+        try:
+            spec = lib.workload(name)
+        except ConfigError as exc:
+            rows.append({"name": name, "description": "", "error": str(exc)})
+            continue
         rows.append(
             {
                 "name": name,

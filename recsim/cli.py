@@ -18,6 +18,7 @@ import click
 import yaml
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recsim import __version__, api
@@ -301,6 +302,9 @@ def workload_list(as_json: bool) -> None:
     for col in ("name", "tables", "parameters", "lookups/sample", "description"):
         table.add_column(col, overflow="fold")
     for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], "?", "?", "?", f"[red]does not load:[/red] {escape(row['error'])}")
+            continue
         table.add_row(
             row["name"],
             str(row["num_tables"]),
@@ -309,6 +313,9 @@ def workload_list(as_json: bool) -> None:
             row["description"],
         )
     Console().print(table)
+    broken = [row["name"] for row in rows if "error" in row]
+    if broken:
+        click.echo(f"recsim: warning: {len(broken)} workload(s) do not load: {', '.join(broken)}", err=True)
 
 
 @workload.command("show")

@@ -220,6 +220,22 @@ def test_workload_list_and_human_show():
     assert "zipf" in human.output
 
 
+def test_one_broken_user_workload_is_a_row_of_workload_list_not_its_failure(tmp_path):
+    # A tester's find: one bad file under RECSIM_WORKLOAD_PATH made `workload list` fail (exit 2)
+    # while `hw list` lists a broken system among the rest.
+    (tmp_path / "broken.yaml").write_text("kind: dlrm\nname: broken\ntables: nope\n")
+    env = {"RECSIM_WORKLOAD_PATH": str(tmp_path)}
+    result = run("workload", "list", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert any(r["name"] == "dlrm-dcnv2" and "error" not in r for r in rows)
+    broken = next(r for r in rows if r["name"] == "broken")
+    assert broken["error"].startswith(f"{tmp_path / 'broken.yaml'}:1: ")
+    human = run("workload", "list", env=env)
+    assert human.exit_code == 0
+    assert "recsim: warning: 1 workload(s) do not load: broken" in human.stderr
+
+
 def test_workload_bad_override():
     result = run("workload", "show", "dlrm-dcnv2", "--set", "interaction.layerz=2")
     assert result.exit_code == 2
