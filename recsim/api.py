@@ -369,21 +369,25 @@ def check_run(
     batch_size: int | None = None,
     precision: str | None = None,
     overrides: Sequence[str] = (),
-) -> None:
+) -> tuple[System, Workload]:
     """A ``ConfigError`` if a run's inputs do not resolve, without running it: the system, the
     workload, the ``planner.*`` overrides (``prepare`` leaves those to ``make_plan``) and the plan, a
     strategy name or an existing plan file. Sweeps check their points with it before the first
-    runs, golden tests their cases."""
+    runs, golden tests their cases. Returns the resolved system and workload (``prepare``'s), for
+    a caller with more to check of them."""
     from recsim.planner.io import is_plan_path
 
-    prepare(system, workload, nodes=nodes, batch_size=batch_size, precision=precision, overrides=overrides)
+    resolved = prepare(
+        system, workload, nodes=nodes, batch_size=batch_size, precision=precision, overrides=overrides
+    )
     planner_config(_split_overrides(overrides)[2])
     name = str(plan)
     if is_plan_path(name):
         if not Path(name).expanduser().is_file():
             raise ConfigError(f"no such plan file {name}")
-        return
+        return resolved
     check_strategy(name)
+    return resolved
 
 
 def _check_strategy_value(strategy: object) -> None:

@@ -228,8 +228,8 @@ def _simulate_training(
     # The window's ops and their counts, worked out once for both readers (``timing.index`` is
     # ``index``: both engines' timings are of it).
     window_ops = _window_ops(index, window, classes)
-    host_bytes = _host_bytes(index, window, classes, window_ops)
-    tiers = _tier_activity(timing, window, cost, system, classes, window_ops)
+    host_bytes = _host_bytes(window_ops)
+    tiers = _tier_activity(timing, window, cost, system, window_ops)
     utilisation = _utilisation(device_busy(busy, tiers, step_s), plan.world_size, step_s)
     energy = step_energy(
         system,
@@ -404,17 +404,12 @@ def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: floa
 _MOVES_HOST_BYTES = (Host, Transfer)
 
 
-def _host_bytes(
-    index: GraphIndex,
-    window: Window,
-    classes: Mapping[int, Sequence[int]],
-    window_ops: tuple[list[Op], list[int]] | None = None,
-) -> float:
-    """The bytes the window's host work and copies move (a folded rank's as its representative's,
-    ``classes``). ``fsum`` is exact: the order of the window's nodes does not matter, and neither
-    does reading a copy's op off its step node. ``window_ops``: ``_window_ops(index, window,
-    classes)``, where the caller has it."""
-    ops, counts = window_ops if window_ops is not None else _window_ops(index, window, classes)
+def _host_bytes(window_ops: tuple[list[Op], list[int]]) -> float:
+    """The bytes the window's host work and copies move, from its ops and how often each runs
+    (``_window_ops``: a folded rank's counted as its representative's). ``fsum`` is exact: the
+    order of the window's nodes does not matter, and neither does reading a copy's op off its
+    step node."""
+    ops, counts = window_ops
     # ``count`` copies of each value, as a list (``fsum`` of the same values in any order is the
     # same correctly rounded sum; a product ``bytes * count`` would round differently).
     values: list[float] = []
@@ -450,18 +445,17 @@ def _tier_activity(
     window: Window,
     cost: CostModel,
     system: System,
-    classes: Mapping[int, Sequence[int]],
-    window_ops: tuple[list[Op], list[int]] | None = None,
+    window_ops: tuple[list[Op], list[int]],
 ) -> TierActivity:
     """``TierActivity`` of the window: the DRAM bytes of one step's lookups (each copy of a step
     node in the window counted, as ``_host_bytes`` does), and the seconds of the window's host-run
     lookups, whole (as ``busy_time`` takes a rank's step: a rank that is not the bottleneck runs
     its last step's lookups before the window opens). An HBM lookup touches none of it, so a plan
-    all in HBM costs one pass over the ops. A folded rank (``classes``) holds HBM lookups only
-    (``recsim.graph.build.interchangeable_ranks``): the host-run ones are all in the graph.
-    ``window_ops``: ``_window_ops(timing.index, window, classes)``, where the caller has it."""
+    all in HBM costs one pass over the ops. ``window_ops``: ``_window_ops(timing.index, window,
+    classes)``; a folded rank holds HBM lookups only (``recsim.graph.build.interchangeable_ranks``):
+    the host-run ones are all in the graph."""
     index = timing.index
-    ops, counts = window_ops if window_ops is not None else _window_ops(index, window, classes)
+    ops, counts = window_ops
     per_node = max(1, system.node.num_accelerators)
     # Each op costed once: the copies of a chained graph share their step node's op.
     costs: dict[int, EmbeddingCost] = {}

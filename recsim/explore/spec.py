@@ -984,7 +984,7 @@ def _dry_resolve(config: dict[str, Any], *, whole: bool = True) -> None:
     from recsim import api
     from recsim.errors import batch_split_error
 
-    api.check_run(
+    system, workload = api.check_run(
         config["system"],
         config["workload"],
         plan=config["plan"],
@@ -995,14 +995,6 @@ def _dry_resolve(config: dict[str, Any], *, whole: bool = True) -> None:
     )
     if not whole:
         return
-    system, workload = api.prepare(
-        config["system"],
-        config["workload"],
-        nodes=config["nodes"],
-        batch_size=config["batch_size"],
-        precision=config["precision"],
-        overrides=config["overrides"],
-    )
     ranks = system.num_accelerators
     batch = workload.training.global_batch_size
     if ranks > 0 and batch % ranks:

@@ -283,6 +283,15 @@ class ExecutionGraph:
     def __post_init__(self) -> None:
         self._by_id: dict[int, Node] | None = None
 
+    # By content, whatever the class: a lazy graph (``ColumnarGraph``, ``ChainedGraph``) equals the
+    # plain graph of the same nodes (the dataclass's own ``__eq__`` would require the same class).
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionGraph):
+            return NotImplemented
+        return (self.ranks, self.nodes, self.metadata) == (other.ranks, other.nodes, other.metadata)
+
+    __hash__ = None  # type: ignore[assignment]
+
     # -- access --------------------------------------------------------------------------------
 
     @property
@@ -295,8 +304,14 @@ class ExecutionGraph:
         return self.by_id[node_id]
 
     def node_at(self, position: int) -> Node:
-        """The node at ``position`` of ``nodes`` (a ``ColumnarGraph`` makes it on its own)."""
+        """The node at ``position`` of ``nodes`` (a ``ColumnarGraph`` or ``ChainedGraph`` whose
+        nodes are not made makes it on its own)."""
         return self.nodes[position]
+
+    @property
+    def made(self) -> bool:
+        """Whether ``nodes`` is a list already (a lazy graph's are made when first read)."""
+        return True
 
     def rank_nodes(self, rank: int) -> list[Node]:
         return [n for n in self.nodes if n.rank == rank]
@@ -523,6 +538,10 @@ class ColumnarGraph(ExecutionGraph):
             self._columns = None
 
     @property
+    def made(self) -> bool:
+        return self._nodes is not None
+
+    @property
     def columns(self) -> NodeColumns | None:
         """The node columns while the nodes are not made (None after)."""
         return self._columns if self._nodes is None else None
@@ -541,13 +560,6 @@ class ColumnarGraph(ExecutionGraph):
         columns = self.columns
         return len(columns) if columns is not None else len(self.nodes)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ExecutionGraph):
-            return NotImplemented
-        return (self.ranks, self.nodes, self.metadata) == (other.ranks, other.nodes, other.metadata)
-
-    __hash__ = None  # type: ignore[assignment]
-
 
 def node_columns(graph: ExecutionGraph) -> NodeColumns | None:
     """``graph``'s node columns, where it is a ``ColumnarGraph`` whose nodes are not made."""
@@ -555,12 +567,14 @@ def node_columns(graph: ExecutionGraph) -> NodeColumns | None:
 
 
 class GraphNodes(Sequence[Node]):
-    """A graph's nodes by position without making them all: an item asked for is
-    ``graph.node_at`` (made on its own while a ``ColumnarGraph``'s nodes are not made); a slice or
-    a walk over all of them reads ``graph.nodes`` (and so makes them)."""
+    """A graph's nodes by position without making them all: while the graph's nodes are not made
+    (a ``ColumnarGraph``'s, a ``ChainedGraph``'s), an item asked for is ``graph.node_at``, made on
+    its own and kept, so asking twice gives the same node; a slice, a walk over all of them, or an
+    item once they are made reads ``graph.nodes`` (and so makes them)."""
 
     def __init__(self, graph: ExecutionGraph) -> None:
         self._graph = graph
+        self._made: dict[int, Node] = {}
 
     def __len__(self) -> int:
         return len(self._graph)
@@ -572,9 +586,12 @@ class GraphNodes(Sequence[Node]):
     def __getitem__(self, position: slice) -> Sequence[Node]: ...
 
     def __getitem__(self, position: int | slice) -> Node | Sequence[Node]:
-        if isinstance(position, slice):
+        if isinstance(position, slice) or self._graph.made:
             return self._graph.nodes[position]
-        return self._graph.node_at(position)
+        node = self._made.get(position)
+        if node is None:
+            node = self._made[position] = self._graph.node_at(position)
+        return node
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self._graph.nodes)

@@ -202,7 +202,7 @@ _NODE_SCHEMA: dict[str, _Check] = {
     "deps": _INDICES,
     "lane": _INDEX,
     "duration_s": _optional(_SECONDS),
-    "start_s": _optional(_Check(_SECONDS.ok, "a number of seconds >= 0")),
+    "start_s": _optional(_SECONDS),
     "phase": _STR,
 }
 _NODE_REQUIRED = ("id", "rank", "name", "stream", "op")

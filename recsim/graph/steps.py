@@ -56,11 +56,11 @@ graph's ``Node`` objects.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 from itertools import chain
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +71,7 @@ from recsim.graph.ir import (
     Collective,
     Embedding,
     ExecutionGraph,
+    GraphNodes,
     Node,
     NodeColumns,
     Stream,
@@ -333,12 +334,8 @@ class ChainedGraph(ExecutionGraph):
             return len(self._step) * self._steps
         return len(self.nodes)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ExecutionGraph):
-            return NotImplemented
-        return (self.ranks, self.nodes, self.metadata) == (other.ranks, other.nodes, other.metadata)
-
-    __hash__ = None  # type: ignore[assignment]
+    def node_at(self, position: int) -> Node:
+        return self.copy_at(position)
 
     def copy_at(self, position: int) -> Node:
         """The node at ``position``, made on its own while the graph's nodes are not made."""
@@ -414,7 +411,7 @@ class ChainedGraph(ExecutionGraph):
                     for own, extra in zip(first_lists, templates.cross, strict=True)
                 ]
             )
-        return step_index.repeated(_ChainedNodes(self), self._steps, stride, first, later)
+        return step_index.repeated(GraphNodes(self), self._steps, stride, first, later)
 
 
 def _later_rows(first: Rows, cross: Sequence[list[int] | None], stride: int) -> Rows:
@@ -437,32 +434,3 @@ def _spread(at: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]) -> npt.NDArr
     """``at[i], at[i] + 1 ... at[i] + counts[i] - 1`` for each ``i``, concatenated."""
     before = np.cumsum(counts) - counts
     return np.repeat(at - before, counts) + np.arange(int(counts.sum()), dtype=np.intp)
-
-
-class _ChainedNodes(Sequence[Node]):
-    """The nodes of a ``ChainedGraph`` by position; while the graph's are not made, each node
-    asked for is made on its own (and kept), which is all a few lookups need."""
-
-    def __init__(self, graph: ChainedGraph) -> None:
-        self._graph = graph
-        self._made: dict[int, Node] = {}
-
-    def __len__(self) -> int:
-        return len(self._graph)
-
-    @overload
-    def __getitem__(self, position: int) -> Node: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> Sequence[Node]: ...
-
-    def __getitem__(self, position: int | slice) -> Node | Sequence[Node]:
-        if isinstance(position, slice) or self._graph.made:
-            return self._graph.nodes[position]
-        node = self._made.get(position)
-        if node is None:
-            node = self._made[position] = self._graph.copy_at(position)
-        return node
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self._graph.nodes)

@@ -63,6 +63,7 @@ from recsim.graph.ir import (
     Compute,
     Embedding,
     ExecutionGraph,
+    GraphNodes,
     Host,
     Node,
     Op,
@@ -73,7 +74,7 @@ from recsim.graph.ir import (
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, _vertex_lengths, asap_schedule, asap_timing, queue_of
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
-from recsim.graph.steps import ChainedGraph, _ChainedNodes, _later_rows, _Templates, chain_steps
+from recsim.graph.steps import ChainedGraph, _later_rows, _Templates, chain_steps
 from recsim.hardware.topology import SHM_EFFICIENCY, build_topology, gpu_id
 from recsim.metrics.invariants import check_schedule
 from recsim.planner import table_wise_round_robin
@@ -2065,7 +2066,7 @@ def _previous_index(lazy: ChainedGraph) -> GraphIndex:
     step_index = GraphIndex.of(step)
     assert step_index.ids == list(range(step_index.size)) == list(range(templates.stride))
     return previous_repeated(
-        step_index, _ChainedNodes(lazy), lazy._steps, templates.stride, templates.first, templates.later
+        step_index, GraphNodes(lazy), lazy._steps, templates.stride, templates.first, templates.later
     )
 
 

@@ -52,7 +52,7 @@ def test_host_bytes_sums_the_same_values_to_the_bit() -> None:
             counts.append(rng.choice([0, 1, 2, 3, 27, 101]))
         # The same values in the same order: the same sum, or the same overflow.
         window_ops = ([n.op for n in nodes], counts)
-        new = _outcome(lambda ops=window_ops: sim._host_bytes(None, None, {}, ops))  # type: ignore[arg-type,misc]
+        new = _outcome(lambda ops=window_ops: sim._host_bytes(ops))  # type: ignore[misc]
         old = _outcome(lambda given=(nodes, counts): _old_host_bytes(*given))  # type: ignore[misc]
         assert new == old, trial
 
@@ -110,13 +110,20 @@ def test_the_window_ops_are_shared_and_the_tail_is_the_previous_one(
     if tier is not None:
         plan = replace(plan, shards=tuple(replace(s, tier=tier) for s in plan.shards))
     seen: list[tuple[str, Any, Any]] = []
-    host_bytes, tier_activity = sim._host_bytes, sim._tier_activity
+    host_bytes, tier_activity, window_ops_of = sim._host_bytes, sim._tier_activity, sim._window_ops
+    # What the evaluation works the window's ops out of (the spies check against the old path).
+    asked: list[tuple[Any, Any, Mapping[int, Sequence[int]]]] = []
 
-    def spy_host(index: Any, window: Any, classes: Mapping[int, Sequence[int]], window_ops: Any) -> float:
-        out = host_bytes(index, window, classes, window_ops)
+    def spy_window_ops(index: Any, window: Any, classes: Mapping[int, Sequence[int]]) -> Any:
+        asked.append((index, window, classes))
+        return window_ops_of(index, window, classes)
+
+    def spy_host(window_ops: Any) -> float:
+        out = host_bytes(window_ops)
         # The previous code: its own ``_window_ops`` (of nodes) and the nested generator.
         assert window_ops is not None
-        fresh = sim._window_ops(index, window, classes)
+        index, window, classes = asked[-1]
+        fresh = window_ops_of(index, window, classes)
         assert fresh[0] == window_ops[0] and fresh[1] == window_ops[1]
         nodes, counts = _old_window_ops(index, window, classes)
         assert all(a is n.op for a, n in zip(window_ops[0], nodes, strict=True)) and counts == window_ops[1]
@@ -124,13 +131,15 @@ def test_the_window_ops_are_shared_and_the_tail_is_the_previous_one(
         seen.append(("host", out, None))
         return out
 
-    def spy_tiers(timing: Any, window: Any, cost: Any, system: Any, classes: Any, window_ops: Any) -> Any:
+    def spy_tiers(timing: Any, window: Any, cost: Any, system: Any, window_ops: Any) -> Any:
         assert timing.index is not None
-        out = tier_activity(timing, window, cost, system, classes, window_ops)
-        assert out == tier_activity(timing, window, cost, system, classes)  # its own window ops
+        out = tier_activity(timing, window, cost, system, window_ops)
+        own = window_ops_of(*asked[-1])  # its own window ops
+        assert out == tier_activity(timing, window, cost, system, own)
         seen.append(("tiers", out, None))
         return out
 
+    monkeypatch.setattr(sim, "_window_ops", spy_window_ops)
     monkeypatch.setattr(sim, "_host_bytes", spy_host)
     monkeypatch.setattr(sim, "_tier_activity", spy_tiers)
     result = simulate_training(system, workload, plan, SimulationOptions(**extra)).result
