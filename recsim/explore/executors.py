@@ -11,8 +11,9 @@ they give identical records (up to ``wall_s``) for the same spec and seed.
   the ETA goes to stderr when it is a terminal (or when ``progress=True``).
 - ``dask``: ``distributed.Client(scheduler)`` when a scheduler address is given, else a
   ``LocalCluster`` of ``workers`` single-threaded worker processes started for the sweep. Its
-  workers ignore Ctrl-C, as the local executor's do; on Ctrl-C this process cancels the tasks and
-  closes the cluster with Dask's logging off, so an interrupted sweep says one line.
+  workers ignore Ctrl-C, as the local executor's do; Ctrl-C or SIGTERM first turns Dask's logging
+  off in this process, then this process cancels the tasks and closes the cluster, so an
+  interrupted sweep says one line.
 
 If the callback raises (the sweep was told to stop, or the store failed), the executor cancels the
 tasks not yet started and re-raises; points in flight are lost, never half-written.
@@ -21,6 +22,7 @@ tasks not yet started and re-raises; points in flight are lost, never half-writt
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -385,26 +387,27 @@ class DaskExecutor(Executor):
         results: list[PointRecord | None] = [None] * len(tasks)
         futures = [client.submit(run_task, task, pure=False) for task in tasks]
         position = {f.key: i for i, f in enumerate(futures)}
-        try:
-            with _ProgressBar(len(tasks), label, self.progress) as bar:
-                for future in as_completed(futures):
-                    record = future.result()
-                    results[position[future.key]] = record
-                    on_result(record)
-                    bar.advance()
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                with _dask_logs_off():
+        with _InterruptQuietsDask():
+            try:
+                with _ProgressBar(len(tasks), label, self.progress) as bar:
+                    for future in as_completed(futures):
+                        record = future.result()
+                        results[position[future.key]] = record
+                        on_result(record)
+                        bar.advance()
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    with _dask_logs_off():
+                        client.cancel(futures)
+                        if self._cluster is not None:
+                            # This sweep's own workers log too (a heartbeat to the scheduler that
+                            # closes first): quiet them, then stop them now rather than at the end.
+                            with contextlib.suppress(Exception):
+                                client.run(_silence_dask_logs, on_error="ignore")
+                        self.close(quiet=True)
+                else:
                     client.cancel(futures)
-                    if self._cluster is not None:
-                        # This sweep's own workers log too (a heartbeat to the scheduler that
-                        # closes first): quiet them, then stop them now rather than at the end.
-                        with contextlib.suppress(Exception):
-                            client.run(_silence_dask_logs, on_error="ignore")
-                    self.close(quiet=True)
-            else:
-                client.cancel(futures)
-            raise
+                raise
         return [r for r in results if r is not None]
 
 
@@ -426,29 +429,74 @@ def _sigint_ignored() -> Iterator[None]:
 _DASK_LOGGERS = ("distributed", "tornado", "asyncio")
 
 
+def _dask_loggers() -> list[logging.Logger]:
+    """Dask's loggers and every logger under them that exists. A parent's level does not quiet a
+    child with a level of its own, and distributed's logging config gives ``tornado.application``
+    ERROR (under ``tornado``'s CRITICAL): an interrupted sweep printed its traceback of
+    distributed's ``sync`` cancel callback (a CI run's find)."""
+    names = set(_DASK_LOGGERS)
+    names.update(name for name in logging.root.manager.loggerDict if name.split(".")[0] in _DASK_LOGGERS)
+    return [logging.getLogger(name) for name in sorted(names)]
+
+
 @contextlib.contextmanager
 def _dask_logs_off() -> Iterator[None]:
     """Dask's loggers silent in this process while the block runs (an interrupted shutdown)."""
-    import logging
-
-    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL + 1)
+    levels = _silence(_dask_loggers())
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        _restore(levels)
+
+
+def _silence(loggers: list[logging.Logger]) -> dict[logging.Logger, int]:
+    """Set ``loggers`` above CRITICAL; returns their levels before."""
+    levels = {logger: logger.level for logger in loggers}
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    return levels
+
+
+def _restore(levels: dict[logging.Logger, int]) -> None:
+    for logger, level in levels.items():
+        logger.setLevel(level)
 
 
 def _silence_dask_logs() -> None:
     """Run on a local cluster's worker about to be closed (an interrupted sweep): Dask's loggers
     silent there."""
-    import logging
+    _silence(_dask_loggers())
 
-    for name in _DASK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+class _InterruptQuietsDask(AbstractContextManager[None]):
+    """While a Dask sweep runs, Ctrl-C (and SIGTERM, as the local executor's ``_TermAsInterrupt``)
+    silences Dask's loggers *before* it raises KeyboardInterrupt, and they get their levels back
+    when the block ends. Silencing them in the handler of the interrupt is too late: the interrupt
+    lands in distributed's ``sync`` wait, which schedules a cancel callback on the client's event
+    loop thread as it re-raises, and that callback can fail and log (distributed 2024-2025: a
+    NameError on its ``future``) before this thread reaches any ``except``. Handlers are set only
+    in the main thread (where Python runs them), and SIGINT only where it has Python's default
+    handler (a background job ignores it)."""
+
+    def __enter__(self) -> None:
+        self._levels: dict[logging.Logger, int] = {}
+        self._previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupt)
+        self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._interrupt)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        if not self._levels:
+            self._levels = _silence(_dask_loggers())
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            # A handler set from C reads as None and cannot be put back: the default action then.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        _restore(self._levels)
 
 
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "dask": DaskExecutor}

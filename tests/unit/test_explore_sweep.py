@@ -502,6 +502,39 @@ def test_sigterm_stops_a_pool_sweep_as_ctrl_c_does_and_restores_the_handler():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_ctrl_c_on_a_dask_sweep_silences_dasks_loggers_before_it_raises():
+    # A CI run's find: Ctrl-C landed in distributed's sync() wait, which scheduled a cancel
+    # callback on the client's loop thread; the callback failed (NameError) and logged a
+    # traceback through "tornado.application", whose own level (ERROR, from distributed's logging
+    # config) the old silencing of "tornado" did not reach, and it could log before the except.
+    import logging
+    import os
+    import signal
+
+    import distributed  # noqa: F401  (its logging config sets tornado.application's level)
+
+    from recsim.explore.executors import _dask_logs_off, _InterruptQuietsDask
+
+    child = logging.getLogger("tornado.application")
+    assert child.isEnabledFor(logging.ERROR)
+    with _dask_logs_off():
+        assert not child.isEnabledFor(logging.ERROR)
+    assert child.isEnabledFor(logging.ERROR)
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        quiet_when_raised = None
+        with _InterruptQuietsDask():
+            try:
+                os.kill(os.getpid(), signum)  # the handler raises before the next statement
+                time.sleep(5)
+            except KeyboardInterrupt:
+                quiet_when_raised = not child.isEnabledFor(logging.CRITICAL)
+        assert quiet_when_raised is True
+        assert child.isEnabledFor(logging.ERROR)  # its level back after the block
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
 def test_a_worker_ends_once_the_sweeps_process_is_gone():
     # Killed outright (SIGKILL), the sweep's process cannot stop its workers: each watches it and
     # exits, where they had run on for good.
