@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from recsim.config.loader import Referable
 from recsim.config.types import Bytes, PositiveInt, Ratio, Spec
+from recsim.hardware.calibration import CollectiveCalibration
 from recsim.hardware.devices import Accelerator, Cpu, Memory, Nic, NmpDimm, Ssd, Switch
 
 
@@ -67,12 +68,17 @@ class ScaleUp(Spec):
     ``nvswitch``: every NVLink port of every accelerator goes to one of ``switches`` NVSwitch chips
     (ports spread evenly); ``nvlink_mesh``: direct NVLink links, ``mesh`` lists ``[a, b, links]``;
     ``pcie``: no NVLink, peer traffic crosses PCIe (through the PCIe switches or the CPU).
+
+    ``calibration``: the collective cost constants of an ``nvlink_mesh`` or ``pcie`` fabric, which
+    has no switch device to carry them (an NVSwitch fabric's are its switch's); without it, the
+    generic defaults of ``recsim.cost.collectives.base`` (NCCL's tuning model).
     """
 
     fabric: Literal["nvswitch", "nvlink_mesh", "pcie"]
     switch: Switch | None = None
     switches: PositiveInt | None = None
     mesh: list[Annotated[list[int], Len(3, 3)]] | None = None
+    calibration: CollectiveCalibration | None = None
 
     @model_validator(mode="after")
     def _fabric_fields(self) -> Self:
@@ -84,6 +90,10 @@ class ScaleUp(Spec):
             raise ValueError(f"fabric {self.fabric!r} takes no 'switch'/'switches'")
         if self.fabric != "nvlink_mesh" and self.mesh is not None:
             raise ValueError(f"fabric {self.fabric!r} takes no 'mesh'")
+        if self.fabric == "nvswitch" and self.calibration is not None:
+            raise ValueError(
+                "fabric 'nvswitch' takes its collective calibration from its switch, not 'calibration'"
+            )
         return self
 
 

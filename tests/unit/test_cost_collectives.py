@@ -720,3 +720,36 @@ def test_a_peer_copy_without_an_nvlink_fabric_goes_over_pcie():
     nvlink = dgx.accelerator.nvlink
     expected = nvlink.link.latency_s + 1e6 / (18 * nvlink.link.bandwidth_bytes_per_s)
     assert CostModel(dgx, workload).transfer_s(copy) == pytest.approx(expected)
+
+
+def test_transferred_collective_calibrations_are_the_fits_they_copy():
+    # Fitted constants copied into another file (a 4-GPU NVLink mesh has no switch to carry its
+    # own; NVSwitch gen4 has no measurement) and into DEFAULT_NVLS must follow a refit of their
+    # source: a reviewer found the copies checked by nothing.
+    from recsim.cost.collectives.base import DEFAULT_NVLINK, DEFAULT_NVLS, level_calibration
+
+    def switch_calibration(system: str) -> CollectiveCalibration:
+        up = load_system(system).node.scale_up
+        assert up is not None and up.switch is not None and up.switch.calibration is not None
+        return up.switch.calibration
+
+    gen2, gen3, gen4 = (switch_calibration(s) for s in ("dgx-a100", "dgx-h100", "dgx-b200"))
+    for mesh, source in (("hgx-a100-4gpu", gen2), ("hgx-h100-4gpu", gen3)):
+        up = load_system(mesh).node.scale_up
+        assert up is not None and up.fabric == "nvlink_mesh" and up.calibration is not None
+        assert up.calibration.protocols == source.protocols
+        assert up.calibration.nvls is None  # no switch to reduce in
+        assert level_calibration(build_topology(load_system(mesh)), Level.INTRA) == up.calibration
+    assert gen4.protocols == gen3.protocols and gen4.nvls == gen3.nvls
+    assert gen3.nvls == DEFAULT_NVLS
+    # DEFAULT_NVLINK's Simple efficiency: the mean of the two fits, to two digits.
+    mean = (gen2.protocols["simple"].efficiency + gen3.protocols["simple"].efficiency) / 2
+    assert DEFAULT_NVLINK.protocols["simple"].efficiency == round(mean, 2)
+
+
+def test_a_mesh_without_a_calibration_block_takes_the_generic_defaults_and_nvswitch_refuses_one():
+    from recsim.cost.collectives.base import DEFAULT_NVLINK, level_calibration
+
+    assert level_calibration(build_topology(load_system("dgx-1-v100")), Level.INTRA) is DEFAULT_NVLINK
+    with pytest.raises(ConfigError, match="takes its collective calibration from its switch"):
+        load_system("dgx-h100", overrides=["node.scale_up.calibration={source: x, protocols: {}}"])

@@ -755,6 +755,8 @@ def level_calibration(topology: Topology, level: Level) -> CollectiveCalibration
         up = node.scale_up
         if up is not None and up.fabric == "nvswitch" and up.switch is not None:
             return up.switch.calibration or DEFAULT_NVLINK
+        if up is not None and up.calibration is not None:
+            return up.calibration
         if up is not None and up.fabric == "nvlink_mesh":
             return DEFAULT_NVLINK
         return DEFAULT_PCIE
