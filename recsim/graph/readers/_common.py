@@ -40,17 +40,25 @@ _KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # fbgemm TBE kernels are named split_embedding_*; bounds_check_indices and linearize_index run
     # only as part of a TBE lookup/backward, so their time is embedding time too.
     ("embedding", ("embedding", "bounds_check_indices", "linearize_index")),
-    # cuBLAS/cutlass GEMMs: sm80_xmma_gemm_*, ampere_sgemm_*, cutlass::Kernel<..gemm..>, and the
-    # split-K reduction cuBLAS launches after a split-K GEMM.
-    ("gemm", ("gemm", "xmma", "cutlass", "cublas", "splitkreduce", "gemv")),
+    # cuBLAS/cutlass GEMMs: sm80_xmma_gemm_*, ampere_sgemm_*, cutlass::Kernel<..gemm..>, the
+    # split-K reduction cuBLAS launches after a split-K GEMM, and cuBLASLt's Hopper/Blackwell
+    # kernels, named nvjet_tst_* / nvjet_hsh_* (no "gemm" in them: a tester's H100 trace had its
+    # GEMMs costed as "other", by the HBM bandwidth ratio alone).
+    ("gemm", ("gemm", "xmma", "cutlass", "cublas", "splitkreduce", "gemv", "nvjet")),
     ("elementwise", ("elementwise", "vectorized")),
 )
+
+#: The matrix-multiply ops of a TorchInductor template kernel's name (``triton_tem_fused_mm_0``,
+#: ``triton_tem_fused_addmm_relu_1``): Inductor names a template kernel after the ops it fuses.
+_TRITON_GEMM_TOKENS = frozenset({"mm", "addmm", "bmm", "baddbmm", "addbmm"})
 
 
 @lru_cache(maxsize=8192)
 def kernel_category(name: str) -> str:
     """The category of a GPU kernel (or memcpy/memset) name."""
     lower = name.lower()
+    if lower.startswith("triton_tem_") and not _TRITON_GEMM_TOKENS.isdisjoint(lower.split("_")):
+        return "gemm"
     for category, needles in _KERNEL_RULES:
         # "fbgemm" (the library, whose fbgemm_gpu:: kernels are embedding lookups, permutes,
         # offsets...) contains "gemm": the GEMM rule looks at the name without it, so a real GEMM
