@@ -783,19 +783,24 @@ def replay(
     target = load_system(system, nodes=nodes, overrides=overrides)
     library = HardwareLibrary()
     graph = read_trace(paths, fmt)
-    found = None if recorded_on else recorded_accelerator(graph, library)
+    with _naming(paths):
+        found = None if recorded_on else recorded_accelerator(graph, library)
     name = recorded_on or found or RECORDED_ON
     recorded = library.device("accelerator", name)
     with _naming(paths):
         result = replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
     # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
-    # names none is taken to be the default's (a tester found neither said in the output).
+    # names none is taken to be the default's (a tester found neither said in the output). A GPU
+    # the library lacks (an A30, an H20) is read as its architecture's nearest by memory: the note
+    # gives the trace's own name, so a user sees the substitution (a tester's find).
     device = graph.metadata.get("device")
-    unknown = device.get("name") if isinstance(device, dict) and not found else None
+    named = device.get("name") if isinstance(device, dict) else None
+    unknown = named if not found else None
     source = (
         "--recorded-on"
         if recorded_on
-        else "the GPU the trace names"
+        else f"the trace names {named!r}: the library's accelerator of its architecture with the "
+        "nearest memory size, --recorded-on to choose another"
         if found
         else f"the trace names an unknown GPU, {unknown!r}, without its compute capability: taken as "
         "the default, --recorded-on to change it"
@@ -809,14 +814,15 @@ def replay(
 
 @contextmanager
 def _naming(paths: Sequence[str | Path] | str | Path) -> Iterator[None]:
-    """The replay's own trace errors (no durations, ranks with different step counts, a graph that
-    cannot be scheduled) with the files named, as the readers' are (a tester's find)."""
+    """The replay's own errors (no durations, ranks with different step counts, a graph that
+    cannot be scheduled, a GPU the library has nothing of, more ranks than the system has GPUs)
+    with the files named, as the readers' are (a tester's find)."""
     try:
         yield
-    except TraceError as exc:
+    except (TraceError, ConfigError) as exc:
         given = [paths] if isinstance(paths, (str, Path)) else list(paths)
         shown = ", ".join(str(p) for p in given[:3]) + (", ..." if len(given) > 3 else "")
-        raise TraceError(f"{shown}: {exc}") from None
+        raise type(exc)(f"{shown}: {exc}") from None
 
 
 #: CUDA compute capability -> the library's accelerator architecture: the data-centre parts only

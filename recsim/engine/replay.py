@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CostModel
-from recsim.errors import InfeasibleError, TraceError
+from recsim.errors import ConfigError, InfeasibleError, TraceError
 from recsim.graph.ir import (
     Collective,
     Compute,
@@ -357,13 +358,30 @@ def unmodelled(node: Node) -> bool:
     )
 
 
+def _check_ranks_fit(nodes: Sequence[Node], system: System) -> None:
+    """Refuse a trace with more ranks than ``system`` has accelerators, naming the ``--nodes`` that
+    would hold them (it had failed at its first collective, "rank 4 is outside ...")."""
+    ranks = 1 + max(
+        (max(n.rank, *n.op.group) if isinstance(n.op, Collective) else n.rank for n in nodes), default=-1
+    )
+    have = system.num_accelerators
+    if ranks > have:
+        per_node = system.node.num_accelerators
+        hint = f": --nodes {-(-ranks // per_node)}" if per_node else ""
+        raise ConfigError(
+            f"the trace has {ranks} ranks and {system.name} {have} accelerator{'s' if have != 1 else ''}"
+            f" ({system.num_nodes} node{'s' if system.num_nodes != 1 else ''}){hint}"
+        )
+
+
 def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accelerator) -> ReplayResult:
     """Re-cost the trace's GPU work on ``system`` and reschedule."""
     target = system.accelerator
     if target is None:
         raise InfeasibleError(f"system {system.name!r} has no accelerator to replay GPU work on")
-    cost = CostModel(system)
     nodes = graph.nodes
+    _check_ranks_fit(nodes, system)
+    cost = CostModel(system)
     lengths = [reestimate_duration(n, cost, recorded_on, target) for n in nodes]
     # An uneven all-to-all is re-costed from all its parts where the trace has every rank's, else
     # from each rank's own part as that rank's (``CostModel.collective_members_s``); one of a

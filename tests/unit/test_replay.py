@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,9 @@ def test_a_re_estimate_says_which_gpu_its_recorded_durations_are_read_as() -> No
     traces = Path(__file__).parents[1] / "data" / "traces"
     a100 = recsim.replay([traces / "recsys_a100_8rank_rank3_control.json.gz"], keep=False, system="dgx-h100")
     assert a100.notes[0] == (
-        "recorded on a100-sxm4-40gb (the GPU the trace names); re-estimated on h100-sxm5-80gb (dgx-h100)"
+        "recorded on a100-sxm4-40gb (the trace names 'NVIDIA A100-PG509-200': the library's accelerator "
+        "of its architecture with the nearest memory size, --recorded-on to choose another); "
+        "re-estimated on h100-sxm5-80gb (dgx-h100)"
     )
     chakra = recsim.replay([traces / "chakra.0.et.gz"], keep=False, system="dgx-h100")
     assert chakra.notes[0].startswith("recorded on a100-sxm4-40gb (the trace names no GPU: the default")
@@ -278,6 +281,41 @@ def test_a_gpu_named_without_its_compute_capability_is_said_to_be_unknown(tmp_pa
         "recorded on a100-sxm4-40gb (the trace names an unknown GPU, 'Foo GPU 9000', without its "
         "compute capability: taken as the default, --recorded-on to change it)"
     )
+
+
+def test_a_gpu_the_library_lacks_is_substituted_by_name_and_one_of_no_kind_names_the_file(
+    tmp_path: Path,
+) -> None:
+    """An A30 (compute capability 8.0, 24 GB) is read as the nearest Ampere part, an A100-40GB, and
+    the note had said "the GPU the trace names" without the A30 (a tester's find); a GPU of no
+    library architecture failed without naming the file."""
+    import recsim
+    from recsim.errors import ConfigError
+
+    def gpu(name: str, major: int) -> Callable[[dict[str, Any]], None]:
+        props = {"name": name, "totalGlobalMem": 25_000_000_000, "computeMajor": major, "computeMinor": 0}
+        return lambda d: d.__setitem__("deviceProperties", [props])
+
+    a30 = _kineto_edited(tmp_path, gpu("NVIDIA A30", 8))
+    note = recsim.replay([a30], keep=False, system="dgx-h100").notes[0]
+    assert note.startswith("recorded on a100-sxm4-40gb (the trace names 'NVIDIA A30': the library's")
+    other = _kineto_edited(tmp_path, gpu("Some GPU", 12))
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(other))}: the trace was recorded on 'Some GPU'"):
+        recsim.replay([other], keep=False, system="dgx-h100")
+
+
+def test_a_trace_of_more_ranks_than_the_system_has_gpus_names_the_nodes_it_needs() -> None:
+    # It had failed at its first collective: "rank 4 is outside hgx-a100-4gpu (4 accelerators)".
+    import recsim
+    from recsim.errors import ConfigError
+
+    traces = Path(__file__).parents[1] / "data" / "traces"
+    trace = traces / "recsys_a100_8rank_rank3_control.json.gz"
+    with pytest.raises(
+        ConfigError, match=r"the trace has 8 ranks and dgx-a100 4 accelerators \(1 node\): --nodes 2"
+    ):
+        recsim.replay([trace], keep=False, system="dgx-a100", overrides=["node.accelerators.count=4"])
+    assert recsim.replay([trace], keep=False, system="dgx-a100").predicted_step_s > 0
 
 
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
