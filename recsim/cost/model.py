@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from functools import cached_property
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from recsim.cost.collectives import collective_time_s
-from recsim.cost.compute import compute_time_s, cpu_compute_time_s
+from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
 from recsim.cost.memo import CostMemo, TupleInterner
 from recsim.errors import InfeasibleError
@@ -35,7 +35,7 @@ from recsim.graph.ir import (
 )
 from recsim.graph.shard_ops import slice_name
 from recsim.hardware.system import System
-from recsim.hardware.topology import SHM_EFFICIENCY, Topology, build_topology
+from recsim.hardware.topology import SHM_LINE_FRACTION, Topology, build_topology
 from recsim.workload.access import MixtureModel, access_model
 from recsim.workload.access.slice import SliceModel, SubsetModel
 
@@ -52,6 +52,14 @@ _OP_FIELDS: dict[type, attrgetter[Any]] = {
 # An embedding op's fields but its table: its cost reads the table only through the access model
 # (``CostModel.embedding_s``), so ops whose tables resolve to the same model cost the same.
 _EMBEDDING_REST = attrgetter(*(f.name for f in fields(Embedding) if f.name != "table"))
+
+#: Fraction of a PCIe link's line rate (payload per direction after 128b/130b coding) that a bulk
+#: DMA copy reaches: TLP headers and flow control on top of the payload. MEASURED, nvbandwidth's
+#: host-to-device copy (../shared/reference/microbench/ND_*_results.md): ND A100 v4 26.28 GB/s of
+#: PCIe Gen4 x16's 31.51 (0.834), ND H100 v5 51 and ND H200 v5 52 of Gen5 x16's 63.02 (0.809,
+#: 0.825); their mean. Applied to host-to-GPU and peer-to-peer copies over PCIe (a reviewer found
+#: them at the full line rate).
+PCIE_COPY_EFFICIENCY: Final[float] = (26.28 / 31.51 + 51.0 / 63.02 + 52.0 / 63.02) / 3
 
 #: Breakdown categories, in the order results list them.
 CATEGORIES = (
@@ -438,7 +446,9 @@ class CostModel:
     def transfer_s(self, op: Transfer) -> float:
         acc = self.system.accelerator
         if acc is None:
-            return op.bytes / self.system.node.host_memory_bandwidth_bytes_per_s
+            # A copy within host memory (a CPU-only node): read and written at the sustained
+            # bandwidth the CPU tiers use.
+            return op.bytes / self._host_memory_sustained_bytes_per_s
         node = self.system.node
         peer = "peer" in (op.src.split(":")[0], op.dst.split(":")[0])
         nvlink = node.scale_up is not None and node.scale_up.fabric != "pcie" and acc.nvlink is not None
@@ -452,36 +462,47 @@ class CostModel:
             return acc.nvlink.link.latency_s + op.bytes / bandwidth
         if peer:
             # GPU to GPU over PCIe (peer to peer): under one switch it never climbs the uplink to
-            # the CPU, so the GPU's own link, at most a switch port. A pair whose route crosses a
-            # CPU that blocks peer traffic (``Topology.shm_pair``: Intel, Arm hosts) is staged
-            # through host memory at ``SHM_EFFICIENCY`` of that rate, as CUDA's copies between
-            # GPUs without peer access are (the constant's measurement). The copy's source takes
-            # turns over the node's GPUs (``GraphBuilder.global_batch_input``): every ordered
-            # pair's time, averaged.
+            # the CPU, so the GPU's own link, at most a switch port, at ``PCIE_COPY_EFFICIENCY``
+            # of it. A pair whose route crosses a CPU that blocks peer traffic
+            # (``Topology.shm_pair``: Intel, Arm hosts) is staged through host memory at
+            # ``SHM_LINE_FRACTION`` of the link, as CUDA's copies between GPUs without peer access
+            # are (the constant's measurement). The copy's source takes turns over the node's GPUs
+            # (``GraphBuilder.global_batch_input``): every ordered pair's time, averaged.
             return (
                 acc.host_interface.latency_s
-                + op.bytes / node.accelerator_link_bytes_per_s * self._peer_copy_slowdown
+                + op.bytes / node.accelerator_link_bytes_per_s * self._peer_copy_s_per_line_byte
             )
         # Host to GPU: every rank copies its batch at about the same time, so its share of the
-        # PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``).
-        return acc.host_interface.latency_s + op.bytes / node.host_bandwidth_bytes_per_s_per_accelerator
+        # PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``), at the
+        # measured copy efficiency.
+        return acc.host_interface.latency_s + op.bytes / (
+            node.host_bandwidth_bytes_per_s_per_accelerator * PCIE_COPY_EFFICIENCY
+        )
 
     @cached_property
-    def _peer_copy_slowdown(self) -> float:
-        """Mean over a node's ordered GPU pairs of 1, or 1 / ``SHM_EFFICIENCY`` for a pair that
-        talks through host memory (``transfer_s``)."""
+    def _peer_copy_s_per_line_byte(self) -> float:
+        """Mean over a node's ordered GPU pairs of a byte's copy time in units of the link's line
+        rate: 1 / ``PCIE_COPY_EFFICIENCY`` peer to peer, 1 / ``SHM_LINE_FRACTION`` for a pair
+        that talks through host memory (``transfer_s``)."""
         shm = self.topology.local_shm_pairs()
         g = shm.shape[0]
         if g < 2:
-            return 1.0
+            return 1.0 / PCIE_COPY_EFFICIENCY
         staged = int(shm.sum())  # the diagonal is never a pair
-        return ((g * (g - 1) - staged) + staged / SHM_EFFICIENCY) / (g * (g - 1))
+        pairs = g * (g - 1)
+        return ((pairs - staged) / PCIE_COPY_EFFICIENCY + staged / SHM_LINE_FRACTION) / pairs
+
+    @cached_property
+    def _host_memory_sustained_bytes_per_s(self) -> float:
+        """The node's host memory bandwidth at ``CPU_MEMORY_EFFICIENCY`` (STREAM's share of the
+        pin rate), as the CPU-side embedding tiers read it."""
+        return self.system.node.host_memory_bandwidth_bytes_per_s * CPU_MEMORY_EFFICIENCY
 
     def host_s(self, op: Host) -> float:
-        # Data loading reads the batch from host memory once; the node's share of host memory
-        # bandwidth is split over its accelerators (each has its own loader process).
+        # Data loading reads the batch from host memory once; the node's share of the sustained
+        # host memory bandwidth is split over its accelerators (each has its own loader process).
         node = self.system.node
-        share = node.host_memory_bandwidth_bytes_per_s / max(1, node.num_accelerators)
+        share = self._host_memory_sustained_bytes_per_s / max(1, node.num_accelerators)
         return op.cpu_s + op.bytes / share
 
     # -- nodes ---------------------------------------------------------------------------------

@@ -61,17 +61,21 @@ from recsim.hardware.system import NicGroup, System
 
 ACCELERATOR = "accelerator"
 
-#: Fraction of a PCIe route's rate that GPU-to-GPU traffic through host memory (NCCL's SHM
-#: transport, ``Topology.shm_pair``) achieves, relative to peer-to-peer over the same links.
+#: Fraction of a PCIe link's line rate that a GPU-to-GPU copy staged through host memory (NCCL's
+#: SHM transport, CUDA copies between GPUs without peer access; ``Topology.shm_pair``) reaches.
 #: Measured proxy: p2pBandwidthLatencyTest with P2P disabled (the copy staged through host memory)
 #: on 8 x H100 under two Xeon 8462Y+ (Sapphire Rapids, PCIe Gen5; a public acceptance-test sheet
 #: on GitHub, nvbandwidth and CUDA samples, driver 595): 45.3-46.0 GB/s bidirectional per pair
 #: within a socket, 51.7-53.3 GB/s across sockets, so 24.5 GB/s per direction (mean of 22.8 and
-#: 26.2), against the 47.9 GB/s per direction that recsim's peer-to-peer figure gives the same
-#: Gen5 x16 link (63.0 GB/s x the PCIe Simple efficiency 0.76, ``DEFAULT_PCIE``): 24.5 / 47.9.
-#: The same host measured 55.3 GB/s for a plain host-to-device copy, so the staging, not the link,
-#: is the limit. Checked, not fitted, against MLPerf v3.1 DLRM-DCNv2 on 8 x H100 PCIe.
-SHM_EFFICIENCY = 24.5 / (63.0 * 0.76)
+#: 26.2), of the Gen5 x16 link's 63.0 GB/s. The same host measured 55.3 GB/s for a plain
+#: host-to-device copy, so the staging, not the link, is the limit. Checked, not fitted, against
+#: MLPerf v3.1 DLRM-DCNv2 on 8 x H100 PCIe.
+SHM_LINE_FRACTION = 24.5 / 63.0
+
+#: The same, relative to what a collective's flows get of a PCIe route (its Simple protocol's
+#: efficiency, 0.76: ``recsim.cost.collectives.base.DEFAULT_PCIE``, which a test keeps equal), so
+#: a staged route's collective runs at the measured 24.5 GB/s: 24.5 / (63.0 x 0.76).
+SHM_EFFICIENCY = SHM_LINE_FRACTION / 0.76
 
 #: CPU vendors and architectures through whose root complex NCCL does not let GPUs talk peer to
 #: peer (src/graph/paths.cc: ``p2pLevel = PATH_PXB`` for Arm, Intel x86 and Zhaoxin hosts).

@@ -141,7 +141,7 @@ def test_a_peer_copy_is_staged_through_host_memory_for_the_pairs_that_talk_throu
     # the uploader takes turns, so every ordered pair's time counts once. On h100-pcie-server 8 of
     # the 56 ordered pairs are peers under one switch; the other 48 cross a Xeon's root complex.
     from recsim.api import load_workload
-    from recsim.cost.model import CostModel
+    from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
     from recsim.graph.ir import Transfer
 
     op = Transfer("peer", "hbm", 2**30)
@@ -151,5 +151,15 @@ def test_a_peer_copy_is_staged_through_host_memory_for_the_pairs_that_talk_throu
         cost = CostModel(system, load_workload("dlrm-dcnv2"))
         times[cpu] = cost.transfer_s(op) - system.accelerator.host_interface.latency_s
     link = 2**30 / load_system("h100-pcie-server").node.accelerator_link_bytes_per_s
-    assert times["node.cpus.device=epyc-7742"] == pytest.approx(link)
-    assert times[""] == pytest.approx(link * (8 + 48 / SHM_EFFICIENCY) / 56)
+    # Peer to peer at the measured PCIe copy efficiency; staged at the measured 24.5 of 63.0 GB/s
+    # (a reviewer found staged copies at 32.2 GB/s: the collectives' ratio applied to the line rate).
+    assert times["node.cpus.device=epyc-7742"] == pytest.approx(link / PCIE_COPY_EFFICIENCY)
+    assert times[""] == pytest.approx(link * (8 / PCIE_COPY_EFFICIENCY + 48 * 63.0 / 24.5) / 56)
+
+
+def test_shm_efficiency_is_the_measured_staged_rate_over_the_collectives_pcie_rate():
+    # topology.py cannot import the collectives' defaults (they import it): the 0.76 it divides by
+    # is DEFAULT_PCIE's Simple efficiency, kept equal here.
+    from recsim.cost.collectives.base import DEFAULT_PCIE
+
+    assert SHM_EFFICIENCY * DEFAULT_PCIE.protocols["simple"].efficiency == pytest.approx(24.5 / 63.0)
