@@ -110,11 +110,33 @@ def resolved_config_hash(system: System, workload: Workload, memo: CostMemo | No
     return config_hash(system)[:8] + config_hash(workload)[:8]
 
 
+def options_note(options: SimulationOptions) -> str | None:
+    """The run's settings that change its figures but are neither the system, the workload nor the
+    plan (so not in ``resolved_config_hash``): a saved result of a straggler or an fp8 all-to-all
+    had read as the nominal run's (a tester's find). None for a nominal run."""
+    said: list[str] = []
+    if options.comm_dtype is not None:
+        said.append(f"pooled embeddings sent as {options.comm_dtype} (--comm-dtype)")
+    if not options.comm_interference:
+        said.append("no slowdown of kernels beside collectives (--no-comm-interference)")
+    for factors, what, flag in (
+        (options.speed_factors, "accelerator", "--straggler"),
+        (options.nic_speed_factors, "scale-out NICs", "--slow-nic"),
+    ):
+        slowed = sorted((r, f) for r, f in factors.items() if f != 1.0)  # 1: nominal, as the run
+        if slowed:
+            ranks = ", ".join(f"rank {r} at {f:g}x" for r, f in slowed)
+            said.append(f"{what}: {ranks} ({flag})")
+    return "run options: " + "; ".join(said) if said else None
+
+
 def run_context(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> dict[str, object]:
     """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too)."""
+    note = options_note(options)
     return {
+        "notes": (note,) if note else (),
         "mode": "training",
         "fidelity": options.fidelity,
         "system": system.name,
@@ -248,6 +270,7 @@ def _simulate_training(
         check_utilisation(utilisation)
     batch = workload.training.global_batch_size
     fallback = run_dtype_note(workload.training.precision, acc)
+    said: tuple[str, ...] = context.pop("notes")  # type: ignore[assignment]
     result = Result(
         status="ok",
         iteration_time_s=step_s,
@@ -259,7 +282,7 @@ def _simulate_training(
         energy_per_sample_j=energy.total_j / batch,
         avg_power_w=energy.avg_power_w,
         power_by_component_w=energy.power_by_component_w(),
-        notes=(fallback,) if fallback else (),
+        notes=(*said, fallback) if fallback else said,
         **context,  # type: ignore[arg-type]
     )
     return Simulation(result, graph, schedule)

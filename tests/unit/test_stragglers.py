@@ -137,3 +137,26 @@ def test_cli_stragglers():
     assert twice.exit_code == 2 and "rank 1 is given twice" in twice.output
     bad = runner.invoke(cli, [*args, "--straggler", "1"], env=ENV)
     assert bad.exit_code == 2 and "--straggler '1': expected RANK=SPEED" in bad.output
+
+
+def test_a_results_notes_say_which_run_options_changed_its_figures(setup):
+    # They are not in resolved_config_hash (the system and workload): a saved straggler or fp8 run
+    # had read as the nominal one (a tester's find). Nominal settings say nothing.
+    assert _run(setup).result.notes == ()
+    assert _run(setup, speed_factors={1: 1.0}, comm_interference=True).result.notes == ()
+    options = {"comm_dtype": "fp8", "comm_interference": False, "speed_factors": {1: 0.5}}
+    assert _run(setup, **options, nic_speed_factors={0: 1.0, 2: 0.25}).result.notes == (
+        "run options: pooled embeddings sent as fp8 (--comm-dtype); no slowdown of kernels beside "
+        "collectives (--no-comm-interference); accelerator: rank 1 at 0.5x (--straggler); "
+        "scale-out NICs: rank 2 at 0.25x (--slow-nic)",
+    )
+    # A failed run keeps them (here: a plan of another rank count).
+    system, workload, _ = setup
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        one_node, _ = prepare("tiny", "tiny-dlrm", nodes=1)
+    other = make_plan("table_wise", workload, one_node)
+    failed = simulate_training(system, workload, other, SimulationOptions(comm_dtype="fp16")).result
+    assert failed.status == "infeasible"
+    assert failed.notes == ("run options: pooled embeddings sent as fp16 (--comm-dtype)",)
