@@ -339,6 +339,11 @@ def test_replay_and_validate_cli():
     bad = run("replay", trace, "--re-estimate")
     assert bad.exit_code == 2
     assert "needs --system" in bad.output
+    # --system alone asks for the what-if (DESIGN's example; it had been refused), labelled as one.
+    what_if = run("replay", trace, "--system", "dgx-h100")
+    assert what_if.exit_code == 0, what_if.output
+    assert "replay (re-estimate)" in what_if.output and "│ vs recorded" in what_if.output
+    assert json.loads(run("replay", trace, "--system", "dgx-h100", "--json").output)["mode"] == "re-estimate"
     ok = run("validate", "gemm-a100")
     assert ok.exit_code == 0, ok.output
     assert "pass" in ok.output

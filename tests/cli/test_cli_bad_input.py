@@ -221,7 +221,7 @@ def test_unknown_validation_ids_are_refused() -> None:
 
 
 def test_replay_with_recorded_durations_refuses_the_re_estimate_options() -> None:
-    line = error_line(run("replay", KINETO, "--system", "tiny"))
+    line = error_line(run("replay", KINETO, "--keep-durations", "--system", "tiny"))
     assert "--system: only for --re-estimate" in line
     line = error_line(run("replay", KINETO, "--recorded-on", "nosuch-gpu"))
     assert "--recorded-on: only for --re-estimate" in line
