@@ -138,13 +138,13 @@ def hw_show(
         return
     doc = lib.load("system", name, api.system_overrides(nodes, sets))
     system = doc.spec
-    if resolved and not as_json:
-        _print_data(doc.tree.data, as_json=False)
+    if resolved:
+        # The resolved document, as a device's --resolved prints it (the summary JSON had carried
+        # it under a last "resolved" key, which a tester read as --resolved ignored).
+        _print_data(doc.tree.data, as_json)
         return
     summary = api.hardware_summary(system)
     if as_json:
-        if resolved:
-            summary["resolved"] = doc.tree.data
         # A derived total past a float's range is null: strict JSON has no Infinity.
         clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
         click.echo(json.dumps(clean, indent=2, default=str))
@@ -193,7 +193,10 @@ def _human(key: str, value: Any) -> str:
             w in key for w in ("capacity", "l2", "llc", "sram", "cache", "page")
         )
         bits = dim is Dimension.BYTES_PER_S and any(w in key for w in ("scale_out", "port"))
-        return format_quantity(float(value), dim, binary=binary, bits=bits)
+        shown = format_quantity(float(value), dim, binary=binary, bits=bits)
+        if dim is Dimension.FLOP_PER_S and key.startswith("int"):
+            shown = shown.replace("FLOP/s", "OP/s")  # integer operations, as the YAML writes them
+        return shown
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, dict):

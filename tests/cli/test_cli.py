@@ -75,9 +75,13 @@ def test_hw_show_human_and_resolved(mini_env):
     resolved = run("hw", "show", "tiny", "--resolved", env=mini_env)
     assert resolved.exit_code == 0
     assert "boost_clock: 1.5 GHz" in resolved.output  # the device inlined, as written
+    as_json = json.loads(run("hw", "show", "tiny", "--resolved", "--json", env=mini_env).output)
+    assert as_json["kind"] == "system" and "num_accelerators" not in as_json  # the document, not the summary
     device = run("hw", "show", "tiny-gpu", env=mini_env)
     assert device.exit_code == 0
     assert "1.2 TB/s" in device.output
+    a100 = run("hw", "show", "a100-sxm4-40gb").output
+    assert "624 TOP/s" in a100 and "312 TFLOP/s" in a100  # int8 in operations, as its YAML
 
 
 def test_hw_list(mini_env):
