@@ -52,17 +52,17 @@ KNOWN_GAPS = {
         "run pays (its software, NCCL settings, fabric) is outside the model; nothing here measures it"
     ),
     "mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8": (
-        "+25 %: eight H100 nodes on 8 x 400G RoCE per node at batch 160000 (SHARP off, as on any "
+        "+26 %: eight H100 nodes on 8 x 400G RoCE per node at batch 160000 (SHARP off, as on any "
         "Ethernet fabric: +28 % with it). recsim costs RoCE as "
         "InfiniBand: a NIC without a calibration block takes DEFAULT_NETWORK's 0.97 of line rate, with "
         "no congestion, and the library has no 400G RoCE NIC (mapped to dgx-h100's NDR). Halving the "
-        "per-GPU scale-out bandwidth reproduces the figure (52.0M), and NVIDIA's InfiniBand runs of "
-        "the same software at this scale are within 6 %; a measured RoCE collective would decide it"
+        "per-GPU scale-out bandwidth reproduces the figure (52.3M), and NVIDIA's InfiniBand runs of "
+        "the same software at this scale are within 9 %; a measured RoCE collective would decide it"
     ),
     "mlperf-train-v2.1-dlrmv1-dgxh100-n4": (
         "-15 %: with HugeCTR's inter-iteration overlap modelled (the next batch's routed lookups and "
         "all-to-all inside the step, Runtime.prefetches_routed_forward: -17.9 % before) the single-node "
-        "HugeCTR DLRM v1 cases are +5 to +14 % and the 8- and 14-node A100 ones -6 and -1 %. What is "
+        "HugeCTR DLRM v1 cases are +5 to +8 % and the 8- and 14-node A100 ones -6 and -1 %. What is "
         "left: the exchange now overlaps the replicated update and the dense optimizer, which the "
         "interference model stretches by the A100 NVLink trace's 1.67 (recsim.cost.interference; "
         "without interference -2 %, but the single-node cases then +21 to +24 %), and HugeCTR 3.x's "
