@@ -287,6 +287,17 @@ def gemm_calibration(accelerator: Accelerator) -> GemmCalibration:
     return UNCALIBRATED_GEMM
 
 
+def elementwise_memory_efficiency(accelerator: Accelerator) -> float:
+    """The share of HBM bandwidth a streaming kernel reaches on ``accelerator``: element-wise ops,
+    optimizer updates and the casts of reduced-precision communication alike (one definition: a
+    reviewer found the casts at a constant of their own, 0.83, beside the others' fit). It is the
+    GEMM fit's ``memory_efficiency``, fitted on the memory-bound GEMM shapes of
+    ../shared/reference/gemm/. Cross-check, the STREAM copy over the datasheet bandwidth
+    (../shared/reference/microbench/ND_*_results.md): A100 1.61 / 2.039 = 0.79 (fit 0.768), H100
+    2.90 / 3.35 = 0.87 (fit 0.821), H200 4.01 / 4.8 = 0.84 (fit 0.792), within 3-6 %."""
+    return gemm_calibration(accelerator).memory_efficiency
+
+
 UNCALIBRATED_GEMM: Final[GemmCalibration] = GemmCalibration.model_validate(
     {
         # An UN-CALIBRATED TRANSFER: the a100-sxm4-80gb fit (hardware/devices/accelerators/

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from recsim.api import load_system
 from recsim.cost.collectives import (
-    QUANTISE_HBM_EFFICIENCY,
     REGISTRY,
     Algorithm,
     GroupLayout,
@@ -440,7 +439,7 @@ def test_reduced_precision_scales_bytes_and_adds_casts(wire):
     low = collective_cost(op, t, wire_dtype=wire)
     ratio = DTYPE_BYTES[wire] / 4
     assert low.bandwidth_s == pytest.approx(full.bandwidth_s * ratio, rel=1e-9)
-    hbm = 3.35e12 * QUANTISE_HBM_EFFICIENCY
+    hbm = 3.35e12 * 0.8205  # the H100 GEMM fit's memory_efficiency, as every element-wise kernel
     # Each cast an element-wise kernel: its launch gap and floor (H100: 2 and 3 us), then the bytes.
     fixed = t.system.accelerator.kernel_launch_s + t.system.accelerator.elementwise_kernel_s
     assert low.quantise_s == pytest.approx(fixed + size * (1 + ratio) / hbm)

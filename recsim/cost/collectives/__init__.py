@@ -28,7 +28,6 @@ from recsim.cost.collectives.base import (
     traffic_matrix,
 )
 from recsim.cost.collectives.model import (
-    QUANTISE_HBM_EFFICIENCY,
     CollectiveCost,
     StageCost,
     bytes_per_rank,
@@ -41,7 +40,6 @@ from recsim.cost.collectives.model import (
 )
 
 __all__ = [
-    "QUANTISE_HBM_EFFICIENCY",
     "REGISTRY",
     "Algorithm",
     "CollectiveCost",

@@ -22,9 +22,9 @@ NCCL's tuner picks by the same kind of latency/bandwidth model; direct for all-t
 
 Reduced precision on the wire (``wire_dtype``): the bytes scale with
 ``DTYPE_BYTES[wire] / DTYPE_BYTES[op.dtype]`` and a quantise kernel before and a dequantise kernel
-after are added, each reading and writing its tensor once at ``QUANTISE_HBM_EFFICIENCY`` of the
-accelerator's HBM bandwidth (an element-wise cast is a STREAM copy), after an element-wise
-kernel's launch gap and floor. Times are GPU-side: like the
+after are added, each reading and writing its tensor once at the accelerator's element-wise share
+of its HBM bandwidth (``recsim.cost.compute.elementwise_memory_efficiency``), after an
+element-wise kernel's launch gap and floor. Times are GPU-side: like the
 measured kernel times they are fitted on, they exclude the host launch.
 
 Flows (``collective_flows``): the algorithm's transfers with the chosen protocol's efficiency of
@@ -53,16 +53,12 @@ from recsim.cost.collectives.base import (
     traffic_matrix,
 )
 from recsim.cost.collectives.fabric import fabric_leaves
+from recsim.cost.compute import elementwise_memory_efficiency
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
 from recsim.hardware.topology import ACCELERATOR, SHM_EFFICIENCY, Topology
 from recsim.workload.spec import DTYPE_BYTES
-
-# An element-wise cast streams its input and output once: STREAM "copy" is that kernel. Measured
-# copy over datasheet HBM bandwidth: ND A100 v4 1.61/2.039 = 0.79, ND H100 v5 2.90/3.35 = 0.87,
-# ND H200 v5 4.01/4.8 = 0.84 (../shared/reference/microbench/*.md); their mean.
-QUANTISE_HBM_EFFICIENCY = 0.83
 
 OpInput = Collective | Sequence[Collective]
 Calibrations = Mapping[Level, CollectiveCalibration]
@@ -312,7 +308,7 @@ def conversion_time_s(src_bytes: float, ratio: float, topology: Topology) -> flo
     acc = topology.system.accelerator
     if acc is None:
         raise ConfigError(f"{topology.system.name}: reduced-precision communication needs accelerators")
-    moved = src_bytes * (1.0 + ratio) / (acc.hbm.bandwidth_bytes_per_s * QUANTISE_HBM_EFFICIENCY)
+    moved = src_bytes * (1.0 + ratio) / (acc.hbm.bandwidth_bytes_per_s * elementwise_memory_efficiency(acc))
     return acc.kernel_launch_s + acc.elementwise_kernel_s + moved
 
 
@@ -448,7 +444,6 @@ def phase_ranges(cost: CollectiveCost) -> list[range]:
 
 
 __all__ = [
-    "QUANTISE_HBM_EFFICIENCY",
     "CollectiveCost",
     "StageCost",
     "bytes_per_rank",

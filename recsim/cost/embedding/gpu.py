@@ -62,7 +62,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from recsim.cost.compute import gemm_calibration
+from recsim.cost.compute import elementwise_memory_efficiency
 from recsim.cost.embedding.base import INDEX_BYTES, OFFSET_BYTES, Lookup, accumulator_dtype
 from recsim.hardware.calibration import GatherCalibration
 from recsim.hardware.devices import Accelerator
@@ -315,7 +315,7 @@ def sparse_sgd_stage(lookup: Lookup) -> KernelCost:
         + rows  # index_add_ reads the gradient
     )
     scattered = 2 * rows  # index_add_ reads and writes the rows
-    memory = _memory_s(acc, streamed, 0.0, gemm_calibration(acc).memory_efficiency) + _memory_s(
+    memory = _memory_s(acc, streamed, 0.0, elementwise_memory_efficiency(acc)) + _memory_s(
         acc, scattered, 0.0, gather_efficiency(cal, lookup.row_bytes)
     )
     kernels = SPARSE_SGD_KERNELS
@@ -340,12 +340,10 @@ def dense_update_stage(lookup: Lookup) -> KernelCost:
     reset for the next step (HugeCTR's ``reset_all_gradients``, PyTorch's ``zero_grad``) and, when
     the gradient was reduced in another dtype (HugeCTR's fp16 ``emtype`` of fp32 rows), converted
     into it (read the accumulator, write the copy; HugeCTR runs it before the all-reduce, recsim
-    charges it here, on the same stream). All at the element-wise memory efficiency of the
-    accelerator's GEMM fit and its element-wise kernel floor, as element-wise ops are costed
-    (``recsim.cost.compute``).
+    charges it here, on the same stream). All at the accelerator's element-wise memory efficiency
+    and its element-wise kernel floor, as element-wise ops are costed (``recsim.cost.compute``).
     """
     acc = lookup.accelerator()
-    gemm = gemm_calibration(acc)
     rows = max(0.0, float(lookup.op.rows))
     grad = lookup.pooled_bytes  # one row of the reduced gradient
     accumulator = lookup.accumulator_row_bytes
@@ -356,7 +354,7 @@ def dense_update_stage(lookup: Lookup) -> KernelCost:
         per_row += accumulator + grad
         kernels += 1
     streamed = rows * per_row
-    memory = _memory_s(acc, streamed, 0.0, gemm.memory_efficiency)
+    memory = _memory_s(acc, streamed, 0.0, elementwise_memory_efficiency(acc))
     # Element-wise kernels: the accelerator's element-wise floor (``recsim.cost.compute``), not the
     # TBE's fixed time (a gather kernel's covers its index set-up).
     return KernelCost(kernels * acc.elementwise_kernel_s, memory, streamed, 0.0, kernels)
