@@ -458,6 +458,8 @@ def make_plan(
     """
     from recsim.planner import plan as simple
     from recsim.planner.io import is_plan_path
+    from recsim.planner.limits import limit_violations
+    from recsim.planner.plan import plain_plan
     from recsim.planner.proposers import PlanningContext, proposer, registered_proposers
 
     if not isinstance(workload, Workload):
@@ -485,23 +487,25 @@ def make_plan(
     if isinstance(system, int):
         if name not in simple.PLAIN_STRATEGIES:
             raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")
-        chosen = simple.PLAIN_STRATEGIES[name](workload, world)
+        chosen = plain_plan(name, workload, world, config)
         allowed = set(config.tiers)  # no system: no NMP or SmartSSD tiers to add
     else:
         check_fidelity(fidelity)
         ctx = PlanningContext(system, workload, config, memo=costs, fidelity=fidelity)
         chosen = proposer(name).propose(ctx)
         allowed = {tier.split(":", 1)[0] for tier in ctx.estimator.tiers()}
-    # A fixed scheme puts every table in HBM whatever planner.tiers says: asked for by name with
-    # HBM left out, it would silently run the tiers the user excluded (a tester's find). ``auto``
-    # drops such plans from its candidates for the same reason.
-    outside = sorted({shard.tier.split(":", 1)[0] for shard in chosen.shards} - allowed)
-    if outside:
-        how = " (a fixed scheme: every table in HBM)" if proposer(name).fixed else ""
+    # The final guard behind every strategy asked for by name: a plan outside the user's limits
+    # (planner.sharding_types, tiers, embedding_dtypes, comm_dtypes) is refused, never run as if
+    # the limits held (tester's finds: a fixed scheme ran all in HBM with HBM left out of
+    # planner.tiers; hier_auto returned data-parallel fp32 tables under sharding_types=[table_wise]
+    # and embedding_dtypes=[fp16]). A fixed scheme's fit within the planner's reserves is reported
+    # by ``recsim plan`` rather than enforced: asked for by name, it is a what-if.
+    broken = limit_violations(chosen, workload, config, allowed)
+    if broken:
+        how = " (a fixed scheme: every table in HBM, one way)" if proposer(name).fixed else ""
         raise InfeasibleError(
-            f"plan {name!r}{how} places tables in {', '.join(outside)}, which planner.tiers "
-            f"({', '.join(config.tiers)}) leaves out; choose a strategy that searches the tiers "
-            "(greedy, auto, recshard), a plan file, or allow those tiers"
+            f"plan {name!r}{how} " + "; ".join(broken) + "; choose a strategy that searches within "
+            "the limits (greedy, auto, recshard), a plan file, or widen them"
         )
     return stamp_exchange(config, chosen)
 

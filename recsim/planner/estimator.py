@@ -42,14 +42,12 @@ from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
+from recsim.planner.limits import dtypes_for
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
 from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype
-
-#: Storage precision from most to least precise (the order the planner lowers precision in).
-PRECISION_ORDER = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 
 
 @dataclass(frozen=True)
@@ -310,11 +308,7 @@ class Estimator:
 
     def dtypes_for(self, table: Table) -> list[str]:
         """Storage dtypes to try for ``table``, most precise first (see ``PlannerConfig``)."""
-        allowed = [d for d in PRECISION_ORDER if d in self.cfg.embedding_dtypes]
-        own = self.w.table_dtype(table)
-        if own in allowed:
-            return allowed[allowed.index(own) :]
-        return allowed
+        return dtypes_for(self.cfg, self.w, table)
 
     def tiers(self) -> list[str]:
         """Tier strings to try: each listed tier, ``uvm_caching`` once per cache ratio."""

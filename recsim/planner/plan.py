@@ -11,10 +11,13 @@ pooled embeddings travel in the framework's default wire dtype (``runtime.defaul
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import default_wire_dtype
+from recsim.planner.config import PlannerConfig, comm_dtypes_for
+from recsim.planner.limits import with_start_dtypes
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import Workload
 
@@ -165,3 +168,14 @@ PLAIN_STRATEGIES: dict[str, Callable[[Workload, int], Plan]] = {
     "hybrid": hybrid,
     "table_wise_mp_bottom": table_wise_mp_bottom,
 }
+
+
+def plain_plan(name: str, workload: Workload, world_size: int, config: PlannerConfig) -> Plan:
+    """``PLAIN_STRATEGIES[name]`` within ``config``'s precisions: every table at the dtype the
+    planner starts it at (its own where ``planner.embedding_dtypes`` lists it, else the most
+    precise listed one), the pooled embeddings in the first of ``planner.comm_dtypes``. Its
+    schemes and tier are the strategy's own: ``recsim.planner.limits.check_limits`` refuses them
+    where the limits leave them out."""
+    plan = with_start_dtypes(PLAIN_STRATEGIES[name](workload, world_size), config, workload)
+    wire = comm_dtypes_for(config, workload)[0]
+    return plan if plan.comm_dtype == wire else dataclasses.replace(plan, comm_dtype=wire)

@@ -47,7 +47,8 @@ from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
-from recsim.planner.estimator import PRECISION_ORDER, Estimator, plan_perf
+from recsim.planner.estimator import Estimator, plan_perf
+from recsim.planner.limits import PRECISION_ORDER
 from recsim.planner.storage import (
     HOST_TIERS,
     SSD_TIERS,

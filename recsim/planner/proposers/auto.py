@@ -28,10 +28,10 @@ import dataclasses
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime as get_runtime
 from recsim.planner.config import comm_dtypes_for, stamp_exchange
-from recsim.planner.estimator import PRECISION_ORDER, plan_makespan_s
+from recsim.planner.estimator import plan_makespan_s
+from recsim.planner.limits import PRECISION_ORDER, check_limits
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
 from recsim.planner.proposers.base import proposer as get_proposer
-from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
 
 
@@ -124,16 +124,10 @@ class Auto(Proposer):
 
     def _propose(self, ctx: PlanningContext) -> Plan:
         est = ctx.estimator
-        # Every candidate within the planner's reserves, the fixed schemes as the searching ones:
-        # held to the full HBM, a fixed scheme won at 0.75 reserve with 27 of the 20 GiB allowed
-        # (a tester's find), a plan that runs out of memory in practice.
-        cfg = ctx.config
-        cap = capacity(ctx.system).less(cfg.hbm_reserve, cfg.ddr_reserve)
         runtime = get_runtime(ctx.workload.training.runtime)
         scored: list[tuple[float, str, Plan]] = []
         failures: list[tuple[str, str]] = []
-        # The tiers the user lets the planner use: a fixed scheme places every table in HBM
-        # whatever the config says, which is a choice ``--plan table_wise`` makes, not ``auto``.
+        # The tiers the user lets the planner use (``planner.tiers`` and the tiers it adds).
         allowed = {tier.split(":", 1)[0] for tier in est.tiers()}
         for name in registered_proposers():
             if name == self.name:
@@ -145,13 +139,14 @@ class Auto(Proposer):
                     raise InfeasibleError(
                         f"training.runtime {runtime.name!r} cannot run {' or '.join(missing)} plans"
                     )
-                outside = sorted({shard.tier.split(":", 1)[0] for shard in plan.shards} - allowed)
-                if outside:
-                    raise InfeasibleError(
-                        f"places tables in {', '.join(outside)}, which planner.tiers leaves out"
-                    )
                 plan.validate(ctx.workload)
-                check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=name)
+                # Every candidate within the user's limits -- schemes, tiers, precisions, and the
+                # planner's reserves, the fixed schemes as the searching ones: held to the full
+                # HBM, a fixed scheme won at 0.75 reserve with 27 of the 20 GiB allowed (a
+                # tester's find), a plan that runs out of memory in practice. A proposer that
+                # ignores a limit loses here rather than winning with it (a tester's find:
+                # hugectr_auto's data-parallel tables won under sharding_types=[table_wise]).
+                check_limits(plan, ctx.workload, ctx.config, allowed, what=name, system=ctx.system)
             except InfeasibleError as exc:
                 failures.append((name, str(exc)))
                 continue

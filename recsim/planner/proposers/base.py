@@ -69,6 +69,12 @@ class Proposer(ABC):
         """A plan for ``ctx`` (``InfeasibleError`` if none fits)."""
 
 
+def allowed_tiers(ctx: PlanningContext) -> set[str]:
+    """The tier names ``ctx``'s planner may use: ``planner.tiers`` and the ones the estimator adds
+    (``Estimator.tiers``), without parameters (``uvm_caching:0.2`` -> ``uvm_caching``)."""
+    return {tier.split(":", 1)[0] for tier in ctx.estimator.tiers()}
+
+
 P = TypeVar("P", bound=type[Proposer])
 _REGISTRY: dict[str, Proposer] = {}
 

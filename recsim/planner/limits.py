@@ -1,0 +1,151 @@
+"""The user's limits on a plan, and the one check every plan the planner returns passes.
+
+``--set planner.<key>=...`` narrows what the planner may choose (``recsim.planner.config``):
+
+- ``planner.sharding_types``: the schemes a shard may have. A ``distributed`` shard (HugeCTR's
+  infrequent rows, spread row by row over every rank: ``proposers.hybrid_embedding``) counts as
+  ``row_wise``, TorchRec's scheme that spreads a table's rows over every rank; a table's hot rows
+  replicated on every rank (FlexShard, HugeCTR's frequent rows) are ``data_parallel``;
+- ``planner.tiers``: the memory tiers a shard may live in (with the ``nmp`` and ``smartssd`` tiers
+  the estimator adds where the system has them, unless ``planner.auto_tiers`` is false);
+- ``planner.embedding_dtypes``: the storage precisions a shard may take;
+- ``planner.comm_dtypes``: the wire precisions the plan's pooled embeddings may travel in;
+- ``planner.hbm_reserve`` / ``planner.ddr_reserve``: the memory a plan may not use (checked where
+  a capacity is given: ``auto`` holds every candidate to it; a fixed scheme asked for by name is
+  a what-if whose fit ``recsim plan`` reports, within the reserves or not).
+
+Each proposer keeps to the limits itself where its method allows (a search restricts itself to
+the allowed schemes, tiers and precisions; a fixed scheme takes the allowed precision the planner
+starts at) and refuses with ``InfeasibleError`` where its method cannot be expressed within them
+(HugeCTR's hybrid embedding without replicated rows). ``check_limits`` is the guard behind them:
+``auto`` drops any candidate that breaks a limit, and ``recsim.api.make_plan`` refuses such a plan
+from any strategy asked for by name, so a proposer that forgets a limit cannot break it silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection
+
+from recsim.errors import InfeasibleError
+from recsim.hardware.system import System
+from recsim.planner.config import PlannerConfig, comm_dtypes_for
+from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.planner.types import Plan, Shard
+from recsim.workload.spec import Table, Workload
+
+#: Storage precisions, most precise first: the planner lowers a table's precision in this order.
+PRECISION_ORDER = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+#: Tables a message names before it says how many more there are.
+SHOWN_TABLES = 3
+
+
+def limit_scheme(shard: Shard) -> str:
+    """The ``planner.sharding_types`` entry ``shard``'s scheme counts as (module docstring)."""
+    return "row_wise" if shard.sharding == "distributed" else shard.sharding
+
+
+def dtypes_for(config: PlannerConfig, workload: Workload, table: Table) -> list[str]:
+    """Storage dtypes the planner may give ``table``, most precise first: from the table's own
+    dtype down where ``planner.embedding_dtypes`` lists it, else every listed one (precision is a
+    capacity tool: the planner starts as precise as it may and goes lower only to fit)."""
+    allowed = [d for d in PRECISION_ORDER if d in config.embedding_dtypes]
+    own = workload.table_dtype(table)
+    if own in allowed:
+        return allowed[allowed.index(own) :]
+    return allowed
+
+
+def start_dtype(config: PlannerConfig, workload: Workload, table: Table) -> str:
+    """The dtype a plan that does not search precisions gives ``table``: its own where allowed,
+    else the most precise allowed one."""
+    return dtypes_for(config, workload, table)[0]
+
+
+def with_start_dtypes(plan: Plan, config: PlannerConfig, workload: Workload) -> Plan:
+    """``plan`` with every shard at its table's ``start_dtype`` (``plan`` itself where nothing
+    changes: the default limits keep a workload's fp32/fp16 tables as they are)."""
+    starts = {t.name: start_dtype(config, workload, t) for t in workload.tables}
+    shards = tuple(
+        s
+        if (s.dtype or workload.table_dtype(workload.table(s.table))) == starts[s.table]
+        else dataclasses.replace(s, dtype=starts[s.table])
+        for s in plan.shards
+    )
+    return plan if shards == plan.shards else dataclasses.replace(plan, shards=shards)
+
+
+def _tables(names: list[str]) -> str:
+    """``names`` (distinct, in order) as a short list: the first few, then how many more."""
+    shown = ", ".join(names[:SHOWN_TABLES])
+    more = len(names) - SHOWN_TABLES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _outside(
+    plan: Plan, key: str, allowed: Collection[str], value_of: Callable[[Shard], str], verb: str
+) -> str | None:
+    """One clause naming what ``plan`` uses outside ``allowed`` (``planner.<key>``) and the tables
+    that use it, or None."""
+    found: dict[str, list[str]] = {}
+    for shard in plan.shards:
+        value = value_of(shard)
+        if value not in allowed:
+            tables = found.setdefault(value, [])
+            if shard.table not in tables:
+                tables.append(shard.table)
+    if not found:
+        return None
+    values = sorted(found)
+    if len(values) == 1:
+        tables = _tables(found[values[0]])
+    else:
+        tables = "; ".join(f"{value}: {_tables(found[value])}" for value in values)
+    return (
+        f"{verb} {', '.join(values)}, which planner.{key} ({', '.join(allowed)}) leaves out (tables {tables})"
+    )
+
+
+def limit_violations(
+    plan: Plan, workload: Workload, config: PlannerConfig, tiers: Collection[str]
+) -> list[str]:
+    """What ``plan`` does that the user's limits forbid, one clause per limit (empty: nothing).
+
+    ``tiers``: the tier names the planner may use (``planner.tiers`` with the tiers the estimator
+    adds: ``Estimator.tiers``, parameters such as a cache ratio dropped)."""
+
+    def dtype(shard: Shard) -> str:
+        return shard.dtype or workload.table_dtype(workload.table(shard.table))
+
+    found = [
+        _outside(plan, "sharding_types", config.sharding_types, limit_scheme, "shards tables"),
+        _outside(plan, "tiers", list(tiers), lambda s: s.tier_name, "places tables in"),
+        _outside(plan, "embedding_dtypes", config.embedding_dtypes, dtype, "stores tables in"),
+    ]
+    wires = comm_dtypes_for(config, workload)
+    if plan.comm_dtype not in wires:
+        found.append(
+            f"sends pooled embeddings in {plan.comm_dtype}, which planner.comm_dtypes "
+            f"({', '.join(wires)}) leaves out"
+        )
+    return [clause for clause in found if clause is not None]
+
+
+def check_limits(
+    plan: Plan,
+    workload: Workload,
+    config: PlannerConfig,
+    tiers: Collection[str],
+    *,
+    what: str,
+    system: System | None = None,
+) -> None:
+    """Raise ``InfeasibleError`` (``what: ...``, one line) where ``plan`` breaks a user limit:
+    a scheme, tier, storage or wire precision the config leaves out, or, given ``system``, more
+    memory than its capacity less the planner's reserves."""
+    broken = limit_violations(plan, workload, config, tiers)
+    if broken:
+        raise InfeasibleError(f"{what}: " + "; ".join(broken))
+    if system is not None:
+        cap = capacity(system).less(config.hbm_reserve, config.ddr_reserve)
+        check_fits(plan_usage(plan, workload, system), cap, what=what)
