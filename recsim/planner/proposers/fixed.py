@@ -5,6 +5,12 @@ The baselines the searching proposers are measured against, and what a user asks
 splits are fixed by construction. A scheme that cannot apply to a table (too few rows for a row
 split, a dim too narrow for column blocks, one node for grid) keeps that table whole (table-wise),
 as TorchRec's planner does with sharding types a table does not support.
+
+The user's limits (``recsim.planner.limits``): the dtype is the workload's where
+``planner.embedding_dtypes`` lists it, else the most precise listed one (a fixed scheme does not
+search precisions), and the wire dtype the first of ``planner.comm_dtypes``. A scheme the config's
+``sharding_types`` leave out -- the strategy's own, or the table-wise fallback a table needs -- or
+HBM left out of ``planner.tiers``, is refused (``InfeasibleError``): the scheme is the strategy.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 from recsim.errors import InfeasibleError
 from recsim.planner import plan as simple
 from recsim.planner.estimator import Candidate
+from recsim.planner.limits import check_limits
 from recsim.planner.partitioners import Partitioner
-from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import Capacity
 from recsim.planner.types import Plan
 from recsim.workload.spec import Table
@@ -27,6 +34,12 @@ class _Scheme(Proposer):
     fixed = True
 
     def propose(self, ctx: PlanningContext) -> Plan:
+        allowed = ctx.config.sharding_types
+        if self.sharding not in allowed:
+            raise InfeasibleError(
+                f"{self.name}: planner.sharding_types ({', '.join(allowed)}) leaves out {self.sharding}, "
+                "the scheme of this strategy"
+            )
         est = ctx.estimator
         part = Partitioner(est, "lpt", cap=Capacity.unlimited(est.per_node))
         chosen: list[Candidate] = []
@@ -36,13 +49,18 @@ class _Scheme(Proposer):
         for cand in sorted(chosen, key=lambda c: -c.option.perf.total_s):
             if part.place(cand) is None:  # pragma: no cover - unlimited capacity always fits
                 raise InfeasibleError(f"{self.name}: could not place {cand.option.describe()}")
-        return Plan(
+        plan = Plan(
             ctx.world_size, tuple(part.shards), strategy=self.name, comm_dtype=ctx.estimator.comm_dtype
         )
+        # Every table in HBM: refused where planner.tiers leaves HBM out.
+        check_limits(plan, ctx.workload, ctx.config, allowed_tiers(ctx), what=self.name)
+        return plan
 
     def candidate(self, ctx: PlanningContext, table: Table) -> Candidate:
+        """``table`` by the scheme, at the precision the planner starts it at (a fixed scheme
+        does not search precisions), or whole (table-wise) where the scheme cannot apply."""
         est = ctx.estimator
-        dtype = ctx.workload.table_dtype(table)
+        dtype = est.dtypes_for(table)[0]
         cand = None
         if self.sharding in ("column_wise", "table_column_wise", "grid"):
             dim = ctx.workload.table_dim(table)
@@ -53,6 +71,12 @@ class _Scheme(Proposer):
         else:
             cand = est.candidate(table, self.sharding, "hbm", dtype)
         if cand is None:
+            if "table_wise" not in ctx.config.sharding_types:
+                raise InfeasibleError(
+                    f"{self.name}: table {table.name!r} cannot be {self.sharding} here (too few rows, "
+                    "columns or nodes) and planner.sharding_types leaves out table_wise, which such a "
+                    "table keeps"
+                )
             cand = est.candidate(table, "table_wise", "hbm", dtype)
         assert cand is not None
         return cand
@@ -94,12 +118,16 @@ class DataParallel(_Scheme):
 
 
 class _Simple(Proposer):
-    """One of the statistics-free functions of ``recsim.planner.plan`` (``PLAIN_STRATEGIES``)."""
+    """One of the statistics-free functions of ``recsim.planner.plan`` (``PLAIN_STRATEGIES``), at
+    the precisions the config allows (``plan.plain_plan``); refused where its schemes or HBM are
+    left out of the config."""
 
     fixed = True
 
     def propose(self, ctx: PlanningContext) -> Plan:
-        return simple.PLAIN_STRATEGIES[self.name](ctx.workload, ctx.world_size)
+        plan = simple.plain_plan(self.name, ctx.workload, ctx.world_size, ctx.config)
+        check_limits(plan, ctx.workload, ctx.config, allowed_tiers(ctx), what=self.name)
+        return plan
 
 
 @register_proposer
