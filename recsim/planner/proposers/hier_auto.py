@@ -54,7 +54,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
-from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.limits import start_dtype
+from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import (
     capacity,
     check_fits,
@@ -64,6 +65,7 @@ from recsim.planner.storage import (
     stored_row_bytes,
 )
 from recsim.planner.types import Plan, Shard
+from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Table
 
 #: HugeCTR's ``--mem_comm_work_ratio`` default (8 / 2) in its DLRM-DCNv2 ``train.py``, which NVIDIA's
@@ -91,10 +93,11 @@ def hugectr_table_bytes(ctx: PlanningContext, table: Table) -> float:
 
 
 def table_bytes(ctx: PlanningContext, table: Table) -> float:
-    """Weights and optimizer state of ``table`` at the workload's dtype."""
+    """Weights and optimizer state of ``table`` at the dtype the planner starts it at (the
+    workload's, unless ``planner.embedding_dtypes`` leaves it out)."""
     w = ctx.workload
     return table.rows * stored_row_bytes(
-        w.table_dim(table), w.table_dtype(table), w.training.embedding_optimizer
+        w.table_dim(table), start_dtype(ctx.config, w, table), w.training.embedding_optimizer
     )
 
 
@@ -121,12 +124,26 @@ class _Search:
     """HugeCTR's greedy search (module docstring, step 3); a "node" here is a bucket of GPUs: a
     node's GPUs for ``hier_auto``, one GPU for ``hugectr_auto``."""
 
-    def __init__(self, tables: list[HierTable], nodes: int, per_table: float, node_bytes: float) -> None:
+    def __init__(
+        self,
+        tables: list[HierTable],
+        nodes: int,
+        per_table: float,
+        node_bytes: float,
+        *,
+        min_split: int = 1,
+        max_split: int | None = None,
+    ) -> None:
+        """``min_split`` / ``max_split``: the fewest and most nodes a table may be split over
+        (the user's ``planner.sharding_types``: 2 where a table may not stay on one node, 1 where
+        it may not be split over several; the uniform plan counts only where it may)."""
         self.tables = {t.index: t for t in tables}
         self.nodes = nodes
         self.per_table = per_table
         self.node_bytes = node_bytes
-        self.splits = {t.index: 1 for t in tables}
+        self.min_split = min_split
+        self.max_split = nodes if max_split is None else max_split
+        self.splits = {t.index: min_split for t in tables}
 
     def shards(self) -> list[int]:
         """One entry per shard (a table split ``k`` ways appears ``k`` times), hottest first."""
@@ -157,16 +174,19 @@ class _Search:
         return held, None
 
     def split(self, i: int) -> bool:
-        if self.splits[i] * 2 > self.nodes:
+        if self.splits[i] * 2 > self.max_split:
             return False
         self.splits[i] *= 2
         return True
 
     def run(self) -> list[list[int]] | None:
-        """The cheapest placement found, or None when the uniform one (every table everywhere) is."""
+        """The cheapest placement found, or None when the uniform one (every table everywhere) is,
+        or, where tables may not be split over every node, when none was found."""
         everywhere = list(self.tables)
         uniform_cost = sum(self.tables[i].hotness for i in everywhere) / self.nodes
         best_cost, best = uniform_cost + self.per_table * len(everywhere), None
+        if self.max_split < self.nodes:
+            best_cost = float("inf")  # the uniform plan splits every table over every node
         for _ in range(SEARCH_ITERATIONS):
             held, stuck = self.greedy()
             if stuck is None:
@@ -217,6 +237,34 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     if system.accelerator is None or world < 1 or per_bucket < 1 or world % per_bucket:
         raise InfeasibleError(f"{name} needs accelerators, the same number on every node")
     buckets = world // per_bucket
+    # The user's limits. Every table lives in HBM. A table on one bucket is ``table_wise`` (one GPU)
+    # or ``table_row_wise`` (one node's GPUs), one over several buckets ``row_wise``: the search
+    # keeps to the kinds allowed. Without ``data_parallel`` no table is replicated (HugeCTR with
+    # its threshold at 0).
+    allowed = cfg.sharding_types
+    if "hbm" not in allowed_tiers(ctx):
+        raise InfeasibleError(
+            f"{name} places every table in HBM, which planner.tiers ({', '.join(cfg.tiers)}) leaves out"
+        )
+    one_kind = "table_wise" if per_bucket == 1 else "table_row_wise"
+    one, many = one_kind in allowed, "row_wise" in allowed and buckets > 1
+    if not one and not many:
+        raise InfeasibleError(
+            f"{name} shards a table {one_kind} on one {'GPU' if per_bucket == 1 else 'node'} or row_wise "
+            f"over several, which planner.sharding_types ({', '.join(allowed)}) leaves out"
+            + ("" if buckets > 1 else " (one bucket: nothing to split over)")
+        )
+    notes: list[str] = []
+    if "data_parallel" not in allowed:
+        threshold = 0.0
+        notes.append("no table replicated: planner.sharding_types leaves out data_parallel")
+    if not one:
+        notes.append(
+            f"every table over several {'GPUs' if per_bucket == 1 else 'nodes'}: "
+            f"planner.sharding_types leaves out {one_kind}"
+        )
+    if not many and buckets > 1:
+        notes.append("no table split over several buckets: planner.sharding_types leaves out row_wise")
     everyone = tuple(range(world))
     sizes = [table_bytes(ctx, t) for t in w.tables]
     replicated = [k for k, t in enumerate(w.tables) if hugectr_table_bytes(ctx, t) < threshold]
@@ -225,15 +273,32 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     replicated_bytes = 0.0
     for k in replicated:
         t = w.tables[k]
-        copy = Shard(t.name, "data_parallel", 0, t.rows, 0, w.table_dim(t), everyone)
+        copy = Shard(
+            t.name, "data_parallel", 0, t.rows, 0, w.table_dim(t), everyone, dtype=start_dtype(cfg, w, t)
+        )
         replicated_bytes += shard_storage(copy, w, world).hbm_bytes
     free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - replicated_bytes
     if free_per_rank <= 0:
         raise InfeasibleError(f"{name}: the dense side and replicated tables leave no HBM for the others")
     kept = set(replicated)
     sharded = [HierTable(k, w.table_lookups(t), sizes[k]) for k, t in enumerate(w.tables) if k not in kept]
-    placement = _Search(sharded, buckets, per_table, free_per_rank * per_bucket).run()
+    search = _Search(
+        sharded,
+        buckets,
+        per_table,
+        free_per_rank * per_bucket,
+        min_split=1 if one else 2,
+        max_split=None if many else 1,
+    )
+    placement = search.run()
     holders: dict[int, list[int]] = {}
+    if placement is None and not many and buckets > 1 and sharded:
+        room = format_quantity(free_per_rank * per_bucket, Dimension.BYTES, binary=True)
+        where = "GPU" if per_bucket == 1 else "node"
+        raise InfeasibleError(
+            f"{name}: no placement of the tables, each on one {where} (planner.sharding_types leaves "
+            f"out row_wise), fits the {room} of HBM each {where} has free"
+        )
     if placement is None:
         holders = {t.index: list(range(buckets)) for t in sharded}
     else:
@@ -242,7 +307,7 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
                 holders.setdefault(k, []).append(node)
     shards: list[Shard] = []
     for k, table in enumerate(w.tables):
-        dim, dtype = w.table_dim(table), w.table_dtype(table)
+        dim, dtype = w.table_dim(table), start_dtype(cfg, w, table)
         if k in kept:
             shards.append(Shard(table.name, "data_parallel", 0, table.rows, 0, dim, everyone, "hbm", dtype))
             continue
@@ -259,7 +324,12 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     # its train.py takes with this planner); the GPU-level one leaves it to the framework.
     exchange = "node" if per_bucket > 1 else None
     plan = Plan(
-        world, tuple(shards), strategy=name, comm_dtype=ctx.estimator.comm_dtype, row_split_exchange=exchange
+        world,
+        tuple(shards),
+        strategy=name,
+        notes=tuple(notes),
+        comm_dtype=ctx.estimator.comm_dtype,
+        row_split_exchange=exchange,
     )
     check_fits(plan_usage(plan, w, system), cap, what=name)
     return plan
