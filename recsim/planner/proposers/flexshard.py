@@ -18,7 +18,9 @@ The estimator charges the replicated rows their lookups on every rank, their HBM
 (the partitioner checks it) and their gradient all-reduce, so replication wins only where the
 all-to-all it saves is worth more. Tier classes and precisions are tried as the greedy does:
 HBM first, then the slow tiers, then lower precisions; ``InfeasibleError`` names the table, its
-bytes and what was tried when nothing fits.
+bytes and what was tried when nothing fits. Replication needs ``data_parallel`` (the hot rows) and
+``table_wise`` (the cold rows) in ``planner.sharding_types``: without either, flexshard plans as the
+greedy does.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def place_table_flex(
     """The table's best fitting option among the greedy's and the replication ones."""
     est = ctx.estimator
     allow_hbm = "hbm" in ctx.config.tiers
+    # The hot rows are replicated (data_parallel), the cold ones whole on one rank (table_wise):
+    # where planner.sharding_types leaves either out, the greedy's options alone.
+    replicate = allow_hbm and {"data_parallel", "table_wise"} <= set(ctx.config.sharding_types)
     slow = [t for t in est.tiers() if t != "hbm"]
     tried: list[str] = []
     for dtype in est.dtypes_for(table):
@@ -68,7 +73,7 @@ def place_table_flex(
             if not tiers:
                 continue
             cands = est.candidates(table, dtype, tiers)
-            if allow_hbm:  # the replicated hot rows live in HBM
+            if replicate:  # the replicated hot rows live in HBM
                 cands += replication_candidates(ctx, table, dtype, tiers)
             shards = best_placement(part, cands, remaining_s)
             if shards is not None:

@@ -31,6 +31,11 @@ doubled until they do. On one rank there is nothing to split: ``InfeasibleError`
 The scheme is HugeCTR's: only a runtime that can route infrequent lookups runs it
 (``Runtime.plan_features``: the ``fused`` HugeCTR/MLPerf loop), so ``auto`` leaves it out for the
 PyTorch runtimes; asked for by name it is simulated as a what-if.
+
+Within the user's limits (``recsim.planner.limits``): the tables at the precision the planner
+starts them at (the workload's, unless ``planner.embedding_dtypes`` leaves it out); refused where
+``planner.sharding_types`` leaves out ``data_parallel`` or ``row_wise`` (the ``distributed`` rows
+count as row-wise) or ``planner.tiers`` leaves out HBM: the split is the method.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from __future__ import annotations
 import math
 
 from recsim.errors import InfeasibleError
-from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
+from recsim.planner.limits import start_dtype
+from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES, Table
@@ -76,7 +82,7 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     # The collectives the framework will run them with (``recsim.graph.runtime``), and the dtype
     # it reduces the frequent rows' gradients in (HugeCTR: its embeddings' narrow output type).
     framework = est.framework
-    table_dtype = w.table_dtype(table)
+    table_dtype = start_dtype(ctx.config, w, table)
     narrow = framework.lookup_output_dtype(w.training.precision, table_dtype)
     grad = DTYPE_BYTES[narrow or table_dtype]
     m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype, framework.routed_all_to_all)
@@ -104,7 +110,7 @@ def hybrid_plan(
     shards: list[Shard] = []
     for table in w.tables:
         dim = w.table_dim(table)
-        dtype = w.table_dtype(table)
+        dtype = start_dtype(ctx.config, w, table)
         base = thresholds[table.name] if thresholds is not None else base_threshold(ctx, table)
         k = frequent_rows(ctx, table, base * scale)
         if table.rows - k < world:  # too few infrequent rows to spread: replicate the table
@@ -129,6 +135,21 @@ class HybridEmbedding(Proposer):
         if ctx.world_size < 2:
             raise InfeasibleError("hybrid_embedding needs at least two ranks")
         cfg = ctx.config
+        # Its method is the split itself: frequent rows replicated (data_parallel), infrequent ones
+        # spread over every rank (``distributed``, which the limits count as row_wise), all in HBM.
+        # Without either there is no hybrid embedding to plan.
+        left_out = [s for s in ("data_parallel", "row_wise") if s not in cfg.sharding_types]
+        if left_out:
+            raise InfeasibleError(
+                f"{self.name} replicates each table's frequent rows (data_parallel) and spreads the "
+                f"others over every rank (row_wise); planner.sharding_types "
+                f"({', '.join(cfg.sharding_types)}) leaves out {' and '.join(left_out)}"
+            )
+        if "hbm" not in allowed_tiers(ctx):
+            raise InfeasibleError(
+                f"{self.name} places every table in HBM, which planner.tiers ({', '.join(cfg.tiers)}) "
+                "leaves out"
+            )
         cap = capacity(ctx.system).less(cfg.hbm_reserve, cfg.ddr_reserve)
         thresholds = {t.name: base_threshold(ctx, t) for t in ctx.workload.tables}
         scale = 1.0

@@ -45,6 +45,11 @@ engines will charge:
    precisions), which raises ``InfeasibleError`` naming the table, its bytes and the tiers tried.
 
 The plan's notes record each table's hot set and cold tier.
+
+Within the user's limits (``recsim.planner.limits``): the slow tiers and precisions are the
+config's; a table's one-rank options (whole, or hot and cold rows together) are table-wise, so where
+``planner.sharding_types`` leaves ``table_wise`` out a whole table takes the fastest allowed scheme
+that keeps each row once and a hot/cold split only its column blocks (``column_wise``).
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ def table_options(
         out.append(TierOption(table.name, hot, cold, cand.option.storage.hbm_bytes, cost, cand))
 
     for tier in slow:
-        add(est.candidate(table, "table_wise", tier, dtype), 0, tier)
+        add(whole_table(ctx, table, tier, dtype), 0, tier)
         if allow_hbm:
             for k in est.hot_rows_options(table):
                 variants = hot_cold_variants(ctx, table, dtype, k, tier)
@@ -141,25 +146,42 @@ def table_options(
                     # A hot set no rank holds whole: its column blocks may fit, one per rank.
                     add(next((c for c in variants[1:] if _fits(c, per_rank_free)), None), k, tier)
     if allow_hbm:
-        add(est.candidate(table, "table_wise", "hbm", dtype), table.rows, "hbm")
+        add(whole_table(ctx, table, "hbm", dtype), table.rows, "hbm")
     return out
+
+
+def whole_table(ctx: PlanningContext, table: Table, tier: str, dtype: str) -> Candidate | None:
+    """The knapsack's point of ``table`` whole on ``tier``: table-wise, or, where
+    ``planner.sharding_types`` leaves that out, the fastest allowed scheme that keeps every row
+    once (no replication: the HBM bytes stay the table's); None where there is none."""
+    est = ctx.estimator
+    if "table_wise" in ctx.config.sharding_types:
+        return est.candidate(table, "table_wise", tier, dtype)
+    return next(
+        (c for c in est.candidates(table, dtype, [tier]) if c.placement != "every" and not c.replicated),
+        None,
+    )
 
 
 def hot_cold_variants(
     ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold: str
 ) -> list[Candidate]:
-    """``hot_rows`` of ``table`` in HBM and the rest on ``cold``: the table on one rank, then (where
-    the config allows column-wise sharding) split into 2 and 4 column blocks, each block's hot and
-    cold rows on one rank. The same bytes in HBM however split; the splits spread the hot set and
-    the slow lookups over ranks (RecShard balances them per GPU in its MILP)."""
+    """``hot_rows`` of ``table`` in HBM and the rest on ``cold``: the table on one rank (where the
+    config allows table-wise sharding), then (where it allows column-wise sharding) split into 2 and
+    4 column blocks, each block's hot and cold rows on one rank. The same bytes in HBM however
+    split; the splits spread the hot set and the slow lookups over ranks (RecShard balances them per
+    GPU in its MILP)."""
     est = ctx.estimator
     out: list[Candidate] = []
-    whole = est.candidate(
-        table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=cold
-    )
-    if whole is None or not math.isfinite(whole.option.perf.total_s):
+    if "table_wise" in ctx.config.sharding_types:
+        whole = est.candidate(
+            table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=cold
+        )
+        if whole is None or not math.isfinite(whole.option.perf.total_s):
+            return []
+        out.append(whole)
+    elif not 0 < hot_rows < table.rows:
         return []
-    out.append(whole)
     if "column_wise" in ctx.config.sharding_types:
         for k in est.column_splits(ctx.workload.table_dim(table)):
             cand = est.candidate(
@@ -251,9 +273,12 @@ def hot_option(
         return None
     best: TierOption | None = None
     for tier in (t for t in est.tiers() if t != "hbm" and (cold_tiers is None or t in cold_tiers)):
-        cand = est.candidate(
-            table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=tier
-        )
+        if "table_wise" in ctx.config.sharding_types:
+            cand = est.candidate(
+                table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=tier
+            )
+        else:  # the split over column blocks (where column_wise is allowed)
+            cand = next(iter(hot_cold_variants(ctx, table, dtype, hot_rows, tier)), None)
         if cand is None or not math.isfinite(cand.option.perf.total_s):
             continue
         opt = TierOption(
