@@ -151,11 +151,13 @@ def place_table(
     # A table kept out of HBM should not take HBM through a cache either, unless nothing else fits.
     classes = (slow, cached, fast) if slow_first else (fast, cached + slow)
     tried: list[str] = []
+    offered = False
     for dtype in est.dtypes_for(table):
         for tiers in classes:
             if not tiers:
                 continue
             cands = est.candidates(table, dtype, tiers)
+            offered = offered or bool(cands)
             shards = best_placement(part, cands, remaining_s)
             if shards is None and part.mode != "memory":
                 part.mode, saved = "memory", part.mode
@@ -168,9 +170,17 @@ def place_table(
             size = format_quantity(table_bytes(ctx, table, dtype), Dimension.BYTES, binary=True)
             tried.append(f"{dtype} ({size}) on {'/'.join(tiers)}")
     why = "; ".join(f"{k}: {v}" for k, v in est.unavailable.items())
+    # Not one option to try: the allowed schemes cannot cut this table here (a row split of a
+    # table with fewer rows than ranks, grid on one node), which is what the user can change.
+    schemes = (
+        ""
+        if offered
+        else f"; no scheme planner.sharding_types ({', '.join(ctx.config.sharding_types)}) allows "
+        "applies to it here"
+    )
     raise InfeasibleError(
         f"table {table.name!r} ({table.rows} rows) fits nowhere: "
-        f"tried {', '.join(tried) or 'no allowed tier'}; {part.free_summary()}"
+        f"tried {', '.join(tried) or 'no allowed tier'}{schemes}; {part.free_summary()}"
         + (f" (unavailable tiers: {why})" if why else "")
     )
 
