@@ -1,5 +1,6 @@
 """What the planner may choose: sharding schemes, tiers, precisions, reserves, search effort.
 
+These are limits, not hints: every strategy keeps to them or refuses (``recsim.planner.limits``).
 ``PlannerConfig`` is a strict schema like every other config: ``--set planner.tiers=[hbm,uvm]`` on the
 command line (or ``overrides=["planner.tiers=[hbm,uvm]"]`` in the API) edits it, and a misspelt key or
 a bad value is a one-line error naming ``planner.<key>``. The defaults and where they come from:

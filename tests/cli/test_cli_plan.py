@@ -259,3 +259,59 @@ def test_plan_out_replaces_only_a_plan_of_recsims(tmp_path: Path) -> None:
     assert run(*args, "--out", str(plan)).exit_code == 0
     again = run(*args, "--out", str(plan))  # a plan of recsim's (gzipped) is replaced
     assert again.exit_code == 0, again.output
+
+
+def _used(counts: dict[str, float]) -> set[str]:
+    """The keys of a ``--json`` breakdown (``shards_by_sharding``, ``parameters_by_dtype``) in use."""
+    return {key for key, value in counts.items() if value}
+
+
+def test_auto_keeps_to_the_sharding_types_the_user_allows() -> None:
+    # A tester's find: auto:hugectr_auto won with data-parallel and row-wise shards (only the tiers
+    # limit was enforced).
+    data = plan_json(
+        "--system",
+        "dgx-h100",
+        "--workload",
+        "dlrm-dcnv2",
+        "--set",
+        "planner.sharding_types=[table_wise,column_wise]",
+    )
+    assert data["strategy"].startswith("auto:")
+    assert _used(data["shards_by_sharding"]) <= {"table_wise", "column_wise"}
+
+
+def test_auto_keeps_to_the_sharding_types_and_dtypes_the_user_allows() -> None:
+    # A tester's find: auto:hier_auto won with data-parallel, row-wise and table-row-wise fp32 shards.
+    data = plan_json(
+        "--system",
+        "zionex",
+        "--workload",
+        "dlrm-dcnv2",
+        "--set",
+        "planner.sharding_types=[table_wise]",
+        "--set",
+        "planner.embedding_dtypes=[fp16]",
+    )
+    assert data["strategy"].startswith("auto:")
+    assert _used(data["shards_by_sharding"]) == {"table_wise"}
+    assert _used(data["parameters_by_dtype"]) == {"fp16"}
+
+
+def test_a_strategy_whose_method_the_limits_forbid_is_one_line() -> None:
+    # hier_auto keeps a table on one node's GPUs (table_row_wise) or splits it over several nodes
+    # (row_wise): with neither allowed it had returned data-parallel and row-split tables silently.
+    line = one_error_line(
+        run(
+            "plan",
+            "--system",
+            "zionex",
+            "--workload",
+            "dlrm-dcnv2",
+            "--strategy",
+            "hier_auto",
+            "--set",
+            "planner.sharding_types=[table_wise]",
+        )
+    )
+    assert "planner.sharding_types (table_wise) leaves out" in line

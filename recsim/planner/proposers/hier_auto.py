@@ -47,6 +47,15 @@ send go over NVLink. NVIDIA's ratios are exactly that per-direction figure (3.35
 nodes the scale-out bandwidth per GPU replaces it (the vectors cross the network). The threshold is
 ``planner.gpu_dp_threshold_bytes``; a table on one GPU is ``table_wise``, one split over several
 GPUs ``row_wise`` over them.
+
+Within the user's limits (``recsim.planner.limits``) the search restricts itself: without
+``data_parallel`` in ``planner.sharding_types`` no table is replicated (HugeCTR with its threshold
+at 0); without ``row_wise`` no table is split over several buckets (nor is the uniform plan a
+candidate); without the one-bucket kind (``table_wise`` per GPU, ``table_row_wise`` per node)
+every table starts split over two. Tables take the dtype the planner starts them at (the
+workload's, unless ``planner.embedding_dtypes`` leaves it out). Without both kinds, or without HBM
+in ``planner.tiers``, there is no HugeCTR plan: ``InfeasibleError`` says which limit. The plan's
+notes name each restriction that applied.
 """
 
 from __future__ import annotations
