@@ -1496,3 +1496,120 @@ def test_a_recsim_timeline_among_the_traces_is_refused_wherever_it_is(tmp_path: 
     timeline.write_text(json.dumps({"traceEvents": [], "otherData": {"recsim": "0.1.0"}}))
     with pytest.raises(TraceError, match="a Chrome timeline written by recsim"):
         read_trace([_kineto_worker(0), timeline])
+
+
+# -- garbage refused, odd input noted (a tester's finds) ---------------------------------------------
+
+
+def _kineto_step(
+    op_args: dict | None = None,
+    kernel_args: dict | None = None,
+    ts: float = 1000.0,
+    extra: list | None = None,
+) -> dict:
+    """One ProfilerStep of rank 0 of a two-rank job: an addmm launching a GEMM, and an all_reduce."""
+    addmm = {"Input Dims": [[256], [512, 1024], [1024, 256]], "Input type": ["float"] * 3, **(op_args or {})}
+    nccl = {
+        "stream": 20,
+        "correlation": 2,
+        "Collective name": "all_reduce",
+        "In msg nelems": 1024,
+        "Out msg nelems": 1024,
+        "Group size": 2,
+        "dtype": "Float",
+        "Process Group Name": "0",
+        "Process Group Ranks": "[0, 1]",
+        **(kernel_args or {}),
+    }
+    events = [
+        xev("user_annotation", "ProfilerStep#0", 1, ts, 100),
+        xev("cpu_op", "aten::addmm", 1, ts + 5, 20, addmm),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, ts + 10, 5, {"correlation": 1}),
+        xev("kernel", "ampere_sgemm_128x64_tn", 0, ts + 20, 50, {"stream": 7, "correlation": 1}, tid=7),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, ts + 80, 3, {"correlation": 2}),
+        xev("kernel", "ncclKernel_AllReduce_RING_LL_Sum_float", 0, ts + 85, 10, nccl, tid=20),
+        *(extra or []),
+    ]
+    return {"traceEvents": events, "distributedInfo": {"rank": 0, "world_size": 2}}
+
+
+def test_a_cut_off_or_contradicting_process_group_is_refused(tmp_path: Path) -> None:
+    from recsim.graph.readers._common import parse_int_list
+
+    assert parse_int_list("[0, 1, 2") is None and parse_int_list("[0, 1]") == [0, 1]
+    cut = write_json(tmp_path / "cut.json", _kineto_step(kernel_args={"Process Group Ranks": "[0, 1, 2"}))
+    with pytest.raises(
+        TraceError, match=r"cut.json: traceEvents\[5\] .*args.Process Group Ranks '\[0, 1, 2'"
+    ):
+        KinetoReader().read([cut])
+    three = write_json(
+        tmp_path / "three.json", _kineto_step(kernel_args={"Process Group Ranks": "[0, 1, 2]"})
+    )
+    with pytest.raises(TraceError, match=r"names 3 ranks, its Group size is 2"):
+        KinetoReader().read([three])
+    # A list PyTorch cut short itself ("...") and an empty one are not known: no error.
+    KinetoReader().read(
+        [write_json(tmp_path / "ok.json", _kineto_step(kernel_args={"Process Group Ranks": "[]"}))]
+    )
+
+
+@pytest.mark.parametrize(
+    ("op_args", "kernel_args", "message"),
+    [
+        (
+            {"Input Dims": [[256], [10**12, 10**12], [10**12, 256]]},
+            {},
+            r"args.Input Dims\[1\] .* 1e\+24 elements",
+        ),
+        ({"Input Dims": [[-1, 5], [5, 3]]}, {}, r"args.Input Dims\[0\] \[-1, 5\] .*a negative dimension"),
+        ({}, {"In msg nelems": 10**18}, r"args.In msg nelems 1000000000000000000: expected a count"),
+        ({}, {"Out msg nelems": -5}, r"args.Out msg nelems -5: expected a count"),
+    ],
+    ids=["huge-dims", "negative-dims", "huge-message", "negative-message"],
+)
+def test_kineto_sizes_no_memory_holds_are_refused(
+    tmp_path: Path, op_args: dict, kernel_args: dict, message: str
+) -> None:
+    # Costed as they were, they gave steps of 10^13 s (2.7e13 s, 4.4e6 s) without a word.
+    path = write_json(tmp_path / "t.json", _kineto_step(op_args, kernel_args))
+    with pytest.raises(TraceError, match=r"t.json: traceEvents\[\d\] \('[^']+'\): " + message):
+        KinetoReader().read([path])
+
+
+def test_timestamps_that_cannot_hold_microseconds_are_refused(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "ts.json", _kineto_step(ts=1e300))
+    with pytest.raises(
+        TraceError, match=r"ts.json: traceEvents\[0\] \('ProfilerStep#0'\): 'ts' 1e\+300 is past"
+    ):
+        KinetoReader().read([path])
+    # Microseconds since the epoch (1.7e15, a double's spacing 0.25 us) are read as before.
+    graph = KinetoReader().read([write_json(tmp_path / "epoch.json", _kineto_step(ts=1.7e15))])
+    assert graph.metadata["steps"][0]["duration_s"] == pytest.approx(100e-6)
+
+
+def test_profiler_steps_of_one_thread_outside_each_other_and_with_a_length_count(tmp_path: Path) -> None:
+    from recsim.engine.replay import replay_keep
+
+    # A second thread's ProfilerStep (here one across the main thread's two) counted the steps again.
+    two = _kineto_step(extra=[xev("user_annotation", "ProfilerStep#1", 1, 1110, 100)])
+    two["traceEvents"].append(xev("user_annotation", "ProfilerStep#0", 1, 1000, 300, tid=2))
+    graph = KinetoReader().read([write_json(tmp_path / "two.json", two)])
+    assert [s["name"] for s in graph.metadata["steps"]] == ["ProfilerStep#0", "ProfilerStep#1"]
+    assert (
+        "ProfilerStep markers on 2 threads: thread 1's (pid 1) 2 are the steps" in graph.metadata["notes"][0]
+    )
+    # A step marked inside another is part of it.
+    nested = _kineto_step(extra=[xev("user_annotation", "ProfilerStep#99", 1, 1010, 10)])
+    graph = KinetoReader().read([write_json(tmp_path / "nested.json", nested)])
+    assert [s["name"] for s in graph.metadata["steps"]] == ["ProfilerStep#0"]
+    assert graph.metadata["notes"][0].endswith(
+        "1 ProfilerStep marker inside another step's, left out: part of that step"
+    )
+    # A marker of no length times no step: its recorded step had read 0 s, the error n/a, unsaid.
+    zero = _kineto_step()
+    zero["traceEvents"][0]["dur"] = 0
+    graph = KinetoReader().read([write_json(tmp_path / "zero.json", zero)])
+    assert graph.metadata["steps"] == []
+    assert "1 ProfilerStep marker of no length, left out" in graph.metadata["notes"][0]
+    result = replay_keep(graph)
+    assert result.recorded_step_s is None and any("of no length" in n for n in result.notes)

@@ -236,11 +236,15 @@ def collective_from_label(label: str) -> CollectiveOp | None:
 
 
 def parse_int_list(text: Any) -> list[int] | None:
-    """``"[1, 2]"`` or ``[1, 2]`` -> ``[1, 2]``; empty or unparsable -> None."""
+    """``"[1, 2]"`` or ``[1, 2]`` -> ``[1, 2]``; empty or unparsable -> None (an unterminated
+    ``"[0, 1, 2"`` too: a cut-off list, whose end is not known, is not the list it starts)."""
     if isinstance(text, list):
         values = text
     elif isinstance(text, str):
-        inner = text.strip().strip("[]").strip()
+        stripped = text.strip()
+        if stripped.startswith("[") != stripped.endswith("]"):
+            return None
+        inner = stripped.removeprefix("[").removesuffix("]").strip()
         if not inner:
             return None
         try:
@@ -252,6 +256,22 @@ def parse_int_list(text: Any) -> list[int] | None:
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return None
     return [int(v) for v in values]
+
+
+#: The most elements a tensor or a collective's message can have: 2^48, 256 TiB of single bytes,
+#: more than any one host or GPU holds (the largest hosts hold tens of TiB). A trace naming more
+#: is corrupt; costing it gave predictions of 10^13 s.
+MAX_ELEMENTS = 2**48
+
+
+def bad_extent(dims: Sequence[int]) -> str | None:
+    """Why a tensor's dimensions cannot be a real tensor's (a negative dimension, more than
+    ``MAX_ELEMENTS`` elements), or None when they can."""
+    if any(d < 0 for d in dims):
+        return "a negative dimension"
+    if math.prod(dims) > MAX_ELEMENTS:
+        return f"{math.prod(dims):.3g} elements, past the 2^48 any memory holds"
+    return None
 
 
 def split_bytes(total: float, splits: Sequence[int] | None, group_size: int) -> tuple[float, ...] | None:

@@ -76,10 +76,12 @@ from recsim.errors import TraceError
 from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Host, Op, Stream, Transfer
 from recsim.graph.readers import recsim_timeline, register
 from recsim.graph.readers._common import (
+    MAX_ELEMENTS,
     LaneMap,
     Pending,
     PendingGraph,
     assign_ranks,
+    bad_extent,
     check_world,
     collective_from_label,
     collective_op,
@@ -124,6 +126,9 @@ _ID_ARGS = (
 )
 _KNOWN_CATS = frozenset(_HOST_CATS) | frozenset(_GPU_CATS) | _FLOW_CATS | {_SYNC_CAT}
 _EPS_US = 1e-3  # one nanosecond: timestamps are microseconds with at most ns precision
+# Timestamps from here on cannot hold whole microseconds (a double's spacing exceeds 1 us); real
+# traces count from the epoch (1.7e15 us, spacing 0.25 us) or from boot (4e12 us).
+_MAX_TS_US = 2.0**53
 
 
 @dataclass(slots=True, eq=False)
@@ -240,6 +245,13 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         ts = raw.get("ts")
         if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):
             raise TraceError(f"{path}: traceEvents[{index}] ({raw.get('name')!r}) has no numeric 'ts'")
+        if abs(ts) >= _MAX_TS_US:
+            # Past 2^53 a double's spacing is over a microsecond (at 1e300, 1e284 us): events
+            # microseconds apart get one start, and the steps' and kernels' times are lost.
+            raise TraceError(
+                f"{path}: traceEvents[{index}] ({raw.get('name')!r}): 'ts' {ts!r} is past 2^53 us "
+                f"(285 years): a timestamp there cannot hold microseconds (spacing {math.ulp(ts):.3g} us)"
+            )
         if "dur" not in raw and cat != _SYNC_CAT:
             no_dur += 1  # a complete event without its length: taken as 0, and said so
         dur = raw.get("dur", 0.0)
@@ -265,6 +277,7 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
                     f"{path}: traceEvents[{index}] ({raw.get('name')!r}): {where} is not a number or "
                     f"a string: {value!r}"
                 )
+        _check_sizes(path, index, raw.get("name"), args)
         name = raw.get("name")
         if name is None or name == "":
             no_name += 1
@@ -281,11 +294,14 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
             threads[(event.pid, event.tid)].append(event)
             if _HOST_CATS[cat] == 2 and "correlation" in args:
                 runtime_by_corr[args["correlation"]] = event
-    steps: list[KEvent] = []
-    for events in threads.values():
+    marks: dict[tuple[Any, Any], list[KEvent]] = {}
+    for thread, events in threads.items():
         events.sort(key=lambda e: (e.ts, -e.dur, _HOST_CATS[e.cat]))
         _nest(events)
-        steps.extend(e for e in events if e.name.startswith("ProfilerStep#"))
+        found = [e for e in events if e.name.startswith("ProfilerStep#")]
+        if found:
+            marks[thread] = found
+    steps, step_notes = _profiler_steps(marks)
     gpu.sort(key=lambda e: e.ts)
     launch: dict[int, KEvent] = {}
     unlinked: list[KEvent] = []
@@ -315,12 +331,13 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         dict(threads),
         gpu,
         launch,
-        sorted(steps, key=lambda e: e.ts),
+        steps,
         origin if math.isfinite(origin) else 0.0,
         device=device_properties(top.get("deviceProperties")),
         syncs=syncs,
         calls=runtime_by_corr,
     )
+    trace.notes.extend(step_notes)
     if missing:
         trace.notes.append(f"{missing} GPU events without a recorded launch (no correlation or flow)")
     if no_dur:
@@ -332,6 +349,80 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
     if no_name:
         trace.notes.append(f"{no_name} events without a 'name', named {UNNAMED!r}")
     return trace
+
+
+def _profiler_steps(marks: Mapping[tuple[Any, Any], list[KEvent]]) -> tuple[list[KEvent], list[str]]:
+    """The steps of a trace from its ``ProfilerStep#N`` markers per thread, and notes on those left
+    out: one thread's markers count (the thread with the most, the first of them at a tie; a
+    second thread's would count its steps again), a marker nested in another is part of that
+    step, and a marker of no length marks no step (its recorded step read as 0 s)."""
+    notes: list[str] = []
+    kept: dict[tuple[Any, Any], list[KEvent]] = {}
+    nested = empty = 0
+    for thread, found in marks.items():
+        outer = [e for e in found if not any(a.name.startswith("ProfilerStep#") for a in e.ancestors())]
+        nested += len(found) - len(outer)
+        timed = [e for e in outer if e.dur > 0]
+        empty += len(outer) - len(timed)
+        if timed:
+            kept[thread] = timed
+    if nested:
+        notes.append(f"{_markers(nested)} inside another step's, left out: part of that step")
+    if empty:
+        notes.append(
+            f"{_markers(empty)} of no length, left out: they time no step"
+            + ("; the whole trace is taken as the step" if not kept else "")
+        )
+    if len(kept) > 1:
+        thread = max(kept, key=lambda t: len(kept[t]))  # the first of the most (max keeps the first)
+        others = sum(len(v) for t, v in kept.items() if t != thread)
+        notes.append(
+            f"ProfilerStep markers on {len(kept)} threads: thread {thread[1]}'s (pid {thread[0]}) "
+            f"{len(kept[thread])} are the steps, {_markers(others)} of the other threads left out "
+            "(they would count the steps again)"
+        )
+        kept = {thread: kept[thread]}
+    steps = [e for found in kept.values() for e in found]
+    return sorted(steps, key=lambda e: e.ts), notes
+
+
+def _markers(count: int) -> str:
+    return f"{count} ProfilerStep marker{'' if count == 1 else 's'}"
+
+
+def _check_sizes(path: Path, index: int, name: Any, args: dict[str, Any]) -> None:
+    """One-line ``TraceError`` for an event's sizes no real run has: a tensor of a negative
+    dimension or more elements than memory holds (``Input Dims``), such a message (``In msg nelems``
+    / ``Out msg nelems``), or a process group whose ``Process Group Ranks`` is cut off or disagrees
+    with its ``Group size`` (costed as they were, they gave steps of 10^13 s, or groups of ranks
+    the job does not have)."""
+    where = f"{path}: traceEvents[{index}] ({name!r})"
+    dims = args.get("Input Dims")
+    if isinstance(dims, list):
+        for j, shape in enumerate(dims):
+            if isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+                why = bad_extent(shape)
+                if why is not None:
+                    raise TraceError(f"{where}: args.Input Dims[{j}] {shape} is not a tensor's shape: {why}")
+    for key in ("In msg nelems", "Out msg nelems"):
+        count = _number(args.get(key))
+        if count is not None and not 0 <= count <= MAX_ELEMENTS:
+            raise TraceError(
+                f"{where}: args.{key} {args[key]!r}: expected a count of elements from 0 to 2^48"
+            )
+    text = args.get("Process Group Ranks")
+    if isinstance(text, str) and text.strip() not in ("", "[]") and "..." not in text:
+        ranks = parse_int_list(text)
+        if ranks is None:
+            raise TraceError(
+                f"{where}: args.Process Group Ranks {text!r}: expected a list of ranks like '[0, 1]'"
+            )
+        size = args.get("Group size")
+        if isinstance(size, int) and not isinstance(size, bool) and size != len(ranks):
+            raise TraceError(
+                f"{where}: args.Process Group Ranks {text!r} names {len(ranks)} ranks, "
+                f"its Group size is {size}"
+            )
 
 
 def device_properties(raw: Any) -> dict[str, Any] | None:
