@@ -1533,6 +1533,15 @@ def _kineto_step(
     return {"traceEvents": events, "distributedInfo": {"rank": 0, "world_size": 2}}
 
 
+def test_an_et_operator_that_is_its_own_parent_is_a_parent_cycle(tmp_path: Path) -> None:
+    # The process root (node 1) is its own parent in PyTorch's ETs, and stays a root; an operator
+    # that is its own parent had been read as a root too, where a two-node cycle is refused.
+    for new_schema in (False, True):
+        path = write_json(tmp_path / "et.json", _synthetic_et(new_schema, parent_of={6: 6}))
+        with pytest.raises(TraceError, match=r"et.json: node 6 \('aten::mul'\) is its own parent"):
+            PyTorchETReader().read([path])
+
+
 def test_a_cut_off_or_contradicting_process_group_is_refused(tmp_path: Path) -> None:
     from recsim.graph.readers._common import parse_int_list
 
@@ -1613,3 +1622,66 @@ def test_profiler_steps_of_one_thread_outside_each_other_and_with_a_length_count
     assert "1 ProfilerStep marker of no length, left out" in graph.metadata["notes"][0]
     result = replay_keep(graph)
     assert result.recorded_step_s is None and any("of no length" in n for n in result.notes)
+
+
+def _et_mm(shapes: Any, types: list[str] | None = None) -> dict:
+    """A new-schema ET of one bf16 4096^3 aten::mm on the GPU."""
+    types = types or ["Tensor(c10::BFloat16)"] * 2
+    values = [[103, 103, 0, 4096 * 4096, 2, "cuda:0"], [203, 203, 0, 4096 * 4096, 2, "cuda:0"]]
+    out = {"values": [[303, 303, 0, 4096 * 4096, 2, "cuda:0"]], "shapes": [[4096, 4096]], "types": types[:1]}
+    node = {
+        "id": 3,
+        "name": "aten::mm",
+        "ctrl_deps": 1,
+        "attrs": [{"name": "rf_id", "type": "uint64", "value": 1}],
+        "inputs": {"values": values, "shapes": shapes, "types": types},
+        "outputs": out,
+    }
+    root = {"id": 1, "name": "[pytorch|profiler|execution_trace|process]", "ctrl_deps": 1, "attrs": []}
+    return {
+        "schema": "1.1.1-chakra.0.0.4",
+        "pid": 1,
+        "time": "",
+        "start_ts": 0,
+        "finish_ts": 1,
+        "nodes": [root, node],
+    }
+
+
+def test_et_shapes_no_tensor_has_are_refused_unreadable_ones_noted(tmp_path: Path) -> None:
+    for name, shapes, message in (
+        ("neg", [[-4096, 4096], [4096, 4096]], r"a negative dimension"),
+        ("huge", [[10**9, 10**9], [4096, 4096]], r"1e\+18 elements"),
+    ):
+        path = write_json(tmp_path / f"{name}.json", _et_mm(shapes))
+        with pytest.raises(
+            TraceError, match=rf"{name}.json: nodes\[1\] \(id 3, 'aten::mm'\): inputs.shapes\[0\] .*{message}"
+        ):
+            PyTorchETReader().read([path])
+    # Shapes that are not a list: costed from the bytes (no FLOPs), and said so; it had been silent.
+    graph = PyTorchETReader().read([write_json(tmp_path / "str.json", _et_mm("bad"))])
+    (mm,) = graph.nodes
+    assert isinstance(mm.op, Compute) and mm.op.flops == 0 and mm.op.bytes_read == 2 * 4096 * 4096 * 2
+    assert graph.metadata["notes"][0].startswith("rank 0: 1 node with unreadable tensor shapes (nodes[1]")
+
+
+def test_an_unknown_et_dtype_is_taken_by_its_element_size_and_said(tmp_path: Path) -> None:
+    # 'Tensor(weird)' of 2-byte elements had been costed as fp32, ~6x slower than the bf16 it is.
+    shapes = [[4096, 4096], [4096, 4096]]
+    graph = PyTorchETReader().read([write_json(tmp_path / "w.json", _et_mm(shapes, ["Tensor(weird)"] * 2))])
+    (mm,) = graph.nodes
+    assert isinstance(mm.op, Compute) and mm.op.dtype == "bf16"
+    assert graph.metadata["notes"] == [
+        "rank 0: tensors of an unknown dtype 'weird' (3): taken as the float type of their element size "
+        "(bf16 for 2 bytes, fp32 for 4, fp64 for 8; else fp32)"
+    ]
+    # An undefined tensor (an optional argument not given) is no unknown dtype.
+    graph = PyTorchETReader().read(
+        [
+            write_json(
+                tmp_path / "u.json",
+                _et_mm(shapes, ["Tensor(c10::BFloat16)", "Tensor(nullptr (uninitialized))"]),
+            )
+        ]
+    )
+    assert "notes" not in graph.metadata

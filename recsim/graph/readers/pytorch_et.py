@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from recsim.errors import TraceError
+from recsim.errors import TraceError, first_few
 from recsim.graph.ir import (
     SCHEMA,
     Collective,
@@ -72,9 +72,11 @@ from recsim.graph.ir import (
 )
 from recsim.graph.readers import register
 from recsim.graph.readers._common import (
+    MAX_ELEMENTS,
     Pending,
     PendingGraph,
     assign_ranks,
+    bad_extent,
     check_world,
     collective_from_label,
     collective_op,
@@ -183,6 +185,8 @@ class TensorRef:
     device: str
     shape: tuple[int, ...]
     dtype: str
+    # The trace's spelling of a dtype recsim does not know (``dtype`` is then a guess), else "".
+    unknown_dtype: str = ""
 
     @property
     def bytes(self) -> float:
@@ -245,6 +249,8 @@ class EtTrace:
     declared_rank: int | None
     declared_world: int | None
     pg_ranks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # What the reader guessed at in this file (said in the graph's notes).
+    notes: list[str] = field(default_factory=list)
 
 
 def _split_types(text: str) -> list[str]:
@@ -298,7 +304,8 @@ def _collect(value: Any, shape: Any, typ: str, out: list[TensorRef]) -> None:
                 else ()
             )
             inner = typ[7:-1] if typ.startswith("Tensor(") else ""
-            out.append(TensorRef(value[0], value[1], value[3], value[4], value[5], dims, dtype_name(inner)))
+            dtype, unknown = _tensor_dtype(inner, value[4])
+            out.append(TensorRef(value[0], value[1], value[3], value[4], value[5], dims, dtype, unknown))
         return
     if typ.startswith("GenericList[") and isinstance(value, list):
         elem_types = _split_types(typ[len("GenericList[") : -1])
@@ -311,6 +318,23 @@ def _collect(value: Any, shape: Any, typ: str, out: list[TensorRef]) -> None:
             else:
                 elem = ""
             _collect(item, shapes[j] if j < len(shapes) else None, elem, out)
+
+
+# An undefined tensor (an optional argument not given): no data, so its dtype does not matter.
+_UNDEFINED = "nullptr (uninitialized)"
+# The dtype an unknown spelling is taken as, by its element size (the ET records it): a 2-byte
+# tensor costed as fp32 ran ~6x slower than as bf16.
+_BY_SIZE = {2: "bf16", 4: "fp32", 8: "fp64"}
+
+
+def _tensor_dtype(inner: str, elem_bytes: int) -> tuple[str, str]:
+    """(recsim's dtype, the spelling when unknown else "") of a tensor typed ``Tensor(inner)``."""
+    if not inner or inner == _UNDEFINED:
+        return "fp32", ""
+    known = dtype_name(inner, "")
+    if known:
+        return known, ""
+    return _BY_SIZE.get(elem_bytes, "fp32"), inner
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -340,20 +364,67 @@ def parse_et(path: Path, data: Any) -> EtTrace:
             stacklevel=3,
         )
     nodes: dict[int, EtNode] = {}
+    unreadable: list[str] = []
+    unknown: dict[str, int] = defaultdict(int)
     for index, raw in enumerate(raw_nodes):
-        node = _parse_node(path, index, raw, new_layout)
+        node = _parse_node(path, index, raw, new_layout, unreadable)
         if node.id in nodes:
             raise TraceError(
                 f"{path}: node id {node.id} appears twice ({nodes[node.id].name!r} and {node.name!r})"
             )
         nodes[node.id] = node
+        for t in (*node.input_tensors(), *node.output_tensors()):
+            if not 0 <= t.numel <= MAX_ELEMENTS:
+                raise TraceError(
+                    f"{path}: nodes[{index}] (id {node.id}, {node.name!r}): a tensor of {t.numel} "
+                    "elements: expected a count from 0 to 2^48"
+                )
+            if t.unknown_dtype:
+                unknown[t.unknown_dtype] += 1
     rank, world = _declared_rank(data)
     trace = EtTrace(path, schema, nodes, rank, world)
+    if unreadable:
+        trace.notes.append(
+            f"{len(unreadable)} node{'s' if len(unreadable) > 1 else ''} with unreadable tensor shapes "
+            f"({first_few(unreadable, 2)}): their FLOPs are not known, so they are costed from their bytes"
+        )
+    if unknown:
+        spelled = first_few([f"{k!r} ({n})" for k, n in unknown.items()])
+        trace.notes.append(
+            f"tensors of an unknown dtype {spelled}: taken as the float type of their element size "
+            "(bf16 for 2 bytes, fp32 for 4, fp64 for 8; else fp32)"
+        )
     _link(trace)
     return trace
 
 
-def _parse_node(path: Path, index: int, raw: Any, new_layout: bool) -> EtNode:
+def _check_shapes(where: str, label: str, shapes: Any, unreadable: list[str]) -> list[Any]:
+    """``shapes`` as a list; a one-line ``TraceError`` for a shape no tensor has (a negative
+    dimension, more elements than memory holds: costed, one gave a step of 10^13 s). Shapes that
+    are not a list are unreadable: said in ``unreadable``, and the node costed without them."""
+    if shapes is None:
+        return []
+    if not isinstance(shapes, list):
+        unreadable.append(f"{where.split(': ', 1)[-1]}: {label} {shapes!r}")
+        return []
+
+    def walk(value: Any, at: str) -> None:
+        if not isinstance(value, list):
+            return
+        if value and all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+            why = bad_extent(value)
+            if why is not None:
+                raise TraceError(f"{where}: {at} {value} is not a tensor's shape: {why}")
+            return
+        for j, item in enumerate(value):
+            walk(item, f"{at}[{j}]")
+
+    for i, shape in enumerate(shapes):
+        walk(shape, f"{label}[{i}]")
+    return shapes
+
+
+def _parse_node(path: Path, index: int, raw: Any, new_layout: bool, unreadable: list[str]) -> EtNode:
     where = f"{path}: nodes[{index}]"
     if not isinstance(raw, dict):
         raise TraceError(f"{where}: not an object")
@@ -363,6 +434,7 @@ def _parse_node(path: Path, index: int, raw: Any, new_layout: bool) -> EtNode:
     name = raw.get("name")
     if not isinstance(name, str):
         raise TraceError(f"{where} (id {node_id}): missing 'name'")
+    at = f"{where} (id {node_id}, {name!r})"
     if new_layout:
         attrs: dict[str, Any] = {}
         for attr in _as_list(raw.get("attrs")):
@@ -383,10 +455,10 @@ def _parse_node(path: Path, index: int, raw: Any, new_layout: bool) -> EtNode:
             tid=_int_or_none(attrs.get("tid")) or 0,
             op_schema=str(attrs.get("op_schema") or ""),
             inputs=_as_list(ins.get("values")),
-            input_shapes=_as_list(ins.get("shapes")),
+            input_shapes=_check_shapes(at, "inputs.shapes", ins.get("shapes"), unreadable),
             input_types=_as_list(ins.get("types")),
             outputs=_as_list(outs.get("values")),
-            output_shapes=_as_list(outs.get("shapes")),
+            output_shapes=_check_shapes(at, "outputs.shapes", outs.get("shapes"), unreadable),
             output_types=_as_list(outs.get("types")),
         )
     if "inputs" in raw and not isinstance(raw["inputs"], list):
@@ -399,10 +471,10 @@ def _parse_node(path: Path, index: int, raw: Any, new_layout: bool) -> EtNode:
         tid=_int_or_none(raw.get("tid")) or 0,
         op_schema=str(raw.get("op_schema") or ""),
         inputs=_as_list(raw.get("inputs")),
-        input_shapes=_as_list(raw.get("input_shapes")),
+        input_shapes=_check_shapes(at, "input_shapes", raw.get("input_shapes"), unreadable),
         input_types=_as_list(raw.get("input_types")),
         outputs=_as_list(raw.get("outputs")),
-        output_shapes=_as_list(raw.get("output_shapes")),
+        output_shapes=_check_shapes(at, "output_shapes", raw.get("output_shapes"), unreadable),
         output_types=_as_list(raw.get("output_types")),
     )
 
@@ -419,6 +491,14 @@ def _link(trace: EtTrace) -> None:
     nodes = trace.nodes
     for node in nodes.values():
         parent = node.parent
+        if parent == node.id and node.is_operator:
+            # The process root is its own parent in PyTorch's ETs; an operator that is its own
+            # parent is a one-node parent cycle (read as a root, it was accepted where a two-node
+            # cycle is refused).
+            raise TraceError(
+                f"{trace.path}: node {node.id} ({node.name!r}) is its own parent: a parent cycle "
+                "(only the trace's root label may be)"
+            )
         if parent is None or parent == node.id or (parent == 0 and 0 not in nodes):
             continue
         if parent not in nodes:
@@ -808,7 +888,9 @@ def top_level_ops(trace: EtTrace) -> EtRank:
             last_host[top.tid] = top.id
         for t in writes:
             last_writer[t.key] = top.id
-    notes = [f"{dropped} metadata-only ops (views, empty, detach, ...) dropped"] if dropped else []
+    notes = [*trace.notes]
+    if dropped:
+        notes.append(f"{dropped} metadata-only ops (views, empty, detach, ...) dropped")
     return EtRank(trace, ops, notes, dropped)
 
 
