@@ -233,3 +233,30 @@ def test_cli_says_which_field_of_a_converted_trace_is_bad(tmp_path):
             f"recsim: error: {bad}: nodes[1].duration_s: expected a number of seconds >= 0" in result.output
         )
         assert "Traceback" not in result.output
+
+
+def test_a_step_of_a_rank_the_graph_does_not_have_is_refused():
+    doc = copy.deepcopy(BASE)
+    doc["metadata"]["steps"][0]["rank"] = 9
+    with pytest.raises(
+        TraceError,
+        match=r"g.json: metadata.steps\[0\].rank: expected a rank of the graph's 2 \(0..1\), got 9",
+    ):
+        graph_from_dict(doc, "g.json")
+
+
+def test_ranks_disagreeing_on_a_collectives_size_are_noted():
+    doc = copy.deepcopy(BASE)
+    for node in doc["nodes"][4:6]:
+        node["op"].update(op="all_reduce", send_bytes=None, recv_bytes=None)
+    doc["nodes"][5]["op"]["bytes"] = 8.0
+    graph = graph_from_dict(doc, "g.json")
+    assert graph.metadata["notes"] == [
+        "a note",
+        "collectives 'a2a#0' (rank 0: 16 B, rank 1: 8 B): the ranks' parts disagree (size), so each "
+        "rank's part keeps its own size and recorded duration",
+    ]
+    # Where a reader said so already (it writes such graphs: ranks' windows that begin at different
+    # collectives), it is not said twice.
+    doc["metadata"]["notes"] = ["collectives 'a2a#0': the ranks' parts disagree (size), so ..."]
+    assert len(graph_from_dict(doc, "g.json").metadata["notes"]) == 1
