@@ -21,7 +21,7 @@ from recsim.engine import DEFAULT_STEPS, ENGINES
 from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
 from recsim.graph.ir import ExecutionGraph
 from recsim.graph.native import write_graph
-from recsim.graph.readers import read_trace as _read_trace
+from recsim.graph.readers import read_trace_as as _read_trace_as
 from recsim.graph.writers.chrome import write_chrome_trace
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.library import HardwareLibrary
@@ -197,18 +197,23 @@ def workload_rows(library: WorkloadLibrary | None = None) -> list[dict[str, Any]
 def read_trace(paths: Sequence[str | Path] | str | Path, fmt: str | None = None) -> ExecutionGraph:
     """The execution graph of real trace files (format detected unless ``fmt`` is given), validated.
     ``paths``: a list of files (one per rank, say), or one file."""
+    return _read_validated(paths, fmt)[0]
+
+
+def _read_validated(paths: Sequence[str | Path] | str | Path, fmt: str | None) -> tuple[ExecutionGraph, str]:
+    """``read_trace``'s graph and the reader that read it."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, Path)) for p in paths):
         raise TraceError(f"paths: expected a trace file or folder, or a list of them, got {paths!r}")
     files = trace_files(paths)
-    graph = _read_trace(files, fmt)
+    graph, reader = _read_trace_as(files, fmt)
     try:
         graph.validate()
     except TraceError as exc:
         # The graph's checks name ranks and collectives; say which files they were read from.
         raise TraceError(f"{first_few(files)}: {exc}") from None
-    return graph
+    return graph, reader
 
 
 #: The files a trace folder is read for, by suffix in any case (Kineto ``.pt.trace.json[.gz]``,
@@ -253,7 +258,7 @@ def trace_info(paths: Sequence[str | Path], fmt: str | None = None) -> dict[str,
     """``recsim trace info``: ranks, steps, time by category, collectives, critical path."""
     from recsim.graph.summary import trace_info as summarise
 
-    return summarise(read_trace(paths, fmt))
+    return summarise(*_read_validated(paths, fmt))
 
 
 def check_recsim_output(

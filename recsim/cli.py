@@ -32,6 +32,7 @@ from recsim.planner.types import COMM_DTYPES
 from recsim.units import Dimension, format_quantity
 
 if TYPE_CHECKING:
+    from recsim.graph.ir import ExecutionGraph
     from recsim.planner.stats import PlanStats
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -452,7 +453,26 @@ def trace_convert(inputs: tuple[Path, ...], output: Path, fmt: str | None, targe
         )
     kind = target or ("chrome" if ".trace.json" in output.name else "native")
     graph = api.convert_trace(list(inputs), output, kind, fmt)
-    click.echo(f"wrote {output} ({kind}, {graph.ranks} ranks, {len(graph)} nodes)", err=True)
+    click.echo(f"wrote {output} ({kind}, {_ranks_held(graph)}, {len(graph)} nodes)", err=True)
+
+
+def _ranks_held(graph: ExecutionGraph) -> str:
+    """The ranks a graph holds, of the job's: ``8 ranks``, ``1 rank``, or ``rank 3 of a job of 8
+    ranks`` (``graph.ranks`` is the job's size the trace names; one rank's file of an eight-rank
+    job had read as "8 ranks")."""
+    present = graph.metadata.get("trace_ranks")
+    world = graph.ranks
+    if not isinstance(present, list) or sorted(present) == list(range(world)):
+        return f"{world} rank{'s' if world != 1 else ''}"
+    runs: list[list[int]] = []
+    for r in sorted(present):
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    held = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    job = f"{world} rank{'s' if world != 1 else ''}"
+    return f"rank{'s' if len(present) != 1 else ''} {held} of a job of {job}"
 
 
 # ---------------------------------------------------------------------------------- run

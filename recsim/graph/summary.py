@@ -132,8 +132,10 @@ def _kahn_order(graph: ExecutionGraph, preds: list[list[int]]) -> list[int]:
     return order
 
 
-def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
-    """The summary of ``graph`` (see module docstring)."""
+def trace_info(graph: ExecutionGraph, reader: str | None = None) -> dict[str, Any]:
+    """The summary of ``graph`` (see module docstring); ``reader``: the reader that read it. A
+    native graph's metadata names the format it was converted from: the summary gives both
+    (``format: native``, ``converted_from: pytorch_et``): the source's alone read as the file's."""
     meta = graph.metadata
     by_category: dict[str, float] = defaultdict(float)
     by_stream: dict[str, float] = defaultdict(float)
@@ -159,8 +161,11 @@ def trace_info(graph: ExecutionGraph) -> dict[str, Any]:
             entry[0] += 1
             entry[1] += dur
     length, path = critical_path(graph)
+    source = meta.get("format", "unknown")
+    converted = reader == "native" and source != "native"
     info: dict[str, Any] = {
-        "format": meta.get("format", "unknown"),
+        "format": "native" if converted else source,
+        **({"converted_from": source} if converted else {}),
         "ranks": graph.ranks,
         "trace_ranks": meta.get("trace_ranks", list(range(graph.ranks))),
         "nodes": len(graph),

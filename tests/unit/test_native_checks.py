@@ -260,3 +260,26 @@ def test_ranks_disagreeing_on_a_collectives_size_are_noted():
     # collectives), it is not said twice.
     doc["metadata"]["notes"] = ["collectives 'a2a#0': the ranks' parts disagree (size), so ..."]
     assert len(graph_from_dict(doc, "g.json").metadata["notes"]) == 1
+
+
+def test_convert_says_which_ranks_of_the_job_it_wrote_and_info_both_formats(tmp_path):
+    runner = CliRunner()
+    one = tmp_path / "one.json"
+    result = runner.invoke(cli, ["trace", "convert", "tests/data/traces/simple_add_kineto.json.gz", str(one)])
+    assert result.exit_code == 0, result.output
+    assert "(native, 1 rank, " in result.output  # had read "1 ranks"
+    # One rank's file of an eight-rank job: it had said "8 ranks".
+    part = tmp_path / "part.json"
+    recsys = "tests/data/traces/recsys_a100_8rank_rank3_control.json.gz"
+    result = runner.invoke(cli, ["trace", "convert", recsys, str(part)])
+    assert result.exit_code == 0, result.output
+    assert "(native, rank 3 of a job of 8 ranks, " in result.output
+    # trace info on the native file: its own format and the one it was converted from.
+    result = runner.invoke(cli, ["trace", "info", "--json", str(one)])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert (info["format"], info["converted_from"]) == ("native", "kineto")
+    result = runner.invoke(cli, ["trace", "info", "--json", "tests/data/traces/simple_add_kineto.json.gz"])
+    assert json.loads(result.output)["format"] == "kineto" and "converted_from" not in json.loads(
+        result.output
+    )

@@ -61,24 +61,34 @@ def read_trace(
 
     A trace with no operation to replay (``{"traceEvents": []}``, a profile of nothing) is a
     ``TraceError``: a replay of it would report a step of 0 s."""
-    graph = _read(paths, fmt, sniffer)
+    return read_trace_as(paths, fmt, sniffer=sniffer)[0]
+
+
+def read_trace_as(
+    paths: Sequence[Path], fmt: str | None = None, *, sniffer: Callable[[Path], Any] | None = None
+) -> tuple[ExecutionGraph, str]:
+    """``read_trace``, and the name of the reader that read it (``native`` for a converted graph,
+    whose ``metadata["format"]`` names the format it was converted from)."""
+    graph, name = _read(paths, fmt, sniffer)
     if len(graph.nodes) == 0:
         names = ", ".join(str(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
         # The reader's notes say why where it skipped events ("... without a 'ph', skipped").
         notes = [str(n) for n in graph.metadata.get("notes") or () if "skipped" in str(n)]
         why = "; ".join(notes) if notes else "a profile of no work"
         raise TraceError(f"{names}: the trace holds no operations ({why})")
-    return graph
+    return graph, name
 
 
-def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any] | None) -> ExecutionGraph:
+def _read(
+    paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any] | None
+) -> tuple[ExecutionGraph, str]:
     _load_builtin_readers()
     if not paths:
         raise TraceError("no trace files given")
     if fmt is not None:
         if fmt not in READERS:
             raise TraceError(f"unknown trace format {fmt!r}; known: {', '.join(sorted(READERS))}")
-        return READERS[fmt]().read(paths)
+        return READERS[fmt]().read(paths), fmt
     first = paths[0]
     data = _parsed(first, sniffer)
     if recsim_timeline(data):
@@ -89,7 +99,7 @@ def _read(paths: Sequence[Path], fmt: str | None, sniffer: Callable[[Path], Any]
         )
     name = _sniffed(first, data)
     if name is not None:
-        return READERS[name]().read(paths)
+        return READERS[name]().read(paths), name
     raise TraceError(f"{first}: not a trace format recsim knows ({', '.join(sorted(READERS))})")
 
 
