@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from recsim.errors import RecsimError
+from recsim.errors import ConfigError, RecsimError
 
 EXIT_USER_ERROR = 2
 #: Ctrl-C, as shells report a process killed by SIGINT (128 + 2).
@@ -53,12 +53,29 @@ def _one_line_warning(
     click.echo(f"recsim: warning: {message}", err=True)
 
 
-class RecsimGroup(_OneLineErrors, click.Group):
-    """A click group with recsim's one-line errors."""
-
-
 class RecsimCommand(_OneLineErrors, click.Command):
-    """A click command with recsim's one-line errors."""
+    """A click command with recsim's one-line errors. One that does not read the global
+    ``recsim --nodes N --set PATH=VALUE`` (a command without ``--nodes`` of its own, other than
+    ``sweep``, which takes them as ``base.`` edits) refuses them: they had been ignored silently
+    (``recsim --nodes 4 workload show ...``, a README tester's find)."""
+
+    #: Commands without a ``--nodes`` option of their own that read the global ones all the same.
+    READS_GLOBAL_OPTIONS: frozenset[str] = frozenset({"sweep"})
+
+    def invoke(self, ctx: click.Context) -> Any:
+        root = ctx.find_root()
+        given = root.obj or {}
+        reads = self.name in self.READS_GLOBAL_OPTIONS or any(p.name == "nodes" for p in self.params)
+        if root is not ctx and not reads and (given.get("nodes") is not None or given.get("overrides")):
+            path = ctx.command_path.removeprefix(root.command_path).strip()
+            raise ConfigError(f"--nodes and --set before the command apply to a system; '{path}' takes none")
+        return super().invoke(ctx)
+
+
+class RecsimGroup(_OneLineErrors, click.Group):
+    """A click group with recsim's one-line errors; its commands are ``RecsimCommand``s."""
+
+    command_class = RecsimCommand
 
 
 class OutputFile(click.Path):

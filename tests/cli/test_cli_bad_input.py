@@ -1012,3 +1012,27 @@ def test_sweep_cosmetics(tmp_path: Path) -> None:
     assert header.index("plan") < header.index("cluster.scale_out.oversubs"), header
     rows = json.loads(run("results", "show", out, "--json").stdout)
     assert rows[0]["notes"] == [] and isinstance(rows[0]["config"], str)
+
+
+@pytest.mark.parametrize(
+    ("command", "path"),
+    [
+        (["workload", "show", "tiny-dlrm"], "workload show"),
+        (["hw", "list"], "hw list"),
+        (["trace", "info", str(KINETO)], "trace info"),
+        (["validate", "gemm-a100"], "validate"),
+    ],
+)
+def test_global_system_options_before_a_command_that_takes_none_are_refused(
+    command: list[str], path: str
+) -> None:
+    # They had been ignored silently (`recsim --nodes 4 workload show ...`, a README tester's find).
+    for given in (["--nodes", "4"], ["--set", "node.accelerators.count=2"]):
+        line = error_line(run(*given, *command))
+        assert f"--nodes and --set before the command apply to a system; '{path}' takes none" in line
+
+
+def test_global_system_options_still_reach_the_commands_that_take_them() -> None:
+    shown = run("--nodes", "2", "hw", "show", "tiny", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["num_nodes"] == 2
