@@ -45,11 +45,22 @@ def limit_scheme(shard: Shard) -> str:
     return "row_wise" if shard.sharding == "distributed" else shard.sharding
 
 
+def allowed_dtypes(config: PlannerConfig, workload: Workload) -> list[str]:
+    """The storage dtypes ``planner.embedding_dtypes`` allows, most precise first. While the user
+    has not set it, the workload's own table dtypes are allowed too: a bf16, fp8 or int4 workload
+    is planned in its dtype, where the default list (fp32, fp16, int8) had promoted its tables to
+    fp32 (a reviewer's find; a dtype sweep's axis then changed nothing)."""
+    listed = set(config.embedding_dtypes)
+    if "embedding_dtypes" not in config.model_fields_set:
+        listed.update(workload.table_dtype(t) for t in workload.tables)
+    return [d for d in PRECISION_ORDER if d in listed]
+
+
 def dtypes_for(config: PlannerConfig, workload: Workload, table: Table) -> list[str]:
     """Storage dtypes the planner may give ``table``, most precise first: from the table's own
-    dtype down where ``planner.embedding_dtypes`` lists it, else every listed one (precision is a
+    dtype down where it is allowed (``allowed_dtypes``), else every allowed one (precision is a
     capacity tool: the planner starts as precise as it may and goes lower only to fit)."""
-    allowed = [d for d in PRECISION_ORDER if d in config.embedding_dtypes]
+    allowed = allowed_dtypes(config, workload)
     own = workload.table_dtype(table)
     if own in allowed:
         return allowed[allowed.index(own) :]
@@ -120,7 +131,7 @@ def limit_violations(
     found = [
         _outside(plan, "sharding_types", config.sharding_types, limit_scheme, "shards tables"),
         _outside(plan, "tiers", list(tiers), lambda s: s.tier_name, "places tables in"),
-        _outside(plan, "embedding_dtypes", config.embedding_dtypes, dtype, "stores tables in"),
+        _outside(plan, "embedding_dtypes", allowed_dtypes(config, workload), dtype, "stores tables in"),
     ]
     wires = comm_dtypes_for(config, workload)
     if plan.comm_dtype not in wires:

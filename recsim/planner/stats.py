@@ -48,7 +48,7 @@ from recsim.graph.shard_ops import exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
 from recsim.planner.estimator import Estimator, plan_perf
-from recsim.planner.limits import PRECISION_ORDER
+from recsim.planner.limits import allowed_dtypes
 from recsim.planner.storage import (
     HOST_TIERS,
     SSD_TIERS,
@@ -430,7 +430,7 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
     serve inference only (a training step's backward cannot run on them, ``recsim.cost.embedding.ssd``).
     """
     cfg = config or PlannerConfig()
-    allowed = [d for d in PRECISION_ORDER if d in cfg.embedding_dtypes]
+    allowed = allowed_dtypes(cfg, workload)
     if not allowed:
         return None
     lowest = allowed[-1]

@@ -29,7 +29,7 @@ from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime as get_runtime
 from recsim.planner.config import comm_dtypes_for, stamp_exchange
 from recsim.planner.estimator import plan_makespan_s
-from recsim.planner.limits import PRECISION_ORDER, check_limits
+from recsim.planner.limits import allowed_dtypes, check_limits
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer, registered_proposers
 from recsim.planner.proposers.base import proposer as get_proposer
 from recsim.planner.types import Plan
@@ -74,7 +74,7 @@ class _NoFit(InfeasibleError):
 def _coarser(ctx: PlanningContext) -> PlanningContext | None:
     """``ctx`` whose planner may not use the most precise embedding dtype any table starts at
     (``Estimator.dtypes_for``), nor any more precise one; None where none coarser is listed."""
-    allowed = [d for d in PRECISION_ORDER if d in ctx.config.embedding_dtypes]
+    allowed = allowed_dtypes(ctx.config, ctx.workload)
     starts = {found[0] for t in ctx.workload.tables if (found := ctx.estimator.dtypes_for(t))}
     top = min((allowed.index(d) for d in starts if d in allowed), default=0)
     if top + 1 >= len(allowed):
@@ -115,9 +115,10 @@ class Auto(Proposer):
             if attempt is ctx:
                 return plan
             kept = attempt.config.embedding_dtypes
-            dropped = [d for d in ctx.config.embedding_dtypes if d not in kept]
+            tried = allowed_dtypes(ctx.config, ctx.workload)
+            dropped = [d for d in tried if d not in kept]
             note = (
-                f"no plan fits table by table from {', '.join(ctx.config.embedding_dtypes)}: "
+                f"no plan fits table by table from {', '.join(tried)}: "
                 f"planned with {', '.join(kept)} only (without {', '.join(dropped)})"
             )
             return dataclasses.replace(plan, notes=(note, *plan.notes))
