@@ -757,14 +757,17 @@ def replay(
     *,
     system: str | Path | None = None,
     recorded_on: str | None = None,
-    keep: bool = True,
+    keep: bool | None = None,
     fmt: str | None = None,
     nodes: int | None = None,
     overrides: Sequence[str] = (),
 ) -> ReplayResult:
-    """Replay a trace with its recorded durations, or re-estimated on ``system`` (what-if)."""
+    """Replay a trace with its recorded durations, or re-estimated on ``system`` (what-if).
+    ``keep`` None (the default): re-estimate when a ``system`` is given, else keep, as the CLI."""
     from recsim.engine.replay import replay_keep, replay_reestimate
 
+    if keep is None:
+        keep = system is None
     if not isinstance(keep, bool):
         raise ConfigError(f"keep: expected True (recorded durations) or False (re-estimate), got {keep!r}")
     if keep:

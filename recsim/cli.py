@@ -904,10 +904,6 @@ def replay_cmd(
     PATHS: trace files (one per rank; an execution trace with its Kineto trace for a join), or
     folders of them."""
     nodes, sets = _system_args(ctx, nodes, overrides)
-    if keep is None:
-        # A target system asks for a what-if on it (DESIGN's `recsim replay traces/rank*.json
-        # --system dgx-a100` had failed: "--system: only for --re-estimate").
-        keep = system is None
     result = api.replay(
         list(paths), system=system, recorded_on=recorded_on, keep=keep, fmt=fmt, nodes=nodes, overrides=sets
     )

@@ -261,6 +261,8 @@ def test_a_re_estimate_says_which_gpu_its_recorded_durations_are_read_as() -> No
     )
     assert given.notes[0].startswith("recorded on v100-sxm2-32gb (--recorded-on)")
     assert not any(n.startswith("recorded on") for n in recsim.replay([traces / "chakra.0.et.gz"]).notes)
+    # A system alone asks for the what-if, in the API as in the CLI (a reviewer found them apart).
+    assert recsim.replay([traces / "chakra.0.et.gz"], system="dgx-h100").mode == "re-estimate"
 
 
 def _kineto_edited(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
