@@ -474,9 +474,11 @@ class CostModel:
             )
         # Host to GPU: every rank copies its batch at about the same time, so its share of the
         # PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``), at the
-        # measured copy efficiency.
+        # measured PCIe copy efficiency; a host link of another family (GB200's NVLink-C2C) has
+        # no such measurement, so its rate as given (a reviewer's find).
+        efficiency = PCIE_COPY_EFFICIENCY if acc.host_interface.family == "pcie" else 1.0
         return acc.host_interface.latency_s + op.bytes / (
-            node.host_bandwidth_bytes_per_s_per_accelerator * PCIE_COPY_EFFICIENCY
+            node.host_bandwidth_bytes_per_s_per_accelerator * efficiency
         )
 
     @cached_property

@@ -306,7 +306,7 @@ def test_auto_runs_the_new_proposers() -> None:
     notes = "\n".join(plan.notes)
     for name in ("recshard", "flexshard"):
         assert f"samples/s: {name}" in notes
-    assert "does not fit: exhaustive: exhaustive: none of the 9 combinations" in notes
+    assert "does not fit: exhaustive: none of the 9 combinations" in notes
 
 
 # -- hybrid_embedding -----------------------------------------------------------------------------
@@ -405,10 +405,7 @@ def test_auto_keeps_to_the_tiers_the_config_allows() -> None:
     plan = proposer("auto").propose(PlanningContext(system, workload, config))
     assert {s.tier for s in plan.shards} == {"ddr"}
     notes = "\n".join(plan.notes)
-    assert (
-        "does not fit: table_wise: table_wise: places tables in hbm, which planner.tiers (ddr) leaves out"
-        in notes
-    )
+    assert "does not fit: table_wise: places tables in hbm, which planner.tiers (ddr) leaves out" in notes
 
 
 def test_hugectr_runs_its_hybrid_embedding_on_one_hot_tables_only() -> None:

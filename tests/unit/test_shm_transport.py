@@ -163,3 +163,21 @@ def test_shm_efficiency_is_the_measured_staged_rate_over_the_collectives_pcie_ra
     from recsim.cost.collectives.base import DEFAULT_PCIE
 
     assert SHM_EFFICIENCY * DEFAULT_PCIE.protocols["simple"].efficiency == pytest.approx(24.5 / 63.0)
+
+
+def test_host_copies_take_the_pcie_efficiency_only_over_pcie():
+    # The measured share is of PCIe DMA copies; GB200's host link is NVLink-C2C, with no such
+    # measurement (a reviewer found the PCIe figure applied to it).
+    from recsim.api import load_workload
+    from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
+    from recsim.graph.ir import Transfer
+
+    op = Transfer("host", "hbm", 2**30)
+    for name, efficiency in (("dgx-h100", PCIE_COPY_EFFICIENCY), ("gb200-nvl72", 1.0)):
+        system = load_system(name)
+        node = system.node
+        cost = CostModel(system, load_workload("dlrm-dcnv2"))
+        expected = system.accelerator.host_interface.latency_s + 2**30 / (
+            node.host_bandwidth_bytes_per_s_per_accelerator * efficiency
+        )
+        assert cost.transfer_s(op) == pytest.approx(expected), name

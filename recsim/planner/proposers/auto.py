@@ -1,7 +1,8 @@
 """``auto``: every other proposer, scored by the estimator, the finalists by the engines.
 
 Each registered proposer (fixed schemes, greedy, memory-balanced, the statistics-driven ones) makes
-a plan; plans that put a table in a tier ``planner.tiers`` leaves out, that do not fit, or that the
+a plan; plans that break a user limit (a scheme, tier, storage or wire precision the planner config
+leaves out: ``recsim.planner.limits``), that do not fit within the planner's reserves, or that the
 workload's framework cannot run (``Runtime.plan_features``:
 HugeCTR's routed hybrid embedding, DLE's model-parallel bottom MLP), are dropped, identical ones
 kept once. The estimator ranks the rest
@@ -215,5 +216,6 @@ class Auto(Proposer):
                     throughput, best = value, variant
         notes = [f"estimated makespan {s * 1e3:.3f} ms: {n}" for s, n, _ in scored]
         notes += notes_simulated
-        notes += [f"does not fit: {name}: {message}" for name, message in failures]
+        # A proposer's message may start with its own name (the limits check's ``what``): once.
+        notes += [f"does not fit: {name}: {message.removeprefix(f'{name}: ')}" for name, message in failures]
         return dataclasses.replace(best, strategy=f"auto:{name}", notes=tuple(notes))
