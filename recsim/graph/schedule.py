@@ -19,13 +19,15 @@ each node's queue, dependencies and vertex as lists of ints by position, read on
 the invariant checks and metrics). Each collective's members are one vertex (the others are their
 own vertex). The edges between vertices (explicit dependencies plus the previous node of the same
 queue, self-edges of a collective dropped) are gathered with numpy, each kept once, in compressed
-rows by source vertex. Kahn's algorithm then runs a level at a time, in numpy: each round takes
-every vertex whose predecessors have all finished, sets its finish, and raises its successors'
-starts to that finish (a vertex's start is the maximum of its predecessors' finish times). Step
-graphs are wide and shallow (10^4 vertices in under 10^2 levels), so the rounds are few and each
-is a handful of array operations. The times are the same floats as the scalar algorithm's in any
-release order: a start is a max over the same finishes and a finish is that start plus the
-vertex's length. Durations are asked for once per node, in graph order.
+rows by source vertex. Kahn's algorithm then runs a level at a time: which vertices each round
+releases is the structure alone, worked out once per index (``GraphIndex.kahn_rounds``, which
+renumbers the vertices in release order so that a round is a range); scheduling takes each round
+in numpy, setting its vertices' finishes and raising their successors' starts to them (a vertex's
+start is the maximum of its predecessors' finish times). Step graphs are wide and shallow (10^4
+vertices in under 10^2 levels), so the rounds are few and each is a handful of array operations.
+The times are the same floats as the scalar algorithm's in any release order: a start is a max over
+the same finishes and a finish is that start plus the vertex's length. Durations are asked for
+once per node, in graph order.
 
 ``Timing`` keeps the result by position as numpy arrays, which is what the checks and metrics
 read; ``Schedule`` is the same by node id, the engines' common output. A schedule made from a
@@ -203,19 +205,21 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
             f"the graph cannot be scheduled: a dependency cycle or collectives issued in different "
             f"orders on different ranks (waiting: {names})"
         )
-    vertices = index.vertices
-    length = _vertex_lengths(index, durations)
-    # Kahn's rounds (``GraphIndex.kahn_rounds``): ``begin[v]`` is the latest finish among the predecessors
-    # released so far (``fmax`` skips a NaN finish as the scalar ``if end > begin`` did); a vertex
-    # without predecessors (the first round) starts at 0.
-    begin = np.full(vertices, -math.inf)
-    finish = np.zeros(vertices)
-    if structure.rounds:
-        begin[structure.rounds[0][0]] = 0.0
-    for frontier, targets, slot in structure.rounds:
-        ends = begin[frontier] + length[frontier]
-        finish[frontier] = ends
+    # Kahn's rounds (``GraphIndex.kahn_rounds``), the vertices renumbered in release order so that
+    # a round's starts, lengths and finishes are slices: ``begin[v]`` is the latest finish among
+    # the predecessors released so far (``fmax`` skips a NaN finish as the scalar
+    # ``if end > begin`` did); a vertex without predecessors (the first round) starts at 0.
+    length = _vertex_lengths(index, durations)[structure.order]
+    begin = np.full(length.size, -math.inf)
+    finish = np.zeros(length.size)
+    ends = structure.ends
+    if ends:
+        begin[: ends[0]] = 0.0
+    a = 0
+    for b, sources, targets in zip(ends, structure.sources, structure.targets, strict=True):
+        np.add(begin[a:b], length[a:b], out=finish[a:b])
         if targets.size:
-            np.fmax.at(begin, targets, ends[slot])
-    vertex = index.vertex_array
-    return Timing(index, begin[vertex], finish[vertex])
+            np.fmax.at(begin, targets, finish[sources])
+        a = b
+    at = structure.at
+    return Timing(index, begin[at], finish[at])

@@ -1,11 +1,13 @@
 """The fast paths of an analytic evaluation that shares a ``CostMemo`` give exactly what the code
 they replaced gave (kept below as the reference): whole all-to-alls keyed by value in the memo,
-and Kahn's rounds with fewer array calls per round.
+and Kahn's rounds with fewer array calls per round, then worked out in Python and renumbered in
+release order (the same rounds, and the same schedule bit for bit).
 Each is compared bit for bit on built graphs of real configurations (folded and not, several plans
 and runtimes) and, where it matters, on random graphs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -16,11 +18,16 @@ from recsim.api import make_plan, prepare
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CostModel
+from recsim.graph import index as index_module
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex, KahnRounds
 from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
+from recsim.graph.schedule import _vertex_lengths, asap_timing
 from recsim.graph.steps import ChainedGraph, chain_steps
 from tests.unit.test_analytic_speed_paths import random_graph
+
+# (frontier, targets, slot) per round, and the waiting vertices.
+PreviousRounds = tuple[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...], np.ndarray]
 
 CONFIGS = [
     ("dgx-h100", 16, "table_wise", "fused", True),
@@ -121,9 +128,10 @@ def test_whole_key_tells_parts_apart_by_every_field_but_their_name():
 # ------------------------------------------------------------------------------- Kahn's rounds
 
 
-def previous_kahn_rounds(index: GraphIndex) -> KahnRounds:
+def previous_kahn_rounds(index: GraphIndex) -> PreviousRounds:
     """``recsim.graph.index._kahn_rounds`` before its rounds took their ranges from one counting
-    array (an ``arange`` and a second ``repeat`` fewer per round)."""
+    array (an ``arange`` and a second ``repeat`` fewer per round), and before the rounds were
+    worked out in Python and renumbered: (frontier, targets, slot) per round, and the waiting."""
     vertices = index.vertices
     vertex = index.vertex_array
     prev = index.prev_in_queue_array
@@ -156,26 +164,79 @@ def previous_kahn_rounds(index: GraphIndex) -> KahnRounds:
         slots = np.arange(ready.size)
         claim[ready] = slots
         frontier = ready[claim[ready] == slots]
-    return KahnRounds(tuple(rounds), np.flatnonzero(pending > 0))
+    return tuple(rounds), np.flatnonzero(pending > 0)
 
 
-def assert_same_rounds(got: KahnRounds, want: KahnRounds) -> None:
-    assert len(got.rounds) == len(want.rounds)
-    for a, b in zip(got.rounds, want.rounds, strict=True):
-        for x, y in zip(a, b, strict=True):
-            assert x.dtype == y.dtype and np.array_equal(x, y)
-    assert got.waiting.dtype == want.waiting.dtype and np.array_equal(got.waiting, want.waiting)
+def previous_asap_timing(index: GraphIndex, durations: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``recsim.graph.schedule.asap_timing``'s times before the rounds were renumbered (verbatim,
+    on ``previous_kahn_rounds``): (start, finish) by position."""
+    rounds, _ = previous_kahn_rounds(index)
+    length = _vertex_lengths(index, durations)
+    begin = np.full(index.vertices, -math.inf)
+    finish = np.zeros(index.vertices)
+    if rounds:
+        begin[rounds[0][0]] = 0.0
+    for frontier, targets, slot in rounds:
+        ends = begin[frontier] + length[frontier]
+        finish[frontier] = ends
+        if targets.size:
+            np.fmax.at(begin, targets, ends[slot])
+    vertex = index.vertex_array
+    return begin[vertex], finish[vertex]
 
 
+def assert_same_rounds(got: KahnRounds, want: PreviousRounds) -> None:
+    """The same rounds (a round's vertices in any order: their release order within a round changes
+    no time), the same edges out of each, and the same waiting vertices."""
+    rounds, waiting = want
+    assert len(got.ends) == len(rounds) == len(got.sources) == len(got.targets)
+    start = 0
+    for end, sources, targets, (frontier, old_targets, slot) in zip(
+        got.ends, got.sources, got.targets, rounds, strict=True
+    ):
+        released = got.order[start:end]
+        assert sorted(released.tolist()) == sorted(frontier.tolist())
+        assert np.array_equal(got.rank[released], np.arange(start, end))
+        assert ((sources >= start) & (sources < end)).all()
+        edges = sorted(zip(got.order[sources].tolist(), got.order[targets].tolist(), strict=True))
+        assert edges == sorted(zip(frontier[slot].tolist(), old_targets.tolist(), strict=True))
+        start = end
+    assert got.waiting.dtype == waiting.dtype and np.array_equal(got.waiting, waiting)
+
+
+def assert_same_timing(index: GraphIndex, seed: int) -> None:
+    """``asap_timing`` gives the previous code's times bit for bit, with ties, zeros of both
+    signs, infinities and NaN among the durations."""
+    rng = np.random.default_rng(seed)
+    choices = np.array([0.0, -0.0, 1.0, 0.5, 1e-3, math.inf, math.nan, 2.5e-4])
+    weights = [0.05, 0.05, 0.2, 0.2, 0.2, 0.02, 0.02, 0.26]
+    for durations in (rng.random(index.size).tolist(), rng.choice(choices, index.size, p=weights).tolist()):
+        with np.errstate(invalid="ignore"):  # inf + -inf: NaN, in both
+            timing = asap_timing(index, durations)
+            start, finish = previous_asap_timing(index, durations)
+        assert timing.start.tobytes() == start.tobytes()
+        assert timing.finish.tobytes() == finish.tobytes()
+
+
+# Kahn's rounds in Python (small graphs) and in numpy (large ones, here every graph).
+ROUNDS_PATHS = pytest.mark.parametrize("python_edges", [index_module._PYTHON_ROUNDS_EDGES, -1])
+
+
+@ROUNDS_PATHS
 @pytest.mark.parametrize("seed", range(10))
-def test_kahn_rounds_match_the_previous_code_on_random_graphs(seed):
+def test_kahn_rounds_match_the_previous_code_on_random_graphs(seed, python_edges, monkeypatch):
+    monkeypatch.setattr(index_module, "_PYTHON_ROUNDS_EDGES", python_edges)
     graph = random_graph(seed, ranks=2 + seed % 5, per_rank=10 + 7 * seed)
     for g in (graph, chain_steps(graph, 3)):
         index = GraphIndex.of(g)
         assert_same_rounds(index.kahn_rounds, previous_kahn_rounds(index))
+        assert_same_timing(index, seed)
 
 
-def test_kahn_rounds_match_the_previous_code_with_a_cycle_and_when_empty():
+@ROUNDS_PATHS
+def test_kahn_rounds_match_the_previous_code_with_a_cycle_and_when_empty(python_edges, monkeypatch):
+    monkeypatch.setattr(index_module, "_PYTHON_ROUNDS_EDGES", python_edges)
+
     def c(i, rank, key):
         return Node(i, rank, key, Stream.COMM, Collective(CollectiveOp.ALL_REDUCE, key, (0, 1), 8.0))
 
@@ -186,9 +247,15 @@ def test_kahn_rounds_match_the_previous_code_with_a_cycle_and_when_empty():
     assert GraphIndex.of(deadlocked).kahn_rounds.waiting.size
 
 
+@ROUNDS_PATHS
 @pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
-def test_kahn_rounds_match_the_previous_code_on_chained_steps(name, nodes, plan_name, runtime, fold):
+def test_kahn_rounds_match_the_previous_code_on_chained_steps(
+    name, nodes, plan_name, runtime, fold, python_edges, monkeypatch
+):
+    monkeypatch.setattr(index_module, "_PYTHON_ROUNDS_EDGES", python_edges)
     _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
     step = build_training_step(workload, plan, options, memo.shard_ops)
     index = ChainedGraph.lazy(step, 3).index()
     assert_same_rounds(index.kahn_rounds, previous_kahn_rounds(index))
+    assert np.array_equal(index.kahn_rounds.at, index.kahn_rounds.rank[index.vertex_array])
+    assert_same_timing(index, nodes)
