@@ -77,7 +77,11 @@ CATEGORIES = (
 
 def category_of(node: Node) -> str:
     """The breakdown category of a node."""
-    op = node.op
+    return category_of_op(node.op)
+
+
+def category_of_op(op: Op) -> str:
+    """The breakdown category of a node with ``op`` (it reads no collective's key)."""
     if isinstance(op, Compute):
         return "compute"
     if isinstance(op, Embedding):
@@ -365,17 +369,21 @@ class CostModel:
         """The parts of one collective's member ``nodes`` in group order, or None unless there is
         exactly one part per group member (a built graph's collectives have them all, the parts of
         its folded ranks kept beside it; a one-rank trace's do not)."""
-        first = nodes[0].op
+        return self._ordered_parts([n.op for n in nodes], [n.rank for n in nodes])
+
+    def _ordered_parts(self, ops: Sequence[Op], ranks: Sequence[int]) -> list[Collective] | None:
+        """``ordered_parts`` of the member nodes with ``ops`` on ``ranks`` (what it reads of them)."""
+        first = ops[0]
         if not isinstance(first, Collective):
             return None
         group = first.group
         member = {rank: i for i, rank in enumerate(group)}
         by_member: list[Collective | None] = [None] * len(group)
-        for node in nodes:
-            i = member.get(node.rank)
-            if i is None or by_member[i] is not None or not isinstance(node.op, Collective):
+        for op, rank in zip(ops, ranks, strict=True):
+            i = member.get(rank)
+            if i is None or by_member[i] is not None or not isinstance(op, Collective):
                 return None
-            by_member[i] = node.op
+            by_member[i] = op
         # A chained graph's copies carry the step's key with a ``#step`` suffix
         # (``recsim.graph.steps``); the folded ranks' parts are the step's.
         folded = self._folded_parts and (
@@ -422,10 +430,19 @@ class CostModel:
         self._whole_all_to_alls([node.op for node in nodes], nodes.__getitem__, durations, keep_idle)
 
     def _whole_all_to_alls(
-        self, ops: Sequence[Op], node_at: Callable[[int], Node], durations: list[float], keep_idle: bool
+        self,
+        ops: Sequence[Op],
+        node_at: Callable[[int], Node],
+        durations: list[float],
+        keep_idle: bool,
+        ranks: Sequence[int] | None = None,
     ) -> None:
         """``whole_all_to_alls`` from the nodes' ``ops`` by position, making only the all-to-alls'
-        member nodes (``node_at``: the node at a position), which the collective's cost reads."""
+        member nodes (``node_at``: the node at a position), which the collective's cost reads.
+        ``ranks``: the nodes' ranks by position, where the caller has them without making nodes (a
+        built graph's columns); a collective with a part for every member is then costed from its
+        ops and ranks (``collective_members_s`` reads no more of them), and only one without
+        makes its member nodes."""
         parts_of: dict[str, list[int]] = {}
         for position, op in enumerate(ops):
             if type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL:
@@ -433,13 +450,21 @@ class CostModel:
         for positions in parts_of.values():
             if not any(is_uneven_all_to_all(ops[p]) for p in positions):
                 continue
-            members = [node_at(p) for p in positions]
+            member_ops = [ops[p] for p in positions]
             if keep_idle and (
-                len(members[0].op.group) < 2  # type: ignore[union-attr]
-                or not any(n.op.bytes > 0 for n in members)  # type: ignore[union-attr]
+                len(member_ops[0].group) < 2  # type: ignore[union-attr]
+                or not any(op.bytes > 0 for op in member_ops)  # type: ignore[union-attr]
             ):
                 continue
-            value = self.collective_members_s(members)
+            # ``collective_members_s`` of an uneven all-to-all: none for a group of one, else the
+            # whole matrix when every member has its part.
+            parts = None
+            if ranks is not None and len(member_ops[0].group) >= 2:  # type: ignore[union-attr]
+                parts = self._ordered_parts(member_ops, [ranks[p] for p in positions])
+            if parts is not None:
+                value = self.all_to_all_s(parts)
+            else:
+                value = self.collective_members_s([node_at(p) for p in positions])
             for position in positions:
                 durations[position] = value
 
@@ -560,12 +585,15 @@ class CostModel:
         are not costed one by one first."""
         return self.graph_durations_of([node.op for node in nodes], nodes.__getitem__)
 
-    def graph_durations_of(self, ops: Sequence[Op], node_at: Callable[[int], Node]) -> list[float]:
+    def graph_durations_of(
+        self, ops: Sequence[Op], node_at: Callable[[int], Node], ranks: Sequence[int] | None = None
+    ) -> list[float]:
         """``graph_durations_s`` of a graph's nodes from their ``ops`` by position, making only
         the uneven all-to-alls' member nodes (``node_at``: the node at a position), as a
-        ``ColumnarGraph`` makes them on their own."""
+        ``ColumnarGraph`` makes them on their own; none of them given the nodes' ``ranks``
+        (``_whole_all_to_alls``)."""
         durations = self._op_durations(ops, uneven_parts=False)
-        self._whole_all_to_alls(ops, node_at, durations, False)
+        self._whole_all_to_alls(ops, node_at, durations, False, ranks)
         return durations
 
     def _op_duration(self, op: object) -> float:

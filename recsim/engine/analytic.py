@@ -26,8 +26,8 @@ def graph_durations(index: GraphIndex, cost: CostModel) -> list[float]:
         # (a built step graph's columns): no step node is made but the uneven all-to-alls'
         # members, each on its own.
         step_nodes, steps = index.copies
-        return cost.graph_durations_of(index.source_ops, step_nodes.__getitem__) * steps
-    return cost.graph_durations_of(index.source_ops, index.nodes.__getitem__)
+        return cost.graph_durations_of(index.source_ops, step_nodes.__getitem__, index.kept_ranks) * steps
+    return cost.graph_durations_of(index.source_ops, index.nodes.__getitem__, index.kept_ranks)
 
 
 def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:

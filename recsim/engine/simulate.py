@@ -36,7 +36,7 @@ from recsim.cost.embedding import DDR, NMP_CHANNEL, EmbeddingCost
 from recsim.cost.embedding.ddr import node_cores, rank_share
 from recsim.cost.interference import interfered_durations
 from recsim.cost.memo import CostMemo
-from recsim.cost.model import CATEGORIES, CostModel, category_of
+from recsim.cost.model import CATEGORIES, CostModel, category_of, category_of_op
 from recsim.cost.power import step_energy
 from recsim.engine import DEFAULT_STEPS
 from recsim.engine.analytic import graph_durations
@@ -243,7 +243,7 @@ def _simulate_training(
         check_schedule(graph, schedule, timing)
     window = step_window(graph, schedule, timing)
     step_s = window.length_s
-    breakdown, _ = critical_path(graph, schedule, window, category_of, timing)
+    breakdown, _ = critical_path(graph, schedule, window, category_of, timing, op_category=category_of_op)
     breakdown = {k: breakdown.get(k, 0.0) for k in CATEGORIES}
     busy = unfolded_streams(busy_time(graph, schedule, window, timing), classes)
     network_busy = unfolded(_network_busy(timing, window, system), classes)

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import ExecutionGraph, Node
+from recsim.graph.ir import ExecutionGraph, Node, Op
 from recsim.graph.schedule import Schedule, Timing, queue_of
 
 
@@ -135,11 +135,30 @@ def critical_path(
     window: Window,
     category: Callable[[Node], str],
     timing: Timing | None = None,
+    *,
+    op_category: Callable[[Op], str] | None = None,
 ) -> tuple[dict[str, float], list[int]]:
-    """Time on the critical path of ``window`` by category, and the path (last node first)."""
+    """Time on the critical path of ``window`` by category, and the path (last node first).
+
+    ``op_category``: ``category`` as a function of a node's op alone, which must not read a
+    collective's key (``recsim.cost.model.category_of_op``). The path's nodes are then not made:
+    their ops are the index's (``GraphIndex.source_ops``: a chained graph's copies have their step
+    node's op, but for a collective's key), read off a built graph's columns."""
     timing = timing_of(graph, schedule, timing)
     index = timing.index
     nodes, members = index.nodes, index.members
+    if op_category is not None:
+        ops = index.source_ops
+        per_step = len(ops)  # an index of copies: position ``p`` copies step node ``p % per_step``
+
+        def category_at(p: int) -> str:
+            return op_category(ops[p % per_step])
+
+    else:
+
+        def category_at(p: int) -> str:
+            return category(nodes[p])
+
     # The path is short (tens of nodes): each time and id is read off the arrays as a Python
     # float or int (the same values the lists hold), rather than converting whole arrays.
     start_array, finish_array = timing.start, timing.finish
@@ -177,11 +196,10 @@ def critical_path(
     path: list[int] = []
     time = finish(current)
     while True:
-        node = nodes[current]
         path.append(int(ids_array[current]))
         begins = float(start_array[current])
         begin = max(begins, window_start)
-        totals[category(node)] += max(0.0, time - begin)
+        totals[category_at(current)] += max(0.0, time - begin)
         if begins <= window_start:
             break
         candidates = index.predecessors_of(current)

@@ -269,6 +269,13 @@ class GraphIndex:
         nodes = self.copies[0] if self.copies is not None else self.nodes
         return [n.rank for n in nodes]
 
+    @property
+    def kept_ranks(self) -> Sequence[int] | None:
+        """``source_ranks`` where the index has them without making nodes (read off a built
+        graph's columns), else None."""
+        kept: Sequence[int] | None = self.__dict__.get("source_ranks")
+        return kept
+
     def _keep(self, **derived: object) -> GraphIndex:
         """``self`` with the given derived values (``position``, ``ids_array``, ``vertex_array``
         ...) kept as if worked out from its lists, which they equal (arrays element for element,

@@ -1,7 +1,8 @@
 """The fast paths of an analytic evaluation that shares a ``CostMemo`` give exactly what the code
 they replaced gave (kept below as the reference): whole all-to-alls keyed by value in the memo,
 and Kahn's rounds with fewer array calls per round, then worked out in Python and renumbered in
-release order (the same rounds, and the same schedule bit for bit).
+release order (the same rounds, and the same schedule bit for bit); whole all-to-alls and the
+critical path's categories read off a built graph's columns rather than nodes made one by one.
 Each is compared bit for bit on built graphs of real configurations (folded and not, several plans
 and runtimes) and, where it matters, on random graphs."""
 
@@ -17,7 +18,9 @@ import pytest
 from recsim.api import make_plan, prepare
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.memo import CostMemo
-from recsim.cost.model import CostModel
+from recsim.cost.model import CostModel, category_of, category_of_op
+from recsim.engine.analytic import graph_durations
+from recsim.engine.timeline import critical_path, step_window
 from recsim.graph import index as index_module
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex, KahnRounds
@@ -259,3 +262,30 @@ def test_kahn_rounds_match_the_previous_code_on_chained_steps(
     assert_same_rounds(index.kahn_rounds, previous_kahn_rounds(index))
     assert np.array_equal(index.kahn_rounds.at, index.kahn_rounds.rank[index.vertex_array])
     assert_same_timing(index, nodes)
+
+
+# ------------------------------------------------------------- reading ops and ranks, not nodes
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_costs_and_critical_path_read_off_the_columns_match_the_nodes(name, nodes, plan_name, runtime, fold):
+    """Whole all-to-alls costed from the columns' ops and ranks (``_whole_all_to_alls`` given
+    ``ranks``) and the critical path's categories read off the ops (``op_category``) give what
+    the member and path nodes, made one by one, gave."""
+    system, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    step = build_training_step(workload, plan, options, memo.shard_ops)
+    chained = ChainedGraph.lazy(step, 3)
+    index = chained.index()
+    assert index.kept_ranks is not None
+    step_nodes, steps = index.copies
+    # Fresh models: neither finds the other's whole all-to-alls.
+    columns = graph_durations(index, _model(system, workload, step, None))
+    made = _model(system, workload, step, None).graph_durations_of(index.source_ops, step_nodes.__getitem__)
+    assert repr(columns) == repr(made * steps)
+    timing = asap_timing(index, columns)
+    schedule = timing.schedule()
+    window = step_window(chained, schedule, timing)
+    by_node = critical_path(chained, schedule, window, category_of, timing)
+    by_op = critical_path(chained, schedule, window, category_of, timing, op_category=category_of_op)
+    assert by_op == by_node
+    assert not chained.made
