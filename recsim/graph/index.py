@@ -577,9 +577,16 @@ def _python_rounds(
     that last edge (the order within a round changes no time: a start is a max over its
     predecessors' finishes, whatever their order; ``recsim.graph.schedule``)."""
     successors = dst.tolist()
+    start = out_end - out_count
     stop = out_end.tolist()
-    first = (out_end - out_count).tolist()
+    first = start.tolist()
     left = pending.tolist()
+    # Most vertices have one successor (a rank's chain of layers): it is read directly rather
+    # than through a slice of one (-1: none, or several).
+    one = out_count == 1
+    only_array = np.full(out_count.size, -1, dtype=np.intp)
+    only_array[one] = dst[start[one]]
+    only = only_array.tolist()
     frontier: list[int] = np.flatnonzero(pending == 0).tolist()
     order: list[int] = []
     ends: list[int] = []
@@ -587,12 +594,21 @@ def _python_rounds(
         order += frontier
         ends.append(len(order))
         released: list[int] = []
+        release = released.append
         for v in frontier:
+            t = only[v]
+            if t >= 0:
+                count = left[t]
+                if count == 1:  # its last pending predecessor (no later edge reads ``left[t]``)
+                    release(t)
+                else:
+                    left[t] = count - 1
+                continue
             for t in successors[first[v] : stop[v]]:
                 count = left[t] - 1
                 left[t] = count
                 if not count:
-                    released.append(t)
+                    release(t)
         frontier = released
     return order, ends
 
