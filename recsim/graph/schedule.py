@@ -181,15 +181,14 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
 
     Taken from an array of the durations by the heads' positions (the same floats) rather than a
     list made from the index's ``vertex_head`` list; a collective's head is its first member,
-    where the Python ``max`` loop starts."""
+    where ``max`` starts. ``max`` over the members is the loop ``if d > best: best = d`` from the
+    first member on (it compares with ``>`` and keeps the first of equal values), run in C; the
+    collectives' lengths are then set in one assignment."""
     length = np.asarray(durations, dtype=np.float64)[index.vertex_head_array]
-    for v, positions in index.members.items():
-        best = durations[positions[0]]
-        for p in positions:
-            d = durations[p]
-            if d > best:
-                best = d
-        length[v] = best
+    members = index.members
+    if members:
+        at = durations.__getitem__
+        length[list(members)] = [max(map(at, positions)) for positions in members.values()]
     return length
 
 

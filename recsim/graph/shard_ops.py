@@ -248,8 +248,9 @@ class PooledExchange:
     send: npt.NDArray[np.float64]
     reduce_groups: dict[tuple[int, ...], int]
 
-    @property
+    @cached_property
     def any_all_to_all(self) -> bool:
+        """Whether any rank sends another anything (the matrix is read-only: asked once)."""
         return bool(self.send.any())
 
     @cached_property
