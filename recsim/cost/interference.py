@@ -143,6 +143,22 @@ def interfered_durations(
 ) -> list[float]:
     """``durations`` (by position) with every compute-stream kernel stretched by its overlap with
     its rank's collectives in the schedule ``start``/``finish`` (module docstring)."""
+    stretched = stretched_lengths(index, np.asarray(durations, dtype=np.float64), start, finish)
+    if stretched is None:
+        return list(durations)
+    result: list[float] = stretched.tolist()
+    return result
+
+
+def stretched_lengths(
+    index: GraphIndex,
+    lengths: npt.NDArray[np.float64],
+    start: npt.NDArray[np.float64],
+    finish: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64] | None:
+    """``interfered_durations`` of the durations ``lengths`` as a float64 array (a new one), or None
+    where no kernel overlaps a collective's window (nothing to stretch): for the engine, which
+    schedules arrays and so converts neither way."""
     # The step nodes' ops (``GraphIndex.source_ops``: a built step graph's columns, no node made).
     ops = index.source_ops
     steps = index.copies[1] if index.copies is not None else 1
@@ -163,7 +179,7 @@ def interfered_durations(
     collective = np.zeros(per_node * steps, dtype=bool)
     collective[index.collective_positions] = True
     if not collective.any() or not (slow > 1.0).any():
-        return list(durations)
+        return None
     slow = np.tile(slow, steps)
     keys = index.queue_keys
     rank_of_queue = np.array([key[0] for key in keys], dtype=np.int64)
@@ -175,7 +191,7 @@ def interfered_durations(
         collective &= finite
         slow = np.where(finite, slow, 1.0)
     if not collective.any():
-        return list(durations)
+        return None
     low = float(min(start[finite].min(), 0.0))
     # Twice the schedule's extent (not a fixed second more): the shift costs a rank's times the
     # bits of ``rank x span``, so the smaller it is the less rounding grows with the rank number
@@ -203,7 +219,7 @@ def interfered_durations(
         inside = np.minimum(inside, (merged_b - merged_a)[np.maximum(i - 1, 0)])
         return np.where(i > 0, covered[np.maximum(i - 1, 0)] + inside, 0.0)
 
-    base = np.asarray(durations, dtype=np.float64)
+    base = lengths
     kernel = np.flatnonzero((slow > 1.0) & (finish > start))
     s = start[kernel] + shift[kernel]
     e = finish[kernel] + shift[kernel]
@@ -212,6 +228,5 @@ def interfered_durations(
     share = np.clip((covered_before(e) - covered_before(s)) / length, 0.0, 1.0)
     out = base.copy()
     out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * share)
-    result: list[float] = out.tolist()
-    assert len(result) == per_node * steps
-    return result
+    assert out.size == per_node * steps
+    return out

@@ -34,7 +34,7 @@ from recsim.config.hashing import config_hash
 from recsim.cost.compute import run_dtype_note
 from recsim.cost.embedding import DDR, NMP_CHANNEL, EmbeddingCost
 from recsim.cost.embedding.ddr import node_cores, rank_share
-from recsim.cost.interference import interfered_durations
+from recsim.cost.interference import stretched_lengths
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of, category_of_op
 from recsim.cost.power import step_energy
@@ -297,23 +297,29 @@ def _run(
     # (``recsim.cost.interference``), read off the contention-free schedule of the same graph.
     # ASSUMPTION (DES): the overlaps come from the contention-free schedule, not DES's own, where
     # collectives slowed by shared links overlap a little more of their neighbours.
-    durations = graph_durations(index, cost)
+    durations: list[float] | None = graph_durations(index, cost)
     if options.speed_factors:
         durations = _slowed(index, durations, options.speed_factors)
-    timing: Timing | None = None  # the schedule of ``durations``, once made
+    # The durations as an array, made once: both schedules and the stretch read them so.
+    lengths = np.asarray(durations, dtype=np.float64)
+    timing: Timing | None = None  # the schedule of ``lengths``, once made
     if options.comm_interference:
-        timing = asap_timing(index, durations)
-        interfered = interfered_durations(index, durations, timing.start, timing.finish)
-        if interfered != durations:
-            durations, timing = interfered, None
+        timing = asap_timing(index, lengths)
+        stretched = stretched_lengths(index, lengths, timing.start, timing.finish)
+        # Unchanged (nothing overlapped, or no kernel's length moved): the schedule stands. A NaN
+        # length never compares equal: scheduled again, to the same times.
+        if stretched is not None and not np.array_equal(stretched, lengths):
+            lengths, timing, durations = stretched, None, None
     if options.fidelity == "analytic":
         if timing is None:
-            timing = asap_timing(index, durations)
+            timing = asap_timing(index, lengths)
         return timing.schedule(), timing
     if options.fidelity == "des":
         from recsim.engine.des import run_des
 
         given = options.comm_interference or options.speed_factors
+        if durations is None:  # the stretched ones, as Python floats
+            durations = lengths.tolist()
         by_id = dict(zip(index.ids, durations, strict=True)) if given else None
         schedule = run_des(graph, cost, options.des_counters, by_id)
         ids = set(index.ids)

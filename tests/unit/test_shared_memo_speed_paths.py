@@ -17,6 +17,7 @@ import pytest
 
 from recsim.api import make_plan, prepare
 from recsim.cost.collectives import collective_time_s
+from recsim.cost.interference import interfered_durations, stretched_lengths
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CostModel, category_of, category_of_op
 from recsim.engine.analytic import graph_durations
@@ -24,7 +25,7 @@ from recsim.engine.timeline import critical_path, step_window
 from recsim.graph import index as index_module
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex, KahnRounds
-from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
+from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Node, Stream
 from recsim.graph.schedule import _vertex_lengths, asap_timing
 from recsim.graph.steps import ChainedGraph, chain_steps
 from tests.unit.test_analytic_speed_paths import random_graph
@@ -289,3 +290,28 @@ def test_costs_and_critical_path_read_off_the_columns_match_the_nodes(name, node
     by_op = critical_path(chained, schedule, window, category_of, timing, op_category=category_of_op)
     assert by_op == by_node
     assert not chained.made
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_stretched_lengths_are_the_interfered_durations(name, nodes, plan_name, runtime, fold):
+    """The engine's array form of the stretch (``stretched_lengths``) gives the listed one's floats,
+    and None only where that one returns the durations unchanged."""
+    system, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    step = build_training_step(workload, plan, options, memo.shard_ops)
+    index = ChainedGraph.lazy(step, 3).index()
+    durations = graph_durations(index, _model(system, workload, step, memo))
+    timing = asap_timing(index, durations)
+    listed = interfered_durations(index, durations, timing.start, timing.finish)
+    lengths = np.asarray(durations, dtype=np.float64)
+    stretched = stretched_lengths(index, lengths, timing.start, timing.finish)
+    assert stretched is not None and stretched is not lengths
+    assert repr(stretched.tolist()) == repr(listed)
+    assert np.array_equal(lengths, np.asarray(durations))  # not changed in place
+    # Windows of no length overlap nothing: every length as it was, as the listed form gives.
+    quiet = np.zeros_like(timing.start)
+    unchanged = stretched_lengths(index, lengths, quiet, quiet)
+    assert unchanged is not None and unchanged.tobytes() == lengths.tobytes()
+    assert interfered_durations(index, durations, quiet, quiet) == durations
+    # A graph without a collective: nothing to stretch (None), the durations as given.
+    alone = GraphIndex.of(ExecutionGraph(1, [Node(0, 0, "k", Stream.COMPUTE, Compute("x"))]))
+    assert stretched_lengths(alone, np.array([2.0]), np.zeros(1), np.full(1, 2.0)) is None
