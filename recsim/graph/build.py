@@ -462,46 +462,56 @@ class _Builder:
         # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
         # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
         sums: dict[tuple[int, ...], tuple[Any, ...]] = {}
-        for (rank, dtype, replicated, tier, tier_width), members in order:
+        made = self.ops.fused_ops
+        for group_key, members in order:
+            rank, dtype, replicated, tier, tier_width = group_key
             ops = [op for _, op in members]
             same = tuple(map(id, ops))
-            found = sums.get(same)
-            if found is None:
-                lookups = sum(o.lookups for o in ops)
-                dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
-                width = max(1, round(dim))
-                found = sums[same] = (
-                    sum(o.rows for o in ops),
-                    width,
-                    max(o.batch for o in ops),
-                    lookups,
-                    sum(o.unique_rows or 0.0 for o in ops),
-                    [(o.table, o.lookups) for o in ops],
-                    # One bag per sample and table (FBGEMM's B x T), or the part's share of them,
-                    # counted in vectors of the op's width: the pooled bytes are the tables' own.
-                    sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / width,
+            # The fused op of the same ops (``ShardOps.op`` gives a shard's op it made before), made
+            # by an earlier graph of ``self.ops``: the same value, kept with the ops it was made of.
+            hit = made.get((group_key, pass_, same))
+            if hit is not None and all(a is b for a, b in zip(hit[0], ops, strict=True)):
+                _, fused, parts, name = hit
+            else:
+                found = sums.get(same)
+                if found is None:
+                    lookups = sum(o.lookups for o in ops)
+                    dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
+                    width = max(1, round(dim))
+                    found = sums[same] = (
+                        sum(o.rows for o in ops),
+                        width,
+                        max(o.batch for o in ops),
+                        lookups,
+                        sum(o.unique_rows or 0.0 for o in ops),
+                        [(o.table, o.lookups) for o in ops],
+                        # One bag per sample and table (FBGEMM's B x T), or the part's share of
+                        # them, counted in vectors of the op's width: the pooled bytes are the
+                        # tables' own.
+                        sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / width,
+                    )
+                rows, width, largest_batch, lookups, unique, parts, bags = found
+                fused = Embedding(
+                    table=f"tbe:{rank}:{dtype}"
+                    + ("" if tier == "hbm" else f":{tier}:dim{tier_width}")
+                    + (":replicated" if replicated else ""),
+                    pass_=pass_,
+                    rows=rows,
+                    dim=width,
+                    dtype=dtype,
+                    batch=largest_batch,
+                    lookups=lookups,
+                    unique_rows=unique,
+                    tier=tier,
+                    optimizer=ops[0].optimizer,
+                    bags=bags,
+                    output_dtype=ops[0].output_dtype,
+                    atomic=ops[0].atomic,
                 )
-            rows, width, largest_batch, lookups, unique, parts, bags = found
-            fused = Embedding(
-                table=f"tbe:{rank}:{dtype}"
-                + ("" if tier == "hbm" else f":{tier}:dim{tier_width}")
-                + (":replicated" if replicated else ""),
-                pass_=pass_,
-                rows=rows,
-                dim=width,
-                dtype=dtype,
-                batch=largest_batch,
-                lookups=lookups,
-                unique_rows=unique,
-                tier=tier,
-                optimizer=ops[0].optimizer,
-                bags=bags,
-                output_dtype=ops[0].output_dtype,
-                atomic=ops[0].atomic,
-            )
+                label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
+                name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
+                made[(group_key, pass_, same)] = (tuple(ops), fused, parts, name)
             self.fused[fused.table] = list(parts)
-            label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
-            name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
             out[rank].append(nid)

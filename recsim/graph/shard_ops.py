@@ -49,6 +49,18 @@ class ShardOps:
         # (shard, global batch, world size) -> (served, lookups, unique rows, bags or None) of one
         # rank's part: the same for the forward and the backward op of a shard (``op``).
         self._figures: dict[tuple[Shard, int, int], tuple[int, float, float, float | None]] = {}
+        # ``op``'s arguments -> the op: a frozen value of them (and of the workload) alone, so an
+        # equal shard asked again (every evaluation of a plan sharing a ``CostMemo``'s ops, a
+        # planner's candidates) gets the op made the first time rather than an equal new one (an
+        # ``Embedding`` of 14 frozen fields costs 3 us to make).
+        self._ops: dict[tuple[Shard, str, int, int, str | None, bool, bool], Embedding] = {}
+        # The graph builder's table-batched (TBE) lookups, by (group, pass, ids of the ops it
+        # fuses) -> (those ops, kept so that their ids stay theirs; the fused op; its tables'
+        # lookups; its node's name): the ops are this object's (``op``), so the next graph of the
+        # same plan fuses the same ones (``recsim.graph.build._Builder.embedding_pass``).
+        self.fused_ops: dict[
+            tuple[object, ...], tuple[tuple[Embedding, ...], Embedding, list[tuple[str, float]], str]
+        ] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -168,6 +180,10 @@ class ShardOps:
         one of its rows (``Runtime.pools_hit_bags_only``); otherwise every sample's bag.
         ``atomic``: the framework's backward adds gradients with atomics
         (``Runtime.atomic_embedding_update``; set on the backward op only)."""
+        op_key = (shard, pass_, global_batch, world_size, output_dtype, hit_bags_only, atomic)
+        made = self._ops.get(op_key)
+        if made is not None:
+            return made
         table = self.tables[shard.table]
         key = (shard, global_batch, world_size)
         figures = self._figures.get(key)
@@ -194,7 +210,7 @@ class ShardOps:
         optimizer = "none"
         if pass_ == "update" or (pass_ == "backward" and not dense_gradient(shard, world_size)):
             optimizer = self.w.training.embedding_optimizer
-        return Embedding(
+        made = self._ops[op_key] = Embedding(
             table=self.op_table(shard),
             pass_=pass_,
             rows=shard.rows_per_rank,
@@ -209,6 +225,7 @@ class ShardOps:
             output_dtype=output_dtype,
             atomic=atomic and pass_ == "backward",
         )
+        return made
 
 
 def slice_name(table: str, start: int, end: int, order: str) -> str:

@@ -25,8 +25,9 @@ from recsim.engine.timeline import critical_path, step_window
 from recsim.graph import index as index_module
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex, KahnRounds
-from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Node, Stream
+from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Node, Stream
 from recsim.graph.schedule import _vertex_lengths, asap_timing
+from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph, chain_steps
 from tests.unit.test_analytic_speed_paths import random_graph
 
@@ -315,3 +316,44 @@ def test_stretched_lengths_are_the_interfered_durations(name, nodes, plan_name, 
     # A graph without a collective: nothing to stretch (None), the durations as given.
     alone = GraphIndex.of(ExecutionGraph(1, [Node(0, 0, "k", Stream.COMPUTE, Compute("x"))]))
     assert stretched_lengths(alone, np.array([2.0]), np.zeros(1), np.full(1, 2.0)) is None
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_shard_ops_made_once_equal_fresh_ones(name, nodes, plan_name, runtime, fold):
+    """``ShardOps.op`` gives the op it made for equal arguments, equal to what a fresh
+    ``ShardOps`` makes, and the slices it named (``slices``) are the fresh one's."""
+    system, workload, plan, memo, _ = _setup(name, nodes, plan_name, runtime, fold)
+    shared = memo.shard_ops
+    world = system.num_accelerators
+    batch = workload.training.global_batch_size
+    arguments = [
+        (shard, pass_, batch, world, dtype, hit, atomic)
+        for shard in plan.shards
+        for pass_ in ("forward", "backward", "update")
+        for dtype, hit, atomic in ((None, False, False), ("fp16", True, True))
+    ]
+    first = [shared.op(*args) for args in arguments]
+    fresh = ShardOps(workload)
+    for args, op in zip(arguments, first, strict=True):
+        assert shared.op(*args) is op
+        assert fresh.op(*args) == op
+    assert fresh.slices == shared.slices
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_graphs_built_on_shared_shard_ops_equal_fresh_ones(name, nodes, plan_name, runtime, fold):
+    """Graphs built one after another on one ``ShardOps`` (a ``CostMemo``'s: the later ones take
+    its ops and fused TBE ops as made) equal a graph built on a fresh one, nodes and metadata."""
+    _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    fresh = build_training_step(workload, plan, options, ShardOps(workload))
+    built = [build_training_step(workload, plan, options, memo.shard_ops) for _ in range(3)]
+    for step in built:
+        assert step.nodes == fresh.nodes
+        assert step.metadata == fresh.metadata
+    fused = [[n.op for n in step.nodes if type(n.op) is Embedding] for step in built]
+    assert fused[0]
+    # The later graphs hold the first one's lookups (the same objects; a presorted one, an index
+    # sort and a replicated update are made from them anew).
+    lookups = [(a, b) for a, b in zip(fused[0], fused[2], strict=True) if a.pass_ in ("forward", "backward")]
+    assert lookups
+    assert all(a is b for a, b in lookups if not a.presorted)
