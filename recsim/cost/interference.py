@@ -177,7 +177,7 @@ def stretched_lengths(
     )
     # The collectives: the index's (every ``Collective`` node, all steps), not read off the ops again.
     collective = np.zeros(per_node * steps, dtype=bool)
-    collective[index.collective_positions] = True
+    collective[index.collective_positions_array] = True
     if not collective.any() or not (slow > 1.0).any():
         return None
     slow = np.tile(slow, steps)

@@ -626,8 +626,7 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
     # The collectives' ops and ranks by position (a copy's are its step node's: ``source``).
     ops, ranks = index.source_ops, index.source_ranks
     size = len(ops)
-    collectives = index.collective_positions  # in graph order
-    at = np.asarray(collectives, dtype=np.intp)
+    at = index.collective_positions_array  # in graph order
     inside = _window_mask(index, window)
     taken = at[inside[at]] if at.size else at
     starts, finishes = timing.start[taken].tolist(), timing.finish[taken].tolist()

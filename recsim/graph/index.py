@@ -378,7 +378,14 @@ class GraphIndex:
     @cached_property
     def collective_positions(self) -> list[int]:
         """Positions of the collective nodes, in graph order."""
-        return sorted(p for positions in self.members.values() for p in positions)
+        return _listed(self.collective_positions_array)
+
+    @cached_property
+    def collective_positions_array(self) -> npt.NDArray[np.intp]:
+        """``collective_positions`` as an array (a node is in one collective: no position twice)."""
+        flat = np.fromiter(chain.from_iterable(self.members.values()), dtype=np.intp)
+        flat.sort()
+        return flat
 
 
 class _ArrayIndex(GraphIndex):

@@ -184,10 +184,13 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
     where ``max`` starts. ``max`` over the members is the loop ``if d > best: best = d`` from the
     first member on (it compares with ``>`` and keeps the first of equal values), run in C; the
     collectives' lengths are then set in one assignment."""
-    length = np.asarray(durations, dtype=np.float64)[index.vertex_head_array]
+    given = np.asarray(durations, dtype=np.float64)
+    length = given[index.vertex_head_array]
     members = index.members
     if members:
-        at = durations.__getitem__
+        # An array's items as Python floats (the same values): ``max`` compares those in C, where
+        # numpy scalars would each go through numpy's comparison.
+        at = (given.tolist() if isinstance(durations, np.ndarray) else durations).__getitem__
         length[list(members)] = [max(map(at, positions)) for positions in members.values()]
     return length
 
