@@ -91,11 +91,14 @@ def step_energy(
     if acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
         waiting = off_gpu_s or {}
         idle_w, max_w = acc.power.idle_w, acc.power.max_w
+        # The same terms, their invariants (the dynamic range, whether the step has a length)
+        # worked out once rather than per rank.
+        span_w, timed = max_w - idle_w, step_s > 0
         total = out["accelerators"]
         for rank in range(ranks):
             busy = max(0.0, busy_s.get((rank, "compute"), 0.0) - waiting.get(rank, 0.0))
-            u = min(1.0, busy / step_s) if step_s > 0 else 0.0
-            total += (idle_w + (max_w - idle_w) * u) * step_s
+            u = min(1.0, busy / step_s) if timed else 0.0
+            total += (idle_w + span_w * u) * step_s
         out["accelerators"] = total
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
@@ -139,13 +142,16 @@ def step_energy(
         if nodes > 0 and count > 0:  # (a key only where the loop adds to it, as before)
             nic_busy = network_busy_s or {}
             idle_w, max_w = nic.power.idle_w, nic.power.max_w
+            span_w, timed = max_w - idle_w, step_s > 0
+            # Each NIC's rank offset in its node (the same for every node).
+            offsets = [j * per_node_ranks // max(1, count) for j in range(count)]
             total = out["nics"]
             for n in range(nodes):
-                for j in range(count):
-                    rank = n * per_node_ranks + (j * per_node_ranks // max(1, count))
-                    busy = nic_busy.get(rank, 0.0)
-                    u = min(1.0, busy / step_s) if step_s > 0 else 0.0
-                    total += (idle_w + (max_w - idle_w) * u) * step_s
+                first = n * per_node_ranks
+                for offset in offsets:
+                    busy = nic_busy.get(first + offset, 0.0)
+                    u = min(1.0, busy / step_s) if timed else 0.0
+                    total += (idle_w + span_w * u) * step_s
             out["nics"] = total
     if node.frontend_nics is not None and group is not node.frontend_nics:
         # Front-end NICs beside a back-end network (data ingestion, checkpoints, management):
