@@ -837,7 +837,8 @@ def build_training_step(
     chain_size = len(entries)
     computes, zeros = [Stream.COMPUTE] * chain_size, [0] * chain_size
     columns = bld.columns
-    grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
+    # Each rank's first id: its chain's gradients are the chain's (``chain.grads``) at that offset.
+    chain_base: dict[int, int] = {}
     joined_ids: dict[int, int] = {}  # rank -> its node that waits for the exchanged vectors
     for r in range(bld.world):
         if r in bld.skip:  # a folded rank: its representative's chain stands for it
@@ -861,7 +862,7 @@ def build_training_step(
         bld.next_id = base + chain_size
         emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
         last_bwd[r] = [base + chain.last]
-        grads_by_rank[r] = [(name, size, base + k) for name, size, k in chain.grads]
+        chain_base[r] = base
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
@@ -885,18 +886,24 @@ def build_training_step(
             all_reduces[(key, size, math.copysign(1.0, size), dtype)] = found
         return found
 
+    # The DDP buckets of the chain's gradients (sizes, and the chain node after which each is
+    # ready), the same on every rank: worked out once, each rank's at its chain's offset (the same
+    # sums in the same order as over the rank's own gradients), with their names.
+    chain_buckets = _buckets(chain.grads, opt.bucket_bytes)
+    bucket_names = [f"allreduce_bucket{k}" for k in range(len(chain_buckets) + 1)]
+
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
         """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
         ``extra_deps``) join the last bucket, or form one of their own on a rank without dense ones."""
-        buckets = [(size, [last]) for size, last in _buckets(grads_by_rank.get(r, []), opt.bucket_bytes)]
+        base = chain_base.get(r)
+        buckets = [] if base is None else [(size, [base + last]) for size, last in chain_buckets]
         if extra_bytes:
             size, deps = buckets.pop() if buckets else (0.0, [])
             buckets.append((size + extra_bytes, [*deps, *extra_deps]))
         for k, (size, deps) in enumerate(buckets):
-            op = all_reduce(f"allreduce_bucket{k}", size, precision)
-            bucket_ids[r].append(
-                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
-            )
+            name = bucket_names[k]
+            op = all_reduce(name, size, precision)
+            bucket_ids[r].append(bld.add(r, name, Stream.COMM, op, deps, "backward", lane=LANE_DENSE))
 
     if not grouped and bld.world > 1:
         for r in range(bld.world):
