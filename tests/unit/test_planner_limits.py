@@ -263,3 +263,14 @@ def test_a_workload_in_a_dtype_the_default_list_lacks_is_planned_in_it(strategy:
     if strategy == "table_wise":
         forced = make_plan(strategy, workload, system, planner=["planner.embedding_dtypes=[fp32]"])
         assert {s.dtype for s in forced.shards} == {"fp32"}
+
+
+def test_greedy_blames_the_schemes_only_where_an_allowed_tier_was_there() -> None:
+    # A reviewer's find: planner.tiers=[nmp] on a system without NMP DIMMs said "no scheme
+    # planner.sharding_types (all seven) allows applies to it here"; the tier is the reason.
+    system, workload = prepare("dgx-a100", "dlrm-dcnv2")
+    with pytest.raises(InfeasibleError) as caught:
+        make_plan("greedy", workload, system, planner=["planner.tiers=[nmp]"])
+    assert "no scheme" not in str(caught.value) and "unavailable tiers: nmp" in str(caught.value)
+    with pytest.raises(InfeasibleError, match=r"no scheme planner.sharding_types \(grid\) allows"):
+        make_plan("greedy", workload, system, planner=["planner.sharding_types=[grid]"])

@@ -172,9 +172,11 @@ def place_table(
     why = "; ".join(f"{k}: {v}" for k, v in est.unavailable.items())
     # Not one option to try: the allowed schemes cannot cut this table here (a row split of a
     # table with fewer rows than ranks, grid on one node), which is what the user can change.
+    # Only where some allowed tier was there to try: with none (planner.tiers=[nmp] on a system
+    # without NMP DIMMs) the tiers are the reason, which the unavailable list says (a reviewer's find).
     schemes = (
         ""
-        if offered
+        if offered or not any(t.split(":", 1)[0] not in est.unavailable for c in classes for t in c)
         else f"; no scheme planner.sharding_types ({', '.join(ctx.config.sharding_types)}) allows "
         "applies to it here"
     )
