@@ -30,12 +30,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from recsim import __version__
 from recsim.cost.compute import compute_time_s, gemm_kernels
-from recsim.cost.model import CostModel
+from recsim.cost.model import CATEGORIES, CostModel, category_of
+from recsim.cost.power import step_energy
+from recsim.engine.simulate import _host_bytes, _network_busy, _window_ops
+from recsim.engine.timeline import Window, busy_time, critical_path
 from recsim.errors import ConfigError, InfeasibleError, TraceError
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import (
     Collective,
     Compute,
@@ -46,17 +53,26 @@ from recsim.graph.ir import (
     Transfer,
     is_uneven_all_to_all,
 )
-from recsim.graph.schedule import Schedule, asap_schedule
+from recsim.graph.schedule import Schedule, Timing, asap_schedule
 from recsim.graph.summary import steps_by_rank
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
+from recsim.hardware.topology import Topology
+from recsim.metrics.invariants import check_breakdown
+from recsim.metrics.result import FrozenMap, mapping_keys
 
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """Recorded and predicted time of the trace's steps; ``notes``: what the figures rest on that
-    the user should know (the readers' notes, a CPU-only trace, partial collectives, operations
-    without a cost, ``trace_notes``)."""
+    """Recorded and predicted time of the trace's steps, and what a run's ``Result`` reports of its
+    step where a replay can say it (DESIGN §4.5); ``notes``: what the figures rest on that the user
+    should know (the readers' notes, a CPU-only trace, partial collectives, operations without a
+    cost, why a figure is missing, ``trace_notes``).
+
+    ``breakdown_s`` is the predicted step's critical path by category, as a run's: it sums to
+    ``predicted_step_s``. The power figures are a run's over the predicted step on the target
+    system (``recsim.cost.power``); a replay with the recorded durations has no system, so None.
+    ``energy_per_sample_j`` needs the step's batch, which a trace rarely records: None then."""
 
     mode: str
     steps: int
@@ -64,6 +80,18 @@ class ReplayResult:
     predicted_step_s: float
     predicted_total_s: float
     notes: tuple[str, ...] = ()
+    breakdown_s: Mapping[str, float] = field(default_factory=dict)
+    avg_power_w: float | None = None
+    power_by_component_w: Mapping[str, float] | None = None
+    energy_per_step_j: float | None = None
+    energy_per_sample_j: float | None = None
+    recsim_version: str = __version__
+
+    def __post_init__(self) -> None:
+        # Read-only figures, as a ``Result``'s: a caller cannot change them through the mappings.
+        object.__setattr__(self, "breakdown_s", FrozenMap(self.breakdown_s))
+        if self.power_by_component_w is not None:
+            object.__setattr__(self, "power_by_component_w", FrozenMap(self.power_by_component_w))
 
     @property
     def error(self) -> float | None:
@@ -72,15 +100,38 @@ class ReplayResult:
         return self.predicted_step_s / self.recorded_step_s - 1.0
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        """Flat, as ``Result.to_dict``: a mapping's figures as ``breakdown_s.compute`` keys, every
+        key of ``mapping_keys()`` listed (0.0 where this replay has none of it; None for power
+        that is not known, so both modes have the same keys)."""
+        out: dict[str, object] = {
             "mode": self.mode,
             "steps": self.steps,
             "recorded_step_s": self.recorded_step_s,
             "predicted_step_s": self.predicted_step_s,
             "predicted_total_s": self.predicted_total_s,
             "error": self.error,
-            "notes": list(self.notes),
         }
+        canonical = mapping_keys()
+        out.update(_flat("breakdown_s", self.breakdown_s, canonical["breakdown_s"]))
+        out["avg_power_w"] = self.avg_power_w
+        out.update(
+            _flat("power_by_component_w", self.power_by_component_w, canonical["power_by_component_w"])
+        )
+        out["energy_per_step_j"] = self.energy_per_step_j
+        out["energy_per_sample_j"] = self.energy_per_sample_j
+        out["recsim_version"] = self.recsim_version
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _flat(name: str, values: Mapping[str, float] | None, keys: Sequence[str]) -> dict[str, float | None]:
+    """``values`` as ``name.key`` entries: each of ``keys`` (0.0 where ``values`` lacks it, None
+    when there are no values at all), then any other key it holds."""
+    if values is None:
+        return {f"{name}.{key}": None for key in keys}
+    out: dict[str, float | None] = {f"{name}.{key}": values.get(key, 0.0) for key in keys}
+    out.update({f"{name}.{key}": value for key, value in values.items() if key not in keys})
+    return out
 
 
 def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:
@@ -148,7 +199,15 @@ def _at(node: Node, t: float, schedule: Schedule) -> float:
 
 
 def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
-    """The predicted span of the trace's marked steps, or None where it marks none.
+    """The predicted span of the trace's marked steps, or None where it marks none
+    (``_steps_bounds``'s end less its start)."""
+    bounds = _steps_bounds(graph, schedule)
+    return None if bounds is None else bounds[1] - bounds[0]
+
+
+def _steps_bounds(graph: ExecutionGraph, schedule: Schedule) -> tuple[float, float, frozenset[int]] | None:
+    """The predicted (start, end) of the trace's marked steps and the ids of the nodes recorded in
+    them, or None where it marks none.
 
     A step marker is a CPU annotation (``ProfilerStep#N``): work before the first (warm-up, the
     profiler starting) and after the last (the profiler stopping, a next step it did not mark) is
@@ -163,6 +222,7 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
     if not windows:
         return None
     begin, end = math.inf, -math.inf
+    inside: list[int] = []
     for node in graph.nodes:
         window = windows.get(node.rank)
         if window is None or node.start_s is None:
@@ -175,9 +235,10 @@ def _steps_span(graph: ExecutionGraph, schedule: Schedule) -> float | None:
             continue
         begin = min(begin, _at(node, max(first, node_start), schedule))
         end = max(end, _at(node, min(last, node_end), schedule))
+        inside.append(node.id)
     # A window of no length (a single marker of zero duration) says nothing about a step's time:
     # the whole trace's span is then taken, as for a trace without markers.
-    return end - begin if end > begin else None
+    return (begin, end, frozenset(inside)) if end > begin else None
 
 
 def trace_notes(graph: ExecutionGraph, *, keep: bool) -> list[str]:
@@ -294,13 +355,139 @@ def _partial_collectives(graph: ExecutionGraph) -> tuple[int, int, list[int]] | 
     return (count, len(present), sorted(absent)) if count else None
 
 
-def _step_time(graph: ExecutionGraph, durations: dict[int, float], steps: int) -> tuple[float, float]:
-    """(predicted time per step, predicted makespan) of ``graph`` with ``durations``: the span of
-    its marked steps (``_steps_span``) per step, or the whole trace's where it marks none."""
+@dataclass(frozen=True)
+class _Replayed:
+    """The replayed schedule, and the window its step time is read off: the predicted span of the
+    trace's marked steps with the nodes recorded in them (``_steps_bounds``), or the whole trace
+    where it marks none."""
+
+    schedule: Schedule
+    window: Window
+    steps: int
+    step_s: float  # predicted time per step: the window's length over ``steps``
+    total_s: float  # the predicted makespan
+
+
+def _replay(graph: ExecutionGraph, durations: dict[int, float], steps: int) -> _Replayed:
+    """``graph`` scheduled with ``durations``: its predicted time per step, the span of its marked
+    steps (``_steps_span``) per step, or the whole trace's where it marks none."""
     schedule = asap_schedule(graph, durations)
     total = schedule.makespan_s
-    span = _steps_span(graph, schedule)
-    return (total if span is None else span) / steps, total
+    bounds = _steps_bounds(graph, schedule)
+    if bounds is None:
+        # The schedule starts at 0 (a node without predecessors starts then) and ends at its makespan.
+        window = Window(0.0, total, frozenset(n.id for n in graph.nodes))
+        return _Replayed(schedule, window, steps, total / steps, total)
+    begin, end, ids = bounds
+    return _Replayed(schedule, Window(begin, end, ids), steps, (end - begin) / steps, total)
+
+
+def replay_category(node: Node) -> str:
+    """The breakdown category of a recorded node: ``category_of``, a run's, with what the trace's
+    ops stand for in a run's graph. A trace's embedding lookups are kernels (TBE's, ``Compute`` of
+    category ``embedding``), which a run's graph has as ``Embedding`` ops; its CPU operators
+    (``Compute`` on the host, from an execution trace) are the framework's host time, which a run's
+    graph has as ``Host`` ops."""
+    op = node.op
+    if isinstance(op, Compute):
+        if op.category == "embedding":
+            return "embedding"
+        if op.category in ("host", "cpu") or node.stream is Stream.HOST:
+            return "host"
+    return category_of(node)
+
+
+def _window_timing(graph: ExecutionGraph, replayed: _Replayed) -> Timing:
+    """The replayed schedule as seen inside its window: every start and finish clamped into it.
+
+    A run's window ends with the last node of its last step and the run's metrics take its nodes
+    whole; a replay's window is the marked steps' predicted span, whose edges may cut nodes (a CPU
+    segment across a step boundary, ``_at``). Clamped, ``critical_path`` starts from a node that
+    ends the window (one cut by its end does so at the end) and stops at its start, so the
+    breakdown sums to the span, and ``busy_time`` counts the part of each node inside the span.
+    The walk back is otherwise the same: a node on the path starts inside the window, so its
+    predecessors finish inside it (kept) or before it (clamped to its start: the walk stops there
+    all the same, the gap to the window's start being ``exposed_wait`` either way)."""
+    timing = Timing.of(GraphIndex.of(graph), replayed.schedule)
+    lo, hi = replayed.window.start_s, replayed.window.end_s
+    return Timing(timing.index, np.clip(timing.start, lo, hi), np.clip(timing.finish, lo, hi))
+
+
+def _breakdown(graph: ExecutionGraph, replayed: _Replayed, timing: Timing) -> dict[str, float]:
+    """The predicted step's critical path by category (``CATEGORIES``, a run's): the window's
+    divided by its number of steps, so it sums to the predicted step time (checked, as a run's)."""
+    window = replayed.window
+    if not window.node_ids:
+        return dict.fromkeys(CATEGORIES, 0.0)
+    totals, _ = critical_path(graph, replayed.schedule, window, replay_category, timing)
+    breakdown = {k: totals.get(k, 0.0) / replayed.steps for k in CATEGORIES}
+    check_breakdown(breakdown, replayed.step_s)
+    return breakdown
+
+
+def _job_ranks(nodes: Sequence[Node]) -> int:
+    """The number of ranks of the traced job: its ranks and those its collectives' groups name."""
+    return 1 + max(
+        (max(n.rank, *n.op.group) if isinstance(n.op, Collective) else n.rank for n in nodes), default=-1
+    )
+
+
+def _power_figures(
+    graph: ExecutionGraph, replayed: _Replayed, timing: Timing, system: System, topology: Topology
+) -> tuple[dict[str, object], list[str]]:
+    """The power figures of the predicted step on ``system`` (``ReplayResult``'s fields) and the
+    notes they need, from the power model of a run (``step_energy``) over the window: each rank's
+    stream busy times in it, its scale-out collectives' time, the bytes its copies move.
+
+    The power is the whole system's, as a run's: a rank of the job whose trace was not given ran
+    too, so it is taken to be as busy as the traced ranks on average (a note says so), and an
+    accelerator that runs no rank of the job draws its idle power."""
+    window = replayed.window
+    span_s = window.length_s
+    busy = busy_time(graph, replayed.schedule, window, timing)
+    network = _network_busy(timing, window, system)
+    host_bytes = _host_bytes(_window_ops(timing.index, window, {}))
+    notes: list[str] = []
+    traced = sorted({n.rank for n in graph.nodes})
+    job = _job_ranks(graph.nodes)
+    missing = [r for r in range(job) if r not in traced]
+    if missing and traced:
+        streams = dict.fromkeys(stream for _, stream in busy)
+        for stream in streams:
+            mean = math.fsum(busy.get((r, stream), 0.0) for r in traced) / len(traced)
+            busy.update({(r, stream): mean for r in missing})
+        mean_network = math.fsum(network.get(r, 0.0) for r in traced) / len(traced)
+        network.update({r: mean_network for r in missing})
+        host_bytes *= job / len(traced)
+        notes.append(
+            f"power: rank{'s' if len(missing) > 1 else ''} {_runs(missing)} of the job's {job} "
+            f"{'are' if len(missing) > 1 else 'is'} not in the trace: taken to be as busy as the "
+            "traced ranks on average"
+        )
+    idle = system.num_accelerators - job
+    if idle > 0:
+        notes.append(
+            f"power: {system.name} has {system.num_accelerators} accelerators and the job {job} "
+            f"ranks: the other {idle} are counted at their idle power"
+        )
+    energy = step_energy(system, topology, span_s, busy, host_bytes=host_bytes, network_busy_s=network)
+    per_step_j = energy.total_j / replayed.steps
+    batch = graph.metadata.get("global_batch_size")
+    per_sample_j: float | None = None
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch > 0:
+        per_sample_j = per_step_j / batch
+    else:
+        notes.append(
+            "the trace does not record its batch size: no energy per sample (energy_per_step_j is "
+            "the whole system's energy per step)"
+        )
+    figures: dict[str, object] = {
+        "avg_power_w": energy.avg_power_w,
+        "power_by_component_w": energy.power_by_component_w(),
+        "energy_per_step_j": per_step_j,
+        "energy_per_sample_j": per_sample_j,
+    }
+    return figures, notes
 
 
 def replay_keep(graph: ExecutionGraph) -> ReplayResult:
@@ -311,8 +498,17 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
             "give the Kineto trace files too, or re-estimate it on a system (--re-estimate --system S)"
         )
     steps, recorded = _recorded_steps(graph)
-    step, total = _step_time(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes}, steps)
-    return ReplayResult("keep", steps, recorded, step, total, tuple(trace_notes(graph, keep=True)))
+    replayed = _replay(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes}, steps)
+    breakdown = _breakdown(graph, replayed, _window_timing(graph, replayed))
+    notes = trace_notes(graph, keep=True)
+    notes.append(
+        "no power or energy: a replay with the recorded durations has no target system (the "
+        "trace's GPU alone does not say the node's CPUs, memory, NICs and switches); re-estimate "
+        "it on one for them (--re-estimate --system S)"
+    )
+    return ReplayResult(
+        "keep", steps, recorded, replayed.step_s, replayed.total_s, tuple(notes), breakdown_s=breakdown
+    )
 
 
 def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, target: Accelerator) -> float:
@@ -361,9 +557,7 @@ def unmodelled(node: Node) -> bool:
 def _check_ranks_fit(nodes: Sequence[Node], system: System) -> None:
     """Refuse a trace with more ranks than ``system`` has accelerators, naming the ``--nodes`` that
     would hold them (it had failed at its first collective, "rank 4 is outside ...")."""
-    ranks = 1 + max(
-        (max(n.rank, *n.op.group) if isinstance(n.op, Collective) else n.rank for n in nodes), default=-1
-    )
+    ranks = _job_ranks(nodes)
     have = system.num_accelerators
     if ranks > have:
         per_node = system.node.num_accelerators
@@ -389,7 +583,7 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     cost.whole_all_to_alls(nodes, lengths, keep_idle=True)
     durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
-    step, total = _step_time(graph, durations, steps)
+    replayed = _replay(graph, durations, steps)
     missing = sum(1 for n in nodes if unmodelled(n))
     notes = trace_notes(graph, keep=False)
     if missing:
@@ -398,4 +592,16 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
             "work, embedding lookups) and count as no time: give the Kineto traces with the "
             "execution traces for them"
         )
-    return ReplayResult("re-estimate", steps, recorded, step, total, tuple(notes))
+    timing = _window_timing(graph, replayed)
+    breakdown = _breakdown(graph, replayed, timing)
+    power, said = _power_figures(graph, replayed, timing, system, cost.topology)
+    return ReplayResult(
+        "re-estimate",
+        steps,
+        recorded,
+        replayed.step_s,
+        replayed.total_s,
+        (*notes, *said),
+        breakdown_s=breakdown,
+        **power,  # type: ignore[arg-type]
+    )

@@ -174,7 +174,9 @@ def test_recorded_on_help_says_the_trace_s_own_gpu_comes_first() -> None:
 def test_the_ranks_that_say_the_same_are_said_once() -> None:
     # Two ranks' files of the PARAM DLRM step miss the same launches: one note for both.
     notes = replay_keep(read_trace(PARAM)).notes
-    assert notes == ("ranks 1, 3: 64 GPU events without a recorded launch (no correlation or flow)",)
+    # (then why a replay with the recorded durations has no power)
+    assert notes[:-1] == ("ranks 1, 3: 64 GPU events without a recorded launch (no correlation or flow)",)
+    assert notes[-1].startswith("no power or energy")
     from recsim.engine.replay import _by_ranks
 
     said = ["rank 0: a", "x", "rank 1: a", "rank 3: b", "rank 2: a", "a", "rank 0: b"]
