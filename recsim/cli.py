@@ -10,7 +10,7 @@ import contextlib
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -653,23 +653,38 @@ def _print_result(result: Any) -> None:
         table.add_row("throughput", f"{result.throughput_samples_per_s:,.0f} samples/s")
         table.add_row("step time", format_quantity(result.iteration_time_s, Dimension.SECONDS))
         table.add_row("global batch", f"{result.global_batch_size:,}")
-        for key, value in result.breakdown_s.items():
-            if value > 0:
-                share = value / result.iteration_time_s
-                table.add_row(
-                    f"  {key.replace('_', ' ')}", f"{format_quantity(value, Dimension.SECONDS)} ({share:.0%})"
-                )
+        _breakdown_rows(table, result.breakdown_s, result.iteration_time_s)
         for key, value in result.utilisation.items():
             table.add_row(f"{key} busy", f"{value:.0%}")
         for key, value in result.memory_peak_bytes.items():
             # HBM is a rank's own; host DRAM and SSDs are the node's (``simulate`` takes their peaks so).
             where = "rank" if key == "hbm" else "node"
             table.add_row(f"peak {key} per {where}", format_quantity(value, Dimension.BYTES, binary=True))
-        table.add_row("average power", format_quantity(result.avg_power_w, Dimension.WATTS))
-        table.add_row("energy per sample", format_quantity(result.energy_per_sample_j, Dimension.JOULES))
+        _power_rows(table, result.avg_power_w, result.energy_per_sample_j)
     Console().print(table)
     for note in result.notes:
         click.echo(f"note: {note}")
+
+
+def _breakdown_rows(table: Table, breakdown_s: Mapping[str, float], step_s: float) -> None:
+    """The step's critical path by category, under its step time: each category it has, with its
+    share of the step (a run's and a replay's table)."""
+    for key, value in breakdown_s.items():
+        if value > 0:
+            share = value / step_s
+            table.add_row(
+                f"  {key.replace('_', ' ')}", f"{format_quantity(value, Dimension.SECONDS)} ({share:.0%})"
+            )
+
+
+def _power_rows(table: Table, avg_power_w: float | None, energy_per_sample_j: float | None) -> None:
+    """Average power and energy per sample (a run's and a replay's table; n/a where not known: a
+    replay without a target system, or of a trace that does not record its batch)."""
+    for label, value, dim in (
+        ("average power", avg_power_w, Dimension.WATTS),
+        ("energy per sample", energy_per_sample_j, Dimension.JOULES),
+    ):
+        table.add_row(label, "n/a" if value is None else format_quantity(value, dim))
 
 
 # ---------------------------------------------------------------------------------- plan
@@ -907,24 +922,29 @@ def replay_cmd(
     result = api.replay(
         list(paths), system=system, recorded_on=recorded_on, keep=keep, fmt=fmt, nodes=nodes, overrides=sets
     )
-    data = result.to_dict()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
         return
     table = _figures(f"replay ({result.mode})")
-    for key, value in data.items():
-        if key == "notes":
-            continue
-        if key.endswith("_s"):
-            label = key.removesuffix("_s").replace("_", " ")
-            shown = format_quantity(value, Dimension.SECONDS) if isinstance(value, float) else "n/a"
-            table.add_row(label, shown)
-        elif key == "error":
-            # Re-estimated on other hardware, the difference is the what-if, not an error.
-            label = "error vs recorded" if result.mode == "keep" else "vs recorded"
-            table.add_row(label, f"{value:+.1%}" if value is not None else "n/a")
-        else:
-            table.add_row(key.replace("_", " "), str(value))
+    table.add_row("mode", result.mode)
+    table.add_row("steps", str(result.steps))
+    recorded = result.recorded_step_s
+    table.add_row(
+        "recorded step", format_quantity(recorded, Dimension.SECONDS) if recorded is not None else "n/a"
+    )
+    table.add_row("predicted step", format_quantity(result.predicted_step_s, Dimension.SECONDS))
+    # The predicted step's critical path, as a run's table shows its step's.
+    _breakdown_rows(table, result.breakdown_s, result.predicted_step_s)
+    table.add_row("predicted total", format_quantity(result.predicted_total_s, Dimension.SECONDS))
+    # Re-estimated on other hardware, the difference is the what-if, not an error.
+    error = result.error
+    table.add_row(
+        "error vs recorded" if result.mode == "keep" else "vs recorded",
+        f"{error:+.1%}" if error is not None else "n/a",
+    )
+    _power_rows(table, result.avg_power_w, result.energy_per_sample_j)
+    if result.energy_per_step_j is not None:
+        table.add_row("energy per step", format_quantity(result.energy_per_step_j, Dimension.JOULES))
     Console().print(table)
     for note in result.notes:
         click.echo(f"note: {note}")
