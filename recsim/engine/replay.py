@@ -20,6 +20,12 @@ The step time is the predicted span of the trace's marked steps (``ProfilerStep#
 first one's start to the last one's end, ``_steps_span``) divided by their number per rank, so that
 warm-up and unmarked work around them do not count; a trace that marks no steps is one step.
 
+Besides the step time, a replay reports what a run's ``Result`` does of its step where it can
+(DESIGN §4.5): the predicted step's critical path by category (``breakdown_s``: ``critical_path``
+over the steps' window, ``replay_category``, summing to the predicted step), and when a target
+system is known (``re-estimate``) its power and energy by the run's power model (``step_energy``)
+from the busy times in that window. A replay with the recorded durations has no system: no power.
+
 The recorded GPU is the caller's (``recorded_on``); ``recsim.api.replay`` takes it, unless told,
 from the GPU the trace names (``metadata["device"]``, Kineto's ``deviceProperties``: the library
 accelerator of its architecture with the nearest memory, ``recsim.api.recorded_accelerator``), and
@@ -467,8 +473,9 @@ def _power_figures(
     idle = system.num_accelerators - job
     if idle > 0:
         notes.append(
-            f"power: {system.name} has {system.num_accelerators} accelerators and the job {job} "
-            f"ranks: the other {idle} are counted at their idle power"
+            f"power: {system.name} has {system.num_accelerators} accelerators and the job "
+            f"{job} rank{'s' if job != 1 else ''}: the other {idle} "
+            f"{'are' if idle != 1 else 'is'} counted at idle power"
         )
     energy = step_energy(system, topology, span_s, busy, host_bytes=host_bytes, network_busy_s=network)
     per_step_j = energy.total_j / replayed.steps

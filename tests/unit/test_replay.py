@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +13,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from recsim import __version__ as recsim_version
 from recsim.cli import cli
-from recsim.engine.replay import replay_keep, replay_reestimate
+from recsim.cost.model import CATEGORIES
+from recsim.cost.power import COMPONENTS, step_energy
+from recsim.engine.replay import ReplayResult, replay_keep, replay_reestimate
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Node, Stream
 from recsim.graph.readers import read_trace
+from recsim.hardware.topology import build_topology
 from tests.conftest import error_line
 
 TRACES = Path(__file__).parents[1] / "data" / "traces"
@@ -355,3 +360,149 @@ def test_events_without_a_name_are_named_and_noted(tmp_path: Path) -> None:
         n.startswith("rank 0: ") and n.endswith(" events without a 'name', named '<unnamed>'")
         for n in graph.metadata["notes"]
     )
+
+
+# -- a run's figures: breakdown, power -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def a100_replays() -> tuple[ReplayResult, ReplayResult]:
+    """The reference A100 trace replayed with its recorded durations and re-estimated on DGX H100."""
+    import recsim
+
+    return recsim.replay([RECSYS]), recsim.replay([RECSYS], keep=False, system="dgx-h100")
+
+
+def _breakdown_of(data: dict[str, Any]) -> dict[str, float]:
+    return {k.removeprefix("breakdown_s."): v for k, v in data.items() if k.startswith("breakdown_s.")}
+
+
+@pytest.mark.parametrize("mode", [0, 1], ids=["keep", "re-estimate"])
+def test_the_real_trace_s_breakdown_sums_to_its_predicted_step(
+    a100_replays: tuple[ReplayResult, ReplayResult], mode: int
+) -> None:
+    # A tester could not check "the breakdown sums to the step time" on a replay: it had none.
+    data = a100_replays[mode].to_dict()
+    breakdown = _breakdown_of(data)
+    assert tuple(breakdown) == CATEGORIES  # a run's categories, in a run's order
+    assert all(v >= 0 for v in breakdown.values())
+    predicted = data["predicted_step_s"]
+    assert isinstance(predicted, float)
+    assert math.isclose(math.fsum(breakdown.values()), predicted, rel_tol=1e-9)
+    # The trace's CPU time and its lookups (TBE kernels) are on its critical path.
+    assert breakdown["host"] > 0 and breakdown["embedding"] > 0 and breakdown["compute"] > 0
+    assert data["recsim_version"] == recsim_version
+
+
+def test_a_re_estimate_s_power_by_component_sums_to_its_average_between_idle_and_max(
+    a100_replays: tuple[ReplayResult, ReplayResult],
+) -> None:
+    from recsim.api import load_system
+
+    result = a100_replays[1]
+    data = result.to_dict()
+    power = {k.removeprefix("power_by_component_w."): v for k, v in data.items() if k.startswith("power_by")}
+    assert tuple(power) == COMPONENTS
+    average = data["avg_power_w"]
+    assert isinstance(average, float)
+    assert math.isclose(math.fsum(v for v in power.values() if v is not None), average, rel_tol=1e-9)
+    # The power model's bounds for DGX H100: nothing busy, and everything busy all step (every
+    # stream of every rank, every NIC, host memory at its full bandwidth).
+    system = load_system("dgx-h100")
+    topology = build_topology(system)
+    idle = step_energy(system, topology, 1.0, {}).avg_power_w
+    ranks = range(system.num_accelerators)
+    everything = {(r, s.value): 1.0 for r in ranks for s in Stream}
+    full = step_energy(
+        system,
+        topology,
+        1.0,
+        everything,
+        host_bytes=system.node.host_memory_bandwidth_bytes_per_s * system.num_nodes,
+        network_busy_s=dict.fromkeys(ranks, 1.0),
+    ).avg_power_w
+    assert idle < average < full
+    # Energy per step over the predicted step; per sample needs the batch, which the trace lacks.
+    assert result.energy_per_step_j == pytest.approx(average * result.predicted_step_s)
+    assert result.energy_per_sample_j is None
+    assert any(n.startswith("the trace does not record its batch size") for n in result.notes)
+    # The trace is rank 3's of eight: the other seven ran too, as busy as it (said so).
+    assert any(
+        n.startswith("power: ranks 0-2, 4-7 of the job's 8 are not in the trace") for n in result.notes
+    )
+
+
+def test_a_replay_with_the_recorded_durations_has_no_power_and_says_why(
+    a100_replays: tuple[ReplayResult, ReplayResult],
+) -> None:
+    result = a100_replays[0]
+    assert result.avg_power_w is None and result.power_by_component_w is None
+    assert result.energy_per_step_j is None and result.energy_per_sample_j is None
+    data = result.to_dict()
+    # The same keys as a re-estimate's, power unknown (as a failed run's figures).
+    assert list(data) == list(a100_replays[1].to_dict())
+    assert data["avg_power_w"] is None
+    assert all(data[f"power_by_component_w.{c}"] is None for c in COMPONENTS)
+    assert result.notes[-1].startswith(
+        "no power or energy: a replay with the recorded durations has no target"
+    )
+
+
+def _stepped(*markers: tuple[float, float]) -> ExecutionGraph:
+    """Rank 0 on the host 0-2 s, then a 3 s GEMM and a 1 s embedding kernel, then the host 6-10 s;
+    ``markers``: its ProfilerSteps' (start, length)."""
+    nodes = [
+        _host(0, 0.0, 2.0),
+        Node(1, 0, "k", Stream.COMPUTE, Compute(op="k", category="gemm"), (0,), 0, 3.0, 2.0),
+        Node(2, 0, "e", Stream.COMPUTE, Compute(op="e", category="embedding"), (1,), 0, 1.0, 5.0),
+        _host(3, 6.0, 4.0, (2,)),
+    ]
+    steps = [
+        {"name": f"ProfilerStep#{i}", "rank": 0, "start_s": start, "duration_s": length}
+        for i, (start, length) in enumerate(markers)
+    ]
+    return ExecutionGraph(1, nodes, {"steps": steps})
+
+
+def test_the_breakdown_is_the_critical_path_of_the_marked_steps_by_hand() -> None:
+    # Two steps marked from 1 s to 8 s: they cut the first host segment (1 s of it inside) and the
+    # last (2 s inside). The critical path back from 8 s: host 2 s, the lookup 1 s, the GEMM 3 s,
+    # host 1 s: 7 s, 3.5 s a step. (Before, a replay had no breakdown.)
+    result = replay_keep(_stepped((1.0, 3.5), (4.5, 3.5)))
+    assert (result.steps, result.predicted_step_s) == (2, 3.5)
+    expected = dict.fromkeys(CATEGORIES, 0.0) | {"host": 1.5, "embedding": 0.5, "compute": 1.5}
+    assert dict(result.breakdown_s) == pytest.approx(expected, abs=1e-12)
+    # Unmarked, the whole trace is the step: 10 s, the host's 2 + 4 s on it whole.
+    whole = replay_keep(_stepped()).breakdown_s
+    assert dict(whole) == pytest.approx(
+        dict.fromkeys(CATEGORIES, 0.0) | {"host": 6.0, "embedding": 1.0, "compute": 3.0}
+    )
+
+
+def test_a_re_estimate_s_breakdown_and_energy_per_sample_by_hand() -> None:
+    # Host work keeps its recorded time on any system; a trace that records its batch gets an
+    # energy per sample. One rank on an 8-GPU system: the other seven idle, said so.
+    from recsim.api import load_system
+
+    graph = _stepped((1.0, 7.0))
+    graph.metadata["global_batch_size"] = 1000
+    system = load_system("dgx-h100")
+    result = replay_reestimate(graph, system, system.accelerator)  # type: ignore[arg-type]
+    assert result.breakdown_s["host"] == pytest.approx(3.0)
+    assert math.isclose(math.fsum(result.breakdown_s.values()), result.predicted_step_s, rel_tol=1e-9)
+    assert result.energy_per_step_j is not None and result.avg_power_w is not None
+    assert result.energy_per_sample_j == pytest.approx(result.energy_per_step_j / 1000)
+    assert result.energy_per_step_j == pytest.approx(result.avg_power_w * result.predicted_step_s)
+    assert (
+        "power: dgx-h100 has 8 accelerators and the job 1 rank: the other 7 are counted at idle power"
+        in result.notes
+    )
+
+
+def test_the_replay_table_shows_the_breakdown_and_power_as_a_run_s() -> None:
+    keep = _replay_cli(RECSYS).output
+    assert re.search(r"│   host +│ [\d.]+ ms \(\d+%\)", keep)
+    assert re.search(r"│ average power +│ n/a", keep)
+    what_if = _replay_cli(RECSYS, "--system", "dgx-h100").output
+    assert re.search(r"│ average power +│ [\d.]+ kW", what_if)
+    assert re.search(r"│ energy per step +│ [\d.]+ J", what_if)
