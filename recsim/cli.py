@@ -654,8 +654,7 @@ def _print_result(result: Any) -> None:
         table.add_row("step time", format_quantity(result.iteration_time_s, Dimension.SECONDS))
         table.add_row("global batch", f"{result.global_batch_size:,}")
         _breakdown_rows(table, result.breakdown_s, result.iteration_time_s)
-        for key, value in result.utilisation.items():
-            table.add_row(f"{key} busy", f"{value:.0%}")
+        _busy_rows(table, result.utilisation)
         for key, value in result.memory_peak_bytes.items():
             # HBM is a rank's own; host DRAM and SSDs are the node's (``simulate`` takes their peaks so).
             where = "rank" if key == "hbm" else "node"
@@ -675,6 +674,12 @@ def _breakdown_rows(table: Table, breakdown_s: Mapping[str, float], step_s: floa
             table.add_row(
                 f"  {key.replace('_', ' ')}", f"{format_quantity(value, Dimension.SECONDS)} ({share:.0%})"
             )
+
+
+def _busy_rows(table: Table, utilisation: Mapping[str, float]) -> None:
+    """Each stream class's busy share of the step (a run's and a replay's table)."""
+    for key, value in utilisation.items():
+        table.add_row(f"{key} busy", f"{value:.0%}")
 
 
 def _power_rows(table: Table, avg_power_w: float | None, energy_per_sample_j: float | None) -> None:
@@ -942,6 +947,7 @@ def replay_cmd(
         "error vs recorded" if result.mode == "keep" else "vs recorded",
         f"{error:+.1%}" if error is not None else "n/a",
     )
+    _busy_rows(table, result.utilisation)
     _power_rows(table, result.avg_power_w, result.energy_per_sample_j)
     if result.energy_per_step_j is not None:
         table.add_row("energy per step", format_quantity(result.energy_per_step_j, Dimension.JOULES))

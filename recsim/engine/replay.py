@@ -45,7 +45,7 @@ from recsim import __version__
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
-from recsim.engine.simulate import _host_bytes, _network_busy, _window_ops
+from recsim.engine.simulate import _host_bytes, _network_busy, _utilisation, _window_ops
 from recsim.engine.timeline import Window, busy_time, critical_path
 from recsim.errors import ConfigError, InfeasibleError, TraceError
 from recsim.graph.index import GraphIndex
@@ -76,9 +76,11 @@ class ReplayResult:
     cost, why a figure is missing, ``trace_notes``).
 
     ``breakdown_s`` is the predicted step's critical path by category, as a run's: it sums to
-    ``predicted_step_s``. The power figures are a run's over the predicted step on the target
+    ``predicted_step_s``; ``utilisation`` each stream class's busy share of the predicted steps,
+    over the traced ranks. The power figures are a run's over the predicted step on the target
     system (``recsim.cost.power``); a replay with the recorded durations has no system, so None.
-    ``energy_per_sample_j`` needs the step's batch, which a trace rarely records: None then."""
+    ``energy_per_sample_j`` needs the step's batch (``metadata["global_batch_size"]``, where a
+    reader found it), which a trace rarely records: None then."""
 
     mode: str
     steps: int
@@ -87,6 +89,7 @@ class ReplayResult:
     predicted_total_s: float
     notes: tuple[str, ...] = ()
     breakdown_s: Mapping[str, float] = field(default_factory=dict)
+    utilisation: Mapping[str, float] = field(default_factory=dict)
     avg_power_w: float | None = None
     power_by_component_w: Mapping[str, float] | None = None
     energy_per_step_j: float | None = None
@@ -96,6 +99,7 @@ class ReplayResult:
     def __post_init__(self) -> None:
         # Read-only figures, as a ``Result``'s: a caller cannot change them through the mappings.
         object.__setattr__(self, "breakdown_s", FrozenMap(self.breakdown_s))
+        object.__setattr__(self, "utilisation", FrozenMap(self.utilisation))
         if self.power_by_component_w is not None:
             object.__setattr__(self, "power_by_component_w", FrozenMap(self.power_by_component_w))
 
@@ -119,6 +123,7 @@ class ReplayResult:
         }
         canonical = mapping_keys()
         out.update(_flat("breakdown_s", self.breakdown_s, canonical["breakdown_s"]))
+        out.update(_flat("utilisation", self.utilisation, canonical["utilisation"]))
         out["avg_power_w"] = self.avg_power_w
         out.update(
             _flat("power_by_component_w", self.power_by_component_w, canonical["power_by_component_w"])
@@ -438,19 +443,47 @@ def _job_ranks(nodes: Sequence[Node]) -> int:
     )
 
 
-def _power_figures(
-    graph: ExecutionGraph, replayed: _Replayed, timing: Timing, system: System, topology: Topology
-) -> tuple[dict[str, object], list[str]]:
-    """The power figures of the predicted step on ``system`` (``ReplayResult``'s fields) and the
-    notes they need, from the power model of a run (``step_energy``) over the window: each rank's
-    stream busy times in it, its scale-out collectives' time, the bytes its copies move.
+def _busy(graph: ExecutionGraph, replayed: _Replayed, timing: Timing) -> dict[tuple[int, str], float]:
+    """Per (rank, stream class), the time its nodes recorded in the steps run inside the window
+    (``busy_time`` over the clamped ``timing``)."""
+    return busy_time(graph, replayed.schedule, replayed.window, timing)
+
+
+def _replay_utilisation(
+    graph: ExecutionGraph, replayed: _Replayed, busy: Mapping[tuple[int, str], float]
+) -> dict[str, float]:
+    """Each stream class's busy share of the window over the traced ranks (a run's ``_utilisation``)."""
+    ranks = len({n.rank for n in graph.nodes})
+    return _utilisation(busy, ranks, replayed.window.length_s) if ranks else {}
+
+
+@dataclass(frozen=True)
+class _Power:
+    """The power figures of a re-estimated step (``ReplayResult``'s of the same names)."""
+
+    avg_power_w: float
+    power_by_component_w: dict[str, float]
+    energy_per_step_j: float
+    energy_per_sample_j: float | None
+
+
+def _power(
+    graph: ExecutionGraph,
+    replayed: _Replayed,
+    timing: Timing,
+    busy_s: Mapping[tuple[int, str], float],
+    system: System,
+    topology: Topology,
+) -> tuple[_Power, list[str]]:
+    """The power figures of the predicted step on ``system`` and the notes they need, from the
+    power model of a run (``step_energy``) over the window: each rank's stream busy times in it
+    (``busy_s``), its scale-out collectives' time, the bytes its copies move.
 
     The power is the whole system's, as a run's: a rank of the job whose trace was not given ran
     too, so it is taken to be as busy as the traced ranks on average (a note says so), and an
     accelerator that runs no rank of the job draws its idle power."""
     window = replayed.window
-    span_s = window.length_s
-    busy = busy_time(graph, replayed.schedule, window, timing)
+    busy = dict(busy_s)
     network = _network_busy(timing, window, system)
     host_bytes = _host_bytes(_window_ops(timing.index, window, {}))
     notes: list[str] = []
@@ -458,8 +491,7 @@ def _power_figures(
     job = _job_ranks(graph.nodes)
     missing = [r for r in range(job) if r not in traced]
     if missing and traced:
-        streams = dict.fromkeys(stream for _, stream in busy)
-        for stream in streams:
+        for stream in dict.fromkeys(stream for _, stream in busy):
             mean = math.fsum(busy.get((r, stream), 0.0) for r in traced) / len(traced)
             busy.update({(r, stream): mean for r in missing})
         mean_network = math.fsum(network.get(r, 0.0) for r in traced) / len(traced)
@@ -477,7 +509,9 @@ def _power_figures(
             f"{job} rank{'s' if job != 1 else ''}: the other {idle} "
             f"{'are' if idle != 1 else 'is'} counted at idle power"
         )
-    energy = step_energy(system, topology, span_s, busy, host_bytes=host_bytes, network_busy_s=network)
+    energy = step_energy(
+        system, topology, window.length_s, busy, host_bytes=host_bytes, network_busy_s=network
+    )
     per_step_j = energy.total_j / replayed.steps
     batch = graph.metadata.get("global_batch_size")
     per_sample_j: float | None = None
@@ -488,13 +522,7 @@ def _power_figures(
             "the trace does not record its batch size: no energy per sample (energy_per_step_j is "
             "the whole system's energy per step)"
         )
-    figures: dict[str, object] = {
-        "avg_power_w": energy.avg_power_w,
-        "power_by_component_w": energy.power_by_component_w(),
-        "energy_per_step_j": per_step_j,
-        "energy_per_sample_j": per_sample_j,
-    }
-    return figures, notes
+    return _Power(energy.avg_power_w, energy.power_by_component_w(), per_step_j, per_sample_j), notes
 
 
 def replay_keep(graph: ExecutionGraph) -> ReplayResult:
@@ -506,7 +534,8 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
         )
     steps, recorded = _recorded_steps(graph)
     replayed = _replay(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes}, steps)
-    breakdown = _breakdown(graph, replayed, _window_timing(graph, replayed))
+    timing = _window_timing(graph, replayed)
+    busy = _busy(graph, replayed, timing)
     notes = trace_notes(graph, keep=True)
     notes.append(
         "no power or energy: a replay with the recorded durations has no target system (the "
@@ -514,7 +543,14 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
         "it on one for them (--re-estimate --system S)"
     )
     return ReplayResult(
-        "keep", steps, recorded, replayed.step_s, replayed.total_s, tuple(notes), breakdown_s=breakdown
+        "keep",
+        steps,
+        recorded,
+        replayed.step_s,
+        replayed.total_s,
+        tuple(notes),
+        breakdown_s=_breakdown(graph, replayed, timing),
+        utilisation=_replay_utilisation(graph, replayed, busy),
     )
 
 
@@ -600,8 +636,8 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
             "execution traces for them"
         )
     timing = _window_timing(graph, replayed)
-    breakdown = _breakdown(graph, replayed, timing)
-    power, said = _power_figures(graph, replayed, timing, system, cost.topology)
+    busy = _busy(graph, replayed, timing)
+    power, said = _power(graph, replayed, timing, busy, system, cost.topology)
     return ReplayResult(
         "re-estimate",
         steps,
@@ -609,6 +645,10 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
         replayed.step_s,
         replayed.total_s,
         (*notes, *said),
-        breakdown_s=breakdown,
-        **power,  # type: ignore[arg-type]
+        breakdown_s=_breakdown(graph, replayed, timing),
+        utilisation=_replay_utilisation(graph, replayed, busy),
+        avg_power_w=power.avg_power_w,
+        power_by_component_w=power.power_by_component_w,
+        energy_per_step_j=power.energy_per_step_j,
+        energy_per_sample_j=power.energy_per_sample_j,
     )

@@ -391,6 +391,10 @@ def test_the_real_trace_s_breakdown_sums_to_its_predicted_step(
     assert math.isclose(math.fsum(breakdown.values()), predicted, rel_tol=1e-9)
     # The trace's CPU time and its lookups (TBE kernels) are on its critical path.
     assert breakdown["host"] > 0 and breakdown["embedding"] > 0 and breakdown["compute"] > 0
+    # Each stream class's busy share of the steps, as a run's.
+    busy = {k.removeprefix("utilisation."): v for k, v in data.items() if k.startswith("utilisation.")}
+    assert tuple(busy) == tuple(s.value for s in Stream)
+    assert all(0 < v <= 1 for v in busy.values())
     assert data["recsim_version"] == recsim_version
 
 
@@ -472,6 +476,8 @@ def test_the_breakdown_is_the_critical_path_of_the_marked_steps_by_hand() -> Non
     assert (result.steps, result.predicted_step_s) == (2, 3.5)
     expected = dict.fromkeys(CATEGORIES, 0.0) | {"host": 1.5, "embedding": 0.5, "compute": 1.5}
     assert dict(result.breakdown_s) == pytest.approx(expected, abs=1e-12)
+    # The host is busy 1 + 2 s of the 7, the GPU 3 + 1 s: the parts inside the steps.
+    assert dict(result.utilisation) == pytest.approx({"host": 3 / 7, "compute": 4 / 7})
     # Unmarked, the whole trace is the step: 10 s, the host's 2 + 4 s on it whole.
     whole = replay_keep(_stepped()).breakdown_s
     assert dict(whole) == pytest.approx(
@@ -503,6 +509,7 @@ def test_the_replay_table_shows_the_breakdown_and_power_as_a_run_s() -> None:
     keep = _replay_cli(RECSYS).output
     assert re.search(r"│   host +│ [\d.]+ ms \(\d+%\)", keep)
     assert re.search(r"│ average power +│ n/a", keep)
+    assert re.search(r"│ compute busy +│ \d+%", keep)
     what_if = _replay_cli(RECSYS, "--system", "dgx-h100").output
     assert re.search(r"│ average power +│ [\d.]+ kW", what_if)
     assert re.search(r"│ energy per step +│ [\d.]+ J", what_if)
