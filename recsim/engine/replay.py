@@ -627,24 +627,26 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
     replayed = _replay(graph, durations, steps)
+    timing = _window_timing(graph, replayed)
+    busy = _busy(graph, replayed, timing)
+    power, said = _power(graph, replayed, timing, busy, system, cost.topology)
+    # The trace's notes, what the power rests on, then what no model costs (last: the step's
+    # figures lack it).
+    notes = [*trace_notes(graph, keep=False), *said]
     missing = sum(1 for n in nodes if unmodelled(n))
-    notes = trace_notes(graph, keep=False)
     if missing:
         notes.append(
             f"{missing} of {len(nodes)} operations have no recorded duration and no cost model (CPU "
             "work, embedding lookups) and count as no time: give the Kineto traces with the "
             "execution traces for them"
         )
-    timing = _window_timing(graph, replayed)
-    busy = _busy(graph, replayed, timing)
-    power, said = _power(graph, replayed, timing, busy, system, cost.topology)
     return ReplayResult(
         "re-estimate",
         steps,
         recorded,
         replayed.step_s,
         replayed.total_s,
-        (*notes, *said),
+        tuple(notes),
         breakdown_s=_breakdown(graph, replayed, timing),
         utilisation=_replay_utilisation(graph, replayed, busy),
         avg_power_w=power.avg_power_w,
