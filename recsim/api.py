@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -808,9 +809,15 @@ def replay(
     device = graph.metadata.get("device")
     named = device.get("name") if isinstance(device, dict) else None
     unknown = named if not found else None
+    # The library's name within the trace's ("Tesla V100-SXM2-32GB" holds v100-sxm2-32gb): the
+    # trace's own GPU; else a stand-in of its architecture (a reviewer found an exact match called
+    # "the nearest memory size").
+    exact = found is not None and found in re.sub(r"[\s_]+", "-", str(named).lower())
     source = (
         "--recorded-on"
         if recorded_on
+        else f"the trace names {named!r}"
+        if exact
         else f"the trace names {named!r}: the library's accelerator of its architecture with the "
         "nearest memory size, --recorded-on to choose another"
         if found

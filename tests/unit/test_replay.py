@@ -305,6 +305,16 @@ def test_a_gpu_the_library_lacks_is_substituted_by_name_and_one_of_no_kind_names
         props = {"name": name, "totalGlobalMem": 25_000_000_000, "computeMajor": major, "computeMinor": 0}
         return lambda d: d.__setitem__("deviceProperties", [props])
 
+    v100 = _kineto_edited(
+        tmp_path,
+        lambda d: (
+            gpu("Tesla V100-SXM2-32GB", 7)(d)
+            or d["deviceProperties"][0].update(totalGlobalMem=34_089_730_048)
+        ),
+    )
+    # The library's own GPU is named as such, not as a stand-in (a reviewer's find).
+    note = recsim.replay([v100], keep=False, system="dgx-h100").notes[0]
+    assert note.startswith("recorded on v100-sxm2-32gb (the trace names 'Tesla V100-SXM2-32GB');")
     a30 = _kineto_edited(tmp_path, gpu("NVIDIA A30", 8))
     note = recsim.replay([a30], keep=False, system="dgx-h100").notes[0]
     assert note.startswith("recorded on a100-sxm4-40gb (the trace names 'NVIDIA A30': the library's")
