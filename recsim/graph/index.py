@@ -588,12 +588,16 @@ def _python_rounds(
     stop = out_end.tolist()
     first = start.tolist()
     left = pending.tolist()
-    # Most vertices have one successor (a rank's chain of layers): it is read directly rather
-    # than through a slice of one (-1: none, or several).
-    one = out_count == 1
-    only_array = np.full(out_count.size, -1, dtype=np.intp)
-    only_array[one] = dst[start[one]]
-    only = only_array.tolist()
+    # Most vertices have one successor (a rank's chain of layers) that has no other predecessor:
+    # such a vertex releases it outright (its ``left`` is 1 and no other edge reads it), read
+    # directly rather than through a slice of one (-1: not such a vertex; the others take the
+    # slice, which counts down as before).
+    solo_array = np.full(out_count.size, -1, dtype=np.intp)
+    one = np.flatnonzero(out_count == 1)
+    successor = dst[start[one]]
+    alone = pending[successor] == 1
+    solo_array[one[alone]] = successor[alone]
+    solo = solo_array.tolist()
     frontier: list[int] = np.flatnonzero(pending == 0).tolist()
     order: list[int] = []
     ends: list[int] = []
@@ -603,13 +607,9 @@ def _python_rounds(
         released: list[int] = []
         release = released.append
         for v in frontier:
-            t = only[v]
+            t = solo[v]
             if t >= 0:
-                count = left[t]
-                if count == 1:  # its last pending predecessor (no later edge reads ``left[t]``)
-                    release(t)
-                else:
-                    left[t] = count - 1
+                release(t)
                 continue
             for t in successors[first[v] : stop[v]]:
                 count = left[t] - 1
