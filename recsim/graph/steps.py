@@ -242,26 +242,25 @@ def _cross_dependencies(graph: ExecutionGraph, columns: NodeColumns) -> list[lis
     optimizer: dict[int, list[int]] = defaultdict(list)
     emb_update: dict[tuple[int, str], list[int]] = defaultdict(list)
     ids, ranks, phases, ops = columns.ids, columns.ranks, columns.phases, columns.ops
-    for nid, rank, phase, op in zip(ids, ranks, phases, ops, strict=True):
-        if phase == "input":
-            inputs[rank].append(nid)
-        elif phase == "optimizer":
-            optimizer[rank].append(nid)
-        if isinstance(op, Embedding) and op.pass_ in ("backward", "update"):
-            emb_update[(rank, op.table)].append(nid)
     # The input pipeline is one batch deep on the device (a double buffer): step s + 1 copies batch
     # s + 2 to the GPU once step s is done with batch s + 1's buffer (its optimizer). The host's
     # loading runs ahead (loader workers prefetch several batches). Unbounded, every step's copy
     # and index exchange ran at the start and none inside the measured step. A runtime whose host
     # thread loads and copies each batch in program order (eager) bounds it on the host already.
     bounded_input = graph.metadata.get("input_prefetch", "one_batch") == "one_batch"
+    # Each rank's first input copy (bounded) is found in the same pass as the lists.
     first_copy: set[int] = set()
-    if bounded_input:
-        copied: set[int] = set()
-        for nid, rank, phase, stream in zip(ids, ranks, phases, columns.streams, strict=True):
-            if phase == "input" and stream is Stream.COPY and rank not in copied:
+    copied: set[int] = set()
+    for nid, rank, phase, op, stream in zip(ids, ranks, phases, ops, columns.streams, strict=True):
+        if phase == "input":
+            inputs[rank].append(nid)
+            if bounded_input and stream is Stream.COPY and rank not in copied:
                 copied.add(rank)
                 first_copy.add(nid)
+        elif phase == "optimizer":
+            optimizer[rank].append(nid)
+        if isinstance(op, Embedding) and op.pass_ in ("backward", "update"):
+            emb_update[(rank, op.table)].append(nid)
     # Nodes that wait for named nodes of the previous step (``carried_dependencies``: a framework
     # that runs the next batch's routed lookups and exchange inside this step, whose interaction
     # then waits for the previous step's exchange; ``recsim.graph.build``).
