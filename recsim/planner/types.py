@@ -190,34 +190,40 @@ class Plan:
             if len(orders) > 1:
                 raise InfeasibleError(f"shards of {name!r} mix row orders {sorted(orders)}")
             for s in shards:
-                where = f"shard {name}[{s.row_start}:{s.row_end}, {s.col_start}:{s.col_end}]"
                 if s.sharding not in SHARDING_TYPES:
                     raise InfeasibleError(
-                        f"{where}: unknown sharding {s.sharding!r} (known: {', '.join(SHARDING_TYPES)})"
+                        f"{_where(name, s)}: unknown sharding {s.sharding!r} "
+                        f"(known: {', '.join(SHARDING_TYPES)})"
                     )
                 if s.order not in ROW_ORDERS:
-                    raise InfeasibleError(f"{where}: row order must be one of {ROW_ORDERS}, got {s.order!r}")
+                    raise InfeasibleError(
+                        f"{_where(name, s)}: row order must be one of {ROW_ORDERS}, got {s.order!r}"
+                    )
                 if not (0 <= s.row_start < s.row_end <= table.rows and 0 <= s.col_start < s.col_end <= dim):
-                    raise InfeasibleError(f"{where}: outside the table ({table.rows} rows x {dim} columns)")
+                    raise InfeasibleError(
+                        f"{_where(name, s)}: outside the table ({table.rows} rows x {dim} columns)"
+                    )
                 if not s.ranks or any(not _is_rank(r) or not 0 <= r < self.world_size for r in s.ranks):
-                    raise InfeasibleError(f"{where}: ranks {s.ranks} outside 0..{self.world_size - 1}")
+                    raise InfeasibleError(
+                        f"{_where(name, s)}: ranks {s.ranks} outside 0..{self.world_size - 1}"
+                    )
                 if s.sharding == "data_parallel" and tuple(sorted(s.ranks)) != everyone:
-                    raise InfeasibleError(f"{where}: a data-parallel shard is on every rank")
+                    raise InfeasibleError(f"{_where(name, s)}: a data-parallel shard is on every rank")
                 if dense_gradient(s, self.world_size) and s.tier_name != "hbm":
                     # Its update sweeps every row after the all-reduce: recsim runs that in HBM.
                     raise InfeasibleError(
-                        f"{where}: a data-parallel shard over several ranks lives in HBM (tier 'hbm'), "
-                        f"got {s.tier!r}"
+                        f"{_where(name, s)}: a data-parallel shard over several ranks lives in HBM "
+                        f"(tier 'hbm'), got {s.tier!r}"
                     )
                 if s.sharding == "distributed":
                     if len(set(s.ranks)) != len(s.ranks) or s.rows < len(s.ranks):
                         raise InfeasibleError(
-                            f"{where}: a distributed shard needs distinct ranks and a row for each"
+                            f"{_where(name, s)}: a distributed shard needs distinct ranks and a row for each"
                         )
                 elif s.sharding != "data_parallel" and len(s.ranks) != 1:
-                    raise InfeasibleError(f"{where}: a {s.sharding} shard is on exactly one rank")
+                    raise InfeasibleError(f"{_where(name, s)}: a {s.sharding} shard is on exactly one rank")
                 if s.dtype is not None and s.dtype not in EMBEDDING_DTYPES:
-                    raise InfeasibleError(f"{where}: unknown embedding dtype {s.dtype!r}")
+                    raise InfeasibleError(f"{_where(name, s)}: unknown embedding dtype {s.dtype!r}")
             area = sum(s.rows * s.dim for s in shards)
             if area != table.rows * dim or _overlap(shards):
                 raise InfeasibleError(
@@ -226,13 +232,21 @@ class Plan:
                 )
 
 
+def _where(name: str, s: Shard) -> str:
+    """A shard as ``Plan.validate``'s messages name it (made only for a message)."""
+    return f"shard {name}[{s.row_start}:{s.row_end}, {s.col_start}:{s.col_end}]"
+
+
 def _overlap(shards: list[Shard]) -> bool:
     """Whether two shards of one table share a cell.
 
     Column ranges must be equal or disjoint (every scheme cuts columns first, then rows), so the
     check is: distinct column ranges do not intersect, and inside one column range the row ranges
-    do not intersect. ``n log n``: row-wise over a thousand ranks stays cheap.
+    do not intersect. ``n log n``: row-wise over a thousand ranks stays cheap. A table of one
+    shard (every table of a table-wise plan) has no two to compare.
     """
+    if len(shards) < 2:
+        return False
     by_cols: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for s in shards:
         by_cols[s.columns].append((s.row_start, s.row_end))
