@@ -651,14 +651,16 @@ class _Builder:
             totals = exchange_sums(sends, sum)
             # One part per distinct (row, column) pair of shared tuples, shared by its ranks (a
             # table-wise plan's ranks without tables all send nothing and receive alike).
-            parts: dict[tuple[int, int], Collective] = {}
+            # Each with whether it is uneven (``is_uneven_all_to_all``, asked once per part rather
+            # than once per folded rank: an op is frozen, and the answer reads only its fields).
+            parts: dict[tuple[int, int], tuple[Collective, bool]] = {}
             skip = self.skip
             folded: dict[int, Collective] = {}  # the folded ranks' parts (``_record_folded``)
             for r in group:
                 send, recv = sends[r], recvs[r]
-                op = parts.get((id(send), id(recv)))
-                if op is None:
-                    op = parts[(id(send), id(recv))] = Collective(
+                part = parts.get((id(send), id(recv)))
+                if part is None:
+                    made = Collective(
                         CollectiveOp.ALL_TO_ALL,
                         key,
                         group,
@@ -668,8 +670,10 @@ class _Builder:
                         recv,
                         self.a2a_algorithm,
                     )
+                    part = parts[(id(send), id(recv))] = (made, is_uneven_all_to_all(made))
+                op, uneven = part
                 if r in skip:  # a folded rank: only its part, for the matrix (as ``add`` keeps it)
-                    if is_uneven_all_to_all(op):
+                    if uneven:
                         folded[r] = op
                     continue
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
