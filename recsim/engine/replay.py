@@ -65,7 +65,7 @@ from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology
 from recsim.metrics.invariants import check_breakdown
-from recsim.metrics.result import FrozenMap, mapping_keys
+from recsim.metrics.result import FrozenMap, flat_mapping, mapping_keys
 
 
 @dataclass(frozen=True)
@@ -122,27 +122,24 @@ class ReplayResult:
             "error": self.error,
         }
         canonical = mapping_keys()
-        out.update(_flat("breakdown_s", self.breakdown_s, canonical["breakdown_s"]))
-        out.update(_flat("utilisation", self.utilisation, canonical["utilisation"]))
+        out.update(flat_mapping("breakdown_s", self.breakdown_s, canonical["breakdown_s"], 0.0))
+        out.update(flat_mapping("utilisation", self.utilisation, canonical["utilisation"], 0.0))
         out["avg_power_w"] = self.avg_power_w
+        # Power that is not known (keep mode): None for every key, as a failed run's.
+        by_component = self.power_by_component_w
         out.update(
-            _flat("power_by_component_w", self.power_by_component_w, canonical["power_by_component_w"])
+            flat_mapping(
+                "power_by_component_w",
+                by_component or {},
+                canonical["power_by_component_w"],
+                None if by_component is None else 0.0,
+            )
         )
         out["energy_per_step_j"] = self.energy_per_step_j
         out["energy_per_sample_j"] = self.energy_per_sample_j
         out["recsim_version"] = self.recsim_version
         out["notes"] = list(self.notes)
         return out
-
-
-def _flat(name: str, values: Mapping[str, float] | None, keys: Sequence[str]) -> dict[str, float | None]:
-    """``values`` as ``name.key`` entries: each of ``keys`` (0.0 where ``values`` lacks it, None
-    when there are no values at all), then any other key it holds."""
-    if values is None:
-        return {f"{name}.{key}": None for key in keys}
-    out: dict[str, float | None] = {f"{name}.{key}": values.get(key, 0.0) for key in keys}
-    out.update({f"{name}.{key}": value for key, value in values.items() if key not in keys})
-    return out
 
 
 def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:

@@ -10,7 +10,7 @@ DataFrame gets one column per figure; ``recsim run --json`` prints exactly that 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
@@ -79,12 +79,7 @@ class Result:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, Mapping):
-                keys = canonical.get(name, ())
-                for key in keys:
-                    out[f"{name}.{key}"] = _clean(value.get(key, absent))
-                for key, sub in value.items():
-                    if key not in keys:
-                        out[f"{name}.{key}"] = _clean(sub)
+                out.update(flat_mapping(name, value, canonical.get(name, ()), absent))
             elif isinstance(value, tuple):
                 out[name] = list(value)
             else:
@@ -143,6 +138,17 @@ def mapping_keys() -> dict[str, tuple[str, ...]]:
 
 #: The memory tiers ``memory_peak_bytes`` reports (a rank's HBM, a node's host DRAM and SSDs).
 MEMORY_TIERS = ("hbm", "ddr", "ssd")
+
+
+def flat_mapping(
+    name: str, values: Mapping[str, float], keys: Sequence[str], absent: float | None
+) -> dict[str, Any]:
+    """``values`` as ``name.key`` entries: each of ``keys`` (``absent`` where ``values`` lacks
+    it), then any other key it holds; NaN and infinities become None. How a result's mappings
+    are flattened (``Result.to_dict``, a replay's ``to_dict``)."""
+    out = {f"{name}.{key}": _clean(values.get(key, absent)) for key in keys}
+    out.update({f"{name}.{key}": _clean(sub) for key, sub in values.items() if key not in keys})
+    return out
 
 
 def _clean(value: Any) -> Any:
