@@ -9,6 +9,8 @@ hand from its output, and tests refit and compare.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from recsim.config.types import Fraction, PositiveInt, Ratio, Seconds, Spec
@@ -110,10 +112,18 @@ class CollectiveCalibration(Spec):
     ``in_network_reduction``. ``fit`` says how the constants were obtained, ``train_points`` /
     ``test_points`` how many measured points were fitted and held out, ``test_median_abs_error``
     the held-out median absolute relative error of the collective times.
+
+    ``transport`` says which network transport a NIC's constants describe: ``rdma`` (NCCL's IB
+    verbs path, GPUDirect RDMA) or ``socket`` (NCCL's NET/Socket: TCP through host memory,
+    ``recsim.cost.collectives.base.socket_calibration``); a NIC checks it against its ``rdma``
+    flag, so a NIC without RDMA cannot inherit an RDMA NIC's constants through ``extends``
+    unnoticed. None on a scale-up switch's block (no network transport) and on blocks written
+    before the field existed (read as RDMA on a NIC).
     """
 
     source: str
     fit: str = ""
+    transport: Literal["rdma", "socket"] | None = None
     protocols: dict[str, CollectiveProtocol]
     nvls: CollectiveProtocol | None = None
     train_points: PositiveInt | None = None

@@ -316,6 +316,11 @@ class Nic(Device):
 
     ``latency`` is the adapter's own one-way traversal; the host PCIe link and the switches are
     separate hops of the topology, so a NIC-to-NIC time is PCIe + NIC + wire/switches + NIC + PCIe.
+
+    ``rdma``: whether collectives reach the NIC by RDMA (NCCL's IB verbs transport, GPUDirect) or,
+    without it, through NCCL's socket transport (kernel TCP, staged in host memory): a NIC without
+    RDMA is costed with the socket constants (its ``calibration`` of ``transport: socket``, else
+    ``recsim.cost.collectives.base.DEFAULT_SOCKET``).
     """
 
     ref_kind = "nic"
@@ -328,6 +333,23 @@ class Nic(Device):
     host_interface: Link
     power: Power
     calibration: CollectiveCalibration | None = None
+
+    @model_validator(mode="after")
+    def _calibration_of_its_transport(self) -> Self:
+        # A block without ``transport`` predates the socket model and was written for RDMA NICs.
+        # A NIC without RDMA that extends an RDMA one would otherwise inherit its constants and be
+        # costed as RDMA (a tester found eth-100g exactly as fast as roce-100g).
+        if self.calibration is None:
+            return self
+        transport = self.calibration.transport or "rdma"
+        wanted = "rdma" if self.rdma else "socket"
+        if transport != wanted:
+            raise ValueError(
+                f"calibration.transport is {transport!r} but the NIC has rdma: {str(self.rdma).lower()}, "
+                f"so its collectives use the {wanted} transport: give a calibration block of "
+                f"transport: {wanted} (or none, for the default {wanted} constants)"
+            )
+        return self
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
