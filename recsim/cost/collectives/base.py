@@ -29,7 +29,9 @@
 * ``Algorithm`` and ``REGISTRY``: one class per algorithm, registered under its name with
   ``@register``; adding an algorithm is one class.
 * ``level_calibration``: the calibrated constants of a level (the NVSwitch's or NIC's
-  ``calibration`` block) or the documented defaults below when a device has none.
+  ``calibration`` block) or the documented defaults below when a device has none; a NIC without
+  RDMA gets NCCL's socket transport (``socket_calibration``, ``DEFAULT_SOCKET``): slower steps and
+  a fraction of the line rate, as measured over TCP.
 """
 
 from __future__ import annotations
@@ -168,6 +170,79 @@ DEFAULT_NETWORK = CollectiveCalibration(
         "simple": _proto(8.4, 9.6, 0.97),
     },
 )
+
+# ------------------------------------------------------------------------------------------ socket
+# A NIC without RDMA (``Nic.rdma: false``) carries collectives through NCCL's socket transport
+# (NET/Socket, src/transport/net_socket.cc): no GPUDirect RDMA, so every network step is staged in
+# host memory (the GPU writes its buffer into pinned host memory over PCIe, a CPU proxy thread
+# pushes it through the kernel TCP stack, and the receiver's proxy and GPU do the reverse). Two
+# effects, each from measured NCCL runs over TCP:
+#
+# * throughput: the CPU proxy threads and the TCP stack, not the wire, set the rate. NCCL splits a
+#   step's data evenly over its sockets, so it moves at the slowest socket's rate times their
+#   count (NCCL maintainers, NVIDIA/nccl-tests issue 83 and NVIDIA/nccl issue 438), well below
+#   what iperf-style tests of independent streams report.
+# * latency: every network step pays the socket path (GPU to host buffer, proxy poll, send/recv
+#   system calls, TCP stack on both hosts) on top of NCCL's per-step figure for the network.
+
+#: Fraction of the NIC's line rate that NCCL's socket transport moves, per byte on the wire. Fitted
+#: on NVIDIA/nccl issue 398 (AWS p3dn.24xlarge, 2 nodes x 8 V100-SXM2, one 100 Gb/s ENA NIC each,
+#: NCCL 2.4.8 over NET/Socket, ring all-reduce forced with NCCL_TREE_THRESHOLD=0): "around 6GB/s"
+#: bus bandwidth with 8 processes per node, of 12.5 GB/s, so 0.48. Checks, not fitted:
+#: NVIDIA/nccl-tests issue 83 (Azure, 2 nodes x 4 V100, 25 Gb/s TCP, NCCL 2.9.6, Ring/Simple) at
+#: most 1.7 GB/s of 3.125 (0.54); NVIDIA/nccl issue 209 (GCP 32 GbE, 2 nodes x 8 GPUs, NCCL
+#: 2.4.7ms0) 14.5-14.9 Gb/s of 32 (0.45-0.47); NVIDIA/nccl issue 450 (4 nodes x 8 V100, 100 Gb/s
+#: TCP) 4-6 GB/s at 8-128 MB (0.32-0.48). One GPU per node on 32 GbE reached 0.96-0.98 (issue 209):
+#: the figure is for multi-GPU nodes sharing the NIC, recsim's training nodes.
+SOCKET_LINE_FRACTION = 0.48
+
+#: Added to every network step of every protocol: the socket path's one-way latency beyond the
+#: RDMA path's (``hwLat`` NET, the ``step_latency`` of ``DEFAULT_NETWORK``). Fitted on
+#: NVIDIA/nccl-tests issue 82 (Azure, 2 nodes x 1 V100-PCIE-16GB, NCCL 2.9.6 over NET/Socket,
+#: broadcast with NCCL_ALGO=Ring NCCL_PROTO=Simple): 45.82 us out of place and 38.17 us in place at
+#: 8 bytes, mean 42.0 us. That broadcast is one network step: the RDMA model gives it
+#: base_latency + step_latency = 8.4 + 9.6 us (Simple, ``DEFAULT_NETWORK``), so the socket path adds
+#: 42.0 - 18.0 = 24.0 us. ASSUMPTION: the same for LL and LL128 (one measurement, Simple only; the
+#: socket path's cost is per message, not per protocol).
+SOCKET_STEP_LATENCY_S = 24.0e-6
+
+#: Payload share of the bytes each protocol puts on the wire: LL sends 8-byte lines of 4 data bytes
+#: and a 4-byte flag, LL128 128-byte lines of 120 data bytes (NCCL src/device/prims_ll128.h,
+#: NCCL_LL128_DATAELEMS / NCCL_LL128_LINEELEMS = 15/16), Simple only data. Over RDMA the flags
+#: cost GPU time, already in each protocol's efficiency; over sockets the TCP stack's rate applies
+#: to every wire byte, flags included.
+WIRE_PAYLOAD_FRACTION: Mapping[str, float] = {"ll": 0.5, "ll128": 120 / 128, "simple": 1.0}
+
+
+def socket_calibration(rdma: CollectiveCalibration, source: str = "") -> CollectiveCalibration:
+    """``rdma``'s protocols over NCCL's socket transport: each step ``SOCKET_STEP_LATENCY_S``
+    longer, each protocol at most ``SOCKET_LINE_FRACTION`` of the line rate in wire bytes
+    (``WIRE_PAYLOAD_FRACTION`` of that in payload); base latencies (host-side launch and
+    setup) unchanged. Never faster than ``rdma``: latencies only grow, efficiencies only shrink."""
+    protocols = {
+        name: p.model_copy(
+            update={
+                "step_latency_s": p.step_latency_s + SOCKET_STEP_LATENCY_S,
+                "efficiency": min(p.efficiency, SOCKET_LINE_FRACTION * WIRE_PAYLOAD_FRACTION.get(name, 1.0)),
+            }
+        )
+        for name, p in rdma.protocols.items()
+    }
+    return CollectiveCalibration(
+        source=source or f"socket_calibration({rdma.source})",
+        fit=rdma.fit,
+        transport="socket",
+        protocols=protocols,
+    )
+
+
+DEFAULT_SOCKET = socket_calibration(
+    DEFAULT_NETWORK,
+    "ASSUMPTION: DEFAULT_NETWORK over NCCL's socket transport (recsim.cost.collectives.base: "
+    "SOCKET_LINE_FRACTION from NVIDIA/nccl issue 398, SOCKET_STEP_LATENCY_S from NVIDIA/nccl-tests "
+    "issue 82)",
+)
+
 # NVLS on an NVSwitch that reduces in the switch but has no calibration block: the gen3 fit
 # (hardware/devices/switches/nvswitch-gen3.yaml), ASSUMPTION for any other such switch.
 DEFAULT_NVLS = _proto(27.89, 0.0, 0.6965, pipeline_us=3.03)
@@ -763,6 +838,8 @@ def level_calibration(topology: Topology, level: Level) -> CollectiveCalibration
     group = node.scale_out_nics
     if group is not None and group.device.calibration is not None:
         return group.device.calibration
+    if group is not None and not group.device.rdma:
+        return DEFAULT_SOCKET
     return DEFAULT_NETWORK
 
 

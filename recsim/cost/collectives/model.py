@@ -14,7 +14,9 @@ per step but for a SHARP reduction's switch hops, one trip); ``wire[intra]`` is 
 ``L`` ranges over the levels the stage uses (``intra``: NVLink/NVSwitch or PCIe inside a node,
 ``inter``: NICs and network), ``k`` and ``bytes``/``bandwidth`` come from the algorithm
 (``Algorithm.stages``) and the topology (``GroupLayout``), the constants from the calibration of
-the NVSwitch and of the NIC (``level_calibration``). The levels of one stage run concurrently
+the NVSwitch and of the NIC (``level_calibration``; a NIC without RDMA has NCCL's socket transport's:
+``base.socket_calibration``, every network step slower and a fraction of the line rate, which
+the flows carry too). The levels of one stage run concurrently
 (pipelined), so the slower sets the bandwidth term. The protocol is the fastest that every level
 used calibrates; the algorithm (when neither the call nor ``Collective.algorithm`` names one) the
 fastest of the registered ``auto`` algorithms for the op: ring, tree and NVLS for all-reduce, as
