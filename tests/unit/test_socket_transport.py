@@ -180,3 +180,23 @@ def test_socket_calibration_is_never_faster_than_its_rdma_source():
             assert s.step_latency_s > p.step_latency_s
             assert s.pipeline_latency_s == p.pipeline_latency_s
             assert s.efficiency <= p.efficiency
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "op", "group"),
+    [
+        ("direct", "all_to_all", (0, 2, 8, 10)),
+        ("ring", "all_reduce", (0, 2, 8, 10)),
+        ("tree", "all_reduce", (0, 1, 8, 9)),
+        ("ring", "all_reduce", tuple(range(16))),
+    ],
+)
+def test_socket_collectives_on_pcie_only_nodes_agree_with_their_flows(algorithm, op, group):
+    # On a PCIe-only node a rank's NIC bytes share its PCIe link with its peer traffic, weighed by
+    # the network level's efficiency (``GroupLayout.pcie_exit_weight``): the socket's 0.48, as the
+    # flows carry it.
+    sets = ["node.nics.device=eth-100g", "cluster.scale_out.switch=tomahawk-32x100g"]
+    topology = build_topology(load_system("h100-pcie-server", nodes=2, overrides=sets))
+    coll = Collective(CollectiveOp(op), "x", group, 64 * MiB, "fp16")
+    analytic = collective_cost(coll, topology, algorithm).time_s
+    assert collective_time_flows_s(coll, topology, algorithm) == pytest.approx(analytic, rel=1e-6)
