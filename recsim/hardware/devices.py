@@ -287,7 +287,16 @@ class Cpu(Device):
     # (Intel ARK: "DDR5-4800 1DPC, DDR5-4400 2DPC"); None: the same as at one.
     memory_2dpc: Memory | None = None
     memory_channels: PositiveInt
+    # The most DIMMs a channel takes (the platform's DIMMs per channel); None: not checked.
+    max_dimms_per_channel: PositiveInt | None = None
     llc_bytes: Bytes = Field(alias="llc")
+    # Load-to-use latency of a random read that hits the last-level cache (the ``ddr`` tier's
+    # LLC hits, ``recsim.cost.embedding.ddr``).
+    llc_latency_s: PositiveSeconds = Field(alias="llc_latency")
+    # Separate LLCs the socket's ``llc`` is split into, each shared only by its own cores (AMD's
+    # core complexes: a Zen 2 core reaches its CCX's 16 MiB of L3, not the socket's 256); 1: one
+    # LLC shared by every core of the socket (Intel's mesh or ring, NVIDIA's SCF).
+    llc_domains: PositiveInt = 1
     pcie_lanes: PositiveInt
     socket_interconnect: SocketInterconnect | None = None
     power: Power
@@ -306,6 +315,11 @@ class Cpu(Device):
     def memory_bandwidth_bytes_per_s(self) -> float:
         """Peak DRAM bandwidth of the socket with every channel populated."""
         return self.memory_channels * self.memory.bandwidth_bytes_per_s
+
+    @property
+    def llc_domain_bytes(self) -> float:
+        """The LLC one core reaches: the socket's ``llc`` over its ``llc_domains``."""
+        return self.llc_bytes / self.llc_domains
 
 
 # --------------------------------------------------------------------------- network

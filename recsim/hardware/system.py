@@ -166,6 +166,19 @@ class Node(Spec):
         return self
 
     @model_validator(mode="after")
+    def _dimms_fit_the_channels(self) -> Self:
+        # A tester's RecNMP sweep ran 4 DIMMs per channel on Skylake-SP (2 at most) without a word.
+        cpu = self.cpus.device
+        most = cpu.max_dimms_per_channel
+        dimms = self.host_memory.dimms_per_channel
+        if most is not None and dimms > most:
+            raise ValueError(
+                f"host_memory.dimms_per_channel: {dimms} DIMMs per channel, but a {cpu.name} channel "
+                f"takes at most {most} (its max_dimms_per_channel)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> Self:
         n = self.accelerators.count if self.accelerators else 0
         if n > 1 and self.scale_up is None:

@@ -226,3 +226,19 @@ def test_two_dimms_per_channel_run_at_the_cpus_2dpc_rate(shipped):
     assert h100.host_memory_bandwidth_bytes_per_s == pytest.approx(16 * 8 * 4.4e9)
     zionex = shipped.system("zionex").node  # one DIMM per channel: the CPU's full rate
     assert zionex.host_memory_bandwidth_bytes_per_s == pytest.approx(4 * 6 * 8 * 3.2e9)
+
+
+def test_a_channel_takes_no_more_dimms_than_the_cpu_allows(shipped):
+    """A tester's RecNMP sweep ran 4 DIMMs per channel on skylake-2s-recnmp, which a Skylake-SP
+    channel cannot hold (2 at most), without a word: one line now names the key and the limit."""
+    with pytest.raises(
+        ConfigError, match=r"dimms_per_channel: 4 DIMMs per channel.*xeon-gold-6138.*at most 2"
+    ):
+        shipped.system("skylake-2s-recnmp", [Override.parse("node.host_memory.dimms_per_channel=4")])
+    assert shipped.system("skylake-2s-recnmp", [Override.parse("node.host_memory.dimms_per_channel=1")])
+    # Broadwell-EP takes three; every shipped system is within its CPU's limit.
+    assert shipped.system("broadwell-2s", [Override.parse("node.host_memory.dimms_per_channel=3")])
+    for name in SYSTEMS:
+        node = shipped.system(name).node
+        most = node.cpus.device.max_dimms_per_channel
+        assert most is not None and node.host_memory.dimms_per_channel <= most, name
