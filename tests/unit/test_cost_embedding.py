@@ -25,7 +25,7 @@ from recsim.cost.embedding import (
 )
 from recsim.cost.embedding.base import pages_touched
 from recsim.cost.embedding.calibration import is_test_measurement, median_abs_error, relative_errors
-from recsim.cost.embedding.ddr import LINE_FILL_BUFFERS, rank_share
+from recsim.cost.embedding.ddr import LINE_FILL_BUFFERS, llc_capacity_bytes, rank_share
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.cost.embedding.uvm import pcie_wire_bytes, rank_host_ddr_bandwidth_bytes_per_s
 from recsim.errors import ConfigError, InfeasibleError
@@ -440,15 +440,19 @@ def test_a_cache_too_small_for_the_batch():
 
 
 def test_ddr_forward_by_hand():
-    # On a CPU server the shard has the node's cores and channels to itself.
+    # On a CPU server the shard has the node's cores and channels to itself. The 128 kB table fits
+    # in the 20 MiB LLC, which starts cold: each of the 500 distinct rows is read once from DRAM
+    # (2 lines each), the other 500 lookups hit the LLC (20 ns a line).
     server = TINY.model_copy(update={"node": TINY.node.model_copy(update={"accelerators": None})})
     c = cost(op("ddr"), server)
-    lines = 1000 * 2
-    bandwidth = (lines * 64 + STREAMED) / DDR_BW
-    latency = 90e-9 * lines / MLP
+    dram_lines, llc_lines = 500 * 2, 500 * 2
+    bandwidth = (dram_lines * 64 + STREAMED) / DDR_BW
+    latency = (90e-9 * dram_lines + 20e-9 * llc_lines) / MLP
     compute = 1000 * 32 / CPU_FLOPS
-    assert bandwidth > latency > compute
-    assert c.time_s == pytest.approx(bandwidth, rel=1e-12)
+    assert latency > bandwidth > compute
+    assert c.time_s == pytest.approx(latency, rel=1e-12)
+    assert c.details["llc_hit_rate"] == pytest.approx(0.5, rel=1e-12)
+    assert c.bytes_on("ddr") == pytest.approx(dram_lines * 64 + STREAMED)
     # One lookup is latency-bound: a single DRAM access, not a share of the parallelism.
     single = cost(op("ddr", lookups=1.0, batch=1, unique_rows=1.0), server)
     assert single.time_s == pytest.approx(90e-9, rel=1e-12)
@@ -459,7 +463,10 @@ def test_ddr_forward_by_hand():
     on_gpu = cost(op("ddr"))
     moved = 1000 * 8 + 100 * 128
     copies = 2 * (8e-6 + 500e-9)
-    assert on_gpu.time_s == pytest.approx(bandwidth * gpus + copies + moved / PCIE_SHARE, rel=1e-12)
+    # The rank's quarter of the cores (5 of them), its share of the 2 sockets' LLCs still holds the table.
+    rank_latency = (90e-9 * dram_lines + 20e-9 * llc_lines) / (5 * LINE_FILL_BUFFERS)
+    assert rank_latency > bandwidth * gpus
+    assert on_gpu.time_s == pytest.approx(rank_latency + copies + moved / PCIE_SHARE, rel=1e-12)
     assert on_gpu.bytes_on("pcie") == moved
 
 
@@ -662,6 +669,41 @@ def test_recnmp_ratio_on_an_rmc1_like_op():
     assert ratio(1) > ratio(4) > ratio(16) > ratio(165)
     assert ratio(165) == pytest.approx(2.51, rel=0.02)
     assert ratio(1024) == pytest.approx(2.51, rel=0.02)
+
+
+def test_a_skewed_host_table_reads_its_hot_rows_from_the_llc():
+    # A tester's find: a 40M-row table's host lookup on zionex cost the same under Zipf 1.05 as
+    # uniform, though the hottest rows, a few tens of MB, take most lookups: the LLC was ignored.
+    system = load_system("zionex")
+    uniform = access_model(UniformAccess(dist="uniform"), 40_000_000)
+    e = replace(dcnv2_op("ddr", "forward"), batch=6912, lookups=6912 * 100.0)
+    flat, skewed = cost(e, system, uniform), cost(e, system, ZIPF_40M)
+    assert flat.details["llc_hit_rate"] < 0.01
+    # A rank holds half a socket's 38.5 MiB (8 GPUs on 4 sockets): 39,424 rows of 512 B, whose
+    # LRU hit rate is 0.64; the cold start costs a few points of it.
+    rows = llc_capacity_bytes(system, rank_share(system)) / 512
+    assert rows == pytest.approx(38.5 * 2**20 / 2 / 512)
+    hit = ZIPF_40M.lru_hit_rate(rows)
+    assert 0.6 < hit < 0.7
+    assert hit - 0.05 < skewed.details["llc_hit_rate"] < hit
+    # Bandwidth-bound: the DRAM carries only the misses, so the skewed lookup is ~2x faster.
+    assert skewed.bytes_on("ddr") < 0.5 * flat.bytes_on("ddr")
+    assert 0.3 < skewed.time_s / flat.time_s < 0.55
+
+
+def test_a_host_lookup_holds_one_llc_domain_at_most():
+    # Every socket's LLC caches the same hot rows (the bags run on all of them): a CPU server's
+    # lookup holds one socket's LLC, not the sum; a Zen 2 core reaches its CCX's 16 MiB only;
+    # a GPU node's ranks share the node's LLCs.
+    server = load_system("skylake-2s")
+    assert llc_capacity_bytes(server, rank_share(server)) == pytest.approx(27.5 * 2**20)
+    a100 = load_system("dgx-a100")  # 2 EPYC 7742 x 16 CCX for 8 ranks: a whole CCX each
+    assert llc_capacity_bytes(a100, rank_share(a100)) == pytest.approx(16 * 2**20)
+    h100 = load_system("dgx-h100")  # 2 x 105 MiB for 8 ranks
+    assert llc_capacity_bytes(h100, rank_share(h100)) == pytest.approx(105 * 2**20 / 4)
+    # A lookup of a handful of rows finds a cold LLC: DRAM latency, however hot its rows.
+    one = replace(dcnv2_op("ddr", "forward"), batch=1, lookups=1.0)
+    assert cost(one, server, ZIPF_40M).details["llc_hit_rate"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_host_lookup_of_few_bags_keeps_as_few_cores_busy():

@@ -2,17 +2,38 @@
 host-side embeddings): Caffe2/PyTorch ``SparseLengthsSum`` / ``EmbeddingBag`` on all cores of the
 node's sockets.
 
-**Forward.** A row costs ``lines = ceil(row_bytes / access_granularity)`` random DRAM reads (64 B
-cache lines for DDR4/DDR5; rows assumed line-aligned). Three limits, the slowest wins:
+**Forward.** A row costs ``lines = ceil(row_bytes / access_granularity)`` random reads (64 B
+cache lines for DDR4/DDR5; rows assumed line-aligned), each served by the CPU's last-level cache
+or by DRAM (**LLC**, below). Three limits, the slowest wins:
 
-* bandwidth: ``lookups x lines x granularity / (host_memory_bandwidth x CPU_MEMORY_EFFICIENCY)``,
-  every channel of every socket (``Node.host_memory_bandwidth_bytes_per_s``), at the STREAM
-  efficiency ``recsim.cost.compute.CPU_MEMORY_EFFICIENCY`` (an upper bound for random lines);
+* bandwidth: ``DRAM lines x granularity / (host_memory_bandwidth x CPU_MEMORY_EFFICIENCY)`` (the
+  LLC's misses only), every channel of every socket (``Node.host_memory_bandwidth_bytes_per_s``),
+  at the STREAM efficiency ``recsim.cost.compute.CPU_MEMORY_EFFICIENCY`` (an upper bound for
+  random lines);
 * latency (memory-level parallelism, Little's law): a core keeps at most ``LINE_FILL_BUFFERS``
-  L1D misses in flight, so ``lookups x lines x latency / (threads x LINE_FILL_BUFFERS)``, and never
-  less than one memory latency when there is a lookup;
+  L1D misses in flight, whether the LLC or DRAM answers them, so ``(DRAM lines x DRAM latency +
+  LLC lines x Cpu.llc_latency) / (threads x LINE_FILL_BUFFERS)``, and never less than one DRAM
+  latency when a line misses the LLC (one LLC latency when none does);
 * compute: one add per element, ``lookups x dim / (threads x a core's fp32 peak x
   CPU_GEMM_EFFICIENCY)``.
+
+**LLC.** The share of the row reads the LLC serves is the LRU hit rate (Che's approximation,
+``AccessModel.lru_hit_rate``, as the ``hbm`` tier's L2 and ``uvm_caching``'s HBM cache) of a cache
+of ``llc_capacity_bytes / (lines x granularity)`` rows under the shard's access model: the hot
+rows of a skewed table stay there, a uniform one over a large table gains little. The capacity a
+lookup holds (``llc_capacity_bytes``): one LLC domain (a socket's ``llc``, or an AMD core
+complex's share of it, ``Cpu.llc_domains``), not the sum over sockets, because the bags run on the
+cores of every socket and each LLC caches the hot rows its own cores read, the same rows; on a GPU
+node the ranks' host lookups run at once (``rank_share``), so a rank holds its share of the
+node's LLC domains, at most one whole. The LLC is cold when the lookup starts (ASSUMPTION: the
+node's other tables and the dense layers have gone through it since this table's last batch), so
+each distinct row of the batch that a warm cache would hold misses once first (``unique_rows x (1
+- AccessModel.missed_unique_share)`` more misses): a lookup of few rows reads them all from DRAM,
+however skewed the table. What else crosses the LLC (indices, pooled vectors) is left out of its
+capacity. The LLC's bandwidth is not a separate limit (ASSUMPTION: it serves what the fill buffers
+ask at its latency, 10 x 64 B / 26 ns = 25 GB/s a core on Skylake-SP). None of the
+tier's other constants was fitted on lookup times (their sources are the hardware manuals, STREAM
+and MLC), so the LLC is added to the model, not into a fit.
 
 ``threads``: the cores that work on the lookup, ``min(bags, cores)`` (``cpu_threads``): PyTorch's
 ``EmbeddingBag`` and FBGEMM's CPU kernels parallelise over the output bags (``at::parallel_for``
@@ -34,12 +55,14 @@ only once the lookups finish).
 **Backward** (host-side training): a CPU radix sort of the indices (``CPU_SORT_PASSES`` passes that
 read and write a 16 B key-value pair per lookup), the gradient rows read per lookup (streamed from
 the dense gradient), and per unique row the row and its optimizer state read and written as random
-lines; latency-bound like the forward on the unique rows' lines.
+lines; latency-bound like the forward on the unique rows' lines. Each unique row is visited once,
+so a cold LLC serves none of them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Final
 
 from recsim.cost.compute import CPU_GEMM_EFFICIENCY
@@ -61,10 +84,13 @@ __all__ = [
     "CPU_SORT_PASSES",
     "LINE_FILL_BUFFERS",
     "DdrTier",
+    "RowReads",
     "cpu_pool_s",
     "cpu_threads",
+    "llc_capacity_bytes",
     "memory_parallelism",
     "node_cores",
+    "row_reads",
 ]
 
 LINE_FILL_BUFFERS: Final[int] = 10
@@ -109,6 +135,56 @@ def random_lines_s(system: System, lines: float, share: float = 1.0, threads: fl
     return latency * max(min(1.0, lines), lines / parallel)
 
 
+def llc_capacity_bytes(system: System, share: float = 1.0) -> float:
+    """The last-level cache a host lookup with ``share`` of the node's cores holds (see the module
+    docstring): one LLC domain's bytes, times the share of a domain it gets when more lookups run at
+    once than the node has domains (``share x sockets x Cpu.llc_domains`` below one)."""
+    cpus = system.node.cpus
+    domains = cpus.count * cpus.device.llc_domains
+    return cpus.device.llc_domain_bytes * min(1.0, share * domains)
+
+
+@dataclass(frozen=True, slots=True)
+class RowReads:
+    """A host lookup's row lines and where they come from: ``llc_lines`` from the last-level
+    cache, ``dram_lines`` from DRAM; ``llc_hit_rate`` is the LLC's share of the lines, and
+    ``latency_s`` the memory-level-parallelism bound of reading them all."""
+
+    lines: float
+    llc_lines: float
+    dram_lines: float
+    llc_hit_rate: float
+    latency_s: float
+
+
+def row_reads(lookup: Lookup, share: float, threads: float) -> RowReads:
+    """The row lines of ``lookup``'s lookups read by ``threads`` cores holding ``share`` of the
+    node, split between the LLC and DRAM (a cold LLC at the start, see the module docstring)."""
+    system = lookup.system
+    cpu = system.node.cpus.device
+    granule = system.node.host_memory.device.access_granularity_bytes
+    per_row = math.ceil(lookup.row_bytes / granule)
+    lookups = lookup.lookups
+    cache_rows = llc_capacity_bytes(system, share) / (per_row * granule)
+    hit = lookup.hit_rate(cache_rows)
+    # A warm LLC would hold some of the batch's distinct rows when it starts; a cold one reads
+    # each of those once from DRAM before it hits.
+    warm = 0.0
+    if hit > 0.0:
+        warm = lookup.unique_rows * (1.0 - lookup.access.missed_unique_share(lookups, cache_rows))
+    missed = min(lookups, lookups * (1.0 - hit) + warm)
+    dram_lines = missed * per_row
+    llc_lines = (lookups - missed) * per_row
+    lines = lookups * per_row
+    if lines <= 0:
+        return RowReads(0.0, 0.0, 0.0, 0.0, 0.0)
+    dram_latency = system.node.host_memory.device.latency_s
+    work = dram_lines * dram_latency + llc_lines * cpu.llc_latency_s
+    floor = max(min(1.0, dram_lines) * dram_latency, min(1.0, lines) * cpu.llc_latency_s)
+    latency_s = max(floor, work / (threads * LINE_FILL_BUFFERS))
+    return RowReads(lines, llc_lines, dram_lines, llc_lines / lines, latency_s)
+
+
 def cpu_threads(system: System, items: float, share: float = 1.0) -> float:
     """The cores a host-side lookup keeps busy: its ``share`` of the node's cores, no more than
     the ``items`` it parallelises over (bags forward, unique rows backward), at least one."""
@@ -151,14 +227,14 @@ class DdrTier(TierModel):
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system
         granule = system.node.host_memory.device.access_granularity_bytes
-        lines = lookup.lookups * math.ceil(lookup.row_bytes / granule)
-        rows = lines * granule
         streamed = host_streamed_bytes(lookup)
         share = rank_share(system)
         # Bags that receive no lookup (pooling below one) give a core nothing to walk.
         threads = cpu_threads(system, lookup.bags_returned, share)
+        reads = row_reads(lookup, share, threads)
+        rows = reads.dram_lines * granule  # the LLC's hits do not reach the channels
         bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share
-        latency_s = random_lines_s(system, lines, share, threads)
+        latency_s = reads.latency_s
         compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim, threads)
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved, copies=2)  # the indices down, the pooled vectors up
@@ -170,6 +246,8 @@ class DdrTier(TierModel):
             "pcie_s": pcie_s,
             "memory_parallelism": threads * LINE_FILL_BUFFERS,
             "threads": threads,
+            "llc_hit_rate": reads.llc_hit_rate,
+            "llc_bytes": reads.llc_lines * granule,
         }
         used = {DDR: rows + streamed} | ({PCIE: moved} if pcie_s else {})
         return EmbeddingCost(max(bandwidth_s, latency_s, compute_s) + pcie_s, used, details)

@@ -17,7 +17,8 @@ Per drive the slowest of:
 * host interface: ``pages x page / min(sequential read, link)``;
 * latency with queue depth (Little's law): ``read_latency x max(1, pages / QUEUE_DEPTH)``.
 
-**Host side**: every lookup reads its row lines from DRAM (random lines, as ``ddr``: a hit from the
+**Host side**: every lookup reads its row lines as the ``ddr`` tier does (``ddr.row_reads``: the
+hot rows from the CPU's last-level cache, the rest as random DRAM lines, a page-cache hit from the
 cached page, a miss from the page just DMA'd in), the missed pages are written into DRAM, the CPU
 reads the indices and offsets and writes the pooled vectors (``ddr.host_streamed_bytes``) and pools,
 on as many cores as the lookup has bags (``ddr.cpu_threads``); the host and the drives overlap, so
@@ -31,7 +32,6 @@ drive specs have no write figures for the read-modify-write of pages.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Final
 
 from recsim.cost.embedding.base import (
@@ -51,8 +51,8 @@ from recsim.cost.embedding.ddr import (
     cpu_threads,
     host_streamed_bytes,
     pcie_transfer_s,
-    random_lines_s,
     rank_share,
+    row_reads,
 )
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
@@ -123,14 +123,15 @@ class SsdTier(TierModel):
         ssd_s = max(limits.values())
 
         granule = system.node.host_memory.device.access_granularity_bytes
-        lines_per_row = math.ceil(lookup.row_bytes / granule)
-        host_lines = lookup.lookups * lines_per_row  # hits read their row; misses read it from the new page
-        # + the DMA of the missed pages into DRAM, and what the CPU streams (indices, offsets, output)
-        host_bytes = host_lines * granule + page_bytes + host_streamed_bytes(lookup)
         threads = cpu_threads(system, lookup.bags_returned, share)
+        # Hits read their row from the cached page, misses from the new page; the hot rows of
+        # either from the CPU's LLC, as the ddr tier's.
+        reads = row_reads(lookup, share, threads)
+        # + the DMA of the missed pages into DRAM, and what the CPU streams (indices, offsets, output)
+        host_bytes = reads.dram_lines * granule + page_bytes + host_streamed_bytes(lookup)
         host_s = max(
             host_bytes / host_ddr_bandwidth_bytes_per_s(system) / share,
-            random_lines_s(system, host_lines, share, threads),
+            reads.latency_s,
             cpu_pool_s(system, lookup.lookups * lookup.op.dim, threads),
         )
         details = lookup.base_details() | lookup.forward_accounting()
@@ -140,6 +141,7 @@ class SsdTier(TierModel):
             "read_amplification": page_bytes / (missed_rows * lookup.row_bytes) if missed_rows > 0 else 0.0,
             "ssd_s": ssd_s,
             "host_s": host_s,
+            "llc_hit_rate": reads.llc_hit_rate,
             **limits,
         }
         # On a GPU node the indices come down and the pooled vectors go up, as for ``ddr``.
