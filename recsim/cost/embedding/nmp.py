@@ -1,12 +1,28 @@
 """Tier ``nmp``: the shard in RecNMP DIMMs that gather and pool next to the DRAM (Ke et al., "RecNMP:
 Accelerating Personalized Recommendation with Near-Memory Processing", ISCA 2020).
 
-Rows are interleaved over every rank of every NMP DIMM of the node (``memory_channels x
-dimms_per_channel x NmpDimm.ranks`` ranks). Each rank's processing unit reads its own rows at the
-rank's full data rate, all ranks at once (rank-level parallelism: the DIMM's internal bandwidth is
-``ranks`` times what its channel carries, ``NmpDimm.internal_bandwidth_bytes_per_s``), keeps hot rows
-in its RankCache, and sum-pools; of the rows, only partial sums cross the channel (beside the NMP
-instructions and what the host streams itself). The slowest of:
+**Placement.** RecNMP's reduction happens inside a channel: the host's memory controller sends a
+channel's DIMMs their NMP-Inst packets, each DIMM-NMP dispatches them to its rank-NMPs by rank
+address and sums their partial sums in its adder tree, and the DIMM returns one partial sum per
+pooling over the channel; the host adds the DIMMs' partial sums. The paper's rank-level
+parallelism (throughput rising with the ranks of a channel, "4 DIMMs x 2 ranks/DIMM gives 8x
+internal bandwidth", 8 ranks a channel) holds when a pooling's rows share a channel. ASSUMPTION
+(the paper's text was not retrieved; its summaries give the scaling within a channel, and FAFNIR,
+Asgari et al., HPCA 2021, faults RecNMP for relying on a query's vectors sharing a channel): an
+NMP table lives in one channel's DIMMs, its rows interleaved over that channel's ranks
+(``dimms_per_channel x NmpDimm.ranks``). Rows interleaved over every channel instead return about
+a partial sum per row once the node has more DIMMs than a pooling has rows: a tester found
+recsim's speedup falling from 4 to 8 ranks a channel under that interleaving, the opposite of the
+paper. ASSUMPTION: the node's NMP tables are spread evenly over its channels and looked up
+together, so a lookup is charged the node's DIMMs and channels with its bags shared among them as
+the tables are, every channel carrying its own tables' traffic at once (a lone table would use one
+channel); the RankCaches holding a table are its channel's.
+
+Each rank's processing unit reads its own rows at the rank's full data rate, all ranks at once
+(rank-level parallelism: the DIMM's internal bandwidth is ``ranks`` times what its channel carries,
+``NmpDimm.internal_bandwidth_bytes_per_s``), keeps hot rows in its RankCache, and sum-pools; of the
+rows, only partial sums cross the channel (beside the NMP instructions and what the host streams
+itself). The slowest of:
 
 * rank DRAM: the missing rows' lines over ``dimms x internal_bandwidth x CPU_MEMORY_EFFICIENCY``
   (the ``ddr`` tier's DRAM efficiency, for a like-for-like comparison);
@@ -14,17 +30,19 @@ instructions and what the host streams itself). The slowest of:
   itself, so its parallelism is the rank's banks (the ``ddr`` tier's is the cores' fill buffers);
   the latency is the DIMM's platform load-to-use figure, an upper bound inside the DIMM (so a single
   bag costs one DRAM latency on both tiers: recsim credits RecNMP with bandwidth, not latency);
-* RankCache: hit rate = LRU hit rate (Che) of ``ranks x rank_cache / row_bytes`` rows (ranks hold
-  disjoint rows; for an IRM stream with rows spread at random, per-rank LRUs behave like one LRU of
-  the summed size); one line per ``rank_cache_latency`` per rank;
+* RankCache: hit rate = LRU hit rate (Che) of ``ranks per channel x rank_cache / row_bytes`` rows
+  (the table's channel's ranks hold disjoint rows of it; for an IRM stream with rows spread at
+  random, per-rank LRUs behave like one LRU of the summed size); one line per
+  ``rank_cache_latency`` per rank;
 * processing units: a multiply and an add per element (RecNMP computes weighted sums) at
   ``clock x flop_per_cycle`` per rank;
-* channel: ``NMP_INST_BYTES`` per lookup to the DIMMs, and back one fp32 partial sum per bag from each
-  DIMM holding one of its rows (``dimms x (1 - (1 - 1/dimms)^pooling)`` of them), plus what the
-  host streams as in the ``ddr`` tier (``ddr.host_streamed_bytes``: it reads the indices and
-  offsets to build the instructions and writes the pooled vectors), at the host channels'
-  bandwidth; the CPU adds the partial sums. At pooling 1 there is nothing to reduce and the
-  channels carry about what the ``ddr`` tier's do.
+* channel, per channel (the channels run at once, each with its share of the bags): ``NMP_INST_BYTES``
+  per lookup to the DIMMs, and back one fp32 partial sum per bag from each DIMM of the bag's
+  channel holding one of its rows (``d x (1 - (1 - 1/d)^pooling)`` of the channel's ``d`` DIMMs),
+  plus what the host streams as in the ``ddr`` tier (``ddr.host_streamed_bytes``: it reads the
+  indices and offsets to build the instructions and writes the pooled vectors), at one channel's
+  share of the host's bandwidth; the CPU adds the partial sums. At pooling 1 there is nothing to
+  reduce and the channels carry about what the ``ddr`` tier's do.
 
 On a GPU node (host-side embeddings in training), as for the ``ddr`` tier: the node's NMP DIMMs and
 channels serve every local rank's shards at once, so a rank gets ``1 / accelerators per node`` of
@@ -33,8 +51,9 @@ the indices cross PCIe to the host and the pooled vectors back, one transfer aft
 
 Backward: RecNMP is an inference design; the host updates rows through the ordinary channels, so
 the backward is the ``ddr`` tier's. RecNMP reports up to 9.8x lower memory latency and 4.2x higher
-throughput than the host for SparseLengthsSum; recsim's ratio on an RMC1-like op is checked (not
-tuned) in ``tests/unit/test_cost_embedding.py``.
+throughput than the host for SparseLengthsSum, rising with the ranks per channel; recsim's ratio
+on an RMC1-like op, and its trend with the ranks, are checked (not tuned) in
+``tests/unit/test_cost_embedding.py``.
 """
 
 from __future__ import annotations
@@ -88,12 +107,15 @@ class NmpTier(TierModel):
         nmp = node.host_memory.nmp
         if nmp is None:
             raise InfeasibleError(f"tier 'nmp': system {system.name!r} has no NMP DIMMs (host_memory.nmp)")
-        dimms = node.memory_channels * node.host_memory.dimms_per_channel
+        channels = node.memory_channels
+        per_channel = node.host_memory.dimms_per_channel  # the DIMMs a table's rows are spread over
+        dimms = channels * per_channel
         ranks = dimms * nmp.ranks
         share = rank_share(system)  # of the node's DIMMs and channels, on a GPU node
         granule = nmp.memory.access_granularity_bytes
         lines_per_row = math.ceil(lookup.row_bytes / granule)
-        cache_rows = ranks * nmp.rank_cache_bytes / lookup.row_bytes
+        # The table's rows sit in one channel's ranks: their RankCaches are the ones that hold it.
+        cache_rows = per_channel * nmp.ranks * nmp.rank_cache_bytes / lookup.row_bytes
         hit = lookup.hit_rate(cache_rows)
 
         dram_lines = lookup.lookups * (1.0 - hit) * lines_per_row
@@ -116,8 +138,12 @@ class NmpTier(TierModel):
         )
 
         pooling = lookup.lookups / lookup.bags if lookup.bags > 0 else 0.0
+        # A bag's rows are in its channel's DIMMs: each of them holding one returns a partial sum
+        # (a bag's rows over every DIMM of the node returned ~40 partial sums at 4 DIMMs per channel).
         dimms_per_bag = (
-            dimms * -math.expm1(pooling * math.log1p(-1.0 / dimms)) if dimms > 1 else min(1.0, pooling)
+            per_channel * -math.expm1(pooling * math.log1p(-1.0 / per_channel))
+            if per_channel > 1
+            else min(1.0, pooling)
         )
         partials = lookup.bags_returned * max(1.0, dimms_per_bag) if lookup.lookups > 0 else 0.0
         # Besides the instructions down and the partial sums up, the host still reads the indices
@@ -129,7 +155,9 @@ class NmpTier(TierModel):
         channel_bytes = (
             lookup.lookups * NMP_INST_BYTES + partials * partial_bytes + host_streamed_bytes(lookup)
         )
-        channel_s = channel_bytes / host_ddr_bandwidth_bytes_per_s(system)
+        # Each channel carries its share of the bags' traffic at its share of the bandwidth, all
+        # channels at once.
+        channel_s = (channel_bytes / channels) / (host_ddr_bandwidth_bytes_per_s(system) / channels)
         host_s = cpu_pool_s(system, max(0.0, partials - lookup.bags_returned) * lookup.op.dim)
 
         whole_node = {
@@ -144,7 +172,13 @@ class NmpTier(TierModel):
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved, copies=2)  # the indices down, the pooled vectors up
         details = lookup.base_details() | lookup.forward_accounting()
-        details |= {"rank_cache_hit_rate": hit, "ranks": float(ranks), "partial_sums": partials, **limits}
+        details |= {
+            "rank_cache_hit_rate": hit,
+            "ranks": float(ranks),
+            "ranks_per_channel": float(per_channel * nmp.ranks),
+            "partial_sums": partials,
+            **limits,
+        }
         # The time the node's DIMMs spend reading these rows at their ranks' full rate: what their
         # active power is charged for (``recsim.cost.power``), however long the lookup waits.
         details["dimm_read_s"] = dram_bytes / (dimms * nmp.internal_bandwidth_bytes_per_s)
