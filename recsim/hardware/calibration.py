@@ -119,6 +119,12 @@ class CollectiveCalibration(Spec):
     flag, so a NIC without RDMA cannot inherit an RDMA NIC's constants through ``extends``
     unnoticed. None on a scale-up switch's block (no network transport) and on blocks written
     before the field existed (read as RDMA on a NIC).
+
+    ``harness_issue`` maps a measuring harness (a dataset's tag, e.g. ``azure-a100``) to the time
+    its host took to issue one call, fitted with the constants: a call issued back to back with
+    others lasts at least that long in that harness's measurements (``Timing`` of
+    ``recsim.cost.collectives.calibrate``). It describes how those datasets were measured, not the
+    fabric: the cost model never reads it.
     """
 
     source: str
@@ -126,6 +132,7 @@ class CollectiveCalibration(Spec):
     transport: Literal["rdma", "socket"] | None = None
     protocols: dict[str, CollectiveProtocol]
     nvls: CollectiveProtocol | None = None
+    harness_issue_s: dict[str, Seconds] = Field(default_factory=dict, alias="harness_issue")
     train_points: PositiveInt | None = None
     test_points: PositiveInt | None = None
     test_median_abs_error: Ratio | None = None

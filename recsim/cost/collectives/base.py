@@ -136,8 +136,8 @@ class Stage:
 # (NVIDIA/nccl src/graph/tuning.cc: baseLat ring LL 3.6 us, LL128 10.0 us, Simple 8.4 us; hwLat per
 # ring step NVLink LL 0.47 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET LL 2.7 / LL128 4.0 /
 # Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it
-# (the same tuning.cc); Simple on NVLink/PCIe 0.76, ASSUMPTION: the mean of the fitted NVSwitch gen2
-# (0.7626) and gen3 (0.7558) values (hardware/devices/switches/); Simple on the network 0.97: a
+# (the same tuning.cc); Simple on NVLink/PCIe 0.77, ASSUMPTION: the mean of the fitted NVSwitch gen2
+# (0.7791) and gen3 (0.7677) values (hardware/devices/switches/); Simple on the network 0.97: a
 # ConnectX-7 400 Gb/s NIC gives 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
 
 _NCCL_TUNING = "NVIDIA/nccl src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
@@ -156,11 +156,11 @@ def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float
 
 DEFAULT_NVLINK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
-    protocols={"ll": _proto(3.6, 0.47, 0.76 / 4), "simple": _proto(8.4, 3.4, 0.76)},
+    protocols={"ll": _proto(3.6, 0.47, 0.77 / 4), "simple": _proto(8.4, 3.4, 0.77)},
 )
 DEFAULT_PCIE = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency as NVLink",
-    protocols={"ll": _proto(3.6, 1.0, 0.76 / 4), "simple": _proto(8.4, 5.7, 0.76)},
+    protocols={"ll": _proto(3.6, 1.0, 0.77 / 4), "simple": _proto(8.4, 5.7, 0.77)},
 )
 DEFAULT_NETWORK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}",
@@ -245,7 +245,7 @@ DEFAULT_SOCKET = socket_calibration(
 
 # NVLS on an NVSwitch that reduces in the switch but has no calibration block: the gen3 fit
 # (hardware/devices/switches/nvswitch-gen3.yaml), ASSUMPTION for any other such switch.
-DEFAULT_NVLS = _proto(27.89, 0.0, 0.6965, pipeline_us=3.03)
+DEFAULT_NVLS = _proto(22.99, 0.0, 0.7087, pipeline_us=4.61)
 
 GENERIC_PROTOCOLS: tuple[str, ...] = ("ll", "ll128", "simple")
 MESH_SEARCH_MAX = 8  # ring search over an NVLink mesh is exhaustive: (n-1)! orders per ring

@@ -3,19 +3,40 @@
 Datasets (``../shared/reference/``, see their SOURCE.md; copies in ``tests/data/collectives``):
 
 * vidur NCCL profiles (``collectives/network_{a100,h100}_dgx_all_reduce.csv``): fp16 all-reduce,
-  2 KiB-64 MiB, median NCCL kernel time, on 2, 4 and 8 GPUs of one DGX A100 / DGX H100 node (the
-  multi-node A100 rows ran over an undocumented fabric and are not used). Points below 256 KiB are
-  left out: there the medians of neighbouring sizes scatter by up to 3x (7-62 us at 2-200 KiB),
-  timer and launch jitter, not the network.
+  2 KiB-64 MiB, on 2, 4 and 8 GPUs of one DGX A100 / DGX H100 node (the multi-node A100 rows ran
+  over an undocumented fabric and are not used). Each figure is the median CUPTI duration of the
+  ``nccl`` kernels of 11 calls issued back to back from Python under the profiler (vidur
+  ``profiling/collectives/collectives_wrapper.py``, ``CudaTimer`` with ``profile_method="kineto"``):
+  kernel time, ``Timing.PEERS``.
 * nccl-tests on one H100 node (``collectives/cluster01_single-node_N1_G{4,8}_*.log``): all_reduce,
   all_gather, reduce_scatter, alltoall, sendrecv, 32 MiB-16 GiB, out-of-place time. nccl-tests'
   ``size`` is the whole buffer: an all-gather's input is ``size / n``; ``sendrecv`` is a ring of
-  send/recv pairs, an all-to-all that sends to the next rank only.
+  send/recv pairs, an all-to-all that sends to the next rank only. From 32 MiB up a call's kernel
+  outlasts any host's issue time (tens of us, below), so these are kernel times (``Timing.KERNEL``).
 * Azure ND A100 v4 / H100 v5 / H200 v5 (``microbench/ND_*_results.md``): 8-GPU all-reduce busbw,
-  1 KiB-8 GiB (sizes are the powers of two the labels round); time = size x 2(n-1)/n / busbw.
+  1 KiB-8 GiB (sizes are the powers of two the labels round); time = size x 2(n-1)/n / busbw. The
+  harness (AI-benchmarking-guide ``Benchmarks/NVIDIA/NCCLBandwidth.py``) runs
+  ``all_reduce_perf -g 8 -n 40``: one thread issues every GPU's call of an iteration, and the time
+  is the host's wall clock over 40 iterations issued asynchronously, divided by 40
+  (``Timing.ISSUE``).
 * nccl-tests on two H100 nodes (``collectives/cluster00_pairwise_N2_G{1,8}_*.log``): alltoall and
   sendrecv over a fabric that is not stated (about 13.5-15 GB/s per GPU pair); used with an
   override of the NIC's bandwidth (``CLUSTER00_NIC``), not for fitting the NIC.
+
+How a dataset timed a call decides what its small sizes say (``Timing``): the GPU side of a small
+collective is a few tens of microseconds, no longer than the host takes to issue a call, so a
+harness that issues calls back to back can be bound by its host. nccl-tests' per-iteration time is
+then the host's issue time, not the kernel's: ``max(P, g)`` for a kernel of ``g`` seconds and a
+harness issuing one iteration per ``P`` (the A100 table is flat at 42-45 us from 1 KiB to 256 KiB).
+A profiled kernel of back-to-back calls (vidur) starts when its own rank issues it and ends when
+the last peer's has arrived and the data moved: a rank in phase with its peers records ``g``; one a
+call ahead of a peer is never idle and records the peer's issue period, ``max(P, g)``. Which of the
+two a run lands in is chance, so below the size where ``g`` exceeds ``P`` the medians are bimodal
+(8 A100s: 25-40 us and 60-65 us up to 1.2 MiB); the error of such a point is that of the nearer
+mode. The issue periods ``P`` are fitted with the constants, one per harness
+(``CollectiveCalibration.harness_issue``), and the constants stay the GPU's: the model's times are
+kernel times, as the trace readers' recorded kernels (8 A100s, ``recsys_a100_8rank``: 17-19 us for
+a 4 KiB all-to-all; ``tests/unit/test_cost_collectives.py``).
 
 Split: inside every series (dataset, op, ranks) the points are sorted by size and alternate
 train, test, train, ...: the held-out points interleave the fitted ones over the whole size range.
@@ -25,9 +46,11 @@ Fit (``fit_level``): least squares on ``w x log(predicted / measured)`` over the
 sendrecv dip of NCCL's channel ramp at 32-128 MiB, do not drag the rest; ``w = 1/sqrt(points of
 the series)`` so that every series weighs the same), from a few fixed starts; the predicted time is
 exactly ``model.collective_cost``'s (the automatic choice of algorithm and protocol) under the
-candidate constants. Free: per protocol ``base_latency``, ``step_latency``, ``pipeline_latency``
-and ``efficiency``; for NVLS ``pipeline_latency`` and ``efficiency`` (its base is Simple's: NVLS is
-a Simple-protocol kernel; one step, so its step latency is part of the base).
+candidate constants, seen through the dataset's ``Timing``. Free: per protocol ``base_latency``,
+``step_latency``, ``pipeline_latency`` and ``efficiency``; for NVLS ``pipeline_latency`` and
+``efficiency`` (its base is Simple's: NVLS is a Simple-protocol kernel; one step, so its step
+latency is part of the base); per harness its issue period ``P`` (``_period_start``). LL's
+efficiency is bounded by 0.5 (``LL_MAX_EFFICIENCY``).
 """
 
 from __future__ import annotations
@@ -38,19 +61,18 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
-from recsim.cost.collectives.base import REGISTRY, GroupLayout, Level
+from recsim.cost.collectives.base import REGISTRY, GroupLayout, Level, level_calibration
 from recsim.cost.collectives.model import collective_cost
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
 from recsim.hardware.topology import Topology
-
-MIN_VIDUR_BYTES = 256 * 1024
 
 # cluster00's fabric, not stated by its source: about 13.5-15 GB/s per GPU pair. Modelled as the
 # dgx-h100 ConnectX-7 at a lower line rate; the value is fitted on the training half of the
@@ -58,15 +80,26 @@ MIN_VIDUR_BYTES = 256 * 1024
 CLUSTER00_NIC = "node.nics.device.port_bandwidth"
 
 
+class Timing(Enum):
+    """What a measured time is of the kernel's time ``g`` (see the module docstring)."""
+
+    KERNEL = "kernel"  # ``g``
+    ISSUE = "issue"  # a call of back-to-back ones timed on the host: ``max(P, g)``
+    PEERS = "peers"  # the profiled kernel of back-to-back calls: ``g`` or ``max(P, g)``
+
+
 @dataclass(frozen=True)
 class Measurement:
-    """One measured collective: ``op`` on ``nodes`` nodes of library system ``system``."""
+    """One measured collective: ``op`` on ``nodes`` nodes of library system ``system``, timed as
+    ``timing`` says by ``harness`` (whose issue period ``P`` the fit finds)."""
 
     series: str
     system: str
     nodes: int
     op: Collective
     time_s: float
+    timing: Timing = Timing.KERNEL
+    harness: str = ""
 
     @property
     def size(self) -> float:
@@ -76,19 +109,18 @@ class Measurement:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def load_vidur(path: Path, system: str, *, min_bytes: float = MIN_VIDUR_BYTES) -> list[Measurement]:
-    """Single-node rows of a vidur ``all_reduce.csv`` (fp16, median ms)."""
+def load_vidur(path: Path, system: str) -> list[Measurement]:
+    """Single-node rows of a vidur ``all_reduce.csv`` (fp16, median ms; ``Timing.PEERS``)."""
     tag = path.stem.replace("network_", "vidur-").replace("_dgx_all_reduce", "")
     out = []
     with path.open() as fh:
         for row in csv.DictReader(fh):
             n, per_node = int(row["num_workers"]), int(row["devices_per_node"])
-            size = float(row["size"])
-            if n != per_node or size < min_bytes:
+            if n != per_node:
                 continue
-            op = Collective(CollectiveOp.ALL_REDUCE, "vidur", tuple(range(n)), size, "fp16")
+            op = Collective(CollectiveOp.ALL_REDUCE, "vidur", tuple(range(n)), float(row["size"]), "fp16")
             time = float(row["time_stats.all_reduce.median"]) * 1e-3
-            out.append(Measurement(f"{tag} all_reduce n={n}", system, 1, op, time))
+            out.append(Measurement(f"{tag} all_reduce n={n}", system, 1, op, time, Timing.PEERS, tag))
     return out
 
 
@@ -147,7 +179,8 @@ def load_nccl_tests(path: Path, system: str, tag: str, gpus_per_node: int = 8) -
 
 
 def load_azure(path: Path, system: str, tag: str) -> list[Measurement]:
-    """The 8-GPU all-reduce busbw table (1K .. 8G, powers of two) of an Azure results file."""
+    """The 8-GPU all-reduce busbw table (1K .. 8G, powers of two) of an Azure results file
+    (``Timing.ISSUE``, harness ``tag``)."""
     out = []
     in_table = False
     index = 0
@@ -163,7 +196,8 @@ def load_azure(path: Path, system: str, tag: str) -> list[Measurement]:
             index += 1
             busbw = float(row.group(1)) * 1e9
             op = Collective(CollectiveOp.ALL_REDUCE, "azure", tuple(range(8)), size, "fp16")
-            out.append(Measurement(f"{tag} all_reduce n=8", system, 1, op, size * 2 * 7 / 8 / busbw))
+            time = size * 2 * 7 / 8 / busbw
+            out.append(Measurement(f"{tag} all_reduce n=8", system, 1, op, time, Timing.ISSUE, tag))
     return out
 
 
@@ -219,13 +253,46 @@ class Topologies:
         return self._cache[key]
 
 
-def predictor(topologies: Topologies, calibration: CollectiveCalibration | None = None) -> Predictor:
-    """Model time of a measurement (stored calibration, or ``calibration`` on the intra level)."""
+def as_measured(
+    kernel_s: NDArray[np.float64],
+    period_s: NDArray[np.float64],
+    peers: NDArray[np.bool_],
+    measured_s: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Kernel times as their harnesses measured them (``Timing``): ``max(P, g)``, or for a profiled
+    kernel of back-to-back calls (``peers``) whichever of ``g`` and ``max(P, g)`` is nearer the
+    measured time. ``period_s`` is 0 for a kernel timing."""
+    bound = np.maximum(kernel_s, period_s)
+    nearer = np.abs(np.log(kernel_s / measured_s)) <= np.abs(np.log(bound / measured_s))
+    out: NDArray[np.float64] = np.where(peers & nearer, kernel_s, bound)
+    return out
+
+
+def kernel_predictor(topologies: Topologies, calibration: CollectiveCalibration | None = None) -> Predictor:
+    """The model's (kernel) time of a measurement (stored calibration, or ``calibration`` on the
+    intra level)."""
     override = {Level.INTRA: calibration} if calibration is not None else None
 
     def predict(m: Measurement) -> float:
         topo = topologies(m.system, m.nodes)
         return collective_cost(m.op, topo, calibration=override).time_s
+
+    return predict
+
+
+def predictor(topologies: Topologies, calibration: CollectiveCalibration | None = None) -> Predictor:
+    """The model's time of a measurement as its harness measured it (``as_measured``, with the
+    harness's issue period from ``calibration`` or the stored calibration of the intra level)."""
+    kernel = kernel_predictor(topologies, calibration)
+
+    def predict(m: Measurement) -> float:
+        g = kernel(m)
+        if m.timing is Timing.KERNEL:
+            return g
+        cal = calibration or level_calibration(topologies(m.system, m.nodes), Level.INTRA)
+        period = cal.harness_issue_s.get(m.harness, 0.0)
+        peers = np.array([m.timing is Timing.PEERS])
+        return float(as_measured(np.array([g]), np.array([period]), peers, np.array([m.time_s]))[0])
 
     return predict
 
@@ -242,6 +309,11 @@ class _Param:
     high: float
 
 
+# LL sends each 8 bytes of data in a 16-byte line with two 4-byte flags (NCCL src/include/device.h,
+# ``union ncclLLFifoLine``: data1, flag1, data2, flag2): at most half the link carries data.
+LL_MAX_EFFICIENCY = 0.5
+
+
 def _params(protocols: Sequence[str], nvls: bool) -> list[_Param]:
     out = []
     for p in protocols:
@@ -249,7 +321,9 @@ def _params(protocols: Sequence[str], nvls: bool) -> list[_Param]:
             _Param(p, "base_latency_s", 20e-6, 0.0, 200e-6),
             _Param(p, "step_latency_s", 0.5e-6, 0.0, 20e-6),
             _Param(p, "pipeline_latency_s", 0.5e-6, 0.0, 20e-6),
-            _Param(p, "efficiency", 0.5 if p == "ll" else 0.8, 0.02, 1.0),
+            _Param(p, "efficiency", 0.5, 0.02, LL_MAX_EFFICIENCY)
+            if p == "ll"
+            else _Param(p, "efficiency", 0.8, 0.02, 1.0),
         ]
     if nvls:
         out += [
@@ -332,10 +406,31 @@ def _win_share(terms: _Terms, cal: dict[str, dict[str, float]]) -> dict[str, flo
     return out
 
 
+def _period_start(points: Sequence[Measurement]) -> float:
+    """Where the fit starts a harness's issue period: the longest time any of its series took at
+    its smallest size (a small call is bound by the period if any is). A period below every kernel
+    time has no gradient, no point being bound by it: started at the shortest time, a PEERS
+    harness's period stays there (its in-phase mode), on both switches."""
+    smallest: dict[str, Measurement] = {}
+    for m in points:
+        if m.series not in smallest or m.size < smallest[m.series].size:
+            smallest[m.series] = m
+    return max(m.time_s for m in smallest.values())
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """One least-squares fit: constants per protocol, issue period per harness, training loss."""
+
+    constants: dict[str, dict[str, float]]
+    issue_s: dict[str, float]
+    loss: float
+    terms: _Terms
+
+
 def _fit(
     train: Sequence[Measurement], topologies: Topologies, protocols: Sequence[str], nvls: bool
-) -> tuple[dict[str, dict[str, float]], float, _Terms]:
-    """(constants, training loss, terms) of one least-squares fit."""
+) -> _Fitted:
     terms = _terms(train, topologies, protocols)
     measured = np.array([m.time_s for m in train])
     counts: dict[str, int] = defaultdict(int)
@@ -343,23 +438,32 @@ def _fit(
         counts[m.series] += 1
     weight = np.array([1.0 / math.sqrt(counts[m.series]) for m in train])
     params = _params(protocols, nvls)
-    low = np.array([p.low for p in params])
-    high = np.array([p.high for p in params])
+    harnesses = sorted({m.harness for m in train if m.timing is not Timing.KERNEL})
+    # Each point's harness issue period, x[len(params) + h]; a kernel timing reads the 0 appended.
+    where = np.array([harnesses.index(m.harness) if m.timing is not Timing.KERNEL else -1 for m in train])
+    peers = np.array([m.timing is Timing.PEERS for m in train])
+    starts = np.array([_period_start([m for m in train if m.harness == h]) for h in harnesses])
+    low = np.array([p.low for p in params] + [0.0] * len(harnesses))
+    high = np.array([p.high for p in params] + [200e-6] * len(harnesses))
 
     def residuals(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        pred = _predict(terms, _calibration(x, params, protocols, nvls))
-        out: NDArray[np.float64] = weight * np.log(pred / measured)
+        kernel = _predict(terms, _calibration(x[: len(params)], params, protocols, nvls))
+        period = np.append(x[len(params) :], 0.0)[where]
+        out: NDArray[np.float64] = weight * np.log(as_measured(kernel, period, peers, measured) / measured)
         return out
 
     best = None
     is_latency = np.array(["latency" in p.field for p in params])
     for scale in (0.5, 1.0, 2.0):
-        x0 = np.clip(np.array([p.start for p in params]) * np.where(is_latency, scale, 1.0), low, high)
+        start = np.array([p.start for p in params]) * np.where(is_latency, scale, 1.0)
+        x0 = np.clip(np.concatenate([start, starts]), low, high)
         result = least_squares(residuals, x0, bounds=(low, high), loss="soft_l1", f_scale=0.05, x_scale="jac")
         if best is None or result.cost < best.cost:
             best = result
     assert best is not None
-    return _calibration(best.x, params, protocols, nvls), float(best.cost), terms
+    constants = _calibration(best.x[: len(params)], params, protocols, nvls)
+    issue = {h: float(v) for h, v in zip(harnesses, best.x[len(params) :], strict=True)}
+    return _Fitted(constants, issue, float(best.cost), terms)
 
 
 def fit_level(
@@ -378,14 +482,15 @@ def fit_level(
     """
     train = sorted(train, key=lambda m: (m.series, m.size, m.time_s))  # the fit must not depend on order
     protocols = list(protocols)
-    cal, loss, terms = _fit(train, topologies, protocols, nvls)
-    share = _win_share(terms, cal)
+    fitted = _fit(train, topologies, protocols, nvls)
+    share = _win_share(fitted.terms, fitted.constants)
     rare = [p for p in sorted(protocols, key=lambda p: share.get(p, 0.0)) if share.get(p, 0.0) < 0.05]
     if rare and len(protocols) > 1:
         kept = [q for q in protocols if q != rare[0]]
-        simpler, simpler_loss, _ = _fit(train, topologies, kept, nvls)
-        if simpler_loss <= loss * 1.01:
-            cal, protocols = simpler, kept
+        simpler = _fit(train, topologies, kept, nvls)
+        if simpler.loss <= fitted.loss * 1.01:
+            fitted, protocols = simpler, kept
+    cal = fitted.constants
 
     def proto(p: str) -> CollectiveProtocol:
         c = cal[p]
@@ -398,11 +503,15 @@ def fit_level(
             }
         )
 
-    return CollectiveCalibration(
-        source=source,
-        protocols={p: proto(p) for p in protocols},
-        nvls=proto("nvls") if nvls else None,
-        train_points=len(train),
+    return CollectiveCalibration.model_validate(
+        {
+            "source": source,
+            "protocols": {p: proto(p) for p in protocols},
+            "nvls": proto("nvls") if nvls else None,
+            # Through the YAML's units, as the constants: a bare float is refused as unit-less.
+            "harness_issue": {h: f"{v * 1e6:.6g} us" for h, v in fitted.issue_s.items()},
+            "train_points": len(train),
+        }
     )
 
 
@@ -463,11 +572,15 @@ def main(root: Path) -> None:
                 f"  {name}: base {p.base_latency_s * 1e6:.4g} us, step {p.step_latency_s * 1e6:.4g} us, "
                 f"pipeline {p.pipeline_latency_s * 1e6:.4g} us, efficiency {p.efficiency:.4f}"
             )
+        for harness, period in cal.harness_issue_s.items():
+            print(f"  {harness}: issue period {period * 1e6:.4g} us")
         trains = by_series(train)
+        kernel = kernel_predictor(topologies, cal)
         for series, group in sorted(by_series(test).items()):
             print(
                 f"  {series:40s} train {median_abs_error(trains[series], predict):.3f}"
                 f"  test {median_abs_error(group, predict):.3f}"
+                f"  (kernel time alone {median_abs_error(group, kernel):.3f})"
             )
     train, test = split(cluster00_points(root))
     rate = fit_nic_bandwidth(train, lambda r: Topologies([f"{CLUSTER00_NIC}={r * 8 / 1e9:.6g} Gb/s"]))

@@ -26,8 +26,10 @@ Reduced precision on the wire (``wire_dtype``): the bytes scale with
 ``DTYPE_BYTES[wire] / DTYPE_BYTES[op.dtype]`` and a quantise kernel before and a dequantise kernel
 after are added, each reading and writing its tensor once at the accelerator's element-wise share
 of its HBM bandwidth (``recsim.cost.compute.elementwise_memory_efficiency``), after an
-element-wise kernel's launch gap and floor. Times are GPU-side: like the
-measured kernel times they are fitted on, they exclude the host launch.
+element-wise kernel's launch gap and floor. Times are GPU-side (kernel time), the host's call
+excluded: the fit compares them with each dataset as its harness timed it, a host bound by its
+issue rate apart (``recsim.cost.collectives.calibrate.Timing``), so that a small collective costs
+its kernel's 15-25 us on NVSwitch, not the 40-60 us per call a host-bound benchmark loop shows.
 
 Flows (``collective_flows``): the algorithm's transfers with the chosen protocol's efficiency of
 the level each crosses (same node: intra, else inter), grouped under the op's key;
