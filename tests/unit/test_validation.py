@@ -59,18 +59,6 @@ KNOWN_GAPS = {
         "per-GPU scale-out bandwidth reproduces the figure (52.3M), and NVIDIA's InfiniBand runs of "
         "the same software at this scale are within 9 %; a measured RoCE collective would decide it"
     ),
-    "mlperf-train-v2.1-dlrmv1-dgxh100-n4": (
-        "-15 %: with HugeCTR's inter-iteration overlap modelled (the next batch's routed lookups and "
-        "all-to-all inside the step, Runtime.prefetches_routed_forward: -17.9 % before) the single-node "
-        "HugeCTR DLRM v1 cases are +5 to +8 % and the 8- and 14-node A100 ones -6 and -1 %. What is "
-        "left: the exchange now overlaps the replicated update and the dense optimizer, which the "
-        "interference model stretches by the A100 NVLink trace's 1.67 (recsim.cost.interference; "
-        "without interference -2 %, but the single-node cases then +21 to +24 %), and HugeCTR 3.x's "
-        "own collectives (the hierarchical all-to-all and the "
-        "one-shot SHARP all-reduce over its IbComm, no NCCL) are costed with NCCL's fitted per-call "
-        "latencies (51.8 us base on NVLink, 9.6 us per network step); nothing measures either on "
-        "InfiniBand, so neither is tuned to this case"
-    ),
 }
 END_TO_END = [
     pytest.param(c.id, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.id]))
