@@ -36,13 +36,14 @@ itself). The slowest of:
   ``rank_cache_latency`` per rank;
 * processing units: a multiply and an add per element (RecNMP computes weighted sums) at
   ``clock x flop_per_cycle`` per rank;
-* channel, per channel (the channels run at once, each with its share of the bags): ``NMP_INST_BYTES``
-  per lookup to the DIMMs, and back one fp32 partial sum per bag from each DIMM of the bag's
-  channel holding one of its rows (``d x (1 - (1 - 1/d)^pooling)`` of the channel's ``d`` DIMMs),
-  plus what the host streams as in the ``ddr`` tier (``ddr.host_streamed_bytes``: it reads the
-  indices and offsets to build the instructions and writes the pooled vectors), at one channel's
-  share of the host's bandwidth; the CPU adds the partial sums. At pooling 1 there is nothing to
-  reduce and the channels carry about what the ``ddr`` tier's do.
+* channels: ``NMP_INST_BYTES`` per lookup to the DIMMs, and back one fp32 partial sum per bag from
+  each DIMM of the bag's channel holding one of its rows (``d x (1 - (1 - 1/d)^pooling)`` of the
+  channel's ``d`` DIMMs), plus what the host streams as in the ``ddr`` tier
+  (``ddr.host_streamed_bytes``: it reads the indices and offsets to build the instructions and
+  writes the pooled vectors), over the node's channels at the host's bandwidth (the bags are spread
+  over the channels as the tables are, so every channel carries its share at its share of the
+  bandwidth: the node's bytes over the node's bandwidth); the CPU adds the partial sums. At
+  pooling 1 there is nothing to reduce and the channels carry about what the ``ddr`` tier's do.
 
 On a GPU node (host-side embeddings in training), as for the ``ddr`` tier: the node's NMP DIMMs and
 channels serve every local rank's shards at once, so a rank gets ``1 / accelerators per node`` of
@@ -155,9 +156,9 @@ class NmpTier(TierModel):
         channel_bytes = (
             lookup.lookups * NMP_INST_BYTES + partials * partial_bytes + host_streamed_bytes(lookup)
         )
-        # Each channel carries its share of the bags' traffic at its share of the bandwidth, all
-        # channels at once.
-        channel_s = (channel_bytes / channels) / (host_ddr_bandwidth_bytes_per_s(system) / channels)
+        # Every channel carries its tables' share of these bytes at its share of the bandwidth, all
+        # at once: the node's bytes over the node's bandwidth (no channel is modelled apart).
+        channel_s = channel_bytes / host_ddr_bandwidth_bytes_per_s(system)
         host_s = cpu_pool_s(system, max(0.0, partials - lookup.bags_returned) * lookup.op.dim)
 
         whole_node = {
