@@ -654,15 +654,15 @@ def rmc1_op(tier: str, batch: int = 165) -> Embedding:
 
 
 def test_recnmp_ratio_on_an_rmc1_like_op():
-    """RecNMP (ISCA 2020) reports up to 9.8x lower SLS memory latency and 4.2x throughput with 8 ranks
-    per channel; skylake-2s-recnmp has 4 (2 DIMMs x 2 ranks). recsim: 3.6x once the lookups fill the
-    ranks (rank-level parallelism, bound by the ranks' banks: a bag's partial sums, one per DIMM of
-    its channel, and what the host streams leave the channels room). A few bags keep only as many
-    cores busy on the host (it parallelises over bags), each with its 10 fill buffers, where the
-    DIMMs' ranks all work on every bag: 16x for up to 4 bags (one DRAM latency on the DIMMs),
-    falling to 4.8x at 16 bags. (It was 2.5x while a bag's rows were spread over every DIMM of the
-    node, 23 partial sums a bag; and 1.0x while one bag was given every core's fill buffers.) Not
-    tuned."""
+    """RecNMP (ISCA 2020) reports up to 9.8x SLS memory latency speedup with its co-optimisations
+    and 4.2x throughput overall (its abstract); skylake-2s-recnmp has 4 ranks per channel (2 DIMMs x
+    2). recsim: 3.6x once the lookups fill the ranks (rank-level parallelism, bound by the ranks'
+    banks: a bag's partial sums, one per DIMM of its channel, and what the host streams leave the
+    channels room). A few bags keep only as many cores busy on the host (it parallelises over bags),
+    each with its 10 fill buffers, where the DIMMs' ranks all work on every bag: 16x for up to 4
+    bags (one DRAM latency on the DIMMs), falling to 4.8x at 16 bags. (It was 2.5x while a bag's
+    rows were spread over every DIMM of the node, 23 partial sums a bag; and 1.0x while one bag was
+    given every core's fill buffers.) Not tuned."""
     system = load_system("skylake-2s-recnmp")
 
     def ratio(batch: int) -> float:
@@ -689,12 +689,9 @@ def _recnmp_with(dimms_per_channel: int) -> System:
     return system.model_copy(update={"node": new_node})
 
 
-def test_recnmp_gains_with_the_ranks_of_a_channel():
-    """RecNMP's rank-level parallelism: its speedup rises from 2 to 4 to 8 ranks per channel (1, 2,
-    4 dual-rank DIMMs). A tester found it falling at 8 (1.81x, 2.51x, 1.72x at batch 165): every
-    bag's rows were interleaved over the node's 48 DIMMs and returned ~39 partial sums. A bag's
-    rows share its channel (RecNMP's table allocation), so it returns one per DIMM of the channel
-    holding one of them: at most 4 at 4 DIMMs."""
+def _recnmp_ratios() -> tuple[list[float], list[float]]:
+    """DDR / NMP time of the RMC1-like op at 1, 2, 4 dual-rank DIMMs a channel, and its partial
+    sums per bag."""
     ratios, partials = [], []
     for dimms in (1, 2, 4):
         system = _recnmp_with(dimms)
@@ -703,10 +700,37 @@ def test_recnmp_gains_with_the_ranks_of_a_channel():
         ratios.append(ddr.time_s / nmp.time_s)
         partials.append(nmp.details["partial_sums"] / 165)
         assert nmp.details["ranks_per_channel"] == 2 * dimms
-    assert ratios[0] < ratios[1] < ratios[2]
-    assert ratios == pytest.approx([1.79, 3.59, 5.71], rel=0.02)
+    return ratios, partials
+
+
+def test_recnmp_gains_with_the_ranks_of_a_channel():
+    """RecNMP's rank-level parallelism: its speedup rises from 2 to 4 to 8 ranks per channel (1, 2,
+    4 dual-rank DIMMs). A tester found it falling at 8 (1.81x, 2.51x, 1.72x at batch 165): every
+    bag's rows were interleaved over the node's 48 DIMMs and returned ~39 partial sums. A bag's
+    rows share its channel (RecNMP's table allocation), so it returns one per DIMM of the channel
+    holding one of them: at most 4 at 4 DIMMs. The band is the paper's rank-level parallelism:
+    never above the ranks a channel has ("4 DIMM x 2 ranks/DIMM gives 8x internal bandwidth"),
+    and at 8 ranks under its 9.8x with every optimisation (1.8x, 3.6x, 5.7x today; see the nmp
+    module docstring, "Against the paper")."""
+    ratios, partials = _recnmp_ratios()
+    assert 1.0 < ratios[0] < ratios[1] < ratios[2]
+    for ranks, ratio in zip((2, 4, 8), ratios, strict=True):
+        assert ratio < ranks, ranks
+    assert ratios[2] < 9.8
     # 80 rows of a bag over the channel's d DIMMs: d x (1 - (1 - 1/d)^80) partial sums.
     assert partials == pytest.approx([1.0, 2.0, 4.0 * (1 - 0.75**80)], rel=1e-9)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unexplained: recsim gives 5.7x at 8 ranks per channel; no sourced limit found that takes "
+    "it to RecNMP's 4.2x, if that figure is SLS at 8 ranks (see the nmp module docstring)",
+)
+def test_recnmp_at_8_ranks_is_within_the_papers_4_2x():
+    # A reviewer reads the abstract's 4.2x as RecNMP's SLS speedup at 8 ranks per channel without
+    # its caching and scheduling; the paper's text was not retrieved to check. Within 15 % of it:
+    ratios, _ = _recnmp_ratios()
+    assert ratios[2] <= 4.2 * 1.15
 
 
 def test_a_skewed_host_table_reads_its_hot_rows_from_the_llc():

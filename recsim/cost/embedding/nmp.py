@@ -51,10 +51,29 @@ them (``ddr.rank_share``; ASSUMPTION: every rank has NMP shards, as symmetric pl
 the indices cross PCIe to the host and the pooled vectors back, one transfer after the pooling.
 
 Backward: RecNMP is an inference design; the host updates rows through the ordinary channels, so
-the backward is the ``ddr`` tier's. RecNMP reports up to 9.8x lower memory latency and 4.2x higher
-throughput than the host for SparseLengthsSum, rising with the ranks per channel; recsim's ratio
-on an RMC1-like op, and its trend with the ranks, are checked (not tuned) in
-``tests/unit/test_cost_embedding.py``.
+the backward is the ``ddr`` tier's.
+
+**Against the paper.** RecNMP's abstract (ai.meta.com publication page; shared/reference
+published.yaml) gives "up to 9.8x memory latency speedup" with its memory-side caching, table-aware
+packet scheduling and hot-entry profiling, and "overall" 4.2x throughput; it does not tie 4.2x to
+SparseLengthsSum at 8 ranks per channel, and the per-rank figures of its evaluation were not
+retrieved. The rank-level parallelism it builds on (a summary of it, [SUM1] in
+recnmp-ddr4-2400.yaml: "4 DIMM x 2 ranks/DIMM gives 8x internal bandwidth") is the ceiling of the
+gain. recsim, on an RMC1-like op (uniform rows, batch 165, ``tests/unit/test_cost_embedding.py``):
+1.8x, 3.6x, 5.7x at 2, 4, 8 ranks per channel. At 2 and 4 the ranks' banks bind
+(``rank_latency_s``); at 8 the channels do: per lookup 8 B of instruction against 128 B of row, a
+128 B partial sum per DIMM of a bag's channel (4 a bag) and what the host streams. The ``ddr``
+baseline is not slow: it is bound by the host's bandwidth at the STREAM efficiency (random lines get
+no more), and its LLC serves none of a uniform 4M-row table. Limits looked for and not binding at 8
+ranks: the rank-NMPs' adders (0.9 us against the channels' 1.8 us), the host's sum of the partial
+sums (4 ns), DDR4's activate limits inside a rank (x4 DDR4-2400, JESD79-4 as recalled, not re-read:
+tRRD_S 4 nCK and tFAW 16 nCK allow an activate per 3.3 ns, one per 128 B row against 6.7 ns of data
+bursts), and the RankCache (no hits on uniform rows). Not modelled, for want of a source: the
+NMP-Inst's real encoding and whether it travels on the command/address pins rather than the data bus
+(``NMP_INST_BYTES`` is an ASSUMPTION), and any wait of a channel's ranks for the slowest of them on
+each packet (rank-level NDP's load imbalance, which TRiM, Kim et al., IEEE CAL 2021, answers with
+hot-vector replication). Either would lower the 8-rank gain; whether the paper's figure for it is
+4.2x is the open question a strict xfail in the tests records.
 """
 
 from __future__ import annotations
