@@ -9,11 +9,35 @@ hand from its output, and tests refit and compare.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Final, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recsim.config.types import Fraction, PositiveInt, Ratio, Seconds, Spec
+
+# ------------------------------------------------------------------------------------------ socket
+# NCCL's socket transport (a NIC without RDMA; ``recsim.cost.collectives.base.socket_calibration``
+# turns RDMA constants into socket ones). Its throughput bound is here so that a NIC's
+# ``transport: socket`` block can be checked against it when it loads.
+
+#: Fraction of the NIC's line rate that NCCL's socket transport moves, per byte on the wire. Fitted
+#: on NVIDIA/nccl issue 398 (AWS p3dn.24xlarge, 2 nodes x 8 V100-SXM2, one 100 Gb/s ENA NIC each,
+#: NCCL 2.4.8 over NET/Socket, ring all-reduce forced with NCCL_TREE_THRESHOLD=0): "around 6GB/s"
+#: bus bandwidth with 8 processes per node, of 12.5 GB/s, so 0.48. Checks, not fitted:
+#: NVIDIA/nccl-tests issue 83 (Azure, 2 nodes x 4 V100, 25 Gb/s TCP, NCCL 2.9.6, Ring/Simple) at
+#: most 1.7 GB/s of 3.125 (0.54); NVIDIA/nccl issue 209 (GCP 32 GbE, 2 nodes x 8 GPUs, NCCL
+#: 2.4.7ms0) 14.5-14.9 Gb/s of 32 (0.45-0.47); NVIDIA/nccl issue 450 (4 nodes x 8 V100, 100 Gb/s
+#: TCP) 4-6 GB/s at 8-128 MB (0.32-0.48). One GPU per node on 32 GbE reached 0.96-0.98 (issue 209):
+#: the figure is for multi-GPU nodes sharing the NIC, recsim's training nodes.
+SOCKET_LINE_FRACTION: Final[float] = 0.48
+
+#: Payload share of the bytes each protocol puts on the wire: LL sends 8-byte lines of 4 data bytes
+#: and a 4-byte flag, LL128 128-byte lines of 120 data bytes (NCCL src/device/prims_ll128.h,
+#: NCCL_LL128_DATAELEMS / NCCL_LL128_LINEELEMS = 15/16), Simple only data. Over RDMA the flags
+#: cost GPU time, already in each protocol's efficiency; over sockets the TCP stack's rate applies
+#: to every wire byte, flags included.
+WIRE_PAYLOAD_FRACTION: Mapping[str, float] = {"ll": 0.5, "ll128": 120 / 128, "simple": 1.0}
 
 
 class GemmCalibration(Spec):
@@ -118,7 +142,10 @@ class CollectiveCalibration(Spec):
     ``recsim.cost.collectives.base.socket_calibration``); a NIC checks it against its ``rdma``
     flag, so a NIC without RDMA cannot inherit an RDMA NIC's constants through ``extends``
     unnoticed. None on a scale-up switch's block (no network transport) and on blocks written
-    before the field existed (read as RDMA on a NIC).
+    before the field existed (read as RDMA on a NIC). A ``socket`` block's protocols may move at
+    most ``SOCKET_LINE_FRACTION`` of the line rate in wire bytes (``WIRE_PAYLOAD_FRACTION`` of it in
+    payload), so RDMA constants cannot be costed as socket under the label; the bound is the
+    multi-GPU nodes' figure (one GPU per node on 32 GbE reached 0.96-0.98, nccl issue 209).
 
     ``harness_issue`` maps a measuring harness (a dataset's tag, e.g. ``azure-a100``) to the time
     its host took to issue one call, fitted with the constants: a call issued back to back with
@@ -136,3 +163,24 @@ class CollectiveCalibration(Spec):
     train_points: PositiveInt | None = None
     test_points: PositiveInt | None = None
     test_median_abs_error: Ratio | None = None
+
+    @model_validator(mode="after")
+    def _socket_within_what_tcp_moves(self) -> Self:
+        # A block that says ``transport: socket`` but carries RDMA constants (a reviewer set
+        # rdma=false and transport=socket on ib-ndr-400g: its 0.97 was costed as socket) would
+        # cost TCP at RDMA speed; the label alone cannot tell them apart, the efficiency can.
+        if self.transport != "socket":
+            return self
+        over = [
+            f"{name} {proto.efficiency:g} > {SOCKET_LINE_FRACTION * WIRE_PAYLOAD_FRACTION.get(name, 1.0):.4g}"
+            for name, proto in self.protocols.items()
+            if proto.efficiency > SOCKET_LINE_FRACTION * WIRE_PAYLOAD_FRACTION.get(name, 1.0) * (1.0 + 1e-9)
+        ]
+        if over:
+            raise ValueError(
+                f"protocols' efficiency above what NCCL's socket transport moves ({', '.join(over)}: "
+                f"SOCKET_LINE_FRACTION {SOCKET_LINE_FRACTION} of the line rate x the protocol's payload "
+                "per wire byte): RDMA constants under transport: socket; give socket constants (or no "
+                "block, for the default socket constants)"
+            )
+        return self

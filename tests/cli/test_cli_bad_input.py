@@ -250,6 +250,28 @@ def test_too_many_nodes_fail_at_once_naming_the_option() -> None:
     assert "--nodes" in line and "at most 16,384" in line
 
 
+def test_rdma_constants_labelled_socket_are_refused() -> None:
+    # A reviewer's find: setting rdma=false and the block's transport to socket ran, costing the
+    # ConnectX-7's RDMA constants (Simple at 0.97 of the line rate) as NCCL's socket transport.
+    sets = ("--set", "node.nics.device.rdma=false", "--set", "node.nics.device.calibration.transport=socket")
+    line = error_line(run("run", "--system", "dgx-h100", "--nodes", "2", *sets))
+    assert "node.nics.device.calibration" in line and "ib-ndr-400g.yaml" in line
+    assert "simple 0.97 > 0.48" in line and "socket transport" in line
+    # The shipped socket NIC's block is within the bound, and so is no block at all.
+    ok = run(
+        "run",
+        "--system",
+        "dgx-h100",
+        "--nodes",
+        "2",
+        "--set",
+        "node.nics.device=eth-100g",
+        "--set",
+        "cluster.scale_out.switch=tomahawk-32x100g",
+    )
+    assert ok.exit_code == 0, ok.output
+
+
 # -------------------------------------------------------------------------- errors in the right file
 
 

@@ -18,7 +18,7 @@ from recsim.cost.collectives.model import collective_cost, collective_flows
 from recsim.engine.network import collective_time_flows_s
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.calibration import CollectiveCalibration
+from recsim.hardware.calibration import SOCKET_LINE_FRACTION, WIRE_PAYLOAD_FRACTION, CollectiveCalibration
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.topology import Topology, build_topology
 from tests.conftest import FIXTURES
@@ -127,7 +127,7 @@ def _block(transport: str | None) -> str:
     return (
         "calibration:\n  source: test\n"
         + (f"  transport: {transport}\n" if transport else "")
-        + "  protocols:\n    simple: {base_latency: 8 us, step_latency: 9 us, efficiency: 0.9}\n"
+        + "  protocols:\n    simple: {base_latency: 8 us, step_latency: 9 us, efficiency: 0.4}\n"
     )
 
 
@@ -167,6 +167,25 @@ def test_a_nic_without_rdma_cannot_inherit_an_rdma_nics_constants(tmp_path):
     (tmp_path / "devices/child.yaml").write_text(child + _block("socket"))
     loaded = HardwareLibrary([tmp_path, MINI]).load("nic", "child").spec.calibration
     assert loaded is not None and loaded.transport == "socket"
+
+
+@pytest.mark.parametrize(("protocol", "efficiency"), [("simple", 0.97), ("ll128", 0.46), ("ll", 0.2425)])
+def test_a_socket_block_faster_than_tcp_moves_is_refused(tmp_path, protocol, efficiency):
+    # The label alone let RDMA constants be costed as socket: a socket block's protocol may move
+    # at most SOCKET_LINE_FRACTION of the line rate in wire bytes (0.48, 0.45, 0.24 in payload).
+    (tmp_path / "devices").mkdir()
+    block = _block("socket").replace("simple: {", f"{protocol}: {{").replace("0.4}", f"{efficiency}}}")
+    (tmp_path / "devices/x.yaml").write_text(_nic("x", False, None).split("calibration:")[0] + block)
+    with pytest.raises(ConfigError) as info:
+        HardwareLibrary([tmp_path, MINI]).load("nic", "x")
+    message = str(info.value)
+    assert f"{protocol} {efficiency:g} >" in message and "x.yaml" in message and "\n" not in message
+    # At the bound it loads (the shipped eth-25g and eth-100g blocks sit there).
+    at = SOCKET_LINE_FRACTION * WIRE_PAYLOAD_FRACTION[protocol]
+    (tmp_path / "devices/x.yaml").write_text(
+        (tmp_path / "devices/x.yaml").read_text().replace(f"{efficiency}}}", f"{at}}}")
+    )
+    assert HardwareLibrary([tmp_path, MINI]).load("nic", "x").spec.calibration is not None
 
 
 def test_socket_calibration_is_never_faster_than_its_rdma_source():

@@ -51,7 +51,12 @@ from numpy.typing import NDArray
 
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
+from recsim.hardware.calibration import (
+    SOCKET_LINE_FRACTION,
+    WIRE_PAYLOAD_FRACTION,
+    CollectiveCalibration,
+    CollectiveProtocol,
+)
 from recsim.hardware.topology import SHM_EFFICIENCY, Route, Topology, gpu_id
 
 # ------------------------------------------------------------------------------------------ flows
@@ -185,16 +190,9 @@ DEFAULT_NETWORK = CollectiveCalibration(
 # * latency: every network step pays the socket path (GPU to host buffer, proxy poll, send/recv
 #   system calls, TCP stack on both hosts) on top of NCCL's per-step figure for the network.
 
-#: Fraction of the NIC's line rate that NCCL's socket transport moves, per byte on the wire. Fitted
-#: on NVIDIA/nccl issue 398 (AWS p3dn.24xlarge, 2 nodes x 8 V100-SXM2, one 100 Gb/s ENA NIC each,
-#: NCCL 2.4.8 over NET/Socket, ring all-reduce forced with NCCL_TREE_THRESHOLD=0): "around 6GB/s"
-#: bus bandwidth with 8 processes per node, of 12.5 GB/s, so 0.48. Checks, not fitted:
-#: NVIDIA/nccl-tests issue 83 (Azure, 2 nodes x 4 V100, 25 Gb/s TCP, NCCL 2.9.6, Ring/Simple) at
-#: most 1.7 GB/s of 3.125 (0.54); NVIDIA/nccl issue 209 (GCP 32 GbE, 2 nodes x 8 GPUs, NCCL
-#: 2.4.7ms0) 14.5-14.9 Gb/s of 32 (0.45-0.47); NVIDIA/nccl issue 450 (4 nodes x 8 V100, 100 Gb/s
-#: TCP) 4-6 GB/s at 8-128 MB (0.32-0.48). One GPU per node on 32 GbE reached 0.96-0.98 (issue 209):
-#: the figure is for multi-GPU nodes sharing the NIC, recsim's training nodes.
-SOCKET_LINE_FRACTION = 0.48
+# ``SOCKET_LINE_FRACTION`` (the share of the line rate the socket transport moves per wire byte, and
+# its sources) and ``WIRE_PAYLOAD_FRACTION`` live in ``recsim.hardware.calibration``: a NIC's
+# socket calibration block is checked against them when it loads.
 
 #: Added to every network step of every protocol: the socket path's one-way latency beyond the
 #: RDMA path's (``hwLat`` NET, the ``step_latency`` of ``DEFAULT_NETWORK``). Fitted on
@@ -205,13 +203,6 @@ SOCKET_LINE_FRACTION = 0.48
 #: 42.0 - 18.0 = 24.0 us. ASSUMPTION: the same for LL and LL128 (one measurement, Simple only; the
 #: socket path's cost is per message, not per protocol).
 SOCKET_STEP_LATENCY_S = 24.0e-6
-
-#: Payload share of the bytes each protocol puts on the wire: LL sends 8-byte lines of 4 data bytes
-#: and a 4-byte flag, LL128 128-byte lines of 120 data bytes (NCCL src/device/prims_ll128.h,
-#: NCCL_LL128_DATAELEMS / NCCL_LL128_LINEELEMS = 15/16), Simple only data. Over RDMA the flags
-#: cost GPU time, already in each protocol's efficiency; over sockets the TCP stack's rate applies
-#: to every wire byte, flags included.
-WIRE_PAYLOAD_FRACTION: Mapping[str, float] = {"ll": 0.5, "ll128": 120 / 128, "simple": 1.0}
 
 
 def socket_calibration(rdma: CollectiveCalibration, source: str = "") -> CollectiveCalibration:
