@@ -29,7 +29,8 @@ from recsim.config.types import Fraction, PositiveInt, Ratio, Seconds, Spec
 #: most 1.7 GB/s of 3.125 (0.54); NVIDIA/nccl issue 209 (GCP 32 GbE, 2 nodes x 8 GPUs, NCCL
 #: 2.4.7ms0) 14.5-14.9 Gb/s of 32 (0.45-0.47); NVIDIA/nccl issue 450 (4 nodes x 8 V100, 100 Gb/s
 #: TCP) 4-6 GB/s at 8-128 MB (0.32-0.48). One GPU per node on 32 GbE reached 0.96-0.98 (issue 209):
-#: the figure is for multi-GPU nodes sharing the NIC, recsim's training nodes.
+#: the figure is for multi-GPU nodes sharing the NIC, recsim's training nodes. The checks are tests
+#: (tests/unit/test_socket_transport.py: the model's bus bandwidth against each measured figure).
 SOCKET_LINE_FRACTION: Final[float] = 0.48
 
 #: Payload share of the bytes each protocol puts on the wire: LL sends 8-byte lines of 4 data bytes

@@ -123,6 +123,46 @@ def test_nccl_issue_398_p3dn_ring_all_reduce_over_tcp():
     assert busbw["roce-100g"] > 1.9 * busbw["eth-100g"]
 
 
+def _socket_busbw(nodes: int, nic: str, group: tuple[int, ...], size: float) -> float:
+    """Ring all-reduce bus bandwidth (nccl-tests' busbw: algbw x 2(n-1)/n) over NCCL's socket
+    transport, on DGX-1 V100 nodes with one NIC each (``nic``: a device name or a YAML mapping)."""
+    sets = ["node.nics.count=1", "cluster.scale_out.switch=tomahawk-32x100g", f"node.nics.device={nic}"]
+    topology = build_topology(load_system("dgx-1-v100", nodes=nodes, overrides=sets))
+    n = len(group)
+    return size / collective_cost(_coll("all_reduce", size, group), topology, "ring").time_s * 2 * (n - 1) / n
+
+
+# Checks of SOCKET_LINE_FRACTION on measured runs it was not fitted on (issue 398 is the fit). The
+# NIC binds in each, so the node around it matters little: DGX-1 V100 nodes with one NIC stand in.
+
+
+def test_nccl_tests_issue_83_azure_25g_ring_over_tcp():
+    # Azure, 2 nodes x 4 V100, 25 Gb/s TCP, NCCL 2.9.6, Ring/Simple: at most 1.7 GB/s bus bandwidth
+    # (of 3.125). The model's 1.50 (0.48 of the line rate) must not exceed the best measured and
+    # stay within 15 % of it.
+    busbw = _socket_busbw(2, "eth-25g", (0, 1, 2, 3, 8, 9, 10, 11), 1024 * MiB)
+    assert busbw == pytest.approx(1.5e9, rel=0.01)
+    assert 0.85 * 1.7e9 <= busbw <= 1.7e9
+
+
+def test_nccl_issue_209_gcp_32gbe_ring_over_tcp():
+    # GCP, 2 nodes x 8 GPUs, 32 GbE, NCCL 2.4.7: the maintainers' best all-reduce, 14.5-14.9 Gb/s
+    # bus bandwidth for large messages (read as a ring's, as SOCKET_LINE_FRACTION's comment does).
+    # Within 10 % of that range (the model: 0.48 x 32 = 15.4 Gb/s).
+    nic = "{extends: eth-25g, name: eth-32g, port_bandwidth: 32 Gb/s}"
+    busbw_gbit = _socket_busbw(2, nic, tuple(range(16)), 1024 * MiB) * 8 / 1e9
+    assert 0.9 * 14.5 <= busbw_gbit <= 1.1 * 14.9
+
+
+def test_nccl_issue_450_four_nodes_on_100g_tcp():
+    # 4 nodes x 8 V100-32GB, 100 Gb/s TCP: "the best performance (bus-bw) is between 4~6GB/s" for
+    # all-reduces of 8 to 128 MB (the issue's description). The model stays in that range, rising
+    # with the size as the 33.6 us steps weigh less (5.2 GB/s at 8 MB, 5.9 at 128).
+    busbw = [_socket_busbw(4, "eth-100g", tuple(range(32)), mib * MiB) for mib in (8, 16, 32, 64, 128)]
+    assert all(4.0e9 <= b <= 6.0e9 for b in busbw), busbw
+    assert busbw == sorted(busbw)
+
+
 def _block(transport: str | None) -> str:
     return (
         "calibration:\n  source: test\n"
