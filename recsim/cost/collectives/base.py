@@ -201,7 +201,13 @@ DEFAULT_NETWORK = CollectiveCalibration(
 #: 8 bytes, mean 42.0 us. That broadcast is one network step: the RDMA model gives it
 #: base_latency + step_latency = 8.4 + 9.6 us (Simple, ``DEFAULT_NETWORK``), so the socket path adds
 #: 42.0 - 18.0 = 24.0 us. ASSUMPTION: the same for LL and LL128 (one measurement, Simple only; the
-#: socket path's cost is per message, not per protocol).
+#: socket path's cost is per message, not per protocol). The 42.0 us is nccl-tests' host wall clock
+#: over 100 calls issued back to back, divided by 100, and the 18.0 us a model of the GPU's time: the
+#: collective refit found such host-timed small calls bound by the host's issue period where it is
+#: the longer (``recsim.cost.collectives.calibrate``, ``Timing.ISSUE``: 34-44 us for ``-g 8``, one
+#: thread issuing 8 GPUs' calls). Here each process issues one GPU's call (``-g 1``, MPI), so the
+#: host's share is probably well below 42 us, but the run does not separate it: if the host bound
+#: it, the socket path's own cost is less than 24.0 us.
 SOCKET_STEP_LATENCY_S = 24.0e-6
 
 
