@@ -291,7 +291,9 @@ class Cpu(Device):
     max_dimms_per_channel: PositiveInt | None = None
     llc_bytes: Bytes = Field(alias="llc")
     # Load-to-use latency of a random read that hits the last-level cache (the ``ddr`` tier's
-    # LLC hits, ``recsim.cost.embedding.ddr``).
+    # LLC hits, ``recsim.cost.embedding.ddr``), TLB misses included, as random embedding rows meet
+    # them: every CPU of the library on the basis of LMBench's random loads (AnandTech, 2017), not
+    # a structural figure with the TLB misses removed.
     llc_latency_s: PositiveSeconds = Field(alias="llc_latency")
     # Separate LLCs the socket's ``llc`` is split into, each shared only by its own cores (AMD's
     # core complexes: a Zen 2 core reaches its CCX's 16 MiB of L3, not the socket's 256); 1: one
