@@ -91,6 +91,7 @@ __all__ = [
     "gemm_calibration",
     "gemm_kernels",
     "gemm_time_s",
+    "hbm_bytes",
     "is_test_point",
     "kernel_time_s",
     "load_gemm_points",
@@ -626,6 +627,18 @@ def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
     compute = op.flops / (peak * cal.max_efficiency)
     memory = (op.bytes_read + op.bytes_written) / (bandwidth * cal.memory_efficiency)
     return fixed + max(compute, memory)
+
+
+def hbm_bytes(op: Compute, accelerator: Accelerator) -> float:
+    """The bytes ``kernel_time_s``'s memory term moves through HBM for ``op``: each GEMM kernel's
+    operands and result once, from its shapes (as its roofline reads them), else the op's bytes
+    read and written."""
+    if op.category == "gemm":
+        kernels = gemm_kernels(op)
+        if kernels:
+            _, elem_bytes = _tensor_peak(op.dtype, accelerator)
+            return math.fsum(g.bytes(elem_bytes) for g in kernels)
+    return op.bytes_read + op.bytes_written
 
 
 def _kernel_count(op: Compute) -> int:

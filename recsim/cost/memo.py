@@ -82,6 +82,8 @@ class CostMemo:
         self.by_op: dict[object, float] = {}
         # A fused (TBE) table's parts -> its mixture access model (None: a part has no model).
         self.mixtures: dict[object, AccessModel | None] = {}
+        # The bytes each op or collective moves through each resource (``CostModel.traffic``).
+        self.traffic: dict[object, object] = {}
 
     @cached_property
     def topology(self) -> Topology:

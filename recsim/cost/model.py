@@ -171,6 +171,9 @@ class CostModel:
         # a data-parallel sharding, on every rank) share one model and so one cost.
         self._access_keys: dict[str, object] = {}
         self._mixtures: dict[object, AccessModel | None] = memo.mixtures if memo else {}
+        # What ops and collectives move through each resource, by ``value_key`` and
+        # ``collective_key`` (``recsim.engine.resources``): the memo's when one is given.
+        self.traffic: dict[object, object] = memo.traffic if memo else {}
 
     # -- per op kind ---------------------------------------------------------------------------
 
@@ -596,16 +599,38 @@ class CostModel:
         self._whole_all_to_alls(ops, node_at, durations, False, ranks)
         return durations
 
+    def value_key(self, op: object) -> object:
+        """A key of ``op`` (not a collective) equal exactly when two ops cost alike: its kind and
+        fields as a plain tuple; an embedding's table as what its access model is made of."""
+        if type(op) is Embedding:
+            return (Embedding, self.access_key(op.table), _EMBEDDING_REST(op))
+        getter = _OP_FIELDS.get(type(op))
+        return (type(op), getter(op)) if getter is not None else op
+
+    def collective_key(self, parts: Collective | Sequence[Collective]) -> tuple[object, ...]:
+        """A key of a collective, one part or every member's in group order, equal exactly when two
+        collectives move the same bytes the same way (``collective_s``'s and ``all_to_all_s``'s
+        value keys; the ids are of canonical tuples this model's interner keeps, a ``CostMemo``'s
+        when it has one, so the key holds across the evaluations that share it)."""
+        if not isinstance(parts, Collective):
+            return self._whole_key(parts)
+        canonical = self._interned.canonical
+        return (
+            "one",
+            parts.op,
+            id(canonical(parts.group)),
+            parts.bytes,
+            parts.dtype,
+            id(canonical(parts.send_bytes)),
+            id(canonical(parts.recv_bytes)),
+            parts.algorithm,
+        )
+
     def _op_duration(self, op: object) -> float:
         if isinstance(op, Collective):
             return self.collective_s(op)
-        # The same op recurs on every rank and step (ops are frozen values): cost it once. The key
-        # is the op's kind and fields as a plain tuple, equal exactly when the ops are equal.
-        if type(op) is Embedding:
-            key: object = (Embedding, self.access_key(op.table), _EMBEDDING_REST(op))
-        else:
-            getter = _OP_FIELDS.get(type(op))
-            key = (type(op), getter(op)) if getter is not None else op
+        # The same op recurs on every rank and step (ops are frozen values): cost it once.
+        key = self.value_key(op)
         by_op = self._by_op.get(key)
         if by_op is not None:
             return by_op

@@ -16,7 +16,10 @@ the tier, caches included, amplification excluded: the rows of its lookups, forw
 of its lookups and each unique row with its optimizer state, backward) and ``bytes_returned`` (what it
 hands back: the pooled vectors of the bags with at least one lookup, forward; the updated rows and
 optimizer state, backward), so ``table_bytes_read >= bytes_returned`` is a checkable invariant; amplified
-traffic (pages, 64 B requests) is in ``bytes_by_resource``.
+traffic (pages, 64 B requests) is in ``bytes_by_resource``. A result with ``pcie`` bytes that go from
+the accelerator to the host (write-backs, indices for the CPUs, gradients) gives them in
+``details["pcie_to_host_bytes"]``; the rest go to the accelerator (``recsim.engine.resources`` loads
+each direction of the link with its own).
 
 **Tiers.** ``Embedding.tier`` names a registered ``TierModel``; adding a tier is one subclass with
 ``@register_tier``. A tier may take one numeric parameter after a colon, ``"uvm_caching:0.1"`` (the

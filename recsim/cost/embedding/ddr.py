@@ -248,6 +248,7 @@ class DdrTier(TierModel):
             "threads": threads,
             "llc_hit_rate": reads.llc_hit_rate,
             "llc_bytes": reads.llc_lines * granule,
+            "pcie_to_host_bytes": lookup.lookups * INDEX_BYTES if pcie_s else 0.0,  # the indices
         }
         used = {DDR: rows + streamed} | ({PCIE: moved} if pcie_s else {})
         return EmbeddingCost(max(bandwidth_s, latency_s, compute_s) + pcie_s, used, details)
@@ -280,6 +281,7 @@ class DdrTier(TierModel):
             "compute_s": compute_s,
             "pcie_s": pcie_s,
             "threads": threads,
+            "pcie_to_host_bytes": moved if pcie_s else 0.0,  # the gradients
         }
         used = {DDR: total} | ({PCIE: moved} if pcie_s else {})
         return EmbeddingCost(max(bandwidth_s, latency_s, compute_s) + pcie_s, used, details)

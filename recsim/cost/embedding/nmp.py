@@ -203,6 +203,7 @@ class NmpTier(TierModel):
         # active power is charged for (``recsim.cost.power``), however long the lookup waits.
         details["dimm_read_s"] = dram_bytes / (dimms * nmp.internal_bandwidth_bytes_per_s)
         details["pcie_s"] = pcie_s
+        details["pcie_to_host_bytes"] = lookup.lookups * INDEX_BYTES if pcie_s else 0.0  # the indices
         resources = {NMP_RANK: dram_bytes, NMP_CHANNEL: channel_bytes} | ({PCIE: moved} if pcie_s else {})
         return EmbeddingCost(max(limits.values()) + pcie_s, resources, details)
 

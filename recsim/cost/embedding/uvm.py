@@ -132,6 +132,7 @@ class UvmTier(TierModel):
         update_s = update.fixed_s + max(update.memory_s, in_hbm.memory_s, pcie_s, ddr_s) + round_trip
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {"sort_s": sort.time_s, "update_s": update_s, "pcie_s": pcie_s, "launch_s": launch}
+        details["pcie_to_host_bytes"] = pcie_wire_bytes(write)  # the updated rows go back
         resources = {
             HBM: sort.hbm_bytes + update.hbm_bytes,
             PCIE: pcie_wire_bytes(read + write),

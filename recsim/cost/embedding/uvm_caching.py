@@ -186,6 +186,7 @@ class UvmCachingTier(TierModel):
             "cache_overhead_s": overhead_s,
             "l2_bytes": gather.l2_bytes + tags_l2,
             "launch_s": manage_launch_s + launch,  # all the pass's kernels, as the other tiers report
+            "pcie_to_host_bytes": pcie_wire_bytes(evicted),  # the write-backs
         }
         resources = {
             HBM: sort.hbm_bytes + tags - tags_l2 + fill_hbm + gather.hbm_bytes,
@@ -233,6 +234,7 @@ class UvmCachingTier(TierModel):
             "update_s": update_s,
             "pcie_s": pcie_s,
             "launch_s": launch,
+            "pcie_to_host_bytes": pcie_wire_bytes(write),
         }
         resources = {
             HBM: sort.hbm_bytes + update.hbm_bytes,
