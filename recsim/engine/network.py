@@ -76,6 +76,8 @@ class _EdgeIndex:
         self.edges: list[Edge] = list(topology.graph.edges)
         self.ids = {e: k for k, e in enumerate(self.edges)}
         self.pairs: dict[tuple[str, str], tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+        # (src, dst) -> its route's three segments, or None where it does not compose (``edge_loads``)
+        self.segment_triples: dict[tuple[str, str], tuple[tuple[tuple[str, ...], ...], ...] | None] = {}
         self.segments: dict[int, tuple[tuple[tuple[str, ...], ...], NDArray[np.int64] | None]] = {}
 
     def pair(self, src: str, dst: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -246,6 +248,64 @@ class _FlowSet:
     def flow_of_sub(self) -> NDArray[np.int64]:
         flow: NDArray[np.int64] = np.repeat(np.arange(self.n_flows), self.n_paths)
         return flow
+
+
+def edge_loads(
+    srcs: Sequence[str], dsts: Sequence[str], wire: NDArray[np.float64], topology: Topology
+) -> NDArray[np.float64]:
+    """Wire bytes each link (by ``_EdgeIndex`` id) carries when ``wire[k]`` bytes go from ``srcs[k]``
+    to ``dsts[k]``, each flow split evenly over its equal-cost paths (the subflows' weights): what
+    routing every flow (``_FlowSet``) and adding its paths' shares gives, summed by route segment.
+
+    A route between accelerators of two nodes is every combination of its three segments' paths
+    (``_EdgeIndex._composed``): the source's to the NIC it leaves by, the fabric's between the two
+    NICs and the destination's. An even split over the combinations is an even split over each
+    segment's paths, so the bytes are gathered per segment (an all-to-all's n^2 pairs share n
+    source segments) and each segment's paths loaded once; a route that does not compose is routed
+    as a whole."""
+    index = _edge_index(topology)
+    loads = np.zeros(len(index.edges))
+    segments: dict[int, tuple[tuple[tuple[str, ...], ...], float]] = {}  # by the segment's id
+    whole: dict[tuple[str, str], float] = {}
+    triples = index.segment_triples
+    for src, dst, size in zip(srcs, dsts, np.asarray(wire, dtype=np.float64).tolist(), strict=True):
+        key = (src, dst)
+        pieces = triples.get(key, ())
+        if pieces == ():
+            pieces = triples[key] = _segments_of(topology, src, dst)
+        if pieces is None:
+            whole[key] = whole.get(key, 0.0) + size
+            continue
+        for paths in pieces:  # each segment's tuple is the topology's own, kept there
+            found = segments.get(id(paths))
+            segments[id(paths)] = (paths, size if found is None else found[1] + size)
+    for paths, size in segments.values():
+        ids = index._segment_ids(paths)
+        if ids is not None:
+            np.add.at(loads, ids.ravel(), size / len(paths))
+        else:
+            for path in paths:
+                cols = [index.ids[e] for e in itertools.pairwise(path)]
+                np.add.at(loads, np.asarray(cols, dtype=np.int64), size / len(paths))
+    for (src, dst), size in whole.items():
+        cols, lens = index.pair(src, dst)
+        np.add.at(loads, cols, np.repeat(np.full(len(lens), size / len(lens)), lens))
+    return loads
+
+
+def _segments_of(topology: Topology, src: str, dst: str) -> tuple[tuple[tuple[str, ...], ...], ...] | None:
+    """The three segments of the route from ``src`` to ``dst`` (``edge_loads``), or None where it
+    does not compose from them (``_EdgeIndex._composed``'s test)."""
+    parts = topology._split(src, dst)
+    if parts is None:
+        return None
+    via, nic_a, nic_b = parts
+    pieces = (
+        topology.source_segment(src, via, nic_a),
+        topology._fabric_segment(nic_a, nic_b),
+        topology._segment(nic_b, dst, "dst"),
+    )
+    return pieces if all(pieces) else None
 
 
 def _ranges(starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -500,6 +560,7 @@ __all__ = [
     "FlowSimulation",
     "StageCost",
     "collective_time_flows_s",
+    "edge_loads",
     "max_min_rates",
     "simulate_flows",
     "simulate_flows_detailed",

@@ -130,6 +130,9 @@ class Topology:
         # (node, destination NIC) -> the node's exit on that NIC's rail, and its hops (``_pxn_relay``)
         self._rail_exit: dict[tuple[int, str], tuple[str, str, float]] = {}
         self._nvlink_only: dict[tuple[str, str], bool] = {}
+        # (src, dst) -> ``_split``'s answer: the flows of every collective between the same two
+        # accelerators ask it again (their placement, their routes).
+        self._splits: dict[tuple[str, str], tuple[str, str, str] | None] = {}
         # Whether node 0's accelerator pairs have their paths yet (``_find_paths``).
         self._local_paths_found = False
         # The searches and checks below read vertex attributes from networkx's own dict
@@ -472,7 +475,14 @@ class Topology:
 
     def _split(self, src: str, dst: str) -> tuple[str, str, str] | None:
         """(``src`` or its PXN relay, the NIC the traffic leaves by, ``dst``'s home NIC) where the
-        route composes from segments (see above), else None."""
+        route composes from segments (see above), else None (memoised)."""
+        key = (src, dst)
+        found = self._splits.get(key, ())
+        if found == ():
+            found = self._splits[key] = self._find_split(src, dst)
+        return found  # type: ignore[return-value]
+
+    def _find_split(self, src: str, dst: str) -> tuple[str, str, str] | None:
         g = self.graph
         a, b = g._node[src], g._node[dst]
         if a["kind"] != ACCELERATOR or b["kind"] != ACCELERATOR or a["node"] == b["node"]:

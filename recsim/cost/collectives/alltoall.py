@@ -375,6 +375,24 @@ class DirectAllToAll(Algorithm):
     def flows(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Flow]:
         return matrix_flows(layout.vertices, traffic_matrix(op), 0)
 
+    def pair_bytes(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
+    ) -> dict[tuple[str, str], float]:
+        # One phase: the flows are the matrix's entries, each its own pair (``matrix_flows``'s,
+        # without making them).
+        m = np.asarray(traffic_matrix(op), dtype=float)
+        send = ~(m <= 0)
+        np.fill_diagonal(send, False)
+        rows, cols = np.nonzero(send)
+        vertices = layout.vertices
+        return dict(
+            zip(
+                zip([vertices[i] for i in rows.tolist()], [vertices[j] for j in cols.tolist()], strict=True),
+                m[rows, cols].tolist(),
+                strict=True,
+            )
+        )
+
     def traffic(
         self, op: Collective | Sequence[Collective], layout: GroupLayout, stages: Sequence[Stage]
     ) -> list[Traffic]:

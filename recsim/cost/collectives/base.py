@@ -965,6 +965,19 @@ class Algorithm(ABC):
         """The flows under ``protocol``: ``flows`` unless the protocol moves other bytes."""
         return self.flows(op, layout)
 
+    def pair_bytes(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
+    ) -> dict[tuple[str, str], float]:
+        """``protocol_flows`` summed over their phases: bytes per (source, destination) vertex, in
+        the order of their first flow (``collective_pair_traffic``). An algorithm with a cheaper
+        account of them (a ring's hops, an all-to-all's matrix) gives it instead."""
+        out: dict[tuple[str, str], float] = {}
+        get = out.get
+        for f in self.protocol_flows(op, layout, protocol):
+            key = (f.src, f.dst)
+            out[key] = get(key, 0.0) + f.bytes
+        return out
+
     @abstractmethod
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         """The stages (steps and bytes per level) of ``op``."""

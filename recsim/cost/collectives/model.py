@@ -42,6 +42,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+from numpy.typing import NDArray
+
 from recsim.cost.collectives.base import (
     DEFAULT_NVLS,
     REGISTRY,
@@ -427,6 +430,72 @@ def collective_flows(
     return out
 
 
+@dataclass(frozen=True)
+class PairTraffic:
+    """A collective's flows summed over their phases: ``payload[k]`` bytes from ``srcs[k]`` to
+    ``dsts[k]`` at ``efficiency[k]`` (so ``payload / efficiency`` wire bytes), one entry per
+    (source, destination, efficiency)."""
+
+    srcs: list[str]
+    dsts: list[str]
+    payload: NDArray[np.float64]
+    efficiency: NDArray[np.float64]
+
+    @property
+    def wire(self) -> NDArray[np.float64]:
+        out: NDArray[np.float64] = self.payload / self.efficiency
+        return out
+
+
+def collective_pair_traffic(
+    op: OpInput, topology: Topology, algorithm: str | None = None, *, rank: int | None = None
+) -> PairTraffic:
+    """What ``collective_flows`` moves between each pair of vertices, all phases together: the
+    same flows, their bytes summed per (source, destination) before each pair is placed on its
+    level (the efficiency, a PXN relay's hand-over), rather than placing every phase's flow (a ring
+    on 128 GPUs has 254 phases of 128 flows). For a caller that needs a collective's bytes per
+    link, not its phases (``recsim.engine.resources``); ``tests/unit/test_resources.py`` keeps it
+    equal to the flows summed."""
+    cost = collective_cost(op, topology, algorithm, rank=rank)
+    op = _normalise(op, rank)
+    head = _head(op)
+    empty = PairTraffic([], [], np.zeros(0), np.ones(0))
+    if not cost.stages:
+        return empty
+    layout = group_layout(head.group, topology)
+    summed = REGISTRY[cost.algorithm].pair_bytes(op, layout, cost.protocol)
+    nodes = topology.graph._node
+    inter = cost.efficiency.get(Level.INTER)
+    intra = cost.efficiency.get(Level.INTRA, inter)
+    out: dict[tuple[str, str, float], float] = {}
+    for (src, dst), size in summed.items():
+        # As ``collective_flows`` places each flow: the node's level (through host memory for an
+        # SHM pair), else the network, after a PXN relay's hand-over at the node's level.
+        parts: tuple[tuple[str, str, float], ...]
+        if nodes[src]["node"] == nodes[dst]["node"] or inter is None:
+            efficiency = cost.efficiency[Level.INTRA]
+            if topology.shm_pair(src, dst):
+                efficiency *= SHM_EFFICIENCY
+            parts = ((src, dst, efficiency),)
+        else:
+            via = topology.first_hop(src, dst) if nodes[src]["kind"] == ACCELERATOR else src
+            if via != src and nodes[dst]["kind"] == ACCELERATOR:
+                assert intra is not None
+                parts = ((src, via, intra), (via, dst, inter))
+            else:
+                parts = ((src, dst, inter),)
+        for key in parts:
+            out[key] = out.get(key, 0.0) + size
+    if not out:
+        return empty
+    return PairTraffic(
+        [s for s, _, _ in out],
+        [d for _, d, _ in out],
+        np.fromiter(out.values(), dtype=np.float64, count=len(out)),
+        np.fromiter((e for _, _, e in out), dtype=np.float64, count=len(out)),
+    )
+
+
 def bytes_per_rank(flows: Sequence[Flow]) -> tuple[dict[str, float], dict[str, float]]:
     """(bytes sent, bytes received) per vertex over ``flows``."""
     sent: dict[str, float] = {}
@@ -449,11 +518,13 @@ def phase_ranges(cost: CollectiveCost) -> list[range]:
 
 __all__ = [
     "CollectiveCost",
+    "PairTraffic",
     "StageCost",
     "bytes_per_rank",
     "choose_algorithm",
     "collective_cost",
     "collective_flows",
+    "collective_pair_traffic",
     "collective_time_s",
     "conversion_time_s",
     "phase_ranges",

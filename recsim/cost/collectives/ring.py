@@ -130,6 +130,19 @@ def ring_flows(layout: GroupLayout, block_bytes: float, phases: int) -> list[Flo
     return out.flows()
 
 
+def ring_pair_bytes(layout: GroupLayout, block_bytes: float, phases: int) -> dict[tuple[str, str], float]:
+    """What ``ring_flows`` carries between vertices over all its phases (each the same): every
+    channel's hop ``phases`` blocks, channels that share a hop summed, without a flow per phase."""
+    out: dict[tuple[str, str], float] = {}
+    vertices = layout.vertices
+    for ring, share in channel_rings(layout):
+        for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
+            if a != b and block_bytes * share > 0:  # as ``FlowList.add``
+                key = (vertices[a], vertices[b])
+                out[key] = out.get(key, 0.0) + block_bytes * share * phases
+    return out
+
+
 def ring_traffic(layout: GroupLayout, block_bytes: float, phases: int) -> Traffic:
     """What ``ring_flows`` carries between positions over all its phases (each the same), without a
     flow per phase: one entry per channel hop, ``phases`` blocks each."""
@@ -169,6 +182,12 @@ class RingAllReduce(Algorithm):
         n = layout.n
         return [ring_traffic(layout, _payload(first(op)) / n, 2 * (n - 1))]
 
+    def pair_bytes(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
+    ) -> dict[tuple[str, str], float]:
+        n = layout.n
+        return ring_pair_bytes(layout, _payload(first(op)) / n, 2 * (n - 1)) if n >= 2 else {}
+
 
 class _RingPass(Algorithm):
     """``n - 1`` ring steps, each moving one ``chunk`` per rank (reduce-scatter, all-gather)."""
@@ -194,6 +213,12 @@ class _RingPass(Algorithm):
     ) -> list[Traffic]:
         n = layout.n
         return [ring_traffic(layout, self.chunk(first(op), n), n - 1)]
+
+    def pair_bytes(
+        self, op: Collective | Sequence[Collective], layout: GroupLayout, protocol: str
+    ) -> dict[tuple[str, str], float]:
+        n = layout.n
+        return ring_pair_bytes(layout, self.chunk(first(op), n), n - 1) if n >= 2 else {}
 
 
 @register
