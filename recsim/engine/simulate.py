@@ -41,6 +41,7 @@ from recsim.cost.power import step_energy
 from recsim.engine import DEFAULT_STEPS
 from recsim.engine.analytic import graph_durations
 from recsim.engine.gc_pause import paused_gc
+from recsim.engine.resources import step_resources
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
@@ -52,7 +53,14 @@ from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
-from recsim.metrics.invariants import check_breakdown, check_busy, check_schedule, check_utilisation
+from recsim.metrics.invariants import (
+    check_breakdown,
+    check_busy,
+    check_links,
+    check_schedule,
+    check_utilisation,
+)
+from recsim.metrics.resources import ResourceUse
 from recsim.metrics.result import Result
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
@@ -268,6 +276,7 @@ def _simulate_training(
         check_breakdown(breakdown, step_s)
         check_busy(busy, step_s)  # before ``_utilisation``'s clamp
         check_utilisation(utilisation)
+    resources = _resources(index, window, cost, system, classes, options)
     batch = workload.training.global_batch_size
     fallback = run_dtype_note(workload.training.precision, acc)
     said: tuple[str, ...] = context.pop("notes")  # type: ignore[assignment]
@@ -283,9 +292,31 @@ def _simulate_training(
         avg_power_w=energy.avg_power_w,
         power_by_component_w=energy.power_by_component_w(),
         notes=(*said, fallback) if fallback else said,
+        resources=resources,
         **context,  # type: ignore[arg-type]
     )
     return Simulation(result, graph, schedule)
+
+
+def _resources(
+    index: GraphIndex,
+    window: Window,
+    cost: CostModel,
+    system: System,
+    classes: Mapping[int, Sequence[int]],
+    options: SimulationOptions,
+) -> ResourceUse:
+    """The step's utilisation per resource class (``recsim.engine.resources``). An analytic run's is
+    worked out when first read: the planner and a sweep's ranking read the step time alone, and
+    counting every op's and collective's bytes would cost them a few percent of an evaluation.
+    DES's is worked out now, for its invariant: the collectives' bytes on a link stay within its
+    capacity, as its shared network moves them (``check_links``)."""
+    if options.fidelity != "des":
+        return ResourceUse(lambda: step_resources(index, window, cost, system, classes, "analytic").figures)
+    measured = step_resources(index, window, cost, system, classes, "des")
+    if options.check_invariants:
+        check_links(measured.flow_peaks)
+    return ResourceUse(measured.figures)
 
 
 def _run(

@@ -113,3 +113,16 @@ def check_utilisation(utilisation: Mapping[str, float]) -> None:
     for name, value in utilisation.items():
         if value > 1.0 + 1e-9 or value < 0.0:
             raise SimulationError(f"resource class {name!r} is {value:.1%} busy")
+
+
+def check_links(peaks: Mapping[str, tuple[str, float]], tolerance: float = 1e-2) -> None:
+    """No link carries more collective bytes than its capacity over the step: ``peaks`` gives each
+    link class's busiest instance and its utilisation counting the collectives' flows alone
+    (``recsim.engine.resources``), which DES's shared network never lets exceed a link's rate. A
+    chain of a few steps only nears the steady state (``check_busy``): ``tolerance`` allows 1 %."""
+    for name, (instance, value) in peaks.items():
+        if value > 1.0 + tolerance:
+            raise SimulationError(
+                f"resource class {name!r}: {instance} carries {value:.1%} of its capacity in "
+                "collective bytes over the step"
+            )

@@ -12,12 +12,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+if TYPE_CHECKING:
+    from recsim.metrics.resources import ResourceFigures, ResourceUse
 
 Status = Literal["ok", "infeasible", "error"]
 
 #: The fields of a ``Result`` that are mappings of figures (``mapping_keys`` gives their keys).
 MAPPING_FIELDS = ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_component_w")
+
+#: The resource classes whose utilisation a result reports beside its streams'
+#: (``recsim.metrics.resources``): ``utilisation.<class>`` the mean over the class's devices or
+#: links, ``utilisation_max.<class>`` the busiest one's.
+RESOURCE_CLASSES = ("hbm", "host_link", "scale_up", "network", "network_uplinks", "host_memory")
+
+#: The flat mapping of the busiest instance of each resource class (``Result.to_dict``).
+PEAK_UTILISATION = "utilisation_max"
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,9 @@ class Result:
     resolved_config_hash: str = ""
     recsim_version: str = ""
     notes: tuple[str, ...] = ()
+    # Utilisation per resource class (``recsim.metrics.resources``), worked out when first read;
+    # None where nothing ran (a failed result) or nothing measured it.
+    resources: ResourceUse | None = None
 
     def __post_init__(self) -> None:
         # Frozen all through: a caller cannot change a result's figures through its mappings.
@@ -72,16 +86,26 @@ class Result:
         ``mapping_keys()`` (then any other key it holds). A key an ok result's mapping lacks is a
         stream no node ran on or a component the system does not have, so 0.0; a failed result's
         unknown figures are None. A table of results (a sweep store, a DataFrame of ``--json``
-        lines) then has one set of columns."""
+        lines) then has one set of columns. The resource classes (``resources``) flatten beside
+        the streams, ``utilisation.<class>`` and ``utilisation_max.<class>`` (None where not
+        known), and their notes follow the result's own."""
         out: dict[str, Any] = {}
         canonical = mapping_keys()
         absent = 0.0 if self.status == "ok" else None
+        figures = self.resources.figures if self.resources is not None else None
         for name in self.__dataclass_fields__:
+            if name == "resources":
+                continue
             value = getattr(self, name)
             if isinstance(value, Mapping):
-                out.update(flat_mapping(name, value, canonical.get(name, ()), absent))
+                if name == "utilisation":
+                    out.update(resource_mappings(value, figures, absent))
+                else:
+                    out.update(flat_mapping(name, value, canonical.get(name, ()), absent))
             elif isinstance(value, tuple):
                 out[name] = list(value)
+                if name == "notes" and figures is not None:
+                    out[name] += figures.notes
             else:
                 out[name] = _clean(value)
         out["samples_per_joule"] = _clean(self.samples_per_joule)
@@ -129,11 +153,12 @@ def mapping_keys() -> dict[str, tuple[str, ...]]:
 
     keys = {
         "breakdown_s": CATEGORIES,
-        "utilisation": tuple(s.value for s in Stream),
+        "utilisation": (*(s.value for s in Stream), *RESOURCE_CLASSES),
+        PEAK_UTILISATION: RESOURCE_CLASSES,
         "memory_peak_bytes": MEMORY_TIERS,
         "power_by_component_w": COMPONENTS,
     }
-    return {name: keys[name] for name in MAPPING_FIELDS}
+    return {name: keys[name] for name in (*MAPPING_FIELDS[:2], PEAK_UTILISATION, *MAPPING_FIELDS[2:])}
 
 
 #: The memory tiers ``memory_peak_bytes`` reports (a rank's HBM, a node's host DRAM and SSDs).
@@ -148,6 +173,26 @@ def flat_mapping(
     are flattened (``Result.to_dict``, a replay's ``to_dict``)."""
     out = {f"{name}.{key}": _clean(values.get(key, absent)) for key in keys}
     out.update({f"{name}.{key}": _clean(sub) for key, sub in values.items() if key not in keys})
+    return out
+
+
+def resource_mappings(
+    streams: Mapping[str, float], figures: ResourceFigures | None, absent: float | None
+) -> dict[str, Any]:
+    """``utilisation.<key>`` for each stream (``absent`` where ``streams`` lacks it) and resource
+    class, then ``utilisation_max.<class>``: a class's figures from ``figures`` (0.0 where the
+    system lacks the class, None where its bytes are not known or there are no figures). How a run
+    and a replay flatten their utilisation."""
+    stream_keys = mapping_keys()["utilisation"][: -len(RESOURCE_CLASSES)]
+    mean = {k: v for k, v in streams.items() if k not in RESOURCE_CLASSES}
+    out = flat_mapping("utilisation", mean, stream_keys, absent)
+    peak: dict[str, Any] = {}
+    for name in RESOURCE_CLASSES:
+        out[f"utilisation.{name}"] = _clean(figures.value(name)) if figures is not None else None
+        peak[f"{PEAK_UTILISATION}.{name}"] = (
+            _clean(figures.value(name, "peak")) if figures is not None else None
+        )
+    out.update(peak)
     return out
 
 
