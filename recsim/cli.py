@@ -33,6 +33,7 @@ from recsim.units import Dimension, format_quantity
 
 if TYPE_CHECKING:
     from recsim.graph.ir import ExecutionGraph
+    from recsim.metrics.resources import ResourceUse
     from recsim.planner.stats import PlanStats
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -655,6 +656,7 @@ def _print_result(result: Any) -> None:
         table.add_row("global batch", f"{result.global_batch_size:,}")
         _breakdown_rows(table, result.breakdown_s, result.iteration_time_s)
         _busy_rows(table, result.utilisation)
+        _resource_rows(table, result.resources)
         for key, value in result.memory_peak_bytes.items():
             # HBM is a rank's own; host DRAM and SSDs are the node's (``simulate`` takes their peaks so).
             where = "rank" if key == "hbm" else "node"
@@ -680,6 +682,19 @@ def _busy_rows(table: Table, utilisation: Mapping[str, float]) -> None:
     """Each stream class's busy share of the step (a run's and a replay's table)."""
     for key, value in utilisation.items():
         table.add_row(f"{key} busy", f"{value:.0%}")
+
+
+def _resource_rows(table: Table, resources: ResourceUse | None) -> None:
+    """Each resource class the system has and the figures know: its mean use over the step and its
+    busiest device or link (a run's and a replay's table; ``recsim.metrics.resources``)."""
+    from recsim.metrics.resources import LABELS
+
+    if resources is None:
+        return
+    figures = resources.figures
+    for key, mean in figures.mean.items():
+        peak, where = figures.peak[key], figures.busiest[key]
+        table.add_row(f"{LABELS[key]} use", f"{mean:.0%} (busiest {peak:.0%}: {where})")
 
 
 def _power_rows(table: Table, avg_power_w: float | None, energy_per_sample_j: float | None) -> None:
@@ -948,6 +963,7 @@ def replay_cmd(
         f"{error:+.1%}" if error is not None else "n/a",
     )
     _busy_rows(table, result.utilisation)
+    _resource_rows(table, result.resources)
     _power_rows(table, result.avg_power_w, result.energy_per_sample_j)
     if result.energy_per_step_j is not None:
         table.add_row("energy per step", format_quantity(result.energy_per_step_j, Dimension.JOULES))

@@ -45,6 +45,7 @@ from recsim import __version__
 from recsim.cost.compute import compute_time_s, gemm_kernels
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
+from recsim.engine.resources import collective_loads, resource_figures
 from recsim.engine.simulate import _host_bytes, _network_busy, _utilisation, _window_ops
 from recsim.engine.timeline import Window, busy_time, critical_path
 from recsim.errors import ConfigError, InfeasibleError, TraceError
@@ -65,7 +66,8 @@ from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology
 from recsim.metrics.invariants import check_breakdown
-from recsim.metrics.result import FrozenMap, flat_mapping, mapping_keys
+from recsim.metrics.resources import ResourceUse
+from recsim.metrics.result import FrozenMap, flat_mapping, mapping_keys, resource_mappings
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class ReplayResult:
     energy_per_step_j: float | None = None
     energy_per_sample_j: float | None = None
     recsim_version: str = __version__
+    # Utilisation per resource class (``recsim.metrics.resources``): a re-estimate's network and
+    # scale-up links, from the collectives the trace records; None with the recorded durations.
+    resources: ResourceUse | None = None
 
     def __post_init__(self) -> None:
         # Read-only figures, as a ``Result``'s: a caller cannot change them through the mappings.
@@ -122,8 +127,9 @@ class ReplayResult:
             "error": self.error,
         }
         canonical = mapping_keys()
+        figures = self.resources.figures if self.resources is not None else None
         out.update(flat_mapping("breakdown_s", self.breakdown_s, canonical["breakdown_s"], 0.0))
-        out.update(flat_mapping("utilisation", self.utilisation, canonical["utilisation"], 0.0))
+        out.update(resource_mappings(self.utilisation, figures, 0.0))
         out["avg_power_w"] = self.avg_power_w
         # Power that is not known (keep mode): None for every key, as a failed run's.
         by_component = self.power_by_component_w
@@ -138,7 +144,7 @@ class ReplayResult:
         out["energy_per_step_j"] = self.energy_per_step_j
         out["energy_per_sample_j"] = self.energy_per_sample_j
         out["recsim_version"] = self.recsim_version
-        out["notes"] = list(self.notes)
+        out["notes"] = [*self.notes, *(figures.notes if figures is not None else ())]
         return out
 
 
@@ -454,6 +460,22 @@ def _replay_utilisation(
     return _utilisation(busy, ranks, replayed.window.length_s) if ranks else {}
 
 
+#: The resource classes a re-estimated replay knows the bytes of: those only collectives load. A
+#: trace records its collectives' sizes, not what its kernels read from HBM, its lookups move over
+#: PCIe (UVM rows inside a TBE kernel) or its CPU work through host DRAM; those classes are left out.
+REPLAY_CLASSES = ("scale_up", "network", "network_uplinks")
+
+
+def _replay_resources(replayed: _Replayed, timing: Timing, cost: CostModel, system: System) -> ResourceUse:
+    """Utilisation of the links only collectives load, over the predicted steps' window: the
+    window's collectives' flows on ``system``'s topology (``recsim.engine.resources``)."""
+    loads = collective_loads(timing.index, replayed.window, cost, system)
+    figures = resource_figures(
+        loads, cost.topology, system, replayed.window.length_s, "replay", REPLAY_CLASSES
+    )
+    return ResourceUse(figures.figures)
+
+
 @dataclass(frozen=True)
 class _Power:
     """The power figures of a re-estimated step (``ReplayResult``'s of the same names)."""
@@ -646,6 +668,7 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
         tuple(notes),
         breakdown_s=_breakdown(graph, replayed, timing),
         utilisation=_replay_utilisation(graph, replayed, busy),
+        resources=_replay_resources(replayed, timing, cost, system),
         avg_power_w=power.avg_power_w,
         power_by_component_w=power.power_by_component_w,
         energy_per_step_j=power.energy_per_step_j,

@@ -24,10 +24,10 @@ An expected 0 has no scale of its own (an absolute difference would be 0.02 s, l
 for a time, and 0.02 bytes for a memory peak). A component of a whole is then measured against the
 whole (``relative_to``): ``breakdown_s.*`` against ``iteration_time_s``, ``power_by_component_w.*``
 against ``avg_power_w``, ``memory_peak_bytes.*`` against the largest memory peak, ``utilisation.*``
-against 1 (the expected file's whole, else the fresh result's); so an all-to-all expected to take no
-time fails once it takes more than the tolerance times the step. Any other metric expected to be 0
-(or a component whose whole is 0 or absent) must stay 0: its error is ``|actual| / |actual|``, 100 %
-unless it is still 0.
+and ``utilisation_max.*`` against 1 (the expected file's whole, else the fresh result's); so an
+all-to-all expected to take no time fails once it takes more than the tolerance times the step. Any
+other metric expected to be 0 (or a component whose whole is 0 or absent) must stay 0: its error is
+``|actual| / |actual|``, 100 % unless it is still 0.
 
 A plan that does not fit (the planner finds none, the memory check fails) is a result with status
 ``infeasible`` and its reason, as a sweep stores it: a case may expect it (``check`` fails once it
@@ -461,7 +461,7 @@ def _whole(name: str, expected: dict[str, Any], actual: dict[str, Any]) -> tuple
     the expected metrics or else the fresh result's; None when it is no part of one, or the whole
     is 0 or unknown (see the module docstring)."""
     head = name.partition(".")[0]
-    if head == "utilisation":
+    if head in ("utilisation", "utilisation_max"):
         return 1.0, "1 (full utilisation)"
     if head in _WHOLES:
         total = _WHOLES[head]

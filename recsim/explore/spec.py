@@ -83,7 +83,7 @@ from recsim.config.tree import KeyPath, Location, Tree, format_path
 from recsim.config.types import Spec
 from recsim.config.validate import number_hint, validate_tree
 from recsim.errors import ConfigError, RecsimError
-from recsim.metrics.result import MAPPING_FIELDS, mapping_keys
+from recsim.metrics.result import MAPPING_FIELDS, PEAK_UTILISATION, mapping_keys
 from recsim.planner.types import COMM_DTYPES
 from recsim.units import quantity_of
 
@@ -144,7 +144,7 @@ SCALAR_METRICS = (
     "samples_per_joule",
     "throughput_per_accelerator",
 )
-MAPPING_METRICS = MAPPING_FIELDS
+MAPPING_METRICS = (*MAPPING_FIELDS[:2], PEAK_UTILISATION, *MAPPING_FIELDS[2:])
 
 
 def _distinct_values(values: list[Any]) -> list[Any]:

@@ -17,10 +17,11 @@ from recsim import __version__ as recsim_version
 from recsim.cli import cli
 from recsim.cost.model import CATEGORIES
 from recsim.cost.power import COMPONENTS, step_energy
-from recsim.engine.replay import ReplayResult, replay_keep, replay_reestimate
+from recsim.engine.replay import REPLAY_CLASSES, ReplayResult, replay_keep, replay_reestimate
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Node, Stream
 from recsim.graph.readers import read_trace
 from recsim.hardware.topology import build_topology
+from recsim.metrics.result import RESOURCE_CLASSES
 from tests.conftest import error_line
 
 TRACES = Path(__file__).parents[1] / "data" / "traces"
@@ -402,9 +403,20 @@ def test_the_real_trace_s_breakdown_sums_to_its_predicted_step(
     # The trace's CPU time and its lookups (TBE kernels) are on its critical path.
     assert breakdown["host"] > 0 and breakdown["embedding"] > 0 and breakdown["compute"] > 0
     # Each stream class's busy share of the steps, as a run's.
-    busy = {k.removeprefix("utilisation."): v for k, v in data.items() if k.startswith("utilisation.")}
-    assert tuple(busy) == tuple(s.value for s in Stream)
-    assert all(0 < v <= 1 for v in busy.values())
+    streams = tuple(s.value for s in Stream)
+    busy = {k: data[f"utilisation.{k}"] for k in streams}
+    assert all(isinstance(v, float) and 0 < v <= 1 for v in busy.values())
+    # The resource classes: a re-estimate knows the links only collectives load (the trace's
+    # collectives on DGX H100's NVLink; one node, no NICs: 0), the recorded durations none.
+    for name in RESOURCE_CLASSES:
+        for head in ("utilisation", "utilisation_max"):
+            value = data[f"{head}.{name}"]
+            if mode == 1 and name in REPLAY_CLASSES:
+                assert isinstance(value, float) and 0 <= value <= 1
+            else:
+                assert value is None
+    if mode == 1:
+        assert data["utilisation_max.scale_up"] > 0 and data["utilisation.network"] == 0.0
     assert data["recsim_version"] == recsim_version
 
 
