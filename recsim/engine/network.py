@@ -78,6 +78,8 @@ class _EdgeIndex:
         self.pairs: dict[tuple[str, str], tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
         # (src, dst) -> its route's three segments, or None where it does not compose (``edge_loads``)
         self.segment_triples: dict[tuple[str, str], tuple[tuple[tuple[str, ...], ...], ...] | None] = {}
+        # node -> node 0's edge ids (inside the node) as that node's (``local_pair``)
+        self.node_edges: dict[int, NDArray[np.int64] | None] = {}
         self.segments: dict[int, tuple[tuple[tuple[str, ...], ...], NDArray[np.int64] | None]] = {}
 
     def pair(self, src: str, dst: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -87,6 +89,43 @@ class _EdgeIndex:
             cached = self._composed(src, dst) or self._listed(self.topology.edge_paths(src, dst))
             self.pairs[(src, dst)] = cached
         return cached
+
+    def local_pair(self, src: str, dst: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """``pair(src, dst)`` for two vertices of one node ``k``: node 0's route between the same
+        vertices of node 0, its links renamed to node ``k``'s. Every node is built from one spec
+        (``recsim.hardware.topology``), and a route inside a node keeps to the node (a third
+        node's vertices never forward; the network is no shortcut), so its routes are node 0's;
+        ``tests/unit/test_resources.py`` checks them against the node's own search. Spares a path
+        search per pair of every node but the first (host routes, a collective's hops)."""
+        prefix = src.partition(".")[0]
+        if prefix != dst.partition(".")[0] or prefix in ("", "n0") or not prefix.startswith("n"):
+            return self.pair(src, dst)
+        node = prefix[1:]
+        if not node.isdigit():
+            return self.pair(src, dst)
+        if int(node) not in self.node_edges:
+            self.node_edges[int(node)] = self._node_edges(prefix)
+        mapped = self.node_edges[int(node)]
+        head = len(prefix) + 1
+        if mapped is None or ("n0." + src[head:], "n0." + dst[head:]) == (src, dst):
+            return self.pair(src, dst)
+        cols, lens = self.pair("n0." + src[head:], "n0." + dst[head:])
+        out = mapped[cols]
+        if (out < 0).any():
+            return self.pair(src, dst)
+        return out, lens
+
+    def _node_edges(self, prefix: str) -> NDArray[np.int64] | None:
+        """Per edge id: the id of the same edge of node ``prefix`` when the edge joins two of node 0's
+        vertices (-1 otherwise); None when node ``prefix`` lacks one of them (not built alike)."""
+        out = np.full(len(self.edges), -1, dtype=np.int64)
+        for k, (a, b) in enumerate(self.edges):
+            if a.startswith("n0.") and b.startswith("n0."):
+                theirs = self.ids.get((f"{prefix}.{a[3:]}", f"{prefix}.{b[3:]}"))
+                if theirs is None:
+                    return None
+                out[k] = theirs
+        return out
 
     def _listed(self, paths: Sequence[Sequence[Edge]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         cols = np.array([self.ids[e] for path in paths for e in path], dtype=np.int64)
@@ -288,7 +327,7 @@ def edge_loads(
                 cols = [index.ids[e] for e in itertools.pairwise(path)]
                 np.add.at(loads, np.asarray(cols, dtype=np.int64), size / len(paths))
     for (src, dst), size in whole.items():
-        cols, lens = index.pair(src, dst)
+        cols, lens = index.local_pair(src, dst)
         np.add.at(loads, cols, np.repeat(np.full(len(lens), size / len(lens)), lens))
     return loads
 

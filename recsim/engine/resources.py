@@ -136,9 +136,8 @@ def _make_layout(topology: Topology) -> _Layout:
             to_device.append(empty)
             to_host.append(empty)
             continue
-        down, _ = index.pair(cpu, acc)
-        up, _ = index.pair(acc, cpu)
-        route = [index.pair(cpu, acc), index.pair(acc, cpu)]
+        route = [index.local_pair(cpu, acc), index.local_pair(acc, cpu)]
+        down, up = route[0][0], route[1][0]
         # The one path's edges (a host route has one: its PCIe switch, or none).
         down = down[: int(route[0][1][0])]
         up = up[: int(route[1][1][0])]

@@ -189,6 +189,21 @@ def test_pair_traffic_and_link_loads_are_the_flows_the_des_engine_moves(name, no
         )
 
 
+@pytest.mark.parametrize(("name", "nodes", "overrides"), SYSTEMS)
+def test_routes_inside_a_node_are_node_zero_s_renamed(name, nodes, overrides):
+    system, _ = prepare(name, "dlrm-dcnv2", nodes=nodes, overrides=overrides)
+    topology = CostModel(system).topology
+    index = _edge_index(topology)
+    per_node = system.node.num_accelerators
+    for k in range(1, nodes):
+        inside = [f"n{k}.gpu{i}" for i in range(per_node)] + [f"n{k}.cpu0"]
+        for src in inside:
+            for dst in inside:
+                if src != dst:
+                    mine, theirs = index.local_pair(src, dst), index.pair(src, dst)
+                    assert mine[0].tolist() == theirs[0].tolist() and mine[1].tolist() == theirs[1].tolist()
+
+
 def _run(system, workload, plan, **options):
     return simulate_training(system, workload, plan, SimulationOptions(**options)).result
 

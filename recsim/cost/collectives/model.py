@@ -467,14 +467,24 @@ def collective_pair_traffic(
     nodes = topology.graph._node
     inter = cost.efficiency.get(Level.INTER)
     intra = cost.efficiency.get(Level.INTRA, inter)
+    # Which accelerators of a node talk through host memory, by local index (node 0's pairs
+    # standing for every node's, as ``Topology.local_shm_pairs`` gives them): ``shm_pair`` without
+    # a path search per pair.
+    shm = topology.local_shm_pairs()
     out: dict[tuple[str, str, float], float] = {}
     for (src, dst), size in summed.items():
         # As ``collective_flows`` places each flow: the node's level (through host memory for an
         # SHM pair), else the network, after a PXN relay's hand-over at the node's level.
         parts: tuple[tuple[str, str, float], ...]
-        if nodes[src]["node"] == nodes[dst]["node"] or inter is None:
+        a, b = nodes[src], nodes[dst]
+        if a["node"] == b["node"] or inter is None:
             efficiency = cost.efficiency[Level.INTRA]
-            if topology.shm_pair(src, dst):
+            if (
+                a["node"] == b["node"]
+                and a["kind"] == ACCELERATOR == b["kind"]
+                and src != dst
+                and shm[a["index"], b["index"]]
+            ):
                 efficiency *= SHM_EFFICIENCY
             parts = ((src, dst, efficiency),)
         else:
