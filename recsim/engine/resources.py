@@ -319,19 +319,30 @@ def step_loads(
     pcie_wire = 1.0 / PCIE_COPY_EFFICIENCY if acc is not None and acc.host_interface.family == "pcie" else 1.0
     # Per rank: HBM, host DRAM, and over the host link to the device, to the host, from peers and
     # to peers (payload for the peers', wire bytes for the host link's).
-    per_rank = np.zeros((world, 6))
-    by_op: dict[int, NDArray[np.float64]] = {}
+    # Each distinct op's row (by identity: a chain's copies and the ranks share their ops), then
+    # every node's row times its count, added to its rank's at once.
+    row_of: dict[int, int] = {}
+    rows: list[tuple[float, ...]] = []
+    taken: list[int] = []  # the step nodes that run in the window, but collectives
+    at: list[int] = []  # their op's row
     collective_steps: list[int] = []
     for p in np.flatnonzero(counts).tolist():
         op = ops[p]
         if type(op) is Collective:
             collective_steps.append(p)
             continue
-        row = by_op.get(id(op))
-        if row is None:
+        k = row_of.get(id(op))
+        if k is None:
             t = _cached(cost, cost.value_key(op), lambda op=op: _op_traffic(op, cost, pcie_wire))
-            row = by_op[id(op)] = np.array([t.hbm, t.dram, t.to_device, t.to_host, t.peer_in, t.peer_out])
-        per_rank[ranks[p]] += float(counts[p]) * row
+            k = row_of[id(op)] = len(rows)
+            rows.append((t.hbm, t.dram, t.to_device, t.to_host, t.peer_in, t.peer_out))
+        taken.append(p)
+        at.append(k)
+    per_rank = np.zeros((world, 6))
+    if taken:
+        nodes = np.asarray(taken, dtype=np.intp)
+        weighted = np.asarray(rows, dtype=np.float64)[at] * counts[nodes][:, None]
+        np.add.at(per_rank, np.asarray(ranks, dtype=np.intp)[nodes], weighted)
     for rep, members in classes.items():  # a folded rank moves what its representative does
         per_rank[np.asarray(members, dtype=np.intp)] = per_rank[rep]
     hbm = per_rank[:, 0].copy()
