@@ -641,6 +641,17 @@ def hbm_bytes(op: Compute, accelerator: Accelerator) -> float:
     return op.bytes_read + op.bytes_written
 
 
+def compute_ceiling_flop_per_s(op: Compute, accelerator: Accelerator) -> float:
+    """The best FLOP rate ``kernel_time_s`` lets ``op`` reach on ``accelerator``: its dtype's tensor
+    peak x the matrix-product calibration's ``max_efficiency`` for a matrix product (a GEMM's wave
+    and K-loop factors only lower it), the vector peak x the fit's ``max_efficiency`` for the rest.
+    The power model (``recsim.cost.power``) takes an op at this rate to draw the board's limit."""
+    if op.category == "gemm" or op.category in _MATMUL_CATEGORIES:
+        peak, _ = _tensor_peak(op.dtype, accelerator)
+        return peak * _matmul_calibration(op.dtype, accelerator).max_efficiency
+    return _vector_peak(op.dtype, accelerator) * gemm_calibration(accelerator).max_efficiency
+
+
 def _kernel_count(op: Compute) -> int:
     return len(gemm_kernels(op)) if op.category == "gemm" else 1
 

@@ -80,6 +80,8 @@ class CostMemo:
         self.collectives: dict[tuple[object, ...], float] = {}
         # Other ops' costs by their value key (``CostModel._op_duration``).
         self.by_op: dict[object, float] = {}
+        # Ops' kernel energies by the same keys (``CostModel.kernel_j``).
+        self.energy_by_op: dict[object, float] = {}
         # A fused (TBE) table's parts -> its mixture access model (None: a part has no model).
         self.mixtures: dict[object, AccessModel | None] = {}
         # The bytes each op or collective moves through each resource (``CostModel.traffic``).

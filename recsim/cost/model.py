@@ -21,6 +21,7 @@ from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
 from recsim.cost.memo import CostMemo, TupleInterner
+from recsim.cost.power import KernelEnergy
 from recsim.errors import InfeasibleError
 from recsim.graph.ir import (
     Collective,
@@ -161,6 +162,8 @@ class CostModel:
         self._collectives: dict[tuple[object, ...], float] = memo.collectives if memo else {}
         self._interned = TupleInterner(memo.canonical_tuples if memo else None)
         self._by_op: dict[object, float] = memo.by_op if memo else {}
+        # Ops' kernel energies (``kernel_j``) by the same value keys.
+        self._energy_by_op: dict[object, float] = memo.energy_by_op if memo else {}
         # Whole uneven all-to-alls by the identity of their parts' fields (``all_to_all_s``).
         self._wholes: dict[tuple[object, ...], tuple[tuple[Collective, ...], float]] = {}
         # With a memo, whole all-to-alls are keyed by value instead (``_whole_key``), in the memo's
@@ -625,6 +628,25 @@ class CostModel:
             id(canonical(parts.recv_bytes)),
             parts.algorithm,
         )
+
+    def kernel_j(self, op: Op) -> float:
+        """The dynamic energy of ``op``'s kernels on the accelerator (``recsim.cost.power``'s
+        ``KernelEnergy``), worked out once per op value as durations are; 0 without accelerators."""
+        model = self._kernel_energy
+        if model is None:
+            return 0.0
+        if type(op) is Collective:  # a few sums: no key worth making
+            return model.op_j(op, self.embedding_cost)
+        key = self.value_key(op)
+        found = self._energy_by_op.get(key)
+        if found is None:
+            found = self._energy_by_op[key] = model.op_j(op, self.embedding_cost)
+        return found
+
+    @cached_property
+    def _kernel_energy(self) -> KernelEnergy | None:
+        acc = self.system.accelerator
+        return KernelEnergy.of(acc) if acc is not None else None
 
     def _op_duration(self, op: object) -> float:
         if isinstance(op, Collective):

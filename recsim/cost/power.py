@@ -1,13 +1,62 @@
-"""Power and energy of a simulated step, per component, from the timeline's busy times.
+"""Power and energy of a simulated step, per component, from what the timeline's work does.
 
-The model is the linear utilisation model of server power (Fan, Weber and Barroso, "Power
-provisioning for a warehouse-sized computer", ISCA 2007): a component draws its idle power all
-the time and ``(max - idle) x u`` more, ``u`` being the fraction of the step it is busy. The
-idle and max powers are the devices' (datasheet or measured, sourced in their YAML):
+Accelerators: what their kernels do, not how long they are "busy"
+------------------------------------------------------------------
+A GPU's utilisation counter (and a stream's busy time) says a kernel is resident, not that it
+switches transistors: a kernel on one SM, or one stalled on a slow link, reads 100 % busy (NCCL's
+maintainer: "if you run a CUDA kernel on just one SM and the kernel is active 100% of the time,
+you'll see the GPU is at 100% in nvidia-smi. Of course it's not using a lot of power", NVIDIA/nccl
+issue 689). Charging ``idle + (max - idle) x busy`` put a step of UVM lookups, waiting on PCIe at
+31.5 GB/s, at 691 W per H100 (a tester's find). Instead each accelerator draws its idle power all
+step, plus the dynamic energy of the work its kernels do (an activity model, as AccelWattch,
+Kandiah et al., MICRO 2021, and GPUWattch, Leng et al., ISCA 2013, build per component; here only
+the two components the cost model counts):
 
-* accelerators: busy = their compute stream (GEMMs, lookups), less the lookups it waits on that
-  the CPUs or RecNMP DIMMs run (tiers ``ddr``, ``nmp``); communication kernels ride in the idle
-  baseline (they keep few SMs busy);
+* **compute**: ``flops x (max - idle) / ceiling``, ``ceiling`` being the best FLOP rate the cost
+  model lets the op reach (``recsim.cost.compute.compute_ceiling_flop_per_s``: the dtype's tensor
+  peak x the fitted GEMM ``max_efficiency`` for matrix products, the vector peak for the rest). An
+  op at its ceiling draws the board's limit: a dense GEMM on an H100 runs at its power limit (an
+  FP32 SGEMM burn held 8 H100 SXM at 580-650 W of 700 W, and tensor-core BF16 burns are used to
+  reach the maximum, huggingface/gpu-fryer issue 4; random-data GEMMs draw the most, Microsoft
+  Research, "Input-Dependent Power Usage in GPUs", 2024); the GEMM fit's ``max_efficiency`` is
+  of measured kernels, which ran at the clocks that limit let them (ASSUMPTION: the fit's large
+  GEMMs were power-limited, as those burns are). A GEMM at half
+  its ceiling draws half the compute power: ASSUMPTION (dynamic energy per FLOP constant, as the
+  per-instruction energies of AccelWattch and Wattchmen, Tran et al., ICS 2026).
+* **memory**: every byte the op moves through HBM costs the DRAM's access energy
+  (``Memory.energy_per_bit`` of the HBM device: 3.9 pJ/bit, O'Connor et al., MICRO 2017) plus the
+  on-chip path's (``ON_CHIP_ENERGY_PER_BIT_J``: L2, crossbar, SM load/store, derived below from a
+  measured memory-bound draw); a byte that crosses the chip but not the DRAM (a row that hits in
+  L2, a UVM row or the pooled result of a lookup the host runs, over the host link) costs the
+  on-chip part only. Bytes: a compute op's ``bytes_read + bytes_written``; a lookup's ``hbm`` and
+  ``pcie`` bytes and L2 hits (its tier's ``EmbeddingCost``); a collective's input read and output
+  written (``_collective_hbm_bytes``: a lower bound for a ring all-reduce, whose chunks pass
+  through HBM 2(n-1)/n times each way); a copy into or out of HBM its bytes. NVLink and PCIe PHY
+  power on the GPU is not modelled.
+
+An op's dynamic energy is at most ``(max - idle) x`` its cost-model duration (no kernel draws more
+than the board limit), and a rank's per step at most ``(max - idle) x step`` (kernels of its
+compute and communication streams overlap). Per step every rank runs its step's ops once (the last
+step's nodes), so the energy does not depend on the engine's interleaving: analytic and DES give
+the same where their step times agree. So a GPU waiting on PCIe or on the network draws about its
+idle power, one streaming HBM at its measured bandwidth ``idle + 7 pJ/bit x bandwidth`` (H100:
+70 + 162 W), one running large GEMMs its limit. The idle floor is the measured P0 draw with no
+work (``power.idle``); ASSUMPTION: SMs that wait on a link are clock-gated down to it.
+Coarse as its sources: the on-chip figure is one measurement on one GPU (H200) carried to every
+accelerator, the compute one rests on GEMMs reaching the board limit. ``step_energy`` without
+``kernel_j`` (a replayed trace's recorded durations carry no FLOPs or bytes) keeps the linear
+utilisation rule below for the accelerators.
+
+The other components: linear utilisation
+----------------------------------------
+Fan, Weber and Barroso, "Power provisioning for a warehouse-sized computer", ISCA 2007: a component
+draws its idle power all the time and ``(max - idle) x u`` more, ``u`` being the fraction of the
+step it is busy. The idle and max powers are the devices' (datasheet or measured, sourced in their
+YAML):
+
+* accelerators without ``kernel_j`` (replay): busy = their compute stream (GEMMs, lookups), less the
+  lookups it waits on that the CPUs or RecNMP DIMMs run (tiers ``ddr``, ``nmp``); communication
+  kernels ride in the idle baseline (they keep few SMs busy);
 * CPU sockets: busy = the share of the node's cores at work: one per rank while its host stream
   runs (data loading, launches: one thread each), and the rank's share of all of them while the
   CPUs run its lookups (tier ``ddr``);
@@ -32,12 +81,44 @@ Everything is energy over the steady step; average power = energy / step time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
+from recsim.cost.compute import compute_ceiling_flop_per_s, compute_time_s
+from recsim.cost.embedding.base import HBM, PCIE, EmbeddingCost
 from recsim.cost.embedding.ddr import rank_share
+from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Op, Transfer
+from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology
+
+#: The measured draw of a memory-bound kernel that saturates HBM, its GPU's idle draw and its
+#: bandwidth, from which ``ON_CHIP_ENERGY_PER_BIT_J`` is derived. Ma, Afzal, Eitzinger, Wellein,
+#: "The Illusion of Power Capping in LLM Decode" (arXiv 2605.11999, 2026): on an H200 SXM "decode
+#: draws only 137-300 W on a 700 W GPU ... because memory-bound decode saturates HBM bandwidth";
+#: the top of the range is taken as the saturating draw (decode's matrix-vector products also
+#: compute a little: an upper bound on the memory path's share).
+MEMORY_BOUND_DRAW_W: Final[float] = 300.0
+#: The H200's idle draw (hardware/devices/accelerators/h200-sxm5-141gb.yaml: nvidia-smi, P0, no
+#: work, 73-76 W).
+MEMORY_BOUND_IDLE_W: Final[float] = 75.0
+#: The bandwidth a saturating streaming kernel reaches on an H200: STREAM copy on ND H200 v5,
+#: 4.01 TB/s (../shared/reference/microbench/ND_H200_v5_results.md).
+MEMORY_BOUND_BYTES_PER_S: Final[float] = 4.01e12
+#: The H200's HBM3E access energy (hardware/devices/memory/hbm3e.yaml: O'Connor et al., MICRO 2017,
+#: 3.9 pJ/bit, carried over).
+MEMORY_BOUND_DRAM_J_PER_BIT: Final[float] = 3.9e-12
+#: Energy per bit a byte costs on the chip between HBM and the SMs (memory controllers, L2,
+#: crossbar, load/store units, registers), beside the DRAM's own: DERIVED, the dynamic draw of the
+#: saturating kernel per bit it moves less the DRAM's part: (300 - 75) W / (4.01 TB/s x 8) =
+#: 7.01 pJ/bit, less 3.9 = 3.11 pJ/bit. Order check: moving 64 bits 10 mm across a chip costs
+#: about 64 pJ, 1 pJ/bit, at 28 nm (Keckler, Dally et al., "GPUs and the Future of Parallel
+#: Computing", IEEE Micro 2011), and a byte crosses the chip and several SRAMs on its way.
+#: ASSUMPTION: the same on every accelerator (one Hopper measurement; no per-generation figure).
+ON_CHIP_ENERGY_PER_BIT_J: Final[float] = (MEMORY_BOUND_DRAW_W - MEMORY_BOUND_IDLE_W) / (
+    MEMORY_BOUND_BYTES_PER_S * 8.0
+) - MEMORY_BOUND_DRAM_J_PER_BIT
 
 
 @dataclass(frozen=True)
@@ -59,6 +140,80 @@ class Energy:
         return {k: v / self.step_s for k, v in self.by_component_j.items()} if self.step_s > 0 else {}
 
 
+@dataclass(frozen=True)
+class KernelEnergy:
+    """The dynamic energy of the work an accelerator's kernels do (the module's activity model):
+    ``op_j(op)`` per op, to add up per rank and hand to ``step_energy`` as ``kernel_j``."""
+
+    accelerator: Accelerator
+    #: ``max - idle``: the most an op draws above idle.
+    span_w: float
+    #: A byte read or written in HBM: the DRAM's access energy and the on-chip path's.
+    hbm_j_per_byte: float
+    #: A byte that crosses the chip but not the DRAM (an L2 hit, a row that comes over the host
+    #: link into the SMs): the on-chip path only.
+    on_chip_j_per_byte: float
+
+    @classmethod
+    def of(cls, accelerator: Accelerator) -> KernelEnergy:
+        power = accelerator.power
+        on_chip = ON_CHIP_ENERGY_PER_BIT_J * 8.0
+        return cls(
+            accelerator,
+            power.max_w - power.idle_w,
+            accelerator.hbm.memory.energy_per_bit_j * 8.0 + on_chip,
+            on_chip,
+        )
+
+    def op_j(self, op: Op, embedding_cost: Callable[[Embedding], EmbeddingCost]) -> float:
+        """Dynamic energy of ``op`` on the accelerator (J), at most ``span_w`` x its duration; 0
+        for host work. ``embedding_cost``: the run's lookup costs (``CostModel.embedding_cost``)."""
+        kind = type(op)
+        if kind is Compute:
+            assert isinstance(op, Compute)
+            acc = self.accelerator
+            flops = max(0.0, op.flops)
+            compute_j = self.span_w * flops / compute_ceiling_flop_per_s(op, acc) if flops else 0.0
+            memory_j = self.hbm_j_per_byte * max(0.0, op.bytes_read + op.bytes_written)
+            return min(compute_j + memory_j, self.span_w * compute_time_s(op, acc))
+        if kind is Embedding:
+            assert isinstance(op, Embedding)
+            cost = embedding_cost(op)
+            # Rows that hit in L2 (the ``hbm`` tier's ``l2_bytes``) cross the chip only, as do those
+            # that come over the host link.
+            l2 = cost.details.get("l2_bytes", 0.0)
+            on_chip = cost.bytes_on(PCIE) + (l2 if isinstance(l2, float | int) else 0.0)
+            moved_j = self.hbm_j_per_byte * cost.bytes_on(HBM) + self.on_chip_j_per_byte * on_chip
+            return min(moved_j, self.span_w * cost.time_s)
+        # Copies and collectives move bytes at a link's rate: far below the limit (450 GB/s of
+        # NVLink each way is 50 W at 7 pJ/bit), so no cap is needed.
+        if kind is Collective:
+            assert isinstance(op, Collective)
+            return self.hbm_j_per_byte * _collective_hbm_bytes(op)
+        if kind is Transfer:
+            assert isinstance(op, Transfer)
+            ends = (op.src.split(":", 1)[0], op.dst.split(":", 1)[0])
+            return self.hbm_j_per_byte * max(0.0, op.bytes) if "hbm" in ends else 0.0
+        return 0.0
+
+
+def _collective_hbm_bytes(op: Collective) -> float:
+    """The bytes a rank's part of a collective reads and writes in its HBM: its input once and its
+    output once (an all-gather's output is the group's inputs, a reduce-scatter's its share; an
+    uneven all-to-all's what it sends and receives)."""
+    if op.send_bytes is not None or op.recv_bytes is not None:
+        return sum(op.send_bytes or ()) + sum(op.recv_bytes or ())
+    size = max(0.0, op.bytes)
+    members = max(1, len(op.group))
+    if op.op is CollectiveOp.ALL_GATHER:
+        return size + size * members
+    if op.op is CollectiveOp.REDUCE_SCATTER:
+        return size + size / members
+    if op.op is CollectiveOp.BARRIER:
+        return 0.0
+    return 2.0 * size
+
+
 #: The components ``step_energy`` charges (the keys of ``Energy.by_component_j``; a system
 #: without one leaves it out).
 COMPONENTS = ("accelerators", "cpus", "dram", "nmp", "nics", "ssds", "switches")
@@ -75,12 +230,16 @@ def step_energy(
     cpu_busy_s: Mapping[int, float] | None = None,
     nmp_busy_s: Mapping[int, float] | None = None,
     off_gpu_s: Mapping[int, float] | None = None,
+    kernel_j: Mapping[int, float] | None = None,
 ) -> Energy:
     """Energy of one step of ``step_s`` seconds given per (rank, stream) busy times; ``cpu_busy_s``
     (by rank) is CPU work done for a rank off its host stream (its ``ddr`` lookups), ``nmp_busy_s``
     (by node) the time the node's RecNMP DIMMs spend reading rows (their bytes at the ranks' full
     rate), ``off_gpu_s`` (by rank) the part of a
-    rank's compute stream busy time that is such work, not the accelerator's."""
+    rank's compute stream busy time that is such work, not the accelerator's. ``kernel_j`` (by
+    rank): the dynamic energy of each rank's kernels over the step (``KernelEnergy``); given, an
+    accelerator draws its idle power plus that, at most its max power, and ``busy_s``'s compute
+    times and ``off_gpu_s`` no longer price it (the linear utilisation rule, without it)."""
     node = system.node
     nodes = system.num_nodes
     out: dict[str, float] = defaultdict(float)
@@ -88,7 +247,14 @@ def step_energy(
     acc = system.accelerator
     # The per-rank and per-NIC loops run 10^2-10^4 times an evaluation: the device's powers are
     # read once (the same values, so the same sums in the same order).
-    if acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
+    if acc is not None and ranks > 0 and kernel_j is not None:
+        # Idle all step, and the kernels' work, the board limit at most over the step.
+        idle_w, span_j = acc.power.idle_w, (acc.power.max_w - acc.power.idle_w) * max(0.0, step_s)
+        total = out["accelerators"]
+        for rank in range(ranks):
+            total += idle_w * step_s + min(span_j, max(0.0, kernel_j.get(rank, 0.0)))
+        out["accelerators"] = total
+    elif acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
         waiting = off_gpu_s or {}
         idle_w, max_w = acc.power.idle_w, acc.power.max_w
         # The same terms, their invariants (the dynamic range, whether the step has a length)

@@ -260,6 +260,7 @@ def _simulate_training(
     window_ops = _window_ops(index, window, classes)
     host_bytes = _host_bytes(window_ops)
     tiers = _tier_activity(timing, window, cost, system, window_ops)
+    kernel_j = unfolded(_kernel_energy(index, window, cost), classes)
     utilisation = _utilisation(device_busy(busy, tiers, step_s), plan.world_size, step_s)
     energy = step_energy(
         system,
@@ -271,6 +272,7 @@ def _simulate_training(
         cpu_busy_s=tiers.cpu_busy_s,
         nmp_busy_s=tiers.nmp_busy_s,
         off_gpu_s=tiers.off_gpu_s,
+        kernel_j=kernel_j,
     )
     if options.check_invariants:
         check_breakdown(breakdown, step_s)
@@ -584,6 +586,29 @@ def _host_run_lookups(index: GraphIndex) -> list[tuple[int, Op, int]]:
     return [(k + s * len(ops), ops[k], ranks[k]) for s in range(steps) for k in found]
 
 
+def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[int, float]:
+    """The dynamic energy of each rank's kernels over the window's step (``CostModel.kernel_j``: what its
+    ops compute and move), by rank of the graph (a folded class's representative holds its class's,
+    ``unfolded`` gives it to the others). Each op is priced once (the copies of a chained graph's
+    step node share its op); ``fsum`` adds a rank's terms exactly, so neither the order the window
+    lists its nodes in nor the engine matters. Empty without accelerators."""
+    if cost.system.accelerator is None:
+        return {}
+    ops, ranks, counts = _window_op_ranks(index, window)
+    priced: dict[int, float] = {}
+    terms: dict[int, list[float]] = defaultdict(list)
+    for op, rank, count in zip(ops, ranks, counts, strict=True):
+        if not count:
+            continue
+        joules = priced.get(id(op))
+        if joules is None:
+            joules = priced[id(op)] = cost.kernel_j(op)
+        if joules:
+            # ``count`` copies, not a product: the same correctly rounded sum however they come.
+            terms[rank].extend([joules] * count)
+    return {rank: math.fsum(values) for rank, values in terms.items()}
+
+
 def _window_ops(
     index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]
 ) -> tuple[list[Op], list[int]]:
@@ -592,6 +617,15 @@ def _window_ops(
     node of the window once. A representative's node counts once for each rank of its class
     (``classes``, ``recsim.graph.build``: the graph holds one of the ranks that run the same
     nodes). Read off the index's ops and ranks (``GraphIndex.source_ops``): no node is made."""
+    ops, ranks, counts = _window_op_ranks(index, window)
+    if classes:
+        counts = [c * len(classes[r]) if r in classes else c for r, c in zip(ranks, counts, strict=True)]
+    return ops, counts
+
+
+def _window_op_ranks(index: GraphIndex, window: Window) -> tuple[list[Op], Sequence[int], list[int]]:
+    """``_window_ops`` by rank of the graph, before a folded class's ranks are counted: the ops,
+    the rank each runs on, and how many copies of it the window holds."""
     all_ops, all_ranks = index.source_ops, index.source_ranks
     positions = window.positions_in(index)
     if positions is None or index.copies is None:
@@ -605,9 +639,7 @@ def _window_ops(
     else:
         ops, ranks = list(all_ops), all_ranks
         counts = np.bincount(positions % len(ops), minlength=len(ops)).tolist()
-    if classes:
-        counts = [c * len(classes[r]) if r in classes else c for r, c in zip(ranks, counts, strict=True)]
-    return ops, counts
+    return ops, ranks, counts
 
 
 def unfolded(per_rank: dict[int, float], classes: Mapping[int, Sequence[int]]) -> dict[int, float]:

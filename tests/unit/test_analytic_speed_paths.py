@@ -36,7 +36,7 @@ from recsim.api import load_system, load_workload, make_plan, prepare
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.collectives.base import GroupLayout, group_layout
 from recsim.cost.model import _OP_FIELDS, CATEGORIES, CostModel, category_of
-from recsim.cost.power import step_energy
+from recsim.cost.power import KernelEnergy, step_energy
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.simulate import SimulationOptions, _network_busy, _utilisation, simulate_training
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window, timing_of
@@ -686,8 +686,22 @@ def test_simulation_matches_the_reference_pipeline(name, nodes, plan_name, runti
     host_bytes = math.fsum(
         n.op.bytes for n in graph.nodes if n.id in window.node_ids and isinstance(n.op, Host | Transfer)
     )
+    # The accelerators: each window node's kernel energy, added up exactly by rank.
+    assert system.accelerator is not None
+    kernels = KernelEnergy.of(system.accelerator)
+    by_rank: dict[int, list[float]] = defaultdict(list)
+    for n in graph.nodes:
+        if n.id in window.node_ids:
+            by_rank[n.rank].append(kernels.op_j(n.op, cost.embedding_cost))
+    kernel_j = {rank: math.fsum(values) for rank, values in by_rank.items()}
     energy = step_energy(
-        system, cost.topology, window.length_s, busy, host_bytes=host_bytes, network_busy_s=network
+        system,
+        cost.topology,
+        window.length_s,
+        busy,
+        host_bytes=host_bytes,
+        network_busy_s=network,
+        kernel_j=kernel_j,
     )
     assert result.avg_power_w == energy.avg_power_w
     assert result.energy_per_sample_j == energy.total_j / workload.training.global_batch_size

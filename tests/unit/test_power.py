@@ -1,4 +1,5 @@
-"""The linear-utilisation power model on the tiny system, by hand."""
+"""The power model: the linear-utilisation rule on the tiny system by hand, and the accelerators' activity
+model (``KernelEnergy``: what their kernels compute and move)."""
 
 import pytest
 
@@ -123,12 +124,19 @@ def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
     assert ddr.utilisation["host"] > 5 * hbm.utilisation.get("host", 0.0) and ddr.utilisation["host"] > 0.1
     acc = system.accelerator
     assert acc is not None
-    for r in (hbm, ddr):
-        # Every rank alike (one table-wise node): the mean utilisation is each rank's.
+    idle_gpus_w = system.num_accelerators * acc.power.idle_w
+    for r in (hbm, uvm, ddr):
+        # Idle power at least, and no more than the busy-time rule gave (every rank alike, one
+        # table-wise node: the mean utilisation is each rank's), which priced a busy GPU at its max.
         busy_w = system.num_accelerators * (
             acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * r.utilisation["compute"]
         )
-        assert r.power_by_component_w["accelerators"] == pytest.approx(busy_w, rel=0.02)
+        assert idle_gpus_w < r.power_by_component_w["accelerators"] < busy_w
+    # GPUs that wait on PCIe (uvm) or on the CPUs (ddr) draw about their idle power, below the HBM
+    # plan's, whose GPUs compute and stream HBM all step.
+    for r in (uvm, ddr):
+        assert r.power_by_component_w["accelerators"] < 1.15 * idle_gpus_w
+        assert r.power_by_component_w["accelerators"] < hbm.power_by_component_w["accelerators"]
     # The ddr plan's step is longer and its GPUs are idle through the lookups.
     assert ddr.utilisation["compute"] < 0.5 * hbm.utilisation["compute"]
 
@@ -203,3 +211,151 @@ def test_a_recnmp_dimm_draws_at_least_the_dimm_it_is_built_on():
     assert plain.idle_power_w is not None and nmp.power.idle_w > plain.idle_power_w
     read_j_per_bit = (nmp.power.max_w - nmp.power.idle_w) / (nmp.internal_bandwidth_bytes_per_s * 8)
     assert 0.8 * plain.energy_per_bit_j < read_j_per_bit < 1.5 * plain.energy_per_bit_j
+
+
+# --------------------------------------------------------------- accelerators: the activity model
+
+
+def _accelerator(name: str):
+    from recsim.hardware.devices import Accelerator
+
+    acc = HardwareLibrary().device("accelerator", name)
+    assert isinstance(acc, Accelerator)
+    return acc
+
+
+def test_a_large_gemm_draws_the_board_limit_and_a_small_one_less():
+    from recsim.cost.compute import compute_time_s
+    from recsim.cost.power import KernelEnergy
+    from recsim.graph.ir import Compute
+
+    acc = _accelerator("h100-sxm5-80gb")
+    model = KernelEnergy.of(acc)
+
+    def draw_w(n: int) -> float:
+        op = Compute(
+            "mm",
+            flops=2.0 * n**3,
+            bytes_read=4.0 * n * n,
+            bytes_written=2.0 * n * n,
+            shapes=((n, n), (n, n)),
+            dtype="fp16",
+            category="gemm",
+        )
+        return acc.power.idle_w + model.op_j(op, _no_lookups) / compute_time_s(op, acc)
+
+    # A 16384^3 fp16 GEMM runs at its fitted ceiling: the limit (no kernel draws more).
+    assert draw_w(16384) == pytest.approx(acc.power.max_w, rel=0.03)
+    assert draw_w(16384) <= acc.power.max_w * (1 + 1e-12)
+    # A 256^3 one is far from it (overhead, waves): well below, above idle.
+    assert acc.power.idle_w < draw_w(256) < 0.6 * acc.power.max_w
+
+
+def _no_lookups(op):
+    raise AssertionError("no lookup here")
+
+
+def test_a_streaming_kernel_at_the_measured_bandwidth_reproduces_the_measured_draw():
+    # The on-chip energy per bit comes from an H200 decode saturating HBM at 300 W; an element-wise
+    # kernel moving bytes at the H200's STREAM rate draws that again (the DRAM's 3.9 pJ/bit is
+    # the hbm3e YAML's).
+    from recsim.cost.power import (
+        MEMORY_BOUND_BYTES_PER_S,
+        MEMORY_BOUND_DRAW_W,
+        ON_CHIP_ENERGY_PER_BIT_J,
+        KernelEnergy,
+    )
+    from recsim.graph.ir import Compute
+
+    acc = _accelerator("h200-sxm5-141gb")
+    model = KernelEnergy.of(acc)
+    assert pytest.approx(3.11e-12, rel=0.01) == ON_CHIP_ENERGY_PER_BIT_J
+    moved = 1e9
+    op = Compute("copy", bytes_read=moved / 2, bytes_written=moved / 2, category="elementwise")
+    watts = acc.power.idle_w + model.op_j(op, _no_lookups) / (moved / MEMORY_BOUND_BYTES_PER_S)
+    assert watts == pytest.approx(MEMORY_BOUND_DRAW_W, rel=1e-9)
+    # On an H100 at its STREAM copy rate (2.90 TB/s): about 70 + 163 W, far below its 700 W.
+    h100 = KernelEnergy.of(_accelerator("h100-sxm5-80gb"))
+    assert 70 + h100.hbm_j_per_byte * 2.90e12 == pytest.approx(232.6, abs=1.0)
+
+
+def test_a_uvm_lookup_waiting_on_pcie_draws_about_idle_power():
+    # The tester's find: a step of UVM lookups read 99 % busy and was charged 691 W per H100,
+    # while its rows crawl over PCIe. Its kernels move few bytes per second: about idle power.
+    from recsim.api import prepare
+    from recsim.cost.model import CostModel
+    from recsim.cost.power import KernelEnergy
+    from recsim.graph.ir import Embedding
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", batch_size=55296)
+    cost = CostModel(system, workload)
+    acc = system.accelerator
+    assert acc is not None
+    model = KernelEnergy.of(acc)
+    table = workload.tables[0]
+    for pass_ in ("forward", "backward"):
+        op = Embedding(
+            table.name,
+            pass_,
+            rows=table.rows,
+            dim=128,
+            dtype="fp32",
+            batch=6912,
+            lookups=6912 * 20.0,
+            tier="uvm",
+            optimizer="rowwise_adagrad",
+        )
+        detail = cost.embedding_cost(op)
+        watts = acc.power.idle_w + model.op_j(op, cost.embedding_cost) / detail.time_s
+        assert acc.power.idle_w < watts < acc.power.idle_w + 15.0
+        # The same lookup in HBM streams its rows far faster: a higher draw.
+        fast = Embedding(
+            table.name,
+            pass_,
+            rows=table.rows,
+            dim=128,
+            dtype="fp32",
+            batch=6912,
+            lookups=6912 * 20.0,
+            tier="hbm",
+            optimizer="rowwise_adagrad",
+        )
+        fast_w = acc.power.idle_w + model.op_j(fast, cost.embedding_cost) / cost.embedding_cost(fast).time_s
+        assert fast_w - acc.power.idle_w > 3 * (watts - acc.power.idle_w)
+
+
+def test_step_energy_prices_accelerators_by_their_kernels_work_by_hand():
+    system = _two_gpus()
+    topo = build_topology(system)
+    step = 0.01
+    # Both GPUs "busy" all step; rank 0's kernels did 1 J of work, rank 1's more than the limit allows.
+    busy = {(0, "compute"): step, (1, "compute"): step}
+    e = step_energy(system, topo, step, busy, kernel_j={0: 1.0, 1: 100.0})
+    # GPUs: idle 50 W, max 400 W: rank 0 idle + 1 J, rank 1 at its max.
+    assert e.by_component_j["accelerators"] == pytest.approx(50 * step + 1.0 + 400 * step)
+    # No work: idle, however busy the streams read.
+    assert step_energy(system, topo, step, busy, kernel_j={}).by_component_j["accelerators"] == pytest.approx(
+        2 * 50 * step
+    )
+
+
+def test_the_engines_charge_the_same_kernel_energy():
+    # The kernels' work does not depend on how an engine interleaves them: over the same step graph
+    # the accelerators' energy above idle is the same in DES as analytically.
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+    from recsim.planner import table_wise_round_robin
+    from recsim.workload.library import WorkloadLibrary
+
+    wl = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    system = _two_gpus()
+    plan = table_wise_round_robin(wl, 2)
+    acc = system.accelerator
+    assert acc is not None
+    above_idle = []
+    for fidelity in ("analytic", "des"):
+        r = simulate_training(system, wl, plan, SimulationOptions(fidelity=fidelity)).result
+        assert r.status == "ok", r.reason
+        step = r.iteration_time_s
+        above_idle.append((r.power_by_component_w["accelerators"] - 2 * acc.power.idle_w) * step)
+    assert above_idle[0] > 0
+    assert above_idle[1] == pytest.approx(above_idle[0], rel=1e-9)
