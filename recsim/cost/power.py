@@ -28,7 +28,8 @@ the two components the cost model counts):
   on-chip path's (``ON_CHIP_ENERGY_PER_BIT_J``: L2, crossbar, SM load/store, derived below from a
   measured memory-bound draw); a byte that crosses the chip but not the DRAM (a row that hits in
   L2, a UVM row or the pooled result of a lookup the host runs, over the host link) costs the
-  on-chip part only. Bytes: a compute op's ``bytes_read + bytes_written``; a lookup's ``hbm`` and
+  on-chip part only. Bytes: a compute op's HBM bytes as its roofline moves them
+  (``recsim.cost.compute.hbm_bytes``, as the utilisation figures count them); a lookup's ``hbm`` and
   ``pcie`` bytes and L2 hits (its tier's ``EmbeddingCost``); a collective's input read and output
   written (``_collective_hbm_bytes``: a lower bound for a ring all-reduce, whose chunks pass
   through HBM 2(n-1)/n times each way); a copy into or out of HBM its bytes. NVLink and PCIe PHY
@@ -85,7 +86,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from recsim.cost.compute import compute_ceiling_flop_per_s, compute_time_s
+from recsim.cost.compute import compute_ceiling_flop_per_s, compute_time_s, hbm_bytes
 from recsim.cost.embedding.base import HBM, PCIE, EmbeddingCost
 from recsim.cost.embedding.ddr import rank_share
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Op, Transfer
@@ -174,7 +175,7 @@ class KernelEnergy:
             acc = self.accelerator
             flops = max(0.0, op.flops)
             compute_j = self.span_w * flops / compute_ceiling_flop_per_s(op, acc) if flops else 0.0
-            memory_j = self.hbm_j_per_byte * max(0.0, op.bytes_read + op.bytes_written)
+            memory_j = self.hbm_j_per_byte * max(0.0, hbm_bytes(op, acc))
             return min(compute_j + memory_j, self.span_w * compute_time_s(op, acc))
         if kind is Embedding:
             assert isinstance(op, Embedding)

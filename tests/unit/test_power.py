@@ -132,10 +132,16 @@ def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
             acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * r.utilisation["compute"]
         )
         assert idle_gpus_w < r.power_by_component_w["accelerators"] < busy_w
-    # GPUs that wait on PCIe (uvm) or on the CPUs (ddr) draw about their idle power, below the HBM
-    # plan's, whose GPUs compute and stream HBM all step.
+    # GPUs that wait on PCIe (uvm) or on the CPUs (ddr) do no more work per step than the HBM plan's:
+    # the same dense kernels, and rows that cross the chip without an HBM access (uvm) or none at
+    # all (ddr). Their dynamic energy per step is at most the HBM plan's, and spread over a longer
+    # step their power is below it. (Not a fixed multiple of idle: the ddr step shortens as the
+    # CPU model gets faster, e.g. with the LLC serving hot rows.)
+    def dynamic_j(r):
+        return (r.power_by_component_w["accelerators"] - idle_gpus_w) * r.iteration_time_s
+
     for r in (uvm, ddr):
-        assert r.power_by_component_w["accelerators"] < 1.15 * idle_gpus_w
+        assert 0 < dynamic_j(r) <= dynamic_j(hbm)
         assert r.power_by_component_w["accelerators"] < hbm.power_by_component_w["accelerators"]
     # The ddr plan's step is longer and its GPUs are idle through the lookups.
     assert ddr.utilisation["compute"] < 0.5 * hbm.utilisation["compute"]
