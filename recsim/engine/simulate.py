@@ -467,19 +467,25 @@ _MOVES_HOST_BYTES = (Host, Transfer)
 
 
 def _host_bytes(window_ops: tuple[list[Op], list[int]]) -> float:
-    """The bytes the window's host work and copies move, from its ops and how often each runs
-    (``_window_ops``: a folded rank's counted as its representative's). ``fsum`` is exact: the
-    order of the window's nodes does not matter, and neither does reading a copy's op off its
-    step node."""
+    """The bytes the window's host work and copies to or from host memory move, from its ops and
+    how often each runs (``_window_ops``: a folded rank's counted as its representative's).
+    ``fsum`` is exact: the order of the window's nodes does not matter, and neither does reading a
+    copy's op off its step node."""
     ops, counts = window_ops
     # ``count`` copies of each value, as a list (``fsum`` of the same values in any order is the
     # same correctly rounded sum; a product ``bytes * count`` would round differently).
     values: list[float] = []
     extend = values.extend
     for op, count in zip(ops, counts, strict=True):
-        if count and isinstance(op, _MOVES_HOST_BYTES):
+        if count and isinstance(op, _MOVES_HOST_BYTES) and (type(op) is Host or _touches_host(op)):
             extend([op.bytes] * count)
     return math.fsum(values)
+
+
+def _touches_host(op: Transfer) -> bool:
+    """Whether a copy reads or writes host memory: not a copy between GPUs (``peer``, a traced
+    device-to-device ``hbm`` -> ``hbm``), whose bytes never reach the host's DRAM channels."""
+    return op.src.split(":", 1)[0] == "host" or op.dst.split(":", 1)[0] == "host"
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ def test_lookups_outside_hbm_are_charged_to_host_dram_cpus_and_not_the_gpus():
             acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * r.utilisation["compute"]
         )
         assert idle_gpus_w < r.power_by_component_w["accelerators"] < busy_w
+
     # GPUs that wait on PCIe (uvm) or on the CPUs (ddr) do no more work per step than the HBM plan's:
     # the same dense kernels, and rows that cross the chip without an HBM access (uvm) or none at
     # all (ddr). Their dynamic energy per step is at most the HBM plan's, and spread over a longer

@@ -22,14 +22,29 @@ from recsim.graph.ir import Compute, Host, Node, Stream, Transfer, make_node
 
 
 def _old_host_bytes(nodes: Sequence[Node], counts: Sequence[int]) -> float:
-    """``_host_bytes`` before: a nested generator over the window's ops."""
+    """``_host_bytes`` before: a nested generator over the window's ops (with today's rule that a
+    copy counts only where one end is host memory)."""
     ops = (node.op for node in nodes)
     return math.fsum(
         op.bytes
         for op, count in zip(ops, counts, strict=True)
-        if isinstance(op, (Host, Transfer))
+        if isinstance(op, Host) or (isinstance(op, Transfer) and "host" in (op.src, op.dst))
         for _ in range(count)
     )
+
+
+def test_copies_between_gpus_move_no_host_memory_bytes() -> None:
+    # A peer upload and a traced device-to-device copy never reach the host's DRAM channels (a
+    # reviewer found them charged as host DRAM energy); host <-> HBM copies and host work do.
+    ops: list = [
+        Transfer("peer", "hbm", 7.0),
+        Transfer("hbm", "hbm", 11.0),
+        Transfer("hbm", "peer:3", 13.0),
+        Transfer("host", "hbm", 2.0),
+        Transfer("hbm", "host", 3.0),
+        Host("data_loading", 5.0),
+    ]
+    assert sim._host_bytes((ops, [1, 1, 1, 2, 1, 1])) == 2.0 * 2 + 3.0 + 5.0
 
 
 def test_host_bytes_sums_the_same_values_to_the_bit() -> None:
