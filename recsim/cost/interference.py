@@ -160,21 +160,17 @@ def stretched_lengths(
     where no kernel overlaps a collective's window (nothing to stretch): for the engine, which
     schedules arrays and so converts neither way."""
     # The step nodes' ops (``GraphIndex.source_ops``: a built step graph's columns, no node made).
-    ops = index.source_ops
+    table = index.op_table
     steps = index.copies[1] if index.copies is not None else 1
-    per_node = len(ops)
+    per_node = table.number.size
     # Per step node: its slowdown (1 for what is not a kernel on a compute stream); the copies of
     # a chained graph repeat it step by step. The ops are few and shared by the ranks' nodes (a
-    # dense layer's by every rank): each op's slowdown is worked out once, by identity (the nodes
-    # keep their ops alive meanwhile), and whether a node is on a compute stream is its queue's.
-    keys = list(map(id, ops))
-    slowdown = {key: _slowdown_of(op) for key, op in dict(zip(keys, ops, strict=True)).items()}
+    # dense layer's by every rank): each distinct op's slowdown is worked out once (the index's
+    # ``op_table``, which the durations read too), and whether a node is on a compute stream is
+    # its queue's.
+    slowdown = np.fromiter(map(_slowdown_of, table.ops), dtype=np.float64, count=len(table.ops))
     on_compute = np.array([key[1] == _COMPUTE for key in index.queue_keys], dtype=bool)
-    slow = np.where(
-        on_compute[index.queue_array[:per_node]],
-        np.fromiter(map(slowdown.__getitem__, keys), dtype=np.float64, count=per_node),
-        1.0,
-    )
+    slow = np.where(on_compute[index.queue_array[:per_node]], slowdown[table.number], 1.0)
     # The collectives: the index's (every ``Collective`` node, all steps), not read off the ops again.
     collective = np.zeros(per_node * steps, dtype=bool)
     collective[index.collective_positions_array] = True

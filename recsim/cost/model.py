@@ -11,11 +11,14 @@ A system without accelerators (a CPU inference server) runs compute on its CPU s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import fields
 from functools import cached_property
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
 
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
@@ -23,6 +26,7 @@ from recsim.cost.embedding import EmbeddingCost, embedding_cost
 from recsim.cost.memo import CostMemo, TupleInterner
 from recsim.cost.power import KernelEnergy
 from recsim.errors import InfeasibleError
+from recsim.graph.index import OpTable
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
@@ -439,18 +443,26 @@ class CostModel:
         self,
         ops: Sequence[Op],
         node_at: Callable[[int], Node],
-        durations: list[float],
+        durations: MutableSequence[float] | npt.NDArray[np.float64],
         keep_idle: bool,
         ranks: Sequence[int] | None = None,
+        table: OpTable | None = None,
     ) -> None:
         """``whole_all_to_alls`` from the nodes' ``ops`` by position, making only the all-to-alls'
         member nodes (``node_at``: the node at a position), which the collective's cost reads.
         ``ranks``: the nodes' ranks by position, where the caller has them without making nodes (a
         built graph's columns); a collective with a part for every member is then costed from its
         ops and ranks (``collective_members_s`` reads no more of them), and only one without
-        makes its member nodes."""
+        makes its member nodes. ``table``: ``ops`` as an ``OpTable``, where the caller has it: the
+        all-to-alls' positions are then those of its all-to-all ops, without a test per node."""
         parts_of: dict[str, list[int]] = {}
-        for position, op in enumerate(ops):
+        if table is None:
+            positions: Iterable[int] = range(len(ops))
+        else:
+            kinds = [type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL for op in table.ops]
+            positions = np.flatnonzero(np.asarray(kinds, dtype=bool)[table.number]).tolist()
+        for position in positions:
+            op = ops[position]
             if type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL:
                 parts_of.setdefault(op.key, []).append(position)
         for positions in parts_of.values():
@@ -567,23 +579,32 @@ class CostModel:
 
     def _op_durations(self, ops: Sequence[Op], uneven_parts: bool) -> list[float]:
         """``durations_s`` from the nodes' ops, in order."""
-        by_op_id = self._by_op_id
         keys = list(map(id, ops))
         # Each distinct op once, in the order of its first node (the ops are alive meanwhile, so
         # an id names one op); the per-node work is then two passes in C.
-        found: dict[int, float] = {}
-        for key, op in dict(zip(keys, ops, strict=True)).items():
+        distinct = dict(zip(keys, ops, strict=True))
+        found = dict(zip(distinct, self._distinct_durations(distinct.values(), uneven_parts), strict=True))
+        return list(map(found.__getitem__, keys))
+
+    def _distinct_durations(self, ops: Iterable[Op], uneven_parts: bool) -> list[float]:
+        """The duration of each of ``ops`` (distinct objects), in order, as ``_op_durations``
+        gives it: cached by identity, then by value (``_op_duration``)."""
+        by_op_id = self._by_op_id
+        out: list[float] = []
+        append = out.append
+        for op in ops:
+            key = id(op)
             hit = by_op_id.get(key)
             if hit is not None and hit[0] is op:
-                found[key] = hit[1]
+                append(hit[1])
                 continue
             if not uneven_parts and is_uneven_all_to_all(op):
-                found[key] = 0.0
+                append(0.0)
                 continue
             value = self._op_duration(op)
             by_op_id[key] = (op, value)
-            found[key] = value
-        return list(map(found.__getitem__, keys))
+            append(value)
+        return out
 
     def graph_durations_s(self, nodes: Sequence[Node]) -> list[float]:
         """What the engines schedule ``nodes`` (a whole graph) with: ``durations_s``, but every
@@ -647,6 +668,17 @@ class CostModel:
     def _kernel_energy(self) -> KernelEnergy | None:
         acc = self.system.accelerator
         return KernelEnergy.of(acc) if acc is not None else None
+
+    def graph_lengths_of(
+        self, table: OpTable, ops: Sequence[Op], node_at: Callable[[int], Node], ranks: Sequence[int] | None
+    ) -> npt.NDArray[np.float64]:
+        """``graph_durations_of`` as a float64 array, from the ops' ``table`` (``ops`` as an
+        ``OpTable``): each distinct op costed once and spread by position in one array call, and
+        the uneven all-to-alls found among the distinct ops. The same floats."""
+        values = self._distinct_durations(table.ops, uneven_parts=False)
+        lengths = np.asarray(values, dtype=np.float64)[table.number]
+        self._whole_all_to_alls(ops, node_at, lengths, False, ranks, table)
+        return lengths
 
     def _op_duration(self, op: object) -> float:
         if isinstance(op, Collective):

@@ -12,6 +12,9 @@ show a member that receives more than it sends.
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
 from recsim.cost.model import CostModel
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import ExecutionGraph
@@ -20,14 +23,24 @@ from recsim.graph.schedule import Schedule, Timing, asap_timing
 
 def graph_durations(index: GraphIndex, cost: CostModel) -> list[float]:
     """The duration of every node of ``index`` under ``cost``, by position."""
+    out: list[float] = graph_lengths(index, cost).tolist()
+    return out
+
+
+def graph_lengths(index: GraphIndex, cost: CostModel) -> npt.NDArray[np.float64]:
+    """``graph_durations`` as a float64 array (what the schedule and the stretch read), costed
+    per distinct op of the index (``GraphIndex.op_table``)."""
     if index.copies is not None:
         # Copies of a step graph (``recsim.graph.steps.ChainedGraph``): each copy's op is the step
         # node's, but for a collective's key, which no cost depends on. The ops are the index's
         # (a built step graph's columns): no step node is made but the uneven all-to-alls'
         # members, each on its own.
         step_nodes, steps = index.copies
-        return cost.graph_durations_of(index.source_ops, step_nodes.__getitem__, index.kept_ranks) * steps
-    return cost.graph_durations_of(index.source_ops, index.nodes.__getitem__, index.kept_ranks)
+        lengths = cost.graph_lengths_of(
+            index.op_table, index.source_ops, step_nodes.__getitem__, index.kept_ranks
+        )
+        return np.tile(lengths, steps)
+    return cost.graph_lengths_of(index.op_table, index.source_ops, index.nodes.__getitem__, index.kept_ranks)
 
 
 def analytic_timing(index: GraphIndex, cost: CostModel) -> Timing:

@@ -24,7 +24,7 @@ import numbers
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -39,13 +39,13 @@ from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of, category_of_op
 from recsim.cost.power import step_energy
 from recsim.engine import DEFAULT_STEPS
-from recsim.engine.analytic import graph_durations
+from recsim.engine.analytic import graph_lengths
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.resources import step_resources
 from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
-from recsim.graph.index import GraphIndex
+from recsim.graph.index import GraphIndex, OpTable
 from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Host, Op, Stream, Transfer
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_timing
@@ -330,11 +330,12 @@ def _run(
     # (``recsim.cost.interference``), read off the contention-free schedule of the same graph.
     # ASSUMPTION (DES): the overlaps come from the contention-free schedule, not DES's own, where
     # collectives slowed by shared links overlap a little more of their neighbours.
-    durations: list[float] | None = graph_durations(index, cost)
-    if options.speed_factors:
-        durations = _slowed(index, durations, options.speed_factors)
     # The durations as an array, made once: both schedules and the stretch read them so.
-    lengths = np.asarray(durations, dtype=np.float64)
+    lengths = graph_lengths(index, cost)
+    durations: list[float] | None = None  # the same as Python floats, made where the DES needs them
+    if options.speed_factors:
+        durations = _slowed(index, lengths.tolist(), options.speed_factors)
+        lengths = np.asarray(durations, dtype=np.float64)
     timing: Timing | None = None  # the schedule of ``lengths``, once made
     if options.comm_interference:
         timing = asap_timing(index, lengths)
@@ -351,9 +352,11 @@ def _run(
         from recsim.engine.des import run_des
 
         given = options.comm_interference or options.speed_factors
-        if durations is None:  # the stretched ones, as Python floats
-            durations = lengths.tolist()
-        by_id = dict(zip(index.ids, durations, strict=True)) if given else None
+        by_id = None
+        if given:
+            if durations is None:  # the modelled or stretched ones, as Python floats
+                durations = lengths.tolist()
+            by_id = dict(zip(index.ids, durations, strict=True))
         schedule = run_des(graph, cost, options.des_counters, by_id)
         ids = set(index.ids)
         if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
@@ -466,12 +469,29 @@ def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: floa
 _MOVES_HOST_BYTES = (Host, Transfer)
 
 
-def _host_bytes(window_ops: tuple[list[Op], list[int]]) -> float:
+class WindowOps(NamedTuple):
+    """What ``_window_ops`` gives: the ops of the step nodes by position and how many times each
+    runs in the window; for a chained graph's window also the ops as the index's ``OpTable`` and
+    each distinct op's total count (``per_op``), so that a reader that works per op (the host
+    bytes) visits the ~100 distinct ops rather than every node."""
+
+    ops: Sequence[Op]
+    counts: list[int]
+    table: OpTable | None = None
+    per_op: list[int] | None = None
+
+
+def _host_bytes(window_ops: WindowOps | tuple[Sequence[Op], Sequence[int]]) -> float:
     """The bytes the window's host work and copies to or from host memory move, from its ops and
     how often each runs (``_window_ops``: a folded rank's counted as its representative's).
     ``fsum`` is exact: the order of the window's nodes does not matter, and neither does reading a
     copy's op off its step node."""
-    ops, counts = window_ops
+    ops, counts = window_ops[0], window_ops[1]
+    table = window_ops.table if isinstance(window_ops, WindowOps) else None
+    if table is not None and window_ops.per_op is not None:
+        # Each distinct op with its total count: the same values, as many times (``fsum`` takes
+        # them in any order to the same sum).
+        ops, counts = table.ops, window_ops.per_op
     # ``count`` copies of each value, as a list (``fsum`` of the same values in any order is the
     # same correctly rounded sum; a product ``bytes * count`` would round differently).
     values: list[float] = []
@@ -513,7 +533,7 @@ def _tier_activity(
     window: Window,
     cost: CostModel,
     system: System,
-    window_ops: tuple[list[Op], list[int]],
+    window_ops: WindowOps | tuple[Sequence[Op], Sequence[int]],
 ) -> TierActivity:
     """``TierActivity`` of the window: the DRAM bytes of one step's lookups (each copy of a step
     node in the window counted, as ``_host_bytes`` does), and the seconds of the window's host-run
@@ -523,7 +543,8 @@ def _tier_activity(
     classes)``; a folded rank holds HBM lookups only (``recsim.graph.build.interchangeable_ranks``):
     the host-run ones are all in the graph."""
     index = timing.index
-    ops, counts = window_ops
+    ops, counts = window_ops[0], window_ops[1]
+    table = window_ops.table if isinstance(window_ops, WindowOps) else None
     per_node = max(1, system.node.num_accelerators)
     # Each op costed once: the copies of a chained graph share their step node's op.
     costs: dict[int, EmbeddingCost] = {}
@@ -536,7 +557,14 @@ def _tier_activity(
 
     dram = 0.0
     off_hbm = False  # a lookup outside HBM in ``ops`` (every step node's, for a chained graph)
-    for op, count in zip(ops, counts, strict=True):
+    positions: Sequence[int] = range(len(ops))
+    if table is not None:
+        # Only the positions of such lookups, found among the distinct ops (the same positions,
+        # in the same order: the sum below adds the same terms in turn).
+        outside = [type(op) is Embedding and op.tier != "hbm" for op in table.ops]
+        positions = np.flatnonzero(np.asarray(outside, dtype=bool)[table.number]).tolist()
+    for position in positions:
+        op, count = ops[position], counts[position]
         if type(op) is Embedding and op.tier != "hbm":
             off_hbm = True
             if count:
@@ -615,18 +643,29 @@ def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[i
     return {rank: math.fsum(values) for rank, values in terms.items()}
 
 
-def _window_ops(
-    index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]
-) -> tuple[list[Op], list[int]]:
+def _window_ops(index: GraphIndex, window: Window, classes: Mapping[int, Sequence[int]]) -> WindowOps:
     """The ops of the step nodes that run in ``window`` and how many times each does: for a
     chained graph read off its step graph, the copies of each step node in the window; else every
     node of the window once. A representative's node counts once for each rank of its class
     (``classes``, ``recsim.graph.build``: the graph holds one of the ranks that run the same
     nodes). Read off the index's ops and ranks (``GraphIndex.source_ops``): no node is made."""
-    ops, ranks, counts = _window_op_ranks(index, window)
+    positions = window.positions_in(index)
+    if positions is None or index.copies is None:
+        ops, ranks, counts = _window_op_ranks(index, window)
+        if classes:
+            counts = [c * len(classes[r]) if r in classes else c for r, c in zip(ranks, counts, strict=True)]
+        return WindowOps(ops, counts)
+    # A chained graph's window: every step node's op, counted in arrays (a representative's
+    # count times its class's size: the same ints), and each distinct op's total.
+    all_ops, all_ranks = index.source_ops, index.source_ranks
+    table = index.op_table
+    times = np.bincount(positions % len(all_ops), minlength=len(all_ops))
     if classes:
-        counts = [c * len(classes[r]) if r in classes else c for r, c in zip(ranks, counts, strict=True)]
-    return ops, counts
+        rank_of = np.asarray(all_ranks, dtype=np.int64)
+        for rank, members in classes.items():
+            times[rank_of == rank] *= len(members)
+    per_op = np.bincount(table.number, weights=times, minlength=len(table.ops)).astype(np.int64)
+    return WindowOps(list(all_ops), times.tolist(), table, per_op.tolist())
 
 
 def _window_op_ranks(index: GraphIndex, window: Window) -> tuple[list[Op], Sequence[int], list[int]]:
