@@ -435,6 +435,16 @@ class GraphIndex:
         return _listed(self.collective_positions_array)
 
     @cached_property
+    def member_rows(self) -> tuple[list[int], npt.NDArray[np.intp], list[int]]:
+        """``members`` in compressed form: the collectives' vertices, their members' positions
+        one collective after the other (as ``members`` lists them), and where each one's end
+        (from 0): the schedule reads the members' durations in one array call
+        (``recsim.graph.schedule._vertex_lengths``)."""
+        members = self.members
+        flat = np.fromiter(chain.from_iterable(members.values()), dtype=np.intp)
+        return list(members), flat, [0, *accumulate(map(len, members.values()))]
+
+    @cached_property
     def collective_positions_array(self) -> npt.NDArray[np.intp]:
         """``collective_positions`` as an array (a node is in one collective: no position twice)."""
         flat = np.fromiter(chain.from_iterable(self.members.values()), dtype=np.intp)
@@ -554,6 +564,11 @@ class KahnRounds:
     reads -1), by source and then by original target number. ``at``: each node's vertex in the new
     numbering (``rank[index.vertex_array]``). ``waiting``: the vertices never released (a
     dependency cycle, or collectives issued in different orders), in the original numbering.
+    ``runs[k]``: how many chain rounds come in a row from round ``k`` on (0: ``k`` is none), a
+    chain round being one whose every vertex hands on to the vertex at the same place of the
+    next round, its only predecessor (``_chain_runs``): a rank's dense layers, one after the
+    other on every rank, where each round of the run times one layer of every rank. The
+    scheduler times such a run in one cumulative sum (``recsim.graph.schedule.asap_timing``).
     """
 
     order: npt.NDArray[np.intp]
@@ -563,6 +578,7 @@ class KahnRounds:
     sources: list[npt.NDArray[np.intp]]
     targets: list[npt.NDArray[np.intp]]
     waiting: npt.NDArray[np.intp]
+    runs: list[int]
 
 
 def _kahn_rounds(index: GraphIndex) -> KahnRounds:
@@ -579,7 +595,10 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     src = np.concatenate((vertex[index.dep_flat_array], vertex[prev[queued]]))
     dst = np.concatenate((vertex[index.dep_child_array], vertex[queued]))
     keep = src != dst
-    keys = src[keep].astype(np.int64) * vertices + dst[keep]
+    # An edge as one int, source in the high bits: sorted by source, then target, as the pairs
+    # are, and taken apart by a shift and a mask (an int64 division costs several times more).
+    # A vertex number fits in 31 bits unless the graph has 2^31 vertices, which no memory holds.
+    keys = (src[keep].astype(np.int64) << _TARGET_BITS) | dst[keep]
     # The same sorted values whatever the algorithm; the stable one (timsort) takes the long sorted
     # runs that the edges come in (by node, then by queue) several times faster than quicksort.
     keys.sort(kind="stable")
@@ -588,14 +607,15 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
         distinct[0] = True
         np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
         keys = keys[distinct]
-    src, dst = keys // vertices, keys % vertices
+    src, dst = keys >> _TARGET_BITS, keys & _TARGET_MASK
     pending = np.bincount(dst, minlength=vertices)
     out_count = np.bincount(src, minlength=vertices)
     out_end = np.cumsum(out_count)
     # The rounds themselves: the order the vertices are released in, round by round.
     order: Sequence[int] | npt.NDArray[np.intp]
+    chained: list[bool] | None = None  # which rounds are chain rounds, where the rounds tell
     if dst.size <= _PYTHON_ROUNDS_EDGES:
-        order, ends = _python_rounds(dst, out_count, out_end, pending)
+        order, ends, chained = _python_rounds(dst, out_count, out_end, pending)
     else:
         order, ends = _array_rounds(dst, out_count, out_end, pending)
     released_order = np.asarray(order, dtype=np.intp)
@@ -608,7 +628,8 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     edges = np.repeat(out_end[released_order] - cut[1:], counts) + np.arange(int(cut[-1]), dtype=np.intp)
     sources = np.repeat(np.arange(released_order.size, dtype=np.intp), counts)
     targets = rank[dst[edges]]
-    bounds = cut[[0, *ends]].tolist()
+    cuts = cut[[0, *ends]]
+    bounds = cuts.tolist()
     return KahnRounds(
         released_order,
         rank,
@@ -617,7 +638,55 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
         [sources[a:b] for a, b in pairwise(bounds)],
         [targets[a:b] for a, b in pairwise(bounds)],
         np.flatnonzero(rank < 0),
+        _runs(chained)
+        if chained is not None
+        else _chain_runs(ends, cuts, sources, targets, pending[released_order]),
     )
+
+
+# ``_kahn_rounds``' edge keys: the target in the low bits.
+_TARGET_BITS = 32
+_TARGET_MASK = (1 << _TARGET_BITS) - 1
+
+
+def _chain_runs(
+    ends: list[int],
+    cuts: npt.NDArray[np.intp],
+    sources: npt.NDArray[np.intp],
+    targets: npt.NDArray[np.intp],
+    indegree: npt.NDArray[np.intp],
+) -> list[int]:
+    """``KahnRounds.runs``: per round, how many chain rounds follow from it on (itself included).
+
+    Round ``k`` (new numbers ``a`` to ``b - 1``, ``w = b - a`` of them) is a chain round when it
+    has ``w`` edges, the ``i``-th from ``a + i`` to ``b + i``, and each of those targets has no
+    other predecessor (``indegree``: per new number): each of its vertices hands on to one
+    vertex of the next round, which starts when it finishes. Checked edge by edge in arrays, not
+    assumed of the release order."""
+    count = len(ends)
+    if not count or not sources.size:
+        return [0] * count
+    starts = np.concatenate(([0], ends[:-1]))
+    stops = np.asarray(ends)
+    widths = stops - starts
+    per_round = np.diff(cuts)
+    round_of = np.repeat(np.arange(count), per_round)
+    place = np.arange(sources.size) - cuts[round_of]  # an edge's place among its round's
+    aligned = (sources == starts[round_of] + place) & (targets == stops[round_of] + place)
+    aligned[aligned] = indegree[targets[aligned]] == 1
+    chain = (per_round == widths) & (widths > 0)
+    chain &= np.bincount(round_of[~aligned], minlength=count) == 0  # no edge out of line
+    return _runs(chain.tolist())
+
+
+def _runs(chained: list[bool]) -> list[int]:
+    """Per round, how many of ``chained`` are true in a row from it on (``KahnRounds.runs``)."""
+    runs = [0] * len(chained)
+    run = 0
+    for k in range(len(chained) - 1, -1, -1):
+        run = run + 1 if chained[k] else 0
+        runs[k] = run
+    return runs
 
 
 # Up to this many edges, Kahn's rounds are worked out in Python (``_python_rounds``), beyond it in
@@ -632,11 +701,12 @@ def _python_rounds(
     out_count: npt.NDArray[np.intp],
     out_end: npt.NDArray[np.intp],
     pending: npt.NDArray[np.intp],
-) -> tuple[list[int], list[int]]:
-    """Kahn's rounds over lists: the vertices in release order and each round's end in it. A round
-    releases the vertices whose last pending predecessor was in the round before, in the order of
-    that last edge (the order within a round changes no time: a start is a max over its
-    predecessors' finishes, whatever their order; ``recsim.graph.schedule``)."""
+) -> tuple[list[int], list[int], list[bool]]:
+    """Kahn's rounds over lists: the vertices in release order, each round's end in it, and which
+    rounds are chain rounds (``KahnRounds.runs``). A round releases the vertices whose last
+    pending predecessor was in the round before, in the order of that last edge (the order within
+    a round changes no time: a start is a max over its predecessors' finishes, whatever their
+    order; ``recsim.graph.schedule``)."""
     successors = dst.tolist()
     start = out_end - out_count
     stop = out_end.tolist()
@@ -655,23 +725,30 @@ def _python_rounds(
     frontier: list[int] = np.flatnonzero(pending == 0).tolist()
     order: list[int] = []
     ends: list[int] = []
+    # A round of such vertices only (every rank's next dense layer) releases their successors in
+    # its own order: a chain round (``KahnRounds.runs``: the ``i``-th vertex hands on to the next
+    # round's ``i``-th, its only predecessor), noted as the rounds go.
+    chained: list[bool] = []
     while frontier:
         order += frontier
         ends.append(len(order))
         released: list[int] = []
         release = released.append
+        mixed = False
         for v in frontier:
             t = solo[v]
             if t >= 0:
                 release(t)
                 continue
+            mixed = True
             for t in successors[first[v] : stop[v]]:
                 count = left[t] - 1
                 left[t] = count
                 if not count:
                     release(t)
+        chained.append(not mixed and bool(released))
         frontier = released
-    return order, ends
+    return order, ends, chained
 
 
 def _array_rounds(

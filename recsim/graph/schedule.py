@@ -42,6 +42,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -186,12 +187,13 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
     collectives' lengths are then set in one assignment."""
     given = np.asarray(durations, dtype=np.float64)
     length = given[index.vertex_head_array]
-    members = index.members
-    if members:
-        # An array's items as Python floats (the same values): ``max`` compares those in C, where
-        # numpy scalars would each go through numpy's comparison.
-        at = (given.tolist() if isinstance(durations, np.ndarray) else durations).__getitem__
-        length[list(members)] = [max(map(at, positions)) for positions in members.values()]
+    if index.members:
+        # The members' durations as Python floats (the same values): ``max`` compares those in C,
+        # where numpy scalars would each go through numpy's comparison. Only the members' are
+        # converted (``GraphIndex.member_rows``), not every node's.
+        vertices, flat, bounds = index.member_rows
+        values = given[flat].tolist()
+        length[vertices] = [max(values[a:b]) for a, b in pairwise(bounds)]
     return length
 
 
@@ -214,14 +216,40 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     length = _vertex_lengths(index, durations)[structure.order]
     begin = np.full(length.size, -math.inf)
     finish = np.zeros(length.size)
-    ends = structure.ends
+    ends, sources, targets, runs = structure.ends, structure.sources, structure.targets, structure.runs
     if ends:
         begin[: ends[0]] = 0.0
-    a = 0
-    for b, sources, targets in zip(ends, structure.sources, structure.targets, strict=True):
+    starts = [0, *ends[:-1]]
+    general = -1  # the rounds up to this one take one step each (a run that met a NaN)
+    k, count = 0, len(ends)
+    while k < count:
+        a, b = starts[k], ends[k]
+        run = runs[k]
+        if run and k > general:
+            # A run of chain rounds (``KahnRounds.runs``): rounds ``k`` to ``k + run`` are the rows
+            # of a block, each vertex's only predecessor the one above it, so that each row's
+            # begins are the finishes of the row above (``fmax`` with the initial -inf gives the
+            # finish itself) and the finishes a running sum down the columns: one cumulative sum
+            # (additions in the same order, the same floats) instead of a step per round. A NaN
+            # finish differs (``fmax`` skips it; the sum carries it on): those rounds then take
+            # their steps after all.
+            last = k + run
+            e, w = ends[last], b - a
+            if e - a == (run + 1) * w:
+                block = finish[a:e].reshape(run + 1, w)
+                np.add(begin[a:b], length[a:b], out=block[0])
+                block[1:] = length[b:e].reshape(run, w)
+                np.add.accumulate(block, axis=0, out=block)
+                if not np.isnan(block).any():
+                    begin[b:e] = finish[a : e - w]
+                    if targets[last].size:
+                        np.fmax.at(begin, targets[last], finish[sources[last]])
+                    k = last + 1
+                    continue
+            general = last
         np.add(begin[a:b], length[a:b], out=finish[a:b])
-        if targets.size:
-            np.fmax.at(begin, targets, finish[sources])
-        a = b
+        if targets[k].size:
+            np.fmax.at(begin, targets[k], finish[sources[k]])
+        k += 1
     at = structure.at
     return Timing(index, begin[at], finish[at])
