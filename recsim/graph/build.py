@@ -166,7 +166,7 @@ class _Builder:
         self.comm_dtype = options.comm_dtype or plan.comm_dtype
         # The graph's nodes go into columns (``ColumnarGraph``): an analytic evaluation reads
         # them there and never makes the ``Node`` objects; reading ``nodes`` makes them.
-        self.columns = NodeColumns()
+        self.columns = NodeColumns(unique_deps=True)  # ``add`` deduplicates (the chain's are too)
         self.graph = ColumnarGraph.of_columns(self.world, self.columns, {})
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}

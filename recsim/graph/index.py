@@ -125,14 +125,18 @@ class GraphIndex:
     copies: tuple[Sequence[Node], int] | None = None
 
     @classmethod
-    def of(cls, graph: ExecutionGraph, *, lazy_deps: bool = False) -> GraphIndex:
+    def of(
+        cls, graph: ExecutionGraph, *, lazy_deps: bool = False, table: OpTable | None = None
+    ) -> GraphIndex:
         """Read the structure of ``graph`` (``KeyError`` for a dependency on a missing node).
 
         Each attribute is read in one comprehension over the nodes and the rest is done on the
         resulting lists (with numpy where a pass would otherwise loop in Python).
         ``lazy_deps``: the dependency lists and the id -> position map are made only when read
         (``_LazyDepsIndex``), and so is the ``KeyError``: for a caller that takes the structure
-        but the dependencies (the chained index has its own, ``recsim.graph.steps``)."""
+        but the dependencies (the chained index has its own, ``recsim.graph.steps``). ``table``:
+        the graph's ops as an ``OpTable``, where the caller has made it (the chained graph's
+        templates read it first)."""
         columns = node_columns(graph)
         nodes: Sequence[Node]
         deps: Sequence[tuple[int, ...]] | None
@@ -181,7 +185,8 @@ class GraphIndex:
             ops = [n.op for n in nodes]
         # The collectives found among the distinct ops (``OpTable``), not by a test per node; the
         # table is kept for the index's other readers (``op_table``).
-        table = OpTable.of(ops)
+        if table is None or table.number.size != len(ops):
+            table = OpTable.of(ops)
         is_collective = np.fromiter(map(_is_collective, table.ops), dtype=bool, count=len(table.ops))
         keyed = [(i, ops[i].key) for i in np.flatnonzero(is_collective[table.number]).tolist()]
         collectives = [i for i, _ in keyed]

@@ -470,6 +470,10 @@ class NodeColumns:
     deps: list[tuple[int, ...]] = field(default_factory=list)
     lanes: list[int] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)
+    # Every entry of ``deps`` is a tuple without repeats: the builder's columns, which
+    # deduplicates a node's dependencies as it adds the node; the chained graph's templates then
+    # take them as they are (``recsim.graph.steps``) rather than checking each node's again.
+    unique_deps: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)

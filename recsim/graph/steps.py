@@ -59,13 +59,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.index import GraphIndex, Rows, rows
+from recsim.graph.index import GraphIndex, OpTable, Rows, rows
 from recsim.graph.ir import (
     NODE_FIELDS,
     Collective,
@@ -97,17 +97,22 @@ class _Templates:
     """What every copy of each step node shares, worked out once per step graph.
 
     ``first[i]`` and ``later[i]`` are node ``i``'s dependencies in the first step and in the
-    others, as ids relative to the step's offset. In the later steps the cross-step ones follow
-    the own ones without being deduplicated against them: with ids in 0..stride-1 the own ones
-    fall in the step's block and the cross-step ones in the previous block, so they cannot
-    repeat. ``plain``: some id is negative (never built, but a graph may have them), and the
-    copies take the plain route (``cross`` then deduplicated with the shifted own ones).
+    others, as ids relative to the step's offset; ``crossing`` lists the nodes with cross-step
+    ones (a few per rank: ``_later_rows`` visits those, not every node). In the later steps the
+    cross-step ones follow the own ones without being deduplicated against them: with ids in
+    0..stride-1 the own ones fall in the step's block and the cross-step ones in the previous
+    block, so they cannot repeat. ``plain``: some id is negative (never built, but a graph may
+    have them), and the copies take the plain route (``cross`` then deduplicated with the
+    shifted own ones). ``table``: the step graph's ops (``GraphIndex.op_table``), read here first
+    and handed to the step index.
     """
 
     stride: int
     cross: list[list[int] | None]
     first: list[tuple[int, ...]]
     plain: bool
+    crossing: list[int]  # the nodes whose ``cross`` is not None, in order
+    table: OpTable
 
     @classmethod
     def of(cls, graph: ExecutionGraph) -> _Templates:
@@ -116,15 +121,19 @@ class _Templates:
         columns = _columns(graph)
         ids = columns.ids
         stride = max(ids, default=-1) + 1
-        cross = _cross_dependencies(graph, columns)
-        # Most nodes have at most one dependency, which needs no de-duplication (a tuple of one is
-        # its own copy; a reader may have left a list).
-        first = [
-            deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps))
-            for deps in columns.deps
-        ]
+        table = OpTable.of(columns.ops)
+        cross, crossing = _cross_dependencies(graph, columns, table)
+        if columns.unique_deps:  # the builder's: tuples without repeats already
+            first = list(columns.deps)
+        else:
+            # Most nodes have at most one dependency, which needs no de-duplication (a tuple of
+            # one is its own copy; a reader may have left a list).
+            first = [
+                deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps))
+                for deps in columns.deps
+            ]
         plain = min(ids, default=0) < 0
-        return cls(stride, cross, first, plain)
+        return cls(stride, cross, first, plain, crossing, table)
 
     @cached_property
     def later(self) -> list[tuple[int, ...]]:
@@ -234,14 +243,26 @@ def _columns(graph: ExecutionGraph) -> NodeColumns:
     )
 
 
-def _cross_dependencies(graph: ExecutionGraph, columns: NodeColumns) -> list[list[int] | None]:
-    """Per node of the step graph (``columns``, its nodes' fields): the previous step's nodes
-    (their ids in the step graph) its copies from the second step on wait for, deduplicated in
-    order; None when it waits for none."""
+def _cross_dependencies(
+    graph: ExecutionGraph, columns: NodeColumns, table: OpTable
+) -> tuple[list[list[int] | None], list[int]]:
+    """Per node of the step graph (``columns``, its nodes' fields; ``table``, its ops as an
+    ``OpTable``): the previous step's nodes (their ids in the step graph) its copies from the
+    second step on wait for, deduplicated in order; None when it waits for none. And the nodes
+    that wait for some, in order (``_Templates.crossing``)."""
     inputs: dict[int, list[int]] = defaultdict(list)
     optimizer: dict[int, list[int]] = defaultdict(list)
     emb_update: dict[tuple[int, str], list[int]] = defaultdict(list)
-    ids, ranks, phases, ops = columns.ids, columns.ranks, columns.phases, columns.ops
+    ids, ranks, phases, ops, deps = columns.ids, columns.ranks, columns.phases, columns.ops, columns.deps
+    n = len(ids)
+    # Each node's phase as a small int, read in one pass in C, and the ops' kinds from their
+    # distinct ones: the nodes of each kind are then found in arrays, and Python visits only
+    # those (a few per rank), not every node twice.
+    phase = np.fromiter(map(_PHASES.get, phases, repeat(0)), dtype=np.int8, count=n)
+    lookup = [isinstance(op, Embedding) for op in table.ops]
+    update = [
+        found and op.pass_ in ("backward", "update") for found, op in zip(lookup, table.ops, strict=True)
+    ]
     # The input pipeline is one batch deep on the device (a double buffer): step s + 1 copies batch
     # s + 2 to the GPU once step s is done with batch s + 1's buffer (its optimizer). The host's
     # loading runs ahead (loader workers prefetch several batches). Unbounded, every step's copy
@@ -251,34 +272,53 @@ def _cross_dependencies(graph: ExecutionGraph, columns: NodeColumns) -> list[lis
     # Each rank's first input copy (bounded) is found in the same pass as the lists.
     first_copy: set[int] = set()
     copied: set[int] = set()
-    for nid, rank, phase, op, stream in zip(ids, ranks, phases, ops, columns.streams, strict=True):
-        if phase == "input":
-            inputs[rank].append(nid)
-            if bounded_input and stream is Stream.COPY and rank not in copied:
-                copied.add(rank)
-                first_copy.add(nid)
-        elif phase == "optimizer":
-            optimizer[rank].append(nid)
-        if isinstance(op, Embedding) and op.pass_ in ("backward", "update"):
-            emb_update[(rank, op.table)].append(nid)
+    streams = columns.streams
+    for i in np.flatnonzero(phase == _INPUT).tolist():
+        nid, rank = ids[i], ranks[i]
+        inputs[rank].append(nid)
+        if bounded_input and streams[i] is Stream.COPY and rank not in copied:
+            copied.add(rank)
+            first_copy.add(nid)
+    for i in np.flatnonzero(phase == _OPTIMIZER).tolist():
+        optimizer[ranks[i]].append(ids[i])
+    for i in np.flatnonzero(np.asarray(update, dtype=bool)[table.number]).tolist():
+        emb_update[(ranks[i], ops[i].table)].append(ids[i])  # type: ignore[union-attr]
     # Nodes that wait for named nodes of the previous step (``carried_dependencies``: a framework
     # that runs the next batch's routed lookups and exchange inside this step, whose interaction
     # then waits for the previous step's exchange; ``recsim.graph.build``).
     carried: dict[int, Sequence[int]] = graph.metadata.get("carried_dependencies") or {}
-    cross: list[list[int] | None] = []
-    for nid, rank, phase, op, deps in zip(ids, ranks, phases, ops, columns.deps, strict=True):
+    # The nodes that may wait for the previous step: a forward lookup or a forward node without
+    # dependencies, a rank's first input copy, a carried node. Each is then decided as before.
+    maybe = (phase == _FORWARD) & (
+        np.asarray(lookup, dtype=bool)[table.number] | (np.fromiter(map(len, deps), np.intp, n) == 0)
+    )
+    if first_copy:
+        maybe |= np.fromiter(map(first_copy.__contains__, ids), dtype=bool, count=n)
+    if carried:
+        maybe |= np.fromiter(map(carried.__contains__, ids), dtype=bool, count=n)
+    cross: list[list[int] | None] = [None] * n
+    crossing: list[int] = []
+    for i in np.flatnonzero(maybe).tolist():
+        nid, rank, op = ids[i], ranks[i], ops[i]
         extra: list[int] | None = None
         if nid in first_copy:
             extra = list(optimizer[rank]) or None
-        elif phase == "forward":
+        elif phases[i] == "forward":
             if isinstance(op, Embedding):
                 extra = list(dict.fromkeys([*inputs[rank], *emb_update[(rank, op.table)]]))
-            elif not deps:
+            elif not deps[i]:
                 extra = list(dict.fromkeys([*inputs[rank], *optimizer[rank]]))
         if carried and nid in carried:
             extra = list(dict.fromkeys([*(extra or []), *carried[nid]]))
-        cross.append(extra)
-    return cross
+        if extra is not None:
+            cross[i] = extra
+            crossing.append(i)
+    return cross, crossing
+
+
+# The phases ``_cross_dependencies`` reads, as small ints (0: any other).
+_INPUT, _OPTIMIZER, _FORWARD = 1, 2, 3
+_PHASES = {"input": _INPUT, "optimizer": _OPTIMIZER, "forward": _FORWARD}
 
 
 class ChainedGraph(ExecutionGraph):
@@ -383,7 +423,7 @@ class ChainedGraph(ExecutionGraph):
             return GraphIndex.of(self)
         # The step's own dependencies are the templates' business: the step index need not read
         # them into lists (through an id map) unless the ids are not positions.
-        step_index = GraphIndex.of(step, lazy_deps=True)
+        step_index = GraphIndex.of(step, lazy_deps=True, table=templates.table)
         size, stride = step_index.size, templates.stride
         first: Rows
         later: Rows
@@ -394,7 +434,7 @@ class ChainedGraph(ExecutionGraph):
             if first[0].size and not 0 <= int(first[0].min()) <= int(first[0].max()) < size:
                 step_index.dep_flat  # noqa: B018 - a missing dependency: its ``KeyError``, as ``of`` raises
             step_index._keep(unique_ids=True)  # ids 0..size-1: no map to make to know it
-            later = _later_rows(first, templates.cross, stride)
+            later = _later_rows(first, templates.cross, stride, templates.crossing)
         else:
             position = step_index.position
             step_index.dep_flat  # noqa: B018 - a missing dependency's ``KeyError``, as ``of`` raises
@@ -413,13 +453,21 @@ class ChainedGraph(ExecutionGraph):
         return step_index.repeated(GraphNodes(self), self._steps, stride, first, later)
 
 
-def _later_rows(first: Rows, cross: Sequence[list[int] | None], stride: int) -> Rows:
+def _later_rows(
+    first: Rows, cross: Sequence[list[int] | None], stride: int, crossing: Sequence[int] | None = None
+) -> Rows:
     """``rows(_Templates.later)`` from ``first`` (``rows(_Templates.first)``) and the cross-step
-    ids, in arrays: each node's own dependencies, then its cross-step ones less ``stride``."""
+    ids, in arrays: each node's own dependencies, then its cross-step ones less ``stride``.
+    ``crossing``: the nodes whose ``cross`` is not None (``_Templates.crossing``), where known:
+    only those are read."""
     own_flat, own_end = first
     own_len = np.diff(own_end, prepend=0)
-    extra_len = np.fromiter((0 if extra is None else len(extra) for extra in cross), np.intp, len(cross))
-    extra_flat = np.fromiter(chain.from_iterable(extra for extra in cross if extra), np.intp) - stride
+    if crossing is None:
+        crossing = [i for i, extra in enumerate(cross) if extra is not None]
+    extras = [cross[i] or () for i in crossing]
+    extra_len = np.zeros(len(cross), dtype=np.intp)
+    extra_len[crossing] = [len(extra) for extra in extras]
+    extra_flat = np.fromiter(chain.from_iterable(extras), np.intp) - stride
     end = np.cumsum(own_len + extra_len)
     start = end - own_len - extra_len
     flat = np.empty(int(end[-1]) if end.size else 0, dtype=np.intp)
