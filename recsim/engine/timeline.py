@@ -171,8 +171,9 @@ def critical_path(
         return float(finish_array[p]), int(ids_array[p])
 
     window_start = window.start_s
+    finite = timing.finite
     known = window.positions_in(index)
-    if timing.finite and known is not None and known.size:
+    if finite and known is not None and known.size:
         # The same nodes (ids are unique); the choice below does not depend on their order.
         in_window: list[int] = []
         at = known
@@ -210,7 +211,17 @@ def critical_path(
         if not candidates:
             totals["exposed_wait"] += begins - window_start
             break
-        best = max(candidates, key=last_key)
+        if finite and len(candidates) > _MANY_CANDIDATES:
+            # A collective's: every member's predecessors, dozens of them. ``max`` by (finish,
+            # id) in arrays, as the window's end is found above: the latest finish, then the
+            # largest id, the first such candidate (``argmax``), as ``max`` returns the first of
+            # equal keys; exact where every time is finite.
+            chosen = np.asarray(candidates, dtype=np.intp)
+            ends = finish_array[chosen]
+            chosen = chosen[ends == ends.max()]
+            best = int(chosen[np.argmax(ids_array[chosen])])
+        else:
+            best = max(candidates, key=last_key)
         best_finish = finish(best)
         gap = begins - max(best_finish, window_start)
         if gap > 0:
@@ -220,6 +231,11 @@ def critical_path(
         time = best_finish
         current = best
     return dict(totals), path
+
+
+# From this many candidates on, the critical path picks the latest of them in arrays (a handful
+# is quicker in Python; a collective's members have dozens).
+_MANY_CANDIDATES = 8
 
 
 def busy_time(

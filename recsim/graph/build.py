@@ -64,6 +64,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from recsim.errors import InfeasibleError, batch_split_error
@@ -197,8 +198,12 @@ class _Builder:
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
         # so each is made once and shared (the cost model then finds it by identity). Keyed by the
         # layer's identity (the layer is kept in the entry, so its id stays its own) and the
-        # arguments of ``_layer_op``.
-        self._layer_ops: dict[tuple[int, int, float, str, bool], tuple[Layer, Compute]] = {}
+        # arguments of ``_layer_op``. The layers of ``ops``'s own workload (a cost memo's, shared
+        # by the evaluations of a planner or sweep) are made once for all its graphs, as its
+        # lookups are (``ShardOps.layer_ops``); another workload object's, once per graph.
+        self._layer_ops: dict[tuple[int, int, float, str, bool, bool], tuple[Layer, Compute]] = (
+            self.ops.layer_ops if self.ops.w is workload else {}
+        )
         # Folded ranks (module docstring): the ranks whose nodes are not made, their
         # representative's class, and the all-to-all parts they would have had.
         self.skip: frozenset[int] = frozenset()
@@ -329,21 +334,23 @@ class _Builder:
         total = sum(send)
         # Rank ``r`` receives ``send[r]`` from every sender: one part per distinct value (the sign
         # in the key keeps -0.0 apart from 0.0), shared by the ranks that receive it.
-        parts: dict[tuple[float, float], Collective] = {}
+        # Each part with whether it is uneven (``is_uneven_all_to_all``, asked once per part rather
+        # than once per folded rank: an op is frozen, and the answer reads only its fields).
+        parts: dict[tuple[float, float], tuple[Collective, bool]] = {}
         folded: dict[int, Collective] = {}  # a folded rank's part, recorded here, not by ``add``
         for r in range(self.world):
             value = send[r]
             key = (value, math.copysign(1.0, value))
-            part = parts.get(key)
-            if part is None:
+            found = parts.get(key)
+            if found is None:
                 recv = (value,) * self.world
-                part = parts[key] = Collective(
-                    CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv
-                )
+                made = Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv)
+                found = parts[key] = (made, is_uneven_all_to_all(made))
+            part, uneven = found
             if r in skip:
                 # What ``add`` does for a folded rank, without a call per rank: its part (these
                 # parts carry splits, so all are kept) and -1 for the id nothing reads.
-                if is_uneven_all_to_all(part):
+                if uneven:
                     folded[r] = part
                 self.input_ready[r] = -1
                 continue
@@ -470,7 +477,8 @@ class _Builder:
             # The fused op of the same ops (``ShardOps.op`` gives a shard's op it made before), made
             # by an earlier graph of ``self.ops``: the same value, kept with the ops it was made of.
             hit = made.get((group_key, pass_, same))
-            if hit is not None and all(a is b for a, b in zip(hit[0], ops, strict=True)):
+            # (The identity check in C: a generator per group cost more than the check.)
+            if hit is not None and len(hit[0]) == len(ops) and all(map(is_, hit[0], ops)):
                 _, fused, parts, name = hit
             else:
                 found = sums.get(same)

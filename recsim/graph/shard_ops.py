@@ -23,12 +23,12 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.ir import Embedding
+from recsim.graph.ir import Compute, Embedding
 from recsim.planner.types import Plan, Shard, dense_gradient
 from recsim.workload.access import access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SliceModel
-from recsim.workload.spec import Workload
+from recsim.workload.spec import Layer, Workload
 
 
 class ShardOps:
@@ -61,6 +61,11 @@ class ShardOps:
         self.fused_ops: dict[
             tuple[object, ...], tuple[tuple[Embedding, ...], Embedding, list[tuple[str, float]], str]
         ] = {}
+        # The builder's dense layer ops of this workload's layers, by (the layer's id, local batch,
+        # bytes per value, precision, backward, input gradient) -> (the layer, kept so that its id
+        # stays its own; the op): a frozen value of those alone, made once for every graph
+        # (``recsim.graph.build._Builder.layer_op``; a ``Compute`` costs a microsecond to make).
+        self.layer_ops: dict[tuple[int, int, float, str, bool, bool], tuple[Layer, Compute]] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
