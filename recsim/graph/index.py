@@ -207,11 +207,13 @@ class GraphIndex:
                 members[v] = [p]
             else:
                 group.append(p)
-        heads = np.flatnonzero(is_head).tolist()
+        head_array = np.flatnonzero(is_head)
+        heads = head_array.tolist()
         arrays: dict[str, object] = {
             "queue_array": queue_array,
             "prev_in_queue_array": prev,
             "vertex_array": vertex_array,
+            "vertex_head_array": head_array,
         }
         # The ops (and a built graph's ranks) by position, read above: kept for the readers
         # (``source_ops``, ``source_ranks``).
@@ -604,9 +606,9 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     # are, and taken apart by a shift and a mask (an int64 division costs several times more).
     # A vertex number fits in 31 bits unless the graph has 2^31 vertices, which no memory holds.
     keys = (src[keep].astype(np.int64) << _TARGET_BITS) | dst[keep]
-    # The same sorted values whatever the algorithm; the stable one (timsort) takes the long sorted
-    # runs that the edges come in (by node, then by queue) several times faster than quicksort.
-    keys.sort(kind="stable")
+    # The same sorted values whatever the algorithm: numpy's default (its SIMD sort of 64-bit
+    # ints) takes these 10^3-10^4 keys a quarter faster than the stable one (timsort) here.
+    keys.sort()
     if keys.size:
         distinct = np.empty(keys.size, dtype=bool)
         distinct[0] = True

@@ -433,7 +433,8 @@ class ChainedGraph(ExecutionGraph):
             first = rows(templates.first)
             if first[0].size and not 0 <= int(first[0].min()) <= int(first[0].max()) < size:
                 step_index.dep_flat  # noqa: B018 - a missing dependency: its ``KeyError``, as ``of`` raises
-            step_index._keep(unique_ids=True)  # ids 0..size-1: no map to make to know it
+            # Ids 0..size-1: no map to make to know they are unique, and their array is a range.
+            step_index._keep(unique_ids=True, ids_array=np.arange(size, dtype=np.int64))
             later = _later_rows(first, templates.cross, stride, templates.crossing)
         else:
             position = step_index.position

@@ -212,3 +212,18 @@ def test_templates_of_random_and_odd_graphs_match(seed):
 
 def test_templates_of_an_empty_graph():
     assert_same_templates(ExecutionGraph(1, []))
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_arrays_kept_from_the_making_equal_their_lists(name, nodes, plan_name, runtime, fold):
+    """A built step's ids as a range and the vertex heads as found: the arrays the lists give."""
+    _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    step = build_training_step(workload, plan, options, memo.shard_ops)
+    for index in (
+        GraphIndex.of(step),
+        GraphIndex.of(step, lazy_deps=True),
+        ChainedGraph.lazy(step, 3).index(),
+    ):
+        for name_, dtype in (("ids", np.int64), ("vertex_head", np.intp)):
+            kept, listed = getattr(index, f"{name_}_array"), getattr(index, name_)
+            assert kept.dtype == dtype and kept.tolist() == listed
