@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pytest
 
 from recsim.graph.build import build_training_step
+from recsim.graph.index import OpTable
 from recsim.graph.ir import Embedding, ExecutionGraph, Stream
 from recsim.graph.steps import NodeColumns, _columns, _cross_dependencies
 from tests.unit.test_analytic_speed_paths import random_graph
@@ -57,7 +58,8 @@ def previous_cross_dependencies(graph: ExecutionGraph, columns: NodeColumns) -> 
 
 def _assert_same(graph: ExecutionGraph) -> None:
     columns = _columns(graph)
-    got = _cross_dependencies(graph, columns)
+    # (It takes the ops' table and also lists the nodes with some: ``test_templates_speed_paths``.)
+    got, _ = _cross_dependencies(graph, columns, OpTable.of(columns.ops))
     assert got == previous_cross_dependencies(graph, columns)
     assert [type(x) for x in got] == [type(x) for x in previous_cross_dependencies(graph, columns)]
 
