@@ -24,7 +24,9 @@ releases is the structure alone, worked out once per index (``GraphIndex.kahn_ro
 renumbers the vertices in release order so that a round is a range); scheduling takes each round
 in numpy, setting its vertices' finishes and raising their successors' starts to them (a vertex's
 start is the maximum of its predecessors' finish times). Step graphs are wide and shallow (10^4
-vertices in under 10^2 levels), so the rounds are few and each is a handful of array operations.
+vertices in under 10^2 levels), so the rounds are few and each is a handful of array operations;
+a run of chain rounds (every rank's dense layers, one after the other: ``KahnRounds.runs``) is
+timed in one cumulative sum down the columns of a block.
 The times are the same floats as the scalar algorithm's in any release order: a start is a max over
 the same finishes and a finish is that start plus the vertex's length. Durations are asked for
 once per node, in graph order.
