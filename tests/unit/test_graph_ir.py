@@ -1,6 +1,7 @@
 """The graph IR: invariants, exact JSON round trip, Chrome trace export, bad input."""
 
 import gzip
+import itertools
 import json
 
 import pytest
@@ -21,7 +22,7 @@ from recsim.graph.ir import (
     Stream,
 )
 from recsim.graph.native import graph_from_dict, graph_to_dict, read_graph, write_graph
-from recsim.graph.schedule import asap_schedule
+from recsim.graph.schedule import Schedule, asap_schedule
 from recsim.graph.writers.chrome import chrome_trace, write_chrome_trace
 from recsim.planner import table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
@@ -257,3 +258,22 @@ def test_chrome_flow_events_sit_inside_their_slices():
         ]
         assert len(enclosing) == 1, (flow, enclosing)
     assert [e["ts"] for e in flows] == [0.5e6, 1.25e6, 1.25e6, 3.5e6]
+
+
+def test_chrome_slices_that_touch_never_overlap_by_rounding():
+    # Three kernels back to back on one thread, at times where scaling the duration on its own
+    # (``(finish - start) * 1e6``) and even ``finish * 1e6 - start * 1e6`` put a slice's end one
+    # step past the next slice's start.
+    times = [0.0004993, 0.0018563, 0.0039701, 0.0066084]
+    g = ExecutionGraph(1, [compute(i, [i - 1] if i else []) for i in range(3)])
+    schedule = Schedule(dict(enumerate(times[:-1])), dict(enumerate(times[1:])))
+    slices = sorted(
+        (e for e in chrome_trace(g, schedule)["traceEvents"] if e["ph"] == "X"), key=lambda e: e["ts"]
+    )
+    assert [e["ts"] for e in slices] == [t * 1e6 for t in times[:-1]]
+    for a, b in itertools.pairwise(slices):
+        assert a["ts"] + a["dur"] <= b["ts"]
+    assert slices[-1]["ts"] + slices[-1]["dur"] <= times[-1] * 1e6
+    # Still the slice's length, to the last step or so.
+    for e, (s, f) in zip(slices, itertools.pairwise(times), strict=True):
+        assert e["dur"] == pytest.approx((f - s) * 1e6, rel=1e-12, abs=0)
