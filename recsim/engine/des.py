@@ -47,7 +47,7 @@ from simpy.core import EmptySchedule
 
 from recsim.cost.collectives import Flow, collective_cost, collective_flows
 from recsim.cost.model import CostModel
-from recsim.engine.network import _edge_index, _fill, _FlowSet
+from recsim.engine.network import Scratch, _edge_index, _fill, _FlowSet
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
 from recsim.graph.ir import Collective, ExecutionGraph, Node, is_uneven_all_to_all
@@ -55,7 +55,15 @@ from recsim.graph.schedule import Schedule
 from recsim.hardware.topology import Topology
 
 _DONE = 1e-9  # relative remaining bytes below which a flow counts as finished
-_MEMO_FLOATS = 1 << 25  # allocations kept (wire rates summed over entries): 256 MiB of float64
+_MEMO_FLOATS = 1 << 25  # allocations kept (wire rates and keys, in floats): 256 MiB
+# Concatenated flow sets kept (``FluidNetwork._flow_set``): at most ``_SETS`` of them and
+# ``_SET_ENTRIES`` (subflow, link) entries in all, the newest always. With the arrays a filling
+# derives from a set (link ids, weights, offsets) an entry costs ~20 bytes, so ~80 MiB. A design
+# choice: at 64 ZionEX nodes a mix of collectives with the all-to-all in it has 1.6 x 10^7 entries,
+# and 16 sets kept whatever their size (the bound by count alone) took the run to 8.5 GB; keeping
+# only the newest such set ran as fast (the mix in flight is the one filled again as its flows end).
+_SET_ENTRIES = 1 << 22
+_SETS = 16
 
 
 @dataclass(eq=False)
@@ -116,7 +124,9 @@ class FluidNetwork:
     _uids: Iterator[int] = field(default_factory=itertools.count)
     _memo: dict[tuple[tuple[int, bytes | None], ...], NDArray[np.float64]] = field(default_factory=dict)
     _memo_floats: int = 0
-    _sets: dict[tuple[int, ...], _FlowSet] = field(default_factory=dict)
+    _sets: dict[tuple[int, ...], _FlowSet] = field(default_factory=dict)  # oldest first
+    _set_entries: int = 0
+    _scratch: Scratch = field(default_factory=Scratch)  # the fillings' copy of a set's weights
 
     def __post_init__(self) -> None:
         self.wake = self.env.event()
@@ -157,15 +167,22 @@ class FluidNetwork:
         return job
 
     def _flow_set(self, traffics: Sequence[Traffic]) -> _FlowSet:
-        """The flows of ``traffics`` one after the other (kept while that mix is in flight)."""
+        """The flows of ``traffics`` one after the other, kept for the next fillings of that mix
+        (``_SETS``, ``_SET_ENTRIES``: the newest sets, and the newest always, since the mix in
+        flight is filled again as its flows finish)."""
         if len(traffics) == 1:
             return traffics[0].paths
         key = tuple(t.uid for t in traffics)
         found = self._sets.get(key)
         if found is None:
-            if len(self._sets) >= 16:
-                self._sets.clear()
-            found = self._sets[key] = _FlowSet.concat([t.paths for t in traffics])
+            size = sum(len(t.paths.cols) for t in traffics)
+            sets = self._sets
+            # Room made first, so that the sets let go are freed before the new one is made.
+            while sets and (len(sets) >= _SETS or self._set_entries + size > _SET_ENTRIES):
+                oldest = next(iter(sets))
+                self._set_entries -= len(sets.pop(oldest).cols)
+            found = sets[key] = _FlowSet.concat([t.paths for t in traffics])
+            self._set_entries += size
         return found
 
     def _rates(self, jobs: Sequence[_Job]) -> NDArray[np.float64]:
@@ -186,15 +203,18 @@ class FluidNetwork:
                 parts.append(np.arange(offset, offset + n) if job.live is None else job.live + offset)
                 offset += n
             live = np.concatenate(parts)
-        wire = _fill(fs, self.topology, self.capacity, live).wire
+        wire = _fill(fs, self.topology, self.capacity, live, self._scratch).wire
         if live is not None:
             wire = wire[live]
         self.fills += 1
-        if self._memo_floats + len(wire) > _MEMO_FLOATS:
+        # The key's masks count too (a bit per flow of each job): late in an all-to-all of 10^5
+        # flows a handful are live, and the key then outweighs the rates it finds.
+        size = len(wire) + sum(len(mask) for _, mask in key if mask is not None) // 8
+        if self._memo_floats + size > _MEMO_FLOATS:
             self._memo.clear()
             self._memo_floats = 0
         self._memo[key] = wire
-        self._memo_floats += len(wire)
+        self._memo_floats += size
         return wire
 
     def alone_s(self, traffic: Traffic) -> float:
