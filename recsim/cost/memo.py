@@ -13,7 +13,10 @@ without it (``tests/unit/test_cost_memo.py``).
 
 Every key is a value or the identity of a canonical tuple the memo keeps (one per distinct
 collective group or split vector: the first evaluation's own copy of it), and the mixtures hold
-the access models of the evaluation that made them; no graph, op or schedule stays alive. The
+the access models of the evaluation that made them; no graph or op stays alive. DES runs also
+leave their schedules here, the last ``DES_SCHEDULES`` of them, by plan and run options
+(``recsim.engine.simulate``): the same plan simulated with the same options is the same schedule,
+so the DES finalist ``auto`` picks is not simulated again by the run that follows. The
 memo is bound to its system and workload objects: a ``CostModel`` for another pair refuses it
 (``ValueError``), since its costs would not be those of the other system. It is a plain cache
 owned by its caller, not shared state: nothing else reaches it.
@@ -29,10 +32,17 @@ from recsim.errors import ConfigError
 from recsim.hardware.topology import Topology, build_topology
 
 if TYPE_CHECKING:
+    from recsim.graph.schedule import Schedule
     from recsim.graph.shard_ops import ShardOps
     from recsim.hardware.system import System
     from recsim.workload.access.model import AccessModel
     from recsim.workload.spec import Workload
+
+
+#: DES schedules a ``CostMemo`` keeps: ``auto``'s DES finalists (``planner.finalists``, 3 by
+#: default) and one more. A design choice: each is a start and a finish per node of the chained
+#: graph (~10 MB at 512 GPUs), and a finalist let go is only simulated again if it wins.
+DES_SCHEDULES = 4
 
 
 class TupleInterner:
@@ -86,6 +96,20 @@ class CostMemo:
         self.mixtures: dict[object, AccessModel | None] = {}
         # The bytes each op or collective moves through each resource (``CostModel.traffic``).
         self.traffic: dict[object, object] = {}
+        # DES schedules by (plan, run options), oldest first (``des_schedule``).
+        self._des_schedules: dict[object, Schedule] = {}
+
+    def des_schedule(self, key: object) -> Schedule | None:
+        """The DES schedule kept under ``key`` (``recsim.engine.simulate``), or None."""
+        return self._des_schedules.get(key)
+
+    def keep_des_schedule(self, key: object, schedule: Schedule) -> None:
+        """Keep ``schedule`` under ``key``: the newest ``DES_SCHEDULES``, the oldest let go."""
+        kept = self._des_schedules
+        kept.pop(key, None)
+        while len(kept) >= DES_SCHEDULES:
+            del kept[next(iter(kept))]
+        kept[key] = schedule
 
     @cached_property
     def topology(self) -> Topology:

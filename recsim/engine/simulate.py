@@ -23,7 +23,7 @@ import math
 import numbers
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -246,7 +246,7 @@ def _simulate_training(
         folded_parts=graph.metadata.get("folded_parts"),
     )
     classes: dict[int, tuple[int, ...]] = graph.metadata.get("rank_classes") or {}
-    schedule, timing = _run(graph, index, cost, options)
+    schedule, timing = _run(graph, index, cost, options, plan)
     if options.check_invariants:
         check_schedule(graph, schedule, timing)
     window = step_window(graph, schedule, timing)
@@ -321,8 +321,24 @@ def _resources(
     return ResourceUse(measured.figures)
 
 
+def des_key(plan: Plan, options: SimulationOptions) -> tuple[object, ...]:
+    """What a DES run's schedule depends on besides its system and workload (a ``CostMemo``'s
+    own): the plan, its notes aside, and the options that change the graph or its durations.
+    Stragglers are keyed as given (a speed of 1 listed is another key: simulated again, not
+    wrongly reused); ``fold_ranks`` is off under DES and ``check_invariants`` checks, changing
+    nothing."""
+    return (
+        replace(plan, notes=()),
+        options.steps,
+        options.comm_dtype,
+        options.comm_interference,
+        tuple(sorted(options.speed_factors.items())),
+        tuple(sorted(options.nic_speed_factors.items())),
+    )
+
+
 def _run(
-    graph: ExecutionGraph, index: GraphIndex, cost: CostModel, options: SimulationOptions
+    graph: ExecutionGraph, index: GraphIndex, cost: CostModel, options: SimulationOptions, plan: Plan
 ) -> tuple[Schedule, Timing]:
     if options.fidelity not in ("analytic", "des"):
         raise InfeasibleError(f"unknown fidelity {options.fidelity!r}; use analytic or des")
@@ -352,13 +368,25 @@ def _run(
         from recsim.engine.des import run_des
 
         given = options.comm_interference or options.speed_factors
-        by_id = None
-        if given:
-            if durations is None:  # the modelled or stretched ones, as Python floats
-                durations = lengths.tolist()
-            by_id = dict(zip(index.ids, durations, strict=True))
-        schedule = run_des(graph, cost, options.des_counters, by_id)
         ids = set(index.ids)
+        # The same plan with the same options is the same schedule: ``auto`` simulates its DES
+        # finalists, then the run simulates the winner again (a minute each at 512 GPUs). A run
+        # that counts the engine's work (a benchmark) runs it.
+        memo = options.costs
+        key = des_key(plan, options) if memo is not None else None
+        kept = memo.des_schedule(key) if memo is not None and options.des_counters is None else None
+        if kept is not None and kept.start_s.keys() == ids:
+            # A copy (the order of its maps too): the caller may change what it is handed.
+            schedule = Schedule(dict(kept.start_s), dict(kept.finish_s))
+        else:
+            by_id = None
+            if given:
+                if durations is None:  # the modelled or stretched ones, as Python floats
+                    durations = lengths.tolist()
+                by_id = dict(zip(index.ids, durations, strict=True))
+            schedule = run_des(graph, cost, options.des_counters, by_id)
+            if memo is not None:
+                memo.keep_des_schedule(key, Schedule(dict(schedule.start_s), dict(schedule.finish_s)))
         if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
             check_schedule(graph, schedule)  # names the nodes missing from the schedule
         return schedule, Timing.of(index, schedule)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import replace
+
 import pytest
 
 import recsim.hardware.topology as topology_module
 from recsim.api import make_plan, prepare, simulate_run
-from recsim.cost.memo import CostMemo
+from recsim.cost.memo import DES_SCHEDULES, CostMemo
 from recsim.cost.model import CostModel
+from recsim.engine.des import DesCounters
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.graph.ir import Collective, CollectiveOp
+from recsim.graph.schedule import Schedule
 
 PLANS = ("table_wise", "row_wise", "memory_balanced", "table_wise")
 
@@ -152,3 +157,75 @@ def test_the_memo_keeps_the_runs_config_hash() -> None:
     assert shared.resolved_config_hash == fresh.resolved_config_hash == memo.config_hash
     assert CostMemo(other_system, other_workload).config_hash != memo.config_hash
     assert CostMemo(system).config_hash == ""
+
+
+def counting_des(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the DES engine's runs from now on (one entry per run)."""
+    import recsim.engine.des as des
+
+    calls: list[int] = []
+    real = des.run_des
+
+    def run_des(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(des, "run_des", run_des)
+    return calls
+
+
+def test_the_des_winner_of_auto_is_not_simulated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` under DES simulates its finalists with DES; the run that follows simulates the
+    winner with the same options: the memo's schedule, the very result of a fresh run."""
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    memo = CostMemo(system, workload)
+    calls = counting_des(monkeypatch)
+    plan = make_plan("auto", workload, system, costs=memo, fidelity="des")
+    finalists = len(calls)
+    assert finalists >= 1 and plan.strategy.startswith("auto:")
+    kept = simulate_training(system, workload, plan, SimulationOptions(fidelity="des", costs=memo))
+    assert len(calls) == finalists  # not simulated again
+    fresh = simulate_training(system, workload, plan, SimulationOptions(fidelity="des"))
+    assert len(calls) == finalists + 1
+    assert kept.result.to_dict() == fresh.result.to_dict()
+    assert kept.schedule is not None and fresh.schedule is not None
+    assert list(kept.schedule.start_s.items()) == list(fresh.schedule.start_s.items())
+    assert list(kept.schedule.finish_s.items()) == list(fresh.schedule.finish_s.items())
+    assert kept.graph is not None and kept.graph.metadata["plan"] == plan.strategy
+
+
+def test_a_kept_des_schedule_serves_only_its_plan_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    memo = CostMemo(system, workload)
+    plan = make_plan("row_wise", workload, system)
+    calls = counting_des(monkeypatch)
+    first = simulate_training(system, workload, plan, SimulationOptions(fidelity="des", costs=memo))
+    assert first.schedule is not None
+    first.schedule.start_s.clear()  # what a caller does to its own copy is no other run's
+    again = simulate_training(system, workload, plan, SimulationOptions(fidelity="des", costs=memo))
+    assert len(calls) == 1 and again.schedule is not None and again.schedule.start_s
+    # Other options, another plan, or a run counting the engine's work: simulated.
+    for options in (
+        SimulationOptions(fidelity="des", costs=memo, comm_interference=False),
+        SimulationOptions(fidelity="des", costs=memo, speed_factors={1: 0.5}),
+        SimulationOptions(fidelity="des", costs=memo, steps=2),
+        SimulationOptions(fidelity="des", costs=memo, des_counters=DesCounters()),
+    ):
+        before = len(calls)
+        got = simulate_training(system, workload, plan, options).result.to_dict()
+        assert len(calls) == before + 1
+        fresh = simulate_training(system, workload, plan, replace(options, costs=None, des_counters=None))
+        assert got == fresh.result.to_dict()
+    other = dataclasses.replace(plan, comm_dtype="fp32" if plan.comm_dtype != "fp32" else "fp16")
+    before = len(calls)
+    simulate_training(system, workload, other, SimulationOptions(fidelity="des", costs=memo))
+    assert len(calls) == before + 1
+
+
+def test_the_memo_keeps_the_newest_des_schedules_only() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=1, batch_size=16384)
+    memo = CostMemo(system, workload)
+    schedules = [Schedule({0: float(k)}, {0: float(k + 1)}) for k in range(DES_SCHEDULES + 2)]
+    for k, schedule in enumerate(schedules):
+        memo.keep_des_schedule(k, schedule)
+    assert [memo.des_schedule(k) for k in range(len(schedules))] == [None, None, *schedules[2:]]

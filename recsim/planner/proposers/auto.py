@@ -204,7 +204,10 @@ class Auto(Proposer):
             # contention can reorder plans ranked close, and a DES run of every candidate would
             # cost seconds each at scale.
             ranked = sorted(results, key=lambda x: (-x[0], len(x[1]), x[1]))[: ctx.config.finalists]
-            results = [(simulated_throughput(ctx, plan), name, plan) for _, name, plan in ranked]
+            # Each under the name it wins with: the winner is then, notes aside, the very plan the
+            # run simulates next, whose DES schedule the cost memo keeps (``CostMemo.des_schedule``).
+            renamed = [(name, dataclasses.replace(plan, strategy=f"auto:{name}")) for _, name, plan in ranked]
+            results = [(simulated_throughput(ctx, plan), name, plan) for name, plan in renamed]
             notes_simulated += [f"simulated ({ctx.fidelity}) {t:,.0f} samples/s: {n}" for t, n, _ in results]
         throughput, name, best = max(results, key=lambda x: (x[0], -len(x[1])))
         wires = comm_dtypes_for(ctx.config, ctx.workload)
