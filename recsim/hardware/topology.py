@@ -12,7 +12,8 @@ share of each accelerator's NVLink ports (DGX H100: 5-4-4-5 of 18); an NVLink me
 listed. Between nodes (``ScaleOut``):
 
 * ``single_switch``: every scale-out NIC on one switch (it must have the ports);
-* ``clos``: NICs fill leaves node by node; a leaf of radix R keeps ``d = R - u`` ports down and
+* ``clos``: NICs go node by node to the fewest leaves that take them, spread evenly over them
+  (whole nodes to a leaf where one takes whole nodes); a leaf of radix R keeps ``d = R - u`` ports down and
   ``u = round(R / (1 + oversubscription))`` up. A leaf with ``e`` endpoints gets ``ceil(e / o)``
   uplinks, so a partly filled leaf keeps the configured oversubscription rather than becoming a
   free lunch. Two tiers: uplinks spread evenly over the fewest spines that can take them. Three
@@ -1163,7 +1164,16 @@ class _Builder:
     ) -> list[tuple[str, int]]:
         """Leaves holding ``endpoints``; returns (leaf, uplink ports) pairs. ``most``: the leaves the
         tiers above take, which whole-node leaves must not exceed where split ones would not;
-        without ``uplinks`` (no tier above) every port takes an endpoint."""
+        without ``uplinks`` (no tier above) every port takes an endpoint.
+
+        As few leaves as the ports allow, the endpoints spread evenly over them (whole nodes where
+        a leaf takes whole nodes), as an operator cables them: filled one by one, 16 ZionEX nodes
+        at 2:1 made leaves of 5, 5, 5 and 1 node, and the last leaf's uplinks (its ``1 / o`` share,
+        a quarter of a full leaf's) carried all its node's traffic out, slowing every ring through
+        it (a tester's find: 2:1 ran slower than 3:1). Spread 4, 4, 4, 4, every leaf has the same
+        share. A step can still be slower at a lower oversubscription: where fewer ports go up, a
+        leaf takes more nodes, so fewer leaves hold the nodes and more of their traffic stays
+        under a leaf; that is the fabric's, not the cabling's."""
         up = max(1, round(sw.ports / (1 + oversub))) if uplinks else 0
         down = sw.ports - up
         ports_per_ep = self._nic_ports(endpoints[0]) if endpoints else 1
@@ -1172,9 +1182,16 @@ class _Builder:
         # part of its traffic through the spine for no reason (endpoints come node by node).
         per_node = self._endpoints_per_node(endpoints)
         whole = per_leaf - per_leaf % per_node if per_leaf >= per_node > 1 else per_leaf
+        unit = 1  # endpoints kept together on a leaf: a node's, or one
         if most is None or math.ceil(len(endpoints) / whole) <= most:
             per_leaf = whole
+            if per_leaf >= per_node > 1 and len(endpoints) % per_node == 0:
+                unit = per_node
         count = math.ceil(len(endpoints) / per_leaf)
+        # ``count`` leaves of at most ``per_leaf``: the units shared as evenly as they go, the
+        # leaves listed first taking one more.
+        base, extra = divmod(len(endpoints) // unit, count)
+        first = 0
         leaves = []
         for k in range(count):
             # Numbered on from the leaves already under ``prefix``: only this method makes vertices
@@ -1183,7 +1200,9 @@ class _Builder:
             number = self._leaf_count.get(prefix, 0)
             self._leaf_count[prefix] = number + 1
             leaf = self.vertex(f"{prefix}{number}", "switch", None, sw.name, sw.latency_s)
-            mine = endpoints[k * per_leaf : (k + 1) * per_leaf]
+            size = (base + (k < extra)) * unit
+            mine = endpoints[first : first + size]
+            first += size
             self._attach(mine, [leaf], sw)
             used = len(mine) * ports_per_ep
             leaves.append((leaf, min(up, math.ceil(used / oversub))))

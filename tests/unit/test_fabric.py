@@ -24,12 +24,13 @@ def topo(system: str, nodes: int, *overrides: str) -> Topology:
 
 
 def test_leaves_and_their_uplinks_by_hand():
-    # 8 DGX H100 nodes at 4:1 on 64-port leaves: up = round(64 / 5) = 13, 51 down hold 6 whole nodes
-    # (48 NICs, 12 uplinks) and the other 2 nodes (16 NICs, 4 uplinks), 50 GB/s each.
+    # 8 DGX H100 nodes at 4:1 on 64-port leaves: up = round(64 / 5) = 13, 51 down hold 6 whole
+    # nodes, so the 8 nodes need two leaves and take them 4 and 4 (32 NICs, ceil(32 / 4) = 8
+    # uplinks each, and as many links down from the spines), 50 GB/s each.
     leaves = fabric_leaves(topo("dgx-h100", 8, "cluster.scale_out.oversubscription=4"))
     assert leaves.oversubscribed
-    assert sorted(leaves.up.tolist()) == pytest.approx([4 * 50e9, 12 * 50e9])
-    assert sorted(leaves.down.tolist()) == pytest.approx([4 * 50e9, 12 * 50e9])
+    assert leaves.up.tolist() == pytest.approx([8 * 50e9, 8 * 50e9])
+    assert leaves.down.tolist() == pytest.approx([8 * 50e9, 8 * 50e9])
     assert not fabric_leaves(topo("dgx-h100", 8)).oversubscribed
 
 

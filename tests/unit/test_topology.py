@@ -189,18 +189,49 @@ def test_shared_nics_are_used_by_pcie_neighbours(minilib):
     assert {p[2] for p in r.paths} == {"n0.nic1"}  # the NIC on gpu3's PCIe switch
 
 
+def leaf_nodes(t):
+    """The nodes whose NICs each leaf holds, and its uplink ports, leaf by leaf."""
+    g = t.graph
+    leaves = [v for v, d in g.nodes(data=True) if d.get("kind") == "switch" and "leaf" in v]
+    nodes = [{g.nodes[u]["node"] for u in g.pred[leaf] if g.nodes[u].get("kind") == "nic"} for leaf in leaves]
+    up = [sum(g.edges[leaf, s]["links"] for s in g.succ[leaf] if "spine" in s) for leaf in leaves]
+    return nodes, up
+
+
 def test_a_leaf_takes_whole_nodes():
-    # 64-port switches at 8:1 leave 57 ports down: 7 DGX H100 nodes (56 NICs) to a leaf, not 57
-    # with one NIC of the eighth node beside them (its traffic would cross the spine for nothing).
+    # 64-port switches at 8:1 leave 57 ports down: 7 DGX H100 nodes (56 NICs) fit a leaf, not 57
+    # with one NIC of the eighth node beside them (its traffic would cross the spine for nothing);
+    # the 8 nodes need two leaves, and take them 4 and 4.
     from recsim.api import load_system
 
     topo = build_topology(
         load_system("dgx-h100", nodes=8, overrides=["cluster.scale_out.oversubscription=8"])
     )
-    g = topo.graph
-    leaves = [v for v, d in g.nodes(data=True) if d.get("kind") == "switch" and "leaf" in v]
-    nodes = [{g.nodes[u]["node"] for u in g.pred[leaf] if g.nodes[u].get("kind") == "nic"} for leaf in leaves]
-    assert nodes == [set(range(7)), {7}]
+    assert leaf_nodes(topo)[0] == [set(range(4)), set(range(4, 8))]
+
+
+def test_nodes_are_spread_evenly_over_the_leaves_they_need(minilib):
+    # 20-port switches at 2:1 keep 13 ports down (3 tiny nodes of 4 NICs) and 7 up: 4 nodes need
+    # two leaves and take them 2 and 2, each leaf with ceil(8 / 2) = 4 uplinks. Filled one by one
+    # (3 and 1), the last leaf had 2 uplinks for its node's 4 NICs, and every ring through it ran
+    # at half the rate (a tester's 16-node ZionEX step was slower at 2:1 than at 3:1).
+    t = topo(minilib, "tiny", "cluster.scale_out.switch.ports=20", "cluster.scale_out.oversubscription=2")
+    nodes, up = leaf_nodes(t)
+    assert nodes == [{0, 1}, {2, 3}]
+    assert up == [4, 4]
+    # The cut between the leaves: each leaf's 4 uplinks of 25 GB/s, as the oversubscription says.
+    assert t.bisection_bandwidth_bytes_per_s == pytest.approx(100e9)
+    # Three nodes do not split evenly over two leaves: the first takes the extra one.
+    nodes, up = leaf_nodes(
+        topo(
+            minilib,
+            "tiny",
+            "cluster.nodes=3",
+            "cluster.scale_out.switch.ports=16",
+            "cluster.scale_out.oversubscription=2",
+        )
+    )
+    assert nodes == [{0, 1}, {2}] and up == [4, 2]
 
 
 def test_whole_node_leaves_give_way_where_the_spine_would_overflow():
