@@ -160,6 +160,36 @@ def test_ring_all_reduce_by_hand():
     assert cost.time_s == pytest.approx(hand, rel=1e-12)
 
 
+def test_a_network_bound_stage_pays_its_own_levels_pipeline_fill():
+    """Each level of a stage fills its own pipeline against its own bandwidth term; the slowest
+    level sets the stage. The node's NVLink fill of a network-bound collective does not stretch
+    the NIC's transfer (a reviewer's find: summed with every level's fill and paired with the NIC's
+    bandwidth term, it cost 8 DGX H100 +52 us on a 256 MiB all-reduce, in neither level's time)."""
+    from recsim.cost.collectives.base import group_layout, level_calibration
+
+    t = topo("dgx-a100", 8)  # 8 x 200 Gb/s per node: the network binds the tree and the all-to-all
+    tree = op_(CollectiveOp.ALL_REDUCE, 64, 256 * MiB)
+    a2a = op_(CollectiveOp.ALL_TO_ALL, 64, 256 * MiB)
+    cal = stored("dgx-a100")
+    times = []
+    for pipeline in (0.0, cal.protocols["simple"].pipeline_latency_s, 2e-6):
+        simple = cal.protocols["simple"].model_copy(update={"pipeline_latency_s": pipeline})
+        intra = {Level.INTRA: cal.model_copy(update={"protocols": {**cal.protocols, "simple": simple}})}
+        times += [collective_cost(tree, t, "tree", calibration=intra).time_s]
+        times += [collective_cost(a2a, t, calibration=intra).time_s]
+    assert times == pytest.approx(times[:2] * 3, rel=1e-12)
+    # By hand: the network level's own (sqrt(k p) + sqrt(T))^2 after the steps.
+    (stage,) = collective_cost(tree, t, "tree").stages
+    inter = REGISTRY["tree"].stages(tree, group_layout(tree.group, t))[0].levels[Level.INTER]
+    net = level_calibration(t, Level.INTER).protocols["simple"]
+    seconds = inter.seconds / net.efficiency
+    assert stage.bandwidth_s == pytest.approx(seconds, rel=1e-12)
+    fill = inter.steps * net.pipeline_latency_s
+    assert stage.time_s - stage.step_latency_s == pytest.approx(
+        (math.sqrt(fill) + math.sqrt(seconds)) ** 2, rel=1e-12
+    )
+
+
 def test_nvls_by_hand():
     t = topo("dgx-h100")
     size = 1024 * MiB

@@ -4,8 +4,8 @@ Time of an algorithm under protocol ``p`` (``recsim.hardware.calibration.Collect
 
     t = max_L base_latency[L,p]
         + sum over stages s of ( sum_L max(k[s,L] step_latency[L,p], trips[s,L] wire[L])
-                                 + (sqrt(sum_L k[s,L] pipeline_latency[L,p]) + sqrt(T[s,p]))^2 )
-    T[s,p] = max_L bytes[s,L] / (bandwidth[s,L] x efficiency[L,p])
+                                 + max_L (sqrt(k[s,L] pipeline_latency[L,p]) + sqrt(T[s,L,p]))^2 )
+    T[s,L,p] = bytes[s,L] / (bandwidth[s,L] x efficiency[L,p])
 
 ``wire[inter]`` is the one-way latency of the longest route between nodes (NICs, PCIe, switches:
 ``_TopologyFacts.wire_latency_s``) and ``trips`` the GPU-to-GPU messages the steps amount to (one
@@ -17,7 +17,11 @@ per step but for a SHARP reduction's switch hops, one trip); ``wire[intra]`` is 
 the NVSwitch and of the NIC (``level_calibration``; a NIC without RDMA has NCCL's socket transport's:
 ``base.socket_calibration``, every network step slower and a fraction of the line rate, which
 the flows carry too). The levels of one stage run concurrently
-(pipelined), so the slower sets the bandwidth term. The protocol is the fastest that every level
+(pipelined): each streams its bytes through its own chunked pipeline, filled at its own per-step
+cost, and the slowest level sets the stage's time, so a level's fill pairs with its own bandwidth
+term only (a reviewer found the NVLink fill of an 8-node all-reduce paired with the NICs' 1.4 ms
+transfer: +52 us that neither level takes). Step latencies add up over the levels: each step of
+either level is a hop the stage waits for. The protocol is the fastest that every level
 used calibrates; the algorithm (when neither the call nor ``Collective.algorithm`` names one) the
 fastest of the registered ``auto`` algorithms for the op: ring, tree and NVLS for all-reduce, as
 NCCL's tuner picks by the same kind of latency/bandwidth model; direct for all-to-all.
@@ -73,7 +77,8 @@ Calibrations = Mapping[Level, CollectiveCalibration]
 
 @dataclass(frozen=True)
 class StageCost:
-    """One stage under the chosen protocol (seconds)."""
+    """One stage under the chosen protocol (seconds): ``pipeline_latency_s`` is the pipeline fill
+    the stage pays on top of its ``bandwidth_s`` (that of its slowest level; ``stage_costs``)."""
 
     name: str
     step_latency_s: float
@@ -146,8 +151,15 @@ def stage_costs(
     out = []
     for s in stages:
         step = sum(_step_s(c, protos[lv], wire.get(lv, 0.0)) for lv, c in s.levels.items())
-        pipe = sum(c.steps * protos[lv].pipeline_latency_s for lv, c in s.levels.items())
-        bw = max((c.seconds / protos[lv].efficiency for lv, c in s.levels.items()), default=0.0)
+        fills = [c.steps * protos[lv].pipeline_latency_s for lv, c in s.levels.items()]
+        seconds = [c.seconds / protos[lv].efficiency for lv, c in s.levels.items()]
+        bw = max(seconds, default=0.0)
+        # Each level's pipeline with its own fill and bandwidth term; the slowest sets the stage.
+        # Reported as the fill that, paired with the stage's bandwidth term, gives that time.
+        piped = max(
+            ((math.sqrt(f) + math.sqrt(t)) ** 2 for f, t in zip(fills, seconds, strict=True)), default=0.0
+        )
+        pipe = (math.sqrt(piped) - math.sqrt(bw)) ** 2
         out.append(StageCost(s.name, step, pipe, bw, s.phases))
     return base, tuple(out)
 
