@@ -26,7 +26,7 @@ other trace in the reference set has NCCL kernels beside compute kernels of the 
 
 **Not monotone in the hardware.** Faster hardware that moves a collective earlier can move it
 under a kernel it used to follow, and that kernel then runs slower: a tester's zionex DLRM step
-(table-wise, fp16, fused) takes 2.218 ms with 31.5 GB/s PCIe switch ports and 2.248 ms (+1.4 %)
+(table-wise, fp16, fused) takes 2.096 ms with 31.5 GB/s PCIe switch ports and 2.124 ms (+1.3 %)
 with 63 GB/s, because the next batch's copy finishes sooner and its index all-to-all then begins
 inside the forward lookup instead of after it (when found, with copies at the PCIe line rate:
 22 of about 2,500 perturbed runs, at most +1.1 %, every one a PCIe or DRAM speed-up). That is

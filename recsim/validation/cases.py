@@ -78,8 +78,7 @@ def _collective_error(switch: str) -> float:
         switch_datasets,
     )
 
-    points, _ = switch_datasets(DATA / "collectives")[switch]
-    _, test = split(points)
+    _, test = split(switch_datasets(DATA / "collectives")[switch].points)
     return median_abs_error(test, predictor(Topologies()))
 
 

@@ -1205,7 +1205,7 @@ def reference_level_costs(layout, matrix):
         worst = int(np.argmax(seconds))
         peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-        intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
+        intra = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():
         load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))

@@ -126,7 +126,7 @@ def old_level_costs(
         )
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-        intra = LevelCost(float(peers), float(load[worst]), float(rate))
+        intra = LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(rate))
     if layout.num_nodes >= 2:
         flat[pairs] = 0.0  # ``m`` is now the remote part
         remote_m = m

@@ -158,7 +158,7 @@ def test_a_peer_copy_is_staged_through_host_memory_for_the_pairs_that_talk_throu
 
 
 def test_shm_efficiency_is_the_measured_staged_rate_over_the_collectives_pcie_rate():
-    # topology.py cannot import the collectives' defaults (they import it): the 0.77 it divides by
+    # topology.py cannot import the collectives' defaults (they import it): the 0.76 it divides by
     # is DEFAULT_PCIE's Simple efficiency, kept equal here.
     from recsim.cost.collectives.base import DEFAULT_PCIE
 

@@ -294,7 +294,7 @@ def old_level_costs(
         peers = np.maximum(sends.sum(axis=1), sends.sum(axis=0))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-        intra = LevelCost(float(peers.max()), float(load[worst]), float(rate))
+        intra = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():
         load = np.maximum(remote_m.sum(axis=1), remote_m.sum(axis=0))

@@ -8,16 +8,21 @@ The traffic is a matrix ``M[i, j]`` (bytes member ``i`` sends to member ``j``; u
   slower route than the port, e.g. over PCIe on an NVLink mesh, takes at least its bytes over
   that route's bandwidth); across nodes each rank uses its
   own NIC (point-to-point traffic cannot aggregate NICs: nccl-tests issue 267), so the slowest rank
-  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: inside a node, the
-  number of peers (the NVSwitch protocol constants were fitted on 8-GPU nccl-tests with that
-  count); across nodes, where the latencies are NCCL's ring tuning constants, the rounds of
-  concurrent p2p operations NCCL needs for the remote peers (``p2p_rounds``: 16 or 32 at once).
+  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: on each level, the
+  rounds of concurrent p2p operations NCCL needs for that level's peers (``p2p_rounds``: 16 or 32
+  at once): NCCL issues every peer's send and receive of the group in one kernel, each on its own
+  channels, so the 7 peers of an 8-GPU node are one round (counted per peer, the steps charged an
+  A100 all-to-all of 32 KiB per peer Simple's pipeline fill 7 times over).
 * ``hierarchical``: (1) inside each node, rank ``(a, i)`` hands rank ``(a, j)`` everything bound for
   local index ``j`` on any node (``sum_b M[(a,i), (b,j)]``); (2) across nodes, rank ``(a, j)`` sends
   rank ``(b, j)`` the aggregate (``sum_i M[(a,i), (b,j)]``), rail to rail. It trades extra NVLink
   bytes for ``nodes - 1`` instead of ``n - local`` network messages per rank and keeps network
   traffic on one rail. Needs the same local indices on every node. Not chosen automatically (NCCL
   has no such algorithm); ask for it by name.
+
+Both are grouped send/recv, so they run as NCCL runs point-to-point messages: LL while no peer's
+message exceeds 16 KiB, else Simple, never LL128 (``base.p2p_protocols``; a reviewer found a
+256 KiB all-to-all of 8 A100s, 32 KiB per peer, costed as LL where NCCL runs Simple).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsim.cost.collectives.base import (
+    P2P_PROTOCOLS,
     Algorithm,
     Flow,
     GroupLayout,
@@ -40,6 +46,7 @@ from recsim.cost.collectives.base import (
     facts,
     levels,
     matrix_flows,
+    p2p_protocols,
     register,
     traffic_matrix,
 )
@@ -63,6 +70,46 @@ def p2p_rounds(peers: int, ranks: int) -> int:
     while per_peer * ranks > P2P_CHANNELS and per_peer > 1:
         per_peer //= 2
     return math.ceil(peers / max(1, P2P_CHANNELS // per_peer))
+
+
+def largest_message(op: Collective | Sequence[Collective]) -> float:
+    """The most bytes one member of the all-to-all ``op`` sends another (its copy to itself aside):
+    what decides NCCL's protocol for its point-to-point parts (``base.p2p_protocols``).
+
+    One part: the largest entry of its circulant row off the diagonal (``circulant_row``). Every
+    member's part: per distinct row (the parts share a few), its largest entry, or the second
+    largest for the one member whose own column that largest entry is; no ``n x n`` matrix."""
+    row = circulant_row(op)
+    if row is not None:
+        return float(row[1:].max(initial=0.0))
+    if isinstance(op, Collective):
+        m = traffic_matrix(op)  # splits of the wrong length: refused there, as the stages do
+        np.fill_diagonal(m, 0.0)
+        return float(m.max(initial=0.0))
+    parts = list(op)
+    n = len(parts)
+    if n < 2:
+        return 0.0
+    # Distinct rows (by identity: a built graph's parts share one tuple per distinct row) and the
+    # members sending each; a part without splits sends ``bytes / n`` to everyone.
+    rows: dict[int, NDArray[np.float64]] = {}
+    members: dict[int, list[int]] = {}
+    for i, part in enumerate(parts):
+        key = id(part.send_bytes) if part.send_bytes is not None else -1 - i
+        if key not in rows:
+            sends = part.send_bytes if part.send_bytes is not None else [part.bytes / n] * n
+            rows[key] = np.asarray(sends, dtype=float)
+            members[key] = []
+        members[key].append(i)
+    best = 0.0
+    for key, r in rows.items():
+        if r.shape != (n,):
+            traffic_matrix(parts)  # refuses it with its message
+        top = int(np.argmax(r))
+        # The row's only member may be the column of its largest entry: that is its own copy.
+        own = all(i == top for i in members[key])
+        best = max(best, float(np.delete(r, top).max(initial=0.0) if own else r[top]))
+    return best
 
 
 def _peers(sends: NDArray[np.bool_]) -> int:
@@ -136,7 +183,7 @@ def _intra_cost(
     )
     # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
     rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-    return LevelCost(float(peers), float(load[worst]), float(rate))
+    return LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(rate))
 
 
 def _inter_cost(
@@ -242,7 +289,7 @@ def _exact_circulant_level_costs(
         peers = max(int(out_count.max()), int(in_count.max()))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
         rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
-        intra = LevelCost(float(peers), float(load[worst]), float(rate))
+        intra = LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(rate))
     zn = z[:n]
     if layout.num_nodes >= 2 and n * int(np.count_nonzero(zn)) > int(np.count_nonzero(out_vals)):
         if row_local is None or col_local is None:
@@ -351,6 +398,10 @@ def _with_pcie_exit(
 class DirectAllToAll(Algorithm):
     name = "direct"
     ops = frozenset({CollectiveOp.ALL_TO_ALL})
+    protocols = P2P_PROTOCOLS
+
+    def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
+        return p2p_protocols(largest_message(op))
 
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         if layout.n < 2:
@@ -436,7 +487,16 @@ def _hierarchical_matrices(
 class HierarchicalAllToAll(Algorithm):
     name = "hierarchical"
     ops = frozenset({CollectiveOp.ALL_TO_ALL})
+    protocols = P2P_PROTOCOLS
     auto = False
+
+    def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
+        # Both stages are grouped send/recv: their largest hand-over decides the protocol.
+        if layout.n < 2:
+            return self.protocols
+        stage1, stage2 = _hierarchical_matrices(layout, traffic_matrix(op))
+        np.fill_diagonal(stage2, 0.0)
+        return p2p_protocols(max(float(stage1.max(initial=0.0)), float(stage2.max(initial=0.0))))
 
     def unavailable(self, op: Collective, layout: GroupLayout) -> str | None:
         if not layout.uniform:

@@ -141,8 +141,8 @@ class Stage:
 # (NVIDIA/nccl src/graph/tuning.cc: baseLat ring LL 3.6 us, LL128 10.0 us, Simple 8.4 us; hwLat per
 # ring step NVLink LL 0.47 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET LL 2.7 / LL128 4.0 /
 # Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it
-# (the same tuning.cc); Simple on NVLink/PCIe 0.77, ASSUMPTION: the mean of the fitted NVSwitch gen2
-# (0.7791) and gen3 (0.7677) values (hardware/devices/switches/); Simple on the network 0.97: a
+# (the same tuning.cc); Simple on NVLink/PCIe 0.76, ASSUMPTION: the mean of the fitted NVSwitch gen2
+# (0.7522) and gen3 (0.7594) values (hardware/devices/switches/); Simple on the network 0.97: a
 # ConnectX-7 400 Gb/s NIC gives 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
 
 _NCCL_TUNING = "NVIDIA/nccl src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
@@ -161,11 +161,11 @@ def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float
 
 DEFAULT_NVLINK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
-    protocols={"ll": _proto(3.6, 0.47, 0.77 / 4), "simple": _proto(8.4, 3.4, 0.77)},
+    protocols={"ll": _proto(3.6, 0.47, 0.76 / 4), "simple": _proto(8.4, 3.4, 0.76)},
 )
 DEFAULT_PCIE = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency as NVLink",
-    protocols={"ll": _proto(3.6, 1.0, 0.77 / 4), "simple": _proto(8.4, 5.7, 0.77)},
+    protocols={"ll": _proto(3.6, 1.0, 0.76 / 4), "simple": _proto(8.4, 5.7, 0.76)},
 )
 DEFAULT_NETWORK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}",
@@ -242,9 +242,20 @@ DEFAULT_SOCKET = socket_calibration(
 
 # NVLS on an NVSwitch that reduces in the switch but has no calibration block: the gen3 fit
 # (hardware/devices/switches/nvswitch-gen3.yaml), ASSUMPTION for any other such switch.
-DEFAULT_NVLS = _proto(22.99, 0.0, 0.7087, pipeline_us=4.61)
+DEFAULT_NVLS = _proto(26.30, 0.0, 0.7048, pipeline_us=3.819)
 
 GENERIC_PROTOCOLS: tuple[str, ...] = ("ll", "ll128", "simple")
+
+# Point-to-point operations (a send/recv pair, each peer's part of an all-to-all) run LL or Simple,
+# never LL128, and LL only for a small message: NCCL's addP2pToPlan (src/enqueue.cc) takes LL when
+# a peer's bytes are at most nChannels x NCCL_P2P_LL_THRESHOLD (16384), nChannels being the
+# channels that carry them, one per p2pChunkSize / 8 bytes on NVLink (512 KiB / 8) or / 2 on the
+# network (128 KiB / 2): one channel up to 64 KiB, and above that each channel brings 64 KiB of
+# message for 16 KiB of threshold, so LL runs up to 16 KiB per peer. NCCL 2.12-2.18 tested each
+# chunk of a peer's message (at least 64 KiB on NVLink) against 16 KiB: the same inside a node.
+# (A release between scaled the threshold by the channels a peer may use; not modelled.)
+P2P_PROTOCOLS: tuple[str, ...] = ("ll", "simple")
+P2P_LL_THRESHOLD_BYTES = 16384.0
 MESH_SEARCH_MAX = 8  # ring search over an NVLink mesh is exhaustive: (n-1)! orders per ring
 
 
@@ -921,11 +932,18 @@ def circulant_row(op: Collective | Sequence[Collective]) -> NDArray[np.float64] 
 # ------------------------------------------------------------------------------------------ registry
 
 
+def p2p_protocols(largest_message: float) -> tuple[str, ...]:
+    """The protocols NCCL may run point-to-point messages of at most ``largest_message`` bytes in
+    (``P2P_LL_THRESHOLD_BYTES``): LL and Simple up to the threshold, Simple above it."""
+    return P2P_PROTOCOLS if largest_message <= P2P_LL_THRESHOLD_BYTES else ("simple",)
+
+
 class Algorithm(ABC):
     """A collective algorithm: its stages for the alpha-beta model and its flows for the engine.
 
     ``ops`` are the collectives it implements; ``protocols`` the protocol names it may run with
-    (the cost model takes the fastest one both levels calibrate); ``auto`` whether the automatic
+    (the cost model takes the fastest one both levels calibrate; ``protocol_names`` may narrow them
+    for an op, as the point-to-point algorithms do: ``p2p_protocols``); ``auto`` whether the automatic
     choice considers it (NCCL's tuner picks among ring, tree and NVLS; a hierarchical all-to-all is
     a library-level algorithm that must be asked for by name).
     """
@@ -943,8 +961,8 @@ class Algorithm(ABC):
     # the fastest wins (``recsim.cost.collectives.model``). An algorithm whose protocol changes
     # what moves where (CollNet's NVLS part inside a node) says so in the three hooks below.
 
-    def protocol_names(self, layout: GroupLayout) -> tuple[str, ...]:
-        """The protocols to cost the algorithm under on ``layout``."""
+    def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
+        """The protocols to cost the algorithm under for ``op`` on ``layout``."""
         return self.protocols
 
     def protocol_stages(

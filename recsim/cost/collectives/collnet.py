@@ -120,7 +120,7 @@ class CollNetAllReduce(Algorithm):
     # where it is faster, as NCCL's tuner chooses: under the "nvls" protocol the node's part is
     # NVLS under the switch's NVLS constants, the network's part Simple (NVLS is a Simple kernel).
 
-    def protocol_names(self, layout: GroupLayout) -> tuple[str, ...]:
+    def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
         return (*self.protocols, "nvls") if _nvls(layout) else self.protocols
 
     def protocol_stages(

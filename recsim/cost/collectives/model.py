@@ -205,7 +205,7 @@ def _evaluate(
     if Level.INTER in used and fabric_leaves(layout.topology).oversubscribed:
         stages = _through_leaves(algorithm, op, layout, stages)
     best: CollectiveCost | None = None
-    for name in algorithm.protocol_names(layout):
+    for name in algorithm.protocol_names(op, layout):
         protos = {
             lv: _protocol(layout.topology, lv, algorithm.level_protocol(lv, name, layout), calibration)
             for lv in used

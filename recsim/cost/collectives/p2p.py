@@ -2,8 +2,9 @@
 
 One transfer over the route between the two accelerators: NVLink (or PCIe) inside a node, the
 sender's and receiver's own NICs across nodes (one NIC: NCCL's p2p does not stripe over NICs,
-nccl-tests issue 267). One step. A ring of send/recv pairs (nccl-tests ``sendrecv``) is an
-all-to-all whose splits send to the next rank only (``recsim.graph.readers`` maps it so).
+nccl-tests issue 267). One step, in LL up to 16 KiB and in Simple above (``base.p2p_protocols``).
+A ring of send/recv pairs (nccl-tests ``sendrecv``) is an all-to-all whose splits send to the next
+rank only (``recsim.graph.readers`` maps it so).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recsim.cost.collectives.base import (
+    P2P_PROTOCOLS,
     Algorithm,
     Flow,
     GroupLayout,
@@ -18,6 +20,7 @@ from recsim.cost.collectives.base import (
     Stage,
     first,
     levels,
+    p2p_protocols,
     register,
 )
 from recsim.graph.ir import Collective, CollectiveOp
@@ -27,6 +30,10 @@ from recsim.graph.ir import Collective, CollectiveOp
 class SendRecv(Algorithm):
     name = "p2p"
     ops = frozenset({CollectiveOp.SEND, CollectiveOp.RECV})
+    protocols = P2P_PROTOCOLS
+
+    def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
+        return p2p_protocols(first(op).bytes)
 
     def unavailable(self, op: Collective, layout: GroupLayout) -> str | None:
         if layout.n != 2:
