@@ -78,8 +78,9 @@ def _collective_error(switch: str) -> float:
         switch_datasets,
     )
 
-    _, test = split(switch_datasets(DATA / "collectives")[switch].points)
-    return median_abs_error(test, predictor(Topologies()))
+    train, test = split(switch_datasets(DATA / "collectives")[switch].points)
+    topologies = Topologies()
+    return median_abs_error(test, predictor(topologies, train=train))
 
 
 def _tbe_error() -> float:
