@@ -405,6 +405,10 @@ def test_refit_reproduces_the_stored_constants(h100, a100, system):
         assert new.efficiency == pytest.approx(old.efficiency, abs=0.002)
         for name in ("base_latency_s", "step_latency_s", "pipeline_latency_s"):
             assert getattr(new, name) == pytest.approx(getattr(old, name), rel=0.01, abs=0.01e-6), name
+    # The harnesses' issue periods are fitted with the constants and stored with them.
+    assert set(refit.harness_issue_s) == set(cal.harness_issue_s)
+    for harness, period in cal.harness_issue_s.items():
+        assert refit.harness_issue_s[harness] == pytest.approx(period, rel=0.001), harness
     assert refit.train_points == cal.train_points
 
 
