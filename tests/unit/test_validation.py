@@ -60,6 +60,20 @@ KNOWN_GAPS = {
         "the same software at this scale are within 9 %; a measured RoCE collective would decide it"
     ),
 }
+# Passing cases near their band's edge, with what is known of the gap, so that a change moving one
+# out of band starts from the diagnosis rather than from nothing:
+#
+# * mlperf-train-v2.1-dlrmv1-dgxh100-n4: -14.4 % (band 15 %, a 0.6-point margin; a strict xfail at
+#   -15.2 % before the collective refit). With HugeCTR's inter-iteration overlap modelled (the next
+#   batch's routed lookups and all-to-all inside the step, Runtime.prefetches_routed_forward: -17.9 %
+#   before) the single-node HugeCTR DLRM v1 cases are +6 to +10 % and the 8- and 14-node A100 ones
+#   +2 and +10 %. What is left: the exchange overlaps the replicated update and the dense optimizer,
+#   which the interference model stretches by the A100 NVLink trace's 1.67
+#   (recsim.cost.interference; without interference -2 %, but the single-node cases then +21 to
+#   +24 %, both measured before the refit), and HugeCTR 3.x's own collectives (the hierarchical
+#   all-to-all and the one-shot SHARP all-reduce over its IbComm, no NCCL) are costed with NCCL's
+#   fitted per-call latencies (26.3 us Simple base on NVLink4, 9.6 us per network step); nothing
+#   measures either on InfiniBand, so neither is tuned to this case.
 END_TO_END = [
     pytest.param(c.id, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.id]))
     if c.id in KNOWN_GAPS
