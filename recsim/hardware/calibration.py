@@ -10,6 +10,7 @@ hand from its output, and tests refit and compare.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Final, Literal, Self
 
 from pydantic import Field, model_validator
@@ -110,6 +111,14 @@ class Calibration(Spec):
     gather: GatherCalibration | None = None
 
 
+class KernelKind(StrEnum):
+    """Which NCCL kernel path a collective algorithm runs: the ring/tree (and in-switch) collective
+    kernels, or the point-to-point kernel of send/recv and all-to-all (``CollectiveProtocol``)."""
+
+    COLLECTIVE = "collective"
+    P2P = "p2p"
+
+
 class CollectiveProtocol(Spec):
     """One NCCL-style protocol (or in-switch algorithm) on one fabric level.
 
@@ -120,12 +129,25 @@ class CollectiveProtocol(Spec):
     message (the classic optimum ``(sqrt(k a) + sqrt(X/B))^2``: latency and transfer overlap except
     for the pipeline fill). ``efficiency`` is the achieved fraction of the link rate (protocol
     overhead such as LL's flag words, gaps between chunks, SM-limited copy rate).
+
+    ``p2p_base_latency`` is the per-call latency of the point-to-point kernel (send/recv, each
+    peer's part of an all-to-all: NCCL's p2p path, no ring or tree pipeline) where it differs from
+    the ring/tree kernels' ``base_latency`` (NCCL's tuning model gives a base per algorithm,
+    src/graph/tuning.cc baseLat); absent, it is ``base_latency``. Read through
+    ``base_latency_for``.
     """
 
     base_latency_s: Seconds = Field(alias="base_latency")
     step_latency_s: Seconds = Field(alias="step_latency")
     pipeline_latency_s: Seconds = Field(default=0.0, alias="pipeline_latency")
     efficiency: Fraction
+    p2p_base_latency_s: Seconds | None = Field(default=None, alias="p2p_base_latency")
+
+    def base_latency_for(self, kernel: KernelKind) -> float:
+        """The per-call latency of a ``kernel`` kind of collective under this protocol."""
+        if kernel is KernelKind.P2P and self.p2p_base_latency_s is not None:
+            return self.p2p_base_latency_s
+        return self.base_latency_s
 
 
 class CollectiveCalibration(Spec):

@@ -46,7 +46,7 @@ from recsim.cost.collectives.calibrate import (
 )
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
+from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol, KernelKind
 from recsim.hardware.topology import Topology, build_topology
 from recsim.workload.spec import DTYPE_BYTES
 
@@ -395,7 +395,7 @@ def test_refit_reproduces_the_stored_constants(h100, a100, system):
     cal = stored(system)
     data = switch_datasets(DATA)["nvswitch-gen3" if system == "dgx-h100" else "nvswitch-gen2"]
     assert data.nvls == (cal.nvls is not None)
-    refit = fit_level(train, TOPOLOGIES, nvls=data.nvls, simple_base_from_ll=data.simple_base_from_ll)
+    refit = fit_level(train, TOPOLOGIES, nvls=data.nvls, p2p_base=data.p2p_base)
     assert set(refit.protocols) == set(cal.protocols)
     pairs = [(refit.protocols[p], cal.protocols[p]) for p in cal.protocols]
     if cal.nvls is not None:
@@ -403,8 +403,11 @@ def test_refit_reproduces_the_stored_constants(h100, a100, system):
         pairs.append((refit.nvls, cal.nvls))
     for new, old in pairs:
         assert new.efficiency == pytest.approx(old.efficiency, abs=0.002)
+        assert (new.p2p_base_latency_s is None) == (old.p2p_base_latency_s is None)
         for name in ("base_latency_s", "step_latency_s", "pipeline_latency_s"):
             assert getattr(new, name) == pytest.approx(getattr(old, name), rel=0.01, abs=0.01e-6), name
+        new_p2p, old_p2p = new.base_latency_for(KernelKind.P2P), old.base_latency_for(KernelKind.P2P)
+        assert new_p2p == pytest.approx(old_p2p, rel=0.01, abs=0.01e-6)
     # The harnesses' issue periods are fitted with the constants and stored with them.
     assert set(refit.harness_issue_s) == set(cal.harness_issue_s)
     for harness, period in cal.harness_issue_s.items():
@@ -539,10 +542,9 @@ def test_published_nccl_maintainer_figures():
         assert busbw(op_(CollectiveOp.ALL_REDUCE, 8, size), h) == pytest.approx(480e9, rel=0.15)
     assert busbw(op_(CollectiveOp.ALL_REDUCE, 8, 8 * 1024 * MiB), h, "ring") == pytest.approx(370e9, rel=0.15)
     a = topo("dgx-a100")
-    # 218 GB/s (-6 %): with Simple's base pinned to LL's (calibrate.switch_datasets), the A100 ring's
-    # large-message excess over its bandwidth term is carried by the pipeline fill, which grows with
-    # the size; the free fit's 72 us base gave 229.
-    assert busbw(op_(CollectiveOp.ALL_REDUCE, 8, 8e9), a) == pytest.approx(232e9, rel=0.07)
+    # The ring/tree Simple base fitted freely (its point-to-point base apart): 229 GB/s. Pinned to
+    # LL's + 4.8 us, the ring's large-message excess went into the size-growing fill (218, -6 %).
+    assert busbw(op_(CollectiveOp.ALL_REDUCE, 8, 8e9), a) == pytest.approx(232e9, rel=0.05)
 
 
 def test_published_network_figures():
@@ -820,18 +822,38 @@ def test_an_all_to_all_pays_one_latency_step_per_round_of_peers_inside_a_node_to
     assert stage.levels[Level.INTRA].steps == 1
 
 
-def test_simple_base_on_nvswitch_gen2_is_lls_plus_nccls_difference():
-    """The A100 data cannot place Simple's base (calibrate.switch_datasets): it is LL's plus NCCL's
-    tuning-model difference (baseLat Simple 8.4 - LL 3.6 us); gen3's is fitted."""
-    from recsim.cost.collectives.calibrate import SIMPLE_BASE_OVER_LL_S
+def test_point_to_point_kernels_take_simples_p2p_base_lls_plus_nccls_difference():
+    """Simple's base is per kernel path: the ring/tree one fitted (on A100 it carries the ring
+    all-reduce's large-message excess), the point-to-point one (send/recv, all-to-all) LL's plus
+    NCCL's tuning-model difference (baseLat Simple 8.4 - LL 3.6 us): no A100 dataset times a p2p
+    kernel, and H100's 32 MiB+ p2p series barely determine it (calibrate.P2pBase)."""
+    from recsim.cost.collectives.calibrate import SIMPLE_BASE_OVER_LL_S, P2pBase
 
     data = switch_datasets(DATA)
-    assert data["nvswitch-gen2"].simple_base_from_ll and not data["nvswitch-gen3"].simple_base_from_ll
-    gen2 = stored("dgx-a100").protocols
-    assert gen2["simple"].base_latency_s == pytest.approx(
-        gen2["ll"].base_latency_s + SIMPLE_BASE_OVER_LL_S, abs=0.01e-6
-    )
+    assert {d.p2p_base for d in data.values()} == {P2pBase.FROM_LL}
     assert pytest.approx(4.8e-6) == SIMPLE_BASE_OVER_LL_S
+    for system in ("dgx-a100", "dgx-h100"):
+        protos = stored(system).protocols
+        simple = protos["simple"]
+        p2p = simple.base_latency_for(KernelKind.P2P)
+        assert p2p == pytest.approx(protos["ll"].base_latency_s + SIMPLE_BASE_OVER_LL_S, abs=0.01e-6)
+        assert simple.base_latency_for(KernelKind.COLLECTIVE) == simple.base_latency_s > p2p
+        # LL has one base for both kernels.
+        assert protos["ll"].base_latency_for(KernelKind.P2P) == protos["ll"].base_latency_s
+        # The cost model reads the base of the algorithm's kernel.
+        t = topo(system)
+        a2a = collective_cost(op_(CollectiveOp.ALL_TO_ALL, 8, 8 * 8 * 32 * 1024), t)
+        assert (a2a.algorithm, a2a.protocol, a2a.base_latency_s) == ("direct", "simple", p2p)
+        ring = collective_cost(op_(CollectiveOp.ALL_REDUCE, 8, 1e9), t, algorithm="ring")
+        assert (ring.protocol, ring.base_latency_s) == ("simple", simple.base_latency_s)
+
+
+def test_a_protocol_without_a_p2p_base_reads_its_base_for_p2p_kernels():
+    p = CollectiveProtocol.model_validate(
+        {"base_latency": "20 us", "step_latency": "1 us", "efficiency": 0.7}
+    )
+    assert p.p2p_base_latency_s is None
+    assert p.base_latency_for(KernelKind.P2P) == p.base_latency_for(KernelKind.COLLECTIVE) == 20e-6
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

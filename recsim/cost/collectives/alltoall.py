@@ -51,6 +51,7 @@ from recsim.cost.collectives.base import (
     traffic_matrix,
 )
 from recsim.graph.ir import Collective, CollectiveOp
+from recsim.hardware.calibration import KernelKind
 
 #: NCCL runs a grouped all-to-all's sends and receives on its p2p channels side by side: each peer
 #: gets ``NCCL_NCHANNELS_PER_NET_PEER`` (default 2) channels, halved while ``channels x ranks``
@@ -399,6 +400,7 @@ class DirectAllToAll(Algorithm):
     name = "direct"
     ops = frozenset({CollectiveOp.ALL_TO_ALL})
     protocols = P2P_PROTOCOLS
+    kernel = KernelKind.P2P
 
     def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
         return p2p_protocols(largest_message(op))
@@ -488,6 +490,7 @@ class HierarchicalAllToAll(Algorithm):
     name = "hierarchical"
     ops = frozenset({CollectiveOp.ALL_TO_ALL})
     protocols = P2P_PROTOCOLS
+    kernel = KernelKind.P2P
     auto = False
 
     def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ from recsim.hardware.calibration import (
     WIRE_PAYLOAD_FRACTION,
     CollectiveCalibration,
     CollectiveProtocol,
+    KernelKind,
 )
 from recsim.hardware.topology import SHM_EFFICIENCY, Route, Topology, gpu_id
 
@@ -141,8 +142,8 @@ class Stage:
 # (NVIDIA/nccl src/graph/tuning.cc: baseLat ring LL 3.6 us, LL128 10.0 us, Simple 8.4 us; hwLat per
 # ring step NVLink LL 0.47 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET LL 2.7 / LL128 4.0 /
 # Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it
-# (the same tuning.cc); Simple on NVLink/PCIe 0.76, ASSUMPTION: the mean of the fitted NVSwitch gen2
-# (0.7522) and gen3 (0.7594) values (hardware/devices/switches/); Simple on the network 0.97: a
+# (the same tuning.cc); Simple on NVLink/PCIe 0.78, ASSUMPTION: the mean of the fitted NVSwitch gen2
+# (0.7791) and gen3 (0.7795) values (hardware/devices/switches/); Simple on the network 0.97: a
 # ConnectX-7 400 Gb/s NIC gives 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
 
 _NCCL_TUNING = "NVIDIA/nccl src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
@@ -161,11 +162,11 @@ def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float
 
 DEFAULT_NVLINK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
-    protocols={"ll": _proto(3.6, 0.47, 0.76 / 4), "simple": _proto(8.4, 3.4, 0.76)},
+    protocols={"ll": _proto(3.6, 0.47, 0.78 / 4), "simple": _proto(8.4, 3.4, 0.78)},
 )
 DEFAULT_PCIE = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency as NVLink",
-    protocols={"ll": _proto(3.6, 1.0, 0.76 / 4), "simple": _proto(8.4, 5.7, 0.76)},
+    protocols={"ll": _proto(3.6, 1.0, 0.78 / 4), "simple": _proto(8.4, 5.7, 0.78)},
 )
 DEFAULT_NETWORK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}",
@@ -242,7 +243,7 @@ DEFAULT_SOCKET = socket_calibration(
 
 # NVLS on an NVSwitch that reduces in the switch but has no calibration block: the gen3 fit
 # (hardware/devices/switches/nvswitch-gen3.yaml), ASSUMPTION for any other such switch.
-DEFAULT_NVLS = _proto(26.30, 0.0, 0.7048, pipeline_us=3.819)
+DEFAULT_NVLS = _proto(20.32, 0.0, 0.7099, pipeline_us=5.034)
 
 GENERIC_PROTOCOLS: tuple[str, ...] = ("ll", "ll128", "simple")
 
@@ -945,13 +946,17 @@ class Algorithm(ABC):
     (the cost model takes the fastest one both levels calibrate; ``protocol_names`` may narrow them
     for an op, as the point-to-point algorithms do: ``p2p_protocols``); ``auto`` whether the automatic
     choice considers it (NCCL's tuner picks among ring, tree and NVLS; a hierarchical all-to-all is
-    a library-level algorithm that must be asked for by name).
+    a library-level algorithm that must be asked for by name). ``kernel`` is the NCCL kernel path it
+    runs, which picks the protocol's per-call latency (``CollectiveProtocol.base_latency_for``):
+    the point-to-point algorithms (send/recv, direct and hierarchical all-to-all) run NCCL's p2p
+    kernel, the others its ring/tree (or in-switch) collective kernels.
     """
 
     name: ClassVar[str]
     ops: ClassVar[frozenset[CollectiveOp]]
     protocols: ClassVar[tuple[str, ...]] = GENERIC_PROTOCOLS
     auto: ClassVar[bool] = True
+    kernel: ClassVar[KernelKind] = KernelKind.COLLECTIVE
 
     def unavailable(self, op: Collective, layout: GroupLayout) -> str | None:
         """Why this algorithm cannot run ``op`` here, or None if it can."""

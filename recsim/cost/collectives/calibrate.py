@@ -52,9 +52,11 @@ candidate constants, seen through the dataset's ``Timing``. Free: per protocol `
 ``step_latency``, ``pipeline_latency`` and ``efficiency``; for NVLS ``pipeline_latency`` and
 ``efficiency`` (its base is Simple's: NVLS is a Simple-protocol kernel; one step, so its step
 latency is part of the base); per harness its issue period ``P`` (``_period_start``). LL's
-efficiency is bounded by 0.5 (``LL_MAX_EFFICIENCY``). Where a switch's data cannot place Simple's
-base (``switch_datasets``: gen2), it is LL's plus NCCL's difference (``SIMPLE_BASE_OVER_LL_S``),
-and Simple's other constants are fitted with LL's held (``fit_level``).
+efficiency is bounded by 0.5 (``LL_MAX_EFFICIENCY``). Simple has a second base for the
+point-to-point kernel (send/recv, all-to-all: ``CollectiveProtocol.p2p_base_latency``), NCCL's p2p
+path being another kernel than its ring/tree ones; where a switch's data cannot place it
+(``switch_datasets``), it is the fitted LL base plus NCCL's Simple-over-LL difference
+(``SIMPLE_BASE_OVER_LL_S``, ``P2pBase``).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ from scipy.optimize import least_squares
 from recsim.cost.collectives.base import REGISTRY, GroupLayout, Level, level_calibration
 from recsim.cost.collectives.model import collective_cost
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
+from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol, KernelKind
 from recsim.hardware.topology import Topology
 
 # cluster00's fabric, not stated by its source: about 13.5-15 GB/s per GPU pair. Modelled as the
@@ -349,31 +351,42 @@ class _Param:
 LL_MAX_EFFICIENCY = 0.5
 
 
-#: Simple's per-call latency above LL's, where the data cannot place Simple's own
-#: (``fit_level(simple_base_from_ll=True)``): NCCL's tuning model, src/graph/tuning.cc baseLat ring
-#: Simple 8.4 us less LL 3.6 us (the figures ``base.DEFAULT_NVLINK`` takes). Simple's extra is its
-#: handshake (the sender posts each chunk's tail after a memory fence and waits for the receiver's
-#: head, where LL's flags travel in the data lines); both kernels pay the same launch and GPU-side
-#: synchronisation, which the fitted bases carry beyond NCCL's figures, so the difference carries
-#: over, not the ratio.
+#: Simple's point-to-point per-call latency above LL's, where the data cannot place it
+#: (``P2pBase.FROM_LL``). ASSUMPTION: NCCL's tuning model, src/graph/tuning.cc baseLat ring Simple
+#: 8.4 us less LL 3.6 us (the figures ``base.DEFAULT_NVLINK`` takes); tuning.cc has no p2p row, so
+#: the ring kernels' difference stands for the p2p kernel's. Simple's extra is its handshake (the
+#: sender posts each chunk's tail after a memory fence and waits for the receiver's head, where LL's
+#: flags travel in the data lines); both kernels pay the same launch and GPU-side synchronisation,
+#: which the fitted bases carry beyond NCCL's figures, so the difference carries over, not the
+#: ratio. Not the ring/tree Simple base: that one is fitted, and on A100 it carries the ring
+#: all-reduce's near-constant large-message excess (``switch_datasets``), which a p2p kernel
+#: (no ring pipeline) does not pay.
 SIMPLE_BASE_OVER_LL_S = 8.4e-6 - 3.6e-6
 
-Fixed = dict[str, dict[str, float]]  # protocol -> constant -> value held out of a fit
+P2P_BASE = "p2p_base_latency_s"  # the fit's name of Simple's point-to-point base
 
 
-def _params(protocols: Sequence[str], nvls: bool, fixed: Fixed | None = None) -> list[_Param]:
-    held = fixed or {}
+class P2pBase(Enum):
+    """Where Simple's point-to-point base (``CollectiveProtocol.p2p_base_latency``) comes from."""
+
+    FIT = "fit"  # fitted on the points' send/recv and all-to-all series (none: the ring/tree base)
+    FROM_LL = "from_ll"  # the fitted LL base plus SIMPLE_BASE_OVER_LL_S
+
+
+def _params(protocols: Sequence[str], nvls: bool, p2p: bool = False) -> list[_Param]:
+    """The free constants; ``p2p``: Simple's point-to-point base too."""
     out = []
     for p in protocols:
         free = [
             _Param(p, "base_latency_s", 20e-6, 0.0, 200e-6),
+            *([_Param(p, P2P_BASE, 20e-6, 0.0, 200e-6)] if p2p and p == "simple" else []),
             _Param(p, "step_latency_s", 0.5e-6, 0.0, 20e-6),
             _Param(p, "pipeline_latency_s", 0.5e-6, 0.0, 20e-6),
             _Param(p, "efficiency", 0.5, 0.02, LL_MAX_EFFICIENCY)
             if p == "ll"
             else _Param(p, "efficiency", 0.8, 0.02, 1.0),
         ]
-        out += [prm for prm in free if prm.field not in held.get(p, {})]
+        out += free
     if nvls:
         out += [
             _Param("nvls", "pipeline_latency_s", 3e-6, 0.0, 100e-6),
@@ -390,10 +403,23 @@ class _Terms:
     seconds: NDArray[np.float64]
     valid: NDArray[np.bool_]
     protocol: list[str]  # per candidate
+    kernel: list[KernelKind]  # per candidate: its algorithm's kernel path
+
+    def times_p2p(self, protocol: str) -> bool:
+        """Whether a point-to-point candidate under ``protocol`` is valid on any point."""
+        return any(
+            p == protocol and k is KernelKind.P2P and bool(self.valid[:, j].any())
+            for j, (p, k) in enumerate(zip(self.protocol, self.kernel, strict=True))
+        )
+
+    def column(self, j: int) -> _Terms:
+        return _Terms(
+            self.steps[:, [j]], self.seconds[:, [j]], self.valid[:, [j]], [self.protocol[j]], [self.kernel[j]]
+        )
 
 
 def _terms(measurements: Sequence[Measurement], topologies: Topologies, protocols: Sequence[str]) -> _Terms:
-    candidates: list[tuple[str, str]] = []
+    candidates: list[tuple[str, str]] = []  # (algorithm, protocol)
     for alg in REGISTRY.values():
         if alg.auto:
             for p in alg.protocols:
@@ -415,7 +441,8 @@ def _terms(measurements: Sequence[Measurement], topologies: Topologies, protocol
                 raise ValueError(f"{m.series}: the fit handles one-stage intra-node collectives only")
             cost = stages[0].levels[Level.INTRA]
             steps[i, j], seconds[i, j], valid[i, j] = cost.steps, cost.seconds, True
-    return _Terms(steps, seconds, valid, [p for _, p in candidates])
+    kernels = [REGISTRY[name].kernel for name, _ in candidates]
+    return _Terms(steps, seconds, valid, [p for _, p in candidates], kernels)
 
 
 def _calibration(
@@ -423,11 +450,8 @@ def _calibration(
     params: Sequence[_Param],
     protocols: Sequence[str],
     nvls: bool,
-    fixed: Fixed | None = None,
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {p: {} for p in [*protocols, *(["nvls"] if nvls else [])]}
-    for p, held in (fixed or {}).items():
-        out[p].update(held)
     for v, prm in zip(values, params, strict=True):
         out[prm.protocol][prm.field] = float(v)
     if nvls:
@@ -443,8 +467,9 @@ def _predict(terms: _Terms, cal: dict[str, dict[str, float]]) -> NDArray[np.floa
         if c is None:
             continue
         k, t = terms.steps[:, j], terms.seconds[:, j]
+        p2p = terms.kernel[j] is KernelKind.P2P and P2P_BASE in c
         time = (
-            c["base_latency_s"]
+            c[P2P_BASE if p2p else "base_latency_s"]
             + k * c["step_latency_s"]
             + (np.sqrt(k * c["pipeline_latency_s"]) + np.sqrt(t / c["efficiency"])) ** 2
         )
@@ -457,7 +482,7 @@ def _win_share(terms: _Terms, cal: dict[str, dict[str, float]]) -> dict[str, flo
     best = _predict(terms, cal)
     out = {}
     for j, p in enumerate(terms.protocol):
-        one = _predict(_Terms(terms.steps[:, [j]], terms.seconds[:, [j]], terms.valid[:, [j]], [p]), cal)
+        one = _predict(terms.column(j), cal)
         wins = terms.valid[:, j] & np.isclose(one, best, rtol=1e-12, atol=0.0)
         out[p] = out.get(p, 0.0) + float(wins.mean())
     return out
@@ -490,15 +515,16 @@ def _fit(
     topologies: Topologies,
     protocols: Sequence[str],
     nvls: bool,
-    fixed: Fixed | None = None,
 ) -> _Fitted:
+    """Simple's point-to-point base is a constant of its own where the points time p2p Simple
+    kernels (none: a p2p kernel takes the ring/tree base)."""
     terms = _terms(train, topologies, protocols)
     measured = np.array([m.time_s for m in train])
     counts: dict[str, int] = defaultdict(int)
     for m in train:
         counts[m.series] += 1
     weight = np.array([1.0 / math.sqrt(counts[m.series]) for m in train])
-    params = _params(protocols, nvls, fixed)
+    params = _params(protocols, nvls, terms.times_p2p("simple"))
     harnesses = sorted({m.harness for m in train if m.timing is not Timing.KERNEL})
     # Each point's harness issue period, x[len(params) + h]; a kernel timing reads the 0 appended.
     where = np.array([harnesses.index(m.harness) if m.timing is not Timing.KERNEL else -1 for m in train])
@@ -508,7 +534,7 @@ def _fit(
     high = np.array([p.high for p in params] + [200e-6] * len(harnesses))
 
     def residuals(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        kernel = _predict(terms, _calibration(x[: len(params)], params, protocols, nvls, fixed))
+        kernel = _predict(terms, _calibration(x[: len(params)], params, protocols, nvls))
         period = np.append(x[len(params) :], 0.0)[where]
         out: NDArray[np.float64] = weight * np.log(as_measured(kernel, period, peers, measured) / measured)
         return out
@@ -522,7 +548,7 @@ def _fit(
         if best is None or result.cost < best.cost:
             best = result
     assert best is not None
-    constants = _calibration(best.x[: len(params)], params, protocols, nvls, fixed)
+    constants = _calibration(best.x[: len(params)], params, protocols, nvls)
     issue = {h: float(v) for h, v in zip(harnesses, best.x[len(params) :], strict=True)}
     return _Fitted(constants, issue, float(best.cost), terms)
 
@@ -533,7 +559,7 @@ def fit_level(
     *,
     protocols: Sequence[str] = ("ll", "simple"),
     nvls: bool = False,
-    simple_base_from_ll: bool = False,
+    p2p_base: P2pBase = P2pBase.FIT,
     source: str = "",
 ) -> CollectiveCalibration:
     """Fit the intra-node constants on ``train`` (see the module docstring).
@@ -542,10 +568,11 @@ def fit_level(
     barely determine (they stay near their start); it is dropped when the fit without it is as
     good (training loss within 1 %).
 
-    ``simple_base_from_ll``: the data time Simple only where its base is lost in other costs, so
-    its base is LL's plus ``SIMPLE_BASE_OVER_LL_S`` and the rest of Simple (and the NVLS part, and
-    the harnesses' periods) is refitted with LL's constants as the free fit found them: LL's come
-    from the sizes LL runs at and Simple's latency does not leak into them.
+    ``p2p_base``: where Simple's point-to-point base comes from. ``FIT``: fitted with the rest on
+    the points' send/recv and all-to-all series (no such series: the ring/tree base, stored as no
+    separate figure). ``FROM_LL``: fitted as ``FIT`` (so the p2p series' own excess stays out of
+    the ring/tree and LL constants), then stored as LL's fitted base plus ``SIMPLE_BASE_OVER_LL_S``.
+    Tied inside the fit instead, gen3's p2p series drag LL's base to 61 us.
     """
     train = sorted(train, key=lambda m: (m.series, m.size, m.time_s))  # the fit must not depend on order
     protocols = list(protocols)
@@ -557,11 +584,9 @@ def fit_level(
         simpler = _fit(train, topologies, kept, nvls)
         if simpler.loss <= fitted.loss * 1.01:
             fitted, protocols = simpler, kept
-    if simple_base_from_ll and "ll" in protocols and "simple" in protocols:
-        ll = fitted.constants["ll"]
-        held = {"ll": dict(ll), "simple": {"base_latency_s": ll["base_latency_s"] + SIMPLE_BASE_OVER_LL_S}}
-        fitted = _fit(train, topologies, protocols, nvls, held)
     cal = fitted.constants
+    if p2p_base is P2pBase.FROM_LL and {"ll", "simple"} <= set(protocols):
+        cal["simple"][P2P_BASE] = cal["ll"]["base_latency_s"] + SIMPLE_BASE_OVER_LL_S
 
     def proto(p: str) -> CollectiveProtocol:
         c = cal[p]
@@ -571,6 +596,7 @@ def fit_level(
                 "step_latency": f"{c['step_latency_s'] * 1e6:.6g} us",
                 "pipeline_latency": f"{c['pipeline_latency_s'] * 1e6:.6g} us",
                 "efficiency": min(1.0, max(c["efficiency"], 1e-6)),
+                **({"p2p_base_latency": f"{c[P2P_BASE] * 1e6:.6g} us"} if P2P_BASE in c else {}),
             }
         )
 
@@ -612,20 +638,21 @@ class SwitchData(NamedTuple):
 
     points: list[Measurement]
     nvls: bool  # the switch reduces (NVLS): fit its constants too
-    simple_base_from_ll: bool  # the points cannot place Simple's base (``fit_level``)
+    p2p_base: P2pBase  # where Simple's point-to-point base comes from (``fit_level``)
 
 
 def switch_datasets(root: Path) -> dict[str, SwitchData]:
     """NVSwitch -> its points and fit options, from a folder holding the reference files
     (``../shared/reference/collectives`` + ``microbench`` flattened, or ``tests/data/collectives``).
 
-    Simple's base on gen2 is LL's plus NCCL's difference: no A100 dataset times a Simple kernel whose
-    base shows. Simple runs there only the 8-GPU ring all-reduce from 16 MiB up, whose time exceeds
-    its bandwidth term by a near-constant 150-200 us from 16 MiB to 8 GiB (Azure) that a free fit
-    took as a 71.7 us base (a reviewer's find: a 32 KiB-per-peer all-to-all then cost 79.5 us, its
-    kernels in the A100 trace 27-33 us). On gen3 Simple runs from 1-2 MiB on 2, 4 and 8 GPUs, where
-    its base is a third to a half of the time, and its own fit places it (23-26 us; tied to LL's it
-    puts the held-out error of the 4-GPU series from 8 to 10 %)."""
+    Simple's point-to-point base is LL's plus NCCL's difference on both (``P2pBase.FROM_LL``). No
+    A100 dataset times a p2p kernel. On H100 the cluster01 alltoall/sendrecv series (32 MiB up) put
+    it at 75.6 us when fitted: a near-constant large-message excess, not a per-call cost (as the
+    A100 ring all-reduce's 150-200 us from 16 MiB to 8 GiB, which the free fit takes as a 71.7 us
+    ring/tree base); at LL's + 4.8 us (11.35 us) their held-out errors move 0.018 -> 0.041 (8 GPUs'
+    alltoall) and 0.053 -> 0.050 (sendrecv) and the median stays 0.052. A 71.7 or 75.6 us p2p base
+    would cost a 32 KiB-per-peer all-to-all 80 us, where the A100 trace's kernels take 27-33 us (a
+    reviewer's find). The ring/tree Simple bases are fitted freely on both."""
     gen3 = load_vidur(root / "network_h100_dgx_all_reduce.csv", "dgx-h100")
     for g in (4, 8):
         log = root / f"cluster01_single-node_N1_G{g}_cnode3-002.log"
@@ -634,8 +661,8 @@ def switch_datasets(root: Path) -> dict[str, SwitchData]:
     gen2 = load_vidur(root / "network_a100_dgx_all_reduce.csv", "dgx-a100")
     gen2 += load_azure(root / "ND_A100_v4_results.md", "dgx-a100", "azure-a100")
     return {
-        "nvswitch-gen3": SwitchData(gen3, nvls=True, simple_base_from_ll=False),
-        "nvswitch-gen2": SwitchData(gen2, nvls=False, simple_base_from_ll=True),
+        "nvswitch-gen3": SwitchData(gen3, nvls=True, p2p_base=P2pBase.FROM_LL),
+        "nvswitch-gen2": SwitchData(gen2, nvls=False, p2p_base=P2pBase.FROM_LL),
     }
 
 
@@ -653,7 +680,7 @@ def main(root: Path) -> None:
     topologies = Topologies()
     for switch, data in switch_datasets(root).items():
         train, test = split(data.points)
-        cal = fit_level(train, topologies, nvls=data.nvls, simple_base_from_ll=data.simple_base_from_ll)
+        cal = fit_level(train, topologies, nvls=data.nvls, p2p_base=data.p2p_base)
         predict = predictor(topologies, cal, train)
         error = median_abs_error(test, predict)
         print(f"{switch}: {len(train)} train, {len(test)} test, held-out median {error:.4f}")
@@ -661,6 +688,11 @@ def main(root: Path) -> None:
             print(
                 f"  {name}: base {p.base_latency_s * 1e6:.4g} us, step {p.step_latency_s * 1e6:.4g} us, "
                 f"pipeline {p.pipeline_latency_s * 1e6:.4g} us, efficiency {p.efficiency:.4f}"
+                + (
+                    f", p2p base {p.p2p_base_latency_s * 1e6:.4g} us"
+                    if p.p2p_base_latency_s is not None
+                    else ""
+                )
             )
         for harness, period in cal.harness_issue_s.items():
             print(f"  {harness}: issue period {period * 1e6:.4g} us")

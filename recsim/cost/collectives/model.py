@@ -2,7 +2,7 @@
 
 Time of an algorithm under protocol ``p`` (``recsim.hardware.calibration.CollectiveProtocol``)::
 
-    t = max_L base_latency[L,p]
+    t = max_L base_latency[L,p,kernel]
         + sum over stages s of ( sum_L max(k[s,L] step_latency[L,p], trips[s,L] wire[L])
                                  + max_L (sqrt(k[s,L] pipeline_latency[L,p]) + sqrt(T[s,L,p]))^2 )
     T[s,L,p] = bytes[s,L] / (bandwidth[s,L] x efficiency[L,p])
@@ -10,6 +10,9 @@ Time of an algorithm under protocol ``p`` (``recsim.hardware.calibration.Collect
 ``wire[inter]`` is the one-way latency of the longest route between nodes (NICs, PCIe, switches:
 ``_TopologyFacts.wire_latency_s``) and ``trips`` the GPU-to-GPU messages the steps amount to (one
 per step but for a SHARP reduction's switch hops, one trip); ``wire[intra]`` is 0.
+``base_latency[L,p,kernel]`` is the protocol's per-call latency for the NCCL kernel path the
+algorithm runs (``Algorithm.kernel``): point-to-point (send/recv, all-to-all) or ring/tree
+(``CollectiveProtocol.base_latency_for``).
 
 ``L`` ranges over the levels the stage uses (``intra``: NVLink/NVSwitch or PCIe inside a node,
 ``inter``: NICs and network), ``k`` and ``bytes``/``bandwidth`` come from the algorithm
@@ -68,7 +71,7 @@ from recsim.cost.collectives.fabric import fabric_leaves
 from recsim.cost.compute import elementwise_memory_efficiency
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol
+from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol, KernelKind
 from recsim.hardware.topology import ACCELERATOR, SHM_EFFICIENCY, Topology
 from recsim.workload.spec import DTYPE_BYTES
 
@@ -138,6 +141,7 @@ def stage_costs(
     stages: Sequence[Stage],
     protos: Mapping[Level, CollectiveProtocol],
     wire_s: Mapping[Level, float] | None = None,
+    kernel: KernelKind = KernelKind.COLLECTIVE,
 ) -> tuple[float, tuple[StageCost, ...]]:
     """(base latency, per-stage costs) of ``stages`` under one protocol's constants per level.
 
@@ -145,9 +149,10 @@ def stage_costs(
     steps take at least that per GPU-to-GPU trip (``LevelCost.trips``). NCCL's per-step figures
     (``hwLat`` NET: 2.7 to 9.6 us) mostly exceed an InfiniBand route's (NICs, PCIe, switches:
     2.6-2.9 us on the shipped systems); on a slower fabric (EFA, or a NIC given a longer latency)
-    the route sets the step."""
+    the route sets the step. ``kernel``: the NCCL kernel path the stages run, whose per-call
+    latency each level's protocol gives (``CollectiveProtocol.base_latency_for``)."""
     used = {level for s in stages for level in s.levels}
-    base = max((protos[level].base_latency_s for level in used), default=0.0)
+    base = max((protos[level].base_latency_for(kernel) for level in used), default=0.0)
     wire = wire_s or {}
     out = []
     for s in stages:
@@ -214,7 +219,9 @@ def _evaluate(
         if any(p is None for p in protos.values()):
             continue
         found = {lv: p for lv, p in protos.items() if p is not None}
-        base, costs = stage_costs(algorithm.protocol_stages(op, layout, name, stages), found, wire)
+        base, costs = stage_costs(
+            algorithm.protocol_stages(op, layout, name, stages), found, wire, algorithm.kernel
+        )
         cost = CollectiveCost(
             head.op, algorithm.name, name, base, costs, {lv: p.efficiency for lv, p in found.items()}
         )

@@ -24,6 +24,7 @@ from recsim.cost.collectives.base import (
     register,
 )
 from recsim.graph.ir import Collective, CollectiveOp
+from recsim.hardware.calibration import KernelKind
 
 
 @register
@@ -31,6 +32,7 @@ class SendRecv(Algorithm):
     name = "p2p"
     ops = frozenset({CollectiveOp.SEND, CollectiveOp.RECV})
     protocols = P2P_PROTOCOLS
+    kernel = KernelKind.P2P
 
     def protocol_names(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> tuple[str, ...]:
         return p2p_protocols(first(op).bytes)
