@@ -663,7 +663,7 @@ def _print_result(result: Any) -> None:
             table.add_row(f"peak {key} per {where}", format_quantity(value, Dimension.BYTES, binary=True))
         _power_rows(table, result.avg_power_w, result.energy_per_sample_j)
     Console().print(table)
-    for note in result.notes:
+    for note in result.all_notes:
         click.echo(f"note: {note}")
 
 
@@ -968,7 +968,7 @@ def replay_cmd(
     if result.energy_per_step_j is not None:
         table.add_row("energy per step", format_quantity(result.energy_per_step_j, Dimension.JOULES))
     Console().print(table)
-    for note in result.notes:
+    for note in result.all_notes:
         click.echo(f"note: {note}")
 
 

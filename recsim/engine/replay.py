@@ -144,8 +144,14 @@ class ReplayResult:
         out["energy_per_step_j"] = self.energy_per_step_j
         out["energy_per_sample_j"] = self.energy_per_sample_j
         out["recsim_version"] = self.recsim_version
-        out["notes"] = [*self.notes, *(figures.notes if figures is not None else ())]
+        out["notes"] = list(self.all_notes)
         return out
+
+    @property
+    def all_notes(self) -> tuple[str, ...]:
+        """``notes`` and then the resource figures' own, as ``Result.all_notes``."""
+        figures = self.resources.figures if self.resources is not None else None
+        return self.notes + tuple(figures.notes) if figures is not None else self.notes
 
 
 def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:

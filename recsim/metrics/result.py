@@ -79,6 +79,15 @@ class Result:
     def samples_per_joule(self) -> float:
         return 1.0 / self.energy_per_sample_j if self.energy_per_sample_j > 0 else math.nan
 
+    @property
+    def all_notes(self) -> tuple[str, ...]:
+        """``notes`` and then the resource figures' own (a link asked for more than its capacity
+        in an analytic step, a class the engines do not share): what ``to_dict()["notes"]`` lists
+        and the CLI prints. The resource notes come with the figures, which an analytic run works
+        out when first read, so ``notes`` alone cannot hold them."""
+        figures = self.resources.figures if self.resources is not None else None
+        return self.notes + tuple(figures.notes) if figures is not None else self.notes
+
     def to_dict(self) -> dict[str, Any]:
         """Flat dict: nested mappings become ``breakdown_s.compute`` style keys; NaN becomes None.
 
@@ -103,9 +112,7 @@ class Result:
                 else:
                     out.update(flat_mapping(name, value, canonical.get(name, ()), absent))
             elif isinstance(value, tuple):
-                out[name] = list(value)
-                if name == "notes" and figures is not None:
-                    out[name] += figures.notes
+                out[name] = list(self.all_notes if name == "notes" else value)
             else:
                 out[name] = _clean(value)
         out["samples_per_joule"] = _clean(self.samples_per_joule)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import recsim
 from recsim import __version__
 from recsim.cli import cli
 from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
@@ -435,3 +436,18 @@ def test_trace_info_labels_carry_no_unit_suffix_beside_values_with_units():
     assert result.exit_code == 0, result.output
     assert "step time mean" in result.output or "time by category" in result.output
     assert "mean s " not in result.output and "category s " not in result.output
+
+
+def test_an_over_capacity_link_s_note_reaches_the_table_and_the_api():
+    # A tester's find: the resource figures' note (a NIC asked for more than it carries in an
+    # analytic step) was only in --json; the table and ``Result.notes`` never showed it.
+    args = ["--system", "zionex", "--nodes", "2", "--set", "node.nics.device=eth-25g"]
+    out = run("run", *args)
+    assert out.exit_code == 0, out.output
+    (line,) = [ln for ln in out.output.splitlines() if ln.startswith("note: analytic: the collectives ask")]
+    assert "--fidelity des" in line
+    data = json.loads(run("run", *args, "--json").output)
+    assert line.removeprefix("note: ") in data["notes"]
+    result = recsim.simulate(system="zionex", nodes=2, overrides=["node.nics.device=eth-25g"])
+    assert line.removeprefix("note: ") in result.all_notes
+    assert list(result.all_notes) == data["notes"]
