@@ -204,7 +204,8 @@ def test_concurrent_collectives_share_links():
     # all-to-all is NIC-bound, so it barely notices.
     local = collective_flows(op_(CollectiveOp.ALL_REDUCE, tuple(range(8, 16)), 64 * MiB, "r"), H2)
     mixed = simulate_flows_detailed(one + local, H2)
-    assert alone <= mixed.group_finish_s["a"] < 1.1 * alone
+    # (to rounding: the filling's sums in another order may finish it an ulp sooner)
+    assert alone * (1 - 1e-12) <= mixed.group_finish_s["a"] < 1.1 * alone
 
 
 def test_oversubscription_slows_inter_node_traffic():
