@@ -131,7 +131,30 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
             return f"{', '.join(named)}: {key + ': ' if path else ''}{message} (with {where})"
         if edits:
             return f"{where}: {key}: {message} (the mapping also has {', '.join(edits)})"
+        # A check across keys that names the key it blames first (``host_memory.dimms_per_channel:
+        # 4 DIMMs per channel, ...``): that key's own line and full path, not the mapping's (a
+        # tester found the ``node:`` line cited for a value written three lines below it).
+        blamed = _blamed_key(tree, path, message)
+        if blamed is not None:
+            full, rest = blamed
+            return f"{tree.location(full)}: {format_path(full)}: {rest}"
     return f"{where}: {key}: {_message(error)}"
+
+
+_LEADING_KEY = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): ")
+
+
+def _blamed_key(tree: Tree, path: KeyPath, message: str) -> tuple[KeyPath, str] | None:
+    """The key below ``path`` a model validator's ``message`` starts with (``a.b: ...``) and the rest
+    of the message, when the tree knows where that key was written; else None."""
+    found = _LEADING_KEY.match(message)
+    if found is None:
+        return None
+    full: KeyPath = (*path, *found.group(1).split("."))
+    where = tree.locations.get(full)
+    if where is None or where.line is None:
+        return None
+    return full, message[found.end() :]
 
 
 def _describe_tag(model: type[BaseModel], tree: Tree, path: KeyPath, error: ErrorDetails) -> str:

@@ -361,7 +361,7 @@ class Nic(Device):
         wanted = "rdma" if self.rdma else "socket"
         if transport != wanted:
             raise ValueError(
-                f"calibration.transport is {transport!r} but the NIC has rdma: {str(self.rdma).lower()}, "
+                f"calibration.transport: {transport!r}, but the NIC has rdma: {str(self.rdma).lower()}, "
                 f"so its collectives use the {wanted} transport: give a calibration block of "
                 f"transport: {wanted} (or none, for the default {wanted} constants)"
             )

@@ -244,6 +244,21 @@ def test_a_channel_takes_no_more_dimms_than_the_cpu_allows(shipped):
         assert most is not None and node.host_memory.dimms_per_channel <= most, name
 
 
+def test_a_check_across_keys_names_the_line_of_the_key_it_blames(tmp_path):
+    # A tester's find: 4 DIMMs per channel written on line 7 of a system file was reported at line 4,
+    # the ``node:`` mapping whose validator checks it; the message names the key, so its line is known.
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "systems" / "bad-dpc.yaml").write_text(
+        "kind: system\nextends: dgx-h100\nname: bad-dpc\nnode:\n  host_memory:\n"
+        "    device: ddr5-4800\n    dimms_per_channel: 4\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        HardwareLibrary([tmp_path, shipped_root()]).system("bad-dpc")
+    message = str(info.value)
+    assert "bad-dpc.yaml:7: node.host_memory.dimms_per_channel: 4 DIMMs per channel" in message
+    assert "\n" not in message
+
+
 def test_llc_latencies_are_random_loads_with_their_tlb_misses(shipped):
     """A reviewer's find: the EPYC 7742 took AnandTech's structural L3 latency (~34 cycles, 10.3 ns,
     TLB misses removed) beside the Intel parts' LMBench random loads (TLB misses included), so a

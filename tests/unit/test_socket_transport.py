@@ -179,9 +179,9 @@ def _nic(name: str, rdma: bool, transport: str | None) -> str:
 @pytest.mark.parametrize(
     ("rdma", "transport", "fragment"),
     [
-        (False, None, "calibration.transport is 'rdma' but the NIC has rdma: false"),
-        (False, "rdma", "calibration.transport is 'rdma' but the NIC has rdma: false"),
-        (True, "socket", "calibration.transport is 'socket' but the NIC has rdma: true"),
+        (False, None, "calibration.transport: 'rdma', but the NIC has rdma: false"),
+        (False, "rdma", "calibration.transport: 'rdma', but the NIC has rdma: false"),
+        (True, "socket", "calibration.transport: 'socket', but the NIC has rdma: true"),
     ],
 )
 def test_a_calibration_of_the_other_transport_is_refused(tmp_path, rdma, transport, fragment):
