@@ -23,6 +23,7 @@ from rich.table import Table
 
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, OutputFile, RecsimGroup
+from recsim.engine import DEFAULT_STEPS
 from recsim.errors import ConfigError, NoPlanError, RecsimError
 from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
@@ -542,6 +543,14 @@ def _ranks_held(graph: ExecutionGraph) -> str:
     help="A degraded network port: rank RANK's scale-out NICs carry SPEED x their bandwidth (a NIC shared "
     "with other GPUs slows for them too). Repeatable.",
 )
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=DEFAULT_STEPS,
+    show_default=True,
+    help="Training steps chained in one simulation; the last is reported (the first starts cold, by "
+    "the third the next batch's input overlaps). More to check the reported step is steady.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly Result.to_dict() as JSON.")
 @click.option("--timeline", type=OutputFile(), default=None, help="Write a Chrome trace of the steps.")
 @system_options
@@ -559,6 +568,7 @@ def run_cmd(
     comm_interference: bool,
     stragglers: tuple[str, ...],
     slow_nics: tuple[str, ...],
+    steps: int,
     as_json: bool,
     timeline: Path | None,
     nodes: int | None,
@@ -590,6 +600,7 @@ def run_cmd(
                 comm_interference=comm_interference,
                 speed_factors=speed_factors,
                 nic_speed_factors=nic_speed_factors,
+                steps=steps,
                 # A timeline shows every rank; without one, the interchangeable ranks are built once.
                 fold_ranks=timeline is None,
             )
