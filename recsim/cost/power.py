@@ -32,8 +32,9 @@ the two components the cost model counts):
   (``recsim.cost.compute.hbm_bytes``, as the utilisation figures count them); a lookup's ``hbm`` and
   ``pcie`` bytes and L2 hits (its tier's ``EmbeddingCost``); a collective's input read and output
   written (``_collective_hbm_bytes``: a lower bound for a ring all-reduce, whose chunks pass
-  through HBM 2(n-1)/n times each way); a copy into or out of HBM its bytes. NVLink and PCIe PHY
-  power on the GPU is not modelled.
+  through HBM 2(n-1)/n times each way, and fewer than the utilisation figures count, which follow
+  every phase's flows); a copy its bytes at each HBM end (twice within the GPU). NVLink and PCIe
+  PHY power on the GPU is not modelled.
 
 An op's dynamic energy is at most ``(max - idle) x`` its cost-model duration (no kernel draws more
 than the board limit), and a rank's per step at most ``(max - idle) x step`` (kernels of its
@@ -193,8 +194,10 @@ class KernelEnergy:
             return self.hbm_j_per_byte * _collective_hbm_bytes(op)
         if kind is Transfer:
             assert isinstance(op, Transfer)
+            # Each HBM end reads or writes the bytes once: a copy within the GPU (``hbm`` -> ``hbm``)
+            # twice, as the utilisation figures count it (``recsim.engine.resources``).
             ends = (op.src.split(":", 1)[0], op.dst.split(":", 1)[0])
-            return self.hbm_j_per_byte * max(0.0, op.bytes) if "hbm" in ends else 0.0
+            return self.hbm_j_per_byte * max(0.0, op.bytes) * ends.count("hbm")
         return 0.0
 
 

@@ -366,3 +366,18 @@ def test_the_engines_charge_the_same_kernel_energy():
         above_idle.append((r.power_by_component_w["accelerators"] - 2 * acc.power.idle_w) * step)
     assert above_idle[0] > 0
     assert above_idle[1] == pytest.approx(above_idle[0], rel=1e-9)
+
+
+def test_a_copy_costs_its_bytes_at_each_hbm_end():
+    # A reviewer's find: a copy within the GPU (a traced device-to-device memcpy) reads and writes
+    # HBM, as the utilisation figures count it, but was charged once.
+    from recsim.cost.power import KernelEnergy
+    from recsim.graph.ir import Transfer
+
+    model = KernelEnergy.of(_accelerator("h100-sxm5-80gb"))
+    one = model.op_j(Transfer("host", "hbm", 1e9), _no_lookups)
+    assert one == pytest.approx(model.hbm_j_per_byte * 1e9)
+    assert model.op_j(Transfer("hbm", "host", 1e9), _no_lookups) == one
+    assert model.op_j(Transfer("peer", "hbm", 1e9), _no_lookups) == one
+    assert model.op_j(Transfer("hbm", "hbm", 1e9), _no_lookups) == 2 * one
+    assert model.op_j(Transfer("host", "host", 1e9), _no_lookups) == 0.0
