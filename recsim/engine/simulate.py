@@ -656,15 +656,35 @@ def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[i
     lists its nodes in nor the engine matters. Empty without accelerators."""
     if cost.system.accelerator is None:
         return {}
+    positions = window.positions_in(index)
+    if positions is not None and index.copies is not None:
+        # A chained graph's window: each distinct op priced once (the index's ``op_table``, as the
+        # durations are) and spread by position in arrays; per rank the same values, as many times,
+        # to ``fsum`` (exact: the same sum as the loop below). Python visits the ranks, not the
+        # ~10^3 step nodes (this ran on every evaluation: 6 % of one at 128 GPUs).
+        table = index.op_table
+        per_step = table.number.size
+        counts = np.bincount(positions % per_step, minlength=per_step)
+        priced = np.array([cost.kernel_j(op) for op in table.ops], dtype=np.float64)[table.number]
+        rank_of = np.asarray(index.source_ranks, dtype=np.int64)
+        taken = np.flatnonzero((counts > 0) & (priced != 0.0))
+        taken = taken[np.argsort(rank_of[taken], kind="stable")]  # each rank's terms together
+        terms = np.repeat(priced[taken], counts[taken]).tolist()
+        ranks, first = np.unique(np.repeat(rank_of[taken], counts[taken]), return_index=True)
+        ends = [*first[1:].tolist(), len(terms)]
+        return {
+            rank: math.fsum(terms[a:b])
+            for rank, a, b in zip(ranks.tolist(), first.tolist(), ends, strict=True)
+        }
     ops, ranks, counts = _window_op_ranks(index, window)
-    priced: dict[int, float] = {}
+    priced_of: dict[int, float] = {}
     terms: dict[int, list[float]] = defaultdict(list)
     for op, rank, count in zip(ops, ranks, counts, strict=True):
         if not count:
             continue
-        joules = priced.get(id(op))
+        joules = priced_of.get(id(op))
         if joules is None:
-            joules = priced[id(op)] = cost.kernel_j(op)
+            joules = priced_of[id(op)] = cost.kernel_j(op)
         if joules:
             # ``count`` copies, not a product: the same correctly rounded sum however they come.
             terms[rank].extend([joules] * count)

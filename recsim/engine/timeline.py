@@ -181,7 +181,7 @@ def critical_path(
         position = index.position
         in_window = [position[i] for i in window.node_ids]
         at = np.asarray(in_window, dtype=np.intp)
-    if timing.finite and at.size:
+    if finite and at.size:
         # The node that ends the window (the latest finish not after it: a node working for the
         # next batch may end later, ``step_window``), the largest id among equal ones: as ``max``
         # by (finish, id).
