@@ -67,7 +67,13 @@ from recsim.hardware.system import System
 from recsim.hardware.topology import Topology
 from recsim.metrics.invariants import check_breakdown
 from recsim.metrics.resources import ResourceUse
-from recsim.metrics.result import FrozenMap, flat_mapping, mapping_keys, resource_mappings
+from recsim.metrics.result import (
+    FrozenMap,
+    flat_mapping,
+    mapping_keys,
+    resource_mappings,
+    with_resource_notes,
+)
 
 
 @dataclass(frozen=True)
@@ -150,8 +156,7 @@ class ReplayResult:
     @property
     def all_notes(self) -> tuple[str, ...]:
         """``notes`` and then the resource figures' own, as ``Result.all_notes``."""
-        figures = self.resources.figures if self.resources is not None else None
-        return self.notes + tuple(figures.notes) if figures is not None else self.notes
+        return with_resource_notes(self.notes, self.resources)
 
 
 def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:

@@ -85,8 +85,7 @@ class Result:
         in an analytic step, a class the engines do not share): what ``to_dict()["notes"]`` lists
         and the CLI prints. The resource notes come with the figures, which an analytic run works
         out when first read, so ``notes`` alone cannot hold them."""
-        figures = self.resources.figures if self.resources is not None else None
-        return self.notes + tuple(figures.notes) if figures is not None else self.notes
+        return with_resource_notes(self.notes, self.resources)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict: nested mappings become ``breakdown_s.compute`` style keys; NaN becomes None.
@@ -122,6 +121,12 @@ class Result:
     def failed(cls, status: Status, reason: str, **context: Any) -> Result:
         """An infeasible or failed point, with whatever context is known."""
         return cls(status=status, reason=reason, **context)
+
+
+def with_resource_notes(notes: tuple[str, ...], resources: ResourceUse | None) -> tuple[str, ...]:
+    """A result's ``notes`` and then its resource figures' own (worked out if not yet): what a
+    result's ``all_notes`` gives, ``Result``'s and ``ReplayResult``'s alike."""
+    return notes if resources is None else notes + tuple(resources.figures.notes)
 
 
 class FrozenMap(dict[str, float]):

@@ -1,6 +1,8 @@
 """The power model: the linear-utilisation rule on the tiny system by hand, and the accelerators' activity
 model (``KernelEnergy``: what their kernels compute and move)."""
 
+import dataclasses
+
 import pytest
 
 from recsim.config import Override
@@ -316,17 +318,7 @@ def test_a_uvm_lookup_waiting_on_pcie_draws_about_idle_power():
         watts = acc.power.idle_w + model.op_j(op, cost.embedding_cost) / detail.time_s
         assert acc.power.idle_w < watts < acc.power.idle_w + 15.0
         # The same lookup in HBM streams its rows far faster: a higher draw.
-        fast = Embedding(
-            table.name,
-            pass_,
-            rows=table.rows,
-            dim=128,
-            dtype="fp32",
-            batch=6912,
-            lookups=6912 * 20.0,
-            tier="hbm",
-            optimizer="rowwise_adagrad",
-        )
+        fast = dataclasses.replace(op, tier="hbm")
         fast_w = acc.power.idle_w + model.op_j(fast, cost.embedding_cost) / cost.embedding_cost(fast).time_s
         assert fast_w - acc.power.idle_w > 3 * (watts - acc.power.idle_w)
 
