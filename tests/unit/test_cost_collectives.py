@@ -395,7 +395,7 @@ def test_refit_reproduces_the_stored_constants(h100, a100, system):
     cal = stored(system)
     data = switch_datasets(DATA)["nvswitch-gen3" if system == "dgx-h100" else "nvswitch-gen2"]
     assert data.nvls == (cal.nvls is not None)
-    refit = fit_level(train, TOPOLOGIES, nvls=data.nvls, p2p_base=data.p2p_base)
+    refit = fit_level(train, TOPOLOGIES, protocols=data.protocols, nvls=data.nvls, p2p_base=data.p2p_base)
     assert set(refit.protocols) == set(cal.protocols)
     pairs = [(refit.protocols[p], cal.protocols[p]) for p in cal.protocols]
     if cal.nvls is not None:
@@ -997,3 +997,24 @@ def test_a_mesh_without_a_calibration_block_takes_the_generic_defaults_and_nvswi
     assert level_calibration(build_topology(load_system("dgx-1-v100")), Level.INTRA) is DEFAULT_NVLINK
     with pytest.raises(ConfigError, match="takes its collective calibration from its switch"):
         load_system("dgx-h100", overrides=["node.scale_up.calibration={source: x, protocols: {}}"])
+
+
+def test_ll128_runs_on_nvlink_tied_to_ll_and_simple():
+    """NCCL enables LL128 on NVLink (tuning.cc); the H100 fit has it, tied as ``LL128_OVER`` says:
+    latencies at least LL's, efficiency at most 120/128 of Simple's. A mid-size all-reduce on two
+    H100s reports it; PCIe never runs it."""
+    from recsim.cost.collectives.base import DEFAULT_PCIE
+    from recsim.cost.collectives.calibrate import LL128_MAX_RATIO, NVLINK_PROTOCOLS
+
+    assert switch_datasets(DATA)["nvswitch-gen3"].protocols == NVLINK_PROTOCOLS
+    cal = stored("dgx-h100")
+    ll, ll128, simple = (cal.protocols[p] for p in ("ll", "ll128", "simple"))
+    assert ll128.base_latency_s >= ll.base_latency_s and ll128.step_latency_s >= ll.step_latency_s
+    assert ll128.efficiency <= LL128_MAX_RATIO * simple.efficiency
+    assert "ll128" not in DEFAULT_PCIE.protocols
+    h = topo("dgx-h100")
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 2, 4 * MiB), h).protocol == "ll128"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 2, 4096.0), h).protocol == "ll"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 2, 256 * MiB), h).protocol == "simple"
+    # Point-to-point never runs LL128 (enqueue.cc), whatever the switch calibrates.
+    assert collective_cost(op_(CollectiveOp.ALL_TO_ALL, 8, 8 * MiB), h).protocol == "simple"

@@ -243,7 +243,7 @@ DEFAULT_SOCKET = socket_calibration(
 
 # NVLS on an NVSwitch that reduces in the switch but has no calibration block: the gen3 fit
 # (hardware/devices/switches/nvswitch-gen3.yaml), ASSUMPTION for any other such switch.
-DEFAULT_NVLS = _proto(20.32, 0.0, 0.7099, pipeline_us=5.034)
+DEFAULT_NVLS = _proto(25.15, 0.0, 0.7062, pipeline_us=4.105)
 
 GENERIC_PROTOCOLS: tuple[str, ...] = ("ll", "ll128", "simple")
 
