@@ -160,6 +160,50 @@ def test_ring_all_reduce_by_hand():
     assert cost.time_s == pytest.approx(hand, rel=1e-12)
 
 
+def test_pipelined_time_by_hand_and_the_fit_uses_the_same_function():
+    """``pipelined_s`` on a tiny case, floats and arrays alike, and the fit's vectorised times
+    (``calibrate._predict``) equal to ``collective_cost``'s for every candidate the fit weighs, so
+    a change to the fill cannot reach one and not the other."""
+    from recsim.cost.collectives.calibrate import _calibration, _params, _predict, _terms
+    from recsim.cost.collectives.model import pipelined_s
+
+    # 4 steps of 1 us fill against 9 us of bandwidth: (sqrt(4) + sqrt(9))^2 = 25 us.
+    assert pipelined_s(4.0, 1e-6, 9e-6) == pytest.approx(25e-6, rel=1e-12)
+    got = pipelined_s(np.array([4.0, 1.0]), 1e-6, np.array([9e-6, 0.0]))
+    assert got.tolist() == pytest.approx([25e-6, 1e-6], rel=1e-12)
+    assert pipelined_s(14.0, 0.0, 5e-6) == pytest.approx(5e-6, rel=1e-12)  # no fill: the bandwidth
+
+    points = [m for m in h100_points() if m.series.startswith("cluster01")][::7]
+    cal = stored("dgx-h100")
+    protocols = list(cal.protocols)
+    params = _params(protocols, nvls=True, p2p=True)
+    values = []
+    for prm in params:
+        name = prm.field.removeprefix("ll128 over:")
+        if prm.field.startswith("ll128 over:"):
+            # The tied LL128 constants as excess over LL's / ratio of Simple's (``LL128_OVER``).
+            mine, ref = cal.protocols["ll128"], cal.protocols["simple" if name == "efficiency" else "ll"]
+            values.append(
+                getattr(mine, name) / getattr(ref, name)
+                if name == "efficiency"
+                else getattr(mine, name) - getattr(ref, name)
+            )
+        elif prm.protocol == "nvls":
+            assert cal.nvls is not None
+            values.append(getattr(cal.nvls, name))
+        else:
+            values.append(
+                cal.protocols[prm.protocol].base_latency_for(KernelKind.P2P)
+                if name == "p2p_base_latency_s"
+                else getattr(cal.protocols[prm.protocol], name)
+            )
+    vectorised = _predict(
+        _terms(points, TOPOLOGIES, protocols), _calibration(values, params, protocols, True)
+    )
+    direct = [collective_cost(m.op, topo(m.system, m.nodes)).time_s for m in points]
+    assert vectorised.tolist() == pytest.approx(direct, rel=1e-9)
+
+
 def test_a_network_bound_stage_pays_its_own_levels_pipeline_fill():
     """Each level of a stage fills its own pipeline against its own bandwidth term; the slowest
     level sets the stage. The node's NVLink fill of a network-bound collective does not stretch

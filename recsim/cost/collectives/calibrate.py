@@ -78,7 +78,7 @@ from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
 from recsim.cost.collectives.base import REGISTRY, GroupLayout, Level, level_calibration
-from recsim.cost.collectives.model import collective_cost
+from recsim.cost.collectives.model import collective_cost, pipelined_s
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol, KernelKind
 from recsim.hardware.topology import Topology
@@ -509,10 +509,11 @@ def _predict(terms: _Terms, cal: dict[str, dict[str, float]]) -> NDArray[np.floa
             continue
         k, t = terms.steps[:, j], terms.seconds[:, j]
         p2p = terms.kernel[j] is KernelKind.P2P and P2P_BASE in c
+        # The one intra-node level's time as ``model.stage_costs`` makes it (the same function).
         time = (
             c[P2P_BASE if p2p else "base_latency_s"]
             + k * c["step_latency_s"]
-            + (np.sqrt(k * c["pipeline_latency_s"]) + np.sqrt(t / c["efficiency"])) ** 2
+            + pipelined_s(k, c["pipeline_latency_s"], t / c["efficiency"])
         )
         best = np.where(terms.valid[:, j], np.minimum(best, time), best)
     return best

@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -137,6 +138,31 @@ def _protocol(
     return cal.protocols.get(name)
 
 
+@overload
+def pipelined_s(steps: float, pipeline_latency_s: float, bandwidth_s: float) -> float: ...
+
+
+@overload
+def pipelined_s(
+    steps: NDArray[np.float64], pipeline_latency_s: float, bandwidth_s: NDArray[np.float64]
+) -> NDArray[np.float64]: ...
+
+
+def pipelined_s(
+    steps: float | NDArray[np.float64],
+    pipeline_latency_s: float,
+    bandwidth_s: float | NDArray[np.float64],
+) -> float | NDArray[np.float64]:
+    """A level's pipelined time: its bandwidth term ``bandwidth_s`` with the pipeline fill of its
+    ``steps`` (``(sqrt(steps x pipeline_latency) + sqrt(bandwidth))^2``, the module docstring).
+    Elementwise on arrays: the fit's vectorised times (``calibrate._predict``) call this same
+    function, so the fitted constants mean what ``stage_costs`` makes of them."""
+    out = (np.sqrt(np.multiply(steps, pipeline_latency_s)) + np.sqrt(bandwidth_s)) ** 2
+    if isinstance(out, np.ndarray):
+        return out
+    return float(out)
+
+
 def stage_costs(
     stages: Sequence[Stage],
     protos: Mapping[Level, CollectiveProtocol],
@@ -157,13 +183,16 @@ def stage_costs(
     out = []
     for s in stages:
         step = sum(_step_s(c, protos[lv], wire.get(lv, 0.0)) for lv, c in s.levels.items())
-        fills = [c.steps * protos[lv].pipeline_latency_s for lv, c in s.levels.items()]
         seconds = [c.seconds / protos[lv].efficiency for lv, c in s.levels.items()]
         bw = max(seconds, default=0.0)
         # Each level's pipeline with its own fill and bandwidth term; the slowest sets the stage.
         # Reported as the fill that, paired with the stage's bandwidth term, gives that time.
         piped = max(
-            ((math.sqrt(f) + math.sqrt(t)) ** 2 for f, t in zip(fills, seconds, strict=True)), default=0.0
+            (
+                pipelined_s(c.steps, protos[lv].pipeline_latency_s, t)
+                for (lv, c), t in zip(s.levels.items(), seconds, strict=True)
+            ),
+            default=0.0,
         )
         pipe = (math.sqrt(piped) - math.sqrt(bw)) ** 2
         out.append(StageCost(s.name, step, pipe, bw, s.phases))
@@ -558,5 +587,6 @@ __all__ = [
     "collective_time_s",
     "conversion_time_s",
     "phase_ranges",
+    "pipelined_s",
     "stage_costs",
 ]
