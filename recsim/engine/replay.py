@@ -9,9 +9,11 @@ Two modes (DESIGN §4.4):
   recorded get the calibrated GEMM model (kernel time: the gap before a kernel is the trace's own);
   other compute kernels (elementwise, embedding/TBE, memory-bound) are scaled by the ratio of HBM
   bandwidths of the recorded and the target GPU; collectives are re-costed on the target's
-  topology with their recorded sizes; host (CPU) work and copies keep their recorded time, since
-  the target's CPUs run the same framework code. What waited for what (a CPU blocked on the GPU,
-  a stream on another, a thread on another) the readers turned into dependencies
+  topology with their recorded sizes; copies are scaled by the ratio of the rates of the links
+  their ends use on the recorded and the target GPU (``copy_link_bytes_per_s``: the host link for
+  a copy to or from the host, HBM within the GPU, NVLink to a peer); host (CPU) work keeps its
+  recorded time, since the target's CPUs run the same framework code. What waited for what (a CPU
+  blocked on the GPU, a stream on another, a thread on another) the readers turned into dependencies
   (``recsim.graph.readers.waits``), so it follows the re-costed work. An op with nothing recorded
   (an execution trace alone) gets the cost model's own estimate from its tensors; CPU work and
   embedding lookups have none and count as no time, which ``ReplayResult.notes`` says.
@@ -43,7 +45,7 @@ import numpy as np
 
 from recsim import __version__
 from recsim.cost.compute import compute_time_s, gemm_kernels
-from recsim.cost.model import CATEGORIES, CostModel, category_of
+from recsim.cost.model import CATEGORIES, PCIE_COPY_EFFICIENCY, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine.resources import collective_loads, resource_figures
 from recsim.engine.simulate import _host_bytes, _network_busy, _utilisation, _window_ops
@@ -610,7 +612,37 @@ def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, t
         if len(op.group) > 1 and op.bytes > 0 and not is_uneven_all_to_all(op):
             return cost.collective_s(op)
         return recorded
+    if isinstance(op, Transfer) and recorded > 0:
+        # As a kernel is scaled by HBM: the ratio of the rates of the link the copy's ends use, so
+        # that re-estimating on the recorded GPU keeps the recorded time (its launch and latency
+        # included, which the ratio scales too).
+        was, now = copy_link_bytes_per_s(op, recorded_on), copy_link_bytes_per_s(op, target)
+        if was is not None and now is not None:
+            return recorded * was / now
     return recorded
+
+
+def copy_link_bytes_per_s(op: Transfer, acc: Accelerator) -> float | None:
+    """The per-direction rate of the link a copy's ends use on ``acc``, as
+    ``CostModel.transfer_s`` prices the copy: to or from the host, the GPU's host link (PCIe at
+    ``PCIE_COPY_EFFICIENCY``, its measured copy efficiency; another family, GB200's NVLink-C2C, at
+    its rate as given); to a peer, its NVLink ports (the host link without them); within the GPU,
+    its HBM. None for a copy that no GPU link carries (host to host, to an SSD): it keeps its
+    recorded time, as CPU work does.
+
+    ASSUMPTION: the recorded node shares its GPUs' host links (PCIe switch uplinks) as the target
+    does, so the sharing cancels in a ratio of two GPUs' links; a trace names its GPU, not its node.
+    """
+    ends = {op.src.split(":")[0], op.dst.split(":")[0]}
+    link = acc.host_interface
+    host_link = link.bandwidth_bytes_per_s * (PCIE_COPY_EFFICIENCY if link.family == "pcie" else 1.0)
+    if "peer" in ends:
+        return acc.nvlink.bandwidth_bytes_per_s if acc.nvlink is not None else host_link
+    if ends == {"hbm"}:
+        return acc.hbm.bandwidth_bytes_per_s
+    if ends == {"hbm", "host"}:
+        return host_link
+    return None
 
 
 def unmodelled(node: Node) -> bool:

@@ -535,3 +535,67 @@ def test_the_replay_table_shows_the_breakdown_and_power_as_a_run_s() -> None:
     what_if = _replay_cli(RECSYS, "--system", "dgx-h100").output
     assert re.search(r"│ average power +│ [\d.]+ kW", what_if)
     assert re.search(r"│ energy per step +│ [\d.]+ J", what_if)
+
+
+# -- copies re-estimated ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "rate"),
+    [
+        # The host link, at the measured PCIe copy efficiency on both ends (it cancels): Gen3 x16
+        # (V100) against Gen4 x16 (A100), half the rate.
+        ("host", "hbm", lambda a: a.host_interface.bandwidth_bytes_per_s),
+        ("hbm", "host", lambda a: a.host_interface.bandwidth_bytes_per_s),
+        ("hbm", "hbm", lambda a: a.hbm.bandwidth_bytes_per_s),
+        ("hbm", "peer", lambda a: a.nvlink.bandwidth_bytes_per_s),
+    ],
+)
+def test_a_recorded_copy_scales_by_the_links_its_ends_use_and_keeps_its_time_on_its_own_gpu(
+    src: str, dst: str, rate: Callable[[Any], float]
+) -> None:
+    # A copy kept its recorded time on any system (a tester's find: 1 GB over V100's PCIe Gen3 in
+    # the 50 ms an A100 took). Now the ratio of the link rates, as a kernel's of HBM rates.
+    from recsim.api import load_system
+    from recsim.cost.model import CostModel
+    from recsim.engine.replay import reestimate_duration
+    from recsim.graph.ir import Transfer
+
+    node = Node(0, 0, "Memcpy", Stream.COPY, Transfer(src=src, dst=dst, bytes=1e9), duration_s=0.05)
+    a100, v100 = load_system("p4d-24xlarge"), load_system("dgx-1-v100")
+    assert a100.accelerator is not None and v100.accelerator is not None
+    own = reestimate_duration(node, CostModel(a100), a100.accelerator, a100.accelerator)
+    assert own == 0.05
+    other = reestimate_duration(node, CostModel(v100), a100.accelerator, v100.accelerator)
+    assert other == pytest.approx(0.05 * rate(a100.accelerator) / rate(v100.accelerator), rel=1e-12)
+    assert other != pytest.approx(0.05)
+
+
+def test_a_copy_to_gb200_s_c2c_host_link_drops_the_pcie_efficiency() -> None:
+    # GB200's host link is NVLink-C2C, priced at its rate as given (``CostModel.transfer_s``); an
+    # A100's PCIe at the measured copy efficiency: the ratio holds both.
+    from recsim.api import load_system
+    from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
+    from recsim.engine.replay import reestimate_duration
+    from recsim.graph.ir import Transfer
+
+    node = Node(0, 0, "Memcpy", Stream.COPY, Transfer(src="host", dst="hbm", bytes=1e9), duration_s=0.05)
+    a100, gb200 = load_system("p4d-24xlarge"), load_system("gb200-nvl72")
+    assert a100.accelerator is not None and gb200.accelerator is not None
+    was = a100.accelerator.host_interface.bandwidth_bytes_per_s * PCIE_COPY_EFFICIENCY
+    now = gb200.accelerator.host_interface.bandwidth_bytes_per_s
+    got = reestimate_duration(node, CostModel(gb200), a100.accelerator, gb200.accelerator)
+    assert got == pytest.approx(0.05 * was / now, rel=1e-12)
+
+
+def test_a_host_to_host_copy_keeps_its_recorded_time() -> None:
+    from recsim.api import load_system
+    from recsim.cost.model import CostModel
+    from recsim.engine.replay import reestimate_duration
+    from recsim.graph.ir import Transfer
+
+    copy = Transfer(src="host", dst="host", bytes=1e9)
+    node = Node(0, 0, "Memcpy HtoH", Stream.COPY, copy, duration_s=0.05)
+    a100, v100 = load_system("p4d-24xlarge"), load_system("dgx-1-v100")
+    assert a100.accelerator is not None and v100.accelerator is not None
+    assert reestimate_duration(node, CostModel(v100), a100.accelerator, v100.accelerator) == 0.05
