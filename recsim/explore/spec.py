@@ -299,7 +299,7 @@ class RandomSearch(Spec):
 
     method: Literal["random"]
     samples: int = Field(ge=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0)  # numpy's generators take non-negative seeds
 
 
 class Nsga2Search(Spec):
@@ -310,7 +310,7 @@ class Nsga2Search(Spec):
     generations: int = Field(default=4, ge=1)
     crossover: float = Field(default=0.9, ge=0.0, le=1.0)
     mutation: float | None = Field(default=None, gt=0.0, le=1.0)  # None: 1 / number of dimensions
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0)  # numpy's generators take non-negative seeds
 
 
 Search = Annotated[GridSearch | RandomSearch | Nsga2Search, Field(discriminator="method")]
@@ -347,7 +347,7 @@ class SweepSpec(Spec):
     objectives: dict[str, Literal["max", "min"]] = Field(min_length=1)
     search: Search = Field(default_factory=lambda: GridSearch(method="grid"))
     stages: list[Stage] = Field(default_factory=list)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's generators take non-negative seeds
 
     @field_validator("stages")
     @classmethod

@@ -132,6 +132,10 @@ def run_sweep(
         spec = load_sweep(spec, overrides)
     out = Path(out)
     _check_out_folder(out, STORE_NAME, resume)
+    # What the points say comes before the folder: a spec whose points cannot be drawn fails
+    # without leaving a store behind (a tester's find: a store made first blocked the re-run).
+    small_grid: list[str] = []
+    _note_small_grid(spec, small_grid.append)
     # The executor comes before the folder: a scheduler that cannot be reached (or options that do
     # not go together) fail the command without leaving an empty store behind.
     owned = not isinstance(executor, Executor)
@@ -170,28 +174,29 @@ def run_sweep(
             _check_inputs(spec, store)
             if resume and fresh and note is not None:
                 note(f"no store in {out}: starting a new sweep")
-            if note is not None:
-                _note_small_grid(spec, note)
+            for said in small_grid if note is not None else ():
+                note(said)
             runner = _Runner(spec, store, max_points)
             complete = True
             try:
                 runner.run(ex)
             except _Stop:
                 complete = False
-            except BaseException:
-                # Nothing stored yet: the folder this call made goes again (nothing half-made is
-                # left); once a point is stored the store stays, resumable with --resume. Only
-                # a folder that holds nothing but this store's files is removed: another process
-                # may have joined the sweep meanwhile (several may share one store).
-                if created and store.count() == 0:
-                    store.close()
-                    _remove_if_only_store(out, STORE_NAME)
-                raise
             result = export(spec, store, out)
             result.counts = {**runner.counts, **_status_counts(result.final)}
             result.complete = complete
             result.executor = ex.describe()
             return result
+        except BaseException:
+            # Nothing stored yet (a check of the store, or the run, failed): the folder this call
+            # made goes again (nothing half-made is left); once a point is stored the store stays,
+            # resumable with --resume. Only a folder that holds nothing but this store's files is
+            # removed: another process may have joined the sweep meanwhile (several may share one
+            # store).
+            if created and store.count() == 0:
+                store.close()
+                _remove_if_only_store(out, STORE_NAME)
+            raise
         finally:
             store.close()
     finally:

@@ -444,3 +444,22 @@ def test_a_mistyped_constraint_operator_is_named(text):
 
     with pytest.raises(ValueError, match=r"unknown operator '[<>=!]+' \(use one of <, <=, >, >=, ==, !=\)"):
         parse_constraint(text)
+
+
+@pytest.mark.parametrize(
+    ("extra", "overrides", "expected"),
+    [
+        ("seed: -1\nsearch: {method: random, samples: 2}\n", (), "sweep.yaml:6: seed: must be >= 0, got -1"),
+        ("search: {method: random, samples: 2, seed: -3}\n", (), "sweep.yaml:6: search.seed: must be >= 0"),
+        ("search: {method: nsga2, seed: -5}\n", (), "sweep.yaml:6: search.seed: must be >= 0, got -5"),
+        ("search: {method: random, samples: 2}\n", ("seed=-2",), "--set seed=-2: seed: must be >= 0"),
+    ],
+)
+def test_a_negative_seed_is_refused_at_its_key(
+    tmp_path: Path, extra: str, overrides: tuple[str, ...], expected: str
+) -> None:
+    # numpy's generators refuse a negative seed: it crashed the sweep with a traceback after
+    # making its store (a tester's find).
+    with pytest.raises(ConfigError) as info:
+        spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\n" + extra, overrides)
+    assert expected in str(info.value)

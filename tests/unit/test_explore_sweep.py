@@ -572,3 +572,22 @@ def test_a_sigterm_handler_set_from_c_gives_way_to_the_default_after_the_pool(mo
     with executors._TermAsInterrupt():
         pass
     assert calls == [executors._raise_interrupt, signal.SIG_DFL]
+
+
+def test_a_sweep_that_fails_before_its_first_point_leaves_no_store(spec_path, tmp_path, monkeypatch):
+    # A failure between making the store and running a point (a check of the store, drawing the
+    # points) left a half-made store that blocked the re-run (a tester's find).
+    import recsim.explore.sweep as sweep_module
+
+    def refuse(store: Store) -> None:
+        raise ConfigError("refused")
+
+    monkeypatch.setattr(sweep_module, "_check_model", refuse)
+    out = tmp_path / "o"
+    with pytest.raises(ConfigError, match="refused"):
+        run_sweep(spec_path, out, workers=1)
+    assert not out.exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("RECSIM_HARDWARE_PATH", ENV["RECSIM_HARDWARE_PATH"])
+    monkeypatch.setenv("RECSIM_WORKLOAD_PATH", ENV["RECSIM_WORKLOAD_PATH"])
+    assert run_sweep(spec_path, out, workers=1, max_points=1).counts
