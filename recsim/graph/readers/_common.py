@@ -380,6 +380,42 @@ def rank_from_filename(path: Path) -> int | None:
     return None
 
 
+def distributed_info(path: Path, info: Any) -> tuple[int | None, int | None]:
+    """The (rank, world_size) a trace's ``distributedInfo`` declares, each None where it is not
+    given (a trace without one is read as now: ranks from the file names or the order given). One
+    that is there but malformed (not an object, a rank or size that is not a whole number in range)
+    is a ``TraceError`` naming the key: ignored, it moved the rank and the job's size, and so the
+    collectives' costs and the power of the idle accelerators (a tester's find)."""
+    if info is None:
+        return None, None
+    if not isinstance(info, dict):
+        raise TraceError(
+            f"{path}: distributedInfo: expected an object (rank, world_size), got {_json_type(info)}"
+        )
+    rank = _declared_int(path, info, "rank", 0, "a non-negative integer")
+    world = _declared_int(path, info, "world_size", 1, "a positive integer")
+    return rank, world
+
+
+def _declared_int(path: Path, info: dict[str, Any], key: str, least: int, expected: str) -> int | None:
+    """``info[key]``: None where absent, else a whole number of at least ``least``."""
+    if key not in info:
+        return None
+    value = info[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise TraceError(f"{path}: distributedInfo.{key}: expected {expected}, got {value!r}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, in words (an error's 'got ...')."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"text {value!r}"
+    return repr(value)
+
+
 def assign_ranks(paths: Sequence[Path], declared: Sequence[int | None]) -> list[int]:
     """One rank per file: the trace's own rank, else the file name's, else the order given.
 

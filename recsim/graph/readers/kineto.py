@@ -86,6 +86,7 @@ from recsim.graph.readers._common import (
     collective_from_label,
     collective_op,
     contiguous_group,
+    distributed_info,
     dtype_bytes,
     dtype_name,
     gemm_flops,
@@ -321,9 +322,7 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
                 launch[id(event)] = runtime
             else:
                 missing += 1
-    info = top.get("distributedInfo") if isinstance(top.get("distributedInfo"), dict) else {}
-    rank = info.get("rank") if isinstance(info.get("rank"), int) else None
-    world = info.get("world_size") if isinstance(info.get("world_size"), int) else None
+    rank, world = distributed_info(path, top.get("distributedInfo"))
     trace = KinetoTrace(
         path,
         rank,

@@ -81,6 +81,7 @@ from recsim.graph.readers._common import (
     collective_from_label,
     collective_op,
     contiguous_group,
+    distributed_info,
     dtype_name,
     gemm_flops,
     op_category,
@@ -381,7 +382,7 @@ def parse_et(path: Path, data: Any) -> EtTrace:
                 )
             if t.unknown_dtype:
                 unknown[t.unknown_dtype] += 1
-    rank, world = _declared_rank(data)
+    rank, world = _declared_rank(path, data)
     trace = EtTrace(path, schema, nodes, rank, world)
     if unreadable:
         trace.notes.append(
@@ -479,10 +480,9 @@ def _parse_node(path: Path, index: int, raw: Any, new_layout: bool, unreadable: 
     )
 
 
-def _declared_rank(data: dict[str, Any]) -> tuple[int | None, int | None]:
-    info = data.get("distributedInfo")
-    if isinstance(info, dict):
-        return _int_or_none(info.get("rank")), _int_or_none(info.get("world_size"))
+def _declared_rank(path: Path, data: dict[str, Any]) -> tuple[int | None, int | None]:
+    if data.get("distributedInfo") is not None:
+        return distributed_info(path, data["distributedInfo"])
     return _int_or_none(data.get("rank")), _int_or_none(data.get("world_size"))
 
 
