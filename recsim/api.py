@@ -554,6 +554,11 @@ def plan(
         if short is None:
             raise
         raise InfeasibleError(f"{short}; {exc}") from None
+    # The check ``recsim run`` makes: a plan saved here that the run then refuses (a tester's find:
+    # hybrid_embedding and table_wise_mp_bottom of multi-hot tables under the fused runtime).
+    reason = runtime_refusal(sharding, wl_spec, strategy)
+    if reason is not None:
+        raise InfeasibleError(reason)
     return plan_stats(sharding, sys_spec, wl_spec, config=config)
 
 
@@ -702,17 +707,25 @@ def simulate_run(
         raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
     # A plan the framework cannot run is no result for it (a tester found HugeCTR's hybrid embedding
     # of multi-hot tables at the top of a sweep's front); ``auto`` leaves such plans out too.
-    from recsim.graph.runtime import runtime as get_runtime
-
-    framework = get_runtime(wl_spec.training.runtime)
-    missing = framework.unsupported(sharding, wl_spec)
-    if missing:
-        reason = (
-            f"training.runtime {framework.name!r} cannot run {' or '.join(missing)} plans "
-            f"(plan {sharding.strategy or plan!r}); choose another plan, or a runtime that runs it"
-        )
+    reason = runtime_refusal(sharding, wl_spec, plan)
+    if reason is not None:
         raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options))
     return simulate_training(sys_spec, wl_spec, sharding, options)
+
+
+def runtime_refusal(sharding: Plan, workload: Workload, plan: str | Path) -> str | None:
+    """Why the workload's framework (``training.runtime``) cannot run ``sharding``, or None if it
+    can: ``recsim run`` refuses such a plan, and ``recsim plan`` must not save one for it."""
+    from recsim.graph.runtime import runtime as get_runtime
+
+    framework = get_runtime(workload.training.runtime)
+    missing = framework.unsupported(sharding, workload)
+    if not missing:
+        return None
+    return (
+        f"training.runtime {framework.name!r} cannot run {' or '.join(missing)} plans "
+        f"(plan {sharding.strategy or plan!r}); choose another plan, or a runtime that runs it"
+    )
 
 
 def _unplanned(reason: str, system: System, workload: Workload, plan: str, options: Any) -> Result:

@@ -427,3 +427,26 @@ def test_a_single_step_counts_only_its_own_batchs_work():
         single.schedule.finish_s[n.id] - single.schedule.start_s[n.id] for n in comm if n.id not in ahead
     )
     assert own_busy <= single.result.iteration_time_s * (1 + 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "feature"),
+    [("hybrid_embedding", "routed_rows"), ("table_wise_mp_bottom", "model_parallel_bottom")],
+)
+def test_the_plan_command_refuses_a_plan_the_runtime_cannot_run_and_saves_nothing(
+    tmp_path, strategy, feature
+):
+    # `recsim plan` said feasible and saved the plan, which `recsim run` then refused (a tester's
+    # find): the same check, the same message, exit 2, no file.
+    from click.testing import CliRunner
+
+    from recsim.cli import cli
+
+    out = tmp_path / "p.json"
+    result = CliRunner().invoke(
+        cli, ["plan", "--system", "dgx-h100", "--strategy", strategy, "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"training.runtime 'fused' cannot run {feature}" in result.output
+    assert "choose another plan" in result.output
+    assert not out.exists()
