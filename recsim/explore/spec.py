@@ -912,6 +912,14 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
         _dry_resolve(point_config(spec, {}), whole=not places)
     except RecsimError as exc:
         raise check.fail(("base",), str(exc)) from None
+    # The base's batch split is checked with the axes (one may change the batch or the ranks); where
+    # it fails by itself, an axis none of whose values mends it is not at fault (``_base_at_fault``).
+    base_split: str | None = None
+    if places:
+        try:
+            _dry_resolve(point_config(spec, {}))
+        except RecsimError as exc:
+            base_split = str(exc)
     # The values each axis (or zip column) can take by itself, for every column first.
     for where, axis, values in places:
         shown = f"{where[0]}.{axis}" if where[0] == "axes" else format_path(where)
@@ -935,6 +943,11 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
             except RecsimError as exc:
                 if _resolves_with_another_axis(spec, {axis: value}, (axis,)):
                     continue
+                if base_split is not None and _base_at_fault(spec, axis, values):
+                    # A tester's find: base.batch_size 65537 on 8 GPUs a node was blamed on the
+                    # first axis (``axes.nodes: global batch 65537 is not divisible by 8 ranks``).
+                    at = ("base", "batch_size") if spec.base.batch_size is not None else ("base",)
+                    raise check.fail(at, f"{base_split} (and with every value of {shown})") from None
                 # The first value stands for the axis (an unknown path fails there); a later one
                 # is named by its index. The spec's location and axis replace the loader's own
                 # label of the override the axis became (``--set PATH=VALUE: PATH: ``).
@@ -953,6 +966,22 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
                 # A row's values go together: the message keeps the override label, which names
                 # the path at fault among the row's.
                 raise check.fail(("zip", i), str(exc), f"zip[{i}] row {j}") from None
+
+
+def _base_at_fault(spec: SweepSpec, axis: str, values: list[Any]) -> bool:
+    """Whether no value of the product ``axis`` resolves with the base (nor with another axis's
+    value): the base point, which fails by itself, is then what to mend, not the axis."""
+    from recsim.explore.points import point_config
+
+    for value in values:
+        try:
+            _dry_resolve(point_config(spec, {axis: value}))
+        except RecsimError:
+            if _resolves_with_another_axis(spec, {axis: value}, (axis,)):
+                return False
+            continue
+        return False
+    return True
 
 
 def _resolves_with_another_axis(spec: SweepSpec, values: dict[str, Any], own: tuple[str, ...]) -> bool:

@@ -463,3 +463,21 @@ def test_a_negative_seed_is_refused_at_its_key(
     with pytest.raises(ConfigError) as info:
         spec_of(tmp_path, BASE + "axes: {nodes: [1, 2]}\n" + extra, overrides)
     assert expected in str(info.value)
+
+
+def test_a_base_batch_that_no_axis_value_splits_is_the_base_s_fault(tmp_path: Path) -> None:
+    # A tester's find: base.batch_size 65537 was blamed on the first axis ("axes.nodes: global batch
+    # 65537 is not divisible by 8 ranks"). The base's key and line are named now.
+    text = (
+        "kind: sweep\nname: t\nbase:\n  system: tiny\n  workload: tiny-dlrm\n  batch_size: 17\n"
+        "axes: {nodes: [1, 2], plan: [table_wise, row_wise]}\n"
+        "objectives: {throughput_samples_per_s: max}\n"
+    )
+    message = error_of(tmp_path, text)
+    assert message.startswith(
+        f"{tmp_path / 'sweep.yaml'}:6: base.batch_size: global batch 17 is not divisible"
+    )
+    assert message.endswith("(and with every value of axes.nodes)")
+    # An axis value that splits it is kept; the one that does not is the axis's, as before.
+    message = error_of(tmp_path, text.replace("batch_size: 17", "batch_size: 4").replace("[1, 2]", "[1, 3]"))
+    assert "axes.nodes[1]: global batch 4 is not divisible" in message
