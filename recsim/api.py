@@ -591,6 +591,10 @@ def load_plan_file(
         # scheme does, is a mistake in the file, not a design point that does not fit (a tester
         # found such files stored as infeasible points, memory_fits false).
         raise ConfigError(f"{path}: {exc}") from None
+    if system is not None:
+        why = plan.node_violation(system.node.num_accelerators)
+        if why is not None:
+            raise ConfigError(f"{path}: {why} on {system.name}")
     return plan
 
 

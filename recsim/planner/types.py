@@ -231,6 +231,33 @@ class Plan:
                     + (" and overlap" if _overlap(shards) else "")
                 )
 
+    def node_violation(self, ranks_per_node: int) -> str | None:
+        """Why a shard group that lives inside one node does not, on nodes of ``ranks_per_node``
+        ranks (rank ``r`` on node ``r // ranks_per_node``, as the topology numbers them), or None:
+        a table's ``table_row_wise`` shards (rows over the ranks of one node) and each column block of
+        a ``grid`` table (its rows split inside its node). The plan alone does not know the nodes: a
+        plan file is checked against the system it runs on (``api.load_plan_file``), so a plan saved
+        on one node shape (a ``hier_auto`` plan of 8-GPU nodes) is refused on another rather than
+        reduced over the network where it was made to reduce over NVLink."""
+        if ranks_per_node < 1:
+            return None
+        groups: dict[tuple[str, str, tuple[int, int]], set[int]] = defaultdict(set)
+        for s in self.shards:
+            if s.sharding in ("table_row_wise", "grid"):
+                columns = s.columns if s.sharding == "grid" else (0, 0)
+                groups[(s.table, s.sharding, columns)].update(s.ranks)
+        for (table, sharding, columns), ranks in groups.items():
+            nodes = sorted({r // ranks_per_node for r in ranks})
+            if len(nodes) > 1:
+                block = f" (columns {columns[0]}:{columns[1]})" if sharding == "grid" else ""
+                shown = ", ".join(str(r) for r in sorted(ranks))
+                return (
+                    f"table {table!r}{block}: {sharding} splits rows over the ranks of one node, but its "
+                    f"shards are on ranks {shown}, of nodes {', '.join(map(str, nodes))} "
+                    f"({ranks_per_node} ranks a node)"
+                )
+        return None
+
 
 def _where(name: str, s: Shard) -> str:
     """A shard as ``Plan.validate``'s messages name it (made only for a message)."""

@@ -247,3 +247,43 @@ def test_a_folder_is_not_a_strategy(tmp_path: Path, tiny: Workload) -> None:
 
     with pytest.raises(ConfigError, match=rf"^plan {tmp_path}: a folder, not a plan file"):
         check_strategy(str(tmp_path))
+
+
+def test_table_row_wise_shards_across_two_nodes_are_refused_naming_the_table_and_ranks(
+    tmp_path: Path,
+) -> None:
+    # table_row_wise splits rows over the ranks of ONE node; a hand-written plan over ranks 6-9 of
+    # 8-GPU nodes was accepted (a tester's find).
+    from recsim.api import prepare
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2)
+    plan = make_plan("table_row_wise", workload, system)
+    data = plan_to_dict(plan)
+    t0 = [s for s in data["shards"] if s["table"] == "t0"]
+    for shard, rank in zip(t0, (6, 7, 8, 9, 10, 11, 12, 13), strict=True):
+        shard["ranks"] = [rank]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as info:
+        make_plan(path, workload, system)
+    assert str(info.value) == (
+        f"{path}: table 't0': table_row_wise splits rows over the ranks of one node, but its shards are "
+        "on ranks 6, 7, 8, 9, 10, 11, 12, 13, of nodes 0, 1 (8 ranks a node) on dgx-h100"
+    )
+
+
+def test_a_saved_hier_auto_plan_on_another_node_shape_is_refused(tmp_path: Path) -> None:
+    # A hier_auto plan of two 8-GPU nodes is 16 ranks on four 4-GPU nodes too: its table_row_wise
+    # tables would have been reduced across nodes, not inside one.
+    from recsim.api import prepare
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2)
+    path = tmp_path / "hier.json"
+    save_plan(make_plan("hier_auto", workload, system), path)
+    assert make_plan(path, workload, system).strategy == "hier_auto"  # its own shape: accepted
+    other, _ = prepare("dgx-h100", "dlrm-dcnv2", nodes=4, overrides=["node.accelerators.count=4"])
+    assert other.num_accelerators == system.num_accelerators
+    with pytest.raises(
+        ConfigError, match=r"table_row_wise splits rows over the ranks of one node.*\(4 ranks a node\)"
+    ):
+        make_plan(path, workload, other)
