@@ -1719,3 +1719,70 @@ def test_a_malformed_distributed_info_names_its_key(
     del data["distributedInfo"]
     write_json(path, data)
     assert read_trace([path], kind).nodes
+
+
+# -- mixed inputs (a tester's finds) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "alone"), [("kineto", "Kineto"), ("pytorch_et", "execution-trace")])
+def test_a_single_format_named_for_an_et_and_kineto_pair_is_refused(fmt: str, alone: str) -> None:
+    # --format kineto / pytorch_et was ignored: the pair was read joined all the same.
+    paths = [*sorted((DATA / "param_dlrm_et").iterdir()), *sorted((DATA / "param_dlrm_kineto").iterdir())]
+    with pytest.raises(TraceError) as info:
+        read_trace(paths, fmt)
+    assert str(info.value) == (
+        f"--format {fmt}: the files hold PyTorch execution traces and Kineto traces, which are read "
+        f"joined: give --format et_kineto, or leave --format out (or give only the {alone} files)"
+    )
+    assert read_trace(paths, "et_kineto").metadata["format"] == "et_kineto"
+
+
+@pytest.mark.parametrize("chakra_first", [True, False])
+def test_a_chakra_file_beside_a_kineto_file_is_a_mixed_formats_error(chakra_first: bool) -> None:
+    # It was "not UTF-8 JSON text" from the Kineto reader reading the protobuf.
+    chakra, kineto = DATA / "chakra.0.et.gz", DATA / "simple_add_kineto.json.gz"
+    paths = [chakra, kineto] if chakra_first else [kineto, chakra]
+    with pytest.raises(
+        TraceError, match=rf"^mixed formats: {chakra} is a Chakra execution trace \(\.et\) and {kineto}"
+    ):
+        read_trace(paths)
+
+
+def _rank_file(tmp_path: Path, rank: int, gpu: str, steps: bool = True) -> Path:
+    events = [
+        xev("cpu_op", "aten::mm", 1, 10, 20),
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 12, 5, {"correlation": 1}),
+        xev("kernel", "ampere_sgemm_128x64_nn", 0, 20, 100, {"stream": 7, "correlation": 1}, 7),
+    ]
+    if steps:
+        events.insert(0, xev("user_annotation", "ProfilerStep#0", 1, 0, 200))
+    device = [{"id": 0, "name": gpu, "totalGlobalMem": 85198045184, "computeMajor": 8, "computeMinor": 0}]
+    data = {
+        "traceEvents": events,
+        "distributedInfo": {"rank": rank, "world_size": 2},
+        "deviceProperties": device,
+    }
+    return write_json(tmp_path / f"r{rank}.json", data)
+
+
+def test_rank_files_of_two_gpu_models_are_refused_naming_both(tmp_path: Path) -> None:
+    # The second file's durations were read as the first file's GPU's.
+    a100 = _rank_file(tmp_path, 0, "NVIDIA A100-SXM4-80GB")
+    h100 = _rank_file(tmp_path, 1, "NVIDIA H100 80GB HBM3")
+    with pytest.raises(TraceError) as info:
+        read_trace([a100, h100])
+    assert str(info.value) == (
+        f"{h100}: recorded on 'NVIDIA H100 80GB HBM3', {a100} on 'NVIDIA A100-SXM4-80GB': a replay "
+        "reads all ranks' durations as one GPU's; give the traces of one GPU model"
+    )
+
+
+def test_a_rank_file_without_profiler_steps_is_named_in_a_note(tmp_path: Path) -> None:
+    # It dropped out of the recorded step's mean without a word.
+    marked = _rank_file(tmp_path, 0, "NVIDIA A100-SXM4-80GB")
+    unmarked = _rank_file(tmp_path, 1, "NVIDIA A100-SXM4-80GB", steps=False)
+    notes = read_trace([marked, unmarked]).metadata["notes"]
+    assert (
+        f"rank 1: {unmarked} marks no profiler steps (ProfilerStep#N): the step times are the other ranks'"
+    ) in notes
+    assert not any("marks no profiler steps" in n for n in read_trace([marked]).metadata.get("notes", []))

@@ -85,10 +85,21 @@ def _read(
     _load_builtin_readers()
     if not paths:
         raise TraceError("no trace files given")
+    _check_not_mixed_with_chakra(paths)
     if fmt is not None:
         if fmt not in READERS:
             raise TraceError(f"unknown trace format {fmt!r}; known: {', '.join(sorted(READERS))}")
-        return READERS[fmt]().read(paths), fmt
+        graph = READERS[fmt]().read(paths)
+        joined = graph.metadata.get("format")
+        if fmt in _JOINED_BY and joined == "et_kineto":
+            # The ET and the Kineto reader join a pair of the two among their files: asked for one
+            # format by name, the user would get the other's reading silently (a tester's find).
+            raise TraceError(
+                f"--format {fmt}: the files hold PyTorch execution traces and Kineto traces, which "
+                "are read joined: give --format et_kineto, or leave --format out (or give only "
+                f"the {_JOINED_BY[fmt]} files)"
+            )
+        return graph, fmt
     first = paths[0]
     data = _parsed(first, sniffer)
     if recsim_timeline(data):
@@ -103,11 +114,32 @@ def _read(
     raise TraceError(f"{first}: not a trace format recsim knows ({', '.join(sorted(READERS))})")
 
 
+#: The readers that join ET and Kineto files given together, and the files each reads alone.
+_JOINED_BY = {"kineto": "Kineto", "pytorch_et": "execution-trace"}
+
+
+def _chakra(path: Path) -> bool:
+    """Whether ``path`` is named as a Chakra protobuf file (``.et``, ``.et.gz``): binary, not JSON."""
+    return path.name.endswith((".et", ".et.gz"))
+
+
+def _check_not_mixed_with_chakra(paths: Sequence[Path]) -> None:
+    """Refuse Chakra files beside JSON traces: no reader takes both, and the JSON reader's error on
+    the binary file ("not UTF-8 JSON text") did not say why (a tester's find)."""
+    chakra = [p for p in paths if _chakra(p)]
+    others = [p for p in paths if not _chakra(p)]
+    if chakra and others:
+        raise TraceError(
+            f"mixed formats: {chakra[0]} is a Chakra execution trace (.et) and {others[0]} is not; "
+            "give the Chakra files alone, or the JSON traces (Kineto, PyTorch ET) alone"
+        )
+
+
 def _parsed(path: Path, sniffer: Callable[[Path], Any] | None = None) -> Any:
     """``path``'s JSON for the readers' ``sniff``, or None for a binary (Chakra protobuf) file."""
     from recsim.graph.native import load_json
 
-    if path.name.endswith((".et", ".et.gz")):
+    if _chakra(path):
         return None
     return (sniffer or load_json)(path)
 

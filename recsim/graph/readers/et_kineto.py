@@ -71,6 +71,7 @@ from recsim.graph.readers.kineto import (
     steps_metadata,
     trace_device,
     trace_waits,
+    unmarked_notes,
 )
 from recsim.graph.readers.pytorch_et import (
     EtNode,
@@ -570,6 +571,7 @@ def join_loaded(paths: Sequence[Path], datas: Sequence[Any]) -> ExecutionGraph:
                 f"{k_path[rank]}; the step time is over those"
             )
         steps.extend(steps_metadata(trace, rank, covered))
+    notes.extend(unmarked_notes([(r, k_path[r], bool(t.steps)) for r, t in by_rank.items()]))
     counts: dict[str, int] = defaultdict(int)
     metadata = world_metadata(world, (r for r, _ in ranked), "et_kineto", paths)
     metadata["schema_versions"] = sorted({r.trace.schema for _, r in ranked})

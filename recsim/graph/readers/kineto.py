@@ -443,8 +443,34 @@ def device_properties(raw: Any) -> dict[str, Any] | None:
 
 
 def trace_device(traces: Sequence[KinetoTrace]) -> dict[str, Any] | None:
-    """The device the traces recorded (the first that names one)."""
-    return next((t.device for t in traces if t.device is not None), None)
+    """The device the traces recorded (the first that names one). Files that name two GPU models
+    are a ``TraceError`` naming both: a re-estimate reads every rank's durations as one GPU's, so
+    the second model's were read as the first's (a tester's find)."""
+    named = [t for t in traces if t.device is not None]
+    for trace in named[1:]:
+        first, other = named[0].device, trace.device
+        assert first is not None and other is not None  # for the type checker
+        if other.get("name") != first.get("name"):
+            raise TraceError(
+                f"{trace.path}: recorded on {other.get('name')!r}, {named[0].path} on "
+                f"{first.get('name')!r}: a replay reads all ranks' durations as one GPU's; give the "
+                "traces of one GPU model"
+            )
+    return named[0].device if named else None
+
+
+def unmarked_notes(marked: Sequence[tuple[int, Path, bool]]) -> list[str]:
+    """Notes on the rank files without a ``ProfilerStep`` mark where other ranks' files have some
+    (``marked``: rank, file, whether it marks steps): the recorded step is the marked ranks' mean
+    and the predicted one their steps' span, so those ranks' files count in neither (said, as they
+    silently dropped out of the mean; a tester's find)."""
+    if not any(has for _, _, has in marked):
+        return []
+    return [
+        f"rank {rank}: {path} marks no profiler steps (ProfilerStep#N): the step times are the other ranks'"
+        for rank, path, has in sorted(marked)
+        if not has
+    ]
 
 
 def _flows(raw_events: list[dict[str, Any]]) -> dict[Any, list[tuple[str, Any, Any, float]]]:
@@ -1114,6 +1140,7 @@ def read_kineto_files(paths: Sequence[Path], datas: Sequence[Any], fmt: str) -> 
         kineto_pending(trace, rank, world, pending, lanes, counts)
         steps.extend(steps_metadata(trace, rank))
         notes.extend(f"rank {rank}: {n}" for n in trace.notes)
+    notes.extend(unmarked_notes([(r, t.path, bool(t.steps)) for r, t in zip(ranks, traces, strict=True)]))
     metadata = world_metadata(world, ranks, fmt, paths)
     metadata["steps"] = steps
     metadata["waits"] = counts
