@@ -43,7 +43,8 @@ def _root_overrides(ctx: click.Context) -> list[str]:
     "out",
     type=click.Path(path_type=Path, file_okay=False),
     required=True,
-    help="Output folder: results.sqlite (the store), results.parquet, pareto.csv, pareto.png/.svg.",
+    help="Output folder, made with its parents: results.sqlite (the store), results.parquet, pareto.csv, "
+    "pareto.png/.svg.",
 )
 @click.option(
     "--executor",

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from recsim.cli_common import OutputFile, RecsimGroup
 from recsim.errors import ConfigError
+from recsim.output import check_output_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -356,8 +357,9 @@ def results_export(path: Path, target: Path, stage: str | None) -> None:
     from recsim.api import check_recsim_output
     from recsim.explore.store import is_results_export
 
-    # Only over an export of recsim's (a tester found any CSV replaced). An export may start its
-    # own folder, so only a target that exists is checked.
+    # Only over an export of recsim's (a tester found any CSV replaced), and into a folder that
+    # exists, as every output file (``recsim.output``), checked before the store is read.
+    check_output_path(target, "results export")
     if target.exists():
         check_recsim_output(target, "results export", own=is_results_export)
     with _open(path) as store:

@@ -123,6 +123,13 @@ def test_results_front_takes_each_point_at_the_last_stage_of_the_stored_spec(tmp
 
 def test_results_export(sweep_dir, tmp_path):
     target = tmp_path / "exp" / "points.parquet"
+    # Into a folder that exists, as every output file: a missing one is said, not made (a tester
+    # found only exports and sweeps made theirs).
+    refused = invoke(results, "export", sweep_dir, "--to", target)
+    assert refused.exit_code == 2
+    assert f"{target}: the folder {target.parent} does not exist (create it first)" in refused.output
+    assert not target.parent.exists()
+    target.parent.mkdir()
     result = invoke(results, "export", sweep_dir, "--to", target)
     assert result.exit_code == 0, result.output
     assert "4 rows" in result.output

@@ -10,6 +10,7 @@ import pytest
 from recsim.errors import ConfigError
 from recsim.explore.records import PointRecord
 from recsim.explore.store import STORE_NAME, Store, find_store
+from recsim.output import OutputError
 
 
 def record(i, stage="analytic", status="ok", **metrics):
@@ -103,6 +104,9 @@ def test_export_round_trip(tmp_path, suffix):
     for i in range(4):
         store.write(record(i, status="ok" if i != 2 else "infeasible"))
     target = tmp_path / "out" / f"results{suffix}"
+    with pytest.raises(OutputError, match=r"the folder .*out does not exist \(create it first\)"):
+        store.export(target)  # a missing folder is said, not made, as for every output file
+    target.parent.mkdir()
     assert store.export(target) == target
     back = pd.read_parquet(target) if suffix == ".parquet" else pd.read_csv(target, dtype={"key": str})
     frame = store.frame()
