@@ -293,6 +293,17 @@ def test_collnet_needs_switches_that_reduce():
         collective_cost(op_(CollectiveOp.ALL_REDUCE, 16, MiB), t, "collnet")
 
 
+@pytest.mark.parametrize("system", ["dgx-a100", "dgx-h100"])
+def test_collnet_runs_simple_only(system):
+    """NCCL runs CollNet (Direct and Chain) only as a Simple kernel (tuning.cc: busBw = 0 for any
+    other protocol; no LL/LL128 CollNet kernels): recsim reports Simple, or NVLS for the node's
+    part on an NVSwitch that reduces, for every size, never LL or LL128."""
+    t = topo(system, 2)
+    for size in [4096.0 * 4**k for k in range(10)]:  # 4 KiB .. 1 GiB
+        cost = collective_cost(op_(CollectiveOp.ALL_REDUCE, 16, size), t, "collnet")
+        assert cost.protocol in {"simple", "nvls"}, (size, cost.protocol)
+
+
 def test_multi_node_ring_uses_all_nics_of_a_node():
     t = topo("dgx-h100", 2)
     size = 1024 * MiB

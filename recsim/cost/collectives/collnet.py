@@ -85,6 +85,11 @@ def _leaves(layout: GroupLayout, nic: str) -> list[str]:
 class CollNetAllReduce(Algorithm):
     name = "collnet"
     ops = frozenset({CollectiveOp.ALL_REDUCE})
+    # Simple only: NCCL never runs CollNet under LL or LL128 (src/graph/tuning.cc, 2.28:
+    # ``if (a == NCCL_ALGO_COLLNET_DIRECT && p != NCCL_PROTO_SIMPLE) busBw = 0; // Not used``, the
+    # same for COLLNET_CHAIN; its device table has only the COLLNET_DIRECT_SIMPLE and
+    # COLLNET_CHAIN_SIMPLE kernels). ``protocol_names`` adds NVLS for the node's part.
+    protocols = ("simple",)
     auto = False
 
     def unavailable(self, op: Collective, layout: GroupLayout) -> str | None:
