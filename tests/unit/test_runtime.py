@@ -360,10 +360,9 @@ def test_hugectr_runs_the_next_batchs_routed_lookups_and_exchange_inside_the_ste
         assert exchange.id not in interaction.deps and carried[interaction.id] == (exchange.id,)
         assert routed_fwd.id in exchange.deps
     # Chained: step s + 1's interaction waits for step s's exchange, which overlaps step s's
-    # replicated update and dense optimizer (it had waited behind them in stream order); whether it
-    # also overlaps the gradient all-reduce depends on that collective's cost (with LL128 on
-    # NVLink the first bucket ends 9 us before the exchange starts). The first step's interaction
-    # waits for none.
+    # gradient all-reduce (its first bucket, CollNet under Simple) and its replicated update and
+    # dense optimizer (it had waited behind them all in stream order). The first step's
+    # interaction waits for none.
     sim = simulate_training(system, workload, plan, SimulationOptions(fidelity="analytic", steps=3))
     start, finish, stride = sim.schedule.start_s, sim.schedule.finish_s, sim.graph.metadata["step_stride"]
     named = {(n.name, n.rank): n.id for n in sim.graph.nodes}
@@ -372,6 +371,8 @@ def test_hugectr_runs_the_next_batchs_routed_lookups_and_exchange_inside_the_ste
         exchange = named[(f"a2a_fwd#{s - 1}", 0)]
         assert exchange in sim.graph.node(interaction).deps
         assert start[interaction] >= finish[exchange]
+        all_reduce = named[(f"allreduce_bucket0#{s - 1}", 0)]
+        assert start[exchange] < finish[all_reduce]
         optimizer = named[(f"dense_optimizer#{s - 1}", 0)]
         update = next(
             n.id
