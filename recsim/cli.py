@@ -622,7 +622,7 @@ def run_cmd(
         # command, but not the simulation's figures with it (a tester lost the JSON to /dev/full).
         from recsim.graph.writers.chrome import write_chrome_trace
 
-        write_chrome_trace(sim.graph, timeline, sim.schedule)
+        write_chrome_trace(sim.graph, timeline, sim.schedule, sim.topology)
     if result.status != "ok":
         if not as_json:
             click.echo(f"recsim: {result.status}: {result.reason}", err=True)

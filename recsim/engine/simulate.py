@@ -72,11 +72,13 @@ if TYPE_CHECKING:  # the DES engine (and simpy) load only when a DES run asks fo
 
 @dataclass(frozen=True)
 class Simulation:
-    """A Result with the chained graph and schedule it came from (None when nothing ran)."""
+    """A Result with the chained graph and schedule it came from (None when nothing ran), and the
+    topology its collectives were costed on (a timeline reports their algorithm and protocol)."""
 
     result: Result
     graph: ExecutionGraph | None = None
     schedule: Schedule | None = None
+    topology: Topology | None = None
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,7 @@ def _simulate_training(
         resources=resources,
         **context,  # type: ignore[arg-type]
     )
-    return Simulation(result, graph, schedule)
+    return Simulation(result, graph, schedule, cost.topology)
 
 
 def _resources(

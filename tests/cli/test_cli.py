@@ -286,6 +286,18 @@ def test_run_json_is_exactly_the_result(tmp_path, monkeypatch):
     assert "throughput" in human.output
 
 
+@pytest.mark.parametrize("fidelity", ["analytic", "des"])
+def test_a_runs_timeline_reports_each_collectives_algorithm_and_protocol(tmp_path, fidelity):
+    timeline = tmp_path / "t.trace.json"
+    result = run("run", *TINY_2_RANKS, "--fidelity", fidelity, "--timeline", str(timeline), env=TINY_ENV)
+    assert result.exit_code == 0, result.output
+    events = json.loads(timeline.read_text())["traceEvents"]
+    collectives = [e["args"] for e in events if e["ph"] == "X" and e["cat"] == "collective"]
+    assert collectives
+    for args in collectives:
+        assert args["algorithm"] and args["protocol"] in {"ll", "ll128", "simple", "nvls"}
+
+
 def test_run_infeasible_exits_2():
     env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
     result = run(

@@ -232,6 +232,41 @@ def test_chrome_trace(tmp_path):
     assert json.loads(gzip.decompress(path.read_bytes()))["traceEvents"]
 
 
+def test_chrome_trace_reports_each_collectives_algorithm_and_protocol():
+    # Two H100s of a DGX H100: a 4 MiB all-reduce runs LL128 on NVLink (the NVSwitch fit), a 4 KiB
+    # all-to-all LL (point-to-point, at most 16 KiB per peer); the slices say so, as
+    # ``collective_cost`` chose them. Without a topology (a converted trace) they do not.
+    from recsim.api import load_system
+    from recsim.cost.collectives import collective_cost
+    from recsim.hardware.topology import build_topology
+
+    topology = build_topology(load_system("dgx-h100"))
+    mib = 1024.0 * 1024.0
+    reduce = Collective(CollectiveOp.ALL_REDUCE, "ar", (0, 1), 4 * mib, "fp16", algorithm="collnet")
+    exchange = Collective(CollectiveOp.ALL_TO_ALL, "a2a", (0, 1), 4096.0, "fp16")
+    g = ExecutionGraph(
+        2,
+        [
+            *(Node(r, r, "ar", Stream.COMM, reduce, (), duration_s=1e-5) for r in (0, 1)),
+            *(Node(2 + r, r, "a2a", Stream.COMM, exchange, (r,), duration_s=1e-5) for r in (0, 1)),
+        ],
+    )
+    slices = {
+        (e["name"], e["pid"]): e["args"]
+        for e in chrome_trace(g, None, topology)["traceEvents"]
+        if e["ph"] == "X"
+    }
+    for r in (0, 1):
+        assert slices[("ar", r)]["protocol"] == "ll128"
+        assert slices[("a2a", r)]["protocol"] == "ll"
+        # The op's algorithm is a preference (CollNet cannot run on one node): the slice gives both.
+        assert slices[("ar", r)]["requested_algorithm"] == "collnet"
+        assert slices[("ar", r)]["algorithm"] == collective_cost(reduce, topology).algorithm != "collnet"
+        assert slices[("a2a", r)]["algorithm"] == collective_cost(exchange, topology).algorithm
+    bare = [e["args"] for e in chrome_trace(g)["traceEvents"] if e["ph"] == "X"]
+    assert all("protocol" not in a for a in bare) and bare[0]["algorithm"] == "collnet"
+
+
 def test_chrome_flow_events_sit_inside_their_slices():
     # Host work after kernel 0 on another stream, then kernel 3 after it: two arrows, each end in
     # the middle of its slice, not on a boundary the next slice of the thread shares (kernel 1
