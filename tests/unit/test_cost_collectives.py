@@ -549,6 +549,51 @@ def test_the_fit_separates_a_host_issue_period_from_the_kernel():
     assert kernel_predictor(TOPOLOGIES, fit)(small) == pytest.approx(kernel(small), rel=1e-3)  # 24.0 us
 
 
+@pytest.mark.parametrize(
+    ("ll_base", "largest"),
+    [
+        ("60 us", 2**21),  # 1 KiB .. 2 MiB: Simple wins nothing (dropped before the guard)
+        ("6 us", 2**30),  # 1 KiB .. 1 GiB, LL's base far below LL128's: LL wins only the smallest
+    ],
+)
+def test_the_rare_protocol_rule_never_unties_ll128(ll_base, largest):
+    """LL128 is fitted tied to LL and Simple (``LL128_OVER``). A synthetic dataset on which LL or
+    Simple is the fastest on under 5 % of the points must not see it dropped, leaving LL128 fitted
+    free (its label free to swap again): the fit keeps the tie, or drops LL128 itself; asked for
+    LL128 without both, the fit refuses."""
+    from recsim.cost.collectives.calibrate import LL128_MAX_RATIO, NVLINK_PROTOCOLS
+
+    def proto(base: str, step: str, efficiency: float) -> CollectiveProtocol:
+        return CollectiveProtocol.model_validate(
+            {"base_latency": base, "step_latency": step, "pipeline_latency": "0 us", "efficiency": efficiency}
+        )
+
+    truth = CollectiveCalibration(
+        source="synthetic",
+        protocols={
+            "ll": proto(ll_base, "0.8 us", 0.24),
+            "ll128": proto("14 us", "1.2 us", 0.70),
+            "simple": proto("25 us", "0.01 us", 0.78),
+        },
+    )
+    kernel = kernel_predictor(TOPOLOGIES, truth)
+    points = []
+    for n in (2, 4, 8):
+        for e in range(10, int(math.log2(largest)) + 1):
+            op = op_(CollectiveOp.ALL_REDUCE, n, float(2**e))
+            time = kernel(Measurement("", "dgx-a100", 1, op, 1.0))
+            points.append(Measurement(f"synthetic n={n}", "dgx-a100", 1, op, time))
+    fit = fit_level(points, TOPOLOGIES, protocols=NVLINK_PROTOCOLS)
+    kept = set(fit.protocols)
+    assert kept in ({"ll", "simple"}, set(NVLINK_PROTOCOLS)), kept
+    if "ll128" in kept:
+        ll, ll128, simple = (fit.protocols[p] for p in ("ll", "ll128", "simple"))
+        assert ll128.base_latency_s >= ll.base_latency_s and ll128.step_latency_s >= ll.step_latency_s
+        assert ll128.efficiency <= LL128_MAX_RATIO * simple.efficiency * (1 + 1e-9)
+    with pytest.raises(ValueError, match="tied to LL and Simple"):
+        fit_level(points, TOPOLOGIES, protocols=("ll", "ll128"))
+
+
 def test_a_host_bound_point_is_predicted_as_its_harness_timed_it():
     """Azure's 1 KiB A100 all-reduce (nccl-tests -g 8: 44.8 us) is the host's issue period; the
     kernel under it is about half that."""

@@ -401,8 +401,13 @@ class P2pBase(Enum):
 def _params(protocols: Sequence[str], nvls: bool, p2p: bool = False) -> list[_Param]:
     """The free constants; ``p2p``: Simple's point-to-point base too. LL128 beside LL and Simple
     is fitted relative to them (``LL128_OVER``): its latencies as LL's plus a non-negative excess,
-    its efficiency as a fraction of Simple's up to ``LL128_MAX_RATIO``."""
+    its efficiency as a fraction of Simple's up to ``LL128_MAX_RATIO``. LL128 without both is
+    refused: fitted free, its label and theirs swap (``LL128_OVER``)."""
     tied = {"ll", "ll128", "simple"} <= set(protocols)
+    if "ll128" in protocols and not tied:
+        raise ValueError(
+            f"LL128 is fitted only tied to LL and Simple (LL128_OVER); protocols {list(protocols)}"
+        )
     out = []
     for p in protocols:
         if p == "ll128" and tied:
@@ -608,7 +613,8 @@ def fit_level(
 
     A protocol that is the fastest on under 5 % of the training points has constants the data
     barely determine (they stay near their start); it is dropped when the fit without it is as
-    good (training loss within 1 %).
+    good (training loss within 1 %), unless another protocol's constants lean on it (Simple's
+    base for NVLS; LL's and Simple's for LL128).
 
     ``p2p_base``: where Simple's point-to-point base comes from. ``FIT``: fitted with the rest on
     the points' send/recv and all-to-all series (no such series: the ring/tree base, stored as no
@@ -620,11 +626,16 @@ def fit_level(
     protocols = list(protocols)
     fitted = _fit(train, topologies, protocols, nvls)
     share = _win_share(fitted.terms, fitted.constants)
-    # Simple is never dropped where NVLS is fitted: NVLS takes Simple's base (a Simple kernel).
+    # Kept whatever their share: Simple where NVLS is fitted (NVLS takes Simple's base, a Simple
+    # kernel), and LL and Simple beside LL128 (it is fitted relative to them, ``LL128_OVER``: without
+    # either it would be fitted free and the labels swap). LL128 itself may go.
+    keep = {"simple"} if nvls else set()
+    if "ll128" in protocols:
+        keep |= {"ll", "simple"}
     rare = [
         p
         for p in sorted(protocols, key=lambda p: share.get(p, 0.0))
-        if share.get(p, 0.0) < 0.05 and not (nvls and p == "simple")
+        if share.get(p, 0.0) < 0.05 and p not in keep
     ]
     if rare and len(protocols) > 1:
         kept = [q for q in protocols if q != rare[0]]
