@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Final, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from recsim.config.types import Fraction, PositiveInt, Ratio, Seconds, Spec
 
@@ -150,6 +150,22 @@ class CollectiveProtocol(Spec):
         return self.base_latency_s
 
 
+#: The protocols a calibration block may give constants for: NCCL's LL, LL128 and Simple, by the
+#: names the cost model looks them up by (``recsim.cost.collectives``); a block keyed otherwise
+#: (``LL128``) would load and never be used.
+PROTOCOL_NAMES: Final[tuple[str, ...]] = ("ll", "ll128", "simple")
+
+
+def _protocol_name(name: str) -> str:
+    if name not in PROTOCOL_NAMES:
+        raise ValueError(f"unknown protocol {name!r}: expected one of {', '.join(PROTOCOL_NAMES)}")
+    return name
+
+
+# A ``str`` to the type checker (the cost model looks protocols up by any name), checked on load.
+ProtocolName = Annotated[str, AfterValidator(_protocol_name)]
+
+
 class CollectiveCalibration(Spec):
     """Collective cost constants of a fabric level: a scale-up switch (NVSwitch) or a NIC.
 
@@ -180,7 +196,7 @@ class CollectiveCalibration(Spec):
     source: str
     fit: str = ""
     transport: Literal["rdma", "socket"] | None = None
-    protocols: dict[str, CollectiveProtocol]
+    protocols: dict[ProtocolName, CollectiveProtocol]
     nvls: CollectiveProtocol | None = None
     harness_issue_s: dict[str, Seconds] = Field(default_factory=dict, alias="harness_issue")
     train_points: PositiveInt | None = None

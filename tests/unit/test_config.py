@@ -539,3 +539,19 @@ def test_a_known_architecture_is_read_whatever_its_case():
         "dgx-h100", [Override.parse("node.accelerators.device.architecture=' Hopper '")]
     )
     assert system.accelerator is not None and system.accelerator.architecture == "hopper"
+
+
+def test_a_calibration_protocol_under_an_unknown_name_is_refused(tmp_path):
+    # A block keyed ``LL128`` (not ``ll128``) had loaded and was never used: the cost model looks
+    # protocols up by NCCL's lower-case names.
+    nic = (MINI / "devices/tiny-nic.yaml").read_text().replace("name: tiny-nic", "name: x")
+    block = (
+        "calibration:\n  source: test\n  protocols:\n"
+        "    {}: {{base_latency: 8 us, step_latency: 9 us, efficiency: 0.4}}\n"
+    )
+    lib = lib_with(tmp_path, {"devices/x.yaml": nic + block.format("LL128")})
+    message = error_of(lib.load, "nic", "x")
+    assert "x.yaml" in message and "calibration.protocols.LL128" in message
+    assert "expected one of ll, ll128, simple" in message
+    ok = lib_with(tmp_path, {"devices/x.yaml": nic + block.format("ll128")}).load("nic", "x").spec.calibration
+    assert ok is not None and set(ok.protocols) == {"ll128"}
