@@ -1099,6 +1099,17 @@ def test_a_mesh_without_a_calibration_block_takes_the_generic_defaults_and_nvswi
         load_system("dgx-h100", overrides=["node.scale_up.calibration={source: x, protocols: {}}"])
 
 
+def test_an_uncalibrated_nvlink_mesh_runs_ll128_by_nccls_model():
+    """NCCL enables LL128 on Volta over NVLink (tuning.cc): the V100 DGX-1 mesh, costed with the
+    generic NVLink defaults, runs a mid-size all-reduce under LL128 (NCCL 2.7.5's model: base
+    10.0 us, 1.9 us a ring step, 0.92 of Simple's bandwidth), small ones under LL, large under
+    Simple."""
+    t = topo("dgx-1-v100")
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 4 * MiB), t).protocol == "ll128"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 4096.0), t).protocol == "ll"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 256 * MiB), t).protocol == "simple"
+
+
 def test_ll128_runs_on_nvlink_tied_to_ll_and_simple():
     """NCCL enables LL128 on NVLink (tuning.cc); the H100 fit has it, tied as ``LL128_OVER`` says:
     latencies at least LL's, efficiency at most 120/128 of Simple's. A mid-size all-reduce on two

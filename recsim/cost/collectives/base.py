@@ -138,13 +138,17 @@ class Stage:
 
 
 # ------------------------------------------------------------------------------------------ defaults
-# Used where a device has no calibration block. Latencies are NCCL's own tuning model
-# (NVIDIA/nccl src/graph/tuning.cc: baseLat ring LL 3.6 us, LL128 10.0 us, Simple 8.4 us; hwLat per
-# ring step NVLink LL 0.47 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET LL 2.7 / LL128 4.0 /
-# Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it
-# (the same tuning.cc); Simple on NVLink/PCIe 0.78, ASSUMPTION: the mean of the fitted NVSwitch gen2
-# (0.7791) and gen3 (0.7795) values (hardware/devices/switches/); Simple on the network 0.97: a
-# ConnectX-7 400 Gb/s NIC gives 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
+# Used where a device has no calibration block. Latencies are NCCL's own tuning model as of NCCL
+# 2.7.5 (NVIDIA/nccl src/graph/tuning.cc: baseLat ring LL 3.6 us, LL128 10.0 us, Simple 8.4 us;
+# hwLat per ring step NVLink LL 0.47 / LL128 1.9 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET
+# LL 2.7 / LL128 4.0 / Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth
+# and LL128 0.92 of it (the same tuning.cc; its per-channel LL128 cap, ll128MaxBwPerCh, is not
+# modelled); Simple on NVLink/PCIe 0.78, ASSUMPTION: about the fitted NVSwitch gen2 and gen3 values
+# (hardware/devices/switches/); Simple on the network 0.97: a ConnectX-7 400 Gb/s NIC gives
+# 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
+#
+# LL128 runs on NVLink (a V100 DGX-1 mesh included: NCCL enables it for sm70 with the intra-node
+# path on NVLink, ``calibrate.NVLINK_PROTOCOLS``), never on PCIe alone.
 
 _NCCL_TUNING = "NVIDIA/nccl src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
 
@@ -162,7 +166,11 @@ def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float
 
 DEFAULT_NVLINK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
-    protocols={"ll": _proto(3.6, 0.47, 0.78 / 4), "simple": _proto(8.4, 3.4, 0.78)},
+    protocols={
+        "ll": _proto(3.6, 0.47, 0.78 / 4),
+        "ll128": _proto(10.0, 1.9, 0.78 * 0.92),
+        "simple": _proto(8.4, 3.4, 0.78),
+    },
 )
 DEFAULT_PCIE = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency as NVLink",
