@@ -1113,16 +1113,17 @@ def test_an_uncalibrated_nvlink_mesh_runs_ll128_by_nccls_model():
 def test_ll128_runs_on_nvlink_tied_to_ll_and_simple():
     """NCCL enables LL128 on NVLink (tuning.cc); the H100 fit has it, tied as ``LL128_OVER`` says:
     latencies at least LL's, efficiency at most 120/128 of Simple's. A mid-size all-reduce on two
-    H100s reports it; PCIe never runs it."""
-    from recsim.cost.collectives.base import DEFAULT_PCIE
-    from recsim.cost.collectives.calibrate import LL128_MAX_RATIO, NVLINK_PROTOCOLS
+    H100s reports it; GPUs on PCIe only (h100-pcie-server) never run it, at any size."""
+    from recsim.cost.collectives.calibrate import LL128_MAX_RATIO
 
-    assert switch_datasets(DATA)["nvswitch-gen3"].protocols == NVLINK_PROTOCOLS
     cal = stored("dgx-h100")
     ll, ll128, simple = (cal.protocols[p] for p in ("ll", "ll128", "simple"))
     assert ll128.base_latency_s >= ll.base_latency_s and ll128.step_latency_s >= ll.step_latency_s
     assert ll128.efficiency <= LL128_MAX_RATIO * simple.efficiency
-    assert "ll128" not in DEFAULT_PCIE.protocols
+    pcie = topo("h100-pcie-server")
+    for size in [4096.0 * 2**k for k in range(19)]:  # 4 KiB .. 1 GiB
+        for n in (2, 4, 8):
+            assert collective_cost(op_(CollectiveOp.ALL_REDUCE, n, size), pcie).protocol != "ll128", (n, size)
     h = topo("dgx-h100")
     assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 2, 4 * MiB), h).protocol == "ll128"
     assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 2, 4096.0), h).protocol == "ll"
