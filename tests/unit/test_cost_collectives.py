@@ -623,10 +623,10 @@ def test_small_collectives_of_the_a100_trace_cost_their_kernel_time():
     ]
     assert len(pairs) == 24
     errors = [collective_time_s(op, t) / d - 1 for op, d in pairs]
-    assert float(np.median(np.abs(errors))) <= 0.25  # 0.14
+    assert float(np.median(np.abs(errors))) <= 0.25  # 0.21
     mid = [(op, d) for op, d in pairs if op.op is CollectiveOp.ALL_TO_ALL and 2e5 < op.bytes < 3e5]
     assert len(mid) == 12 and {collective_cost(op, t).protocol for op, _ in mid} == {"simple"}
-    assert float(np.median([abs(collective_time_s(op, t) / d - 1) for op, d in mid])) <= 0.25  # 0.11
+    assert float(np.median([abs(collective_time_s(op, t) / d - 1) for op, d in mid])) <= 0.25  # 0.18
     tiny = [d for op, d in pairs if op.bytes == 4096]
     assert len(tiny) == 6 and sorted(tiny)[:3] == pytest.approx([17e-6] * 3)
     op = next(op for op, _ in pairs if op.bytes == 4096)

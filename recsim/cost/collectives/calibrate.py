@@ -354,10 +354,19 @@ LL_MAX_EFFICIENCY = 0.5
 
 #: The protocols NCCL runs collectives in over NVLink (an NVSwitch or an NVLink mesh) on the GPUs
 #: of the fitted datasets (A100 sm80, H100 sm90): LL and Simple everywhere, LL128 by default only
-#: where the intra-node path is NVLink (``typeIntra <= PATH_NVB``) and every GPU has the same compute
-#: capability among 7.0, 8.0, 9.0 (and 10.0, 12.0 since 2.2x): NVIDIA/nccl src/graph/tuning.cc,
-#: ``ncclTopoTuneModel``'s protocol enable loop ("Enable LL128 by default only on
-#: Volta/Ampere/Hopper+NVLink"). PCIe gets no LL128 (``base.DEFAULT_PCIE``).
+#: where NCCL's protocol enable loop in ``ncclTopoTuneModel`` (NVIDIA/nccl src/graph/tuning.cc,
+#: "Enable LL128 by default only on Volta/Ampere/Hopper+NVLink") lets it, per algorithm graph:
+#:
+#: * NCCL 2.7.5: the network path ``typeInter <= PATH_PXB``, the intra-node path
+#:   ``typeIntra <= PATH_NVL``, and every GPU of compute capability 7.0 or every one 8.0;
+#: * NCCL 2.20.3: ``typeInter <= PATH_PXB``, or ``<= PATH_PXN`` where the smallest compute
+#:   capability is 9.0 or more; ``typeIntra <= PATH_NVB``; one compute capability for all GPUs,
+#:   7.0, 8.0 or 9.0 (9.0 but for a 2-rank ring all-reduce built with CUDA 11.8);
+#: * later 2.2x releases add 10.0 and 12.0 (Blackwell) to that list; a reviewer reports a
+#:   ``NCCL_LL128_C2C`` variant of the network-path test in the newest (not checked here).
+#:
+#: The datasets' NCCL (2.18.5 for Azure, 2.29.2 for cluster01) enables it on both GPUs' NVLink.
+#: PCIe gets no LL128 (``base.DEFAULT_PCIE``).
 NVLINK_PROTOCOLS: tuple[str, ...] = ("ll", "ll128", "simple")
 
 #: LL128 fitted beside LL and Simple is tied to them (``_params``), or the data, which cannot tell
@@ -377,15 +386,25 @@ LL128_MAX_RATIO = 120 / 128
 
 
 #: Simple's point-to-point per-call latency above LL's, where the data cannot place it
-#: (``P2pBase.FROM_LL``). ASSUMPTION: NCCL's tuning model, src/graph/tuning.cc baseLat ring Simple
-#: 8.4 us less LL 3.6 us (the figures ``base.DEFAULT_NVLINK`` takes); tuning.cc has no p2p row, so
-#: the ring kernels' difference stands for the p2p kernel's. Simple's extra is its handshake (the
-#: sender posts each chunk's tail after a memory fence and waits for the receiver's head, where LL's
-#: flags travel in the data lines); both kernels pay the same launch and GPU-side synchronisation,
-#: which the fitted bases carry beyond NCCL's figures, so the difference carries over, not the
-#: ratio. Not the ring/tree Simple base: that one is fitted, and on A100 it carries the ring
-#: all-reduce's near-constant large-message excess (``switch_datasets``), which a p2p kernel
-#: (no ring pipeline) does not pay.
+#: (``P2pBase.FROM_LL``). ASSUMPTION: NCCL 2.7.5's tuning model, src/graph/tuning.cc baseLat ring
+#: Simple 8.4 us less LL 3.6 us (the table ``base.DEFAULT_NVLINK`` takes); tuning.cc has no p2p
+#: row, so the ring kernels' difference stands for the p2p kernel's. Simple's extra is its handshake
+#: (the sender posts each chunk's tail after a memory fence and waits for the receiver's head, where
+#: LL's flags travel in the data lines); both kernels pay the same launch and GPU-side
+#: synchronisation, which the fitted bases carry beyond NCCL's figures, so the difference carries
+#: over, not the ratio. Not the ring/tree Simple base: that one is fitted, and on A100 it carries
+#: the ring all-reduce's near-constant large-message excess (``switch_datasets``), which a p2p
+#: kernel (no ring pipeline) does not pay.
+#:
+#: Not the datasets' NCCL version: they ran 2.18.5 (Azure, ND_*_results.md) and 2.29.2 (cluster01,
+#: nccl-library=22902 in the log header; vidur's is not recorded), whose model has baseLat ring
+#: LL 6.6, LL128 14.0, Simple 8.4 us (read at 2.20.3, and in copies of 2.28; no 2.18 copy was at
+#: hand), a difference of 1.8 us. Refitted with 1.8 us, the fit fits the measured small
+#: all-to-alls worse, so 4.8 us stays: the H100 p2p base 11.35 -> 8.35 us and A100's
+#: 21.39 -> 18.39 us, held-out medians unchanged (0.0489, 0.0548), every cluster01 alltoall size
+#: further below its measurement (64 MiB, 4 GPUs -15.8 -> -17.4 %, 8 GPUs -14.9 -> -16.3 %), and
+#: the A100 trace's 24 recorded kernels up to 1 MiB 0.207 -> 0.282 median error (past their 0.25
+#: band), its ~256 KiB all-to-alls 24.2 -> 21.2 us where 27-33 us were recorded.
 SIMPLE_BASE_OVER_LL_S = 8.4e-6 - 3.6e-6
 
 P2P_BASE = "p2p_base_latency_s"  # the fit's name of Simple's point-to-point base
