@@ -21,7 +21,16 @@ against 0.12), so recsim does not.
 ASSUMPTION, untested by the trace: if gathers from HBM are latency-bound like those from L2, their
 speed follows the levels' latency ratio (~2x: 200 vs 400 cycles, PMC10448217 Table 3) rather than
 their bandwidth ratio (4.6x on A100), and this form overstates HBM-resident gather time by up to
-~2.3x.
+~2.3x. Across GPUs it is the other way: measured pointer-chase latencies (markdewing/AI_kernels,
+latency/README.md: L2 / DRAM 210 / 550 cycles on A100 SXM, 291 / 700 on H100 SXM, 281 / 690 on
+GH200) put DRAM at ~390 ns on A100 and ~350 ns on H100 and GH200, so a faster HBM comes at the same
+latency, and a gather bound by the bytes it keeps in flight would gain less from H200's HBM3e than
+this form credits it (MLPerf DLRM-DCNv2 on one node: H200 / H100 measured 1.08-1.11, recsim 1.155,
+1.058 if the gathers' HBM time did not shrink at all). No bound is applied: the bytes in flight per
+SM of FBGEMM's or HugeCTR's gather kernels are not published, and streaming reads need about twice
+A100's to saturate H200 (te42kyfo/gpu-benches gpu-stream: 16 KB per SM reaches 96 % of A100-40GB's
+HBM bandwidth, 57 % of H200's), which says nothing direct about random rows. A kernel-level
+measurement of an HBM-resident TBE on H100 and H200 would settle it.
 
 **Backward with the fused optimizer** (FBGEMM ``split_embedding_backward_codegen_*``): a sort stage
 then an update stage.
