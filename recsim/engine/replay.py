@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -452,10 +452,18 @@ def _breakdown(graph: ExecutionGraph, replayed: _Replayed, timing: Timing) -> di
     return breakdown
 
 
-def _job_ranks(nodes: Sequence[Node]) -> int:
-    """The number of ranks of the traced job: its ranks and those its collectives' groups name."""
-    return 1 + max(
-        (max(n.rank, *n.op.group) if isinstance(n.op, Collective) else n.rank for n in nodes), default=-1
+def _job_ranks(graph: ExecutionGraph) -> int:
+    """The number of ranks of the traced job: the graph's (a reader's: the world size the traces
+    declare in ``distributedInfo``, at least the files and their ranks), its nodes' ranks and those
+    its collectives' groups name. Without the graph's, a rank-3 trace of an 8-rank job with no
+    collectives was replayed as a 4-rank job, the other 4 GPUs at idle power (a tester's find)."""
+    return max(
+        graph.ranks,
+        1
+        + max(
+            (max(n.rank, *n.op.group) if isinstance(n.op, Collective) else n.rank for n in graph.nodes),
+            default=-1,
+        ),
     )
 
 
@@ -520,7 +528,7 @@ def _power(
     host_bytes = _host_bytes(_window_ops(timing.index, window, {}))
     notes: list[str] = []
     traced = sorted({n.rank for n in graph.nodes})
-    job = _job_ranks(graph.nodes)
+    job = _job_ranks(graph)
     missing = [r for r in range(job) if r not in traced]
     if missing and traced:
         for stream in dict.fromkeys(stream for _, stream in busy):
@@ -659,10 +667,10 @@ def unmodelled(node: Node) -> bool:
     )
 
 
-def _check_ranks_fit(nodes: Sequence[Node], system: System) -> None:
+def _check_ranks_fit(graph: ExecutionGraph, system: System) -> None:
     """Refuse a trace with more ranks than ``system`` has accelerators, naming the ``--nodes`` that
     would hold them (it had failed at its first collective, "rank 4 is outside ...")."""
-    ranks = _job_ranks(nodes)
+    ranks = _job_ranks(graph)
     have = system.num_accelerators
     if ranks > have:
         per_node = system.node.num_accelerators
@@ -679,7 +687,7 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     if target is None:
         raise InfeasibleError(f"system {system.name!r} has no accelerator to replay GPU work on")
     nodes = graph.nodes
-    _check_ranks_fit(nodes, system)
+    _check_ranks_fit(graph, system)
     cost = CostModel(system)
     lengths = [reestimate_duration(n, cost, recorded_on, target) for n in nodes]
     # An uneven all-to-all is re-costed from all its parts where the trace has every rank's, else

@@ -18,6 +18,7 @@ from recsim.cli import cli
 from recsim.cost.model import CATEGORIES
 from recsim.cost.power import COMPONENTS, step_energy
 from recsim.engine.replay import REPLAY_CLASSES, ReplayResult, replay_keep, replay_reestimate
+from recsim.errors import ConfigError
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Node, Stream
 from recsim.graph.readers import read_trace
 from recsim.hardware.topology import build_topology
@@ -279,6 +280,26 @@ def _kineto_edited(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Pa
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def test_a_job_without_collectives_has_the_ranks_its_trace_declares(tmp_path: Path) -> None:
+    """Rank 3 of an 8-rank job whose trace records no collective: the job has 8 ranks (its
+    ``distributedInfo`` world size), 7 of them untraced and as busy as rank 3. It was taken as
+    ranks 0-3 (the highest rank seen + 1), the other 4 GPUs of the DGX at idle power (a tester's
+    find)."""
+    import recsim
+
+    path = _kineto_edited(
+        tmp_path, lambda d: d.__setitem__("distributedInfo", {"backend": "nccl", "rank": 3, "world_size": 8})
+    )
+    result = recsim.replay([path], keep=False, system="dgx-h100")
+    assert any(
+        n.startswith("power: ranks 0-2, 4-7 of the job's 8 are not in the trace") for n in result.notes
+    )
+    assert not any("counted at idle power" in n for n in result.notes)
+    # A job larger than the system is refused, as one whose collectives name more ranks.
+    with pytest.raises(ConfigError, match="the trace has 8 ranks and hgx-h100-4gpu 4 accelerators"):
+        recsim.replay([path], keep=False, system="hgx-h100-4gpu")
 
 
 def test_a_gpu_named_without_its_compute_capability_is_said_to_be_unknown(tmp_path: Path) -> None:
