@@ -1130,3 +1130,19 @@ def test_ll128_runs_on_nvlink_tied_to_ll_and_simple():
     assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 2, 256 * MiB), h).protocol == "simple"
     # Point-to-point never runs LL128 (enqueue.cc), whatever the switch calibrates.
     assert collective_cost(op_(CollectiveOp.ALL_TO_ALL, 8, 8 * MiB), h).protocol == "simple"
+
+
+def test_ll128_follows_the_communicators_own_gpus_per_node_on_pcie():
+    """NCCL builds a communicator's topology from its own GPUs: one per node leaves the search at
+    ``typeIntra = PATH_LOC`` (search.cc, ``ncclTopoCompute``: ``ngpus == 1 ? PATH_LOC : PATH_NVL``),
+    which passes LL128's ``typeIntra <= PATH_NVB`` test, and on h100-pcie-server each GPU shares its
+    PCIe switch with a NIC (``typeInter`` PIX <= PXB), so NCCL enables LL128 for an all-reduce over
+    (0, 8) though the node has no NVLink (recsim: only the network level, whose defaults have it).
+    Two GPUs per node put PCIe inside the communicator, and NCCL drops LL128 (recsim: DEFAULT_PCIE
+    has none, and a protocol must be calibrated on every level used)."""
+    t = topo("h100-pcie-server", 2)
+    one_per_node = op_(CollectiveOp.ALL_REDUCE, 2, MiB)
+    assert collective_cost(replace(one_per_node, group=(0, 8)), t).protocol == "ll128"
+    for size in [4096.0 * 2**k for k in range(15)]:  # 4 KiB .. 64 MiB
+        two_per_node = replace(op_(CollectiveOp.ALL_REDUCE, 4, size), group=(0, 1, 8, 9))
+        assert collective_cost(two_per_node, t).protocol != "ll128", size
