@@ -970,10 +970,17 @@ def _check_resolution(check: _Checker, places: list[tuple[tuple[str | int, ...],
 
 def _base_at_fault(spec: SweepSpec, axis: str, values: list[Any]) -> bool:
     """Whether no value of the product ``axis`` resolves with the base (nor with another axis's
-    value): the base point, which fails by itself, is then what to mend, not the axis."""
+    value): the base point, which fails by itself, is then what to mend, not the axis. A value that
+    fails without the batch split (a misspelt axis key, a value out of range) is the axis's fault
+    whatever the base's batch (a reviewer's find: a misspelt axis beside base.batch_size 65537
+    was reported as the batch)."""
     from recsim.explore.points import point_config
 
     for value in values:
+        try:
+            _dry_resolve(point_config(spec, {axis: value}), whole=False)
+        except RecsimError:
+            return False
         try:
             _dry_resolve(point_config(spec, {axis: value}))
         except RecsimError:

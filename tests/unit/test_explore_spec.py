@@ -481,3 +481,18 @@ def test_a_base_batch_that_no_axis_value_splits_is_the_base_s_fault(tmp_path: Pa
     # An axis value that splits it is kept; the one that does not is the axis's, as before.
     message = error_of(tmp_path, text.replace("batch_size: 17", "batch_size: 4").replace("[1, 2]", "[1, 3]"))
     assert "axes.nodes[1]: global batch 4 is not divisible" in message
+
+
+def test_a_misspelt_axis_beside_an_unsplittable_base_batch_is_the_axis_s_fault(tmp_path: Path) -> None:
+    # A reviewer's find: with base.batch_size 17 (no axis value splits it) a misspelt axis key was
+    # reported as the base's batch; the typo is what to mend first.
+    text = (
+        "kind: sweep\nname: t\nbase:\n  system: tiny\n  workload: tiny-dlrm\n  batch_size: 17\n"
+        "axes: {node.acelerators.count: [4, 8]}\n"
+        "objectives: {throughput_samples_per_s: max}\n"
+    )
+    message = error_of(tmp_path, text)
+    assert (
+        "axes.node.acelerators.count: unknown key 'acelerators'; did you mean 'accelerators'?" in message
+    ), message
+    assert "base.batch_size" not in message
