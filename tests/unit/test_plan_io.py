@@ -287,3 +287,21 @@ def test_a_saved_hier_auto_plan_on_another_node_shape_is_refused(tmp_path: Path)
         ConfigError, match=r"table_row_wise splits rows over the ranks of one node.*\(4 ranks a node\)"
     ):
         make_plan(path, workload, other)
+
+
+def test_a_saved_grid_plan_on_another_node_shape_is_refused(tmp_path: Path) -> None:
+    # A grid table's column blocks split their rows inside one node: a grid plan of two 8-GPU
+    # nodes would have reduced each block across nodes on four 4-GPU ones (``Plan.node_violation``).
+    from recsim.api import prepare
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2)
+    path = tmp_path / "grid.json"
+    save_plan(make_plan("grid", workload, system), path)
+    assert make_plan(path, workload, system).strategy == "grid"  # its own shape: accepted
+    other, _ = prepare("dgx-h100", "dlrm-dcnv2", nodes=4, overrides=["node.accelerators.count=4"])
+    assert other.num_accelerators == system.num_accelerators
+    with pytest.raises(
+        ConfigError,
+        match=r"\(columns \d+:\d+\): grid splits rows over the ranks of one node.*\(4 ranks a node\)",
+    ):
+        make_plan(path, workload, other)
