@@ -1786,3 +1786,23 @@ def test_a_rank_file_without_profiler_steps_is_named_in_a_note(tmp_path: Path) -
         f"rank 1: {unmarked} marks no profiler steps (ProfilerStep#N): the step times are the other ranks'"
     ) in notes
     assert not any("marks no profiler steps" in n for n in read_trace([marked]).metadata.get("notes", []))
+
+
+def test_an_et_kineto_rank_whose_kineto_marks_no_steps_is_noted(tmp_path: Path) -> None:
+    # The joined reader says which rank's Kineto file marks no profiler steps (``unmarked_notes``),
+    # as the Kineto reader does: its steps count in neither the recorded nor the predicted step.
+    kineto = []
+    for path in PARAM_KINETO:
+        copy = tmp_path / path.name
+        data = json.loads(gzip.decompress(path.read_bytes()))
+        if path == PARAM_KINETO[1]:
+            data["traceEvents"] = [
+                e for e in data["traceEvents"] if not str(e.get("name", "")).startswith("ProfilerStep#")
+            ]
+        copy.write_bytes(gzip.compress(json.dumps(data).encode()))
+        kineto.append(copy)
+    graph = read_trace(PARAM_ET + kineto)
+    assert graph.metadata["format"] == "et_kineto"
+    unmarked = [n for n in graph.metadata["notes"] if "marks no profiler steps" in n]
+    assert len(unmarked) == 1 and unmarked[0].endswith(": the step times are the other ranks'"), unmarked
+    assert str(kineto[1]) in unmarked[0]
