@@ -152,7 +152,7 @@ def run_sweep(
         except BaseException:
             # A store that could not be made (a full disk): the folder this call made goes again.
             if created:
-                _remove_if_only_store(out, STORE_NAME)
+                _remove_if_only_store(out, STORE_NAME, created)
             raise
         try:
             stored = store.spec()
@@ -195,7 +195,7 @@ def run_sweep(
             # store).
             if created and store.count() == 0:
                 store.close()
-                _remove_if_only_store(out, STORE_NAME)
+                _remove_if_only_store(out, STORE_NAME, created)
             raise
         finally:
             store.close()
@@ -221,27 +221,37 @@ def _note_small_grid(spec: SweepSpec, note: Callable[[str], object]) -> None:
     note(f"search.samples {samples} is more than the {held} points of the grid: running every one")
 
 
-def _make_out_folder(out: Path) -> bool:
-    """Make ``out`` (and its parents); True if this call made ``out`` itself. An ``OutputError``
-    when it cannot be made (a read-only or special location)."""
+def _make_out_folder(out: Path) -> list[Path]:
+    """Make ``out`` (and its parents); the folders this call made, ``out``'s outermost missing
+    parent first and ``out`` last (none where ``out`` was there). An ``OutputError`` when it
+    cannot be made (a read-only or special location)."""
+    missing = [p for p in (out, *out.parents) if not p.exists()][::-1]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.mkdir()
     except FileExistsError:
-        return False  # made meanwhile by another process sharing the sweep, or there before
+        return []  # made meanwhile by another process sharing the sweep, or there before
     except OSError as exc:
         raise OutputError(f"{out}: cannot make the --out folder: {exc.strerror or exc}") from None
-    return True
+    return missing
 
 
-def _remove_if_only_store(out: Path, store_name: str) -> None:
-    """Remove ``out`` if it holds only the files of an empty store (SQLite's journal among them)."""
+def _remove_if_only_store(out: Path, store_name: str, made: list[Path]) -> None:
+    """Remove ``out`` if it holds only the files of an empty store (SQLite's journal among them),
+    then the parents of it this sweep made (``made``) that are empty (a tester found ``a/b`` of an
+    ``--out a/b/c`` left behind)."""
     try:
         names = [p.name for p in out.iterdir()]
     except OSError:
         return
-    if all(name.startswith(store_name) for name in names):
-        shutil.rmtree(out, ignore_errors=True)
+    if not all(name.startswith(store_name) for name in names):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    for parent in reversed(made[:-1]):
+        try:
+            parent.rmdir()  # only while empty: another process may have put something there
+        except OSError:
+            return
 
 
 def _check_out_folder(out: Path, store_name: str, resume: bool) -> None:

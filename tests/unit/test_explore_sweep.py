@@ -591,3 +591,19 @@ def test_a_sweep_that_fails_before_its_first_point_leaves_no_store(spec_path, tm
     monkeypatch.setenv("RECSIM_HARDWARE_PATH", ENV["RECSIM_HARDWARE_PATH"])
     monkeypatch.setenv("RECSIM_WORKLOAD_PATH", ENV["RECSIM_WORKLOAD_PATH"])
     assert run_sweep(spec_path, out, workers=1, max_points=1).counts
+
+
+def test_a_failed_sweep_removes_the_parent_folders_it_made(spec_path, tmp_path, monkeypatch):
+    # A reviewer's find: a failure removed --out a/b/c's c but left a and a/b; a parent that was
+    # there before stays.
+    import recsim.explore.sweep as sweep_module
+
+    def refuse(store: Store) -> None:
+        raise ConfigError("refused")
+
+    monkeypatch.setattr(sweep_module, "_check_model", refuse)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ConfigError, match="refused"):
+        run_sweep(spec_path, tmp_path / "kept" / "a" / "b" / "c", workers=1)
+    assert (tmp_path / "kept").is_dir()
+    assert list((tmp_path / "kept").iterdir()) == []
