@@ -818,7 +818,7 @@ def replay(
     name = recorded_on or found or RECORDED_ON
     recorded = library.device("accelerator", name)
     with _naming(paths):
-        result = replay_reestimate(graph, target, recorded)  # type: ignore[arg-type]
+        result = replay_reestimate(graph, target, recorded, recorded_system(library, target, name))  # type: ignore[arg-type]
     # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
     # names none is taken to be the default's (a tester found neither said in the output). A GPU
     # the library lacks (an A30, an H20) is read as its architecture's nearest by memory: the note
@@ -846,6 +846,23 @@ def replay(
     assert target.accelerator is not None  # replay_reestimate refuses a system without one
     said = f"recorded on {name} ({source}); re-estimated on {target.accelerator.name} ({target.name})"
     return dataclasses.replace(result, notes=(said, *result.notes))
+
+
+def recorded_system(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
+    """The node a trace recorded on ``accelerator`` ran in, whose copy rates its recorded copies
+    are read at: ``target`` where it holds that GPU (re-estimating on it keeps them), else the first
+    library system in name order that holds it; None where none does. ASSUMPTION: a trace names its
+    GPU, not its node: the A100 40GB's is read as p4d-24xlarge's (zion's and zionex's copy rates
+    are the same), the A100 80GB's as dgx-a100's (hgx-a100-4gpu shares its PCIe uplink with half
+    the GPUs)."""
+    held = target.accelerator
+    if held is not None and held.name == accelerator:
+        return target
+    for name in library.names_of_kind("system"):
+        system = library.system(name)
+        if system.accelerator is not None and system.accelerator.name == accelerator:
+            return system
+    return None
 
 
 @contextmanager

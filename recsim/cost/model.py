@@ -66,6 +66,19 @@ _EMBEDDING_REST = attrgetter(*(f.name for f in fields(Embedding) if f.name != "t
 #: them at the full line rate).
 PCIE_COPY_EFFICIENCY: Final[float] = (26.28 / 31.51 + 51.0 / 63.02 + 52.0 / 63.02) / 3
 
+
+def copy_efficiency(family: str) -> float:
+    """The fraction of a host link of ``family`` that a bulk copy reaches: ``PCIE_COPY_EFFICIENCY``
+    on PCIe; a link of another family (GB200's NVLink-C2C) has no such measurement, so its rate
+    as given (a reviewer's find)."""
+    return PCIE_COPY_EFFICIENCY if family == "pcie" else 1.0
+
+
+def copy_ends(op: Transfer) -> set[str]:
+    """The memories a copy joins (``host``, ``hbm``, ``peer``, ...), without their indices."""
+    return {op.src.split(":")[0], op.dst.split(":")[0]}
+
+
 #: Breakdown categories, in the order results list them.
 CATEGORIES = (
     "compute",
@@ -492,36 +505,70 @@ class CostModel:
             # A copy within host memory (a CPU-only node): read and written at the sustained
             # bandwidth the CPU tiers use.
             return op.bytes / self._host_memory_sustained_bytes_per_s
-        node = self.system.node
-        peer = "peer" in (op.src.split(":")[0], op.dst.split(":")[0])
-        nvlink = node.scale_up is not None and node.scale_up.fabric != "pcie" and acc.nvlink is not None
-        bandwidth = node.scale_up_bandwidth_bytes_per_s_per_accelerator if nvlink else 0.0
-        if peer and nvlink and bandwidth > 0:
-            # A copy between two GPUs of a node over their NVLink fabric, at a GPU's scale-up
-            # bandwidth (``System``: all its links through an NVSwitch, at the ports' rate where
-            # slower; on a mesh, the most links any GPU has). ASSUMPTION: a mesh pair joined by
-            # fewer links (DGX-1's) gets no less. Without one (a PCIe node), over PCIe.
+        rate = self.copy_bytes_per_s(op)
+        ends = copy_ends(op)
+        if ends == {"hbm"}:
+            # Within the GPU: no link, a copy kernel's HBM traffic (it had been priced at the host
+            # link's rate, a reviewer's find).
+            return op.bytes / rate if rate else 0.0
+        if "peer" in ends and self._peer_over_nvlink:
             assert acc.nvlink is not None
-            return acc.nvlink.link.latency_s + op.bytes / bandwidth
-        if peer:
-            # GPU to GPU over PCIe (peer to peer): under one switch it never climbs the uplink to
-            # the CPU, so the GPU's own link, at most a switch port, at ``PCIE_COPY_EFFICIENCY``
-            # of it. A pair whose route crosses a CPU that blocks peer traffic
-            # (``Topology.shm_pair``: Intel, Arm hosts) is staged through host memory at
-            # ``SHM_LINE_FRACTION`` of the link, as CUDA's copies between GPUs without peer access
-            # are (the constant's measurement). The copy's source takes turns over the node's GPUs
-            # (``GraphBuilder.global_batch_input``): every ordered pair's time, averaged.
-            return (
-                acc.host_interface.latency_s
-                + op.bytes / node.accelerator_link_bytes_per_s * self._peer_copy_s_per_line_byte
+            return acc.nvlink.link.latency_s + op.bytes / (rate or 0.0)
+        # Over the host link (to the host, or to a peer over PCIe); a copy no GPU link carries (host
+        # to host, to an SSD) is priced as a host one, as before.
+        host = self.copy_bytes_per_s(Transfer(src="host", dst="hbm", bytes=op.bytes))
+        return acc.host_interface.latency_s + op.bytes / (rate or host or 0.0)
+
+    def copy_bytes_per_s(self, op: Transfer) -> float | None:
+        """The per-direction rate of a copy between ``op``'s ends on this system's node: the one
+        rate rule of ``transfer_s`` and of a replay's re-estimated copies (``recsim.engine.replay``).
+
+        * To a peer over an NVLink fabric: a GPU's scale-up bandwidth (``System``: all its links
+          through an NVSwitch, at the ports' rate where slower; on a mesh, the most links any GPU
+          has). ASSUMPTION: a mesh pair joined by fewer links (DGX-1's) gets no less.
+        * To a peer without one (a PCIe node, though its GPUs have NVLink ports: h100-pcie-server):
+          GPU to GPU over PCIe (peer to peer): under one switch it never climbs the uplink to the
+          CPU, so the GPU's own link, at most a switch port, at ``copy_efficiency`` of it. A pair
+          whose route crosses a CPU that blocks peer traffic (``Topology.shm_pair``: Intel, Arm
+          hosts) is staged through host memory at ``SHM_LINE_FRACTION`` of the link, as CUDA's
+          copies between GPUs without peer access are (the constant's measurement). The copy's
+          source takes turns over the node's GPUs (``GraphBuilder.global_batch_input``): every
+          ordered pair's time, averaged.
+        * To or from the host: every rank copies its batch at about the same time, so its share of
+          the PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``), at
+          ``copy_efficiency``.
+        * Within the GPU: a copy kernel reads and writes each byte, half the HBM bandwidth.
+
+        None for a copy that no GPU link carries (host to host, to an SSD) or on a node without
+        GPUs."""
+        acc = self.system.accelerator
+        if acc is None:
+            return None
+        ends = copy_ends(op)
+        node = self.system.node
+        if "peer" in ends:
+            if self._peer_over_nvlink:
+                return node.scale_up_bandwidth_bytes_per_s_per_accelerator
+            return node.accelerator_link_bytes_per_s / self._peer_copy_s_per_line_byte
+        if ends == {"hbm"}:
+            return acc.hbm.bandwidth_bytes_per_s / 2
+        if ends == {"hbm", "host"}:
+            return node.host_bandwidth_bytes_per_s_per_accelerator * copy_efficiency(
+                acc.host_interface.family
             )
-        # Host to GPU: every rank copies its batch at about the same time, so its share of the
-        # PCIe switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``), at the
-        # measured PCIe copy efficiency; a host link of another family (GB200's NVLink-C2C) has
-        # no such measurement, so its rate as given (a reviewer's find).
-        efficiency = PCIE_COPY_EFFICIENCY if acc.host_interface.family == "pcie" else 1.0
-        return acc.host_interface.latency_s + op.bytes / (
-            node.host_bandwidth_bytes_per_s_per_accelerator * efficiency
+        return None
+
+    @cached_property
+    def _peer_over_nvlink(self) -> bool:
+        """Whether a copy between two GPUs of a node goes over an NVLink fabric (else PCIe)."""
+        acc = self.system.accelerator
+        scale_up = self.system.node.scale_up
+        return (
+            acc is not None
+            and acc.nvlink is not None
+            and scale_up is not None
+            and scale_up.fabric != "pcie"
+            and self.system.node.scale_up_bandwidth_bytes_per_s_per_accelerator > 0
         )
 
     @cached_property

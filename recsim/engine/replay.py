@@ -9,9 +9,13 @@ Two modes (DESIGN §4.4):
   recorded get the calibrated GEMM model (kernel time: the gap before a kernel is the trace's own);
   other compute kernels (elementwise, embedding/TBE, memory-bound) are scaled by the ratio of HBM
   bandwidths of the recorded and the target GPU; collectives are re-costed on the target's
-  topology with their recorded sizes; copies are scaled by the ratio of the rates of the links
-  their ends use on the recorded and the target GPU (``copy_link_bytes_per_s``: the host link for
-  a copy to or from the host, HBM within the GPU, NVLink to a peer); host (CPU) work keeps its
+  topology with their recorded sizes; a copy's bytes move at the target node's rate instead of the
+  recorded node's (``CostModel.copy_bytes_per_s``, the rate ``transfer_s`` prices a copy at: the
+  node's share of the PCIe uplink to or from the host, half the HBM within the GPU, its NVLink
+  fabric or PCIe to a peer), the rest of its recorded time (launch, latency) kept; the recorded node
+  is ``recsim.api.recorded_system``'s (ASSUMPTION: a trace names its GPU, not its node), and a
+  copy to or from pageable host memory keeps its recorded time (a CPU staging copy paces it, as
+  ``ReplayResult.notes`` says); host (CPU) work keeps its
   recorded time, since the target's CPUs run the same framework code. What waited for what (a CPU
   blocked on the GPU, a stream on another, a thread on another) the readers turned into dependencies
   (``recsim.graph.readers.waits``), so it follows the re-costed work. An op with nothing recorded
@@ -45,7 +49,7 @@ import numpy as np
 
 from recsim import __version__
 from recsim.cost.compute import compute_time_s, gemm_kernels
-from recsim.cost.model import CATEGORIES, PCIE_COPY_EFFICIENCY, CostModel, category_of
+from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine.resources import collective_loads, resource_figures
 from recsim.engine.simulate import _host_bytes, _network_busy, _utilisation, _window_ops
@@ -62,6 +66,7 @@ from recsim.graph.ir import (
     Transfer,
     is_uneven_all_to_all,
 )
+from recsim.graph.readers.waits import pageable_copy
 from recsim.graph.schedule import Schedule, Timing, asap_schedule
 from recsim.graph.summary import steps_by_rank
 from recsim.hardware.devices import Accelerator
@@ -594,8 +599,16 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
     )
 
 
-def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, target: Accelerator) -> float:
-    """The re-estimated duration of one recorded node (see the module docstring)."""
+def reestimate_duration(
+    node: Node,
+    cost: CostModel,
+    recorded_on: Accelerator,
+    target: Accelerator,
+    recorded_cost: CostModel | None = None,
+) -> float:
+    """The re-estimated duration of one recorded node (see the module docstring). ``recorded_cost``:
+    the cost model of the node the trace was recorded in, whose copy rates a recorded copy is read
+    at (``CostModel.copy_bytes_per_s``); without one, copies keep their recorded times."""
     recorded = node.duration_s or 0.0
     op = node.op
     if node.duration_s is None and not unmodelled(node):
@@ -613,44 +626,60 @@ def reestimate_duration(node: Node, cost: CostModel, recorded_on: Accelerator, t
         if op.category in ("host", "cpu"):
             return recorded
         if node.stream.value in ("compute", "copy") and recorded > 0:
-            return recorded * recorded_on.hbm.bandwidth_bytes_per_s / target.hbm.bandwidth_bytes_per_s
+            was, now = recorded_on.hbm.bandwidth_bytes_per_s, target.hbm.bandwidth_bytes_per_s
+            # Equal rates keep the recorded time exactly (``recorded * was / now`` may be 1 ulp off).
+            return recorded if was == now else recorded * was / now
         return recorded
     if isinstance(op, Collective):
         # An uneven all-to-all is re-costed whole, from all its parts (``replay_reestimate``).
         if len(op.group) > 1 and op.bytes > 0 and not is_uneven_all_to_all(op):
             return cost.collective_s(op)
         return recorded
-    if isinstance(op, Transfer) and recorded > 0:
-        # As a kernel is scaled by HBM: the ratio of the rates of the link the copy's ends use, so
-        # that re-estimating on the recorded GPU keeps the recorded time (its launch and latency
-        # included, which the ratio scales too).
-        was, now = copy_link_bytes_per_s(op, recorded_on), copy_link_bytes_per_s(op, target)
-        if was is not None and now is not None:
-            return recorded * was / now
+    if (
+        isinstance(op, Transfer)
+        and recorded > 0
+        and recorded_cost is not None
+        and not pageable_copy(node.name)
+    ):
+        was, now = recorded_cost.copy_bytes_per_s(op), cost.copy_bytes_per_s(op)
+        if was and now:
+            return rescaled_copy_s(recorded, op.bytes, was, now)
     return recorded
 
 
-def copy_link_bytes_per_s(op: Transfer, acc: Accelerator) -> float | None:
-    """The per-direction rate of the link a copy's ends use on ``acc``, as
-    ``CostModel.transfer_s`` prices the copy: to or from the host, the GPU's host link (PCIe at
-    ``PCIE_COPY_EFFICIENCY``, its measured copy efficiency; another family, GB200's NVLink-C2C, at
-    its rate as given); to a peer, its NVLink ports (the host link without them); within the GPU,
-    its HBM. None for a copy that no GPU link carries (host to host, to an SSD): it keeps its
-    recorded time, as CPU work does.
+def rescaled_copy_s(
+    recorded_s: float, nbytes: float, was_bytes_per_s: float, now_bytes_per_s: float
+) -> float:
+    """A recorded copy's time at another rate: only its bytes' part moves (``nbytes`` at each
+    rate), its launch and latency (the rest of the recorded time) are kept, so that a small copy
+    (a V100 trace's 1 us copies of 24 B) is not sped up as if it were all bandwidth (a reviewer
+    found one at 0.06 us on GB200). Equal rates keep the recorded time exactly."""
+    if was_bytes_per_s == now_bytes_per_s:
+        return recorded_s
+    return max(recorded_s - nbytes / was_bytes_per_s, 0.0) + nbytes / now_bytes_per_s
 
-    ASSUMPTION: the recorded node shares its GPUs' host links (PCIe switch uplinks) as the target
-    does, so the sharing cancels in a ratio of two GPUs' links; a trace names its GPU, not its node.
-    """
-    ends = {op.src.split(":")[0], op.dst.split(":")[0]}
-    link = acc.host_interface
-    host_link = link.bandwidth_bytes_per_s * (PCIE_COPY_EFFICIENCY if link.family == "pcie" else 1.0)
-    if "peer" in ends:
-        return acc.nvlink.bandwidth_bytes_per_s if acc.nvlink is not None else host_link
-    if ends == {"hbm"}:
-        return acc.hbm.bandwidth_bytes_per_s
-    if ends == {"hbm", "host"}:
-        return host_link
-    return None
+
+def _copy_notes(
+    nodes: Sequence[Node], recorded_on: Accelerator, recorded_cost: CostModel | None
+) -> list[str]:
+    """What the replay says of the recorded copies that keep their recorded times."""
+    copies = [n for n in nodes if isinstance(n.op, Transfer) and (n.duration_s or 0.0) > 0]
+    if not copies:
+        return []
+    if recorded_cost is None:
+        return [
+            f"{len(copies)} copies keep their recorded times: no library system holds {recorded_on.name}, "
+            "so the rates they ran at are unknown"
+        ]
+    pageable = [n for n in copies if pageable_copy(n.name)]
+    if not pageable:
+        return []
+    total_s = sum(n.duration_s or 0.0 for n in pageable)
+    return [
+        f"{len(pageable)} copies to or from pageable host memory ({total_s * 1e3:.3g} ms) keep their "
+        "recorded times: the driver stages them through a pinned buffer with a CPU copy, which the "
+        "link's rate does not set"
+    ]
 
 
 def unmodelled(node: Node) -> bool:
@@ -681,15 +710,25 @@ def _check_ranks_fit(graph: ExecutionGraph, system: System) -> None:
         )
 
 
-def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accelerator) -> ReplayResult:
-    """Re-cost the trace's GPU work on ``system`` and reschedule."""
+def replay_reestimate(
+    graph: ExecutionGraph, system: System, recorded_on: Accelerator, recorded_system: System | None = None
+) -> ReplayResult:
+    """Re-cost the trace's GPU work on ``system`` and reschedule. ``recorded_system``: the node the
+    trace ran in, whose copy rates its copies are read at (``recsim.api.recorded_system``); ``system``
+    itself where it holds ``recorded_on``; else, without one, the copies keep their recorded times
+    (a note says so)."""
     target = system.accelerator
     if target is None:
         raise InfeasibleError(f"system {system.name!r} has no accelerator to replay GPU work on")
     nodes = graph.nodes
     _check_ranks_fit(graph, system)
     cost = CostModel(system)
-    lengths = [reestimate_duration(n, cost, recorded_on, target) for n in nodes]
+    if recorded_system is None and target.name == recorded_on.name:
+        recorded_system = system
+    recorded_cost = (
+        None if recorded_system is None else cost if recorded_system is system else CostModel(recorded_system)
+    )
+    lengths = [reestimate_duration(n, cost, recorded_on, target, recorded_cost) for n in nodes]
     # An uneven all-to-all is re-costed from all its parts where the trace has every rank's, else
     # from each rank's own part as that rank's (``CostModel.collective_members_s``); one of a
     # single member or of no bytes keeps its recorded time, as other collectives do.
@@ -702,7 +741,7 @@ def replay_reestimate(graph: ExecutionGraph, system: System, recorded_on: Accele
     power, said = _power(graph, replayed, timing, busy, system, cost.topology)
     # The trace's notes, what the power rests on, then what no model costs (last: the step's
     # figures lack it).
-    notes = [*trace_notes(graph, keep=False), *said]
+    notes = [*trace_notes(graph, keep=False), *said, *_copy_notes(nodes, recorded_on, recorded_cost)]
     missing = sum(1 for n in nodes if unmodelled(n))
     if missing:
         notes.append(

@@ -49,7 +49,7 @@ from numpy.typing import NDArray
 from recsim.cost.collectives.model import collective_pair_traffic
 from recsim.cost.compute import hbm_bytes
 from recsim.cost.embedding import DDR, HBM, NMP_CHANNEL, PCIE
-from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
+from recsim.cost.model import CostModel, copy_efficiency
 from recsim.engine.network import _edge_index, edge_loads
 from recsim.engine.timeline import Window
 from recsim.graph.index import GraphIndex
@@ -316,7 +316,7 @@ def step_loads(
     positions, step_of = _window_positions(index, window)
     counts = np.bincount(step_of, minlength=n)
     acc = system.accelerator
-    pcie_wire = 1.0 / PCIE_COPY_EFFICIENCY if acc is not None and acc.host_interface.family == "pcie" else 1.0
+    pcie_wire = 1.0 / copy_efficiency(acc.host_interface.family) if acc is not None else 1.0
     # Per rank: HBM, host DRAM, and over the host link to the device, to the host, from peers and
     # to peers (payload for the peers', wire bytes for the host link's).
     # Each distinct op's row (by identity: a chain's copies and the ranks share their ops), then

@@ -186,7 +186,7 @@ def host_waits(trace: KinetoTrace, exact: SyncWaits | None = None) -> dict[int, 
                 # Only a copy that blocks by its nature: a synchronous one, or one to or from
                 # pageable memory (an asynchronous copy may finish before its call returns).
                 last = max(own, key=lambda e: e.end)
-                blocking = "Async" not in call.name or "Pageable" in last.name
+                blocking = "Async" not in call.name or pageable_copy(last.name)
                 if blocking and call.ts < last.end <= call.end + _EPS_US:
                     out[id(call)] = last
                 continue
@@ -256,3 +256,10 @@ def gpu_waits(
         running.append(event)
         last_end[stream] = max(last_end.get(stream, -math.inf), event.end)
     return out
+
+
+def pageable_copy(name: str) -> bool:
+    """Whether a recorded copy (CUPTI's memcpy name, "Memcpy HtoD (Pageable -> Device)") has a
+    pageable end: the driver stages it through a pinned buffer with a CPU copy, and its call
+    returns only once it is done."""
+    return "Pageable" in name
