@@ -531,8 +531,10 @@ def plan(
     ``strategy`` is a registered proposer (``plan_strategies()``) or a saved plan file; ``overrides``
     as for ``simulate_run`` (``workload.*`` edits the workload, ``planner.*`` the planner's search
     space, the rest the system). Returns ``PlanStats`` (``.plan`` is the plan; ``.to_dict()`` what
-    ``--json`` prints). A plan the strategy cannot fit raises ``InfeasibleError``; a fixed scheme
-    that places blindly comes back with ``status == "infeasible"`` and the shortfall in ``reason``.
+    ``--json`` prints). A plan the strategy cannot fit raises ``InfeasibleError``, as does one the
+    workload's runtime cannot run (``runtime_refusal``, the check ``recsim run`` makes: ``hybrid_embedding``
+    or ``table_wise_mp_bottom`` of multi-hot tables under the fused runtime); a fixed scheme that places
+    blindly comes back with ``status == "infeasible"`` and the shortfall in ``reason``.
     """
     from recsim.planner.io import is_plan_path
     from recsim.planner.stats import capacity_shortfall, plan_stats

@@ -38,7 +38,6 @@ from recsim.errors import RecsimError
 __all__ = [
     "OutputError",
     "check_output_path",
-    "make_folder_for",
     "replacing",
     "same_file",
     "write_bytes",
@@ -112,17 +111,6 @@ def check_output_path(path: Path | str, what: str = "output") -> Path:
         raise OutputError(f"{path}: cannot write the {what} in {folder} (permission denied)")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{path}: cannot overwrite it (permission denied)")
-    return path
-
-
-def make_folder_for(path: Path | str, what: str = "output") -> Path:
-    """Create the folder ``path`` goes in (and its parents), for outputs that are allowed to
-    (exports and plots into a results folder); an ``OutputError`` if it cannot be made."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot make the folder for the {what}: {_reason(exc)}") from None
     return path
 
 

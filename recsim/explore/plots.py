@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from recsim.errors import ConfigError
 from recsim.explore.pareto import knee_point, pareto_mask
-from recsim.output import make_folder_for, replacing
+from recsim.output import check_output_path, replacing
 from recsim.units import Dimension, format_quantity, parse_quantity, quantity_of
 
 if TYPE_CHECKING:
@@ -155,16 +155,19 @@ def _new_figure() -> tuple[Figure, Axes]:
 
 
 def save(fig: Figure, path: Path | str) -> list[Path]:
-    """Write ``fig`` as PNG and SVG next to each other (``path`` with or without a suffix)."""
+    """Write ``fig`` as PNG and SVG next to each other (``path`` with or without a suffix). Their
+    folder must exist, as every output file's the user names (``check_output_path``; a sweep's
+    Pareto plot goes in its ``--out`` folder, which the sweep made); both are checked before either
+    is written."""
     import matplotlib
 
     path = Path(path)
     base = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
-    make_folder_for(base, "plot")
+    formats = ((".png", {"Software": None}), (".svg", {"Date": None, "Creator": None}))
+    targets = [check_output_path(base.with_name(base.name + suffix), "plot") for suffix, _ in formats]
     written = []
     with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT, "svg.fonttype": "path"}):
-        for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None, "Creator": None})):
-            target = base.with_name(base.name + suffix)
+        for target, (suffix, metadata) in zip(targets, formats, strict=True):
             with replacing(target, "plot") as tmp:
                 fig.savefig(tmp, format=suffix[1:], dpi=DPI, metadata=metadata)
             written.append(target)

@@ -156,3 +156,14 @@ def test_points_with_no_y_widen_the_x_range():
     one = pd.DataFrame({"status": ["error"], "throughput_samples_per_s": [3.0e6], "avg_power_w": [np.nan]})
     lo, hi = plots.pareto(one, "throughput_samples_per_s", "avg_power_w", ["max", "min"]).axes[0].get_xlim()
     assert lo < 3.0 < hi and hi - lo < 1.0
+
+
+def test_a_plot_into_a_missing_folder_is_refused(tmp_path, frame):
+    # Every output file the user names needs its folder to exist (results export refuses a
+    # missing one); a plot made it, parents and all.
+    from recsim.output import OutputError
+
+    target = tmp_path / "no" / "such" / "front"
+    with pytest.raises(OutputError, match=r"the folder .*such does not exist \(create it first\)"):
+        plots.pareto(frame, "avg_power_w", "throughput_samples_per_s", ["min", "max"], path=target)
+    assert not (tmp_path / "no").exists()

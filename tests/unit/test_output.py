@@ -12,7 +12,6 @@ import pytest
 from recsim.output import (
     OutputError,
     check_output_path,
-    make_folder_for,
     replacing,
     same_file,
     write_text,
@@ -93,14 +92,6 @@ def test_a_link_to_a_descriptor_is_written_in_place(tmp_path: Path) -> None:
         write_text(link, "through the descriptor")
         assert link.is_symlink()
     assert sink.read_text() == "through the descriptor"
-
-
-def test_make_folder_for_makes_the_parents_or_says_why_not(tmp_path: Path) -> None:
-    make_folder_for(tmp_path / "a" / "b" / "x.csv")
-    assert (tmp_path / "a" / "b").is_dir()
-    (tmp_path / "f").write_text("x")
-    with pytest.raises(OutputError, match="cannot make the folder"):
-        make_folder_for(tmp_path / "f" / "sub" / "x.csv")
 
 
 @pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
