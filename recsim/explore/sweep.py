@@ -131,7 +131,11 @@ def run_sweep(
     else:
         spec = load_sweep(spec, overrides)
     out = Path(out)
-    _check_out_folder(out, STORE_NAME, resume)
+    # The folder as the file system finds it: ``x/..`` in ``--out`` is not taken for a missing
+    # folder (a reviewer's find: ``x/../userdir/new`` took the user's ``userdir`` for one this
+    # sweep made, and a failure removed it).
+    folder = out.resolve()
+    _check_out_folder(folder, STORE_NAME, resume)
     # What the points say comes before the folder: a spec whose points cannot be drawn fails
     # without leaving a store behind (a tester's find: a store made first blocked the re-run).
     small_grid: list[str] = []
@@ -145,14 +149,13 @@ def run_sweep(
         else executor
     )  # type: ignore[arg-type]
     try:
-        created = _make_out_folder(out)
-        fresh = not (out / STORE_NAME).exists()
+        created = _make_out_folder(folder)
+        fresh = not (folder / STORE_NAME).exists()
         try:
-            store = Store(out / STORE_NAME)
+            store = Store(folder / STORE_NAME)
         except BaseException:
             # A store that could not be made (a full disk): the folder this call made goes again.
-            if created:
-                _remove_if_only_store(out, STORE_NAME, created)
+            _remove_if_only_store(folder, STORE_NAME, created)
             raise
         try:
             stored = store.spec()
@@ -182,7 +185,7 @@ def run_sweep(
                 runner.run(ex)
             except _Stop:
                 complete = False
-            result = export(spec, store, out)
+            result = export(spec, store, folder)
             result.counts = {**runner.counts, **_status_counts(result.final)}
             result.complete = complete
             result.executor = ex.describe()
@@ -195,7 +198,7 @@ def run_sweep(
             # store).
             if created and store.count() == 0:
                 store.close()
-                _remove_if_only_store(out, STORE_NAME, created)
+                _remove_if_only_store(folder, STORE_NAME, created)
             raise
         finally:
             store.close()
@@ -221,32 +224,40 @@ def _note_small_grid(spec: SweepSpec, note: Callable[[str], object]) -> None:
     note(f"search.samples {samples} is more than the {held} points of the grid: running every one")
 
 
-def _make_out_folder(out: Path) -> list[Path]:
-    """Make ``out`` (and its parents); the folders this call made, ``out``'s outermost missing
-    parent first and ``out`` last (none where ``out`` was there). An ``OutputError`` when it
-    cannot be made (a read-only or special location)."""
-    missing = [p for p in (out, *out.parents) if not p.exists()][::-1]
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.mkdir()
-    except FileExistsError:
-        return []  # made meanwhile by another process sharing the sweep, or there before
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot make the --out folder: {exc.strerror or exc}") from None
-    return missing
+def _make_out_folder(folder: Path) -> list[Path]:
+    """Make ``folder`` (a resolved, absolute path) and its missing parents, one at a time; the
+    folders this call's own ``mkdir`` made, outermost first (none where ``folder`` was there). A
+    folder that is there already, or that another process makes meanwhile (``FileExistsError``),
+    is not this call's, and a failed sweep leaves it alone. An ``OutputError`` when a folder cannot
+    be made (a read-only or special location)."""
+    made: list[Path] = []
+    for path in (*reversed(folder.parents), folder):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue  # there before, or made meanwhile by another process sharing the sweep
+        except OSError as exc:
+            if path.is_dir():
+                continue  # there already (a location where mkdir says so otherwise)
+            raise OutputError(f"{folder}: cannot make the --out folder: {exc.strerror or exc}") from None
+        made.append(path)
+    return made
 
 
-def _remove_if_only_store(out: Path, store_name: str, made: list[Path]) -> None:
-    """Remove ``out`` if it holds only the files of an empty store (SQLite's journal among them),
-    then the parents of it this sweep made (``made``) that are empty (a tester found ``a/b`` of an
-    ``--out a/b/c`` left behind)."""
+def _remove_if_only_store(folder: Path, store_name: str, made: list[Path]) -> None:
+    """Remove ``folder`` if this sweep made it (it is ``made``'s last) and it holds only the files
+    of an empty store (SQLite's journal among them), then the parents of it this sweep made that
+    are empty, deepest first (a tester found ``a/b`` of an ``--out a/b/c`` left behind). Only
+    folders this process's own ``mkdir`` made are removed: never one the user had."""
+    if not made or made[-1] != folder:
+        return
     try:
-        names = [p.name for p in out.iterdir()]
+        names = [p.name for p in folder.iterdir()]
     except OSError:
         return
     if not all(name.startswith(store_name) for name in names):
         return
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     for parent in reversed(made[:-1]):
         try:
             parent.rmdir()  # only while empty: another process may have put something there

@@ -607,3 +607,37 @@ def test_a_failed_sweep_removes_the_parent_folders_it_made(spec_path, tmp_path, 
         run_sweep(spec_path, tmp_path / "kept" / "a" / "b" / "c", workers=1)
     assert (tmp_path / "kept").is_dir()
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_failed_sweep_leaves_a_folder_the_user_had_reached_through_dot_dot(
+    spec_path, tmp_path, monkeypatch
+):
+    # A reviewer's find: in ``x/../userdir/new`` (x missing) the user's empty ``userdir`` looked
+    # missing, was counted among the folders the sweep made, and a failure removed it.
+    import recsim.explore.sweep as sweep_module
+
+    def refuse(store: Store) -> None:
+        raise ConfigError("refused")
+
+    monkeypatch.setattr(sweep_module, "_check_model", refuse)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "userdir").mkdir()
+    with pytest.raises(ConfigError, match="refused"):
+        run_sweep(spec_path, Path("x/../userdir/new"), workers=1)
+    assert (tmp_path / "userdir").is_dir()
+    assert list((tmp_path / "userdir").iterdir()) == []
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_sweep_into_the_current_folder_leaves_it(spec_path, tmp_path, monkeypatch):
+    import recsim.explore.sweep as sweep_module
+
+    def refuse(store: Store) -> None:
+        raise ConfigError("refused")
+
+    monkeypatch.setattr(sweep_module, "_check_model", refuse)
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(ConfigError, match="refused"):
+        run_sweep(spec_path, ".", workers=1)
+    assert (tmp_path / "here").is_dir()
