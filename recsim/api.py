@@ -20,7 +20,7 @@ from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
 from recsim.engine import DEFAULT_STEPS, ENGINES
 from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
-from recsim.graph.ir import ExecutionGraph
+from recsim.graph.ir import ExecutionGraph, Transfer
 from recsim.graph.native import write_graph
 from recsim.graph.readers import read_trace_as as _read_trace_as
 from recsim.graph.writers.chrome import write_chrome_trace
@@ -820,7 +820,8 @@ def replay(
     name = recorded_on or found or RECORDED_ON
     recorded = library.device("accelerator", name)
     with _naming(paths):
-        result = replay_reestimate(graph, target, recorded, recorded_system(library, target, name))  # type: ignore[arg-type]
+        copied_in = recorded_system(library, target, name)
+        result = replay_reestimate(graph, target, recorded, copied_in)  # type: ignore[arg-type]
     # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
     # names none is taken to be the default's (a tester found neither said in the output). A GPU
     # the library lacks (an A30, an H20) is read as its architecture's nearest by memory: the note
@@ -847,7 +848,9 @@ def replay(
     )
     assert target.accelerator is not None  # replay_reestimate refuses a system without one
     said = f"recorded on {name} ({source}); re-estimated on {target.accelerator.name} ({target.name})"
-    return dataclasses.replace(result, notes=(said, *result.notes))
+    copies = any(isinstance(n.op, Transfer) and (n.duration_s or 0.0) > 0 for n in graph.nodes)
+    node_said = (recorded_system_note(library, target, name, copied_in),) if copies else ()
+    return dataclasses.replace(result, notes=(said, *node_said, *result.notes))
 
 
 def recorded_system(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
@@ -855,8 +858,10 @@ def recorded_system(library: HardwareLibrary, target: System, accelerator: str) 
     are read at: ``target`` where it holds that GPU (re-estimating on it keeps them), else the first
     library system in name order that holds it; None where none does. ASSUMPTION: a trace names its
     GPU, not its node: the A100 40GB's is read as p4d-24xlarge's (zion's and zionex's copy rates
-    are the same), the A100 80GB's as dgx-a100's (hgx-a100-4gpu shares its PCIe uplink with half
-    the GPUs)."""
+    are the same), the A100 80GB's as dgx-a100's, whose two GPUs share each PCIe uplink (12.96 GB/s
+    each), where hgx-a100-4gpu gives each GPU its own (25.92 GB/s): a trace from an hgx-a100-4gpu
+    has its host copies read as twice as fast as they ran there. ``recorded_system_note`` says
+    which node was taken, and names the other nodes of that GPU with other copy rates."""
     held = target.accelerator
     if held is not None and held.name == accelerator:
         return target
@@ -865,6 +870,59 @@ def recorded_system(library: HardwareLibrary, target: System, accelerator: str) 
         if system.accelerator is not None and system.accelerator.name == accelerator:
             return system
     return None
+
+
+def recorded_system_note(
+    library: HardwareLibrary, target: System, accelerator: str, chosen: System | None
+) -> str:
+    """The replay's note on the node whose copy rates the recorded copies are read at
+    (``recorded_system``'s ``chosen``): which, how it was chosen, and the other library systems
+    holding ``accelerator`` whose copy rates differ from it (the choice matters there: a reviewer
+    found it unsaid)."""
+    if chosen is None:
+        return (
+            f"recorded copies: no library system holds {accelerator}, so the node the trace ran in "
+            "(the rates its copies ran at) is unknown"
+        )
+    how = (
+        f"the target system, which holds {accelerator}"
+        if chosen is target
+        else f"the first library system by name holding {accelerator}: a trace names its GPU, not its node"
+    )
+    said = f"recorded copies read at {chosen.name}'s copy rates ({how})"
+    mine = _copy_rates(chosen)
+    others = []
+    for name in library.names_of_kind("system"):
+        if name == chosen.name:
+            continue
+        system = library.system(name)
+        if system.accelerator is None or system.accelerator.name != accelerator:
+            continue
+        theirs = _copy_rates(system)
+        if theirs != mine:
+            others.append(f"{name} {_shown_rates(theirs)}")
+    if others:
+        said += (
+            f"; other library systems holding {accelerator} copy at other rates than its "
+            f"{_shown_rates(mine)}: {', '.join(others)}"
+        )
+    return said
+
+
+def _copy_rates(system: System) -> tuple[float | None, float | None]:
+    """A system's copy rates to and from the host and between two of its GPUs (bytes/s)."""
+    from recsim.cost.model import CostModel
+
+    cost = CostModel(system)
+    return (
+        cost.copy_bytes_per_s(Transfer(src="host", dst="hbm", bytes=1.0)),
+        cost.copy_bytes_per_s(Transfer(src="peer", dst="hbm", bytes=1.0)),
+    )
+
+
+def _shown_rates(rates: tuple[float | None, float | None]) -> str:
+    host, peer = (f"{r / 1e9:.4g} GB/s" if r else "none" for r in rates)
+    return f"(host {host}, peer {peer})"
 
 
 @contextmanager

@@ -514,8 +514,17 @@ class CostModel:
         if "peer" in ends and self._peer_over_nvlink:
             assert acc.nvlink is not None
             return acc.nvlink.link.latency_s + op.bytes / (rate or 0.0)
-        # Over the host link (to the host, or to a peer over PCIe); a copy no GPU link carries (host
-        # to host, to an SSD) is priced as a host one, as before.
+        if "peer" in ends:
+            # Over PCIe: the rate ``copy_bytes_per_s`` gives, computed in the order it always was
+            # (bytes over the line rate, times the mean time per line byte), so the times stay the
+            # same to the last digit (``b / (link / s)`` differs from ``b / link * s`` by one ulp
+            # for about a quarter of sizes; a reviewer's find).
+            return (
+                acc.host_interface.latency_s
+                + op.bytes / self.system.node.accelerator_link_bytes_per_s * self._peer_copy_s_per_line_byte
+            )
+        # Over the host link (to the host); a copy no GPU link carries (host to host, to an SSD) is
+        # priced as a host one, as before.
         host = self.copy_bytes_per_s(Transfer(src="host", dst="hbm", bytes=op.bytes))
         return acc.host_interface.latency_s + op.bytes / (rate or host or 0.0)
 

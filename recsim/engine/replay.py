@@ -653,10 +653,17 @@ def rescaled_copy_s(
     """A recorded copy's time at another rate: only its bytes' part moves (``nbytes`` at each
     rate), its launch and latency (the rest of the recorded time) are kept, so that a small copy
     (a V100 trace's 1 us copies of 24 B) is not sped up as if it were all bandwidth (a reviewer
-    found one at 0.06 us on GB200). Equal rates keep the recorded time exactly."""
+    found one at 0.06 us on GB200). A copy that ran faster than ``was`` (its bytes' time at that
+    rate is more than its whole recorded time) is all bytes: the recorded time scales by
+    ``was / now``, so the result moves continuously and never grows as ``now`` does (a reviewer's
+    find: ``max(recorded - b / was, 0) + b / now`` jumped from 400 us to 617 us when ``now`` rose
+    0.1 % above ``was``). Equal rates keep the recorded time exactly."""
     if was_bytes_per_s == now_bytes_per_s:
         return recorded_s
-    return max(recorded_s - nbytes / was_bytes_per_s, 0.0) + nbytes / now_bytes_per_s
+    moving_s = min(recorded_s, nbytes / was_bytes_per_s)
+    # ``recorded - moving + moving * was / now`` written so that rounding keeps it monotone:
+    # ``was / now - 1`` is >= 0 below ``was`` and <= 0 above it, exactly.
+    return recorded_s + moving_s * (was_bytes_per_s / now_bytes_per_s - 1.0)
 
 
 def _copy_notes(
@@ -668,8 +675,8 @@ def _copy_notes(
         return []
     if recorded_cost is None:
         return [
-            f"{len(copies)} copies keep their recorded times: no library system holds {recorded_on.name}, "
-            "so the rates they ran at are unknown"
+            f"{len(copies)} copies keep their recorded times: recorded node unknown (no recorded "
+            f"system was given for {recorded_on.name}), so the rates they ran at are unknown"
         ]
     pageable = [n for n in copies if pageable_copy(n.name)]
     if not pageable:

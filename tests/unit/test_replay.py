@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from recsim import __version__ as recsim_version
 from recsim.cli import cli
@@ -706,3 +708,123 @@ def test_a_host_to_host_copy_keeps_its_recorded_time() -> None:
     assert a100.accelerator is not None and v100.accelerator is not None
     got = reestimate_duration(node, CostModel(v100), a100.accelerator, v100.accelerator, CostModel(a100))
     assert got == 0.05
+
+
+def test_a_copy_faster_than_the_recorded_rate_scales_without_a_jump() -> None:
+    # A reviewer's find: 8 MB recorded in 400 us (20 GB/s, faster than p4d's modelled 12.96 GB/s)
+    # became 616.7 us at a rate 0.1 % above 12.96 GB/s. All of it is bytes: 400 us * was / now.
+    from recsim.engine.replay import rescaled_copy_s
+
+    was = 12.96e9
+    assert rescaled_copy_s(400e-6, 8e6, was, was) == 400e-6
+    assert rescaled_copy_s(400e-6, 8e6, was, 1.001 * was) == pytest.approx(399.6004e-6, rel=1e-6)
+    assert rescaled_copy_s(400e-6, 8e6, was, 2 * was) == pytest.approx(200e-6, rel=1e-12)
+    # 1 ms of which 8 MB at 16 GB/s is 500 us: those halve at 32 GB/s, the other 500 us stay.
+    assert rescaled_copy_s(1e-3, 8e6, 16e9, 32e9) == pytest.approx(750e-6, rel=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    recorded=st.floats(1e-7, 1.0),
+    nbytes=st.floats(1.0, 1e10),
+    was=st.floats(1e8, 1e12),
+    a=st.floats(1e8, 1e12),
+    b=st.floats(1e8, 1e12),
+)
+@example(recorded=400e-6, nbytes=8e6, was=12.96e9, a=12.96e9, b=12.96e9 * 1.001)
+def test_a_rescaled_copy_never_grows_as_the_target_rate_does(
+    recorded: float, nbytes: float, was: float, a: float, b: float
+) -> None:
+    from recsim.engine.replay import rescaled_copy_s
+
+    slow, fast = min(a, b), max(a, b)
+    for now in (slow, fast):
+        assert rescaled_copy_s(recorded, nbytes, was, now) >= 0.0
+    assert rescaled_copy_s(recorded, nbytes, was, fast) <= rescaled_copy_s(recorded, nbytes, was, slow)
+    assert rescaled_copy_s(recorded, nbytes, was, was) == recorded
+    # Around the recorded rate too (the equal-rate guard must not break the order).
+    assert rescaled_copy_s(recorded, nbytes, was, min(was, slow)) >= recorded
+    assert rescaled_copy_s(recorded, nbytes, was, max(was, fast)) <= recorded
+
+
+def test_recorded_system_is_the_target_where_it_holds_the_gpu() -> None:
+    from recsim.api import load_system, recorded_system
+    from recsim.hardware.library import HardwareLibrary
+
+    target = load_system("hgx-a100-4gpu")
+    assert recorded_system(HardwareLibrary(), target, "a100-sxm4-80gb") is target
+
+
+def test_recorded_system_is_else_the_first_library_system_by_name_holding_it() -> None:
+    from recsim.api import load_system, recorded_system
+    from recsim.hardware.library import HardwareLibrary
+
+    got = recorded_system(HardwareLibrary(), load_system("dgx-h100"), "a100-sxm4-80gb")
+    assert got is not None and got.name == "dgx-a100"  # before hgx-a100-4gpu
+
+
+def test_recorded_system_is_none_where_no_library_system_holds_the_gpu() -> None:
+    from recsim.api import load_system, recorded_system
+    from recsim.hardware.library import HardwareLibrary
+
+    assert recorded_system(HardwareLibrary(), load_system("dgx-h100"), "no-such-gpu") is None
+
+
+def test_the_recorded_system_note_names_the_node_how_and_the_others_with_other_rates() -> None:
+    # A reviewer's find: the replay never said which node's rates the recorded copies were read
+    # at, and the A100 80GB is in dgx-a100 (12.96 GB/s host copies) and hgx-a100-4gpu (25.92).
+    from recsim.api import load_system, recorded_system, recorded_system_note
+    from recsim.hardware.library import HardwareLibrary
+
+    library = HardwareLibrary()
+    target = load_system("dgx-h100")
+    chosen = recorded_system(library, target, "a100-sxm4-80gb")
+    said = recorded_system_note(library, target, "a100-sxm4-80gb", chosen)
+    assert said.startswith("recorded copies read at dgx-a100's copy rates (the first library system by name")
+    assert "host 12.96 GB/s" in said and "hgx-a100-4gpu (host 25.92 GB/s" in said
+    hgx = load_system("hgx-a100-4gpu")
+    said = recorded_system_note(library, hgx, "a100-sxm4-80gb", hgx)
+    assert "hgx-a100-4gpu's copy rates (the target system" in said and "dgx-a100 (host 12.96 GB/s" in said
+    own = load_system("dgx-h100")
+    assert "other library systems" not in recorded_system_note(library, own, "h100-sxm5-80gb", own)
+    assert "no library system holds no-such-gpu" in recorded_system_note(library, own, "no-such-gpu", None)
+
+
+@pytest.mark.parametrize("nbytes", [4096.0, 65536.0, 12345678.0, 2.5e9, 1e9, 777.0])
+def test_a_peer_copy_over_pcie_is_priced_to_the_last_digit_as_before(nbytes: float) -> None:
+    # A reviewer's find: ``b / (link / s)`` replaced the old ``b / link * s``, one ulp off for about
+    # a quarter of sizes on h100-pcie-server. The old formula, written out:
+    from recsim.api import load_system
+    from recsim.cost.model import CostModel
+    from recsim.graph.ir import Transfer
+
+    system = load_system("h100-pcie-server")
+    assert system.accelerator is not None
+    cost = CostModel(system)
+    old = (
+        system.accelerator.host_interface.latency_s
+        + nbytes / system.node.accelerator_link_bytes_per_s * cost._peer_copy_s_per_line_byte
+    )
+    assert cost.transfer_s(Transfer(src="peer", dst="hbm", bytes=nbytes)) == old
+
+
+def test_a_python_caller_without_a_recorded_system_is_told_the_node_is_unknown() -> None:
+    # A reviewer's find: the note said "no library system holds a100-sxm4-80gb" where one does and
+    # the caller only left ``recorded_system`` out.
+    from recsim.api import load_system
+    from recsim.graph.ir import Transfer
+
+    copy = Node(
+        0,
+        0,
+        "Memcpy HtoD",
+        Stream.COPY,
+        Transfer(src="host", dst="hbm", bytes=1e6),
+        duration_s=1e-3,
+        start_s=0.0,
+    )
+    target, a100 = load_system("dgx-h100"), load_system("dgx-a100")
+    assert a100.accelerator is not None
+    notes = replay_reestimate(ExecutionGraph(1, [copy]), target, a100.accelerator).notes
+    assert any("1 copies keep their recorded times: recorded node unknown" in n for n in notes), notes
+    assert not any("no library system holds" in n for n in notes)
