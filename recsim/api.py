@@ -777,13 +777,18 @@ def replay(
     *,
     system: str | Path | None = None,
     recorded_on: str | None = None,
+    recorded_system: str | Path | None = None,
     keep: bool | None = None,
     fmt: str | None = None,
     nodes: int | None = None,
     overrides: Sequence[str] = (),
 ) -> ReplayResult:
     """Replay a trace with its recorded durations, or re-estimated on ``system`` (what-if).
-    ``keep`` None (the default): re-estimate when a ``system`` is given, else keep, as the CLI."""
+    ``keep`` None (the default): re-estimate when a ``system`` is given, else keep, as the CLI.
+    ``recorded_system`` (a library name or file) is the node the trace was recorded on, whose copy
+    rates its recorded copies are read at (else inferred: ``recorded_system``, the function); it
+    must hold the recorded accelerator (``recorded_on``, else the GPU the trace names; a trace
+    that names none is read as the node's)."""
     from recsim.engine.replay import replay_keep, replay_reestimate
 
     if keep is None:
@@ -797,6 +802,7 @@ def replay(
             for name, value in (
                 ("--system", system),
                 ("--recorded-on", recorded_on),
+                ("--recorded-system", recorded_system),
                 ("--nodes", nodes),
                 ("--set", list(overrides) or None),
             )
@@ -817,10 +823,14 @@ def replay(
     graph = read_trace(paths, fmt)
     with _naming(paths):
         found = None if recorded_on else recorded_accelerator(graph, library)
-    name = recorded_on or found or RECORDED_ON
+    node = _given_node(library, recorded_system, recorded_on, found, graph) if recorded_system else None
+    # A trace that names no GPU (or one without its compute capability) is read as the given
+    # node's rather than the default's: the default only stands in for a GPU nobody named.
+    node_gpu = node.accelerator.name if node is not None and node.accelerator is not None else None
+    name = recorded_on or found or node_gpu or RECORDED_ON
     recorded = library.device("accelerator", name)
     with _naming(paths):
-        copied_in = recorded_system(library, target, name)
+        copied_in = node or _inferred_node(library, target, name)
         result = replay_reestimate(graph, target, recorded, copied_in)  # type: ignore[arg-type]
     # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
     # names none is taken to be the default's (a tester found neither said in the output). A GPU
@@ -836,6 +846,9 @@ def replay(
     source = (
         "--recorded-on"
         if recorded_on
+        else f"the accelerator of --recorded-system {recorded_system}, the trace naming "
+        + (f"an unknown GPU, {unknown!r}" if unknown else "no GPU")
+        if node_gpu is not None and not found
         else f"the trace names {named!r}"
         if exact
         else f"the trace names {named!r}: the library's accelerator of its architecture with the "
@@ -849,8 +862,52 @@ def replay(
     assert target.accelerator is not None  # replay_reestimate refuses a system without one
     said = f"recorded on {name} ({source}); re-estimated on {target.accelerator.name} ({target.name})"
     copies = any(isinstance(n.op, Transfer) and (n.duration_s or 0.0) > 0 for n in graph.nodes)
-    node_said = (recorded_system_note(library, target, name, copied_in),) if copies else ()
+    node_said = (
+        (recorded_system_note(library, target, name, copied_in, given=node is not None),) if copies else ()
+    )
     return dataclasses.replace(result, notes=(said, *node_said, *result.notes))
+
+
+def _given_node(
+    library: HardwareLibrary,
+    ref: str | Path,
+    recorded_on: str | None,
+    found: str | None,
+    graph: ExecutionGraph,
+) -> System:
+    """The node ``--recorded-system`` names, refused unless it holds the recorded accelerator:
+    ``--recorded-on`` where given, else the trace's GPU (``found``). It names the node only, not
+    the GPU: a node of another GPU than the trace's is refused, not read as overriding it (that is
+    what ``--recorded-on`` is for, and the note then says so)."""
+    try:
+        node = library.system(ref)
+    except ConfigError as exc:
+        raise ConfigError(f"--recorded-system: {exc}") from None
+    held = node.accelerator.name if node.accelerator is not None else None
+    if held is None:
+        raise ConfigError(
+            f"--recorded-system {ref}: {node.name} has no accelerator; expected the node the trace "
+            "was recorded on, which holds its GPU"
+        )
+    if recorded_on and held != recorded_on:
+        raise ConfigError(
+            f"--recorded-system {ref}: {node.name} holds {held}, not {recorded_on} (--recorded-on); "
+            f"expected a node holding {recorded_on}, or --recorded-on {held}"
+        )
+    if not recorded_on and found and held != found:
+        device = graph.metadata.get("device")
+        named = device.get("name") if isinstance(device, dict) else None
+        raise ConfigError(
+            f"--recorded-system {ref}: {node.name} holds {held}, not {found} (the trace names "
+            f"{named!r}); expected a node holding {found}, or --recorded-on {held} to read the trace "
+            f"as recorded on {held}"
+        )
+    return node
+
+
+def _inferred_node(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
+    """``recorded_system``, under a name ``replay``'s keyword of that name does not hide."""
+    return recorded_system(library, target, accelerator)
 
 
 def recorded_system(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
@@ -861,7 +918,8 @@ def recorded_system(library: HardwareLibrary, target: System, accelerator: str) 
     are the same), the A100 80GB's as dgx-a100's, whose two GPUs share each PCIe uplink (12.96 GB/s
     each), where hgx-a100-4gpu gives each GPU its own (25.92 GB/s): a trace from an hgx-a100-4gpu
     has its host copies read as twice as fast as they ran there. ``recorded_system_note`` says
-    which node was taken, and names the other nodes of that GPU with other copy rates."""
+    which node was taken, and names the other nodes of that GPU with other copy rates;
+    ``replay(recorded_system=...)`` (``--recorded-system``) names the node instead."""
     held = target.accelerator
     if held is not None and held.name == accelerator:
         return target
@@ -873,19 +931,26 @@ def recorded_system(library: HardwareLibrary, target: System, accelerator: str) 
 
 
 def recorded_system_note(
-    library: HardwareLibrary, target: System, accelerator: str, chosen: System | None
+    library: HardwareLibrary,
+    target: System,
+    accelerator: str,
+    chosen: System | None,
+    *,
+    given: bool = False,
 ) -> str:
     """The replay's note on the node whose copy rates the recorded copies are read at
     (``recorded_system``'s ``chosen``): which, how it was chosen, and the other library systems
     holding ``accelerator`` whose copy rates differ from it (the choice matters there: a reviewer
-    found it unsaid)."""
+    found it unsaid). ``given``: ``chosen`` was named by the caller (``--recorded-system``)."""
     if chosen is None:
         return (
             f"recorded copies: no library system holds {accelerator}, so the node the trace ran in "
             "(the rates its copies ran at) is unknown"
         )
     how = (
-        f"the target system, which holds {accelerator}"
+        "given: --recorded-system"
+        if given
+        else f"the target system, which holds {accelerator}"
         if chosen is target
         else f"the first library system by name holding {accelerator}: a trace names its GPU, not its node"
     )

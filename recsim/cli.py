@@ -925,6 +925,18 @@ def _print_plan(stats: PlanStats) -> None:
     ),
 )
 @click.option(
+    "--recorded-system",
+    default=None,
+    metavar="NAME",
+    help=(
+        "Node the trace was recorded on (a library system or a file), for --re-estimate: its copy "
+        "rates are those the recorded copies ran at. It must hold the recorded accelerator "
+        "(--recorded-on, else the trace's GPU; a trace that names none is read as its GPU). "
+        "Default: the target where it holds that GPU, else the first library system by name that "
+        "does (a trace names its GPU, not its node)."
+    ),
+)
+@click.option(
     "--keep-durations/--re-estimate",
     "keep",
     default=None,
@@ -939,6 +951,7 @@ def replay_cmd(
     paths: tuple[Path, ...],
     system: str | None,
     recorded_on: str | None,
+    recorded_system: str | None,
     keep: bool | None,
     fmt: str | None,
     as_json: bool,
@@ -951,7 +964,14 @@ def replay_cmd(
     folders of them."""
     nodes, sets = _system_args(ctx, nodes, overrides)
     result = api.replay(
-        list(paths), system=system, recorded_on=recorded_on, keep=keep, fmt=fmt, nodes=nodes, overrides=sets
+        list(paths),
+        system=system,
+        recorded_on=recorded_on,
+        recorded_system=recorded_system,
+        keep=keep,
+        fmt=fmt,
+        nodes=nodes,
+        overrides=sets,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -828,3 +828,116 @@ def test_a_python_caller_without_a_recorded_system_is_told_the_node_is_unknown()
     notes = replay_reestimate(ExecutionGraph(1, [copy]), target, a100.accelerator).notes
     assert any("1 copies keep their recorded times: recorded node unknown" in n for n in notes), notes
     assert not any("no library system holds" in n for n in notes)
+
+
+# -- the recorded node given (--recorded-system) -----------------------------------------------------
+
+
+def _a100_80gb_copy(tmp_path: Path) -> Path:
+    """A trace of one 1 GB pinned host-to-device copy of 100 ms on an A100 80GB: a GPU that
+    dgx-a100 (12.96 GB/s host copies) and hgx-a100-4gpu (25.92 GB/s) both hold."""
+    props = {"id": 0, "name": "NVIDIA A100-SXM4-80GB", "totalGlobalMem": 85_899_345_920}
+    copy = {
+        "ph": "X",
+        "cat": "gpu_memcpy",
+        "name": "Memcpy HtoD (Pinned -> Device)",
+        "pid": 0,
+        "tid": 7,
+        "ts": 1000,
+        "dur": 100_000,
+        "args": {"device": 0, "stream": 7, "correlation": 1, "bytes": 1_000_000_000},
+    }
+    path = tmp_path / "a100_80gb_copy.json"
+    path.write_text(
+        json.dumps(
+            {"deviceProperties": [{**props, "computeMajor": 8, "computeMinor": 0}], "traceEvents": [copy]}
+        )
+    )
+    return path
+
+
+def test_the_recorded_system_given_sets_the_rate_a_recorded_host_copy_is_read_at(tmp_path: Path) -> None:
+    # A trace names its GPU, not its node: its A100 80GB copy was read at dgx-a100's rates (the
+    # first by name) though it may have run on an hgx-a100-4gpu, at twice the rate.
+    import recsim
+    from recsim.api import load_system
+    from recsim.cost.model import CostModel
+    from recsim.graph.ir import Transfer
+
+    path = _a100_80gb_copy(tmp_path)
+
+    def rate(system: str) -> float:
+        got = CostModel(load_system(system)).copy_bytes_per_s(Transfer(src="host", dst="hbm", bytes=1.0))
+        assert got is not None
+        return got
+
+    assert rate("hgx-a100-4gpu") == pytest.approx(2 * rate("dgx-a100"), rel=1e-3)
+    for node in ("dgx-a100", "hgx-a100-4gpu"):
+        result = recsim.replay([path], system="dgx-h100", recorded_system=node)
+        want = 0.1 - 1e9 / rate(node) + 1e9 / rate("dgx-h100")
+        assert result.predicted_step_s == pytest.approx(want, rel=1e-9)
+        assert f"recorded copies read at {node}'s copy rates (given: --recorded-system)" in result.notes[1]
+    inferred = recsim.replay([path], system="dgx-h100")
+    assert "(the first library system by name holding a100-sxm4-80gb" in inferred.notes[1]
+    # The CLI passes it on.
+    data = json.loads(
+        _replay_cli(path, "--system", "dgx-h100", "--recorded-system", "hgx-a100-4gpu", "--json").output
+    )
+    assert data["predicted_step_s"] == pytest.approx(
+        0.1 - 1e9 / rate("hgx-a100-4gpu") + 1e9 / rate("dgx-h100")
+    )
+
+
+def test_a_trace_naming_no_gpu_is_read_as_the_given_node_s() -> None:
+    # The default GPU only stands in for one the trace does not name; the node given says which.
+    import recsim
+
+    result = recsim.replay([TRACES / "chakra.0.et.gz"], system="dgx-h100", recorded_system="dgx-a100")
+    assert result.notes[0].startswith(
+        "recorded on a100-sxm4-80gb (the accelerator of --recorded-system dgx-a100, the trace naming no GPU)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--recorded-system", "dgx-a10"],
+            "--recorded-system: unknown system 'dgx-a10'; did you mean 'dgx-a100'",
+        ),
+        # A node of another GPU than the trace's: refused, not read as overriding the trace's GPU.
+        (
+            ["--recorded-system", "p4d-24xlarge"],
+            "--recorded-system p4d-24xlarge: p4d-24xlarge holds a100-sxm4-40gb, not a100-sxm4-80gb "
+            "(the trace names 'NVIDIA A100-SXM4-80GB'); expected a node holding a100-sxm4-80gb, or "
+            "--recorded-on a100-sxm4-40gb",
+        ),
+        (
+            ["--recorded-on", "a100-sxm4-40gb", "--recorded-system", "dgx-a100"],
+            "--recorded-system dgx-a100: dgx-a100 holds a100-sxm4-80gb, not a100-sxm4-40gb (--recorded-on)",
+        ),
+    ],
+)
+def test_a_recorded_system_unknown_or_without_the_recorded_gpu_is_refused(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    line = error_line(_replay_cli(_a100_80gb_copy(tmp_path), "--system", "dgx-h100", *args))
+    assert said in line
+
+
+def test_a_recorded_system_is_refused_with_the_recorded_durations(tmp_path: Path) -> None:
+    line = error_line(_replay_cli(_a100_80gb_copy(tmp_path), "--recorded-system", "dgx-a100"))
+    assert line == (
+        "recsim: error: --recorded-system: only for --re-estimate (a replay with the recorded "
+        "durations uses no hardware)"
+    )
+    # With the GPU given, a node holding it is taken (the trace's own GPU then does not count).
+    import recsim
+
+    given = recsim.replay(
+        [_a100_80gb_copy(tmp_path)],
+        system="dgx-h100",
+        recorded_on="a100-sxm4-40gb",
+        recorded_system="p4d-24xlarge",
+    )
+    assert "p4d-24xlarge's copy rates (given: --recorded-system)" in given.notes[1]
