@@ -828,7 +828,13 @@ def replay(
     # node's rather than the default's: the default only stands in for a GPU nobody named.
     node_gpu = node.accelerator.name if node is not None and node.accelerator is not None else None
     name = recorded_on or found or node_gpu or RECORDED_ON
-    recorded = library.device("accelerator", name)
+    try:
+        recorded = library.device("accelerator", name)
+    except ConfigError as exc:
+        # Only a name the user gave can be unknown here: say which option gave it.
+        if not recorded_on:
+            raise
+        raise ConfigError(f"--recorded-on: {exc}") from None
     with _naming(paths):
         copied_in = node or _inferred_node(library, target, name)
         result = replay_reestimate(graph, target, recorded, copied_in)  # type: ignore[arg-type]

@@ -905,6 +905,11 @@ def test_a_trace_naming_no_gpu_is_read_as_the_given_node_s() -> None:
             ["--recorded-system", "dgx-a10"],
             "--recorded-system: unknown system 'dgx-a10'; did you mean 'dgx-a100'",
         ),
+        # An unknown --recorded-on names its option too.
+        (
+            ["--recorded-on", "a100-sxm4-4gb"],
+            "--recorded-on: unknown accelerator 'a100-sxm4-4gb'; did you mean 'a100-sxm4-40gb'",
+        ),
         # A node of another GPU than the trace's: refused, not read as overriding the trace's GPU.
         (
             ["--recorded-system", "p4d-24xlarge"],
