@@ -786,10 +786,10 @@ def replay(
     """Replay a trace with its recorded durations, or re-estimated on ``system`` (what-if).
     ``keep`` None (the default): re-estimate when a ``system`` is given, else keep, as the CLI.
     ``recorded_system`` (a library name or file) is the node the trace was recorded on, whose copy
-    rates its recorded copies are read at (else inferred: ``recorded_system``, the function); it
+    rates its recorded copies are read at (else inferred: ``infer_recorded_system``); it
     must hold the recorded accelerator (``recorded_on``, else the GPU the trace names; a trace
     that names none is read as the node's)."""
-    from recsim.engine.replay import replay_keep, replay_reestimate
+    from recsim.engine.replay import recorded_copies, replay_keep, replay_reestimate
 
     if keep is None:
         keep = system is None
@@ -823,7 +823,9 @@ def replay(
     graph = read_trace(paths, fmt)
     with _naming(paths):
         found = None if recorded_on else recorded_accelerator(graph, library)
-    node = _given_node(library, recorded_system, recorded_on, found, graph) if recorded_system else None
+    device = graph.metadata.get("device")
+    named = device.get("name") if isinstance(device, dict) else None
+    node = _given_node(library, recorded_system, recorded_on, found, named) if recorded_system else None
     # A trace that names no GPU (or one without its compute capability) is read as the given
     # node's rather than the default's: the default only stands in for a GPU nobody named.
     node_gpu = node.accelerator.name if node is not None and node.accelerator is not None else None
@@ -836,14 +838,12 @@ def replay(
             raise
         raise ConfigError(f"--recorded-on: {exc}") from None
     with _naming(paths):
-        copied_in = node or _inferred_node(library, target, name)
+        copied_in = node or infer_recorded_system(library, target, name)
         result = replay_reestimate(graph, target, recorded, copied_in)  # type: ignore[arg-type]
     # Which GPU the recorded durations are read as: the figures scale from it, and a trace that
     # names none is taken to be the default's (a tester found neither said in the output). A GPU
     # the library lacks (an A30, an H20) is read as its architecture's nearest by memory: the note
     # gives the trace's own name, so a user sees the substitution (a tester's find).
-    device = graph.metadata.get("device")
-    named = device.get("name") if isinstance(device, dict) else None
     unknown = named if not found else None
     # The library's name within the trace's ("Tesla V100-SXM2-32GB" holds v100-sxm2-32gb): the
     # trace's own GPU; else a stand-in of its architecture (a reviewer found an exact match called
@@ -867,9 +867,10 @@ def replay(
     )
     assert target.accelerator is not None  # replay_reestimate refuses a system without one
     said = f"recorded on {name} ({source}); re-estimated on {target.accelerator.name} ({target.name})"
-    copies = any(isinstance(n.op, Transfer) and (n.duration_s or 0.0) > 0 for n in graph.nodes)
     node_said = (
-        (recorded_system_note(library, target, name, copied_in, given=node is not None),) if copies else ()
+        (recorded_system_note(library, target, name, copied_in, given=node is not None),)
+        if recorded_copies(graph.nodes)
+        else ()
     )
     return dataclasses.replace(result, notes=(said, *node_said, *result.notes))
 
@@ -879,12 +880,13 @@ def _given_node(
     ref: str | Path,
     recorded_on: str | None,
     found: str | None,
-    graph: ExecutionGraph,
+    named: object,
 ) -> System:
     """The node ``--recorded-system`` names, refused unless it holds the recorded accelerator:
     ``--recorded-on`` where given, else the trace's GPU (``found``). It names the node only, not
     the GPU: a node of another GPU than the trace's is refused, not read as overriding it (that is
-    what ``--recorded-on`` is for, and the note then says so)."""
+    what ``--recorded-on`` is for, and the note then says so). ``named``: the GPU name the trace
+    gives."""
     try:
         node = library.system(ref)
     except ConfigError as exc:
@@ -901,8 +903,6 @@ def _given_node(
             f"expected a node holding {recorded_on}, or --recorded-on {held}"
         )
     if not recorded_on and found and held != found:
-        device = graph.metadata.get("device")
-        named = device.get("name") if isinstance(device, dict) else None
         raise ConfigError(
             f"--recorded-system {ref}: {node.name} holds {held}, not {found} (the trace names "
             f"{named!r}); expected a node holding {found}, or --recorded-on {held} to read the trace "
@@ -911,12 +911,15 @@ def _given_node(
     return node
 
 
-def _inferred_node(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
-    """``recorded_system``, under a name ``replay``'s keyword of that name does not hide."""
-    return recorded_system(library, target, accelerator)
+def _systems_holding(library: HardwareLibrary, accelerator: str) -> Iterator[System]:
+    """The library's systems whose GPU is ``accelerator``, in name order."""
+    for name in library.names_of_kind("system"):
+        system = library.system(name)
+        if system.accelerator is not None and system.accelerator.name == accelerator:
+            yield system
 
 
-def recorded_system(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
+def infer_recorded_system(library: HardwareLibrary, target: System, accelerator: str) -> System | None:
     """The node a trace recorded on ``accelerator`` ran in, whose copy rates its recorded copies
     are read at: ``target`` where it holds that GPU (re-estimating on it keeps them), else the first
     library system in name order that holds it; None where none does. ASSUMPTION: a trace names its
@@ -929,11 +932,7 @@ def recorded_system(library: HardwareLibrary, target: System, accelerator: str) 
     held = target.accelerator
     if held is not None and held.name == accelerator:
         return target
-    for name in library.names_of_kind("system"):
-        system = library.system(name)
-        if system.accelerator is not None and system.accelerator.name == accelerator:
-            return system
-    return None
+    return next(_systems_holding(library, accelerator), None)
 
 
 def recorded_system_note(
@@ -945,7 +944,7 @@ def recorded_system_note(
     given: bool = False,
 ) -> str:
     """The replay's note on the node whose copy rates the recorded copies are read at
-    (``recorded_system``'s ``chosen``): which, how it was chosen, and the other library systems
+    (``infer_recorded_system``'s ``chosen``): which, how it was chosen, and the other library systems
     holding ``accelerator`` whose copy rates differ from it (the choice matters there: a reviewer
     found it unsaid). ``given``: ``chosen`` was named by the caller (``--recorded-system``)."""
     if chosen is None:
@@ -963,15 +962,10 @@ def recorded_system_note(
     said = f"recorded copies read at {chosen.name}'s copy rates ({how})"
     mine = _copy_rates(chosen)
     others = []
-    for name in library.names_of_kind("system"):
-        if name == chosen.name:
-            continue
-        system = library.system(name)
-        if system.accelerator is None or system.accelerator.name != accelerator:
-            continue
-        theirs = _copy_rates(system)
+    for system in _systems_holding(library, accelerator):
+        theirs = _copy_rates(system) if system.name != chosen.name else mine
         if theirs != mine:
-            others.append(f"{name} {_shown_rates(theirs)}")
+            others.append(f"{system.name} {_shown_rates(theirs)}")
     if others:
         said += (
             f"; other library systems holding {accelerator} copy at other rates than its "

@@ -13,7 +13,7 @@ Two modes (DESIGN §4.4):
   recorded node's (``CostModel.copy_bytes_per_s``, the rate ``transfer_s`` prices a copy at: the
   node's share of the PCIe uplink to or from the host, half the HBM within the GPU, its NVLink
   fabric or PCIe to a peer), the rest of its recorded time (launch, latency) kept; the recorded node
-  is ``recsim.api.recorded_system``'s (ASSUMPTION: a trace names its GPU, not its node), and a
+  is ``recsim.api.infer_recorded_system``'s (ASSUMPTION: a trace names its GPU, not its node), and a
   copy to or from pageable host memory keeps its recorded time (a CPU staging copy paces it, as
   ``ReplayResult.notes`` says); host (CPU) work keeps its
   recorded time, since the target's CPUs run the same framework code. What waited for what (a CPU
@@ -666,11 +666,16 @@ def rescaled_copy_s(
     return recorded_s + moving_s * (was_bytes_per_s / now_bytes_per_s - 1.0)
 
 
+def recorded_copies(nodes: Sequence[Node]) -> list[Node]:
+    """The copies with a recorded duration: those a re-estimate rescales by the nodes' rates."""
+    return [n for n in nodes if isinstance(n.op, Transfer) and (n.duration_s or 0.0) > 0]
+
+
 def _copy_notes(
     nodes: Sequence[Node], recorded_on: Accelerator, recorded_cost: CostModel | None
 ) -> list[str]:
     """What the replay says of the recorded copies that keep their recorded times."""
-    copies = [n for n in nodes if isinstance(n.op, Transfer) and (n.duration_s or 0.0) > 0]
+    copies = recorded_copies(nodes)
     if not copies:
         return []
     if recorded_cost is None:
@@ -721,7 +726,7 @@ def replay_reestimate(
     graph: ExecutionGraph, system: System, recorded_on: Accelerator, recorded_system: System | None = None
 ) -> ReplayResult:
     """Re-cost the trace's GPU work on ``system`` and reschedule. ``recorded_system``: the node the
-    trace ran in, whose copy rates its copies are read at (``recsim.api.recorded_system``); ``system``
+    trace ran in, whose copy rates its copies are read at (``recsim.api.infer_recorded_system``); ``system``
     itself where it holds ``recorded_on``; else, without one, the copies keep their recorded times
     (a note says so)."""
     target = system.accelerator

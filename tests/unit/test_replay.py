@@ -748,37 +748,37 @@ def test_a_rescaled_copy_never_grows_as_the_target_rate_does(
 
 
 def test_recorded_system_is_the_target_where_it_holds_the_gpu() -> None:
-    from recsim.api import load_system, recorded_system
+    from recsim.api import infer_recorded_system, load_system
     from recsim.hardware.library import HardwareLibrary
 
     target = load_system("hgx-a100-4gpu")
-    assert recorded_system(HardwareLibrary(), target, "a100-sxm4-80gb") is target
+    assert infer_recorded_system(HardwareLibrary(), target, "a100-sxm4-80gb") is target
 
 
 def test_recorded_system_is_else_the_first_library_system_by_name_holding_it() -> None:
-    from recsim.api import load_system, recorded_system
+    from recsim.api import infer_recorded_system, load_system
     from recsim.hardware.library import HardwareLibrary
 
-    got = recorded_system(HardwareLibrary(), load_system("dgx-h100"), "a100-sxm4-80gb")
+    got = infer_recorded_system(HardwareLibrary(), load_system("dgx-h100"), "a100-sxm4-80gb")
     assert got is not None and got.name == "dgx-a100"  # before hgx-a100-4gpu
 
 
 def test_recorded_system_is_none_where_no_library_system_holds_the_gpu() -> None:
-    from recsim.api import load_system, recorded_system
+    from recsim.api import infer_recorded_system, load_system
     from recsim.hardware.library import HardwareLibrary
 
-    assert recorded_system(HardwareLibrary(), load_system("dgx-h100"), "no-such-gpu") is None
+    assert infer_recorded_system(HardwareLibrary(), load_system("dgx-h100"), "no-such-gpu") is None
 
 
 def test_the_recorded_system_note_names_the_node_how_and_the_others_with_other_rates() -> None:
     # A reviewer's find: the replay never said which node's rates the recorded copies were read
     # at, and the A100 80GB is in dgx-a100 (12.96 GB/s host copies) and hgx-a100-4gpu (25.92).
-    from recsim.api import load_system, recorded_system, recorded_system_note
+    from recsim.api import infer_recorded_system, load_system, recorded_system_note
     from recsim.hardware.library import HardwareLibrary
 
     library = HardwareLibrary()
     target = load_system("dgx-h100")
-    chosen = recorded_system(library, target, "a100-sxm4-80gb")
+    chosen = infer_recorded_system(library, target, "a100-sxm4-80gb")
     said = recorded_system_note(library, target, "a100-sxm4-80gb", chosen)
     assert said.startswith("recorded copies read at dgx-a100's copy rates (the first library system by name")
     assert "host 12.96 GB/s" in said and "hgx-a100-4gpu (host 25.92 GB/s" in said
