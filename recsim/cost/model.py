@@ -505,16 +505,8 @@ class CostModel:
             # A copy within host memory (a CPU-only node): read and written at the sustained
             # bandwidth the CPU tiers use.
             return op.bytes / self._host_memory_sustained_bytes_per_s
-        rate = self.copy_bytes_per_s(op)
         ends = copy_ends(op)
-        if ends == {"hbm"}:
-            # Within the GPU: no link, a copy kernel's HBM traffic (it had been priced at the host
-            # link's rate, a reviewer's find).
-            return op.bytes / rate if rate else 0.0
-        if "peer" in ends and self._peer_over_nvlink:
-            assert acc.nvlink is not None
-            return acc.nvlink.link.latency_s + op.bytes / (rate or 0.0)
-        if "peer" in ends:
+        if "peer" in ends and not self._peer_over_nvlink:
             # Over PCIe: the rate ``copy_bytes_per_s`` gives, computed in the order it always was
             # (bytes over the line rate, times the mean time per line byte), so the times stay the
             # same to the last digit (``b / (link / s)`` differs from ``b / link * s`` by one ulp
@@ -523,10 +515,19 @@ class CostModel:
                 acc.host_interface.latency_s
                 + op.bytes / self.system.node.accelerator_link_bytes_per_s * self._peer_copy_s_per_line_byte
             )
-        # Over the host link (to the host); a copy no GPU link carries (host to host, to an SSD) is
-        # priced as a host one, as before.
-        host = self.copy_bytes_per_s(Transfer(src="host", dst="hbm", bytes=op.bytes))
-        return acc.host_interface.latency_s + op.bytes / (rate or host or 0.0)
+        rate = self.copy_bytes_per_s(op)
+        if ends == {"hbm"}:
+            # Within the GPU: no link, a copy kernel's HBM traffic (it had been priced at the host
+            # link's rate, a reviewer's find).
+            return op.bytes / rate if rate else 0.0
+        if "peer" in ends:
+            assert acc.nvlink is not None
+            return acc.nvlink.link.latency_s + op.bytes / (rate or 0.0)
+        if rate is None:
+            # A copy no GPU link carries (host to host, to an SSD) is priced as a host one.
+            rate = self.copy_bytes_per_s(Transfer(src="host", dst="hbm", bytes=op.bytes))
+        # Over the host link.
+        return acc.host_interface.latency_s + op.bytes / (rate or 0.0)
 
     def copy_bytes_per_s(self, op: Transfer) -> float | None:
         """The per-direction rate of a copy between ``op``'s ends on this system's node: the one
