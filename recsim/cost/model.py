@@ -351,16 +351,7 @@ class CostModel:
         for part in parts:
             found = resolved.get(id(part))
             if found is None:
-                fields = (
-                    part.op,
-                    id(canonical(part.group)),
-                    part.bytes,
-                    part.dtype,
-                    id(canonical(part.send_bytes)),
-                    id(canonical(part.recv_bytes)),
-                    part.algorithm,
-                )
-                found = resolved[id(part)] = id(canonical(fields))
+                found = resolved[id(part)] = id(canonical(self._part_fields(part)))
             ids.append(found)
         return ("whole", tuple(ids))
 
@@ -695,16 +686,20 @@ class CostModel:
         when it has one, so the key holds across the evaluations that share it)."""
         if not isinstance(parts, Collective):
             return self._whole_key(parts)
+        return ("one", *self._part_fields(parts))
+
+    def _part_fields(self, part: Collective) -> tuple[object, ...]:
+        """A collective part's value fields but its ``key``, its tuples as the ids of their interned
+        copies (``_whole_key``, ``collective_key``)."""
         canonical = self._interned.canonical
         return (
-            "one",
-            parts.op,
-            id(canonical(parts.group)),
-            parts.bytes,
-            parts.dtype,
-            id(canonical(parts.send_bytes)),
-            id(canonical(parts.recv_bytes)),
-            parts.algorithm,
+            part.op,
+            id(canonical(part.group)),
+            part.bytes,
+            part.dtype,
+            id(canonical(part.send_bytes)),
+            id(canonical(part.recv_bytes)),
+            part.algorithm,
         )
 
     def kernel_j(self, op: Op) -> float:
