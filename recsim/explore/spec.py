@@ -977,12 +977,13 @@ def _base_at_fault(spec: SweepSpec, axis: str, values: list[Any]) -> bool:
     from recsim.explore.points import point_config
 
     for value in values:
+        config = point_config(spec, {axis: value})
         try:
-            _dry_resolve(point_config(spec, {axis: value}), whole=False)
+            _dry_resolve(config, whole=False)
         except RecsimError:
             return False
         try:
-            _dry_resolve(point_config(spec, {axis: value}))
+            _dry_resolve(config)
         except RecsimError:
             if _resolves_with_another_axis(spec, {axis: value}, (axis,)):
                 return False
