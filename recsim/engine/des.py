@@ -133,8 +133,15 @@ class FluidNetwork:
         self.env.process(self._run())
 
     def traffic(self, flows: Sequence[Flow]) -> Traffic | None:
-        """``flows`` ready to submit (those with bytes); None if none has any."""
-        live = [f for f in flows if f.bytes > 0]
+        """``flows`` ready to submit (those with bytes between two vertices); None if none has any.
+
+        A flow from a vertex to itself crosses no link and costs nothing here (the collectives
+        drop them before they get here; ``transfer`` is public). Bytes that are negative or not
+        finite are refused, as ``simulate_flows_detailed`` refuses them, rather than dropped."""
+        for f in flows:
+            if f.bytes < 0 or not math.isfinite(f.bytes):
+                raise ValueError(f"bad flow {f}: bytes must be finite and >= 0")
+        live = [f for f in flows if f.bytes > 0 and f.src != f.dst]
         return self.traffic_of_arrays(
             [f.src for f in live], [f.dst for f in live], np.array([f.wire_bytes for f in live], dtype=float)
         )

@@ -481,7 +481,12 @@ def _wire_rates(
 
 
 def max_min_rates(flows: Sequence[Flow], topology: Topology) -> Allocation:
-    """Weighted max-min fair rates of ``flows`` over ``topology``'s links (see the module docstring)."""
+    """Weighted max-min fair rates of ``flows`` over ``topology``'s links (see the module docstring).
+
+    Every flow must cross a link: one from a vertex to itself shares nothing and has no rate."""
+    for f in flows:
+        if f.src == f.dst:
+            raise ValueError(f"flow {f} goes from a vertex to itself: it crosses no link and has no rate")
     index = _edge_index(topology)
     fs = _FlowSet.of(flows, topology)
     filling = _fill(fs, topology)
@@ -519,7 +524,9 @@ def simulate_flows_detailed(flows: Sequence[Flow], topology: Topology) -> FlowSi
         if f.bytes < 0 or not math.isfinite(f.bytes) or not 0 < f.efficiency <= 1:
             raise ValueError(f"bad flow {f}: bytes must be finite and >= 0, efficiency in (0, 1]")
         phases[f.group][f.phase].append(i)
-    remaining = np.array([f.wire_bytes for f in flows], dtype=float)
+    # A flow from a vertex to itself crosses no link: done at once, as a zero-byte flow is (and
+    # as the DES engine's ``FluidNetwork.traffic`` drops it).
+    remaining = np.array([0.0 if f.src == f.dst else f.wire_bytes for f in flows], dtype=float)
     finish = np.zeros(len(flows))
     order = {grp: sorted(ps) for grp, ps in phases.items()}
     cursor = dict.fromkeys(order, 0)

@@ -5,7 +5,10 @@ Every byte comes from the cost model, as the engines charge it:
 
 * collectives: their flows (``collective_flows``, the algorithm and protocol the cost chose; an
   uneven all-to-all's whole traffic matrix), routed as the DES engine routes them: each flow over
-  its equal-cost paths (``Topology.route``), split evenly (the subflows' weights), in wire bytes
+  its equal-cost paths (``Topology.route``), split evenly (the subflows' weights; under contention
+  that differs between a flow's paths the DES filling may give its paths unequal rates, which no
+  shipped topology was found to do: a reviewer's random flow sets on gb200-nvl72 and an
+  oversubscribed zionex), in wire bytes
   (payload / the protocol's efficiency: what the flow occupies of a link's capacity). The bytes a
   rank sends and receives are read from and written to its HBM;
 * copies (``Transfer``): host <-> HBM over the rank's host link (its link to its PCIe switch and the

@@ -8,8 +8,10 @@ Both engines produce a ``Schedule`` (start and finish of every node of a multi-s
 * ``critical_path`` — walking back from the step's last node through whichever predecessor
   (explicit dependency, the previous node of the same stream, or for a collective any member's
   predecessor) finished last; each node on it is charged to its category, and any gap between a
-  node's start and its latest predecessor's finish (contention in the DES engine) to
-  ``exposed_wait``, so the breakdown sums exactly to the step time;
+  node's start and its latest predecessor's finish to ``exposed_wait``, so the breakdown sums
+  exactly to the step time. Network contention in the DES engine makes no such gap: it lengthens
+  the collective itself (its finish is its idle-network time plus what sharing the links added),
+  so it is charged to the collective's category (``all_to_all``, ``all_reduce``, ...);
 * ``busy_time`` — per (rank, stream class) the union of the intervals of the window's nodes (the
   last step's, whole: one step's work of each rank).
 

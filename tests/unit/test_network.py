@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import networkx as nx
 import pytest
+import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from recsim.cost.collectives import (
 )
 from recsim.cost.collectives.base import REGISTRY, group_layout
 from recsim.cost.collectives.model import choose_algorithm
+from recsim.engine.des import FluidNetwork
 from recsim.engine.network import (
     collective_time_flows_s,
     max_min_rates,
@@ -296,6 +298,31 @@ def test_zero_and_bad_flows():
     with pytest.raises(ValueError, match="bad flow"):
         simulate_flows([Flow("n0.gpu0", "n0.gpu1", 1.0, efficiency=0.0)], H1)
     assert collective_flows(op_(CollectiveOp.ALL_REDUCE, (0,), 1e6), H1) == []
+
+
+def test_a_flow_from_a_vertex_to_itself_costs_nothing_in_both_simulations():
+    """A reviewer's find: such a flow (no link on its path) crashed the filling with numpy's
+    'zero-size array' error; the collectives drop them, but the flow simulations are public."""
+    real = Flow("n0.gpu0", "n1.gpu3", 1e9)
+    self_flow = Flow("n0.gpu0", "n0.gpu0", 1e9)
+    assert simulate_flows([self_flow], H2) == 0.0
+    assert simulate_flows([self_flow, real], H2) == simulate_flows([real], H2)
+    with pytest.raises(ValueError, match="itself"):
+        max_min_rates([self_flow, real], H2)
+
+    def des_finish(flows: list[Flow]) -> float:
+        env = simpy.Environment()
+        net = FluidNetwork(env, H2)
+        done = net.transfer(flows)
+        env.run()
+        assert done.triggered
+        return env.now
+
+    assert des_finish([self_flow]) == 0.0
+    assert des_finish([self_flow, real]) == des_finish([real]) == simulate_flows([real], H2)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bad flow"):
+            des_finish([Flow("n0.gpu0", "n1.gpu3", bad)])
 
 
 def test_rail_optimized_traffic_stays_on_its_rail_under_flows():
