@@ -644,19 +644,28 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
         source = Path(loc.source).resolve()
         return home if source == own else source.parent
 
-    def fix(value: Any, where: KeyPath, named: bool) -> Any:
-        if isinstance(value, str) and (is_path_ref(value) if named else file_value(value)):
+    def fix(value: Any, where: KeyPath, named: str | None) -> Any:
+        """``value`` made absolute if it is a file: ``named`` is the key (system, workload, plan)
+        whose values are a name or a path, None for any other value."""
+        if isinstance(value, str) and (named_path(value, named) if named else file_value(value)):
             path = Path(value).expanduser()
             if not path.is_absolute():
                 path = folder(where) / path
             return str(path.resolve())
         return value
 
+    def named_path(value: str, key: str) -> bool:
+        # A saved plan is a ``.json``/``.json.gz`` file, which ``is_path_ref`` (YAML suffixes or a
+        # slash) does not take for a path: ``plan: g1.json`` was read from the working folder (a
+        # tester's find). ``recsim run --plan`` takes those suffixes for a file too
+        # (``recsim.planner.io.is_plan_path``).
+        return is_path_ref(value) or (key == "plan" and value.endswith((".json", ".json.gz")))
+
     base = tree.data.get("base")
     if isinstance(base, dict):
         for key in NAMED_KEYS:
             if key in base:
-                base[key] = fix(base[key], ("base", key), True)
+                base[key] = fix(base[key], ("base", key), key)
         overrides = base.get("overrides")
         if isinstance(overrides, list):
             for k, text in enumerate(overrides):
@@ -666,7 +675,7 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
                         value = Override.parse(text).value  # the value as YAML reads it (quotes off)
                     except ConfigError:
                         continue  # the schema's check names it
-                    fixed = fix(value, ("base", "overrides", k), False)
+                    fixed = fix(value, ("base", "overrides", k), None)
                     if fixed != value:
                         overrides[k] = f"{left}={fixed}"
     zipped = tree.data.get("zip")
@@ -677,7 +686,7 @@ def _absolutise_paths(tree: Tree, spec_file: Path, home: Path) -> None:
         if isinstance(group, dict):
             for key, values in group.items():
                 if isinstance(values, list):
-                    named = key in NAMED_KEYS
+                    named = key if key in NAMED_KEYS else None
                     group[key] = [fix(v, (*prefix, key, j), named) for j, v in enumerate(values)]
 
 

@@ -445,6 +445,23 @@ def test_relative_paths_are_the_spec_folders_never_the_working_folders(tmp_path,
     assert load_sweep(spec).base.system == str(tmp_path / "sub" / "mine.yaml")
 
 
+def test_a_plan_file_named_without_a_folder_is_the_spec_folders(tmp_path, monkeypatch):
+    """A tester's find: ``plan: g1.json`` (no slash, no YAML suffix) was read from the working
+    folder, so one spec gave another plan's figures depending on where it was run. A file of that
+    name in the working folder is not taken; the missing one is named where it was looked for."""
+    (tmp_path / "sub").mkdir()
+    spec = tmp_path / "sub" / "spec.yaml"
+    monkeypatch.chdir(tmp_path)
+    for name in ("g1.json", "g2.json.gz"):
+        (tmp_path / name).write_text("{}")  # in the working folder: must not be read
+    spec.write_text(SPEC.replace("nodes: 1}", "nodes: 1, plan: g1.json}"))
+    with pytest.raises(ConfigError, match=f"no such plan file {tmp_path / 'sub' / 'g1.json'}"):
+        load_sweep(spec)
+    spec.write_text(SPEC.replace("[table_wise, row_wise]", "[g2.json.gz, row_wise]"))
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'sub' / 'g2.json.gz'}"):
+        load_sweep(spec)
+
+
 def test_the_python_api_refuses_one_override_text_for_a_list(spec_path, tmp_path):
     import recsim
 
