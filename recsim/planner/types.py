@@ -267,23 +267,44 @@ def _where(name: str, s: Shard) -> str:
 def _overlap(shards: list[Shard]) -> bool:
     """Whether two shards of one table share a cell.
 
-    Column ranges must be equal or disjoint (every scheme cuts columns first, then rows), so the
-    check is: distinct column ranges do not intersect, and inside one column range the row ranges
-    do not intersect. ``n log n``: row-wise over a thousand ranks stays cheap. A table of one
-    shard (every table of a table-wise plan) has no two to compare.
+    Every scheme cuts columns first, then rows, so column ranges are equal or disjoint, and the
+    check is: inside one column range the row ranges do not intersect. ``n log n``: row-wise over a
+    thousand ranks stays cheap. Two distinct column ranges that intersect (a hand-edited plan) share
+    a cell only where their row ranges intersect too (a tester's find: ``[0, 64]`` beside
+    ``[0, 128]`` on other rows was called an overlap). A table of one shard (every table of a
+    table-wise plan) has no two to compare.
     """
     if len(shards) < 2:
         return False
     by_cols: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for s in shards:
         by_cols[s.columns].append((s.row_start, s.row_end))
-    cols = sorted(by_cols)
-    if any(b[0] < a[1] for a, b in itertools.pairwise(cols)):
-        return True
     for rows in by_cols.values():
         rows.sort()
         if any(b[0] < a[1] for a, b in itertools.pairwise(rows)):
             return True
+    cols = sorted(by_cols)
+    for i, a in enumerate(cols):
+        for b in cols[i + 1 :]:
+            if b[0] >= a[1]:
+                break  # sorted by start: no later range reaches into ``a``
+            if _rows_meet(by_cols[a], by_cols[b]):
+                return True
+    return False
+
+
+def _rows_meet(first: list[tuple[int, int]], second: list[tuple[int, int]]) -> bool:
+    """Whether a row range of ``first`` intersects one of ``second`` (both sorted, each without
+    overlaps of its own): a merge of the two lists."""
+    i = j = 0
+    while i < len(first) and j < len(second):
+        (a0, a1), (b0, b1) = first[i], second[j]
+        if a0 < b1 and b0 < a1:
+            return True
+        if a1 <= b1:
+            i += 1
+        else:
+            j += 1
     return False
 
 
