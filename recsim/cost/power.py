@@ -7,8 +7,8 @@ switches transistors: a kernel on one SM, or one stalled on a slow link, reads 1
 maintainer: "if you run a CUDA kernel on just one SM and the kernel is active 100% of the time,
 you'll see the GPU is at 100% in nvidia-smi. Of course it's not using a lot of power", NVIDIA/nccl
 issue 689). Charging ``idle + (max - idle) x busy`` put a step of UVM lookups, waiting on PCIe at
-31.5 GB/s, at 691 W per H100 (a tester's find). Instead each accelerator draws its idle power all
-step, plus the dynamic energy of the work its kernels do (an activity model, as AccelWattch,
+31.5 GB/s, at 691 W per H100 (a tester's find). Instead each accelerator draws its floor in a job
+all step (below), plus the dynamic energy of the work its kernels do (an activity model, as AccelWattch,
 Kandiah et al., MICRO 2021, and GPUWattch, Leng et al., ISCA 2013, build per component; here only
 the two components the cost model counts):
 
@@ -41,9 +41,21 @@ than the board limit), and a rank's per step at most ``(max - idle) x step`` (ke
 compute and communication streams overlap). Per step every rank runs its step's ops once (the last
 step's nodes), so the energy does not depend on the engine's interleaving: analytic and DES give
 the same where their step times agree. So a GPU waiting on PCIe or on the network draws about its
-idle power, one streaming HBM at its measured bandwidth ``idle + 7 pJ/bit x bandwidth`` (H100:
-70 + 162 W), one running large GEMMs its limit. The idle floor is the measured P0 draw with no
-work (``power.idle``); ASSUMPTION: SMs that wait on a link are clock-gated down to it.
+floor, one streaming HBM at its measured bandwidth ``floor + 5.3 pJ/bit x bandwidth`` (H100:
+135 + 123 W), one running large GEMMs its limit.
+
+The floor is what a GPU in a job draws with no kernel doing work (``job_floor_w``): a process holds
+a CUDA context and its memory, and the GPU stays in P0 at its job clocks between kernels. That is
+not the no-program idle (``power.idle``, nvidia-smi at 0 MiB used: 70 W on an H100 SXM5): H100s a
+job held at 73-75 GB used and 0 % utilisation read 109-145 W (NVIDIA/nccl issue 1550, wilicc/gpu-burn
+issue 114), an A40 30 W with no process and about 110 W once a process held memory, staying in P0
+(NVIDIA/open-gpu-kernel-modules issue 874); a held context alone, no kernel ever run, measured
++26-50 W over bare idle on H100 and A100 (arXiv 2605.23918: a lower DVFS state than a job's,
+between kernels of which the clocks stay up). Where a device has a measured ``power.job_idle``
+that is the floor, else ``JOB_IDLE_MAX_FRACTION`` of its max. Every GPU of a system is in the job
+(the model has no spare GPUs), so the no-program idle prices nothing; it stays in the YAMLs, as
+measured. The on-chip energy per bit is derived on the same floor (below), so the two move
+together.
 Coarse as its sources: the on-chip figure is one measurement on one GPU (H200) carried to every
 accelerator, the compute one rests on GEMMs reaching the board limit. ``step_energy`` without
 ``kernel_j`` (a replayed trace's recorded durations carry no FLOPs or bytes) keeps the linear
@@ -53,8 +65,8 @@ The other components: linear utilisation
 ----------------------------------------
 Fan, Weber and Barroso, "Power provisioning for a warehouse-sized computer", ISCA 2007: a component
 draws its idle power all the time and ``(max - idle) x u`` more, ``u`` being the fraction of the
-step it is busy. The idle and max powers are the devices' (datasheet or measured, sourced in their
-YAML):
+step it is busy (an accelerator's idle being its floor in a job, as above). The idle and max
+powers are the devices' (datasheet or measured, sourced in their YAML):
 
 * accelerators without ``kernel_j`` (replay): busy = their compute stream (GEMMs, lookups), less the
   lookups it waits on that the CPUs or RecNMP DIMMs run (tiers ``ddr``, ``nmp``); communication
@@ -95,16 +107,41 @@ from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology
 
-#: The measured draw of a memory-bound kernel that saturates HBM, its GPU's idle draw and its
+#: The floor of an accelerator in a job as a share of its board limit, for an accelerator without
+#: a measured ``power.job_idle``: the mean of the two measured ones, H100 SXM5 135 W of 700 W
+#: (0.193) and V100 SXM2 53 W of 300 W (0.177) (their YAMLs: nvidia-smi of GPUs a job holds, P0,
+#: 0 % utilisation; tests/unit/test_power.py checks these figures against them). A share of the
+#: limit rather than of the no-program idle: the two GPUs' ratios to that idle differ (1.93, 1.29),
+#: their shares of the limit agree within 9 %. What it stands for: the static and clock power of
+#: a chip held at its job clocks and voltage, which the board limit is sized around. Coarse: two
+#: devices; a held CUDA context alone measured +26-50 W over bare idle on H100 and A100 80 GB
+#: (Vadari, "The Model Parking Tax", arXiv 2605.23918, 2026), which for the A100 is above what
+#: this share gives (74 W, +12 W).
+JOB_IDLE_MAX_FRACTION: Final[float] = (135.0 / 700.0 + 53.0 / 300.0) / 2.0
+
+
+def job_floor_w(accelerator: Accelerator) -> float:
+    """The accelerator's draw in a job with no kernel doing work (W): its measured
+    ``power.job_idle``, else ``JOB_IDLE_MAX_FRACTION`` x its max, never below its no-program idle."""
+    power = accelerator.power
+    if power.job_idle_w is not None:
+        return power.job_idle_w
+    return min(power.max_w, max(power.idle_w, JOB_IDLE_MAX_FRACTION * power.max_w))
+
+
+#: The measured draw of a memory-bound kernel that saturates HBM, its GPU's floor in a job and its
 #: bandwidth, from which ``ON_CHIP_ENERGY_PER_BIT_J`` is derived. Ma, Afzal, Eitzinger, Wellein,
 #: "The Illusion of Power Capping in LLM Decode" (arXiv 2605.11999, 2026): on an H200 SXM "decode
 #: draws only 137-300 W on a 700 W GPU ... because memory-bound decode saturates HBM bandwidth";
 #: the top of the range is taken as the saturating draw (decode's matrix-vector products also
 #: compute a little: an upper bound on the memory path's share).
 MEMORY_BOUND_DRAW_W: Final[float] = 300.0
-#: The H200's idle draw (hardware/devices/accelerators/h200-sxm5-141gb.yaml: nvidia-smi, P0, no
-#: work, 73-76 W).
-MEMORY_BOUND_IDLE_W: Final[float] = 75.0
+#: The H200's floor in a job, which the decode draw stands on (a decoding GPU is a GPU in a job,
+#: not one with no program): ``JOB_IDLE_MAX_FRACTION`` x its 700 W limit
+#: (hardware/devices/accelerators/h200-sxm5-141gb.yaml), 129 W; the bottom of the decode range,
+#: 137 W, sits just above it, as a floor must. (Its no-program idle, 75 W, was used before: the
+#: floor and this figure move together.)
+MEMORY_BOUND_IDLE_W: Final[float] = JOB_IDLE_MAX_FRACTION * 700.0
 #: The bandwidth a saturating streaming kernel reaches on an H200: STREAM copy on ND H200 v5,
 #: 4.01 TB/s (../shared/reference/microbench/ND_H200_v5_results.md).
 MEMORY_BOUND_BYTES_PER_S: Final[float] = 4.01e12
@@ -113,11 +150,12 @@ MEMORY_BOUND_BYTES_PER_S: Final[float] = 4.01e12
 MEMORY_BOUND_DRAM_J_PER_BIT: Final[float] = 3.9e-12
 #: Energy per bit a byte costs on the chip between HBM and the SMs (memory controllers, L2,
 #: crossbar, load/store units, registers), beside the DRAM's own: DERIVED, the dynamic draw of the
-#: saturating kernel per bit it moves less the DRAM's part: (300 - 75) W / (4.01 TB/s x 8) =
-#: 7.01 pJ/bit, less 3.9 = 3.11 pJ/bit. Order check: moving 64 bits 10 mm across a chip costs
-#: about 64 pJ, 1 pJ/bit, at 28 nm (Keckler, Dally et al., "GPUs and the Future of Parallel
-#: Computing", IEEE Micro 2011), and a byte crosses the chip and several SRAMs on its way.
-#: ASSUMPTION: the same on every accelerator (one Hopper measurement; no per-generation figure).
+#: saturating kernel above the job floor per bit it moves less the DRAM's part:
+#: (300 - 129.3) W / (4.01 TB/s x 8) = 5.32 pJ/bit, less 3.9 = 1.42 pJ/bit. Order check: moving
+#: 64 bits 10 mm across a chip costs about 64 pJ, 1 pJ/bit, at 28 nm (Keckler, Dally et al., "GPUs
+#: and the Future of Parallel Computing", IEEE Micro 2011), and a byte crosses the chip and
+#: several SRAMs on its way. ASSUMPTION: the same on every accelerator (one Hopper measurement; no
+#: per-generation figure).
 ON_CHIP_ENERGY_PER_BIT_J: Final[float] = (MEMORY_BOUND_DRAW_W - MEMORY_BOUND_IDLE_W) / (
     MEMORY_BOUND_BYTES_PER_S * 8.0
 ) - MEMORY_BOUND_DRAM_J_PER_BIT
@@ -148,7 +186,7 @@ class KernelEnergy:
     ``op_j(op)`` per op, to add up per rank and hand to ``step_energy`` as ``kernel_j``."""
 
     accelerator: Accelerator
-    #: ``max - idle``: the most an op draws above idle.
+    #: ``max - floor``: the most an op draws above the accelerator's floor in a job.
     span_w: float
     #: A byte read or written in HBM: the DRAM's access energy and the on-chip path's.
     hbm_j_per_byte: float
@@ -158,11 +196,10 @@ class KernelEnergy:
 
     @classmethod
     def of(cls, accelerator: Accelerator) -> KernelEnergy:
-        power = accelerator.power
         on_chip = ON_CHIP_ENERGY_PER_BIT_J * 8.0
         return cls(
             accelerator,
-            power.max_w - power.idle_w,
+            accelerator.power.max_w - job_floor_w(accelerator),
             accelerator.hbm.memory.energy_per_bit_j * 8.0 + on_chip,
             on_chip,
         )
@@ -188,7 +225,7 @@ class KernelEnergy:
             moved_j = self.hbm_j_per_byte * cost.bytes_on(HBM) + self.on_chip_j_per_byte * on_chip
             return min(moved_j, self.span_w * cost.time_s)
         # Copies and collectives move bytes at a link's rate: far below the limit (450 GB/s of
-        # NVLink each way is 50 W at 7 pJ/bit), so no cap is needed.
+        # NVLink each way, 900 GB/s through HBM, is 38 W at 5.3 pJ/bit), so no cap is needed.
         if kind is Collective:
             assert isinstance(op, Collective)
             return self.hbm_j_per_byte * _collective_hbm_bytes(op)
@@ -253,14 +290,15 @@ def step_energy(
     # read once (the same values, so the same sums in the same order).
     if acc is not None and ranks > 0 and kernel_j is not None:
         # Idle all step, and the kernels' work, the board limit at most over the step.
-        idle_w, span_j = acc.power.idle_w, (acc.power.max_w - acc.power.idle_w) * max(0.0, step_s)
+        idle_w = job_floor_w(acc)
+        span_j = (acc.power.max_w - idle_w) * max(0.0, step_s)
         total = out["accelerators"]
         for rank in range(ranks):
             total += idle_w * step_s + min(span_j, max(0.0, kernel_j.get(rank, 0.0)))
         out["accelerators"] = total
     elif acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
         waiting = off_gpu_s or {}
-        idle_w, max_w = acc.power.idle_w, acc.power.max_w
+        idle_w, max_w = job_floor_w(acc), acc.power.max_w
         # The same terms, their invariants (the dynamic range, whether the step has a length)
         # worked out once rather than per rank.
         span_w, timed = max_w - idle_w, step_s > 0

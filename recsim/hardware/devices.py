@@ -80,6 +80,22 @@ class Power(Spec):
         return self
 
 
+class AcceleratorPower(Power):
+    """An accelerator's powers: ``idle`` is its draw with no program on it (nvidia-smi at 0 MiB
+    used), ``job_idle`` its floor while a job runs on it: a process holds a context and its
+    memory, and the GPU stays in P0 at its job clocks between kernels. Given where measured;
+    where not, the energy model derives it (``recsim.cost.power.job_floor_w``)."""
+
+    job_idle_w: Watts | None = Field(default=None, alias="job_idle")
+
+    @model_validator(mode="after")
+    def _job_idle_between(self) -> Self:
+        job = self.job_idle_w
+        if job is not None and not self.idle_w <= job <= self.max_w:
+            raise ValueError(f"job_idle power {job} W is outside idle {self.idle_w} W .. max {self.max_w} W")
+        return self
+
+
 class Device(Referable):
     """Common fields of every device document."""
 
@@ -243,7 +259,7 @@ class Accelerator(Device):
     elementwise_kernel_s: PositiveSeconds = Field(alias="elementwise_kernel")
     nvlink: NvlinkPorts | None = None
     host_interface: Link
-    power: Power
+    power: AcceleratorPower
     calibration: Calibration | None = None
 
     @field_validator("architecture")
