@@ -85,7 +85,15 @@ powers are the devices' (datasheet or measured, sourced in their YAML):
   leave the node (the union of their intervals); front-end NICs beside a back-end network at
   their idle power (their traffic, data ingestion and checkpoints, is not modelled);
 * switches (scale-out, NVSwitch, PCIe): their idle (typical) power; switch power hardly follows
-  load because SerDes and fans dominate (noted in the switch YAMLs);
+  load because SerDes and fans dominate (noted in the switch YAMLs), so there is no traffic term.
+  A scale-out switch is charged by the share of its ports the run's links take (NICs and the
+  links between tiers, ``Topology.scale_out_ports_used``): MLPerf Training's power rules weight
+  an interconnect's power "by the provisioning to a run" (mlcommons/training_policies
+  power_measurement.adoc, Measure or Estimate Interconnects), and the rest of a shared fabric's
+  ports serve other jobs (two DGX H100 nodes on a 2-tier rail-optimised fabric take 48 ports of
+  nine 64-port Quantum-2 switches: 560 W, not 6,723 W). ``cluster.scale_out.switch_power: whole``
+  charges whole switches instead. NVSwitch and PCIe switch chips inside a node serve only it:
+  whole;
 * SSDs: idle. Their reads belong to the ``ssd`` and ``smartssd`` tiers, which serve inference only
   (``TierModel.unavailable`` refuses them for training), so a training step keeps its drives idle.
 
@@ -367,9 +375,17 @@ def step_energy(
         front = node.frontend_nics
         out["nics"] += node.nic_count(front) * nodes * front.device.power.idle_w * step_s
     # Each switch's idle power (a vertex per switch, counted once per topology: a walk over the
-    # vertices of a 1024-GPU cluster's graph took a tenth of an analytic evaluation).
+    # vertices of a 1024-GPU cluster's graph took a tenth of an analytic evaluation); a scale-out
+    # switch's by the share of its ports the run's links take, unless the config asks for whole
+    # switches (``ScaleOut.switch_power``).
+    so = system.cluster.scale_out
+    shared = so is not None and so.switch_power == "ports_used"
     for name, count in topology.switch_devices.items():
-        out["switches"] += count * _switch_idle_w(system, topology, name) * step_s
+        if shared and so is not None and name == so.switch.name:
+            used = topology.scale_out_ports_used.get(name, 0)
+            out["switches"] += so.switch.power.idle_w * used / so.switch.ports * step_s
+        else:
+            out["switches"] += count * _switch_idle_w(system, topology, name) * step_s
     if node.ssds is not None:
         ssd = node.ssds.device
         count = node.ssds.count * nodes

@@ -344,12 +344,20 @@ class ScaleOut(Spec):
     ``rail_optimized``: NIC *i* of every node goes to the leaves of rail *i*; with ``tiers: 2``
     rails meet in a spine tier, with ``tiers: 1`` cross-rail traffic hops over NVLink inside a
     node first. The construction is in ``recsim.hardware.topology``.
+
+    ``switch_power``: how the energy model charges the fabric's switches. ``ports_used`` (the
+    default): each switch's idle power times the share of its ports the run's links take, as
+    MLPerf Training's power rules weight an interconnect "by the provisioning to a run"
+    (mlcommons/training_policies power_measurement.adoc, Measure or Estimate Interconnects); the
+    rest of a shared fabric serves other jobs. ``whole``: every switch the run touches, all its
+    ports (a fabric built for this job alone).
     """
 
     topology: Literal["single_switch", "clos", "rail_optimized"]
     switch: Switch
     tiers: Literal[1, 2, 3] = 2
     oversubscription: Ratio = 1.0
+    switch_power: Literal["ports_used", "whole"] = "ports_used"
 
     @model_validator(mode="after")
     def _valid(self) -> Self:

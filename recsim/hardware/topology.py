@@ -153,6 +153,19 @@ class Topology:
                 counts[data["device"]] = counts.get(data["device"], 0) + 1
         return counts
 
+    @cached_property
+    def scale_out_ports_used(self) -> dict[str, int]:
+        """How many ports the graph's links take on its scale-out switches, by device name (a
+        link's ``links`` count, each link once): what a run is provisioned of the fabric (the
+        energy model charges a scale-out switch by this share of its ports)."""
+        used: dict[str, int] = {}
+        succ = self.graph._succ
+        for v, data in self.graph._node.items():
+            if data["kind"] == "switch":
+                ports = sum(edge["links"] for edge in succ[v].values())
+                used[data["device"]] = used.get(data["device"], 0) + ports
+        return used
+
     def _fabric_graph(self, src: str, dst: str) -> Iterable[nx.DiGraph]:
         """Graphs to route in, best first.
 

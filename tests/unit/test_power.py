@@ -426,3 +426,32 @@ def test_a_job_idle_outside_idle_and_max_is_refused():
     for bad in ("60 W", "800 W"):
         with pytest.raises(ValueError, match="job_idle"):
             AcceleratorPower.model_validate({"idle": "70 W", "job_idle": bad, "max": "700 W"})
+
+
+# ------------------------------------------------------------- scale-out switches: ports provisioned
+
+
+def _switch_w(overrides: list[str]) -> float:
+    system = HW.system("tiny", [Override.parse(o) for o in overrides])
+    e = step_energy(system, build_topology(system), 1.0, {})
+    return e.by_component_j["switches"]
+
+
+def test_scale_out_switches_are_charged_by_the_ports_the_run_takes():
+    # A reviewer's find: 2 DGX H100 nodes on a 2-tier rail-optimised fabric paid nine whole 64-port
+    # switches for 48 ports. MLPerf Training weights interconnect power by the provisioning to a run.
+    # Tiny: NVSwitch 2 x 50 W and PCIe switches 2 x 10 W a node, whole; 8-port switches at 100 W.
+    in_nodes = 2 * (2 * 50 + 2 * 10)
+    # Two nodes of 2 GPUs on one switch: 4 NIC ports of 8.
+    single = [
+        "cluster.nodes=2",
+        "node.accelerators.count=2",
+        "cluster.scale_out={topology: single_switch, tiers: 1, switch: tiny-switch}",
+    ]
+    assert _switch_w(single) == pytest.approx(in_nodes + 100 * 4 / 8)
+    assert _switch_w([*single, "cluster.scale_out.switch_power=whole"]) == pytest.approx(in_nodes + 100)
+    # Three nodes of 4 on the 2-tier Clos: 3 full leaves (4 NICs, 4 uplinks) and 12 uplinks over 2
+    # spines: 36 ports of 40.
+    clos = ["cluster.nodes=3"]
+    assert _switch_w(clos) == pytest.approx(3 * (2 * 50 + 2 * 10) + 100 * 36 / 8)
+    assert _switch_w([*clos, "cluster.scale_out.switch_power=whole"]) == pytest.approx(3 * 120 + 5 * 100)
