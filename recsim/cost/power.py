@@ -33,7 +33,8 @@ the two components the cost model counts):
   ``pcie`` bytes and L2 hits (its tier's ``EmbeddingCost``); a collective's input read and output
   written (``_collective_hbm_bytes``: a lower bound for a ring all-reduce, whose chunks pass
   through HBM 2(n-1)/n times each way, and fewer than the utilisation figures count, which follow
-  every phase's flows); a copy its bytes at each HBM end (twice within the GPU). NVLink and PCIe
+  every phase's flows); a copy its bytes at each HBM end (twice within the GPU or between two
+GPUs, a peer end being the peer's HBM). NVLink and PCIe
   PHY power on the GPU is not modelled.
 
 An op's dynamic energy is at most ``(max - idle) x`` its cost-model duration (no kernel draws more
@@ -240,9 +241,12 @@ class KernelEnergy:
         if kind is Transfer:
             assert isinstance(op, Transfer)
             # Each HBM end reads or writes the bytes once: a copy within the GPU (``hbm`` -> ``hbm``)
-            # twice, as the utilisation figures count it (``recsim.engine.resources``).
+            # twice, as the utilisation figures count it (``recsim.engine.resources``); a copy from
+            # or to a peer GPU twice too, the peer's end being its HBM (the graph carries the copy
+            # on one rank only, so its energy is charged there; the utilisation figures count the
+            # local end only, the other rank's HBM not being this rank's bandwidth).
             ends = (op.src.split(":", 1)[0], op.dst.split(":", 1)[0])
-            return self.hbm_j_per_byte * max(0.0, op.bytes) * ends.count("hbm")
+            return self.hbm_j_per_byte * max(0.0, op.bytes) * (ends.count("hbm") + ends.count("peer"))
         return 0.0
 
 

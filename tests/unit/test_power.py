@@ -375,7 +375,10 @@ def test_a_copy_costs_its_bytes_at_each_hbm_end():
     one = model.op_j(Transfer("host", "hbm", 1e9), _no_lookups)
     assert one == pytest.approx(model.hbm_j_per_byte * 1e9)
     assert model.op_j(Transfer("hbm", "host", 1e9), _no_lookups) == one
-    assert model.op_j(Transfer("peer", "hbm", 1e9), _no_lookups) == one
+    # A copy between two GPUs reads one HBM and writes the other (a reviewer's find: only the
+    # receiver's was charged, though the docstring said each end).
+    assert model.op_j(Transfer("peer", "hbm", 1e9), _no_lookups) == 2 * one
+    assert model.op_j(Transfer("hbm", "peer", 1e9), _no_lookups) == 2 * one
     assert model.op_j(Transfer("hbm", "hbm", 1e9), _no_lookups) == 2 * one
     assert model.op_j(Transfer("host", "host", 1e9), _no_lookups) == 0.0
 
