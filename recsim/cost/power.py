@@ -284,6 +284,7 @@ def step_energy(
     nmp_busy_s: Mapping[int, float] | None = None,
     off_gpu_s: Mapping[int, float] | None = None,
     kernel_j: Mapping[int, float] | None = None,
+    job_ranks: int | None = None,
 ) -> Energy:
     """Energy of one step of ``step_s`` seconds given per (rank, stream) busy times; ``cpu_busy_s``
     (by rank) is CPU work done for a rank off its host stream (its ``ddr`` lookups), ``nmp_busy_s``
@@ -291,13 +292,17 @@ def step_energy(
     rate), ``off_gpu_s`` (by rank) the part of a
     rank's compute stream busy time that is such work, not the accelerator's. ``kernel_j`` (by
     rank): the dynamic energy of each rank's kernels over the step (``KernelEnergy``); given, an
-    accelerator draws its idle power plus that, at most its max power, and ``busy_s``'s compute
-    times and ``off_gpu_s`` no longer price it (the linear utilisation rule, without it)."""
+    accelerator draws its floor in a job plus that, at most its max power, and ``busy_s``'s
+    compute times and ``off_gpu_s`` no longer price it (the linear utilisation rule, without it).
+    ``job_ranks``: how many of the system's accelerators the job runs on (a replayed trace's job
+    may be smaller than the system); the others hold no program and draw their no-program idle.
+    All of them without it."""
     node = system.node
     nodes = system.num_nodes
     out: dict[str, float] = defaultdict(float)
     ranks = system.num_accelerators
     acc = system.accelerator
+    in_job = ranks if job_ranks is None else max(0, min(ranks, job_ranks))
     # The per-rank and per-NIC loops run 10^2-10^4 times an evaluation: the device's powers are
     # read once (the same values, so the same sums in the same order).
     if acc is not None and ranks > 0 and kernel_j is not None:
@@ -305,9 +310,9 @@ def step_energy(
         idle_w = job_floor_w(acc)
         span_j = (acc.power.max_w - idle_w) * max(0.0, step_s)
         total = out["accelerators"]
-        for rank in range(ranks):
+        for rank in range(in_job):
             total += idle_w * step_s + min(span_j, max(0.0, kernel_j.get(rank, 0.0)))
-        out["accelerators"] = total
+        out["accelerators"] = total + (ranks - in_job) * acc.power.idle_w * step_s
     elif acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
         waiting = off_gpu_s or {}
         idle_w, max_w = job_floor_w(acc), acc.power.max_w
@@ -315,11 +320,11 @@ def step_energy(
         # worked out once rather than per rank.
         span_w, timed = max_w - idle_w, step_s > 0
         total = out["accelerators"]
-        for rank in range(ranks):
+        for rank in range(in_job):
             busy = max(0.0, busy_s.get((rank, "compute"), 0.0) - waiting.get(rank, 0.0))
             u = min(1.0, busy / step_s) if timed else 0.0
             total += (idle_w + span_w * u) * step_s
-        out["accelerators"] = total
+        out["accelerators"] = total + (ranks - in_job) * acc.power.idle_w * step_s
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
     extra = cpu_busy_s or {}

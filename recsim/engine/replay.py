@@ -526,7 +526,13 @@ def _power(
 
     The power is the whole system's, as a run's: a rank of the job whose trace was not given ran
     too, so it is taken to be as busy as the traced ranks on average (a note says so), and an
-    accelerator that runs no rank of the job draws its idle power."""
+    accelerator that runs no rank of the job draws its no-program idle power.
+
+    The accelerators are priced by the linear utilisation rule (their floor in a job, and the rest
+    of their range by their compute stream's busy share), not by their kernels' work as a run's
+    are: a trace's kernels do not all carry their FLOPs and bytes (a Kineto kernel without its
+    tensors, an embedding lookup whose rows are unknown), and pricing those at no work would be
+    worse. A note says so: the rule over-charges GPUs whose kernels wait on a slow link."""
     window = replayed.window
     busy = dict(busy_s)
     network = _network_busy(timing, window, system)
@@ -552,10 +558,22 @@ def _power(
         notes.append(
             f"power: {system.name} has {system.num_accelerators} accelerators and the job "
             f"{job} rank{'s' if job != 1 else ''}: the other {idle} "
-            f"{'are' if idle != 1 else 'is'} counted at idle power"
+            f"{'are' if idle != 1 else 'is'} counted at their no-program idle power"
         )
+    notes.append(
+        "power: the accelerators are priced by their compute streams' busy share (floor in a job + "
+        "(max - floor) x busy), not by their kernels' FLOPs and bytes as a run's are (a trace's "
+        "kernels do not all carry them): a GPU whose kernels wait on a slow link reads busy and is "
+        "over-charged"
+    )
     energy = step_energy(
-        system, topology, window.length_s, busy, host_bytes=host_bytes, network_busy_s=network
+        system,
+        topology,
+        window.length_s,
+        busy,
+        host_bytes=host_bytes,
+        network_busy_s=network,
+        job_ranks=job,
     )
     per_step_j = energy.total_j / replayed.steps
     batch = graph.metadata.get("global_batch_size")

@@ -298,7 +298,7 @@ def test_a_job_without_collectives_has_the_ranks_its_trace_declares(tmp_path: Pa
     assert any(
         n.startswith("power: ranks 0-2, 4-7 of the job's 8 are not in the trace") for n in result.notes
     )
-    assert not any("counted at idle power" in n for n in result.notes)
+    assert not any("no-program idle power" in n for n in result.notes)
     # A job larger than the system is refused, as one whose collectives name more ranks.
     with pytest.raises(ConfigError, match="the trace has 8 ranks and hgx-h100-4gpu 4 accelerators"):
         recsim.replay([path], keep=False, system="hgx-h100-4gpu")
@@ -479,6 +479,11 @@ def test_a_re_estimate_s_power_by_component_sums_to_its_average_between_idle_and
     assert any(
         n.startswith("power: ranks 0-2, 4-7 of the job's 8 are not in the trace") for n in result.notes
     )
+    # The accelerators' rule is said (a reviewer's find: the busy-share rule priced them silently).
+    assert any(
+        n.startswith("power: the accelerators are priced by their compute streams' busy share")
+        for n in result.notes
+    )
 
 
 def test_a_replay_with_the_recorded_durations_has_no_power_and_says_why(
@@ -545,9 +550,12 @@ def test_a_re_estimate_s_breakdown_and_energy_per_sample_by_hand() -> None:
     assert result.energy_per_sample_j == pytest.approx(result.energy_per_step_j / 1000)
     assert result.energy_per_step_j == pytest.approx(result.avg_power_w * result.predicted_step_s)
     assert (
-        "power: dgx-h100 has 8 accelerators and the job 1 rank: the other 7 are counted at idle power"
-        in result.notes
+        "power: dgx-h100 has 8 accelerators and the job 1 rank: the other 7 are counted at their "
+        "no-program idle power" in result.notes
     )
+    # Those seven hold no program: 70 W each, the H100's no-program idle, not its 135 W floor in a job.
+    alone = step_energy(system, build_topology(system), 1.0, {}, job_ranks=1).by_component_j["accelerators"]
+    assert alone == pytest.approx(135.0 + 7 * 70.0)
 
 
 def test_the_replay_table_shows_the_breakdown_and_power_as_a_run_s() -> None:
