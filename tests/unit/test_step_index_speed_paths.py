@@ -18,7 +18,7 @@ from recsim.cost.embedding.ddr import rank_share
 from recsim.cost.interference import _slowdown_of, interfered_durations
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CostModel
-from recsim.cost.power import Energy, _switch_idle_w
+from recsim.cost.power import Energy, _switch_idle_w, job_floor_w
 from recsim.engine.analytic import analytic_timing, graph_durations
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex
@@ -231,7 +231,8 @@ def previous_step_energy(
     nmp_busy_s: Mapping[int, float] | None = None,
     off_gpu_s: Mapping[int, float] | None = None,
 ) -> Energy:
-    """``step_energy`` before its loops read the devices' powers once."""
+    """``step_energy`` before its loops read the devices' powers once (with the rules it has
+    gained since: an accelerator's floor in a job, a scale-out switch by its ports used)."""
     node = system.node
     nodes = system.num_nodes
     out: dict[str, float] = defaultdict(float)
@@ -242,7 +243,8 @@ def previous_step_energy(
         for rank in range(ranks):
             busy = max(0.0, busy_s.get((rank, "compute"), 0.0) - waiting.get(rank, 0.0))
             u = min(1.0, busy / step_s) if step_s > 0 else 0.0
-            out["accelerators"] += (acc.power.idle_w + (acc.power.max_w - acc.power.idle_w) * u) * step_s
+            floor_w = job_floor_w(acc)
+            out["accelerators"] += (floor_w + (acc.power.max_w - floor_w) * u) * step_s
     cpu = node.cpus.device
     per_node_ranks = max(1, node.num_accelerators)
     extra = cpu_busy_s or {}
@@ -295,8 +297,13 @@ def previous_step_energy(
         out["nics"] += node.nic_count(front) * nodes * front.device.power.idle_w * step_s
     # Each switch's idle power (a vertex per switch, counted once per topology: a walk over the
     # vertices of a 1024-GPU cluster's graph took a tenth of an analytic evaluation).
+    so = system.cluster.scale_out
     for name, count in topology.switch_devices.items():
-        out["switches"] += count * _switch_idle_w(system, topology, name) * step_s
+        if so is not None and so.switch_power == "ports_used" and name == so.switch.name:
+            used = topology.scale_out_ports_used.get(name, 0)
+            out["switches"] += so.switch.power.idle_w * used / so.switch.ports * step_s
+        else:
+            out["switches"] += count * _switch_idle_w(system, topology, name) * step_s
     if node.ssds is not None:
         ssd = node.ssds.device
         count = node.ssds.count * nodes
