@@ -37,6 +37,7 @@ from recsim.workload.access import (
 )
 from recsim.workload.access.permutation import RowPermutation
 from recsim.workload.access.reuse_fit import predicted_stats
+from recsim.workload.access.slice import SubsetModel, water_fill
 from recsim.workload.access.zipf import HEAD
 from recsim.workload.spec import EmpiricalAccess, UniformAccess, ZipfAccess
 
@@ -494,3 +495,48 @@ def test_missed_unique_share_against_an_lru_simulation():
             if len(cache) > 400:
                 cache.popitem(last=False)
     assert model.missed_unique_share(300, 400) == pytest.approx(missed / unique, rel=0.05)
+
+
+# ------------------------------------------------------------------------------ row-wise blocks
+
+
+@pytest.mark.parametrize("blocks", [1, 8, 64, 1000])
+@pytest.mark.parametrize("table", ["zipf 1.05", "zipf 1.2", "zipf 2.0", "empirical 3"])
+def test_a_row_wise_block_is_a_distribution_its_whole_cache_hits(table, blocks):
+    """A block of a skewed table sums to 1, and an LRU cache of (almost) all its rows hits ~all lookups.
+
+    The capped hot rows' mass used to be dropped: a 1/64 block of Zipf(1.2) summed to 0.683, and a
+    cache of all but one of its rows hit 0.683, then jumped to 1 at a cache of every row."""
+    kind, value = table.split()
+    base = zipf(10**6, float(value)) if kind == "zipf" else empirical(10**6, int(value))
+    block = SubsetModel(base, base.rows // blocks)
+    pop = block.popularity
+    assert float(np.sum(pop.weights * pop.probs)) == pytest.approx(1.0, abs=1e-12)
+    assert np.all(pop.probs <= 1.0)
+    assert pop.rows == pytest.approx(block.rows)
+    assert block.lru_hit_rate(block.rows - 1) > 0.999
+    hits = [block.lru_hit_rate(f * block.rows) for f in (0.0, 1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 1.0)]
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(hits))
+    assert hits[-1] == 1.0
+
+
+def test_water_fill_solves_its_equation():
+    """``water_fill`` is the root of ``sum w min(1, s p) = 1`` (found here by brentq), a monotone map of p."""
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        p = np.sort(rng.pareto(1.0, size=30) + 1e-3)[::-1]
+        w = rng.uniform(0.01, 3.0, size=30)
+        p = p / np.sum(w * p)
+        f = rng.uniform(1.0 / w.sum(), 1.0)
+        block = f * w
+
+        def excess(s: float, block: np.ndarray = block, p: np.ndarray = p) -> float:
+            return float(np.sum(block * np.minimum(1.0, s * p))) - 1.0
+
+        scale = brentq(excess, 1.0, 1e12, xtol=1e-14, rtol=1e-14)
+        got = water_fill(block, p)
+        assert got == pytest.approx(np.minimum(1.0, scale * p), rel=1e-9)
+        assert np.all(np.diff(got) <= 0)
+    # Nothing capped: the plain 1 / f scaling; a one-row block: its row has every lookup.
+    assert water_fill(np.full(4, 0.5), np.full(4, 0.25)) == pytest.approx(np.full(4, 0.5))
+    assert water_fill(np.array([0.5, 0.5]), np.array([0.6, 0.4])) == pytest.approx(np.ones(2))
