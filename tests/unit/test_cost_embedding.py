@@ -498,6 +498,37 @@ def test_ssd_forward_by_hand():
     assert small.details["pages_read"] == pytest.approx(1000 / 32)  # every page of the table
 
 
+def test_a_few_ssd_reads_wait_one_read_latency_however_the_drives_are_shared():
+    """Sharing the drives divides a rank's throughput and queue slots, not one read's latency: a
+    read waits the datasheet latency at least. It was ``latency x per_drive / share`` below the
+    queue depth: 4 reads on zionex's 2 drives (8 GPUs) waited 8 latencies, one read on gb200's
+    144 drives (72 GPUs) half of one."""
+    uniform = access_model(UniformAccess(dist="uniform"), 10**9)
+    for name in ("skylake-2s", "zionex", "dgx-a100", "gb200-nvl72"):
+        system = load_system(name)
+        latency = system.node.ssds.device.read_latency_s
+        for lookups in (1.0, 4.0):
+            shard = op("ssd:0", rows=10**9, dim=64, batch=1, lookups=lookups, unique_rows=None)
+            c = cost(shard, system, uniform)
+            assert c.details["latency_s"] == pytest.approx(latency, rel=1e-9), (name, lookups)
+    # Past the rank's share of the queue, Little's law: read_latency x reads / (QD x share).
+    system = load_system("zionex")
+    many = cost(op("ssd:0", rows=10**9, dim=1024, batch=64, lookups=2e4, unique_rows=None), system, uniform)
+    per_drive = many.details["pages_read"] / system.node.ssds.count
+    want = system.node.ssds.device.read_latency_s * per_drive / (128 / system.node.num_accelerators)
+    assert many.details["latency_s"] == pytest.approx(want, rel=1e-9)
+
+
+def test_a_smartssd_read_waits_one_flash_latency_at_least():
+    # A lookup the drive's row cache mostly serves: its expected flash reads are a fraction of one,
+    # but a read that happens takes the whole latency (it cost ``latency x reads`` before).
+    system = load_system("skylake-2s-recssd")
+    hot = access_model(ZipfAccess(dist="zipf", alpha=1.2), 10**7)
+    one = cost(op("smartssd:1", rows=10**7, dim=64, batch=1, lookups=1.0, unique_rows=None), system, hot)
+    assert 0 < one.details["flash_reads"] < 0.5
+    assert one.details["flash_latency_s"] == pytest.approx(system.node.ssds.device.read_latency_s, rel=1e-9)
+
+
 def test_a_fully_cached_ssd_shard_costs_at_least_its_ddr_lookup():
     # With the whole table in the page cache, an ssd lookup is a ddr lookup plus the cache's
     # bookkeeping: it skipped the rank's share of a GPU node's host and the streamed indices,

@@ -82,9 +82,8 @@ class SmartSsdTier(TierModel):
         transfer = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         limits = {
             "flash_s": flash_bytes / ssd.internal_bandwidth_bytes_per_s,
-            "flash_latency_s": ssd.read_latency_s * max(min(1.0, reads), reads / parallel)
-            if reads > 0
-            else 0.0,
+            # At least one whole read: a read's latency does not shrink with fewer (fractional) reads.
+            "flash_latency_s": ssd.read_latency_s * max(1.0, reads / parallel) if reads > 0 else 0.0,
             "ndp_s": lookup.lookups * lookup.op.dim / (drives * ndp.flop_per_s),
             "interface_s": transfer / (drives * ssd.external_bandwidth_bytes_per_s),
         }

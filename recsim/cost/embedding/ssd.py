@@ -15,7 +15,8 @@ Per drive the slowest of:
 * IOPS: ``pages / random_read`` (the datasheet's 4 KiB random-read rate);
 * flash channels: ``pages x page / (channels x channel_bandwidth)``;
 * host interface: ``pages x page / min(sequential read, link)``;
-* latency with queue depth (Little's law): ``read_latency x max(1, pages / QUEUE_DEPTH)``.
+* latency with queue depth (Little's law): ``read_latency x max(1, pages / (QUEUE_DEPTH x share))``
+  (a rank sharing the drives gets ``share`` of its queue slots, and waits at least one read).
 
 **Host side**: every lookup reads its row lines as the ``ddr`` tier does (``ddr.row_reads``: the
 hot rows from the CPU's last-level cache, the rest as random DRAM lines, a page-cache hit from the
@@ -70,17 +71,24 @@ QUEUE_DEPTH: Final[int] = 128
 at which datasheet 4 KiB random-read IOPS are usually rated (e.g. fio numjobs=4, iodepth=32)."""
 
 
-def drive_time_s(ssd: Ssd, drives: int, pages: float, page_bytes: float, parallel: float) -> dict[str, float]:
-    """The limits of reading ``pages`` pages of ``page_bytes`` spread over ``drives`` drives."""
+def drive_time_s(
+    ssd: Ssd, drives: int, pages: float, page_bytes: float, parallel: float, share: float = 1.0
+) -> dict[str, float]:
+    """The limits of reading ``pages`` pages of ``page_bytes`` spread over ``drives`` drives, of
+    which the lookup gets ``share`` (the node's other ranks read them at once).
+
+    Sharing a drive divides its throughput (IOPS, channels, interface, the queue's slots), not one
+    read's latency: the latency is ``read_latency x max(1, per_drive / (parallel x share))``, at
+    least one read however few pages (it was ``read_latency x max(min(1, per_drive), ...) / share``:
+    one read on a 2-GPU node cost half the datasheet latency, 4 reads at queue depth 128 on an
+    8-GPU node 8 read latencies)."""
     per_drive = pages / drives
     nbytes = per_drive * page_bytes
     return {
-        "iops_s": per_drive / ssd.random_read_iops,
-        "channels_s": nbytes / ssd.internal_bandwidth_bytes_per_s,
-        "interface_s": nbytes / ssd.external_bandwidth_bytes_per_s,
-        "latency_s": ssd.read_latency_s * max(min(1.0, per_drive), per_drive / parallel)
-        if pages > 0
-        else 0.0,
+        "iops_s": per_drive / ssd.random_read_iops / share,
+        "channels_s": nbytes / ssd.internal_bandwidth_bytes_per_s / share,
+        "interface_s": nbytes / ssd.external_bandwidth_bytes_per_s / share,
+        "latency_s": ssd.read_latency_s * max(1.0, per_drive / (parallel * share)) if pages > 0 else 0.0,
     }
 
 
@@ -116,10 +124,7 @@ class SsdTier(TierModel):
         pages = pages_touched(missed_rows, lookup.row_bytes, lookup.op.rows, ssd.page_bytes)
         page_bytes = pages * ssd.page_bytes
         share = rank_share(system)
-        limits = {
-            name: seconds / share
-            for name, seconds in drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH).items()
-        }
+        limits = drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH, share)
         ssd_s = max(limits.values())
 
         granule = system.node.host_memory.device.access_granularity_bytes
