@@ -193,6 +193,10 @@ class _Builder:
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
+        # SSD-tier shards' shares of their rank's cache (``cache_shares``), and the ops carrying
+        # them by (the shard op's id, share) -> (that op, kept so its id stays its own; the op).
+        self._cache_shares: dict[Shard, dict[int, float]] | None = None
+        self._shared_ops: dict[tuple[int, float], tuple[Embedding, Embedding]] = {}
         self.input_ready: dict[int, int] = {}  # rank -> the node after which its next batch is there
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
@@ -397,6 +401,48 @@ class _Builder:
 
     # -- embedding passes ------------------------------------------------------------------------
 
+    def cache_shares(self) -> dict[Shard, dict[int, float]]:
+        """Each SSD-tier shard's share of its rank's cache of that tier, by rank (``Embedding.cache_share``).
+
+        The planner books one page cache per node (``planner.storage.plan_usage``) and the drives'
+        DRAM is the drives'; ssd lookups are never fused, so without a share each of N tables, on
+        each rank of a node, costed its lookups against the whole cache (two 82 GB tables on a
+        skylake-2s each hit 1.0 in a page cache that holds one). The cost layer gives each rank its
+        ``rank_share`` of the node's cache, and a rank's shards on one tier split it by their bytes
+        (the planner's ``shard_storage``): ASSUMPTION, a static split by size, not the shares a
+        shared LRU would settle at (which follow each table's traffic)."""
+        if self._cache_shares is not None:
+            return self._cache_shares
+        # Local imports: ``planner.storage`` imports this module.
+        from recsim.cost.embedding.base import parse_tier
+        from recsim.planner.storage import SSD_TIERS, shard_storage
+
+        sizes: dict[tuple[int, str], float] = defaultdict(float)
+        held: list[tuple[Shard, str, float]] = []
+        for shard in self.plan.shards:
+            tier = parse_tier(shard.tier)[0]
+            if tier not in SSD_TIERS:
+                continue
+            size = shard_storage(shard, self.w, self.world).ssd_bytes
+            held.append((shard, tier, size))
+            for rank in shard.ranks:
+                sizes[(rank, tier)] += size
+        shares: dict[Shard, dict[int, float]] = {}
+        for shard, tier, size in held:
+            shares[shard] = {r: size / sizes[(r, tier)] if sizes[(r, tier)] > 0 else 1.0 for r in shard.ranks}
+        self._cache_shares = shares
+        return shares
+
+    def with_cache_share(self, op: Embedding, share: float) -> Embedding:
+        """``op`` with its ``cache_share`` (one op per share: a rank's equal shards share it)."""
+        if share >= 1.0:
+            return op
+        key = (id(op), share)
+        found = self._shared_ops.get(key)
+        if found is None:
+            found = self._shared_ops[key] = (op, dataclasses.replace(op, cache_share=share))
+        return found[1]
+
     def embedding_pass(
         self,
         batch: int,
@@ -448,16 +494,18 @@ class _Builder:
                     if rank not in skip:
                         groups[(rank, dtype, replicated, tier, width)].append(entry)
                 continue
+            shares = self.cache_shares().get(shard)
             for rank in shard.ranks:
                 if rank in skip:
                     continue
+                rank_op = op if shares is None else self.with_cache_share(op, shares[rank])
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
                     name += f"[{shard.row_start}:{shard.row_end}]"
                 if shard.dim < self.w.table_dim(table):
                     name += f"[:,{shard.col_start}:{shard.col_end}]"
                 deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
-                nid = self.lookup(rank, name, op, deps.get(rank, []), pass_)
+                nid = self.lookup(rank, name, rank_op, deps.get(rank, []), pass_)
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, number)] = nid

@@ -34,7 +34,7 @@ from recsim.errors import TraceError
 SCHEMA = "recsim.execution_graph"
 # 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
 # sample of their batch, at the table's dtype). 1.2: ``Embedding.atomic`` and the ``update`` pass.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 class Stream(StrEnum):
@@ -98,6 +98,11 @@ class Embedding:
     ``atomic``: the backward adds each lookup's gradient into its row with atomics, unsorted and
     undeduplicated (HugeCTR's hybrid embedding: ``sgd_atomic_update`` of the infrequent rows, the
     frequent rows' ``frequent_local_reduce`` into their gradient buffer), so it has no index sort.
+    ``cache_share``: the share of its rank's cache of an SSD tier (the host page cache of ``ssd``,
+    the drives' DRAM of ``smartssd``) the op's rows get: its shard's bytes over those of its rank's
+    shards on that tier (the graph builder sets it from the plan; the cost layer gives a rank its
+    ``rank_share`` of the node's cache, which the planner books once per node). None: the rank's
+    whole share (one shard).
     """
 
     table: str
@@ -114,6 +119,7 @@ class Embedding:
     bags: float | None = None
     output_dtype: str | None = None
     atomic: bool = False
+    cache_share: float | None = None
 
     kind = "embedding"
 

@@ -529,6 +529,29 @@ def test_a_smartssd_read_waits_one_flash_latency_at_least():
     assert one.details["flash_latency_s"] == pytest.approx(system.node.ssds.device.read_latency_s, rel=1e-9)
 
 
+def test_an_ssd_lookup_gets_its_share_of_the_nodes_page_cache():
+    """One page cache per node (as the planner books it): a rank gets its ``rank_share``, a rank's
+    ssd shards split that by bytes (``cache_share``). Two tables each as big as skylake-2s's page
+    cache each hit 1.0 (30.8 us) before; sharing it, each hits 0.5 and waits for its misses."""
+    cpu = load_system("skylake-2s")
+    cache = 0.1 * cpu.node.host_memory_capacity_bytes
+    rows = int(cache / 256)
+    uniform = access_model(UniformAccess(dist="uniform"), rows)
+    shard = op("ssd", rows=rows, dim=64, batch=512, lookups=512 * 40.0, unique_rows=None)
+    alone = cost(shard, cpu, uniform)
+    assert alone.details["page_cache_hit_rate"] == pytest.approx(1.0, abs=1e-6)
+    halved = cost(replace(shard, cache_share=0.5), cpu, uniform)
+    assert halved.details["page_cache_hit_rate"] == pytest.approx(0.5, rel=1e-6)
+    assert halved.time_s > 100 * alone.time_s
+    # A GPU node's page cache serves its 8 ranks: one rank's uniform table of the whole cache's
+    # size hits 1/8.
+    gpu = load_system("dgx-a100")
+    rows = int(0.1 * gpu.node.host_memory_capacity_bytes / 256)
+    uniform = access_model(UniformAccess(dist="uniform"), rows)
+    c = cost(replace(shard, rows=rows), gpu, uniform)
+    assert c.details["page_cache_hit_rate"] == pytest.approx(rank_share(gpu), rel=1e-6)
+
+
 def test_a_fully_cached_ssd_shard_costs_at_least_its_ddr_lookup():
     # With the whole table in the page cache, an ssd lookup is a ddr lookup plus the cache's
     # bookkeeping: it skipped the rank's share of a GPU node's host and the streamed indices,

@@ -357,3 +357,24 @@ def test_grid_column_groups_reduce_in_their_own_group(tiny):
     g.validate()
     assert named(g, 0, "rw_fwd:ranks 0-1").op.bytes == 8 * 2 * 4
     assert named(g, 2, "rw_fwd:ranks 2-3").op.bytes == 8 * 2 * 4
+
+
+def test_ssd_shards_split_their_ranks_cache_by_bytes(tiny):
+    """The planner books one page cache per node; a rank's ssd lookups split its share of it by their
+    shards' bytes (``Embedding.cache_share``): each costed against the whole cache before."""
+    plan = Plan(
+        1,
+        (
+            Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="ssd"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier="ssd:0.2"),
+        ),
+    )
+    g = build_inference_batch(tiny, plan)
+    a, b = named(g, 0, "emb_forward:a").op, named(g, 0, "emb_forward:b").op
+    assert a.cache_share == pytest.approx(100 / 150) and b.cache_share == pytest.approx(50 / 150)
+    # Alone on its rank, or on another tier, a shard keeps the whole share (None).
+    alone = Plan(2, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (1,), tier="ssd")))
+    g = build_inference_batch(tiny, alone)
+    assert named(g, 0, "emb_forward:a").op.cache_share is None
+    mixed = Plan(1, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier="ddr")))
+    assert named(build_inference_batch(tiny, mixed), 0, "emb_forward:a").op.cache_share is None

@@ -39,7 +39,8 @@ from recsim.cost.embedding.base import (
     pages_touched,
     register_tier,
 )
-from recsim.cost.embedding.ddr import pcie_transfer_s
+from recsim.cost.embedding.ddr import pcie_transfer_s, rank_share
+from recsim.cost.embedding.ssd import cache_share
 from recsim.errors import InfeasibleError
 from recsim.hardware.system import System
 
@@ -73,7 +74,9 @@ class SmartSsdTier(TierModel):
         assert ndp is not None
         drives = group.count
         fraction = lookup.param if lookup.param is not None else 0.0
-        cache_rows = fraction * (ssd.dram_cache_bytes or 0.0) * drives / lookup.row_bytes
+        # The drives' DRAM serves the node's ranks and their smartssd shards (``ssd.cache_share``).
+        dram = (ssd.dram_cache_bytes or 0.0) * drives * rank_share(system) * cache_share(lookup)
+        cache_rows = fraction * dram / lookup.row_bytes
         hit = lookup.hit_rate(cache_rows)
         missed = lookup.missed_unique_rows(cache_rows)
         reads = pages_touched(missed, lookup.row_bytes, lookup.op.rows, ssd.flash_page_bytes) / drives

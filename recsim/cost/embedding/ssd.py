@@ -2,10 +2,15 @@
 (``fraction`` of host memory, default ``DEFAULT_PAGE_CACHE_FRACTION``); the CPU pools (the
 conventional-SSD baseline of RecSSD, Wilkening et al., ASPLOS 2021).
 
-**Page cache.** Hit rate = LRU hit rate (Che, from the access model) of a cache holding
-``page_cache_bytes / row_bytes`` rows: byte-equivalent capacity. Exact for uniform access; optimistic
-when hot rows are scattered over pages (a cached 4 KiB page then holds one hot row and cold
-neighbours), so the SSD traffic is a lower bound for skewed tables with shuffled ids.
+**Page cache.** One per node, ``fraction`` of its host memory, as the planner books it
+(``planner.storage.plan_usage``); a rank gets its ``rank_share`` of it (as of the LLC,
+``ddr.llc_capacity_bytes``), and its ssd shards split that by their bytes
+(``Embedding.cache_share``, set by the graph builder; ssd lookups are never fused, so each used to
+assume the whole cache: two 82 GB tables on skylake-2s each hit 1.0 in a cache that holds one).
+Hit rate = LRU hit rate (Che, from the access model) of the op's share of the cache in rows of
+``row_bytes``: byte-equivalent capacity. Exact for uniform access; optimistic when hot rows are
+scattered over pages (a cached 4 KiB page then holds one hot row and cold neighbours), so the SSD
+traffic is a lower bound for skewed tables with shuffled ids.
 
 **Misses.** Each distinct row the page cache lacks (``Lookup.missed_unique_rows``) reads
 ``ceil(row / page)`` whole pages (read amplification ``page / row``); rows that share a page share
@@ -60,7 +65,7 @@ from recsim.errors import InfeasibleError
 from recsim.hardware.devices import Ssd
 from recsim.hardware.system import System
 
-__all__ = ["DEFAULT_PAGE_CACHE_FRACTION", "QUEUE_DEPTH", "SsdTier", "drive_time_s"]
+__all__ = ["DEFAULT_PAGE_CACHE_FRACTION", "QUEUE_DEPTH", "SsdTier", "cache_share", "drive_time_s"]
 
 DEFAULT_PAGE_CACHE_FRACTION: Final[float] = 0.1
 """ASSUMPTION: the OS page cache left for embedding pages, as a fraction of host memory (the rest
@@ -92,6 +97,13 @@ def drive_time_s(
     }
 
 
+def cache_share(lookup: Lookup) -> float:
+    """The share of its rank's share of the node's SSD-tier cache the lookup's rows get
+    (``Embedding.cache_share``: the graph builder's split by the rank's shards' bytes; 1 alone)."""
+    share = lookup.op.cache_share
+    return 1.0 if share is None else min(1.0, max(0.0, float(share)))
+
+
 _SSD_TRAINING = (
     "tier 'ssd' models inference lookups only: the drives have no write figures for the "
     "page read-modify-write of a backward"
@@ -118,12 +130,12 @@ class SsdTier(TierModel):
             raise InfeasibleError(f"tier 'ssd': system {system.name!r} has no SSDs")
         ssd = group.device
         fraction = lookup.param if lookup.param is not None else DEFAULT_PAGE_CACHE_FRACTION
-        cache_bytes = fraction * system.node.host_memory_capacity_bytes
+        share = rank_share(system)
+        cache_bytes = fraction * system.node.host_memory_capacity_bytes * share * cache_share(lookup)
         hit = lookup.hit_rate(cache_bytes / lookup.row_bytes)
         missed_rows = lookup.missed_unique_rows(cache_bytes / lookup.row_bytes)
         pages = pages_touched(missed_rows, lookup.row_bytes, lookup.op.rows, ssd.page_bytes)
         page_bytes = pages * ssd.page_bytes
-        share = rank_share(system)
         limits = drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH, share)
         ssd_s = max(limits.values())
 
