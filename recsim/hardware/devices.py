@@ -228,8 +228,17 @@ class Hbm(Spec):
         return self
 
 
+#: Link families that can be an accelerator's scale-up link (its ``nvlink`` ports under an
+#: ``nvswitch`` or ``nvlink_mesh`` fabric): NVIDIA's NVLink and AMD's Infinity Fabric (xGMI), the
+#: GPU-to-GPU links of MI250X and MI300X. The topology takes either as a scale-up edge
+#: (``recsim.hardware.topology.SCALE_UP``); the others are host (PCIe, CXL), socket (QPI, UPI) or
+#: storage (SATA) links, which no GPU wires to its peers.
+SCALE_UP_LINK_FAMILIES: tuple[str, ...] = ("nvlink", "xgmi")
+
+
 class NvlinkPorts(Spec):
-    """The NVLink ports of an accelerator."""
+    """The scale-up ports of an accelerator: NVLink, or Infinity Fabric links on an AMD GPU (the
+    key keeps the name of the fabric it was written for)."""
 
     link: Link
     count: PositiveInt

@@ -18,7 +18,16 @@ from pydantic import Field, field_validator, model_validator
 from recsim.config.loader import Referable
 from recsim.config.types import Bytes, PositiveInt, Ratio, Spec
 from recsim.hardware.calibration import CollectiveCalibration
-from recsim.hardware.devices import Accelerator, Cpu, Memory, Nic, NmpDimm, Ssd, Switch
+from recsim.hardware.devices import (
+    SCALE_UP_LINK_FAMILIES,
+    Accelerator,
+    Cpu,
+    Memory,
+    Nic,
+    NmpDimm,
+    Ssd,
+    Switch,
+)
 
 
 class AcceleratorGroup(Spec):
@@ -187,6 +196,14 @@ class Node(Spec):
             acc = self.accelerators.device if self.accelerators else None
             if acc is None or acc.nvlink is None:
                 raise ValueError(f"scale_up fabric {self.scale_up.fabric!r} needs accelerators with NVLink")
+            family = acc.nvlink.link.family
+            if family not in SCALE_UP_LINK_FAMILIES:
+                raise ValueError(
+                    f"accelerators.device {acc.name!r}: its nvlink.link {acc.nvlink.link.name!r} is "
+                    f"a {family} link, but scale_up fabric {self.scale_up.fabric!r} wires it GPU to GPU, "
+                    f"which only a link of family {' or '.join(SCALE_UP_LINK_FAMILIES)} is; give the "
+                    "accelerator its NVLink or Infinity Fabric link, or use scale_up fabric 'pcie'"
+                )
             ports = acc.nvlink.count
             if self.scale_up.mesh is not None:
                 used = [0] * n

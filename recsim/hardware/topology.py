@@ -3,8 +3,9 @@
 ``build_topology(system)`` returns a ``Topology`` wrapping a networkx ``DiGraph``. Each physical
 connection is two directed edges (one per direction) carrying ``bandwidth_bytes_per_s`` (per
 direction, parallel links aggregated, ``links`` says how many), ``latency_s`` and ``kind``
-(``nvlink``, ``pcie``, ``memory``, ``socket``, ``network``). Switch-like vertices carry their
-traversal ``latency_s``.
+(``nvlink``, ``pcie``, ``memory``, ``socket``, ``network``). The kind is the link's role, not its
+family: ``nvlink`` (``SCALE_UP``) is every scale-up link, AMD's Infinity Fabric as well as NVLink,
+``pcie`` every host interface. Switch-like vertices carry their traversal ``latency_s``.
 
 Inside a node: accelerators hang off PCIe switches (or straight off the CPUs), NICs sit next to
 their accelerator's PCIe switch, SSDs and front-end NICs off the CPUs; NVSwitch chips take an even
@@ -61,6 +62,11 @@ from recsim.hardware.devices import Link, Switch
 from recsim.hardware.system import NicGroup, System
 
 ACCELERATOR = "accelerator"
+#: The edge kind of a scale-up link (accelerator to accelerator or NVSwitch): the links of the
+#: accelerator's ``nvlink`` ports under an ``nvswitch`` or ``nvlink_mesh`` fabric, NVLink or another
+#: family in that role (AMD's Infinity Fabric, ``SCALE_UP_LINK_FAMILIES``). Named ``nvlink`` for
+#: the fabric the code was written for; every consumer reads it as "the scale-up fabric".
+SCALE_UP = "nvlink"
 
 #: Fraction of a PCIe link's line rate that a GPU-to-GPU copy staged through host memory (NCCL's
 #: SHM transport, CUDA copies between GPUs without peer access; ``Topology.shm_pair``) reaches.
@@ -913,9 +919,14 @@ class _Builder:
                 )
             self.edge_log.append((u, v))
 
-    def link(self, a: str, b: str, link: Link, count: int = 1, cap: float | None = None) -> None:
+    def link(
+        self, a: str, b: str, link: Link, count: int = 1, cap: float | None = None, kind: str = "pcie"
+    ) -> None:
+        # The edge's kind is the link's role, not its family: a host interface or an SSD's link is
+        # a ``pcie`` edge (NVLink-C2C, family cxl, included), an accelerator's scale-up link a
+        # ``nvlink`` edge whatever its family (``_scale_up``). Keyed on the family, AMD's Infinity
+        # Fabric (family xgmi) in an nvlink_mesh was routed and costed as PCIe (a tester's find).
         bw = count * link.bandwidth_bytes_per_s
-        kind = "nvlink" if link.family == "nvlink" else "pcie"
         self.connect(a, b, min(bw, cap) if cap else bw, link.latency_s, kind, count)
 
     # -- one node ------------------------------------------------------------------------------
@@ -1086,7 +1097,7 @@ class _Builder:
         if up.fabric == "nvlink_mesh":
             assert up.mesh is not None
             for a, b, links in up.mesh:
-                self.link(accs[a], accs[b], link, links)
+                self.link(accs[a], accs[b], link, links, kind=SCALE_UP)
             return
         assert up.switch is not None and up.switches is not None
         switches = [
@@ -1099,7 +1110,7 @@ class _Builder:
         for acc in accs:
             for k, count in enumerate(_spread(dev.nvlink.count, len(switches))):
                 if count:
-                    self.link(acc, switches[k], link, count, cap=count * port)
+                    self.link(acc, switches[k], link, count, cap=count * port, kind=SCALE_UP)
 
     # -- scale-out -----------------------------------------------------------------------------
 
