@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
+from recsim.cost.provenance import calibration_defaults
 from recsim.engine import DEFAULT_STEPS, ENGINES
 from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
 from recsim.graph.ir import ExecutionGraph, Transfer
@@ -150,6 +151,8 @@ def hardware_summary(system: System | str | Path, topology: Topology | None = No
         ),
         "bisection_bandwidth_bytes_per_s": topo.bisection_bandwidth_bytes_per_s,
         "topology_vertices": topo.summary(),
+        # The calibrations its runs read that were not measured on its hardware (DESIGN §6).
+        "calibrations_not_measured": calibration_defaults(system),
         "resolved_config_hash": config_hash(system),
     }
 

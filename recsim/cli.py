@@ -23,6 +23,7 @@ from rich.table import Table
 
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, OutputFile, RecsimGroup
+from recsim.cost.provenance import device_defaults
 from recsim.engine import DEFAULT_STEPS
 from recsim.errors import ConfigError, NoPlanError, RecsimError
 from recsim.graph.runtime import RUNTIMES
@@ -204,6 +205,8 @@ def _human(key: str, value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value) or "-"
     return "-" if value is None else str(value)
 
 
@@ -239,6 +242,9 @@ def _print_device(device: Device) -> None:
                 table.add_row(prefix + _label(key), _human(key, value))
 
     rows("", device.model_dump(mode="python"))
+    # A calibration the device lacks is costed with a default: say which, not nothing.
+    for label, value in device_defaults(device):
+        table.add_row(label, value)
     Console().print(table)
 
 

@@ -39,6 +39,12 @@ class Referable(Spec):
 
     ref_kind: ClassVar[str] = ""
 
+    @classmethod
+    def inherit(cls, parent: dict[str, Any], child: dict[str, Any], merged: dict[str, Any]) -> None:
+        """Adjust ``merged`` (``child`` deep-merged over ``parent``, the raw trees of an
+        ``extends:``) where a value the child inherits means something else in the child; by
+        default nothing does. ``Accelerator`` marks an inherited fit as transferred."""
+
 
 class Locator(Protocol):
     """Finds the file of a named document of a given kind (the hardware library is one)."""
@@ -155,7 +161,16 @@ def _resolve_extends(
         tree.data["kind"] = kind
     merged = deep_merge(parent, tree)
     _check_kind(merged, kind)
+    schema = _schemas(locator).get(kind)
+    if schema is not None:
+        schema.inherit(parent.data, tree.data, merged.data)
     return merged
+
+
+def _schemas(locator: Locator) -> dict[str, type[Referable]]:
+    """The document schemas a locator resolves (a library's ``schemas``; none for another one)."""
+    found: dict[str, type[Referable]] = getattr(locator, "schemas", {})
+    return found
 
 
 def _subtree(tree: Tree, path: KeyPath) -> Tree:

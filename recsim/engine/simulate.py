@@ -38,6 +38,7 @@ from recsim.cost.interference import stretched_lengths
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of, category_of_op
 from recsim.cost.power import step_energy
+from recsim.cost.provenance import calibration_note
 from recsim.engine import DEFAULT_STEPS
 from recsim.engine.analytic import graph_lengths
 from recsim.engine.gc_pause import paused_gc
@@ -144,9 +145,9 @@ def run_context(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> dict[str, object]:
     """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too)."""
-    note = options_note(options)
+    notes = tuple(n for n in (calibration_note(system), options_note(options)) if n)
     return {
-        "notes": (note,) if note else (),
+        "notes": notes,
         "mode": "training",
         "fidelity": options.fidelity,
         "system": system.name,

@@ -13,7 +13,7 @@ the measured or specified idle draw.
 from __future__ import annotations
 
 import difflib
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -249,6 +249,12 @@ class NvlinkPorts(Spec):
         return self.count * self.link.bandwidth_bytes_per_s
 
 
+#: The accelerator fields a GEMM or gather fit depends on: its peaks, its HBM, its SM count, and
+#: the architecture and vendor whose kernels were measured. An accelerator that extends another
+#: and changes one of them is costed with a transferred fit (``Accelerator.inherit``).
+FIT_DEFINING_FIELDS: tuple[str, ...] = ("peak", "hbm", "sms", "architecture", "vendor")
+
+
 class Accelerator(Device):
     """A GPU (or other accelerator) package."""
 
@@ -270,6 +276,25 @@ class Accelerator(Device):
     host_interface: Link
     power: AcceleratorPower
     calibration: Calibration | None = None
+
+    @classmethod
+    def inherit(cls, parent: dict[str, Any], child: dict[str, Any], merged: dict[str, Any]) -> None:
+        """An accelerator that ``extends:`` another but differs in what its fits depend on
+        (``FIT_DEFINING_FIELDS``) and gives no fit of its own inherits a transferred one: its
+        ``calibration.gemm`` / ``gather`` get ``transferred_from: <parent>`` (unless already
+        transferred from elsewhere), so ``recsim hw show`` and the run's note say so. The NICs
+        guard the analogous case with their block's ``transport``. A tester's MI300X written as
+        ``extends: h100-sxm5-80gb`` showed H100's GEMM fit as its own."""
+        changed = [key for key in FIT_DEFINING_FIELDS if merged.get(key) != parent.get(key)]
+        calibration = merged.get("calibration")
+        if not changed or not isinstance(calibration, dict):
+            return
+        own = child.get("calibration")
+        for block in ("gemm", "gather"):
+            fit = calibration.get(block)
+            given = isinstance(own, dict) and own.get(block) is not None
+            if isinstance(fit, dict) and not given and not fit.get("transferred_from"):
+                fit["transferred_from"] = parent.get("name")
 
     @field_validator("architecture")
     @classmethod

@@ -3,19 +3,28 @@ result says which borrowed constants it was costed with (a tester's findings on 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 
 import recsim
 from recsim.api import load_system
+from recsim.cli import cli
 from recsim.cost.collectives.base import facts
 from recsim.errors import ConfigError
+from recsim.hardware.devices import Accelerator
+from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.topology import build_topology
+from tests.conftest import FIXTURES
 
 XGMI = "node.accelerators.device.nvlink.link.family=xgmi"
 
 
-def _same_but_hash(a: dict[str, object], b: dict[str, object]) -> dict[str, tuple[object, object]]:
-    return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "resolved_config_hash"}
+def _differences(a: dict[str, object], b: dict[str, object]) -> dict[str, tuple[object, object]]:
+    """The figures that differ (the hash and the notes aside)."""
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k not in ("resolved_config_hash", "notes")}
 
 
 def test_an_infinity_fabric_mesh_is_a_scale_up_fabric_as_nvlink_is():
@@ -34,11 +43,99 @@ def test_an_infinity_fabric_mesh_is_a_scale_up_fabric_as_nvlink_is():
     assert facts(xg).host_link_bandwidth(0) == pytest.approx(facts(nv).host_link_bandwidth(0))
     a = recsim.simulate(system="dgx-1-v100", workload="dlrm-dcnv2").to_dict()
     b = recsim.simulate(system="dgx-1-v100", workload="dlrm-dcnv2", overrides=[XGMI]).to_dict()
-    assert _same_but_hash(a, b) == {}
+    assert _differences(a, b) == {}
     assert b["utilisation.scale_up"] > 0
+    # What differs is said: NCCL's NVLink constants on a link that is not NVLink.
+    assert "transferred to nvlink2 (family xgmi)" in b["notes"][0]
+    assert "transferred to" not in a["notes"][0]
 
 
 @pytest.mark.parametrize("family", ["pcie", "cxl", "upi", "sata"])
 def test_a_link_that_cannot_join_gpus_is_refused_as_a_scale_up_link(family):
     with pytest.raises(ConfigError, match=rf"nvlink\.link 'nvlink2' is a {family} link.*nvlink or xgmi"):
         load_system("dgx-1-v100", overrides=[f"node.accelerators.device.nvlink.link.family={family}"])
+
+
+# ------------------------------------------------------------------------------ calibration notes
+
+
+def test_a_run_names_every_default_calibration_it_was_costed_with():
+    # DGX-1 with its V100 blocks removed: the A100 fits stand in (UNCALIBRATED_GEMM and _GATHER),
+    # NCCL's NVLink model the mesh (no scale_up.calibration), its NIC's network model across nodes.
+    bare = ["node.accelerators.device.calibration=null"]
+    one = recsim.simulate(system="dgx-1-v100", workload="dlrm-dcnv2", overrides=bare)
+    note = one.notes[0]
+    assert note.startswith("calibrations not measured on this hardware: ")
+    assert "GEMM with the a100-sxm4-80gb fit (UNCALIBRATED_GEMM" in note
+    assert "v100-sxm2-32gb has no calibration.gemm" in note
+    assert "embedding gather with the a100-sxm4-40gb fit (UNCALIBRATED_GATHER" in note
+    assert "scale-up collectives with DEFAULT_NVLINK" in note and "scale-out" not in note
+    two = recsim.simulate(system="dgx-1-v100", workload="dlrm-dcnv2", nodes=2, overrides=bare)
+    assert "scale-out collectives with DEFAULT_NETWORK" in two.notes[0]
+    # Calibrated parts say nothing: DGX H100's NVSwitch and NDR NICs carry their fits, its H100
+    # its own GEMM fit; only its gather fit is the A100's (its YAML's transferred_from).
+    h100 = recsim.simulate(system="dgx-h100", workload="dlrm-dcnv2", nodes=2).notes[0]
+    assert h100 == (
+        "calibrations not measured on this hardware: embedding gather with the a100-sxm4-40gb fit "
+        "(tests/data/traces/recsys_a100_8rank_rank3_control.json.gz): h100-sxm5-80gb's "
+        "calibration.gather.transferred_from"
+    )
+    summary = recsim.hardware_summary(load_system("dgx-1-v100", overrides=bare))
+    assert note == "calibrations not measured on this hardware: " + "; ".join(
+        summary["calibrations_not_measured"]
+    )
+
+
+def _accelerator(tmp_path: Path, text: str) -> Accelerator:
+    path = tmp_path / "acc.yaml"
+    path.write_text(text)
+    spec: Accelerator = HardwareLibrary().load("accelerator", str(path)).spec
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("body", "transferred"),
+    [
+        # Another part: its HBM, its peaks and SMs, or its maker differ from the H100's.
+        ('hbm: {memory: hbm3e, stacks: 6, bandwidth: "6.7 TB/s"}', "h100-sxm5-80gb"),
+        ("sms: 304\nvendor: amd\narchitecture: cdna3", "h100-sxm5-80gb"),
+        ('peak: {fp32: "100 TFLOP/s"}', "h100-sxm5-80gb"),
+        # The same silicon in another box: the fit is its own.
+        ('power: {idle: "80 W", max: "650 W"}', None),
+        ('hbm: {bandwidth: "3.35 TB/s"}', None),
+    ],
+)
+def test_an_extended_accelerator_inherits_a_transferred_fit_where_it_is_another_part(
+    tmp_path, body, transferred
+):
+    acc = _accelerator(tmp_path, f"extends: h100-sxm5-80gb\nname: x\n{body}\n")
+    assert acc.calibration is not None and acc.calibration.gemm is not None
+    assert acc.calibration.gemm.transferred_from == transferred
+    # The gather fit was the A100's already and stays so.
+    assert acc.calibration.gather is not None and acc.calibration.gather.transferred_from == "a100-sxm4-40gb"
+
+
+def test_an_extended_accelerator_with_its_own_fit_keeps_it(tmp_path):
+    h100 = HardwareLibrary().device("accelerator", "h100-sxm5-80gb")
+    assert h100.calibration is not None and h100.calibration.gemm is not None
+    own = h100.calibration.gemm.model_dump(by_alias=True, exclude_none=True)
+    own["overhead"] = f"{own['overhead']} s"
+    acc = _accelerator(
+        tmp_path, f"extends: h100-sxm5-80gb\nname: x\nsms: 200\ncalibration:\n  gemm: {json.dumps(own)}\n"
+    )
+    assert acc.calibration is not None and acc.calibration.gemm is not None
+    assert acc.calibration.gemm.transferred_from is None
+
+
+def test_hw_show_names_the_default_a_device_without_a_block_gets():
+    runner = CliRunner()
+    env = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "COLUMNS": "300"}
+    shown = runner.invoke(cli, ["hw", "show", "tiny-gpu"], env=env)
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "calibration.gemm │ none: costed with the a100-sxm4-80gb fit (UNCALIBRATED_GEMM" in text
+    assert "calibration.gather │ none: costed with the a100-sxm4-40gb fit" in text
+    nic = runner.invoke(cli, ["hw", "show", "tiny-nic"], env=env)
+    assert "none: collectives costed with DEFAULT_NETWORK" in " ".join(nic.output.split())
+    h100 = runner.invoke(cli, ["hw", "show", "h100-sxm5-80gb"])
+    assert "none: costed" not in h100.output

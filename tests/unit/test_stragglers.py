@@ -142,10 +142,14 @@ def test_cli_stragglers():
 def test_a_results_notes_say_which_run_options_changed_its_figures(setup):
     # They are not in resolved_config_hash (the system and workload): a saved straggler or fp8 run
     # had read as the nominal one (a tester's find). Nominal settings say nothing.
-    assert _run(setup).result.notes == ()
-    assert _run(setup, speed_factors={1: 1.0}, comm_interference=True).result.notes == ()
+    # (The tiny GPU and NIC have no calibration blocks: the first note names the defaults.)
+    calibrated = _run(setup).result.notes[:1]
+    assert len(calibrated) == 1 and calibrated[0].startswith("calibrations not measured")
+    assert _run(setup).result.notes == calibrated
+    assert _run(setup, speed_factors={1: 1.0}, comm_interference=True).result.notes == calibrated
     options = {"comm_dtype": "fp8", "comm_interference": False, "speed_factors": {1: 0.5}}
     assert _run(setup, **options, nic_speed_factors={0: 1.0, 2: 0.25}).result.notes == (
+        *calibrated,
         "run options: pooled embeddings sent as fp8 (--comm-dtype); no slowdown of kernels beside "
         "collectives (--no-comm-interference); accelerator: rank 1 at 0.5x (--straggler); "
         "scale-out NICs: rank 2 at 0.25x (--slow-nic)",
@@ -159,4 +163,4 @@ def test_a_results_notes_say_which_run_options_changed_its_figures(setup):
     other = make_plan("table_wise", workload, one_node)
     failed = simulate_training(system, workload, other, SimulationOptions(comm_dtype="fp16")).result
     assert failed.status == "infeasible"
-    assert failed.notes == ("run options: pooled embeddings sent as fp16 (--comm-dtype)",)
+    assert failed.notes == (*calibrated, "run options: pooled embeddings sent as fp16 (--comm-dtype)")

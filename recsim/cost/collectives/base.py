@@ -58,6 +58,7 @@ from recsim.hardware.calibration import (
     CollectiveProtocol,
     KernelKind,
 )
+from recsim.hardware.system import Node
 from recsim.hardware.topology import SHM_EFFICIENCY, Route, Topology, gpu_id
 
 # ------------------------------------------------------------------------------------------ flows
@@ -842,7 +843,11 @@ class GroupLayout:
 
 def level_calibration(topology: Topology, level: Level) -> CollectiveCalibration:
     """The calibration of ``level`` of ``topology``'s system (device block, else a default)."""
-    node = topology.system.node
+    return node_level_calibration(topology.system.node, level)
+
+
+def node_level_calibration(node: Node, level: Level) -> CollectiveCalibration:
+    """The calibration of ``level`` of a system's ``node`` (device block, else a default)."""
     if level is Level.INTRA:
         up = node.scale_up
         if up is not None and up.fabric == "nvswitch" and up.switch is not None:
