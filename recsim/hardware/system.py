@@ -175,6 +175,21 @@ class Node(Spec):
         return self
 
     @model_validator(mode="after")
+    def _dimms_of_the_cpus_technology(self) -> Self:
+        # A socket's memory controllers speak one DRAM technology (``Cpu.memory``): HBM3 or a CXL
+        # expander as DIMMs, or DDR4 on DDR5-only Sapphire Rapids, had loaded and run at the
+        # typed bandwidth (a tester's find). The NMP DIMM is checked against these DIMMs.
+        cpu = self.cpus.device
+        dimm = self.host_memory.device
+        if dimm.technology != cpu.memory.technology:
+            raise ValueError(
+                f"host_memory.device: {dimm.name!r} is {dimm.technology} memory, but {cpu.name}'s "
+                f"memory channels take {cpu.memory.technology} DIMMs (its memory: {cpu.memory.name}); "
+                f"choose a {cpu.memory.technology} DIMM"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _dimms_fit_the_channels(self) -> Self:
         # A tester's RecNMP sweep ran 4 DIMMs per channel on Skylake-SP (2 at most) without a word.
         cpu = self.cpus.device

@@ -380,6 +380,8 @@ def test_overrides_with_units_and_references(minilib):
         [
             Override.parse("cluster.nodes=2"),
             Override.parse("node.accelerators.device.hbm.bandwidth=1.25 TB/s"),
+            # The CPU's channels take what its DIMMs are (HBM-only, as a Xeon Max in HBM mode).
+            Override.parse("node.cpus.device.memory=tiny-hbm"),
             Override.parse("node.host_memory.device=tiny-hbm"),
         ],
     )

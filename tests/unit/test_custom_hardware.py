@@ -139,3 +139,22 @@ def test_hw_show_names_the_default_a_device_without_a_block_gets():
     assert "none: collectives costed with DEFAULT_NETWORK" in " ".join(nic.output.split())
     h100 = runner.invoke(cli, ["hw", "show", "h100-sxm5-80gb"])
     assert "none: costed" not in h100.output
+
+
+# ------------------------------------------------------------------------------ host memory
+
+
+@pytest.mark.parametrize(
+    ("dimm", "technology"), [("hbm3", "hbm3"), ("ddr4-3200", "ddr4"), ("cxl-expander", "cxl")]
+)
+def test_host_dimms_of_another_technology_than_the_cpus_are_refused(dimm, technology):
+    # Sapphire Rapids takes DDR5 only: HBM3 "DIMMs" had run at 563 GB/s, DDR4 on it at DDR4 speed.
+    with pytest.raises(ConfigError) as err:
+        load_system("dgx-h100", overrides=[f"node.host_memory.device={dimm}"])
+    assert (
+        f"host_memory.device: {dimm!r} is {technology} memory, but xeon-platinum-8480c's memory "
+        "channels take ddr5 DIMMs" in str(err.value)
+    )
+    assert "dgx-h100.yaml" in str(err.value)
+    # A DIMM of the CPU's technology, faster or slower than its rating, is a choice the model takes.
+    assert load_system("dgx-h100", overrides=["node.host_memory.device=ddr5-5600"]) is not None
