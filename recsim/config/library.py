@@ -172,28 +172,37 @@ class DocumentLibrary:
     def kind_of(self, ref: str | Path, seen: tuple[Path, ...] = ()) -> str:
         """The ``kind:`` of a library name or a file (following ``extends:`` if it has none;
         ``seen``: the files already followed, to refuse a cycle)."""
-        text = str(ref)
-        path: Path | None = Path(text) if is_path_ref(text) else None
-        if path is None:
-            for section in sorted(self.index):
-                if text in self.index[section]:
-                    path = self.index[section][text]
-                    break
-        if path is None:
-            names = [n for section in self.index.values() for n in section]
-            close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(f"unknown name {text!r}{hint} (see `{self.list_command}`)")
+        path = self._document_path(str(ref))
         tree = load_yaml_file(path)
         kind = tree.data.get("kind")
         if kind is None and "extends" in tree.data:
             here = path.resolve()
+            where = tree.location(("extends",))
             if here in seen:
                 cycle = " -> ".join(str(p) for p in [*seen, here])
-                raise ConfigError(f"{tree.location(('extends',))}: extends cycle: {cycle}")
+                raise ConfigError(f"{where}: extends cycle: {cycle}")
             parent = str(tree.data["extends"])
-            return self.kind_of(path.parent / parent if is_path_ref(parent) else parent, (*seen, here))
+            target = str(path.parent / parent) if is_path_ref(parent) else parent
+            try:
+                load_yaml_file(self._document_path(target))  # missing, a folder, not YAML
+            except ConfigError as exc:
+                # The mistake is this file's ``extends:``: say which file and key (a tester got
+                # "unknown name 'mi300x-nope'" alone).
+                raise ConfigError(f"{where}: extends: {exc}") from None
+            return self.kind_of(target, (*seen, here))
         if kind not in self.schemas:
             allowed = ", ".join(sorted(self.schemas))
             raise ConfigError(f"{tree.location(('kind',))}: kind: expected one of {allowed}, got {kind!r}")
         return str(kind)
+
+    def _document_path(self, text: str) -> Path:
+        """The file of a library name or a path (``kind_of``), any kind; ``ConfigError`` if none."""
+        if is_path_ref(text):
+            return Path(text)  # ``load_yaml_file`` says if it is missing or not a file
+        for section in sorted(self.index):
+            if text in self.index[section]:
+                return self.index[section][text]
+        names = [n for section in self.index.values() for n in section]
+        close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"unknown name {text!r}{hint} (see `{self.list_command}`)")

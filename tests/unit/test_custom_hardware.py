@@ -158,3 +158,24 @@ def test_host_dimms_of_another_technology_than_the_cpus_are_refused(dimm, techno
     assert "dgx-h100.yaml" in str(err.value)
     # A DIMM of the CPU's technology, faster or slower than its rating, is a choice the model takes.
     assert load_system("dgx-h100", overrides=["node.host_memory.device=ddr5-5600"]) is not None
+
+
+# ------------------------------------------------------------------------------ extends targets
+
+
+@pytest.mark.parametrize(
+    ("extends", "said"),
+    [
+        ("h100-sxm5-8gb", "extends: unknown name 'h100-sxm5-8gb'; did you mean 'h100-sxm5-80gb'"),
+        ("./nope.yaml", "extends: {folder}/nope.yaml: no such file"),
+    ],
+)
+@pytest.mark.parametrize("command", ["show", "validate"])
+def test_an_unknown_extends_target_names_the_file_and_key_that_extend_it(tmp_path, extends, said, command):
+    # A file with no kind: is told its kind by its parent; a parent not found was reported alone.
+    child = tmp_path / "child.yaml"
+    child.write_text(f"name: x\nextends: {extends}\n")
+    result = CliRunner().invoke(cli, ["hw", command, str(child)])
+    assert result.exit_code == 2
+    assert f"{child}:2: " + said.format(folder=tmp_path) in result.output
+    assert "Traceback" not in result.output
