@@ -52,7 +52,7 @@ from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_timing
 from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
-from recsim.hardware.system import System
+from recsim.hardware.system import System, nic_host_cap_note
 from recsim.hardware.topology import Topology, build_topology
 from recsim.metrics.invariants import (
     check_breakdown,
@@ -145,7 +145,9 @@ def run_context(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> dict[str, object]:
     """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too)."""
-    notes = tuple(n for n in (calibration_note(system), options_note(options)) if n)
+    notes = tuple(
+        n for n in (calibration_note(system), nic_host_cap_note(system), options_note(options)) if n
+    )
     return {
         "notes": notes,
         "mode": "training",

@@ -22,6 +22,7 @@ from recsim.hardware.devices import (
     SCALE_UP_LINK_FAMILIES,
     Accelerator,
     Cpu,
+    Link,
     Memory,
     Nic,
     NmpDimm,
@@ -127,6 +128,11 @@ class NicGroup(Spec):
         return self
 
 
+#: CPU PCIe lanes one PCIe switch's uplink takes: recsim models a switch port as an x16 port
+#: (every switch of the library: ``ports`` = lanes // 16, ``port_bandwidth`` the x16 rate), and the
+#: topology wires each switch to its CPU through one such port (``recsim.hardware.topology``).
+PCIE_SWITCH_UPLINK_LANES = 16
+
 #: The most devices of one kind a node may hold (accelerators, CPUs, NICs, SSDs, switch chips).
 #: The largest shipped node has 72 accelerators and 18 NVSwitch chips (GB200 NVL72); 1024 leaves
 #: room for larger NVLink domains, while a typo (10^6 NICs) fails at once instead of building a
@@ -172,6 +178,50 @@ class Node(Spec):
                     f"{MAX_DEVICES_PER_NODE:,} per node (a larger figure is likely a typo, and would "
                     "build a topology of millions of vertices before failing)"
                 )
+        return self
+
+    def pcie_lanes_needed(self) -> dict[str, tuple[int, int, str]]:
+        """The CPU PCIe lanes the node's devices take, as ``recsim.hardware.topology`` wires them:
+        {group: (devices on the CPUs, lanes each, their link)}. A PCIe switch's uplink counts
+        (``PCIE_SWITCH_UPLINK_LANES``), the devices behind it do not: the accelerators and back-end
+        NICs where the node has switches; front-end NICs and SSDs are always on the CPUs. A link
+        of another family (NVLink-C2C, SATA) or without ``lanes`` takes no CPU PCIe lanes."""
+        out: dict[str, tuple[int, int, str]] = {}
+
+        def add(key: str, count: int, link: Link) -> None:
+            if count and link.family == "pcie" and link.lanes is not None:
+                out[key] = (count, link.lanes, link.name)
+
+        if self.pcie_switches is not None:
+            out["pcie_switches"] = (self.pcie_switches.count, PCIE_SWITCH_UPLINK_LANES, "uplink")
+        else:
+            if self.accelerators is not None:
+                add("accelerators", self.accelerators.count, self.accelerators.device.host_interface)
+            if self.nics is not None:
+                add("nics", self.nic_count(self.nics), self.nics.device.host_interface)
+        if self.frontend_nics is not None:
+            add("frontend_nics", self.nic_count(self.frontend_nics), self.frontend_nics.device.host_interface)
+        if self.ssds is not None:
+            add("ssds", self.ssds.count, self.ssds.device.interface)
+        return out
+
+    @model_validator(mode="after")
+    def _pcie_lanes_fit_the_cpus(self) -> Self:
+        # Cpu.pcie_lanes was never read: a tester wired 8 GPUs x16, 8 NICs x16 and 8 SSDs straight
+        # onto 2 x 80-lane CPUs (288 lanes on 160) and they ran at full bandwidth.
+        needed = self.pcie_lanes_needed()
+        total = sum(count * lanes for count, lanes, _ in needed.values())
+        cpu = self.cpus.device
+        have = self.cpus.count * cpu.pcie_lanes
+        if total > have:
+            parts = ", ".join(
+                f"{key} {count} x {lanes} ({link})" for key, (count, lanes, link) in needed.items()
+            )
+            raise ValueError(
+                f"cpus: {self.cpus.count} x {cpu.name} have {have} PCIe lanes ({cpu.pcie_lanes} each, its "
+                f"pcie_lanes), but the devices on them take {total}: {parts}; put the accelerators and "
+                "NICs behind pcie_switches, or attach fewer devices"
+            )
         return self
 
     @model_validator(mode="after")
@@ -506,3 +556,25 @@ class System(Referable):
 def _a(word: str) -> str:
     """``word`` with its indefinite article."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def nic_host_cap_note(system: System) -> str | None:
+    """What a result says when a NIC's ports are faster than its host interface: the NIC moves
+    what its PCIe link does (``Nic.bandwidth_bytes_per_s``), which is real for an 800G NIC on a
+    PCIe 5 x16 slot but, far above it, is likely a unit typo ("400 GB/s" for Gb/s) that was
+    capped without a word (a tester's find). None where every NIC's link carries its ports."""
+    said: list[str] = []
+    for label, group in (("nics", system.node.nics), ("frontend_nics", system.node.frontend_nics)):
+        if group is None:
+            continue
+        nic = group.device
+        ports = nic.ports * nic.port_bandwidth_bytes_per_s
+        link = nic.host_interface.bandwidth_bytes_per_s
+        if ports > link * (1.0 + 1e-9):
+            said.append(
+                f"node.{label} {nic.name!r}: its ports move {ports * 8 / 1e9:g} Gb/s "
+                f"({ports / 1e9:.4g} GB/s) but its host interface {nic.host_interface.name} "
+                f"{link / 1e9:.4g} GB/s, so it moves "
+                "the latter (check the ports' unit if that is not meant)"
+            )
+    return "; ".join(said) if said else None

@@ -179,3 +179,48 @@ def test_an_unknown_extends_target_names_the_file_and_key_that_extend_it(tmp_pat
     assert result.exit_code == 2
     assert f"{child}:2: " + said.format(folder=tmp_path) in result.output
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------ PCIe lanes, NIC links
+
+
+def test_devices_wired_straight_onto_the_cpus_must_fit_their_pcie_lanes():
+    # H100 PCIe server without its 4 PCIe switches: 8 GPUs and 4 NICs x16 + 4 NVMe x4 on 2 x 80 lanes.
+    with pytest.raises(ConfigError) as err:
+        load_system("h100-pcie-server", overrides=["node.pcie_switches=null"])
+    said = str(err.value)
+    assert (
+        "h100-pcie-server.yaml" in said and "node: cpus: 2 x xeon-platinum-8480c have 160 PCIe lanes" in said
+    )
+    assert "take 208: accelerators 8 x 16 (pcie5-x16), nics 4 x 16 (pcie5-x16), ssds 4 x 4 (pcie4-x4)" in said
+    # Behind the switches only their uplinks count: 4 x 16 + 4 x 4 = 80.
+    node = load_system("h100-pcie-server").node
+    assert sum(count * lanes for count, lanes, _ in node.pcie_lanes_needed().values()) == 80
+    # Within the lanes, without switches: 4 GPUs and 4 NICs x16, 4 NVMe x4 (144 lanes).
+    assert (
+        load_system("h100-pcie-server", overrides=["node.pcie_switches=null", "node.accelerators.count=4"])
+        is not None
+    )
+
+
+@pytest.mark.parametrize("name", HardwareLibrary().names("systems"))
+def test_every_shipped_system_fits_its_cpus_pcie_lanes(name):
+    node = load_system(name).node
+    needed = sum(count * lanes for count, lanes, _ in node.pcie_lanes_needed().values())
+    assert 0 < needed <= node.cpus.count * node.cpus.device.pcie_lanes
+
+
+def test_a_nic_faster_than_its_host_link_is_said_not_refused():
+    # An 800G NIC on a PCIe 5 x16 slot is real and moves what the slot does; the result says so.
+    fast = recsim.simulate(
+        system="dgx-h100",
+        workload="dlrm-dcnv2",
+        nodes=2,
+        overrides=["node.nics.device.port_bandwidth=800 Gb/s"],
+    )
+    assert fast.status == "ok"
+    assert (
+        "node.nics 'ib-ndr-400g': its ports move 800 Gb/s (100 GB/s) but its host interface pcie5-x16 "
+        "63.02 GB/s, so it moves the latter (check the ports' unit if that is not meant)" in fast.notes
+    )
+    assert not any("host interface" in n for n in recsim.simulate(system="dgx-h100", nodes=2).notes)

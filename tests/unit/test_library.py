@@ -160,7 +160,14 @@ def test_gb200_nvl72_is_one_nvlink_domain(shipped):
     from recsim.api import load_system
 
     part = load_system(
-        "gb200-nvl72", library=shipped, overrides=["node.accelerators.count=8", "node.cpus.count=4"]
+        "gb200-nvl72",
+        library=shipped,
+        overrides=[
+            "node.accelerators.count=8",
+            "node.cpus.count=4",
+            "node.frontend_nics.count=4",
+            "node.ssds.count=16",
+        ],
     )
     assert part.num_accelerators == 8 and part.node.cpus.count == 4
     topo = build_topology(part)
