@@ -315,7 +315,16 @@ def _cases() -> list[Case]:
             "samples/s",
             float(h100["value"]),
             0.15,
-            lambda: _throughput("dgx-h100", "dlrm-dcnv2", batch_size=55296, **MIXED),
+            # The submission's own sharding (published.yaml ``plan``/``planner``: HugeCTR's auto with
+            # its MEM_COMM_BW_RATIO and DP_SHARDING_THRESHOLD), not recsim's auto.
+            _multinode(
+                "dgx-h100",
+                "dlrm-dcnv2",
+                1,
+                55296,
+                str(h100.get("plan", "auto")),
+                [f"{k}={v}" for k, v in (h100.get("planner") or {}).items()],
+            ),
         )
     )
     a100 = pub["mlperf-train-v2.1-dlrmv1-dgxa100x1"]
