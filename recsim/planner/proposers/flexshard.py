@@ -10,8 +10,9 @@ drew at least one cold row (``ShardOps.bag_share``: ``1 - (1 - s)^P`` of them fo
 share ``s`` and pooling ``P``). FlexShard reports more than 85 % less all-to-all traffic on
 skewed production tables.
 
-Here each table, in the greedy's order (``greedy.table_order``), takes whichever of its options
-places best (``greedy.best_placement``: the lowest bound on the final makespan): the greedy's
+Here each table, in each of the greedy's orders (``greedy.table_orders``; the plan with the lower
+estimated makespan is kept), takes whichever of its options places best
+(``greedy.best_placement``: the lowest bound on the final makespan): the greedy's
 statistics-free options (every allowed scheme and column split), and, for each hot-set size of
 ``Estimator.hot_rows_options``, the hottest rows replicated with the cold rows whole on one rank.
 The estimator charges the replicated rows their lookups on every rank, their HBM on every rank
@@ -34,12 +35,10 @@ from recsim.planner.proposers.base import PlanningContext, Proposer, register_pr
 from recsim.planner.proposers.greedy import (
     best_placement,
     finished_plan,
-    table_bytes,
-    table_cost_s,
-    table_order,
+    plan_each_order,
+    size_label,
 )
 from recsim.planner.types import Plan, Shard
-from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Table
 
 
@@ -79,7 +78,7 @@ def place_table_flex(
             if shards is not None:
                 return shards
             tried.append(f"{dtype} on {'/'.join(tiers)}")
-    size = format_quantity(table_bytes(ctx, table), Dimension.BYTES, binary=True)
+    size = size_label(ctx, table)
     raise InfeasibleError(
         f"flexshard: table {table.name!r} ({table.rows} rows, {size} at {ctx.workload.table_dtype(table)}) "
         f"fits nowhere: tried {', '.join(tried) or 'no allowed tier'}; {part.free_summary()}"
@@ -92,10 +91,8 @@ class FlexShard(Proposer):
     description = "greedy plus hot-row replication (hottest rows on every GPU, cold rows sharded)"
 
     def propose(self, ctx: PlanningContext) -> Plan:
-        part = Partitioner(ctx.estimator, "lpt")
-        order = table_order(ctx, part)
-        remaining = math.fsum(table_cost_s(ctx, t) for t in order)
-        for table in order:
-            remaining -= table_cost_s(ctx, table)
-            place_table_flex(ctx, part, table, max(0.0, remaining))
-        return finished_plan(ctx, part, self.name)
+        # Replication keeps no tables off HBM first: the bin-packing order's HBM set goes unused.
+        def place(part: Partitioner, table: Table, remaining_s: float, hbm_first: bool) -> object:
+            return place_table_flex(ctx, part, table, remaining_s)
+
+        return finished_plan(ctx, plan_each_order(ctx, "lpt", place), self.name)
