@@ -819,6 +819,10 @@ def _layer_op(
     )
 
 
+#: One dense layer's op as the builder emits it (the planner prices a model-parallel bottom MLP's).
+dense_layer_op = _layer_op
+
+
 def build_training_step(
     workload: Workload, plan: Plan, options: BuildOptions | None = None, ops: ShardOps | None = None
 ) -> ExecutionGraph:

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
+from recsim.cost.model import CostModel
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
+from recsim.graph.build import dense_layer_op
 from recsim.graph.ir import Collective, CollectiveOp, fused_group, fused_tier, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
@@ -550,7 +552,39 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
     for (r, _replicated, _group), (f, b) in fixed.items():
         per_rank[r] = per_rank[r] + Perf(f, 0.0, b, 0.0)
+    if plan.bottom_rank is not None and world > 1:
+        r = plan.bottom_rank
+        per_rank[r] = per_rank[r] + mp_bottom_perf(est, world)
     return per_rank
+
+
+def mp_bottom_perf(est: Estimator, world: int) -> Perf:
+    """The compute a model-parallel bottom MLP (``Plan.bottom_rank``) adds to its rank: the bottom
+    layers' forward and backward for the global batch less the local batch a data-parallel bottom
+    MLP runs on every rank (which ``plan_perf`` leaves out, as the rest of the dense model: equal
+    on every rank of every plan, it cannot rank plans). The ops are the builder's (``graph.build``:
+    forward, then both backward GEMMs but the first layer's input gradient) at the training
+    precision, priced by the cost model the engines use. The other ranks skip their local bottom
+    MLP and its gradient all-reduce; that saving is not subtracted (a rank's seconds stay work
+    done), so where such a rank is the busiest the estimate is high by one local bottom pass."""
+    bottom = [layer for layer in est.w.dense_layers if layer.part == "bottom"]
+    if not bottom:
+        return Perf()
+    precision = est.w.training.precision
+    size = DTYPE_BYTES[precision]
+    costs = CostModel(est.system)
+
+    def seconds(batch: int) -> tuple[float, float]:
+        fwd = [dense_layer_op(x, batch, size, precision, backward=False) for x in bottom]
+        bwd = [
+            dense_layer_op(x, batch, size, precision, backward=True, input_grad=x is not bottom[0])
+            for x in bottom
+        ]
+        return math.fsum(map(costs.compute_s, fwd)), math.fsum(map(costs.compute_s, bwd))
+
+    whole_fwd, whole_bwd = seconds(est.batch)
+    local_fwd, local_bwd = seconds(est.batch // world)
+    return Perf(whole_fwd - local_fwd, 0.0, whole_bwd - local_bwd, 0.0)
 
 
 def plan_makespan_s(est: Estimator, plan: Plan) -> float:
