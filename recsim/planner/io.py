@@ -30,6 +30,9 @@ sharding, order, dtype or tier, or an empty range is a ``ConfigError`` of one li
 the key path and what was expected, e.g. ``plan.json: shards[3].rows: expected [start, end] with
 0 <= start < end, got [5, 5]``. Whether the plan fits a workload (every table covered once) is
 ``Plan.validate``'s check, done when the plan is used.
+
+``load_plan`` also reads the output of ``recsim plan --json``: the plan object under its ``plan``
+key, as strictly (errors then name ``FILE: plan``), if its ``status`` is ``feasible``.
 """
 
 from __future__ import annotations
@@ -265,13 +268,37 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read a plan written by ``save_plan`` (plain or gzip JSON); errors are one ``ConfigError`` line."""
+    """Read a plan written by ``save_plan`` (plain or gzip JSON), or the plan of a ``recsim plan
+    --json`` document (``stats_plan``); errors are one ``ConfigError`` line."""
     path = Path(path)
     try:
         data = load_json(path, unique_keys=True)
     except TraceError as exc:
         raise ConfigError(str(exc)) from None
+    found = stats_plan(data, str(path))
+    if found is not None:
+        return plan_from_dict(found, f"{path}: plan")
     return plan_from_dict(data, str(path))
+
+
+def stats_plan(data: Any, source: str) -> Any | None:
+    """The ``plan`` member of a ``recsim plan --json`` document (``PlanStats.to_dict()``: no
+    ``format`` key, a ``status`` and the plan object under ``plan``), None for anything else (read
+    as a plan file). A tester saved ``recsim plan --json > plan.json`` and ``recsim run --plan
+    plan.json`` answered "unknown key 'status'". A plan that does not fit is refused, as ``recsim
+    plan --out`` does not save one."""
+    if not isinstance(data, dict) or "format" in data or "status" not in data:
+        return None
+    plan = data.get("plan")
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        return None
+    if data["status"] != "feasible":
+        reason = data.get("reason")
+        raise ConfigError(
+            f"{source}: a `recsim plan --json` document whose plan does not fit (status "
+            f"{_show(data['status'])}" + (f": {reason}" if isinstance(reason, str) else "") + ")"
+        )
+    return plan
 
 
 def is_plan_path(strategy: str | Path) -> bool:

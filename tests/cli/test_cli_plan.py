@@ -121,6 +121,34 @@ def test_plan_out_then_run(tmp_path: Path) -> None:
     assert again["plan"] == data["plan"] and again["ranks"] == data["ranks"]
 
 
+def test_plan_json_output_runs_as_a_plan_file(tmp_path: Path) -> None:
+    # A tester's find: `recsim plan --json > plan.json` then `recsim run --plan plan.json` said
+    # "unknown key 'status'": the plan sits under "plan" in that document. It is read from there.
+    data = plan_json(*TINY_2_RANKS, "--strategy", "greedy")
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps(data, indent=2))
+    saved = tmp_path / "plan.json"
+    assert run("plan", *TINY_2_RANKS, "--strategy", "greedy", "--out", str(saved)).exit_code == 0
+    assert load_plan(path) == load_plan(saved)
+    ran = run("run", *TINY_2_RANKS, "--plan", str(path), "--json")
+    assert ran.exit_code == 0, ran.output
+    same = run("run", *TINY_2_RANKS, "--plan", str(saved), "--json")
+    assert (
+        json.loads(ran.output)["throughput_samples_per_s"]
+        == json.loads(same.output)["throughput_samples_per_s"]
+    )
+    # Its plan is read as strictly as a plan file, errors naming the member ...
+    data["plan"]["shards"][0]["rows"] = [5, 5]
+    path.write_text(json.dumps(data))
+    line = one_error_line(run("run", *TINY_2_RANKS, "--plan", str(path)))
+    assert f"{path}: plan: shards[0].rows: expected [start, end]" in line
+    # ... and a plan that did not fit is refused, as `recsim plan --out` does not save one.
+    data["status"], data["reason"] = "infeasible", "rank 0 needs 9 GiB of HBM"
+    path.write_text(json.dumps(data))
+    line = one_error_line(run("run", *TINY_2_RANKS, "--plan", str(path)))
+    assert 'whose plan does not fit (status "infeasible": rank 0 needs 9 GiB of HBM)' in line
+
+
 def test_plan_json_with_out_prints_only_json(tmp_path: Path) -> None:
     path = tmp_path / "plan.json.gz"
     result = run("plan", *TINY_2_RANKS, "--strategy", "table_wise", "--json", "--out", str(path))
