@@ -34,7 +34,9 @@ its all-to-all payload to fp16), which is the planner's default wire format (``c
      ``## forward ##``);
   4. the next batch's ``sparse_data_dist`` (``input_dist_s``) and a **sync** on its splits
      all-to-all, which NCCL runs after this step's forward all-to-all on the same communicator (the
-     input-dist collective is moved after the forward nodes in its queue accordingly);
+     input-dist collective is moved after the forward nodes in its queue accordingly); neither
+     where the input dist routes nothing (one GPU; every table data-parallel), and no collective
+     of fewer than two ranks is dispatched (``_moves_nothing``);
   5. one dispatch node in front of every backward node (``linear_backward_s`` per dense layer, two
      per cross layer; the other nodes share ``backward_rest_s`` by ``BACKWARD_PIECES``);
   6. the dense optimizer: ``optimizer_op_s`` per aten op, ``OPTIMIZER_OPS_PER_TENSOR`` ops per
@@ -101,6 +103,21 @@ from recsim.workload.spec import DTYPE_BYTES, FLOAT_DTYPES, Workload, gradient_d
 #: one GPU) costs nothing.
 FORWARD_PIECES = ("embedding", "exchange", "interaction", "other")
 BACKWARD_PIECES = ("embedding", "exchange", "interaction", "gradients")
+
+
+def _moves_nothing(op: object) -> bool:
+    """Whether ``op`` is a collective that does not run: a group of one (a single-GPU run has no
+    process group: DLE's DLRM builds none for one GPU, TorchRec's exchange of a one-rank plan is a
+    local copy) or an input dist that routes no index (every table data-parallel: TorchRec's
+    ``DpSparseFeaturesDist`` returns its input, no splits all-to-all). The host dispatches nothing
+    for it and waits on no splits."""
+    if not isinstance(op, Collective):
+        return False
+    if len(op.group) < 2:
+        return True
+    # ``input_dist``'s ``bytes`` is the whole exchange (every part carries the same total); the
+    # chained graph keys it ``input_dist#<step>``.
+    return op.key.split("#", 1)[0] == "input_dist" and op.bytes == 0.0
 
 
 def _piece(node: Node) -> str:
@@ -752,17 +769,23 @@ def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
     optimizer_s = rw.tensors * OPTIMIZER_OPS_PER_TENSOR[rw.workload.training.optimizer] * c.optimizer_op_s
     dot = rw.workload.interaction.type == "dot"
 
-    def shares(part: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float) -> dict[int, float]:
-        """CPU seconds to dispatch each node of ``part`` (one pass of one rank and step)."""
+    def shares(
+        part: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float
+    ) -> dict[int, float | None]:
+        """CPU seconds to dispatch each node of ``part`` (one pass of one rank and step); None for a
+        collective that does not run (``_moves_nothing``): no dispatch, and its piece's share goes
+        to nothing (the calibration's exchange piece is the 8-rank trace's all-to-alls)."""
         count: dict[str, int] = defaultdict(int)
         for n in part:
-            if _base_name(n) not in rw.linear_units:
+            if _base_name(n) not in rw.linear_units and not _moves_nothing(n.op):
                 count[_piece(n)] += 1
-        cost: dict[int, float] = {}
+        cost: dict[int, float | None] = {}
         for n in part:
             units = rw.linear_units.get(_base_name(n))
             if units:
                 cost[n.id] = units * linear_s
+            elif _moves_nothing(n.op):
+                cost[n.id] = None
             else:
                 piece = _piece(n)
                 cost[n.id] = rest_s / len(pieces) / count[piece] if piece in pieces else 0.0
@@ -779,10 +802,12 @@ def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
     for n in forward:
         interaction_sync(n)
         rw.emit(n, cost[n.id])
+    # The next batch's sparse_data_dist and the wait on its splits, where it routes anything.
+    routed = [n for n in dists if not _moves_nothing(n.op)]
     for n in dists:
-        rw.emit(n, c.input_dist_s / len(dists))
-    if dists:
-        rw.host("sync:input_dist_splits", 0.0, tuple(rw.dep(n.id) for n in dists))
+        rw.emit(n, c.input_dist_s / len(routed) if n in routed else None)
+    if routed:
+        rw.host("sync:input_dist_splits", 0.0, tuple(rw.dep(n.id) for n in routed))
     cost = shares(backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s)
     for n in backward:
         # IndexBackward0 -> index_put_ copies the same CPU index tensor: a second sync.

@@ -451,3 +451,45 @@ def test_the_plan_command_refuses_a_plan_the_runtime_cannot_run_and_saves_nothin
     assert f"training.runtime 'fused' cannot run {feature}" in result.output
     assert "choose another plan" in result.output
     assert not out.exists()
+
+
+def _host_labels(graph) -> list[str]:
+    return [n.op.op for n in graph.nodes if isinstance(n.op, Host)]
+
+
+def test_one_gpu_eager_dispatches_no_collective():
+    # One rank has no process group: its "exchange" and input dist are group-of-one collectives
+    # that the program never calls, so the host dispatches none and waits on no splits.
+    system, workload = prepare(
+        "dgx-a100", "rmc1", overrides=["node.accelerators.count=1", "workload.training.runtime=eager"]
+    )
+    plan = make_plan("table_wise", workload, system)
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 2), workload)
+    labels = _host_labels(graph)
+    assert not [x for x in labels if x.startswith(("dispatch:a2a", "dispatch:input_dist"))]
+    assert "sync:input_dist_splits" not in labels
+    assert [n for n in graph.nodes if isinstance(n.op, Collective)]  # still in the graph, at no cost
+    # Against rank 0 of two GPUs, the step's host chain lacks exactly the pieces of the collectives:
+    # the exchange's quarter of each pass, the gradients' quarter of the backward, the input dist.
+    system2 = prepare("dgx-a100", "rmc1", overrides=["node.accelerators.count=2"], runtime="eager")[0]
+    two = apply_runtime(
+        chain_steps(build_training_step(workload, make_plan("table_wise", workload, system2)), 2), workload
+    )
+
+    def per_step(g) -> float:
+        return sum(n.op.cpu_s for n in g.nodes if isinstance(n.op, Host) and n.rank == 0) / 2
+
+    c = TORCHREC_V100
+    missing = c.forward_rest_s / 4 + c.backward_rest_s / 2 + c.input_dist_s
+    assert per_step(two) - per_step(graph) == pytest.approx(missing, rel=1e-9)
+
+
+def test_an_all_data_parallel_plan_has_no_input_dist_to_dispatch():
+    # Every table replicated: the input dist routes no index (TorchRec's DpSparseFeaturesDist is a
+    # no-op), so no sparse_data_dist dispatch and no splits sync, on any rank.
+    system, workload = prepare("dgx-a100", "rmc1", overrides=["node.accelerators.count=2"], runtime="eager")
+    plan = make_plan("data_parallel", workload, system)
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 2), workload)
+    labels = _host_labels(graph)
+    assert [n for n in graph.nodes if isinstance(n.op, Collective) and n.name.startswith("input_dist#")]
+    assert "dispatch:input_dist" not in labels and "sync:input_dist_splits" not in labels
