@@ -892,7 +892,10 @@ def build_training_step(
     )
     # Every rank runs the same chain of dense nodes (forward, loss, backward) on its local batch:
     # worked out once (``_dense_chain``) and laid down per rank at the rank's first id.
-    chain = _dense_chain(bld, batch, data_parallel, after, loss_op, precision)
+    # The dense gradients' dtype (``Runtime.dense_gradient_dtype``: fp32 ``.grad`` under PyTorch's
+    # mixed precision): the all-reduces' size, their DDP bucket split and their dtype.
+    grad_dtype = framework.dense_gradient_dtype(precision)
+    chain = _dense_chain(bld, batch, data_parallel, after, loss_op, precision, grad_dtype)
     entries, chain_deps, joined_at = chain.entries, chain.deps, chain.joined_at
     # The chain's columns, laid down per rank in bulk (``add`` per node, without its calls).
     chain_names = [name for name, _, _ in entries]
@@ -966,7 +969,7 @@ def build_training_step(
             buckets.append((size + extra_bytes, [*deps, *extra_deps]))
         for k, (size, deps) in enumerate(buckets):
             name = bucket_names[k]
-            op = all_reduce(name, size, precision)
+            op = all_reduce(name, size, grad_dtype)
             bucket_ids[r].append(bld.add(r, name, Stream.COMM, op, deps, "backward", lane=LANE_DENSE))
 
     if not grouped and bld.world > 1:
@@ -1010,28 +1013,35 @@ def build_training_step(
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
     # dense gradients (``grouped``, in the lookups' output dtype: HugeCTR's emtype).
     if bld.world > 1:
-        by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
+        by_rank: dict[int, list[tuple[int, str, float, str]]] = defaultdict(list)
         for (rank, number), nid in bld.replicated.items():
             shard = bld._shards[number]
             dtype = bld.reduced_dtype(shard)
-            by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
+            by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype], dtype))
         reduced: dict[int, list[int]] = {}  # rank -> the all-reduces carrying its replicated gradients
         for r in range(bld.world):
             if r in bld.skip:
                 continue  # a folded rank: its replicated tables' gradients are its representative's
             if grouped:
                 mine = by_rank.get(r, [])
-                dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
+                dense_buckets(r, sum(size for _, _, size, _ in mine), sorted({nid for nid, _, _, _ in mine}))
                 if mine:
                     reduced[r] = bucket_ids[r][-1:]
                 continue
-            grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
-            for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
-                key = f"dp_allreduce_bucket{k}"
-                op = all_reduce(key, size, "fp32")
-                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
-                bucket_ids[r].append(nid)
-                reduced.setdefault(r, []).append(nid)
+            # DDP buckets tensors of one dtype together (its bucket assignment groups them by dtype
+            # and device), so each bucket is all-reduced in the dtype its size was counted in.
+            by_dtype: dict[str, list[tuple[str, float, int]]] = defaultdict(list)
+            for nid, table, size, dtype in sorted(by_rank.get(r, [])):
+                by_dtype[dtype].append((table, size, nid))
+            k = 0
+            for dtype, grads in by_dtype.items():
+                for size, last_node in _buckets(grads, opt.bucket_bytes):
+                    key = f"dp_allreduce_bucket{k}"
+                    k += 1
+                    op = all_reduce(key, size, dtype)
+                    nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                    bucket_ids[r].append(nid)
+                    reduced.setdefault(r, []).append(nid)
         bld.replicated_updates(batch, reduced)
 
     optimizer = workload.training.optimizer
@@ -1109,6 +1119,7 @@ def _dense_chain(
     after: Sequence[Layer],
     loss_op: Compute,
     precision: str,
+    grad_dtype: str,
 ) -> _DenseChain:
     """The dense chain of every rank: what ``dense_forward`` for ``bottom`` (no dependencies) then
     ``after`` (behind the exchange and the bottom's last node), the loss and the backward in
@@ -1145,7 +1156,7 @@ def _dense_chain(
         op = bld.layer_op(layer, b, s, precision, backward=True, input_grad=not first)
         entries.append((f"{layer.name}_bwd", op, "backward"))
         if layer.params:
-            grads.append((layer.name, layer.params * s, prev))
+            grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], prev))
     return _DenseChain(
         entries,
         deps,

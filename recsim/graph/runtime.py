@@ -207,6 +207,15 @@ class Runtime(ABC):
             return self.lookup_output_dtype(precision, table_dtype) or table_dtype
         return gradient_dtype(table_dtype)
 
+    def dense_gradient_dtype(self, precision: str) -> str:
+        """The dtype the dense layers' gradients are kept and all-reduced in when training in
+        ``precision``: fp32 under PyTorch's mixed precision (fp16/bf16), whose ``autocast`` runs the
+        layers in half precision but keeps fp32 parameters and ``.grad``, and DDP reduces ``.grad``
+        (torch.cuda.amp; NVIDIA DeepLearningExamples' DLRM main.py trains an fp32 model under
+        ``autocast`` + ``GradScaler`` and wraps its top model in DDP; ``_unscale_dense`` reads them as
+        fp32); else ``precision`` itself."""
+        return "fp32" if precision in _HALF else precision
+
     def prefetches_routed_forward(self, plan: Plan) -> bool:
         """Whether the framework runs the next batch's routed lookups of ``plan`` (its ``distributed``
         shards) and their exchange inside this step, once this step's backward has updated those
@@ -349,6 +358,12 @@ class Fused(Runtime):
 
     def default_row_split_exchange(self, plan: Plan) -> str:
         return "node" if plan.strategy.rsplit(":", 1)[-1] == "hier_auto" else "flat"
+
+    def dense_gradient_dtype(self, precision: str) -> str:
+        # HugeCTR's mixed precision writes the weight gradients into an fp16 buffer and all-reduces
+        # that (Session/Model: ``use_mixed_precision`` makes ``NetworkExchangeWgrad<__half>`` or
+        # ``GroupedExchangeWgrad<__half>``, whose buffers are the layers' ``wgrad_buff_half``).
+        return precision
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

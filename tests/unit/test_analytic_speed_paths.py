@@ -1558,6 +1558,7 @@ def reference_build_training_step(
     a2a_fwd = {} if pipelined else bld.pooled_exchange(batch, True, exchanged)
 
     grads: list[tuple[str, float, int, int]] = []  # (layer, bytes, rank, node) in backward order
+    grad_dtype = framework.dense_gradient_dtype(precision)  # fp32 .grad under PyTorch AMP
     last_bwd: dict[int, list[int]] = {}
     emb_grad_ready: dict[int, list[int]] = {}
     data_parallel = bottom if mp_rank is None else []
@@ -1595,7 +1596,7 @@ def reference_build_training_step(
             nid = bld.add(r, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")
             prev = [nid]
             if layer.params:
-                grads.append((layer.name, layer.params * s, r, nid))
+                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, nid))
         if not emb_grad_ready[r]:
             emb_grad_ready[r] = list(prev)
         last_bwd[r] = prev
@@ -1627,7 +1628,7 @@ def reference_build_training_step(
                 f"allreduce_bucket{k}",
                 world_group,
                 size,
-                precision,
+                grad_dtype,
                 algorithm=gradient_algorithm,
             )
             bucket_ids[r].append(
@@ -1667,29 +1668,33 @@ def reference_build_training_step(
     # TorchRec's data-parallel sharding does (it wraps those tables in DDP), or grouped with the
     # dense gradients (``grouped``).
     if bld.world > 1:
-        by_rank: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
+        by_rank: dict[int, list[tuple[int, str, float, str]]] = defaultdict(list)
         for (rank, shard), nid in bld.replicated.items():
             dtype = shard.dtype or workload.table_dtype(bld.tables[shard.table])
             if grouped:
                 dtype = bld.output_dtype(shard) or dtype
-            by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype]))
+            by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype], dtype))
         reduced: dict[int, list[int]] = defaultdict(list)
         for r in range(bld.world):
             if grouped:
                 mine = by_rank.get(r, [])
-                dense_buckets(r, sum(size for _, _, size in mine), sorted({nid for nid, _, _ in mine}))
+                dense_buckets(r, sum(size for _, _, size, _ in mine), sorted({nid for nid, _, _, _ in mine}))
                 if mine:
                     reduced[r].append(bucket_ids[r][-1])
                 continue
-            grads = [(table, size, nid) for nid, table, size in sorted(by_rank.get(r, []))]
-            for k, (size, last_node) in enumerate(_buckets(grads, opt.bucket_bytes)):
+            # One dtype per DDP bucket, labelled in the dtype its size is counted in.
+            by_dtype: dict[str, list[tuple[str, float, int]]] = defaultdict(list)
+            for nid, table, size, dtype in sorted(by_rank.get(r, [])):
+                by_dtype[dtype].append((table, size, nid))
+            dp_buckets = [(d, b) for d, grads in by_dtype.items() for b in _buckets(grads, opt.bucket_bytes)]
+            for k, (dtype, (size, last_node)) in enumerate(dp_buckets):
                 key = f"dp_allreduce_bucket{k}"
                 op = Collective(
                     CollectiveOp.ALL_REDUCE,
                     key,
                     world_group,
                     size,
-                    "fp32",
+                    dtype,
                     algorithm=gradient_algorithm,
                 )
                 nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)

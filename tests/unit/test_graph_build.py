@@ -8,6 +8,7 @@ from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Stream
 from recsim.graph.runtime import apply_runtime
 from recsim.planner import Plan, Shard, table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import DTYPE_BYTES
 from tests.conftest import FIXTURES
 
 LIB = WorkloadLibrary([FIXTURES / "workloads"])
@@ -378,3 +379,36 @@ def test_ssd_shards_split_their_ranks_cache_by_bytes(tiny):
     assert named(g, 0, "emb_forward:a").op.cache_share is None
     mixed = Plan(1, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier="ddr")))
     assert named(build_inference_batch(tiny, mixed), 0, "emb_forward:a").op.cache_share is None
+
+
+def test_pytorch_amp_all_reduces_fp32_gradients_and_hugectr_fp16(tiny):
+    # PyTorch's mixed precision keeps fp32 parameters and .grad, which DDP reduces; HugeCTR's
+    # keeps an fp16 weight-gradient buffer (Runtime.dense_gradient_dtype). The all-reduce's size,
+    # its dtype and the bucket split all follow the gradient's dtype.
+    for runtime_name, dtype in (("eager", "fp32"), ("cuda_graphs", "fp32"), ("fused", "fp16")):
+        training = tiny.training.model_copy(update={"precision": "fp16", "runtime": runtime_name})
+        wl = tiny.model_copy(update={"training": training})
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+        bucket = named(g, 0, "allreduce_bucket0").op
+        assert (bucket.dtype, bucket.bytes) == (dtype, 131 * DTYPE_BYTES[dtype]), runtime_name
+        # A cap of 300 B: one bucket of 262 fp16 bytes, but the 524 fp32 bytes split.
+        capped = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(bucket_bytes=300))
+        buckets = [n.op for n in capped.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
+        assert (len(buckets) > 1) == (dtype == "fp32"), runtime_name
+        assert sum(b.bytes for b in buckets) == 131 * DTYPE_BYTES[dtype]
+
+
+def test_data_parallel_buckets_are_labelled_in_the_dtype_of_their_size(tiny):
+    # fp16 tables replicated under DDP: their .grad is fp16, so is the all-reduce (its label used to
+    # say fp32 over a size counted in fp16).
+    embedding = tiny.embedding.model_copy(update={"dtype": "fp16"})
+    training = tiny.training.model_copy(update={"runtime": "eager"})
+    wl = tiny.model_copy(update={"training": training, "embedding": embedding})
+    dims = {t.name: wl.table_dim(t) for t in wl.tables}
+    shards = tuple(
+        Shard(t.name, "data_parallel", 0, t.rows, 0, dims[t.name], (0, 1), "hbm") for t in wl.tables
+    )
+    g = build_training_step(wl, Plan(2, shards, strategy="dp"), BuildOptions())
+    (bucket,) = {n.op for n in g.nodes if n.rank == 0 and n.name.startswith("dp_allreduce")}
+    assert bucket.dtype == "fp16"
+    assert bucket.bytes == sum(t.rows * dims[t.name] * 2.0 for t in wl.tables)
