@@ -115,9 +115,11 @@ OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
 
 ByRank = dict[int, list[int]]  # node ids by rank
 
-# Communication lanes, as in TorchRec: the sparse input distribution, the embedding all-to-alls and
-# DDP's gradient all-reduce each run on their own process group and CUDA stream, so one never
-# queues behind another.
+# Communication lanes (in-order queues of a rank's comm stream) of a framework that runs the input
+# distribution, the embedding exchanges and the gradient all-reduce on streams of their own, so that
+# one never queues behind another (HugeCTR: its own all-to-all and all-reduce communicators). A
+# framework whose collectives share one process group, hence one NCCL stream (TorchRec, DLE:
+# ``Runtime.shared_comm_queue``), puts them all on ``LANE_EMBEDDING``, in issue order.
 LANE_EMBEDDING = 0
 LANE_DENSE = 1
 LANE_INPUT = 2
@@ -188,6 +190,10 @@ class _Builder:
         # The framework's backwards add gradients with atomics (``Runtime.atomic_embedding_update``).
         self.atomic = False
         self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
+        # The comm lanes of the input dist and the gradient all-reduces (``Runtime.shared_comm_queue``:
+        # the exchanges' lane, else lanes of their own).
+        self.input_lane = LANE_INPUT
+        self.dense_lane = LANE_DENSE
         # The framework, where it shapes the lookups (``Runtime.lookup_output_dtype``).
         self.runtime: Runtime | None = None
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
@@ -359,7 +365,7 @@ class _Builder:
                 self.input_ready[r] = -1
                 continue
             self.input_ready[r] = self.add(
-                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=LANE_INPUT
+                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=self.input_lane
             )
         self._record_folded("input_dist", folded)
 
@@ -842,6 +848,8 @@ def build_training_step(
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
     bld.global_input = framework.global_batch_input(plan)
+    if framework.shared_comm_queue:
+        bld.input_lane = bld.dense_lane = LANE_EMBEDDING
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -970,7 +978,7 @@ def build_training_step(
         for k, (size, deps) in enumerate(buckets):
             name = bucket_names[k]
             op = all_reduce(name, size, grad_dtype)
-            bucket_ids[r].append(bld.add(r, name, Stream.COMM, op, deps, "backward", lane=LANE_DENSE))
+            bucket_ids[r].append(bld.add(r, name, Stream.COMM, op, deps, "backward", lane=bld.dense_lane))
 
     if not grouped and bld.world > 1:
         for r in range(bld.world):
@@ -1039,7 +1047,7 @@ def build_training_step(
                     key = f"dp_allreduce_bucket{k}"
                     k += 1
                     op = all_reduce(key, size, dtype)
-                    nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                    nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=bld.dense_lane)
                     bucket_ids[r].append(nid)
                     reduced.setdefault(r, []).append(nid)
         bld.replicated_updates(batch, reduced)

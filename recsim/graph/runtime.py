@@ -157,6 +157,12 @@ class Runtime(ABC):
     #: own, into a double buffer, so the chained steps bound it one batch deep
     #: (``recsim.graph.steps``: graph metadata ``input_prefetch``).
     host_orders_input: ClassVar[bool] = False
+    #: Whether the framework issues all its collectives (input dist, pooled exchanges, gradient
+    #: all-reduces) on one process group, hence one NCCL communicator and stream per device, where
+    #: they run strictly in issue order: one comm lane, in program order (``recsim.graph.build``
+    #: puts them on it; the runtime pass orders them as the program issues them). False: each kind
+    #: queues on a lane of its own.
+    shared_comm_queue: ClassVar[bool] = False
 
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
@@ -469,6 +475,9 @@ class _Style:
     # interaction's input; backward, ``.contiguous()`` of each destination's slice of the gradient,
     # after autograd has added the bottom MLP slice's gradient into it (``_exchange``).
     exchange_copies: bool = False
+    # The collectives share one in-order queue (``Runtime.shared_comm_queue``): each backward
+    # collective is issued where the program issues it (``_issue_order``).
+    issue_order: bool = False
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
@@ -748,6 +757,8 @@ class _Rewriter:
                 nodes = by_key.get((step, rank), [])
                 if not nodes:
                     continue
+                if self.style.issue_order:
+                    nodes = _issue_order(nodes)
                 self.step, self.rank, self.program = step, rank, []
                 self.same_step = {n.id for n in nodes}
                 self.replicated_grad_bytes = sum(
@@ -769,6 +780,42 @@ class _Rewriter:
         metadata["step_stride"] = self.stride
         metadata["runtime"] = name
         return ExecutionGraph(self.graph.ranks, out, metadata)
+
+
+def _issue_order(nodes: list[Node]) -> list[Node]:
+    """One rank's step in the order its program issues the backward collectives: each right after
+    the last node of the step it waits for (the graph lists every gradient all-reduce before the
+    backward exchange). DDP's hook launches a bucket's all-reduce as the autograd thread accumulates
+    the bucket's last gradient, and the pooled exchange's backward runs as soon as the interaction's
+    backward has produced the embeddings' gradients (its autograd node is the later-created one in
+    TorchRec's and DLE's forward, so it goes before the bottom MLP's): on one NCCL stream the
+    all-reduces of the top layers go before the backward all-to-all and those of the bottom layers
+    after it (the Kineto trace ``tests/data/traces/param_dlrm_kineto``: AllReduce, SendRecv,
+    AllReduce, AllReduce on one stream). The rest keeps its order; a collective that waits on
+    nothing of the step stays where it is."""
+    position = {n.id: i for i, n in enumerate(nodes)}
+    after: dict[int, list[Node]] = defaultdict(list)  # anchor id -> collectives issued right after it
+    moved: set[int] = set()
+    for n in nodes:
+        if isinstance(n.op, Collective) and n.phase == "backward":
+            own = [d for d in n.deps if d in position]
+            if own:
+                after[max(own, key=position.__getitem__)].append(n)
+                moved.add(n.id)
+    if not moved:
+        return nodes
+    out: list[Node] = []
+
+    def put(n: Node) -> None:
+        out.append(n)
+        for m in after.get(n.id, ()):
+            put(m)
+
+    for n in nodes:
+        if n.id not in moved:
+            put(n)
+    assert len(out) == len(nodes)
+    return out
 
 
 def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
@@ -842,9 +889,14 @@ class Eager(Runtime):
     name = "eager"
     costs: ClassVar[EagerCosts] = TORCHREC_V100
     host_orders_input = True
+    # TorchRec's sharded modules run their input and output dists on the ShardingEnv's process
+    # group, and DefaultDataParallelWrapper.wrap builds DDP with ``pg = env.process_group``
+    # (torchrec/distributed/model_parallel.py): one communicator, one NCCL stream. The project's
+    # Kineto trace of an 8-rank TorchRec DLRM has every NCCL kernel on one stream, serialised.
+    shared_comm_queue = True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        style = _Style(self.costs, step_sync=False)
+        style = _Style(self.costs, step_sync=False, issue_order=self.shared_comm_queue)
         return _Rewriter(graph, workload, style).run(self.name)
 
 
@@ -857,7 +909,10 @@ class CudaGraphs(Runtime):
     half_precision_wire = True
     # DLE's hybrid parallelism runs the bottom MLP on one GPU for the whole batch.
     plan_features = frozenset({"model_parallel_bottom"})
+    # DLE wraps its top model in DDP on the default process group, and its all-to-all
+    # (``torch.distributed.all_to_all`` in dlrm/model/distributed.py) takes that group too.
+    shared_comm_queue = True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        style = _Style(None, step_sync=True, exchange_copies=True)
+        style = _Style(None, step_sync=True, exchange_copies=True, issue_order=self.shared_comm_queue)
         return _Rewriter(graph, workload, style).run(self.name)

@@ -43,8 +43,7 @@ from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import InfeasibleError, SimulationError, TraceError
 from recsim.graph.build import (
     DENSE_INPUT_BYTES,
-    LANE_DENSE,
-    LANE_INPUT,
+    LANE_EMBEDDING,
     OPTIMIZER_FLOPS_PER_PARAM,
     OPTIMIZER_STATE,
     BuildOptions,
@@ -1355,7 +1354,7 @@ class _ReferenceBuilder(_Builder):
                 Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, sum(send), "int64", send, recv),
                 [ids[r]],
                 "input",
-                lane=LANE_INPUT,
+                lane=self.input_lane,
             )
 
     def _lookup_bytes_by_owner(self, b: int) -> list[dict[int, float]]:
@@ -1525,6 +1524,8 @@ def reference_build_training_step(
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.global_input = framework.global_batch_input(plan)
+    if framework.shared_comm_queue:  # one NCCL stream: every collective on the exchanges' lane
+        bld.input_lane = bld.dense_lane = LANE_EMBEDDING
     batch = workload.training.global_batch_size
     precision = workload.training.precision
     b = bld.local_batch(batch)
@@ -1632,7 +1633,7 @@ def reference_build_training_step(
                 algorithm=gradient_algorithm,
             )
             bucket_ids[r].append(
-                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=LANE_DENSE)
+                bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=bld.dense_lane)
             )
 
     if not grouped and bld.world > 1:
@@ -1697,7 +1698,7 @@ def reference_build_training_step(
                     dtype,
                     algorithm=gradient_algorithm,
                 )
-                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=LANE_DENSE)
+                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=bld.dense_lane)
                 bucket_ids[r].append(nid)
                 reduced[r].append(nid)
         # Each rank's replicated shards, stepped whole after their all-reduces: one node per fused

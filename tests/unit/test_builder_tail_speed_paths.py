@@ -18,7 +18,7 @@ import recsim.graph.build as build_module
 from recsim.api import make_plan, prepare
 from recsim.cost.model import category_of, category_of_op
 from recsim.engine.timeline import Window, critical_path, step_window, timing_of
-from recsim.graph.build import LANE_INPUT, BuildOptions, build_training_step
+from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import (
     Collective,
@@ -84,7 +84,7 @@ class _PreviousBuilder(build_module._Builder):
                 self.input_ready[r] = -1
                 continue
             self.input_ready[r] = self.add(
-                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=LANE_INPUT
+                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=self.input_lane
             )
         self._record_folded("input_dist", folded)
 

@@ -26,11 +26,12 @@ from recsim.graph.steps import ChainedGraph, _Templates
 # ``cache_share`` (its repr's ``cache_share=None``: the digests without it were the recorded ones);
 # and when the PyTorch runtimes' dense gradients became fp32 under AMP (``Runtime.
 # dense_gradient_dtype``: the eager and cuda_graphs cases; with the compute precision in its place
-# the builder gives the digests recorded before, checked by script).
+# the builder gives the digests recorded before, checked by script); and when their collectives
+# moved to one comm lane (``Runtime.shared_comm_queue``; checked by script the same way).
 BUILT = {
     ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (889, "92a1c36e3bf0683e7a429da70579aca5"),
     ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1044, "64834199639c5834b91d74106a751562"),
-    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (576, "d6616e43812f68ca1d47da87ed447e43"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (576, "d159a2d241bff43d25c560dcdb2a9946"),
     ("dgx-a100", "rmc1", 2, "data_parallel", "fused", True): (29, "e9d76af1e1030cabd8c10142b56644bb"),
     ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused", False): (
         496,
@@ -38,7 +39,7 @@ BUILT = {
     ),
     ("dgx-a100", "dlrm-mlperf", 2, "table_wise", "cuda_graphs", True): (
         448,
-        "4def31943a3b62935e4257f1d0f715da",
+        "b02aaa697cbddcd41c56115f7cf991f6",
     ),
 }
 

@@ -493,3 +493,45 @@ def test_an_all_data_parallel_plan_has_no_input_dist_to_dispatch():
     labels = _host_labels(graph)
     assert [n for n in graph.nodes if isinstance(n.op, Collective) and n.name.startswith("input_dist#")]
     assert "dispatch:input_dist" not in labels and "sync:input_dist_splits" not in labels
+
+
+def test_pytorch_collectives_share_one_queue_in_issue_order():
+    # TorchRec and DLE issue every collective on one process group: one NCCL stream, where they run
+    # in issue order (the Kineto trace: AllReduce, SendRecv, AllReduce on one stream in backward).
+    # The top layers' all-reduces go before the backward all-to-all, the bottom MLP's after it;
+    # the eager input dist after the forward all-to-all. HugeCTR keeps its lanes.
+    orders = {
+        "eager": [
+            "a2a_fwd",
+            "input_dist",
+            "allreduce_bucket0",
+            "allreduce_bucket1",
+            "a2a_bwd",
+            "allreduce_bucket2",
+        ],
+        "cuda_graphs": [
+            "input_dist",
+            "a2a_fwd",
+            "allreduce_bucket0",
+            "allreduce_bucket1",
+            "a2a_bwd",
+            "allreduce_bucket2",
+        ],
+    }
+    for name in ("eager", "cuda_graphs", "fused"):
+        system, workload = prepare(
+            "dgx-a100", "dlrm-dcnv2", overrides=["node.accelerators.count=2"], runtime=name
+        )
+        plan = make_plan("table_wise", workload, system)
+        graph = apply_runtime(chain_steps(build_training_step(workload, plan), 2), workload)
+        comm = [n for n in graph.nodes if n.rank == 0 and n.stream is Stream.COMM and n.name.endswith("#1")]
+        lanes = {n.name.split("#")[0].rstrip("0123456789"): n.lane for n in comm}
+        if name == "fused":
+            assert lanes["input_dist"] != lanes["a2a_fwd"] != lanes["allreduce_bucket"] != lanes["input_dist"]
+            continue
+        assert set(lanes.values()) == {0}
+        assert [n.name.split("#")[0] for n in comm] == orders[name]
+        # The bottom MLP's bucket waits for its last gradient, which comes after the exchange's
+        # backward in the program: its dependency is the bottom MLP's first layer.
+        ids = {n.id: n for n in graph.nodes}
+        assert any(ids[d].name.startswith("bottom0_bwd") for d in comm[-1].deps)
