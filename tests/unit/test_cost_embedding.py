@@ -3,6 +3,7 @@ system with round numbers, the registry and tier strings, and the RecNMP / RecSS
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from typing import Any
@@ -500,17 +501,20 @@ def test_ssd_forward_by_hand():
 
 def test_a_few_ssd_reads_wait_one_read_latency_however_the_drives_are_shared():
     """Sharing the drives divides a rank's throughput and queue slots, not one read's latency: a
-    read waits the datasheet latency at least. It was ``latency x per_drive / share`` below the
-    queue depth: 4 reads on zionex's 2 drives (8 GPUs) waited 8 latencies, one read on gb200's
-    144 drives (72 GPUs) half of one."""
+    batch that reads a few pages waits the datasheet latency at least. It was ``latency x per_drive
+    / share`` below the queue depth: 4 reads on zionex's 2 drives (8 GPUs) waited 8 latencies, one
+    read on gb200's 144 drives (72 GPUs) half of one. ``pages_read`` is an expected count, so below
+    a few reads the floor is the chance of reading at all, ``1 - exp(-pages)``."""
     uniform = access_model(UniformAccess(dist="uniform"), 10**9)
     for name in ("skylake-2s", "zionex", "dgx-a100", "gb200-nvl72"):
         system = load_system(name)
         latency = system.node.ssds.device.read_latency_s
-        for lookups in (1.0, 4.0):
+        for lookups in (1.0, 20.0):
             shard = op("ssd:0", rows=10**9, dim=64, batch=1, lookups=lookups, unique_rows=None)
             c = cost(shard, system, uniform)
-            assert c.details["latency_s"] == pytest.approx(latency, rel=1e-9), (name, lookups)
+            want = latency * -math.expm1(-c.details["pages_read"])
+            assert c.details["latency_s"] == pytest.approx(want, rel=1e-9), (name, lookups)
+        assert c.details["latency_s"] == pytest.approx(latency, rel=1e-8), name  # 20 reads: a whole one
     # Past the rank's share of the queue, Little's law: read_latency x reads / (QD x share).
     system = load_system("zionex")
     many = cost(op("ssd:0", rows=10**9, dim=1024, batch=64, lookups=2e4, unique_rows=None), system, uniform)
@@ -521,12 +525,41 @@ def test_a_few_ssd_reads_wait_one_read_latency_however_the_drives_are_shared():
 
 def test_a_smartssd_read_waits_one_flash_latency_at_least():
     # A lookup the drive's row cache mostly serves: its expected flash reads are a fraction of one,
-    # but a read that happens takes the whole latency (it cost ``latency x reads`` before).
+    # and it waits the latency x the chance of one read (it cost ``latency x reads`` at first, then
+    # a whole latency however few the expected reads); a batch of many reads waits a whole one.
     system = load_system("skylake-2s-recssd")
+    latency = system.node.ssds.device.read_latency_s
     hot = access_model(ZipfAccess(dist="zipf", alpha=1.2), 10**7)
     one = cost(op("smartssd:1", rows=10**7, dim=64, batch=1, lookups=1.0, unique_rows=None), system, hot)
     assert 0 < one.details["flash_reads"] < 0.5
-    assert one.details["flash_latency_s"] == pytest.approx(system.node.ssds.device.read_latency_s, rel=1e-9)
+    want = latency * -math.expm1(-one.details["flash_reads"])
+    assert one.details["flash_latency_s"] == pytest.approx(want, rel=1e-9)
+    uniform = access_model(UniformAccess(dist="uniform"), 10**9)
+    few = cost(op("smartssd", rows=10**9, dim=64, batch=1, lookups=20.0, unique_rows=None), system, uniform)
+    assert few.details["flash_latency_s"] == pytest.approx(latency, rel=1e-8)
+
+
+@pytest.mark.parametrize("tier", ["ssd", "smartssd"])
+def test_ssd_read_latency_falls_smoothly_as_the_cache_grows(tier):
+    """The expected reads of a batch fall toward 0 as the cache comes to hold every row; the read
+    latency charged must fall with them, with no step: it was a whole read latency (85 us) at 5e-6
+    expected pages and 0 once the cache held the table (a ~500x drop in the lookup's time)."""
+    system = load_system("skylake-2s" if tier == "ssd" else "skylake-2s-recssd")
+    group = system.node.ssds
+    dram = group.device.dram_cache_bytes * group.count
+    cache = system.node.host_memory_capacity_bytes if tier == "ssd" else dram
+    rows = min(10**7, int(0.5 * cache / 256))
+    hot = access_model(ZipfAccess(dist="zipf", alpha=1.2), rows)
+    full = rows * 256 / cache
+    key = "latency_s" if tier == "ssd" else "flash_latency_s"
+    latencies = []
+    for f in [0.0, *(full * x for x in (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0, 1.01))]:
+        shard = op(f"{tier}:{f!r}", rows=rows, dim=64, batch=64, lookups=64.0, unique_rows=None)
+        latencies.append(cost(shard, system, hot).details[key])
+    assert latencies[0] == pytest.approx(system.node.ssds.device.read_latency_s)
+    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(latencies))
+    # continuity: the step into full caching is no bigger than the last expected fraction of a read
+    assert latencies[-3] < 1e-3 * latencies[0] and latencies[-1] == 0.0
 
 
 def test_an_ssd_lookup_gets_its_share_of_the_nodes_page_cache():

@@ -11,7 +11,9 @@ engine, and returns only the pooled vectors. Per drive the slowest of:
 
 * flash channels: ``reads x flash_page / (channels x channel_bandwidth)``;
 * flash latency: ``read_latency x reads / (channels x dies_per_channel)`` (die-level parallelism,
-  Little's law), at least one read latency;
+  Little's law), at least ``read_latency x (1 - exp(-reads))`` over the node's expected reads (the
+  chance the batch reads flash at all: a whole latency once a few pages are read, a fraction of one
+  as the row cache comes to hold the rows);
 * NDP engine: one add per pooled element at ``Ssd.ndp.flop_per_s``;
 * host interface: indices in and pooled vectors out, over ``min(sequential read, link)``.
 
@@ -25,6 +27,7 @@ modelled (an inference design; ``InfeasibleError``).
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from recsim.cost.embedding.base import (
@@ -85,8 +88,9 @@ class SmartSsdTier(TierModel):
         transfer = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         limits = {
             "flash_s": flash_bytes / ssd.internal_bandwidth_bytes_per_s,
-            # At least one whole read: a read's latency does not shrink with fewer (fractional) reads.
-            "flash_latency_s": ssd.read_latency_s * max(1.0, reads / parallel) if reads > 0 else 0.0,
+            # A read's latency does not shrink with fewer reads, but ``reads`` is an expected count:
+            # at least the latency x the chance of one read at all (1 - exp(-reads on the node)).
+            "flash_latency_s": ssd.read_latency_s * max(-math.expm1(-reads * drives), reads / parallel),
             "ndp_s": lookup.lookups * lookup.op.dim / (drives * ndp.flop_per_s),
             "interface_s": transfer / (drives * ssd.external_bandwidth_bytes_per_s),
         }

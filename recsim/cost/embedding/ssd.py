@@ -38,6 +38,7 @@ drive specs have no write figures for the read-modify-write of pages.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Final
 
 from recsim.cost.embedding.base import (
@@ -83,17 +84,20 @@ def drive_time_s(
     which the lookup gets ``share`` (the node's other ranks read them at once).
 
     Sharing a drive divides its throughput (IOPS, channels, interface, the queue's slots), not one
-    read's latency: the latency is ``read_latency x max(1, per_drive / (parallel x share))``, at
-    least one read however few pages (it was ``read_latency x max(min(1, per_drive), ...) / share``:
-    one read on a 2-GPU node cost half the datasheet latency, 4 reads at queue depth 128 on an
-    8-GPU node 8 read latencies)."""
+    read's latency: the latency is ``read_latency x max(1 - exp(-pages), per_drive / (parallel x
+    share))``. ``pages`` is an expected count (Poisson), so ``1 - exp(-pages)`` is the chance that
+    the batch reads at least once: a whole read latency once a few pages are read, however many
+    drives they spread over or ranks share them, and a vanishing fraction of one as the cache comes
+    to hold every row (no step at full caching). Past the rank's share of the queue, Little's law.
+    (It was ``read_latency x max(min(1, per_drive), ...) / share``: one read on a 2-GPU node cost
+    half the datasheet latency; then a full latency whenever ``pages > 0``, even at 5e-6 pages.)"""
     per_drive = pages / drives
     nbytes = per_drive * page_bytes
     return {
         "iops_s": per_drive / ssd.random_read_iops / share,
         "channels_s": nbytes / ssd.internal_bandwidth_bytes_per_s / share,
         "interface_s": nbytes / ssd.external_bandwidth_bytes_per_s / share,
-        "latency_s": ssd.read_latency_s * max(1.0, per_drive / (parallel * share)) if pages > 0 else 0.0,
+        "latency_s": ssd.read_latency_s * max(-math.expm1(-pages), per_drive / (parallel * share)),
     }
 
 
