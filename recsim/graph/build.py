@@ -199,10 +199,10 @@ class _Builder:
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
-        # SSD-tier shards' shares of their rank's cache (``cache_shares``), and the ops carrying
-        # them by (the shard op's id, share) -> (that op, kept so its id stays its own; the op).
-        self._cache_shares: dict[Shard, dict[int, float]] | None = None
-        self._shared_ops: dict[tuple[int, float], tuple[Embedding, Embedding]] = {}
+        # SSD-tier shards' shares of their node's cache (``cache_shares``), and the ops carrying
+        # them by (the shard op's id, share, tier) -> (that op, kept so its id stays its own; the op).
+        self._cache_shares: dict[Shard, dict[int, tuple[float, str | None]]] | None = None
+        self._shared_ops: dict[tuple[int, float, str | None], tuple[Embedding, Embedding]] = {}
         self.input_ready: dict[int, int] = {}  # rank -> the node after which its next batch is there
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
@@ -407,46 +407,66 @@ class _Builder:
 
     # -- embedding passes ------------------------------------------------------------------------
 
-    def cache_shares(self) -> dict[Shard, dict[int, float]]:
-        """Each SSD-tier shard's share of its rank's cache of that tier, by rank (``Embedding.cache_share``).
+    def cache_shares(self) -> dict[Shard, dict[int, tuple[float, str | None]]]:
+        """Each SSD-tier shard's share of its node's cache of that tier, by rank
+        (``Embedding.cache_share``), with the ``ssd`` tier the node's page cache is booked at where
+        it differs from the shard's own (else None).
 
-        The planner books one page cache per node (``planner.storage.plan_usage``) and the drives'
-        DRAM is the drives'; ssd lookups are never fused, so without a share each of N tables, on
-        each rank of a node, costed its lookups against the whole cache (two 82 GB tables on a
-        skylake-2s each hit 1.0 in a page cache that holds one). The cost layer gives each rank its
-        ``rank_share`` of the node's cache, and a rank's shards on one tier split it by their bytes
-        (the planner's ``shard_storage``): ASSUMPTION, a static split by size, not the shares a
-        shared LRU would settle at (which follow each table's traffic)."""
+        The OS page cache is one per node and shared by its processes, and the planner books one per
+        node, at the largest fraction its ``ssd`` shards ask (``planner.storage.plan_usage``); the
+        drives' DRAM is the node's drives'. ssd lookups are never fused, so without a share each of
+        N tables, on each rank of a node, costed its lookups against the whole cache (two 82 GB
+        tables on a skylake-2s each hit 1.0 in a page cache that holds one). The node's cache is
+        split by bytes over all its shards on that tier, on every rank of the node (the planner's
+        ``shard_storage``; ranks fill nodes in order, ``BuildOptions.ranks_per_node``, None: one
+        node): ASSUMPTION, a static split by size, not the shares a shared LRU would settle at
+        (which follow each table's traffic). An ``ssd`` shard asking a smaller fraction than the
+        node's booked one is costed against the booked cache (its op's tier names that fraction)."""
         if self._cache_shares is not None:
             return self._cache_shares
         # Local imports: ``planner.storage`` imports this module.
-        from recsim.cost.embedding.base import parse_tier
+        from recsim.cost.embedding.base import parse_tier, tier_model
         from recsim.planner.storage import SSD_TIERS, shard_storage
 
+        per_node = self.opt.ranks_per_node or self.world
         sizes: dict[tuple[int, str], float] = defaultdict(float)
-        held: list[tuple[Shard, str, float]] = []
+        booked: dict[int, float] = defaultdict(float)  # node -> the ssd page cache's fraction
+        held: list[tuple[Shard, str, float, float]] = []
         for shard in self.plan.shards:
-            tier = parse_tier(shard.tier)[0]
+            tier, raw = parse_tier(shard.tier)
             if tier not in SSD_TIERS:
                 continue
             size = shard_storage(shard, self.w, self.world).ssd_bytes
-            held.append((shard, tier, size))
+            fraction = (tier_model(tier).resolve_param(raw) or 0.0) if tier == "ssd" else 0.0
+            held.append((shard, tier, size, fraction))
             for rank in shard.ranks:
-                sizes[(rank, tier)] += size
-        shares: dict[Shard, dict[int, float]] = {}
-        for shard, tier, size in held:
-            shares[shard] = {r: size / sizes[(r, tier)] if sizes[(r, tier)] > 0 else 1.0 for r in shard.ranks}
+                sizes[(rank // per_node, tier)] += size
+                if tier == "ssd":
+                    booked[rank // per_node] = max(booked[rank // per_node], fraction)
+        shares: dict[Shard, dict[int, tuple[float, str | None]]] = {}
+        for shard, tier, size, fraction in held:
+            by_rank: dict[int, tuple[float, str | None]] = {}
+            for r in shard.ranks:
+                total = sizes[(r // per_node, tier)]
+                node_fraction = booked[r // per_node] if tier == "ssd" else fraction
+                retier = f"ssd:{node_fraction!r}" if node_fraction != fraction else None
+                by_rank[r] = (size / total if total > 0 else 1.0, retier)
+            shares[shard] = by_rank
         self._cache_shares = shares
         return shares
 
-    def with_cache_share(self, op: Embedding, share: float) -> Embedding:
-        """``op`` with its ``cache_share`` (one op per share: a rank's equal shards share it)."""
-        if share >= 1.0:
+    def with_cache_share(self, op: Embedding, share: float, tier: str | None = None) -> Embedding:
+        """``op`` with its ``cache_share`` (one op per share: a node's equal shards share it), and on
+        ``tier`` (the node's booked page cache) where given."""
+        if share >= 1.0 and tier is None:
             return op
-        key = (id(op), share)
+        key = (id(op), share, tier)
         found = self._shared_ops.get(key)
         if found is None:
-            found = self._shared_ops[key] = (op, dataclasses.replace(op, cache_share=share))
+            changed = dataclasses.replace(op, cache_share=share if share < 1.0 else None)
+            if tier is not None:
+                changed = dataclasses.replace(changed, tier=tier)
+            found = self._shared_ops[key] = (op, changed)
         return found[1]
 
     def embedding_pass(
@@ -504,7 +524,7 @@ class _Builder:
             for rank in shard.ranks:
                 if rank in skip:
                     continue
-                rank_op = op if shares is None else self.with_cache_share(op, shares[rank])
+                rank_op = op if shares is None else self.with_cache_share(op, *shares[rank])
                 name = f"emb_{pass_}:{shard.table}"
                 if shard.rows < table.rows:
                     name += f"[{shard.row_start}:{shard.row_end}]"

@@ -98,11 +98,10 @@ class Embedding:
     ``atomic``: the backward adds each lookup's gradient into its row with atomics, unsorted and
     undeduplicated (HugeCTR's hybrid embedding: ``sgd_atomic_update`` of the infrequent rows, the
     frequent rows' ``frequent_local_reduce`` into their gradient buffer), so it has no index sort.
-    ``cache_share``: the share of its rank's cache of an SSD tier (the host page cache of ``ssd``,
-    the drives' DRAM of ``smartssd``) the op's rows get: its shard's bytes over those of its rank's
-    shards on that tier (the graph builder sets it from the plan; the cost layer gives a rank its
-    ``rank_share`` of the node's cache, which the planner books once per node). None: the rank's
-    whole share (one shard).
+    ``cache_share``: the share of its node's cache of an SSD tier (the host page cache of ``ssd``,
+    which the planner books once per node; the drives' DRAM of ``smartssd``) the op's rows get: its
+    shard's bytes over those of all the node's shards on that tier, on all its ranks (the graph
+    builder sets it from the plan). None: the whole cache (one shard).
     """
 
     table: str

@@ -360,9 +360,11 @@ def test_grid_column_groups_reduce_in_their_own_group(tiny):
     assert named(g, 2, "rw_fwd:ranks 2-3").op.bytes == 8 * 2 * 4
 
 
-def test_ssd_shards_split_their_ranks_cache_by_bytes(tiny):
-    """The planner books one page cache per node; a rank's ssd lookups split its share of it by their
-    shards' bytes (``Embedding.cache_share``): each costed against the whole cache before."""
+def test_ssd_shards_split_their_nodes_cache_by_bytes(tiny):
+    """The OS page cache is one per node and the planner books one per node, at the largest fraction
+    its ssd shards ask: the node's ssd lookups, on all its ranks, split it by their shards' bytes
+    (``Embedding.cache_share``; each was costed against the whole cache at first, then against its
+    rank's 1/ranks of it split among the rank's own shards)."""
     plan = Plan(
         1,
         (
@@ -373,10 +375,22 @@ def test_ssd_shards_split_their_ranks_cache_by_bytes(tiny):
     g = build_inference_batch(tiny, plan)
     a, b = named(g, 0, "emb_forward:a").op, named(g, 0, "emb_forward:b").op
     assert a.cache_share == pytest.approx(100 / 150) and b.cache_share == pytest.approx(50 / 150)
-    # Alone on its rank, or on another tier, a shard keeps the whole share (None).
-    alone = Plan(2, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (1,), tier="ssd")))
-    g = build_inference_batch(tiny, alone)
+    # Mixed fractions: the node's cache is the booked (largest) one; ``a`` is costed against it.
+    assert a.tier == "ssd:0.2" and b.tier == "ssd:0.2"
+    # On two ranks of one node the shards still split the node's one cache ...
+    apart = Plan(2, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (1,), tier="ssd")))
+    g = build_inference_batch(
+        tiny, apart, options=BuildOptions(include_input_pipeline=False, ranks_per_node=2)
+    )
+    assert named(g, 0, "emb_forward:a").op.cache_share == pytest.approx(100 / 150)
+    assert named(g, 1, "emb_forward:b").op.cache_share == pytest.approx(50 / 150)
+    assert named(g, 0, "emb_forward:a").op.tier == "ssd"
+    # ... on two nodes each has its node's whole cache (None); so has a shard beside another tier.
+    g = build_inference_batch(
+        tiny, apart, options=BuildOptions(include_input_pipeline=False, ranks_per_node=1)
+    )
     assert named(g, 0, "emb_forward:a").op.cache_share is None
+    assert named(g, 1, "emb_forward:b").op.cache_share is None
     mixed = Plan(1, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (0,), tier="ddr")))
     assert named(build_inference_batch(tiny, mixed), 0, "emb_forward:a").op.cache_share is None
 

@@ -7,7 +7,11 @@ The host sends the indices; for every unique row that misses the drive's cache
 (``Lookup.missed_unique_rows``: the batch's distinct rows the LRU cache lacks) the firmware reads
 ``ceil(row / flash_page)`` flash pages (the Cosmos+ FTL reads whole flash pages; rows sharing a
 flash page share its read, ``base.pages_touched``) over the flash channels, pools on the NDP
-engine, and returns only the pooled vectors. Per drive the slowest of:
+engine, and returns only the pooled vectors. The drives' DRAM is one cache for the node: all its
+smartssd shards, on all its ranks, split it by their bytes (``Embedding.cache_share``, set by the
+graph builder; none: the whole of it). The node's ranks read the drives at once, so a rank gets
+``ddr.rank_share`` of each drive's throughput (flash channels, dies, NDP engine, interface), as the
+``ssd`` tier's ``drive_time_s``. Per drive the slowest of (each over that share):
 
 * flash channels: ``reads x flash_page / (channels x channel_bandwidth)``;
 * flash latency: ``read_latency x reads / (channels x dies_per_channel)`` (die-level parallelism,
@@ -77,22 +81,24 @@ class SmartSsdTier(TierModel):
         assert ndp is not None
         drives = group.count
         fraction = lookup.param if lookup.param is not None else 0.0
-        # The drives' DRAM serves the node's ranks and their smartssd shards (``ssd.cache_share``).
-        dram = (ssd.dram_cache_bytes or 0.0) * drives * rank_share(system) * cache_share(lookup)
+        # The drives' DRAM is one cache for the node's smartssd shards (``ssd.cache_share``); their
+        # throughput is shared by the node's ranks, which read them at once.
+        dram = (ssd.dram_cache_bytes or 0.0) * drives * cache_share(lookup)
+        share = rank_share(system)
         cache_rows = fraction * dram / lookup.row_bytes
         hit = lookup.hit_rate(cache_rows)
         missed = lookup.missed_unique_rows(cache_rows)
         reads = pages_touched(missed, lookup.row_bytes, lookup.op.rows, ssd.flash_page_bytes) / drives
         flash_bytes = reads * ssd.flash_page_bytes
-        parallel = ssd.channels * ssd.dies_per_channel
+        parallel = ssd.channels * ssd.dies_per_channel * share  # the rank's share of the dies
         transfer = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         limits = {
-            "flash_s": flash_bytes / ssd.internal_bandwidth_bytes_per_s,
+            "flash_s": flash_bytes / ssd.internal_bandwidth_bytes_per_s / share,
             # A read's latency does not shrink with fewer reads, but ``reads`` is an expected count:
             # at least the latency x the chance of one read at all (1 - exp(-reads on the node)).
             "flash_latency_s": ssd.read_latency_s * max(-math.expm1(-reads * drives), reads / parallel),
-            "ndp_s": lookup.lookups * lookup.op.dim / (drives * ndp.flop_per_s),
-            "interface_s": transfer / (drives * ssd.external_bandwidth_bytes_per_s),
+            "ndp_s": lookup.lookups * lookup.op.dim / (drives * ndp.flop_per_s * share),
+            "interface_s": transfer / (drives * ssd.external_bandwidth_bytes_per_s * share),
         }
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"ssd_cache_hit_rate": hit, "flash_reads": reads * drives, **limits}

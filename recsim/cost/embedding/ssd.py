@@ -3,10 +3,12 @@
 conventional-SSD baseline of RecSSD, Wilkening et al., ASPLOS 2021).
 
 **Page cache.** One per node, ``fraction`` of its host memory, as the planner books it
-(``planner.storage.plan_usage``); a rank gets its ``rank_share`` of it (as of the LLC,
-``ddr.llc_capacity_bytes``), and its ssd shards split that by their bytes
-(``Embedding.cache_share``, set by the graph builder; ssd lookups are never fused, so each used to
-assume the whole cache: two 82 GB tables on skylake-2s each hit 1.0 in a cache that holds one).
+(``planner.storage.plan_usage``: the largest fraction of the node's ssd shards); the OS page cache
+is shared by the node's processes, so no ``rank_share`` of it: all the node's ssd shards, on all
+its ranks, split it by their bytes (``Embedding.cache_share``, set by the graph builder, which also
+costs a shard asking a smaller fraction against the booked one; ssd lookups are never fused, so
+each used to assume the whole cache: two 82 GB tables on skylake-2s each hit 1.0 in a cache that
+holds one). A lookup with no share (the planner's estimator on one shard) gets the whole cache.
 Hit rate = LRU hit rate (Che, from the access model) of the op's share of the cache in rows of
 ``row_bytes``: byte-equivalent capacity. Exact for uniform access; optimistic when hot rows are
 scattered over pages (a cached 4 KiB page then holds one hot row and cold neighbours), so the SSD
@@ -20,8 +22,9 @@ Per drive the slowest of:
 * IOPS: ``pages / random_read`` (the datasheet's 4 KiB random-read rate);
 * flash channels: ``pages x page / (channels x channel_bandwidth)``;
 * host interface: ``pages x page / min(sequential read, link)``;
-* latency with queue depth (Little's law): ``read_latency x max(1, pages / (QUEUE_DEPTH x share))``
-  (a rank sharing the drives gets ``share`` of its queue slots, and waits at least one read).
+* latency with queue depth (Little's law): ``read_latency x max(1 - exp(-pages), per_drive /
+  (QUEUE_DEPTH x share))`` (a rank sharing the drives gets ``share`` of its queue slots; a batch
+  waits one read latency times the chance it reads at all, ``drive_time_s``).
 
 **Host side**: every lookup reads its row lines as the ``ddr`` tier does (``ddr.row_reads``: the
 hot rows from the CPU's last-level cache, the rest as random DRAM lines, a page-cache hit from the
@@ -102,8 +105,11 @@ def drive_time_s(
 
 
 def cache_share(lookup: Lookup) -> float:
-    """The share of its rank's share of the node's SSD-tier cache the lookup's rows get
-    (``Embedding.cache_share``: the graph builder's split by the rank's shards' bytes; 1 alone)."""
+    """The share of the node's SSD-tier cache (the ssd tier's page cache, the smartssd tier's drive
+    DRAM) the lookup's rows get: ``Embedding.cache_share``, the graph builder's split of the node's
+    one cache by the bytes of all its shards on that tier, on all its ranks. None (one shard, as
+    the planner's estimator costs it): the whole cache, as the planner books one per node, whoever
+    shares it."""
     share = lookup.op.cache_share
     return 1.0 if share is None else min(1.0, max(0.0, float(share)))
 
@@ -135,7 +141,8 @@ class SsdTier(TierModel):
         ssd = group.device
         fraction = lookup.param if lookup.param is not None else DEFAULT_PAGE_CACHE_FRACTION
         share = rank_share(system)
-        cache_bytes = fraction * system.node.host_memory_capacity_bytes * share * cache_share(lookup)
+        # One OS page cache per node, shared by its ranks (the planner books one): no ``rank_share``.
+        cache_bytes = fraction * system.node.host_memory_capacity_bytes * cache_share(lookup)
         hit = lookup.hit_rate(cache_bytes / lookup.row_bytes)
         missed_rows = lookup.missed_unique_rows(cache_bytes / lookup.row_bytes)
         pages = pages_touched(missed_rows, lookup.row_bytes, lookup.op.rows, ssd.page_bytes)
