@@ -12,8 +12,9 @@ all step (below), plus the dynamic energy of the work its kernels do (an activit
 Kandiah et al., MICRO 2021, and GPUWattch, Leng et al., ISCA 2013, build per component; here only
 the two components the cost model counts):
 
-* **compute**: ``flops x (max - idle) / ceiling``, ``ceiling`` being the best FLOP rate the cost
-  model lets the op reach (``recsim.cost.compute.compute_ceiling_flop_per_s``: the dtype's tensor
+* **compute**: ``flops x (max - floor) / ceiling`` (``floor``: ``job_floor_w``, below),
+  ``ceiling`` being the best FLOP rate the cost model lets the op reach
+  (``recsim.cost.compute.compute_ceiling_flop_per_s``: the dtype's tensor
   peak x the fitted GEMM ``max_efficiency`` for matrix products, the vector peak for the rest). An
   op at its ceiling draws the board's limit: a dense GEMM on an H100 runs at its power limit (an
   FP32 SGEMM burn held 8 H100 SXM at 580-650 W of 700 W, and tensor-core BF16 burns are used to
@@ -37,9 +38,10 @@ the two components the cost model counts):
 GPUs, a peer end being the peer's HBM). NVLink and PCIe
   PHY power on the GPU is not modelled.
 
-An op's dynamic energy is at most ``(max - idle) x`` its cost-model duration (no kernel draws more
-than the board limit), and a rank's per step at most ``(max - idle) x step`` (kernels of its
-compute and communication streams overlap). Per step every rank runs its step's ops once (the last
+An op's dynamic energy is at most ``(max - floor) x`` its cost-model duration
+(``KernelEnergy.span_w``: no kernel draws more than the board limit), and a rank's per step at most
+``(max - floor) x step`` (kernels of its compute and communication streams overlap). Per step
+every rank runs its step's ops once (the last
 step's nodes), so the energy does not depend on the engine's interleaving: analytic and DES give
 the same where their step times agree. So a GPU waiting on PCIe or on the network draws about its
 floor, one streaming HBM at its measured bandwidth ``floor + 5.3 pJ/bit x bandwidth`` (H100:
@@ -53,10 +55,10 @@ issue 114), an A40 30 W with no process and about 110 W once a process held memo
 (NVIDIA/open-gpu-kernel-modules issue 874); a held context alone, no kernel ever run, measured
 +26-50 W over bare idle on H100 and A100 (arXiv 2605.23918: a lower DVFS state than a job's,
 between kernels of which the clocks stay up). Where a device has a measured ``power.job_idle``
-that is the floor, else ``JOB_IDLE_MAX_FRACTION`` of its max. Every GPU of a system is in the job
-(the model has no spare GPUs), so the no-program idle prices nothing; it stays in the YAMLs, as
-measured. The on-chip energy per bit is derived on the same floor (below), so the two move
-together.
+that is the floor, else ``JOB_IDLE_MAX_FRACTION`` of its max. A simulated job runs on every GPU
+of its system; a replayed trace's job may hold fewer (``step_energy``'s ``job_ranks``), and the
+GPUs outside it draw their no-program idle, the one place that figure prices anything. The on-chip
+energy per bit is derived on the same floor (below), so the two move together.
 Coarse as its sources: the on-chip figure is one measurement on one GPU (H200) carried to every
 accelerator, the compute one rests on GEMMs reaching the board limit. ``step_energy`` without
 ``kernel_j`` (a replayed trace's recorded durations carry no FLOPs or bytes) keeps the linear

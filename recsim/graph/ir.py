@@ -34,6 +34,7 @@ from recsim.errors import TraceError
 SCHEMA = "recsim.execution_graph"
 # 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
 # sample of their batch, at the table's dtype). 1.2: ``Embedding.atomic`` and the ``update`` pass.
+# 1.3: ``Embedding.cache_share`` (a 1.2 graph's SSD-tier lookups have their node's whole cache).
 SCHEMA_VERSION = "1.3"
 
 
