@@ -128,12 +128,21 @@ from recsim.hardware.topology import Topology
 #: devices; a held CUDA context alone measured +26-50 W over bare idle on H100 and A100 80 GB
 #: (Vadari, "The Model Parking Tax", arXiv 2605.23918, 2026), which for the A100 is above what
 #: this share gives (74 W, +12 W).
+#: It scales with ``power.max`` as loaded, overrides included: ``--set ...power.max=700`` on a B200
+#: (1000 W) takes its floor from 185 W to 129 W. The config keeps no rated max beside an overridden
+#: one, and an override of ``max`` may as well be another board of the chip (an H100 PCIe at 350 W
+#: against the SXM5's 700 W, whose floor is lower) as a power cap of this one, which does not lower
+#: the static floor; so a power-cap sweep of a GPU with no measured ``job_idle`` should pin it:
+#: ``--set ...power.job_idle=<the floor at the rated max>`` (``job_floor_w`` of the unmodified device).
 JOB_IDLE_MAX_FRACTION: Final[float] = (135.0 / 700.0 + 53.0 / 300.0) / 2.0
 
 
 def job_floor_w(accelerator: Accelerator) -> float:
     """The accelerator's draw in a job with no kernel doing work (W): its measured
-    ``power.job_idle``, else ``JOB_IDLE_MAX_FRACTION`` x its max, never below its no-program idle."""
+    ``power.job_idle``, else ``JOB_IDLE_MAX_FRACTION`` x its max, never below its no-program idle.
+    The max is the loaded one: an override of ``power.max`` moves the derived floor with it (read as
+    another board; a power cap does not lower the static floor: pin ``power.job_idle`` to sweep one,
+    ``JOB_IDLE_MAX_FRACTION``)."""
     power = accelerator.power
     if power.job_idle_w is not None:
         return power.job_idle_w

@@ -84,7 +84,9 @@ class AcceleratorPower(Power):
     """An accelerator's powers: ``idle`` is its draw with no program on it (nvidia-smi at 0 MiB
     used), ``job_idle`` its floor while a job runs on it: a process holds a context and its
     memory, and the GPU stays in P0 at its job clocks between kernels. Given where measured;
-    where not, the energy model derives it (``recsim.cost.power.job_floor_w``)."""
+    where not, the energy model derives it from ``max`` as loaded, overrides included
+    (``recsim.cost.power.job_floor_w``: to sweep a power cap, which does not lower the floor, set
+    ``job_idle`` too)."""
 
     job_idle_w: Watts | None = Field(default=None, alias="job_idle")
 
