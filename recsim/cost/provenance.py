@@ -44,7 +44,12 @@ def _default_name(cal: CollectiveCalibration) -> tuple[str, str] | None:
 
 def accelerator_fits(acc: Accelerator) -> list[str]:
     """The GEMM and gather fits ``acc`` is costed with that were not measured on it."""
-    out: list[str] = []
+    return [full for _, full in _accelerator_fits(acc)]
+
+
+def _accelerator_fits(acc: Accelerator) -> list[tuple[str, str]]:
+    """(compact, full) phrase of each fit ``accelerator_fits`` says."""
+    out: list[tuple[str, str]] = []
     cal = acc.calibration
     for label, block, key, default, where in (
         (
@@ -64,18 +69,24 @@ def accelerator_fits(acc: Accelerator) -> list[str]:
     ):
         if block is None:
             out.append(
-                f"{label} with the {default.transferred_from} fit ({where}; {default.source}): "
-                f"{acc.name} has no calibration.{key}"
+                (
+                    f"{key}: {default.transferred_from} fit ({where.split(',')[0]})",
+                    f"{label} with the {default.transferred_from} fit ({where}; {default.source}): "
+                    f"{acc.name} has no calibration.{key}",
+                )
             )
         elif block.transferred_from:
             out.append(
-                f"{label} with the {block.transferred_from} fit ({block.source}): {acc.name}'s "
-                f"calibration.{key}.transferred_from"
+                (
+                    f"{key}: {block.transferred_from} fit",
+                    f"{label} with the {block.transferred_from} fit ({block.source}): {acc.name}'s "
+                    f"calibration.{key}.transferred_from",
+                )
             )
     return out
 
 
-def _scale_up(system: System) -> list[str]:
+def _scale_up(system: System) -> list[tuple[str, str]]:
     """The scale-up level's defaults, where the node's accelerators talk to each other."""
     node = system.node
     if node.num_accelerators < 2:
@@ -94,47 +105,93 @@ def _scale_up(system: System) -> list[str]:
         and (cal is DEFAULT_NVLINK or (switch is not None and cal is switch.calibration))
     )
     onto = f", transferred to {link.name} (family {link.family})" if transferred and link else ""
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
+    short_onto = f" on {link.name}" if transferred and link else ""
     found = _default_name(cal)
     if found is not None:
         name, what = found
         owner = f"{switch.name} has" if switch is not None else f"the {fabric} fabric has"
-        out.append(f"scale-up collectives with {name} ({what}, {_WHERE}{onto}): {owner} no calibration")
+        out.append(
+            (
+                f"scale-up: {name}{short_onto}",
+                f"scale-up collectives with {name} ({what}, {_WHERE}{onto}): {owner} no calibration",
+            )
+        )
+    elif cal.transferred_from:
+        owner = (
+            f"{switch.name}'s" if switch is not None and cal is switch.calibration else "the node's scale_up"
+        )
+        out.append(
+            (
+                f"scale-up: {cal.transferred_from} fit{short_onto}",
+                f"scale-up collectives with the {cal.transferred_from} fit ({cal.source}{onto}): {owner} "
+                "calibration.transferred_from",
+            )
+        )
     elif transferred and switch is not None:
-        out.append(f"scale-up collectives with {switch.name}'s NVLink fit{onto}")
+        out.append(
+            (
+                f"scale-up: {switch.name} fit{short_onto}",
+                f"scale-up collectives with {switch.name}'s NVLink fit{onto}",
+            )
+        )
     if system.num_nodes == 1 and switch is not None and switch.in_network_reduction and cal.nvls is None:
         out.append(
-            f"NVLS, where chosen, with DEFAULT_NVLS (the nvswitch-gen3 fit, {_WHERE}): {switch.name}'s "
-            "calibration has no nvls"
+            (
+                "NVLS: DEFAULT_NVLS",
+                f"NVLS, where chosen, with DEFAULT_NVLS (the nvswitch-gen3 fit, {_WHERE}): {switch.name}'s "
+                "calibration has no nvls",
+            )
         )
     return out
 
 
-def _scale_out(system: System) -> list[str]:
-    """The scale-out level's default, where traffic leaves a node."""
+def _scale_out(system: System) -> list[tuple[str, str]]:
+    """The scale-out level's default or transferred fit, where traffic leaves a node."""
     group = system.node.scale_out_nics
     if system.num_nodes < 2 or group is None:
         return []
-    found = _default_name(node_level_calibration(system.node, Level.INTER))
+    cal = node_level_calibration(system.node, Level.INTER)
+    found = _default_name(cal)
     if found is None:
+        if cal.transferred_from:
+            return [
+                (
+                    f"scale-out: {cal.transferred_from} fit",
+                    f"scale-out collectives with the {cal.transferred_from} fit ({cal.source}): "
+                    f"{group.device.name}'s calibration.transferred_from",
+                )
+            ]
         return []
     name, what = found
-    return [f"scale-out collectives with {name} ({what}, {_WHERE}): {group.device.name} has no calibration"]
+    return [
+        (
+            f"scale-out: {name}",
+            f"scale-out collectives with {name} ({what}, {_WHERE}): {group.device.name} has no calibration",
+        )
+    ]
+
+
+def _said(system: System) -> list[tuple[str, str]]:
+    said: list[tuple[str, str]] = []
+    if system.accelerator is not None:
+        said += _accelerator_fits(system.accelerator)
+    return said + _scale_up(system) + _scale_out(system)
 
 
 def calibration_defaults(system: System) -> list[str]:
     """Every calibration a run on ``system`` reads that was not measured on its hardware (a
-    default, or a block transferred from another device), one phrase each."""
-    said: list[str] = []
-    if system.accelerator is not None:
-        said += accelerator_fits(system.accelerator)
-    return said + _scale_up(system) + _scale_out(system)
+    default, or a block transferred from another device), one phrase each, with its source."""
+    return [full for _, full in _said(system)]
 
 
 def calibration_note(system: System) -> str | None:
-    """``calibration_defaults`` as one line of a result's notes; None where there is none."""
-    said = calibration_defaults(system)
-    return "calibrations not measured on this hardware: " + "; ".join(said) if said else None
+    """``calibration_defaults`` as one compact line of a result's notes, a few words an item (it
+    repeats on every run and sweep row; ``recsim hw show`` lists the sources); None where none."""
+    said = [short for short, _ in _said(system)]
+    if not said:
+        return None
+    return "calibrations not measured on this hardware: " + "; ".join(said)
 
 
 def device_defaults(device: Device) -> list[tuple[str, str]]:

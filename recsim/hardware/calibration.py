@@ -191,10 +191,14 @@ class CollectiveCalibration(Spec):
     others lasts at least that long in that harness's measurements (``Timing`` of
     ``recsim.cost.collectives.calibrate``). It describes how those datasets were measured, not the
     fabric: the cost model never reads it.
+
+    ``transferred_from`` names the fabric (a switch's, or a NIC's, name) whose fit this block
+    copies, where it was not measured on its own (``recsim.cost.provenance`` reports it).
     """
 
     source: str
     fit: str = ""
+    transferred_from: str | None = None
     transport: Literal["rdma", "socket"] | None = None
     protocols: dict[ProtocolName, CollectiveProtocol]
     nvls: CollectiveProtocol | None = None
