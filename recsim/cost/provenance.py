@@ -106,7 +106,7 @@ def _scale_up(system: System) -> list[tuple[str, str]]:
     )
     onto = f", transferred to {link.name} (family {link.family})" if transferred and link else ""
     out: list[tuple[str, str]] = []
-    short_onto = f" on {link.name}" if transferred and link else ""
+    short_onto = f" on {link.name} (family {link.family})" if transferred and link else ""
     found = _default_name(cal)
     if found is not None:
         name, what = found
