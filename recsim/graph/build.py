@@ -4,7 +4,8 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
 
 1. **input pipeline** (for the *next* batch, so it overlaps this one): host data loading, the H2D
    copy of its dense features and indices, and the sparse input distribution (an all-to-all of
-   indices and lengths to the ranks that own each table);
+   indices and lengths to the ranks that own each table), or none where each rank's loader reads
+   its own tables' features for the global batch (``Runtime.per_rank_feature_input``: NVIDIA DLE);
 2. **embedding forward** per shard: a table-wise / column-wise shard gathers and pools for the
    global batch ``B`` of its table; a row-wise shard for the lookups that fall in its rows; a
    data-parallel (replicated) table for the local batch only;
@@ -98,6 +99,12 @@ DENSE_INPUT_BYTES = 4.0  # dense features arrive as fp32
 # HugeCTR's raw binary sample (its RawAsync format, read whole by the AsyncReader): an int32 label,
 # int32 dense features and a uint32 key per lookup (i64_input_key is off in the MLPerf configs).
 RAW_RECORD_ITEM_BYTES = 4.0
+# NVIDIA DeepLearningExamples' split binary dataset (dlrm/data/datasets.py): numerical features
+# stored and copied as fp16 (cast to fp32 on the GPU by collate_split_tensors), labels read as bool
+# and made fp32 on the host, categorical features made int64 on the host, one per sample and feature
+# (a ``[batch, features]`` tensor: no lengths).
+SPLIT_NUMERICAL_BYTES = 2.0
+SPLIT_LABEL_BYTES = 4.0
 DDP_BUCKET_BYTES = 25 * 2**20  # torch DistributedDataParallel bucket_cap_mb default (25 MiB)
 # Optimizer traffic per parameter, in units of the parameter size: read param + grad + states,
 # write param + states (SGD: p, g -> p; Adagrad: p, g, h -> p, h; Adam: p, g, m, v -> p, m, v).
@@ -198,6 +205,7 @@ class _Builder:
         self.runtime: Runtime | None = None
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
         self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
+        self.per_rank_input = False  # each rank reads its own features (Runtime.per_rank_feature_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
         # SSD-tier shards' shares of their node's cache (``cache_shares``), and the ops carrying
         # them by (the shard op's id, share, tier) -> (that op, kept so its id stays its own; the op).
@@ -320,6 +328,9 @@ class _Builder:
         if self.global_input:
             self.global_batch_input(batch)
             return
+        if self.per_rank_input:
+            self.per_rank_feature_input(batch)
+            return
         b = self.local_batch(batch)
         # Every sender sends each owner the same bytes (its local batch's indices for the owner's
         # shards), so one row of the sender-by-owner table serves all of them: the same sums, in the
@@ -386,6 +397,38 @@ class _Builder:
             if peer_op is not None:
                 last = self.add(r, "d2d_next_batch", Stream.COPY, peer_op, [last], "input")
             self.h2d[r] = self.input_ready[r] = last
+
+    def per_rank_feature_input(self, batch: int) -> None:
+        """Each rank reads and copies its own features (``Runtime.per_rank_feature_input``): for the
+        whole batch, the indices of the tables it holds a model-parallel shard of (once per table,
+        however many blocks of it the rank holds) and, on the bottom MLP's rank, the dense features;
+        the local batch's indices of its replicated tables (and its dense features, where every rank
+        runs the bottom MLP); every rank the batch's labels. No input-dist collective."""
+        b = self.local_batch(batch)
+        global_tables: dict[int, set[str]] = defaultdict(set)
+        local_tables: dict[int, set[str]] = defaultdict(set)
+        for shard in self.plan.shards:
+            held = local_tables if shard.sharding == "data_parallel" else global_tables
+            for r in shard.ranks:
+                held[r].add(shard.table)
+        dense_rows = {self.plan.bottom_rank: batch} if self.plan.bottom_rank is not None else {}
+        ops: dict[float, tuple[Host, Transfer]] = {}
+        for r in range(self.world):
+            rows = dense_rows.get(r, 0 if dense_rows else b)
+            idx = math.fsum(
+                self.w.table_lookups(self.tables[t]) * batch * INDEX_BYTES for t in sorted(global_tables[r])
+            ) + math.fsum(
+                self.w.table_lookups(self.tables[t]) * b * INDEX_BYTES
+                for t in sorted(local_tables[r] - global_tables[r])
+            )
+            size = idx + rows * self.w.dense_features * SPLIT_NUMERICAL_BYTES + batch * SPLIT_LABEL_BYTES
+            pair = ops.get(size)
+            if pair is None:
+                pair = ops[size] = (Host("data_loading", size), Transfer("host", "hbm", size))
+            load = self.add(r, "data_loading", Stream.HOST, pair[0], phase="input")
+            self.h2d[r] = self.input_ready[r] = self.add(
+                r, "h2d_next_batch", Stream.COPY, pair[1], [load], "input"
+            )
 
     def _local_lookup_bytes(self, b: int) -> float:
         """Index and length bytes of the local batch ``b``: every table's lookups once."""
@@ -868,6 +911,7 @@ def build_training_step(
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
     bld.global_input = framework.global_batch_input(plan)
+    bld.per_rank_input = framework.per_rank_feature_input(plan)
     if framework.shared_comm_queue:
         bld.input_lane = bld.dense_lane = LANE_EMBEDDING
     batch = workload.training.global_batch_size

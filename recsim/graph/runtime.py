@@ -239,6 +239,14 @@ class Runtime(ABC):
         and copied to its GPUs, rather than its own samples and an all-to-all of the indices."""
         return False
 
+    def per_rank_feature_input(self, plan: Plan) -> bool:
+        """Whether each rank's data loader reads, for the whole global batch, the sparse features
+        of the tables it holds (and the dense features where it runs the bottom MLP of a
+        ``model_parallel_bottom`` plan), so that no index is exchanged between the ranks (no
+        input-dist collective), rather than its local batch's features of every table and an
+        all-to-all of the indices (TorchRec's KJTAllToAll)."""
+        return False
+
     def atomic_embedding_update(self, plan: Plan, optimizer: str) -> bool:
         """Whether the framework's embedding backwards of ``plan`` add each lookup's gradient into
         its row with atomics (``Embedding.atomic``: no sort, no dedup) rather than sorting the
@@ -912,6 +920,16 @@ class CudaGraphs(Runtime):
     # DLE wraps its top model in DDP on the default process group, and its all-to-all
     # (``torch.distributed.all_to_all`` in dlrm/model/distributed.py) takes that group too.
     shared_comm_queue = True
+
+    def per_rank_feature_input(self, plan: Plan) -> bool:
+        # DLE's loader reads per rank: create_dataset_factory (dlrm/data/factories.py) gives rank r
+        # the categorical features of device_mapping["embedding"][r] (the tables it holds) and the
+        # numerical features only where device_mapping["bottom_mlp"] == r, and ParametricDataset /
+        # SplitCriteoDataset (dlrm/data/datasets.py) read them from their per-feature files for
+        # ``flags.batch_size``, the global batch; collate_split_tensors copies them to the GPU as
+        # they are. The model then needs only the pooled-embedding all-to-all
+        # (dlrm/model/distributed.py); no index crosses the network.
+        return True
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(None, step_sync=True, exchange_copies=True, issue_order=self.shared_comm_queue)

@@ -1004,8 +1004,9 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
         assert [type(x) for x in op.send_bytes + op.recv_bytes] == [type(x) for x in send + recv]
         assert op.bytes == sum(send)
         seen[op.key] += 1
-    # HugeCTR's hybrid embedding hands every rank the whole batch: no index all-to-all.
-    assert seen["input_dist"] == (0 if plan_name == "hybrid_embedding" else world)
+    # HugeCTR's hybrid embedding hands every rank the whole batch, DLE's loader each rank its own
+    # features: no index all-to-all.
+    assert seen["input_dist"] == (0 if plan_name == "hybrid_embedding" or runtime == "cuda_graphs" else world)
     # Every dense layer's op is what ``_layer_op`` makes afresh, one object shared by the ranks.
     layers = {layer.name: layer for layer in workload.dense_layers}
     precision = workload.training.precision
@@ -1325,6 +1326,9 @@ class _ReferenceBuilder(_Builder):
         if self.global_input:  # the whole batch to every rank: the builder's own (no speed path)
             self.global_batch_input(batch)
             return
+        if self.per_rank_input:  # each rank its own features (DLE): the builder's own (no speed path)
+            self.per_rank_feature_input(batch)
+            return
         b = self.local_batch(batch)
         by_rank = self._lookup_bytes_by_owner(b)
         ids = []
@@ -1524,6 +1528,7 @@ def reference_build_training_step(
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.global_input = framework.global_batch_input(plan)
+    bld.per_rank_input = framework.per_rank_feature_input(plan)
     if framework.shared_comm_queue:  # one NCCL stream: every collective on the exchanges' lane
         bld.input_lane = bld.dense_lane = LANE_EMBEDDING
     batch = workload.training.global_batch_size

@@ -52,6 +52,9 @@ class _PreviousBuilder(build_module._Builder):
         if self.global_input:
             self.global_batch_input(batch)
             return
+        if self.per_rank_input:
+            self.per_rank_feature_input(batch)
+            return
         b = self.local_batch(batch)
         row = self._lookup_bytes_row(b)
         idx_bytes = self._local_lookup_bytes(b)

@@ -27,7 +27,9 @@ from recsim.graph.steps import ChainedGraph, _Templates
 # and when the PyTorch runtimes' dense gradients became fp32 under AMP (``Runtime.
 # dense_gradient_dtype``: the eager and cuda_graphs cases; with the compute precision in its place
 # the builder gives the digests recorded before, checked by script); and when their collectives
-# moved to one comm lane (``Runtime.shared_comm_queue``; checked by script the same way).
+# moved to one comm lane (``Runtime.shared_comm_queue``; checked by script the same way); and when
+# DLE's loader read each rank's own features (``Runtime.per_rank_feature_input``: the cuda_graphs
+# case, its 16 input dists gone; switched off, the builder gives the recorded digest, by script).
 BUILT = {
     ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (889, "92a1c36e3bf0683e7a429da70579aca5"),
     ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1044, "64834199639c5834b91d74106a751562"),
@@ -38,8 +40,8 @@ BUILT = {
         "02a5fe10ba95a90efd703480925e4ed1",  # its frequent rows follow the collectives' costs
     ),
     ("dgx-a100", "dlrm-mlperf", 2, "table_wise", "cuda_graphs", True): (
-        448,
-        "b02aaa697cbddcd41c56115f7cf991f6",
+        432,
+        "6530dfaa4b482a2c25ebc939fcde3659",  # no input dist (Runtime.per_rank_feature_input)
     ),
 }
 

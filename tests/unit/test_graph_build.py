@@ -426,3 +426,30 @@ def test_data_parallel_buckets_are_labelled_in_the_dtype_of_their_size(tiny):
     (bucket,) = {n.op for n in g.nodes if n.rank == 0 and n.name.startswith("dp_allreduce")}
     assert bucket.dtype == "fp16"
     assert bucket.bytes == sum(t.rows * dims[t.name] * 2.0 for t in wl.tables)
+
+
+def test_dle_loads_its_own_features_for_the_global_batch_and_exchanges_no_index(tiny):
+    # NVIDIA DLE's loader gives each rank, for the global batch, the categorical features of the
+    # tables it holds and, on the bottom MLP's rank, the numerical ones (fp16); every rank the labels
+    # (Runtime.per_rank_feature_input): no input_dist collective. TorchRec (eager) keeps its
+    # KJTAllToAll of the local batch's indices.
+    from recsim.planner.plan import table_wise_mp_bottom
+
+    for runtime_name in ("cuda_graphs", "eager"):
+        training = tiny.training.model_copy(update={"runtime": runtime_name})
+        wl = tiny.model_copy(update={"training": training})
+        plan = table_wise_mp_bottom(wl, 2)
+        g = build_training_step(wl, plan, UNFUSED)
+        g.validate()
+        has_dist = any(n.name == "input_dist" for r in range(2) for n in g.rank_nodes(r))
+        assert has_dist == (runtime_name == "eager"), runtime_name
+        if runtime_name != "cuda_graphs":
+            continue
+        held = {r: {s.table for s in plan.shards if r in s.ranks} for r in range(2)}
+        bottom = plan.bottom_rank
+        assert bottom is not None
+        for r in range(2):
+            idx = sum({"a": 2, "b": 3}[t] for t in held[r]) * 8 * 8.0  # lookups x global batch x int64
+            dense = 8 * 4 * 2.0 if r == bottom else 0.0  # global batch x 4 features x fp16
+            h2d = named(g, r, "h2d_next_batch").op
+            assert h2d.bytes == idx + dense + 8 * 4.0, r  # + the batch's fp32 labels

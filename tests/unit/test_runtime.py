@@ -499,7 +499,7 @@ def test_pytorch_collectives_share_one_queue_in_issue_order():
     # TorchRec and DLE issue every collective on one process group: one NCCL stream, where they run
     # in issue order (the Kineto trace: AllReduce, SendRecv, AllReduce on one stream in backward).
     # The top layers' all-reduces go before the backward all-to-all, the bottom MLP's after it;
-    # the eager input dist after the forward all-to-all. HugeCTR keeps its lanes.
+    # the eager input dist after the forward all-to-all; DLE has none. HugeCTR keeps its lanes.
     orders = {
         "eager": [
             "a2a_fwd",
@@ -509,8 +509,7 @@ def test_pytorch_collectives_share_one_queue_in_issue_order():
             "a2a_bwd",
             "allreduce_bucket2",
         ],
-        "cuda_graphs": [
-            "input_dist",
+        "cuda_graphs": [  # DLE exchanges no index (Runtime.per_rank_feature_input)
             "a2a_fwd",
             "allreduce_bucket0",
             "allreduce_bucket1",
