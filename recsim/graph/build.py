@@ -15,8 +15,9 @@ The step is TorchRec's pipelined training step, per rank, with local batch ``b =
 4. the dense **forward**: bottom MLP (independent of the embeddings, so it overlaps them), sequence
    layers (DIN attention / DIEN GRU), interaction, top MLP, task heads, loss;
 5. **backward** in reverse: each fully connected layer is two GEMMs (input and weight gradient) in
-   one node; the **dense gradient all-reduce** runs in buckets (DDP's 25 MiB by default, filled in
-   backward order) on the comm stream as soon as the last layer of a bucket has its gradient;
+   one node; the **dense gradient all-reduce** runs in buckets (``Runtime.gradient_bucket_caps``:
+   torch DDP's 1 MiB first bucket, then 25 MiB; apex's 10M elements; filled in backward order) on
+   the comm stream as soon as the last layer of a bucket has its gradient;
 6. the **backward all-to-all** of embedding gradients (the forward matrix transposed; an
    all-gather per row-wise table), then per shard the **fused backward + optimizer update** (FBGEMM
    TBE style; atomic adds where the framework uses them, ``Runtime.atomic_embedding_update``);
@@ -106,6 +107,12 @@ RAW_RECORD_ITEM_BYTES = 4.0
 SPLIT_NUMERICAL_BYTES = 2.0
 SPLIT_LABEL_BYTES = 4.0
 DDP_BUCKET_BYTES = 25 * 2**20  # torch DistributedDataParallel bucket_cap_mb default (25 MiB)
+# torch DDP's cap on each dtype's first bucket in gradient-ready order (dist._DEFAULT_FIRST_BUCKET_
+# BYTES, kDefaultFirstBucketBytes = 1024 * 1024 in c10d/reducer.hpp): Reducer::rebuild_buckets
+# assigns the buckets after the first iteration with the limits {first_bucket_bytes_cap_,
+# bucket_bytes_cap_} (c10d/reducer.cpp), the first per dtype and device, unless
+# DDP_SET_LAST_BUCKET_CAP=1 moves the small one to the end.
+DDP_FIRST_BUCKET_BYTES = float(2**20)
 # Optimizer traffic per parameter, in units of the parameter size: read param + grad + states,
 # write param + states (SGD: p, g -> p; Adagrad: p, g, h -> p, h; Adam: p, g, m, v -> p, m, v).
 OPTIMIZER_STATE: dict[str, int] = {"sgd": 0, "adagrad": 1, "rowwise_adagrad": 1, "adam": 2}
@@ -138,7 +145,9 @@ class BuildOptions:
 
     comm_dtype: str | None = None  # wire dtype of pooled embeddings; None: the plan's choice
     fuse_tables: bool = True  # one table-batched lookup (TBE) node per rank, dtype and pass
-    bucket_bytes: float = DDP_BUCKET_BYTES
+    # Gradient bucket caps (bytes): None, the framework's own (``Runtime.gradient_bucket_caps``).
+    bucket_bytes: float | None = None
+    first_bucket_bytes: float | None = None  # the first bucket of each dtype, in ready order
     include_input_pipeline: bool = True
     validate_plan: bool = True  # False when the caller has just validated it (simulate_training)
     # Ranks per node, for a framework and plan whose row splits over several nodes reduce inside
@@ -1028,7 +1037,8 @@ def build_training_step(
     # The DDP buckets of the chain's gradients (sizes, and the chain node after which each is
     # ready), the same on every rank: worked out once, each rank's at its chain's offset (the same
     # sums in the same order as over the rank's own gradients), with their names.
-    chain_buckets = _buckets(chain.grads, opt.bucket_bytes)
+    dense_caps = _bucket_caps(framework, opt, grad_dtype)
+    chain_buckets = _buckets(chain.grads, *dense_caps)
     bucket_names = [f"allreduce_bucket{k}" for k in range(len(chain_buckets) + 1)]
 
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
@@ -1107,7 +1117,10 @@ def build_training_step(
                 by_dtype[dtype].append((table, size, nid))
             k = 0
             for dtype, grads in by_dtype.items():
-                for size, last_node in _buckets(grads, opt.bucket_bytes):
+                # The dense gradients' dtype has had its first bucket (the dense chain's, ready
+                # first); another dtype starts its own limits (the reducer keeps one per dtype).
+                first, cap = _bucket_caps(framework, opt, dtype)
+                for size, last_node in _buckets(grads, cap if dtype == grad_dtype else first, cap):
                     key = f"dp_allreduce_bucket{k}"
                     k += 1
                     op = all_reduce(key, size, dtype)
@@ -1247,17 +1260,32 @@ def _framework(workload: Workload) -> Runtime:
     return runtime(workload.training.runtime)
 
 
-def _buckets(grads: Sequence[tuple[str, float, int]], cap: float) -> list[tuple[float, int]]:
-    """DDP bucketing in backward order: (bucket bytes, node after which it is ready)."""
+def _bucket_caps(framework: Runtime, opt: BuildOptions, dtype: str) -> tuple[float, float]:
+    """(first bucket's cap, the others') of gradients in ``dtype``: ``opt``'s where it sets them,
+    else the framework's (``Runtime.gradient_bucket_caps``); a framework without a first cap of its
+    own fills the first bucket to the others' cap."""
+    own_first, own_cap = framework.gradient_bucket_caps(dtype)
+    cap = own_cap if opt.bucket_bytes is None else opt.bucket_bytes
+    if opt.first_bucket_bytes is not None:
+        return opt.first_bucket_bytes, cap
+    return (cap if own_first is None else own_first), cap
+
+
+def _buckets(grads: Sequence[tuple[str, float, int]], first: float, cap: float) -> list[tuple[float, int]]:
+    """DDP bucketing in backward (ready) order: (bucket bytes, node after which it is ready). A
+    bucket closes once it holds ``first`` bytes (the first) or ``cap`` (the others); the remainder
+    forms the last."""
     out: list[tuple[float, int]] = []
     size = 0.0
     last = -1
+    limit = first
     for _, nbytes, nid in grads:
         size += nbytes
         last = nid
-        if size >= cap:
+        if size >= limit:
             out.append((size, last))
             size = 0.0
+            limit = cap
     if size > 0:
         out.append((size, last))
     return out

@@ -89,7 +89,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from recsim.errors import ConfigError
-from recsim.graph.build import OPTIMIZER_STATE
+from recsim.graph.build import DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, OPTIMIZER_STATE
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.planner.types import Plan
@@ -238,6 +238,13 @@ class Runtime(ABC):
         """Whether every rank of ``plan`` gets the whole global batch's input, read once per node
         and copied to its GPUs, rather than its own samples and an all-to-all of the indices."""
         return False
+
+    def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
+        """The byte caps of the dense gradients' all-reduce buckets in ``dtype``, filled in ready
+        (backward) order: (the first bucket's, None where it has none of its own; the others'); a
+        bucket closes once it reaches its cap. By default 25 MiB each (torch DDP's
+        ``bucket_cap_mb``; the fused frameworks', ASSUMPTION)."""
+        return (None, DDP_BUCKET_BYTES)
 
     def per_rank_feature_input(self, plan: Plan) -> bool:
         """Whether each rank's data loader reads, for the whole global batch, the sparse features
@@ -903,9 +910,19 @@ class Eager(Runtime):
     # Kineto trace of an 8-rank TorchRec DLRM has every NCCL kernel on one stream, serialised.
     shared_comm_queue = True
 
+    def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
+        # torch DDP (TorchRec's DefaultDataParallelWrapper): after the first iteration
+        # Reducer::rebuild_buckets (c10d/reducer.cpp) refills the buckets in gradient-ready order
+        # with the limits {first_bucket_bytes_cap_ (dist._DEFAULT_FIRST_BUCKET_BYTES, 1 MiB),
+        # bucket_bytes_cap_ (bucket_cap_mb, 25 MiB)}: the first-reduced bucket is capped at 1 MiB.
+        return (DDP_FIRST_BUCKET_BYTES, DDP_BUCKET_BYTES)
+
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
         style = _Style(self.costs, step_sync=False, issue_order=self.shared_comm_queue)
         return _Rewriter(graph, workload, style).run(self.name)
+
+
+APEX_MESSAGE_SIZE = 10_000_000  # apex.parallel.DistributedDataParallel message_size (elements)
 
 
 @register
@@ -920,6 +937,14 @@ class CudaGraphs(Runtime):
     # DLE wraps its top model in DDP on the default process group, and its all-to-all
     # (``torch.distributed.all_to_all`` in dlrm/model/distributed.py) takes that group too.
     shared_comm_queue = True
+
+    def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
+        # DLE wraps its top model in apex's DDP (main.py: ``parallel.DistributedDataParallel(
+        # model.top_model)``, default message_size=10000000): apex/parallel/distributed.py fills its
+        # buckets in gradient-arrival order on the first iteration and ships one once it holds
+        # ``message_size`` elements (``tmp_numels >= message_size``), the rest in the last; no
+        # smaller first bucket.
+        return (None, APEX_MESSAGE_SIZE * DTYPE_BYTES[dtype])
 
     def per_rank_feature_input(self, plan: Plan) -> bool:
         # DLE's loader reads per rank: create_dataset_factory (dlrm/data/factories.py) gives rank r

@@ -47,6 +47,7 @@ from recsim.graph.build import (
     OPTIMIZER_FLOPS_PER_PARAM,
     OPTIMIZER_STATE,
     BuildOptions,
+    _bucket_caps,
     _buckets,
     _Builder,
     _framework,
@@ -1624,7 +1625,8 @@ def reference_build_training_step(
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
         """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
         ``extra_deps``) join the last bucket, or form one of their own on a rank without dense ones."""
-        buckets = [(size, [last]) for size, last in _buckets(grads_by_rank.get(r, []), opt.bucket_bytes)]
+        caps = _bucket_caps(framework, opt, grad_dtype)
+        buckets = [(size, [last]) for size, last in _buckets(grads_by_rank.get(r, []), *caps)]
         if extra_bytes:
             size, deps = buckets.pop() if buckets else (0.0, [])
             buckets.append((size + extra_bytes, [*deps, *extra_deps]))
@@ -1692,7 +1694,10 @@ def reference_build_training_step(
             by_dtype: dict[str, list[tuple[str, float, int]]] = defaultdict(list)
             for nid, table, size, dtype in sorted(by_rank.get(r, [])):
                 by_dtype[dtype].append((table, size, nid))
-            dp_buckets = [(d, b) for d, grads in by_dtype.items() for b in _buckets(grads, opt.bucket_bytes)]
+            dp_buckets = []
+            for d, grads in by_dtype.items():  # a dtype other than the dense one: its own first cap
+                first, cap = _bucket_caps(framework, opt, d)
+                dp_buckets += [(d, b) for b in _buckets(grads, cap if d == grad_dtype else first, cap)]
             for k, (dtype, (size, last_node)) in enumerate(dp_buckets):
                 key = f"dp_allreduce_bucket{k}"
                 op = Collective(

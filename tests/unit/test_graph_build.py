@@ -406,7 +406,8 @@ def test_pytorch_amp_all_reduces_fp32_gradients_and_hugectr_fp16(tiny):
         bucket = named(g, 0, "allreduce_bucket0").op
         assert (bucket.dtype, bucket.bytes) == (dtype, 131 * DTYPE_BYTES[dtype]), runtime_name
         # A cap of 300 B: one bucket of 262 fp16 bytes, but the 524 fp32 bytes split.
-        capped = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(bucket_bytes=300))
+        caps = BuildOptions(bucket_bytes=300, first_bucket_bytes=300)
+        capped = build_training_step(wl, table_wise_round_robin(wl, 2), caps)
         buckets = [n.op for n in capped.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
         assert (len(buckets) > 1) == (dtype == "fp32"), runtime_name
         assert sum(b.bytes for b in buckets) == 131 * DTYPE_BYTES[dtype]
@@ -453,3 +454,28 @@ def test_dle_loads_its_own_features_for_the_global_batch_and_exchanges_no_index(
             dense = 8 * 4 * 2.0 if r == bottom else 0.0  # global batch x 4 features x fp16
             h2d = named(g, r, "h2d_next_batch").op
             assert h2d.bytes == idx + dense + 8 * 4.0, r  # + the batch's fp32 labels
+
+
+def test_torch_ddp_caps_its_first_bucket_at_1_mib_and_apex_and_hugectr_do_not(tiny):
+    # torch DDP's Reducer::rebuild_buckets fills buckets in ready order with the limits {1 MiB
+    # (dist._DEFAULT_FIRST_BUCKET_BYTES), bucket_cap_mb}; apex's DDP (DLE) ships a bucket at
+    # message_size = 10M elements; the fused frameworks keep 25 MiB (Runtime.gradient_bucket_caps).
+    from recsim.graph.build import _buckets
+    from recsim.graph.runtime import runtime
+
+    assert runtime("eager").gradient_bucket_caps("fp32") == (2**20, 25 * 2**20)
+    assert runtime("cuda_graphs").gradient_bucket_caps("fp32") == (None, 4e7)
+    assert runtime("cuda_graphs").gradient_bucket_caps("fp16") == (None, 2e7)
+    assert runtime("fused").gradient_bucket_caps("fp32") == (None, 25 * 2**20)
+    grads = [("l3", 0.6e6, 3), ("l2", 0.6e6, 2), ("l1", 20e6, 1), ("l0", 10e6, 0)]
+    assert _buckets(grads, 2**20, 25 * 2**20) == [(1.2e6, 2), (30e6, 0)]
+    assert _buckets(grads, 25 * 2**20, 25 * 2**20) == [(31.2e6, 0)]
+    # Over the graph: a 100 B cap splits tiny's 524 B of fp32 gradients, after a first bucket that
+    # takes torch DDP's 1 MiB under eager, the cap itself under fused.
+    for runtime_name, first_alone in (("eager", True), ("fused", False)):
+        training = tiny.training.model_copy(update={"runtime": runtime_name})
+        wl = tiny.model_copy(update={"training": training})
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(bucket_bytes=100))
+        buckets = [n.op for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
+        assert sum(b.bytes for b in buckets) == 131 * 4
+        assert (len(buckets) == 1) == first_alone, runtime_name

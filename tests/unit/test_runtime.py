@@ -501,20 +501,20 @@ def test_pytorch_collectives_share_one_queue_in_issue_order():
     # The top layers' all-reduces go before the backward all-to-all, the bottom MLP's after it;
     # the eager input dist after the forward all-to-all; DLE has none. HugeCTR keeps its lanes.
     orders = {
-        "eager": [
+        "eager": [  # torch DDP's first bucket is capped at 1 MiB (Runtime.gradient_bucket_caps)
             "a2a_fwd",
             "input_dist",
             "allreduce_bucket0",
             "allreduce_bucket1",
-            "a2a_bwd",
             "allreduce_bucket2",
+            "a2a_bwd",
+            "allreduce_bucket3",
         ],
-        "cuda_graphs": [  # DLE exchanges no index (Runtime.per_rank_feature_input)
-            "a2a_fwd",
+        "cuda_graphs": [  # DLE exchanges no index (Runtime.per_rank_feature_input); apex's DDP
+            "a2a_fwd",  # ships a bucket at 10M elements (40 MB of fp32): the top layers in one
             "allreduce_bucket0",
-            "allreduce_bucket1",
             "a2a_bwd",
-            "allreduce_bucket2",
+            "allreduce_bucket1",
         ],
     }
     for name in ("eager", "cuda_graphs", "fused"):
