@@ -216,6 +216,10 @@ class _Builder:
         self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
         self.per_rank_input = False  # each rank reads its own features (Runtime.per_rank_feature_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
+        # The input dist waits for the previous step's copy (``Runtime.
+        # input_dist_follows_previous_copy``): its node -> that copy, a carried dependency.
+        self.lagged_input = False
+        self.carried_input: dict[int, tuple[int, ...]] = {}
         # SSD-tier shards' shares of their node's cache (``cache_shares``), and the ops carrying
         # them by (the shard op's id, share, tier) -> (that op, kept so its id stays its own; the op).
         self._cache_shares: dict[Shard, dict[int, tuple[float, str | None]]] | None = None
@@ -384,9 +388,19 @@ class _Builder:
                     folded[r] = part
                 self.input_ready[r] = -1
                 continue
-            self.input_ready[r] = self.add(
-                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=self.input_lane
+            copy = (self.h2d[r],)
+            nid = self.add(
+                r,
+                "input_dist",
+                Stream.COMM,
+                part,
+                () if self.lagged_input else copy,
+                "input",
+                lane=self.input_lane,
             )
+            self.input_ready[r] = nid
+            if self.lagged_input:
+                self.carried_input[nid] = copy
         self._record_folded("input_dist", folded)
 
     def global_batch_input(self, batch: int) -> None:
@@ -921,6 +935,7 @@ def build_training_step(
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
     bld.global_input = framework.global_batch_input(plan)
     bld.per_rank_input = framework.per_rank_feature_input(plan)
+    bld.lagged_input = framework.input_dist_follows_previous_copy
     if framework.shared_comm_queue:
         bld.input_lane = bld.dense_lane = LANE_EMBEDDING
     batch = workload.training.global_batch_size
@@ -1160,11 +1175,13 @@ def build_training_step(
         # How far ahead of the GPU the next batch's input pipeline may run (``recsim.graph.steps``).
         "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
+    if carried or bld.carried_input:
+        # node -> the nodes of the previous step it waits for (``recsim.graph.steps``): the
+        # routed exchange's, and the input dists' copies.
+        bld.graph.metadata["carried_dependencies"] = {**bld.carried_input, **carried}
     if carried:
-        # node -> the nodes of the previous step it waits for (``recsim.graph.steps``), and the
-        # nodes that work for the next batch: a step ends with its own batch's last node
+        # The nodes that work for the next batch: a step ends with its own batch's last node
         # (``recsim.engine.timeline.step_window``), not with the next one's exchange.
-        bld.graph.metadata["carried_dependencies"] = carried
         bld.graph.metadata["next_batch_nodes"] = tuple(ahead_ids)
     return bld.graph
 

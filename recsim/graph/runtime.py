@@ -163,6 +163,10 @@ class Runtime(ABC):
     #: puts them on it; the runtime pass orders them as the program issues them). False: each kind
     #: queues on a lane of its own.
     shared_comm_queue: ClassVar[bool] = False
+    #: Whether the next batch's input dist waits for the H2D copy of the previous step rather than
+    #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch
+    #: i + 1's indices (already on the device) and trains on batch i.
+    input_dist_follows_previous_copy: ClassVar[bool] = False
 
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
@@ -909,6 +913,11 @@ class Eager(Runtime):
     # (torchrec/distributed/model_parallel.py): one communicator, one NCCL stream. The project's
     # Kineto trace of an 8-rank TorchRec DLRM has every NCCL kernel on one stream, serialised.
     shared_comm_queue = True
+    # TrainPipelineSparseDist.progress (torchrec/distributed/train_pipeline/train_pipelines.py)
+    # runs, in step i, start_sparse_data_dist(self.batches[1]) on batch i + 1, copied to the device
+    # by the previous step's enqueue_batch, then enqueue_batch copies batch i + 2: this step's
+    # input dist reads the previous step's copy.
+    input_dist_follows_previous_copy = True
 
     def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
         # torch DDP (TorchRec's DefaultDataParallelWrapper): after the first iteration

@@ -1357,10 +1357,12 @@ class _ReferenceBuilder(_Builder):
                 "input_dist",
                 Stream.COMM,
                 Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, sum(send), "int64", send, recv),
-                [ids[r]],
+                [] if self.lagged_input else [ids[r]],  # lagged: the previous step's copy, carried
                 "input",
                 lane=self.input_lane,
             )
+            if self.lagged_input:
+                self.carried_input[self.input_ready[r]] = (ids[r],)
 
     def _lookup_bytes_by_owner(self, b: int) -> list[dict[int, float]]:
         return reference_lookup_bytes_by_owner(self, b)
@@ -1530,6 +1532,7 @@ def reference_build_training_step(
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.global_input = framework.global_batch_input(plan)
     bld.per_rank_input = framework.per_rank_feature_input(plan)
+    bld.lagged_input = framework.input_dist_follows_previous_copy
     if framework.shared_comm_queue:  # one NCCL stream: every collective on the exchanges' lane
         bld.input_lane = bld.dense_lane = LANE_EMBEDDING
     batch = workload.training.global_batch_size
@@ -1772,8 +1775,9 @@ def reference_build_training_step(
         "bottom_rank": mp_rank,
         "input_prefetch": "host_order" if framework.host_orders_input else "one_batch",
     }
+    if carried or bld.carried_input:
+        bld.graph.metadata["carried_dependencies"] = {**bld.carried_input, **carried}
     if carried:
-        bld.graph.metadata["carried_dependencies"] = carried
         bld.graph.metadata["next_batch_nodes"] = tuple(ahead_ids)
     return bld.graph
 

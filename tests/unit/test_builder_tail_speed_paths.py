@@ -86,9 +86,18 @@ class _PreviousBuilder(build_module._Builder):
                     folded[r] = part
                 self.input_ready[r] = -1
                 continue
+            copy = (self.h2d[r],)
             self.input_ready[r] = self.add(
-                r, "input_dist", Stream.COMM, part, (self.h2d[r],), "input", lane=self.input_lane
+                r,
+                "input_dist",
+                Stream.COMM,
+                part,
+                () if self.lagged_input else copy,
+                "input",
+                lane=self.input_lane,
             )
+            if self.lagged_input:
+                self.carried_input[self.input_ready[r]] = copy
         self._record_folded("input_dist", folded)
 
 

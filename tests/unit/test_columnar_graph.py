@@ -31,11 +31,13 @@ from recsim.graph.steps import ChainedGraph, _Templates
 # DLE's loader read each rank's own features (``Runtime.per_rank_feature_input``: the cuda_graphs
 # case, its 16 input dists gone; switched off, the builder gives the recorded digest, by script); and
 # when torch DDP's first bucket became 1 MiB (``Runtime.gradient_bucket_caps``: the eager case, 16
-# more buckets; with 25 MiB first buckets the builder gives the recorded digests, by script).
+# more buckets; with 25 MiB first buckets the builder gives the recorded digests, by script); and
+# when TorchRec's input dist waited for the previous step's copy (``Runtime.
+# input_dist_follows_previous_copy``: the eager case; switched off, the recorded digest, by script).
 BUILT = {
     ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (889, "92a1c36e3bf0683e7a429da70579aca5"),
     ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1044, "64834199639c5834b91d74106a751562"),
-    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (592, "8c74865b2a4f827c794d4fd02f1ae25b"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (592, "6e0fdf210273308d40af2ca5f7158b7b"),
     ("dgx-a100", "rmc1", 2, "data_parallel", "fused", True): (29, "e9d76af1e1030cabd8c10142b56644bb"),
     ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused", False): (
         496,

@@ -534,3 +534,21 @@ def test_pytorch_collectives_share_one_queue_in_issue_order():
         # backward in the program: its dependency is the bottom MLP's first layer.
         ids = {n.id: n for n in graph.nodes}
         assert any(ids[d].name.startswith("bottom0_bwd") for d in comm[-1].deps)
+
+
+def test_torchrec_input_dist_reads_the_previous_steps_copy():
+    # TrainPipelineSparseDist is three batches deep: step i distributes batch i + 1 (copied by step
+    # i - 1's enqueue_batch) while it copies batch i + 2 (Runtime.input_dist_follows_previous_copy).
+    # DLE and HugeCTR have no such lag (DLE: no input dist at all).
+    for name, lagged in (("eager", True), ("fused", False)):
+        system, workload = prepare(
+            "dgx-a100", "dlrm-dcnv2", overrides=["node.accelerators.count=2"], runtime=name
+        )
+        plan = make_plan("table_wise", workload, system)
+        graph = chain_steps(build_training_step(workload, plan), 2)
+        ids = {n.id: n for n in graph.nodes}
+        dist = next(n for n in graph.nodes if n.rank == 0 and n.name == "input_dist#1")
+        copies = {ids[d].name for d in dist.deps if ids[d].name.startswith("h2d_next_batch")}
+        assert copies == ({"h2d_next_batch#0"} if lagged else {"h2d_next_batch#1"}), name
+        first = next(n for n in graph.nodes if n.rank == 0 and n.name == "input_dist#0")
+        assert any(ids[d].name.startswith("h2d") for d in first.deps) != lagged, name
