@@ -178,7 +178,10 @@ def test_replicated_backward_skips_the_exchange_and_hugectr_groups_its_all_reduc
             assert bucket.op.bytes == pytest.approx(dense_bytes["fused"] + replicated_bytes / 2)
             assert rep.id in bucket.deps
         else:
-            assert reduces["allreduce_bucket0"].op.bytes == pytest.approx(dense_bytes["eager"])
+            # torch DDP's buckets (a small first one, then 25 MiB): together the dense gradients.
+            dense = [r.op.bytes for name, r in reduces.items() if name.startswith("allreduce_bucket")]
+            assert len(dense) > 1
+            assert sum(dense) == pytest.approx(dense_bytes["eager"])
             assert reduces["dp_allreduce_bucket0"].op.bytes == pytest.approx(replicated_bytes)
 
 
