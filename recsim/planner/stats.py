@@ -28,8 +28,9 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
   vectors from member ``G[q mod |G|]``. The backward all-to-all is its transpose (the same bytes);
 - **slow-memory accesses**: forward lookups that reach a tier other than HBM. For ``uvm_caching``
   only the misses of its HBM cache, ``lookups x (1 - LRU hit rate)`` of a cache of ``ratio x rows``
-  rows under the shard's access model (the cost layer's Che approximation); every lookup of the
-  other non-HBM tiers counts (their own caches -- page cache, NMP rank cache, SmartSSD DRAM -- sit
+  rows in whole 32-way sets, rounded up (``uvm_caching.cache_rows``), under the shard's access model
+  (the cost layer's Che approximation); every lookup of the other non-HBM tiers counts (their own
+  caches -- page cache, NMP rank cache, SmartSSD DRAM -- sit
   behind the slow tier's interface).
 """
 
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recsim.cost.embedding.base import parse_tier, tier_model
-from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
+from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO, cache_rows
 from recsim.errors import InfeasibleError
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import exchange_sums, pooled_exchange
@@ -249,14 +250,14 @@ class _SlowLookups:
         """The LRU hit rate of a ``uvm_caching`` shard's HBM cache (0 for no cache or no lookups)."""
         _, raw = parse_tier(shard.tier)
         ratio = tier_model("uvm_caching").resolve_param(raw)
-        cache_rows = (ratio if ratio is not None else DEFAULT_CACHE_RATIO) * shard.rows
-        if cache_rows <= 0 or lookups <= 0:
+        rows = cache_rows(shard.rows, ratio if ratio is not None else DEFAULT_CACHE_RATIO)
+        if rows <= 0 or lookups <= 0:
             return 0.0
-        key = (shard.table, shard.row_start, shard.row_end, shard.order, cache_rows)
+        key = (shard.table, shard.row_start, shard.row_end, shard.order, rows)
         hit = self._hit.get(key)
         if hit is None:
             access = self.est.access_of(shard)
-            hit = self._hit[key] = min(1.0, max(0.0, access.lru_hit_rate(cache_rows)))
+            hit = self._hit[key] = min(1.0, max(0.0, access.lru_hit_rate(rows)))
         return hit
 
     def __call__(self, shard: Shard, lookups: float) -> float:

@@ -36,6 +36,7 @@ from recsim.cost.embedding.base import (
     parse_tier,
     tier_model,
 )
+from recsim.cost.embedding.uvm_caching import cache_rows
 from recsim.errors import InfeasibleError
 from recsim.graph.build import OPTIMIZER_STATE
 from recsim.hardware.system import System
@@ -76,7 +77,8 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
         return Storage(hbm_bytes=size)
     if name == "uvm_caching":
         ratio = tier_model(name).resolve_param(raw) or 0.0
-        return Storage(hbm_bytes=ratio * rows * row_bytes(shard.dim, dtype), ddr_bytes=size)
+        # FBGEMM allocates the cache in whole 32-way sets, rounded up (``uvm_caching.cache_rows``).
+        return Storage(hbm_bytes=cache_rows(rows, ratio) * row_bytes(shard.dim, dtype), ddr_bytes=size)
     if name in HOST_TIERS:
         return Storage(ddr_bytes=size)
     if name in SSD_TIERS:

@@ -68,8 +68,9 @@ def test_shard_storage_by_tier(tiny):
     uvm = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm")
     assert shard_storage(uvm, tiny).as_dict() == {"hbm_bytes": 0.0, "ddr_bytes": 2000.0, "ssd_bytes": 0.0}
     cached = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm_caching:0.25")
-    # a cache of 25 rows of weights (16 B) in HBM, the table and its state in host DRAM
-    assert shard_storage(cached, tiny).hbm_bytes == 25 * 16
+    # a cache of 25 rows asked, one whole 32-way set allocated (FBGEMM rounds up to sets), of
+    # weights (16 B) in HBM, the table and its state in host DRAM
+    assert shard_storage(cached, tiny).hbm_bytes == 32 * 16
     assert shard_storage(cached, tiny).ddr_bytes == 2000
     int8 = Shard("a", "table_wise", 0, 100, 0, 4, (0,), dtype="int8")
     assert shard_storage(int8, tiny).hbm_bytes == 100 * (4 + 4 + 4)  # 4 B row + fp16 scale/bias + state

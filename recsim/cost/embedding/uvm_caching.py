@@ -3,17 +3,20 @@ rows (FBGEMM ``EmbeddingLocation.MANAGED_CACHING``; ``ratio`` is its ``cache_loa
 ``DEFAULT_CACHE_RATIO``).
 
 **Cache model.** FBGEMM's cache is set-associative, ``DEFAULT_ASSOC = 32`` ways on NVIDIA GPUs, with
-LRU (the default ``cache_algorithm``) or LFU replacement. recsim models a fully associative LRU cache
-of the same number of rows, hit rate from Che's approximation (``AccessModel.lru_hit_rate``): with 32
-ways conflict misses are a small correction (ASSUMPTION; not measured here). LFU would be the
-access model's ``lfu_hit_rate`` (top-k share), an upper bound of this.
+LRU (the default ``cache_algorithm``) or LFU replacement, sized in whole sets rounded up
+(``cache_rows``: a 100-row table at 0.2 caches 32 rows, not 20). recsim models a fully associative
+LRU cache of the same number of rows, hit rate from Che's approximation
+(``AccessModel.lru_hit_rate``): with 32 ways conflict misses are a small correction (ASSUMPTION;
+not measured here). LFU would be the access model's ``lfu_hit_rate`` (top-k share), an upper bound of this.
 
 **Forward** = cache management + fill + gather, in that order (FBGEMM prefetches, then looks up):
 
 * management (``prefetch``: linearize, unique, ``lru_cache_find_uncached``, ``lru_cache_insert``,
-  ``lxu_cache_lookup``): the sort/dedup stage of ``gpu.sort_stage`` plus ``CACHE_KERNELS`` kernels
-  that read a 32-way set of int64 tags per lookup and per unique row (a warp compares the 32 ways),
-  streamed at ``max_efficiency``; the sets of hot rows stay in L2 (LRU hit rate of an L2 of
+  ``lxu_cache_lookup``; none for a batch of no lookups, for which FBGEMM's
+  ``lru_cache_populate_cuda`` returns before its first kernel): the sort/dedup stage of
+  ``gpu.sort_stage`` plus ``CACHE_KERNELS`` kernels that read a 32-way set of int64 tags per lookup
+  and per unique row (a warp compares the 32 ways), streamed at ``max_efficiency``; the sets of hot
+  rows stay in L2 (LRU hit rate of an L2 of
   ``l2_bytes / 256 B`` sets);
 * fill: the distinct rows of the batch the cache lacks (``Lookup.missed_unique_rows``: the distinct
   rows times the share of them an LRU cache does not hold, each fetched once however often the
@@ -38,6 +41,7 @@ written back over PCIe by the forward's insert kernel, the other way from the fi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -52,7 +56,14 @@ from recsim.cost.embedding.gpu import (
 )
 from recsim.cost.embedding.uvm import pcie_payload_bytes, pcie_wire_bytes, rank_host_ddr_bandwidth_bytes_per_s
 
-__all__ = ["CACHE_ASSOCIATIVITY", "CACHE_KERNELS", "DEFAULT_CACHE_RATIO", "TAG_BYTES", "UvmCachingTier"]
+__all__ = [
+    "CACHE_ASSOCIATIVITY",
+    "CACHE_KERNELS",
+    "DEFAULT_CACHE_RATIO",
+    "TAG_BYTES",
+    "UvmCachingTier",
+    "cache_rows",
+]
 
 DEFAULT_CACHE_RATIO: Final[float] = 0.2
 """FBGEMM ``SplitTableBatchedEmbeddingBagsCodegen(cache_load_factor=0.2)``: the default cached share."""
@@ -65,6 +76,19 @@ TAG_BYTES: Final[float] = 8.0
 
 CACHE_KERNELS: Final[int] = 3
 """find_uncached, insert and lookup, beyond the sort/unique kernels (``gpu.sort_stage``)."""
+
+
+def cache_rows(rows: float, ratio: float) -> float:
+    """Rows of the cache FBGEMM allocates for a table of ``rows`` rows at ``cache_load_factor =
+    ratio``: whole sets of ``CACHE_ASSOCIATIVITY`` ways, rounded up, at least one set
+    (``SplitTableBatchedEmbeddingBagsCodegen._apply_cache_state``: ``cache_sets =
+    (int(total_cache_hash_size * cache_load_factor) + cache_assoc - 1) // cache_assoc``, then
+    ``1 if cache_sets == 0``). A ratio of 0 is no cache (FBGEMM asserts a positive factor; recsim
+    keeps ``uvm_caching:0`` as ``uvm`` plus the management)."""
+    if ratio <= 0 or rows <= 0:
+        return 0.0
+    sets = max(1, -(-math.floor(rows * ratio) // CACHE_ASSOCIATIVITY))
+    return float(sets * CACHE_ASSOCIATIVITY)
 
 
 @dataclass(frozen=True)
@@ -102,28 +126,28 @@ class UvmCachingTier(TierModel):
     def _cache(lookup: Lookup) -> _Cache:
         """What the cache does for one batch (``_Cache``)."""
         ratio = lookup.param if lookup.param is not None else DEFAULT_CACHE_RATIO
-        cache_rows = ratio * lookup.op.rows
-        hit = lookup.hit_rate(cache_rows)
+        rows = cache_rows(lookup.op.rows, ratio)
+        hit = lookup.hit_rate(rows)
         # Each distinct row the cache lacks is fetched once per batch, however often the batch
         # reads it: not the missed lookups, which repeat rows.
-        missed = lookup.missed_unique_rows(cache_rows)
+        missed = lookup.missed_unique_rows(rows)
         # But only into room: the batch's own cached rows hold their slots (FBGEMM's insert evicts
         # only rows of earlier batches), so what does not fit is read over PCIe by every lookup
         # of it (cache location -1, FBGEMM's conflict misses). A tester found a cache of no rows
         # 2-4x faster than uvm: every missed row was "filled" into it.
         held = max(0.0, lookup.unique_rows - missed)
-        filled = min(missed, max(0.0, cache_rows - held))
+        filled = min(missed, max(0.0, rows - held))
         unfit = missed - filled
         missed_lookups = lookup.lookups * (1.0 - hit)
         direct = missed_lookups * unfit / missed if missed > 0 else 0.0
-        return _Cache(cache_rows, hit, filled, unfit, direct)
+        return _Cache(rows, hit, filled, unfit, direct)
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()
         cal = gather_calibration(acc)
         hbm_bw = acc.hbm.bandwidth_bytes_per_s
         cache = self._cache(lookup)
-        cache_rows, hit, filled = cache.rows, cache.hit_rate, cache.filled
+        hit, filled = cache.hit_rate, cache.filled
         unique = lookup.unique_rows
 
         sort = sort_stage(acc, cal, rows=lookup.op.rows, lookups=lookup.lookups, unique=unique)
@@ -131,9 +155,13 @@ class UvmCachingTier(TierModel):
         tags = (lookup.lookups + unique) * set_bytes + filled * TAG_BYTES
         tags_l2 = tags * lookup.hit_rate(acc.l2_bytes / set_bytes)  # hot rows' sets stay in L2
         tags_s = ((tags - tags_l2) / hbm_bw + tags_l2 / l2_bandwidth_bytes_per_s(acc)) / cal.max_efficiency
-        # The management kernels (sort, cache lookup, insert) each pay their launch gap too.
+        # The management kernels (sort, cache lookup, insert) each pay their launch gap too. With no
+        # lookups FBGEMM's prefetch (lru_cache_populate_cuda) returns before launching any.
         manage_launch_s = lookup.launch_s(sort.kernels + CACHE_KERNELS)
         manage_s = sort.time_s + CACHE_KERNELS * cal.overhead_s + tags_s + manage_launch_s
+        sort_hbm = sort.hbm_bytes
+        if lookup.lookups <= 0:
+            manage_s = manage_launch_s = tags = tags_l2 = sort_hbm = 0.0
 
         payload = filled * pcie_payload_bytes(lookup.row_bytes)
         # Each filled row takes the slot of a row of an earlier batch, which training has updated
@@ -175,7 +203,7 @@ class UvmCachingTier(TierModel):
         overhead_s = manage_s + gather.time_s + evicted / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {
-            "cache_rows": cache_rows,
+            "cache_rows": cache.rows,
             "cache_hit_rate": hit,
             "filled_rows": filled,
             "evicted_rows": filled,
@@ -189,7 +217,7 @@ class UvmCachingTier(TierModel):
             "pcie_to_host_bytes": pcie_wire_bytes(evicted),  # the write-backs
         }
         resources = {
-            HBM: sort.hbm_bytes + tags - tags_l2 + fill_hbm + gather.hbm_bytes,
+            HBM: sort_hbm + tags - tags_l2 + fill_hbm + gather.hbm_bytes,
             PCIE: pcie_wire_bytes(payload + evicted + direct),
             DDR: payload + evicted + direct,
         }
