@@ -438,15 +438,6 @@ def test_uvm_caching_allocates_whole_sets():
     assert cost(small).details["cache_hit_rate"] == pytest.approx(0.32)  # uniform
 
 
-def test_uvm_caching_with_no_lookups_runs_no_management():
-    # FBGEMM's lru_cache_populate_cuda returns before its first kernel when there is nothing to
-    # look up; a reviewer found recsim charging ~17 management kernels (178 us on dgx-a100).
-    empty = cost(op("uvm_caching", lookups=0.0))
-    assert empty.details["management_s"] == 0.0
-    assert empty.time_s == pytest.approx(cost(op("hbm", lookups=0.0)).time_s)
-    assert empty.time_s == pytest.approx(cost(op("uvm", lookups=0.0)).time_s)
-
-
 def test_a_cache_too_small_for_the_batch():
     # The rows that do not fit are read from host memory by every lookup of them, as uvm reads
     # them (FBGEMM's conflict misses): a cache of no rows is uvm plus the cache's management. A

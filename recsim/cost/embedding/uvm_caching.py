@@ -12,11 +12,9 @@ not measured here). LFU would be the access model's ``lfu_hit_rate`` (top-k shar
 **Forward** = cache management + fill + gather, in that order (FBGEMM prefetches, then looks up):
 
 * management (``prefetch``: linearize, unique, ``lru_cache_find_uncached``, ``lru_cache_insert``,
-  ``lxu_cache_lookup``; none for a batch of no lookups, for which FBGEMM's
-  ``lru_cache_populate_cuda`` returns before its first kernel): the sort/dedup stage of
-  ``gpu.sort_stage`` plus ``CACHE_KERNELS`` kernels that read a 32-way set of int64 tags per lookup
-  and per unique row (a warp compares the 32 ways), streamed at ``max_efficiency``; the sets of hot
-  rows stay in L2 (LRU hit rate of an L2 of
+  ``lxu_cache_lookup``): the sort/dedup stage of ``gpu.sort_stage`` plus ``CACHE_KERNELS`` kernels
+  that read a 32-way set of int64 tags per lookup and per unique row (a warp compares the 32 ways),
+  streamed at ``max_efficiency``; the sets of hot rows stay in L2 (LRU hit rate of an L2 of
   ``l2_bytes / 256 B`` sets);
 * fill: the distinct rows of the batch the cache lacks (``Lookup.missed_unique_rows``: the distinct
   rows times the share of them an LRU cache does not hold, each fetched once however often the
@@ -155,13 +153,10 @@ class UvmCachingTier(TierModel):
         tags = (lookup.lookups + unique) * set_bytes + filled * TAG_BYTES
         tags_l2 = tags * lookup.hit_rate(acc.l2_bytes / set_bytes)  # hot rows' sets stay in L2
         tags_s = ((tags - tags_l2) / hbm_bw + tags_l2 / l2_bandwidth_bytes_per_s(acc)) / cal.max_efficiency
-        # The management kernels (sort, cache lookup, insert) each pay their launch gap too. With no
-        # lookups FBGEMM's prefetch (lru_cache_populate_cuda) returns before launching any.
+        # The management kernels (sort, cache lookup, insert) each pay their launch gap too.
         manage_launch_s = lookup.launch_s(sort.kernels + CACHE_KERNELS)
         manage_s = sort.time_s + CACHE_KERNELS * cal.overhead_s + tags_s + manage_launch_s
         sort_hbm = sort.hbm_bytes
-        if lookup.lookups <= 0:
-            manage_s = manage_launch_s = tags = tags_l2 = sort_hbm = 0.0
 
         payload = filled * pcie_payload_bytes(lookup.row_bytes)
         # Each filled row takes the slot of a row of an earlier batch, which training has updated
