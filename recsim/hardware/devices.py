@@ -352,8 +352,23 @@ class Cpu(Device):
     # LLC shared by every core of the socket (Intel's mesh or ring, NVIDIA's SCF).
     llc_domains: PositiveInt = 1
     pcie_lanes: PositiveInt
+    # The PCIe lanes a 2-socket system of this CPU has in all, where its socket-to-socket links
+    # are carved out of the same SerDes as its PCIe lanes (AMD EPYC's xGMI: a 2P Rome/Milan/Genoa
+    # system has 128 with 4 xGMI links, up to 160 with 3, not 2 x 128); None: the socket links
+    # have SerDes of their own (Intel QPI/UPI, whose 2S systems have 2 x ``pcie_lanes``).
+    pcie_lanes_two_sockets: PositiveInt | None = None
     socket_interconnect: SocketInterconnect | None = None
     power: Power
+
+    @model_validator(mode="after")
+    def _two_socket_lanes_within_two_sockets(self) -> Self:
+        both = self.pcie_lanes_two_sockets
+        if both is not None and both > 2 * self.pcie_lanes:
+            raise ValueError(
+                f"pcie_lanes_two_sockets: {both} lanes in a 2-socket system, more than its 2 sockets' "
+                f"2 x {self.pcie_lanes} (pcie_lanes); expected at most {2 * self.pcie_lanes}"
+            )
+        return self
 
     @field_validator("vendor")
     @classmethod

@@ -205,22 +205,49 @@ class Node(Spec):
             add("ssds", self.ssds.count, self.ssds.device.interface)
         return out
 
+    def pcie_lanes_available(self) -> tuple[int, str]:
+        """The CPU PCIe lanes the node has, and how they were counted: ``cpus.count`` x
+        ``pcie_lanes``, except a 2-socket node of a CPU whose socket links take PCIe lanes (AMD
+        xGMI), which has its ``pcie_lanes_two_sockets``."""
+        cpu = self.cpus.device
+        both = cpu.pcie_lanes_two_sockets
+        if both is not None and self.cpus.count == 2:
+            return both, (
+                f"{both} in a 2-socket {cpu.name} system, its pcie_lanes_two_sockets: the socket "
+                f"links take the rest of its 2 x {cpu.pcie_lanes}"
+            )
+        return self.cpus.count * cpu.pcie_lanes, f"{cpu.pcie_lanes} each, its pcie_lanes"
+
     @model_validator(mode="after")
     def _pcie_lanes_fit_the_cpus(self) -> Self:
         # Cpu.pcie_lanes was never read: a tester wired 8 GPUs x16, 8 NICs x16 and 8 SSDs straight
         # onto 2 x 80-lane CPUs (288 lanes on 160) and they ran at full bandwidth.
+        cpu = self.cpus.device
+        if cpu.pcie_lanes_two_sockets is not None and self.cpus.count > 2:
+            raise ValueError(
+                f"cpus.count: {self.cpus.count} x {cpu.name}, but its socket links take PCIe lanes "
+                f"and recsim knows the lanes left only of a 2-socket system (its "
+                f"pcie_lanes_two_sockets, {cpu.pcie_lanes_two_sockets}); expected 1 or 2 sockets"
+            )
         needed = self.pcie_lanes_needed()
         total = sum(count * lanes for count, lanes, _ in needed.values())
-        cpu = self.cpus.device
-        have = self.cpus.count * cpu.pcie_lanes
+        have, counted = self.pcie_lanes_available()
         if total > have:
             parts = ", ".join(
                 f"{key} {count} x {lanes} ({link})" for key, (count, lanes, link) in needed.items()
             )
+            acc = self.accelerators.device if self.accelerators is not None else None
+            if acc is not None and acc.host_interface.family != "pcie":
+                # GB200's Blackwells hang off Grace over NVLink-C2C: no switch frees CPU lanes.
+                advice = (
+                    f"the accelerators are not on PCIe (their host_interface {acc.host_interface.name} "
+                    f"is a {acc.host_interface.family} link), so attach fewer front-end NICs or SSDs"
+                )
+            else:
+                advice = "put the accelerators and NICs behind pcie_switches, or attach fewer devices"
             raise ValueError(
-                f"cpus: {self.cpus.count} x {cpu.name} have {have} PCIe lanes ({cpu.pcie_lanes} each, its "
-                f"pcie_lanes), but the devices on them take {total}: {parts}; put the accelerators and "
-                "NICs behind pcie_switches, or attach fewer devices"
+                f"cpus: {self.cpus.count} x {cpu.name} have {have} PCIe lanes ({counted}), but the "
+                f"devices on them take {total}: {parts}; {advice}"
             )
         return self
 

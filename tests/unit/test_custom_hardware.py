@@ -206,7 +206,48 @@ def test_devices_wired_straight_onto_the_cpus_must_fit_their_pcie_lanes():
 def test_every_shipped_system_fits_its_cpus_pcie_lanes(name):
     node = load_system(name).node
     needed = sum(count * lanes for count, lanes, _ in node.pcie_lanes_needed().values())
-    assert 0 < needed <= node.cpus.count * node.cpus.device.pcie_lanes
+    assert 0 < needed <= node.pcie_lanes_available()[0]
+
+
+def test_a_two_socket_epyc_has_the_lanes_its_xgmi_links_leave():
+    # 2P Rome: 4 x16 xGMI links take 64 lanes of each socket, 128 PCIe lanes in all, not 256.
+    # dgx-a100 uses them all (4 switch uplinks x16, 2 front-end NICs x16, 8 NVMe x4); one more NVMe
+    # had passed against 2 x 128.
+    node = load_system("dgx-a100").node
+    assert node.pcie_lanes_available()[0] == 128
+    assert sum(count * lanes for count, lanes, _ in node.pcie_lanes_needed().values()) == 128
+    with pytest.raises(ConfigError) as err:
+        load_system("dgx-a100", overrides=["node.ssds.count=9"])
+    said = str(err.value)
+    assert "node: cpus: 2 x epyc-7742 have 128 PCIe lanes (128 in a 2-socket epyc-7742 system" in said
+    assert "take 132" in said and "put the accelerators and NICs behind pcie_switches" in said
+    # One socket has its own 128; Intel's UPI takes none of a Xeon's lanes (2 x 80 on dgx-h100).
+    assert load_system("dgx-a100", overrides=["node.cpus.count=1"]).node.pcie_lanes_available()[0] == 128
+    assert load_system("dgx-h100").node.pcie_lanes_available()[0] == 160
+    # The lanes left are known of two sockets only.
+    with pytest.raises(ConfigError) as err:
+        load_system("dgx-a100", overrides=["node.cpus.count=4"])
+    assert "cpus.count: 4 x epyc-7742" in str(err.value) and "expected 1 or 2 sockets" in str(err.value)
+
+
+def test_the_xe8545_wires_what_dells_mlperf_system_description_lists():
+    # 4 GPUs x16, 2 HDR NICs x16, 4 NVMe x4 on the EPYCs' own lanes (no switches): 112 of 128.
+    node = load_system("hgx-a100-4gpu").node
+    assert node.pcie_switches is None and node.frontend_nics is None
+    assert node.pcie_lanes_needed() == {
+        "accelerators": (4, 16, "pcie4-x16"),
+        "nics": (2, 16, "pcie4-x16"),
+        "ssds": (4, 4, "pcie4-x4"),
+    }
+
+
+def test_lanes_advice_when_the_accelerators_are_not_on_pcie():
+    # GB200: the Blackwells are on Grace's NVLink-C2C; no PCIe switch frees a lane for them.
+    with pytest.raises(ConfigError) as err:
+        load_system("gb200-nvl72", overrides=["node.ssds.count=160"])
+    said = str(err.value)
+    assert "the accelerators are not on PCIe" in said and "attach fewer front-end NICs or SSDs" in said
+    assert "pcie_switches" not in said
 
 
 def test_a_nic_faster_than_its_host_link_is_said_not_refused():
