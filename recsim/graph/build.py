@@ -183,6 +183,8 @@ class _Builder:
         self.opt = options
         self.world = plan.world_size
         self.comm_dtype = options.comm_dtype or plan.comm_dtype
+        # Lookups of an inference batch (``build_inference_batch``): ``Embedding.inference``.
+        self.inference = False
         # The graph's nodes go into columns (``ColumnarGraph``): an analytic evaluation reads
         # them there and never makes the ``Node`` objects; reading ``nodes`` makes them.
         self.columns = NodeColumns(unique_deps=True)  # ``add`` deduplicates (the chain's are too)
@@ -571,7 +573,14 @@ class _Builder:
                 continue
             table = self.tables[shard.table]
             op = self.ops.op(
-                shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only, self.atomic
+                shard,
+                pass_,
+                batch,
+                self.world,
+                self.output_dtype(shard),
+                self.hit_bags_only,
+                self.atomic,
+                self.inference,
             )
             replicated = shard.sharding == "data_parallel"
             # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
@@ -655,6 +664,7 @@ class _Builder:
                     bags=bags,
                     output_dtype=ops[0].output_dtype,
                     atomic=ops[0].atomic,
+                    inference=ops[0].inference,
                 )
                 label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
                 name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
@@ -1317,6 +1327,7 @@ def build_inference_batch(
     opt = options or BuildOptions(include_input_pipeline=False)
     plan.validate(workload)
     bld = _Builder(workload, plan, opt)
+    bld.inference = True  # its tables in FBGEMM's inference TBE (``Embedding.inference``)
     size = batch or (workload.inference.batch_size if workload.inference else 1)
     global_batch = size * bld.world
     precision = workload.inference.precision if workload.inference else "fp32"

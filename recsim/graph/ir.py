@@ -35,7 +35,8 @@ SCHEMA = "recsim.execution_graph"
 # 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
 # sample of their batch, at the table's dtype). 1.2: ``Embedding.atomic`` and the ``update`` pass.
 # 1.3: ``Embedding.cache_share`` (a 1.2 graph's SSD-tier lookups have their node's whole cache).
-SCHEMA_VERSION = "1.3"
+# 1.4: ``Embedding.inference`` (a 1.3 graph's int8 rows are priced in the training TBE's layout).
+SCHEMA_VERSION = "1.4"
 
 
 class Stream(StrEnum):
@@ -103,6 +104,9 @@ class Embedding:
     which the planner books once per node; the drives' DRAM of ``smartssd``) the op's rows get: its
     shard's bytes over those of all the node's shards on that tier, on all its ranks (the graph
     builder sets it from the plan). None: the whole cache (one shard).
+    ``inference``: the lookup of an inference batch, whose table FBGEMM holds in its inference TBE
+    (``IntNBitTableBatchedEmbeddingBagsCodegen``: an int8 row's scale and bias are two fp16, 4 B),
+    not its training TBE (two fp32, 8 B): ``recsim.cost.embedding.base.quant_row_overhead_bytes``.
     """
 
     table: str
@@ -120,6 +124,7 @@ class Embedding:
     output_dtype: str | None = None
     atomic: bool = False
     cache_share: float | None = None
+    inference: bool = False
 
     kind = "embedding"
 

@@ -7,7 +7,8 @@ repr, so reading a written graph gives back an equal graph. Another minor versio
 warning (the op fields a newer one adds are left out and named; an older one's missing fields take
 their defaults); another major version is an error; the version is a ``"major.minor"`` string.
 1.1 added ``Embedding.bags`` and ``Embedding.output_dtype``, 1.2 ``Embedding.atomic`` and the
-``update`` lookup pass, 1.3 ``Embedding.cache_share``; the added fields are written only when set.
+``update`` lookup pass, 1.3 ``Embedding.cache_share``, 1.4 ``Embedding.inference``; the added
+fields are written only when set.
 From 1.2 a replicated table over several ranks carries a backward with optimizer ``none``
 (gradient only) and an ``update`` node; a 1.1 reader of such a file refuses the unknown pass when it costs it.
 """
@@ -42,7 +43,7 @@ from recsim.output import write_text
 
 #: Op fields added after 1.0, written only when set: a reader of an older minor version (which
 #: reads a newer file with a warning) then meets them only where they matter.
-_LATER_FIELDS = frozenset({"bags", "output_dtype", "atomic", "cache_share"})
+_LATER_FIELDS = frozenset({"bags", "output_dtype", "atomic", "cache_share", "inference"})
 
 
 def _op_to_dict(op: Op) -> dict[str, Any]:
@@ -169,6 +170,7 @@ _OP_SCHEMAS: dict[str, dict[str, _Check]] = {
         "output_dtype": _optional(_STR),
         "atomic": _BOOL,
         "cache_share": _optional(_COUNT),
+        "inference": _BOOL,
     },
     "collective": {
         "op": _COLLECTIVE_OP,

@@ -169,6 +169,7 @@ class ShardOps:
         output_dtype: str | None = None,
         hit_bags_only: bool = False,
         atomic: bool = False,
+        inference: bool = False,
     ) -> Embedding:
         """The shard's ``Embedding`` op of ``pass_``: forward, backward with the fused update, or
         ``update``.
@@ -184,8 +185,9 @@ class ShardOps:
         table (a rank's share of routed rows, a popularity slice) pools only the bags that drew
         one of its rows (``Runtime.pools_hit_bags_only``); otherwise every sample's bag.
         ``atomic``: the framework's backward adds gradients with atomics
-        (``Runtime.atomic_embedding_update``; set on the backward op only)."""
-        op_key = (shard, pass_, global_batch, world_size, output_dtype, hit_bags_only, atomic)
+        (``Runtime.atomic_embedding_update``; set on the backward op only). ``inference``: the
+        lookup of an inference batch (``Embedding.inference``)."""
+        op_key = (shard, pass_, global_batch, world_size, output_dtype, hit_bags_only, atomic, inference)
         made = self._ops.get(op_key)
         if made is not None:
             return made
@@ -229,6 +231,7 @@ class ShardOps:
             bags=hit if hit_bags_only else None,
             output_dtype=output_dtype,
             atomic=atomic and pass_ == "backward",
+            inference=inference,
         )
         return made
 

@@ -1,8 +1,9 @@
 """Memory accounting of a plan: what each rank keeps in HBM and each node in DDR and on SSDs.
 
 **Per shard** (``shard_storage``), rows x (row bytes + optimizer state), where a row is ``dim x dtype``
-bytes plus FBGEMM's per-row scale and bias for int8/int4 and the state is FBGEMM's (fp32 whatever
-the table dtype: row-wise Adagrad one value per row, Adagrad one per element, Adam two), lands:
+bytes plus FBGEMM's per-row scale and bias for int8/int4 (its training TBE's) and the state is
+FBGEMM's (fp32 whatever the table dtype: row-wise Adagrad one value per row, Adagrad one per
+element, Adam two), lands:
 
 - ``hbm``: in HBM on the shard's rank (every rank for data-parallel shards, which, replicated over
   several ranks, also keep an fp32 gradient accumulator of their rows: they train as dense
@@ -30,10 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsim.cost.embedding.base import (
-    QUANT_ROW_OVERHEAD_BYTES,
     accumulator_dtype,
     optimizer_state_bytes,
     parse_tier,
+    quant_row_overhead_bytes,
     tier_model,
 )
 from recsim.cost.embedding.uvm_caching import cache_rows
@@ -47,12 +48,13 @@ from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
 #: Tiers whose rows live in host DRAM, and on SSDs.
 HOST_TIERS = ("uvm", "uvm_caching", "ddr", "nmp")
 SSD_TIERS = ("ssd", "smartssd")
-_QUANTIZED = ("int8", "int4")
 
 
 def row_bytes(dim: int, dtype: str) -> float:
-    """Stored bytes of one row (int8/int4 rows carry an fp16 scale and bias)."""
-    return dim * DTYPE_BYTES[dtype] + (QUANT_ROW_OVERHEAD_BYTES if dtype in _QUANTIZED else 0.0)
+    """Stored bytes of one row of a trained table (int8 rows carry the training TBE's fp32 scale
+    and bias, int4 rows an fp16 pair: ``quant_row_overhead_bytes``), as the training step's
+    lookups read them (``EmbeddingCost.row_bytes``): the planner plans a training step."""
+    return dim * DTYPE_BYTES[dtype] + quant_row_overhead_bytes(dtype)
 
 
 def stored_row_bytes(dim: int, dtype: str, optimizer: str) -> float:

@@ -1263,6 +1263,7 @@ class _ReferenceShardOps(ShardOps):
         output_dtype: str | None = None,
         hit_bags_only: bool = False,
         atomic: bool = False,
+        inference: bool = False,
     ) -> Embedding:
         """The shard's ``Embedding`` op of ``pass_`` (forward, backward with the fused update, or a
         replicated shard's dense update)."""
@@ -1299,6 +1300,7 @@ class _ReferenceShardOps(ShardOps):
             bags=bags,
             output_dtype=output_dtype,
             atomic=atomic and pass_ == "backward",
+            inference=inference,
         )
 
 
@@ -1392,7 +1394,14 @@ class _ReferenceBuilder(_Builder):
                 continue
             table = self.tables[shard.table]
             op = self.ops.op(
-                shard, pass_, batch, self.world, self.output_dtype(shard), self.hit_bags_only, self.atomic
+                shard,
+                pass_,
+                batch,
+                self.world,
+                self.output_dtype(shard),
+                self.hit_bags_only,
+                self.atomic,
+                self.inference,
             )
             replicated = shard.sharding == "data_parallel"
             for rank in shard.ranks:
@@ -1435,6 +1444,7 @@ class _ReferenceBuilder(_Builder):
                 bags=sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / max(1, round(dim)),
                 output_dtype=ops[0].output_dtype,
                 atomic=ops[0].atomic,
+                inference=ops[0].inference,
             )
             self.fused[fused.table] = [(o.table, o.lookups) for o in ops]
             label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
@@ -1885,6 +1895,7 @@ def reference_inference(workload: Workload, plan: Plan) -> ExecutionGraph:
     """``build_inference_batch`` on the reference builder."""
     opt = BuildOptions(include_input_pipeline=False)
     bld = _ReferenceBuilder(workload, plan, opt, _ReferenceShardOps(workload))
+    bld.inference = True
     size = workload.inference.batch_size if workload.inference else 1
     global_batch = size * bld.world
     precision = workload.inference.precision if workload.inference else "fp32"

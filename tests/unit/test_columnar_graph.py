@@ -33,19 +33,21 @@ from recsim.graph.steps import ChainedGraph, _Templates
 # when torch DDP's first bucket became 1 MiB (``Runtime.gradient_bucket_caps``: the eager case, 16
 # more buckets; with 25 MiB first buckets the builder gives the recorded digests, by script); and
 # when TorchRec's input dist waited for the previous step's copy (``Runtime.
-# input_dist_follows_previous_copy``: the eager case; switched off, the recorded digest, by script).
+# input_dist_follows_previous_copy``: the eager case; switched off, the recorded digest, by script);
+# and when ``Embedding`` gained ``inference`` (its repr's ``inference=False``: the digests without it
+# were the recorded ones, by script).
 BUILT = {
-    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (889, "92a1c36e3bf0683e7a429da70579aca5"),
-    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1044, "64834199639c5834b91d74106a751562"),
-    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (592, "6e0fdf210273308d40af2ca5f7158b7b"),
-    ("dgx-a100", "rmc1", 2, "data_parallel", "fused", True): (29, "e9d76af1e1030cabd8c10142b56644bb"),
+    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (889, "2ad4eb03414d2d10c9b68d0fb47bc211"),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1044, "32300166ab4bc8f91e7a1071416eb164"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (592, "7671e02bbda4e257d46efd52db0d32d2"),
+    ("dgx-a100", "rmc1", 2, "data_parallel", "fused", True): (29, "8fa5b64e77c6b5d117adf9655b2cb6aa"),
     ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused", False): (
         496,
-        "02a5fe10ba95a90efd703480925e4ed1",  # its frequent rows follow the collectives' costs
+        "e4b5e6cfec011ec4a3044a25e41fa09f",  # its frequent rows follow the collectives' costs
     ),
     ("dgx-a100", "dlrm-mlperf", 2, "table_wise", "cuda_graphs", True): (
         432,
-        "6530dfaa4b482a2c25ebc939fcde3659",  # no input dist (Runtime.per_rank_feature_input)
+        "6147042446f3f734fd2275a605997757",  # no input dist (Runtime.per_rank_feature_input)
     ),
 }
 

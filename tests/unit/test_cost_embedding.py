@@ -966,6 +966,20 @@ def test_more_bags_or_wider_vectors_are_never_faster(tier, pass_, bags, more, lo
     assert cost(narrow).time_s <= cost(base).time_s * (1 + 1e-12)
 
 
+def test_int8_rows_carry_the_training_or_the_inference_tbes_scale_and_bias():
+    # FBGEMM's training TBE appends two fp32 to an int8 row (kINT8QparamsBytes = 8), its inference
+    # TBE (IntNBit) two fp16 (unpadded_row_size_in_bytes: dim + 4); int4 has only the latter.
+    trained = cost(op("hbm", dtype="int8", dim=128))
+    served = cost(op("hbm", dtype="int8", dim=128, inference=True))
+    assert trained.details["row_bytes"] == 128 + 8
+    assert served.details["row_bytes"] == 128 + 4
+    assert trained.time_s > served.time_s
+    assert cost(op("hbm", dtype="int4", dim=128)).details["row_bytes"] == 64 + 4
+    assert cost(op("hbm", dtype="int4", dim=128, inference=True)).details["row_bytes"] == 64 + 4
+    # Unquantised rows carry nothing in either.
+    assert cost(op("hbm", dtype="fp16", dim=128, inference=True)).details["row_bytes"] == 256
+
+
 def test_narrower_rows_never_slow_a_stateful_update():
     # A large table (no L2 reuse) whose optimizer state, fp32 beside every row, outweighs an int8
     # row: the update's efficiency is that of a visit (row and state), so fewer bytes are never

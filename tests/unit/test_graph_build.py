@@ -120,6 +120,16 @@ def test_inference_batch(tiny):
     assert b0.flops == 2 * 2 * 4 * 8  # batch 2 per rank
 
 
+def test_inference_lookups_read_the_inference_tbes_rows(tiny):
+    # An inference batch's lookups are marked so: their int8 rows carry FBGEMM's inference TBE's
+    # fp16 scale and bias (4 B), a training step's its training TBE's fp32 pair (8 B).
+    plan = table_wise_round_robin(tiny, 2)
+    served = [n.op for n in build_inference_batch(tiny, plan).nodes if isinstance(n.op, Embedding)]
+    trained = [n.op for n in build_training_step(tiny, plan).nodes if isinstance(n.op, Embedding)]
+    assert served and all(o.inference for o in served)
+    assert trained and not any(o.inference for o in trained)
+
+
 def test_bad_batch_and_plans(tiny):
     with pytest.raises(InfeasibleError, match="not divisible by 3 ranks"):
         build_training_step(tiny, table_wise_round_robin(tiny, 3))

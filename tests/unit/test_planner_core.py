@@ -73,7 +73,8 @@ def test_shard_storage_by_tier(tiny):
     assert shard_storage(cached, tiny).hbm_bytes == 32 * 16
     assert shard_storage(cached, tiny).ddr_bytes == 2000
     int8 = Shard("a", "table_wise", 0, 100, 0, 4, (0,), dtype="int8")
-    assert shard_storage(int8, tiny).hbm_bytes == 100 * (4 + 4 + 4)  # 4 B row + fp16 scale/bias + state
+    # 4 B row + the training TBE's fp32 scale and bias (8 B: FBGEMM kINT8QparamsBytes) + state
+    assert shard_storage(int8, tiny).hbm_bytes == 100 * (4 + 8 + 4)
 
 
 def test_usage_counts_host_memory_per_node_and_names_the_shortfall(tiny):

@@ -59,6 +59,7 @@ __all__ = [
     "FLASH",
     "HBM",
     "INDEX_BYTES",
+    "INT8_TRAINING_ROW_OVERHEAD_BYTES",
     "NMP_CHANNEL",
     "NMP_RANK",
     "OFFSET_BYTES",
@@ -75,6 +76,7 @@ __all__ = [
     "embedding_cost",
     "pages_touched",
     "parse_tier",
+    "quant_row_overhead_bytes",
     "register_tier",
     "registered_tiers",
     "tier_model",
@@ -100,10 +102,30 @@ OFFSET_BYTES: Final[float] = 8.0
 """Bytes per bag offset (int64 in the same trace: ``offsets`` of ``T x B + 1`` longs)."""
 
 QUANT_ROW_OVERHEAD_BYTES: Final[float] = 4.0
-"""Per-row scale and bias of int8/int4 rows: FBGEMM ``IntNBitTableBatchedEmbeddingBagsCodegen``
-``scale_bias_size_in_bytes=4`` (two fp16). fp8 rows carry none (FBGEMM v0.2.0 release notes)."""
+"""Per-row scale and bias of int8/int4 rows in FBGEMM's inference TBE,
+``IntNBitTableBatchedEmbeddingBagsCodegen``: ``scale_bias_size_in_bytes=4`` (two fp16;
+``unpadded_row_size_in_bytes`` in ``split_embeddings_cache_cuda.cu``: int8 ``dim + 4``, int4
+``dim / 2 + 4``). fp8 rows carry none (FBGEMM v0.2.0 release notes)."""
+
+INT8_TRAINING_ROW_OVERHEAD_BYTES: Final[float] = 8.0
+"""Per-row scale and bias of int8 rows in FBGEMM's training TBE
+(``SplitTableBatchedEmbeddingBagsCodegen``, ``weights_precision=INT8``): two fp32 appended to each
+row (``fbgemm_cuda_utils.cuh``: "two quantization parameters (qparams) will be stored at the end
+of each row in FP32 formats, appending a total of 8 bytes", ``kINT8QparamsBytes = 8``;
+``split_table_batched_embeddings_ops_training.py``: ``INT8_EMB_ROW_DIM_OFFSET = 8``). That TBE
+stores no int4 rows: recsim prices int4 in the inference layout in either mode."""
 
 _QUANTIZED: Final[frozenset[str]] = frozenset({"int8", "int4"})
+
+
+def quant_row_overhead_bytes(dtype: str, inference: bool = False) -> float:
+    """The bytes a row of ``dtype`` carries on top of its ``dim x dtype`` values: the scale and bias
+    of a quantised row, in the layout of FBGEMM's training TBE (int8: two fp32) or, with
+    ``inference``, of its inference TBE (two fp16); 0 for the other dtypes."""
+    if dtype == "int8" and not inference:
+        return INT8_TRAINING_ROW_OVERHEAD_BYTES
+    return QUANT_ROW_OVERHEAD_BYTES if dtype in _QUANTIZED else 0.0
+
 
 OPTIMIZERS: Final[tuple[str, ...]] = ("none", "sgd", "sparse_sgd", "rowwise_adagrad", "adagrad", "adam")
 
@@ -210,10 +232,11 @@ class Lookup:
 
     @cached_attribute
     def row_bytes(self) -> float:
-        """Stored bytes of one row (int8/int4 rows carry a scale and bias)."""
+        """Stored bytes of one row (int8/int4 rows carry a scale and bias, of the training TBE's
+        layout or, for an ``inference`` op, the inference TBE's: ``quant_row_overhead_bytes``)."""
         if self.op.dtype not in DTYPE_BYTES:
             raise ConfigError(f"unknown embedding dtype {self.op.dtype!r}")
-        extra = QUANT_ROW_OVERHEAD_BYTES if self.op.dtype in _QUANTIZED else 0.0
+        extra = quant_row_overhead_bytes(self.op.dtype, self.op.inference)
         return self.op.dim * DTYPE_BYTES[self.op.dtype] + extra
 
     @cached_attribute
