@@ -42,31 +42,21 @@ def _default_name(cal: CollectiveCalibration) -> tuple[str, str] | None:
     return next(((name, what) for default, name, what in _DEFAULTS if cal is default), None)
 
 
-def accelerator_fits(acc: Accelerator) -> list[str]:
-    """The GEMM and gather fits ``acc`` is costed with that were not measured on it."""
-    return [full for _, full in _accelerator_fits(acc)]
+#: An accelerator's fits and the default each falls back to: (label, calibration key, default,
+#: where the default is defined).
+_ACCELERATOR_DEFAULTS = (
+    ("GEMM", "gemm", UNCALIBRATED_GEMM, "UNCALIBRATED_GEMM, recsim.cost.compute"),
+    ("embedding gather", "gather", UNCALIBRATED_GATHER, "UNCALIBRATED_GATHER, recsim.cost.embedding.gpu"),
+)
 
 
 def _accelerator_fits(acc: Accelerator) -> list[tuple[str, str]]:
-    """(compact, full) phrase of each fit ``accelerator_fits`` says."""
+    """(compact, full) phrase of each GEMM or gather fit ``acc`` is costed with that was not
+    measured on it: a default where it has no block, a block's ``transferred_from``."""
     out: list[tuple[str, str]] = []
     cal = acc.calibration
-    for label, block, key, default, where in (
-        (
-            "GEMM",
-            cal.gemm if cal else None,
-            "gemm",
-            UNCALIBRATED_GEMM,
-            "UNCALIBRATED_GEMM, recsim.cost.compute",
-        ),
-        (
-            "embedding gather",
-            cal.gather if cal else None,
-            "gather",
-            UNCALIBRATED_GATHER,
-            "UNCALIBRATED_GATHER, recsim.cost.embedding.gpu",
-        ),
-    ):
+    for label, key, default, where in _ACCELERATOR_DEFAULTS:
+        block = getattr(cal, key) if cal is not None else None
         if block is None:
             out.append(
                 (
@@ -200,22 +190,14 @@ def device_defaults(device: Device) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if isinstance(device, Accelerator):
         cal = device.calibration
-        if cal is None or cal.gemm is None:
-            rows.append(
-                (
-                    "calibration.gemm",
-                    f"none: costed with the {UNCALIBRATED_GEMM.transferred_from} fit "
-                    f"(UNCALIBRATED_GEMM, recsim.cost.compute; {UNCALIBRATED_GEMM.source})",
+        for _, key, default, where in _ACCELERATOR_DEFAULTS:
+            if cal is None or getattr(cal, key) is None:
+                rows.append(
+                    (
+                        f"calibration.{key}",
+                        f"none: costed with the {default.transferred_from} fit ({where}; {default.source})",
+                    )
                 )
-            )
-        if cal is None or cal.gather is None:
-            rows.append(
-                (
-                    "calibration.gather",
-                    f"none: costed with the {UNCALIBRATED_GATHER.transferred_from} fit "
-                    f"(UNCALIBRATED_GATHER, recsim.cost.embedding.gpu; {UNCALIBRATED_GATHER.source})",
-                )
-            )
     elif isinstance(device, Nic) and device.calibration is None:
         name = "DEFAULT_NETWORK" if device.rdma else "DEFAULT_SOCKET"
         rows.append(("calibration", f"none: collectives costed with {name} ({_WHERE})"))

@@ -493,19 +493,19 @@ class _Builder:
         if self._cache_shares is not None:
             return self._cache_shares
         # Local imports: ``planner.storage`` imports this module.
-        from recsim.cost.embedding.base import parse_tier, tier_model
-        from recsim.planner.storage import SSD_TIERS, shard_storage
+        from recsim.cost.embedding.base import parse_tier
+        from recsim.planner.storage import SSD_TIERS, page_cache_fraction, shard_storage
 
         per_node = self.opt.ranks_per_node or self.world
         sizes: dict[tuple[int, str], float] = defaultdict(float)
         booked: dict[int, float] = defaultdict(float)  # node -> the ssd page cache's fraction
         held: list[tuple[Shard, str, float, float]] = []
         for shard in self.plan.shards:
-            tier, raw = parse_tier(shard.tier)
+            tier, _ = parse_tier(shard.tier)
             if tier not in SSD_TIERS:
                 continue
             size = shard_storage(shard, self.w, self.world).ssd_bytes
-            fraction = (tier_model(tier).resolve_param(raw) or 0.0) if tier == "ssd" else 0.0
+            fraction = page_cache_fraction(shard.tier)
             held.append((shard, tier, size, fraction))
             for rank in shard.ranks:
                 sizes[(rank // per_node, tier)] += size

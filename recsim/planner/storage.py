@@ -88,13 +88,18 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
     raise InfeasibleError(f"shard of {shard.table!r}: tier {shard.tier!r} has no storage model")
 
 
-def page_cache_bytes(shard: Shard, system: System) -> float:
-    """Host DRAM the ``ssd`` tier's page cache takes on the node (0 for other tiers)."""
-    name, raw = parse_tier(shard.tier)
+def page_cache_fraction(tier: str) -> float:
+    """The share of host memory an ``ssd`` tier's page cache asks (``ssd:<fraction>``; 0 for
+    other tiers). A node books one page cache, at the largest fraction its shards ask."""
+    name, raw = parse_tier(tier)
     if name != "ssd":
         return 0.0
-    fraction = tier_model(name).resolve_param(raw) or 0.0
-    return fraction * system.node.host_memory_capacity_bytes
+    return tier_model(name).resolve_param(raw) or 0.0
+
+
+def page_cache_bytes(shard: Shard, system: System) -> float:
+    """Host DRAM the ``ssd`` tier's page cache takes on the node (0 for other tiers)."""
+    return page_cache_fraction(shard.tier) * system.node.host_memory_capacity_bytes
 
 
 def _dense_layer_bytes(workload: Workload, layers: Sequence[Layer], batch: float) -> tuple[float, float]:

@@ -272,36 +272,25 @@ def test_table_row_wise_shards_across_two_nodes_are_refused_naming_the_table_and
     )
 
 
-def test_a_saved_hier_auto_plan_on_another_node_shape_is_refused(tmp_path: Path) -> None:
-    # A hier_auto plan of two 8-GPU nodes is 16 ranks on four 4-GPU nodes too: its table_row_wise
-    # tables would have been reduced across nodes, not inside one.
+@pytest.mark.parametrize(
+    ("strategy", "refused"),
+    [
+        # A hier_auto plan of two 8-GPU nodes is 16 ranks on four 4-GPU nodes too: its
+        # table_row_wise tables would have been reduced across nodes, not inside one.
+        ("hier_auto", r"table_row_wise splits rows over the ranks of one node.*\(4 ranks a node\)"),
+        # A grid table's column blocks split their rows inside one node: a grid plan of two 8-GPU
+        # nodes would have reduced each block across nodes on four 4-GPU ones (``Plan.node_violation``).
+        ("grid", r"\(columns \d+:\d+\): grid splits rows over the ranks of one node.*\(4 ranks a node\)"),
+    ],
+)
+def test_a_saved_plan_on_another_node_shape_is_refused(tmp_path: Path, strategy: str, refused: str) -> None:
     from recsim.api import prepare
 
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2)
-    path = tmp_path / "hier.json"
-    save_plan(make_plan("hier_auto", workload, system), path)
-    assert make_plan(path, workload, system).strategy == "hier_auto"  # its own shape: accepted
+    path = tmp_path / f"{strategy}.json"
+    save_plan(make_plan(strategy, workload, system), path)
+    assert make_plan(path, workload, system).strategy == strategy  # its own shape: accepted
     other, _ = prepare("dgx-h100", "dlrm-dcnv2", nodes=4, overrides=["node.accelerators.count=4"])
     assert other.num_accelerators == system.num_accelerators
-    with pytest.raises(
-        ConfigError, match=r"table_row_wise splits rows over the ranks of one node.*\(4 ranks a node\)"
-    ):
-        make_plan(path, workload, other)
-
-
-def test_a_saved_grid_plan_on_another_node_shape_is_refused(tmp_path: Path) -> None:
-    # A grid table's column blocks split their rows inside one node: a grid plan of two 8-GPU
-    # nodes would have reduced each block across nodes on four 4-GPU ones (``Plan.node_violation``).
-    from recsim.api import prepare
-
-    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2)
-    path = tmp_path / "grid.json"
-    save_plan(make_plan("grid", workload, system), path)
-    assert make_plan(path, workload, system).strategy == "grid"  # its own shape: accepted
-    other, _ = prepare("dgx-h100", "dlrm-dcnv2", nodes=4, overrides=["node.accelerators.count=4"])
-    assert other.num_accelerators == system.num_accelerators
-    with pytest.raises(
-        ConfigError,
-        match=r"\(columns \d+:\d+\): grid splits rows over the ranks of one node.*\(4 ranks a node\)",
-    ):
+    with pytest.raises(ConfigError, match=refused):
         make_plan(path, workload, other)
