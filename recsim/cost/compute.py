@@ -273,8 +273,10 @@ def _tensor_peak(dtype: str, accelerator: Accelerator) -> tuple[float, float]:
 
 
 def _vector_peak(dtype: str, accelerator: Accelerator) -> float:
-    """The CUDA-core peak that element-wise kernels of ``dtype`` are held to."""
-    fp64 = accelerator.peak.fp64_flop_per_s
+    """The CUDA-core peak that element-wise kernels of ``dtype`` are held to (fp64: the CUDA cores'
+    rate, ``fp64_vector``, where the datasheet's FP64 figure is the tensor cores')."""
+    peak = accelerator.peak
+    fp64 = peak.fp64_vector_flop_per_s or peak.fp64_flop_per_s
     if dtype == "fp64" and fp64 is not None:
         return fp64
     return accelerator.peak.fp32_flop_per_s

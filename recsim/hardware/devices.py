@@ -196,6 +196,9 @@ class PeakCompute(Spec):
     """Dense (no sparsity) peak throughput per data type; absent = not supported in hardware."""
 
     fp64_flop_per_s: FlopPerS | None = Field(default=None, alias="fp64")
+    # The CUDA-core fp64 rate where it differs from ``fp64`` (Ampere and Hopper: FP64 tensor cores
+    # run DGEMM at twice the rate the CUDA cores give element-wise kernels); absent = ``fp64``.
+    fp64_vector_flop_per_s: FlopPerS | None = Field(default=None, alias="fp64_vector")
     fp32_flop_per_s: FlopPerS = Field(alias="fp32")
     tf32_flop_per_s: FlopPerS | None = Field(default=None, alias="tf32")
     bf16_flop_per_s: FlopPerS | None = Field(default=None, alias="bf16")

@@ -528,3 +528,18 @@ def test_fp32_gemms_run_on_the_cuda_cores_at_their_measured_efficiency():
     fp16 = 2.0 * n**3 / gemm_time_s(n, n, n, "fp16", v100)
     assert fp16 < 0.75 * v100.peak.flop_per_s("fp16")
     assert gemm_calibration(v100).max_efficiency < SIMT_GEMM_EFFICIENCY
+
+
+def test_fp64_elementwise_runs_on_the_cuda_cores():
+    """A100/H100/H200's FP64 figure is the tensor cores' (DGEMM); element-wise fp64 kernels get the
+    CUDA cores' half of it (datasheets: 19.5 vs 9.7, 67 vs 34 TFLOP/s), DGEMM the full figure."""
+    h100 = acc("h100-sxm5-80gb")
+    assert h100.peak.fp64_flop_per_s == 67e12 and h100.peak.fp64_vector_flop_per_s == 34e12
+    busy = Compute("exp", flops=1e12, bytes_read=8.0, dtype="fp64", category="elementwise")
+    rate = 34e12 * gemm_calibration(h100).max_efficiency
+    assert kernel_time_s(busy, h100) == pytest.approx(h100.elementwise_kernel_s + 1e12 / rate)
+    # Volta has no FP64 tensor cores: one figure serves both.
+    v100 = acc("v100-sxm2-32gb")
+    assert v100.peak.fp64_vector_flop_per_s is None
+    rate = 7.8e12 * gemm_calibration(v100).max_efficiency
+    assert kernel_time_s(busy, v100) == pytest.approx(v100.elementwise_kernel_s + 1e12 / rate)
