@@ -494,6 +494,10 @@ class _Style:
     # interaction's input; backward, ``.contiguous()`` of each destination's slice of the gradient,
     # after autograd has added the bottom MLP slice's gradient into it (``_exchange``).
     exchange_copies: bool = False
+    # The dtype the receivers decode pooled vectors into after the forward exchange, whose gradient
+    # they encode before the backward one (``_Rewriter._cast_exchange``); None: the dense precision
+    # (DLE's interaction takes the fp16 payload as it arrives under AMP).
+    decoded_dtype: str | None = None
     # The collectives share one in-order queue (``Runtime.shared_comm_queue``): each backward
     # collective is issued where the program issues it (``_issue_order``).
     issue_order: bool = False
@@ -679,11 +683,12 @@ class _Rewriter:
 
     def _exchange(self, n: Node, deps: list[int]) -> bool:
         """Emit a pooled exchange with the kernels the runtime runs around it: the casts a narrower
-        wire needs (quantise on the senders before the forward exchange, dequantise on the receivers
-        after the backward one) and the framework's copies of an all-to-all's payload
+        wire needs (a quantise before each exchange and a dequantise after it, on both ends:
+        ``_cast_exchange``) and the framework's copies of an all-to-all's payload
         (``_Style.exchange_copies``: after the forward one, before the backward one); False when it
         needs none. The forward all-to-all after a row-wise reduce-scatter re-casts the reduced
-        slices too (they arrive narrow already; a small overcount)."""
+        slices too, which the reduce-scatter's receivers decoded (TorchRec's ``ReduceScatter_Wait``
+        decodes its output)."""
         op = n.op
         assert isinstance(op, Collective)
         base = n.name.split("#", 1)[0]
@@ -737,32 +742,67 @@ class _Rewriter:
 
     def _cast_exchange(self, n: Node, deps: list[int], forward: bool) -> bool:
         """Emit the pooled exchange ``n`` with the cast kernels a narrower wire needs; False (and
-        nothing emitted) when it needs none."""
+        nothing emitted) when it needs none.
+
+        A codec casts on both ends of each exchange (TorchRec's qcomm, ``All2All_Pooled_Req`` /
+        ``All2All_Pooled_Wait`` in torchrec/distributed/comm_ops.py, on the compute stream): forward,
+        the senders encode their pooled vectors (``codecs.forward.encode``) and the receivers decode
+        what they received, their local batch of every feature (``codecs.forward.decode``), into the
+        dtype the interaction reads (``_Style.decoded_dtype``); backward, the receivers encode the
+        gradient of that tensor (``codecs.backward.encode``) and the senders decode what comes back
+        (``codecs.backward.decode``). Each cast runs only where its two dtypes differ in width."""
         op = n.op
         assert isinstance(op, Collective)
         wire = DTYPE_BYTES[op.dtype]
-        sizes = op.send_bytes if forward else op.recv_bytes
-        total = sum(sizes) if sizes is not None else op.bytes
-        # A model-parallel bottom MLP's output rows travel in the same exchange; they leave the
-        # MLP in the dense precision, the table vectors in the tables' (each cast only if wider).
+        # The bytes this rank puts in and takes out (``Collective.bytes`` is the rank's input).
+        members = len(op.group)
+        if op.op is CollectiveOp.ALL_TO_ALL:
+            put = sum(op.send_bytes) if op.send_bytes is not None else op.bytes
+            got = sum(op.recv_bytes) if op.recv_bytes is not None else op.bytes
+        elif op.op is CollectiveOp.REDUCE_SCATTER:
+            put, got = op.bytes, op.bytes / members
+        elif op.op is CollectiveOp.ALL_GATHER:
+            put, got = op.bytes, op.bytes * members
+        else:
+            put = got = op.bytes
+        # The owners' side: what the lookups wrote (forward, sent) and their gradients (backward,
+        # received). A model-parallel bottom MLP's output rows travel in the same exchange; they
+        # leave the MLP in the dense precision, the table vectors in the tables' (each cast only if
+        # wider).
+        owned = put if forward else got
         bottom = self.bottom_wire_bytes(op) if n.rank == self.bottom_rank else 0.0
         widths = (
-            (total - bottom, self.pooled_bytes_of_rank.get(n.rank, 0.0)),
+            (owned - bottom, self.pooled_bytes_of_rank.get(n.rank, 0.0)),
             (bottom, DTYPE_BYTES[self.workload.training.precision]),
         )
         parts = [(size, width / wire) for size, width in widths if size > 0 and width > wire]
-        if not parts:
+        owner_narrow = sum(size for size, _ in parts)  # bytes on the wire
+        owner_wide = sum(size * widen for size, widen in parts)  # the same values before the cast
+        # The consumers' side: the interaction's input (forward, received) and its gradient
+        # (backward, sent), in the dtype the receivers decode into.
+        consumer = self.style.decoded_dtype or self.workload.training.precision
+        widen = DTYPE_BYTES[consumer] / wire
+        used = got if forward else put
+        user_narrow = used if widen > 1.0 and used > 0 else 0.0
+        if owner_narrow <= 0 and user_narrow <= 0:
             return False
-        narrow = sum(size for size, _ in parts)  # bytes on the wire
-        wide = sum(size * widen for size, widen in parts)  # the same values before the cast
         coll_id = self.new_id(n.id)
         if forward:
-            cast = self._exchange_kernel("quantise", n, _cast("quantise", wide, narrow, op.dtype), deps)
-            self.program.append(replace(n, id=coll_id, deps=(cast.id,)))
+            if owner_narrow > 0:
+                quantise = _cast("quantise", owner_wide, owner_narrow, op.dtype)
+                deps = [self._exchange_kernel("quantise", n, quantise, deps).id]
+            self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
+            if user_narrow > 0:
+                decode = _cast("dequantise", user_narrow, user_narrow * widen, consumer)
+                self.redirect[n.id] = self._exchange_kernel("dequantise", n, decode, [coll_id]).id
             return True
+        if user_narrow > 0:
+            encode = _cast("quantise", user_narrow * widen, user_narrow, op.dtype)
+            deps = [self._exchange_kernel("quantise", n, encode, deps).id]
         self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
-        cast = self._exchange_kernel("dequantise", n, _cast("dequantise", narrow, wide, op.dtype), [coll_id])
-        self.redirect[n.id] = cast.id
+        if owner_narrow > 0:
+            decode = _cast("dequantise", owner_narrow, owner_wide, op.dtype)
+            self.redirect[n.id] = self._exchange_kernel("dequantise", n, decode, [coll_id]).id
         return True
 
     def run(self, name: str) -> ExecutionGraph:
@@ -927,7 +967,10 @@ class Eager(Runtime):
         return (DDP_FIRST_BUCKET_BYTES, DDP_BUCKET_BYTES)
 
     def apply(self, graph: ExecutionGraph, workload: Workload) -> ExecutionGraph:
-        style = _Style(self.costs, step_sync=False, issue_order=self.shared_comm_queue)
+        # FBGEMM's codecs decode into fp32 whatever the dense precision (quantize_comm.py,
+        # ``_dequantize_tensor``: ``fp16_to_fp32``, ``bf16_to_fp32``, ``hfp8_to_fp32``,
+        # ``Fused8BitRowwiseQuantizedToFloat``); an autocast interaction casts its input itself.
+        style = _Style(self.costs, step_sync=False, issue_order=self.shared_comm_queue, decoded_dtype="fp32")
         return _Rewriter(graph, workload, style).run(self.name)
 
 

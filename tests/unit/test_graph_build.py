@@ -281,8 +281,9 @@ def test_quantised_tables_are_cast_for_a_narrower_wire_and_reduce_their_gradient
 
 def test_only_a_rank_whose_own_lookups_are_wider_than_the_wire_casts(tiny):
     # An fp16 table and an int8 one (fp32 lookups) under fp16 training and an fp16 wire: the rank
-    # holding the fp16 table sends fp16 already and casts nothing (a reviewer's find: it was charged
-    # the other rank's widest vectors).
+    # holding the fp16 table sends fp16 already and casts nothing of its own (a reviewer's find: it
+    # was charged the other rank's widest vectors). Both decode what they receive into fp32 and
+    # encode its gradient (FBGEMM's codec decodes into fp32 whatever the dense precision).
     training = tiny.training.model_copy(update={"precision": "fp16", "runtime": "eager"})
     tables = [
         tiny.tables[0].model_copy(update={"dtype": "fp16"}),
@@ -290,8 +291,11 @@ def test_only_a_rank_whose_own_lookups_are_wider_than_the_wire_casts(tiny):
     ]
     wl = tiny.model_copy(update={"training": training, "tables": tables})
     g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(comm_dtype="fp16"))
-    casts = {n.rank for n in apply_runtime(g, wl).nodes if n.name.startswith(("quantise", "dequantise"))}
-    assert casts == {1}
+    nodes = apply_runtime(g, wl).nodes
+    owners = {n.rank for n in nodes if n.name.startswith(("quantise:a2a_fwd", "dequantise:a2a_bwd"))}
+    assert owners == {1}
+    users = {n.rank for n in nodes if n.name.startswith(("dequantise:a2a_fwd", "quantise:a2a_bwd"))}
+    assert users == {0, 1}
 
 
 def test_table_row_wise_reduces_in_the_group_then_sends_on(tiny):

@@ -194,9 +194,9 @@ def test_host_cost_follows_the_model_not_the_plan_grouping():
 
 
 def test_pytorch_casts_pooled_embeddings_for_a_narrow_wire():
-    # fp32 tables, fp16 all-to-all: the senders quantise before the forward exchange, the receivers
-    # dequantise the gradients after the backward one (TorchRec qcomm); a fused loop writes fp16
-    # directly and adds nothing.
+    # fp32 tables, fp16 all-to-all: the senders quantise before the forward exchange and dequantise
+    # the gradients after the backward one (TorchRec qcomm; the receivers' casts are in the test
+    # below); a fused loop writes fp16 directly and adds nothing.
     system, workload, plan = _setup("eager", 2048, DOT)
     opts = SimulationOptions(steps=1, comm_dtype="fp16")
     sim = simulate_training(system, workload, plan, opts)
@@ -220,6 +220,53 @@ def test_pytorch_casts_pooled_embeddings_for_a_narrow_wire():
     full = simulate_training(system, workload, plan, SimulationOptions(steps=1, comm_dtype="fp32"))
     assert full.graph is not None
     assert not any(n.name.startswith(("quantise:", "dequantise:")) for n in full.graph.nodes)
+
+
+def test_qcomm_casts_on_both_ends_of_each_exchange():
+    # TorchRec's qcomm (comm_ops.py) runs four casts: the senders encode their pooled vectors before
+    # the forward all-to-all, the receivers decode their local batch of every feature after it
+    # (into fp32, FBGEMM's ``fp16_to_fp32``), encode its gradient before the backward all-to-all,
+    # and the senders decode what comes back. 8 ranks, 26 fp32 tables of dim 128, 2048 samples:
+    # rank 0 holds 4 tables, so it sends 2048 x 4 x 128 fp16 values (2,097,152 B, 4,194,304 B as
+    # the fp32 its lookups wrote) and receives 256 x 26 x 128 (1,703,936 B; 3,407,872 B decoded).
+    system, workload, plan = _setup("eager", 2048, DOT)
+    assert len(plan.shards_on(0)) == 4 and workload.training.precision == "fp32"
+    sim = simulate_training(system, workload, plan, SimulationOptions(steps=1, comm_dtype="fp16"))
+    assert sim.graph is not None
+    ids = {n.id: n for n in sim.graph.nodes}
+    rank0 = {n.name: n for n in sim.graph.nodes if n.rank == 0}
+    expected = {
+        "quantise:a2a_fwd#0": (4_194_304, 2_097_152),
+        "dequantise:a2a_fwd#0": (1_703_936, 3_407_872),
+        "quantise:a2a_bwd#0": (3_407_872, 1_703_936),
+        "dequantise:a2a_bwd#0": (2_097_152, 4_194_304),
+    }
+    for name, (read, written) in expected.items():
+        op = rank0[name].op
+        assert isinstance(op, Compute) and (op.bytes_read, op.bytes_written) == (read, written), name
+        assert rank0[name].stream is Stream.COMPUTE
+    fwd, bwd = rank0["a2a_fwd#0"], rank0["a2a_bwd#0"]
+    assert [ids[d].name for d in fwd.deps] == ["quantise:a2a_fwd#0"]
+    assert [ids[d].name for d in rank0["dequantise:a2a_fwd#0"].deps] == ["a2a_fwd#0"]
+    assert rank0["dequantise:a2a_fwd#0"].id in rank0["interaction_fwd#0"].deps
+    assert [ids[d].name for d in bwd.deps] == ["quantise:a2a_bwd#0"]
+    assert rank0["interaction_bwd#0"].id in rank0["quantise:a2a_bwd#0"].deps
+    assert [ids[d].name for d in rank0["dequantise:a2a_bwd#0"].deps] == ["a2a_bwd#0"]
+    # DLE under AMP: the interaction reads the fp16 payload as it arrives, so only the owners cast.
+    system, workload = prepare(
+        "p4d-24xlarge",
+        "dlrm-dcnv2",
+        batch_size=2048,
+        precision="fp16",
+        overrides=["workload.training.runtime=cuda_graphs", *DOT],
+    )
+    dle = simulate_training(
+        system, workload, make_plan("table_wise", workload, system), SimulationOptions(steps=1)
+    )
+    assert dle.graph is not None
+    names = {n.name for n in dle.graph.nodes if n.rank == 0}
+    assert {"quantise:a2a_fwd#0", "dequantise:a2a_bwd#0"} <= names
+    assert not names & {"dequantise:a2a_fwd#0", "quantise:a2a_bwd#0"}
 
 
 def replace_runtime(workload, name):
