@@ -89,7 +89,7 @@ from recsim.graph.ir import (
 )
 from recsim.graph.shard_ops import PooledExchange, ShardOps, exchange_sums, pooled_exchange
 from recsim.planner.types import Plan, Shard
-from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
+from recsim.workload.spec import DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
 
 if TYPE_CHECKING:
     from recsim.graph.runtime import Runtime
@@ -777,7 +777,7 @@ class _Builder:
         transpose: the all-to-all, then an all-gather per rank group.
         """
         b = self.local_batch(batch)
-        comm = DTYPE_BYTES[self.comm_dtype]
+        comm = wire_bytes_per_value(self.comm_dtype)
         phase = "forward" if forward else "backward"
         group = tuple(range(self.world))
         if self._exchange is None:

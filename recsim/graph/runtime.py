@@ -93,7 +93,7 @@ from recsim.graph.build import DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, OPTIMIZ
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.planner.types import Plan
-from recsim.workload.spec import DTYPE_BYTES, FLOAT_DTYPES, Workload, gradient_dtype
+from recsim.workload.spec import DTYPE_BYTES, FLOAT_DTYPES, Workload, gradient_dtype, wire_bytes_per_value
 
 #: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
 #: trace, each a quarter of ``forward_rest_s`` (``backward_rest_s``): the embedding lookups, the
@@ -641,7 +641,7 @@ class _Rewriter:
         of its rank: the forward sends them, the backward receives their gradients."""
         if not self.workload.bottom_mlp or op.op is not CollectiveOp.ALL_TO_ALL:
             return 0.0
-        return self.global_batch * self.workload.bottom_mlp[-1] * DTYPE_BYTES[op.dtype]
+        return self.global_batch * self.workload.bottom_mlp[-1] * wire_bytes_per_value(op.dtype)
 
     def _unscale_dense(self, n: Node, deps: list[int]) -> list[int]:
         """GradScaler before the dense optimizer ``n``: unscale its gradients, read ``found_inf``
@@ -705,7 +705,7 @@ class _Rewriter:
                 # the exchanged payload (``from_bottom[:, 0, :]``), so autograd's select backward
                 # writes a zero gradient of the whole payload with the slice's gradient in it and
                 # adds it to the interaction's: write the zeros, read both, write the sum.
-                elements = sent / DTYPE_BYTES[op.dtype]
+                elements = sent / wire_bytes_per_value(op.dtype)
                 accumulate = Compute(
                     "grad_accumulate", elements, 2 * sent, 2 * sent, op.dtype, (), "elementwise"
                 )
@@ -753,7 +753,7 @@ class _Rewriter:
         (``codecs.backward.decode``). Each cast runs only where its two dtypes differ in width."""
         op = n.op
         assert isinstance(op, Collective)
-        wire = DTYPE_BYTES[op.dtype]
+        wire = wire_bytes_per_value(op.dtype)
         # The bytes this rank puts in and takes out (``Collective.bytes`` is the rank's input).
         members = len(op.group)
         if op.op is CollectiveOp.ALL_TO_ALL:

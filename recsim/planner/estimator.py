@@ -49,7 +49,7 @@ from recsim.planner.storage import shard_storage
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
-from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype
+from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype, wire_bytes_per_value
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class Estimator:
             if hit is not None:
                 return Block(tuple(shards), hit.perf, hit.storage)
         comm = self.comm_dtype
-        wire = DTYPE_BYTES[comm]
+        wire = wire_bytes_per_value(comm)
         fwd = sum(self.marginal_lookup_s(s, "forward") for s in shards)
         bwd = sum(self.marginal_lookup_s(s, "backward") for s in shards)
         a2a = comm_out_bytes * self.marginal_s_per_byte("all_to_all", self.world, comm)
@@ -350,7 +350,7 @@ class Estimator:
         rows, dim = table.rows, self.w.table_dim(table)
         name = table.name
         b = self.local_batch
-        wire = DTYPE_BYTES[self.comm_dtype]
+        wire = wire_bytes_per_value(self.comm_dtype)
         blocks: list[Block] = []
         placement = "any"
         groups = 1
@@ -502,7 +502,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     rows add their gradient all-reduce.
     """
     comm = plan.comm_dtype
-    wire = DTYPE_BYTES[comm]
+    wire = wire_bytes_per_value(comm)
     world = plan.world_size
     # What the workload's framework does with this plan (``recsim.graph.runtime``), as the builder.
     framework = est.framework

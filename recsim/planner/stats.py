@@ -62,7 +62,7 @@ from recsim.planner.storage import (
 )
 from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard
 from recsim.units import Dimension, format_quantity
-from recsim.workload.spec import DTYPE_BYTES, Workload
+from recsim.workload.spec import Workload, wire_bytes_per_value
 
 #: Every tier a plan may use, in the order the figures list them.
 TIERS = ("hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd")
@@ -233,7 +233,7 @@ def _ratio(values: list[float]) -> float:
 
 def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
     """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
-    wire = DTYPE_BYTES[plan.comm_dtype]
+    wire = wire_bytes_per_value(plan.comm_dtype)
     node_size = runtime(workload.training.runtime).row_split_node_size(estimator.per_node, plan)
     exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
     return exchange_sums(exchange.rows)

@@ -45,6 +45,25 @@ DTYPE_BYTES: dict[str, float] = {
 FLOAT_DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "fp16", "bf16")
 
 
+#: An int8 wire is FBGEMM's row-wise quantised comm format (fbgemm_gpu/quantize_comm.py, the codec
+#: TorchRec's qcomm sends pooled embeddings with): ``_quantize_tensor`` views the flattened tensor as
+#: rows of ``ROW_DIM_DEFAULT = 32`` values -- not the embedding dim -- and
+#: ``FloatToFused8BitRowwiseQuantized`` writes each row's bytes padded to 4 B then its fp32 scale and
+#: bias (``calc_quantized_size``: ``(row_dim + 3) // 4 * 4 + 2 * 4`` = 40 B per 32 values).
+QCOMM_INT8_ROW_VALUES = 32
+QCOMM_INT8_ROW_BYTES = (QCOMM_INT8_ROW_VALUES + 3) // 4 * 4 + 2 * 4
+
+
+def wire_bytes_per_value(dtype: str) -> float:
+    """Bytes a pooled embedding value takes on the wire in ``dtype``: its ``DTYPE_BYTES``, but an
+    int8 wire carries each 32-value row's scale and bias (``QCOMM_INT8_ROW_BYTES``: 1.25 B a value).
+    An fp8 wire is FBGEMM's default hfp8 (``FloatToHFP8Quantized``, 1 B a value, no scale): its
+    row-wise fp8 format runs only where TorchRec's ``QCommsConfig.fp8_quantize_dim`` is set."""
+    if dtype == "int8":
+        return QCOMM_INT8_ROW_BYTES / QCOMM_INT8_ROW_VALUES
+    return DTYPE_BYTES[dtype]
+
+
 def gradient_dtype(dtype: str) -> str:
     """The dtype a gradient of values stored in ``dtype`` accumulates in: ``dtype`` itself where it
     is a float dtype (DDP's ``.grad``, HugeCTR's ``float_frequent_gradients_`` of its fp32 rows),

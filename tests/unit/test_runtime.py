@@ -269,6 +269,31 @@ def test_qcomm_casts_on_both_ends_of_each_exchange():
     assert not names & {"dequantise:a2a_fwd#0", "quantise:a2a_bwd#0"}
 
 
+def test_int8_wire_carries_fbgemm_row_scale_and_bias():
+    # FBGEMM's int8 comm codec quantises rows of 32 values of the flattened tensor (not of the
+    # embedding dim) and appends an fp32 scale and bias to each: 40 B per 32 values on the wire and
+    # in what its casts write and read. Rank 0 of the 8-rank case above sends 2048 x 4 x 128 values
+    # (1,310,720 B) and receives 256 x 26 x 128 (1,064,960 B).
+    system, workload, plan = _setup("eager", 2048, DOT)
+    sim = simulate_training(system, workload, plan, SimulationOptions(steps=1, comm_dtype="int8"))
+    assert sim.graph is not None
+    rank0 = {n.name: n for n in sim.graph.nodes if n.rank == 0}
+    for name, send, recv in (("a2a_fwd#0", 1_310_720, 1_064_960), ("a2a_bwd#0", 1_064_960, 1_310_720)):
+        op = rank0[name].op
+        assert isinstance(op, Collective) and op.dtype == "int8"
+        assert op.send_bytes is not None and op.recv_bytes is not None
+        assert (sum(op.send_bytes), sum(op.recv_bytes)) == (send, recv)
+    expected = {
+        "quantise:a2a_fwd#0": (4_194_304, 1_310_720),
+        "dequantise:a2a_fwd#0": (1_064_960, 3_407_872),
+        "quantise:a2a_bwd#0": (3_407_872, 1_064_960),
+        "dequantise:a2a_bwd#0": (1_310_720, 4_194_304),
+    }
+    for name, (read, written) in expected.items():
+        op = rank0[name].op
+        assert isinstance(op, Compute) and (op.bytes_read, op.bytes_written) == (read, written), name
+
+
 def replace_runtime(workload, name):
     return workload.model_copy(update={"training": workload.training.model_copy(update={"runtime": name})})
 

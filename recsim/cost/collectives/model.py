@@ -30,9 +30,10 @@ fastest of the registered ``auto`` algorithms for the op: ring, tree and NVLS fo
 NCCL's tuner picks by the same kind of latency/bandwidth model; direct for all-to-all.
 
 Reduced precision on the wire (``wire_dtype``): the bytes scale with
-``DTYPE_BYTES[wire] / DTYPE_BYTES[op.dtype]`` and a quantise kernel before and a dequantise kernel
-after are added, each reading and writing its tensor once at the accelerator's element-wise share
-of its HBM bandwidth (``recsim.cost.compute.elementwise_memory_efficiency``), after an
+``wire_bytes_per_value(wire) / wire_bytes_per_value(op.dtype)`` (an int8 wire carries FBGEMM's
+row scales: ``recsim.workload.spec.QCOMM_INT8_ROW_BYTES``) and a quantise kernel before and a
+dequantise kernel after are added, each reading and writing its tensor once at the accelerator's
+element-wise share of its HBM bandwidth (``recsim.cost.compute.elementwise_memory_efficiency``), after an
 element-wise kernel's launch gap and floor. Times are GPU-side (kernel time), the host's call
 excluded: the fit compares them with each dataset as its harness timed it, a host bound by its
 issue rate apart (``recsim.cost.collectives.calibrate.Timing``), so that a small collective costs
@@ -74,7 +75,7 @@ from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol, KernelKind
 from recsim.hardware.topology import ACCELERATOR, SHM_EFFICIENCY, Topology
-from recsim.workload.spec import DTYPE_BYTES
+from recsim.workload.spec import DTYPE_BYTES, wire_bytes_per_value
 
 OpInput = Collective | Sequence[Collective]
 Calibrations = Mapping[Level, CollectiveCalibration]
@@ -315,7 +316,7 @@ def _scaled(op: OpInput, wire_dtype: str | None) -> tuple[OpInput, float]:
     for dtype in (wire_dtype, head.dtype):
         if dtype not in DTYPE_BYTES:
             raise ConfigError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
-    ratio = DTYPE_BYTES[wire_dtype] / DTYPE_BYTES[head.dtype]
+    ratio = wire_bytes_per_value(wire_dtype) / wire_bytes_per_value(head.dtype)
 
     def one(part: Collective) -> Collective:
         return replace(

@@ -47,7 +47,7 @@ from recsim.planner.limits import start_dtype
 from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
-from recsim.workload.spec import DTYPE_BYTES, Table
+from recsim.workload.spec import DTYPE_BYTES, Table, wire_bytes_per_value
 
 #: Doublings of the frequency threshold tried when the replicated rows do not fit.
 MAX_THRESHOLD_DOUBLINGS = 40
@@ -78,7 +78,7 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     est = ctx.estimator
     w = ctx.workload
     world = ctx.world_size
-    wire = DTYPE_BYTES[est.comm_dtype]
+    wire = wire_bytes_per_value(est.comm_dtype)
     # The collectives the framework will run them with (``recsim.graph.runtime``), and the dtype
     # it reduces the frequent rows' gradients in (HugeCTR: its embeddings' narrow output type).
     framework = est.framework
