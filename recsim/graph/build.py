@@ -787,6 +787,8 @@ class _Builder:
         # collective (its RW/TWRW dists concatenate the tables' partial pools): one
         # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.
         groups = exchange.reduce_groups
+        if groups:
+            scatter_dtype, gather_dtype = row_split_wire_dtypes(self.comm_dtype)
         out: dict[int, list[int]] = defaultdict(list)
         reduce_ids: dict[int, list[int]] = defaultdict(list)
         if forward:
@@ -794,7 +796,8 @@ class _Builder:
                 key = f"rw_fwd:{_group_label(ranks, self.world)}"
                 # Each member holds partial sums for all B samples and keeps B / |G| of them: the
                 # same op on every member, made once.
-                op = Collective(CollectiveOp.REDUCE_SCATTER, key, ranks, batch * dim * comm, self.comm_dtype)
+                size = batch * dim * wire_bytes_per_value(scatter_dtype)
+                op = Collective(CollectiveOp.REDUCE_SCATTER, key, ranks, size, scatter_dtype)
                 for r in ranks:
                     nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
@@ -841,8 +844,8 @@ class _Builder:
         if not forward:
             for ranks, dim in groups.items():
                 key = f"rw_bwd:{_group_label(ranks, self.world)}"
-                size = b * dim * comm * (self.world / len(ranks))
-                op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
+                size = b * dim * wire_bytes_per_value(gather_dtype) * (self.world / len(ranks))
+                op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, gather_dtype)
                 for r in ranks:
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
                     out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
@@ -870,6 +873,28 @@ class _Builder:
             ids[layer.name] = nid
             prev = [nid]
         return ids
+
+
+def row_split_wire_dtypes(comm_dtype: str) -> tuple[str, str]:
+    """The dtypes a row split's reduce-scatter (forward) and all-gather (backward) of pooled
+    embeddings travel in when the all-to-all's wire is ``comm_dtype``.
+
+    TorchRec's qcomm cannot reduce every wire. ``get_qcomm_codecs_registry``
+    (torchrec/distributed/fbgemm_qcomm_codec.py) falls back, for
+    ``POOLED_EMBEDDINGS_REDUCE_SCATTER``, from an fp8 forward to fp16 and an fp8 backward to bf16.
+    An int8 wire it leaves alone, and that fails: ``ReduceScatter_Req`` (comm_ops.py) calls
+    ``codecs.forward.encode(input)`` without a ``QuantizationContext``, which FBGEMM's int8
+    quantiser requires (quantize_comm.py, ``none_throws(ctx)``); NCCL could not sum row-quantised
+    values with their per-row scales and biases anyway. Raises ``InfeasibleError`` for int8."""
+    if comm_dtype == "int8":
+        raise InfeasibleError(
+            "an int8 wire cannot reduce-scatter row-split pooled embeddings (TorchRec's qcomm "
+            "reduce-scatter has no int8 codec context, and a sum of row-quantised values is "
+            "meaningless): use fp16, bf16 or fp8 (which reduces in fp16), or no row split"
+        )
+    if comm_dtype == "fp8":
+        return "fp16", "bf16"
+    return comm_dtype, comm_dtype
 
 
 def _group_label(ranks: tuple[int, ...], world: int) -> str:

@@ -37,7 +37,7 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.cost.model import CostModel
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
-from recsim.graph.build import dense_layer_op
+from recsim.graph.build import dense_layer_op, row_split_wire_dtypes
 from recsim.graph.ir import Collective, CollectiveOp, fused_group, fused_tier, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
@@ -282,14 +282,15 @@ class Estimator:
             if hit is not None:
                 return Block(tuple(shards), hit.perf, hit.storage)
         comm = self.comm_dtype
-        wire = wire_bytes_per_value(comm)
         fwd = sum(self.marginal_lookup_s(s, "forward") for s in shards)
         bwd = sum(self.marginal_lookup_s(s, "backward") for s in shards)
         a2a = comm_out_bytes * self.marginal_s_per_byte("all_to_all", self.world, comm)
         rs = 0.0
         if split_group > 1:
             dim = shards[0].dim
-            rs = self.batch * dim * wire * self.marginal_s_per_byte("reduce_scatter", split_group, comm)
+            scatter, _ = row_split_wire_dtypes(comm)
+            size = self.batch * dim * wire_bytes_per_value(scatter)
+            rs = size * self.marginal_s_per_byte("reduce_scatter", split_group, scatter)
         dp = 0.0
         for s in shards:
             if dense_gradient(s, self.world):
@@ -420,6 +421,10 @@ class Estimator:
                     return None
             if parts < 2 or rows < parts:
                 return None
+            try:  # a row split reduce-scatters its partial pools, which an int8 wire cannot
+                row_split_wire_dtypes(self.comm_dtype)
+            except InfeasibleError:
+                return None
             width = dim // groups
             onward = 0.0 if parts == self.world else b * (self.world // parts) * width * wire
             bounds = [rows * r // parts for r in range(parts + 1)]
@@ -521,7 +526,9 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         t = max(sent[r], received[r]) * a2a
         per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
     for ranks, dim in exchange.reduce_groups.items():
-        t = est.batch * dim * wire * est.marginal_s_per_byte("reduce_scatter", len(ranks), comm)
+        scatter, _ = row_split_wire_dtypes(comm)
+        size = est.batch * dim * wire_bytes_per_value(scatter)
+        t = size * est.marginal_s_per_byte("reduce_scatter", len(ranks), scatter)
         for r in ranks:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
     # (rank, replicated, fused_group) -> the fused kernel's fixed part

@@ -724,6 +724,16 @@ def test_reduced_precision_output_sizes():
     assert same.quantise_s == 0.0 and same.dequantise_s == 0.0
 
 
+@pytest.mark.parametrize("kind", [CollectiveOp.ALL_REDUCE, CollectiveOp.REDUCE_SCATTER])
+def test_an_int8_wire_cannot_reduce(kind):
+    # FBGEMM's int8 wire carries a scale and bias per 32 values: NCCL cannot sum it.
+    with pytest.raises(ConfigError, match="int8 wire cannot"):
+        collective_cost(op_(kind, 8, MiB, dtype="fp32"), topo("dgx-h100"), wire_dtype="int8")
+    gather = op_(CollectiveOp.ALL_GATHER, 8, MiB, dtype="fp32")
+    cost = collective_cost(gather, topo("dgx-h100"), wire_dtype="int8")
+    assert cost.wire_dtype == "int8" and cost.quantise_s > 0  # a gather moves the rows as they are
+
+
 def test_unknown_wire_dtype():
     with pytest.raises(ConfigError, match="unknown dtype"):
         collective_cost(op_(CollectiveOp.ALL_REDUCE, 8, MiB), topo("dgx-h100"), wire_dtype="fp4")

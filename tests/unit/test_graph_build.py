@@ -111,6 +111,27 @@ def test_row_wise_and_data_parallel_patterns(tiny):
     assert named(g, 0, "dp_allreduce_bucket0").op.bytes == 50 * 4 * 4
 
 
+def test_a_row_split_reduces_in_what_torchrec_qcomm_can_sum(tiny):
+    # TorchRec's qcomm falls back from an fp8 wire to fp16 for the reduce-scatter and bf16 for its
+    # backward all-gather; an int8 one cannot reduce-scatter at all (FBGEMM's int8 codec needs a
+    # context TorchRec's reduce-scatter never makes, and row-quantised values do not sum).
+    plan = Plan(
+        2,
+        (
+            Shard("a", "row_wise", 0, 60, 0, 4, (0,)),
+            Shard("a", "row_wise", 60, 100, 0, 4, (1,)),
+            Shard("b", "data_parallel", 0, 50, 0, 4, (0, 1)),
+        ),
+        strategy="test",
+    )
+    g = build_training_step(tiny, plan, BuildOptions(fuse_tables=False, comm_dtype="fp8"))
+    rs, ag = named(g, 0, "rw_fwd:all").op, named(g, 0, "rw_bwd:all").op
+    assert (rs.dtype, rs.bytes) == ("fp16", 8 * 4 * 2)  # 8 samples x dim 4 x 2 B
+    assert (ag.dtype, ag.bytes) == ("bf16", 4 * 4 * 2)  # the local 4 samples x dim 4 x 2 B
+    with pytest.raises(InfeasibleError, match="int8 wire cannot reduce-scatter"):
+        build_training_step(tiny, plan, BuildOptions(fuse_tables=False, comm_dtype="int8"))
+
+
 def test_inference_batch(tiny):
     g = build_inference_batch(tiny, table_wise_round_robin(tiny, 2))
     g.validate()

@@ -451,6 +451,19 @@ def test_auto_plans_only_with_what_the_runtime_can_run() -> None:
             assert all(s.sharding != "distributed" for s in plan.shards)
 
 
+def test_auto_under_an_int8_wire_plans_no_row_split() -> None:
+    # TorchRec's qcomm cannot reduce-scatter an int8 wire: auto drops every plan that splits rows
+    # (row_wise among them) and says why.
+    system, workload = prepare(
+        "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["workload.training.runtime=eager"]
+    )
+    config = planner_config(["planner.comm_dtypes=[int8]"])
+    plan = proposer("auto").propose(PlanningContext(system, workload, config))
+    assert plan.comm_dtype == "int8"
+    assert not {s.sharding for s in plan.shards} & {"row_wise", "table_row_wise", "grid"}
+    assert "does not fit: row_wise: an int8 wire cannot reduce-scatter" in "\n".join(plan.notes)
+
+
 def test_auto_keeps_to_the_tiers_the_config_allows() -> None:
     # Only host DRAM allowed: the fixed schemes, which put every table in HBM, are dropped (they
     # used to win: a tester found planner.tiers=[ddr] giving an all-HBM plan).

@@ -308,6 +308,10 @@ def _algorithms(head: Collective, layout: GroupLayout, name: str | None) -> list
     return found
 
 
+#: Collectives that sum what they receive.
+_REDUCING = (CollectiveOp.ALL_REDUCE, CollectiveOp.REDUCE_SCATTER, CollectiveOp.REDUCE)
+
+
 def _scaled(op: OpInput, wire_dtype: str | None) -> tuple[OpInput, float]:
     """``op`` with its bytes at ``wire_dtype``, and the byte ratio."""
     head = _head(op)
@@ -316,6 +320,10 @@ def _scaled(op: OpInput, wire_dtype: str | None) -> tuple[OpInput, float]:
     for dtype in (wire_dtype, head.dtype):
         if dtype not in DTYPE_BYTES:
             raise ConfigError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
+    if wire_dtype == "int8" and head.op in _REDUCING:
+        # FBGEMM's int8 wire is row-quantised with a scale and bias per 32 values: NCCL would add
+        # the codes and the scales as integers (``recsim.graph.build.row_split_wire_dtypes``).
+        raise ConfigError(f"an int8 wire cannot {head.op.value}: row-quantised values do not sum")
     ratio = wire_bytes_per_value(wire_dtype) / wire_bytes_per_value(head.dtype)
 
     def one(part: Collective) -> Collective:
