@@ -498,6 +498,10 @@ class _Style:
     # they encode before the backward one (``_Rewriter._cast_exchange``); None: the dense precision
     # (DLE's interaction takes the fp16 payload as it arrives under AMP).
     decoded_dtype: str | None = None
+    # The encoder of a half-precision wire clamps the values into its range in a kernel of its own
+    # before it casts them (FBGEMM's codecs, ``_Rewriter._quantise``); False: a plain cast (DLE's
+    # ``.half()``).
+    clamps_half_wire: bool = False
     # The collectives share one in-order queue (``Runtime.shared_comm_queue``): each backward
     # collective is issued where the program issues it (``_issue_order``).
     issue_order: bool = False
@@ -789,21 +793,31 @@ class _Rewriter:
         coll_id = self.new_id(n.id)
         if forward:
             if owner_narrow > 0:
-                quantise = _cast("quantise", owner_wide, owner_narrow, op.dtype)
-                deps = [self._exchange_kernel("quantise", n, quantise, deps).id]
+                deps = [self._quantise(n, owner_wide, owner_narrow, deps)]
             self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
             if user_narrow > 0:
                 decode = _cast("dequantise", user_narrow, user_narrow * widen, consumer)
                 self.redirect[n.id] = self._exchange_kernel("dequantise", n, decode, [coll_id]).id
             return True
         if user_narrow > 0:
-            encode = _cast("quantise", user_narrow * widen, user_narrow, op.dtype)
-            deps = [self._exchange_kernel("quantise", n, encode, deps).id]
+            deps = [self._quantise(n, user_narrow * widen, user_narrow, deps)]
         self.program.append(replace(n, id=coll_id, deps=tuple(deps)))
         if owner_narrow > 0:
             decode = _cast("dequantise", owner_narrow, owner_wide, op.dtype)
             self.redirect[n.id] = self._exchange_kernel("dequantise", n, decode, [coll_id]).id
         return True
+
+    def _quantise(self, n: Node, wide: float, narrow: float, deps: Sequence[int]) -> int:
+        """Emit the cast of ``wide`` bytes into the ``narrow`` bytes the exchange ``n`` sends, after
+        ``deps``; the id of its last kernel. FBGEMM's half-precision encoders clamp first, into a
+        tensor of their own (quantize_comm.py, ``fp32_to_fp16_with_clamp``: ``torch.clamp(tensor,
+        min, max).half()``, likewise bf16): a kernel reading and writing the wide values, then the
+        cast (``_Style.clamps_half_wire``)."""
+        op = n.op
+        assert isinstance(op, Collective)
+        if self.style.clamps_half_wire and op.dtype in _HALF:
+            deps = [self._exchange_kernel("clamp", n, _cast("clamp", wide, wide, "fp32"), deps).id]
+        return self._exchange_kernel("quantise", n, _cast("quantise", wide, narrow, op.dtype), deps).id
 
     def run(self, name: str) -> ExecutionGraph:
         by_key: dict[tuple[int, int], list[Node]] = defaultdict(list)  # (step, rank) -> nodes in order
@@ -970,7 +984,13 @@ class Eager(Runtime):
         # FBGEMM's codecs decode into fp32 whatever the dense precision (quantize_comm.py,
         # ``_dequantize_tensor``: ``fp16_to_fp32``, ``bf16_to_fp32``, ``hfp8_to_fp32``,
         # ``Fused8BitRowwiseQuantizedToFloat``); an autocast interaction casts its input itself.
-        style = _Style(self.costs, step_sync=False, issue_order=self.shared_comm_queue, decoded_dtype="fp32")
+        style = _Style(
+            self.costs,
+            step_sync=False,
+            issue_order=self.shared_comm_queue,
+            decoded_dtype="fp32",
+            clamps_half_wire=True,
+        )
         return _Rewriter(graph, workload, style).run(self.name)
 
 

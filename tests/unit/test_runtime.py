@@ -226,7 +226,8 @@ def test_qcomm_casts_on_both_ends_of_each_exchange():
     # TorchRec's qcomm (comm_ops.py) runs four casts: the senders encode their pooled vectors before
     # the forward all-to-all, the receivers decode their local batch of every feature after it
     # (into fp32, FBGEMM's ``fp16_to_fp32``), encode its gradient before the backward all-to-all,
-    # and the senders decode what comes back. 8 ranks, 26 fp32 tables of dim 128, 2048 samples:
+    # and the senders decode what comes back. Its fp16 encoder clamps into a tensor of its own first
+    # (``torch.clamp(x, min, max).half()``). 8 ranks, 26 fp32 tables of dim 128, 2048 samples:
     # rank 0 holds 4 tables, so it sends 2048 x 4 x 128 fp16 values (2,097,152 B, 4,194,304 B as
     # the fp32 its lookups wrote) and receives 256 x 26 x 128 (1,703,936 B; 3,407,872 B decoded).
     system, workload, plan = _setup("eager", 2048, DOT)
@@ -236,8 +237,10 @@ def test_qcomm_casts_on_both_ends_of_each_exchange():
     ids = {n.id: n for n in sim.graph.nodes}
     rank0 = {n.name: n for n in sim.graph.nodes if n.rank == 0}
     expected = {
+        "clamp:a2a_fwd#0": (4_194_304, 4_194_304),
         "quantise:a2a_fwd#0": (4_194_304, 2_097_152),
         "dequantise:a2a_fwd#0": (1_703_936, 3_407_872),
+        "clamp:a2a_bwd#0": (3_407_872, 3_407_872),
         "quantise:a2a_bwd#0": (3_407_872, 1_703_936),
         "dequantise:a2a_bwd#0": (2_097_152, 4_194_304),
     }
@@ -247,12 +250,15 @@ def test_qcomm_casts_on_both_ends_of_each_exchange():
         assert rank0[name].stream is Stream.COMPUTE
     fwd, bwd = rank0["a2a_fwd#0"], rank0["a2a_bwd#0"]
     assert [ids[d].name for d in fwd.deps] == ["quantise:a2a_fwd#0"]
+    assert [ids[d].name for d in rank0["quantise:a2a_fwd#0"].deps] == ["clamp:a2a_fwd#0"]
     assert [ids[d].name for d in rank0["dequantise:a2a_fwd#0"].deps] == ["a2a_fwd#0"]
     assert rank0["dequantise:a2a_fwd#0"].id in rank0["interaction_fwd#0"].deps
     assert [ids[d].name for d in bwd.deps] == ["quantise:a2a_bwd#0"]
-    assert rank0["interaction_bwd#0"].id in rank0["quantise:a2a_bwd#0"].deps
+    assert [ids[d].name for d in rank0["quantise:a2a_bwd#0"].deps] == ["clamp:a2a_bwd#0"]
+    assert rank0["interaction_bwd#0"].id in rank0["clamp:a2a_bwd#0"].deps
     assert [ids[d].name for d in rank0["dequantise:a2a_bwd#0"].deps] == ["a2a_bwd#0"]
-    # DLE under AMP: the interaction reads the fp16 payload as it arrives, so only the owners cast.
+    # DLE under AMP: the interaction reads the fp16 payload as it arrives, so only the owners cast
+    # (``.half()``: no clamp).
     system, workload = prepare(
         "p4d-24xlarge",
         "dlrm-dcnv2",
@@ -266,7 +272,7 @@ def test_qcomm_casts_on_both_ends_of_each_exchange():
     assert dle.graph is not None
     names = {n.name for n in dle.graph.nodes if n.rank == 0}
     assert {"quantise:a2a_fwd#0", "dequantise:a2a_bwd#0"} <= names
-    assert not names & {"dequantise:a2a_fwd#0", "quantise:a2a_bwd#0"}
+    assert not names & {"dequantise:a2a_fwd#0", "quantise:a2a_bwd#0", "clamp:a2a_fwd#0"}
 
 
 def test_int8_wire_carries_fbgemm_row_scale_and_bias():
