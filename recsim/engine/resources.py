@@ -318,8 +318,7 @@ def step_loads(
     n = len(ops)
     positions, step_of = _window_positions(index, window)
     counts = np.bincount(step_of, minlength=n)
-    acc = system.accelerator
-    pcie_wire = 1.0 / copy_efficiency(acc.host_interface.family) if acc is not None else 1.0
+    pcie_wire = pcie_wire_per_byte(system)
     # Per rank: HBM, host DRAM, and over the host link to the device, to the host, from peers and
     # to peers (payload for the peers', wire bytes for the host link's).
     # Each distinct op's row (by identity: a chain's copies and the ranks share their ops), then
@@ -354,7 +353,7 @@ def step_loads(
         np.arange(world) // per_node, weights=per_rank[:, 1], minlength=max(1, system.num_nodes)
     )
     other = np.zeros(layout.n_edges)
-    _host_link_loads(other, hbm, per_rank[:, 2:], layout, topology, per_node, system, pcie_wire)
+    _host_link_loads(other, hbm, per_rank[:, 2:], topology, system, pcie_wire)
     flow = np.zeros(layout.n_edges)
     _collective_loads(flow, hbm, index, positions, step_of, collective_steps, cost)
     return Loads(flow, other, hbm, dram)
@@ -384,42 +383,107 @@ def collective_loads(index: GraphIndex, window: Window, cost: CostModel, system:
     return Loads(flow, np.zeros(layout.n_edges), hbm, np.zeros(max(1, system.num_nodes)))
 
 
-def _host_link_loads(
-    edges: NDArray[np.float64],
-    hbm: NDArray[np.float64],
-    host: NDArray[np.float64],
-    layout: _Layout,
-    topology: Topology,
-    per_node: int,
-    system: System,
-    pcie_wire: float,
-) -> None:
-    """Add each rank's host traffic (``host``: to device, to host, from peers, to peers) to
-    ``edges``, and what its peers' HBM reads or writes for it to ``hbm``."""
-    for r in np.flatnonzero(host[:, 0]).tolist():
-        edges[layout.to_device[r]] += host[r, 0]
-    for r in np.flatnonzero(host[:, 1]).tolist():
-        edges[layout.to_host[r]] += host[r, 1]
-    peered = np.flatnonzero(host[:, 2] + host[:, 3]).tolist()
-    if not peered or per_node < 2:
-        return
+@dataclass(frozen=True)
+class HostFlow:
+    """One flow of a copy's or a lookup's bytes over the topology (``host_flows``): the link ids of
+    its equal-cost paths one after the other (``cols``; ``lens``: links per path, as
+    ``_EdgeIndex.pair`` gives them), the wire bytes it carries, split evenly over its paths, and
+    its kind: ``to_device`` or ``to_host`` over the rank's host link (one path), ``peer`` between
+    the rank and ``peer`` (whose HBM reads or writes ``payload`` of it)."""
+
+    cols: NDArray[np.int32] | NDArray[np.int64]
+    lens: NDArray[np.int32]
+    wire_bytes: float
+    kind: str
+    peer: int = -1
+    payload: float = 0.0
+
+
+#: ``HostFlow.kind`` of the flows over a rank's host link (the other kind is ``peer``).
+HOST_LINK_KINDS = ("to_device", "to_host")
+
+
+def pcie_wire_per_byte(system: System) -> float:
+    """Wire bytes a copy over the host link occupies per payload byte: 1 / ``copy_efficiency``
+    of the host interface's family (the copy's cost model), 1 without accelerators."""
+    acc = system.accelerator
+    return 1.0 / copy_efficiency(acc.host_interface.family) if acc is not None else 1.0
+
+
+def host_flows(
+    host: Sequence[float], rank: int, topology: Topology, system: System, pcie_wire: float
+) -> list[HostFlow]:
+    """The flows of a rank's host traffic ``host`` (wire bytes over its host link to the device and
+    to the host, payload from and to its node's peers, as ``_op_traffic`` counts them), routed:
+    host link bytes over the one path between the rank and the CPU it hangs off (``_Layout``); a
+    peer copy's bytes 1/(n-1) from (to) each other accelerator of the node, as a flow over the
+    pair's equal-cost paths, in wire bytes at the copy's efficiency where the peers talk over PCIe
+    (``pcie_wire``). Flows without bytes, or without a path (no CPU), are left out."""
+    layout = _layout(topology)
+    out: list[HostFlow] = []
+    for kind, size, route in (
+        ("to_device", host[0], layout.to_device[rank]),
+        ("to_host", host[1], layout.to_host[rank]),
+    ):
+        if size > 0 and len(route):
+            out.append(HostFlow(route, np.array([len(route)], dtype=np.int32), float(size), kind))
+    per_node = system.node.num_accelerators
+    if host[2] + host[3] <= 0 or per_node < 2:
+        return out
     node = system.node
     nvlink = node.scale_up is not None and node.scale_up.fabric != "pcie" and system.accelerator is not None
     wire = 1.0 if nvlink and system.accelerator.nvlink is not None else pcie_wire  # type: ignore[union-attr]
     index = _edge_index(topology)
     accelerators = topology.accelerators
-    for r in peered:
-        base = r - r % per_node
-        peers = [q for q in range(base, min(base + per_node, len(accelerators))) if q != r]
-        for q in peers:
-            for src, dst, size in ((q, r, host[r, 2]), (r, q, host[r, 3])):
-                if size <= 0:
-                    continue
-                share = size / len(peers)
-                hbm[q] += share  # the peer's side of the copy
-                cols, lens = index.pair(accelerators[src], accelerators[dst])
-                weights = np.repeat(np.full(len(lens), share * wire / len(lens)), lens)
-                np.add.at(edges, cols, weights)
+    base = rank - rank % per_node
+    peers = [q for q in range(base, min(base + per_node, len(accelerators))) if q != rank]
+    for q in peers:
+        for src, dst, size in ((q, rank, host[2]), (rank, q, host[3])):
+            if size <= 0:
+                continue
+            share = size / len(peers)
+            cols, lens = index.pair(accelerators[src], accelerators[dst])
+            out.append(HostFlow(cols, lens, share * wire, "peer", q, share))
+    return out
+
+
+def op_host_flows(op: Op, rank: int, cost: CostModel) -> list[HostFlow]:
+    """The flows of one copy or lookup of ``rank`` (``host_flows`` of what ``_op_traffic`` counts
+    for it; none for other ops): the traffic the DES engine puts on its shared network."""
+    if not isinstance(op, Transfer | Embedding):
+        return []
+    system = cost.system
+    pcie_wire = pcie_wire_per_byte(system)
+    t = _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire))
+    host = (t.to_device, t.to_host, t.peer_in, t.peer_out)
+    return host_flows(host, rank, cost.topology, system, pcie_wire)
+
+
+def _host_link_loads(
+    edges: NDArray[np.float64],
+    hbm: NDArray[np.float64],
+    host: NDArray[np.float64],
+    topology: Topology,
+    system: System,
+    pcie_wire: float,
+) -> None:
+    """Add each rank's host traffic (``host``: to device, to host, from peers, to peers) to
+    ``edges`` (``host_flows``, each split evenly over its paths), and what its peers' HBM reads or
+    writes for it to ``hbm``. The host links' bytes first, then the peers', rank by rank (the
+    order of the sums on a shared edge)."""
+    ranks = np.flatnonzero(host.any(axis=1)).tolist()
+    flows = {r: host_flows(host[r].tolist(), r, topology, system, pcie_wire) for r in ranks}
+    for kind in HOST_LINK_KINDS:
+        for r in ranks:
+            for f in flows[r]:
+                if f.kind == kind:
+                    edges[f.cols] += f.wire_bytes  # one path, its links each once
+    for r in ranks:
+        for f in flows[r]:
+            if f.kind == "peer":
+                hbm[f.peer] += f.payload  # the peer's side of the copy
+                weights = np.repeat(np.full(len(f.lens), f.wire_bytes / len(f.lens)), f.lens)
+                np.add.at(edges, f.cols, weights)
 
 
 def _collective_loads(
