@@ -1,9 +1,10 @@
 """The discrete-event engine (simpy): streams, collective synchronisation, flows sharing the network.
 
 Every node is a simpy process that waits for its predecessors (its dependencies and the previous
-node of its in-order queue), then runs. Compute, lookup, copy and host nodes take their modelled
-duration (or the one the caller gives: the kernels slowed beside collectives, ``durations``). A
-collective waits until every member of its group has arrived, then runs once for the group:
+node of its in-order queue), then runs. Compute and host nodes take their modelled duration (or the
+one the caller gives: the kernels slowed beside collectives, ``durations``); so do copies and
+lookups, plus what sharing links cost them (below). A collective waits until every member of its
+group has arrived, then runs once for the group:
 
 * its alpha-beta cost ``T`` (``recsim.cost.collectives``) is what it takes on an idle network;
 * its flows (``collective_flows``, the algorithm's traffic), summed per (source, destination) over
@@ -16,6 +17,24 @@ collective waits until every member of its group has arrived, then runs once for
   concurrent collectives (the embedding all-to-all against DDP's all-reduce, jobs on an
   oversubscribed spine, a slow NIC) slow each other down.
 
+Copies (``Transfer``) and lookups (``Embedding``) whose bytes cross topology links put them on the
+same network (``_host_traffic``), routed as the utilisation report routes them
+(``recsim.engine.resources.op_host_flows``): host <-> HBM over the rank's host link (GPU -> PCIe
+switch -> CPU, or GPU -> CPU), a lookup's ``pcie`` bytes likewise, a peer copy as flows from (to)
+the node's other accelerators; in the wire bytes their cost models charge (a PCIe copy
+``bytes / PCIE_COPY_EFFICIENCY``, a UVM lookup its TLP overhead included). A host-link flow also
+crosses a link of the rank's own (``FluidNetwork.share_link``), one per direction, of capacity
+``Node.host_bandwidth_bytes_per_s_per_accelerator``: the rate the copy and lookup models charge,
+which already prices the node's accelerators streaming together over their PCIe switch's uplink,
+so copies of GPUs under one switch do not slow each other a second time, while a rank's copy, its
+UVM reads and the NIC traffic of its collectives (GPUDirect RDMA: GPU -> PCIe switch -> NIC) share
+its link to the switch. Links are full duplex (a directed edge each way): a host-to-device copy
+meets the collective's traffic into the GPU, a device-to-host copy the traffic out of it. Such an op
+finishes as a collective does: ``duration + (t_shared - t_alone)``, so alone on its links it takes
+exactly its modelled time and DES equals the analytic engine where nothing shares a link. The
+delay is counted only above the fluid model's resolution (``_delay``). The fairness unit is the
+flow, as between collectives: a copy is one flow against each of a collective's on a link.
+
 Summing a ring's phases into one flow per pair keeps the fluid model's cost to one allocation per
 event rather than per phase; for the homogeneous phases of rings and all-to-alls it gives the same
 transfer time. Speed (10^5 flows per all-to-all at 1024 GPUs): a collective's flows and their link
@@ -24,10 +43,11 @@ are memoised by the set of flows in flight, and ``t_alone`` is only simulated fo
 did share the network (alone all along, ``t_shared`` is ``t_alone``). A caller-owned
 ``DesCounters`` passed to ``run_des`` sums the events processed, for the engine benchmark.
 
-Kernels on one GPU do not share HBM or SMs with each other here (each stream runs its nodes at the
-speed it is given). What the collectives' own kernels take from them is in those durations
-(``recsim.cost.interference``, applied by ``recsim.engine.simulate`` from the contention-free
-schedule, so a collective that DES slows down does not slow its neighbours further).
+Kernels on one GPU do not share HBM or SMs with each other here, nor copies and lookups HBM or host
+DRAM (each stream runs its nodes at the speed it is given). What the collectives' own kernels take
+from them is in those durations (``recsim.cost.interference``, applied by ``recsim.engine.simulate``
+from the contention-free schedule, so a collective that DES slows down does not slow its neighbours
+further).
 """
 
 from __future__ import annotations
@@ -48,9 +68,10 @@ from simpy.core import EmptySchedule
 from recsim.cost.collectives import Flow, collective_cost, collective_flows
 from recsim.cost.model import CostModel
 from recsim.engine.network import Scratch, _edge_index, _fill, _FlowSet
+from recsim.engine.resources import HOST_LINK_KINDS, op_host_flows
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
-from recsim.graph.ir import Collective, ExecutionGraph, Node, is_uneven_all_to_all
+from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Node, Transfer, is_uneven_all_to_all
 from recsim.graph.schedule import Schedule
 from recsim.hardware.topology import Topology
 
@@ -106,7 +127,8 @@ class _Job:
 
 @dataclass
 class FluidNetwork:
-    """Flows of all collectives in flight, sharing the topology's links max-min fairly.
+    """Flows of all collectives, copies and lookups in flight, sharing the topology's links (and the
+    ``share_link`` bounds) max-min fairly.
 
     Allocations are memoised by the set of flows in flight (which collectives' traffic, which of
     their flows still live): the same collectives meet in the same way in every chained step, and
@@ -127,6 +149,9 @@ class FluidNetwork:
     _sets: dict[tuple[int, ...], _FlowSet] = field(default_factory=dict)  # oldest first
     _set_entries: int = 0
     _scratch: Scratch = field(default_factory=Scratch)  # the fillings' copy of a set's weights
+    # Links that are no edge of the topology (``share_link``): ids after the topology's edges.
+    _shares: dict[object, int] = field(default_factory=dict)
+    _share_capacity: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.wake = self.env.event()
@@ -154,6 +179,25 @@ class FluidNetwork:
             return None
         paths = _FlowSet.of_pairs(srcs, dsts, self.topology)
         return Traffic(next(self._uids), srcs, dsts, wire_bytes, paths)
+
+    def traffic_of_paths(self, paths: _FlowSet, wire_bytes: NDArray[np.float64]) -> Traffic:
+        """Flows already routed (``paths``: their subflows' link ids, which may name ``share_link``
+        links), ``wire_bytes[i]`` on flow ``i``, ready to submit."""
+        return Traffic(next(self._uids), [], [], wire_bytes, paths)
+
+    def share_link(self, key: object, capacity_bytes_per_s: float) -> int:
+        """The id of a link that is no edge of the topology, ``key``'s (made with
+        ``capacity_bytes_per_s`` on first use): a bound that every flow through it shares max-min
+        fairly with the others, as it shares a real link (``run_des``: a rank's share of its PCIe
+        switch's uplink)."""
+        found = self._shares.get(key)
+        if found is None:
+            if not capacity_bytes_per_s > 0 or not math.isfinite(capacity_bytes_per_s):
+                raise ValueError(f"bad capacity {capacity_bytes_per_s!r} for {key!r}")
+            found = self._shares[key] = len(_edge_index(self.topology).edges) + len(self._share_capacity)
+            self._share_capacity.append(capacity_bytes_per_s)
+            self.capacity = None  # read again, with the new link, at the next filling
+        return found
 
     def transfer(self, flows: Sequence[Flow]) -> simpy.Event:
         """An event that fires when ``flows`` (started now) have all been delivered."""
@@ -199,7 +243,7 @@ class FluidNetwork:
         if found is not None:
             return found
         if self.capacity is None:  # read when traffic first flows: the topology is fixed by then
-            self.capacity = _edge_index(self.topology).capacity()
+            self.capacity = np.concatenate([_edge_index(self.topology).capacity(), self._share_capacity])
         fs = self._flow_set([job.traffic for job in jobs])
         live: NDArray[np.int64] | None = None
         if any(job.live is not None for job in jobs):
@@ -304,6 +348,51 @@ def _aggregate(flows: Sequence[Flow]) -> tuple[list[str], list[str], NDArray[np.
     return srcs, dsts, np.array(wire, dtype=float)
 
 
+def _delay(shared_s: float, alone_s: float) -> float:
+    """What sharing the network cost a job: ``shared_s - alone_s``, 0 where that is within the fluid
+    model's resolution (``_DONE`` of ``alone_s``: a flow counts as delivered with that share of its
+    bytes left). A job whose flows met others only on other links took its rounds as the others'
+    flows started and ended, and the pieces of its time sum to ``alone_s`` but for rounding: its
+    finish would else move by a few ulps (a 2-node DES step did, beside copies on other links)."""
+    extra = shared_s - alone_s
+    return extra if extra > _DONE * alone_s else 0.0
+
+
+#: The ops whose bytes cross topology links besides the collectives: copies and lookups.
+_MOVERS = (Transfer, Embedding)
+
+
+def _host_traffic(node: Node, cost: CostModel, network: FluidNetwork, host_share: float) -> Traffic | None:
+    """The flows of a copy or a lookup of ``node.rank`` on the network, None if it moves nothing
+    over a link: routed as the utilisation report routes them (``op_host_flows``), in the wire
+    bytes its cost model charges (a PCIe copy ``bytes / PCIE_COPY_EFFICIENCY``, a lookup its
+    ``pcie`` bytes, TLP overhead included). A flow over the rank's host link also crosses the
+    rank's share of it in that direction (``FluidNetwork.share_link``, capacity ``host_share``:
+    ``Node.host_bandwidth_bytes_per_s_per_accelerator``, the rate the copy and lookup models charge,
+    which already prices the node's accelerators streaming together over their PCIe switch's
+    uplink): without that bound a copy alone would move at the full x16 rate and two GPUs under
+    one switch, copying together as the cost model assumes, would be slowed a second time."""
+    flows = op_host_flows(node.op, node.rank, cost)
+    cols: list[NDArray[np.int64]] = []
+    lens: list[NDArray[np.int64]] = []
+    paths: list[int] = []
+    wire: list[float] = []
+    for f in flows:
+        c = np.asarray(f.cols, dtype=np.int64)
+        n = np.asarray(f.lens, dtype=np.int64)
+        if f.kind in HOST_LINK_KINDS and host_share > 0:
+            share = network.share_link((node.rank, f.kind), host_share)
+            c, n = np.append(c, share), n + 1  # one path: the share is its last link
+        cols.append(c)
+        lens.append(n)
+        paths.append(len(n))
+        wire.append(f.wire_bytes)
+    if not wire:
+        return None
+    flow_set = _FlowSet(np.concatenate(cols), np.concatenate(lens), np.array(paths, dtype=np.int64))
+    return network.traffic_of_paths(flow_set, np.array(wire, dtype=float))
+
+
 @dataclass
 class DesCounters:
     """Work of the DES engine, summed over the runs it is passed to: benchmarks read it (events per
@@ -385,10 +474,35 @@ def run_des(
         keep_alive.append(parts)
         return found
 
+    # A copy's or a lookup's traffic, built once per (op, rank) (see ``_host_traffic``).
+    host_traffic: dict[tuple[int, int], Traffic | None] = {}
+    host_share = cost.system.node.host_bandwidth_bytes_per_s_per_accelerator
+
+    def moved_by(node: Node) -> Traffic | None:
+        key = (id(node.op), node.rank)
+        if key not in host_traffic:
+            host_traffic[key] = _host_traffic(node, cost, network, host_share)
+        return host_traffic[key]
+
     def compute(node: Node) -> Generator[simpy.Event, Any, None]:
         yield simpy.AllOf(env, [done[p] for p in preds[node.id]])
-        start[node.id] = env.now
-        yield env.timeout(cost.duration_s(node) if durations is None else durations[node.id])
+        begin = start[node.id] = env.now
+        duration = cost.duration_s(node) if durations is None else durations[node.id]
+        traffic = moved_by(node) if type(node.op) in _MOVERS and duration > 0 else None
+        if traffic is None:
+            yield env.timeout(duration)
+        else:
+            # As a collective: its modelled time, and what sharing its links cost its flows.
+            timer = env.timeout(duration)
+            job = network.submit(traffic)
+            yield job.done
+            extra = _delay(env.now - begin, network.alone_s(traffic)) if job.shared else 0.0
+            if extra > 0:
+                end = begin + duration + extra
+                if env.now < end:
+                    yield env.timeout(end - env.now)
+            elif not timer.processed:
+                yield timer  # alone on its links: exactly its modelled time
         finish[node.id] = env.now
         done[node.id].succeed()
 
@@ -415,7 +529,7 @@ def run_des(
                 # Alone all along, the flows took their idle-network time: nothing to add (and
                 # nothing to simulate again).
                 if job.shared:
-                    extra = max(0.0, (env.now - t0) - network.alone_s(traffic))
+                    extra = _delay(env.now - t0, network.alone_s(traffic))
         end = begin + base + extra
         if env.now < end:
             yield env.timeout(end - env.now)

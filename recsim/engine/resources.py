@@ -34,8 +34,11 @@ The analytic engine schedules each collective alone: where collectives overlap o
 algorithm's alpha-beta time is kinder than its flows' load, a link can carry more than its capacity
 over the step. That is reported unclamped, with a note naming the class (the step is optimistic
 there; DES shares the links). DES shares the links among collectives, so their bytes alone stay
-within each link's capacity (checked: ``check_links``); neither engine shares a link or HBM between
-a collective and a copy or a lookup, which a note says where it shows.
+within each link's capacity (checked: ``check_links``). DES also puts the copies' and lookups' link
+bytes on its network (``op_host_flows``, the routes above: ``recsim.engine.des``), so there a copy or
+a UVM lookup and a collective's traffic over one host link or NVLink slow each other; the analytic
+engine shares nothing, and neither engine shares HBM or host DRAM, nor slows a kernel for its
+memory traffic. A note says where a link or memory carries more than its capacity over the step.
 """
 
 from __future__ import annotations
@@ -591,10 +594,20 @@ def resource_figures(
                 f"the links alone, so the step is optimistic there{hint}"
             )
         elif peak[cls] > 1.0 + OVER_CAPACITY:
+            if fidelity == "des" and cls in LINK_CLASSES:
+                # Every byte on a link is a flow of DES's network, within capacity at every instant.
+                who = (
+                    "DES keeps the link within its capacity at every instant, but the step's nodes, "
+                    "counted whole, outlast the window (the chained steps are not yet steady)"
+                )
+            else:
+                who = (
+                    "the copies, lookups and kernels that share it are not slowed for it (DES slows "
+                    "copies and lookups on links only), so the step is optimistic there"
+                )
             notes.append(
                 f"{busiest[cls]} ({label}, utilisation_max.{cls}) carries {peak[cls]:.2f}x its capacity "
-                "in the step: neither engine slows the copies, lookups and kernels that share it with "
-                "each other or with collectives, so the step is optimistic there"
+                f"in the step: {who}"
             )
     figures = ResourceFigures(
         mean, peak, busiest, tuple(c for c in RESOURCE_CLASSES if c in known), tuple(notes)
