@@ -1000,11 +1000,12 @@ def test_a_network_step_takes_at_least_its_route_latency():
     small = Collective(CollectiveOp.ALL_REDUCE, "k", group, 1024.0)
     # NCCL's per-step figures stand above an InfiniBand route's latency ...
     ib = build_topology(load_system("dgx-h100", nodes=2))
-    assert facts(ib).wire_latency_s == pytest.approx(2.652e-6, rel=1e-3)
-    # ... and a slower adapter's route sets them: two adapters of 1 ms each, plus the rest.
+    assert facts(ib).wire_latency_s == pytest.approx(1.732e-6, rel=1e-3)
+    # ... and a slower adapter's route sets them: two adapters of 1 ms each (for ConnectX-7's 140 ns),
+    # plus the rest.
     slow = build_topology(load_system("dgx-h100", nodes=2, overrides=["node.nics.device.latency=1 ms"]))
     wire = facts(slow).wire_latency_s
-    assert wire == pytest.approx(2e-3 + facts(ib).wire_latency_s - 1.2e-6, rel=1e-6)
+    assert wire == pytest.approx(2e-3 + facts(ib).wire_latency_s - 2 * 140e-9, rel=1e-6)
     # A ring all-reduce over two nodes crosses between them at least twice (reduce-scatter and
     # all-gather), each step a route at least.
     ring = collective_cost(small, slow, "ring")

@@ -277,3 +277,41 @@ def test_llc_latencies_are_random_loads_with_their_tlb_misses(shipped):
     assert rome.llc_latency_s > 34 / 3.4e9
     for name in ("xeon-gold-6138", "xeon-e5-2680v4", "xeon-e5-2698v4", "epyc-7742"):
         assert 13e-9 < shipped.device("cpu", name).llc_latency_s <= 42e-9, name
+
+
+def test_nic_latency_is_one_adapters_share_of_a_route(shipped):
+    """A NIC's ``latency`` is what one adapter adds one way; a route between two nodes crosses two.
+
+    An auditor found ConnectX-6/7 files charging NVIDIA's end-to-end "sub-600ns" (both adapters,
+    back to back) to each adapter, a 2-node dgx-h100 route of 2.652 us against dgx-1-v100's 1.762."""
+    edr = shipped.device("nic", "ib-edr-100g")
+    # The measured back-to-back ib_send_lat the per-adapter figure comes from: 0.82 us one way over
+    # host link, adapter, cable, adapter, host link (137 ns rounded to 140 ns: 826 ns).
+    assert 2 * (edr.host_interface.latency_s + edr.latency_s) == pytest.approx(0.82e-6, abs=10e-9)
+    # dgx-h100, two nodes on one leaf: GPU -> PCIe link -> PCIe switch -> PCIe link -> NIC -> leaf
+    # -> NIC -> PCIe link -> PCIe switch -> PCIe link -> GPU.
+    system = shipped.system("dgx-h100", [Override.parse("cluster.nodes=2")])
+    topo = build_topology(system)
+    route = topo.route("n0.gpu0", "n1.gpu0")
+    path = route.paths[0]
+    assert [topo.graph.nodes[v]["kind"] for v in path[1:-1]] == [
+        "pcie_switch",
+        "nic",
+        "switch",
+        "nic",
+        "pcie_switch",
+    ]
+    node, scale_out = system.node, system.cluster.scale_out
+    assert node.nics is not None and node.pcie_switches is not None and scale_out is not None
+    nic = node.nics.device
+    pcie = nic.host_interface.latency_s
+    leaf = scale_out.switch.latency_s
+    by_hand = 4 * pcie + 2 * node.pcie_switches.device.latency_s + 2 * nic.latency_s + leaf
+    assert route.latency_s == pytest.approx(by_hand)
+    # 4 x 273 ns (pcie5-x16) + 2 x 115 ns (PEX89144) + 2 x 140 ns (ConnectX-7) + 130 ns (QM9700).
+    assert route.latency_s == pytest.approx(1.732e-6)
+    # The same two-adapter rule on every shipped InfiniBand/RoCE generation: dgx-a100 (ConnectX-6,
+    # PEX88096 105 ns, QM8700 130 ns) and dgx-1-v100 (ConnectX-4, PEX8796 150 ns, SB7800 90 ns).
+    for name, expected in (("dgx-a100", 1.712e-6), ("dgx-1-v100", 1.762e-6)):
+        two = build_topology(shipped.system(name, [Override.parse("cluster.nodes=2")]))
+        assert two.route_latency_s("n0.gpu0", "n1.gpu0") == pytest.approx(expected), name
