@@ -7,7 +7,8 @@ costed, with a documented default: an accelerator with the A100 GEMM and gather 
 a block may say it was fitted on another device (``transferred_from``, as an ``extends:`` of a
 different accelerator inherits it). ``calibration_note`` says each one a run reads, in one line of
 the result's notes; ``device_defaults`` gives the rows ``recsim hw show`` prints for a device
-without a block. Worked out once per run from the system (a few attribute reads), never per op.
+without a block (and for a CPU without ``line_fill_buffers``, the Skylake-class default). Worked
+out once per run from the system (a few attribute reads), never per op.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from recsim.cost.collectives.base import (
 from recsim.cost.compute import UNCALIBRATED_GEMM
 from recsim.cost.embedding.gpu import UNCALIBRATED_GATHER
 from recsim.hardware.calibration import CollectiveCalibration
-from recsim.hardware.devices import Accelerator, Device, Nic, Switch
+from recsim.hardware.devices import DEFAULT_LINE_FILL_BUFFERS, Accelerator, Cpu, Device, Nic, Switch
 from recsim.hardware.system import System
 
 _WHERE = "recsim.cost.collectives.base"
@@ -203,4 +204,12 @@ def device_defaults(device: Device) -> list[tuple[str, str]]:
         rows.append(("calibration", f"none: collectives costed with {name} ({_WHERE})"))
     elif isinstance(device, Switch) and device.fabric == "nvlink" and device.calibration is None:
         rows.append(("calibration", f"none: collectives costed with DEFAULT_NVLINK ({_WHERE})"))
+    elif isinstance(device, Cpu) and device.line_fill_buffers is None:
+        rows.append(
+            (
+                "line_fill_buffers",
+                f"none: host lookups costed with {DEFAULT_LINE_FILL_BUFFERS}, Skylake's L1D fill buffers "
+                "(DEFAULT_LINE_FILL_BUFFERS, recsim.hardware.devices; Intel optimization manual)",
+            )
+        )
     return rows

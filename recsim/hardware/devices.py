@@ -13,7 +13,7 @@ the measured or specified idle draw.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -325,6 +325,14 @@ class SocketInterconnect(Spec):
     links: PositiveInt
 
 
+#: L1D misses one core keeps in flight where its CPU document gives no ``line_fill_buffers``: the 10
+#: L1D fill buffers of Intel's Sandy Bridge to Skylake cores (Intel 64 and IA-32 Architectures
+#: Optimization Reference Manual, Sandy Bridge, Haswell and Skylake microarchitecture sections: "10
+#: L1D fill buffers"; Skylake-SP, Cascade Lake and Cooper Lake keep the Skylake core). A newer core
+#: without a source of its own is costed with it (``recsim hw show`` says so).
+DEFAULT_LINE_FILL_BUFFERS: Final[int] = 10
+
+
 class Cpu(Device):
     """One CPU socket."""
 
@@ -354,6 +362,10 @@ class Cpu(Device):
     # core complexes: a Zen 2 core reaches its CCX's 16 MiB of L3, not the socket's 256); 1: one
     # LLC shared by every core of the socket (Intel's mesh or ring, NVIDIA's SCF).
     llc_domains: PositiveInt = 1
+    # L1D misses one core keeps in flight (Intel's L1D fill buffers, AMD's miss address buffers,
+    # Arm's linefill buffers): the memory-level parallelism of the host embedding tiers' random row
+    # reads (``recsim.cost.embedding.ddr``). None: ``DEFAULT_LINE_FILL_BUFFERS`` (Skylake's 10).
+    line_fill_buffers: PositiveInt | None = None
     pcie_lanes: PositiveInt
     # The PCIe lanes a 2-socket system of this CPU has in all, where its socket-to-socket links
     # are carved out of the same SerDes as its PCIe lanes (AMD EPYC's xGMI: a 2P Rome/Milan/Genoa
@@ -392,6 +404,11 @@ class Cpu(Device):
     def llc_domain_bytes(self) -> float:
         """The LLC one core reaches: the socket's ``llc`` over its ``llc_domains``."""
         return self.llc_bytes / self.llc_domains
+
+    @property
+    def fill_buffers(self) -> int:
+        """L1D misses one core keeps in flight: ``line_fill_buffers``, else the Skylake-class default."""
+        return self.line_fill_buffers if self.line_fill_buffers is not None else DEFAULT_LINE_FILL_BUFFERS
 
 
 # --------------------------------------------------------------------------- network

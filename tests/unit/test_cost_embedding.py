@@ -27,15 +27,16 @@ from recsim.cost.embedding import (
 )
 from recsim.cost.embedding.base import pages_touched
 from recsim.cost.embedding.calibration import is_test_measurement, median_abs_error, relative_errors
-from recsim.cost.embedding.ddr import LINE_FILL_BUFFERS, llc_capacity_bytes, rank_share
+from recsim.cost.embedding.ddr import llc_capacity_bytes, rank_share
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.cost.embedding.ssd import page_popularity
 from recsim.cost.embedding.uvm import pcie_wire_bytes, rank_host_ddr_bandwidth_bytes_per_s
 from recsim.cost.embedding.uvm_caching import cache_rows
+from recsim.cost.provenance import device_defaults
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Embedding
 from recsim.hardware.calibration import Calibration, GatherCalibration
-from recsim.hardware.devices import Accelerator, Ssd
+from recsim.hardware.devices import DEFAULT_LINE_FILL_BUFFERS, Accelerator, Ssd
 from recsim.hardware.library import HardwareLibrary, shipped_root
 from recsim.hardware.system import System
 from recsim.workload.access import access_model
@@ -479,7 +480,7 @@ def test_ddr_forward_by_hand():
     moved = 1000 * 8 + 100 * 128
     copies = 2 * (8e-6 + 500e-9)
     # The rank's quarter of the cores (5 of them), its share of the 2 sockets' LLCs still holds the table.
-    rank_latency = (90e-9 * dram_lines + 20e-9 * llc_lines) / (5 * LINE_FILL_BUFFERS)
+    rank_latency = (90e-9 * dram_lines + 20e-9 * llc_lines) / (5 * DEFAULT_LINE_FILL_BUFFERS)
     assert rank_latency > bandwidth * gpus
     assert on_gpu.time_s == pytest.approx(rank_latency + copies + moved / PCIE_SHARE, rel=1e-12)
     assert on_gpu.bytes_on("pcie") == moved
@@ -876,16 +877,52 @@ def test_a_host_lookup_holds_one_llc_domain_at_most():
 
 def test_a_host_lookup_of_few_bags_keeps_as_few_cores_busy():
     # PyTorch's EmbeddingBag and FBGEMM parallelise a CPU lookup over its bags: one bag is one
-    # core's walk, its rows' lines LINE_FILL_BUFFERS at a time (a tester's find: a single bag was
+    # core's walk, its rows' lines 10 at a time, Skylake's fill buffers (a tester's find: a single bag was
     # given every core of the node, 400 misses in flight, and cost one DRAM latency).
     system = load_system("skylake-2s")
     one = cost(rmc1_op("ddr", 1), system, RMC1_UNIFORM)
     lines = 80 * math.ceil(32 * 4 / system.node.host_memory.device.access_granularity_bytes)
     latency = system.node.host_memory.device.latency_s
     assert one.details["threads"] == 1.0
-    assert one.details["latency_s"] == pytest.approx(lines * latency / LINE_FILL_BUFFERS)
+    assert one.details["latency_s"] == pytest.approx(lines * latency / 10)
     cores = system.node.cpus.count * system.node.cpus.device.cores
     assert cost(rmc1_op("ddr", 4 * cores), system, RMC1_UNIFORM).details["threads"] == cores
+
+
+def _with_fill_buffers(system: System, buffers: int | None) -> System:
+    """``system`` with its CPU's ``line_fill_buffers`` set to ``buffers``."""
+    cpus = system.node.cpus
+    cpu = cpus.device.model_copy(update={"line_fill_buffers": buffers})
+    node = system.node.model_copy(update={"cpus": cpus.model_copy(update={"device": cpu})})
+    return system.model_copy(update={"node": node})
+
+
+def test_host_lookups_keep_their_cpus_fill_buffers_in_flight():
+    # The library's CPUs say how many L1D misses a core keeps in flight: Skylake-class Intel cores
+    # 10, Golden Cove (Sapphire Rapids) and Raptor Cove (Emerald Rapids) 16; a CPU without a
+    # source (Zen 2, Neoverse V2) is costed with the Skylake-class default, and hw show says so.
+    assert load_system("skylake-2s").node.cpus.device.fill_buffers == 10
+    assert load_system("broadwell-2s").node.cpus.device.fill_buffers == 10
+    assert load_system("dgx-h100").node.cpus.device.fill_buffers == 16
+    assert load_system("dgx-b200").node.cpus.device.fill_buffers == 16
+    epyc = load_system("dgx-a100").node.cpus.device
+    assert epyc.line_fill_buffers is None and epyc.fill_buffers == DEFAULT_LINE_FILL_BUFFERS == 10
+    assert [label for label, _ in device_defaults(epyc)] == ["line_fill_buffers"]
+    assert device_defaults(load_system("dgx-h100").node.cpus.device) == []
+    # One bag is one core's dependent walk through 80 uniform rows of 2 lines: latency-bound, so a
+    # core with 16 fill buffers takes 10/16 of the time of one with 10, at the same DRAM latency.
+    skylake = load_system("skylake-2s")
+    golden_cove = _with_fill_buffers(skylake, 16)
+    ten = cost(rmc1_op("ddr", 1), skylake, RMC1_UNIFORM)
+    sixteen = cost(rmc1_op("ddr", 1), golden_cove, RMC1_UNIFORM)
+    assert ten.details["threads"] == sixteen.details["threads"] == 1.0
+    assert ten.details["memory_parallelism"] == 10.0 and sixteen.details["memory_parallelism"] == 16.0
+    assert sixteen.details["latency_s"] == pytest.approx(ten.details["latency_s"] * 10 / 16, rel=1e-12)
+    # The backward's random row reads (the update, the node's 40 cores over ~13k unique rows) as well.
+    back = replace(rmc1_op("ddr"), pass_="backward", optimizer="sgd")
+    ten_b = cost(back, skylake, RMC1_UNIFORM)
+    sixteen_b = cost(back, golden_cove, RMC1_UNIFORM)
+    assert sixteen_b.details["latency_s"] == pytest.approx(ten_b.details["latency_s"] * 10 / 16, rel=1e-12)
 
 
 def test_recnmp_has_nothing_to_reduce_at_pooling_one():

@@ -10,9 +10,10 @@ or by DRAM (**LLC**, below). Three limits, the slowest wins:
   LLC's misses only), every channel of every socket (``Node.host_memory_bandwidth_bytes_per_s``),
   at the STREAM efficiency ``recsim.cost.compute.CPU_MEMORY_EFFICIENCY`` (an upper bound for
   random lines);
-* latency (memory-level parallelism, Little's law): a core keeps at most ``LINE_FILL_BUFFERS``
-  L1D misses in flight, whether the LLC or DRAM answers them, so ``(DRAM lines x DRAM latency +
-  LLC lines x Cpu.llc_latency) / (threads x LINE_FILL_BUFFERS)``, and never less than one DRAM
+* latency (memory-level parallelism, Little's law): a core keeps at most ``Cpu.fill_buffers``
+  L1D misses in flight (its line fill buffers: 10 on Intel's Skylake-class cores, 16 on Golden
+  Cove), whether the LLC or DRAM answers them, so ``(DRAM lines x DRAM latency + LLC lines x
+  Cpu.llc_latency) / (threads x Cpu.fill_buffers)``, and never less than one DRAM
   latency when a line misses the LLC (one LLC latency when none does);
 * compute: one add per element, ``lookups x dim / (threads x a core's fp32 peak x
   CPU_GEMM_EFFICIENCY)``.
@@ -82,22 +83,16 @@ from recsim.hardware.system import System
 
 __all__ = [
     "CPU_SORT_PASSES",
-    "LINE_FILL_BUFFERS",
     "DdrTier",
     "RowReads",
     "cpu_pool_s",
     "cpu_threads",
+    "fill_buffers",
     "llc_capacity_bytes",
     "memory_parallelism",
     "node_cores",
     "row_reads",
 ]
-
-LINE_FILL_BUFFERS: Final[int] = 10
-"""Outstanding L1D misses per core: 10 line fill buffers (Intel 64 and IA-32 Architectures
-Optimization Reference Manual, Sandy Bridge to Skylake client cores: "10 L1D fill buffers"); the
-L2's superqueue (16) and hardware prefetchers do not help dependent random rows. Used for every CPU
-of the library, AMD included (ASSUMPTION: Zen 2 tracks more, ~22 misses, so this is conservative)."""
 
 CPU_SORT_PASSES: Final[int] = 4
 """Passes of an LSD radix sort of 32-bit row ids with 8-bit digits (ASSUMPTION: host-side backward
@@ -112,9 +107,16 @@ def node_cores(system: System) -> float:
     return float(cpus.count * cpus.device.cores)
 
 
+def fill_buffers(system: System) -> float:
+    """L1D misses one of the node's cores keeps in flight (``Cpu.fill_buffers``: its CPU's line
+    fill buffers); the L2's superqueue and the hardware prefetchers do not help dependent random
+    rows."""
+    return float(system.node.cpus.device.fill_buffers)
+
+
 def memory_parallelism(system: System) -> float:
     """Cache lines the node's cores keep in flight: sockets x cores x line fill buffers."""
-    return node_cores(system) * LINE_FILL_BUFFERS
+    return node_cores(system) * fill_buffers(system)
 
 
 def cpu_pool_s(system: System, flops: float, threads: float | None = None) -> float:
@@ -131,7 +133,7 @@ def random_lines_s(system: System, lines: float, share: float = 1.0, threads: fl
     if lines <= 0:
         return 0.0
     latency = system.node.host_memory.device.latency_s
-    parallel = memory_parallelism(system) * share if threads is None else threads * LINE_FILL_BUFFERS
+    parallel = memory_parallelism(system) * share if threads is None else threads * fill_buffers(system)
     return latency * max(min(1.0, lines), lines / parallel)
 
 
@@ -181,7 +183,7 @@ def row_reads(lookup: Lookup, share: float, threads: float) -> RowReads:
     dram_latency = system.node.host_memory.device.latency_s
     work = dram_lines * dram_latency + llc_lines * cpu.llc_latency_s
     floor = max(min(1.0, dram_lines) * dram_latency, min(1.0, lines) * cpu.llc_latency_s)
-    latency_s = max(floor, work / (threads * LINE_FILL_BUFFERS))
+    latency_s = max(floor, work / (threads * fill_buffers(system)))
     return RowReads(lines, llc_lines, dram_lines, llc_lines / lines, latency_s)
 
 
@@ -244,7 +246,7 @@ class DdrTier(TierModel):
             "latency_s": latency_s,
             "compute_s": compute_s,
             "pcie_s": pcie_s,
-            "memory_parallelism": threads * LINE_FILL_BUFFERS,
+            "memory_parallelism": threads * fill_buffers(system),
             "threads": threads,
             "llc_hit_rate": reads.llc_hit_rate,
             "llc_bytes": reads.llc_lines * granule,
