@@ -577,6 +577,19 @@ def test_ssd_read_latency_falls_smoothly_as_the_cache_grows(tier):
     assert latencies[-3] < 1e-3 * latencies[0] and latencies[-1] == 0.0
 
 
+def test_the_gen4_drive_reads_at_its_capacity_class_latency():
+    # nvme-gen4 is a 3.84 TB drive: the Lenovo P4500 guide's 4.0 TB figure (115 us), not the
+    # 1.0/2.0 TB drives' 85 us. A one-row lookup from no page cache waits for its expected page
+    # reads (about one; ``drive_time_s``) at that latency.
+    system = load_system("dgx-h100")
+    assert system.node.ssds is not None
+    assert system.node.ssds.device.read_latency_s == pytest.approx(115e-6, rel=1e-12)
+    one = cost(op("ssd:0", rows=10**8, dim=64, batch=1, lookups=1.0, unique_rows=1.0), system)
+    pages = one.details["pages_read"]
+    assert 0.99 < pages <= 1.0
+    assert one.details["latency_s"] == pytest.approx(115e-6 * -math.expm1(-pages), rel=1e-12)
+
+
 def test_an_ssd_lookup_gets_its_share_of_the_nodes_page_cache():
     """One OS page cache per node, shared by its ranks, as the planner books it: the node's ssd
     shards, on all its ranks, split it by bytes (``cache_share``), and a shard with no share gets
