@@ -25,7 +25,7 @@ from recsim.cost.embedding import (
     parse_tier,
     registered_tiers,
 )
-from recsim.cost.embedding.base import pages_touched
+from recsim.cost.embedding.base import optimizer_update_flops, pages_touched
 from recsim.cost.embedding.calibration import is_test_measurement, median_abs_error, relative_errors
 from recsim.cost.embedding.ddr import llc_capacity_bytes, rank_share
 from recsim.cost.embedding.gpu import radix_passes
@@ -484,6 +484,35 @@ def test_ddr_forward_by_hand():
     assert rank_latency > bandwidth * gpus
     assert on_gpu.time_s == pytest.approx(rank_latency + copies + moved / PCIE_SHARE, rel=1e-12)
     assert on_gpu.bytes_on("pcie") == moved
+
+
+def test_optimizer_update_flops_per_row_from_fbgemms_formulas():
+    # D = 128: SGD 2 D, row-wise Adagrad 5 D + 5, Adagrad 7 D, Adam 16 D, no step 0.
+    assert optimizer_update_flops("sgd", 128) == 256.0
+    assert optimizer_update_flops("sparse_sgd", 128) == 256.0
+    assert optimizer_update_flops("rowwise_adagrad", 128) == 645.0
+    assert optimizer_update_flops("adagrad", 128) == 896.0
+    assert optimizer_update_flops("adam", 128) == 2048.0
+    assert optimizer_update_flops("none", 128) == 0.0
+    with pytest.raises(ConfigError, match="unknown embedding optimizer"):
+        optimizer_update_flops("lamb", 128)
+
+
+@pytest.mark.parametrize(("optimizer", "state_lines"), [("sgd", 0), ("rowwise_adagrad", 1), ("adam", 4)])
+def test_ddr_backward_by_hand(optimizer, state_lines):
+    # A CPU server's backward of the default op (1000 lookups of 500 unique 128 B rows of a
+    # 1000-row table): FBGEMM's CPU radix sort makes 2 passes over 10-bit row ids, 20 B a lookup
+    # each; the 1000 gradient rows streamed; each unique row's 2 lines and its state's read and
+    # written. Compute: 1000 x 32 accumulating adds and 500 optimizer steps on the 20 cores.
+    server = TINY.model_copy(update={"node": TINY.node.model_copy(update={"accelerators": None})})
+    c = cost(op("ddr", "backward", optimizer=optimizer), server)
+    sort = 1000 * 2 * 20.0
+    grads = 1000 * 128.0
+    random = 500 * 2 * (2 + state_lines) * 64.0
+    assert c.bytes_on("ddr") == pytest.approx(sort + grads + random, rel=1e-12)
+    flops = 1000 * 32 + 500 * optimizer_update_flops(optimizer, 32)
+    assert c.details["compute_s"] == pytest.approx(flops / CPU_FLOPS, rel=1e-12)
+    assert c.details["bandwidth_s"] == pytest.approx((sort + grads + random) / DDR_BW, rel=1e-12)
 
 
 def test_ssd_forward_by_hand():

@@ -74,6 +74,7 @@ __all__ = [
     "accumulator_dtype",
     "ceil_to",
     "embedding_cost",
+    "optimizer_update_flops",
     "pages_touched",
     "parse_tier",
     "quant_row_overhead_bytes",
@@ -128,6 +129,38 @@ def quant_row_overhead_bytes(dtype: str, inference: bool = False) -> float:
 
 
 OPTIMIZERS: Final[tuple[str, ...]] = ("none", "sgd", "sparse_sgd", "rowwise_adagrad", "adagrad", "adam")
+
+
+def optimizer_update_flops(optimizer: str, dim: int) -> float:
+    """FP32 operations of one row's optimizer step, its gradient already accumulated (each add,
+    multiply, divide or square root one operation, a fused multiply-add two, as the CPUs' peaks
+    count them; per-step scalars such as Adam's bias corrections are left out). Counted from
+    FBGEMM's update formulas (``fbgemm_gpu/codegen/genscript/optimizers.py``, the
+    ``split_weight_update_cpu`` of its CPU TBE, weight decay off), D = ``dim``:
+
+    * ``sgd`` (and PyTorch's ``sparse_sgd``, the same step): ``w -= lr * g``, 2 D;
+    * ``rowwise_adagrad``: ``sum += g * g`` (2 D), ``/ D``, ``momentum + ...``, ``sqrt``, ``+ eps``,
+      ``lr / ...`` (5 per row), then ``w = correction * w - g * multiplier`` (3 D): 5 D + 5;
+    * ``adagrad``: ``m += g * g`` (2 D), ``w -= lr * g / (sqrt(m) + eps)`` (5 D): 7 D;
+    * ``adam`` (FBGEMM has no CPU kernel for it; its GPU ``split_weight_update``): ``m = beta1 m +
+      (1 - beta1) g`` (3 D), ``v = beta2 v + (1 - beta2) g^2`` (4 D), ``w -= lr * (m / bc1 /
+      (sqrt(v / bc2) + eps) + wd * w)`` (9 D): 16 D;
+    * ``none``: no step, 0.
+
+    The GPU tiers do not count these: FBGEMM's fused backward is bound by its row and state bytes
+    (``gpu.update_stage``), which the host tiers count as well."""
+    per_element = {
+        "none": 0.0,
+        "sgd": 2.0,
+        "sparse_sgd": 2.0,
+        "rowwise_adagrad": 5.0,
+        "adagrad": 7.0,
+        "adam": 16.0,
+    }
+    per_row = {"rowwise_adagrad": 5.0}
+    if optimizer not in per_element:
+        raise ConfigError(f"unknown embedding optimizer {optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+    return per_element[optimizer] * dim + per_row.get(optimizer, 0.0)
 
 
 def optimizer_state_bytes(optimizer: str, dim: int) -> float:

@@ -53,11 +53,13 @@ the pooled gradients to the host (backward), each one transfer over the accelera
 interface: its latency plus bytes at its bandwidth, after the CPU work (the pooled results exist
 only once the lookups finish).
 
-**Backward** (host-side training): a CPU radix sort of the indices (``CPU_SORT_PASSES`` passes that
-read and write a 16 B key-value pair per lookup), the gradient rows read per lookup (streamed from
-the dense gradient), and per unique row the row and its optimizer state read and written as random
-lines; latency-bound like the forward on the unique rows' lines. Each unique row is visited once,
-so a cold LLC serves none of them.
+**Backward** (host-side training, as FBGEMM's CPU TBE): a CPU radix sort of the lookups' row ids
+(``gpu.radix_passes`` 8-bit passes over the table's row-id bits, ``CPU_SORT_BYTES_PER_PASS`` a
+lookup each), the gradient rows read per lookup (streamed from the dense gradient), and per unique
+row the row and its optimizer state read and written as random lines; latency-bound like the
+forward on the unique rows' lines. Each unique row is visited once, so a cold LLC serves none of
+them. Compute: one add per gradient element accumulated, and the optimizer's step on each unique
+row (``base.optimizer_update_flops``, counted from FBGEMM's update formulas).
 """
 
 from __future__ import annotations
@@ -75,14 +77,16 @@ from recsim.cost.embedding.base import (
     EmbeddingCost,
     Lookup,
     TierModel,
+    optimizer_update_flops,
     register_tier,
 )
+from recsim.cost.embedding.gpu import radix_passes
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.cost.launch import MEMCPY_CALL_S
 from recsim.hardware.system import System
 
 __all__ = [
-    "CPU_SORT_PASSES",
+    "CPU_SORT_BYTES_PER_PASS",
     "DdrTier",
     "RowReads",
     "cpu_pool_s",
@@ -94,11 +98,14 @@ __all__ = [
     "row_reads",
 ]
 
-CPU_SORT_PASSES: Final[int] = 4
-"""Passes of an LSD radix sort of 32-bit row ids with 8-bit digits (ASSUMPTION: host-side backward
-sorts as FBGEMM's CPU TBE does with its radix sort; ids above 2^32 rows would need 8 passes)."""
-
-_SORT_PAIR_BYTES: Final[float] = 16.0  # an int64 key and an int64 position, read and written per pass
+CPU_SORT_BYTES_PER_PASS: Final[float] = 20.0
+"""Bytes one pass of FBGEMM's CPU radix sort moves per lookup: FBGEMM's CPU TBE backward
+(``csr2csc`` in ``fbgemm_gpu/codegen/training/forward/embedding_forward_split_cpu.cpp``) sorts
+int32 row ids (keys) with an int32 (feature x batch + sample) value by ``fbgemm::radix_sort_parallel``
+(``src/Utils.cc``), whose pass reads each key for the histogram (4 B), reads the key and value again
+to scatter them (8 B) and writes both (8 B). Its passes are ``ceil(bits(num_embeddings) / 8)``, the
+same count as the GPU's ``gpu.radix_passes``. (An int32 value: sum pooling without per-sample
+weights; weighted or mean pooling carries an (int, float) pair, 28 B a pass.)"""
 
 
 def node_cores(system: System) -> float:
@@ -264,15 +271,17 @@ class DdrTier(TierModel):
         reads = row_lines + state_lines if lookup.op.optimizer != "none" else 0
         writes = row_lines + state_lines
         random = unique * (reads + writes) * granule
-        sort = lookup.lookups * CPU_SORT_PASSES * 2 * _SORT_PAIR_BYTES
+        sort = lookup.lookups * radix_passes(lookup.op.rows) * CPU_SORT_BYTES_PER_PASS
         grads = lookup.lookups * lookup.pooled_bytes
         total = random + sort + grads
         share = rank_share(system)
         threads = cpu_threads(system, unique, share)  # the update parallelises over the rows
         bandwidth_s = total / host_ddr_bandwidth_bytes_per_s(system) / share
         latency_s = random_lines_s(system, unique * reads, share, threads)
-        # Accumulation: one add per gradient element; the optimizer: a few ops per element of each row.
-        flops = lookup.lookups * lookup.op.dim + 4.0 * unique * lookup.op.dim
+        # Accumulation: one add per gradient element; the optimizer's step on each unique row.
+        flops = lookup.lookups * lookup.op.dim + unique * optimizer_update_flops(
+            lookup.op.optimizer, lookup.op.dim
+        )
         compute_s = cpu_pool_s(system, flops, threads)
         moved = lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved)
