@@ -80,9 +80,9 @@ SCALE_UP = "nvlink"
 SHM_LINE_FRACTION = 24.5 / 63.0
 
 #: The same, relative to what a collective's flows get of a PCIe route (its Simple protocol's
-#: efficiency, 0.78: ``recsim.cost.collectives.base.DEFAULT_PCIE``, which a test keeps equal), so
-#: a staged route's collective runs at the measured 24.5 GB/s: 24.5 / (63.0 x 0.78).
-SHM_EFFICIENCY = SHM_LINE_FRACTION / 0.78
+#: efficiency, 0.77: ``recsim.cost.collectives.base.DEFAULT_PCIE``, which a test keeps equal), so
+#: a staged route's collective runs at the measured 24.5 GB/s: 24.5 / (63.0 x 0.77).
+SHM_EFFICIENCY = SHM_LINE_FRACTION / 0.77
 
 #: CPU vendors and architectures through whose root complex NCCL does not let GPUs talk peer to
 #: peer (src/graph/paths.cc: ``p2pLevel = PATH_PXB`` for Arm, Intel x86 and Zhaoxin hosts).

@@ -238,7 +238,8 @@ def _cases() -> list[Case]:
         Case(
             "nccl-h100-heldout",
             "fit",
-            "H100 8-GPU collectives, held-out (vidur, nccl-tests, Azure)",
+            "H100 collectives, 2-8 GPUs, held-out size blocks (alternate 8x ranges; vidur, nccl-tests, "
+            "Azure)",
             "median |err|",
             None,
             0.15,
@@ -248,7 +249,7 @@ def _cases() -> list[Case]:
         Case(
             "nccl-a100-heldout",
             "fit",
-            "A100 8-GPU all-reduce, held-out (vidur, Azure)",
+            "A100 all-reduce, 2-8 GPUs, held-out size blocks (alternate 8x ranges; vidur, Azure)",
             "median |err|",
             None,
             0.15,

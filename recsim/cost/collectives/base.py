@@ -144,7 +144,7 @@ class Stage:
 # hwLat per ring step NVLink LL 0.47 / LL128 1.9 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET
 # LL 2.7 / LL128 4.0 / Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth
 # and LL128 0.92 of it (the same tuning.cc; its per-channel LL128 cap, ll128MaxBwPerCh, is not
-# modelled); Simple on NVLink/PCIe 0.78, ASSUMPTION: about the fitted NVSwitch gen2 and gen3 values
+# modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: about the fitted NVSwitch gen2 and gen3 values
 # (hardware/devices/switches/); Simple on the network 0.97: a ConnectX-7 400 Gb/s NIC gives
 # 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
 #
@@ -168,14 +168,14 @@ def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float
 DEFAULT_NVLINK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
     protocols={
-        "ll": _proto(3.6, 0.47, 0.78 / 4),
-        "ll128": _proto(10.0, 1.9, 0.78 * 0.92),
-        "simple": _proto(8.4, 3.4, 0.78),
+        "ll": _proto(3.6, 0.47, 0.77 / 4),
+        "ll128": _proto(10.0, 1.9, 0.77 * 0.92),
+        "simple": _proto(8.4, 3.4, 0.77),
     },
 )
 DEFAULT_PCIE = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency as NVLink",
-    protocols={"ll": _proto(3.6, 1.0, 0.78 / 4), "simple": _proto(8.4, 5.7, 0.78)},
+    protocols={"ll": _proto(3.6, 1.0, 0.77 / 4), "simple": _proto(8.4, 5.7, 0.77)},
 )
 DEFAULT_NETWORK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}",
@@ -252,7 +252,7 @@ DEFAULT_SOCKET = socket_calibration(
 
 # NVLS on an NVSwitch that reduces in the switch but has no calibration block: the gen3 fit
 # (hardware/devices/switches/nvswitch-gen3.yaml), ASSUMPTION for any other such switch.
-DEFAULT_NVLS = _proto(25.15, 0.0, 0.7062, pipeline_us=4.105)
+DEFAULT_NVLS = _proto(26.0, 0.0, 0.7107, pipeline_us=4.543)
 
 GENERIC_PROTOCOLS: tuple[str, ...] = ("ll", "ll128", "simple")
 
