@@ -704,7 +704,7 @@ def test_small_collectives_of_the_a100_trace_cost_their_kernel_time():
     assert len(tiny) == 6 and sorted(tiny)[:3] == pytest.approx([17e-6] * 3)
     op = next(op for op, _ in pairs if op.bytes == 4096)
     assert collective_cost(op, t).protocol == "ll"
-    assert abs(collective_time_s(op, t) / float(np.median(tiny)) - 1) <= 0.25  # 17.2 us, recorded 17-19 us
+    assert abs(collective_time_s(op, t) / float(np.median(tiny)) - 1) <= 0.25  # 14.8 us, recorded 17-19 us
 
 
 def test_published_nccl_maintainer_figures():
