@@ -44,14 +44,17 @@ from recsim.cost.collectives.base import (
     Traffic,
     circulant_row,
     facts,
+    group_layout,
     levels,
     matrix_flows,
     p2p_protocols,
     register,
     traffic_matrix,
 )
+from recsim.cost.collectives.pxn import pxn_exits
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import KernelKind
+from recsim.hardware.topology import gpu_id
 
 #: NCCL runs a grouped all-to-all's sends and receives on its p2p channels side by side: each peer
 #: gets ``NCCL_NCHANNELS_PER_NET_PEER`` (default 2) channels, halved while ``channels x ranks``
@@ -341,6 +344,77 @@ def _circulant_level_costs(
     return intra, inter
 
 
+def _relayed_level_costs(
+    layout: GroupLayout, matrix: NDArray[np.float64], exits: NDArray[np.intp]
+) -> tuple[LevelCost | None, LevelCost | None]:
+    """``_level_costs`` of ``matrix`` where some remote bytes leave their node through a PXN relay
+    (``pxn.pxn_exits``), as the flows carry them (``model.collective_flows``).
+
+    Each remote byte crosses NVLink from its sender to the relay (unless it leaves by the sender's
+    own NIC), then the NIC of the relay, then the NIC of its destination: the node level carries the
+    same-node bytes plus those hand-overs (a relay outside the group joins the node level as one
+    more member), the network level each NIC's bytes sent and received over its rate, and each
+    accelerator's host link (its way to its NIC) the bytes it hands its NIC and receives from the
+    destination's. The per-peer steps are those of the same-node and of the remote peers: a relayed
+    send is one p2p operation, its hand-over no peer of its own.
+    """
+    n = layout.n
+    per_node = layout.gpus_per_node
+    m = np.array(matrix, dtype=np.float64)
+    np.fill_diagonal(m, 0.0)
+    same = layout.same_node
+    local = np.where(same, m, 0.0)
+    remote = np.where(same, 0.0, m)
+    group = np.asarray(layout.group, dtype=np.intp)
+    nodes = np.asarray(layout.nodes, dtype=np.intp)
+    # The accelerator (its global rank) whose NIC each remote byte leaves by.
+    exit_rank = nodes[:, None] * per_node + exits
+    relayed = (remote > 0) & (exit_rank != group[:, None])
+    extra = sorted(set(exit_rank[relayed].tolist()) - set(layout.group))
+    wide = group_layout((*layout.group, *extra), layout.topology) if extra else layout
+    position = {rank: p for p, rank in enumerate(wide.group)}
+    # The node level: the same-node matrix of the group, widened by the relays outside it, plus
+    # each hand-over from a sender to its relay.
+    hand = np.zeros((wide.n, wide.n))
+    hand[:n, :n] = local
+    rows, cols = np.nonzero(relayed)
+    np.add.at(hand, (rows, [position[r] for r in exit_rank[rows, cols].tolist()]), remote[rows, cols])
+    intra = None
+    if hand.any():
+        pair_bytes = _same_node_bytes(wide, hand)
+        intra, _ = _level_costs(wide, hand, owned=True)
+        intra = _with_shared_links(wide, intra, pair_bytes)
+        if intra is not None:
+            peers = _peers(local > 0) if local.any() else 0
+            intra = LevelCost(float(p2p_rounds(peers, n)), intra.bytes, intra.bandwidth, intra.trips)
+    if not remote.any():
+        return intra, None
+    # The network level: per accelerator, the bytes it hands its NIC and those it receives; per
+    # NIC, those of its accelerators together.
+    ranks, slot = np.unique(np.concatenate([exit_rank.reshape(-1), group]), return_inverse=True)
+    sent = np.bincount(slot[: n * n], weights=remote.reshape(-1), minlength=ranks.size)
+    received = np.bincount(slot[n * n :], weights=remote.sum(axis=0), minlength=ranks.size)
+    known = facts(layout.topology)
+    graph = layout.topology.graph._node
+    nic_of = [graph[gpu_id(r // per_node, r % per_node)]["home_nics"][0] for r in ranks.tolist()]
+    nic_ids, nic_slot = np.unique(np.asarray(nic_of), return_inverse=True)
+    nic_sent = np.bincount(nic_slot, weights=sent, minlength=nic_ids.size)
+    nic_received = np.bincount(nic_slot, weights=received, minlength=nic_ids.size)
+    nic_bw = np.asarray([known.nic_bandwidth[v] for v in nic_ids.tolist()])
+    host_bw = np.asarray([known.host_link_bandwidth(r % per_node) for r in ranks.tolist()])
+    loads = np.concatenate([np.maximum(nic_sent, nic_received), np.maximum(sent, received)])
+    seconds = loads / np.concatenate([nic_bw, host_bw])
+    worst = int(np.argmax(seconds))
+    rate = loads[worst] / seconds[worst] if seconds[worst] > 0 else float(nic_bw.min())
+    inter = LevelCost(float(p2p_rounds(_peers(remote > 0), n)), float(loads[worst]), float(rate))
+    return intra, inter
+
+
+def _single_nic(layout: GroupLayout) -> bool:
+    """Every member has one scale-out NIC (what a PXN route needs at both ends)."""
+    return all(len(layout.home_nics(p)) == 1 for p in range(layout.n))
+
+
 def _with_shared_links(
     layout: GroupLayout, intra: LevelCost | None, pair_bytes: NDArray[np.float64]
 ) -> LevelCost | None:
@@ -408,8 +482,12 @@ class DirectAllToAll(Algorithm):
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         if layout.n < 2:
             return []
+        exits = pxn_exits(layout) if layout.num_nodes >= 2 else None
         row = circulant_row(op)
-        if row is not None and isinstance(op, Collective):
+        if exits is not None and _single_nic(layout):
+            # Some remote bytes leave by a PXN relay's NIC: charged where the route takes them.
+            intra, inter = _relayed_level_costs(layout, traffic_matrix(op), exits)
+        elif row is not None and isinstance(op, Collective):
             intra, inter = _circulant_level_costs(layout, op, row)
             if facts(layout.topology).local_link_shares is not None:
                 intra = _with_shared_links(layout, intra, row[layout.same_node_offsets])

@@ -1,0 +1,99 @@
+"""Where a point-to-point byte leaves its node: the sender's NIC, or a PXN relay's.
+
+The topology routes a send from one node to another through the NIC of the sender's node on the
+destination's rail where that NIC is nearer the destination's (``Topology.first_hop``, NCCL's PXN:
+the sender writes into the relay GPU's memory over NVLink, and the relay's NIC sends it). The flows
+of a direct all-to-all follow that route (``model.collective_flows``), so its alpha-beta cost charges
+each remote byte to the NIC its route leaves by (and the NVLink hand-over to the relay) rather than
+to the sender's own NIC: on a rail-optimized fabric a rank sending much to one node spreads it over
+that node's rails' NICs (a reviewer's find: 7.2x between the cost and its own flows).
+
+``pxn_exits`` tabulates ``first_hop`` per ordered pair of group positions without asking it ``n^2``
+times: the relay between two nodes depends only on the local indices of the two accelerators and on
+the switches above each node's NICs (the hops the relay rule compares, ``Topology._pxn_relay``;
+every node is built from the same node spec), so one representative pair of nodes per pair of such
+switch signatures stands for the others.
+"""
+
+from __future__ import annotations
+
+from weakref import WeakKeyDictionary
+
+import numpy as np
+from numpy.typing import NDArray
+
+from recsim.cost.collectives.base import GroupLayout
+from recsim.hardware.topology import Topology, gpu_id
+
+_EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
+_SIGNATURES: WeakKeyDictionary[Topology, dict[int, tuple[tuple[str, ...], ...]]] = WeakKeyDictionary()
+
+
+def _node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...]]:
+    """Per node: the network switches above each of its NICs (in the graph's order of the NICs)."""
+    found = _SIGNATURES.get(topology)
+    if found is None:
+        g = topology.graph
+        nodes = g._node
+        per_node: dict[int, list[tuple[str, ...]]] = {}
+        for v, data in nodes.items():
+            if data["kind"] == "nic" and data["node"] is not None:
+                up = tuple(sorted(u for u in g._succ[v] if nodes[u]["node"] is None))
+                per_node.setdefault(data["node"], []).append(up)
+        found = {node: tuple(ups) for node, ups in per_node.items()}
+        _SIGNATURES[topology] = found
+    return found
+
+
+def pxn_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
+    """``exits[i, j]``: the local index of the accelerator of member ``i``'s node whose NIC ``i``'s
+    bytes for member ``j`` leave by (``Topology.first_hop``; ``i``'s own index for a same-node
+    pair), or None where no pair of the group is relayed (every byte leaves by its sender's NIC).
+
+    The relay may be an accelerator outside the group: the topology's route takes it, and the flows
+    with it. Read-only (memoised per layout)."""
+    if layout in _EXITS:
+        return _EXITS[layout]
+    out = _compute_exits(layout)
+    if out is not None:
+        out.setflags(write=False)
+    _EXITS[layout] = out
+    return out
+
+
+def _compute_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
+    if layout.num_nodes < 2:
+        return None
+    topology = layout.topology
+    index_of = topology.graph._node
+    signatures = _node_signatures(topology)
+    group_nodes = sorted(layout.by_node)
+    kinds: dict[tuple[tuple[tuple[str, ...], ...], ...], int] = {}
+    node_kind = {node: kinds.setdefault((signatures.get(node, ()),), len(kinds)) for node in group_nodes}
+    local_ids = sorted(set(layout.locals))
+    per_node = layout.gpus_per_node
+    # One representative pair of (distinct) nodes per pair of signatures, in the group's order.
+    pair_index = np.full((len(kinds), len(kinds)), -1, dtype=np.intp)
+    tables: list[NDArray[np.intp]] = []
+    for a in group_nodes:
+        for b in group_nodes:
+            ka, kb = node_kind[a], node_kind[b]
+            if a == b or pair_index[ka, kb] >= 0:
+                continue
+            table = np.tile(np.arange(per_node, dtype=np.intp)[:, None], (1, per_node))
+            for s in local_ids:
+                for d in local_ids:
+                    hop = topology.first_hop(gpu_id(a, s), gpu_id(b, d))
+                    table[s, d] = index_of[hop]["index"]
+            pair_index[ka, kb] = len(tables)
+            tables.append(table)
+    nodes = np.asarray([node_kind[node] for node in layout.nodes], dtype=np.intp)
+    locals_ = np.asarray(layout.locals, dtype=np.intp)
+    stacked = np.stack(tables)
+    which = pair_index[nodes[:, None], nodes[None, :]]
+    exits = stacked[np.maximum(which, 0), locals_[:, None], locals_[None, :]]
+    exits = np.where(layout.same_node, locals_[:, None], exits)
+    if not bool((exits != locals_[:, None]).any()):
+        return None
+    out: NDArray[np.intp] = exits
+    return out
