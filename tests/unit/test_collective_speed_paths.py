@@ -105,9 +105,9 @@ def old_level_costs(
         local_m = np.zeros_like(m)
         local_m.reshape(-1)[pairs] = local_vals
         load = np.maximum(local_m.sum(axis=1), local_m.sum(axis=0))
-        # A rank's port (its NVLink through NVSwitch) carries all its peers' bytes; on a mesh or
-        # PCIe a peer without a direct link is reached over a slower route, which may be the limit.
-        seconds = load / layout.intra_bandwidth
+        # A rank's port (all its NVLink links, ``port_bandwidth``) carries all its peers' bytes; on
+        # a mesh or PCIe a peer without a direct link is reached over a slower route.
+        seconds = load / layout.port_bandwidth
         # Every node of a system is built from the same node spec, so the route between local GPUs
         # i and j is the same in every node: cost it once per local pair (node 0's vertices).
         locals_ = np.asarray(layout.locals)
@@ -125,7 +125,7 @@ def old_level_costs(
             int(np.bincount(rows[sends], minlength=n).max()), int(np.bincount(cols[sends], minlength=n).max())
         )
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
-        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.port_bandwidth[worst]
         intra = LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(rate))
     if layout.num_nodes >= 2:
         flat[pairs] = 0.0  # ``m`` is now the remote part

@@ -3,7 +3,9 @@
 The traffic is a matrix ``M[i, j]`` (bytes member ``i`` sends to member ``j``; uneven splits from
 ``send_bytes``, see ``base.traffic_matrix``); a rank's copy to itself crosses no link.
 
-* ``direct``: every rank sends to every peer at once. Inside a node a rank's NVLink port carries
+* ``direct``: every rank sends to every peer at once. Inside a node a rank's NVLink port (all its
+  scale-up links, ``GroupLayout.port_bandwidth``: on a 4-GPU NVLink mesh its three direct links,
+  not the rings' sum, which costed it 1.5x slower than its flows) carries
   the larger of what it sends to and receives from same-node peers (and a peer reached over a
   slower route than the port, e.g. over PCIe on an NVLink mesh, takes at least its bytes over
   that route's bandwidth); across nodes each rank uses its
@@ -167,9 +169,11 @@ def _intra_cost(
     (``local_vals``, in ``same_node_pairs`` order, diagonal zero) and each rank's same-node bytes
     sent (``row_sums``) and received (``col_sums``)."""
     load = np.maximum(row_sums, col_sums)
-    # A rank's port (its NVLink through NVSwitch) carries all its peers' bytes; on a mesh or
-    # PCIe a peer without a direct link is reached over a slower route, which may be the limit.
-    seconds = load / layout.intra_bandwidth
+    # A rank's port (all its NVLink links, through NVSwitch or to its mesh peers) carries all its
+    # peers' bytes at once, not along rings (``port_bandwidth``); on a mesh or PCIe a peer without
+    # a direct link is reached over a slower route, which may be the limit.
+    port = layout.port_bandwidth
+    seconds = load / port
     # Every node of a system is built from the same node spec, so the route between local GPUs
     # i and j is the same in every node: cost it once per local pair (node 0's vertices).
     nonzero = local_vals != 0
@@ -186,7 +190,7 @@ def _intra_cost(
         int(np.bincount(rows[sends], minlength=n).max()), int(np.bincount(cols[sends], minlength=n).max())
     )
     # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
-    rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+    rate = load[worst] / seconds[worst] if seconds[worst] > 0 else port[worst]
     return LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(rate))
 
 
@@ -284,7 +288,8 @@ def _exact_circulant_level_costs(
         row_local, col_local = out_vals.sum(axis=0), in_vals.sum(axis=0)
         load = np.maximum(row_local, col_local)
         # A rank's port carries all its peers' bytes; a peer over a slower route may be the limit.
-        seconds = load / layout.intra_bandwidth
+        port = layout.port_bandwidth
+        seconds = load / port
         seconds = np.maximum(seconds, (out_vals / sent_bw).max(axis=0))
         seconds = np.maximum(seconds, (in_vals / received_bw).max(axis=0))
         worst = int(np.argmax(seconds))
@@ -292,7 +297,7 @@ def _exact_circulant_level_costs(
         in_count = (in_vals > 0).sum(axis=0)
         peers = max(int(out_count.max()), int(in_count.max()))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
-        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else port[worst]
         intra = LevelCost(float(p2p_rounds(peers, layout.n)), float(load[worst]), float(rate))
     zn = z[:n]
     if layout.num_nodes >= 2 and n * int(np.count_nonzero(zn)) > int(np.count_nonzero(out_vals)):

@@ -12,6 +12,8 @@
     H100) through NVSwitch, the PCIe path without NVLink; on an NVLink mesh (DGX-1) the sum of
     NCCL-style rings over the direct links (``mesh_rings``: 6 x 25 GB/s per V100 where the mesh
     allows it);
+  - ``port_bandwidth``: per member, all its scale-up links together, for point-to-point traffic
+    that uses every link at once (all-to-all; a 4-GPU mesh's three links, not its rings);
   - ``node_nic_bandwidth``: the scale-out NICs of a node that the group's accelerators use (their
     home NICs): ring and tree collectives run a channel per member through its NIC, an equal share
     of the data each, so the node moves its members' count times the slowest member's share (the
@@ -291,6 +293,7 @@ class _TopologyFacts:
         # node (then it may differ between nodes and each node's own route is taken).
         self.local_routes: dict[tuple[int, int], float | None] = {}
         self.host_links: dict[int, float] = {}  # local index -> ``host_link_bandwidth``
+        self.scale_up_ports: dict[int, float] = {}  # local index -> ``scale_up_port_bandwidth``
 
     @cached_property
     def wire_latency_s(self) -> float:
@@ -407,6 +410,22 @@ class _TopologyFacts:
                 into = sum(d["bandwidth_bytes_per_s"] for d in g.pred[v].values() if d["kind"] != "nvlink")
                 found = min(out, into) if out > 0 and into > 0 else math.inf
             self.host_links[index] = found
+        return found
+
+    def scale_up_port_bandwidth(self, index: int) -> float:
+        """What local accelerator ``index``'s scale-up links (``nvlink``: to the NVSwitch chips, or
+        straight to peers on a mesh) carry together, the lesser direction (node 0's stands for every
+        node's; 0 without such links)."""
+        found = self.scale_up_ports.get(index)
+        if found is None:
+            g = self.topology.graph
+            v = gpu_id(0, index)
+            found = 0.0
+            if v in g:
+                out = sum(d["bandwidth_bytes_per_s"] for d in g.succ[v].values() if d["kind"] == "nvlink")
+                into = sum(d["bandwidth_bytes_per_s"] for d in g.pred[v].values() if d["kind"] == "nvlink")
+                found = min(out, into)
+            self.scale_up_ports[index] = found
         return found
 
     @cached_property
@@ -709,6 +728,21 @@ class GroupLayout:
             if len(ps) >= 2:
                 best = min(best, sum(bw for _, bw in self.node_rings(node)))
         return best
+
+    @cached_property
+    def port_bandwidth(self) -> NDArray[np.float64]:
+        """Per member: what its scale-up links carry at once to all its peers together, for
+        point-to-point traffic (all-to-all), which sends to every peer at once over every link
+        rather than along rings: the sum of its NVLink links' rates (``scale_up_port_bandwidth``;
+        through NVSwitch the same figure as ``intra_bandwidth``, on a 4-GPU NVLink mesh the three
+        direct links, 3 x 6 x 25 GB/s on H100, where the rings sum to 300 GB/s). A member without
+        scale-up links (PCIe): ``intra_bandwidth``. A peer's own route may be slower still (the
+        all-to-all's per-pair bounds)."""
+        known = facts(self.topology)
+        ports = [known.scale_up_port_bandwidth(i) for i in self.locals]
+        out = np.array([p if p > 0 else self.intra_bandwidth for p in ports], dtype=np.float64)
+        out.setflags(write=False)  # shared by every user of this (memoised) layout
+        return out
 
     @property
     def fabric(self) -> str:
