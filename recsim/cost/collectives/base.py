@@ -536,6 +536,11 @@ def group_layout(group: Sequence[int], topology: Topology) -> GroupLayout:
 # ------------------------------------------------------------------------------------------ layout
 
 
+#: NVLS needs more than this many GPUs of the communicator on a node: ``ncclNvlsInit``
+#: (src/transport/nvls.cc) returns with ``nvlsSupport = 0`` when ``gpuCount <= 2``.
+NVLS_MIN_GPUS = 2
+
+
 class GroupLayout:
     """The ranks of a collective's group on the topology, and the bandwidth of each level."""
 
@@ -861,10 +866,13 @@ class GroupLayout:
 
     @property
     def in_switch_reduction(self) -> bool:
-        """NVLS possible: one node, NVSwitch fabric with ``in_network_reduction``."""
+        """NVLS possible: one node of more than two members, NVSwitch fabric with
+        ``in_network_reduction`` (NCCL's ``ncclNvlsInit``, src/transport/nvls.cc, leaves NVLS off
+        where the communicator has two GPUs or fewer on the node: ``gpuCount <= 2``)."""
         up = self.topology.system.node.scale_up
         return (
             self.num_nodes == 1
+            and self.local > NVLS_MIN_GPUS
             and up is not None
             and up.fabric == "nvswitch"
             and up.switch is not None

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 
 from recsim.cost.collectives.base import (
+    NVLS_MIN_GPUS,
     Algorithm,
     Flow,
     FlowList,
@@ -59,10 +60,11 @@ def _network(layout: GroupLayout) -> ScaleOut | None:
 
 
 def _nvls(layout: GroupLayout) -> bool:
-    """Whether the nodes' NVSwitches reduce in the switch (NVLS for the part inside a node)."""
+    """Whether the nodes' NVSwitches reduce in the switch (NVLS for the part inside a node): more
+    than two members a node, as NCCL's ``ncclNvlsInit`` requires (``NVLS_MIN_GPUS``)."""
     up = layout.topology.system.node.scale_up
     return (
-        layout.local >= 2
+        layout.local > NVLS_MIN_GPUS
         and up is not None
         and up.fabric == "nvswitch"
         and up.switch is not None

@@ -40,7 +40,11 @@ class NvlsAllReduce(Algorithm):
 
     def unavailable(self, op: Collective, layout: GroupLayout) -> str | None:
         if not layout.in_switch_reduction:
-            return "NVLS needs one node on an NVSwitch with in_network_reduction: true"
+            return (
+                "NVLS needs one node of more than two GPUs on an NVSwitch with in_network_reduction: "
+                f"true (the group has {layout.n} GPUs on {layout.num_nodes} node(s); NCCL's "
+                "ncclNvlsInit turns NVLS off on two GPUs or fewer)"
+            )
         return None
 
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
