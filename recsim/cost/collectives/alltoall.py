@@ -375,15 +375,20 @@ def _relayed_level_costs(
     # The accelerator (its global rank) whose NIC each remote byte leaves by.
     exit_rank = nodes[:, None] * per_node + exits
     relayed = (remote > 0) & (exit_rank != group[:, None])
-    extra = sorted(set(exit_rank[relayed].tolist()) - set(layout.group))
-    wide = group_layout((*layout.group, *extra), layout.topology) if extra else layout
-    position = {rank: p for p, rank in enumerate(wide.group)}
+    rows, cols = np.nonzero(relayed)
+    relays = exit_rank[rows, cols]
+    extra = np.setdiff1d(relays, group)  # sorted, unique
+    wide = group_layout((*layout.group, *extra.tolist()), layout.topology) if extra.size else layout
+    world = layout.topology.system.num_accelerators
+    position = np.full(world, -1, dtype=np.intp)
+    position[np.asarray(wide.group, dtype=np.intp)] = np.arange(wide.n)
     # The node level: the same-node matrix of the group, widened by the relays outside it, plus
     # each hand-over from a sender to its relay.
     hand = np.zeros((wide.n, wide.n))
     hand[:n, :n] = local
-    rows, cols = np.nonzero(relayed)
-    np.add.at(hand, (rows, [position[r] for r in exit_rank[rows, cols].tolist()]), remote[rows, cols])
+    hand += np.bincount(
+        rows * wide.n + position[relays], weights=remote[rows, cols], minlength=wide.n * wide.n
+    ).reshape(wide.n, wide.n)
     intra = None
     if hand.any():
         pair_bytes = _same_node_bytes(wide, hand)
@@ -394,11 +399,13 @@ def _relayed_level_costs(
             intra = LevelCost(float(p2p_rounds(peers, n)), intra.bytes, intra.bandwidth, intra.trips)
     if not remote.any():
         return intra, None
-    # The network level: per accelerator, the bytes it hands its NIC and those it receives; per
-    # NIC, those of its accelerators together.
-    ranks, slot = np.unique(np.concatenate([exit_rank.reshape(-1), group]), return_inverse=True)
-    sent = np.bincount(slot[: n * n], weights=remote.reshape(-1), minlength=ranks.size)
-    received = np.bincount(slot[n * n :], weights=remote.sum(axis=0), minlength=ranks.size)
+    # The network level: per accelerator (by global rank), the bytes it hands its NIC and those
+    # it receives; per NIC, those of its accelerators together.
+    sent = np.bincount(exit_rank.reshape(-1), weights=remote.reshape(-1), minlength=world)
+    received = np.zeros(world)
+    received[group] = remote.sum(axis=0)
+    ranks = np.flatnonzero((sent != 0) | (received != 0))
+    sent, received = sent[ranks], received[ranks]
     known = facts(layout.topology)
     graph = layout.topology.graph._node
     nic_of = [graph[gpu_id(r // per_node, r % per_node)]["home_nics"][0] for r in ranks.tolist()]

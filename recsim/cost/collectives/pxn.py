@@ -12,7 +12,8 @@ that node's rails' NICs (a reviewer's find: 7.2x between the cost and its own fl
 times: the relay between two nodes depends only on the local indices of the two accelerators and on
 the switches above each node's NICs (the hops the relay rule compares, ``Topology._pxn_relay``;
 every node is built from the same node spec), so one representative pair of nodes per pair of such
-switch signatures stands for the others.
+switch signatures stands for the others; where all of a node's NICs hang off the same switches (a
+Clos leaf holding whole nodes) none is nearer a destination than another, and nothing relays.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ _SIGNATURES: WeakKeyDictionary[Topology, dict[int, tuple[tuple[str, ...], ...]]]
 
 
 def _node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...]]:
-    """Per node: the network switches above each of its NICs (in the graph's order of the NICs)."""
+    """Per node: the network switches above each of its NICs on the scale-out network (in the
+    graph's order of the NICs)."""
     found = _SIGNATURES.get(topology)
     if found is None:
         g = topology.graph
@@ -39,7 +41,8 @@ def _node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...
         for v, data in nodes.items():
             if data["kind"] == "nic" and data["node"] is not None:
                 up = tuple(sorted(u for u in g._succ[v] if nodes[u]["node"] is None))
-                per_node.setdefault(data["node"], []).append(up)
+                if up:  # a NIC on the scale-out network (not a front-end one off it)
+                    per_node.setdefault(data["node"], []).append(up)
         found = {node: tuple(ups) for node, ups in per_node.items()}
         _SIGNATURES[topology] = found
     return found
@@ -68,6 +71,10 @@ def _compute_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
     index_of = topology.graph._node
     signatures = _node_signatures(topology)
     group_nodes = sorted(layout.by_node)
+    if all(len(set(signatures.get(node, ()))) <= 1 for node in group_nodes):
+        # Every NIC of a node under the same switches (a Clos leaf holding whole nodes): each is
+        # as far from any destination NIC as the sender's own, so the route never relays.
+        return None
     kinds: dict[tuple[tuple[tuple[str, ...], ...], ...], int] = {}
     node_kind = {node: kinds.setdefault((signatures.get(node, ()),), len(kinds)) for node in group_nodes}
     local_ids = sorted(set(layout.locals))
