@@ -129,3 +129,26 @@ def test_one_heavy_sender_matches_the_flow_simulation() -> None:
         alone = simulate_flows([Flow(f.src, f.dst, f.bytes / f.efficiency) for f in flows], topology)
         assert cost.bandwidth_s * 1e6 == pytest.approx(expected_us, rel=1e-12)
         assert alone == pytest.approx(cost.bandwidth_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("system", ["p4d-24xlarge", "dgx-1-v100", "hgx-h100-4gpu"])
+def test_relays_on_other_nodes_match_the_flows_busiest_link(system: str) -> None:
+    """Two GPUs to a NIC (p4d: the NIC's bytes are its owners' together, the relay its first
+    owner) and NVLink meshes (DGX-1: a relay only over a direct link; the 4-GPU board), on a
+    rail-optimized fabric: the bandwidth term is the flows' busiest link."""
+    topology = build_topology(
+        load_system(system, nodes=2, overrides=["cluster.scale_out.topology=rail_optimized"])
+    )
+    group = tuple(range(topology.system.num_accelerators))
+    assert pxn_exits(group_layout(group, topology)) is not None
+    m = _random_skewed(len(group), 3)
+    parts = _parts(group, m)
+    cost = collective_cost(parts, topology, "direct")
+    flows = collective_flows(parts, topology, "direct")
+    loads: dict[tuple[str, str], float] = {}
+    for f in flows:
+        for edge, share in route_edge_shares(topology, f.src, f.dst):
+            loads[edge] = loads.get(edge, 0.0) + f.bytes / f.efficiency * share
+    succ = topology.graph.succ
+    busiest = max(load / succ[a][b]["bandwidth_bytes_per_s"] for (a, b), load in loads.items())
+    assert cost.bandwidth_s == pytest.approx(busiest, rel=1e-12)
