@@ -64,8 +64,8 @@ KNOWN_GAPS = {
         "it, about 1/3 of NDR's (100 Gb/s: -5 %), is no RoCE mechanism anything here measures"
     ),
     "mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8": (
-        "+26 %: eight H100 nodes on 8 x 400G RoCE per node at batch 160000 (SHARP off, as on any "
-        "Ethernet fabric: +28 % with it). recsim costs RoCE as "
+        "+28 %: eight H100 nodes on 8 x 400G RoCE per node at batch 160000 (SHARP off, as on any "
+        "Ethernet fabric; on, it is faster still). recsim costs RoCE as "
         "InfiniBand: a NIC without a calibration block takes DEFAULT_NETWORK's 0.97 of line rate, with "
         "no congestion, and the library has no 400G RoCE NIC (mapped to dgx-h100's NDR). Halving the "
         "per-GPU scale-out bandwidth reproduces the figure (52.3M), and NVIDIA's InfiniBand runs of "
