@@ -492,8 +492,10 @@ def load_json(path: Path, *, unique_keys: bool = False) -> Any:
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not UTF-8 JSON text") from None
     except json.JSONDecodeError as exc:
+        # ``msg`` alone ends mid-sentence ("Unterminated string starting at"): the position
+        # completes it, as ``str(exc)`` does (less its character offset).
         raise TraceError(
-            f"{path}: invalid or truncated JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            f"{path}: invalid or truncated JSON: {exc.msg}: line {exc.lineno} column {exc.colno}"
         ) from None
 
 

@@ -1259,8 +1259,20 @@ def test_truncated_json(tmp_path: Path) -> None:
     text = gzip.decompress(ALLGATHER_ET.read_bytes()).decode()
     path = tmp_path / "cut.json"
     path.write_text(text[: len(text) // 2])
-    with pytest.raises(TraceError, match=r"cut\.json: invalid or truncated JSON at line \d+ column \d+"):
+    with pytest.raises(TraceError, match=r"cut\.json: invalid or truncated JSON: .+: line \d+ column \d+$"):
         read_trace([path])
+
+
+def test_truncated_json_message_is_whole(tmp_path: Path) -> None:
+    # json's ``msg`` alone ends mid-sentence ("Unterminated string starting at"): the position
+    # follows it (a tester's find).
+    path = tmp_path / "cut.json"
+    path.write_text('{"traceEvents": [{"name": "ab')
+    with pytest.raises(TraceError) as info:
+        read_trace([path])
+    assert str(info.value) == (
+        f"{path}: invalid or truncated JSON: Unterminated string starting at: line 1 column 27"
+    )
 
 
 def test_not_a_trace(tmp_path: Path) -> None:
