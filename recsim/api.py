@@ -916,8 +916,11 @@ def _given_node(
 
 def _systems_holding(library: HardwareLibrary, accelerator: str) -> Iterator[System]:
     """The library's systems whose GPU is ``accelerator``, in name order."""
-    for name in library.names_of_kind("system"):
-        system = library.system(name)
+    with _hardware_files():
+        names = library.names_of_kind("system")
+    for name in names:
+        with _hardware_files():
+            system = library.system(name)
         if system.accelerator is not None and system.accelerator.name == accelerator:
             yield system
 
@@ -997,13 +1000,33 @@ def _shown_rates(rates: tuple[float | None, float | None]) -> str:
 def _naming(paths: Sequence[str | Path] | str | Path) -> Iterator[None]:
     """The replay's own errors (no durations, ranks with different step counts, a graph that
     cannot be scheduled, a GPU the library has nothing of, more ranks than the system has GPUs)
-    with the files named, as the readers' are (a tester's find)."""
+    with the files named, as the readers' are (a tester's find). A hardware document's own error
+    (``_HardwareFileError``) names its file already, and the trace is not at fault: it is left as
+    it is (a tester got "trace.json.gz: a100.yaml:12: peak.x: unknown key")."""
     try:
         yield
+    except _HardwareFileError:
+        raise
     except (TraceError, ConfigError) as exc:
         given = [paths] if isinstance(paths, (str, Path)) else list(paths)
         shown = ", ".join(str(p) for p in given[:3]) + (", ..." if len(given) > 3 else "")
         raise type(exc)(f"{shown}: {exc}") from None
+
+
+class _HardwareFileError(ConfigError):
+    """An error of a hardware library document (a malformed file: its message names the file and
+    key) met while a replay looks at the library; ``_naming`` does not prefix it with the trace's."""
+
+
+@contextmanager
+def _hardware_files() -> Iterator[None]:
+    """The hardware library's errors in the block raised as ``_HardwareFileError``."""
+    try:
+        yield
+    except _HardwareFileError:
+        raise
+    except ConfigError as exc:
+        raise _HardwareFileError(str(exc)) from None
 
 
 #: CUDA compute capability -> the library's accelerator architecture: the data-centre parts only
@@ -1025,8 +1048,9 @@ def recorded_accelerator(graph: ExecutionGraph, library: HardwareLibrary | None 
     memory = float(device.get("memory_bytes") or 0.0)
     architecture = _ARCHITECTURES.get(str(device.get("compute_capability", "")))
     candidates: list[tuple[float, bool, str]] = []
-    for name in lib.device_names("accelerator"):
-        acc = lib.device("accelerator", name)
+    with _hardware_files():
+        accelerators = [(name, lib.device("accelerator", name)) for name in lib.device_names("accelerator")]
+    for name, acc in accelerators:
         if architecture is not None and isinstance(acc, Accelerator) and acc.architecture == architecture:
             # Ties (an SXM and a PCIe card of one memory size) go by the form factor the name
             # gives: "NVIDIA H100 PCIe" is the PCIe card, "NVIDIA H100 80GB HBM3" the SXM module.

@@ -495,6 +495,19 @@ def test_replay_errors_are_one_line() -> None:
     assert result.exit_code == 2 and "no accelerator to replay GPU work on" in error_line(result)
 
 
+def test_a_hardware_file_error_in_a_replay_names_that_file_only(tmp_path: Path) -> None:
+    # A malformed accelerator file met while the replay looks for the trace's GPU was prefixed
+    # with the trace's name, as if the trace were at fault (a tester's find).
+    folder = tmp_path / "hw" / "devices"
+    folder.mkdir(parents=True)
+    broken = folder / "zz-broken.yaml"
+    broken.write_text('kind: accelerator\nname: zz-broken\npeak:\n  x: "1 TFLOP/s"\n')
+    env = {**ENV, "RECSIM_HARDWARE_PATH": f"{tmp_path / 'hw'}{os.pathsep}{ENV['RECSIM_HARDWARE_PATH']}"}
+    line = error_line(run("replay", KINETO, "--system", "dgx-h100", env=env))
+    assert line.startswith(f"recsim: error: {broken}:"), line
+    assert str(KINETO) not in line
+
+
 def test_replay_reads_the_recording_gpu_from_the_trace() -> None:
     from recsim import api
 
