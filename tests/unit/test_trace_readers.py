@@ -1818,3 +1818,46 @@ def test_an_et_kineto_rank_whose_kineto_marks_no_steps_is_noted(tmp_path: Path) 
     unmarked = [n for n in graph.metadata["notes"] if "marks no profiler steps" in n]
     assert len(unmarked) == 1 and unmarked[0].endswith(": the step times are the other ranks'"), unmarked
     assert str(kineto[1]) in unmarked[0]
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [[SIMPLE_KINETO], [SIMPLE_ET], [SIMPLE_ET, SIMPLE_KINETO], [SIMPLE_KINETO, SIMPLE_ET]],
+    ids=["kineto", "et", "et+kineto", "kineto+et"],
+)
+def test_each_file_is_parsed_once(paths: list[Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The format detection's document is handed to the reader: a recsys trace was parsed twice
+    # (2-3 s each of a 10 s replay, a tester's find), and both copies were held at once.
+    import recsim.graph.native as native
+
+    real = native.load_json
+    calls: list[Path] = []
+
+    def counting(path: Path, **kwargs: Any) -> Any:
+        calls.append(path)
+        return real(path, **kwargs)
+
+    expected = read_trace(paths)
+    monkeypatch.setattr(native, "load_json", counting)
+    graph = read_trace(paths)
+    assert sorted(calls) == sorted(paths)
+    assert len(graph.nodes) == len(expected.nodes)
+    assert [n.name for n in graph.nodes] == [n.name for n in expected.nodes]
+
+
+def test_a_native_graph_is_parsed_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import recsim.graph.native as native
+
+    path = tmp_path / "g.json"
+    native.write_graph(read_trace([SIMPLE_KINETO]), path)
+    real = native.load_json
+    calls: list[Path] = []
+
+    def counting(p: Path, **kwargs: Any) -> Any:
+        calls.append(p)
+        return real(p, **kwargs)
+
+    monkeypatch.setattr(native, "load_json", counting)
+    graph = read_trace([path])
+    assert calls == [path]
+    assert len(graph.nodes) == len(read_trace([SIMPLE_KINETO]).nodes)

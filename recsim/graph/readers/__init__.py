@@ -26,8 +26,10 @@ class TraceReader(Protocol):
         """True if ``path`` (parsed JSON ``data``, or None if not JSON) is in this format."""
         ...
 
-    def read(self, paths: Sequence[Path]) -> ExecutionGraph:
-        """The graph of ``paths`` (one file per rank, or pairs the reader knows how to join)."""
+    def read(self, paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> ExecutionGraph:
+        """The graph of ``paths`` (one file per rank, or pairs the reader knows how to join).
+        ``parsed``: JSON documents of some of them already parsed (the format detection's), which
+        the reader takes out of it instead of parsing the files again (``load_documents``)."""
         ...
 
 
@@ -110,7 +112,11 @@ def _read(
         )
     name = _sniffed(first, data)
     if name is not None:
-        return READERS[name]().read(paths), name
+        # The reader takes the document the detection parsed rather than parsing the file again
+        # (a recsys trace's 2-3 s); handed over, not kept here, so no second copy is held.
+        parsed = {first: data} if data is not None else None
+        del data
+        return READERS[name]().read(paths, parsed), name
     raise TraceError(f"{first}: not a trace format recsim knows ({', '.join(sorted(READERS))})")
 
 
@@ -142,6 +148,15 @@ def _parsed(path: Path, sniffer: Callable[[Path], Any] | None = None) -> Any:
     if _chakra(path):
         return None
     return (sniffer or load_json)(path)
+
+
+def load_documents(paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> list[Any]:
+    """The parsed JSON of each of ``paths``: a document in ``parsed`` (taken out of it, so that the
+    caller holds no second reference) or the file's (``load_json``)."""
+    from recsim.graph.native import load_json
+
+    given = parsed if parsed is not None else {}
+    return [given.pop(p) if p in given else load_json(p) for p in paths]
 
 
 def recsim_timeline(data: Any) -> bool:

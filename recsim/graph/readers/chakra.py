@@ -586,7 +586,8 @@ class ChakraReader:
     def sniff(cls, path: Path, data: Any) -> bool:
         return data is None and path.name.endswith((".et", ".et.gz"))
 
-    def read(self, paths: Sequence[Path]) -> ExecutionGraph:
+    def read(self, paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> ExecutionGraph:
+        # ``parsed`` is JSON's: a Chakra file is protobuf, which the detection does not parse.
         if not paths:
             raise TraceError("no trace files given")
         return read_chakra_files(paths, self.name)

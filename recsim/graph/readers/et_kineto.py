@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 
 from recsim.errors import TraceError, first_few
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Stream, Transfer
-from recsim.graph.readers import register
+from recsim.graph.readers import load_documents, register
 from recsim.graph.readers._common import (
     LaneMap,
     Pending,
@@ -499,17 +499,18 @@ def _split(
     return ets, kinetos
 
 
-def load_or_join(paths: Sequence[Path]) -> tuple[list[Any], ExecutionGraph | None]:
-    """Load ``paths``; when they mix ET and Kineto documents, also the joined graph.
+def load_or_join(
+    paths: Sequence[Path], parsed: dict[Path, Any] | None = None
+) -> tuple[list[Any], ExecutionGraph | None]:
+    """Load ``paths`` (those in ``parsed`` are not parsed again: ``load_documents``); when they mix
+    ET and Kineto documents, also the joined graph.
 
     Both single-format readers start here, so a user who passes both kinds of file to either reader
     gets the joined graph.
     """
-    from recsim.graph.native import load_json
-
     if not paths:
         raise TraceError("no trace files given")
-    datas = [load_json(p) for p in paths]
+    datas = load_documents(paths, parsed)
     has_et = any(is_et_document(d) for d in datas)
     has_kineto = any(is_kineto_document(d) for d in datas)
     return datas, (join_loaded(list(paths), datas) if has_et and has_kineto else None)
@@ -604,7 +605,5 @@ class ETKinetoReader:
         # find both kinds of file among their inputs.
         return False
 
-    def read(self, paths: Sequence[Path]) -> ExecutionGraph:
-        from recsim.graph.native import load_json
-
-        return join_loaded(list(paths), [load_json(p) for p in paths])
+    def read(self, paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> ExecutionGraph:
+        return join_loaded(list(paths), load_documents(paths, parsed))

@@ -1163,8 +1163,8 @@ class KinetoReader:
     def sniff(cls, path: Path, data: Any) -> bool:
         return is_kineto_document(data)
 
-    def read(self, paths: Sequence[Path]) -> ExecutionGraph:
+    def read(self, paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> ExecutionGraph:
         from recsim.graph.readers.et_kineto import load_or_join
 
-        datas, joined = load_or_join(paths)
+        datas, joined = load_or_join(paths, parsed)
         return joined if joined is not None else read_kineto_files(paths, datas, self.name)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from recsim.errors import TraceError
 from recsim.graph.ir import SCHEMA, ExecutionGraph
-from recsim.graph.native import read_graph
+from recsim.graph.native import graph_from_dict, read_graph
 from recsim.graph.readers import register
 
 
@@ -21,7 +21,9 @@ class NativeReader:
     def sniff(cls, path: Path, data: Any) -> bool:
         return isinstance(data, dict) and data.get("schema") == SCHEMA
 
-    def read(self, paths: Sequence[Path]) -> ExecutionGraph:
+    def read(self, paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> ExecutionGraph:
         if len(paths) != 1:
             raise TraceError("a native graph is one file holding every rank")
+        if parsed and paths[0] in parsed:
+            return graph_from_dict(parsed.pop(paths[0]), str(paths[0]))
         return read_graph(paths[0])

@@ -1064,10 +1064,10 @@ class PyTorchETReader:
     def sniff(cls, path: Path, data: Any) -> bool:
         return is_et_document(data)
 
-    def read(self, paths: Sequence[Path]) -> ExecutionGraph:
+    def read(self, paths: Sequence[Path], parsed: dict[Path, Any] | None = None) -> ExecutionGraph:
         from recsim.graph.readers.et_kineto import load_or_join
 
-        datas, joined = load_or_join(paths)
+        datas, joined = load_or_join(paths, parsed)
         if joined is not None:
             return joined
         ranked, world = read_et_ranks(paths, datas)
