@@ -588,15 +588,59 @@ def _power(
     return _Power(energy.avg_power_w, energy.power_by_component_w(), per_step_j, per_sample_j), notes
 
 
-def replay_keep(graph: ExecutionGraph) -> ReplayResult:
-    """Reschedule the trace with its recorded durations."""
-    if graph.nodes and all(n.duration_s is None for n in graph.nodes):
+def _refuse_untimed(graph: ExecutionGraph, lengths: Sequence[float], target: str | None) -> None:
+    """Refuse a replay in which no operation takes time (``lengths``: each node's, recorded or
+    re-estimated on ``target``; None for the recorded durations): its step would be 0 s, and a
+    re-estimate's power the idle floor, reported as figures (a tester's find: an execution trace
+    alone re-estimated to 0 s and 0 W, its notes saying why). The rule is the whole trace's, not
+    the marked steps': the steps' window is the trace's span where they take no time
+    (``_steps_bounds``), so a step of 0 s is exactly a trace of no time. The error names what is
+    missing: recorded durations, a cost model for the operations without them, or durations that
+    are all 0."""
+    if any(length > 0 for length in lengths):
+        return
+    nodes = graph.nodes
+    n = len(nodes)
+    unrecorded = sum(1 for node in nodes if node.duration_s is None)
+    no_model = sum(1 for node in nodes if unmodelled(node))
+    zero = sum(1 for node in nodes if node.duration_s is not None and node.duration_s <= 0)
+    if unrecorded == n:
+        if target is None:
+            raise TraceError(
+                "the trace records no durations (an execution trace without its Kineto profile?): "
+                "give the Kineto trace files too, or re-estimate it on a system (--re-estimate --system S)"
+            )
+        why = [f"{no_model} are CPU work or embedding lookups, which no model costs"] if no_model else []
+        why += [f"{n - no_model} cost 0 s"] if n - no_model else []
         raise TraceError(
-            "the trace records no durations (an execution trace without its Kineto profile?): "
-            "give the Kineto trace files too, or re-estimate it on a system (--re-estimate --system S)"
+            "the trace records no durations (an execution trace without its Kineto profile?), and "
+            f"none of its {n} operation{'s' if n != 1 else ''} has a cost model's estimate on "
+            f"{target} ({'; '.join(why)}): its step would be 0 s; give the Kineto trace files too"
         )
+    if target is None:
+        parts = [f"{unrecorded} have no recorded duration"] if unrecorded else []
+    else:
+        parts = [f"{no_model} have no recorded duration and no cost model"] if no_model else []
+        if unrecorded - no_model:
+            parts.append(f"{unrecorded - no_model} have no recorded duration and cost 0 s on {target}")
+    if zero:
+        parts.append(f"{zero} record a duration of 0 (complete events without a 'dur' are read as 0 long)")
+    if n - unrecorded - zero:
+        parts.append(f"{n - unrecorded - zero} re-estimate to 0 s on {target}")
+    raise TraceError(
+        f"no operation of the trace takes any time{f' on {target}' if target else ''}, so there is "
+        f"no step to time: of its {n} operation{'s' if n != 1 else ''}, {'; '.join(parts)}. Give "
+        "the trace with its events' durations"
+    )
+
+
+def replay_keep(graph: ExecutionGraph) -> ReplayResult:
+    """Reschedule the trace with its recorded durations; a trace in which no operation records any
+    time (``_refuse_untimed``) is refused."""
+    durations = {n.id: n.duration_s or 0.0 for n in graph.nodes}
+    _refuse_untimed(graph, list(durations.values()), None)
     steps, recorded = _recorded_steps(graph)
-    replayed = _replay(graph, {n.id: n.duration_s or 0.0 for n in graph.nodes}, steps)
+    replayed = _replay(graph, durations, steps)
     timing = _window_timing(graph, replayed)
     busy = _busy(graph, replayed, timing)
     notes = trace_notes(graph, keep=True)
@@ -743,7 +787,8 @@ def _check_ranks_fit(graph: ExecutionGraph, system: System) -> None:
 def replay_reestimate(
     graph: ExecutionGraph, system: System, recorded_on: Accelerator, recorded_system: System | None = None
 ) -> ReplayResult:
-    """Re-cost the trace's GPU work on ``system`` and reschedule. ``recorded_system``: the node the
+    """Re-cost the trace's GPU work on ``system`` and reschedule; a trace in which nothing takes
+    time, recorded or re-estimated (``_refuse_untimed``), is refused. ``recorded_system``: the node the
     trace ran in, whose copy rates its copies are read at (``recsim.api.infer_recorded_system``); ``system``
     itself where it holds ``recorded_on``; else, without one, the copies keep their recorded times
     (a note says so)."""
@@ -763,6 +808,7 @@ def replay_reestimate(
     # from each rank's own part as that rank's (``CostModel.collective_members_s``); one of a
     # single member or of no bytes keeps its recorded time, as other collectives do.
     cost.whole_all_to_alls(nodes, lengths, keep_idle=True)
+    _refuse_untimed(graph, lengths, system.name)
     durations = {n.id: d for n, d in zip(nodes, lengths, strict=True)}
     steps, recorded = _recorded_steps(graph)
     replayed = _replay(graph, durations, steps)

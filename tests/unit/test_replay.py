@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -20,7 +21,7 @@ from recsim.cli import cli
 from recsim.cost.model import CATEGORIES, PCIE_COPY_EFFICIENCY
 from recsim.cost.power import COMPONENTS, step_energy
 from recsim.engine.replay import REPLAY_CLASSES, ReplayResult, replay_keep, replay_reestimate
-from recsim.errors import ConfigError
+from recsim.errors import ConfigError, TraceError
 from recsim.graph.ir import Compute, ExecutionGraph, Host, Node, Stream
 from recsim.graph.readers import read_trace
 from recsim.hardware.topology import build_topology
@@ -954,3 +955,63 @@ def test_a_recorded_system_is_refused_with_the_recorded_durations(tmp_path: Path
         recorded_system="p4d-24xlarge",
     )
     assert "p4d-24xlarge's copy rates (given: --recorded-system)" in given.notes[1]
+
+
+# -- nothing to time ---------------------------------------------------------------------------------
+
+
+def _run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_a_re_estimate_of_nothing_costable_is_refused_naming_the_file() -> None:
+    # An execution trace whose operations are all CPU work and lookups: no recorded duration, no
+    # model. It re-estimated to a step of 0 s at 0 W, exit 0 (a tester's find).
+    et = TRACES / "generated" / "dlrm_tiny_et.json.gz"
+    line = error_line(_run("replay", et, "--system", "dgx-h100", "--json"))
+    assert line.startswith(f"recsim: error: {et}: the trace records no durations")
+    assert "none of its 108 operations has a cost model's estimate on dgx-h100" in line
+    assert "Kineto trace files too" in line
+    # With its Kineto trace it has a step.
+    result = _run(
+        "replay", et, TRACES / "generated" / "dlrm_tiny_kineto.json.gz", "--system", "dgx-h100", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["predicted_step_s"] > 0
+
+
+@pytest.mark.parametrize("system", [None, "dgx-h100"], ids=["keep", "re-estimate"])
+def test_a_trace_whose_events_have_no_length_is_refused(tmp_path: Path, system: str | None) -> None:
+    # A kernel without a 'dur' is read as 0 long: the replay was a step of 0 s (a tester's find).
+    path = tmp_path / "nodur.json"
+    path.write_text(
+        json.dumps({"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 10, "pid": 0, "tid": 7}]})
+    )
+    line = error_line(_run("replay", path, *(("--system", system) if system else ())))
+    on = " on dgx-h100" if system else ""
+    assert line.startswith(f"recsim: error: {path}: no operation of the trace takes any time{on}")
+    assert "1 record a duration of 0 (complete events without a 'dur' are read as 0 long)" in line
+
+
+def test_the_untimed_rule_counts_each_kind_of_operation() -> None:
+    from recsim.api import load_system
+
+    # Two CPU ops without a recorded duration and a kernel recorded at 0: refused in both modes;
+    # one recorded microsecond anywhere makes a step.
+    kernel = Node(2, 0, "k", Stream.COMPUTE, Compute(op="k", category="elementwise"), (), 0, 0.0, 0.0)
+    cpu = [Node(i, 0, f"h{i}", Stream.HOST, Host(op=f"h{i}"), ()) for i in (0, 1)]
+    graph = ExecutionGraph(1, [*cpu, kernel])
+    with pytest.raises(
+        TraceError, match=r"of its 3 operations, 2 have no recorded duration; 1 record a duration of 0"
+    ):
+        replay_keep(graph)
+    system = load_system("dgx-h100")
+    h100 = system.accelerator
+    assert h100 is not None
+    with pytest.raises(
+        TraceError, match=r"on dgx-h100.*2 have no recorded duration and no cost model; 1 record"
+    ):
+        replay_reestimate(graph, system, h100)
+    timed = ExecutionGraph(1, [*cpu, dataclasses.replace(kernel, duration_s=1e-6)])
+    assert replay_keep(timed).predicted_step_s == pytest.approx(1e-6)
+    assert replay_reestimate(timed, system, h100).predicted_step_s == pytest.approx(1e-6)
