@@ -34,6 +34,7 @@ from recsim.planner.types import COMM_DTYPES
 from recsim.units import Dimension, format_quantity
 
 if TYPE_CHECKING:
+    from recsim.engine.replay import ReplayResult
     from recsim.graph.ir import ExecutionGraph
     from recsim.metrics.resources import ResourceUse
     from recsim.planner.stats import PlanStats
@@ -950,6 +951,13 @@ def _print_plan(stats: PlanStats) -> None:
 )
 @click.option("--format", "fmt", default=None, help="Reader to use (default: detect).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--timeline",
+    type=OutputFile(),
+    default=None,
+    help="Write a Chrome trace of the replayed schedule (keep: the recorded durations rescheduled; "
+    "re-estimate: the predicted schedule), as run --timeline does.",
+)
 @system_options
 @click.pass_context
 def replay_cmd(
@@ -961,6 +969,7 @@ def replay_cmd(
     keep: bool | None,
     fmt: str | None,
     as_json: bool,
+    timeline: Path | None,
     nodes: int | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -969,6 +978,9 @@ def replay_cmd(
     PATHS: trace files (one per rank; an execution trace with its Kineto trace for a join), or
     folders of them."""
     nodes, sets = _system_args(ctx, nodes, overrides)
+    if timeline is not None:
+        # Before the replay; never over one of the traces, nor a file recsim did not write.
+        api.check_recsim_output(timeline, "timeline", paths)
     result = api.replay(
         list(paths),
         system=system,
@@ -981,7 +993,16 @@ def replay_cmd(
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
-        return
+    else:
+        _print_replay(result)
+    if timeline is not None:
+        # After the figures are out, as run's: a timeline that cannot be written fails the
+        # command, not the figures with it.
+        result.write_timeline(timeline)
+
+
+def _print_replay(result: ReplayResult) -> None:
+    """A replay's figures as a table, then its notes."""
     table = _figures(f"replay ({result.mode})")
     table.add_row("mode", result.mode)
     table.add_row("steps", str(result.steps))

@@ -44,6 +44,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -113,6 +114,13 @@ class ReplayResult:
     # Utilisation per resource class (``recsim.metrics.resources``): a re-estimate's network and
     # scale-up links, from the collectives the trace records; None with the recorded durations.
     resources: ResourceUse | None = None
+    # What the replay scheduled, for its timeline (``write_timeline``), as a run's ``Simulation``
+    # keeps it: the trace's graph, the replayed schedule (the recorded durations rescheduled, or
+    # the re-estimated ones) and the topology a re-estimate costed its collectives on. Not part of
+    # the result's value (nor of ``to_dict``); None in a result built without a replay.
+    graph: ExecutionGraph | None = field(default=None, compare=False, repr=False)
+    schedule: Schedule | None = field(default=None, compare=False, repr=False)
+    topology: Topology | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Read-only figures, as a ``Result``'s: a caller cannot change them through the mappings.
@@ -164,6 +172,23 @@ class ReplayResult:
     def all_notes(self) -> tuple[str, ...]:
         """``notes`` and then the resource figures' own, as ``Result.all_notes``."""
         return with_resource_notes(self.notes, self.resources)
+
+    def write_timeline(self, path: Path | str) -> Path:
+        """Write the replayed schedule as a Chrome trace (Perfetto, chrome://tracing) through the
+        writer ``recsim run --timeline`` uses (``recsim.graph.writers.chrome``), whole or not at
+        all (``recsim.output``): with ``keep``, the recorded durations as rescheduled; with
+        ``re-estimate``, the predicted schedule on the target, its collectives' algorithm and
+        protocol in their slices' ``args``. Its last slice ends at ``predicted_total_s``; the
+        steps' span (``predicted_step_s`` x ``steps``) lies within. Returns the path."""
+        if self.graph is None or self.schedule is None:
+            raise ConfigError(
+                "this replay result keeps no schedule (it was not made by a replay): no timeline"
+            )
+        from recsim.graph.writers.chrome import write_chrome_trace
+
+        out = Path(path)
+        write_chrome_trace(self.graph, out, self.schedule, self.topology)
+        return out
 
 
 def _recorded_steps(graph: ExecutionGraph) -> tuple[int, float | None]:
@@ -658,6 +683,8 @@ def replay_keep(graph: ExecutionGraph) -> ReplayResult:
         tuple(notes),
         breakdown_s=_breakdown(graph, replayed, timing),
         utilisation=_replay_utilisation(graph, replayed, busy),
+        graph=graph,
+        schedule=replayed.schedule,
     )
 
 
@@ -839,4 +866,7 @@ def replay_reestimate(
         power_by_component_w=power.power_by_component_w,
         energy_per_step_j=power.energy_per_step_j,
         energy_per_sample_j=power.energy_per_sample_j,
+        graph=graph,
+        schedule=replayed.schedule,
+        topology=cost.topology,
     )

@@ -62,6 +62,7 @@ def test_a_chrome_timeline_of_a_trace_without_times_is_refused(tmp_path: Path) -
     "args",
     [
         ("run", *TINY, "--timeline", "{}/missing/"),
+        ("replay", str(KINETO), "--timeline", "{}/missing/"),
         ("plan", *TINY, "--out", "{}/missing/"),
         ("trace", "convert", str(KINETO), "{}/missing/"),
     ],

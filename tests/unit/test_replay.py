@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import json
 import math
 import re
@@ -1015,3 +1016,77 @@ def test_the_untimed_rule_counts_each_kind_of_operation() -> None:
     timed = ExecutionGraph(1, [*cpu, dataclasses.replace(kernel, duration_s=1e-6)])
     assert replay_keep(timed).predicted_step_s == pytest.approx(1e-6)
     assert replay_reestimate(timed, system, h100).predicted_step_s == pytest.approx(1e-6)
+
+
+# -- timeline --------------------------------------------------------------------------------------
+
+
+def _slices(path: Path) -> list[dict[str, Any]]:
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    data = json.loads(text)
+    assert isinstance(data["traceEvents"], list) and "recsim" in data["otherData"]
+    return [e for e in data["traceEvents"] if e["ph"] == "X"]
+
+
+def _check_streams_in_order(slices: list[dict[str, Any]]) -> None:
+    by_thread: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for e in slices:
+        by_thread.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+    for spans in by_thread.values():
+        spans.sort()
+        assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans)), "slices overlap"
+
+
+@pytest.mark.parametrize(
+    ("trace", "system"),
+    [
+        ("simple_add_kineto.json.gz", None),
+        ("simple_add_kineto.json.gz", "dgx-h100"),
+        ("resnet_a100_2rank_nccl_metadata.json.gz", None),
+        ("resnet_a100_2rank_nccl_metadata.json.gz", "dgx-b200"),
+    ],
+)
+def test_replay_timeline_is_the_replayed_schedule(tmp_path: Path, trace: str, system: str | None) -> None:
+    # A replay had no --timeline: a predicted schedule could not be seen (a tester's find).
+    out = tmp_path / "r.trace.json.gz"
+    args = ["replay", TRACES / trace, "--timeline", out, "--json", *(("--system", system) if system else ())]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    slices = _slices(out)
+    graph = read_trace([TRACES / trace])
+    assert len(slices) == len(graph.nodes)
+    _check_streams_in_order(slices)
+    # The last slice ends at the predicted makespan; the steps' span lies within it.
+    end_s = max(e["ts"] + e["dur"] for e in slices) * 1e-6
+    assert end_s == pytest.approx(figures["predicted_total_s"], rel=1e-9)
+    assert figures["predicted_step_s"] * figures["steps"] <= end_s * (1 + 1e-9)
+    if trace.startswith("simple"):  # no step markers: the step is the trace
+        assert figures["steps"] == 1
+        assert end_s == pytest.approx(figures["predicted_step_s"], rel=1e-9)
+    lengths = sorted(e["dur"] * 1e-6 for e in slices)
+    recorded = sorted(n.duration_s or 0.0 for n in graph.nodes)
+    if system is None:  # the recorded durations, as rescheduled
+        assert lengths == pytest.approx(recorded, rel=1e-9, abs=1e-12)
+    else:  # the re-estimated ones: the GPU's kernels change length on another GPU
+        assert lengths != pytest.approx(recorded, rel=1e-9, abs=1e-12)
+
+
+def test_replay_timeline_in_the_api_and_refusals(tmp_path: Path) -> None:
+    from recsim.api import replay
+
+    result = replay([TRACES / "simple_add_kineto.json.gz"], system="dgx-h100")
+    written = result.write_timeline(tmp_path / "api.trace.json")
+    assert _slices(written)
+    # A result not made by a replay keeps no schedule: a clear error, nothing written.
+    with pytest.raises(ConfigError, match="no timeline"):
+        ReplayResult("keep", 1, None, 1.0, 1.0).write_timeline(tmp_path / "none.trace.json")
+    assert not (tmp_path / "none.trace.json").exists()
+    # A file recsim did not write is kept, checked before the replay; a failed replay writes nothing.
+    kept = tmp_path / "notes.json"
+    kept.write_text('{"mine": 1}')
+    line = error_line(_run("replay", TRACES / "simple_add_kineto.json.gz", "--timeline", kept))
+    assert "is not a timeline recsim wrote" in line and kept.read_text() == '{"mine": 1}'
+    out = tmp_path / "t.trace.json"
+    error_line(_run("replay", TRACES / "generated" / "dlrm_tiny_et.json.gz", "--timeline", out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["api.trace.json", "notes.json"]
