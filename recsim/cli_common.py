@@ -8,7 +8,11 @@ none of them needs another to load.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +27,12 @@ EXIT_INTERRUPTED = 130
 
 class _OneLineErrors:
     """Mixin for click commands and groups: a ``RecsimError`` (a user mistake or an infeasible
-    request) is printed as ``recsim: error: ...`` and exits 2, never a traceback."""
+    request) is printed as ``recsim: error: ...`` and exits 2, never a traceback. SIGTERM is
+    Ctrl-C while a command runs (``_term_as_interrupt``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _term_as_interrupt():
                 # A reader's warning (an unknown schema version read as a known one) is one line
                 # like an error's, not Python's "FILE:LINE: UserWarning: ..." and the code line.
                 warnings.showwarning = _one_line_warning
@@ -40,6 +45,32 @@ class _OneLineErrors:
             # sweep keeps what it stored (`--resume` continues it).
             click.echo("recsim: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+@contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's stop) raised as ``KeyboardInterrupt`` while the block runs,
+    as Ctrl-C is: the default action ended the process at once, and an output being written
+    (``recsim.output.replacing``) left its hidden temporary file behind (a tester's find), where
+    Ctrl-C's exception runs its clean-up. A sweep's pool does the same (``recsim.explore.executors``,
+    "interrupted", exit 130). Only in the main thread (where Python runs handlers) and only over
+    the default action: a handler the host process set (an application embedding the CLI) is
+    kept, and a command inside a group's block finds this one set already. Put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _one_line_warning(

@@ -179,6 +179,9 @@ def _worker_init(parent: int) -> None:
     (SIGKILL, an out-of-memory kill), it cannot stop them, and they ran on for good, each holding
     its memory (a tester found two workers and the forkserver alive after every such kill)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # ``_terminate`` stops a worker with SIGTERM: one forked from the CLI's process inherits its
+    # SIGTERM-as-Ctrl-C handler (``recsim.cli_common``), which would raise in the point it runs.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_exit_with, args=(parent,), name="recsim-parent-watch", daemon=True).start()
 
 
