@@ -25,6 +25,7 @@ from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, OutputFile, RecsimGroup
 from recsim.cost.provenance import device_defaults
 from recsim.engine import DEFAULT_STEPS
+from recsim.engine.replay_fields import replay_fields_help
 from recsim.errors import ConfigError, NoPlanError, RecsimError
 from recsim.graph.runtime import RUNTIMES
 from recsim.hardware.devices import Device
@@ -920,7 +921,7 @@ def _print_plan(stats: PlanStats) -> None:
 # ---------------------------------------------------------------------------------- replay / validate
 
 
-@cli.command("replay")
+@cli.command("replay", epilog=replay_fields_help())
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--system", "system", default=None, help="Target system for --re-estimate (name or path).")
 @click.option(

@@ -138,7 +138,9 @@ class ReplayResult:
     def to_dict(self) -> dict[str, object]:
         """Flat, as ``Result.to_dict``: a mapping's figures as ``breakdown_s.compute`` keys, every
         key of ``mapping_keys()`` listed (0.0 where this replay has none of it; None for power
-        that is not known, so both modes have the same keys)."""
+        that is not known, so both modes have the same keys). What ``recsim replay --json``
+        prints; each key's meaning: ``recsim.engine.replay_fields.REPLAY_FIELDS`` (also in
+        ``recsim replay --help``)."""
         out: dict[str, object] = {
             "mode": self.mode,
             "steps": self.steps,

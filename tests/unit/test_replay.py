@@ -1090,3 +1090,33 @@ def test_replay_timeline_in_the_api_and_refusals(tmp_path: Path) -> None:
     out = tmp_path / "t.trace.json"
     error_line(_run("replay", TRACES / "generated" / "dlrm_tiny_et.json.gz", "--timeline", out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["api.trace.json", "notes.json"]
+
+
+# -- documented fields -----------------------------------------------------------------------------
+
+
+def test_every_json_field_of_a_replay_is_documented_and_no_other(tmp_path: Path) -> None:
+    # The --json fields were documented nowhere (a tester's find): REPLAY_FIELDS lists them for
+    # --help; a key added to to_dict without its meaning, or a meaning left for a removed key, fails.
+    from recsim.api import replay
+    from recsim.engine.replay_fields import REPLAY_FIELDS
+    from recsim.metrics.result import RESOURCE_CLASSES, mapping_keys
+
+    keys = mapping_keys()
+    streams = keys["utilisation"][: -len(RESOURCE_CLASSES)]
+    expand = {
+        "<category>": keys["breakdown_s"],
+        "<stream>": streams,
+        "<resource>": RESOURCE_CLASSES,
+        "<component>": keys["power_by_component_w"],
+    }
+    documented: list[str] = []
+    for key, meaning in REPLAY_FIELDS:
+        assert meaning
+        prefix, _, part = key.partition(".")
+        documented += [f"{prefix}.{k}" for k in expand[part]] if part else [key]
+    trace = TRACES / "simple_add_kineto.json.gz"
+    for result in (replay([trace]), replay([trace], system="dgx-h100")):
+        assert list(result.to_dict()) == documented
+    text = CliRunner().invoke(cli, ["replay", "--help"]).output
+    assert all(f"\n    {key}\n" in text for key, _ in REPLAY_FIELDS)
