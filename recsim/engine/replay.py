@@ -96,7 +96,11 @@ class ReplayResult:
     over the traced ranks. The power figures are a run's over the predicted step on the target
     system (``recsim.cost.power``); a replay with the recorded durations has no system, so None.
     ``energy_per_sample_j`` needs the step's batch (``metadata["global_batch_size"]``, where a
-    reader found it), which a trace rarely records: None then."""
+    reader found it), which a trace rarely records: None then. Every key of ``to_dict`` (what
+    ``recsim replay --json`` prints) is explained in ``recsim.engine.replay_fields``.
+
+    A replay's result also keeps what it scheduled (``graph``, ``schedule``, ``topology``; not
+    part of its value), which ``write_timeline`` writes as a Chrome trace (``--timeline``)."""
 
     mode: str
     steps: int
