@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsim.cost.collectives import Flow, collective_cost, collective_flows, phase_ranges
+from recsim.cost.collectives.base import width_shares
 from recsim.cost.collectives.model import OpInput, StageCost
 from recsim.hardware.topology import Topology
 
@@ -64,6 +65,18 @@ class Allocation:
         return self.edge_load[edge] >= self.capacity[edge] * (1 - 1e-6)
 
 
+#: ``_EdgeIndex.slot_info``: a slot's group (the width patterns of its route's three segments, its
+#: part, the shape of its segment's link-id matrix: slots alike share their split), that matrix
+#: (None where the segment's paths differ in length: they are then loaded one by one) and the paths.
+#: Slots whose link ids ``edge_loads`` stacks at once: a bounded scratch array (an all-to-all over
+#: 512 GPUs has 2.6 x 10^5 fabric segments, tens of links each), with numpy's per-call overhead
+#: spread over a few thousand slots.
+_STACKED_SLOTS = 4096
+_Shape = tuple[int, int, int]  # the width patterns' numbers of a composed route's three segments
+_Group = tuple[_Shape, int, tuple[int, ...]]
+_SlotInfo = tuple[_Group, NDArray[np.int32] | None, tuple[tuple[str, ...], ...]]
+
+
 class _EdgeIndex:
     """Per-topology numbering of the directed links and, per (src, dst), its paths as link ids.
 
@@ -80,12 +93,91 @@ class _EdgeIndex:
         self.edges: list[Edge] = list(topology.graph.edges)
         self.ids = {e: k for k, e in enumerate(self.edges)}
         self.pairs: dict[tuple[str, str], tuple[NDArray[np.int32], NDArray[np.int32]]] = {}
-        # (src, dst) -> its route's three segments, or None where it does not compose (``edge_loads``)
-        self.segment_triples: dict[tuple[str, str], tuple[tuple[tuple[str, ...], ...], ...] | None] = {}
         # node -> node 0's edge ids (inside the node) as that node's (``local_pair``)
         self.node_edges: dict[int, NDArray[np.int32] | None] = {}
         self.segments: dict[int, tuple[tuple[tuple[str, ...], ...], NDArray[np.int32] | None]] = {}
         self._lengths: dict[tuple[int, int], NDArray[np.int32]] = {}
+        # ``edge_loads``' split of composed routes, valid for the capacities it was read at
+        # (``widths_for``): per (src, dst) its three slots (numbers into ``slot_info``: a segment,
+        # its part of the route and the three segments' width patterns), or () where the route does
+        # not compose; the slots' numbers and groups; per segment id its pattern's number; the
+        # patterns; per (patterns, part) the segment's paths' shares.
+        self._widths_capacity: NDArray[np.float64] | None = None
+        self.pair_slots: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.slots: dict[tuple[int, int, _Shape], int] = {}
+        self.slot_info: list[_SlotInfo] = []
+        self.segment_patterns: dict[int, int] = {}
+        self.patterns: dict[tuple[float, ...], int] = {}
+        self._shares: dict[_Shape, tuple[NDArray[np.float64], ...]] = {}
+        self._shapes: dict[_Shape, _Shape] = {}  # one tuple for the pairs alike
+        self._groups: dict[_Group, _Group] = {}  # one tuple for the slots alike
+
+    def widths_for(self, capacity: NDArray[np.float64]) -> None:
+        """Keep ``edge_loads``' slots while the links' capacities are those they were read at;
+        forget them where a capacity changed (lowered in place: a straggler)."""
+        if self._widths_capacity is None or not np.array_equal(self._widths_capacity, capacity):
+            self._widths_capacity = capacity.copy()
+            for table in (
+                self.pair_slots,
+                self.slots,
+                self.segment_patterns,
+                self.patterns,
+                self._shares,
+                self._shapes,
+                self._groups,
+            ):
+                table.clear()
+            self.slot_info.clear()
+
+    def composed_slots(self, src: str, dst: str) -> tuple[int, ...]:
+        """The slots of the route from ``src`` to ``dst`` (``edge_loads``): its three segments, each
+        with its part and the three segments' width patterns; () where the route does not compose."""
+        pieces = _segments_of(self.topology, src, dst)
+        found: tuple[int, ...] = ()
+        if pieces is not None:  # each segment's tuple is the topology's own, kept there
+            shape = (self._pattern(pieces[0]), self._pattern(pieces[1]), self._pattern(pieces[2]))
+            shape = self._shapes.setdefault(shape, shape)
+            slots = []
+            for part, paths in enumerate(pieces):
+                key = (id(paths), part, shape)
+                slot = self.slots.get(key)
+                if slot is None:
+                    slot = self.slots[key] = len(self.slot_info)
+                    ids = self._segment_ids(paths)
+                    group = (shape, part, () if ids is None else ids.shape)
+                    group = self._groups.setdefault(group, group)
+                    self.slot_info.append((group, ids, paths))
+                slots.append(slot)
+            found = tuple(slots)
+        self.pair_slots[(src, dst)] = found
+        return found
+
+    def slot_shares(self, shape: _Shape, part: int) -> NDArray[np.float64]:
+        """The share of a route's bytes each path of its segment ``part`` carries, where its three
+        segments' width patterns are ``shape`` (``_segment_shares``)."""
+        found = self._shares.get(shape)
+        if found is None:
+            widths = list(self.patterns)  # by pattern number
+            found = self._shares[shape] = _segment_shares(*(widths[k] for k in shape))
+        return found[part]
+
+    def _pattern(self, paths: tuple[tuple[str, ...], ...]) -> int:
+        """The number of the pattern of a route segment's path widths (each its weakest link's rate,
+        at the capacities of ``widths_for``)."""
+        found = self.segment_patterns.get(id(paths))
+        if found is None:
+            capacity = self._widths_capacity
+            assert capacity is not None
+            ids = self._segment_ids(paths)  # keeps the tuple alive: its id stays its own
+            if ids is not None:
+                width = tuple(capacity[ids].min(axis=1).tolist())
+            else:  # paths of different lengths (none without a link on a shipped topology)
+                width = tuple(
+                    min((float(capacity[self.ids[e]]) for e in itertools.pairwise(p)), default=math.inf)
+                    for p in paths
+                )
+            found = self.segment_patterns[id(paths)] = self.patterns.setdefault(width, len(self.patterns))
+        return found
 
     def pair(self, src: str, dst: str) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
         """(link ids of every path, one after the other; number of links of each path), read only."""
@@ -294,47 +386,99 @@ class _FlowSet:
         return flow
 
 
+def path_split(
+    cols: NDArray[np.integer], lens: NDArray[np.integer], capacity: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Each path's share of a flow's bytes, its paths given as link ids one after the other
+    (``cols``; ``lens``: links per path, as ``_EdgeIndex.pair`` gives them) over links of
+    ``capacity``: ``width_shares`` of each path's weakest link, the rule the cost model splits a
+    pair's bytes by (``route_edge_shares``) and what the DES filling gives a lone flow."""
+    if not len(cols):  # from a vertex to itself: no link to load
+        return np.full(len(lens), 1.0 / max(1, len(lens)))
+    starts = np.cumsum(lens) - lens
+    return width_shares(np.minimum.reduceat(capacity[cols], starts))
+
+
 def edge_loads(
     srcs: Sequence[str], dsts: Sequence[str], wire: NDArray[np.float64], topology: Topology
 ) -> NDArray[np.float64]:
     """Wire bytes each link (by ``_EdgeIndex`` id) carries when ``wire[k]`` bytes go from ``srcs[k]``
-    to ``dsts[k]``, each flow split evenly over its equal-cost paths (the subflows' weights): what
-    routing every flow (``_FlowSet``) and adding its paths' shares gives, summed by route segment.
+    to ``dsts[k]``, each flow split over its equal-cost paths in proportion to each path's weakest
+    link (``width_shares``, the cost model's ``route_edge_shares``: what ``route_edge_shares`` of
+    every flow adds up to). An even split (the subflows' weights) made a dgx-h100 all-to-all's
+    busiest NVLink 12.5 % heavier than the DES moves: its GPUs reach the four NVSwitch chips over
+    5, 4, 4 and 5 links, and the DES filling gives the 5-link paths 5/4 of the 4-link ones' rate.
 
     A route between accelerators of two nodes is every combination of its three segments' paths
     (``_EdgeIndex._composed``): the source's to the NIC it leaves by, the fabric's between the two
-    NICs and the destination's. An even split over the combinations is an even split over each
-    segment's paths, so the bytes are gathered per segment (an all-to-all's n^2 pairs share n
-    source segments) and each segment's paths loaded once; a route that does not compose is routed
-    as a whole."""
+    NICs and the destination's; a combined path's width is the least of its three parts'. A
+    segment's paths' shares depend on the three segments' widths only, so the bytes are gathered
+    per slot (a segment, its part of the route and the three segments' width patterns,
+    ``_EdgeIndex.composed_slots``, kept while the capacities stay: an all-to-all's n^2 pairs share
+    n source segments and a few patterns), and the slots alike loaded together, each path's links
+    its share of its slot's bytes; a route that does not compose is split as a whole
+    (``path_split``)."""
     index = _edge_index(topology)
+    capacity = index.capacity()  # read afresh, as the DES filling does
+    index.widths_for(capacity)
     loads = np.zeros(len(index.edges))
-    segments: dict[int, tuple[tuple[tuple[str, ...], ...], float]] = {}  # by the segment's id
     whole: dict[tuple[str, str], float] = {}
-    triples = index.segment_triples
+    known = index.pair_slots
+    gathered: dict[int, float] = {}  # bytes per slot
     for src, dst, size in zip(srcs, dsts, np.asarray(wire, dtype=np.float64).tolist(), strict=True):
         key = (src, dst)
-        pieces = triples.get(key, ())
-        if pieces == ():
-            pieces = triples[key] = _segments_of(topology, src, dst)
-        if pieces is None:
+        slots = known.get(key)
+        if slots is None:
+            slots = index.composed_slots(src, dst)
+        if not slots:
             whole[key] = whole.get(key, 0.0) + size
             continue
-        for paths in pieces:  # each segment's tuple is the topology's own, kept there
-            found = segments.get(id(paths))
-            segments[id(paths)] = (paths, size if found is None else found[1] + size)
-    for paths, size in segments.values():
-        ids = index._segment_ids(paths)
+        first, fabric, last = slots
+        gathered[first] = gathered.get(first, 0.0) + size
+        gathered[fabric] = gathered.get(fabric, 0.0) + size
+        gathered[last] = gathered.get(last, 0.0) + size
+    # Slots alike (the same split over link-id matrices of one shape) loaded together: their
+    # matrices stacked, each path's links its share of its slot's bytes.
+    groups: dict[_Group, list[tuple[NDArray[np.int32], float]]] = {}
+    link_ids: list[NDArray[np.integer]] = []
+    link_bytes: list[NDArray[np.float64]] = []
+    info = index.slot_info
+    for slot, size in gathered.items():
+        group, ids, paths = info[slot]
         if ids is not None:
-            np.add.at(loads, ids.ravel(), size / len(paths))
-        else:
-            for path in paths:
-                cols = [index.ids[e] for e in itertools.pairwise(path)]
-                np.add.at(loads, np.asarray(cols, dtype=np.int64), size / len(paths))
+            groups.setdefault(group, []).append((ids, size))
+            continue
+        shape, part, _ = group
+        for path, share in zip(paths, (size * index.slot_shares(shape, part)).tolist(), strict=True):
+            cols = np.asarray([index.ids[e] for e in itertools.pairwise(path)], dtype=np.int64)
+            link_ids.append(cols)
+            link_bytes.append(np.full(len(cols), share))
+    for (shape, part, _), members in groups.items():
+        split = index.slot_shares(shape, part)
+        for start in range(0, len(members), _STACKED_SLOTS):
+            chunk = members[start : start + _STACKED_SLOTS]
+            stacked = np.stack([ids for ids, _ in chunk])  # slots x paths x links
+            sizes = np.fromiter((size for _, size in chunk), dtype=np.float64, count=len(chunk))
+            # Each path's bytes, broadcast over its links (not made link by link).
+            np.add.at(loads, stacked, (sizes[:, None] * split[None, :])[:, :, None])
+    for cols, values in zip(link_ids, link_bytes, strict=True):
+        np.add.at(loads, cols, values)
     for (src, dst), size in whole.items():
         cols, lens = index.local_pair(src, dst)
-        np.add.at(loads, cols, np.repeat(np.full(len(lens), size / len(lens)), lens))
+        np.add.at(loads, cols, np.repeat(size * path_split(cols, lens, capacity), lens))
     return loads
+
+
+def _segment_shares(
+    first: tuple[float, ...], fabric: tuple[float, ...], last: tuple[float, ...]
+) -> tuple[NDArray[np.float64], ...]:
+    """Per segment of a composed route whose three segments' paths have these widths: the share of
+    the route's bytes each of its paths carries, the sum of the shares (``width_shares``) of the
+    combined paths through it, a combined path as wide as its narrowest part."""
+    a, b, c = (np.asarray(w, dtype=np.float64) for w in (first, fabric, last))
+    combined = np.minimum(np.minimum(a[:, None, None], b[None, :, None]), c[None, None, :])
+    shares = width_shares(combined.reshape(-1)).reshape(combined.shape)
+    return shares.sum(axis=(1, 2)), shares.sum(axis=(0, 2)), shares.sum(axis=(0, 1))
 
 
 def _segments_of(topology: Topology, src: str, dst: str) -> tuple[tuple[tuple[str, ...], ...], ...] | None:
@@ -640,6 +784,7 @@ __all__ = [
     "collective_time_flows_s",
     "edge_loads",
     "max_min_rates",
+    "path_split",
     "simulate_flows",
     "simulate_flows_detailed",
 ]

@@ -5,10 +5,11 @@ Every byte comes from the cost model, as the engines charge it:
 
 * collectives: their flows (``collective_flows``, the algorithm and protocol the cost chose; an
   uneven all-to-all's whole traffic matrix), routed as the DES engine routes them: each flow over
-  its equal-cost paths (``Topology.route``), split evenly (the subflows' weights; under contention
-  that differs between a flow's paths the DES filling may give its paths unequal rates, which no
-  shipped topology was found to do: a reviewer's random flow sets on gb200-nvl72 and an
-  oversubscribed zionex), in wire bytes
+  its equal-cost paths (``Topology.route``), split in proportion to each path's weakest link
+  (``network.edge_loads``, the cost model's ``route_edge_shares``: what the DES filling gives a
+  lone flow, and an all-to-all through NVSwitch chips reached over 5-4-4-5 links, where an even
+  split loaded a dgx-h100 GPU's 4-link NVLinks 12.5 % over what the DES moves; the ``scale_up``
+  class sums a GPU's links, so its figures read the same either way), in wire bytes
   (payload / the protocol's efficiency: what the flow occupies of a link's capacity). The bytes a
   rank sends and receives are read from and written to its HBM;
 * copies (``Transfer``): host <-> HBM over the rank's host link (its link to its PCIe switch and the
@@ -56,7 +57,7 @@ from recsim.cost.collectives.model import collective_pair_traffic
 from recsim.cost.compute import hbm_bytes
 from recsim.cost.embedding import DDR, HBM, NMP_CHANNEL, PCIE
 from recsim.cost.model import CostModel, copy_efficiency
-from recsim.engine.network import _edge_index, edge_loads
+from recsim.engine.network import _edge_index, edge_loads, path_split
 from recsim.engine.timeline import Window
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, Compute, Embedding, Host, Op, Transfer, is_uneven_all_to_all
@@ -280,7 +281,7 @@ def _collective_traffic(parts: Collective | list[Collective], cost: CostModel, r
     if keep.size == 0:
         return _Traffic()
     srcs, dsts = [pairs.srcs[k] for k in keep.tolist()], [pairs.dsts[k] for k in keep.tolist()]
-    # Each flow split evenly over its paths (the DES's subflow weights).
+    # Each flow split over its paths by their widths (``edge_loads``).
     loads = edge_loads(srcs, dsts, pairs.wire[keep], topology)
     edges = np.flatnonzero(loads)
     # Each rank reads what it sends from its HBM and writes what it receives there.
@@ -390,9 +391,10 @@ def collective_loads(index: GraphIndex, window: Window, cost: CostModel, system:
 class HostFlow:
     """One flow of a copy's or a lookup's bytes over the topology (``host_flows``): the link ids of
     its equal-cost paths one after the other (``cols``; ``lens``: links per path, as
-    ``_EdgeIndex.pair`` gives them), the wire bytes it carries, split evenly over its paths, and
-    its kind: ``to_device`` or ``to_host`` over the rank's host link (one path), ``peer`` between
-    the rank and ``peer`` (whose HBM reads or writes ``payload`` of it)."""
+    ``_EdgeIndex.pair`` gives them), the wire bytes it carries, split over its paths by their
+    widths (``network.path_split``), and its kind: ``to_device`` or ``to_host`` over the rank's
+    host link (one path), ``peer`` between the rank and ``peer`` (whose HBM reads or writes
+    ``payload`` of it)."""
 
     cols: NDArray[np.int32] | NDArray[np.int64]
     lens: NDArray[np.int32]
@@ -471,11 +473,12 @@ def _host_link_loads(
     pcie_wire: float,
 ) -> None:
     """Add each rank's host traffic (``host``: to device, to host, from peers, to peers) to
-    ``edges`` (``host_flows``, each split evenly over its paths), and what its peers' HBM reads or
-    writes for it to ``hbm``. The host links' bytes first, then the peers', rank by rank (the
-    order of the sums on a shared edge)."""
+    ``edges`` (``host_flows``, each split over its paths by their widths, ``network.path_split``),
+    and what its peers' HBM reads or writes for it to ``hbm``. The host links' bytes first, then
+    the peers', rank by rank (the order of the sums on a shared edge)."""
     ranks = np.flatnonzero(host.any(axis=1)).tolist()
     flows = {r: host_flows(host[r].tolist(), r, topology, system, pcie_wire) for r in ranks}
+    capacity = _edge_index(topology).capacity()
     for kind in HOST_LINK_KINDS:
         for r in ranks:
             for f in flows[r]:
@@ -485,7 +488,7 @@ def _host_link_loads(
         for f in flows[r]:
             if f.kind == "peer":
                 hbm[f.peer] += f.payload  # the peer's side of the copy
-                weights = np.repeat(np.full(len(f.lens), f.wire_bytes / len(f.lens)), f.lens)
+                weights = np.repeat(f.wire_bytes * path_split(f.cols, f.lens, capacity), f.lens)
                 np.add.at(edges, f.cols, weights)
 
 

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from recsim.api import make_plan, prepare
 from recsim.config.loader import Override
 from recsim.cost.collectives import collective_cost, collective_flows
-from recsim.cost.collectives.base import Level
+from recsim.cost.collectives.base import Level, route_edge_shares
 from recsim.cost.collectives.model import collective_pair_traffic
 from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
 from recsim.engine.analytic import run_analytic
 from recsim.engine.des import run_des
-from recsim.engine.network import _edge_index, _FlowSet, edge_loads
+from recsim.engine.network import _edge_index, edge_loads
 from recsim.engine.resources import resource_figures, step_loads, step_resources
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.engine.timeline import step_window
@@ -178,12 +178,11 @@ def test_pair_traffic_and_link_loads_are_the_flows_the_des_engine_moves(name, no
         assert mine.keys() == summed.keys()
         for key, size in summed.items():
             assert mine[key] == pytest.approx(size, rel=1e-12)
-        # Each flow over its paths, evenly, as the DES's subflows weigh them.
-        fs = _FlowSet.of_pairs(pairs.srcs, pairs.dsts, topology)
-        share = (pairs.wire / fs.n_paths).repeat(fs.n_paths).repeat(fs.sub_len)
+        # Each flow over its paths by their widths, as the cost model splits a pair's bytes.
         expected = [0.0] * len(index.edges)
-        for edge, size in zip(fs.cols.tolist(), share.tolist(), strict=True):
-            expected[edge] += size
+        for src, dst, size in zip(pairs.srcs, pairs.dsts, pairs.wire.tolist(), strict=True):
+            for edge, share in route_edge_shares(topology, src, dst):
+                expected[index.ids[edge]] += size * share
         assert edge_loads(pairs.srcs, pairs.dsts, pairs.wire, topology).tolist() == pytest.approx(
             expected, rel=1e-12, abs=1e-6
         )

@@ -493,14 +493,25 @@ def route_edge_shares(topology: Topology, src: str, dst: str) -> Iterator[tuple[
             yield edge, share
 
 
+def width_shares(widths: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The share of a pair's bytes each of its equal-cost paths carries, from each path's width (its
+    weakest link's rate): in proportion to it. NVSwitch stripes a GPU's traffic over its links, so
+    over each chip in proportion to the links to it (5-4-4-5 on H100), and a lone flow's subflows
+    in the DES filling grow until each path's weakest link is full (``recsim.engine.network``).
+    The one rule for the cost model (``route_edge_shares``, ``local_link_shares``) and for the link
+    loads the utilisation reports (``recsim.engine.network.edge_loads``)."""
+    shares: NDArray[np.float64] = widths / widths.sum()
+    return shares
+
+
 def _path_shares(topology: Topology, src: str, dst: str) -> list[tuple[tuple[str, ...], float]]:
-    """Each equal-cost path from ``src`` to ``dst`` with its share of the bytes: its weakest link's
-    rate over the sum of the paths' (``route_edge_shares``)."""
+    """Each equal-cost path from ``src`` to ``dst`` with its share of the bytes (``width_shares``
+    of its weakest link's rate; ``route_edge_shares``)."""
     succ = topology.graph._succ
     paths = topology.paths(src, dst)
     widths = [min(succ[a][b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths]
-    total = sum(widths)
-    return [(path, width / total) for path, width in zip(paths, widths, strict=True)]
+    shares = width_shares(np.asarray(widths, dtype=np.float64)).tolist()
+    return list(zip(paths, shares, strict=True))
 
 
 _FACTS: weakref.WeakKeyDictionary[Topology, _TopologyFacts] = weakref.WeakKeyDictionary()
