@@ -11,7 +11,7 @@ averages to ``2 (local-1)/local x S``). On an NVLink mesh a middle rank's up and
 different links: the chains follow the node's rings (``_chain_channels``) and the busiest link sets
 the time (``_busiest_chain_link``). Without NVLink the heads' network bytes cross the same PCIe
 link as the chain's. Latency is what makes it worth having: ``2 (local - 1)`` intra-node plus
-``2 floor(log2 nodes)`` network steps instead of the ring's ``2 (n - 1)`` (NCCL's tuning model
+``2 ceil(log2 nodes)`` network steps instead of the ring's ``2 (n - 1)`` (NCCL's tuning model
 counts them the same way). Inside one node it never beats the ring (same steps, more bytes), as in
 NCCL.
 
@@ -23,6 +23,7 @@ edge the share.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 from recsim.cost.collectives.base import (
@@ -158,11 +159,7 @@ class DoubleBinaryTreeAllReduce(Algorithm):
                 intra = _busiest_chain_link(layout, size, 2 * (local - 1))
         inter = None
         if layout.num_nodes >= 2:
-            # NCCL's tuning model counts log2i(nNodes) network steps each way (src/graph/tuning.cc:
-            # ``2 * ((nRanks/nNodes-1) * intraLat + log2i(nNodes) * interLat)``, log2i the floor),
-            # the depth of the heap-ordered trees built here (``binary_tree_edges``): 3 nodes are
-            # a root and two leaves, one hop deep, where ceil(log2 3) counted 2.
-            depth = layout.num_nodes.bit_length() - 1
+            depth = math.ceil(math.log2(layout.num_nodes))
             inter = LevelCost(2 * depth, size / 2 * tree_degree(layout.num_nodes), layout.node_nic_bandwidth)
         return [Stage("tree", levels(intra, inter), 1)]
 
