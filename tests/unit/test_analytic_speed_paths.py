@@ -1199,7 +1199,7 @@ def reference_level_costs(layout, matrix):
     local_m = np.where(same, m, 0.0)
     if layout.local >= 2 and local_m.any():
         load = np.maximum(local_m.sum(axis=1), local_m.sum(axis=0))
-        seconds = load / layout.intra_bandwidth
+        seconds = load / layout.port_bandwidth
         locals_ = np.asarray(layout.locals)
         rows, cols = np.nonzero(local_m)
         pair_bw = layout.topology.local_pair_bandwidth()
@@ -1209,7 +1209,7 @@ def reference_level_costs(layout, matrix):
         np.maximum.at(seconds, cols, per_pair)
         worst = int(np.argmax(seconds))
         peers = np.maximum((local_m > 0).sum(axis=1), (local_m > 0).sum(axis=0))
-        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.port_bandwidth[worst]
         intra = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():

@@ -278,7 +278,7 @@ def old_level_costs(
         load = np.maximum(local_m.sum(axis=1), local_m.sum(axis=0))
         # A rank's port (its NVLink through NVSwitch) carries all its peers' bytes; on a mesh or
         # PCIe a peer without a direct link is reached over a slower route, which may be the limit.
-        seconds = load / layout.intra_bandwidth
+        seconds = load / layout.port_bandwidth
         # Every node of a system is built from the same node spec, so the route between local GPUs
         # i and j is the same in every node: cost it once per local pair (node 0's vertices).
         locals_ = np.asarray(layout.locals)
@@ -293,7 +293,7 @@ def old_level_costs(
         sends = local_m > 0
         peers = np.maximum(sends.sum(axis=1), sends.sum(axis=0))
         # Bytes so few that their time underflows to 0 s move at the port's bandwidth.
-        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.intra_bandwidth
+        rate = load[worst] / seconds[worst] if seconds[worst] > 0 else layout.port_bandwidth[worst]
         intra = LevelCost(float(p2p_rounds(int(peers.max()), layout.n)), float(load[worst]), float(rate))
     remote_m = np.where(same, 0.0, m)
     if layout.num_nodes >= 2 and remote_m.any():
