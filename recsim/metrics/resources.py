@@ -23,9 +23,10 @@ cannot know the bytes of reads None.
 
 The figures are not clamped: where the analytic engine, which does not share links, lets the
 collectives ask more of a link than it carries in the step, the value exceeds 1 and a note says
-that the step is optimistic there. The DES engine shares links among collectives, so their bytes
-alone never exceed a link's capacity (an invariant, ``check_links``); copies and lookups share no
-link with them in either engine, which a note says where it shows.
+that the step is optimistic there. The DES engine shares links among collectives, copies and the
+lookups that read over PCIe, so the collectives' bytes alone never exceed a link's capacity (an
+invariant, ``check_links``); the analytic engine shares no link, and neither engine shares HBM or
+host DRAM, which a note says where it shows.
 
 ``ResourceUse`` is worked out on first read: an analytic evaluation of a sweep or the planner
 (which keep only the step time) does not pay for it; ``to_dict``, the CLI's table, equality,
