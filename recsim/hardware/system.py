@@ -460,6 +460,14 @@ class ScaleOut(Spec):
     (mlcommons/training_policies power_measurement.adoc, Measure or Estimate Interconnects); the
     rest of a shared fabric serves other jobs. ``whole``: every switch the run touches, all its
     ports (a fabric built for this job alone).
+
+    ``pxn``: whether NCCL's PXN relays leave a node by the NIC on the destination's rail (the
+    sender hands its bytes over NVLink to the peer GPU that owns that NIC). NCCL has it on from
+    2.12 (``NCCL_PXN_DISABLE`` default 0; ``NCCL_P2P_PXN_LEVEL`` default 2, "use PXN as much as
+    possible", src/graph/search.cc ``ncclTopoGetNetDev``), and point-to-point sends (send/recv and
+    the all-to-all's grouped sends) relay so on every fabric; ``false`` models
+    ``NCCL_PXN_DISABLE=1`` (or a v4 net plugin, which NCCL runs without PXN: src/graph/paths.cc
+    ``ncclPxnDisable``): every byte leaves by its sender's own NIC wherever a path from it exists.
     """
 
     topology: Literal["single_switch", "clos", "rail_optimized"]
@@ -467,6 +475,7 @@ class ScaleOut(Spec):
     tiers: Literal[1, 2, 3] = 2
     oversubscription: Ratio = 1.0
     switch_power: Literal["ports_used", "whole"] = "ports_used"
+    pxn: bool = True
 
     @model_validator(mode="after")
     def _valid(self) -> Self:

@@ -137,6 +137,8 @@ class Topology:
         # (node, destination NIC) -> the node's exit on that NIC's rail, and its hops (``_pxn_relay``)
         self._rail_exit: dict[tuple[int, str], tuple[str, str, float]] = {}
         self._nvlink_only: dict[tuple[str, str], bool] = {}
+        # (src, dst) -> ``p2p_first_hop``'s answer
+        self._p2p_hops: dict[tuple[str, str], str] = {}
         # (src, dst) -> ``_split``'s answer: the flows of every collective between the same two
         # accelerators ask it again (their placement, their routes).
         self._splits: dict[tuple[str, str], tuple[str, str, str] | None] = {}
@@ -530,26 +532,90 @@ class Topology:
     # own node with the destination NIC's index (its rail): the sender writes its data over NVLink
     # into the peer GPU that owns that NIC, whose proxy posts it (NVIDIA, "Doubling all2all
     # Performance with NVIDIA Collective Communication Library 2.12", 2022). On a rail-optimized
-    # fabric this keeps the traffic off the spine between rails. Here the relay is taken where that
-    # NIC is nearer the destination's than the sender's own (a rail's leaf instead of the spine,
-    # or a fabric with no cross-rail path at all), which is where NCCL's choice changes what the
-    # network carries; elsewhere (a Clos leaf holding the whole node) the traffic leaves by the
-    # sender's own NIC, as before, rather than crossing NVLink for nothing.
+    # fabric this keeps the traffic off the spine between rails. The route (shared by every
+    # collective: rings and trees follow NCCL's search graph's NICs, not the p2p rule) relays where
+    # that NIC is nearer the destination's than the sender's own (a rail's leaf instead of the
+    # spine, or a fabric with no cross-rail path at all); with PXN off (``ScaleOut.pxn``) only where
+    # the sender's own NIC has no path at all. Point-to-point sends relay by NCCL's p2p rule on
+    # every fabric (``p2p_first_hop``): the flows of send/recv and the all-to-alls take that.
+
+    @cached_property
+    def pxn_enabled(self) -> bool:
+        """Whether NCCL's PXN relays are on (``ScaleOut.pxn``; a single node has none to make)."""
+        scale_out = self.system.cluster.scale_out
+        return scale_out is not None and scale_out.pxn
 
     def _pxn_relay(self, src: str, node: int, nic_a: str, nic_b: str) -> str | None:
         """The accelerator of ``src``'s node that relays ``src``'s traffic to ``nic_b`` (None: no
         relay): the first owner of the node's NIC with ``nic_b``'s index among its node's NICs,
-        where that NIC is fewer network hops from ``nic_b`` than ``src``'s home NIC ``nic_a`` is and
-        ``src`` reaches its owner over NVLink alone (PXN writes into the peer's memory over NVLink;
-        never over PCIe)."""
+        where that NIC is fewer network hops from ``nic_b`` than ``src``'s home NIC ``nic_a`` is
+        (with PXN off: where ``nic_a`` has no path to ``nic_b``) and ``src`` reaches its owner over
+        NVLink alone (PXN writes into the peer's memory over NVLink; never over PCIe)."""
         key = (node, nic_b)
         found = self._rail_exit.get(key)
         if found is None:
             found = self._rail_exit[key] = self._same_index_exit(node, nic_b)
         nic, relay, hops = found
-        if not relay or nic == nic_a or relay == src or not hops < self._nic_hops(nic_a, nic_b):
+        if not relay or nic == nic_a or relay == src:
+            return None
+        own = self._nic_hops(nic_a, nic_b)
+        if not hops < own or not (self.pxn_enabled or math.isinf(own)):
             return None
         return relay if self._over_nvlink(src, relay) else None
+
+    def p2p_first_hop(self, src: str, dst: str) -> str:
+        """The accelerator whose NIC a point-to-point send from ``src`` to ``dst`` leaves by: NCCL's
+        rule for send/recv (src/graph/search.cc ``ncclTopoGetNetDev`` without a graph, at
+        ``NCCL_P2P_PXN_LEVEL=2``, its default): the NIC of the sender's node local to the GPU with
+        the destination's device index (here its home NIC's index among the node's exits, the
+        destination's rail), through the GPU that owns it where the sender reaches that GPU over
+        NVLink (``peerGpu->paths[GPU][g1].type <= PATH_NVL``), whatever the fabric; else the
+        route's (``first_hop``). With PXN off (``ScaleOut.pxn``), the route's."""
+        found = self._p2p_hops.get((src, dst))
+        if found is None:
+            found = self._p2p_hops[(src, dst)] = self._find_p2p_first_hop(src, dst)
+        return found
+
+    @cached_property
+    def pxn_local_relays(self) -> NDArray[np.intp]:
+        """``relay[s, d]``: the local index of the accelerator through whose NIC a point-to-point
+        send from local accelerator ``s`` to the accelerator with local index ``d`` of another node
+        leaves (``p2p_first_hop``'s rule, by local index: every node is built from the same spec),
+        -1 where the rule does not relay (PXN off, no NVLink to the owner, the sender's own NIC).
+        Read-only."""
+        count = self.system.node.num_accelerators
+        out = np.full((count, count), -1, dtype=np.intp)
+        exits = self._node_exits.get(0, [])
+        if self.pxn_enabled and self.system.num_nodes >= 2 and exits:
+            nodes = self.graph._node
+            rail = {nic: k for k, (nic, _) in enumerate(exits)}
+            homes = [nodes[gpu_id(0, i)].get("home_nics", ()) for i in range(count)]
+            for s in range(count):
+                for d in range(count):
+                    if len(homes[s]) != 1 or len(homes[d]) != 1 or homes[d][0] not in rail:
+                        continue
+                    nic, relay = exits[rail[homes[d][0]]]
+                    src = gpu_id(0, s)
+                    if nic != homes[s][0] and relay != src and self._over_nvlink(src, relay):
+                        out[s, d] = nodes[relay]["index"]
+        out.setflags(write=False)
+        return out
+
+    def _find_p2p_first_hop(self, src: str, dst: str) -> str:
+        route = self.first_hop(src, dst)
+        if route != src or not self.pxn_enabled:
+            return route
+        g = self.graph._node
+        a, b = g[src], g[dst]
+        if a["kind"] != ACCELERATOR or b["kind"] != ACCELERATOR or a["node"] == b["node"]:
+            return route
+        home_a, home_b = a.get("home_nics", ()), b.get("home_nics", ())
+        if len(home_a) != 1 or len(home_b) != 1:
+            return route
+        nic, relay, _ = self._same_index_exit(a["node"], home_b[0])
+        if not relay or nic == home_a[0] or relay == src or not self._over_nvlink(src, relay):
+            return route
+        return relay
 
     @cached_property
     def _node_exits(self) -> dict[int, list[tuple[str, str]]]:

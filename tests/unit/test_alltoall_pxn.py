@@ -18,9 +18,13 @@ MiB = 2**20
 NIC_RATE = 50e9  # dgx-h100: one 400 Gb/s ConnectX-7 per GPU (its system spec)
 
 
-def _dgx_h100(fabric: str) -> Topology:
+def _dgx_h100(fabric: str, pxn: bool = True) -> Topology:
     return build_topology(
-        load_system("dgx-h100", nodes=2, overrides=[f"cluster.scale_out.topology={fabric}"])
+        load_system(
+            "dgx-h100",
+            nodes=2,
+            overrides=[f"cluster.scale_out.topology={fabric}", f"cluster.scale_out.pxn={str(pxn).lower()}"],
+        )
     )
 
 
@@ -55,25 +59,67 @@ def test_rail_optimized_routes_relay_through_the_destination_rail() -> None:
     assert exits[0, 8:].tolist() == list(range(8))
     assert exits[9, 3] == 3  # and node 1's bytes for node 0 likewise (by its GPU 3)
     assert exits[0, 5] == 0  # a same-node pair: no relay
-    # A Clos with the whole node under one leaf: every byte leaves by its sender's own NIC.
-    assert pxn_exits(group_layout(tuple(range(16)), _dgx_h100("clos"))) is None
+    # A Clos with the whole node under one leaf: NCCL's p2p rule relays there too (its
+    # ncclTopoGetNetDev asks for no nearer NIC), by the same GPUs.
+    clos = pxn_exits(group_layout(tuple(range(16)), _dgx_h100("clos")))
+    assert clos is not None
+    assert np.array_equal(clos, exits)
+    # With PXN off (NCCL_PXN_DISABLE=1) every byte leaves by its sender's own NIC, on both.
+    for fabric in ("clos", "rail_optimized"):
+        assert pxn_exits(group_layout(tuple(range(16)), _dgx_h100(fabric, pxn=False))) is None
 
 
-def test_skewed_all_to_all_levels_on_rail_optimized() -> None:
+@pytest.mark.parametrize("fabric", ["rail_optimized", "clos"])
+def test_skewed_all_to_all_levels(fabric: str) -> None:
     """Each NIC of node 0 sends rank 0's 64 MiB for its rail plus the 1 MiB of each of the 7 other
     GPUs (71 MiB; each NIC of node 1 receives as much); rank 0's NVLink port carries its 7 local
     MiB and the 7 x 64 MiB it hands the relays (455 MiB). Before, rank 0's own NIC was charged all
-    8 x 64 MiB: 7.2x the flows' time."""
-    topology = _dgx_h100("rail_optimized")
+    8 x 64 MiB: 7.2x the flows' time; on the Clos it still was until PXN was modelled there."""
+    topology = _dgx_h100(fabric)
     layout = group_layout(tuple(range(16)), topology)
     (stage,) = REGISTRY["direct"].stages(_parts(layout.group, _skewed()), layout)
     inter, intra = stage.levels[Level.INTER], stage.levels[Level.INTRA]
     assert inter.bytes == 71 * MiB
     assert inter.bandwidth == NIC_RATE
     assert intra.bytes == (7 + 7 * 64) * MiB
-    clos = group_layout(tuple(range(16)), _dgx_h100("clos"))
-    (before,) = REGISTRY["direct"].stages(_parts(clos.group, _skewed()), clos)
-    assert before.levels[Level.INTER].bytes == 8 * 64 * MiB  # rank 0's own NIC, as before
+    off = group_layout(tuple(range(16)), _dgx_h100(fabric, pxn=False))
+    (own,) = REGISTRY["direct"].stages(_parts(off.group, _skewed()), off)
+    assert own.levels[Level.INTER].bytes == 8 * 64 * MiB  # PXN off: rank 0's own NIC
+    assert own.levels[Level.INTRA].bytes == 7 * MiB  # and no hand-overs
+
+
+def test_clos_relay_nic_loads_by_hand() -> None:
+    """Node 0 of a 2-node Clos, every GPU sending ``8 * i + k`` MiB to rank ``8 + k`` of node 1
+    (and 1 MiB the other way): NIC ``k`` of node 0 carries what all 8 GPUs send to rank ``8 + k``,
+    ``sum_i (8 i + k) = 224 + 8 k`` MiB, the busiest (NIC 7) 280 MiB; without PXN GPU 7's own NIC
+    carries its ``sum_k (56 + k) = 476`` MiB."""
+    m = np.zeros((16, 16))
+    for i in range(8):
+        for k in range(8):
+            m[i, 8 + k] = (8 * i + k) * MiB
+    m[8:, :8] = MiB
+    on, off = _dgx_h100("clos"), _dgx_h100("clos", pxn=False)
+    group = tuple(range(16))
+    sent = {k: sum(m[i, 8 + k] for i in range(8)) for k in range(8)}
+    assert sent[7] == 280 * MiB
+    cost = collective_cost(_parts(group, m), on, "direct")
+    assert cost.bandwidth_s == pytest.approx(280 * MiB / NIC_RATE / cost.efficiency[Level.INTER], rel=1e-12)
+    (stage,) = REGISTRY["direct"].stages(_parts(group, m), group_layout(group, on))
+    assert stage.levels[Level.INTER].bytes == 280 * MiB
+    (own,) = REGISTRY["direct"].stages(_parts(group, m), group_layout(group, off))
+    assert own.levels[Level.INTER].bytes == 476 * MiB
+    # The flows leave node 0 by the same NICs: each network flow from node 0 starts at the GPU
+    # owning the destination's rail, each carries what the hand-overs brought it.
+    flows = collective_flows(_parts(group, m), on, "direct")
+    out: dict[str, float] = {}
+    for f in flows:
+        if f.src.startswith("n0.") and f.dst.startswith("n1."):
+            assert f.src.split(".gpu")[1] == str(int(f.dst.split(".gpu")[1]))
+            out[f.src] = out.get(f.src, 0.0) + f.bytes
+    assert out == pytest.approx({f"n0.gpu{k}": sent[k] for k in range(8)}, rel=1e-12)
+    # PXN off: every flow from its sender, none handed over.
+    plain = collective_flows(_parts(group, m), off, "direct")
+    assert len(plain) == int(np.count_nonzero(m))
 
 
 def _random_skewed(n: int, seed: int) -> np.ndarray:
@@ -118,11 +164,17 @@ def test_bandwidth_term_is_the_flows_busiest_link(fabric: str, group: tuple[int,
 
 
 def test_one_heavy_sender_matches_the_flow_simulation() -> None:
-    """The reviewer's case: rank 0 sends 64 MiB to each remote rank. On the rail-optimized fabric
-    the cost now takes the flows' 1535 us (it took 11090 us, rank 0's NIC carrying all 512 MiB); on
-    the Clos it stays 11 ms, as its flows do (every byte leaves by its sender's NIC there)."""
-    for fabric, expected_us in (("rail_optimized", 1535.0287835051547), ("clos", 11069.503340206185)):
-        topology = _dgx_h100(fabric)
+    """The reviewer's case: rank 0 sends 64 MiB to each remote rank. The cost takes the flows'
+    1535 us (it took 11090 us, rank 0's NIC carrying all 512 MiB), on the Clos as on the
+    rail-optimized fabric (NCCL relays there too); with PXN off it takes 11 ms, as its flows do
+    (every byte leaves by its sender's NIC)."""
+    cases = (
+        ("rail_optimized", True, 1535.0287835051547),
+        ("clos", True, 1535.0287835051547),
+        ("clos", False, 11069.503340206185),
+    )
+    for fabric, pxn, expected_us in cases:
+        topology = _dgx_h100(fabric, pxn)
         parts = _parts(tuple(range(16)), _skewed())
         cost = collective_cost(parts, topology)
         flows = collective_flows(parts, topology, cost.algorithm)
@@ -152,3 +204,36 @@ def test_relays_on_other_nodes_match_the_flows_busiest_link(system: str) -> None
     succ = topology.graph.succ
     busiest = max(load / succ[a][b]["bandwidth_bytes_per_s"] for (a, b), load in loads.items())
     assert cost.bandwidth_s == pytest.approx(busiest, rel=1e-12)
+
+
+@pytest.mark.parametrize("system", ["dgx-h100", "p4d-24xlarge", "dgx-1-v100", "hgx-h100-4gpu"])
+@pytest.mark.parametrize("fabric", ["clos", "rail_optimized"])
+def test_p2p_rule_table_is_the_per_pair_rule(system: str, fabric: str) -> None:
+    """``Topology.pxn_local_relays`` (the vectorised cost's table) relays exactly where
+    ``Topology.p2p_first_hop`` (the flows') does, for every pair of GPUs of two nodes."""
+    topology = build_topology(
+        load_system(system, nodes=2, overrides=[f"cluster.scale_out.topology={fabric}"])
+    )
+    g = topology.system.node.num_accelerators
+    table = topology.pxn_local_relays
+    for s in range(g):
+        for d in range(g):
+            hop = topology.p2p_first_hop(f"n0.gpu{s}", f"n1.gpu{d}")
+            route = topology.first_hop(f"n0.gpu{s}", f"n1.gpu{d}")
+            expected = f"n0.gpu{table[s, d]}" if table[s, d] >= 0 else route
+            assert hop == expected
+
+
+def test_rings_keep_their_route_on_clos() -> None:
+    """PXN is NCCL's p2p rule: a ring all-reduce's flows on the Clos are the same with it on or
+    off (rings leave by their search graph's NICs), a send/recv's are handed over."""
+    ar = Collective(CollectiveOp.ALL_REDUCE, "g", tuple(range(16)), 64.0 * MiB, "fp16")
+    on, off = _dgx_h100("clos"), _dgx_h100("clos", pxn=False)
+    assert collective_flows(ar, on, "ring") == collective_flows(ar, off, "ring")
+    send = Collective(CollectiveOp.SEND, "s", (0, 11), 8.0 * MiB, "fp16")
+    flows = collective_flows(send, on)
+    assert [(f.src, f.dst, f.bytes) for f in flows] == [
+        ("n0.gpu0", "n0.gpu3", 8.0 * MiB),
+        ("n0.gpu3", "n1.gpu3", 8.0 * MiB),
+    ]
+    assert [(f.src, f.dst) for f in collective_flows(send, off)] == [("n0.gpu0", "n1.gpu3")]

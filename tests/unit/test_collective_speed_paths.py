@@ -451,12 +451,16 @@ class OldFabricLeaves(FabricLeaves):
         src: NDArray[np.intp],
         dst: NDArray[np.intp],
         homes: _OldHomes,
+        point_to_point: bool = False,
     ) -> NDArray[np.intp]:
         """The exit leaf of each transfer ``src[k] -> dst[k]`` from a node whose NICs sit under
         several leaves: its own NIC's, or (PXN, ``Topology._pxn_relay``) that of its node's exit
         with the destination NIC's index, where that one is fewer hops from the destination's leaf
         and its owner is reached over NVLink alone. Vectorised over the transfers (the NVLink test
-        by local index, ``_nvlink_between``); the same choice as the routes' (a test checks)."""
+        by local index, ``_nvlink_between``); the same choice as the routes' (a test checks).
+
+        ``point_to_point`` and PXN off: the rules added since (``FabricLeaves._relayed_exits``,
+        not a fast path: the same test on the same hops)."""
         node_of, _, home_leaf, home_index, _ = homes
         own = home_leaf[src]
         index = home_index[dst]
@@ -480,10 +484,14 @@ class OldFabricLeaves(FabricLeaves):
         hops = self._hops
         nearer = np.zeros(src.size, dtype=bool)
         nearer[valid] = hops[candidate[valid], dst_leaf[valid]] < hops[own[valid], dst_leaf[valid]]
+        if not self.topology.pxn_enabled:
+            nearer[valid] &= np.isinf(hops[own[valid], dst_leaf[valid]])
+        elif point_to_point:
+            nearer[valid] = True
         relay = valid & nearer & relay_ok & (home_index[src] != index)
         return np.where(relay, candidate, own)
 
-    def seconds(self, vertices: Sequence[str], traffic: Traffic) -> float:
+    def seconds(self, vertices: Sequence[str], traffic: Traffic, *, point_to_point: bool = False) -> float:
         """The longest a leaf's uplinks or downlinks take to carry ``traffic`` (positions index
         ``vertices``) at their full rate."""
         if traffic.bytes.size == 0:
@@ -503,7 +511,7 @@ class OldFabricLeaves(FabricLeaves):
             exits[exits == -2] = -1
             several = node_leaf[s] == -2  # nodes under several leaves (rails): the route says which
             if several.any():
-                exits[several] = self._relayed_exits(vertices, s[several], d[several], homes)
+                exits[several] = self._relayed_exits(vertices, s[several], d[several], homes, point_to_point)
             entries = home_leaf[d]
             cross = (exits >= 0) & (entries >= 0) & (exits != entries)
             out_bytes += np.bincount(exits[cross], weights=b[cross], minlength=count)
@@ -607,7 +615,10 @@ SYSTEMS: list[tuple[str, int, int, int]] = [  # name, nodes, random ops, of whic
 def test_collective_costs_match_the_old_implementations(
     name: str, nodes: int, count: int, max_a2a: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    system = load_system(name, nodes=nodes)
+    # With PXN off: the old direct all-to-all charged every remote byte to its sender's NIC, as
+    # NCCL does without PXN (with it, ``alltoall._relayed_level_costs`` has its own tests:
+    # tests/unit/test_alltoall_pxn.py).
+    system = load_system(name, nodes=nodes, overrides=["cluster.scale_out.pxn=false"] if nodes > 1 else [])
     rng = np.random.default_rng(nodes * 31 + len(name))
     ops = random_ops(rng, system.num_accelerators, count, max_a2a)
     if nodes == 128:  # the old hierarchical loop takes seconds on 1024 ranks: direct only there

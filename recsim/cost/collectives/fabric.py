@@ -207,12 +207,16 @@ class FabricLeaves:
         src: NDArray[np.intp],
         dst: NDArray[np.intp],
         homes: _Homes,
+        point_to_point: bool = False,
     ) -> NDArray[np.intp]:
         """The exit leaf of each transfer ``src[k] -> dst[k]`` from a node whose NICs sit under
         several leaves: its own NIC's, or (PXN, ``Topology._pxn_relay``) that of its node's exit
         with the destination NIC's index, where that one is fewer hops from the destination's leaf
-        and its owner is reached over NVLink alone. Vectorised over the transfers (the NVLink test
-        by local index, ``_nvlink_between``); the same choice as the routes' (a test checks)."""
+        (with PXN off: where the own NIC has no path to it) and its owner is reached over NVLink
+        alone. ``point_to_point``: the transfers of a p2p algorithm, relayed wherever the owner is
+        reached over NVLink and PXN is on (``Topology.p2p_first_hop``). Vectorised over the
+        transfers (the NVLink test by local index, ``_nvlink_between``); the same choice as the
+        routes' (a test checks)."""
         node_of, _, home_leaf, home_index, _, local_of = homes
         own = home_leaf[src]
         index = home_index[dst]
@@ -237,13 +241,20 @@ class FabricLeaves:
         valid = (candidate >= 0) & (own >= 0) & (dst_leaf >= 0)
         hops = self._hops
         nearer = np.zeros(src.size, dtype=bool)
-        nearer[valid] = hops[candidate[valid], dst_leaf[valid]] < hops[own[valid], dst_leaf[valid]]
+        own_hops = hops[own[valid], dst_leaf[valid]]
+        nearer[valid] = hops[candidate[valid], dst_leaf[valid]] < own_hops
+        pxn = self.topology.pxn_enabled
+        if not pxn:  # a relay only where the sender's own NIC has no path (``_pxn_relay``)
+            nearer[valid] &= np.isinf(own_hops)
+        elif point_to_point:
+            nearer[valid] = True
         relay = valid & nearer & relay_ok & (home_index[src] != index)
         return np.where(relay, candidate, own)
 
-    def seconds(self, vertices: Sequence[str], traffic: Traffic) -> float:
+    def seconds(self, vertices: Sequence[str], traffic: Traffic, *, point_to_point: bool = False) -> float:
         """The longest a leaf's uplinks or downlinks take to carry ``traffic`` (positions index
-        ``vertices``) at their full rate."""
+        ``vertices``) at their full rate; ``point_to_point``: leaving by NCCL's p2p rule
+        (``_relayed_exits``)."""
         if traffic.bytes.size == 0:
             return 0.0
         homes = self._homes(vertices)
@@ -261,7 +272,7 @@ class FabricLeaves:
             exits[exits == -2] = -1
             several = node_leaf[s] == -2  # nodes under several leaves (rails): the route says which
             if several.any():
-                exits[several] = self._relayed_exits(vertices, s[several], d[several], homes)
+                exits[several] = self._relayed_exits(vertices, s[several], d[several], homes, point_to_point)
             entries = home_leaf[d]
             cross = (exits >= 0) & (entries >= 0) & (exits != entries)
             out_bytes += np.bincount(exits[cross], weights=b[cross], minlength=count)

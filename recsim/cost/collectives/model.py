@@ -48,7 +48,7 @@ the level each crosses (same node: intra, else inter), grouped under the op's ke
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import overload
 
@@ -214,11 +214,12 @@ def _through_leaves(
     """``stages`` with each network level at no more than the rate its transfers get through the
     oversubscribed leaves' uplinks and downlinks (``recsim.cost.collectives.fabric``)."""
     leaves = fabric_leaves(layout.topology)
+    p2p = algorithm.kernel == KernelKind.P2P  # leaving by NCCL's p2p rule (``_first_hop``)
     out = []
     for stage, traffic in zip(stages, algorithm.traffic(op, layout, stages), strict=True):
         inter = stage.levels.get(Level.INTER)
         if inter is not None and inter.bytes > 0:
-            bound = leaves.seconds(layout.vertices, traffic)
+            bound = leaves.seconds(layout.vertices, traffic, point_to_point=p2p)
             if bound > inter.seconds:
                 slowed = {**stage.levels, Level.INTER: replace(inter, bandwidth=inter.bytes / bound)}
                 stage = replace(stage, levels=slowed)
@@ -463,11 +464,13 @@ def collective_flows(
     wire, _ = _scaled(op, wire_dtype)
     if not cost.stages:
         return []
-    flows = REGISTRY[cost.algorithm].protocol_flows(wire, layout, cost.protocol)
+    algorithm = REGISTRY[cost.algorithm]
+    flows = algorithm.protocol_flows(wire, layout, cost.protocol)
     g = topology.graph
     nodes = g.nodes
     inter = cost.efficiency.get(Level.INTER)
     intra = cost.efficiency.get(Level.INTRA, inter)
+    first_hop = _first_hop(algorithm, topology)
     out = []
     for f in flows:
         if nodes[f.src]["node"] == nodes[f.dst]["node"] or inter is None:
@@ -478,7 +481,7 @@ def collective_flows(
                 efficiency *= SHM_EFFICIENCY
             out.append(replace(f, group=head.key, efficiency=efficiency))
             continue
-        via = topology.first_hop(f.src, f.dst) if nodes[f.src]["kind"] == ACCELERATOR else f.src
+        via = first_hop(f.src, f.dst) if nodes[f.src]["kind"] == ACCELERATOR else f.src
         if via != f.src and nodes[f.dst]["kind"] == ACCELERATOR:
             # A PXN relay: the hand-over to the peer is an NVLink copy at the node level's
             # efficiency (the analytic figure counts those bytes there), the rest a network send.
@@ -487,6 +490,14 @@ def collective_flows(
         else:
             out.append(replace(f, group=head.key, efficiency=inter))
     return out
+
+
+def _first_hop(algorithm: Algorithm, topology: Topology) -> Callable[[str, str], str]:
+    """Where ``algorithm``'s bytes from one node to another leave their node: by NCCL's p2p rule
+    (``Topology.p2p_first_hop``, PXN on every fabric) for the algorithms that run NCCL's p2p kernel
+    (send/recv, the all-to-alls: NCCL picks their NIC per peer), by the route's for the others
+    (rings and trees leave by their search graph's NICs)."""
+    return topology.p2p_first_hop if algorithm.kernel == KernelKind.P2P else topology.first_hop
 
 
 @dataclass(frozen=True)
@@ -522,7 +533,9 @@ def collective_pair_traffic(
     if not cost.stages:
         return empty
     layout = group_layout(head.group, topology)
-    summed = REGISTRY[cost.algorithm].pair_bytes(op, layout, cost.protocol)
+    algorithm = REGISTRY[cost.algorithm]
+    summed = algorithm.pair_bytes(op, layout, cost.protocol)
+    first_hop = _first_hop(algorithm, topology)
     nodes = topology.graph._node
     inter = cost.efficiency.get(Level.INTER)
     intra = cost.efficiency.get(Level.INTRA, inter)
@@ -547,7 +560,7 @@ def collective_pair_traffic(
                 efficiency *= SHM_EFFICIENCY
             parts = ((src, dst, efficiency),)
         else:
-            via = topology.first_hop(src, dst) if nodes[src]["kind"] == ACCELERATOR else src
+            via = first_hop(src, dst) if nodes[src]["kind"] == ACCELERATOR else src
             if via != src and nodes[dst]["kind"] == ACCELERATOR:
                 assert intra is not None
                 parts = ((src, via, intra), (via, dst, inter))

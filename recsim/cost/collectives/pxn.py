@@ -1,12 +1,17 @@
 """Where a point-to-point byte leaves its node: the sender's NIC, or a PXN relay's.
 
-The topology routes a send from one node to another through the NIC of the sender's node on the
-destination's rail where that NIC is nearer the destination's (``Topology.first_hop``, NCCL's PXN:
-the sender writes into the relay GPU's memory over NVLink, and the relay's NIC sends it). The flows
-of a direct all-to-all follow that route (``model.collective_flows``), so its alpha-beta cost charges
-each remote byte to the NIC its route leaves by (and the NVLink hand-over to the relay) rather than
-to the sender's own NIC: on a rail-optimized fabric a rank sending much to one node spreads it over
-that node's rails' NICs (a reviewer's find: 7.2x between the cost and its own flows).
+NCCL sends a point-to-point message (send/recv, the all-to-all's grouped sends) to a GPU of another
+node through its node's NIC local to the GPU with the destination's device index, relayed by the
+GPU that owns that NIC where the sender reaches it over NVLink (PXN, on by default from NCCL 2.12:
+src/graph/search.cc ``ncclTopoGetNetDev``, ``NCCL_P2P_PXN_LEVEL=2``), on every fabric: the sender
+writes into the relay GPU's memory over NVLink, and the relay's NIC sends it
+(``Topology.p2p_first_hop``; ``ScaleOut.pxn: false`` models ``NCCL_PXN_DISABLE=1``). The flows
+of the point-to-point algorithms follow it (``model.collective_flows``), so the direct all-to-all's
+alpha-beta cost charges each remote byte to the NIC it leaves by (and the NVLink hand-over to the
+relay) rather than to the sender's own NIC: a rank sending much to one node spreads it over that
+node's NICs (a reviewer's find on a rail-optimized fabric: 7.2x between the cost and its flows).
+The rule's relays are tabulated by local index (``Topology.pxn_local_relays``); where it does not
+relay, the route's (``Topology.first_hop``) are taken, as below.
 
 ``pxn_exits`` tabulates ``first_hop`` per ordered pair of group positions without asking it ``n^2``
 times: the relay between two nodes depends only on the local indices of the two accelerators and on
@@ -50,8 +55,9 @@ def _node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...
 
 def pxn_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
     """``exits[i, j]``: the local index of the accelerator of member ``i``'s node whose NIC ``i``'s
-    bytes for member ``j`` leave by (``Topology.first_hop``; ``i``'s own index for a same-node
-    pair), or None where no pair of the group is relayed (every byte leaves by its sender's NIC).
+    point-to-point bytes for member ``j`` leave by (``Topology.p2p_first_hop``; ``i``'s own index
+    for a same-node pair), or None where no pair of the group is relayed (every byte leaves by its
+    sender's NIC).
 
     The relay may be an accelerator outside the group: the topology's route takes it, and the flows
     with it. Read-only (memoised per layout)."""
@@ -67,6 +73,24 @@ def pxn_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
 def _compute_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
     if layout.num_nodes < 2:
         return None
+    route = _route_exits(layout)
+    locals_ = np.asarray(layout.locals, dtype=np.intp)
+    relays = layout.topology.pxn_local_relays
+    if not bool((relays >= 0).any()):
+        return route
+    # NCCL's p2p rule (``Topology.p2p_first_hop``): where it relays, its relay; else the route's.
+    rule = relays[locals_[:, None], locals_[None, :]]
+    rule = np.where(layout.same_node, -1, rule)
+    own = np.broadcast_to(locals_[:, None], rule.shape) if route is None else route
+    exits = np.where(rule >= 0, rule, own)
+    if not bool((exits != locals_[:, None]).any()):
+        return None
+    out: NDArray[np.intp] = np.ascontiguousarray(exits)
+    return out
+
+
+def _route_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
+    """``Topology.first_hop`` per pair (None where no pair relays), without asking it ``n^2`` times."""
     topology = layout.topology
     index_of = topology.graph._node
     signatures = _node_signatures(topology)
