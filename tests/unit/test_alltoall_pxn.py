@@ -237,3 +237,36 @@ def test_rings_keep_their_route_on_clos() -> None:
         ("n0.gpu3", "n1.gpu3", 8.0 * MiB),
     ]
     assert [(f.src, f.dst) for f in collective_flows(send, off)] == [("n0.gpu0", "n1.gpu3")]
+
+
+@pytest.mark.parametrize("system", ["dgx-h100", "p4d-24xlarge", "dgx-1-v100", "hgx-h100-4gpu"])
+@pytest.mark.parametrize("fabric", ["clos", "rail_optimized"])
+def test_local_exits_path_matches_the_general_one(system: str, fabric: str) -> None:
+    """The exits by local index (``pxn_local_exits``) are the pairs' (``pxn_exits``) across nodes,
+    and costing from them (``_local_relayed_level_costs``, no ``n x n`` exits) gives the general
+    path's levels (the widened matrices), to rounding; also for a group whose relays are not all
+    members (it falls back to the general path)."""
+    from recsim.cost.collectives import alltoall
+    from recsim.cost.collectives.pxn import pxn_local_exits
+
+    topology = build_topology(
+        load_system(system, nodes=3, overrides=[f"cluster.scale_out.topology={fabric}"])
+    )
+    world = topology.system.num_accelerators
+    for group in (tuple(range(world)), tuple(range(0, world, 3))):
+        layout = group_layout(group, topology)
+        exits, table = pxn_exits(layout), pxn_local_exits(layout)
+        assert exits is not None and table is not None
+        locals_ = np.asarray(layout.locals)
+        across = ~layout.same_node
+        assert np.array_equal(exits[across], table[locals_[:, None], locals_[None, :]][across])
+        for seed in (4, 5):
+            m = _random_skewed(len(group), seed)
+            fast = alltoall._local_relayed_level_costs(layout, m, table)
+            general = alltoall._relayed_level_costs(layout, m, exits)
+            for a, b in zip(fast, general, strict=True):
+                assert (a is None) == (b is None)
+                if a is not None and b is not None:
+                    assert a.steps == b.steps and a.trips == b.trips
+                    assert a.bytes == pytest.approx(b.bytes, rel=1e-12)
+                    assert a.bandwidth == pytest.approx(b.bandwidth, rel=1e-12)

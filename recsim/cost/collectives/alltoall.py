@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from weakref import WeakKeyDictionary
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,10 +54,10 @@ from recsim.cost.collectives.base import (
     register,
     traffic_matrix,
 )
-from recsim.cost.collectives.pxn import pxn_exits
+from recsim.cost.collectives.pxn import pxn_exits, pxn_local_exits
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import KernelKind
-from recsim.hardware.topology import gpu_id
+from recsim.hardware.topology import Topology, gpu_id
 
 #: NCCL runs a grouped all-to-all's sends and receives on its p2p channels side by side: each peer
 #: gets ``NCCL_NCHANNELS_PER_NET_PEER`` (default 2) channels, halved while ``channels x ranks``
@@ -368,8 +369,8 @@ def _relayed_level_costs(
     m = np.array(matrix, dtype=np.float64)
     np.fill_diagonal(m, 0.0)
     same = layout.same_node
-    local = np.where(same, m, 0.0)
     remote = np.where(same, 0.0, m)
+    local = np.where(same, m, 0.0)
     group = np.asarray(layout.group, dtype=np.intp)
     nodes = np.asarray(layout.nodes, dtype=np.intp)
     # The accelerator (its global rank) whose NIC each remote byte leaves by.
@@ -377,9 +378,11 @@ def _relayed_level_costs(
     relayed = (remote > 0) & (exit_rank != group[:, None])
     rows, cols = np.nonzero(relayed)
     relays = exit_rank[rows, cols]
-    extra = np.setdiff1d(relays, group)  # sorted, unique
-    wide = group_layout((*layout.group, *extra.tolist()), layout.topology) if extra.size else layout
     world = layout.topology.system.num_accelerators
+    member = np.zeros(world, dtype=bool)
+    member[group] = True
+    extra = np.unique(relays[~member[relays]])  # sorted, unique: ``setdiff1d``'s, at a mask's cost
+    wide = group_layout((*layout.group, *extra.tolist()), layout.topology) if extra.size else layout
     position = np.full(world, -1, dtype=np.intp)
     position[np.asarray(wide.group, dtype=np.intp)] = np.arange(wide.n)
     # The node level: the same-node matrix of the group, widened by the relays outside it, plus
@@ -404,22 +407,131 @@ def _relayed_level_costs(
     sent = np.bincount(exit_rank.reshape(-1), weights=remote.reshape(-1), minlength=world)
     received = np.zeros(world)
     received[group] = remote.sum(axis=0)
+    return intra, _nic_level(layout, sent, received, _peers(remote > 0))
+
+
+def _local_relayed_level_costs(
+    layout: GroupLayout, matrix: NDArray[np.float64], table: NDArray[np.intp]
+) -> tuple[LevelCost | None, LevelCost | None]:
+    """``_relayed_level_costs`` where the exits depend on local indices alone (``table``,
+    ``pxn.pxn_local_exits``) and every relay is a member of the group, without an ``n x n`` table
+    of exits: each member's remote bytes per destination local index (``remote @ onehot``, an
+    ``n x local`` matrix) give its bytes per exit of its node, ``by_exit[i, r]``, hence both the
+    hand-overs (to the member with local index ``r`` of ``i``'s node) and what each accelerator
+    hands its NIC; the node level is costed from the same-node pairs (``same_node_pairs``) alone,
+    as ``_level_costs`` reads them. The loads of the general path, summed in another order (a test
+    checks). A relay outside the group: the general path, which widens the node level."""
+    n = layout.n
+    per_node = layout.gpus_per_node
+    remote = np.array(matrix, dtype=np.float64)  # a copy: the same-node pairs zeroed below
+    np.fill_diagonal(remote, 0.0)
+    flat = remote.reshape(-1)  # a view: the copy is C-ordered
+    local_vals = flat[layout.same_node_pairs]
+    flat[layout.same_node_pairs] = 0.0  # now the remote part
+    nodes = np.asarray(layout.nodes, dtype=np.intp)
+    locals_ = np.asarray(layout.locals, dtype=np.intp)
+    onehot = np.zeros((n, per_node))
+    onehot[np.arange(n), locals_] = 1.0
+    by_local = remote @ onehot  # [i, d]: what member i sends members with local index d elsewhere
+    index = (np.arange(n, dtype=np.intp)[:, None] * per_node + table[locals_]).reshape(-1)
+    by_exit = np.bincount(index, weights=by_local.reshape(-1), minlength=n * per_node).reshape(n, per_node)
+    own = by_exit[np.arange(n), locals_].copy()  # what leaves by the sender's own NIC
+    by_exit[np.arange(n), locals_] = 0.0  # (no hand-over)
+    position = np.full((int(nodes.max()) + 1, per_node), -1, dtype=np.intp)
+    position[nodes, locals_] = np.arange(n)
+    if bool(((by_exit > 0) & (position[nodes] < 0)).any()):
+        exits = pxn_exits(layout)
+        assert exits is not None  # the table relays a member's bytes: so do the pairs
+        return _relayed_level_costs(layout, matrix, exits)
+    rows, cols = layout.same_node_rows, layout.same_node_cols
+    hand_vals = local_vals + np.where(rows != cols, by_exit[rows, locals_[cols]], 0.0)
+    intra = None
+    if layout.local >= 2 and hand_vals.any():
+        row_sums, col_sums = _local_sums(layout, hand_vals, None)
+        intra = _intra_cost(layout, hand_vals, row_sums, col_sums)
+        if facts(layout.topology).local_link_shares is not None:
+            intra = _with_shared_links(layout, intra, hand_vals.copy())
+        if intra is not None:
+            sends = local_vals > 0
+            peers = 0
+            if sends.any():
+                peers = max(
+                    int(np.bincount(rows[sends], minlength=n).max()),
+                    int(np.bincount(cols[sends], minlength=n).max()),
+                )
+            intra = LevelCost(float(p2p_rounds(peers, n)), intra.bytes, intra.bandwidth, intra.trips)
+    if not by_local.any():
+        return intra, None
+    world = layout.topology.system.num_accelerators
+    by_exit[np.arange(n), locals_] = own
+    exit_ranks = (nodes[:, None] * per_node + np.arange(per_node, dtype=np.intp)[None, :]).reshape(-1)
+    sent = np.bincount(exit_ranks, weights=by_exit.reshape(-1), minlength=world)
+    received = np.zeros(world)
+    received[np.asarray(layout.group, dtype=np.intp)] = remote.sum(axis=0)
+    return intra, _nic_level(layout, sent, received, _peers(remote > 0))
+
+
+def _table_relays(layout: GroupLayout, table: NDArray[np.intp]) -> bool:
+    """Whether ``table`` (``pxn.pxn_local_exits``) relays some pair of the group on two nodes: a
+    local index ``s`` on one node and ``d`` on another with ``table[s, d] != s``."""
+    per_node = layout.gpus_per_node
+    _, node_slot = np.unique(np.asarray(layout.nodes), return_inverse=True)
+    present = np.zeros((int(node_slot.max()) + 1, per_node))
+    present[node_slot, np.asarray(layout.locals, dtype=np.intp)] = 1.0
+    counts = present.sum(axis=0)
+    across = counts[:, None] * counts[None, :] - present.T @ present > 0  # on two different nodes
+    return bool((across & (table != np.arange(per_node)[:, None])).any())
+
+
+def _nic_level(
+    layout: GroupLayout, sent: NDArray[np.float64], received: NDArray[np.float64], peers: int
+) -> LevelCost:
+    """The network level of a relayed exchange: per accelerator (by global rank) the bytes it
+    hands its NIC (``sent``) and those it receives; per NIC, those of its accelerators together;
+    the slowest of the NICs and the accelerators' host links sets it."""
+    per_node = layout.gpus_per_node
     ranks = np.flatnonzero((sent != 0) | (received != 0))
     sent, received = sent[ranks], received[ranks]
-    known = facts(layout.topology)
-    graph = layout.topology.graph._node
-    nic_of = [graph[gpu_id(r // per_node, r % per_node)]["home_nics"][0] for r in ranks.tolist()]
-    nic_ids, nic_slot = np.unique(np.asarray(nic_of), return_inverse=True)
+    # Each NIC by the global rank of its first owner, its rate and each accelerator's host link
+    # by local index (every node is built from the same spec: ``_local_nic_tables``).
+    owner, nic_rate, host_rate = _local_nic_tables(layout.topology)
+    local_of = ranks % per_node
+    nic_ids, nic_slot = np.unique(ranks - local_of + owner[local_of], return_inverse=True)
     nic_sent = np.bincount(nic_slot, weights=sent, minlength=nic_ids.size)
     nic_received = np.bincount(nic_slot, weights=received, minlength=nic_ids.size)
-    nic_bw = np.asarray([known.nic_bandwidth[v] for v in nic_ids.tolist()])
-    host_bw = np.asarray([known.host_link_bandwidth(r % per_node) for r in ranks.tolist()])
+    nic_bw = nic_rate[nic_ids % per_node]
+    host_bw = host_rate[local_of]
     loads = np.concatenate([np.maximum(nic_sent, nic_received), np.maximum(sent, received)])
     seconds = loads / np.concatenate([nic_bw, host_bw])
     worst = int(np.argmax(seconds))
     rate = loads[worst] / seconds[worst] if seconds[worst] > 0 else float(nic_bw.min())
-    inter = LevelCost(float(p2p_rounds(_peers(remote > 0), n)), float(loads[worst]), float(rate))
-    return intra, inter
+    return LevelCost(float(p2p_rounds(peers, layout.n)), float(loads[worst]), float(rate))
+
+
+_NicTables = tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]
+_NIC_TABLES: WeakKeyDictionary[Topology, _NicTables] = WeakKeyDictionary()
+
+
+def _local_nic_tables(topology: Topology) -> _NicTables:
+    """By local index of an accelerator with one home NIC: the local index of that NIC's first
+    owner, the NIC's rate, and the accelerator's host link (``_TopologyFacts.host_link_bandwidth``),
+    node 0's standing for every node's (memoised per topology)."""
+    found = _NIC_TABLES.get(topology)
+    if found is None:
+        known = facts(topology)
+        graph = topology.graph._node
+        count = topology.system.node.num_accelerators
+        homes = [graph[gpu_id(0, i)].get("home_nics", ()) for i in range(count)]
+        first: dict[str, int] = {}
+        owner = np.arange(count, dtype=np.intp)
+        nic_rate = np.full(count, np.nan)
+        for i, home in enumerate(homes):
+            if len(home) == 1:
+                owner[i] = first.setdefault(home[0], i)
+                nic_rate[i] = known.nic_bandwidth[home[0]]
+        host_rate = np.asarray([known.host_link_bandwidth(i) for i in range(count)], dtype=np.float64)
+        found = _NIC_TABLES[topology] = (owner, nic_rate, host_rate)
+    return found
 
 
 def _single_nic(layout: GroupLayout) -> bool:
@@ -494,11 +606,18 @@ class DirectAllToAll(Algorithm):
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         if layout.n < 2:
             return []
-        exits = pxn_exits(layout) if layout.num_nodes >= 2 else None
         row = circulant_row(op)
+        table = pxn_local_exits(layout)
+        exits = None
+        if layout.num_nodes >= 2 and (table is None or _table_relays(layout, table)):
+            exits = pxn_exits(layout) if table is None else table
         if exits is not None and _single_nic(layout):
-            # Some remote bytes leave by a PXN relay's NIC: charged where the route takes them.
-            intra, inter = _relayed_level_costs(layout, traffic_matrix(op), exits)
+            # Some remote bytes leave by a PXN relay's NIC: charged where they leave.
+            matrix = traffic_matrix(op)
+            if table is not None:
+                intra, inter = _local_relayed_level_costs(layout, matrix, table)
+            else:
+                intra, inter = _relayed_level_costs(layout, matrix, exits)
         elif row is not None and isinstance(op, Collective):
             intra, inter = _circulant_level_costs(layout, op, row)
             if facts(layout.topology).local_link_shares is not None:

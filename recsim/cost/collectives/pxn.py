@@ -32,6 +32,7 @@ from recsim.cost.collectives.base import GroupLayout
 from recsim.hardware.topology import Topology, gpu_id
 
 _EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
+_LOCAL_EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
 _SIGNATURES: WeakKeyDictionary[Topology, dict[int, tuple[tuple[str, ...], ...]]] = WeakKeyDictionary()
 
 
@@ -89,8 +90,64 @@ def _compute_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
     return out
 
 
+def pxn_local_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
+    """``table[s, d]``: the local index of the accelerator whose NIC the point-to-point bytes of a
+    member with local index ``s`` for a member with local index ``d`` on another node leave by,
+    where that depends on the two local indices alone (NCCL's rule always does; the route does
+    where every node of the group hangs off its switches alike); None where it does not, or the
+    group spans one node (``pxn_exits`` then has every pair). ``pxn_exits(layout)[i, j] ==
+    table[locals[i], locals[j]]`` for every pair on two nodes. Read-only (memoised per layout)."""
+    if layout in _LOCAL_EXITS:
+        return _LOCAL_EXITS[layout]
+    out = _compute_local_exits(layout)
+    if out is not None:
+        out.setflags(write=False)
+    _LOCAL_EXITS[layout] = out
+    return out
+
+
+def _compute_local_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
+    if layout.num_nodes < 2:
+        return None
+    per_node = layout.gpus_per_node
+    routes = _route_tables(layout)
+    if routes is None:
+        route = np.tile(np.arange(per_node, dtype=np.intp)[:, None], (1, per_node))
+    elif routes[0].shape == (1, 1):
+        route = routes[1][0]
+    else:
+        return None  # nodes under different switch patterns: the route depends on the nodes
+    relays = layout.topology.pxn_local_relays
+    if relays.shape != route.shape:
+        return None
+    out: NDArray[np.intp] = np.where(relays >= 0, relays, route)
+    return out
+
+
 def _route_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
     """``Topology.first_hop`` per pair (None where no pair relays), without asking it ``n^2`` times."""
+    routes = _route_tables(layout)
+    if routes is None:
+        return None
+    pair_index, tables, node_kind = routes
+    nodes = np.asarray([node_kind[node] for node in layout.nodes], dtype=np.intp)
+    locals_ = np.asarray(layout.locals, dtype=np.intp)
+    stacked = np.stack(tables)
+    which = pair_index[nodes[:, None], nodes[None, :]]
+    exits = stacked[np.maximum(which, 0), locals_[:, None], locals_[None, :]]
+    exits = np.where(layout.same_node, locals_[:, None], exits)
+    if not bool((exits != locals_[:, None]).any()):
+        return None
+    out: NDArray[np.intp] = exits
+    return out
+
+
+def _route_tables(
+    layout: GroupLayout,
+) -> tuple[NDArray[np.intp], list[NDArray[np.intp]], dict[int, int]] | None:
+    """``Topology.first_hop`` by local indices, one table per pair of the group's kinds of node
+    (the switches above their NICs): (the table of each pair of kinds, the tables, each node's
+    kind); None where every node's NICs hang off the same switches (nothing relays)."""
     topology = layout.topology
     index_of = topology.graph._node
     signatures = _node_signatures(topology)
@@ -118,13 +175,4 @@ def _route_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
                     table[s, d] = index_of[hop]["index"]
             pair_index[ka, kb] = len(tables)
             tables.append(table)
-    nodes = np.asarray([node_kind[node] for node in layout.nodes], dtype=np.intp)
-    locals_ = np.asarray(layout.locals, dtype=np.intp)
-    stacked = np.stack(tables)
-    which = pair_index[nodes[:, None], nodes[None, :]]
-    exits = stacked[np.maximum(which, 0), locals_[:, None], locals_[None, :]]
-    exits = np.where(layout.same_node, locals_[:, None], exits)
-    if not bool((exits != locals_[:, None]).any()):
-        return None
-    out: NDArray[np.intp] = exits
-    return out
+    return pair_index, tables, node_kind
