@@ -8,7 +8,7 @@ import pytest
 
 from recsim.api import load_system
 from recsim.cost.collectives import REGISTRY, Level, collective_cost, collective_flows
-from recsim.cost.collectives.base import Flow, group_layout, route_edge_shares
+from recsim.cost.collectives.base import Flow, LevelCost, group_layout, route_edge_shares
 from recsim.cost.collectives.pxn import pxn_exits
 from recsim.engine.network import simulate_flows
 from recsim.graph.ir import Collective, CollectiveOp
@@ -260,13 +260,23 @@ def test_local_exits_path_matches_the_general_one(system: str, fabric: str) -> N
         locals_ = np.asarray(layout.locals)
         across = ~layout.same_node
         assert np.array_equal(exits[across], table[locals_[:, None], locals_[None, :]][across])
+        n = len(group)
+        rng = np.random.default_rng(n)
         for seed in (4, 5):
-            m = _random_skewed(len(group), seed)
-            fast = alltoall._local_relayed_level_costs(layout, m, table)
-            general = alltoall._relayed_level_costs(layout, m, exits)
-            for a, b in zip(fast, general, strict=True):
-                assert (a is None) == (b is None)
-                if a is not None and b is not None:
-                    assert a.steps == b.steps and a.trips == b.trips
-                    assert a.bytes == pytest.approx(b.bytes, rel=1e-12)
-                    assert a.bandwidth == pytest.approx(b.bandwidth, rel=1e-12)
+            m = _random_skewed(n, seed)
+            fast = alltoall._local_relayed_level_costs(layout, table, matrix=m)
+            _same_levels(fast, alltoall._relayed_level_costs(layout, m, exits))
+            # A circulant exchange (one part's splits), from its row alone.
+            row = rng.choice([0.0, 1.0], n, p=[0.3, 0.7]) * rng.integers(1, 64, n) * MiB
+            circulant = row[(np.arange(n)[None, :] - np.arange(n)[:, None]) % n]
+            by_row = alltoall._local_relayed_level_costs(layout, table, row=row)
+            _same_levels(by_row, alltoall._relayed_level_costs(layout, circulant, exits))
+
+
+def _same_levels(got: tuple[LevelCost | None, ...], want: tuple[LevelCost | None, ...]) -> None:
+    for a, b in zip(got, want, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert a.steps == b.steps and a.trips == b.trips
+            assert a.bytes == pytest.approx(b.bytes, rel=1e-12)
+            assert a.bandwidth == pytest.approx(b.bandwidth, rel=1e-12)

@@ -411,28 +411,33 @@ def _relayed_level_costs(
 
 
 def _local_relayed_level_costs(
-    layout: GroupLayout, matrix: NDArray[np.float64], table: NDArray[np.intp]
+    layout: GroupLayout,
+    table: NDArray[np.intp],
+    *,
+    matrix: NDArray[np.float64] | None = None,
+    row: NDArray[np.float64] | None = None,
 ) -> tuple[LevelCost | None, LevelCost | None]:
     """``_relayed_level_costs`` where the exits depend on local indices alone (``table``,
     ``pxn.pxn_local_exits``) and every relay is a member of the group, without an ``n x n`` table
-    of exits: each member's remote bytes per destination local index (``remote @ onehot``, an
-    ``n x local`` matrix) give its bytes per exit of its node, ``by_exit[i, r]``, hence both the
-    hand-overs (to the member with local index ``r`` of ``i``'s node) and what each accelerator
-    hands its NIC; the node level is costed from the same-node pairs (``same_node_pairs``) alone,
-    as ``_level_costs`` reads them. The loads of the general path, summed in another order (a test
-    checks). A relay outside the group: the general path, which widens the node level."""
+    of exits: each member's remote bytes per destination local index (``by_local``, ``n x
+    local``: ``_remote_by_local``) give its bytes per exit of its node, ``by_exit[i, r]``, hence
+    both the hand-overs (to the member with local index ``r`` of ``i``'s node) and what each
+    accelerator hands its NIC; the node level is costed from the same-node pairs
+    (``same_node_pairs``) alone, as ``_level_costs`` reads them. The exchange is ``matrix``, or the
+    circulant one of ``row`` (``base.circulant_row``). The loads of the general path, summed in
+    another order (a test checks). A relay outside the group: the general path, which widens the
+    node level."""
     n = layout.n
     per_node = layout.gpus_per_node
-    remote = np.array(matrix, dtype=np.float64)  # a copy: the same-node pairs zeroed below
-    np.fill_diagonal(remote, 0.0)
-    flat = remote.reshape(-1)  # a view: the copy is C-ordered
-    local_vals = flat[layout.same_node_pairs]
-    flat[layout.same_node_pairs] = 0.0  # now the remote part
+    found = _circulant_by_local(layout, row) if row is not None else None
+    if found is None:
+        if matrix is None:
+            assert row is not None
+            matrix = row[(np.arange(n)[None, :] - np.arange(n)[:, None]) % n]
+        found = _remote_by_local(layout, matrix)
+    by_local, local_vals, received_members, remote_peers = found
     nodes = np.asarray(layout.nodes, dtype=np.intp)
     locals_ = np.asarray(layout.locals, dtype=np.intp)
-    onehot = np.zeros((n, per_node))
-    onehot[np.arange(n), locals_] = 1.0
-    by_local = remote @ onehot  # [i, d]: what member i sends members with local index d elsewhere
     index = (np.arange(n, dtype=np.intp)[:, None] * per_node + table[locals_]).reshape(-1)
     by_exit = np.bincount(index, weights=by_local.reshape(-1), minlength=n * per_node).reshape(n, per_node)
     own = by_exit[np.arange(n), locals_].copy()  # what leaves by the sender's own NIC
@@ -442,6 +447,9 @@ def _local_relayed_level_costs(
     if bool(((by_exit > 0) & (position[nodes] < 0)).any()):
         exits = pxn_exits(layout)
         assert exits is not None  # the table relays a member's bytes: so do the pairs
+        if matrix is None:
+            assert row is not None
+            matrix = row[(np.arange(n)[None, :] - np.arange(n)[:, None]) % n]
         return _relayed_level_costs(layout, matrix, exits)
     rows, cols = layout.same_node_rows, layout.same_node_cols
     hand_vals = local_vals + np.where(rows != cols, by_exit[rows, locals_[cols]], 0.0)
@@ -467,8 +475,63 @@ def _local_relayed_level_costs(
     exit_ranks = (nodes[:, None] * per_node + np.arange(per_node, dtype=np.intp)[None, :]).reshape(-1)
     sent = np.bincount(exit_ranks, weights=by_exit.reshape(-1), minlength=world)
     received = np.zeros(world)
-    received[np.asarray(layout.group, dtype=np.intp)] = remote.sum(axis=0)
-    return intra, _nic_level(layout, sent, received, _peers(remote > 0))
+    received[np.asarray(layout.group, dtype=np.intp)] = received_members
+    return intra, _nic_level(layout, sent, received, remote_peers)
+
+
+_RemoteSummary = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int]
+
+
+def _remote_by_local(layout: GroupLayout, matrix: NDArray[np.float64]) -> _RemoteSummary:
+    """(``by_local[i, d]``: what member ``i`` sends the members with local index ``d`` on other
+    nodes; the same-node pairs' bytes (``same_node_pairs`` order, diagonal zero); each member's
+    remote bytes received; the most remote peers of one member) of ``matrix``."""
+    n = layout.n
+    remote = np.array(matrix, dtype=np.float64)  # a copy: the same-node pairs zeroed below
+    np.fill_diagonal(remote, 0.0)
+    flat = remote.reshape(-1)  # a view: the copy is C-ordered
+    local_vals = flat[layout.same_node_pairs]
+    flat[layout.same_node_pairs] = 0.0  # now the remote part
+    g = layout.gpus_per_node
+    if n % g == 0 and _whole_nodes_in_order(layout):
+        by_local = remote.reshape(n, n // g, g).sum(axis=1)  # columns k * g + d, summed over k
+    else:
+        onehot = np.zeros((n, g))
+        onehot[np.arange(n), np.asarray(layout.locals, dtype=np.intp)] = 1.0
+        by_local = remote @ onehot
+    return by_local, local_vals, remote.sum(axis=0), _peers(remote > 0)
+
+
+def _circulant_by_local(layout: GroupLayout, row: NDArray[np.float64]) -> _RemoteSummary | None:
+    """``_remote_by_local`` of the circulant matrix ``M[i, j] = row[(j - i) % n]`` without making
+    it, where the group is whole nodes in order (position ``k * g + s`` is local index ``s`` of
+    its ``k``-th node): member ``(k, s)`` sends local index ``d`` of the node ``t`` nodes on
+    ``row[(t g + d - s) % n]``, the same for every ``k``, so a ``nodes x g x g`` table has every
+    remote entry. None for any other group."""
+    n, g = layout.n, layout.gpus_per_node
+    if n % g or not _whole_nodes_in_order(layout):
+        return None
+    offsets = np.arange(g)[None, :] - np.arange(g)[:, None]  # [s, d]: d - s
+    hops = np.arange(1, n // g)[:, None, None] * g  # to the nodes t = 1 .. K - 1 places on
+    remote = row[(hops + offsets[None]) % n]  # [t, s, d]
+    by_local_s = remote.sum(axis=0)
+    sends = remote > 0
+    peers = max(int(sends.sum(axis=(0, 2)).max()), int(sends.sum(axis=(0, 1)).max())) if sends.size else 0
+    local_vals = row[layout.same_node_offsets].astype(np.float64, copy=True)
+    local_vals[layout.same_node_rows == layout.same_node_cols] = 0.0
+    locals_ = np.asarray(layout.locals, dtype=np.intp)
+    return by_local_s[locals_], local_vals, by_local_s.sum(axis=0)[locals_], peers
+
+
+def _whole_nodes_in_order(layout: GroupLayout) -> bool:
+    """Every node of the group whole (all its accelerators) and its members consecutive, in local
+    order: position ``k * g + s`` is local index ``s``."""
+    g = layout.gpus_per_node
+    locals_ = np.asarray(layout.locals, dtype=np.intp)
+    nodes = np.asarray(layout.nodes, dtype=np.intp).reshape(-1, g)
+    return bool(
+        np.array_equal(locals_, np.tile(np.arange(g), layout.n // g)) and (nodes == nodes[:, :1]).all()
+    )
 
 
 def _table_relays(layout: GroupLayout, table: NDArray[np.intp]) -> bool:
@@ -535,8 +598,10 @@ def _local_nic_tables(topology: Topology) -> _NicTables:
 
 
 def _single_nic(layout: GroupLayout) -> bool:
-    """Every member has one scale-out NIC (what a PXN route needs at both ends)."""
-    return all(len(layout.home_nics(p)) == 1 for p in range(layout.n))
+    """Every member has one scale-out NIC (what a PXN route needs at both ends): one member per
+    local index stands for the others (every node is built from the same spec)."""
+    _, first = np.unique(np.asarray(layout.locals), return_index=True)
+    return all(len(layout.home_nics(p)) == 1 for p in first.tolist())
 
 
 def _with_shared_links(
@@ -613,11 +678,12 @@ class DirectAllToAll(Algorithm):
             exits = pxn_exits(layout) if table is None else table
         if exits is not None and _single_nic(layout):
             # Some remote bytes leave by a PXN relay's NIC: charged where they leave.
-            matrix = traffic_matrix(op)
-            if table is not None:
-                intra, inter = _local_relayed_level_costs(layout, matrix, table)
+            if table is not None and row is not None and isinstance(op, Collective):
+                intra, inter = _local_relayed_level_costs(layout, table, row=row)
+            elif table is not None:
+                intra, inter = _local_relayed_level_costs(layout, table, matrix=traffic_matrix(op))
             else:
-                intra, inter = _relayed_level_costs(layout, matrix, exits)
+                intra, inter = _relayed_level_costs(layout, traffic_matrix(op), exits)
         elif row is not None and isinstance(op, Collective):
             intra, inter = _circulant_level_costs(layout, op, row)
             if facts(layout.topology).local_link_shares is not None:
