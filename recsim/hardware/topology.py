@@ -30,7 +30,8 @@ NVB paths, ``_nvb_relays``: the widest such relay), else PCIe. Leaving a node, t
 the sender's own NIC unless its node's NIC on the destination NIC's rail (its index) is nearer the
 destination's NIC (a rail-optimized fabric's other rails): it then crosses NVLink to the peer that
 owns that NIC first (NCCL's PXN, ``_pxn_relay``); with no NVLink to such a peer, relaying through
-another accelerator is the last resort.
+another accelerator is the last resort. Point-to-point sends (send/recv, all-to-all) relay by
+NCCL's p2p rule on every fabric (``p2p_first_hop``); ``ScaleOut.pxn: false`` turns PXN off.
 A route's bandwidth is the max-flow over its path set (what ECMP or NVSwitch striping can use); its
 latency adds link and switch latencies along the path.
 

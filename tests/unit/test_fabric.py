@@ -74,3 +74,36 @@ def test_two_nics_per_gpu_spread_over_their_leaves_and_stop_at_its_pcie_link():
         )
         op = Collective(CollectiveOp.ALL_TO_ALL, "a", tuple(range(64)), 256 * MiB, "fp16")
         assert collective_time_s(op, t) == pytest.approx(collective_time_flows_s(op, t), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("system", "nodes", "overrides"),
+    [
+        ("dgx-h100", 3, (*RAILS, "cluster.scale_out.oversubscription=4")),
+        # 24 nodes on 40-port leaves (20 ports down at 1:1): each rail takes two leaves, so a
+        # relay on a far node's rail is no nearer than the sender's own NIC (the route keeps its
+        # own NIC there, NCCL's p2p rule still relays).
+        ("dgx-h100", 24, (*RAILS, "cluster.scale_out.switch=quantum-qm8700")),
+        ("dgx-h100", 3, (*RAILS, "cluster.scale_out.oversubscription=4", "cluster.scale_out.pxn=false")),
+    ],
+)
+def test_point_to_point_exit_leaves_are_the_p2p_rule(system, nodes, overrides):
+    """For the point-to-point algorithms the vectorised exits are the leaves of the NIC of
+    ``Topology.p2p_first_hop`` (NCCL's rule, PXN on or off)."""
+    t = topo(system, nodes, *overrides)
+    leaves = fabric_leaves(t)
+    vertices = t.accelerators
+    homes = leaves._homes(vertices)
+    node_of = homes[0]
+    pairs = [(i, j) for i, j in itertools.product(range(len(vertices)), repeat=2) if node_of[i] != node_of[j]]
+    src = np.array([i for i, _ in pairs], dtype=np.intp)
+    dst = np.array([j for _, j in pairs], dtype=np.intp)
+    got = leaves._relayed_exits(vertices, src, dst, homes, point_to_point=True)
+    nodes_ = t.graph.nodes
+    differs = 0
+    for (i, j), leaf in zip(pairs, got.tolist(), strict=True):
+        hop = t.p2p_first_hop(vertices[i], vertices[j])
+        assert leaf == leaves.leaf_of_nic[nodes_[hop]["home_nics"][0]], (vertices[i], vertices[j])
+        differs += hop != t.first_hop(vertices[i], vertices[j])
+    # Where the rails span two leaves, the rule relays where the route does not.
+    assert (differs > 0) == (nodes == 24)

@@ -8,9 +8,11 @@ The traffic is a matrix ``M[i, j]`` (bytes member ``i`` sends to member ``j``; u
   not the rings' sum, which costed it 1.5x slower than its flows) carries
   the larger of what it sends to and receives from same-node peers (and a peer reached over a
   slower route than the port, e.g. over PCIe on an NVLink mesh, takes at least its bytes over
-  that route's bandwidth); across nodes each rank uses its
-  own NIC (point-to-point traffic cannot aggregate NICs: nccl-tests issue 267), so the slowest rank
-  (bytes over its NIC share) sets the time; both levels run concurrently. Steps: on each level, the
+  that route's bandwidth); across nodes each byte crosses one NIC at each end (point-to-point
+  traffic cannot aggregate NICs: nccl-tests issue 267): its receiver's, and its sender's own or,
+  with NCCL's PXN (on by default: ``pxn.py``), its sender's node's NIC on the receiver's rail,
+  handed over NVLink to that NIC's GPU first; the busiest NIC (or rank) sets the time; both levels
+  run concurrently. Steps: on each level, the
   rounds of concurrent p2p operations NCCL needs for that level's peers (``p2p_rounds``: 16 or 32
   at once): NCCL issues every peer's send and receive of the group in one kernel, each on its own
   channels, so the 7 peers of an 8-GPU node are one round (counted per peer, the steps charged an

@@ -11,8 +11,9 @@ traffic leaving (and entering) each leaf over that leaf's uplinks (and downlinks
                                    bytes entering it / its downlink capacity).
 
 Which leaf a transfer leaves by follows the routes (``Topology._split``): its sender's NIC, or
-the NIC a PXN relay hands it to (on a rail-optimized fabric, the rail of the destination); it
-enters by the destination's NIC. The bytes come from the algorithm's own transfers (its
+the NIC a PXN relay hands it to (on a rail-optimized fabric, the rail of the destination; for the
+point-to-point algorithms wherever NCCL's p2p rule relays, ``Topology.p2p_first_hop``); it enters
+by the destination's NIC. The bytes come from the algorithm's own transfers (its
 ``flows``, or an all-to-all's traffic matrix), stage by stage, so a ring, whose neighbours mostly
 share a leaf, crosses the leaves' uplinks about once per leaf and channel, and an all-to-all
 sends most of its bytes across them: what the flow model (fidelity 2) finds by routing every

@@ -2,10 +2,12 @@
 
 One transfer over the route between the two accelerators: inside a node the pair's own route
 (``pair_bandwidth``: its direct NVLinks on a mesh, one relaying GPU where it has none, the GPU's
-whole NVLink through NVSwitch, or PCIe), across nodes the sender's and receiver's own NICs (one NIC:
-NCCL's p2p does not stripe over NICs, nccl-tests issue 267). One step, in LL up to 16 KiB and in
-Simple above (``base.p2p_protocols``). A ring of send/recv pairs (nccl-tests ``sendrecv``) is an
-all-to-all whose splits send to the next rank only (``recsim.graph.readers`` maps it so).
+whole NVLink through NVSwitch, or PCIe); across nodes one NIC at each end (NCCL's p2p does not
+stripe over NICs, nccl-tests issue 267): the receiver's own, and the sender's node's NIC on the
+receiver's rail, which a PXN relay's flows reach over NVLink first (``Topology.p2p_first_hop``;
+every NIC of a node has the same rate). One step, in LL up to 16 KiB and in Simple above
+(``base.p2p_protocols``). A ring of send/recv pairs (nccl-tests ``sendrecv``) is an all-to-all
+whose splits send to the next rank only (``recsim.graph.readers`` maps it so).
 """
 
 from __future__ import annotations
