@@ -258,6 +258,20 @@ class CostModel:
         (``recsim.cost.embedding``), with the table's access model."""
         return embedding_cost(op, self.system, self.access(op.table))
 
+    def link_window_s(self, op: Op, duration_s: float) -> float | None:
+        """How long ``op``'s link bytes may take without lengthening it, when it runs for
+        ``duration_s``: a lookup whose tier overlaps its transfer with other limits
+        (``EmbeddingCost.link_window_s``) has its modelled window, stretched by what ``duration_s``
+        adds to its modelled time (a kernel slowed beside collectives streams its rows more slowly;
+        its fixed overheads do not grow). None where the transfer is in series with the rest of the
+        op (copies: latency + bytes / rate; lookups of the other tiers): its own time is its window."""
+        if not isinstance(op, Embedding):
+            return None
+        cost = self.embedding_cost(op)
+        if cost.link_window_s is None:
+            return None
+        return max(0.0, duration_s - (cost.time_s - cost.link_window_s))
+
     def collective_s(self, op: Collective) -> float:
         """Seconds of ``op`` alone. An uneven all-to-all part stands here for every member sending
         its pattern shifted from ``group[0]``: the engines cost those from all their parts

@@ -31,7 +31,11 @@ UVM reads and the NIC traffic of its collectives (GPUDirect RDMA: GPU -> PCIe sw
 its link to the switch. Links are full duplex (a directed edge each way): a host-to-device copy
 meets the collective's traffic into the GPU, a device-to-host copy the traffic out of it. Such an op
 finishes as a collective does: ``duration + (t_shared - t_alone)``, so alone on its links it takes
-exactly its modelled time and DES equals the analytic engine where nothing shares a link. The
+exactly its modelled time and DES equals the analytic engine where nothing shares a link. A lookup
+whose cost overlaps its transfer with a slower limit (``uvm``: ``max(hbm, pcie, ddr)``) has slack:
+its flows are paced to the time they may take (``CostModel.link_window_s``, a link of the op's own
+of capacity ``wire / window``), so they take only the rate they use, and the op is delayed by what
+sharing adds past that window, ``max(0, t_shared - window)``. The
 delay is counted only above the fluid model's resolution (``_delay``). The fairness unit is the
 flow, as between collectives: a copy is one flow against each of a collective's on a link.
 
@@ -362,7 +366,9 @@ def _delay(shared_s: float, alone_s: float) -> float:
 _MOVERS = (Transfer, Embedding)
 
 
-def _host_traffic(node: Node, cost: CostModel, network: FluidNetwork, host_share: float) -> Traffic | None:
+def _host_traffic(
+    node: Node, cost: CostModel, network: FluidNetwork, host_share: float, window_s: float | None
+) -> Traffic | None:
     """The flows of a copy or a lookup of ``node.rank`` on the network, None if it moves nothing
     over a link: routed as the utilisation report routes them (``op_host_flows``), in the wire
     bytes its cost model charges (a PCIe copy ``bytes / PCIE_COPY_EFFICIENCY``, a lookup its
@@ -371,7 +377,12 @@ def _host_traffic(node: Node, cost: CostModel, network: FluidNetwork, host_share
     ``Node.host_bandwidth_bytes_per_s_per_accelerator``, the rate the copy and lookup models charge,
     which already prices the node's accelerators streaming together over their PCIe switch's
     uplink): without that bound a copy alone would move at the full x16 rate and two GPUs under
-    one switch, copying together as the cost model assumes, would be slowed a second time."""
+    one switch, copying together as the cost model assumes, would be slowed a second time.
+
+    ``window_s`` (``CostModel.link_window_s``): how long the op's link bytes may take, where its
+    cost overlaps them with a slower limit (a UVM lookup bound by host DRAM streams its rows at
+    DRAM speed). Such a flow also crosses a link of the op's own of capacity ``wire / window_s``:
+    it asks the host link only for the rate it uses, leaving the rest to the flows beside it."""
     flows = op_host_flows(node.op, node.rank, cost)
     cols: list[NDArray[np.int64]] = []
     lens: list[NDArray[np.int64]] = []
@@ -383,6 +394,9 @@ def _host_traffic(node: Node, cost: CostModel, network: FluidNetwork, host_share
         if f.kind in HOST_LINK_KINDS and host_share > 0:
             share = network.share_link((node.rank, f.kind), host_share)
             c, n = np.append(c, share), n + 1  # one path: the share is its last link
+            if window_s is not None and f.wire_bytes / window_s < host_share:
+                pace = network.share_link((node.rank, f.kind, id(node.op), window_s), f.wire_bytes / window_s)
+                c, n = np.append(c, pace), n + 1
         cols.append(c)
         lens.append(n)
         paths.append(len(n))
@@ -474,29 +488,40 @@ def run_des(
         keep_alive.append(parts)
         return found
 
-    # A copy's or a lookup's traffic, built once per (op, rank) (see ``_host_traffic``).
-    host_traffic: dict[tuple[int, int], Traffic | None] = {}
+    # A copy's or a lookup's traffic, built once per (op, rank, window) (see ``_host_traffic``).
+    host_traffic: dict[tuple[int, int, float | None], Traffic | None] = {}
     host_share = cost.system.node.host_bandwidth_bytes_per_s_per_accelerator
 
-    def moved_by(node: Node) -> Traffic | None:
-        key = (id(node.op), node.rank)
+    def window_of(node: Node, duration: float) -> float | None:
+        """The op's link window (``CostModel.link_window_s``), None where it is none or empty."""
+        window = cost.link_window_s(node.op, duration)
+        return window if window is not None and window > 0 else None
+
+    def moved_by(node: Node, window: float | None) -> Traffic | None:
+        key = (id(node.op), node.rank, window)
         if key not in host_traffic:
-            host_traffic[key] = _host_traffic(node, cost, network, host_share)
+            host_traffic[key] = _host_traffic(node, cost, network, host_share, window)
         return host_traffic[key]
 
     def compute(node: Node) -> Generator[simpy.Event, Any, None]:
         yield simpy.AllOf(env, [done[p] for p in preds[node.id]])
         begin = start[node.id] = env.now
         duration = cost.duration_s(node) if durations is None else durations[node.id]
-        traffic = moved_by(node) if type(node.op) in _MOVERS and duration > 0 else None
+        mover = type(node.op) in _MOVERS and duration > 0
+        window = window_of(node, duration) if mover else None
+        traffic = moved_by(node, window) if mover else None
         if traffic is None:
             yield env.timeout(duration)
         else:
-            # As a collective: its modelled time, and what sharing its links cost its flows.
+            # As a collective: its modelled time, and what sharing its links cost its flows past
+            # the time they may take (their window, paced to it; else their idle-network time).
             timer = env.timeout(duration)
             job = network.submit(traffic)
             yield job.done
-            extra = _delay(env.now - begin, network.alone_s(traffic)) if job.shared else 0.0
+            extra = 0.0
+            if job.shared:
+                alone = network.alone_s(traffic)
+                extra = _delay(env.now - begin, alone if window is None else max(window, alone))
             if extra > 0:
                 end = begin + duration + extra
                 if env.now < end:

@@ -159,3 +159,67 @@ def test_a_uvm_lookup_and_a_copy_of_one_rank_share_its_host_link():
     # On another rank, each keeps its modelled time.
     apart = run_des(ExecutionGraph(8, [lookup, copy(1, 5, 16e6)]), cost)
     assert apart.finish_s[0] == cost.duration_s(lookup)
+
+
+# Host DRAM at 0.6 (1.2) Gb/s a pin makes the tiny node's uvm lookup DRAM-bound: its 2,200 us of
+# PCIe fit in a window of 6,838 (3,419) us, so it asks its link for under (over) half of it.
+SLOW_DDR = "node.host_memory.device.pin_rate=0.6 Gb/s"
+SLOWER_LINK_DDR = "node.host_memory.device.pin_rate=1.2 Gb/s"
+
+
+def test_a_dram_bound_uvm_lookup_has_its_transfer_window():
+    cost = CostModel(system("node.pcie_switches.count=4", SLOW_DDR))
+    ec = cost.embedding_cost(uvm_lookup(0, 4).op)
+    assert ec.details["ddr_s"] > ec.details["pcie_s"]
+    assert ec.link_window_s == ec.details["ddr_s"]
+    op = uvm_lookup(0, 4).op
+    assert cost.link_window_s(op, ec.time_s) == ec.details["ddr_s"]
+    # A slowed kernel's window takes the stretch; the fixed overheads do not grow.
+    assert cost.link_window_s(op, ec.time_s + 1e-3) == pytest.approx(ec.details["ddr_s"] + 1e-3, rel=1e-12)
+    assert cost.link_window_s(copy(1, 4, 16e6).op, 1e-3) is None  # a copy: its own time
+
+
+def test_a_lookup_alone_keeps_its_modelled_time_paced_to_its_window():
+    cost = CostModel(system("node.pcie_switches.count=4", SLOW_DDR))
+    lookup = uvm_lookup(0, 4)
+    graph = ExecutionGraph(8, [lookup])
+    assert run_des(graph, cost).finish_s[0] == cost.duration_s(lookup)
+    assert run_analytic(graph, cost).finish_s[0] == cost.duration_s(lookup)
+
+
+def test_a_lookup_with_slack_is_not_delayed_and_the_copy_beside_it_loses_only_the_paced_rate():
+    # The lookup's rows come at DRAM speed: its flow takes wire / window (10.3 GB/s of the 32),
+    # under a fair half, so it keeps that rate and ends within its window; the copy has the rest.
+    cost = CostModel(system("node.pcie_switches.count=4", SLOW_DDR))
+    lookup, transfer = uvm_lookup(0, 4), copy(1, 4, 4e6)
+    ec = cost.embedding_cost(lookup.op)
+    assert ec.link_window_s is not None
+    paced = ec.bytes_on(PCIE) / ec.link_window_s
+    assert paced < PCIE_BYTES_PER_S / 2
+    des = run_des(ExecutionGraph(8, [lookup, transfer]), cost)
+    assert des.finish_s[0] == cost.duration_s(lookup)
+    copy_wire = 4e6 / PCIE_COPY_EFFICIENCY
+    lost = copy_wire / (PCIE_BYTES_PER_S - paced) - copy_wire / PCIE_BYTES_PER_S
+    assert des.finish_s[1] == pytest.approx(cost.duration_s(transfer) + lost, rel=1e-9)
+
+
+def test_a_lookup_whose_slack_the_copy_exceeds_is_delayed_past_its_window_only():
+    # The reviewer's case: paced at 20.6 GB/s, over a fair half, the lookup's flow has 16 GB/s
+    # while the copy runs, then its paced rate again; it is late by what it then still has to move
+    # past its window (68 us; 152 us, the copy's bytes at the full rate, before the pacing).
+    cost = CostModel(system("node.pcie_switches.count=4", SLOWER_LINK_DDR))
+    lookup, transfer = uvm_lookup(0, 4), copy(1, 4, 4e6)
+    ec = cost.embedding_cost(lookup.op)
+    window = ec.link_window_s
+    assert window is not None
+    lookup_wire = ec.bytes_on(PCIE)
+    paced = lookup_wire / window
+    assert PCIE_BYTES_PER_S / 2 < paced < PCIE_BYTES_PER_S
+    des = run_des(ExecutionGraph(8, [lookup, transfer]), cost)
+    copy_wire = 4e6 / PCIE_COPY_EFFICIENCY
+    together_s = copy_wire / (PCIE_BYTES_PER_S / 2)
+    shared_s = together_s + (lookup_wire - together_s * PCIE_BYTES_PER_S / 2) / paced
+    assert des.finish_s[0] == pytest.approx(cost.duration_s(lookup) + shared_s - window, rel=1e-9)
+    assert des.finish_s[0] - cost.duration_s(lookup) == pytest.approx(67.76e-6, abs=0.01e-6)
+    lost = together_s - copy_wire / PCIE_BYTES_PER_S
+    assert des.finish_s[1] == pytest.approx(cost.duration_s(transfer) + lost, rel=1e-9)

@@ -19,7 +19,8 @@ optimizer state, backward), so ``table_bytes_read >= bytes_returned`` is a check
 traffic (pages, 64 B requests) is in ``bytes_by_resource``. A result with ``pcie`` bytes that go from
 the accelerator to the host (write-backs, indices for the CPUs, gradients) gives them in
 ``details["pcie_to_host_bytes"]``; the rest go to the accelerator (``recsim.engine.resources`` loads
-each direction of the link with its own).
+each direction of the link with its own). A tier whose transfer overlaps other limits (a max()) gives
+the time the transfer may take in ``link_window_s`` (the DES engine's pacing of its flows).
 
 **Tiers.** ``Embedding.tier`` names a registered ``TierModel``; adding a tier is one subclass with
 ``@register_tier``. A tier may take one numeric parameter after a colon, ``"uvm_caching:0.1"`` (the
@@ -226,6 +227,12 @@ class EmbeddingCost:
     time_s: float
     bytes_by_resource: dict[str, float]
     details: dict[str, float | str] = field(default_factory=dict)
+    # How long the op's ``pcie`` bytes may take on the link without lengthening the op: where the
+    # tier composes the transfer with other limits in a max() (``uvm``: PCIe, host DDR and HBM
+    # pipelined), that max term less the fixed overheads inside it; None where the transfer is in
+    # series with the rest (``uvm_caching``'s fill, a CPU tier's results), its own time being its
+    # window. The DES engine paces the op's flows to it and delays the op only past it.
+    link_window_s: float | None = None
 
     def bytes_on(self, resource: str) -> float:
         return self.bytes_by_resource.get(resource, 0.0)
@@ -418,7 +425,7 @@ class TierModel(ABC):
             )
         cost = run(lookup)
         moved = {k: v for k, v in cost.bytes_by_resource.items() if v > 0}
-        return EmbeddingCost(cost.time_s, moved, cost.details)
+        return EmbeddingCost(cost.time_s, moved, cost.details, cost.link_window_s)
 
     @abstractmethod
     def forward(self, lookup: Lookup) -> EmbeddingCost:

@@ -100,10 +100,11 @@ class UvmTier(TierModel):
         kernel = lookup_forward(lookup, l2_hit=0.0, rows_elsewhere=True)
         round_trip = 2.0 * link.latency_s if lookup.lookups > 0 else 0.0
         launch = lookup.launch_s(kernel.kernels)
-        time = kernel.fixed_s + max(kernel.memory_s, pcie_s, ddr_s) + round_trip + launch
+        window = max(kernel.memory_s, pcie_s, ddr_s)  # the rows stream through DDR, PCIe and HBM at once
+        time = kernel.fixed_s + window + round_trip + launch
         details = lookup.base_details() | lookup.forward_accounting()
         details |= {"pcie_s": pcie_s, "ddr_s": ddr_s, "gpu_s": kernel.memory_s, "launch_s": launch}
-        return EmbeddingCost(time, {HBM: kernel.hbm_bytes, PCIE: wire, DDR: payload}, details)
+        return EmbeddingCost(time, {HBM: kernel.hbm_bytes, PCIE: wire, DDR: payload}, details, window)
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()
@@ -129,7 +130,8 @@ class UvmTier(TierModel):
             row_update_hbm_bytes=unique * (lookup.update_read_bytes + lookup.update_write_bytes),
             state_in_hbm=True,
         )
-        update_s = update.fixed_s + max(update.memory_s, in_hbm.memory_s, pcie_s, ddr_s) + round_trip
+        window = max(update.memory_s, in_hbm.memory_s, pcie_s, ddr_s)
+        update_s = update.fixed_s + window + round_trip
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {"sort_s": sort.time_s, "update_s": update_s, "pcie_s": pcie_s, "launch_s": launch}
         details["pcie_to_host_bytes"] = pcie_wire_bytes(write)  # the updated rows go back
@@ -138,4 +140,4 @@ class UvmTier(TierModel):
             PCIE: pcie_wire_bytes(read + write),
             DDR: read + write,
         }
-        return EmbeddingCost(sort.time_s + update_s + launch, resources, details)
+        return EmbeddingCost(sort.time_s + update_s + launch, resources, details, window)

@@ -237,8 +237,8 @@ class UvmCachingTier(TierModel):
             pcie_wire_bytes(max(read, write)) / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator
         )
         ddr_s = (read + write) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system)
-        if read + write > 0:
-            pcie_s += 2.0 * link.latency_s
+        round_trip = 2.0 * link.latency_s if read + write > 0 else 0.0
+        pcie_s += round_trip
         launch = lookup.launch_s(sort.kernels + update.kernels)
         # The SMs handle every unique row's update as they would in HBM whether the row is cached
         # or not, then wait for the link too (as ``uvm``): at least the ``hbm`` tier's update (a
@@ -249,6 +249,9 @@ class UvmCachingTier(TierModel):
             state_in_hbm=True,
         )
         update_s = update.fixed_s + max(update.memory_s, in_hbm.memory_s, pcie_s, ddr_s)
+        # The rows' transfer overlaps the update (a max()): it may take the max term less the
+        # round trip that ends it (``link_window_s``).
+        window = update_s - update.fixed_s - round_trip
         details = lookup.base_details() | lookup.backward_accounting()
         details |= {
             "cache_hit_rate": hit,
@@ -264,4 +267,4 @@ class UvmCachingTier(TierModel):
             PCIE: pcie_wire_bytes(read + write),
             DDR: read + write,
         }
-        return EmbeddingCost(sort.time_s + update_s + launch, resources, details)
+        return EmbeddingCost(sort.time_s + update_s + launch, resources, details, window)
