@@ -877,7 +877,9 @@ class _Builder:
 
 def row_split_wire_dtypes(comm_dtype: str) -> tuple[str, str]:
     """The dtypes a row split's reduce-scatter (forward) and all-gather (backward) of pooled
-    embeddings travel in when the all-to-all's wire is ``comm_dtype``.
+    embeddings travel in when the all-to-all's wire is ``comm_dtype``. Only TorchRec (``eager``)
+    sends fp8 or int8 wires (``Runtime.wire_dtypes``: the other runtimes refuse them first), so the
+    rules below are its; fp32 and the half precisions reduce as they are in every framework.
 
     TorchRec's qcomm cannot reduce every wire. ``get_qcomm_codecs_registry``
     (torchrec/distributed/fbgemm_qcomm_codec.py) falls back, for
@@ -963,6 +965,7 @@ def build_training_step(
         plan.validate(workload)
     bld = _Builder(workload, plan, opt, ops)
     framework = _framework(workload)
+    framework.check_wire_dtype(bld.comm_dtype)  # the plan's wire, or the one the run asks for
     bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)

@@ -88,11 +88,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from recsim.errors import ConfigError
+from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, OPTIMIZER_STATE
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
-from recsim.planner.types import Plan
+from recsim.planner.types import COMM_DTYPES, Plan
 from recsim.workload.spec import DTYPE_BYTES, FLOAT_DTYPES, Workload, gradient_dtype, wire_bytes_per_value
 
 #: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
@@ -168,9 +168,32 @@ class Runtime(ABC):
     #: i + 1's indices (already on the device) and trains on batch i.
     input_dist_follows_previous_copy: ClassVar[bool] = False
 
+    #: The wire dtypes the framework can send pooled embeddings in (``COMM_DTYPES``): all of them
+    #: where it has codecs for the quantised ones (TorchRec's qcomm); the others send the vectors
+    #: as the model holds them, in fp32 or a half precision, with no quantised communication.
+    wire_dtypes: ClassVar[frozenset[str]] = frozenset(COMM_DTYPES)
+    #: What the framework is, for its refusals ("HugeCTR").
+    framework: ClassVar[str] = ""
+
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
-        """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it)."""
-        return [f for f in plan_features(plan) if f not in self.plan_features]
+        """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it);
+        a wire dtype it cannot send (``wire_dtypes``) among them."""
+        out = [f for f in plan_features(plan) if f not in self.plan_features]
+        if plan.comm_dtype not in self.wire_dtypes:
+            out.append(f"{plan.comm_dtype}-wire")
+        return out
+
+    def check_wire_dtype(self, dtype: str) -> None:
+        """Raise ``InfeasibleError`` where the framework cannot send pooled embeddings in ``dtype``
+        (a plan's or ``--comm-dtype``'s), naming the runtime, the dtype and what it can send."""
+        if dtype in self.wire_dtypes:
+            return
+        can = ", ".join(d for d in COMM_DTYPES if d in self.wire_dtypes)
+        raise InfeasibleError(
+            f"training.runtime {self.name!r} cannot send pooled embeddings as {dtype}: {self.framework} "
+            f"has no quantised communication (it sends them as {can}); choose one of those, or the "
+            "eager runtime (TorchRec's qcomm codecs)"
+        )
 
     #: The all-reduce algorithm the framework asks for its gradients (None: NCCL's automatic
     #: choice); taken where the topology allows it, else the automatic choice.
@@ -341,8 +364,15 @@ class Fused(Runtime):
     """Kernels issued ahead at no modelled CPU cost (CUDA graphs, fused C++ loops)."""
 
     name = "fused"
+    framework = "HugeCTR"
     # HugeCTR's mixed precision runs the whole network, embedding outputs included, in fp16.
     half_precision_wire = True
+    # Its embeddings' all-to-alls send the output tensors as they are, in ``emtype`` (fp32, or fp16
+    # under mixed precision: HybridSparseEmbedding's ``Tensors2<emtype>``, the embedding
+    # collection's ``emb_type``); HugeCTR has no quantised communication (no int8 or fp8 codec), so
+    # such a wire is a plain cast of 2 B a value, no clamp (``_Style.clamps_half_wire``). bf16 is
+    # kept as the half precision of a ``precision: bf16`` what-if (``wire_dtype``).
+    wire_dtypes = frozenset({"fp32", "fp16", "bf16"})
     # HugeCTR's embeddings write their outputs and read their gradients in ``emtype``, the fp16 of
     # mixed precision (HybridSparseEmbedding's ``Tensors2<emtype>`` output tensors, the embedding
     # collection's ``emb_type``): no cast kernel, half the bytes of an fp32 vector.
@@ -1002,8 +1032,13 @@ class CudaGraphs(Runtime):
     """PyTorch kernels replayed from a CUDA graph each step (module docstring)."""
 
     name = "cuda_graphs"
+    framework = "NVIDIA DLE's DLRM"
     # NVIDIA DLE casts the all-to-all payload to fp16 under AMP.
     half_precision_wire = True
+    # DLE's BottomToTop (dlrm/model/distributed.py) all-to-alls the bottom model's output in its
+    # dtype, fp32 or the fp16 the bottom model casts to (``DlrmBottom(..., fp16=...)``): no codec
+    # for any narrower wire. bf16 is kept as ``Fused`` keeps it.
+    wire_dtypes = frozenset({"fp32", "fp16", "bf16"})
     # DLE's hybrid parallelism runs the bottom MLP on one GPU for the whole batch.
     plan_features = frozenset({"model_parallel_bottom"})
     # DLE wraps its top model in DDP on the default process group, and its all-to-all

@@ -484,3 +484,30 @@ def test_steps_chains_that_many_training_steps_and_reports_the_last(monkeypatch)
     assert step_s("--steps", "1") == api_steps
     bad = run("run", *TINY_2_RANKS, "--steps", "0", env=TINY_ENV)
     assert bad.exit_code == 2 and "--steps" in bad.output
+
+
+def test_run_refuses_a_quantised_comm_dtype_for_a_runtime_without_one():
+    # HugeCTR (fused) and DLE (cuda_graphs) have no int8 comm codec: the run is refused naming the
+    # runtime and the dtype, not by TorchRec's qcomm reduce-scatter rule; eager (TorchRec) runs it.
+    base = ["run", *TINY_2_RANKS, "--plan", "row_wise", "--comm-dtype", "int8", "--json"]
+    for name in ("fused", "cuda_graphs"):
+        bad = run(*base, "--runtime", name, env=TINY_ENV)
+        assert bad.exit_code == 2, bad.output
+        reason = json.loads(bad.stdout)["reason"]
+        assert f"training.runtime '{name}' cannot send pooled embeddings as int8" in reason
+        assert "TorchRec's qcomm reduce-scatter" not in reason
+    eager = run(*base, "--runtime", "eager", env=TINY_ENV)
+    assert eager.exit_code == 2
+    assert "TorchRec's qcomm reduce-scatter" in json.loads(eager.stdout)["reason"]
+    ok = run(
+        "run",
+        *TINY_2_RANKS,
+        "--plan",
+        "table_wise",
+        "--comm-dtype",
+        "int8",
+        "--runtime",
+        "eager",
+        env=TINY_ENV,
+    )
+    assert ok.exit_code == 0, ok.output

@@ -124,12 +124,45 @@ def test_a_row_split_reduces_in_what_torchrec_qcomm_can_sum(tiny):
         ),
         strategy="test",
     )
-    g = build_training_step(tiny, plan, BuildOptions(fuse_tables=False, comm_dtype="fp8"))
+    eager = tiny.model_copy(update={"training": tiny.training.model_copy(update={"runtime": "eager"})})
+    g = build_training_step(eager, plan, BuildOptions(fuse_tables=False, comm_dtype="fp8"))
     rs, ag = named(g, 0, "rw_fwd:all").op, named(g, 0, "rw_bwd:all").op
     assert (rs.dtype, rs.bytes) == ("fp16", 8 * 4 * 2)  # 8 samples x dim 4 x 2 B
     assert (ag.dtype, ag.bytes) == ("bf16", 4 * 4 * 2)  # the local 4 samples x dim 4 x 2 B
     with pytest.raises(InfeasibleError, match="int8 wire cannot reduce-scatter"):
-        build_training_step(tiny, plan, BuildOptions(fuse_tables=False, comm_dtype="int8"))
+        build_training_step(eager, plan, BuildOptions(fuse_tables=False, comm_dtype="int8"))
+
+
+@pytest.mark.parametrize("runtime_name", ["fused", "cuda_graphs"])
+def test_the_nvidia_runtimes_send_no_quantised_wire_and_reduce_a_half_one_as_it_is(tiny, runtime_name):
+    # HugeCTR and DLE send pooled embeddings as the model holds them (fp32, or fp16 under mixed
+    # precision): no int8 or fp8 codec, so such a wire is refused naming the runtime and the dtype
+    # (not TorchRec's reduce-scatter rule); fp16 is a plain cast and reduce-scatters as fp16.
+    framework = {"fused": "HugeCTR", "cuda_graphs": "NVIDIA DLE's DLRM"}[runtime_name]
+    wl = tiny.model_copy(update={"training": tiny.training.model_copy(update={"runtime": runtime_name})})
+    plan = Plan(
+        2,
+        (
+            Shard("a", "row_wise", 0, 60, 0, 4, (0,)),
+            Shard("a", "row_wise", 60, 100, 0, 4, (1,)),
+            Shard("b", "data_parallel", 0, 50, 0, 4, (0, 1)),
+        ),
+        strategy="test",
+    )
+    for dtype in ("int8", "fp8"):
+        with pytest.raises(InfeasibleError) as err:
+            build_training_step(wl, plan, BuildOptions(fuse_tables=False, comm_dtype=dtype))
+        assert str(err.value) == (
+            f"training.runtime {runtime_name!r} cannot send pooled embeddings as {dtype}: {framework} has "
+            "no quantised communication (it sends them as fp32, fp16, bf16); choose one of those, or the "
+            "eager runtime (TorchRec's qcomm codecs)"
+        )
+    g = build_training_step(wl, plan, BuildOptions(fuse_tables=False, comm_dtype="fp16"))
+    rs, ag = named(g, 0, "rw_fwd:all").op, named(g, 0, "rw_bwd:all").op
+    assert (rs.dtype, rs.bytes) == ("fp16", 8 * 4 * 2)  # 2 B a value, no scale or bias
+    assert (ag.dtype, ag.bytes) == ("fp16", 4 * 4 * 2)
+    for dtype in ("fp32", "bf16"):
+        build_training_step(wl, plan, BuildOptions(fuse_tables=False, comm_dtype=dtype)).validate()
 
 
 def test_inference_batch(tiny):
@@ -241,10 +274,10 @@ def test_hugectr_lookups_write_their_vectors_in_fp16(tiny):
 
     assert outputs("fp16", "fused", "fp16") == {"fp16"}
     assert outputs("fp16", "eager", "fp16") == {None}
-    # emtype follows the training precision, not the wire: an fp32 or an int8 wire leaves it fp16,
-    # and fp32 training writes fp32.
+    # emtype follows the training precision, not the wire: an fp32 or a bf16 wire leaves it fp16,
+    # and fp32 training writes fp32 (HugeCTR sends no int8 wire: Runtime.wire_dtypes).
     assert outputs("fp16", "fused", "fp32") == {"fp16"}
-    assert outputs("fp16", "fused", "int8") == {"fp16"}
+    assert outputs("fp16", "fused", "bf16") == {"fp16"}
     assert outputs("fp32", "fused", "fp16") == {None}
 
 

@@ -630,3 +630,27 @@ def test_torchrec_input_dist_reads_the_previous_steps_copy():
         assert copies == ({"h2d_next_batch#0"} if lagged else {"h2d_next_batch#1"}), name
         first = next(n for n in graph.nodes if n.rank == 0 and n.name == "input_dist#0")
         assert any(ids[d].name.startswith("h2d") for d in first.deps) != lagged, name
+
+
+def test_each_runtime_sends_the_wire_dtypes_its_framework_has():
+    # TorchRec (eager) has FBGEMM's qcomm codecs for every wire; HugeCTR (fused) and DLE
+    # (cuda_graphs) send the vectors as the model holds them, so an int8 or fp8 wire is refused,
+    # naming the runtime and the dtype, in a plan (``unsupported``) or for a run (``check_wire_dtype``).
+    from recsim.errors import InfeasibleError
+    from recsim.planner.types import COMM_DTYPES, Plan
+
+    _, workload, _ = _setup("eager", 2048)
+    assert runtime("eager").wire_dtypes == frozenset(COMM_DTYPES)
+    for dtype in COMM_DTYPES:
+        runtime("eager").check_wire_dtype(dtype)
+        assert runtime("eager").unsupported(Plan(2, (), comm_dtype=dtype), workload) == []
+    for name, framework in (("fused", "HugeCTR"), ("cuda_graphs", "NVIDIA DLE's DLRM")):
+        framework_runtime = runtime(name)
+        for dtype in ("fp32", "fp16", "bf16"):
+            framework_runtime.check_wire_dtype(dtype)
+        for dtype in ("fp8", "int8"):
+            with pytest.raises(InfeasibleError, match=f"training.runtime '{name}' cannot send pooled") as err:
+                framework_runtime.check_wire_dtype(dtype)
+            assert f"as {dtype}: {framework} has no quantised communication" in str(err.value)
+            plan = Plan(2, (), comm_dtype=dtype)
+            assert framework_runtime.unsupported(plan, workload) == [f"{dtype}-wire"]
