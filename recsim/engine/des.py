@@ -492,10 +492,16 @@ def run_des(
     host_traffic: dict[tuple[int, int, float | None], Traffic | None] = {}
     host_share = cost.system.node.host_bandwidth_bytes_per_s_per_accelerator
 
+    # The lookups' link windows, by (op, duration): every step's instance of an op asks again.
+    windows: dict[tuple[int, float], float | None] = {}
+
     def window_of(node: Node, duration: float) -> float | None:
         """The op's link window (``CostModel.link_window_s``), None where it is none or empty."""
-        window = cost.link_window_s(node.op, duration)
-        return window if window is not None and window > 0 else None
+        key = (id(node.op), duration)
+        if key not in windows:
+            window = cost.link_window_s(node.op, duration)
+            windows[key] = window if window is not None and window > 0 else None
+        return windows[key]
 
     def moved_by(node: Node, window: float | None) -> Traffic | None:
         key = (id(node.op), node.rank, window)
