@@ -223,3 +223,24 @@ def test_a_lookup_whose_slack_the_copy_exceeds_is_delayed_past_its_window_only()
     assert des.finish_s[0] - cost.duration_s(lookup) == pytest.approx(67.76e-6, abs=0.01e-6)
     lost = together_s - copy_wire / PCIE_BYTES_PER_S
     assert des.finish_s[1] == pytest.approx(cost.duration_s(transfer) + lost, rel=1e-9)
+
+
+def test_a_slowed_lookup_paces_its_flow_to_its_stretched_window():
+    # A lookup slowed beside collectives (``durations``) streams its rows over the longer time:
+    # alone it takes exactly the duration given; beside the copy, its flow, paced to the stretched
+    # window, is under a fair half, so it is not delayed and the copy has the rest of the link.
+    cost = CostModel(system("node.pcie_switches.count=4", SLOWER_LINK_DDR))
+    lookup, transfer = uvm_lookup(0, 4), copy(1, 4, 4e6)
+    ec = cost.embedding_cost(lookup.op)
+    assert ec.link_window_s is not None
+    stretch_s = 2 * ec.link_window_s
+    slowed = {0: cost.duration_s(lookup) + stretch_s, 1: cost.duration_s(transfer)}
+    alone = run_des(ExecutionGraph(8, [lookup]), cost, durations={0: slowed[0]})
+    assert alone.finish_s[0] == slowed[0]
+    paced = ec.bytes_on(PCIE) / (ec.link_window_s + stretch_s)
+    assert paced < PCIE_BYTES_PER_S / 2
+    des = run_des(ExecutionGraph(8, [lookup, transfer]), cost, durations=slowed)
+    assert des.finish_s[0] == slowed[0]
+    copy_wire = 4e6 / PCIE_COPY_EFFICIENCY
+    lost = copy_wire / (PCIE_BYTES_PER_S - paced) - copy_wire / PCIE_BYTES_PER_S
+    assert des.finish_s[1] == pytest.approx(slowed[1] + lost, rel=1e-9)
