@@ -16,6 +16,8 @@ points):
 ``fused`` and ``cuda_graphs`` send pooled embeddings in the dense half precision under mixed
 precision (``Runtime.wire_dtype``: HugeCTR's mixed precision emits fp16 embedding vectors, DLE casts
 its all-to-all payload to fp16), which is the planner's default wire format (``comm_dtypes: [auto]``).
+Neither has a quantised wire (``Runtime.wire_dtypes``): an int8 or fp8 one is refused for them
+(a plan's or ``--comm-dtype``'s); ``eager`` sends those with TorchRec's qcomm codecs.
 * ``eager``: eager PyTorch with TorchRec's ``TrainPipelineSparseDist`` (pooled embeddings travel
   in fp32 unless a plan or ``--comm-dtype`` says otherwise: TorchRec's default without qcomm
   codecs). One host thread per rank dispatches every operator in program order, so a GPU node
