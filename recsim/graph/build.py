@@ -234,7 +234,7 @@ class _Builder:
         # arguments of ``_layer_op``. The layers of ``ops``'s own workload (a cost memo's, shared
         # by the evaluations of a planner or sweep) are made once for all its graphs, as its
         # lookups are (``ShardOps.layer_ops``); another workload object's, once per graph.
-        self._layer_ops: dict[tuple[int, int, float, str, bool, bool], tuple[Layer, Compute]] = (
+        self._layer_ops: dict[tuple[int, int, float, str, bool, bool, bool], tuple[Layer, LayerOps]] = (
             self.ops.layer_ops if self.ops.w is workload else {}
         )
         # Folded ranks (module docstring): the ranks whose nodes are not made, their
@@ -286,17 +286,27 @@ class _Builder:
         if parts:
             self.folded_parts.setdefault(key, {}).update(parts)
 
-    def layer_op(
-        self, layer: Layer, b: int, s: float, precision: str, *, backward: bool, input_grad: bool = True
-    ) -> Compute:
-        """``_layer_op(layer, b, s, precision, ...)``, made once per layer and arguments."""
-        key = (id(layer), b, s, precision, backward, input_grad)
+    def layer_ops(
+        self,
+        layer: Layer,
+        b: int,
+        s: float,
+        precision: str,
+        *,
+        backward: bool,
+        input_grad: bool = True,
+        closes_stack: bool = False,
+    ) -> LayerOps:
+        """``dense_layer_ops(layer, b, s, precision, ...)``, made once per layer and arguments."""
+        key = (id(layer), b, s, precision, backward, input_grad, closes_stack)
         hit = self._layer_ops.get(key)
         if hit is not None and hit[0] is layer:
             return hit[1]
-        op = _layer_op(layer, b, s, precision, backward=backward, input_grad=input_grad)
-        self._layer_ops[key] = (layer, op)
-        return op
+        ops = dense_layer_ops(
+            layer, b, s, precision, backward=backward, input_grad=input_grad, closes_stack=closes_stack
+        )
+        self._layer_ops[key] = (layer, ops)
+        return ops
 
     def _names_used(self) -> set[str]:
         """The op table names of the graph's lookups and updates, fused ones' parts included."""
@@ -868,10 +878,10 @@ class _Builder:
         ids: dict[str, int] = {}
         prev = deps
         for layer in layers:
-            op = self.layer_op(layer, b, s, precision, backward=False)
-            nid = self.add(rank, f"{layer.name}_fwd", Stream.COMPUTE, op, prev, "forward")
-            ids[layer.name] = nid
-            prev = [nid]
+            for suffix, op in self.layer_ops(layer, b, s, precision, backward=False):
+                nid = self.add(rank, f"{layer.name}{suffix}_fwd", Stream.COMPUTE, op, prev, "forward")
+                prev = [nid]
+            ids[layer.name] = nid  # the layer's output: its last node
         return ids
 
 
@@ -950,6 +960,74 @@ def _layer_op(
 
 #: One dense layer's op as the builder emits it (the planner prices a model-parallel bottom MLP's).
 dense_layer_op = _layer_op
+
+#: A dense layer's nodes in execution order: (node-name suffix after the layer's name, op).
+LayerOps = tuple[tuple[str, Compute], ...]
+
+
+def dense_layer_ops(
+    layer: Layer,
+    b: int,
+    s: float,
+    precision: str,
+    *,
+    backward: bool,
+    input_grad: bool = True,
+    closes_stack: bool = False,
+) -> LayerOps:
+    """The nodes of a dense layer for a batch of ``b``: one (``_layer_op``), or a DCNv2 cross
+    layer's GEMMs and element-wise kernel (``_cross_layer_ops``; ``closes_stack``: the stack's
+    first layer, whose backward ends the stack's)."""
+    if layer.op == "dcnv2":
+        return _cross_layer_ops(layer, b, s, precision, backward=backward, closes_stack=closes_stack)
+    return (("", _layer_op(layer, b, s, precision, backward=backward, input_grad=input_grad)),)
+
+
+def _cross_layer_ops(
+    layer: Layer, b: int, s: float, precision: str, *, backward: bool, closes_stack: bool
+) -> LayerOps:
+    """A DCNv2 cross layer ``x_{l+1} = x0 * (U (V x_l) + bias) + x_l`` on ``b x W`` inputs with
+    rank ``r``, as the kernels both runtimes run for it: two GEMMs and element-wise work.
+
+    TorchRec's ``LowRankCrossNet`` (torchrec/modules/crossnet.py) runs ``F.linear(x_l, V)``
+    (``[b, W] x [W, r]``), ``F.linear(x_l_v, W)`` (``[b, r] x [r, W]``), both without bias, then
+    ``x_0 * (x_l_w + bias) + x_l``. HugeCTR's ``MultiCrossForwardFunctorv2`` (DCNv2, a non-zero
+    ``projection_dim``; HugeCTR/src/layers/multi_cross_layer.cu) runs the same two cuBLASLt GEMMs,
+    the second with the bias in its epilogue, then ``fused_matrix_elementwise_dot_add``
+    (``x0 .* h + x_l``, one kernel: reads three ``b x W`` tensors, writes one). Its backward
+    (``MultiCrossBackwardFunctorv2``) runs ``fused_mul_fma3`` (``S0 = dY .* x0`` and
+    ``dX0 += dY .* h``: reads four, writes two), then the U projection's weight gradient (with the
+    bias gradient in its epilogue) and input gradient, then the V projection's, the last adding the
+    residual's gradient as its ``C`` operand; after the stack, one ``matrix_add`` of x0's
+    accumulated gradient and the residual chain's, whose buffer it zeroed before the stack
+    (``cudaMemsetAsync``): charged to ``closes_stack``'s layer.
+
+    The GEMMs are linear layers (``_layer_op``: forward, or dgrad and wgrad); the element-wise node
+    (op ``dcnv2``/``dcnv2_bwd``) is HugeCTR's fused kernel, which the PyTorch runtimes replace by
+    their unfused kernels (``recsim.graph.runtime._cross_epilogue``). Forward FLOPs sum to the
+    layer's (``4 W r + 3 W`` per sample: the bias add is counted with the element-wise kernel);
+    backward, the two GEMM pairs' ``8 W r`` plus the element-wise ``3 W`` (``+ W`` for the stack's
+    closing add)."""
+    w, r = layer.in_features, layer.low_rank
+    v = Layer(f"{layer.name}_v", layer.part, "linear", w, r, 2.0 * w * r, w * r)
+    u = Layer(f"{layer.name}_u", layer.part, "linear", r, w, 2.0 * r * w, r * w + w)
+    size = b * w * s
+    if not backward:
+        elementwise = Compute("dcnv2", 3.0 * b * w, 3 * size, size, precision, ((b, w),), "elementwise")
+        return (
+            ("_v", _layer_op(v, b, s, precision, backward=False)),
+            ("_u", _layer_op(u, b, s, precision, backward=False)),
+            ("", elementwise),
+        )
+    flops, read, written = 3.0 * b * w, 4 * size, 2 * size
+    if closes_stack:  # the zeroed accumulator (a write) and the closing add (reads 2, writes 1)
+        flops, read, written = flops + b * w, read + 2 * size, written + 2 * size
+    elementwise = Compute("dcnv2_bwd", flops, read, written, precision, ((b, w),), "elementwise")
+    return (
+        ("", elementwise),
+        ("_u", _layer_op(u, b, s, precision, backward=True)),
+        ("_v", _layer_op(v, b, s, precision, backward=True)),
+    )
 
 
 def build_training_step(
@@ -1271,30 +1349,38 @@ def _dense_chain(
     deps: list[int] = []
     bottom_ids: dict[str, int] = {}
     for layer in bottom:
-        deps.append(len(entries) - 1 if entries else -1)
-        bottom_ids[layer.name] = len(entries)
-        entries.append((f"{layer.name}_fwd", bld.layer_op(layer, b, s, precision, backward=False), "forward"))
+        for suffix, op in bld.layer_ops(layer, b, s, precision, backward=False):
+            deps.append(len(entries) - 1 if entries else -1)
+            bottom_ids[layer.name] = len(entries)  # the layer's output: its last node
+            entries.append((f"{layer.name}{suffix}_fwd", op, "forward"))
     joined_at = len(entries) if after else -1
     rest_ids: dict[str, int] = {}
-    for k, layer in enumerate(after):
-        deps.append(-1 if k == 0 else len(entries) - 1)
-        rest_ids[layer.name] = len(entries)
-        entries.append((f"{layer.name}_fwd", bld.layer_op(layer, b, s, precision, backward=False), "forward"))
+    for layer in after:
+        for suffix, op in bld.layer_ops(layer, b, s, precision, backward=False):
+            deps.append(-1 if len(entries) == joined_at else len(entries) - 1)
+            rest_ids[layer.name] = len(entries)
+            entries.append((f"{layer.name}{suffix}_fwd", op, "forward"))
     last = list(rest_ids.values())[-1]
     deps.append(last)
     entries.append(("loss", loss_op, "forward"))
     prev = len(entries) - 1
     emb_grad_ready: list[int] = []
     grads: list[tuple[str, float, int]] = []
+    # The first cross layer's backward ends its stack's (``_cross_layer_ops``).
+    first_cross = next((x for x in after if x.op == "dcnv2"), None)
     for layer in reversed([*bottom, *after]):
         if layer.part == "bottom" and not emb_grad_ready:
             emb_grad_ready = [prev]  # the interaction's backward made the embedding grads
-        deps.append(prev)
-        prev = len(entries)
         # The first bottom layer reads the dense features, which need no gradient.
         first = bool(bottom) and layer is bottom[0]
-        op = bld.layer_op(layer, b, s, precision, backward=True, input_grad=not first)
-        entries.append((f"{layer.name}_bwd", op, "backward"))
+        ops = bld.layer_ops(
+            layer, b, s, precision, backward=True, input_grad=not first, closes_stack=layer is first_cross
+        )
+        for suffix, op in ops:
+            deps.append(prev)
+            prev = len(entries)
+            entries.append((f"{layer.name}{suffix}_bwd", op, "backward"))
+        # A layer's gradients are ready after its last backward node.
         if layer.params:
             grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], prev))
     return _DenseChain(

@@ -26,8 +26,9 @@ Neither has a quantised wire (``Runtime.wire_dtypes``): an int8 or fp8 one is re
   ``apply_runtime`` adds, per rank and step, a chain of ``Host`` nodes on the rank's host stream:
 
   1. the loop's fixed CPU work (zero_grad, the data loader's ``__next__``, the H2D copies);
-  2. one dispatch node in front of every forward node (a dense layer: ``linear_forward_s``; a DCNv2
-     cross layer: two of them; the other nodes share ``forward_rest_s`` by ``FORWARD_PIECES``);
+  2. one dispatch node in front of every forward node (a dense layer: ``linear_forward_s``; each
+     of a DCNv2 cross layer's two GEMMs too, its element-wise node nothing; the other nodes share
+     ``forward_rest_s`` by ``FORWARD_PIECES``);
   3. with a ``dot`` interaction, a **sync** before the interaction forward and another before its
      backward: TorchRec's ``InteractionArch`` keeps its ``triu_indices`` on the CPU (a plain
      attribute, not a buffer), so ``aten::index`` (forward) and ``index_put_`` (backward, on the
@@ -52,7 +53,8 @@ backward runs ``threshold_backward`` and a bias-gradient ``sum`` besides the two
 the TorchRec traces); ``apply_runtime`` adds these memory-bound epilogue kernels (``_epilogue``)
 after every Linear's forward and before its backward, except for the model's last Linear (its logit
 goes to the loss without an activation). A DCNv2 cross layer's element-wise part (bias, product with
-x0, residual) runs the same way as kernels of its own (``_cross_epilogue``).
+x0, residual) runs as kernels of its own (``_cross_epilogue``), in place of the fused kernel the
+graph has for it (HugeCTR's).
 
 What a framework can run and how it communicates shapes the graph when it is built
 (``recsim.graph.build`` asks the runtime): ``plan_features`` are the plan features it supports
@@ -476,6 +478,7 @@ def _base_name(node: Node) -> str:
 
 
 def _is_cross_layer(node: Node) -> bool:
+    """Whether ``node`` is a DCNv2 cross layer's element-wise node (``recsim.graph.build``)."""
     return isinstance(node.op, Compute) and node.op.op in ("dcnv2", "dcnv2_bwd")
 
 
@@ -483,12 +486,9 @@ def _epilogue(node: Node, backward: bool) -> Compute:
     """The activation (and bias-gradient) pass of a dense layer that a fused GEMM epilogue would
     absorb: ``relu`` forward reads and writes the ``m x n`` output; backward, ``threshold_backward``
     reads the gradient and the output and writes the gradient, and the bias gradient (``sum`` over
-    the batch) reads the gradient once more. A DCNv2 cross layer's element-wise part
-    (``_cross_epilogue``) the same way."""
+    the batch) reads the gradient once more."""
     op = node.op
     assert isinstance(op, Compute)
-    if _is_cross_layer(node):
-        return _cross_epilogue(op, backward)
     (m, _k), (_k2, n) = op.shapes[:2]
     size = m * n * DTYPE_BYTES[op.dtype]
     if backward:
@@ -563,8 +563,15 @@ class _Rewriter:
     def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style) -> None:
         self.graph, self.workload, self.style = graph, workload, style
         layers = workload.dense_layers
-        # Dense layers in units of one Linear (+ activation): a DCNv2 cross layer is two GEMMs.
-        self.linear_units = {x.name: 2 if x.op == "dcnv2" else 1 for x in layers if x.params}
+        # Dense layers' nodes in units of one Linear (+ activation): a DCNv2 cross layer is two
+        # GEMM nodes (``recsim.graph.build._cross_layer_ops``), a unit each; its element-wise node
+        # costs none of its own (the calibration's two units per cross layer cover its kernels).
+        self.linear_units: dict[str, int] = {}
+        for x in layers:
+            if x.op == "dcnv2":
+                self.linear_units.update({f"{x.name}_v": 1, f"{x.name}_u": 1, x.name: 0})
+            elif x.params:
+                self.linear_units[x.name] = 1
         self.tensors = sum(3 if x.op == "dcnv2" else 2 for x in layers if x.params)
         # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
         linears = [x.name for x in layers if x.op == "linear"]
@@ -640,8 +647,14 @@ class _Rewriter:
         base = _base_name(n)
         if isinstance(n.op, Collective) and self._exchange(n, deps):
             return
+        if _is_cross_layer(n):
+            # The builder's node is HugeCTR's fused kernel; PyTorch runs its unfused kernels.
+            assert isinstance(n.op, Compute)
+            op = _cross_epilogue(n.op, n.phase == "backward")
+            self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps), op=op))
+            return
         linear = base in self.activated and isinstance(n.op, Compute) and n.op.category == "gemm"
-        if not linear and not _is_cross_layer(n):
+        if not linear:
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
             op = n.op
             # Only a materialised COO gradient is unscaled (fused TBE optimizers never write one).
@@ -949,7 +962,7 @@ def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
         cost: dict[int, float | None] = {}
         for n in part:
             units = rw.linear_units.get(_base_name(n))
-            if units:
+            if units is not None:
                 cost[n.id] = units * linear_s
             elif _moves_nothing(n.op):
                 cost[n.id] = None

@@ -62,10 +62,13 @@ class ShardOps:
             tuple[object, ...], tuple[tuple[Embedding, ...], Embedding, list[tuple[str, float]], str]
         ] = {}
         # The builder's dense layer ops of this workload's layers, by (the layer's id, local batch,
-        # bytes per value, precision, backward, input gradient) -> (the layer, kept so that its id
-        # stays its own; the op): a frozen value of those alone, made once for every graph
-        # (``recsim.graph.build._Builder.layer_op``; a ``Compute`` costs a microsecond to make).
-        self.layer_ops: dict[tuple[int, int, float, str, bool, bool], tuple[Layer, Compute]] = {}
+        # bytes per value, precision, backward, input gradient, closes a cross stack) -> (the
+        # layer, kept so that its id stays its own; its (name suffix, op) pairs): frozen values of
+        # those alone, made once for every graph (``recsim.graph.build._Builder.layer_ops``; a
+        # ``Compute`` costs a microsecond to make).
+        self.layer_ops: dict[
+            tuple[int, int, float, str, bool, bool, bool], tuple[Layer, tuple[tuple[str, Compute], ...]]
+        ] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)

@@ -301,7 +301,8 @@ class Layer:
     """One dense operation of the forward pass, per sample: a GEMM (``m=1`` row per sample) or not.
 
     ``in_features``/``out_features`` shape a fully connected layer; ``flops`` and ``params`` are
-    per sample and total respectively; ``part`` is bottom, interaction, top, head or sequence.
+    per sample and total respectively; ``part`` is bottom, interaction, top, head or sequence;
+    ``low_rank`` is a DCNv2 cross layer's projection rank ``r`` (0 for every other op).
     """
 
     name: str
@@ -311,6 +312,7 @@ class Layer:
     out_features: int
     flops: float
     params: int
+    low_rank: int = 0
 
 
 def _mlp(prefix: str, part: str, widths: Sequence[int], inputs: int) -> list[Layer]:
@@ -465,7 +467,7 @@ class Workload(Referable):
                 # x_{l+1} = x0 * (U (V x_l) + b) + x_l: two low-rank GEMMs and three elementwise ops.
                 flops = 2.0 * width * r * 2 + 3.0 * width
                 layers.append(
-                    Layer(f"cross{i}", "interaction", "dcnv2", width, width, flops, 2 * width * r + width)
+                    Layer(f"cross{i}", "interaction", "dcnv2", width, width, flops, 2 * width * r + width, r)
                 )
             top_in = width
         layers += _mlp("top", "top", self.top_mlp, top_in)

@@ -1,5 +1,8 @@
 """The step builder on a model small enough to check every node by hand."""
 
+from collections import defaultdict
+from itertools import pairwise
+
 import pytest
 
 from recsim.errors import InfeasibleError
@@ -547,3 +550,98 @@ def test_torch_ddp_caps_its_first_bucket_at_1_mib_and_apex_and_hugectr_do_not(ti
         buckets = [n.op for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
         assert sum(b.bytes for b in buckets) == 131 * 4
         assert (len(buckets) == 1) == first_alone, runtime_name
+
+
+def _tiny_dcnv2(tiny, runtime_name="fused"):
+    """tiny with two rank-3 DCNv2 cross layers on its 12-wide concatenation (4 + 2 x 4)."""
+    data = tiny.model_dump()
+    data["interaction"] = {"type": "dcnv2", "layers": 2, "low_rank": 3}
+    data["training"]["runtime"] = runtime_name
+    return type(tiny).model_validate(data)
+
+
+def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
+    # A reviewer's find: a cross layer was one op priced at the matrix calibration's best
+    # efficiency, without the GEMM model. TorchRec's LowRankCrossNet and HugeCTR's
+    # MultiCrossForwardFunctorv2 run x_l V ([b, W] x [W, r]), then (x_l V) U + bias
+    # ([b, r] x [r, W]), then x0 * h + x_l; b = 4 local samples, W = 12, r = 3, fp32.
+    from recsim.cost.compute import GemmShape, gemm_kernels
+
+    wl = _tiny_dcnv2(tiny)
+    (layer,) = {x for x in wl.dense_layers if x.name == "cross0"}
+    assert (layer.flops, layer.params) == (2 * 12 * 3 * 2 + 3 * 12, 2 * 12 * 3 + 12)  # unchanged
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    g.validate()
+    names = [n.name for n in g.rank_nodes(0) if isinstance(n.op, Compute)]
+    cross = [x for x in names if x.startswith("cross")]
+    assert cross == [
+        *("cross0_v_fwd", "cross0_u_fwd", "cross0_fwd", "cross1_v_fwd", "cross1_u_fwd", "cross1_fwd"),
+        *("cross1_bwd", "cross1_u_bwd", "cross1_v_bwd", "cross0_bwd", "cross0_u_bwd", "cross0_v_bwd"),
+    ]
+    for block in (cross[:6], cross[6:]):  # a chain in each pass: each waits for the one before
+        for a, b in pairwise(block):
+            assert named(g, 0, a).id in named(g, 0, b).deps
+    v, u, e = (named(g, 0, f"cross0{s}_fwd").op for s in ("_v", "_u", ""))
+    assert (v.flops, v.bytes_read, v.bytes_written, v.shapes) == (
+        288,
+        (48 + 36) * 4,
+        12 * 4,
+        ((4, 12), (12, 3)),
+    )
+    assert (u.flops, u.bytes_read, u.bytes_written, u.shapes) == (
+        288,
+        (12 + 36) * 4,
+        48 * 4,
+        ((4, 3), (3, 12)),
+    )
+    assert gemm_kernels(v) == (GemmShape(1, 4, 3, 12),) and gemm_kernels(u) == (GemmShape(1, 4, 12, 3),)
+    # x0 * h + x_l: reads three 4 x 12 tensors, writes one; 3 FLOPs per element with the bias add
+    assert (e.category, e.flops, e.bytes_read, e.bytes_written) == ("elementwise", 144, 3 * 192, 192)
+    assert v.flops + u.flops + e.flops == 4 * layer.flops  # the layer's forward, all of it
+    # Backward: dX and dW of each projection (4 b W r FLOPs each pair) and HugeCTR's fused_mul_fma3
+    # (reads dY, x0, h and x0's accumulated gradient; writes S0 and that gradient); the stack's
+    # first layer also zeroes that accumulator and adds it to the residual chain's gradient.
+    ub, vb = named(g, 0, "cross1_u_bwd").op, named(g, 0, "cross1_v_bwd").op
+    assert gemm_kernels(ub) == (GemmShape(1, 4, 3, 12), GemmShape(1, 3, 12, 4))
+    assert gemm_kernels(vb) == (GemmShape(1, 4, 12, 3), GemmShape(1, 12, 3, 4))
+    e1, e0 = named(g, 0, "cross1_bwd").op, named(g, 0, "cross0_bwd").op
+    assert (e1.flops, e1.bytes_read, e1.bytes_written) == (144, 4 * 192, 2 * 192)
+    assert (e0.flops, e0.bytes_read, e0.bytes_written) == (144 + 48, 6 * 192, 4 * 192)
+    assert ub.flops + vb.flops + e1.flops == 2 * 4 * layer.flops - 144
+    # The gradients: bottom 76, cross 2 x 84, top 12 x 6 + 6 + 7 = 85 parameters, each cross
+    # layer's ready after its V projection's backward (its last node).
+    (bucket,) = [n for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
+    assert bucket.op.bytes == (76 + 2 * 84 + 85) * 4
+    g = build_training_step(
+        wl, table_wise_round_robin(wl, 2), BuildOptions(fuse_tables=False, bucket_bytes=84 * 4)
+    )
+    ready = [
+        g.by_id[d].name for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket") for d in n.deps
+    ]
+    assert ready[:3] == ["top0_bwd", "cross1_v_bwd", "cross0_v_bwd"]
+
+
+def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_gemms(tiny):
+    # The eager runtime runs x0 * (x_l_w + bias) + x_l as separate kernels (``_cross_epilogue``:
+    # 8 tensors forward, 13 backward) in place of HugeCTR's fused one, and dispatches each cross
+    # layer as two Linears (one unit per GEMM node, none for the element-wise node).
+    from recsim.graph.runtime import Eager
+    from recsim.graph.steps import chain_steps
+
+    wl = _tiny_dcnv2(tiny, "eager")
+    g = apply_runtime(chain_steps(build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED), 1), wl)
+    ops = {n.name.split("#")[0]: n.op for n in g.rank_nodes(0)}
+    assert (ops["cross1_fwd"].op, ops["cross1_bwd"].op) == ("cross_elementwise", "cross_elementwise_bwd")
+    assert ops["cross1_fwd"].bytes_read + ops["cross1_fwd"].bytes_written == 8 * 192
+    assert ops["cross0_bwd"].bytes_read + ops["cross0_bwd"].bytes_written == 13 * 192
+    host = defaultdict(list)  # forward, then backward
+    for n in g.rank_nodes(0):
+        if n.name.startswith("dispatch:cross0"):
+            host[n.name.split("#")[0]].append(n.op.cpu_s)
+    costs = Eager.costs
+    assert (
+        host["dispatch:cross0_v"]
+        == host["dispatch:cross0_u"]
+        == [costs.linear_forward_s, costs.linear_backward_s]
+    )
+    assert host["dispatch:cross0"] == [0.0, 0.0]

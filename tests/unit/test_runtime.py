@@ -383,9 +383,9 @@ def test_a_plan_the_runtime_cannot_run_is_infeasible_in_a_run():
 @pytest.mark.parametrize("name", ["eager", "cuda_graphs"])
 def test_pytorch_runs_a_cross_layers_elementwise_part_as_kernels_of_its_own(name):
     """TorchRec's LowRankCrossNet: two F.linear, then x0 * (x_l_w + bias) + x_l as three
-    element-wise kernels forward (8 B x W tensors read or written) and five backward (13); the fused
-    loop does them in the GEMM's epilogue. The TorchRec DCNv2 cases on p4d: +15.4 % -> +4.5 % at
-    batch 16384, -5.3 % -> -14.3 % at 131072."""
+    element-wise kernels forward (8 B x W tensors read or written) and five backward (13), in
+    place of the builder's node for HugeCTR's fused kernel (4 tensors forward; 6 backward, 10 for
+    the stack's first layer, which also zeroes and adds x0's accumulated gradient)."""
     _, workload, plan = _setup(name, 2048)
     graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
     ids = {n.id: n for n in graph.nodes}
@@ -393,20 +393,26 @@ def test_pytorch_runs_a_cross_layers_elementwise_part_as_kernels_of_its_own(name
     layers = workload.interaction.layers
     assert len(cross) == 2 * layers * graph.ranks
     b, w = 2048 // 8, 27 * 128
+    r = workload.interaction.low_rank
     for n in cross:
         ((rows, width),) = n.op.shapes
         assert (rows, width) == (b, w)
         moved = (n.op.bytes_read + n.op.bytes_written) / (b * w * 4)
         assert moved == (13 if n.op.op.endswith("_bwd") else 8)
-        if n.op.op.endswith("_bwd"):  # before the layer's GEMMs' backward
-            assert any(
-                m.op.op == "dcnv2_bwd" for m in graph.nodes if n.id in m.deps and isinstance(m.op, Compute)
-            )
-        else:  # after its GEMMs
-            assert any(isinstance(ids[d].op, Compute) and ids[d].op.op == "dcnv2" for d in n.deps)
+        if n.op.op.endswith("_bwd"):  # before the U projection's two backward GEMMs
+            (after,) = [m for m in graph.nodes if n.id in m.deps and isinstance(m.op, Compute)]
+            assert after.op.op == "linear_bwd" and after.op.shapes == ((b, r), (r, w))
+        else:  # after the U projection's GEMM
+            (before,) = [ids[d] for d in n.deps if isinstance(ids[d].op, Compute)]
+            assert before.op.op == "linear" and before.op.shapes == ((b, r), (r, w))
+    assert not any(isinstance(n.op, Compute) and n.op.op in ("dcnv2", "dcnv2_bwd") for n in graph.nodes)
     fused_workload = _setup("fused", 2048)[1]
     fused = chain_steps(build_training_step(fused_workload, plan), 1)
     assert not any(isinstance(n.op, Compute) and n.op.op.startswith("cross_elementwise") for n in fused.nodes)
+    kernels = [n.op for n in fused.nodes if isinstance(n.op, Compute) and n.op.op in ("dcnv2", "dcnv2_bwd")]
+    tensors = sorted((op.bytes_read + op.bytes_written) / (b * w * 4) for op in kernels)
+    per_rank = [4.0] * layers + [6.0] * (layers - 1) + [10.0]
+    assert tensors == sorted(per_rank * fused.ranks)
 
 
 def test_hugectr_runs_the_next_batchs_routed_lookups_and_exchange_inside_the_step():
