@@ -974,7 +974,7 @@ BUILD_CONFIGS = [
 def test_builder_exchange_splits_and_shared_ops_match_the_references(
     name, workload_name, nodes, plan_name, runtime
 ):
-    from recsim.graph.build import _Builder, _layer_op
+    from recsim.graph.build import _Builder, dense_layer_ops
     from recsim.graph.shard_ops import ShardOps, pooled_exchange
     from recsim.workload.spec import DTYPE_BYTES
 
@@ -1008,19 +1008,31 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
     # HugeCTR's hybrid embedding hands every rank the whole batch, DLE's loader each rank its own
     # features: no index all-to-all.
     assert seen["input_dist"] == (0 if plan_name == "hybrid_embedding" or runtime == "cuda_graphs" else world)
-    # Every dense layer's op is what ``_layer_op`` makes afresh, one object shared by the ranks.
-    layers = {layer.name: layer for layer in workload.dense_layers}
+    # Every dense layer's op is what ``dense_layer_ops`` makes afresh (a cross layer's GEMMs and
+    # element-wise node by their names), one object shared by the ranks.
     precision = workload.training.precision
     s = DTYPE_BYTES[precision]
-    shared: dict[str, object] = {}
     bottom = [layer for layer in workload.dense_layers if layer.part == "bottom"]
-    for n in step.nodes:
-        for suffix, backward in (("_fwd", False), ("_bwd", True)):
-            layer = layers.get(n.name.removesuffix(suffix)) if n.name.endswith(suffix) else None
-            if layer is None or n.rank == step.metadata["bottom_rank"]:
-                continue
+    first_cross = next((x for x in workload.dense_layers if x.op == "dcnv2"), None)
+    expected: dict[str, object] = {}
+    for layer in workload.dense_layers:
+        for tag, backward in (("_fwd", False), ("_bwd", True)):
             first = backward and bool(bottom) and layer is bottom[0]
-            assert n.op == _layer_op(layer, b, s, precision, backward=backward, input_grad=not first)
+            made = dense_layer_ops(
+                layer,
+                b,
+                s,
+                precision,
+                backward=backward,
+                input_grad=not first,
+                closes_stack=backward and layer is first_cross,
+            )
+            for suffix, op in made:
+                expected[f"{layer.name}{suffix}{tag}"] = op
+    shared: dict[str, object] = {}
+    for n in step.nodes:
+        if n.name in expected and n.rank != step.metadata["bottom_rank"]:
+            assert n.op == expected[n.name]
             assert shared.setdefault(n.name, n.op) is n.op
     assert shared
     # Dependencies: de-duplicated in first-seen order, as ``tuple(dict.fromkeys(deps))`` gives.
@@ -1601,20 +1613,25 @@ def reference_build_training_step(
         loss = bld.add(r, "loss", Stream.COMPUTE, loss_op, [last], "forward")
         prev = [loss]
         emb_grad_ready[r] = []
+        # (Since: a DCNv2 cross layer is its GEMMs and element-wise node, the first one's closing
+        # its stack's backward.)
+        first_cross = next((x for x in after if x.op == "dcnv2"), None)
         for layer in reversed(data_parallel + after):
             if layer.part == "bottom" and not emb_grad_ready[r]:
                 emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
             # (Since: the first bottom layer's backward computes the weights' gradient only.)
-            op = bld.layer_op(
+            ops = bld.layer_ops(
                 layer,
                 b,
                 s,
                 precision,
                 backward=True,
                 input_grad=not (data_parallel and layer is data_parallel[0]),
+                closes_stack=layer is first_cross,
             )
-            nid = bld.add(r, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")
-            prev = [nid]
+            for suffix, op in ops:
+                nid = bld.add(r, f"{layer.name}{suffix}_bwd", Stream.COMPUTE, op, prev, "backward")
+                prev = [nid]
             if layer.params:
                 grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, nid))
         if not emb_grad_ready[r]:
