@@ -89,12 +89,17 @@ from recsim.graph.ir import (
 )
 from recsim.graph.shard_ops import PooledExchange, ShardOps, exchange_sums, pooled_exchange
 from recsim.planner.types import Plan, Shard
-from recsim.workload.spec import DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
+from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
 
 if TYPE_CHECKING:
     from recsim.graph.runtime import Runtime
 
-INDEX_BYTES = 8.0  # int64 indices, as TorchRec's KeyedJaggedTensor carries them
+# The ids of the input all-to-all and the H2D copy are ``workload.training.index_dtype`` wide
+# (``INDEX_DTYPE_BYTES``), except under DLE's loader (``per_rank_feature_input``), which makes
+# every categorical feature ``.to(torch.long)`` on the host before the copy, whatever width the
+# split binary dataset stores it in (DeepLearningExamples PyTorch/Recommendation/DLRM
+# dlrm/data/datasets.py, ``_get_categorical_features``).
+DLE_INDEX_BYTES = 8.0
 LENGTH_BYTES = 4.0  # int32 lengths, one per sample and table
 DENSE_INPUT_BYTES = 4.0  # dense features arrive as fp32
 # HugeCTR's raw binary sample (its RawAsync format, read whole by the AsyncReader): an int32 label,
@@ -181,6 +186,8 @@ class _Builder:
         self.w = workload
         self.plan = plan
         self.opt = options
+        # Bytes of a sparse id in the input all-to-all and the H2D copy (``Training.index_dtype``).
+        self.index_bytes = INDEX_DTYPE_BYTES[workload.training.index_dtype]
         self.world = plan.world_size
         self.comm_dtype = options.comm_dtype or plan.comm_dtype
         # Lookups of an inference batch (``build_inference_batch``): ``Embedding.inference``.
@@ -451,9 +458,10 @@ class _Builder:
         for r in range(self.world):
             rows = dense_rows.get(r, 0 if dense_rows else b)
             idx = math.fsum(
-                self.w.table_lookups(self.tables[t]) * batch * INDEX_BYTES for t in sorted(global_tables[r])
+                self.w.table_lookups(self.tables[t]) * batch * DLE_INDEX_BYTES
+                for t in sorted(global_tables[r])
             ) + math.fsum(
-                self.w.table_lookups(self.tables[t]) * b * INDEX_BYTES
+                self.w.table_lookups(self.tables[t]) * b * DLE_INDEX_BYTES
                 for t in sorted(local_tables[r] - global_tables[r])
             )
             size = idx + rows * self.w.dense_features * SPLIT_NUMERICAL_BYTES + batch * SPLIT_LABEL_BYTES
@@ -467,7 +475,8 @@ class _Builder:
 
     def _local_lookup_bytes(self, b: int) -> float:
         """Index and length bytes of the local batch ``b``: every table's lookups once."""
-        return math.fsum(self.w.table_lookups(t) * b * INDEX_BYTES + b * LENGTH_BYTES for t in self.w.tables)
+        idx = self.index_bytes
+        return math.fsum(self.w.table_lookups(t) * b * idx + b * LENGTH_BYTES for t in self.w.tables)
 
     def _lookup_bytes_row(self, b: int) -> dict[int, float]:
         """owner -> index + length bytes of any sender's local samples for the owner's shards (the
@@ -480,7 +489,7 @@ class _Builder:
             # A distributed shard's ranks each receive the ids of their own rows.
             lookups = self.w.table_lookups(table) * b * self.ops.member_share(shard)
             for owner in shard.ranks:
-                out[owner] += lookups * INDEX_BYTES + b * LENGTH_BYTES
+                out[owner] += lookups * self.index_bytes + b * LENGTH_BYTES
         return out
 
     # -- embedding passes ------------------------------------------------------------------------

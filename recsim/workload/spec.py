@@ -40,6 +40,9 @@ DTYPE_BYTES: dict[str, float] = {
     "int4": 0.5,
 }
 
+#: Bytes of a sparse id by ``Training.index_dtype``.
+INDEX_DTYPE_BYTES: dict[str, float] = {"int32": 4.0, "int64": 8.0}
+
 #: Dtypes that hold values as they are; the others (fp8, int8, int4) are quantised storage, whose
 #: sums and gradients are taken in a float dtype.
 FLOAT_DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "fp16", "bf16")
@@ -280,6 +283,21 @@ class Training(Spec):
     #: Who issues the step's kernels: ``fused`` (CUDA graphs, fused C++ loops: no host cost) or
     #: ``eager`` (eager PyTorch/TorchRec: measured CPU dispatch per op); see recsim.graph.runtime.
     runtime: str = "fused"
+    #: The width of the sparse ids the data loader hands the step: what the input all-to-all sends
+    #: and the H2D copy carries (``recsim.graph.build``). ``int64``: TorchRec's KeyedJaggedTensor
+    #: as the reference loaders fill it (facebookresearch/dlrm dlrm_data_pytorch.py casts the
+    #: categorical features to ``torch.long``); ``int32`` where the dataset stores 4-byte ids.
+    index_dtype: Literal["int32", "int64"] = "int64"
+
+    @field_validator("index_dtype", mode="before")
+    @classmethod
+    def _known_index_dtype(cls, value: object) -> object:
+        if value not in INDEX_DTYPE_BYTES:
+            raise ValueError(
+                f"index_dtype must be int32 or int64 (the width of the sparse ids the loader hands "
+                f"the step), got {value!r}"
+            )
+        return value
 
     @field_validator("runtime")
     @classmethod

@@ -946,7 +946,7 @@ def _built(name: str, workload_name: str, nodes: int, plan_name: str, runtime: s
 def reference_lookup_bytes_by_owner(bld, b: int) -> list[dict[int, float]]:
     """[sender][owner] -> index + length bytes of the sender's local samples for owner's shards
     (``_Builder._lookup_bytes_by_owner`` as it was: a row per sender, now one row for all)."""
-    from recsim.graph.build import INDEX_BYTES, LENGTH_BYTES
+    from recsim.graph.build import LENGTH_BYTES
 
     out: list[dict[int, float]] = [defaultdict(float) for _ in range(bld.world)]
     for shard in bld.plan.shards:
@@ -956,7 +956,7 @@ def reference_lookup_bytes_by_owner(bld, b: int) -> list[dict[int, float]]:
         # A distributed shard's ranks each receive the ids of their own rows.
         lookups = bld.w.table_lookups(table) * b * bld.ops.member_share(shard)
         for owner in shard.ranks:
-            per_sender = lookups * INDEX_BYTES + b * LENGTH_BYTES
+            per_sender = lookups * bld.index_bytes + b * LENGTH_BYTES
             for sender in range(bld.world):
                 out[sender][owner] += per_sender
     return out

@@ -40,11 +40,13 @@ from recsim.graph.steps import ChainedGraph, _Templates
 # HugeCTR's frequent-row threshold, the hybrid case; bisected: 15c6c61 gives the recorded digest);
 # and when a DCNv2 cross layer became its two GEMMs and an
 # element-wise node (``recsim.graph.build._cross_layer_ops``: the dlrm-dcnv2 cases, two more nodes a
-# layer and pass; with the one-op layer patched back in, the recorded digests, by script).
+# layer and pass; with the one-op layer patched back in, the recorded digests, by script); and when
+# dlrm-dcnv2's ids became int32 (``Training.index_dtype``: its input dists and H2D copies; with 8-byte
+# ids, the digests recorded before, by script).
 BUILT = {
-    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (1213, "ceca661d74cb8d1c54c5764adce1d046"),
-    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1428, "257fc5b4eb53437ec045a300cfa607ca"),
-    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (784, "4acdbc543c025b391dc9999e30c22a51"),
+    ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", "fused", True): (1213, "3e3c5a2dc382f6df03547676a545c885"),
+    ("dgx-h100", "dlrm-dcnv2", 4, "table_wise", "fused", False): (1428, "740f632cd2dc99313489fcc6368ff241"),
+    ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", "eager", False): (784, "b29b7581ab9d94a66100913c012552f0"),
     ("dgx-a100", "rmc1", 2, "data_parallel", "fused", True): (29, "8fa5b64e77c6b5d117adf9655b2cb6aa"),
     ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", "fused", False): (
         496,

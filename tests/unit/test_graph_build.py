@@ -645,3 +645,33 @@ def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_g
         == [costs.linear_forward_s, costs.linear_backward_s]
     )
     assert host["dispatch:cross0"] == [0.0, 0.0]
+
+
+def test_the_input_all_to_all_and_h2d_copy_carry_ids_of_the_workloads_index_dtype(tiny):
+    # A reviewer's find: ids were always 8 B (int64), but the MLPerf DLRM-DCNv2 reference's loader
+    # carries int32 ids (multi_hot_criteo.py) and HugeCTR's raw format uint32 ones. tiny: local
+    # batch 4; table a (pooling 2) on rank 0, b (pooling 3) on rank 1; int32 lengths, one per sample
+    # and table; 4 fp32 dense features.
+    for dtype, width in (("int64", 8), ("int32", 4)):
+        data = tiny.model_dump()
+        data["training"]["index_dtype"] = dtype
+        wl = type(tiny).model_validate(data)
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+        inp = named(g, 0, "input_dist").op
+        assert inp.send_bytes == (2 * 4 * width + 4 * 4, 3 * 4 * width + 4 * 4), dtype
+        h2d = named(g, 0, "h2d_next_batch").op
+        assert h2d.bytes == 4 * 4 * 4 + (2 + 3) * 4 * width + 2 * 4 * 4, dtype
+
+
+def test_an_unknown_index_dtype_is_refused_with_the_choices(tiny):
+    data = tiny.model_dump()
+    data["training"]["index_dtype"] = "int16"
+    with pytest.raises(ValueError, match="index_dtype must be int32 or int64"):
+        type(tiny).model_validate(data)
+
+
+def test_the_mlperf_workloads_carry_int32_ids_and_the_others_int64():
+    lib = WorkloadLibrary()
+    assert lib.workload("dlrm-dcnv2").training.index_dtype == "int32"
+    assert lib.workload("dlrm-mlperf").training.index_dtype == "int32"
+    assert lib.workload("dlrm-benchmark").training.index_dtype == "int64"
