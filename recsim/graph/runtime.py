@@ -5,7 +5,9 @@ points):
 
 * ``fused`` (the default): a fused training loop (HugeCTR, NVIDIA's MLPerf DLRM submissions):
   kernels are issued ahead of the GPU at no modelled CPU cost, bias and activation run inside the
-  GEMMs (cuBLASLt epilogues, forward and backward); each kernel still pays
+  GEMMs (cuBLASLt epilogues, forward and backward; a DCNv2 cross layer's product with x0 and
+  residual run as HugeCTR's fused element-wise kernels, ``recsim.graph.build._cross_layer_ops``);
+  each kernel still pays
   ``accelerator.kernel_launch``, the GPU-side gap between queued kernels (``recsim.cost.launch``).
   The graph is left as it is.
 * ``cuda_graphs``: PyTorch kernels captured in a CUDA graph and replayed every step, as NVIDIA
@@ -499,8 +501,9 @@ def _epilogue(node: Node, backward: bool) -> Compute:
 def _cross_epilogue(op: Compute, backward: bool) -> Compute:
     """The element-wise kernels of a DCNv2 cross layer ``x_{l+1} = x0 * (U V x_l + b) + x_l`` in
     PyTorch (TorchRec's ``LowRankCrossNet`` writes it as two ``F.linear`` without bias, then
-    ``x_0 * (x_l_w + bias) + x_l``), on ``B x W`` tensors where a fused kernel (HugeCTR's) does them
-    in the GEMM's epilogue: forward, the bias add (reads 1, writes 1), the multiply by x0 (reads 2,
+    ``x_0 * (x_l_w + bias) + x_l``), on ``B x W`` tensors, in place of the builder's node for
+    HugeCTR's fused kernels (bias in the GEMM's epilogue, then one kernel forward and one backward):
+    forward, the bias add (reads 1, writes 1), the multiply by x0 (reads 2,
     writes 1) and the residual add (reads 2, writes 1); backward, the two products of the multiply's
     gradient (each reads 2, writes 1), the bias gradient (a sum over the batch: reads 1), and the
     additions of x0's gradient across the layers and of the residual's (each reads 2, writes 1)."""
