@@ -143,6 +143,12 @@ LANE_EMBEDDING = 0
 LANE_DENSE = 1
 LANE_INPUT = 2
 
+# Compute lanes beside the default one (0), for a framework that runs kernels on side streams of
+# its own: the embedding backward's index calculation (``Runtime.backward_index_overlap``: HugeCTR's
+# "dp" stream). Each is an in-order queue that runs beside lane 0; the engines do not share the SMs
+# between them, as they do not between compute and the copy stream.
+LANE_INDEX = 1
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -212,6 +218,11 @@ class _Builder:
         # The framework sorts the next batch's indices in its input pipeline (``runtime``'s
         # ``presorts_indices``): backward lookups skip their sort, which runs behind the H2D copy.
         self.presort = False
+        # The framework sorts each backward's indices on a compute lane of its own once the
+        # embedding forward is done (``Runtime.backward_index_overlap``), beside the dense layers;
+        # the rank's forward lookups (``forward_lookups``) are what that sort waits for.
+        self.index_overlap = False
+        self.forward_lookups: ByRank = {}
         # The framework's backwards add gradients with atomics (``Runtime.atomic_embedding_update``).
         self.atomic = False
         self.a2a_algorithm: str | None = None  # the framework's pooled all-to-all (``runtime``)
@@ -771,14 +782,23 @@ class _Builder:
 
     def lookup(self, rank: int, name: str, op: Embedding, deps: list[int], pass_: str) -> int:
         """A lookup node; a presorted backward (``self.presort``, HBM, a sorting optimizer) gets its
-        index sort as a ``sort`` node behind the rank's next-batch H2D copy (off the step's path)."""
-        if self.presort and sorts_ahead(pass_, op.tier, op.optimizer, op.atomic):
+        index sort as a ``sort`` node behind the rank's next-batch H2D copy (off the step's path).
+        With ``self.index_overlap`` instead, the sort is a ``sort`` node on the compute lane
+        ``LANE_INDEX`` after the rank's forward lookups, and the backward waits for it."""
+        sorted_ahead = (self.presort or self.index_overlap) and sorts_ahead(
+            pass_, op.tier, op.optimizer, op.atomic
+        )
+        if sorted_ahead:
             op = dataclasses.replace(op, presorted=True)
             sort = dataclasses.replace(op, pass_="sort", presorted=False)
-            after = [self.h2d[rank]] if rank in self.h2d else []
-            self.add(
-                rank, name.replace("emb_backward", "emb_index_sort", 1), Stream.COPY, sort, after, "input"
-            )
+            sort_name = name.replace("emb_backward", "emb_index_sort", 1)
+            if self.presort:
+                after = [self.h2d[rank]] if rank in self.h2d else []
+                self.add(rank, sort_name, Stream.COPY, sort, after, "input")
+            else:
+                after = self.forward_lookups.get(rank, [])
+                sort_id = self.add(rank, sort_name, Stream.COMPUTE, sort, after, pass_, lane=LANE_INDEX)
+                deps = [*deps, sort_id]
         self.named.add(op.table)
         return self.add(rank, name, Stream.COMPUTE, op, deps, pass_)
 
@@ -1055,6 +1075,7 @@ def build_training_step(
     framework.check_wire_dtype(bld.comm_dtype)  # the plan's wire, or the one the run asks for
     bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
+    bld.index_overlap = not bld.presort and framework.backward_index_overlap(plan)
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.node_size = framework.row_split_node_size(opt.ranks_per_node, plan)
@@ -1085,6 +1106,7 @@ def build_training_step(
         and all(sh.sharding in ("data_parallel", "distributed") for sh in plan.shards)
     )
     emb_fwd = bld.embedding_pass(batch, "forward", {}, select=_replicated if pipelined else None)
+    bld.forward_lookups = emb_fwd
     # Replicated lookups feed the interaction directly: the exchange waits only for the others
     # (HugeCTR's infrequent network forward waits for its model forward, not the frequent one).
     exchanged, local_fwd = bld.split_replicated(emb_fwd)

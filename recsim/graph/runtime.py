@@ -267,6 +267,13 @@ class Runtime(ABC):
         pipeline, ahead of the step (the graph builder then moves each backward's sort there)."""
         return False
 
+    def backward_index_overlap(self, plan: Plan) -> bool:
+        """Whether the framework sorts and deduplicates each embedding backward's indices (for its
+        weight gradient) on a side stream once the embedding forward is done, so that the sort
+        overlaps the dense forward and backward, and the backward waits for it (the graph builder
+        puts the sort on a compute lane of its own, ``recsim.graph.build.LANE_INDEX``)."""
+        return False
+
     def global_batch_input(self, plan: Plan) -> bool:
         """Whether every rank of ``plan`` gets the whole global batch's input, read once per node
         and copied to its GPUs, rather than its own samples and an all-to-all of the indices."""
@@ -447,6 +454,20 @@ class Fused(Runtime):
         # DLRM configs run it); its other embeddings sort inside the step. An atomic backward
         # (``atomic_embedding_update``, SGD) has nothing to sort (``ir.sorts_ahead``).
         return "routed_rows" in plan_features(plan)
+
+    def backward_index_overlap(self, plan: Plan) -> bool:
+        # HugeCTR's embedding collection with intra-iteration overlap (NVIDIA's MLPerf DLRM-DCNv2
+        # samples/dlrm/train.py, which the v4.0 submission's Dockerfile builds from HugeCTR
+        # v24.04.00: CreateSolver(train_intra_iteration_overlap=True), use_embedding_collection=True)
+        # runs ``ebc_mp_backward_index_calculation`` and ``ebc_dp_backward_index_calculation`` (the
+        # key sort and dedup for the weight gradient) on its "dp" stream, waiting only for the
+        # embedding forward, while ``network_graph`` (the dense forward and backward) runs on the
+        # default stream; ``mp_local_reduce`` (the backward) waits for them
+        # (HugeCTR/src/pybind/model_pipeline.cpp, ``create_train_pipeline_with_ebc``). The sort and
+        # the dense layers do not share the SMs in the model (as compute and copies do not): the
+        # sort is a fraction of the dense work. The hybrid embedding sorts in its data reader
+        # (``presorts_indices``) instead.
+        return "routed_rows" not in plan_features(plan)
 
     def global_batch_input(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding works out on every GPU which samples of the global batch need

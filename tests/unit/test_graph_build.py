@@ -647,6 +647,39 @@ def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_g
     assert host["dispatch:cross0"] == [0.0, 0.0]
 
 
+def test_hugectr_sorts_the_backward_indices_on_a_side_lane_after_the_embedding_forward(tiny):
+    # HugeCTR's embedding collection with intra-iteration overlap runs the backward's index
+    # calculation on its "dp" stream after the embedding forward, beside the dense forward and
+    # backward; the embedding backward (mp_local_reduce) waits for it (model_pipeline.cpp). tiny's
+    # tables are HBM with a sorting optimizer: each backward lookup gets one sort on LANE_INDEX.
+    from recsim.graph.build import LANE_INDEX
+    from recsim.graph.ir import Stream
+
+    wl = _tiny_dcnv2(tiny)
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    g.validate()
+    for rank in (0, 1):
+        nodes = list(g.rank_nodes(rank))
+        forward = [n.id for n in nodes if n.name.startswith("emb_forward")]
+        backward = [n for n in nodes if n.name.startswith("emb_backward")]
+        sorts = [n for n in nodes if n.name.startswith("emb_index_sort")]
+        assert forward and len(sorts) == len(backward) == 1
+        (sort,), (bwd,) = sorts, backward
+        assert sort.name == bwd.name.replace("emb_backward", "emb_index_sort")
+        assert (sort.stream, sort.lane, sort.phase) == (Stream.COMPUTE, LANE_INDEX, "backward")
+        assert sorted(sort.deps) == sorted(forward)  # the embedding forward only, not the dense part
+        assert (sort.op.pass_, sort.op.presorted, bwd.op.presorted) == ("sort", False, True)
+        assert sort.id in bwd.deps
+        # Nothing else of the rank runs on that lane.
+        assert [n.id for n in nodes if n.lane == LANE_INDEX and n.stream is Stream.COMPUTE] == [sort.id]
+    # PyTorch's runtimes sort inside the backward lookup, on the compute stream's one lane.
+    wl = _tiny_dcnv2(tiny, "eager")
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    assert not [n for n in g.nodes if n.name.startswith("emb_index_sort")]
+    assert {n.lane for n in g.nodes if n.stream is Stream.COMPUTE} == {0}
+    assert all(not n.op.presorted for n in g.nodes if n.name.startswith("emb_backward"))
+
+
 def test_the_input_all_to_all_and_h2d_copy_carry_ids_of_the_workloads_index_dtype(tiny):
     # A reviewer's find: ids were always 8 B (int64), but the MLPerf DLRM-DCNv2 reference's loader
     # carries int32 ids (multi_hot_criteo.py) and HugeCTR's raw format uint32 ones. tiny: local
