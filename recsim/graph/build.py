@@ -148,6 +148,9 @@ LANE_INPUT = 2
 # "dp" stream). Each is an in-order queue that runs beside lane 0; the engines do not share the SMs
 # between them, as they do not between compute and the copy stream.
 LANE_INDEX = 1
+# The weight-gradient GEMMs of DCNv2 cross layers (``Runtime.async_cross_wgrad``: HugeCTR's
+# "cross_layer_wgrad" stream).
+LANE_WGRAD = 2
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ class _Builder:
         # arguments of ``_layer_op``. The layers of ``ops``'s own workload (a cost memo's, shared
         # by the evaluations of a planner or sweep) are made once for all its graphs, as its
         # lookups are (``ShardOps.layer_ops``); another workload object's, once per graph.
-        self._layer_ops: dict[tuple[int, int, float, str, bool, bool, bool], tuple[Layer, LayerOps]] = (
+        self._layer_ops: dict[tuple[int, int, float, str, bool, bool, bool, bool], tuple[Layer, LayerOps]] = (
             self.ops.layer_ops if self.ops.w is workload else {}
         )
         # Folded ranks (module docstring): the ranks whose nodes are not made, their
@@ -314,14 +317,22 @@ class _Builder:
         backward: bool,
         input_grad: bool = True,
         closes_stack: bool = False,
+        async_wgrad: bool = False,
     ) -> LayerOps:
         """``dense_layer_ops(layer, b, s, precision, ...)``, made once per layer and arguments."""
-        key = (id(layer), b, s, precision, backward, input_grad, closes_stack)
+        key = (id(layer), b, s, precision, backward, input_grad, closes_stack, async_wgrad)
         hit = self._layer_ops.get(key)
         if hit is not None and hit[0] is layer:
             return hit[1]
         ops = dense_layer_ops(
-            layer, b, s, precision, backward=backward, input_grad=input_grad, closes_stack=closes_stack
+            layer,
+            b,
+            s,
+            precision,
+            backward=backward,
+            input_grad=input_grad,
+            closes_stack=closes_stack,
+            async_wgrad=async_wgrad,
         )
         self._layer_ops[key] = (layer, ops)
         return ops
@@ -987,6 +998,23 @@ def _layer_op(
     )
 
 
+def _input_grad_op(layer: Layer, b: int, s: float, precision: str) -> Compute:
+    """A linear layer's input gradient alone, ``dX[b, in] = dY[b, out] W^T``: one GEMM (its shapes
+    are the product's, ``recsim.cost.compute.gemm_kernels``), reading the output's gradient and the
+    weights, writing the input's gradient. The weight gradient is then a node of its own
+    (``_layer_op`` without ``input_grad``)."""
+    m, k, n = b, layer.in_features, layer.out_features
+    return Compute(
+        op=f"{layer.op}_dgrad",
+        flops=layer.flops * b,
+        bytes_read=(m * n + k * n) * s,
+        bytes_written=m * k * s,
+        dtype=precision,
+        shapes=((m, n), (n, k)),
+        category="gemm",
+    )
+
+
 #: One dense layer's op as the builder emits it (the planner prices a model-parallel bottom MLP's).
 dense_layer_op = _layer_op
 
@@ -1003,17 +1031,28 @@ def dense_layer_ops(
     backward: bool,
     input_grad: bool = True,
     closes_stack: bool = False,
+    async_wgrad: bool = False,
 ) -> LayerOps:
     """The nodes of a dense layer for a batch of ``b``: one (``_layer_op``), or a DCNv2 cross
     layer's GEMMs and element-wise kernel (``_cross_layer_ops``; ``closes_stack``: the stack's
-    first layer, whose backward ends the stack's)."""
+    first layer, whose backward ends the stack's; ``async_wgrad``: its backward's input- and
+    weight-gradient GEMMs as nodes of their own)."""
     if layer.op == "dcnv2":
-        return _cross_layer_ops(layer, b, s, precision, backward=backward, closes_stack=closes_stack)
+        return _cross_layer_ops(
+            layer, b, s, precision, backward=backward, closes_stack=closes_stack, async_wgrad=async_wgrad
+        )
     return (("", _layer_op(layer, b, s, precision, backward=backward, input_grad=input_grad)),)
 
 
 def _cross_layer_ops(
-    layer: Layer, b: int, s: float, precision: str, *, backward: bool, closes_stack: bool
+    layer: Layer,
+    b: int,
+    s: float,
+    precision: str,
+    *,
+    backward: bool,
+    closes_stack: bool,
+    async_wgrad: bool = False,
 ) -> LayerOps:
     """A DCNv2 cross layer ``x_{l+1} = x0 * (U (V x_l) + bias) + x_l`` on ``b x W`` inputs with
     rank ``r``, as the kernels both runtimes run for it: two GEMMs and element-wise work.
@@ -1036,7 +1075,12 @@ def _cross_layer_ops(
     their unfused kernels (``recsim.graph.runtime._cross_epilogue``). Forward FLOPs sum to the
     layer's (``4 W r + 3 W`` per sample: the bias add is counted with the element-wise kernel);
     backward, the two GEMM pairs' ``8 W r`` plus the element-wise ``3 W`` (``+ W`` for the stack's
-    closing add)."""
+    closing add).
+
+    ``async_wgrad`` (HugeCTR's ``async_wgrad``, ``Runtime.async_cross_wgrad``): the backward as
+    ``fused_mul_fma3``, then the U and V projections' input gradients (``_u_dgrad``, ``_v_dgrad``),
+    then their weight gradients (``_u_wgrad``, ``_v_wgrad``), each GEMM a node of its own, for the
+    graph builder to put the weight gradients on a lane of their own (``_dense_chain``)."""
     w, r = layer.in_features, layer.low_rank
     v = Layer(f"{layer.name}_v", layer.part, "linear", w, r, 2.0 * w * r, w * r)
     u = Layer(f"{layer.name}_u", layer.part, "linear", r, w, 2.0 * r * w, r * w + w)
@@ -1052,6 +1096,14 @@ def _cross_layer_ops(
     if closes_stack:  # the zeroed accumulator (a write) and the closing add (reads 2, writes 1)
         flops, read, written = flops + b * w, read + 2 * size, written + 2 * size
     elementwise = Compute("dcnv2_bwd", flops, read, written, precision, ((b, w),), "elementwise")
+    if async_wgrad:
+        return (
+            ("", elementwise),
+            ("_u_dgrad", _input_grad_op(u, b, s, precision)),
+            ("_v_dgrad", _input_grad_op(v, b, s, precision)),
+            ("_u_wgrad", _layer_op(u, b, s, precision, backward=True, input_grad=False)),
+            ("_v_wgrad", _layer_op(v, b, s, precision, backward=True, input_grad=False)),
+        )
     return (
         ("", elementwise),
         ("_u", _layer_op(u, b, s, precision, backward=True)),
@@ -1145,7 +1197,8 @@ def build_training_step(
     chain_ops = [op for _, op, _ in entries]
     chain_phases = [phase for _, _, phase in entries]
     chain_size = len(entries)
-    computes, zeros = [Stream.COMPUTE] * chain_size, [0] * chain_size
+    computes = [Stream.COMPUTE] * chain_size
+    chain_lanes = [chain.lanes.get(k, 0) for k in range(chain_size)]
     columns = bld.columns
     # Each rank's first id: its chain's gradients are the chain's (``chain.grads``) at that offset.
     chain_base: dict[int, int] = {}
@@ -1161,17 +1214,19 @@ def build_training_step(
             # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
             joined = [*joins[r], *[base + d for d in chain.joined_extra]]
             deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
+        for k, more in chain.extra_deps.items():  # backward nodes: never ``joined_at``
+            deps[k] = (*deps[k], *[base + d for d in more])
         columns.ids.extend(range(base, base + chain_size))
         columns.ranks.extend([r] * chain_size)
         columns.names.extend(chain_names)
         columns.streams.extend(computes)
         columns.ops.extend(chain_ops)
         columns.deps.extend(deps)
-        columns.lanes.extend(zeros)
+        columns.lanes.extend(chain_lanes)
         columns.phases.extend(chain_phases)
         bld.next_id = base + chain_size
         emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
-        last_bwd[r] = [base + chain.last]
+        last_bwd[r] = [base + chain.last, *[base + d for d in chain.last_extra]]
         chain_base[r] = base
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
@@ -1349,7 +1404,9 @@ class _DenseChain:
     for (-1: none), except node ``joined_at``, which waits for the rank's exchanged embeddings and
     ``joined_extra`` (the last bottom layer's forward); ``emb_grad_ready``: the node(s) after which
     the embedding gradients exist; ``last``: the last backward node; ``grads``: (layer, bytes,
-    node) of each layer with parameters, in backward order.
+    node) of each layer with parameters, in backward order; ``lanes``: the compute lane of each
+    node not on lane 0 (``LANE_WGRAD``); ``extra_deps``: the nodes some nodes wait for besides
+    ``deps``'s; ``last_extra``: those the backward's end waits for besides ``last``.
     """
 
     entries: list[tuple[str, Compute, str]]
@@ -1359,6 +1416,9 @@ class _DenseChain:
     emb_grad_ready: list[int]
     last: int
     grads: list[tuple[str, float, int]]
+    lanes: dict[int, int] = dataclasses.field(default_factory=dict)
+    extra_deps: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    last_extra: list[int] = dataclasses.field(default_factory=list)
 
 
 def _dense_chain(
@@ -1397,20 +1457,62 @@ def _dense_chain(
     prev = len(entries) - 1
     emb_grad_ready: list[int] = []
     grads: list[tuple[str, float, int]] = []
+    lanes: dict[int, int] = {}
+    extra: dict[int, tuple[int, ...]] = {}
+
+    def push(name: str, op: Compute, dep: int, more: Sequence[int] = ()) -> int:
+        deps.append(dep)
+        if more:
+            extra[len(entries)] = tuple(more)
+        entries.append((name, op, "backward"))
+        return len(entries) - 1
+
     # The first cross layer's backward ends its stack's (``_cross_layer_ops``).
     first_cross = next((x for x in after if x.op == "dcnv2"), None)
+    # HugeCTR's async weight gradients of the cross layers (``Runtime.async_cross_wgrad``): each
+    # layer's two weight-gradient GEMMs on ``LANE_WGRAD``, after its input-gradient GEMMs. Both kinds
+    # of GEMM fill the SMs, so one does not run beside another for free: the next cross layer's
+    # input-gradient GEMMs wait for them (``wgrad_done``), and they overlap only that layer's
+    # memory-bound ``fused_mul_fma3``. The stack's end waits for the last layer's (``join``: HugeCTR
+    # joins the wgrad stream after the closing ``matrix_add``), which then hide nothing.
+    async_wgrad = bld.runtime is not None and bld.runtime.async_cross_wgrad
+    wgrad_done: list[int] = []
+    join: list[int] = []
     for layer in reversed([*bottom, *after]):
         if layer.part == "bottom" and not emb_grad_ready:
-            emb_grad_ready = [prev]  # the interaction's backward made the embedding grads
+            # the interaction's backward made the embedding grads
+            emb_grad_ready = [prev, *join]
         # The first bottom layer reads the dense features, which need no gradient.
         first = bool(bottom) and layer is bottom[0]
+        crossed = async_wgrad and layer.op == "dcnv2"
         ops = bld.layer_ops(
-            layer, b, s, precision, backward=True, input_grad=not first, closes_stack=layer is first_cross
+            layer,
+            b,
+            s,
+            precision,
+            backward=True,
+            input_grad=not first,
+            closes_stack=layer is first_cross,
+            async_wgrad=crossed,
         )
+        if crossed:
+            (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad) = ops
+            k = push(f"{layer.name}_bwd", fma3, prev, join)
+            k = push(f"{layer.name}_u_dgrad_bwd", u_dgrad, k, wgrad_done)
+            prev = push(f"{layer.name}_v_dgrad_bwd", v_dgrad, k)
+            lanes[push(f"{layer.name}_u_wgrad_bwd", u_wgrad, prev)] = LANE_WGRAD
+            last_wgrad = push(f"{layer.name}_v_wgrad_bwd", v_wgrad, prev)
+            lanes[last_wgrad] = LANE_WGRAD
+            # The lane runs in order: its last node is both weight gradients done.
+            wgrad_done, join = [last_wgrad], []
+            if layer is first_cross:
+                wgrad_done, join = [], [last_wgrad]
+            if layer.params:
+                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], last_wgrad))
+            continue
         for suffix, op in ops:
-            deps.append(prev)
-            prev = len(entries)
-            entries.append((f"{layer.name}{suffix}_bwd", op, "backward"))
+            prev = push(f"{layer.name}{suffix}_bwd", op, prev, join)
+            join = []
         # A layer's gradients are ready after its last backward node.
         if layer.params:
             grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], prev))
@@ -1419,9 +1521,12 @@ def _dense_chain(
         deps,
         joined_at,
         list(bottom_ids.values())[-1:],
-        emb_grad_ready or [prev],
+        emb_grad_ready or [prev, *join],
         prev,
         grads,
+        lanes,
+        extra,
+        join,
     )
 
 

@@ -169,6 +169,9 @@ class Runtime(ABC):
     #: puts them on it; the runtime pass orders them as the program issues them). False: each kind
     #: queues on a lane of its own.
     shared_comm_queue: ClassVar[bool] = False
+    #: Whether the framework runs a DCNv2 cross layer's backward weight-gradient GEMMs on a stream
+    #: of their own, beside the input-gradient chain (``recsim.graph.build._dense_chain``).
+    async_cross_wgrad: ClassVar[bool] = False
     #: Whether the next batch's input dist waits for the H2D copy of the previous step rather than
     #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch
     #: i + 1's indices (already on the device) and trains on batch i.
@@ -399,6 +402,17 @@ class Fused(Runtime):
     # NVIDIA's MLPerf DLRM recipes reduce gradients across nodes in the InfiniBand switches (SHARP,
     # NCCL_COLLNET_ENABLE=1): CollNet where the cluster switches reduce in the network.
     gradient_all_reduce = "collnet"
+
+    # HugeCTR's cross layers with async weight gradients: NVIDIA's MLPerf DLRM-DCNv2 train.py
+    # (samples/dlrm/train.py, HugeCTR v24.04.00 in the v4.0 submission) builds MultiCross with
+    # DenseLayerComputeConfig(async_wgrad=True); MultiCrossBackwardFunctorv2 (src/layers/
+    # multi_cross_layer.cu; read in the ROCm port, chriscai-amd/training_results_v5.1
+    # hugectr_rocm_port) runs fused_mul_fma3, the dH GEMM and the dY GEMM on the dgrad stream and
+    # the two weight-gradient GEMMs on its "cross_layer_wgrad" stream, forked after the fma3 and
+    # after the dH GEMM and joined after the stack's closing matrix_add. The graph builder lets
+    # them overlap only the next layer's element-wise kernel (``_dense_chain``: two GEMMs would
+    # share the SMs, which the engines do not model).
+    async_cross_wgrad = True
 
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         out = super().unsupported(plan, workload)

@@ -79,7 +79,9 @@ def test_step_dependencies_follow_torchrec(tiny):
     assert named(g, 0, "bottom0_fwd").deps == ()  # overlaps the embedding lookups
     assert named(g, 0, "input_dist").stream is Stream.COMM
     emb_bwd = named(g, 0, "emb_backward:a")
-    assert {by_id[d].name for d in emb_bwd.deps} == {"a2a_bwd"}
+    # tiny runs on the fused runtime: HugeCTR's backward also waits for its index calculation
+    # (``Runtime.backward_index_overlap``).
+    assert {by_id[d].name for d in emb_bwd.deps} == {"a2a_bwd", "emb_index_sort:a"}
     opt = named(g, 0, "dense_optimizer")
     assert "allreduce_bucket0" in {by_id[d].name for d in opt.deps}
 
@@ -574,13 +576,16 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     g.validate()
     names = [n.name for n in g.rank_nodes(0) if isinstance(n.op, Compute)]
     cross = [x for x in names if x.startswith("cross")]
+    # HugeCTR's backward: each GEMM a node of its own (async weight gradients, the wiring in
+    # ``test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own``).
+    bwd = ("_bwd", "_u_dgrad_bwd", "_v_dgrad_bwd", "_u_wgrad_bwd", "_v_wgrad_bwd")
     assert cross == [
         *("cross0_v_fwd", "cross0_u_fwd", "cross0_fwd", "cross1_v_fwd", "cross1_u_fwd", "cross1_fwd"),
-        *("cross1_bwd", "cross1_u_bwd", "cross1_v_bwd", "cross0_bwd", "cross0_u_bwd", "cross0_v_bwd"),
+        *(f"cross1{x}" for x in bwd),
+        *(f"cross0{x}" for x in bwd),
     ]
-    for block in (cross[:6], cross[6:]):  # a chain in each pass: each waits for the one before
-        for a, b in pairwise(block):
-            assert named(g, 0, a).id in named(g, 0, b).deps
+    for a, b in pairwise(cross[:6]):  # a chain forward: each waits for the one before
+        assert named(g, 0, a).id in named(g, 0, b).deps
     v, u, e = (named(g, 0, f"cross0{s}_fwd").op for s in ("_v", "_u", ""))
     assert (v.flops, v.bytes_read, v.bytes_written, v.shapes) == (
         288,
@@ -601,15 +606,20 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     # Backward: dX and dW of each projection (4 b W r FLOPs each pair) and HugeCTR's fused_mul_fma3
     # (reads dY, x0, h and x0's accumulated gradient; writes S0 and that gradient); the stack's
     # first layer also zeroes that accumulator and adds it to the residual chain's gradient.
-    ub, vb = named(g, 0, "cross1_u_bwd").op, named(g, 0, "cross1_v_bwd").op
-    assert gemm_kernels(ub) == (GemmShape(1, 4, 3, 12), GemmShape(1, 3, 12, 4))
-    assert gemm_kernels(vb) == (GemmShape(1, 4, 12, 3), GemmShape(1, 12, 3, 4))
+    ud, vd, uw, vw = (named(g, 0, f"cross1_{x}_bwd").op for x in ("u_dgrad", "v_dgrad", "u_wgrad", "v_wgrad"))
+    assert gemm_kernels(ud) == (GemmShape(1, 4, 3, 12),)  # dH = dY U: [4, 12] x [12, 3]
+    assert gemm_kernels(uw) == (GemmShape(1, 3, 12, 4),)  # dU = H^T dY
+    assert gemm_kernels(vd) == (GemmShape(1, 4, 12, 3),)  # dX = dH V^T: [4, 3] x [3, 12]
+    assert gemm_kernels(vw) == (GemmShape(1, 12, 3, 4),)  # dV = X^T dH
+    # an input gradient reads the output's gradient and the weights, writes the input's
+    assert (ud.bytes_read, ud.bytes_written) == ((48 + 36) * 4, 12 * 4)
+    assert (vd.bytes_read, vd.bytes_written) == ((12 + 36) * 4, 48 * 4)
     e1, e0 = named(g, 0, "cross1_bwd").op, named(g, 0, "cross0_bwd").op
     assert (e1.flops, e1.bytes_read, e1.bytes_written) == (144, 4 * 192, 2 * 192)
     assert (e0.flops, e0.bytes_read, e0.bytes_written) == (144 + 48, 6 * 192, 4 * 192)
-    assert ub.flops + vb.flops + e1.flops == 2 * 4 * layer.flops - 144
+    assert ud.flops + vd.flops + uw.flops + vw.flops + e1.flops == 2 * 4 * layer.flops - 144
     # The gradients: bottom 76, cross 2 x 84, top 12 x 6 + 6 + 7 = 85 parameters, each cross
-    # layer's ready after its V projection's backward (its last node).
+    # layer's ready after its V projection's weight gradient (its lane's last node).
     (bucket,) = [n for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
     assert bucket.op.bytes == (76 + 2 * 84 + 85) * 4
     g = build_training_step(
@@ -618,7 +628,53 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     ready = [
         g.by_id[d].name for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket") for d in n.deps
     ]
-    assert ready[:3] == ["top0_bwd", "cross1_v_bwd", "cross0_v_bwd"]
+    assert ready[:3] == ["top0_bwd", "cross1_v_wgrad_bwd", "cross0_v_wgrad_bwd"]
+
+
+def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
+    # HugeCTR's MultiCrossBackwardFunctorv2 with async_wgrad: fused_mul_fma3, dH and dX GEMMs on
+    # the dgrad stream, the weight gradients on "cross_layer_wgrad", joined at the stack's end.
+    # Contended: a layer's weight gradients follow its input gradients and the next layer's
+    # input-gradient GEMM waits for them, so they overlap only that layer's fma3.
+    from recsim.graph.build import LANE_WGRAD
+
+    wl = _tiny_dcnv2(tiny)
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    g.validate()
+
+    def deps(name):
+        return sorted(g.by_id[d].name for d in named(g, 0, name).deps)
+
+    assert deps("cross1_bwd") == ["top0_bwd"]
+    assert deps("cross1_u_dgrad_bwd") == ["cross1_bwd"]  # the stack's first: nothing to wait for
+    assert deps("cross1_v_dgrad_bwd") == ["cross1_u_dgrad_bwd"]
+    assert deps("cross1_u_wgrad_bwd") == deps("cross1_v_wgrad_bwd") == ["cross1_v_dgrad_bwd"]
+    assert deps("cross0_bwd") == ["cross1_v_dgrad_bwd"]  # beside cross1's weight gradients
+    assert deps("cross0_u_dgrad_bwd") == ["cross0_bwd", "cross1_v_wgrad_bwd"]
+    assert deps("cross0_v_dgrad_bwd") == ["cross0_u_dgrad_bwd"]
+    assert deps("cross0_u_wgrad_bwd") == deps("cross0_v_wgrad_bwd") == ["cross0_v_dgrad_bwd"]
+    # The stack's end joins the wgrad lane: the embeddings' gradients and the bottom MLP wait for it.
+    assert deps("bottom1_bwd") == ["cross0_v_dgrad_bwd", "cross0_v_wgrad_bwd"]
+    lanes = {n.name: n.lane for n in g.rank_nodes(0) if n.stream is Stream.COMPUTE and n.lane}
+    wgrads = [f"cross{k}_{p}_wgrad_bwd" for k in (1, 0) for p in ("u", "v")]
+    assert {x: lane for x, lane in lanes.items() if not x.startswith("emb_index_sort")} == dict.fromkeys(
+        wgrads, LANE_WGRAD
+    )
+    # The PyTorch runtimes keep each projection's backward as one node, on lane 0.
+    wl = _tiny_dcnv2(tiny, "cuda_graphs")
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    cross = [n for n in g.rank_nodes(0) if n.name.startswith("cross") and n.name.endswith("_bwd")]
+    names = [n.name for n in cross]
+    assert names == [
+        "cross1_bwd",
+        "cross1_u_bwd",
+        "cross1_v_bwd",
+        "cross0_bwd",
+        "cross0_u_bwd",
+        "cross0_v_bwd",
+    ]
+    for a, b in pairwise(cross):
+        assert b.deps == (a.id,) and a.lane == b.lane == 0
 
 
 def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_gemms(tiny):
