@@ -44,6 +44,7 @@ from recsim.errors import InfeasibleError, SimulationError, TraceError
 from recsim.graph.build import (
     DENSE_INPUT_BYTES,
     LANE_EMBEDDING,
+    LANE_WGRAD,
     OPTIMIZER_FLOPS_PER_PARAM,
     OPTIMIZER_STATE,
     BuildOptions,
@@ -975,6 +976,7 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
     name, workload_name, nodes, plan_name, runtime
 ):
     from recsim.graph.build import _Builder, dense_layer_ops
+    from recsim.graph.runtime import runtime as framework_named
     from recsim.graph.shard_ops import ShardOps, pooled_exchange
     from recsim.workload.spec import DTYPE_BYTES
 
@@ -1026,6 +1028,7 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
                 backward=backward,
                 input_grad=not first,
                 closes_stack=backward and layer is first_cross,
+                async_wgrad=backward and layer.op == "dcnv2" and framework_named(runtime).async_cross_wgrad,
             )
             for suffix, op in made:
                 expected[f"{layer.name}{suffix}{tag}"] = op
@@ -1550,6 +1553,8 @@ def reference_build_training_step(
     framework = _framework(workload)
     bld.runtime = framework
     bld.presort = framework.presorts_indices(plan)
+    # (Since: HugeCTR's backward index calculation on a side lane after the embedding forward.)
+    bld.index_overlap = not bld.presort and framework.backward_index_overlap(plan)
     bld.atomic = framework.atomic_embedding_update(plan, workload.training.embedding_optimizer)
     bld.a2a_algorithm = framework.pooled_all_to_all(plan)
     bld.global_input = framework.global_batch_input(plan)
@@ -1575,6 +1580,7 @@ def reference_build_training_step(
         emb_fwd = bld.embedding_pass(batch, "forward", {}, select=lambda sh: sh.sharding == "data_parallel")
     else:
         emb_fwd = bld.embedding_pass(batch, "forward", {})
+    bld.forward_lookups = emb_fwd
     replicated_fwd = set(bld.replicated.values())
     exchanged = {r: [n for n in ids if n not in replicated_fwd] for r, ids in emb_fwd.items()}
     local_fwd = {r: [n for n in ids if n in replicated_fwd] for r, ids in emb_fwd.items()}
@@ -1616,9 +1622,15 @@ def reference_build_training_step(
         # (Since: a DCNv2 cross layer is its GEMMs and element-wise node, the first one's closing
         # its stack's backward.)
         first_cross = next((x for x in after if x.op == "dcnv2"), None)
+        # (Since: HugeCTR's async cross-layer weight gradients on LANE_WGRAD, contended: the next
+        # layer's dH GEMM waits for them, the stack's end joins them.)
+        wgrad_done: list[int] = []
+        join: list[int] = []
         for layer in reversed(data_parallel + after):
             if layer.part == "bottom" and not emb_grad_ready[r]:
-                emb_grad_ready[r] = list(prev)  # the interaction's backward made the embedding grads
+                # the interaction's backward made the embedding grads
+                emb_grad_ready[r] = [*prev, *join]
+            crossed = framework.async_cross_wgrad and layer.op == "dcnv2"
             # (Since: the first bottom layer's backward computes the weights' gradient only.)
             ops = bld.layer_ops(
                 layer,
@@ -1628,15 +1640,31 @@ def reference_build_training_step(
                 backward=True,
                 input_grad=not (data_parallel and layer is data_parallel[0]),
                 closes_stack=layer is first_cross,
+                async_wgrad=crossed,
             )
-            for suffix, op in ops:
-                nid = bld.add(r, f"{layer.name}{suffix}_bwd", Stream.COMPUTE, op, prev, "backward")
-                prev = [nid]
+            if crossed:
+                (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad) = ops
+                name = layer.name
+                k = bld.add(r, f"{name}_bwd", Stream.COMPUTE, fma3, [*prev, *join], "backward")
+                k = bld.add(r, f"{name}_u_dgrad_bwd", Stream.COMPUTE, u_dgrad, [k, *wgrad_done], "backward")
+                d = bld.add(r, f"{name}_v_dgrad_bwd", Stream.COMPUTE, v_dgrad, [k], "backward")
+                bld.add(r, f"{name}_u_wgrad_bwd", Stream.COMPUTE, u_wgrad, [d], "backward", lane=LANE_WGRAD)
+                nid = bld.add(
+                    r, f"{name}_v_wgrad_bwd", Stream.COMPUTE, v_wgrad, [d], "backward", lane=LANE_WGRAD
+                )
+                prev = [d]
+                wgrad_done, join = ([], [nid]) if layer is first_cross else ([nid], [])
+            else:
+                for suffix, op in ops:
+                    nid = bld.add(
+                        r, f"{layer.name}{suffix}_bwd", Stream.COMPUTE, op, [*prev, *join], "backward"
+                    )
+                    prev, join = [nid], []
             if layer.params:
                 grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, nid))
         if not emb_grad_ready[r]:
-            emb_grad_ready[r] = list(prev)
-        last_bwd[r] = prev
+            emb_grad_ready[r] = [*prev, *join]
+        last_bwd[r] = [*prev, *join]
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce
