@@ -800,8 +800,11 @@ class _Builder:
             pass_, op.tier, op.optimizer, op.atomic
         )
         if sorted_ahead:
-            op = dataclasses.replace(op, presorted=True)
-            sort = dataclasses.replace(op, pass_="sort", presorted=False)
+            made = self.ops.sorted_ops.get(id(op))
+            if made is None or made[0] is not op:
+                presorted = dataclasses.replace(op, presorted=True)
+                made = self.ops.sorted_ops[id(op)] = (op, presorted, dataclasses.replace(op, pass_="sort"))
+            _, op, sort = made
             sort_name = name.replace("emb_backward", "emb_index_sort", 1)
             if self.presort:
                 after = [self.h2d[rank]] if rank in self.h2d else []

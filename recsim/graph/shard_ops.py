@@ -67,8 +67,12 @@ class ShardOps:
         # those alone, made once for every graph (``recsim.graph.build._Builder.layer_ops``; a
         # ``Compute`` costs a microsecond to make).
         self.layer_ops: dict[
-            tuple[int, int, float, str, bool, bool, bool], tuple[Layer, tuple[tuple[str, Compute], ...]]
+            tuple[int, int, float, str, bool, bool, bool, bool], tuple[Layer, tuple[tuple[str, Compute], ...]]
         ] = {}
+        # A backward lookup op's id -> (that op, kept so that its id stays its own; its presorted
+        # copy; its index sort): made once for every graph (``recsim.graph.build._Builder.lookup``),
+        # so that the cost model finds them by identity the next time too.
+        self.sorted_ops: dict[int, tuple[Embedding, Embedding, Embedding]] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
