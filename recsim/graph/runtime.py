@@ -170,7 +170,10 @@ class Runtime(ABC):
     #: queues on a lane of its own.
     shared_comm_queue: ClassVar[bool] = False
     #: Whether the framework runs a DCNv2 cross layer's backward weight-gradient GEMMs on a stream
-    #: of their own, beside the input-gradient chain (``recsim.graph.build._dense_chain``).
+    #: of their own, beside the input-gradient chain (``recsim.graph.build._dense_chain``). The
+    #: engines do not share the SMs between a rank's queues, and a GEMM beside a GEMM would run
+    #: nearly as slowly as after it (each fills the SMs), so the builder lets the weight gradients
+    #: overlap only the next layer's memory-bound element-wise kernel: contended, not free.
     async_cross_wgrad: ClassVar[bool] = False
     #: Whether the next batch's input dist waits for the H2D copy of the previous step rather than
     #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch
@@ -274,7 +277,9 @@ class Runtime(ABC):
         """Whether the framework sorts and deduplicates each embedding backward's indices (for its
         weight gradient) on a side stream once the embedding forward is done, so that the sort
         overlaps the dense forward and backward, and the backward waits for it (the graph builder
-        puts the sort on a compute lane of its own, ``recsim.graph.build.LANE_INDEX``)."""
+        puts the sort on a compute lane of its own, ``recsim.graph.build.LANE_INDEX``). The sort
+        and the dense kernels beside it do not share the SMs in the model, as compute and the copy
+        stream do not: neither engine models contention between a rank's queues."""
         return False
 
     def global_batch_input(self, plan: Plan) -> bool:
