@@ -716,18 +716,22 @@ def _python_rounds(
     order; ``recsim.graph.schedule``)."""
     successors = dst.tolist()
     start = out_end - out_count
-    stop = out_end.tolist()
-    first = start.tolist()
+    # Vertex ``v``'s successors are ``successors[bounds[v]:bounds[v + 1]]`` (the rows are contiguous
+    # by source): one list of ints for both ends of the slice, where two cost twice the conversion.
+    bounds = out_end.tolist()
+    bounds.insert(0, 0)
     left = pending.tolist()
     # Most vertices have one successor (a rank's chain of layers) that has no other predecessor:
     # such a vertex releases it outright (its ``left`` is 1 and no other edge reads it), read
-    # directly rather than through a slice of one (-1: not such a vertex; the others take the
-    # slice, which counts down as before).
+    # directly rather than through a slice of one. A vertex whose one successor waits for others
+    # too (a DCNv2 layer's input-gradient GEMM waits for the previous layer's weight gradients on
+    # their side lane; a queue's next node that also waits for a collective) is read directly as
+    # well, its successor stored as ``-2 - t``: its count goes down as the slice's loop would, in
+    # the same place of the round, without the slice. -1: the others, which take the slice.
     solo_array = np.full(out_count.size, -1, dtype=np.intp)
     one = np.flatnonzero(out_count == 1)
     successor = dst[start[one]]
-    alone = pending[successor] == 1
-    solo_array[one[alone]] = successor[alone]
+    solo_array[one] = np.where(pending[successor] == 1, successor, -2 - successor)
     solo = solo_array.tolist()
     frontier: list[int] = np.flatnonzero(pending == 0).tolist()
     order: list[int] = []
@@ -748,7 +752,14 @@ def _python_rounds(
                 release(t)
                 continue
             mixed = True
-            for t in successors[first[v] : stop[v]]:
+            if t < -1:
+                t = -2 - t
+                count = left[t] - 1
+                left[t] = count
+                if not count:
+                    release(t)
+                continue
+            for t in successors[bounds[v] : bounds[v + 1]]:
                 count = left[t] - 1
                 left[t] = count
                 if not count:

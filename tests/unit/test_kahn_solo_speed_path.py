@@ -12,7 +12,7 @@ import pytest
 from recsim.graph import index as index_module
 from recsim.graph.build import build_training_step
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
+from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, Node, Stream
 from recsim.graph.steps import ChainedGraph, chain_steps
 from tests.unit.test_analytic_speed_paths import random_graph
 from tests.unit.test_shared_memo_speed_paths import CONFIGS, _setup
@@ -102,3 +102,33 @@ def test_python_rounds_match_the_previous_code_on_chained_steps(
     _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
     step = build_training_step(workload, plan, options, memo.shard_ops)
     assert_same_python_rounds(ChainedGraph.lazy(step, 3).index(), monkeypatch)
+
+
+def test_python_rounds_match_the_previous_code_with_side_lanes(monkeypatch):
+    """The fused runtime's side lanes (``LANE_INDEX``'s index sorts, ``LANE_WGRAD``'s weight
+    gradients): a node whose only successor waits for a side-lane node too (read without a slice,
+    ``_python_rounds``' ``-2 - t``), in the same order as the previous code, on the step graph and on
+    chained steps."""
+    from recsim.graph.build import LANE_INDEX, LANE_WGRAD
+
+    _, workload, plan, memo, options = _setup(*CONFIGS[0])
+    step = build_training_step(workload, plan, options, memo.shard_ops)
+    lanes = {n.lane for n in step.nodes if n.stream == Stream.COMPUTE}
+    assert {LANE_INDEX, LANE_WGRAD} <= lanes  # the fused runtime's side lanes are in the graph
+    for index in (GraphIndex.of(step), ChainedGraph.lazy(step, 3).index()):
+        with monkeypatch.context() as patch:
+            assert_same_python_rounds(index, patch)
+    # Each rank: a chain of eight kernels and a side-lane kernel after the first, which the fourth
+    # waits for too; the side-lane kernel's and the third kernel's one successor (the fourth) then
+    # has two predecessors, the case read without a slice.
+    nodes: list[Node] = []
+    for r in range(3):
+        base = len(nodes)
+        side = base + 8
+        for i in range(8):
+            deps = () if i == 0 else (base + i - 1, side) if i == 3 else (base + i - 1,)
+            nodes.append(Node(base + i, r, f"k{i}", Stream.COMPUTE, Compute("x"), deps))
+        nodes.append(Node(side, r, "w", Stream.COMPUTE, Compute("x"), (base,), lane=LANE_WGRAD))
+    index = GraphIndex.of(ExecutionGraph(3, nodes))
+    with monkeypatch.context() as patch:
+        assert_same_python_rounds(index, patch)
