@@ -16,7 +16,10 @@ collective group or split vector: the first evaluation's own copy of it), and th
 the access models of the evaluation that made them; no graph or op stays alive. DES runs also
 leave their schedules here, the last ``DES_SCHEDULES`` of them, by plan and run options
 (``recsim.engine.simulate``): the same plan simulated with the same options is the same schedule,
-so the DES finalist ``auto`` picks is not simulated again by the run that follows. The
+so the DES finalist ``auto`` picks is not simulated again by the run that follows. Analytic
+evaluations leave the Kahn rounds of their graphs' structure (``kahn_rounds``), the last
+``KAHN_ROUNDS`` of them: a sweep's points and a benchmark's repeats build the same graph again, and
+its rounds, a function of the dependency arrays alone, are found by comparing those arrays. The
 memo is bound to its system and workload objects: a ``CostModel`` for another pair refuses it
 (``ValueError``), since its costs would not be those of the other system. It is a plain cache
 owned by its caller, not shared state: nothing else reaches it.
@@ -27,11 +30,15 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from recsim.config.hashing import config_hash
 from recsim.errors import ConfigError
 from recsim.hardware.topology import Topology, build_topology
 
 if TYPE_CHECKING:
+    from recsim.graph.index import GraphIndex, KahnRounds
     from recsim.graph.schedule import Schedule
     from recsim.graph.shard_ops import ShardOps
     from recsim.hardware.system import System
@@ -43,6 +50,15 @@ if TYPE_CHECKING:
 #: default) and one more. A design choice: each is a start and a finish per node of the chained
 #: graph (~10 MB at 512 GPUs), and a finalist let go is only simulated again if it wins.
 DES_SCHEDULES = 4
+
+#: Graph structures whose Kahn rounds a ``CostMemo`` keeps (``CostMemo.kahn_rounds``), and the most
+#: nodes they may have in all. A design choice: the evaluations that repeat a graph (a sweep's
+#: points of one plan, a benchmark's repeats) repeat the last one, and the planner's candidates,
+#: each a graph of its own, would not hit however many were kept; each kept structure is its four
+#: dependency arrays and its rounds (about 80 bytes a node), so the node bound keeps them under
+#: ~100 MB whatever the graph's size (a graph above it is not kept).
+KAHN_ROUNDS = 4
+KAHN_ROUNDS_NODES = 1 << 20
 
 
 class TupleInterner:
@@ -98,6 +114,10 @@ class CostMemo:
         self.traffic: dict[object, object] = {}
         # DES schedules by (plan, run options), oldest first (``des_schedule``).
         self._des_schedules: dict[object, Schedule] = {}
+        # Kahn rounds by graph structure, oldest first (``kahn_rounds``): each entry is the
+        # structure's sizes and dtypes (compared first, for nothing), its dependency arrays (copies:
+        # the index's own may be its caller's) and its rounds.
+        self._kahn_rounds: list[tuple[tuple[object, ...], tuple[npt.NDArray[np.intp], ...], KahnRounds]] = []
 
     def des_schedule(self, key: object) -> Schedule | None:
         """The DES schedule kept under ``key`` (``recsim.engine.simulate``), or None."""
@@ -110,6 +130,35 @@ class CostMemo:
         while len(kept) >= DES_SCHEDULES:
             del kept[next(iter(kept))]
         kept[key] = schedule
+
+    def kahn_rounds(self, index: GraphIndex) -> KahnRounds:
+        """``index.kahn_rounds``, kept on ``index`` too: those of an earlier index of the same
+        structure where this memo keeps them, else worked out and kept (the newest
+        ``KAHN_ROUNDS``). The rounds are a function of the arrays ``GraphIndex.kahn_rounds`` reads
+        alone (the vertices, the queues' previous nodes, the dependencies), compared whole, so a
+        hit is exactly the rounds a fresh build gives; they are only read (``asap_timing``), so one
+        object may serve every evaluation."""
+        known: KahnRounds | None = index.__dict__.get("kahn_rounds")
+        if known is not None:
+            return known
+        arrays = (index.vertex_array, index.prev_in_queue_array, index.dep_flat_array, index.dep_end_array)
+        shape = (index.vertices, *[(a.dtype.str, a.shape) for a in arrays])
+        kept = self._kahn_rounds
+        for at, (kept_shape, kept_arrays, rounds) in enumerate(kept):
+            if kept_shape == shape and all(map(np.array_equal, kept_arrays, arrays)):
+                if at != len(kept) - 1:  # the newest now: the last to be let go
+                    kept.append(kept.pop(at))
+                index._keep(kahn_rounds=rounds)
+                return rounds
+        rounds = index.kahn_rounds
+        if len(arrays[0]) <= KAHN_ROUNDS_NODES:
+            total = len(arrays[0])
+            for _, kept_arrays, _ in kept:
+                total += len(kept_arrays[0])
+            while kept and (len(kept) >= KAHN_ROUNDS or total > KAHN_ROUNDS_NODES):
+                total -= len(kept.pop(0)[1][0])
+            kept.append((shape, tuple(a.copy() for a in arrays), rounds))
+        return rounds
 
     @cached_property
     def topology(self) -> Topology:

@@ -358,6 +358,10 @@ def _run(
         durations = _slowed(index, lengths.tolist(), options.speed_factors)
         lengths = np.asarray(durations, dtype=np.float64)
     timing: Timing | None = None  # the schedule of ``lengths``, once made
+    if options.costs is not None and (options.comm_interference or options.fidelity == "analytic"):
+        # The graph is scheduled below: its Kahn rounds are those of an earlier evaluation of the
+        # same structure where the memo keeps them (a sweep's points, a benchmark's repeats).
+        options.costs.kahn_rounds(index)
     if options.comm_interference:
         timing = asap_timing(index, lengths)
         stretched = stretched_lengths(index, lengths, timing.start, timing.finish)

@@ -9,12 +9,14 @@ import pytest
 
 import recsim.hardware.topology as topology_module
 from recsim.api import make_plan, prepare, simulate_run
-from recsim.cost.memo import DES_SCHEDULES, CostMemo
+from recsim.cost.memo import DES_SCHEDULES, KAHN_ROUNDS, CostMemo
 from recsim.cost.model import CostModel
 from recsim.engine.des import DesCounters
 from recsim.engine.simulate import SimulationOptions, simulate_training
+from recsim.graph.index import GraphIndex, KahnRounds, _kahn_rounds
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.schedule import Schedule
+from recsim.graph.steps import ChainedGraph
 
 PLANS = ("table_wise", "row_wise", "memory_balanced", "table_wise")
 
@@ -229,3 +231,57 @@ def test_the_memo_keeps_the_newest_des_schedules_only() -> None:
     for k, schedule in enumerate(schedules):
         memo.keep_des_schedule(k, schedule)
     assert [memo.des_schedule(k) for k in range(len(schedules))] == [None, None, *schedules[2:]]
+
+
+def _fresh_index(system: object, workload: object, plan_name: str) -> GraphIndex:
+    """A new index of the plan's chained graph (each call its own object, rounds not worked out)."""
+    plan = make_plan(plan_name, workload, system)  # type: ignore[arg-type]
+    graph = simulate_training(system, workload, plan, SimulationOptions()).graph  # type: ignore[arg-type]
+    assert isinstance(graph, ChainedGraph)
+    return graph.index()
+
+
+def _same_rounds(a: KahnRounds, b: KahnRounds) -> bool:
+    arrays = ("order", "rank", "at", "waiting")
+    return (
+        all(getattr(a, name).tolist() == getattr(b, name).tolist() for name in arrays)
+        and a.ends == b.ends
+        and a.runs == b.runs
+        and [x.tolist() for x in a.sources] == [x.tolist() for x in b.sources]
+        and [x.tolist() for x in a.targets] == [x.tolist() for x in b.targets]
+    )
+
+
+def test_kept_kahn_rounds_are_those_of_a_fresh_build_and_serve_only_their_structure() -> None:
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    memo = CostMemo(system, workload)
+    first = _fresh_index(system, workload, "table_wise")
+    kept = memo.kahn_rounds(first)
+    assert kept is first.kahn_rounds
+    # Another index of an equal graph (built again, as the next evaluation does): a hit, kept on
+    # the index for the scheduler, and the rounds a fresh build of its own gives.
+    again = _fresh_index(system, workload, "table_wise")
+    assert again is not first and "kahn_rounds" not in again.__dict__
+    assert memo.kahn_rounds(again) is kept and again.kahn_rounds is kept
+    assert _same_rounds(kept, _kahn_rounds(_fresh_index(system, workload, "table_wise")))
+    # Another plan's graph: no hit, its own rounds.
+    other = _fresh_index(system, workload, "row_wise")
+    rounds = memo.kahn_rounds(other)
+    assert rounds is not kept
+    assert _same_rounds(rounds, _kahn_rounds(_fresh_index(system, workload, "row_wise")))
+    # The same sizes, one dependency moved: the arrays are compared whole, so no hit either.
+    moved = _fresh_index(system, workload, "table_wise")
+    dep_flat = moved.dep_flat_array.copy()
+    dep_flat[-1] = dep_flat[-1] - 1
+    moved._keep(dep_flat_array=dep_flat)
+    rounds = memo.kahn_rounds(moved)
+    assert rounds is not kept and _same_rounds(rounds, _kahn_rounds(moved))
+    assert not _same_rounds(rounds, kept)
+    # The newest ``KAHN_ROUNDS`` structures are kept, the oldest let go.
+    for k in range(KAHN_ROUNDS):
+        shifted = _fresh_index(system, workload, "table_wise")
+        dep_flat = shifted.dep_flat_array.copy()
+        dep_flat[k] = dep_flat[k] - 1
+        shifted._keep(dep_flat_array=dep_flat)
+        memo.kahn_rounds(shifted)
+    assert memo.kahn_rounds(_fresh_index(system, workload, "table_wise")) is not kept
