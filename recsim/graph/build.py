@@ -87,7 +87,7 @@ from recsim.graph.ir import (
     is_uneven_all_to_all,
     sorts_ahead,
 )
-from recsim.graph.shard_ops import PooledExchange, ShardOps, exchange_sums, pooled_exchange
+from recsim.graph.shard_ops import ExchangeEntry, ShardOps, exchange_sums, pooled_exchange
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
 
@@ -208,7 +208,9 @@ class _Builder:
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
         self.ops = ops if ops is not None else ShardOps(workload)
-        self._exchange: PooledExchange | None = None
+        # The plan's exchange, its rows' and columns' sums and its all-to-all parts, as kept in
+        # ``ShardOps.exchanges`` (the first ``pooled_exchange`` reads or makes it).
+        self._exchange: ExchangeEntry | None = None
         self.fused: dict[str, list[tuple[str, float]]] = {}  # fused node table -> (table, lookups)
         # The tables the graph's unfused lookups and updates name (a fused one's are in ``fused``):
         # its metadata lists the parts of tables among them, not every part ``ops`` has made, as
@@ -826,16 +828,26 @@ class _Builder:
         grid) first reduce-scatters its partial pools over ``G``, member ``i`` keeping the samples of
         the ranks ``q`` with ``q mod |G| = i`` (for row-wise over the world that is ``q`` itself;
         inside a node, the ranks of the same local index), which it then sends on in the same
-        all-to-all (``shard_ops.pooled_exchange``, computed once per graph). Backward runs the
-        transpose: the all-to-all, then an all-gather per rank group.
+        all-to-all (``shard_ops.pooled_exchange``, computed once per plan: ``ShardOps.exchanges``).
+        Backward runs the transpose: the all-to-all, then an all-gather per rank group.
         """
         b = self.local_batch(batch)
         comm = wire_bytes_per_value(self.comm_dtype)
         phase = "forward" if forward else "backward"
-        group = tuple(range(self.world))
         if self._exchange is None:
-            self._exchange = pooled_exchange(self.ops, self.plan, batch, comm, self.node_size)
-        exchange = self._exchange
+            # Kept in ``ShardOps.exchanges`` (a cost memo's, shared by the evaluations of a plan):
+            # the matrix and its rows' and columns' sums are worked out once for all its graphs.
+            found_key = (id(self.plan), batch, comm, self.node_size)
+            found = self.ops.exchanges.get(found_key)
+            if found is None or found[0] is not self.plan:
+                made = pooled_exchange(self.ops, self.plan, batch, comm, self.node_size)
+                found = (self.plan, made, [], [], {})
+                if made.any_all_to_all:
+                    rows, columns = exchange_sums(made.rows, sum), exchange_sums(made.columns, sum)
+                    found = (self.plan, made, rows, columns, {})
+                self.ops.exchanges[found_key] = found
+            self._exchange = found
+        _, exchange, row_sums, column_sums, _ = self._exchange
         # TorchRec batches the output dist of every table sharded over the same ranks into one
         # collective (its RW/TWRW dists concatenate the tables' partial pools): one
         # reduce-scatter (forward) and one all-gather (backward) per rank group, of the summed dims.
@@ -862,34 +874,16 @@ class _Builder:
             # the sum of each distinct one worked out once (``sum``, as the op's bytes always were,
             # not the exact sum the planner reads).
             sends, recvs = (exchange.rows, exchange.columns) if forward else (exchange.columns, exchange.rows)
-            totals = exchange_sums(sends, sum)
-            # One part per distinct (row, column) pair of shared tuples, shared by its ranks (a
-            # table-wise plan's ranks without tables all send nothing and receive alike).
-            # Each with whether it is uneven (``is_uneven_all_to_all``, asked once per part rather
-            # than once per folded rank: an op is frozen, and the answer reads only its fields).
-            parts: dict[tuple[int, int], tuple[Collective, bool]] = {}
-            skip = self.skip
-            folded: dict[int, Collective] = {}  # the folded ranks' parts (``_record_folded``)
-            for r in group:
-                send, recv = sends[r], recvs[r]
-                part = parts.get((id(send), id(recv)))
-                if part is None:
-                    made = Collective(
-                        CollectiveOp.ALL_TO_ALL,
-                        key,
-                        group,
-                        totals[r],
-                        self.comm_dtype,
-                        send,
-                        recv,
-                        self.a2a_algorithm,
-                    )
-                    part = parts[(id(send), id(recv))] = (made, is_uneven_all_to_all(made))
-                op, uneven = part
-                if r in skip:  # a folded rank: only its part, for the matrix (as ``add`` keeps it)
-                    if uneven:
-                        folded[r] = op
-                    continue
+            totals = row_sums if forward else column_sums
+            # The ranks' parts and the folded ranks' ones, worked out once per direction, wire dtype,
+            # algorithm and set of folded ranks, and kept with the exchange (``ShardOps.exchanges``):
+            # every graph of the plan lays down the same ops (frozen values) without redoing them.
+            part_key = (forward, self.comm_dtype, self.a2a_algorithm, self.skip)
+            laid = self._exchange[4].get(part_key)
+            if laid is None:
+                laid = self._exchange[4][part_key] = self._a2a_parts(key, sends, recvs, totals)
+            placed, folded = laid
+            for r, op in placed:
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
                 a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
@@ -903,6 +897,48 @@ class _Builder:
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
                     out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
         return out
+
+    def _a2a_parts(
+        self,
+        key: str,
+        sends: Sequence[tuple[float, ...]],
+        recvs: Sequence[tuple[float, ...]],
+        totals: Sequence[float],
+    ) -> tuple[tuple[tuple[int, Collective], ...], dict[int, Collective]]:
+        """The pooled all-to-all ``key``'s part of each rank: (rank, part) of the ranks that get a
+        node, in rank order, and the folded ranks' uneven parts, for the matrix (what ``add`` keeps
+        of a folded rank; ``_record_folded``)."""
+        group = tuple(range(self.world))
+        # One part per distinct (row, column) pair of shared tuples, shared by its ranks (a
+        # table-wise plan's ranks without tables all send nothing and receive alike).
+        # Each with whether it is uneven (``is_uneven_all_to_all``, asked once per part rather
+        # than once per folded rank: an op is frozen, and the answer reads only its fields).
+        parts: dict[tuple[int, int], tuple[Collective, bool]] = {}
+        skip = self.skip
+        placed: list[tuple[int, Collective]] = []
+        folded: dict[int, Collective] = {}
+        for r in group:
+            send, recv = sends[r], recvs[r]
+            part = parts.get((id(send), id(recv)))
+            if part is None:
+                made = Collective(
+                    CollectiveOp.ALL_TO_ALL,
+                    key,
+                    group,
+                    totals[r],
+                    self.comm_dtype,
+                    send,
+                    recv,
+                    self.a2a_algorithm,
+                )
+                part = parts[(id(send), id(recv))] = (made, is_uneven_all_to_all(made))
+            op, uneven = part
+            if r in skip:
+                if uneven:
+                    folded[r] = op
+                continue
+            placed.append((r, op))
+        return tuple(placed), folded
 
     def dense_forward(
         self,

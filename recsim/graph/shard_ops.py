@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.ir import Compute, Embedding
+from recsim.graph.ir import Collective, Compute, Embedding
 from recsim.planner.types import Plan, Shard, dense_gradient
 from recsim.workload.access import access_model
 from recsim.workload.access.model import AccessModel
@@ -73,6 +73,13 @@ class ShardOps:
         # copy; its index sort): made once for every graph (``recsim.graph.build._Builder.lookup``),
         # so that the cost model finds them by identity the next time too.
         self.sorted_ops: dict[int, tuple[Embedding, Embedding, Embedding]] = {}
+        # The builder's pooled exchanges, by (the plan's id, global batch, wire bytes per value,
+        # node size) -> (the plan, kept so that its id stays its own (a frozen value); its
+        # ``pooled_exchange``; the ``sum`` of each of its rows and columns): a function of those
+        # alone, so every graph of the plan reads the one worked out first instead of redoing the
+        # matrix, its shared tuples and their sums; and the builder's all-to-all parts of it
+        # (``recsim.graph.build._Builder.pooled_exchange``).
+        self.exchanges: dict[tuple[int, int, float, int | None], ExchangeEntry] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -307,6 +314,21 @@ class PooledExchange:
         distinct = self.send[firsts]
         expand = np.asarray(which, dtype=np.intp)
         return _shared_tuples(np.ascontiguousarray(distinct.T), expand)
+
+
+# A plan's pooled exchange as the graph builder keeps it (``ShardOps.exchanges``): (the plan; its
+# exchange; the ``sum`` of each row; of each column; by (forward, wire dtype, all-to-all algorithm,
+# folded ranks) -> (rank, all-to-all part) of the ranks with nodes and the folded ranks' uneven parts).
+ExchangeEntry = tuple[
+    Plan,
+    PooledExchange,
+    list[float],
+    list[float],
+    dict[
+        tuple[bool, str, str | None, frozenset[int]],
+        tuple[tuple[tuple[int, Collective], ...], dict[int, Collective]],
+    ],
+]
 
 
 def _shared_tuples(
