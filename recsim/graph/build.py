@@ -87,7 +87,7 @@ from recsim.graph.ir import (
     is_uneven_all_to_all,
     sorts_ahead,
 )
-from recsim.graph.shard_ops import ExchangeEntry, ShardOps, exchange_sums, pooled_exchange
+from recsim.graph.shard_ops import ExchangeEntry, InputEntry, ShardOps, exchange_sums, pooled_exchange
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
 
@@ -388,47 +388,26 @@ class _Builder:
             self.per_rank_feature_input(batch)
             return
         b = self.local_batch(batch)
-        # Every sender sends each owner the same bytes (its local batch's indices for the owner's
-        # shards), so one row of the sender-by-owner table serves all of them: the same sums, in the
-        # same order, as a row per sender. The ranks then share their ops and split tuples (equal
-        # values; the cost model finds equal collectives on shared tuples by identity).
-        row = self._lookup_bytes_row(b)
-        # Every rank reads and copies its local batch's indices and lengths once per table, however
-        # the table is split (the exchange's row is per owner: it left out replicated tables and
-        # counted a column-split table once per block; a tester's and a reviewer's finds).
-        idx_bytes = self._local_lookup_bytes(b)
-        dense = b * self.w.dense_features * DENSE_INPUT_BYTES
-        load_op = Host("data_loading", dense + idx_bytes)
-        h2d_op = Transfer("host", "hbm", dense + idx_bytes)
         skip = self.skip  # folded ranks: no nodes, only their exchange parts (``add``)
+        # The ops are kept in ``ShardOps.inputs`` for every graph of the plan (a cost memo's
+        # ``ShardOps``, of this workload: the figures read its tables), not worked out again.
+        shared = self.ops.w is self.w
+        key = (id(self.plan), b, skip)
+        kept = self.ops.inputs.get(key) if shared else None
+        if kept is None or kept[0] is not self.plan:
+            kept = self._input_ops(b)
+            if shared:
+                self.ops.inputs[key] = kept
+        _, load_op, h2d_op, laid, folded = kept
         for r in range(self.world):
             if r in skip:
                 continue
             load = self.add(r, "data_loading", Stream.HOST, load_op, phase="input")
             self.h2d[r] = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
-        group = tuple(range(self.world))
-        send = tuple([row.get(q, 0.0) for q in group])
-        total = sum(send)
-        # Rank ``r`` receives ``send[r]`` from every sender: one part per distinct value (the sign
-        # in the key keeps -0.0 apart from 0.0), shared by the ranks that receive it.
-        # Each part with whether it is uneven (``is_uneven_all_to_all``, asked once per part rather
-        # than once per folded rank: an op is frozen, and the answer reads only its fields).
-        parts: dict[tuple[float, float], tuple[Collective, bool]] = {}
-        folded: dict[int, Collective] = {}  # a folded rank's part, recorded here, not by ``add``
-        for r in range(self.world):
-            value = send[r]
-            key = (value, math.copysign(1.0, value))
-            found = parts.get(key)
-            if found is None:
-                recv = (value,) * self.world
-                made = Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv)
-                found = parts[key] = (made, is_uneven_all_to_all(made))
-            part, uneven = found
-            if r in skip:
-                # What ``add`` does for a folded rank, without a call per rank: its part (these
-                # parts carry splits, so all are kept) and -1 for the id nothing reads.
-                if uneven:
-                    folded[r] = part
+        for r, part in laid:
+            if part is None:
+                # A folded rank: its part is in ``folded`` (what ``add`` would have kept), and -1
+                # is the id nothing reads.
                 self.input_ready[r] = -1
                 continue
             copy = (self.h2d[r],)
@@ -445,6 +424,51 @@ class _Builder:
             if self.lagged_input:
                 self.carried_input[nid] = copy
         self._record_folded("input_dist", folded)
+
+    def _input_ops(self, b: int) -> InputEntry:
+        """The input pipeline's ops for the local batch ``b`` (``ShardOps.inputs``): the loading
+        and the H2D copy of every rank, and each rank's input-dist part in rank order (None for a
+        folded rank) with the folded ranks' uneven parts (``_record_folded``)."""
+        # Every sender sends each owner the same bytes (its local batch's indices for the owner's
+        # shards), so one row of the sender-by-owner table serves all of them: the same sums, in the
+        # same order, as a row per sender. The ranks then share their ops and split tuples (equal
+        # values; the cost model finds equal collectives on shared tuples by identity).
+        row = self._lookup_bytes_row(b)
+        # Every rank reads and copies its local batch's indices and lengths once per table, however
+        # the table is split (the exchange's row is per owner: it left out replicated tables and
+        # counted a column-split table once per block; a tester's and a reviewer's finds).
+        idx_bytes = self._local_lookup_bytes(b)
+        dense = b * self.w.dense_features * DENSE_INPUT_BYTES
+        load_op = Host("data_loading", dense + idx_bytes)
+        h2d_op = Transfer("host", "hbm", dense + idx_bytes)
+        skip = self.skip
+        group = tuple(range(self.world))
+        send = tuple([row.get(q, 0.0) for q in group])
+        total = sum(send)
+        # Rank ``r`` receives ``send[r]`` from every sender: one part per distinct value (the sign
+        # in the key keeps -0.0 apart from 0.0), shared by the ranks that receive it.
+        # Each part with whether it is uneven (``is_uneven_all_to_all``, asked once per part rather
+        # than once per folded rank: an op is frozen, and the answer reads only its fields).
+        parts: dict[tuple[float, float], tuple[Collective, bool]] = {}
+        laid: list[tuple[int, Collective | None]] = []
+        folded: dict[int, Collective] = {}
+        for r in range(self.world):
+            value = send[r]
+            key = (value, math.copysign(1.0, value))
+            found = parts.get(key)
+            if found is None:
+                recv = (value,) * self.world
+                made = Collective(CollectiveOp.ALL_TO_ALL, "input_dist", group, total, "int64", send, recv)
+                found = parts[key] = (made, is_uneven_all_to_all(made))
+            part, uneven = found
+            if r in skip:
+                # These parts carry splits, so every folded rank's is kept.
+                if uneven:
+                    folded[r] = part
+                laid.append((r, None))
+                continue
+            laid.append((r, part))
+        return self.plan, load_op, h2d_op, tuple(laid), folded
 
     def global_batch_input(self, batch: int) -> None:
         """The whole batch to every rank (``Runtime.global_batch_input``): each node reads its raw

@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.ir import Collective, Compute, Embedding
+from recsim.graph.ir import Collective, Compute, Embedding, Host, Transfer
 from recsim.planner.types import Plan, Shard, dense_gradient
 from recsim.workload.access import access_model
 from recsim.workload.access.model import AccessModel
@@ -80,6 +80,10 @@ class ShardOps:
         # matrix, its shared tuples and their sums; and the builder's all-to-all parts of it
         # (``recsim.graph.build._Builder.pooled_exchange``).
         self.exchanges: dict[tuple[int, int, float, int | None], ExchangeEntry] = {}
+        # The builder's input pipeline ops, by (the plan's id, local batch, folded ranks) -> the
+        # plan (kept so that its id stays its own) and its ops (``InputEntry``): values of those and
+        # of this workload alone (``recsim.graph.build._Builder.input_pipeline``).
+        self.inputs: dict[tuple[int, int, frozenset[int]], InputEntry] = {}
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -329,6 +333,12 @@ ExchangeEntry = tuple[
         tuple[tuple[tuple[int, Collective], ...], dict[int, Collective]],
     ],
 ]
+
+
+# A plan's input pipeline ops as the graph builder keeps them (``ShardOps.inputs``): (the plan; every
+# rank's data loading; its H2D copy; (rank, input-dist part, None for a folded rank) in rank order;
+# the folded ranks' uneven parts).
+InputEntry = tuple[Plan, Host, Transfer, tuple[tuple[int, Collective | None], ...], dict[int, Collective]]
 
 
 def _shared_tuples(

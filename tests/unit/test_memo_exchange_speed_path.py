@@ -49,3 +49,23 @@ def test_another_plan_object_gets_its_own_exchange():
     other = type(plan)(**{f: getattr(plan, f) for f in plan.__dataclass_fields__})
     build_training_step(workload, other, options, memo.shard_ops)
     assert {id(entry[0]) for entry in memo.shard_ops.exchanges.values()} == {id(plan), id(other)}
+
+
+@pytest.mark.parametrize(
+    ("name", "nodes", "plan_name", "runtime", "fold"),
+    [*CONFIGS, ("dgx-h100", 2, "table_wise", "fused", True)],
+)
+def test_a_later_graph_reads_the_kept_input_ops(name, nodes, plan_name, runtime, fold):
+    _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    first = build_training_step(workload, plan, options, memo.shard_ops)
+    kept = dict(memo.shard_ops.inputs)
+    later = build_training_step(workload, plan, options, memo.shard_ops)
+    assert memo.shard_ops.inputs == kept
+    fresh = build_training_step(workload, plan, options, ShardOps(workload))
+    inputs = [k for k, phase in enumerate(fresh.columns.phases) if phase == "input"]
+    for field in FIELDS:
+        assert getattr(later.columns, field) == getattr(fresh.columns, field), field
+    assert later.metadata == fresh.metadata
+    if kept:  # the input-dist runtimes: the later graph lays down the first one's op objects
+        assert inputs
+        assert all(first.columns.ops[k] is later.columns.ops[k] for k in inputs)
