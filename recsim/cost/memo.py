@@ -60,6 +60,12 @@ DES_SCHEDULES = 4
 KAHN_ROUNDS = 4
 KAHN_ROUNDS_NODES = 1 << 20
 
+#: Whole all-to-alls whose value keys a ``CostMemo`` keeps by their parts' ids
+#: (``CostMemo.whole_keys``). A design choice: a step graph has three or four (the input dist, the
+#: pooled exchange both ways, a pipelined one), so this holds those of a sweep's or planner's
+#: recent graphs; each entry is two tuples of one item per rank (~16 kB at 1,024 ranks).
+WHOLE_KEYS_KEPT = 64
+
 
 class TupleInterner:
     """One canonical tuple per value of the sequences it is shown (collective groups and split
@@ -112,6 +118,11 @@ class CostMemo:
         self.mixtures: dict[object, AccessModel | None] = {}
         # The bytes each op or collective moves through each resource (``CostModel.traffic``).
         self.traffic: dict[object, object] = {}
+        # Whole all-to-alls' value keys (``CostModel._whole_key``) by the ids of their parts, in
+        # order -> (the parts, kept so that their ids stay theirs; the key): the builder lays down
+        # a plan's parts from ``ShardOps`` in every graph, so the next evaluation's key is found
+        # without resolving its parts one by one. Oldest first, at most ``WHOLE_KEYS_KEPT``.
+        self.whole_keys: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[object, ...]]] = {}
         # DES schedules by (plan, run options), oldest first (``des_schedule``).
         self._des_schedules: dict[object, Schedule] = {}
         # Kahn rounds by graph structure, oldest first (``kahn_rounds``): each entry is the

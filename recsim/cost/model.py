@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import fields
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy.typing as npt
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
-from recsim.cost.memo import CostMemo, TupleInterner
+from recsim.cost.memo import WHOLE_KEYS_KEPT, CostMemo, TupleInterner
 from recsim.cost.power import KernelEnergy
 from recsim.errors import InfeasibleError
 from recsim.graph.index import OpTable
@@ -186,6 +186,10 @@ class CostModel:
         # With a memo, whole all-to-alls are keyed by value instead (``_whole_key``), in the memo's
         # ``collectives``: an evaluation's parts are new objects, so identity finds nothing there.
         self._shared_wholes = memo is not None
+        # ``_whole_key``'s keys by their parts' ids: the memo's when one is given.
+        self._whole_keys: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[object, ...]]] = (
+            memo.whole_keys if memo else {}
+        )
         # A fused (TBE) table -> what its access model is made of, and the mixture made of each:
         # the ranks' table-batched lookups of the same tables and lookups (the replicated tables of
         # a data-parallel sharding, on every rank) share one model and so one cost.
@@ -359,6 +363,12 @@ class CostModel:
         interner, by identity after their first sight), and the key is a tuple of ``n`` ints. Each
         id is that of a canonical tuple the interner keeps (a memo's: alive as long as the memo),
         so equal ids mean equal values."""
+        # Parts laid down before (the same objects: ``ShardOps`` keeps a plan's) have their key kept
+        # by their ids; the identity check, and the ids, in C rather than a loop over the members.
+        part_ids = tuple(map(id, parts))
+        hit = self._whole_keys.get(part_ids)
+        if hit is not None and all(map(is_, hit[0], parts)):
+            return hit[1]
         canonical = self._interned.canonical
         resolved: dict[int, int] = {}  # id of a part (alive in ``parts``) -> its interned key's id
         ids = []
@@ -367,7 +377,12 @@ class CostModel:
             if found is None:
                 found = resolved[id(part)] = id(canonical(self._part_fields(part)))
             ids.append(found)
-        return ("whole", tuple(ids))
+        key = ("whole", tuple(ids))
+        kept = self._whole_keys
+        if len(kept) >= WHOLE_KEYS_KEPT:  # a bound: parts made afresh each time would only pile up
+            del kept[next(iter(kept))]
+        kept[part_ids] = (tuple(parts), key)
+        return key
 
     def part_s(self, op: Collective, rank: int) -> float:
         """Seconds of one member's part of an uneven all-to-all when the other parts are not at

@@ -1,7 +1,8 @@
 """A cost memo's ``ShardOps`` keeps each plan's pooled exchange (its matrix, its rows' and columns'
 sums and the builder's all-to-all parts, ``ShardOps.exchanges``): a later graph of the plan reads
 them instead of working them out again, and is the graph a fresh ``ShardOps`` builds, the same
-part objects laid down as the first graph's."""
+part objects laid down as the first graph's; likewise its input pipeline ops (``ShardOps.inputs``).
+The memo then finds a whole all-to-all's value key by its parts' ids (``CostMemo.whole_keys``)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,20 @@ def test_a_later_graph_reads_the_kept_input_ops(name, nodes, plan_name, runtime,
     if kept:  # the input-dist runtimes: the later graph lays down the first one's op objects
         assert inputs
         assert all(first.columns.ops[k] is later.columns.ops[k] for k in inputs)
+
+
+def test_whole_all_to_all_keys_are_kept_by_their_parts_ids():
+    from recsim.cost.memo import WHOLE_KEYS_KEPT
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    system, workload, plan, memo, _ = _setup("dgx-h100", 16, "table_wise", "fused", True)
+    options = SimulationOptions(fidelity="analytic", costs=memo, fold_ranks=True)
+    first = simulate_training(system, workload, plan, options)
+    kept = dict(memo.whole_keys)
+    assert 0 < len(kept) <= WHOLE_KEYS_KEPT
+    later = simulate_training(system, workload, plan, options)
+    assert memo.whole_keys == kept  # the later evaluation's parts are the first's: found, not added
+    memo.whole_keys.clear()
+    again = simulate_training(system, workload, plan, options)  # resolved part by part once more
+    assert memo.whole_keys == kept
+    assert repr(first.result) == repr(later.result) == repr(again.result)
