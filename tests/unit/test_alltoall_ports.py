@@ -13,23 +13,9 @@ from recsim.cost.collectives.base import Flow, group_layout, route_edge_shares
 from recsim.engine.network import simulate_flows
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.topology import build_topology
+from tests.unit.test_alltoall_pxn import _parts
 
 MiB = 2**20
-
-
-def _parts(group: tuple[int, ...], m: np.ndarray) -> list[Collective]:
-    return [
-        Collective(
-            CollectiveOp.ALL_TO_ALL,
-            "x",
-            group,
-            float(m[i].sum()),
-            "fp16",
-            tuple(map(float, m[i])),
-            tuple(map(float, m[:, i])),
-        )
-        for i in range(len(group))
-    ]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ Clos leaf holding whole nodes) none is nearer a destination than another, and no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -34,6 +35,21 @@ from recsim.hardware.topology import Topology, gpu_id
 _EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
 _LOCAL_EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
 _SIGNATURES: WeakKeyDictionary[Topology, dict[int, tuple[tuple[str, ...], ...]]] = WeakKeyDictionary()
+
+
+def _memoised(
+    memo: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None],
+    layout: GroupLayout,
+    compute: Callable[[GroupLayout], NDArray[np.intp] | None],
+) -> NDArray[np.intp] | None:
+    """``compute(layout)``, made read-only and kept in ``memo`` for the layout's lifetime."""
+    if layout in memo:
+        return memo[layout]
+    out = compute(layout)
+    if out is not None:
+        out.setflags(write=False)
+    memo[layout] = out
+    return out
 
 
 def _node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...]]:
@@ -62,13 +78,7 @@ def pxn_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
 
     The relay may be an accelerator outside the group: the topology's route takes it, and the flows
     with it. Read-only (memoised per layout)."""
-    if layout in _EXITS:
-        return _EXITS[layout]
-    out = _compute_exits(layout)
-    if out is not None:
-        out.setflags(write=False)
-    _EXITS[layout] = out
-    return out
+    return _memoised(_EXITS, layout, _compute_exits)
 
 
 def _compute_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
@@ -97,13 +107,7 @@ def pxn_local_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
     where every node of the group hangs off its switches alike); None where it does not, or the
     group spans one node (``pxn_exits`` then has every pair). ``pxn_exits(layout)[i, j] ==
     table[locals[i], locals[j]]`` for every pair on two nodes. Read-only (memoised per layout)."""
-    if layout in _LOCAL_EXITS:
-        return _LOCAL_EXITS[layout]
-    out = _compute_local_exits(layout)
-    if out is not None:
-        out.setflags(write=False)
-    _LOCAL_EXITS[layout] = out
-    return out
+    return _memoised(_LOCAL_EXITS, layout, _compute_local_exits)
 
 
 def _compute_local_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
