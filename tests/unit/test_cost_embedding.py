@@ -1131,6 +1131,28 @@ def test_a_cached_tables_fill_and_write_back_cross_pcie_both_ways_at_once():
     assert bwd.time_s >= cost(op("hbm", "backward", **big), system, access).time_s
 
 
+def test_an_inference_cache_fill_writes_nothing_back():
+    # FBGEMM's inference TBE fills its UVM cache with ``lru_cache_insert_byte_kernel``
+    # (``split_embeddings_cache/lru_cache_populate_byte.cu``), which copies the new row into the
+    # slot and writes nothing back: an inference batch never updates a row, so the evicted one is
+    # clean. A review found the write-back of the training cache charged to inference lookups too.
+    system = load_system("dgx-h100")
+    big = {"rows": 10**8, "dim": 128, "batch": 65536, "lookups": 65536 * 20.0, "unique_rows": 1.30e6}
+    access = access_model(UniformAccess(dist="uniform"), 10**8)
+    train = cost(op("uvm_caching:0.2", **big), system, access)
+    infer = cost(op("uvm_caching:0.2", inference=True, **big), system, access)
+    filled = infer.details["filled_rows"]
+    assert filled == train.details["filled_rows"] > 0
+    assert infer.details["evicted_rows"] == 0.0
+    assert infer.details["pcie_to_host_bytes"] == 0.0
+    # Only the fill crosses PCIe and host DRAM: half the training lookup's bytes (fp32 rows carry
+    # no quantisation overhead, so the two layouts' rows are the same 512 B).
+    assert infer.bytes_on("pcie") == pytest.approx(pcie_wire_bytes(filled * 512), rel=1e-9)
+    assert infer.bytes_on("ddr") == pytest.approx(filled * 512, rel=1e-9)
+    assert infer.bytes_on("pcie") == pytest.approx(0.5 * train.bytes_on("pcie"), rel=1e-9)
+    assert infer.time_s <= train.time_s
+
+
 def test_a_cached_fused_sgd_backward_is_never_faster_than_the_hbm_one():
     # The unfit rows' updates still run on the SMs: a tester found uvm_caching:0.5 3.3 % faster
     # than hbm (5.0929 vs 5.2405 ms) on a DGX-1 V100 for this table.

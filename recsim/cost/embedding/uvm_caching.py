@@ -31,6 +31,9 @@ rows is then ``uvm`` plus the management.
 DRAM, the work a plain ``uvm`` lookup does not do: ``uvm_caching <= uvm + cache_overhead_s`` and
 ``uvm_caching >= hbm`` hold by construction.
 
+An inference lookup (``Embedding.inference``) evicts clean rows: its fill writes nothing back
+(FBGEMM's inference TBE inserts with ``lru_cache_insert_byte_kernel``, a copy in, no write-back).
+
 **Backward**: the ``hbm`` backward on the cached rows (at least the ``hbm`` tier's update of every
 unique row); their optimizer state stays in managed memory (FBGEMM places non-cacheable state of a
 caching table in UVM), so it is read and written over PCIe. Every filled row evicts one dirty row,
@@ -163,10 +166,11 @@ class UvmCachingTier(TierModel):
         # (dirty): FBGEMM's insert kernel (lru_cache_insert_kernel) writes the old row back to host
         # memory and copies the new one in, slot by slot in the same kernel, so the two go opposite
         # ways over PCIe at once and each way takes its own bytes; host DRAM and HBM see both.
-        # ASSUMPTION: a training lookup (every graph recsim runs; an inference batch's clean rows
-        # would be dropped without a write-back, which ``build_inference_batch`` does not tell).
-        evicted = payload
-        fill_hbm = 2.0 * filled * lookup.row_bytes
+        # An inference batch (``Embedding.inference``) updates no row, and the inference TBE's
+        # insert (``lru_cache_insert_byte_kernel``, ``lru_cache_populate_byte.cu``) only copies the
+        # new row in: nothing goes back, and HBM sees the new row's write alone.
+        evicted = 0.0 if lookup.op.inference else payload
+        fill_hbm = (1.0 if lookup.op.inference else 2.0) * filled * lookup.row_bytes
         fill_s = max(
             pcie_wire_bytes(payload) / lookup.system.node.host_bandwidth_bytes_per_s_per_accelerator,
             (payload + evicted) / rank_host_ddr_bandwidth_bytes_per_s(lookup.system),
@@ -201,7 +205,7 @@ class UvmCachingTier(TierModel):
             "cache_rows": cache.rows,
             "cache_hit_rate": hit,
             "filled_rows": filled,
-            "evicted_rows": filled,
+            "evicted_rows": 0.0 if lookup.op.inference else filled,
             "unfit_rows": cache.unfit,
             "management_s": manage_s,
             "fill_s": fill_s,
