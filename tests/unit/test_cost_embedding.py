@@ -1047,16 +1047,33 @@ def test_more_bags_or_wider_vectors_are_never_faster(tier, pass_, bags, more, lo
 
 def test_int8_rows_carry_the_training_or_the_inference_tbes_scale_and_bias():
     # FBGEMM's training TBE appends two fp32 to an int8 row (kINT8QparamsBytes = 8), its inference
-    # TBE (IntNBit) two fp16 (unpadded_row_size_in_bytes: dim + 4); int4 has only the latter.
+    # TBE (IntNBit) two fp16 (unpadded_row_size_in_bytes: dim + 4); int4 has only the latter. The
+    # host tiers' lookups (no GPU TBE) store the inference rows unpadded.
+    trained = cost(op("ddr", dtype="int8", dim=128), DCNV2)
+    served = cost(op("ddr", dtype="int8", dim=128, inference=True), DCNV2)
+    assert trained.details["row_bytes"] == 128 + 8
+    assert served.details["row_bytes"] == 128 + 4
+    assert cost(op("ddr", dtype="int4", dim=128), DCNV2).details["row_bytes"] == 64 + 4
+    assert cost(op("ddr", dtype="int4", dim=128, inference=True), DCNV2).details["row_bytes"] == 64 + 4
+    # Unquantised rows carry nothing in either.
+    assert cost(op("hbm", dtype="fp16", dim=128, inference=True)).details["row_bytes"] == 256
+
+
+def test_the_gpu_inference_tbe_pads_its_rows_to_16_bytes():
+    # IntNBitTableBatchedEmbeddingBagsCodegen stores rows of padded_row_size_in_bytes(D, ty,
+    # row_alignment), row_alignment 16 on a GPU: int8 dim 128 is 132 B unpadded, 144 B stored, more
+    # than the training TBE's 136 B (a review found the unpadded 132 B priced for GPU lookups).
     trained = cost(op("hbm", dtype="int8", dim=128))
     served = cost(op("hbm", dtype="int8", dim=128, inference=True))
     assert trained.details["row_bytes"] == 128 + 8
-    assert served.details["row_bytes"] == 128 + 4
-    assert trained.time_s > served.time_s
-    assert cost(op("hbm", dtype="int4", dim=128)).details["row_bytes"] == 64 + 4
-    assert cost(op("hbm", dtype="int4", dim=128, inference=True)).details["row_bytes"] == 64 + 4
-    # Unquantised rows carry nothing in either.
-    assert cost(op("hbm", dtype="fp16", dim=128, inference=True)).details["row_bytes"] == 256
+    assert served.details["row_bytes"] == 144
+    assert served.time_s > trained.time_s
+    for tier in ("uvm", "uvm_caching"):
+        assert cost(op(tier, dtype="int4", dim=64, inference=True)).details["row_bytes"] == 48  # 32 + 4
+    assert cost(op("hbm", dtype="int4", dim=128, inference=True)).details["row_bytes"] == 80  # 64 + 4
+    assert cost(op("hbm", dtype="fp16", dim=100, inference=True)).details["row_bytes"] == 208  # 200
+    # Rows already a multiple of 16 B are as they were.
+    assert cost(op("hbm", dtype="fp32", dim=32, inference=True)).details["row_bytes"] == 128
 
 
 def test_narrower_rows_never_slow_a_stateful_update():

@@ -60,6 +60,7 @@ __all__ = [
     "FLASH",
     "HBM",
     "INDEX_BYTES",
+    "INFERENCE_GPU_ROW_ALIGNMENT_BYTES",
     "INT8_TRAINING_ROW_OVERHEAD_BYTES",
     "NMP_CHANNEL",
     "NMP_RANK",
@@ -116,6 +117,13 @@ row (``fbgemm_cuda_utils.cuh``: "two quantization parameters (qparams) will be s
 of each row in FP32 formats, appending a total of 8 bytes", ``kINT8QparamsBytes = 8``;
 ``split_table_batched_embeddings_ops_training.py``: ``INT8_EMB_ROW_DIM_OFFSET = 8``). That TBE
 stores no int4 rows: recsim prices int4 in the inference layout in either mode."""
+
+INFERENCE_GPU_ROW_ALIGNMENT_BYTES: Final[float] = 16.0
+"""FBGEMM's inference TBE (``IntNBitTableBatchedEmbeddingBagsCodegen``) stores each row padded to
+``row_alignment`` bytes, ``1 if self.use_cpu else 16`` by default
+(``nbit::padded_row_size_in_bytes``: the unpadded row rounded up, so its kernels and its UVM cache's
+``lru_cache_insert_byte_kernel`` move rows as whole ``uint4``s): an int8 row of dim 128 is
+128 + 4 = 132 B unpadded and 144 B stored on a GPU. The training TBE pads nothing."""
 
 _QUANTIZED: Final[frozenset[str]] = frozenset({"int8", "int4"})
 
@@ -273,11 +281,16 @@ class Lookup:
     @cached_attribute
     def row_bytes(self) -> float:
         """Stored bytes of one row (int8/int4 rows carry a scale and bias, of the training TBE's
-        layout or, for an ``inference`` op, the inference TBE's: ``quant_row_overhead_bytes``)."""
+        layout or, for an ``inference`` op, the inference TBE's: ``quant_row_overhead_bytes``); an
+        ``inference`` op of a tier looked up by FBGEMM's GPU TBE (``TierModel.gpu_tbe``) has its
+        rows padded to ``INFERENCE_GPU_ROW_ALIGNMENT_BYTES``, as that TBE stores them."""
         if self.op.dtype not in DTYPE_BYTES:
             raise ConfigError(f"unknown embedding dtype {self.op.dtype!r}")
         extra = quant_row_overhead_bytes(self.op.dtype, self.op.inference)
-        return self.op.dim * DTYPE_BYTES[self.op.dtype] + extra
+        row = self.op.dim * DTYPE_BYTES[self.op.dtype] + extra
+        if self.op.inference and tier_model(self.op.tier).gpu_tbe:
+            return ceil_to(row, INFERENCE_GPU_ROW_ALIGNMENT_BYTES)
+        return row
 
     @cached_attribute
     def pooled_bytes(self) -> float:
@@ -382,6 +395,9 @@ class TierModel(ABC):
     """
 
     name: ClassVar[str]
+    # Whether the tier's lookups run in FBGEMM's GPU TBE (``hbm``, ``uvm``, ``uvm_caching``), whose
+    # inference layout pads rows (``INFERENCE_GPU_ROW_ALIGNMENT_BYTES``); the host tiers' are not.
+    gpu_tbe: ClassVar[bool] = False
     parameter: ClassVar[str | None] = None
     default: ClassVar[float | None] = None
     param_min: ClassVar[float] = 0.0

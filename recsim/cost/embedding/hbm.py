@@ -33,6 +33,7 @@ __all__ = ["HbmTier"]
 @register_tier
 class HbmTier(TierModel):
     name = "hbm"
+    gpu_tbe = True
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()

@@ -89,6 +89,7 @@ def rank_host_ddr_bandwidth_bytes_per_s(system: System) -> float:
 @register_tier
 class UvmTier(TierModel):
     name = "uvm"
+    gpu_tbe = True
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         acc = lookup.accelerator()

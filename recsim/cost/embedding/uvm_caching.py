@@ -120,6 +120,7 @@ def _zero_copy_s(lookup: Lookup, payload: float) -> float:
 @register_tier
 class UvmCachingTier(TierModel):
     name = "uvm_caching"
+    gpu_tbe = True
     parameter: ClassVar[str | None] = "cached fraction of the rows"
     default: ClassVar[float | None] = DEFAULT_CACHE_RATIO
 
