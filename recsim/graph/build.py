@@ -136,9 +136,12 @@ ByRank = dict[int, list[int]]  # node ids by rank
 
 # Communication lanes (in-order queues of a rank's comm stream) of a framework that runs the input
 # distribution, the embedding exchanges and the gradient all-reduce on streams of their own, so that
-# one never queues behind another (HugeCTR: its own all-to-all and all-reduce communicators). A
-# framework whose collectives share one process group, hence one NCCL stream (TorchRec, DLE:
-# ``Runtime.shared_comm_queue``), puts them all on ``LANE_EMBEDDING``, in issue order.
+# one never queues behind another (HugeCTR 3.x's hybrid embedding: its IbComm all-to-all and one-shot
+# all-reduce). A framework whose collectives share one process group, hence one NCCL stream (TorchRec,
+# DLE: ``Runtime.shared_comm_queue``), puts them all on ``LANE_EMBEDDING``, in issue order. HugeCTR's
+# embedding collection (the DCNv2 runs) is not modelled that way yet, though its all-to-alls and
+# all-reduces all go through the GPU's one NCCL communicator, which runs them one at a time
+# (tests/unit/test_validation.py, the SHARP-off multi-node note).
 LANE_EMBEDDING = 0
 LANE_DENSE = 1
 LANE_INPUT = 2
