@@ -229,6 +229,21 @@ def test_a_validation_row_runs_the_submissions_own_planner_settings() -> None:
     assert "MEM_COMM_BW_RATIO=7" in dell["config"]
 
 
+def test_the_h200_validation_row_runs_nvidias_h200_config() -> None:
+    # NVIDIA's v4.0 1 x HGX H200 run (config_DGXH200_1x8x6912.sh) set MEM_COMM_BW_RATIO=11, not the
+    # H100 configs' 7, and DP_SHARDING_THRESHOLD=0.008 (GB: HugeCTR's --dp_sharding_threshold); its
+    # validation case runs those, as the H100 headline case runs its own.
+    from recsim.validation.cases import published
+
+    rows = published()["mlperf-train-other-systems"]["value"]
+    h200 = next(r for r in rows if r["round"] == "v4.0" and r["system"] == "hgx-h200" and r["nodes"] == 1)
+    assert h200["plan"] == "hugectr_auto"
+    assert h200["planner"] == {"hugectr_mem_comm_bw_ratio": 11, "gpu_dp_threshold_bytes": 8000000}
+    assert "MEM_COMM_BW_RATIO=11" in h200["config"]
+    assert "DP_SHARDING_THRESHOLD=0.008" in h200["config"]
+    assert h200["planner"]["gpu_dp_threshold_bytes"] == pytest.approx(0.008e9)
+
+
 def test_hier_auto_plans_say_they_reduce_per_node_and_keep_it() -> None:
     # hier_auto stamps its plan ``node``, kept through a save and load; hugectr_auto leaves it to
     # the framework (HugeCTR from MLPerf v5.0: flat); planner.row_split_exchange stamps any plan;
