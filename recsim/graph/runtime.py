@@ -486,6 +486,18 @@ class Fused(Runtime):
         # the dense layers do not share the SMs in the model (as compute and copies do not): the
         # sort is a fraction of the dense work. The hybrid embedding sorts in its data reader
         # (``presorts_indices``) instead.
+        # Not modelled: the same pipeline also puts the model-parallel backward and update
+        # (``ebc_mp_local_reduce``, ``ebc_mp_update``) on an "mp" stream and the replicated tables'
+        # (``ebc_dp_local_reduce``, ``ebc_dp_update``) on "dp", beside the dense optimizer
+        # (``update_params``) on the default stream; recsim queues all four on the default lane.
+        # Tried as free overlap (those on lanes of their own): 1 x DGX H100 -9.6 -> -3.3 %, but
+        # every DCNv2 case 3-11 points faster (H200 +6.5 to +11.4 %, B200 +6.6 to +12.9 %, DGX H100
+        # on 8 and 16 nodes +9.5 to +13.2 %) and H200 / H100 at one sharding only 1.158 -> 1.145;
+        # DLRM v1 on one DGX A100 and one HGX A100 4-GPU (+10.2 / +14.0 -> +17.7 / +21.9 %) left
+        # their band, recsim's auto taking flexshard over the hybrid embedding. Free overlap of a
+        # TBE backward with the optimizer's HBM stream and another gather overstates it (the
+        # engines share neither HBM nor SMs between lanes), and how much the kernels slow each
+        # other is unmeasured.
         return "routed_rows" not in plan_features(plan)
 
     def global_batch_input(self, plan: Plan) -> bool:

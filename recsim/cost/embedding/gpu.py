@@ -25,8 +25,13 @@ their bandwidth ratio (4.6x on A100), and this form overstates HBM-resident gath
 latency/README.md: L2 / DRAM 210 / 550 cycles on A100 SXM, 291 / 700 on H100 SXM, 281 / 690 on
 GH200) put DRAM at ~390 ns on A100 and ~350 ns on H100 and GH200, so a faster HBM comes at the same
 latency, and a gather bound by the bytes it keeps in flight would gain less from H200's HBM3e than
-this form credits it (MLPerf DLRM-DCNv2 on one node: H200 / H100 measured 1.08-1.11, recsim 1.155,
-1.058 if the gathers' HBM time did not shrink at all). No bound is applied: the bytes in flight per
+this form credits it (MLPerf DLRM-DCNv2 on one node: H200 / H100 measured 1.08-1.11; recsim 1.16 at
+the H100 run's sharding, MEM_COMM_BW_RATIO 7, and 1.20 at each run's own, 11 on H200; 1.05 if the
+gathers did not speed up at all. Of recsim's 3.90 ms DGX H100 step, the busiest rank's default
+stream holds 1.87 ms of TBE kernels, 0.62 ms of cross-layer element-wise kernels and 0.15 ms of
+optimizer steps, all priced by HBM bandwidth, against 1.14 ms of GEMMs: if everything priced by
+HBM bandwidth scaled as STREAM does (4.01 / 2.90 TB/s), the measured 1.08 would leave about 0.95 ms
+of it on that stream). No bound is applied: the bytes in flight per
 SM of FBGEMM's or HugeCTR's gather kernels are not published, and streaming reads need about twice
 A100's to saturate H200 (te42kyfo/gpu-benches gpu-stream: 16 KB per SM reaches 96 % of A100-40GB's
 HBM bandwidth, 57 % of H200's), which says nothing direct about random rows. A kernel-level
