@@ -31,7 +31,9 @@ gathers did not speed up at all. Of recsim's 3.90 ms DGX H100 step, the busiest 
 stream holds 1.87 ms of TBE kernels, 0.62 ms of cross-layer element-wise kernels and 0.15 ms of
 optimizer steps, all priced by HBM bandwidth, against 1.14 ms of GEMMs: if everything priced by
 HBM bandwidth scaled as STREAM does (4.01 / 2.90 TB/s), the measured 1.08 would leave about 0.95 ms
-of it on that stream). No bound is applied: the bytes in flight per
+of it on that stream. Were the TBE kernels' HBM bytes to move on H200 at H100's 3.35 TB/s, the H200
+case would go +0.9 -> -8.4 % beside the H100 one's -9.6 %, the ratio 1.09: the split would go and a
+common offset stay). No bound is applied: the bytes in flight per
 SM of FBGEMM's or HugeCTR's gather kernels are not published, and streaming reads need about twice
 A100's to saturate H200 (te42kyfo/gpu-benches gpu-stream: 16 KB per SM reaches 96 % of A100-40GB's
 HBM bandwidth, 57 % of H200's), which says nothing direct about random rows. A kernel-level
