@@ -38,6 +38,24 @@ SM of FBGEMM's or HugeCTR's gather kernels are not published, and streaming read
 A100's to saturate H200 (te42kyfo/gpu-benches gpu-stream: 16 KB per SM reaches 96 % of A100-40GB's
 HBM bandwidth, 57 % of H200's), which says nothing direct about random rows. A kernel-level
 measurement of an HBM-resident TBE on H100 and H200 would settle it.
+Public kernel-level figures for gathers from beyond L2 (none on H200; not in shared/, not used): on
+H100 SXM5, FBGEMM's MoE ``gather_along_first_dim`` (bf16 rows of 5120, 10 KB, permuted) 2.65 TB/s =
+79 % of 3.35, ``scatter_add_along_first_dim`` 2.54 (pytorch/FBGEMM PR 3993; shapes in its
+``gen_ai/bench/gather_scatter_bench.py``); FBGEMM's ``batch_index_select_dim0`` (TBE nobag kernels,
+FBGEMM PR 1897) over ~10 GB of inputs, uniform fp16 rows of 128 (256 B) above 82 % of the 2.40 TB/s
+the PR takes as its H100's peak, rows of 1024 forward + backward 1.78 TB/s (meta-pytorch/torchrec PR
+4688); FBGEMM's TBE forward on a production-derived weighted workload 2.53 TB/s = 64.7 % of a 3.90
+TB/s part, its backward 26.5 % (torchrec PR 4757; shapes not public). This form charges such gathers
+0.29-0.36 of peak. A gather of scalar 2-byte loads reaches 22-27 % on H100
+(pegainfer-project/pegainfer issue 484, which blames too few loads in flight): the share is the
+kernel's, not the GPU's alone. Tried as a what-if: HBM bytes of the gather kernels at ``eff(row)`` x
+the element-wise efficiency / ``max_efficiency`` (0.55-0.82 on H100 for rows of 128 B-10 KB) takes
+the DGX H100 DCNv2 case -9.6 -> +8.1 % and 16 passing cases out of their bands (A100 DLRMv1 +10 ->
++26 %), so either this low efficiency offsets something the step model underprices or HugeCTR's
+embedding kernels (the MLPerf cases) gather more slowly than these; adding a cap of 2.5 TB/s per 132
+SMs (the 3.90 TB/s part's TBE rate) gives H200 +9.9 % beside H100 +7.7 % and still moves 9 cases
+out. A cap at the measured H100 rates (>= 2 TB/s) does not bind under this form (H200, 512 B rows:
+1.54 TB/s), so it cannot explain the H100/H200 split as calibrated.
 
 **Backward with the fused optimizer** (FBGEMM ``split_embedding_backward_codegen_*``): a sort stage
 then an update stage.
