@@ -1,5 +1,8 @@
 """DES: copies and lookups put their bytes on the shared network, beside the collectives' flows."""
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,6 +12,10 @@ from recsim.cost.embedding import PCIE
 from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
 from recsim.engine.analytic import run_analytic
 from recsim.engine.des import run_des
+from recsim.engine.network import _edge_index
+from recsim.engine.resources import step_loads
+from recsim.engine.timeline import step_window
+from recsim.graph.index import GraphIndex
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
@@ -19,6 +26,7 @@ from recsim.graph.ir import (
     Stream,
     Transfer,
 )
+from recsim.graph.schedule import Schedule
 from recsim.hardware.library import HardwareLibrary
 from tests.conftest import FIXTURES
 
@@ -244,3 +252,59 @@ def test_a_slowed_lookup_paces_its_flow_to_its_stretched_window():
     copy_wire = 4e6 / PCIE_COPY_EFFICIENCY
     lost = copy_wire / (PCIE_BYTES_PER_S - paced) - copy_wire / PCIE_BYTES_PER_S
     assert des.finish_s[1] == pytest.approx(slowed[1] + lost, rel=1e-9)
+
+
+def busiest_link_s(graph: ExecutionGraph, cost: CostModel, schedule: Schedule) -> float:
+    """The least time the graph's bytes need on its busiest link: every link's wire bytes (the
+    collectives', the copies' and the lookups', as the utilisation figures route them) over its
+    rate, the largest of them."""
+    index = GraphIndex.of(graph)
+    loads = step_loads(index, step_window(graph, schedule), cost, cost.system, {})
+    capacity = _edge_index(cost.topology).capacity()
+    return float(np.max((loads.flow_edges + loads.other_edges) / capacity))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    switches=st.sampled_from([2, 4]),
+    ring_bytes=st.floats(1e5, 2e8),
+    copies=st.lists(
+        st.tuples(
+            st.integers(0, 7),
+            st.floats(1e4, 2e8),
+            st.sampled_from([("host", "hbm"), ("hbm", "host")]),
+            st.integers(0, 2),
+        ),
+        max_size=4,
+    ),
+    lookups=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 2)), max_size=3),
+    dram_bound=st.booleans(),
+)
+def test_no_link_carries_more_than_its_rate_in_des(switches, ring_bytes, copies, lookups, dram_bound):
+    """Everything starts at once, on lanes of its own (copies on up to three copy lanes, UVM
+    lookups, DRAM-bound ones paced to their window, on compute lanes): no link moves bytes faster
+    than its rate, so the DES run lasts at least its busiest link's bytes over that rate. (The
+    analytic engine, which gives every op its links alone, need not: see the test below.)"""
+    cost = CostModel(
+        system(f"node.pcie_switches.count={switches}", *([SLOWER_LINK_DDR] if dram_bound else []))
+    )
+    nodes = ring(0, (0, 1, 4, 5), ring_bytes)
+    for rank, nbytes, (src, dst), lane in copies:
+        nodes.append(replace(copy(len(nodes), rank, nbytes, src, dst), lane=lane))
+    for rank, lane in lookups:
+        nodes.append(replace(uvm_lookup(len(nodes), rank), lane=lane))
+    graph = ExecutionGraph(8, nodes)
+    des = run_des(graph, cost)
+    assert max(des.finish_s.values()) >= busiest_link_s(graph, cost, des) * (1 - 1e-6)
+
+
+def test_the_analytic_engine_runs_links_past_their_rate_where_ops_overlap():
+    # The bound above is not empty: a UVM lookup and two copies of one rank at once, each given the
+    # rank's host link alone, finish sooner than the link could move their bytes.
+    cost = CostModel(system("node.pcie_switches.count=4"))
+    nodes = [uvm_lookup(0, 4), copy(1, 4, 16e6), replace(copy(2, 4, 16e6), lane=1)]
+    graph = ExecutionGraph(8, nodes)
+    analytic = run_analytic(graph, cost)
+    assert max(analytic.finish_s.values()) < 0.8 * busiest_link_s(graph, cost, analytic)
+    des = run_des(graph, cost)
+    assert max(des.finish_s.values()) >= busiest_link_s(graph, cost, des) * (1 - 1e-6)
