@@ -7,7 +7,8 @@ NIC and (for UVM shards) PCIe and host-memory terms show in the step:
   "Not monotone in the hardware": a faster link can move a collective under a kernel, which then
   runs slower beside it); each of those terms is shown to bind in these setups, so the property
   is not vacuous;
-* DES, which only adds contention (the durations are the analytic engine's), is never faster;
+* DES, which only adds contention (the durations are the analytic engine's), is never faster, and
+  gives the analytic result where nothing shares a link; PXN's relays included;
 * no resource class, no link class and no in-order queue (a side lane included: HugeCTR's backward
   index sort and async cross-layer weight gradients) is more than 100 % busy, and the step is at
   least each queue's busy time;
@@ -167,6 +168,54 @@ def test_des_slows_a_step_whose_uvm_rows_share_the_host_links_with_the_all_to_al
     # Not vacuous: at batch 32,768 on UVM the lookups' PCIe reads meet the all-to-all's GPUDirect
     # traffic on the GPUs' links to their switches, which only DES shares.
     assert step_s(tiny(), 32768, "uvm", "des") > step_s(tiny(), 32768, "uvm", "analytic") * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("batch", [4096, 32768])
+def test_des_equals_analytic_where_nothing_shares_a_link(batch):
+    """One GPU with its tables in HBM: no collective, and the input copy alone on the host link, so
+    DES's shared network changes nothing and every figure but the fidelity is the analytic one's."""
+    one = HW.system("tiny", [Override.parse(s) for s in ("cluster.nodes=1", "node.accelerators.count=1")])
+    workload = wide(batch)
+    plan = table_wise_round_robin(workload, 1)
+    analytic = simulate_training(one, workload, plan, SimulationOptions("analytic")).result.to_dict()
+    des = simulate_training(one, workload, plan, SimulationOptions("des")).result.to_dict()
+    assert analytic.pop("fidelity") == "analytic" and des.pop("fidelity") == "des"
+    assert des == analytic
+
+
+@pytest.mark.parametrize("pxn", [True, False])
+def test_pxn_relays_keep_des_within_its_links_and_never_faster(pxn):
+    """NCCL's PXN (``cluster.scale_out.pxn``) on a rail-optimized fabric: its NVLink hand-overs
+    and its relays' NIC traffic are flows of DES's network like the others; DES is never faster
+    than the analytic engine, keeps every link class within capacity (``check_links`` in the run,
+    and the figures here), and gives the same result twice."""
+    from recsim.api import make_plan, prepare
+
+    system, workload = prepare(
+        "dgx-h100",
+        "dlrm-dcnv2",
+        nodes=2,
+        overrides=[
+            "cluster.scale_out.topology=rail_optimized",
+            f"cluster.scale_out.pxn={str(pxn).lower()}",
+            "workload.training.global_batch_size=16384",
+        ],
+    )
+    plan = make_plan("table_wise", workload, system)
+
+    def run(fidelity: str) -> Simulation:
+        options = SimulationOptions(fidelity=fidelity, comm_interference=False)
+        return simulate_training(system, workload, plan, options)
+
+    analytic, des = run("analytic").result, run("des").result
+    assert analytic.status == des.status == "ok"
+    assert des.iteration_time_s >= analytic.iteration_time_s * (1 - SLACK)
+    peaks = des.resources.figures.peak
+    assert peaks["scale_up"] > 0 and peaks["network"] > 0
+    assert (peaks["network_uplinks"] == 0.0) is pxn  # PXN keeps cross-rail bytes off the spine
+    for name in ("host_link", "network", "network_uplinks", "scale_up"):
+        assert peaks[name] <= 1.01, (name, peaks)
+    assert run("des").result.to_dict() == des.to_dict()
 
 
 @SETTINGS
