@@ -136,8 +136,13 @@ def test_more_bandwidth_or_flops_is_never_slower(factor, what):
     }[what]
     fast = node2(*sets)
     plan = table_wise_round_robin(w, 2)
-    slow_t = simulate_training(base, w, plan, SimulationOptions()).result.iteration_time_s
-    fast_t = simulate_training(fast, w, plan, SimulationOptions()).result.iteration_time_s
+    # Without the collectives' interference, which is not monotone in the hardware (a faster link
+    # can move a collective under a kernel: recsim.cost.interference). At batch 8 these rates barely
+    # bind (HBM x4: -0.01 %); tests/property/test_step_props.py checks them, NIC, PCIe and host
+    # memory too, in both engines, on setups where each binds.
+    options = SimulationOptions(comm_interference=False)
+    slow_t = simulate_training(base, w, plan, options).result.iteration_time_s
+    fast_t = simulate_training(fast, w, plan, options).result.iteration_time_s
     assert fast_t <= slow_t * (1 + 1e-12)
 
 
