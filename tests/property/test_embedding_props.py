@@ -96,6 +96,21 @@ def _with_accelerator(system: System, **update: Any) -> System:
     return system.model_copy(update={"node": node.model_copy(update={"accelerators": group})})
 
 
+def _with_pcie_scale(system: System, scale: float) -> System:
+    """The accelerators' host links and the PCIe switches' ports ``scale`` x faster: on DGX A100 two
+    GPUs share each switch's uplink (``Node.host_bandwidth_bytes_per_s_per_accelerator``), which
+    binds before a GPU's own link does, so a faster GPU link alone changes nothing."""
+    faster = _with_accelerator(system, pcie_scale=scale)
+    node = faster.node
+    assert node.pcie_switches is not None
+    switch = node.pcie_switches.device
+    ports = switch.model_copy(
+        update={"port_bandwidth_bytes_per_s": switch.port_bandwidth_bytes_per_s * scale}
+    )
+    group = node.pcie_switches.model_copy(update={"device": ports})
+    return faster.model_copy(update={"node": node.model_copy(update={"pcie_switches": group})})
+
+
 def _with_host_memory_scale(system: System, scale: float) -> System:
     """Every DIMM and the CPUs' memory controllers ``scale`` x faster."""
     node = system.node
@@ -142,7 +157,7 @@ def test_faster_hardware_never_slower(case, scale):
     if tier in ("hbm", "uvm", "uvm_caching"):
         variants += [_with_accelerator(base, hbm_scale=scale), _with_accelerator(base, l2_scale=scale)]
     if tier in ("uvm", "uvm_caching"):
-        variants.append(_with_accelerator(base, pcie_scale=scale))
+        variants += [_with_accelerator(base, pcie_scale=scale), _with_pcie_scale(base, scale)]
     if tier in ("uvm", "uvm_caching", "ddr", "nmp", "ssd"):
         variants.append(_with_host_memory_scale(base, scale))
     if tier == "nmp":
@@ -150,6 +165,31 @@ def test_faster_hardware_never_slower(case, scale):
     slow = run(e, access, base).time_s
     for system in variants:
         assert run(e, access, system).time_s <= slow * SLACK
+    if tier in ("uvm", "uvm_caching"):
+        # Host memory on a link fast enough for it to bind (at DGX A100's PCIe it never does).
+        link = _with_pcie_scale(base, 16.0)
+        both = _with_host_memory_scale(link, scale)
+        assert run(e, access, both).time_s <= run(e, access, link).time_s * SLACK
+
+
+def test_the_uvm_variants_bind():
+    # Not vacuous: on a forward UVM lookup of DGX A100 a 4x faster PCIe (switch ports included)
+    # is faster, and so is 4x faster host memory behind a 16x faster PCIe.
+    e = Embedding(
+        table="t",
+        pass_="forward",
+        rows=10**7,
+        dim=128,
+        dtype="fp32",
+        batch=65536,
+        lookups=65536 * 20.0,
+        tier="uvm",
+    )
+    access = access_model(UniformAccess(dist="uniform"), e.rows)
+    base = run(e, access, GPU).time_s
+    assert run(e, access, _with_pcie_scale(GPU, 4.0)).time_s < 0.9 * base
+    link = _with_pcie_scale(GPU, 16.0)
+    assert run(e, access, _with_host_memory_scale(link, 4.0)).time_s < 0.9 * run(e, access, link).time_s
 
 
 @SETTINGS
