@@ -14,7 +14,8 @@ NIC and (for UVM shards) PCIe and host-memory terms show in the step:
   least each queue's busy time;
 * energy: average power is the sum of the components' and ``energy_per_sample x throughput``; each
   component's lies between its idle and its maximum;
-* the same configuration twice gives the same ``Result.to_dict()``, DES included;
+* the same configuration twice gives the same ``Result.to_dict()``, DES included, in this
+  process and in others (another string hash seed);
 * a narrower wire dtype puts proportionally fewer bytes on the pooled all-to-all.
 """
 
@@ -23,8 +24,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -335,6 +341,28 @@ def test_the_same_run_twice_gives_the_same_dict(fidelity):
         ).result.to_dict()
         == first
     )
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+_ONE_RUN = (
+    "import json\n"
+    "from tests.property.test_step_props import sim, tiny\n"
+    "print(json.dumps(sim(tiny(), 32768, 'uvm', 'des').result.to_dict(), sort_keys=True))\n"
+)
+
+
+def test_the_same_run_in_other_processes_gives_the_same_dict():
+    """Determinism across processes: string hashing differs between them (``PYTHONHASHSEED``), so a
+    set or dict iterated in hash order (a sum's order, a tie broken by it) would show here."""
+    outs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(_ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-c", _ONE_RUN], env=env, cwd=_ROOT, capture_output=True, text=True, check=True
+        )
+        outs.append(done.stdout.strip())
+    here = json.dumps(sim(tiny(), 32768, "uvm", "des").result.to_dict(), sort_keys=True)
+    assert outs[0] == outs[1] == here
 
 
 # ------------------------------------------------------------------------------ wire dtypes
