@@ -39,6 +39,29 @@ sharing adds past that window, ``max(0, t_shared - window)``. The
 delay is counted only above the fluid model's resolution (``_delay``). The fairness unit is the
 flow, as between collectives: a copy is one flow against each of a collective's on a link.
 
+A flow is one (source, destination) pair of a collective, NCCL's connection between two ranks (its
+channels not counted, for any collective). A PXN relay's network hop is one such pair, the relay to
+the remote rank, whichever local GPUs it carries bytes for: NCCL's point-to-point sends share one
+network connection per (NIC, remote rank, channel) among all the local ranks that use that NIC
+(src/transport/net.cc ``sendProxyConnect``: shared buffers for the p2p connections,
+``NCCL_NET_SHARED_COMMS`` default 1, "let only one localrank connect to a tpRemoteRank"; the IB
+plugin's multi-receive of ``NCCL_NET_IB_MAX_RECVS`` = 8), and the NIC serves its connections' queue
+pairs in turn (an ASSUMPTION: the InfiniBand specification leaves the arbitration among one virtual
+lane's queue pairs to the adapter). So on a rail-optimized fabric, where every byte for rail ``k``
+leaves by GPU ``k``'s NIC, an all-to-all is one flow per NIC and remote rank with PXN and eight
+without, and a collective beside it on the NIC (the CollNet all-reduce, one flow per NIC) gets half
+the NIC with PXN where it got a ninth: on 2 rail-optimized DGX H100 nodes, dlrm-dcnv2 at batch 16384
+(no interference), the backward all-to-all beside DDP's first bucket takes 86.5 us of flow time
+alone and 168.3 us shared with PXN (the all-reduce's 4.09 MB per NIC / 50 GB/s = 81.8 us more: both
+collectives' NIC bytes, one after the other at the NIC's rate) against 97.3 us without (its eight
+0.54 MB flows per NIC at 8/9 of the NIC, 10.8 us more), and the step 2.597 ms against 2.526 (the
+analytic engine, which charges each NIC its bytes either way, 2.515 both). The NIC does as much work
+either way; PXN hands more of it to the all-reduce first. How many channels each collective opens
+per NIC (``NCCL_NCHANNELS_PER_NET_PEER``, the CollNet channels) would weight the split and is not
+modelled. The NVLink hand-over to the relay is summed with the sender's own all-to-all part to that
+GPU (same pair, same efficiency); NVLink does not bind here (kept apart, the step is the same to the
+float).
+
 Summing a ring's phases into one flow per pair keeps the fluid model's cost to one allocation per
 event rather than per phase; for the homogeneous phases of rings and all-to-alls it gives the same
 transfer time. Speed (10^5 flows per all-to-all at 1024 GPUs): a collective's flows and their link
@@ -332,7 +355,10 @@ class FluidNetwork:
 
 def _aggregate(flows: Sequence[Flow]) -> tuple[list[str], list[str], NDArray[np.float64]]:
     """One flow per (source, destination, efficiency), the bytes of every phase summed, as
-    (sources, destinations, wire bytes); flows without bytes left out."""
+    (sources, destinations, wire bytes); flows without bytes left out.
+
+    A PXN relay's network hops from every local sender to one remote rank are one flow, as they are
+    one NCCL connection (the module docstring: fairness on the relay's NIC is per connection)."""
     sums: dict[tuple[str, str, float], float] = {}
     get = sums.get
     for f in flows:

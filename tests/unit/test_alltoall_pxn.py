@@ -1,5 +1,6 @@
 """Direct all-to-all through PXN relays: the alpha-beta figures charge each remote byte where its
-route (``Topology.first_hop``) takes it, as the flows do."""
+route (``Topology.first_hop``) takes it, as the flows do; in the DES a relay's NIC carries one flow
+per remote rank (NCCL's shared connection), which a collective beside it shares the NIC with."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from recsim.cost.collectives import REGISTRY, Level, collective_cost, collective
 from recsim.cost.collectives.base import Flow, LevelCost, group_layout, route_edge_shares
 from recsim.cost.collectives.pxn import pxn_exits
 from recsim.engine.network import simulate_flows
-from recsim.graph.ir import Collective, CollectiveOp
+from recsim.graph.ir import Collective, CollectiveOp, Node
 from recsim.hardware.topology import Topology, build_topology
 
 MiB = 2**20
@@ -280,3 +281,109 @@ def _same_levels(got: tuple[LevelCost | None, ...], want: tuple[LevelCost | None
             assert a.steps == b.steps and a.trips == b.trips
             assert a.bytes == pytest.approx(b.bytes, rel=1e-12)
             assert a.bandwidth == pytest.approx(b.bandwidth, rel=1e-12)
+
+
+def _des_traffic(topology: Topology, parts: list[Collective]) -> tuple[list[str], list[str], np.ndarray]:
+    """A collective's flows as the DES moves them: summed per (source, destination, efficiency)."""
+    from recsim.engine.des import _aggregate
+
+    return _aggregate(collective_flows(parts, topology, collective_cost(parts, topology).algorithm))
+
+
+@pytest.mark.parametrize(("pxn", "flows_per_nic", "slowdown"), [(True, 1, 2.0), (False, 8, 9 / 8)])
+def test_relay_nic_is_one_connection_per_remote_rank_in_the_des(
+    pxn: bool, flows_per_nic: int, slowdown: float
+) -> None:
+    """The mechanism behind a DES step slower with PXN (``recsim.engine.des``): NCCL shares one
+    network connection per (NIC, remote rank, channel) among the local senders
+    (src/transport/net.cc ``sendProxyConnect``, ``NCCL_NET_SHARED_COMMS``), so on a rail-optimized
+    fabric a uniform all-to-all leaves GPU 0's NIC as one flow (to rail 0's remote rank) with PXN
+    and as eight (its own, one per remote rank) without, each NIC carrying the same bytes either
+    way. A flow beside it on that NIC, as many bytes as the all-to-all's there (the CollNet
+    all-reduce's hop to its leaf), gets half the NIC with PXN, so the all-to-all takes twice its
+    idle-network time; a ninth without, so 9/8 of it."""
+    import simpy
+
+    from recsim.engine.des import FluidNetwork
+
+    topology = _dgx_h100("rail_optimized", pxn)
+    m = np.full((16, 16), float(MiB))
+    np.fill_diagonal(m, 0.0)
+    srcs, dsts, wire = _des_traffic(topology, _parts(tuple(range(16)), m))
+    nic0 = [w for s, d, w in zip(srcs, dsts, wire, strict=True) if s == "n0.gpu0" and d.startswith("n1.")]
+    assert len(nic0) == flows_per_nic
+    env = simpy.Environment()
+    network = FluidNetwork(env, topology)
+    traffic = network.traffic_of_arrays(srcs, dsts, wire)
+    assert traffic is not None
+    nic_bytes = float(sum(nic0))
+    alone = network.alone_s(traffic)
+    assert alone == pytest.approx(nic_bytes / NIC_RATE, rel=1e-9)  # the NICs bind, all alike
+    done: dict[str, float] = {}
+    network.submit(traffic).done.callbacks.append(lambda _: done.setdefault("a2a", env.now))
+    network.transfer([Flow("n0.gpu0", "rail0.leaf0", nic_bytes)])
+    env.run()
+    assert done["a2a"] == pytest.approx(slowdown * alone, rel=1e-9)
+
+
+@pytest.mark.parametrize("pxn", [True, False])
+def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
+    """The tester's step (2 rail-optimized DGX H100 nodes, dlrm-dcnv2, batch 16384, no
+    interference): the backward all-to-all starts with DDP's first bucket (a CollNet all-reduce,
+    ``c`` wire bytes through each GPU's NIC, one flow) and the DES adds to it exactly what sharing
+    its busiest NICs costs (``a`` wire bytes there). With PXN one all-to-all flow per NIC: the two
+    share it 1:1 and, ``c < a``, the all-to-all ends when both have passed, ``c / R`` late (81.8
+    us). Without, ``a`` is eight flows of ``a / 8 < c`` at ``R / 9``: ``a / (8 R)`` late (10.8 us)."""
+    from recsim.api import make_plan, prepare
+    from recsim.cost.model import CostModel
+    from recsim.engine.simulate import Simulation, SimulationOptions, simulate_training
+
+    system, workload = prepare(
+        "dgx-h100",
+        "dlrm-dcnv2",
+        nodes=2,
+        overrides=[
+            "cluster.scale_out.topology=rail_optimized",
+            f"cluster.scale_out.pxn={str(pxn).lower()}",
+            "workload.training.global_batch_size=16384",
+        ],
+    )
+    plan = make_plan("table_wise", workload, system)
+
+    def run(fidelity: str) -> Simulation:
+        return simulate_training(system, workload, plan, SimulationOptions(fidelity, comm_interference=False))
+
+    analytic, des = run("analytic"), run("des")
+    assert des.graph is not None and des.schedule is not None and analytic.schedule is not None
+    assert des.topology is not None
+    cost = CostModel(system)
+
+    def members(name: str) -> list[Node]:
+        return [n for n in des.graph.nodes if n.name == name]
+
+    a2a, bucket = members("a2a_bwd#0"), members("allreduce_bucket0#0")
+    assert des.schedule.start_s[a2a[0].id] == des.schedule.start_s[bucket[0].id]  # issued together
+
+    def nic_bytes(nodes: list[Node]) -> dict[str, float]:
+        parts = cost.ordered_parts(nodes)
+        assert parts is not None
+        out: dict[str, float] = {}
+        vertex = des.topology.graph.nodes
+        for s, d, w in zip(*_des_traffic(des.topology, parts), strict=True):
+            if vertex[s]["kind"] == "accelerator" and vertex[s]["node"] != vertex[d]["node"]:
+                out[s] = out.get(s, 0.0) + float(w)  # leaves the node by ``s``'s NIC
+        return out
+
+    busiest = max(nic_bytes(a2a).values())
+    beside = set(nic_bytes(bucket).values())
+    assert len(beside) == 1  # the same on every NIC
+    (c,) = beside
+    assert busiest / 8 < c < busiest  # the regime the figures below are worked out in
+    expected = c / NIC_RATE if pxn else busiest / 8 / NIC_RATE
+
+    def took(sim: Simulation, node: Node) -> float:
+        assert sim.schedule is not None
+        return sim.schedule.finish_s[node.id] - sim.schedule.start_s[node.id]
+
+    assert took(des, a2a[0]) - took(analytic, a2a[0]) == pytest.approx(expected, rel=1e-6)
+    assert expected * 1e6 == pytest.approx(81.82 if pxn else 10.81, abs=0.01)
