@@ -254,6 +254,8 @@ def _replace_reference(target: type[Referable], tree: Tree, path: KeyPath, locat
     else:
         sub = _subtree(tree, path)
         doc = _resolve_extends(sub.copy(), None, kind, locator, ())
+    if path in tree.locations:
+        tree.references[path] = tree.locations[path]
     _set(tree.data, path, doc.data)
     graft(tree, path, doc)
 

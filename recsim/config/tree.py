@@ -48,6 +48,10 @@ class Tree:
     #: named a reference (``node.nics.device=eth-100g``) when the referenced document is inlined
     #: there, and an error it causes must still name it, not the shipped file.
     overrides: dict[KeyPath, Location] = field(default_factory=dict)
+    #: Where each inlined reference (``device: ddr4-2400``) was written: ``locations`` there are the
+    #: referenced document's own after inlining, and a check that blames the choice of the device
+    #: (a DIMM of another technology than the CPU's) must name the line that chose it.
+    references: dict[KeyPath, Location] = field(default_factory=dict)
 
     def location(self, path: KeyPath) -> Location:
         """The location of ``path``, or of its nearest ancestor that has one."""
@@ -58,7 +62,9 @@ class Tree:
         return Location("<config>")
 
     def copy(self) -> Tree:
-        return Tree(copy.deepcopy(self.data), dict(self.locations), dict(self.overrides))
+        return Tree(
+            copy.deepcopy(self.data), dict(self.locations), dict(self.overrides), dict(self.references)
+        )
 
 
 def walk(value: Any, prefix: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:

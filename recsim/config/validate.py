@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from recsim.config.tree import MISSING, KeyPath, Tree, child, format_path
+from recsim.config.tree import MISSING, KeyPath, Location, Tree, child, format_path
 from recsim.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -136,25 +136,26 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         # tester found the ``node:`` line cited for a value written three lines below it).
         blamed = _blamed_key(tree, path, message)
         if blamed is not None:
-            full, rest = blamed
-            return f"{tree.location(full)}: {format_path(full)}: {rest}"
+            full, at, rest = blamed
+            return f"{at}: {format_path(full)}: {rest}"
     return f"{where}: {key}: {_message(error)}"
 
 
 _LEADING_KEY = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): ")
 
 
-def _blamed_key(tree: Tree, path: KeyPath, message: str) -> tuple[KeyPath, str] | None:
-    """The key below ``path`` a model validator's ``message`` starts with (``a.b: ...``) and the rest
-    of the message, when the tree knows where that key was written; else None."""
+def _blamed_key(tree: Tree, path: KeyPath, message: str) -> tuple[KeyPath, Location, str] | None:
+    """The key below ``path`` a model validator's ``message`` starts with (``a.b: ...``), where it
+    was written and the rest of the message, when the tree knows that place; else None."""
     found = _LEADING_KEY.match(message)
     if found is None:
         return None
     full: KeyPath = (*path, *found.group(1).split("."))
-    where = tree.locations.get(full)
+    # An inlined reference is blamed where it was written, not in the referenced document.
+    where = tree.references.get(full) or tree.locations.get(full)
     if where is None or where.line is None:
         return None
-    return full, message[found.end() :]
+    return full, where, message[found.end() :]
 
 
 def _describe_tag(model: type[BaseModel], tree: Tree, path: KeyPath, error: ErrorDetails) -> str:

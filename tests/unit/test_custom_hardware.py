@@ -159,6 +159,23 @@ def test_host_dimms_of_another_technology_than_the_cpus_are_refused(dimm, techno
     assert load_system("dgx-h100", overrides=["node.host_memory.device=ddr5-5600"]) is not None
 
 
+def test_host_dimms_of_another_technology_name_the_line_that_chose_them(tmp_path):
+    # A tester's system file chose DDR4 for Sapphire Rapids: the error named the DIMM's own library
+    # file (ddr4-2400.yaml:4), which is right as it is, not the line of the user's file to fix.
+    system = tmp_path / "mine.yaml"
+    system.write_text(
+        "kind: system\nextends: dgx-h100\nname: mine\nnode:\n"
+        "  host_memory: {device: ddr4-2400, dimms_per_channel: 2}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_system(str(system))
+    assert str(err.value).startswith(f"{system}:5: node.host_memory.device: 'ddr4-2400' is ddr4 memory")
+    result = CliRunner().invoke(cli, ["hw", "validate", str(system)])
+    assert result.exit_code == 2
+    assert f"{system}:5: node.host_memory.device: " in result.output
+    assert "ddr4-2400.yaml" not in result.output
+
+
 # ------------------------------------------------------------------------------ extends targets
 
 
