@@ -208,7 +208,16 @@ def case_dirs(root: Path, cases: Sequence[str] | None = None) -> list[Path]:
 def load_case(case: Path) -> GoldenConfig:
     """The validated ``config.yaml`` of a case folder."""
     tree = load_yaml_file(Path(case) / CONFIG_NAME)
-    return validate_tree(GoldenConfig, tree)
+    config = validate_tree(GoldenConfig, tree)
+    # A library folder that is not there, named at its line and key (a tester's case said only
+    # "config.yaml: no such library folder ..."), before any case of the folder runs.
+    for key in ("hardware_path", "workload_path"):
+        for index, folder in enumerate(getattr(config, key)):
+            full = (Path(case) / folder).resolve()
+            if not full.is_dir():
+                where = tree.location((key, index))
+                raise ConfigError(f"{where}: {key}[{index}]: no such folder {full}")
+    return config
 
 
 def load_expected(case: Path, *, recorded: bool = True) -> Expected:

@@ -327,6 +327,24 @@ def test_golden_strict_config(golden_copy):
     assert unknown.exit_code == 2 and "no golden case 'no-such-case'" in unknown.output
 
 
+@pytest.mark.parametrize("key", ["hardware_path", "workload_path"])
+@pytest.mark.parametrize("command", ["check", "update"])
+def test_golden_library_folder_that_is_not_there_names_its_line_and_key(golden_copy, key, command):
+    # A tester's case said only "config.yaml: no such library folder ..." with no line or key.
+    config = golden_copy / "tiny-analytic" / "config.yaml"
+    lines = config.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+    lines[at] = lines[at].replace("]", ", nowhere]")  # the fixture folder, then one not there
+    config.write_text("\n".join(lines) + "\n")
+    before = (golden_copy / "tiny-analytic" / "expected.json").read_text()
+    result = invoke(golden, command, golden_copy, "tiny-analytic")
+    assert result.exit_code == 2
+    folder = (golden_copy / "tiny-analytic" / "nowhere").resolve()
+    assert f"config.yaml:{at + 1}: {key}[1]: no such folder {folder}" in result.output
+    assert "Traceback" not in result.output
+    assert (golden_copy / "tiny-analytic" / "expected.json").read_text() == before
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
