@@ -503,7 +503,11 @@ def check_case(case: Path) -> GoldenResult:
 
 def check(root: Path, cases: Sequence[str] | None = None) -> list[GoldenResult]:
     """Run every golden case under ``root`` (or those named in ``cases``)."""
-    return [check_case(case) for case in case_dirs(root, cases)]
+    found = case_dirs(root, cases)
+    for case in found:  # every case's files before the first (slower) simulation
+        load_expected(case)
+        load_case(case)
+    return [check_case(case) for case in found]
 
 
 def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool = False) -> list[Path]:
@@ -515,7 +519,12 @@ def update(root: Path, cases: Sequence[str] | None = None, *, all_metrics: bool 
     it was. An infeasible one (a plan that does not fit) is recorded, with its status and reason.
     """
     pending: list[tuple[Path, dict[str, Any]]] = []
-    for case in case_dirs(root, cases):
+    found = case_dirs(root, cases)
+    for case in found:  # every case's files before the first (slower) simulation
+        load_case(case)
+        if (case / EXPECTED_NAME).exists():
+            load_expected(case, recorded=False)
+    for case in found:
         path = case / EXPECTED_NAME
         old = load_expected(case, recorded=False) if path.exists() else Expected({})
         actual, status, reason, _wall = simulate_case(case)

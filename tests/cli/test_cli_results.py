@@ -327,6 +327,23 @@ def test_golden_strict_config(golden_copy):
     assert unknown.exit_code == 2 and "no golden case 'no-such-case'" in unknown.output
 
 
+@pytest.mark.parametrize("command", ["check", "update"])
+def test_golden_refuses_a_malformed_case_before_simulating_any(golden_copy, monkeypatch, command):
+    # A tester's folder ran (and waited for) its good cases before the typo in the last one was said.
+    from recsim.explore import golden as gold
+
+    bad = golden_copy / "zz-typo"
+    shutil.copytree(golden_copy / "tiny-analytic", bad)
+    (bad / "config.yaml").write_text((bad / "config.yaml").read_text() + "fidelty: des\n")
+    simulated: list[Path] = []
+    real = gold.simulate_case
+    monkeypatch.setattr(gold, "simulate_case", lambda case: simulated.append(case) or real(case))
+    result = invoke(golden, command, golden_copy)
+    assert result.exit_code == 2
+    assert "zz-typo/config.yaml:" in result.output and "fidelty" in result.output
+    assert simulated == []
+
+
 @pytest.mark.parametrize("key", ["hardware_path", "workload_path"])
 @pytest.mark.parametrize("command", ["check", "update"])
 def test_golden_library_folder_that_is_not_there_names_its_line_and_key(golden_copy, key, command):
