@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Self
 
-from annotated_types import Len
+from annotated_types import Ge, Len
 from pydantic import Field, field_validator, model_validator
 
 from recsim.config.loader import Referable
-from recsim.config.types import Bytes, PositiveInt, Ratio, Spec
+from recsim.config.types import Bytes, PositiveInt, Spec
 from recsim.hardware.calibration import CollectiveCalibration
 from recsim.hardware.devices import (
     SCALE_UP_LINK_FAMILIES,
@@ -473,14 +473,14 @@ class ScaleOut(Spec):
     topology: Literal["single_switch", "clos", "rail_optimized"]
     switch: Switch
     tiers: Literal[1, 2, 3] = 2
-    oversubscription: Ratio = 1.0
+    # A field bound, not a check in ``_valid``: ``recsim hw schema`` then says it (the schema said
+    # any number > 0 and an editor passed 0.5), and a mistake is named at its own line.
+    oversubscription: Annotated[float, Ge(1.0)] = 1.0
     switch_power: Literal["ports_used", "whole"] = "ports_used"
     pxn: bool = True
 
     @model_validator(mode="after")
     def _valid(self) -> Self:
-        if self.oversubscription < 1.0:
-            raise ValueError(f"oversubscription must be >= 1.0, got {self.oversubscription}")
         if self.topology == "single_switch" and self.tiers != 1 and "tiers" in self.model_fields_set:
             raise ValueError("topology 'single_switch' has one tier")
         return self

@@ -293,9 +293,27 @@ def test_an_inline_extends_given_by_a_set_resolves_from_the_working_folder(tmp_p
 
 
 def test_a_cross_key_check_broken_by_a_set_names_the_set(minilib):
-    msg = error_of(lambda: minilib.system("tiny", [Override.parse("cluster.scale_out.oversubscription=0.5")]))
-    assert msg.startswith("--set cluster.scale_out.oversubscription=0.5: cluster.scale_out: "), msg
+    # tiny.yaml has tiers: 2, which a single switch cannot have.
+    msg = error_of(
+        lambda: minilib.system("tiny", [Override.parse("cluster.scale_out.topology=single_switch")])
+    )
+    assert msg.startswith("--set cluster.scale_out.topology=single_switch: cluster.scale_out: "), msg
     assert "tiny.yaml" in msg  # the mapping the check read, named after it
+
+
+def test_an_oversubscription_under_one_is_named_at_its_line_and_in_the_schema(tmp_path):
+    # A tester's 0.5 was named at the scale_out mapping's line by a check across keys, and the JSON
+    # Schema said any number > 0 would do.
+    path = tmp_path / "bad.yaml"
+    text = (MINI / "systems/tiny.yaml").read_text()
+    path.write_text(text.replace("oversubscription: 1.0", "oversubscription: 0.5"))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "oversubscription: 1.0" in t)
+    msg = error_of(lambda: HardwareLibrary([MINI]).system(str(path)))
+    assert msg == f"{path}:{line}: cluster.scale_out.oversubscription: must be >= 1.0, got 0.5", msg
+    from recsim.hardware.schema import document_schema
+
+    field = document_schema("system")["$defs"]["ScaleOut"]["properties"]["oversubscription"]
+    assert field.get("minimum") == 1.0 and "exclusiveMinimum" not in field, field
 
 
 def test_a_set_that_swaps_a_reference_is_named_not_the_shipped_file():
@@ -315,13 +333,15 @@ def test_a_cross_key_mistake_of_the_file_is_the_files_beside_an_unrelated_set(tm
     # reviewer found such a --set blamed).
     path = tmp_path / "bad.yaml"
     path.write_text(
-        (MINI / "systems/tiny.yaml").read_text().replace("oversubscription: 1.0", "oversubscription: 0.5")
+        (MINI / "systems/tiny.yaml").read_text().replace("topology: clos", "topology: single_switch")
     )
     msg = error_of(
-        lambda: HardwareLibrary([MINI]).system(str(path), [Override.parse("cluster.scale_out.tiers=2")])
+        lambda: HardwareLibrary([MINI]).system(
+            str(path), [Override.parse("cluster.scale_out.oversubscription=2")]
+        )
     )
     assert msg.startswith(f"{path}:"), msg
-    assert "oversubscription must be >= 1.0" in msg and "also has --set cluster.scale_out.tiers=2" in msg
+    assert "has one tier" in msg and "also has --set cluster.scale_out.oversubscription=2" in msg
 
 
 def test_one_quantity_spelt_two_ways_is_one_float():
