@@ -138,6 +138,10 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         if blamed is not None:
             full, at, rest = blamed
             return f"{at}: {format_path(full)}: {rest}"
+        mentioned = _mentioned_key(tree, path, where, message)
+        if mentioned is not None:
+            full, at = mentioned
+            return f"{at}: {format_path(full)}: {message}"
     return f"{where}: {key}: {_message(error)}"
 
 
@@ -156,6 +160,26 @@ def _blamed_key(tree: Tree, path: KeyPath, message: str) -> tuple[KeyPath, Locat
     if where is None or where.line is None:
         return None
     return full, where, message[found.end() :]
+
+
+_DOTTED_KEY = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w.])")
+
+
+def _mentioned_key(
+    tree: Tree, path: KeyPath, where: Location, message: str
+) -> tuple[KeyPath, Location] | None:
+    """The first dotted key below ``path`` a check across keys names in its ``message`` that was
+    written in the same file as the mapping checked (``where``), and that place; else None.
+
+    Such a check of a whole document (an InfiniBand NIC on an Ethernet switch) failed at the
+    document, "mine.yaml:1: <top level>", when the file's own line of one of the keys it names is
+    the one to fix (a tester's find); a key the file inherited is not blamed on it."""
+    for found in _DOTTED_KEY.finditer(message):
+        full: KeyPath = (*path, *found.group(1).split("."))
+        at = tree.references.get(full) or tree.locations.get(full)
+        if at is not None and at.line is not None and at.source == where.source:
+            return full, at
+    return None
 
 
 def _describe_tag(model: type[BaseModel], tree: Tree, path: KeyPath, error: ErrorDetails) -> str:

@@ -176,6 +176,24 @@ def test_host_dimms_of_another_technology_name_the_line_that_chose_them(tmp_path
     assert "ddr4-2400.yaml" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        ("cluster:\n  scale_out: {switch: tomahawk3-64x200g}\n", "cluster.scale_out.switch"),
+        ("node:\n  nics: {device: roce-200g}\n", "node.nics.device"),
+    ],
+)
+def test_a_nic_on_a_switch_of_another_fabric_names_the_line_of_the_file_that_chose_it(tmp_path, edit, key):
+    # A tester's system file put dgx-h100's InfiniBand NICs on an Ethernet switch: the error was
+    # "mine.yaml:1: <top level>: ...", the first line and no key.
+    system = tmp_path / "mine.yaml"
+    system.write_text(f"kind: system\nextends: dgx-h100\nname: mine\n{edit}")
+    with pytest.raises(ConfigError) as err:
+        load_system(str(system))
+    assert str(err.value).startswith(f"{system}:5: {key}: "), str(err.value)
+    assert "NIC needs an" in str(err.value) and "<top level>" not in str(err.value)
+
+
 # ------------------------------------------------------------------------------ extends targets
 
 
