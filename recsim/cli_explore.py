@@ -134,6 +134,8 @@ def _cell(value: Any) -> str:
 
 
 def _print_summary(result: Any) -> None:
+    from recsim.cli_results import format_metric
+
     counts = result.counts
     console = Console()
     if not console.is_terminal:
@@ -174,7 +176,9 @@ def _print_summary(result: Any) -> None:
     for _, row in result.front.iterrows():
         cells = [str(row["index"])]
         cells += [_cell(row[f"values.{p}"]) for p in axis_cols]
-        cells += [_cell(row[o]) for o in objectives]
+        # With their units, as `recsim results show --front` shows them (a tester read 0.0003851
+        # here and 385.1 uJ there for one point's energy_per_sample_j).
+        cells += [format_metric(o, row[o]) for o in objectives]
         table.add_row(*cells)
     console.print(table)
     _print_paths(console, result)

@@ -37,6 +37,25 @@ def invoke(*args: str):
     return CliRunner().invoke(sweep, list(args), env=ENV)
 
 
+def test_the_sweeps_front_shows_its_figures_with_units_as_results_show_does(tmp_path: Path):
+    # A tester read "0.0003851" for energy_per_sample_j in the sweep's front and "385.1 uJ" for the
+    # same point in `recsim results show --front`, which the README calls "the Pareto front again".
+    from recsim.cli_results import format_metric
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC.replace("avg_power_w: min", "energy_per_sample_j: min"))
+    out = tmp_path / "out"
+    result = invoke(str(spec), "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    front = json.loads(invoke(str(spec), "--out", str(out), "--resume", "--json").output)["front"]
+    assert front
+    for row in front:
+        for metric in ("throughput_samples_per_s", "energy_per_sample_j"):
+            shown = format_metric(metric, row[metric])
+            assert shown.endswith(("samples/s", "J")), shown
+            assert shown in result.output, (shown, result.output)
+
+
 def test_sweep_writes_the_results_and_prints_the_front(tmp_path: Path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC)
