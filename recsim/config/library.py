@@ -152,8 +152,16 @@ class DocumentLibrary:
         tree = load_document(path, kind, self)
         tree = inline_references(schema, tree, self)
         overrides = list(overrides)
-        if overrides:
-            tree = apply_overrides(tree, overrides)
+        start = 0
+        for i, override in enumerate(overrides):
+            if any(_inside_a_new_reference(override, earlier) for earlier in overrides[start:i]):
+                # ``device=h200-sxm5-141gb`` then ``device.hbm.bandwidth=...``: the name becomes
+                # its document before the later override edits it (a tester's pair was refused:
+                # "'device' is a value, not a mapping").
+                tree = inline_references(schema, apply_overrides(tree, overrides[start:i]), self)
+                start = i
+        if overrides[start:]:
+            tree = apply_overrides(tree, overrides[start:])
             tree = inline_references(schema, tree, self)
         return self.postprocess(kind, tree)
 
@@ -206,3 +214,10 @@ class DocumentLibrary:
         close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"unknown name {text!r}{hint} (see `{self.list_command}`)")
+
+
+def _inside_a_new_reference(override: Override, earlier: Override) -> bool:
+    """Whether ``override`` edits below a setting ``earlier`` set to a name or a path (a reference
+    that is inlined only after the overrides)."""
+    n = len(earlier.path)
+    return isinstance(earlier.value, str) and len(override.path) > n and override.path[:n] == earlier.path

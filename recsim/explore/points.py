@@ -98,7 +98,12 @@ def point_config(spec: SweepSpec, values: dict[str, Any]) -> dict[str, Any]:
             shadowed = special_key_of(path)
             if shadowed is not None:
                 config[shadowed] = None
-    config["overrides"] = overrides
+    # A setting before the settings inside it (``node.accelerators.device`` before its
+    # ``.hbm.bandwidth``), whatever the order of the axes and the base's overrides: applied in
+    # order, a device swapped after its bandwidth was set dropped the bandwidth (a tester's sweep
+    # showed one figure for 1 and 3 TB/s). Texts of one setting, and of unrelated ones, keep their
+    # order (``sorted`` is stable).
+    config["overrides"] = sorted(overrides, key=lambda text: len(_setting(text.partition("=")[0])))
     return config
 
 

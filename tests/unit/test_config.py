@@ -316,6 +316,22 @@ def test_an_oversubscription_under_one_is_named_at_its_line_and_in_the_schema(tm
     assert field.get("minimum") == 1.0 and "exclusiveMinimum" not in field, field
 
 
+def test_a_set_inside_a_device_an_earlier_set_swapped_edits_the_new_device():
+    # "--set node.accelerators.device=h200-sxm5-141gb --set node.accelerators.device.hbm.bandwidth=5 TB/s"
+    # was refused: "'device' is a value, not a mapping" (the name was not yet its document).
+    system = HardwareLibrary().system(
+        "dgx-h100",
+        [
+            Override.parse("node.accelerators.device=h200-sxm5-141gb"),
+            Override.parse("node.accelerators.device.hbm.bandwidth=5 TB/s"),
+        ],
+    )
+    assert system.accelerator is not None
+    assert system.accelerator.name == "h200-sxm5-141gb"
+    assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
+    assert system.accelerator.hbm.capacity_bytes == 141 * 2**30  # the rest is the new device's
+
+
 def test_a_set_that_swaps_a_reference_is_named_not_the_shipped_file():
     # The override replaces a reference by another device, whose file is inlined in its place:
     # the error was blamed on "hardware/systems/dgx-h100.yaml:3: <top level>: ...".

@@ -300,6 +300,33 @@ def test_two_axis_values_that_cannot_go_together_are_an_error_row(tmp_path):
     assert rows["ib-ndr-400g", "tomahawk3-64x200g"]["status"] == "error"
 
 
+@pytest.mark.parametrize("device_first", [True, False])
+def test_an_axis_inside_a_device_another_axis_swaps_applies_to_each_device(tmp_path, device_first):
+    """A tester's sweep of HBM bandwidth x accelerator: with the device axis first every point was
+    an error ("'device' is a value, not a mapping"); with it second the bandwidth axis was dropped
+    without a word (1 TB/s and 3 TB/s gave one figure, the device's own 3.35 TB/s)."""
+    device = "  node.accelerators.device: [h100-sxm5-80gb, h200-sxm5-141gb]\n"
+    bandwidth = '  node.accelerators.device.hbm.bandwidth: ["1 TB/s", "3 TB/s"]\n'
+    path = tmp_path / "nested.yaml"
+    path.write_text(
+        "kind: sweep\nname: nested\n"
+        "base: {system: dgx-h100, workload: dlrm-benchmark, batch_size: 2048, plan: table_wise}\n"
+        "axes:\n"
+        + (device + bandwidth if device_first else bandwidth + device)
+        + "objectives: {throughput_samples_per_s: max, avg_power_w: min}\n"
+    )
+    result = run_sweep(path, tmp_path / "out", workers=1, progress=False)
+    rows = {
+        (r["values.node.accelerators.device"], r["values.node.accelerators.device.hbm.bandwidth"]): r
+        for _, r in result.final.iterrows()
+    }
+    assert {r["status"] for r in rows.values()} == {"ok"}, [r["reason"] for r in rows.values()]
+    for name in ("h100-sxm5-80gb", "h200-sxm5-141gb"):
+        slow, fast = rows[name, "1 TB/s"], rows[name, "3 TB/s"]
+        assert slow["utilisation.hbm"] > 1.5 * fast["utilisation.hbm"]  # its bytes at a third of the rate
+        assert slow["throughput_samples_per_s"] < fast["throughput_samples_per_s"]
+
+
 def test_dask_local_cluster_gives_identical_records(spec_path, tmp_path):
     start = time.perf_counter()
     local = run_sweep(spec_path, tmp_path / "local", workers=1, progress=False)
