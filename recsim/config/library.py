@@ -151,7 +151,10 @@ class DocumentLibrary:
         path = self.locate(kind, str(ref), Path.cwd())
         tree = load_document(path, kind, self)
         tree = inline_references(schema, tree, self)
-        overrides = list(overrides)
+        # A setting before the settings inside it, whatever the order given: ``device.hbm.bandwidth``
+        # then ``device=NAME`` dropped the bandwidth without a word. Settings of one path, and of
+        # unrelated ones, keep their order (``sorted`` is stable; the last of one path wins).
+        overrides = sorted(overrides, key=lambda override: len(override.path))
         start = 0
         for i, override in enumerate(overrides):
             if any(_inside_a_new_reference(override, earlier) for earlier in overrides[start:i]):

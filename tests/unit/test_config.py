@@ -332,6 +332,19 @@ def test_a_set_inside_a_device_an_earlier_set_swapped_edits_the_new_device():
     assert system.accelerator.hbm.capacity_bytes == 141 * 2**30  # the rest is the new device's
 
 
+def test_a_set_inside_a_device_is_kept_when_a_later_set_swaps_the_device():
+    # In the other order the bandwidth was dropped without a word (4.8 TB/s, the H200's own).
+    system = HardwareLibrary().system(
+        "dgx-h100",
+        [
+            Override.parse("node.accelerators.device.hbm.bandwidth=5 TB/s"),
+            Override.parse("node.accelerators.device=h200-sxm5-141gb"),
+        ],
+    )
+    assert system.accelerator is not None and system.accelerator.name == "h200-sxm5-141gb"
+    assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
+
+
 def test_a_set_that_swaps_a_reference_is_named_not_the_shipped_file():
     # The override replaces a reference by another device, whose file is inlined in its place:
     # the error was blamed on "hardware/systems/dgx-h100.yaml:3: <top level>: ...".
