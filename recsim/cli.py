@@ -98,19 +98,34 @@ def hw_list(as_json: bool) -> None:
         rows.append(_list_row(lib, "devices", name))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    table = Table(title="recsim hardware library", show_lines=False)
-    for col in ("kind", "name", "description"):
-        table.add_column(col, overflow="fold")
-    for row in sorted(rows, key=lambda r: (r["kind"] != "system", r["kind"], r["name"])):
-        table.add_row(row["kind"], row["name"], row["description"])
-    Console().print(table)
+    else:
+        table = Table(title="recsim hardware library", show_lines=False)
+        for col in ("kind", "name", "description"):
+            table.add_column(col, overflow="fold")
+        for row in sorted(rows, key=lambda r: (r["kind"] != "system", r["kind"], r["name"])):
+            shown = (
+                f"[red]does not load:[/red] {escape(row['error'])}" if "error" in row else row["description"]
+            )
+            table.add_row(row["kind"], row["name"], shown)
+        Console().print(table)
+    broken = [row["name"] for row in rows if "error" in row]
+    if broken:
+        click.echo(
+            f"recsim: warning: {len(broken)} hardware file(s) do not load: {', '.join(broken)}", err=True
+        )
 
 
 def _list_row(lib: HardwareLibrary, section: str, name: str) -> dict[str, str]:
+    """A library file's row; one that is not YAML is a row with its ``error`` (a tester's syntax
+    error in one file under $RECSIM_HARDWARE_PATH made ``hw list`` list nothing), as in ``workload
+    list``."""
     from recsim.config.yamlio import load_yaml_file
 
-    data = load_yaml_file(lib.index[section][name]).data
+    guess = "system" if section == "systems" else "device"
+    try:
+        data = load_yaml_file(lib.index[section][name]).data
+    except ConfigError as exc:
+        return {"kind": guess, "name": name, "description": "", "error": str(exc)}
     kind = str(data.get("kind", "system" if section == "systems" else "?"))
     return {"kind": kind, "name": name, "description": str(data.get("description", "")).strip()}
 

@@ -92,6 +92,26 @@ def test_hw_list(mini_env):
     assert any(r["name"] == "tiny-gpu" and r["kind"] == "accelerator" for r in rows)
 
 
+def test_one_unreadable_user_hardware_file_is_a_row_of_hw_list_not_its_failure(tmp_path):
+    # A tester's find: a YAML syntax error in one file under RECSIM_HARDWARE_PATH made `hw list`
+    # fail (exit 2) and list nothing, where `workload list` lists a broken file among the rest.
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "devices").mkdir()
+    broken = tmp_path / "systems" / "broken.yaml"
+    broken.write_text("kind: system\nname: broken\nnode: [\n")
+    env = {"RECSIM_HARDWARE_PATH": str(tmp_path)}
+    result = run("hw", "list", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert any(r["name"] == "dgx-h100" and "error" not in r for r in rows)
+    row = next(r for r in rows if r["name"] == "broken")
+    assert row["kind"] == "system" and row["error"].startswith(f"{broken}:4: invalid YAML")
+    human = run("hw", "list", env=env)
+    assert human.exit_code == 0
+    assert "dgx-h100" in human.stdout and "does not load" in human.stdout
+    assert "recsim: warning: 1 hardware file(s) do not load: broken" in human.stderr
+
+
 def test_hw_validate_ok_and_bad(tmp_path, mini_env):
     good = run("hw", "validate", str(MINI / "systems/tiny.yaml"), env=mini_env)
     assert good.exit_code == 0
