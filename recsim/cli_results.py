@@ -97,12 +97,24 @@ def results() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def results_list(path: Path, as_json: bool) -> None:
     """Summarise the sweep store(s) in PATH: spec name, points by stage and status."""
-    rows = []
-    for found in _stores_under(path):
-        with _open(found) as store:
-            rows.append(store.summary())
+    rows: list[dict[str, Any]] = []
+    broken: list[dict[str, Any]] = []
+    stores = _stores_under(path)
+    for found in stores:
+        try:
+            with _open(found) as store:
+                rows.append(store.summary())
+        except ConfigError as exc:
+            if len(stores) == 1:
+                raise  # the store named, or the only one: its error, exit 2
+            # One store under a folder of them that does not open is a warning, not the end of
+            # the listing (a tester's folder listed nothing for one stray results.sqlite).
+            broken.append({"path": str(found), "error": str(exc)})
+    if broken:
+        paths = ", ".join(row["path"] for row in broken)
+        click.echo(f"recsim: warning: {len(broken)} store(s) do not open: {paths}", err=True)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows + broken, indent=2))
         return
     table = Table(title=f"recsim results in {path}")
     for col in ("store", "sweep", "stage", "ok", "infeasible", "error", "created"):

@@ -68,6 +68,24 @@ def test_results_list(sweep_dir):
     assert data[0]["stages"] == {"analytic": {"infeasible": 1, "ok": 3}}
 
 
+def test_results_list_of_a_folder_lists_its_stores_beside_one_that_does_not_open(sweep_dir):
+    # A tester's `results list` of a folder of sweeps failed (exit 2) and listed nothing because one
+    # results.sqlite under it was not a store.
+    fake = sweep_dir.parent / "other" / STORE_NAME
+    fake.parent.mkdir()
+    fake.write_text("not a database\n")
+    result = invoke(results, "list", sweep_dir.parent)
+    assert result.exit_code == 0, result.output
+    assert "demo-sweep" in result.stdout
+    assert f"recsim: warning: 1 store(s) do not open: {fake}" in result.stderr
+    rows = json.loads(invoke(results, "list", sweep_dir.parent, "--json").stdout)
+    assert [r["name"] for r in rows if "error" not in r] == ["demo-sweep"]
+    broken = next(r for r in rows if "error" in r)
+    assert broken["path"] == str(fake) and "not a recsim results store" in broken["error"]
+    alone = invoke(results, "list", fake.parent)  # the store named: its error, as before
+    assert alone.exit_code == 2 and "not a recsim results store" in alone.output
+
+
 def test_results_show_table_json_and_front(sweep_dir):
     result = invoke(results, "show", sweep_dir)
     assert result.exit_code == 0, result.output
