@@ -27,6 +27,7 @@ class WorkloadLibrary(DocumentLibrary):
     env_var: ClassVar[str] = "RECSIM_WORKLOAD_PATH"
     shipped: ClassVar[str] = "workloads"
     list_command: ClassVar[str] = "recsim workload list"
+    kind_words: ClassVar[dict[str, str]] = {"dlrm": "workload"}
 
     def postprocess(self, kind: str, tree: Tree) -> Tree:
         for path, value in list(walk(tree.data)):

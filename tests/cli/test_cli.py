@@ -261,6 +261,21 @@ def test_one_broken_user_workload_is_a_row_of_workload_list_not_its_failure(tmp_
     assert "recsim: warning: 1 workload(s) do not load: broken" in human.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("workload", "show", "dgx-h100"), "unknown workload 'dgx-h100' (see `recsim workload list`"),
+        (("run", "--workload", "dlrm-dcnv"), "unknown workload 'dlrm-dcnv'; did you mean 'dlrm-dcnv2'"),
+        (("workload", "show", "./nope.yaml"), "./nope.yaml: no such workload file"),
+    ],
+)
+def test_an_unknown_workload_is_called_a_workload(args, said):
+    # It was "unknown dlrm 'dgx-h100'": dlrm is the documents' kind, not a word the user typed.
+    result = run(*args)
+    assert result.exit_code == 2
+    assert said in result.output and "dlrm '" not in result.output
+
+
 def test_workload_bad_override():
     result = run("workload", "show", "dlrm-dcnv2", "--set", "interaction.layerz=2")
     assert result.exit_code == 2
