@@ -65,7 +65,14 @@ def _system_args(
     """Merge the group-level (global) --nodes/--set with the command's own."""
     obj = ctx.find_root().obj or {}
     merged = [*obj.get("overrides", ()), *overrides]
-    return (nodes if nodes is not None else obj.get("nodes")), merged
+    before = obj.get("nodes")
+    if nodes is not None and before is not None and nodes != before:
+        # ``recsim --nodes 2 run --nodes 4`` ran 4 nodes without a word (a tester's find).
+        raise ConfigError(
+            f"--nodes {before} (before the command) and --nodes {nodes} both set cluster.nodes; "
+            "give one of them"
+        )
+    return (nodes if nodes is not None else before), merged
 
 
 @click.group(cls=RecsimGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -671,6 +671,16 @@ def test_results_show_a_store_whose_points_all_failed(tmp_path: Path) -> None:
 # --------------------------------------------------------------- a tester's round (2026-12-05)
 
 
+def test_two_node_counts_before_and_after_the_command_are_refused() -> None:
+    # `recsim --nodes 2 run --nodes 4` ran 4 nodes without a word, where --nodes with a --set of
+    # cluster.nodes is refused as two settings of one thing.
+    line = error_line(run("--nodes", "2", "run", *TINY, "--nodes", "4"))
+    assert line == (
+        "recsim: error: --nodes 2 (before the command) and --nodes 4 both set cluster.nodes; give one of them"
+    ), line
+    assert run("--nodes", "2", "run", *TINY, "--nodes", "2").exit_code == 0  # the same count twice
+
+
 def test_an_infinite_float_setting_is_refused_where_it_is_written() -> None:
     for value in (".inf", ".nan"):
         line = error_line(run("run", *TINY, "--set", f"cluster.scale_out.oversubscription={value}"))
