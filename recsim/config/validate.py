@@ -119,12 +119,18 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         # mentioned (a reviewer found an unrelated --set blamed).
         message = _message(error)
         words = set(re.findall(r"[A-Za-z_]+", message))
+        # The mapping the check read: a tagged union's member ends the path as a word of no key
+        # (``dim.choice``), and a --set below the mapping was not found past it (a tester's
+        # ``--set table_groups[0].dim.weights=[1, 2]`` was blamed on the shipped file).
+        read = path
+        while read and _at(tree.data, read) is MISSING:
+            read = read[:-1]
         edits = {
-            str(loc): at for at, loc in tree.locations.items() if at[: len(path)] == path and loc.line is None
+            str(loc): at for at, loc in tree.locations.items() if at[: len(read)] == read and loc.line is None
         }
         # An override of a reference (``node.nics.device=eth-100g``) whose document was inlined
         # in its place: ``locations`` there are the document's own.
-        edits.update((str(loc), at) for at, loc in tree.overrides.items() if at[: len(path)] == path)
+        edits.update((str(loc), at) for at, loc in tree.overrides.items() if at[: len(read)] == read)
         named = [label for label, at in edits.items() if at and str(at[-1]) in words]
         if named:
             # The mapping is the whole document: its "<top level>" would only be noise.
@@ -143,6 +149,15 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
             full, at = mentioned
             return f"{at}: {format_path(full)}: {message}"
     return f"{where}: {key}: {_message(error)}"
+
+
+def _at(data: Any, path: KeyPath) -> Any:
+    """The value at ``path`` of ``data``, or ``MISSING``."""
+    for part in path:
+        data = child(data, part)
+        if data is MISSING:
+            return MISSING
+    return data
 
 
 _LEADING_KEY = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): ")

@@ -165,6 +165,18 @@ def test_table_group_errors_name_the_key_and_the_real_problem(override, fragment
     assert "tagged-union" not in str(info.value) and "function-after" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "override", ["table_groups[0].dim.weights=[1, 2, 3]", "table_groups[0].pooling.high=0.5"]
+)
+def test_a_check_of_a_drawn_setting_broken_by_a_set_names_the_set(override):
+    # The check fails at the union member ("dim.choice", "pooling.uniform"), no key of the data:
+    # the --set below it was not found and the shipped file was blamed ("tiny-groups.yaml:9: ...").
+    with pytest.raises(ConfigError) as info:
+        LIB.workload("tiny-groups", [Override.parse(override)])
+    assert str(info.value).startswith(f"--set {override}: table_groups[0]."), info.value
+    assert "tiny-groups.yaml" in str(info.value)  # the mapping the check read, named after it
+
+
 def test_a_group_drawn_past_the_row_bound_is_clipped_not_wrapped():
     # A log-normal without a max can draw past 2^53: clipped there, where it had wrapped to a
     # negative int64 and failed as "rows: must be > 0" at the wrong key.
