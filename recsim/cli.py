@@ -299,6 +299,16 @@ def hw_validate(
             if kind == "system":
                 api.system_topology(doc.spec)  # wiring errors (too few switch ports) count too
             click.echo(f"ok: {path} ({kind} {doc.spec.name}, hash {doc.hash})")
+            stem = Path(path).stem
+            if doc.spec.name != stem:
+                # A copied file that kept its original's name: a library indexes files by their
+                # file name, results carry ``name`` (a tester's results named a system that
+                # `--system` then refused).
+                click.echo(
+                    f"recsim: warning: {path}: name {doc.spec.name!r} is not the file's name {stem!r}: "
+                    f"a library finds it as {stem!r}, and its results say {doc.spec.name!r}",
+                    err=True,
+                )
         except RecsimError as exc:
             failed += 1
             click.echo(f"recsim: error: {exc}", err=True)

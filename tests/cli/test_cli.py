@@ -112,6 +112,22 @@ def test_one_unreadable_user_hardware_file_is_a_row_of_hw_list_not_its_failure(t
     assert "recsim: warning: 1 hardware file(s) do not load: broken" in human.stderr
 
 
+def test_hw_validate_warns_of_a_name_that_is_not_the_file_name(tmp_path):
+    # A tester's copy of a system file kept the name it was copied from: the library finds the
+    # file by its file name, and every result then said the other name (one `--system` refused).
+    path = tmp_path / "mine.yaml"
+    path.write_text("kind: system\nextends: dgx-h100\nname: dgx-h100\n")
+    result = run("hw", "validate", str(path))
+    assert result.exit_code == 0, result.output
+    assert (
+        f"recsim: warning: {path}: name 'dgx-h100' is not the file's name 'mine': a library finds it "
+        "as 'mine', and its results say 'dgx-h100'"
+    ) in result.stderr
+    same = tmp_path / "dgx-h100.yaml"
+    same.write_text(path.read_text())
+    assert "warning" not in run("hw", "validate", str(same)).stderr
+
+
 def test_hw_validate_ok_and_bad(tmp_path, mini_env):
     good = run("hw", "validate", str(MINI / "systems/tiny.yaml"), env=mini_env)
     assert good.exit_code == 0
