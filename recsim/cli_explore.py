@@ -165,7 +165,9 @@ def _print_summary(result: Any) -> None:
     axis_cols = [p for p in spec.axis_paths if f"values.{p}" in result.front.columns]
     objectives = [o for o in spec.objectives if o in result.front.columns]
     table = Table(
-        title=f"Pareto front ({len(result.front)} points)", box=box.SIMPLE_HEAD, title_justify="left"
+        title=f"Pareto front ({len(result.front)} point{'' if len(result.front) == 1 else 's'})",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
     )
     table.add_column("#", justify="right")
     for path in axis_cols:

@@ -49,6 +49,12 @@ def test_the_sweeps_front_shows_its_figures_with_units_as_results_show_does(tmp_
     assert result.exit_code == 0, result.output
     front = json.loads(invoke(str(spec), "--out", str(out), "--resume", "--json").output)["front"]
     assert front
+    assert f"Pareto front ({len(front)} points)" in result.output
+    one = tmp_path / "one.yaml"  # one objective: one best point
+    one.write_text(SPEC.replace(", avg_power_w: min", "").replace("  plan: [table_wise, row_wise]\n", ""))
+    single = invoke(str(one), "--out", str(tmp_path / "one"), "--workers", "1")
+    assert single.exit_code == 0, single.output
+    assert "Pareto front (1 point)" in single.output and "(1 points)" not in single.output
     for row in front:
         for metric in ("throughput_samples_per_s", "energy_per_sample_j"):
             shown = format_metric(metric, row[metric])
