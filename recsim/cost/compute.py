@@ -43,8 +43,9 @@ the hardware has no peak for runs as the next wider one that it has (fp8 on A100
 on V100 -> fp16, bf16 on V100 -> fp32), element size included.
 
 Other ops (elementwise, optimizer, loss, memory, interaction, sequence, ...) are a roofline with the
-same calibration: ``fixed + max(flops / (peak x max_efficiency), bytes / (hbm_bw x
-memory_efficiency))``, where ``fixed`` is the GEMM fit's ``overhead`` for the matrix products
+same calibration: ``kernels x fixed + max(flops / (peak x max_efficiency), bytes / (hbm_bw x
+memory_efficiency))`` (``Compute.kernels``: the kernels one node stands for, each with its floor and
+its ``kernel_launch``), where ``fixed`` is the GEMM fit's ``overhead`` for the matrix products
 (interaction, sequence) and the accelerator's measured ``elementwise_kernel`` floor for the others
 (``recsim.cost.launch``: 3 us on A100, against the GEMM fit's 5.5 us). Element-wise kernels run
 on the CUDA cores, so their FLOP ceiling is the
@@ -628,7 +629,9 @@ def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
         fixed = accelerator.elementwise_kernel_s
     compute = op.flops / (peak * cal.max_efficiency)
     memory = (op.bytes_read + op.bytes_written) / (bandwidth * cal.memory_efficiency)
-    return fixed + max(compute, memory)
+    # A node that stands for several kernels run back to back (``Compute.kernels``) pays each one's
+    # floor; its FLOPs and bytes are their sums.
+    return fixed * op.kernels + max(compute, memory)
 
 
 def hbm_bytes(op: Compute, accelerator: Accelerator) -> float:
@@ -655,7 +658,7 @@ def compute_ceiling_flop_per_s(op: Compute, accelerator: Accelerator) -> float:
 
 
 def _kernel_count(op: Compute) -> int:
-    return len(gemm_kernels(op)) if op.category == "gemm" else 1
+    return len(gemm_kernels(op)) if op.category == "gemm" else op.kernels
 
 
 def compute_time_s(op: Compute, accelerator: Accelerator, *, include_launch: bool = True) -> float:

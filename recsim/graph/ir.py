@@ -36,7 +36,8 @@ SCHEMA = "recsim.execution_graph"
 # sample of their batch, at the table's dtype). 1.2: ``Embedding.atomic`` and the ``update`` pass.
 # 1.3: ``Embedding.cache_share`` (a 1.2 graph's SSD-tier lookups have their node's whole cache).
 # 1.4: ``Embedding.inference`` (a 1.3 graph's int8 rows are priced in the training TBE's layout).
-SCHEMA_VERSION = "1.4"
+# 1.5: ``Compute.kernels`` (a 1.4 graph's compute nodes are one kernel each).
+SCHEMA_VERSION = "1.5"
 
 
 class Stream(StrEnum):
@@ -71,6 +72,10 @@ class Compute:
     dtype: str = "fp32"
     shapes: tuple[tuple[int, ...], ...] = ()
     category: str = "other"  # gemm, elementwise, interaction, embedding, optimizer, memory, other
+    # Kernels the op launches, where one node stands for several that a framework runs back to back
+    # (PyTorch's unfused element-wise passes): each pays its fixed GPU-side floor and its launch gap
+    # (``recsim.cost.compute.kernel_time_s``). A GEMM node's come from its shapes instead.
+    kernels: int = 1
 
     kind = "compute"
 

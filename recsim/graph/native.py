@@ -44,6 +44,8 @@ from recsim.output import write_text
 #: Op fields added after 1.0, written only when set: a reader of an older minor version (which
 #: reads a newer file with a warning) then meets them only where they matter.
 _LATER_FIELDS = frozenset({"bags", "output_dtype", "atomic", "cache_share", "inference"})
+#: Later fields whose unset value is not None or False: written only when they differ from it.
+_LATER_DEFAULTS: dict[str, object] = {"kernels": 1}
 
 
 def _op_to_dict(op: Op) -> dict[str, Any]:
@@ -51,6 +53,8 @@ def _op_to_dict(op: Op) -> dict[str, Any]:
     for f in dataclasses.fields(op):
         value = getattr(op, f.name)
         if f.name in _LATER_FIELDS and (value is None or value is False):
+            continue
+        if f.name in _LATER_DEFAULTS and value == _LATER_DEFAULTS[f.name]:
             continue
         if isinstance(value, tuple):
             value = [list(v) if isinstance(v, tuple) else v for v in value]
@@ -153,6 +157,7 @@ _OP_SCHEMAS: dict[str, dict[str, _Check]] = {
         "dtype": _STR,
         "shapes": _SHAPES,
         "category": _STR,
+        "kernels": _Check(lambda v: type(v) is int and v >= 1, "an integer >= 1"),
     },
     "embedding": {
         "table": _STR,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -543,3 +544,19 @@ def test_fp64_elementwise_runs_on_the_cuda_cores():
     assert v100.peak.fp64_vector_flop_per_s is None
     rate = 7.8e12 * gemm_calibration(v100).max_efficiency
     assert kernel_time_s(busy, v100) == pytest.approx(v100.elementwise_kernel_s + 1e12 / rate)
+
+
+def test_a_node_of_several_kernels_pays_each_ones_floor_and_launch(tiny):
+    # PyTorch's unfused passes as one node (``Compute.kernels``): the same bytes in three kernels
+    # cost two more element-wise floors (3 us) and two more launch gaps (4 us) than in one.
+    one = Compute("pass", flops=1e6, bytes_read=8e6, bytes_written=8e6, dtype="fp16", category="elementwise")
+    three = replace(one, kernels=3)
+    assert kernel_time_s(three, tiny) == pytest.approx(kernel_time_s(one, tiny) + 2 * 3e-6, rel=1e-12)
+    assert compute_time_s(three, tiny) == pytest.approx(
+        compute_time_s(one, tiny) + 2 * (3e-6 + 4e-6), rel=1e-12
+    )
+    # A GEMM node's kernels come from its shapes, whatever the field says.
+    gemm = Compute(
+        "linear", flops=2.0 * 64 * 64 * 64, dtype="fp16", shapes=((64, 64), (64, 64)), category="gemm"
+    )
+    assert compute_time_s(replace(gemm, kernels=5), tiny) == compute_time_s(gemm, tiny)

@@ -5,6 +5,7 @@ a command (a tester's fuzzing of a converted trace found ~80 one-field mutations
 import copy
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -283,3 +284,19 @@ def test_convert_says_which_ranks_of_the_job_it_wrote_and_info_both_formats(tmp_
     assert json.loads(result.output)["format"] == "kineto" and "converted_from" not in json.loads(
         result.output
     )
+
+
+def test_a_compute_of_several_kernels_round_trips_and_one_kernel_is_not_written():
+    several = Compute("interaction_torch_bwd", 1e6, 2e6, 1e6, "fp32", (), "elementwise", kernels=7)
+    graph = ExecutionGraph(1, [Node(0, 0, "dot", Stream.COMPUTE, several)])
+    doc = graph_to_dict(graph)
+    assert doc["nodes"][0]["op"]["kernels"] == 7
+    assert graph_from_dict(copy.deepcopy(doc), "g.json").nodes == graph.nodes
+    # The default (one kernel) stays out of the file, as a 1.2 writer left it.
+    single = graph_to_dict(
+        ExecutionGraph(1, [Node(0, 0, "dot", Stream.COMPUTE, replace(several, kernels=1))])
+    )
+    assert "kernels" not in single["nodes"][0]["op"]
+    doc["nodes"][0]["op"]["kernels"] = 0
+    with pytest.raises(TraceError, match="kernels"):
+        graph_from_dict(doc, "g.json")
