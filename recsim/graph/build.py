@@ -1048,6 +1048,8 @@ def _layer_op(
         written = (m * k + k * n) * s if backward else m * n * s
         shapes = ((m, k), (k, n))
         category = "gemm"
+    elif layer.op == "dot":
+        return _dot_interaction_op(layer, b, s, precision, backward=backward)
     else:
         read = b * layer.in_features * s * factor + layer.params * s
         written = b * layer.out_features * s * factor
@@ -1062,6 +1064,31 @@ def _layer_op(
         shapes=shapes,
         category=category,
     )
+
+
+def _dot_interaction_op(layer: Layer, b: int, s: float, precision: str, *, backward: bool) -> Compute:
+    """The dot interaction as the fused runtimes run it: one kernel each way, NVIDIA's
+    ``dotBasedInteractFwdKernel`` / ``dotBasedInteractBwdKernel`` (HugeCTR/src/layers/
+    interaction_layer.cu, the fp16 path its mixed-precision DLRM runs; DLE's ``cuda_dot``
+    interaction is the same kernel pair, dlrm/cuda_ext). Per sample, with ``f`` vectors of ``d``:
+
+    * forward: reads the bottom MLP's output and the pooled embeddings (``f x d``), writes the
+      output row the top MLP reads, the bottom MLP's vector copied beside the pairs
+      (``output_size = num_cols + num_rows (num_rows - 1) / 2 + kPaddingSize``); ``2 f^2 d`` FLOPs;
+    * backward: reads the upstream gradient (the pairs, and the bottom MLP's slice that it adds to
+      that vector's gradient) and the input ``f x d`` (the in/out buffers), writes the input's
+      gradient ``f x d``; one product of the symmetrised ``f x f`` gradient with the input:
+      ``2 f^2 d`` FLOPs, as the forward.
+
+    The padding column (one element a row) is left out. PyTorch's runtimes without this kernel
+    run their own (``recsim.graph.runtime._torch_dot_interaction``)."""
+    inputs = b * layer.in_features * s
+    outputs = b * (layer.passthrough + layer.out_features) * s
+    f = layer.features
+    shapes = ((b, f, layer.in_features // f),) if f else ((b, layer.in_features),)
+    if backward:
+        return Compute("dot_bwd", layer.flops * b, outputs + inputs, inputs, precision, shapes, "interaction")
+    return Compute("dot", layer.flops * b, inputs, outputs, precision, shapes, "interaction")
 
 
 def _input_grad_op(layer: Layer, b: int, s: float, precision: str) -> Compute:

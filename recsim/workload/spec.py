@@ -320,7 +320,11 @@ class Layer:
 
     ``in_features``/``out_features`` shape a fully connected layer; ``flops`` and ``params`` are
     per sample and total respectively; ``part`` is bottom, interaction, top, head or sequence;
-    ``low_rank`` is a DCNv2 cross layer's projection rank ``r`` (0 for every other op).
+    ``low_rank`` is a DCNv2 cross layer's projection rank ``r`` (0 for every other op);
+    ``features`` the dot interaction's vector count ``f`` (the bottom MLP's output and the pooled
+    embeddings, each ``in_features / f`` wide) and ``passthrough`` the width of the vector it
+    writes beside its ``out_features`` pairs (the bottom MLP's output, which the top MLP reads
+    with them; 0 without one); both 0 for every other op.
     """
 
     name: str
@@ -331,6 +335,8 @@ class Layer:
     flops: float
     params: int
     low_rank: int = 0
+    features: int = 0
+    passthrough: int = 0
 
 
 def _mlp(prefix: str, part: str, widths: Sequence[int], inputs: int) -> list[Layer]:
@@ -472,7 +478,19 @@ class Workload(Referable):
             f = len(pooled) + (1 if bottom_out else 0)
             d = pooled[0]
             pairs = f * (f + 1) // 2 if inter.self_interaction else f * (f - 1) // 2
-            layers.append(Layer("interaction", "interaction", "dot", f * d, pairs, 2.0 * f * f * d, 0))
+            layers.append(
+                Layer(
+                    "interaction",
+                    "interaction",
+                    "dot",
+                    f * d,
+                    pairs,
+                    2.0 * f * f * d,
+                    0,
+                    features=f,
+                    passthrough=bottom_out,
+                )
+            )
             top_in = bottom_out + pairs
         elif inter.type == "cat":
             top_in = bottom_out + sum(pooled)

@@ -66,8 +66,24 @@ def test_training_step_by_hand(tiny):
     assert bucket.op is CollectiveOp.ALL_REDUCE
     assert bucket.bytes == 131 * 4
     # forward + backward FLOPs over both ranks: 3 x dense forward x global batch, less the first
-    # bottom layer's input gradient (64 per sample) (+ loss)
-    assert total_flops(g) == pytest.approx((3 * 296 - 64) * 8 + 2 * 8 * 4 + 5.0 * 131 * 2)
+    # bottom layer's input gradient (64 per sample) and one of the dot interaction's two backward
+    # products (72 per sample: the fused kernel runs one, ``_dot_interaction_op``) (+ loss)
+    assert total_flops(g) == pytest.approx((3 * 296 - 64 - 72) * 8 + 2 * 8 * 4 + 5.0 * 131 * 2)
+
+
+def test_the_fused_dot_interaction_moves_what_nvidias_kernels_read_and_write(tiny):
+    # HugeCTR's dotBasedInteractFwdKernel / BwdKernel (src/layers/interaction_layer.cu), local
+    # batch 4, f = 3 vectors of d = 4 (the bottom MLP's output and two tables), 3 pairs, fp32.
+    # Forward: reads 3 x 4, writes the bottom MLP's vector beside the pairs (4 + 3). Backward:
+    # reads the upstream gradient (4 + 3) and the input (3 x 4), writes the input's gradient
+    # (3 x 4). A reviewer's find: the backward was charged the forward's bytes twice over,
+    # reading the input twice and writing the pairs twice, and two products where it runs one.
+    g = build_training_step(tiny, table_wise_round_robin(tiny, 2), UNFUSED)
+    fwd, bwd = named(g, 0, "interaction_fwd").op, named(g, 0, "interaction_bwd").op
+    assert fwd.shapes == bwd.shapes == ((4, 3, 4),)
+    assert (fwd.bytes_read, fwd.bytes_written) == (4 * 12 * 4, 4 * (4 + 3) * 4)
+    assert (bwd.bytes_read, bwd.bytes_written) == (4 * (4 + 3 + 12) * 4, 4 * 12 * 4)
+    assert fwd.flops == bwd.flops == 4 * 2 * 3 * 3 * 4
 
 
 def test_step_dependencies_follow_torchrec(tiny):
