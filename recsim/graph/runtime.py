@@ -56,7 +56,9 @@ the TorchRec traces); ``apply_runtime`` adds these memory-bound epilogue kernels
 after every Linear's forward and before its backward, except for the model's last Linear (its logit
 goes to the loss without an activation). A DCNv2 cross layer's element-wise part (bias, product with
 x0, residual) runs as kernels of its own (``_cross_epilogue``), in place of the fused kernel the
-graph has for it (HugeCTR's).
+graph has for it (HugeCTR's). Under ``eager``, TorchRec's dot interaction likewise runs as its
+``bmm`` and copies (``_torch_dot_interaction``: two nodes each way, the second after the first,
+dispatched with it); DLE's (``cuda_graphs``) is NVIDIA's fused kernel pair, as the graph has it.
 
 What a framework can run and how it communicates shapes the graph when it is built
 (``recsim.graph.build`` asks the runtime): ``plan_features`` are the plan features it supports
@@ -99,7 +101,14 @@ from recsim.graph.build import DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, OPTIMIZ
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.planner.types import COMM_DTYPES, Plan
-from recsim.workload.spec import DTYPE_BYTES, FLOAT_DTYPES, Workload, gradient_dtype, wire_bytes_per_value
+from recsim.workload.spec import (
+    DTYPE_BYTES,
+    FLOAT_DTYPES,
+    Layer,
+    Workload,
+    gradient_dtype,
+    wire_bytes_per_value,
+)
 
 #: The pieces of the forward (and backward) CPU time that are not dense layers in the calibration
 #: trace, each a quarter of ``forward_rest_s`` (``backward_rest_s``): the embedding lookups, the
@@ -568,6 +577,61 @@ def _cross_epilogue(op: Compute, backward: bool) -> Compute:
     return Compute("cross_elementwise", 3.0 * b * w, 5 * size, 3 * size, op.dtype, ((b, w),), "elementwise")
 
 
+def _torch_dot_interaction(op: Compute, layer: Layer, backward: bool) -> tuple[Compute, Compute]:
+    """TorchRec's dot interaction as eager PyTorch runs it, in place of the builder's node for the
+    fused kernel (``recsim.graph.build._dot_interaction_op``): its batched products, then the
+    element-wise and copy kernels around them (``Compute.kernels``), on ``B`` samples of ``f``
+    vectors of ``d`` (``P`` pairs, the bottom MLP's ``D``-wide output, ``F = f - 1`` tables).
+
+    Forward (torchrec/models/dlrm.py): ``SparseArch`` concatenates the tables' pooled vectors
+    (``torch.cat(sparse_values, dim=1)``: reads and writes ``F d``); ``InteractionArch`` puts the
+    bottom MLP's vector in front (``torch.cat``: ``f d``), runs ``torch.bmm`` of that with its
+    transpose (reads ``f d``, writes the whole ``f x f``), gathers the upper triangle
+    (``interactions[:, triu_indices[0], triu_indices[1]]``, ``aten::index``: ``P``) and concatenates
+    the bottom MLP's vector with it (``D + P``): one product and four copies.
+
+    Backward (torch's autograd formulas, tools/autograd/derivatives.yaml): ``cat``'s is
+    ``narrow`` views, no kernel; ``index``'s is ``index_backward``, a zero ``f x f`` tensor
+    (``new_zeros``) into which ``_index_put_impl_(accumulate=True)`` adds the pairs' gradient, made
+    contiguous first (a copy of ``P``: it is a slice of the top MLP's input gradient); its CUDA sort
+    path (aten/src/ATen/native/cuda/Indexing.cu, ``index_put_with_sort_kernel``) runs four kernels
+    on the ``P`` indices alone (linear index, divide, ``arange``, radix sort: their bytes are
+    ``1 / B`` of the rest, left out) and ``indexing_backward_kernel`` (reads the values and the
+    ``P`` places it adds to, writes them); ``bmm``'s is two products (``grad @ mat2^T``,
+    ``self^T @ grad``), whose results autograd adds (``f d``); the bottom MLP's vector takes
+    gradient from both concatenations, added (``D``); the tables' gradients leave through
+    ``split``'s backward, a ``cat`` (``F d``, KeyedTensor.to_dict). The measured V100 trace of the
+    project (shared/reference/traces/dlrm_kineto, rank 0) shows these kernels in this order."""
+    ((b, f, d),) = op.shapes[:1]
+    pairs, dense = layer.out_features, layer.passthrough
+    tables = f * d - dense
+    size = float(b) * DTYPE_BYTES[op.dtype]
+    if backward:
+        product = Compute(
+            "dot_bmm_bwd",
+            op.flops * 2.0,  # two products of the forward's size
+            2 * size * (f * f + f * d),
+            2 * size * f * d,
+            op.dtype,
+            ((b, f, f), (b, f, d)),
+            "interaction",
+            kernels=2,
+        )
+        read = 2 * pairs + 2 * f * d + 2 * dense + tables + pairs  # contiguous, scatter, adds, cat
+        written = f * f + pairs + pairs + f * d + dense + tables
+        flops = float(b) * (pairs + f * d + dense)  # the adds
+        rest = Compute(
+            "dot_torch_bwd", flops, size * read, size * written, op.dtype, op.shapes, "elementwise", 10
+        )
+        return product, rest
+    product = Compute(
+        "dot_bmm", op.flops, size * f * d, size * f * f, op.dtype, ((b, f, d), (b, d, f)), "interaction"
+    )
+    read = tables + f * d + pairs + dense + pairs
+    rest = Compute("dot_torch", 0.0, size * read, size * read, op.dtype, op.shapes, "elementwise", kernels=4)
+    return product, rest
+
+
 @dataclass(frozen=True)
 class _Style:
     """What a PyTorch runtime adds to the graph besides PyTorch's unfused kernels (activation
@@ -592,6 +656,10 @@ class _Style:
     # The collectives share one in-order queue (``Runtime.shared_comm_queue``): each backward
     # collective is issued where the program issues it (``_issue_order``).
     issue_order: bool = False
+    # The dot interaction runs as PyTorch's own kernels (TorchRec's InteractionArch:
+    # ``_torch_dot_interaction``); False: NVIDIA's fused kernel pair, as the graph has it (DLE's
+    # ``cuda_dot`` interaction).
+    torch_dot: bool = False
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
@@ -628,6 +696,7 @@ class _Rewriter:
             elif x.params:
                 self.linear_units[x.name] = 1
         self.tensors = sum(3 if x.op == "dcnv2" else 2 for x in layers if x.params)
+        self.dot_layer = next((x for x in layers if x.op == "dot"), None)
         # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
         linears = [x.name for x in layers if x.op == "linear"]
         self.activated = set(linears[:-1])
@@ -707,6 +776,29 @@ class _Rewriter:
             assert isinstance(n.op, Compute)
             op = _cross_epilogue(n.op, n.phase == "backward")
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps), op=op))
+            return
+        if (
+            self.style.torch_dot
+            and self.dot_layer is not None
+            and isinstance(n.op, Compute)
+            and n.op.op in ("dot", "dot_bwd")
+        ):
+            # The builder's node is the fused kernel; PyTorch runs its products, then its copies.
+            backward = n.phase == "backward"
+            product, rest = _torch_dot_interaction(n.op, self.dot_layer, backward)
+            first = replace(n, id=self.new_id(n.id), deps=tuple(deps), op=product)
+            second = Node(
+                self.extra_id(),
+                n.rank,
+                f"{base}_copies_{'bwd' if backward else 'fwd'}#{self.step}",
+                n.stream,
+                rest,
+                (first.id,),
+                lane=n.lane,
+                phase=n.phase,
+            )
+            self.program += [first, second]
+            self.redirect[n.id] = second.id
             return
         linear = base in self.activated and isinstance(n.op, Compute) and n.op.category == "gemm"
         if not linear:
@@ -1090,6 +1182,7 @@ class Eager(Runtime):
             issue_order=self.shared_comm_queue,
             decoded_dtype="fp32",
             clamps_half_wire=True,
+            torch_dot=True,
         )
         return _Rewriter(graph, workload, style).run(self.name)
 

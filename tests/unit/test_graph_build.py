@@ -719,6 +719,46 @@ def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_g
     assert host["dispatch:cross0"] == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("runtime_name", ["eager", "cuda_graphs"])
+def test_torchrec_runs_the_dot_interaction_as_bmm_and_copies_and_dle_as_the_fused_kernel(tiny, runtime_name):
+    # A reviewer's find: eager TorchRec was charged NVIDIA's one fused kernel each way. Its
+    # InteractionArch (torchrec/models/dlrm.py) runs a bmm and four copies forward, two bmms and
+    # ten element-wise kernels backward (``recsim.graph.runtime._torch_dot_interaction``). tiny,
+    # local batch 4, fp32 (16 B a sample and element): f = 3 vectors of d = 4, 3 pairs, the bottom
+    # MLP's D = 4, F = 2 tables. DLE's cuda_dot interaction keeps the fused pair.
+    from recsim.graph.steps import chain_steps
+
+    data = tiny.model_dump()
+    data["training"]["runtime"] = runtime_name
+    wl = type(tiny).model_validate(data)
+    g = apply_runtime(chain_steps(build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED), 1), wl)
+    ops = {n.name.split("#")[0]: n.op for n in g.rank_nodes(0)}
+    if runtime_name == "cuda_graphs":
+        assert (ops["interaction_fwd"].op, ops["interaction_bwd"].op) == ("dot", "dot_bwd")
+        assert "interaction_copies_fwd" not in ops
+        return
+    bmm, copies = ops["interaction_fwd"], ops["interaction_copies_fwd"]
+    assert (bmm.op, bmm.kernels, bmm.flops) == ("dot_bmm", 1, 4 * 2 * 3 * 3 * 4)
+    assert (bmm.bytes_read, bmm.bytes_written) == (12 * 16, 9 * 16)  # f d in, the whole f x f out
+    # SparseArch's cat (F d = 8), the cat with the bottom vector (12), the gather (3), the last cat (4 + 3).
+    assert (copies.kernels, copies.bytes_read, copies.bytes_written) == (4, 30 * 16, 30 * 16)
+    bmm, rest = ops["interaction_bwd"], ops["interaction_copies_bwd"]
+    assert (bmm.kernels, bmm.flops) == (2, 2 * 4 * 2 * 3 * 3 * 4)
+    assert (bmm.bytes_read, bmm.bytes_written) == (2 * (9 + 12) * 16, 2 * 12 * 16)
+    # new_zeros (writes 9), contiguous (3 -> 3), index_put_'s scatter (reads 3 + 3, writes 3) and
+    # four index kernels, the add of the bmm gradients (24 -> 12), the bottom vector's (8 -> 4),
+    # split's backward cat (8 -> 8): cat's own backward is a view, no kernel.
+    assert (rest.kernels, rest.bytes_read, rest.bytes_written) == (10, 49 * 16, 39 * 16)
+    # The nodes after the interaction wait for its copies, forward and backward.
+    ids = {n.name.split("#")[0]: n.id for n in g.rank_nodes(0)}
+    deps = {n.name.split("#")[0]: n.deps for n in g.rank_nodes(0)}
+    assert ids["interaction_copies_fwd"] in deps["top0_fwd"]
+    assert deps["interaction_copies_bwd"] == (ids["interaction_bwd"],)
+    waiting = [name for name, d in deps.items() if ids["interaction_copies_bwd"] in d]
+    assert waiting and all(ids["interaction_bwd"] not in deps[name] for name in waiting)
+    assert [name for name, d in deps.items() if ids["interaction_bwd"] in d] == ["interaction_copies_bwd"]
+
+
 def test_hugectr_sorts_the_backward_indices_on_a_side_lane_after_the_embedding_forward(tiny):
     # HugeCTR's embedding collection with intra-iteration overlap runs the backward's index
     # calculation on its "dp" stream after the embedding forward, beside the dense forward and
