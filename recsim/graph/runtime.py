@@ -549,13 +549,17 @@ def _epilogue(node: Node, backward: bool) -> Compute:
     """The activation (and bias-gradient) pass of a dense layer that a fused GEMM epilogue would
     absorb: ``relu`` forward reads and writes the ``m x n`` output; backward, ``threshold_backward``
     reads the gradient and the output and writes the gradient, and the bias gradient (``sum`` over
-    the batch) reads the gradient once more."""
+    the batch) reads the gradient once more: two kernels (``aten::threshold_backward`` under
+    ``ReluBackward0``, then ``aten::sum`` under ``AddmmBackward0``, in the project's TorchRec trace,
+    shared/reference/traces/dlrm_kineto)."""
     op = node.op
     assert isinstance(op, Compute)
     (m, _k), (_k2, n) = op.shapes[:2]
     size = m * n * DTYPE_BYTES[op.dtype]
     if backward:
-        return Compute("relu_bwd_bias_grad", 2.0 * m * n, 3 * size, size, op.dtype, ((m, n),), "elementwise")
+        return Compute(
+            "relu_bwd_bias_grad", 2.0 * m * n, 3 * size, size, op.dtype, ((m, n),), "elementwise", kernels=2
+        )
     return Compute("relu", float(m * n), size, size, op.dtype, ((m, n),), "elementwise")
 
 
@@ -567,14 +571,19 @@ def _cross_epilogue(op: Compute, backward: bool) -> Compute:
     forward, the bias add (reads 1, writes 1), the multiply by x0 (reads 2,
     writes 1) and the residual add (reads 2, writes 1); backward, the two products of the multiply's
     gradient (each reads 2, writes 1), the bias gradient (a sum over the batch: reads 1), and the
-    additions of x0's gradient across the layers and of the residual's (each reads 2, writes 1)."""
+    additions of x0's gradient across the layers and of the residual's (each reads 2, writes 1).
+    Each is a kernel of its own (``Compute.kernels``): three forward (``add``, ``mul``, ``add``),
+    five backward (``MulBackward0``'s two ``mul``, ``AddBackward0``'s ``sum`` to the bias's shape,
+    and the two gradient accumulations' ``add``)."""
     ((b, w),) = op.shapes[:1]
     size = b * w * DTYPE_BYTES[op.dtype]
     if backward:
         return Compute(
-            "cross_elementwise_bwd", 5.0 * b * w, 9 * size, 4 * size, op.dtype, ((b, w),), "elementwise"
+            "cross_elementwise_bwd", 5.0 * b * w, 9 * size, 4 * size, op.dtype, ((b, w),), "elementwise", 5
         )
-    return Compute("cross_elementwise", 3.0 * b * w, 5 * size, 3 * size, op.dtype, ((b, w),), "elementwise")
+    return Compute(
+        "cross_elementwise", 3.0 * b * w, 5 * size, 3 * size, op.dtype, ((b, w),), "elementwise", kernels=3
+    )
 
 
 def _torch_dot_interaction(op: Compute, layer: Layer, backward: bool) -> tuple[Compute, Compute]:

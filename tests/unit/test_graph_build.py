@@ -706,6 +706,11 @@ def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_g
     assert (ops["cross1_fwd"].op, ops["cross1_bwd"].op) == ("cross_elementwise", "cross_elementwise_bwd")
     assert ops["cross1_fwd"].bytes_read + ops["cross1_fwd"].bytes_written == 8 * 192
     assert ops["cross0_bwd"].bytes_read + ops["cross0_bwd"].bytes_written == 13 * 192
+    # Each pass is a kernel of its own (a reviewer's find: they were priced as one kernel): add,
+    # mul, add forward; two muls, the bias gradient's sum and two adds backward. A Linear's
+    # backward epilogue is threshold_backward and the bias gradient's sum.
+    assert (ops["cross1_fwd"].kernels, ops["cross1_bwd"].kernels) == (3, 5)
+    assert ops["top0_epilogue_bwd"].kernels == 2 and ops["top0_epilogue_fwd"].kernels == 1
     host = defaultdict(list)  # forward, then backward
     for n in g.rank_nodes(0):
         if n.name.startswith("dispatch:cross0"):
