@@ -641,6 +641,37 @@ def _torch_dot_interaction(op: Compute, layer: Layer, backward: bool) -> tuple[C
     return product, rest
 
 
+#: The GPU kernels of one parameter tensor's step in torch.optim's for-loop implementations (the
+#: ones ``recsim.graph.eager_calibration.OPTIMIZER_OPS_PER_TENSOR`` counts the host's ops of; the
+#: step counters and learning-rate arithmetic stay on the CPU), and the tensors they read and write
+#: per parameter (torch/optim/{sgd,adagrad,adam}.py, ``_single_tensor_*``). SGD without momentum:
+#: ``param.add_(grad, alpha=-lr)``, reads 2, writes 1. Adagrad: ``state_sum.addcmul_(grad, grad)``
+#: (reads the sum and the gradient, writes the sum), ``std = state_sum.sqrt()`` (1, 1),
+#: ``.add_(eps)`` (1, 1), ``param.addcdiv_(grad, std)`` (3, 1): reads 7, writes 4 where a fused
+#: kernel reads 3 and writes 2. Adam: ``exp_avg.lerp_(grad)`` (2, 1), ``exp_avg_sq.mul_`` (1, 1)
+#: and ``.addcmul_(grad, grad)`` (2, 1), ``exp_avg_sq.sqrt()`` (1, 1), ``/ bias_correction2_sqrt``
+#: (1, 1), ``.add_(eps)`` (1, 1), ``param.addcdiv_(exp_avg, denom)`` (3, 1): reads 11, writes 7.
+#: The kernels of the project's TorchRec trace (shared/reference/traces/dlrm_kineto, rank 0) are
+#: Adagrad's four per tensor, in this order.
+TORCH_OPTIMIZER_KERNELS: dict[str, tuple[int, int, int]] = {
+    "sgd": (1, 2, 1),
+    "adagrad": (4, 7, 4),
+    "adam": (7, 11, 7),
+}
+
+
+def _torch_optimizer_step(op: Compute, optimizer: str, tensors: int) -> Compute:
+    """The dense optimizer node ``op`` (the builder's: one fused kernel over every parameter, fp32)
+    as torch.optim's for-loop runs it over ``tensors`` parameter tensors: its kernels per tensor,
+    and the bytes they move (``TORCH_OPTIMIZER_KERNELS``)."""
+    params = op.bytes_written / (1 + OPTIMIZER_STATE[optimizer]) / DTYPE_BYTES[op.dtype]
+    kernels, read, written = TORCH_OPTIMIZER_KERNELS[optimizer]
+    size = params * DTYPE_BYTES[op.dtype]
+    return replace(
+        op, bytes_read=read * size, bytes_written=written * size, kernels=kernels * max(tensors, 1)
+    )
+
+
 @dataclass(frozen=True)
 class _Style:
     """What a PyTorch runtime adds to the graph besides PyTorch's unfused kernels (activation
@@ -669,6 +700,9 @@ class _Style:
     # ``_torch_dot_interaction``); False: NVIDIA's fused kernel pair, as the graph has it (DLE's
     # ``cuda_dot`` interaction).
     torch_dot: bool = False
+    # The dense optimizer is torch.optim's for-loop step, a few kernels per parameter tensor
+    # (``_torch_optimizer_step``); False: one fused kernel, as the graph has it (HugeCTR's).
+    torch_optimizer: bool = False
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
@@ -810,6 +844,10 @@ class _Rewriter:
             self.redirect[n.id] = second.id
             return
         linear = base in self.activated and isinstance(n.op, Compute) and n.op.category == "gemm"
+        if self.style.torch_optimizer and isinstance(n.op, Compute) and n.op.category == "optimizer":
+            step = _torch_optimizer_step(n.op, self.workload.training.optimizer, self.tensors)
+            self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps), op=step))
+            return
         if not linear:
             self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps)))
             op = n.op
@@ -1192,6 +1230,7 @@ class Eager(Runtime):
             decoded_dtype="fp32",
             clamps_half_wire=True,
             torch_dot=True,
+            torch_optimizer=True,
         )
         return _Rewriter(graph, workload, style).run(self.name)
 

@@ -764,6 +764,39 @@ def test_torchrec_runs_the_dot_interaction_as_bmm_and_copies_and_dle_as_the_fuse
     assert [name for name, d in deps.items() if ids["interaction_bwd"] in d] == ["interaction_copies_bwd"]
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "kernels", "read", "written"), [("adagrad", 4, 7, 4), ("sgd", 1, 2, 1)]
+)
+def test_torchrec_steps_the_dense_parameters_with_torch_optims_for_loop(
+    tiny, optimizer, kernels, read, written
+):
+    # A reviewer's find: eager TorchRec's dense Adagrad was one fused kernel reading 3 and writing 2
+    # fp32 tensors. torch.optim's for-loop (the implementation the eager host costs are measured
+    # on) runs addcmul_, sqrt, add_ and addcdiv_ per tensor: reads 7, writes 4. tiny: 131 dense
+    # parameters in 8 tensors (a weight and a bias per Linear). The fused runtime keeps one kernel.
+    from recsim.graph.steps import chain_steps
+
+    for runtime_name in ("eager", "fused"):
+        data = tiny.model_dump()
+        data["training"].update(runtime=runtime_name, optimizer=optimizer)
+        wl = type(tiny).model_validate(data)
+        g = apply_runtime(chain_steps(build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED), 1), wl)
+        step = next(n.op for n in g.rank_nodes(0) if n.name.startswith("dense_optimizer"))
+        state = {"adagrad": 1, "sgd": 0}[optimizer]
+        if runtime_name == "fused":
+            assert (step.kernels, step.bytes_read, step.bytes_written) == (
+                1,
+                (2 + state) * 524,
+                (1 + state) * 524,
+            )
+        else:
+            assert (step.kernels, step.bytes_read, step.bytes_written) == (
+                8 * kernels,
+                read * 524,
+                written * 524,
+            )
+
+
 def test_hugectr_sorts_the_backward_indices_on_a_side_lane_after_the_embedding_forward(tiny):
     # HugeCTR's embedding collection with intra-iteration overlap runs the backward's index
     # calculation on its "dp" stream after the embedding forward, beside the dense forward and
