@@ -1050,6 +1050,21 @@ def _layer_op(
         category = "gemm"
     elif layer.op == "dot":
         return _dot_interaction_op(layer, b, s, precision, backward=backward)
+    elif layer.op == "cat":
+        # A concatenation copies its inputs into its output; its backward slices the output's
+        # gradient back into the inputs' (HugeCTR's ``concat_kernel(forward=false)``, src/layers/
+        # concat_layer.cu: reads the output's size, writes the inputs'): the forward's bytes the
+        # other way, not twice them both ways. (PyTorch's ``cat`` backward is ``narrow`` views.)
+        inputs, outputs = b * layer.in_features * s, b * layer.out_features * s
+        return Compute(
+            "cat_bwd" if backward else "cat",
+            0.0,
+            outputs if backward else inputs,
+            inputs if backward else outputs,
+            precision,
+            ((b, layer.in_features),),
+            "interaction",
+        )
     else:
         read = b * layer.in_features * s * factor + layer.params * s
         written = b * layer.out_features * s * factor

@@ -858,3 +858,17 @@ def test_the_mlperf_workloads_carry_int32_ids_and_the_others_int64():
     assert lib.workload("dlrm-dcnv2").training.index_dtype == "int32"
     assert lib.workload("dlrm-mlperf").training.index_dtype == "int32"
     assert lib.workload("dlrm-benchmark").training.index_dtype == "int64"
+
+
+def test_a_concatenations_backward_slices_its_gradient_back_once(tiny):
+    # HugeCTR's concat_kernel(forward=false) (src/layers/concat_layer.cu): ``in[i] = out[o]``, the
+    # forward's copy the other way. A reviewer's find: it was charged twice the forward's bytes both
+    # ways. tiny as a cat model: bottom output 4 + two tables of 4 = 12 wide, local batch 4, fp32.
+    data = tiny.model_dump()
+    data["interaction"] = {"type": "cat"}
+    wl = type(tiny).model_validate(data)
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    fwd, bwd = named(g, 0, "interaction_fwd").op, named(g, 0, "interaction_bwd").op
+    size = 4 * 12 * 4
+    assert (fwd.bytes_read, fwd.bytes_written) == (size, size)
+    assert (bwd.bytes_read, bwd.bytes_written) == (size, size) and bwd.flops == 0.0
