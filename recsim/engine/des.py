@@ -70,11 +70,22 @@ are memoised by the set of flows in flight, and ``t_alone`` is only simulated fo
 did share the network (alone all along, ``t_shared`` is ``t_alone``). A caller-owned
 ``DesCounters`` passed to ``run_des`` sums the events processed, for the engine benchmark.
 
-Kernels on one GPU do not share HBM or SMs with each other here, nor copies and lookups HBM or host
-DRAM (each stream runs its nodes at the speed it is given). What the collectives' own kernels take
-from them is in those durations (``recsim.cost.interference``, applied by ``recsim.engine.simulate``
-from the contention-free schedule, so a collective that DES slows down does not slow its neighbours
-further).
+The ops of one rank that run at the same time on different queues (a kernel on the default lane
+beside one on a side lane, ``recsim.graph.build.LANE_INDEX`` or ``LANE_WGRAD``; a lookup or a copy
+beside a kernel) share its HBM (``recsim.engine.hbm``): a link of the rank's own whose capacity is
+the rate the cost model prices memory traffic at (HBM bandwidth x the fitted memory efficiency),
+each op's HBM bytes a flow paced to its duration (as a lookup's link bytes are to their window),
+shared max-min. They slow each other only while their summed demand exceeds the capacity; an op
+whose flow always had its whole pace ends at its modelled time exactly, a slowed one when its bytes
+are in. Only the ops that may be slowed go on a link (``_hbm_demands``: a queue runs one op at a
+time, so an op whose demand and the most the rank's other queues can ask together fit is never
+slowed, and leaving it off changes nothing), so most ranks, one kernel at a time, get none. The
+SMs are not shared: a compute-bound GEMM asks little of HBM and is barely slowed beside a
+streaming kernel, as it would not be on a GPU whose SMs the other kernel holds. Host DRAM is not
+shared either. What the collectives' own kernels take from the kernels beside them (their SMs and
+HBM) is in the durations (``recsim.cost.interference``, applied by ``recsim.engine.simulate`` from
+the contention-free schedule, so a collective that DES slows down does not slow its neighbours
+further); collectives put no flow on the HBM links, which would count it twice.
 """
 
 from __future__ import annotations
@@ -83,7 +94,7 @@ import itertools
 import math
 import time
 from collections import defaultdict
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,12 +105,21 @@ from simpy.core import EmptySchedule
 
 from recsim.cost.collectives import Flow, collective_cost, collective_flows
 from recsim.cost.model import CostModel
+from recsim.engine.hbm import HbmFlow, HbmLink, hbm_capacity_bytes_per_s
 from recsim.engine.network import Scratch, _edge_index, _fill, _FlowSet
-from recsim.engine.resources import HOST_LINK_KINDS, op_host_flows
+from recsim.engine.resources import HOST_LINK_KINDS, op_hbm_bytes, op_host_flows
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
-from recsim.graph.ir import Collective, Embedding, ExecutionGraph, Node, Transfer, is_uneven_all_to_all
-from recsim.graph.schedule import Schedule
+from recsim.graph.ir import (
+    Collective,
+    Embedding,
+    ExecutionGraph,
+    Host,
+    Node,
+    Transfer,
+    is_uneven_all_to_all,
+)
+from recsim.graph.schedule import Schedule, queue_of
 from recsim.hardware.topology import Topology
 
 _DONE = 1e-9  # relative remaining bytes below which a flow counts as finished
@@ -442,7 +462,52 @@ class DesCounters:
     events: int = 0  # simpy events processed
     allocations: int = 0  # network rounds (rates recomputed)
     fills: int = 0  # max-min fillings computed (the other rounds found theirs in the memo)
+    hbm_flows: int = 0  # ops put on their rank's HBM link
+    hbm_rounds: int = 0  # HBM rounds (a link's rates recomputed)
+    hbm_peak_use: float = 0.0  # the most of a link's capacity its flows were ever given (<= 1)
     wall_s: float = 0.0  # wall time spent in ``run_des``
+
+
+def _hbm_demands(
+    graph: ExecutionGraph, cost: CostModel, duration_of: Callable[[Node], float], capacity: float
+) -> dict[int, float]:
+    """The HBM bytes of the ops that go on their rank's HBM link (``recsim.engine.hbm``), by node id:
+    those that may get less than they ask for. One queue runs one op at a time, so the demand on a
+    rank's link never exceeds the sum over its queues of the most any op of the queue asks for
+    (its bytes over its duration, at most ``capacity``). An op asking ``pace`` on queue ``q`` can
+    then be slowed only if ``pace`` + that sum over the other queues exceeds the capacity; an op
+    that cannot be slowed leaves every flow beside it its whole pace too (the demand fits while it
+    runs), so leaving it off changes nothing: its link never sees it. Most ranks run one kernel at a
+    time on one queue and get no link at all; collectives put nothing on it (their kernels' HBM use
+    is in the interference stretch)."""
+    by_op: dict[int, float] = {}
+    demands: list[tuple[int, int, tuple[int, str, int], float, float]] = []
+    most: dict[int, dict[tuple[int, str, int], float]] = defaultdict(dict)
+    for node in graph.nodes:
+        op = node.op
+        if isinstance(op, Collective | Host):
+            continue
+        nbytes = by_op.get(id(op))
+        if nbytes is None:
+            nbytes = by_op[id(op)] = op_hbm_bytes(op, cost)
+        if nbytes <= 0:
+            continue
+        duration = duration_of(node)
+        if duration <= 0:
+            continue
+        pace = min(nbytes / duration, capacity)
+        queue = queue_of(node)
+        queues = most[node.rank]
+        if pace > queues.get(queue, 0.0):
+            queues[queue] = pace
+        demands.append((node.id, node.rank, queue, pace, nbytes))
+    totals = {rank: math.fsum(queues.values()) for rank, queues in most.items() if len(queues) > 1}
+    out: dict[int, float] = {}
+    for node_id, rank, queue, pace, nbytes in demands:
+        total = totals.get(rank)
+        if total is not None and pace + (total - most[rank][queue]) > capacity:
+            out[node_id] = nbytes
+    return out
 
 
 def _run_counting(env: simpy.Environment) -> int:
@@ -535,10 +600,29 @@ def run_des(
             host_traffic[key] = _host_traffic(node, cost, network, host_share, window)
         return host_traffic[key]
 
+    def duration_of(node: Node) -> float:
+        return cost.duration_s(node) if durations is None else durations[node.id]
+
+    # HBM links: only for the ops that may be slowed on them (``_hbm_demands``), made on first use.
+    accelerator = cost.system.accelerator
+    hbm_capacity = hbm_capacity_bytes_per_s(accelerator) if accelerator is not None else 0.0
+    hbm_demand = _hbm_demands(graph, cost, duration_of, hbm_capacity) if hbm_capacity > 0 else {}
+    hbm_links: dict[int, HbmLink] = {}
+
+    def hbm_link(rank: int) -> HbmLink:
+        link = hbm_links.get(rank)
+        if link is None:
+            link = hbm_links[rank] = HbmLink(env, hbm_capacity)
+        return link
+
     def compute(node: Node) -> Generator[simpy.Event, Any, None]:
         yield simpy.AllOf(env, [done[p] for p in preds[node.id]])
         begin = start[node.id] = env.now
-        duration = cost.duration_s(node) if durations is None else durations[node.id]
+        duration = duration_of(node)
+        hbm_bytes = hbm_demand.get(node.id)
+        hbm: HbmFlow | None = None
+        if hbm_bytes is not None:
+            hbm = hbm_link(node.rank).submit(hbm_bytes, duration)
         mover = type(node.op) in _MOVERS and duration > 0
         window = window_of(node, duration) if mover else None
         traffic = moved_by(node, window) if mover else None
@@ -560,6 +644,14 @@ def run_des(
                     yield env.timeout(end - env.now)
             elif not timer.processed:
                 yield timer  # alone on its links: exactly its modelled time
+        if hbm is not None and not hbm.done.triggered:
+            # Its modelled time is over (and what the network added): given its whole pace all
+            # along, its bytes are in (but for rounding); slowed, it ends when they are.
+            link = hbm_links[node.rank]
+            if link.unslowed(hbm):
+                link.settle(hbm)
+            else:
+                yield hbm.done
         finish[node.id] = env.now
         done[node.id].succeed()
 
@@ -610,6 +702,10 @@ def run_des(
         counters.events += events
         counters.allocations += network.allocations
         counters.fills += network.fills
+        counters.hbm_flows += len(hbm_demand)
+        for link in hbm_links.values():
+            counters.hbm_rounds += link.rounds
+            counters.hbm_peak_use = max(counters.hbm_peak_use, link.peak_use / link.capacity)
         counters.wall_s += time.perf_counter() - wall
     if len(finish) != len(graph.nodes):
         waiting = [n for n in graph.nodes if n.id not in finish][:4]

@@ -37,9 +37,10 @@ over the step. That is reported unclamped, with a note naming the class (the ste
 there; DES shares the links). DES shares the links among collectives, so their bytes alone stay
 within each link's capacity (checked: ``check_links``). DES also puts the copies' and lookups' link
 bytes on its network (``op_host_flows``, the routes above: ``recsim.engine.des``), so there a copy or
-a UVM lookup and a collective's traffic over one host link or NVLink slow each other; the analytic
-engine shares nothing, and neither engine shares HBM or host DRAM, nor slows a kernel for its
-memory traffic. A note says where a link or memory carries more than its capacity over the step.
+a UVM lookup and a collective's traffic over one host link or NVLink slow each other, and the
+ops of one rank that run at once on different queues share its HBM (``op_hbm_bytes``,
+``recsim.engine.hbm``); the analytic engine shares nothing, and neither engine shares host DRAM.
+A note says where a link or memory carries more than its capacity over the step.
 """
 
 from __future__ import annotations
@@ -462,6 +463,16 @@ def op_host_flows(op: Op, rank: int, cost: CostModel) -> list[HostFlow]:
     t = _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire))
     host = (t.to_device, t.to_host, t.peer_in, t.peer_out)
     return host_flows(host, rank, cost.topology, system, pcie_wire)
+
+
+def op_hbm_bytes(op: Op, cost: CostModel) -> float:
+    """The bytes one op other than a collective moves through its own rank's HBM (``_op_traffic``'s
+    ``hbm``; 0 for a collective, whose kernels' HBM use is in their interference stretch): what the
+    DES engine puts on the rank's HBM link (``recsim.engine.hbm``)."""
+    if isinstance(op, Collective) or cost.system.accelerator is None:
+        return 0.0
+    pcie_wire = pcie_wire_per_byte(cost.system)
+    return _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire)).hbm
 
 
 def _host_link_loads(

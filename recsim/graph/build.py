@@ -149,7 +149,8 @@ LANE_INPUT = 2
 # Compute lanes beside the default one (0), for a framework that runs kernels on side streams of
 # its own: the embedding backward's index calculation (``Runtime.backward_index_overlap``: HugeCTR's
 # "dp" stream). Each is an in-order queue that runs beside lane 0; the engines do not share the SMs
-# between them, as they do not between compute and the copy stream.
+# between them, as they do not between compute and the copy stream (DES shares their HBM:
+# ``recsim.engine.hbm``).
 LANE_INDEX = 1
 # The weight-gradient GEMMs of DCNv2 cross layers (``Runtime.async_cross_wgrad``: HugeCTR's
 # "cross_layer_wgrad" stream).

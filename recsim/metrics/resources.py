@@ -25,8 +25,10 @@ The figures are not clamped: where the analytic engine, which does not share lin
 collectives ask more of a link than it carries in the step, the value exceeds 1 and a note says
 that the step is optimistic there. The DES engine shares links among collectives, copies and the
 lookups that read over PCIe, so the collectives' bytes alone never exceed a link's capacity (an
-invariant, ``check_links``); the analytic engine shares no link, and neither engine shares HBM or
-host DRAM, which a note says where it shows.
+invariant, ``check_links``), and it shares each rank's HBM among the ops that run at once on its
+queues (``recsim.engine.hbm``, at the bandwidth x the fitted memory efficiency); the analytic
+engine shares no link nor HBM, and neither engine shares host DRAM, which a note says where it
+shows.
 
 ``ResourceUse`` is worked out on first read: an analytic evaluation of a sweep or the planner
 (which keep only the step time) does not pay for it; ``to_dict``, the CLI's table, equality,

@@ -1,0 +1,160 @@
+"""HBM as a shared resource of the DES engine: one link per rank, shared by the ops of that rank
+that run at the same time on different queues (``recsim.engine.des``).
+
+**Capacity.** The rate the cost model prices memory traffic at: the accelerator's HBM bandwidth x
+the GEMM fit's ``memory_efficiency`` (``hbm_capacity_bytes_per_s``; ``recsim.cost.compute``: the
+memory term of every kernel's roofline, and the element-wise, optimizer and dense-update kernels'
+streaming rate). A memory-bound kernel alone moves its bytes at nearly this rate; the TBE gathers
+(``recsim.cost.embedding.gpu``) at their calibrated fraction of the bandwidth, well under it.
+
+**Demand.** An op's HBM bytes (``recsim.engine.resources.op_hbm_bytes``: a kernel's roofline bytes,
+a lookup's ``hbm`` bytes, a copy's bytes at each of its ``hbm`` ends on this rank) are one flow paced
+to the op's duration ``d`` (the ``link_window_s`` pattern of the network): it asks the link for
+``bytes / d``, no more, so it takes only the rate it uses. An op whose model moves its bytes faster
+than the capacity (a copy within the GPU is priced at the full HBM bandwidth, ``copy_bytes_per_s``)
+asks for the whole capacity over its duration. The link's capacity is divided max-min fairly among
+the flows in flight (water-filling: a flow asking less than an equal share gets what it asks, the
+others split the rest equally), recomputed whenever a flow starts or ends. So the ops of one rank
+slow each other only while their summed demand exceeds the capacity, and an op alone, or beside ops
+whose demand fits, takes exactly its modelled time.
+
+**Finish.** A flow that always got its whole pace (never ``slowed``) ends with its op, at ``begin +
+d`` exactly (``settle``: the rounding of the rounds' byte counts moves no op). A slowed one ends
+when its bytes are delivered, after ``begin + d``: the op ends then.
+
+What is not modelled: the SMs. Two kernels on two streams of one GPU are taken to run side by side
+at their own speed but for HBM; a compute-bound GEMM asks little of HBM and is then barely slowed,
+though in a GPU its thread blocks would wait for SMs the other kernel holds. The collectives' own
+kernels' HBM traffic is in their interference stretch (``recsim.cost.interference``), so a
+collective puts no flow on this link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from recsim.cost.compute import elementwise_memory_efficiency
+from recsim.hardware.devices import Accelerator
+
+_DONE = 1e-9  # relative paced time left below which a flow counts as delivered (as the network's)
+
+
+def hbm_capacity_bytes_per_s(accelerator: Accelerator) -> float:
+    """The rate the cost model prices HBM traffic at on ``accelerator``: its bandwidth x the fitted
+    memory efficiency (``elementwise_memory_efficiency``, the GEMM fit's ``memory_efficiency``)."""
+    return accelerator.hbm.bandwidth_bytes_per_s * elementwise_memory_efficiency(accelerator)
+
+
+def water_fill(paces: Sequence[float], capacity: float) -> list[float]:
+    """The share of its pace each flow gets on one link of ``capacity`` (max-min fair: in order of
+    pace, a flow gets its whole pace while that is no more than an equal share of what is left;
+    the rest split it equally). Exactly 1.0 for a flow that gets its pace."""
+    order = sorted(range(len(paces)), key=paces.__getitem__)  # stable: ties in submission order
+    speeds = [1.0] * len(paces)
+    left = capacity
+    for k, i in enumerate(order):
+        fair = left / (len(order) - k)
+        if paces[i] <= fair:
+            left -= paces[i]
+            continue
+        for j in order[k:]:
+            speeds[j] = fair / paces[j]
+        break
+    return speeds
+
+
+@dataclass(eq=False)
+class HbmFlow:
+    """One op's HBM bytes on its rank's link: ``work_s`` is the time left at its whole pace."""
+
+    pace: float  # bytes/s it asks for
+    window_s: float  # the op's duration: its work at the whole pace
+    work_s: float
+    done: simpy.Event
+    slowed: bool = False  # ever given less than its pace, for a while
+    speed: float = 1.0  # the share of its pace it gets in the current round
+    settled: bool = False  # ended with its op before the link counted it delivered
+
+
+@dataclass
+class HbmLink:
+    """A rank's HBM: the flows of its ops in flight share ``capacity`` max-min fairly."""
+
+    env: simpy.Environment
+    capacity: float
+    flows: list[HbmFlow] = field(default_factory=list)
+    wake: simpy.Event | None = None
+    rounds: int = 0  # allocations (rates recomputed because a flow started or ended)
+    peak_use: float = 0.0  # the most of the capacity the flows in flight were ever given
+    _round_start: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.wake = self.env.event()
+        self.env.process(self._run())
+
+    def submit(self, hbm_bytes: float, window_s: float) -> HbmFlow:
+        """Start a flow of ``hbm_bytes`` paced to ``window_s`` (> 0) now."""
+        pace = min(hbm_bytes / window_s, self.capacity)
+        flow = HbmFlow(pace, window_s, window_s, self.env.event())
+        self.flows.append(flow)
+        self._poke()
+        return flow
+
+    def unslowed(self, flow: HbmFlow) -> bool:
+        """Whether ``flow`` has had its whole pace all along, until now."""
+        return not flow.slowed and (flow.speed == 1.0 or self.env.now == self._round_start)
+
+    def settle(self, flow: HbmFlow) -> None:
+        """End ``flow`` now, with its op, which ran its modelled time (the flow was never slowed,
+        ``unslowed``), whatever the rounding of the rounds' progress left of its bytes."""
+        assert self.unslowed(flow)
+        if not flow.done.triggered:
+            flow.settled = True
+            flow.done.succeed()
+            self._poke()
+
+    def _poke(self) -> None:
+        assert self.wake is not None
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def _run(self) -> Generator[simpy.Event, Any, None]:
+        while True:
+            if not self.flows:
+                self.wake = self.env.event()
+                yield self.wake
+                continue
+            running = list(self.flows)  # flows submitted while we wait join at the next round
+            speeds = water_fill([f.pace for f in running], self.capacity)
+            self.rounds += 1
+            self.peak_use = max(self.peak_use, sum(f.pace * s for f, s in zip(running, speeds, strict=True)))
+            for flow, speed in zip(running, speeds, strict=True):
+                flow.speed = speed
+            dt = min(f.work_s / s for f, s in zip(running, speeds, strict=True))
+            self.wake = self.env.event()
+            start = self._round_start = self.env.now
+            timer = self.env.timeout(dt)
+            fired = yield timer | self.wake
+            # As the network's rounds: a round whose timer fired delivered its first flow, even
+            # where the clock cannot tell ``start + dt`` from ``start``.
+            elapsed = dt if timer in fired else self.env.now - start
+            still: list[HbmFlow] = []
+            for flow, speed in zip(running, speeds, strict=True):
+                if flow.settled:
+                    continue
+                if speed < 1.0 and elapsed > 0:
+                    flow.slowed = True
+                flow.work_s = max(0.0, flow.work_s - speed * elapsed)
+                if flow.work_s <= _DONE * flow.window_s:
+                    if not flow.done.triggered:
+                        flow.done.succeed()
+                    continue
+                still.append(flow)
+            self.flows = still + self.flows[len(running) :]
+
+
+__all__ = ["HbmFlow", "HbmLink", "hbm_capacity_bytes_per_s", "water_fill"]

@@ -1,0 +1,191 @@
+"""DES: the ops of one rank that run at once on different queues share its HBM (``recsim.engine.hbm``)."""
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import recsim.engine.des as des_module
+from recsim.config import Override
+from recsim.cost.compute import elementwise_memory_efficiency, hbm_bytes
+from recsim.cost.model import CostModel
+from recsim.engine.analytic import run_analytic
+from recsim.engine.des import DesCounters, run_des
+from recsim.engine.hbm import hbm_capacity_bytes_per_s, water_fill
+from recsim.graph.ir import Compute, ExecutionGraph, Node, Stream, Transfer
+from recsim.hardware.library import HardwareLibrary
+from tests.conftest import FIXTURES
+
+HW = HardwareLibrary([FIXTURES / "minilib"])
+# The tiny GPU (tests/fixtures/minilib/devices/tiny-gpu.yaml): 1200 GB/s of HBM, no GEMM fit of its
+# own, so the un-calibrated transfer's memory efficiency (0.7676); 3 us per element-wise kernel
+# and 4 us of launch gap.
+SYSTEM = HW.system("tiny", [Override.parse(s) for s in ("cluster.nodes=1", "node.accelerators.count=1")])
+# Op-keyed costs only (``compute_s``): a model caches its durations by node id, and these graphs
+# reuse ids, so each run gets a model of its own.
+COST = CostModel(SYSTEM)
+CAPACITY = 1200e9 * 0.7676
+
+
+def stream_kernel(nbytes: float) -> Compute:
+    """A memory-bound kernel moving ``nbytes`` through HBM."""
+    return Compute(
+        "scale", bytes_read=nbytes / 2, bytes_written=nbytes / 2, dtype="fp16", category="elementwise"
+    )
+
+
+def gemm(m: int, n: int, k: int) -> Compute:
+    return Compute("mm", flops=2.0 * m * n * k, dtype="fp16", shapes=((m, k), (k, n)), category="gemm")
+
+
+def kernel(i: int, op: Compute, lane: int = 0, deps: tuple[int, ...] = ()) -> Node:
+    return Node(i, 0, f"k{i}", Stream.COMPUTE, op, deps, lane=lane)
+
+
+def finishes(graph: ExecutionGraph, counters: DesCounters | None = None) -> dict[int, float]:
+    schedule = run_des(graph, CostModel(SYSTEM), counters)
+    return {n.id: schedule.finish_s[n.id] for n in graph.nodes}
+
+
+def test_the_capacity_is_the_rate_kernels_are_priced_at():
+    acc = SYSTEM.accelerator
+    assert acc is not None
+    assert hbm_capacity_bytes_per_s(acc) == acc.hbm.bandwidth_bytes_per_s * elementwise_memory_efficiency(acc)
+    assert hbm_capacity_bytes_per_s(acc) == pytest.approx(CAPACITY, rel=1e-12)
+    # A long streaming kernel reaches it: its time is its bytes at that rate and its fixed costs.
+    op = stream_kernel(1e9)
+    assert COST.compute_s(op) == pytest.approx(7e-6 + 1e9 / CAPACITY, rel=1e-12)
+
+
+def test_water_filling_gives_small_demands_their_pace_and_splits_the_rest():
+    assert water_fill([1.0, 2.0, 10.0], 9.0) == [1.0, 1.0, 0.6]
+    assert water_fill([5.0, 5.0], 10.0) == [1.0, 1.0]
+    assert water_fill([8.0, 4.0], 10.0) == [6.0 / 8.0, 1.0]
+    assert water_fill([8.0, 8.0, 8.0], 12.0) == [0.5, 0.5, 0.5]
+
+
+def test_two_memory_bound_kernels_on_two_lanes_take_their_bytes_over_the_capacity():
+    nbytes = 100e-6 * CAPACITY  # 100 us at the capacity; each kernel takes 107 us alone
+    op = stream_kernel(nbytes)
+    alone = COST.compute_s(op)
+    assert alone == pytest.approx(107e-6, rel=1e-12)
+    for lane in (0, 1):
+        one = ExecutionGraph(1, [kernel(0, op, lane)])
+        assert finishes(one) == {0: alone}
+    counters = DesCounters()
+    both = finishes(ExecutionGraph(1, [kernel(0, op, 0), kernel(1, op, 1)]), counters)
+    # Each asks nbytes / 107 us, 93 % of the capacity: both get half of it, and both end when the
+    # two kernels' bytes have gone through at the capacity.
+    assert both[0] == both[1] == pytest.approx(2 * nbytes / CAPACITY, rel=1e-12)
+    assert counters.hbm_flows == 2
+    assert counters.hbm_peak_use == pytest.approx(1.0, rel=1e-12)
+    # The analytic engine shares nothing: each kernel at its modelled time.
+    analytic = run_analytic(ExecutionGraph(1, [kernel(0, op, 0), kernel(1, op, 1)]), CostModel(SYSTEM))
+    assert analytic.finish_s[0] == analytic.finish_s[1] == alone
+
+
+def test_a_short_kernel_beside_a_long_one_slows_it_by_what_it_took():
+    long_bytes, short_bytes = 100e-6 * CAPACITY, 20e-6 * CAPACITY
+    long_op, short_op = stream_kernel(long_bytes), stream_kernel(short_bytes)
+    got = finishes(ExecutionGraph(1, [kernel(0, long_op, 0), kernel(1, short_op, 1)]))
+    # Both start at 0 asking more than half: half each, until the short one's bytes are in
+    # (40 us); the long one then has its whole pace back and ends 20 us of bytes late.
+    long_pace = long_bytes / COST.compute_s(long_op)
+    assert got[1] == pytest.approx(2 * short_bytes / CAPACITY, rel=1e-12)
+    left = long_bytes - got[1] * CAPACITY / 2
+    assert got[0] == pytest.approx(got[1] + left / long_pace, rel=1e-12)
+    assert got[0] > COST.compute_s(long_op) * 1.1
+
+
+def test_one_queue_gets_no_hbm_link_and_the_engines_agree():
+    op = stream_kernel(100e-6 * CAPACITY)
+    graph = ExecutionGraph(1, [kernel(0, op), kernel(1, op), kernel(2, op, deps=(0,))])
+    counters = DesCounters()
+    assert finishes(graph, counters) == run_analytic(graph, CostModel(SYSTEM)).finish_s
+    assert counters.hbm_flows == counters.hbm_rounds == 0
+
+
+def test_a_gemm_beside_a_streaming_kernel_is_not_slowed_where_their_demand_fits():
+    # A compute-bound GEMM asks little of HBM (17 %): beside a streaming kernel that asks 74 % of
+    # it (20 us of bytes in 27 us), the sum fits and both take their modelled time (their SMs are
+    # not shared: not modelled).
+    mm, stream = gemm(4096, 4096, 4096), stream_kernel(20e-6 * CAPACITY)
+    acc = SYSTEM.accelerator
+    assert acc is not None
+    pace = hbm_bytes(mm, acc) / COST.compute_s(mm)
+    assert pace + hbm_bytes(stream, acc) / COST.compute_s(stream) < CAPACITY
+    graph = ExecutionGraph(1, [kernel(0, mm, 0), kernel(1, stream, 1)])
+    counters = DesCounters()
+    assert finishes(graph, counters) == run_analytic(graph, CostModel(SYSTEM)).finish_s
+    assert counters.hbm_flows == 0  # neither can be slowed: no link
+
+
+def everything_on_the_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put every op with HBM bytes and a duration on its rank's link, leaving ``_hbm_demands``'s
+    filter out (what it leaves off must change nothing)."""
+
+    def all_demands(graph, cost, duration_of, capacity):
+        found = {}
+        for n in graph.nodes:
+            nbytes = des_module.op_hbm_bytes(n.op, cost)
+            if nbytes > 0 and duration_of(n) > 0:
+                found[n.id] = nbytes
+        return found
+
+    monkeypatch.setattr(des_module, "_hbm_demands", all_demands)
+
+
+@st.composite
+def lanes_of_work(draw: st.DrawFn) -> ExecutionGraph:
+    """Up to three compute lanes and a copy queue of one GPU, ops of random sizes and kinds."""
+    nodes: list[Node] = []
+    for i in range(draw(st.integers(2, 9))):
+        lane = draw(st.integers(0, 2))
+        kind = draw(st.sampled_from(["stream", "gemm", "copy"]))
+        deps = (draw(st.integers(0, i - 1)),) if i and draw(st.booleans()) else ()
+        if kind == "copy":
+            op = Transfer(src="host", dst="hbm", bytes=draw(st.floats(1e5, 1e8)))
+            nodes.append(Node(i, 0, f"c{i}", Stream.COPY, op, deps))
+            continue
+        if kind == "gemm":
+            size = draw(st.sampled_from([64, 512, 4096]))
+            op = gemm(size * draw(st.integers(1, 8)), size, size)
+        else:
+            op = stream_kernel(draw(st.floats(1e5, 2e8)))
+        nodes.append(kernel(i, op, lane, deps))
+    return ExecutionGraph(1, nodes)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(graph=lanes_of_work())
+def test_sharing_hbm_never_speeds_anything_up_nor_runs_it_past_its_capacity(graph, monkeypatch):
+    cost = CostModel(SYSTEM)
+    counters = DesCounters()
+    des = run_des(graph, cost, counters)
+    analytic = run_analytic(graph, cost)
+    assert counters.hbm_peak_use <= 1.0 + 1e-12
+    for n in graph.nodes:
+        took = des.finish_s[n.id] - des.start_s[n.id]
+        assert took >= cost.duration_s(n) * (1 - 1e-12)
+    assert max(des.finish_s.values()) >= max(analytic.finish_s.values()) * (1 - 1e-12)
+    # The ops left off the links (none of them can be slowed) change nothing.
+    with monkeypatch.context() as patch:
+        everything_on_the_links(patch)
+        every = DesCounters()
+        full = run_des(graph, cost, every)
+    assert every.hbm_flows >= counters.hbm_flows
+    assert every.hbm_peak_use <= 1.0 + 1e-12
+    for n in graph.nodes:
+        assert math.isclose(full.finish_s[n.id], des.finish_s[n.id], rel_tol=1e-9), n
+
+
+def test_the_filter_leaves_off_what_cannot_be_slowed_and_keeps_what_can():
+    # A copy beside two streaming lanes can be slowed (their demands sum past the capacity); the
+    # same copy beside one streaming lane cannot, and neither can that lane's kernel.
+    stream = stream_kernel(100e-6 * CAPACITY)
+    copy = Node(9, 0, "copy", Stream.COPY, Transfer(src="host", dst="hbm", bytes=64e6))
+    two = ExecutionGraph(1, [kernel(0, stream, 0), kernel(1, stream, 1), copy])
+    assert set(des_module._hbm_demands(two, COST, COST.duration_s, CAPACITY)) == {0, 1, 9}
+    one = ExecutionGraph(1, [kernel(0, stream, 0), copy])
+    assert des_module._hbm_demands(one, COST, COST.duration_s, CAPACITY) == {}
