@@ -119,7 +119,7 @@ from recsim.graph.ir import (
     Transfer,
     is_uneven_all_to_all,
 )
-from recsim.graph.schedule import Schedule, queue_of
+from recsim.graph.schedule import Schedule
 from recsim.hardware.topology import Topology
 
 _DONE = 1e-9  # relative remaining bytes below which a flow counts as finished
@@ -481,11 +481,11 @@ def _hbm_demands(
     time on one queue and get no link at all; collectives put nothing on it (their kernels' HBM use
     is in the interference stretch)."""
     by_op: dict[int, float] = {}
-    demands: list[tuple[int, int, tuple[int, str, int], float, float]] = []
-    most: dict[int, dict[tuple[int, str, int], float]] = defaultdict(dict)
+    demands: list[tuple[int, int, tuple[object, int], float, float]] = []
+    most: dict[int, dict[tuple[object, int], float]] = defaultdict(dict)
     for node in graph.nodes:
         op = node.op
-        if isinstance(op, Collective | Host):
+        if type(op) is Collective or type(op) is Host:
             continue
         nbytes = by_op.get(id(op))
         if nbytes is None:
@@ -496,7 +496,7 @@ def _hbm_demands(
         if duration <= 0:
             continue
         pace = min(nbytes / duration, capacity)
-        queue = queue_of(node)
+        queue = (node.stream, node.lane)  # ``queue_of`` within the rank
         queues = most[node.rank]
         if pace > queues.get(queue, 0.0):
             queues[queue] = pace

@@ -31,9 +31,9 @@ collective puts no flow on this link.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import simpy
 
@@ -77,31 +77,33 @@ class HbmFlow:
     done: simpy.Event
     slowed: bool = False  # ever given less than its pace, for a while
     speed: float = 1.0  # the share of its pace it gets in the current round
-    settled: bool = False  # ended with its op before the link counted it delivered
 
 
 @dataclass
 class HbmLink:
-    """A rank's HBM: the flows of its ops in flight share ``capacity`` max-min fairly."""
+    """A rank's HBM: the flows of its ops in flight share ``capacity`` max-min fairly.
+
+    Driven by callbacks rather than a process of its own: a flow's start or end recomputes the
+    rates at once, and one timer stands for the next flow to be delivered (a timer that a later
+    change of the rates made stale does nothing). That is a simpy event per change, where a process
+    waking on an event would take three."""
 
     env: simpy.Environment
     capacity: float
     flows: list[HbmFlow] = field(default_factory=list)
-    wake: simpy.Event | None = None
     rounds: int = 0  # allocations (rates recomputed because a flow started or ended)
     peak_use: float = 0.0  # the most of the capacity the flows in flight were ever given
     _round_start: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.wake = self.env.event()
-        self.env.process(self._run())
+    _round_dt: float = 0.0
+    _timer: simpy.Event | None = None
 
     def submit(self, hbm_bytes: float, window_s: float) -> HbmFlow:
         """Start a flow of ``hbm_bytes`` paced to ``window_s`` (> 0) now."""
+        self._advance(self.env.now - self._round_start)
         pace = min(hbm_bytes / window_s, self.capacity)
         flow = HbmFlow(pace, window_s, window_s, self.env.event())
         self.flows.append(flow)
-        self._poke()
+        self._allocate()
         return flow
 
     def unslowed(self, flow: HbmFlow) -> bool:
@@ -112,49 +114,55 @@ class HbmLink:
         """End ``flow`` now, with its op, which ran its modelled time (the flow was never slowed,
         ``unslowed``), whatever the rounding of the rounds' progress left of its bytes."""
         assert self.unslowed(flow)
-        if not flow.done.triggered:
-            flow.settled = True
+        if flow.done.triggered:
+            return
+        self._advance(self.env.now - self._round_start)
+        if not flow.done.triggered:  # else delivered just now
+            self.flows.remove(flow)
             flow.done.succeed()
-            self._poke()
+        self._allocate()
 
-    def _poke(self) -> None:
-        assert self.wake is not None
-        if not self.wake.triggered:
-            self.wake.succeed()
-
-    def _run(self) -> Generator[simpy.Event, Any, None]:
-        while True:
-            if not self.flows:
-                self.wake = self.env.event()
-                yield self.wake
-                continue
-            running = list(self.flows)  # flows submitted while we wait join at the next round
-            speeds = water_fill([f.pace for f in running], self.capacity)
-            self.rounds += 1
-            self.peak_use = max(self.peak_use, sum(f.pace * s for f, s in zip(running, speeds, strict=True)))
-            for flow, speed in zip(running, speeds, strict=True):
-                flow.speed = speed
-            dt = min(f.work_s / s for f, s in zip(running, speeds, strict=True))
-            self.wake = self.env.event()
-            start = self._round_start = self.env.now
-            timer = self.env.timeout(dt)
-            fired = yield timer | self.wake
-            # As the network's rounds: a round whose timer fired delivered its first flow, even
-            # where the clock cannot tell ``start + dt`` from ``start``.
-            elapsed = dt if timer in fired else self.env.now - start
-            still: list[HbmFlow] = []
-            for flow, speed in zip(running, speeds, strict=True):
-                if flow.settled:
-                    continue
-                if speed < 1.0 and elapsed > 0:
+    def _advance(self, elapsed: float) -> None:
+        """Move every flow on by ``elapsed`` at its current rate; deliver those that are done."""
+        still: list[HbmFlow] = []
+        for flow in self.flows:
+            if elapsed > 0:
+                if flow.speed < 1.0:
                     flow.slowed = True
-                flow.work_s = max(0.0, flow.work_s - speed * elapsed)
-                if flow.work_s <= _DONE * flow.window_s:
-                    if not flow.done.triggered:
-                        flow.done.succeed()
-                    continue
-                still.append(flow)
-            self.flows = still + self.flows[len(running) :]
+                flow.work_s = max(0.0, flow.work_s - flow.speed * elapsed)
+            if flow.work_s <= _DONE * flow.window_s:
+                flow.done.succeed()
+                continue
+            still.append(flow)
+        self.flows = still
+        self._round_start = self.env.now
+
+    def _allocate(self) -> None:
+        """New rates for the flows in flight, and a timer for the first of them to be delivered."""
+        self._timer = None
+        if not self.flows:
+            return
+        flows = self.flows
+        speeds = water_fill([f.pace for f in flows], self.capacity)
+        self.rounds += 1
+        use = 0.0
+        dt = math.inf
+        for flow, speed in zip(flows, speeds, strict=True):
+            flow.speed = speed
+            use += flow.pace * speed
+            dt = min(dt, flow.work_s / speed)
+        self.peak_use = max(self.peak_use, use)
+        self._round_dt = dt
+        timer = self._timer = self.env.timeout(dt)
+        timer.callbacks.append(self._on_timer)
+
+    def _on_timer(self, timer: simpy.Event) -> None:
+        if timer is not self._timer:
+            return  # the rates changed since it was set
+        # As the network's rounds: the timer's round delivered its first flow, even where the
+        # clock cannot tell ``start + dt`` from ``start``.
+        self._advance(self._round_dt)
+        self._allocate()
 
 
 __all__ = ["HbmFlow", "HbmLink", "hbm_capacity_bytes_per_s", "water_fill"]
