@@ -505,8 +505,8 @@ class Fused(Runtime):
         # DLRM v1 on one DGX A100 and one HGX A100 4-GPU (+10.2 / +14.0 -> +17.7 / +21.9 %) left
         # their band, recsim's auto taking flexshard over the hybrid embedding. Free overlap of a
         # TBE backward with the optimizer's HBM stream and another gather overstates it (the
-        # engines share neither HBM nor SMs between lanes), and how much the kernels slow each
-        # other is unmeasured.
+        # engines share no SMs between lanes, and the analytic engine no HBM either: DES shares
+        # it, ``recsim.engine.hbm``), and how much the kernels slow each other is unmeasured.
         return "routed_rows" not in plan_features(plan)
 
     def global_batch_input(self, plan: Plan) -> bool:
