@@ -215,3 +215,32 @@ def test_the_dgx_h100_dcnv2_step_shares_hbm_between_the_cross_layers_and_the_sid
     assert step_ms("analytic") == pytest.approx(3.860, abs=5e-4)
     assert alone == pytest.approx(3.958, abs=5e-4)
     assert shared == pytest.approx(4.073, abs=5e-4)
+
+
+def test_collectives_put_nothing_on_the_hbm_link():
+    # Their kernels' HBM use is in the interference stretch of the kernels beside them.
+    from recsim.engine.resources import op_hbm_bytes
+    from recsim.graph.ir import Collective, CollectiveOp
+
+    assert op_hbm_bytes(Collective(CollectiveOp.ALL_REDUCE, "ar", (0, 1), 64e6), COST) == 0.0
+    assert op_hbm_bytes(stream_kernel(1e6), COST) == 1e6
+
+
+def test_a_copy_within_the_gpu_priced_past_the_capacity_keeps_its_time_alone_and_asks_all_of_it():
+    # A copy kernel within the GPU is priced at the full HBM bandwidth (read and write: half of it
+    # each way), above the capacity kernels are priced at: alone it keeps its modelled time; beside
+    # a streaming kernel it asks the whole capacity, and the two share it.
+    copy_op = Transfer(src="hbm", dst="hbm", bytes=60e6)
+    copy = Node(5, 0, "d2d", Stream.COPY, copy_op)
+    took = COST.transfer_s(copy_op)
+    assert took == pytest.approx(2 * 60e6 / 1200e9, rel=1e-12)
+    assert finishes(ExecutionGraph(1, [copy])) == {5: took}
+    stream = stream_kernel(100e-6 * CAPACITY)
+    both = finishes(ExecutionGraph(1, [kernel(0, stream, 0), copy]))
+    # Both ask more than half (the copy the whole capacity, the kernel 93 %): half each, until the
+    # kernel's bytes are in (199 us); the copy then gets its whole pace for what it has left of its
+    # 100 us of work at the capacity.
+    pace = (100e-6 * CAPACITY) / COST.compute_s(stream)
+    assert both[0] == pytest.approx(COST.compute_s(stream) * pace / (CAPACITY / 2), rel=1e-12)
+    assert both[5] == pytest.approx(both[0] + (took - both[0] / 2), rel=1e-12)
+    assert both[5] > took * 1.9
