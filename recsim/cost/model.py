@@ -41,7 +41,7 @@ from recsim.graph.ir import (
 from recsim.graph.shard_ops import slice_name
 from recsim.hardware.system import System
 from recsim.hardware.topology import SHM_LINE_FRACTION, Topology, build_topology
-from recsim.workload.access import MixtureModel, access_model
+from recsim.workload.access import MixtureModel, shared_access_model
 from recsim.workload.access.slice import SliceModel, SubsetModel
 
 if TYPE_CHECKING:
@@ -179,6 +179,10 @@ class CostModel:
         self._collectives: dict[tuple[object, ...], float] = memo.collectives if memo else {}
         self._interned = TupleInterner(memo.canonical_tuples if memo else None)
         self._by_op: dict[object, float] = memo.by_op if memo else {}
+        # Lookups' whole costs (``embedding_cost``), by op identity and by value key: this
+        # evaluation's own (an ``EmbeddingCost`` is a few hundred bytes, one per distinct lookup).
+        self._embedding_by_id: dict[int, tuple[Embedding, EmbeddingCost]] = {}
+        self._embedding_costs: dict[object, EmbeddingCost] = {}
         # Ops' kernel energies (``kernel_j``) by the same value keys.
         self._energy_by_op: dict[object, float] = memo.energy_by_op if memo else {}
         # Whole uneven all-to-alls by the identity of their parts' fields (``all_to_all_s``).
@@ -235,7 +239,7 @@ class CostModel:
             return self._access.get(table)
         if table not in self._access:
             spec = self._tables[table]
-            self._access[table] = access_model(self.workload.table_access(spec), spec.rows)
+            self._access[table] = shared_access_model(self.workload.table_access(spec), spec.rows)
         return self._access[table]
 
     def access_key(self, table: str) -> object:
@@ -259,8 +263,21 @@ class CostModel:
 
     def embedding_cost(self, op: Embedding) -> EmbeddingCost:
         """The whole cost of ``op`` on its tier: its time, the bytes it moves per resource and how
-        (``recsim.cost.embedding``), with the table's access model."""
-        return embedding_cost(op, self.system, self.access(op.table))
+        (``recsim.cost.embedding``), with the table's access model.
+
+        Worked out once per op value (``value_key``, as durations are): an evaluation asks for each
+        lookup's cost three times (its duration, its kernel energy, its tier's activity), and on a
+        system seen for the first time (a sweep's point) each asking had redone the tier's model.
+        The op is looked up by identity first (the copies of a chained graph share theirs)."""
+        hit = self._embedding_by_id.get(id(op))
+        if hit is not None and hit[0] is op:
+            return hit[1]
+        key = self.value_key(op)
+        found = self._embedding_costs.get(key)
+        if found is None:
+            found = self._embedding_costs[key] = embedding_cost(op, self.system, self.access(op.table))
+        self._embedding_by_id[id(op)] = (op, found)  # the op kept: its id stays its own
+        return found
 
     def link_window_s(self, op: Op, duration_s: float) -> float | None:
         """How long ``op``'s link bytes may take without lengthening it, when it runs for
