@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from recsim.graph.ir import Collective, Compute, Embedding, Host, Transfer
 from recsim.planner.types import Plan, Shard, dense_gradient
-from recsim.workload.access import access_model
+from recsim.workload.access import shared_access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SliceModel
 from recsim.workload.spec import Layer, Workload
@@ -93,7 +93,7 @@ class ShardOps:
             key = (spec, table.rows)
             model = self._by_value.get(key)
             if model is None:
-                model = self._by_value[key] = access_model(spec, table.rows)
+                model = self._by_value[key] = shared_access_model(spec, table.rows)
             self._models[name] = model
         return model
 

@@ -4,7 +4,8 @@
 ``AccessModel`` for a table of ``rows`` rows (up to 10^9: nothing is per-row). The interface is on
 ``AccessModel``; the modules, one concept each:
 
-- ``model``: the interface and the registry keyed by the spec's ``dist``;
+- ``model``: the interface and the registry keyed by the spec's ``dist``; ``shared_access_model``,
+  one model per (spec, rows) for the process (a workload's models are the same on every system);
 - ``popularity``: the compressed popularity representation and the math on it (expected unique rows,
   Che's LRU approximation, LFU / top-k share), with its sources;
 - ``uniform``, ``zipf``, ``empirical``: the models (``empirical`` fits ``locality_stats``);
@@ -18,7 +19,13 @@ from __future__ import annotations
 
 from recsim.workload.access.empirical import EmpiricalModel
 from recsim.workload.access.mixture import MixtureModel
-from recsim.workload.access.model import AccessModel, access_model, register, registered_dists
+from recsim.workload.access.model import (
+    AccessModel,
+    access_model,
+    register,
+    registered_dists,
+    shared_access_model,
+)
 from recsim.workload.access.popularity import GroupedPopularity
 from recsim.workload.access.reuse_fit import ReuseMixture, fit_reuse_mixture
 from recsim.workload.access.stats import (
@@ -47,5 +54,6 @@ __all__ = [
     "register",
     "registered_dists",
     "resolve_stats",
+    "shared_access_model",
     "shipped_access_root",
 ]

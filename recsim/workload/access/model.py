@@ -12,6 +12,7 @@ discriminator, implement ``from_spec``, ``_popularity``, ``_rank_probabilities``
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, overload
@@ -194,3 +195,34 @@ def access_model(spec: Any, rows: int, *, seed: int = 0) -> AccessModel:
     if model is None:
         raise ConfigError(f"access dist {dist!r} has no model (known: {', '.join(registered_dists())})")
     return model.from_spec(spec, rows, seed=seed)
+
+
+#: Access models ``shared_access_model`` keeps for the process, the least recently used let go
+#: first. A design choice: dlrm-dcnv2 has 26 tables in a handful of distinct (spec, rows) pairs, a
+#: production model a few hundred; each kept model is its popularity groups (a few thousand floats)
+#: and the figures asked of it (one float per distinct argument).
+SHARED_MODELS = 256
+
+#: Dists whose model is a function of the spec's numbers and the row count alone. An empirical
+#: spec names a stats file by path, read when the model is made: not a content key, so not kept.
+_PURE_DISTS = frozenset({"uniform", "zipf"})
+
+
+def shared_access_model(spec: Any, rows: int) -> AccessModel:
+    """``access_model(spec, rows)``, one object per (spec, rows) value for the process where the
+    model is a pure function of them (``_PURE_DISTS``), else made afresh.
+
+    An access model depends on the workload alone, never on the system: every point of a hardware
+    sweep, each with its own ``ShardOps`` and ``CostModel``, asks for the same tables' models, and
+    making them and working out their popularity, expected unique rows and cache hit rates was a
+    tenth of an analytic evaluation at 128 GPUs. A model is immutable (the figures it keeps are
+    pure functions of it and their argument), so sharing it changes no number. Bounded by
+    ``SHARED_MODELS``; keyed by the spec's value (a frozen config) and ``rows``."""
+    if getattr(spec, "dist", None) in _PURE_DISTS:
+        return _kept_model(spec, int(rows))
+    return access_model(spec, rows)
+
+
+@functools.lru_cache(maxsize=SHARED_MODELS)
+def _kept_model(spec: Any, rows: int) -> AccessModel:
+    return access_model(spec, rows)
