@@ -759,7 +759,9 @@ class CostModel:
         key = self.value_key(op)
         found = self._energy_by_op.get(key)
         if found is None:
-            found = self._energy_by_op[key] = model.op_j(op, self.embedding_cost)
+            # A kernel's duration caps its energy: the one the schedule has (``_op_duration``; on
+            # this model's accelerator, ``KernelEnergy.of`` it), not worked out a second time.
+            found = self._energy_by_op[key] = model.op_j(op, self.embedding_cost, self._op_duration)
         return found
 
     @cached_property

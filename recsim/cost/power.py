@@ -224,9 +224,16 @@ class KernelEnergy:
             on_chip,
         )
 
-    def op_j(self, op: Op, embedding_cost: Callable[[Embedding], EmbeddingCost]) -> float:
+    def op_j(
+        self,
+        op: Op,
+        embedding_cost: Callable[[Embedding], EmbeddingCost],
+        compute_s: Callable[[Compute], float] | None = None,
+    ) -> float:
         """Dynamic energy of ``op`` on the accelerator (J), at most ``span_w`` x its duration; 0
-        for host work. ``embedding_cost``: the run's lookup costs (``CostModel.embedding_cost``)."""
+        for host work. ``embedding_cost``: the run's lookup costs (``CostModel.embedding_cost``);
+        ``compute_s``: the run's compute durations, ``compute_time_s`` on this accelerator (a
+        cost model's, worked out already for the schedule), else computed here."""
         kind = type(op)
         if kind is Compute:
             assert isinstance(op, Compute)
@@ -234,7 +241,8 @@ class KernelEnergy:
             flops = max(0.0, op.flops)
             compute_j = self.span_w * flops / compute_ceiling_flop_per_s(op, acc) if flops else 0.0
             memory_j = self.hbm_j_per_byte * max(0.0, hbm_bytes(op, acc))
-            return min(compute_j + memory_j, self.span_w * compute_time_s(op, acc))
+            duration_s = compute_time_s(op, acc) if compute_s is None else compute_s(op)
+            return min(compute_j + memory_j, self.span_w * duration_s)
         if kind is Embedding:
             assert isinstance(op, Embedding)
             cost = embedding_cost(op)
