@@ -49,7 +49,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -828,6 +828,10 @@ class Topology:
             cached = self._shape_flow.get(key)
             if cached is not None:
                 return cached
+            flow = _disjoint_paths_flow(self.graph._succ, paths)
+            if flow is not None:
+                self._shape_flow[key] = flow
+                return flow
         g = self.graph
         sub = nx.DiGraph()
         for path in paths:
@@ -1374,6 +1378,33 @@ class _LazyAdjacency(dict[str, list[str]]):
     def __missing__(self, v: str) -> list[str]:
         found = self[v] = self._successors(v)
         return found
+
+
+def _disjoint_paths_flow(
+    succ: Mapping[str, Mapping[str, Any]], paths: tuple[tuple[str, ...], ...]
+) -> float | None:
+    """The max-flow over ``paths`` where they share no vertex but their two ends (GPU ``i`` -> each
+    NVSwitch chip -> GPU ``j``): the sum of their widths (each its weakest link's capacity), as a
+    flow network of disjoint chains has. None otherwise, or where the capacities are not whole
+    numbers whose total stays below 2**53: only then is every sum of them exact, so that this one
+    and the one ``nx.maximum_flow_value`` works out are the same float (the caller's condition
+    for sharing max-flows, ``Topology._shaped_max_flow``). It spares that call's graph and
+    preflow-push, which every new topology paid once for its node's GPU pairs."""
+    inner = [v for path in paths for v in path[1:-1]]
+    if len(set(inner)) != len(inner):
+        return None
+    total = 0.0
+    flow = 0.0
+    for path in paths:
+        width = math.inf
+        for a, b in itertools.pairwise(path):
+            capacity = succ[a][b]["bandwidth_bytes_per_s"]
+            if not float(capacity).is_integer():
+                return None
+            total += capacity
+            width = min(width, capacity)
+        flow += width
+    return flow if total < 2.0**53 and math.isfinite(flow) else None
 
 
 def _all_shortest_paths(
