@@ -449,29 +449,33 @@ class _TopologyFacts:
             return None
         succ = topology.graph._succ
         links: dict[tuple[str, str], int] = {}
-        entries: dict[tuple[int, int], float] = {}
         senders: list[set[int]] = []  # by link number
         receivers: list[set[int]] = []
-        for i in range(local):
-            for j in range(local):
-                if i == j:
-                    continue
-                pair = i * local + j
-                # ``route_edge_shares`` inline (the same shares, edges in the same order): the 56
-                # pairs of a DGX node cross 448 links, a generator step each otherwise.
-                for path, share in _path_shares(topology, gpu_id(0, i), gpu_id(0, j)):
-                    for edge in itertools.pairwise(path):
-                        k = links.get(edge)
-                        if k is None:
-                            k = links[edge] = len(links)
-                            senders.append(set())
-                            receivers.append(set())
-                        key = (pair, k)
-                        entries[key] = entries.get(key, 0.0) + share
-                        senders[k].add(i)
-                        receivers[k].add(j)
+        pairs = [(i, j) for i in range(local) for j in range(local) if i != j]
+        # Which pairs cross each link first, from the paths alone: on NVSwitch and direct NVLinks
+        # no link is shared, and the answer (None) needs no pair's shares, whose numpy work per
+        # pair was most of this on every new topology. Links are numbered as they come.
+        for i, j in pairs:
+            for path in topology.paths(gpu_id(0, i), gpu_id(0, j)):
+                for edge in itertools.pairwise(path):
+                    k = links.get(edge)
+                    if k is None:
+                        k = links[edge] = len(links)
+                        senders.append(set())
+                        receivers.append(set())
+                    senders[k].add(i)
+                    receivers[k].add(j)
         if not any(len(s) > 1 and len(r) > 1 for s, r in zip(senders, receivers, strict=True)):
             return None
+        entries: dict[tuple[int, int], float] = {}
+        for i, j in pairs:
+            pair = i * local + j
+            # ``route_edge_shares`` inline (the same shares, edges in the same order): the 56
+            # pairs of a DGX node cross 448 links, a generator step each otherwise.
+            for path, share in _path_shares(topology, gpu_id(0, i), gpu_id(0, j)):
+                for edge in itertools.pairwise(path):
+                    key = (pair, links[edge])
+                    entries[key] = entries.get(key, 0.0) + share
         shares = np.zeros((local * local, len(links)))
         # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) gets
         # only ``SHM_EFFICIENCY`` of each link's rate: its bytes take 1 / that of the capacity.
