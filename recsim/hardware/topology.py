@@ -768,10 +768,20 @@ class Topology:
         # ``min(y, x)``, and ``x if x > y else y`` is ``max(y, x)``, NaNs included.
         succ, nodes = self.graph._succ, self.graph._node
         shaped = flow is None and len(paths[0]) > 2 and self._integral_capacities
+        # Paths that share no vertex but their ends (a node's GPU pairs through the NVSwitch
+        # chips) have the sum of their widths as max-flow (``_disjoint_paths_flow``): added up
+        # here, where the widths are found anyway, instead of a shape key per route.
+        disjoint = False
+        if shaped:
+            inner = [v for path in paths for v in path[1:-1]]
+            disjoint = len(set(inner)) == len(inner)
+        keyed = shaped and not disjoint
         number: dict[str, int] = {}
         edges: dict[tuple[int, int, float], None] = {}
         single = math.inf
         latency = 0.0
+        total = 0.0  # the paths' capacities: exact sums need them below 2**53
+        widths = 0.0
         for path in paths:
             path_bw = math.inf
             links = 0.0
@@ -781,17 +791,25 @@ class Topology:
                 if bw < path_bw:
                     path_bw = bw
                 links += edge["latency_s"]
-                if shaped:
+                if keyed:
                     ia = number.setdefault(a, len(number))
                     ib = number.setdefault(b, len(number))
                     edges[(ia, ib, bw)] = None
+                elif disjoint:
+                    total += bw
             if path_bw < single:
                 single = path_bw
+            widths += path_bw
             path_latency = links + sum(nodes[v].get("latency_s", 0.0) for v in path[1:-1])
             if path_latency > latency:
                 latency = path_latency
         if flow is None:
-            if shaped:
+            if disjoint:
+                # Integral capacities (``shaped``) summing below 2**53: the exact max-flow, the
+                # float ``nx.maximum_flow_value`` gives too; otherwise the general path.
+                exact = total < 2.0**53 and math.isfinite(widths)
+                flow = widths if exact else self._paths_max_flow(src, dst, paths)
+            elif shaped:
                 flow = self._shaped_max_flow(src, dst, paths, (number[src], number[dst], *edges))
             else:
                 flow = self._paths_max_flow(src, dst, paths) if len(paths[0]) > 2 else single
@@ -1040,11 +1058,11 @@ class _Builder:
         prefix = f"n{n}."
         names = [prefix + sfx for sfx in template.suffixes]
         cut = len(_NODE0)
-        data = [dict(d) for d in template.edge_data]
+        data = [d.copy() for d in template.edge_data]
         g = self.g
         node_attrs, succ, pred = g._node, g._succ, g._pred
         for i, name in enumerate(names):
-            attrs = dict(template.attrs[i])
+            attrs = template.attrs[i].copy()
             attrs["node"] = n
             home = attrs.get("home_nics")
             if home is not None:
