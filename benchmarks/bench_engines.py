@@ -94,8 +94,22 @@ RAILS_4_TO_1 = (
 )
 
 
+def distinct_system(k: int) -> tuple[str, ...]:
+    """``--set`` texts that make the ``k``-th point of a hardware sweep: another HBM bandwidth and
+    another NIC port rate (k = 0 is nearly nominal), so no two points are the same system."""
+    return (
+        f"node.accelerators.device.hbm.bandwidth={3000 + k} GB/s",
+        f"node.nics.device.port_bandwidth={400 + k} Gb/s",
+    )
+
+
 def steady_analytic(
-    nodes: int, repeats: int = 7, *, shared_costs: bool = False, overrides: tuple[str, ...] = ()
+    nodes: int,
+    repeats: int = 7,
+    *,
+    shared_costs: bool = False,
+    overrides: tuple[str, ...] = (),
+    distinct: bool = False,
 ) -> float:
     """Median wall time of ``repeats`` analytic evaluations after the first, in one process.
 
@@ -105,21 +119,35 @@ def steady_analytic(
     ``shared_costs``: the evaluations share one ``CostMemo`` (the topology, the op costs and the
     access models of the system and workload), as the planner's candidates and a sweep's points
     of one system and workload do; the graph, schedule and metrics are still each evaluation's.
-    ``overrides``: ``--set`` texts for the system (``RAILS_4_TO_1``).
+    ``overrides``: ``--set`` texts for the system (``RAILS_4_TO_1``). ``distinct``: every
+    evaluation is of another system (``distinct_system``: a hardware sweep's points), each
+    prepared and planned before the timing, so that nothing that holds for one system alone can
+    carry over from one evaluation to the next.
     """
-    system, workload = prepare(
-        "dgx-h100", "dlrm-dcnv2", nodes=nodes, batch_size=55296, precision="fp16", overrides=overrides
-    )
-    plan = make_plan("table_wise", workload, system)
+    if distinct and shared_costs:
+        raise ValueError("a CostMemo is of one system: distinct systems cannot share one")
+    points = []
+    for k in range(repeats + 1 if distinct else 1):
+        system, workload = prepare(
+            "dgx-h100",
+            "dlrm-dcnv2",
+            nodes=nodes,
+            batch_size=55296,
+            precision="fp16",
+            overrides=overrides + (distinct_system(k) if distinct else ()),
+        )
+        points.append((system, workload, make_plan("table_wise", workload, system)))
+    system, workload, _ = points[0]
     memo = CostMemo(system, workload) if shared_costs else None
     # As a sweep's points and the planner's candidates are: only the result is kept, so the ranks
     # that hold no shard of their own are built once (``SimulationOptions.fold_ranks``).
     options = SimulationOptions(fidelity="analytic", costs=memo, fold_ranks=True)
-    simulate_training(system, workload, plan, options)  # the first (it fills the memo)
+    simulate_training(*points[0], options)  # the first (it fills the memo)
     times = []
-    for _ in range(repeats):
+    for k in range(repeats):
+        point = points[k + 1] if distinct else points[0]
         start = time.perf_counter()
-        simulate_training(system, workload, plan, options)
+        simulate_training(*point, options)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -137,6 +165,11 @@ def main() -> None:
         )
         steady = steady_analytic(nodes)
         print(f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one ({1 / steady:6.2f}/s, median of 7)")
+        steady = steady_analytic(nodes, distinct=True)
+        print(
+            f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one, each another system "
+            f"({1 / steady:6.2f}/s, median of 7)"
+        )
         steady = steady_analytic(nodes, shared_costs=True)
         print(
             f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one sharing a CostMemo "
