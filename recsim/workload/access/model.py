@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, overload
 
 import numpy as np
@@ -198,31 +199,46 @@ def access_model(spec: Any, rows: int, *, seed: int = 0) -> AccessModel:
 
 
 #: Access models ``shared_access_model`` keeps for the process, the least recently used let go
-#: first. A design choice: dlrm-dcnv2 has 26 tables in a handful of distinct (spec, rows) pairs, a
-#: production model a few hundred; each kept model is its popularity groups (a few thousand floats)
-#: and the figures asked of it (one float per distinct argument).
-SHARED_MODELS = 256
+#: first. A design choice: a production model has a thousand tables (model-a: 1,000 distinct
+#: (spec, rows) pairs; dlrm-dcnv2 22 of its 26), each kept model being its popularity groups (up to
+#: ~70 kB with their arrays, a 40M-row Zipf table's; model-a's thousand take 4.5 MB) and the
+#: figures and slices asked of it (``popularity.FIGURES_KEPT``, ``CHILDREN_KEPT``).
+SHARED_MODELS = 1024
 
-#: Dists whose model is a function of the spec's numbers and the row count alone. An empirical
-#: spec names a stats file by path, read when the model is made: not a content key, so not kept.
+#: Dists whose model is a function of the spec's numbers and the row count alone.
 _PURE_DISTS = frozenset({"uniform", "zipf"})
 
 
 def shared_access_model(spec: Any, rows: int) -> AccessModel:
-    """``access_model(spec, rows)``, one object per (spec, rows) value for the process where the
-    model is a pure function of them (``_PURE_DISTS``), else made afresh.
+    """``access_model(spec, rows)``, one object per (spec, rows) value for the process.
 
     An access model depends on the workload alone, never on the system: every point of a hardware
     sweep, each with its own ``ShardOps`` and ``CostModel``, asks for the same tables' models, and
     making them and working out their popularity, expected unique rows and cache hit rates was a
     tenth of an analytic evaluation at 128 GPUs. A model is immutable (the figures it keeps are
     pure functions of it and their argument), so sharing it changes no number. Bounded by
-    ``SHARED_MODELS``; keyed by the spec's value (a frozen config) and ``rows``."""
-    if getattr(spec, "dist", None) in _PURE_DISTS:
+    ``SHARED_MODELS``; keyed by the spec's value (a frozen config) and ``rows``, an empirical spec
+    by the stats file it names, resolved (``stats.resolve_stats``: a relative path is the file it
+    reads now), as ``stats.load_section`` keeps that file's sections for the process already."""
+    dist = getattr(spec, "dist", None)
+    if dist in _PURE_DISTS:
         return _kept_model(spec, int(rows))
+    if dist == "empirical":
+        from recsim.workload.access.stats import resolve_stats  # the access package imports this module
+
+        return _kept_empirical(resolve_stats(spec.stats), spec.section, int(rows))
     return access_model(spec, rows)
 
 
 @functools.lru_cache(maxsize=SHARED_MODELS)
 def _kept_model(spec: Any, rows: int) -> AccessModel:
     return access_model(spec, rows)
+
+
+@functools.lru_cache(maxsize=SHARED_MODELS)
+def _kept_empirical(path: Path, section: int | str, rows: int) -> AccessModel:
+    """The model ``access_model`` makes of an empirical spec naming ``path`` and ``section``."""
+    from recsim.workload.access.empirical import EmpiricalModel
+    from recsim.workload.access.stats import load_section
+
+    return EmpiricalModel.from_stats(load_section(path, section), rows)

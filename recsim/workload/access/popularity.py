@@ -36,12 +36,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 from scipy.optimize import brentq
 
 from recsim.workload.access.model import cached_attribute
+
+#: Figures (``_figures``) and derived popularities (``_children``) one popularity keeps, the oldest
+#: let go first. A design choice: an evaluation asks a model for a few figures and, row-wise, a
+#: slice per rank group, but a model may be kept for the whole process
+#: (``recsim.workload.access.shared_access_model``) while a sweep's points ask for figures at other
+#: arguments and other slices. A table's slices hold its groups between them (a 40M-row Zipf
+#: table's are ~70 kB with their arrays), so 32 of them are about two tables' worth. A figure or
+#: popularity let go is worked out again, to the same value, when asked again.
+FIGURES_KEPT = 256
+CHILDREN_KEPT = 32
+
+V = TypeVar("V")
+
+
+def _remember(store: dict[Any, V], key: Any, value: V, bound: int) -> V:
+    """``store[key] = value``, first letting the oldest entry go when ``store`` holds ``bound``."""
+    if len(store) >= bound:
+        del store[next(iter(store))]
+    store[key] = value
+    return value
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -114,13 +134,14 @@ class GroupedPopularity:
         ``key`` must name everything besides ``self`` that ``make`` reads (a slice's ranks, a
         subset's fraction, a mixture's other parts by ``id`` and its shares); objects named by
         ``id`` go in ``keep``, which holds them alive, so their ids cannot be reused while the key is
-        stored. The cache lives on this object, so it lasts as long as the model it came from.
+        stored. The cache lives on this object, so it lasts as long as the model it came from, and
+        keeps the last ``CHILDREN_KEPT``.
         """
         found = self._children.get(key)
         if found is not None:
             return found[1]
         made = make()
-        self._children[key] = (keep, made)
+        _remember(self._children, key, (keep, made), CHILDREN_KEPT)
         return made
 
     # -- derived arrays, on first use -----------------------------------------------------------
@@ -171,8 +192,7 @@ class GroupedPopularity:
             seen = n_lookups * self._log_miss
             np.expm1(seen, out=seen)
             np.negative(seen, out=seen)
-        value = self._figures[key] = dot(self.weights, seen)
-        return value
+        return _remember(self._figures, key, dot(self.weights, seen), FIGURES_KEPT)
 
     # -- caches ---------------------------------------------------------------------------------
 
@@ -199,7 +219,7 @@ class GroupedPopularity:
         key = ("T", cache_rows)
         found = self._figures.get(key)
         if found is None:
-            found = self._figures[key] = self._search_t(cache_rows)
+            found = _remember(self._figures, key, self._search_t(cache_rows), FIGURES_KEPT)
         return found
 
     def _search_t(self, cache_rows: float) -> float:
@@ -239,7 +259,7 @@ class GroupedPopularity:
         key = ("lru", cache_rows)
         found = self._figures.get(key)
         if found is None:
-            found = self._figures[key] = self._lru_hit_rate(cache_rows)
+            found = _remember(self._figures, key, self._lru_hit_rate(cache_rows), FIGURES_KEPT)
         return found
 
     def _lru_hit_rate(self, cache_rows: float) -> float:
@@ -281,8 +301,7 @@ class GroupedPopularity:
         np.exp(absent, out=absent)
         unique = dot(self.weights, used)
         share = dot(self.weights, used * absent) / unique if unique > 0 else 0.0
-        value = self._figures[key] = min(1.0, max(0.0, share))
-        return value
+        return _remember(self._figures, key, min(1.0, max(0.0, share)), FIGURES_KEPT)
 
     def top_k_share(self, k: float) -> float:
         """Share of lookups that go to the ``k`` hottest rows (linear inside a group)."""
