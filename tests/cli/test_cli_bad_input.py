@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from recsim.cli import cli
+from recsim.graph.ir import SCHEMA_VERSION
 from tests.conftest import FIXTURES, error_line
 
 ENV = {"RECSIM_HARDWARE_PATH": str(FIXTURES / "minilib"), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
@@ -1008,21 +1009,31 @@ def test_a_readers_warning_is_one_clean_line(tmp_path: Path) -> None:
     native = tmp_path / "g.json"
     assert CliRunner().invoke(cli, ["trace", "convert", str(KINETO), str(native)]).exit_code == 0
     doc = json.loads(native.read_text())
-    doc["version"] = "1.5"
+    # The next minor version of the graph schema: a newer file this recsim reads with a warning.
+    major, minor = SCHEMA_VERSION.split(".")
+    newer = f"{major}.{int(minor) + 1}"
+    doc["version"] = newer
     doc["nodes"][0]["op"]["newfield"] = 1
     native.write_text(json.dumps(doc))
     result = CliRunner().invoke(cli, ["trace", "info", str(native)])
     assert result.exit_code == 0, result.output
     _no_python_warning(result.output)
-    assert f"recsim: warning: {native}: graph schema version 1.5, reading as 1.4\n" in result.output
     assert (
-        f"recsim: warning: {native}: fields of schema version 1.5 this recsim does not know" in result.output
+        f"recsim: warning: {native}: graph schema version {newer}, reading as {SCHEMA_VERSION}\n"
+        in result.output
+    )
+    assert (
+        f"recsim: warning: {native}: fields of schema version {newer} this recsim does not know"
+        in result.output
     )
 
     doc["version"] = "9.0"
     native.write_text(json.dumps(doc))
     line = error_line(CliRunner().invoke(cli, ["trace", "info", str(native)]))
-    assert "graph schema version '9.0' is not supported: newer than this recsim's (1.x, its own 1.4)" in line
+    assert (
+        "graph schema version '9.0' is not supported: newer than this recsim's "
+        f"(1.x, its own {SCHEMA_VERSION})" in line
+    )
 
 
 def test_resume_of_a_folder_with_no_store_starts_a_new_sweep_and_says_so(tmp_path: Path) -> None:
