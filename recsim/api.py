@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import numbers
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -466,7 +467,6 @@ def make_plan(
     under contention).
     """
     from recsim.planner import plan as simple
-    from recsim.planner.io import is_plan_path
     from recsim.planner.limits import limit_violations
     from recsim.planner.plan import plain_plan
     from recsim.planner.proposers import PlanningContext, proposer, registered_proposers
@@ -486,7 +486,7 @@ def make_plan(
         raise ConfigError(f"costs: expected a CostMemo (recsim.cost.memo) or None, got {costs!r}")
     name = str(strategy)
     world = system if isinstance(system, int) else system.num_accelerators
-    if name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy):
+    if _names_plan_file(strategy):
         return load_plan_file(strategy, workload, world, system if isinstance(system, System) else None)
     if name == "table_wise_round_robin":
         name = "table_wise"
@@ -517,6 +517,15 @@ def make_plan(
             "the limits (greedy, auto, recshard), a plan file, or widen them"
         )
     return stamp_exchange(config, chosen)
+
+
+def _names_plan_file(strategy: str | Path) -> bool:
+    """Whether ``strategy`` is a saved plan file rather than a strategy's name (a name wins)."""
+    from recsim.planner.io import is_plan_path
+    from recsim.planner.proposers import registered_proposers
+
+    name = str(strategy)
+    return name not in registered_proposers() and name != "table_wise_round_robin" and is_plan_path(strategy)
 
 
 def plan(
@@ -708,10 +717,18 @@ def simulate_run(
             "(CPU inference serving is a later feature)"
         )
         raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options))
-    try:
-        sharding = make_plan(
-            plan, wl_spec, sys_spec, planner=_split_overrides(overrides)[2], costs=costs, fidelity=fidelity
+    planner_sets = _split_overrides(overrides)[2]
+    if planner_sets and _names_plan_file(plan):
+        # A plan file fixes every shard's placement: the planner does not run, so its settings
+        # change nothing (a tester's planner.tiers=[uvm] ran the file's all-HBM plan without a word).
+        keys = [text.split("=", 1)[0].strip() for text in planner_sets]
+        warnings.warn(
+            f"{', '.join(dict.fromkeys(keys))} ignored: the plan file {plan} fixes the placement, "
+            "and planner.* settings apply to a strategy the planner runs (--plan auto, greedy, ...)",
+            stacklevel=2,
         )
+    try:
+        sharding = make_plan(plan, wl_spec, sys_spec, planner=planner_sets, costs=costs, fidelity=fidelity)
     except InfeasibleError as exc:
         raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
     # A plan the framework cannot run is no result for it (a tester found HugeCTR's hybrid embedding

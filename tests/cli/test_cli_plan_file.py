@@ -49,3 +49,18 @@ def test_run_with_a_corrupt_plan_file(tmp_path: Path) -> None:
     assert lines[0].startswith("recsim: error:")
     assert str(path) in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_run_with_a_plan_file_warns_that_planner_settings_are_ignored(tmp_path: Path) -> None:
+    # A plan file fixes the placement: planner.tiers=[uvm] had run the file's all-HBM plan silently.
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    path = tmp_path / "plan.json"
+    save_plan(table_wise_round_robin(tiny, 2), path)
+    sets = ["--set", "planner.tiers=[uvm]", "--set", "planner.hbm_reserve=0.2"]
+    result = run("run", *TINY_2_RANKS, "--plan", str(path), *sets, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "ok"  # the warning is not in the JSON
+    assert "recsim: warning: planner.tiers, planner.hbm_reserve ignored: the plan file" in result.stderr
+    named = run("run", *TINY_2_RANKS, "--plan", "table_wise", "--set", "planner.hbm_reserve=0.2", "--json")
+    assert named.exit_code == 0, named.output
+    assert "warning" not in named.stderr
