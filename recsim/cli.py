@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import yaml
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from recsim import __version__, api
-from recsim.cli_common import EXIT_USER_ERROR, OutputFile, RecsimGroup
+from recsim.cli_common import EXIT_USER_ERROR, Console, OutputFile, RecsimGroup
 from recsim.cost.provenance import device_defaults
 from recsim.engine import DEFAULT_STEPS
 from recsim.engine.replay_fields import replay_fields_help

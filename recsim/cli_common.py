@@ -1,5 +1,6 @@
 """What every recsim command shares: a ``RecsimError`` becomes one line on stderr and exit code 2,
-a warning one line on stderr (``recsim: warning: ...``).
+a warning one line on stderr (``recsim: warning: ...``); output cut short by its reader
+(``recsim ... | head``) ends the command quietly with exit code 141, as a pipeline's other programs end.
 
 The command modules (``cli``, ``cli_explore``, ``cli_results``) import these classes from here, so
 none of them needs another to load.
@@ -7,8 +8,10 @@ none of them needs another to load.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -17,12 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import rich.console
 
 from recsim.errors import ConfigError, RecsimError
 
 EXIT_USER_ERROR = 2
 #: Ctrl-C, as shells report a process killed by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
+#: The reader of the output went away (``| head``), as shells report a process killed by SIGPIPE
+#: (128 + 13): what ``seq``, ``cat`` or ``git log`` exit with there, where 1 read as a failure of
+#: the command itself (a tester's ``recsim workload show NAME --tables | head -1``).
+EXIT_BROKEN_PIPE = 141
 
 
 class _OneLineErrors:
@@ -40,11 +48,40 @@ class _OneLineErrors:
         except RecsimError as exc:
             click.echo(f"recsim: error: {exc}", err=True)
             ctx.exit(EXIT_USER_ERROR)
+        except BrokenPipeError:
+            # Caught here rather than by signal (SIGPIPE's default action): a killed sweep would
+            # leave its workers and an output's temporary file behind, as SIGTERM's default did.
+            _silence_broken_streams()
+            ctx.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt:
             # One line and the conventional status instead of click's "Aborted!" and exit 1; a
             # sweep keeps what it stored (`--resume` continues it).
             click.echo("recsim: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+class Console(rich.console.Console):
+    """rich's console, whose broken pipe is a ``BrokenPipeError`` for ``_OneLineErrors`` to end the
+    command with, as ``click.echo``'s is (rich exits 1 itself)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def _silence_broken_streams() -> None:
+    """Point standard output and error, where their reader has gone, at /dev/null: the
+    interpreter's last flush of what they buffer would otherwise print "Exception ignored ...
+    BrokenPipeError" on the way out. A stream without a file descriptor (a test's) is left."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
 
 
 @contextmanager

@@ -18,10 +18,9 @@ from typing import Any
 
 import click
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from recsim.cli_common import RecsimCommand
+from recsim.cli_common import Console, RecsimCommand
 
 #: The exit code of a sweep that ran to the end but where no point succeeded.
 EXIT_NO_POINT = 1

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from recsim.cli_common import OutputFile, RecsimGroup
+from recsim.cli_common import Console, OutputFile, RecsimGroup
 from recsim.errors import ConfigError
 from recsim.output import check_output_path
 

@@ -1,6 +1,7 @@
 """The command line: output contracts, global options, and one clean line for every user mistake."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 import recsim
 from recsim import __version__
 from recsim.cli import cli
+from recsim.cli_common import EXIT_BROKEN_PIPE
 from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
 
 MINI = FIXTURES / "minilib"
@@ -564,3 +566,33 @@ def test_run_refuses_a_quantised_comm_dtype_for_a_runtime_without_one():
         env=TINY_ENV,
     )
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("workload", "show", "dlrm-dcnv2", "--tables"),  # rich's table
+        ("workload", "show", "dlrm-dcnv2", "--tables", "--json"),  # click.echo
+        ("hw", "show", "tiny"),
+    ],
+)
+def test_output_to_a_closed_pipe_exits_quietly(args):
+    """``recsim ... | head -1``: a reader that has gone ends the command with no traceback and the
+    shells' SIGPIPE status (it had exited 1, as a failure). The pipe's read end is closed before the
+    command starts, so its first write fails every time."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "recsim.cli", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"RECSIM_HARDWARE_PATH": str(MINI), "PATH": ""},
+            cwd=Path(__file__).parents[2],
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert proc.stderr == ""
+    assert proc.returncode == EXIT_BROKEN_PIPE == 141
