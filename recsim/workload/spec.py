@@ -147,6 +147,18 @@ class LogNormal(Spec):
     def _ordered(self) -> Self:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} > max {self.max}")
+        # Half the draws fall beyond the median: past a bound, most tables would get the bound
+        # itself, not the spread the distribution describes (a tester's median above max).
+        if self.max is not None and self.median > self.max:
+            raise ValueError(
+                f"median {self.median} > max {self.max}: most draws would be clipped to max; "
+                "give a median within [min, max]"
+            )
+        if self.min is not None and self.median < self.min:
+            raise ValueError(
+                f"median {self.median} < min {self.min}: most draws would be clipped to min; "
+                "give a median within [min, max]"
+            )
         return self
 
 
@@ -373,6 +385,13 @@ class Workload(Referable):
     def _consistent(self) -> Self:
         if not self.tables_ and not self.table_groups:
             raise ValueError("a workload needs 'tables' or 'table_groups'")
+        if not self.dense_features and self.bottom_mlp:
+            # The bottom MLP's first layer would take no inputs, its bias only (a tester's find);
+            # a model without dense features (NCF, DIN) has no bottom MLP.
+            raise ValueError(
+                "bottom_mlp: a bottom MLP takes the dense features, and dense_features is 0; "
+                "give dense_features, or bottom_mlp: [] for a model without dense features"
+            )
         if self.dense_features and not self.bottom_mlp and self.interaction.type == "dot":
             raise ValueError("'dot' interaction needs a 'bottom_mlp' for the dense features")
         names = [t.name for t in self.tables]

@@ -143,6 +143,15 @@ def test_raw_dense_features_and_bypass_branch():
             "table_groups[0].rows={dist: lognormal, median: 100, sigma: 1, min: 5000, max: 10}",
             "table_groups[0].rows.lognormal: min 5000.0 > max 10.0",
         ),
+        # A tester's find: a median past max drew nearly every table at max, without a word.
+        (
+            "table_groups[0].rows={dist: lognormal, median: 1000000, sigma: 1, min: 10, max: 100000}",
+            "table_groups[0].rows.lognormal: median 1000000.0 > max 100000.0: most draws would be clipped",
+        ),
+        (
+            "table_groups[0].pooling={dist: lognormal, median: 0.5, sigma: 1, min: 1}",
+            "table_groups[0].pooling.lognormal: median 0.5 < min 1.0: most draws would be clipped to min",
+        ),
         ("table_groups[0].rows=100000000000000000000", "table_groups[0].rows: must be <= 9007199254740992"),
         ("table_groups[0].count=100000000", "table_groups[0].count: must be <= 100000"),
         # Pydantic's label of the union was in the key path: "rows.tagged-union[function-after[
@@ -183,3 +192,19 @@ def test_a_group_drawn_past_the_row_bound_is_clipped_not_wrapped():
     huge = "table_groups[0].rows={dist: lognormal, median: 1.0e+17, sigma: 2}"
     workload = LIB.workload("tiny-groups", [Override.parse(huge)])
     assert all(1 <= t.rows <= 2**53 for t in workload.tables)
+
+
+def test_a_bottom_mlp_without_dense_features_is_refused_at_its_line(tmp_path):
+    # A tester's find: dense_features: 0 with a bottom MLP loaded, its first layer bias-only.
+    text = (FIXTURES / "workloads" / "tiny-dlrm.yaml").read_text()
+    path = tmp_path / "no-dense.yaml"
+    path.write_text(text.replace("dense_features: 4", "dense_features: 0"))
+    with pytest.raises(ConfigError) as info:
+        WorkloadLibrary([tmp_path]).workload(str(path))
+    line = text.splitlines().index("bottom_mlp: [8, 4]") + 1
+    assert str(info.value).startswith(
+        f"{path}:{line}: bottom_mlp: a bottom MLP takes the dense features, and dense_features is 0; "
+    ), info.value
+    # A model without dense features has no bottom MLP (NCF, DIN): that loads.
+    fine = LIB.workload("tiny-dlrm", [Override.parse(o) for o in ("dense_features=0", "bottom_mlp=[]")])
+    assert fine.dense_layers[0].name == "interaction"
