@@ -143,6 +143,11 @@ def _describe(model: type[BaseModel], tree: Tree, error: ErrorDetails) -> str:
         blamed = _blamed_key(tree, path, message)
         if blamed is not None:
             full, at, rest = blamed
+            if at.source != where.source:
+                # Written in another file (the base this one extends): the fix goes in this one,
+                # and the message says where the value came from (a tester's single_switch over
+                # dgx-h100 was told "has one tier" with no word of the base's tiers: 2).
+                return f"{where}: {format_path(full)}: {rest} ({format_path(full)} comes from {at})"
             return f"{at}: {format_path(full)}: {rest}"
         mentioned = _mentioned_key(tree, path, where, message)
         if mentioned is not None:

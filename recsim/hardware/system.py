@@ -482,7 +482,8 @@ class ScaleOut(Spec):
     @model_validator(mode="after")
     def _valid(self) -> Self:
         if self.topology == "single_switch" and self.tiers != 1 and "tiers" in self.model_fields_set:
-            raise ValueError("topology 'single_switch' has one tier")
+            # Led by the key, so that the error names the tiers' line, or the base file they came from.
+            raise ValueError(f"tiers: topology 'single_switch' has one tier, not {self.tiers}; set tiers: 1")
         return self
 
 

@@ -606,3 +606,27 @@ def test_a_calibration_protocol_under_an_unknown_name_is_refused(tmp_path):
     assert "expected one of ll, ll128, simple" in message
     ok = lib_with(tmp_path, {"devices/x.yaml": nic + block.format("ll128")}).load("nic", "x").spec.calibration
     assert ok is not None and set(ok.protocols) == {"ll128"}
+
+
+def test_a_cross_key_check_of_an_inherited_key_says_where_it_came_from(tmp_path):
+    # A tester's find: single_switch over a base with ``tiers: 2`` failed as "has one tier" at the
+    # child's scale_out, with no word of the base's tiers; the fix (tiers: 1) goes in the child.
+    child = tmp_path / "mine.yaml"
+    child.write_text(
+        f"kind: system\nname: mine\nextends: {MINI / 'systems/tiny.yaml'}\n"
+        "cluster:\n  scale_out: {topology: single_switch}\n"
+    )
+    msg = error_of(lambda: HardwareLibrary([MINI]).system(str(child)))
+    assert msg == (
+        f"{child}:5: cluster.scale_out.tiers: topology 'single_switch' has one tier, not 2; set tiers: 1 "
+        f"(cluster.scale_out.tiers comes from {MINI / 'systems/tiny.yaml'}:13)"
+    ), msg
+    # Written in the file itself: that line, and nothing inherited to name.
+    child.write_text(child.read_text().replace("single_switch}", "single_switch, tiers: 3}"))
+    msg = error_of(lambda: HardwareLibrary([MINI]).system(str(child)))
+    assert (
+        msg
+        == f"{child}:5: cluster.scale_out.tiers: topology 'single_switch' has one tier, not 3; set tiers: 1"
+    )
+    child.write_text(child.read_text().replace("tiers: 3", "tiers: 1"))
+    assert HardwareLibrary([MINI]).system(str(child)).cluster.scale_out.tiers == 1
