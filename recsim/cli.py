@@ -155,8 +155,7 @@ def hw_show(
     kind = lib.kind_of(name)
     nodes, sets = _system_args(ctx, nodes, overrides)
     if kind != "system":
-        if nodes is not None or sets:
-            raise click.UsageError("--nodes and --set apply to systems, not devices")
+        _refuse_system_options(nodes, sets)
         doc = lib.load(kind, name)
         if resolved or as_json:
             _print_data(doc.tree.data if resolved else doc.spec.model_dump(mode="json"), as_json)
@@ -177,6 +176,12 @@ def hw_show(
         click.echo(json.dumps(clean, indent=2, default=str))
         return
     _print_summary(summary)
+
+
+def _refuse_system_options(nodes: int | None, sets: Sequence[str]) -> None:
+    """``hw show`` and ``hw validate`` of a device: ``--nodes`` and ``--set`` edit a system."""
+    if nodes is not None or sets:
+        raise click.UsageError("--nodes and --set apply to systems, not devices")
 
 
 # Field-name unit suffixes (DESIGN: SI units, the unit in the name), longest first.
@@ -288,10 +293,17 @@ def hw_validate(
     """Check hardware YAML files; one line per file, exit 2 if any is invalid."""
     lib = _lib()
     nodes, sets = _system_args(ctx, nodes, overrides)
+    texts = [str(p) if "/" in str(p) or str(p).endswith((".yaml", ".yml")) else f"./{p}" for p in paths]
+    if nodes is not None or sets:
+        # Refused before any file's line, as ``hw show`` refuses them: a device's checks had run
+        # without them and said "ok" (a tester's find). A file that does not load is its own line.
+        for text in texts:
+            with contextlib.suppress(RecsimError):
+                if lib.kind_of(text) != "system":
+                    _refuse_system_options(nodes, sets)
     failed = 0
-    for path in paths:
+    for path, text in zip(paths, texts, strict=True):
         try:
-            text = str(path) if "/" in str(path) or str(path).endswith((".yaml", ".yml")) else f"./{path}"
             kind = lib.kind_of(text)
             extra = api.system_overrides(nodes, sets) if kind == "system" else []
             doc = lib.load(kind, text, extra)

@@ -596,3 +596,21 @@ def test_output_to_a_closed_pipe_exits_quietly(args):
         os.close(write)
     assert proc.stderr == ""
     assert proc.returncode == EXIT_BROKEN_PIPE == 141
+
+
+@pytest.mark.parametrize(
+    "options", [("--nodes", "2"), ("--set", "cluster.nodes=2"), ("--set", "name=x")], ids=str
+)
+def test_hw_validate_refuses_system_options_for_a_device_as_hw_show_does(mini_env, options):
+    # A tester's find: `hw validate DEVICE --nodes 2` said "ok", where `hw show` refuses it.
+    device = str(MINI / "devices" / "tiny-gpu.yaml")
+    system = str(MINI / "systems" / "tiny.yaml")
+    shown = run("hw", "show", device, *options, env=mini_env)
+    for args in ((device,), (system, device)):
+        checked = run("hw", "validate", *args, *options, env=mini_env)
+        assert checked.exit_code == shown.exit_code == 2, checked.output
+        assert "Error: --nodes and --set apply to systems, not devices" in checked.output
+        assert "ok:" not in checked.output
+    assert "Error: --nodes and --set apply to systems, not devices" in shown.output
+    assert run("hw", "validate", system, *options, env=mini_env).exit_code == 0
+    assert run("hw", "validate", device, env=mini_env).exit_code == 0
