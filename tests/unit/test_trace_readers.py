@@ -1329,6 +1329,23 @@ def test_chakra_cut_in_the_middle(tmp_path: Path, cut: float) -> None:
         ChakraReader().read([path])
 
 
+def test_chakra_asked_of_a_json_trace_says_it_is_json_and_names_its_format(tmp_path: Path) -> None:
+    # A tester's find: --format chakra on a Kineto file said "corrupted Chakra trace at byte 1".
+    kineto = next((DATA / "param_dlrm_kineto").glob("worker0_*.json.gz"))
+    with pytest.raises(TraceError) as info:
+        read_trace([kineto], "chakra")
+    assert str(info.value) == (
+        f"{kineto}: not a Chakra protobuf trace (.et): JSON text of a kineto trace; give --format kineto, "
+        "or leave --format out to detect it"
+    )
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(
+        TraceError, match=r"other\.json: not a Chakra protobuf trace \(\.et\): JSON text of no "
+    ):
+        read_trace([other], "chakra")
+
+
 def test_chakra_garbage(tmp_path: Path) -> None:
     path = tmp_path / "bad.0.et"
     path.write_bytes(b"\x05\x0f\xff\xff\xff\xff")  # a 5-byte message whose key has wire type 7

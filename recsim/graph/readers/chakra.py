@@ -534,6 +534,28 @@ def _build_rank(
     return _Built(built, dropped, dict(unsupported))
 
 
+def _refuse_json(path: Path, buf: bytes) -> None:
+    """A ``TraceError`` saying that ``path``, which does not decode as Chakra, is JSON text, and the
+    format that reads it: ``--format chakra`` on a Kineto file had said "corrupted Chakra trace at
+    byte 1" (a tester's find). Returns where ``buf`` is not JSON (a Chakra file that is corrupt)."""
+    if buf.lstrip()[:1] not in (b"{", b"["):
+        return
+    try:
+        data = json.loads(buf)
+    except ValueError:  # UnicodeDecodeError included
+        return
+    from recsim.graph.readers import READERS, _sniffed
+
+    name = _sniffed(path, data)
+    if name is None:
+        known = ", ".join(sorted(READERS))
+        raise TraceError(f"{path}: not a Chakra protobuf trace (.et): JSON text of no trace format ({known})")
+    raise TraceError(
+        f"{path}: not a Chakra protobuf trace (.et): JSON text of a {name} trace; give --format {name}, "
+        "or leave --format out to detect it"
+    )
+
+
 def read_chakra_files(paths: Sequence[Path], fmt: str) -> ExecutionGraph:
     decoded = []
     for path in paths:
@@ -548,7 +570,11 @@ def read_chakra_files(paths: Sequence[Path], fmt: str) -> ExecutionGraph:
                 buf = gzip.decompress(buf)
             except (OSError, EOFError, zlib.error) as exc:
                 raise TraceError(f"{path}: corrupted or truncated gzip ({exc})") from None
-        decoded.append(decode_chakra(path, buf))
+        try:
+            decoded.append(decode_chakra(path, buf))
+        except TraceError:
+            _refuse_json(path, buf)
+            raise
     ranks = assign_ranks(list(paths), [rank_from_filename(p) for p in paths])
     world = max([len(paths), *(r + 1 for r in ranks)])
     lanes = LaneMap()
