@@ -426,9 +426,9 @@ def check_strategy(name: str) -> None:
     if name not in known and name != "table_wise_round_robin":
         _check_not_folder(name)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(
-            f"unknown plan strategy {name!r}; {hint}(available: {', '.join(known)}, or a plan file)"
+            f"unknown plan strategy {name!r}{hint} (available: {', '.join(known)}, or a plan file)"
         )
 
 
@@ -491,7 +491,9 @@ def make_plan(
     if name == "table_wise_round_robin":
         name = "table_wise"
     elif name not in registered_proposers():
-        _check_not_folder(name)
+        # The did-you-mean `recsim plan --strategy` gives (`recsim run --plan gredy` listed the
+        # strategies without one).
+        check_strategy(name)
     config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
     if isinstance(system, int):
         if name not in simple.PLAIN_STRATEGIES:

@@ -174,6 +174,17 @@ def test_unknown_strategy_is_one_line_with_the_choices() -> None:
     assert "table_wise" in line and "auto" in line
 
 
+@pytest.mark.parametrize("command", [("plan", "--strategy"), ("run", "--plan")], ids=lambda c: c[0])
+def test_plan_and_run_name_an_unknown_strategy_alike(command: tuple[str, str]) -> None:
+    # One helper for both: `run --plan gredy` had listed the strategies with no did-you-mean, and
+    # a name close to none read "'foo'; (available: ...".
+    line = one_error_line(run(command[0], *TINY_2_RANKS, command[1], "gredy"))
+    assert line.startswith("recsim: error: unknown plan strategy 'gredy'; did you mean 'greedy'"), line
+    assert line.endswith(", auto, or a plan file)"), line
+    line = one_error_line(run(command[0], *TINY_2_RANKS, command[1], "foo"))
+    assert line.startswith("recsim: error: unknown plan strategy 'foo' (available: "), line
+
+
 def test_strategy_help_lists_the_proposers() -> None:
     result = run("plan", "--help")
     assert result.exit_code == 0
