@@ -383,6 +383,8 @@ class Workload(Referable):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        # A message led by the key it is about (``interaction: ...``) is reported at that key's
+        # line (``recsim.config.validate``), not at the document's "<top level>".
         if not self.tables_ and not self.table_groups:
             raise ValueError("a workload needs 'tables' or 'table_groups'")
         if not self.dense_features and self.bottom_mlp:
@@ -393,7 +395,7 @@ class Workload(Referable):
                 "give dense_features, or bottom_mlp: [] for a model without dense features"
             )
         if self.dense_features and not self.bottom_mlp and self.interaction.type == "dot":
-            raise ValueError("'dot' interaction needs a 'bottom_mlp' for the dense features")
+            raise ValueError("interaction: 'dot' interaction needs a 'bottom_mlp' for the dense features")
         names = [t.name for t in self.tables]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -403,17 +405,20 @@ class Workload(Referable):
             if self.bottom_mlp:
                 dims.add(self.bottom_mlp[-1])
             if len(dims) > 1:
-                raise ValueError(f"'dot' interaction needs one dim for all features, got {sorted(dims)}")
+                raise ValueError(
+                    f"interaction: 'dot' interaction needs one dim for all features (the tables' and the "
+                    f"bottom MLP's output), got {sorted(dims)}"
+                )
         if self.sequence is not None and self.sequence.table not in names:
-            raise ValueError(f"sequence.table {self.sequence.table!r} is not a table")
+            raise ValueError(f"sequence.table: {self.sequence.table!r} is not a table")
         bypass = self.interaction.bypass_tables
         unknown = [b for b in bypass if b not in names]
         if unknown:
             raise ValueError(f"interaction.bypass_tables: {unknown[0]!r} is not a table")
         if bypass and len({self.table_dim(self._table(b)) for b in bypass}) > 1:
-            raise ValueError("interaction.bypass_tables must share one dim to combine element-wise")
+            raise ValueError("interaction.bypass_tables: must share one dim to combine element-wise")
         if bypass and not self.final_mlp:
-            raise ValueError("interaction.bypass_tables need a 'final_mlp' to join the two branches")
+            raise ValueError("interaction.bypass_tables: need a 'final_mlp' to join the two branches")
         return self
 
     # -- tables --------------------------------------------------------------------------------

@@ -208,3 +208,40 @@ def test_a_bottom_mlp_without_dense_features_is_refused_at_its_line(tmp_path):
     # A model without dense features has no bottom MLP (NCF, DIN): that loads.
     fine = LIB.workload("tiny-dlrm", [Override.parse(o) for o in ("dense_features=0", "bottom_mlp=[]")])
     assert fine.dense_layers[0].name == "interaction"
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "fragment"),
+    [
+        (
+            ("name: a, rows: 100, pooling: 2}", "name: a, rows: 100, pooling: 2, dim: 8}"),
+            "interaction",
+            "one dim",
+        ),
+        (("bottom_mlp: [8, 4]", "bottom_mlp: []"), "interaction", "needs a 'bottom_mlp'"),
+        (
+            ("interaction: {type: dot}", "interaction: {type: cat, bypass_tables: [a]}"),
+            "interaction.bypass_tables",
+            "need a 'final_mlp'",
+        ),
+        (
+            ("inference:", "sequence: {table: c, length: 4, model: gru, hidden: [8]}\ninference:"),
+            "sequence.table",
+            "'c' is not a table",
+        ),
+    ],
+)
+def test_a_check_across_keys_is_reported_at_the_key_it_is_about(tmp_path, edit, key, fragment):
+    # A tester's find: "tiny.yaml:2: <top level>: 'dot' interaction needs one dim for all features".
+    text = (FIXTURES / "workloads" / "tiny-dlrm.yaml").read_text()
+    assert edit[0] in text
+    text = text.replace(edit[0], edit[1])
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        WorkloadLibrary([tmp_path]).workload(str(path))
+    # Each key is written in a one-line flow mapping: its line is its top-level key's.
+    top = key.split(".")[0]
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith(f"{top}:"))
+    assert str(info.value).startswith(f"{path}:{line}: {key}: "), info.value
+    assert fragment in str(info.value) and "<top level>" not in str(info.value)
