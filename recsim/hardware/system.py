@@ -532,7 +532,10 @@ class System(Referable):
                 "(one rank each in the step graph, an n x n traffic matrix per all-to-all)"
             )
         if self.cluster.nodes > 1 and self.node.nics is None and self.node.frontend_nics is None:
-            raise ValueError(f"{self.cluster.nodes} nodes but the node has no 'nics' to reach the network")
+            # Led by the key, so that the error names its line rather than the document's top.
+            raise ValueError(
+                f"cluster.nodes: {self.cluster.nodes} nodes, but the node has no 'nics' to reach the network"
+            )
         # A NIC talks to a switch of its own fabric: an InfiniBand adapter to an InfiniBand switch,
         # RoCE, Ethernet and EFA ones to an Ethernet switch. A mix would be costed with one NIC's
         # calibration over another fabric's switch (a tester's sweep paired ib-ndr-400g with

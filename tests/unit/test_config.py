@@ -630,3 +630,14 @@ def test_a_cross_key_check_of_an_inherited_key_says_where_it_came_from(tmp_path)
     )
     child.write_text(child.read_text().replace("tiers: 3", "tiers: 1"))
     assert HardwareLibrary([MINI]).system(str(child)).cluster.scale_out.tiers == 1
+
+
+def test_a_system_check_about_its_nodes_is_at_the_nodes_line(tmp_path):
+    # It was "mine.yaml:1: <top level>: 3 nodes but the node has no 'nics' ...".
+    child = tmp_path / "mine.yaml"
+    child.write_text(
+        f"kind: system\nname: mine\nextends: {MINI / 'systems/tiny.yaml'}\n"
+        "node:\n  nics: null\ncluster:\n  nodes: 3\n"
+    )
+    msg = error_of(lambda: HardwareLibrary([MINI]).system(str(child)))
+    assert msg == f"{child}:7: cluster.nodes: 3 nodes, but the node has no 'nics' to reach the network", msg
