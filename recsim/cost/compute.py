@@ -658,7 +658,13 @@ def compute_ceiling_flop_per_s(op: Compute, accelerator: Accelerator) -> float:
 
 
 def _kernel_count(op: Compute) -> int:
-    return len(gemm_kernels(op)) if op.category == "gemm" else op.kernels
+    """The kernels ``op`` launches: a GEMM's from its shapes; else, a GEMM without usable shapes
+    included, ``Compute.kernels`` (as many as ``kernel_time_s`` pays floors for)."""
+    if op.category == "gemm":
+        kernels = gemm_kernels(op)
+        if kernels:
+            return len(kernels)
+    return op.kernels
 
 
 def compute_time_s(op: Compute, accelerator: Accelerator, *, include_launch: bool = True) -> float:

@@ -560,3 +560,15 @@ def test_a_node_of_several_kernels_pays_each_ones_floor_and_launch(tiny):
         "linear", flops=2.0 * 64 * 64 * 64, dtype="fp16", shapes=((64, 64), (64, 64)), category="gemm"
     )
     assert compute_time_s(replace(gemm, kernels=5), tiny) == compute_time_s(gemm, tiny)
+
+
+def test_a_shapeless_gemm_of_several_kernels_pays_a_launch_for_each_floor(tiny):
+    # A GEMM without usable shapes (a graph file's, or a trace's) has no kernels of its own from
+    # them: ``Compute.kernels`` says how many, and each pays its floor and its launch gap alike.
+    one = Compute("mm", flops=1e9, dtype="fp16", category="gemm")
+    three = replace(one, kernels=3)
+    floors = kernel_time_s(three, tiny) - kernel_time_s(one, tiny)
+    assert floors > 0
+    assert compute_time_s(three, tiny) == pytest.approx(
+        compute_time_s(one, tiny) + floors + 2 * 4e-6, rel=1e-12
+    )
