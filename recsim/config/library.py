@@ -224,7 +224,20 @@ class DocumentLibrary:
 
 
 def _inside_a_new_reference(override: Override, earlier: Override) -> bool:
-    """Whether ``override`` edits below a setting ``earlier`` set to a name or a path (a reference
-    that is inlined only after the overrides)."""
+    """Whether ``override`` edits below a name or a path that ``earlier`` set (a reference that is
+    inlined only after the overrides): ``earlier``'s value itself, or one inside the mapping or
+    list it set (``node.accelerators={device: NAME, count: 8}`` then ``...device.hbm.bandwidth``)."""
     n = len(earlier.path)
-    return isinstance(earlier.value, str) and len(override.path) > n and override.path[:n] == earlier.path
+    if len(override.path) <= n or override.path[:n] != earlier.path:
+        return False
+    value = earlier.value
+    for part in override.path[n:]:
+        if isinstance(value, str):
+            return True
+        if isinstance(value, dict) and isinstance(part, str):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return False
+    return False

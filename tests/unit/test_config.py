@@ -345,6 +345,21 @@ def test_a_set_inside_a_device_is_kept_when_a_later_set_swaps_the_device():
     assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
 
 
+def test_a_set_inside_a_device_named_in_a_mapping_an_earlier_set_wrote_edits_that_device():
+    # As with ``node.accelerators.device=NAME``: a mapping that names the device was refused
+    # ("'device' is a value, not a mapping"), the name not yet its document.
+    system = HardwareLibrary().system(
+        "dgx-h100",
+        [
+            Override.parse("node.accelerators={device: h200-sxm5-141gb, count: 8}"),
+            Override.parse("node.accelerators.device.hbm.bandwidth=5 TB/s"),
+        ],
+    )
+    assert system.accelerator is not None and system.accelerator.name == "h200-sxm5-141gb"
+    assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
+    assert system.accelerator.hbm.capacity_bytes == 141 * 2**30
+
+
 def test_a_set_that_swaps_a_reference_is_named_not_the_shipped_file():
     # The override replaces a reference by another device, whose file is inlined in its place:
     # the error was blamed on "hardware/systems/dgx-h100.yaml:3: <top level>: ...".
