@@ -324,9 +324,10 @@ class _Builder:
         input_grad: bool = True,
         closes_stack: bool = False,
         async_wgrad: bool = False,
+        opens_stack: bool = False,
     ) -> LayerOps:
         """``dense_layer_ops(layer, b, s, precision, ...)``, made once per layer and arguments."""
-        key = (id(layer), b, s, precision, backward, input_grad, closes_stack, async_wgrad)
+        key = (id(layer), b, s, precision, backward, input_grad, closes_stack, async_wgrad, opens_stack)
         hit = self._layer_ops.get(key)
         if hit is not None and hit[0] is layer:
             return hit[1]
@@ -339,6 +340,7 @@ class _Builder:
             input_grad=input_grad,
             closes_stack=closes_stack,
             async_wgrad=async_wgrad,
+            opens_stack=opens_stack,
         )
         self._layer_ops[key] = (layer, ops)
         return ops
@@ -984,8 +986,10 @@ class _Builder:
         s = self.dense_bytes(precision)
         ids: dict[str, int] = {}
         prev = deps
+        first_cross = next((x for x in layers if x.op == "dcnv2"), None)
         for layer in layers:
-            for suffix, op in self.layer_ops(layer, b, s, precision, backward=False):
+            opens = layer is first_cross
+            for suffix, op in self.layer_ops(layer, b, s, precision, backward=False, opens_stack=opens):
                 nid = self.add(rank, f"{layer.name}{suffix}_fwd", Stream.COMPUTE, op, prev, "forward")
                 prev = [nid]
             ids[layer.name] = nid  # the layer's output: its last node
@@ -1141,14 +1145,23 @@ def dense_layer_ops(
     input_grad: bool = True,
     closes_stack: bool = False,
     async_wgrad: bool = False,
+    opens_stack: bool = False,
 ) -> LayerOps:
     """The nodes of a dense layer for a batch of ``b``: one (``_layer_op``), or a DCNv2 cross
     layer's GEMMs and element-wise kernel (``_cross_layer_ops``; ``closes_stack``: the stack's
-    first layer, whose backward ends the stack's; ``async_wgrad``: its backward's input- and
-    weight-gradient GEMMs as nodes of their own)."""
+    first layer, whose backward ends the stack's and slices its input's gradient back
+    (``opens_stack``: its forward, which first concatenates the stack's input); ``async_wgrad``:
+    its backward's input- and weight-gradient GEMMs as nodes of their own)."""
     if layer.op == "dcnv2":
         return _cross_layer_ops(
-            layer, b, s, precision, backward=backward, closes_stack=closes_stack, async_wgrad=async_wgrad
+            layer,
+            b,
+            s,
+            precision,
+            backward=backward,
+            closes_stack=closes_stack,
+            async_wgrad=async_wgrad,
+            opens_stack=opens_stack,
         )
     return (("", _layer_op(layer, b, s, precision, backward=backward, input_grad=input_grad)),)
 
@@ -1162,6 +1175,7 @@ def _cross_layer_ops(
     backward: bool,
     closes_stack: bool,
     async_wgrad: bool = False,
+    opens_stack: bool = False,
 ) -> LayerOps:
     """A DCNv2 cross layer ``x_{l+1} = x0 * (U (V x_l) + bias) + x_l`` on ``b x W`` inputs with
     rank ``r``, as the kernels both runtimes run for it: two GEMMs and element-wise work.
@@ -1189,18 +1203,36 @@ def _cross_layer_ops(
     ``async_wgrad`` (HugeCTR's ``async_wgrad``, ``Runtime.async_cross_wgrad``): the backward as
     ``fused_mul_fma3``, then the U and V projections' input gradients (``_u_dgrad``, ``_v_dgrad``),
     then their weight gradients (``_u_wgrad``, ``_v_wgrad``), each GEMM a node of its own, for the
-    graph builder to put the weight gradients on a lane of their own (``_dense_chain``)."""
+    graph builder to put the weight gradients on a lane of their own (``_dense_chain``).
+
+    The stack's input is the bottom MLP's output and the pooled embeddings side by side, which
+    HugeCTR concatenates into a buffer of its own: NVIDIA's MLPerf DLRM-DCNv2 (HugeCTR
+    samples/dlrm/train.py) adds a ``Layer_t::Concat`` of ``sparse_embedding`` and ``mlp1`` in front
+    of its ``MultiCross``, whose ``concat_kernel`` (src/layers/concat_layer.cu) copies both into the
+    output forward and, with ``forward=false``, the output's gradient back into theirs: the
+    ``cat`` layer's op (``_layer_op``), a node ``_concat`` before the stack's first layer's forward
+    (``opens_stack``) and after its backward (``closes_stack``). (TorchRec's ``torch.cat`` runs
+    other kernels: ``recsim.graph.runtime._torch_dcn_concat``.)"""
     w, r = layer.in_features, layer.low_rank
+    concat = Layer(f"{layer.name}_concat", layer.part, "cat", w, w, 0.0, 0)
     v = Layer(f"{layer.name}_v", layer.part, "linear", w, r, 2.0 * w * r, w * r)
     u = Layer(f"{layer.name}_u", layer.part, "linear", r, w, 2.0 * r * w, r * w + w)
     size = b * w * s
     if not backward:
         elementwise = Compute("dcnv2", 3.0 * b * w, 3 * size, size, precision, ((b, w),), "elementwise")
+        opened: LayerOps = (
+            (("_concat", _layer_op(concat, b, s, precision, backward=False)),) if opens_stack else ()
+        )
         return (
+            *opened,
             ("_v", _layer_op(v, b, s, precision, backward=False)),
             ("_u", _layer_op(u, b, s, precision, backward=False)),
             ("", elementwise),
         )
+    # The stack's input gradient, sliced back into the bottom MLP's and the embeddings' (last).
+    closed: LayerOps = (
+        (("_concat", _layer_op(concat, b, s, precision, backward=True)),) if closes_stack else ()
+    )
     flops, read, written = 3.0 * b * w, 4 * size, 2 * size
     if closes_stack:  # the zeroed accumulator (a write) and the closing add (reads 2, writes 1)
         flops, read, written = flops + b * w, read + 2 * size, written + 2 * size
@@ -1212,11 +1244,13 @@ def _cross_layer_ops(
             ("_v_dgrad", _input_grad_op(v, b, s, precision)),
             ("_u_wgrad", _layer_op(u, b, s, precision, backward=True, input_grad=False)),
             ("_v_wgrad", _layer_op(v, b, s, precision, backward=True, input_grad=False)),
+            *closed,
         )
     return (
         ("", elementwise),
         ("_u", _layer_op(u, b, s, precision, backward=True)),
         ("_v", _layer_op(v, b, s, precision, backward=True)),
+        *closed,
     )
 
 
@@ -1555,8 +1589,11 @@ def _dense_chain(
             entries.append((f"{layer.name}{suffix}_fwd", op, "forward"))
     joined_at = len(entries) if after else -1
     rest_ids: dict[str, int] = {}
+    # The first cross layer's forward opens its stack's, backward closes it (``_cross_layer_ops``).
+    first_cross = next((x for x in after if x.op == "dcnv2"), None)
     for layer in after:
-        for suffix, op in bld.layer_ops(layer, b, s, precision, backward=False):
+        opens = layer is first_cross
+        for suffix, op in bld.layer_ops(layer, b, s, precision, backward=False, opens_stack=opens):
             deps.append(-1 if len(entries) == joined_at else len(entries) - 1)
             rest_ids[layer.name] = len(entries)
             entries.append((f"{layer.name}{suffix}_fwd", op, "forward"))
@@ -1576,8 +1613,6 @@ def _dense_chain(
         entries.append((name, op, "backward"))
         return len(entries) - 1
 
-    # The first cross layer's backward ends its stack's (``_cross_layer_ops``).
-    first_cross = next((x for x in after if x.op == "dcnv2"), None)
     # HugeCTR's async weight gradients of the cross layers (``Runtime.async_cross_wgrad``): each
     # layer's two weight-gradient GEMMs on ``LANE_WGRAD``, after its input-gradient GEMMs. Both kinds
     # of GEMM fill the SMs, so one does not run beside another for free: the next cross layer's
@@ -1605,7 +1640,7 @@ def _dense_chain(
             async_wgrad=crossed,
         )
         if crossed:
-            (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad) = ops
+            (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad), *closed = ops
             k = push(f"{layer.name}_bwd", fma3, prev, join)
             k = push(f"{layer.name}_u_dgrad_bwd", u_dgrad, k, wgrad_done)
             prev = push(f"{layer.name}_v_dgrad_bwd", v_dgrad, k)
@@ -1616,15 +1651,21 @@ def _dense_chain(
             wgrad_done, join = [last_wgrad], []
             if layer is first_cross:
                 wgrad_done, join = [], [last_wgrad]
+            for suffix, op in closed:  # the stack's input gradient, after the stack's end
+                prev = push(f"{layer.name}{suffix}_bwd", op, prev, join)
+                join = []
             if layer.params:
                 grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], last_wgrad))
             continue
+        ready = prev
         for suffix, op in ops:
             prev = push(f"{layer.name}{suffix}_bwd", op, prev, join)
             join = []
-        # A layer's gradients are ready after its last backward node.
+            if suffix != "_concat":  # the stack's input gradient is no weight's
+                ready = prev
+        # A layer's gradients are ready after its last backward node that makes one.
         if layer.params:
-            grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], prev))
+            grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], ready))
     return _DenseChain(
         entries,
         deps,

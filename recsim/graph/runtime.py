@@ -545,6 +545,39 @@ def _is_cross_layer(node: Node) -> bool:
     return isinstance(node.op, Compute) and node.op.op in ("dcnv2", "dcnv2_bwd")
 
 
+def _is_dcn_concat(node: Node) -> bool:
+    """Whether ``node`` is a DCNv2 stack's input concatenation (``recsim.graph.build``'s
+    ``_cross_layer_ops``: its first layer's ``_concat`` node)."""
+    return (
+        isinstance(node.op, Compute)
+        and node.op.op in ("cat", "cat_bwd")
+        and _base_name(node).endswith("_concat")
+    )
+
+
+def _torch_dcn_concat(op: Compute, workload: Workload, backward: bool) -> Compute:
+    """A DCNv2 stack's input concatenation as TorchRec runs it (torchrec/models/dlrm.py), in place
+    of the builder's node for HugeCTR's concat kernel, on ``B`` samples of the ``W``-wide input:
+    the bottom MLP's ``D``-wide vector and ``F`` tables' pooled vectors, ``F d = W - D``.
+
+    Forward: ``SparseArch`` concatenates the tables' pooled vectors (``torch.cat(sparse_values,
+    dim=1)``: reads and writes ``F d``), then ``InteractionDCNArch`` puts the bottom MLP's vector
+    in front (``torch.cat((dense_features.unsqueeze(1), sparse_features), dim=1)``, reshaped to
+    ``[B, W]`` for ``crossnet``: reads and writes ``W``): two copy kernels. Backward: both ``cat``s'
+    gradients are ``narrow`` views (tools/autograd/derivatives.yaml) and the reshapes views of
+    them; the tables' gradients leave through ``split``'s backward (KeyedTensor.to_dict), a ``cat``
+    of ``F d``, as in the dot interaction (``_torch_dot_interaction``, which the project's TorchRec
+    trace shows)."""
+    ((b, w),) = op.shapes[:1]
+    bottom = workload.bottom_mlp[-1] if workload.bottom_mlp else workload.dense_features
+    tables = w - bottom
+    size = float(b) * DTYPE_BYTES[op.dtype]
+    if backward:
+        return replace(op, bytes_read=size * tables, bytes_written=size * tables, kernels=1)
+    moved = size * (tables + w)
+    return replace(op, bytes_read=moved, bytes_written=moved, kernels=2)
+
+
 def _epilogue(node: Node, backward: bool) -> Compute:
     """The activation (and bias-gradient) pass of a dense layer that a fused GEMM epilogue would
     absorb: ``relu`` forward reads and writes the ``m x n`` output; backward, ``threshold_backward``
@@ -703,6 +736,9 @@ class _Style:
     # The dense optimizer is torch.optim's for-loop step, a few kernels per parameter tensor
     # (``_torch_optimizer_step``); False: one fused kernel, as the graph has it (HugeCTR's).
     torch_optimizer: bool = False
+    # A DCNv2 stack's input is concatenated by TorchRec's ``torch.cat``s (``_torch_dcn_concat``);
+    # False: HugeCTR's concat kernel pair, as the graph has it.
+    torch_dcn_concat: bool = False
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
@@ -735,7 +771,12 @@ class _Rewriter:
         self.linear_units: dict[str, int] = {}
         for x in layers:
             if x.op == "dcnv2":
-                self.linear_units.update({f"{x.name}_v": 1, f"{x.name}_u": 1, x.name: 0})
+                # The stack's concatenation (its first layer's ``_concat`` node) is left out of the
+                # pieces too: the calibration's interaction piece is the dot interaction's host work
+                # (``recsim.graph.eager_calibration``), not two copies'.
+                self.linear_units.update(
+                    {f"{x.name}_v": 1, f"{x.name}_u": 1, x.name: 0, f"{x.name}_concat": 0}
+                )
             elif x.params:
                 self.linear_units[x.name] = 1
         self.tensors = sum(3 if x.op == "dcnv2" else 2 for x in layers if x.params)
@@ -842,6 +883,11 @@ class _Rewriter:
             )
             self.program += [first, second]
             self.redirect[n.id] = second.id
+            return
+        if self.style.torch_dcn_concat and _is_dcn_concat(n):
+            assert isinstance(n.op, Compute)
+            op = _torch_dcn_concat(n.op, self.workload, n.phase == "backward")
+            self.program.append(replace(n, id=self.new_id(n.id), deps=tuple(deps), op=op))
             return
         linear = base in self.activated and isinstance(n.op, Compute) and n.op.category == "gemm"
         if self.style.torch_optimizer and isinstance(n.op, Compute) and n.op.category == "optimizer":
@@ -1231,6 +1277,7 @@ class Eager(Runtime):
             clamps_half_wire=True,
             torch_dot=True,
             torch_optimizer=True,
+            torch_dcn_concat=True,
         )
         return _Rewriter(graph, workload, style).run(self.name)
 

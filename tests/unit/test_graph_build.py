@@ -596,11 +596,13 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     # ``test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own``).
     bwd = ("_bwd", "_u_dgrad_bwd", "_v_dgrad_bwd", "_u_wgrad_bwd", "_v_wgrad_bwd")
     assert cross == [
+        "cross0_concat_fwd",
         *("cross0_v_fwd", "cross0_u_fwd", "cross0_fwd", "cross1_v_fwd", "cross1_u_fwd", "cross1_fwd"),
         *(f"cross1{x}" for x in bwd),
         *(f"cross0{x}" for x in bwd),
+        "cross0_concat_bwd",
     ]
-    for a, b in pairwise(cross[:6]):  # a chain forward: each waits for the one before
+    for a, b in pairwise(cross[:7]):  # a chain forward: each waits for the one before
         assert named(g, 0, a).id in named(g, 0, b).deps
     v, u, e = (named(g, 0, f"cross0{s}_fwd").op for s in ("_v", "_u", ""))
     assert (v.flops, v.bytes_read, v.bytes_written, v.shapes) == (
@@ -669,8 +671,11 @@ def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
     assert deps("cross0_u_dgrad_bwd") == ["cross0_bwd", "cross1_v_wgrad_bwd"]
     assert deps("cross0_v_dgrad_bwd") == ["cross0_u_dgrad_bwd"]
     assert deps("cross0_u_wgrad_bwd") == deps("cross0_v_wgrad_bwd") == ["cross0_v_dgrad_bwd"]
-    # The stack's end joins the wgrad lane: the embeddings' gradients and the bottom MLP wait for it.
-    assert deps("bottom1_bwd") == ["cross0_v_dgrad_bwd", "cross0_v_wgrad_bwd"]
+    # The stack's end joins the wgrad lane, then HugeCTR's Concat layer slices the input gradient
+    # back (``test_hugectr_concatenates_the_cross_stacks_input``): the embeddings' gradients and
+    # the bottom MLP wait for it.
+    assert deps("cross0_concat_bwd") == ["cross0_v_dgrad_bwd", "cross0_v_wgrad_bwd"]
+    assert deps("bottom1_bwd") == ["cross0_concat_bwd"]
     lanes = {n.name: n.lane for n in g.rank_nodes(0) if n.stream is Stream.COMPUTE and n.lane}
     wgrads = [f"cross{k}_{p}_wgrad_bwd" for k in (1, 0) for p in ("u", "v")]
     assert {x: lane for x, lane in lanes.items() if not x.startswith("emb_index_sort")} == dict.fromkeys(
@@ -688,9 +693,49 @@ def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
         "cross0_bwd",
         "cross0_u_bwd",
         "cross0_v_bwd",
+        "cross0_concat_bwd",
     ]
     for a, b in pairwise(cross):
         assert b.deps == (a.id,) and a.lane == b.lane == 0
+
+
+@pytest.mark.parametrize("runtime_name", ["fused", "eager"])
+def test_the_cross_stacks_input_is_concatenated_by_the_framework(tiny, runtime_name):
+    # A colleague's find: nothing concatenated the bottom MLP's output with the pooled embeddings
+    # in front of the cross layers. HugeCTR (NVIDIA's MLPerf DLRM-DCNv2, samples/dlrm/train.py)
+    # adds a Concat layer: concat_kernel copies both into one buffer forward and slices the
+    # gradient back into theirs backward. TorchRec (torchrec/models/dlrm.py) runs SparseArch's
+    # torch.cat of the tables' vectors and InteractionDCNArch's torch.cat with the bottom vector;
+    # backward, cat's gradient is views, and split's backward (KeyedTensor.to_dict) a cat of the
+    # tables' part. tiny: local batch 4, fp32 (16 B a sample and element), W = 12 = D 4 + F d 8.
+    from recsim.graph.steps import chain_steps
+
+    wl = _tiny_dcnv2(tiny, runtime_name)
+    g = apply_runtime(chain_steps(build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED), 1), wl)
+    nodes = {n.name.split("#")[0]: n for n in g.rank_nodes(0)}
+    fwd, bwd = nodes["cross0_concat_fwd"].op, nodes["cross0_concat_bwd"].op
+    assert (fwd.op, bwd.op) == ("cat", "cat_bwd")
+    # The stack's first GEMM reads the concatenation; the embeddings' backward exchange waits for
+    # the slices.
+    assert nodes["cross0_concat_fwd"].id in nodes["cross0_v_fwd"].deps
+    a2a_bwd = next(n for name, n in nodes.items() if name.startswith("a2a_bwd"))
+    assert nodes["cross0_concat_bwd"].id in a2a_bwd.deps, [g.by_id[d].name for d in a2a_bwd.deps]
+    if runtime_name == "fused":
+        assert (fwd.kernels, fwd.bytes_read, fwd.bytes_written) == (1, 12 * 16, 12 * 16)
+        assert (bwd.kernels, bwd.bytes_read, bwd.bytes_written) == (1, 12 * 16, 12 * 16)
+    else:
+        assert (fwd.kernels, fwd.bytes_read, fwd.bytes_written) == (2, 20 * 16, 20 * 16)
+        assert (bwd.kernels, bwd.bytes_read, bwd.bytes_written) == (1, 8 * 16, 8 * 16)
+        # The cross layer's gradients are ready before the slices: a bucket of its own (84
+        # parameters) waits for its V projection's backward.
+        one = BuildOptions(fuse_tables=False, bucket_bytes=84 * 4, first_bucket_bytes=84 * 4)
+        g1 = build_training_step(wl, table_wise_round_robin(wl, 2), one)
+        ready = [g1.by_id[d].name for n in g1.rank_nodes(0) if n.name.startswith("allreduce") for d in n.deps]
+        assert ready == ["top0_bwd", "cross1_v_bwd", "cross0_v_bwd", "bottom0_bwd"]
+        # Dispatched as part of the cross stack's units (the calibration's interaction piece is
+        # the dot interaction's).
+        host = [n.op.cpu_s for n in g.rank_nodes(0) if n.name.startswith("dispatch:cross0_concat")]
+        assert host == [0.0, 0.0]
 
 
 def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_gemms(tiny):
