@@ -578,6 +578,23 @@ def _torch_dcn_concat(op: Compute, workload: Workload, backward: bool) -> Comput
     return replace(op, bytes_read=moved, bytes_written=moved, kernels=2)
 
 
+def _ddp_bucket_copy(tensors: int, params: int, dtype: str) -> Compute:
+    """torch DDP's copy of ``tensors`` parameter gradients (``params`` values of ``dtype``) into
+    their bucket as each becomes ready: ``Reducer::mark_variable_ready_dense`` (torch/csrc/
+    distributed/c10d/reducer.cpp) runs ``at::mul_out(bucket_view, grad, 1 / div_factor)`` (divides
+    while it copies: reads the gradient, writes the bucket) whenever the gradient is not already a
+    view of the bucket. TorchRec wraps its dense modules with ``gradient_as_bucket_view=True``
+    (``DefaultDataParallelWrapper``, torchrec/distributed/model_parallel.py), which saves the copy
+    back after the all-reduce (``finalize_bucket_dense`` copies only without it) but not this one:
+    the optimizer's ``zero_grad()`` sets ``.grad`` to None every step (torch.optim's default,
+    ``set_to_none=True``), so autograd hands the hook a fresh tensor. The project's TorchRec trace
+    (shared/reference/traces/dlrm_kineto, rank 0, step 12) shows one ``aten::mul`` kernel per
+    dense parameter tensor right after its ``AccumulateGrad``, on the autograd thread, before its
+    bucket's all-reduce, and no copy after it. One kernel per tensor (``Compute.kernels``)."""
+    size = params * DTYPE_BYTES[dtype]
+    return Compute("ddp_bucket_copy", float(params), size, size, dtype, (), "elementwise", kernels=tensors)
+
+
 def _epilogue(node: Node, backward: bool) -> Compute:
     """The activation (and bias-gradient) pass of a dense layer that a fused GEMM epilogue would
     absorb: ``relu`` forward reads and writes the ``m x n`` output; backward, ``threshold_backward``
@@ -739,6 +756,9 @@ class _Style:
     # A DCNv2 stack's input is concatenated by TorchRec's ``torch.cat``s (``_torch_dcn_concat``);
     # False: HugeCTR's concat kernel pair, as the graph has it.
     torch_dcn_concat: bool = False
+    # The dtype of the dense gradients that torch DDP's reducer copies into its buckets, one kernel
+    # per parameter tensor as each becomes ready (``_ddp_bucket_copy``); None: no such copies.
+    ddp_grad_dtype: str | None = None
 
 
 #: Collectives that carry pooled embeddings (forward) or their gradients (backward).
@@ -780,6 +800,13 @@ class _Rewriter:
             elif x.params:
                 self.linear_units[x.name] = 1
         self.tensors = sum(3 if x.op == "dcnv2" else 2 for x in layers if x.params)
+        # The backward node after which a layer's parameter gradients are all ready (a Linear's
+        # GEMM node; a cross layer's V projection's, its last): (tensors, parameters) it holds.
+        self.grad_tensors: dict[str, tuple[int, int]] = {
+            (f"{x.name}_v" if x.op == "dcnv2" else x.name): (3 if x.op == "dcnv2" else 2, x.params)
+            for x in layers
+            if x.params
+        }
         self.dot_layer = next((x for x in layers if x.op == "dot"), None)
         # Every Linear is followed by a ReLU except the model's last one (its logit goes to the loss).
         linears = [x.name for x in layers if x.op == "linear"]
@@ -844,7 +871,31 @@ class _Rewriter:
         return node
 
     def emit(self, n: Node, cpu_s: float | None) -> None:
-        """``n`` (behind its dispatch node when ``cpu_s`` is given) and its epilogue, if it has one."""
+        """``n`` (behind its dispatch node when ``cpu_s`` is given) and its epilogue, if it has one;
+        after a layer's last gradient, DDP's copies of them into their bucket (``_ddp_bucket_copy``),
+        which the bucket's all-reduce waits for."""
+        self._emit(n, cpu_s)
+        held = self.grad_tensors.get(_base_name(n))
+        dtype = self.style.ddp_grad_dtype
+        if dtype is None or held is None or n.phase != "backward" or not isinstance(n.op, Compute):
+            return
+        if n.op.category != "gemm":
+            return
+        after = self.redirect.get(n.id, self.new_id(n.id))
+        node = Node(
+            self.extra_id(),
+            n.rank,
+            f"{_base_name(n)}_ddp_bucket_copy#{self.step}",
+            n.stream,
+            _ddp_bucket_copy(*held, dtype),
+            (after,),
+            lane=n.lane,
+            phase=n.phase,
+        )
+        self.program.append(node)
+        self.redirect[n.id] = node.id
+
+    def _emit(self, n: Node, cpu_s: float | None) -> None:
         deps = [self.dep(d) for d in n.deps]
         if self.barrier and not any(d in self.same_step for d in n.deps):
             deps += self.barrier
@@ -1278,6 +1329,7 @@ class Eager(Runtime):
             torch_dot=True,
             torch_optimizer=True,
             torch_dcn_concat=True,
+            ddp_grad_dtype=self.dense_gradient_dtype(workload.training.precision),
         )
         return _Rewriter(graph, workload, style).run(self.name)
 

@@ -769,6 +769,42 @@ def test_pytorch_replaces_the_fused_cross_kernel_by_its_own_and_dispatches_two_g
     assert host["dispatch:cross0"] == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("runtime_name", ["eager", "cuda_graphs", "fused"])
+def test_torch_ddp_copies_each_gradient_into_its_bucket_before_the_all_reduce(tiny, runtime_name):
+    # A colleague's find: DDP's reducer copies each dense parameter's gradient into its bucket
+    # (``at::mul_out(bucket_view, grad, 1 / world)``, c10d/reducer.cpp): TorchRec's
+    # gradient_as_bucket_view=True saves only the copy back, and zero_grad's None gradients make the
+    # copy run every step; the V100 TorchRec trace shows one aten::mul kernel per parameter tensor.
+    # tiny, dcnv2: bottom 76 parameters (2 Linears), cross 2 x 84 (V, U, bias each), top 85; fp32.
+    # DLE (apex DDP) and HugeCTR keep their own gradient buffers: no such node.
+    from recsim.graph.steps import chain_steps
+
+    wl = _tiny_dcnv2(tiny, runtime_name)
+    one = BuildOptions(fuse_tables=False, bucket_bytes=84 * 4, first_bucket_bytes=84 * 4)
+    g = apply_runtime(chain_steps(build_training_step(wl, table_wise_round_robin(wl, 2), one), 1), wl)
+    nodes = {n.name.split("#")[0]: n for n in g.rank_nodes(0)}
+    copies = {name: n for name, n in nodes.items() if name.endswith("_ddp_bucket_copy")}
+    if runtime_name != "eager":
+        assert not copies
+        return
+    assert sorted(copies) == sorted(
+        f"{x}_ddp_bucket_copy" for x in ("top0", "top1", "cross1_v", "cross0_v", "bottom1", "bottom0")
+    )
+    cross = copies["cross0_v_ddp_bucket_copy"].op
+    assert (cross.kernels, cross.bytes_read, cross.bytes_written, cross.dtype) == (3, 84 * 4, 84 * 4, "fp32")
+    assert copies["bottom0_ddp_bucket_copy"].op.kernels == 2
+    assert sum(n.op.bytes_read for n in copies.values()) == (76 + 2 * 84 + 85) * 4
+    # Each copy follows its layer's gradient GEMMs, and the buckets' all-reduces wait for them.
+    assert copies["cross0_v_ddp_bucket_copy"].deps == (nodes["cross0_v_bwd"].id,)
+    ready = {
+        g.by_id[d].name.split("#")[0]
+        for n in g.rank_nodes(0)
+        if n.name.startswith("allreduce")
+        for d in n.deps
+    }
+    assert {"cross1_v_ddp_bucket_copy", "cross0_v_ddp_bucket_copy", "bottom0_ddp_bucket_copy"} <= ready
+
+
 @pytest.mark.parametrize("runtime_name", ["eager", "cuda_graphs"])
 def test_torchrec_runs_the_dot_interaction_as_bmm_and_copies_and_dle_as_the_fused_kernel(tiny, runtime_name):
     # A reviewer's find: eager TorchRec was charged NVIDIA's one fused kernel each way. Its

@@ -83,7 +83,11 @@ def test_eager_dispatches_every_gpu_node_and_keeps_steps_contiguous():
     # (``_torch_dot_interaction``), forward and backward, per rank and step.
     copies = [n for n in gpu if n.name.startswith("interaction_copies_")]
     assert len(copies) == 2 * 3 * graph.ranks
-    assert len(gpu) - len(epilogues) - len(copies) == sum(
+    # DDP's copies of each dense layer's gradients into their bucket (``_ddp_bucket_copy``): 8
+    # Linears, per rank and step.
+    buckets = [n for n in gpu if "_ddp_bucket_copy" in n.name]
+    assert len(buckets) == 8 * 3 * graph.ranks
+    assert len(gpu) - len(epilogues) - len(copies) - len(buckets) == sum(
         1 for n in chained.nodes if n.stream is not Stream.HOST
     )
     # Eager PyTorch runs ReLU (and its backward with the bias gradient) as separate kernels: every
@@ -94,7 +98,7 @@ def test_eager_dispatches_every_gpu_node_and_keeps_steps_contiguous():
     for n in gpu:
         # The dot interaction's copies follow its products as a forward epilogue follows its
         # GEMM: their CPU time is in the interaction's dispatch share (the calibration's piece).
-        followers = ("_epilogue_fwd", "interaction_copies_")
+        followers = ("_epilogue_fwd", "interaction_copies_", "_ddp_bucket_copy")
         if n.phase in ("forward", "backward") and not any(f in n.name for f in followers):
             launches = [
                 ids[d] for d in n.deps if isinstance(ids[d].op, Host) and ids[d].op.op.startswith("dispatch:")
@@ -128,6 +132,8 @@ def test_backward_is_dispatched_after_the_input_dist_sync():
         if n.phase == "backward" and n.stream is not Stream.HOST:
             if any("_epilogue_bwd" in ids[d].name for d in n.deps):
                 continue  # its activation-gradient kernel carries the dispatch
+            if "_ddp_bucket_copy" in n.name:
+                continue  # DDP's hook runs it after the layer's gradients, dispatched with them
             (launch,) = (
                 ids[d] for d in n.deps if isinstance(ids[d].op, Host) and ids[d].op.op.startswith("dispatch")
             )
@@ -625,9 +631,11 @@ def test_pytorch_collectives_share_one_queue_in_issue_order():
         assert set(lanes.values()) == {0}
         assert [n.name.split("#")[0] for n in comm] == orders[name]
         # The bottom MLP's bucket waits for its last gradient, which comes after the exchange's
-        # backward in the program: its dependency is the bottom MLP's first layer.
+        # backward in the program: its dependency is the bottom MLP's first layer (under TorchRec,
+        # DDP's copy of its gradients into the bucket, ``_ddp_bucket_copy``).
         ids = {n.id: n for n in graph.nodes}
-        assert any(ids[d].name.startswith("bottom0_bwd") for d in comm[-1].deps)
+        last = "bottom0_ddp_bucket_copy" if name == "eager" else "bottom0_bwd"
+        assert any(ids[d].name.startswith(last) for d in comm[-1].deps)
 
 
 def test_torchrec_input_dist_reads_the_previous_steps_copy():
