@@ -64,7 +64,7 @@ import functools
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, cast
 
@@ -339,8 +339,10 @@ def _gemm_kernel_s(
     sms: int,
     elem_bytes: float,
     cal: GemmCalibration,
+    reads_c: bool = False,
 ) -> float:
-    """One GEMM kernel (``batch`` independent products) under the calibrated roofline."""
+    """One GEMM kernel (``batch`` independent products) under the calibrated roofline;
+    ``reads_c``: it adds into its output (``beta = 1``), reading ``m x n`` more."""
     if min(batch, m, n, k) <= 0:
         return cal.overhead_s
     tiles = batch * _ceil_div(m, cal.tile_m) * _ceil_div(n, cal.tile_n)
@@ -350,7 +352,10 @@ def _gemm_kernel_s(
     # ``waves`` full waves of K + k_half. Exactly monotone in m, n, k (no rounding in the cancel).
     compute = 2.0 * (k + cal.k_half) * waves * per_wave
     bandwidth_eff = bandwidth * cal.memory_efficiency
-    memory = batch * (m * k + k * n + m * n) * elem_bytes / bandwidth_eff
+    # The fit's points are beta = 0 products (A, B read, C written once); a kernel that adds into
+    # its output reads C as well, at the same effective bandwidth.
+    c_reads = m * n if reads_c else 0
+    memory = batch * (m * k + k * n + m * n + c_reads) * elem_bytes / bandwidth_eff
     plain = max(compute, memory)
     if tiles >= sms:
         return cal.overhead_s + plain
@@ -550,19 +555,22 @@ def fit_gemm(
 
 @dataclass(frozen=True, slots=True)
 class GemmShape:
-    """One GEMM kernel: ``batch`` products ``[m, k] x [k, n]``."""
+    """One GEMM kernel: ``batch`` products ``[m, k] x [k, n]``; ``reads_c``: each adds into its
+    ``[m, n]`` output (``D = A B + C``, ``beta = 1``), which it then reads as well."""
 
     batch: int
     m: int
     n: int
     k: int
+    reads_c: bool = False
 
     @property
     def flops(self) -> float:
         return 2.0 * self.batch * self.m * self.n * self.k
 
     def bytes(self, elem_bytes: float) -> float:
-        return self.batch * (self.m * self.k + self.k * self.n + self.m * self.n) * elem_bytes
+        out = self.m * self.n * (2 if self.reads_c else 1)
+        return self.batch * (self.m * self.k + self.k * self.n + out) * elem_bytes
 
 
 def _forward_shape(shapes: Sequence[Sequence[int]]) -> GemmShape | None:
@@ -588,19 +596,21 @@ def gemm_kernels(op: Compute) -> tuple[GemmShape, ...]:
     (or, for an op named ``*_wgrad``, the weight gradient ``dW[k, n]`` alone),
     ``4mnk`` (a backward node carries twice the forward FLOPs) is ``dX[m, k] = dY[m, n] W^T`` and
     ``dW[k, n] = X^T dY``. Empty when the shapes do not describe a product or the FLOPs match
-    neither (then ``compute_time_s`` falls back to the plain roofline).
+    neither (then ``compute_time_s`` falls back to the plain roofline). An op that
+    ``accumulates`` has every kernel read its output too (``GemmShape.reads_c``).
     """
     forward = _forward_shape(op.shapes)
     if forward is None or op.flops <= 0 or forward.flops <= 0:
         return ()
     ratio = op.flops / forward.flops
     b, m, n, k = forward.batch, forward.m, forward.n, forward.k
+    c = op.accumulates
     if abs(ratio - 1.0) <= _FLOPS_RTOL:
         # A weight gradient alone (``*_wgrad``: the first bottom layer, whose input needs none) is
         # ``dW[k, n] = X^T dY``, a product reducing over the batch, not the forward's.
-        return (GemmShape(b, k, n, m),) if op.op.endswith("_wgrad") else (forward,)
+        return (GemmShape(b, k, n, m, c),) if op.op.endswith("_wgrad") else (replace(forward, reads_c=c),)
     if abs(ratio - 2.0) <= 2 * _FLOPS_RTOL:
-        return (GemmShape(b, m, k, n), GemmShape(b, k, n, m))
+        return (GemmShape(b, m, k, n, c), GemmShape(b, k, n, m, c))
     return ()
 
 
@@ -614,7 +624,9 @@ def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
             peak, elem_bytes = _tensor_peak(op.dtype, accelerator)
             mm = _matmul_calibration(op.dtype, accelerator)
             return sum(
-                _gemm_kernel_s(g.batch, g.m, g.n, g.k, peak, bandwidth, accelerator.sms, elem_bytes, mm)
+                _gemm_kernel_s(
+                    g.batch, g.m, g.n, g.k, peak, bandwidth, accelerator.sms, elem_bytes, mm, g.reads_c
+                )
                 for g in kernels
             )
     if op.category == "gemm" or op.category in _MATMUL_CATEGORIES:

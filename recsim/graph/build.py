@@ -1111,6 +1111,12 @@ def _dot_interaction_op(layer: Layer, b: int, s: float, precision: str, *, backw
     return Compute("dot", layer.flops * b, inputs, outputs, precision, shapes, "interaction")
 
 
+def _accumulating(op: Compute, c_bytes: float) -> Compute:
+    """The GEMM ``op`` called with ``beta = 1``: it adds its product into its output, reading that
+    (``c_bytes``) as well (``Compute.accumulates``)."""
+    return dataclasses.replace(op, bytes_read=op.bytes_read + c_bytes, accumulates=True)
+
+
 def _input_grad_op(layer: Layer, b: int, s: float, precision: str) -> Compute:
     """A linear layer's input gradient alone, ``dX[b, in] = dY[b, out] W^T``: one GEMM (its shapes
     are the product's, ``recsim.cost.compute.gemm_kernels``), reading the output's gradient and the
@@ -1203,7 +1209,10 @@ def _cross_layer_ops(
     ``async_wgrad`` (HugeCTR's ``async_wgrad``, ``Runtime.async_cross_wgrad``): the backward as
     ``fused_mul_fma3``, then the U and V projections' input gradients (``_u_dgrad``, ``_v_dgrad``),
     then their weight gradients (``_u_wgrad``, ``_v_wgrad``), each GEMM a node of its own, for the
-    graph builder to put the weight gradients on a lane of their own (``_dense_chain``).
+    graph builder to put the weight gradients on a lane of their own (``_dense_chain``); the V
+    projection's input gradient and both weight gradients read their output as well (HugeCTR's
+    ``beta = 1``, ``Compute.accumulates``). PyTorch's ``mm`` overwrites (``beta = 0``): autograd
+    adds the residual's gradient in a kernel of its own (``recsim.graph.runtime._cross_epilogue``).
 
     The stack's input is the bottom MLP's output and the pooled embeddings side by side, which
     HugeCTR concatenates into a buffer of its own: NVIDIA's MLPerf DLRM-DCNv2 (HugeCTR
@@ -1238,12 +1247,19 @@ def _cross_layer_ops(
         flops, read, written = flops + b * w, read + 2 * size, written + 2 * size
     elementwise = Compute("dcnv2_bwd", flops, read, written, precision, ((b, w),), "elementwise")
     if async_wgrad:
+        # MultiCrossBackwardFunctorv2 calls three of the four GEMMs with beta = 1 (``D = A B + C``,
+        # C read): the weight gradients add into their buffers (``dV += XU^T S0``, ``dU += X^T
+        # S1`` in HugeCTR's names, recsim's U and V), and the V projection's input gradient adds
+        # the residual's gradient (``dY_{i-1} = S1 U^T + dY_i``, C = dY_i, ``b x W``); ``dH = S0
+        # V^T`` overwrites (beta = 0).
+        v_wgrad = _layer_op(v, b, s, precision, backward=True, input_grad=False)
+        u_wgrad = _layer_op(u, b, s, precision, backward=True, input_grad=False)
         return (
             ("", elementwise),
             ("_u_dgrad", _input_grad_op(u, b, s, precision)),
-            ("_v_dgrad", _input_grad_op(v, b, s, precision)),
-            ("_u_wgrad", _layer_op(u, b, s, precision, backward=True, input_grad=False)),
-            ("_v_wgrad", _layer_op(v, b, s, precision, backward=True, input_grad=False)),
+            ("_v_dgrad", _accumulating(_input_grad_op(v, b, s, precision), size)),
+            ("_u_wgrad", _accumulating(u_wgrad, r * w * s)),
+            ("_v_wgrad", _accumulating(v_wgrad, w * r * s)),
             *closed,
         )
     return (

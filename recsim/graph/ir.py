@@ -37,7 +37,8 @@ SCHEMA = "recsim.execution_graph"
 # 1.3: ``Embedding.cache_share`` (a 1.2 graph's SSD-tier lookups have their node's whole cache).
 # 1.4: ``Embedding.inference`` (a 1.3 graph's int8 rows are priced in the training TBE's layout).
 # 1.5: ``Compute.kernels`` (a 1.4 graph's compute nodes are one kernel each).
-SCHEMA_VERSION = "1.5"
+# 1.6: ``Compute.accumulates`` (a 1.5 graph's GEMMs overwrite their output).
+SCHEMA_VERSION = "1.6"
 
 
 class Stream(StrEnum):
@@ -76,6 +77,10 @@ class Compute:
     # (PyTorch's unfused element-wise passes): each pays its fixed GPU-side floor and its launch gap
     # (``recsim.cost.compute.kernel_time_s``). A GEMM node's come from its shapes instead.
     kernels: int = 1
+    # A GEMM node whose kernels add their product into the output they write (BLAS ``beta = 1``:
+    # ``D = A B + C``), so each also reads its ``C`` operand, the output's shape
+    # (``recsim.cost.compute.GemmShape.reads_c``); False: they overwrite it (``beta = 0``).
+    accumulates: bool = False
 
     kind = "compute"
 

@@ -43,7 +43,7 @@ from recsim.output import write_text
 
 #: Op fields added after 1.0, written only when set: a reader of an older minor version (which
 #: reads a newer file with a warning) then meets them only where they matter.
-_LATER_FIELDS = frozenset({"bags", "output_dtype", "atomic", "cache_share", "inference"})
+_LATER_FIELDS = frozenset({"bags", "output_dtype", "atomic", "cache_share", "inference", "accumulates"})
 #: Later fields whose unset value is not None or False: written only when they differ from it.
 _LATER_DEFAULTS: dict[str, object] = {"kernels": 1}
 
@@ -158,6 +158,7 @@ _OP_SCHEMAS: dict[str, dict[str, _Check]] = {
         "shapes": _SHAPES,
         "category": _STR,
         "kernels": _Check(lambda v: type(v) is int and v >= 1, "an integer >= 1"),
+        "accumulates": _BOOL,
     },
     "embedding": {
         "table": _STR,

@@ -23,6 +23,7 @@ from recsim.cost.compute import (
     gemm_calibration,
     gemm_kernels,
     gemm_time_s,
+    hbm_bytes,
     is_test_point,
     kernel_time_s,
     load_gemm_points,
@@ -572,3 +573,24 @@ def test_a_shapeless_gemm_of_several_kernels_pays_a_launch_for_each_floor(tiny):
     assert compute_time_s(three, tiny) == pytest.approx(
         compute_time_s(one, tiny) + floors + 2 * 4e-6, rel=1e-12
     )
+
+
+def test_a_gemm_that_adds_into_its_output_reads_it_too(tiny):
+    # BLAS beta = 1 (``D = A B + C``, HugeCTR's cross-layer backward GEMMs, ``Compute.accumulates``):
+    # each kernel reads its m x n output besides A and B. A memory-bound product (k = 8, 4096 x 4096
+    # fp16 output, enough tiles to fill the SMs: no split-K) pays exactly those bytes more.
+    gemm = Compute(
+        "x_dgrad", flops=2.0 * 4096 * 4096 * 8, dtype="fp16", shapes=((4096, 8), (8, 4096)), category="gemm"
+    )
+    added = replace(gemm, accumulates=True)
+    (plain,), (reading,) = gemm_kernels(gemm), gemm_kernels(added)
+    assert (plain.reads_c, reading.reads_c) == (False, True)
+    c_bytes = 4096 * 4096 * 2.0
+    assert hbm_bytes(added, tiny) - hbm_bytes(gemm, tiny) == c_bytes
+    bandwidth = tiny.hbm.bandwidth_bytes_per_s * gemm_calibration(tiny).memory_efficiency
+    assert kernel_time_s(added, tiny) - kernel_time_s(gemm, tiny) == pytest.approx(
+        c_bytes / bandwidth, rel=1e-9
+    )
+    # A backward node's two kernels (dX and dW) both add into theirs.
+    backward = replace(added, flops=2 * gemm.flops)
+    assert all(g.reads_c for g in gemm_kernels(backward)) and len(gemm_kernels(backward)) == 2

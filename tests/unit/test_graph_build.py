@@ -626,12 +626,16 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     # first layer also zeroes that accumulator and adds it to the residual chain's gradient.
     ud, vd, uw, vw = (named(g, 0, f"cross1_{x}_bwd").op for x in ("u_dgrad", "v_dgrad", "u_wgrad", "v_wgrad"))
     assert gemm_kernels(ud) == (GemmShape(1, 4, 3, 12),)  # dH = dY U: [4, 12] x [12, 3]
-    assert gemm_kernels(uw) == (GemmShape(1, 3, 12, 4),)  # dU = H^T dY
-    assert gemm_kernels(vd) == (GemmShape(1, 4, 12, 3),)  # dX = dH V^T: [4, 3] x [3, 12]
-    assert gemm_kernels(vw) == (GemmShape(1, 12, 3, 4),)  # dV = X^T dH
-    # an input gradient reads the output's gradient and the weights, writes the input's
-    assert (ud.bytes_read, ud.bytes_written) == ((48 + 36) * 4, 12 * 4)
-    assert (vd.bytes_read, vd.bytes_written) == ((12 + 36) * 4, 48 * 4)
+    assert gemm_kernels(uw) == (GemmShape(1, 3, 12, 4, True),)  # dU += H^T dY
+    assert gemm_kernels(vd) == (GemmShape(1, 4, 12, 3, True),)  # dX = dH V^T + dY: [4, 3] x [3, 12]
+    assert gemm_kernels(vw) == (GemmShape(1, 12, 3, 4, True),)  # dV += X^T dH
+    # an input gradient reads the output's gradient and the weights, writes the input's; the V
+    # projection's adds the residual's gradient as its C operand (HugeCTR's beta = 1: reads the
+    # 4 x 12 output too), and the weight gradients add into their buffers (3 x 12 each); dH
+    # overwrites its output.
+    assert (ud.bytes_read, ud.bytes_written, ud.accumulates) == ((48 + 36) * 4, 12 * 4, False)
+    assert (vd.bytes_read, vd.bytes_written, vd.accumulates) == ((12 + 36 + 48) * 4, 48 * 4, True)
+    assert uw.bytes_read == ((4 * 3 + 4 * 12) + 36) * 4 and vw.bytes_read == ((4 * 12 + 4 * 3) + 36) * 4
     e1, e0 = named(g, 0, "cross1_bwd").op, named(g, 0, "cross0_bwd").op
     assert (e1.flops, e1.bytes_read, e1.bytes_written) == (144, 4 * 192, 2 * 192)
     assert (e0.flops, e0.bytes_read, e0.bytes_written) == (144 + 48, 6 * 192, 4 * 192)
@@ -697,6 +701,8 @@ def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
     ]
     for a, b in pairwise(cross):
         assert b.deps == (a.id,) and a.lane == b.lane == 0
+    # PyTorch's mm overwrites its output (beta = 0): autograd adds the residual's gradient itself.
+    assert not any(n.op.accumulates for n in cross)
 
 
 @pytest.mark.parametrize("runtime_name", ["fused", "eager"])

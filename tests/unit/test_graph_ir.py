@@ -85,7 +85,7 @@ def test_native_round_trip_is_exact(tmp_path):
         assert back.metadata == g.metadata
         assert back.ranks == g.ranks
     raw = gzip.decompress((tmp_path / "g.json.gz").read_bytes())
-    assert json.loads(raw)["version"] == SCHEMA_VERSION == "1.5"
+    assert json.loads(raw)["version"] == SCHEMA_VERSION == "1.6"
 
 
 @settings(max_examples=30, deadline=None)
@@ -129,7 +129,7 @@ def test_native_bad_input(tmp_path):
     minor.write_text(
         json.dumps({"schema": "recsim.execution_graph", "version": "1.7", "ranks": 1, "nodes": []})
     )
-    with pytest.warns(UserWarning, match="reading as 1.5"):
+    with pytest.warns(UserWarning, match="reading as 1.6"):
         assert len(read_graph(minor)) == 0
     # A newer minor version's op fields are left out, and named; an older one's lookups take the
     # defaults of the fields it lacks (one bag per sample, the table's dtype), and the warning says so.
@@ -141,7 +141,7 @@ def test_native_bad_input(tmp_path):
         json.dumps({"schema": "recsim.execution_graph", "version": "1.9", "ranks": 1, "nodes": [newer]})
     )
     with (
-        pytest.warns(UserWarning, match="reading as 1.5"),
+        pytest.warns(UserWarning, match="reading as 1.6"),
         pytest.warns(UserWarning, match="left out: embedding.heat"),
     ):
         (node,) = read_graph(ahead).nodes
@@ -158,7 +158,7 @@ def test_native_bad_input(tmp_path):
     for bad in ("1.\u00b2", "1.x", "x", "", "01.1.2", 1.1, None):
         with pytest.raises(TraceError, match="schema version"):
             graph_from_dict({"schema": "recsim.execution_graph", "version": bad, "ranks": 1, "nodes": []})
-    with pytest.warns(UserWarning, match="reading as 1.5"):  # 1.10 is newer than 1.5
+    with pytest.warns(UserWarning, match="reading as 1.6"):  # 1.10 is newer than 1.6
         graph_from_dict({"schema": "recsim.execution_graph", "version": "1.10", "ranks": 1, "nodes": []})
     # Unset fields added after 1.0 are not written (an older minor reader then meets none of them).
     written = graph_to_dict(

@@ -300,3 +300,19 @@ def test_a_compute_of_several_kernels_round_trips_and_one_kernel_is_not_written(
     doc["nodes"][0]["op"]["kernels"] = 0
     with pytest.raises(TraceError, match="kernels"):
         graph_from_dict(doc, "g.json")
+
+
+def test_an_accumulating_gemm_round_trips_and_an_overwriting_one_is_not_written():
+    added = Compute("cross0_v_dgrad", 1e6, 2e6, 1e6, "fp16", ((4, 3), (3, 12)), "gemm", accumulates=True)
+    graph = ExecutionGraph(1, [Node(0, 0, "dgrad", Stream.COMPUTE, added)])
+    doc = graph_to_dict(graph)
+    assert doc["nodes"][0]["op"]["accumulates"] is True
+    assert graph_from_dict(copy.deepcopy(doc), "g.json").nodes == graph.nodes
+    # The default (beta = 0) stays out of the file, as a 1.5 writer left it.
+    plain = graph_to_dict(
+        ExecutionGraph(1, [Node(0, 0, "dgrad", Stream.COMPUTE, replace(added, accumulates=False))])
+    )
+    assert "accumulates" not in plain["nodes"][0]["op"]
+    doc["nodes"][0]["op"]["accumulates"] = 1
+    with pytest.raises(TraceError, match="accumulates"):
+        graph_from_dict(doc, "g.json")
