@@ -1643,7 +1643,8 @@ def reference_build_training_step(
                 async_wgrad=crossed,
             )
             if crossed:
-                (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad) = ops
+                # (Since: the stack's first layer's backward ends with the concatenation's slices.)
+                (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad), *closed = ops
                 name = layer.name
                 k = bld.add(r, f"{name}_bwd", Stream.COMPUTE, fma3, [*prev, *join], "backward")
                 k = bld.add(r, f"{name}_u_dgrad_bwd", Stream.COMPUTE, u_dgrad, [k, *wgrad_done], "backward")
@@ -1654,14 +1655,20 @@ def reference_build_training_step(
                 )
                 prev = [d]
                 wgrad_done, join = ([], [nid]) if layer is first_cross else ([nid], [])
+                ready = nid
+                for suffix, op in closed:
+                    c = bld.add(r, f"{name}{suffix}_bwd", Stream.COMPUTE, op, [*prev, *join], "backward")
+                    prev, join = [c], []
             else:
                 for suffix, op in ops:
                     nid = bld.add(
                         r, f"{layer.name}{suffix}_bwd", Stream.COMPUTE, op, [*prev, *join], "backward"
                     )
                     prev, join = [nid], []
+                    if suffix != "_concat":  # (Since: the slices make no weight's gradient.)
+                        ready = nid
             if layer.params:
-                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, nid))
+                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, ready))
         if not emb_grad_ready[r]:
             emb_grad_ready[r] = [*prev, *join]
         last_bwd[r] = [*prev, *join]
