@@ -329,11 +329,12 @@ def test_relay_nic_is_one_connection_per_remote_rank_in_the_des(
 @pytest.mark.parametrize("pxn", [True, False])
 def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
     """The tester's step (2 rail-optimized DGX H100 nodes, dlrm-dcnv2, batch 16384, no
-    interference): the backward all-to-all starts with DDP's first bucket (a CollNet all-reduce,
-    ``c`` wire bytes through each GPU's NIC, one flow) and the DES adds to it exactly what sharing
-    its busiest NICs costs (``a`` wire bytes there). With PXN one all-to-all flow per NIC: the two
-    share it 1:1 and, ``c < a``, the all-to-all ends when both have passed, ``c / R`` late (81.8
-    us). Without, ``a`` is eight flows of ``a / 8 < c`` at ``R / 9``: ``a / (8 R)`` late (10.8 us)."""
+    interference): the backward all-to-all starts while DDP's first bucket (a CollNet all-reduce,
+    one flow through each GPU's NIC) is running, ``c`` wire bytes of it left, and the DES adds to it
+    exactly what sharing its busiest NICs costs (``a`` wire bytes there). With PXN one all-to-all
+    flow per NIC: the two share it 1:1 and, ``c < a``, the all-to-all ends when both have passed,
+    ``c / R`` late (68.9 us). Without, ``a`` is eight flows of ``a / 8 < c`` at ``R / 9``:
+    ``a / (8 R)`` late (10.8 us)."""
     from recsim.api import make_plan, prepare
     from recsim.cost.model import CostModel
     from recsim.engine.simulate import Simulation, SimulationOptions, simulate_training
@@ -362,7 +363,11 @@ def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
         return [n for n in des.graph.nodes if n.name == name]
 
     a2a, bucket = members("a2a_bwd#0"), members("allreduce_bucket0#0")
-    assert des.schedule.start_s[a2a[0].id] == des.schedule.start_s[bucket[0].id]  # issued together
+    # The bucket is issued first (the stack's concat backward, which makes the embedding gradients,
+    # runs after the cross layers' weight gradients that fill it): alone on the NICs until the
+    # all-to-all starts, it has ``head`` seconds of its bytes through at the NIC's rate by then.
+    head = des.schedule.start_s[a2a[0].id] - des.schedule.start_s[bucket[0].id]
+    assert head >= 0.0
 
     def nic_bytes(nodes: list[Node]) -> dict[str, float]:
         parts = cost.ordered_parts(nodes)
@@ -377,7 +382,8 @@ def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
     busiest = max(nic_bytes(a2a).values())
     beside = set(nic_bytes(bucket).values())
     assert len(beside) == 1  # the same on every NIC
-    (c,) = beside
+    (whole,) = beside
+    c = whole - NIC_RATE * head  # what is left of it when the all-to-all starts
     assert busiest / 8 < c < busiest  # the regime the figures below are worked out in
     expected = c / NIC_RATE if pxn else busiest / 8 / NIC_RATE
 
@@ -386,4 +392,4 @@ def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
         return sim.schedule.finish_s[node.id] - sim.schedule.start_s[node.id]
 
     assert took(des, a2a[0]) - took(analytic, a2a[0]) == pytest.approx(expected, rel=1e-6)
-    assert expected * 1e6 == pytest.approx(81.82 if pxn else 10.81, abs=0.01)
+    assert expected * 1e6 == pytest.approx(68.93 if pxn else 10.81, abs=0.01)
