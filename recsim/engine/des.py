@@ -51,11 +51,13 @@ lane's queue pairs to the adapter). So on a rail-optimized fabric, where every b
 leaves by GPU ``k``'s NIC, an all-to-all is one flow per NIC and remote rank with PXN and eight
 without, and a collective beside it on the NIC (the CollNet all-reduce, one flow per NIC) gets half
 the NIC with PXN where it got a ninth: on 2 rail-optimized DGX H100 nodes, dlrm-dcnv2 at batch 16384
-(no interference), the backward all-to-all beside DDP's first bucket takes 86.5 us of flow time
+(no interference), the backward all-to-all, issued with DDP's first bucket, took 86.5 us of flow time
 alone and 168.3 us shared with PXN (the all-reduce's 4.09 MB per NIC / 50 GB/s = 81.8 us more: both
 collectives' NIC bytes, one after the other at the NIC's rate) against 97.3 us without (its eight
 0.54 MB flows per NIC at 8/9 of the NIC, 10.8 us more), and the step 2.597 ms against 2.526 (the
-analytic engine, which charges each NIC its bytes either way, 2.515 both). The NIC does as much work
+analytic engine, which charges each NIC its bytes either way, 2.515 both). (Since the DCNv2 stack's
+concat, the bucket starts 12.9 us ahead and the all-to-all is 68.9 us late with PXN:
+``tests/unit/test_alltoall_pxn.py`` works the figures out from the bytes.) The NIC does as much work
 either way; PXN hands more of it to the all-reduce first. How many channels each collective opens
 per NIC (``NCCL_NCHANNELS_PER_NET_PEER``, the CollNet channels) would weight the split and is not
 modelled. The NVLink hand-over to the relay is summed with the sender's own all-to-all part to that

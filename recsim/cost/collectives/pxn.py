@@ -19,7 +19,8 @@ src/transport/net.cc ``sendProxyConnect``, ``NCCL_NET_SHARED_COMMS``), so the DE
 flow (``recsim.engine.des``, ``_aggregate``) and a collective beside it on that NIC gets as much of
 the NIC as the whole relayed all-to-all: on a rail-optimized fabric PXN leaves one all-to-all flow
 per NIC where there were eight, and a DLRM step's backward all-to-all beside the CollNet all-reduce
-takes 81.8 us more with PXN against 10.8 us without (the figures are in ``recsim.engine.des``). The
+took 81.8 us more with PXN against 10.8 us without, issued together (the figures are in
+``recsim.engine.des``). The
 analytic cost, which charges each NIC its bytes, is the same either way on that fabric.
 
 ``pxn_exits`` tabulates ``first_hop`` per ordered pair of group positions without asking it ``n^2``
