@@ -326,7 +326,11 @@ class _Builder:
         async_wgrad: bool = False,
         opens_stack: bool = False,
     ) -> LayerOps:
-        """``dense_layer_ops(layer, b, s, precision, ...)``, made once per layer and arguments."""
+        """``dense_layer_ops(layer, b, s, precision, ...)``, made once per layer and arguments; none
+        for a concatenation's backward where the framework's is views (``Runtime.cat_backward_is_view``:
+        the layers on either side share the gradient's memory, so the chain goes straight through)."""
+        if backward and layer.op == "cat" and self.runtime is not None and self.runtime.cat_backward_is_view:
+            return ()
         key = (id(layer), b, s, precision, backward, input_grad, closes_stack, async_wgrad, opens_stack)
         hit = self._layer_ops.get(key)
         if hit is not None and hit[0] is layer:
@@ -1059,7 +1063,8 @@ def _layer_op(
         # A concatenation copies its inputs into its output; its backward slices the output's
         # gradient back into the inputs' (HugeCTR's ``concat_kernel(forward=false)``, src/layers/
         # concat_layer.cu: reads the output's size, writes the inputs'): the forward's bytes the
-        # other way, not twice them both ways. (PyTorch's ``cat`` backward is ``narrow`` views.)
+        # other way, not twice them both ways. (PyTorch's is ``narrow`` views: the builder emits no
+        # node for it, ``_Builder.layer_ops``.)
         inputs, outputs = b * layer.in_features * s, b * layer.out_features * s
         return Compute(
             "cat_bwd" if backward else "cat",

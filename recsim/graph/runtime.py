@@ -188,6 +188,13 @@ class Runtime(ABC):
     #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch
     #: i + 1's indices (already on the device) and trains on batch i.
     input_dist_follows_previous_copy: ClassVar[bool] = False
+    #: Whether a concatenation's backward is views of its output's gradient, no kernel: PyTorch's
+    #: ``torch.cat`` backward is ``cat_tensors_backward`` (torch/csrc/autograd/FunctionsManual.cpp,
+    #: named in tools/autograd/derivatives.yaml), ``narrow`` slices, so the layers before the cat
+    #: read their gradients where the layer after it wrote them. False: HugeCTR's concat layer copies
+    #: them out, ``concat_kernel(forward=false)`` (src/layers/concat_layer.cu). (A DCNv2 stack's
+    #: concatenation under TorchRec keeps a backward kernel, split's: ``_torch_dcn_concat``.)
+    cat_backward_is_view: ClassVar[bool] = False
 
     #: The wire dtypes the framework can send pooled embeddings in (``COMM_DTYPES``): all of them
     #: where it has codecs for the quantised ones (TorchRec's qcomm); the others send the vectors
@@ -1308,6 +1315,7 @@ class Eager(Runtime):
     # by the previous step's enqueue_batch, then enqueue_batch copies batch i + 2: this step's
     # input dist reads the previous step's copy.
     input_dist_follows_previous_copy = True
+    cat_backward_is_view = True
 
     def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
         # torch DDP (TorchRec's DefaultDataParallelWrapper): after the first iteration
@@ -1354,6 +1362,9 @@ class CudaGraphs(Runtime):
     # DLE wraps its top model in DDP on the default process group, and its all-to-all
     # (``torch.distributed.all_to_all`` in dlrm/model/distributed.py) takes that group too.
     shared_comm_queue = True
+    # DLE's CatInteraction (dlrm/nn/interactions.py) is a ``view`` of the vectors its model
+    # concatenated with ``torch.cat``: autograd's backward of both, no kernel.
+    cat_backward_is_view = True
 
     def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
         # DLE wraps its top model in apex's DDP (main.py: ``parallel.DistributedDataParallel(

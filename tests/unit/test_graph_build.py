@@ -959,3 +959,36 @@ def test_a_concatenations_backward_slices_its_gradient_back_once(tiny):
     size = 4 * 12 * 4
     assert (fwd.bytes_read, fwd.bytes_written) == (size, size)
     assert (bwd.bytes_read, bwd.bytes_written) == (size, size) and bwd.flops == 0.0
+
+
+@pytest.mark.parametrize("runtime_name", ["fused", "eager", "cuda_graphs"])
+def test_a_pytorch_concatenations_backward_launches_no_kernel(tiny, runtime_name):
+    # torch.cat's backward is ``cat_tensors_backward`` (torch/csrc/autograd/FunctionsManual.cpp,
+    # tools/autograd/derivatives.yaml): ``narrow`` views of the output's gradient, no kernel; the
+    # bottom MLP's last layer and the exchange read their slices of it where the top MLP's first
+    # layer wrote it. HugeCTR's concat layer copies them out (``concat_kernel(forward=false)``).
+    # A reviewer's find: every runtime was charged HugeCTR's kernel.
+    data = tiny.model_dump()
+    data["interaction"] = {"type": "cat"}
+    data["training"]["runtime"] = runtime_name
+    wl = type(tiny).model_validate(data)
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    names = {n.name: n for n in g.rank_nodes(0)}
+    top_first = next(x.name for x in wl.dense_layers if x.part == "top")
+    bottom_last = [x.name for x in wl.dense_layers if x.part == "bottom"][-1]
+    after_top = names[f"{top_first}_bwd"].id
+    assert named(g, 0, "interaction_fwd").op.op == "cat"  # the forward copies either way
+    if runtime_name == "fused":
+        cat = named(g, 0, "interaction_bwd")
+        assert cat.op.op == "cat_bwd" and cat.deps == (after_top,)
+        assert names[f"{bottom_last}_bwd"].deps == (cat.id,)
+    else:
+        assert "interaction_bwd" not in names
+        assert names[f"{bottom_last}_bwd"].deps == (after_top,)
+        a2a = [n for n in g.rank_nodes(0) if n.name.startswith("a2a_bwd")]
+        assert a2a and all(after_top in n.deps for n in a2a)
+    from recsim.graph.steps import chain_steps
+
+    ran = apply_runtime(chain_steps(g, 1), wl)
+    cats = [n for n in ran.nodes if isinstance(n.op, Compute) and n.op.op == "cat_bwd"]
+    assert len(cats) == (ran.ranks if runtime_name == "fused" else 0)
