@@ -540,3 +540,53 @@ def test_water_fill_solves_its_equation():
     # Nothing capped: the plain 1 / f scaling; a one-row block: its row has every lookup.
     assert water_fill(np.full(4, 0.5), np.full(4, 0.25)) == pytest.approx(np.full(4, 0.5))
     assert water_fill(np.array([0.5, 0.5]), np.array([0.6, 0.4])) == pytest.approx(np.ones(2))
+
+
+def test_a_bounded_figure_store_takes_two_threads_letting_the_oldest_go_at_once():
+    """A popularity's figures and slices may be asked for from several threads at once (a shared
+    model, ``shared_access_model``, kept for the process; a Dask worker runs its points in
+    threads): two that each let the oldest entry go when the store is full must not both delete
+    it. Here one thread stops between picking the oldest key and deleting it while the other
+    thread lets the same key go (the interleaving the interpreter may choose at any bytecode); it
+    raised ``KeyError`` in the first thread."""
+    import threading
+
+    from recsim.workload.access.popularity import _remember
+
+    paused = threading.Event()
+    other_done = threading.Event()
+    first_thread: list[threading.Thread] = []
+
+    class Store(dict[str, float]):
+        def __delitem__(self, key: str) -> None:
+            if threading.current_thread() is first_thread[0] and not paused.is_set():
+                paused.set()
+                other_done.wait(timeout=0.5)  # the other thread's turn (or, with a lock, the wait runs out)
+            super().__delitem__(key)
+
+    store = Store(old=1.0, older=2.0)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            _remember(store, "a", 3.0, 2)
+        except BaseException as exc:  # the race's error is the finding
+            errors.append(exc)
+
+    def second() -> None:
+        paused.wait(timeout=5.0)
+        try:
+            _remember(store, "b", 4.0, 2)
+        except BaseException as exc:
+            errors.append(exc)
+        other_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    first_thread.append(threads[0])
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10.0)
+    assert paused.is_set()
+    assert errors == []
+    assert len(store) == 2 and set(store) <= {"old", "older", "a", "b"} and {"a", "b"} <= set(store)

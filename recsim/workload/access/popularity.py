@@ -35,6 +35,7 @@ implementation (``tests/unit/test_embedding_speed_paths.py`` keeps it as an orac
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
@@ -56,11 +57,21 @@ CHILDREN_KEPT = 32
 V = TypeVar("V")
 
 
+#: Held while a bounded store lets its oldest entry go and takes the new one (``_remember``).
+_STORE_LOCK = threading.Lock()
+
+
 def _remember(store: dict[Any, V], key: Any, value: V, bound: int) -> V:
-    """``store[key] = value``, first letting the oldest entry go when ``store`` holds ``bound``."""
-    if len(store) >= bound:
-        del store[next(iter(store))]
-    store[key] = value
+    """``store[key] = value``, first letting the oldest entry go when ``store`` holds ``bound``.
+
+    Under a lock: a shared model (``shared_access_model``) is asked for figures from several
+    threads at once where a sweep's points run in threads (a Dask worker's), and two threads that
+    both picked the oldest key had both deleted it, the second with a ``KeyError`` (or a
+    "dictionary changed size during iteration"). Only a figure not found takes it."""
+    with _STORE_LOCK:
+        if len(store) >= bound:
+            del store[next(iter(store))]
+        store[key] = value
     return value
 
 
