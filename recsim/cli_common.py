@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
+import stat
 import sys
 import threading
 import warnings
@@ -25,6 +27,8 @@ import rich.console
 from recsim.errors import ConfigError, RecsimError
 
 EXIT_USER_ERROR = 2
+#: The command failed of itself (not the user's input): a pipe or socket it uses broke.
+EXIT_FAILURE = 1
 #: Ctrl-C, as shells report a process killed by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 #: The reader of the output went away (``| head``), as shells report a process killed by SIGPIPE
@@ -48,9 +52,14 @@ class _OneLineErrors:
         except RecsimError as exc:
             click.echo(f"recsim: error: {exc}", err=True)
             ctx.exit(EXIT_USER_ERROR)
-        except BrokenPipeError:
+        except BrokenPipeError as exc:
             # Caught here rather than by signal (SIGPIPE's default action): a killed sweep would
             # leave its workers and an output's temporary file behind, as SIGTERM's default did.
+            if not _output_may_be_broken():
+                # A socket's or a pool's pipe: the command's own failure, not a reader gone (click
+                # itself would end it with 1 and not a word, as for any EPIPE).
+                click.echo(f"recsim: error: {exc}", err=True)
+                ctx.exit(EXIT_FAILURE)
             _silence_broken_streams()
             ctx.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt:
@@ -66,6 +75,30 @@ class Console(rich.console.Console):
 
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def _output_may_be_broken() -> bool:
+    """Whether a ``BrokenPipeError`` can be standard output's or error's: one of them is a pipe or
+    a socket whose reader has gone, or cannot be asked (no descriptor, a test's stream; no
+    ``poll``, or not Linux, where a closed reader shows as ``POLLERR``). A terminal, a file or a
+    live pipe never raises it, so with both on those it came from elsewhere (a socket to a Dask
+    scheduler, a pool's pipe) and is no reader gone (a reviewer's find: it ended the command
+    with 141 and not a word)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            mode = os.fstat(fd).st_mode
+        except (OSError, ValueError, AttributeError):
+            return True
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            continue
+        if not sys.platform.startswith("linux") or not hasattr(select, "poll"):
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if any(events & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, events in poller.poll(0)):
+            return True
+    return False
 
 
 def _silence_broken_streams() -> None:

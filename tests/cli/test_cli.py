@@ -614,3 +614,30 @@ def test_hw_validate_refuses_system_options_for_a_device_as_hw_show_does(mini_en
     assert "Error: --nodes and --set apply to systems, not devices" in shown.output
     assert run("hw", "validate", system, *options, env=mini_env).exit_code == 0
     assert run("hw", "validate", device, env=mini_env).exit_code == 0
+
+
+def test_a_broken_pipe_that_is_not_the_outputs_is_no_quiet_exit(tmp_path):
+    """A reviewer's find: every ``BrokenPipeError`` ended the command with 141 and not a word, one
+    from a socket or a pool's pipe (a Dask scheduler gone, say) too, while standard output and
+    error were a file and a live pipe. Neither can raise it then, so it is the command's own
+    failure, not a reader gone, and it says so (here from the hardware listing, made to raise)."""
+    code = (
+        "import recsim.cli as c\n"
+        "def boom(*a, **k):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe (the scheduler went away)')\n"
+        "c._list_row = boom\n"
+        "c.main(['hw', 'list'])\n"
+    )
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"RECSIM_HARDWARE_PATH": str(MINI), "PATH": "", "PYTHONPATH": str(Path(__file__).parents[2])},
+            cwd=Path(__file__).parents[2],
+            check=False,
+        )
+    assert proc.returncode not in (0, EXIT_BROKEN_PIPE)
+    assert "the scheduler went away" in proc.stderr
