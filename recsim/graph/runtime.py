@@ -47,6 +47,11 @@ Neither has a quantised wire (``Runtime.wire_dtypes``): an int8 or fp8 one is re
   6. the dense optimizer: ``optimizer_op_s`` per aten op, ``OPTIMIZER_OPS_PER_TENSOR`` ops per
      parameter tensor (a weight and a bias per dense layer, three tensors per cross layer).
 
+  Where a dispatch launches several element-wise or batched-product kernels (``Compute.kernels``:
+  the dense optimizer's for-loop, the dot interaction's products and copies), the GPU starts them
+  as they are launched: the first waits for the first launch's share of the dispatch only, the
+  last for all of it (``_Rewriter._overlap_launches``).
+
   The CPU seconds are measured on real TorchRec traces (``recsim.graph.eager_calibration``).
 
 PyTorch's unfused kernels (``eager`` and ``cuda_graphs``): ``nn.Linear`` is an ``addmm`` (bias in
@@ -837,8 +842,10 @@ class _Rewriter:
             max((n.id for n in graph.nodes), default=-1) + 1
         )
         # Every node keeps its offset in its step; added nodes take ids after the step's nodes (at
-        # most one host node and one epilogue or cast per node, plus a few per rank).
-        self.stride = 3 * self.old_stride + 8 * graph.ranks
+        # most one host node and one epilogue or cast per node, plus a few per rank, and a
+        # ``launch:`` node and a last kernel for each of the three multi-kernel dispatches of a
+        # rank's step, ``_overlap_launches``: the dense optimizer, the dot interaction both ways).
+        self.stride = 3 * self.old_stride + 14 * graph.ranks
         self.counters: dict[int, int] = defaultdict(int)
         self.redirect: dict[int, int] = {}  # old id of a forward layer -> new id of its epilogue
         # State of the (step, rank) being written.
@@ -881,7 +888,10 @@ class _Rewriter:
         """``n`` (behind its dispatch node when ``cpu_s`` is given) and its epilogue, if it has one;
         after a layer's last gradient, DDP's copies of them into their bucket (``_ddp_bucket_copy``),
         which the bucket's all-reduce waits for."""
+        start = len(self.program)
         self._emit(n, cpu_s)
+        if cpu_s:
+            self._overlap_launches(n, start)
         held = self.grad_tensors.get(_base_name(n))
         dtype = self.style.ddp_grad_dtype
         if dtype is None or held is None or n.phase != "backward" or not isinstance(n.op, Compute):
@@ -901,6 +911,69 @@ class _Rewriter:
         )
         self.program.append(node)
         self.redirect[n.id] = node.id
+
+    def _overlap_launches(self, n: Node, start: int) -> None:
+        """Let the kernels that ``n``'s dispatch launches (the device nodes ``_emit`` put in the
+        program from ``start`` on, behind its ``dispatch:`` node) run while the host launches the
+        rest of them: PyTorch runs each kernel as soon as it is launched and the stream is free, while
+        the CPU goes on to the next (the V100 trace's for-loop Adagrad: 64 kernels launched over
+        1.16 ms, the last ones starting 5-7 us after their launch, the last ending before the
+        optimizer's host span does). The dispatch's CPU time is apportioned evenly over the ``K``
+        kernels, as the calibration has no finer split (``recsim.graph.eager_calibration``):
+
+        * the ``dispatch:`` node keeps the first launch's share, ``D / K``, which the first kernel
+          waits for;
+        * a ``launch:`` host node takes the other ``D (K - 1) / K``: the host's program goes on
+          after it, while the GPU works;
+        * the last kernel is a node of its own (``_last_kernel``), after the others and the
+          ``launch:`` node, so the work cannot finish before the last launch plus one kernel.
+
+        With ``K`` kernels of ``t`` each, launched every ``d = D / K``, this is PyTorch's finish
+        ``max(start + K t, K d + t)`` exactly, ``start >= d`` being when the stream is free
+        after the first launch (each kernel at ``max(k d, end of the previous)``: the latest of
+        these bounds is the first's or the last's). Only a group of non-GEMM ``Compute`` nodes is
+        split, as their time is linear in their kernels, FLOPs and bytes
+        (``recsim.cost.compute.kernel_time_s``), so the parts sum to the whole; a GEMM's wave model
+        is not, and a collective is one launch."""
+        group = self.program[start:]
+        at = next(
+            (i for i, m in enumerate(group) if isinstance(m.op, Host) and m.op.op.startswith("dispatch:")),
+            None,
+        )
+        if at is None:
+            return
+        dispatch, launched = group[at], group[at + 1 :]
+        if not launched or not all(isinstance(m.op, Compute) and m.op.category != "gemm" for m in launched):
+            return
+        kernels = sum(m.op.kernels for m in launched if isinstance(m.op, Compute))
+        assert isinstance(dispatch.op, Host)
+        cpu_s = dispatch.op.cpu_s
+        if kernels < 2 or cpu_s <= 0.0:
+            return
+        self.program[start + at] = replace(dispatch, op=replace(dispatch.op, cpu_s=cpu_s / kernels))
+        launch = self.host(f"launch:{_base_name(n)}", cpu_s * (kernels - 1) / kernels)
+        last = launched[-1]
+        resolved = self.dep(n.id)
+        position = self.program.index(last)
+        assert isinstance(last.op, Compute)
+        if last.op.kernels == 1:
+            self.program[position] = replace(last, deps=(*last.deps, launch.id))
+            return
+        head, tail = _last_kernel(last.op)
+        self.program[position] = replace(last, op=head)
+        node = Node(
+            self.extra_id(),
+            last.rank,
+            f"{last.name.split('#', 1)[0]}_last_kernel#{self.step}",
+            last.stream,
+            tail,
+            (last.id, launch.id),
+            lane=last.lane,
+            phase=last.phase,
+        )
+        self.program.insert(position + 1, node)
+        if resolved == last.id:
+            self.redirect[n.id] = node.id
 
     def _emit(self, n: Node, cpu_s: float | None) -> None:
         deps = [self.dep(d) for d in n.deps]
@@ -1232,6 +1305,25 @@ def _issue_order(nodes: list[Node]) -> list[Node]:
             put(n)
     assert len(out) == len(nodes)
     return out
+
+
+def _last_kernel(op: Compute) -> tuple[Compute, Compute]:
+    """``op``'s kernels but its last, and its last (``_Rewriter._overlap_launches``): each kernel
+    taken as an equal share of the node's FLOPs and bytes, as the node does not say how its kernels
+    differ; the two parts' times sum to the node's (``recsim.cost.compute.kernel_time_s`` is linear
+    in them)."""
+    k = op.kernels
+    head = replace(
+        op,
+        flops=op.flops * (k - 1) / k,
+        bytes_read=op.bytes_read * (k - 1) / k,
+        bytes_written=op.bytes_written * (k - 1) / k,
+        kernels=k - 1,
+    )
+    tail = replace(
+        op, flops=op.flops / k, bytes_read=op.bytes_read / k, bytes_written=op.bytes_written / k, kernels=1
+    )
+    return head, tail
 
 
 def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:

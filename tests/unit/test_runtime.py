@@ -1,5 +1,6 @@
 """Framework runtimes: the eager host model's constants, its graph pass and what it does to a step."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,8 @@ from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError
 from recsim.graph.build import build_training_step
 from recsim.graph.eager_calibration import TORCHREC_V100, host_bound_step_s, measure_eager_costs
-from recsim.graph.ir import Collective, Compute, Embedding, Host, Stream
-from recsim.graph.runtime import RUNTIMES, apply_runtime, runtime
+from recsim.graph.ir import Collective, Compute, Embedding, ExecutionGraph, Host, Node, Stream
+from recsim.graph.runtime import RUNTIMES, _Rewriter, _Style, apply_runtime, runtime
 from recsim.graph.schedule import asap_schedule
 from recsim.graph.steps import chain_steps
 
@@ -81,13 +82,23 @@ def test_eager_dispatches_every_gpu_node_and_keeps_steps_contiguous():
     epilogues = [n for n in gpu if "_epilogue_" in n.name]
     # TorchRec's dot interaction: its products in the builder's node, its copies in one more
     # (``_torch_dot_interaction``), forward and backward, per rank and step.
-    copies = [n for n in gpu if n.name.startswith("interaction_copies_")]
+    copies = [n for n in gpu if n.name.startswith("interaction_copies_") and "_last_kernel" not in n.name]
     assert len(copies) == 2 * 3 * graph.ranks
+    # The last kernel of a multi-kernel node that its dispatch launches runs after the last launch
+    # (``_Rewriter._overlap_launches``): the interaction's copies, forward and backward, and the
+    # dense optimizer's for-loop steps, per rank and step.
+    last = [n for n in gpu if n.name.endswith(tuple(f"_last_kernel#{s}" for s in range(3)))]
+    assert sorted({n.name.split("#")[0] for n in last}) == [
+        "dense_optimizer_last_kernel",
+        "interaction_copies_bwd_last_kernel",
+        "interaction_copies_fwd_last_kernel",
+    ]
+    assert len(last) == 3 * 3 * graph.ranks
     # DDP's copies of each dense layer's gradients into their bucket (``_ddp_bucket_copy``): 8
     # Linears, per rank and step.
     buckets = [n for n in gpu if "_ddp_bucket_copy" in n.name]
     assert len(buckets) == 8 * 3 * graph.ranks
-    assert len(gpu) - len(epilogues) - len(copies) - len(buckets) == sum(
+    assert len(gpu) - len(epilogues) - len(copies) - len(buckets) - len(last) == sum(
         1 for n in chained.nodes if n.stream is not Stream.HOST
     )
     # Eager PyTorch runs ReLU (and its backward with the bias gradient) as separate kernels: every
@@ -98,7 +109,7 @@ def test_eager_dispatches_every_gpu_node_and_keeps_steps_contiguous():
     for n in gpu:
         # The dot interaction's copies follow its products as a forward epilogue follows its
         # GEMM: their CPU time is in the interaction's dispatch share (the calibration's piece).
-        followers = ("_epilogue_fwd", "interaction_copies_", "_ddp_bucket_copy")
+        followers = ("_epilogue_fwd", "interaction_copies_", "_ddp_bucket_copy", "_last_kernel")
         if n.phase in ("forward", "backward") and not any(f in n.name for f in followers):
             launches = [
                 ids[d] for d in n.deps if isinstance(ids[d].op, Host) and ids[d].op.op.startswith("dispatch:")
@@ -270,8 +281,9 @@ def test_qcomm_casts_on_both_ends_of_each_exchange():
     assert rank0["dequantise:a2a_fwd#0"].id in rank0["interaction_fwd#0"].deps
     assert [ids[d].name for d in bwd.deps] == ["quantise:a2a_bwd#0"]
     assert [ids[d].name for d in rank0["quantise:a2a_bwd#0"].deps] == ["clamp:a2a_bwd#0"]
-    # (the gradient leaves TorchRec's dot interaction through its last copy: split's backward cat)
-    assert rank0["interaction_copies_bwd#0"].id in rank0["clamp:a2a_bwd#0"].deps
+    # (the gradient leaves TorchRec's dot interaction through its last copy, split's backward cat,
+    # the copies' last kernel: ``_Rewriter._overlap_launches``)
+    assert rank0["interaction_copies_bwd_last_kernel#0"].id in rank0["clamp:a2a_bwd#0"].deps
     assert [ids[d].name for d in rank0["dequantise:a2a_bwd#0"].deps] == ["a2a_bwd#0"]
     # DLE under AMP: the interaction reads the fp16 payload as it arrives, so only the owners cast
     # (``.half()``: no clamp).
@@ -678,3 +690,78 @@ def test_each_runtime_sends_the_wire_dtypes_its_framework_has():
             assert f"as {dtype}: {framework} has no quantised communication" in str(err.value)
             plan = Plan(2, (), comm_dtype=dtype)
             assert framework_runtime.unsupported(plan, workload) == [f"{dtype}-wire"]
+
+
+@pytest.mark.parametrize(
+    ("kernel_s", "finish_s"),
+    [
+        # Dispatch slower than the kernels (launch-bound, as the V100 trace's optimizer): the last
+        # kernel runs after the last launch, 4 x 10 + 2 us; it used to wait for the whole dispatch
+        # and then run all four, 40 + 4 x 2.
+        (2e-6, 42e-6),
+        # Kernels slower than the dispatch: the GPU starts after the first launch and runs the
+        # four back to back, 10 + 4 x 25 us (was 40 + 4 x 25).
+        (25e-6, 110e-6),
+    ],
+)
+def test_a_multi_kernel_node_runs_while_the_host_launches_it(kernel_s: float, finish_s: float) -> None:
+    # One node of four element-wise kernels behind a 40 us dispatch (10 us a launch), then a node
+    # that waits for it, then the host's next work; durations given, not costed.
+    _, workload, _ = _setup("eager", 2048)
+    op = Compute("passes", 4e6, 8e6, 8e6, "fp32", (), "elementwise", kernels=4)
+    node = Node(0, 0, "passes#0", Stream.COMPUTE, op, (), phase="forward")
+    after = Node(1, 0, "after#0", Stream.COMPUTE, Compute("after", kernels=1), (0,), phase="forward")
+    rw = _Rewriter(ExecutionGraph(1, [node, after], {"steps": 1}), workload, _Style(TORCHREC_V100, False))
+    rw.emit(node, 40e-6)
+    rw.emit(after, None)
+    rw.host("next", 1e-6)  # the host's program after the node
+    graph = ExecutionGraph(1, rw.program, {})
+
+    def duration(n: Node) -> float:
+        if isinstance(n.op, Host):
+            return n.op.cpu_s
+        assert isinstance(n.op, Compute)
+        return n.op.kernels * kernel_s
+
+    schedule = asap_schedule(graph, duration)
+    gpu = [n for n in graph.nodes if n.stream is Stream.COMPUTE and n.name != "after#0"]
+    # The parts carry the node's FLOPs, bytes and kernels between them.
+    assert sum(n.op.kernels for n in gpu) == 4
+    assert sum(n.op.bytes_read for n in gpu) == pytest.approx(8e6, rel=1e-12)
+    assert sum(n.op.flops for n in gpu) == pytest.approx(4e6, rel=1e-12)
+    (follower,) = (n for n in graph.nodes if n.name == "after#0")
+    assert schedule.start_s[follower.id] == pytest.approx(finish_s, abs=1e-12)
+    assert min(schedule.start_s[n.id] for n in gpu) == pytest.approx(10e-6, abs=1e-12)
+    # The host goes on once it has launched all four, not before.
+    (nxt,) = (n for n in graph.nodes if isinstance(n.op, Host) and n.op.op == "next")
+    assert schedule.start_s[nxt.id] == pytest.approx(40e-6, abs=1e-12)
+
+
+def test_the_split_parts_cost_what_the_node_did_and_gemm_dispatches_stay_whole():
+    # ``_overlap_launches`` moves a node's last kernel into a node of its own: under the cost model
+    # the two parts take the node's time (a roofline linear in kernels, FLOPs and bytes), so only
+    # when they run changes. A dispatch that launches a GEMM (a Linear) is left whole: the wave
+    # model is not linear in the kernels.
+    from recsim.cost.compute import compute_time_s
+
+    system, workload, plan = _setup("eager", 2048, DOT)
+    graph = apply_runtime(chain_steps(build_training_step(workload, plan), 1), workload)
+    by_name = {(n.rank, n.name): n for n in graph.nodes}
+    tails = [n for n in graph.nodes if "_last_kernel#" in n.name]
+    assert tails
+    acc = system.accelerator
+    for tail in tails:
+        head = by_name[(tail.rank, tail.name.replace("_last_kernel#", "#"))]
+        assert isinstance(head.op, Compute) and isinstance(tail.op, Compute)
+        assert head.id in tail.deps
+        whole = replace(
+            head.op,
+            flops=head.op.flops + tail.op.flops,
+            bytes_read=head.op.bytes_read + tail.op.bytes_read,
+            bytes_written=head.op.bytes_written + tail.op.bytes_written,
+            kernels=head.op.kernels + tail.op.kernels,
+        )
+        parts = compute_time_s(head.op, acc) + compute_time_s(tail.op, acc)
+        assert parts == pytest.approx(compute_time_s(whole, acc), rel=1e-12), tail.name
+    launches = {n.op.op for n in graph.nodes if isinstance(n.op, Host) and n.op.op.startswith("launch:")}
+    assert launches == {"launch:interaction", "launch:dense_optimizer"}
