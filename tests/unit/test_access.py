@@ -33,6 +33,7 @@ from recsim.workload.access import (
     register,
     registered_dists,
     resolve_stats,
+    shared_access_model,
     shipped_access_root,
 )
 from recsim.workload.access.permutation import RowPermutation
@@ -590,3 +591,143 @@ def test_a_bounded_figure_store_takes_two_threads_letting_the_oldest_go_at_once(
     assert paused.is_set()
     assert errors == []
     assert len(store) == 2 and set(store) <= {"old", "older", "a", "b"} and {"a", "b"} <= set(store)
+
+
+# ------------------------------------------------------------------------------ shared models
+
+
+SHARED_SPECS: list[tuple[UniformAccess | ZipfAccess | EmpiricalAccess, int]] = [
+    (UniformAccess(dist="uniform"), 50_000),
+    (ZipfAccess(dist="zipf", alpha=1.05), 4_000_000),
+    (ZipfAccess(dist="zipf", alpha=0.7), 700),
+    (EmpiricalAccess(dist="empirical", stats="2021-locality", section=0), 10**7),
+    (EmpiricalAccess(dist="empirical", stats="2021-locality", section=3), 20_000),
+]
+
+
+def figures(model: AccessModel) -> list[float]:
+    """Every figure an evaluation asks of a model, at a few arguments (cache sizes as fractions
+    of the table, and a cache bigger than it)."""
+    rows = model.rows
+    caches = [1.0, rows * 1e-3, rows * 0.05, rows * 0.5, rows * 2.0]
+    out = [model.expected_unique(n) for n in (0.0, 1.0, 37.5, 1e4, 3e7)]
+    for c in caches:
+        out += [
+            model.characteristic_time(c),
+            model.lru_hit_rate(c),
+            model.lfu_hit_rate(c),
+            model.top_k_share(c),
+        ]
+        out += [model.missed_unique_share(n, c) for n in (10.0, 1e5)]
+    return out
+
+
+def test_shared_models_are_one_object_per_spec_value_and_rows() -> None:
+    """``shared_access_model`` keys by the spec's value (a new, equal spec object finds the same
+    model) and the row count (an int-like count too), never by identity; a different
+    number, dist, row count, stats section gives another model."""
+    zipf_spec = ZipfAccess(dist="zipf", alpha=1.05)
+    model = shared_access_model(zipf_spec, 10**6)
+    twin = ZipfAccess(dist="zipf", alpha=1.05)
+    assert twin is not zipf_spec and twin == zipf_spec
+    assert shared_access_model(twin, 10**6) is model
+    assert shared_access_model(twin, np.int64(10**6)) is model
+    assert shared_access_model(ZipfAccess(dist="zipf", alpha=1.2), 10**6) is not model
+    assert shared_access_model(zipf_spec, 10**6 + 1) is not model
+    assert shared_access_model(zipf_spec, 10**6 + 1) is shared_access_model(twin, 10**6 + 1)
+
+    uniform_model = shared_access_model(UniformAccess(dist="uniform"), 10**6)
+    assert shared_access_model(UniformAccess(dist="uniform"), 10**6) is uniform_model
+    assert uniform_model is not model and isinstance(uniform_model, UniformModel)
+    assert shared_access_model(UniformAccess(dist="uniform"), 999_999) is not uniform_model
+
+    def emp(stats: str, section: int | str) -> EmpiricalAccess:
+        return EmpiricalAccess(dist="empirical", stats=stats, section=section)
+
+    first = shared_access_model(emp("2021-locality", 0), 10**6)
+    assert isinstance(first, EmpiricalModel)
+    assert shared_access_model(emp("2021-locality", 0), 10**6) is first
+    # Keyed by the file the stats name resolves to: the shipped name and its absolute path agree.
+    assert shared_access_model(emp(str(STATS), 0), 10**6) is first
+    other = shared_access_model(emp("2021-locality", 1), 10**6)
+    assert other is not first
+    assert other.expected_unique(1e5) != first.expected_unique(1e5)  # section 1's model, not 0's
+    assert shared_access_model(emp("2021-locality", 0), 10**6 + 1) is not first
+
+
+@pytest.mark.parametrize(
+    ("spec", "rows"),
+    SHARED_SPECS,
+    ids=["uniform", "zipf-1.05", "zipf-0.7-small", "empirical-0", "empirical-3"],
+)
+def test_a_shared_model_gives_a_fresh_models_figures_exactly(
+    spec: UniformAccess | ZipfAccess | EmpiricalAccess, rows: int
+) -> None:
+    """Sharing changes no number: a shared model's figures are a fresh ``access_model``'s, bit for
+    bit, when first asked, when asked again (kept), and once its kept figures have been let go
+    after many other arguments (worked out again)."""
+    from recsim.workload.access.popularity import FIGURES_KEPT
+
+    fresh = figures(access_model(spec, rows))
+    shared = shared_access_model(spec, rows)
+    assert type(shared) is type(access_model(spec, rows)) and shared.rows == rows
+    np.testing.assert_array_equal(shared.probabilities(), access_model(spec, rows).probabilities())
+    assert figures(shared) == fresh
+    assert figures(shared_access_model(spec, rows)) == fresh
+    for n in range(1, FIGURES_KEPT + 10):
+        shared.expected_unique(n + 0.25)
+    assert figures(shared) == fresh
+
+
+def test_figure_and_slice_stores_stay_within_their_bounds() -> None:
+    """A model kept for the process is asked for figures at ever new arguments and for ever new
+    slices (a sweep's points): its popularity keeps at most ``FIGURES_KEPT`` figures and
+    ``CHILDREN_KEPT`` derived popularities, the oldest let go first, and a figure or slice let go
+    is worked out again to the same value."""
+    from recsim.workload.access.popularity import CHILDREN_KEPT, FIGURES_KEPT
+    from recsim.workload.access.slice import SliceModel
+
+    model = zipf(10**6, 1.05)
+    pop = model.popularity
+    first_unique = model.expected_unique(1.5)
+    first_hit = model.lru_hit_rate(1000.5)
+    first_missed = model.missed_unique_share(10.5, 1000.5)
+    for k in range(3 * FIGURES_KEPT):
+        model.expected_unique(2.0 + k)
+        model.lru_hit_rate(2000.0 + k)  # with its characteristic time: two figures
+        model.missed_unique_share(5.0 + k, 2000.0 + k)
+        assert len(pop._figures) <= FIGURES_KEPT
+    assert len(pop._figures) == FIGURES_KEPT
+    assert ("unique", 1.5) not in pop._figures and ("unique", 2.0 + 3 * FIGURES_KEPT - 1) in pop._figures
+    assert model.expected_unique(1.5) == first_unique
+    assert model.lru_hit_rate(1000.5) == first_hit
+    assert model.missed_unique_share(10.5, 1000.5) == first_missed
+
+    first_slice = SliceModel(model, 0, 1000).popularity
+    first_weights = first_slice.weights.copy()
+    for k in range(3 * CHILDREN_KEPT):
+        assert SliceModel(model, k + 1, 2000 + k).popularity.rows == pytest.approx(1999)
+        assert len(pop._children) <= CHILDREN_KEPT
+    assert len(pop._children) == CHILDREN_KEPT
+    last = SliceModel(model, 3 * CHILDREN_KEPT, 2000 + 3 * CHILDREN_KEPT - 1).popularity
+    assert SliceModel(model, 3 * CHILDREN_KEPT, 2000 + 3 * CHILDREN_KEPT - 1).popularity is last  # kept
+    again = SliceModel(model, 0, 1000).popularity  # let go: made again, equal
+    assert again is not first_slice
+    np.testing.assert_array_equal(again.weights, first_weights)
+    np.testing.assert_array_equal(again.probs, first_slice.probs)
+
+
+def test_shared_models_stay_within_their_bound() -> None:
+    """At most ``SHARED_MODELS`` models are kept, the least recently used let go first."""
+    from recsim.workload.access.model import SHARED_MODELS, _kept_model
+
+    spec = UniformAccess(dist="uniform")
+    oldest = shared_access_model(spec, 10**9 + 1)
+    recent = shared_access_model(spec, 10**9 + 2)
+    for rows in range(SHARED_MODELS):
+        if rows % 100 == 0:
+            assert shared_access_model(spec, 10**9 + 2) is recent  # used: kept
+        shared_access_model(spec, 2 * 10**9 + rows)
+        assert _kept_model.cache_info().currsize <= SHARED_MODELS
+    assert shared_access_model(spec, 10**9 + 1) is not oldest
+    assert shared_access_model(spec, 10**9 + 2) is recent
