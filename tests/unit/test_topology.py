@@ -1,10 +1,16 @@
 """The cluster graph: wiring, routes (exact on the tiny system), bisection, scale-out variants."""
 
+import itertools
+
+import networkx as nx
 import pytest
 
+from recsim.api import load_system
 from recsim.config import Override
+from recsim.cost.collectives.base import SHM_EFFICIENCY, facts, route_edge_shares
 from recsim.errors import ConfigError
-from recsim.hardware.topology import build_topology
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.topology import Topology, _disjoint_paths_flow, build_topology, gpu_id
 
 
 def topo(lib, name="tiny", *sets):
@@ -272,3 +278,201 @@ def test_a_one_tier_rail_fabric_must_hold_each_rail_on_one_leaf():
             overrides=["cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=1"],
         )
     )
+
+
+# ---------------------------------------------------------------- max-flow of disjoint paths
+
+
+Paths = tuple[tuple[str, ...], ...]
+
+
+def hand_graph(edges: list[tuple[str, str, float]]) -> nx.DiGraph:
+    """A flow network in the topology's own attributes: ``(a, b, bytes/s)`` per directed edge."""
+    g = nx.DiGraph()
+    for a, b, bw in edges:
+        g.add_edge(a, b, bandwidth_bytes_per_s=bw, latency_s=1e-7)
+    return g
+
+
+def networkx_flow(g: nx.DiGraph, paths: Paths) -> float:
+    """``nx.maximum_flow_value`` over the edges of ``paths``: the reference."""
+    sub = nx.DiGraph()
+    for path in paths:
+        for a, b in itertools.pairwise(path):
+            sub.add_edge(a, b, capacity=g.edges[a, b]["bandwidth_bytes_per_s"])
+    return float(nx.maximum_flow_value(sub, paths[0][0], paths[0][-1]))
+
+
+def sum_of_widths(g: nx.DiGraph, paths: Paths) -> float:
+    return sum(min(g.edges[a, b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths)
+
+
+GB = 10**9
+CHIPS = ("c0", "c1", "c2", "c3")
+FLOW_CASES: dict[str, tuple[list[tuple[str, str, float]], Paths, bool]] = {
+    # GPU -> each NVSwitch chip -> GPU, 5-4-4-5 links of 25 GB/s, the second hop narrower on one chip
+    "nvswitch": (
+        [("s", c, n * 25 * GB) for c, n in zip(CHIPS, (5, 4, 4, 5), strict=True)]
+        + [(c, "t", n * 25 * GB) for c, n in zip(CHIPS, (5, 3, 4, 5), strict=True)],
+        tuple(("s", c, "t") for c in CHIPS),
+        True,
+    ),
+    # disjoint paths of different lengths, each with its own weakest link
+    "uneven": (
+        [("s", "a", 30), ("a", "b", 10), ("b", "t", 20), ("s", "c", 7), ("c", "t", 9)],
+        (("s", "a", "b", "t"), ("s", "c", "t")),
+        True,
+    ),
+    # two paths through one inner vertex whose way out is the bottleneck: max-flow 12, widths 20
+    "shared_inner": (
+        [("s", "a", 10), ("a", "m", 10), ("s", "b", 10), ("b", "m", 10), ("m", "t", 12)],
+        (("s", "a", "m", "t"), ("s", "b", "m", "t")),
+        False,
+    ),
+    # a shared inner vertex that is no bottleneck: the shortcut still does not apply
+    "shared_wide": (
+        [("s", "a", 10), ("a", "m", 10), ("s", "b", 10), ("b", "m", 10), ("m", "t", 100)],
+        (("s", "a", "m", "t"), ("s", "b", "m", "t")),
+        False,
+    ),
+    # non-integral capacities: no exact sum, the general max-flow
+    "fractional": (
+        [("s", c, 25 * GB / 3) for c in CHIPS] + [(c, "t", 10.5 * (i + 1)) for i, c in enumerate(CHIPS)],
+        tuple(("s", c, "t") for c in CHIPS),
+        False,
+    ),
+    # integral, but the capacities add up past 2**53: sums may round, the general max-flow
+    "huge": (
+        [("s", c, 2**51) for c in CHIPS[:3]] + [(c, "t", 2**51) for c in CHIPS[:3]],
+        tuple(("s", c, "t") for c in CHIPS[:3]),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FLOW_CASES)
+def test_disjoint_paths_flow_is_networkx_max_flow_or_declines(case: str) -> None:
+    """``_disjoint_paths_flow`` (the sum of the widths) applies only to paths that share no vertex
+    but their ends, with whole-number capacities summing below 2**53, and there gives networkx's
+    max-flow exactly; elsewhere it declines (None), as on a shared inner vertex whose sum of
+    widths is not the max-flow."""
+    edges, paths, applies = FLOW_CASES[case]
+    g = hand_graph(edges)
+    want = networkx_flow(g, paths)
+    got = _disjoint_paths_flow(g._succ, paths)
+    if applies:
+        assert got == want == sum_of_widths(g, paths)
+    else:
+        assert got is None
+    if case == "shared_inner":
+        assert want == 12.0 and sum_of_widths(g, paths) == 20.0
+
+
+@pytest.mark.parametrize("case", FLOW_CASES)
+def test_route_flow_over_hand_built_paths_is_networkx_max_flow(minilib: HardwareLibrary, case: str) -> None:
+    """A route's max-flow (``Topology._route_from_paths``, which adds up the widths of disjoint
+    paths itself, and ``_paths_max_flow``, shared by shape) is networkx's on every case: the
+    shortcut where it applies, networkx where paths share an inner vertex, capacities are not
+    whole numbers or their sum passes 2**53."""
+    edges, paths, _ = FLOW_CASES[case]
+    g = hand_graph(edges)
+    want = networkx_flow(g, paths)
+    system = minilib.system("tiny", [])
+    route = Topology(system, g)._route_from_paths("s", "t", paths)
+    assert route.bandwidth_bytes_per_s == want
+    assert route.single_path_bandwidth_bytes_per_s == min(
+        min(g.edges[a, b]["bandwidth_bytes_per_s"] for a, b in itertools.pairwise(p)) for p in paths
+    )
+    assert Topology(system, g)._paths_max_flow("s", "t", paths) == want
+
+
+def test_nvswitch_routes_are_networkx_max_flow(minilib: HardwareLibrary) -> None:
+    """On a built NVSwitch node (disjoint paths GPU -> chip -> GPU) every pair's route bandwidth
+    is networkx's max-flow over its paths."""
+    t = topo(minilib)
+    for i, j in itertools.permutations(range(4), 2):
+        route = t.route(f"n0.gpu{i}", f"n0.gpu{j}")
+        assert route.ecmp_width == 2
+        assert route.bandwidth_bytes_per_s == networkx_flow(t.graph, route.paths)
+
+
+# ---------------------------------------------------------------- links shared by local pairs
+
+
+def pair_link_shares(t: Topology) -> dict[tuple[str, str], dict[tuple[int, int], float]]:
+    """Every local pair's share of each link, from ``route_edge_shares`` (the general rule), and
+    each link's senders and receivers: what ``local_link_shares`` works out in full."""
+    local = t.system.node.num_accelerators
+    shares: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
+    for i, j in itertools.permutations(range(local), 2):
+        for edge, share in route_edge_shares(t, gpu_id(0, i), gpu_id(0, j)):
+            by_pair = shares.setdefault(edge, {})
+            by_pair[(i, j)] = by_pair.get((i, j), 0.0) + share
+    return shares
+
+
+def shared_links(shares: dict[tuple[str, str], dict[tuple[int, int], float]]) -> list[tuple[str, str]]:
+    """Links that carry two pairs with different senders and different receivers."""
+    return [
+        edge
+        for edge, by_pair in shares.items()
+        if len({i for i, _ in by_pair}) > 1 and len({j for _, j in by_pair}) > 1
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "shared"), [("dgx-h100", False), ("dgx-1-v100", True), ("h100-pcie-server", True)]
+)
+def test_local_link_shares_none_exactly_where_no_link_is_shared(name: str, shared: bool) -> None:
+    """``local_link_shares`` returns None early where no link carries two pairs with different
+    senders and different receivers (NVSwitch: each link is one GPU's port), which the full
+    computation from the pairs' shares confirms; where some link is shared (PCIe switches and
+    the CPUs' link, an NVLink mesh's relays) it gives every pair's share of every link."""
+    t = build_topology(load_system(name))
+    full = pair_link_shares(t)
+    assert bool(shared_links(full)) == shared
+    found = facts(t).local_link_shares
+    if not shared:
+        assert found is None
+        return
+    assert found is not None
+    matrix, capacity = found
+    local = t.system.node.num_accelerators
+    shm = t.local_shm_pairs()
+    assert matrix.shape == (local * local, len(full)) and capacity.shape == (len(full),)
+    # Every link the pairs cross is a column: find it by its capacity and the pairs it carries.
+    columns = {
+        k: {(p // local, p % local): s for p, s in enumerate(matrix[:, k]) if s} for k in range(len(capacity))
+    }
+    want: list[tuple[float, list[tuple[tuple[int, int], float]]]] = []
+    for edge, by_pair in full.items():
+        scaled = {pair: s / SHM_EFFICIENCY if shm[pair] else s for pair, s in by_pair.items()}
+        want.append((t.graph.edges[edge]["bandwidth_bytes_per_s"], sorted(scaled.items())))
+    got = [(float(capacity[k]), sorted(columns[k].items())) for k in range(len(capacity))]
+    assert sorted(got) == sorted(want)  # the same floats: the same widths, divided the same way
+    assert any(
+        len({i for i, _ in column}) > 1 and len({j for _, j in column}) > 1 for column in columns.values()
+    )
+
+
+def test_local_link_shares_on_a_tiny_nvswitch_and_a_tiny_pcie_node(minilib: HardwareLibrary) -> None:
+    """The same tiny node wired through NVSwitch chips (no link shared: None) and through PCIe
+    switches and two CPUs (shared: the matrix, rows summing to each pair's links' shares)."""
+    nvswitch = topo(minilib)
+    assert not shared_links(pair_link_shares(nvswitch))
+    assert facts(nvswitch).local_link_shares is None
+    pcie = topo(
+        minilib,
+        "tiny",
+        "node.scale_up.fabric=pcie",
+        "node.scale_up.switch=null",
+        "node.scale_up.switches=null",
+    )
+    assert shared_links(pair_link_shares(pcie))
+    found = facts(pcie).local_link_shares
+    assert found is not None
+    matrix, _ = found
+    for i, j in itertools.permutations(range(4), 2):
+        hops = len(pcie.paths(gpu_id(0, i), gpu_id(0, j))[0]) - 1  # one path on PCIe: a share of 1 per link
+        factor = 1 / SHM_EFFICIENCY if pcie.local_shm_pairs()[i, j] else 1.0
+        assert matrix[i * 4 + j].sum() == pytest.approx(hops * factor)
