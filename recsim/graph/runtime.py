@@ -769,7 +769,8 @@ class _Style:
     # False: HugeCTR's concat kernel pair, as the graph has it.
     torch_dcn_concat: bool = False
     # The dtype of the dense gradients that torch DDP's reducer copies into its buckets, one kernel
-    # per parameter tensor as each becomes ready (``_ddp_bucket_copy``); None: no such copies.
+    # per parameter tensor as each becomes ready (``_ddp_bucket_copy``; a replicated table's
+    # gradient is copied in the table's dtype); None: no such copies.
     ddp_grad_dtype: str | None = None
 
 
@@ -856,6 +857,8 @@ class _Rewriter:
         self.barrier: list[int] = []
         # Bytes of the replicated tables' dense gradients on this rank and step (GradScaler unscales them).
         self.replicated_grad_bytes = 0.0
+        # Elements of each replicated update's gradient on this rank and step, by op table.
+        self.replicated_grad_elements: dict[str, int] = {}
 
     def new_id(self, old: int) -> int:
         return (old // self.old_stride) * self.stride + old % self.old_stride
@@ -886,18 +889,41 @@ class _Rewriter:
 
     def emit(self, n: Node, cpu_s: float | None) -> None:
         """``n`` (behind its dispatch node when ``cpu_s`` is given) and its epilogue, if it has one;
-        after a layer's last gradient, DDP's copies of them into their bucket (``_ddp_bucket_copy``),
-        which the bucket's all-reduce waits for."""
+        after a layer's last gradient, or a replicated table's backward, DDP's copies of them into
+        their bucket (``_ddp_bucket_copy``), which the bucket's all-reduce waits for."""
         start = len(self.program)
         self._emit(n, cpu_s)
         if cpu_s:
             self._overlap_launches(n, start)
-        held = self.grad_tensors.get(_base_name(n))
         dtype = self.style.ddp_grad_dtype
-        if dtype is None or held is None or n.phase != "backward" or not isinstance(n.op, Compute):
+        if dtype is None or n.phase != "backward":
             return
-        if n.op.category != "gemm":
-            return
+        if isinstance(n.op, Embedding):
+            # A replicated table's backward (optimizer ``none``: it only writes the dense gradient,
+            # ``recsim.graph.ir.Embedding``). TorchRec's DefaultDataParallelWrapper
+            # (torchrec/distributed/model_parallel.py) has DDP ignore only the names of
+            # ``sharded_parameter_names``, which skips DATA_PARALLEL lookups (ShardedEmbedding(Bag)
+            # Collection, torchrec/distributed/embeddingbag.py and embedding.py), so DDP reduces
+            # their weights: one ``nn.Parameter`` per group of tables, ``_emb_module.weights`` of
+            # BatchedDenseEmbeddingBag (batched_embedding_kernel.py, the DENSE kernel DpPooled
+            # EmbeddingSharding's lookup builds). FBGEMM's dense TBE backward returns a fresh dense
+            # gradient of the weights' size and dtype (``grad_dev_weights =
+            # zeros_like(dev_weights)``, embedding_backward_split_template.cu), which the reducer
+            # copies into its bucket as the dense layers' (``_ddp_bucket_copy``): one tensor per
+            # lookup node (the graph's replicated TBE is one such group; an unfused table its own).
+            if n.op.pass_ != "backward" or n.op.optimizer != "none":
+                return
+            # The gradient's elements: the replicated update's sweep over the same tables (exact
+            # over tables of unequal dims, where the fused lookup's ``rows x dim`` is in one mean
+            # width), else the lookup's own.
+            elements = self.replicated_grad_elements.get(n.op.table, n.op.rows * n.op.dim)
+            held = (1, elements)
+            dtype = n.op.dtype  # DDP's bucket holds the parameter's dtype (the table's)
+        else:
+            found = self.grad_tensors.get(_base_name(n))
+            if found is None or not isinstance(n.op, Compute) or n.op.category != "gemm":
+                return
+            held = found
         after = self.redirect.get(n.id, self.new_id(n.id))
         node = Node(
             self.extra_id(),
@@ -1250,11 +1276,11 @@ class _Rewriter:
                     nodes = _issue_order(nodes)
                 self.step, self.rank, self.program = step, rank, []
                 self.same_step = {n.id for n in nodes}
+                updates = [n.op for n in nodes if isinstance(n.op, Embedding) and n.op.pass_ == "update"]
                 self.replicated_grad_bytes = sum(
-                    n.op.rows * n.op.dim * DTYPE_BYTES[n.op.output_dtype or n.op.dtype]
-                    for n in nodes
-                    if isinstance(n.op, Embedding) and n.op.pass_ == "update"
+                    op.rows * op.dim * DTYPE_BYTES[op.output_dtype or op.dtype] for op in updates
                 )
+                self.replicated_grad_elements = {op.table: op.rows * op.dim for op in updates}
                 self.barrier = []
                 if self.style.step_sync and rank in last_device:
                     self.barrier = [self.host("sync:step", 0.0, last_device[rank]).id]

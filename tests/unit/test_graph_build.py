@@ -811,6 +811,44 @@ def test_torch_ddp_copies_each_gradient_into_its_bucket_before_the_all_reduce(ti
     assert {"cross1_v_ddp_bucket_copy", "cross0_v_ddp_bucket_copy", "bottom0_ddp_bucket_copy"} <= ready
 
 
+@pytest.mark.parametrize("fuse_tables", [True, False])
+@pytest.mark.parametrize("runtime_name", ["eager", "cuda_graphs"])
+def test_torch_ddp_copies_each_replicated_tables_gradient_into_its_bucket(tiny, runtime_name, fuse_tables):
+    # A reviewer's find: only the dense layers' gradients got DDP's copy into their bucket, yet
+    # TorchRec's DefaultDataParallelWrapper hands DDP every parameter not in
+    # ``sharded_parameter_names``, which leaves out DATA_PARALLEL lookups: their dense TBE's weights
+    # (one parameter per group of tables) get a fresh dense gradient (FBGEMM's ``zeros_like``) that
+    # the reducer copies like the Linears'. fp16 tables (the copy is in the table's dtype, not the
+    # fp32 dense gradients'), all replicated over 2 ranks: one copy of every table's elements when
+    # fused, one per table unfused; the all-reduce waits for it. DLE (apex DDP): no such node.
+    from recsim.graph.steps import chain_steps
+
+    embedding = tiny.embedding.model_copy(update={"dtype": "fp16"})
+    training = tiny.training.model_copy(update={"runtime": runtime_name})
+    wl = tiny.model_copy(update={"training": training, "embedding": embedding})
+    dims = {t.name: wl.table_dim(t) for t in wl.tables}
+    shards = tuple(
+        Shard(t.name, "data_parallel", 0, t.rows, 0, dims[t.name], (0, 1), "hbm") for t in wl.tables
+    )
+    step = build_training_step(wl, Plan(2, shards, strategy="dp"), BuildOptions(fuse_tables=fuse_tables))
+    g = apply_runtime(chain_steps(step, 1), wl)
+    copies = [n for n in g.rank_nodes(0) if n.name.startswith("emb_backward") and "_bucket_copy" in n.name]
+    if runtime_name != "eager":
+        assert not copies
+        return
+    assert len(copies) == (1 if fuse_tables else len(wl.tables))
+    assert {(n.op.kernels, n.op.dtype) for n in copies} == {(1, "fp16")}
+    elements = sum(t.rows * dims[t.name] for t in wl.tables)
+    assert sum(n.op.bytes_read for n in copies) == sum(n.op.bytes_written for n in copies) == elements * 2.0
+    lookups = {n.id for n in g.rank_nodes(0) if isinstance(n.op, Embedding) and n.op.pass_ == "backward"}
+    for n in copies:
+        (after,) = n.deps
+        assert after in lookups
+    waited = {d for n in g.rank_nodes(0) if n.name.startswith("dp_allreduce_bucket") for d in n.deps}
+    assert waited & {n.id for n in copies}
+    assert not waited & lookups  # the all-reduce no longer reads the gradient before its copy
+
+
 @pytest.mark.parametrize("runtime_name", ["eager", "cuda_graphs"])
 def test_torchrec_runs_the_dot_interaction_as_bmm_and_copies_and_dle_as_the_fused_kernel(tiny, runtime_name):
     # A reviewer's find: eager TorchRec was charged NVIDIA's one fused kernel each way. Its
