@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -100,3 +101,22 @@ def error_line(result: Result) -> str:
     lines = [x for x in result.output.splitlines() if x.startswith("recsim: error:")]
     assert len(lines) == 1, result.output
     return lines[0]
+
+
+def rail_pxn_step(pxn: bool) -> tuple[Any, Any, Any]:
+    """The step a tester found PXN slow in DES on: 2 rail-optimized DGX H100 nodes, dlrm-dcnv2 at
+    global batch 16384, NCCL's PXN on or off (``cluster.scale_out.pxn``), a table-wise plan:
+    (system, workload, plan)."""
+    from recsim.api import make_plan, prepare
+
+    system, workload = prepare(
+        "dgx-h100",
+        "dlrm-dcnv2",
+        nodes=2,
+        overrides=[
+            "cluster.scale_out.topology=rail_optimized",
+            f"cluster.scale_out.pxn={str(pxn).lower()}",
+            "workload.training.global_batch_size=16384",
+        ],
+    )
+    return system, workload, make_plan("table_wise", workload, system)

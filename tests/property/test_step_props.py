@@ -47,7 +47,7 @@ from recsim.planner import table_wise_round_robin
 from recsim.planner.types import Plan
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload, wire_bytes_per_value
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, rail_pxn_step
 
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLACK = 1e-9  # float rounding only
@@ -195,19 +195,7 @@ def test_pxn_relays_keep_des_within_its_links_and_never_faster(pxn):
     and its relays' NIC traffic are flows of DES's network like the others; DES is never faster
     than the analytic engine, keeps every link class within capacity (``check_links`` in the run,
     and the figures here), and gives the same result twice."""
-    from recsim.api import make_plan, prepare
-
-    system, workload = prepare(
-        "dgx-h100",
-        "dlrm-dcnv2",
-        nodes=2,
-        overrides=[
-            "cluster.scale_out.topology=rail_optimized",
-            f"cluster.scale_out.pxn={str(pxn).lower()}",
-            "workload.training.global_batch_size=16384",
-        ],
-    )
-    plan = make_plan("table_wise", workload, system)
+    system, workload, plan = rail_pxn_step(pxn)
 
     def run(fidelity: str) -> Simulation:
         options = SimulationOptions(fidelity=fidelity, comm_interference=False)

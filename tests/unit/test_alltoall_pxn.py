@@ -14,6 +14,7 @@ from recsim.cost.collectives.pxn import pxn_exits
 from recsim.engine.network import simulate_flows
 from recsim.graph.ir import Collective, CollectiveOp, Node
 from recsim.hardware.topology import Topology, build_topology
+from tests.conftest import rail_pxn_step
 
 MiB = 2**20
 NIC_RATE = 50e9  # dgx-h100: one 400 Gb/s ConnectX-7 per GPU (its system spec)
@@ -335,21 +336,10 @@ def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
     flow per NIC: the two share it 1:1 and, ``c < a``, the all-to-all ends when both have passed,
     ``c / R`` late (68.9 us). Without, ``a`` is eight flows of ``a / 8 < c`` at ``R / 9``:
     ``a / (8 R)`` late (10.8 us)."""
-    from recsim.api import make_plan, prepare
     from recsim.cost.model import CostModel
     from recsim.engine.simulate import Simulation, SimulationOptions, simulate_training
 
-    system, workload = prepare(
-        "dgx-h100",
-        "dlrm-dcnv2",
-        nodes=2,
-        overrides=[
-            "cluster.scale_out.topology=rail_optimized",
-            f"cluster.scale_out.pxn={str(pxn).lower()}",
-            "workload.training.global_batch_size=16384",
-        ],
-    )
-    plan = make_plan("table_wise", workload, system)
+    system, workload, plan = rail_pxn_step(pxn)
 
     def run(fidelity: str) -> Simulation:
         return simulate_training(system, workload, plan, SimulationOptions(fidelity, comm_interference=False))

@@ -316,48 +316,27 @@ def test_an_oversubscription_under_one_is_named_at_its_line_and_in_the_schema(tm
     assert field.get("minimum") == 1.0 and "exclusiveMinimum" not in field, field
 
 
-def test_a_set_inside_a_device_an_earlier_set_swapped_edits_the_new_device():
-    # "--set node.accelerators.device=h200-sxm5-141gb --set node.accelerators.device.hbm.bandwidth=5 TB/s"
-    # was refused: "'device' is a value, not a mapping" (the name was not yet its document).
-    system = HardwareLibrary().system(
-        "dgx-h100",
-        [
-            Override.parse("node.accelerators.device=h200-sxm5-141gb"),
-            Override.parse("node.accelerators.device.hbm.bandwidth=5 TB/s"),
-        ],
-    )
-    assert system.accelerator is not None
-    assert system.accelerator.name == "h200-sxm5-141gb"
+@pytest.mark.parametrize(
+    "sets",
+    [
+        # Was refused: "'device' is a value, not a mapping" (the name was not yet its document).
+        ("node.accelerators.device=h200-sxm5-141gb", "node.accelerators.device.hbm.bandwidth=5 TB/s"),
+        # In the other order the bandwidth was dropped without a word (4.8 TB/s, the H200's own).
+        ("node.accelerators.device.hbm.bandwidth=5 TB/s", "node.accelerators.device=h200-sxm5-141gb"),
+        # A mapping an earlier --set wrote that names the device was refused as the name was.
+        (
+            "node.accelerators={device: h200-sxm5-141gb, count: 8}",
+            "node.accelerators.device.hbm.bandwidth=5 TB/s",
+        ),
+    ],
+)
+def test_a_set_inside_a_device_another_set_swaps_edits_the_new_device(sets):
+    # --set applies a setting before the settings inside it, whatever their order, and a device
+    # name is its document before a later --set edits inside it.
+    system = HardwareLibrary().system("dgx-h100", [Override.parse(text) for text in sets])
+    assert system.accelerator is not None and system.accelerator.name == "h200-sxm5-141gb"
     assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
     assert system.accelerator.hbm.capacity_bytes == 141 * 2**30  # the rest is the new device's
-
-
-def test_a_set_inside_a_device_is_kept_when_a_later_set_swaps_the_device():
-    # In the other order the bandwidth was dropped without a word (4.8 TB/s, the H200's own).
-    system = HardwareLibrary().system(
-        "dgx-h100",
-        [
-            Override.parse("node.accelerators.device.hbm.bandwidth=5 TB/s"),
-            Override.parse("node.accelerators.device=h200-sxm5-141gb"),
-        ],
-    )
-    assert system.accelerator is not None and system.accelerator.name == "h200-sxm5-141gb"
-    assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
-
-
-def test_a_set_inside_a_device_named_in_a_mapping_an_earlier_set_wrote_edits_that_device():
-    # As with ``node.accelerators.device=NAME``: a mapping that names the device was refused
-    # ("'device' is a value, not a mapping"), the name not yet its document.
-    system = HardwareLibrary().system(
-        "dgx-h100",
-        [
-            Override.parse("node.accelerators={device: h200-sxm5-141gb, count: 8}"),
-            Override.parse("node.accelerators.device.hbm.bandwidth=5 TB/s"),
-        ],
-    )
-    assert system.accelerator is not None and system.accelerator.name == "h200-sxm5-141gb"
-    assert system.accelerator.hbm.bandwidth_bytes_per_s == 5e12
-    assert system.accelerator.hbm.capacity_bytes == 141 * 2**30
 
 
 def test_a_set_that_swaps_a_reference_is_named_not_the_shipped_file():

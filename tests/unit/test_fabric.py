@@ -4,6 +4,7 @@ transfer leaves and enters them, and the analytic figures they bound against the
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,20 @@ RAILS = ("cluster.scale_out.topology=rail_optimized", "cluster.scale_out.tiers=2
 
 def topo(system: str, nodes: int, *overrides: str) -> Topology:
     return build_topology(load_system(system, nodes=nodes, overrides=overrides))
+
+
+def cross_node_pairs(leaves: Any, vertices: list[str]) -> list[tuple[int, int]]:
+    """Every ordered pair of ``vertices`` (by position) on different nodes."""
+    node_of = leaves._homes(vertices)[0]
+    n = len(vertices)
+    return [(i, j) for i, j in itertools.product(range(n), repeat=2) if node_of[i] != node_of[j]]
+
+
+def exits(leaves: Any, vertices: list[str], pairs: list[tuple[int, int]], **kw: bool) -> np.ndarray:
+    """The vectorised exit leaves of ``pairs`` (``FabricLeaves._relayed_exits``)."""
+    src = np.array([i for i, _ in pairs], dtype=np.intp)
+    dst = np.array([j for _, j in pairs], dtype=np.intp)
+    return leaves._relayed_exits(vertices, src, dst, leaves._homes(vertices), **kw)
 
 
 def test_leaves_and_their_uplinks_by_hand():
@@ -48,14 +63,9 @@ def test_exit_leaves_are_the_routes(system):
     """The vectorised exits (PXN by NIC index where nearer, over NVLink only) are the leaves the
     routes themselves leave by, on rails at 4:1 (some nodes' NICs under several leaves)."""
     t = topo(system, 3, *RAILS, "cluster.scale_out.oversubscription=4")
-    leaves = fabric_leaves(t)
-    vertices = t.accelerators
-    homes = leaves._homes(vertices)
-    node_of = homes[0]
-    pairs = [(i, j) for i, j in itertools.product(range(len(vertices)), repeat=2) if node_of[i] != node_of[j]]
-    src = np.array([i for i, _ in pairs], dtype=np.intp)
-    dst = np.array([j for _, j in pairs], dtype=np.intp)
-    got = leaves._relayed_exits(vertices, src, dst, homes)
+    leaves, vertices = fabric_leaves(t), t.accelerators
+    pairs = cross_node_pairs(leaves, vertices)
+    got = exits(leaves, vertices, pairs)
     for (i, j), leaf in zip(pairs, got.tolist(), strict=True):
         split = t._split(vertices[i], vertices[j])
         assert split is not None
@@ -91,14 +101,9 @@ def test_point_to_point_exit_leaves_are_the_p2p_rule(system, nodes, overrides):
     """For the point-to-point algorithms the vectorised exits are the leaves of the NIC of
     ``Topology.p2p_first_hop`` (NCCL's rule, PXN on or off)."""
     t = topo(system, nodes, *overrides)
-    leaves = fabric_leaves(t)
-    vertices = t.accelerators
-    homes = leaves._homes(vertices)
-    node_of = homes[0]
-    pairs = [(i, j) for i, j in itertools.product(range(len(vertices)), repeat=2) if node_of[i] != node_of[j]]
-    src = np.array([i for i, _ in pairs], dtype=np.intp)
-    dst = np.array([j for _, j in pairs], dtype=np.intp)
-    got = leaves._relayed_exits(vertices, src, dst, homes, point_to_point=True)
+    leaves, vertices = fabric_leaves(t), t.accelerators
+    pairs = cross_node_pairs(leaves, vertices)
+    got = exits(leaves, vertices, pairs, point_to_point=True)
     nodes_ = t.graph.nodes
     differs = 0
     for (i, j), leaf in zip(pairs, got.tolist(), strict=True):

@@ -6,6 +6,8 @@ The memo then finds a whole all-to-all's value key by its parts' ids (``CostMemo
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from recsim.graph.build import build_training_step
@@ -14,12 +16,17 @@ from recsim.graph.shard_ops import ShardOps
 from tests.unit.test_shared_memo_speed_paths import CONFIGS, _setup
 
 FIELDS = ("ids", "ranks", "names", "streams", "ops", "deps", "lanes", "phases")
+MEMO_CONFIGS = [*CONFIGS, ("dgx-h100", 2, "table_wise", "fused", True)]
 
 
-@pytest.mark.parametrize(
-    ("name", "nodes", "plan_name", "runtime", "fold"),
-    [*CONFIGS, ("dgx-h100", 2, "table_wise", "fused", True)],
-)
+def assert_same_graph(graph: Any, fresh: Any) -> None:
+    """``graph`` (built from a memo's ``ShardOps``) is the graph a fresh ``ShardOps`` builds."""
+    for field in FIELDS:
+        assert getattr(graph.columns, field) == getattr(fresh.columns, field), field
+    assert graph.metadata == fresh.metadata
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), MEMO_CONFIGS)
 def test_a_later_graph_reads_the_kept_exchange(name, nodes, plan_name, runtime, fold):
     _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
     first = build_training_step(workload, plan, options, memo.shard_ops)
@@ -29,9 +36,7 @@ def test_a_later_graph_reads_the_kept_exchange(name, nodes, plan_name, runtime, 
     assert memo.shard_ops.exchanges == kept  # read, not made again
     fresh = build_training_step(workload, plan, options, ShardOps(workload))
     for graph in (first, later):
-        for field in FIELDS:
-            assert getattr(graph.columns, field) == getattr(fresh.columns, field), field
-        assert graph.metadata == fresh.metadata
+        assert_same_graph(graph, fresh)
         assert list(graph.metadata.get("folded_parts", {})) == list(fresh.metadata.get("folded_parts", {}))
     # The later graph's all-to-all parts are the first one's objects (the cost model finds them
     # by identity), not equal copies.
@@ -52,10 +57,7 @@ def test_another_plan_object_gets_its_own_exchange():
     assert {id(entry[0]) for entry in memo.shard_ops.exchanges.values()} == {id(plan), id(other)}
 
 
-@pytest.mark.parametrize(
-    ("name", "nodes", "plan_name", "runtime", "fold"),
-    [*CONFIGS, ("dgx-h100", 2, "table_wise", "fused", True)],
-)
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), MEMO_CONFIGS)
 def test_a_later_graph_reads_the_kept_input_ops(name, nodes, plan_name, runtime, fold):
     _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
     first = build_training_step(workload, plan, options, memo.shard_ops)
@@ -64,9 +66,7 @@ def test_a_later_graph_reads_the_kept_input_ops(name, nodes, plan_name, runtime,
     assert memo.shard_ops.inputs == kept
     fresh = build_training_step(workload, plan, options, ShardOps(workload))
     inputs = [k for k, phase in enumerate(fresh.columns.phases) if phase == "input"]
-    for field in FIELDS:
-        assert getattr(later.columns, field) == getattr(fresh.columns, field), field
-    assert later.metadata == fresh.metadata
+    assert_same_graph(later, fresh)
     if kept:  # the input-dist runtimes: the later graph lays down the first one's op objects
         assert inputs
         assert all(first.columns.ops[k] is later.columns.ops[k] for k in inputs)
