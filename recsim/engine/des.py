@@ -83,11 +83,25 @@ are in. Only the ops that may be slowed go on a link (``_hbm_demands``: a queue 
 time, so an op whose demand and the most the rank's other queues can ask together fit is never
 slowed, and leaving it off changes nothing), so most ranks, one kernel at a time, get none. The
 SMs are not shared: a compute-bound GEMM asks little of HBM and is barely slowed beside a
-streaming kernel, as it would not be on a GPU whose SMs the other kernel holds. Host DRAM is not
-shared either. What the collectives' own kernels take from the kernels beside them (their SMs and
-HBM) is in the durations (``recsim.cost.interference``, applied by ``recsim.engine.simulate`` from
-the contention-free schedule, so a collective that DES slows down does not slow its neighbours
-further); collectives put no flow on the HBM links, which would count it twice.
+streaming kernel, as it would not be on a GPU whose SMs the other kernel holds. What the
+collectives' own kernels take from the kernels beside them (their SMs and HBM) is in the durations
+(``recsim.cost.interference``, applied by ``recsim.engine.simulate`` from the contention-free
+schedule, so a collective that DES slows down does not slow its neighbours further); collectives
+put no flow on the HBM links, which would count it twice.
+
+The ranks whose accelerators hang off one CPU socket share its DRAM (``recsim.engine.host_dram``)
+the same way: a link per socket (the node's, for a rank with no socket) of the capacity the cost
+models price host DRAM at (the node's channels at ``CPU_MEMORY_EFFICIENCY`` of their pin rate,
+over its sockets), reads and writes together; each op's host DRAM bytes (``op_dram_bytes``: a
+lookup's ``ddr`` bytes, ``uvm`` rows and ``uvm_caching`` misses included, a copy's bytes at each
+``host`` end, a host op's bytes) a flow paced to its link window where it has one (a ``uvm``
+lookup's rows stream over it), else to its duration; only the ops that may be slowed go on a link
+(``_dram_demands``, the queues being every rank's of the socket). An op whose flow had its whole
+pace ends at its modelled time; a slowed one is late by what its bytes took past their window,
+or by what its links cost it, whichever is more (the rows stream through DRAM and PCIe at once).
+The cost models already give each rank its share of the node's DRAM, so the lookups of ranks
+spread evenly over the sockets fit; what binds is what those shares leave out: a copy or the next
+batch's loading beside them, a socket with more than its share of the GPUs.
 """
 
 from __future__ import annotations
@@ -108,12 +122,14 @@ from simpy.core import EmptySchedule
 from recsim.cost.collectives import Flow, collective_cost, collective_flows
 from recsim.cost.model import CostModel
 from recsim.engine.hbm import HbmFlow, HbmLink, hbm_capacity_bytes_per_s
+from recsim.engine.host_dram import dram_of_rank
 from recsim.engine.network import Scratch, _edge_index, _fill, _FlowSet
-from recsim.engine.resources import HOST_LINK_KINDS, op_hbm_bytes, op_host_flows
+from recsim.engine.resources import HOST_LINK_KINDS, op_dram_bytes, op_hbm_bytes, op_host_flows
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
 from recsim.graph.ir import (
     Collective,
+    Compute,
     Embedding,
     ExecutionGraph,
     Host,
@@ -467,6 +483,9 @@ class DesCounters:
     hbm_flows: int = 0  # ops put on their rank's HBM link
     hbm_rounds: int = 0  # HBM rounds (a link's rates recomputed)
     hbm_peak_use: float = 0.0  # the most of a link's capacity its flows were ever given (<= 1)
+    dram_flows: int = 0  # ops put on their socket's host DRAM link
+    dram_rounds: int = 0  # host DRAM rounds (a link's rates recomputed)
+    dram_peak_use: float = 0.0  # the most of a DRAM link's capacity its flows were ever given (<= 1)
     wall_s: float = 0.0  # wall time spent in ``run_des``
 
 
@@ -509,6 +528,54 @@ def _hbm_demands(
         total = totals.get(rank)
         if total is not None and pace + (total - most[rank][queue]) > capacity:
             out[node_id] = nbytes
+    return out
+
+
+def _dram_demands(
+    graph: ExecutionGraph,
+    cost: CostModel,
+    duration_of: Callable[[Node], float],
+    window_of: Callable[[Node, float], float | None],
+    dram_of: Callable[[int], tuple[str, float]],
+) -> dict[int, tuple[float, float]]:
+    """The host DRAM bytes and pacing window of the ops that go on their socket's DRAM link
+    (``recsim.engine.host_dram``), by node id: those that may get less than they ask for, as
+    ``_hbm_demands`` finds them, the queues being every (rank, stream, lane) of the ranks on one
+    DRAM (``dram_of``: a rank's DRAM and its capacity). An op's window is its link window where it
+    has one (``window_of``: a ``uvm`` lookup streams its rows over it), else its duration."""
+    by_op: dict[int, float] = {}
+    demands: list[tuple[int, str, tuple[int, object, int], float, float, float]] = []
+    most: dict[str, dict[tuple[int, object, int], float]] = defaultdict(dict)
+    capacity_of: dict[str, float] = {}
+    for node in graph.nodes:
+        op = node.op
+        if type(op) is Collective or type(op) is Compute:
+            continue
+        nbytes = by_op.get(id(op))
+        if nbytes is None:
+            nbytes = by_op[id(op)] = op_dram_bytes(op, cost)
+        if nbytes <= 0:
+            continue
+        duration = duration_of(node)
+        if duration <= 0:
+            continue
+        window = window_of(node, duration) if type(op) is Embedding else None
+        window = duration if window is None else window
+        dram, capacity = dram_of(node.rank)
+        capacity_of[dram] = capacity
+        pace = min(nbytes / window, capacity)
+        queue = (node.rank, node.stream, node.lane)
+        queues = most[dram]
+        if pace > queues.get(queue, 0.0):
+            queues[queue] = pace
+        demands.append((node.id, dram, queue, pace, nbytes, window))
+    totals = {dram: math.fsum(queues.values()) for dram, queues in most.items() if len(queues) > 1}
+    out: dict[int, tuple[float, float]] = {}
+    for node_id, dram, queue, pace, nbytes, window in demands:
+        total = totals.get(dram)
+        # Paces that fit but for rounding are not slowed (``water_fill``).
+        if total is not None and pace + (total - most[dram][queue]) > capacity_of[dram] * (1.0 + _DONE):
+            out[node_id] = (nbytes, window)
     return out
 
 
@@ -617,6 +684,26 @@ def run_des(
             link = hbm_links[rank] = HbmLink(env, hbm_capacity)
         return link
 
+    # Host DRAM links, one per socket (``recsim.engine.host_dram``): likewise only for the ops that
+    # may be slowed on them, made on first use.
+    drams: dict[int, tuple[str, float]] = {}
+
+    def dram_of(rank: int) -> tuple[str, float]:
+        found = drams.get(rank)
+        if found is None:
+            found = drams[rank] = dram_of_rank(topology, cost.system, rank)
+        return found
+
+    dram_demand = _dram_demands(graph, cost, duration_of, window_of, dram_of)
+    dram_links: dict[str, HbmLink] = {}
+
+    def dram_link(rank: int) -> HbmLink:
+        name, capacity = dram_of(rank)
+        link = dram_links.get(name)
+        if link is None:
+            link = dram_links[name] = HbmLink(env, capacity)
+        return link
+
     def compute(node: Node) -> Generator[simpy.Event, Any, None]:
         yield simpy.AllOf(env, [done[p] for p in preds[node.id]])
         begin = start[node.id] = env.now
@@ -625,6 +712,10 @@ def run_des(
         hbm: HbmFlow | None = None
         if hbm_bytes is not None:
             hbm = hbm_link(node.rank).submit(hbm_bytes, duration)
+        dram_bytes = dram_demand.get(node.id)
+        dram: HbmFlow | None = None
+        if dram_bytes is not None:
+            dram = dram_link(node.rank).submit(*dram_bytes)
         mover = type(node.op) in _MOVERS and duration > 0
         window = window_of(node, duration) if mover else None
         traffic = moved_by(node, window) if mover else None
@@ -646,6 +737,21 @@ def run_des(
                     yield env.timeout(end - env.now)
             elif not timer.processed:
                 yield timer  # alone on its links: exactly its modelled time
+        if dram is not None:
+            # Its DRAM bytes, paced to their window: given their whole pace all along, they are in
+            # (but for rounding) and cost nothing; slowed, the op is late by what they took past
+            # the window (as its link bytes are), whichever of the two is later.
+            link = dram_link(node.rank)
+            late = 0.0
+            if not dram.done.triggered and link.unslowed(dram):
+                link.settle(dram)
+            else:
+                if not dram.done.triggered:
+                    yield dram.done
+                late = _delay(dram.delivered_s - begin, dram.window_s)
+            end = begin + duration + late
+            if env.now < end:
+                yield env.timeout(end - env.now)
         if hbm is not None and not hbm.done.triggered:
             # Its modelled time is over (and what the network added): given its whole pace all
             # along, its bytes are in (but for rounding); slowed, it ends when they are.
@@ -708,6 +814,10 @@ def run_des(
         for link in hbm_links.values():
             counters.hbm_rounds += link.rounds
             counters.hbm_peak_use = max(counters.hbm_peak_use, link.peak_use / link.capacity)
+        counters.dram_flows += len(dram_demand)
+        for link in dram_links.values():
+            counters.dram_rounds += link.rounds
+            counters.dram_peak_use = max(counters.dram_peak_use, link.peak_use / link.capacity)
         counters.wall_s += time.perf_counter() - wall
     if len(finish) != len(graph.nodes):
         waiting = [n for n in graph.nodes if n.id not in finish][:4]

@@ -52,13 +52,16 @@ def hbm_capacity_bytes_per_s(accelerator: Accelerator) -> float:
 def water_fill(paces: Sequence[float], capacity: float) -> list[float]:
     """The share of its pace each flow gets on one link of ``capacity`` (max-min fair: in order of
     pace, a flow gets its whole pace while that is no more than an equal share of what is left;
-    the rest split it equally). Exactly 1.0 for a flow that gets its pace."""
+    the rest split it equally). Exactly 1.0 for a flow that gets its pace, as for one whose pace
+    exceeds its equal share by no more than the flows' resolution (``_DONE``): the host DRAM link
+    (``recsim.engine.host_dram``) gets paces that sum to its capacity but for rounding (four GPUs'
+    shares of a socket), which are not slowed for it."""
     order = sorted(range(len(paces)), key=paces.__getitem__)  # stable: ties in submission order
     speeds = [1.0] * len(paces)
     left = capacity
     for k, i in enumerate(order):
         fair = left / (len(order) - k)
-        if paces[i] <= fair:
+        if paces[i] <= fair * (1.0 + _DONE):
             left -= paces[i]
             continue
         for j in order[k:]:
@@ -77,6 +80,7 @@ class HbmFlow:
     done: simpy.Event
     slowed: bool = False  # ever given less than its pace, for a while
     speed: float = 1.0  # the share of its pace it gets in the current round
+    delivered_s: float = math.nan  # when its bytes were in (or its op ended it, ``settle``)
 
 
 @dataclass
@@ -119,6 +123,7 @@ class HbmLink:
         self._advance(self.env.now - self._round_start)
         if not flow.done.triggered:  # else delivered just now
             self.flows.remove(flow)
+            flow.delivered_s = self.env.now
             flow.done.succeed()
         self._allocate()
 
@@ -131,6 +136,7 @@ class HbmLink:
                     flow.slowed = True
                 flow.work_s = max(0.0, flow.work_s - flow.speed * elapsed)
             if flow.work_s <= _DONE * flow.window_s:
+                flow.delivered_s = self.env.now
                 flow.done.succeed()
                 continue
             still.append(flow)

@@ -39,7 +39,9 @@ within each link's capacity (checked: ``check_links``). DES also puts the copies
 bytes on its network (``op_host_flows``, the routes above: ``recsim.engine.des``), so there a copy or
 a UVM lookup and a collective's traffic over one host link or NVLink slow each other, and the
 ops of one rank that run at once on different queues share its HBM (``op_hbm_bytes``,
-``recsim.engine.hbm``); the analytic engine shares nothing, and neither engine shares host DRAM.
+``recsim.engine.hbm``), and the ranks of one CPU socket its DRAM (``op_dram_bytes``,
+``recsim.engine.host_dram``: the DRAM of the CPU each accelerator hangs off, as counted here); the
+analytic engine shares nothing.
 A note says where a link or memory carries more than its capacity over the step.
 """
 
@@ -475,6 +477,20 @@ def op_hbm_bytes(op: Op, cost: CostModel) -> float:
     return _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire)).hbm
 
 
+def op_dram_bytes(op: Op, cost: CostModel) -> float:
+    """The bytes one op other than a collective moves through its rank's host DRAM over the
+    channels' bus (``_op_traffic``'s ``dram`` but a lookup's ``nmp_channel`` bytes, which RecNMP
+    DIMMs read inside the DIMM): what the DES engine puts on the socket's DRAM link
+    (``recsim.engine.host_dram``). 0 for a collective (NCCL's host-staged transports are not
+    counted here, as the report does not count them either)."""
+    if isinstance(op, Collective):
+        return 0.0
+    if isinstance(op, Embedding):
+        return cost.embedding_cost(op).bytes_on(DDR)
+    pcie_wire = pcie_wire_per_byte(cost.system)
+    return _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire)).dram
+
+
 def _host_link_loads(
     edges: NDArray[np.float64],
     hbm: NDArray[np.float64],
@@ -613,6 +629,14 @@ def resource_figures(
                 who = (
                     "DES keeps the link within its capacity at every instant, but the step's nodes, "
                     "counted whole, outlast the window (the chained steps are not yet steady)"
+                )
+            elif fidelity == "des" and cls == "host_memory":
+                # Every DDR byte but RecNMP's channel bytes is a flow of a socket's DRAM link, at
+                # CPU_MEMORY_EFFICIENCY of the pin rate this figure divides by.
+                who = (
+                    "DES shares each socket's DRAM among its copies, lookups and host work at every "
+                    "instant, but not RecNMP DIMMs' channel bytes, and the step's nodes, counted "
+                    "whole, may outlast the window"
                 )
             else:
                 who = (

@@ -26,9 +26,12 @@ collectives ask more of a link than it carries in the step, the value exceeds 1 
 that the step is optimistic there. The DES engine shares links among collectives, copies and the
 lookups that read over PCIe, so the collectives' bytes alone never exceed a link's capacity (an
 invariant, ``check_links``), and it shares each rank's HBM among the ops that run at once on its
-queues (``recsim.engine.hbm``, at the bandwidth x the fitted memory efficiency); the analytic
-engine shares no link nor HBM, and neither engine shares host DRAM, which a note says where it
-shows.
+queues (``recsim.engine.hbm``, at the bandwidth x the fitted memory efficiency) and each CPU
+socket's DRAM among the copies, lookups and host work of its ranks (``recsim.engine.host_dram``,
+at ``CPU_MEMORY_EFFICIENCY`` of the channels' pin rate, so a node's ``host_memory`` figure stays
+under that share but where RecNMP DIMMs' channel bytes, which DES does not share, or nodes counted
+whole past the window add to it); the analytic engine shares no link, HBM nor DRAM, which a note
+says where it shows.
 
 ``ResourceUse`` is worked out on first read: an analytic evaluation of a sweep or the planner
 (which keep only the step time) does not pay for it; ``to_dict``, the CLI's table, equality,

@@ -195,10 +195,18 @@ def test_a_lookup_alone_keeps_its_modelled_time_paced_to_its_window():
     assert run_analytic(graph, cost).finish_s[0] == cost.duration_s(lookup)
 
 
+# One socket of 4 channels at 1.6 Gb/s a pin: the uvm lookup is DRAM-bound as at SLOW_DDR (its share
+# of the node's DRAM, 10.0 GB/s, under the 23.3 GB/s of payload its PCIe share moves), and the
+# socket's DRAM (39.9 GB/s) feeds both the lookup's rows and a 26.2 GB/s copy: only the host link
+# binds (at SLOW_DDR, 15.0 GB/s a socket, the copy would be slowed on DRAM too,
+# ``tests/unit/test_des_host_dram.py``).
+SLOW_DDR_ONE_SOCKET = ("node.cpus.count=1", "node.host_memory.device.pin_rate=1.6 Gb/s")
+
+
 def test_a_lookup_with_slack_is_not_delayed_and_the_copy_beside_it_loses_only_the_paced_rate():
-    # The lookup's rows come at DRAM speed: its flow takes wire / window (10.3 GB/s of the 32),
+    # The lookup's rows come at DRAM speed: its flow takes wire / window (13.7 GB/s of the 32),
     # under a fair half, so it keeps that rate and ends within its window; the copy has the rest.
-    cost = CostModel(system("node.pcie_switches.count=4", SLOW_DDR))
+    cost = CostModel(system("node.pcie_switches.count=4", *SLOW_DDR_ONE_SOCKET))
     lookup, transfer = uvm_lookup(0, 4), copy(1, 4, 4e6)
     ec = cost.embedding_cost(lookup.op)
     assert ec.link_window_s is not None

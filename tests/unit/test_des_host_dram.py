@@ -1,0 +1,193 @@
+"""DES: the ranks of one CPU socket share its host DRAM (``recsim.engine.host_dram``)."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import recsim.engine.des as des_module
+from recsim.config import Override
+from recsim.cost.compute import CPU_MEMORY_EFFICIENCY
+from recsim.cost.embedding import DDR
+from recsim.cost.model import CostModel
+from recsim.engine.analytic import run_analytic
+from recsim.engine.des import DesCounters, run_des
+from recsim.engine.host_dram import dram_of_rank, socket_dram_bytes_per_s
+from recsim.engine.resources import op_dram_bytes
+from recsim.graph.ir import Compute, Embedding, ExecutionGraph, Host, Node, Stream, Transfer
+from recsim.hardware.library import HardwareLibrary
+from tests.conftest import FIXTURES
+
+HW = HardwareLibrary([FIXTURES / "minilib"])
+
+# The tiny node (tests/fixtures/minilib): 2 sockets of 4 DDR4 channels, 64 bits a channel; at
+# 0.4 Gb/s a pin a socket sustains 4 x 3.2 GB/s x 0.78 = 9.98 GB/s. One PCIe switch, on socket 0,
+# holds both GPUs: each has 16 GB/s of its uplink (11.6 GB/s of uvm payload, TLP overhead off),
+# and the uvm model gives each rank half the node's DRAM, 9.98 GB/s: its lookups are DRAM-bound,
+# and the two ranks, both on socket 0, ask twice what it has.
+ONE_SOCKET_OF_GPUS = (
+    "cluster.nodes=1",
+    "node.accelerators.count=2",
+    "node.pcie_switches.count=1",
+    "node.host_memory.device.pin_rate=0.4 Gb/s",
+)
+SOCKET_BYTES_PER_S = 4 * 0.4e9 * 64 / 8 * 0.78
+
+
+def system(*sets: str):
+    return HW.system("tiny", [Override.parse(s) for s in sets])
+
+
+def uvm_lookup(i: int, rank: int, lookups: float = 1e5) -> Node:
+    op = Embedding(
+        table="t", pass_="forward", rows=10**6, dim=128, dtype="fp32", batch=1000, lookups=lookups, tier="uvm"
+    )
+    return Node(i, rank, f"lookup{i}", Stream.COMPUTE, op)
+
+
+def test_a_socket_has_its_share_of_the_dram_the_cost_models_price():
+    sys_ = system(*ONE_SOCKET_OF_GPUS)
+    node = sys_.node
+    assert node.cpus.count == 2
+    assert socket_dram_bytes_per_s(sys_) == pytest.approx(
+        node.host_memory_bandwidth_bytes_per_s * CPU_MEMORY_EFFICIENCY / 2, rel=1e-12
+    )
+    assert socket_dram_bytes_per_s(sys_) == pytest.approx(SOCKET_BYTES_PER_S, rel=1e-12)
+    cost = CostModel(sys_)
+    # Both GPUs hang off socket 0 (through the one PCIe switch).
+    assert [dram_of_rank(cost.topology, sys_, r)[0] for r in (0, 1)] == ["n0.cpu0", "n0.cpu0"]
+    # The tiny default: 2 switches, GPUs 0-1 on socket 0 and 2-3 on socket 1.
+    spread = system("cluster.nodes=2")
+    names = [dram_of_rank(CostModel(spread).topology, spread, r)[0] for r in range(8)]
+    assert names == ["n0.cpu0", "n0.cpu0", "n0.cpu1", "n0.cpu1", "n1.cpu0", "n1.cpu0", "n1.cpu1", "n1.cpu1"]
+
+
+def test_what_an_op_reads_and_writes_in_host_dram():
+    cost = CostModel(system(*ONE_SOCKET_OF_GPUS))
+    lookup = uvm_lookup(0, 0).op
+    assert op_dram_bytes(lookup, cost) == cost.embedding_cost(lookup).bytes_on(DDR) > 0
+    assert op_dram_bytes(Transfer(src="host", dst="hbm", bytes=1e6), cost) == 1e6
+    assert op_dram_bytes(Transfer(src="hbm", dst="host", bytes=1e6), cost) == 1e6
+    assert op_dram_bytes(Transfer(src="peer", dst="hbm", bytes=1e6), cost) == 0.0
+    assert op_dram_bytes(Host("data_loading", bytes=2e6, cpu_s=1e-6), cost) == 2e6
+    relu = Compute("relu", bytes_read=1e6, bytes_written=1e6, category="elementwise")
+    assert op_dram_bytes(relu, cost) == 0
+
+
+def test_two_ranks_uvm_lookups_on_one_socket_take_their_rows_over_its_dram():
+    cost = CostModel(system(*ONE_SOCKET_OF_GPUS))
+    a, b = uvm_lookup(0, 0), uvm_lookup(1, 1)
+    ec = cost.embedding_cost(a.op)
+    ddr_s = ec.details["ddr_s"]
+    assert ec.link_window_s == ddr_s > ec.details["pcie_s"]  # DRAM-bound: its rows at DRAM speed
+    payload = ec.bytes_on(DDR)
+    assert payload / ddr_s == pytest.approx(SOCKET_BYTES_PER_S, rel=1e-12)  # its share: all of it
+    duration = cost.duration_s(a)
+    # Alone, its modelled time.
+    assert run_des(ExecutionGraph(2, [a]), cost).finish_s[0] == duration
+    # Together, each has half the socket: the rows of both take 2 x ddr_s, ddr_s past the window.
+    counters = DesCounters()
+    both = run_des(ExecutionGraph(2, [a, b]), cost, counters)
+    assert both.finish_s[0] == both.finish_s[1] == pytest.approx(duration + ddr_s, rel=1e-12)
+    assert both.finish_s[0] == pytest.approx(duration + 2 * payload / SOCKET_BYTES_PER_S - ddr_s, rel=1e-12)
+    assert counters.dram_flows == 2
+    assert counters.dram_peak_use == pytest.approx(1.0, rel=1e-12)
+    # The analytic engine shares nothing.
+    analytic = run_analytic(ExecutionGraph(2, [a, b]), cost)
+    assert analytic.finish_s[0] == analytic.finish_s[1] == duration
+
+
+def test_ranks_on_two_sockets_do_not_share_their_dram():
+    # Two switches: GPU 0 on socket 0, GPU 1 on socket 1 (the uvm model's per-rank share, half
+    # the node, is each socket's whole DRAM).
+    cost = CostModel(system(*ONE_SOCKET_OF_GPUS, "node.pcie_switches.count=2"))
+    a, b = uvm_lookup(0, 0), uvm_lookup(1, 1)
+    counters = DesCounters()
+    both = run_des(ExecutionGraph(2, [a, b]), cost, counters)
+    assert both.finish_s[0] == both.finish_s[1] == cost.duration_s(a)
+    assert counters.dram_flows == 0  # each socket's demand fits: no op goes on a link
+
+
+def test_a_device_to_host_copy_and_a_lookup_share_the_dram_both_ways():
+    # A copy to host memory writes what the lookup beside it (on the other GPU of the socket)
+    # reads: DRAM is not full duplex. The lookup asks the whole socket; the copy asks its bytes over
+    # its time, more than the socket has (the copy model prices the PCIe rate): a half each until
+    # the copy's time at half its pace (2 x its duration) is over.
+    cost = CostModel(system(*ONE_SOCKET_OF_GPUS))
+    lookup = uvm_lookup(0, 0)
+    copy = Node(1, 1, "d2h", Stream.COPY, Transfer(src="hbm", dst="host", bytes=4e6))
+    copy_s = cost.duration_s(copy)
+    assert 4e6 / copy_s > SOCKET_BYTES_PER_S  # it asks for the whole socket over its duration
+    assert run_des(ExecutionGraph(2, [copy]), cost).finish_s[1] == copy_s  # alone: its time
+    got = run_des(ExecutionGraph(2, [lookup, copy]), cost)
+    assert got.finish_s[1] == pytest.approx(2 * copy_s, rel=1e-12)
+    # The lookup had half its pace for 2 x copy_s: its window ends copy_s late.
+    assert got.finish_s[0] == pytest.approx(cost.duration_s(lookup) + copy_s, rel=1e-12)
+
+
+def test_ops_of_one_queue_get_no_dram_link_and_the_engines_agree():
+    cost = CostModel(system(*ONE_SOCKET_OF_GPUS))
+    a, b = uvm_lookup(0, 0), uvm_lookup(1, 0)
+    b = Node(1, 0, "lookup1", Stream.COMPUTE, b.op, (0,))
+    graph = ExecutionGraph(2, [a, b])
+    counters = DesCounters()
+    assert run_des(graph, cost, counters).finish_s == run_analytic(graph, cost).finish_s
+    assert counters.dram_flows == counters.dram_rounds == 0
+
+
+def delay(i: int, rank: int, flops: float) -> Node:
+    op = Compute("linear", flops=flops, shapes=((64, 64), (64, 64)), category="gemm", dtype="fp16")
+    return Node(i, rank, f"g{i}", Stream.COMPUTE, op)
+
+
+def run_with_dram_scaled(graph: ExecutionGraph, cost: CostModel, factor: float, counters: DesCounters):
+    """DES with every DRAM link ``factor`` times the capacity the cost models price (their times
+    unchanged)."""
+    real = des_module.dram_of_rank
+
+    def scaled(topology, system, rank):
+        name, capacity = real(topology, system, rank)
+        return name, capacity * factor
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(des_module, "dram_of_rank", scaled)
+        return run_des(graph, cost, counters)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    work=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # rank (0-1 on socket 0, 2-3 on socket 1)
+            st.sampled_from(["lookup", "h2d", "d2h", "host"]),
+            st.floats(1e4, 1e8),  # bytes (lookups: 1e-3 of them)
+            st.floats(0, 1e12),  # flops of a kernel before it: a random start
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    factor=st.floats(1.0, 8.0),
+)
+def test_more_dram_bandwidth_is_never_slower_and_never_faster_than_unshared(work, factor):
+    cost = CostModel(system("cluster.nodes=1", "node.host_memory.device.pin_rate=0.4 Gb/s"))
+    nodes: list[Node] = []
+    for k, (rank, kind, nbytes, flops) in enumerate(work):
+        first = 2 * k
+        op = {
+            "lookup": uvm_lookup(0, 0, lookups=max(1.0, nbytes / 1e3)).op,
+            "h2d": Transfer(src="host", dst="hbm", bytes=nbytes),
+            "d2h": Transfer(src="hbm", dst="host", bytes=nbytes),
+            "host": Host("data_loading", bytes=nbytes),
+        }[kind]
+        stream = {"lookup": Stream.COMPUTE, "host": Stream.HOST}.get(kind, Stream.COPY)
+        lane = k if kind == "lookup" else 0
+        nodes += [delay(first, rank, flops), Node(first + 1, rank, kind, stream, op, (first,), lane=lane)]
+    graph = ExecutionGraph(4, nodes)
+    counters = DesCounters()
+    base = run_des(graph, CostModel(cost.system), counters)
+    analytic = run_analytic(graph, CostModel(cost.system))
+    wider = run_with_dram_scaled(graph, CostModel(cost.system), factor, DesCounters())
+    for n in graph.nodes:
+        assert base.finish_s[n.id] >= analytic.finish_s[n.id] * (1 - 1e-12)
+        assert wider.finish_s[n.id] >= analytic.finish_s[n.id] * (1 - 1e-12)
+    assert max(wider.finish_s.values()) <= max(base.finish_s.values()) * (1 + 1e-12)
+    assert counters.dram_peak_use <= 1.0 + 1e-9
