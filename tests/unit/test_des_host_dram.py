@@ -1,5 +1,7 @@
 """DES: the ranks of one CPU socket share its host DRAM (``recsim.engine.host_dram``)."""
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -65,6 +67,10 @@ def test_what_an_op_reads_and_writes_in_host_dram():
     cost = CostModel(system(*ONE_SOCKET_OF_GPUS))
     lookup = uvm_lookup(0, 0).op
     assert op_dram_bytes(lookup, cost) == cost.embedding_cost(lookup).bytes_on(DDR) > 0
+    # The other host tiers: a UVM cache's misses, the CPU's lookups of a host-side shard.
+    for tier in ("uvm_caching", "ddr"):
+        other = dataclasses.replace(lookup, tier=tier)
+        assert op_dram_bytes(other, cost) == cost.embedding_cost(other).bytes_on(DDR) > 0
     assert op_dram_bytes(Transfer(src="host", dst="hbm", bytes=1e6), cost) == 1e6
     assert op_dram_bytes(Transfer(src="hbm", dst="host", bytes=1e6), cost) == 1e6
     assert op_dram_bytes(Transfer(src="peer", dst="hbm", bytes=1e6), cost) == 0.0
