@@ -453,6 +453,28 @@ class Fused(Runtime):
     # HugeCTR's hybrid embedding exchanges infrequent vectors with its own hierarchical all-to-all
     # (CommunicationType IB_NVLink_Hier: gathered over NVLink, one IB exchange per rail; on one node
     # it is the direct NVLink exchange).
+    # Not modelled: on one node NVIDIA's MLPerf DLRM v1 configs run CommunicationType
+    # NVLink_SingleNode (training_results_v2.0 NVIDIA/benchmarks/dlrm/implementations/hugectr/
+    # dgx_a100.py, v2.1 hugectr-preview/dgx_h100.py), which has no collective at all
+    # (HugeCTR src/embeddings/hybrid_sparse_embedding.cu, forward and backward_communications):
+    # InfrequentEmbedding::forward_network_direct is one kernel that reads the owner's rows and
+    # stores them into the peers' interaction inputs over NVLink, update_model_direct one that loads
+    # the peers' gradients and adds them atomically; the frequent rows are not all-reduced
+    # (grouped_all_reduce=False) but owned 1/n per GPU, pushed to the others' fp16 caches
+    # (FrequentEmbedding::forward_model) and updated from the peers' partial gradients
+    # (update_model_direct), with a GPU barrier in each pass; the split is HugeCTR's
+    # p_dup_max rule (hybrid_embedding/calibration_data.cu, calculate_threshold), not
+    # ``hybrid_embedding``'s cost balance. recsim lays a one-node run out as the multi-node one
+    # (an all-to-all and a grouped all-reduce on comm lanes). Tried against the single-node
+    # DLRM v1 cases (1 x DGX A100 +10.3 %, 1 x DGX H100 +8.5 %, 1 x HGX A100 4-GPU +14.1 %), not
+    # kept: the all-to-alls on the compute stream, as if the exchange were SM work added to the
+    # lookups, +4.6 / +2.9 / +9.3 %, but the exchange is fused into the lookup and update kernels,
+    # whose NVLink bytes (10.6 MB a GPU each way on DGX A100: 35 us at NVLink3's 12 x 25 GB/s a
+    # direction, 72 us as recsim's all-to-all) take less time than their HBM side (the lookup 82 us,
+    # the atomic update 141 us), so the kernels' roofline is the max of the two, which
+    # leaves the exchange hidden as it is now; HugeCTR's single-node split (35,080 frequent rows on
+    # 8 GPUs, 63,102 on 4, against 5,907 and 8,625 under the zipf access ASSUMPTION)
+    # +8.5 / +8.9 / +11.7 %.
     routed_all_to_all = "hierarchical"
     # HugeCTR's embedding collection can reduce a table row-split over several nodes over NVLink
     # inside each node, the inter-node all-to-all then carrying one partial pool per node to each
