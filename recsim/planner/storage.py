@@ -16,8 +16,24 @@ element, Adam two), lands:
 **Per rank** the dense side comes on top in HBM (``dense_hbm_bytes``): the dense model in fp32 with
 its gradient and optimizer state (mixed precision keeps fp32 master weights), every dense layer's
 output for the local batch in the training precision, and the pooled embeddings (fp32) that the
-backward pass needs. A model-parallel bottom MLP moves its outputs for the whole batch, and its
-weights, to its rank (``mp_bottom_hbm_bytes``).
+backward pass needs -- the all-to-all's receive side. A model-parallel bottom MLP moves its outputs
+for the whole batch, and its weights, to its rank (``mp_bottom_hbm_bytes``).
+
+**Per shard and rank**, the owner side of that exchange (``pooled_output_bytes``): a rank that
+pools a non-replicated shard pools it for the *global* batch -- a whole table's owner for every
+sample, each member of a row split its partial pools for every sample before the reduce-scatter --
+before the all-to-all sends each rank its samples, and receives their gradients for the global
+batch in the backward. ``B x dim`` values in the dtype the lookups write (``Runtime.
+lookup_output_dtype``, else the table's), once per (table, column range) a rank pools
+(``pooled_block_bytes``: a hot / cold split on one rank writes one output); a routed rank's part
+only for the bags it drew. Whatever tier holds the rows (UVM, DDR), the TBE writes these vectors
+in HBM. This is TorchRec's planner's ``output_sizes`` (torchrec/distributed/planner/
+shard_estimators.py, ``_calculate_tw_shard_io_sizes`` and the cw / rw / twrw ones: ``batch_size x
+world_size x shard columns x output dtype bytes`` per shard, added to each shard's HBM in
+``calculate_shard_storages`` whatever its compute kernel). One buffer, not two: the forward's
+output is freed once sent (the TBE's backward does not read it), before its gradient arrives.
+Left out: the ids the input all-to-all delivers to the owner (TorchRec's ``input_sizes``, 8 B a
+lookup of the global batch) and the reduce-scatter's output of a row split.
 
 **Capacity** (``capacity``): the accelerator's HBM per rank, the node's host memory, and the node's
 SSDs (count x capacity). ``check_fits`` compares the totals with the capacities less a reserve and
@@ -28,7 +44,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from recsim.cost.embedding.base import (
     accumulator_dtype,
@@ -40,6 +56,7 @@ from recsim.cost.embedding.base import (
 from recsim.cost.embedding.uvm_caching import cache_rows
 from recsim.errors import InfeasibleError
 from recsim.graph.build import OPTIMIZER_STATE
+from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
@@ -86,6 +103,59 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
     if name in SSD_TIERS:
         return Storage(ssd_bytes=size)
     raise InfeasibleError(f"shard of {shard.table!r}: tier {shard.tier!r} has no storage model")
+
+
+def pooled_output_bytes(
+    shard: Shard, workload: Workload, world_size: int, ops: ShardOps | None = None
+) -> float:
+    """HBM the owner side of the pooled exchange takes on each rank of ``shard`` (module
+    docstring): ``B x dim`` values for the global batch ``B`` in the dtype the lookups write
+    (``Runtime.lookup_output_dtype``, else the table's). None for a replicated (``data_parallel``)
+    shard, whose lookups serve the local batch (``dense_hbm_bytes``'s pooled embeddings), nor in a
+    world of one rank (no exchange).
+
+    A rank's part of a routed (``distributed``) shard pools only the bags that drew one of its rows,
+    as the exchange sends them (``ShardOps.bags_hit`` of its lookup share; ``ops`` made here when not
+    given). The reduce-scatter's output (``1 / |G|`` of a row split's partial pools) is left out."""
+    if world_size <= 1 or shard.sharding == "data_parallel":
+        return 0.0
+    from recsim.graph.runtime import runtime  # the framework module reads the plan types
+
+    w = workload
+    dtype = shard.dtype or w.table_dtype(w.table(shard.table))
+    out = runtime(w.training.runtime).lookup_output_dtype(w.training.precision, dtype) or dtype
+    bags = float(w.training.global_batch_size)
+    if shard.sharding == "distributed":
+        ops = ops or ShardOps(w)
+        bags *= ops.bags_hit(shard.table, ops.member_share(shard))
+    return bags * shard.dim * DTYPE_BYTES[out]
+
+
+def pooled_block_bytes(
+    shards: Sequence[Shard], workload: Workload, world_size: int, ops: ShardOps | None = None
+) -> float:
+    """``pooled_output_bytes`` of shards that live on one rank: once per (table, column range), as
+    they are pooled (``graph.shard_ops.pooled_blocks``: a table's hot and cold rows on one rank
+    write one output), the widest of them."""
+    widest: dict[tuple[str, int, int], float] = {}
+    for s in shards:
+        key = (s.table, s.col_start, s.col_end)
+        widest[key] = max(widest.get(key, 0.0), pooled_output_bytes(s, workload, world_size, ops))
+    return sum(widest.values())
+
+
+def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
+    """HBM of the owner side of ``plan``'s pooled exchange per rank (``pooled_block_bytes`` of each
+    rank's shards); ranks without any left out."""
+    by_rank: dict[int, list[Shard]] = defaultdict(list)
+    for shard in plan.shards:
+        if shard.sharding != "data_parallel":
+            for rank in shard.ranks:
+                by_rank[rank].append(shard)
+    if ops is None and any(s.sharding == "distributed" for s in plan.shards):
+        ops = ShardOps(workload)  # once for the plan
+    out = {r: pooled_block_bytes(s, workload, plan.world_size, ops) for r, s in by_rank.items()}
+    return {r: v for r, v in sorted(out.items()) if v}
 
 
 def page_cache_fraction(tier: str) -> float:
@@ -149,6 +219,8 @@ class Usage:
     dense_hbm_bytes: float
     tables_by_rank: dict[int, dict[str, float]]  # rank -> table -> HBM bytes
     tables_by_node: dict[int, dict[str, float]]  # node -> table -> DDR + SSD bytes
+    #: rank -> HBM of the owner side of the pooled exchange (``pooled_output_bytes``)
+    pooled_by_rank: dict[int, float] = field(default_factory=dict)
 
 
 def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
@@ -164,6 +236,9 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     cache: dict[int, float] = defaultdict(float)
     by_rank: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     by_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    pooled = pooled_by_rank(plan, workload)
+    for rank, out in pooled.items():
+        hbm[rank] += out
     memo: dict[tuple[object, ...], Storage] = {}
     for shard in plan.shards:
         key = (shard.table, shard.sharding, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
@@ -189,6 +264,7 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
         dense,
         {r: dict(v) for r, v in by_rank.items()},
         {n: dict(v) for n, v in by_node.items()},
+        pooled,
     )
 
 
@@ -245,6 +321,7 @@ def check_fits(usage: Usage, cap: Capacity, *, what: str = "plan") -> None:
             raise InfeasibleError(
                 f"{what}: rank {rank} needs {_b(used)} of HBM, {_b(cap.hbm_bytes_per_rank)} available "
                 f"({_b(used - cap.hbm_bytes_per_rank)} short; dense side {_b(usage.dense_hbm_bytes)}"
+                + (f", pooled outputs {_b(out)}" if (out := usage.pooled_by_rank.get(rank, 0.0)) else "")
                 + (f"; largest tables: {_largest(tables)})" if tables else ")")
             )
     for label, by_node, limit in (

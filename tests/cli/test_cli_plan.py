@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from recsim.cli import cli
 from recsim.planner.io import load_plan, plan_from_dict, plan_to_dict, save_plan
-from recsim.planner.storage import shard_storage
+from recsim.planner.storage import pooled_by_rank, shard_storage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
@@ -73,7 +73,7 @@ def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
     row = data["ranks"][0]
     for key in ("hbm_bytes", "ddr_bytes", "ssd_bytes", "shards", "lookups_per_step", "est_total_s"):
         assert isinstance(row[key], (int, float)), key
-    # The rows add up to the plan's bytes: the dense side on every rank plus each shard copy.
+    # The rows add up to the plan's bytes: the dense side on every rank plus each shard copy ...
     plan = plan_from_dict(data["plan"])
     tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
     hbm = ddr = 0.0
@@ -81,6 +81,8 @@ def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
         st = shard_storage(shard, tiny)
         hbm += st.hbm_bytes * len(shard.ranks)
         ddr += st.ddr_bytes * len(shard.ranks)
+    # ... and the owner side of the pooled exchange (``pooled_by_rank``).
+    hbm += sum(pooled_by_rank(plan, tiny).values())
     ranks = data["ranks"]
     assert sum(r["hbm_bytes"] for r in ranks) == pytest.approx(2 * data["dense_hbm_bytes_per_rank"] + hbm)
     assert sum(r["ddr_bytes"] for r in ranks) == pytest.approx(ddr) == pytest.approx(data["ddr_bytes_total"])

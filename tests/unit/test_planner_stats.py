@@ -34,6 +34,9 @@ B_BYTES = 50 * (4 * 4 + 4)  # 1000
 # Adagrad state) + 4 samples x 4 B x 22 layer outputs (8 + 4 + 3 + 6 + 1) + 4 x 4 B x 8 pooled values.
 DENSE_2 = 131 * 4 * 3 + 4 * 4 * 22 + 4 * 4 * 8  # 2052
 DENSE_4 = 131 * 4 * 3 + 2 * 4 * 22 + 2 * 4 * 8  # 1812 (local batch 2)
+# The owner side of the pooled exchange: a rank that pools a table (or, in a row split, its rows)
+# holds its vectors for the global batch, B x 4 x 4 B (``storage.pooled_output_bytes``).
+POOLED = B * 4 * 4  # 128
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,7 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     st = plan_stats(plan, two, tiny)
     r0, r1 = st.ranks
     assert st.dense_hbm_bytes_per_rank == DENSE_2
-    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + A_BYTES, DENSE_2 + B_BYTES)
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + A_BYTES + POOLED, DENSE_2 + B_BYTES + POOLED)
     assert (r0.ddr_bytes, r0.ssd_bytes, r1.ddr_bytes) == (0.0, 0.0, 0.0)
     assert (r0.shards, r1.shards) == (1, 1)
     assert (r0.lookups_per_step, r1.lookups_per_step) == (B * 2, B * 3)  # 16, 24
@@ -81,8 +84,8 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     # Each owner sends every rank (itself included) b x dim x 4 B: B x 4 x 4 = 128 B per table.
     assert (r0.a2a_send_bytes, r1.a2a_send_bytes) == (128.0, 128.0)
     assert st.a2a_fwd_bytes_per_step == 256.0 == graph_a2a_bytes(tiny, plan)
-    mean_hbm = (2 * DENSE_2 + A_BYTES + B_BYTES) / 2
-    assert st.hbm_imbalance == pytest.approx((DENSE_2 + A_BYTES) / mean_hbm)
+    mean_hbm = (2 * DENSE_2 + A_BYTES + B_BYTES + 2 * POOLED) / 2
+    assert st.hbm_imbalance == pytest.approx((DENSE_2 + A_BYTES + POOLED) / mean_hbm)
     perf = plan_perf(Estimator(two, tiny), plan)
     totals = [perf[0].total_s, perf[1].total_s]
     assert [r.est_total_s for r in st.ranks] == totals
@@ -96,7 +99,7 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     assert st.bytes_by_dtype["fp32"] == A_BYTES + B_BYTES
     assert st.shards_by_sharding["table_wise"] == 2 and st.tables_by_sharding["table_wise"] == 2
     assert st.fits and st.fits_within_reserve and st.status == "feasible" and st.reason is None
-    assert st.hbm_bytes_total == 2 * DENSE_2 + A_BYTES + B_BYTES
+    assert st.hbm_bytes_total == 2 * DENSE_2 + A_BYTES + B_BYTES + 2 * POOLED
 
 
 def test_lookups_are_the_graph_ops(tiny: Workload, two: System) -> None:
@@ -130,7 +133,7 @@ def test_row_wise_sends_nothing_in_the_all_to_all(tiny: Workload, two: System) -
     )
     st = plan_stats(plan, two, tiny)
     for r in st.ranks:
-        assert r.hbm_bytes == DENSE_2 + A_BYTES / 2 + B_BYTES / 2
+        assert r.hbm_bytes == DENSE_2 + A_BYTES / 2 + B_BYTES / 2 + 2 * POOLED  # each pools a and b
         assert r.lookups_per_step == 8 + 12
         assert r.shards == 2
     assert st.a2a_fwd_bytes_per_step == 0.0 == graph_a2a_bytes(tiny, plan)
@@ -155,7 +158,12 @@ def test_table_row_wise_on_four_ranks(tiny: Workload, four: System) -> None:
     assert [r.a2a_send_bytes for r in st.ranks] == [128.0, 0.0, 32.0, 32.0]
     assert st.a2a_fwd_bytes_per_step == 192.0 == graph_a2a_bytes(tiny, plan)
     assert [r.node for r in st.ranks] == [0, 0, 1, 1]
-    assert [r.hbm_bytes for r in st.ranks] == [DENSE_4 + B_BYTES, DENSE_4, DENSE_4 + 1000, DENSE_4 + 1000]
+    assert [r.hbm_bytes for r in st.ranks] == [
+        DENSE_4 + B_BYTES + POOLED,
+        DENSE_4,
+        DENSE_4 + 1000 + POOLED,
+        DENSE_4 + 1000 + POOLED,
+    ]
     assert [r.lookups_per_step for r in st.ranks] == [24, 0, 8, 8]
 
 
@@ -175,7 +183,7 @@ def test_replicated_hot_rows_cut_the_owners_bags(tiny: Workload, two: System) ->
     assert st.parameters_placed == 600  # replicated rows counted once
     hot = 5 * (20 + 4 * 4)  # each replica also keeps its rows' fp32 gradient (dense training)
     assert st.bytes_by_tier["hbm"] == A_BYTES + 2 * hot + 45 * 20  # but stored on both ranks
-    assert st.ranks[0].hbm_bytes == DENSE_2 + A_BYTES + hot
+    assert st.ranks[0].hbm_bytes == DENSE_2 + A_BYTES + hot + POOLED  # a's owner; b's hot rows pool locally
 
 
 def test_slow_tiers_and_node_shares(tiny: Workload, two: System) -> None:
@@ -183,7 +191,8 @@ def test_slow_tiers_and_node_shares(tiny: Workload, two: System) -> None:
     st = plan_stats(plan, two, tiny)
     r0, r1 = st.ranks
     cache = 32 * 16  # 10 rows asked, one whole 32-way set of 16 B rows in HBM (FBGEMM's rounding)
-    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2, DENSE_2 + cache)
+    # rows on host tiers: their owners still pool the global batch's vectors in HBM
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + POOLED, DENSE_2 + cache + POOLED)
     assert st.nodes[0].ddr_bytes == A_BYTES + B_BYTES
     assert r0.ddr_bytes == r1.ddr_bytes == (A_BYTES + B_BYTES) / 2  # the node's DDR over its 2 ranks
     assert st.bytes_by_tier["ddr"] == A_BYTES and st.bytes_by_tier["uvm_caching"] == B_BYTES + cache
