@@ -19,7 +19,10 @@ each block its ``Perf`` and ``Storage``:
   replicated) in the all-to-all; row splits over ``g`` ranks reduce-scatter ``B x dim`` over their
   group and, if the group is not the world, send their ``B / g`` samples on in the all-to-all;
   replicated (data-parallel) rows all-reduce their gradient whole. Backward mirrors forward.
-- **storage**: ``recsim.planner.storage.shard_storage`` per block.
+- **storage**: ``recsim.planner.storage.shard_storage`` of the block's shards plus, in HBM, the
+  owner side of its pooled exchange (``pooled_block_bytes``: its global batch's pooled vectors,
+  wherever its rows are), as ``plan_usage`` charges a placed plan: what the block takes on its
+  rank, known before placement, as TorchRec's planner adds a shard's ``output_sizes`` to its storage.
 
 A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
 DIMMs) makes the option unavailable, with the cost layer's reason kept for error messages.
@@ -45,7 +48,7 @@ from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.limits import dtypes_for
-from recsim.planner.storage import shard_storage
+from recsim.planner.storage import pooled_block_bytes, shard_storage
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
@@ -54,11 +57,15 @@ from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype, w
 
 @dataclass(frozen=True)
 class Block:
-    """Shards that live together on one rank (``ranks`` left empty until placed)."""
+    """Shards that live together on one rank (``ranks`` left empty until placed).
+
+    ``storage``: all the block takes on its rank, ``pooled_hbm_bytes`` (its pooled vectors for the
+    global batch, ``storage.pooled_block_bytes``) included in its HBM."""
 
     shards: tuple[Shard, ...]
     perf: Perf
     storage: Storage
+    pooled_hbm_bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ class Estimator:
         self._updates: dict[tuple[object, ...], tuple[float, float]] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
+        self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled bytes memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
 
     # -- communication -------------------------------------------------------------------------
@@ -280,7 +288,7 @@ class Estimator:
             )
             hit = self._blocks.get(memo_key)
             if hit is not None:
-                return Block(tuple(shards), hit.perf, hit.storage)
+                return dataclasses.replace(hit, shards=tuple(shards))
         comm = self.comm_dtype
         fwd = sum(self.marginal_lookup_s(s, "forward") for s in shards)
         bwd = sum(self.marginal_lookup_s(s, "backward") for s in shards)
@@ -301,10 +309,13 @@ class Estimator:
                 size = s.rows * s.dim * DTYPE_BYTES[grad_dtype]
                 dp += size * self.marginal_s_per_byte("all_reduce", self.world, "fp32")
                 bwd += self.update_s(s, None if grad_dtype == table_dtype else grad_dtype)[0]
-        storage = Storage()
+        # What the block takes on its rank: its rows (and their state, a cache) and the pooled
+        # vectors it writes for the global batch (``storage`` module docstring), as ``plan_usage``.
+        pooled = pooled_block_bytes(shards, self.w, self.world, self.ops)
+        storage = Storage(hbm_bytes=pooled)
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)
-        block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage)
+        block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage, pooled)
         if memo_key is not None:
             self._blocks[memo_key] = block
         return block

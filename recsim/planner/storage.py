@@ -34,6 +34,8 @@ world_size x shard columns x output dtype bytes`` per shard, added to each shard
 output is freed once sent (the TBE's backward does not read it), before its gradient arrives.
 Left out: the ids the input all-to-all delivers to the owner (TorchRec's ``input_sizes``, 8 B a
 lookup of the global batch) and the reduce-scatter's output of a row split.
+The planner counts the same bytes: the estimator adds them to each block's storage
+(``Estimator.block``), which its partitioner places.
 
 **Capacity** (``capacity``): the accelerator's HBM per rank, the node's host memory, and the node's
 SSDs (count x capacity). ``check_fits`` compares the totals with the capacities less a reserve and

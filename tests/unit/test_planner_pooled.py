@@ -8,7 +8,11 @@ import pytest
 from recsim.config.loader import Override
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
+from recsim.planner.config import planner_config
+from recsim.planner.estimator import Estimator
+from recsim.planner.partitioners import Partitioner
 from recsim.planner.storage import (
+    Capacity,
     dense_hbm_bytes,
     plan_usage,
     pooled_by_rank,
@@ -83,3 +87,82 @@ def test_plan_usage_charges_the_owner_once_per_table_and_column_range(tiny):
     for rank in (0, 1):
         rows = sum(shard_storage(s, tiny, 2).hbm_bytes for s in plan.shards if rank in s.ranks)
         assert usage.hbm_by_rank[rank] == dense + rows + pooled_by_rank(plan, tiny)[rank]
+
+
+def test_a_block_takes_its_rows_and_its_pooled_vectors(tiny):
+    est = Estimator(two_gpus(), tiny, planner_config([]))
+    cand = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
+    assert cand is not None
+    (block,) = cand.blocks
+    assert block.pooled_hbm_bytes == A_POOLED
+    assert block.storage.hbm_bytes == 100 * 20 + A_POOLED  # fp32 dim 4 + row-wise Adagrad, 20 B a row
+    slow = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
+    assert slow is not None
+    assert slow.blocks[0].storage.hbm_bytes == A_POOLED
+
+
+def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
+    est = Estimator(two_gpus(), tiny, planner_config([]))
+    cand = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
+    assert cand is not None
+    dense = dense_hbm_bytes(tiny, 2)
+    rows = 100 * 20
+    short = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_POOLED - 1, 1e12, 1e12, 2))
+    assert short.place(cand) is None  # the rows alone would fit
+    enough = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_POOLED, 1e12, 1e12, 2))
+    assert enough.place(cand) is not None
+
+
+def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tiny):
+    # Tables a and b (128 B of pooled vectors each) on 2 ranks: rows (and caches) may not take a
+    # rank's even share of their sum (128 B) plus the largest (128 B); a's vectors alone, its rows
+    # on a host tier, may.
+    est = Estimator(two_gpus(), tiny, planner_config([]))
+    hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
+    uvm = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
+    assert hbm is not None and uvm is not None
+    dense = dense_hbm_bytes(tiny, 2)
+    held = 100 * 20 + A_POOLED
+    for slack, fits in ((2 * A_POOLED - 1, False), (2 * A_POOLED, True)):
+        part = Partitioner(est, "lpt", cap=Capacity(dense + held + slack, 1e12, 1e12, 2))
+        part.reserve(2 * A_POOLED, A_POOLED)
+        assert (part.place(hbm) is not None) is fits
+    part = Partitioner(est, "lpt", cap=Capacity(dense + A_POOLED, 1e12, 1e12, 2))
+    part.reserve(2 * A_POOLED, A_POOLED)
+    assert part.place(uvm) is not None
+    assert part.place(uvm) is not None  # the other rank
+    assert part.place(uvm) is None  # full
+
+
+def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
+    # HBM only, fp32 only, table-wise, no planner reserve, on 2 ranks: a's rows (2,000 B) fit a
+    # rank with 2,100 B free, but not with its 128 B of pooled vectors; on ranks with room for a's
+    # rows, its vectors and the reserve for both tables' vectors (128 + 128 B), the greedy plans.
+    from recsim.api import make_plan
+    from recsim.errors import InfeasibleError
+
+    dense = dense_hbm_bytes(tiny, 2)
+    planner = [
+        "planner.hbm_reserve=0",
+        "planner.tiers=[hbm]",
+        "planner.embedding_dtypes=[fp32]",
+        "planner.sharding_types=[table_wise]",
+    ]
+
+    def system(free: float) -> System:
+        hbm = f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"
+        return HW.system(
+            "tiny",
+            [
+                Override.parse("cluster.nodes=1"),
+                Override.parse("node.accelerators.count=2"),
+                Override.parse(hbm),
+            ],
+        )
+
+    with pytest.raises(InfeasibleError, match=r"table 'a' .* fits nowhere"):
+        make_plan("greedy", tiny, system(2100), planner=planner)
+    roomy = system(100 * 20 + A_POOLED + 2 * A_POOLED)
+    plan = make_plan("greedy", tiny, roomy, planner=planner)
+    usage = plan_usage(plan, tiny, roomy)
+    assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED

@@ -211,8 +211,9 @@ def test_recshard_given_another_slow_tier_never_plans_worse() -> None:
     both = makespan_s("[hbm, uvm_caching, ddr]")
     assert both <= min(alone)
     # 24.711 before the p2p protocol rule and refit; 24.631 before Simple's p2p base; 24.497
-    # before the A100 collective refit on the training size blocks (2ba0c2b: its all-to-alls)
-    assert both == pytest.approx(24.520, abs=2e-3)
+    # before the A100 collective refit on the training size blocks (2ba0c2b: its all-to-alls);
+    # 24.520 before the owners' pooled vectors took HBM (``storage.pooled_output_bytes``)
+    assert both == pytest.approx(24.594, abs=2e-3)
 
 
 def _option(table: str, hbm_bytes: float, time_s: float, hot: int = 0) -> TierOption:

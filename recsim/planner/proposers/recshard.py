@@ -61,7 +61,13 @@ from dataclasses import dataclass
 from recsim.planner.estimator import Candidate, Estimator
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
-from recsim.planner.proposers.greedy import best_placement, capacity_constrained, finished_plan, place_table
+from recsim.planner.proposers.greedy import (
+    best_placement,
+    capacity_constrained,
+    finished_plan,
+    least_pooled_bytes,
+    place_table,
+)
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
 from recsim.units import Dimension, format_quantity
@@ -130,7 +136,10 @@ def table_options(
         if not _fits(cand, per_rank_free) and cold != "hbm":
             return
         cost = knapsack_cost_s(est, cand)
-        out.append(TierOption(table.name, hot, cold, cand.option.storage.hbm_bytes, cost, cand))
+        hbm = cand.option.storage.hbm_bytes
+        if cold == "hbm" and not _fits(cand, per_rank_free):
+            hbm = _split_hbm_bytes(ctx, cand, per_rank_free)
+        out.append(TierOption(table.name, hot, cold, hbm, cost, cand))
 
     for tier in slow:
         add(whole_table(ctx, table, tier, dtype), 0, tier)
@@ -148,6 +157,21 @@ def table_options(
     if allow_hbm:
         add(whole_table(ctx, table, "hbm", dtype), table.rows, "hbm")
     return out
+
+
+def _split_hbm_bytes(ctx: PlanningContext, cand: Candidate, per_rank_free: float) -> float:
+    """HBM a table whole on ``cand``'s tier, too big for one rank, takes once split so that every
+    block fits a rank: the least of the schemes that do (column blocks pool the global batch once
+    in all, each member of a row split all of it: ``storage.pooled_output_bytes``), so the knapsack
+    budgets the pooled vectors of the split that will be placed (``_alternatives``); ``cand``'s own
+    bytes where none fits."""
+    option = cand.option
+    splits = [
+        c.option.storage.hbm_bytes
+        for c in ctx.estimator.candidates(ctx.workload.table(option.table), option.dtype, [option.tier])
+        if c.placement != "every" and not c.replicated and _fits(c, per_rank_free)
+    ]
+    return max(option.storage.hbm_bytes, min(splits)) if splits else option.storage.hbm_bytes
 
 
 def whole_table(ctx: PlanningContext, table: Table, tier: str, dtype: str) -> Candidate | None:
@@ -337,6 +361,8 @@ class RecShard(Proposer):
     def propose(self, ctx: PlanningContext) -> Plan:
         est = ctx.estimator
         part = Partitioner(est, "lpt")
+        # The options' HBM bytes count every table's pooled vectors, wherever its rows go (the
+        # estimator's block storage), so the knapsack budgets them with the rows.
         per_rank_free = max(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
         budget = math.fsum(max(0.0, part.cap.hbm_bytes_per_rank - h) for h in part.hbm)
         # When the tables fit in HBM at their precision, tiering has nothing to gain: cost only
@@ -431,6 +457,16 @@ class RecShard(Proposer):
         part = Partitioner(ctx.estimator, "lpt")
         notes: list[str] = []
         remaining = math.fsum(_perf_s(chosen.get(n)) for n in order)
+        # Rows leave their HBM to the pooled vectors of the tables the knapsack put off HBM, and of
+        # those it chose nothing for (the greedy's placement) (``Partitioner.reserve``).
+        off: list[float] = []
+        for name in order:
+            opt = chosen.get(name)
+            if opt is None:
+                off.append(least_pooled_bytes(ctx, ctx.workload.table(name)))
+            elif not any(Partitioner.holds_rows(b) for b in opt.candidate.blocks):
+                off.append(math.fsum(b.pooled_hbm_bytes for b in opt.candidate.blocks))
+        part.reserve(math.fsum(off), max(off, default=0.0))
         for name in order:
             remaining -= _perf_s(chosen.get(name))
             rest = max(0.0, remaining)
