@@ -153,7 +153,10 @@ LANE_INPUT = 2
 # ``recsim.engine.hbm``).
 LANE_INDEX = 1
 # The weight-gradient GEMMs of DCNv2 cross layers (``Runtime.async_cross_wgrad``: HugeCTR's
-# "cross_layer_wgrad" stream).
+# "cross_layer_wgrad" stream) and of MLP linear layers (``Runtime.async_mlp_wgrad``: its
+# comp_overlap_stream). One in-order lane for both, though HugeCTR's are two streams: the builder
+# never has a cross layer's and an MLP layer's ready at once (a cross stack's first dH GEMM waits
+# for the top MLP's last wgrad, the bottom MLP's first dgrad for the stack's last).
 LANE_WGRAD = 2
 
 
@@ -1162,7 +1165,10 @@ def dense_layer_ops(
     layer's GEMMs and element-wise kernel (``_cross_layer_ops``; ``closes_stack``: the stack's
     first layer, whose backward ends the stack's and slices its input's gradient back
     (``opens_stack``: its forward, which first concatenates the stack's input); ``async_wgrad``:
-    its backward's input- and weight-gradient GEMMs as nodes of their own)."""
+    its backward's input- and weight-gradient GEMMs as nodes of their own, for a cross layer or a
+    linear one: ``_async_linear_ops``)."""
+    if backward and async_wgrad and layer.op == "linear":
+        return _async_linear_ops(layer, b, s, precision, input_grad=input_grad)
     if layer.op == "dcnv2":
         return _cross_layer_ops(
             layer,
@@ -1175,6 +1181,28 @@ def dense_layer_ops(
             opens_stack=opens_stack,
         )
     return (("", _layer_op(layer, b, s, precision, backward=backward, input_grad=input_grad)),)
+
+
+def _async_linear_ops(layer: Layer, b: int, s: float, precision: str, *, input_grad: bool) -> LayerOps:
+    """A linear layer's backward as HugeCTR runs it with async weight gradients
+    (``Runtime.async_mlp_wgrad``): the input gradient ``_dgrad`` (``_input_grad_op``, beta = 0),
+    then the weight gradient ``_wgrad``, a node of its own for the graph builder to put on
+    ``LANE_WGRAD`` (``_dense_chain``); without ``input_grad`` (the first dense layer, whose dgrad
+    HugeCTR skips) the weight gradient alone.
+
+    FusedFCLayerFunctors::bprop (HugeCTR src/layers/functors/fused_fc_layer_functors.cu, the MLP
+    layer's) calls the wgrad GEMM with beta = 1 (``gemm_functor_(1.0f, bottom, grad_top, 1.0f,
+    kernel_grad, ...)``), the dgrad with beta = 0; FusedReluBiasFullyConnectedLayer::bprop
+    (src/layers/fused_relu_bias_fully_connected_layer.cu) likewise (``beta_k``, ``beta_x``). So the
+    weight gradient adds into its buffer and reads it: ``in x out`` elements of C
+    (``Compute.accumulates``). The bias gradient rides in a GEMM epilogue (fuse_wb=False: the dgrad
+    GEMM's, DRELU_BGRAD; the MLP's last layer's in its wgrad), an ``out``-element vector left out as
+    the undivided node leaves it out."""
+    wgrad = _layer_op(layer, b, s, precision, backward=True, input_grad=False)
+    accumulated = _accumulating(wgrad, layer.in_features * layer.out_features * s)
+    if not input_grad:
+        return (("_wgrad", accumulated),)
+    return (("_dgrad", _input_grad_op(layer, b, s, precision)), ("_wgrad", accumulated))
 
 
 def _cross_layer_ops(
@@ -1641,6 +1669,16 @@ def _dense_chain(
     # memory-bound ``fused_mul_fma3``. The stack's end waits for the last layer's (``join``: HugeCTR
     # joins the wgrad stream after the closing ``matrix_add``), which then hide nothing.
     async_wgrad = bld.runtime is not None and bld.runtime.async_cross_wgrad
+    # HugeCTR's async weight gradients of the MLP layers (``Runtime.async_mlp_wgrad``), contended
+    # the same way: each linear layer's wgrad GEMM on ``LANE_WGRAD`` after its dgrad GEMM, the next
+    # GEMM on lane 0 (a linear dgrad, a cross layer's dH) waiting for it (``wgrad_done``), so it
+    # overlaps only the memory-bound kernels in between (the interaction's or a cross layer's
+    # element-wise backward, the concatenation's slices) and, after the first dense layer's (which
+    # has no dgrad), the rest of the step up to the all-reduce and the optimizer. In HugeCTR the
+    # wgrad waits only for the layer's upstream gradient and the next dgrad only for this dgrad
+    # (MLPLayer::bprop, src/layers/mlp_layer.cu): both GEMMs fill the SMs, and the engines give
+    # each lane the whole GPU, so running them side by side would count the GPU twice.
+    async_mlp = bld.runtime is not None and bld.runtime.async_mlp_wgrad
     wgrad_done: list[int] = []
     join: list[int] = []
     for layer in reversed([*bottom, *after]):
@@ -1650,6 +1688,7 @@ def _dense_chain(
         # The first bottom layer reads the dense features, which need no gradient.
         first = bool(bottom) and layer is bottom[0]
         crossed = async_wgrad and layer.op == "dcnv2"
+        split = async_mlp and layer.op == "linear"
         ops = bld.layer_ops(
             layer,
             b,
@@ -1658,8 +1697,21 @@ def _dense_chain(
             backward=True,
             input_grad=not first,
             closes_stack=layer is first_cross,
-            async_wgrad=crossed,
+            async_wgrad=crossed or split,
         )
+        if split:
+            *dgrad, (_, wgrad) = ops
+            if dgrad:  # behind the previous layer's weight gradient (contended, above)
+                prev = push(f"{layer.name}_dgrad_bwd", dgrad[0][1], prev, [*join, *wgrad_done])
+                join = []
+            # After the layer's dgrad (or, without one, its upstream gradient's): the lane runs in
+            # order, so its last node is every weight gradient so far done.
+            last_wgrad = push(f"{layer.name}_wgrad_bwd", wgrad, prev)
+            lanes[last_wgrad] = LANE_WGRAD
+            wgrad_done = [last_wgrad]
+            if layer.params:
+                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], last_wgrad))
+            continue
         if crossed:
             (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad), *closed = ops
             k = push(f"{layer.name}_bwd", fma3, prev, join)
@@ -1687,6 +1739,9 @@ def _dense_chain(
         # A layer's gradients are ready after its last backward node that makes one.
         if layer.params:
             grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], ready))
+    # The backward's end (the dense optimizer) also waits for the weight gradients still on their
+    # lane: HugeCTR's main stream joins the overlap stream after the MLP's first layer (MLPLayer::
+    # bprop, ``set_wgrad_event_sync`` at i == 0).
     return _DenseChain(
         entries,
         deps,
@@ -1697,7 +1752,7 @@ def _dense_chain(
         grads,
         lanes,
         extra,
-        join,
+        [*join, *(wgrad_done if async_mlp else [])],
     )
 
 

@@ -189,6 +189,10 @@ class Runtime(ABC):
     #: nearly as slowly as after it (each fills the SMs), so the builder lets the weight gradients
     #: overlap only the next layer's memory-bound element-wise kernel: contended, not free.
     async_cross_wgrad: ClassVar[bool] = False
+    #: Whether the framework runs each MLP linear layer's backward weight-gradient GEMM on that
+    #: side stream too, its input-gradient GEMM on the main one (``recsim.graph.build._dense_chain``,
+    #: contended the same way: the next layer's input gradient waits for it).
+    async_mlp_wgrad: ClassVar[bool] = False
     #: Whether the next batch's input dist waits for the H2D copy of the previous step rather than
     #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch
     #: i + 1's indices (already on the device) and trains on batch i.
@@ -439,6 +443,18 @@ class Fused(Runtime):
     # them overlap only the next layer's element-wise kernel (``_dense_chain``: two GEMMs would
     # share the SMs, which the engines do not model).
     async_cross_wgrad = True
+    # And its MLP layers: the same train.py passes that compute_config (async_wgrad=True, fuse_wb=
+    # False) to the bottom and top MLPs (Layer_t.MLP), whose MLPLayer::bprop (src/layers/
+    # mlp_layer.cu) calls FusedFCLayerFunctors::bprop (src/layers/functors/
+    # fused_fc_layer_functors.cu) per layer: the wgrad GEMM (beta = 1) on the GPU's
+    # comp_overlap_stream after an event on the main stream, the dgrad GEMM on the main stream
+    # (skipped for the first dense layer: add_dense_layer.cpp's ``skip_dgrad = layers.size() ==
+    # 0``), and after the first layer's (i == 0) records the overlap stream's event for the main
+    # stream's later work to wait on (``set_wgrad_event_sync``). NVIDIA's
+    # MLPerf DLRM (v1) configs ask for the same with CreateSolver(async_mlp_wgrad=True)
+    # (training_results_v2.1 NVIDIA hugectr-preview dgx_h100.py), FusedReluBiasFullyConnectedLayer
+    # putting its wgrad on that stream (src/layers/fused_relu_bias_fully_connected_layer.cu).
+    async_mlp_wgrad = True
 
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         out = super().unsupported(plan, workload)

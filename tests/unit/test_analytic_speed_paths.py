@@ -1028,7 +1028,11 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
                 backward=backward,
                 input_grad=not first,
                 closes_stack=backward and layer is first_cross,
-                async_wgrad=backward and layer.op == "dcnv2" and framework_named(runtime).async_cross_wgrad,
+                async_wgrad=backward
+                and (
+                    (layer.op == "dcnv2" and framework_named(runtime).async_cross_wgrad)
+                    or (layer.op == "linear" and framework_named(runtime).async_mlp_wgrad)
+                ),
             )
             for suffix, op in made:
                 expected[f"{layer.name}{suffix}{tag}"] = op
@@ -1631,6 +1635,10 @@ def reference_build_training_step(
                 # the interaction's backward made the embedding grads
                 emb_grad_ready[r] = [*prev, *join]
             crossed = framework.async_cross_wgrad and layer.op == "dcnv2"
+            # (Since: HugeCTR's async MLP weight gradients on LANE_WGRAD, contended as the cross
+            # layers': a linear layer's dgrad waits for the previous weight gradient, its wgrad
+            # for its dgrad; the backward's end for the last one.)
+            split = framework.async_mlp_wgrad and layer.op == "linear"
             # (Since: the first bottom layer's backward computes the weights' gradient only.)
             ops = bld.layer_ops(
                 layer,
@@ -1640,9 +1648,26 @@ def reference_build_training_step(
                 backward=True,
                 input_grad=not (data_parallel and layer is data_parallel[0]),
                 closes_stack=layer is first_cross,
-                async_wgrad=crossed,
+                async_wgrad=crossed or split,
             )
-            if crossed:
+            if split:
+                *dgrad, (_, wgrad) = ops
+                name = layer.name
+                if dgrad:
+                    d = bld.add(
+                        r,
+                        f"{name}_dgrad_bwd",
+                        Stream.COMPUTE,
+                        dgrad[0][1],
+                        [*prev, *join, *wgrad_done],
+                        "backward",
+                    )
+                    prev, join = [d], []
+                ready = bld.add(
+                    r, f"{name}_wgrad_bwd", Stream.COMPUTE, wgrad, prev, "backward", lane=LANE_WGRAD
+                )
+                wgrad_done = [ready]
+            elif crossed:
                 # (Since: the stack's first layer's backward ends with the concatenation's slices.)
                 (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad), *closed = ops
                 name = layer.name
@@ -1671,7 +1696,7 @@ def reference_build_training_step(
                 grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, ready))
         if not emb_grad_ready[r]:
             emb_grad_ready[r] = [*prev, *join]
-        last_bwd[r] = [*prev, *join]
+        last_bwd[r] = [*prev, *join, *(wgrad_done if framework.async_mlp_wgrad else [])]
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce

@@ -376,11 +376,13 @@ def test_every_built_node_is_priced():
             if node.op.category == "gemm":
                 # A backward is two GEMMs (dX, dW), but the first bottom layer's: its input, the
                 # dense features, needs no gradient; its one GEMM is dW = X^T dY, reducing over
-                # the batch.
-                backward = node.name.endswith("_bwd") and node.name != "bottom0_bwd"
+                # the batch. HugeCTR's (tiny's fused runtime) runs them as a node each
+                # (``Runtime.async_mlp_wgrad``: ``_dgrad_bwd``, ``_wgrad_bwd``), one GEMM a node.
+                split = node.name.endswith(("_dgrad_bwd", "_wgrad_bwd"))
+                backward = node.name.endswith("_bwd") and node.name != "bottom0_bwd" and not split
                 kernels = gemm_kernels(node.op)
                 assert len(kernels) == (2 if backward else 1), node.name
-                if node.name == "bottom0_bwd":
+                if node.name in ("bottom0_bwd", "bottom0_wgrad_bwd"):
                     (dw,) = kernels
                     (m, k), (_, n) = node.op.shapes
                     assert (dw.m, dw.n, dw.k) == (k, n, m)

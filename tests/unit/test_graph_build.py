@@ -56,10 +56,12 @@ def test_training_step_by_hand(tiny):
     assert b0.bytes_read == (4 * 4 + 4 * 8) * 4
     assert b0.bytes_written == 4 * 8 * 4
     # Its backward computes the weights' gradient only: the dense features need none (a workload
-    # auditor's find: both GEMMs were charged). dW = X^T dY reads X (4 x 4) and dY (4 x 8).
-    b0_bwd = named(g, 0, "bottom0_bwd").op
-    assert b0_bwd.op == "linear_wgrad" and b0_bwd.flops == b0.flops
-    assert b0_bwd.bytes_read == (4 * 4 + 4 * 8) * 4 and b0_bwd.bytes_written == 4 * 8 * 4
+    # auditor's find: both GEMMs were charged). dW = X^T dY reads X (4 x 4) and dY (4 x 8); tiny
+    # runs HugeCTR's (fused) backward, whose wgrad GEMM adds into dW (beta = 1: reads its 4 x 8
+    # too), a node of its own (``test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane``).
+    b0_bwd = named(g, 0, "bottom0_wgrad_bwd").op
+    assert b0_bwd.op == "linear_wgrad" and b0_bwd.flops == b0.flops and b0_bwd.accumulates
+    assert b0_bwd.bytes_read == (4 * 4 + 4 * 8 + 4 * 8) * 4 and b0_bwd.bytes_written == 4 * 8 * 4
     # one DDP bucket with every dense gradient (131 params x 4 B)
     bucket = named(g, 0, "allreduce_bucket0").op
     assert isinstance(bucket, Collective)
@@ -650,7 +652,7 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     ready = [
         g.by_id[d].name for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket") for d in n.deps
     ]
-    assert ready[:3] == ["top0_bwd", "cross1_v_wgrad_bwd", "cross0_v_wgrad_bwd"]
+    assert ready[:3] == ["top0_wgrad_bwd", "cross1_v_wgrad_bwd", "cross0_v_wgrad_bwd"]
 
 
 def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
@@ -667,8 +669,9 @@ def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
     def deps(name):
         return sorted(g.by_id[d].name for d in named(g, 0, name).deps)
 
-    assert deps("cross1_bwd") == ["top0_bwd"]
-    assert deps("cross1_u_dgrad_bwd") == ["cross1_bwd"]  # the stack's first: nothing to wait for
+    assert deps("cross1_bwd") == ["top0_dgrad_bwd"]  # beside the top MLP's last weight gradient
+    # the stack's first waits for that one (HugeCTR's MLP weight gradients are async too)
+    assert deps("cross1_u_dgrad_bwd") == ["cross1_bwd", "top0_wgrad_bwd"]
     assert deps("cross1_v_dgrad_bwd") == ["cross1_u_dgrad_bwd"]
     assert deps("cross1_u_wgrad_bwd") == deps("cross1_v_wgrad_bwd") == ["cross1_v_dgrad_bwd"]
     assert deps("cross0_bwd") == ["cross1_v_dgrad_bwd"]  # beside cross1's weight gradients
@@ -679,9 +682,15 @@ def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
     # back (``test_hugectr_concatenates_the_cross_stacks_input``): the embeddings' gradients and
     # the bottom MLP wait for it.
     assert deps("cross0_concat_bwd") == ["cross0_v_dgrad_bwd", "cross0_v_wgrad_bwd"]
-    assert deps("bottom1_bwd") == ["cross0_concat_bwd"]
+    assert deps("bottom1_dgrad_bwd") == ["cross0_concat_bwd"]
     lanes = {n.name: n.lane for n in g.rank_nodes(0) if n.stream is Stream.COMPUTE and n.lane}
-    wgrads = [f"cross{k}_{p}_wgrad_bwd" for k in (1, 0) for p in ("u", "v")]
+    wgrads = [
+        "top1_wgrad_bwd",
+        "top0_wgrad_bwd",
+        *(f"cross{k}_{p}_wgrad_bwd" for k in (1, 0) for p in ("u", "v")),
+        "bottom1_wgrad_bwd",
+        "bottom0_wgrad_bwd",
+    ]
     assert {x: lane for x, lane in lanes.items() if not x.startswith("emb_index_sort")} == dict.fromkeys(
         wgrads, LANE_WGRAD
     )
@@ -703,6 +712,85 @@ def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
         assert b.deps == (a.id,) and a.lane == b.lane == 0
     # PyTorch's mm overwrites its output (beta = 0): autograd adds the residual's gradient itself.
     assert not any(n.op.accumulates for n in cross)
+
+
+def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
+    # HugeCTR's MLP layers with async wgrad (DCNv2 train.py's DenseLayerComputeConfig(async_wgrad=
+    # True), DLRM v1's CreateSolver(async_mlp_wgrad=True)): FusedFCLayerFunctors::bprop (src/layers/
+    # functors/fused_fc_layer_functors.cu) runs each layer's wgrad GEMM, beta = 1, on the overlap
+    # stream and its dgrad GEMM, beta = 0, on the main one; the first dense layer skips its dgrad.
+    # Contended as the cross layers' (``_dense_chain``): a wgrad follows its layer's dgrad and the
+    # next dgrad waits for it, so it hides only behind the memory-bound kernels in between.
+    # tiny: local batch 4, fp32; bottom 4 -> 8 -> 4, dot interaction (7 wide out), top 7 -> 6 -> 1.
+    from recsim.cost.compute import GemmShape, gemm_kernels
+    from recsim.graph.build import LANE_WGRAD
+
+    g = build_training_step(tiny, table_wise_round_robin(tiny, 2), UNFUSED)
+    g.validate()
+    dense = [n for n in g.rank_nodes(0) if n.phase == "backward" and n.stream is Stream.COMPUTE]
+    dense = [n for n in dense if not n.name.startswith("emb_")]
+    assert [(n.name, n.lane) for n in dense] == [
+        ("top1_dgrad_bwd", 0),
+        ("top1_wgrad_bwd", LANE_WGRAD),
+        ("top0_dgrad_bwd", 0),
+        ("top0_wgrad_bwd", LANE_WGRAD),
+        ("interaction_bwd", 0),
+        ("bottom1_dgrad_bwd", 0),
+        ("bottom1_wgrad_bwd", LANE_WGRAD),
+        ("bottom0_wgrad_bwd", LANE_WGRAD),  # no dgrad: the dense features need no gradient
+    ]
+
+    def deps(name):
+        return [g.by_id[d].name for d in named(g, 0, name).deps]
+
+    assert deps("top1_dgrad_bwd") == ["loss"]
+    assert deps("top1_wgrad_bwd") == ["top1_dgrad_bwd"]
+    assert deps("top0_dgrad_bwd") == ["top1_dgrad_bwd", "top1_wgrad_bwd"]  # contended
+    assert deps("top0_wgrad_bwd") == ["top0_dgrad_bwd"]
+    assert deps("interaction_bwd") == ["top0_dgrad_bwd"]  # beside top0's weight gradient
+    assert deps("bottom1_dgrad_bwd") == ["interaction_bwd", "top0_wgrad_bwd"]
+    assert deps("bottom0_wgrad_bwd") == ["bottom1_dgrad_bwd"]
+    # The bucket waits for the lane's last node, the optimizer for it and the chain's end.
+    assert deps("allreduce_bucket0") == ["bottom0_wgrad_bwd"]
+    assert deps("dense_optimizer") == ["bottom1_dgrad_bwd", "bottom0_wgrad_bwd", "allreduce_bucket0"]
+    # top0 (7 -> 6): dX[4, 7] = dY[4, 6] W^T reads dY and W, writes dX; dW[7, 6] += X^T dY reads X,
+    # dY and dW (beta = 1), writes dW: 2 x 4 x 7 x 6 = 336 FLOPs each, the undivided node's 672.
+    d, w = named(g, 0, "top0_dgrad_bwd").op, named(g, 0, "top0_wgrad_bwd").op
+    assert (d.op, d.flops, d.bytes_read, d.bytes_written, d.accumulates) == (
+        "linear_dgrad",
+        336,
+        (24 + 42) * 4,
+        28 * 4,
+        False,
+    )
+    assert (w.op, w.flops, w.bytes_read, w.bytes_written, w.accumulates) == (
+        "linear_wgrad",
+        336,
+        (28 + 24 + 42) * 4,
+        42 * 4,
+        True,
+    )
+    assert gemm_kernels(d) == (GemmShape(1, 4, 7, 6),) and gemm_kernels(w) == (GemmShape(1, 7, 6, 4, True),)
+    b0 = named(g, 0, "bottom0_wgrad_bwd").op  # dW[4, 8] += X^T dY
+    assert (b0.flops, b0.bytes_read, b0.accumulates) == (64 * 4, (16 + 32 + 32) * 4, True)
+    # Every layer's gradient is ready after its weight gradient, in backward order.
+    g = build_training_step(
+        tiny, table_wise_round_robin(tiny, 2), BuildOptions(fuse_tables=False, bucket_bytes=1)
+    )
+    ready = [
+        g.by_id[d].name for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket") for d in n.deps
+    ]
+    assert ready == [f"{x}_wgrad_bwd" for x in ("top1", "top0", "bottom1", "bottom0")]
+    # The PyTorch runtimes keep a linear layer's backward one node on lane 0 (autograd's two GEMMs
+    # on one stream, beta = 0).
+    for runtime_name in ("eager", "cuda_graphs"):
+        wl = tiny.model_copy(update={"training": tiny.training.model_copy(update={"runtime": runtime_name})})
+        g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+        linear = [
+            n for n in g.rank_nodes(0) if n.name in {"top1_bwd", "top0_bwd", "bottom1_bwd", "bottom0_bwd"}
+        ]
+        assert len(linear) == 4 and all(n.lane == 0 and not n.op.accumulates for n in linear)
+        assert not any("_dgrad_bwd" in n.name or "_wgrad_bwd" in n.name for n in g.rank_nodes(0))
 
 
 @pytest.mark.parametrize("runtime_name", ["fused", "eager"])
@@ -1022,12 +1110,15 @@ def test_a_pytorch_concatenations_backward_launches_no_kernel(tiny, runtime_name
     names = {n.name: n for n in g.rank_nodes(0)}
     top_first = next(x.name for x in wl.dense_layers if x.part == "top")
     bottom_last = [x.name for x in wl.dense_layers if x.part == "bottom"][-1]
-    after_top = names[f"{top_first}_bwd"].id
+    # HugeCTR's linear backward is its dgrad then its async wgrad (``_async_linear_ops``)
+    fused = runtime_name == "fused"
+    after_top = names[f"{top_first}_dgrad_bwd" if fused else f"{top_first}_bwd"].id
     assert named(g, 0, "interaction_fwd").op.op == "cat"  # the forward copies either way
-    if runtime_name == "fused":
+    if fused:
         cat = named(g, 0, "interaction_bwd")
         assert cat.op.op == "cat_bwd" and cat.deps == (after_top,)
-        assert names[f"{bottom_last}_bwd"].deps == (cat.id,)
+        # the bottom MLP's dgrad GEMM also waits for the top MLP's last weight gradient
+        assert names[f"{bottom_last}_dgrad_bwd"].deps == (cat.id, names[f"{top_first}_wgrad_bwd"].id)
     else:
         assert "interaction_bwd" not in names
         assert names[f"{bottom_last}_bwd"].deps == (after_top,)
