@@ -1119,6 +1119,26 @@ def _dot_interaction_op(layer: Layer, b: int, s: float, precision: str, *, backw
     return Compute("dot", layer.flops * b, inputs, outputs, precision, shapes, "interaction")
 
 
+# The compute categories whose kernels are matrix products on the tensor cores, as the cost layer
+# prices them (``recsim.cost.compute``'s tensor peak; ``recsim.cost.interference`` slows them as
+# GEMMs beside a collective): GEMMs, the dot interaction, cross layers and sequence units.
+_MATMUL_CATEGORIES = frozenset({"gemm", "interaction", "sequence"})
+
+
+def _fills_sms(op: Compute) -> bool:
+    """Whether ``op`` is a matrix product that fills the SMs as a GEMM does, so that a weight
+    gradient GEMM on ``LANE_WGRAD`` does not run beside it (``_dense_chain``: the engines give each
+    lane the whole GPU). The dot interaction's backward is one: HugeCTR's fp16 InteractionLayer::
+    bprop (src/layers/interaction_layer.cu) runs ``dotBasedInteractBwdKernel`` (fewer than
+    ``n_ins_knob`` = 32 vectors; else cuBLAS's strided-batched GEMM, CUBLAS_GEMM_DEFAULT_TENSOR_OP),
+    WMMA ``mma_sync`` tiles of 16 x 16 x 16 on the tensor cores, a warp a sample, 4 warps and, for
+    DLRM v1's 27 vectors of 128, 44 KiB of shared memory a block (``dotBasedInteractBwd``), batch / 4
+    blocks: it holds every SM's shared memory for its whole run, which leaves a GEMM's tiles little room
+    beside it, however low its FLOPs per byte (the cost model prices it on HBM bandwidth). A
+    concatenation's copy (no FLOPs) and the element-wise kernels are not."""
+    return op.category in _MATMUL_CATEGORIES and op.flops > 0
+
+
 def _accumulating(op: Compute, c_bytes: float) -> Compute:
     """The GEMM ``op`` called with ``beta = 1``: it adds its product into its output, reading that
     (``c_bytes``) as well (``Compute.accumulates``)."""
@@ -1671,10 +1691,11 @@ def _dense_chain(
     async_wgrad = bld.runtime is not None and bld.runtime.async_cross_wgrad
     # HugeCTR's async weight gradients of the MLP layers (``Runtime.async_mlp_wgrad``), contended
     # the same way: each linear layer's wgrad GEMM on ``LANE_WGRAD`` after its dgrad GEMM, the next
-    # GEMM on lane 0 (a linear dgrad, a cross layer's dH) waiting for it (``wgrad_done``), so it
-    # overlaps only the memory-bound kernels in between (the interaction's or a cross layer's
-    # element-wise backward, the concatenation's slices) and, after the first dense layer's (which
-    # has no dgrad), the rest of the step up to the all-reduce and the optimizer. In HugeCTR the
+    # matrix product on lane 0 (a linear dgrad, a cross layer's dH, the dot interaction's backward:
+    # ``_fills_sms``) waiting for it (``wgrad_done``), so it overlaps only the memory-bound kernels
+    # in between (a cross layer's element-wise ``fused_mul_fma3``, the concatenation's slices) and,
+    # after the first dense layer's (which has no dgrad), the rest of the step up to the all-reduce
+    # and the optimizer (the embedding backward, the collectives). In HugeCTR the
     # wgrad waits only for the layer's upstream gradient and the next dgrad only for this dgrad
     # (MLPLayer::bprop, src/layers/mlp_layer.cu): both GEMMs fill the SMs, and the engines give
     # each lane the whole GPU, so running them side by side would count the GPU twice.
@@ -1732,7 +1753,16 @@ def _dense_chain(
             continue
         ready = prev
         for suffix, op in ops:
-            prev = push(f"{layer.name}{suffix}_bwd", op, prev, join)
+            # A matrix product on the tensor cores (the dot interaction's backward) fills the SMs
+            # as a GEMM does (``_fills_sms``): it waits for the weight gradient still pending, as a
+            # dgrad would, not the other way round: HugeCTR's DLRM v1 launches the top MLP's first
+            # wgrad on the overlap stream before that layer's dgrad (FusedReluBiasFullyConnected-
+            # Layer::bprop, src/layers/fused_relu_bias_fully_connected_layer.cu) and the interaction
+            # after the dgrad, so the wgrad's blocks are queued ahead of the interaction's.
+            more = join
+            if wgrad_done and _fills_sms(op):
+                more, wgrad_done = [*join, *wgrad_done], []
+            prev = push(f"{layer.name}{suffix}_bwd", op, prev, more)
             join = []
             if suffix != "_concat":  # the stack's input gradient is no weight's
                 ready = prev

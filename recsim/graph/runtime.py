@@ -191,7 +191,8 @@ class Runtime(ABC):
     async_cross_wgrad: ClassVar[bool] = False
     #: Whether the framework runs each MLP linear layer's backward weight-gradient GEMM on that
     #: side stream too, its input-gradient GEMM on the main one (``recsim.graph.build._dense_chain``,
-    #: contended the same way: the next layer's input gradient waits for it).
+    #: contended the same way: the next matrix product on the main lane, a layer's input gradient
+    #: or the dot interaction's tensor-core backward, waits for it).
     async_mlp_wgrad: ClassVar[bool] = False
     #: Whether the next batch's input dist waits for the H2D copy of the previous step rather than
     #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch

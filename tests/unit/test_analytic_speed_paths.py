@@ -1686,8 +1686,18 @@ def reference_build_training_step(
                     prev, join = [c], []
             else:
                 for suffix, op in ops:
+                    # (Since: a matrix product with FLOPs, the dot interaction's backward, waits for
+                    # the pending MLP weight gradient as a dgrad does.)
+                    pending = []
+                    if op.category in ("gemm", "interaction", "sequence") and op.flops > 0:
+                        pending, wgrad_done = wgrad_done, []
                     nid = bld.add(
-                        r, f"{layer.name}{suffix}_bwd", Stream.COMPUTE, op, [*prev, *join], "backward"
+                        r,
+                        f"{layer.name}{suffix}_bwd",
+                        Stream.COMPUTE,
+                        op,
+                        [*prev, *join, *pending],
+                        "backward",
                     )
                     prev, join = [nid], []
                     if suffix != "_concat":  # (Since: the slices make no weight's gradient.)

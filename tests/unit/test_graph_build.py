@@ -720,7 +720,8 @@ def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
     # functors/fused_fc_layer_functors.cu) runs each layer's wgrad GEMM, beta = 1, on the overlap
     # stream and its dgrad GEMM, beta = 0, on the main one; the first dense layer skips its dgrad.
     # Contended as the cross layers' (``_dense_chain``): a wgrad follows its layer's dgrad and the
-    # next dgrad waits for it, so it hides only behind the memory-bound kernels in between.
+    # next matrix product (dgrad, dot interaction) waits for it, so it hides only behind the
+    # memory-bound kernels in between.
     # tiny: local batch 4, fp32; bottom 4 -> 8 -> 4, dot interaction (7 wide out), top 7 -> 6 -> 1.
     from recsim.cost.compute import GemmShape, gemm_kernels
     from recsim.graph.build import LANE_WGRAD
@@ -747,8 +748,11 @@ def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
     assert deps("top1_wgrad_bwd") == ["top1_dgrad_bwd"]
     assert deps("top0_dgrad_bwd") == ["top1_dgrad_bwd", "top1_wgrad_bwd"]  # contended
     assert deps("top0_wgrad_bwd") == ["top0_dgrad_bwd"]
-    assert deps("interaction_bwd") == ["top0_dgrad_bwd"]  # beside top0's weight gradient
-    assert deps("bottom1_dgrad_bwd") == ["interaction_bwd", "top0_wgrad_bwd"]
+    # The dot interaction's backward is a tensor-core kernel (HugeCTR's dotBasedInteractBwdKernel,
+    # WMMA): a matrix product that fills the SMs, so it waits for top0's weight gradient as a dgrad
+    # would, and the bottom MLP's dgrad after it has nothing more to wait for.
+    assert deps("interaction_bwd") == ["top0_dgrad_bwd", "top0_wgrad_bwd"]
+    assert deps("bottom1_dgrad_bwd") == ["interaction_bwd"]
     assert deps("bottom0_wgrad_bwd") == ["bottom1_dgrad_bwd"]
     # The bucket waits for the lane's last node, the optimizer for it and the chain's end.
     assert deps("allreduce_bucket0") == ["bottom0_wgrad_bwd"]
@@ -791,6 +795,24 @@ def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
         ]
         assert len(linear) == 4 and all(n.lane == 0 and not n.op.accumulates for n in linear)
         assert not any("_dgrad_bwd" in n.name or "_wgrad_bwd" in n.name for n in g.rank_nodes(0))
+
+
+def test_only_matrix_products_wait_for_a_pending_weight_gradient(tiny):
+    # What a weight gradient on LANE_WGRAD may run beside (``_dense_chain``): kernels that do not
+    # fill the SMs with tensor-core tiles. A GEMM does, and so does the dot interaction's backward
+    # (HugeCTR's dotBasedInteractBwdKernel: WMMA mma_sync, src/layers/interaction_layer.cu); a
+    # concatenation's slices (no FLOPs) and a cross layer's fused_mul_fma3 (element-wise) do not.
+    from recsim.graph.build import _fills_sms
+
+    g = build_training_step(tiny, table_wise_round_robin(tiny, 2), UNFUSED)
+    ops = {n.name: n.op for n in g.rank_nodes(0)}
+    assert _fills_sms(ops["top0_dgrad_bwd"]) and _fills_sms(ops["top0_wgrad_bwd"])
+    dot = ops["interaction_bwd"]
+    assert (dot.op, dot.category) == ("dot_bwd", "interaction") and _fills_sms(dot)
+    cat = Compute("cat_bwd", 0.0, 64.0, 64.0, "fp16", ((4, 8),), "interaction")
+    fma3 = Compute("dcnv2_bwd", 96.0, 192.0, 64.0, "fp16", ((4, 8),), "elementwise")
+    assert not _fills_sms(cat) and not _fills_sms(fma3)
+    assert not _fills_sms(ops["loss"])
 
 
 @pytest.mark.parametrize("runtime_name", ["fused", "eager"])
