@@ -100,6 +100,16 @@ powers are the devices' (datasheet or measured, sourced in their YAML):
 * SSDs: idle. Their reads belong to the ``ssd`` and ``smartssd`` tiers, which serve inference only
   (``TierModel.unavailable`` refuses them for training), so a training step keeps its drives idle.
 
+The platform: supplies, fans, baseboard
+--------------------------------------
+The figures above are the components' DC draw. A node with a ``platform`` (its system's
+``node.platform``: power supplies, fans' share, baseboard; ``recsim.hardware.platform``) adds a
+``platform`` component: its wall (AC) power less those components, the supplies' conversion loss
+at their load fraction (an 80 PLUS efficiency curve), the fans and the baseboard
+(``recsim.cost.platform.node_power``). Priced on each node's mean draw of everything inside it
+(not the scale-out switches, boxes with their own supplies whose datasheet figures are their own
+input power), so the other components' figures are unchanged; a node without one adds nothing.
+
 Everything is energy over the steady step; average power = energy / step time.
 """
 
@@ -113,6 +123,7 @@ from typing import Final
 from recsim.cost.compute import compute_ceiling_flop_per_s, compute_time_s, hbm_bytes
 from recsim.cost.embedding.base import HBM, PCIE, EmbeddingCost
 from recsim.cost.embedding.ddr import rank_share
+from recsim.cost.platform import node_power
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Op, Transfer
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
@@ -288,7 +299,7 @@ def _collective_hbm_bytes(op: Collective) -> float:
 
 #: The components ``step_energy`` charges (the keys of ``Energy.by_component_j``; a system
 #: without one leaves it out).
-COMPONENTS = ("accelerators", "cpus", "dram", "nmp", "nics", "ssds", "switches")
+COMPONENTS = ("accelerators", "cpus", "dram", "nmp", "nics", "ssds", "switches", "platform")
 
 
 def step_energy(
@@ -408,16 +419,27 @@ def step_energy(
     # switches (``ScaleOut.switch_power``).
     so = system.cluster.scale_out
     shared = so is not None and so.switch_power == "ports_used"
+    # The scale-out switches' energy: boxes of their own, outside the nodes' power supplies.
+    outside_j = 0.0
     for name, count in topology.switch_devices.items():
         if shared and so is not None and name == so.switch.name:
             used = topology.scale_out_ports_used.get(name, 0)
-            out["switches"] += so.switch.power.idle_w * used / so.switch.ports * step_s
+            switch_j = so.switch.power.idle_w * used / so.switch.ports * step_s
         else:
-            out["switches"] += count * _switch_idle_w(system, topology, name) * step_s
+            switch_j = count * _switch_idle_w(system, topology, name) * step_s
+        out["switches"] += switch_j
+        if so is not None and name == so.switch.name:
+            outside_j += switch_j
     if node.ssds is not None:
         ssd = node.ssds.device
         count = node.ssds.count * nodes
         out["ssds"] += count * ssd.power.idle_w * step_s
+    if node.platform is not None and nodes > 0 and step_s > 0:
+        # Every component above but the scale-out switches is inside a node, behind its supplies;
+        # the nodes are taken to draw alike (the mean node's load prices each one's supplies).
+        inside_j = sum(out.values()) - outside_j
+        per_node = node_power(node.platform, inside_j / (nodes * step_s))
+        out["platform"] += nodes * per_node.platform_w * step_s
     return Energy(dict(out), step_s)
 
 

@@ -29,6 +29,7 @@ from recsim.hardware.devices import (
     Ssd,
     Switch,
 )
+from recsim.hardware.platform import Platform
 
 
 class AcceleratorGroup(Spec):
@@ -151,6 +152,9 @@ class Node(Spec):
     pcie_switches: PcieSwitches | None = None
     nics: NicGroup | None = None
     frontend_nics: NicGroup | None = None
+    #: Power supplies, fans and baseboard (``recsim.hardware.platform``); None: the node's power is
+    #: its components' only.
+    platform: Platform | None = None
 
     @model_validator(mode="after")
     def _not_too_many_devices(self) -> Self:

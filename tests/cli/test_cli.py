@@ -641,3 +641,22 @@ def test_a_broken_pipe_that_is_not_the_outputs_is_no_quiet_exit(tmp_path):
         )
     assert proc.returncode not in (0, EXIT_BROKEN_PIPE)
     assert "the scheduler went away" in proc.stderr
+
+
+def test_run_json_reports_the_platform_beside_the_components():
+    # A node with a platform (supplies, fans) reports it as its own component, in the total; one
+    # without reports 0 W for it, its other components unchanged.
+    platform = (
+        "node.platform={psus: {count: 2, rated: 1000 W, efficiency: 80plus-titanium-230v-redundant}, "
+        "fan_fraction: 0.1}"
+    )
+    args = ("run", *TINY_2_RANKS, "--json")
+    bare = json.loads(run(*args, env=TINY_ENV).output)
+    with_platform = json.loads(run(*args, "--set", platform, env=TINY_ENV).output)
+    assert bare["power_by_component_w.platform"] == 0.0
+    assert with_platform["power_by_component_w.platform"] > 0.0
+    parts = {k: v for k, v in with_platform.items() if k.startswith("power_by_component_w.")}
+    assert sum(parts.values()) == pytest.approx(with_platform["avg_power_w"])
+    for key, watts in parts.items():
+        if key != "power_by_component_w.platform":
+            assert watts == pytest.approx(bare[key])

@@ -1,0 +1,82 @@
+"""A server's platform: what draws power besides its components (``node.platform`` of a system).
+
+The component powers of ``recsim.cost.power`` are DC figures: what a GPU board, a CPU socket or a
+NIC draws from the rails. What the wall sees is more: the power supplies lose part of what they
+convert, and the fans (and, where sourced, the baseboard: BMC, retimers, VRM overhead) draw from
+the same supplies. ``Platform`` holds the figures that price this (``recsim.cost.platform`` does
+the arithmetic); a node without one reports its components only, as before.
+
+Efficiency curves
+-----------------
+A supply's efficiency depends on its load fraction: its DC output over its rated output. The 80
+PLUS programme certifies a minimum efficiency at a few load points (CLEAResult / 80 PLUS
+programme requirements, tabulated by Tom's Hardware, "Is 80 PLUS Broken?", 2017,
+https://www.tomshardware.com/reviews/80-plus-psu-efficiency,4848-2.html, "230V Internal
+Redundant" columns). ``PSU_EFFICIENCY_CURVES`` holds those points; between them the efficiency is
+interpolated linearly, outside them held at the nearest point (ASSUMPTION: a supply's efficiency
+falls below its lowest certified load point, so the held figure is optimistic there; no certified
+figure exists to price that). The certified figures are minimums: a certified supply may do better.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Final, Literal, Self
+
+from annotated_types import Ge, Lt
+from pydantic import Field, model_validator
+
+from recsim.config.types import PositiveInt, Spec, Watts
+
+#: Minimum efficiency (AC in to DC out) at each load fraction of the 80 PLUS levels for 230 V
+#: internal redundant (data-centre) supplies, (load fraction, efficiency) in increasing load: the
+#: 80 PLUS programme's requirements (module docstring). Titanium adds the 10 % point.
+PSU_EFFICIENCY_CURVES: Final[dict[str, tuple[tuple[float, float], ...]]] = {
+    "80plus-titanium-230v-redundant": ((0.10, 0.90), (0.20, 0.94), (0.50, 0.96), (1.00, 0.91)),
+    "80plus-platinum-230v-redundant": ((0.20, 0.90), (0.50, 0.94), (1.00, 0.91)),
+    "80plus-gold-230v-redundant": ((0.20, 0.88), (0.50, 0.92), (1.00, 0.88)),
+}
+
+EfficiencyCurve = Literal[
+    "80plus-titanium-230v-redundant", "80plus-platinum-230v-redundant", "80plus-gold-230v-redundant"
+]
+
+
+def psu_efficiency(curve: str, load_fraction: float) -> float:
+    """Efficiency of a supply of ``curve`` at ``load_fraction`` of its rated output: linear between
+    the curve's points, held at the end points outside them."""
+    points = PSU_EFFICIENCY_CURVES[curve]
+    if load_fraction <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if load_fraction <= x1:
+            return y0 + (y1 - y0) * (load_fraction - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+class PowerSupplies(Spec):
+    """A node's power supplies, all sharing its load (``count`` of them, each rated ``rated`` DC
+    out, certified to ``efficiency``). A redundant set (4+2) still shares the load over every
+    supply while all are up, so ``count`` is every supply, not the ones the load needs."""
+
+    count: PositiveInt
+    rated_w: Watts = Field(alias="rated")
+    efficiency: EfficiencyCurve
+
+    @model_validator(mode="after")
+    def _rated(self) -> Self:
+        if self.rated_w <= 0:
+            raise ValueError("a power supply's 'rated' output must be above 0 W")
+        return self
+
+
+class Platform(Spec):
+    """What a node draws beyond its components: the supplies' conversion loss, the fans' share of
+    the DC the supplies deliver (``fan_fraction``), and a fixed baseboard draw where sourced."""
+
+    psus: PowerSupplies
+    #: The fans' share of the DC power the supplies deliver (fans included).
+    fan_fraction: Annotated[float, Ge(0), Lt(1)]
+    #: Fixed board-level draw (BMC, retimers, boot drives ...) not priced by any component;
+    #: None: not modelled (no sourced figure).
+    baseboard_w: Watts | None = Field(default=None, alias="baseboard")

@@ -1,0 +1,130 @@
+"""The platform's power (``node.platform``): supply efficiency by load, fans and baseboard by hand,
+wall power never below the DC it delivers nor falling with load, and the platform in a step's
+energy beside the components it leaves as they were."""
+
+import pytest
+
+from recsim.config import Override
+from recsim.cost.platform import node_power
+from recsim.cost.power import step_energy
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.platform import PSU_EFFICIENCY_CURVES, Platform, psu_efficiency
+from recsim.hardware.topology import build_topology
+from tests.conftest import FIXTURES
+
+HW = HardwareLibrary([FIXTURES / "minilib"])
+TITANIUM = "80plus-titanium-230v-redundant"
+#: Two 1 kW Titanium supplies, fans 10 % of the DC, a 20 W baseboard.
+PLATFORM = (
+    "{psus: {count: 2, rated: 1000 W, efficiency: 80plus-titanium-230v-redundant}, "
+    "fan_fraction: 0.1, baseboard: 20 W}"
+)
+
+
+def _platform() -> Platform:
+    return Platform.model_validate(
+        {
+            "psus": {"count": 2, "rated": "1000 W", "efficiency": TITANIUM},
+            "fan_fraction": 0.1,
+            "baseboard": "20 W",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        (0.05, 0.90),  # below the lowest certified point: held there
+        (0.10, 0.90),
+        (0.15, 0.92),  # halfway between 90 % at 10 % and 94 % at 20 %
+        (0.50, 0.96),
+        (0.75, 0.935),  # halfway between 96 % and 91 %
+        (1.00, 0.91),
+        (1.20, 0.91),  # overloaded: held at the rated point
+    ],
+)
+def test_titanium_efficiency_interpolates_the_certified_points(load, expected):
+    assert psu_efficiency(TITANIUM, load) == pytest.approx(expected)
+
+
+def test_node_power_by_hand():
+    # 880 W of components and a 20 W baseboard are 90 % of the DC (fans 10 %): 1000 W, half the two
+    # supplies' 2000 W, at 96 %.
+    p = node_power(_platform(), 880.0)
+    assert p.dc_w == pytest.approx(1000.0)
+    assert p.fans_w == pytest.approx(100.0)
+    assert p.baseboard_w == 20.0
+    assert p.efficiency == pytest.approx(0.96)
+    assert p.wall_w == pytest.approx(1000.0 / 0.96)
+    assert p.platform_w == pytest.approx(1000.0 / 0.96 - 880.0)
+
+
+@pytest.mark.parametrize("curve", sorted(PSU_EFFICIENCY_CURVES))
+def test_more_load_never_lowers_wall_power_and_wall_is_at_least_dc(curve):
+    platform = Platform.model_validate(
+        {"psus": {"count": 2, "rated": "1000 W", "efficiency": curve}, "fan_fraction": 0.1}
+    )
+    previous = 0.0
+    for step in range(0, 2501, 5):  # 0 .. 2.5 kW of components, past the supplies' rating
+        p = node_power(platform, float(step))
+        assert p.wall_w >= p.dc_w >= p.components_w
+        assert p.wall_w >= previous
+        previous = p.wall_w
+
+
+def _tiny(nodes: int, *extra: str):
+    sets = [f"cluster.nodes={nodes}", "node.accelerators.count=2", *extra]
+    return HW.system("tiny", [Override.parse(s) for s in sets])
+
+
+def test_a_node_without_a_platform_reports_no_platform_power():
+    system = _tiny(1)
+    e = step_energy(system, build_topology(system), 0.01, {})
+    assert "platform" not in e.by_component_j
+
+
+def test_the_platform_prices_every_node_on_what_is_inside_it_and_leaves_the_components_alone():
+    # Two nodes on one 8-port switch: the switch is a box of its own, outside the nodes' supplies.
+    scale_out = "cluster.scale_out={topology: single_switch, tiers: 1, switch: tiny-switch}"
+    bare = _tiny(2, scale_out)
+    with_platform = _tiny(2, scale_out, f"node.platform={PLATFORM}")
+    step = 0.01
+    busy = {(0, "compute"): 0.005, (0, "host"): 0.002}
+    before = step_energy(bare, build_topology(bare), step, busy, host_bytes=1e8)
+    after = step_energy(with_platform, build_topology(with_platform), step, busy, host_bytes=1e8)
+    for name, joules in before.by_component_j.items():
+        assert after.by_component_j[name] == pytest.approx(joules)
+    # The scale-out switch: 4 NIC ports of 8 at 100 W (test_power's scale-out case).
+    switch_w = 100 * 4 / 8
+    inside_w = before.total_j / step - switch_w
+    per_node = node_power(_platform(), inside_w / 2)
+    assert after.by_component_j["platform"] == pytest.approx(2 * per_node.platform_w * step)
+    assert after.total_j == pytest.approx(before.total_j + 2 * per_node.platform_w * step)
+
+
+def test_a_dgx_h100_with_every_component_at_its_max_stays_under_its_rated_input():
+    # DGX H100/H200 User Guide: 10.2 kW maximum input. Every component at its max power (DRAM: its
+    # DIMMs' idle power, as the model has no DRAM max; switches and SSDs their idle, as charged).
+    system = HardwareLibrary().system("dgx-h100", [])
+    node = system.node
+    assert node.platform is not None and node.accelerators is not None
+    components = node.accelerators.count * node.accelerators.device.power.max_w
+    components += node.cpus.count * node.cpus.device.power.max_w
+    dimms = node.memory_channels * node.host_memory.dimms_per_channel
+    components += dimms * (node.host_memory.device.idle_power_w or 0.0)
+    for group in (node.nics, node.frontend_nics):
+        assert group is not None
+        components += node.nic_count(group) * group.device.power.max_w
+    assert node.ssds is not None and node.scale_up is not None and node.scale_up.switch is not None
+    assert node.scale_up.switches is not None and node.pcie_switches is not None
+    components += node.ssds.count * node.ssds.device.power.idle_w
+    components += node.scale_up.switches * node.scale_up.switch.power.idle_w
+    components += node.pcie_switches.count * node.pcie_switches.device.power.idle_w
+    wall = node_power(node.platform, components)
+    assert components < wall.wall_w < 10_200.0
+
+
+def test_a_supply_rated_at_zero_is_refused():
+    with pytest.raises(ValueError, match="rated"):
+        psus = {"count": 2, "rated": "0 W", "efficiency": TITANIUM}
+        Platform.model_validate({"psus": psus, "fan_fraction": 0.1})
