@@ -503,6 +503,15 @@ def load_json(path: Path, *, unique_keys: bool = False) -> Any:
         raise TraceError(
             f"{path}: invalid or truncated JSON: {exc.msg}: line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        # The decoder recurses once per nested array or object: a corrupt file of thousands of
+        # "[" gave a traceback (a tester's find). No trace nests that deep (Kineto's events are
+        # 3 levels down, an ET's tensor lists a few more).
+        raise TraceError(f"{path}: invalid JSON: nested deeper than the JSON reader can follow") from None
+    except ValueError as exc:
+        # A number of more than 4,300 digits (Python's int-conversion limit, CVE-2020-10735) is a
+        # plain ValueError, not a JSONDecodeError: a corrupt file gave a traceback (a tester's find).
+        raise TraceError(f"{path}: invalid JSON: {exc}") from None
 
 
 def read_graph(path: Path) -> ExecutionGraph:

@@ -1175,3 +1175,24 @@ def test_the_sigterm_handler_is_put_back_after_a_command() -> None:
         signal.signal(signal.SIGTERM, previous)
     assert run("hw", "list").exit_code == 0
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+# --------------------------------------------------- a tester's round on trace replay (2026-12-06)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than the JSON reader can follow"),
+        ('{"traceEvents": [{"ph": "X", "ts": ' + "1" * 5000 + "}]}", "Exceeds the limit (4300 digits)"),
+    ],
+    ids=["deeply-nested", "5000-digit-number"],
+)
+def test_json_the_parser_cannot_take_is_one_line(tmp_path: Path, text: str, says: str) -> None:
+    # Both were tracebacks (RecursionError, ValueError: neither is a JSONDecodeError), and the
+    # timeline asked for was not written.
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    line = error_line(run("replay", bad, "--timeline", tmp_path / "t.trace.json"))
+    assert "bad.json: invalid JSON" in line and says in line, line
+    assert tree(tmp_path) == ["bad.json"]
