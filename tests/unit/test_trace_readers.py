@@ -700,6 +700,39 @@ def test_collective_recorded_on_all_ranks_takes_the_last_arrival(tmp_path: Path)
     assert [round(n.duration_s * 1e6) for n in alone if isinstance(n.op, Collective)] == [100]
 
 
+@pytest.mark.parametrize("label", ["gather", "scatter"])
+def test_a_kernel_named_a_gather_or_scatter_is_no_all_to_all(tmp_path: Path, label: str) -> None:
+    # NCCL runs c10d's gather and scatter as grouped send/recv: a SendRecv kernel, which alone
+    # reads as an all-to-all. Its "Collective name" says otherwise: recsim has no op for it, so
+    # it stays a communication kernel with its recorded time (it was re-costed as an all-to-all).
+    events = [
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 0, 2, {"correlation": 1}),
+        xev(
+            "kernel",
+            "ncclDevKernel_SendRecv(ncclDevKernelArgsStorage<4096ul>)",
+            0,
+            5,
+            40,
+            {
+                "correlation": 1,
+                "stream": 21,
+                "Collective name": label,
+                "In msg nelems": 1024,
+                "Out msg nelems": 4096,
+                "Group size": 4,
+                "dtype": "Float",
+            },
+        ),
+    ]
+    info = {"rank": 0, "world_size": 4}
+    graph = KinetoReader().read(
+        [write_json(tmp_path / "r0.json", {"traceEvents": events, "distributedInfo": info})]
+    )
+    (kernel,) = (n for n in graph if n.stream is Stream.COMM)
+    assert kernel.op == Compute(op=kernel.name, category="communication")
+    assert kernel.duration_s == pytest.approx(40e-6)
+
+
 def test_kineto_launch_from_ac2g_flow(tmp_path: Path) -> None:
     # No "correlation" on the kernel: the ac2g flow (s at the runtime call, f at the kernel) links them.
     events = [

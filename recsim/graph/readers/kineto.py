@@ -562,6 +562,11 @@ def _memcpy_tiers(name: str) -> tuple[str, str]:
     return "hbm", "hbm"
 
 
+#: ``Collective name`` values (c10d's, ``ProcessGroupNCCL``) of the collectives recsim has no op
+#: for: rooted gather and scatter, as in ``_common.collective_op`` and the Chakra reader.
+_UNMODELLED = frozenset({"gather", "scatter"})
+
+
 @dataclass(slots=True)
 class CollectiveGuess:
     op: CollectiveOp
@@ -577,7 +582,13 @@ class CollectiveGuess:
 def nccl_collective(event: KEvent, runtime: KEvent | None, rank: int, world: int) -> CollectiveGuess | None:
     """What a NCCL kernel does: its own args first, then the ``nccl:*`` annotation around its launch."""
     args = event.args
-    op = collective_from_label(str(args["Collective name"])) if args.get("Collective name") else None
+    label = args.get("Collective name")
+    op = collective_from_label(str(label)) if label else None
+    if op is None and isinstance(label, str) and label.strip("_").lower() in _UNMODELLED:
+        # Named a gather or scatter, which NCCL runs as grouped sends and receives: the kernel's
+        # name (SendRecv) would make it an all-to-all of its bytes (a tester's find). It stays a
+        # communication kernel with its recorded time, as the Chakra reader keeps GATHER/SCATTER.
+        return None
     annotation = None
     for anc in runtime.ancestors() if runtime is not None else []:
         if anc.name.startswith("nccl:"):
