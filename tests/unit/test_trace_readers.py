@@ -547,6 +547,15 @@ def test_kineto_identifiers_must_be_numbers_or_strings(tmp_path: Path) -> None:
         KinetoReader().read([path])
 
 
+@pytest.mark.parametrize("cat", [["kernel"], {"kernel": 1}, 7])
+def test_kineto_category_must_be_a_string(tmp_path: Path, cat: Any) -> None:
+    # A list or an object as 'cat' raised a TypeError (unhashable) out of the reader.
+    events = [xev("kernel", "k", 0, 0, 5, {"stream": 7}, tid=7), {**xev("kernel", "k2", 0, 9, 5), "cat": cat}]
+    path = write_json(tmp_path / "cat.json", {"traceEvents": events})
+    with pytest.raises(TraceError, match=r"cat.json: traceEvents\[1\] \('k2'\): 'cat' is not a string"):
+        KinetoReader().read([path])
+
+
 def test_kineto_event_without_dur_is_taken_as_zero_and_said_so(tmp_path: Path) -> None:
     event = xev("kernel", "k", 0, 0, 5, {"stream": 7}, tid=7)
     del event["dur"]

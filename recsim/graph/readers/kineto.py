@@ -227,6 +227,11 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
         if not isinstance(raw, dict):
             raise TraceError(f"{path}: traceEvents[{index}] is not an object")
         cat = raw.get("cat")
+        if cat is not None and not isinstance(cat, str):
+            # A list or object is not hashable: the lookup below raised a TypeError (a tester's find).
+            raise TraceError(
+                f"{path}: traceEvents[{index}] ({raw.get('name')!r}): 'cat' is not a string: {cat!r}"
+            )
         if cat not in _KNOWN_CATS:
             if cat is None and raw.get("ph") == "X":
                 no_cat += 1  # work without a category (metadata events have none: not counted)
