@@ -742,6 +742,42 @@ def test_a_kernel_named_a_gather_or_scatter_is_no_all_to_all(tmp_path: Path, lab
     assert kernel.duration_s == pytest.approx(40e-6)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "elem_bytes"),
+    [("ComplexFloat", 8), ("ComplexHalf", 4), ("UInt32", 4), ("UInt64", 8), ("QInt8", 1), ("Float", 4)],
+)
+def test_nccl_kernel_dtypes_of_every_c10_scalar_type_give_its_bytes(
+    tmp_path: Path, dtype: str, elem_bytes: int
+) -> None:
+    # A NCCL kernel's "dtype" is c10's ScalarType name; the ones the table lacked gave the
+    # collective 0 bytes, so a re-estimate kept its recorded time instead of re-costing it.
+    events = [
+        xev("cuda_runtime", "cudaLaunchKernel", 1, 0, 2, {"correlation": 1}),
+        xev(
+            "kernel",
+            "ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)",
+            0,
+            5,
+            40,
+            {
+                "correlation": 1,
+                "stream": 21,
+                "Collective name": "allreduce",
+                "In msg nelems": 1024,
+                "Out msg nelems": 1024,
+                "Group size": 2,
+                "dtype": dtype,
+            },
+        ),
+    ]
+    info = {"rank": 0, "world_size": 2}
+    graph = KinetoReader().read(
+        [write_json(tmp_path / "r0.json", {"traceEvents": events, "distributedInfo": info})]
+    )
+    (kernel,) = (n for n in graph if n.stream is Stream.COMM)
+    assert isinstance(kernel.op, Collective) and kernel.op.bytes == 1024 * elem_bytes
+
+
 def test_kineto_launch_from_ac2g_flow(tmp_path: Path) -> None:
     # No "correlation" on the kernel: the ac2g flow (s at the runtime call, f at the kernel) links them.
     events = [

@@ -320,6 +320,26 @@ _DTYPES: dict[str, tuple[str, int]] = {
     "float8_e5m2fnuz": ("fp8", 1),
     "complex<float>": ("complex64", 8),
     "complex<double>": ("complex128", 16),
+    # The rest of c10's ScalarType names (c10/core/ScalarType.h, AT_FORALL_SCALAR_TYPES_WITH_COMPLEX
+    # _AND_QINTS and the unsigned/fp8 additions), with their C++ types' sizes, and the C++ spellings
+    # a Kineto "Input type" gives them (gcc's demangled names). A NCCL kernel's "dtype" is one of
+    # these names: one missing here gave its collective 0 bytes (ComplexFloat, UInt32, ...), so it
+    # was not re-costed (a tester's find).
+    "complexhalf": ("complex32", 4),
+    "complex<half>": ("complex32", 4),
+    "complexfloat": ("complex64", 8),
+    "complexdouble": ("complex128", 16),
+    "uint16": ("uint16", 2),
+    "unsignedshort": ("uint16", 2),
+    "uint32": ("uint32", 4),
+    "unsignedint": ("uint32", 4),
+    "uint64": ("uint64", 8),
+    "unsignedlong": ("uint64", 8),
+    "longlong": ("int64", 8),
+    "qint8": ("int8", 1),
+    "quint8": ("uint8", 1),
+    "qint32": ("int32", 4),
+    "float8_e8m0fnu": ("fp8", 1),
 }
 
 
