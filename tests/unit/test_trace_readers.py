@@ -796,7 +796,9 @@ def test_kineto_launch_from_ac2g_flow(tmp_path: Path) -> None:
     assert copy.stream is Stream.COPY and copy.op == Transfer(src="hbm", dst="host", bytes=64.0)
     assert copy.deps == (kernel.id,)  # same CUDA stream: in order, though a different stream class
     assert graph.metadata["notes"] == [
-        "rank 0: 1 GPU events without a recorded launch (no correlation or flow)"
+        "rank 0: 1 GPU events without a recorded launch (no correlation or flow): each waits only for "
+        "the work before it on its CUDA stream, so the replay may run it earlier than recorded (the "
+        "idle time before it is not kept)"
     ]
 
 
