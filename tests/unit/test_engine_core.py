@@ -253,10 +253,13 @@ def test_memory_by_hand():
     hbm = usage.hbm_by_rank
     # table a (100 x 4 fp32) on rank 0 with row-wise Adagrad state (4 B per row); dense: 131 fp32
     # params x (param + grad + one Adagrad state); activations: 4 samples x (8+4+3+6+1) x 4 B;
-    # pooled embeddings for the local batch: 4 x (4 + 4) x 4 B.
+    # pooled embeddings for the local batch: 4 x (4 + 4) x 4 B; and the owner side of the pooled
+    # exchange, the owned table's vectors for the global batch (storage.pooled_output_bytes, as
+    # TorchRec's output_sizes): 8 samples x 4 x 4 B on each rank, each owning one table.
     dense = 131 * 4 * 3
     act = 4 * 4 * (8 + 4 + 3 + 6 + 1)
     pooled = 4 * 4 * 8
-    assert hbm[0] == 100 * (16 + 4) + dense + act + pooled
-    assert hbm[1] == 50 * (16 + 4) + dense + act + pooled
+    owned = 8 * 4 * 4
+    assert hbm[0] == 100 * (16 + 4) + dense + act + pooled + owned
+    assert hbm[1] == 50 * (16 + 4) + dense + act + pooled + owned
     assert sum(usage.ddr_by_node.values()) == 0 and sum(usage.ssd_by_node.values()) == 0
