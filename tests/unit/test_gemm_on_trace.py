@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from recsim.cost.compute import gemm_kernels, kernel_time_s
+from recsim.cost.gemm_trace import TraceGemm, load_trace_gemms
 from recsim.graph.ir import Compute
 from recsim.graph.readers import read_trace
 from recsim.graph.readers._common import gemm_math_dtype
@@ -59,3 +60,22 @@ def test_the_trace_gemms_against_the_model() -> None:
     assert len(errors) == 145
     assert statistics.median(abs(e) for e in errors) < 0.30
     assert -0.30 < statistics.median(errors) < 0.0
+
+
+@pytest.fixture(scope="module")
+def trace_gemms() -> list[TraceGemm]:
+    return load_trace_gemms(TRACE)
+
+
+def test_every_matrix_product_op_is_read_with_its_kernels(trace_gemms: list[TraceGemm]) -> None:
+    assert len(trace_gemms) == 1776
+    reduces = [g for g in trace_gemms if any("splitKreduce" in k for k in g.kernels)]
+    # cuBLAS's split-K reduction is the op's second kernel, its time in the op's.
+    assert len(reduces) == 606 and all(len(g.kernels) == 2 for g in reduces)
+    others = [g for g in trace_gemms if g not in reduces and len(g.kernels) > 1]
+    # and an SGEMM whose bias epilogue cuBLAS ran as a kernel of its own (addmm C[98304, 15]).
+    assert len(others) == 6 and all("epilogue" in g.kernels[1] for g in others)
+    # Ops beside an NCCL or input-pipeline kernel of another stream are marked, not priced.
+    assert 500 < sum(g.contended for g in trace_gemms) < 700
+    quiet = {(g.shapes, g.time_s) for g in trace_gemms if not g.contended}
+    assert ((((96, 1024), (1024, 512)), 13e-6)) in quiet  # wgrad: 9 + 4 us, 24 us when contended

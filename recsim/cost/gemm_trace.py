@@ -1,0 +1,153 @@
+"""The GEMMs of a real Kineto trace as a held-out check of the GEMM model at recommendation shapes.
+
+The GEMM fit (``recsim.cost.compute``) is trained on LLM shapes (vidur's Llama-2-7B MLPs: K and N
+of 4096-11008). A recommendation model's GEMMs are small and skinny (the batch as M, layer widths
+of 1-2048 as N and K) and their weight gradients reduce over the batch (K = batch), where split-K
+and its reduction kernel matter. ``../shared/reference/traces/recsys_a100_8rank_rank3_control.json.gz``
+(an A100 recommendation-model training trace, recorded with shapes) holds ~1,750 such products:
+nothing is fitted on them, so every one is a held-out point.
+
+One measurement is one PyTorch matrix-product op (``aten::mm``, ``aten::addmm``, ``aten::bmm``) with
+every kernel it launched: the product's and, where cuBLAS split K, its ``splitKreduce_kernel``
+(the model prices both, ``compute.gemm_kernel_times``). Its time is the sum of their CUPTI
+durations (GPU time, no launch gap), as vidur's profiles the fit is trained on sum an op's kernels.
+An op is left out when any of its kernels ran beside a kernel of another stream (NCCL, copies of
+the input pipeline): those durations include contention that ``recsim.cost.interference`` models
+separately, and they run up to 1.9x the same shape's quiet durations in this trace. The shapes
+are the CPU op's ``Input Dims``; the math dtype is the kernel's (``gemm_math_dtype``: TF32
+tensor-core kernels for fp32 tensors, as PyTorch before 1.12 ran them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from recsim.cost.compute import gemm_kernels, kernel_time_s
+from recsim.graph.ir import Compute
+from recsim.graph.native import load_json
+from recsim.graph.readers._common import dtype_name, gemm_flops, gemm_math_dtype, kernel_category
+from recsim.hardware.devices import Accelerator
+
+__all__ = ["GEMM_OPS", "TraceGemm", "load_trace_gemms", "shape_errors"]
+
+GEMM_OPS: Final[frozenset[str]] = frozenset({"aten::mm", "aten::addmm", "aten::bmm"})
+"""The CPU ops whose kernels are one matrix product (``aten::linear`` and ``aten::matmul`` wrap these)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceGemm:
+    """One matrix-product op of a trace: its shapes, math dtype, kernels and their summed time."""
+
+    op: str
+    shapes: tuple[tuple[int, ...], ...]
+    dtype: str
+    kernels: tuple[str, ...]
+    time_s: float
+    contended: bool  # a kernel of it overlapped a kernel of another stream
+
+    def compute(self) -> Compute:
+        """The op as the simulator prices it: its forward FLOPs and shapes."""
+        flops = gemm_flops(self.op.removeprefix("aten::"), self.shapes)
+        return Compute(self.op, flops=flops, shapes=self.shapes, dtype=self.dtype, category="gemm")
+
+
+def _shapes(op: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
+    dims = op.get("args", {}).get("Input Dims")
+    if not isinstance(dims, list):
+        return ()
+    return tuple(tuple(int(d) for d in s) for s in dims if isinstance(s, list) and len(s) >= 2)
+
+
+def _busy(intervals: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The union of ``intervals`` as disjoint (starts, ends), sorted."""
+    starts: list[float] = []
+    ends: list[float] = []
+    for begin, end in sorted(intervals):
+        if ends and begin <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(begin)
+            ends.append(end)
+    return starts, ends
+
+
+def _overlaps(begin: float, end: float, busy: tuple[list[float], list[float]]) -> bool:
+    """Whether ``(begin, end)`` overlaps the disjoint sorted intervals ``busy`` (touching is not)."""
+    starts, ends = busy
+    i = bisect.bisect_left(starts, end) - 1  # the last interval starting before ``end``
+    return i >= 0 and ends[i] > begin
+
+
+def load_trace_gemms(path: str | Path) -> list[TraceGemm]:
+    """Every matrix-product op of a Kineto trace recorded with shapes (see the module docstring)."""
+    events = [e for e in load_json(Path(path)).get("traceEvents", []) if e.get("ph") == "X"]
+    gpu = [e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+    kernels = {e["args"]["correlation"]: e for e in gpu if "correlation" in e.get("args", {})}
+    launches: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {}):
+            launches[(e["pid"], e["tid"])].append(e)
+    for seq in launches.values():
+        seq.sort(key=lambda e: e["ts"])
+    by_stream: dict[Any, list[tuple[float, float]]] = defaultdict(list)
+    for e in gpu:
+        by_stream[e["args"].get("stream")].append((e["ts"], e["ts"] + e["dur"]))
+    busy = {stream: _busy(intervals) for stream, intervals in by_stream.items()}
+
+    def contended(kernel: dict[str, Any]) -> bool:
+        begin, end = kernel["ts"], kernel["ts"] + kernel["dur"]
+        own = kernel["args"].get("stream")
+        return any(_overlaps(begin, end, b) for stream, b in busy.items() if stream != own)
+
+    out: list[TraceGemm] = []
+    for op in events:
+        if op.get("cat") != "cpu_op" or op.get("name") not in GEMM_OPS:
+            continue
+        seq = launches.get((op["pid"], op["tid"]), [])
+        i = bisect.bisect_left([e["ts"] for e in seq], op["ts"])
+        mine: list[dict[str, Any]] = []
+        while i < len(seq) and seq[i]["ts"] <= op["ts"] + op["dur"]:
+            kernel = kernels.get(seq[i]["args"]["correlation"])
+            if kernel is not None and kernel_category(kernel["name"]) == "gemm":
+                mine.append(kernel)
+            i += 1
+        shapes = _shapes(op)
+        if not mine or not shapes:
+            continue
+        types = op.get("args", {}).get("Input type") or []
+        tensor_dtype = dtype_name(next((t for t in types if t), None))
+        out.append(
+            TraceGemm(
+                op=op["name"],
+                shapes=shapes,
+                dtype=gemm_math_dtype(mine[0]["name"], tensor_dtype),
+                kernels=tuple(k["name"] for k in mine),
+                time_s=sum(k["dur"] for k in mine) * 1e-6,
+                contended=any(contended(k) for k in mine),
+            )
+        )
+    return out
+
+
+def shape_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
+    """``predicted / measured - 1`` per distinct (op, shapes, dtype) of the uncontended ops: the
+    model's kernel time against the median of that shape's measured times; each key is the
+    shape's first measurement. Ops whose shapes describe no product the model reads are left out."""
+    groups: dict[tuple[str, tuple[tuple[int, ...], ...], str], list[TraceGemm]] = defaultdict(list)
+    for g in gemms:
+        if not g.contended:
+            groups[(g.op, g.shapes, g.dtype)].append(g)
+    errors: dict[TraceGemm, float] = {}
+    for members in groups.values():
+        op = members[0].compute()
+        if op.flops <= 0 or not gemm_kernels(op):
+            continue
+        measured = statistics.median(g.time_s for g in members)
+        errors[members[0]] = kernel_time_s(op, accelerator) / measured - 1.0
+    return errors
