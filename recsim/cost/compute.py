@@ -12,8 +12,11 @@ last wave leaves SMs idle; the third is the K-loop fill (a short K loop cannot h
 prologue). Small GEMMs are bound by their bytes (the weights) over HBM bandwidth; ``overhead`` is
 the fixed GPU-side time of one kernel. When the tiles cannot fill the SMs (``tiles < sms``: weight
 gradients, whose K is the batch), the K loop may be split into ``s`` slices that run side by side,
-each with its own K-loop fill, and whose fp32 partial tiles are written and reduced: the time is the
-best over ``s`` from 1 to ``sms`` (``_gemm_kernel_s``), in the fit as in the simulator.
+each with its own K-loop fill, and whose fp32 partial tiles are written, then read back by a second
+kernel that writes C (cuBLAS's ``splitKreduce_kernel``): it runs after the product, at the
+accelerator's element-wise floor (``elementwise_kernel``) plus its reads, and takes its own launch
+gap. The time is the best over ``s`` from 1 to ``sms`` (``_gemm_kernel``), in the fit as in the
+simulator. ``recsim.cost.gemm_trace`` checks the model on a real trace's recommendation-sized GEMMs.
 
 Data: ``../shared/reference/gemm/`` (vidur's Llama-2-7B ``mlp.csv`` on A100-80GB and H100-80GB,
 see its SOURCE.md). Every row gives four GEMMs (QKV, attention output, gated up, down projections)
@@ -24,9 +27,9 @@ for ``M = num_tokens`` and a tensor-parallel degree; times are medians in ms. vi
 * ``GemmCalibration.overhead`` is GPU-side only, and ``compute_time_s`` adds
   ``accelerator.kernel_launch_s`` (the GPU-side gap between back-to-back queued kernels, measured on
   Kineto traces: ``recsim.cost.launch``; the host's ``cudaLaunchKernel`` call is host time) once
-  per kernel: once
-  for a forward GEMM or any other op, twice for a backward GEMM node (its dX and dW GEMMs are two
-  kernels). ``gemm_time_s`` and ``kernel_time_s`` are kernel time only.
+  per kernel: once for a forward GEMM or any other op, twice for a backward GEMM node (its dX and
+  dW GEMMs are two kernels), once more for each split-K reduction kernel. ``gemm_time_s`` and
+  ``kernel_time_s`` are kernel time only.
 
 Fit (``fit_gemm``): points whose ``crc32("MxNxK") % 5 == 0`` are held out (about 20 %; repeated
 measurements of one shape stay on one side), the rest are fitted by least squares on
@@ -47,7 +50,7 @@ same calibration: ``kernels x fixed + max(flops / (peak x max_efficiency), bytes
 memory_efficiency))`` (``Compute.kernels``: the kernels one node stands for, each with its floor and
 its ``kernel_launch``), where ``fixed`` is the GEMM fit's ``overhead`` for the matrix products
 (interaction, sequence) and the accelerator's measured ``elementwise_kernel`` floor for the others
-(``recsim.cost.launch``: 3 us on A100, against the GEMM fit's 5.5 us). Element-wise kernels run
+(``recsim.cost.launch``: 3 us on A100, against the GEMM fit's 5.4 us). Element-wise kernels run
 on the CUDA cores, so their FLOP ceiling is the
 vector fp32 peak (fp64 for fp64); ``interaction`` and ``sequence`` ops are batched matrix products
 (dot interaction, DCN cross layers, attention units, GRU gates) and use the dtype's tensor peak.
@@ -84,12 +87,14 @@ __all__ = [
     "TILE_GRID",
     "UNCALIBRATED_GEMM",
     "VIDUR_GEMMS",
+    "GemmKernelTime",
     "GemmPoint",
     "GemmShape",
     "compute_time_s",
     "cpu_compute_time_s",
     "fit_gemm",
     "gemm_calibration",
+    "gemm_kernel_times",
     "gemm_kernels",
     "gemm_time_s",
     "hbm_bytes",
@@ -97,6 +102,7 @@ __all__ = [
     "kernel_time_s",
     "load_gemm_points",
     "median_abs_error",
+    "product_kernel_time_s",
     "run_dtype",
     "split_points",
 ]
@@ -242,12 +248,12 @@ def run_dtype_note(dtype: str, accelerator: Accelerator) -> str | None:
 
 #: The best fraction of its fp32 (or fp64) peak a large SIMT GEMM reaches (cuBLAS SGEMM on CUDA
 #: cores, no tensor cores): the mean of two measurements, each divided by the wave and K-loop factors
-#: the model gives its shape (64 x 64 tiles, k_half 23): V100-SXM2, torch.matmul fp32 10240^3 at
+#: the model gives its shape (64 x 64 tiles, k_half 27.5): V100-SXM2, torch.matmul fp32 10240^3 at
 #: 14.51 of 15.7 TFLOP/s (zzc0721/torch-performance-test-data issue 140, torch 2.7, CUDA 12.8:
-#: 0.926) and A100 80GB PCIe, cuBLAS SGEMM 5120 x 4096 x 4096 at 18.88 of 19.49 TFLOP/s
-#: (Yinghan-Li/YHs_Sample issue 4: 0.986). The tensor-core fit's ``max_efficiency`` (0.74 on A100)
+#: 0.927) and A100 80GB PCIe, cuBLAS SGEMM 5120 x 4096 x 4096 at 18.88 of 19.49 TFLOP/s
+#: (Yinghan-Li/YHs_Sample issue 4: 0.987). The tensor-core fit's ``max_efficiency`` (0.74 on A100)
 #: made fp32 GEMMs 1.3x too slow: V100 FP32 DLRM runs came out 17-25 % under their throughput.
-SIMT_GEMM_EFFICIENCY: Final[float] = (0.926 + 0.986) / 2
+SIMT_GEMM_EFFICIENCY: Final[float] = (0.927 + 0.987) / 2
 _SIMT_DTYPES = ("fp32", "fp64")
 
 
@@ -297,8 +303,8 @@ def elementwise_memory_efficiency(accelerator: Accelerator) -> float:
     reviewer found the casts at a constant of their own, 0.83, beside the others' fit). It is the
     GEMM fit's ``memory_efficiency``, fitted on the memory-bound GEMM shapes of
     ../shared/reference/gemm/. Cross-check, the STREAM copy over the datasheet bandwidth
-    (../shared/reference/microbench/ND_*_results.md): A100 1.61 / 2.039 = 0.79 (fit 0.768), H100
-    2.90 / 3.35 = 0.87 (fit 0.821), H200 4.01 / 4.8 = 0.84 (fit 0.792), within 3-6 %."""
+    (../shared/reference/microbench/ND_*_results.md): A100 1.61 / 2.039 = 0.79 (fit 0.780), H100
+    2.90 / 3.35 = 0.87 (fit 0.814), H200 4.01 / 4.8 = 0.84 (fit 0.785), within 1-7 %."""
     return gemm_calibration(accelerator).memory_efficiency
 
 
@@ -309,12 +315,12 @@ UNCALIBRATED_GEMM: Final[GemmCalibration] = GemmCalibration.model_validate(
         # keeps these numbers equal to that YAML.
         "source": "tests/data/gemm/compute_a100_llama2-7b_mlp.csv",
         "dtype": "fp16",
-        "max_efficiency": 0.7414,
+        "max_efficiency": 0.7412,
         "tile_m": 64,
         "tile_n": 64,
-        "k_half": 23.23,
-        "memory_efficiency": 0.7676,
-        "overhead": "5.548 us",
+        "k_half": 27.47,
+        "memory_efficiency": 0.7804,
+        "overhead": "5.369 us",
         "train_points": 3381,
         "test_points": 795,
         "transferred_from": "a100-sxm4-80gb",
@@ -329,7 +335,22 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _gemm_kernel_s(
+@dataclass(frozen=True, slots=True)
+class GemmKernelTime:
+    """One GEMM's GPU time under the calibrated roofline: ``total_s`` in all, of which ``reduce_s`` is
+    split-K's reduction kernel (0 when the product runs unsplit); ``splits`` K slices (1: unsplit)."""
+
+    total_s: float
+    reduce_s: float
+    splits: int
+
+    @property
+    def kernels(self) -> int:
+        """Kernels launched: the product's, and split-K's reduction when it splits."""
+        return 2 if self.splits > 1 else 1
+
+
+def _gemm_kernel(
     batch: int,
     m: int,
     n: int,
@@ -339,12 +360,14 @@ def _gemm_kernel_s(
     sms: int,
     elem_bytes: float,
     cal: GemmCalibration,
+    reduce_fixed_s: float,
     reads_c: bool = False,
-) -> float:
-    """One GEMM kernel (``batch`` independent products) under the calibrated roofline;
-    ``reads_c``: it adds into its output (``beta = 1``), reading ``m x n`` more."""
+) -> GemmKernelTime:
+    """One GEMM (``batch`` independent products) under the calibrated roofline; ``reads_c``: it adds
+    into its output (``beta = 1``), reading ``m x n`` more; ``reduce_fixed_s``: the fixed time of a
+    split-K reduction kernel (the accelerator's element-wise floor)."""
     if min(batch, m, n, k) <= 0:
-        return cal.overhead_s
+        return GemmKernelTime(cal.overhead_s, 0.0, 1)
     tiles = batch * _ceil_div(m, cal.tile_m) * _ceil_div(n, cal.tile_n)
     waves = _ceil_div(tiles, sms)
     per_wave = sms * cal.tile_m * cal.tile_n / (peak * cal.max_efficiency)
@@ -358,29 +381,61 @@ def _gemm_kernel_s(
     memory = batch * (m * k + k * n + m * n + c_reads) * elem_bytes / bandwidth_eff
     plain = max(compute, memory)
     if tiles >= sms:
-        return cal.overhead_s + plain
+        return GemmKernelTime(cal.overhead_s + plain, 0.0, 1)
     # Split-K (cuBLAS/CUTLASS pick it when the output tiles cannot fill the SMs, e.g. weight
     # gradients C[15, 50] with K = 98,304 in the A100 recsys trace, or C[512, 256] with K = the
     # batch in a DLRM bottom MLP): the K loop is cut into ``s`` slices that run as separate tiles,
-    # each with its own K-loop fill (``k_half``), and each slice writes an fp32 partial tile that a
-    # reduction reads back. More slices fill more SMs but move more partials; the library's choice
-    # is taken as the best ``s`` up to one slice per SM (``s = 1`` is the plain kernel).
-    # ASSUMPTION: cuBLAS's split heuristic is not published. The fit (``_gemm_kernel_array``) uses
-    # the same rule. Every candidate is non-decreasing in m, n and k and the candidates do not
-    # depend on them, so their minimum is too; past ``tiles >= sms`` the plain kernel is taken,
-    # which is never below the minimum.
-    partial_s = 2.0 * batch * m * n * 4.0 / bandwidth_eff  # one slice's partials, written and read
-    best = plain
+    # each with its own K-loop fill (``k_half``), and each slice writes an fp32 partial tile. A
+    # second kernel then reads the ``s`` partials back and writes C (cuBLAS's
+    # ``splitKreduce_kernel``, CUTLASS's parallel split-K reduction), after the first on the same
+    # stream: its element-wise floor and its reads add to the product's time, they do not overlap
+    # it. More slices fill more SMs but move more partials; the library's choice is taken as the
+    # best ``s`` up to one slice per SM (``s = 1`` is the plain kernel).
+    # MEASURED: in the A100 recsys trace (../shared/reference/traces/, the GEMM shapes that ran
+    # without another stream's kernel beside them: ``recsim.cost.gemm_trace``) cuBLAS ran all 30
+    # shapes this rule splits with a K grid dimension over 1, 23 of them followed by a
+    # ``splitKreduce_kernel`` of 4-6 us (the element-wise floor, 3 us, and the partials); pricing
+    # that kernel took the split ops from 31 % to 15 % fast. cuBLAS also splits 26 shapes the rule
+    # prices whole.
+    # ASSUMPTION: cuBLAS's split heuristic is not published, and it sometimes reduces in the product
+    # kernel itself (CUTLASS's serial split-K: 7 of the 30): priced as the parallel kind. The fit
+    # (``_gemm_kernel_array``) uses the same rule. Every candidate is non-decreasing in m, n and k
+    # and the candidates do not depend on them, so their minimum is too; past ``tiles >= sms`` the
+    # plain kernel is taken, which is never below the minimum.
+    slice_s = batch * m * n * 4.0 / bandwidth_eff  # one slice's fp32 partials, written or read once
+    best, best_splits, best_reduce = plain, 1, 0.0
     for splits in range(2, sms + 1):
         split_waves = _ceil_div(tiles * splits, sms)
-        moved = memory + splits * partial_s
-        # Both terms have floors that never fall as ``splits`` grows (the partials, and the K-loop
-        # fill of every wave with slices of at least one step): past them nothing can be faster.
-        if max(moved, 2.0 * (1 + cal.k_half) * split_waves * per_wave) >= best:
+        moved = memory + splits * slice_s
+        reduce_s = reduce_fixed_s + splits * slice_s
+        # Every term has a floor that never falls as ``splits`` grows (the partials, the reduction,
+        # the K-loop fill of every wave with slices of at least one step): past it nothing is faster.
+        if max(moved, 2.0 * (1 + cal.k_half) * split_waves * per_wave) + reduce_s >= best:
             break
         split_compute = 2.0 * (_ceil_div(k, splits) + cal.k_half) * split_waves * per_wave
-        best = min(best, max(split_compute, moved))
-    return cal.overhead_s + best
+        candidate = max(split_compute, moved) + reduce_s
+        if candidate < best:
+            best, best_splits, best_reduce = candidate, splits, reduce_s
+    return GemmKernelTime(cal.overhead_s + best, best_reduce, best_splits)
+
+
+def _gemm_kernel_s(
+    batch: int,
+    m: int,
+    n: int,
+    k: int,
+    peak: float,
+    bandwidth: float,
+    sms: int,
+    elem_bytes: float,
+    cal: GemmCalibration,
+    reduce_fixed_s: float,
+    reads_c: bool = False,
+) -> float:
+    """``_gemm_kernel``'s total time."""
+    return _gemm_kernel(
+        batch, m, n, k, peak, bandwidth, sms, elem_bytes, cal, reduce_fixed_s, reads_c
+    ).total_s
 
 
 def _gemm_kernel_array(
@@ -394,6 +449,7 @@ def _gemm_kernel_array(
     params: Sequence[float],
     tile_m: int,
     tile_n: int,
+    reduce_fixed_s: float,
 ) -> NDArray[np.float64]:
     """``_gemm_kernel_s`` over arrays (batch 1), for fitting. ``params``: max_eff, k_half, mem_eff, ovh."""
     max_efficiency, k_half, memory_efficiency, overhead_s = params
@@ -403,16 +459,16 @@ def _gemm_kernel_array(
     bandwidth_eff = bandwidth * memory_efficiency
     memory = (m * k + k * n + m * n) * elem_bytes / bandwidth_eff
     best = np.maximum(compute, memory)
-    few = tiles < sms  # split-K candidates, as in ``_gemm_kernel_s``
+    few = tiles < sms  # split-K candidates, as in ``_gemm_kernel``
     if np.any(few):
         t, kk, mem = tiles[few], k[few], memory[few]
-        partial = 2.0 * m[few] * n[few] * 4.0 / bandwidth_eff
+        slice_s = m[few] * n[few] * 4.0 / bandwidth_eff
         split = best[few]
         for splits in range(2, sms + 1):
             waves = np.ceil(t * splits / sms)
             candidate = np.maximum(
-                2.0 * (np.ceil(kk / splits) + k_half) * waves * per_wave, mem + splits * partial
-            )
+                2.0 * (np.ceil(kk / splits) + k_half) * waves * per_wave, mem + splits * slice_s
+            ) + (reduce_fixed_s + splits * slice_s)
             split = np.minimum(split, candidate)
         best[few] = split
     result: NDArray[np.float64] = overhead_s + best
@@ -432,6 +488,7 @@ def gemm_time_s(m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *,
         accelerator.sms,
         elem_bytes,
         _matmul_calibration(dtype, accelerator),
+        accelerator.elementwise_kernel_s,
     )
 
 
@@ -467,6 +524,7 @@ def _errors(
         params,
         tile_m,
         tile_n,
+        accelerator.elementwise_kernel_s,
     )
     result: NDArray[np.float64] = predicted / measured - 1.0
     return result
@@ -507,6 +565,7 @@ def fit_gemm(
     m, n, k, measured = _arrays(train)
     peak, elem_bytes = _tensor_peak(dtype, accelerator)
     bandwidth, sms = accelerator.hbm.bandwidth_bytes_per_s, accelerator.sms
+    reduce_fixed_s = accelerator.elementwise_kernel_s
     log_measured = np.log(measured)
 
     best: tuple[float, int, int, NDArray[np.float64]] | None = None
@@ -518,7 +577,7 @@ def fit_gemm(
             ) -> NDArray[np.float64]:
                 params = (x[0], x[1], x[2], x[3] * 1e-6)
                 predicted = _gemm_kernel_array(
-                    m, n, k, peak, bandwidth, sms, elem_bytes, params, tile_m, tile_n
+                    m, n, k, peak, bandwidth, sms, elem_bytes, params, tile_m, tile_n, reduce_fixed_s
                 )
                 result: NDArray[np.float64] = np.log(predicted) - log_measured
                 return result
@@ -614,21 +673,29 @@ def gemm_kernels(op: Compute) -> tuple[GemmShape, ...]:
     return ()
 
 
+def gemm_kernel_times(op: Compute, accelerator: Accelerator) -> tuple[GemmKernelTime, ...]:
+    """The GPU time of each GEMM of a ``gemm`` op (``gemm_kernels``), split-K's reduction kernel
+    included where it splits; empty when its shapes do not describe a product."""
+    kernels = gemm_kernels(op) if op.category == "gemm" else ()
+    if not kernels:
+        return ()
+    peak, elem_bytes = _tensor_peak(op.dtype, accelerator)
+    mm = _matmul_calibration(op.dtype, accelerator)
+    bandwidth, sms = accelerator.hbm.bandwidth_bytes_per_s, accelerator.sms
+    reduce_fixed_s = accelerator.elementwise_kernel_s
+    return tuple(
+        _gemm_kernel(g.batch, g.m, g.n, g.k, peak, bandwidth, sms, elem_bytes, mm, reduce_fixed_s, g.reads_c)
+        for g in kernels
+    )
+
+
 def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
     """GPU-side time of ``op`` (every kernel it launches), without the host launch."""
     cal = gemm_calibration(accelerator)
     bandwidth = accelerator.hbm.bandwidth_bytes_per_s
-    if op.category == "gemm":
-        kernels = gemm_kernels(op)
-        if kernels:
-            peak, elem_bytes = _tensor_peak(op.dtype, accelerator)
-            mm = _matmul_calibration(op.dtype, accelerator)
-            return sum(
-                _gemm_kernel_s(
-                    g.batch, g.m, g.n, g.k, peak, bandwidth, accelerator.sms, elem_bytes, mm, g.reads_c
-                )
-                for g in kernels
-            )
+    times = gemm_kernel_times(op, accelerator)
+    if times:
+        return sum(t.total_s for t in times)
     if op.category == "gemm" or op.category in _MATMUL_CATEGORIES:
         # A product without usable shapes gets no wave model: the best efficiency the fit allows,
         # and a GEMM kernel's fixed time.
@@ -644,6 +711,16 @@ def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
     # A node that stands for several kernels run back to back (``Compute.kernels``) pays each one's
     # floor; its FLOPs and bytes are their sums.
     return fixed * op.kernels + max(compute, memory)
+
+
+def product_kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
+    """``kernel_time_s`` less split-K's reduction kernels: the GPU time of the product kernels alone,
+    as a Kineto trace times them (it records cuBLAS's ``splitKreduce_kernel`` as a kernel of its own,
+    which a replay keeps)."""
+    times = gemm_kernel_times(op, accelerator)
+    if times:
+        return sum(t.total_s - t.reduce_s for t in times)
+    return kernel_time_s(op, accelerator)
 
 
 def hbm_bytes(op: Compute, accelerator: Accelerator) -> float:
@@ -669,13 +746,13 @@ def compute_ceiling_flop_per_s(op: Compute, accelerator: Accelerator) -> float:
     return _vector_peak(op.dtype, accelerator) * gemm_calibration(accelerator).max_efficiency
 
 
-def _kernel_count(op: Compute) -> int:
-    """The kernels ``op`` launches: a GEMM's from its shapes; else, a GEMM without usable shapes
-    included, ``Compute.kernels`` (as many as ``kernel_time_s`` pays floors for)."""
-    if op.category == "gemm":
-        kernels = gemm_kernels(op)
-        if kernels:
-            return len(kernels)
+def _kernel_count(op: Compute, accelerator: Accelerator) -> int:
+    """The kernels ``op`` launches: a GEMM's from its shapes (two for a product split along K: the
+    product and its reduction); else, a GEMM without usable shapes included, ``Compute.kernels``
+    (as many as ``kernel_time_s`` pays floors for)."""
+    times = gemm_kernel_times(op, accelerator)
+    if times:
+        return sum(t.kernels for t in times)
     return op.kernels
 
 
@@ -685,7 +762,7 @@ def compute_time_s(op: Compute, accelerator: Accelerator, *, include_launch: boo
     ``kernel_launch`` is the GPU-side dispatch gap in front of each kernel (``recsim.cost.launch``);
     ``include_launch=False`` leaves it out (kernel time only, as a CUPTI kernel event measures it).
     """
-    launches = max(_kernel_count(op), 1) if include_launch else 0
+    launches = max(_kernel_count(op, accelerator), 1) if include_launch else 0
     return kernel_time_s(op, accelerator) + launches * accelerator.kernel_launch_s
 
 

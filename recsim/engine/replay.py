@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from recsim import __version__
-from recsim.cost.compute import compute_time_s, gemm_kernels
+from recsim.cost.compute import compute_time_s, gemm_kernels, product_kernel_time_s
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.power import step_energy
 from recsim.engine.resources import collective_loads, resource_figures
@@ -716,8 +716,9 @@ def reestimate_duration(
     if isinstance(op, Compute):
         if op.category == "gemm" and op.flops > 0 and gemm_kernels(op):
             # Kernel time only: a recorded kernel's duration is its own (CUPTI's), and the gap in
-            # front of it is the trace's (its launch, the host segments before it).
-            return compute_time_s(op, target, include_launch=False)
+            # front of it is the trace's (its launch, the host segments before it). The product's
+            # kernel only: where cuBLAS split K, its reduction kernel is a recorded node of its own.
+            return product_kernel_time_s(op, target)
         if op.category in ("host", "cpu"):
             return recorded
         if node.stream.value in ("compute", "copy") and recorded > 0:

@@ -21,6 +21,7 @@ from recsim.cost.compute import (
     cpu_compute_time_s,
     fit_gemm,
     gemm_calibration,
+    gemm_kernel_times,
     gemm_kernels,
     gemm_time_s,
     hbm_bytes,
@@ -28,6 +29,7 @@ from recsim.cost.compute import (
     kernel_time_s,
     load_gemm_points,
     median_abs_error,
+    product_kernel_time_s,
     run_dtype,
     split_points,
 )
@@ -449,8 +451,8 @@ def test_time_grows_with_every_dimension(name, dtype, m, n, k, d):
 def test_split_k_takes_the_best_slice_count():
     # A DLRM bottom-MLP weight gradient: C[512, 256] = X^T dY over K = 65,536 samples. Its 8 x 4
     # output tiles of 64 x 64 cannot fill the A100's 108 SMs; split ten ways, the 320 tiles run in
-    # three waves over K / 10 each (three ways, one wave over K / 3, is slower), and the ten fp32
-    # partial tiles are written and read once more.
+    # three waves over K / 10 each (three ways, one wave over K / 3, is slower), the ten fp32
+    # partial tiles are written, and a reduction kernel (the element-wise floor) reads them back.
     device = acc("a100-sxm4-80gb")
     cal = stored("a100-sxm4-80gb")
     assert (cal.tile_m, cal.tile_n) == (64, 64)
@@ -458,19 +460,32 @@ def test_split_k_takes_the_best_slice_count():
     per_wave = 108 * 64 * 64 / (peak * cal.max_efficiency)
     bandwidth = device.hbm.bandwidth_bytes_per_s * cal.memory_efficiency
     memory = (512 * 65536 + 65536 * 256 + 512 * 256) * 2 / bandwidth
-    partials = 2 * 512 * 256 * 4 / bandwidth
+
+    partials = 512 * 256 * 4 / bandwidth  # one slice's fp32 partial tiles, written or read
 
     def slices(s: int) -> float:
-        return max(
+        product = max(
             2 * (math.ceil(65536 / s) + cal.k_half) * math.ceil(32 * s / 108) * per_wave,
             memory + s * partials,
         )
+        return product + (device.elementwise_kernel_s + s * partials if s > 1 else 0.0)
 
     best = min(range(1, 109), key=slices)
     assert best == 10
     assert slices(10) < slices(3) < slices(1)
     assert gemm_time_s(512, 256, 65536, "fp16", device) == pytest.approx(
         cal.overhead_s + slices(10), rel=1e-12
+    )
+    # Two kernels: the product and its reduction, each with its launch gap in front.
+    wgrad = Compute("w", flops=2.0 * 512 * 256 * 65536, shapes=((512, 65536), (65536, 256)), category="gemm")
+    (timed,) = gemm_kernel_times(replace(wgrad, dtype="fp16"), device)
+    assert (timed.splits, timed.kernels) == (10, 2)
+    assert timed.reduce_s == pytest.approx(device.elementwise_kernel_s + 10 * partials, rel=1e-12)
+    assert compute_time_s(replace(wgrad, dtype="fp16"), device) == pytest.approx(
+        timed.total_s + 2 * device.kernel_launch_s, rel=1e-12
+    )
+    assert product_kernel_time_s(replace(wgrad, dtype="fp16"), device) == pytest.approx(
+        timed.total_s - timed.reduce_s, rel=1e-12
     )
     # The same shape with enough output tiles runs unsplit: C[8192, 256] is 512 tiles.
     plain = max(
@@ -497,9 +512,8 @@ def test_the_fitted_array_model_is_the_scalar_one_split_k_included(name):
     m, n, k = (np.array([s[i] for s in shapes], dtype=np.float64) for i in range(3))
     peak, elem = _tensor_peak("fp16", device)
     params = (cal.max_efficiency, cal.k_half, cal.memory_efficiency, cal.overhead_s)
-    fitted = _gemm_kernel_array(
-        m, n, k, peak, device.hbm.bandwidth_bytes_per_s, device.sms, elem, params, cal.tile_m, cal.tile_n
-    )
+    bandwidth, sms, floor = device.hbm.bandwidth_bytes_per_s, device.sms, device.elementwise_kernel_s
+    fitted = _gemm_kernel_array(m, n, k, peak, bandwidth, sms, elem, params, cal.tile_m, cal.tile_n, floor)
     for (mm, nn, kk), value in zip(shapes, fitted, strict=True):
         assert gemm_time_s(mm, nn, kk, "fp16", device) == pytest.approx(float(value), rel=1e-12)
 

@@ -333,8 +333,9 @@ def test_faster_pcie_can_move_a_collective_under_a_kernel_and_is_never_slower_wi
     # fused dot interaction's backward moved its kernel's bytes (``_dot_interaction_op``); 1.8307 ms
     # before HugeCTR's MLP weight gradients went to the wgrad lane (``Runtime.async_mlp_wgrad``);
     # 1.7704 ms before the dot interaction's backward, a tensor-core kernel, waited for the top
-    # MLP's pending weight gradient (``recsim.graph.build._fills_sms``)
-    assert slow == pytest.approx(1.8310e-3, rel=1e-4)
+    # MLP's pending weight gradient (``recsim.graph.build._fills_sms``); 1.8310 ms before split-K's
+    # reduction was priced as a kernel of its own (``recsim.cost.compute._gemm_kernel``)
+    assert slow == pytest.approx(1.8363e-3, rel=1e-4)
     assert fast == pytest.approx(1.0121 * slow, rel=1e-3)
     base = step_s(False)
     for sets in (
