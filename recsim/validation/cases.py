@@ -69,6 +69,19 @@ def _gemm_error(accelerator: str, csv: str) -> float:
     return median_abs_error(test, acc, gemm_calibration(acc))  # type: ignore[arg-type]
 
 
+def _gemm_trace_error() -> float:
+    """Median |error| of the GEMM model over the recsys A100 trace's matrix products (recommendation
+    shapes; ``recsim.cost.gemm_trace``): nothing is fitted on them, all are held out."""
+    import statistics
+
+    from recsim.cost.gemm_trace import load_trace_gemms, shape_errors
+    from recsim.hardware.library import HardwareLibrary
+
+    acc = HardwareLibrary().device("accelerator", "a100-sxm4-40gb")
+    errors = shape_errors(load_trace_gemms(RECSYS_TRACE[0]), acc)  # type: ignore[arg-type]
+    return statistics.median(abs(e) for e in errors.values())
+
+
 def _collective_error(switch: str) -> float:
     from recsim.cost.collectives.calibrate import (
         Topologies,
@@ -233,6 +246,17 @@ def _cases() -> list[Case]:
             None,
             0.10,
             lambda: _gemm_error("h100-sxm5-80gb", "compute_h100_llama2-7b_mlp.csv"),
+            True,
+        ),
+        Case(
+            "gemm-a100-recsys-trace",
+            "fit",
+            "A100 TF32/fp32 GEMMs of the recsys trace (recommendation shapes, K = batch wgrads; "
+            "held out: fitted on none)",
+            "median |err|",
+            None,
+            0.25,
+            _gemm_trace_error,
             True,
         ),
         Case(
