@@ -382,4 +382,5 @@ def test_des_step_backward_all_to_all_beside_collnet(pxn: bool) -> None:
         return sim.schedule.finish_s[node.id] - sim.schedule.start_s[node.id]
 
     assert took(des, a2a[0]) - took(analytic, a2a[0]) == pytest.approx(expected, rel=1e-6)
-    assert expected * 1e6 == pytest.approx(68.93 if pxn else 10.81, abs=0.01)
+    # PXN: 69.15 us (68.93 before the GEMM refit with split-K's reduction moved the bucket's head start)
+    assert expected * 1e6 == pytest.approx(69.15 if pxn else 10.81, abs=0.01)
