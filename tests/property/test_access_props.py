@@ -126,6 +126,10 @@ def test_missed_unique_share_is_a_share_that_falls_with_the_cache(
     a, b = model.missed_unique_share(n, small), model.missed_unique_share(n, large)
     assert -EPS <= b <= a + EPS <= 1.0 + 2 * EPS
     assert model.missed_unique_share(n, model.rows) == 0.0
-    # The rows a cache fetches are never more than its missed lookups.
+    # The rows a cache fetches are never more than its missed lookups. ``1 - hit rate`` loses the
+    # hit rate's rounding (a sum over the rows, about 1e-14 absolute) to cancellation where nearly
+    # every lookup hits (zipf alpha 3.87, 9,726 rows, a 1,582-row cache: 3.6e-10 missed, 8.6e-6
+    # relative), so the bound allows n x 1e-14 besides its relative slack.
     if small > 0:
-        assert a * model.expected_unique(n) <= n * (1.0 - model.lru_hit_rate(small)) * (1 + 1e-6) + 1e-9
+        missed = n * (1.0 - model.lru_hit_rate(small))
+        assert a * model.expected_unique(n) <= missed * (1 + 1e-6) + n * 1e-14 + 1e-9
