@@ -1222,11 +1222,13 @@ def test_a_mesh_without_a_calibration_block_takes_the_generic_defaults_and_nvswi
 
 def test_an_uncalibrated_nvlink_mesh_runs_ll128_by_nccls_model():
     """NCCL enables LL128 on Volta over NVLink (tuning.cc): the V100 DGX-1 mesh, costed with the
-    generic NVLink defaults, runs a mid-size all-reduce under LL128 (NCCL 2.7.5's model: base
-    10.0 us, 1.9 us a ring step, 0.92 of Simple's bandwidth), small ones under LL, large under
-    Simple."""
+    generic NVLink defaults, runs a mid-size all-reduce under LL128 (NCCL 2.20.3's model: base
+    14.0 us, 1.9 us a ring step, 0.92 of Simple's bandwidth, against Simple's 8.4 us and 3.4 us a
+    step: on 4 GPUs it wins from 512 KiB to 1 MiB, on 8 from 1 to 8 MiB), small ones under LL,
+    large under Simple."""
     t = topo("dgx-1-v100")
-    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 4 * MiB), t).protocol == "ll128"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 1 * MiB), t).protocol == "ll128"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 8, 4 * MiB), t).protocol == "ll128"
     assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 4096.0), t).protocol == "ll"
     assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 256 * MiB), t).protocol == "simple"
 
@@ -1244,7 +1246,7 @@ def test_ll128_runs_on_nvlink_only_and_the_h100_fit_drops_it():
         for n in (2, 4, 8):
             assert collective_cost(op_(CollectiveOp.ALL_REDUCE, n, size), pcie).protocol != "ll128", (n, size)
     mesh = topo("dgx-1-v100")
-    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 4 * MiB), mesh).protocol == "ll128"
+    assert collective_cost(op_(CollectiveOp.ALL_REDUCE, 4, 1 * MiB), mesh).protocol == "ll128"
     # Point-to-point never runs LL128 (enqueue.cc), whatever the fabric calibrates.
     assert collective_cost(op_(CollectiveOp.ALL_TO_ALL, 4, 4 * MiB), mesh).protocol == "simple"
     h = topo("dgx-h100")

@@ -141,19 +141,37 @@ class Stage:
 
 
 # ------------------------------------------------------------------------------------------ defaults
-# Used where a device has no calibration block. Latencies are NCCL's own tuning model as of NCCL
-# 2.7.5 (NVIDIA/nccl src/graph/tuning.cc: baseLat ring LL 3.6 us, LL128 10.0 us, Simple 8.4 us;
-# hwLat per ring step NVLink LL 0.47 / LL128 1.9 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us, NET
-# LL 2.7 / LL128 4.0 / Simple 9.6 us). Efficiencies: ring LL moves a quarter of the Simple bandwidth
-# and LL128 0.92 of it (the same tuning.cc; its per-channel LL128 cap, ll128MaxBwPerCh, is not
-# modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: about the fitted NVSwitch gen2 and gen3 values
-# (hardware/devices/switches/); Simple on the network 0.97: a ConnectX-7 400 Gb/s NIC gives
-# 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
+# Used where a device has no calibration block. Latencies are NCCL's own tuning model.
+#
+# Inside a node (``DEFAULT_NVLINK``, ``DEFAULT_PCIE``): NCCL 2.20.3 (NVIDIA/nccl src/graph/tuning.cc
+# @ b6475625: baseLat ring LL 6.6 us, LL128 14.0 us, Simple 8.4 us; hwLat per ring step NVLink LL 0.6
+# / LL128 1.9 / Simple 3.4 us, PCI LL 1.0 / Simple 5.7 us), the same ring rows as the 2.28 copies
+# quoted in ``calibrate.SIMPLE_BASE_OVER_LL_S`` and what the reference data ran (2.18.5 Azure, 2.29.2
+# cluster01). They were NCCL 2.7.5's (tuning.cc @ 01afd20a: LL 3.6 / LL128 10.0 us base, NVLink LL
+# 0.47 us a step), a 2020 release that predates Hopper: an 8-GPU H100 PCIe server then got a 2-rank
+# all-gather in 4.6 us, under every measured NVLink figure (vidur's DGX H100, 2 GPUs: 6-7 us; the
+# fitted NVSwitch gen3: 6.4 us) although a PCIe step is slower than an NVLink one in NCCL's own
+# table. Measured, on the PARAM DLRM trace (8 x V100, DGX-1, Sept. 2023, tests/data/traces/
+# param_dlrm_kineto): its LL all-to-alls of 24 B-3 KiB a peer take 7-10 us, 2.7.5 gives 4.1 us and
+# 2.20.3 7.2 us (base + one round of peers); its 448 B all-reduce 20 us, 10.2 and 15.0 us (14 ring
+# steps).
+#
+# Across nodes (``DEFAULT_NETWORK``, and the NIC blocks that copy it): still NCCL 2.7.5 (hwLat NET
+# LL 2.7 / LL128 4.0 / Simple 9.6 us; 2.20.3 has Simple 14.0 us plus its graphs' inter-node latency):
+# ``SOCKET_STEP_LATENCY_S`` is fitted against those, and nothing measured here separates them.
+# The per-call base is the largest of the levels a collective uses, so a multi-node collective on a
+# node costed by these defaults takes 2.20.3's base.
+#
+# Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it (the same
+# tuning.cc; its per-channel LL128 cap is not modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: about
+# the fitted NVSwitch gen2 and gen3 values (hardware/devices/switches/); Simple on the network 0.97:
+# a ConnectX-7 400 Gb/s NIC gives 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
 #
 # LL128 runs on NVLink (a V100 DGX-1 mesh included: NCCL enables it for sm70 with the intra-node
 # path on NVLink, ``calibrate.NVLINK_PROTOCOLS``), never on PCIe alone.
 
-_NCCL_TUNING = "NVIDIA/nccl src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
+_NCCL_TUNING = "NVIDIA/nccl 2.7.5 src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
+_NCCL_2_20 = "NVIDIA/nccl 2.20.3 src/graph/tuning.cc (baseLat, hwLat ring) and nccl-tests issue 267"
 
 
 def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float = 0.0) -> CollectiveProtocol:
@@ -168,16 +186,16 @@ def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float
 
 
 DEFAULT_NVLINK = CollectiveCalibration(
-    source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
+    source=f"ASSUMPTION: {_NCCL_2_20}; Simple efficiency = mean of the fitted NVSwitch gen2/gen3",
     protocols={
-        "ll": _proto(3.6, 0.47, 0.77 / 4),
-        "ll128": _proto(10.0, 1.9, 0.77 * 0.92),
+        "ll": _proto(6.6, 0.6, 0.77 / 4),
+        "ll128": _proto(14.0, 1.9, 0.77 * 0.92),
         "simple": _proto(8.4, 3.4, 0.77),
     },
 )
 DEFAULT_PCIE = CollectiveCalibration(
-    source=f"ASSUMPTION: {_NCCL_TUNING}; Simple efficiency as NVLink",
-    protocols={"ll": _proto(3.6, 1.0, 0.77 / 4), "simple": _proto(8.4, 5.7, 0.77)},
+    source=f"ASSUMPTION: {_NCCL_2_20}; Simple efficiency as NVLink",
+    protocols={"ll": _proto(6.6, 1.0, 0.77 / 4), "simple": _proto(8.4, 5.7, 0.77)},
 )
 DEFAULT_NETWORK = CollectiveCalibration(
     source=f"ASSUMPTION: {_NCCL_TUNING}",

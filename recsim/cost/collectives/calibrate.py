@@ -421,7 +421,8 @@ LL128_MAX_RATIO = 120 / 128
 
 #: Simple's point-to-point per-call latency above LL's, where the data cannot place it
 #: (``P2pBase.FROM_LL``). ASSUMPTION: NCCL 2.7.5's tuning model, src/graph/tuning.cc baseLat ring
-#: Simple 8.4 us less LL 3.6 us (the table ``base.DEFAULT_NVLINK`` takes); tuning.cc has no p2p
+#: Simple 8.4 us less LL 3.6 us (``base.DEFAULT_NVLINK`` took 2.7.5's table; it now takes
+#: 2.20.3's, whose difference is 1.8 us: below); tuning.cc has no p2p
 #: row, so the ring kernels' difference stands for the p2p kernel's. Simple's extra is its handshake
 #: (the sender posts each chunk's tail after a memory fence and waits for the receiver's head, where
 #: LL's flags travel in the data lines); both kernels pay the same launch and GPU-side
