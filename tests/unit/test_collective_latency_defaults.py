@@ -86,7 +86,7 @@ def test_a_pcie_step_is_never_faster_than_an_nvlink_one() -> None:
 def test_the_param_v100_traces_small_all_to_alls() -> None:
     """The PARAM DLRM step on 8 x V100 (DGX-1; not fitted on): its LL all-to-alls, 24 B-6.5 KiB a
     peer, recorded 7-10 us. NCCL 2.7.5's constants gave 4.1-7.0 us (median |error| 0.40); 2.20.3's
-    give 7.2-10.2 us. Its 448 B all-reduce (14 ring steps) recorded 20 us: 15.0 us (10.2 before)."""
+    give 7.2-10.2 us (0.09). Its 448 B all-reduce (14 ring steps) recorded 20 us: 15.0 us (10.2 before)."""
     graph = read_trace([TRACES / "param_dlrm_et", TRACES / "param_dlrm_kineto"])
     t = topo("dgx-1-v100")
     small = [

@@ -152,9 +152,9 @@ class Stage:
 # all-gather in 4.6 us, under every measured NVLink figure (vidur's DGX H100, 2 GPUs: 6-7 us; the
 # fitted NVSwitch gen3: 6.4 us) although a PCIe step is slower than an NVLink one in NCCL's own
 # table. Measured, on the PARAM DLRM trace (8 x V100, DGX-1, Sept. 2023, tests/data/traces/
-# param_dlrm_kineto): its LL all-to-alls of 24 B-3 KiB a peer take 7-10 us, 2.7.5 gives 4.1 us and
-# 2.20.3 7.2 us (base + one round of peers); its 448 B all-reduce 20 us, 10.2 and 15.0 us (14 ring
-# steps).
+# param_dlrm_kineto; not fitted): its 40 LL all-to-alls of 24 B-6.5 KiB a peer take 7-10 us,
+# 2.7.5 gives 4.1-7.0 us and 2.20.3 7.2-10.2 us (base + one round of peers; median |error| 0.40 ->
+# 0.09); its 448 B all-reduce 20 us on every rank, 10.2 and 15.0 us (14 ring steps).
 #
 # Across nodes (``DEFAULT_NETWORK``, and the NIC blocks that copy it): still NCCL 2.7.5 (hwLat NET
 # LL 2.7 / LL128 4.0 / Simple 9.6 us; 2.20.3 has Simple 14.0 us plus its graphs' inter-node latency):
