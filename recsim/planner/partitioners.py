@@ -27,8 +27,11 @@ is left, and not every rank can have less than ``L`` free. One check per block, 
 placed (an earlier try kept the rest's vectors free table by table, and planning zionex model-a
 took 160 s instead of 4). The greedy proposers (greedy, memory_balanced, flexshard) reserve for
 every table, not knowing which will end off HBM (so the vectors of tables in HBM are kept twice:
-at most ``S / ranks`` a rank); RecShard for the tables its knapsack put off HBM. The other
-proposers reserve nothing: their blocks are still placed with their pooled vectors.
+at most ``S / ranks`` a rank); RecShard for the tables its knapsack put off HBM. None reserves
+where no allowed tier takes rows wholly out of HBM (``greedy.rows_may_leave_hbm``: ``planner.tiers``
+of ``hbm`` and cached ``uvm_caching`` only), since every block then keeps the reserve and none
+could use it. The other proposers reserve nothing: their blocks are still placed with their pooled
+vectors.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """

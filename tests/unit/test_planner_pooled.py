@@ -137,7 +137,8 @@ def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tin
 def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
     # HBM only, fp32 only, table-wise, no planner reserve, on 2 ranks: a's rows (2,000 B) fit a
     # rank with 2,100 B free, but not with its 128 B of pooled vectors; on ranks with room for a's
-    # rows, its vectors and the reserve for both tables' vectors (128 + 128 B), the greedy plans.
+    # rows and its vectors, the greedy plans (no table can leave HBM: no reserve,
+    # ``test_with_every_table_in_hbm_the_greedy_keeps_no_reserve``).
     from recsim.api import make_plan
     from recsim.errors import InfeasibleError
 
@@ -162,7 +163,37 @@ def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
 
     with pytest.raises(InfeasibleError, match=r"table 'a' .* fits nowhere"):
         make_plan("greedy", tiny, system(2100), planner=planner)
-    roomy = system(100 * 20 + A_POOLED + 2 * A_POOLED)
+    roomy = system(100 * 20 + A_POOLED)
     plan = make_plan("greedy", tiny, roomy, planner=planner)
     usage = plan_usage(plan, tiny, roomy)
     assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED
+
+
+def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
+    # The reserve is room for the pooled vectors of tables whose rows leave HBM: with only HBM (or
+    # a cache in HBM, whose blocks keep the reserve themselves) to put rows on, no table's do, and
+    # a plan that fits by rows and vectors alone is found; with uvm allowed the reserve is kept.
+    from recsim.api import make_plan
+    from recsim.planner.proposers.greedy import rows_may_leave_hbm
+
+    dense = dense_hbm_bytes(tiny, 2)
+    planner = [
+        "planner.hbm_reserve=0",
+        "planner.embedding_dtypes=[fp32]",
+        "planner.sharding_types=[table_wise]",
+    ]
+    hbm = f"node.accelerators.device.hbm.capacity={dense + 100 * 20 + A_POOLED:.0f} B"
+    tight = HW.system(
+        "tiny",
+        [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), Override.parse(hbm)],
+    )
+    for tiers, off in (("[hbm]", False), ("[hbm,uvm_caching]", False), ("[hbm,uvm]", True)):
+        est = Estimator(tight, tiny, planner_config([Override.parse(f"planner.tiers={tiers}")]))
+        assert rows_may_leave_hbm(est) is off
+    plan = make_plan("greedy", tiny, tight, planner=[*planner, "planner.tiers=[hbm]"])
+    usage = plan_usage(plan, tiny, tight)
+    assert {s.tier for s in plan.shards} == {"hbm"}
+    assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED
+    # With uvm allowed, rows keep the reserve: table a (the larger) goes to uvm, its vectors in HBM.
+    plan = make_plan("greedy", tiny, tight, planner=[*planner, "planner.tiers=[hbm,uvm]"])
+    assert {s.table: s.tier for s in plan.shards}["a"] == "uvm"

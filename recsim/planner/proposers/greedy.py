@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from recsim.cost.embedding.base import optimizer_state_bytes
+from recsim.cost.embedding.base import optimizer_state_bytes, parse_tier, tier_model
 from recsim.errors import InfeasibleError
-from recsim.planner.estimator import Candidate
+from recsim.planner.estimator import Candidate, Estimator
 from recsim.planner.partitioners import Partitioner, settled
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
 from recsim.planner.storage import pooled_output_bytes, row_bytes, stored_row_bytes
@@ -123,9 +123,27 @@ def least_pooled_bytes(ctx: PlanningContext, table: Table) -> float:
     return memo[table.name]
 
 
+def rows_may_leave_hbm(est: Estimator) -> bool:
+    """Whether a tier the planner may use keeps a table's rows wholly out of HBM (``uvm``, ``ddr``,
+    ``nmp``, an SSD tier, a ``uvm_caching`` of no cache): only then may a block hold its pooled
+    vectors alone, which the reserve is for (``Partitioner.reserve``). ``hbm`` and a cached
+    ``uvm_caching`` put rows in HBM: their blocks keep the reserve, so it would only be lost."""
+    for tier in est.tiers():
+        name, raw = parse_tier(tier)
+        if name == "hbm":
+            continue
+        if name == "uvm_caching" and (tier_model(name).resolve_param(raw) or 0.0) > 0.0:
+            continue
+        return True
+    return False
+
+
 def reserve_pooled(ctx: PlanningContext, part: Partitioner) -> None:
     """Have ``part`` keep the HBM the tables' pooled vectors need wherever their rows go
-    (``Partitioner.reserve``: the sum and the largest of their ``least_pooled_bytes``)."""
+    (``Partitioner.reserve``: the sum and the largest of their ``least_pooled_bytes``); nothing
+    where no allowed tier takes rows out of HBM (``rows_may_leave_hbm``)."""
+    if not rows_may_leave_hbm(ctx.estimator):
+        return
     pooled = [least_pooled_bytes(ctx, t) for t in ctx.workload.tables]
     part.reserve(math.fsum(pooled), max(pooled, default=0.0))
 

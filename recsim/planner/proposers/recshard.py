@@ -67,6 +67,7 @@ from recsim.planner.proposers.greedy import (
     finished_plan,
     least_pooled_bytes,
     place_table,
+    rows_may_leave_hbm,
 )
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
@@ -458,12 +459,15 @@ class RecShard(Proposer):
         notes: list[str] = []
         remaining = math.fsum(_perf_s(chosen.get(n)) for n in order)
         # Rows leave their HBM to the pooled vectors of the tables the knapsack put off HBM, and of
-        # those it chose nothing for (the greedy's placement) (``Partitioner.reserve``).
+        # those it chose nothing for (the greedy's placement, where a tier may take their rows out
+        # of HBM: ``rows_may_leave_hbm``) (``Partitioner.reserve``).
         off: list[float] = []
+        greedy_off = rows_may_leave_hbm(ctx.estimator)
         for name in order:
             opt = chosen.get(name)
             if opt is None:
-                off.append(least_pooled_bytes(ctx, ctx.workload.table(name)))
+                if greedy_off:
+                    off.append(least_pooled_bytes(ctx, ctx.workload.table(name)))
             elif not any(Partitioner.holds_rows(b) for b in opt.candidate.blocks):
                 off.append(math.fsum(b.pooled_hbm_bytes for b in opt.candidate.blocks))
         part.reserve(math.fsum(off), max(off, default=0.0))
