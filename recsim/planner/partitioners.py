@@ -315,11 +315,18 @@ class Partitioner:
         return False
 
     def free_summary(self) -> str:
-        """The largest free HBM, host DRAM and SSD of any rank/node, for error messages."""
+        """The largest free HBM, host DRAM and SSD of any rank/node, for error messages, with the HBM
+        ``reserve`` keeps from rows and caches."""
         hbm = max(self.cap.hbm_bytes_per_rank - h for h in self.hbm)
         ddr = max(self.cap.ddr_bytes_per_node - d for d in self.ddr)
         ssd = max(self.cap.ssd_bytes_per_node - s for s in self.ssd)
-        return f"most free: HBM {_b(hbm)} on a rank, host DRAM {_b(ddr)} and SSD {_b(ssd)} on a node"
+        kept = (
+            f"; a block with rows or a cache in HBM leaves {_b(self.reserved_rank_bytes)} of its rank's "
+            "HBM to the pooled vectors of tables off HBM"
+            if self.reserved_rank_bytes > 0
+            else ""
+        )
+        return f"most free: HBM {_b(hbm)} on a rank, host DRAM {_b(ddr)} and SSD {_b(ssd)} on a node{kept}"
 
 
 #: Significant digits a planner compares its estimates to (``settled``): the estimates themselves

@@ -197,3 +197,37 @@ def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
     # With uvm allowed, rows keep the reserve: table a (the larger) goes to uvm, its vectors in HBM.
     plan = make_plan("greedy", tiny, tight, planner=[*planner, "planner.tiers=[hbm,uvm]"])
     assert {s.table: s.tier for s in plan.shards}["a"] == "uvm"
+
+
+def test_fits_nowhere_names_the_pooled_vectors_and_the_reserve(tiny):
+    # The message's free HBM must be read against the table's rows *and* its pooled vectors, and
+    # against the reserve rows leave: without them, "1.953 KiB ... most free: HBM 2.051 KiB" reads
+    # as a table that fits.
+    from recsim.api import make_plan
+    from recsim.errors import InfeasibleError
+
+    dense = dense_hbm_bytes(tiny, 2)
+    planner = [
+        "planner.hbm_reserve=0",
+        "planner.embedding_dtypes=[fp32]",
+        "planner.sharding_types=[table_wise]",
+    ]
+
+    def system(free: float) -> System:
+        hbm = f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"
+        return HW.system(
+            "tiny",
+            [
+                Override.parse("cluster.nodes=1"),
+                Override.parse("node.accelerators.count=2"),
+                Override.parse(hbm),
+            ],
+        )
+
+    with pytest.raises(InfeasibleError) as err:
+        make_plan("greedy", tiny, system(2100), planner=[*planner, "planner.tiers=[hbm]"])
+    assert "and 128 B of pooled vectors in HBM" in str(err.value)
+    assert "leaves" not in str(err.value)  # no reserve with every table in HBM
+    with pytest.raises(InfeasibleError) as err:
+        make_plan("greedy", tiny, system(100), planner=[*planner, "planner.tiers=[hbm,uvm]"])
+    assert "a block with rows or a cache in HBM leaves 256 B of its rank's HBM" in str(err.value)

@@ -149,10 +149,18 @@ def reserve_pooled(ctx: PlanningContext, part: Partitioner) -> None:
 
 
 def size_label(ctx: PlanningContext, table: Table, dtype: str | None = None) -> str:
-    """``table_bytes`` for a message, naming the optimizer state when it is part of the figure."""
+    """``table_bytes`` for a message, naming the optimizer state when it is part of the figure, and
+    the HBM its pooled vectors take besides wherever its rows go (``storage.pooled_output_bytes``
+    of the table whole), which the free HBM a message gives must hold too."""
     size = format_quantity(table_bytes(ctx, table, dtype), Dimension.BYTES, binary=True)
     opt = ctx.workload.training.embedding_optimizer
-    return f"{size} with {opt} state" if optimizer_state_bytes(opt, ctx.workload.table_dim(table)) else size
+    label = f"{size} with {opt} state" if optimizer_state_bytes(opt, ctx.workload.table_dim(table)) else size
+    w = ctx.workload
+    whole = Shard(table.name, "table_wise", 0, table.rows, 0, w.table_dim(table), (), "hbm", dtype)
+    pooled = pooled_output_bytes(whole, w, ctx.world_size)
+    if pooled > 0:
+        label += f", and {format_quantity(pooled, Dimension.BYTES, binary=True)} of pooled vectors in HBM"
+    return label
 
 
 def capacity_constrained(ctx: PlanningContext, part: Partitioner) -> bool:
