@@ -638,10 +638,22 @@ def resource_figures(
                     "instant, but not RecNMP DIMMs' channel bytes, and the step's nodes, counted "
                     "whole, may outlast the window"
                 )
-            else:
+            elif fidelity == "des" and cls == "hbm":
+                # The ops of a rank's queues are flows of its HBM link, at the fitted memory
+                # efficiency of the bandwidth this figure divides by; a collective's kernels are not
+                # (their HBM use is in their interference stretch), though their bytes count here.
                 who = (
-                    "the copies, lookups and kernels that share it are not slowed for it (DES slows "
-                    "copies and lookups on links only), so the step is optimistic there"
+                    "DES shares each rank's HBM among its kernels, copies and lookups at every "
+                    "instant, but not the collectives' own HBM traffic, and the step's nodes, counted "
+                    "whole, may outlast the window"
+                )
+            else:
+                # HBM and host DRAM are DES's shared resources as well as the links (``recsim.
+                # engine.hbm``, ``recsim.engine.host_dram``): only the analytic engine and a replay
+                # run the ops beside each other unslowed.
+                who = (
+                    "the copies, lookups and kernels that share it are not slowed for it, so the step "
+                    "is optimistic there" + ("; --fidelity des shares it" if fidelity == "analytic" else "")
                 )
             notes.append(
                 f"{busiest[cls]} ({label}, utilisation_max.{cls}) carries {peak[cls]:.2f}x its capacity "

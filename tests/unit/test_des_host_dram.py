@@ -197,3 +197,32 @@ def test_more_dram_bandwidth_is_never_slower_and_never_faster_than_unshared(work
         assert wider.finish_s[n.id] >= analytic.finish_s[n.id] * (1 - 1e-12)
     assert max(wider.finish_s.values()) <= max(base.finish_s.values()) * (1 + 1e-12)
     assert counters.dram_peak_use <= 1.0 + 1e-9
+
+
+def test_the_over_capacity_note_says_des_shares_hbm_and_host_dram():
+    # HBM and host DRAM are DES's shared resources (``recsim.engine.hbm``, ``recsim.engine.
+    # host_dram``): the analytic engine's note must not say DES slows copies and lookups on links
+    # only, and DES's own note over HBM must not say the ops beside each other are not slowed.
+    import numpy as np
+
+    from recsim.engine.network import _edge_index
+    from recsim.engine.resources import Loads, resource_figures
+
+    sys_ = system("cluster.nodes=1")
+    topology = CostModel(sys_).topology
+    edges = len(_edge_index(topology).capacity())
+    hbm = np.full(len(topology.accelerators), 2 * sys_.accelerator.hbm.bandwidth_bytes_per_s)
+    dram = np.array([2 * sys_.node.host_memory_bandwidth_bytes_per_s])
+    notes = {
+        fidelity: resource_figures(
+            Loads(np.zeros(edges), np.zeros(edges), hbm, dram), topology, sys_, 1.0, fidelity
+        ).figures.notes
+        for fidelity in ("analytic", "des")
+    }
+    assert len(notes["analytic"]) == len(notes["des"]) == 2  # HBM and host memory, each 2x
+    for note in notes["analytic"]:
+        assert "links only" not in note
+        assert note.endswith("so the step is optimistic there; --fidelity des shares it")
+    hbm_note, dram_note = notes["des"]
+    assert "DES shares each rank's HBM" in hbm_note and "not slowed" not in hbm_note
+    assert "DES shares each socket's DRAM" in dram_note
