@@ -4,7 +4,9 @@
 step of the workload's global batch ``B`` and, like the rest of recsim, in SI units:
 
 - **memory** (``recsim.planner.storage.plan_usage``): per rank the HBM it holds (the dense side,
-  its shards, the caches of its ``uvm_caching`` shards); per node the host DRAM (``uvm``, ``ddr``,
+  its shards, the caches of its ``uvm_caching`` shards, and the pooled vectors it writes for the
+  global batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``;
+  ``bytes_by_tier`` counts the shards' stored bytes only); per node the host DRAM (``uvm``, ``ddr``,
   ``nmp`` and ``uvm_caching`` rows, the ``ssd`` tier's page cache) and SSD bytes. Host DRAM and SSDs
   belong to a node, not a rank: a rank's row shows its **node's bytes divided by the ranks per
   node** (``RankStats.ddr_bytes``/``ssd_bytes``); the node rows (``NodeStats``) hold the real
