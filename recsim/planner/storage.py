@@ -25,15 +25,17 @@ sample, each member of a row split its partial pools for every sample before the
 before the all-to-all sends each rank its samples, and receives their gradients for the global
 batch in the backward. ``B x dim`` values in the dtype the lookups write (``Runtime.
 lookup_output_dtype``, else the table's), once per (table, column range) a rank pools
-(``pooled_block_bytes``: a hot / cold split on one rank writes one output); a routed rank's part
-only for the bags it drew. Whatever tier holds the rows (UVM, DDR), the TBE writes these vectors
-in HBM. This is TorchRec's planner's ``output_sizes`` (torchrec/distributed/planner/
-shard_estimators.py, ``_calculate_tw_shard_io_sizes`` and the cw / rw / twrw ones: ``batch_size x
-world_size x shard columns x output dtype bytes`` per shard, added to each shard's HBM in
-``calculate_shard_storages`` whatever its compute kernel). One buffer, not two: the forward's
-output is freed once sent (the TBE's backward does not read it), before its gradient arrives.
-Left out: the ids the input all-to-all delivers to the owner (TorchRec's ``input_sizes``, 8 B a
-lookup of the global batch) and the reduce-scatter's output of a row split.
+(``pooled_block_bytes``: a hot / cold split on one rank writes one output); a part of a table (a
+routed rank's share, a popularity slice) only the bags that drew one of its rows where the
+framework's lookups pool those alone (``Runtime.pools_hit_bags_only``), as the graph's do. Whatever
+tier holds the rows (UVM, DDR), the TBE writes these vectors in HBM. This is TorchRec's planner's
+``output_sizes`` (torchrec/distributed/planner/shard_estimators.py,
+``_calculate_tw_shard_io_sizes`` and the cw / rw / twrw ones: ``batch_size x world_size x shard
+columns x output dtype bytes`` per shard, added to each shard's HBM in ``calculate_shard_storages``
+whatever its compute kernel). One buffer, not two: the forward's output is freed once sent (the
+TBE's backward does not read it), before its gradient arrives. Left out: the ids the input
+all-to-all delivers to the owner (TorchRec's ``input_sizes``, 8 B a lookup of the global batch) and
+the reduce-scatter's output of a row split.
 The planner counts the same bytes: the estimator adds them to each block's storage
 (``Estimator.block``), which its partitioner places.
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from recsim.cost.embedding.base import (
     accumulator_dtype,
@@ -63,6 +66,9 @@ from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import DTYPE_BYTES, Layer, Workload
+
+if TYPE_CHECKING:
+    from recsim.graph.runtime import Runtime
 
 #: Tiers whose rows live in host DRAM, and on SSDs.
 HOST_TIERS = ("uvm", "uvm_caching", "ddr", "nmp")
@@ -116,34 +122,65 @@ def pooled_output_bytes(
     shard, whose lookups serve the local batch (``dense_hbm_bytes``'s pooled embeddings), nor in a
     world of one rank (no exchange).
 
-    A rank's part of a routed (``distributed``) shard pools only the bags that drew one of its rows,
-    as the exchange sends them (``ShardOps.bags_hit`` of its lookup share; ``ops`` made here when not
-    given). The reduce-scatter's output (``1 / |G|`` of a row split's partial pools) is left out."""
+    A lookup of a part of a table (a rank's share of a routed, ``distributed``, shard; a popularity
+    slice) writes only the bags that drew one of its rows where the framework pools those alone
+    (``Runtime.pools_hit_bags_only``: HugeCTR's kernels walk the lookups), ``ShardOps.bags_hit`` of
+    its lookup share (``ops`` made here when not given), as the graph's lookup does
+    (``ShardOps.op``); elsewhere (FBGEMM's TBE) every sample's bag, empty ones included, compacted
+    only for the exchange. The reduce-scatter's output (``1 / |G|`` of a row split's partial pools)
+    is left out."""
     if world_size <= 1 or shard.sharding == "data_parallel":
         return 0.0
-    from recsim.graph.runtime import runtime  # the framework module reads the plan types
-
     w = workload
-    dtype = shard.dtype or w.table_dtype(w.table(shard.table))
-    out = runtime(w.training.runtime).lookup_output_dtype(w.training.precision, dtype) or dtype
+    framework = _framework(w)
     bags = float(w.training.global_batch_size)
-    if shard.sharding == "distributed":
+    if framework.pools_hit_bags_only and _is_part(shard, w):
         ops = ops or ShardOps(w)
         bags *= ops.bags_hit(shard.table, ops.member_share(shard))
-    return bags * shard.dim * DTYPE_BYTES[out]
+    return bags * _pooled_value_bytes(shard, w)
+
+
+def _framework(workload: Workload) -> Runtime:
+    """The workload's framework runtime (``training.runtime``)."""
+    from recsim.graph.runtime import runtime  # the framework module reads the plan types
+
+    return runtime(workload.training.runtime)
+
+
+def _is_part(shard: Shard, workload: Workload) -> bool:
+    """Whether ``shard``'s lookups read a part of its table whose bags not all draw a row: a rank's
+    share of a routed (``distributed``) shard, or a popularity slice (``ShardOps.is_slice``)."""
+    if shard.sharding == "distributed":
+        return True
+    return shard.order == "popularity" and shard.rows < workload.table(shard.table).rows
+
+
+def _pooled_value_bytes(shard: Shard, workload: Workload) -> float:
+    """Bytes of one of ``shard``'s pooled vectors: ``dim`` values in the dtype the lookups write
+    (``Runtime.lookup_output_dtype``, else the table's)."""
+    w = workload
+    dtype = shard.dtype or w.table_dtype(w.table(shard.table))
+    out = _framework(w).lookup_output_dtype(w.training.precision, dtype) or dtype
+    return shard.dim * DTYPE_BYTES[out]
 
 
 def pooled_block_bytes(
     shards: Sequence[Shard], workload: Workload, world_size: int, ops: ShardOps | None = None
 ) -> float:
-    """``pooled_output_bytes`` of shards that live on one rank: once per (table, column range), as
-    they are pooled (``graph.shard_ops.pooled_blocks``: a table's hot and cold rows on one rank
-    write one output), the widest of them."""
-    widest: dict[tuple[str, int, int], float] = {}
+    """``pooled_output_bytes`` of shards that live on one rank, per (table, column range) as they
+    are pooled (``graph.shard_ops.pooled_blocks``): their sum, but no more than one output for
+    every sample (a table's hot and cold rows on one rank write one ``B x dim`` output, or, where
+    each part pools its hit bags alone, their hit bags)."""
+    pooled: dict[tuple[str, int, int], float] = defaultdict(float)
+    whole: dict[tuple[str, int, int], float] = defaultdict(float)
+    batch = float(workload.training.global_batch_size)
     for s in shards:
-        key = (s.table, s.col_start, s.col_end)
-        widest[key] = max(widest.get(key, 0.0), pooled_output_bytes(s, workload, world_size, ops))
-    return sum(widest.values())
+        out = pooled_output_bytes(s, workload, world_size, ops)
+        if out > 0:
+            key = (s.table, s.col_start, s.col_end)
+            pooled[key] += out
+            whole[key] = max(whole[key], batch * _pooled_value_bytes(s, workload))
+    return sum(min(out, whole[key]) for key, out in pooled.items())
 
 
 def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
@@ -154,8 +191,12 @@ def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) 
         if shard.sharding != "data_parallel":
             for rank in shard.ranks:
                 by_rank[rank].append(shard)
-    if ops is None and any(s.sharding == "distributed" for s in plan.shards):
-        ops = ShardOps(workload)  # once for the plan
+    if (
+        ops is None
+        and _framework(workload).pools_hit_bags_only
+        and any(_is_part(s, workload) for s in plan.shards)
+    ):
+        ops = ShardOps(workload)  # once for the plan (its parts of tables pool their hit bags)
     out = {r: pooled_block_bytes(s, workload, plan.world_size, ops) for r, s in by_rank.items()}
     return {r: v for r, v in sorted(out.items()) if v}
 

@@ -80,9 +80,13 @@ def test_plan_usage_charges_the_owner_once_per_table_and_column_range(tiny):
             Shard("b", "row_wise", 25, 50, 0, 4, (1,)),
         ),
     )
-    assert pooled_by_rank(plan, tiny) == {0: 2 * A_POOLED, 1: A_POOLED}
+    # a's cold slice (rows 10-100 of a uniform table, 2 lookups a bag) under tiny's fused runtime
+    # pools only the bags that drew one of its rows, 1 - 0.1^2 of them
+    # (``test_a_part_of_a_table_pools_the_bags_the_graph_pools``)
+    cold = A_POOLED * (1 - 0.1**2)
+    assert pooled_by_rank(plan, tiny) == pytest.approx({0: cold + A_POOLED, 1: A_POOLED}, rel=1e-12)
     usage = plan_usage(plan, tiny, system)
-    assert usage.pooled_by_rank == {0: 2 * A_POOLED, 1: A_POOLED}
+    assert usage.pooled_by_rank == pooled_by_rank(plan, tiny)
     dense = dense_hbm_bytes(tiny, 2)
     for rank in (0, 1):
         rows = sum(shard_storage(s, tiny, 2).hbm_bytes for s in plan.shards if rank in s.ranks)
@@ -231,3 +235,49 @@ def test_fits_nowhere_names_the_pooled_vectors_and_the_reserve(tiny):
     with pytest.raises(InfeasibleError) as err:
         make_plan("greedy", tiny, system(100), planner=[*planner, "planner.tiers=[hbm,uvm]"])
     assert "a block with rows or a cache in HBM leaves 256 B of its rank's HBM" in str(err.value)
+
+
+@pytest.mark.parametrize("framework", ["fused", "eager"])
+def test_a_part_of_a_table_pools_the_bags_the_graph_pools(framework):
+    # The owner side is what the graph's forward lookups write: HugeCTR's (fused) lookups of a part
+    # of a table (a popularity slice, a rank's share of routed rows) pool only the bags that drew
+    # one of its rows (``Runtime.pools_hit_bags_only``); FBGEMM's TBE (eager) writes every sample's
+    # bag, empty ones included. Before, a slice was charged every bag under fused, and a routed
+    # share only its hit bags under eager.
+    from recsim.graph.build import build_training_step
+    from recsim.graph.ir import Embedding
+
+    w = WL.workload("tiny-dlrm", [Override.parse(f"training.runtime={framework}")])
+    plans = (
+        Plan(
+            2,
+            (
+                Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+                Shard("a", "table_wise", 10, 100, 0, 4, (0,), order="popularity"),
+                Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+            ),
+        ),
+        Plan(
+            2,
+            (
+                Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+                Shard("a", "distributed", 10, 100, 0, 4, (0, 1), order="popularity"),
+                Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+            ),
+        ),
+    )
+    for plan in plans:
+        graph = build_training_step(w, plan)
+        for rank in (0, 1):
+            written = sum(
+                (n.op.bags if n.op.bags is not None else n.op.batch) * n.op.dim * 4
+                for n in graph.rank_nodes(rank)
+                if isinstance(n.op, Embedding)
+                and n.op.pass_ == "forward"
+                and n.phase == "forward"
+                and n.op.batch == 8  # the global batch: the owner side, not a replicated lookup
+            )
+            assert pooled_by_rank(plan, w).get(rank, 0.0) == pytest.approx(written, rel=1e-12), (plan, rank)
+    slice_ = plans[0].shards[1]
+    full = pooled_output_bytes(slice_, w, 2)
+    assert full == (pytest.approx(A_POOLED * (1 - 0.1**2)) if framework == "fused" else A_POOLED)
