@@ -183,6 +183,29 @@ def test_recshard_tiers_tables_whose_weights_fit_but_not_with_their_optimizer_st
         assert {s.order for s in plan.shards if s.table == name} == {"popularity"}
 
 
+def test_recshard_may_split_a_whole_table_by_rows_though_each_member_pools_its_vectors() -> None:
+    # A reviewer's find: once blocks took their pooled vectors, a row split of a table that fits
+    # one rank (each member pools the global batch) had more HBM than the table whole, and
+    # RecShard's placement, which lets a whole-in-HBM option stand in only by schemes of no more
+    # HBM (no replication), never split it: DLRM-DCNv2 on 2 DGX H100s (16,384, fp16) put t20
+    # table-wise, estimated makespan 0.649 -> 1.033 ms. No replication bounds the rows and their
+    # state; the partitioner fits the split's vectors.
+    from recsim.planner.proposers.recshard import RecShard, whole_table
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    ctx = PlanningContext(system, workload, planner_config([]))
+    t20 = workload.table("t20")
+    whole = whole_table(ctx, t20, "hbm", "fp16")
+    assert whole is not None
+    opt = TierOption("t20", t20.rows, "hbm", whole.option.storage.hbm_bytes, 0.0, whole)
+    splits = [
+        c for c in RecShard._alternatives(ctx, opt) if c.option.sharding in ("row_wise", "table_row_wise")
+    ]
+    assert splits and all(c.option.storage.hbm_bytes > whole.option.storage.hbm_bytes for c in splits)
+    plan = make_plan("recshard", workload, system)
+    assert {s.sharding for s in plan.shards if s.table == "t20"} <= {"row_wise", "table_row_wise"}
+
+
 def test_recshard_given_another_slow_tier_never_plans_worse() -> None:
     # A sweep tester's find: DLRM-DCNv2 at dim 512 on 40 GB A100s planned worse with [hbm,
     # uvm_caching, ddr] than with [hbm, uvm_caching] (`recsim plan`: an estimated 31.0 against

@@ -521,7 +521,8 @@ class RecShard(Proposer):
     @staticmethod
     def _alternatives(ctx: PlanningContext, opt: TierOption) -> list[Candidate]:
         """What may stand in for ``opt`` at placement: for a whole table on one tier, every scheme
-        of that tier with no more HBM bytes (so the knapsack's budget holds: no replication),
+        of that tier with no more HBM bytes of rows and state (so the knapsack's budget holds: no
+        replication; a split's pooled vectors are the partitioner's to fit),
         fastest first; for a hot/cold split, the split on one rank or over column blocks (the same
         HBM bytes: ``hot_cold_variants``), so that a big table's slow lookups need not all land on
         one rank (a tester found a time imbalance of 3 across the ranks)."""
@@ -539,14 +540,27 @@ class RecShard(Proposer):
                     if c.option != opt.candidate.option and c.option.storage.hbm_bytes <= limit
                 ),
             ]
+        # No replication is a bound on the rows (and their state) in HBM, not on the pooled vectors:
+        # a row split pools the global batch on every member (``storage.pooled_output_bytes``), so
+        # with those counted no split of a table that fits one rank would ever stand in for it
+        # (DLRM-DCNv2 on 2 DGX H100s, 16,384 fp16: t20 went table-wise, estimated makespan 0.649 ->
+        # 1.033 ms). The partitioner places a split with its vectors (``fits_block``).
+        rows_limit = _rows_hbm_bytes(opt.candidate) * (1 + _BYTES_RTOL)
         alts = [
             c
             for c in ctx.estimator.candidates(table, opt.candidate.option.dtype, [opt.candidate.option.tier])
-            if c.option.storage.hbm_bytes <= limit and c.placement != "every" and not c.replicated
+            if _rows_hbm_bytes(c) <= rows_limit and c.placement != "every" and not c.replicated
         ]
         if not any(c is opt.candidate for c in alts):
             alts.append(opt.candidate)
         return alts
+
+
+def _rows_hbm_bytes(cand: Candidate) -> float:
+    """HBM ``cand``'s blocks keep for rows, their state and caches: their storage less the pooled
+    vectors they write (``Block.pooled_hbm_bytes``)."""
+    blocks = (*cand.blocks, *cand.replicated)
+    return cand.option.storage.hbm_bytes - math.fsum(b.pooled_hbm_bytes for b in blocks)
 
 
 def _density(hull: list[TierOption], i: int) -> float:
