@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from recsim.config.hashing import config_hash
 from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
+from recsim.cost.platform import platform_summary
 from recsim.cost.provenance import calibration_defaults
 from recsim.engine import DEFAULT_STEPS, ENGINES
 from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
@@ -152,6 +153,8 @@ def hardware_summary(system: System | str | Path, topology: Topology | None = No
         ),
         "bisection_bandwidth_bytes_per_s": topo.bisection_bandwidth_bytes_per_s,
         "topology_vertices": topo.summary(),
+        # Its supplies and fans (``recsim.cost.platform``): its own, or the generic default.
+        "platform": platform_summary(node),
         # The calibrations its runs read that were not measured on its hardware (DESIGN §6).
         "calibrations_not_measured": calibration_defaults(system),
         "resolved_config_hash": config_hash(system),

@@ -102,13 +102,17 @@ powers are the devices' (datasheet or measured, sourced in their YAML):
 
 The platform: supplies, fans, baseboard
 --------------------------------------
-The figures above are the components' DC draw. A node with a ``platform`` (its system's
-``node.platform``: power supplies, fans' share, baseboard; ``recsim.hardware.platform``) adds a
-``platform`` component: its wall (AC) power less those components, the supplies' conversion loss
-at their load fraction (an 80 PLUS efficiency curve), the fans and the baseboard
-(``recsim.cost.platform.node_power``). Priced on each node's mean draw of everything inside it
-(not the scale-out switches, boxes with their own supplies whose datasheet figures are their own
-input power), so the other components' figures are unchanged; a node without one adds nothing.
+The figures above are the components' DC draw. Every node's ``platform`` (its system's
+``node.platform``: power supplies, fans' share, baseboard; ``recsim.hardware.platform``; a system
+that names none gets the generic default, ``GENERIC_PLATFORM``) adds a ``platform`` component: its
+wall (AC) power less those components, the supplies' conversion loss at their load fraction (an 80
+PLUS efficiency curve), the fans (in proportion to the air-cooled components' heat) and the
+baseboard (``recsim.cost.platform.node_power``). Priced on each node's mean draw of everything
+inside it (not the scale-out switches, boxes with their own supplies whose datasheet figures are
+their own input power), so the other components' figures are unchanged. ASSUMPTION: the nodes draw
+alike (the mean node's load prices every node's supplies; a node with more tables than another
+draws more, and the curve's bend between them is not priced). Only ``platform: null`` (the user's
+choice, which the result's notes say) adds nothing.
 
 Everything is energy over the steady step; average power = energy / step time.
 """
@@ -123,7 +127,7 @@ from typing import Final
 from recsim.cost.compute import compute_ceiling_flop_per_s, compute_time_s, hbm_bytes
 from recsim.cost.embedding.base import HBM, PCIE, EmbeddingCost
 from recsim.cost.embedding.ddr import rank_share
-from recsim.cost.platform import node_power
+from recsim.cost.platform import air_cooled_w, node_power, sized_platform
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Op, Transfer
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
@@ -434,11 +438,18 @@ def step_energy(
         ssd = node.ssds.device
         count = node.ssds.count * nodes
         out["ssds"] += count * ssd.power.idle_w * step_s
-    if node.platform is not None and nodes > 0 and step_s > 0:
+    platform = sized_platform(node)
+    if platform is not None and nodes > 0 and step_s > 0:
         # Every component above but the scale-out switches is inside a node, behind its supplies;
         # the nodes are taken to draw alike (the mean node's load prices each one's supplies).
-        inside_j = sum(out.values()) - outside_j
-        per_node = node_power(node.platform, inside_j / (nodes * step_s))
+        inside_j = dict(out)
+        inside_j["switches"] = inside_j.get("switches", 0.0) - outside_j
+        per_node_s = nodes * step_s
+        per_node = node_power(
+            platform,
+            sum(inside_j.values()) / per_node_s,
+            air_cooled_w(platform, inside_j) / per_node_s,
+        )
         out["platform"] += nodes * per_node.platform_w * step_s
     return Energy(dict(out), step_s)
 

@@ -51,6 +51,7 @@ import numpy as np
 from recsim import __version__
 from recsim.cost.compute import compute_time_s, gemm_kernels, product_kernel_time_s
 from recsim.cost.model import CATEGORIES, CostModel, category_of
+from recsim.cost.platform import platform_note
 from recsim.cost.power import step_energy
 from recsim.engine.resources import collective_loads, resource_figures
 from recsim.engine.simulate import _host_bytes, _network_busy, _utilisation, _window_ops
@@ -597,6 +598,9 @@ def _power(
         "kernels do not all carry them): a GPU whose kernels wait on a slow link reads busy and is "
         "over-charged"
     )
+    said = platform_note(system)
+    if said is not None:
+        notes.append(f"power: {said}")
     energy = step_energy(
         system,
         topology,

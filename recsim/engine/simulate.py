@@ -37,6 +37,7 @@ from recsim.cost.embedding.ddr import node_cores, rank_share
 from recsim.cost.interference import stretched_lengths
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of, category_of_op
+from recsim.cost.platform import platform_note
 from recsim.cost.power import step_energy
 from recsim.cost.provenance import calibration_note
 from recsim.engine import DEFAULT_STEPS
@@ -145,9 +146,13 @@ def run_context(
     system: System, workload: Workload, plan: Plan, options: SimulationOptions
 ) -> dict[str, object]:
     """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too)."""
-    notes = tuple(
-        n for n in (calibration_note(system), nic_host_cap_note(system), options_note(options)) if n
+    said = (
+        calibration_note(system),
+        nic_host_cap_note(system),
+        platform_note(system),
+        options_note(options),
     )
+    notes = tuple(n for n in said if n)
     return {
         "notes": notes,
         "mode": "training",

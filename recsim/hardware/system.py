@@ -29,7 +29,7 @@ from recsim.hardware.devices import (
     Ssd,
     Switch,
 )
-from recsim.hardware.platform import Platform
+from recsim.hardware.platform import GENERIC, GENERIC_PLATFORM, Platform
 
 
 class AcceleratorGroup(Spec):
@@ -152,9 +152,16 @@ class Node(Spec):
     pcie_switches: PcieSwitches | None = None
     nics: NicGroup | None = None
     frontend_nics: NicGroup | None = None
-    #: Power supplies, fans and baseboard (``recsim.hardware.platform``); None: the node's power is
-    #: its components' only.
-    platform: Platform | None = None
+    #: Power supplies, fans and baseboard (``recsim.hardware.platform``). Left out, null or
+    #: ``generic``: ``GENERIC_PLATFORM``, so every node's wall power is priced the same way (a null
+    #: is no value, as everywhere in a config: it drops an inherited key); ``none``: the user's
+    #: choice not to model it, the node's power its components' DC (the result's notes say so).
+    platform: Platform | Literal["none"] = GENERIC_PLATFORM
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _generic(cls, value: object) -> object:
+        return GENERIC_PLATFORM if value is None or value == GENERIC else value
 
     @model_validator(mode="after")
     def _not_too_many_devices(self) -> Self:

@@ -13,6 +13,7 @@ import recsim
 from recsim import __version__
 from recsim.cli import cli
 from recsim.cli_common import EXIT_BROKEN_PIPE
+from recsim.hardware.library import HardwareLibrary
 from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
 
 MINI = FIXTURES / "minilib"
@@ -645,13 +646,15 @@ def test_a_broken_pipe_that_is_not_the_outputs_is_no_quiet_exit(tmp_path):
 
 def test_run_json_reports_the_platform_beside_the_components():
     # A node with a platform (supplies, fans) reports it as its own component, in the total; one
-    # without reports 0 W for it, its other components unchanged.
+    # whose platform is 'none' (not modelled) reports 0 W for it and says so, its other components
+    # unchanged.
     platform = (
         "node.platform={psus: {count: 2, rated: 1000 W, efficiency: 80plus-titanium-230v-redundant}, "
         "fan_fraction: 0.1}"
     )
     args = ("run", *TINY_2_RANKS, "--json")
-    bare = json.loads(run(*args, env=TINY_ENV).output)
+    bare = json.loads(run(*args, "--set", "node.platform=none", env=TINY_ENV).output)
+    assert any("platform not modelled" in note for note in bare["notes"])
     with_platform = json.loads(run(*args, "--set", platform, env=TINY_ENV).output)
     assert bare["power_by_component_w.platform"] == 0.0
     assert with_platform["power_by_component_w.platform"] > 0.0
@@ -660,3 +663,27 @@ def test_run_json_reports_the_platform_beside_the_components():
     for key, watts in parts.items():
         if key != "power_by_component_w.platform":
             assert watts == pytest.approx(bare[key])
+
+
+def _shipped_systems_with_accelerators() -> list[str]:
+    library = HardwareLibrary()
+    root = Path(recsim.__file__).resolve().parents[1] / "hardware" / "systems"
+    names = sorted(p.stem for p in root.glob("*.yaml"))
+    return [n for n in names if library.system(n, []).accelerator is not None]
+
+
+@pytest.mark.parametrize("system", _shipped_systems_with_accelerators())
+def test_run_json_reports_a_platform_on_every_shipped_system(system):
+    # Every shipped system is priced at the wall, by its own sourced supplies or the generic
+    # default (a sweep across them compares like with like); the default says so in the notes.
+    env = {"RECSIM_WORKLOAD_PATH": TINY_ENV["RECSIM_WORKLOAD_PATH"]}
+    args = ("run", "--system", system, "--workload", "tiny-dlrm", "--nodes", "1")
+    result = run(*args, "--batch-size", "576", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["status"] == "ok", data["reason"]
+    assert data["power_by_component_w.platform"] > 0.0
+    parts = {k: v for k, v in data.items() if k.startswith("power_by_component_w.")}
+    assert sum(parts.values()) == pytest.approx(data["avg_power_w"])
+    generic = any("platform: the generic default" in note for note in data["notes"])
+    assert generic == (system not in {"dgx-a100", "dgx-h100", "hgx-h200"})

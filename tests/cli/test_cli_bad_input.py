@@ -1070,7 +1070,11 @@ def test_sweep_cosmetics(tmp_path: Path) -> None:
     rows = json.loads(run("results", "show", out, "--json").stdout)
     # Lists as JSON lists: the tiny GPU's note on the default fits it is costed with.
     assert isinstance(rows[0]["notes"], list) and isinstance(rows[0]["config"], str)
-    assert [n.split(":")[0] for n in rows[0]["notes"]] == ["calibrations not measured on this hardware"]
+    # (the tiny fixture's calibration defaults and its generic platform)
+    assert [n.split(":")[0] for n in rows[0]["notes"]] == [
+        "calibrations not measured on this hardware",
+        "platform",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -318,3 +318,34 @@ def test_transferred_collective_fits_are_reported_and_the_note_is_compact():
         note = calibration_note(system)
         assert note is not None and f"scale-up: {parent} fit" in note, name
         assert "tests/data" not in note and len(note) < 200, name
+
+
+def test_a_users_system_without_supplies_gets_the_generic_platform_and_can_name_its_own(tmp_path):
+    # A system file that names no platform is priced at the wall as the shipped ones are (the
+    # generic default, which the summary and a run's notes name); one may name its own supplies
+    # (rated left out: sized by the generic rule), or choose not to model them ('none').
+    from recsim.api import hardware_summary
+    from recsim.hardware.platform import GENERIC_PLATFORM
+
+    base = "kind: system\nname: mine\nnode:\n  cpus: {device: xeon-gold-6138, count: 2}\n"
+    base += "  host_memory: {device: ddr4-2400, dimms_per_channel: 1}\n"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(base)
+    system = load_system(str(plain))
+    assert system.node.platform == GENERIC_PLATFORM
+    assert hardware_summary(system)["platform"].startswith("generic default (ASSUMPTION): 2 x ")
+    own = tmp_path / "own.yaml"
+    own.write_text(
+        base + "  platform: {psus: {count: 2, rated: 800 W, efficiency: 80plus-titanium-230v-redundant},"
+        " fan_fraction: 0.05}\n"
+    )
+    assert hardware_summary(load_system(str(own)))["platform"] == (
+        "2 x 800 W 80plus-titanium-230v-redundant, fans 5% of the DC"
+    )
+    none = tmp_path / "none.yaml"
+    none.write_text(base + "  platform: none\n")
+    assert hardware_summary(load_system(str(none)))["platform"] == "not modelled (node.platform: none)"
+    # An extends: child that sets 'generic' drops its parent's supplies for the default.
+    child = tmp_path / "child.yaml"
+    child.write_text("kind: system\nextends: dgx-h100\nname: child\nnode:\n  platform: generic\n")
+    assert load_system(str(child)).node.platform == GENERIC_PLATFORM

@@ -429,8 +429,12 @@ def test_a_points_notes_reach_the_store_and_its_exports(tmp_path):
     path.write_text(SPEC.replace("  plan: [table_wise, row_wise]\n", "  precision: [fp16, tf32]\n"))
     result = run_sweep(path, tmp_path / "out", workers=1, progress=False)
     notes = {r.config["precision"]: r.metrics["notes"] for r in stored(tmp_path / "out") if r.status == "ok"}
-    # Both say the default fits the tiny GPU and NIC are costed with; only tf32 its dtype.
-    assert [n.split(":")[0] for n in notes["fp16"]] == ["calibrations not measured on this hardware"]
+    # Both say the default fits the tiny GPU and NIC are costed with and the generic platform the
+    # tiny node (no supplies named) is priced with; only tf32 its dtype.
+    assert [n.split(":")[0] for n in notes["fp16"]] == [
+        "calibrations not measured on this hardware",
+        "platform",
+    ]
     assert notes["tf32"][: len(notes["fp16"])] == notes["fp16"]
     assert any("no tf32 peak" in n for n in notes["tf32"])
     assert "notes" in result.final.columns

@@ -315,3 +315,16 @@ def test_nic_latency_is_one_adapters_share_of_a_route(shipped):
     for name, expected in (("dgx-a100", 1.712e-6), ("dgx-1-v100", 1.762e-6)):
         two = build_topology(shipped.system(name, [Override.parse("cluster.nodes=2")]))
         assert two.route_latency_s("n0.gpu0", "n1.gpu0") == pytest.approx(expected), name
+
+
+#: The shipped systems whose supplies are sourced (their YAML's platform block names the document).
+SOURCED_PLATFORMS = {"dgx-h100", "hgx-h200", "dgx-a100"}
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_every_shipped_system_has_a_platform(shipped, name):
+    # No shipped system is priced on its components alone: its own sourced supplies, or the
+    # generic default, named as such (an architect comparing them compares like with like).
+    shown = summary(shipped, name)["platform"]
+    assert not shown.startswith("not modelled")
+    assert shown.startswith("generic default (ASSUMPTION)") == (name not in SOURCED_PLATFORMS)

@@ -1,14 +1,27 @@
 """The platform's power (``node.platform``): supply efficiency by load, fans and baseboard by hand,
 wall power never below the DC it delivers nor falling with load, and the platform in a step's
-energy beside the components it leaves as they were."""
+energy beside the components it leaves as they were; the generic default (a system naming no
+supplies) and its sizing rule by hand, ``none`` (not modelled), liquid cooling, and every shipped
+system's platform."""
 
 import pytest
 
 from recsim.config import Override
-from recsim.cost.platform import node_power
+from recsim.cost.platform import (
+    air_cooled_w,
+    node_max_by_component_w,
+    node_power,
+    platform_note,
+    sized_platform,
+)
 from recsim.cost.power import step_energy
 from recsim.hardware.library import HardwareLibrary
-from recsim.hardware.platform import PSU_EFFICIENCY_CURVES, Platform, psu_efficiency
+from recsim.hardware.platform import (
+    GENERIC_PLATFORM,
+    PSU_EFFICIENCY_CURVES,
+    Platform,
+    psu_efficiency,
+)
 from recsim.hardware.topology import build_topology
 from tests.conftest import FIXTURES
 
@@ -77,16 +90,88 @@ def _tiny(nodes: int, *extra: str):
     return HW.system("tiny", [Override.parse(s) for s in sets])
 
 
-def test_a_node_without_a_platform_reports_no_platform_power():
-    system = _tiny(1)
+def test_a_node_whose_platform_is_none_reports_no_platform_power_and_says_so():
+    system = _tiny(1, "node.platform=none")
     e = step_energy(system, build_topology(system), 0.01, {})
     assert "platform" not in e.by_component_j
+    note = platform_note(system)
+    assert note is not None and "not modelled" in note
+
+
+@pytest.mark.parametrize("extra", [(), ("node.platform=generic",), ("node.platform=null",)])
+def test_a_node_naming_no_platform_gets_the_generic_default(extra):
+    # Left out, 'generic', or null (which drops the key, as everywhere in a config).
+    system = _tiny(1, *extra)
+    assert system.node.platform == GENERIC_PLATFORM
+    e = step_energy(system, build_topology(system), 0.01, {})
+    assert e.by_component_j["platform"] > 0.0
+    note = platform_note(system)
+    assert note is not None and "generic default" in note and "ASSUMPTION" in note
+
+
+def test_the_generic_sizing_rule_by_hand():
+    # tiny with 2 GPUs, every component at its max: 2 x 400 W GPUs, 2 x 200 W CPU sockets, 8
+    # channels of 25.6 GB/s DDR at 20 pJ/bit (32.768 W; the DIMMs give no idle power), 2 x 20 W
+    # NICs, 2 x 100 W NVSwitches + 2 x 30 W PCIe switches: 1532.768 W. With the fans' 10 %, 1703.08 W
+    # of DC, which two supplies carry at half their rating: 1703.08 W each.
+    node = _tiny(1).node
+    by = node_max_by_component_w(node)
+    assert by == pytest.approx(
+        {
+            "accelerators": 800.0,
+            "cpus": 400.0,
+            "dram": 32.768,
+            "nmp": 0.0,
+            "nics": 40.0,
+            "ssds": 0.0,
+            "switches": 260.0,
+        }
+    )
+    sized = sized_platform(node)
+    assert sized is not None and sized.psus.count == 2
+    assert sized.psus.rated_w == pytest.approx(1532.768 / 0.9)
+    assert sized.psus.efficiency == "80plus-platinum-230v-redundant"
+    # At that max draw every supply is at 50 %: Platinum's 94 %.
+    peak = node_power(sized, sum(by.values()))
+    assert peak.dc_w / (2 * sized.psus.rated_w) == pytest.approx(0.5)
+    assert peak.efficiency == pytest.approx(0.94)
+    assert peak.wall_w == pytest.approx(1532.768 / 0.9 / 0.94)
+
+
+def test_supplies_without_a_rating_are_sized_by_the_rule_and_a_note_says_so():
+    system = _tiny(
+        1,
+        "node.platform={psus: {count: 4, efficiency: 80plus-titanium-230v-redundant}, fan_fraction: 0.1}",
+    )
+    sized = sized_platform(system.node)
+    assert sized is not None and sized.psus.rated_w == pytest.approx(1532.768 / 0.9 / (0.5 * 4))
+    note = platform_note(system)
+    assert note is not None and "sizing rule" in note
+
+
+def test_liquid_cooled_components_leave_the_fans_out():
+    # Fans move only the air-cooled heat: 100 W of NICs among 1000 W of components, fans 10 % of
+    # the air-cooled DC: 100 / 0.9 - 100 W.
+    platform = Platform.model_validate(
+        {
+            "psus": {"count": 2, "rated": "1000 W", "efficiency": TITANIUM},
+            "fan_fraction": 0.1,
+            "liquid_cooled": ["accelerators", "cpus"],
+        }
+    )
+    by = {"accelerators": 700.0, "cpus": 200.0, "nics": 100.0}
+    assert air_cooled_w(platform, by) == 100.0
+    p = node_power(platform, 1000.0, air_cooled_w(platform, by))
+    assert p.fans_w == pytest.approx(100.0 / 0.9 - 100.0)
+    assert p.dc_w == pytest.approx(1000.0 + 100.0 / 0.9 - 100.0)
+    air = node_power(platform, 1000.0)
+    assert air.fans_w == pytest.approx(1000.0 / 0.9 - 1000.0) and air.fans_w > p.fans_w
 
 
 def test_the_platform_prices_every_node_on_what_is_inside_it_and_leaves_the_components_alone():
     # Two nodes on one 8-port switch: the switch is a box of its own, outside the nodes' supplies.
     scale_out = "cluster.scale_out={topology: single_switch, tiers: 1, switch: tiny-switch}"
-    bare = _tiny(2, scale_out)
+    bare = _tiny(2, scale_out, "node.platform=none")
     with_platform = _tiny(2, scale_out, f"node.platform={PLATFORM}")
     step = 0.01
     busy = {(0, "compute"): 0.005, (0, "host"): 0.002}
@@ -110,32 +195,22 @@ def test_the_platform_prices_every_node_on_what_is_inside_it_and_leaves_the_comp
     ],
 )
 def test_a_dgx_with_every_component_at_its_max_stays_under_its_rated_input(name, rated_input_w):
-    # Every component at its max power (DRAM: its DIMMs' idle power, as the model has no DRAM max;
-    # switches and SSDs their idle, as charged). Measured: 8.4 kW at most on an 8 x H100 HGX node
-    # in training (Latif et al., IEEE Access 2025); the DGX H100's all-max figure is 8.69 kW.
-    system = HardwareLibrary().system(name, [])
-    node = system.node
-    assert node.platform is not None and node.accelerators is not None
-    components = node.accelerators.count * node.accelerators.device.power.max_w
-    components += node.cpus.count * node.cpus.device.power.max_w
-    dimms = node.memory_channels * node.host_memory.dimms_per_channel
-    components += dimms * (node.host_memory.device.idle_power_w or 0.0)
-    for group in (node.nics, node.frontend_nics):
-        assert group is not None
-        components += node.nic_count(group) * group.device.power.max_w
-    assert node.ssds is not None and node.scale_up is not None and node.scale_up.switch is not None
-    assert node.scale_up.switches is not None and node.pcie_switches is not None
-    components += node.ssds.count * node.ssds.device.power.idle_w
-    components += node.scale_up.switches * node.scale_up.switch.power.idle_w
-    components += node.pcie_switches.count * node.pcie_switches.device.power.idle_w
-    wall = node_power(node.platform, components)
+    # Every component at its max power (DRAM: its DIMMs' idle power and every channel at its full
+    # rate). Measured: 8.4 kW at most on an 8 x H100 HGX node in training (Latif et al., IEEE
+    # Access 2025).
+    node = HardwareLibrary().system(name, []).node
+    platform = sized_platform(node)
+    assert platform is not None and platform.psus.rated_w is not None
+    components = sum(node_max_by_component_w(node).values())
+    wall = node_power(platform, components)
     assert components < wall.wall_w < rated_input_w
 
 
 @pytest.mark.parametrize("name", ["hgx-h100-4gpu", "hgx-a100-4gpu"])
 def test_four_gpu_servers_do_not_inherit_the_dgx_supplies(name):
-    # They extend a DGX document for its host side; their own supplies are not sourced.
-    assert HardwareLibrary().system(name, []).node.platform is None
+    # They extend a DGX document for its host side; their own (Dell) supplies are not sourced, so
+    # the generic default, not the parent's six supplies.
+    assert HardwareLibrary().system(name, []).node.platform == GENERIC_PLATFORM
 
 
 def test_a_supply_rated_at_zero_is_refused():
