@@ -686,4 +686,4 @@ def test_run_json_reports_a_platform_on_every_shipped_system(system):
     parts = {k: v for k, v in data.items() if k.startswith("power_by_component_w.")}
     assert sum(parts.values()) == pytest.approx(data["avg_power_w"])
     generic = any("platform: the generic default" in note for note in data["notes"])
-    assert generic == (system not in {"dgx-a100", "dgx-h100", "hgx-h200"})
+    assert generic == (system not in {"dgx-a100", "dgx-b200", "dgx-h100", "gb200-nvl72", "hgx-h200"})

@@ -318,7 +318,7 @@ def test_nic_latency_is_one_adapters_share_of_a_route(shipped):
 
 
 #: The shipped systems whose supplies are sourced (their YAML's platform block names the document).
-SOURCED_PLATFORMS = {"dgx-h100", "hgx-h200", "dgx-a100"}
+SOURCED_PLATFORMS = {"dgx-h100", "hgx-h200", "dgx-a100", "dgx-b200", "gb200-nvl72"}
 
 
 @pytest.mark.parametrize("name", SYSTEMS)
@@ -328,3 +328,9 @@ def test_every_shipped_system_has_a_platform(shipped, name):
     shown = summary(shipped, name)["platform"]
     assert not shown.startswith("not modelled")
     assert shown.startswith("generic default (ASSUMPTION)") == (name not in SOURCED_PLATFORMS)
+
+
+def test_dgx_b200_platform_by_hand(shipped):
+    # DGX B200 User Guide: six 3.3 kW supplies sharing the load (5+1); Titanium assumed.
+    shown = summary(shipped, "dgx-b200")["platform"]
+    assert shown == "6 x 3,300 W 80plus-titanium-230v-redundant, fans 10% of the DC"

@@ -192,6 +192,7 @@ def test_the_platform_prices_every_node_on_what_is_inside_it_and_leaves_the_comp
     [
         ("dgx-h100", 10_200.0),  # DGX H100/H200 User Guide: 10.2 kW maximum input
         ("dgx-a100", 6_500.0),  # DGX A100 User Guide: 6.5 kW maximum input
+        ("dgx-b200", 14_300.0),  # DGX B200 User Guide: 14.3 kW maximum input
     ],
 )
 def test_a_dgx_with_every_component_at_its_max_stays_under_its_rated_input(name, rated_input_w):
@@ -211,6 +212,17 @@ def test_four_gpu_servers_do_not_inherit_the_dgx_supplies(name):
     # They extend a DGX document for its host side; their own (Dell) supplies are not sourced, so
     # the generic default, not the parent's six supplies.
     assert HardwareLibrary().system(name, []).node.platform == GENERIC_PLATFORM
+
+
+def test_the_nvl72_rack_is_liquid_cooled_and_fed_by_its_power_shelves():
+    node = HardwareLibrary().system("gb200-nvl72", []).node
+    platform = sized_platform(node)
+    assert platform is not None
+    assert (platform.psus.count, platform.psus.rated_w) == (48, 5500.0)  # 8 shelves x 6 x 5.5 kW
+    assert set(platform.liquid_cooled) == {"accelerators", "cpus"}
+    by = node_max_by_component_w(node)
+    cooled = node_power(platform, sum(by.values()), air_cooled_w(platform, by))
+    assert cooled.fans_w < 0.02 * cooled.components_w
 
 
 def test_a_supply_rated_at_zero_is_refused():
