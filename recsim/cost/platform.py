@@ -6,11 +6,10 @@ The supplies deliver the components' power, the baseboard's and the fans'; the f
     dc = components + baseboard + fans,  fans = fan_fraction / (1 - fan_fraction) x air-cooled
     wall = dc / efficiency(dc / (count x rated))
 
-(the air-cooled power: the components not in ``liquid_cooled``, and the baseboard; on an air-cooled
-node, all of it, so that ``dc = (components + baseboard) / (1 - fan_fraction)``)
-
-(``recsim.hardware.platform.psu_efficiency``: the supplies share the load evenly, each at the same
-load fraction). The ``platform`` component of the power breakdown is ``wall - components``: the
+where the air-cooled power is the components not in ``liquid_cooled`` and the baseboard (on an
+air-cooled node, all of it: ``dc = (components + baseboard) / (1 - fan_fraction)``), and the
+efficiency is ``recsim.hardware.platform.psu_efficiency`` (the supplies share the load evenly, each
+at the same load fraction). The ``platform`` component of the power breakdown is ``wall - components``: the
 fans, the baseboard and the conversion loss, so the component figures stay the DC ones they were.
 
 ASSUMPTIONS: fan power in proportion to the heat the node dissipates (the fans' controllers raise

@@ -111,7 +111,7 @@ baseboard (``recsim.cost.platform.node_power``). Priced on each node's mean draw
 inside it (not the scale-out switches, boxes with their own supplies whose datasheet figures are
 their own input power), so the other components' figures are unchanged. ASSUMPTION: the nodes draw
 alike (the mean node's load prices every node's supplies; a node with more tables than another
-draws more, and the curve's bend between them is not priced). Only ``platform: null`` (the user's
+draws more, and the curve's bend between them is not priced). Only ``platform: none`` (the user's
 choice, which the result's notes say) adds nothing.
 
 Everything is energy over the steady step; average power = energy / step time.
