@@ -142,9 +142,11 @@ def test_cli_stragglers():
 def test_a_results_notes_say_which_run_options_changed_its_figures(setup):
     # They are not in resolved_config_hash (the system and workload): a saved straggler or fp8 run
     # had read as the nominal one (a tester's find). Nominal settings say nothing.
-    # (The tiny GPU and NIC have no calibration blocks: the first note names the defaults.)
-    calibrated = _run(setup).result.notes[:1]
-    assert len(calibrated) == 1 and calibrated[0].startswith("calibrations not measured")
+    # (The tiny GPU and NIC have no calibration blocks: the first note names the defaults; the tiny
+    # node names no power supplies: the second, the generic platform.)
+    calibrated = _run(setup).result.notes[:2]
+    assert len(calibrated) == 2 and calibrated[0].startswith("calibrations not measured")
+    assert calibrated[1].startswith("platform: the generic default")
     assert _run(setup).result.notes == calibrated
     assert _run(setup, speed_factors={1: 1.0}, comm_interference=True).result.notes == calibrated
     # (fp16: the tiny workload's fused runtime, HugeCTR, sends no fp8 wire.)
