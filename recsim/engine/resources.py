@@ -30,6 +30,10 @@ is its representative's. Both engines count the same bytes; only the step time d
 goes to the CPU the accelerator hangs off and its memory (ASSUMPTION: host buffers local to it, as
 NCCL and the data loaders pin them). A node's host DRAM serves reads and writes from the same
 channels, so its instance counts both against the node's bandwidth (``host_memory_bandwidth``).
+Each CPU socket's instance (``host_memory_socket``) counts the bytes DES puts on that socket's DRAM
+link (``op_dram_bytes``: not RecNMP's in-DIMM reads) against the link's rate (``recsim.engine.
+host_dram``), capped at 1 with a note where the step asks more (the analytic engine's, or nodes
+counted whole past DES's window).
 
 The analytic engine schedules each collective alone: where collectives overlap on a link, or an
 algorithm's alpha-beta time is kinder than its flows' load, a link can carry more than its capacity
@@ -70,6 +74,11 @@ from recsim.metrics.resources import LABELS, RESOURCE_CLASSES, ResourceFigures
 
 #: The classes whose instances are links of the topology (the rest are devices' memories).
 LINK_CLASSES = ("host_link", "scale_up", "network", "network_uplinks")
+
+#: The classes whose figures are capped at 1: a CPU socket's DRAM at the rate DES shares it at
+#: (``recsim.engine.host_dram``), so a figure of the analytic engine, which does not share it,
+#: means the same; what an instance asks past its capacity is said in a note instead.
+CAPPED_CLASSES = ("host_memory_socket",)
 
 #: How far above its capacity an instance may be before a note (or, for DES's collectives, an
 #: invariant) says so: a chain of a few steps only nears the steady state, as ``check_busy`` allows.
@@ -226,6 +235,7 @@ class _Traffic:
     edge_bytes: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     hbm: float = 0.0  # the op's own rank
     dram: float = 0.0
+    dram_bus: float = 0.0  # of ``dram``, the bytes over the channels' bus (not RecNMP's in-DIMM reads)
     to_device: float = 0.0  # wire bytes over the rank's host link
     to_host: float = 0.0
     peer_in: float = 0.0  # payload from the node's peers (spread over them)
@@ -236,12 +246,17 @@ class _Traffic:
 @dataclass
 class Loads:
     """The step's bytes: wire bytes per directed edge (the collectives' apart from the rest), and
-    per rank through HBM, per node through host DRAM."""
+    per rank through HBM, per node through host DRAM, and per CPU socket over its DRAM channels'
+    bus (``sockets``: each socket's DRAM as ``recsim.engine.host_dram.dram_of_rank`` names it, its
+    bytes in ``socket_dram`` and its rate in ``socket_capacity``, bytes/s)."""
 
     flow_edges: NDArray[np.float64]
     other_edges: NDArray[np.float64]
     hbm: NDArray[np.float64]
     dram: NDArray[np.float64]
+    sockets: list[str] = field(default_factory=list)
+    socket_dram: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    socket_capacity: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 def _op_traffic(op: Op, cost: CostModel, pcie_wire: float) -> _Traffic:
@@ -256,17 +271,19 @@ def _op_traffic(op: Op, cost: CostModel, pcie_wire: float) -> _Traffic:
         return _Traffic(
             hbm=detail.bytes_on(HBM),
             dram=detail.bytes_on(DDR) + detail.bytes_on(NMP_CHANNEL),
+            dram_bus=detail.bytes_on(DDR),
             to_device=pcie - back,
             to_host=back,
         )
     if isinstance(op, Host):
-        return _Traffic(dram=op.bytes)
+        return _Traffic(dram=op.bytes, dram_bus=op.bytes)
     if isinstance(op, Transfer):
         src, dst, size = op.src.split(":")[0], op.dst.split(":")[0], op.bytes
         ends = (src, dst)
         return _Traffic(
             hbm=size * ends.count("hbm"),
             dram=size * ends.count("host"),
+            dram_bus=size * ends.count("host"),
             to_device=size * pcie_wire if (src, dst) == ("host", "hbm") else 0.0,
             to_host=size * pcie_wire if (src, dst) == ("hbm", "host") else 0.0,
             peer_in=size if src == "peer" else 0.0,
@@ -344,10 +361,10 @@ def step_loads(
         if k is None:
             t = _cached(cost, cost.value_key(op), lambda op=op: _op_traffic(op, cost, pcie_wire))
             k = row_of[id(op)] = len(rows)
-            rows.append((t.hbm, t.dram, t.to_device, t.to_host, t.peer_in, t.peer_out))
+            rows.append((t.hbm, t.dram, t.to_device, t.to_host, t.peer_in, t.peer_out, t.dram_bus))
         taken.append(p)
         at.append(k)
-    per_rank = np.zeros((world, 6))
+    per_rank = np.zeros((world, 7))
     if taken:
         nodes = np.asarray(taken, dtype=np.intp)
         weighted = np.asarray(rows, dtype=np.float64)[at] * counts[nodes][:, None]
@@ -360,10 +377,38 @@ def step_loads(
         np.arange(world) // per_node, weights=per_rank[:, 1], minlength=max(1, system.num_nodes)
     )
     other = np.zeros(layout.n_edges)
-    _host_link_loads(other, hbm, per_rank[:, 2:], topology, system, pcie_wire)
+    _host_link_loads(other, hbm, per_rank[:, 2:6], topology, system, pcie_wire)
     flow = np.zeros(layout.n_edges)
     _collective_loads(flow, hbm, index, positions, step_of, collective_steps, cost)
-    return Loads(flow, other, hbm, dram)
+    sockets, socket_dram, socket_capacity = _socket_loads(per_rank[:, 6], topology, system)
+    return Loads(flow, other, hbm, dram, sockets, socket_dram, socket_capacity)
+
+
+def _socket_loads(
+    bus_by_rank: NDArray[np.float64], topology: Topology, system: System
+) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64]]:
+    """Each CPU socket's DRAM bus bytes (every socket of the topology, busy or not, then the node
+    DRAM of any rank that hangs off no CPU) and its rate: the ranks' bytes (``op_dram_bytes``,
+    ``bus_by_rank``) summed on the DRAM each reads and writes, at the rate DES's DRAM link has
+    (``recsim.engine.host_dram.dram_of_rank``: the node's channels at ``CPU_MEMORY_EFFICIENCY``
+    over its sockets), so both engines report the quantity DES shares."""
+    # Imported here: ``host_dram`` reads this module's ``_host_cpu``.
+    from recsim.engine.host_dram import dram_of_rank, socket_dram_bytes_per_s
+
+    nodes = topology.graph._node
+    cpus = sorted((v for v, d in nodes.items() if d["kind"] == "cpu"), key=_natural)
+    capacity = dict.fromkeys(cpus, socket_dram_bytes_per_s(system)) if cpus else {}
+    carried: dict[str, float] = dict.fromkeys(capacity, 0.0)
+    for rank, size in enumerate(bus_by_rank.tolist()):
+        name, rate = dram_of_rank(topology, system, rank)
+        capacity.setdefault(name, rate)
+        carried[name] = carried.get(name, 0.0) + size
+    names = list(capacity)
+    return (
+        names,
+        np.array([carried[n] for n in names], dtype=np.float64),
+        np.array([capacity[n] for n in names], dtype=np.float64),
+    )
 
 
 def _window_positions(index: GraphIndex, window: Window) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -485,10 +530,8 @@ def op_dram_bytes(op: Op, cost: CostModel) -> float:
     counted here, as the report does not count them either)."""
     if isinstance(op, Collective):
         return 0.0
-    if isinstance(op, Embedding):
-        return cost.embedding_cost(op).bytes_on(DDR)
     pcie_wire = pcie_wire_per_byte(cost.system)
-    return _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire)).dram
+    return _cached(cost, cost.value_key(op), lambda: _op_traffic(op, cost, pcie_wire)).dram_bus
 
 
 def _host_link_loads(
@@ -594,6 +637,11 @@ def resource_figures(
     if memory_bw > 0:
         names = [f"n{k}" for k in range(len(loads.dram))]
         per_instance["host_memory"] = (names, loads.dram / (memory_bw * step_s))
+    if loads.sockets:
+        per_instance["host_memory_socket"] = (
+            loads.sockets,
+            loads.socket_dram / (loads.socket_capacity * step_s),
+        )
     for cls, links in layout.links.items():
         both = _instance_use(links, loads.flow_edges + loads.other_edges, step_s)
         alone = _instance_use(links, loads.flow_edges, step_s)
@@ -612,7 +660,13 @@ def resource_figures(
         mean[cls], peak[cls], busiest[cls] = float(values.mean()), float(values[k]), names[k]
         label = LABELS[cls]
         flows = flow_peaks.get(cls)
-        if fidelity != "des" and flows is not None and flows[1] > 1.0 + OVER_CAPACITY:
+        if cls in CAPPED_CLASSES:
+            # A share of a rate DES shares (never over 1): what it carries past it is the note's.
+            mean[cls] = float(np.minimum(values, 1.0).mean())
+            peak[cls] = min(peak[cls], 1.0)
+            if values[k] > 1.0 + OVER_CAPACITY:
+                notes.append(_capped_note(cls, names[k], float(values[k]), fidelity))
+        elif fidelity != "des" and flows is not None and flows[1] > 1.0 + OVER_CAPACITY:
             engine, hint = (
                 ("the analytic engine runs", "; --fidelity des shares them")
                 if fidelity == "analytic"
@@ -663,6 +717,25 @@ def resource_figures(
         mean, peak, busiest, tuple(c for c in RESOURCE_CLASSES if c in known), tuple(notes)
     )
     return StepResources(figures, {c: v for c, v in flow_peaks.items() if c in known})
+
+
+def _capped_note(cls: str, name: str, raw: float, fidelity: str) -> str:
+    """The note of a capped class's instance that carries ``raw`` x its capacity in the step."""
+    if fidelity == "des":
+        # Every byte of the class is a flow of the socket's DRAM link (``op_dram_bytes``).
+        who = (
+            "DES shares each socket's DRAM among its copies, lookups and host work at every instant, "
+            "but the step's nodes, counted whole, outlast the window"
+        )
+    else:
+        who = (
+            "the copies, lookups and host work that share it are not slowed for it, so the step is "
+            "optimistic there" + ("; --fidelity des shares it" if fidelity == "analytic" else "")
+        )
+    return (
+        f"{name} ({LABELS[cls]}, utilisation_max.{cls}, reported as 100%) carries {raw:.2f}x its "
+        f"capacity in the step: {who}"
+    )
 
 
 def _instance_use(links: _LinkClass, edge_bytes: NDArray[np.float64], step_s: float) -> NDArray[np.float64]:

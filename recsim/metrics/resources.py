@@ -12,7 +12,14 @@ The resource classes say which piece of hardware the step loads, in bytes:
 * ``network``: each scale-out NIC's port to its switch, per direction;
 * ``network_uplinks``: each switch's links to other switches (a leaf's uplinks, a spine's downlinks),
   all of them together, per direction;
-* ``host_memory``: each node's host DRAM (all its channels; reads and writes share them).
+* ``host_memory``: each node's host DRAM (all its channels; reads and writes share them);
+* ``host_memory_socket``: each CPU socket's DRAM, the bytes over its channels' bus (a lookup's
+  ``ddr`` bytes, a copy's host end, host work: not RecNMP DIMMs' in-DIMM reads) of the ranks that
+  hang off it, against the rate DES shares it at (the node's channels at ``CPU_MEMORY_EFFICIENCY``
+  of their pin rate, over its sockets: ``recsim.engine.host_dram``), in both engines. A socket that
+  holds the lookups of a two-socket node is then seen full where the node's figure reads under
+  half. Capped at 1: DES never carries more; where the analytic engine's bytes ask more, the
+  figure reads 1 and a note says how much more.
 
 An instance's utilisation is ``bytes / (capacity x step time)``, the busier direction's for a
 duplex link; a class reports the mean over its instances (``utilisation.<class>`` in ``to_dict``)
@@ -21,17 +28,17 @@ and the busiest one (``utilisation_max.<class>``). How the bytes are counted is
 no NVLink on a PCIe server) reads 0.0, as a power component the system lacks; a class a replay
 cannot know the bytes of reads None.
 
-The figures are not clamped: where the analytic engine, which does not share links, lets the
-collectives ask more of a link than it carries in the step, the value exceeds 1 and a note says
-that the step is optimistic there. The DES engine shares links among collectives, copies and the
-lookups that read over PCIe, so the collectives' bytes alone never exceed a link's capacity (an
-invariant, ``check_links``), and it shares each rank's HBM among the ops that run at once on its
-queues (``recsim.engine.hbm``, at the bandwidth x the fitted memory efficiency) and each CPU
-socket's DRAM among the copies, lookups and host work of its ranks (``recsim.engine.host_dram``,
-at ``CPU_MEMORY_EFFICIENCY`` of the channels' pin rate, so a node's ``host_memory`` figure stays
-under that share but where RecNMP DIMMs' channel bytes, which DES does not share, or nodes counted
-whole past the window add to it); the analytic engine shares no link, HBM nor DRAM, which a note
-says where it shows.
+The figures are not clamped (but ``host_memory_socket``'s, above): where the analytic engine, which
+does not share links, lets the collectives ask more of a link than it carries in the step, the value
+exceeds 1 and a note says that the step is optimistic there. The DES engine shares links among
+collectives, copies and the lookups that read over PCIe, so the collectives' bytes alone never
+exceed a link's capacity (an invariant, ``check_links``), and it shares each rank's HBM among the
+ops that run at once on its queues (``recsim.engine.hbm``, at the bandwidth x the fitted memory
+efficiency) and each CPU socket's DRAM among the copies, lookups and host work of its ranks
+(``recsim.engine.host_dram``, at ``CPU_MEMORY_EFFICIENCY`` of the channels' pin rate, so a node's
+``host_memory`` figure stays under that share but where RecNMP DIMMs' channel bytes, which DES does
+not share, or nodes counted whole past the window add to it); the analytic engine shares no link,
+HBM nor DRAM, which a note says where it shows.
 
 ``ResourceUse`` is worked out on first read: an analytic evaluation of a sweep or the planner
 (which keep only the step time) does not pay for it; ``to_dict``, the CLI's table, equality,
@@ -55,6 +62,7 @@ LABELS = {
     "network": "NIC port",
     "network_uplinks": "switch uplink",
     "host_memory": "host memory",
+    "host_memory_socket": "CPU socket memory",
 }
 
 

@@ -25,7 +25,15 @@ MAPPING_FIELDS = ("breakdown_s", "utilisation", "memory_peak_bytes", "power_by_c
 #: The resource classes whose utilisation a result reports beside its streams'
 #: (``recsim.metrics.resources``): ``utilisation.<class>`` the mean over the class's devices or
 #: links, ``utilisation_max.<class>`` the busiest one's.
-RESOURCE_CLASSES = ("hbm", "host_link", "scale_up", "network", "network_uplinks", "host_memory")
+RESOURCE_CLASSES = (
+    "hbm",
+    "host_link",
+    "scale_up",
+    "network",
+    "network_uplinks",
+    "host_memory",
+    "host_memory_socket",
+)
 
 #: The flat mapping of the busiest instance of each resource class (``Result.to_dict``).
 PEAK_UTILISATION = "utilisation_max"

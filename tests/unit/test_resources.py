@@ -19,6 +19,7 @@ from recsim.config.loader import Override
 from recsim.cost.collectives import collective_cost, collective_flows
 from recsim.cost.collectives.base import Level, route_edge_shares
 from recsim.cost.collectives.model import collective_pair_traffic
+from recsim.cost.compute import CPU_MEMORY_EFFICIENCY
 from recsim.cost.model import PCIE_COPY_EFFICIENCY, CostModel
 from recsim.engine.analytic import run_analytic
 from recsim.engine.des import run_des
@@ -84,6 +85,15 @@ def test_a_tiny_step_s_bytes_by_hand():
     # DDR4-3200 (204.8 GB/s).
     assert loads.dram.tolist() == [3e6, 0, 0, 0]
     assert fig.peak["host_memory"] == pytest.approx(3e6 / (204.8e9 * step), rel=1e-12)
+    # Per socket: all 3 MB on n0.cpu0 (n0.gpu0's), each of the eight sockets at its 4 channels'
+    # 102.4 GB/s x CPU_MEMORY_EFFICIENCY, the rate DES shares it at.
+    socket = 204.8e9 * CPU_MEMORY_EFFICIENCY / 2
+    assert loads.sockets == [f"n{n}.cpu{c}" for n in range(4) for c in range(2)]
+    assert loads.socket_dram.tolist() == [3e6, *[0.0] * 7]
+    assert loads.socket_capacity.tolist() == [socket] * 8
+    assert fig.peak["host_memory_socket"] == pytest.approx(3e6 / (socket * step), rel=1e-12)
+    assert fig.mean["host_memory_socket"] == pytest.approx(3e6 / (socket * step) / 8, rel=1e-12)
+    assert fig.busiest["host_memory_socket"] == "n0.cpu0"
     # NIC ports: 4 MB each way on n0.nic0 and n1.nic0 at the network's efficiency, 25 GB/s each.
     nic = 4e6 / net / (25e9 * step)
     assert fig.peak["network"] == pytest.approx(nic, rel=1e-12)
@@ -101,6 +111,53 @@ def test_a_tiny_step_s_bytes_by_hand():
     # Nothing crossed NVLink.
     assert fig.peak["scale_up"] == 0.0
     assert fig.classes == RESOURCE_CLASSES and fig.notes == ()
+
+
+def _socket_graph() -> ExecutionGraph:
+    # Ranks 0 and 1, both on n0.cpu0, each load 2 MB on the host stream while copying 0.5 MB of
+    # it to their HBM: 5 MB through the socket's DRAM, none through n0.cpu1's.
+    return ExecutionGraph(
+        8,
+        [
+            Node(0, 0, "load", Stream.HOST, Host("data_loading", 2e6)),
+            Node(1, 1, "load", Stream.HOST, Host("data_loading", 2e6)),
+            Node(2, 0, "h2d", Stream.COPY, Transfer("host", "hbm", 0.5e6)),
+            Node(3, 1, "h2d", Stream.COPY, Transfer("host", "hbm", 0.5e6)),
+        ],
+    )
+
+
+def test_a_saturated_socket_reads_full_where_its_node_reads_under_half():
+    # DES shares n0.cpu0's DRAM between the two loads and copies: the socket is busy the whole
+    # step (5 MB at 204.8 GB/s x CPU_MEMORY_EFFICIENCY / 2 sockets), while the node's figure, its
+    # two sockets' channels at their pin rate, reads 5 / 12.8 = 39 %.
+    socket = 204.8e9 * CPU_MEMORY_EFFICIENCY / 2
+    _, window, loads, found = _figures(_socket_graph(), fidelity="des")
+    fig = found.figures
+    assert loads.socket_dram.tolist()[:2] == [5e6, 0.0]
+    assert window.length_s == pytest.approx(5e6 / socket, rel=1e-9)
+    assert fig.peak["host_memory_socket"] == pytest.approx(1.0, rel=1e-9)
+    assert fig.busiest["host_memory_socket"] == "n0.cpu0"
+    assert fig.mean["host_memory_socket"] == pytest.approx(1.0 / 8, rel=1e-9)
+    assert fig.peak["host_memory"] == pytest.approx(5e6 / (204.8e9 * window.length_s), rel=1e-9)
+    assert fig.peak["host_memory"] == pytest.approx(0.39, rel=1e-9)
+    assert fig.notes == ()
+
+
+def test_an_analytic_socket_over_its_capacity_reads_full_with_a_note():
+    # The analytic engine runs each load at the rank's share of the node's DRAM (a quarter: four
+    # ranks) and the copies beside them unslowed: n0.cpu0 is asked 5 MB in the 2 MB load's
+    # 2e6 / (204.8e9 x CPU_MEMORY_EFFICIENCY / 4) s, 1.25x what it carries. The figure stays 1, the
+    # note says how much more.
+    socket = 204.8e9 * CPU_MEMORY_EFFICIENCY / 2
+    _, window, _, found = _figures(_socket_graph())
+    assert window.length_s == pytest.approx(2e6 / (socket / 2), rel=1e-9)
+    fig = found.figures
+    assert fig.peak["host_memory_socket"] == 1.0
+    assert fig.mean["host_memory_socket"] == 1.0 / 8
+    (note,) = fig.notes
+    assert note.startswith("n0.cpu0 (CPU socket memory, utilisation_max.host_memory_socket, reported as 100%")
+    assert "carries 1.25x its capacity" in note and "--fidelity des shares it" in note
 
 
 def test_overlapping_collectives_overload_a_link_in_the_analytic_engine_only():
@@ -220,7 +277,8 @@ def test_both_engines_count_the_same_bytes_and_folded_ranks_their_representative
     for name in RESOURCE_CLASSES:
         assert d.mean.get(name, 0.0) == pytest.approx(a.mean.get(name, 0.0) * scale, rel=1e-9)
         assert d.peak.get(name, 0.0) == pytest.approx(a.peak.get(name, 0.0) * scale, rel=1e-9)
-    assert set(a.mean) == {"hbm", "host_link", "scale_up", "network", "host_memory"}  # one switch
+    # One switch: no uplinks.
+    assert set(a.mean) == {"hbm", "host_link", "scale_up", "network", "host_memory", "host_memory_socket"}
 
 
 def test_a_uvm_plan_loads_the_host_links_and_host_memory():
