@@ -719,14 +719,41 @@ def _print_result(result: Any) -> None:
         _breakdown_rows(table, result.breakdown_s, result.iteration_time_s)
         _busy_rows(table, result.utilisation)
         _resource_rows(table, result.resources)
-        for key, value in result.memory_peak_bytes.items():
-            # HBM is a rank's own; host DRAM and SSDs are the node's (``simulate`` takes their peaks so).
-            where = "rank" if key == "hbm" else "node"
-            table.add_row(f"peak {key} per {where}", format_quantity(value, Dimension.BYTES, binary=True))
+    if result.status == "ok" or not result.memory_fits:
+        # A plan that does not fit in memory: its peaks, and what fills the fullest rank's HBM.
+        _memory_rows(table, result.memory_peak_bytes)
+    if result.status == "ok":
         _power_rows(table, result.avg_power_w, result.energy_per_sample_j)
     Console().print(table)
     for note in result.all_notes:
         click.echo(f"note: {note}")
+
+
+#: How the kinds of a rank's HBM (``MEMORY_HBM_PARTS``) read in the table.
+HBM_PART_LABELS = {
+    "hbm_tables": "tables (rows, state, caches)",
+    "hbm_dense": "dense weights (grads, state)",
+    "hbm_activations": "activations",
+    "hbm_pooled": "pooled vectors (owner)",
+}
+
+
+def _memory_rows(table: Table, peaks: Mapping[str, float]) -> None:
+    """The memory peaks: the fullest rank's HBM and what fills it by kind (indented under it), then
+    the fullest node's host DRAM and SSDs (``simulate`` takes their peaks so)."""
+
+    def b(value: float) -> str:
+        return format_quantity(value, Dimension.BYTES, binary=True)
+
+    for key, value in peaks.items():
+        if key in HBM_PART_LABELS:
+            continue
+        where = "rank" if key == "hbm" else "node"
+        table.add_row(f"peak {key} per {where}", b(value))
+        if key == "hbm":
+            for part, label in HBM_PART_LABELS.items():
+                if part in peaks:
+                    table.add_row(f"  {label}", b(peaks[part]))
 
 
 def _breakdown_rows(table: Table, breakdown_s: Mapping[str, float], step_s: float) -> None:
@@ -918,6 +945,15 @@ def _print_plan(stats: PlanStats) -> None:
         f"{'yes' if stats.fits else 'no'} ({'within' if stats.fits_within_reserve else 'not within'} the "
         f"planner's reserves: HBM {stats.hbm_reserve:.0%}, DRAM {stats.ddr_reserve:.0%})",
     )
+    if stats.ranks:
+        # What fills the fullest rank's HBM (the first of them, as the fit check names it).
+        full = max(stats.ranks, key=lambda r: (r.hbm_bytes, -r.rank))
+        table.add_row(
+            "fullest rank's HBM",
+            f"rank {full.rank}: {_bytes(full.hbm_bytes)} = tables {_bytes(full.hbm_tables_bytes)} + dense "
+            f"weights {_bytes(full.hbm_dense_bytes)} + activations {_bytes(full.hbm_activations_bytes)} + "
+            f"pooled vectors {_bytes(full.hbm_pooled_bytes)}",
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 120))  # piped: room for the rank table
@@ -930,22 +966,26 @@ def _print_plan(stats: PlanStats) -> None:
         keep = {r.rank for r in ranks[:8]} | {r.rank for r in ranks[-4:]} | {busiest.rank}
         shown = [r for r in ranks if r.rank in keep]
     rows = Table(
-        title="per rank, per step (DDR, SSD: the node's bytes / ranks per node; times estimated)",
+        title=(
+            "per rank, per step (pooled: what its pooled vectors take of its HBM; DDR, SSD: the "
+            "node's bytes / ranks per node; times estimated)"
+        ),
         box=box.SIMPLE_HEAD,
     )
-    for col in ("rank", "node", "HBM", "DDR", "SSD", "shards", "lookups", "slow"):
+    for col in ("rank", "node", "HBM", "pooled", "DDR", "SSD", "shards", "lookups", "slow"):
         rows.add_column(col, justify="right", no_wrap=True)
     for col in ("fwd", "bwd", "comm", "total"):
         rows.add_column(col, justify="right", no_wrap=True)
     previous = -1
     for r in shown:
         if r.rank != previous + 1:
-            rows.add_row("...", *[""] * 11)
+            rows.add_row("...", *[""] * 12)
         previous = r.rank
         rows.add_row(
             str(r.rank),
             str(r.node),
             _bytes(r.hbm_bytes, 3),
+            _bytes(r.hbm_pooled_bytes, 3),
             _bytes(r.ddr_bytes, 3),
             _bytes(r.ssd_bytes, 3),
             str(r.shards),

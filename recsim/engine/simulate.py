@@ -64,7 +64,7 @@ from recsim.metrics.invariants import (
 )
 from recsim.metrics.resources import ResourceUse
 from recsim.metrics.result import Result
-from recsim.planner.storage import capacity, check_fits, plan_usage
+from recsim.planner.storage import HBM_PARTS, Usage, capacity, check_fits, plan_usage
 from recsim.planner.types import Plan
 from recsim.workload.spec import Workload
 
@@ -207,11 +207,7 @@ def _simulate_training(
         usage = plan_usage(plan, workload, system)
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
-    memory_peak = {
-        "hbm": max(usage.hbm_by_rank.values()),
-        "ddr": max(usage.ddr_by_node.values(), default=0.0),
-        "ssd": max(usage.ssd_by_node.values(), default=0.0),
-    }
+    memory_peak = memory_peaks(usage)
     try:
         check_fits(usage, capacity(system))
     except InfeasibleError as exc:
@@ -308,6 +304,22 @@ def _simulate_training(
         **context,  # type: ignore[arg-type]
     )
     return Simulation(result, graph, schedule, cost.topology)
+
+
+def memory_peaks(usage: Usage) -> dict[str, float]:
+    """``Result.memory_peak_bytes``: the most HBM a rank holds, host DRAM and SSD bytes a node holds,
+    and what fills that rank's HBM by kind (``hbm_<kind>``, ``Usage.hbm_parts``; they add up to
+    ``hbm``), so a plan that runs out of HBM shows what took it. The rank is the first of the
+    fullest, the one ``check_fits`` names."""
+    hbm = usage.hbm_by_rank
+    rank = max(hbm, key=hbm.__getitem__)
+    parts = usage.hbm_parts(rank)
+    return {
+        "hbm": hbm[rank],
+        "ddr": max(usage.ddr_by_node.values(), default=0.0),
+        "ssd": max(usage.ssd_by_node.values(), default=0.0),
+        **{f"hbm_{kind}": parts[kind] for kind in HBM_PARTS},
+    }
 
 
 def _resources(

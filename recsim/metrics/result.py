@@ -3,8 +3,11 @@
 The fields follow DESIGN §4.5. Times are seconds, energies joules, powers watts, sizes bytes.
 ``breakdown_s`` splits the critical path of the steady step by what was on it (compute, embedding,
 all_to_all, all_reduce, other communication, data loading, idle waits) so its values sum to
-``iteration_time_s``. ``to_dict()`` flattens nested mappings with dotted keys, so a sweep store or a
-DataFrame gets one column per figure; ``recsim run --json`` prints exactly that dict.
+``iteration_time_s``. ``memory_peak_bytes`` gives the fullest rank's HBM, the fullest node's host
+DRAM and SSDs, and what fills that rank's HBM by kind (``MEMORY_HBM_PARTS``, the pooled vectors it
+owns among them), so a plan that runs out of HBM shows what took it. ``to_dict()`` flattens nested
+mappings with dotted keys, so a sweep store or a DataFrame gets one column per figure; ``recsim run
+--json`` prints exactly that dict.
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ def mapping_keys() -> dict[str, tuple[str, ...]]:
         "breakdown_s": CATEGORIES,
         "utilisation": (*(s.value for s in Stream), *RESOURCE_CLASSES),
         PEAK_UTILISATION: RESOURCE_CLASSES,
-        "memory_peak_bytes": MEMORY_TIERS,
+        "memory_peak_bytes": (*MEMORY_TIERS, *MEMORY_HBM_PARTS),
         "power_by_component_w": COMPONENTS,
     }
     return {name: keys[name] for name in (*MAPPING_FIELDS[:2], PEAK_UTILISATION, *MAPPING_FIELDS[2:])}
@@ -183,6 +186,12 @@ def mapping_keys() -> dict[str, tuple[str, ...]]:
 
 #: The memory tiers ``memory_peak_bytes`` reports (a rank's HBM, a node's host DRAM and SSDs).
 MEMORY_TIERS = ("hbm", "ddr", "ssd")
+
+#: What fills the fullest rank's HBM (``memory_peak_bytes.hbm``), by kind, after the tiers: its
+#: shards' rows with their optimizer state and caches, the dense weights with their gradients and
+#: optimizer state, its batch's activations, and the pooled vectors it writes as the owner of its
+#: tables (``recsim.planner.storage.Usage.hbm_parts``); they add up to ``hbm``.
+MEMORY_HBM_PARTS = ("hbm_tables", "hbm_dense", "hbm_activations", "hbm_pooled")
 
 
 def flat_mapping(

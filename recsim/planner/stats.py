@@ -3,14 +3,16 @@
 ``plan_stats(plan, system, workload)`` is what ``recsim plan`` prints. Every figure is per training
 step of the workload's global batch ``B`` and, like the rest of recsim, in SI units:
 
-- **memory** (``recsim.planner.storage.plan_usage``): per rank the HBM it holds (the dense side,
-  its shards, the caches of its ``uvm_caching`` shards, and the pooled vectors it writes for the
-  global batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``;
-  ``bytes_by_tier`` counts the shards' stored bytes only); per node the host DRAM (``uvm``, ``ddr``,
-  ``nmp`` and ``uvm_caching`` rows, the ``ssd`` tier's page cache) and SSD bytes. Host DRAM and SSDs
-  belong to a node, not a rank: a rank's row shows its **node's bytes divided by the ranks per
-  node** (``RankStats.ddr_bytes``/``ssd_bytes``); the node rows (``NodeStats``) hold the real
-  figures the capacities apply to. Stored bytes include the embedding optimizer's state.
+- **memory** (``recsim.planner.storage.plan_usage``): per rank the HBM it holds (the dense side, its
+  shards, the caches of its ``uvm_caching`` shards, and the pooled vectors it writes for the global
+  batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``;
+  ``bytes_by_tier`` counts the shards' stored bytes only), and those bytes by kind
+  (``RankStats.hbm_tables_bytes``, ``hbm_dense_bytes``, ``hbm_activations_bytes``,
+  ``hbm_pooled_bytes``: ``Usage.hbm_parts``, which add up to ``hbm_bytes``); per node the host DRAM
+  (``uvm``, ``ddr``, ``nmp`` and ``uvm_caching`` rows, the ``ssd`` tier's page cache) and SSD bytes.
+  Host DRAM and SSDs belong to a node, not a rank: a rank's row shows its **node's bytes divided by
+  the ranks per node** (``RankStats.ddr_bytes``/``ssd_bytes``); the node rows (``NodeStats``) hold
+  the real figures the capacities apply to. Stored bytes include the embedding optimizer's state.
 - **capacity**: the accelerator's HBM per rank, the node's host DRAM and SSDs (``capacity``);
   ``fits`` compares the usage with them as ``recsim run`` does, ``fits_within_reserve`` with them
   less the planner's reserves (``planner.hbm_reserve`` / ``planner.ddr_reserve``), which is what
@@ -87,12 +89,21 @@ class RankStats:
     est_bwd_compute_s: float
     est_comm_s: float
     est_total_s: float
+    # What fills ``hbm_bytes``, by kind (``Usage.hbm_parts``).
+    hbm_tables_bytes: float = 0.0
+    hbm_dense_bytes: float = 0.0
+    hbm_activations_bytes: float = 0.0
+    hbm_pooled_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
             "node": self.node,
             "hbm_bytes": self.hbm_bytes,
+            "hbm_tables_bytes": self.hbm_tables_bytes,
+            "hbm_dense_bytes": self.hbm_dense_bytes,
+            "hbm_activations_bytes": self.hbm_activations_bytes,
+            "hbm_pooled_bytes": self.hbm_pooled_bytes,
             "ddr_bytes": self.ddr_bytes,
             "ssd_bytes": self.ssd_bytes,
             "shards": self.shards,
@@ -348,6 +359,7 @@ def plan_stats(
     for r in range(world):
         node = r // per_node
         p = perf[r]
+        parts = usage.hbm_parts(r)
         ranks.append(
             RankStats(
                 rank=r,
@@ -363,6 +375,10 @@ def plan_stats(
                 est_bwd_compute_s=p.bwd_compute_s,
                 est_comm_s=p.comm_s,
                 est_total_s=p.total_s,
+                hbm_tables_bytes=parts["tables"],
+                hbm_dense_bytes=parts["dense"],
+                hbm_activations_bytes=parts["activations"],
+                hbm_pooled_bytes=parts["pooled"],
             )
         )
     nodes = tuple(

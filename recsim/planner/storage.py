@@ -46,6 +46,7 @@ raises ``InfeasibleError`` naming the rank or node, the tier, the bytes and the 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -230,18 +231,29 @@ def dense_weight_bytes(workload: Workload) -> float:
     return _dense_layer_bytes(workload, workload.dense_layers, 0.0)[0]
 
 
-def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
-    """HBM every rank needs for the dense model, its optimizer and the activations of its batch."""
+def dense_hbm_parts(workload: Workload, world_size: int) -> tuple[float, float]:
+    """``dense_hbm_bytes`` in its two parts: the dense weights with their gradients and optimizer
+    state, and the activations of the rank's batch (every dense layer's output and the pooled
+    embeddings it receives)."""
     b = workload.training.global_batch_size / world_size
     weights, activations = _dense_layer_bytes(workload, workload.dense_layers, b)
     pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
-    return weights + activations + pooled
+    return weights, activations + pooled
 
 
-def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -> dict[int, float]:
-    """What a model-parallel bottom MLP (``Plan.bottom_rank``) changes in ``dense_hbm_bytes``: its rank
-    keeps the bottom layers' outputs for the whole global batch, the other ranks neither those
-    outputs nor the bottom weights, their gradients and optimizer state."""
+def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
+    """HBM every rank needs for the dense model, its optimizer and the activations of its batch."""
+    weights, activations = dense_hbm_parts(workload, world_size)
+    return weights + activations
+
+
+def mp_bottom_hbm_parts(
+    workload: Workload, world_size: int, bottom_rank: int
+) -> dict[int, tuple[float, float]]:
+    """What a model-parallel bottom MLP (``Plan.bottom_rank``) changes in ``dense_hbm_parts``, as
+    (weights, activations) per rank: its rank keeps the bottom layers' outputs for the whole global
+    batch, the other ranks neither those outputs nor the bottom weights, their gradients and
+    optimizer state."""
     bottom = [layer for layer in workload.dense_layers if layer.part == "bottom"]
     if not bottom:
         return {}
@@ -249,12 +261,27 @@ def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -
     b = batch / world_size
     weights, local = _dense_layer_bytes(workload, bottom, b)
     _, whole = _dense_layer_bytes(workload, bottom, batch)
-    return {r: whole - local if r == bottom_rank else -(local + weights) for r in range(world_size)}
+    return {r: (0.0, whole - local) if r == bottom_rank else (-weights, -local) for r in range(world_size)}
+
+
+def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -> dict[int, float]:
+    """``mp_bottom_hbm_parts``, its two parts together: what a model-parallel bottom MLP changes in
+    ``dense_hbm_bytes`` per rank."""
+    parts = mp_bottom_hbm_parts(workload, world_size, bottom_rank)
+    return {r: weights + activations for r, (weights, activations) in parts.items()}
+
+
+#: The kinds of bytes that fill a rank's HBM (``Usage.hbm_parts``): its shards' rows with their
+#: optimizer state and caches, the dense weights with their gradients and optimizer state, the
+#: activations of its batch, and the pooled vectors it writes as an owner (``pooled_output_bytes``).
+HBM_PARTS = ("tables", "dense", "activations", "pooled")
 
 
 @dataclass(frozen=True)
 class Usage:
-    """A plan's bytes per rank (HBM) and per node (host DRAM, SSD), with what fills them."""
+    """A plan's bytes per rank (HBM) and per node (host DRAM, SSD), with what fills them: a rank's
+    HBM is its dense weights (``dense_by_rank``), its activations (``activations_by_rank``), its
+    shards' bytes (``tables_by_rank``) and its pooled vectors (``pooled_by_rank``)."""
 
     hbm_by_rank: dict[int, float]
     ddr_by_node: dict[int, float]
@@ -264,16 +291,35 @@ class Usage:
     tables_by_node: dict[int, dict[str, float]]  # node -> table -> DDR + SSD bytes
     #: rank -> HBM of the owner side of the pooled exchange (``pooled_output_bytes``)
     pooled_by_rank: dict[int, float] = field(default_factory=dict)
+    #: rank -> HBM of the dense weights with their gradients and optimizer state (``dense_hbm_parts``)
+    dense_by_rank: dict[int, float] = field(default_factory=dict)
+    #: rank -> HBM of the activations of its batch: the dense layers' outputs and the pooled
+    #: embeddings it receives (``dense_hbm_parts``)
+    activations_by_rank: dict[int, float] = field(default_factory=dict)
+
+    def hbm_parts(self, rank: int) -> dict[str, float]:
+        """What fills ``rank``'s HBM, by kind (``HBM_PARTS``): they add up to ``hbm_by_rank``."""
+        return {
+            "tables": math.fsum(self.tables_by_rank.get(rank, {}).values()),
+            "dense": self.dense_by_rank.get(rank, 0.0),
+            "activations": self.activations_by_rank.get(rank, 0.0),
+            "pooled": self.pooled_by_rank.get(rank, 0.0),
+        }
 
 
 def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     """Bytes of ``plan`` per rank and node on ``system`` (ranks fill nodes in order)."""
     per_node = max(1, system.node.num_accelerators)
-    dense = dense_hbm_bytes(workload, plan.world_size)
+    weights, activations = dense_hbm_parts(workload, plan.world_size)
+    dense = weights + activations
     hbm: dict[int, float] = {r: dense for r in range(plan.world_size)}
+    dense_by: dict[int, float] = dict.fromkeys(range(plan.world_size), weights)
+    activations_by: dict[int, float] = dict.fromkeys(range(plan.world_size), activations)
     if plan.bottom_rank is not None and plan.world_size > 1:
-        for r, extra in mp_bottom_hbm_bytes(workload, plan.world_size, plan.bottom_rank).items():
-            hbm[r] += extra
+        for r, (w, a) in mp_bottom_hbm_parts(workload, plan.world_size, plan.bottom_rank).items():
+            hbm[r] += w + a
+            dense_by[r] += w
+            activations_by[r] += a
     ddr: dict[int, float] = defaultdict(float)
     ssd: dict[int, float] = defaultdict(float)
     cache: dict[int, float] = defaultdict(float)
@@ -308,6 +354,8 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
         {r: dict(v) for r, v in by_rank.items()},
         {n: dict(v) for n, v in by_node.items()},
         pooled,
+        dense_by,
+        activations_by,
     )
 
 

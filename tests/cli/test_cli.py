@@ -352,6 +352,33 @@ def test_a_runs_timeline_reports_each_collectives_algorithm_and_protocol(tmp_pat
         assert args["algorithm"] and args["protocol"] in {"ll", "ll128", "simple", "nvls"}
 
 
+def test_run_reports_what_fills_hbm_and_each_socket_s_memory():
+    # tiny-dlrm table-wise on two ranks: rank 0 holds table a (100 rows x (16 B + 4 B of row-wise
+    # Adagrad state)), the dense weights (131 parameters x 4 B x 3), the activations of its 4
+    # samples (4 x 4 B x (22 layer outputs + 8 pooled values)) and, as a's owner, its pooled vectors
+    # for the global batch (8 x 4 x 4 B).
+    args = ("run", *TINY_2_RANKS, "--plan", "table_wise")
+    data = json.loads(run(*args, "--json", env=TINY_ENV).output)
+    parts = {k: data[f"memory_peak_bytes.hbm_{k}"] for k in ("tables", "dense", "activations", "pooled")}
+    assert parts == {"tables": 2000.0, "dense": 1572.0, "activations": 480.0, "pooled": 128.0}
+    assert data["memory_peak_bytes.hbm"] == 4180.0
+    # One GPU on each of the node's two sockets, each moving the same bytes: each socket carries
+    # half the node's bytes at half its channels, at CPU_MEMORY_EFFICIENCY of their pin rate.
+    from recsim.cost.compute import CPU_MEMORY_EFFICIENCY
+
+    socket = data["utilisation_max.host_memory_socket"]
+    assert socket > 0 and data["utilisation.host_memory_socket"] == socket
+    assert socket == pytest.approx(data["utilisation.host_memory"] / CPU_MEMORY_EFFICIENCY, rel=1e-12)
+    human = run(*args, env=TINY_ENV).output
+    for row in ("peak hbm per rank", "tables (rows, state, caches)", "pooled vectors (owner)"):
+        assert row in human, row
+    assert "CPU socket memory use" in human and "n0.cpu0" in human
+    # Out of HBM: the table shows what fills the rank that does not fit.
+    small = run(*args, "--set", "node.accelerators.device.hbm.capacity=4 KB", env=TINY_ENV)
+    assert small.exit_code == 2 and "infeasible" in small.output
+    assert "pooled vectors (owner)" in small.output and "128 B" in small.output
+
+
 def test_run_infeasible_exits_2():
     env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
     result = run(

@@ -89,6 +89,12 @@ def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
     assert sum(r["lookups_per_step"] for r in ranks) == pytest.approx(data["lookups_per_step"]) == 40.0
     assert sum(r["shards"] for r in ranks) == sum(len(s.ranks) for s in plan.shards)
     assert data["parameters_placed"] == 600
+    # Each row's HBM by kind adds up to it, and the pooled vectors are ``pooled_by_rank``'s.
+    pooled = pooled_by_rank(plan, tiny)
+    for r in ranks:
+        kinds = ("tables", "dense", "activations", "pooled")
+        assert sum(r[f"hbm_{k}_bytes"] for k in kinds) == pytest.approx(r["hbm_bytes"])
+        assert r["hbm_pooled_bytes"] == pooled.get(r["rank"], 0.0)
 
 
 def test_plan_human_output() -> None:
@@ -205,6 +211,13 @@ def test_a_fixed_plan_that_does_not_fit_exits_2_with_its_figures() -> None:
     result = run("plan", *TINY_2_RANKS, *small)
     assert result.exit_code == 2
     assert "infeasible" in result.output and "short" in result.output
+    # What fills the rank that does not fit (table a, the dense side, the pooled vectors it owns).
+    assert "fullest rank's HBM" in result.output
+    assert (
+        "rank 0: 4.082 KiB = tables 1.953 KiB + dense weights 1.535 KiB + activations 480 B +"
+        in result.output
+    )
+    assert "pooled vectors 128 B" in result.output
     json_run = run("plan", *TINY_2_RANKS, *small, "--json")
     assert json_run.exit_code == 2
     data = json.loads(json_run.output)

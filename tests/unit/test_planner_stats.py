@@ -102,6 +102,77 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     assert st.hbm_bytes_total == 2 * DENSE_2 + A_BYTES + B_BYTES + 2 * POOLED
 
 
+# DENSE_2's parts: the weights with their gradient and Adagrad state, and the activations of the
+# local batch (layer outputs and the pooled values it receives).
+WEIGHTS = 131 * 4 * 3  # 1572
+ACTIVATIONS_2 = 4 * 4 * 22 + 4 * 4 * 8  # 480
+
+
+def test_each_rank_s_hbm_by_kind(tiny: Workload, two: System) -> None:
+    # Table-wise, a on rank 0 and b on rank 1: each rank's HBM is its table, the dense weights, its
+    # activations and the pooled vectors it writes as the table's owner, and nothing else.
+    plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
+    r0, r1 = plan_stats(plan, two, tiny).ranks
+    for r, table in ((r0, A_BYTES), (r1, B_BYTES)):
+        parts = (r.hbm_tables_bytes, r.hbm_dense_bytes, r.hbm_activations_bytes, r.hbm_pooled_bytes)
+        assert parts == (table, WEIGHTS, ACTIVATIONS_2, POOLED)
+        assert sum(parts) == r.hbm_bytes
+    data = r0.to_dict()
+    assert (data["hbm_pooled_bytes"], data["hbm_tables_bytes"]) == (POOLED, A_BYTES)
+    assert (data["hbm_dense_bytes"], data["hbm_activations_bytes"]) == (WEIGHTS, ACTIVATIONS_2)
+    # Both tables on rank 0 in DDR: their rows leave its HBM, their pooled vectors stay (2 x 128 B).
+    host = Plan(2, (tw("a", 100, 0, "ddr"), tw("b", 50, 0, "ddr")), strategy="hand")
+    r0, r1 = plan_stats(host, two, tiny).ranks
+    assert (r0.hbm_tables_bytes, r0.hbm_pooled_bytes, r0.hbm_bytes) == (0.0, 2 * POOLED, DENSE_2 + 2 * POOLED)
+    assert (r1.hbm_pooled_bytes, r1.hbm_bytes) == (0.0, DENSE_2)
+
+
+def test_a_model_parallel_bottom_mlp_moves_weights_and_activations(tiny: Workload, two: System) -> None:
+    # Rank 1 runs the bottom MLP (40 + 36 parameters, outputs 8 + 4) for the global batch of 8: it
+    # keeps the bottom's outputs for 8 samples, not 4; rank 0 neither those nor the bottom weights.
+    plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand", bottom_rank=1)
+    r0, r1 = plan_stats(plan, two, tiny).ranks
+    bottom_weights, bottom_out = 76 * 4 * 3, 4 * 4 * 12  # per 4 samples
+    assert (r0.hbm_dense_bytes, r0.hbm_activations_bytes) == (
+        WEIGHTS - bottom_weights,
+        ACTIVATIONS_2 - bottom_out,
+    )
+    assert (r1.hbm_dense_bytes, r1.hbm_activations_bytes) == (WEIGHTS, ACTIVATIONS_2 + bottom_out)
+    for r in (r0, r1):
+        parts = (r.hbm_tables_bytes, r.hbm_dense_bytes, r.hbm_activations_bytes, r.hbm_pooled_bytes)
+        assert sum(parts) == r.hbm_bytes
+
+
+def test_a_run_reports_the_fullest_rank_s_hbm_by_kind(tiny: Workload, two: System) -> None:
+    # ``Result.memory_peak_bytes``: the fullest rank's HBM (rank 0, table a) and its kinds, the
+    # figures ``plan_stats`` gives that rank; a run that does not fit reports them too.
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+    from recsim.metrics.result import MEMORY_HBM_PARTS, MEMORY_TIERS, mapping_keys
+    from recsim.planner.storage import HBM_PARTS
+
+    assert tuple(f"hbm_{kind}" for kind in HBM_PARTS) == MEMORY_HBM_PARTS
+    assert mapping_keys()["memory_peak_bytes"] == (*MEMORY_TIERS, *MEMORY_HBM_PARTS)
+    plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
+    result = simulate_training(two, tiny, plan, SimulationOptions()).result
+    assert result.status == "ok"
+    r0 = plan_stats(plan, two, tiny).ranks[0]
+    expected = {
+        "hbm": r0.hbm_bytes,
+        "ddr": 0.0,
+        "ssd": 0.0,
+        "hbm_tables": A_BYTES,
+        "hbm_dense": WEIGHTS,
+        "hbm_activations": ACTIVATIONS_2,
+        "hbm_pooled": POOLED,
+    }
+    assert dict(result.memory_peak_bytes) == expected
+    small = _system(1, 2, "node.accelerators.device.hbm.capacity=4 KB")
+    failed = simulate_training(small, tiny, plan, SimulationOptions()).result
+    assert failed.status == "infeasible" and not failed.memory_fits
+    assert dict(failed.memory_peak_bytes) == expected
+    assert failed.to_dict()["memory_peak_bytes.hbm_pooled"] == POOLED
+
+
 def test_lookups_are_the_graph_ops(tiny: Workload, two: System) -> None:
     plan = Plan(
         2,
