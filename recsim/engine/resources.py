@@ -637,7 +637,7 @@ def resource_figures(
     if memory_bw > 0:
         names = [f"n{k}" for k in range(len(loads.dram))]
         per_instance["host_memory"] = (names, loads.dram / (memory_bw * step_s))
-    if loads.sockets:
+    if loads.sockets and memory_bw > 0:  # a node without DRAM bandwidth has no socket figures either
         per_instance["host_memory_socket"] = (
             loads.sockets,
             loads.socket_dram / (loads.socket_capacity * step_s),
