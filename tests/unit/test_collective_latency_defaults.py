@@ -1,6 +1,7 @@
 """Small-message latency of collectives costed with NCCL's tuning model (``base.DEFAULT_NVLINK``,
-``base.DEFAULT_PCIE``): NCCL 2.20.3's ring constants, exact on tiny cases, and the PARAM V100
-trace's small NCCL kernels that they are checked against."""
+``base.DEFAULT_PCIE``, ``base.DEFAULT_NETWORK``): NCCL 2.20.3's ring constants, exact on tiny cases
+inside a node and across two, and the PARAM V100 trace's small NCCL kernels that they are checked
+against."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import pytest
 
 from recsim.api import load_system, read_trace
 from recsim.cost.collectives import collective_cost
-from recsim.cost.collectives.base import DEFAULT_NVLINK, DEFAULT_PCIE
+from recsim.cost.collectives.base import DEFAULT_NETWORK, DEFAULT_NVLINK, DEFAULT_PCIE, SOCKET_STEP_LATENCY_S
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration
+from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.topology import Topology, build_topology
+from tests.conftest import FIXTURES
 
 TRACES = Path(__file__).resolve().parents[2] / "tests" / "data" / "traces"
 US = 1e-6
+MiB = 2**20
 
 
 def topo(system: str) -> Topology:
@@ -105,3 +109,45 @@ def test_the_param_v100_traces_small_all_to_alls() -> None:
     # time) nothing here measures.
     for op, d in reduces:
         assert 0.7 <= collective_cost(op, t).time_s / d <= 1.0
+
+
+# ------------------------------------------------------------------------------------ across nodes
+
+
+def _tiny_cluster() -> Topology:
+    """tests/fixtures/minilib's tiny system: 4 nodes x 4 tiny GPUs, an RDMA NIC per GPU without a
+    calibration block (``DEFAULT_NETWORK``), a 5.8 us route between nodes."""
+    return build_topology(HardwareLibrary([FIXTURES / "minilib"]).system("tiny"))
+
+
+def test_the_network_defaults_are_nccl_2_20_net_ring_constants() -> None:
+    # NVIDIA/nccl 2.20.3 src/graph/tuning.cc: baseLat ring as inside a node; hwLat NET ring
+    # {LL 2.7, LL128 4.0, Simple 14.0} us (2.7.5: base 3.6 / 10.0 / 8.4, Simple step 9.6).
+    table = {
+        p: (round(c.base_latency_s / US, 9), round(c.step_latency_s / US, 9))
+        for p, c in DEFAULT_NETWORK.protocols.items()
+    }
+    assert table == {"ll": (6.6, 2.7), "ll128": (14.0, 4.0), "simple": (8.4, 14.0)}
+    # The socket path is refitted on them: issue 82's one-step Simple broadcast stays 42.0 us.
+    simple = DEFAULT_NETWORK.protocols["simple"]
+    assert (simple.base_latency_s + simple.step_latency_s + SOCKET_STEP_LATENCY_S) / US == pytest.approx(42.0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "algorithm", "protocol", "base_us", "steps_us"),
+    [
+        # 2 ranks on 2 nodes, 4 bytes: LL, base 6.6 us; each of the ring's 2 network steps takes the
+        # 5.8 us route (above NCCL's 2.7 us LL step).
+        (CollectiveOp.ALL_REDUCE, 4.0, None, "ll", 6.6, 2 * 5.8),
+        (CollectiveOp.ALL_GATHER, 4.0, None, "ll", 6.6, 5.8),
+        # 64 MiB, ring: Simple, base 8.4 us and 2 network steps of 14.0 us (2.7.5: 9.6 us).
+        (CollectiveOp.ALL_REDUCE, 64 * MiB, "ring", "simple", 8.4, 2 * 14.0),
+    ],
+)
+def test_exact_latency_terms_across_two_nodes(
+    kind: CollectiveOp, size: float, algorithm: str | None, protocol: str, base_us: float, steps_us: float
+) -> None:
+    cost = collective_cost(Collective(kind, "k", (0, 4), size), _tiny_cluster(), algorithm)
+    assert cost.protocol == protocol
+    steps = sum(s.step_latency_s for s in cost.stages)
+    assert (cost.base_latency_s / US, steps / US) == pytest.approx((base_us, steps_us), rel=1e-9)

@@ -156,11 +156,31 @@ class Stage:
 # 2.7.5 gives 4.1-7.0 us and 2.20.3 7.2-10.2 us (base + one round of peers; median |error| 0.40 ->
 # 0.09); its 448 B all-reduce 20 us on every rank, 10.2 and 15.0 us (14 ring steps).
 #
-# Across nodes (``DEFAULT_NETWORK``, and the NIC blocks that copy it): still NCCL 2.7.5 (hwLat NET
-# LL 2.7 / LL128 4.0 / Simple 9.6 us; 2.20.3 has Simple 14.0 us plus its graphs' inter-node latency):
-# ``SOCKET_STEP_LATENCY_S`` is fitted against those, and nothing measured here separates them.
-# The per-call base is the largest of the levels a collective uses, so a multi-node collective on a
-# node costed by these defaults takes 2.20.3's base.
+# Across nodes (``DEFAULT_NETWORK``, and the NIC blocks that copy it: ib-ndr-400g, eth-100g,
+# eth-25g): NCCL 2.20.3 too, the release line of the DCNv2 multi-node runs validated here (NVIDIA's
+# MLPerf v4.0 HugeCTR container builds on nvcr.io/nvidia/pytorch:24.04: mlcommons/
+# training_results_v4.0 NVIDIA/benchmarks/dlrm_dcnv2/implementations/merlin_hugectr/Dockerfile).
+# Base as inside a node; hwLat NET ring LL 2.7 / LL128 4.0 / Simple 14.0 us (2.7.5: 9.6 us Simple, LL
+# and LL128 unchanged; a 2.17-era copy, with NVLS but not NVLS tree, still has 9.6 us and the 3.6 /
+# 10.0 us bases: the DLRM v1 runs of 2021-22 ran that table, and their HugeCTR 3.x exchanges are not
+# NCCL at all). 2.20.3 adds ``latencyInter`` to each network step (twice for Simple, the flush): the
+# NET plugin's ``props->latency``, which the built-in IB and socket transports leave at 0 ("Not
+# set", src/transport/net_ib.cc, net_socket.cc), so nothing here.
+# Not taken over, recsim's algorithms keep their own step counts (the ring's 2 (nodes - 1) network
+# steps, the tree's 2 log2(nodes), a SHARP hop per switch link, each at this row's step):
+# * 2.20.3 counts 2 x nodes network steps for a ring all-reduce (2.7.5: 2 (nodes - 1)), and
+#   2 (ranks - 1) - 2 x nodes intra-node ones: at one GPU per node that is -2, a fitted count, not
+#   a step count;
+# * it floors a multi-node ring's intra-node step at the host's network post overhead (1 us Intel,
+#   2 us AMD; x 3 for Simple), where 2.7.5 took 1.8 x the LL intra step;
+# * it scales a multi-node Simple ring all-reduce's latency by 1.4 on sm80+ (1.9 in 2.7.5, the
+#   "plateau");
+# * its tree Simple row is a 256 KiB chunk's latency (2.7.5's own comment; NET 28 us, 50 in 2.7.5),
+#   and its CollNet rows (NET Direct / Chain 31 / 30 us, one 10.7 us row in 2.7.5) are added once
+#   per call, not per hop: neither is a network step's.
+# The two-node nccl-tests (cluster00, 32 MiB and up) are bandwidth-bound and cannot tell either
+# table apart; ``SOCKET_STEP_LATENCY_S`` is refitted on these rows (its total, 42.0 us for one
+# socket step, is unchanged).
 #
 # Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it (the same
 # tuning.cc; its per-channel LL128 cap is not modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: about
@@ -170,8 +190,10 @@ class Stage:
 # LL128 runs on NVLink (a V100 DGX-1 mesh included: NCCL enables it for sm70 with the intra-node
 # path on NVLink, ``calibrate.NVLINK_PROTOCOLS``), never on PCIe alone.
 
-_NCCL_TUNING = "NVIDIA/nccl 2.7.5 src/graph/tuning.cc (baseLat, hwLat) and nccl-tests issue 267"
 _NCCL_2_20 = "NVIDIA/nccl 2.20.3 src/graph/tuning.cc (baseLat, hwLat ring) and nccl-tests issue 267"
+_NCCL_2_20_NET = (
+    "NVIDIA/nccl 2.20.3 src/graph/tuning.cc (baseLat ring, hwLat NET ring) and nccl-tests issue 267"
+)
 
 
 def _proto(base_us: float, step_us: float, efficiency: float, pipeline_us: float = 0.0) -> CollectiveProtocol:
@@ -198,11 +220,11 @@ DEFAULT_PCIE = CollectiveCalibration(
     protocols={"ll": _proto(6.6, 1.0, 0.77 / 4), "simple": _proto(8.4, 5.7, 0.77)},
 )
 DEFAULT_NETWORK = CollectiveCalibration(
-    source=f"ASSUMPTION: {_NCCL_TUNING}",
+    source=f"ASSUMPTION: {_NCCL_2_20_NET}",
     protocols={
-        "ll": _proto(3.6, 2.7, 0.97 / 4),
-        "ll128": _proto(10.0, 4.0, 0.97 * 0.92),
-        "simple": _proto(8.4, 9.6, 0.97),
+        "ll": _proto(6.6, 2.7, 0.97 / 4),
+        "ll128": _proto(14.0, 4.0, 0.97 * 0.92),
+        "simple": _proto(8.4, 14.0, 0.97),
     },
 )
 
@@ -229,16 +251,18 @@ DEFAULT_NETWORK = CollectiveCalibration(
 #: NVIDIA/nccl-tests issue 82 (Azure, 2 nodes x 1 V100-PCIE-16GB, NCCL 2.9.6 over NET/Socket,
 #: broadcast with NCCL_ALGO=Ring NCCL_PROTO=Simple): 45.82 us out of place and 38.17 us in place at
 #: 8 bytes, mean 42.0 us. That broadcast is one network step: the RDMA model gives it
-#: base_latency + step_latency = 8.4 + 9.6 us (Simple, ``DEFAULT_NETWORK``), so the socket path adds
-#: 42.0 - 18.0 = 24.0 us. ASSUMPTION: the same for LL and LL128 (one measurement, Simple only; the
+#: base_latency + step_latency = 8.4 + 14.0 us (Simple, ``DEFAULT_NETWORK``: NCCL 2.20.3's hwLat
+#: NET), so the socket path adds 42.0 - 22.4 = 19.6 us (24.0 us against NCCL 2.7.5's 9.6 us step:
+#: the socket step, 33.6 us, is the same either way; 2.9.6's own table still had 9.6 us, but only
+#: the sum is measured). ASSUMPTION: the same for LL and LL128 (one measurement, Simple only; the
 #: socket path's cost is per message, not per protocol). The 42.0 us is nccl-tests' host wall clock
-#: over 100 calls issued back to back, divided by 100, and the 18.0 us a model of the GPU's time: the
+#: over 100 calls issued back to back, divided by 100, and the 22.4 us a model of the GPU's time: the
 #: collective refit found such host-timed small calls bound by the host's issue period where it is
 #: the longer (``recsim.cost.collectives.calibrate``, ``Timing.ISSUE``: 34-44 us for ``-g 8``, one
 #: thread issuing 8 GPUs' calls). Here each process issues one GPU's call (``-g 1``, MPI), so the
 #: host's share is probably well below 42 us, but the run does not separate it: if the host bound
-#: it, the socket path's own cost is less than 24.0 us.
-SOCKET_STEP_LATENCY_S = 24.0e-6
+#: it, the socket path's own cost is less than 19.6 us.
+SOCKET_STEP_LATENCY_S = 19.6e-6
 
 
 def socket_calibration(rdma: CollectiveCalibration, source: str = "") -> CollectiveCalibration:

@@ -174,7 +174,7 @@ def stage_costs(
 
     ``wire_s``: a level's route latency (``_TopologyFacts.wire_latency_s`` for the network): its
     steps take at least that per GPU-to-GPU trip (``LevelCost.trips``). NCCL's per-step figures
-    (``hwLat`` NET: 2.7 to 9.6 us) exceed an InfiniBand route's (NICs, PCIe, switches: 1.7-2.0 us
+    (``hwLat`` NET: 2.7 to 14.0 us) exceed an InfiniBand route's (NICs, PCIe, switches: 1.7-2.0 us
     on the shipped systems at 2 to 16 nodes); across the Ethernet spines of a RoCE fabric (2.9 us
     at 16 ZionEX nodes) or on a slower fabric (EFA, or a NIC given a longer latency) the route sets
     the step. ``kernel``: the NCCL kernel path the stages run, whose per-call
