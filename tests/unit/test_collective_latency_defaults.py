@@ -151,3 +151,30 @@ def test_exact_latency_terms_across_two_nodes(
     assert cost.protocol == protocol
     steps = sum(s.step_latency_s for s in cost.stages)
     assert (cost.base_latency_s / US, steps / US) == pytest.approx((base_us, steps_us), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("group", "node_steps", "net_us"),
+    [
+        # One rank a node: CollNet Direct's network row alone, hwLat[NET][CollNetDirect][Simple].
+        ((0, 4), 0, 31.0),
+        # 4 ranks a node on the tiny NVSwitch: its 2 Simple steps (3.4 us each, the NVLink default)
+        # and 31 us + 0.4 us arity serialization per local peer each way (2 x 3 x 0.4).
+        ((0, 1, 2, 3, 4, 5, 6, 7), 2, 31.0 + 2 * 3 * 0.4),
+    ],
+)
+def test_exact_collnet_latency_across_two_nodes(
+    group: tuple[int, ...], node_steps: int, net_us: float
+) -> None:
+    # NCCL 2.20.3 tuning.cc charges CollNet's network latency once per call, not per switch hop: the
+    # tiny cluster's 2-tier Clos (4 links between the nodes' NICs) changes nothing.
+    lib = HardwareLibrary([FIXTURES / "minilib"])
+    system = load_system(
+        "tiny", nodes=2, overrides=["cluster.scale_out.switch.in_network_reduction=true"], library=lib
+    )
+    cost = collective_cost(
+        Collective(CollectiveOp.ALL_REDUCE, "k", group, 4.0), build_topology(system), "collnet"
+    )
+    assert (cost.algorithm, cost.protocol) == ("collnet", "simple")
+    steps = sum(s.step_latency_s for s in cost.stages)
+    assert (cost.base_latency_s / US, steps / US) == pytest.approx((8.4, node_steps * 3.4 + net_us), rel=1e-9)

@@ -252,8 +252,9 @@ def test_nvls_by_hand():
 
 def test_collnet_reduces_across_nodes_in_the_switches():
     # 8 DGX A100 on SHARP-capable Quantum switches: one network pass of S per node (the tree sends up
-    # to 1.5 S) in 4 hops (NIC, leaf, spine, leaf, NIC), an NVLink reduce-scatter and all-gather in
-    # one step each way.
+    # to 1.5 S) at NCCL 2.20.3's per-call CollNet Direct latency (hwLat NET 31 us, plus 0.4 us per
+    # local peer each way: 36.6 us at 8 a node), however many switch hops (4 here: NIC, leaf, spine,
+    # leaf, NIC; 2 under one leaf), an NVLink reduce-scatter and all-gather in one step each way.
     t = topo("dgx-a100", 8)
     op = op_(CollectiveOp.ALL_REDUCE, 64, 32 * MiB)
     cost = collective_cost(op, t, "collnet")
@@ -264,11 +265,15 @@ def test_collnet_reduces_across_nodes_in_the_switches():
     assert net is not None and net.switch.in_network_reduction
     stages = REGISTRY["collnet"].stages(op, layout)
     assert stages[0].levels[Level.INTER].bytes == pytest.approx(op.bytes)
-    assert stages[0].levels[Level.INTER].steps == 4
-    # Two nodes under one leaf switch: up to it and back, 2 hops.
+    inter = stages[0].levels[Level.INTER]
+    assert (inter.steps, inter.trips, inter.latency_s) == (1, 1, pytest.approx(36.6e-6, rel=1e-12))
+    assert layout.network_hops == 4
+    # Two nodes under one leaf switch (2 hops): the same per-call latency.
     two = topo("dgx-a100", 2)
     pair = op_(CollectiveOp.ALL_REDUCE, 16, 32 * MiB)
-    assert REGISTRY["collnet"].stages(pair, GroupLayout(pair.group, two))[0].levels[Level.INTER].steps == 2
+    pair_inter = REGISTRY["collnet"].stages(pair, GroupLayout(pair.group, two))[0].levels[Level.INTER]
+    assert GroupLayout(pair.group, two).network_hops == 2
+    assert pair_inter.latency_s == pytest.approx(36.6e-6, rel=1e-12)
     assert stages[0].levels[Level.INTRA].steps == 2
     assert stages[0].levels[Level.INTRA].bytes == pytest.approx(2 * op.bytes * 7 / 8)
     assert cost.time_s < collective_time_s(op, t, "tree")
@@ -287,6 +292,20 @@ def test_collnet_reduces_across_nodes_in_the_switches():
     assert (
         collective_cost(pref, one).algorithm == choose_algorithm(op_(CollectiveOp.ALL_REDUCE, 8, MiB), one)[0]
     )
+
+
+def test_collnet_chain_off_an_nvswitch_takes_nccls_chain_row():
+    # Two DGX-1 (V100 hybrid cube mesh, no NVSwitch): NCCL 2.20.3 disables CollNet Direct without an
+    # NVSwitch (tuning.cc: nvsCount == 0), so CollNet Chain: 2 (local - 1) node steps each at the
+    # mesh's fitted Simple step, and hwLat[NET][CollNetChain][Simple] = 30 us once, no arity term.
+    from recsim.cost.collectives.base import level_calibration
+
+    t = topo("dgx-1-v100", 2, "cluster.scale_out.switch.in_network_reduction=true")
+    op = op_(CollectiveOp.ALL_REDUCE, 16, 4096.0)
+    cost = collective_cost(op, t, "collnet")
+    assert cost.protocol == "simple"
+    step = level_calibration(t, Level.INTRA).protocols["simple"].step_latency_s
+    assert cost.stages[0].step_latency_s == pytest.approx(2 * 7 * step + 30e-6, rel=1e-12)
 
 
 def test_collnet_needs_switches_that_reduce():

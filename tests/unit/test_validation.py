@@ -150,8 +150,10 @@ KNOWN_GAPS |= {
 #   +24 %, both measured before the refit), and HugeCTR 3.x's own collectives (the hierarchical
 #   all-to-all and the one-shot SHARP all-reduce over its IbComm, no NCCL) are costed with NCCL's
 #   fitted per-call latencies (26.3 us Simple base on NVLink4, 14.0 us per network step: NCCL
-#   2.20.3's, 9.6 us before, when the 8- and 14-node A100 cases were +0.8 and +5.3 %, now -2.0 and
-#   +2.0 %); nothing measures either on InfiniBand, so neither is tuned to this case.
+#   2.20.3's, 9.6 us before, when the 8- and 14-node A100 cases were +0.8 and +5.3 %, then -2.0 and
+#   +2.0 %; the SHARP all-reduce since at 2.20.3's once-per-call CollNet Direct row, 31 us + 0.4 us
+#   a local peer each way, not 14.0 us per switch link: +0.7 and +5.6 %, this case -12.3 -> -12.8 %);
+#   nothing measures either on InfiniBand, so neither is tuned to this case.
 #
 # * The multi-node bias (a session's survey, analytic engine): the 2-node cases sit 4-6 points above
 #   their submitter's 1-node ones (HGX 4-GPU +10.4 vs +3.0 at almost the same per-GPU batch; Dell B200

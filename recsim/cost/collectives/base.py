@@ -109,6 +109,10 @@ class LevelCost:
     # route latency (``stage_costs``); None: one per step (a ring's or a tree's hop, an all-to-all
     # round). A SHARP reduction's steps are switch hops of one trip up the tree and back.
     trips: float | None = None
+    # The level's latency for the stage as one figure, in place of ``steps`` x the protocol's step
+    # latency (still at least ``trips`` routes): NCCL's CollNet and multi-node NVLS rows are a
+    # per-call network latency, not a per-hop one (``recsim.cost.collectives.collnet``).
+    latency_s: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -167,7 +171,8 @@ class Stage:
 # NET plugin's ``props->latency``, which the built-in IB and socket transports leave at 0 ("Not
 # set", src/transport/net_ib.cc, net_socket.cc), so nothing here.
 # Not taken over, recsim's algorithms keep their own step counts (the ring's 2 (nodes - 1) network
-# steps, the tree's 2 log2(nodes), a SHARP hop per switch link, each at this row's step):
+# steps, the tree's 2 log2(nodes), each at this row's step; CollNet takes its own per-call rows,
+# ``recsim.cost.collectives.collnet``):
 # * 2.20.3 counts 2 x nodes network steps for a ring all-reduce (2.7.5: 2 (nodes - 1)), and
 #   2 (ranks - 1) - 2 x nodes intra-node ones: at one GPU per node that is -2, a fitted count, not
 #   a step count;
@@ -176,8 +181,8 @@ class Stage:
 # * it scales a multi-node Simple ring all-reduce's latency by 1.4 on sm80+ (1.9 in 2.7.5, the
 #   "plateau");
 # * its tree Simple row is a 256 KiB chunk's latency (2.7.5's own comment; NET 28 us, 50 in 2.7.5),
-#   and its CollNet rows (NET Direct / Chain 31 / 30 us, one 10.7 us row in 2.7.5) are added once
-#   per call, not per hop: neither is a network step's.
+#   not a network step's. (Its CollNet rows, NET Direct / Chain 31 / 30 us added once per call, are
+#   taken over by ``collnet``, not through this table.)
 # The two-node nccl-tests (cluster00, 32 MiB and up) are bandwidth-bound and cannot tell either
 # table apart; ``SOCKET_STEP_LATENCY_S`` is refitted on these rows (its total, 42.0 us for one
 # socket step, is unchanged).

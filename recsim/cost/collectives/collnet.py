@@ -6,24 +6,29 @@ three pipelined parts: inside each node the ranks reduce-scatter the buffer over
 own NIC into the switches' aggregation tree, which adds the shards of all nodes and returns the sum;
 inside the node the ranks all-gather the result. Across nodes a node therefore sends ``S`` and
 receives ``S`` once (the double binary tree sends up to ``1.5 S``, the ring ``2 (n-1)/n x S``), in
-as many network hops as a NIC-to-NIC path between the group's farthest nodes has links (up to the
-top of the switch tree and back: ``2 x tiers`` across a full Clos, 2 under one switch) instead of
-the tree's ``2 log2(nodes)``. Inside a node the reduce-scatter and all-gather move ``2 (local-1)/local x S``
-per rank: in one step each way on an NVSwitch (CollNet Direct: every rank reaches its peers
-directly), else in ``local - 1`` chain hops each way (CollNet Chain). On an NVSwitch that reduces
-in the switch (Hopper's NVLink SHARP) the node's part may run as NVLS instead, as NCCL 2.18 on pairs
-it with SHARP, where that is faster (protocol ``nvls``): ``multimem.ld_reduce`` of each rank's
-shard and the result multicast back, ``S (local+1)/local`` each way per rank in two steps
-(``recsim.cost.collectives.nvls``), under the switch's NVLS constants while the network part keeps
-Simple's. A tester found CollNet on H100 no faster than ring or tree: its node part always ran at
-an NVLink ring's rate (``2 (local-1)/local x S``); with NVLS it wins from 64 MiB up.
+one pass up the switch tree and back, at NCCL 2.20.3's per-call CollNet network latency (its
+``hwLat`` NET CollNet rows, below) however many switch links the pass crosses, instead of the
+tree's ``2 log2(nodes)`` network steps. Inside a node the reduce-scatter and all-gather move
+``2 (local-1)/local x S`` per rank: in one step each way on an NVSwitch (CollNet Direct: every
+rank reaches its peers directly), else in ``local - 1`` chain hops each way (CollNet Chain). On an
+NVSwitch that reduces in the switch (Hopper's NVLink SHARP) the node's part may run as NVLS
+instead, as NCCL 2.18 on pairs it with SHARP (its NVLS algorithm across nodes), where that is
+faster (protocol ``nvls``): ``multimem.ld_reduce`` of each rank's shard and the result multicast
+back, ``S (local+1)/local`` each way per rank in two steps (``recsim.cost.collectives.nvls``), under
+the switch's NVLS constants, the network part Simple's bandwidth at NCCL's multi-node NVLS network
+row. A tester found CollNet on H100 no faster than ring or tree: its node part always ran at an
+NVLink ring's rate (``2 (local-1)/local x S``); with NVLS it wins from 64 MiB up (and, since NCCL
+2.20.3's network rows, NVLS's 18 us against Direct's 36.6 us at 8 a node, at every size).
 
 Available for a group on two or more nodes with the same accelerators on each, whose cluster
 switches reduce in the network (``in_network_reduction: true``: SHARPv2/v3 Quantum switches). NCCL
 does not use it unless asked (``auto = False``, as its tuner without ``NCCL_COLLNET_ENABLE``); a
 framework that enables it asks for it by name (``Runtime``) and falls back to the automatic choice
-where it is unavailable. Constants: the network level's calibration (``step_latency`` per hop,
-efficiency), ASSUMPTION that a SHARP hop costs what an NCCL network step does.
+where it is unavailable. Constants: the network level's calibration (per-call base, efficiency),
+the node level's (its fitted steps), and NCCL 2.20.3's CollNet network rows (``_net_latency_s``).
+NCCL picks Direct where the node has an NVSwitch (it disables Direct otherwise: tuning.cc,
+``nvsCount == 0``; with both enabled its tuner takes the faster, and at 8 ranks a node Direct's
+latency, 44.0 us, is 25 us under Chain's 69.2), so Direct on an NVSwitch node, Chain elsewhere.
 
 Flows: one phase; each rank's reduce-scatter and all-gather traffic to its node peers (to and
 from the NVSwitch chips under NVLS), and each rank's shard to and from its leaf switch (the
@@ -33,6 +38,7 @@ aggregation happens there and above).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from operator import itemgetter
 
 from recsim.cost.collectives.base import (
@@ -77,6 +83,36 @@ def _direct(layout: GroupLayout) -> bool:
     return layout.fabric == "nvswitch"
 
 
+# NCCL 2.20.3's CollNet latency (src/graph/tuning.cc @ b6475625, ``ncclTopoTuneModel``), in us:
+#   Direct: baseLat 0 + 2 (min(1, ppn - 1) hwLat[intra][CollNetDirect] + (ppn - 1) 0.4) + interLat
+#   Chain:  baseLat 0 + 2 (ppn - 1) hwLat[intra][CollNetChain] + interLat
+#   NVLS (multi-node, NVLS inside and SHARP across): hwLat[NVLINK][NVLS] + interLat
+# with ppn = nRanks / nNodes, hwLat[NVLINK] CollNetDirect 3.7, CollNetChain 2.8, NVLS 23 us and
+# interLat = hwLat[NET][a][Simple] + 2 latencyInter: CollNetDirect 31, CollNetChain 30, NVLS 18 us
+# (latencyInter, the NET plugin's props->latency, is 0 for the built-in IB transport). The network
+# part is added once per call, not per switch hop. Here the intra part keeps the node level's
+# fitted steps (2 for Direct, 2 (local - 1) for Chain, NVLS's as fitted) and the per-call base stays
+# the kernel path's, as for every algorithm (NCCL's baseLat for CollNet is 0, as for Tree Simple):
+# the network row, Direct's 0.4 us "arity serialization" per peer each way, are what is taken over.
+#: hwLat[NET][CollNetDirect][Simple].
+COLLNET_DIRECT_NET_LATENCY_S = 31e-6
+#: hwLat[NET][CollNetChain][Simple].
+COLLNET_CHAIN_NET_LATENCY_S = 30e-6
+#: hwLat[NET][NVLS][Simple]: NCCL's NVLS algorithm across nodes (SHARP for the network part).
+NVLS_NET_LATENCY_S = 18e-6
+#: CollNet Direct's "arity serialization latency" per local peer, each way (x 2).
+COLLNET_DIRECT_ARITY_S = 0.4e-6
+
+
+def _net_latency_s(layout: GroupLayout, *, nvls: bool) -> float:
+    """NCCL 2.20.3's once-per-call network latency of a CollNet all-reduce (see above)."""
+    if nvls:
+        return NVLS_NET_LATENCY_S
+    if _direct(layout):
+        return COLLNET_DIRECT_NET_LATENCY_S + 2 * (layout.local - 1) * COLLNET_DIRECT_ARITY_S
+    return COLLNET_CHAIN_NET_LATENCY_S
+
+
 def _leaves(layout: GroupLayout, nic: str) -> list[str]:
     """The network switches ``nic`` is cabled to."""
     graph = layout.topology.graph
@@ -118,9 +154,11 @@ class CollNetAllReduce(Algorithm):
             if layout.pcie_only:  # its shard to the NIC leaves over the same PCIe link
                 rank_bytes += size / local * layout.pcie_exit_weight
             intra = LevelCost(2 * hops, rank_bytes, layout.intra_bandwidth)
-        # Up the aggregation tree and down: the links between the farthest nodes' NICs, hop by
-        # hop, in one trip (a route's latency at least: NIC, switches up and down, NIC).
-        inter = LevelCost(layout.network_hops, size, layout.node_nic_bandwidth, trips=1)
+        # Up the aggregation tree and down in one pass, at NCCL's per-call CollNet network latency
+        # (with Direct's arity serialization), in one trip (a route's latency at least: NIC,
+        # switches up and down, NIC).
+        net = _net_latency_s(layout, nvls=False)
+        inter = LevelCost(1, size, layout.node_nic_bandwidth, trips=1, latency_s=net)
         return [Stage("collnet", levels(intra, inter), 1)]
 
     # NVLS inside the node is one more way to run it (NCCL's NVLS algorithm with SHARP), chosen
@@ -138,7 +176,16 @@ class CollNetAllReduce(Algorithm):
         local = layout.local
         # The switch reduces each shard and multicasts the sum: S (local+1)/local each way, 2 steps.
         nvls = LevelCost(2, _payload(first(op)) * (local + 1) / local, layout.intra_bandwidth)
-        return [Stage(s.name, {**s.levels, Level.INTRA: nvls}, s.phases) for s in stages]
+        # NCCL's multi-node NVLS (NVLS inside, SHARP across): its own per-call network row.
+        net = _net_latency_s(layout, nvls=True)
+        out = []
+        for s in stages:
+            inter = s.levels.get(Level.INTER)
+            new = {**s.levels, Level.INTRA: nvls}
+            if inter is not None:
+                new[Level.INTER] = replace(inter, latency_s=net)
+            out.append(Stage(s.name, new, s.phases))
+        return out
 
     def level_protocol(self, level: Level, protocol: str, layout: GroupLayout) -> str:
         if protocol == "nvls":

@@ -202,8 +202,9 @@ def stage_costs(
 
 
 def _step_s(cost: LevelCost, proto: CollectiveProtocol, wire_s: float) -> float:
-    """The step latency of ``cost`` on its level: its steps, each at least a route per trip."""
-    steps = cost.steps * proto.step_latency_s
+    """The step latency of ``cost`` on its level: its steps (or its own per-call figure,
+    ``LevelCost.latency_s``), at least a route per trip."""
+    steps = cost.steps * proto.step_latency_s if cost.latency_s is None else cost.latency_s
     trips = cost.steps if cost.trips is None else cost.trips
     return max(steps, trips * wire_s) if wire_s > 0 else steps
 
