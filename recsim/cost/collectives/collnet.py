@@ -94,6 +94,13 @@ def _direct(layout: GroupLayout) -> bool:
 # fitted steps (2 for Direct, 2 (local - 1) for Chain, NVLS's as fitted) and the per-call base stays
 # the kernel path's, as for every algorithm (NCCL's baseLat for CollNet is 0, as for Tree Simple):
 # the network row, Direct's 0.4 us "arity serialization" per peer each way, are what is taken over.
+# Its bandwidth side (same function), not taken over: busBw = nChannels x bwIntra of the CollNet
+# graph (the intra bandwidth whatever the node count); Direct all-reduce divides it by the GPU/NIC
+# ratio f - (f - 1)/2, f = ppn / nChannels, and on sm90 multiplies it by 0.85; both then x 0.5 to
+# algorithm bandwidth (NVLS: min(bwIntra, bwInter), x 5/6); LL and LL128 get 0. Here the bytes
+# each level moves (S through a node's NICs, 2 (local-1)/local x S on the node's links) at the
+# fitted NIC and NVSwitch rates carry the bandwidth, as for every algorithm; NCCL's channel counts
+# and graph bandwidths come from its topology search, which is not modelled.
 #: hwLat[NET][CollNetDirect][Simple].
 COLLNET_DIRECT_NET_LATENCY_S = 31e-6
 #: hwLat[NET][CollNetChain][Simple].
