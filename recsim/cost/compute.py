@@ -338,11 +338,14 @@ def _ceil_div(a: int, b: int) -> int:
 @dataclass(frozen=True, slots=True)
 class GemmKernelTime:
     """One GEMM's GPU time under the calibrated roofline: ``total_s`` in all, of which ``reduce_s`` is
-    split-K's reduction kernel (0 when the product runs unsplit); ``splits`` K slices (1: unsplit)."""
+    split-K's reduction kernel (0 when the product runs unsplit); ``splits`` K slices (1: unsplit);
+    ``partial_bytes``: the fp32 partials split-K moves through HBM besides the operands and the
+    result (each slice's written by the product and read by the reduction; 0 when unsplit)."""
 
     total_s: float
     reduce_s: float
     splits: int
+    partial_bytes: float = 0.0
 
     @property
     def kernels(self) -> int:
@@ -402,7 +405,8 @@ def _gemm_kernel(
     # (``_gemm_kernel_array``) uses the same rule. Every candidate is non-decreasing in m, n and k
     # and the candidates do not depend on them, so their minimum is too; past ``tiles >= sms`` the
     # plain kernel is taken, which is never below the minimum.
-    slice_s = batch * m * n * 4.0 / bandwidth_eff  # one slice's fp32 partials, written or read once
+    slice_bytes = batch * m * n * 4.0  # one slice's fp32 partials, written or read once
+    slice_s = slice_bytes / bandwidth_eff
     best, best_splits, best_reduce = plain, 1, 0.0
     for splits in range(2, sms + 1):
         split_waves = _ceil_div(tiles * splits, sms)
@@ -416,7 +420,8 @@ def _gemm_kernel(
         candidate = max(split_compute, moved) + reduce_s
         if candidate < best:
             best, best_splits, best_reduce = candidate, splits, reduce_s
-    return GemmKernelTime(cal.overhead_s + best, best_reduce, best_splits)
+    partial_bytes = 2.0 * best_splits * slice_bytes if best_splits > 1 else 0.0
+    return GemmKernelTime(cal.overhead_s + best, best_reduce, best_splits, partial_bytes)
 
 
 def _gemm_kernel_s(
@@ -724,14 +729,18 @@ def product_kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
 
 
 def hbm_bytes(op: Compute, accelerator: Accelerator) -> float:
-    """The bytes ``kernel_time_s``'s memory term moves through HBM for ``op``: each GEMM kernel's
-    operands and result once, from its shapes (as its roofline reads them), else the op's bytes
-    read and written."""
+    """The bytes ``kernel_time_s``'s memory terms move through HBM for ``op``: each GEMM kernel's
+    operands and result once, from its shapes (as its roofline reads them), and where it splits K
+    the fp32 partials its product writes and its reduction reads (``GemmKernelTime.partial_bytes``,
+    which its time pays for too); else the op's bytes read and written."""
     if op.category == "gemm":
         kernels = gemm_kernels(op)
         if kernels:
             _, elem_bytes = _tensor_peak(op.dtype, accelerator)
-            return math.fsum(g.bytes(elem_bytes) for g in kernels)
+            times = gemm_kernel_times(op, accelerator)
+            return math.fsum(
+                g.bytes(elem_bytes) + t.partial_bytes for g, t in zip(kernels, times, strict=True)
+            )
     return op.bytes_read + op.bytes_written
 
 

@@ -495,6 +495,33 @@ def test_split_k_takes_the_best_slice_count():
     assert gemm_time_s(8192, 256, 65536, "fp16", device) == pytest.approx(cal.overhead_s + plain, rel=1e-12)
 
 
+def test_a_split_gemm_moves_its_partials_through_hbm():
+    # The split-K product writes ten fp32 partial tiles of C[512, 256] and the reduction reads them
+    # back (``test_split_k_takes_the_best_slice_count``): its time pays for those bytes, so the HBM
+    # bytes the utilisation figures and the power model's memory energy count include them too.
+    device = acc("a100-sxm4-80gb")
+    wgrad = Compute(
+        "w", flops=2.0 * 512 * 256 * 65536, dtype="fp16", shapes=((512, 65536), (65536, 256)), category="gemm"
+    )
+    (timed,) = gemm_kernel_times(wgrad, device)
+    assert timed.splits == 10
+    operands = (512 * 65536 + 65536 * 256 + 512 * 256) * 2.0
+    partials = 2 * 10 * 512 * 256 * 4.0
+    assert timed.partial_bytes == partials
+    assert hbm_bytes(wgrad, device) == pytest.approx(operands + partials, rel=1e-12)
+    # Unsplit (C[8192, 256] fills the SMs): the operands and the result only.
+    plain = Compute(
+        "w",
+        flops=2.0 * 8192 * 256 * 65536,
+        dtype="fp16",
+        shapes=((8192, 65536), (65536, 256)),
+        category="gemm",
+    )
+    (unsplit,) = gemm_kernel_times(plain, device)
+    assert (unsplit.splits, unsplit.partial_bytes) == (1, 0.0)
+    assert hbm_bytes(plain, device) == (8192 * 65536 + 65536 * 256 + 8192 * 256) * 2.0
+
+
 @pytest.mark.parametrize("name", sorted(MEASURED))
 def test_the_fitted_array_model_is_the_scalar_one_split_k_included(name):
     from recsim.cost.compute import _gemm_kernel_array, _tensor_peak
