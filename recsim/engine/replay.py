@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from recsim import __version__
-from recsim.cost.compute import compute_time_s, gemm_kernels, product_kernel_time_s
+from recsim.cost.compute import compute_time_s, gemm_kernels, kernel_time_s, product_kernel_time_s
 from recsim.cost.model import CATEGORIES, CostModel, category_of
 from recsim.cost.platform import platform_note
 from recsim.cost.power import step_energy
@@ -68,6 +68,7 @@ from recsim.graph.ir import (
     Transfer,
     is_uneven_all_to_all,
 )
+from recsim.graph.readers._common import kernel_category
 from recsim.graph.readers.waits import pageable_copy
 from recsim.graph.schedule import Schedule, Timing, asap_schedule
 from recsim.graph.summary import steps_by_rank
@@ -720,9 +721,15 @@ def reestimate_duration(
     if isinstance(op, Compute):
         if op.category == "gemm" and op.flops > 0 and gemm_kernels(op):
             # Kernel time only: a recorded kernel's duration is its own (CUPTI's), and the gap in
-            # front of it is the trace's (its launch, the host segments before it). The product's
-            # kernel only: where cuBLAS split K, its reduction kernel is a recorded node of its own.
-            return product_kernel_time_s(op, target)
+            # front of it is the trace's (its launch, the host segments before it). A node named
+            # after its GEMM kernel (the Kineto reader's, one node per kernel) is the product's
+            # kernel alone: where cuBLAS split K, its reduction kernel is a recorded node of its
+            # own (no FLOPs, rescaled as other kernels). A node of an operator (``aten::mm``: the
+            # ET+Kineto reader's, whose duration sums every kernel the op launched) holds the
+            # reduction too, so it gets both.
+            if kernel_category(op.op) == "gemm":
+                return product_kernel_time_s(op, target)
+            return kernel_time_s(op, target)
         if op.category in ("host", "cpu"):
             return recorded
         if node.stream.value in ("compute", "copy") and recorded > 0:

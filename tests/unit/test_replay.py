@@ -1124,3 +1124,44 @@ def test_every_json_field_of_a_replay_is_documented_and_no_other(tmp_path: Path)
         assert list(result.to_dict()) == documented
     text = CliRunner().invoke(cli, ["replay", "--help"]).output
     assert all(f"\n    {key}\n" in text for key, _ in REPLAY_FIELDS)
+
+
+# -- GEMMs re-estimated: split-K's reduction kernel ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "with_reduction"),
+    [
+        # The ET+Kineto reader's node of an operator: its duration sums every kernel the op
+        # launched, the product's and cuBLAS's splitKreduce_kernel.
+        ("aten::mm", True),
+        # The Kineto reader's node of a kernel: the product's alone (the reduction is a node of
+        # its own, with no FLOPs, rescaled as the other kernels).
+        ("ampere_fp16_s16816gemm_fp16_64x64_ldg8_f2f_stages_64x5_tn", False),
+    ],
+)
+def test_a_split_gemm_is_reestimated_with_the_kernels_its_node_recorded(
+    name: str, with_reduction: bool
+) -> None:
+    from recsim.api import load_system
+    from recsim.cost.compute import gemm_kernel_times, kernel_time_s
+    from recsim.cost.model import CostModel
+    from recsim.engine.replay import reestimate_duration
+
+    system = load_system("dgx-a100")
+    acc = system.accelerator
+    assert acc is not None
+    # A DLRM bottom-MLP weight gradient C[512, 256] over K = 65,536: split ten ways on an A100.
+    op = Compute(
+        name,
+        flops=2.0 * 512 * 256 * 65536,
+        dtype="fp16",
+        shapes=((512, 65536), (65536, 256)),
+        category="gemm",
+    )
+    (timed,) = gemm_kernel_times(op, acc)
+    assert timed.splits > 1 and timed.reduce_s > 0
+    node = Node(0, 0, name, Stream.COMPUTE, op, duration_s=1e-3)
+    got = reestimate_duration(node, CostModel(system), acc, acc, CostModel(system))
+    expected = kernel_time_s(op, acc) - (0.0 if with_reduction else timed.reduce_s)
+    assert got == pytest.approx(expected, rel=1e-12)
