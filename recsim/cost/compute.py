@@ -755,24 +755,25 @@ def compute_ceiling_flop_per_s(op: Compute, accelerator: Accelerator) -> float:
     return _vector_peak(op.dtype, accelerator) * gemm_calibration(accelerator).max_efficiency
 
 
-def _kernel_count(op: Compute, accelerator: Accelerator) -> int:
-    """The kernels ``op`` launches: a GEMM's from its shapes (two for a product split along K: the
-    product and its reduction); else, a GEMM without usable shapes included, ``Compute.kernels``
-    (as many as ``kernel_time_s`` pays floors for)."""
-    times = gemm_kernel_times(op, accelerator)
-    if times:
-        return sum(t.kernels for t in times)
-    return op.kernels
-
-
 def compute_time_s(op: Compute, accelerator: Accelerator, *, include_launch: bool = True) -> float:
     """Time of ``op`` on ``accelerator``: its kernel time plus one ``kernel_launch`` per kernel.
 
     ``kernel_launch`` is the GPU-side dispatch gap in front of each kernel (``recsim.cost.launch``);
     ``include_launch=False`` leaves it out (kernel time only, as a CUPTI kernel event measures it).
     """
-    launches = max(_kernel_count(op, accelerator), 1) if include_launch else 0
-    return kernel_time_s(op, accelerator) + launches * accelerator.kernel_launch_s
+    times = gemm_kernel_times(op, accelerator)
+    if times:
+        # A product with shapes: its kernels' times and count from one run of the wave model (the
+        # split-K search is the costly part of an op's price), two kernels for a product split
+        # along K (the product and its reduction).
+        kernel_s = sum(t.total_s for t in times)
+        count = sum(t.kernels for t in times)
+    else:
+        # Else, a GEMM without usable shapes included, ``Compute.kernels`` (as many as
+        # ``kernel_time_s`` pays floors for).
+        kernel_s, count = kernel_time_s(op, accelerator), op.kernels
+    launches = max(count, 1) if include_launch else 0
+    return kernel_s + launches * accelerator.kernel_launch_s
 
 
 def cpu_compute_time_s(op: Compute, cpu: Cpu, sockets: int = 1) -> float:
