@@ -164,7 +164,8 @@ def platform_note(system: System) -> str | None:
 
 def platform_summary(node: Node) -> str:
     """One line for ``recsim hw show``: the node's supplies (as sized), fans and cooling, or that
-    the platform is not modelled; the generic default is named as such."""
+    the platform is not modelled; the generic default is named as such, and so are supplies whose
+    rating the sizing rule gave (as ``platform_note`` says of a run)."""
     sized = sized_platform(node)
     if sized is None:
         return "not modelled (node.platform: none)"
@@ -177,4 +178,9 @@ def platform_summary(node: Node) -> str:
         said += f", baseboard {sized.baseboard_w:,.0f} W"
     if node.platform == GENERIC_PLATFORM:
         return f"generic default (ASSUMPTION): {said}"
+    if isinstance(node.platform, Platform) and node.platform.psus.rated_w is None:
+        # A rating worked out here, not a sourced one: say so, as the run's notes do.
+        said += (
+            f" (rated by the generic sizing rule: {GENERIC_SIZING_LOAD:.0%} load at the node's all-max draw)"
+        )
     return said

@@ -12,6 +12,7 @@ from recsim.cost.platform import (
     node_max_by_component_w,
     node_power,
     platform_note,
+    platform_summary,
     sized_platform,
 )
 from recsim.cost.power import step_energy
@@ -147,6 +148,15 @@ def test_supplies_without_a_rating_are_sized_by_the_rule_and_a_note_says_so():
     assert sized is not None and sized.psus.rated_w == pytest.approx(1532.768 / 0.9 / (0.5 * 4))
     note = platform_note(system)
     assert note is not None and "sizing rule" in note
+    # ``recsim hw show`` says it too: the rating is the rule's, not a sourced figure.
+    summary = platform_summary(system.node)
+    assert summary.startswith("4 x ") and "sizing rule" in summary
+    sourced = _tiny(
+        1,
+        "node.platform={psus: {count: 4, rated: 1 kW, efficiency: 80plus-titanium-230v-redundant}, "
+        "fan_fraction: 0.1}",
+    )
+    assert "sizing rule" not in platform_summary(sourced.node)
 
 
 def test_liquid_cooled_components_leave_the_fans_out():
