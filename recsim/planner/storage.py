@@ -115,7 +115,12 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
 
 
 def pooled_output_bytes(
-    shard: Shard, workload: Workload, world_size: int, ops: ShardOps | None = None
+    shard: Shard,
+    workload: Workload,
+    world_size: int,
+    ops: ShardOps | None = None,
+    value_bytes: float | None = None,
+    framework: Runtime | None = None,
 ) -> float:
     """HBM the owner side of the pooled exchange takes on each rank of ``shard`` (module
     docstring): ``B x dim`` values for the global batch ``B`` in the dtype the lookups write
@@ -129,16 +134,17 @@ def pooled_output_bytes(
     its lookup share (``ops`` made here when not given), as the graph's lookup does
     (``ShardOps.op``); elsewhere (FBGEMM's TBE) every sample's bag, empty ones included, compacted
     only for the exchange. The reduce-scatter's output (``1 / |G|`` of a row split's partial pools)
-    is left out."""
+    is left out. ``value_bytes``, ``framework``: ``_pooled_value_bytes`` of ``shard`` and the
+    workload's runtime, where the caller has them."""
     if world_size <= 1 or shard.sharding == "data_parallel":
         return 0.0
     w = workload
-    framework = _framework(w)
+    framework = framework or _framework(w)
     bags = float(w.training.global_batch_size)
     if framework.pools_hit_bags_only and _is_part(shard, w):
         ops = ops or ShardOps(w)
         bags *= ops.bags_hit(shard.table, ops.member_share(shard))
-    return bags * _pooled_value_bytes(shard, w)
+    return bags * (_pooled_value_bytes(shard, w) if value_bytes is None else value_bytes)
 
 
 def _framework(workload: Workload) -> Runtime:
@@ -156,31 +162,42 @@ def _is_part(shard: Shard, workload: Workload) -> bool:
     return shard.order == "popularity" and shard.rows < workload.table(shard.table).rows
 
 
-def _pooled_value_bytes(shard: Shard, workload: Workload) -> float:
+def _pooled_value_bytes(shard: Shard, workload: Workload, framework: Runtime | None = None) -> float:
     """Bytes of one of ``shard``'s pooled vectors: ``dim`` values in the dtype the lookups write
     (``Runtime.lookup_output_dtype``, else the table's)."""
     w = workload
     dtype = shard.dtype or w.table_dtype(w.table(shard.table))
-    out = _framework(w).lookup_output_dtype(w.training.precision, dtype) or dtype
+    out = (framework or _framework(w)).lookup_output_dtype(w.training.precision, dtype) or dtype
     return shard.dim * DTYPE_BYTES[out]
 
 
 def pooled_block_bytes(
-    shards: Sequence[Shard], workload: Workload, world_size: int, ops: ShardOps | None = None
+    shards: Sequence[Shard],
+    workload: Workload,
+    world_size: int,
+    ops: ShardOps | None = None,
+    value_bytes: dict[tuple[str, int, str | None], float] | None = None,
 ) -> float:
     """``pooled_output_bytes`` of shards that live on one rank, per (table, column range) as they
     are pooled (``graph.shard_ops.pooled_blocks``): their sum, but no more than one output for
     every sample (a table's hot and cold rows on one rank write one ``B x dim`` output, or, where
-    each part pools its hit bags alone, their hit bags)."""
+    each part pools its hit bags alone, their hit bags). ``value_bytes``: a memo of the vectors'
+    sizes by (table, dim, dtype), which a caller pricing many ranks of one plan shares."""
     pooled: dict[tuple[str, int, int], float] = defaultdict(float)
     whole: dict[tuple[str, int, int], float] = defaultdict(float)
     batch = float(workload.training.global_batch_size)
+    sizes = {} if value_bytes is None else value_bytes
+    framework = _framework(workload)
     for s in shards:
-        out = pooled_output_bytes(s, workload, world_size, ops)
+        size_key = (s.table, s.dim, s.dtype)
+        size = sizes.get(size_key)
+        if size is None:
+            size = sizes[size_key] = _pooled_value_bytes(s, workload, framework)
+        out = pooled_output_bytes(s, workload, world_size, ops, size, framework)
         if out > 0:
             key = (s.table, s.col_start, s.col_end)
             pooled[key] += out
-            whole[key] = max(whole[key], batch * _pooled_value_bytes(s, workload))
+            whole[key] = max(whole[key], batch * size)
     return sum(min(out, whole[key]) for key, out in pooled.items())
 
 
@@ -198,7 +215,8 @@ def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) 
         and any(_is_part(s, workload) for s in plan.shards)
     ):
         ops = ShardOps(workload)  # once for the plan (its parts of tables pool their hit bags)
-    out = {r: pooled_block_bytes(s, workload, plan.world_size, ops) for r, s in by_rank.items()}
+    sizes: dict[tuple[str, int, str | None], float] = {}
+    out = {r: pooled_block_bytes(s, workload, plan.world_size, ops, sizes) for r, s in by_rank.items()}
     return {r: v for r, v in sorted(out.items()) if v}
 
 
