@@ -16,6 +16,7 @@ import difflib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -28,7 +29,7 @@ from recsim.config.loader import (
     is_path_ref,
     load_document,
 )
-from recsim.config.tree import Tree
+from recsim.config.tree import KeyPath, Tree
 from recsim.config.validate import validate_tree
 from recsim.config.yamlio import load_yaml_file
 from recsim.errors import ConfigError
@@ -165,12 +166,19 @@ class DocumentLibrary:
                 # ``device=h200-sxm5-141gb`` then ``device.hbm.bandwidth=...``: the name becomes
                 # its document before the later override edits it (a tester's pair was refused:
                 # "'device' is a value, not a mapping").
-                tree = inline_references(schema, apply_overrides(tree, overrides[start:i]), self)
+                tree = inline_references(
+                    schema, apply_overrides(tree, overrides[start:i], partial(self.expand, kind)), self
+                )
                 start = i
         if overrides[start:]:
-            tree = apply_overrides(tree, overrides[start:])
+            tree = apply_overrides(tree, overrides[start:], partial(self.expand, kind))
             tree = inline_references(schema, tree, self)
         return self.postprocess(kind, tree)
+
+    def expand(self, kind: str, path: KeyPath, value: Any) -> dict[str, Any] | None:
+        """The mapping a scalar (or absent key) at ``path`` of a ``kind`` document stands for, where
+        an override sets a field inside it (``recsim.config.loader.Expander``); none by default."""
+        return None
 
     def postprocess(self, kind: str, tree: Tree) -> Tree:
         """Hook for library-specific fix-ups of a resolved tree (none by default)."""

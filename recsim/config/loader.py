@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -260,8 +260,22 @@ def _replace_reference(target: type[Referable], tree: Tree, path: KeyPath, locat
     graft(tree, path, doc)
 
 
-def apply_overrides(tree: Tree, overrides: Sequence[Override]) -> Tree:
-    """``tree`` with each override applied in order; a bad path is a ``ConfigError``."""
+#: The mapping a scalar (or an absent key) stands for, where an override sets a field inside it:
+#: called with the key path and its value (None where the key is absent); returns the mapping, None
+#: where the value stands for none (the override is then refused as before), or raises a
+#: ``ConfigError`` saying what the path expects. ``node.platform: generic`` is the generic
+#: platform's mapping, so ``--set node.platform.fan_fraction=0.15`` changes the default's fans.
+Expander = Callable[[KeyPath, Any], dict[str, Any] | None]
+
+
+def _no_expansion(path: KeyPath, value: Any) -> dict[str, Any] | None:
+    return None
+
+
+def apply_overrides(tree: Tree, overrides: Sequence[Override], expand: Expander = _no_expansion) -> Tree:
+    """``tree`` with each override applied in order; a bad path is a ``ConfigError``. An override
+    that descends through a scalar or an absent key first asks ``expand`` what mapping it stands
+    for (``Expander``)."""
     result = tree.copy()
     for override in overrides:
         node: Any = result.data
@@ -270,6 +284,21 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override]) -> Tree:
             raise ConfigError(f"{label}: empty key path")
         for depth, part in enumerate(override.path[:-1]):
             here = format_path(override.path[: depth + 1])
+            if (
+                isinstance(node, dict)
+                and isinstance(part, str)
+                and not isinstance(node.get(part), (dict, list))
+            ):
+                try:
+                    expanded = expand(override.path[: depth + 1], node.get(part))
+                except ConfigError as exc:
+                    raise ConfigError(f"{label}: {here}: {exc}") from None
+                if expanded is not None:
+                    node[part] = expanded
+                    for sub, _ in walk(expanded, override.path[: depth + 1]):
+                        result.locations[sub] = Location(label)
+                    node = expanded
+                    continue
             if isinstance(node, dict) and isinstance(part, str) and part not in node:
                 # A new optional section (e.g. cluster.nodes on a single-node system); a misspelt
                 # one is then rejected by the schema, naming this --set (its location).

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from recsim.config.library import DocumentLibrary, Resolved, shipped_data
 from recsim.config.loader import Override, Referable
+from recsim.config.tree import KeyPath
 from recsim.hardware.devices import DEVICE_KINDS, Device
+from recsim.hardware.platform import expand_platform
 from recsim.hardware.system import System
 
 __all__ = ["SCHEMAS", "HardwareLibrary", "Resolved", "shipped_root"]
@@ -33,6 +35,13 @@ class HardwareLibrary(DocumentLibrary):
     env_var: ClassVar[str] = "RECSIM_HARDWARE_PATH"
     shipped: ClassVar[str] = "hardware"
     list_command: ClassVar[str] = "recsim hw list"
+
+    def expand(self, kind: str, path: KeyPath, value: Any) -> dict[str, Any] | None:
+        """``node.platform`` left out, null or ``generic`` is the generic platform's mapping, so an
+        override may change one of its fields (``recsim.hardware.platform.expand_platform``)."""
+        if kind == "system" and path == ("node", "platform"):
+            return expand_platform(value)
+        return None
 
     def device_names(self, kind: str) -> list[str]:
         """Names of the library devices of ``kind``."""

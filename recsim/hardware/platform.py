@@ -29,6 +29,8 @@ that draw every supply is at half its rating (``recsim.cost.platform.sized_platf
 whose ``rated`` is left out is sized by that rule too. ``platform: none`` is the explicit choice
 not to model the platform (a result then says so); ``platform: generic`` (or null, which in a config
 drops an inherited key) asks for the default where an ``extends:`` parent names other supplies.
+``--set node.platform.FIELD=...`` on a node with the default changes that field of the generic
+platform (``expand_platform``); on ``none`` it is refused (there are no fields to set).
 
 Liquid cooling
 --------------
@@ -42,12 +44,13 @@ node).
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from annotated_types import Ge, Lt
 from pydantic import Field, model_validator
 
 from recsim.config.types import PositiveInt, Spec, Watts
+from recsim.errors import ConfigError
 
 #: Minimum efficiency (AC in to DC out) at each load fraction of the 80 PLUS levels for 230 V
 #: internal redundant (data-centre) supplies, (load fraction, efficiency) in increasing load: the
@@ -129,3 +132,19 @@ GENERIC_PLATFORM: Final[Platform] = Platform(
 GENERIC: Final[str] = "generic"
 #: ``node.platform: none``: the platform is not modelled (the user's choice).
 NOT_MODELLED: Final = "none"
+
+
+def expand_platform(value: object) -> dict[str, Any] | None:
+    """The mapping ``node.platform``'s ``value`` stands for where an override sets a field inside
+    it (``--set node.platform.fan_fraction=0.15``): left out (None), null or ``generic`` is
+    ``GENERIC_PLATFORM``'s, so the field changes the default; ``none`` has no fields (the platform
+    is not modelled: a ``ConfigError`` says what is expected); any other value is left to the
+    schema (None: not expanded)."""
+    if value is None or value == GENERIC:
+        return GENERIC_PLATFORM.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if value == NOT_MODELLED:
+        raise ConfigError(
+            f"{NOT_MODELLED!r} (the platform not modelled) has no fields; expected a "
+            f"platform mapping or {GENERIC!r} (the default) to set a field in"
+        )
+    return None

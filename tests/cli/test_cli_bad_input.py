@@ -111,6 +111,15 @@ def test_a_typo_in_a_device_count_fails_at_once() -> None:
     assert "nics.per_accelerator" in line and "at most 1,024 per node" in line
 
 
+def test_a_field_set_on_a_platform_that_is_none_names_the_path_and_what_it_expects() -> None:
+    # 'none' is the explicit choice not to model the platform: it has no fields to set.
+    line = error_line(
+        run("run", *TINY, "--set", "node.platform=none", "--set", "node.platform.fan_fraction=0.15")
+    )
+    assert "node.platform.fan_fraction=0.15" in line and "node.platform: 'none'" in line
+    assert "expected a platform mapping or 'generic'" in line
+
+
 @pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
 def test_an_output_on_a_device_is_written_in_place_not_replaced() -> None:
     result = run("plan", *TINY, "--strategy", "table_wise", "--out", "/dev/null")

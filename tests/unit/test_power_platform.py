@@ -91,6 +91,20 @@ def _tiny(nodes: int, *extra: str):
     return HW.system("tiny", [Override.parse(s) for s in sets])
 
 
+@pytest.mark.parametrize("extra", [(), ("node.platform=generic",), ("node.platform=null",)])
+def test_a_field_set_on_the_generic_default_changes_only_that_field(extra):
+    # Was refused: "'platform' is a value, not a mapping" (or, left out, no 'psus'), so the
+    # default's fans or supplies could not be changed without writing the whole platform.
+    system = _tiny(1, *extra, "node.platform.fan_fraction=0.15", "node.platform.psus.count=4")
+    psus = GENERIC_PLATFORM.psus.model_copy(update={"count": 4})
+    assert system.node.platform == GENERIC_PLATFORM.model_copy(update={"fan_fraction": 0.15, "psus": psus})
+
+
+def test_a_field_set_on_a_written_platform_keeps_the_rest():
+    system = _tiny(1, f"node.platform={PLATFORM}", "node.platform.fan_fraction=0.15")
+    assert system.node.platform == _platform().model_copy(update={"fan_fraction": 0.15})
+
+
 def test_a_node_whose_platform_is_none_reports_no_platform_power_and_says_so():
     system = _tiny(1, "node.platform=none")
     e = step_energy(system, build_topology(system), 0.01, {})
