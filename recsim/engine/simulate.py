@@ -142,19 +142,25 @@ def options_note(options: SimulationOptions) -> str | None:
     return "run options: " + "; ".join(said) if said else None
 
 
-def run_context(
-    system: System, workload: Workload, plan: Plan, options: SimulationOptions
-) -> dict[str, object]:
-    """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too)."""
+def run_notes(system: System, options: SimulationOptions, *, reports_power: bool) -> tuple[str, ...]:
+    """The notes that say how a run's figures were made. The platform's says how power was priced:
+    only a result that reports power has it (an infeasible run's had carried it, with no power)."""
     said = (
         calibration_note(system),
         nic_host_cap_note(system),
-        platform_note(system),
+        platform_note(system) if reports_power else None,
         options_note(options),
     )
-    notes = tuple(n for n in said if n)
+    return tuple(n for n in said if n)
+
+
+def run_context(
+    system: System, workload: Workload, plan: Plan, options: SimulationOptions
+) -> dict[str, object]:
+    """The fields of a run's ``Result`` that say what was simulated (kept by a failed run too, so
+    its notes are a run's that reports no power: ``run_notes``)."""
     return {
-        "notes": notes,
+        "notes": run_notes(system, options, reports_power=False),
         "mode": "training",
         "fidelity": options.fidelity,
         "system": system.name,
@@ -287,7 +293,8 @@ def _simulate_training(
     resources = _resources(index, window, cost, system, classes, options)
     batch = workload.training.global_batch_size
     fallback = run_dtype_note(workload.training.precision, acc)
-    said: tuple[str, ...] = context.pop("notes")  # type: ignore[assignment]
+    context.pop("notes")
+    said = run_notes(system, options, reports_power=True)  # this result reports power
     result = Result(
         status="ok",
         iteration_time_s=step_s,

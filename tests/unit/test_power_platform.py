@@ -4,8 +4,11 @@ energy beside the components it leaves as they were; the generic default (a syst
 supplies) and its sizing rule by hand, ``none`` (not modelled), liquid cooling, and every shipped
 system's platform."""
 
+import math
+
 import pytest
 
+from recsim.api import simulate_run
 from recsim.config import Override
 from recsim.cost.platform import (
     air_cooled_w,
@@ -253,3 +256,19 @@ def test_a_supply_rated_at_zero_is_refused():
     with pytest.raises(ValueError, match="rated"):
         psus = {"count": 2, "rated": "0 W", "efficiency": TITANIUM}
         Platform.model_validate({"psus": psus, "fan_fraction": 0.1})
+
+
+def test_only_a_run_that_reports_power_says_how_its_platform_was_priced(monkeypatch):
+    # An infeasible run reports no power: its notes had still carried the platform's.
+    monkeypatch.setenv("RECSIM_HARDWARE_PATH", str(FIXTURES / "minilib"))
+    monkeypatch.setenv("RECSIM_WORKLOAD_PATH", str(FIXTURES / "workloads"))
+    sets = ["node.accelerators.count=2"]
+    ok = simulate_run("tiny", "tiny-dlrm", nodes=1, overrides=sets).result
+    assert ok.status == "ok" and ok.avg_power_w > 0.0
+    assert any(note.startswith("platform: the generic default") for note in ok.notes)
+    # One 75 GiB table on one 37 GiB GPU.
+    big = [*sets, "workload.tables[0].rows=4000000000"]
+    failed = simulate_run("tiny", "tiny-dlrm", nodes=1, plan="table_wise", overrides=big).result
+    assert failed.status == "infeasible" and math.isnan(failed.avg_power_w)
+    assert not any("platform" in note for note in failed.notes)
+    assert failed.notes[0].startswith("calibrations not measured")  # the other notes stay
