@@ -203,21 +203,59 @@ def pooled_block_bytes(
 
 def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
     """HBM of the owner side of ``plan``'s pooled exchange per rank (``pooled_block_bytes`` of each
-    rank's shards); ranks without any left out."""
-    by_rank: dict[int, list[Shard]] = defaultdict(list)
-    for shard in plan.shards:
-        if shard.sharding != "data_parallel":
-            for rank in shard.ranks:
-                by_rank[rank].append(shard)
-    if (
-        ops is None
-        and _framework(workload).pools_hit_bags_only
-        and any(_is_part(s, workload) for s in plan.shards)
-    ):
-        ops = ShardOps(workload)  # once for the plan (its parts of tables pool their hit bags)
+    rank's shards); ranks without any left out.
+
+    What ``pooled_block_bytes`` adds up per rank depends on each shard only through its (table,
+    column range), its ``pooled_output_bytes`` and its whole-batch output: those are worked out
+    once a shard (not once a shard and rank), and ranks whose shards give the same of them (a row
+    split's members, a table-wise plan's ranks with equal tables) share one sum."""
+    world = plan.world_size
+    if world <= 1:
+        return {}  # no exchange (``pooled_output_bytes``)
+    framework = _framework(workload)
+    hit_bags_only = framework.pools_hit_bags_only
+    batch = float(workload.training.global_batch_size)
     sizes: dict[tuple[str, int, str | None], float] = {}
-    out = {r: pooled_block_bytes(s, workload, plan.world_size, ops, sizes) for r, s in by_rank.items()}
-    return {r: v for r, v in sorted(out.items()) if v}
+    blocks: dict[int, list[tuple[tuple[str, int, int], float, float]]] = defaultdict(list)
+    for s in plan.shards:
+        if s.sharding == "data_parallel":
+            continue
+        size_key = (s.table, s.dim, s.dtype)
+        size = sizes.get(size_key)
+        if size is None:
+            size = sizes[size_key] = _pooled_value_bytes(s, workload, framework)
+        whole = batch * size
+        if hit_bags_only and _is_part(s, workload):
+            if ops is None:
+                ops = ShardOps(workload)  # once for the plan, where a part of a table asks
+            out = pooled_output_bytes(s, workload, world, ops, size, framework)
+        else:
+            out = whole  # ``pooled_output_bytes``: every sample's bag
+        if out > 0:  # pooled_block_bytes leaves the others out
+            block = ((s.table, s.col_start, s.col_end), out, whole)
+            for rank in s.ranks:
+                blocks[rank].append(block)
+    sums: dict[tuple[tuple[tuple[str, int, int], float, float], ...], float] = {}
+    result: dict[int, float] = {}
+    for rank in sorted(blocks):
+        rank_blocks = tuple(blocks[rank])
+        total = sums.get(rank_blocks)
+        if total is None:
+            total = sums[rank_blocks] = _capped_sum(rank_blocks)
+        if total:
+            result[rank] = total
+    return result
+
+
+def _capped_sum(blocks: Sequence[tuple[tuple[str, int, int], float, float]]) -> float:
+    """``pooled_block_bytes``'s sum of (key, pooled output, whole-batch output) blocks of one rank:
+    per key the outputs added, no more than the largest whole-batch output."""
+    pooled: dict[tuple[str, int, int], float] = defaultdict(float)
+    whole: dict[tuple[str, int, int], float] = defaultdict(float)
+    for key, out, full in blocks:
+        pooled[key] += out
+        whole[key] = max(whole[key], full)
+    return sum(min(out, whole[key]) for key, out in pooled.items())
 
 
 def page_cache_fraction(tier: str) -> float:
@@ -346,24 +384,45 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     pooled = pooled_by_rank(plan, workload)
     for rank, out in pooled.items():
         hbm[rank] += out
-    memo: dict[tuple[object, ...], Storage] = {}
+    host_bytes = system.node.host_memory_capacity_bytes
+    storages: dict[tuple[object, ...], Storage] = {}
+    page_caches: dict[str, float] = {}
+    nodes_of: dict[tuple[int, ...], tuple[int, ...]] = {}
     for shard in plan.shards:
         key = (shard.table, shard.sharding, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
-        st = memo.get(key)
+        st = storages.get(key)
         if st is None:
-            st = memo[key] = shard_storage(shard, workload, plan.world_size)
-        for rank in shard.ranks:
-            node = rank // per_node
-            hbm[rank] += st.hbm_bytes
-            ddr[node] += st.ddr_bytes
-            ssd[node] += st.ssd_bytes
-            cache[node] = max(cache[node], page_cache_bytes(shard, system))
-            if st.hbm_bytes:
-                by_rank[rank][shard.table] += st.hbm_bytes
-            if st.ddr_bytes or st.ssd_bytes:
-                by_node[node][shard.table] += st.ddr_bytes + st.ssd_bytes
-    for node, extra in cache.items():
-        ddr[node] += extra
+            st = storages[key] = shard_storage(shard, workload, plan.world_size)
+        page = page_caches.get(shard.tier)
+        if page is None:  # ``page_cache_bytes``, once a tier
+            page = page_caches[shard.tier] = page_cache_fraction(shard.tier) * host_bytes
+        ranks = shard.ranks
+        shard_nodes = nodes_of.get(ranks)
+        if shard_nodes is None:
+            shard_nodes = nodes_of[ranks] = tuple(dict.fromkeys(rank // per_node for rank in ranks))
+        table, hbm_bytes = shard.table, st.hbm_bytes
+        if hbm_bytes:
+            for rank in ranks:
+                hbm[rank] += hbm_bytes
+                by_rank[rank][table] += hbm_bytes
+        else:
+            for rank in ranks:
+                hbm[rank] += hbm_bytes  # a rank out of the plan's world raises, as it always did
+        if page:  # the largest a node's shards ask: once a node of the shard is as once a rank
+            for node in shard_nodes:
+                cache[node] = max(cache[node], page)
+        host, ssd_bytes = st.ddr_bytes, st.ssd_bytes
+        if host or ssd_bytes:  # added once a rank, in the order they always were
+            for rank in ranks:
+                node = rank // per_node
+                ddr[node] += host
+                ssd[node] += ssd_bytes
+                by_node[node][table] += host + ssd_bytes
+    # The nodes with shards in the order they come (ddr's and ssd's keys): a node first comes with
+    # the first shard of its ranks, whose ranks came first then.
+    nodes = dict.fromkeys(node for shard_nodes in nodes_of.values() for node in shard_nodes)
+    ddr = {node: ddr.get(node, 0.0) + cache.get(node, 0.0) for node in nodes}
+    ssd = {node: ssd.get(node, 0.0) for node in nodes}
     return Usage(
         dict(hbm),
         dict(ddr),
