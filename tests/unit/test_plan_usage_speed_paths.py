@@ -133,9 +133,10 @@ def _tiered(plan: Plan) -> Plan:
     return replace(plan, shards=shards)
 
 
-def _sliced(plan: Plan, workload: Workload) -> Plan:
-    """``plan`` with every table-wise shard cut into a popularity slice on its rank and the rest on
-    the next rank, as FlexShard's slices are: parts of tables that pool their hit bags."""
+def _sliced(plan: Plan, workload: Workload, step: int = 1) -> Plan:
+    """``plan`` with every table-wise shard cut into a popularity slice on its rank and the rest
+    ``step`` ranks on, as FlexShard's slices are: parts of tables that pool their hit bags (on one
+    rank, ``step`` 0, a hot / cold split that writes no more than one output)."""
     shards: list[Shard] = []
     for s in plan.shards:
         rows = workload.table(s.table).rows
@@ -145,7 +146,7 @@ def _sliced(plan: Plan, workload: Workload) -> Plan:
         cut = rows // 3
         rank = s.ranks[0]
         shards.append(replace(s, row_end=cut, order="popularity"))
-        shards.append(replace(s, row_start=cut, ranks=((rank + 1) % plan.world_size,), order="popularity"))
+        shards.append(replace(s, row_start=cut, ranks=((rank + step) % plan.world_size,), order="popularity"))
     return replace(plan, shards=tuple(shards))
 
 
@@ -170,6 +171,7 @@ def _plans(nodes: int, runtime_name: str) -> list[tuple[str, Plan, Workload, Sys
     out.append(("tiered row_wise", _tiered(make_plan("row_wise", workload, system)), workload, system))
     out.append(("popularity slices", _sliced(table_wise, workload), workload, system))
     out.append(("tiered slices", _tiered(_sliced(table_wise, workload)), workload, system))
+    out.append(("hot and cold on one rank", _sliced(table_wise, workload, step=0), workload, system))
     return out
 
 
