@@ -215,15 +215,18 @@ def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) 
     framework = _framework(workload)
     hit_bags_only = framework.pools_hit_bags_only
     batch = float(workload.training.global_batch_size)
-    sizes: dict[tuple[str, int, str | None], float] = {}
+    precision = workload.training.precision
+    out_bytes: dict[str, int] = {}  # table dtype -> bytes of a value the lookups write
     blocks: dict[int, list[tuple[tuple[str, int, int], float, float]]] = defaultdict(list)
     for s in plan.shards:
         if s.sharding == "data_parallel":
             continue
-        size_key = (s.table, s.dim, s.dtype)
-        size = sizes.get(size_key)
-        if size is None:
-            size = sizes[size_key] = _pooled_value_bytes(s, workload, framework)
+        dtype = s.dtype or workload.table_dtype(workload.table(s.table))
+        value = out_bytes.get(dtype)
+        if value is None:  # ``_pooled_value_bytes``'s dtype, once a table dtype
+            out_dtype = framework.lookup_output_dtype(precision, dtype) or dtype
+            value = out_bytes[dtype] = DTYPE_BYTES[out_dtype]
+        size = s.dim * value
         whole = batch * size
         if hit_bags_only and _is_part(s, workload):
             if ops is None:
@@ -239,9 +242,13 @@ def pooled_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) 
     result: dict[int, float] = {}
     for rank in sorted(blocks):
         rank_blocks = tuple(blocks[rank])
-        total = sums.get(rank_blocks)
-        if total is None:
-            total = sums[rank_blocks] = _capped_sum(rank_blocks)
+        if len(rank_blocks) == 1:  # one positive output, no more than its whole-batch one
+            _, out, whole = rank_blocks[0]
+            total = min(out, whole)
+        else:
+            total = sums.get(rank_blocks)
+            if total is None:
+                total = sums[rank_blocks] = _capped_sum(rank_blocks)
         if total:
             result[rank] = total
     return result
