@@ -424,25 +424,6 @@ def _gemm_kernel(
     return GemmKernelTime(cal.overhead_s + best, best_reduce, best_splits, partial_bytes)
 
 
-def _gemm_kernel_s(
-    batch: int,
-    m: int,
-    n: int,
-    k: int,
-    peak: float,
-    bandwidth: float,
-    sms: int,
-    elem_bytes: float,
-    cal: GemmCalibration,
-    reduce_fixed_s: float,
-    reads_c: bool = False,
-) -> float:
-    """``_gemm_kernel``'s total time."""
-    return _gemm_kernel(
-        batch, m, n, k, peak, bandwidth, sms, elem_bytes, cal, reduce_fixed_s, reads_c
-    ).total_s
-
-
 def _gemm_kernel_array(
     m: NDArray[np.float64],
     n: NDArray[np.float64],
@@ -456,7 +437,8 @@ def _gemm_kernel_array(
     tile_n: int,
     reduce_fixed_s: float,
 ) -> NDArray[np.float64]:
-    """``_gemm_kernel_s`` over arrays (batch 1), for fitting. ``params``: max_eff, k_half, mem_eff, ovh."""
+    """``_gemm_kernel``'s total time over arrays (batch 1), for fitting. ``params``: max_eff,
+    k_half, mem_eff, ovh."""
     max_efficiency, k_half, memory_efficiency, overhead_s = params
     tiles = np.ceil(m / tile_m) * np.ceil(n / tile_n)
     per_wave = sms * tile_m * tile_n / (peak * max_efficiency)
@@ -483,7 +465,7 @@ def _gemm_kernel_array(
 def gemm_time_s(m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *, batch: int = 1) -> float:
     """Kernel time (no host launch) of ``C[m, n] = A[m, k] B[k, n]`` (``batch`` of them for bmm)."""
     peak, elem_bytes = _tensor_peak(dtype, accelerator)
-    return _gemm_kernel_s(
+    return _gemm_kernel(
         batch,
         m,
         n,
@@ -494,7 +476,7 @@ def gemm_time_s(m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *,
         elem_bytes,
         _matmul_calibration(dtype, accelerator),
         accelerator.elementwise_kernel_s,
-    )
+    ).total_s
 
 
 # ------------------------------------------------------------------------------------------ fit
