@@ -110,7 +110,7 @@ import itertools
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -489,6 +489,10 @@ class DesCounters:
     wall_s: float = 0.0  # wall time spent in ``run_des``
 
 
+# A rate demand on a shared link: (node id, link, the queue that runs the op, its pace).
+_Demand = tuple[int, Hashable, Hashable, float]
+
+
 def _hbm_demands(
     graph: ExecutionGraph, cost: CostModel, duration_of: Callable[[Node], float], capacity: float
 ) -> dict[int, float]:
@@ -502,8 +506,8 @@ def _hbm_demands(
     time on one queue and get no link at all; collectives put nothing on it (their kernels' HBM use
     is in the interference stretch)."""
     by_op: dict[int, float] = {}
-    demands: list[tuple[int, int, tuple[object, int], float, float]] = []
-    most: dict[int, dict[tuple[object, int], float]] = defaultdict(dict)
+    demands: list[_Demand] = []
+    payload: dict[int, float] = {}
     for node in graph.nodes:
         op = node.op
         if type(op) is Collective or type(op) is Host:
@@ -516,19 +520,10 @@ def _hbm_demands(
         duration = duration_of(node)
         if duration <= 0:
             continue
-        pace = min(nbytes / duration, capacity)
-        queue = (node.stream, node.lane)  # ``queue_of`` within the rank
-        queues = most[node.rank]
-        if pace > queues.get(queue, 0.0):
-            queues[queue] = pace
-        demands.append((node.id, node.rank, queue, pace, nbytes))
-    totals = {rank: math.fsum(queues.values()) for rank, queues in most.items() if len(queues) > 1}
-    out: dict[int, float] = {}
-    for node_id, rank, queue, pace, nbytes in demands:
-        total = totals.get(rank)
-        if total is not None and pace + (total - most[rank][queue]) > capacity:
-            out[node_id] = nbytes
-    return out
+        # The queue is ``queue_of`` within the rank.
+        demands.append((node.id, node.rank, (node.stream, node.lane), min(nbytes / duration, capacity)))
+        payload[node.id] = nbytes
+    return {i: payload[i] for i in _may_be_slowed(demands, lambda rank: capacity)}
 
 
 def _dram_demands(
@@ -544,9 +539,9 @@ def _dram_demands(
     DRAM (``dram_of``: a rank's DRAM and its capacity). An op's window is its link window where it
     has one (``window_of``: a ``uvm`` lookup streams its rows over it), else its duration."""
     by_op: dict[int, float] = {}
-    demands: list[tuple[int, str, tuple[int, object, int], float, float, float]] = []
-    most: dict[str, dict[tuple[int, object, int], float]] = defaultdict(dict)
-    capacity_of: dict[str, float] = {}
+    demands: list[_Demand] = []
+    payload: dict[int, tuple[float, float]] = {}
+    capacity_of: dict[Hashable, float] = {}
     for node in graph.nodes:
         op = node.op
         if type(op) is Collective or type(op) is Compute:
@@ -563,19 +558,29 @@ def _dram_demands(
         window = duration if window is None else window
         dram, capacity = dram_of(node.rank)
         capacity_of[dram] = capacity
-        pace = min(nbytes / window, capacity)
         queue = (node.rank, node.stream, node.lane)
-        queues = most[dram]
+        demands.append((node.id, dram, queue, min(nbytes / window, capacity)))
+        payload[node.id] = (nbytes, window)
+    return {i: payload[i] for i in _may_be_slowed(demands, capacity_of.__getitem__)}
+
+
+def _may_be_slowed(demands: list[_Demand], capacity_of: Callable[[Hashable], float]) -> list[int]:
+    """The node ids among ``demands`` that may get less than their pace on their link. One queue
+    runs one op at a time, so a link's demand never exceeds the sum over its queues of the most any
+    op of the queue asks; an op can be slowed only if its pace plus that sum over the link's other
+    queues exceeds the capacity (a link with one queue slows nothing). Paces that fit but for
+    rounding are not slowed, as ``water_fill`` gives them their whole pace."""
+    most: dict[Hashable, dict[Hashable, float]] = defaultdict(dict)
+    for _, link, queue, pace in demands:
+        queues = most[link]
         if pace > queues.get(queue, 0.0):
             queues[queue] = pace
-        demands.append((node.id, dram, queue, pace, nbytes, window))
-    totals = {dram: math.fsum(queues.values()) for dram, queues in most.items() if len(queues) > 1}
-    out: dict[int, tuple[float, float]] = {}
-    for node_id, dram, queue, pace, nbytes, window in demands:
-        total = totals.get(dram)
-        # Paces that fit but for rounding are not slowed (``water_fill``).
-        if total is not None and pace + (total - most[dram][queue]) > capacity_of[dram] * (1.0 + _DONE):
-            out[node_id] = (nbytes, window)
+    totals = {link: math.fsum(queues.values()) for link, queues in most.items() if len(queues) > 1}
+    out: list[int] = []
+    for node_id, link, queue, pace in demands:
+        total = totals.get(link)
+        if total is not None and pace + (total - most[link][queue]) > capacity_of(link) * (1.0 + _DONE):
+            out.append(node_id)
     return out
 
 
