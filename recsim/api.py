@@ -668,6 +668,7 @@ def simulate_run(
     comm_dtype: str | None = None,
     runtime: str | None = None,
     comm_interference: bool = True,
+    sm_sharing: bool = False,
     speed_factors: Mapping[int, float] | None = None,
     nic_speed_factors: Mapping[int, float] | None = None,
     fold_ranks: bool = False,
@@ -679,13 +680,17 @@ def simulate_run(
     then lacks the others, so it is off here, where the graph is kept for a timeline.
 
     ``comm_interference=False`` lets computation and communication overlap for free (an ablation of
-    ``recsim.cost.interference``). Stragglers: ``speed_factors`` ``{rank: speed}`` slows a rank's
-    accelerator (0.5: its kernels take twice as long), ``nic_speed_factors`` its scale-out NICs."""
+    ``recsim.cost.interference``); ``sm_sharing=True`` slows the kernels of two compute lanes of a
+    GPU that overlap (``recsim.cost.sm_sharing``: measured, off by default). Stragglers:
+    ``speed_factors`` ``{rank: speed}`` slows a rank's accelerator (0.5: its kernels take twice as
+    long), ``nic_speed_factors`` its scale-out NICs."""
     if comm_dtype is not None and comm_dtype not in COMM_DTYPES:
         raise ConfigError(f"comm_dtype {comm_dtype!r}: expected one of {', '.join(COMM_DTYPES)}")
     check_fidelity(fidelity)
     if not isinstance(comm_interference, bool):
         raise ConfigError(f"comm_interference: expected True or False, got {comm_interference!r}")
+    if not isinstance(sm_sharing, bool):
+        raise ConfigError(f"sm_sharing: expected True or False, got {sm_sharing!r}")
     if not isinstance(plan, (str, Path)):
         raise ConfigError(f"plan: expected a strategy name or a plan file path, got {plan!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -711,6 +716,7 @@ def simulate_run(
         comm_dtype=comm_dtype,
         costs=costs,
         comm_interference=comm_interference,
+        sm_sharing=sm_sharing,
         speed_factors=_factors(speed_factors, "speed_factors"),
         nic_speed_factors=_factors(nic_speed_factors, "nic_speed_factors"),
         fold_ranks=fold_ranks,

@@ -150,7 +150,9 @@ LANE_INPUT = 2
 # its own: the embedding backward's index calculation (``Runtime.backward_index_overlap``: HugeCTR's
 # "dp" stream). Each is an in-order queue that runs beside lane 0; the engines do not share the SMs
 # between them, as they do not between compute and the copy stream (DES shares their HBM:
-# ``recsim.engine.hbm``).
+# ``recsim.engine.hbm``), unless asked to (``SimulationOptions.sm_sharing``: the slowdowns of
+# overlapping kernels of two streams measured on the A100 trace, ``recsim.cost.sm_sharing``, off
+# by default as they worsened the validation).
 LANE_INDEX = 1
 # The weight-gradient GEMMs of DCNv2 cross layers (``Runtime.async_cross_wgrad``: HugeCTR's
 # "cross_layer_wgrad" stream) and of MLP linear layers (``Runtime.async_mlp_wgrad``: its

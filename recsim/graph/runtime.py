@@ -442,7 +442,7 @@ class Fused(Runtime):
     # the two weight-gradient GEMMs on its "cross_layer_wgrad" stream, forked after the fma3 and
     # after the dH GEMM and joined after the stack's closing matrix_add. The graph builder lets
     # them overlap only the next layer's element-wise kernel (``_dense_chain``: two GEMMs would
-    # share the SMs, which the engines do not model).
+    # share the SMs, which the engines do not model unless asked: ``recsim.cost.sm_sharing``).
     async_cross_wgrad = True
     # And its MLP layers: the same train.py passes that compute_config (async_wgrad=True, fuse_wb=
     # False) to the bottom and top MLPs (Layer_t.MLP), whose MLPLayer::bprop (src/layers/

@@ -72,3 +72,42 @@ def test_one_lane_or_no_overlap_adds_nothing():
     assert shared_sm_seconds(one, np.array([0.0, 1.0]), np.array([1.0, 2.0])) is None
     two = GraphIndex.of(ExecutionGraph(1, [_node(0, 0, add), _node(1, 2, add)]))
     assert shared_sm_seconds(two, np.array([0.0, 1.0]), np.array([1.0, 2.0])) is None  # back to back
+
+
+def test_both_engines_take_the_shared_durations_when_asked():
+    # HugeCTR's first bottom-MLP weight gradients run on their lane beside the embedding backward
+    # (``recsim.graph.build._dense_chain``): asked, both engines slow them and it by the same
+    # seconds (``recsim.engine.simulate`` hands DES the stretched durations); the top MLP's, which
+    # run between two matrix products on lane 0, overlap nothing and keep their time. Off (the
+    # default) the lanes overlap for free.
+    from recsim.api import simulate_run
+
+    def run(fidelity: str, on: bool) -> tuple[float, dict[str, float]]:
+        sim = simulate_run(
+            "zionex",
+            "dlrm-mlperf",
+            nodes=1,
+            precision="fp16",
+            fidelity=fidelity,
+            sm_sharing=on,
+            overrides=["workload.training.runtime=fused"],
+        )
+        assert sim.graph is not None and sim.schedule is not None
+        s = sim.schedule
+        last = {
+            n.name[:-2]: s.finish_s[n.id] - s.start_s[n.id]
+            for n in sim.graph.rank_nodes(0)
+            if n.name.endswith("#2")
+        }
+        return sim.result.iteration_time_s, last
+
+    off, off_d = run("analytic", False)
+    for fidelity in ("analytic", "des"):
+        step, d = run(fidelity, True)
+        assert step > off
+        assert step == pytest.approx(run("analytic", True)[0], rel=1e-9)
+        for name in ("bottom0_wgrad_bwd", "bottom1_wgrad_bwd", "emb_backward:tbe[26 tables, replicated]"):
+            assert d[name] > off_d[name] * 1.05, name
+        for name in ("top0_wgrad_bwd", "top1_wgrad_bwd", "bottom2_wgrad_bwd"):
+            assert d[name] == pytest.approx(off_d[name], rel=1e-12), name
+    assert run("des", False)[0] == pytest.approx(off, rel=1e-9)
