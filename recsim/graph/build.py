@@ -62,6 +62,7 @@ names in ``keep_ranks`` (a straggler, a slow NIC) is never folded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -266,9 +267,9 @@ class _Builder:
         # arguments of ``_layer_op``. The layers of ``ops``'s own workload (a cost memo's, shared
         # by the evaluations of a planner or sweep) are made once for all its graphs, as its
         # lookups are (``ShardOps.layer_ops``); another workload object's, once per graph.
-        self._layer_ops: dict[tuple[int, int, float, str, bool, bool, bool, bool], tuple[Layer, LayerOps]] = (
-            self.ops.layer_ops if self.ops.w is workload else {}
-        )
+        self._layer_ops: dict[
+            tuple[int, int, float, str, bool, bool, bool, bool, bool, int], tuple[Layer, LayerOps]
+        ] = self.ops.layer_ops if self.ops.w is workload else {}
         # Folded ranks (module docstring): the ranks whose nodes are not made, their
         # representative's class, and the all-to-all parts they would have had.
         self.skip: frozenset[int] = frozenset()
@@ -336,12 +337,13 @@ class _Builder:
         the layers on either side share the gradient's memory, so the chain goes straight through)."""
         if backward and layer.op == "cat" and self.runtime is not None and self.runtime.cat_backward_is_view:
             return ()
-        key = (id(layer), b, s, precision, backward, input_grad, closes_stack, async_wgrad, opens_stack)
+        pad = self._dot_padding(layer)
+        key = (id(layer), b, s, precision, backward, input_grad, closes_stack, async_wgrad, opens_stack, pad)
         hit = self._layer_ops.get(key)
         if hit is not None and hit[0] is layer:
             return hit[1]
         ops = dense_layer_ops(
-            layer,
+            _padded(layer, pad),
             b,
             s,
             precision,
@@ -353,6 +355,18 @@ class _Builder:
         )
         self._layer_ops[key] = (layer, ops)
         return ops
+
+    def _dot_padding(self, layer: Layer) -> int:
+        """The zero columns the framework's dot interaction writes beside its output
+        (``Runtime.dot_output_padding``) when ``layer`` is the linear layer that reads that output
+        (the top MLP's first), else 0."""
+        if self.runtime is None or layer.op != "linear":
+            return 0
+        layers = self.w.dense_layers
+        for before, after in itertools.pairwise(layers):
+            if after is layer and before.op == "dot":
+                return self.runtime.dot_output_padding(layer.in_features)
+        return 0
 
     def _names_used(self) -> set[str]:
         """The op table names of the graph's lookups and updates, fused ones' parts included."""
@@ -1162,6 +1176,18 @@ def _input_grad_op(layer: Layer, b: int, s: float, precision: str) -> Compute:
         shapes=((m, n), (n, k)),
         category="gemm",
     )
+
+
+def _padded(layer: Layer, pad: int) -> Layer:
+    """A linear ``layer`` that reads ``pad`` more (zero) input columns: its weight has a column for
+    each (DLE zero-initialises that column's weights, dlrm/nn/parts.py ``DlrmTop``), so its GEMMs
+    multiply them too, with the row length that decides their alignment
+    (``recsim.cost.compute.narrow_loads``). ``layer`` itself when ``pad`` is 0."""
+    if not pad:
+        return layer
+    width = layer.in_features + pad
+    out = layer.out_features
+    return dataclasses.replace(layer, in_features=width, flops=2.0 * width * out, params=width * out + out)
 
 
 #: One dense layer's op as the builder emits it (the planner prices a model-parallel bottom MLP's).

@@ -213,6 +213,14 @@ class Runtime(ABC):
     #: What the framework is, for its refusals ("HugeCTR").
     framework: ClassVar[str] = ""
 
+    def dot_output_padding(self, width: int) -> int:
+        """The zero columns the framework's dot interaction writes after its ``width`` outputs (the
+        bottom MLP's vector and the pairs), which the top MLP's first layer reads as inputs of its
+        own (``recsim.graph.build._padded``): none by default, as TorchRec's ``InteractionArch``
+        writes ``D + F (F - 1) / 2`` values and its over-arch reads that many (torchrec/models/
+        dlrm.py)."""
+        return 0
+
     def unsupported(self, plan: Plan, workload: Workload) -> list[str]:
         """The features of ``plan`` this framework cannot run for ``workload`` (empty if it runs it);
         a wire dtype it cannot send (``wire_dtypes``) among them."""
@@ -425,6 +433,14 @@ class Fused(Runtime):
     # mixed precision (HybridSparseEmbedding's ``Tensors2<emtype>`` output tensors, the embedding
     # collection's ``emb_type``): no cast kernel, half the bytes of an fp32 vector.
     narrow_lookup_output = True
+
+    def dot_output_padding(self, width: int) -> int:
+        # HugeCTR's InteractionLayer reserves one more column than the bottom MLP's vector and the
+        # pairs (src/layers/interaction_layer.cu: ``out_dims = {batch, in_w + concat_len + 1}``; the
+        # fp16 kernel's ``kPaddingSize``), which its next fully connected layer reads: 479 + 1 = 480
+        # for DLRM v1.
+        return 1
+
     # Its hybrid embedding's kernels walk the lookups, not the batch: the infrequent model-parallel
     # forward writes one vector per routed lookup into its send buffer, the frequent forward one per
     # frequent lookup (InfrequentEmbedding::forward_model, FrequentEmbedding::forward_network).
@@ -1523,6 +1539,12 @@ class CudaGraphs(Runtime):
     # DLE's CatInteraction (dlrm/nn/interactions.py) is a ``view`` of the vectors its model
     # concatenated with ``torch.cat``: autograd's backward of both, no kernel.
     cat_backward_is_view = True
+
+    def dot_output_padding(self, width: int) -> int:
+        # DLE's DotInteraction (dlrm/nn/interactions.py) pads its output with zeros to the next
+        # multiple of 8 (``padding_size``; ``num_interactions``, which DlrmTop builds its MLP on;
+        # its ``CudaDotInteraction`` keeps that width): 479 -> 480 for DLRM v1.
+        return -width % 8
 
     def gradient_bucket_caps(self, dtype: str) -> tuple[float | None, float]:
         # DLE wraps its top model in apex's DDP (main.py: ``parallel.DistributedDataParallel(

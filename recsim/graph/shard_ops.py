@@ -62,12 +62,14 @@ class ShardOps:
             tuple[object, ...], tuple[tuple[Embedding, ...], Embedding, list[tuple[str, float]], str]
         ] = {}
         # The builder's dense layer ops of this workload's layers, by (the layer's id, local batch,
-        # bytes per value, precision, backward, input gradient, closes a cross stack) -> (the
+        # bytes per value, precision, backward, input gradient, closes a cross stack, async weight
+        # gradient, opens a cross stack, the dot interaction's padding it reads) -> (the
         # layer, kept so that its id stays its own; its (name suffix, op) pairs): frozen values of
         # those alone, made once for every graph (``recsim.graph.build._Builder.layer_ops``; a
         # ``Compute`` costs a microsecond to make).
         self.layer_ops: dict[
-            tuple[int, int, float, str, bool, bool, bool, bool], tuple[Layer, tuple[tuple[str, Compute], ...]]
+            tuple[int, int, float, str, bool, bool, bool, bool, bool, int],
+            tuple[Layer, tuple[tuple[str, Compute], ...]],
         ] = {}
         # A backward lookup op's id -> (that op, kept so that its id stays its own; its presorted
         # copy; its index sort): made once for every graph (``recsim.graph.build._Builder.lookup``),

@@ -8,7 +8,7 @@ import pytest
 from recsim.errors import InfeasibleError
 from recsim.graph.build import BuildOptions, build_inference_batch, build_training_step, total_flops
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Stream
-from recsim.graph.runtime import apply_runtime
+from recsim.graph.runtime import apply_runtime, runtime
 from recsim.planner import Plan, Shard, table_wise_round_robin
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import DTYPE_BYTES
@@ -69,8 +69,10 @@ def test_training_step_by_hand(tiny):
     assert bucket.bytes == 131 * 4
     # forward + backward FLOPs over both ranks: 3 x dense forward x global batch, less the first
     # bottom layer's input gradient (64 per sample) and one of the dot interaction's two backward
-    # products (72 per sample: the fused kernel runs one, ``_dot_interaction_op``) (+ loss)
-    assert total_flops(g) == pytest.approx((3 * 296 - 64 - 72) * 8 + 2 * 8 * 4 + 5.0 * 131 * 2)
+    # products (72 per sample: the fused kernel runs one, ``_dot_interaction_op``), plus top0's
+    # GEMMs over the zero column HugeCTR's interaction writes after its 4 + 3 outputs (its next
+    # layer reads 8 -> 6: 2 x 1 x 6 = 12 per sample each, three GEMMs) (+ loss)
+    assert total_flops(g) == pytest.approx((3 * 296 + 3 * 12 - 64 - 72) * 8 + 2 * 8 * 4 + 5.0 * 131 * 2)
 
 
 def test_the_fused_dot_interaction_moves_what_nvidias_kernels_read_and_write(tiny):
@@ -552,7 +554,6 @@ def test_torch_ddp_caps_its_first_bucket_at_1_mib_and_apex_and_hugectr_do_not(ti
     # (dist._DEFAULT_FIRST_BUCKET_BYTES), bucket_cap_mb}; apex's DDP (DLE) ships a bucket at
     # message_size = 10M elements; the fused frameworks keep 25 MiB (Runtime.gradient_bucket_caps).
     from recsim.graph.build import _buckets
-    from recsim.graph.runtime import runtime
 
     assert runtime("eager").gradient_bucket_caps("fp32") == (2**20, 25 * 2**20)
     assert runtime("cuda_graphs").gradient_bucket_caps("fp32") == (None, 4e7)
@@ -757,24 +758,26 @@ def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
     # The bucket waits for the lane's last node, the optimizer for it and the chain's end.
     assert deps("allreduce_bucket0") == ["bottom0_wgrad_bwd"]
     assert deps("dense_optimizer") == ["bottom1_dgrad_bwd", "bottom0_wgrad_bwd", "allreduce_bucket0"]
-    # top0 (7 -> 6): dX[4, 7] = dY[4, 6] W^T reads dY and W, writes dX; dW[7, 6] += X^T dY reads X,
-    # dY and dW (beta = 1), writes dW: 2 x 4 x 7 x 6 = 336 FLOPs each, the undivided node's 672.
+    # top0 (7 -> 6, reading the 7 outputs of HugeCTR's interaction and the zero column it writes
+    # after them: 8 -> 6, ``Fused.dot_output_padding``): dX[4, 8] = dY[4, 6] W^T reads dY and W,
+    # writes dX; dW[8, 6] += X^T dY reads X, dY and dW (beta = 1), writes dW: 2 x 4 x 8 x 6 = 384
+    # FLOPs each, the undivided node's 768.
     d, w = named(g, 0, "top0_dgrad_bwd").op, named(g, 0, "top0_wgrad_bwd").op
     assert (d.op, d.flops, d.bytes_read, d.bytes_written, d.accumulates) == (
         "linear_dgrad",
-        336,
-        (24 + 42) * 4,
-        28 * 4,
+        384,
+        (24 + 48) * 4,
+        32 * 4,
         False,
     )
     assert (w.op, w.flops, w.bytes_read, w.bytes_written, w.accumulates) == (
         "linear_wgrad",
-        336,
-        (28 + 24 + 42) * 4,
-        42 * 4,
+        384,
+        (32 + 24 + 48) * 4,
+        48 * 4,
         True,
     )
-    assert gemm_kernels(d) == (GemmShape(1, 4, 7, 6),) and gemm_kernels(w) == (GemmShape(1, 7, 6, 4, True),)
+    assert gemm_kernels(d) == (GemmShape(1, 4, 8, 6),) and gemm_kernels(w) == (GemmShape(1, 8, 6, 4, True),)
     b0 = named(g, 0, "bottom0_wgrad_bwd").op  # dW[4, 8] += X^T dY
     assert (b0.flops, b0.bytes_read, b0.accumulates) == (64 * 4, (16 + 32 + 32) * 4, True)
     # Every layer's gradient is ready after its weight gradient, in backward order.
@@ -1151,3 +1154,22 @@ def test_a_pytorch_concatenations_backward_launches_no_kernel(tiny, runtime_name
     ran = apply_runtime(chain_steps(g, 1), wl)
     cats = [n for n in ran.nodes if isinstance(n.op, Compute) and n.op.op == "cat_bwd"]
     assert len(cats) == (ran.ranks if runtime_name == "fused" else 0)
+
+
+@pytest.mark.parametrize(("runtime_name", "width"), [("fused", 8), ("cuda_graphs", 8), ("eager", 7)])
+def test_the_top_mlp_reads_the_zero_columns_its_dot_interaction_writes(tiny, runtime_name, width):
+    # tiny's dot interaction writes the bottom MLP's 4 values and 3 pairs. HugeCTR's writes one zero
+    # column after them (interaction_layer.cu: ``in_w + concat_len + 1``) and DLE's pads to a
+    # multiple of 8 (dlrm/nn/interactions.py ``padding_size``), and their top MLPs are built on
+    # that width; TorchRec's over-arch reads the 7 values as they are. The padding decides whether
+    # the top MLP's GEMMs are aligned (DLRM v1: 479 -> 480, ``compute.narrow_loads``).
+    wl = tiny.model_copy(update={"training": tiny.training.model_copy(update={"runtime": runtime_name})})
+    g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+    top0 = named(g, 0, "top0_fwd").op
+    assert top0.shapes == ((4, width), (width, 6)) and top0.flops == 2 * 4 * width * 6
+    assert named(g, 0, "top1_fwd").op.shapes == ((4, 6), (6, 1))  # only the layer after the dot
+    assert runtime("fused").dot_output_padding(479) == runtime("cuda_graphs").dot_output_padding(479) == 1
+    assert (
+        runtime("fused").dot_output_padding(473) == 1 and runtime("cuda_graphs").dot_output_padding(473) == 7
+    )
+    assert runtime("eager").dot_output_padding(479) == 0
