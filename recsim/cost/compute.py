@@ -18,6 +18,14 @@ accelerator's element-wise floor (``elementwise_kernel``) plus its reads, and ta
 gap. The time is the best over ``s`` from 1 to ``sms`` (``_gemm_kernel``), in the fit as in the
 simulator. ``recsim.cost.gemm_trace`` checks the model on a real trace's recommendation-sized GEMMs.
 
+Unaligned operands (``narrow_loads``): a tensor-core kernel loads its operands 16 B at a time only
+where every row it reads or writes is a multiple of 16 B long (``VECTOR_ACCESS_BYTES``: a linear
+layer's input and output widths); else cuBLAS runs its ``align1`` kernels, one element a load, and
+the product keeps ``NARROW_LOAD_EFFICIENCY`` of its compute ceiling (fitted on half the A100
+recommendation trace's unaligned TF32 products, tested on the other half:
+``recsim.cost.gemm_trace.fit_narrow_efficiency``). The fit's LLM shapes are all aligned, and
+``gemm_time_s`` prices an aligned product unless told otherwise.
+
 Data: ``../shared/reference/gemm/`` (vidur's Llama-2-7B ``mlp.csv`` on A100-80GB and H100-80GB,
 see its SOURCE.md). Every row gives four GEMMs (QKV, attention output, gated up, down projections)
 for ``M = num_tokens`` and a tensor-parallel degree; times are medians in ms. vidur's default
@@ -84,8 +92,10 @@ from recsim.workload.spec import DTYPE_BYTES
 __all__ = [
     "CPU_GEMM_EFFICIENCY",
     "CPU_MEMORY_EFFICIENCY",
+    "NARROW_LOAD_EFFICIENCY",
     "TILE_GRID",
     "UNCALIBRATED_GEMM",
+    "VECTOR_ACCESS_BYTES",
     "VIDUR_GEMMS",
     "GemmKernelTime",
     "GemmPoint",
@@ -102,6 +112,7 @@ __all__ = [
     "kernel_time_s",
     "load_gemm_points",
     "median_abs_error",
+    "narrow_loads",
     "product_kernel_time_s",
     "run_dtype",
     "split_points",
@@ -256,6 +267,27 @@ def run_dtype_note(dtype: str, accelerator: Accelerator) -> str | None:
 SIMT_GEMM_EFFICIENCY: Final[float] = (0.927 + 0.987) / 2
 _SIMT_DTYPES = ("fp32", "fp64")
 
+#: The width in bytes of the vectorised (128-bit) global loads a tensor-core GEMM kernel issues when
+#: every operand's leading dimension is a multiple of it (CUTLASS's ``align4`` fp32/TF32, ``align8``
+#: fp16 kernels). NVIDIA's CUTLASS maintainers: "most kernels targeting Tensor Cores require 128b
+#: aligned memory accesses. This enables vectorized memory accesses, fewer address instructions,
+#: and greater efficiency" (github.com/NVIDIA/cutlass issue 75, pointing to the cuBLAS guide's
+#: tensor-op restrictions); NVIDIA's "Matrix Multiplication Background" user guide asks for fp16
+#: dimensions that are multiples of 8 and TF32 ones that are multiples of 4 (16 B) for that reason.
+VECTOR_ACCESS_BYTES: Final[int] = 16
+
+#: The share of its compute ceiling (``max_efficiency x`` the tensor peak) a tensor-core GEMM keeps
+#: when an operand's leading dimension is not a multiple of ``VECTOR_ACCESS_BYTES``: cuBLAS then runs
+#: an ``align1`` kernel, one element per load (4 B for TF32: four times the load instructions of the
+#: 16 B path, so at most a quarter of the speed where the kernel is bound by issuing them).
+#: CALIBRATED (``recsim.cost.gemm_trace.fit_narrow_efficiency``): log least squares on the half of
+#: the A100 recommendation trace's TF32 products with an unaligned leading dimension (11 shapes,
+#: ``crc32`` of the shapes even; ../shared/reference/traces/recsys_a100_8rank_rank3_control.json.gz).
+#: The other 11 went from a median error of -44 % to -8 % (median |error| 44 % to 17 %). The trace
+#: has 4-byte (TF32) operands only; fp16 and narrower types take the same share (an UN-CALIBRATED
+#: TRANSFER: their 2-8 B paths are not measured).
+NARROW_LOAD_EFFICIENCY: Final[float] = 0.3185
+
 
 def _matmul_calibration(dtype: str, accelerator: Accelerator) -> GemmCalibration:
     """The GEMM calibration for a matrix product of ``dtype``: the fit's, with
@@ -365,15 +397,18 @@ def _gemm_kernel(
     cal: GemmCalibration,
     reduce_fixed_s: float,
     reads_c: bool = False,
+    narrow_efficiency: float = 1.0,
 ) -> GemmKernelTime:
     """One GEMM (``batch`` independent products) under the calibrated roofline; ``reads_c``: it adds
     into its output (``beta = 1``), reading ``m x n`` more; ``reduce_fixed_s``: the fixed time of a
-    split-K reduction kernel (the accelerator's element-wise floor)."""
+    split-K reduction kernel (the accelerator's element-wise floor); ``narrow_efficiency``: the share of
+    the fit's compute ceiling it keeps (below 1 when its operands are not ``VECTOR_ACCESS_BYTES``-
+    aligned: ``NARROW_LOAD_EFFICIENCY``, ``narrow_loads``)."""
     if min(batch, m, n, k) <= 0:
         return GemmKernelTime(cal.overhead_s, 0.0, 1)
     tiles = batch * _ceil_div(m, cal.tile_m) * _ceil_div(n, cal.tile_n)
     waves = _ceil_div(tiles, sms)
-    per_wave = sms * cal.tile_m * cal.tile_n / (peak * cal.max_efficiency)
+    per_wave = sms * cal.tile_m * cal.tile_n / (peak * cal.max_efficiency * narrow_efficiency)
     # 2 b m n k / (peak x eff_c) with eff_c expanded: b m n and k cancel, leaving the time of
     # ``waves`` full waves of K + k_half. Exactly monotone in m, n, k (no rounding in the cancel).
     compute = 2.0 * (k + cal.k_half) * waves * per_wave
@@ -462,8 +497,12 @@ def _gemm_kernel_array(
     return result
 
 
-def gemm_time_s(m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *, batch: int = 1) -> float:
-    """Kernel time (no host launch) of ``C[m, n] = A[m, k] B[k, n]`` (``batch`` of them for bmm)."""
+def gemm_time_s(
+    m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *, batch: int = 1, narrow: bool = False
+) -> float:
+    """Kernel time (no host launch) of ``C[m, n] = A[m, k] B[k, n]`` (``batch`` of them for bmm);
+    ``narrow``: the caller's layout leaves a leading dimension unaligned (``narrow_loads``: the
+    leading dimensions depend on the layout, which ``m, n, k`` alone do not give)."""
     peak, elem_bytes = _tensor_peak(dtype, accelerator)
     return _gemm_kernel(
         batch,
@@ -476,6 +515,9 @@ def gemm_time_s(m: int, n: int, k: int, dtype: str, accelerator: Accelerator, *,
         elem_bytes,
         _matmul_calibration(dtype, accelerator),
         accelerator.elementwise_kernel_s,
+        narrow_efficiency=NARROW_LOAD_EFFICIENCY
+        if narrow and _narrow_path(dtype, accelerator, m, n, k)
+        else 1.0,
     ).total_s
 
 
@@ -660,9 +702,13 @@ def gemm_kernels(op: Compute) -> tuple[GemmShape, ...]:
     return ()
 
 
-def gemm_kernel_times(op: Compute, accelerator: Accelerator) -> tuple[GemmKernelTime, ...]:
+def gemm_kernel_times(
+    op: Compute, accelerator: Accelerator, *, narrow_efficiency: float = NARROW_LOAD_EFFICIENCY
+) -> tuple[GemmKernelTime, ...]:
     """The GPU time of each GEMM of a ``gemm`` op (``gemm_kernels``), split-K's reduction kernel
-    included where it splits; empty when its shapes do not describe a product."""
+    included where it splits; empty when its shapes do not describe a product. ``narrow_efficiency``:
+    the compute share its kernels keep when its operands are unaligned (``narrow_loads``; another
+    value than ``NARROW_LOAD_EFFICIENCY`` only to fit that constant)."""
     kernels = gemm_kernels(op) if op.category == "gemm" else ()
     if not kernels:
         return ()
@@ -670,10 +716,51 @@ def gemm_kernel_times(op: Compute, accelerator: Accelerator) -> tuple[GemmKernel
     mm = _matmul_calibration(op.dtype, accelerator)
     bandwidth, sms = accelerator.hbm.bandwidth_bytes_per_s, accelerator.sms
     reduce_fixed_s = accelerator.elementwise_kernel_s
+    unaligned = narrow_loads(op, elem_bytes)
     return tuple(
-        _gemm_kernel(g.batch, g.m, g.n, g.k, peak, bandwidth, sms, elem_bytes, mm, reduce_fixed_s, g.reads_c)
+        _gemm_kernel(
+            g.batch,
+            g.m,
+            g.n,
+            g.k,
+            peak,
+            bandwidth,
+            sms,
+            elem_bytes,
+            mm,
+            reduce_fixed_s,
+            g.reads_c,
+            narrow_efficiency if unaligned and _narrow_path(op.dtype, accelerator, g.m, g.n, g.k) else 1.0,
+        )
         for g in kernels
     )
+
+
+def narrow_loads(op: Compute, elem_bytes: float) -> bool:
+    """Whether a ``gemm`` op's operands miss the 16-byte alignment of vectorised loads
+    (``VECTOR_ACCESS_BYTES``) with elements of ``elem_bytes``.
+
+    The leading dimensions are taken as its forward product's ``n`` and ``k``: a linear layer's
+    ``X[m, k]``, ``W[n, k]`` and ``Y[m, n]`` are stored with rows of ``k`` and ``n`` elements, and its
+    input gradient ``dX = dY W`` and weight gradient ``dW = dY^T X`` read and write the same
+    tensors, so one layer's three GEMMs share them; ``m`` (the batch) is a row count, never a row
+    length. (A product recorded on a transposed view, the weight gradient ``X^T dY`` a trace records
+    as ``mm([k, b], [b, n])``, has its ``m`` as a row length too: 3 of the 24 ``align1`` products of
+    the A100 recommendation trace, priced aligned here.)
+    """
+    forward = _forward_shape(op.shapes)
+    if forward is None:
+        return False
+    return any((d * elem_bytes) % VECTOR_ACCESS_BYTES for d in (forward.n, forward.k))
+
+
+def _narrow_path(dtype: str, accelerator: Accelerator, m: int, n: int, k: int) -> bool:
+    """Whether an unaligned product takes the narrow-load kernels ``NARROW_LOAD_EFFICIENCY`` prices:
+    a tensor-core product whose dimensions all exceed 1. The SIMT kernels (fp32, fp64) come in no
+    alignment variants (the trace's ``ampere_sgemm_*``), and a product with a dimension of 1 is a
+    matrix-vector product, which cuBLAS runs on its GEMV kernels (``gemvx``, ``gemv2N``, ``gemv2T``,
+    ``gemmk1`` in the trace), not a tile loop."""
+    return min(m, n, k) > 1 and run_dtype(dtype, accelerator) not in _SIMT_DTYPES
 
 
 def kernel_time_s(op: Compute, accelerator: Accelerator) -> float:

@@ -16,25 +16,53 @@ the input pipeline): those durations include contention that ``recsim.cost.inter
 separately, and they run up to 1.9x the same shape's quiet durations in this trace. The shapes
 are the CPU op's ``Input Dims``; the math dtype is the kernel's (``gemm_math_dtype``: TF32
 tensor-core kernels for fp32 tensors, as PyTorch before 1.12 ran them).
+
+The trace also calibrates one constant, ``compute.NARROW_LOAD_EFFICIENCY`` (the compute share a
+tensor-core GEMM keeps when a row it reads or writes is not a multiple of 16 B, which cuBLAS runs
+on its ``align1`` kernels): ``fit_narrow_efficiency`` fits it on the half of the unaligned shapes
+whose ``crc32`` is even (``is_narrow_train``) and leaves the other half held out; the other shapes
+stay held out whole.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from recsim.cost.compute import gemm_kernels, kernel_time_s
+from scipy.optimize import minimize_scalar
+
+from recsim.cost.compute import (
+    gemm_kernel_times,
+    gemm_kernels,
+    kernel_time_s,
+    narrow_loads,
+    run_dtype,
+)
 from recsim.graph.ir import Compute
 from recsim.graph.native import load_json
 from recsim.graph.readers._common import dtype_name, gemm_flops, gemm_math_dtype, kernel_category
 from recsim.hardware.devices import Accelerator
+from recsim.workload.spec import DTYPE_BYTES
 
-__all__ = ["GEMM_OPS", "TraceGemm", "load_trace_gemms", "shape_errors"]
+__all__ = [
+    "GEMM_OPS",
+    "NarrowFit",
+    "TraceGemm",
+    "fit_narrow_efficiency",
+    "held_out_errors",
+    "is_narrow_train",
+    "load_trace_gemms",
+    "narrow_errors",
+    "narrow_gemms",
+    "shape_errors",
+]
 
 GEMM_OPS: Final[frozenset[str]] = frozenset({"aten::mm", "aten::addmm", "aten::bmm"})
 """The CPU ops whose kernels are one matrix product (``aten::linear`` and ``aten::matmul`` wrap these)."""
@@ -135,19 +163,88 @@ def load_trace_gemms(path: str | Path) -> list[TraceGemm]:
     return out
 
 
-def shape_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
-    """``predicted / measured - 1`` per distinct (op, shapes, dtype) of the uncontended ops: the
-    model's kernel time against the median of that shape's measured times; each key is the
-    shape's first measurement. Ops whose shapes describe no product the model reads are left out."""
+def _shapes_measured(gemms: Sequence[TraceGemm]) -> dict[TraceGemm, float]:
+    """The median measured time per distinct (op, shapes, dtype) of the uncontended ops whose shapes
+    describe a product the model reads, keyed by the shape's first measurement."""
     groups: dict[tuple[str, tuple[tuple[int, ...], ...], str], list[TraceGemm]] = defaultdict(list)
     for g in gemms:
         if not g.contended:
             groups[(g.op, g.shapes, g.dtype)].append(g)
-    errors: dict[TraceGemm, float] = {}
+    measured: dict[TraceGemm, float] = {}
     for members in groups.values():
         op = members[0].compute()
         if op.flops <= 0 or not gemm_kernels(op):
             continue
-        measured = statistics.median(g.time_s for g in members)
-        errors[members[0]] = kernel_time_s(op, accelerator) / measured - 1.0
-    return errors
+        measured[members[0]] = statistics.median(g.time_s for g in members)
+    return measured
+
+
+def shape_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
+    """``predicted / measured - 1`` per distinct (op, shapes, dtype) of the uncontended ops: the
+    model's kernel time against the median of that shape's measured times; each key is the
+    shape's first measurement. Ops whose shapes describe no product the model reads are left out."""
+    return {g: kernel_time_s(g.compute(), accelerator) / t - 1.0 for g, t in _shapes_measured(gemms).items()}
+
+
+def held_out_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
+    """``shape_errors`` less the shapes ``NARROW_LOAD_EFFICIENCY`` is fitted on (``is_narrow_train``
+    among ``narrow_gemms``): the shapes nothing is fitted on."""
+    fitted = {g for g in narrow_gemms(gemms, accelerator) if is_narrow_train(g)}
+    return {g: e for g, e in shape_errors(gemms, accelerator).items() if g not in fitted}
+
+
+def narrow_gemms(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
+    """The distinct shapes (keyed as by ``shape_errors``) of tensor-core products with an unaligned
+    leading dimension (``compute.narrow_loads``), with their median measured time."""
+    out: dict[TraceGemm, float] = {}
+    for g, t in _shapes_measured(gemms).items():
+        op = g.compute()
+        used = run_dtype(op.dtype, accelerator)
+        if used not in ("fp32", "fp64") and narrow_loads(op, DTYPE_BYTES[used]):
+            out[g] = t
+    return out
+
+
+def is_narrow_train(g: TraceGemm) -> bool:
+    """Whether an unaligned shape is one ``fit_narrow_efficiency`` fits on (``crc32`` of its shapes
+    even) rather than one it is tested on: a hash of the shape, so stable across runs."""
+    return zlib.crc32(repr(g.shapes).encode()) % 2 == 0
+
+
+def narrow_errors(shapes: dict[TraceGemm, float], accelerator: Accelerator, efficiency: float) -> list[float]:
+    """``predicted / measured - 1`` of each shape (its median measured time the value) when its
+    unaligned kernels keep ``efficiency`` of the compute ceiling."""
+    return [_time_s(g, accelerator, efficiency) / t - 1.0 for g, t in shapes.items()]
+
+
+def _time_s(g: TraceGemm, accelerator: Accelerator, efficiency: float) -> float:
+    times = gemm_kernel_times(g.compute(), accelerator, narrow_efficiency=efficiency)
+    return math.fsum(t.total_s for t in times)
+
+
+@dataclass(frozen=True, slots=True)
+class NarrowFit:
+    """``compute.NARROW_LOAD_EFFICIENCY`` as fitted, and the two halves of the unaligned shapes
+    (each with its median measured time)."""
+
+    efficiency: float
+    train: dict[TraceGemm, float]
+    test: dict[TraceGemm, float]
+
+
+def fit_narrow_efficiency(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> NarrowFit:
+    """Fit the compute share a tensor-core GEMM keeps with unaligned operands
+    (``compute.NARROW_LOAD_EFFICIENCY``) on the train half (``is_narrow_train``) of the trace's
+    unaligned shapes: least squares on ``log(predicted) - log(measured)`` over (0.05, 1), by a
+    bounded Brent search (deterministic)."""
+    shapes = narrow_gemms(gemms, accelerator)
+    train = {g: t for g, t in shapes.items() if is_narrow_train(g)}
+    test = {g: t for g, t in shapes.items() if not is_narrow_train(g)}
+    if not train or not test:
+        raise ValueError(f"need unaligned shapes on both halves, got {len(train)} and {len(test)}")
+
+    def cost(efficiency: float) -> float:
+        return math.fsum(math.log1p(e) ** 2 for e in narrow_errors(train, accelerator, efficiency))
+
+    fit = minimize_scalar(cost, bounds=(0.05, 1.0), method="bounded", options={"xatol": 1e-6})
+    return NarrowFit(float(fit.x), train, test)

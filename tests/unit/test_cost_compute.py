@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from recsim.cost.compute import (
     CPU_GEMM_EFFICIENCY,
     CPU_MEMORY_EFFICIENCY,
+    NARROW_LOAD_EFFICIENCY,
     SIMT_GEMM_EFFICIENCY,
     UNCALIBRATED_GEMM,
     GemmPoint,
@@ -29,6 +30,7 @@ from recsim.cost.compute import (
     kernel_time_s,
     load_gemm_points,
     median_abs_error,
+    narrow_loads,
     product_kernel_time_s,
     run_dtype,
     split_points,
@@ -637,3 +639,46 @@ def test_a_gemm_that_adds_into_its_output_reads_it_too(tiny):
     # A backward node's two kernels (dX and dW) both add into theirs.
     backward = replace(added, flops=2 * gemm.flops)
     assert all(g.reads_c for g in gemm_kernels(backward)) and len(gemm_kernels(backward)) == 2
+
+
+def _linear(m: int, k: int, n: int, dtype: str) -> Compute:
+    """A linear layer's forward ``Y[m, n] = X[m, k] W^T`` as the graph builder makes it."""
+    return Compute("linear", flops=2.0 * m * k * n, dtype=dtype, shapes=((m, k), (k, n)), category="gemm")
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n", "elem_bytes", "narrow"),
+    [
+        (6912, 479, 1024, 2, True),  # DLRM v1's top MLP without its interaction's padding column
+        (6912, 480, 1024, 2, False),  # with it (HugeCTR, DLE)
+        (65536, 13, 512, 4, True),  # the 13 dense features under TF32 (DLE: no padding)
+        (65536, 16, 512, 4, False),
+        (65536, 12, 512, 4, False),  # 48 B rows: 16 B-aligned for 4 B elements, not for 2 B ones
+        (65536, 12, 512, 2, True),
+        (270, 480, 1024, 2, False),  # the batch is a row count, never a row length
+        (1024, 1024, 19410, 4, True),  # 8 B-aligned rows still miss 16 B (the trace ran align1)
+    ],
+)
+def test_narrow_loads_reads_the_row_lengths_in_bytes(m, k, n, elem_bytes, narrow):
+    assert narrow_loads(_linear(m, k, n, "fp16"), elem_bytes) is narrow
+
+
+def test_unaligned_tensor_core_products_keep_the_narrow_share_of_their_compute_ceiling():
+    a100 = acc("a100-sxm4-80gb")
+    # Compute-bound TF32 GEMMs one element apart: the unaligned one takes the narrow path, its
+    # compute term 1 / NARROW_LOAD_EFFICIENCY longer (its bytes stay at the aligned rate).
+    aligned, unaligned = (kernel_time_s(_linear(4096, k, 4096, "tf32"), a100) for k in (4096, 4095))
+    assert unaligned > 2.5 * aligned
+    assert gemm_time_s(4096, 4096, 4095, "tf32", a100, narrow=True) == pytest.approx(unaligned, rel=1e-12)
+    assert gemm_time_s(4096, 4096, 4095, "tf32", a100) < aligned  # the caller says what is narrow
+    overhead = gemm_calibration(a100).overhead_s
+    assert (unaligned - overhead) == pytest.approx((aligned - overhead) / NARROW_LOAD_EFFICIENCY, rel=0.01)
+    # The layer's three GEMMs share its rows: dX and dW take the narrow path too.
+    backward = replace(_linear(4096, 4095, 4096, "tf32"), flops=4.0 * 4096 * 4095 * 4096)
+    assert [t.total_s for t in gemm_kernel_times(backward, a100)] == pytest.approx([unaligned] * 2, rel=0.01)
+    # SIMT SGEMMs come in no alignment variants, and a product with a dimension of 1 runs cuBLAS's
+    # GEMV kernels: neither takes the narrow path.
+    simt = [kernel_time_s(_linear(4096, k, 4096, "fp32"), a100) for k in (4096, 4095)]
+    assert simt[1] <= simt[0]
+    gemv = [kernel_time_s(_linear(65536, k, 1, "tf32"), a100) for k in (1024, 1023)]
+    assert gemv[1] <= gemv[0]

@@ -7,12 +7,28 @@ recommendation-sized (M = the batch, 1024, K and N of 1-2048, weight gradients w
 98,304), unlike the fit's LLM GEMMs, so the check is out of the fit's range: ``recsim.cost.gemm_trace``
 prices each matrix-product op (its product kernel and, where cuBLAS split K, its reduction kernel)
 on the 132 distinct shapes that ran without another stream's kernel beside them: median |error|
-22.9 % (the model 17 % fast), 28.9 % (24 % fast) before split-K's reduction was priced as the kernel
-it is; the split ops went from 31 % to 15 % fast. Reading them as fp32 CUDA-core GEMMs would be +154 %.
-What is left: the ops that do not split stay ~19 % fast (at M = 1024 the library's tiles often fill
-64 of the 108 SMs with one 4-warp CTA each, and a K or N that is not a multiple of 4 takes the
-``align1`` kernels, 46 % fast against 24 % for the aligned ones, before this change), and the fp32
-SGEMMs with N or K of 15-30 are 37 % slow.
+19.0 % (the model 14 % fast; 18.7 % on the 121 that nothing is fitted on, the validation case's
+figure); 22.9 % (17 % fast) before unaligned operands took the narrow-load path, 28.9 % (24 % fast)
+before split-K's reduction was priced as the kernel it is (the split ops went from 31 % to 15 %
+fast, 12 % now). Reading them as fp32 CUDA-core GEMMs would be +154 %.
+
+Unaligned operands: the 24 TF32 shapes cuBLAS ran on ``align1`` kernels (a row of K or N elements
+that is not a multiple of 4, 16 B) were 45 % fast against 17 % for the 89 ``align4`` ones; 21 of
+them are the shapes ``compute.narrow_loads`` flags, and the three it misses are weight gradients
+recorded on a transposed view (their unaligned row length is the product's M). Their kernels keep
+``NARROW_LOAD_EFFICIENCY`` of the compute ceiling, fitted on one half of the flagged shapes: the
+other half went from 44 % to 8 % fast (median |error| 44 % to 17 %), the align1 kernels from 45 % to
+11 % fast. The per-shape share that would make each exact is 0.21-0.31 for 15 of the 22 (13 of
+them on tiles with a 64-wide edge) and 0.37-0.65 for 7, all on 128 x 128 tiles or larger: a tile
+loads ``(tile_m + tile_n) x tile_k`` elements for ``tile_m x tile_n x tile_k`` multiply-adds, so a
+256 x 128 tile issues 2.7 times fewer loads per FLOP than a 64 x 64 one and is less bound by them.
+The model has one tile size (the fit's 64 x 64), hence one share.
+
+What is left: the aligned TF32 ops stay ~17 % fast with no trend in how well the library's own
+tiles (the kernel names': 128 x 128, 256 x 128 at M = 1024) fill the 108 SMs: among those that do
+not split, 18 % fast where they fill 30-60 % of them (38 shapes), 19 % where they fill over 80 %
+(14), so wave or tile quantisation at the library's tile sizes does not explain them; and the
+fp32 SGEMMs with N or K of 15-30 are 37 % slow.
 """
 
 from __future__ import annotations
@@ -23,8 +39,21 @@ from pathlib import Path
 
 import pytest
 
-from recsim.cost.compute import gemm_kernel_times, gemm_kernels, product_kernel_time_s
-from recsim.cost.gemm_trace import TraceGemm, load_trace_gemms, shape_errors
+from recsim.cost.compute import (
+    NARROW_LOAD_EFFICIENCY,
+    gemm_kernel_times,
+    gemm_kernels,
+    product_kernel_time_s,
+)
+from recsim.cost.gemm_trace import (
+    TraceGemm,
+    fit_narrow_efficiency,
+    held_out_errors,
+    load_trace_gemms,
+    narrow_errors,
+    narrow_gemms,
+    shape_errors,
+)
 from recsim.graph.ir import Compute
 from recsim.graph.readers import read_trace
 from recsim.graph.readers._common import gemm_math_dtype
@@ -104,18 +133,57 @@ def test_held_out_recommendation_shapes_are_within_the_band(
     (case,) = run_cases(["gemm-a100-recsys-trace"])
     errors = shape_errors(trace_gemms, a100)
     assert len(errors) == 132
-    median_abs = statistics.median(abs(e) for e in errors.values())
+    # The case scores the 121 shapes nothing is fitted on (11 calibrate NARROW_LOAD_EFFICIENCY).
+    held_out = held_out_errors(trace_gemms, a100)
+    assert len(held_out) == 121 and held_out.keys() <= errors.keys()
+    median_abs = statistics.median(abs(e) for e in held_out.values())
     assert case.error == pytest.approx(median_abs) and case.status == "pass"
-    assert median_abs < 0.25
-    # What remains is one-sided: recsim is fast on the TF32 kernels (kernel choice and occupancy at
-    # M = 1024, unaligned K and N: see the module docstring), slow on the few fp32 SGEMMs.
+    assert median_abs < 0.20
+    assert statistics.median(abs(e) for e in errors.values()) < 0.20
+    # What remains is one-sided: recsim is fast on the TF32 kernels (see the module docstring), slow
+    # on the few fp32 SGEMMs.
     tf32 = [e for g, e in errors.items() if g.dtype == "tf32"]
-    assert -0.25 < statistics.median(tf32) < -0.15
+    assert -0.20 < statistics.median(tf32) < -0.12
+    fp32 = [e for g, e in errors.items() if g.dtype == "fp32"]
+    assert 0.30 < statistics.median(fp32) < 0.45
+
+
+def test_unaligned_rows_run_the_align1_kernels(trace_gemms: list[TraceGemm], a100: Accelerator) -> None:
+    """The shapes ``narrow_loads`` flags are those cuBLAS ran on its ``align1`` kernels, but for
+    three weight gradients recorded on a transposed view (their unaligned row is the product's M)."""
+    errors = shape_errors(trace_gemms, a100)
+    flagged = narrow_gemms(trace_gemms, a100)
+    align1 = {g for g in errors if "align1" in g.kernels[0]}
+    assert len(flagged) == 22 and len(align1) == 24
+    assert len(flagged.keys() & align1) == 21  # and one bmm ran align4: its K = 50 is no row of it
+    missed = align1 - flagged.keys()
+    assert all(g.op == "aten::mm" and g.shapes[0][0] % 4 and not g.shapes[0][1] % 4 for g in missed)
+    assert len(missed) == 3
+    # The align1 kernels were 45 % fast (the align4 ones 17 %) before they took the narrow path.
+    assert -0.15 < statistics.median(errors[g] for g in align1) < -0.05
+
+
+def test_the_narrow_load_share_is_fitted_on_half_the_unaligned_shapes(
+    trace_gemms: list[TraceGemm], a100: Accelerator
+) -> None:
+    """``NARROW_LOAD_EFFICIENCY`` is what ``fit_narrow_efficiency`` finds on the train half, and it
+    takes the held-out half from 44 % fast to within 10 %."""
+    fit = fit_narrow_efficiency(trace_gemms, a100)
+    assert fit.efficiency == pytest.approx(NARROW_LOAD_EFFICIENCY, abs=5e-4)
+    assert len(fit.train) == len(fit.test) == 11 and not fit.train.keys() & fit.test.keys()
+    # Between a quarter (bound by issuing 4 B loads, four times the 16 B path's) and one.
+    assert 0.25 < fit.efficiency < 0.5
+    before = narrow_errors(fit.test, a100, 1.0)
+    after = narrow_errors(fit.test, a100, NARROW_LOAD_EFFICIENCY)
+    assert statistics.median(before) < -0.40
+    assert -0.10 < statistics.median(after) < 0.0
+    assert statistics.median(abs(e) for e in after) < 0.20
 
 
 def test_split_k_products_pay_their_reduction_kernel(trace_gemms: list[TraceGemm], a100: Accelerator) -> None:
     """The ops cuBLAS split along K (a ``splitKreduce_kernel`` follows) are the ones the model splits,
-    and pricing that kernel takes them from 31 % fast to within the other ops' error."""
+    and pricing that kernel takes them from 31 % fast to within the other ops' error (15 %, 12 %
+    since unaligned operands take the narrow-load path)."""
     errors = shape_errors(trace_gemms, a100)
     split = [g for g in errors if len(g.kernels) == 2]
     assert len(split) == 35
@@ -124,4 +192,4 @@ def test_split_k_products_pay_their_reduction_kernel(trace_gemms: list[TraceGemm
     # than the fuller waves save (they stay its worst: kernel choice and occupancy, see above).
     assert sum(t.splits > 1 for t in modelled) >= 0.6 * len(split)
     assert all(t.reduce_s >= a100.elementwise_kernel_s for t in modelled if t.splits > 1)
-    assert -0.20 < statistics.median(errors[g] for g in split) < -0.10
+    assert -0.20 < statistics.median(errors[g] for g in split) < -0.08
