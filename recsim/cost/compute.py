@@ -284,8 +284,8 @@ VECTOR_ACCESS_BYTES: Final[int] = 16
 #: the A100 recommendation trace's TF32 products with an unaligned leading dimension (11 shapes,
 #: ``crc32`` of the shapes even; ../shared/reference/traces/recsys_a100_8rank_rank3_control.json.gz).
 #: The other 11 went from a median error of -44 % to -8 % (median |error| 44 % to 17 %). The trace
-#: has 4-byte (TF32) operands only; fp16 and narrower types take the same share (an UN-CALIBRATED
-#: TRANSFER: their 2-8 B paths are not measured).
+#: is one A100's, with 4-byte (TF32) operands only: other GPUs, and fp16 and narrower types, take the
+#: same share (an UN-CALIBRATED TRANSFER: their narrow paths, 2-8 B for fp16, are not measured).
 NARROW_LOAD_EFFICIENCY: Final[float] = 0.3185
 
 
