@@ -261,6 +261,9 @@ class _Builder:
         self._shared_ops: dict[tuple[int, float, str | None], tuple[Embedding, Embedding]] = {}
         self.input_ready: dict[int, int] = {}  # rank -> the node after which its next batch is there
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
+        # The linear layer reading the dot interaction's output, by id -> the framework's padding
+        # columns it reads (``_dot_padding``), made on first use (``runtime`` is set after this).
+        self._dot_pads: dict[int, int] | None = None
         # Every rank runs the same dense layers on the same local batch: their ops are equal values,
         # so each is made once and shared (the cost model then finds it by identity). Keyed by the
         # layer's identity (the layer is kept in the entry, so its id stays its own) and the
@@ -362,11 +365,14 @@ class _Builder:
         (the top MLP's first), else 0."""
         if self.runtime is None or layer.op != "linear":
             return 0
-        layers = self.w.dense_layers
-        for before, after in itertools.pairwise(layers):
-            if after is layer and before.op == "dot":
-                return self.runtime.dot_output_padding(layer.in_features)
-        return 0
+        if self._dot_pads is None:  # once a graph: the builder asks for every layer op it makes
+            runtime = self.runtime
+            self._dot_pads = {
+                id(after): runtime.dot_output_padding(after.in_features)
+                for before, after in itertools.pairwise(self.w.dense_layers)
+                if before.op == "dot" and after.op == "linear"
+            }
+        return self._dot_pads.get(id(layer), 0)
 
     def _names_used(self) -> set[str]:
         """The op table names of the graph's lookups and updates, fused ones' parts included."""

@@ -54,6 +54,7 @@ from recsim.graph.build import (
     _framework,
     _group_label,
     _layer_op,
+    _padded,
     build_inference_batch,
     build_training_step,
 )
@@ -1017,11 +1018,17 @@ def test_builder_exchange_splits_and_shared_ops_match_the_references(
     bottom = [layer for layer in workload.dense_layers if layer.part == "bottom"]
     first_cross = next((x for x in workload.dense_layers if x.op == "dcnv2"), None)
     expected: dict[str, object] = {}
+    # The top MLP's first layer reads the framework's padding of the dot interaction's output.
+    pads = {
+        id(after): framework_named(runtime).dot_output_padding(after.in_features)
+        for before, after in itertools.pairwise(workload.dense_layers)
+        if before.op == "dot" and after.op == "linear"
+    }
     for layer in workload.dense_layers:
         for tag, backward in (("_fwd", False), ("_bwd", True)):
             first = backward and bool(bottom) and layer is bottom[0]
             made = dense_layer_ops(
-                layer,
+                _padded(layer, pads.get(id(layer), 0)),
                 b,
                 s,
                 precision,
