@@ -579,6 +579,14 @@ def _ranks_held(graph: ExecutionGraph) -> str:
     "--no-comm-interference lets computation and communication overlap for free (an ablation).",
 )
 @click.option(
+    "--sm-sharing/--no-sm-sharing",
+    default=False,
+    show_default=True,
+    help="Slow the kernels of two compute streams of a GPU while they overlap, as measured on the A100 "
+    "trace (HugeCTR's weight-gradient and index-sort streams); off, each stream has the whole GPU. "
+    "A what-if: on, it worsened the validation cases.",
+)
+@click.option(
     "--straggler",
     "stragglers",
     multiple=True,
@@ -617,6 +625,7 @@ def run_cmd(
     comm_dtype: str | None,
     runtime: str | None,
     comm_interference: bool,
+    sm_sharing: bool,
     stragglers: tuple[str, ...],
     slow_nics: tuple[str, ...],
     steps: int,
@@ -649,6 +658,7 @@ def run_cmd(
                 comm_dtype=comm_dtype,
                 runtime=runtime,
                 comm_interference=comm_interference,
+                sm_sharing=sm_sharing,
                 speed_factors=speed_factors,
                 nic_speed_factors=nic_speed_factors,
                 steps=steps,
