@@ -18,20 +18,24 @@ Two ways to choose among the ranks that fit (both are registered by name):
 that pools it, whatever tier holds its rows (``storage.pooled_output_bytes``; a block's ``storage``
 counts its own). Rows placed first must leave that HBM to the tables whose rows go to a host tier,
 or such a table, late in the order, fits no rank. A proposer states the tables' least pooled bytes
-once (``reserve``: their sum ``S`` and the largest ``L``); a block that keeps rows or a cache in HBM
-must then leave ``S / ranks + L`` free on its rank, a block of pooled vectors alone (rows off HBM)
-may take that reserve. So the vectors of a table off HBM always find a rank whole (where each
-such table pools its least, whole or in column blocks, not on every member of a row split): the
-reserve totals ``S + ranks x L``, those vectors take at most ``S`` of it, so ``ranks x L`` at least
-is left, and not every rank can have less than ``L`` free. One check per block, nothing per table
-placed (an earlier try kept the rest's vectors free table by table, and planning zionex model-a
-took 160 s instead of 4). The greedy proposers (greedy, memory_balanced, flexshard) reserve for
-every table, not knowing which will end off HBM (so the vectors of tables in HBM are kept twice:
-at most ``S / ranks`` a rank); RecShard for the tables its knapsack put off HBM. None reserves
-where no allowed tier takes rows wholly out of HBM (``greedy.rows_may_leave_hbm``: ``planner.tiers``
-of ``hbm`` and cached ``uvm_caching`` only), since every block then keeps the reserve and none
-could use it. The other proposers reserve nothing: their blocks are still placed with their pooled
-vectors.
+once (``reserve``, per table); a block that keeps rows or a cache in HBM must then leave
+``(S - H) / ranks + L`` free on its rank, where ``S`` sums them all, ``H`` those of the tables
+placed with every block in HBM (their vectors are in their blocks already: counting them in the
+reserve too kept them twice, up to ``S / ranks`` a rank) and ``L`` is the largest of the tables
+not placed yet; a block of pooled vectors alone (rows off HBM) may take that reserve. The reserve
+after the table being placed is the one its blocks keep. So the vectors of a table off HBM always
+find a rank whole (where each such table pools its least, whole or in column blocks, not on every
+member of a row split): every rank was left at least the reserve of the time its last rows came,
+no less than the reserve now; since then only vectors of tables counted in ``S - H`` and placed
+off HBM took from it, so the ranks' free HBM totals at least the unplaced tables' vectors plus
+``ranks x L``, and not every rank can have less than ``L`` free. One check per block and a sum
+and a largest updated per table placed (an earlier try kept the rest's vectors free table by
+table on every rank, and planning zionex model-a took 160 s instead of 4). The greedy proposers
+(greedy, memory_balanced, flexshard) reserve for every table, not knowing which will end off HBM;
+RecShard for the tables its knapsack put off HBM. None reserves where no allowed tier takes rows
+wholly out of HBM (``greedy.rows_may_leave_hbm``: ``planner.tiers`` of ``hbm`` and cached
+``uvm_caching`` only), since every block then keeps the reserve and none could use it. The other
+proposers reserve nothing: their blocks are still placed with their pooled vectors.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """
@@ -40,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
@@ -95,8 +99,12 @@ class Partitioner:
                 "accelerators"
             )
         self.hbm = [dense] * self.world
-        # HBM a block with rows in it leaves on its rank for the tables' pooled vectors (``reserve``).
+        # HBM a block with rows in it leaves on its rank for the tables' pooled vectors (``reserve``),
+        # now: ``(S - H) / ranks + L`` of the module docstring, with the state it is made of.
         self.reserved_rank_bytes = 0.0
+        self._pooled_unplaced: dict[str, float] = {}  # table -> least pooled bytes, not placed yet
+        self._pooled_largest: list[tuple[float, str]] = []  # the same, ascending: ``L`` is the last
+        self._pooled_held_bytes = 0.0  # ``S - H``
         self.ddr = [0.0] * estimator.nodes
         self.ssd = [0.0] * estimator.nodes
         self.shards: list[Shard] = []
@@ -106,11 +114,42 @@ class Partitioner:
     def node_of(self, rank: int) -> int:
         return rank // self.per_node
 
-    def reserve(self, pooled_sum_bytes: float, pooled_max_bytes: float) -> None:
+    def reserve(self, pooled_bytes_by_table: Mapping[str, float]) -> None:
         """Keep, on every rank, HBM that rows and caches may not take for the pooled vectors of
-        tables whose rows go elsewhere (module docstring): ``pooled_sum_bytes`` of the tables'
-        least pooled bytes over the ranks, plus the largest ``pooled_max_bytes``."""
-        self.reserved_rank_bytes = pooled_sum_bytes / self.world + pooled_max_bytes
+        tables whose rows go elsewhere (module docstring): ``pooled_bytes_by_table``, the least
+        pooled bytes of each table that may end off HBM."""
+        self._pooled_unplaced = dict(pooled_bytes_by_table)
+        self._pooled_largest = sorted((b, t) for t, b in self._pooled_unplaced.items())
+        self._pooled_held_bytes = math.fsum(self._pooled_unplaced.values())
+        self.reserved_rank_bytes = self._reserve_after(None, in_hbm=False)
+
+    def _reserve_after(self, table: str | None, *, in_hbm: bool) -> float:
+        """The reserve once ``table`` is placed (None: as it is now): its bytes leave ``L``'s
+        tables, and ``S - H`` too where every block of it is ``in_hbm`` (module docstring)."""
+        own = self._pooled_unplaced.get(table, 0.0) if table is not None else 0.0
+        held = self._pooled_held_bytes - (own if in_hbm else 0.0)
+        largest = 0.0
+        for size, name in reversed(self._pooled_largest):
+            if name != table:
+                largest = size
+                break
+        return max(0.0, held) / self.world + largest
+
+    def _release(self, table: str, *, in_hbm: bool) -> None:
+        """Commit ``_reserve_after(table)``: ``table`` is placed."""
+        own = self._pooled_unplaced.pop(table, None)
+        if own is None:
+            return
+        self._pooled_largest.remove((own, table))
+        if in_hbm:
+            self._pooled_held_bytes -= own
+        self.reserved_rank_bytes = self._reserve_after(None, in_hbm=False)
+
+    @staticmethod
+    def all_in_hbm(cand: Candidate) -> bool:
+        """Whether every block of ``cand`` keeps rows or a cache in HBM, so its pooled vectors
+        are in its blocks' bytes, none left to the reserve."""
+        return all(Partitioner.holds_rows(b) for b in (*cand.blocks, *cand.replicated))
 
     def fits(self, rank: int, st: Storage, keep_reserve: bool = True) -> bool:
         """Whether ``st`` fits ``rank`` and its node, leaving the rank the HBM ``reserve`` keeps with
@@ -207,9 +246,19 @@ class Partitioner:
             return None
         out = [dataclasses.replace(s, ranks=ranks) for block, ranks in placed for s in block.shards]
         self.shards.extend(out)
+        self._release(cand.table, in_hbm=self.all_in_hbm(cand))
         return out
 
     def _place_all(self, cand: Candidate, undo: _Undo, placed: list[Placed]) -> bool:
+        """Add ``cand``'s blocks, which keep the reserve as it is once ``cand`` is placed."""
+        now = self.reserved_rank_bytes
+        self.reserved_rank_bytes = self._reserve_after(cand.table, in_hbm=self.all_in_hbm(cand))
+        try:
+            return self._place_all_blocks(cand, undo, placed)
+        finally:
+            self.reserved_rank_bytes = now
+
+    def _place_all_blocks(self, cand: Candidate, undo: _Undo, placed: list[Placed]) -> bool:
         if not self._place_blocks(cand, undo, placed):
             return False
         everyone = tuple(range(self.world))

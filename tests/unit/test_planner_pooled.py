@@ -118,8 +118,9 @@ def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
 
 
 def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tiny):
-    # Tables a and b (128 B of pooled vectors each) on 2 ranks: rows (and caches) may not take a
-    # rank's even share of their sum (128 B) plus the largest (128 B); a's vectors alone, its rows
+    # Tables a and b (128 B of pooled vectors each) on 2 ranks: a's rows in HBM may not take a
+    # rank's even share of the vectors of the tables not placed with rows in HBM once a is (b's:
+    # 64 B) plus the largest of the tables still to place (b's 128 B); a's vectors alone, its rows
     # on a host tier, may.
     est = Estimator(two_gpus(), tiny, planner_config([]))
     hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
@@ -127,15 +128,61 @@ def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tin
     assert hbm is not None and uvm is not None
     dense = dense_hbm_bytes(tiny, 2)
     held = 100 * 20 + A_POOLED
-    for slack, fits in ((2 * A_POOLED - 1, False), (2 * A_POOLED, True)):
+    for slack, fits in ((A_POOLED // 2 + A_POOLED - 1, False), (A_POOLED // 2 + A_POOLED, True)):
         part = Partitioner(est, "lpt", cap=Capacity(dense + held + slack, 1e12, 1e12, 2))
-        part.reserve(2 * A_POOLED, A_POOLED)
+        part.reserve({"a": A_POOLED, "b": A_POOLED})
+        assert part.reserved_rank_bytes == A_POOLED + A_POOLED
         assert (part.place(hbm) is not None) is fits
     part = Partitioner(est, "lpt", cap=Capacity(dense + A_POOLED, 1e12, 1e12, 2))
-    part.reserve(2 * A_POOLED, A_POOLED)
+    part.reserve({"a": A_POOLED, "b": A_POOLED})
     assert part.place(uvm) is not None
     assert part.place(uvm) is not None  # the other rank
     assert part.place(uvm) is None  # full
+
+
+def test_the_reserve_counts_the_vectors_of_a_table_placed_in_hbm_once(tiny):
+    # Once a's rows and vectors are in HBM its vectors are in its block, not in the reserve any
+    # more: the reserve falls from 128 + 128 B (a's and b's even share, the largest) to b's share
+    # and b's 128 B. Placed off HBM, a's vectors took from the reserve: its share stays, and only
+    # the largest of the tables still to place (b's) is kept on top. Before, the reserve stayed
+    # 256 B whatever was placed: a's vectors were counted in its block and again in the reserve.
+    est = Estimator(two_gpus(), tiny, planner_config([]))
+    hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
+    uvm = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
+    assert hbm is not None and uvm is not None
+    for cand, left in ((hbm, A_POOLED / 2 + A_POOLED), (uvm, A_POOLED + A_POOLED)):
+        part = Partitioner(est, "lpt", cap=Capacity(1e12, 1e12, 1e12, 2))
+        part.reserve({"a": A_POOLED, "b": A_POOLED})
+        assert part.score(cand) is not None
+        assert part.reserved_rank_bytes == 2 * A_POOLED  # scoring changes nothing
+        assert part.place(cand) is not None
+        assert part.reserved_rank_bytes == left
+
+
+def test_the_greedy_keeps_a_table_in_hbm_that_fits_beside_the_reserve_counted_once(tiny):
+    # HBM and uvm allowed, table-wise, fp32, no planner reserve, 2 ranks with 2,320 B free beside
+    # the dense side: a's rows and vectors (2,128 B) leave 192 B, the reserve once a is in HBM
+    # (b's 64 B share and its 128 B), so a stays in HBM, and b beside it on the other rank. With
+    # a's vectors counted in the reserve too (256 B) a went to uvm.
+    from recsim.api import make_plan
+
+    dense = dense_hbm_bytes(tiny, 2)
+    free = 100 * 20 + A_POOLED + A_POOLED // 2 + A_POOLED
+    hbm = f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"
+    system = HW.system(
+        "tiny",
+        [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), Override.parse(hbm)],
+    )
+    planner = [
+        "planner.hbm_reserve=0",
+        "planner.embedding_dtypes=[fp32]",
+        "planner.sharding_types=[table_wise]",
+        "planner.tiers=[hbm,uvm]",
+    ]
+    plan = make_plan("greedy", tiny, system, planner=planner)
+    assert {s.table: s.tier for s in plan.shards} == {"a": "hbm", "b": "hbm"}
+    usage = plan_usage(plan, tiny, system)
+    assert max(usage.hbm_by_rank.values()) <= dense + free
 
 
 def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
@@ -198,9 +245,19 @@ def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
     usage = plan_usage(plan, tiny, tight)
     assert {s.tier for s in plan.shards} == {"hbm"}
     assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED
-    # With uvm allowed, rows keep the reserve: table a (the larger) goes to uvm, its vectors in HBM.
+    # With uvm allowed, rows keep the reserve, each vector counted once: b (the costlier, placed
+    # first) leaves a rank 192 B (its share, 64 B, of a's vectors, and a's 128 B); a, last, has no
+    # table to leave room for and fits the other rank whole.
     plan = make_plan("greedy", tiny, tight, planner=[*planner, "planner.tiers=[hbm,uvm]"])
-    assert {s.table: s.tier for s in plan.shards}["a"] == "uvm"
+    assert {s.table: s.tier for s in plan.shards} == {"a": "hbm", "b": "hbm"}
+    # With 1,150 B free, b's rows and vectors (1,128 B) fit a rank, but not beside the 192 B (b
+    # first), nor beside its 64 B share of a's vectors once a is on uvm (b last): b goes to uvm
+    # (and a, whose rows fit no rank).
+    small = f"node.accelerators.device.hbm.capacity={dense + 1150:.0f} B"
+    one_node = [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
+    roomless = HW.system("tiny", [*one_node, Override.parse(small)])
+    plan = make_plan("greedy", tiny, roomless, planner=[*planner, "planner.tiers=[hbm,uvm]"])
+    assert {s.table: s.tier for s in plan.shards} == {"a": "uvm", "b": "uvm"}
 
 
 def test_fits_nowhere_names_the_pooled_vectors_and_the_reserve(tiny):

@@ -140,12 +140,11 @@ def rows_may_leave_hbm(est: Estimator) -> bool:
 
 def reserve_pooled(ctx: PlanningContext, part: Partitioner) -> None:
     """Have ``part`` keep the HBM the tables' pooled vectors need wherever their rows go
-    (``Partitioner.reserve``: the sum and the largest of their ``least_pooled_bytes``); nothing
-    where no allowed tier takes rows out of HBM (``rows_may_leave_hbm``)."""
+    (``Partitioner.reserve``: each table's ``least_pooled_bytes``); nothing where no allowed tier
+    takes rows out of HBM (``rows_may_leave_hbm``)."""
     if not rows_may_leave_hbm(ctx.estimator):
         return
-    pooled = [least_pooled_bytes(ctx, t) for t in ctx.workload.tables]
-    part.reserve(math.fsum(pooled), max(pooled, default=0.0))
+    part.reserve({t.name: least_pooled_bytes(ctx, t) for t in ctx.workload.tables})
 
 
 def size_label(ctx: PlanningContext, table: Table, dtype: str | None = None) -> str:

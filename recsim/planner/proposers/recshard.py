@@ -461,16 +461,16 @@ class RecShard(Proposer):
         # Rows leave their HBM to the pooled vectors of the tables the knapsack put off HBM, and of
         # those it chose nothing for (the greedy's placement, where a tier may take their rows out
         # of HBM: ``rows_may_leave_hbm``) (``Partitioner.reserve``).
-        off: list[float] = []
+        off: dict[str, float] = {}
         greedy_off = rows_may_leave_hbm(ctx.estimator)
         for name in order:
             opt = chosen.get(name)
             if opt is None:
                 if greedy_off:
-                    off.append(least_pooled_bytes(ctx, ctx.workload.table(name)))
+                    off[name] = least_pooled_bytes(ctx, ctx.workload.table(name))
             elif not any(Partitioner.holds_rows(b) for b in opt.candidate.blocks):
-                off.append(math.fsum(b.pooled_hbm_bytes for b in opt.candidate.blocks))
-        part.reserve(math.fsum(off), max(off, default=0.0))
+                off[name] = math.fsum(b.pooled_hbm_bytes for b in opt.candidate.blocks)
+        part.reserve(off)
         for name in order:
             remaining -= _perf_s(chosen.get(name))
             rest = max(0.0, remaining)
