@@ -297,3 +297,50 @@ def test_eos_plans_keep_the_hot_table_on_four_nodes_as_hugectr_does(nodes: int, 
     assert len(t20) == 32 and {s.rows for s in t20} == {40_000_000 // 32}
     # Rows split by id take an even share of the table's lookups (tests/unit/test_graph_build.py).
     assert 135168 * 100 * t20[0].rows / 40_000_000 == 422400
+
+
+def test_a_node_holds_the_pooled_vectors_of_its_tables_beside_their_rows() -> None:
+    # 100 B of rows and 20 B of pooled vectors on each node holding a shard: whole, t0 takes 120 B,
+    # more than a node's 110 B, though its rows alone fit; split over two, 50 + 20 B a node.
+    tables = [HierTable(0, 1.0, 100.0, 20.0)]
+    s = _Search(tables, 2, 5.0, 110.0)
+    _, stuck = s.greedy()
+    assert stuck == 0
+    assert s.node_bytes_used([0]) == 120.0
+    s.split(0)
+    assert s.node_bytes_used([0]) == 70.0
+
+
+def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
+    # tiny-dlrm on two single-GPU nodes, no table replicated, 2,100 B of HBM beside the dense side:
+    # a's rows (2,000 B with row-wise Adagrad) fit a node, not with its 128 B of pooled vectors
+    # (8 samples x 4 x fp32). The search, by rows alone, put a whole on one node and the plan then
+    # failed check_fits; with the vectors it spreads both tables over both nodes (1,000 + 500 B of
+    # rows and 2 x 128 B of vectors a rank), which fits.
+    from recsim.config.loader import Override
+    from recsim.hardware.library import HardwareLibrary
+    from recsim.planner.proposers.hier_auto import pooled_bucket_bytes
+    from recsim.planner.storage import dense_hbm_bytes
+    from recsim.workload.library import WorkloadLibrary
+
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    dense = dense_hbm_bytes(tiny, 2)
+    system = HardwareLibrary([FIXTURES / "minilib"]).system(
+        "tiny",
+        [
+            Override.parse("cluster.nodes=2"),
+            Override.parse("node.accelerators.count=1"),
+            Override.parse(f"node.accelerators.device.hbm.capacity={dense + 2100:.0f} B"),
+        ],
+    )
+    planner = [
+        "planner.hbm_reserve=0",
+        "planner.embedding_dtypes=[fp32]",
+        "planner.sharding_types=[table_wise,table_row_wise,row_wise]",
+    ]
+    ctx = PlanningContext(system, tiny, planner_config([Override.parse(p) for p in planner]))
+    assert pooled_bucket_bytes(ctx, tiny.table("a"), 1) == 8 * 4 * 4
+    plan = make_plan("hier_auto", tiny, system, planner=planner)
+    usage = plan_usage(plan, tiny, system)
+    assert {s.sharding for s in plan.shards} == {"row_wise"}
+    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 1000 + 500 + 2 * 128)

@@ -21,7 +21,8 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
    recsim takes the ratio from the system, so another GPU or network gets its own.
 3. **Greedy placement with hot-table splitting.** Tables (shards) hottest first, each to the
    cheapest node that does not hold that table yet and has room (the node's HBM less the planner's
-   reserve, less the dense side and the replicated tables). After each placement the hottest table
+   reserve, less the dense side and the replicated tables, for its share of the rows and the
+   pooled vectors its GPUs write: ``pooled_bucket_bytes``). After each placement the hottest table
    that can still be spread over twice as many nodes (up to all of them) is split and the greedy
    redone; a table that fits no node is split instead; ``SEARCH_ITERATIONS`` rounds. The plans seen
    (and the uniform one, every table over every node) are ranked by their busiest node's cost; the
@@ -34,7 +35,9 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
 
 Differences from HugeCTR, on purpose: ties between equally cheap nodes or equally hot shards go to
 the lower index (a stable sort; NumPy's default sort leaves them to the algorithm); the replicated
-tables are taken from every GPU's memory (HugeCTR deducts them once per node). HugeCTR raises on one
+tables are taken from every GPU's memory (HugeCTR deducts them once per node); a node's room holds
+the pooled vectors of the tables it holds besides their rows (HugeCTR's counts the rows alone, and
+a placement whose vectors do not fit beside them is then refused by ``check_fits``). HugeCTR raises on one
 node ("only applicable to configs with more than one node"): so does this proposer, and ``auto``
 then leaves it out.
 
@@ -70,6 +73,7 @@ from recsim.planner.storage import (
     check_fits,
     dense_hbm_bytes,
     plan_usage,
+    pooled_output_bytes,
     shard_storage,
     stored_row_bytes,
 )
@@ -88,11 +92,13 @@ SEARCH_ITERATIONS = 20
 
 @dataclass(frozen=True)
 class HierTable:
-    """What the planner knows of a table: hotness, and bytes with optimizer state."""
+    """What the planner knows of a table: hotness, bytes with optimizer state, and ``pooled``, the
+    HBM its pooled vectors take on a bucket that holds a shard of it (``pooled_bucket_bytes``)."""
 
     index: int
     hotness: float
     bytes: float
+    pooled: float = 0.0
 
 
 def hugectr_table_bytes(ctx: PlanningContext, table: Table) -> float:
@@ -108,6 +114,19 @@ def table_bytes(ctx: PlanningContext, table: Table) -> float:
     return table.rows * stored_row_bytes(
         w.table_dim(table), start_dtype(ctx.config, w, table), w.training.embedding_optimizer
     )
+
+
+def pooled_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int) -> float:
+    """HBM ``table``'s pooled vectors take on a bucket of ``per_bucket`` GPUs that holds a shard of
+    it: each GPU pools its rows for every sample of the global batch, a row split's member its
+    partial pools before they are reduced (``storage.pooled_output_bytes``, which the plan's
+    ``check_fits`` charges too). HugeCTR's ``Planner`` sizes its buckets by the tables' bytes alone;
+    recsim adds the vectors, so that the search does not end at a placement ``check_fits`` then
+    refuses (module docstring, step 3)."""
+    w = ctx.workload
+    dtype = start_dtype(ctx.config, w, table)
+    whole = Shard(table.name, "table_wise", 0, table.rows, 0, w.table_dim(table), (), "hbm", dtype)
+    return per_bucket * pooled_output_bytes(whole, w, ctx.world_size)
 
 
 def table_cost(ctx: PlanningContext, *, within_node: bool = False) -> float:
@@ -163,7 +182,9 @@ class _Search:
         return sum(self.tables[i].hotness / self.splits[i] for i in held) + self.per_table * len(held)
 
     def node_bytes_used(self, held: list[int]) -> float:
-        return sum(self.tables[i].bytes / self.splits[i] for i in held)
+        """A node's share of the rows of the tables it holds, and their pooled vectors whole (every
+        member of a row split pools all samples: ``pooled_bucket_bytes``)."""
+        return sum(self.tables[i].bytes / self.splits[i] + self.tables[i].pooled for i in held)
 
     def greedy(self) -> tuple[list[list[int]], int | None]:
         """Shard lists per node, or the table that fit no node."""
@@ -290,7 +311,11 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     if free_per_rank <= 0:
         raise InfeasibleError(f"{name}: the dense side and replicated tables leave no HBM for the others")
     kept = set(replicated)
-    sharded = [HierTable(k, w.table_lookups(t), sizes[k]) for k, t in enumerate(w.tables) if k not in kept]
+    sharded = [
+        HierTable(k, w.table_lookups(t), sizes[k], pooled_bucket_bytes(ctx, t, per_bucket))
+        for k, t in enumerate(w.tables)
+        if k not in kept
+    ]
     search = _Search(
         sharded,
         buckets,
