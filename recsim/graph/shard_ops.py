@@ -422,7 +422,7 @@ def pooled_exchange(
         if len(ranks) == 1:
             send[ranks[0]] += b * dim * wire_bytes * ops.bag_share(block)
             continue
-        for sub in _reduce_groups(ranks, node_size):
+        for sub in reduce_groups(ranks, node_size):
             if len(sub) == 1:  # a node holding one rank of the split: its partials go out as they are
                 send[sub[0]] += b * dim * wire_bytes
                 continue
@@ -439,7 +439,7 @@ def pooled_exchange(
     return PooledExchange(send, dict(groups))
 
 
-def _reduce_groups(ranks: tuple[int, ...], node_size: int | None) -> list[tuple[int, ...]]:
+def reduce_groups(ranks: tuple[int, ...], node_size: int | None) -> list[tuple[int, ...]]:
     """The groups a row split over ``ranks`` reduces its partial pools in: all of them, or (with
     ``node_size``, hierarchical row splits) those of each node (ranks are numbered node by node)."""
     if not node_size or ranks[0] // node_size == ranks[-1] // node_size:

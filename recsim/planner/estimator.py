@@ -60,7 +60,8 @@ class Block:
     """Shards that live together on one rank (``ranks`` left empty until placed).
 
     ``storage``: all the block takes on its rank, ``pooled_hbm_bytes`` (its pooled vectors for the
-    global batch, ``storage.pooled_block_bytes``) included in its HBM."""
+    global batch, ``storage.pooled_block_bytes``, with a row split's reduce-scatter output) included
+    in its HBM."""
 
     shards: tuple[Shard, ...]
     perf: Perf
@@ -312,6 +313,11 @@ class Estimator:
         # What the block takes on its rank: its rows (and their state, a cache) and the pooled
         # vectors it writes for the global batch (``storage`` module docstring), as ``plan_usage``.
         pooled = pooled_block_bytes(shards, self.w, self.world, self.ops)
+        if 1 < split_group < self.world:
+            # The reduce-scatter's output: the split's B / |G| samples' sums, sent on in the
+            # all-to-all (``storage.reduce_scatter_by_rank``).
+            scatter, _ = row_split_wire_dtypes(comm)
+            pooled += self.batch / split_group * shards[0].dim * wire_bytes_per_value(scatter)
         storage = Storage(hbm_bytes=pooled)
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)

@@ -29,10 +29,10 @@ from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import (
     ShardOps,
-    _reduce_groups,
     exchange_sums,
     pooled_blocks,
     pooled_exchange,
+    reduce_groups,
 )
 from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.stats import a2a_send_bytes
@@ -65,7 +65,7 @@ def reference_pooled_exchange(ops, plan, global_batch, wire_bytes, node_size=Non
             for q in range(world):
                 row[q] += vector
             continue
-        for sub in _reduce_groups(ranks, node_size):
+        for sub in reduce_groups(ranks, node_size):
             if len(sub) == 1:
                 row = send[sub[0]]
                 for q in range(world):

@@ -24,6 +24,7 @@ from recsim.planner.storage import (
     plan_usage,
     pooled_block_bytes,
     pooled_by_rank,
+    reduce_scatter_by_rank,
     shard_storage,
 )
 from recsim.planner.types import Plan, Shard, Storage
@@ -68,6 +69,9 @@ def _old_plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     by_rank: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     by_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pooled = _old_pooled_by_rank(plan, workload)
+    # The reduce-scatter outputs (not a speed path: the function itself).
+    for rank, out in reduce_scatter_by_rank(plan, workload, per_node).items():
+        pooled[rank] = pooled.get(rank, 0.0) + out
     for rank, out in pooled.items():
         hbm[rank] += out
     memo: dict[tuple[object, ...], Storage] = {}

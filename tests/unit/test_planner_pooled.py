@@ -338,3 +338,27 @@ def test_a_part_of_a_table_pools_the_bags_the_graph_pools(framework):
     slice_ = plans[0].shards[1]
     full = pooled_output_bytes(slice_, w, 2)
     assert full == (pytest.approx(A_POOLED * (1 - 0.1**2)) if framework == "fused" else A_POOLED)
+
+
+def test_a_row_split_over_part_of_the_world_holds_its_reduce_scatter_output(tiny):
+    # On 4 ranks a split over ranks 0-1 reduce-scatters its partial pools over those 2 and sends
+    # each rank its samples from there: each member holds the sums of half the global batch
+    # (4 samples x 4 x 4 B) besides its partial pools. Over all 4 ranks the output is each rank's
+    # own samples, the receive side the dense activations count: nothing more. An int8 wire
+    # cannot reduce-scatter (the plan is refused): nothing.
+    import dataclasses
+
+    from recsim.planner.storage import reduce_scatter_by_rank
+
+    part = Plan(4, (Shard("a", "row_wise", 0, 50, 0, 4, (0,)), Shard("a", "row_wise", 50, 100, 0, 4, (1,))))
+    assert reduce_scatter_by_rank(part, tiny, 2) == {0: 4 * 4 * 4, 1: 4 * 4 * 4}
+    four = HW.system("tiny", [Override.parse("cluster.nodes=2"), Override.parse("node.accelerators.count=2")])
+    usage = plan_usage(part, tiny, four)
+    assert usage.pooled_by_rank == {0: A_POOLED + 64, 1: A_POOLED + 64}
+    whole = Plan(4, tuple(Shard("a", "row_wise", 25 * i, 25 * (i + 1), 0, 4, (i,)) for i in range(4)))
+    assert reduce_scatter_by_rank(whole, tiny, 2) == {}
+    assert reduce_scatter_by_rank(dataclasses.replace(part, comm_dtype="int8"), tiny, 2) == {}
+    # The estimator's block of a split over 2 of 4 ranks holds it too.
+    est = Estimator(four, tiny, planner_config([]))
+    block = est.block(part.shards[:1], comm_out_bytes=0.0, split_group=2)
+    assert block.pooled_hbm_bytes == A_POOLED + 64

@@ -229,12 +229,16 @@ def test_table_row_wise_on_four_ranks(tiny: Workload, four: System) -> None:
     assert [r.a2a_send_bytes for r in st.ranks] == [128.0, 0.0, 32.0, 32.0]
     assert st.a2a_fwd_bytes_per_step == 192.0 == graph_a2a_bytes(tiny, plan)
     assert [r.node for r in st.ranks] == [0, 0, 1, 1]
+    # a's members also hold their reduce-scatter's output until the all-to-all sends it on: the
+    # global batch's sums over the 2 members, 4 samples x 4 x 4 B each.
+    scattered = B / 2 * 4 * 4
     assert [r.hbm_bytes for r in st.ranks] == [
         DENSE_4 + B_BYTES + POOLED,
         DENSE_4,
-        DENSE_4 + 1000 + POOLED,
-        DENSE_4 + 1000 + POOLED,
+        DENSE_4 + 1000 + POOLED + scattered,
+        DENSE_4 + 1000 + POOLED + scattered,
     ]
+    assert [r.hbm_pooled_bytes for r in st.ranks] == [POOLED, 0.0, POOLED + scattered, POOLED + scattered]
     assert [r.lookups_per_step for r in st.ranks] == [24, 0, 8, 8]
 
 
