@@ -22,11 +22,13 @@ op streams them: a lookup's link window where its cost overlaps the rows' transf
 limits (``CostModel.link_window_s``: a ``uvm`` lookup bound by PCIe reads its rows at the PCIe
 rate), else its duration. It asks for no more than it uses, so an op alone, or beside ops whose
 demand fits, takes exactly its modelled time; the link is the water-filled paced link of
-``recsim.engine.hbm`` (``HbmLink``). The cost models already charge each rank its share of the
-node's DRAM (``rank_host_ddr_bandwidth_bytes_per_s``: every rank streams at once), so ranks spread
-evenly over the sockets never exceed a socket's channels with their lookups alone; what binds is
-what the shares leave out: copies and host work beside the lookups, a socket holding more than its
-share of the GPUs.
+``recsim.engine.hbm`` (``HbmLink``). The cost models already charge each rank its share of its
+socket's channels, by the same rule (``rank_host_ddr_bandwidth_bytes_per_s``, the ``ddr`` and
+``ssd`` tiers' ``dram_share``: ``Node.host_dram_ranks``, the sockets times the most accelerators
+one holds, ``Node.accelerator_socket`` being the topology's wiring), so the ranks of one socket
+never exceed its channels with their lookups alone, however unevenly the GPUs sit on the sockets
+(a lone GPU on a two-socket node is priced at one socket's channels, not the node's, in both
+engines); what binds is what the shares leave out: copies and host work beside the lookups.
 
 What is not modelled: a RecNMP DIMM's channel bytes (``nmp_channel``: read inside the DIMMs, not
 over the channel's bus), cross-socket traffic (a buffer in the other socket's memory), and the

@@ -343,6 +343,33 @@ class Node(Spec):
     def num_accelerators(self) -> int:
         return self.accelerators.count if self.accelerators else 0
 
+    def accelerator_socket(self, index: int) -> int:
+        """The CPU socket accelerator ``index`` hangs off, by the rule ``recsim.hardware.topology``
+        wires it with: through PCIe switch ``index x switches // accelerators``, itself on socket
+        ``switch x sockets // switches``; without switches (a Grace's NVLink-C2C, a GPU on the
+        root complex) on socket ``index x sockets // accelerators``."""
+        count = max(1, self.num_accelerators)
+        sockets = self.cpus.count
+        if self.pcie_switches is not None:
+            switches = self.pcie_switches.count
+            return (index * switches // count) * sockets // switches
+        return index * sockets // count
+
+    @property
+    def host_dram_ranks(self) -> int:
+        """What one accelerator's share of the node's host DRAM bandwidth divides it by: the
+        sockets times the most accelerators any one socket holds (``accelerator_socket``), so a
+        rank has its socket's channels shared with the accelerators on that socket; the number of
+        accelerators where every socket holds as many, fewer for a lone GPU on a two-socket node,
+        more where one socket holds more than its share. 1 without accelerators (the CPUs' own
+        lookups have every socket's channels)."""
+        if self.num_accelerators < 1:
+            return 1
+        held = [0] * self.cpus.count
+        for i in range(self.num_accelerators):
+            held[self.accelerator_socket(i)] += 1
+        return self.cpus.count * max(held)
+
     @property
     def hbm_capacity_bytes(self) -> float:
         acc = self.accelerators

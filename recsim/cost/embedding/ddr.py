@@ -208,6 +208,14 @@ def rank_share(system: System) -> float:
     return 1.0 / max(1, system.node.num_accelerators)
 
 
+def dram_share(system: System) -> float:
+    """Share of the node's DRAM bandwidth one shard's host lookups get: all of it on a CPU server,
+    one accelerator's share of its socket's channels on a GPU node (``Node.host_dram_ranks``, as
+    ``uvm.rank_host_ddr_bandwidth_bytes_per_s``): ``rank_share`` where every socket holds as many
+    accelerators."""
+    return 1.0 / system.node.host_dram_ranks
+
+
 def pcie_transfer_s(system: System, nbytes: float, copies: int = 1) -> float:
     """``copies`` host <-> accelerator copies of ``nbytes`` in all (0 on a CPU server or for nothing
     to move): each the host's copy call (``MEMCPY_CALL_S``, measured) and the link's latency, the
@@ -242,7 +250,9 @@ class DdrTier(TierModel):
         threads = cpu_threads(system, lookup.bags_returned, share)
         reads = row_reads(lookup, share, threads)
         rows = reads.dram_lines * granule  # the LLC's hits do not reach the channels
-        bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / share
+        # Its DRAM share is its socket's (``uvm.rank_host_ddr_bandwidth_bytes_per_s``), its cores
+        # and LLC the node's share.
+        bandwidth_s = (rows + streamed) / host_ddr_bandwidth_bytes_per_s(system) / dram_share(system)
         latency_s = reads.latency_s
         compute_s = cpu_pool_s(system, lookup.lookups * lookup.op.dim, threads)
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
@@ -276,7 +286,7 @@ class DdrTier(TierModel):
         total = random + sort + grads
         share = rank_share(system)
         threads = cpu_threads(system, unique, share)  # the update parallelises over the rows
-        bandwidth_s = total / host_ddr_bandwidth_bytes_per_s(system) / share
+        bandwidth_s = total / host_ddr_bandwidth_bytes_per_s(system) / dram_share(system)
         latency_s = random_lines_s(system, unique * reads, share, threads)
         # Accumulation: one add per gradient element; the optimizer's step on each unique row.
         flops = lookup.lookups * lookup.op.dim + unique * optimizer_update_flops(

@@ -63,6 +63,7 @@ from recsim.cost.embedding.base import (
 from recsim.cost.embedding.ddr import (
     cpu_pool_s,
     cpu_threads,
+    dram_share,
     host_streamed_bytes,
     pcie_transfer_s,
     rank_share,
@@ -223,7 +224,8 @@ class SsdTier(TierModel):
         # + the DMA of the missed pages into DRAM, and what the CPU streams (indices, offsets, output)
         host_bytes = reads.dram_lines * granule + page_bytes + host_streamed_bytes(lookup)
         host_s = max(
-            host_bytes / host_ddr_bandwidth_bytes_per_s(system) / share,
+            # its socket's DRAM share, as the ddr tier's (``ddr.dram_share``)
+            host_bytes / host_ddr_bandwidth_bytes_per_s(system) / dram_share(system),
             reads.latency_s,
             cpu_pool_s(system, lookup.lookups * lookup.op.dim, threads),
         )

@@ -9,8 +9,8 @@ so a zero-copy gather reaches ``64 / (64 + 24) = 0.73`` of the bandwidth the GPU
 ``Node.host_bandwidth_bytes_per_s_per_accelerator``; the link's post-encoding rate)
 (EMOGI, Min et al., VLDB 2021, show that aligned cache-line-sized zero-copy requests can keep PCIe
 close to saturated, so the loss is the per-request overhead, not idle link time). The same bytes are
-read from host DDR (at ``host_memory_bandwidth x CPU_MEMORY_EFFICIENCY``, shared by the node's
-accelerators: ``rank_host_ddr_bandwidth_bytes_per_s``). Pooling happens on the
+read from host DDR (at ``host_memory_bandwidth x CPU_MEMORY_EFFICIENCY``, one accelerator's share
+of its socket's channels: ``rank_host_ddr_bandwidth_bytes_per_s``). Pooling happens on the
 GPU: indices, offsets and the output are HBM traffic of the same kernel (``gpu.forward_kernel`` with
 ``rows_elsewhere``). ``t = overhead + max(pcie, ddr, gpu) + one PCIe round trip + launch``.
 
@@ -78,12 +78,26 @@ def host_ddr_bandwidth_bytes_per_s(system: System) -> float:
 
 
 def rank_host_ddr_bandwidth_bytes_per_s(system: System) -> float:
-    """One accelerator's share of ``host_ddr_bandwidth_bytes_per_s``: the node's accelerators read
-    their host-resident rows from the same DRAM at once (ASSUMPTION, as the ``ddr`` tier's
-    ``rank_share``: every rank of the node has such shards, as the planner's symmetric schemes
-    give them; a lone one would read faster). All of it on a node without accelerators."""
-    ranks = system.node.num_accelerators if system.accelerator is not None else 1
-    return host_ddr_bandwidth_bytes_per_s(system) / max(1, ranks)
+    """One accelerator's share of ``host_ddr_bandwidth_bytes_per_s``: its socket's channels (the
+    node's over its sockets, as the topology's memory edges and the DES's host DRAM links,
+    ``recsim.engine.host_dram``, split them), shared by the accelerators on that socket, which read
+    their host-resident rows at once (ASSUMPTION, as the ``ddr`` tier's ``rank_share``: every rank
+    has such shards, as the planner's symmetric schemes give them): ``Node.host_dram_ranks``.
+
+    Why a socket's, not the node's: a rank's host memory lives in its own socket's DRAM
+    (ASSUMPTION, the DES's and the utilisation report's, ``recsim.engine.host_dram``): Linux's
+    default policy allocates a page on the NUMA node of the CPU that first touches it
+    (set_mempolicy(2), ``MPOL_DEFAULT``: local allocation), so FBGEMM's managed tables
+    (``new_managed_tensor``, filled by the rank's process) and its pinned buffers land in the
+    memory of the socket the process runs on, its GPU's where the launcher binds ranks to their
+    GPUs' NUMA nodes (``numactl --cpunodebind --membind``; an unbound or interleaved run spreads
+    them, which is not modelled). So a lone
+    GPU on a two-socket node has one socket's channels (the node's before, which the DES then
+    halved), and a socket holding more GPUs than another gives each less. An op's cost does not
+    know its rank: where sockets hold unequal numbers of GPUs, every rank gets the share of the
+    fullest socket (those of the others read slower than they could; the DES then never finds a
+    socket's lookups over its channels). All of the node's DRAM on a node without accelerators."""
+    return host_ddr_bandwidth_bytes_per_s(system) / system.node.host_dram_ranks
 
 
 @register_tier
