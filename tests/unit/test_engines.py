@@ -334,8 +334,10 @@ def test_faster_pcie_can_move_a_collective_under_a_kernel_and_is_never_slower_wi
     # before HugeCTR's MLP weight gradients went to the wgrad lane (``Runtime.async_mlp_wgrad``);
     # 1.7704 ms before the dot interaction's backward, a tensor-core kernel, waited for the top
     # MLP's pending weight gradient (``recsim.graph.build._fills_sms``); 1.8310 ms before split-K's
-    # reduction was priced as a kernel of its own (``recsim.cost.compute._gemm_kernel``)
-    assert slow == pytest.approx(1.8363e-3, rel=1e-4)
+    # reduction was priced as a kernel of its own (``recsim.cost.compute._gemm_kernel``); 1.8363 ms
+    # before the TBE sort stage streamed at its own efficiency and the update stage was refitted
+    # (``recsim.cost.embedding.gpu.SORT_EFFICIENCY``)
+    assert slow == pytest.approx(1.8920e-3, rel=1e-4)
     assert fast == pytest.approx(1.0121 * slow, rel=1e-3)
     base = step_s(False)
     for sets in (

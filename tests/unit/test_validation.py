@@ -70,18 +70,15 @@ KNOWN_GAPS |= {
         "(MCX75310AAS-NEAT), so NCCL likely ran over RoCE, which recsim costs as InfiniBand (no RoCE "
         "calibration)"
     ),
-    "mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8": (
-        "+16.3 % (+18.4 % before NCCL 2.20.3's network latencies, +18.8 % before the GEMM refit; +17.2 % "
-        "before HugeCTR's async MLP weight gradients, +19.0 % before the DCNv2 stack's "
-        "input concatenation and its cross layers' beta = 1 reads; +28.4 % before the cross-layer split "
-        "and HugeCTR's overlaps, +7.5 % with the split alone): eight H100 nodes on 8 x 400G RoCE per "
-        "node at batch 160000 (SHARP off, as on any Ethernet fabric). recsim costs RoCE as InfiniBand: a"
-        " NIC without a calibration block takes DEFAULT_NETWORK's 0.97 of line rate, with no congestion,"
-        " and the library has no 400G RoCE NIC (mapped to dgx-h100's NDR). NVIDIA's InfiniBand runs of "
-        "the same software at this scale (mlperf-train-v4.x-dcnv2-dgxh100-n8/-n16) are within 3 %; a "
-        "measured RoCE collective would decide it"
-    ),
 }
+# Cisco's 8-node RoCE case (mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8) was listed here at +16.3 %
+# (+28.4 % before the cross-layer split, +7.5 % with the split alone). It passes narrowly, +14.3 %,
+# since the TBE sort stage streams at its own measured efficiency and the update stage was refitted
+# (recsim.cost.embedding.gpu.SORT_EFFICIENCY: every DCNv2 step about 2 % longer), not because its
+# suspected cause is modelled: recsim still costs its 8 x 400G RoCE per node as InfiniBand (a NIC
+# without a calibration block takes DEFAULT_NETWORK's 0.97 of line rate, no congestion; no 400G RoCE
+# NIC in the library, mapped to dgx-h100's NDR). NVIDIA's InfiniBand runs of the same software at
+# this scale (mlperf-train-v4.x-dcnv2-dgxh100-n8/-n16) are within 3 %.
 # HugeCTR's MLP weight-gradient GEMMs on the wgrad lane (Runtime.async_mlp_wgrad, contended as the
 # cross layers': each hides only behind the memory-bound kernels before the next matrix product, the
 # dot interaction's tensor-core backward included, and the first dense layer's behind the step's
@@ -179,7 +176,8 @@ KNOWN_GAPS |= {
 #   UniformDPEmbedding (whole small tables, not hybrid-embedding frequent rows): index sort, unique,
 #   local reduce, then a dense all-reduce of the whole table's gradient (31,605 rows x 128 x fp32 =
 #   16.2 MB), then recsim steps every row (45 us). Alone the backward is 175 us (16 nodes) / 191 us
-#   (8 nodes): 16 kernels (11 + 2 radix passes sort, 3 update) x (7.857 us per kernel + 2 us gap) =
+#   (8 nodes): 16 kernels (11 + 2 radix passes sort, 3 update) x (7.857 us per kernel, 7.683 since
+#   the sort stage's own efficiency, + 2 us gap) =
 #   158 us fixed, as small as kernels go in the A100 trace (its 1,000-row TBE's 13 sort kernels take
 #   4-16 us each, 96 us together); the interference model stretches it 1.67x (290-320 us) because it
 #   runs entirely beside the backward exchange and all-reduce. With the busiest rank's embedding time

@@ -27,6 +27,12 @@ two shapes, not a test on new shapes). The predictions are ``gpu.forward_kernel`
 trace's indices are synthetic); ``scipy.optimize.least_squares`` on log(predicted / measured) over
 ``max_efficiency``, ``overhead`` and ``backward_efficiency``. ``row_bytes_half`` cannot be fitted
 (286 B and 384 B rows only) and is fixed at ``ROW_BYTES_HALF_PRIOR``.
+
+**The sort stage's own efficiency.** A backward's kernels other than the update stage's
+(``UPDATE_KERNEL_NAMES``) are its sort stage; their time (``TbeMeasurement.sort_time_s``) fits
+``gpu.SORT_EFFICIENCY`` (``fit_sort_efficiency``, one parameter, the same training steps, with the
+gather fit's ``overhead``). The two fits depend on each other through ``overhead`` and the backward
+total; they were iterated to a fixed point (a second round moves neither by 0.1 %).
 """
 
 from __future__ import annotations
@@ -43,7 +49,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
-from recsim.cost.embedding.gpu import forward_kernel, sort_stage, update_stage
+from recsim.cost.embedding.gpu import (
+    SORT_EFFICIENCY,
+    KernelCost,
+    forward_kernel,
+    sort_stage,
+    update_stage,
+)
 from recsim.errors import TraceError
 from recsim.graph.native import load_json
 from recsim.hardware.calibration import GatherCalibration
@@ -54,6 +66,7 @@ __all__ = [
     "TRACE",
     "TbeMeasurement",
     "fit_gather",
+    "fit_sort_efficiency",
     "is_test_measurement",
     "load_tbe_measurements",
     "median_abs_error",
@@ -89,6 +102,14 @@ class TbeMeasurement:
     weighted: bool
     kernels: int
     time_s: float
+    sort_kernels: int = 0
+    """Of a backward: its sort-stage kernels (all but ``UPDATE_KERNEL_NAMES``) and their time."""
+    sort_time_s: float = 0.0
+
+
+#: The update-stage kernels of FBGEMM's TBE backward (``gpu.UPDATE_KERNELS``); the others of a
+#: backward are its sort stage (linearize, CUB radix sort, reduce-by-key, scan and their fills).
+UPDATE_KERNEL_NAMES: Final[tuple[str, ...]] = ("find_long_segments", "cta_per_row", "warp_per_row")
 
 
 def _dims(op: dict[str, Any]) -> list[list[int]]:
@@ -198,8 +219,16 @@ def load_tbe_measurements(path: str | Path = TRACE) -> list[TbeMeasurement]:
             TbeMeasurement("forward", kernels=len(fk), time_s=sum(k["dur"] for k in fk) * 1e-6, **common)
         )
         bk = [k for k in kernels_of(op) if not any(s in k["name"] for s in _WEIGHT_ONLY_KERNELS)]
+        sk = [k for k in bk if not any(s in k["name"] for s in UPDATE_KERNEL_NAMES)]
         out.append(
-            TbeMeasurement("backward", kernels=len(bk), time_s=sum(k["dur"] for k in bk) * 1e-6, **common)
+            TbeMeasurement(
+                "backward",
+                kernels=len(bk),
+                time_s=sum(k["dur"] for k in bk) * 1e-6,
+                sort_kernels=len(sk),
+                sort_time_s=sum(k["dur"] for k in sk) * 1e-6,
+                **common,
+            )
         )
     if not out:
         raise TraceError(f"{path}: no FBGEMM TBE calls found")
@@ -211,10 +240,23 @@ def is_test_measurement(m: TbeMeasurement) -> bool:
     return m.step % 2 == 1
 
 
+def _unique(m: TbeMeasurement) -> float:
+    """Distinct rows among ``m``'s lookups, uniform over its rows (the trace's indices are synthetic)."""
+    unique = m.rows * -math.expm1(m.lookups * math.log1p(-1.0 / m.rows)) if m.rows > 1 else 1.0
+    return min(unique, m.lookups)
+
+
+def _predict_sort(
+    m: TbeMeasurement, accelerator: Accelerator, cal: GatherCalibration, efficiency: float = SORT_EFFICIENCY
+) -> KernelCost:
+    return sort_stage(
+        accelerator, cal, rows=m.rows, lookups=m.lookups, unique=_unique(m), efficiency=efficiency
+    )
+
+
 def predict_tbe_s(m: TbeMeasurement, accelerator: Accelerator, cal: GatherCalibration) -> float:
     """GPU time of a measured TBE pass under ``cal`` (no host launch: the trace times kernels)."""
-    unique = m.rows * -math.expm1(m.lookups * math.log1p(-1.0 / m.rows)) if m.rows > 1 else 1.0
-    unique = min(unique, m.lookups)
+    unique = _unique(m)
     if m.pass_ == "forward":
         l2_hit = min(1.0, accelerator.l2_bytes / (m.rows * m.row_bytes))  # uniform: LRU hit = C / N
         extra = m.lookups * _FP32_BYTES if m.weighted else 0.0
@@ -227,7 +269,7 @@ def predict_tbe_s(m: TbeMeasurement, accelerator: Accelerator, cal: GatherCalibr
             l2_hit=l2_hit,
             extra_hbm_bytes=extra,
         ).time_s
-    sort = sort_stage(accelerator, cal, rows=m.rows, lookups=m.lookups, unique=unique)
+    sort = _predict_sort(m, accelerator, cal)
     state = _FP32_BYTES  # row-wise Adagrad
     update = update_stage(
         accelerator,
@@ -304,3 +346,23 @@ def fit_gather(
             "test_median_abs_error": median_abs_error(test, accelerator, cal),
         }
     )
+
+
+def fit_sort_efficiency(
+    measurements: Sequence[TbeMeasurement], accelerator: Accelerator, cal: GatherCalibration
+) -> float:
+    """The HBM efficiency ``gpu.sort_stage`` streams at, fitted on the sort-stage kernels of the
+    training backwards (``sort_time_s``) with ``cal``'s per-kernel ``overhead``: least squares on
+    log(predicted / measured)."""
+    train = [m for m in measurements if m.pass_ == "backward" and not is_test_measurement(m)]
+    if not train:
+        raise ValueError("no training backward measurements")
+    measured = np.log([m.sort_time_s for m in train])
+
+    def residuals(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        predicted = np.log([_predict_sort(m, accelerator, cal, float(x[0])).time_s for m in train])
+        result: NDArray[np.float64] = predicted - measured
+        return result
+
+    fit = least_squares(residuals, [0.5], bounds=([0.02], [1.0]))
+    return float(fit.x[0])
