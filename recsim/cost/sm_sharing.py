@@ -48,7 +48,12 @@ embedding backward), the 31 MLPerf DCNv2 ones 4.85 % to 7.18 % (signed +0.5 % to
 backward index sort on ``LANE_INDEX`` overlaps the whole dense forward, which then runs 20-50 %
 longer on the critical path, e.g. dgxh100x1 -9.4 % to -15.5 %). Whether the DCNv2 cases' other
 costs already absorb that sharing, or the sort's kernels leave the GEMMs more of the GPU than the
-trace's pairs did, the reference data cannot tell yet.
+trace's pairs did, the reference data cannot tell yet. The sort was not priced too high for what
+HugeCTR runs: its bytes match HugeCTR's index calculation (``recsim.cost.embedding.gpu``), and its
+stream efficiency, since fitted on the trace's sort kernels (``gpu.SORT_EFFICIENCY``), made it
+20 % shorter (the 40M-row table's, dgx-h100: 325 -> 259 us) but the refitted update stage longer:
+with sm_sharing the 31 DCNv2 cases then go 4.77 % to 8.09 % (signed -1.6 % to -6.0 %), dgxh100x1
+-11.4 % to -16.4 %; the 43 cases 6.34 % to 8.66 %.
 
 The engines themselves still give each lane the whole GPU (``recsim.engine.analytic``; DES also
 shares a rank's HBM between its lanes, ``recsim.engine.hbm``), so the two agree on a graph whose

@@ -314,7 +314,7 @@ class Runtime(ABC):
         puts the sort on a compute lane of its own, ``recsim.graph.build.LANE_INDEX``). The sort
         and the dense kernels beside it do not share the SMs in the model (DES shares only their
         HBM) unless ``SimulationOptions.sm_sharing`` asks for it (``recsim.cost.sm_sharing``: with
-        it, the dense forward beside the sort makes the dgx-h100 DCNv2 step about 7 % longer)."""
+        it, the dense forward beside the sort makes the dgx-h100 DCNv2 step about 6 % longer)."""
         return False
 
     def global_batch_input(self, plan: Plan) -> bool:
