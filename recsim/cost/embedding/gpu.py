@@ -71,7 +71,8 @@ then an update stage.
   the fitted ``overhead``.
   HugeCTR's embedding collection (the MLPerf DCNv2 runs) prices the same way; its index
   calculation is other code with about the same bytes. ``LocalReduceIndexCalculation::
-  cal_for_sparse_input`` (HugeCTR/embedding/operators/index_calculation.cu): per key it writes
+  cal_for_sparse_input`` (NVIDIA-Merlin/HugeCTR HugeCTR/embedding/operators/index_calculation.cu
+  at 1aa3cc38; its ``IndicesSort`` checks an ``end_bit`` but sorts all bits, a FIXME): per key it writes
   the source id, table id and vector size (12 B), shifts the key by its table's offset and back
   (``local_indices_to_global_indices_kernel``, 2 x 8 B), radix-sorts (key, source id) pairs with
   ``cub::DeviceRadixSort::SortPairs`` over ``begin_bit 0, end_bit sizeof(key_t) x 8``, then
