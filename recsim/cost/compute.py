@@ -49,7 +49,9 @@ points is the figure quoted in the device YAMLs and checked by the tests.
 Dtypes: the efficiencies were fitted on fp16; another dtype uses its own peak with the same
 efficiencies (time scales with the ratio of peaks) and its own element size for the bytes, except
 that a product in fp32 or fp64 runs on the CUDA cores (SIMT), not the tensor cores, and reaches
-more of its peak: ``SIMT_GEMM_EFFICIENCY`` replaces the fit's ``max_efficiency`` there. A dtype
+more of its peak: ``SIMT_GEMM_EFFICIENCY`` replaces the fit's ``max_efficiency`` there, and
+``SIMT_K_HALF`` its K-loop fill (calibrated on half the A100 recommendation trace's SGEMMs, tested
+on the other half: ``recsim.cost.gemm_trace``). A dtype
 the hardware has no peak for runs as the next wider one that it has (fp8 on A100 and V100 or int8
 on V100 -> fp16, bf16 on V100 -> fp32), element size included.
 
@@ -93,6 +95,8 @@ __all__ = [
     "CPU_GEMM_EFFICIENCY",
     "CPU_MEMORY_EFFICIENCY",
     "NARROW_LOAD_EFFICIENCY",
+    "SIMT_GEMM_EFFICIENCY",
+    "SIMT_K_HALF",
     "TILE_GRID",
     "UNCALIBRATED_GEMM",
     "VECTOR_ACCESS_BYTES",
@@ -115,6 +119,7 @@ __all__ = [
     "narrow_loads",
     "product_kernel_time_s",
     "run_dtype",
+    "simt_calibration",
     "split_points",
 ]
 
@@ -267,6 +272,18 @@ def run_dtype_note(dtype: str, accelerator: Accelerator) -> str | None:
 SIMT_GEMM_EFFICIENCY: Final[float] = (0.927 + 0.987) / 2
 _SIMT_DTYPES = ("fp32", "fp64")
 
+#: The K-loop fill (``k_half``, in K elements) of a SIMT product (fp32, fp64 on the CUDA cores,
+#: cuBLAS's ``ampere_sgemm_*``) in place of the tensor-core fit's (27.5 on A100). CALIBRATED
+#: (``recsim.cost.gemm_trace.fit_simt_k_half``): log least squares on the half of the A100
+#: recommendation trace's SGEMM shapes whose ``crc32`` is even (GEMVs, a dimension of 1, left out:
+#: cuBLAS runs them on its ``gemv`` kernels). Those SGEMMs reduce over K = 8-64 (embedding widths),
+#: where the fill is most of the loop: with the fp16 fit's 27.5 they were 29-33 % slow; the 8
+#: held-out shapes went from a median error of +29 % to -2 % (median |error| 29 % to 5 %). An
+#: UN-CALIBRATED TRANSFER to the other GPUs (V100's fp32 DLRM runs among them). ``SIMT_GEMM_EFFICIENCY``
+#: was derived at the fit's 27.5; at this fill its two large-K measurements would give 0.926 and
+#: 0.983 instead of 0.927 and 0.987 (0.3 %), left as derived.
+SIMT_K_HALF: Final[float] = 11.64
+
 #: The width in bytes of the vectorised (128-bit) global loads a tensor-core GEMM kernel issues when
 #: every operand's leading dimension is a multiple of it (CUTLASS's ``align4`` fp32/TF32, ``align8``
 #: fp16 kernels). NVIDIA's CUTLASS maintainers: "most kernels targeting Tensor Cores require 128b
@@ -290,17 +307,20 @@ NARROW_LOAD_EFFICIENCY: Final[float] = 0.3185
 
 
 def _matmul_calibration(dtype: str, accelerator: Accelerator) -> GemmCalibration:
-    """The GEMM calibration for a matrix product of ``dtype``: the fit's, with
-    ``SIMT_GEMM_EFFICIENCY`` where the product runs on the CUDA cores (fp32, fp64)."""
+    """The GEMM calibration for a matrix product of ``dtype``: the fit's, with ``SIMT_GEMM_EFFICIENCY``
+    and ``SIMT_K_HALF`` where the product runs on the CUDA cores (fp32, fp64)."""
     cal = gemm_calibration(accelerator)
-    if run_dtype(dtype, accelerator) not in _SIMT_DTYPES:
-        return cal
-    return _simt(cal)
+    used = run_dtype(dtype, accelerator)
+    if used in _SIMT_DTYPES:
+        return simt_calibration(cal)
+    return cal
 
 
 @functools.lru_cache(maxsize=64)
-def _simt(cal: GemmCalibration) -> GemmCalibration:
-    return cal.model_copy(update={"max_efficiency": SIMT_GEMM_EFFICIENCY})
+def simt_calibration(cal: GemmCalibration, k_half: float = SIMT_K_HALF) -> GemmCalibration:
+    """``cal`` for a SIMT product: ``SIMT_GEMM_EFFICIENCY`` and a K-loop fill of ``k_half`` (another
+    value than ``SIMT_K_HALF`` only to fit that constant)."""
+    return cal.model_copy(update={"max_efficiency": SIMT_GEMM_EFFICIENCY, "k_half": k_half})
 
 
 def _tensor_peak(dtype: str, accelerator: Accelerator) -> tuple[float, float]:
@@ -703,17 +723,22 @@ def gemm_kernels(op: Compute) -> tuple[GemmShape, ...]:
 
 
 def gemm_kernel_times(
-    op: Compute, accelerator: Accelerator, *, narrow_efficiency: float = NARROW_LOAD_EFFICIENCY
+    op: Compute,
+    accelerator: Accelerator,
+    *,
+    narrow_efficiency: float = NARROW_LOAD_EFFICIENCY,
+    calibration: GemmCalibration | None = None,
 ) -> tuple[GemmKernelTime, ...]:
     """The GPU time of each GEMM of a ``gemm`` op (``gemm_kernels``), split-K's reduction kernel
     included where it splits; empty when its shapes do not describe a product. ``narrow_efficiency``:
     the compute share its kernels keep when its operands are unaligned (``narrow_loads``; another
-    value than ``NARROW_LOAD_EFFICIENCY`` only to fit that constant)."""
+    value than ``NARROW_LOAD_EFFICIENCY`` only to fit that constant); ``calibration``: the matrix-product
+    calibration to price it with instead of ``_matmul_calibration``'s (only to fit the SIMT constant)."""
     kernels = gemm_kernels(op) if op.category == "gemm" else ()
     if not kernels:
         return ()
     peak, elem_bytes = _tensor_peak(op.dtype, accelerator)
-    mm = _matmul_calibration(op.dtype, accelerator)
+    mm = calibration or _matmul_calibration(op.dtype, accelerator)
     bandwidth, sms = accelerator.hbm.bandwidth_bytes_per_s, accelerator.sms
     reduce_fixed_s = accelerator.elementwise_kernel_s
     unaligned = narrow_loads(op, elem_bytes)

@@ -17,11 +17,12 @@ separately, and they run up to 1.9x the same shape's quiet durations in this tra
 are the CPU op's ``Input Dims``; the math dtype is the kernel's (``gemm_math_dtype``: TF32
 tensor-core kernels for fp32 tensors, as PyTorch before 1.12 ran them).
 
-The trace also calibrates one constant, ``compute.NARROW_LOAD_EFFICIENCY`` (the compute share a
-tensor-core GEMM keeps when a row it reads or writes is not a multiple of 16 B, which cuBLAS runs
-on its ``align1`` kernels): ``fit_narrow_efficiency`` fits it on the half of the unaligned shapes
-whose ``crc32`` is even (``is_narrow_train``) and leaves the other half held out; the other shapes
-stay held out whole.
+The trace also calibrates two constants, each on the half of its shapes whose ``crc32`` is even
+(``is_train_shape``), the other half held out: ``compute.SIMT_K_HALF`` (the K-loop fill of an fp32
+SGEMM on the CUDA cores, ``fit_simt_k_half``, GEMVs left out) and ``compute.NARROW_LOAD_EFFICIENCY``
+(the compute share a tensor-core GEMM keeps when a row it reads or writes is not a multiple of 16 B,
+which cuBLAS runs on its ``align1`` kernels, ``fit_narrow_efficiency``). ``held_out_errors`` leaves
+the two train halves out.
 """
 
 from __future__ import annotations
@@ -39,29 +40,36 @@ from typing import Any, Final
 from scipy.optimize import minimize_scalar
 
 from recsim.cost.compute import (
+    gemm_calibration,
     gemm_kernel_times,
     gemm_kernels,
     kernel_time_s,
     narrow_loads,
     run_dtype,
+    simt_calibration,
 )
 from recsim.graph.ir import Compute
 from recsim.graph.native import load_json
 from recsim.graph.readers._common import dtype_name, gemm_flops, gemm_math_dtype, kernel_category
+from recsim.hardware.calibration import GemmCalibration
 from recsim.hardware.devices import Accelerator
 from recsim.workload.spec import DTYPE_BYTES
 
 __all__ = [
     "GEMM_OPS",
     "NarrowFit",
+    "SimtFit",
     "TraceGemm",
+    "calibrated_errors",
     "fit_narrow_efficiency",
+    "fit_simt_k_half",
     "held_out_errors",
-    "is_narrow_train",
+    "is_train_shape",
     "load_trace_gemms",
     "narrow_errors",
     "narrow_gemms",
     "shape_errors",
+    "simt_gemms",
 ]
 
 GEMM_OPS: Final[frozenset[str]] = frozenset({"aten::mm", "aten::addmm", "aten::bmm"})
@@ -187,9 +195,14 @@ def shape_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[T
 
 
 def held_out_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
-    """``shape_errors`` less the shapes ``NARROW_LOAD_EFFICIENCY`` is fitted on (``is_narrow_train``
-    among ``narrow_gemms``): the shapes nothing is fitted on."""
-    fitted = {g for g in narrow_gemms(gemms, accelerator) if is_narrow_train(g)}
+    """``shape_errors`` less the shapes a constant is fitted on (``is_train_shape`` among
+    ``narrow_gemms`` and ``simt_gemms``): the shapes nothing is fitted on."""
+    fitted = {
+        g
+        for shapes in (narrow_gemms(gemms, accelerator), simt_gemms(gemms, accelerator))
+        for g in shapes
+        if is_train_shape(g)
+    }
     return {g: e for g, e in shape_errors(gemms, accelerator).items() if g not in fitted}
 
 
@@ -205,10 +218,69 @@ def narrow_gemms(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[T
     return out
 
 
-def is_narrow_train(g: TraceGemm) -> bool:
-    """Whether an unaligned shape is one ``fit_narrow_efficiency`` fits on (``crc32`` of its shapes
-    even) rather than one it is tested on: a hash of the shape, so stable across runs."""
+def simt_gemms(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
+    """The distinct shapes of SIMT products (fp32, fp64 on the CUDA cores) with every dimension over 1,
+    with their median measured time: cuBLAS runs a product with a dimension of 1 on its GEMV kernels
+    (``gemvx``, ``gemv2N``, ``gemv2T``, ``gemmk1`` in the trace), not a tile loop."""
+    out: dict[TraceGemm, float] = {}
+    for g, t in _shapes_measured(gemms).items():
+        op = g.compute()
+        if run_dtype(op.dtype, accelerator) in ("fp32", "fp64") and all(
+            min(k.m, k.n, k.k) > 1 for k in gemm_kernels(op)
+        ):
+            out[g] = t
+    return out
+
+
+def is_train_shape(g: TraceGemm) -> bool:
+    """Whether a shape is one a fit here (``fit_narrow_efficiency``, ``fit_simt_k_half``) fits on
+    (``crc32`` of its shapes even) rather than one it is tested on: a hash of the shape, so stable
+    across runs."""
     return zlib.crc32(repr(g.shapes).encode()) % 2 == 0
+
+
+def _halves(shapes: dict[TraceGemm, float]) -> tuple[dict[TraceGemm, float], dict[TraceGemm, float]]:
+    train = {g: t for g, t in shapes.items() if is_train_shape(g)}
+    test = {g: t for g, t in shapes.items() if not is_train_shape(g)}
+    if not train or not test:
+        raise ValueError(f"need shapes on both halves, got {len(train)} and {len(test)}")
+    return train, test
+
+
+def calibrated_errors(
+    shapes: dict[TraceGemm, float], accelerator: Accelerator, calibration: GemmCalibration
+) -> list[float]:
+    """``predicted / measured - 1`` of each shape (its median measured time the value) when its
+    products are priced with the matrix-product calibration ``calibration``."""
+    out = []
+    for g, t in shapes.items():
+        times = gemm_kernel_times(g.compute(), accelerator, calibration=calibration)
+        out.append(math.fsum(k.total_s for k in times) / t - 1.0)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SimtFit:
+    """``compute.SIMT_K_HALF`` as fitted, and the two halves of the SIMT shapes."""
+
+    k_half: float
+    train: dict[TraceGemm, float]
+    test: dict[TraceGemm, float]
+
+
+def fit_simt_k_half(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> SimtFit:
+    """Fit the K-loop fill of a SIMT product (``compute.SIMT_K_HALF``) on the train half
+    (``is_train_shape``) of the trace's SIMT shapes (``simt_gemms``): least squares on
+    ``log(predicted) - log(measured)`` over (0, 200) K elements, by a bounded Brent search."""
+    train, test = _halves(simt_gemms(gemms, accelerator))
+    base = gemm_calibration(accelerator)
+
+    def cost(k_half: float) -> float:
+        errors = calibrated_errors(train, accelerator, simt_calibration(base, k_half))
+        return math.fsum(math.log1p(e) ** 2 for e in errors)
+
+    fit = minimize_scalar(cost, bounds=(0.0, 200.0), method="bounded", options={"xatol": 1e-4})
+    return SimtFit(float(fit.x), train, test)
 
 
 def narrow_errors(shapes: dict[TraceGemm, float], accelerator: Accelerator, efficiency: float) -> list[float]:
@@ -234,12 +306,12 @@ class NarrowFit:
 
 def fit_narrow_efficiency(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> NarrowFit:
     """Fit the compute share a tensor-core GEMM keeps with unaligned operands
-    (``compute.NARROW_LOAD_EFFICIENCY``) on the train half (``is_narrow_train``) of the trace's
+    (``compute.NARROW_LOAD_EFFICIENCY``) on the train half (``is_train_shape``) of the trace's
     unaligned shapes: least squares on ``log(predicted) - log(measured)`` over (0.05, 1), by a
     bounded Brent search (deterministic)."""
     shapes = narrow_gemms(gemms, accelerator)
-    train = {g: t for g, t in shapes.items() if is_narrow_train(g)}
-    test = {g: t for g, t in shapes.items() if not is_narrow_train(g)}
+    train = {g: t for g, t in shapes.items() if is_train_shape(g)}
+    test = {g: t for g, t in shapes.items() if not is_train_shape(g)}
     if not train or not test:
         raise ValueError(f"need unaligned shapes on both halves, got {len(train)} and {len(test)}")
 
