@@ -718,7 +718,7 @@ def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[i
         per_step = table.number.size
         counts = np.bincount(positions % per_step, minlength=per_step)
         priced = np.array([cost.kernel_j(op) for op in table.ops], dtype=np.float64)[table.number]
-        rank_of = np.asarray(index.source_ranks, dtype=np.int64)
+        rank_of = index.source_ranks_array
         taken = np.flatnonzero((counts > 0) & (priced != 0.0))
         taken = taken[np.argsort(rank_of[taken], kind="stable")]  # each rank's terms together
         terms = np.repeat(priced[taken], counts[taken]).tolist()
@@ -757,11 +757,11 @@ def _window_ops(index: GraphIndex, window: Window, classes: Mapping[int, Sequenc
         return WindowOps(ops, counts)
     # A chained graph's window: every step node's op, counted in arrays (a representative's
     # count times its class's size: the same ints), and each distinct op's total.
-    all_ops, all_ranks = index.source_ops, index.source_ranks
+    all_ops = index.source_ops
     table = index.op_table
     times = np.bincount(positions % len(all_ops), minlength=len(all_ops))
     if classes:
-        rank_of = np.asarray(all_ranks, dtype=np.int64)
+        rank_of = index.source_ranks_array
         for rank, members in classes.items():
             times[rank_of == rank] *= len(members)
     per_op = np.bincount(table.number, weights=times, minlength=len(table.ops)).astype(np.int64)

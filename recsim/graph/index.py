@@ -51,10 +51,14 @@ def stream_value(stream: Stream | str) -> str:
 Rows = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
 
 
-def rows(values: Sequence[Sequence[int]]) -> Rows:
-    """``values`` (a sequence of rows of ints) in compressed form."""
-    flat = np.fromiter(chain.from_iterable(values), dtype=np.intp)
-    end = np.fromiter(accumulate(map(len, values)), dtype=np.intp, count=len(values))
+def rows(values: Sequence[Sequence[int]], lengths: npt.NDArray[np.intp] | None = None) -> Rows:
+    """``values`` (a sequence of rows of ints) in compressed form; ``lengths``: each row's length,
+    where the caller has counted them (the same ends, summed in an array)."""
+    if lengths is None:
+        end = np.fromiter(accumulate(map(len, values)), dtype=np.intp, count=len(values))
+    else:
+        end = np.cumsum(lengths, dtype=np.intp)
+    flat = np.fromiter(chain.from_iterable(values), dtype=np.intp, count=int(end[-1]) if end.size else 0)
     return flat, end
 
 
@@ -329,6 +333,12 @@ class GraphIndex:
         """The rank of each node by position (of each step node, as ``source_ops``)."""
         nodes = self.copies[0] if self.copies is not None else self.nodes
         return [n.rank for n in nodes]
+
+    @cached_property
+    def source_ranks_array(self) -> npt.NDArray[np.int64]:
+        """``source_ranks`` as an array, made once for the metrics that each read it so (the
+        kernels' energy and the window's op counts)."""
+        return np.asarray(self.source_ranks, dtype=np.int64)
 
     @property
     def kept_ranks(self) -> Sequence[int] | None:

@@ -113,6 +113,10 @@ class _Templates:
     plain: bool
     crossing: list[int]  # the nodes whose ``cross`` is not None, in order
     table: OpTable
+    # How many dependencies each node of ``first`` has, where they are read off the columns as
+    # they are (the builder's): ``_cross_dependencies`` reads them too, and the chained index's
+    # rows end where they add up to (``rows``). None where ``first`` deduplicated them.
+    first_lengths: npt.NDArray[np.intp] | None = None
 
     @classmethod
     def of(cls, graph: ExecutionGraph) -> _Templates:
@@ -122,9 +126,13 @@ class _Templates:
         ids = columns.ids
         stride = max(ids, default=-1) + 1
         table = OpTable.of(columns.ops)
-        cross, crossing = _cross_dependencies(graph, columns, table)
+        deps = columns.deps
+        lengths = np.fromiter(map(len, deps), dtype=np.intp, count=len(deps))
+        cross, crossing = _cross_dependencies(graph, columns, table, lengths)
+        first_lengths = None
         if columns.unique_deps:  # the builder's: tuples without repeats already
-            first = list(columns.deps)
+            first = list(deps)
+            first_lengths = lengths
         else:
             # Most nodes have at most one dependency, which needs no de-duplication (a tuple of
             # one is its own copy; a reader may have left a list).
@@ -133,7 +141,7 @@ class _Templates:
                 for deps in columns.deps
             ]
         plain = min(ids, default=0) < 0
-        return cls(stride, cross, first, plain, crossing, table)
+        return cls(stride, cross, first, plain, crossing, table, first_lengths)
 
     @cached_property
     def later(self) -> list[tuple[int, ...]]:
@@ -244,10 +252,14 @@ def _columns(graph: ExecutionGraph) -> NodeColumns:
 
 
 def _cross_dependencies(
-    graph: ExecutionGraph, columns: NodeColumns, table: OpTable
+    graph: ExecutionGraph,
+    columns: NodeColumns,
+    table: OpTable,
+    lengths: npt.NDArray[np.intp] | None = None,
 ) -> tuple[list[list[int] | None], list[int]]:
     """Per node of the step graph (``columns``, its nodes' fields; ``table``, its ops as an
-    ``OpTable``): the previous step's nodes (their ids in the step graph) its copies from the
+    ``OpTable``; ``lengths``, how many dependencies each node has, where the caller counted
+    them): the previous step's nodes (their ids in the step graph) its copies from the
     second step on wait for, deduplicated in order; None when it waits for none. And the nodes
     that wait for some, in order (``_Templates.crossing``)."""
     inputs: dict[int, list[int]] = defaultdict(list)
@@ -290,7 +302,8 @@ def _cross_dependencies(
     # The nodes that may wait for the previous step: a forward lookup or a forward node without
     # dependencies, a rank's first input copy, a carried node. Each is then decided as before.
     maybe = (phase == _FORWARD) & (
-        np.asarray(lookup, dtype=bool)[table.number] | (np.fromiter(map(len, deps), np.intp, n) == 0)
+        np.asarray(lookup, dtype=bool)[table.number]
+        | ((np.fromiter(map(len, deps), np.intp, n) if lengths is None else lengths) == 0)
     )
     if first_copy:
         maybe |= np.fromiter(map(first_copy.__contains__, ids), dtype=bool, count=n)
@@ -430,7 +443,7 @@ class ChainedGraph(ExecutionGraph):
         if stride == size and step_index.ids == list(range(size)):
             # Ids are positions (as the builder numbers nodes): the templates are in positions,
             # and an id of the previous block (``d - stride``) is that position less the size.
-            first = rows(templates.first)
+            first = rows(templates.first, templates.first_lengths)
             if first[0].size and not 0 <= int(first[0].min()) <= int(first[0].max()) < size:
                 step_index.dep_flat  # noqa: B018 - a missing dependency: its ``KeyError``, as ``of`` raises
             # Ids 0..size-1: no map to make to know they are unique, and their array is a range.
