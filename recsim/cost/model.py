@@ -23,7 +23,7 @@ import numpy.typing as npt
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
-from recsim.cost.memo import WHOLE_KEYS_KEPT, CostMemo, TupleInterner
+from recsim.cost.memo import OPS_BY_ID_KEPT, WHOLE_KEYS_KEPT, CostMemo, TupleInterner
 from recsim.cost.power import KernelEnergy
 from recsim.errors import InfeasibleError
 from recsim.graph.index import OpTable
@@ -187,6 +187,9 @@ class CostModel:
         self._embedding_costs: dict[object, EmbeddingCost] = {}
         # Ops' kernel energies (``kernel_j``) by the same value keys.
         self._energy_by_op: dict[object, float] = memo.energy_by_op if memo else {}
+        # With a memo, the energies by op identity too, across its evaluations
+        # (``CostMemo.energies_by_id``): found before a value key is made.
+        self._energies_by_id = memo.energies_by_id if memo else None
         # Whole uneven all-to-alls by the identity of their parts' fields (``all_to_all_s``).
         self._wholes: dict[tuple[object, ...], tuple[tuple[Collective, ...], float]] = {}
         # With a memo, whole all-to-alls are keyed by value instead (``_whole_key``), in the memo's
@@ -766,7 +769,22 @@ class CostModel:
         model = self._kernel_energy
         if model is None:
             return 0.0
-        if type(op) is Collective:  # a few sums: no key worth making
+        kept = self._energies_by_id
+        if kept is None:
+            return self._kernel_j_of(op, model)
+        # A lookup's energy depends on its table's access model too: its access key, compared.
+        context = self.access_key(op.table) if type(op) is Embedding else None
+        hit = kept.get(id(op))
+        if hit is not None and hit[0] is op and hit[1] == context:
+            return hit[2]
+        found = self._kernel_j_of(op, model)
+        _keep_by_id(kept, op, context, found)
+        return found
+
+    def _kernel_j_of(self, op: Op, model: KernelEnergy) -> float:
+        """``kernel_j`` without the memo's identity layer: by value key (a collective's a few sums,
+        no key worth making)."""
+        if type(op) is Collective:
             return model.op_j(op, self.embedding_cost)
         key = self.value_key(op)
         found = self._energy_by_op.get(key)
@@ -812,3 +830,14 @@ class CostModel:
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
         self._by_op[key] = value
         return value
+
+
+def _keep_by_id(
+    kept: dict[int, tuple[object, object, float]], op: object, context: object, value: float
+) -> None:
+    """Keep ``value`` under ``op``'s identity (the op kept too, so its id stays its own), letting
+    every entry go first at ``OPS_BY_ID_KEPT`` (``recsim.cost.memo``): a cost found again is the
+    same either way."""
+    if len(kept) >= OPS_BY_ID_KEPT:
+        kept.clear()
+    kept[id(op)] = (op, context, value)
