@@ -170,8 +170,6 @@ class CostModel:
         # an identity lookup spares hashing every field of a frozen op (the op is kept alive here,
         # so its id cannot be reused while the entry exists).
         self._by_op_id: dict[int, tuple[object, float]] = {}
-        # ``value_key``'s keys by op identity (the op kept, as above).
-        self._keys_by_id: dict[int, tuple[object, object]] = {}
         # The same for collectives, by the identity of their group and split tuples (which the
         # copies share although each copy is a new op with its own key); the tuples are kept.
         self._collectives_by_id: dict[tuple[object, ...], tuple[tuple[object, ...], float]] = {}
@@ -724,21 +722,11 @@ class CostModel:
 
     def value_key(self, op: object) -> object:
         """A key of ``op`` (not a collective) equal exactly when two ops cost alike: its kind and
-        fields as a plain tuple; an embedding's table as what its access model is made of.
-
-        Made once per op object (kept by identity, the op with it): an evaluation asks for the
-        same op's key for its duration, its kernel energy and a lookup's whole cost, each of which
-        had built the tuple of its fields again."""
-        hit = self._keys_by_id.get(id(op))
-        if hit is not None and hit[0] is op:
-            return hit[1]
+        fields as a plain tuple; an embedding's table as what its access model is made of."""
         if type(op) is Embedding:
-            key: object = (Embedding, self.access_key(op.table), _EMBEDDING_REST(op))
-        else:
-            getter = _OP_FIELDS.get(type(op))
-            key = (type(op), getter(op)) if getter is not None else op
-        self._keys_by_id[id(op)] = (op, key)
-        return key
+            return (Embedding, self.access_key(op.table), _EMBEDDING_REST(op))
+        getter = _OP_FIELDS.get(type(op))
+        return (type(op), getter(op)) if getter is not None else op
 
     def collective_key(self, parts: Collective | Sequence[Collective]) -> tuple[object, ...]:
         """A key of a collective, one part or every member's in group order, equal exactly when two
