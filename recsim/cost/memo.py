@@ -8,8 +8,9 @@ evaluation (``SimulationOptions.costs``; the planner's ``PlanningContext.costs``
 topology, built once, the workload's access models with what they have worked out
 (``shard_ops``), and every cost the ``CostModel`` keys by value (an op's fields, a
 collective's kind, sizes, group and splits, an embedding's access-model parts), so a value is the
-same function of the same key whichever evaluation asks first; kernel energies are kept by op
-identity too (``energies_by_id``: the ops ``shard_ops`` makes recur in every evaluation). Results
+same function of the same key whichever evaluation asks first; durations and kernel energies are
+kept by op identity too (``durations_by_id``, ``energies_by_id``: the ops ``shard_ops`` makes recur
+in every evaluation). Results
 are bit-for-bit those without it (``tests/unit/test_cost_memo.py``).
 
 Every key is a value or the identity of a canonical tuple the memo keeps (one per distinct
@@ -61,12 +62,13 @@ DES_SCHEDULES = 4
 KAHN_ROUNDS = 4
 KAHN_ROUNDS_NODES = 1 << 20
 
-#: Ops whose kernel energies a ``CostMemo`` keeps by identity (``CostMemo.energies_by_id``). A
-#: design choice: an evaluation at 128 GPUs has ~150 distinct ops, most of them made once by
-#: ``shard_ops`` and laid down again by every later evaluation, so a few hundred entries serve a
-#: sweep; the ops an evaluation makes afresh (a few) pile up, and at this many every entry is let
-#: go (an energy found again is the same), which bounds the ops kept alive: ~4 kB for an uneven
-#: all-to-all part with its splits at 128 ranks, ~16 MB at the worst.
+#: Ops whose durations and kernel energies a ``CostMemo`` keeps by identity, in each of
+#: ``CostMemo.durations_by_id`` and ``energies_by_id``. A design choice: an evaluation at 128 GPUs
+#: has ~150 distinct ops, most of them made once by ``shard_ops`` and laid down again by every
+#: later evaluation, so a few hundred entries serve a sweep; the ops an evaluation makes afresh (a
+#: few) pile up, and at this many every entry is let go (a cost found again is the same), which
+#: bounds the ops kept alive: ~4 kB for an uneven all-to-all part with its splits at 128 ranks,
+#: ~16 MB at the worst for each.
 OPS_BY_ID_KEPT = 1 << 12
 
 #: Whole all-to-alls whose value keys a ``CostMemo`` keeps by their parts' ids
@@ -123,11 +125,12 @@ class CostMemo:
         self.by_op: dict[object, float] = {}
         # Ops' kernel energies by the same keys (``CostModel.kernel_j``).
         self.energy_by_op: dict[object, float] = {}
-        # The same energies by op identity: id -> (the op, kept so that its id stays its own; what
-        # else the energy depends on, a lookup's access key, or None; the energy). The builder
-        # takes most ops from ``shard_ops`` (146 of 150 at 128 GPUs), so the next evaluation's
-        # are the same objects, found without making and hashing their value keys or summing a
-        # collective's splits again (``CostModel.kernel_j``).
+        # The same durations and energies by op identity: id -> (the op, kept so that its id
+        # stays its own; what else the cost depends on, a lookup's access key, or None; the cost).
+        # The builder takes most ops from ``shard_ops`` (146 of 150 at 128 GPUs), so the next
+        # evaluation's are the same objects, found without making and hashing their value keys
+        # or summing a collective's splits again (``CostModel._op_duration``, ``kernel_j``).
+        self.durations_by_id: dict[int, tuple[object, object, float]] = {}
         self.energies_by_id: dict[int, tuple[object, object, float]] = {}
         # A fused (TBE) table's parts -> its mixture access model (None: a part has no model).
         self.mixtures: dict[object, AccessModel | None] = {}

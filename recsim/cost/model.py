@@ -185,8 +185,9 @@ class CostModel:
         self._embedding_costs: dict[object, EmbeddingCost] = {}
         # Ops' kernel energies (``kernel_j``) by the same value keys.
         self._energy_by_op: dict[object, float] = memo.energy_by_op if memo else {}
-        # With a memo, the energies by op identity too, across its evaluations
-        # (``CostMemo.energies_by_id``): found before a value key is made.
+        # With a memo, the durations and energies by op identity too, across its evaluations
+        # (``CostMemo.durations_by_id``, ``energies_by_id``): found before a value key is made.
+        self._durations_by_id = memo.durations_by_id if memo else None
         self._energies_by_id = memo.energies_by_id if memo else None
         # Whole uneven all-to-alls by the identity of their parts' fields (``all_to_all_s``).
         self._wholes: dict[tuple[object, ...], tuple[tuple[Collective, ...], float]] = {}
@@ -799,6 +800,20 @@ class CostModel:
         return lengths
 
     def _op_duration(self, op: object) -> float:
+        kept = self._durations_by_id
+        if kept is None:
+            return self._op_duration_of(op)
+        # Found by identity first (``CostMemo.durations_by_id``): a lookup's under its access key.
+        context = self.access_key(op.table) if type(op) is Embedding else None
+        hit = kept.get(id(op))
+        if hit is not None and hit[0] is op and hit[1] == context:
+            return hit[2]
+        value = self._op_duration_of(op)
+        _keep_by_id(kept, op, context, value)
+        return value
+
+    def _op_duration_of(self, op: object) -> float:
+        """``_op_duration`` by value key (the memo's, when given)."""
         if isinstance(op, Collective):
             return self.collective_s(op)
         # The same op recurs on every rank and step (ops are frozen values): cost it once.

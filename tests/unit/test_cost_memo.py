@@ -287,11 +287,12 @@ def test_kept_kahn_rounds_are_those_of_a_fresh_build_and_serve_only_their_struct
     assert memo.kahn_rounds(_fresh_index(system, workload, "table_wise")) is not kept
 
 
-def test_kernel_energies_kept_by_op_identity_are_those_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``CostMemo.energies_by_id``: the builder's ops recur across evaluations (``shard_ops``), so
-    their kernel energies are found by identity; each is the one a memo-less cost model works out,
-    a lookup's only under the access key it was priced with (the same op object under another
-    table grouping is priced again), and letting every entry go at the bound changes nothing."""
+def test_costs_kept_by_op_identity_are_those_by_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CostMemo.durations_by_id`` and ``energies_by_id``: the builder's ops recur across
+    evaluations (``shard_ops``), so their durations and kernel energies are found by identity; each
+    is the one a memo-less cost model works out, a lookup's only under the access key it was priced
+    with (the same op object under another table grouping is priced again), and letting every
+    entry go at the bound changes nothing."""
     import recsim.cost.model as model_module
 
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
@@ -299,35 +300,30 @@ def test_kernel_energies_kept_by_op_identity_are_those_by_value(monkeypatch: pyt
     plan = make_plan("table_wise", workload, system)
     options = SimulationOptions(costs=memo, fold_ranks=True)
     first = simulate_training(system, workload, plan, options)
-    kept = dict(memo.energies_by_id)
-    assert kept
+    durations, energies = dict(memo.durations_by_id), dict(memo.energies_by_id)
+    assert durations and energies
     second = simulate_training(system, workload, plan, options)
     assert second.result.to_dict() == first.result.to_dict()
     ops = second.graph.index().op_table.ops
-    assert sum(id(op) in kept and kept[id(op)][0] is op for op in ops) > len(ops) // 2  # found again
+    for kept in (durations, energies):  # most are found again
+        assert sum(id(op) in kept and kept[id(op)][0] is op for op in ops) > len(ops) // 2
     metadata = second.graph.metadata
-    fresh = CostModel(
-        system,
-        workload,
-        fused_tables=metadata.get("fused_tables"),
-        table_slices=metadata.get("table_slices"),
-    )
-    shared = CostModel(
-        system,
-        workload,
-        fused_tables=metadata.get("fused_tables"),
-        table_slices=metadata.get("table_slices"),
-        memo=memo,
-    )
+    fused, slices = metadata.get("fused_tables"), metadata.get("table_slices")
+    fresh = CostModel(system, workload, fused_tables=fused, table_slices=slices)
+    shared = CostModel(system, workload, fused_tables=fused, table_slices=slices, memo=memo)
     assert [shared.kernel_j(op) for op in ops] == [fresh.kernel_j(op) for op in ops]
-    # A lookup under another access key: not the kept entry's energy, but its own.
+    assert [shared._op_duration(op) for op in ops] == [fresh._op_duration(op) for op in ops]
+    # A lookup under another access key: not the kept entries' costs, but its own.
     lookup = next(op for op in ops if type(op).__name__ == "Embedding")
     alone = CostModel(system, workload, memo=memo)  # no fused tables: the table's own access key
     assert alone.access_key(lookup.table) != shared.access_key(lookup.table)
-    assert alone.kernel_j(lookup) == CostModel(system, workload).kernel_j(lookup)
+    plain = CostModel(system, workload)
+    assert alone.kernel_j(lookup) == plain.kernel_j(lookup)
+    assert alone._op_duration(lookup) == plain._op_duration(lookup)
     assert memo.energies_by_id[id(lookup)][1] == alone.access_key(lookup.table)
+    assert memo.durations_by_id[id(lookup)][1] == alone.access_key(lookup.table)
     # At the bound every entry goes, and the figures stay.
     monkeypatch.setattr(model_module, "OPS_BY_ID_KEPT", 3)
     third = simulate_training(system, workload, plan, options)
     assert third.result.to_dict() == first.result.to_dict()
-    assert len(memo.energies_by_id) <= 3
+    assert len(memo.durations_by_id) <= 3 and len(memo.energies_by_id) <= 3
