@@ -167,10 +167,10 @@ def critical_path(
     ids_array, vertex_array = index.ids_array, index.vertex_array
 
     def finish(p: int) -> float:
-        return float(finish_array[p])
+        return finish_array.item(p)
 
     def last_key(p: int) -> tuple[float, int]:
-        return float(finish_array[p]), int(ids_array[p])
+        return finish_array.item(p), ids_array.item(p)
 
     window_start = window.start_s
     finite = timing.finite
@@ -199,14 +199,14 @@ def critical_path(
     path: list[int] = []
     time = finish(current)
     while True:
-        path.append(int(ids_array[current]))
-        begins = float(start_array[current])
+        path.append(ids_array.item(current))
+        begins = start_array.item(current)
         begin = max(begins, window_start)
         totals[category_at(current)] += max(0.0, time - begin)
         if begins <= window_start:
             break
         candidates = index.predecessors_of(current)
-        group = members.get(int(vertex_array[current]))
+        group = members.get(vertex_array.item(current))
         if group is not None:  # a collective: any member's predecessor
             for m in group:
                 candidates.extend(index.predecessors_of(m))

@@ -384,13 +384,13 @@ class GraphIndex:
     def deps_of(self, i: int) -> list[int]:
         """The positions node ``i`` depends on (repeats kept)."""
         end = self.dep_end_array
-        out: list[int] = self.dep_flat_array[int(end[i - 1]) if i else 0 : int(end[i])].tolist()
+        out: list[int] = self.dep_flat_array[end.item(i - 1) if i else 0 : end.item(i)].tolist()
         return out
 
     def predecessors_of(self, i: int) -> list[int]:
         """Node ``i``'s dependencies and the previous node of its queue (positions)."""
         out = self.deps_of(i)
-        prev = int(self.prev_in_queue_array[i])
+        prev = self.prev_in_queue_array.item(i)
         if prev >= 0:
             out.append(prev)
         return out
