@@ -305,13 +305,10 @@ def _cross_dependencies(
         np.asarray(lookup, dtype=bool)[table.number]
         | ((np.fromiter(map(len, deps), np.intp, n) if lengths is None else lengths) == 0)
     )
-    if first_copy or carried:
-        # The nodes whose id is one of those, found in arrays (a set lookup per node was the
-        # largest part of this function: a tenth of a millisecond at 128 GPUs).
-        id_array = np.fromiter(ids, dtype=np.int64, count=n)
-        for named in (first_copy, carried):
-            if named:
-                maybe |= np.isin(id_array, np.fromiter(named, dtype=np.int64, count=len(named)))
+    if first_copy:
+        maybe |= np.fromiter(map(first_copy.__contains__, ids), dtype=bool, count=n)
+    if carried:
+        maybe |= np.fromiter(map(carried.__contains__, ids), dtype=bool, count=n)
     cross: list[list[int] | None] = [None] * n
     crossing: list[int] = []
     for i in np.flatnonzero(maybe).tolist():
