@@ -10,8 +10,7 @@ topology, built once, the workload's access models with what they have worked ou
 collective's kind, sizes, group and splits, an embedding's access-model parts), so a value is the
 same function of the same key whichever evaluation asks first; durations and kernel energies are
 kept by op identity too (``durations_by_id``, ``energies_by_id``: the ops ``shard_ops`` makes recur
-in every evaluation). Results
-are bit-for-bit those without it (``tests/unit/test_cost_memo.py``).
+in every evaluation). Results are bit-for-bit those without it (``tests/unit/test_cost_memo.py``).
 
 Every key is a value or the identity of a canonical tuple the memo keeps (one per distinct
 collective group or split vector: the first evaluation's own copy of it), and the mixtures hold
