@@ -95,6 +95,18 @@ then an update stage.
   times per batch) serialise in one CTA each; ``backward_efficiency`` is fitted. The per-row bytes,
   one coalesced visit to each unique row and its state once its gradient is summed, go at
   ``eff(row + state)``: the serialisation is the accumulation's, not the visit's.
+  HugeCTR's embedding collection (the MLPerf DCNv2 runs) updates with other kernels: its local
+  reduce (HugeCTR/embedding/operators/model_backward.cu ``LocalReduce::local_reduce``,
+  multi_to_one_reduce_v2.cuh) gives each warp 32 consecutive sorted lookups, so no run serialises,
+  but writes each unique key's summed gradient to an fp16 buffer (``wgrad_type`` = ``emb_type``)
+  that ``update4_kernel`` (embedding_storage/ragged_static_embedding.cu) reads back with the fp32
+  row and Adagrad accumulator. Priced that way from the existing fits (gradient rows without
+  ``backward_efficiency``, the buffer streamed), the 1 x DGX H100 step did not move (3.9807 ->
+  3.9806 ms: the buffer's round trip costs what the balance saves) while the multi-node DGX H100,
+  H200 and B200/GB200 cases went 2-9 points faster (the 43 end-to-end cases 6.33 -> 7.37 % mean
+  |error|, Cisco's 8 nodes out of band). Without a HugeCTR kernel trace neither the balanced
+  reduce's rate nor the buffer's is measured, so FBGEMM's calibrated form stays for both
+  frameworks (NOT ADOPTED, an audit's finding: branch ``hugectr-update-280``).
 
 **Atomic backward** (``atomic_update_stage``, HugeCTR's hybrid embedding): one kernel, no sort; each
 lookup's gradient added into its row (or its gradient accumulator) in L2, at the forward's gather
