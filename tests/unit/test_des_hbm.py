@@ -194,15 +194,18 @@ def test_the_filter_leaves_off_what_cannot_be_slowed_and_keeps_what_can():
 def test_the_dgx_h100_dcnv2_step_shares_hbm_between_the_cross_layers_and_the_side_lanes(monkeypatch):
     """HugeCTR's DCNv2 step (MLPerf's global batch, fp16, one node): the cross layers' element-wise
     kernels share HBM with the index sort (``LANE_INDEX``, beside their forward) and the weight-
-    gradient GEMMs (``LANE_WGRAD``, beside their backward). DES step 3.897 ms without the links,
-    4.042 ms with them; the analytic engine's 3.897 ms does not move. (4.018, 4.141 and 3.975 ms
-    before the MLP layers' weight gradients went to ``LANE_WGRAD`` too: ``Runtime.async_mlp_wgrad``;
-    3.869, 4.012 and 3.869 ms before split-K's reduction was priced as a kernel of its own.)"""
+    gradient GEMMs (``LANE_WGRAD``, beside their backward). DES step 3.981 ms without the links,
+    4.134 ms with them; the analytic engine's 3.981 ms does not move. The plan is NVIDIA's
+    (``hugectr_auto``, what ``auto`` picked until the sort refit made greedy's plan 0.6 us faster).
+    (3.897, 3.897 and 4.042 ms before the index sort's streaming efficiency and the gather refit,
+    ``gpu.SORT_EFFICIENCY``; 4.018, 4.141 and 3.975 ms before the MLP layers' weight gradients went
+    to ``LANE_WGRAD`` too: ``Runtime.async_mlp_wgrad``; 3.869, 4.012 and 3.869 ms before split-K's
+    reduction was priced as a kernel of its own.)"""
     from recsim.api import make_plan, prepare
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=1, batch_size=55296, precision="fp16")
-    plan = make_plan("auto", workload, system)
+    plan = make_plan("hugectr_auto", workload, system)
 
     def step_ms(fidelity: str, counters: DesCounters | None = None) -> float:
         options = SimulationOptions(fidelity=fidelity, des_counters=counters)
@@ -214,9 +217,9 @@ def test_the_dgx_h100_dcnv2_step_shares_hbm_between_the_cross_layers_and_the_sid
     with monkeypatch.context() as patch:
         patch.setattr(des_module, "_hbm_demands", lambda *args: {})
         alone = step_ms("des")
-    assert step_ms("analytic") == pytest.approx(3.897, abs=5e-4)
-    assert alone == pytest.approx(3.897, abs=5e-4)
-    assert shared == pytest.approx(4.042, abs=5e-4)
+    assert step_ms("analytic") == pytest.approx(3.981, abs=5e-4)
+    assert alone == pytest.approx(3.981, abs=5e-4)
+    assert shared == pytest.approx(4.134, abs=5e-4)
 
 
 def test_collectives_put_nothing_on_the_hbm_link():

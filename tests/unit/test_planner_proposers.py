@@ -235,8 +235,10 @@ def test_recshard_given_another_slow_tier_never_plans_worse() -> None:
     assert both <= min(alone)
     # 24.711 before the p2p protocol rule and refit; 24.631 before Simple's p2p base; 24.497
     # before the A100 collective refit on the training size blocks (2ba0c2b: its all-to-alls);
-    # 24.520 before the owners' pooled vectors took HBM (``storage.pooled_output_bytes``)
-    assert both == pytest.approx(24.594, abs=2e-3)
+    # 24.520 before the owners' pooled vectors took HBM (``storage.pooled_output_bytes``); 24.594
+    # before the index sort's streaming efficiency and the gather refit (``gpu.SORT_EFFICIENCY``:
+    # the backward's update stage ~20 % slower, its sort faster)
+    assert both == pytest.approx(25.110, abs=2e-3)
 
 
 def _option(table: str, hbm_bytes: float, time_s: float, hot: int = 0) -> TierOption:
