@@ -284,6 +284,14 @@ _SIMT_DTYPES = ("fp32", "fp64")
 #: 0.983 instead of 0.927 and 0.987 (0.3 %), left as derived.
 SIMT_K_HALF: Final[float] = 11.64
 
+# TF32 tensor-core products keep the fp16 fit's K-loop fill (27.5). The A100 trace's aligned TF32
+# products are ~17 % fast with it (signed median; 1-wave shapes at M = 1024 with K of 96-1440 the
+# most), and a fill of its own fitted per wave on half of them (229 K elements) brought the other
+# half to -2 % -- but made the trace's multi-wave short-K products 13-41 % slow and moved the DLE
+# DLRM TF32 case from +3.6 % to -6.3 %; fitted per kernel instead (352) it gave +4.2 % there. The
+# trace cannot tell the two apart, and charging the fill per kernel means refitting the fp16 fits,
+# so neither is adopted (an investigation's finding, branch ``gemm-tf32-279``).
+
 #: The width in bytes of the vectorised (128-bit) global loads a tensor-core GEMM kernel issues when
 #: every operand's leading dimension is a multiple of it (CUTLASS's ``align4`` fp32/TF32, ``align8``
 #: fp16 kernels). NVIDIA's CUTLASS maintainers: "most kernels targeting Tensor Cores require 128b
