@@ -16,6 +16,7 @@ import resource
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 import simpy
 
@@ -103,6 +104,16 @@ def distinct_system(k: int) -> tuple[str, ...]:
     )
 
 
+class Steady(NamedTuple):
+    """Medians over the measured evaluations (seconds): of their wall time, and of the process's
+    CPU time during them (``time.process_time``), which the other processes of a shared machine
+    do not inflate: two runs far apart in wall time at the same CPU time were slowed by the
+    machine, not by recsim."""
+
+    wall_s: float
+    cpu_s: float
+
+
 def steady_analytic(
     nodes: int,
     repeats: int = 7,
@@ -110,8 +121,8 @@ def steady_analytic(
     shared_costs: bool = False,
     overrides: tuple[str, ...] = (),
     distinct: bool = False,
-) -> float:
-    """Median wall time of ``repeats`` analytic evaluations after the first, in one process.
+) -> Steady:
+    """Median wall and CPU times of ``repeats`` analytic evaluations after the first, in one process.
 
     Each is a whole evaluation (memory check, graph, topology, costs, schedule, metrics); nothing of
     one is reused by the next (recsim keeps no result caches), but the process has loaded the
@@ -143,13 +154,20 @@ def steady_analytic(
     # that hold no shard of their own are built once (``SimulationOptions.fold_ranks``).
     options = SimulationOptions(fidelity="analytic", costs=memo, fold_ranks=True)
     simulate_training(*points[0], options)  # the first (it fills the memo)
-    times = []
+    walls, cpus = [], []
     for k in range(repeats):
         point = points[k + 1] if distinct else points[0]
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         simulate_training(*point, options)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpus.append(time.process_time() - start_cpu)
+        walls.append(time.perf_counter() - start)
+    return Steady(statistics.median(walls), statistics.median(cpus))
+
+
+def steady_text(steady: Steady) -> str:
+    """``steady`` as printed: the wall time and its rate, then the CPU time and its rate."""
+    wall, cpu = steady.wall_s, steady.cpu_s
+    return f"{wall:7.3f} s ({1 / wall:6.2f}/s; CPU {cpu:7.4f} s, {1 / cpu:6.2f}/s)"
 
 
 def main() -> None:
@@ -163,23 +181,15 @@ def main() -> None:
         print(
             f"analytic  {gpus:5d} GPUs: {wall:7.2f} s first evaluation ({rate:6.2f}/s), {thr:,.0f} samples/s"
         )
-        steady = steady_analytic(nodes)
-        print(f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one ({1 / steady:6.2f}/s, median of 7)")
+        head = f"analytic  {gpus:5d} GPUs:"
+        print(f"{head} {steady_text(steady_analytic(nodes))} per later one (median of 7)")
         steady = steady_analytic(nodes, distinct=True)
-        print(
-            f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one, each another system "
-            f"({1 / steady:6.2f}/s, median of 7)"
-        )
+        print(f"{head} {steady_text(steady)} per later one, each another system (median of 7)")
         steady = steady_analytic(nodes, shared_costs=True)
-        print(
-            f"analytic  {gpus:5d} GPUs: {steady:7.3f} s per later one sharing a CostMemo "
-            f"({1 / steady:6.2f}/s, median of 7)"
-        )
+        print(f"{head} {steady_text(steady)} per later one sharing a CostMemo (median of 7)")
         if nodes > 1:
             over = steady_analytic(nodes, 3, overrides=RAILS_4_TO_1)
-            print(
-                f"analytic  {gpus:5d} GPUs: {over:7.3f} s per evaluation on rails at 4:1 ({1 / over:6.2f}/s)"
-            )
+            print(f"{head} {steady_text(over)} per evaluation on rails at 4:1")
         counters = DesCounters()
         before = resident_mib()
         process_peak = max(process_peak, peak_memory_mib())  # the reset forgets it
