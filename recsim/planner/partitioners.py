@@ -22,15 +22,23 @@ once (``reserve``, per table); a block that keeps rows or a cache in HBM must th
 ``(S - H) / ranks + L`` free on its rank, where ``S`` sums them all, ``H`` those of the tables
 placed with every block in HBM (their vectors are in their blocks already: counting them in the
 reserve too kept them twice, up to ``S / ranks`` a rank) and ``L`` is the largest of the tables
-not placed yet; a block of pooled vectors alone (rows off HBM) may take that reserve. The reserve
-after the table being placed is the one its blocks keep. So the vectors of a table off HBM always
-find a rank whole (where each such table pools its least, whole or in column blocks, not on every
-member of a row split): every rank was left at least the reserve of the time its last rows came,
-no less than the reserve now; since then only vectors of tables counted in ``S - H`` and placed
-off HBM took from it, so the ranks' free HBM totals at least the unplaced tables' vectors plus
-``ranks x L``, and not every rank can have less than ``L`` free. One check per block and a sum
-and a largest updated per table placed (an earlier try kept the rest's vectors free table by
-table on every rank, and planning zionex model-a took 160 s instead of 4). The greedy proposers
+not placed yet. A block of pooled vectors alone (rows off HBM) may take that reserve, but a
+table's such blocks together no more of it than the table's own figure in ``S``: the part of a
+block's bytes that goes below the reserve of a rank that had free HBM above it (all of them on a
+rank already below it) counts, and the blocks of a candidate that would take more do not fit
+(``fits_block``). That is what holds where a table writes more vectors than its least: each
+member of an off-HBM row split pools the whole batch (model-a on dgx-h100: a split over 8 ranks on
+uvm 8 x 32 MiB against the 32 MiB reserved), or a lower precision whose lookups write wider
+vectors; before, such splits spent the reserve and ``memory_balanced`` found 9 MiB free on the
+best rank against 32 MiB of a table's vectors ("fits nowhere"). The reserve after the table being
+placed is the one its blocks keep. So the vectors of a table off HBM pooling its least always find
+a rank whole: summed over the ranks, the HBM missing below the reserve is at most the reserved
+bytes of the tables placed off HBM (rows keep the reserve; vectors alone take at most their
+table's figure; the reserve only falls), so the ranks' free HBM totals at least ``ranks`` times
+the reserve less those, which is the unplaced tables' vectors plus ``ranks x L``, and not every
+rank can have less than ``L`` free. One check per block and a sum and a largest updated per table
+placed (an earlier try kept the rest's vectors free table by table on every rank, and planning
+zionex model-a took 160 s instead of 4). The greedy proposers
 (greedy, memory_balanced, flexshard) reserve for every table, not knowing which will end off HBM;
 RecShard for the tables its knapsack put off HBM. None reserves where no allowed tier takes rows
 wholly out of HBM (``greedy.rows_may_leave_hbm``: ``planner.tiers`` of ``hbm`` and cached
@@ -66,6 +74,7 @@ class _Undo:
     rank_hbm: list[tuple[int, float]]
     node_ddr: list[tuple[int, float]]
     node_ssd: list[tuple[int, float]]
+    allowance: list[float] = dataclasses.field(default_factory=list)
 
 
 class Partitioner:
@@ -105,6 +114,9 @@ class Partitioner:
         self._pooled_unplaced: dict[str, float] = {}  # table -> least pooled bytes, not placed yet
         self._pooled_largest: list[tuple[float, str]] = []  # the same, ascending: ``L`` is the last
         self._pooled_held_bytes = 0.0  # ``S - H``
+        # Reserve the pooled-only blocks of the candidate being placed may still take: its table's
+        # least pooled bytes, as counted in ``S - H`` (module docstring); set per candidate.
+        self._allowance_bytes = 0.0
         self.ddr = [0.0] * estimator.nodes
         self.ssd = [0.0] * estimator.nodes
         self.shards: list[Shard] = []
@@ -164,8 +176,19 @@ class Partitioner:
 
     def fits_block(self, rank: int, block: Block) -> bool:
         """``fits`` of ``block`` on ``rank``: keeping the reserve where it holds rows or a cache in
-        HBM, not where it holds only its pooled vectors (whose room the reserve is)."""
-        return self.fits(rank, block.storage, self.holds_rows(block))
+        HBM; where it holds only its pooled vectors (whose room the reserve is), taking no more of
+        the reserve than its candidate may still take (``_reserve_taken``)."""
+        if self.holds_rows(block):
+            return self.fits(rank, block.storage, True)
+        taken = self._reserve_taken(rank, block)
+        return self.fits(rank, block.storage, False) and taken <= self._allowance_bytes
+
+    def _reserve_taken(self, rank: int, block: Block) -> float:
+        """How much of ``rank``'s reserve a block of pooled vectors alone would take: the part of
+        its HBM bytes below the reserve that was free above it (module docstring)."""
+        free = self.cap.hbm_bytes_per_rank - self.hbm[rank]
+        reserve = self.reserved_rank_bytes
+        return max(0.0, reserve - (free - block.storage.hbm_bytes)) - max(0.0, reserve - free)
 
     @staticmethod
     def holds_rows(block: Block) -> bool:
@@ -174,6 +197,9 @@ class Partitioner:
 
     def _add(self, rank: int, block: Block, undo: _Undo) -> None:
         node = self.node_of(rank)
+        if not self.holds_rows(block):
+            undo.allowance.append(self._allowance_bytes)
+            self._allowance_bytes = max(0.0, self._allowance_bytes - self._reserve_taken(rank, block))
         undo.rank_load.append((rank, self.load[rank]))
         undo.rank_hbm.append((rank, self.hbm[rank]))
         undo.node_ddr.append((node, self.ddr[node]))
@@ -192,6 +218,8 @@ class Partitioner:
             self.ddr[node] = v
         for node, v in reversed(undo.node_ssd):
             self.ssd[node] = v
+        if undo.allowance:
+            self._allowance_bytes = undo.allowance[0]
 
     def key(self, rank: int) -> tuple[float, int]:
         """Preference among fitting ranks: least load (lpt) or most free HBM (memory), settled
@@ -253,10 +281,12 @@ class Partitioner:
         """Add ``cand``'s blocks, which keep the reserve as it is once ``cand`` is placed."""
         now = self.reserved_rank_bytes
         self.reserved_rank_bytes = self._reserve_after(cand.table, in_hbm=self.all_in_hbm(cand))
+        self._allowance_bytes = self._pooled_unplaced.get(cand.table, 0.0)
         try:
             return self._place_all_blocks(cand, undo, placed)
         finally:
             self.reserved_rank_bytes = now
+            self._allowance_bytes = 0.0
 
     def _place_all_blocks(self, cand: Candidate, undo: _Undo, placed: list[Placed]) -> bool:
         if not self._place_blocks(cand, undo, placed):
@@ -357,7 +387,7 @@ class Partitioner:
             if not all(self._add_all((r,), b, attempt) for b, r in pairs):
                 self._rollback(attempt)
                 continue
-            for field_ in ("rank_load", "rank_hbm", "node_ddr", "node_ssd"):
+            for field_ in ("rank_load", "rank_hbm", "node_ddr", "node_ssd", "allowance"):
                 getattr(undo, field_).extend(getattr(attempt, field_))
             placed.extend((b, (r,)) for b, r in pairs)
             return True

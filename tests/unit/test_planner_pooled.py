@@ -135,8 +135,10 @@ def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tin
         assert (part.place(hbm) is not None) is fits
     part = Partitioner(est, "lpt", cap=Capacity(dense + A_POOLED, 1e12, 1e12, 2))
     part.reserve({"a": A_POOLED, "b": A_POOLED})
+    b_uvm = est.candidate(tiny.table("b"), "table_wise", "uvm", "fp32")
+    assert b_uvm is not None
     assert part.place(uvm) is not None
-    assert part.place(uvm) is not None  # the other rank
+    assert part.place(b_uvm) is not None  # the other rank
     assert part.place(uvm) is None  # full
 
 
@@ -362,3 +364,37 @@ def test_a_row_split_over_part_of_the_world_holds_its_reduce_scatter_output(tiny
     est = Estimator(four, tiny, planner_config([]))
     block = est.block(part.shards[:1], comm_out_bytes=0.0, split_group=2)
     assert block.pooled_hbm_bytes == A_POOLED + 64
+
+
+def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors(tiny):
+    # Each member of a row split pools every sample: a's split over 2 ranks on uvm writes 2 x 128 B
+    # of vectors, while the reserve counts a's least, 128 B (a whole). Reserve for a, b and a third
+    # table of 128 B each: (3 x 128) / 2 + 128 = 320 B a rank. With 320 B free on each rank the
+    # split fitted before (leaving 192 B a rank; b's split then left 64 B, room for no third
+    # table's vectors): it may take 128 B of the reserve, its members 2 x 128 B. With 384 B free it
+    # takes 2 x 64 B of it and fits; a whole on uvm takes its 128 B and fits either way.
+    est = Estimator(two_gpus(), tiny, planner_config([]))
+    split = est.candidate(tiny.table("a"), "row_wise", "uvm", "fp32")
+    whole = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
+    assert split is not None and whole is not None
+    assert [b.storage.hbm_bytes for b in split.blocks] == [A_POOLED, A_POOLED]
+    dense = dense_hbm_bytes(tiny, 2)
+    reserve = 3 * A_POOLED / 2 + A_POOLED
+    for free, fits in ((reserve, False), (reserve + A_POOLED / 2 - 2, False), (reserve + A_POOLED / 2, True)):
+        part = Partitioner(est, "lpt", cap=Capacity(dense + free, 1e12, 1e12, 2))
+        part.reserve({"a": A_POOLED, "b": A_POOLED, "c": A_POOLED})
+        assert part.reserved_rank_bytes == reserve
+        assert (part.score(split) is not None) is fits
+        assert (part.place(split) is not None) is fits
+        if not fits:
+            assert part.hbm == [dense, dense]  # refused whole: nothing left behind
+            assert part.place(whole) is not None
+    # Placed with a budget per candidate: a refused split leaves the next its whole budget.
+    part = Partitioner(est, "lpt", cap=Capacity(dense + reserve, 1e12, 1e12, 2))
+    part.reserve({"a": A_POOLED, "b": A_POOLED, "c": A_POOLED})
+    assert part.place(split) is None
+    assert part.place(whole) is not None
+    b_whole = est.candidate(tiny.table("b"), "table_wise", "uvm", "fp32")
+    assert b_whole is not None and part.place(b_whole) is not None
+    # the third table's 128 B still fit a rank
+    assert max(part.cap.hbm_bytes_per_rank - h for h in part.hbm) >= A_POOLED
