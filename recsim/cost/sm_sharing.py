@@ -53,7 +53,10 @@ HugeCTR runs: its bytes match HugeCTR's index calculation (``recsim.cost.embeddi
 stream efficiency, since fitted on the trace's sort kernels (``gpu.SORT_EFFICIENCY``), made it
 20 % shorter (the 40M-row table's, dgx-h100: 325 -> 259 us) but the refitted update stage longer:
 with sm_sharing the 31 DCNv2 cases then go 4.77 % to 8.09 % (signed -1.6 % to -6.0 %), dgxh100x1
--11.4 % to -16.4 %; the 43 cases 6.34 % to 8.66 %.
+-11.4 % to -16.4 %; the 43 cases 6.34 % to 8.66 %. Measured again at 5ef9c80 (after the SIMT
+K-loop fill and the GEMMs' narrow loads): the 43 cases 6.37 % to 8.63 % (signed +0.5 % to -2.7 %),
+the 31 DCNv2 ones 4.77 % to 8.00 % (signed -1.6 % to -5.9 %; three fail their band instead of one),
+the six DLRM v1 ones 8.91 % to 8.37 %, dgxh100x1 -11.4 % to -16.4 %.
 
 The engines themselves still give each lane the whole GPU (``recsim.engine.analytic``; DES also
 shares a rank's HBM between its lanes, ``recsim.engine.hbm``), so the two agree on a graph whose

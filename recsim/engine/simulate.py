@@ -101,9 +101,10 @@ class SimulationOptions:
     # lets computation and communication overlap for free (an ablation).
     comm_interference: bool = True
     # Kernels on two compute lanes of a rank share its SMs (``recsim.cost.sm_sharing``, measured
-    # on the A100 trace); off by default: on, it moved the end-to-end cases from 6.40 % to 8.01 %
-    # mean |error| (the MLPerf DCNv2 ones from +0.5 % to -4.6 % signed), so the engines' free
-    # overlap of lanes stays the default until that is understood.
+    # on the A100 trace); off by default: on, it moves the 43 end-to-end cases from 6.37 % to
+    # 8.63 % mean |error| (the 31 MLPerf DCNv2 ones from -1.6 % to -5.9 % signed; figures of the
+    # module docstring, at 5ef9c80), so the engines' free overlap of lanes stays the default until
+    # that is understood.
     sm_sharing: bool = False
     # Stragglers, by rank: the speed of its accelerator (its compute and copy streams' nodes take
     # their time / factor; a thermally throttled or slower GPU) and of its scale-out NICs (their
