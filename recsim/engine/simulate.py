@@ -139,7 +139,7 @@ def options_note(options: SimulationOptions) -> str | None:
     if not options.comm_interference:
         said.append("no slowdown of kernels beside collectives (--no-comm-interference)")
     if options.sm_sharing:
-        said.append("kernels on two compute lanes of a GPU share its SMs (sm_sharing)")
+        said.append("kernels on two compute lanes of a GPU share its SMs (--sm-sharing)")
     for factors, what, flag in (
         (options.speed_factors, "accelerator", "--straggler"),
         (options.nic_speed_factors, "scale-out NICs", "--slow-nic"),

@@ -150,14 +150,16 @@ def test_a_results_notes_say_which_run_options_changed_its_figures(setup):
     assert _run(setup).result.notes == calibrated
     assert _run(setup, speed_factors={1: 1.0}, comm_interference=True).result.notes == calibrated
     # (fp16: the tiny workload's fused runtime, HugeCTR, sends no fp8 wire.)
-    options = {"comm_dtype": "fp16", "comm_interference": False, "speed_factors": {1: 0.5}}
+    options = {"comm_dtype": "fp16", "comm_interference": False, "sm_sharing": True}
+    options["speed_factors"] = {1: 0.5}
     optioned = _run(setup, **options, nic_speed_factors={0: 1.0, 2: 0.25}).result
     assert optioned.status == "ok"
     assert optioned.notes == (
         *calibrated,
         "run options: pooled embeddings sent as fp16 (--comm-dtype); no slowdown of kernels beside "
-        "collectives (--no-comm-interference); accelerator: rank 1 at 0.5x (--straggler); "
-        "scale-out NICs: rank 2 at 0.25x (--slow-nic)",
+        "collectives (--no-comm-interference); kernels on two compute lanes of a GPU share its SMs "
+        "(--sm-sharing); accelerator: rank 1 at 0.5x (--straggler); scale-out NICs: rank 2 at 0.25x "
+        "(--slow-nic)",
     )
     # A failed run keeps them (here: a plan of another rank count), but not the platform's note: it
     # reports no power.
