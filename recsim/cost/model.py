@@ -642,10 +642,12 @@ class CostModel:
         return self.system.node.host_memory_bandwidth_bytes_per_s * CPU_MEMORY_EFFICIENCY
 
     def host_s(self, op: Host) -> float:
-        # Data loading reads the batch from host memory once; the node's share of the sustained
-        # host memory bandwidth is split over its accelerators (each has its own loader process).
-        node = self.system.node
-        share = self._host_memory_sustained_bytes_per_s / max(1, node.num_accelerators)
+        # Data loading reads the batch from host memory once; each accelerator has its own loader
+        # process, whose buffers are in its socket's memory: the sustained bandwidth of its socket's
+        # channels over the accelerators on that socket (``Node.host_dram_ranks``, the rule of the
+        # lookups' host tiers and of the DES's DRAM links, ``recsim.engine.host_dram``): the node's
+        # over its accelerators where every socket holds as many, one socket's for a lone GPU.
+        share = self._host_memory_sustained_bytes_per_s / self.system.node.host_dram_ranks
         return op.cpu_s + op.bytes / share
 
     # -- nodes ---------------------------------------------------------------------------------

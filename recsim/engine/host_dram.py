@@ -24,8 +24,9 @@ rate), else its duration. It asks for no more than it uses, so an op alone, or b
 demand fits, takes exactly its modelled time; the link is the water-filled paced link of
 ``recsim.engine.hbm`` (``HbmLink``). The cost models already charge each rank its share of its
 socket's channels, by the same rule (``rank_host_ddr_bandwidth_bytes_per_s``, the ``ddr`` and
-``ssd`` tiers' ``dram_share``: ``Node.host_dram_ranks``, the sockets times the most accelerators
-one holds, ``Node.accelerator_socket`` being the topology's wiring), so the ranks of one socket
+``ssd`` tiers' ``dram_share``, the data loader's ``CostModel.host_s``: ``Node.host_dram_ranks``, the
+sockets times the most accelerators one holds, ``Node.accelerator_socket`` being the topology's
+wiring), so the ranks of one socket
 never exceed its channels with their lookups alone, however unevenly the GPUs sit on the sockets
 (a lone GPU on a two-socket node is priced at one socket's channels, not the node's, in both
 engines); what binds is what the shares leave out: copies and host work beside the lookups.

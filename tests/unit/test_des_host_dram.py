@@ -119,6 +119,22 @@ def test_a_rank_s_host_dram_is_its_socket_s_share_in_both_engines():
     assert got.bytes_on(DDR) / got.details["bandwidth_s"] == pytest.approx(SOCKET_BYTES_PER_S, rel=1e-12)
 
 
+def test_a_rank_s_data_loading_reads_its_socket_s_share_of_the_dram():
+    # The data loader (a ``Host`` op) reads the batch from the rank's host memory: its socket's,
+    # as the DES's DRAM link has it (``op_dram_bytes`` puts its bytes there), so a lone GPU on two
+    # sockets gets one socket's channels, not the node's (it was priced at the node's over the
+    # node's GPUs: twice what the DES's link holds, the socket's DRAM then reported over 100 %).
+    lone = system("cluster.nodes=1", "node.accelerators.count=1", "node.host_memory.device.pin_rate=0.4 Gb/s")
+    cost = CostModel(lone)
+    load = Host("data_loading", bytes=1e7, cpu_s=1e-6)
+    assert cost.host_s(load) == pytest.approx(1e-6 + 1e7 / SOCKET_BYTES_PER_S, rel=1e-12)
+    assert dram_of_rank(cost.topology, lone, 0)[1] == pytest.approx(SOCKET_BYTES_PER_S, rel=1e-12)
+    # Where every socket holds as many GPUs, each has the node's DRAM over the node's GPUs.
+    even = CostModel(system("cluster.nodes=1", "node.host_memory.device.pin_rate=0.4 Gb/s"))
+    assert even.system.node.num_accelerators == 4
+    assert even.host_s(load) == pytest.approx(1e-6 + 1e7 / (2 * SOCKET_BYTES_PER_S / 4), rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("sets", "ranks"),
     [
