@@ -12,9 +12,12 @@ same function of the same key whichever evaluation asks first; durations and ker
 kept by op identity too (``durations_by_id``, ``energies_by_id``: the ops ``shard_ops`` makes recur
 in every evaluation). Results are bit-for-bit those without it (``tests/unit/test_cost_memo.py``).
 
-Every key is a value or the identity of a canonical tuple the memo keeps (one per distinct
-collective group or split vector: the first evaluation's own copy of it), and the mixtures hold
-the access models of the evaluation that made them; no graph or op stays alive. DES runs also
+Every key is a value, the identity of a canonical tuple the memo keeps (one per distinct
+collective group or split vector: the first evaluation's own copy of it), or the identity of an
+object its entry keeps alive with it (the parts of ``whole_keys``, the ops of ``durations_by_id``
+and ``energies_by_id``: at most ``WHOLE_KEYS_KEPT`` and ``OPS_BY_ID_KEPT`` entries), and the
+mixtures hold the access models of the evaluation that made them; no graph stays alive, and no op
+but those entries'. DES runs also
 leave their schedules here, the last ``DES_SCHEDULES`` of them, by plan and run options
 (``recsim.engine.simulate``): the same plan simulated with the same options is the same schedule,
 so the DES finalist ``auto`` picks is not simulated again by the run that follows. Analytic
