@@ -142,6 +142,10 @@ def test_a_rank_s_data_loading_reads_its_socket_s_share_of_the_dram():
         (("node.accelerators.count=2", "node.pcie_switches.count=1"), 4),  # both on socket 0
         (("node.accelerators.count=3",), 4),  # switches 0, 0, 1: two GPUs on socket 0
         (("node.accelerators.count=1",), 2),  # a lone GPU: its socket's channels
+        (("node.cpus.count=1",), 4),  # one socket: the node's channels over its GPUs
+        (("node.accelerators.count=2", "node.pcie_switches.count=4"), 2),  # switches 0 and 2: one a socket
+        (("node.pcie_switches=null",), 4),  # on the CPUs' root ports: 0, 0, 1, 1
+        (("node.pcie_switches=null", "node.accelerators.count=3"), 4),  # 0, 0, 1
     ],
 )
 def test_the_cost_models_socket_rule_is_the_topology_s(sets, ranks):
