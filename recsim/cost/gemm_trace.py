@@ -208,12 +208,18 @@ def held_out_errors(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dic
 
 def narrow_gemms(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> dict[TraceGemm, float]:
     """The distinct shapes (keyed as by ``shape_errors``) of tensor-core products with an unaligned
-    leading dimension (``compute.narrow_loads``), with their median measured time."""
+    leading dimension (``compute.narrow_loads``) and every dimension over 1, with their median
+    measured time: the shapes ``NARROW_LOAD_EFFICIENCY`` prices (a product with a dimension of 1 runs
+    on cuBLAS's GEMV kernels, which ``compute.gemm_kernel_times`` prices aligned)."""
     out: dict[TraceGemm, float] = {}
     for g, t in _shapes_measured(gemms).items():
         op = g.compute()
         used = run_dtype(op.dtype, accelerator)
-        if used not in ("fp32", "fp64") and narrow_loads(op, DTYPE_BYTES[used]):
+        if (
+            used not in ("fp32", "fp64")
+            and narrow_loads(op, DTYPE_BYTES[used])
+            and all(min(k.m, k.n, k.k) > 1 for k in gemm_kernels(op))
+        ):
             out[g] = t
     return out
 

@@ -49,6 +49,7 @@ from recsim.cost.compute import (
     gemm_calibration,
     gemm_kernel_times,
     gemm_kernels,
+    narrow_loads,
     product_kernel_time_s,
     simt_calibration,
 )
@@ -172,6 +173,19 @@ def test_unaligned_rows_run_the_align1_kernels(trace_gemms: list[TraceGemm], a10
     assert len(missed) == 3
     # The align1 kernels were 45 % fast (the align4 ones 17 %) before they took the narrow path.
     assert -0.15 < statistics.median(errors[g] for g in align1) < -0.05
+
+
+def test_unaligned_gemvs_are_not_among_the_narrow_shapes(a100: Accelerator) -> None:
+    """A matrix-vector product never takes the narrow path (``compute._narrow_path``: cuBLAS runs it
+    on its GEMV kernels), so ``NARROW_LOAD_EFFICIENCY`` is neither fitted nor tested on one, however
+    unaligned its rows; an unaligned product of the same size is."""
+
+    def gemm(shapes: tuple[tuple[int, ...], ...]) -> TraceGemm:
+        return TraceGemm("aten::mm", shapes, "tf32", ("kernel",), 1e-5, False)
+
+    gemv, product = gemm(((4096, 50), (50, 1))), gemm(((4096, 50), (50, 2)))
+    assert narrow_loads(gemv.compute(), 4) and narrow_loads(product.compute(), 4)
+    assert narrow_gemms([gemv, product], a100).keys() == {product}
 
 
 def test_the_narrow_load_share_is_fitted_on_half_the_unaligned_shapes(
