@@ -191,7 +191,9 @@ the trace's onesweep passes alone move 0.60-0.68 of A100-40GB's 1555 GB/s (24 B 
 pass); Onesweep (Adinets & Merrill 2022, arXiv 2206.01784) sorts 256M 32-bit keys at 29.4 Gkey/s
 on an A100 (variant not given in the abstract), ~36 B per key (4 passes x 8 B + the 4 B histogram
 read): 1.06 TB/s, 0.68 of 1555 GB/s or 0.52 of an 80 GB part's 2039. The stage's reduce-by-key
-and scans run slower than the onesweep passes in the trace, hence 0.56 for the whole stage."""
+and scans run slower than the onesweep passes in the trace, hence 0.56 for the whole stage. One
+A100's figure: every other GPU takes the same share of its own HBM bandwidth (an UN-CALIBRATED
+TRANSFER, as its gather block is: no other GPU's TBE sort is measured)."""
 UPDATE_KERNELS: Final[int] = 3
 """find_long_segments, cta_per_row, warp_per_row."""
 UPDATE_BYTES_PER_LOOKUP: Final[float] = 4.0
