@@ -159,6 +159,22 @@ def test_the_cost_models_socket_rule_is_the_topology_s(sets, ranks):
     assert node.host_dram_ranks == ranks
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["dgx-1-v100", "dgx-h100", "gb200-nvl72", "h100-pcie-server", "hgx-h100-4gpu", "zionex", "skylake-2s"],
+)
+def test_the_library_s_nodes_follow_the_socket_rule(name):
+    # The library's nodes (PCIe switches on two or four sockets, Grace superchips without switches,
+    # a CPU server): the rule is the topology's, and each holds as many GPUs a socket, so a rank's
+    # share is the node's DRAM over its GPUs, as before the rule (all of it on the CPU server).
+    sys_ = HardwareLibrary().system(name, [Override.parse("cluster.nodes=1")])
+    node = sys_.node
+    topology = CostModel(sys_).topology
+    wired = [dram_of_rank(topology, sys_, r)[0] for r in range(node.num_accelerators)]
+    assert wired == [f"n0.cpu{node.accelerator_socket(i)}" for i in range(node.num_accelerators)]
+    assert node.host_dram_ranks == max(1, node.num_accelerators)
+
+
 def test_ranks_on_two_sockets_do_not_share_their_dram():
     # Two switches: GPU 0 on socket 0, GPU 1 on socket 1 (the uvm model's per-rank share, half
     # the node, is each socket's whole DRAM).
