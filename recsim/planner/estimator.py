@@ -21,8 +21,10 @@ each block its ``Perf`` and ``Storage``:
   replicated (data-parallel) rows all-reduce their gradient whole. Backward mirrors forward.
 - **storage**: ``recsim.planner.storage.shard_storage`` of the block's shards plus, in HBM, the
   owner side of its pooled exchange (``pooled_block_bytes``: its global batch's pooled vectors,
-  wherever its rows are), as ``plan_usage`` charges a placed plan: what the block takes on its
-  rank, known before placement, as TorchRec's planner adds a shard's ``output_sizes`` to its storage.
+  wherever its rows are) and a row split's reduce-scatter output over its reduce group (per node
+  where the plans reduce row splits so: ``storage.reduce_scatter_output_bytes``), as ``plan_usage``
+  charges a placed plan: what the block takes on its rank, known before placement, as TorchRec's
+  planner adds a shard's ``output_sizes`` to its storage.
 
 A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
 DIMMs) makes the option unavailable, with the cost layer's reason kept for error messages.
@@ -48,7 +50,12 @@ from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.limits import dtypes_for
-from recsim.planner.storage import pooled_block_bytes, shard_storage
+from recsim.planner.storage import (
+    pooled_block_bytes,
+    reduce_group_size,
+    reduce_scatter_output_bytes,
+    shard_storage,
+)
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
@@ -122,6 +129,11 @@ class Estimator:
         self.ops = ops if ops is not None else ShardOps(workload)
         # The workload's framework writes pooled vectors narrow, or not (as the graph builder asks).
         self.framework = runtime(workload.training.runtime)
+        # How the plans of this planner reduce their row splits: per node where the framework can
+        # and ``planner.row_split_exchange`` asks it (``config.stamp_exchange`` stamps every plan so;
+        # no proposer that places blocks is one whose name the framework's default reads).
+        probe = Plan(self.world, (), row_split_exchange=self.cfg.row_split_exchange)
+        self.reduce_node_size = self.framework.row_split_node_size(self.per_node, probe)
         self._marginal: dict[tuple[str, int, str, str | None], float] = {}
         self._compute: dict[tuple[object, ...], float] = {}
         self._updates: dict[tuple[object, ...], tuple[float, float]] = {}
@@ -313,11 +325,12 @@ class Estimator:
         # What the block takes on its rank: its rows (and their state, a cache) and the pooled
         # vectors it writes for the global batch (``storage`` module docstring), as ``plan_usage``.
         pooled = pooled_block_bytes(shards, self.w, self.world, self.ops)
-        if 1 < split_group < self.world:
-            # The reduce-scatter's output: the split's B / |G| samples' sums, sent on in the
-            # all-to-all (``storage.reduce_scatter_by_rank``).
-            scatter, _ = row_split_wire_dtypes(comm)
-            pooled += self.batch / split_group * shards[0].dim * wire_bytes_per_value(scatter)
+        if split_group > 1:
+            # The reduce-scatter's output: the B / |G| samples' sums a member of the split's reduce
+            # group (per node where the plans reduce so) holds until the all-to-all sends them on,
+            # as ``storage.reduce_scatter_by_rank`` charges the placed plan.
+            group = reduce_group_size(split_group, self.reduce_node_size)
+            pooled += reduce_scatter_output_bytes(self.batch, shards[0].dim, comm, group, self.world)
         storage = Storage(hbm_bytes=pooled)
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)

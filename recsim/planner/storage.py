@@ -40,9 +40,11 @@ samples' sums each member then sends on in the all-to-all (``B / |G| x dim`` val
 reduce-scatter's forward wire dtype, ``graph.build.row_split_wire_dtypes``): counted with the
 pooled vectors (``reduce_scatter_by_rank``). Over the whole world that output is the rank's own
 samples, the receive side the dense activations count.
-The planner counts the same bytes: the estimator adds them to each block's storage
-(``Estimator.block``, a row split's reduce-scatter output over the group it prices the split's
-reduce-scatter on), which its partitioner places.
+The planner counts the same bytes (``reduce_scatter_output_bytes``, one sum for all): the estimator
+adds them to each block's storage (``Estimator.block``, a row split's reduce-scatter output over
+its reduce group: per node where the plans reduce row splits so, ``planner.row_split_exchange``
+``node`` on a framework that can), which its partitioner places, and ``hier_auto`` to the bytes of
+a bucket that holds a row split (``pooled_bucket_bytes``).
 
 Left out: the ids and lengths the input distribution delivers to an owner, which FBGEMM's TBE
 backward reads again (TorchRec's planner's ``input_sizes``, torchrec/distributed/planner/
@@ -285,14 +287,12 @@ def reduce_scatter_by_rank(plan: Plan, workload: Workload, ranks_per_node: int |
     framework reduces row splits so: ``Runtime.row_split_node_size``), ``B / |G| x dim`` values of
     the forward wire on each member. Ranks without any left out; none for an int8 wire, which no
     framework reduces (``row_split_wire_dtypes`` refuses the plan)."""
-    from recsim.graph.build import row_split_wire_dtypes
     from recsim.graph.shard_ops import pooled_blocks, reduce_groups
 
     world = plan.world_size
     if world <= 1 or plan.comm_dtype == "int8":
         return {}
     node_size = _framework(workload).row_split_node_size(ranks_per_node, plan)
-    wire = wire_bytes_per_value(row_split_wire_dtypes(plan.comm_dtype)[0])
     batch = float(workload.training.global_batch_size)
     out: dict[int, float] = defaultdict(float)
     for block in pooled_blocks(plan):
@@ -303,9 +303,33 @@ def reduce_scatter_by_rank(plan: Plan, workload: Workload, ranks_per_node: int |
             continue
         for group in reduce_groups(ranks, node_size):
             if 1 < len(group) < world:
+                held = reduce_scatter_output_bytes(batch, block[0].dim, plan.comm_dtype, len(group), world)
                 for member in group:
-                    out[member] += batch / len(group) * block[0].dim * wire
+                    out[member] += held
     return dict(out)
+
+
+def reduce_scatter_output_bytes(batch: float, dim: int, comm_dtype: str, group: int, world: int) -> float:
+    """HBM the reduce-scatter output of a row split of ``dim`` columns takes on each member of a
+    reduce group of ``group`` ranks in a world of ``world`` (module docstring): ``batch / group x
+    dim`` values of the forward wire of ``comm_dtype`` (``graph.build.row_split_wire_dtypes``) for a
+    group smaller than the world, else nothing (over the whole world the output is the rank's own
+    samples, which the dense activations count); nothing for an int8 wire, which no framework
+    reduces. The one sum ``reduce_scatter_by_rank``, the estimator's blocks and ``hier_auto``'s
+    bucket sizing charge, so that a placement the planner makes fits ``check_fits``."""
+    from recsim.graph.build import row_split_wire_dtypes
+
+    if not 1 < group < world or comm_dtype == "int8":
+        return 0.0
+    return batch / group * dim * wire_bytes_per_value(row_split_wire_dtypes(comm_dtype)[0])
+
+
+def reduce_group_size(split_ranks: int, node_size: int | None) -> int:
+    """The size of the reduce groups of a row split over ``split_ranks`` ranks placed node by node
+    (a whole node's GPUs, or whole nodes): all of them, or per node where the framework reduces row
+    splits per node (``node_size``, ``Runtime.row_split_node_size``), as
+    ``graph.shard_ops.reduce_groups`` groups a placed split's ranks."""
+    return min(split_ranks, node_size) if node_size else split_ranks
 
 
 def page_cache_fraction(tier: str) -> float:

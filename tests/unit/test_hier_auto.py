@@ -344,3 +344,50 @@ def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
     usage = plan_usage(plan, tiny, system)
     assert {s.sharding for s in plan.shards} == {"row_wise"}
     assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 1000 + 500 + 2 * 128)
+
+
+def test_hier_auto_sizes_its_nodes_with_the_reduce_scatter_outputs() -> None:
+    # tiny-dlrm on two nodes of 2 GPUs, no table replicated, 1,160 B of HBM a GPU beside the dense
+    # side (2,320 B a node). a whole on one node (table_row_wise over its 2 GPUs) takes 1,000 B of
+    # rows, 128 B of pooled vectors (8 samples x 4 x fp32) and, reduced over the node's 2 GPUs,
+    # 64 B of reduce-scatter output (4 samples x 4 x fp32) a GPU: 1,192 B, which does not fit. By
+    # rows and vectors alone (2,256 B a node) the search put a there and the plan failed
+    # check_fits; with the outputs it spreads both tables over all 4 GPUs, reduced per node: a's
+    # 500 B and b's 13 x 20 B of rows, 2 x 128 B of vectors and 2 x 64 B of outputs a GPU.
+    from recsim.config.loader import Override
+    from recsim.hardware.library import HardwareLibrary
+    from recsim.planner.proposers.hier_auto import scatter_bucket_bytes
+    from recsim.planner.storage import dense_hbm_bytes, reduce_scatter_by_rank
+    from recsim.workload.library import WorkloadLibrary
+
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    dense = dense_hbm_bytes(tiny, 4)
+    system = HardwareLibrary([FIXTURES / "minilib"]).system(
+        "tiny",
+        [
+            Override.parse("cluster.nodes=2"),
+            Override.parse("node.accelerators.count=2"),
+            Override.parse(f"node.accelerators.device.hbm.capacity={dense + 1160:.0f} B"),
+        ],
+    )
+    planner = [
+        "planner.hbm_reserve=0",
+        "planner.embedding_dtypes=[fp32]",
+        "planner.sharding_types=[table_wise,table_row_wise,row_wise]",
+    ]
+    plan = make_plan("hier_auto", tiny, system, planner=planner)
+    usage = plan_usage(plan, tiny, system)
+    assert {(s.sharding, len(s.ranks)) for s in plan.shards} == {("row_wise", 1)}
+    assert plan.row_split_exchange == "node"
+    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 500 + 260 + 2 * 128 + 2 * 64)
+    # The search's sum is ``reduce_scatter_by_rank``'s: per node 2 x 64 B whether a is on one node
+    # or split over both (reduced per node either way); flat over both nodes, the world: nothing.
+    ctx = PlanningContext(system, tiny, planner_config([Override.parse(p) for p in planner]))
+    a = tiny.table("a")
+    only_a = dataclasses.replace(plan, shards=tuple(s for s in plan.shards if s.table == "a"))
+    placed = reduce_scatter_by_rank(only_a, tiny, 2)
+    assert placed == dict.fromkeys(range(4), 64.0)
+    for splits in (1, 2):
+        assert scatter_bucket_bytes(ctx, a, 2, splits, 2) == placed[0] + placed[1]
+    assert scatter_bucket_bytes(ctx, a, 2, 2, None) == 0.0
+    assert scatter_bucket_bytes(ctx, a, 2, 1, None) == 2 * 64

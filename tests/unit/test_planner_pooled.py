@@ -398,3 +398,26 @@ def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors
     assert b_whole is not None and part.place(b_whole) is not None
     # the third table's 128 B still fit a rank
     assert max(part.cap.hbm_bytes_per_rank - h for h in part.hbm) >= A_POOLED
+
+
+def test_a_row_split_reduced_per_node_holds_what_plan_usage_charges(tiny):
+    # On 2 nodes of 2 ranks with row splits reduced per node (``planner.row_split_exchange=node``
+    # under tiny's fused runtime, which can), a row split over all 4 ranks reduce-scatters over each
+    # node's 2: each member holds the sums of half the global batch (4 samples x 4 x 4 B = 64 B)
+    # until the all-to-all sends them on. The estimator's blocks charge what ``plan_usage`` charges
+    # the placed plan (its group was the world, and it charged nothing); flat, neither charges it.
+    import dataclasses
+
+    four = HW.system("tiny", [Override.parse("cluster.nodes=2"), Override.parse("node.accelerators.count=2")])
+    for exchange, held in (("node", 64), ("flat", 0)):
+        est = Estimator(
+            four, tiny, planner_config([Override.parse(f"planner.row_split_exchange={exchange}")])
+        )
+        cand = est.candidate(tiny.table("a"), "row_wise", "hbm", "fp32")
+        assert cand is not None and len(cand.blocks) == 4
+        shards = tuple(dataclasses.replace(b.shards[0], ranks=(r,)) for r, b in enumerate(cand.blocks))
+        plan = Plan(4, shards, row_split_exchange=exchange)
+        usage = plan_usage(plan, tiny, four)
+        for rank, block in enumerate(cand.blocks):
+            assert block.pooled_hbm_bytes == usage.pooled_by_rank[rank] == A_POOLED + held, exchange
+            assert block.storage.hbm_bytes == usage.hbm_by_rank[rank] - usage.dense_hbm_bytes, exchange

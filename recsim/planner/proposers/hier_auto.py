@@ -21,8 +21,9 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
    recsim takes the ratio from the system, so another GPU or network gets its own.
 3. **Greedy placement with hot-table splitting.** Tables (shards) hottest first, each to the
    cheapest node that does not hold that table yet and has room (the node's HBM less the planner's
-   reserve, less the dense side and the replicated tables, for its share of the rows and the
-   pooled vectors its GPUs write: ``pooled_bucket_bytes``). After each placement the hottest table
+   reserve, less the dense side and the replicated tables, for its share of the rows, the
+   pooled vectors its GPUs write, ``pooled_bucket_bytes``, and the reduce-scatter outputs its GPUs
+   hold until the all-to-all sends them on, ``scatter_bucket_bytes``). After each placement the hottest table
    that can still be spread over twice as many nodes (up to all of them) is split and the greedy
    redone; a table that fits no node is split instead; ``SEARCH_ITERATIONS`` rounds. The plans seen
    (and the uniform one, every table over every node) are ranked by their busiest node's cost; the
@@ -36,8 +37,9 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
 Differences from HugeCTR, on purpose: ties between equally cheap nodes or equally hot shards go to
 the lower index (a stable sort; NumPy's default sort leaves them to the algorithm); the replicated
 tables are taken from every GPU's memory (HugeCTR deducts them once per node); a node's room holds
-the pooled vectors of the tables it holds besides their rows (HugeCTR's counts the rows alone, and
-a placement whose vectors do not fit beside them is then refused by ``check_fits``). HugeCTR raises on one
+the pooled vectors and reduce-scatter outputs of the tables it holds besides their rows (HugeCTR's
+counts the rows alone, and a placement whose vectors do not fit beside them is then refused by
+``check_fits``). HugeCTR raises on one
 node ("only applicable to configs with more than one node"): so does this proposer, and ``auto``
 then leaves it out.
 
@@ -63,7 +65,7 @@ notes name each restriction that applied.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from recsim.errors import InfeasibleError
 from recsim.planner.limits import start_dtype
@@ -74,6 +76,8 @@ from recsim.planner.storage import (
     dense_hbm_bytes,
     plan_usage,
     pooled_output_bytes,
+    reduce_group_size,
+    reduce_scatter_output_bytes,
     shard_storage,
     stored_row_bytes,
 )
@@ -99,6 +103,14 @@ class HierTable:
     hotness: float
     bytes: float
     pooled: float = 0.0
+    #: split count (buckets) -> HBM the table's reduce-scatter outputs take on a bucket that holds a
+    #: shard of it split so (``scatter_bucket_bytes``); a count left out: none
+    scatter: dict[int, float] = field(default_factory=dict)
+
+    def bucket_bytes(self, splits: int) -> float:
+        """HBM a bucket that holds a shard of the table split over ``splits`` buckets takes for it:
+        its share of the rows, its pooled vectors and its reduce-scatter outputs."""
+        return self.bytes / splits + self.pooled + self.scatter.get(splits, 0.0)
 
 
 def hugectr_table_bytes(ctx: PlanningContext, table: Table) -> float:
@@ -127,6 +139,24 @@ def pooled_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int) -> 
     dtype = start_dtype(ctx.config, w, table)
     whole = Shard(table.name, "table_wise", 0, table.rows, 0, w.table_dim(table), (), "hbm", dtype)
     return per_bucket * pooled_output_bytes(whole, w, ctx.world_size)
+
+
+def scatter_bucket_bytes(
+    ctx: PlanningContext, table: Table, per_bucket: int, splits: int, node_size: int | None
+) -> float:
+    """HBM the reduce-scatter outputs of ``table`` take on a bucket of ``per_bucket`` GPUs that
+    holds a shard of it split over ``splits`` buckets: on each GPU the output of its reduce group
+    (all the split's GPUs, or each node's where the plan reduces per node, ``node_size``), as
+    ``storage.reduce_scatter_by_rank`` charges the placed plan (``reduce_scatter_output_bytes``,
+    the same sum). Exact where buckets are whole nodes (``hier_auto``); for single GPUs reduced per
+    node the group is the GPUs of a node that hold the table, which the search does not know before
+    it places them: it takes consecutive ones (``check_fits`` judges the plan)."""
+    w = ctx.workload
+    group = reduce_group_size(splits * per_bucket, node_size)
+    world = ctx.world_size
+    dim = w.table_dim(table)
+    comm = ctx.estimator.comm_dtype
+    return per_bucket * reduce_scatter_output_bytes(w.training.global_batch_size, dim, comm, group, world)
 
 
 def table_cost(ctx: PlanningContext, *, within_node: bool = False) -> float:
@@ -182,9 +212,10 @@ class _Search:
         return sum(self.tables[i].hotness / self.splits[i] for i in held) + self.per_table * len(held)
 
     def node_bytes_used(self, held: list[int]) -> float:
-        """A node's share of the rows of the tables it holds, and their pooled vectors whole (every
-        member of a row split pools all samples: ``pooled_bucket_bytes``)."""
-        return sum(self.tables[i].bytes / self.splits[i] + self.tables[i].pooled for i in held)
+        """A node's share of the rows of the tables it holds, their pooled vectors whole (every
+        member of a row split pools all samples: ``pooled_bucket_bytes``) and their reduce-scatter
+        outputs (``scatter_bucket_bytes``)."""
+        return sum(self.tables[i].bucket_bytes(self.splits[i]) for i in held)
 
     def greedy(self) -> tuple[list[list[int]], int | None]:
         """Shard lists per node, or the table that fit no node."""
@@ -311,8 +342,22 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     if free_per_rank <= 0:
         raise InfeasibleError(f"{name}: the dense side and replicated tables leave no HBM for the others")
     kept = set(replicated)
+    # The node-level plan's row splits reduce per node (HugeCTR's hierarchical communication, which
+    # its train.py takes with this planner); the GPU-level one leaves it to the framework. A
+    # configured ``planner.row_split_exchange`` replaces either (``config.stamp_exchange``, which
+    # the plan gets on its way out): the search sizes the buckets, and ``check_fits`` below judges
+    # the plan, under the exchange it will run.
+    exchange = cfg.row_split_exchange or ("node" if per_bucket > 1 else None)
+    probe = Plan(world, (), strategy=name, row_split_exchange=exchange)
+    node_size = ctx.estimator.framework.row_split_node_size(max(1, system.node.num_accelerators), probe)
     sharded = [
-        HierTable(k, w.table_lookups(t), sizes[k], pooled_bucket_bytes(ctx, t, per_bucket))
+        HierTable(
+            k,
+            w.table_lookups(t),
+            sizes[k],
+            pooled_bucket_bytes(ctx, t, per_bucket),
+            {n: scatter_bucket_bytes(ctx, t, per_bucket, n, node_size) for n in range(1, buckets + 1)},
+        )
         for k, t in enumerate(w.tables)
         if k not in kept
     ]
@@ -354,9 +399,6 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
             start, end = table.rows * j // n, table.rows * (j + 1) // n
             if end > start:
                 shards.append(Shard(table.name, kind, start, end, 0, dim, (rank,), "hbm", dtype))
-    # The node-level plan's row splits reduce per node (HugeCTR's hierarchical communication, which
-    # its train.py takes with this planner); the GPU-level one leaves it to the framework.
-    exchange = "node" if per_bucket > 1 else None
     plan = Plan(
         world,
         tuple(shards),
