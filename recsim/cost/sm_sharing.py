@@ -58,9 +58,16 @@ K-loop fill and the GEMMs' narrow loads): the 43 cases 6.37 % to 8.63 % (signed 
 the 31 DCNv2 ones 4.77 % to 8.00 % (signed -1.6 % to -5.9 %; three fail their band instead of one),
 the six DLRM v1 ones 8.91 % to 8.37 %, dgxh100x1 -11.4 % to -16.4 %.
 
-The engines themselves still give each lane the whole GPU (``recsim.engine.analytic``; DES also
-shares a rank's HBM between its lanes, ``recsim.engine.hbm``), so the two agree on a graph whose
-durations are given: ``recsim.engine.simulate`` hands both the same stretched durations.
+The engines themselves still give each lane the whole GPU (``recsim.engine.analytic``), so the
+two agree on a graph whose durations are given: ``recsim.engine.simulate`` hands both the same
+stretched durations. DES also shares a rank's HBM between the ops of its queues
+(``recsim.engine.hbm``); with this stretch on, not between the kernels of two compute lanes: the
+measured slowdown is all a kernel lost beside the other stream's kernels, the HBM bandwidth they
+took included, so the link takes a rank's compute-lane kernels as one flow (asking at most the
+whole capacity) and slows them only for the copies and host transfers beside them, which this
+stretch does not cover (nor does ``recsim.cost.interference``, which covers the NCCL kernels; they
+put no flow on the link). On a graph whose only shared resource is HBM between two compute lanes
+DES is then the analytic engine.
 """
 
 from __future__ import annotations

@@ -81,7 +81,12 @@ shared max-min. They slow each other only while their summed demand exceeds the 
 whose flow always had its whole pace ends at its modelled time exactly, a slowed one when its bytes
 are in. Only the ops that may be slowed go on a link (``_hbm_demands``: a queue runs one op at a
 time, so an op whose demand and the most the rank's other queues can ask together fit is never
-slowed, and leaving it off changes nothing), so most ranks, one kernel at a time, get none. The
+slowed, and leaving it off changes nothing), so most ranks, one kernel at a time, get none. Under
+``sm_sharing`` (``run_des``'s ``sm_shared``) the kernels of a rank's compute lanes already hold
+their measured slowdown beside each other, the HBM they take from each other included
+(``recsim.cost.sm_sharing``): the link takes them as one flow (``recsim.engine.hbm.grouped_fill``)
+and the filter as one group of queues, so they are slowed only for the copies and host transfers
+beside them, which neither that stretch nor the collectives' (``recsim.cost.interference``) covers. The
 SMs are not shared: a compute-bound GEMM asks little of HBM and is barely slowed beside a
 streaming kernel, as it would not be on a GPU whose SMs the other kernel holds. What the
 collectives' own kernels take from the kernels beside them (their SMs and HBM) is in the durations
@@ -134,6 +139,7 @@ from recsim.graph.ir import (
     ExecutionGraph,
     Host,
     Node,
+    Stream,
     Transfer,
     is_uneven_all_to_all,
 )
@@ -482,7 +488,9 @@ class DesCounters:
     fills: int = 0  # max-min fillings computed (the other rounds found theirs in the memo)
     hbm_flows: int = 0  # ops put on their rank's HBM link
     hbm_rounds: int = 0  # HBM rounds (a link's rates recomputed)
-    hbm_peak_use: float = 0.0  # the most of a link's capacity its flows were ever given (<= 1)
+    # the most of a link's capacity its flows were ever given (<= 1; more under ``sm_sharing``,
+    # whose compute lanes' kernels share a link as one flow: ``recsim.engine.hbm``)
+    hbm_peak_use: float = 0.0
     dram_flows: int = 0  # ops put on their socket's host DRAM link
     dram_rounds: int = 0  # host DRAM rounds (a link's rates recomputed)
     dram_peak_use: float = 0.0  # the most of a DRAM link's capacity its flows were ever given (<= 1)
@@ -493,8 +501,18 @@ class DesCounters:
 _Demand = tuple[int, Hashable, Hashable, float]
 
 
+def _sm_shared(node: Node) -> bool:
+    """Whether ``node`` is a kernel whose slowdown beside the kernels of its rank's other compute
+    lanes ``recsim.cost.sm_sharing`` prices (a ``Compute`` or ``Embedding`` on the compute stream)."""
+    return node.stream is Stream.COMPUTE and type(node.op) in (Compute, Embedding)
+
+
 def _hbm_demands(
-    graph: ExecutionGraph, cost: CostModel, duration_of: Callable[[Node], float], capacity: float
+    graph: ExecutionGraph,
+    cost: CostModel,
+    duration_of: Callable[[Node], float],
+    capacity: float,
+    sm_shared: bool = False,
 ) -> dict[int, float]:
     """The HBM bytes of the ops that go on their rank's HBM link (``recsim.engine.hbm``), by node id:
     those that may get less than they ask for. One queue runs one op at a time, so the demand on a
@@ -504,7 +522,9 @@ def _hbm_demands(
     that cannot be slowed leaves every flow beside it its whole pace too (the demand fits while it
     runs), so leaving it off changes nothing: its link never sees it. Most ranks run one kernel at a
     time on one queue and get no link at all; collectives put nothing on it (their kernels' HBM use
-    is in the interference stretch)."""
+    is in the interference stretch). ``sm_shared`` (``sm_sharing`` on): the compute lanes' kernels
+    (``_sm_shared``) share the link as one flow (``recsim.engine.hbm.grouped_fill``), so their
+    queues are one group (``_may_be_slowed``), apart from the other ops of those lanes."""
     by_op: dict[int, float] = {}
     demands: list[_Demand] = []
     payload: dict[int, float] = {}
@@ -520,10 +540,25 @@ def _hbm_demands(
         duration = duration_of(node)
         if duration <= 0:
             continue
-        # The queue is ``queue_of`` within the rank.
-        demands.append((node.id, node.rank, (node.stream, node.lane), min(nbytes / duration, capacity)))
+        # The queue is ``queue_of`` within the rank; under ``sm_shared`` a compute lane's kernels
+        # count as a queue of their own in the group (a queue split in two only loosens the bound).
+        queue: Hashable = (node.stream, node.lane)
+        if sm_shared and _sm_shared(node):
+            queue = (_SM_GROUP, node.lane)
+        demands.append((node.id, node.rank, queue, min(nbytes / duration, capacity)))
         payload[node.id] = nbytes
-    return {i: payload[i] for i in _may_be_slowed(demands, lambda rank: capacity)}
+    group_of = _sm_group if sm_shared else None
+    return {i: payload[i] for i in _may_be_slowed(demands, lambda rank: capacity, group_of)}
+
+
+#: The queue tag of the compute lanes' kernels that share a link as one flow (``_hbm_demands``).
+_SM_GROUP = "sm_shared"
+
+
+def _sm_group(queue: Hashable) -> bool:
+    """Whether ``queue`` (a queue key of ``_hbm_demands``) is a compute lane's kernels under
+    ``sm_sharing``."""
+    return isinstance(queue, tuple) and queue[0] == _SM_GROUP
 
 
 def _dram_demands(
@@ -564,22 +599,60 @@ def _dram_demands(
     return {i: payload[i] for i in _may_be_slowed(demands, capacity_of.__getitem__)}
 
 
-def _may_be_slowed(demands: list[_Demand], capacity_of: Callable[[Hashable], float]) -> list[int]:
+def _may_be_slowed(
+    demands: list[_Demand],
+    capacity_of: Callable[[Hashable], float],
+    grouped: Callable[[Hashable], bool] | None = None,
+) -> list[int]:
     """The node ids among ``demands`` that may get less than their pace on their link. One queue
     runs one op at a time, so a link's demand never exceeds the sum over its queues of the most any
     op of the queue asks; an op can be slowed only if its pace plus that sum over the link's other
     queues exceeds the capacity (a link with one queue slows nothing). Paces that fit but for
-    rounding are not slowed, as ``water_fill`` gives them their whole pace."""
+    rounding are not slowed, as ``water_fill`` gives them their whole pace.
+
+    ``grouped``: the queues whose ops share the link as one flow (``hbm.grouped_fill``), asking at
+    most the capacity. Their sum ``G`` counts as ``min(G, capacity)`` beside the other queues, and
+    they are not slowed for each other: a grouped op may be slowed only if ``min(G, capacity)``
+    and the other queues' sum pass the capacity (then all the link's grouped ops go on it, the
+    group's pace being theirs together), an other op if its pace, ``min(G, capacity)`` and the
+    rest do."""
     most: dict[Hashable, dict[Hashable, float]] = defaultdict(dict)
     for _, link, queue, pace in demands:
         queues = most[link]
         if pace > queues.get(queue, 0.0):
             queues[queue] = pace
+    if grouped is not None:
+        return _may_be_slowed_grouped(demands, capacity_of, grouped, most)
     totals = {link: math.fsum(queues.values()) for link, queues in most.items() if len(queues) > 1}
     out: list[int] = []
     for node_id, link, queue, pace in demands:
         total = totals.get(link)
         if total is not None and pace + (total - most[link][queue]) > capacity_of(link) * (1.0 + _DONE):
+            out.append(node_id)
+    return out
+
+
+def _may_be_slowed_grouped(
+    demands: list[_Demand],
+    capacity_of: Callable[[Hashable], float],
+    grouped: Callable[[Hashable], bool],
+    most: dict[Hashable, dict[Hashable, float]],
+) -> list[int]:
+    """``_may_be_slowed`` with ``grouped`` queues (its docstring), from the most each queue asks."""
+    group_sum: dict[Hashable, float] = {}
+    other_sum: dict[Hashable, float] = {}
+    for link, queues in most.items():
+        group_sum[link] = math.fsum(p for q, p in queues.items() if grouped(q))
+        other_sum[link] = math.fsum(p for q, p in queues.items() if not grouped(q))
+    out: list[int] = []
+    for node_id, link, queue, pace in demands:
+        capacity = capacity_of(link)
+        together = min(group_sum[link], capacity)
+        if grouped(queue):
+            ask = together + other_sum[link] if other_sum[link] > 0 else 0.0
+        else:
+            ask = pace + together + (other_sum[link] - most[link][queue])
+        if ask > capacity * (1.0 + _DONE):
             out.append(node_id)
     return out
 
@@ -615,11 +688,14 @@ def run_des(
     cost: CostModel,
     counters: DesCounters | None = None,
     durations: Mapping[int, float] | None = None,
+    sm_shared: bool = False,
 ) -> Schedule:
     """Simulate ``graph``; returns the start and finish of every node (``counters``, if given,
     accumulates the run's work). ``durations``: by node id, for every node, what a node other than a
     collective takes instead of its cost (the kernels slowed beside collectives,
-    ``recsim.engine.simulate``); None: the costs."""
+    ``recsim.engine.simulate``); None: the costs. ``sm_shared``: the durations hold the kernels'
+    slowdowns beside their rank's other compute lanes (``recsim.cost.sm_sharing``), so the HBM link
+    does not slow those kernels for each other again (``recsim.engine.hbm``)."""
     wall = time.perf_counter()
     env = simpy.Environment()
     topology = cost.topology
@@ -680,7 +756,7 @@ def run_des(
     # HBM links: only for the ops that may be slowed on them (``_hbm_demands``), made on first use.
     accelerator = cost.system.accelerator
     hbm_capacity = hbm_capacity_bytes_per_s(accelerator) if accelerator is not None else 0.0
-    hbm_demand = _hbm_demands(graph, cost, duration_of, hbm_capacity) if hbm_capacity > 0 else {}
+    hbm_demand = _hbm_demands(graph, cost, duration_of, hbm_capacity, sm_shared) if hbm_capacity > 0 else {}
     hbm_links: dict[int, HbmLink] = {}
 
     def hbm_link(rank: int) -> HbmLink:
@@ -716,7 +792,7 @@ def run_des(
         hbm_bytes = hbm_demand.get(node.id)
         hbm: HbmFlow | None = None
         if hbm_bytes is not None:
-            hbm = hbm_link(node.rank).submit(hbm_bytes, duration)
+            hbm = hbm_link(node.rank).submit(hbm_bytes, duration, sm_shared and _sm_shared(node))
         dram_bytes = dram_demand.get(node.id)
         dram: HbmFlow | None = None
         if dram_bytes is not None:

@@ -22,9 +22,22 @@ whose demand fits, takes exactly its modelled time.
 d`` exactly (``settle``: the rounding of the rounds' byte counts moves no op). A slowed one ends
 when its bytes are delivered, after ``begin + d``: the op ends then.
 
-What is not modelled: the SMs. Two kernels on two streams of one GPU are taken to run side by side
-at their own speed but for HBM; a compute-bound GEMM asks little of HBM and is then barely slowed,
-though in a GPU its thread blocks would wait for SMs the other kernel holds. The collectives' own
+**Kernels of two compute lanes under ``sm_sharing``.** With ``SimulationOptions.sm_sharing`` on,
+a kernel on a compute lane of a rank that overlaps a kernel on another compute lane already takes
+its measured slowdown beside it (``recsim.cost.sm_sharing``): measured as the time a kernel lost
+beside the other stream's kernels, it holds all they took from it, the HBM bandwidth included. The
+link then does not slow those kernels for each other again: their flows (``grouped``) share it as
+one flow that asks their summed pace, at most the whole capacity (``grouped_fill``), so beside each
+other alone they keep their (stretched) time, and what else shares the rank's HBM -- a copy, a
+lookup's host transfer on the copy stream, which ``sm_sharing`` does not cover -- slows them as it
+would slow one kernel asking that much. Their summed rates may then pass the capacity (``peak_use``
+above 1): the part of their traffic that did not fit is in their stretched durations. Off (the
+default), every flow is its own.
+
+What is not modelled, without ``sm_sharing``: the SMs. Two kernels on two streams of one GPU are
+taken to run side by side at their own speed but for HBM; a compute-bound GEMM asks little of HBM
+and is then barely slowed, though in a GPU its thread blocks would wait for SMs the other kernel
+holds. The collectives' own
 kernels' HBM traffic is in their interference stretch (``recsim.cost.interference``), so a
 collective puts no flow on this link.
 """
@@ -70,6 +83,23 @@ def water_fill(paces: Sequence[float], capacity: float) -> list[float]:
     return speeds
 
 
+def grouped_fill(flows: Sequence[HbmFlow], capacity: float) -> list[float]:
+    """``water_fill`` of ``flows`` on a link of ``capacity``, the grouped ones (at least two in
+    flight) taken as one flow (module docstring): it asks their summed pace, no more than the
+    capacity, and each of them gets the share of its own pace that one flow gets. Without two
+    grouped flows, ``water_fill`` of them all."""
+    grouped = [i for i, f in enumerate(flows) if f.grouped]
+    if len(grouped) < 2:
+        return water_fill([f.pace for f in flows], capacity)
+    others = [i for i, f in enumerate(flows) if not f.grouped]
+    together = min(math.fsum(flows[i].pace for i in grouped), capacity)
+    shares = water_fill([together] + [flows[i].pace for i in others], capacity)
+    speeds = [shares[0]] * len(flows)
+    for i, share in zip(others, shares[1:], strict=True):
+        speeds[i] = share
+    return speeds
+
+
 @dataclass(eq=False)
 class HbmFlow:
     """One op's HBM bytes on its rank's link: ``work_s`` is the time left at its whole pace."""
@@ -81,6 +111,9 @@ class HbmFlow:
     slowed: bool = False  # ever given less than its pace, for a while
     speed: float = 1.0  # the share of its pace it gets in the current round
     delivered_s: float = math.nan  # when its bytes were in (or its op ended it, ``settle``)
+    #: a kernel on a compute lane whose slowdown beside the other compute lanes' kernels is in its
+    #: duration (``recsim.cost.sm_sharing``): the grouped flows share the link as one (module docstring)
+    grouped: bool = False
 
 
 @dataclass
@@ -101,11 +134,12 @@ class HbmLink:
     _round_dt: float = 0.0
     _timer: simpy.Event | None = None
 
-    def submit(self, hbm_bytes: float, window_s: float) -> HbmFlow:
-        """Start a flow of ``hbm_bytes`` paced to ``window_s`` (> 0) now."""
+    def submit(self, hbm_bytes: float, window_s: float, grouped: bool = False) -> HbmFlow:
+        """Start a flow of ``hbm_bytes`` paced to ``window_s`` (> 0) now (``grouped``: one of the
+        compute lanes' kernels that share the link as one, module docstring)."""
         self._advance(self.env.now - self._round_start)
         pace = min(hbm_bytes / window_s, self.capacity)
-        flow = HbmFlow(pace, window_s, window_s, self.env.event())
+        flow = HbmFlow(pace, window_s, window_s, self.env.event(), grouped=grouped)
         self.flows.append(flow)
         self._allocate()
         return flow
@@ -149,7 +183,7 @@ class HbmLink:
         if not self.flows:
             return
         flows = self.flows
-        speeds = water_fill([f.pace for f in flows], self.capacity)
+        speeds = grouped_fill(flows, self.capacity)
         self.rounds += 1
         use = 0.0
         dt = math.inf
@@ -171,4 +205,4 @@ class HbmLink:
         self._allocate()
 
 
-__all__ = ["HbmFlow", "HbmLink", "hbm_capacity_bytes_per_s", "water_fill"]
+__all__ = ["HbmFlow", "HbmLink", "grouped_fill", "hbm_capacity_bytes_per_s", "water_fill"]

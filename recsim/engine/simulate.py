@@ -437,7 +437,9 @@ def _run(
                 if durations is None:  # the modelled or stretched ones, as Python floats
                     durations = lengths.tolist()
                 by_id = dict(zip(index.ids, durations, strict=True))
-            schedule = run_des(graph, cost, options.des_counters, by_id)
+            # Under ``sm_sharing`` the compute lanes' kernels hold their slowdown beside each other
+            # in their durations, HBM included: DES's HBM link does not slow them for it again.
+            schedule = run_des(graph, cost, options.des_counters, by_id, sm_shared=lanes)
             if memo is not None:
                 memo.keep_des_schedule(key, Schedule(dict(schedule.start_s), dict(schedule.finish_s)))
         if options.check_invariants and (schedule.start_s.keys() != ids or schedule.finish_s.keys() != ids):
