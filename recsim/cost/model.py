@@ -23,7 +23,14 @@ import numpy.typing as npt
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
-from recsim.cost.memo import OPS_BY_ID_KEPT, WHOLE_KEYS_KEPT, CostMemo, TupleInterner
+from recsim.cost.memo import (
+    OPS_BY_ID_KEPT,
+    VALUES_KEPT,
+    WHOLE_KEYS_KEPT,
+    CostMemo,
+    TupleInterner,
+    let_go_when_full,
+)
 from recsim.cost.power import KernelEnergy
 from recsim.errors import InfeasibleError
 from recsim.graph.index import OpTable
@@ -227,7 +234,7 @@ class CostModel:
                         # that; by rows, as a uniform draw over the fused rows would be.
                         shares = [float(m.rows) for m in models]
                     model = MixtureModel(models, shares)
-                self._mixtures[key] = model
+                let_go_when_full(self._mixtures, VALUES_KEPT)[key] = model
             if model is not None:
                 self._access[table] = model
             return self._access.get(table)
@@ -330,7 +337,7 @@ class CostModel:
         if value is None:
             # ``op.algorithm`` is a preference: taken where it can run, else the automatic choice.
             value = collective_time_s(op, self.topology)
-            self._collectives[key] = value
+            let_go_when_full(self._collectives, VALUES_KEPT)[key] = value
         self._collectives_by_id[fast] = (tuples, value)
         return value
 
@@ -353,7 +360,7 @@ class CostModel:
             value = self._collectives.get(whole)
             if value is None:
                 value = collective_time_s(list(parts), self.topology)
-                self._collectives[whole] = value
+                let_go_when_full(self._collectives, VALUES_KEPT)[whole] = value
             return value
         head = parts[0]
         key = (
@@ -426,7 +433,7 @@ class CostModel:
         value = self._collectives.get(key)
         if value is None:
             value = collective_time_s(op, self.topology, rank=group[me])
-            self._collectives[key] = value
+            let_go_when_full(self._collectives, VALUES_KEPT)[key] = value
         return value
 
     def ordered_parts(self, nodes: Sequence[Node]) -> list[Collective] | None:
@@ -782,7 +789,8 @@ class CostModel:
         if found is None:
             # A kernel's duration caps its energy: the one the schedule has (``_op_duration``; on
             # this model's accelerator, ``KernelEnergy.of`` it), not worked out a second time.
-            found = self._energy_by_op[key] = model.op_j(op, self.embedding_cost, self._op_duration)
+            found = model.op_j(op, self.embedding_cost, self._op_duration)
+            let_go_when_full(self._energy_by_op, VALUES_KEPT)[key] = found
         return found
 
     @cached_property
@@ -833,7 +841,7 @@ class CostModel:
             value = self.host_s(op)
         else:  # pragma: no cover - the IR has no other op kinds
             raise InfeasibleError(f"no cost model for {type(op).__name__}")
-        self._by_op[key] = value
+        let_go_when_full(self._by_op, VALUES_KEPT)[key] = value
         return value
 
 

@@ -63,6 +63,7 @@ from numpy.typing import NDArray
 from recsim.cost.collectives.model import collective_pair_traffic
 from recsim.cost.compute import hbm_bytes
 from recsim.cost.embedding import DDR, HBM, NMP_CHANNEL, PCIE
+from recsim.cost.memo import TRAFFIC_KEPT, let_go_when_full
 from recsim.cost.model import CostModel, copy_efficiency
 from recsim.engine.network import _edge_index, edge_loads, path_split
 from recsim.engine.timeline import Window
@@ -321,7 +322,8 @@ def _collective_traffic(parts: Collective | list[Collective], cost: CostModel, r
 def _cached(cost: CostModel, key: object, make: object) -> _Traffic:
     found = cost.traffic.get(key)
     if found is None:
-        found = cost.traffic[key] = make()  # type: ignore[operator]
+        found = make()  # type: ignore[operator]
+        let_go_when_full(cost.traffic, TRAFFIC_KEPT)[key] = found
     assert isinstance(found, _Traffic)
     return found
 

@@ -432,7 +432,7 @@ class _Builder:
         if kept is None or kept[0] is not self.plan:
             kept = self._input_ops(b)
             if shared:
-                self.ops.inputs[key] = kept
+                self.ops.keep_inputs(key, kept)
         _, load_op, h2d_op, laid, folded = kept
         for r in range(self.world):
             if r in skip:
@@ -770,7 +770,7 @@ class _Builder:
                 )
                 label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
                 name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
-                made[(group_key, pass_, same)] = (tuple(ops), fused, parts, name)
+                self.ops.keep_fused((group_key, pass_, same), (tuple(ops), fused, parts, name))
             self.fused[fused.table] = list(parts)
             deps = deps_by_rank if replicated_deps is None or not replicated else replicated_deps
             nid = self.lookup(rank, name, fused, deps.get(rank, []), pass_)
@@ -863,8 +863,8 @@ class _Builder:
         if sorted_ahead:
             made = self.ops.sorted_ops.get(id(op))
             if made is None or made[0] is not op:
-                presorted = dataclasses.replace(op, presorted=True)
-                made = self.ops.sorted_ops[id(op)] = (op, presorted, dataclasses.replace(op, pass_="sort"))
+                made = (op, dataclasses.replace(op, presorted=True), dataclasses.replace(op, pass_="sort"))
+                self.ops.keep_sorted(*made)
             _, op, sort = made
             sort_name = name.replace("emb_backward", "emb_index_sort", 1)
             if self.presort:
@@ -904,7 +904,7 @@ class _Builder:
                 if made.any_all_to_all:
                     rows, columns = exchange_sums(made.rows, sum), exchange_sums(made.columns, sum)
                     found = (self.plan, made, rows, columns, {})
-                self.ops.exchanges[found_key] = found
+                self.ops.keep_exchange(found_key, found)
             self._exchange = found
         _, exchange, row_sums, column_sums, _ = self._exchange
         # TorchRec batches the output dist of every table sharded over the same ranks into one

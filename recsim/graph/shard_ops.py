@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,27 @@ from recsim.workload.access import shared_access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SliceModel
 from recsim.workload.spec import Layer, Workload
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: Shards' ops and figures a ``ShardOps`` keeps (``_ops``, ``_figures``), and the builder's fused
+#: (TBE) and presorted lookups (``fused_ops``, ``sorted_ops``), in each. A design choice: every
+#: plan of a planner search or sweep adds the ops of its new shards (``benchmarks/
+#: bench_memo_growth.py``: ~3,800 ops after ``greedy``, ``recshard`` and ``auto`` on 16 H100s,
+#: ~10 more per distinct plan after that, with no end), so at this many every entry is let go, as
+#: ``recsim.cost.memo.OPS_BY_ID_KEPT`` does: an op asked again is made again, an equal value, and
+#: costed by value to the same figure; the ops a graph holds stay alive with it (and each entry
+#: keyed by ids keeps the objects it names), so no id is taken for another's. An ``Embedding`` with
+#: its key is ~1 kB: ~16 MB at the worst for each.
+SHARD_OPS_KEPT = 1 << 14
+
+#: Plans whose pooled exchange and input ops a ``ShardOps`` keeps (``exchanges``, ``inputs``),
+#: oldest first. A design choice: ``auto`` scores a dozen plans and then runs its winner, a sweep
+#: runs each plan's points in turn, so the last 16 serve both; each exchange holds its
+#: ``world x world`` matrix (8 MB at 1,024 ranks) and its all-to-all parts, so this bounds them
+#: to ~200 MB at that size where every plan ever run would pile up (``bench_memo_growth.py``).
+PLANS_KEPT = 16
 
 
 class ShardOps:
@@ -58,9 +80,7 @@ class ShardOps:
         # fuses) -> (those ops, kept so that their ids stay theirs; the fused op; its tables'
         # lookups; its node's name): the ops are this object's (``op``), so the next graph of the
         # same plan fuses the same ones (``recsim.graph.build._Builder.embedding_pass``).
-        self.fused_ops: dict[
-            tuple[object, ...], tuple[tuple[Embedding, ...], Embedding, list[tuple[str, float]], str]
-        ] = {}
+        self.fused_ops: dict[tuple[object, ...], FusedEntry] = {}
         # The builder's dense layer ops of this workload's layers, by (the layer's id, local batch,
         # bytes per value, precision, backward, input gradient, closes a cross stack, async weight
         # gradient, opens a cross stack, the dot interaction's padding it reads) -> (the
@@ -86,6 +106,28 @@ class ShardOps:
         # plan (kept so that its id stays its own) and its ops (``InputEntry``): values of those and
         # of this workload alone (``recsim.graph.build._Builder.input_pipeline``).
         self.inputs: dict[tuple[int, int, frozenset[int]], InputEntry] = {}
+
+    def keep_fused(self, key: tuple[object, ...], entry: FusedEntry) -> None:
+        """Keep the builder's fused lookup ``entry`` under ``key`` (``fused_ops``), every entry let
+        go first at ``SHARD_OPS_KEPT``."""
+        if len(self.fused_ops) >= SHARD_OPS_KEPT:
+            self.fused_ops.clear()
+        self.fused_ops[key] = entry
+
+    def keep_sorted(self, op: Embedding, presorted: Embedding, sort: Embedding) -> None:
+        """Keep a backward lookup's presorted copy and index sort (``sorted_ops``), every entry
+        let go first at ``SHARD_OPS_KEPT``."""
+        if len(self.sorted_ops) >= SHARD_OPS_KEPT:
+            self.sorted_ops.clear()
+        self.sorted_ops[id(op)] = (op, presorted, sort)
+
+    def keep_exchange(self, key: tuple[int, int, float, int | None], entry: ExchangeEntry) -> None:
+        """Keep a plan's pooled exchange (``exchanges``): the newest ``PLANS_KEPT``."""
+        _keep_newest(self.exchanges, key, entry)
+
+    def keep_inputs(self, key: tuple[int, int, frozenset[int]], entry: InputEntry) -> None:
+        """Keep a plan's input pipeline ops (``inputs``): the newest ``PLANS_KEPT``."""
+        _keep_newest(self.inputs, key, entry)
 
     def table_model(self, name: str) -> AccessModel:
         model = self._models.get(name)
@@ -230,6 +272,8 @@ class ShardOps:
             hit = None
             if shard.sharding == "distributed" or self.is_slice(shard):
                 hit = served * self.bags_hit(shard.table, self.member_share(shard))
+            if len(self._figures) >= SHARD_OPS_KEPT:
+                self._figures.clear()
             figures = self._figures[key] = (served, lookups, unique, hit)
         served, lookups, unique, hit = figures
         if pass_ == "update":  # no lookups: a sweep over the rows
@@ -237,6 +281,8 @@ class ShardOps:
         optimizer = "none"
         if pass_ == "update" or (pass_ == "backward" and not dense_gradient(shard, world_size)):
             optimizer = self.w.training.embedding_optimizer
+        if len(self._ops) >= SHARD_OPS_KEPT:  # a bound: every plan's new shards add theirs
+            self._ops.clear()
         made = self._ops[op_key] = Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -254,6 +300,14 @@ class ShardOps:
             inference=inference,
         )
         return made
+
+
+def _keep_newest(kept: dict[K, V], key: K, value: V) -> None:
+    """Keep ``value`` under ``key`` in ``kept`` (oldest first), the oldest let go at ``PLANS_KEPT``."""
+    kept.pop(key, None)
+    while len(kept) >= PLANS_KEPT:
+        del kept[next(iter(kept))]
+    kept[key] = value
 
 
 def slice_name(table: str, start: int, end: int, order: str) -> str:
@@ -335,6 +389,11 @@ ExchangeEntry = tuple[
         tuple[tuple[tuple[int, Collective], ...], dict[int, Collective]],
     ],
 ]
+
+
+# A fused (TBE) lookup as the graph builder keeps it (``ShardOps.fused_ops``): (the ops it fuses,
+# kept so that their ids stay theirs; the fused op; its tables' lookups; its node's name).
+FusedEntry = tuple[tuple[Embedding, ...], Embedding, list[tuple[str, float]], str]
 
 
 # A plan's input pipeline ops as the graph builder keeps them (``ShardOps.inputs``): (the plan; every

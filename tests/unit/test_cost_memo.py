@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+import recsim.graph.shard_ops as shard_ops_module
 import recsim.hardware.topology as topology_module
 from recsim.api import make_plan, prepare, simulate_run
 from recsim.cost.memo import DES_SCHEDULES, KAHN_ROUNDS, CostMemo
@@ -17,6 +18,9 @@ from recsim.graph.index import GraphIndex, KahnRounds, _kahn_rounds
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.schedule import Schedule
 from recsim.graph.steps import ChainedGraph
+from recsim.planner.plan import table_wise_round_robin
+from recsim.planner.types import Plan
+from recsim.workload.spec import Workload
 
 PLANS = ("table_wise", "row_wise", "memory_balanced", "table_wise")
 
@@ -327,3 +331,78 @@ def test_costs_kept_by_op_identity_are_those_by_value(monkeypatch: pytest.Monkey
     third = simulate_training(system, workload, plan, options)
     assert third.result.to_dict() == first.result.to_dict()
     assert len(memo.durations_by_id) <= 3 and len(memo.energies_by_id) <= 3
+
+
+def _distinct_plans(workload: Workload, world: int, count: int) -> list[Plan]:
+    """``count`` table-wise plans, each with its ranks turned by one more (distinct shards, ops,
+    exchanges and input parts)."""
+    base = table_wise_round_robin(workload, world)
+    return [
+        replace(base, shards=tuple(replace(s, ranks=((s.ranks[0] + k) % world,)) for s in base.shards))
+        for k in range(count)
+    ]
+
+
+def _run_all(memo: CostMemo, plans: list[Plan], fidelity: str = "analytic") -> list[dict[str, object]]:
+    system, workload = memo.system, memo.workload
+    assert workload is not None
+    options = SimulationOptions(costs=memo, fold_ranks=fidelity == "analytic", fidelity=fidelity)
+    return [simulate_training(system, workload, plan, options).result.to_dict() for plan in plans]
+
+
+def test_shard_ops_let_their_ops_go_at_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SHARD_OPS_KEPT``: past it a ``ShardOps`` lets its shards' ops and figures and the builder's
+    fused and presorted lookups go; the ops made again are equal values, costed alike, and a graph
+    built while its ops' entries went keeps its own (the results are bit for bit)."""
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    plans = _distinct_plans(workload, system.num_accelerators, 3)
+    free = CostMemo(system, workload)
+    expected = _run_all(free, plans)
+    ops = free.shard_ops
+    bound = 5
+    grown = (ops._ops, ops._figures, ops.fused_ops, ops.sorted_ops)
+    assert all(len(kept) > bound for kept in grown)  # without the bound, each holds more
+    monkeypatch.setattr(shard_ops_module, "SHARD_OPS_KEPT", bound)
+    memo = CostMemo(system, workload)
+    assert _run_all(memo, plans) == expected
+    ops = memo.shard_ops
+    assert all(0 < len(kept) <= bound for kept in (ops._ops, ops._figures, ops.fused_ops, ops.sorted_ops))
+
+
+def test_shard_ops_keep_the_newest_plans_exchanges_and_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PLANS_KEPT``: a ``ShardOps`` keeps the pooled exchanges and input ops of the newest plans
+    only, and the results are those of keeping every plan's."""
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    plans = _distinct_plans(workload, system.num_accelerators, 4)
+    free = CostMemo(system, workload)
+    expected = _run_all(free, plans)
+    assert len(free.shard_ops.exchanges) == len(free.shard_ops.inputs) == 4
+    monkeypatch.setattr(shard_ops_module, "PLANS_KEPT", 2)
+    memo = CostMemo(system, workload)
+    assert _run_all(memo, plans) == expected
+    for kept in (memo.shard_ops.exchanges, memo.shard_ops.inputs):
+        assert [entry[0] for entry in kept.values()] == plans[2:]  # the newest, oldest first
+    # A plan let go is laid down again, to the same figures.
+    assert _run_all(memo, plans[:1]) == expected[:1]
+
+
+def test_the_memo_lets_its_value_keyed_costs_go_at_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``VALUES_KEPT`` and ``TRAFFIC_KEPT``: past them the memo's collectives, op durations and
+    energies, mixtures and resource traffic are let go, each found again worked out again: the
+    same results, analytic and DES."""
+    import recsim.cost.model as model_module
+    import recsim.engine.resources as resources_module
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    plans = _distinct_plans(workload, system.num_accelerators, 2)
+    free = CostMemo(system, workload)
+    expected = _run_all(free, plans) + _run_all(free, plans[:1], "des")
+    bound = 5
+    grown = (free.collectives, free.by_op, free.energy_by_op, free.mixtures, free.traffic)
+    assert all(len(kept) > bound for kept in grown)  # without the bound, each holds more
+    monkeypatch.setattr(model_module, "VALUES_KEPT", bound)
+    monkeypatch.setattr(resources_module, "TRAFFIC_KEPT", bound)
+    memo = CostMemo(system, workload)
+    assert _run_all(memo, plans) + _run_all(memo, plans[:1], "des") == expected
+    kept = (memo.collectives, memo.by_op, memo.energy_by_op, memo.mixtures, memo.traffic)
+    assert all(0 < len(values) <= bound for values in kept)
