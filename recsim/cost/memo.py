@@ -11,13 +11,13 @@ collective's kind, sizes, group and splits, an embedding's access-model parts), 
 same function of the same key whichever evaluation asks first; durations and kernel energies are
 kept by op identity too (``durations_by_id``, ``energies_by_id``: the ops ``shard_ops`` makes recur
 in every evaluation). Results are bit-for-bit those without it (``tests/unit/test_cost_memo.py``).
-What it keeps is bounded (``VALUES_KEPT``, ``TRAFFIC_KEPT``, ``OPS_BY_ID_KEPT``,
-``WHOLE_KEYS_KEPT``; its ``ShardOps``' ``SHARD_OPS_KEPT``, ``PLANS_KEPT``): a search or sweep over
-ever more distinct plans adds their ops and costs (``benchmarks/bench_memo_growth.py``), let go at
-the bound and worked out again if asked for, the same values. Kept whole: ``canonical_tuples``
-(one per distinct group or split vector), since the keys of the costs name its tuples by their ids,
-and ``ShardOps``' popularity slices (a model and a name per distinct row range, which a graph's
-metadata reads for the ops made before).
+What it keeps is bounded (``VALUES_KEPT``, ``TRAFFIC_KEPT``, ``MIXTURES_KEPT``,
+``OPS_BY_ID_KEPT``, ``WHOLE_KEYS_KEPT``; its ``ShardOps``' ``SHARD_OPS_KEPT``, ``PLANS_KEPT``,
+``SLICES_KEPT``): a search or sweep over ever more distinct plans adds their ops and costs
+(``benchmarks/bench_memo_growth.py``), let go at the bound and worked out again if asked for, the
+same values. Kept whole: ``canonical_tuples`` (one per distinct group or split vector), since the
+keys of the costs name its tuples by their ids, and ``ShardOps``' slice names (a few bytes per
+distinct row range, which a graph's metadata reads for the ops made before).
 
 Every key is a value, the identity of a canonical tuple the memo keeps (one per distinct
 collective group or split vector: the first evaluation's own copy of it), or the identity of an
@@ -83,8 +83,8 @@ KAHN_ROUNDS_NODES = 1 << 20
 #: ~16 MB at the worst for each.
 OPS_BY_ID_KEPT = 1 << 12
 
-#: Costs a ``CostMemo`` keeps by value, in each of ``collectives``, ``by_op``, ``energy_by_op``,
-#: ``mixtures`` (``let_go_when_full``). A design choice: every distinct plan of a
+#: Costs a ``CostMemo`` keeps by value, in each of ``collectives``, ``by_op`` and
+#: ``energy_by_op`` (``let_go_when_full``). A design choice: every distinct plan of a
 #: search or sweep adds its new ops' and collectives' keys (``benchmarks/bench_memo_growth.py``:
 #: ~570 ops and 70 collectives after ``greedy``, ``recshard`` and ``auto`` on 16 H100s, ~3 and 3
 #: more per distinct plan after that, with no end), so at this many every entry is let go, as at
@@ -98,6 +98,13 @@ VALUES_KEPT = 1 << 14
 #: 240 kB), so a quarter as many as ``VALUES_KEPT``: ~8 MB there, a few tens at 1,024 GPUs.
 TRAFFIC_KEPT = 1 << 12
 
+#: Fused (TBE) tables' mixture access models a ``CostMemo`` keeps (``mixtures``), let go at this
+#: many as at ``VALUES_KEPT``. A design choice: each keeps its union popularity and its figures
+#: (~30-60 kB for dlrm-dcnv2's tables on 8 ZionEX GPUs, ``bench_memo_growth.py`` under
+#: tracemalloc), one more per distinct plan (174 after ``greedy``, ``recshard`` and ``auto`` on 16
+#: H100s), so ~60 MB at the most.
+MIXTURES_KEPT = 1 << 10
+
 #: Whole all-to-alls whose value keys a ``CostMemo`` keeps by their parts' ids
 #: (``CostMemo.whole_keys``). A design choice: a step graph has three or four (the input dist, the
 #: pooled exchange both ways, a pipelined one), so this holds those of a sweep's or planner's
@@ -107,7 +114,7 @@ WHOLE_KEYS_KEPT = 64
 
 def let_go_when_full(kept: dict[K, V], cap: int) -> dict[K, V]:
     """``kept``, emptied first when it holds ``cap`` entries (a bound on a memo's value-keyed costs,
-    ``VALUES_KEPT``, ``TRAFFIC_KEPT``): for a caller about to add an entry."""
+    ``VALUES_KEPT``, ``TRAFFIC_KEPT``, ``MIXTURES_KEPT``): for a caller about to add an entry."""
     if len(kept) >= cap:
         kept.clear()
     return kept

@@ -24,6 +24,7 @@ from recsim.cost.collectives import collective_time_s
 from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
 from recsim.cost.memo import (
+    MIXTURES_KEPT,
     OPS_BY_ID_KEPT,
     VALUES_KEPT,
     WHOLE_KEYS_KEPT,
@@ -234,7 +235,7 @@ class CostModel:
                         # that; by rows, as a uniform draw over the fused rows would be.
                         shares = [float(m.rows) for m in models]
                     model = MixtureModel(models, shares)
-                let_go_when_full(self._mixtures, VALUES_KEPT)[key] = model
+                let_go_when_full(self._mixtures, MIXTURES_KEPT)[key] = model
             if model is not None:
                 self._access[table] = model
             return self._access.get(table)

@@ -52,6 +52,15 @@ SHARD_OPS_KEPT = 1 << 14
 #: to ~200 MB at that size where every plan ever run would pile up (``bench_memo_growth.py``).
 PLANS_KEPT = 16
 
+#: Popularity slices whose models a ``ShardOps`` keeps (``_slices``), let go at this many as at
+#: ``SHARD_OPS_KEPT``. A design choice: each keeps its derived popularity and figures (~10 kB for
+#: dlrm-dcnv2's tables, ``bench_memo_growth.py`` under tracemalloc), and a plan splitting tables by
+#: popularity adds a slice or two per table (~1,700 for model-a's 856 tables split hot and cold),
+#: so this holds a plan's or a search's worth (~50 MB at the most). A slice asked again is made
+#: again from its table's model (``derive``), the same figures; its op table name stays
+#: (``slices``: a graph's metadata names the slices of the ops made before, a few bytes each).
+SLICES_KEPT = 1 << 12
+
 
 class ShardOps:
     """Lookup figures of shards of ``workload``'s tables (access models cached per table/slice)."""
@@ -146,6 +155,8 @@ class ShardOps:
         model = self._slices.get(key)
         if model is None:
             model = SliceModel(self.table_model(table), start, end)
+            if len(self._slices) >= SLICES_KEPT:  # a bound: each plan's row splits add theirs
+                self._slices.clear()
             self._slices[key] = model
         return model
 

@@ -334,13 +334,19 @@ def test_costs_kept_by_op_identity_are_those_by_value(monkeypatch: pytest.Monkey
 
 
 def _distinct_plans(workload: Workload, world: int, count: int) -> list[Plan]:
-    """``count`` table-wise plans, each with its ranks turned by one more (distinct shards, ops,
-    exchanges and input parts)."""
+    """``count`` table-wise plans, plan ``k`` with its ranks turned by ``k`` and its table ``k``
+    split in halves by popularity over two ranks (distinct shards, ops, slices, exchanges and
+    input parts)."""
     base = table_wise_round_robin(workload, world)
-    return [
-        replace(base, shards=tuple(replace(s, ranks=((s.ranks[0] + k) % world,)) for s in base.shards))
-        for k in range(count)
-    ]
+    plans = []
+    for k in range(count):
+        shards = [replace(s, ranks=((s.ranks[0] + k) % world,)) for s in base.shards]
+        whole = shards[k]
+        half, other = whole.row_end // 2, (whole.ranks[0] + 1) % world
+        split = replace(whole, sharding="row_wise", order="popularity")
+        shards[k : k + 1] = [replace(split, row_end=half), replace(split, row_start=half, ranks=(other,))]
+        plans.append(replace(base, shards=tuple(shards)))
+    return plans
 
 
 def _run_all(memo: CostMemo, plans: list[Plan], fidelity: str = "analytic") -> list[dict[str, object]]:
@@ -351,22 +357,25 @@ def _run_all(memo: CostMemo, plans: list[Plan], fidelity: str = "analytic") -> l
 
 
 def test_shard_ops_let_their_ops_go_at_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``SHARD_OPS_KEPT``: past it a ``ShardOps`` lets its shards' ops and figures and the builder's
-    fused and presorted lookups go; the ops made again are equal values, costed alike, and a graph
-    built while its ops' entries went keeps its own (the results are bit for bit)."""
+    """``SHARD_OPS_KEPT`` and ``SLICES_KEPT``: past them a ``ShardOps`` lets its shards' ops and
+    figures, its slices' models and the builder's fused and presorted lookups go; the ops made
+    again are equal values, costed alike, and a graph built while its ops' entries went keeps its
+    own (the results are bit for bit)."""
     system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
     plans = _distinct_plans(workload, system.num_accelerators, 3)
     free = CostMemo(system, workload)
     expected = _run_all(free, plans)
     ops = free.shard_ops
     bound = 5
-    grown = (ops._ops, ops._figures, ops.fused_ops, ops.sorted_ops)
+    grown = (ops._ops, ops._figures, ops.fused_ops, ops.sorted_ops, ops._slices)
     assert all(len(kept) > bound for kept in grown)  # without the bound, each holds more
     monkeypatch.setattr(shard_ops_module, "SHARD_OPS_KEPT", bound)
+    monkeypatch.setattr(shard_ops_module, "SLICES_KEPT", bound)
     memo = CostMemo(system, workload)
     assert _run_all(memo, plans) == expected
     ops = memo.shard_ops
-    assert all(0 < len(kept) <= bound for kept in (ops._ops, ops._figures, ops.fused_ops, ops.sorted_ops))
+    kept = (ops._ops, ops._figures, ops.fused_ops, ops.sorted_ops, ops._slices)
+    assert all(0 < len(entries) <= bound for entries in kept)
 
 
 def test_shard_ops_keep_the_newest_plans_exchanges_and_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -387,9 +396,9 @@ def test_shard_ops_keep_the_newest_plans_exchanges_and_inputs(monkeypatch: pytes
 
 
 def test_the_memo_lets_its_value_keyed_costs_go_at_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``VALUES_KEPT`` and ``TRAFFIC_KEPT``: past them the memo's collectives, op durations and
-    energies, mixtures and resource traffic are let go, each found again worked out again: the
-    same results, analytic and DES."""
+    """``VALUES_KEPT``, ``MIXTURES_KEPT`` and ``TRAFFIC_KEPT``: past them the memo's collectives,
+    op durations and energies, mixtures and resource traffic are let go, each found again worked
+    out again: the same results, analytic and DES."""
     import recsim.cost.model as model_module
     import recsim.engine.resources as resources_module
 
@@ -401,6 +410,7 @@ def test_the_memo_lets_its_value_keyed_costs_go_at_the_bound(monkeypatch: pytest
     grown = (free.collectives, free.by_op, free.energy_by_op, free.mixtures, free.traffic)
     assert all(len(kept) > bound for kept in grown)  # without the bound, each holds more
     monkeypatch.setattr(model_module, "VALUES_KEPT", bound)
+    monkeypatch.setattr(model_module, "MIXTURES_KEPT", bound)
     monkeypatch.setattr(resources_module, "TRAFFIC_KEPT", bound)
     memo = CostMemo(system, workload)
     assert _run_all(memo, plans) + _run_all(memo, plans[:1], "des") == expected
