@@ -6,7 +6,8 @@ plans: the table-wise round robin with its ranks shuffled (seeded) and, every ot
 table split by popularity rows at a drawn row between two ranks (a new slice, a new exchange).
 After each block of evaluations it prints the entries of every structure the memo and its
 ``ShardOps`` keep and the bytes the process holds (``tracemalloc``, so the figures are slow to
-get, not timed). Prints figures; asserts nothing.
+get, not timed); then what one ``auto`` search on 856 of model-A's tables at 128 GPUs leaves.
+Prints figures; asserts nothing.
 Usage: ``python benchmarks/bench_memo_growth.py [evaluations] [block]`` (default 200, 50).
 """
 
@@ -26,6 +27,9 @@ from recsim.planner.types import Plan
 from recsim.workload.spec import Workload
 
 CASES = (("dgx-h100", "dlrm-dcnv2", 2), ("zionex", "dlrm-dcnv2", 1))
+# One search alone: ``auto`` on Neo's model-A stand-in cut to 856 tables on 16 ZionEX nodes
+# (``bench_planner.py``'s case), whose candidates split tables by popularity many ways.
+SEARCH = ("zionex", "model-a", 16, 856)
 
 
 def distinct_plan(workload: Workload, world: int, seed: int) -> Plan:
@@ -97,6 +101,21 @@ def main() -> None:
                 simulate_training(system, workload, distinct_plan(workload, world, done), options)
         del memo, options
         gc.collect()
+    system_name, workload_name, nodes, tables = SEARCH
+    system, full = prepare(system_name, workload_name, nodes=nodes)
+    data = full.model_dump(by_alias=True, exclude_none=True)
+    data["tables"] = [t.model_dump(by_alias=True, exclude_none=True) for t in full.tables[:tables]]
+    data.pop("table_groups", None)
+    workload = Workload.model_validate(data)
+    gc.collect()
+    start_bytes = tracemalloc.get_traced_memory()[0]
+    memo = CostMemo(system, workload)
+    make_plan("auto", workload, system, costs=memo)
+    gc.collect()
+    held = (tracemalloc.get_traced_memory()[0] - start_bytes) / 2**20
+    counts = " ".join(f"{k}={v}" for k, v in sizes(memo).items() if v)
+    print(f"{system_name} {workload_name} ({tables} tables) {system.num_accelerators} GPUs, after auto:")
+    print(f"  {held:7.1f} MiB held; {counts}")
 
 
 if __name__ == "__main__":
