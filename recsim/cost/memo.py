@@ -15,12 +15,16 @@ What it keeps is bounded (``VALUES_KEPT``, ``TRAFFIC_KEPT``, ``MIXTURES_KEPT``,
 ``OPS_BY_ID_KEPT``, ``WHOLE_KEYS_KEPT``; its ``ShardOps``' ``SHARD_OPS_KEPT``, ``PLANS_KEPT``,
 ``SLICES_KEPT``): a search or sweep over ever more distinct plans adds their ops and costs
 (``benchmarks/bench_memo_growth.py``), let go at the bound and worked out again if asked for, the
-same values. Kept whole: ``canonical_tuples`` (one per distinct group or split vector), since the
-keys of the costs name its tuples by their ids, and ``ShardOps``' slice names (a few bytes per
-distinct row range, which a graph's metadata reads for the ops made before).
+same values. ``canonical_tuples`` (one per distinct group, split vector or all-to-all part) is
+bounded too (``TUPLE_ELEMENTS_KEPT``), but only where no key can outlive its tuples: the costs
+keyed by those tuples' ids (``collectives``, ``traffic``, ``whole_keys``) are let go with them, at
+the start of an evaluation (``fresh_tuples``), and the memo takes new dicts rather than clearing
+the old ones, so a cost model still alive keeps its own. Kept whole: ``ShardOps``' slice names (a
+few bytes per distinct row range, which a graph's metadata reads for the ops made before).
 
 Every key is a value, the identity of a canonical tuple the memo keeps (one per distinct
-collective group or split vector: the first evaluation's own copy of it), or the identity of an
+collective group or split vector: the first evaluation's own copy of it; let go only with the keys
+that name it), or the identity of an
 object its entry keeps alive with it (the parts of ``whole_keys``, the ops of ``durations_by_id``
 and ``energies_by_id``: at most ``WHOLE_KEYS_KEPT`` and ``OPS_BY_ID_KEPT`` entries), and the
 mixtures hold the access models of the evaluation that made them; no graph stays alive, and no op
@@ -89,7 +93,8 @@ OPS_BY_ID_KEPT = 1 << 12
 #: ~570 ops and 70 collectives after ``greedy``, ``recshard`` and ``auto`` on 16 H100s, ~3 and 3
 #: more per distinct plan after that, with no end), so at this many every entry is let go, as at
 #: ``OPS_BY_ID_KEPT``: a cost found again is worked out again, the same function of the same key.
-#: The keys' ids are those of ``canonical_tuples``' copies, which are kept (their ids stay theirs).
+#: The keys' ids are those of ``canonical_tuples``' copies, let go only with the keys naming them
+#: (``CostMemo.fresh_tuples``), so an id stays its tuple's while a key holds it.
 VALUES_KEPT = 1 << 14
 
 #: What ops and collectives move through each resource that a ``CostMemo`` keeps (``traffic``, the
@@ -110,6 +115,14 @@ MIXTURES_KEPT = 1 << 10
 #: pooled exchange both ways, a pipelined one), so this holds those of a sweep's or planner's
 #: recent graphs; each entry is two tuples of one item per rank (~16 kB at 1,024 ranks).
 WHOLE_KEYS_KEPT = 64
+
+#: Elements of the canonical tuples a ``CostMemo`` keeps (``canonical_tuples``, ``fresh_tuples``),
+#: counted as the memo's system's ranks per tuple (a group or split vector has at most one element
+#: per rank; an all-to-all part's interned fields, 7). A design choice: each element is a pointer
+#: and, for a split vector, an int (~40 bytes), so ~80 MB at the most; at 1,024 ranks (a split
+#: tuple ~33 kB, ~11 new per distinct plan) that is 2,048 tuples, ~190 distinct plans, and on 16
+#: GPUs 131,072 tuples, more than any search or sweep here makes (``bench_memo_growth.py``).
+TUPLE_ELEMENTS_KEPT = 1 << 21
 
 
 def let_go_when_full(kept: dict[K, V], cap: int) -> dict[K, V]:
@@ -162,6 +175,8 @@ class CostMemo:
         # Collective costs by (op, canonical group id, bytes, dtype, canonical splits' ids,
         # algorithm); the ids are those of the canonical copies kept here (one per distinct value).
         self.canonical_tuples: dict[tuple[object, ...], tuple[object, ...]] = {}
+        # How many canonical tuples are kept before they are let go (``fresh_tuples``).
+        self.tuples_kept = max(1, TUPLE_ELEMENTS_KEPT // max(1, system.num_accelerators))
         self.collectives: dict[tuple[object, ...], float] = {}
         # Other ops' costs by their value key (``CostModel._op_duration``).
         self.by_op: dict[object, float] = {}
@@ -189,6 +204,20 @@ class CostMemo:
         # structure's sizes and dtypes (compared first, for nothing), its dependency arrays (copies:
         # the index's own may be its caller's) and its rounds.
         self._kahn_rounds: list[tuple[tuple[object, ...], tuple[npt.NDArray[np.intp], ...], KahnRounds]] = []
+
+    def fresh_tuples(self) -> None:
+        """Let go of ``canonical_tuples`` when it holds ``tuples_kept``, with every cost keyed by
+        their ids (``collectives``, ``traffic``, ``whole_keys``'s keys): a ``CostModel`` calls this
+        as it is made, before it takes those dicts. The memo takes new, empty dicts rather than
+        clearing these: a cost model made before keeps the old ones, whose tuples stay alive with
+        it, so no key's id can name a tuple let go and then another object given that id, and the
+        new dicts hold no key of the old tuples. A cost let go is worked out again, the same."""
+        if len(self.canonical_tuples) < self.tuples_kept:
+            return
+        self.canonical_tuples = {}
+        self.collectives = {}
+        self.traffic = {}
+        self.whole_keys = {}
 
     def des_schedule(self, key: object) -> Schedule | None:
         """The DES schedule kept under ``key`` (``recsim.engine.simulate``), or None."""

@@ -147,6 +147,8 @@ class CostModel:
         self.workload = workload
         if memo is not None:
             memo.check(system, workload)
+            # Before the id-keyed dicts are taken below: this model's keys are then into them.
+            memo.fresh_tuples()
         self.topology = topology or (memo.topology if memo is not None else build_topology(system))
         if memo is not None and self.topology is not memo.topology:
             raise ValueError("a CostModel given a CostMemo costs on the memo's topology, not another one")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import replace
 
 import pytest
@@ -416,3 +417,52 @@ def test_the_memo_lets_its_value_keyed_costs_go_at_the_bound(monkeypatch: pytest
     assert _run_all(memo, plans) + _run_all(memo, plans[:1], "des") == expected
     kept = (memo.collectives, memo.by_op, memo.energy_by_op, memo.mixtures, memo.traffic)
     assert all(0 < len(values) <= bound for values in kept)
+
+
+def _interned_ids(key: object) -> tuple[int, ...]:
+    """The canonical tuples' ids in a collective's value key (``CostModel.collective_key``, the
+    DES traffic's ``(key, rank)``): a whole all-to-all's parts, one part's group and splits."""
+    if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], tuple):
+        key = key[0]  # a traffic key: (the collective's key, a rank or None)
+    if not isinstance(key, tuple) or not key:
+        return ()
+    if key[0] == "whole":
+        return tuple(key[1])
+    if key[0] == "one":
+        return (key[2], key[5], key[6])
+    return ()
+
+
+def test_the_memo_lets_its_tuples_go_with_the_costs_keyed_by_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TUPLE_ELEMENTS_KEPT``: past it a memo's canonical tuples are let go as the next cost model
+    is made, with every cost keyed by their ids (new dicts: a model made before keeps its own); the
+    results are those of keeping them all, analytic and DES, and every id a kept key names is that
+    of a tuple the memo keeps."""
+    import recsim.cost.memo as memo_module
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384, precision="fp16")
+    plans = _distinct_plans(workload, system.num_accelerators, 3)
+    free = CostMemo(system, workload)
+    expected = _run_all(free, plans) + _run_all(free, plans[:1], "des")
+    alone = CostMemo(system, workload)
+    _run_all(alone, plans[:1], "des")
+    one_run = len(alone.canonical_tuples)  # what the last evaluation interns on its own
+    bound = 2
+    assert one_run > bound and len(free.canonical_tuples) > one_run  # uncapped, they pile up
+    monkeypatch.setattr(memo_module, "TUPLE_ELEMENTS_KEPT", bound * system.num_accelerators)
+    memo = CostMemo(system, workload)
+    assert memo.tuples_kept == bound
+    assert _run_all(memo, plans) + _run_all(memo, plans[:1], "des") == expected
+    assert 0 < len(memo.canonical_tuples) <= one_run
+    alive = {id(None), *map(id, memo.canonical_tuples.values())}  # None: a part without splits
+    keys = [*memo.collectives, *memo.traffic, *(key for _, key in memo.whole_keys.values())]
+    named = [i for key in keys for i in _interned_ids(key)]
+    assert named and set(named) <= alive
+    # The next model lets them go: it takes new dicts, and the old ones (a model made before may
+    # still hold them) are left as they were, not cleared under that model.
+    old = (memo.canonical_tuples, memo.collectives, memo.traffic, memo.whole_keys)
+    sizes = [len(kept) for kept in old]
+    model = CostModel(system, workload, memo=memo)
+    new = (memo.canonical_tuples, memo.collectives, memo.traffic, memo.whole_keys)
+    assert model.traffic is memo.traffic and not any(new) and all(sizes)
+    assert [len(kept) for kept in old] == sizes and not any(map(operator.is_, old, new))
