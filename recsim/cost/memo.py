@@ -143,8 +143,10 @@ class TupleInterner:
     ranks' ops carry their own, equal, split tuples: a tuple object is resolved once by value (one
     hash and, on a hit, one comparison), then by its identity. Every tuple seen is kept, so an id is
     never reused while this holds it. ``by_value`` (the canonical copies) may be a ``CostMemo``'s,
-    kept across evaluations: it holds one tuple per distinct value, where the identity layer, which
-    holds every rank's own tuple, lives as long as this interner (one evaluation's cost model).
+    kept across evaluations (up to ``CostMemo.fresh_tuples``, which hands later interners a new
+    one and leaves this one's as it is): it holds one tuple per distinct value, where the identity
+    layer, which holds every rank's own tuple, lives as long as this interner (one evaluation's cost
+    model).
     """
 
     def __init__(self, by_value: dict[tuple[object, ...], tuple[object, ...]] | None = None) -> None:
