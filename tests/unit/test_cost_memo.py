@@ -466,3 +466,24 @@ def test_the_memo_lets_its_tuples_go_with_the_costs_keyed_by_them(monkeypatch: p
     new = (memo.canonical_tuples, memo.collectives, memo.traffic, memo.whole_keys)
     assert model.traffic is memo.traffic and not any(new) and all(sizes)
     assert [len(kept) for kept in old] == sizes and not any(map(operator.is_, old, new))
+
+
+def test_models_made_before_the_tuples_went_cost_on_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cost models made before and after ``fresh_tuples`` costing interleaved (a planner may hold
+    one while another evaluation runs), the oldest let die as they go, each cost as a model without
+    a memo does: groups made afresh as lists, every one interned anew, find no other group's cost."""
+    import recsim.cost.memo as memo_module
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384)
+    monkeypatch.setattr(memo_module, "TUPLE_ELEMENTS_KEPT", system.num_accelerators)  # 1 tuple
+    memo = CostMemo(system, workload)
+    fresh = CostModel(system, workload)
+    models: list[CostModel] = []
+    for _ in range(20):
+        for group in ([0, 1], [0, 8], [1, 9], [2, 3]):
+            # Each new model lets go of the tuples; the oldest of the last three dies.
+            models = [*models[-2:], CostModel(system, workload, memo=memo)]
+            for model in models:  # the older ones cost on after a newer one let go
+                op = Collective(CollectiveOp.ALL_REDUCE, "ar", list(group), 64e6)  # type: ignore[arg-type]
+                assert model.collective_s(op) == fresh.collective_s(op)
+    assert len(memo.canonical_tuples) == 1
