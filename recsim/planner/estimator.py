@@ -307,11 +307,15 @@ class Estimator:
         bwd = sum(self.marginal_lookup_s(s, "backward") for s in shards)
         a2a = comm_out_bytes * self.marginal_s_per_byte("all_to_all", self.world, comm)
         rs = 0.0
-        if split_group > 1:
+        # The split reduces its partial pools over its reduce group: the whole split, or the
+        # members on this rank's node where the plans reduce per node, as ``pooled_exchange``
+        # groups the placed split (``graph.shard_ops.reduce_groups``).
+        group = reduce_group_size(split_group, self.reduce_node_size)
+        if group > 1:
             dim = shards[0].dim
             scatter, _ = row_split_wire_dtypes(comm)
             size = self.batch * dim * wire_bytes_per_value(scatter)
-            rs = size * self.marginal_s_per_byte("reduce_scatter", split_group, scatter)
+            rs = size * self.marginal_s_per_byte("reduce_scatter", group, scatter)
         dp = 0.0
         for s in shards:
             if dense_gradient(s, self.world):
@@ -329,7 +333,6 @@ class Estimator:
             # The reduce-scatter's output: the B / |G| samples' sums a member of the split's reduce
             # group (per node where the plans reduce so) holds until the all-to-all sends them on,
             # as ``storage.reduce_scatter_by_rank`` charges the placed plan.
-            group = reduce_group_size(split_group, self.reduce_node_size)
             pooled += reduce_scatter_output_bytes(self.batch, shards[0].dim, comm, group, self.world)
         storage = Storage(hbm_bytes=pooled)
         for s in shards:
@@ -456,7 +459,13 @@ class Estimator:
             except InfeasibleError:
                 return None
             width = dim // groups
-            onward = 0.0 if parts == self.world else b * (self.world // parts) * width * wire
+            # Each member of a reduce group (``reduce_group_size``: the split, or its ranks on one
+            # node where the plans reduce per node) sends the sums of its B / |G| samples on to
+            # their owners but the one it is itself (ranks are placed node by node, so member ``i``
+            # of a group is owner ``i`` mod ``|G|``), as ``pooled_exchange`` does: nothing where the
+            # group is the world.
+            reduce_group = reduce_group_size(parts, self.reduce_node_size)
+            onward = b * (self.world // reduce_group - 1) * width * wire
             bounds = [rows * r // parts for r in range(parts + 1)]
             for c in range(groups):
                 for r in range(parts):

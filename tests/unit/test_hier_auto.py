@@ -391,3 +391,21 @@ def test_hier_auto_sizes_its_nodes_with_the_reduce_scatter_outputs() -> None:
         assert scatter_bucket_bytes(ctx, a, 2, splits, 2) == placed[0] + placed[1]
     assert scatter_bucket_bytes(ctx, a, 2, 2, None) == 0.0
     assert scatter_bucket_bytes(ctx, a, 2, 1, None) == 2 * 64
+
+
+@pytest.mark.parametrize("exchange", ["node", "flat"])
+def test_the_estimators_row_split_block_costs_the_exchange_the_plan_runs(exchange: str) -> None:
+    # A row split over two nodes that reduces per node reduce-scatters within each node and sends
+    # the node partials on in the all-to-all (``pooled_exchange``): the option's block, which the
+    # planners rank, costs what ``plan_perf`` costs the placed split (the flat one as well).
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=135168, precision="fp16")
+    est = Estimator(system, workload, planner_config([f"planner.row_split_exchange={exchange}"]))
+    table = max(workload.tables, key=lambda t: t.rows)
+    cand = est.candidate(table, "row_wise", "hbm", "fp16")
+    assert cand is not None and len(cand.blocks) == est.world == 16
+    placed = tuple(dataclasses.replace(b.shards[0], ranks=(r,)) for r, b in enumerate(cand.blocks))
+    plan = Plan(est.world, placed, strategy="test", row_split_exchange=exchange, comm_dtype=est.comm_dtype)
+    perf = plan_perf(est, plan)
+    for r, block in enumerate(cand.blocks):
+        assert block.perf.fwd_comm_s == pytest.approx(perf[r].fwd_comm_s, rel=1e-12)
+        assert block.perf.bwd_comm_s == pytest.approx(perf[r].bwd_comm_s, rel=1e-12)
