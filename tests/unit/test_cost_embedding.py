@@ -752,6 +752,30 @@ def test_nmp_forward_by_hand():
     assert back.time_s == cost(op("ddr", "backward")).time_s
 
 
+def _tiny_with_gpus(count: int) -> System:
+    """TINY (2 sockets, 2 PCIe switches, NMP DIMMs) with ``count`` GPUs."""
+    node = TINY.node
+    accelerators = node.accelerators.model_copy(update={"count": count})
+    return TINY.model_copy(update={"node": node.model_copy(update={"accelerators": accelerators})})
+
+
+@pytest.mark.parametrize(("gpus", "dram_ranks"), [(1, 2), (3, 4)])
+def test_nmp_gives_a_rank_its_sockets_dimms_and_its_share_of_the_cores(gpus: int, dram_ranks: int) -> None:
+    # A rank's NMP tables are in its socket's DIMMs and channels, shared with the ranks on that
+    # socket (``Node.host_dram_ranks``, as the ddr and uvm tiers' DRAM): a lone GPU of 2 sockets has
+    # half the node's, 3 GPUs on 2 sockets (2 on socket 0) a quarter each; the host's sum of the
+    # partial sums runs on the rank's share of the node's cores (1 / GPUs). With 4 GPUs both are a
+    # quarter: a limit is the whole node's time over the share, the 4-GPU one x divisor / 4.
+    four = cost(op("nmp"))
+    assert four.details["host_s"] > 0.0 and four.details["channel_s"] > 0.0
+    system = _tiny_with_gpus(gpus)
+    assert system.node.host_dram_ranks == dram_ranks
+    got = cost(op("nmp"), system)
+    for name in _NMP_LIMITS:
+        divisor = gpus if name == "host_s" else dram_ranks
+        assert got.details[name] == pytest.approx(four.details[name] * divisor / 4, rel=1e-12), name
+
+
 # ------------------------------------------------------------------------------ registry, errors
 
 

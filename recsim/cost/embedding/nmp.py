@@ -46,9 +46,13 @@ itself). The slowest of:
   pooling 1 there is nothing to reduce and the channels carry about what the ``ddr`` tier's do.
 
 On a GPU node (host-side embeddings in training), as for the ``ddr`` tier: the node's NMP DIMMs and
-channels serve every local rank's shards at once, so a rank gets ``1 / accelerators per node`` of
-them (``ddr.rank_share``; ASSUMPTION: every rank has NMP shards, as symmetric plans give them), and
-the indices cross PCIe to the host and the pooled vectors back, one transfer after the pooling.
+channels serve every local rank's shards at once. A rank gets its socket's DIMMs and channels,
+shared by the ranks on that socket (``ddr.dram_share``, ``Node.host_dram_ranks``: a rank's host
+memory is its socket's, as for the ``ddr`` and ``uvm`` tiers: ``1 / accelerators per node`` of the
+node's where every socket holds as many), and its share of the node's cores for the host's sum of
+the partial sums (``ddr.rank_share``); ASSUMPTION: every rank has NMP shards, as symmetric plans
+give them. The indices cross PCIe to the host and the pooled vectors back, one transfer after the
+pooling.
 
 Backward: RecNMP is an inference design; the host updates rows through the ordinary channels, so
 the backward is the ``ddr`` tier's.
@@ -99,7 +103,14 @@ from recsim.cost.embedding.base import (
     TierModel,
     register_tier,
 )
-from recsim.cost.embedding.ddr import DdrTier, cpu_pool_s, host_streamed_bytes, pcie_transfer_s, rank_share
+from recsim.cost.embedding.ddr import (
+    DdrTier,
+    cpu_pool_s,
+    dram_share,
+    host_streamed_bytes,
+    pcie_transfer_s,
+    rank_share,
+)
 from recsim.cost.embedding.uvm import host_ddr_bandwidth_bytes_per_s
 from recsim.errors import InfeasibleError
 from recsim.hardware.system import System
@@ -138,7 +149,12 @@ class NmpTier(TierModel):
         per_channel = node.host_memory.dimms_per_channel  # the DIMMs a table's rows are spread over
         dimms = channels * per_channel
         ranks = dimms * nmp.ranks
-        share = rank_share(system)  # of the node's DIMMs and channels, on a GPU node
+        # On a GPU node a rank's NMP tables are in its socket's DIMMs and channels, shared with the
+        # other ranks on that socket (``dram_share``, as the ``ddr`` tier's DRAM and
+        # ``uvm.rank_host_ddr_bandwidth_bytes_per_s``); the host's sum of the partial sums runs on
+        # its share of the node's cores (``rank_share``, as the ``ddr`` tier's pooling).
+        dram = dram_share(system)
+        cores = rank_share(system)
         granule = nmp.memory.access_granularity_bytes
         lines_per_row = math.ceil(lookup.row_bytes / granule)
         # The table's rows sit in one channel's ranks: their RankCaches are the ones that hold it.
@@ -195,7 +211,9 @@ class NmpTier(TierModel):
             "channel_s": channel_s,
             "host_s": host_s,
         }
-        limits = {name: seconds / share for name, seconds in whole_node.items()}
+        limits = {
+            name: seconds / (cores if name == "host_s" else dram) for name, seconds in whole_node.items()
+        }
         moved = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         pcie_s = pcie_transfer_s(system, moved, copies=2)  # the indices down, the pooled vectors up
         details = lookup.base_details() | lookup.forward_accounting()
