@@ -347,8 +347,14 @@ class Node(Spec):
         """The CPU socket accelerator ``index`` hangs off, by the rule ``recsim.hardware.topology``
         wires it with: through PCIe switch ``index x switches // accelerators``, itself on socket
         ``switch x sockets // switches``; without switches (a Grace's NVLink-C2C, a GPU on the
-        root complex) on socket ``index x sockets // accelerators``."""
-        count = max(1, self.num_accelerators)
+        root complex) on socket ``index x sockets // accelerators``. ``ValueError`` for an index
+        outside ``[0, accelerators)`` (the rule would give a socket the node does not have, or a
+        plausible one for an accelerator it does not have)."""
+        if not 0 <= index < self.num_accelerators:
+            raise ValueError(
+                f"accelerator index {index} is outside this node's {self.num_accelerators} accelerators"
+            )
+        count = self.num_accelerators
         sockets = self.cpus.count
         if self.pcie_switches is not None:
             switches = self.pcie_switches.count

@@ -175,6 +175,14 @@ def test_the_library_s_nodes_follow_the_socket_rule(name):
     assert node.host_dram_ranks == max(1, node.num_accelerators)
 
 
+@pytest.mark.parametrize(("name", "index"), [("dgx-h100", 8), ("dgx-h100", -1), ("skylake-2s", 0)])
+def test_the_socket_of_an_accelerator_the_node_lacks_is_an_error(name, index):
+    # The rule would otherwise give a socket for GPU 8 of an 8-GPU node, or any GPU of a CPU server.
+    node = HardwareLibrary().system(name, [Override.parse("cluster.nodes=1")]).node
+    with pytest.raises(ValueError, match="outside this node"):
+        node.accelerator_socket(index)
+
+
 def test_ranks_on_two_sockets_do_not_share_their_dram():
     # Two switches: GPU 0 on socket 0, GPU 1 on socket 1 (the uvm model's per-rank share, half
     # the node, is each socket's whole DRAM).
