@@ -366,13 +366,13 @@ class _Builder:
         if self.runtime is None or layer.op != "linear":
             return 0
         if self._dot_pads is None:  # once a graph: the builder asks for every layer op it makes
-            runtime = self.runtime
-            self._dot_pads = {
-                id(after): runtime.dot_output_padding(after.in_features)
-                for before, after in itertools.pairwise(self.w.dense_layers)
-                if before.op == "dot" and after.op == "linear"
-            }
+            self._dot_pads = dot_paddings(self.w.dense_layers, self.runtime)
         return self._dot_pads.get(id(layer), 0)
+
+    def layer_params(self, layer: Layer) -> int:
+        """``layer``'s parameters as the framework trains them: a padded layer's (``_padded``) with
+        its zero-input columns' weights, which its gradient and optimizer step carry too."""
+        return _padded(layer, self._dot_padding(layer)).params
 
     def _names_used(self) -> set[str]:
         """The op table names of the graph's lookups and updates, fused ones' parts included."""
@@ -1184,6 +1184,25 @@ def _input_grad_op(layer: Layer, b: int, s: float, precision: str) -> Compute:
     )
 
 
+def dot_paddings(layers: Sequence[Layer], framework: Runtime) -> dict[int, int]:
+    """id of the linear layer that reads a dot interaction's output -> the zero columns the
+    framework writes beside that output (``Runtime.dot_output_padding``), for ``layers``."""
+    return {
+        id(after): framework.dot_output_padding(after.in_features)
+        for before, after in itertools.pairwise(layers)
+        if before.op == "dot" and after.op == "linear"
+    }
+
+
+def trained_dense_layers(workload: Workload) -> list[Layer]:
+    """The workload's dense layers as its framework (``training.runtime``) trains them: the top
+    MLP's first layer widened by the dot interaction's padding (``_padded``), whose extra weights
+    the gradient all-reduce, the optimizer and the planner's dense memory count as the GEMMs do."""
+    layers = workload.dense_layers
+    pads = dot_paddings(layers, _framework(workload))
+    return [_padded(layer, pads.get(id(layer), 0)) for layer in layers]
+
+
 def _padded(layer: Layer, pad: int) -> Layer:
     """A linear ``layer`` that reads ``pad`` more (zero) input columns: its weight has a column for
     each (DLE zero-initialises that column's weights, dlrm/nn/parts.py ``DlrmTop``), so its GEMMs
@@ -1595,7 +1614,8 @@ def build_training_step(
     optimizer = workload.training.optimizer
     bottom_params = sum(layer.params for layer in bottom)
     optimizer_ops: dict[int, Compute] = {}  # by parameter count: one op shared by the ranks
-    all_dense_params = workload.dense_parameters  # a property that sums the layers: read once
+    # The dense parameters as the framework trains them (a padded layer's extra weights too): once.
+    all_dense_params = sum(bld.layer_params(layer) for layer in workload.dense_layers)
     for r in range(bld.world):
         if r in bld.skip:
             continue  # a folded rank: no node to add
@@ -1765,7 +1785,7 @@ def _dense_chain(
             lanes[last_wgrad] = LANE_WGRAD
             wgrad_done = [last_wgrad]
             if layer.params:
-                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], last_wgrad))
+                grads.append((layer.name, bld.layer_params(layer) * DTYPE_BYTES[grad_dtype], last_wgrad))
             continue
         if crossed:
             (_, fma3), (_, u_dgrad), (_, v_dgrad), (_, u_wgrad), (_, v_wgrad), *closed = ops
@@ -1783,7 +1803,7 @@ def _dense_chain(
                 prev = push(f"{layer.name}{suffix}_bwd", op, prev, join)
                 join = []
             if layer.params:
-                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], last_wgrad))
+                grads.append((layer.name, bld.layer_params(layer) * DTYPE_BYTES[grad_dtype], last_wgrad))
             continue
         ready = prev
         for suffix, op in ops:
@@ -1802,7 +1822,7 @@ def _dense_chain(
                 ready = prev
         # A layer's gradients are ready after its last backward node that makes one.
         if layer.params:
-            grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], ready))
+            grads.append((layer.name, bld.layer_params(layer) * DTYPE_BYTES[grad_dtype], ready))
     # The backward's end (the dense optimizer) also waits for the weight gradients still on their
     # lane: HugeCTR's main stream joins the overlap stream after the MLP's first layer (MLPLayer::
     # bprop, ``set_wgrad_event_sync`` at i == 0).

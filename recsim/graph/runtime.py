@@ -102,7 +102,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from recsim.errors import ConfigError, InfeasibleError
-from recsim.graph.build import DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, OPTIMIZER_STATE
+from recsim.graph.build import DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, OPTIMIZER_STATE, trained_dense_layers
 from recsim.graph.eager_calibration import OPTIMIZER_OPS_PER_TENSOR, TORCHREC_V100, EagerCosts
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
 from recsim.planner.types import COMM_DTYPES, Plan
@@ -853,7 +853,8 @@ class _Rewriter:
 
     def __init__(self, graph: ExecutionGraph, workload: Workload, style: _Style) -> None:
         self.graph, self.workload, self.style = graph, workload, style
-        layers = workload.dense_layers
+        # As the framework trains them: a padded layer's gradient holds its extra weights too.
+        layers = trained_dense_layers(workload)
         # Dense layers' nodes in units of one Linear (+ activation): a DCNv2 cross layer is two
         # GEMM nodes (``recsim.graph.build._cross_layer_ops``), a unit each; its element-wise node
         # costs none of its own (the calibration's two units per cross layer cover its kernels).

@@ -77,7 +77,7 @@ from recsim.cost.embedding.base import (
 )
 from recsim.cost.embedding.uvm_caching import cache_rows
 from recsim.errors import InfeasibleError
-from recsim.graph.build import OPTIMIZER_STATE
+from recsim.graph.build import OPTIMIZER_STATE, trained_dense_layers
 from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
@@ -357,8 +357,9 @@ def _dense_layer_bytes(workload: Workload, layers: Sequence[Layer], batch: float
 
 def dense_weight_bytes(workload: Workload) -> float:
     """The dense model's weights with their gradients and optimizer state, in fp32: what every rank
-    holds whatever its batch."""
-    return _dense_layer_bytes(workload, workload.dense_layers, 0.0)[0]
+    holds whatever its batch (the layers as the framework trains them, a padded layer's extra weights
+    too: ``graph.build.trained_dense_layers``)."""
+    return _dense_layer_bytes(workload, trained_dense_layers(workload), 0.0)[0]
 
 
 def dense_hbm_parts(workload: Workload, world_size: int) -> tuple[float, float]:
@@ -366,7 +367,7 @@ def dense_hbm_parts(workload: Workload, world_size: int) -> tuple[float, float]:
     state, and the activations of the rank's batch (every dense layer's output and the pooled
     embeddings it receives)."""
     b = workload.training.global_batch_size / world_size
-    weights, activations = _dense_layer_bytes(workload, workload.dense_layers, b)
+    weights, activations = _dense_layer_bytes(workload, trained_dense_layers(workload), b)
     pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
     return weights, activations + pooled
 

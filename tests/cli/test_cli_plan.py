@@ -212,9 +212,11 @@ def test_a_fixed_plan_that_does_not_fit_exits_2_with_its_figures() -> None:
     assert result.exit_code == 2
     assert "infeasible" in result.output and "short" in result.output
     # What fills the rank that does not fit (table a, the dense side, the pooled vectors it owns).
+    # The dense weights: 137 parameters (131 and the 6 of top0's column for HugeCTR's dot padding,
+    # ``graph.build.trained_dense_layers``) x 4 B x 3 = 1,644 B.
     assert "fullest rank's HBM" in result.output
     assert (
-        "rank 0: 4.082 KiB = tables 1.953 KiB + dense weights 1.535 KiB + activations 480 B +"
+        "rank 0: 4.152 KiB = tables 1.953 KiB + dense weights 1.605 KiB + activations 480 B +"
         in result.output
     )
     assert "pooled vectors 128 B" in result.output

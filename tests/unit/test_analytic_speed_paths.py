@@ -1710,7 +1710,8 @@ def reference_build_training_step(
                     if suffix != "_concat":  # (Since: the slices make no weight's gradient.)
                         ready = nid
             if layer.params:
-                grads.append((layer.name, layer.params * DTYPE_BYTES[grad_dtype], r, ready))
+                # A padded layer's extra weights too (``_Builder.layer_params``), as the builder.
+                grads.append((layer.name, bld.layer_params(layer) * DTYPE_BYTES[grad_dtype], r, ready))
         if not emb_grad_ready[r]:
             emb_grad_ready[r] = [*prev, *join]
         last_bwd[r] = [*prev, *join, *(wgrad_done if framework.async_mlp_wgrad else [])]
@@ -1853,7 +1854,8 @@ def reference_build_training_step(
     bottom_params = sum(layer.params for layer in bottom)
     for r in range(bld.world):
         # A model-parallel bottom MLP's weights are updated on its rank only.
-        dense_params = workload.dense_parameters - (bottom_params if mp_rank not in (None, r) else 0)
+        trained = sum(bld.layer_params(layer) for layer in workload.dense_layers)  # padded, as the builder
+        dense_params = trained - (bottom_params if mp_rank not in (None, r) else 0)
         state = OPTIMIZER_STATE[optimizer]
         bld.add(
             r,

@@ -10,7 +10,7 @@ import pytest
 from recsim.api import load_workload, make_plan, prepare
 from recsim.cost.model import CostModel
 from recsim.errors import InfeasibleError
-from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.build import BuildOptions, build_training_step, trained_dense_layers
 from recsim.graph.ir import Collective, Embedding, Stream
 from recsim.graph.runtime import apply_runtime, runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
@@ -18,6 +18,7 @@ from recsim.graph.steps import chain_steps
 from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.storage import shard_storage
 from recsim.planner.types import Plan, Shard
+from recsim.workload.spec import Workload
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 WORLD = 4
@@ -90,7 +91,8 @@ def test_the_graph_runs_the_distributed_part_on_every_rank():
     # here), in one buffer under the default fused (HugeCTR) runtime.
     reduces = [n.op for n in graph.nodes if n.rank == 0 and isinstance(n.op, Collective)]
     total = sum(op.bytes for op in reduces if op.op.value == "all_reduce")
-    assert total == pytest.approx(w.dense_parameters * 4.0 + 10 * 4 * 4.0)
+    # (The dense parameters as HugeCTR trains them: the top MLP's padded layer's weights too.)
+    assert total == pytest.approx(_trained_params(w) * 4.0 + 10 * 4 * 4.0)
 
 
 def test_a_distributed_shard_needs_distinct_ranks_and_a_row_each():
@@ -159,9 +161,11 @@ def test_replicated_backward_skips_the_exchange_and_hugectr_groups_its_all_reduc
     plan = make_plan("hybrid_embedding", w, system)
     replicated_bytes = sum(s.rows * s.dim * 4.0 for s in plan.shards if s.sharding == "data_parallel")
     # fp16 gradients in HugeCTR's buffer; PyTorch's AMP keeps fp32 .grad (Runtime.dense_gradient_dtype).
-    dense_bytes = {"fused": w.dense_parameters * 2.0, "eager": w.dense_parameters * 4.0}
+    # HugeCTR's top MLP has 1,024 weights more, for its dot interaction's padding column.
+    dense_bytes = {"fused": 2.0, "eager": 4.0}
     for runtime_name in ("fused", "eager"):
         wl = w.model_copy(update={"training": w.training.model_copy(update={"runtime": runtime_name})})
+        dense_bytes[runtime_name] *= _trained_params(wl)
         graph = build_training_step(wl, plan)
         ids = {n.id: n for n in graph.nodes}
         mine = [n for n in graph.nodes if n.rank == 0]
@@ -320,7 +324,7 @@ def test_pytorch_runtimes_unscale_the_replicated_gradients():
         wl = w.model_copy(update={"training": w.training.model_copy(update={"runtime": name})})
         graph = apply_runtime(chain_steps(build_training_step(wl, plan), 1), wl)
         (node,) = (n for n in graph.nodes if n.rank == 0 and n.name.startswith("amp_unscale:dense"))
-        assert node.op.bytes_read == pytest.approx(w.dense_parameters * 4.0 + replicated)
+        assert node.op.bytes_read == pytest.approx(_trained_params(wl) * 4.0 + replicated)
 
 
 def test_the_estimator_presorts_as_the_builder_does():
@@ -344,3 +348,9 @@ def test_the_estimator_presorts_as_the_builder_does():
             and n.op.table == ShardOps(w).op_table(shard)
         )
         assert est.lookup_s(shard, "backward", presorted) == pytest.approx(cost.duration_s(node), rel=1e-12)
+
+
+def _trained_params(workload: Workload) -> int:
+    """The workload's dense parameters as its framework trains them (a padded layer's extra weights
+    too: ``graph.build.trained_dense_layers``)."""
+    return sum(layer.params for layer in trained_dense_layers(workload))

@@ -256,7 +256,9 @@ def test_memory_by_hand():
     # pooled embeddings for the local batch: 4 x (4 + 4) x 4 B; and the owner side of the pooled
     # exchange, the owned table's vectors for the global batch (storage.pooled_output_bytes, as
     # TorchRec's output_sizes): 8 samples x 4 x 4 B on each rank, each owning one table.
-    dense = 131 * 4 * 3
+    # (131 params and the 6 weights tiny's top0 has for HugeCTR's dot padding column, fused:
+    # ``graph.build.trained_dense_layers``)
+    dense = (131 + 6) * 4 * 3
     act = 4 * 4 * (8 + 4 + 3 + 6 + 1)
     pooled = 4 * 4 * 8
     owned = 8 * 4 * 4

@@ -6,10 +6,18 @@ from itertools import pairwise
 import pytest
 
 from recsim.errors import InfeasibleError
-from recsim.graph.build import BuildOptions, build_inference_batch, build_training_step, total_flops
+from recsim.graph.build import (
+    OPTIMIZER_STATE,
+    BuildOptions,
+    build_inference_batch,
+    build_training_step,
+    total_flops,
+    trained_dense_layers,
+)
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Stream
 from recsim.graph.runtime import apply_runtime, runtime
 from recsim.planner import Plan, Shard, table_wise_round_robin
+from recsim.planner.storage import dense_weight_bytes
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import DTYPE_BYTES
 from tests.conftest import FIXTURES
@@ -27,6 +35,11 @@ def named(graph, rank, name):
 
 
 UNFUSED = BuildOptions(fuse_tables=False)
+
+#: tiny's dense parameters as HugeCTR (fused, tiny's runtime) and DLE train them: 131, and the 6
+#: weights top0 (6 outputs) has for the zero column their dot interactions write after its 7 values
+#: (``Runtime.dot_output_padding``, ``graph.build.trained_dense_layers``). TorchRec's (eager): 131.
+PADDED_PARAMS = 131 + 6
 
 
 def test_training_step_by_hand(tiny):
@@ -62,17 +75,21 @@ def test_training_step_by_hand(tiny):
     b0_bwd = named(g, 0, "bottom0_wgrad_bwd").op
     assert b0_bwd.op == "linear_wgrad" and b0_bwd.flops == b0.flops and b0_bwd.accumulates
     assert b0_bwd.bytes_read == (4 * 4 + 4 * 8 + 4 * 8) * 4 and b0_bwd.bytes_written == 4 * 8 * 4
-    # one DDP bucket with every dense gradient (131 params x 4 B)
+    # one DDP bucket with every dense gradient (131 params x 4 B, and the 6 weights top0 has for the
+    # zero column HugeCTR's dot interaction writes: ``Runtime.dot_output_padding``)
     bucket = named(g, 0, "allreduce_bucket0").op
     assert isinstance(bucket, Collective)
     assert bucket.op is CollectiveOp.ALL_REDUCE
-    assert bucket.bytes == 131 * 4
+    assert bucket.bytes == PADDED_PARAMS * 4
     # forward + backward FLOPs over both ranks: 3 x dense forward x global batch, less the first
     # bottom layer's input gradient (64 per sample) and one of the dot interaction's two backward
     # products (72 per sample: the fused kernel runs one, ``_dot_interaction_op``), plus top0's
     # GEMMs over the zero column HugeCTR's interaction writes after its 4 + 3 outputs (its next
-    # layer reads 8 -> 6: 2 x 1 x 6 = 12 per sample each, three GEMMs) (+ loss)
-    assert total_flops(g) == pytest.approx((3 * 296 + 3 * 12 - 64 - 72) * 8 + 2 * 8 * 4 + 5.0 * 131 * 2)
+    # layer reads 8 -> 6: 2 x 1 x 6 = 12 per sample each, three GEMMs) (+ loss), and the optimizer's
+    # 5 FLOPs a parameter on each rank, top0's 6 padding-column weights too (``PADDED_PARAMS``)
+    assert total_flops(g) == pytest.approx(
+        (3 * 296 + 3 * 12 - 64 - 72) * 8 + 2 * 8 * 4 + 5.0 * PADDED_PARAMS * 2
+    )
 
 
 def test_the_fused_dot_interaction_moves_what_nvidias_kernels_read_and_write(tiny):
@@ -110,7 +127,7 @@ def test_buckets_split_at_the_cap(tiny):
     g = build_training_step(tiny, table_wise_round_robin(tiny, 2), BuildOptions(bucket_bytes=100))
     buckets = [n for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
     assert len(buckets) > 1
-    assert sum(b.op.bytes for b in buckets) == 131 * 4
+    assert sum(b.op.bytes for b in buckets) == PADDED_PARAMS * 4
 
 
 def test_row_wise_and_data_parallel_patterns(tiny):
@@ -497,13 +514,15 @@ def test_pytorch_amp_all_reduces_fp32_gradients_and_hugectr_fp16(tiny):
         wl = tiny.model_copy(update={"training": training})
         g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
         bucket = named(g, 0, "allreduce_bucket0").op
-        assert (bucket.dtype, bucket.bytes) == (dtype, 131 * DTYPE_BYTES[dtype]), runtime_name
-        # A cap of 300 B: one bucket of 262 fp16 bytes, but the 524 fp32 bytes split.
+        # HugeCTR's and DLE's top0 has 6 weights more, for the dot's padding (``PADDED_PARAMS``).
+        params = 131 if runtime_name == "eager" else PADDED_PARAMS
+        assert (bucket.dtype, bucket.bytes) == (dtype, params * DTYPE_BYTES[dtype]), runtime_name
+        # A cap of 300 B: one bucket of 274 fp16 bytes, but the 524 or 548 fp32 bytes split.
         caps = BuildOptions(bucket_bytes=300, first_bucket_bytes=300)
         capped = build_training_step(wl, table_wise_round_robin(wl, 2), caps)
         buckets = [n.op for n in capped.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
         assert (len(buckets) > 1) == (dtype == "fp32"), runtime_name
-        assert sum(b.bytes for b in buckets) == 131 * DTYPE_BYTES[dtype]
+        assert sum(b.bytes for b in buckets) == params * DTYPE_BYTES[dtype]
 
 
 def test_data_parallel_buckets_are_labelled_in_the_dtype_of_their_size(tiny):
@@ -562,14 +581,15 @@ def test_torch_ddp_caps_its_first_bucket_at_1_mib_and_apex_and_hugectr_do_not(ti
     grads = [("l3", 0.6e6, 3), ("l2", 0.6e6, 2), ("l1", 20e6, 1), ("l0", 10e6, 0)]
     assert _buckets(grads, 2**20, 25 * 2**20) == [(1.2e6, 2), (30e6, 0)]
     assert _buckets(grads, 25 * 2**20, 25 * 2**20) == [(31.2e6, 0)]
-    # Over the graph: a 100 B cap splits tiny's 524 B of fp32 gradients, after a first bucket that
+    # Over the graph: a 100 B cap splits tiny's 524 B of fp32 gradients (548 with the padding
+    # column's weights, fused: ``PADDED_PARAMS``), after a first bucket that
     # takes torch DDP's 1 MiB under eager, the cap itself under fused.
     for runtime_name, first_alone in (("eager", True), ("fused", False)):
         training = tiny.training.model_copy(update={"runtime": runtime_name})
         wl = tiny.model_copy(update={"training": training})
         g = build_training_step(wl, table_wise_round_robin(wl, 2), BuildOptions(bucket_bytes=100))
         buckets = [n.op for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
-        assert sum(b.bytes for b in buckets) == 131 * 4
+        assert sum(b.bytes for b in buckets) == (131 if runtime_name == "eager" else PADDED_PARAMS) * 4
         assert (len(buckets) == 1) == first_alone, runtime_name
 
 
@@ -1037,8 +1057,8 @@ def test_torchrec_steps_the_dense_parameters_with_torch_optims_for_loop(
         assert len(parts) == (2 if runtime_name == "eager" else 1)
         step = tuple(sum(getattr(op, f) for op in parts) for f in ("kernels", "bytes_read", "bytes_written"))
         state = {"adagrad": 1, "sgd": 0}[optimizer]
-        if runtime_name == "fused":
-            assert step == (1, (2 + state) * 524, (1 + state) * 524)
+        if runtime_name == "fused":  # with the padding column's weights (``PADDED_PARAMS``)
+            assert step == (1, (2 + state) * PADDED_PARAMS * 4, (1 + state) * PADDED_PARAMS * 4)
         else:
             assert step == pytest.approx((8 * kernels, read * 524, written * 524), rel=1e-12)
 
@@ -1168,6 +1188,16 @@ def test_the_top_mlp_reads_the_zero_columns_its_dot_interaction_writes(tiny, run
     top0 = named(g, 0, "top0_fwd").op
     assert top0.shapes == ((4, width), (width, 6)) and top0.flops == 2 * 4 * width * 6
     assert named(g, 0, "top1_fwd").op.shapes == ((4, 6), (6, 1))  # only the layer after the dot
+    # Its weight has a column per zero input (DLE zero-initialises them, HugeCTR's layer is built on
+    # the padded width): the gradient all-reduce, the optimizer and the planner's dense memory
+    # count those weights as the GEMMs do.
+    params = wl.dense_parameters + (width - 7) * 6
+    assert sum(x.params for x in trained_dense_layers(wl)) == params
+    buckets = [n.op for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket")]
+    assert sum(op.bytes for op in buckets) == params * DTYPE_BYTES[buckets[0].dtype]
+    state = OPTIMIZER_STATE[wl.training.optimizer]
+    assert named(g, 0, "dense_optimizer").op.bytes_read == (2 + state) * params * 4.0
+    assert dense_weight_bytes(wl) == params * 4.0 * (2 + state)
     assert runtime("fused").dot_output_padding(479) == runtime("cuda_graphs").dot_output_padding(479) == 1
     assert (
         runtime("fused").dot_output_padding(473) == 1 and runtime("cuda_graphs").dot_output_padding(473) == 7

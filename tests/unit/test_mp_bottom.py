@@ -7,7 +7,7 @@ import pytest
 from recsim.api import make_plan, prepare
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError, InfeasibleError
-from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.build import BuildOptions, build_training_step, trained_dense_layers
 from recsim.graph.ir import Collective, Compute, Host, Stream
 from recsim.graph.runtime import apply_runtime
 from recsim.graph.steps import chain_steps
@@ -98,7 +98,9 @@ def test_bottom_runs_once_on_the_whole_batch_and_travels_in_the_all_to_all():
     # Its weights are not all-reduced: the buckets hold the other dense layers' gradients only.
     buckets = {n.op.key: n.op.bytes for n in graph.nodes if n.rank == 1 and n.name.startswith("allreduce")}
     bottom_params = sum(x.params for x in workload.dense_layers if x.part == "bottom")
-    assert sum(buckets.values()) == pytest.approx((workload.dense_parameters - bottom_params) * 2.0)
+    # (The dense parameters as HugeCTR trains them: the top MLP's padded layer's weights too.)
+    trained = sum(x.params for x in trained_dense_layers(workload))
+    assert sum(buckets.values()) == pytest.approx((trained - bottom_params) * 2.0)
     # The bottom backward waits for the gradients the backward all-to-all brings back.
     (a2a_bwd,) = (n for n in graph.nodes if n.rank == 0 and n.name == "a2a_bwd")
     first_bwd = next(

@@ -30,10 +30,14 @@ from tests.conftest import FIXTURES
 B = 8  # global batch
 A_BYTES = 100 * (4 * 4 + 4)  # 2000
 B_BYTES = 50 * (4 * 4 + 4)  # 1000
-# Dense side per rank at 2 ranks (local batch 4): 131 parameters x 4 B x 3 (weights, gradient,
+# tiny's dense parameters as its framework (HugeCTR, fused) trains them: 131, and the 6 weights
+# top0 (6 outputs) has for the zero column HugeCTR's dot interaction writes after its 7 values
+# (``Runtime.dot_output_padding``, ``graph.build.trained_dense_layers``).
+PARAMS = 131 + 6
+# Dense side per rank at 2 ranks (local batch 4): 137 parameters x 4 B x 3 (weights, gradient,
 # Adagrad state) + 4 samples x 4 B x 22 layer outputs (8 + 4 + 3 + 6 + 1) + 4 x 4 B x 8 pooled values.
-DENSE_2 = 131 * 4 * 3 + 4 * 4 * 22 + 4 * 4 * 8  # 2052
-DENSE_4 = 131 * 4 * 3 + 2 * 4 * 22 + 2 * 4 * 8  # 1812 (local batch 2)
+DENSE_2 = PARAMS * 4 * 3 + 4 * 4 * 22 + 4 * 4 * 8  # 2124
+DENSE_4 = PARAMS * 4 * 3 + 2 * 4 * 22 + 2 * 4 * 8  # 1884 (local batch 2)
 # The owner side of the pooled exchange: a rank that pools a table (or, in a row split, its rows)
 # holds its vectors for the global batch, B x 4 x 4 B (``storage.pooled_output_bytes``).
 POOLED = B * 4 * 4  # 128
@@ -104,7 +108,7 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
 
 # DENSE_2's parts: the weights with their gradient and Adagrad state, and the activations of the
 # local batch (layer outputs and the pooled values it receives).
-WEIGHTS = 131 * 4 * 3  # 1572
+WEIGHTS = PARAMS * 4 * 3  # 1644
 ACTIVATIONS_2 = 4 * 4 * 22 + 4 * 4 * 8  # 480
 
 
