@@ -16,8 +16,10 @@ each block its ``Perf`` and ``Storage``:
   (``marginal_s_per_byte``: the slope of the collective's time between two sizes, so the fixed
   latency of a collective, paid once per step whatever the plan, is left out):
   whole blocks (TW/CW/TWCW) send ``B x dim`` pooled values (times the bag share when hot rows are
-  replicated) in the all-to-all; row splits over ``g`` ranks reduce-scatter ``B x dim`` over their
-  group and, if the group is not the world, send their ``B / g`` samples on in the all-to-all;
+  replicated) in the all-to-all; row splits reduce-scatter ``B x dim`` over their reduce group of
+  ``g`` ranks (the split, or its ranks on one node where the plans reduce row splits per node:
+  ``storage.reduce_group_size``, as ``pooled_exchange``) and send their ``B / g`` samples' sums on
+  to the owners other than themselves in the all-to-all (none where the group is the world);
   replicated (data-parallel) rows all-reduce their gradient whole. Backward mirrors forward.
 - **storage**: ``recsim.planner.storage.shard_storage`` of the block's shards plus, in HBM, the
   owner side of its pooled exchange (``pooled_block_bytes``: its global batch's pooled vectors,
