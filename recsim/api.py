@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     # The simulation stack (cost models, engines) is imported when a simulation runs, so the
     # hardware, workload and trace commands stay quick to start.
     from recsim.engine.replay import ReplayResult
-    from recsim.engine.simulate import Simulation
+    from recsim.engine.simulate import Simulation, SimulationOptions
     from recsim.explore.spec import SweepSpec
     from recsim.metrics.result import Result
     from recsim.planner.stats import PlanStats
@@ -458,6 +458,7 @@ def make_plan(
     planner: PlannerConfig | Sequence[str] = (),
     costs: CostMemo | None = None,
     fidelity: str = "analytic",
+    simulation: SimulationOptions | None = None,
 ) -> Plan:
     """A sharding plan by strategy name (a registered proposer) or a saved plan file.
 
@@ -467,7 +468,9 @@ def make_plan(
     system and workload for the planner to fill and the caller to reuse (``recsim.cost.memo``).
     ``fidelity``: the run's engine; under DES, ``auto`` re-scores the analytic engine's best
     ``planner.finalists`` with DES (a plan the analytic ranking puts first may be the slower one
-    under contention).
+    under contention). ``simulation``: the run's ``SimulationOptions``; ``auto`` simulates its
+    candidates under their settings that change a step's time (comm_interference, sm_sharing,
+    speed_factors, nic_speed_factors, comm_dtype; not steps), so its pick is the best for that run.
     """
     from recsim.planner import plan as simple
     from recsim.planner.limits import limit_violations
@@ -487,6 +490,12 @@ def make_plan(
     _check_strategy_value(strategy)
     if costs is not None and not isinstance(costs, CostMemo):
         raise ConfigError(f"costs: expected a CostMemo (recsim.cost.memo) or None, got {costs!r}")
+    from recsim.engine.simulate import SimulationOptions
+
+    if simulation is not None and not isinstance(simulation, SimulationOptions):
+        raise ConfigError(
+            f"simulation: expected SimulationOptions (recsim.engine.simulate) or None, got {simulation!r}"
+        )
     name = str(strategy)
     world = system if isinstance(system, int) else system.num_accelerators
     if _names_plan_file(strategy):
@@ -505,7 +514,7 @@ def make_plan(
         allowed = set(config.tiers)  # no system: no NMP or SmartSSD tiers to add
     else:
         check_fidelity(fidelity)
-        ctx = PlanningContext(system, workload, config, memo=costs, fidelity=fidelity)
+        ctx = PlanningContext(system, workload, config, memo=costs, fidelity=fidelity, simulation=simulation)
         chosen = proposer(name).propose(ctx)
         allowed = {tier.split(":", 1)[0] for tier in ctx.estimator.tiers()}
     # The final guard behind every strategy asked for by name: a plan outside the user's limits
@@ -739,7 +748,9 @@ def simulate_run(
             stacklevel=2,
         )
     try:
-        sharding = make_plan(plan, wl_spec, sys_spec, planner=planner_sets, costs=costs, fidelity=fidelity)
+        sharding = make_plan(
+            plan, wl_spec, sys_spec, planner=planner_sets, costs=costs, fidelity=fidelity, simulation=options
+        )
     except InfeasibleError as exc:
         raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
     # A plan the framework cannot run is no result for it (a tester found HugeCTR's hybrid embedding

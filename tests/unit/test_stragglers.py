@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from recsim.api import make_plan, prepare
+from recsim.api import make_plan, prepare, simulate_run
 from recsim.cli import cli
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.errors import ConfigError
@@ -172,3 +172,56 @@ def test_a_results_notes_say_which_run_options_changed_its_figures(setup):
     failed = simulate_training(system, workload, other, SimulationOptions(comm_dtype="fp16")).result
     assert failed.status == "infeasible"
     assert failed.notes == (calibrated[0], "run options: pooled embeddings sent as fp16 (--comm-dtype)")
+
+
+def _candidates(notes: tuple[str, ...]) -> list[str]:
+    """The strategies ``auto`` simulated, from its notes ("simulated (analytic) N samples/s: name")."""
+    return [note.rsplit(": ", 1)[1] for note in notes if note.startswith("simulated (analytic)")]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # Under the defaults auto picks column_wise; without interference row_wise runs faster (a
+        # reviewer's find: auto ranked its candidates under the defaults, whatever the run's).
+        {"comm_interference": False},
+        {"speed_factors": {7: 0.5}},
+        {"nic_speed_factors": {0: 0.25}},
+        {"sm_sharing": True},
+        {"comm_dtype": "fp16"},
+    ],
+)
+def test_auto_picks_the_best_of_its_candidates_under_the_runs_own_options(setup, options):
+    system, workload, _ = setup
+    run = SimulationOptions(**options)
+    chosen = make_plan("auto", workload, system, simulation=run)
+    names = _candidates(chosen.notes)
+    assert len(names) >= 2
+
+    def throughput(plan) -> float:
+        return simulate_training(system, workload, plan, run).result.throughput_samples_per_s
+
+    best = max(throughput(make_plan(name, workload, system)) for name in names)
+    assert throughput(chosen) == pytest.approx(best, rel=1e-12)
+
+
+def test_simulate_run_scores_auto_under_its_own_options(setup):
+    # The wiring from the run (the CLI's --no-comm-interference) into auto's scoring: the run's
+    # result is the best candidate's under the same option, not the default ranking's winner.
+    system, workload, _ = setup
+    run = SimulationOptions(comm_interference=False)
+    default_pick = make_plan("auto", workload, system)
+    names = _candidates(default_pick.notes)
+    under = {
+        name: simulate_training(system, workload, make_plan(name, workload, system), run).result
+        for name in names
+    }
+    best = max(result.throughput_samples_per_s for result in under.values())
+    # The case discriminates: the default ranking's winner is not the best without interference.
+    assert under[default_pick.strategy.removeprefix("auto:")].throughput_samples_per_s < best
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        result = simulate_run("tiny", "tiny-dlrm", nodes=2, plan="auto", comm_interference=False).result
+    assert result.status == "ok"
+    assert result.throughput_samples_per_s == pytest.approx(best, rel=1e-12)

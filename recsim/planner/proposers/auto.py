@@ -15,11 +15,15 @@ in the estimator's order, every other plan that could still win: one whose estim
 times the smallest ratio of simulated step to estimate seen so far is under the best simulated
 step (branch and bound on the estimator's own error); for a DES run
 (``PlanningContext.fidelity``) the best ``config.finalists`` of those are simulated again with DES,
-whose contention can reorder plans the analytic engine ranks close. The plan with the highest
-throughput wins. The plan's notes record every score.
+whose contention can reorder plans the analytic engine ranks close. Every simulation runs under
+the run's own settings that change a step's time (``PlanningContext.simulation``: interference,
+SM sharing, stragglers, slow NICs, a forced wire dtype); the estimator's ranking does not see
+them, so a straggler changes which plans are simulated only through the branch and bound. The
+plan with the highest throughput wins. The plan's notes record every score.
 
 When the config lists several communication dtypes, the winner is re-simulated with each and
-the fastest kept (lower wire precision is opt-in: it is the user who lists it).
+the fastest kept (lower wire precision is opt-in: it is the user who lists it); a run that forces
+its wire dtype (``--comm-dtype``) sends every variant so, and the winner stays.
 """
 
 from __future__ import annotations
@@ -40,8 +44,20 @@ def simulated_throughput(ctx: PlanningContext, plan: Plan, fidelity: str | None 
     """Samples/s of ``plan`` by ``fidelity``'s engine (default the context's; 0 if it does not fit)."""
     from recsim.engine.simulate import SimulationOptions, simulate_training
 
-    # Only the result is kept: the interchangeable ranks are built once (``fold_ranks``).
-    options = SimulationOptions(fidelity=fidelity or ctx.fidelity, costs=ctx.costs, fold_ranks=True)
+    # Only the result is kept: the interchangeable ranks are built once (``fold_ranks``; a
+    # straggler's rank is never folded). The run's settings that change a step's time come from
+    # ``ctx.simulation``; its chain length, checks and counters stay the planner's own.
+    run = ctx.simulation or SimulationOptions()
+    options = SimulationOptions(
+        fidelity=fidelity or ctx.fidelity,
+        costs=ctx.costs,
+        fold_ranks=True,
+        comm_dtype=run.comm_dtype,
+        comm_interference=run.comm_interference,
+        sm_sharing=run.sm_sharing,
+        speed_factors=run.speed_factors,
+        nic_speed_factors=run.nic_speed_factors,
+    )
     result = simulate_training(ctx.system, ctx.workload, plan, options).result
     return result.throughput_samples_per_s if result.status == "ok" else 0.0
 
@@ -81,7 +97,9 @@ def _coarser(ctx: PlanningContext) -> PlanningContext | None:
     if top + 1 >= len(allowed):
         return None
     config = ctx.config.model_copy(update={"embedding_dtypes": allowed[top + 1 :]})
-    return PlanningContext(ctx.system, ctx.workload, config, memo=ctx.memo, fidelity=ctx.fidelity)
+    return PlanningContext(
+        ctx.system, ctx.workload, config, memo=ctx.memo, fidelity=ctx.fidelity, simulation=ctx.simulation
+    )
 
 
 def _identity(plan: Plan) -> tuple[object, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from recsim.cost.memo import CostMemo
 from recsim.errors import ConfigError
@@ -20,6 +20,9 @@ from recsim.planner.config import PlannerConfig
 from recsim.planner.estimator import Estimator
 from recsim.planner.types import Plan
 from recsim.workload.spec import Workload
+
+if TYPE_CHECKING:  # the engine imports the planner's types: no import cycle at run time
+    from recsim.engine.simulate import SimulationOptions
 
 
 @dataclass
@@ -35,6 +38,11 @@ class PlanningContext:
     # The run's engine (``recsim.api.make_plan``): under DES, ``auto`` simulates its analytic
     # engine's best ``config.finalists`` again with DES.
     fidelity: str = "analytic"
+    # The run's settings that change a step's time (``recsim.api.make_plan``'s ``simulation``):
+    # ``auto`` simulates its candidates under them, so the plan it picks is the best for the run
+    # asked for (a reviewer's find: candidates were ranked under the defaults, with no straggler,
+    # with interference, whatever the run's). None: the defaults.
+    simulation: SimulationOptions | None = None
 
     @cached_property
     def costs(self) -> CostMemo:
