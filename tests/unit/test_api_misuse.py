@@ -34,6 +34,9 @@ def test_make_plan_names_a_wrong_strategy_or_memo(one_node) -> None:
         make_plan(None, workload, system)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="costs: expected a CostMemo"):
         make_plan("greedy", workload, system, costs={})  # type: ignore[arg-type]
+    # The run's options auto scores its candidates under: a dict was an AttributeError deep in auto.
+    with pytest.raises(ConfigError, match="simulation: expected SimulationOptions"):
+        make_plan("auto", workload, system, simulation={"comm_interference": False})  # type: ignore[arg-type]
 
 
 def test_a_memo_of_equal_configs_is_taken_and_one_of_other_settings_is_named(one_node) -> None:
