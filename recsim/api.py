@@ -490,12 +490,14 @@ def make_plan(
     _check_strategy_value(strategy)
     if costs is not None and not isinstance(costs, CostMemo):
         raise ConfigError(f"costs: expected a CostMemo (recsim.cost.memo) or None, got {costs!r}")
-    from recsim.engine.simulate import SimulationOptions
+    if simulation is not None:
+        # Imported only when given: ``recsim plan`` stays clear of the simulation stack.
+        from recsim.engine.simulate import SimulationOptions
 
-    if simulation is not None and not isinstance(simulation, SimulationOptions):
-        raise ConfigError(
-            f"simulation: expected SimulationOptions (recsim.engine.simulate) or None, got {simulation!r}"
-        )
+        if not isinstance(simulation, SimulationOptions):
+            raise ConfigError(
+                f"simulation: expected SimulationOptions (recsim.engine.simulate) or None, got {simulation!r}"
+            )
     name = str(strategy)
     world = system if isinstance(system, int) else system.num_accelerators
     if _names_plan_file(strategy):
