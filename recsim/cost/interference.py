@@ -70,8 +70,28 @@ _INSIDE = 0.95
 _CLEAR = 0.05
 
 
-def _is_nccl(name: str) -> bool:
+def is_nccl(name: str) -> bool:
+    """Whether a kernel of a trace is one of NCCL's (its collectives' and point-to-point kernels)."""
     return "nccl" in name.lower()
+
+
+def interval_union(intervals: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The union of ``intervals`` as disjoint sorted intervals (starts, ends)."""
+    merged: list[list[float]] = []
+    for a, b in sorted(intervals):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [m[0] for m in merged], [m[1] for m in merged]
+
+
+def covered_s(union: tuple[list[float], list[float]], a: float, b: float) -> float:
+    """The time of ``[a, b)`` that ``union`` (``interval_union``) covers."""
+    starts, ends = union
+    # The disjoint spans that start before ``b`` and end after ``a``.
+    first, last = bisect.bisect_right(ends, a), bisect.bisect_left(starts, b)
+    return sum(max(0.0, min(ends[i], b) - max(starts[i], a)) for i in range(first, last))
 
 
 def overlap_slowdowns(trace: KinetoTrace, min_samples: int = MIN_SAMPLES) -> dict[str, list[float]]:
@@ -81,27 +101,14 @@ def overlap_slowdowns(trace: KinetoTrace, min_samples: int = MIN_SAMPLES) -> dic
     # Per device (``pid``), the union of its NCCL kernels' spans, as disjoint sorted intervals.
     spans: dict[Any, list[tuple[float, float]]] = defaultdict(list)
     for e in kernels:
-        if _is_nccl(e.name):
+        if is_nccl(e.name):
             spans[e.pid].append((e.ts, e.end))
-    unions: dict[Any, tuple[list[float], list[float]]] = {}
-    for pid, intervals in spans.items():
-        merged: list[list[float]] = []
-        for a, b in sorted(intervals):
-            if merged and a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        unions[pid] = ([m[0] for m in merged], [m[1] for m in merged])
+    unions = {pid: interval_union(intervals) for pid, intervals in spans.items()}
     groups: dict[tuple[Any, ...], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for e in kernels:
-        if _is_nccl(e.name) or e.dur <= 0:
+        if is_nccl(e.name) or e.dur <= 0:
             continue
-        starts, ends = unions.get(e.pid, ([], []))
-        # The disjoint NCCL spans that start before this kernel ends and end after it starts.
-        first = bisect.bisect_right(ends, e.ts)
-        last = bisect.bisect_left(starts, e.end)
-        overlap = sum(max(0.0, min(ends[i], e.end) - max(starts[i], e.ts)) for i in range(first, last))
-        share = overlap / e.dur
+        share = covered_s(unions.get(e.pid, ([], [])), e.ts, e.end) / e.dur
         key = (e.name, tuple(e.args.get("grid", ())), tuple(e.args.get("block", ())))
         clear, beside = groups[key]
         if share < _CLEAR:

@@ -127,8 +127,9 @@ TUPLE_ELEMENTS_KEPT = 1 << 21
 
 
 def let_go_when_full(kept: dict[K, V], cap: int) -> dict[K, V]:
-    """``kept``, emptied first when it holds ``cap`` entries (a bound on a memo's value-keyed costs,
-    ``VALUES_KEPT``, ``TRAFFIC_KEPT``, ``MIXTURES_KEPT``): for a caller about to add an entry."""
+    """``kept``, emptied first when it holds ``cap`` entries (the bound on a memo's caches:
+    ``VALUES_KEPT``, ``TRAFFIC_KEPT``, ``MIXTURES_KEPT``, ``OPS_BY_ID_KEPT``, and its ``ShardOps``'
+    ``SHARD_OPS_KEPT``, ``SLICES_KEPT``): for a caller about to add an entry."""
     if len(kept) >= cap:
         kept.clear()
     return kept

@@ -854,6 +854,4 @@ def _keep_by_id(
     """Keep ``value`` under ``op``'s identity (the op kept too, so its id stays its own), letting
     every entry go first at ``OPS_BY_ID_KEPT`` (``recsim.cost.memo``): a cost found again is the
     same either way."""
-    if len(kept) >= OPS_BY_ID_KEPT:
-        kept.clear()
-    kept[id(op)] = (op, context, value)
+    let_go_when_full(kept, OPS_BY_ID_KEPT)[id(op)] = (op, context, value)

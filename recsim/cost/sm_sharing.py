@@ -80,6 +80,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recsim.cost.interference import covered_s, interval_union, is_nccl
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Compute, Embedding, Stream
 from recsim.graph.readers.kineto import KEvent, KinetoTrace
@@ -102,28 +103,6 @@ SM_SHARING_SLOWDOWN: Final[dict[str, float]] = {
 MIN_CLEAR: Final[int] = 3
 
 
-def _is_nccl(name: str) -> bool:
-    return "nccl" in name.lower()
-
-
-def _union(intervals: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
-    """The union of ``intervals`` as disjoint sorted intervals (starts, ends)."""
-    merged: list[list[float]] = []
-    for a, b in sorted(intervals):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    return [m[0] for m in merged], [m[1] for m in merged]
-
-
-def _covered(union: tuple[list[float], list[float]], a: float, b: float) -> float:
-    """The time of ``[a, b)`` that ``union`` covers."""
-    starts, ends = union
-    first, last = bisect.bisect_right(ends, a), bisect.bisect_left(starts, b)
-    return sum(max(0.0, min(ends[i], b) - max(starts[i], a)) for i in range(first, last))
-
-
 def _stream(e: KEvent) -> Any:
     return e.args.get("stream", e.tid)
 
@@ -141,10 +120,10 @@ def lane_sharing_slowdowns(
     kernels = [e for e in trace.gpu if e.cat == "kernel" and e.dur > 0]
     nccl_by_pid: dict[Any, list[tuple[float, float]]] = defaultdict(list)
     for e in kernels:
-        if _is_nccl(e.name):
+        if is_nccl(e.name):
             nccl_by_pid[e.pid].append((e.ts, e.end))
-    nccl_union = {pid: _union(spans) for pid, spans in nccl_by_pid.items()}
-    compute = [e for e in kernels if not _is_nccl(e.name)]
+    nccl_union = {pid: interval_union(spans) for pid, spans in nccl_by_pid.items()}
+    compute = [e for e in kernels if not is_nccl(e.name)]
     by_stream: dict[tuple[Any, Any], list[KEvent]] = defaultdict(list)
     for e in compute:
         by_stream[(e.pid, _stream(e))].append(e)
@@ -152,16 +131,18 @@ def lane_sharing_slowdowns(
         events.sort(key=lambda e: e.ts)
     # Per kernel: the union of the other compute streams of its GPU.
     others: dict[tuple[Any, Any], tuple[list[float], list[float]]] = {
-        key: _union([(e.ts, e.end) for k, es in by_stream.items() if k[0] == key[0] and k != key for e in es])
+        key: interval_union(
+            [(e.ts, e.end) for k, es in by_stream.items() if k[0] == key[0] and k != key for e in es]
+        )
         for key in by_stream
     }
 
     def beside_nccl(e: KEvent) -> bool:
-        return e.pid in nccl_union and _covered(nccl_union[e.pid], e.ts, e.end) > 0.0
+        return e.pid in nccl_union and covered_s(nccl_union[e.pid], e.ts, e.end) > 0.0
 
     clear: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for e in compute:
-        if not beside_nccl(e) and _covered(others[(e.pid, _stream(e))], e.ts, e.end) == 0.0:
+        if not beside_nccl(e) and covered_s(others[(e.pid, _stream(e))], e.ts, e.end) == 0.0:
             clear[_group(e)].append(e.dur)
     alone = {group: statistics.median(durs) for group, durs in clear.items() if len(durs) >= min_clear}
 
@@ -190,7 +171,7 @@ def lane_sharing_slowdowns(
             role = "newcomer"
         else:
             continue  # some started before it and some after: no single role
-        overlap[role] += _covered(others[(e.pid, _stream(e))], e.ts, e.end)
+        overlap[role] += covered_s(others[(e.pid, _stream(e))], e.ts, e.end)
         lost[role] += e.dur - alone[_group(e)]
         count[role] += 1
     return {role: (1.0 / (1.0 - lost[role] / overlap[role]), count[role], overlap[role]) for role in overlap}

@@ -24,6 +24,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from recsim.cost.memo import let_go_when_full
 from recsim.graph.ir import Collective, Compute, Embedding, Host, Transfer
 from recsim.planner.types import Plan, Shard, dense_gradient
 from recsim.workload.access import shared_access_model
@@ -119,16 +120,12 @@ class ShardOps:
     def keep_fused(self, key: tuple[object, ...], entry: FusedEntry) -> None:
         """Keep the builder's fused lookup ``entry`` under ``key`` (``fused_ops``), every entry let
         go first at ``SHARD_OPS_KEPT``."""
-        if len(self.fused_ops) >= SHARD_OPS_KEPT:
-            self.fused_ops.clear()
-        self.fused_ops[key] = entry
+        let_go_when_full(self.fused_ops, SHARD_OPS_KEPT)[key] = entry
 
     def keep_sorted(self, op: Embedding, presorted: Embedding, sort: Embedding) -> None:
         """Keep a backward lookup's presorted copy and index sort (``sorted_ops``), every entry
         let go first at ``SHARD_OPS_KEPT``."""
-        if len(self.sorted_ops) >= SHARD_OPS_KEPT:
-            self.sorted_ops.clear()
-        self.sorted_ops[id(op)] = (op, presorted, sort)
+        let_go_when_full(self.sorted_ops, SHARD_OPS_KEPT)[id(op)] = (op, presorted, sort)
 
     def keep_exchange(self, key: tuple[int, int, float, int | None], entry: ExchangeEntry) -> None:
         """Keep a plan's pooled exchange (``exchanges``): the newest ``PLANS_KEPT``."""
@@ -155,9 +152,8 @@ class ShardOps:
         model = self._slices.get(key)
         if model is None:
             model = SliceModel(self.table_model(table), start, end)
-            if len(self._slices) >= SLICES_KEPT:  # a bound: each plan's row splits add theirs
-                self._slices.clear()
-            self._slices[key] = model
+            # A bound: each plan's row splits add theirs.
+            let_go_when_full(self._slices, SLICES_KEPT)[key] = model
         return model
 
     def access_models(self) -> dict[str, AccessModel]:
@@ -283,18 +279,15 @@ class ShardOps:
             hit = None
             if shard.sharding == "distributed" or self.is_slice(shard):
                 hit = served * self.bags_hit(shard.table, self.member_share(shard))
-            if len(self._figures) >= SHARD_OPS_KEPT:
-                self._figures.clear()
-            figures = self._figures[key] = (served, lookups, unique, hit)
+            figures = let_go_when_full(self._figures, SHARD_OPS_KEPT)[key] = (served, lookups, unique, hit)
         served, lookups, unique, hit = figures
         if pass_ == "update":  # no lookups: a sweep over the rows
             lookups, unique, hit = 0.0, 0.0, None
         optimizer = "none"
         if pass_ == "update" or (pass_ == "backward" and not dense_gradient(shard, world_size)):
             optimizer = self.w.training.embedding_optimizer
-        if len(self._ops) >= SHARD_OPS_KEPT:  # a bound: every plan's new shards add theirs
-            self._ops.clear()
-        made = self._ops[op_key] = Embedding(
+        # A bound: every plan's new shards add theirs.
+        made = let_go_when_full(self._ops, SHARD_OPS_KEPT)[op_key] = Embedding(
             table=self.op_table(shard),
             pass_=pass_,
             rows=shard.rows_per_rank,
