@@ -14,6 +14,7 @@ from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.ir import Collective
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, pooled_exchange
+from recsim.hardware.system import System
 from recsim.planner.config import planner_config
 from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.io import plan_from_dict, plan_to_dict
@@ -311,6 +312,35 @@ def test_a_node_holds_the_pooled_vectors_of_its_tables_beside_their_rows() -> No
     assert s.node_bytes_used([0]) == 70.0
 
 
+#: No HBM reserve, fp32 tables, and the shardings hier_auto chooses among on the tiny fixtures.
+TIGHT_PLANNER = [
+    "planner.hbm_reserve=0",
+    "planner.embedding_dtypes=[fp32]",
+    "planner.sharding_types=[table_wise,table_row_wise,row_wise]",
+]
+
+
+def _tiny_on_two_nodes(gpus_per_node: int, free: float) -> tuple[Workload, float, System]:
+    """tiny-dlrm, its dense side's HBM a GPU, and the tiny system on two nodes of
+    ``gpus_per_node`` GPUs with ``free`` bytes of HBM a GPU beside that dense side."""
+    from recsim.config.loader import Override
+    from recsim.hardware.library import HardwareLibrary
+    from recsim.planner.storage import dense_hbm_bytes
+    from recsim.workload.library import WorkloadLibrary
+
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    dense = dense_hbm_bytes(tiny, 2 * gpus_per_node)
+    system = HardwareLibrary([FIXTURES / "minilib"]).system(
+        "tiny",
+        [
+            Override.parse("cluster.nodes=2"),
+            Override.parse(f"node.accelerators.count={gpus_per_node}"),
+            Override.parse(f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"),
+        ],
+    )
+    return tiny, dense, system
+
+
 def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
     # tiny-dlrm on two single-GPU nodes, no table replicated, 2,100 B of HBM beside the dense side:
     # a's rows (2,000 B with row-wise Adagrad) fit a node, not with its 128 B of pooled vectors
@@ -318,26 +348,10 @@ def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
     # failed check_fits; with the vectors it spreads both tables over both nodes (1,000 + 500 B of
     # rows and 2 x 128 B of vectors a rank), which fits.
     from recsim.config.loader import Override
-    from recsim.hardware.library import HardwareLibrary
     from recsim.planner.proposers.hier_auto import pooled_bucket_bytes
-    from recsim.planner.storage import dense_hbm_bytes
-    from recsim.workload.library import WorkloadLibrary
 
-    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
-    dense = dense_hbm_bytes(tiny, 2)
-    system = HardwareLibrary([FIXTURES / "minilib"]).system(
-        "tiny",
-        [
-            Override.parse("cluster.nodes=2"),
-            Override.parse("node.accelerators.count=1"),
-            Override.parse(f"node.accelerators.device.hbm.capacity={dense + 2100:.0f} B"),
-        ],
-    )
-    planner = [
-        "planner.hbm_reserve=0",
-        "planner.embedding_dtypes=[fp32]",
-        "planner.sharding_types=[table_wise,table_row_wise,row_wise]",
-    ]
+    tiny, dense, system = _tiny_on_two_nodes(1, 2100)
+    planner = TIGHT_PLANNER
     ctx = PlanningContext(system, tiny, planner_config([Override.parse(p) for p in planner]))
     assert pooled_bucket_bytes(ctx, tiny.table("a"), 1) == 8 * 4 * 4
     plan = make_plan("hier_auto", tiny, system, planner=planner)
@@ -355,26 +369,11 @@ def test_hier_auto_sizes_its_nodes_with_the_reduce_scatter_outputs() -> None:
     # check_fits; with the outputs it spreads both tables over all 4 GPUs, reduced per node: a's
     # 500 B and b's 13 x 20 B of rows, 2 x 128 B of vectors and 2 x 64 B of outputs a GPU.
     from recsim.config.loader import Override
-    from recsim.hardware.library import HardwareLibrary
     from recsim.planner.proposers.hier_auto import scatter_bucket_bytes
-    from recsim.planner.storage import dense_hbm_bytes, reduce_scatter_by_rank
-    from recsim.workload.library import WorkloadLibrary
+    from recsim.planner.storage import reduce_scatter_by_rank
 
-    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
-    dense = dense_hbm_bytes(tiny, 4)
-    system = HardwareLibrary([FIXTURES / "minilib"]).system(
-        "tiny",
-        [
-            Override.parse("cluster.nodes=2"),
-            Override.parse("node.accelerators.count=2"),
-            Override.parse(f"node.accelerators.device.hbm.capacity={dense + 1160:.0f} B"),
-        ],
-    )
-    planner = [
-        "planner.hbm_reserve=0",
-        "planner.embedding_dtypes=[fp32]",
-        "planner.sharding_types=[table_wise,table_row_wise,row_wise]",
-    ]
+    tiny, dense, system = _tiny_on_two_nodes(2, 1160)
+    planner = TIGHT_PLANNER
     plan = make_plan("hier_auto", tiny, system, planner=planner)
     usage = plan_usage(plan, tiny, system)
     assert {(s.sharding, len(s.ranks)) for s in plan.shards} == {("row_wise", 1)}

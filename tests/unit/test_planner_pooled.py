@@ -41,6 +41,15 @@ def two_gpus() -> System:
     return HW.system("tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")])
 
 
+def two_gpus_with_free(workload: Workload, free: float) -> System:
+    """``two_gpus`` with ``free`` bytes of HBM a GPU beside ``workload``'s dense side."""
+    hbm = f"node.accelerators.device.hbm.capacity={dense_hbm_bytes(workload, 2) + free:.0f} B"
+    return HW.system(
+        "tiny",
+        [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), Override.parse(hbm)],
+    )
+
+
 def test_a_table_owner_holds_its_global_batch_of_pooled_vectors(tiny):
     whole = Shard("a", "table_wise", 0, 100, 0, 4, (0,))
     assert pooled_output_bytes(whole, tiny, 2) == A_POOLED
@@ -170,11 +179,7 @@ def test_the_greedy_keeps_a_table_in_hbm_that_fits_beside_the_reserve_counted_on
 
     dense = dense_hbm_bytes(tiny, 2)
     free = 100 * 20 + A_POOLED + A_POOLED // 2 + A_POOLED
-    hbm = f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"
-    system = HW.system(
-        "tiny",
-        [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), Override.parse(hbm)],
-    )
+    system = two_gpus_with_free(tiny, free)
     planner = [
         "planner.hbm_reserve=0",
         "planner.embedding_dtypes=[fp32]",
@@ -203,20 +208,9 @@ def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
         "planner.sharding_types=[table_wise]",
     ]
 
-    def system(free: float) -> System:
-        hbm = f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"
-        return HW.system(
-            "tiny",
-            [
-                Override.parse("cluster.nodes=1"),
-                Override.parse("node.accelerators.count=2"),
-                Override.parse(hbm),
-            ],
-        )
-
     with pytest.raises(InfeasibleError, match=r"table 'a' .* fits nowhere"):
-        make_plan("greedy", tiny, system(2100), planner=planner)
-    roomy = system(100 * 20 + A_POOLED)
+        make_plan("greedy", tiny, two_gpus_with_free(tiny, 2100), planner=planner)
+    roomy = two_gpus_with_free(tiny, 100 * 20 + A_POOLED)
     plan = make_plan("greedy", tiny, roomy, planner=planner)
     usage = plan_usage(plan, tiny, roomy)
     assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED
@@ -269,30 +263,20 @@ def test_fits_nowhere_names_the_pooled_vectors_and_the_reserve(tiny):
     from recsim.api import make_plan
     from recsim.errors import InfeasibleError
 
-    dense = dense_hbm_bytes(tiny, 2)
     planner = [
         "planner.hbm_reserve=0",
         "planner.embedding_dtypes=[fp32]",
         "planner.sharding_types=[table_wise]",
     ]
 
-    def system(free: float) -> System:
-        hbm = f"node.accelerators.device.hbm.capacity={dense + free:.0f} B"
-        return HW.system(
-            "tiny",
-            [
-                Override.parse("cluster.nodes=1"),
-                Override.parse("node.accelerators.count=2"),
-                Override.parse(hbm),
-            ],
-        )
-
     with pytest.raises(InfeasibleError) as err:
-        make_plan("greedy", tiny, system(2100), planner=[*planner, "planner.tiers=[hbm]"])
+        make_plan("greedy", tiny, two_gpus_with_free(tiny, 2100), planner=[*planner, "planner.tiers=[hbm]"])
     assert "and 128 B of pooled vectors in HBM" in str(err.value)
     assert "leaves" not in str(err.value)  # no reserve with every table in HBM
     with pytest.raises(InfeasibleError) as err:
-        make_plan("greedy", tiny, system(100), planner=[*planner, "planner.tiers=[hbm,uvm]"])
+        make_plan(
+            "greedy", tiny, two_gpus_with_free(tiny, 100), planner=[*planner, "planner.tiers=[hbm,uvm]"]
+        )
     assert "a block with rows or a cache in HBM leaves 256 B of its rank's HBM" in str(err.value)
 
 
