@@ -1106,11 +1106,12 @@ def recorded_accelerator(graph: ExecutionGraph, library: HardwareLibrary | None 
     return min(candidates)[2]
 
 
-def validate(ids: Sequence[str] | None = None) -> list[CaseResult]:
-    """Run the validation cases (``recsim validate``)."""
+def validate(ids: Sequence[str] | None = None, fidelity: str = "analytic") -> list[CaseResult]:
+    """Run the validation cases (``recsim validate``); ``fidelity``: the engine of the end-to-end
+    cases (``recsim.validation.cases.run_cases``)."""
     from recsim.validation import run_cases
 
-    return run_cases(texts(ids, "ids") if ids else None)
+    return run_cases(texts(ids, "ids") if ids else None, fidelity=fidelity)
 
 
 def sweep(

@@ -1127,10 +1127,18 @@ def _print_replay(result: ReplayResult) -> None:
 @cli.command("validate")
 @click.argument("ids", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--fidelity",
+    type=click.Choice(["analytic", "des"]),
+    default="analytic",
+    show_default=True,
+    help="Engine of the end-to-end cases: analytic (the bands are set for it) or des (collectives "
+    "that overlap share links, kernels HBM: a comparison, not the reference).",
+)
 @click.pass_context
-def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
+def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool, fidelity: str) -> None:
     """Every calibration and reference case: predicted vs measured, error and band (exit 1 if out)."""
-    results = api.validate(list(ids) or None)
+    results = api.validate(list(ids) or None, fidelity=fidelity)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:

@@ -446,6 +446,14 @@ def test_replay_and_validate_cli():
     ok = run("validate", "gemm-a100")
     assert ok.exit_code == 0, ok.output
     assert "pass" in ok.output
+    # --fidelity picks the engine of the end-to-end cases; a fit is the same under either.
+    des = run("validate", "gemm-a100-heldout", "--fidelity", "des", "--json")
+    assert des.exit_code == 0, des.output
+    assert json.loads(des.output) == json.loads(run("validate", "gemm-a100-heldout", "--json").output)
+    bad = run("validate", "gemm-a100", "--fidelity", "fast")
+    assert bad.exit_code == 2
+    assert "'fast' is not one of 'analytic', 'des'" in bad.output
+    assert "Traceback" not in bad.output
 
 
 def test_run_on_a_cpu_server_is_a_clear_error():

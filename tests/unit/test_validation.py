@@ -2,6 +2,7 @@
 
 import pytest
 
+from recsim.errors import ConfigError
 from recsim.validation import CASES, run_cases
 from recsim.validation.cases import published
 
@@ -263,6 +264,27 @@ def test_a_fit_reports_its_error_and_no_placeholder_figures():
 def test_end_to_end_case_within_band(case_id):
     (result,) = run_cases([case_id])
     assert result.status == "pass", (result.predicted, result.measured, result.error, result.band)
+
+
+def test_des_validation_shares_links_only_where_ops_overlap_on_them():
+    """``run_cases(fidelity="des")``: DLRM v1 on one DGX A100 puts no two ops on one link at once
+    (its all-to-alls and grouped all-reduce run one after another), so both engines give the same
+    step; HPE's two HGX H200 nodes run the backward all-to-all beside the dense-gradient
+    all-reduce (HugeCTR's ``mp`` and default streams), each NIC shared, so DES is slower."""
+    one_id, two_id = "mlperf-train-v2.1-dlrmv1-dgxa100x1", "mlperf-train-v5.0-dcnv2-hgxh200-hpe-n2"
+    analytic = {r.id: r for r in run_cases([one_id, two_id])}
+    des = {r.id: r for r in run_cases([one_id, two_id], fidelity="des")}
+    assert des[one_id].predicted == pytest.approx(analytic[one_id].predicted, rel=1e-12)
+    # 8.3 points on 2026-12-07 (+16.1 -> +7.8 %): the a2a_bwd 174 -> 290 us, its NIC shared.
+    assert des[two_id].predicted < 0.95 * analytic[two_id].predicted
+    # The fits run no engine: the same figure either way.
+    (fit,) = run_cases(["gemm-a100-heldout"], fidelity="des")
+    assert fit.error == run_cases(["gemm-a100-heldout"])[0].error
+
+
+def test_validation_fidelity_must_name_an_engine():
+    with pytest.raises(ConfigError, match="fidelity 'fast': expected one of analytic, des"):
+        run_cases(["gemm-a100-heldout"], fidelity="fast")
 
 
 def test_torchrec_throughput_rises_with_batch_as_measured():
