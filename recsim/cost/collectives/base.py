@@ -185,7 +185,11 @@ class Stage:
 #   taken over by ``collnet``, not through this table.)
 # The two-node nccl-tests (cluster00, 32 MiB and up) are bandwidth-bound and cannot tell either
 # table apart; ``SOCKET_STEP_LATENCY_S`` is refitted on these rows (its total, 42.0 us for one
-# socket step, is unchanged).
+# socket step, is unchanged). Nor do they reach the MLPerf DLRM exchanges across nodes (rail to rail,
+# 0.27-1.28 MB a peer, 4-9 MB a NIC; their smallest point is 2 MiB a peer, 16.8 MB a NIC), so the
+# Simple row's flat rate down to those sizes is unmeasured. RoCE NICs take this block too: the one
+# measured RoCE/InfiniBand comparison at 400G found gives them equal NCCL bandwidth (figures and
+# sources with the multi-node finding in ``recsim.validation.cases``).
 #
 # Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it (the same
 # tuning.cc; its per-channel LL128 cap is not modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: about
