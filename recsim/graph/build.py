@@ -88,9 +88,16 @@ from recsim.graph.ir import (
     is_uneven_all_to_all,
     sorts_ahead,
 )
-from recsim.graph.shard_ops import ExchangeEntry, InputEntry, ShardOps, exchange_sums, pooled_exchange
+from recsim.graph.shard_ops import (
+    LENGTH_BYTES,
+    ExchangeEntry,
+    InputEntry,
+    ShardOps,
+    exchange_sums,
+    pooled_exchange,
+)
 from recsim.planner.types import Plan, Shard
-from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
+from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Table, Workload, wire_bytes_per_value
 
 if TYPE_CHECKING:
     from recsim.graph.runtime import Runtime
@@ -101,7 +108,6 @@ if TYPE_CHECKING:
 # split binary dataset stores it in (DeepLearningExamples PyTorch/Recommendation/DLRM
 # dlrm/data/datasets.py, ``_get_categorical_features``).
 DLE_INDEX_BYTES = 8.0
-LENGTH_BYTES = 4.0  # int32 lengths, one per sample and table
 DENSE_INPUT_BYTES = 4.0  # dense features arrive as fp32
 # HugeCTR's raw binary sample (its RawAsync format, read whole by the AsyncReader): an int32 label,
 # int32 dense features and a uint32 key per lookup (i64_input_key is off in the MLPerf configs).
@@ -196,6 +202,23 @@ def interchangeable_ranks(plan: Plan, keep: frozenset[int] = frozenset()) -> tup
     if plan.bottom_rank is not None:
         held.add(plan.bottom_rank)
     return tuple(r for r in range(world) if r not in held)
+
+
+def global_batch_record_bytes(workload: Workload, batch: float) -> float:
+    """Bytes of ``batch`` raw records as HugeCTR's AsyncReader uploads them (``RAW_RECORD_ITEM_BYTES``
+    an item: the label, the dense features and a key per lookup): what every rank receives under
+    ``Runtime.global_batch_input`` (``_Builder.global_batch_input``) and then holds in HBM
+    (``planner.storage.input_by_rank``)."""
+    items = 1 + workload.dense_features + sum(workload.table_lookups(t) for t in workload.tables)
+    return batch * items * RAW_RECORD_ITEM_BYTES
+
+
+def feature_index_bytes(workload: Workload, table: Table, samples: float) -> float:
+    """Bytes of ``table``'s ids of ``samples`` samples as DLE's loader reads and copies them (int64,
+    ``DLE_INDEX_BYTES``; no lengths): what a rank reads for each table it holds under
+    ``Runtime.per_rank_feature_input`` (``_Builder.per_rank_feature_input``) and then holds in HBM
+    (``planner.storage.input_by_rank``)."""
+    return workload.table_lookups(table) * samples * DLE_INDEX_BYTES
 
 
 class _Builder:
@@ -511,8 +534,7 @@ class _Builder:
         NVLink. The uploading GPU takes turns from batch to batch, so each rank's step carries
         1/n of the reading and the upload and (n-1)/n of a copy from a peer, n its node's ranks."""
         n = max(1, min(self.opt.ranks_per_node or self.world, self.world))
-        items = 1 + self.w.dense_features + sum(self.w.table_lookups(t) for t in self.w.tables)
-        record = batch * items * RAW_RECORD_ITEM_BYTES
+        record = global_batch_record_bytes(self.w, batch)
         load_op = Host("data_loading", record / n)
         h2d_op = Transfer("host", "hbm", record / n)
         peer_op = Transfer("peer", "hbm", record * (n - 1) / n) if n > 1 else None
@@ -541,10 +563,9 @@ class _Builder:
         for r in range(self.world):
             rows = dense_rows.get(r, 0 if dense_rows else b)
             idx = math.fsum(
-                self.w.table_lookups(self.tables[t]) * batch * DLE_INDEX_BYTES
-                for t in sorted(global_tables[r])
+                feature_index_bytes(self.w, self.tables[t], batch) for t in sorted(global_tables[r])
             ) + math.fsum(
-                self.w.table_lookups(self.tables[t]) * b * DLE_INDEX_BYTES
+                feature_index_bytes(self.w, self.tables[t], b)
                 for t in sorted(local_tables[r] - global_tables[r])
             )
             size = idx + rows * self.w.dense_features * SPLIT_NUMERICAL_BYTES + batch * SPLIT_LABEL_BYTES
@@ -568,11 +589,11 @@ class _Builder:
         for shard in self.plan.shards:
             if shard.sharding == "data_parallel":
                 continue
-            table = self.tables[shard.table]
-            # A distributed shard's ranks each receive the ids of their own rows.
-            lookups = self.w.table_lookups(table) * b * self.ops.member_share(shard)
+            # A distributed shard's ranks each receive the ids of their own rows; the bytes an
+            # owner then holds for the global batch are the planner's (``storage.input_buffer_bytes``).
+            sent = self.ops.input_dist_bytes(shard, b, self.index_bytes)
             for owner in shard.ranks:
-                out[owner] += lookups * self.index_bytes + b * LENGTH_BYTES
+                out[owner] += sent
         return out
 
     # -- embedding passes ------------------------------------------------------------------------

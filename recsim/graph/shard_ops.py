@@ -35,6 +35,10 @@ from recsim.workload.spec import Layer, Workload
 K = TypeVar("K")
 V = TypeVar("V")
 
+#: Bytes of one length in the input distribution's jagged batch: TorchRec's KeyedJaggedTensor keeps
+#: an int32 length per sample and feature (``KJTAllToAll`` sends them beside the ids).
+LENGTH_BYTES = 4.0
+
 #: Shards' ops and figures a ``ShardOps`` keeps (``_ops``, ``_figures``), and the builder's fused
 #: (TBE) and presorted lookups (``fused_ops``, ``sorted_ops``), in each. A design choice: every
 #: plan of a planner search or sweep adds the ops of its new shards (``benchmarks/
@@ -224,6 +228,21 @@ class ShardOps:
         gets ``1/n`` of the shard's: its rows are every ``n``-th of them)."""
         share = self.lookup_share(shard)
         return share / len(shard.ranks) if shard.sharding == "distributed" else share
+
+    def input_dist_bytes(self, shard: Shard, samples: float, index_bytes: float) -> float:
+        """Bytes of ``samples`` samples' ids and lengths that the input distribution delivers to
+        each rank of ``shard`` (TorchRec's ``KJTAllToAll``): the rank's share of the table's
+        lookups (``member_share``: a row split's member the ids of its rows, a column block all
+        of them) at ``index_bytes`` each, and one length (``LENGTH_BYTES``) a sample. Nothing for a
+        replicated (``data_parallel``) shard, which serves the local batch's own ids.
+
+        The one figure the input all-to-all moves (``graph.build``, per sender and owner for the
+        local batch) and an owner then holds for the global batch in HBM (``planner.storage.
+        input_buffer_bytes``), so that traffic and memory agree."""
+        if shard.sharding == "data_parallel":
+            return 0.0
+        lookups = self.w.table_lookups(self.tables[shard.table]) * samples * self.member_share(shard)
+        return lookups * index_bytes + samples * LENGTH_BYTES
 
     def served(self, shard: Shard, global_batch: int, world_size: int) -> int:
         """Samples whose lookups the shard serves: the local batch when replicated, else all."""

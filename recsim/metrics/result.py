@@ -189,9 +189,10 @@ MEMORY_TIERS = ("hbm", "ddr", "ssd")
 
 #: What fills the fullest rank's HBM (``memory_peak_bytes.hbm``), by kind, after the tiers: its
 #: shards' rows with their optimizer state and caches, the dense weights with their gradients and
-#: optimizer state, its batch's activations, and the pooled vectors it writes as the owner of its
-#: tables (``recsim.planner.storage.Usage.hbm_parts``); they add up to ``hbm``.
-MEMORY_HBM_PARTS = ("hbm_tables", "hbm_dense", "hbm_activations", "hbm_pooled")
+#: optimizer state, its batch's activations, the pooled vectors it writes as the owner of its
+#: tables and the ids its lookups read (``recsim.planner.storage.Usage.hbm_parts``); they add up to
+#: ``hbm``.
+MEMORY_HBM_PARTS = ("hbm_tables", "hbm_dense", "hbm_activations", "hbm_pooled", "hbm_inputs")
 
 
 def flat_mapping(

@@ -24,9 +24,11 @@ each block its ``Perf`` and ``Storage``:
 - **storage**: ``recsim.planner.storage.shard_storage`` of the block's shards plus, in HBM, the
   owner side of its pooled exchange (``pooled_block_bytes``: its global batch's pooled vectors,
   wherever its rows are) and a row split's reduce-scatter output over its reduce group (per node
-  where the plans reduce row splits so: ``storage.reduce_scatter_output_bytes``), as ``plan_usage``
-  charges a placed plan: what the block takes on its rank, known before placement, as TorchRec's
-  planner adds a shard's ``output_sizes`` to its storage.
+  where the plans reduce row splits so: ``storage.reduce_scatter_output_bytes``), and the ids its
+  lookups read for the global batch (``storage.input_block_bytes``: each column block all the
+  table's ids, a row split's member those of its rows), as ``plan_usage`` charges a placed plan:
+  what the block takes on its rank, known before placement, as TorchRec's planner adds a shard's
+  ``input_sizes`` and ``output_sizes`` to its storage.
 
 A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
 DIMMs) makes the option unavailable, with the cost layer's reason kept for error messages.
@@ -53,6 +55,7 @@ from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.limits import dtypes_for
 from recsim.planner.storage import (
+    input_block_bytes,
     pooled_block_bytes,
     reduce_group_size,
     reduce_scatter_output_bytes,
@@ -69,13 +72,21 @@ class Block:
     """Shards that live together on one rank (``ranks`` left empty until placed).
 
     ``storage``: all the block takes on its rank, ``pooled_hbm_bytes`` (its pooled vectors for the
-    global batch, ``storage.pooled_block_bytes``, with a row split's reduce-scatter output) included
-    in its HBM."""
+    global batch, ``storage.pooled_block_bytes``, with a row split's reduce-scatter output) and
+    ``input_hbm_bytes`` (the ids its lookups read, ``storage.input_block_bytes``) included in its
+    HBM."""
 
     shards: tuple[Shard, ...]
     perf: Perf
     storage: Storage
     pooled_hbm_bytes: float = 0.0
+    input_hbm_bytes: float = 0.0
+
+    @property
+    def io_hbm_bytes(self) -> float:
+        """HBM the block takes wherever its rows are: its pooled vectors and the ids it reads (TorchRec's
+        planner's ``output_sizes`` and ``input_sizes``)."""
+        return self.pooled_hbm_bytes + self.input_hbm_bytes
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,7 @@ class Estimator:
         self._updates: dict[tuple[object, ...], tuple[float, float]] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
-        self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled bytes memo
+        self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled and id bytes memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
 
     # -- communication -------------------------------------------------------------------------
@@ -336,10 +347,12 @@ class Estimator:
             # group (per node where the plans reduce so) holds until the all-to-all sends them on,
             # as ``storage.reduce_scatter_by_rank`` charges the placed plan.
             pooled += reduce_scatter_output_bytes(self.batch, shards[0].dim, comm, group, self.world)
-        storage = Storage(hbm_bytes=pooled)
+        # ... and the ids its lookups read (``storage.input_block_bytes``), as ``plan_usage``.
+        inputs = input_block_bytes(shards, self.w, self.world, self.ops, self.framework)
+        storage = Storage(hbm_bytes=pooled + inputs)
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)
-        block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage, pooled)
+        block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage, pooled, inputs)
         if memo_key is not None:
             self._blocks[memo_key] = block
         return block

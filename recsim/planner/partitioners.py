@@ -16,8 +16,10 @@ Two ways to choose among the ranks that fit (both are registered by name):
 
 **The pooled vectors.** Every table's pooled vectors for the global batch take HBM on the rank
 that pools it, whatever tier holds its rows (``storage.pooled_output_bytes``; a block's ``storage``
-counts its own). Rows placed first must leave that HBM to the tables whose rows go to a host tier,
-or such a table, late in the order, fits no rank. A proposer states the tables' least pooled bytes
+counts its own), and so do the ids its lookups read (``storage.input_buffer_bytes``): "pooled
+bytes" below are both (``Block.io_hbm_bytes``, ``greedy.least_io_bytes``). Rows placed first
+must leave that HBM to the tables whose rows go to a host tier, or such a table, late in the order,
+fits no rank. A proposer states the tables' least pooled bytes
 once (``reserve``, per table); a block that keeps rows or a cache in HBM must then leave
 ``(S - H) / ranks + L`` free on its rank, where ``S`` sums them all, ``H`` those of the tables
 placed with every block in HBM (their vectors are in their blocks already: counting them in the
@@ -62,6 +64,11 @@ from recsim.planner.types import Shard, Storage
 from recsim.units import Dimension, format_quantity
 
 Placed = tuple[Block, tuple[int, ...]]
+
+#: Relative slack when comparing a block's take of the reserve with its table's figure: the take is
+#: a difference of float sums (``_reserve_taken``) of bytes that are no longer whole powers of two
+#: once the ids count (``storage.input_buffer_bytes``), and equal bytes must compare equal.
+_BYTES_RTOL = 1e-9
 
 
 def _b(x: float) -> str:
@@ -181,7 +188,7 @@ class Partitioner:
         if self.holds_rows(block):
             return self.fits(rank, block.storage, True)
         taken = self._reserve_taken(rank, block)
-        return self.fits(rank, block.storage, False) and taken <= self._allowance_bytes
+        return self.fits(rank, block.storage, False) and taken <= self._allowance_bytes * (1 + _BYTES_RTOL)
 
     def _reserve_taken(self, rank: int, block: Block) -> float:
         """How much of ``rank``'s reserve a block of pooled vectors alone would take: the part of
@@ -192,8 +199,9 @@ class Partitioner:
 
     @staticmethod
     def holds_rows(block: Block) -> bool:
-        """Whether ``block`` keeps rows or a cache in HBM, not only its pooled vectors."""
-        return block.storage.hbm_bytes > block.pooled_hbm_bytes
+        """Whether ``block`` keeps rows or a cache in HBM, not only its pooled vectors and the ids
+        it reads (``Block.io_hbm_bytes``)."""
+        return block.storage.hbm_bytes > block.io_hbm_bytes
 
     def _add(self, rank: int, block: Block, undo: _Undo) -> None:
         node = self.node_of(rank)
@@ -401,7 +409,7 @@ class Partitioner:
         ssd = max(self.cap.ssd_bytes_per_node - s for s in self.ssd)
         kept = (
             f"; a block with rows or a cache in HBM leaves {_b(self.reserved_rank_bytes)} of its rank's "
-            "HBM to the pooled vectors of tables off HBM"
+            "HBM to the pooled vectors and input ids of tables off HBM"
             if self.reserved_rank_bytes > 0
             else ""
         )

@@ -5,10 +5,11 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
 
 - **memory** (``recsim.planner.storage.plan_usage``): per rank the HBM it holds (the dense side, its
   shards, the caches of its ``uvm_caching`` shards, and the pooled vectors it writes for the global
-  batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``;
-  ``bytes_by_tier`` counts the shards' stored bytes only), and those bytes by kind
-  (``RankStats.hbm_tables_bytes``, ``hbm_dense_bytes``, ``hbm_activations_bytes``,
-  ``hbm_pooled_bytes``: ``Usage.hbm_parts``, which add up to ``hbm_bytes``); per node the host DRAM
+  batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``, and the ids
+  its lookups read: ``input_buffer_bytes``; ``bytes_by_tier`` counts the shards' stored bytes only),
+  and those bytes by kind (``RankStats.hbm_tables_bytes``, ``hbm_dense_bytes``,
+  ``hbm_activations_bytes``, ``hbm_pooled_bytes``, ``hbm_inputs_bytes``: ``Usage.hbm_parts``, which
+  add up to ``hbm_bytes``); per node the host DRAM
   (``uvm``, ``ddr``, ``nmp`` and ``uvm_caching`` rows, the ``ssd`` tier's page cache) and SSD bytes.
   Host DRAM and SSDs belong to a node, not a rank: a rank's row shows its **node's bytes divided by
   the ranks per node** (``RankStats.ddr_bytes``/``ssd_bytes``); the node rows (``NodeStats``) hold
@@ -94,6 +95,7 @@ class RankStats:
     hbm_dense_bytes: float = 0.0
     hbm_activations_bytes: float = 0.0
     hbm_pooled_bytes: float = 0.0
+    hbm_inputs_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class RankStats:
             "hbm_dense_bytes": self.hbm_dense_bytes,
             "hbm_activations_bytes": self.hbm_activations_bytes,
             "hbm_pooled_bytes": self.hbm_pooled_bytes,
+            "hbm_inputs_bytes": self.hbm_inputs_bytes,
             "ddr_bytes": self.ddr_bytes,
             "ssd_bytes": self.ssd_bytes,
             "shards": self.shards,
@@ -379,6 +382,7 @@ def plan_stats(
                 hbm_dense_bytes=parts["dense"],
                 hbm_activations_bytes=parts["activations"],
                 hbm_pooled_bytes=parts["pooled"],
+                hbm_inputs_bytes=parts["inputs"],
             )
         )
     nodes = tuple(

@@ -46,14 +46,32 @@ its reduce group: per node where the plans reduce row splits so, ``planner.row_s
 ``node`` on a framework that can), which its partitioner places, and ``hier_auto`` to the bytes of
 a bucket that holds a row split (``pooled_bucket_bytes``).
 
-Left out: the ids and lengths the input distribution delivers to an owner, which FBGEMM's TBE
-backward reads again (TorchRec's planner's ``input_sizes``, torchrec/distributed/planner/
-shard_estimators.py ``_calculate_tw_shard_io_sizes`` and the others: ``batch_size x world_size x
-pooling factor x 8 B`` per shard, a row split's shard ``1 / shards`` of it, a column shard all of
-it). Charged here and in the estimator's blocks, they cost RecShard its plan on DLRM-DCNv2 at dim
-512 on 40 GB A100s (estimated 24.6 -> 113 ms): its knapsack budgets a hot set as the table on one
-rank, while each of the 2 or 4 column blocks it then places reads every id again, so the chosen
-options fit no rank. They wait for RecShard to budget its column splits' bytes.
+**Per shard and rank**, the ids its lookups read (``input_buffer_bytes``): the input distribution
+delivers an owner the ids (and lengths) of its shards' lookups for the global batch, which it holds
+through the step (the TBE's backward reads them again). TorchRec's planner counts them as
+``input_sizes`` (torchrec/distributed/planner/shard_estimators.py, ``calculate_shard_storages``
+adds them to each shard's HBM; ``_calculate_tw_shard_io_sizes``: ``batch_size x world_size x
+pooling factor x BIGINT_DTYPE`` (8 B) for a whole table, ``_calculate_cw_shard_io_sizes`` the same
+for *every* column shard, ``_calculate_rw_shard_io_sizes`` ``1 / world_size`` of it,
+``_calculate_twrw_shard_io_sizes`` ``1 / local_world_size``; a data-parallel shard the local
+batch's, which it does not exchange). Here they are the bytes the graph's input all-to-all moves
+(``ShardOps.input_dist_bytes``, one figure for both): a shard's share of the table's lookups (a row
+split's member the ids of its rows, a column block all of them) at the workload's index width
+(``training.index_dtype``, where TorchRec's planner assumes int64), and an int32 length a sample
+(the KeyedJaggedTensor's, which TorchRec's planner leaves out). That is how TorchRec (``eager``)
+delivers them; the other frameworks hold what their loaders give each rank
+(``input_path``, as the graph's input pipeline chooses): DLE's (``cuda_graphs``) reads each table
+it holds once for the global batch, int64 ids and no lengths (``graph.build.feature_index_bytes``,
+``input_block_bytes`` once a table a rank); HugeCTR's hybrid embedding (``fused`` with routed
+rows) gives every GPU the global batch's raw records (``graph.build.global_batch_record_bytes``,
+``input_by_rank``), whatever its shards. Replicated (``data_parallel``) shards get no input
+distribution: none. One batch's ids, as TorchRec's planner counts them: a pipelined step's next
+batch, received meanwhile, is left out (as its dense inputs are). The estimator adds them to each
+block's storage (``Block.input_hbm_bytes``), the greedy proposers to the least a table takes
+wherever its rows go (``greedy.least_io_bytes``), ``hier_auto`` to its buckets
+(``input_bucket_bytes``), and RecShard budgets a hot set at the most its column splits take (each
+block reads every id again: ``recshard.split_budget_bytes``), so that a placement the planner makes
+fits ``check_fits``.
 
 **Capacity** (``capacity``): the accelerator's HBM per rank, the node's host memory, and the node's
 SSDs (count x capacity). ``check_fits`` compares the totals with the capacities less a reserve and
@@ -77,12 +95,17 @@ from recsim.cost.embedding.base import (
 )
 from recsim.cost.embedding.uvm_caching import cache_rows
 from recsim.errors import InfeasibleError
-from recsim.graph.build import OPTIMIZER_STATE, trained_dense_layers
+from recsim.graph.build import (
+    OPTIMIZER_STATE,
+    feature_index_bytes,
+    global_batch_record_bytes,
+    trained_dense_layers,
+)
 from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.system import System
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
-from recsim.workload.spec import DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
+from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
 
 if TYPE_CHECKING:
     from recsim.graph.runtime import Runtime
@@ -332,6 +355,105 @@ def reduce_group_size(split_ranks: int, node_size: int | None) -> int:
     return min(split_ranks, node_size) if node_size else split_ranks
 
 
+def input_buffer_bytes(
+    shard: Shard,
+    workload: Workload,
+    world_size: int,
+    ops: ShardOps | None = None,
+    framework: Runtime | None = None,
+) -> float:
+    """HBM the ids (and lengths) ``shard``'s lookups read take on each of its ranks for the global
+    batch (module docstring), by how the framework delivers them (``input_path``):
+
+    - ``all_to_all`` (TorchRec's ``KJTAllToAll``): ``ShardOps.input_dist_bytes`` for the global
+      batch, the bytes the graph's input all-to-all delivers (each column block all the table's
+      ids, a row split's member those of its rows, every shard a length a sample);
+    - ``features`` (DLE's per-rank loader): the table's int64 ids for the global batch
+      (``graph.build.feature_index_bytes``), once a table on a rank (``input_block_bytes``);
+    - ``global_batch`` (HugeCTR's hybrid embedding): nothing per shard; every rank holds the whole
+      batch's records (``input_by_rank``).
+
+    Nothing for a replicated (``data_parallel``) shard: no input distribution, its lookups read the
+    local batch's ids. ``ops``: made here where not given."""
+    if shard.sharding == "data_parallel":
+        return 0.0
+    w = workload
+    path = input_path(framework or _framework(w), Plan(world_size, (shard,)))
+    batch = float(w.training.global_batch_size)
+    if path == "features":
+        return feature_index_bytes(w, w.table(shard.table), batch)
+    if path == "global_batch":
+        return 0.0
+    return (ops or ShardOps(w)).input_dist_bytes(shard, batch, INDEX_DTYPE_BYTES[w.training.index_dtype])
+
+
+def input_path(framework: Runtime, plan: Plan) -> str:
+    """How ``framework`` delivers ``plan``'s ids to the ranks that look them up: ``global_batch``
+    (``Runtime.global_batch_input``), ``features`` (``Runtime.per_rank_feature_input``), else
+    ``all_to_all``, as ``graph.build._Builder.input_pipeline`` chooses."""
+    if framework.global_batch_input(plan):
+        return "global_batch"
+    if framework.per_rank_feature_input(plan):
+        return "features"
+    return "all_to_all"
+
+
+def input_block_bytes(
+    shards: Sequence[Shard],
+    workload: Workload,
+    world_size: int,
+    ops: ShardOps | None = None,
+    framework: Runtime | None = None,
+) -> float:
+    """``input_buffer_bytes`` of shards that live on one rank: their sum where each shard gets its
+    own ids (``all_to_all``: every column block, a hot and a cold part each theirs), once a table
+    where the rank reads a table's feature once however many blocks of it it holds (``features``,
+    as ``graph.build._Builder.per_rank_feature_input`` reads them)."""
+    framework = framework or _framework(workload)
+    seen: dict[str, float] = {}
+    total = 0.0
+    for s in shards:
+        size = input_buffer_bytes(s, workload, world_size, ops, framework)
+        if size and input_path(framework, Plan(world_size, (s,))) == "features":
+            seen[s.table] = size
+        else:
+            total += size
+    return total + math.fsum(seen.values())
+
+
+def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
+    """HBM of the ids each rank of ``plan`` holds for its lookups (``input_buffer_bytes``, per rank
+    ``input_block_bytes`` of its shards; every rank the global batch's records where the framework
+    gives each the whole batch, ``graph.build.global_batch_record_bytes``); ranks without any left
+    out. One batch's, as TorchRec's planner counts its ``input_sizes``: the next batch's ids that a
+    pipelined step receives meanwhile are left out."""
+    w = workload
+    framework = _framework(w)
+    world = plan.world_size
+    path = input_path(framework, plan)
+    if path == "global_batch":
+        record = global_batch_record_bytes(w, float(w.training.global_batch_size))
+        return dict.fromkeys(range(world), record) if record else {}
+    if path == "all_to_all":
+        ops = ops or ShardOps(w)
+        index_bytes = INDEX_DTYPE_BYTES[w.training.index_dtype]
+        batch = float(w.training.global_batch_size)
+        out: dict[int, float] = defaultdict(float)
+        for s in plan.shards:
+            size = ops.input_dist_bytes(s, batch, index_bytes)
+            if size:
+                for rank in s.ranks:
+                    out[rank] += size
+        return {r: out[r] for r in sorted(out)}
+    by_rank: dict[int, list[Shard]] = defaultdict(list)
+    for s in plan.shards:
+        if s.sharding != "data_parallel":
+            for rank in s.ranks:
+                by_rank[rank].append(s)
+    blocks = {r: input_block_bytes(by_rank[r], w, world, ops, framework) for r in sorted(by_rank)}
+    return {r: v for r, v in blocks.items() if v}
+
+
 def page_cache_fraction(tier: str) -> float:
     """The share of host memory an ``ssd`` tier's page cache asks (``ssd:<fraction>``; 0 for
     other tiers). A node books one page cache, at the largest fraction its shards ask."""
@@ -405,15 +527,17 @@ def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -
 #: The kinds of bytes that fill a rank's HBM (``Usage.hbm_parts``): its shards' rows with their
 #: optimizer state and caches, the dense weights with their gradients and optimizer state, the
 #: activations of its batch, and the pooled vectors it writes as an owner (``pooled_output_bytes``,
-#: with its row splits' reduce-scatter outputs: ``reduce_scatter_by_rank``).
-HBM_PARTS = ("tables", "dense", "activations", "pooled")
+#: with its row splits' reduce-scatter outputs: ``reduce_scatter_by_rank``), and the ids its lookups
+#: read (``input_by_rank``).
+HBM_PARTS = ("tables", "dense", "activations", "pooled", "inputs")
 
 
 @dataclass(frozen=True)
 class Usage:
     """A plan's bytes per rank (HBM) and per node (host DRAM, SSD), with what fills them: a rank's
     HBM is its dense weights (``dense_by_rank``), its activations (``activations_by_rank``), its
-    shards' bytes (``tables_by_rank``) and its pooled vectors (``pooled_by_rank``)."""
+    shards' bytes (``tables_by_rank``), its pooled vectors (``pooled_by_rank``) and the ids its
+    lookups read (``input_by_rank``)."""
 
     hbm_by_rank: dict[int, float]
     ddr_by_node: dict[int, float]
@@ -428,6 +552,8 @@ class Usage:
     #: rank -> HBM of the activations of its batch: the dense layers' outputs and the pooled
     #: embeddings it receives (``dense_hbm_parts``)
     activations_by_rank: dict[int, float] = field(default_factory=dict)
+    #: rank -> HBM of the ids (and lengths) its lookups read for the global batch (``input_by_rank``)
+    input_by_rank: dict[int, float] = field(default_factory=dict)
 
     def hbm_parts(self, rank: int) -> dict[str, float]:
         """What fills ``rank``'s HBM, by kind (``HBM_PARTS``): they add up to ``hbm_by_rank``."""
@@ -436,6 +562,7 @@ class Usage:
             "dense": self.dense_by_rank.get(rank, 0.0),
             "activations": self.activations_by_rank.get(rank, 0.0),
             "pooled": self.pooled_by_rank.get(rank, 0.0),
+            "inputs": self.input_by_rank.get(rank, 0.0),
         }
 
 
@@ -462,6 +589,9 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
         pooled[rank] = pooled.get(rank, 0.0) + out
     for rank, out in pooled.items():
         hbm[rank] += out
+    inputs = input_by_rank(plan, workload)
+    for rank, held in inputs.items():
+        hbm[rank] += held
     host_bytes = system.node.host_memory_capacity_bytes
     storages: dict[tuple[object, ...], Storage] = {}
     page_caches: dict[str, float] = {}
@@ -511,6 +641,7 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
         pooled,
         dense_by,
         activations_by,
+        inputs,
     )
 
 
@@ -568,6 +699,7 @@ def check_fits(usage: Usage, cap: Capacity, *, what: str = "plan") -> None:
                 f"{what}: rank {rank} needs {_b(used)} of HBM, {_b(cap.hbm_bytes_per_rank)} available "
                 f"({_b(used - cap.hbm_bytes_per_rank)} short; dense side {_b(usage.dense_hbm_bytes)}"
                 + (f", pooled outputs {_b(out)}" if (out := usage.pooled_by_rank.get(rank, 0.0)) else "")
+                + (f", input ids {_b(ids)}" if (ids := usage.input_by_rank.get(rank, 0.0)) else "")
                 + (f"; largest tables: {_largest(tables)})" if tables else ")")
             )
     for label, by_node, limit in (

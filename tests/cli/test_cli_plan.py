@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from recsim.cli import cli
 from recsim.planner.io import load_plan, plan_from_dict, plan_to_dict, save_plan
-from recsim.planner.storage import pooled_by_rank, shard_storage
+from recsim.planner.storage import input_by_rank, pooled_by_rank, shard_storage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
@@ -81,20 +81,24 @@ def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
         st = shard_storage(shard, tiny)
         hbm += st.hbm_bytes * len(shard.ranks)
         ddr += st.ddr_bytes * len(shard.ranks)
-    # ... and the owner side of the pooled exchange (``pooled_by_rank``).
-    hbm += sum(pooled_by_rank(plan, tiny).values())
+    # ... and the owner side of the pooled exchange (``pooled_by_rank``) and the ids the owners read
+    # (``input_by_rank``).
+    hbm += sum(pooled_by_rank(plan, tiny).values()) + sum(input_by_rank(plan, tiny).values())
     ranks = data["ranks"]
     assert sum(r["hbm_bytes"] for r in ranks) == pytest.approx(2 * data["dense_hbm_bytes_per_rank"] + hbm)
     assert sum(r["ddr_bytes"] for r in ranks) == pytest.approx(ddr) == pytest.approx(data["ddr_bytes_total"])
     assert sum(r["lookups_per_step"] for r in ranks) == pytest.approx(data["lookups_per_step"]) == 40.0
     assert sum(r["shards"] for r in ranks) == sum(len(s.ranks) for s in plan.shards)
     assert data["parameters_placed"] == 600
-    # Each row's HBM by kind adds up to it, and the pooled vectors are ``pooled_by_rank``'s.
+    # Each row's HBM by kind adds up to it, and the pooled vectors are ``pooled_by_rank``'s, the ids
+    # ``input_by_rank``'s.
     pooled = pooled_by_rank(plan, tiny)
+    ids = input_by_rank(plan, tiny)
     for r in ranks:
-        kinds = ("tables", "dense", "activations", "pooled")
+        kinds = ("tables", "dense", "activations", "pooled", "inputs")
         assert sum(r[f"hbm_{k}_bytes"] for k in kinds) == pytest.approx(r["hbm_bytes"])
         assert r["hbm_pooled_bytes"] == pooled.get(r["rank"], 0.0)
+        assert r["hbm_inputs_bytes"] == ids.get(r["rank"], 0.0)
 
 
 def test_plan_human_output() -> None:
@@ -211,15 +215,16 @@ def test_a_fixed_plan_that_does_not_fit_exits_2_with_its_figures() -> None:
     result = run("plan", *TINY_2_RANKS, *small)
     assert result.exit_code == 2
     assert "infeasible" in result.output and "short" in result.output
-    # What fills the rank that does not fit (table a, the dense side, the pooled vectors it owns).
+    # What fills the rank that does not fit (table a, the dense side, the pooled vectors it owns and
+    # the ids it reads: 8 samples x (2 x 8 + 4) B).
     # The dense weights: 137 parameters (131 and the 6 of top0's column for HugeCTR's dot padding,
     # ``graph.build.trained_dense_layers``) x 4 B x 3 = 1,644 B.
     assert "fullest rank's HBM" in result.output
     assert (
-        "rank 0: 4.152 KiB = tables 1.953 KiB + dense weights 1.605 KiB + activations 480 B +"
+        "rank 0: 4.309 KiB = tables 1.953 KiB + dense weights 1.605 KiB + activations 480 B +"
         in result.output
     )
-    assert "pooled vectors 128 B" in result.output
+    assert "pooled vectors 128 B + input ids 160 B" in result.output
     json_run = run("plan", *TINY_2_RANKS, *small, "--json")
     assert json_run.exit_code == 2
     data = json.loads(json_run.output)

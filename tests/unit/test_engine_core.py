@@ -255,13 +255,15 @@ def test_memory_by_hand():
     # params x (param + grad + one Adagrad state); activations: 4 samples x (8+4+3+6+1) x 4 B;
     # pooled embeddings for the local batch: 4 x (4 + 4) x 4 B; and the owner side of the pooled
     # exchange, the owned table's vectors for the global batch (storage.pooled_output_bytes, as
-    # TorchRec's output_sizes): 8 samples x 4 x 4 B on each rank, each owning one table.
+    # TorchRec's output_sizes): 8 samples x 4 x 4 B on each rank, each owning one table; and the
+    # ids the owner reads for the global batch (storage.input_buffer_bytes, as TorchRec's
+    # input_sizes): 8 samples x (pooling x 8 B + a 4 B length), a's pooling 2, b's 3.
     # (131 params and the 6 weights tiny's top0 has for HugeCTR's dot padding column, fused:
     # ``graph.build.trained_dense_layers``)
     dense = (131 + 6) * 4 * 3
     act = 4 * 4 * (8 + 4 + 3 + 6 + 1)
     pooled = 4 * 4 * 8
     owned = 8 * 4 * 4
-    assert hbm[0] == 100 * (16 + 4) + dense + act + pooled + owned
-    assert hbm[1] == 50 * (16 + 4) + dense + act + pooled + owned
+    assert hbm[0] == 100 * (16 + 4) + dense + act + pooled + owned + 8 * (2 * 8 + 4)
+    assert hbm[1] == 50 * (16 + 4) + dense + act + pooled + owned + 8 * (3 * 8 + 4)
     assert sum(usage.ddr_by_node.values()) == 0 and sum(usage.ssd_by_node.values()) == 0

@@ -320,15 +320,19 @@ TIGHT_PLANNER = [
 ]
 
 
-def _tiny_on_two_nodes(gpus_per_node: int, free: float) -> tuple[Workload, float, System]:
-    """tiny-dlrm, its dense side's HBM a GPU, and the tiny system on two nodes of
-    ``gpus_per_node`` GPUs with ``free`` bytes of HBM a GPU beside that dense side."""
+def _tiny_on_two_nodes(
+    gpus_per_node: int, free: float, overrides: tuple[str, ...] = ()
+) -> tuple[Workload, float, System]:
+    """tiny-dlrm (with ``overrides``), its dense side's HBM a GPU, and the tiny system on two nodes
+    of ``gpus_per_node`` GPUs with ``free`` bytes of HBM a GPU beside that dense side."""
     from recsim.config.loader import Override
     from recsim.hardware.library import HardwareLibrary
     from recsim.planner.storage import dense_hbm_bytes
     from recsim.workload.library import WorkloadLibrary
 
-    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload(
+        "tiny-dlrm", [Override.parse(o) for o in overrides]
+    )
     dense = dense_hbm_bytes(tiny, 2 * gpus_per_node)
     system = HardwareLibrary([FIXTURES / "minilib"]).system(
         "tiny",
@@ -346,9 +350,10 @@ def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
     # a's rows (2,000 B with row-wise Adagrad) fit a node, not with its 128 B of pooled vectors
     # (8 samples x 4 x fp32). The search, by rows alone, put a whole on one node and the plan then
     # failed check_fits; with the vectors it spreads both tables over both nodes (1,000 + 500 B of
-    # rows and 2 x 128 B of vectors a rank), which fits.
+    # rows, 2 x 128 B of vectors and the ids of half of each table's rows, 96 + 128 B, a rank:
+    # ``input_bucket_bytes``), which fits.
     from recsim.config.loader import Override
-    from recsim.planner.proposers.hier_auto import pooled_bucket_bytes
+    from recsim.planner.proposers.hier_auto import input_bucket_bytes, pooled_bucket_bytes
 
     tiny, dense, system = _tiny_on_two_nodes(1, 2100)
     planner = TIGHT_PLANNER
@@ -357,28 +362,33 @@ def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
     plan = make_plan("hier_auto", tiny, system, planner=planner)
     usage = plan_usage(plan, tiny, system)
     assert {s.sharding for s in plan.shards} == {"row_wise"}
-    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 1000 + 500 + 2 * 128)
+    assert input_bucket_bytes(ctx, tiny.table("a"), 1, 2) == 8 * (2 * 0.5 * 8 + 4)
+    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 1000 + 500 + 2 * 128 + 96 + 128)
 
 
 def test_hier_auto_sizes_its_nodes_with_the_reduce_scatter_outputs() -> None:
-    # tiny-dlrm on two nodes of 2 GPUs, no table replicated, 1,160 B of HBM a GPU beside the dense
-    # side (2,320 B a node). a whole on one node (table_row_wise over its 2 GPUs) takes 1,000 B of
-    # rows, 128 B of pooled vectors (8 samples x 4 x fp32) and, reduced over the node's 2 GPUs,
-    # 64 B of reduce-scatter output (4 samples x 4 x fp32) a GPU: 1,192 B, which does not fit. By
-    # rows and vectors alone (2,256 B a node) the search put a there and the plan failed
-    # check_fits; with the outputs it spreads both tables over all 4 GPUs, reduced per node: a's
-    # 500 B and b's 13 x 20 B of rows, 2 x 128 B of vectors and 2 x 64 B of outputs a GPU.
+    # tiny-dlrm with int32 ids on two nodes of 2 GPUs, no table replicated, 1,250 B of HBM a GPU
+    # beside the dense side (2,500 B a node). a whole on one node (table_row_wise over its 2 GPUs)
+    # takes 1,000 B of rows, 128 B of pooled vectors (8 samples x 4 x fp32), 64 B of ids (half of
+    # a's, 8 x (2 x 0.5 x 4 + 4) B) and, reduced over the node's 2 GPUs, 64 B of reduce-scatter
+    # output (4 samples x 4 x fp32) a GPU: 1,256 B, which does not fit. By rows, vectors and ids
+    # alone (2,384 B a node) the search put a there and the plan failed check_fits; with the
+    # outputs it spreads both tables over all 4 GPUs, reduced per node: a's 500 B and b's 13 x 20 B
+    # of rows, 2 x 128 B of vectors, 2 x 64 B of outputs and a quarter of a's ids and 13 / 50 of
+    # b's (48 + 56.96 B) a GPU: 1,248.96 B. (1,160 B a GPU before the ids were charged: with int64
+    # ids, 4 more bytes an id, the spread took more than a on one node.)
     from recsim.config.loader import Override
     from recsim.planner.proposers.hier_auto import scatter_bucket_bytes
     from recsim.planner.storage import reduce_scatter_by_rank
 
-    tiny, dense, system = _tiny_on_two_nodes(2, 1160)
+    tiny, dense, system = _tiny_on_two_nodes(2, 1250, ("training.index_dtype=int32",))
     planner = TIGHT_PLANNER
     plan = make_plan("hier_auto", tiny, system, planner=planner)
     usage = plan_usage(plan, tiny, system)
     assert {(s.sharding, len(s.ranks)) for s in plan.shards} == {("row_wise", 1)}
     assert plan.row_split_exchange == "node"
-    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 500 + 260 + 2 * 128 + 2 * 64)
+    ids = 8 * (2 * 0.25 * 4 + 4) + 8 * (3 * 13 / 50 * 4 + 4)
+    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 500 + 260 + 2 * 128 + 2 * 64 + ids)
     # The search's sum is ``reduce_scatter_by_rank``'s: per node 2 x 64 B whether a is on one node
     # or split over both (reduced per node either way); flat over both nodes, the world: nothing.
     ctx = PlanningContext(system, tiny, planner_config([Override.parse(p) for p in planner]))

@@ -19,6 +19,7 @@ from recsim.planner.storage import (
     _framework,
     _is_part,
     dense_hbm_parts,
+    input_by_rank,
     mp_bottom_hbm_parts,
     page_cache_bytes,
     plan_usage,
@@ -74,6 +75,10 @@ def _old_plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
         pooled[rank] = pooled.get(rank, 0.0) + out
     for rank, out in pooled.items():
         hbm[rank] += out
+    # The ids the ranks read (not a speed path: the function itself).
+    inputs = input_by_rank(plan, workload)
+    for rank, held in inputs.items():
+        hbm[rank] += held
     memo: dict[tuple[object, ...], Storage] = {}
     for shard in plan.shards:
         key = (shard.table, shard.sharding, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
@@ -102,6 +107,7 @@ def _old_plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
         pooled,
         dense_by,
         activations_by,
+        inputs,
     )
 
 
@@ -119,6 +125,7 @@ def _exact(usage: Usage) -> list[str]:
             "pooled_by_rank",
             "dense_by_rank",
             "activations_by_rank",
+            "input_by_rank",
         )
     ]
 

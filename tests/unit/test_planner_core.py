@@ -193,9 +193,9 @@ def test_partitioner_places_within_memory_and_rolls_back(tiny):
     est = Estimator(system, tiny)
     cand = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     assert cand is not None
-    # room for a (its rows and its pooled vectors, 8 x 4 x 4 B) on one rank only: the second copy
-    # must go nowhere and change nothing
-    part = Partitioner(est, "lpt", cap=Capacity(part_dense(est) + 2000 + 128, 1e12, 1e12, 2))
+    # room for a (its rows, its pooled vectors, 8 x 4 x 4 B, and its ids, 8 x (2 x 8 + 4) B) on one
+    # rank only: the second copy must go nowhere and change nothing
+    part = Partitioner(est, "lpt", cap=Capacity(part_dense(est) + 2000 + 128 + 160, 1e12, 1e12, 2))
     assert part.place(cand) is not None
     loads = list(part.load)
     assert part.place(cand) is not None  # the other rank

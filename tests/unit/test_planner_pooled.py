@@ -14,6 +14,7 @@ from recsim.planner.partitioners import Partitioner
 from recsim.planner.storage import (
     Capacity,
     dense_hbm_bytes,
+    input_by_rank,
     plan_usage,
     pooled_by_rank,
     pooled_output_bytes,
@@ -30,6 +31,14 @@ HW = HardwareLibrary([FIXTURES / "minilib"])
 # tiny-dlrm: global batch 8, dim 4, fp32 tables and training (no narrow output): table a pooled for
 # the whole batch is 8 x 4 x 4 B.
 A_POOLED = 8 * 4 * 4
+# ... and the ids its owner reads for the whole batch (``storage.input_buffer_bytes``): 2 int64 ids
+# a sample (pooling 2; tiny's index dtype, int64) and an int32 length, 8 x (2 x 8 + 4) B; b's,
+# pooling 3, 8 x (3 x 8 + 4) B. A table's blocks take these besides their rows wherever the rows
+# are (``Block.io_hbm_bytes``).
+A_IDS = 8 * (2 * 8 + 4)
+B_IDS = 8 * (3 * 8 + 4)
+A_IO = A_POOLED + A_IDS
+B_IO = A_POOLED + B_IDS
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +105,17 @@ def test_plan_usage_charges_the_owner_once_per_table_and_column_range(tiny):
     assert pooled_by_rank(plan, tiny) == pytest.approx({0: cold + A_POOLED, 1: A_POOLED}, rel=1e-12)
     usage = plan_usage(plan, tiny, system)
     assert usage.pooled_by_rank == pooled_by_rank(plan, tiny)
+    # The ids: a's cold slice reads its 90 % of a's (uniform) lookups, each half of b its half of
+    # b's (by id), every shard a length a sample; the replicated hot rows none.
+    b_half = 8 * (3 * 0.5 * 8 + 4)
+    ids = {0: 8 * (2 * 0.9 * 8 + 4) + b_half, 1: b_half}
+    assert input_by_rank(plan, tiny) == pytest.approx(ids, rel=1e-12)
+    assert usage.input_by_rank == input_by_rank(plan, tiny)
     dense = dense_hbm_bytes(tiny, 2)
     for rank in (0, 1):
         rows = sum(shard_storage(s, tiny, 2).hbm_bytes for s in plan.shards if rank in s.ranks)
-        assert usage.hbm_by_rank[rank] == dense + rows + pooled_by_rank(plan, tiny)[rank]
+        held = dense + rows + pooled_by_rank(plan, tiny)[rank] + ids[rank]
+        assert usage.hbm_by_rank[rank] == pytest.approx(held, rel=1e-12)
 
 
 def test_a_block_takes_its_rows_and_its_pooled_vectors(tiny):
@@ -108,10 +124,11 @@ def test_a_block_takes_its_rows_and_its_pooled_vectors(tiny):
     assert cand is not None
     (block,) = cand.blocks
     assert block.pooled_hbm_bytes == A_POOLED
-    assert block.storage.hbm_bytes == 100 * 20 + A_POOLED  # fp32 dim 4 + row-wise Adagrad, 20 B a row
+    assert block.input_hbm_bytes == A_IDS
+    assert block.storage.hbm_bytes == 100 * 20 + A_IO  # fp32 dim 4 + row-wise Adagrad, 20 B a row
     slow = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
     assert slow is not None
-    assert slow.blocks[0].storage.hbm_bytes == A_POOLED
+    assert slow.blocks[0].storage.hbm_bytes == A_IO
 
 
 def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
@@ -120,30 +137,30 @@ def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
     assert cand is not None
     dense = dense_hbm_bytes(tiny, 2)
     rows = 100 * 20
-    short = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_POOLED - 1, 1e12, 1e12, 2))
+    short = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_IO - 1, 1e12, 1e12, 2))
     assert short.place(cand) is None  # the rows alone would fit
-    enough = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_POOLED, 1e12, 1e12, 2))
+    enough = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_IO, 1e12, 1e12, 2))
     assert enough.place(cand) is not None
 
 
 def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tiny):
-    # Tables a and b (128 B of pooled vectors each) on 2 ranks: a's rows in HBM may not take a
-    # rank's even share of the vectors of the tables not placed with rows in HBM once a is (b's:
-    # 64 B) plus the largest of the tables still to place (b's 128 B); a's vectors alone, its rows
-    # on a host tier, may.
+    # Tables a and b (128 B of pooled vectors each, and 160 and 224 B of ids: 288 and 352 B) on
+    # 2 ranks: a's rows in HBM may not take a rank's even share of the vectors and ids of the
+    # tables not placed with rows in HBM once a is (b's: 176 B) plus the largest of the tables
+    # still to place (b's 352 B); a's vectors and ids alone, its rows on a host tier, may.
     est = Estimator(two_gpus(), tiny, planner_config([]))
     hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     uvm = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
     assert hbm is not None and uvm is not None
     dense = dense_hbm_bytes(tiny, 2)
-    held = 100 * 20 + A_POOLED
-    for slack, fits in ((A_POOLED // 2 + A_POOLED - 1, False), (A_POOLED // 2 + A_POOLED, True)):
+    held = 100 * 20 + A_IO
+    for slack, fits in ((B_IO // 2 + B_IO - 1, False), (B_IO // 2 + B_IO, True)):
         part = Partitioner(est, "lpt", cap=Capacity(dense + held + slack, 1e12, 1e12, 2))
-        part.reserve({"a": A_POOLED, "b": A_POOLED})
-        assert part.reserved_rank_bytes == A_POOLED + A_POOLED
+        part.reserve({"a": A_IO, "b": B_IO})
+        assert part.reserved_rank_bytes == (A_IO + B_IO) / 2 + B_IO
         assert (part.place(hbm) is not None) is fits
-    part = Partitioner(est, "lpt", cap=Capacity(dense + A_POOLED, 1e12, 1e12, 2))
-    part.reserve({"a": A_POOLED, "b": A_POOLED})
+    part = Partitioner(est, "lpt", cap=Capacity(dense + B_IO, 1e12, 1e12, 2))
+    part.reserve({"a": A_IO, "b": B_IO})
     b_uvm = est.candidate(tiny.table("b"), "table_wise", "uvm", "fp32")
     assert b_uvm is not None
     assert part.place(uvm) is not None
@@ -194,8 +211,8 @@ def test_the_greedy_keeps_a_table_in_hbm_that_fits_beside_the_reserve_counted_on
 
 def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
     # HBM only, fp32 only, table-wise, no planner reserve, on 2 ranks: a's rows (2,000 B) fit a
-    # rank with 2,100 B free, but not with its 128 B of pooled vectors; on ranks with room for a's
-    # rows and its vectors, the greedy plans (no table can leave HBM: no reserve,
+    # rank with 2,100 B free, but not with its 128 B of pooled vectors and 160 B of ids; on ranks
+    # with room for a's rows, its vectors and ids, the greedy plans (no table can leave HBM: no reserve,
     # ``test_with_every_table_in_hbm_the_greedy_keeps_no_reserve``).
     from recsim.api import make_plan
     from recsim.errors import InfeasibleError
@@ -210,10 +227,10 @@ def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
 
     with pytest.raises(InfeasibleError, match=r"table 'a' .* fits nowhere"):
         make_plan("greedy", tiny, two_gpus_with_free(tiny, 2100), planner=planner)
-    roomy = two_gpus_with_free(tiny, 100 * 20 + A_POOLED)
+    roomy = two_gpus_with_free(tiny, 100 * 20 + A_IO)
     plan = make_plan("greedy", tiny, roomy, planner=planner)
     usage = plan_usage(plan, tiny, roomy)
-    assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED
+    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 100 * 20 + A_IO, rel=1e-12)
 
 
 def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
@@ -229,7 +246,7 @@ def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
         "planner.embedding_dtypes=[fp32]",
         "planner.sharding_types=[table_wise]",
     ]
-    hbm = f"node.accelerators.device.hbm.capacity={dense + 100 * 20 + A_POOLED:.0f} B"
+    hbm = f"node.accelerators.device.hbm.capacity={dense + 100 * 20 + A_IO:.0f} B"
     tight = HW.system(
         "tiny",
         [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), Override.parse(hbm)],
@@ -240,16 +257,16 @@ def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
     plan = make_plan("greedy", tiny, tight, planner=[*planner, "planner.tiers=[hbm]"])
     usage = plan_usage(plan, tiny, tight)
     assert {s.tier for s in plan.shards} == {"hbm"}
-    assert max(usage.hbm_by_rank.values()) == dense + 100 * 20 + A_POOLED
-    # With uvm allowed, rows keep the reserve, each vector counted once: b (the costlier, placed
-    # first) leaves a rank 192 B (its share, 64 B, of a's vectors, and a's 128 B); a, last, has no
-    # table to leave room for and fits the other rank whole.
+    assert max(usage.hbm_by_rank.values()) == pytest.approx(dense + 100 * 20 + A_IO, rel=1e-12)
+    # With uvm allowed, rows keep the reserve, each table's vectors and ids counted once: b (the
+    # costlier, placed first) leaves a rank 432 B (its share, 144 B, of a's 288 B, and a's 288 B);
+    # a, last, has no table to leave room for and fits the other rank whole.
     plan = make_plan("greedy", tiny, tight, planner=[*planner, "planner.tiers=[hbm,uvm]"])
     assert {s.table: s.tier for s in plan.shards} == {"a": "hbm", "b": "hbm"}
-    # With 1,150 B free, b's rows and vectors (1,128 B) fit a rank, but not beside the 192 B (b
-    # first), nor beside its 64 B share of a's vectors once a is on uvm (b last): b goes to uvm
-    # (and a, whose rows fit no rank).
-    small = f"node.accelerators.device.hbm.capacity={dense + 1150:.0f} B"
+    # With 1,400 B free, b's rows, vectors and ids (1,000 + 352 B) fit a rank, but not beside the
+    # 432 B (b first), nor beside its 144 B share of a's once a is on uvm (b last): b goes to uvm
+    # (and a, whose rows fit no rank). (1,150 B and 192 B before the ids were charged.)
+    small = f"node.accelerators.device.hbm.capacity={dense + 1400:.0f} B"
     one_node = [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
     roomless = HW.system("tiny", [*one_node, Override.parse(small)])
     plan = make_plan("greedy", tiny, roomless, planner=[*planner, "planner.tiers=[hbm,uvm]"])
@@ -271,13 +288,14 @@ def test_fits_nowhere_names_the_pooled_vectors_and_the_reserve(tiny):
 
     with pytest.raises(InfeasibleError) as err:
         make_plan("greedy", tiny, two_gpus_with_free(tiny, 2100), planner=[*planner, "planner.tiers=[hbm]"])
-    assert "and 128 B of pooled vectors in HBM" in str(err.value)
+    assert "and 128 B of pooled vectors and 160 B of input ids in HBM" in str(err.value)
     assert "leaves" not in str(err.value)  # no reserve with every table in HBM
     with pytest.raises(InfeasibleError) as err:
         make_plan(
             "greedy", tiny, two_gpus_with_free(tiny, 100), planner=[*planner, "planner.tiers=[hbm,uvm]"]
         )
-    assert "a block with rows or a cache in HBM leaves 256 B of its rank's HBM" in str(err.value)
+    # (a's and b's vectors and ids, 288 and 352 B: (288 + 352) / 2 + 352 B)
+    assert "a block with rows or a cache in HBM leaves 672 B of its rank's HBM" in str(err.value)
 
 
 @pytest.mark.parametrize("framework", ["fused", "eager"])
@@ -352,21 +370,24 @@ def test_a_row_split_over_part_of_the_world_holds_its_reduce_scatter_output(tiny
 
 def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors(tiny):
     # Each member of a row split pools every sample: a's split over 2 ranks on uvm writes 2 x 128 B
-    # of vectors, while the reserve counts a's least, 128 B (a whole). Reserve for a, b and a third
-    # table of 128 B each: (3 x 128) / 2 + 128 = 320 B a rank. With 320 B free on each rank the
-    # split fitted before (leaving 192 B a rank; b's split then left 64 B, room for no third
-    # table's vectors): it may take 128 B of the reserve, its members 2 x 128 B. With 384 B free it
-    # takes 2 x 64 B of it and fits; a whole on uvm takes its 128 B and fits either way.
+    # of vectors and reads 2 x 96 B of ids (half of a's ids and a length a sample each), while the
+    # reserve counts a's least, 288 B (a whole). Reserve for a, b and a third table like a: (288 +
+    # 352 + 288) / 2 + 352 = 816 B a rank. With 816 B free on each rank the split may take 288 B of
+    # the reserve, its members would take 2 x 224 B; with 816 + 80 B free it takes 2 x 144 B of it
+    # and fits; a whole on uvm takes its 288 B and fits either way. (Before the ids were charged:
+    # 128 B a member, 320 B of reserve, 64 B more.)
     est = Estimator(two_gpus(), tiny, planner_config([]))
     split = est.candidate(tiny.table("a"), "row_wise", "uvm", "fp32")
     whole = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
     assert split is not None and whole is not None
-    assert [b.storage.hbm_bytes for b in split.blocks] == [A_POOLED, A_POOLED]
+    member = A_POOLED + 8 * (2 * 0.5 * 8 + 4)
+    assert [b.storage.hbm_bytes for b in split.blocks] == [member, member]
     dense = dense_hbm_bytes(tiny, 2)
-    reserve = 3 * A_POOLED / 2 + A_POOLED
-    for free, fits in ((reserve, False), (reserve + A_POOLED / 2 - 2, False), (reserve + A_POOLED / 2, True)):
+    reserve = (2 * A_IO + B_IO) / 2 + B_IO
+    over = member - A_IO / 2  # the free HBM above the reserve from which the split fits
+    for free, fits in ((reserve, False), (reserve + over - 2, False), (reserve + over, True)):
         part = Partitioner(est, "lpt", cap=Capacity(dense + free, 1e12, 1e12, 2))
-        part.reserve({"a": A_POOLED, "b": A_POOLED, "c": A_POOLED})
+        part.reserve({"a": A_IO, "b": B_IO, "c": A_IO})
         assert part.reserved_rank_bytes == reserve
         assert (part.score(split) is not None) is fits
         assert (part.place(split) is not None) is fits
@@ -375,13 +396,13 @@ def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors
             assert part.place(whole) is not None
     # Placed with a budget per candidate: a refused split leaves the next its whole budget.
     part = Partitioner(est, "lpt", cap=Capacity(dense + reserve, 1e12, 1e12, 2))
-    part.reserve({"a": A_POOLED, "b": A_POOLED, "c": A_POOLED})
+    part.reserve({"a": A_IO, "b": B_IO, "c": A_IO})
     assert part.place(split) is None
     assert part.place(whole) is not None
     b_whole = est.candidate(tiny.table("b"), "table_wise", "uvm", "fp32")
     assert b_whole is not None and part.place(b_whole) is not None
-    # the third table's 128 B still fit a rank
-    assert max(part.cap.hbm_bytes_per_rank - h for h in part.hbm) >= A_POOLED
+    # the third table's 288 B still fit a rank
+    assert max(part.cap.hbm_bytes_per_rank - h for h in part.hbm) >= A_IO
 
 
 def test_a_row_split_reduced_per_node_holds_what_plan_usage_charges(tiny):

@@ -41,6 +41,10 @@ DENSE_4 = PARAMS * 4 * 3 + 2 * 4 * 22 + 2 * 4 * 8  # 1884 (local batch 2)
 # The owner side of the pooled exchange: a rank that pools a table (or, in a row split, its rows)
 # holds its vectors for the global batch, B x 4 x 4 B (``storage.pooled_output_bytes``).
 POOLED = B * 4 * 4  # 128
+# ... and the ids its lookups read for the global batch (``storage.input_buffer_bytes``): a's 2 and
+# b's 3 int64 ids a sample and an int32 length, B x (2 x 8 + 4) and B x (3 x 8 + 4) B.
+A_IDS = B * (2 * 8 + 4)  # 160
+B_IDS = B * (3 * 8 + 4)  # 224
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,8 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     st = plan_stats(plan, two, tiny)
     r0, r1 = st.ranks
     assert st.dense_hbm_bytes_per_rank == DENSE_2
-    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + A_BYTES + POOLED, DENSE_2 + B_BYTES + POOLED)
+    a_rank, b_rank = DENSE_2 + A_BYTES + POOLED + A_IDS, DENSE_2 + B_BYTES + POOLED + B_IDS
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (a_rank, b_rank)
     assert (r0.ddr_bytes, r0.ssd_bytes, r1.ddr_bytes) == (0.0, 0.0, 0.0)
     assert (r0.shards, r1.shards) == (1, 1)
     assert (r0.lookups_per_step, r1.lookups_per_step) == (B * 2, B * 3)  # 16, 24
@@ -88,8 +93,8 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     # Each owner sends every rank (itself included) b x dim x 4 B: B x 4 x 4 = 128 B per table.
     assert (r0.a2a_send_bytes, r1.a2a_send_bytes) == (128.0, 128.0)
     assert st.a2a_fwd_bytes_per_step == 256.0 == graph_a2a_bytes(tiny, plan)
-    mean_hbm = (2 * DENSE_2 + A_BYTES + B_BYTES + 2 * POOLED) / 2
-    assert st.hbm_imbalance == pytest.approx((DENSE_2 + A_BYTES + POOLED) / mean_hbm)
+    mean_hbm = (a_rank + b_rank) / 2
+    assert st.hbm_imbalance == pytest.approx(a_rank / mean_hbm)
     perf = plan_perf(Estimator(two, tiny), plan)
     totals = [perf[0].total_s, perf[1].total_s]
     assert [r.est_total_s for r in st.ranks] == totals
@@ -103,7 +108,7 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     assert st.bytes_by_dtype["fp32"] == A_BYTES + B_BYTES
     assert st.shards_by_sharding["table_wise"] == 2 and st.tables_by_sharding["table_wise"] == 2
     assert st.fits and st.fits_within_reserve and st.status == "feasible" and st.reason is None
-    assert st.hbm_bytes_total == 2 * DENSE_2 + A_BYTES + B_BYTES + 2 * POOLED
+    assert st.hbm_bytes_total == a_rank + b_rank
 
 
 # DENSE_2's parts: the weights with their gradient and Adagrad state, and the activations of the
@@ -114,21 +119,31 @@ ACTIVATIONS_2 = 4 * 4 * 22 + 4 * 4 * 8  # 480
 
 def test_each_rank_s_hbm_by_kind(tiny: Workload, two: System) -> None:
     # Table-wise, a on rank 0 and b on rank 1: each rank's HBM is its table, the dense weights, its
-    # activations and the pooled vectors it writes as the table's owner, and nothing else.
+    # activations, the pooled vectors it writes as the table's owner and the ids it reads, and
+    # nothing else.
     plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
     r0, r1 = plan_stats(plan, two, tiny).ranks
-    for r, table in ((r0, A_BYTES), (r1, B_BYTES)):
-        parts = (r.hbm_tables_bytes, r.hbm_dense_bytes, r.hbm_activations_bytes, r.hbm_pooled_bytes)
-        assert parts == (table, WEIGHTS, ACTIVATIONS_2, POOLED)
+    for r, table, ids in ((r0, A_BYTES, A_IDS), (r1, B_BYTES, B_IDS)):
+        parts = (
+            r.hbm_tables_bytes,
+            r.hbm_dense_bytes,
+            r.hbm_activations_bytes,
+            r.hbm_pooled_bytes,
+            r.hbm_inputs_bytes,
+        )
+        assert parts == (table, WEIGHTS, ACTIVATIONS_2, POOLED, ids)
         assert sum(parts) == r.hbm_bytes
     data = r0.to_dict()
     assert (data["hbm_pooled_bytes"], data["hbm_tables_bytes"]) == (POOLED, A_BYTES)
     assert (data["hbm_dense_bytes"], data["hbm_activations_bytes"]) == (WEIGHTS, ACTIVATIONS_2)
-    # Both tables on rank 0 in DDR: their rows leave its HBM, their pooled vectors stay (2 x 128 B).
+    assert data["hbm_inputs_bytes"] == A_IDS
+    # Both tables on rank 0 in DDR: their rows leave its HBM, their pooled vectors (2 x 128 B) and
+    # ids stay.
     host = Plan(2, (tw("a", 100, 0, "ddr"), tw("b", 50, 0, "ddr")), strategy="hand")
     r0, r1 = plan_stats(host, two, tiny).ranks
-    assert (r0.hbm_tables_bytes, r0.hbm_pooled_bytes, r0.hbm_bytes) == (0.0, 2 * POOLED, DENSE_2 + 2 * POOLED)
-    assert (r1.hbm_pooled_bytes, r1.hbm_bytes) == (0.0, DENSE_2)
+    assert (r0.hbm_tables_bytes, r0.hbm_pooled_bytes, r0.hbm_inputs_bytes) == (0.0, 2 * POOLED, A_IDS + B_IDS)
+    assert r0.hbm_bytes == DENSE_2 + 2 * POOLED + A_IDS + B_IDS
+    assert (r1.hbm_pooled_bytes, r1.hbm_inputs_bytes, r1.hbm_bytes) == (0.0, 0.0, DENSE_2)
 
 
 def test_a_model_parallel_bottom_mlp_moves_weights_and_activations(tiny: Workload, two: System) -> None:
@@ -144,7 +159,7 @@ def test_a_model_parallel_bottom_mlp_moves_weights_and_activations(tiny: Workloa
     assert (r1.hbm_dense_bytes, r1.hbm_activations_bytes) == (WEIGHTS, ACTIVATIONS_2 + bottom_out)
     for r in (r0, r1):
         parts = (r.hbm_tables_bytes, r.hbm_dense_bytes, r.hbm_activations_bytes, r.hbm_pooled_bytes)
-        assert sum(parts) == r.hbm_bytes
+        assert sum(parts) + r.hbm_inputs_bytes == r.hbm_bytes
 
 
 def test_a_run_reports_the_fullest_rank_s_hbm_by_kind(tiny: Workload, two: System) -> None:
@@ -168,6 +183,7 @@ def test_a_run_reports_the_fullest_rank_s_hbm_by_kind(tiny: Workload, two: Syste
         "hbm_dense": WEIGHTS,
         "hbm_activations": ACTIVATIONS_2,
         "hbm_pooled": POOLED,
+        "hbm_inputs": A_IDS,
     }
     assert dict(result.memory_peak_bytes) == expected
     small = _system(1, 2, "node.accelerators.device.hbm.capacity=4 KB")
@@ -208,7 +224,9 @@ def test_row_wise_sends_nothing_in_the_all_to_all(tiny: Workload, two: System) -
     )
     st = plan_stats(plan, two, tiny)
     for r in st.ranks:
-        assert r.hbm_bytes == DENSE_2 + A_BYTES / 2 + B_BYTES / 2 + 2 * POOLED  # each pools a and b
+        # each pools a and b, and reads half of each table's ids (a length a sample for each)
+        ids = B * (2 * 0.5 * 8 + 4) + B * (3 * 0.5 * 8 + 4)
+        assert r.hbm_bytes == DENSE_2 + A_BYTES / 2 + B_BYTES / 2 + 2 * POOLED + ids
         assert r.lookups_per_step == 8 + 12
         assert r.shards == 2
     assert st.a2a_fwd_bytes_per_step == 0.0 == graph_a2a_bytes(tiny, plan)
@@ -236,11 +254,12 @@ def test_table_row_wise_on_four_ranks(tiny: Workload, four: System) -> None:
     # a's members also hold their reduce-scatter's output until the all-to-all sends it on: the
     # global batch's sums over the 2 members, 4 samples x 4 x 4 B each.
     scattered = B / 2 * 4 * 4
+    half_a = B * (2 * 0.5 * 8 + 4)  # the ids of half of a's rows, and a length a sample
     assert [r.hbm_bytes for r in st.ranks] == [
-        DENSE_4 + B_BYTES + POOLED,
+        DENSE_4 + B_BYTES + POOLED + B_IDS,
         DENSE_4,
-        DENSE_4 + 1000 + POOLED + scattered,
-        DENSE_4 + 1000 + POOLED + scattered,
+        DENSE_4 + 1000 + POOLED + scattered + half_a,
+        DENSE_4 + 1000 + POOLED + scattered + half_a,
     ]
     assert [r.hbm_pooled_bytes for r in st.ranks] == [POOLED, 0.0, POOLED + scattered, POOLED + scattered]
     assert [r.lookups_per_step for r in st.ranks] == [24, 0, 8, 8]
@@ -262,7 +281,8 @@ def test_replicated_hot_rows_cut_the_owners_bags(tiny: Workload, two: System) ->
     assert st.parameters_placed == 600  # replicated rows counted once
     hot = 5 * (20 + 4 * 4)  # each replica also keeps its rows' fp32 gradient (dense training)
     assert st.bytes_by_tier["hbm"] == A_BYTES + 2 * hot + 45 * 20  # but stored on both ranks
-    assert st.ranks[0].hbm_bytes == DENSE_2 + A_BYTES + hot + POOLED  # a's owner; b's hot rows pool locally
+    # a's owner; b's hot rows pool locally (and read the local batch's ids)
+    assert st.ranks[0].hbm_bytes == DENSE_2 + A_BYTES + hot + POOLED + A_IDS
 
 
 def test_slow_tiers_and_node_shares(tiny: Workload, two: System) -> None:
@@ -270,8 +290,8 @@ def test_slow_tiers_and_node_shares(tiny: Workload, two: System) -> None:
     st = plan_stats(plan, two, tiny)
     r0, r1 = st.ranks
     cache = 32 * 16  # 10 rows asked, one whole 32-way set of 16 B rows in HBM (FBGEMM's rounding)
-    # rows on host tiers: their owners still pool the global batch's vectors in HBM
-    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + POOLED, DENSE_2 + cache + POOLED)
+    # rows on host tiers: their owners still pool the global batch's vectors, and read its ids, in HBM
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (DENSE_2 + POOLED + A_IDS, DENSE_2 + cache + POOLED + B_IDS)
     assert st.nodes[0].ddr_bytes == A_BYTES + B_BYTES
     assert r0.ddr_bytes == r1.ddr_bytes == (A_BYTES + B_BYTES) / 2  # the node's DDR over its 2 ranks
     assert st.bytes_by_tier["ddr"] == A_BYTES and st.bytes_by_tier["uvm_caching"] == B_BYTES + cache
@@ -292,7 +312,7 @@ def test_memory_shortfall_is_reported(tiny: Workload) -> None:
     assert not st.fits and st.status == "infeasible"
     assert st.reason is not None and "rank 0" in st.reason and "HBM" in st.reason and "short" in st.reason
     assert st.hbm_capacity_bytes_per_rank == 4000
-    # Fits the raw capacity, not the planner's 15 % reserve: 3052 B of 3500 B.
+    # Fits the raw capacity, not the planner's 15 % reserve: 3476 B of 3500 B.
     roomy = _system(1, 2, "node.accelerators.device.hbm.capacity=3.5 KB")
     st = plan_stats(Plan(2, (tw("a", 100, 0, "ddr"), tw("b", 50, 1))), roomy, tiny)
     assert st.fits and not st.fits_within_reserve

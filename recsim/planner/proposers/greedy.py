@@ -28,7 +28,7 @@ from recsim.errors import InfeasibleError
 from recsim.planner.estimator import Candidate, Estimator
 from recsim.planner.partitioners import Partitioner, settled
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
-from recsim.planner.storage import pooled_output_bytes, row_bytes, stored_row_bytes
+from recsim.planner.storage import input_buffer_bytes, pooled_output_bytes, row_bytes, stored_row_bytes
 from recsim.planner.types import Plan, Shard
 from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Table
@@ -100,23 +100,27 @@ def weight_bytes(ctx: PlanningContext, table: Table) -> float:
     return table.rows * row_bytes(ctx.workload.table_dim(table), ctx.workload.table_dtype(table))
 
 
-def least_pooled_bytes(ctx: PlanningContext, table: Table) -> float:
-    """The least HBM ``table``'s pooled vectors take wherever its rows go (``storage.
-    pooled_output_bytes`` of the table whole, at the precision among those the planner may give it
-    whose lookups write the narrowest vectors; column blocks write the same bytes in all, each
-    member of a row split all of them). Memoised on the estimator."""
+def least_io_bytes(ctx: PlanningContext, table: Table) -> float:
+    """The least HBM ``table``'s pooled vectors and the ids its lookups read take wherever its rows
+    go (``storage.pooled_output_bytes`` and ``storage.input_buffer_bytes`` of the table whole, at
+    the precision among those the planner may give it whose lookups write the narrowest vectors;
+    column blocks write the same vectors in all but each reads every id, each member of a row split
+    pools all the vectors and reads the lengths again: more). Memoised on the estimator."""
     memo = ctx.estimator.table_pooled
     if table.name not in memo:
         w = ctx.workload
         dim = w.table_dim(table)
-        memo[table.name] = min(
+        est = ctx.estimator
+        whole = Shard(table.name, "table_wise", 0, table.rows, 0, dim, (), "hbm")
+        ids = input_buffer_bytes(whole, w, ctx.world_size, est.ops, est.framework)
+        memo[table.name] = ids + min(
             (
                 pooled_output_bytes(
                     Shard(table.name, "table_wise", 0, table.rows, 0, dim, (), "hbm", dtype),
                     w,
                     ctx.world_size,
                 )
-                for dtype in ctx.estimator.dtypes_for(table)
+                for dtype in est.dtypes_for(table)
             ),
             default=0.0,
         )
@@ -140,34 +144,41 @@ def rows_may_leave_hbm(est: Estimator) -> bool:
 
 def reserve_pooled(ctx: PlanningContext, part: Partitioner) -> None:
     """Have ``part`` keep the HBM the tables' pooled vectors need wherever their rows go
-    (``Partitioner.reserve``: each table's ``least_pooled_bytes``); nothing where no allowed tier
+    (``Partitioner.reserve``: each table's ``least_io_bytes``); nothing where no allowed tier
     takes rows out of HBM (``rows_may_leave_hbm``)."""
     if not rows_may_leave_hbm(ctx.estimator):
         return
-    part.reserve({t.name: least_pooled_bytes(ctx, t) for t in ctx.workload.tables})
+    part.reserve({t.name: least_io_bytes(ctx, t) for t in ctx.workload.tables})
 
 
 def size_label(ctx: PlanningContext, table: Table, dtype: str | None = None) -> str:
     """``table_bytes`` for a message, naming the optimizer state when it is part of the figure, and
-    the HBM its pooled vectors take besides wherever its rows go (``storage.pooled_output_bytes``
-    of the table whole), which the free HBM a message gives must hold too."""
+    the HBM its pooled vectors and the ids it reads take besides wherever its rows go
+    (``storage.pooled_output_bytes`` and ``storage.input_buffer_bytes`` of the table whole), which
+    the free HBM a message gives must hold too."""
     size = format_quantity(table_bytes(ctx, table, dtype), Dimension.BYTES, binary=True)
     opt = ctx.workload.training.embedding_optimizer
     label = f"{size} with {opt} state" if optimizer_state_bytes(opt, ctx.workload.table_dim(table)) else size
     w = ctx.workload
     whole = Shard(table.name, "table_wise", 0, table.rows, 0, w.table_dim(table), (), "hbm", dtype)
     pooled = pooled_output_bytes(whole, w, ctx.world_size)
-    if pooled > 0:
-        label += f", and {format_quantity(pooled, Dimension.BYTES, binary=True)} of pooled vectors in HBM"
+    ids = input_buffer_bytes(whole, w, ctx.world_size, ctx.estimator.ops, ctx.estimator.framework)
+    extra = [
+        f"{format_quantity(size, Dimension.BYTES, binary=True)} of {what}"
+        for size, what in ((pooled, "pooled vectors"), (ids, "input ids"))
+        if size > 0
+    ]
+    if extra:
+        label += f", and {' and '.join(extra)} in HBM"
     return label
 
 
 def capacity_constrained(ctx: PlanningContext, part: Partitioner) -> bool:
     """Whether the tables at their own precision, with their optimizer state and pooled vectors
-    (``least_pooled_bytes``), exceed the HBM left after the dense side (so not every table can be
+    (``least_io_bytes``), exceed the HBM left after the dense side (so not every table can be
     whole in HBM)."""
     free = sum(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
-    return sum(table_bytes(ctx, t) + least_pooled_bytes(ctx, t) for t in ctx.workload.tables) > free
+    return sum(table_bytes(ctx, t) + least_io_bytes(ctx, t) for t in ctx.workload.tables) > free
 
 
 def table_cost_s(ctx: PlanningContext, table: Table) -> float:
@@ -192,7 +203,7 @@ def hbm_tables(ctx: PlanningContext, part: Partitioner) -> set[str]:
     Sized by stored bytes (row-wise Adagrad's 4 B a row), the boundary moved on zionex model-f and
     the greedy's plan got worse: estimated 12.88 -> 13.77 ms, simulated 2.41M -> 2.25M samples/s."""
     # Every table's pooled vectors take HBM wherever its rows go: the rows get what they leave.
-    pooled = math.fsum(least_pooled_bytes(ctx, t) for t in ctx.workload.tables)
+    pooled = math.fsum(least_io_bytes(ctx, t) for t in ctx.workload.tables)
     free = sum(part.cap.hbm_bytes_per_rank - h for h in part.hbm) - pooled
     out: set[str] = set()
     used = 0.0

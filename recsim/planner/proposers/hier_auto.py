@@ -22,8 +22,9 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
 3. **Greedy placement with hot-table splitting.** Tables (shards) hottest first, each to the
    cheapest node that does not hold that table yet and has room (the node's HBM less the planner's
    reserve, less the dense side and the replicated tables, for its share of the rows, the
-   pooled vectors its GPUs write, ``pooled_bucket_bytes``, and the reduce-scatter outputs its GPUs
-   hold until the all-to-all sends them on, ``scatter_bucket_bytes``). After each placement the hottest table
+   pooled vectors its GPUs write, ``pooled_bucket_bytes``, the reduce-scatter outputs its GPUs
+   hold until the all-to-all sends them on, ``scatter_bucket_bytes``, and the ids they read,
+   ``input_bucket_bytes``). After each placement the hottest table
    that can still be spread over twice as many nodes (up to all of them) is split and the greedy
    redone; a table that fits no node is split instead; ``SEARCH_ITERATIONS`` rounds. The plans seen
    (and the uniform one, every table over every node) are ranked by their busiest node's cost; the
@@ -37,7 +38,7 @@ NVIDIA's MLPerf Training v4.0 ``config_DGXH100_8x8x2112.sh`` and ``config_DGXH10
 Differences from HugeCTR, on purpose: ties between equally cheap nodes or equally hot shards go to
 the lower index (a stable sort; NumPy's default sort leaves them to the algorithm); the replicated
 tables are taken from every GPU's memory (HugeCTR deducts them once per node); a node's room holds
-the pooled vectors and reduce-scatter outputs of the tables it holds besides their rows (HugeCTR's
+the pooled vectors, reduce-scatter outputs and input ids of the tables it holds besides their rows (HugeCTR's
 counts the rows alone, and a placement whose vectors do not fit beside them is then refused by
 ``check_fits``). HugeCTR raises on one
 node ("only applicable to configs with more than one node"): so does this proposer, and ``auto``
@@ -74,6 +75,7 @@ from recsim.planner.storage import (
     capacity,
     check_fits,
     dense_hbm_bytes,
+    input_buffer_bytes,
     plan_usage,
     pooled_output_bytes,
     reduce_group_size,
@@ -106,11 +108,16 @@ class HierTable:
     #: split count (buckets) -> HBM the table's reduce-scatter outputs take on a bucket that holds a
     #: shard of it split so (``scatter_bucket_bytes``); a count left out: none
     scatter: dict[int, float] = field(default_factory=dict)
+    #: split count (buckets) -> HBM the ids its GPUs read take on a bucket that holds a shard of the
+    #: table split so (``input_bucket_bytes``); a count left out: none
+    inputs: dict[int, float] = field(default_factory=dict)
 
     def bucket_bytes(self, splits: int) -> float:
         """HBM a bucket that holds a shard of the table split over ``splits`` buckets takes for it:
-        its share of the rows, its pooled vectors and its reduce-scatter outputs."""
-        return self.bytes / splits + self.pooled + self.scatter.get(splits, 0.0)
+        its share of the rows, its pooled vectors, its reduce-scatter outputs and the ids it reads."""
+        return (
+            self.bytes / splits + self.pooled + self.scatter.get(splits, 0.0) + self.inputs.get(splits, 0.0)
+        )
 
 
 def hugectr_table_bytes(ctx: PlanningContext, table: Table) -> float:
@@ -139,6 +146,31 @@ def pooled_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int) -> 
     dtype = start_dtype(ctx.config, w, table)
     whole = Shard(table.name, "table_wise", 0, table.rows, 0, w.table_dim(table), (), "hbm", dtype)
     return per_bucket * pooled_output_bytes(whole, w, ctx.world_size)
+
+
+def input_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int, splits: int) -> float:
+    """HBM the ids ``table``'s lookups read take on a bucket of ``per_bucket`` GPUs that holds a
+    shard of it split over ``splits`` buckets: on each GPU the ids of its rows and a length a sample
+    (``storage.input_buffer_bytes``, which the plan's ``check_fits`` charges too), summed over the
+    GPUs of the bucket with the most rows as ``hier_plan`` cuts them (rows ``rows x j // n`` to
+    ``rows x (j + 1) // n`` on the ``j``-th of the ``n`` GPUs)."""
+    w = ctx.workload
+    n = splits * per_bucket
+    dim = w.table_dim(table)
+
+    def rows_of(bucket: int) -> int:
+        return table.rows * (bucket + 1) * per_bucket // n - table.rows * bucket * per_bucket // n
+
+    fullest = max(range(splits), key=lambda b: (rows_of(b), -b))
+    kind = "table_wise" if n == 1 else "row_wise"
+    est = ctx.estimator
+    total = 0.0
+    for j in range(fullest * per_bucket, (fullest + 1) * per_bucket):
+        start, end = table.rows * j // n, table.rows * (j + 1) // n
+        if end > start:
+            gpu = Shard(table.name, kind, start, end, 0, dim, (), "hbm")
+            total += input_buffer_bytes(gpu, w, ctx.world_size, est.ops, est.framework)
+    return total
 
 
 def scatter_bucket_bytes(
@@ -357,6 +389,7 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
             sizes[k],
             pooled_bucket_bytes(ctx, t, per_bucket),
             {n: scatter_bucket_bytes(ctx, t, per_bucket, n, node_size) for n in range(1, buckets + 1)},
+            {n: input_bucket_bytes(ctx, t, per_bucket, n) for n in range(1, buckets + 1)},
         )
         for k, t in enumerate(w.tables)
         if k not in kept

@@ -65,7 +65,7 @@ from recsim.planner.proposers.greedy import (
     best_placement,
     capacity_constrained,
     finished_plan,
-    least_pooled_bytes,
+    least_io_bytes,
     place_table,
     rows_may_leave_hbm,
 )
@@ -131,7 +131,7 @@ def table_options(
     slow = [] if whole_only else [t for t in est.tiers() if t != "hbm"]
     out: list[TierOption] = []
 
-    def add(cand: Candidate | None, hot: int, cold: str) -> None:
+    def add(cand: Candidate | None, hot: int, cold: str, variants: list[Candidate] | None = None) -> None:
         if cand is None or not math.isfinite(cand.option.perf.total_s):
             return  # too few rows, or a tier the cost layer refuses for training
         if not _fits(cand, per_rank_free) and cold != "hbm":
@@ -140,6 +140,8 @@ def table_options(
         hbm = cand.option.storage.hbm_bytes
         if cold == "hbm" and not _fits(cand, per_rank_free):
             hbm = _split_hbm_bytes(ctx, cand, per_rank_free)
+        if variants:
+            hbm = split_budget_bytes(cand, variants, per_rank_free)
         out.append(TierOption(table.name, hot, cold, hbm, cost, cand))
 
     for tier in slow:
@@ -149,15 +151,31 @@ def table_options(
                 variants = hot_cold_variants(ctx, table, dtype, k, tier)
                 if not variants:
                     continue
-                whole = variants[0]
-                if _fits(whole, per_rank_free):
-                    add(whole, k, tier)
-                else:
-                    # A hot set no rank holds whole: its column blocks may fit, one per rank.
-                    add(next((c for c in variants[1:] if _fits(c, per_rank_free)), None), k, tier)
+                add(_first_fitting(variants, per_rank_free), k, tier, variants)
     if allow_hbm:
         add(whole_table(ctx, table, "hbm", dtype), table.rows, "hbm")
     return out
+
+
+def _first_fitting(variants: list[Candidate], per_rank_free: float) -> Candidate | None:
+    """The first of a hot set's ``hot_cold_variants`` whose every block fits the HBM one rank has
+    free: the table on one rank where it fits, else (a hot set no rank holds whole) its column
+    blocks, one per rank; None where none fits."""
+    return next((c for c in variants if _fits(c, per_rank_free)), None)
+
+
+def split_budget_bytes(cand: Candidate, variants: list[Candidate], per_rank_free: float) -> float:
+    """HBM the knapsack budgets for a hot set chosen as ``cand``: the most that ``cand`` or any of
+    its ``variants`` that fit a rank takes, since placement may put any of them in its place
+    (``RecShard._alternatives``: the table on one rank, or its 2 or 4 column blocks). The blocks of a
+    column split take more than the table on one rank: each reads every id of the global batch
+    again (``storage.input_buffer_bytes``: TorchRec's ``_calculate_cw_shard_io_sizes`` charges
+    each column shard the whole input) and keeps its own per-row state. Budgeted as the table on
+    one rank, the chosen hot sets of DLRM-DCNv2 at dim 512 on 40 GB A100s fit no rank once the
+    ids were charged (the split that had to stand in took a few MiB more than budgeted): estimated
+    25.2 -> 114 ms."""
+    sizes = [c.option.storage.hbm_bytes for c in variants if _fits(c, per_rank_free)]
+    return max([cand.option.storage.hbm_bytes, *sizes])
 
 
 def _split_hbm_bytes(ctx: PlanningContext, cand: Candidate, per_rank_free: float) -> float:
@@ -289,26 +307,28 @@ def hot_row_bytes(ctx: PlanningContext, table: Table, dtype: str) -> float:
 
 
 def hot_option(
-    ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold_tiers: tuple[str, ...] | None = None
+    ctx: PlanningContext,
+    table: Table,
+    dtype: str,
+    hot_rows: int,
+    per_rank_free: float,
+    cold_tiers: tuple[str, ...] | None = None,
 ) -> TierOption | None:
     """The cheapest option with ``hot_rows`` in HBM and the cold rows on a slow tier (of
-    ``cold_tiers`` when given; None if no such tier can hold them)."""
+    ``cold_tiers`` when given; None if no such tier can hold them), as ``table_options`` makes
+    its hot sets: the first variant that fits the ``per_rank_free`` bytes of a rank, budgeted at
+    the most any variant that fits takes (``split_budget_bytes``)."""
     est = ctx.estimator
     if "hbm" not in ctx.config.tiers or not 0 < hot_rows < table.rows:
         return None
     best: TierOption | None = None
     for tier in (t for t in est.tiers() if t != "hbm" and (cold_tiers is None or t in cold_tiers)):
-        if "table_wise" in ctx.config.sharding_types:
-            cand = est.candidate(
-                table, "table_wise", "hbm", dtype, hot_rows=hot_rows, hot_placement="hbm", cold_tier=tier
-            )
-        else:  # the split over column blocks (where column_wise is allowed)
-            cand = next(iter(hot_cold_variants(ctx, table, dtype, hot_rows, tier)), None)
+        variants = hot_cold_variants(ctx, table, dtype, hot_rows, tier)
+        cand = _first_fitting(variants, per_rank_free)
         if cand is None or not math.isfinite(cand.option.perf.total_s):
             continue
-        opt = TierOption(
-            table.name, hot_rows, tier, cand.option.storage.hbm_bytes, knapsack_cost_s(est, cand), cand
-        )
+        budget = split_budget_bytes(cand, variants, per_rank_free)
+        opt = TierOption(table.name, hot_rows, tier, budget, knapsack_cost_s(est, cand), cand)
         if best is None or opt.time_s < best.time_s:
             best = opt
     return best
@@ -341,7 +361,7 @@ def fill(
         k = min(here.hot_rows + math.floor(room / per_row), there.hot_rows - 1)
         if k <= here.hot_rows:
             continue
-        opt = hot_option(ctx, table, dtype, k, cold_tiers)
+        opt = hot_option(ctx, table, dtype, k, per_rank_free, cold_tiers)
         if opt is None or opt.time_s >= here.time_s:
             continue
         if opt.hbm_bytes - here.hbm_bytes <= left * (1 + _BYTES_RTOL):
@@ -467,9 +487,9 @@ class RecShard(Proposer):
             opt = chosen.get(name)
             if opt is None:
                 if greedy_off:
-                    off[name] = least_pooled_bytes(ctx, ctx.workload.table(name))
+                    off[name] = least_io_bytes(ctx, ctx.workload.table(name))
             elif not any(Partitioner.holds_rows(b) for b in opt.candidate.blocks):
-                off[name] = math.fsum(b.pooled_hbm_bytes for b in opt.candidate.blocks)
+                off[name] = math.fsum(b.io_hbm_bytes for b in opt.candidate.blocks)
         part.reserve(off)
         for name in order:
             remaining -= _perf_s(chosen.get(name))
@@ -516,7 +536,7 @@ class RecShard(Proposer):
         dtype = opt.candidate.option.dtype
         free = max(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
         k = min(opt.hot_rows - 1, math.floor(free / hot_row_bytes(ctx, table, dtype)))
-        return hot_option(ctx, table, dtype, k, cold_tiers) if k > floor_ else None
+        return hot_option(ctx, table, dtype, k, free, cold_tiers) if k > floor_ else None
 
     @staticmethod
     def _alternatives(ctx: PlanningContext, opt: TierOption) -> list[Candidate]:
@@ -558,9 +578,9 @@ class RecShard(Proposer):
 
 def _rows_hbm_bytes(cand: Candidate) -> float:
     """HBM ``cand``'s blocks keep for rows, their state and caches: their storage less the pooled
-    vectors they write (``Block.pooled_hbm_bytes``)."""
+    vectors they write and the ids they read (``Block.io_hbm_bytes``)."""
     blocks = (*cand.blocks, *cand.replicated)
-    return cand.option.storage.hbm_bytes - math.fsum(b.pooled_hbm_bytes for b in blocks)
+    return cand.option.storage.hbm_bytes - math.fsum(b.io_hbm_bytes for b in blocks)
 
 
 def _density(hull: list[TierOption], i: int) -> float:

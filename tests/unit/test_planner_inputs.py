@@ -1,0 +1,162 @@
+"""The ids an owner reads in HBM (``storage.input_buffer_bytes``): their bytes by scheme and
+framework, and that the memory check, the estimator's blocks, the planners and the graph's input
+all-to-all count the same bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsim.config.loader import Override
+from recsim.graph.build import build_training_step
+from recsim.graph.ir import Collective
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.system import System
+from recsim.planner.config import planner_config
+from recsim.planner.estimator import Estimator
+from recsim.planner.proposers.base import PlanningContext
+from recsim.planner.proposers.greedy import least_io_bytes
+from recsim.planner.storage import input_buffer_bytes, input_by_rank, plan_usage
+from recsim.planner.types import Plan, Shard
+from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import Workload
+from tests.conftest import FIXTURES
+
+WL = WorkloadLibrary([FIXTURES / "workloads"])
+HW = HardwareLibrary([FIXTURES / "minilib"])
+
+# tiny-dlrm: global batch 8, table a pooling 2, b pooling 3, int64 ids, int32 lengths.
+A_IDS = 8 * (2 * 8 + 4)  # 160
+B_IDS = 8 * (3 * 8 + 4)  # 224
+
+
+def tiny(*overrides: str) -> Workload:
+    return WL.workload("tiny-dlrm", [Override.parse(o) for o in overrides])
+
+
+def gpus(count: int, nodes: int = 1) -> System:
+    return HW.system(
+        "tiny", [Override.parse(f"cluster.nodes={nodes}"), Override.parse(f"node.accelerators.count={count}")]
+    )
+
+
+def test_the_ids_of_each_scheme() -> None:
+    w = tiny()
+    whole = Shard("a", "table_wise", 0, 100, 0, 4, (0,))
+    assert input_buffer_bytes(whole, w, 2) == A_IDS
+    # whatever tier holds the rows: the TBE reads the ids in HBM
+    assert input_buffer_bytes(dataclasses.replace(whole, tier="uvm"), w, 2) == A_IDS
+    # a column block every id of the table again (TorchRec's _calculate_cw_shard_io_sizes)
+    assert input_buffer_bytes(Shard("a", "column_wise", 0, 100, 0, 2, (1,)), w, 2) == A_IDS
+    # a row split's member the ids of its rows, and a length for every sample
+    assert input_buffer_bytes(Shard("a", "row_wise", 0, 25, 0, 4, (0,)), w, 2) == 8 * (2 * 0.25 * 8 + 4)
+    # replicated rows read the local batch's own ids: no input distribution
+    assert input_buffer_bytes(Shard("a", "data_parallel", 0, 100, 0, 4, (0, 1)), w, 2) == 0.0
+    # the workload's index dtype
+    assert input_buffer_bytes(whole, tiny("training.index_dtype=int32"), 2) == 8 * (2 * 4 + 4)
+
+
+def test_each_framework_charges_what_it_holds() -> None:
+    plan = Plan(
+        2,
+        (
+            Shard("a", "column_wise", 0, 100, 0, 2, (0,)),
+            Shard("a", "column_wise", 0, 100, 2, 4, (0,)),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+        ),
+    )
+    # TorchRec's KJTAllToAll (eager): each column block its own copy of a's ids.
+    assert input_by_rank(plan, tiny("training.runtime=eager")) == {0: 2 * A_IDS, 1: B_IDS}
+    # DLE's per-rank loader (cuda_graphs): a table's int64 ids for the global batch once a rank,
+    # no lengths (graph.build.feature_index_bytes).
+    assert input_by_rank(plan, tiny("training.runtime=cuda_graphs")) == {0: 8 * 2 * 8, 1: 8 * 3 * 8}
+    # HugeCTR's hybrid embedding (fused, routed rows): every rank holds the global batch's raw
+    # records, a label, 4 dense values and 5 keys of 4 B a sample (graph.build.global_batch_record_bytes).
+    routed = Plan(
+        2,
+        (
+            Shard("a", "data_parallel", 0, 10, 0, 4, (0, 1), order="popularity"),
+            Shard("a", "distributed", 10, 100, 0, 4, (0, 1), order="popularity"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+        ),
+    )
+    record = 8 * (1 + 4 + 2 + 3) * 4
+    assert input_by_rank(routed, tiny("training.runtime=fused")) == {0: record, 1: record}
+    assert input_buffer_bytes(routed.shards[1], tiny("training.runtime=fused"), 2) == 0.0
+
+
+@pytest.mark.parametrize("framework", ["eager", "fused"])
+def test_an_owner_holds_what_the_input_all_to_all_delivers(framework: str) -> None:
+    # The bytes the graph's input all-to-all delivers to each owner (the local batch of every
+    # sender) are the ids and lengths ``input_by_rank`` charges it for the global batch.
+    w = tiny(f"training.runtime={framework}")
+    plan = Plan(
+        4,
+        (
+            Shard("a", "row_wise", 0, 37, 0, 4, (0,)),
+            Shard("a", "row_wise", 37, 100, 0, 4, (1,)),
+            Shard("b", "column_wise", 0, 50, 0, 2, (2,)),
+            Shard("b", "column_wise", 0, 50, 2, 4, (2,)),
+        ),
+    )
+    graph = build_training_step(w, plan)
+    received = {}
+    for rank in range(4):
+        (op,) = [n.op for n in graph.rank_nodes(rank) if n.name == "input_dist"]
+        assert isinstance(op, Collective) and op.recv_bytes is not None
+        received[rank] = sum(op.recv_bytes)
+    held = input_by_rank(plan, w)
+    assert {r: v for r, v in received.items() if v} == pytest.approx(held, rel=1e-12)
+    assert held[2] == 2 * B_IDS
+
+
+SCHEMES = [
+    ("table_wise", "hbm", {}),
+    ("table_wise", "uvm", {}),
+    ("column_wise", "hbm", {"column_blocks": 2}),
+    ("row_wise", "hbm", {}),
+    ("row_wise", "ddr", {}),
+    ("table_wise", "hbm", {"hot_rows": 30, "hot_placement": "hbm", "cold_tier": "uvm"}),
+    ("column_wise", "hbm", {"column_blocks": 2, "hot_rows": 30, "hot_placement": "hbm", "cold_tier": "uvm"}),
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    scheme=st.sampled_from(SCHEMES),
+    table=st.sampled_from(["a", "b"]),
+    framework=st.sampled_from(["eager", "fused", "cuda_graphs"]),
+    index_dtype=st.sampled_from(["int32", "int64"]),
+)
+def test_the_estimators_blocks_hold_what_plan_usage_charges(
+    scheme: tuple[str, str, dict[str, object]], table: str, framework: str, index_dtype: str
+) -> None:
+    # Every block of a candidate, placed one a rank, takes on its rank what ``plan_usage`` charges
+    # the placed plan besides the dense side, its ids (``Block.input_hbm_bytes``) to the byte.
+    sharding, tier, extra = scheme
+    w = tiny(f"training.runtime={framework}", f"training.index_dtype={index_dtype}")
+    system = gpus(2, 2)
+    est = Estimator(system, w, planner_config([]))
+    cand = est.candidate(w.table(table), sharding, tier, "fp32", **extra)  # type: ignore[arg-type]
+    assert cand is not None
+    shards = tuple(
+        dataclasses.replace(s, ranks=(rank,)) for rank, block in enumerate(cand.blocks) for s in block.shards
+    )
+    plan = Plan(4, shards)
+    usage = plan_usage(plan, w, system)
+    for rank, block in enumerate(cand.blocks):
+        assert block.input_hbm_bytes == usage.input_by_rank.get(rank, 0.0)
+        assert block.storage.hbm_bytes == pytest.approx(
+            usage.hbm_by_rank[rank] - usage.dense_hbm_bytes, rel=1e-12
+        )
+
+
+def test_the_greedy_reserves_a_table_s_vectors_and_ids() -> None:
+    # ``least_io_bytes``: a table whole (its least): 128 B of fp32 vectors and a's 160 B of ids.
+    w = tiny()
+    ctx = PlanningContext(gpus(2), w, planner_config([Override.parse("planner.embedding_dtypes=[fp32]")]))
+    assert least_io_bytes(ctx, w.table("a")) == 8 * 4 * 4 + A_IDS
+    assert least_io_bytes(ctx, w.table("b")) == 8 * 4 * 4 + B_IDS
