@@ -408,7 +408,9 @@ def input_block_bytes(
     """``input_buffer_bytes`` of shards that live on one rank: their sum where each shard gets its
     own ids (``all_to_all``: every column block, a hot and a cold part each theirs), once a table
     where the rank reads a table's feature once however many blocks of it it holds (``features``,
-    as ``graph.build._Builder.per_rank_feature_input`` reads them)."""
+    as ``graph.build._Builder.per_rank_feature_input`` reads them). The estimator's blocks charge
+    this per block, before placement: two blocks of one table that a planner then puts on one
+    rank each count the ``features`` ids, more than ``plan_usage`` charges the rank (never less)."""
     framework = framework or _framework(workload)
     seen: dict[str, float] = {}
     total = 0.0
