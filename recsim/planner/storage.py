@@ -447,12 +447,17 @@ def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -
                 for rank in s.ranks:
                     out[rank] += size
         return {r: out[r] for r in sorted(out)}
-    by_rank: dict[int, list[Shard]] = defaultdict(list)
+    # ``features``: each rank its tables' ids once (``input_block_bytes`` of its shards), summed
+    # here once a table a rank rather than through ``input_buffer_bytes`` shard by shard, which
+    # made plan_usage of a row-wise plan over 128 ranks four times slower (3.5 -> 15 ms).
+    tables_of: dict[int, set[str]] = defaultdict(set)
     for s in plan.shards:
         if s.sharding != "data_parallel":
             for rank in s.ranks:
-                by_rank[rank].append(s)
-    blocks = {r: input_block_bytes(by_rank[r], w, world, ops, framework) for r in sorted(by_rank)}
+                tables_of[rank].add(s.table)
+    batch = float(w.training.global_batch_size)
+    ids = {name: feature_index_bytes(w, w.table(name), batch) for name in {s.table for s in plan.shards}}
+    blocks = {r: math.fsum(ids[name] for name in tables_of[r]) for r in sorted(tables_of)}
     return {r: v for r, v in blocks.items() if v}
 
 

@@ -19,7 +19,7 @@ from recsim.planner.config import planner_config
 from recsim.planner.estimator import Estimator
 from recsim.planner.proposers.base import PlanningContext
 from recsim.planner.proposers.greedy import least_io_bytes
-from recsim.planner.storage import input_buffer_bytes, input_by_rank, plan_usage
+from recsim.planner.storage import input_block_bytes, input_buffer_bytes, input_by_rank, plan_usage
 from recsim.planner.types import Plan, Shard
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload
@@ -160,3 +160,37 @@ def test_the_greedy_reserves_a_table_s_vectors_and_ids() -> None:
     ctx = PlanningContext(gpus(2), w, planner_config([Override.parse("planner.embedding_dtypes=[fp32]")]))
     assert least_io_bytes(ctx, w.table("a")) == 8 * 4 * 4 + A_IDS
     assert least_io_bytes(ctx, w.table("b")) == 8 * 4 * 4 + B_IDS
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    placed=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["table_wise", "column_wise", "row_wise", "data_parallel"]),
+            st.sets(st.integers(0, 3), min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    framework=st.sampled_from(["eager", "cuda_graphs"]),
+)
+def test_a_rank_holds_the_input_block_bytes_of_its_shards(
+    placed: list[tuple[str, str, set[int]]], framework: str
+) -> None:
+    # ``input_by_rank`` sums a rank's ids at once (for speed); it is ``input_block_bytes`` of the
+    # shards the rank holds, to the bit: DLE's ids once a table however many of its shards a rank
+    # holds, TorchRec's every shard its own.
+    w = tiny(f"training.runtime={framework}")
+    rows = {"a": 100, "b": 50}
+    shards = tuple(
+        Shard(t, kind, 0, rows[t] // 2 if kind == "row_wise" else rows[t], 0, 4, tuple(sorted(ranks)))
+        for t, kind, ranks in placed
+    )
+    plan = Plan(4, shards)
+    expected = {}
+    for rank in range(4):
+        held = input_block_bytes([s for s in shards if rank in s.ranks], w, 4)
+        if held:
+            expected[rank] = held
+    assert input_by_rank(plan, w) == expected
