@@ -142,7 +142,9 @@ PARAM_TRACES = [DATA / "traces" / "param_dlrm_et", DATA / "traces" / "param_dlrm
 
 #: The engine the end-to-end cases run on (``run_cases``' ``fidelity``): the analytic critical path
 #: by default, the band every case is held to; ``des`` shares links (and HBM) between the ops that
-#: overlap (``recsim.engine.des``), which the analytic engine leaves uncontended.
+#: overlap (``recsim.engine.des``), which the analytic engine leaves uncontended. A ContextVar so
+#: that calls in other threads keep their own; a thread started inside ``run_cases`` would not see
+#: it (a new thread starts from the default), which is why ``_run_cases`` runs the cases in its own.
 _FIDELITY: ContextVar[str] = ContextVar("validation_fidelity", default="analytic")
 
 

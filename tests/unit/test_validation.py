@@ -294,6 +294,25 @@ def test_validation_fidelity_must_name_an_engine():
         run_cases(["gemm-a100-heldout"], fidelity="fast")
 
 
+def test_the_validation_fidelity_is_restored_when_run_cases_raises(monkeypatch):
+    """``run_cases`` sets the engine for its own call only: after a call that raised (an unknown id,
+    or a case run that escaped it) the next end-to-end case runs on the analytic default again."""
+    from recsim.validation import cases
+
+    with pytest.raises(ConfigError, match="no validation case id starts with 'nope'"):
+        run_cases(["nope"], fidelity="des")
+    assert cases._FIDELITY.get() == "analytic"
+
+    def boom(ids):
+        assert cases._FIDELITY.get() == "des"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cases, "_run_cases", boom)
+    with pytest.raises(KeyboardInterrupt):
+        run_cases(None, fidelity="des")
+    assert cases._FIDELITY.get() == "analytic"
+
+
 def test_torchrec_throughput_rises_with_batch_as_measured():
     small, large = run_cases(["torchrec-p4d-dcnv2-adagrad-16384", "torchrec-p4d-dcnv2-adagrad-131072"])
     assert large.predicted > small.predicted
