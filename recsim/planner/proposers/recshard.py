@@ -211,9 +211,11 @@ def hot_cold_variants(
 ) -> list[Candidate]:
     """``hot_rows`` of ``table`` in HBM and the rest on ``cold``: the table on one rank (where the
     config allows table-wise sharding), then (where it allows column-wise sharding) split into 2 and
-    4 column blocks, each block's hot and cold rows on one rank. The same bytes in HBM however
-    split; the splits spread the hot set and the slow lookups over ranks (RecShard balances them per
-    GPU in its MILP)."""
+    4 column blocks, each block's hot and cold rows on one rank. The splits spread the hot set and
+    the slow lookups over ranks (RecShard balances them per GPU in its MILP), and take more HBM in
+    all than the table on one rank: each block reads every id again (``storage.input_buffer_bytes``)
+    and, under a row-wise optimizer, keeps its own state a row (``split_budget_bytes``, which the
+    knapsack budgets)."""
     est = ctx.estimator
     out: list[Candidate] = []
     if "table_wise" in ctx.config.sharding_types:
