@@ -105,7 +105,8 @@ def least_io_bytes(ctx: PlanningContext, table: Table) -> float:
     go (``storage.pooled_output_bytes`` and ``storage.input_buffer_bytes`` of the table whole, at
     the precision among those the planner may give it whose lookups write the narrowest vectors;
     column blocks write the same vectors in all but each reads every id, each member of a row split
-    pools all the vectors and reads the lengths again: more). Memoised on the estimator."""
+    pools all the vectors and reads the lengths again, every id under DLE's loader: more). Memoised
+    on the estimator."""
     memo = ctx.estimator.table_pooled
     if table.name not in memo:
         w = ctx.workload

@@ -150,8 +150,9 @@ def pooled_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int) -> 
 
 def input_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int, splits: int) -> float:
     """HBM the ids ``table``'s lookups read take on a bucket of ``per_bucket`` GPUs that holds a
-    shard of it split over ``splits`` buckets: on each GPU the ids of its rows and a length a sample
-    (``storage.input_buffer_bytes``, which the plan's ``check_fits`` charges too), summed over the
+    shard of it split over ``splits`` buckets: on each GPU what ``storage.input_buffer_bytes``
+    charges its shard (which the plan's ``check_fits`` charges too: under TorchRec's all-to-all the
+    ids of its rows and a length a sample, under DLE's loader all the table's ids), summed over the
     GPUs of the bucket with the most rows as ``hier_plan`` cuts them (rows ``rows x j // n`` to
     ``rows x (j + 1) // n`` on the ``j``-th of the ``n`` GPUs)."""
     w = ctx.workload
