@@ -194,3 +194,21 @@ def test_a_rank_holds_the_input_block_bytes_of_its_shards(
         if held:
             expected[rank] = held
     assert input_by_rank(plan, w) == expected
+
+
+def test_blocks_of_one_table_on_one_rank_charge_dle_s_ids_each_plan_usage_once() -> None:
+    # ``input_block_bytes``: the estimator charges each block before placement, so two column blocks
+    # of a placed on one rank count a's int64 ids twice under DLE's loader, where the rank reads
+    # them once (plan_usage); under TorchRec's all-to-all each block gets its own copy: equal.
+    for framework, block_ids, rank_ids in (
+        ("cuda_graphs", 8 * 2 * 8, 8 * 2 * 8),
+        ("eager", A_IDS, 2 * A_IDS),
+    ):
+        w = tiny(f"training.runtime={framework}")
+        system = gpus(2)
+        est = Estimator(system, w, planner_config([]))
+        cand = est.candidate(w.table("a"), "column_wise", "hbm", "fp32", column_blocks=2)
+        assert cand is not None and len(cand.blocks) == 2
+        assert [b.input_hbm_bytes for b in cand.blocks] == [block_ids, block_ids]
+        placed = tuple(dataclasses.replace(s, ranks=(0,)) for b in cand.blocks for s in b.shards)
+        assert plan_usage(Plan(2, placed), w, system).input_by_rank == {0: rank_ids}
