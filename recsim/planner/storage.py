@@ -65,8 +65,14 @@ it holds once for the global batch, int64 ids and no lengths (``graph.build.feat
 ``input_block_bytes`` once a table a rank); HugeCTR's hybrid embedding (``fused`` with routed
 rows) gives every GPU the global batch's raw records (``graph.build.global_batch_record_bytes``,
 ``input_by_rank``), whatever its shards. Replicated (``data_parallel``) shards get no input
-distribution: none. One batch's ids, as TorchRec's planner counts them: a pipelined step's next
-batch, received meanwhile, is left out (as its dense inputs are). The estimator adds them to each
+distribution: none. One batch's ids, as TorchRec's planner counts them for a step that is not
+pipelined (``calculate_pipeline_io_cost``'s catch-all ``input_size + output_size``): the next
+batch's, which the graph's input pipeline receives meanwhile (``graph.build._Builder.
+input_pipeline``), are left out (as its dense inputs are), although TorchRec's planner counts
+``2 x input_size`` under ``TrainPipelineSparseDist`` (``PipelineType.TRAIN_SPARSE_DIST``), and
+HugeCTR's AsyncReader keeps ``num_threads x num_batches_per_thread`` batches of records on every
+GPU (``AsyncReaderImpl``: a ``cudaMalloc`` of the batch for each device and buffer) and a copy of
+the batch's keys (``AsyncReader``'s ``sparse_buffer_``). The estimator adds them to each
 block's storage (``Block.input_hbm_bytes``), the greedy proposers to the least a table takes
 wherever its rows go (``greedy.least_io_bytes``), ``hier_auto`` to its buckets
 (``input_bucket_bytes``), and RecShard budgets a hot set at the most its column splits take (each
@@ -427,8 +433,9 @@ def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -
     """HBM of the ids each rank of ``plan`` holds for its lookups (``input_buffer_bytes``, per rank
     ``input_block_bytes`` of its shards; every rank the global batch's records where the framework
     gives each the whole batch, ``graph.build.global_batch_record_bytes``); ranks without any left
-    out. One batch's, as TorchRec's planner counts its ``input_sizes``: the next batch's ids that a
-    pipelined step receives meanwhile are left out."""
+    out. One batch's, as TorchRec's planner counts its ``input_sizes`` for a step that is not
+    pipelined: the next batch's ids that a pipelined step receives meanwhile, and HugeCTR's other
+    reader buffers, are left out (module docstring)."""
     w = workload
     framework = _framework(w)
     world = plan.world_size
