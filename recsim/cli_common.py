@@ -62,11 +62,33 @@ class _OneLineErrors:
                 ctx.exit(EXIT_FAILURE)
             _silence_broken_streams()
             ctx.exit(EXIT_BROKEN_PIPE)
+        except OSError as exc:  # after BrokenPipeError, one of its kind
+            if exc.errno != errno.ENAMETOOLONG:
+                raise  # any other failure of the system is no user mistake: its traceback stays
+            # pathlib's is_file() and is_dir() raise this rather than answer False (Python 3.11),
+            # wherever a path the user gave is looked at (an option, an extends:, a --set): a
+            # tester's 300-character --out was a traceback from each of a dozen places. recsim
+            # makes no file name but from the user's own, so the name is the user's.
+            click.echo(f"recsim: error: {_name_too_long(exc)}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             # One line and the conventional status instead of click's "Aborted!" and exit 1; a
             # sweep keeps what it stored (`--resume` continues it).
             click.echo("recsim: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _name_too_long(exc: OSError) -> str:
+    """The one line for a path the file system refuses as too long, each long name in it shortened
+    to its ends (a name of thousands of characters filled the terminal)."""
+    path = str(exc.filename) if exc.filename is not None else ""
+    parts = path.split(os.sep)
+    shown = os.sep.join(p if len(p) <= 40 else f"{p[:16]}...{p[-16:]}" for p in parts)
+    longest = max((len(p) for p in parts), default=0)
+    return (
+        f"{shown}: a file name longer than the file system allows (the longest name between "
+        f"slashes has {longest:,} characters, the whole path {len(path):,}): give a shorter path"
+    )
 
 
 class Console(rich.console.Console):

@@ -1209,3 +1209,40 @@ def test_json_the_parser_cannot_take_is_one_line(tmp_path: Path, text: str, says
     line = error_line(run("replay", bad, "--timeline", tmp_path / "t.trace.json"))
     assert "bad.json: invalid JSON" in line and says in line, line
     assert tree(tmp_path) == ["bad.json"]
+
+
+# ------------------------------------------------- a helper's round on paths and specs (2026-12-07)
+
+LONG = "x" * 300  # past the 255 bytes a name between slashes may hold on Linux's file systems
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("plan", *TINY, "--out", "{}/" + LONG + ".json"),
+        ("run", *TINY, "--timeline", "{}/" + LONG + ".json"),
+        ("run", "--system", "{}/" + LONG + ".yaml", "--workload", "tiny-dlrm"),
+        ("run", *TINY, "--set", "workload.embedding.access={dist: empirical, stats: {}/" + LONG + ".txt}"),
+        ("replay", "{}/" + LONG + ".json"),
+        ("trace", "convert", str(KINETO), "{}/" + LONG + ".json"),
+        ("results", "show", "{}/" + LONG),
+        ("golden", "check", "{}/" + LONG),
+        ("workload", "show", "{}/" + LONG + ".yaml"),
+    ],
+    ids=["plan-out", "timeline", "system", "stats", "replay", "convert", "results", "golden", "workload"],
+)
+def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # pathlib's is_file()/is_dir() raise OSError (ENAMETOOLONG) rather than answer False: each of
+    # these was a traceback.
+    line = error_line(run(*(a.replace("{}", str(tmp_path)) for a in args)))
+    assert "a file name longer than the file system allows" in line and "give a shorter path" in line
+    assert "xxx...xxx" in line  # the name is shown by its ends, not in full
+    assert tree(tmp_path) == []
+
+
+def test_a_sweep_out_too_long_for_the_file_system_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    line = error_line(run("sweep", spec, "--out", tmp_path / LONG, "--workers", "1"))
+    assert "a file name longer than the file system allows" in line
+    assert tree(tmp_path) == ["s.yaml"]
