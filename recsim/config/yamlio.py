@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import yaml
 
-from recsim.config.tree import KeyPath, Location, Tree
+from recsim.config.tree import KeyPath, Location, Tree, format_path
 from recsim.errors import ConfigError
 
 # Hardware, workload and sweep files are a few kB; generated table groups keep even the largest
@@ -183,6 +183,11 @@ def surprise_message(text: str) -> str:
     )
 
 
+#: A NUL character (YAML's "\\0") ends a path at the system's interface: a plan file, a stats file,
+#: a system named by one was a ``ValueError`` traceback (a helper's find), and no name holds one.
+_NUL_MESSAGE = "a NUL character (\\0) in a text: no name or path may hold one"
+
+
 def load_value(raw: str) -> Any:
     """A scalar or flow value as ``--set`` and sweep overrides give it (``yaml.safe_load``), with the
     same refusals as a file's values (``ValueError``): YAML 1.1's octal and base-60 numbers, and an
@@ -214,6 +219,8 @@ def load_value(raw: str) -> Any:
             )
             stack += [(child, False) for child in reversed(children)]
         else:
+            if isinstance(current.value, str) and "\0" in current.value:
+                raise ValueError(f"{_NUL_MESSAGE}, got {current.value!r}")
             if yaml11_surprise(current):
                 raise ValueError(surprise_message(str(current.value)))
             done.add(id(current))
@@ -253,6 +260,8 @@ class _Builder:
                 return self._collection(node, path)
             finally:
                 self.open.discard(id(node))
+        if isinstance(node.value, str) and "\0" in node.value:
+            raise ConfigError(f"{self._loc(node)}: {format_path(path)}: {_NUL_MESSAGE}, got {node.value!r}")
         if yaml11_surprise(node):
             # YAML 1.1 reads 020 as octal 16 and 1:20 as base 60 (80): a user who wrote
             # ``nodes: 020`` got 16 nodes without a word (a tester's find).

@@ -1246,3 +1246,20 @@ def test_a_sweep_out_too_long_for_the_file_system_is_one_line(tmp_path: Path) ->
     line = error_line(run("sweep", spec, "--out", tmp_path / LONG, "--workers", "1"))
     assert "a file name longer than the file system allows" in line
     assert tree(tmp_path) == ["s.yaml"]
+
+
+def test_a_nul_character_in_a_yaml_text_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    # YAML's "\0" escape put a NUL byte into a path: a ValueError traceback from resolve() for a
+    # sweep's plan or system and a --set stats file (elsewhere a "no such file" with the NUL printed).
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("row_wise]", '"./a\\0b.json"]'))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "out", "--workers", "1"))
+    assert f"{spec}:5: axes.plan[1]: a NUL character (\\0) in a text" in line, line
+    assert tree(tmp_path) == ["s.yaml"]
+    access = 'workload.embedding.access={dist: zipf, alpha: 1, x: "a\\0"}'
+    line = error_line(run("run", *TINY, "--set", access))
+    assert "--set 'workload.embedding.access=" in line and "a NUL character (\\0) in a text" in line
+    system = tmp_path / "sys.yaml"
+    system.write_text('kind: system\nextends: tiny\nname: s\nnode: {nics: {device: "nic\\0"}}\n')
+    line = error_line(run("run", "--system", system, "--workload", "tiny-dlrm"))
+    assert f"{system}:4: node.nics.device: a NUL character" in line and "'nic\\x00'" in line
