@@ -352,6 +352,15 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str], li
     return system_sets, workload_sets, planner_sets
 
 
+#: What a ``--set`` path that is only a prefix should be instead.
+_SET_PREFIXES = {
+    "workload": "a path goes on into the workload, e.g. workload.tables[0].rows=1000 (another "
+    "workload: --workload)",
+    "planner": "a path goes on into the planner's settings, e.g. planner.finalists=2",
+    "system": "a path goes on into the system, e.g. system.cluster.nodes=2 (another system: --system)",
+}
+
+
 def _check_system_key(text: str) -> None:
     """A ``--set`` with no prefix is the system's: one whose first key is a workload's or the
     planner's says which prefix it needs (a tester's ``training.precision=fp16`` was told the
@@ -360,15 +369,19 @@ def _check_system_key(text: str) -> None:
 
     from recsim.planner.config import PlannerConfig
 
-    head = text.split("=", 1)[0].strip().split(".", 1)[0].split("[", 1)[0]
+    path = text.split("=", 1)[0].strip()
+    head = path.split(".", 1)[0].split("[", 1)[0]
     if not head or head in System.model_fields:
         return
+    if head in _SET_PREFIXES and "." not in path:
+        # A tester's "--set workload=null" was asked "did you mean workload.workload=null?".
+        raise ConfigError(f"--set {text}: {head!r} alone is no key: {_SET_PREFIXES[head]}")
     if head in Workload.model_fields:
         raise ConfigError(f"--set {text}: {head!r} is a workload key; write workload.{text}")
     if head in PlannerConfig.model_fields:
         raise ConfigError(f"--set {text}: {head!r} is a planner key; write planner.{text}")
-    close = difflib.get_close_matches(head, ["workload", "planner", "system"], n=1, cutoff=0.75)
-    if close:
+    close = difflib.get_close_matches(head, list(_SET_PREFIXES), n=1, cutoff=0.75)
+    if close and "." in path:  # "plannr=2" is no near miss of a path into the planner
         rest = text.split(".", 1)[1] if "." in text.split("=", 1)[0] else text
         raise ConfigError(f"--set {text}: unknown key {head!r}; did you mean {close[0]}.{rest}?")
 

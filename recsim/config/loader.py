@@ -308,7 +308,7 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override], expand: Expander 
             elif isinstance(child(node, part), (dict, list)):
                 node = child(node, part)
             else:
-                raise ConfigError(f"{label}: {here}: {_no_such(node, part)}")
+                raise ConfigError(f"{label}: {here}: {_no_such(node, part, override.path[:depth])}")
         last = override.path[-1]
         if isinstance(node, dict) and isinstance(last, str):
             if override.value is None:
@@ -318,7 +318,9 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override], expand: Expander 
         elif isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node):
             node[last] = override.value
         else:
-            raise ConfigError(f"{label}: {format_path(override.path)}: {_no_such(node, last)}")
+            raise ConfigError(
+                f"{label}: {format_path(override.path)}: {_no_such(node, last, override.path[:-1])}"
+            )
         result.overrides[override.path] = Location(label)
         for sub, _ in walk(override.value, override.path):
             result.locations[sub] = Location(label)
@@ -327,14 +329,23 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override], expand: Expander 
     return result
 
 
-def _no_such(node: Any, part: str | int) -> str:
+def _no_such(node: Any, part: str | int, at: KeyPath) -> str:
+    """Why ``part`` cannot be taken from ``node``, the value at key path ``at``."""
     if isinstance(node, dict):
         keys = sorted(str(k) for k in node)
         close = difflib.get_close_matches(str(part), keys, n=1, cutoff=0.6)
         if part in node:
             return f"{part!r} is a value, not a mapping"
         hint = f"did you mean {close[0]!r}?" if close else f"keys here: {', '.join(keys)}"
+        if isinstance(part, int):  # "no key 0" read as if a key could be 0
+            return (
+                f"{format_path(at)} is a mapping, not a list: no index [{part}]; keys here: {', '.join(keys)}"
+            )
         return f"no key {part!r}; {hint}"
+    if isinstance(node, list) and isinstance(part, str):
+        # "workload.tables.rows=5" was "index 'rows' out of range", as if 'rows' were an index.
+        example = format_path((*at, 0, part))
+        return f"{format_path(at)} is a list of {len(node)}, not a mapping: give an index, e.g. {example}"
     if isinstance(node, list):
         return f"index {part!r} out of range for a list of {len(node)}"
     return f"cannot descend into a {type(node).__name__}"

@@ -1263,3 +1263,33 @@ def test_a_nul_character_in_a_yaml_text_is_refused_where_it_is_written(tmp_path:
     system.write_text('kind: system\nextends: tiny\nname: s\nnode: {nics: {device: "nic\\0"}}\n')
     line = error_line(run("run", "--system", system, "--workload", "tiny-dlrm"))
     assert f"{system}:4: node.nics.device: a NUL character" in line and "'nic\\x00'" in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        (
+            "workload=null",
+            "'workload' alone is no key: a path goes on into the workload, e.g. workload.tables",
+        ),
+        ("planner=5", "'planner' alone is no key: a path goes on into the planner's settings"),
+        ("system=tiny", "'system' alone is no key: a path goes on into the system, e.g. system.cluster"),
+        ("plannr=5", "plannr: unknown key 'plannr'; allowed keys: cluster"),
+        (
+            "workload.tables.rows=3",
+            "tables.rows: tables is a list of 2, not a mapping: give an index, e.g. tables[0].rows",
+        ),
+        (
+            "node.accelerators[0]=1",
+            "node.accelerators is a mapping, not a list: no index [0]; keys here: count, device",
+        ),
+    ],
+)
+def test_a_set_path_that_stops_at_a_prefix_or_mistakes_a_list_says_how_to_write_it(
+    setting: str, says: str
+) -> None:
+    # "--set workload=null" was asked "did you mean workload.workload=null?", "plannr=5" "did you
+    # mean planner.plannr=5?", and "tables.rows" was "index 'rows' out of range".
+    line = error_line(run("run", *TINY, "--set", setting))
+    assert f"--set {setting}: " in line and says in line, line
+    assert "did you mean" not in line
