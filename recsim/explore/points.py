@@ -354,6 +354,11 @@ def nsga2(
     dims = len(sizes)
     rate = mutation if mutation is not None else 1.0 / max(dims, 1)
     seen: dict[Genome, Fitness] = {}
+    # A population larger than the space is the whole space: the first generation evaluates every
+    # genome and none is left to breed. Uncapped, each generation drew 20 x population children
+    # that were all seen before (a helper's population of 10^8 over 2 points ran for hours).
+    space = math.prod(sizes)
+    population = min(population, space)
 
     def sample(count: int, exclude: set[Genome]) -> list[Genome]:
         if initial is not None:
@@ -375,7 +380,7 @@ def nsga2(
     parents = sample(population, set())
     run(parents)
     for _ in range(generations):
-        if not parents:
+        if not parents or len(seen) >= space:  # nothing left to evaluate
             break
         objs, feas = fitness_matrix([seen[g] for g in parents])
         rank, crowd = rank_and_crowding(objs, feas)

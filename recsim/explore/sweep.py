@@ -209,9 +209,16 @@ def run_sweep(
 
 def _note_small_grid(spec: SweepSpec, note: Callable[[str], object]) -> None:
     """A random search of more samples than the (filtered) grid holds runs the whole grid: say so
-    (a tester's find: it did so silently)."""
+    (a tester's find: it did so silently); so does an NSGA-II search of a larger population."""
     from recsim.explore.points import enumerate_points
 
+    population = getattr(spec.search, "population", None)
+    if spec.search.method == "nsga2" and population is not None and population > spec.grid_size:
+        note(
+            f"search.population {population} is more than the {spec.grid_size} points of the grid: "
+            "the first generation runs every one, and no later one has a point left"
+        )
+        return
     samples = getattr(spec.search, "samples", None)
     if spec.search.method != "random" or samples is None or samples <= 0:
         return

@@ -1293,3 +1293,14 @@ def test_a_set_path_that_stops_at_a_prefix_or_mistakes_a_list_says_how_to_write_
     line = error_line(run("run", *TINY, "--set", setting))
     assert f"--set {setting}: " in line and says in line, line
     assert "did you mean" not in line
+
+
+def test_an_nsga2_population_larger_than_the_grid_runs_the_grid_once_and_says_so(tmp_path: Path) -> None:
+    # A population of 10^8 over the 2 points of the grid ran for hours, drawing children all seen.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP + "search: {method: nsga2, population: 100000000, generations: 100000000}\n")
+    result = run("sweep", spec, "--out", tmp_path / "out", "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "search.population 100000000 is more than the 2 points of the grid" in said, said
+    assert "t: 2 points (2 ok" in said

@@ -354,6 +354,19 @@ def test_nsga2_treats_infeasible_points_as_worst():
     assert any(fit is not None for fit in seen.values())
 
 
+def test_nsga2_with_a_population_larger_than_the_space_evaluates_it_once_and_stops():
+    # A population of 10^8 over 2 x 3 genomes drew 20 x 10^8 children per generation, each seen
+    # before: a sweep that never ended. Now the first generation is the whole space, and it stops.
+    calls: list[list[tuple[int, ...]]] = []
+
+    def evaluate(genomes):
+        calls.append(list(genomes))
+        return [(float(x), float(y)) for x, y in genomes]
+
+    seen = nsga2([2, 3], evaluate, population=10**8, generations=10**8, rng=np.random.default_rng(0))
+    assert len(calls) == 1 and sorted(seen) == [(x, y) for x in range(2) for y in range(3)]
+
+
 def test_record_fitness(tmp_path):
     from recsim.explore.points import record_fitness
 
