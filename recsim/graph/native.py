@@ -122,6 +122,13 @@ _COUNT = _Check(
 _BYTES = _Check(_COUNT.ok, "a number of bytes >= 0")
 _SECONDS = _Check(_COUNT.ok, "a number of seconds >= 0")
 _TIME = _Check(_is_number, "a number of seconds")
+#: 2^53 us (285 years), the bound of a Kineto reader's timestamps (``readers.kineto``): past it a
+#: double cannot hold a microsecond, and no recorded step lasts that long. A node's 1e300 s was
+#: replayed as a step of 2.8e290 h without a word (a helper's find).
+_MAX_RECORDED_S = 2.0**53 * 1e-6
+_RECORDED_S = _Check(
+    lambda v: _COUNT.ok(v) and v < _MAX_RECORDED_S, "a number of seconds >= 0 and below 2^53 us (285 years)"
+)
 _INDICES = _Check(
     lambda v: type(v) is list and all(type(x) is int and x >= 0 for x in v), "a list of integers >= 0"
 )
@@ -210,8 +217,8 @@ _NODE_SCHEMA: dict[str, _Check] = {
     "op": _OBJECT,
     "deps": _INDICES,
     "lane": _INDEX,
-    "duration_s": _optional(_SECONDS),
-    "start_s": _optional(_SECONDS),
+    "duration_s": _optional(_RECORDED_S),
+    "start_s": _optional(_RECORDED_S),
     "phase": _STR,
 }
 _NODE_REQUIRED = ("id", "rank", "name", "stream", "op")

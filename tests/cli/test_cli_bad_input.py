@@ -1304,3 +1304,24 @@ def test_an_nsga2_population_larger_than_the_grid_runs_the_grid_once_and_says_so
     said = " ".join(result.output.split())
     assert "search.population 100000000 is more than the 2 points of the grid" in said, said
     assert "t: 2 points (2 ok" in said
+
+
+def test_a_recorded_duration_past_2_to_the_53_us_is_a_corrupt_trace(tmp_path: Path) -> None:
+    # A Kineto 'dur' of 1e300 us (and a native graph's 1e300 s) replayed as a step of 2.8e290 h
+    # without a word, where a 'ts' as large was refused.
+    import gzip
+
+    trace = json.loads(gzip.decompress(KINETO.read_bytes()))
+    trace["traceEvents"][3]["dur"] = 1e300
+    bad = tmp_path / "k.json"
+    bad.write_text(json.dumps(trace))
+    line = error_line(run("replay", bad, "--timeline", tmp_path / "t.trace.json"))
+    assert "k.json: traceEvents[3] ('aten::uniform_'): 'dur' 1e+300 is past 2^53 us (285 years)" in line
+    native = tmp_path / "n.json"
+    assert run("trace", "convert", KINETO, native).exit_code == 0
+    graph = json.loads(native.read_text())
+    graph["nodes"][0]["duration_s"] = 1e300
+    native.write_text(json.dumps(graph))
+    line = error_line(run("replay", native, "--timeline", tmp_path / "t.trace.json"))
+    assert "n.json: nodes[0].duration_s: expected a number of seconds >= 0 and below 2^53 us" in line
+    assert tree(tmp_path) == ["k.json", "n.json"]

@@ -270,6 +270,13 @@ def parse_kineto(path: Path, data: Any) -> KinetoTrace:
             raise TraceError(
                 f"{path}: traceEvents[{index}] ({raw.get('name')!r}) has a bad 'dur' {raw.get('dur')!r}"
             )
+        if dur >= _MAX_TS_US:
+            # As for 'ts': a length past 285 years is a corrupt field, and a replay of it
+            # predicted a step of 2.8e290 h without a word (a helper's find).
+            raise TraceError(
+                f"{path}: traceEvents[{index}] ({raw.get('name')!r}): 'dur' {dur!r} is past 2^53 us "
+                "(285 years): no recorded operation lasts that long (a corrupt field?)"
+            )
         args = raw.get("args")
         if not isinstance(args, dict):
             args = {}
