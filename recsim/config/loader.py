@@ -312,6 +312,8 @@ def apply_overrides(tree: Tree, overrides: Sequence[Override], expand: Expander 
         last = override.path[-1]
         if isinstance(node, dict) and isinstance(last, str):
             if override.value is None:
+                if last not in node:
+                    result.removed[override.path] = Location(label)
                 node.pop(last, None)
             else:
                 node[last] = override.value

@@ -52,6 +52,10 @@ class Tree:
     #: referenced document's own after inlining, and a check that blames the choice of the device
     #: (a DIMM of another technology than the CPU's) must name the line that chose it.
     references: dict[KeyPath, Location] = field(default_factory=dict)
+    #: Where a ``null`` (in a file that extends another, or a ``--set``) removed a key that was not
+    #: there: ``validate_tree`` checks the schema has such a key, since a misspelt one (``scale_upp:
+    #: null`` to drop the NVLink fabric) removed nothing without a word (a helper's find).
+    removed: dict[KeyPath, Location] = field(default_factory=dict)
 
     def location(self, path: KeyPath) -> Location:
         """The location of ``path``, or of its nearest ancestor that has one."""
@@ -63,7 +67,11 @@ class Tree:
 
     def copy(self) -> Tree:
         return Tree(
-            copy.deepcopy(self.data), dict(self.locations), dict(self.overrides), dict(self.references)
+            copy.deepcopy(self.data),
+            dict(self.locations),
+            dict(self.overrides),
+            dict(self.references),
+            dict(self.removed),
         )
 
 
@@ -131,6 +139,8 @@ def deep_merge(base: Tree, child: Tree) -> Tree:
         for key, value in over.items():
             sub = (*path, key)
             if value is None:
+                if key not in into:
+                    result.removed[sub] = child.location(sub)
                 into.pop(key, None)
                 drop_locations(result.locations, sub)
             elif (
@@ -147,6 +157,7 @@ def deep_merge(base: Tree, child: Tree) -> Tree:
                     if inner in child.locations:
                         result.locations[inner] = child.locations[inner]
 
+    result.removed.update(child.removed)
     merge(result.data, child.data, ())
     result.locations[()] = child.location(())
     return result

@@ -28,10 +28,30 @@ M = TypeVar("M", bound=BaseModel)
 
 def validate_tree(model: type[M], tree: Tree, *, context: dict[str, Any] | None = None) -> M:
     """``model`` validated from ``tree.data``; a ``ConfigError`` naming file, line and key if not."""
+    _check_removed_keys(model, tree)
     try:
         return model.model_validate(tree.data, context=context)
     except ValidationError as exc:
         raise ConfigError(describe_errors(model, tree, exc)) from None
+
+
+def _check_removed_keys(model: type[BaseModel], tree: Tree) -> None:
+    """A ``ConfigError`` where a ``null`` removed a key the schema does not have (``Tree.removed``):
+    a misspelt key then removed nothing, silently. A mapping of free keys (a sweep's
+    ``objectives``) has no schema of its keys, and any of them may be removed."""
+    for path, where in tree.removed.items():
+        key = path[-1]
+        if not isinstance(key, str) or not _models_at(model, path[:-1]):
+            continue
+        allowed = sorted(allowed_keys(model, path[:-1]))
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+        raise ConfigError(
+            f"{where}: {format_path(path)}: unknown key {key!r} (a null removes a key; it removed "
+            f"nothing); {hint}"
+        )
 
 
 def describe_errors(model: type[BaseModel], tree: Tree, exc: ValidationError) -> str:

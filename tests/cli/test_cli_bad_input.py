@@ -1325,3 +1325,28 @@ def test_a_recorded_duration_past_2_to_the_53_us_is_a_corrupt_trace(tmp_path: Pa
     line = error_line(run("replay", native, "--timeline", tmp_path / "t.trace.json"))
     assert "n.json: nodes[0].duration_s: expected a number of seconds >= 0 and below 2^53 us" in line
     assert tree(tmp_path) == ["k.json", "n.json"]
+
+
+def test_a_null_that_removes_a_misspelt_key_is_refused(tmp_path: Path) -> None:
+    # A null removes an inherited key; one under a misspelt key removed nothing, silently: the
+    # user's "drop the front-end NICs" ran with them.
+    line = error_line(run("run", *TINY, "--set", "node.frontend_nic=null"))
+    assert "--set node.frontend_nic=null: node.frontend_nic: unknown key 'frontend_nic'" in line
+    assert "(a null removes a key; it removed nothing); did you mean 'frontend_nics'?" in line
+    line = error_line(run("run", *TINY, "--set", "workload.tables[0].bogus=null"))
+    assert "tables[0].bogus: unknown key 'bogus'" in line
+    line = error_line(run("plan", *TINY, "--set", "planner.finalist=null"))
+    assert "planner.finalist: unknown key 'finalist'" in line and "did you mean 'finalists'?" in line
+    system = tmp_path / "s.yaml"
+    system.write_text("kind: system\nextends: tiny\nname: s\nnode:\n  scale_upp: null\n")
+    line = error_line(run("run", "--system", system, "--workload", "tiny-dlrm"))
+    assert f"{system}:5: node.scale_upp: unknown key 'scale_upp'" in line and "'scale_up'?" in line
+    # A key that is there, or that the schema has, is removed as before; so is a free key (a
+    # sweep's objective).
+    assert run("run", *TINY, "--set", "node.frontend_nics=null").exit_code == 0
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(SWEEP)
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: ./sweep.yaml\nobjectives: {avg_power_w: min, nothing_s: null}\n")
+    result = run("sweep", child, "--out", tmp_path / "out", "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
