@@ -21,7 +21,7 @@ from recsim.config.loader import Override
 from recsim.cost.memo import CostMemo
 from recsim.cost.platform import platform_summary
 from recsim.cost.provenance import calibration_defaults
-from recsim.engine import DEFAULT_STEPS, ENGINES
+from recsim.engine import DEFAULT_STEPS, ENGINES, MAX_STEPS
 from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
 from recsim.graph.ir import ExecutionGraph, Transfer
 from recsim.graph.native import write_graph
@@ -719,6 +719,11 @@ def simulate_run(
         raise ConfigError(f"plan: expected a strategy name or a plan file path, got {plan!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"steps: expected a whole number >= 1, got {steps!r}")
+    if steps > MAX_STEPS:
+        raise ConfigError(
+            f"steps (--steps): {steps:,} chained steps: recsim chains at most {MAX_STEPS:,} (the "
+            "reported step is steady by the third, and the graph grows with each step)"
+        )
     if not isinstance(fold_ranks, bool):
         raise ConfigError(f"fold_ranks: expected True or False, got {fold_ranks!r}")
     sys_spec, wl_spec = prepare(

@@ -9,3 +9,8 @@ both give the same schedule to floating-point precision.
 ENGINES = ("analytic", "des")
 #: Chained steps per simulation: the first starts cold; by the third the input pipeline overlaps.
 DEFAULT_STEPS = 3
+#: The most chained steps a simulation takes. The chained graph grows with each step (a typo's
+#: 10^6 steps ran for minutes, 10^12 asked for 7 TiB of step offsets before failing); the reported
+#: step is steady by the third, so a thousand checks steadiness far past need. An input bound, as
+#: ``recsim.hardware.system.MAX_NODES`` is, not a model constant.
+MAX_STEPS = 1_000

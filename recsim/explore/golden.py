@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsim.config.loader import is_path_ref
 from recsim.config.validate import validate_tree
 from recsim.config.yamlio import load_yaml_file
+from recsim.engine import MAX_STEPS
 from recsim.errors import ConfigError, InfeasibleError, NoPlanError, RecsimError
 
 __all__ = [
@@ -93,7 +94,7 @@ class GoldenConfig(BaseModel):
     plan: str = "auto"
     fidelity: Literal["analytic", "des"] = "analytic"
     comm_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8"] | None = None
-    steps: int | None = Field(default=None, ge=1)
+    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     overrides: list[str] = Field(default_factory=list)
     hardware_path: list[str] = Field(default_factory=list)
     workload_path: list[str] = Field(default_factory=list)

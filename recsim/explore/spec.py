@@ -82,6 +82,7 @@ from recsim.config.loader import Override, apply_overrides, is_path_ref, load_do
 from recsim.config.tree import KeyPath, Location, Tree, format_path
 from recsim.config.types import Spec
 from recsim.config.validate import number_hint, validate_tree
+from recsim.engine import MAX_STEPS
 from recsim.errors import ConfigError, RecsimError
 from recsim.metrics.result import MAPPING_FIELDS, PEAK_UTILISATION, mapping_keys
 from recsim.planner.types import COMM_DTYPES
@@ -204,7 +205,7 @@ class Base(Spec):
     plan: str = "auto"
     comm_dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8"] | None = None
     fidelity: Literal["analytic", "des"] | None = None
-    steps: int | None = Field(default=None, ge=1)
+    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     overrides: list[str] = Field(default_factory=list)
 
     @field_validator("overrides")

@@ -1350,3 +1350,15 @@ def test_a_null_that_removes_a_misspelt_key_is_refused(tmp_path: Path) -> None:
     child.write_text("extends: ./sweep.yaml\nobjectives: {avg_power_w: min, nothing_s: null}\n")
     result = run("sweep", child, "--out", tmp_path / "out", "--workers", "1", "--no-progress")
     assert result.exit_code == 0, result.output
+
+
+def test_a_step_count_past_the_bound_is_refused_naming_the_option(tmp_path: Path) -> None:
+    # 10^12 steps was a MemoryError traceback (7 TiB of step offsets), 10^6 ran for minutes.
+    line = error_line(run("run", *TINY, "--steps", "1000000000000"))
+    assert "steps (--steps): 1,000,000,000,000 chained steps: recsim chains at most 1,000" in line
+    assert run("run", *TINY, "--steps", "1000").exit_code == 0
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("plan: table_wise,", "plan: table_wise, steps: 5000,"))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "out", "--workers", "1"))
+    assert f"{spec}:3: base.steps: must be <= 1000, got 5000" in line
+    assert tree(tmp_path) == ["s.yaml"]
