@@ -521,7 +521,9 @@ def make_plan(
         # The did-you-mean `recsim plan --strategy` gives (`recsim run --plan gredy` listed the
         # strategies without one).
         check_strategy(name)
-    config = planner if isinstance(planner, PlannerConfig) else planner_config(list(planner))
+    # One text is one override, and anything but texts a ConfigError (a notebook's planner=[5] was
+    # an AttributeError, planner="planner.finalists=2" one override per character).
+    config = planner if isinstance(planner, PlannerConfig) else planner_config(texts(planner, "planner"))
     if isinstance(system, int):
         if name not in simple.PLAIN_STRATEGIES:
             raise ConfigError(f"plan strategy {name!r} needs the system (its costs), not only a world size")

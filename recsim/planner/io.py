@@ -270,6 +270,8 @@ def plan_from_dict(data: Any, source: str = "<plan>") -> Plan:
 def load_plan(path: str | Path) -> Plan:
     """Read a plan written by ``save_plan`` (plain or gzip JSON), or the plan of a ``recsim plan
     --json`` document (``stats_plan``); errors are one ``ConfigError`` line."""
+    if not isinstance(path, (str, Path)):  # a notebook's None was a TypeError from Path()
+        raise ConfigError(f"plan file: expected the path of a plan file, got {path!r}")
     path = Path(path)
     try:
         data = load_json(path, unique_keys=True)

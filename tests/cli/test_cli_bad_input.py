@@ -1362,3 +1362,19 @@ def test_a_step_count_past_the_bound_is_refused_naming_the_option(tmp_path: Path
     line = error_line(run("sweep", spec, "--out", tmp_path / "out", "--workers", "1"))
     assert f"{spec}:3: base.steps: must be <= 1000, got 5000" in line
     assert tree(tmp_path) == ["s.yaml"]
+
+
+def test_make_plan_takes_one_planner_text_as_one_and_refuses_other_kinds() -> None:
+    # planner=[5] was an AttributeError, planner="planner.finalists=2" one override per character
+    # ("--set 'planner.p': expected PATH=VALUE"), load_plan(None) a TypeError.
+    from recsim import api
+    from recsim.errors import ConfigError
+    from recsim.planner.io import load_plan
+
+    _, workload = api.prepare("tiny", "tiny-dlrm", nodes=1)
+    one = api.make_plan("row_wise", workload, 2, planner="planner.embedding_dtypes=[fp16]")
+    assert {shard.dtype for shard in one.shards} == {"fp16"}
+    with pytest.raises(ConfigError, match=r"planner: expected a list of strings, got \[5\]"):
+        api.make_plan("row_wise", workload, 2, planner=[5])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="plan file: expected the path of a plan file, got None"):
+        load_plan(None)  # type: ignore[arg-type]
