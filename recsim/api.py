@@ -418,7 +418,8 @@ def check_run(
 
 def _check_strategy_value(strategy: object) -> None:
     """A ``ConfigError`` unless ``strategy`` is a name or path (``None`` was an AttributeError)."""
-    if not isinstance(strategy, (str, Path)):
+    if not isinstance(strategy, (str, Path)) or not str(strategy).strip():
+        # '' read as the path '.' was "plan : a folder, not a plan file".
         raise ConfigError(f"strategy: expected a strategy name or a plan file path, got {strategy!r}")
 
 
@@ -438,6 +439,7 @@ def _check_not_folder(name: str) -> None:
 def check_strategy(name: str) -> None:
     """A ``ConfigError`` with a did-you-mean unless ``name`` is a plan strategy (``plan_strategies``,
     or ``table_wise_round_robin``, ``table_wise``'s other name)."""
+    _check_strategy_value(name)
     known = plan_strategies()
     if name not in known and name != "table_wise_round_robin":
         _check_not_folder(name)

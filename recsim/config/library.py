@@ -187,7 +187,8 @@ class DocumentLibrary:
     def load(self, kind: str, ref: str | Path, overrides: Iterable[Override] = ()) -> Resolved[Any]:
         """Resolve and validate a document of ``kind``."""
         if not isinstance(ref, (str, Path)) or (isinstance(ref, str) and not ref.strip()):
-            raise ConfigError(f"{kind}: expected a library name or the path of a YAML file, got {ref!r}")
+            word = self.kind_words.get(kind, kind)  # "workload", not the kind "dlrm" (--workload '')
+            raise ConfigError(f"{word}: expected a library name or the path of a YAML file, got {ref!r}")
         tree = self.resolve_tree(kind, ref, overrides)
         spec = validate_tree(self.schemas[kind], tree)
         return Resolved(spec, tree, config_hash(spec))

@@ -561,6 +561,11 @@ def run_cases(ids: list[str] | None = None, fidelity: str = "analytic") -> list[
 
 def _run_cases(ids: list[str] | None) -> list[CaseResult]:
     if ids:
+        if any(not i.strip() for i in ids):
+            # Every id starts with '': an unset shell variable ran all 53 cases for a minute.
+            raise ConfigError(
+                "an empty validation case id: give an id or its start (e.g. gemm-), or none for all"
+            )
         unmatched = [i for i in ids if not any(case.id.startswith(i) for case in CASES)]
         if unmatched:
             close = difflib.get_close_matches(unmatched[0], [c.id for c in CASES], n=3, cutoff=0.5)

@@ -1378,3 +1378,21 @@ def test_make_plan_takes_one_planner_text_as_one_and_refuses_other_kinds() -> No
         api.make_plan("row_wise", workload, 2, planner=[5])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="plan file: expected the path of a plan file, got None"):
         load_plan(None)  # type: ignore[arg-type]
+
+
+def test_empty_names_are_refused_as_empty(tmp_path: Path) -> None:
+    # An unset shell variable: `validate ""` ran all 53 cases (every id starts with ''), `--plan ""`
+    # was "plan : a folder, not a plan file" (the path '.'), `--workload ""` was called a "dlrm".
+    line = error_line(run("validate", ""))
+    assert "an empty validation case id" in line
+    for option in ("--plan", "--strategy"):
+        command = "run" if option == "--plan" else "plan"
+        line = error_line(run(command, *TINY, option, ""))
+        assert "strategy: expected a strategy name or a plan file path, got ''" in line
+    line = error_line(run("run", "--system", "tiny", "--workload", ""))
+    assert "workload: expected a library name or the path of a YAML file, got ''" in line
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP.replace("row_wise]", "'']"))
+    line = error_line(run("sweep", spec, "--out", tmp_path / "out", "--workers", "1"))
+    assert f"{spec}:5: axes.plan[1]: strategy: expected a strategy name" in line
+    assert tree(tmp_path) == ["s.yaml"]
