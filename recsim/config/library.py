@@ -130,6 +130,9 @@ class DocumentLibrary:
             if path.is_dir():
                 raise ConfigError(f"{ref}: a folder, not a {word} file ({path}): name a YAML file in it")
             if not path.is_file():
+                # /dev/null or a pipe exists: "no such file" sent the user looking for a typo.
+                if path.exists():
+                    raise ConfigError(f"{ref}: not a regular file ({path}): a {word} file is a YAML file")
                 raise ConfigError(f"{ref}: no such {word} file ({path})")
             return path
         section = self.section_of(kind)

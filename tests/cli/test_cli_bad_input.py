@@ -1396,3 +1396,10 @@ def test_empty_names_are_refused_as_empty(tmp_path: Path) -> None:
     line = error_line(run("sweep", spec, "--out", tmp_path / "out", "--workers", "1"))
     assert f"{spec}:5: axes.plan[1]: strategy: expected a strategy name" in line
     assert tree(tmp_path) == ["s.yaml"]
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_system_file_that_is_a_device_is_not_called_missing() -> None:
+    # "/dev/null: no such system file" sent the user looking for a typo in a path that exists.
+    line = error_line(run("run", "--system", "/dev/null", "--workload", "tiny-dlrm"))
+    assert "/dev/null: not a regular file (/dev/null): a system file is a YAML file" in line
