@@ -338,7 +338,7 @@ class SweepSpec(Spec):
     """A validated sweep (see the module docstring)."""
 
     kind: Literal["sweep"]
-    name: str
+    name: str = Field(min_length=1)  # as a system's and a workload's: it heads the summary and the store
     description: str = ""
     base: Base
     axes: dict[str, AxisValues] = Field(default_factory=dict)
@@ -585,7 +585,7 @@ def _spec_override(text: str) -> Override | None:
         return None
     if head == "axes" and len(parsed.path) > 2:
         # axis keys are dotted paths themselves: axes.node.nics.device=[a, b]
-        joined = ".".join(str(p) for p in parsed.path[1:])
+        joined = format_path(parsed.path[1:])  # an index stays one: workload.tables[0].rows
         return Override(("axes", joined), parsed.value, text)
     return parsed
 

@@ -1403,3 +1403,29 @@ def test_a_system_file_that_is_a_device_is_not_called_missing() -> None:
     # "/dev/null: no such system file" sent the user looking for a typo in a path that exists.
     line = error_line(run("run", "--system", "/dev/null", "--workload", "tiny-dlrm"))
     assert "/dev/null: not a regular file (/dev/null): a system file is a YAML file" in line
+
+
+def test_a_sweep_set_names_an_axis_with_an_index_as_the_spec_writes_it(tmp_path: Path) -> None:
+    # "--set axes.workload.tables[0].rows=[10, 20]" made the axis "workload.tables.0.rows", and
+    # "--set name=" ran a sweep with no name (its summary began ": 2 points").
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    out = tmp_path / "out"
+    result = run(
+        "sweep",
+        spec,
+        "--out",
+        out,
+        "--workers",
+        "1",
+        "--no-progress",
+        "--json",
+        "--set",
+        "axes.workload.tables[0].rows=[10, 20]",
+    )
+    assert result.exit_code == 0, result.output
+    shown = run("results", "show", out, "--json")
+    assert '"values.workload.tables[0].rows": 10' in shown.output and "tables.0.rows" not in shown.output
+    line = error_line(run("sweep", spec, "--out", tmp_path / "o2", "--workers", "1", "--set", "name="))
+    assert "--set name=: name: String should have at least 1 character" in line
+    assert not (tmp_path / "o2").exists()
