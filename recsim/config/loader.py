@@ -247,8 +247,10 @@ def _replace_reference(target: type[Referable], tree: Tree, path: KeyPath, locat
         found_kind = loaded.data.get("kind")
         if isinstance(found_kind, str) and found_kind != kind:
             article = "an" if kind[:1] in "aeiou" else "a"
+            found_article = "an" if found_kind[:1] in "aeiou" else "a"  # "is a accelerator" before
             raise ConfigError(
-                f"{where}: {format_path(path)}: {item!r} is a {found_kind} ({found}), not {article} {kind}"
+                f"{where}: {format_path(path)}: {item!r} is {found_article} {found_kind} ({found}), "
+                f"not {article} {kind}"
             )
         doc = _resolve_extends(loaded, found, kind, locator, ())  # as ``load_document`` would
     else:

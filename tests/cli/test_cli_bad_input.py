@@ -867,6 +867,8 @@ def test_a_device_of_another_kind_is_blamed_on_the_reference(tmp_path: Path) -> 
     line = error_line(run("hw", "validate", system))
     assert line.startswith(f"recsim: error: {system}:5: node.accelerators.device: 'tiny-nic' is a nic"), line
     assert "not an accelerator" in line
+    line = error_line(run("run", *TINY, "--set", "node.nics.device=tiny-gpu"))
+    assert "node.nics.device: 'tiny-gpu' is an accelerator (" in line and "not a nic" in line
 
 
 def test_a_trace_given_twice_and_a_file_as_golden_folder_say_so(tmp_path: Path) -> None:
