@@ -32,6 +32,7 @@ from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.hardware.topology import Topology, build_topology
 from recsim.output import OutputError, check_output_path, same_file
+from recsim.paths import user_path
 from recsim.planner.config import PlannerConfig, planner_config, stamp_exchange
 from recsim.planner.types import COMM_DTYPES, Plan
 from recsim.workload.library import WorkloadLibrary
@@ -235,7 +236,7 @@ def trace_files(paths: Sequence[str | Path]) -> list[Path]:
     with none is a ``TraceError``. A file named on its own is read whatever its name."""
     out: list[Path] = []
     for given in paths:
-        path = Path(given)
+        path = user_path(given, "trace", TraceError)
         if path.is_dir():
             files = sorted(
                 p

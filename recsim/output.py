@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from recsim.errors import RecsimError
+from recsim.paths import user_path
 
 __all__ = [
     "OutputError",
@@ -92,7 +93,7 @@ def _target(path: Path) -> Path:
 def check_output_path(path: Path | str, what: str = "output") -> Path:
     """``path`` as a ``Path`` if a file can be written there, else an ``OutputError`` saying why."""
     raw = str(path)
-    path = Path(path)
+    path = user_path(path, f"the {what}", OutputError)
     if raw.endswith(("/", os.sep)) and not path.is_dir():
         # ``Path`` drops the slash: "out/" would become a file called "out".
         raise OutputError(f"{raw}: names a folder, which does not exist; the {what} needs a file name")

@@ -85,6 +85,7 @@ from recsim.config.validate import number_hint, validate_tree
 from recsim.engine import MAX_STEPS
 from recsim.errors import ConfigError, RecsimError
 from recsim.metrics.result import MAPPING_FIELDS, PEAK_UTILISATION, mapping_keys
+from recsim.paths import user_path
 from recsim.planner.types import COMM_DTYPES
 from recsim.units import quantity_of
 
@@ -593,7 +594,7 @@ def _spec_override(text: str) -> Override | None:
 def load_sweep(path: str | Path, overrides: Sequence[str] = (), *, home: Path | None = None) -> SweepSpec:
     """A validated sweep spec from ``path`` with ``--set`` overrides (see the module docstring);
     relative paths in it are relative to its folder (or ``home``)."""
-    path = Path(path)
+    path = user_path(path, "sweep spec")
     tree = load_document(path, "sweep", _SweepLocator())
     spec_sets: list[Override] = []
     point_sets: list[str] = []

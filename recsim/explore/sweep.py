@@ -53,6 +53,7 @@ from recsim.explore.records import PointRecord
 from recsim.explore.spec import Stage, SweepSpec, load_sweep, spec_changes
 from recsim.fingerprint import model_fingerprint
 from recsim.output import OutputError
+from recsim.paths import user_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,7 +131,7 @@ def run_sweep(
         raise ConfigError(f"sweep: expected a spec file path or a SweepSpec, got {type(spec).__name__}")
     else:
         spec = load_sweep(spec, overrides)
-    out = Path(out)
+    out = user_path(out, "--out")
     # The folder as the file system finds it: ``x/..`` in ``--out`` is not taken for a missing
     # folder (a reviewer's find: ``x/../userdir/new`` took the user's ``userdir`` for one this
     # sweep made, and a failure removed it).

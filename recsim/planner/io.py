@@ -45,6 +45,7 @@ from typing import Any
 from recsim.errors import ConfigError, TraceError
 from recsim.graph.native import load_json
 from recsim.output import write_text
+from recsim.paths import user_path
 from recsim.planner.types import (
     COMM_DTYPES,
     EMBEDDING_DTYPES,
@@ -272,7 +273,7 @@ def load_plan(path: str | Path) -> Plan:
     --json`` document (``stats_plan``); errors are one ``ConfigError`` line."""
     if not isinstance(path, (str, Path)):  # a notebook's None was a TypeError from Path()
         raise ConfigError(f"plan file: expected the path of a plan file, got {path!r}")
-    path = Path(path)
+    path = user_path(path, "plan file")
     try:
         data = load_json(path, unique_keys=True)
     except TraceError as exc:

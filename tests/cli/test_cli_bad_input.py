@@ -1431,3 +1431,27 @@ def test_a_sweep_set_names_an_axis_with_an_index_as_the_spec_writes_it(tmp_path:
     line = error_line(run("sweep", spec, "--out", tmp_path / "o2", "--workers", "1", "--set", "name="))
     assert "--set name=: name: String should have at least 1 character" in line
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_notebooks_path_with_a_nul_character_is_a_recsim_error(tmp_path: Path) -> None:
+    # The command line cannot pass a NUL byte, a notebook can: each was "ValueError: embedded null
+    # byte" from deep inside (open, resolve).
+    import recsim
+    from recsim import api
+    from recsim.errors import RecsimError
+
+    nul = str(tmp_path / "a\0b.json")
+    calls = [
+        lambda: recsim.replay(nul),
+        lambda: recsim.sweep(nul),
+        lambda: recsim.simulate("tiny", "tiny-dlrm", nodes=1, plan=nul),
+        lambda: api.convert_trace([str(KINETO)], nul),
+    ]
+    for call in calls:
+        with pytest.raises(RecsimError, match=r"a NUL character \(\\0\) in a path"):
+            call()
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SWEEP)
+    with pytest.raises(RecsimError, match=r"--out '.*a\\x00b': a NUL character"):
+        recsim.sweep(spec, out=tmp_path / "a\0b")
+    assert tree(tmp_path) == ["s.yaml"]
