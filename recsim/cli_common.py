@@ -25,6 +25,7 @@ import click
 import rich.console
 
 from recsim.errors import ConfigError, RecsimError
+from recsim.paths import name_too_long
 
 EXIT_USER_ERROR = 2
 #: The command failed of itself (not the user's input): a pipe or socket it uses broke.
@@ -69,26 +70,13 @@ class _OneLineErrors:
             # wherever a path the user gave is looked at (an option, an extends:, a --set): a
             # tester's 300-character --out was a traceback from each of a dozen places. recsim
             # makes no file name but from the user's own, so the name is the user's.
-            click.echo(f"recsim: error: {_name_too_long(exc)}", err=True)
+            click.echo(f"recsim: error: {name_too_long(str(exc.filename or ''))}", err=True)
             ctx.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             # One line and the conventional status instead of click's "Aborted!" and exit 1; a
             # sweep keeps what it stored (`--resume` continues it).
             click.echo("recsim: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-
-
-def _name_too_long(exc: OSError) -> str:
-    """The one line for a path the file system refuses as too long, each long name in it shortened
-    to its ends (a name of thousands of characters filled the terminal)."""
-    path = str(exc.filename) if exc.filename is not None else ""
-    parts = path.split(os.sep)
-    shown = os.sep.join(p if len(p) <= 40 else f"{p[:16]}...{p[-16:]}" for p in parts)
-    longest = max((len(p) for p in parts), default=0)
-    return (
-        f"{shown}: a file name longer than the file system allows (the longest name between "
-        f"slashes has {longest:,} characters, the whole path {len(path):,}): give a shorter path"
-    )
 
 
 class Console(rich.console.Console):

@@ -33,6 +33,7 @@ from recsim.config.tree import KeyPath, Tree
 from recsim.config.validate import validate_tree
 from recsim.config.yamlio import load_yaml_file
 from recsim.errors import ConfigError
+from recsim.paths import user_path
 
 R = TypeVar("R", bound=Referable)
 
@@ -127,6 +128,7 @@ class DocumentLibrary:
             path = Path(ref).expanduser()
             if not path.is_absolute() and relative_to is not None:
                 path = relative_to / path
+            user_path(path, f"{word} file")  # a name too long was an OSError from is_dir()
             if path.is_dir():
                 raise ConfigError(f"{ref}: a folder, not a {word} file ({path}): name a YAML file in it")
             if not path.is_file():

@@ -1433,7 +1433,7 @@ def test_a_sweep_set_names_an_axis_with_an_index_as_the_spec_writes_it(tmp_path:
     assert not (tmp_path / "o2").exists()
 
 
-def test_a_notebooks_path_with_a_nul_character_is_a_recsim_error(tmp_path: Path) -> None:
+def test_a_notebooks_path_with_a_nul_character_or_too_long_is_a_recsim_error(tmp_path: Path) -> None:
     # The command line cannot pass a NUL byte, a notebook can: each was "ValueError: embedded null
     # byte" from deep inside (open, resolve).
     import recsim
@@ -1454,4 +1454,13 @@ def test_a_notebooks_path_with_a_nul_character_is_a_recsim_error(tmp_path: Path)
     spec.write_text(SWEEP)
     with pytest.raises(RecsimError, match=r"--out '.*a\\x00b': a NUL character"):
         recsim.sweep(spec, out=tmp_path / "a\0b")
+    # A name too long is the same RecsimError from the API as the one line of the CLI.
+    long = tmp_path / ("x" * 300)
+    for call in (
+        lambda: recsim.simulate(f"{long}.yaml", "tiny-dlrm"),
+        lambda: recsim.replay(f"{long}.json"),
+        lambda: recsim.sweep(spec, out=long),
+    ):
+        with pytest.raises(RecsimError, match="a file name longer than the file system allows"):
+            call()
     assert tree(tmp_path) == ["s.yaml"]
