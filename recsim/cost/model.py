@@ -253,7 +253,7 @@ class CostModel:
             return self._access.get(table)
         if table not in self._access:
             spec = self._tables[table]
-            self._access[table] = shared_access_model(self.workload.table_access(spec), spec.rows)
+            self._access[table] = shared_access_model(self.workload.table_row_access(spec), spec.rows)
         return self._access[table]
 
     def access_key(self, table: str) -> object:

@@ -143,7 +143,7 @@ class ShardOps:
         model = self._models.get(name)
         if model is None:
             table = self.tables[name]
-            spec = self.w.table_access(table)
+            spec = self.w.table_row_access(table)
             key = (spec, table.rows)
             model = self._by_value.get(key)
             if model is None:

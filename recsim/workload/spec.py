@@ -77,10 +77,19 @@ def gradient_dtype(dtype: str) -> str:
 # ------------------------------------------------------------------------------ access
 
 
+#: How a sample's several lookups in one table relate (every access spec's ``multi_hot``):
+#: ``independent``: each lookup draws its row from the distribution on its own;
+#: ``fixed_rows``: the distribution draws one id per sample, and the sample looks up that id's fixed
+#: row of ``pooling`` ids, the id itself and ``pooling - 1`` ids drawn once, uniformly, for the whole
+#: run (MLPerf DLRM-DCNv2's synthetic multi-hot Criteo: ``recsim.workload.access.multi_hot``).
+MultiHot = Literal["independent", "fixed_rows"]
+
+
 class UniformAccess(Spec):
     """Every row equally likely."""
 
     dist: Literal["uniform"]
+    multi_hot: MultiHot = "independent"
 
 
 class ZipfAccess(Spec):
@@ -88,6 +97,7 @@ class ZipfAccess(Spec):
 
     dist: Literal["zipf"]
     alpha: Ratio
+    multi_hot: MultiHot = "independent"
 
 
 class EmpiricalAccess(Spec):
@@ -100,9 +110,20 @@ class EmpiricalAccess(Spec):
     dist: Literal["empirical"]
     stats: str
     section: int | str = 0
+    multi_hot: MultiHot = "independent"
 
 
 AccessSpec = Annotated[UniformAccess | ZipfAccess | EmpiricalAccess, Field(discriminator="dist")]
+
+
+class FixedRowsAccess(Spec):
+    """A table's access with ``multi_hot: fixed_rows``, resolved with the table's lookups per sample
+    (``Workload.table_row_access``; not written in a workload file): ``base`` draws the one-hot ids,
+    each expanded to its fixed row of ``hotness`` ids (``recsim.workload.access.multi_hot``)."""
+
+    dist: Literal["fixed_rows"]
+    base: UniformAccess | ZipfAccess | EmpiricalAccess
+    hotness: PositiveInt
 
 
 # ------------------------------------------------------------------------------ tables
@@ -409,6 +430,13 @@ class Workload(Referable):
                     f"interaction: 'dot' interaction needs one dim for all features (the tables' and the "
                     f"bottom MLP's output), got {sorted(dims)}"
                 )
+        for table in self.tables:
+            lookups = self.table_lookups(table)
+            if self.table_access(table).multi_hot == "fixed_rows" and lookups != round(lookups):
+                raise ValueError(
+                    f"tables: table {table.name!r}: access multi_hot 'fixed_rows' maps each one-hot id "
+                    f"to a fixed row of 'pooling' ids, so the pooling must be a whole number, got {lookups:g}"
+                )
         if self.sequence is not None and self.sequence.table not in names:
             raise ValueError(f"sequence.table: {self.sequence.table!r} is not a table")
         bypass = self.interaction.bypass_tables
@@ -449,6 +477,24 @@ class Workload(Referable):
     def table_access(self, table: Table) -> UniformAccess | ZipfAccess | EmpiricalAccess:
         access = table.access or self.embedding.access
         return access if access is not None else UniformAccess(dist="uniform")
+
+    def table_row_access(
+        self, table: Table
+    ) -> UniformAccess | ZipfAccess | EmpiricalAccess | FixedRowsAccess:
+        """The access spec the table's access model is made of (``recsim.workload.access``): its
+        ``table_access``, with the table's lookups per sample joined to it where its ``multi_hot``
+        is ``fixed_rows`` (the model needs the row length; ``_consistent`` checked it is whole)."""
+        access = self.table_access(table)
+        if access.multi_hot != "fixed_rows":
+            return access
+        if self.table_lookups(table) == 1:
+            # A row of one id is the id: the base's spec, one model shared with independent tables.
+            return access.model_copy(update={"multi_hot": "independent"})
+        return FixedRowsAccess(
+            dist="fixed_rows",
+            base=access.model_copy(update={"multi_hot": "independent"}),
+            hotness=round(self.table_lookups(table)),
+        )
 
     def table_lookups(self, table: Table) -> float:
         """Lookups per sample in ``table`` (its pooling, or the sequence length for the behaviour table)."""

@@ -425,7 +425,7 @@ def test_the_good_section_parses(tmp_path):
 
 
 def test_registry_dispatches_on_dist():
-    assert registered_dists() == ["empirical", "uniform", "zipf"]
+    assert registered_dists() == ["empirical", "fixed_rows", "uniform", "zipf"]
     assert isinstance(uniform(10), UniformModel)
     assert isinstance(zipf(10, 1.0), ZipfModel)
     assert isinstance(empirical(10), EmpiricalModel)

@@ -12,7 +12,9 @@
 - ``stats``: the ``locality_stats.txt`` parser and shipped-name resolution;
 - ``reuse_fit``: the deconvolution of a reuse histogram into popularity classes;
 - ``permutation``: the seeded rank -> row-id permutation that spreads hot rows over the ids;
-- ``mixture``: several tables batched in one kernel (TBE), each keeping its own skew.
+- ``mixture``: several tables batched in one kernel (TBE), each keeping its own skew;
+- ``multi_hot``: a base model's one-hot ids each expanded to a fixed row of ``P`` ids (MLPerf
+  DLRM-DCNv2's synthetic multi-hot data), the ``multi_hot: fixed_rows`` of an access spec.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from recsim.workload.access.model import (
     registered_dists,
     shared_access_model,
 )
+from recsim.workload.access.multi_hot import FixedRowsModel
 from recsim.workload.access.popularity import GroupedPopularity
 from recsim.workload.access.reuse_fit import ReuseMixture, fit_reuse_mixture
 from recsim.workload.access.stats import (
@@ -41,6 +44,7 @@ from recsim.workload.access.zipf import ZipfModel
 __all__ = [
     "AccessModel",
     "EmpiricalModel",
+    "FixedRowsModel",
     "GroupedPopularity",
     "LocalityStats",
     "MixtureModel",

@@ -221,7 +221,8 @@ def shared_access_model(spec: Any, rows: int) -> AccessModel:
     by the stats file it names, resolved (``stats.resolve_stats``: a relative path is the file it
     reads now), as ``stats.load_section`` keeps that file's sections for the process already."""
     dist = getattr(spec, "dist", None)
-    if dist in _PURE_DISTS:
+    if dist in _PURE_DISTS or (dist == "fixed_rows" and getattr(spec.base, "dist", None) in _PURE_DISTS):
+        # A fixed-rows spec is its base's numbers and the row length: as pure as its base.
         return _kept_model(spec, int(rows))
     if dist == "empirical":
         from recsim.workload.access.stats import resolve_stats  # the access package imports this module

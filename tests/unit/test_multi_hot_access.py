@@ -1,0 +1,228 @@
+"""Fixed multi-hot rows (``recsim.workload.access.multi_hot``): exact figures on tiny tables, the
+mechanism of facebookresearch/dlrm's ``multi_hot.py`` simulated literally, properties, and the
+workload key ``multi_hot: fixed_rows``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsim.config import Override
+from recsim.errors import ConfigError
+from recsim.workload.access import FixedRowsModel, access_model, shared_access_model
+from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import FixedRowsAccess, UniformAccess, ZipfAccess
+from tests.conftest import FIXTURES
+
+LIB = WorkloadLibrary([FIXTURES / "workloads"])
+
+
+def fixed(base: UniformAccess | ZipfAccess, rows: int, hotness: int, seed: int = 0) -> FixedRowsModel:
+    model = access_model(FixedRowsAccess(dist="fixed_rows", base=base, hotness=hotness), rows, seed=seed)
+    assert isinstance(model, FixedRowsModel)
+    return model
+
+
+UNIFORM = UniformAccess(dist="uniform")
+
+
+def zipf(alpha: float) -> ZipfAccess:
+    return ZipfAccess(dist="zipf", alpha=alpha)
+
+
+# ------------------------------------------------------------------------------ exact figures
+
+
+def test_distinct_rows_by_hand():
+    # Two rows, Zipf 1 (q = 2/3, 1/3), rows of 2 ids: one sample looks up its id and one extra,
+    # uniform over the two rows, so 1 or 2 distinct rows with probability 1/2 each.
+    assert fixed(zipf(1.0), 2, 2).expected_unique(2) == pytest.approx(1.5, rel=1e-12)
+    # Ten uniform rows, rows of 3 ids, 2 samples: d = 10 (1 - 0.9^2) = 1.9 distinct ids, and of the
+    # 8.1 other rows each is among the 3.8 extras with probability 1 - 0.9^3.8.
+    assert fixed(UNIFORM, 10, 3).expected_unique(6) == pytest.approx(4.572415984860966, rel=1e-12)
+
+
+def test_one_id_per_row_is_the_base_model():
+    for spec in (UNIFORM, zipf(1.05)):
+        base = access_model(spec, 40_000)
+        model = fixed(spec, 40_000, 1)
+        for n in (0.5, 10.0, 3e3, 1e6):
+            assert model.expected_unique(n) == base.expected_unique(n)
+        assert model.lru_hit_rate(500) == base.lru_hit_rate(500)
+        assert model.top_k_share(100) == base.top_k_share(100)
+
+
+def test_folded_probabilities_by_hand():
+    # Zipf 1 over 3 rows: q = (6, 3, 2) / 11. Rows of 2 ids: six slots of q/2; the 3 hottest
+    # (3/11, 3/11, 1.5/11) keep a row each, the other 3.5/11 spread over the 3 rows.
+    model = fixed(zipf(1.0), 3, 2)
+    assert model.probabilities() == pytest.approx([12.5 / 33, 12.5 / 33, 8 / 33], rel=1e-12)
+    assert model.top_k_share(1) == pytest.approx(12.5 / 33, rel=1e-12)
+    assert model.top_k_share(2) == pytest.approx(25 / 33, rel=1e-12)
+    # A uniform base stays uniform: each row holds one slot of 1/(NP) and P - 1 others on average.
+    assert fixed(UNIFORM, 8, 5).probabilities() == pytest.approx([1 / 8] * 8, rel=1e-12)
+
+
+def test_popularity_groups_agree_with_the_explicit_probabilities():
+    model = fixed(zipf(1.1), 5_000, 7)
+    p = model.probabilities()
+    assert p.sum() == pytest.approx(1.0, rel=1e-12)
+    assert np.all(np.diff(p) <= 1e-15)
+    for k in (1, 10, 700, 4_999):
+        assert model.top_k_share(k) == pytest.approx(float(p[:k].sum()), rel=1e-6)
+    assert model.popularity.rows == pytest.approx(5_000, rel=1e-12)
+    # The hottest row is the hottest id's slot: q_1 / P plus the background.
+    q1 = access_model(zipf(1.1), 5_000).probabilities()[0]
+    assert q1 / 7 < p[0] < q1 / 7 + 1.0 / 5_000
+
+
+# ------------------------------------------------------------------------------ the mechanism
+
+
+def _multi_hot_py_distinct(q: np.ndarray, hotness: int, batch: int, trials: int) -> np.ndarray:
+    """Distinct rows of ``batch`` samples as facebookresearch/dlrm torchrec_dlrm/multi_hot.py makes
+    them: a lookup table ``[i, randint(0, N, P - 1)]`` per id (a new one per trial, the expectation
+    being over its draws), one-hot ids drawn with probabilities ``q``."""
+    rows = len(q)
+    rng = np.random.default_rng(11)
+    out = np.empty(trials)
+    for t in range(trials):
+        table = np.concatenate([np.arange(rows)[:, None], rng.integers(0, rows, (rows, hotness - 1))], axis=1)
+        ids = rng.choice(rows, size=batch, p=q)
+        out[t] = len(np.unique(table[ids]))
+    return out
+
+
+@pytest.mark.parametrize(("rows", "hotness", "batch"), [(2_000, 5, 300), (500, 27, 40), (3_000, 2, 2_000)])
+def test_distinct_rows_match_the_mechanism(rows, hotness, batch):
+    model = fixed(zipf(1.05), rows, hotness)
+    q = model.base.probabilities()
+    seen = _multi_hot_py_distinct(q, hotness, batch, trials=300)
+    error = seen.std() / math.sqrt(len(seen))
+    # Within four standard errors, and within 0.5 % (the model takes d at its mean).
+    assert abs(model.expected_unique(batch * hotness) - seen.mean()) < max(4 * error, 0.005 * seen.mean())
+
+
+def test_sample_is_the_mechanism():
+    model = fixed(zipf(1.05), 10_000, 6, seed=3)
+    a = model.sample(6 * 500, np.random.default_rng(1)).reshape(500, 6)
+    b = model.sample(6 * 500, np.random.default_rng(2)).reshape(500, 6)
+    assert a.min() >= 0 and a.max() < 10_000
+    # Each sample's row starts with its one-hot id and is that id's fixed row, in every batch.
+    assert np.array_equal(a[:, 1:], model.extras(a[:, 0]))
+    common = np.intersect1d(a[:, 0], b[:, 0])
+    assert common.size > 0
+    for i in common[:20]:
+        assert np.array_equal(a[a[:, 0] == i][0], b[b[:, 0] == i][0])
+    # Another seed, other extras.
+    assert not np.array_equal(fixed(zipf(1.05), 10_000, 6, seed=4).extras(a[:, 0]), a[:, 1:])
+    # A cut row when P does not divide n.
+    assert model.sample(7, np.random.default_rng(1)).shape == (7,)
+    with pytest.raises(ValueError, match="cannot draw"):
+        model.sample(-1, np.random.default_rng(1))
+
+
+def test_sampled_distinct_rows_match_the_figure():
+    model = fixed(zipf(1.05), 200_000, 12, seed=1)
+    counts = [len(np.unique(model.sample(12 * 4_000, np.random.default_rng(s)))) for s in range(20)]
+    assert np.mean(counts) == pytest.approx(model.expected_unique(12 * 4_000), rel=0.01)
+
+
+def test_more_distinct_rows_than_independent_lookups_of_a_skewed_table():
+    # The MLPerf DCNv2 shape: 40M rows, Zipf 1.05, a batch of 55,296 samples. Drawn independently
+    # every lookup repeats the hot rows; tied to its id, a sample's extras are fresh rows.
+    for hotness, independent in ((27, 0.2763), (100, 0.2185)):
+        n = 55_296 * hotness
+        assert access_model(zipf(1.05), 40_000_000).expected_unique(n) / n == pytest.approx(
+            independent, abs=1e-4
+        )
+        assert fixed(zipf(1.05), 40_000_000, hotness).expected_unique(n) / n == pytest.approx(
+            0.435 if hotness == 27 else 0.426, abs=1e-3
+        )
+
+
+# ------------------------------------------------------------------------------ properties
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 10**9),
+    hotness=st.integers(1, 120),
+    alpha=st.floats(0.3, 2.0),
+    n=st.floats(0.0, 1e9),
+    more=st.floats(0.0, 1e9),
+)
+def test_distinct_rows_bounded_and_monotone(rows, hotness, alpha, n, more):
+    model = fixed(zipf(alpha), rows, hotness)
+    u = model.expected_unique(n)
+    assert 0.0 <= u <= min(n, rows) * (1 + 1e-12)
+    assert model.expected_unique(n + more) >= u * (1 - 1e-12)
+    # At least the distinct one-hot ids of n / P samples, at most P times them.
+    d = model.base.expected_unique(n / hotness)
+    assert d * (1 - 1e-9) <= u <= hotness * d * (1 + 1e-9) + 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 10**8), hotness=st.integers(1, 120), alpha=st.floats(0.3, 2.0))
+def test_folded_popularity_keeps_rows_and_mass(rows, hotness, alpha):
+    pop = fixed(zipf(alpha), rows, hotness).popularity
+    assert pop.rows == pytest.approx(rows, rel=1e-9)
+    assert float(np.sum(pop.weights * pop.probs)) == pytest.approx(1.0, rel=1e-9)
+    assert np.all(np.diff(pop.probs) <= 0)
+
+
+# ------------------------------------------------------------------------------ workloads
+
+
+def test_workload_key_resolves_with_the_tables_pooling():
+    w = LIB.workload(
+        "tiny-dlrm", [Override.parse("embedding.access={dist: zipf, alpha: 1.2, multi_hot: fixed_rows}")]
+    )
+    spec = w.table_row_access(w.table("a"))
+    assert spec == FixedRowsAccess(dist="fixed_rows", base=zipf(1.2), hotness=2)
+    # Table b keeps its own access, independent lookups: the spec itself.
+    assert w.table_row_access(w.table("b")) == zipf(1.1)
+    model = shared_access_model(spec, 100)
+    assert isinstance(model, FixedRowsModel) and model.hotness == 2
+    assert shared_access_model(spec, 100) is model
+
+
+def test_fractional_pooling_with_fixed_rows_is_an_error(tmp_path):
+    text = (FIXTURES / "workloads" / "tiny-dlrm.yaml").read_text()
+    old = "{name: a, rows: 100, pooling: 2}"
+    assert old in text
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        text.replace(
+            old, "{name: a, rows: 100, pooling: 2.5, access: {dist: uniform, multi_hot: fixed_rows}}"
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        WorkloadLibrary([tmp_path]).workload(str(path))
+    line = text.splitlines().index("tables:") + 1
+    assert str(info.value).startswith(f"{path}:{line}: tables: table 'a': access multi_hot 'fixed_rows'"), (
+        info.value
+    )
+    assert "whole number, got 2.5" in str(info.value)
+
+
+def test_unknown_multi_hot_is_an_error(tmp_path):
+    text = (FIXTURES / "workloads" / "tiny-dlrm.yaml").read_text()
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        text.replace("access: {dist: zipf, alpha: 1.1}", "access: {dist: zipf, alpha: 1.1, multi_hot: fixed}")
+    )
+    with pytest.raises(ConfigError, match="multi_hot") as info:
+        WorkloadLibrary([tmp_path]).workload(str(path))
+    assert "fixed_rows" in str(info.value)
+
+
+def test_model_checks_its_row_length():
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        FixedRowsModel(access_model(UNIFORM, 10), 0)
+    with pytest.raises(TypeError, match="FixedRowsAccess"):
+        FixedRowsModel.from_spec(UNIFORM, 10)
