@@ -1911,7 +1911,7 @@ class _ReferenceCostModel(CostModel):
             return self._access.get(table)
         if table not in self._access:
             spec = self._tables[table]
-            self._access[table] = access_model(self.workload.table_access(spec), spec.rows)
+            self._access[table] = access_model(self.workload.table_row_access(spec), spec.rows)
         return self._access[table]
 
     def _op_duration(self, op: object) -> float:

@@ -221,6 +221,16 @@ def test_unknown_multi_hot_is_an_error(tmp_path):
     assert "fixed_rows" in str(info.value)
 
 
+def test_shipped_dcnv2_uses_fixed_rows():
+    w = WorkloadLibrary().workload("dlrm-dcnv2")
+    t20 = w.table("t20")
+    assert w.table_row_access(t20) == FixedRowsAccess(dist="fixed_rows", base=zipf(1.05), hotness=100)
+    # A one-hot table's row is its id: the Zipf itself.
+    assert w.table_row_access(w.table("t5")) == zipf(1.05)
+    v1 = WorkloadLibrary().workload("dlrm-mlperf")
+    assert v1.table_row_access(v1.table("t0")) == zipf(1.05)
+
+
 def test_model_checks_its_row_length():
     with pytest.raises(ValueError, match="whole number >= 1"):
         FixedRowsModel(access_model(UNIFORM, 10), 0)

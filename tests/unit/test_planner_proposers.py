@@ -240,8 +240,9 @@ def test_recshard_given_another_slow_tier_never_plans_worse() -> None:
     # the backward's update stage ~20 % slower, its sort faster); 25.110 before the owners' ids
     # took HBM (``storage.input_buffer_bytes``) and the knapsack budgeted a hot set's column splits
     # (``recshard.split_budget_bytes``): with the ids, a hot set budgeted as the table on one rank
-    # gave 114.2 ms
-    assert both == pytest.approx(25.113, abs=2e-3)
+    # gave 114.2 ms; 25.113 before dlrm-dcnv2's fixed multi-hot rows (``multi_hot: fixed_rows``:
+    # 0.43 of a 40M-row table's lookups distinct rows)
+    assert both == pytest.approx(41.876, abs=2e-3)
 
 
 def _option(table: str, hbm_bytes: float, time_s: float, hot: int = 0) -> TierOption:

@@ -107,6 +107,21 @@ then an update stage.
   |error|, Cisco's 8 nodes out of band). Without a HugeCTR kernel trace neither the balanced
   reduce's rate nor the buffer's is measured, so FBGEMM's calibrated form stays for both
   frameworks (NOT ADOPTED, an audit's finding: branch ``hugectr-update-280``).
+  The visit to each unique row carries the MLPerf DCNv2 cases since their access model gives
+  MLPerf's fixed multi-hot rows (``recsim.workload.access.multi_hot``: 0.43 of a 40M-row table's
+  lookups distinct at batch 55,296, against 0.22-0.28 for independent lookups): on the busiest DGX
+  H100 rank the distinct rows go 412k -> 650k, each visit 2 KB (fp32 row and Adagrad state, read
+  and written) at ``eff(1 KB)`` = 0.34 of 3.35 TB/s, 1.14 TB/s, which is 0.43 of the step's 0.52 ms
+  increase, and the one-node H100 cases fall to -15 to -22 % (H200 and B200 stay in band at -8 to
+  -12 %). Measured H100 rates of coalesced row gathers are higher (1.8-2.65 TB/s, the FBGEMM and
+  TorchRec PRs cited above), but none is of an optimizer's read-modify-write of random rows, nor of
+  HugeCTR's ``update4_kernel``; the A100 fit stays (no Hopper figure to replace it with). The A100
+  TBE trace does not pin this rate (its rows repeat ~170 times a batch, so few visits): pricing only
+  this visit at ``eff(row) x elementwise / max_efficiency`` (0.77 of peak for 1 KB on H100; the form
+  gives 2.1 TB/s for 256 B rows and 2.7 for 10 KB, beside the measured >= 1.97 and 2.65 above) moves
+  tbe-a100-heldout 0.123 -> 0.126 only, and takes the 43 end-to-end cases to 5.96 % mean |error|
+  (+1.3 % signed, 41 in band; the one-node H100 cases -0.3 to -9.1 %, HPE's +16.0 %). NOT ADOPTED: it
+  was tried because of the end-to-end cases, and no measurement of an optimizer's row visit backs it.
 
 **Atomic backward** (``atomic_update_stage``, HugeCTR's hybrid embedding): one kernel, no sort; each
 lookup's gradient added into its row (or its gradient accumulator) in L2, at the forward's gather
