@@ -189,6 +189,9 @@ def test_workload_key_resolves_with_the_tables_pooling():
     model = shared_access_model(spec, 100)
     assert isinstance(model, FixedRowsModel) and model.hotness == 2
     assert shared_access_model(spec, 100) is model
+    # Another row length, the same one-hot ids' model.
+    longer = shared_access_model(spec.model_copy(update={"hotness": 5}), 100)
+    assert longer is not model and longer.base is model.base
 
 
 def test_fractional_pooling_with_fixed_rows_is_an_error(tmp_path):

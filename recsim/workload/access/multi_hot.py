@@ -8,8 +8,13 @@ README materialises the data with ``--multi_hot_distribution_type uniform``): on
 ``[i, u_1 .. u_{P-1}]``, the ``u`` drawn by ``np.random.randint(0, N, size=(N, P - 1))``; a sample
 whose one-hot (Criteo) id is ``i`` then looks up that whole row (``torch.nn.functional.embedding``
 of the one-hot ids into the lookup table). So a sample's ``P`` lookups are tied to its one id, and
-an id seen twice in a batch repeats its whole row. ``FixedRowsModel`` wraps the model of the
-one-hot ids (``base``, the workload's ``dist``) with that expansion.
+an id seen twice in a batch repeats its whole row. The MLPerf data set is materialised once that
+way (``torchrec_dlrm/scripts/materialize_synthetic_multihot_dataset.py``: the one-hot ids are the
+preprocessed Criteo 1TB ids modulo the table's rows, ``sparse_data[:, j] % hash``, expanded by
+``nn.functional.embedding(sparse_tensor, multi_hot_table)``; mlcommons/training's
+recommendation_v2 README gives the md5sums of the result), so the one-hot ids follow Criteo's own
+frequencies. ``FixedRowsModel`` wraps the model of the one-hot ids (``base``, the workload's
+``dist``) with that expansion.
 
 Distinct rows of a batch of ``B = n / P`` samples (``n`` lookups). Its one-hot ids have ``d``
 distinct values, ``d = base.expected_unique(B)``; their rows hold the ``d`` ids themselves and
@@ -53,7 +58,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from recsim.workload.access.model import AccessModel, access_model, register
+from recsim.workload.access.model import AccessModel, access_model, register, shared_access_model
 from recsim.workload.access.permutation import _mix
 from recsim.workload.access.popularity import GroupedPopularity, dot
 from recsim.workload.spec import FixedRowsAccess
@@ -80,7 +85,10 @@ class FixedRowsModel(AccessModel):
     def from_spec(cls, spec: Any, rows: int, *, seed: int = 0) -> Self:
         if not isinstance(spec, FixedRowsAccess):
             raise TypeError(f"expected FixedRowsAccess, got {type(spec).__name__}")
-        return cls(access_model(spec.base, rows, seed=seed), spec.hotness, seed)
+        # The one-hot ids' model is the base spec's own, shared with the tables of other row lengths
+        # (dlrm-dcnv2's five 40M-row tables: one Zipf popularity, not five), unless seeded apart.
+        base = shared_access_model(spec.base, rows) if seed == 0 else access_model(spec.base, rows, seed=seed)
+        return cls(base, spec.hotness, seed)
 
     def __repr__(self) -> str:
         return f"FixedRowsModel({self.base!r}, hotness={self.hotness})"
