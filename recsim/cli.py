@@ -1143,7 +1143,10 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool, fideli
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        table = Table(title="recsim validate")
+        # The engine is named where it ran: the end-to-end figures depend on it, a fit's do not.
+        engine = f"end-to-end cases on the {fidelity} engine"
+        on_engine = any(r.fidelity is not None for r in results)
+        table = Table(title="recsim validate", caption=engine if on_engine else None)
         for col in ("case", "predicted", "measured", "error", "band", "status"):
             table.add_column(col, overflow="fold")
         for r in results:

@@ -47,6 +47,10 @@ class CaseResult:
     band: float
     status: str  # pass | fail | skipped | error
     note: str = ""
+    # The engine of an end-to-end case (``run_cases``' ``fidelity``: analytic | des), so that two
+    # saved ``validate --json`` outputs tell which engine each figure came from; None for a fit (and
+    # a trace replay), which runs no engine choice and comes out the same under either.
+    fidelity: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -616,6 +620,7 @@ def _run_cases(ids: list[str] | None) -> list[CaseResult]:
 
 
 def _result(case: Case, predicted: float | None, status: str | None, note: str) -> CaseResult:
+    fidelity = _FIDELITY.get() if case.kind == "end_to_end" else None
     if predicted is None:
         return CaseResult(
             case.id,
@@ -628,6 +633,7 @@ def _result(case: Case, predicted: float | None, status: str | None, note: str) 
             case.band,
             status or "error",
             note,
+            fidelity,
         )
     if case.kind == "fit" or case.measured is None:
         error, predicted = predicted, None
@@ -645,4 +651,5 @@ def _result(case: Case, predicted: float | None, status: str | None, note: str) 
         case.band,
         "pass" if ok else "fail",
         note,
+        fidelity,
     )

@@ -457,6 +457,19 @@ def test_replay_and_validate_cli():
     des = run("validate", "gemm-a100-heldout", "--fidelity", "des", "--json")
     assert des.exit_code == 0, des.output
     assert json.loads(des.output) == json.loads(run("validate", "gemm-a100-heldout", "--json").output)
+    # Each end-to-end result names its engine (saved outputs of either stay comparable); a fit none.
+    both = ["dle-dlrm-dgxa100-8gpu-amp", "gemm-a100-heldout"]
+    for fidelity in ("analytic", "des"):
+        result = run("validate", *both, "--fidelity", fidelity, "--json")
+        assert result.exit_code == 0, result.output
+        fit, e2e = json.loads(result.output)
+        assert (fit["id"], fit["fidelity"]) == ("gemm-a100-heldout", None)
+        assert (e2e["id"], e2e["kind"], e2e["fidelity"]) == (both[0], "end_to_end", fidelity)
+        keys = ["id", "kind", "description", "unit", "predicted", "measured", "error", "band", "status"]
+        assert list(e2e) == [*keys, "note", "fidelity"]  # the keys before it as they were
+    table = run("validate", *both, "--fidelity", "des")
+    assert "end-to-end cases on the des engine" in table.output
+    assert "engine" not in run("validate", "gemm-a100-heldout").output  # no engine ran
     bad = run("validate", "gemm-a100", "--fidelity", "fast")
     assert bad.exit_code == 2
     assert "'fast' is not one of 'analytic', 'des'" in bad.output

@@ -289,6 +289,7 @@ def test_a_fit_reports_its_error_and_no_placeholder_figures():
     assert fit.kind == "fit" and fit.predicted is None and fit.measured is None
     assert fit.error is not None and 0 < fit.error <= fit.band and fit.status == "pass"
     assert fit.to_dict()["measured"] is None
+    assert fit.fidelity is None and fit.to_dict()["fidelity"] is None  # a fit runs no engine choice
 
 
 @pytest.mark.parametrize("case_id", END_TO_END)
@@ -306,6 +307,7 @@ def test_des_validation_shares_links_only_where_ops_overlap_on_them():
     analytic = {r.id: r for r in run_cases([one_id, two_id])}
     des = {r.id: r for r in run_cases([one_id, two_id], fidelity="des")}
     assert des[one_id].predicted == pytest.approx(analytic[one_id].predicted, rel=1e-12)
+    assert (analytic[one_id].fidelity, des[one_id].fidelity) == ("analytic", "des")
     # 8.3 points on 2026-12-07 (+16.1 -> +7.8 %): the a2a_bwd 174 -> 290 us, its NIC shared.
     assert des[two_id].predicted < 0.95 * analytic[two_id].predicted
     # The fits run no engine: the same figure either way.
