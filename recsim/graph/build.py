@@ -590,7 +590,8 @@ class _Builder:
             if shard.sharding == "data_parallel":
                 continue
             # A distributed shard's ranks each receive the ids of their own rows; the bytes an
-            # owner then holds for the global batch are the planner's (``storage.input_buffer_bytes``).
+            # owner then holds for each global batch are the planner's (``storage.input_buffer_bytes``,
+            # two batches of them under TorchRec's pipeline: ``storage.held_input_batches``).
             sent = self.ops.input_dist_bytes(shard, b, self.index_bytes)
             for owner in shard.ranks:
                 out[owner] += sent

@@ -238,7 +238,8 @@ class ShardOps:
 
         The one figure the input all-to-all moves (``graph.build``, per sender and owner for the
         local batch) and an owner then holds for the global batch in HBM (``planner.storage.
-        input_buffer_bytes``), so that traffic and memory agree."""
+        input_buffer_bytes``, once per batch it holds: ``held_input_batches``), so that traffic
+        and memory agree."""
         if shard.sharding == "data_parallel":
             return 0.0
         lookups = self.w.table_lookups(self.tables[shard.table]) * samples * self.member_share(shard)

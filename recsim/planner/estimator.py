@@ -26,7 +26,8 @@ each block its ``Perf`` and ``Storage``:
   wherever its rows are) and a row split's reduce-scatter output over its reduce group (per node
   where the plans reduce row splits so: ``storage.reduce_scatter_output_bytes``), and the ids its
   lookups read for the global batch (``storage.input_block_bytes``: each column block all the
-  table's ids, a row split's member those of its rows), as ``plan_usage`` charges a placed plan:
+  table's ids, a row split's member those of its rows; two batches of them under TorchRec's
+  pipeline, ``storage.held_input_batches``), as ``plan_usage`` charges a placed plan:
   what the block takes on its rank, known before placement, as TorchRec's planner adds a shard's
   ``input_sizes`` and ``output_sizes`` to its storage.
 

@@ -65,14 +65,20 @@ it holds once for the global batch, int64 ids and no lengths (``graph.build.feat
 ``input_block_bytes`` once a table a rank); HugeCTR's hybrid embedding (``fused`` with routed
 rows) gives every GPU the global batch's raw records (``graph.build.global_batch_record_bytes``,
 ``input_by_rank``), whatever its shards. Replicated (``data_parallel``) shards get no input
-distribution: none. One batch's ids, as TorchRec's planner counts them for a step that is not
-pipelined (``calculate_pipeline_io_cost``'s catch-all ``input_size + output_size``): the next
-batch's, which the graph's input pipeline receives meanwhile (``graph.build._Builder.
-input_pipeline``), are left out (as its dense inputs are), although TorchRec's planner counts
-``2 x input_size`` under ``TrainPipelineSparseDist`` (``PipelineType.TRAIN_SPARSE_DIST``), and
-HugeCTR's AsyncReader keeps ``num_threads x num_batches_per_thread`` batches of records on every
-GPU (``AsyncReaderImpl``: a ``cudaMalloc`` of the batch for each device and buffer) and a copy of
-the batch's keys (``AsyncReader``'s ``sparse_buffer_``). The estimator adds them to each
+distribution: none. How many batches of them an owner holds (``held_input_batches``): two under
+TorchRec's ``TrainPipelineSparseDist`` (``eager``, ``Runtime.input_dist_follows_previous_copy``),
+whose step ``i`` distributes batch ``i + 1``'s ids (``start_sparse_data_dist``, between this step's
+forward and backward in the eager issue order) while batch ``i``'s backward still reads its own:
+TorchRec's planner counts ``2 x input_size`` for it (``calculate_pipeline_io_cost``:
+``PipelineType.TRAIN_SPARSE_DIST`` returns ``2 x input_size`` (+ the output size where it counts
+ephemeral storage), ``TRAIN_PREFETCH_SPARSE_DIST`` ``3 x input_size`` plus the prefetch's, an
+inference plan 0, any other pipeline the catch-all ``input_size + output_size``). One otherwise:
+the ``fused`` and ``cuda_graphs`` runtimes lack that flag, and their next batch's buffers (the
+graph's input pipeline runs the next batch's copy, and under ``fused`` its input all-to-all,
+inside this step: ``graph.build._Builder.input_pipeline``) are left out, as are the dense inputs
+and HugeCTR's AsyncReader, which keeps ``num_threads x num_batches_per_thread`` batches of records
+on every GPU (``AsyncReaderImpl``: a ``cudaMalloc`` of the batch for each device and buffer) and a
+copy of the batch's keys (``AsyncReader``'s ``sparse_buffer_``). The estimator adds them to each
 block's storage (``Block.input_hbm_bytes``), the greedy proposers to the least a table takes
 wherever its rows go (``greedy.least_io_bytes``), ``hier_auto`` to its buckets
 (``input_bucket_bytes``), and RecShard budgets a hot set at the most its column splits take (each
@@ -384,13 +390,32 @@ def input_buffer_bytes(
     if shard.sharding == "data_parallel":
         return 0.0
     w = workload
-    path = input_path(framework or _framework(w), Plan(world_size, (shard,)))
-    batch = float(w.training.global_batch_size)
+    framework = framework or _framework(w)
+    path = input_path(framework, Plan(world_size, (shard,)))
     if path == "features":
-        return feature_index_bytes(w, w.table(shard.table), batch)
+        return feature_index_bytes(w, w.table(shard.table), float(w.training.global_batch_size))
     if path == "global_batch":
         return 0.0
-    return (ops or ShardOps(w)).input_dist_bytes(shard, batch, INDEX_DTYPE_BYTES[w.training.index_dtype])
+    return distributed_ids_bytes(shard, w, ops or ShardOps(w), framework)
+
+
+def held_input_batches(framework: Runtime) -> int:
+    """How many batches of distributed ids an owner holds at once under ``framework`` (module
+    docstring): two where its step distributes the next batch's ids while this batch's backward
+    still reads its own (``Runtime.input_dist_follows_previous_copy``: TorchRec's
+    ``TrainPipelineSparseDist``, whose planner counts ``2 x input_size``), else one."""
+    return 2 if framework.input_dist_follows_previous_copy else 1
+
+
+def distributed_ids_bytes(shard: Shard, workload: Workload, ops: ShardOps, framework: Runtime) -> float:
+    """HBM the input all-to-all's ids (and lengths) of ``shard`` take on each of its ranks: the
+    bytes one global batch's exchange delivers it (``ShardOps.input_dist_bytes``) times the batches
+    the framework holds (``held_input_batches``). The one figure ``input_buffer_bytes`` (hence the
+    estimator and the proposers) and ``input_by_rank`` (``plan_usage``) charge on that path."""
+    w = workload
+    batch = float(w.training.global_batch_size)
+    one = ops.input_dist_bytes(shard, batch, INDEX_DTYPE_BYTES[w.training.index_dtype])
+    return held_input_batches(framework) * one
 
 
 def input_path(framework: Runtime, plan: Plan) -> str:
@@ -433,9 +458,9 @@ def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -
     """HBM of the ids each rank of ``plan`` holds for its lookups (``input_buffer_bytes``, per rank
     ``input_block_bytes`` of its shards; every rank the global batch's records where the framework
     gives each the whole batch, ``graph.build.global_batch_record_bytes``); ranks without any left
-    out. One batch's, as TorchRec's planner counts its ``input_sizes`` for a step that is not
-    pipelined: the next batch's ids that a pipelined step receives meanwhile, and HugeCTR's other
-    reader buffers, are left out (module docstring)."""
+    out. Two batches of the distributed ids where the framework's step distributes the next batch's
+    meanwhile (``held_input_batches``: TorchRec's ``TrainPipelineSparseDist``), else one; HugeCTR's
+    other reader buffers are left out (module docstring)."""
     w = workload
     framework = _framework(w)
     world = plan.world_size
@@ -445,11 +470,9 @@ def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -
         return dict.fromkeys(range(world), record) if record else {}
     if path == "all_to_all":
         ops = ops or ShardOps(w)
-        index_bytes = INDEX_DTYPE_BYTES[w.training.index_dtype]
-        batch = float(w.training.global_batch_size)
         out: dict[int, float] = defaultdict(float)
         for s in plan.shards:
-            size = ops.input_dist_bytes(s, batch, index_bytes)
+            size = distributed_ids_bytes(s, w, ops, framework)
             if size:
                 for rank in s.ranks:
                     out[rank] += size
@@ -566,7 +589,8 @@ class Usage:
     #: rank -> HBM of the activations of its batch: the dense layers' outputs and the pooled
     #: embeddings it receives (``dense_hbm_parts``)
     activations_by_rank: dict[int, float] = field(default_factory=dict)
-    #: rank -> HBM of the ids (and lengths) its lookups read for the global batch (``input_by_rank``)
+    #: rank -> HBM of the ids (and lengths) its lookups read for the global batch, each batch it holds
+    #: (``input_by_rank``)
     input_by_rank: dict[int, float] = field(default_factory=dict)
 
     def hbm_parts(self, rank: int) -> dict[str, float]:

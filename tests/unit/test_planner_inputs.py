@@ -68,8 +68,10 @@ def test_each_framework_charges_what_it_holds() -> None:
             Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
         ),
     )
-    # TorchRec's KJTAllToAll (eager): each column block its own copy of a's ids.
-    assert input_by_rank(plan, tiny("training.runtime=eager")) == {0: 2 * A_IDS, 1: B_IDS}
+    # TorchRec's KJTAllToAll (eager): each column block its own copy of a's ids, two batches of
+    # them (TrainPipelineSparseDist; 2026-12-07, {0: 2 x A_IDS, 1: B_IDS} while one batch was
+    # counted).
+    assert input_by_rank(plan, tiny("training.runtime=eager")) == {0: 2 * 2 * A_IDS, 1: 2 * B_IDS}
     # DLE's per-rank loader (cuda_graphs): a table's int64 ids for the global batch once a rank,
     # no lengths (graph.build.feature_index_bytes).
     assert input_by_rank(plan, tiny("training.runtime=cuda_graphs")) == {0: 8 * 2 * 8, 1: 8 * 3 * 8}
@@ -91,7 +93,8 @@ def test_each_framework_charges_what_it_holds() -> None:
 @pytest.mark.parametrize("framework", ["eager", "fused"])
 def test_an_owner_holds_what_the_input_all_to_all_delivers(framework: str) -> None:
     # The bytes the graph's input all-to-all delivers to each owner (the local batch of every
-    # sender) are the ids and lengths ``input_by_rank`` charges it for the global batch.
+    # sender) are the ids and lengths ``input_by_rank`` charges it for each global batch it holds:
+    # two under TorchRec's pipeline (eager), one under fused.
     w = tiny(f"training.runtime={framework}")
     plan = Plan(
         4,
@@ -108,9 +111,10 @@ def test_an_owner_holds_what_the_input_all_to_all_delivers(framework: str) -> No
         (op,) = [n.op for n in graph.rank_nodes(rank) if n.name == "input_dist"]
         assert isinstance(op, Collective) and op.recv_bytes is not None
         received[rank] = sum(op.recv_bytes)
+    batches = {"eager": 2, "fused": 1}[framework]
     held = input_by_rank(plan, w)
-    assert {r: v for r, v in received.items() if v} == pytest.approx(held, rel=1e-12)
-    assert held[2] == 2 * B_IDS
+    assert {r: batches * v for r, v in received.items() if v} == pytest.approx(held, rel=1e-12)
+    assert held[2] == batches * 2 * B_IDS
 
 
 SCHEMES = [
@@ -152,6 +156,26 @@ def test_the_estimators_blocks_hold_what_plan_usage_charges(
         assert block.storage.hbm_bytes == pytest.approx(
             usage.hbm_by_rank[rank] - usage.dense_hbm_bytes, rel=1e-12
         )
+
+
+def test_torchrec_s_pipeline_holds_two_batches_of_ids_the_others_one() -> None:
+    # TrainPipelineSparseDist (eager: Runtime.input_dist_follows_previous_copy) distributes batch
+    # i + 1's ids while batch i's backward reads its own: an owner holds two batches, as TorchRec's
+    # planner counts (calculate_pipeline_io_cost, 2 x input_size). fused's all-to-all and DLE's
+    # loader (cuda_graphs) one. Every consumer charges the one figure.
+    whole = Shard("a", "table_wise", 0, 100, 0, 4, (0,))
+    plan = Plan(2, (whole,))
+    system = gpus(2)
+    fp32 = planner_config([Override.parse("planner.embedding_dtypes=[fp32]")])
+    for framework, ids in (("eager", 2 * A_IDS), ("fused", A_IDS), ("cuda_graphs", 8 * 2 * 8)):
+        w = tiny(f"training.runtime={framework}")
+        assert input_buffer_bytes(whole, w, 2) == ids
+        assert input_by_rank(plan, w) == {0: ids}
+        assert plan_usage(plan, w, system).input_by_rank == {0: ids}
+        cand = Estimator(system, w, fp32).candidate(w.table("a"), "table_wise", "hbm", "fp32")
+        assert cand is not None and [b.input_hbm_bytes for b in cand.blocks] == [ids]
+        assert least_io_bytes(PlanningContext(system, w, fp32), w.table("a")) == 8 * 4 * 4 + ids
+    assert 2 * A_IDS == 320
 
 
 def test_the_greedy_reserves_a_table_s_vectors_and_ids() -> None:
@@ -199,10 +223,11 @@ def test_a_rank_holds_the_input_block_bytes_of_its_shards(
 def test_blocks_of_one_table_on_one_rank_charge_dle_s_ids_each_plan_usage_once() -> None:
     # ``input_block_bytes``: the estimator charges each block before placement, so two column blocks
     # of a placed on one rank count a's int64 ids twice under DLE's loader, where the rank reads
-    # them once (plan_usage); under TorchRec's all-to-all each block gets its own copy: equal.
+    # them once (plan_usage); under TorchRec's all-to-all each block gets its own copy: equal (two
+    # batches of them: 2026-12-07, A_IDS a block and 2 x A_IDS the rank while one was counted).
     for framework, block_ids, rank_ids in (
         ("cuda_graphs", 8 * 2 * 8, 8 * 2 * 8),
-        ("eager", A_IDS, 2 * A_IDS),
+        ("eager", 2 * A_IDS, 2 * 2 * A_IDS),
     ):
         w = tiny(f"training.runtime={framework}")
         system = gpus(2)
