@@ -364,8 +364,8 @@ def _cases() -> list[Case]:
     # +2.9 %, HPE's H200 x 2 +15.9 % (out of band again), Cisco's +13.8 %; the 43 end-to-end cases
     # 6.37 -> 5.97 % mean |error|, +0.52 -> +1.25 % signed, 41 in band. What is left of the split is
     # the H200/H100 ratio, recsim 1.208 -> 1.164 (measured 1.080). Zipf alpha 1.05 is still an
-    # assumption: at 1.2 this case was -4.6 % with fixed rows at the gather fit's visit rate (+3.9 %
-    # without the rows), at 1.4 +8.6 % (not rerun at the visit's own rate).
+    # assumption: with fixed rows at the visit's own rate this case is +3.4 % at alpha 1.2 (16.20M
+    # samples/s) and +11.6 % at 1.4 (17.49M); it was -4.6 % at 1.2 at the gather fit's visit rate.
     # FINDING (a diagnosis, nothing changed by it): the DGX H100 DCNv2 cases split by node count,
     # one node -9 to -11 % (this case, ASUSTeK, Oracle, Supermicro) and 8 or 16 nodes -3 to +0.3 %
     # (``mlperf-train-dcnv2-multinode``). Nothing the model gives one node only explains it.
