@@ -357,7 +357,7 @@ def _cases() -> list[Case]:
     # (``recsim.cost.embedding.gpu.row_visit_efficiency``: 0.77 of peak for 1 KB on H100, 2.57 TB/s,
     # in line with the measured H100 row-gather rates cited there) the single-node H100 finding is
     # largely explained: this case is -8.4 % (step 3.85 ms: compute 1.96, embedding 1.73, all-to-all
-    # 0.16), every one-node H100 case in band at -0.5 to -9.1 % (-2.1 to -11.4 % before both
+    # 0.16), every one-node H100 case in band at -0.4 to -9.1 % (-2.1 to -11.4 % before both
     # changes), DGX H100 on 8/16 nodes -1.1 to -4.5 % (-0.6 to -3.1), so the one-node/multi-node
     # split on DGX H100 halves (the four v4.x one-node runs -7.3 % on average against -2.7 % for the
     # four multi-node ones, from -10.3 against -1.7); H200 one node -1.2 to +3.3 %, B200 -0.8 to

@@ -73,7 +73,7 @@ KNOWN_GAPS = {
 # read-modify-write it is (recsim.cost.embedding.gpu.row_visit_efficiency: eff(row) x elementwise /
 # max_efficiency, 0.77 of peak for 1 KB on H100, within 15 % of the measured H100 row-gather rates,
 # tests/unit/test_cost_embedding.py) the 43 cases are at 5.97 % mean |error| (+1.25 % signed, 41 in
-# band) and the nine pass: -0.5 to -9.1 % (the headline mlperf-train-v4.0-dcnv2-dgxh100x1 -8.4 %,
+# band) and the nine pass: -0.4 to -9.1 % (the headline mlperf-train-v4.0-dcnv2-dgxh100x1 -8.4 %,
 # -11.4 % before both; the PCIe server -9.1 %, the worst).
 KNOWN_GAPS |= {
     "mlperf-train-v5.0-dcnv2-hgxh200-hpe-n2": (
