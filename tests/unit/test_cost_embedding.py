@@ -37,7 +37,9 @@ from recsim.cost.embedding.ddr import llc_capacity_bytes, rank_share
 from recsim.cost.embedding.gpu import (
     SORT_EFFICIENCY,
     SORT_KERNELS_BASE,
+    gather_efficiency,
     radix_passes,
+    row_visit_efficiency,
     sort_stage,
     update_stage,
 )
@@ -325,6 +327,25 @@ def test_row_visit_rate_matches_measured_h100_row_gathers():
     # Exact on the figures: 3.35 TB/s x eff(256 B) = 0.3606 x 256 / 320, x 0.8139 / 0.3606 (the
     # H100 GEMM fit's element-wise share over the gather fit's best).
     assert _visit_rate_bytes_per_s(h100, 256.0) == pytest.approx(3.35e12 * 0.8 * 0.8139, rel=1e-4)
+
+
+@settings(max_examples=50, deadline=None)
+@given(small=st.floats(1.0, 1e5), more=st.floats(0.0, 1e5))
+def test_row_visit_rate_is_bounded_and_monotone_on_every_shipped_accelerator(small, more):
+    # The visit's rate never beats the accelerator's element-wise streaming share, grows with the
+    # visit's size, and is never below the gather fit's eff(row) it replaced (the streaming share is
+    # above every shipped gather fit's max_efficiency).
+    from recsim.cost.compute import elementwise_memory_efficiency
+
+    for name in LIB.device_names("accelerator"):
+        acc = LIB.device("accelerator", name)
+        assert isinstance(acc, Accelerator)
+        cal = gather_calibration(acc)
+        streaming = elementwise_memory_efficiency(acc)
+        rate = row_visit_efficiency(acc, cal, small)
+        assert 0.0 < rate <= streaming
+        assert row_visit_efficiency(acc, cal, small + more) >= rate
+        assert rate >= gather_efficiency(cal, small) * (1 - 1e-12), name
 
 
 def test_hbm_sparse_sgd_by_hand():
