@@ -27,7 +27,7 @@ import numpy.typing as npt
 from recsim.cost.memo import let_go_when_full
 from recsim.graph.ir import Collective, Compute, Embedding, Host, Transfer
 from recsim.planner.types import Plan, Shard, dense_gradient
-from recsim.workload.access import shared_access_model
+from recsim.workload.access import FixedRowsModel, shared_access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SliceModel
 from recsim.workload.spec import Layer, Workload
@@ -210,9 +210,16 @@ class ShardOps:
         A block holding every row of its columns serves every bag. With a table's hottest rows
         replicated (FlexShard, HugeCTR's hybrid embedding) the cold owner only returns bags that
         drew a cold row: with ``P`` lookups per bag drawn independently, ``1 - (1 - s)^P`` of them
-        for a block receiving a share ``s`` of the lookups.
+        for a block receiving a share ``s`` of the lookups; with MLPerf's fixed multi-hot rows
+        (``FixedRowsModel``) a popularity block's share of the ids whose rows meet it.
         """
         share = min(1.0, sum(self.lookup_share(s) for s in block))
+        if share < 1.0 - 1e-12 and all(self.is_slice(s) for s in block):
+            model = self.table_model(block[0].table)
+            if isinstance(model, FixedRowsModel) and model.hotness > 1:
+                # A sample's lookups are its id's fixed row, not independent draws: a hot id's
+                # bag lies wholly in the hottest ranks (``FixedRowsModel.rank_bag_share``).
+                return model.rank_bag_share([(s.row_start, s.row_end) for s in block])
         return self.bags_hit(block[0].table, share)
 
     def bags_hit(self, table: str, share: float) -> float:

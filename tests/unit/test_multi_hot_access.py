@@ -166,6 +166,59 @@ def test_folded_top_share_matches_a_realised_lookup_table():
     assert model.top_k_share(rows // 2) == pytest.approx(np.mean(shares), rel=0.02)
 
 
+def test_bag_share_of_ranks_by_hand():
+    # Zipf 1 over 4 rows, q = (12, 6, 4, 3) / 25, rows of 2 ids: id 0's slots are ranks 0-1, id 1's
+    # ranks 2-3, ids 2 and 3 (7/25) are background, each slot on a uniform row.
+    model = fixed(zipf(1.0), 4, 2)
+    # Ranks 1-3: ids 0 and 1 wholly, a background bag unless both its slots land on rank 0.
+    assert model.rank_bag_share([(1, 4)]) == pytest.approx(18 / 25 + 7 / 25 * (1 - 1 / 16), rel=1e-12)
+    # Ranks 2-3: id 1, and a background bag with a slot on one of the two rows.
+    assert model.rank_bag_share([(2, 4)]) == pytest.approx(6 / 25 + 7 / 25 * (1 - 1 / 4), rel=1e-12)
+    # Both parts of a split: every bag; one id per row: the ranks' own lookup share.
+    assert model.rank_bag_share([(0, 2), (2, 4)]) == pytest.approx(1.0, rel=1e-12)
+    one = fixed(zipf(1.0), 4, 1)
+    assert one.rank_bag_share([(1, 4)]) == pytest.approx(one.top_k_share(4) - one.top_k_share(1), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rows", "hotness", "hot"), [(2_000, 3, 200), (50_000, 8, 5_000), (20_000, 27, 2_000)]
+)
+def test_cold_bag_share_matches_the_mechanism(rows, hotness, hot):
+    # The bags (samples) with a lookup outside a realised table's ``hot`` hottest rows, on lookup
+    # tables made as multi_hot.py makes them: 0.380 / 0.335 / 0.492 of the samples, where
+    # independent lookups (1 - (1 - s)^P) would give 0.73 / 0.95 / 1.00.
+    model = fixed(zipf(1.05), rows, hotness)
+    q = model.base.probabilities()
+    rng = np.random.default_rng(4)
+    seen = []
+    for _ in range(4):
+        table = np.concatenate([np.arange(rows)[:, None], rng.integers(0, rows, (rows, hotness - 1))], axis=1)
+        row_probs = np.bincount(table.ravel(), weights=np.repeat(q / hotness, hotness), minlength=rows)
+        in_hot = np.zeros(rows, dtype=bool)
+        in_hot[np.argsort(-row_probs, kind="stable")[:hot]] = True
+        seen.append(float(q[(~in_hot[table]).any(axis=1)].sum()))
+    assert model.rank_bag_share([(hot, rows)]) == pytest.approx(np.mean(seen), rel=0.08)
+
+
+def test_shard_ops_bag_share_follows_the_fixed_rows():
+    from recsim.graph.shard_ops import ShardOps
+    from recsim.planner.types import Shard
+
+    w = LIB.workload(
+        "tiny-dlrm", [Override.parse("embedding.access={dist: zipf, alpha: 1.2, multi_hot: fixed_rows}")]
+    )
+    ops = ShardOps(w)
+    cold = Shard("a", "table_wise", 10, 100, 0, 4, (0,), order="popularity")
+    model = ops.table_model("a")
+    assert isinstance(model, FixedRowsModel)
+    assert ops.bag_share([cold]) == model.rank_bag_share([(10, 100)])
+    # Fewer bags than independent draws of the same lookup share would touch.
+    assert ops.bag_share([cold]) < ops.bags_hit("a", ops.lookup_share(cold))
+    # An id-ordered block: a row's ids land in it independently (uniform extras, permuted ids).
+    ids = Shard("a", "table_wise", 10, 100, 0, 4, (0,))
+    assert ops.bag_share([ids]) == ops.bags_hit("a", ops.lookup_share(ids))
+
+
 # ------------------------------------------------------------------------------ properties
 
 

@@ -67,6 +67,7 @@ its ``P - 1`` extras, which are a fixed function of (seed, id, position) (a spli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -136,6 +137,31 @@ class FixedRowsModel(AccessModel):
         if self.hotness == 1:
             return self.base.missed_unique_share(n_lookups, cache_rows)
         return super().missed_unique_share(n_lookups, cache_rows)
+
+    def rank_bag_share(self, ranges: Sequence[tuple[int, int]]) -> float:
+        """Share of the samples (bags) whose row has at least one lookup in the disjoint popularity
+        ranks ``ranges`` of the fold (``[start, end)``, 0 the hottest; a hot/cold split's parts).
+
+        Not ``1 - (1 - s)^P`` of a block receiving a share ``s`` of the lookups, which holds for
+        independent lookups: a sample's ``P`` lookups are its id's row. In the fold an id of base
+        rank ``r`` below ``ceil(N / P)`` has its ``P`` slots at ranks ``rP .. rP + P - 1``, so its
+        bag hits the ranges iff they meet that run (the hot ids' bags are wholly in the hottest
+        ranks: a replicated hot part serves them alone); the other ids' slots are the background,
+        uniform over the rows, so such a bag hits ranges of ``R`` rows with ``1 - (1 - R/N)^P``."""
+        slots = self.hotness
+        head = -(-self.rows // slots)  # ids whose slots keep rows of their own
+        runs = sorted((a // slots, min(head, -(-b // slots))) for a, b in ranges if b > a)
+        hot = 0.0
+        reach = 0
+        for lo, hi in runs:
+            lo = max(lo, reach)
+            if hi > lo:
+                hot += self.base.top_k_share(hi) - self.base.top_k_share(lo)
+                reach = hi
+        covered = sum(max(0, min(b, self.rows) - max(a, 0)) for a, b in ranges) / self.rows
+        rest = max(0.0, 1.0 - self.base.top_k_share(head))
+        background = rest * -math.expm1(slots * math.log1p(-min(1.0, covered))) if covered < 1 else rest
+        return min(1.0, hot + background)
 
     # -- the popularity distribution ------------------------------------------------------------
 
