@@ -7,8 +7,9 @@ remap a table's ids by access frequency and replicate its hottest rows on every 
 (data-parallel: every rank serves its own samples' hot lookups locally, and the hot rows'
 gradient is all-reduced); the cold rows stay sharded, and their owner returns only the bags that
 drew at least one cold row (``ShardOps.bag_share``: ``1 - (1 - s)^P`` of them for a cold lookup
-share ``s`` and pooling ``P``). FlexShard reports more than 85 % less all-to-all traffic on
-skewed production tables.
+share ``s`` and pooling ``P`` drawn independently; with MLPerf's fixed multi-hot rows about the
+share of the ids that are cold, ``FixedRowsModel.rank_bag_share``). FlexShard reports more than
+85 % less all-to-all traffic on skewed production tables.
 
 Here each table, in each of the greedy's orders (``greedy.table_orders``; the plan with the lower
 estimated makespan is kept), takes whichever of its options places best
