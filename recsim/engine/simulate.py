@@ -154,12 +154,14 @@ def options_note(options: SimulationOptions) -> str | None:
 def run_notes(system: System, options: SimulationOptions, *, reports_power: bool) -> tuple[str, ...]:
     """The notes that say how a run's figures were made. The platform's says how power was priced:
     only a result that reports power has it (an infeasible run's had carried it, with no power)."""
-    said = (
-        calibration_note(system),
-        nic_host_cap_note(system),
-        platform_note(system) if reports_power else None,
-        options_note(options),
-    )
+    memo = options.costs
+    if memo is not None and memo.system is system:
+        # The system's own notes, worked out once for the memo's system (``CostMemo.system_notes``).
+        calibration, nic_cap, platform = memo.system_notes
+    else:
+        calibration, nic_cap = calibration_note(system), nic_host_cap_note(system)
+        platform = platform_note(system) if reports_power else None
+    said = (calibration, nic_cap, platform if reports_power else None, options_note(options))
     return tuple(n for n in said if n)
 
 
