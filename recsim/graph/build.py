@@ -236,7 +236,8 @@ class _Builder:
         self.inference = False
         # The graph's nodes go into columns (``ColumnarGraph``): an analytic evaluation reads
         # them there and never makes the ``Node`` objects; reading ``nodes`` makes them.
-        self.columns = NodeColumns(unique_deps=True)  # ``add`` deduplicates (the chain's are too)
+        # ``add`` deduplicates (the chain's are too) and numbers the nodes 0, 1, 2 ... (``next_id``).
+        self.columns = NodeColumns(unique_deps=True, positional_ids=True)
         self.graph = ColumnarGraph.of_columns(self.world, self.columns, {})
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}

@@ -495,6 +495,10 @@ class NodeColumns:
     # deduplicates a node's dependencies as it adds the node; the chained graph's templates then
     # take them as they are (``recsim.graph.steps``) rather than checking each node's again.
     unique_deps: bool = False
+    # ``ids[i] == i`` for every node: the builder's columns, which number the nodes as it adds them;
+    # the chained graph's templates and index then take each id as its position (``recsim.graph.steps``)
+    # rather than finding the ids' extent or comparing them with a range.
+    positional_ids: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -219,6 +219,7 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     begin = np.full(length.size, -math.inf)
     finish = np.zeros(length.size)
     ends, sources, targets, runs = structure.ends, structure.sources, structure.targets, structure.runs
+    distinct = structure.distinct
     if ends:
         begin[: ends[0]] = 0.0
     starts = [0, *ends[:-1]]
@@ -244,14 +245,36 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
                 np.add.accumulate(block, axis=0, out=block)
                 if not np.isnan(block).any():
                     begin[b:e] = finish[a : e - w]
-                    if targets[last].size:
-                        np.fmax.at(begin, targets[last], finish[sources[last]])
+                    _raise(begin, finish, targets[last], sources[last], distinct[last])
                     k = last + 1
                     continue
             general = last
         np.add(begin[a:b], length[a:b], out=finish[a:b])
-        if targets[k].size:
-            np.fmax.at(begin, targets[k], finish[sources[k]])
+        into = targets[k]
+        if into.size:
+            if distinct[k]:  # ``_raise``, inline: the call costs a tenth of a round
+                begin[into] = np.fmax(begin[into], finish[sources[k]])
+            else:
+                np.fmax.at(begin, into, finish[sources[k]])
         k += 1
     at = structure.at
     return Timing(index, begin[at], finish[at])
+
+
+def _raise(
+    begin: npt.NDArray[np.float64],
+    finish: npt.NDArray[np.float64],
+    targets: npt.NDArray[np.intp],
+    sources: npt.NDArray[np.intp],
+    distinct: bool,
+) -> None:
+    """``begin[t] = fmax(begin[t], finish[s])`` for each edge ``s -> t`` of a round: one gather,
+    maximum and assignment where no target repeats (``KahnRounds.distinct``; the same floats, and
+    about 0.6 us a round less than ``np.fmax.at``), else ``np.fmax.at``, which takes the edges in
+    turn."""
+    if not targets.size:
+        return
+    if distinct:
+        begin[targets] = np.fmax(begin[targets], finish[sources])
+    else:
+        np.fmax.at(begin, targets, finish[sources])

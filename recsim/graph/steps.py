@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.index import GraphIndex, OpTable, Rows, rows
+from recsim.graph.index import GraphIndex, OpTable, Rows, row_lengths, rows
 from recsim.graph.ir import (
     NODE_FIELDS,
     Collective,
@@ -124,7 +124,8 @@ class _Templates:
         # made: ``ColumnarGraph``), else from its nodes.
         columns = _columns(graph)
         ids = columns.ids
-        stride = max(ids, default=-1) + 1
+        positional = columns.positional_ids  # ids 0..n-1 in order: the stride is their count
+        stride = len(ids) if positional else max(ids, default=-1) + 1
         table = OpTable.of(columns.ops)
         deps = columns.deps
         lengths = np.fromiter(map(len, deps), dtype=np.intp, count=len(deps))
@@ -140,7 +141,7 @@ class _Templates:
                 deps if len(deps) < 2 and type(deps) is tuple else tuple(dict.fromkeys(deps))
                 for deps in columns.deps
             ]
-        plain = min(ids, default=0) < 0
+        plain = not positional and min(ids, default=0) < 0
         return cls(stride, cross, first, plain, crossing, table, first_lengths)
 
     @cached_property
@@ -306,7 +307,10 @@ def _cross_dependencies(
         | ((np.fromiter(map(len, deps), np.intp, n) if lengths is None else lengths) == 0)
     )
     if first_copy:
-        maybe |= np.fromiter(map(first_copy.__contains__, ids), dtype=bool, count=n)
+        if columns.positional_ids:  # an id is its position (the builder's columns)
+            maybe[list(first_copy)] = True
+        else:
+            maybe |= np.fromiter(map(first_copy.__contains__, ids), dtype=bool, count=n)
     if carried:
         maybe |= np.fromiter(map(carried.__contains__, ids), dtype=bool, count=n)
     cross: list[list[int] | None] = [None] * n
@@ -440,7 +444,8 @@ class ChainedGraph(ExecutionGraph):
         size, stride = step_index.size, templates.stride
         first: Rows
         later: Rows
-        if stride == size and step_index.ids == list(range(size)):
+        positional = getattr(node_columns(step), "positional_ids", False)
+        if stride == size and (positional or step_index.ids == list(range(size))):
             # Ids are positions (as the builder numbers nodes): the templates are in positions,
             # and an id of the previous block (``d - stride``) is that position less the size.
             first = rows(templates.first, templates.first_lengths)
@@ -475,7 +480,7 @@ def _later_rows(
     ``crossing``: the nodes whose ``cross`` is not None (``_Templates.crossing``), where known:
     only those are read."""
     own_flat, own_end = first
-    own_len = np.diff(own_end, prepend=0)
+    own_len = row_lengths(own_end)
     if crossing is None:
         crossing = [i for i, extra in enumerate(cross) if extra is not None]
     extras = [cross[i] or () for i in crossing]
