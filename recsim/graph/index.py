@@ -212,7 +212,6 @@ class GraphIndex:
         number = np.cumsum(is_head) - 1
         vertex_array = number.copy()
         vertex_array[at] = number[head_of]
-        vertex = vertex_array.tolist()
         members: dict[int, list[int]] = {}
         for p, v in zip(collectives, vertex_array[at].tolist(), strict=True):
             group = members.get(v)
@@ -221,7 +220,6 @@ class GraphIndex:
             else:
                 group.append(p)
         head_array = np.flatnonzero(is_head)
-        heads = head_array.tolist()
         arrays: dict[str, object] = {
             "queue_array": queue_array,
             "prev_in_queue_array": prev,
@@ -237,20 +235,20 @@ class GraphIndex:
         if position is None:
             if deps is not None:  # the dependencies, read from the columns if asked for
                 arrays["_node_deps"] = deps
-            # The fields but the dependencies, set as the dataclass's ``__init__`` would set them.
+            # The fields but the dependencies, set as the dataclass's ``__init__`` would set them;
+            # the lists of the queues' previous nodes, vertices and heads are made from their
+            # arrays when read (the chained index reads the arrays only).
             lazy = object.__new__(_LazyDepsIndex)
             lazy.__dict__.update(
                 nodes=nodes,
                 ids=ids,
                 queue=queue,
                 queue_keys=queue_keys,
-                prev_in_queue=prev.tolist(),
-                vertex=vertex,
-                vertex_head=heads,
                 members=members,
                 copies=None,
             )
             return lazy._keep(**arrays)
+        vertex, heads = vertex_array.tolist(), head_array.tolist()
         index = cls(nodes, ids, queue, queue_keys, prev.tolist(), dep_end, dep_flat, vertex, heads, members)
         return index._keep(position=position, **arrays)
 
@@ -558,6 +556,20 @@ class _LazyDepsIndex(GraphIndex):
     @cached_property
     def dep_flat(self) -> list[int]:  # type: ignore[override]
         return self._deps[1]
+
+    # Made from the arrays ``of`` kept, when first read (as ``_ArrayIndex``'s are).
+
+    @cached_property
+    def prev_in_queue(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.prev_in_queue_array)
+
+    @cached_property
+    def vertex(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.vertex_array)
+
+    @cached_property
+    def vertex_head(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.vertex_head_array)
 
 
 # The arrays an ``_ArrayIndex`` is made from, one per list field.
