@@ -71,6 +71,7 @@ from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from recsim.errors import InfeasibleError, batch_split_error
+from recsim.graph.dep_rows import DenseChainRegion
 from recsim.graph.ir import (
     Collective,
     CollectiveOp,
@@ -1491,6 +1492,7 @@ def build_training_step(
     # Each rank's first id: its chain's gradients are the chain's (``chain.grads``) at that offset.
     chain_base: dict[int, int] = {}
     joined_ids: dict[int, int] = {}  # rank -> its node that waits for the exchanged vectors
+    joined_deps: list[tuple[int, ...]] = []  # each chain's joined node's dependencies, in order
     for r in range(bld.world):
         if r in bld.skip:  # a folded rank: its representative's chain stands for it
             emb_grad_ready[r], last_bwd[r] = [], []
@@ -1502,6 +1504,7 @@ def build_training_step(
             # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
             joined = [*joins[r], *[base + d for d in chain.joined_extra]]
             deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
+            joined_deps.append(deps[joined_at])
         for k, more in chain.extra_deps.items():  # backward nodes: never ``joined_at``
             deps[k] = (*deps[k], *[base + d for d in more])
         columns.ids.extend(range(base, base + chain_size))
@@ -1516,6 +1519,16 @@ def build_training_step(
         emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
         last_bwd[r] = [base + chain.last, *[base + d for d in chain.last_extra]]
         chain_base[r] = base
+    if chain_base and joined_at not in chain.extra_deps:
+        # The chains as one template (``recsim.graph.dep_rows``): the chained graph's index reads
+        # their dependencies in arrays, tiled, rather than node by node.
+        extra = chain.extra_deps
+        columns.chain_region = DenseChainRegion(
+            [((dep,) if dep >= 0 else ()) + tuple(extra.get(k, ())) for k, dep in enumerate(chain_deps)],
+            joined_at,
+            list(chain_base.values()),
+            joined_deps,
+        )
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce

@@ -27,9 +27,12 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any, TypeGuard, overload
+from typing import TYPE_CHECKING, Any, TypeGuard, overload
 
 from recsim.errors import TraceError
+
+if TYPE_CHECKING:
+    from recsim.graph.dep_rows import DenseChainRegion
 
 SCHEMA = "recsim.execution_graph"
 # 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
@@ -499,6 +502,10 @@ class NodeColumns:
     # the chained graph's templates and index then take each id as its position (``recsim.graph.steps``)
     # rather than finding the ids' extent or comparing them with a range.
     positional_ids: bool = False
+    # The ranks' dense chains, laid down from one template (the builder's, with ``positional_ids``):
+    # the chained graph's templates read the dependencies of these nodes in arrays from it
+    # (``recsim.graph.dep_rows``). None: read from ``deps`` node by node.
+    chain_region: DenseChainRegion | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recsim.graph.dep_rows import dep_arrays
 from recsim.graph.index import GraphIndex, OpTable, Rows, row_lengths, rows
 from recsim.graph.ir import (
     NODE_FIELDS,
@@ -117,6 +118,9 @@ class _Templates:
     # they are (the builder's): ``_cross_dependencies`` reads them too, and the chained index's
     # rows end where they add up to (``rows``). None where ``first`` deduplicated them.
     first_lengths: npt.NDArray[np.intp] | None = None
+    # ``first``'s dependencies one after the other, where the builder's dense chains gave them in
+    # arrays (``recsim.graph.dep_rows``): ``rows(first)``'s flat part, not read again.
+    first_flat: npt.NDArray[np.intp] | None = None
 
     @classmethod
     def of(cls, graph: ExecutionGraph) -> _Templates:
@@ -128,7 +132,12 @@ class _Templates:
         stride = len(ids) if positional else max(ids, default=-1) + 1
         table = OpTable.of(columns.ops)
         deps = columns.deps
-        lengths = np.fromiter(map(len, deps), dtype=np.intp, count=len(deps))
+        first_flat = None
+        if columns.unique_deps and columns.chain_region is not None:
+            # The builder's dense chains, in arrays from their template (``recsim.graph.dep_rows``).
+            first_flat, lengths = dep_arrays(deps, columns.chain_region)
+        else:
+            lengths = np.fromiter(map(len, deps), dtype=np.intp, count=len(deps))
         cross, crossing = _cross_dependencies(graph, columns, table, lengths)
         first_lengths = None
         if columns.unique_deps:  # the builder's: tuples without repeats already
@@ -142,7 +151,7 @@ class _Templates:
                 for deps in columns.deps
             ]
         plain = not positional and min(ids, default=0) < 0
-        return cls(stride, cross, first, plain, crossing, table, first_lengths)
+        return cls(stride, cross, first, plain, crossing, table, first_lengths, first_flat)
 
     @cached_property
     def later(self) -> list[tuple[int, ...]]:
@@ -448,7 +457,10 @@ class ChainedGraph(ExecutionGraph):
         if stride == size and (positional or step_index.ids == list(range(size))):
             # Ids are positions (as the builder numbers nodes): the templates are in positions,
             # and an id of the previous block (``d - stride``) is that position less the size.
-            first = rows(templates.first, templates.first_lengths)
+            if templates.first_flat is not None and templates.first_lengths is not None:
+                first = (templates.first_flat, np.cumsum(templates.first_lengths, dtype=np.intp))
+            else:
+                first = rows(templates.first, templates.first_lengths)
             if first[0].size and not 0 <= int(first[0].min()) <= int(first[0].max()) < size:
                 step_index.dep_flat  # noqa: B018 - a missing dependency: its ``KeyError``, as ``of`` raises
             # Ids 0..size-1: no map to make to know they are unique, and their array is a range.

@@ -1,0 +1,103 @@
+"""The dependency arrays of a built step graph from its dense chains' template
+(``recsim.graph.dep_rows``): the same ints, in the same order, as reading the column node by node."""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsim.api import make_plan, prepare
+from recsim.graph.build import BuildOptions, build_training_step
+from recsim.graph.dep_rows import DenseChainRegion, dep_arrays
+
+
+def _read(deps: list[tuple[int, ...]]) -> tuple[list[int], list[int]]:
+    """The arrays as the column reads, plainly."""
+    return list(chain.from_iterable(deps)), [len(d) for d in deps]
+
+
+def _column(
+    before: list[tuple[int, ...]],
+    template: list[tuple[int, ...]],
+    joined_at: int,
+    joined: list[tuple[int, ...]],
+    after: list[tuple[int, ...]],
+) -> tuple[list[tuple[int, ...]], DenseChainRegion]:
+    """A column with ``len(joined)`` chains of ``template`` after ``before``, then ``after``: the
+    chains laid down as the builder lays them (offsets shifted by the chain's first id)."""
+    deps = list(before)
+    bases = []
+    for own in joined:
+        base = len(deps)
+        bases.append(base)
+        made = [tuple(base + d for d in t) for t in template]
+        if 0 <= joined_at < len(template):
+            made[joined_at] = own
+        deps += made
+    return deps + list(after), DenseChainRegion(template, joined_at, bases, joined)
+
+
+def test_two_chains_of_three_nodes() -> None:
+    # Node 1 of each chain joins; node 2 waits for nodes 1 and 0 of its chain.
+    deps, region = _column([(), (0,), ()], [(), (0,), (1, 0)], 1, [(0,), (1, 2)], [(3, 6)])
+    assert deps == [(), (0,), (), (), (0,), (4, 3), (), (1, 2), (7, 6), (3, 6)]
+    flat, counts = dep_arrays(deps, region)
+    assert flat.tolist() == [0, 0, 4, 3, 1, 2, 7, 6, 3, 6]
+    assert counts.tolist() == [0, 1, 0, 0, 1, 2, 0, 2, 2, 2]
+    assert flat.dtype == counts.dtype == np.intp
+
+
+def test_no_joined_node_and_no_region_read_the_column() -> None:
+    deps, region = _column([(), (0,)], [(), (0,)], -1, [(), ()], [(1,)])
+    assert [list(a) for a in dep_arrays(deps, region)] == [list(x) for x in _read(deps)]
+    assert [list(a) for a in dep_arrays(deps, None)] == [list(x) for x in _read(deps)]
+
+
+small = st.lists(st.integers(0, 5), max_size=3).map(tuple)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.lists(small, max_size=4),
+    template=st.lists(small, min_size=1, max_size=5),
+    joined_at=st.integers(-1, 5),
+    joined=st.lists(small, max_size=4),
+    after=st.lists(small, max_size=4),
+)
+def test_the_arrays_are_the_columns_read_node_by_node(
+    before: list[tuple[int, ...]],
+    template: list[tuple[int, ...]],
+    joined_at: int,
+    joined: list[tuple[int, ...]],
+    after: list[tuple[int, ...]],
+) -> None:
+    deps, region = _column(before, template, joined_at, joined, after)
+    flat, counts = dep_arrays(deps, region)
+    assert (flat.tolist(), counts.tolist()) == _read(deps)
+
+
+@pytest.mark.parametrize(
+    ("system_name", "workload_name", "nodes", "strategy", "fold"),
+    [
+        ("dgx-h100", "dlrm-dcnv2", 16, "table_wise", True),
+        ("dgx-h100", "dlrm-dcnv2", 2, "row_wise", False),
+        ("dgx-a100", "dlrm-mlperf", 2, "hybrid_embedding", False),
+        ("dgx-a100", "rmc1", 2, "data_parallel", True),
+    ],
+)
+def test_a_built_graphs_arrays_are_its_columns(
+    system_name: str, workload_name: str, nodes: int, strategy: str, fold: bool
+) -> None:
+    system, workload = prepare(system_name, workload_name, nodes=nodes)
+    plan = make_plan(strategy, workload, system)
+    graph = build_training_step(
+        workload, plan, BuildOptions(ranks_per_node=8, validate_plan=False, fold_ranks=fold)
+    )
+    columns = graph.columns
+    assert columns is not None and columns.chain_region is not None
+    flat, counts = dep_arrays(columns.deps, columns.chain_region)
+    assert (flat.tolist(), counts.tolist()) == _read(columns.deps)
