@@ -1528,6 +1528,9 @@ def build_training_step(
             joined_at,
             list(chain_base.values()),
             joined_deps,
+            list(chain_base),
+            Stream.COMPUTE,
+            chain_lanes,
         )
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups

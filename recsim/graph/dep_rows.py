@@ -39,6 +39,17 @@ class DenseChainRegion:
     joined_at: int
     bases: Sequence[int]
     joined: Sequence[tuple[int, ...]]
+    # Each chain's rank, the stream every chain node runs on and each template node's lane: the
+    # chains' queues (``GraphIndex.of``, ``region_queues``).
+    ranks: Sequence[int] = ()
+    stream: object = None
+    lanes: Sequence[int] = ()
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The positions of the chains' nodes: ``start`` to ``stop - 1``."""
+        start = self.bases[0] if self.bases else 0
+        return start, start + len(self.template) * len(self.bases)
 
 
 def dep_arrays(deps: Sequence[tuple[int, ...]], region: DenseChainRegion | None) -> DepArrays:
@@ -91,3 +102,23 @@ def _region(region: DenseChainRegion) -> DepArrays:
         at = np.repeat(first + head, own) + np.arange(total) - np.repeat(np.cumsum(own) - own, own)
         flat[at] = np.fromiter(chain.from_iterable(joined), dtype=np.intp, count=total)
     return flat, counts
+
+
+def region_queues(
+    region: DenseChainRegion, numbers: dict[tuple[int, object, int], int]
+) -> npt.NDArray[np.intp]:
+    """The chains' queue numbers, numbering the queues not in ``numbers`` yet as a walk over the
+    chains' nodes in order would (``numbers.setdefault(key, len(numbers))``, ``GraphIndex.of``):
+    a chain's queues first appear at the template's first node of each lane, in the template's
+    order, and the chains come one after the other, so each chain's are numbered in the order of
+    the template's lanes; every node of a chain then takes its lane's."""
+    lanes = list(dict.fromkeys(region.lanes))  # in the order of their first node in the template
+    place = {lane: j for j, lane in enumerate(lanes)}
+    at = np.fromiter(map(place.__getitem__, region.lanes), dtype=np.intp, count=len(region.lanes))
+    stream = region.stream
+    table = np.array(
+        [[numbers.setdefault((rank, stream, lane), len(numbers)) for lane in lanes] for rank in region.ranks],
+        dtype=np.intp,
+    ).reshape(len(region.ranks), len(lanes))
+    out: npt.NDArray[np.intp] = table[:, at].ravel()
+    return out

@@ -34,6 +34,7 @@ from itertools import accumulate, chain, pairwise
 import numpy as np
 import numpy.typing as npt
 
+from recsim.graph.dep_rows import region_queues
 from recsim.graph.ir import Collective, ExecutionGraph, GraphNodes, Node, Op, Stream, node_columns
 
 # ``Stream.X.value`` goes through the enum's descriptor machinery on every access, which shows up
@@ -180,15 +181,33 @@ class GraphIndex:
         # hashes and compares as its value, so a plain-string stream from a reader lands in the
         # same queue; any other kind of stream is merged by value below.
         numbers: dict[tuple[int, Stream | str, int], int] = {}
-        queue = [numbers.setdefault(key, len(numbers)) for key in keys]
+        region = columns.chain_region if columns is not None else None
+        if region is not None and region.bases:
+            # A builder's dense chains (``recsim.graph.dep_rows``): their queues from the template,
+            # the nodes before and after them one by one, numbered in the same order.
+            start, stop = region.span
+            ranks, streams, lanes = columns.ranks, columns.streams, columns.lanes  # type: ignore[union-attr]
+            head = [
+                numbers.setdefault(key, len(numbers))
+                for key in zip(ranks[:start], streams[:start], lanes[:start], strict=True)
+            ]
+            middle = region_queues(region, numbers)  # type: ignore[arg-type]
+            tail = [
+                numbers.setdefault(key, len(numbers))
+                for key in zip(ranks[stop:], streams[stop:], lanes[stop:], strict=True)
+            ]
+            queue_array = np.concatenate(
+                (np.asarray(head, dtype=np.intp), middle, np.asarray(tail, dtype=np.intp))
+            )
+        else:
+            queue_array = np.asarray([numbers.setdefault(key, len(numbers)) for key in keys], dtype=np.intp)
         queue_keys = [(rank, stream_value(stream), lane) for rank, stream, lane in numbers]
         if len(set(queue_keys)) != len(queue_keys):
             canonical: dict[tuple[int, str, int], int] = {}
             renumber = [canonical.setdefault(key, len(canonical)) for key in queue_keys]
-            queue = [renumber[q] for q in queue]
+            queue_array = np.asarray(renumber, dtype=np.intp)[queue_array]
             queue_keys = list(canonical)
         # The previous node of each queue: neighbours in a stable sort by queue.
-        queue_array = np.asarray(queue, dtype=np.intp)
         order = np.argsort(queue_array, kind="stable")
         same = queue_array[order[1:]] == queue_array[order[:-1]]
         prev = np.full(size, -1, dtype=np.intp)
@@ -242,13 +261,12 @@ class GraphIndex:
             lazy.__dict__.update(
                 nodes=nodes,
                 ids=ids,
-                queue=queue,
                 queue_keys=queue_keys,
                 members=members,
                 copies=None,
             )
             return lazy._keep(**arrays)
-        vertex, heads = vertex_array.tolist(), head_array.tolist()
+        vertex, heads, queue = vertex_array.tolist(), head_array.tolist(), queue_array.tolist()
         index = cls(nodes, ids, queue, queue_keys, prev.tolist(), dep_end, dep_flat, vertex, heads, members)
         return index._keep(position=position, **arrays)
 
@@ -558,6 +576,10 @@ class _LazyDepsIndex(GraphIndex):
         return self._deps[1]
 
     # Made from the arrays ``of`` kept, when first read (as ``_ArrayIndex``'s are).
+
+    @cached_property
+    def queue(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.queue_array)
 
     @cached_property
     def prev_in_queue(self) -> list[int]:  # type: ignore[override]

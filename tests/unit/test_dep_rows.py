@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from recsim.api import make_plan, prepare
 from recsim.graph.build import BuildOptions, build_training_step
-from recsim.graph.dep_rows import DenseChainRegion, dep_arrays
+from recsim.graph.dep_rows import DenseChainRegion, dep_arrays, region_queues
 
 
 def _read(deps: list[tuple[int, ...]]) -> tuple[list[int], list[int]]:
@@ -101,3 +101,30 @@ def test_a_built_graphs_arrays_are_its_columns(
     assert columns is not None and columns.chain_region is not None
     flat, counts = dep_arrays(columns.deps, columns.chain_region)
     assert (flat.tolist(), counts.tolist()) == _read(columns.deps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    known=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), max_size=5),
+    ranks=st.lists(st.integers(0, 3), max_size=4),
+    lanes=st.lists(st.integers(0, 2), min_size=1, max_size=6),
+)
+def test_the_chains_queues_are_numbered_as_a_walk_over_their_nodes(
+    known: list[tuple[int, int]], ranks: list[int], lanes: list[int]
+) -> None:
+    # Queues met before the chains (a rank's lookups on its compute stream), then the chains.
+    walked: dict[tuple[int, object, int], int] = {}
+    for rank, lane in known:
+        walked.setdefault((rank, "compute", lane), len(walked))
+    numbers = dict(walked)
+    want = [walked.setdefault((rank, "compute", lane), len(walked)) for rank in ranks for lane in lanes]
+    region = DenseChainRegion([()] * len(lanes), -1, list(range(len(ranks))), [], ranks, "compute", lanes)
+    assert region_queues(region, numbers).tolist() == want
+    assert numbers == walked and list(numbers) == list(walked)  # the same numbers, in the same order
+
+
+def test_two_ranks_chains_with_a_side_lane() -> None:
+    numbers: dict[tuple[int, object, int], int] = {(5, "compute", 0): 0}
+    region = DenseChainRegion([(), (), ()], -1, [1, 4], [], [5, 6], "compute", [0, 2, 0])
+    assert region_queues(region, numbers).tolist() == [0, 1, 0, 2, 3, 2]
+    assert list(numbers) == [(5, "compute", 0), (5, "compute", 2), (6, "compute", 0), (6, "compute", 2)]
