@@ -19,9 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+V = TypeVar("V")
+T = TypeVar("T", bound=np.generic)
 
 # (every dependency in node order, how many each node has)
 DepArrays = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
@@ -122,3 +126,20 @@ def region_queues(
     ).reshape(len(region.ranks), len(lanes))
     out: npt.NDArray[np.intp] = table[:, at].ravel()
     return out
+
+
+def region_short(values: Sequence[V], region: DenseChainRegion) -> list[V]:
+    """A column of a builder's graph (its ops, its phases) with its chains but the first left out:
+    the chains hold the same values chain after chain (the builder lays one list down for each),
+    so a numbering of the values by first appearance, or a function of each value, is the same on
+    this shorter column, and ``region_spread`` spreads it back over every chain."""
+    start, stop = region.span
+    return [*values[:start], *values[start : start + len(region.template)], *values[stop:]]
+
+
+def region_spread(short: npt.NDArray[T], region: DenseChainRegion) -> npt.NDArray[T]:
+    """An array over ``region_short``'s column, over the whole column: the first chain's part
+    repeated for every chain."""
+    start, size = region.span[0], len(region.template)
+    chains = np.tile(short[start : start + size], len(region.bases))
+    return np.concatenate((short[:start], chains, short[start + size :]))

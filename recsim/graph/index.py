@@ -34,7 +34,7 @@ from itertools import accumulate, chain, pairwise
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.dep_rows import region_queues
+from recsim.graph.dep_rows import DenseChainRegion, region_queues, region_short, region_spread
 from recsim.graph.ir import Collective, ExecutionGraph, GraphNodes, Node, Op, Stream, node_columns
 
 # ``Stream.X.value`` goes through the enum's descriptor machinery on every access, which shows up
@@ -111,6 +111,16 @@ class OpTable:
         number = np.empty(n, dtype=np.intp)
         number[order] = renumber[np.cumsum(fresh) - 1]
         return cls([ops[i] for i in firsts[by_first].tolist()], number)
+
+    @classmethod
+    def of_column(cls, ops: Sequence[Op], region: DenseChainRegion | None) -> OpTable:
+        """``of(ops)`` for a builder's column of ops, whose dense chains (``region``) hold the same
+        ops chain after chain: the table of the column with one chain, spread over every chain
+        (``recsim.graph.dep_rows``: the same first appearances, the same numbers)."""
+        if region is None or not region.bases:
+            return cls.of(ops)
+        table = cls.of(region_short(ops, region))
+        return cls(table.ops, region_spread(table.number, region))
 
 
 @dataclass(frozen=True, eq=False)

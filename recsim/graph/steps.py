@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.dep_rows import dep_arrays
+from recsim.graph.dep_rows import dep_arrays, region_short, region_spread
 from recsim.graph.index import GraphIndex, OpTable, Rows, row_lengths, rows
 from recsim.graph.ir import (
     NODE_FIELDS,
@@ -130,7 +130,7 @@ class _Templates:
         ids = columns.ids
         positional = columns.positional_ids  # ids 0..n-1 in order: the stride is their count
         stride = len(ids) if positional else max(ids, default=-1) + 1
-        table = OpTable.of(columns.ops)
+        table = OpTable.of_column(columns.ops, columns.chain_region)
         deps = columns.deps
         first_flat = None
         if columns.unique_deps and columns.chain_region is not None:
@@ -280,7 +280,12 @@ def _cross_dependencies(
     # Each node's phase as a small int, read in one pass in C, and the ops' kinds from their
     # distinct ones: the nodes of each kind are then found in arrays, and Python visits only
     # those (a few per rank), not every node twice.
-    phase = np.fromiter(map(_PHASES.get, phases, repeat(0)), dtype=np.int8, count=n)
+    region = columns.chain_region
+    if region is not None and region.bases:  # a builder's chains: their phases read once
+        short = region_short(phases, region)
+        phase = region_spread(np.fromiter(map(_PHASES.get, short, repeat(0)), np.int8, len(short)), region)
+    else:
+        phase = np.fromiter(map(_PHASES.get, phases, repeat(0)), dtype=np.int8, count=n)
     lookup = [isinstance(op, Embedding) for op in table.ops]
     update = [
         found and op.pass_ in ("backward", "update") for found, op in zip(lookup, table.ops, strict=True)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from recsim.api import make_plan, prepare
 from recsim.graph.build import BuildOptions, build_training_step
-from recsim.graph.dep_rows import DenseChainRegion, dep_arrays, region_queues
+from recsim.graph.dep_rows import DenseChainRegion, dep_arrays, region_queues, region_short, region_spread
+from recsim.graph.index import OpTable
 
 
 def _read(deps: list[tuple[int, ...]]) -> tuple[list[int], list[int]]:
@@ -128,3 +129,26 @@ def test_two_ranks_chains_with_a_side_lane() -> None:
     region = DenseChainRegion([(), (), ()], -1, [1, 4], [], [5, 6], "compute", [0, 2, 0])
     assert region_queues(region, numbers).tolist() == [0, 1, 0, 2, 3, 2]
     assert list(numbers) == [(5, "compute", 0), (5, "compute", 2), (6, "compute", 0), (6, "compute", 2)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.lists(st.integers(0, 6), max_size=5),
+    template=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+    chains=st.integers(1, 4),
+    after=st.lists(st.integers(0, 6), max_size=5),
+)
+def test_an_op_table_of_a_column_with_chains_is_the_columns(
+    before: list[int], template: list[int], chains: int, after: list[int]
+) -> None:
+    # Ops as objects (a table tells them apart by identity): one per number, the chains' shared.
+    made = [object() for _ in range(7)]
+    ops = [made[k] for k in [*before, *template * chains, *after]]
+    bases = [len(before) + i * len(template) for i in range(chains)]
+    region = DenseChainRegion(
+        [()] * len(template), -1, bases, [], list(range(chains)), "compute", [0] * len(template)
+    )
+    mine, theirs = OpTable.of_column(ops, region), OpTable.of(ops)  # type: ignore[arg-type]
+    assert mine.ops == theirs.ops and mine.number.tolist() == theirs.number.tolist()
+    short = [id(o) for o in region_short(ops, region)]
+    assert region_spread(np.asarray(short, dtype=np.uint64), region).tolist() == [id(o) for o in ops]
