@@ -1493,20 +1493,39 @@ def build_training_step(
     chain_base: dict[int, int] = {}
     joined_ids: dict[int, int] = {}  # rank -> its node that waits for the exchanged vectors
     joined_deps: list[tuple[int, ...]] = []  # each chain's joined node's dependencies, in order
+    # Each chain node's dependencies as offsets from its rank's first id: the one ``chain.deps``
+    # names (-1: none), then ``chain.extra_deps``'s. Most nodes wait for the node before them
+    # alone: a rank's are made in C (``zip`` over a ``range``: one-tuples) and the others set after
+    # (by their length, as tuple displays), rather than a tuple per node in a Python loop.
+    extra = chain.extra_deps
+    template = [((dep,) if dep >= 0 else ()) + tuple(extra.get(k, ())) for k, dep in enumerate(chain_deps)]
+    odd = [(k, t) for k, t in enumerate(template) if t != (k - 1,) and k != joined_at]
+    empties = [k for k, t in odd if not t]
+    singles = [(k, t[0]) for k, t in odd if len(t) == 1]
+    pairs = [(k, t[0], t[1]) for k, t in odd if len(t) == 2]
+    longer = [(k, t) for k, t in odd if len(t) > 2]
     for r in range(bld.world):
         if r in bld.skip:  # a folded rank: its representative's chain stands for it
             emb_grad_ready[r], last_bwd[r] = [], []
             continue
         base = bld.next_id
         joined_ids[r] = base + joined_at
-        deps = [() if dep < 0 else (base + dep,) for dep in chain_deps]
+        deps = list(zip(range(base - 1, base + chain_size - 1)))
+        for k in empties:
+            deps[k] = ()
+        for k, a in singles:
+            deps[k] = (base + a,)
+        for k, a, b2 in pairs:
+            deps[k] = (base + a, base + b2)
+        for k, t in longer:
+            deps[k] = tuple([base + d for d in t])
         if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
             # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
             joined = [*joins[r], *[base + d for d in chain.joined_extra]]
             deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
             joined_deps.append(deps[joined_at])
-        for k, more in chain.extra_deps.items():  # backward nodes: never ``joined_at``
-            deps[k] = (*deps[k], *[base + d for d in more])
+            if joined_at in extra:  # (never: backward nodes have them) after its own, as others'
+                deps[joined_at] = (*deps[joined_at], *[base + d for d in extra[joined_at]])
         columns.ids.extend(range(base, base + chain_size))
         columns.ranks.extend([r] * chain_size)
         columns.names.extend(chain_names)
@@ -1522,9 +1541,8 @@ def build_training_step(
     if chain_base and joined_at not in chain.extra_deps:
         # The chains as one template (``recsim.graph.dep_rows``): the chained graph's index reads
         # their dependencies in arrays, tiled, rather than node by node.
-        extra = chain.extra_deps
         columns.chain_region = DenseChainRegion(
-            [((dep,) if dep >= 0 else ()) + tuple(extra.get(k, ())) for k, dep in enumerate(chain_deps)],
+            template,
             joined_at,
             list(chain_base.values()),
             joined_deps,
