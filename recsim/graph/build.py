@@ -1510,13 +1510,16 @@ def build_training_step(
             continue
         base = bld.next_id
         joined_ids[r] = base + joined_at
-        deps = list(zip(range(base - 1, base + chain_size - 1)))
+        # The chain's ids as int objects made once, which its dependencies then share.
+        made = list(range(base - 1, base + chain_size))
+        chain_ids = made[1:]
+        deps = list(zip(made[:-1]))
         for k in empties:
             deps[k] = ()
         for k, a in singles:
-            deps[k] = (base + a,)
+            deps[k] = (chain_ids[a],)
         for k, a, b2 in pairs:
-            deps[k] = (base + a, base + b2)
+            deps[k] = (chain_ids[a], chain_ids[b2])
         for k, t in longer:
             deps[k] = tuple([base + d for d in t])
         if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
@@ -1526,7 +1529,7 @@ def build_training_step(
             joined_deps.append(deps[joined_at])
             if joined_at in extra:  # (never: backward nodes have them) after its own, as others'
                 deps[joined_at] = (*deps[joined_at], *[base + d for d in extra[joined_at]])
-        columns.ids.extend(range(base, base + chain_size))
+        columns.ids.extend(chain_ids)
         columns.ranks.extend([r] * chain_size)
         columns.names.extend(chain_names)
         columns.streams.extend(computes)
