@@ -87,8 +87,8 @@ KAHN_ROUNDS_NODES = 1 << 20
 #: ~16 MB at the worst for each.
 OPS_BY_ID_KEPT = 1 << 12
 
-#: Costs a ``CostMemo`` keeps by value, in each of ``collectives``, ``by_op`` and
-#: ``energy_by_op`` (``let_go_when_full``). A design choice: every distinct plan of a
+#: Costs a ``CostMemo`` keeps by value, in each of ``collectives``, ``by_op``,
+#: ``energy_by_op`` and ``storage`` (``let_go_when_full``). A design choice: every distinct plan of a
 #: search or sweep adds its new ops' and collectives' keys (``benchmarks/bench_memo_growth.py``:
 #: ~570 ops and 70 collectives after ``greedy``, ``recshard`` and ``auto`` on 16 H100s, ~3 and 3
 #: more per distinct plan after that, with no end), so at this many every entry is let go, as at
@@ -202,6 +202,9 @@ class CostMemo:
         # a plan's parts from ``ShardOps`` in every graph, so the next evaluation's key is found
         # without resolving its parts one by one. Oldest first, at most ``WHOLE_KEYS_KEPT``.
         self.whole_keys: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[object, ...]]] = {}
+        # The workload's memory figures (``recsim.planner.storage.plan_usage``): the dense model's
+        # bytes by world size, and each distinct shard's storage by its fields and world size.
+        self.storage: dict[object, object] = {}
         # DES schedules by (plan, run options), oldest first (``des_schedule``).
         self._des_schedules: dict[object, Schedule] = {}
         # Kahn rounds by graph structure, oldest first (``kahn_rounds``): each entry is the

@@ -221,7 +221,7 @@ def _simulate_training(
         )
     try:
         plan.validate(workload)
-        usage = plan_usage(plan, workload, system)
+        usage = plan_usage(plan, workload, system, options.costs)
     except InfeasibleError as exc:
         return Simulation(Result.failed("infeasible", str(exc), **context))
     memory_peak = memory_peaks(usage)

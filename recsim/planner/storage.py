@@ -106,6 +106,7 @@ from recsim.cost.embedding.base import (
     tier_model,
 )
 from recsim.cost.embedding.uvm_caching import cache_rows
+from recsim.cost.memo import VALUES_KEPT, CostMemo, let_go_when_full
 from recsim.errors import InfeasibleError
 from recsim.graph.build import (
     OPTIMIZER_STATE,
@@ -604,10 +605,20 @@ class Usage:
         }
 
 
-def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
-    """Bytes of ``plan`` per rank and node on ``system`` (ranks fill nodes in order)."""
+def plan_usage(plan: Plan, workload: Workload, system: System, memo: CostMemo | None = None) -> Usage:
+    """Bytes of ``plan`` per rank and node on ``system`` (ranks fill nodes in order). ``memo``: a
+    ``CostMemo`` of ``workload``, which keeps the dense model's bytes per world size and each
+    distinct shard's storage (``CostMemo.storage``: a sweep's or planner's evaluations place the
+    same shards again); the same values as without it."""
     per_node = max(1, system.node.num_accelerators)
-    weights, activations = dense_hbm_parts(workload, plan.world_size)
+    kept = memo.storage if memo is not None and memo.workload is workload else None
+    dense_key = ("dense", plan.world_size)
+    parts = kept.get(dense_key) if kept is not None else None
+    if parts is None:
+        parts = dense_hbm_parts(workload, plan.world_size)
+        if kept is not None:
+            let_go_when_full(kept, VALUES_KEPT)[dense_key] = parts
+    weights, activations = parts  # type: ignore[misc]
     dense = weights + activations
     hbm: dict[int, float] = {r: dense for r in range(plan.world_size)}
     dense_by: dict[int, float] = dict.fromkeys(range(plan.world_size), weights)
@@ -634,11 +645,16 @@ def plan_usage(plan: Plan, workload: Workload, system: System) -> Usage:
     storages: dict[tuple[object, ...], Storage] = {}
     page_caches: dict[str, float] = {}
     nodes_of: dict[tuple[int, ...], tuple[int, ...]] = {}
+    world = plan.world_size
     for shard in plan.shards:
         key = (shard.table, shard.sharding, shard.rows_per_rank, shard.dim, shard.tier, shard.dtype)
         st = storages.get(key)
         if st is None:
-            st = storages[key] = shard_storage(shard, workload, plan.world_size)
+            # A shard's storage is a function of these fields, the world size and the workload.
+            found = kept.get((key, world)) if kept is not None else None
+            st = storages[key] = found if found is not None else shard_storage(shard, workload, world)
+            if kept is not None and found is None:
+                let_go_when_full(kept, VALUES_KEPT)[(key, world)] = st
         page = page_caches.get(shard.tier)
         if page is None:  # ``page_cache_bytes``, once a tier
             page = page_caches[shard.tier] = page_cache_fraction(shard.tier) * host_bytes
