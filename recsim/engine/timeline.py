@@ -310,7 +310,10 @@ def busy_time(
     totals = _union_lengths(ordered, s[order], f[order], len(classes))
     # The classes in the order of their first interval in graph order: the least of each class's
     # places (its intervals are a run of ``order``).
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    fresh = np.empty(ordered.size, dtype=bool)  # ``np.r_[True, ...]``, without its indexing trick
+    fresh[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=fresh[1:])
+    starts = np.flatnonzero(fresh)
     first = np.minimum.reduceat(order, starts)
     present = ordered[starts][np.argsort(first)].tolist()
     return {classes[c]: totals[c] for c in present}
