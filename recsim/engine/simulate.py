@@ -727,7 +727,14 @@ def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[i
         taken = np.flatnonzero((counts > 0) & (priced != 0.0))
         taken = taken[np.argsort(rank_of[taken], kind="stable")]  # each rank's terms together
         terms = np.repeat(priced[taken], counts[taken]).tolist()
-        ranks, first = np.unique(np.repeat(rank_of[taken], counts[taken]), return_index=True)
+        # Each rank's first term: the terms are in rank order, so where the rank changes (what
+        # ``np.unique(..., return_index=True)`` gives, without its sort).
+        owners = np.repeat(rank_of[taken], counts[taken])
+        fresh = np.empty(owners.size, dtype=bool)
+        fresh[:1] = True
+        np.not_equal(owners[1:], owners[:-1], out=fresh[1:])
+        first = np.flatnonzero(fresh)
+        ranks = owners[first]
         ends = [*first[1:].tolist(), len(terms)]
         return {
             rank: math.fsum(terms[a:b])

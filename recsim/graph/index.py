@@ -211,7 +211,11 @@ class GraphIndex:
             )
         else:
             queue_array = np.asarray([numbers.setdefault(key, len(numbers)) for key in keys], dtype=np.intp)
-        queue_keys = [(rank, stream_value(stream), lane) for rank, stream, lane in numbers]
+        values = STREAM_VALUES  # ``stream_value``, its common case inline (a queue per rank and lane)
+        queue_keys = [
+            (rank, values[stream] if stream in values else stream_value(stream), lane)
+            for rank, stream, lane in numbers
+        ]
         if len(set(queue_keys)) != len(queue_keys):
             canonical: dict[tuple[int, str, int], int] = {}
             renumber = [canonical.setdefault(key, len(canonical)) for key in queue_keys]
