@@ -50,7 +50,10 @@ list each. The templates and the step index read those lists, the index keeps th
 ranks (``GraphIndex.source_ops``, ``source_ranks``) for the cost model and the metrics, and the
 few step nodes something asks for one by one (a copy on the critical path, an uneven
 all-to-all's members) are made on their own: an analytic evaluation makes none of the step
-graph's ``Node`` objects.
+graph's ``Node`` objects. Nine in ten of a built step graph's nodes at 128 GPUs are the ranks'
+dense chains, laid down from one template (``NodeColumns.chain_region``): their dependencies,
+ops, phases and queues are read off the template and spread over the chains in arrays
+(``recsim.graph.dep_rows``), the other nodes one by one.
 """
 
 from __future__ import annotations
