@@ -657,6 +657,22 @@ class KahnRounds:
     runs: list[int]
     distinct: list[bool]
 
+    @cached_property
+    def steps(
+        self,
+    ) -> list[tuple[int, int, slice, npt.NDArray[np.intp] | None, npt.NDArray[np.intp], bool, int]]:
+        """Per round what the scheduler reads of it, in one tuple (its loop then indexes one list,
+        not six, and makes no slice: ``recsim.graph.schedule.asap_timing``, twice an evaluation):
+        its first and end new numbers and their slice, its edges' targets (None: no edge) and
+        sources, ``distinct`` and ``runs``."""
+        starts = [0, *self.ends[:-1]] if self.ends else []
+        return [
+            (a, b, slice(a, b), into if into.size else None, out, spread, run)
+            for a, b, into, out, spread, run in zip(
+                starts, self.ends, self.targets, self.sources, self.distinct, self.runs, strict=True
+            )
+        ]
+
 
 def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     """``GraphIndex.kahn_rounds``: the edges between vertices, Kahn's algorithm a level at a time,

@@ -218,16 +218,15 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     length = _vertex_lengths(index, durations)[structure.order]
     begin = np.full(length.size, -math.inf)
     finish = np.zeros(length.size)
-    ends, sources, targets, runs = structure.ends, structure.sources, structure.targets, structure.runs
+    ends, sources, targets = structure.ends, structure.sources, structure.targets
     distinct = structure.distinct
     if ends:
         begin[: ends[0]] = 0.0
-    starts = [0, *ends[:-1]]
+    steps = structure.steps
     general = -1  # the rounds up to this one take one step each (a run that met a NaN)
     k, count = 0, len(ends)
     while k < count:
-        a, b = starts[k], ends[k]
-        run = runs[k]
+        a, b, span, into, out, spread, run = steps[k]
         if run and k > general:
             # A run of chain rounds (``KahnRounds.runs``): rounds ``k`` to ``k + run`` are the rows
             # of a block, each vertex's only predecessor the one above it, so that each row's
@@ -249,13 +248,12 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
                     k = last + 1
                     continue
             general = last
-        np.add(begin[a:b], length[a:b], out=finish[a:b])
-        into = targets[k]
-        if into.size:
-            if distinct[k]:  # ``_raise``, inline: the call costs a tenth of a round
-                begin[into] = np.fmax(begin[into], finish[sources[k]])
+        np.add(begin[span], length[span], out=finish[span])
+        if into is not None:
+            if spread:  # ``_raise``, inline: the call costs a tenth of a round
+                begin[into] = np.fmax(begin[into], finish[out])
             else:
-                np.fmax.at(begin, into, finish[sources[k]])
+                np.fmax.at(begin, into, finish[out])
         k += 1
     at = structure.at
     return Timing(index, begin[at], finish[at])
