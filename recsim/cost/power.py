@@ -306,6 +306,12 @@ def _collective_hbm_bytes(op: Collective) -> float:
 COMPONENTS = ("accelerators", "cpus", "dram", "nmp", "nics", "ssds", "switches", "platform")
 
 
+def _at_most(value: float, cap: float) -> float:
+    """``min(cap, value)`` exactly (``cap`` unless ``value`` is less: a NaN value gives ``cap``, as
+    ``min`` does), without the builtin's call."""
+    return value if value < cap else cap
+
+
 def step_energy(
     system: System,
     topology: Topology,
@@ -345,7 +351,11 @@ def step_energy(
         span_j = (acc.power.max_w - idle_w) * max(0.0, step_s)
         total = out["accelerators"]
         for rank in range(in_job):
-            total += idle_w * step_s + min(span_j, max(0.0, kernel_j.get(rank, 0.0)))
+            # ``min(span_j, max(0.0, joules))``, the same values, without the builtins' calls
+            # (a few percent of an analytic evaluation at 128 GPUs, over this loop and the next).
+            joules = kernel_j.get(rank, 0.0)
+            joules = joules if joules > 0.0 else 0.0
+            total += idle_w * step_s + (joules if joules < span_j else span_j)
         out["accelerators"] = total + (ranks - in_job) * acc.power.idle_w * step_s
     elif acc is not None and ranks > 0:  # (a key only where the loop adds to it, as before)
         waiting = off_gpu_s or {}
@@ -371,7 +381,8 @@ def step_energy(
     for n in range(nodes):
         ranks_of_node = range(n * per_node_ranks, (n + 1) * per_node_ranks)
         core_s = sum(
-            min(step_s, busy_s.get((r, "host"), 0.0)) + lookup_cores * min(step_s, extra.get(r, 0.0))
+            _at_most(busy_s.get((r, "host"), 0.0), step_s)
+            + lookup_cores * _at_most(extra.get(r, 0.0), step_s)
             for r in ranks_of_node
         )
         u = min(1.0, core_s / (cores * step_s)) if step_s > 0 else 0.0

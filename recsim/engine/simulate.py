@@ -540,7 +540,8 @@ def _utilisation(busy: Mapping[tuple[int, str], float], ranks: int, step_s: floa
     for (_rank, stream), value in busy.items():
         # A step's work on one stream fits one step time in the steady state; a chain of a few
         # steps may not have quite reached it (``busy_time`` takes each rank's step whole).
-        totals[stream] += min(value, step_s)
+        # ``min(value, step_s)`` (the same value, NaN included), without the builtin's call.
+        totals[stream] += step_s if step_s < value else value
     # ``min``: the sum of clamped busy times over ranks x step can still round above 1.
     return (
         {stream: min(1.0, totals[stream] / (ranks * step_s)) for stream in sorted(totals)}
