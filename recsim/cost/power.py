@@ -420,7 +420,7 @@ def step_energy(
                 first = n * per_node_ranks
                 for offset in offsets:
                     busy = nic_busy.get(first + offset, 0.0)
-                    u = min(1.0, busy / step_s) if timed else 0.0
+                    u = _at_most(busy / step_s, 1.0) if timed else 0.0
                     total += (idle_w + span_w * u) * step_s
             out["nics"] = total
     if node.frontend_nics is not None and group is not node.frontend_nics:

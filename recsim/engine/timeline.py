@@ -239,8 +239,11 @@ def critical_path(
     while True:
         path.append(ids_array.item(current))
         begins = start_array.item(current)
-        begin = max(begins, window_start)
-        totals[category_at(current)] += max(0.0, time - begin)
+        # ``max(begins, window_start)`` and ``max(0.0, time - begin)``, the same values (a
+        # conditional for ``max``: its first argument unless the second is greater).
+        begin = window_start if window_start > begins else begins
+        spent = time - begin
+        totals[category_at(current)] += spent if spent > 0.0 else 0.0
         if begins <= window_start:
             break
         candidates = index.predecessors_of(current)
@@ -263,7 +266,7 @@ def critical_path(
         else:
             best = max(candidates, key=last_key)
         best_finish = finish(best)
-        gap = begins - max(best_finish, window_start)
+        gap = begins - (window_start if window_start > best_finish else best_finish)
         if gap > 0:
             totals["exposed_wait"] += gap
         if best_finish <= window_start:
