@@ -78,6 +78,26 @@ def test_background_atoms_by_hand():
     assert np.all(np.diff(atoms) >= -1e-12 * atoms[-1])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.floats(1e-9, 1e-2), min_size=1, max_size=6),
+    counts=st.lists(st.integers(1, 300), min_size=6, max_size=6),
+    rows=st.integers(2, 100_000),
+)
+def test_background_atoms_keep_the_mean_in_order(values, counts, rows):
+    x = np.array(values)
+    c = np.array(counts[: len(values)], dtype=np.float64)
+    exact = rows <= 16
+    atoms = _background_atoms(x, c, float(rows), exact=exact)
+    assert float(atoms.mean()) == pytest.approx(float(np.dot(c, x)) / rows, rel=1e-9)
+    assert np.all(np.diff(atoms) >= -1e-9 * atoms[-1])
+    assert atoms[0] >= 0.0
+    if exact:
+        # A binomial count never passes all the slots, but for the grid: a slot split between its
+        # two neighbouring points (a step of at most the largest slot / 64) reaches one step past.
+        assert atoms[-1] <= float(np.dot(c, x)) + float(x.max()) / 64 * (1 + 1e-9)
+
+
 def test_folded_rows_of_a_uniform_base_spread_like_a_lookup_table():
     # A uniform base: every row holds its own slot and a Poisson(P - 1) number of others, so rows
     # that drew more are hotter (the mass and the rows kept); at P = 1 the base itself.
