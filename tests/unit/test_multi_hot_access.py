@@ -205,27 +205,27 @@ def test_folded_top_share_matches_a_realised_lookup_table():
     assert model.lru_hit_rate(rows // 10) == pytest.approx(np.mean(hits), rel=0.01)
 
 
-def test_bag_share_of_ranks_by_hand():
-    # Zipf 1 over 4 rows, q = (12, 6, 4, 3) / 25, rows of 2 ids: id 0's slots are ranks 0-1, id 1's
-    # ranks 2-3, ids 2 and 3 (7/25) are background, each slot on a uniform row.
+def test_bag_share_of_ranks_bounds():
     model = fixed(zipf(1.0), 4, 2)
-    # Ranks 1-3: ids 0 and 1 wholly, a background bag unless both its slots land on rank 0.
-    assert model.rank_bag_share([(1, 4)]) == pytest.approx(18 / 25 + 7 / 25 * (1 - 1 / 16), rel=1e-12)
-    # Ranks 2-3: id 1, and a background bag with a slot on one of the two rows.
-    assert model.rank_bag_share([(2, 4)]) == pytest.approx(6 / 25 + 7 / 25 * (1 - 1 / 4), rel=1e-12)
-    # Both parts of a split: every bag; one id per row: the ranks' own lookup share.
+    # Both parts of a split: every bag; no ranks: none; more ranks: more bags.
     assert model.rank_bag_share([(0, 2), (2, 4)]) == pytest.approx(1.0, rel=1e-12)
+    assert model.rank_bag_share([(0, 4)]) == pytest.approx(1.0, rel=1e-12)
+    assert model.rank_bag_share([(2, 2)]) == 0.0
+    assert model.rank_bag_share([(1, 4)]) >= model.rank_bag_share([(2, 4)]) > 0.0
+    # One id per row: the ranks' own lookup share.
     one = fixed(zipf(1.0), 4, 1)
     assert one.rank_bag_share([(1, 4)]) == pytest.approx(one.top_k_share(4) - one.top_k_share(1), rel=1e-12)
 
 
 @pytest.mark.parametrize(
-    ("rows", "hotness", "hot"), [(2_000, 3, 200), (50_000, 8, 5_000), (20_000, 27, 2_000)]
+    ("rows", "hotness", "hot"),
+    [(2_000, 3, 200), (50_000, 8, 5_000), (20_000, 27, 2_000), (20_000, 27, 10_000)],
 )
 def test_cold_bag_share_matches_the_mechanism(rows, hotness, hot):
     # The bags (samples) with a lookup outside a realised table's ``hot`` hottest rows, on lookup
-    # tables made as multi_hot.py makes them: 0.380 / 0.335 / 0.492 of the samples, where
-    # independent lookups (1 - (1 - s)^P) would give 0.73 / 0.95 / 1.00.
+    # tables made as multi_hot.py makes them: 0.380 / 0.335 / 0.492 / 0.354 of the samples, where
+    # independent lookups (1 - (1 - s)^P) would give 0.73 / 0.95 / 1.00 / 0.98. Within 4 %: the
+    # runs of slots (before the compound-Poisson fold) gave 0.367 / 0.319 / 0.469 / 0.321.
     model = fixed(zipf(1.05), rows, hotness)
     q = model.base.probabilities()
     rng = np.random.default_rng(4)
@@ -236,7 +236,7 @@ def test_cold_bag_share_matches_the_mechanism(rows, hotness, hot):
         in_hot = np.zeros(rows, dtype=bool)
         in_hot[np.argsort(-row_probs, kind="stable")[:hot]] = True
         seen.append(float(q[(~in_hot[table]).any(axis=1)].sum()))
-    assert model.rank_bag_share([(hot, rows)]) == pytest.approx(np.mean(seen), rel=0.08)
+    assert model.rank_bag_share([(hot, rows)]) == pytest.approx(np.mean(seen), rel=0.04)
 
 
 def test_shard_ops_bag_share_follows_the_fixed_rows():
