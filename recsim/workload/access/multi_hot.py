@@ -59,19 +59,21 @@ approximation on these rows is what it is on the ``N P`` slots, where a sample's
 coming together changes nothing: an id's slots stay in an LRU cache while the id recurs within the
 cache's window, which is ``T / P`` samples for a window of ``T`` lookups, the same for every slot.
 Against lookup tables made as multi_hot.py makes them (2k-400k rows, 3-100 ids a row, Zipf 1.05 and
-1.3; /tmp/r297/pop.py's comparison) the top-k shares and LRU hit rates of caches of a thousandth to
-half the rows agree within 0.005 (20k rows, 27-hot, Zipf 1.05: the top half 0.861 against 0.861
-realised, LRU of a tenth 0.456 against 0.459; ``test_folded_top_share_matches_a_realised_lookup_table``),
-and within 0.016 for 155 rows. The fold used before spread the cold slots' mass evenly over the rows
-and so missed the rows that drew more of them: 0.810 and 0.434 there, 0.882 against 0.908 for the
-top half of a 40M-row, 100-hot table, the same within 1e-4 for caches of a thousandth of the rows.
-Building it costs about 2 ms a table (an FFT of 2^14 to 2^16 points), against 0.1 ms before.
+1.3; four tables each, made as the tests make them) the top-k shares and LRU hit rates of caches of
+a thousandth to half the rows agree within 0.005 (20k rows, 27-hot, Zipf 1.05: the top half 0.861
+against 0.861 realised, LRU of a tenth 0.456 against 0.459;
+``test_folded_top_share_matches_a_realised_lookup_table``), and within 0.016 for 155 rows. The
+fold used before spread the cold slots' mass evenly over the rows and so missed the rows that drew
+more of them: 0.810 and 0.434 there, 0.882 against 0.908 for the top half of a 40M-row, 100-hot
+table, the same within 1e-4 for caches of a thousandth of the rows.
+Building it costs 1-2 ms a table (an FFT of 2^14 to 2^16 points; dlrm-dcnv2's 26 tables 34 ms
+against 3 ms before), its figures what they cost before (about as many groups as the base).
 Models cut from this one (a popularity slice, a TBE mixture) count a batch's distinct rows on these
 rows as independent lookups; at the MLPerf shapes (40M rows, Zipf 1.05, 3 to 100 ids a row, 6,912 to
 55,296 samples) that is within 1.1 % of the formula above (0.4306 against 0.4259 of the lookups at
 100 ids and 55,296 samples), as an id's slots are about as likely as its rows to be in the batch.
 Against simulated lookup tables (155-200k rows, 5-100 ids a row, Zipf 1.05/1.3, batches of 32 to
-6,912 samples; /tmp/r297/slice.py) popularity slices of the hottest hundredth and tenth of the ranks
+6,912 samples; twenty tables each) popularity slices of the hottest hundredth and tenth of the ranks
 and of the other 90 % count their distinct rows within 1.1 % (+1.1 % at 2,209 rows, 6 ids, Zipf 1.3,
 the rest within 0.8 %), their shares of the lookups within 0.005; with the even spread the cold
 slice counted up to 17 % too many, its share too high by the missing spread.
@@ -198,7 +200,7 @@ class FixedRowsModel(AccessModel):
         those masses rank inside ``ranges``, the id's bag misses them with ``(1 - f_own)
         (1 - f_extra)^(P - 1)`` (the rows' backgrounds independent). A hot id's rows are all among
         the hottest ranks, so a replicated hot part serves its bags alone. Against lookup tables
-        made as multi_hot.py makes them (/tmp/r297/bagsim.py: 155-50k rows, 3-27 ids, Zipf 1.05/1.3,
+        made as multi_hot.py makes them (four each, 155-50k rows, 3-27 ids, Zipf 1.05/1.3,
         the hottest hundredth, tenth and half of the rows replicated) within 3.5 % for tables of 2k
         rows and more where the bags are more than a tenth of the samples, within 8 % otherwise
         (0.103 against 0.096 at 50k rows, 8 ids, Zipf 1.3; 0.498 against 0.542 at 155 rows); the
