@@ -507,7 +507,29 @@ class GraphIndex:
         return flat
 
 
-class _ArrayIndex(GraphIndex):
+class _QueueListsFromArrays(GraphIndex):
+    """The queue and vertex list fields of a ``GraphIndex``, each made from its array when first
+    read (and kept): shared by ``_ArrayIndex`` and ``_LazyDepsIndex``, whose makers keep the
+    arrays."""
+
+    @cached_property
+    def queue(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.queue_array)
+
+    @cached_property
+    def prev_in_queue(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.prev_in_queue_array)
+
+    @cached_property
+    def vertex(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.vertex_array)
+
+    @cached_property
+    def vertex_head(self) -> list[int]:  # type: ignore[override]
+        return _listed(self.vertex_head_array)
+
+
+class _ArrayIndex(_QueueListsFromArrays):
     """A ``GraphIndex`` made from its numpy arrays (``repeated``).
 
     It holds the arrays (``ids_array`` ... ``vertex_head_array``), equal element for element to the
@@ -538,14 +560,6 @@ class _ArrayIndex(GraphIndex):
         return _listed(self.ids_array)
 
     @cached_property
-    def queue(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.queue_array)
-
-    @cached_property
-    def prev_in_queue(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.prev_in_queue_array)
-
-    @cached_property
     def dep_end(self) -> list[int]:  # type: ignore[override]
         return _listed(self.dep_end_array)
 
@@ -553,16 +567,8 @@ class _ArrayIndex(GraphIndex):
     def dep_flat(self) -> list[int]:  # type: ignore[override]
         return _listed(self.dep_flat_array)
 
-    @cached_property
-    def vertex(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.vertex_array)
 
-    @cached_property
-    def vertex_head(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.vertex_head_array)
-
-
-class _LazyDepsIndex(GraphIndex):
+class _LazyDepsIndex(_QueueListsFromArrays):
     """A ``GraphIndex`` whose dependency lists (and id -> position map, a field-less derived value
     already) are made from its nodes when first read (``GraphIndex.of(graph, lazy_deps=True)``).
 
@@ -588,24 +594,6 @@ class _LazyDepsIndex(GraphIndex):
     @cached_property
     def dep_flat(self) -> list[int]:  # type: ignore[override]
         return self._deps[1]
-
-    # Made from the arrays ``of`` kept, when first read (as ``_ArrayIndex``'s are).
-
-    @cached_property
-    def queue(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.queue_array)
-
-    @cached_property
-    def prev_in_queue(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.prev_in_queue_array)
-
-    @cached_property
-    def vertex(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.vertex_array)
-
-    @cached_property
-    def vertex_head(self) -> list[int]:  # type: ignore[override]
-        return _listed(self.vertex_head_array)
 
 
 # The arrays an ``_ArrayIndex`` is made from, one per list field.

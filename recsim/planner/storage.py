@@ -388,16 +388,23 @@ def input_buffer_bytes(
 
     Nothing for a replicated (``data_parallel``) shard: no input distribution, its lookups read the
     local batch's ids. ``ops``: made here where not given."""
+    return _shard_input(shard, workload, world_size, ops, framework or _framework(workload))[1]
+
+
+def _shard_input(
+    shard: Shard, workload: Workload, world_size: int, ops: ShardOps | None, framework: Runtime
+) -> tuple[str, float]:
+    """``shard``'s input path (``input_path``; ``""`` for a replicated shard, which has none) and
+    its ``input_buffer_bytes``: one decision, which ``input_block_bytes`` needs both halves of."""
     if shard.sharding == "data_parallel":
-        return 0.0
+        return "", 0.0
     w = workload
-    framework = framework or _framework(w)
     path = input_path(framework, Plan(world_size, (shard,)))
     if path == "features":
-        return feature_index_bytes(w, w.table(shard.table), float(w.training.global_batch_size))
+        return path, feature_index_bytes(w, w.table(shard.table), float(w.training.global_batch_size))
     if path == "global_batch":
-        return 0.0
-    return distributed_ids_bytes(shard, w, ops or ShardOps(w), framework)
+        return path, 0.0
+    return path, distributed_ids_bytes(shard, w, ops or ShardOps(w), framework)
 
 
 def held_input_batches(framework: Runtime) -> int:
@@ -447,8 +454,8 @@ def input_block_bytes(
     seen: dict[str, float] = {}
     total = 0.0
     for s in shards:
-        size = input_buffer_bytes(s, workload, world_size, ops, framework)
-        if size and input_path(framework, Plan(world_size, (s,))) == "features":
+        path, size = _shard_input(s, workload, world_size, ops, framework)
+        if size and path == "features":
             seen[s.table] = size
         else:
             total += size
