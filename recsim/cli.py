@@ -745,7 +745,7 @@ HBM_PART_LABELS = {
     "hbm_dense": "dense weights (grads, state)",
     "hbm_activations": "activations",
     "hbm_pooled": "pooled vectors (owner)",
-    "hbm_inputs": "input ids (owner)",
+    "hbm_inputs": "inputs (ids, reader buffers)",
 }
 
 
@@ -963,7 +963,7 @@ def _print_plan(stats: PlanStats) -> None:
             "fullest rank's HBM",
             f"rank {full.rank}: {_bytes(full.hbm_bytes)} = tables {_bytes(full.hbm_tables_bytes)} + dense "
             f"weights {_bytes(full.hbm_dense_bytes)} + activations {_bytes(full.hbm_activations_bytes)} + "
-            f"pooled vectors {_bytes(full.hbm_pooled_bytes)} + input ids {_bytes(full.hbm_inputs_bytes)}",
+            f"pooled vectors {_bytes(full.hbm_pooled_bytes)} + inputs {_bytes(full.hbm_inputs_bytes)}",
         )
     console = Console()
     if not console.is_terminal:

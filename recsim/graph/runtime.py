@@ -198,6 +198,13 @@ class Runtime(ABC):
     #: this step's: a pipeline three batches deep, copying batch i + 2 while it distributes batch
     #: i + 1's indices (already on the device) and trains on batch i.
     input_dist_follows_previous_copy: ClassVar[bool] = False
+    #: Whether the framework reads its input with HugeCTR's raw AsyncReaders, whose record buffers
+    #: and split tensors stay on every GPU (``recsim.planner.reader_buffers``: memory only).
+    hugectr_async_reader: ClassVar[bool] = False
+    #: Whether the framework's loader copies the next batch to the device before this step runs,
+    #: so that every rank holds two batches of its input (``recsim.planner.reader_buffers``,
+    #: ``planner.storage.held_input_batches``: memory only).
+    prefetches_next_batch: ClassVar[bool] = False
     #: Whether a concatenation's backward is views of its output's gradient, no kernel: PyTorch's
     #: ``torch.cat`` backward is ``cat_tensors_backward`` (torch/csrc/autograd/FunctionsManual.cpp,
     #: named in tools/autograd/derivatives.yaml), ``narrow`` slices, so the layers before the cat
@@ -421,6 +428,9 @@ class Fused(Runtime):
 
     name = "fused"
     framework = "HugeCTR"
+    # NVIDIA's MLPerf DLRM configs read the raw binary data with HugeCTR's AsyncReaders
+    # (``DataReaderType_t.RawAsync``; ``recsim.planner.reader_buffers``).
+    hugectr_async_reader = True
     # HugeCTR's mixed precision runs the whole network, embedding outputs included, in fp16.
     half_precision_wire = True
     # Its embeddings' all-to-alls send the output tensors as they are, in ``emtype`` (fp32, or fp16
@@ -1526,6 +1536,9 @@ class CudaGraphs(Runtime):
 
     name = "cuda_graphs"
     framework = "NVIDIA DLE's DLRM"
+    # DLE's training loop iterates ``prefetcher(iter(data_loader_train), data_stream)``
+    # (dlrm/data/utils.py), which loads the next batch onto the device before yielding this one.
+    prefetches_next_batch = True
     # NVIDIA DLE casts the all-to-all payload to fp16 under AMP.
     half_precision_wire = True
     # DLE's BottomToTop (dlrm/model/distributed.py) all-to-alls the bottom model's output in its

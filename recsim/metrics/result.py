@@ -190,7 +190,8 @@ MEMORY_TIERS = ("hbm", "ddr", "ssd")
 #: What fills the fullest rank's HBM (``memory_peak_bytes.hbm``), by kind, after the tiers: its
 #: shards' rows with their optimizer state and caches, the dense weights with their gradients and
 #: optimizer state, its batch's activations, the pooled vectors it writes as the owner of its
-#: tables and the ids its lookups read (``recsim.planner.storage.Usage.hbm_parts``); they add up to
+#: tables and its inputs, the ids its lookups read and its data loader's own buffers
+#: (``recsim.planner.storage.Usage.hbm_parts``, ``recsim.planner.reader_buffers``); they add up to
 #: ``hbm``.
 MEMORY_HBM_PARTS = ("hbm_tables", "hbm_dense", "hbm_activations", "hbm_pooled", "hbm_inputs")
 

@@ -29,7 +29,9 @@ each block its ``Perf`` and ``Storage``:
   table's ids, a row split's member those of its rows; two batches of them under TorchRec's
   pipeline, ``storage.held_input_batches``), as ``plan_usage`` charges a placed plan:
   what the block takes on its rank, known before placement, as TorchRec's planner adds a shard's
-  ``input_sizes`` and ``output_sizes`` to its storage.
+  ``input_sizes`` and ``output_sizes`` to its storage. The data loader's own buffers, which no
+  block carries, are the same on every rank (``reader_hbm_bytes``: ``storage.rank_reader_bytes``);
+  the partitioner starts every rank with them beside the dense side.
 
 A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
 DIMMs) makes the option unavailable, with the cost layer's reason kept for error messages.
@@ -58,6 +60,7 @@ from recsim.planner.limits import dtypes_for
 from recsim.planner.storage import (
     input_block_bytes,
     pooled_block_bytes,
+    rank_reader_bytes,
     reduce_group_size,
     reduce_scatter_output_bytes,
     shard_storage,
@@ -143,6 +146,10 @@ class Estimator:
         self.ops = ops if ops is not None else ShardOps(workload)
         # The workload's framework writes pooled vectors narrow, or not (as the graph builder asks).
         self.framework = runtime(workload.training.runtime)
+        # HBM of the loader's own buffers on every rank (``storage.rank_reader_bytes``: HugeCTR's
+        # reader records and tensors, DLE's dense inputs), which no block carries: the planners
+        # keep it beside the dense side.
+        self.reader_hbm_bytes = rank_reader_bytes(workload, self.world, self.framework)
         # How the plans of this planner reduce their row splits: per node where the framework can
         # and ``planner.row_split_exchange`` asks it (``config.stamp_exchange`` stamps every plan so;
         # no proposer that places blocks is one whose name the framework's default reads).

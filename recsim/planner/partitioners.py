@@ -114,7 +114,8 @@ class Partitioner:
                 f"HBM per rank, more than {room}: use a smaller global batch (--batch-size) or more "
                 "accelerators"
             )
-        self.hbm = [dense] * self.world
+        # The loader's own buffers on every rank beside the dense side (``Estimator.reader_hbm_bytes``).
+        self.hbm = [dense + estimator.reader_hbm_bytes] * self.world
         # HBM a block with rows in it leaves on its rank for the tables' pooled vectors (``reserve``),
         # now: ``(S - H) / ranks + L`` of the module docstring, with the state it is made of.
         self.reserved_rank_bytes = 0.0

@@ -62,6 +62,7 @@ from recsim.planner.storage import (
     check_fits,
     dense_hbm_bytes,
     plan_usage,
+    rank_reader_bytes,
     shard_storage,
     stored_row_bytes,
 )
@@ -449,8 +450,9 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
 
     The embedding tables at the least precise dtype ``config`` allows, with their optimizer state,
     against the capacity of the memory classes the allowed tiers use over the whole cluster (HBM
-    less the dense side; host DRAM), less the planner's reserves. SSDs do not count: their tiers
-    serve inference only (a training step's backward cannot run on them, ``recsim.cost.embedding.ssd``).
+    less the dense side and the loader's buffers, ``storage.rank_reader_bytes``; host DRAM), less
+    the planner's reserves. SSDs do not count: their tiers serve inference only (a training step's
+    backward cannot run on them, ``recsim.cost.embedding.ssd``).
     """
     cfg = config or PlannerConfig()
     allowed = allowed_dtypes(cfg, workload)
@@ -467,7 +469,8 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
     tiers = set(cfg.tiers)
     pools: list[tuple[str, float]] = []
     if "hbm" in tiers:
-        free = cap.hbm_bytes_per_rank - dense_hbm_bytes(workload, max(1, world))
+        ranks = max(1, world)
+        free = cap.hbm_bytes_per_rank - dense_hbm_bytes(workload, ranks) - rank_reader_bytes(workload, ranks)
         pools.append(("HBM", max(0.0, free) * world))
     if tiers & set(HOST_TIERS):
         pools.append(("host DRAM", cap.ddr_bytes_per_node * nodes))

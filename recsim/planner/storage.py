@@ -63,8 +63,8 @@ delivers them; the other frameworks hold what their loaders give each rank
 (``input_path``, as the graph's input pipeline chooses): DLE's (``cuda_graphs``) reads each table
 it holds once for the global batch, int64 ids and no lengths (``graph.build.feature_index_bytes``,
 ``input_block_bytes`` once a table a rank); HugeCTR's hybrid embedding (``fused`` with routed
-rows) gives every GPU the global batch's raw records (``graph.build.global_batch_record_bytes``,
-``input_by_rank``), whatever its shards. Replicated (``data_parallel``) shards get no input
+rows) gives every GPU the global batch's raw records, whatever its shards (its reader's buffers,
+below). Replicated (``data_parallel``) shards get no input
 distribution: none. How many batches of them an owner holds (``held_input_batches``): two under
 TorchRec's ``TrainPipelineSparseDist`` (``eager``, ``Runtime.input_dist_follows_previous_copy``),
 whose step ``i`` distributes batch ``i + 1``'s ids (``start_sparse_data_dist``, between this step's
@@ -72,15 +72,16 @@ forward and backward in the eager issue order) while batch ``i``'s backward stil
 TorchRec's planner counts ``2 x input_size`` for it (``calculate_pipeline_io_cost``:
 ``PipelineType.TRAIN_SPARSE_DIST`` returns ``2 x input_size`` (+ the output size where it counts
 ephemeral storage), ``TRAIN_PREFETCH_SPARSE_DIST`` ``3 x input_size`` plus the prefetch's, an
-inference plan 0, any other pipeline the catch-all ``input_size + output_size``). One otherwise:
-the ``fused`` and ``cuda_graphs`` runtimes lack that flag, and their next batch's buffers (the
-graph's input pipeline runs the next batch's copy, and under ``fused`` its input all-to-all,
-inside this step: ``graph.build._Builder.input_pipeline``) are left out, as are the dense inputs
-and HugeCTR's AsyncReader, which keeps ``num_threads x num_batches_per_thread`` batches of records
-on every GPU (``AsyncReaderImpl``: a ``cudaMalloc`` of the batch for each device and buffer) and a
-copy of the batch's keys (``AsyncReader``'s ``sparse_buffer_``). The estimator adds them to each
-block's storage (``Block.input_hbm_bytes``), the greedy proposers to the least a table takes
-wherever its rows go (``greedy.least_io_bytes``), ``hier_auto`` to its buckets
+inference plan 0, any other pipeline the catch-all ``input_size + output_size``); two under DLE
+(``cuda_graphs``), whose ``prefetcher`` copies the next batch to the device before this step runs
+(``Runtime.prefetches_next_batch``); one under HugeCTR (``fused``), whose next batch waits in its
+reader's own buffers. Those buffers -- HugeCTR's AsyncReaders' ``num_threads x
+num_batches_per_thread`` record buffers on every GPU (the global batch's records under the hybrid
+embedding) and the tensors they split them into, DLE's dense features and labels -- come on top of
+the ids in a rank's inputs (``reader_buffers``: ``input_by_rank``); the planners keep them on every
+rank beside the dense side (``rank_reader_bytes``, ``Estimator.reader_hbm_bytes``). The estimator
+adds the ids to each block's storage (``Block.input_hbm_bytes``), the greedy proposers to the
+least a table takes wherever its rows go (``greedy.least_io_bytes``), ``hier_auto`` to its buckets
 (``input_bucket_bytes``), and RecShard budgets a hot set at the most its column splits take (each
 block reads every id again: ``recshard.split_budget_bytes``), so that a placement the planner makes
 fits ``check_fits``.
@@ -111,11 +112,11 @@ from recsim.errors import InfeasibleError
 from recsim.graph.build import (
     OPTIMIZER_STATE,
     feature_index_bytes,
-    global_batch_record_bytes,
     trained_dense_layers,
 )
 from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.system import System
+from recsim.planner.reader_buffers import reader_by_rank
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Layer, Workload, wire_bytes_per_value
@@ -401,18 +402,20 @@ def _shard_input(
     w = workload
     path = input_path(framework, Plan(world_size, (shard,)))
     if path == "features":
-        return path, feature_index_bytes(w, w.table(shard.table), float(w.training.global_batch_size))
+        batch = float(w.training.global_batch_size)
+        return path, held_input_batches(framework) * feature_index_bytes(w, w.table(shard.table), batch)
     if path == "global_batch":
         return path, 0.0
     return path, distributed_ids_bytes(shard, w, ops or ShardOps(w), framework)
 
 
 def held_input_batches(framework: Runtime) -> int:
-    """How many batches of distributed ids an owner holds at once under ``framework`` (module
-    docstring): two where its step distributes the next batch's ids while this batch's backward
-    still reads its own (``Runtime.input_dist_follows_previous_copy``: TorchRec's
-    ``TrainPipelineSparseDist``, whose planner counts ``2 x input_size``), else one."""
-    return 2 if framework.input_dist_follows_previous_copy else 1
+    """How many batches of its ids an owner holds at once under ``framework`` (module docstring):
+    two where its step distributes the next batch's ids while this batch's backward still reads its
+    own (``Runtime.input_dist_follows_previous_copy``: TorchRec's ``TrainPipelineSparseDist``, whose
+    planner counts ``2 x input_size``) or its loader copies the next batch to the device before this
+    step (``Runtime.prefetches_next_batch``: DLE's ``prefetcher``, ``reader_buffers``), else one."""
+    return 2 if framework.input_dist_follows_previous_copy or framework.prefetches_next_batch else 1
 
 
 def distributed_ids_bytes(shard: Shard, workload: Workload, ops: ShardOps, framework: Runtime) -> float:
@@ -463,19 +466,49 @@ def input_block_bytes(
 
 
 def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
-    """HBM of the ids each rank of ``plan`` holds for its lookups (``input_buffer_bytes``, per rank
-    ``input_block_bytes`` of its shards; every rank the global batch's records where the framework
-    gives each the whole batch, ``graph.build.global_batch_record_bytes``); ranks without any left
-    out. Two batches of the distributed ids where the framework's step distributes the next batch's
-    meanwhile (``held_input_batches``: TorchRec's ``TrainPipelineSparseDist``), else one; HugeCTR's
-    other reader buffers are left out (module docstring)."""
+    """HBM of each rank's inputs under ``plan``: the ids it holds for its lookups
+    (``input_buffer_bytes``, per rank ``input_block_bytes`` of its shards; ``held_input_batches`` of
+    them) and its loader's own buffers (``reader_buffers.reader_by_rank``: HugeCTR's records and
+    split tensors, among them the global batch's records where the framework gives every rank the
+    whole batch; DLE's dense features and labels); ranks without any left out."""
     w = workload
     framework = _framework(w)
-    world = plan.world_size
     path = input_path(framework, plan)
+    ids = _ids_by_rank(plan, w, framework, path, ops)
+    reader = reader_by_rank(plan, w, framework, path, held_input_batches(framework))
+    if not reader:
+        return ids
+    return {r: ids.get(r, 0.0) + reader.get(r, 0.0) for r in sorted(ids.keys() | reader.keys())}
+
+
+def rank_reader_bytes(workload: Workload, world_size: int, framework: Runtime | None = None) -> float:
+    """HBM of the loader's own buffers (``reader_buffers``) on the fullest rank of a plan of
+    ``world_size`` ranks without routed rows or a model-parallel bottom MLP: what the planners keep
+    on every rank beside the dense side (``Estimator.reader_hbm_bytes``); the one sum ``input_by_rank``
+    adds to such a plan's ranks besides their ids."""
+    framework = framework or _framework(workload)
+    probe = Plan(world_size, ())
+    path = input_path(framework, probe)
+    reader = reader_by_rank(probe, workload, framework, path, held_input_batches(framework))
+    return max(reader.values(), default=0.0)
+
+
+def ids_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
+    """The ids part of ``input_by_rank``: what each rank of ``plan`` holds for its lookups
+    (``input_buffer_bytes``, per rank ``input_block_bytes`` of its shards), its loader's own
+    buffers left out; ranks without any left out."""
+    framework = _framework(workload)
+    return _ids_by_rank(plan, workload, framework, input_path(framework, plan), ops)
+
+
+def _ids_by_rank(
+    plan: Plan, workload: Workload, framework: Runtime, path: str, ops: ShardOps | None
+) -> dict[int, float]:
+    """``ids_by_rank`` on ``path``: nothing where every rank gets the whole batch (its records are
+    the reader's buffers)."""
+    w = workload
     if path == "global_batch":
-        record = global_batch_record_bytes(w, float(w.training.global_batch_size))
-        return dict.fromkeys(range(world), record) if record else {}
+        return {}
     if path == "all_to_all":
         ops = ops or ShardOps(w)
         out: dict[int, float] = defaultdict(float)
@@ -494,7 +527,9 @@ def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -
             for rank in s.ranks:
                 tables_of[rank].add(s.table)
     batch = float(w.training.global_batch_size)
-    ids = {name: feature_index_bytes(w, w.table(name), batch) for name in {s.table for s in plan.shards}}
+    held = held_input_batches(framework)
+    names = {s.table for s in plan.shards}
+    ids = {name: held * feature_index_bytes(w, w.table(name), batch) for name in names}
     blocks = {r: math.fsum(ids[name] for name in tables_of[r]) for r in sorted(tables_of)}
     return {r: v for r, v in blocks.items() if v}
 
@@ -572,8 +607,8 @@ def mp_bottom_hbm_bytes(workload: Workload, world_size: int, bottom_rank: int) -
 #: The kinds of bytes that fill a rank's HBM (``Usage.hbm_parts``): its shards' rows with their
 #: optimizer state and caches, the dense weights with their gradients and optimizer state, the
 #: activations of its batch, and the pooled vectors it writes as an owner (``pooled_output_bytes``,
-#: with its row splits' reduce-scatter outputs: ``reduce_scatter_by_rank``), and the ids its lookups
-#: read (``input_by_rank``).
+#: with its row splits' reduce-scatter outputs: ``reduce_scatter_by_rank``), and its inputs: the ids
+#: its lookups read and its loader's own buffers (``input_by_rank``).
 HBM_PARTS = ("tables", "dense", "activations", "pooled", "inputs")
 
 
@@ -581,8 +616,8 @@ HBM_PARTS = ("tables", "dense", "activations", "pooled", "inputs")
 class Usage:
     """A plan's bytes per rank (HBM) and per node (host DRAM, SSD), with what fills them: a rank's
     HBM is its dense weights (``dense_by_rank``), its activations (``activations_by_rank``), its
-    shards' bytes (``tables_by_rank``), its pooled vectors (``pooled_by_rank``) and the ids its
-    lookups read (``input_by_rank``)."""
+    shards' bytes (``tables_by_rank``), its pooled vectors (``pooled_by_rank``) and its inputs, the
+    ids its lookups read and its loader's own buffers (``input_by_rank``)."""
 
     hbm_by_rank: dict[int, float]
     ddr_by_node: dict[int, float]
@@ -597,8 +632,8 @@ class Usage:
     #: rank -> HBM of the activations of its batch: the dense layers' outputs and the pooled
     #: embeddings it receives (``dense_hbm_parts``)
     activations_by_rank: dict[int, float] = field(default_factory=dict)
-    #: rank -> HBM of the ids (and lengths) its lookups read for the global batch, each batch it holds
-    #: (``input_by_rank``)
+    #: rank -> HBM of the ids (and lengths) its lookups read for the global batch, each batch it holds,
+    #: and of its loader's own buffers (``input_by_rank``, ``reader_buffers``)
     input_by_rank: dict[int, float] = field(default_factory=dict)
 
     def hbm_parts(self, rank: int) -> dict[str, float]:
@@ -760,7 +795,7 @@ def check_fits(usage: Usage, cap: Capacity, *, what: str = "plan") -> None:
                 f"{what}: rank {rank} needs {_b(used)} of HBM, {_b(cap.hbm_bytes_per_rank)} available "
                 f"({_b(used - cap.hbm_bytes_per_rank)} short; dense side {_b(usage.dense_hbm_bytes)}"
                 + (f", pooled outputs {_b(out)}" if (out := usage.pooled_by_rank.get(rank, 0.0)) else "")
-                + (f", input ids {_b(ids)}" if (ids := usage.input_by_rank.get(rank, 0.0)) else "")
+                + (f", inputs {_b(ids)}" if (ids := usage.input_by_rank.get(rank, 0.0)) else "")
                 + (f"; largest tables: {_largest(tables)})" if tables else ")")
             )
     for label, by_node, limit in (

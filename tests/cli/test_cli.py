@@ -357,7 +357,9 @@ def test_run_reports_what_fills_hbm_and_each_socket_s_memory():
     # Adagrad state)), the dense weights (137 parameters x 4 B x 3: 131 and the 6 of top0's column
     # for HugeCTR's dot padding, ``graph.build.trained_dense_layers``), the activations of its 4
     # samples (4 x 4 B x (22 layer outputs + 8 pooled values)) and, as a's owner, its pooled vectors
-    # for the global batch (8 x 4 x 4 B) and its ids (8 x (2 x 8 B + a 4 B length)).
+    # for the global batch (8 x 4 x 4 B) and its inputs: its ids (8 x (2 x 8 B + a 4 B length)) and
+    # its loader's buffers, 2,856 B (HugeCTR's multi-hot reader: ``test_planner_stats.READER_2``;
+    # 2026-12-07: inputs 160 B and 4,412 B in all before they were counted).
     args = ("run", *TINY_2_RANKS, "--plan", "table_wise")
     data = json.loads(run(*args, "--json", env=TINY_ENV).output)
     kinds = ("tables", "dense", "activations", "pooled", "inputs")
@@ -367,9 +369,9 @@ def test_run_reports_what_fills_hbm_and_each_socket_s_memory():
         "dense": 1644.0,
         "activations": 480.0,
         "pooled": 128.0,
-        "inputs": 160.0,
+        "inputs": 160.0 + 2856.0,
     }
-    assert data["memory_peak_bytes.hbm"] == 4412.0
+    assert data["memory_peak_bytes.hbm"] == 7268.0
     # One GPU on each of the node's two sockets, each moving the same bytes: each socket carries
     # half the node's bytes at half its channels, at CPU_MEMORY_EFFICIENCY of their pin rate.
     from recsim.cost.compute import CPU_MEMORY_EFFICIENCY
@@ -378,7 +380,12 @@ def test_run_reports_what_fills_hbm_and_each_socket_s_memory():
     assert socket > 0 and data["utilisation.host_memory_socket"] == socket
     assert socket == pytest.approx(data["utilisation.host_memory"] / CPU_MEMORY_EFFICIENCY, rel=1e-12)
     human = run(*args, env=TINY_ENV).output
-    for row in ("peak hbm per rank", "tables (rows, state, caches)", "pooled vectors (owner)", "input ids"):
+    for row in (
+        "peak hbm per rank",
+        "tables (rows, state, caches)",
+        "pooled vectors (owner)",
+        "inputs (ids,",
+    ):
         assert row in human, row
     assert "CPU socket memory use" in human and "n0.cpu0" in human
     # Out of HBM: the table shows what fills the rank that does not fit.

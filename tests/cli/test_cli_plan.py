@@ -81,8 +81,8 @@ def test_plan_json_contract_and_rows_sum_to_the_plan() -> None:
         st = shard_storage(shard, tiny)
         hbm += st.hbm_bytes * len(shard.ranks)
         ddr += st.ddr_bytes * len(shard.ranks)
-    # ... and the owner side of the pooled exchange (``pooled_by_rank``) and the ids the owners read
-    # (``input_by_rank``).
+    # ... and the owner side of the pooled exchange (``pooled_by_rank``) and the ranks' inputs, the
+    # ids the owners read and the loader's buffers (``input_by_rank``).
     hbm += sum(pooled_by_rank(plan, tiny).values()) + sum(input_by_rank(plan, tiny).values())
     ranks = data["ranks"]
     assert sum(r["hbm_bytes"] for r in ranks) == pytest.approx(2 * data["dense_hbm_bytes_per_rank"] + hbm)
@@ -216,15 +216,17 @@ def test_a_fixed_plan_that_does_not_fit_exits_2_with_its_figures() -> None:
     assert result.exit_code == 2
     assert "infeasible" in result.output and "short" in result.output
     # What fills the rank that does not fit (table a, the dense side, the pooled vectors it owns and
-    # the ids it reads: 8 samples x (2 x 8 + 4) B).
+    # its inputs: the ids it reads, 8 samples x (2 x 8 + 4) B = 160 B, and HugeCTR's multi-hot
+    # reader's buffers, 2,856 B: ``test_planner_stats.READER_2``; 2026-12-07: 4.309 KiB in all and
+    # inputs 160 B before the reader's buffers were counted).
     # The dense weights: 137 parameters (131 and the 6 of top0's column for HugeCTR's dot padding,
     # ``graph.build.trained_dense_layers``) x 4 B x 3 = 1,644 B.
     assert "fullest rank's HBM" in result.output
     assert (
-        "rank 0: 4.309 KiB = tables 1.953 KiB + dense weights 1.605 KiB + activations 480 B +"
+        "rank 0: 7.098 KiB = tables 1.953 KiB + dense weights 1.605 KiB + activations 480 B +"
         in result.output
     )
-    assert "pooled vectors 128 B + input ids 160 B" in result.output
+    assert "pooled vectors 128 B + inputs 2.945 KiB" in result.output
     json_run = run("plan", *TINY_2_RANKS, *small, "--json")
     assert json_run.exit_code == 2
     data = json.loads(json_run.output)

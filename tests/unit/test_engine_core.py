@@ -264,6 +264,10 @@ def test_memory_by_hand():
     act = 4 * 4 * (8 + 4 + 3 + 6 + 1)
     pooled = 4 * 4 * 8
     owned = 8 * 4 * 4
-    assert hbm[0] == 100 * (16 + 4) + dense + act + pooled + owned + 8 * (2 * 8 + 4)
-    assert hbm[1] == 50 * (16 + 4) + dense + act + pooled + owned + 8 * (3 * 8 + 4)
+    # And the loader's own buffers on every rank (``planner.reader_buffers``, tiny's fused runtime:
+    # HugeCTR's multi-hot reader, ``test_planner_stats.READER_2``; 2026-12-07, left out before).
+    reader = 16 * 4 * 10 * 4 + (4 * (4 + 4 * 4) + 4 * 5 * 4 + 2 * (5 * 4 + 8)) + 4 * (4 + 4 * 4)
+    assert reader == 2856
+    assert hbm[0] == 100 * (16 + 4) + dense + act + pooled + owned + 8 * (2 * 8 + 4) + reader
+    assert hbm[1] == 50 * (16 + 4) + dense + act + pooled + owned + 8 * (3 * 8 + 4) + reader
     assert sum(usage.ddr_by_node.values()) == 0 and sum(usage.ssd_by_node.values()) == 0

@@ -323,17 +323,18 @@ TIGHT_PLANNER = [
 def _tiny_on_two_nodes(
     gpus_per_node: int, free: float, overrides: tuple[str, ...] = ()
 ) -> tuple[Workload, float, System]:
-    """tiny-dlrm (with ``overrides``), its dense side's HBM a GPU, and the tiny system on two nodes
-    of ``gpus_per_node`` GPUs with ``free`` bytes of HBM a GPU beside that dense side."""
+    """tiny-dlrm (with ``overrides``), the HBM a GPU takes whatever its tables (its dense side and
+    its loader's buffers, ``storage.rank_reader_bytes``), and the tiny system on two nodes of
+    ``gpus_per_node`` GPUs with ``free`` bytes of HBM a GPU beside those."""
     from recsim.config.loader import Override
     from recsim.hardware.library import HardwareLibrary
-    from recsim.planner.storage import dense_hbm_bytes
+    from recsim.planner.storage import dense_hbm_bytes, rank_reader_bytes
     from recsim.workload.library import WorkloadLibrary
 
     tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload(
         "tiny-dlrm", [Override.parse(o) for o in overrides]
     )
-    dense = dense_hbm_bytes(tiny, 2 * gpus_per_node)
+    dense = dense_hbm_bytes(tiny, 2 * gpus_per_node) + rank_reader_bytes(tiny, 2 * gpus_per_node)
     system = HardwareLibrary([FIXTURES / "minilib"]).system(
         "tiny",
         [
@@ -346,7 +347,8 @@ def _tiny_on_two_nodes(
 
 
 def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
-    # tiny-dlrm on two single-GPU nodes, no table replicated, 2,100 B of HBM beside the dense side:
+    # tiny-dlrm on two single-GPU nodes, no table replicated, 2,100 B of HBM beside the dense side
+    # and the loader's buffers (``_tiny_on_two_nodes``):
     # a's rows (2,000 B with row-wise Adagrad) fit a node, not with its 128 B of pooled vectors
     # (8 samples x 4 x fp32). The search, by rows alone, put a whole on one node and the plan then
     # failed check_fits; with the vectors it spreads both tables over both nodes (1,000 + 500 B of
@@ -368,15 +370,15 @@ def test_hier_auto_sizes_its_nodes_with_the_pooled_vectors() -> None:
 
 def test_hier_auto_sizes_its_nodes_with_the_reduce_scatter_outputs() -> None:
     # tiny-dlrm with int32 ids on two nodes of 2 GPUs, no table replicated, 1,250 B of HBM a GPU
-    # beside the dense side (2,500 B a node). a whole on one node (table_row_wise over its 2 GPUs)
-    # takes 1,000 B of rows, 128 B of pooled vectors (8 samples x 4 x fp32), 64 B of ids (half of
-    # a's, 8 x (2 x 0.5 x 4 + 4) B) and, reduced over the node's 2 GPUs, 64 B of reduce-scatter
-    # output (4 samples x 4 x fp32) a GPU: 1,256 B, which does not fit. By rows, vectors and ids
-    # alone (2,384 B a node) the search put a there and the plan failed check_fits; with the
-    # outputs it spreads both tables over all 4 GPUs, reduced per node: a's 500 B and b's 13 x 20 B
-    # of rows, 2 x 128 B of vectors, 2 x 64 B of outputs and a quarter of a's ids and 13 / 50 of
-    # b's (48 + 56.96 B) a GPU: 1,248.96 B. (1,160 B a GPU before the ids were charged: with int64
-    # ids, 4 more bytes an id, the spread took more than a on one node.)
+    # beside the dense side and the loader's buffers (2,500 B a node). a whole on one node
+    # (table_row_wise over its 2 GPUs) takes 1,000 B of rows, 128 B of pooled vectors (8 samples x
+    # 4 x fp32), 64 B of ids (half of a's, 8 x (2 x 0.5 x 4 + 4) B) and, reduced over the node's 2
+    # GPUs, 64 B of reduce-scatter output (4 samples x 4 x fp32) a GPU: 1,256 B, which does not
+    # fit. By rows, vectors and ids alone (2,384 B a node) the search put a there and the plan
+    # failed check_fits; with the outputs it spreads both tables over all 4 GPUs, reduced per node:
+    # a's 500 B and b's 13 x 20 B of rows, 2 x 128 B of vectors, 2 x 64 B of outputs and a quarter
+    # of a's ids and 13 / 50 of b's (48 + 56.96 B) a GPU: 1,248.96 B. (1,160 B a GPU before the ids
+    # were charged: with int64 ids, 4 more bytes an id, the spread took more than a on one node.)
     from recsim.config.loader import Override
     from recsim.planner.proposers.hier_auto import scatter_bucket_bytes
     from recsim.planner.storage import reduce_scatter_by_rank

@@ -1,6 +1,7 @@
 """The ids an owner reads in HBM (``storage.input_buffer_bytes``): their bytes by scheme and
 framework, and that the memory check, the estimator's blocks, the planners and the graph's input
-all-to-all count the same bytes."""
+all-to-all count the same bytes. (The loader's own buffers, which a rank's inputs add to its ids:
+``test_reader_buffers``.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ from recsim.planner.config import planner_config
 from recsim.planner.estimator import Estimator
 from recsim.planner.proposers.base import PlanningContext
 from recsim.planner.proposers.greedy import least_io_bytes
-from recsim.planner.storage import input_block_bytes, input_buffer_bytes, input_by_rank, plan_usage
+from recsim.planner.storage import (
+    ids_by_rank,
+    input_block_bytes,
+    input_buffer_bytes,
+    input_by_rank,
+    plan_usage,
+    rank_reader_bytes,
+)
 from recsim.planner.types import Plan, Shard
 from recsim.workload.library import WorkloadLibrary
 from recsim.workload.spec import Workload
@@ -71,12 +79,14 @@ def test_each_framework_charges_what_it_holds() -> None:
     # TorchRec's KJTAllToAll (eager): each column block its own copy of a's ids, two batches of
     # them (TrainPipelineSparseDist; 2026-12-07, {0: 2 x A_IDS, 1: B_IDS} while one batch was
     # counted).
-    assert input_by_rank(plan, tiny("training.runtime=eager")) == {0: 2 * 2 * A_IDS, 1: 2 * B_IDS}
+    assert ids_by_rank(plan, tiny("training.runtime=eager")) == {0: 2 * 2 * A_IDS, 1: 2 * B_IDS}
     # DLE's per-rank loader (cuda_graphs): a table's int64 ids for the global batch once a rank,
-    # no lengths (graph.build.feature_index_bytes).
-    assert input_by_rank(plan, tiny("training.runtime=cuda_graphs")) == {0: 8 * 2 * 8, 1: 8 * 3 * 8}
+    # no lengths (graph.build.feature_index_bytes), two batches of them (its ``prefetcher`` holds the
+    # next; 2026-12-07, {0: 128, 1: 192} while one batch was counted).
+    assert ids_by_rank(plan, tiny("training.runtime=cuda_graphs")) == {0: 2 * 8 * 2 * 8, 1: 2 * 8 * 3 * 8}
     # HugeCTR's hybrid embedding (fused, routed rows): every rank holds the global batch's raw
-    # records, a label, 4 dense values and 5 keys of 4 B a sample (graph.build.global_batch_record_bytes).
+    # records, which are its reader's buffers (reader_buffers.one_hot_reader_bytes), no ids of their
+    # own (2026-12-07: one batch of records, 8 x (1 + 4 + 2 + 3) x 4 B, was counted as its ids).
     routed = Plan(
         2,
         (
@@ -85,9 +95,14 @@ def test_each_framework_charges_what_it_holds() -> None:
             Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
         ),
     )
-    record = 8 * (1 + 4 + 2 + 3) * 4
-    assert input_by_rank(routed, tiny("training.runtime=fused")) == {0: record, 1: record}
-    assert input_buffer_bytes(routed.shards[1], tiny("training.runtime=fused"), 2) == 0.0
+    fused = tiny("training.runtime=fused")
+    assert ids_by_rank(routed, fused) == {}
+    # 128 buffers of the global batch's records (a label, 4 dense values and 5 keys of 4 B a
+    # sample), two sets of split tensors (the local batch's label and 8 padded fp32 dense values, the
+    # global batch's keys) and the model's label and dense tensors.
+    reader = 128 * 8 * 10 * 4 + 2 * (4 * (4 + 8 * 4) + 8 * 5 * 4) + 4 * (4 + 8 * 4)
+    assert input_by_rank(routed, fused) == {0: reader, 1: reader} == {0: 41712, 1: 41712}
+    assert input_buffer_bytes(routed.shards[1], fused, 2) == 0.0
 
 
 @pytest.mark.parametrize("framework", ["eager", "fused"])
@@ -112,7 +127,7 @@ def test_an_owner_holds_what_the_input_all_to_all_delivers(framework: str) -> No
         assert isinstance(op, Collective) and op.recv_bytes is not None
         received[rank] = sum(op.recv_bytes)
     batches = {"eager": 2, "fused": 1}[framework]
-    held = input_by_rank(plan, w)
+    held = ids_by_rank(plan, w)
     assert {r: batches * v for r, v in received.items() if v} == pytest.approx(held, rel=1e-12)
     assert held[2] == batches * 2 * B_IDS
 
@@ -139,7 +154,8 @@ def test_the_estimators_blocks_hold_what_plan_usage_charges(
     scheme: tuple[str, str, dict[str, object]], table: str, framework: str, index_dtype: str
 ) -> None:
     # Every block of a candidate, placed one a rank, takes on its rank what ``plan_usage`` charges
-    # the placed plan besides the dense side, its ids (``Block.input_hbm_bytes``) to the byte.
+    # the placed plan besides the dense side and the loader's own buffers, which the estimator keeps
+    # on every rank (``Estimator.reader_hbm_bytes``), its ids (``Block.input_hbm_bytes``) to the byte.
     sharding, tier, extra = scheme
     w = tiny(f"training.runtime={framework}", f"training.index_dtype={index_dtype}")
     system = gpus(2, 2)
@@ -151,27 +167,35 @@ def test_the_estimators_blocks_hold_what_plan_usage_charges(
     )
     plan = Plan(4, shards)
     usage = plan_usage(plan, w, system)
+    reader = est.reader_hbm_bytes
+    assert reader == rank_reader_bytes(w, 4)
     for rank, block in enumerate(cand.blocks):
-        assert block.input_hbm_bytes == usage.input_by_rank.get(rank, 0.0)
+        assert block.input_hbm_bytes == ids_by_rank(plan, w).get(rank, 0.0)
+        assert usage.input_by_rank.get(rank, 0.0) == block.input_hbm_bytes + reader
         assert block.storage.hbm_bytes == pytest.approx(
-            usage.hbm_by_rank[rank] - usage.dense_hbm_bytes, rel=1e-12
+            usage.hbm_by_rank[rank] - usage.dense_hbm_bytes - reader, rel=1e-12
         )
 
 
-def test_torchrec_s_pipeline_holds_two_batches_of_ids_the_others_one() -> None:
+def test_torchrec_s_pipeline_and_dle_s_prefetcher_hold_two_batches_of_ids_hugectr_one() -> None:
     # TrainPipelineSparseDist (eager: Runtime.input_dist_follows_previous_copy) distributes batch
     # i + 1's ids while batch i's backward reads its own: an owner holds two batches, as TorchRec's
-    # planner counts (calculate_pipeline_io_cost, 2 x input_size). fused's all-to-all and DLE's
-    # loader (cuda_graphs) one. Every consumer charges the one figure.
+    # planner counts (calculate_pipeline_io_cost, 2 x input_size); DLE's prefetcher (cuda_graphs:
+    # Runtime.prefetches_next_batch) copies the next batch before this step (2026-12-07: one was
+    # counted); fused's all-to-all one. Every consumer charges the one figure, the ranks' inputs the
+    # loader's own buffers besides (``rank_reader_bytes``: none under eager).
     whole = Shard("a", "table_wise", 0, 100, 0, 4, (0,))
     plan = Plan(2, (whole,))
     system = gpus(2)
     fp32 = planner_config([Override.parse("planner.embedding_dtypes=[fp32]")])
-    for framework, ids in (("eager", 2 * A_IDS), ("fused", A_IDS), ("cuda_graphs", 8 * 2 * 8)):
+    for framework, ids in (("eager", 2 * A_IDS), ("fused", A_IDS), ("cuda_graphs", 2 * 8 * 2 * 8)):
         w = tiny(f"training.runtime={framework}")
         assert input_buffer_bytes(whole, w, 2) == ids
-        assert input_by_rank(plan, w) == {0: ids}
-        assert plan_usage(plan, w, system).input_by_rank == {0: ids}
+        assert ids_by_rank(plan, w) == {0: ids}
+        reader = rank_reader_bytes(w, 2)
+        assert (reader == 0.0) == (framework == "eager")
+        expected = {0: ids + reader, 1: reader} if reader else {0: ids}
+        assert plan_usage(plan, w, system).input_by_rank == expected
         cand = Estimator(system, w, fp32).candidate(w.table("a"), "table_wise", "hbm", "fp32")
         assert cand is not None and [b.input_hbm_bytes for b in cand.blocks] == [ids]
         assert least_io_bytes(PlanningContext(system, w, fp32), w.table("a")) == 8 * 4 * 4 + ids
@@ -217,16 +241,17 @@ def test_a_rank_holds_the_input_block_bytes_of_its_shards(
         held = input_block_bytes([s for s in shards if rank in s.ranks], w, 4)
         if held:
             expected[rank] = held
-    assert input_by_rank(plan, w) == expected
+    assert ids_by_rank(plan, w) == expected
 
 
 def test_blocks_of_one_table_on_one_rank_charge_dle_s_ids_each_plan_usage_once() -> None:
     # ``input_block_bytes``: the estimator charges each block before placement, so two column blocks
     # of a placed on one rank count a's int64 ids twice under DLE's loader, where the rank reads
     # them once (plan_usage); under TorchRec's all-to-all each block gets its own copy: equal (two
-    # batches of them: 2026-12-07, A_IDS a block and 2 x A_IDS the rank while one was counted).
+    # batches of them: 2026-12-07, A_IDS a block and 2 x A_IDS the rank while one was counted; DLE's
+    # two batches too, its prefetcher's: 8 x 2 x 8 while one was counted).
     for framework, block_ids, rank_ids in (
-        ("cuda_graphs", 8 * 2 * 8, 8 * 2 * 8),
+        ("cuda_graphs", 2 * 8 * 2 * 8, 2 * 8 * 2 * 8),
         ("eager", 2 * A_IDS, 2 * 2 * A_IDS),
     ):
         w = tiny(f"training.runtime={framework}")
@@ -236,4 +261,4 @@ def test_blocks_of_one_table_on_one_rank_charge_dle_s_ids_each_plan_usage_once()
         assert cand is not None and len(cand.blocks) == 2
         assert [b.input_hbm_bytes for b in cand.blocks] == [block_ids, block_ids]
         placed = tuple(dataclasses.replace(s, ranks=(0,)) for b in cand.blocks for s in b.shards)
-        assert plan_usage(Plan(2, placed), w, system).input_by_rank == {0: rank_ids}
+        assert ids_by_rank(Plan(2, placed), w) == {0: rank_ids}

@@ -14,10 +14,11 @@ from recsim.planner.partitioners import Partitioner
 from recsim.planner.storage import (
     Capacity,
     dense_hbm_bytes,
-    input_by_rank,
+    ids_by_rank,
     plan_usage,
     pooled_by_rank,
     pooled_output_bytes,
+    rank_reader_bytes,
     shard_storage,
 )
 from recsim.planner.types import Plan, Shard
@@ -50,9 +51,15 @@ def two_gpus() -> System:
     return HW.system("tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")])
 
 
+def fixed(workload: Workload, world: int) -> float:
+    """HBM every rank takes whatever its tables: the dense side and the loader's own buffers
+    (``storage.rank_reader_bytes``: tiny's fused runtime, HugeCTR's multi-hot reader)."""
+    return dense_hbm_bytes(workload, world) + rank_reader_bytes(workload, world)
+
+
 def two_gpus_with_free(workload: Workload, free: float) -> System:
-    """``two_gpus`` with ``free`` bytes of HBM a GPU beside ``workload``'s dense side."""
-    hbm = f"node.accelerators.device.hbm.capacity={dense_hbm_bytes(workload, 2) + free:.0f} B"
+    """``two_gpus`` with ``free`` bytes of HBM a GPU beside ``workload``'s dense side and loader."""
+    hbm = f"node.accelerators.device.hbm.capacity={fixed(workload, 2) + free:.0f} B"
     return HW.system(
         "tiny",
         [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2"), Override.parse(hbm)],
@@ -109,9 +116,11 @@ def test_plan_usage_charges_the_owner_once_per_table_and_column_range(tiny):
     # b's (by id), every shard a length a sample; the replicated hot rows none.
     b_half = 8 * (3 * 0.5 * 8 + 4)
     ids = {0: 8 * (2 * 0.9 * 8 + 4) + b_half, 1: b_half}
-    assert input_by_rank(plan, tiny) == pytest.approx(ids, rel=1e-12)
-    assert usage.input_by_rank == input_by_rank(plan, tiny)
-    dense = dense_hbm_bytes(tiny, 2)
+    assert ids_by_rank(plan, tiny) == pytest.approx(ids, rel=1e-12)
+    # the rank's inputs: its ids and the loader's own buffers (``storage.rank_reader_bytes``)
+    reader = rank_reader_bytes(tiny, 2)
+    assert usage.input_by_rank == pytest.approx({r: v + reader for r, v in ids.items()}, rel=1e-12)
+    dense = fixed(tiny, 2)
     for rank in (0, 1):
         rows = sum(shard_storage(s, tiny, 2).hbm_bytes for s in plan.shards if rank in s.ranks)
         held = dense + rows + pooled_by_rank(plan, tiny)[rank] + ids[rank]
@@ -135,7 +144,7 @@ def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
     est = Estimator(two_gpus(), tiny, planner_config([]))
     cand = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     assert cand is not None
-    dense = dense_hbm_bytes(tiny, 2)
+    dense = fixed(tiny, 2)
     rows = 100 * 20
     short = Partitioner(est, "lpt", cap=Capacity(dense + rows + A_IO - 1, 1e12, 1e12, 2))
     assert short.place(cand) is None  # the rows alone would fit
@@ -152,7 +161,7 @@ def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tin
     hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     uvm = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
     assert hbm is not None and uvm is not None
-    dense = dense_hbm_bytes(tiny, 2)
+    dense = fixed(tiny, 2)
     held = 100 * 20 + A_IO
     for slack, fits in ((B_IO // 2 + B_IO - 1, False), (B_IO // 2 + B_IO, True)):
         part = Partitioner(est, "lpt", cap=Capacity(dense + held + slack, 1e12, 1e12, 2))
@@ -194,7 +203,7 @@ def test_the_greedy_keeps_a_table_in_hbm_that_fits_beside_the_reserve_counted_on
     # a's vectors counted in the reserve too (256 B) a went to uvm.
     from recsim.api import make_plan
 
-    dense = dense_hbm_bytes(tiny, 2)
+    dense = fixed(tiny, 2)
     free = 100 * 20 + A_POOLED + A_POOLED // 2 + A_POOLED
     system = two_gpus_with_free(tiny, free)
     planner = [
@@ -217,7 +226,7 @@ def test_the_greedy_plans_only_where_the_pooled_vectors_fit_too(tiny):
     from recsim.api import make_plan
     from recsim.errors import InfeasibleError
 
-    dense = dense_hbm_bytes(tiny, 2)
+    dense = fixed(tiny, 2)
     planner = [
         "planner.hbm_reserve=0",
         "planner.tiers=[hbm]",
@@ -240,7 +249,7 @@ def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
     from recsim.api import make_plan
     from recsim.planner.proposers.greedy import rows_may_leave_hbm
 
-    dense = dense_hbm_bytes(tiny, 2)
+    dense = fixed(tiny, 2)
     planner = [
         "planner.hbm_reserve=0",
         "planner.embedding_dtypes=[fp32]",
@@ -382,7 +391,7 @@ def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors
     assert split is not None and whole is not None
     member = A_POOLED + 8 * (2 * 0.5 * 8 + 4)
     assert [b.storage.hbm_bytes for b in split.blocks] == [member, member]
-    dense = dense_hbm_bytes(tiny, 2)
+    dense = fixed(tiny, 2)
     reserve = (2 * A_IO + B_IO) / 2 + B_IO
     over = member - A_IO / 2  # the free HBM above the reserve from which the split fits
     for free, fits in ((reserve, False), (reserve + over - 2, False), (reserve + over, True)):
@@ -425,4 +434,5 @@ def test_a_row_split_reduced_per_node_holds_what_plan_usage_charges(tiny):
         usage = plan_usage(plan, tiny, four)
         for rank, block in enumerate(cand.blocks):
             assert block.pooled_hbm_bytes == usage.pooled_by_rank[rank] == A_POOLED + held, exchange
-            assert block.storage.hbm_bytes == usage.hbm_by_rank[rank] - usage.dense_hbm_bytes, exchange
+            rest = usage.hbm_by_rank[rank] - usage.dense_hbm_bytes - est.reader_hbm_bytes
+            assert block.storage.hbm_bytes == rest, exchange

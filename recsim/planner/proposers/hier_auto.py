@@ -371,9 +371,13 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
             t.name, "data_parallel", 0, t.rows, 0, w.table_dim(t), everyone, dtype=start_dtype(cfg, w, t)
         )
         replicated_bytes += shard_storage(copy, w, world).hbm_bytes
-    free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - replicated_bytes
+    # The loader's own buffers too (``Estimator.reader_hbm_bytes``), on every rank.
+    reader = ctx.estimator.reader_hbm_bytes
+    free_per_rank = cap.hbm_bytes_per_rank - dense_hbm_bytes(w, world) - reader - replicated_bytes
     if free_per_rank <= 0:
-        raise InfeasibleError(f"{name}: the dense side and replicated tables leave no HBM for the others")
+        raise InfeasibleError(
+            f"{name}: the dense side, the loader's buffers and replicated tables leave no HBM for the others"
+        )
     kept = set(replicated)
     # The node-level plan's row splits reduce per node (HugeCTR's hierarchical communication, which
     # its train.py takes with this planner); the GPU-level one leaves it to the framework. A

@@ -1,0 +1,162 @@
+"""The data loader's own buffers in HBM (``recsim.planner.reader_buffers``): their bytes by hand on
+the tiny workload for HugeCTR's two AsyncReaders and DLE's prefetcher, that the memory report, the
+estimator and the planners' partitioner charge the same bytes, and the headline DCNv2 run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsim.cli import cli
+from recsim.config.loader import Override
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.system import System
+from recsim.planner.config import planner_config
+from recsim.planner.estimator import Estimator
+from recsim.planner.partitioners import Partitioner
+from recsim.planner.reader_buffers import (
+    DCNV2_READER_BATCHES,
+    DLRM_V1_READER_BATCHES,
+    multi_hot_reader_bytes,
+    one_hot_reader_bytes,
+)
+from recsim.planner.storage import (
+    dense_hbm_bytes,
+    ids_by_rank,
+    input_by_rank,
+    plan_usage,
+    rank_reader_bytes,
+)
+from recsim.planner.types import Plan, Shard
+from recsim.workload.library import WorkloadLibrary
+from recsim.workload.spec import Workload
+from tests.conftest import FIXTURES
+
+WL = WorkloadLibrary([FIXTURES / "workloads"])
+HW = HardwareLibrary([FIXTURES / "minilib"])
+
+# tiny-dlrm: global batch 8, a label, 4 dense features, tables a (pooling 2) and b (pooling 3):
+# 1 + 4 + 5 = 10 items of 4 B a raw record.
+RECORD_ITEMS = 10
+
+
+def tiny(*overrides: str) -> Workload:
+    return WL.workload("tiny-dlrm", [Override.parse(o) for o in overrides])
+
+
+def gpus(count: int) -> System:
+    return HW.system(
+        "tiny", [Override.parse("cluster.nodes=1"), Override.parse(f"node.accelerators.count={count}")]
+    )
+
+
+def test_the_sourced_buffer_counts() -> None:
+    # num_threads x num_batches_per_thread of NVIDIA's configs: DCNv2's train.py AsyncParam(1, 16),
+    # DLRM v1's AsyncParam(32, 4).
+    assert (DCNV2_READER_BATCHES, DLRM_V1_READER_BATCHES) == (16, 128)
+
+
+def test_hugectr_s_multi_hot_reader_by_hand() -> None:
+    # 2 ranks, local batch 4: 16 buffers of the local batch's records; one set of split tensors (a
+    # 4 B label and 4 dense values a sample, the 5 keys of 4 B, and each of the 2 tables 4 + 1 row
+    # offsets of 4 B and an 8-byte pointer); the model's label and dense tensors.
+    records = 16 * 4 * RECORD_ITEMS * 4
+    sparse = 4 * 5 * 4 + 2 * (5 * 4 + 8)
+    fp32 = 4 * (4 + 4 * 4)
+    assert multi_hot_reader_bytes(tiny(), 2) == records + (fp32 + sparse) + fp32 == 2856
+    # mixed precision: the dense values as __half (tf32 keeps fp32 storage)
+    fp16 = 4 * (4 + 4 * 2)
+    assert (
+        multi_hot_reader_bytes(tiny("training.precision=fp16"), 2) == records + (fp16 + sparse) + fp16 == 2792
+    )
+    assert multi_hot_reader_bytes(tiny("training.precision=tf32"), 2) == 2856
+    # the local batch: twice the ranks, about half the bytes (the row offsets' + 1 and pointers stay)
+    assert multi_hot_reader_bytes(tiny(), 4) == 16 * 2 * 40 + (2 * 20 + 2 * 5 * 4 + 2 * (3 * 4 + 8)) + 2 * 20
+
+
+def test_hugectr_s_one_hot_reader_by_hand() -> None:
+    # 128 buffers of the global batch's records; two sets of split tensors (the local batch's label
+    # and its dense values padded to 8 by Alignment_t::Auto, the global batch's 5 keys of 4 B); the
+    # model's label and dense tensors.
+    records = 128 * 8 * RECORD_ITEMS * 4
+    keys = 8 * 5 * 4
+    fp32 = 4 * (4 + 8 * 4)
+    assert one_hot_reader_bytes(tiny(), 2) == records + 2 * (fp32 + keys) + fp32 == 41712
+    fp16 = 4 * (4 + 8 * 2)
+    assert one_hot_reader_bytes(tiny("training.precision=fp16"), 2) == records + 2 * (fp16 + keys) + fp16
+
+
+def test_dle_holds_two_batches_of_dense_features_and_labels() -> None:
+    # DLE's prefetcher: two batches of fp16 numerical features for the rows a rank runs the bottom
+    # MLP on and the global batch's fp32 labels, on every rank, beside two batches of its ids.
+    w = tiny("training.runtime=cuda_graphs")
+    shards = (Shard("a", "table_wise", 0, 100, 0, 4, (0,)), Shard("b", "table_wise", 0, 50, 0, 4, (1,)))
+    local = 2 * (4 * 4 * 2 + 8 * 4)  # local batch 4 x 4 values x 2 B, 8 labels x 4 B
+    ids = {0: 2 * 8 * 2 * 8, 1: 2 * 8 * 3 * 8}
+    assert ids_by_rank(Plan(2, shards), w) == ids
+    assert input_by_rank(Plan(2, shards), w) == {0: ids[0] + local, 1: ids[1] + local}
+    assert rank_reader_bytes(w, 2) == local == 128
+    # a model-parallel bottom MLP on rank 1: its dense features for the global batch, none on rank 0
+    mp = Plan(2, shards, bottom_rank=1)
+    labels = 2 * 8 * 4
+    assert input_by_rank(mp, w) == {0: ids[0] + labels, 1: ids[1] + 2 * 8 * 4 * 2 + labels}
+
+
+def test_torchrec_s_loader_buffers_are_left_out() -> None:
+    w = tiny("training.runtime=eager")
+    assert rank_reader_bytes(w, 2) == 0.0
+    plan = Plan(2, (Shard("a", "table_wise", 0, 100, 0, 4, (0,)),))
+    assert input_by_rank(plan, w) == ids_by_rank(plan, w)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    framework=st.sampled_from(["eager", "fused", "cuda_graphs"]),
+    world=st.sampled_from([1, 2, 4]),
+    precision=st.sampled_from(["fp32", "fp16"]),
+    tables=st.lists(st.sampled_from(["a", "b"]), max_size=4),
+)
+def test_every_consumer_charges_the_one_figure(
+    framework: str, world: int, precision: str, tables: list[str]
+) -> None:
+    # The memory report's inputs of a plan without routed rows or a model-parallel bottom MLP are
+    # its ids and, on every rank, ``rank_reader_bytes``: the figure the estimator keeps and the
+    # partitioner starts every rank with beside the dense side.
+    w = tiny(f"training.runtime={framework}", f"training.precision={precision}")
+    system = gpus(world)
+    rows = {"a": 100, "b": 50}
+    shards = tuple(Shard(t, "table_wise", 0, rows[t], 0, 4, (k % world,)) for k, t in enumerate(tables))
+    plan = Plan(world, shards)
+    reader = rank_reader_bytes(w, world)
+    ids = ids_by_rank(plan, w)
+    usage = plan_usage(plan, w, system)
+    for rank in range(world):
+        assert usage.input_by_rank.get(rank, 0.0) == ids.get(rank, 0.0) + reader
+    est = Estimator(system, w, planner_config([]))
+    assert est.reader_hbm_bytes == reader
+    part = Partitioner(est, "lpt")
+    assert part.hbm == [dense_hbm_bytes(w, world) + reader] * world
+    assert (reader > 0.0) == (framework != "eager")
+
+
+@pytest.mark.parametrize("batch", [55296])
+def test_the_headline_dcnv2_run_fits_with_its_reader_s_buffers(batch: int) -> None:
+    # 1 x DGX H100, batch 55,296, fp16: each GPU holds 16 buffers of its 6,912 samples' records
+    # (1 + 13 + 214 items of 4 B: 100,859,904 B), one set of split tensors (6,912 x (4 + 13 x 2) B
+    # of label and dense values, 6,912 x 214 keys of 4 B and 26 x (6,913 x 4 + 8) B of row offsets
+    # and pointers) and the model's label and dense tensors: 107,910,456 B, besides its ids.
+    b = batch // 8
+    reader = 16 * b * 228 * 4 + (b * 30 + b * 214 * 4 + 26 * ((b + 1) * 4 + 8)) + b * 30
+    assert reader == 107_910_456
+    args = ["run", "--system", "dgx-h100", "--workload", "dlrm-dcnv2", "--batch-size", str(batch)]
+    result = CliRunner().invoke(cli, [*args, "--precision", "fp16", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["status"] == "ok" and data["memory_fits"] is True
+    inputs = data["memory_peak_bytes.hbm_inputs"]
+    # the fullest rank's inputs: the reader's buffers and the ids of its tables (a few MB)
+    assert reader < inputs < reader + 20e6
