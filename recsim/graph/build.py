@@ -415,6 +415,11 @@ class _Builder:
             "mode": mode,
             "workload": self.w.name,
             "plan": self.plan.strategy,
+            # How many sharding types route ids to their owners: TorchRec runs an input dist, a
+            # lookup and an output dist for each (``recsim.graph.runtime``, eager host costs).
+            "routed_sharding_types": len(
+                {shard.sharding for shard in self.plan.shards if shard.sharding != "data_parallel"}
+            ),
             # A folded graph's collectives lack the folded ranks' members (``ExecutionGraph.validate``).
             **(
                 {

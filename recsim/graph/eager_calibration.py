@@ -24,7 +24,19 @@ Per rank (the figure is the median over the ranks of the traces):
   hand-offs between the threads: the serial host time of the backward);
 * ``optimizer_op_s``: ``## optimizer ##`` divided by the aten update ops it issues (torch.optim
   Adagrad, for-loop implementation: ``add_`` (step), ``item``, ``addcmul_``, ``sqrt``, ``add_``,
-  ``addcdiv_`` per parameter tensor, counted through its ``addcdiv_`` calls).
+  ``addcdiv_`` per parameter tensor, counted through its ``addcdiv_`` calls);
+* ``group_forward_s``, ``group_backward_s``: what one routed sharding type's output side costs the
+  host, inside ``forward_rest_s`` and ``backward_rest_s``: the forward's ``KJTAllToAllTensorsAwaitable
+  wait()`` (the ids' arrival and their ``recat``), ``alltoall_fwd_single`` (the pooled exchange's
+  dispatch) and ``PooledEmbeddingsAwaitable wait()``, without their syncs; the backward's
+  ``alltoall_bwd_single`` (on the autograd thread). TorchRec's ``ShardedEmbeddingBagCollection``
+  builds one input dist, one lookup and one output dist per sharding type of its plan
+  (torchrec/distributed/embeddingbag.py: ``_create_input_dist``, ``_create_lookups``,
+  ``_create_output_dist`` loop over ``sharding_type_to_sharding``); the traced plan has one routed
+  sharding type (one ``kjt splits`` / ``lengths`` / ``values`` all-to-all triple, one
+  ``alltoall_fwd_single``, one ``alltoall_bwd_single`` a step) besides its data-parallel tables, so
+  ``input_dist_s`` and these two are one routed sharding type's worth (``recsim.graph.runtime``
+  charges them per routed sharding type).
 
 Source: ``../shared/reference/traces/dlrm_kineto.tar.gz`` (one step of an 8-rank TorchRec DLRM on
 8 x V100-SXM2-32GB, from facebookresearch/param, MIT), copied to ``tests/data/traces/param_dlrm_kineto``.
@@ -60,6 +72,8 @@ class EagerCosts:
     linear_backward_s: float
     backward_rest_s: float
     optimizer_op_s: float
+    group_forward_s: float
+    group_backward_s: float
 
 
 #: Measured by ``measure_eager_costs`` on the 8 traces of ``param_dlrm_kineto`` (the tests re-measure
@@ -72,6 +86,8 @@ TORCHREC_V100: EagerCosts = EagerCosts(
     linear_backward_s=0.230e-3,
     backward_rest_s=2.84e-3,
     optimizer_op_s=0.0148e-3,
+    group_forward_s=0.688e-3,
+    group_backward_s=0.130e-3,
 )
 
 
@@ -144,6 +160,26 @@ def _rank_costs(path: Path) -> dict[str, float]:
     tensors = sum(1 for e in _within(mine, optimizer) if e.name == "aten::addcdiv_")
     backward = phase("backward")
     phases_us = forward.dur + sdd.dur + backward.dur + optimizer.dur
+
+    def annotated_us(name: str, thread: list[_Event]) -> float:
+        """The ``## name ##`` spans of ``thread`` without the stream syncs inside them."""
+        spans = [e for e in thread if e.cat == "user_annotation" and e.name == f"## {name} ##"]
+        waits = sum(
+            e.dur
+            for span in spans
+            for e in _within(thread, span)
+            if e.cat == "cuda_runtime" and "Synchronize" in e.name
+        )
+        return sum(e.dur for e in spans) - waits
+
+    output_side = (
+        "KJTAllToAllTensorsAwaitable wait()",
+        "alltoall_fwd_single",
+        "PooledEmbeddingsAwaitable wait()",
+    )
+    group_forward = sum(annotated_us(name, mine) for name in output_side)
+    autograd = [e for e in events if e.tid != main]
+    group_backward = annotated_us("alltoall_bwd_single", autograd)
     return {
         "step_without_waits_s": (step.dur - syncs - blocked) * 1e-6,
         "step_fixed_s": (step.dur - phases_us) * 1e-6,
@@ -153,6 +189,8 @@ def _rank_costs(path: Path) -> dict[str, float]:
         "linear_backward_s": linear_bwd * 1e-6,
         "backward_rest_s": (backward.dur - layers * linear_bwd) * 1e-6,
         "optimizer_op_s": optimizer.dur / (tensors * OPTIMIZER_OPS_PER_TENSOR["adagrad"]) * 1e-6,
+        "group_forward_s": group_forward * 1e-6,
+        "group_backward_s": group_backward * 1e-6,
     }
 
 

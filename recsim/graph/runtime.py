@@ -47,6 +47,12 @@ Neither has a quantised wire (``Runtime.wire_dtypes``): an int8 or fp8 one is re
   6. the dense optimizer: ``optimizer_op_s`` per aten op, ``OPTIMIZER_OPS_PER_TENSOR`` ops per
      parameter tensor (a weight and a bias per dense layer, three tensors per cross layer).
 
+  The calibration trace's plan has one routed sharding type; TorchRec builds an input dist, a
+  lookup and an output dist per sharding type (torchrec/distributed/embeddingbag.py), so each
+  further routed type of the plan (graph metadata ``routed_sharding_types``: row-wise beside
+  table-wise, say; data-parallel tables route nothing) adds ``input_dist_s`` to 4 and its output
+  side to the exchange pieces of 2 and 5 (``group_forward_s``, ``group_backward_s``).
+
   Where a dispatch launches several element-wise or batched-product kernels (``Compute.kernels``:
   the dense optimizer's for-loop, the dot interaction's products and copies), the GPU starts them
   as they are launched: the first waits for the first launch's share of the dispatch only, the
@@ -1431,13 +1437,19 @@ def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
     others = [n for n in nodes if n.phase not in ("input", "forward", "backward", "optimizer")]
     optimizer_s = rw.tensors * OPTIMIZER_OPS_PER_TENSOR[rw.workload.training.optimizer] * c.optimizer_op_s
     dot = rw.workload.interaction.type == "dot"
+    # TorchRec dispatches an input dist, a lookup and an output dist per sharding type of the plan
+    # (``EagerCosts.group_forward_s``); the calibration trace has one routed sharding type, so each
+    # further one adds its input dist and its output side (in the exchange piece) once more.
+    groups = max(1, int(rw.graph.metadata.get("routed_sharding_types", 1)))
+    extra_groups = groups - 1
 
     def shares(
-        part: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float
+        part: list[Node], pieces: tuple[str, ...], linear_s: float, rest_s: float, exchange_s: float = 0.0
     ) -> dict[int, float | None]:
         """CPU seconds to dispatch each node of ``part`` (one pass of one rank and step); None for a
         collective that does not run (``_moves_nothing``): no dispatch, and its piece's share goes
-        to nothing (the calibration's exchange piece is the 8-rank trace's all-to-alls)."""
+        to nothing (the calibration's exchange piece is the 8-rank trace's all-to-alls).
+        ``exchange_s``: CPU seconds added to the exchange piece (the further sharding types')."""
         count: dict[str, int] = defaultdict(int)
         for n in part:
             if _base_name(n) not in rw.linear_units and not _moves_nothing(n.op):
@@ -1451,7 +1463,8 @@ def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
                 cost[n.id] = None
             else:
                 piece = _piece(n)
-                cost[n.id] = rest_s / len(pieces) / count[piece] if piece in pieces else 0.0
+                own = rest_s / len(pieces) + (exchange_s if piece == "exchange" else 0.0)
+                cost[n.id] = own / count[piece] if piece in pieces else 0.0
         return cost
 
     def interaction_sync(n: Node) -> None:
@@ -1461,17 +1474,22 @@ def _dispatch_program(rw: _Rewriter, nodes: list[Node], c: EagerCosts) -> None:
     rw.host("loop", c.step_fixed_s)
     for n in loads:
         rw.emit(n, None)
-    cost = shares(forward, FORWARD_PIECES, c.linear_forward_s, c.forward_rest_s)
+    cost = shares(
+        forward, FORWARD_PIECES, c.linear_forward_s, c.forward_rest_s, extra_groups * c.group_forward_s
+    )
     for n in forward:
         interaction_sync(n)
         rw.emit(n, cost[n.id])
-    # The next batch's sparse_data_dist and the wait on its splits, where it routes anything.
+    # The next batch's sparse_data_dist (one per routed sharding type) and the wait on its splits,
+    # where it routes anything.
     routed = [n for n in dists if not _moves_nothing(n.op)]
     for n in dists:
-        rw.emit(n, c.input_dist_s / len(routed) if n in routed else None)
+        rw.emit(n, groups * c.input_dist_s / len(routed) if n in routed else None)
     if routed:
         rw.host("sync:input_dist_splits", 0.0, tuple(rw.dep(n.id) for n in routed))
-    cost = shares(backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s)
+    cost = shares(
+        backward, BACKWARD_PIECES, c.linear_backward_s, c.backward_rest_s, extra_groups * c.group_backward_s
+    )
     for n in backward:
         # IndexBackward0 -> index_put_ copies the same CPU index tensor: a second sync.
         interaction_sync(n)

@@ -201,7 +201,9 @@ def test_eager_analytic_and_des_agree_when_host_bound():
 def test_host_cost_follows_the_model_not_the_plan_grouping():
     # Row-wise shards exchange through reduce-scatters and all-gathers, table-wise ones through an
     # all-to-all, and the ranks hold different numbers of lookup groups: the host pays per piece of
-    # the model, so every rank's dispatch work per step is the same under both plans.
+    # the model and per sharding type, not per shard, so every rank's dispatch work per step is the
+    # same within a plan. The row-wise scheme keeps the tables too small to split whole, so it runs
+    # two sharding types to the table-wise plan's one: one more type's dists (the test below).
     from collections import defaultdict
 
     totals = []
@@ -216,7 +218,36 @@ def test_host_cost_follows_the_model_not_the_plan_grouping():
         totals.append(per_rank)
     for per_rank in totals:
         assert max(per_rank.values()) == pytest.approx(min(per_rank.values()), rel=1e-12)
-    assert totals[0][0] == pytest.approx(totals[1][0], rel=1e-12)
+    c = TORCHREC_V100
+    one_type = c.input_dist_s + c.group_forward_s + c.group_backward_s
+    assert totals[1][0] - totals[0][0] == pytest.approx(one_type, rel=1e-9)
+
+
+def test_each_further_routed_sharding_type_costs_its_dists_once_more():
+    # TorchRec builds an input dist, a lookup and an output dist per sharding type of the plan, and
+    # the calibration trace has one routed type: a plan with the big tables row-wise and the rest
+    # whole (two routed types) costs every rank one more input dist and output side a step than a
+    # table-wise plan; data-parallel tables route nothing and count for none.
+    from collections import defaultdict
+
+    system, workload, _ = _setup("eager", 2048, DOT)
+    totals = []
+    for strategy in ("table_wise", "hybrid"):
+        plan = make_plan(strategy, workload, system)
+        built = build_training_step(workload, plan)
+        totals.append((built.metadata["routed_sharding_types"], defaultdict(float)))
+        for n in apply_runtime(chain_steps(built, 1), workload).nodes:
+            if isinstance(n.op, Host):
+                totals[-1][1][n.rank] += n.op.cpu_s
+    (one, whole), (two, split) = totals
+    assert (one, two) == (1, 2)
+    c = TORCHREC_V100
+    extra = c.input_dist_s + c.group_forward_s + c.group_backward_s
+    assert extra == pytest.approx(2.238e-3, rel=1e-9)
+    for rank in range(8):
+        assert split[rank] - whole[rank] == pytest.approx(extra, rel=1e-9)
+    dp = build_training_step(workload, make_plan("data_parallel", workload, system))
+    assert dp.metadata["routed_sharding_types"] == 0
 
 
 def test_pytorch_casts_pooled_embeddings_for_a_narrow_wire():
