@@ -35,6 +35,26 @@ def _root_overrides(ctx: click.Context) -> list[str]:
     return sets
 
 
+class WorkerCount(click.ParamType):
+    """``--workers``: a whole number of at least 1; click's ``IntRange`` called ``2.5`` "not a valid
+    integer range". What it is a ceiling of: ``recsim.explore.executors``."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            count = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value), 10)
+        except ValueError:
+            count = 0
+        if count < 1:
+            self.fail(
+                f"expected a whole number of at least 1 (the most worker processes), got {value!r}",
+                param,
+                ctx,
+            )
+        return count
+
+
 @click.command("sweep", cls=RecsimCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -57,9 +77,10 @@ def _root_overrides(ctx: click.Context) -> list[str]:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=WorkerCount(),
     default=None,
-    help="Worker processes (default: the CPU count; 1 runs in this process).",
+    help="Most worker processes (default: the CPUs this process may use); no more start than there "
+    "are points to run, and more than the CPUs only share them (a note says so). 1 runs in this process.",
 )
 @click.option(
     "--resume",

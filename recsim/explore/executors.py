@@ -5,15 +5,22 @@ callback as soon as it finishes (so the sweep commits it to the store at once), 
 records in the order of the tasks. Both executors run the same function on the same arguments, so
 they give identical records (up to ``wall_s``) for the same spec and seed.
 
-- ``local``: ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes (default: the CPU
-  count), started from a forkserver that has recsim imported, so workers start warm and never
-  inherit the parent's threads; ``workers=1`` evaluates in this process. A rich progress bar with
-  the ETA goes to stderr when it is a terminal (or when ``progress=True``).
-- ``dask``: ``distributed.Client(scheduler)`` when a scheduler address is given, else a
-  ``LocalCluster`` of ``workers`` single-threaded worker processes started for the sweep. Its
-  workers ignore Ctrl-C, as the local executor's do; Ctrl-C or SIGTERM first turns Dask's logging
-  off in this process, then this process cancels the tasks and closes the cluster, so an
-  interrupted sweep says one line.
+- ``local``: ``concurrent.futures.ProcessPoolExecutor`` with up to ``workers`` processes (default:
+  the CPUs this process may run on), started from a forkserver that has recsim imported, so
+  workers start warm and never inherit the parent's threads; ``workers=1`` evaluates in this
+  process. A rich progress bar with the ETA goes to stderr when it is a terminal (or when
+  ``progress=True``).
+- ``dask``: ``distributed.Client(scheduler)`` when a scheduler address is given (``workers`` is then
+  refused: that cluster has its own), else a ``LocalCluster`` of up to ``workers`` single-threaded
+  worker processes started for the sweep. Its workers ignore Ctrl-C, as the local executor's do;
+  Ctrl-C or SIGTERM first turns Dask's logging off in this process, then this process cancels the
+  tasks and closes the cluster, so an interrupted sweep says one line.
+
+``workers`` is a ceiling, not a count to start: a batch of ``n`` tasks starts at most ``n`` processes
+(``--workers 100000`` on a 4-point sweep starts 4; a process with no point to run only costs its
+start and its memory, and the fork fallback and Dask's LocalCluster started every one of them up
+front). More processes than the CPUs this process may use are allowed, with a note: they share the
+CPUs, so each point runs slower and the sweep gains nothing (points are CPU-bound simulations).
 
 If the callback raises (the sweep was told to stop, or the store failed), the executor cancels the
 tasks not yet started and re-raises; points in flight are lost, never half-written.
@@ -46,6 +53,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 Callback = Callable[[PointRecord], None]
+Note = Callable[[str], object]
 
 #: Environment variables that choose the hardware and workload libraries; a task carries the
 #: submitting process's values so that every worker resolves names exactly as it would.
@@ -124,19 +132,64 @@ class _ProgressBar(AbstractContextManager["_ProgressBar"]):
             self.progress.stop()
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container or ``taskset`` may
+    narrow below ``os.cpu_count()``, the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1  # pragma: no cover - platforms without affinity masks
+
+
+def check_workers(workers: object) -> int | None:
+    """``workers`` as given (None: the default), or a ``ConfigError`` naming ``--workers``: a whole
+    number of at least 1 (a bool, a float or a text is refused, not rounded or read)."""
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(
+            f"--workers (workers=): expected a whole number of at least 1 (the most worker processes "
+            f"to start), got {workers!r}"
+        )
+    return workers
+
+
 class Executor:
-    """Runs tasks and reports each record as it finishes (see the module docstring)."""
+    """Runs tasks and reports each record as it finishes (see the module docstring).
+
+    ``workers`` is the most worker processes to start; ``started`` is the most that one batch has
+    started so far (``min(workers, tasks)``: see the module docstring). ``note`` gets one-line
+    notes for the user (a ceiling above the CPUs)."""
 
     name: ClassVar[str] = ""
 
     def __init__(
-        self, workers: int | None = None, scheduler: str | None = None, progress: bool | None = None
+        self,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        progress: bool | None = None,
+        note: Note | None = None,
     ) -> None:
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        given = check_workers(workers)
+        self.workers = given if given is not None else available_cpus()
+        self.started = 0
         self.scheduler = scheduler
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.note = note
+        self._noted_cpus = False
+
+    def _size_for(self, tasks: int) -> int:
+        """How many processes a batch of ``tasks`` needs: no more than the tasks (an idle process
+        only costs), nor than ``workers``; notes once when that is more than the CPUs."""
+        size = max(1, min(self.workers, tasks))
+        cpus = available_cpus()
+        if size > cpus and self.note is not None and not self._noted_cpus:
+            self._noted_cpus = True
+            self.note(
+                f"--workers {self.workers}: starting {size} worker processes on the {cpus} CPU"
+                f"{'s' if cpus != 1 else ''} this process may use; they share them, so each point "
+                f"runs slower and the sweep is no faster than with --workers {cpus}"
+            )
+        return size
 
     def __enter__(self) -> Executor:
         return self
@@ -148,11 +201,17 @@ class Executor:
         """Release workers (the executor may be reused until then)."""
 
     def describe(self) -> str:
-        return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"
+        """The executor and the worker processes it started (its ceiling before any batch ran)."""
+        shown = self.started or self.workers
+        return f"{self.name} ({_workers_text(shown)})"
 
     def run(self, tasks: Sequence[Task], on_result: Callback, label: str = "sweep") -> list[PointRecord]:
         """Evaluate ``tasks``; ``on_result`` gets each record as it finishes; records in task order."""
         raise NotImplementedError
+
+
+def _workers_text(count: int) -> str:
+    return f"{count} worker{'s' if count != 1 else ''}"
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -237,21 +296,33 @@ class LocalExecutor(Executor):
     name: ClassVar[str] = "local"
 
     def __init__(
-        self, workers: int | None = None, scheduler: str | None = None, progress: bool | None = None
+        self,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        progress: bool | None = None,
+        note: Note | None = None,
     ) -> None:
-        super().__init__(workers, None, progress)
+        super().__init__(workers, None, progress, note)
         if scheduler:
             raise ConfigError("--scheduler is for --executor dask")
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_size = 0
 
-    def _get_pool(self) -> ProcessPoolExecutor:
+    def _get_pool(self, size: int) -> ProcessPoolExecutor:
+        """A pool of at most ``size`` processes: this executor's, or a larger one in its place when
+        a batch has more tasks than the pool has processes (a later stage, a resumed sweep's)."""
+        if self._pool is not None and self._pool_size < size:
+            self._pool.shutdown(wait=True)  # between batches: nothing is in flight
+            self._pool = None
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
+                max_workers=size,
                 mp_context=_pool_context(),
                 initializer=_worker_init,
                 initargs=(os.getpid(),),
             )
+            self._pool_size = size
+            self.started = max(self.started, size)
         return self._pool
 
     def close(self) -> None:
@@ -274,6 +345,7 @@ class LocalExecutor(Executor):
         if not tasks:
             return []
         if self.workers == 1:
+            self.started = 1
             with _ProgressBar(len(tasks), label, self.progress) as bar:
                 for i, task in enumerate(tasks):
                     results[i] = run_task(task)
@@ -286,7 +358,7 @@ class LocalExecutor(Executor):
     def _run_pool(
         self, tasks: Sequence[Task], on_result: Callback, label: str, results: list[PointRecord | None]
     ) -> list[PointRecord]:
-        pool = self._get_pool()
+        pool = self._get_pool(self._size_for(len(tasks)))
         try:
             futures: dict[Future[PointRecord], int] = {
                 pool.submit(run_task, t): i for i, t in enumerate(tasks)
@@ -323,18 +395,35 @@ class DaskExecutor(Executor):
     name: ClassVar[str] = "dask"
 
     def __init__(
-        self, workers: int | None = None, scheduler: str | None = None, progress: bool | None = None
+        self,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        progress: bool | None = None,
+        note: Note | None = None,
     ) -> None:
-        super().__init__(workers, scheduler, progress)
+        if scheduler and workers is not None:
+            # The scheduler's cluster has the workers it has; the option was ignored silently.
+            raise ConfigError(
+                "--workers sizes the local cluster that --executor dask starts; with --scheduler, "
+                "the cluster's own workers run the points (leave --workers out)"
+            )
+        super().__init__(workers, scheduler, progress, note)
         self._client: Any = None
         self._cluster: Any = None
 
     def describe(self) -> str:
         if self.scheduler:
             return f"dask (scheduler {self.scheduler})"
-        return f"dask (local cluster, {self.workers} worker{'s' if self.workers != 1 else ''})"
+        return f"dask (local cluster, {_workers_text(self.started or self.workers)})"
 
-    def _get_client(self) -> Any:
+    def _get_client(self, size: int) -> Any:
+        """The client; a local cluster of ``size`` workers, grown to ``size`` when it has fewer."""
+        if self._client is not None and self._cluster is not None and self.started < size:
+            # Waited for with SIGINT ignored, as the cluster's first workers start (below).
+            with _sigint_ignored():
+                self._cluster.scale(size)
+                self._client.wait_for_workers(size)
+            self.started = size
         if self._client is None:
             try:
                 from distributed import Client, LocalCluster
@@ -358,7 +447,7 @@ class DaskExecutor(Executor):
                 # while SIGINT is ignored starts with it ignored.
                 with _sigint_ignored():
                     self._cluster = LocalCluster(
-                        n_workers=self.workers,
+                        n_workers=size,
                         threads_per_worker=1,
                         processes=True,
                         dashboard_address=None,
@@ -368,6 +457,7 @@ class DaskExecutor(Executor):
                         silence_logs=40,
                     )
                 self._client = Client(self._cluster)
+                self.started = size
         return self._client
 
     def close(self, *, quiet: bool = False) -> None:
@@ -386,7 +476,7 @@ class DaskExecutor(Executor):
             return []
         from distributed import as_completed
 
-        client = self._get_client()
+        client = self._get_client(self._size_for(len(tasks)) if not self.scheduler else 0)
         results: list[PointRecord | None] = [None] * len(tasks)
         futures = [client.submit(run_task, task, pure=False) for task in tasks]
         position = {f.key: i for i, f in enumerate(futures)}
@@ -511,9 +601,10 @@ def make_executor(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool | None = None,
+    note: Note | None = None,
 ) -> Executor:
     """The executor registered as ``name`` (``local`` or ``dask``)."""
     cls = EXECUTORS.get(name)
     if cls is None:
         raise ConfigError(f"unknown executor {name!r}; available: {', '.join(EXECUTORS)}")
-    return cls(workers=workers, scheduler=scheduler, progress=progress)
+    return cls(workers=workers, scheduler=scheduler, progress=progress, note=note)

@@ -113,14 +113,16 @@ def run_sweep(
 ) -> SweepResult:
     """Run the sweep ``spec`` (a ``SweepSpec`` or a spec file) into the folder ``out``.
 
-    ``executor`` is ``"local"`` (a process pool of ``workers``, default the CPU count; 1 runs in
-    this process) or ``"dask"`` (``scheduler`` address, or a local cluster of ``workers``), or an
-    ``Executor`` instance. ``overrides`` are ``--set`` texts for a spec file (see
-    ``recsim.explore.spec``). ``max_points`` stops after that many newly stored points (the sweep
-    stays resumable; ``complete`` is then False). ``note`` is called with a one-line note for the
-    user: ``resume=True`` on a folder with no store starts a new sweep, and says so (a sweep killed
-    before its first point left none; a script may always pass ``--resume``; a mistyped ``--out``
-    should not go unnoticed).
+    ``executor`` is ``"local"`` (a process pool of up to ``workers``, default the CPUs this process
+    may use; 1 runs in this process) or ``"dask"`` (``scheduler`` address, or a local cluster of up
+    to ``workers``), or an ``Executor`` instance; ``workers`` is a whole number of at least 1, and
+    a batch of points starts no more processes than it has points (``recsim.explore.executors``).
+    ``overrides`` are ``--set`` texts for a spec file (see ``recsim.explore.spec``). ``max_points``
+    stops after that many newly stored points (the sweep stays resumable; ``complete`` is then
+    False). ``note`` is called with a one-line note for the user: ``resume=True`` on a folder with
+    no store starts a new sweep, and says so (a sweep killed before its first point left none; a
+    script may always pass ``--resume``; a mistyped ``--out`` should not go unnoticed); more worker
+    processes than CPUs are noted too.
     """
     from recsim.explore.store import STORE_NAME, Store
 
@@ -145,7 +147,7 @@ def run_sweep(
     # not go together) fail the command without leaving an empty store behind.
     owned = not isinstance(executor, Executor)
     ex = (
-        make_executor(executor, workers=workers, scheduler=scheduler, progress=progress)
+        make_executor(executor, workers=workers, scheduler=scheduler, progress=progress, note=note)
         if owned
         else executor
     )  # type: ignore[arg-type]

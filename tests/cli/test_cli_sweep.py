@@ -151,3 +151,53 @@ def test_ctrl_c_on_a_dask_sweep_is_one_line(tmp_path: Path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["recsim: interrupted"], err
     assert 1 <= rows() < 24
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "2.5", "many"])
+def test_workers_below_one_or_not_a_whole_number_is_refused(tmp_path: Path, value: str):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    result = invoke(str(spec), "--out", str(out), "--workers", value)
+    assert result.exit_code == 2, result.output
+    assert (
+        f"Invalid value for '--workers': expected a whole number of at least 1 (the most worker "
+        f"processes), got '{value}'" in result.output
+    )
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_workers_above_the_points_start_one_process_a_point(tmp_path: Path, monkeypatch):
+    # `--workers 100000` asked for a pool of 100000 processes (the fork fallback and Dask's
+    # LocalCluster start them all up front): a sweep starts no more than it has points to run, and
+    # says, without failing, when those are more than its CPUs (one here, whatever the machine).
+    import recsim.explore.executors as executors
+
+    monkeypatch.setattr(executors, "available_cpus", lambda: 1)
+    spec = tmp_path / "two.yaml"
+    spec.write_text(SPEC.replace("  node.accelerators.count: [1, 2]\n", ""))
+    result = invoke(str(spec), "--out", str(tmp_path / "out"), "--workers", "100000", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "2 points (2 ok" in result.stdout
+    assert "local (2 workers)" in result.stdout
+    assert result.stderr.splitlines() == [
+        "recsim: note: --workers 100000: starting 2 worker processes on the 1 CPU this process may "
+        "use; they share them, so each point runs slower and the sweep is no faster than with "
+        "--workers 1"
+    ]
+
+
+def test_workers_with_a_dask_scheduler_is_refused(tmp_path: Path):
+    # The scheduler's cluster has its own workers: --workers was ignored without a word.
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    args = ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "4"]
+    result = invoke(str(spec), "--out", str(out), *args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "recsim: error: --workers sizes the local cluster that --executor dask starts; with "
+        "--scheduler, the cluster's own workers run the points (leave --workers out)"
+    ]
+    assert not out.exists()

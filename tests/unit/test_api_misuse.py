@@ -173,7 +173,7 @@ def test_a_process_server_that_died_before_any_worker_is_one_error(monkeypatch: 
             raise EOFError
 
     executor = LocalExecutor(workers=2, progress=False)
-    monkeypatch.setattr(executor, "_get_pool", lambda: DeadServer())
+    monkeypatch.setattr(executor, "_get_pool", lambda size: DeadServer())
     with pytest.raises(RecsimError, match=r"a sweep worker process died .* \(EOFError\)"):
         executor.run([object(), object()], lambda record: None)  # type: ignore[list-item]
 

@@ -692,3 +692,50 @@ def test_a_failed_sweep_into_the_current_folder_leaves_it(spec_path, tmp_path, m
     with pytest.raises(ConfigError, match="refused"):
         run_sweep(spec_path, ".", workers=1)
     assert (tmp_path / "here").is_dir()
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 2.5, "4"])
+def test_run_sweep_refuses_workers_that_are_not_a_whole_number_of_at_least_one(spec_path, tmp_path, workers):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"--workers \(workers=\): expected a whole number of at least 1"):
+        run_sweep(spec_path, out, workers=workers, progress=False)
+    assert not out.exists()  # refused before the folder is made
+
+
+def test_a_batch_starts_no_more_processes_than_it_has_tasks(monkeypatch):
+    from recsim.explore import executors
+    from recsim.explore.executors import LocalExecutor
+
+    monkeypatch.setattr(executors, "available_cpus", lambda: 4)
+    notes: list[str] = []
+    executor = LocalExecutor(workers=100_000, note=notes.append)
+    assert executor._size_for(3) == 3 and executor._size_for(0) == 1 and not notes
+    assert executor.describe() == "local (100000 workers)"  # the ceiling, before any batch ran
+    many = LocalExecutor(workers=100_000, note=notes.append)
+    many._size_for(100_000)
+    assert len(notes) == 1 and notes[0].startswith("--workers 100000: starting 100000 worker processes")
+
+
+def test_building_a_grids_points_parses_each_axis_path_once_not_once_a_point(spec_path, monkeypatch):
+    # Each point parsed every axis path again (a YAML parse per part): a 100 x 2 x 100 grid took
+    # 27 s to build, a million points tens of minutes before the first one ran.
+    from recsim.config.loader import Override
+    from recsim.explore import spec as spec_module
+
+    spec = load_sweep(spec_path)
+    spec_module.config_path.cache_clear()
+    spec_module.special_key_of.cache_clear()
+    parse = Override.parse
+    calls: list[str] = []
+
+    def counted(text: str) -> Override:
+        calls.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(Override, "parse", staticmethod(counted))
+    points = grid_points(spec)
+    assert len(points) == 18  # 2 x 3 x 3: the filter (batch <= 16) keeps every one
+    # The axis paths and the filter's, and the special keys' paths special_key_of compares with.
+    assert 0 < len(calls) <= len(spec.axis_paths) + len(spec.filters) + len(spec_module._SPECIAL_PATHS)
+    spec_module.config_path.cache_clear()
+    spec_module.special_key_of.cache_clear()
