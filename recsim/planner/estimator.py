@@ -29,9 +29,13 @@ each block its ``Perf`` and ``Storage``:
   table's ids, a row split's member those of its rows; two batches of them under TorchRec's
   pipeline, ``storage.held_input_batches``), as ``plan_usage`` charges a placed plan:
   what the block takes on its rank, known before placement, as TorchRec's planner adds a shard's
-  ``input_sizes`` and ``output_sizes`` to its storage. The data loader's own buffers, which no
-  block carries, are the same on every rank (``reader_hbm_bytes``: ``storage.rank_reader_bytes``);
-  the partitioner starts every rank with them beside the dense side.
+  ``input_sizes`` and ``output_sizes`` to its storage. Where a rank reads a table's ids once
+  however many of its blocks it holds (DLE's per-rank loader), a block keeps that part apart
+  (``Block.input_once_bytes``), so the blocks a rank ends up with count it once
+  (``rank_input_bytes``; the partitioner's ``hbm_take``), as ``plan_usage`` does: summed block by
+  block, two column blocks of one table on one rank counted it twice. The data loader's own
+  buffers, which no block carries, are the same on every rank (``reader_hbm_bytes``:
+  ``storage.rank_reader_bytes``); the partitioner starts every rank with them beside the dense side.
 
 A tier that cannot serve a training step here (SSD tiers model inference only; NMP needs NMP
 DIMMs) makes the option unavailable, with the cost layer's reason kept for error messages.
@@ -41,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from recsim.cost.collectives import collective_time_s
@@ -58,7 +62,7 @@ from recsim.hardware.topology import Topology, build_topology
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.limits import dtypes_for
 from recsim.planner.storage import (
-    input_block_bytes,
+    input_block_parts,
     pooled_block_bytes,
     rank_reader_bytes,
     reduce_group_size,
@@ -78,19 +82,42 @@ class Block:
     ``storage``: all the block takes on its rank, ``pooled_hbm_bytes`` (its pooled vectors for the
     global batch, ``storage.pooled_block_bytes``, with a row split's reduce-scatter output) and
     ``input_hbm_bytes`` (the ids its lookups read, ``storage.input_block_bytes``) included in its
-    HBM."""
+    HBM. ``input_once_bytes``: the part of ``input_hbm_bytes`` its rank reads once a table however
+    many blocks of the table it holds (DLE's per-rank loader: ``storage.input_block_parts``), by
+    table; a rank holding two blocks of one table holds those ids once (``rank_input_bytes``)."""
 
     shards: tuple[Shard, ...]
     perf: Perf
     storage: Storage
     pooled_hbm_bytes: float = 0.0
     input_hbm_bytes: float = 0.0
+    input_once_bytes: tuple[tuple[str, float], ...] = ()
 
     @property
     def io_hbm_bytes(self) -> float:
         """HBM the block takes wherever its rows are: its pooled vectors and the ids it reads (TorchRec's
         planner's ``output_sizes`` and ``input_sizes``)."""
         return self.pooled_hbm_bytes + self.input_hbm_bytes
+
+
+def repeated_input_bytes(held: Collection[str], block: Block) -> float:
+    """The ids ``block`` would read that a rank already holding blocks of the tables ``held`` reads
+    already: its once-a-table ids of those tables (``Block.input_once_bytes``; DLE's loader reads a
+    table's feature once a rank). What placing ``block`` there adds is its HBM less these."""
+    return math.fsum(size for table, size in block.input_once_bytes if table in held)
+
+
+def rank_input_bytes(blocks: Sequence[Block]) -> float:
+    """The ids the blocks placed on one rank read, as ``storage.ids_by_rank`` charges the rank (its
+    inputs less the loader's own buffers, ``Estimator.reader_hbm_bytes``): each block's own (every
+    shard its copy under TorchRec's all-to-all), and a table's once-a-rank ids once however many of
+    its blocks the rank holds."""
+    own = 0.0
+    once: dict[str, float] = {}
+    for b in blocks:
+        own += b.input_hbm_bytes - math.fsum(size for _, size in b.input_once_bytes)
+        once.update(b.input_once_bytes)
+    return own + math.fsum(once.values())
 
 
 @dataclass(frozen=True)
@@ -356,11 +383,13 @@ class Estimator:
             # as ``storage.reduce_scatter_by_rank`` charges the placed plan.
             pooled += reduce_scatter_output_bytes(self.batch, shards[0].dim, comm, group, self.world)
         # ... and the ids its lookups read (``storage.input_block_bytes``), as ``plan_usage``.
-        inputs = input_block_bytes(shards, self.w, self.world, self.ops, self.framework)
+        own, once = input_block_parts(shards, self.w, self.world, self.ops, self.framework)
+        inputs = own + math.fsum(once.values())
         storage = Storage(hbm_bytes=pooled + inputs)
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)
-        block = Block(tuple(shards), Perf(fwd, a2a + rs, bwd, a2a + rs + dp), storage, pooled, inputs)
+        perf = Perf(fwd, a2a + rs, bwd, a2a + rs + dp)
+        block = Block(tuple(shards), perf, storage, pooled, inputs, tuple(sorted(once.items())))
         if memo_key is not None:
             self._blocks[memo_key] = block
         return block

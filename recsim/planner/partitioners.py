@@ -14,38 +14,38 @@ Two ways to choose among the ranks that fit (both are registered by name):
   DRAM and SSD; TorchRec's memory-balanced idea): for models that barely fit, it keeps room for the
   tables still to come.
 
-**The pooled vectors.** Every table's pooled vectors for the global batch take HBM on the rank
-that pools it, whatever tier holds its rows (``storage.pooled_output_bytes``; a block's ``storage``
-counts its own), and so do the ids its lookups read (``storage.input_buffer_bytes``): "pooled
-bytes" below are both (``Block.io_hbm_bytes``, ``greedy.least_io_bytes``). Rows placed first
+**The pooled vectors.** Every table's pooled vectors for the global batch take HBM on the rank that
+pools it, whatever tier holds its rows (``storage.pooled_output_bytes``; a block's ``storage``
+counts its own), and so do the ids its lookups read (``storage.input_buffer_bytes``; a table's ids
+that a rank reads once however many of its blocks it holds, DLE's, once a rank: ``hbm_take``):
+"pooled bytes" below are both (``Block.io_hbm_bytes``, ``greedy.least_io_bytes``). Rows placed first
 must leave that HBM to the tables whose rows go to a host tier, or such a table, late in the order,
-fits no rank. A proposer states the tables' least pooled bytes
-once (``reserve``, per table); a block that keeps rows or a cache in HBM must then leave
-``(S - H) / ranks + L`` free on its rank, where ``S`` sums them all, ``H`` those of the tables
-placed with every block in HBM (their vectors are in their blocks already: counting them in the
-reserve too kept them twice, up to ``S / ranks`` a rank) and ``L`` is the largest of the tables
-not placed yet. A block of pooled vectors alone (rows off HBM) may take that reserve, but a
-table's such blocks together no more of it than the table's own figure in ``S``: the part of a
-block's bytes that goes below the reserve of a rank that had free HBM above it (all of them on a
-rank already below it) counts, and the blocks of a candidate that would take more do not fit
-(``fits_block``). That is what holds where a table writes more vectors than its least: each
-member of an off-HBM row split pools the whole batch (model-a on dgx-h100: a split over 8 ranks on
-uvm 8 x 32 MiB against the 32 MiB reserved), or a lower precision whose lookups write wider
-vectors; before, such splits spent the reserve and ``memory_balanced`` found 9 MiB free on the
-best rank against 32 MiB of a table's vectors ("fits nowhere"). The reserve after the table being
-placed is the one its blocks keep. So the vectors of a table off HBM pooling its least always find
-a rank whole: summed over the ranks, the HBM missing below the reserve is at most the reserved
-bytes of the tables placed off HBM (rows keep the reserve; vectors alone take at most their
-table's figure; the reserve only falls), so the ranks' free HBM totals at least ``ranks`` times
-the reserve less those, which is the unplaced tables' vectors plus ``ranks x L``, and not every
-rank can have less than ``L`` free. One check per block and a sum and a largest updated per table
-placed (an earlier try kept the rest's vectors free table by table on every rank, and planning
-zionex model-a took 160 s instead of 4). The greedy proposers
-(greedy, memory_balanced, flexshard) reserve for every table, not knowing which will end off HBM;
-RecShard for the tables its knapsack put off HBM. None reserves where no allowed tier takes rows
-wholly out of HBM (``greedy.rows_may_leave_hbm``: ``planner.tiers`` of ``hbm`` and cached
-``uvm_caching`` only), since every block then keeps the reserve and none could use it. The other
-proposers reserve nothing: their blocks are still placed with their pooled vectors.
+fits no rank. A proposer states the tables' least pooled bytes once (``reserve``, per table); a
+block that keeps rows or a cache in HBM must then leave ``(S - H) / ranks + L`` free on its rank,
+where ``S`` sums them all, ``H`` those of the tables placed with every block in HBM (their vectors
+are in their blocks already: counting them in the reserve too kept them twice, up to ``S / ranks`` a
+rank) and ``L`` is the largest of the tables not placed yet. A block of pooled vectors alone (rows
+off HBM) may take that reserve, but a table's such blocks together no more of it than the table's
+own figure in ``S``: the part of a block's bytes that goes below the reserve of a rank that had free
+HBM above it (all of them on a rank already below it) counts, and the blocks of a candidate that
+would take more do not fit (``fits_block``). That is what holds where a table writes more vectors
+than its least: each member of an off-HBM row split pools the whole batch (model-a on dgx-h100: a
+split over 8 ranks on uvm 8 x 32 MiB against the 32 MiB reserved), or a lower precision whose
+lookups write wider vectors; before, such splits spent the reserve and ``memory_balanced`` found 9
+MiB free on the best rank against 32 MiB of a table's vectors ("fits nowhere"). The reserve after
+the table being placed is the one its blocks keep. So the vectors of a table off HBM pooling its
+least always find a rank whole: summed over the ranks, the HBM missing below the reserve is at most
+the reserved bytes of the tables placed off HBM (rows keep the reserve; vectors alone take at most
+their table's figure; the reserve only falls), so the ranks' free HBM totals at least ``ranks``
+times the reserve less those, which is the unplaced tables' vectors plus ``ranks x L``, and not
+every rank can have less than ``L`` free. One check per block and a sum and a largest updated per
+table placed (an earlier try kept the rest's vectors free table by table on every rank, and planning
+zionex model-a took 160 s instead of 4). The greedy proposers (greedy, memory_balanced, flexshard)
+reserve for every table, not knowing which will end off HBM; RecShard for the tables its knapsack
+put off HBM. None reserves where no allowed tier takes rows wholly out of HBM
+(``greedy.rows_may_leave_hbm``: ``planner.tiers`` of ``hbm`` and cached ``uvm_caching`` only), since
+every block then keeps the reserve and none could use it. The other proposers reserve nothing: their
+blocks are still placed with their pooled vectors.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """
@@ -58,7 +58,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
-from recsim.planner.estimator import Block, Candidate, Estimator
+from recsim.planner.estimator import Block, Candidate, Estimator, repeated_input_bytes
 from recsim.planner.storage import Capacity, capacity, dense_hbm_bytes, dense_weight_bytes
 from recsim.planner.types import Shard, Storage
 from recsim.units import Dimension, format_quantity
@@ -82,6 +82,8 @@ class _Undo:
     node_ddr: list[tuple[int, float]]
     node_ssd: list[tuple[int, float]]
     allowance: list[float] = dataclasses.field(default_factory=list)
+    # (rank, table) whose once-a-rank ids a block added to the rank (``Partitioner.ids_held``).
+    ids_held: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
 
 class Partitioner:
@@ -128,6 +130,10 @@ class Partitioner:
         self.ddr = [0.0] * estimator.nodes
         self.ssd = [0.0] * estimator.nodes
         self.shards: list[Shard] = []
+        # Per rank, the tables whose once-a-rank ids (``Block.input_once_bytes``: DLE's loader) a
+        # block placed there holds already: another block of such a table adds its HBM less them
+        # (``hbm_take``), as ``plan_usage`` charges the rank.
+        self.ids_held: list[set[str]] = [set() for _ in range(self.world)]
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -182,21 +188,39 @@ class Partitioner:
             and self.ssd[node] + st.ssd_bytes <= self.cap.ssd_bytes_per_node
         )
 
+    def hbm_take(self, rank: int, block: Block) -> float:
+        """The HBM ``block`` adds on ``rank``: its own, less the once-a-rank ids of a table the rank
+        reads already (``estimator.repeated_input_bytes``)."""
+        held = self.ids_held[rank]
+        if not held or not block.input_once_bytes:
+            return block.storage.hbm_bytes
+        return block.storage.hbm_bytes - repeated_input_bytes(held, block)
+
+    def _storage_on(self, rank: int, block: Block) -> Storage:
+        """``block``'s storage as placing it on ``rank`` adds it (``hbm_take``)."""
+        take = self.hbm_take(rank, block)
+        return (
+            block.storage
+            if take == block.storage.hbm_bytes
+            else dataclasses.replace(block.storage, hbm_bytes=take)
+        )
+
     def fits_block(self, rank: int, block: Block) -> bool:
         """``fits`` of ``block`` on ``rank``: keeping the reserve where it holds rows or a cache in
         HBM; where it holds only its pooled vectors (whose room the reserve is), taking no more of
         the reserve than its candidate may still take (``_reserve_taken``)."""
+        storage = self._storage_on(rank, block)
         if self.holds_rows(block):
-            return self.fits(rank, block.storage, True)
+            return self.fits(rank, storage, True)
         taken = self._reserve_taken(rank, block)
-        return self.fits(rank, block.storage, False) and taken <= self._allowance_bytes * (1 + _BYTES_RTOL)
+        return self.fits(rank, storage, False) and taken <= self._allowance_bytes * (1 + _BYTES_RTOL)
 
     def _reserve_taken(self, rank: int, block: Block) -> float:
         """How much of ``rank``'s reserve a block of pooled vectors alone would take: the part of
         its HBM bytes below the reserve that was free above it (module docstring)."""
         free = self.cap.hbm_bytes_per_rank - self.hbm[rank]
         reserve = self.reserved_rank_bytes
-        return max(0.0, reserve - (free - block.storage.hbm_bytes)) - max(0.0, reserve - free)
+        return max(0.0, reserve - (free - self.hbm_take(rank, block))) - max(0.0, reserve - free)
 
     @staticmethod
     def holds_rows(block: Block) -> bool:
@@ -214,9 +238,14 @@ class Partitioner:
         undo.node_ddr.append((node, self.ddr[node]))
         undo.node_ssd.append((node, self.ssd[node]))
         self.load[rank] += block.perf.total_s
-        self.hbm[rank] += block.storage.hbm_bytes
+        self.hbm[rank] += self.hbm_take(rank, block)
         self.ddr[node] += block.storage.ddr_bytes
         self.ssd[node] += block.storage.ssd_bytes
+        held = self.ids_held[rank]
+        for table, _ in block.input_once_bytes:
+            if table not in held:
+                held.add(table)
+                undo.ids_held.append((rank, table))
 
     def _rollback(self, undo: _Undo) -> None:
         for rank, v in reversed(undo.rank_load):
@@ -227,6 +256,8 @@ class Partitioner:
             self.ddr[node] = v
         for node, v in reversed(undo.node_ssd):
             self.ssd[node] = v
+        for rank, table in undo.ids_held:
+            self.ids_held[rank].discard(table)
         if undo.allowance:
             self._allowance_bytes = undo.allowance[0]
 
@@ -396,7 +427,7 @@ class Partitioner:
             if not all(self._add_all((r,), b, attempt) for b, r in pairs):
                 self._rollback(attempt)
                 continue
-            for field_ in ("rank_load", "rank_hbm", "node_ddr", "node_ssd", "allowance"):
+            for field_ in ("rank_load", "rank_hbm", "node_ddr", "node_ssd", "allowance", "ids_held"):
                 getattr(undo, field_).extend(getattr(attempt, field_))
             placed.extend((b, (r,)) for b, r in pairs)
             return True

@@ -450,9 +450,24 @@ def input_block_bytes(
     """``input_buffer_bytes`` of shards that live on one rank: their sum where each shard gets its
     own ids (``all_to_all``: every column block, a hot and a cold part each theirs), once a table
     where the rank reads a table's feature once however many blocks of it it holds (``features``,
-    as ``graph.build._Builder.per_rank_feature_input`` reads them). The estimator's blocks charge
-    this per block, before placement: two blocks of one table that a planner then puts on one
-    rank each count the ``features`` ids, more than ``plan_usage`` charges the rank (never less)."""
+    as ``graph.build._Builder.per_rank_feature_input`` reads them): ``input_block_parts`` added up.
+    The estimator's blocks charge this per block, before placement, with the once-a-table part
+    apart (``Block.input_once_bytes``), so that blocks of one table put on one rank count those
+    ids once there (``estimator.rank_input_bytes``), as ``plan_usage`` does (``ids_by_rank``)."""
+    own, once = input_block_parts(shards, workload, world_size, ops, framework)
+    return own + math.fsum(once.values())
+
+
+def input_block_parts(
+    shards: Sequence[Shard],
+    workload: Workload,
+    world_size: int,
+    ops: ShardOps | None = None,
+    framework: Runtime | None = None,
+) -> tuple[float, dict[str, float]]:
+    """``input_block_bytes`` of ``shards`` in its two parts: the ids every shard gets its own copy
+    of, summed (``all_to_all``), and by table those a rank reads once however many shards of the
+    table it holds (``features``)."""
     framework = framework or _framework(workload)
     seen: dict[str, float] = {}
     total = 0.0
@@ -462,7 +477,7 @@ def input_block_bytes(
             seen[s.table] = size
         else:
             total += size
-    return total + math.fsum(seen.values())
+    return total, seen
 
 
 def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:

@@ -6,6 +6,7 @@ all-to-all count the same bytes. (The loader's own buffers, which a rank's input
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -17,10 +18,12 @@ from recsim.graph.ir import Collective
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.planner.config import planner_config
-from recsim.planner.estimator import Estimator
+from recsim.planner.estimator import Block, Estimator, rank_input_bytes
+from recsim.planner.partitioners import Partitioner
 from recsim.planner.proposers.base import PlanningContext
 from recsim.planner.proposers.greedy import least_io_bytes
 from recsim.planner.storage import (
+    Capacity,
     ids_by_rank,
     input_block_bytes,
     input_buffer_bytes,
@@ -244,12 +247,14 @@ def test_a_rank_holds_the_input_block_bytes_of_its_shards(
     assert ids_by_rank(plan, w) == expected
 
 
-def test_blocks_of_one_table_on_one_rank_charge_dle_s_ids_each_plan_usage_once() -> None:
-    # ``input_block_bytes``: the estimator charges each block before placement, so two column blocks
-    # of a placed on one rank count a's int64 ids twice under DLE's loader, where the rank reads
-    # them once (plan_usage); under TorchRec's all-to-all each block gets its own copy: equal (two
-    # batches of them: 2026-12-07, A_IDS a block and 2 x A_IDS the rank while one was counted; DLE's
-    # two batches too, its prefetcher's: 8 x 2 x 8 while one was counted).
+def test_blocks_of_one_table_on_one_rank_hold_dle_s_ids_once_as_plan_usage() -> None:
+    # Two column blocks of a on one rank: each block alone charges a's ids (``input_hbm_bytes``),
+    # and the rank holds them once under DLE's loader (its feature read once a rank), each block its
+    # own copy under TorchRec's all-to-all (two batches of them: 2026-12-07, A_IDS a block and
+    # 2 x A_IDS the rank while one was counted; DLE's two batches too, its prefetcher's: 8 x 2 x 8
+    # while one was counted). The estimator's ``rank_input_bytes`` of the rank's blocks is
+    # ``plan_usage``'s ids (``ids_by_rank``; 2026-12-07: the blocks' sum, 2 x 128 B under DLE, was
+    # pinned as an over-count, never an under-count; now equal).
     for framework, block_ids, rank_ids in (
         ("cuda_graphs", 2 * 8 * 2 * 8, 2 * 8 * 2 * 8),
         ("eager", 2 * A_IDS, 2 * 2 * A_IDS),
@@ -260,5 +265,97 @@ def test_blocks_of_one_table_on_one_rank_charge_dle_s_ids_each_plan_usage_once()
         cand = est.candidate(w.table("a"), "column_wise", "hbm", "fp32", column_blocks=2)
         assert cand is not None and len(cand.blocks) == 2
         assert [b.input_hbm_bytes for b in cand.blocks] == [block_ids, block_ids]
+        assert rank_input_bytes(cand.blocks) == rank_ids
         placed = tuple(dataclasses.replace(s, ranks=(0,)) for b in cand.blocks for s in b.shards)
         assert ids_by_rank(Plan(2, placed), w) == {0: rank_ids}
+
+
+SHARED_RANK_SCHEMES = [
+    ("table_wise", {}),
+    ("column_wise", {"column_blocks": 2}),
+    ("column_wise", {"column_blocks": 4}),
+    ("row_wise", {}),
+    ("table_wise", {"hot_rows": 30, "hot_placement": "hbm", "cold_tier": "uvm"}),
+    ("column_wise", {"column_blocks": 2, "hot_rows": 30, "hot_placement": "hbm", "cold_tier": "uvm"}),
+    ("data_parallel", {}),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    chosen=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(SHARED_RANK_SCHEMES)), min_size=1, max_size=4
+    ),
+    seats=st.lists(st.integers(0, 3), min_size=16, max_size=16),
+    framework=st.sampled_from(["eager", "fused", "cuda_graphs"]),
+)
+def test_the_estimator_counts_a_rank_s_ids_as_plan_usage_wherever_blocks_land(
+    chosen: list[tuple[str, tuple[str, dict[str, object]]]], seats: list[int], framework: str
+) -> None:
+    # Blocks of candidates put on ranks freely (several blocks of one table on one rank, a table
+    # chosen twice): per rank, the estimator's ``rank_input_bytes`` of the rank's blocks is the ids
+    # ``plan_usage`` charges it (``ids_by_rank``; its inputs add the loader's own buffers, which the
+    # estimator keeps on every rank: ``Estimator.reader_hbm_bytes``), and, where the blocks make a
+    # plan (each table once, whole tables and column blocks), their HBM (rows, pooled vectors, ids)
+    # its HBM but the dense side and the loader's buffers. The contract: the estimator, the planners
+    # and the memory check count the same bytes.
+    w = tiny(f"training.runtime={framework}")
+    system = gpus(4)
+    est = Estimator(system, w, planner_config([]))
+    reader = est.reader_hbm_bytes
+    on_rank: dict[int, list[Block]] = {r: [] for r in range(4)}
+    shards: list[Shard] = []
+    seat = iter(seats)
+    for table, (sharding, extra) in chosen:
+        cand = est.candidate(w.table(table), sharding, "hbm", "fp32", **extra)  # type: ignore[arg-type]
+        assert cand is not None
+        for block in (*cand.blocks, *cand.replicated):
+            rank = next(seat)
+            on_rank[rank].append(block)
+            shards += [dataclasses.replace(s, ranks=(rank,)) for s in block.shards]
+    plan = Plan(4, tuple(shards))
+    usage = plan_usage(plan, w, system)
+    held = ids_by_rank(plan, w)
+    for rank, blocks in on_rank.items():
+        ids = rank_input_bytes(blocks)
+        assert ids == pytest.approx(held.get(rank, 0.0), rel=1e-12, abs=0.0)
+        assert usage.input_by_rank.get(rank, 0.0) == pytest.approx(ids + reader, rel=1e-12, abs=0.0)
+        if len({table for table, _ in chosen}) < len(chosen) or any(
+            scheme[0] in ("row_wise", "data_parallel") for _, scheme in chosen
+        ):
+            # No plan: a table placed twice over (its rows and vectors twice), a row split's members
+            # on one rank (one reduce group), replicated rows on one rank; their ids still count.
+            continue
+        repeated = ids - math.fsum(b.input_hbm_bytes for b in blocks)
+        hbm = math.fsum(b.storage.hbm_bytes for b in blocks) + repeated
+        rest = usage.hbm_by_rank[rank] - usage.dense_hbm_bytes - reader
+        assert hbm == pytest.approx(rest, rel=1e-12, abs=1e-6)
+
+
+def test_the_partitioner_charges_a_table_s_dle_ids_once_a_rank() -> None:
+    # A table placed twice (a's two column blocks, then a whole on one of their ranks): under DLE's
+    # loader the partitioner's HBM of each rank is what ``plan_usage`` charges the placed plan (the
+    # loader's own buffers, which it starts every rank with, included), the second block of a on a
+    # rank adding its rows and pooled vectors but not a's ids again.
+    w = tiny("training.runtime=cuda_graphs")
+    system = gpus(2)
+    est = Estimator(system, w, planner_config([]))
+    part = Partitioner(est, "lpt", cap=Capacity.unlimited(est.per_node))
+    columns = est.candidate(w.table("a"), "column_wise", "hbm", "fp32", column_blocks=2)
+    whole = est.candidate(w.table("a"), "table_wise", "hbm", "fp32")
+    assert columns is not None and whole is not None
+    assert part.place(columns) is not None and part.place(whole) is not None
+    (block,) = whole.blocks
+    plan = Plan(2, tuple(part.shards))
+    usage = plan_usage(plan, w, system)
+    # two batches of a's ids (DLE's prefetcher; 2026-12-07: 8 x 2 x 8 while one was counted)
+    assert ids_by_rank(plan, w) == {0: 2 * 8 * 2 * 8, 1: 2 * 8 * 2 * 8}
+    reader = est.reader_hbm_bytes
+    assert reader > 0.0
+    assert usage.input_by_rank == {0: 2 * 8 * 2 * 8 + reader, 1: 2 * 8 * 2 * 8 + reader}
+    assert part.hbm == pytest.approx([usage.hbm_by_rank[0], usage.hbm_by_rank[1]], rel=1e-12)
+    # the whole table's rank took its block's HBM less a's 256 B of ids (2026-12-07: 128 B, one batch)
+    rank = part.shards[-1].ranks[0]
+    before = Partitioner(est, "lpt", cap=Capacity.unlimited(est.per_node))
+    before.place(columns)
+    assert part.hbm[rank] - before.hbm[rank] == block.storage.hbm_bytes - 2 * 8 * 2 * 8
