@@ -222,6 +222,25 @@ class ShardOps:
                 return model.rank_bag_share([(s.row_start, s.row_end) for s in block])
         return self.bags_hit(block[0].table, share)
 
+    def part_bag_share(self, shard: Shard) -> float:
+        """Share of bags with at least one lookup in the rows one rank of ``shard`` serves: a
+        member's of a routed (``distributed``) shard, a popularity slice's. ``bags_hit`` of its
+        lookup share (``member_share``) for independent lookups; with MLPerf's fixed multi-hot rows
+        (``FixedRowsModel``), for a distributed shard of popularity-ordered rows, the share of the
+        ids whose row meets the member's ranks, the shard's ranks dealt to its members in turn
+        (``FixedRowsModel.rank_bag_share``). The one figure the lookup pools (``op``'s ``bags``),
+        the exchange sends (``pooled_exchange``) and the planner keeps room for
+        (``planner.storage.pooled_output_bytes``)."""
+        model = self.table_model(shard.table)
+        if (
+            shard.sharding == "distributed"
+            and shard.order == "popularity"
+            and isinstance(model, FixedRowsModel)
+            and model.hotness > 1
+        ):
+            return model.rank_bag_share([(shard.row_start, shard.row_end)], max(1, len(shard.ranks)))
+        return self.bags_hit(shard.table, self.member_share(shard))
+
     def bags_hit(self, table: str, share: float) -> float:
         """Share of ``table``'s bags with at least one of their ``P`` lookups in rows that receive a
         share ``share`` of the table's lookups: ``1 - (1 - share)^P``."""
@@ -305,7 +324,7 @@ class ShardOps:
             # (a row-wise block, whose partial pools are all reduce-scattered) serves every bag.
             hit = None
             if shard.sharding == "distributed" or self.is_slice(shard):
-                hit = served * self.bags_hit(shard.table, self.member_share(shard))
+                hit = served * self.part_bag_share(shard)
             figures = let_go_when_full(self._figures, SHARD_OPS_KEPT)[key] = (served, lookups, unique, hit)
         served, lookups, unique, hit = figures
         if pass_ == "update":  # no lookups: a sweep over the rows
@@ -505,7 +524,7 @@ def pooled_exchange(
         if block[0].sharding == "distributed":
             # Routed: each member returns partial pools only for the bags that drew one of its rows.
             for shard in block:
-                vector = b * dim * wire_bytes * ops.bags_hit(shard.table, ops.member_share(shard))
+                vector = b * dim * wire_bytes * ops.part_bag_share(shard)
                 for member in shard.ranks:
                     send[member] += vector
             continue

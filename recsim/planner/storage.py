@@ -183,8 +183,8 @@ def pooled_output_bytes(
 
     A lookup of a part of a table (a rank's share of a routed, ``distributed``, shard; a popularity
     slice) writes only the bags that drew one of its rows where the framework pools those alone
-    (``Runtime.pools_hit_bags_only``: HugeCTR's kernels walk the lookups), ``ShardOps.bags_hit`` of
-    its lookup share (``ops`` made here when not given), as the graph's lookup does
+    (``Runtime.pools_hit_bags_only``: HugeCTR's kernels walk the lookups), ``ShardOps.part_bag_share``
+    (``ops`` made here when not given), as the graph's lookup does
     (``ShardOps.op``); elsewhere (FBGEMM's TBE) every sample's bag, empty ones included, compacted
     only for the exchange. The reduce-scatter's output (``1 / |G|`` of a row split's partial pools)
     is ``reduce_scatter_by_rank``'s. ``value_bytes``, ``framework``: ``_pooled_value_bytes`` of
@@ -196,7 +196,7 @@ def pooled_output_bytes(
     bags = float(w.training.global_batch_size)
     if framework.pools_hit_bags_only and _is_part(shard, w):
         ops = ops or ShardOps(w)
-        bags *= ops.bags_hit(shard.table, ops.member_share(shard))
+        bags *= ops.part_bag_share(shard)
     return bags * (_pooled_value_bytes(shard, w) if value_bytes is None else value_bytes)
 
 

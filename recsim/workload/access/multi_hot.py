@@ -187,9 +187,12 @@ class FixedRowsModel(AccessModel):
             return self.base.missed_unique_share(n_lookups, cache_rows)
         return super().missed_unique_share(n_lookups, cache_rows)
 
-    def rank_bag_share(self, ranges: Sequence[tuple[int, int]]) -> float:
+    def rank_bag_share(self, ranges: Sequence[tuple[int, int]], members: int = 1) -> float:
         """Share of the samples (bags) whose row has at least one lookup in the disjoint popularity
-        ranks ``ranges`` of the fold (``[start, end)``, 0 the hottest; a hot/cold split's parts).
+        ranks ``ranges`` of the fold (``[start, end)``, 0 the hottest; a hot/cold split's parts),
+        or, with ``members`` > 1, in one member's rows of them where the ranks are dealt to
+        ``members`` ranks in turn (a ``distributed`` shard: rank ``i`` of its rows on member
+        ``i mod members``).
 
         Not ``1 - (1 - s)^P`` of a block receiving a share ``s`` of the lookups, which holds for
         independent lookups: a sample's ``P`` lookups are its id's row, whose slots make the rows
@@ -205,12 +208,24 @@ class FixedRowsModel(AccessModel):
         rows and more where the bags are more than a tenth of the samples, within 8 % otherwise
         (0.103 against 0.096 at 50k rows, 8 ids, Zipf 1.3; 0.498 against 0.542 at 155 rows); the
         runs of slots this replaced (ranks ``rP .. rP + P - 1`` for the ``N / P`` hottest ids, the
-        others uniform) were off by up to 21 %."""
+        others uniform) were off by up to 21 %.
+
+        A member of ``n = members`` holds every ``n``-th rank: a row of a given mass ranks at one
+        place in the spans, and that place is the member's one time in ``n`` whatever the mass (the
+        fold knows a row's rank only to its group, far wider than ``n`` ranks), so each of the id's
+        rows lands on the member with ``f / n``, independently across the id's rows as their ranks
+        are: ``(1 - f_own / n) (1 - f_extra / n)^(P - 1)`` misses. Not ``1 - (1 - s / n)^P`` of the
+        member's share ``s / n`` of the lookups: a hot id's ``P`` rows all rank among the hottest
+        and meet a member of their range ``P / n`` times on average, the bag once at most, so the
+        member sees fewer bags than independent lookups would spread there (the two agree where
+        the spans hold every rank, ``f_own = f_extra = 1``)."""
         slots = self.hotness
+        if members < 1 or members != int(members):
+            raise ValueError(f"a block's rows are dealt to a whole number >= 1 of ranks, got {members}")
         spans = [(max(0, a), min(self.rows, b)) for a, b in ranges if b > a]
         if slots == 1 or self.rows == 1:
-            # One id a row: the ranks' own share of the lookups.
-            return min(1.0, sum(self.top_k_share(b) - self.top_k_share(a) for a, b in spans))
+            # One id a row: the member's share of the ranks' lookups.
+            return min(1.0, sum(self.top_k_share(b) - self.top_k_share(a) for a, b in spans)) / members
         base = self.base.popularity
         _, _, _, atoms = _fold_parts(base.weights, base.probs, self.rows, slots)
         pop = self.popularity
@@ -221,16 +236,21 @@ class FixedRowsModel(AccessModel):
 
         def inside(add: np.ndarray) -> np.ndarray:
             """Per base group, the chance a row of mass ``slot + add`` (``add`` equally likely
-            values) ranks inside the spans: its rank is the rows of the fold hotter than it."""
+            values) ranks inside the spans: its rank is the rows of the fold hotter than it, at
+            most ``N - 1`` (a mass below every group of the fold, which its bands' means allow, is
+            the coldest row, not a row past the table: it ranked outside every span, and a block
+            of every rank missed a share of the bags, 0.74 of a 4-row table's for 0.75 at 2 ids
+            dealt to 2 members)."""
             mass = (base.probs / slots)[:, None] + add[None, :]
             rank = pop._cum_rows[np.searchsorted(-pop.probs, -mass.ravel(), side="left")].reshape(mass.shape)
+            rank = np.minimum(rank, self.rows - 1)
             hit = np.zeros(mass.shape, dtype=bool)
             for a, b in spans:
                 hit |= (rank >= a) & (rank < b)
             return hit.mean(axis=1)
 
-        f_own = inside(atoms)
-        f_extra = inside(row_mass)
+        f_own = inside(atoms) / members
+        f_extra = inside(row_mass) / members
         extras_miss = (1.0 - f_extra) ** (slots - 1)
         miss = (1.0 - f_own) * extras_miss
         return min(1.0, float(np.dot(base.weights * base.probs, 1.0 - miss)))
