@@ -226,19 +226,16 @@ class ShardOps:
         """Share of bags with at least one lookup in the rows one rank of ``shard`` serves: a
         member's of a routed (``distributed``) shard, a popularity slice's. ``bags_hit`` of its
         lookup share (``member_share``) for independent lookups; with MLPerf's fixed multi-hot rows
-        (``FixedRowsModel``), for a distributed shard of popularity-ordered rows, the share of the
-        ids whose row meets the member's ranks, the shard's ranks dealt to its members in turn
-        (``FixedRowsModel.rank_bag_share``). The one figure the lookup pools (``op``'s ``bags``),
-        the exchange sends (``pooled_exchange``) and the planner keeps room for
-        (``planner.storage.pooled_output_bytes``)."""
+        (``FixedRowsModel``) and popularity-ordered rows, the share of the ids whose row meets the
+        part's ranks (``FixedRowsModel.rank_bag_share``; a distributed shard's ranks dealt to its
+        members in turn), so a slice's is ``bag_share`` of it alone. The one figure the lookup
+        pools (``op``'s ``bags``), the exchange sends (``pooled_exchange``) and the planner keeps
+        room for (``planner.storage.pooled_output_bytes``)."""
         model = self.table_model(shard.table)
-        if (
-            shard.sharding == "distributed"
-            and shard.order == "popularity"
-            and isinstance(model, FixedRowsModel)
-            and model.hotness > 1
-        ):
-            return model.rank_bag_share([(shard.row_start, shard.row_end)], max(1, len(shard.ranks)))
+        if shard.order == "popularity" and isinstance(model, FixedRowsModel) and model.hotness > 1:
+            members = len(shard.ranks) if shard.sharding == "distributed" else 1
+            if members > 1 or self.is_slice(shard):
+                return model.rank_bag_share([(shard.row_start, shard.row_end)], max(1, members))
         return self.bags_hit(shard.table, self.member_share(shard))
 
     def bags_hit(self, table: str, share: float) -> float:

@@ -308,6 +308,12 @@ def test_shard_ops_bag_share_follows_the_fixed_rows():
     routed = Shard("a", "distributed", 10, 100, 0, 4, (0, 1, 2, 3), order="popularity")
     assert ops.part_bag_share(routed) == model.rank_bag_share([(10, 100)], 4)
     assert ops.part_bag_share(routed) < ops.bags_hit("a", ops.member_share(routed))
+    # A popularity slice alone: the bags ``bag_share`` gives the exchange of its block, which its
+    # lookup pools too (2026-12-07: the lookup's and the planner's bags were independent draws,
+    # bags_hit of its lookup share, the exchange's the fixed rows').
+    assert ops.part_bag_share(cold) == ops.bag_share([cold]) < ops.bags_hit("a", ops.member_share(cold))
+    lookup = ops.op(cold, "forward", 8, 4, hit_bags_only=True)
+    assert lookup.bags == pytest.approx(8 * ops.bag_share([cold]), rel=1e-12)
     exchange = pooled_exchange(ops, Plan(4, (routed,)), 8, 2.0)
     assert list(exchange.send[0]) == pytest.approx([2 * 4 * 2.0 * ops.part_bag_share(routed)] * 4, rel=1e-12)
     by_id = dataclasses.replace(routed, order="id")

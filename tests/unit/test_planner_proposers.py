@@ -246,8 +246,10 @@ def test_recshard_given_another_slow_tier_never_plans_worse() -> None:
     # fold gave each row its compound-Poisson background (``multi_hot._spread_rows``: the rows a
     # 5 % cache holds hotter than the even spread made them); 35.679 before the loader's own
     # buffers took HBM on every rank (``planner.reader_buffers``: HugeCTR's multi-hot reader,
-    # 122 MiB a rank here), which leaves the knapsack less room
-    assert both == pytest.approx(35.194, abs=2e-3)
+    # 122 MiB a rank here), which leaves the knapsack less room; 35.194 before a popularity slice's
+    # lookup pooled the bags of its fixed rows (``ShardOps.part_bag_share``: fewer than independent
+    # draws, as the exchange already counted them; HugeCTR pools the hit bags only)
+    assert both == pytest.approx(33.630, abs=2e-3)
 
 
 def _option(table: str, hbm_bytes: float, time_s: float, hot: int = 0) -> TierOption:
