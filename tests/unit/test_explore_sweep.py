@@ -739,3 +739,21 @@ def test_building_a_grids_points_parses_each_axis_path_once_not_once_a_point(spe
     assert 0 < len(calls) <= len(spec.axis_paths) + len(spec.filters) + len(spec_module._SPECIAL_PATHS)
     spec_module.config_path.cache_clear()
     spec_module.special_key_of.cache_clear()
+
+
+def test_the_pool_grows_to_a_larger_later_batch_and_no_further(spec_path):
+    # A batch starts no more processes than its points (one here), and a later, larger batch (a
+    # resumed sweep's next stage) gets a pool of its size, up to --workers.
+    from recsim.explore.executors import LocalExecutor, Task
+
+    spec = load_sweep(spec_path)
+    stage = spec.stage_list[0]
+    tasks = [Task.make(spec, p, stage) for p in grid_points(spec)[:4]]
+    with LocalExecutor(workers=3, progress=False) as executor:
+        first = executor.run(tasks[:1], lambda record: None)
+        assert executor.started == 1 and executor._pool is not None and executor._pool_size == 1
+        rest = executor.run(tasks[1:], lambda record: None)
+        assert executor.started == 3 and executor._pool_size == 3
+        assert len(executor._pool._processes) <= 3  # type: ignore[union-attr]
+        assert executor.describe() == "local (3 workers)"
+    assert [r.key for r in first + rest] == [t.point.key for t in tasks]
