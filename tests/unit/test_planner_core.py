@@ -194,7 +194,8 @@ def test_partitioner_places_within_memory_and_rolls_back(tiny):
     cand = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     assert cand is not None
     # room for a (its rows, its pooled vectors, 8 x 4 x 4 B, and its ids, 8 x (2 x 8 + 4) B) on one
-    # rank only: the second copy must go nowhere and change nothing
+    # rank only: the second copy must go nowhere and change nothing (each rank starts with the dense
+    # side and the loader's own buffers: ``part_dense``)
     part = Partitioner(est, "lpt", cap=Capacity(part_dense(est) + 2000 + 128 + 160, 1e12, 1e12, 2))
     assert part.place(cand) is not None
     loads = list(part.load)
@@ -205,9 +206,11 @@ def test_partitioner_places_within_memory_and_rolls_back(tiny):
 
 
 def part_dense(est: Estimator) -> float:
+    """HBM the partitioner starts every rank with: the dense side and the loader's own buffers
+    (``Estimator.reader_hbm_bytes``; HugeCTR's reader under tiny's ``fused``)."""
     from recsim.planner.storage import dense_hbm_bytes
 
-    return dense_hbm_bytes(est.w, est.world)
+    return dense_hbm_bytes(est.w, est.world) + est.reader_hbm_bytes
 
 
 # -- proposers -------------------------------------------------------------------------------------
