@@ -830,16 +830,20 @@ def product_kernel_time_s(op: Compute, accelerator: Accelerator) -> float:
     return kernel_time_s(op, accelerator)
 
 
-def hbm_bytes(op: Compute, accelerator: Accelerator) -> float:
+def hbm_bytes(
+    op: Compute, accelerator: Accelerator, times: tuple[GemmKernelTime, ...] | None = None
+) -> float:
     """The bytes ``kernel_time_s``'s memory terms move through HBM for ``op``: each GEMM kernel's
     operands and result once, from its shapes (as its roofline reads them), and where it splits K
     the fp32 partials its product writes and its reduction reads (``GemmKernelTime.partial_bytes``,
-    which its time pays for too); else the op's bytes read and written."""
+    which its time pays for too); else the op's bytes read and written. ``times``:
+    ``gemm_kernel_times(op, accelerator)`` where the caller has them already."""
     if op.category == "gemm":
         kernels = gemm_kernels(op)
         if kernels:
             _, elem_bytes = _tensor_peak(op.dtype, accelerator)
-            times = gemm_kernel_times(op, accelerator)
+            if times is None:
+                times = gemm_kernel_times(op, accelerator)
             return math.fsum(
                 g.bytes(elem_bytes) + t.partial_bytes for g, t in zip(kernels, times, strict=True)
             )
@@ -857,13 +861,21 @@ def compute_ceiling_flop_per_s(op: Compute, accelerator: Accelerator) -> float:
     return _vector_peak(op.dtype, accelerator) * gemm_calibration(accelerator).max_efficiency
 
 
-def compute_time_s(op: Compute, accelerator: Accelerator, *, include_launch: bool = True) -> float:
+def compute_time_s(
+    op: Compute,
+    accelerator: Accelerator,
+    *,
+    include_launch: bool = True,
+    times: tuple[GemmKernelTime, ...] | None = None,
+) -> float:
     """Time of ``op`` on ``accelerator``: its kernel time plus one ``kernel_launch`` per kernel.
 
     ``kernel_launch`` is the GPU-side dispatch gap in front of each kernel (``recsim.cost.launch``);
     ``include_launch=False`` leaves it out (kernel time only, as a CUPTI kernel event measures it).
+    ``times``: ``gemm_kernel_times(op, accelerator)`` where the caller has them already.
     """
-    times = gemm_kernel_times(op, accelerator)
+    if times is None:
+        times = gemm_kernel_times(op, accelerator)
     if times:
         # A product with shapes: its kernels' times and count from one run of the wave model (the
         # split-K search is the costly part of an op's price), two kernels for a product split

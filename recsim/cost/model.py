@@ -21,7 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.cost.collectives import collective_time_s
-from recsim.cost.compute import CPU_MEMORY_EFFICIENCY, compute_time_s, cpu_compute_time_s
+from recsim.cost.compute import (
+    CPU_MEMORY_EFFICIENCY,
+    GemmKernelTime,
+    compute_time_s,
+    cpu_compute_time_s,
+    gemm_kernel_times,
+    hbm_bytes,
+)
 from recsim.cost.embedding import EmbeddingCost, embedding_cost
 from recsim.cost.memo import (
     MIXTURES_KEPT,
@@ -53,6 +60,7 @@ from recsim.workload.access import MixtureModel, shared_access_model
 from recsim.workload.access.slice import SliceModel, SubsetModel
 
 if TYPE_CHECKING:
+    from recsim.hardware.devices import Accelerator
     from recsim.workload.access.model import AccessModel
     from recsim.workload.spec import Workload
 
@@ -62,6 +70,7 @@ if TYPE_CHECKING:
 _OP_FIELDS: dict[type, attrgetter[Any]] = {
     cls: attrgetter(*(f.name for f in fields(cls))) for cls in (Compute, Embedding, Transfer, Host)
 }
+_COMPUTE_FIELDS = _OP_FIELDS[Compute]
 # An embedding op's fields but its table: its cost reads the table only through the access model
 # (``CostModel.embedding_s``), so ops whose tables resolve to the same model cost the same.
 _EMBEDDING_REST = attrgetter(*(f.name for f in fields(Embedding) if f.name != "table"))
@@ -193,6 +202,8 @@ class CostModel:
         # evaluation's own (an ``EmbeddingCost`` is a few hundred bytes, one per distinct lookup).
         self._embedding_by_id: dict[int, tuple[Embedding, EmbeddingCost]] = {}
         self._embedding_costs: dict[object, EmbeddingCost] = {}
+        # Compute ops' GEMM kernel times by their fields (``_gemm_times``): this model's own.
+        self._gemm_kernel_times: dict[object, tuple[GemmKernelTime, ...]] = {}
         # Ops' kernel energies (``kernel_j``) by the same value keys.
         self._energy_by_op: dict[object, float] = memo.energy_by_op if memo else {}
         # With a memo, the durations and energies by op identity too, across its evaluations
@@ -268,9 +279,27 @@ class CostModel:
     def compute_s(self, op: Compute) -> float:
         acc = self.system.accelerator
         if acc is not None:
-            return compute_time_s(op, acc)
+            return compute_time_s(op, acc, times=self._gemm_times(op, acc))
         cpus = self.system.node.cpus
         return cpu_compute_time_s(op, cpus.device, cpus.count)
+
+    def compute_hbm_bytes(self, op: Compute) -> float:
+        """``recsim.cost.compute.hbm_bytes`` of ``op`` on this system's accelerator (which it needs),
+        from the same GEMM kernel times its duration reads (``_gemm_times``)."""
+        acc = self.system.accelerator
+        assert acc is not None
+        return hbm_bytes(op, acc, self._gemm_times(op, acc))
+
+    def _gemm_times(self, op: Compute, acc: Accelerator) -> tuple[GemmKernelTime, ...]:
+        """``gemm_kernel_times(op, acc)`` (``acc``: this system's accelerator), worked out once per
+        op value for this model: an evaluation reads them for an op's duration, its kernel energy
+        and its HBM traffic (``compute_hbm_bytes``), and on a system seen for the first time (a
+        sweep's point) each had run the wave model and its split-K search again."""
+        key = _COMPUTE_FIELDS(op)
+        found = self._gemm_kernel_times.get(key)
+        if found is None:
+            found = self._gemm_kernel_times[key] = gemm_kernel_times(op, acc)
+        return found
 
     def embedding_s(self, op: Embedding) -> float:
         return self.embedding_cost(op).time_s
@@ -792,7 +821,7 @@ class CostModel:
         if found is None:
             # A kernel's duration caps its energy: the one the schedule has (``_op_duration``; on
             # this model's accelerator, ``KernelEnergy.of`` it), not worked out a second time.
-            found = model.op_j(op, self.embedding_cost, self._op_duration)
+            found = model.op_j(op, self.embedding_cost, self._op_duration, self.compute_hbm_bytes)
             let_go_when_full(self._energy_by_op, VALUES_KEPT)[key] = found
         return found
 

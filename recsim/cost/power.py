@@ -244,18 +244,21 @@ class KernelEnergy:
         op: Op,
         embedding_cost: Callable[[Embedding], EmbeddingCost],
         compute_s: Callable[[Compute], float] | None = None,
+        compute_hbm_bytes: Callable[[Compute], float] | None = None,
     ) -> float:
         """Dynamic energy of ``op`` on the accelerator (J), at most ``span_w`` x its duration; 0
         for host work. ``embedding_cost``: the run's lookup costs (``CostModel.embedding_cost``);
         ``compute_s``: the run's compute durations, ``compute_time_s`` on this accelerator (a
-        cost model's, worked out already for the schedule), else computed here."""
+        cost model's, worked out already for the schedule), else computed here; ``compute_hbm_bytes``
+        the same for ``hbm_bytes`` on this accelerator."""
         kind = type(op)
         if kind is Compute:
             assert isinstance(op, Compute)
             acc = self.accelerator
             flops = max(0.0, op.flops)
             compute_j = self.span_w * flops / compute_ceiling_flop_per_s(op, acc) if flops else 0.0
-            memory_j = self.hbm_j_per_byte * max(0.0, hbm_bytes(op, acc))
+            moved = hbm_bytes(op, acc) if compute_hbm_bytes is None else compute_hbm_bytes(op)
+            memory_j = self.hbm_j_per_byte * max(0.0, moved)
             duration_s = compute_time_s(op, acc) if compute_s is None else compute_s(op)
             return min(compute_j + memory_j, self.span_w * duration_s)
         if kind is Embedding:

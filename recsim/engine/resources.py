@@ -61,7 +61,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recsim.cost.collectives.model import collective_pair_traffic
-from recsim.cost.compute import hbm_bytes
 from recsim.cost.embedding import DDR, HBM, NMP_CHANNEL, PCIE
 from recsim.cost.memo import TRAFFIC_KEPT, let_go_when_full
 from recsim.cost.model import CostModel, copy_efficiency
@@ -263,8 +262,7 @@ class Loads:
 def _op_traffic(op: Op, cost: CostModel, pcie_wire: float) -> _Traffic:
     """What a non-collective op moves (``pcie_wire``: wire bytes per payload byte of a PCIe copy)."""
     if isinstance(op, Compute):
-        acc = cost.system.accelerator
-        return _Traffic(hbm=hbm_bytes(op, acc) if acc is not None else 0.0)
+        return _Traffic(hbm=cost.compute_hbm_bytes(op) if cost.system.accelerator is not None else 0.0)
     if isinstance(op, Embedding):
         detail = cost.embedding_cost(op)
         pcie = detail.bytes_on(PCIE)
