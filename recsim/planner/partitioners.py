@@ -117,7 +117,16 @@ class Partitioner:
                 "accelerators"
             )
         # The loader's own buffers on every rank beside the dense side (``Estimator.reader_hbm_bytes``).
-        self.hbm = [dense + estimator.reader_hbm_bytes] * self.world
+        reader = estimator.reader_hbm_bytes
+        if dense + reader > self.cap.hbm_bytes_per_rank:
+            # Still no table to blame: every table would "fit nowhere" on ranks already full.
+            raise InfeasibleError(
+                f"the dense side ({_b(dense)}) and the data loader's own buffers ({_b(reader)}) need "
+                f"{_b(dense + reader)} of HBM per rank, more than the {_b(self.cap.hbm_bytes_per_rank)} "
+                "a rank has once planner.hbm_reserve is kept: use a smaller global batch (--batch-size) "
+                "or more accelerators"
+            )
+        self.hbm = [dense + reader] * self.world
         # HBM a block with rows in it leaves on its rank for the tables' pooled vectors (``reserve``),
         # now: ``(S - H) / ranks + L`` of the module docstring, with the state it is made of.
         self.reserved_rank_bytes = 0.0

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from recsim.cli import cli
 from recsim.config.loader import Override
+from recsim.errors import InfeasibleError
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.planner.config import planner_config
@@ -25,6 +26,7 @@ from recsim.planner.reader_buffers import (
     one_hot_reader_bytes,
 )
 from recsim.planner.storage import (
+    Capacity,
     dense_hbm_bytes,
     ids_by_rank,
     input_by_rank,
@@ -160,3 +162,18 @@ def test_the_headline_dcnv2_run_fits_with_its_reader_s_buffers(batch: int) -> No
     inputs = data["memory_peak_bytes.hbm_inputs"]
     # the fullest rank's inputs: the reader's buffers and the ids of its tables (a few MB)
     assert reader < inputs < reader + 20e6
+
+
+def test_a_rank_the_dense_side_and_the_reader_overfill_is_named_as_such() -> None:
+    # HugeCTR's multi-hot reader on 2 ranks: 2,856 B a rank beside the dense side. HBM between the
+    # dense side and both: the partitioner says so at once, rather than every table "fitting
+    # nowhere" on ranks already full (2026-12-07: it started them over the capacity, silently).
+    w = tiny()
+    est = Estimator(gpus(2), w, planner_config([]))
+    dense = dense_hbm_bytes(w, 2)
+    assert est.reader_hbm_bytes == 2856.0
+    Partitioner(est, "lpt", cap=Capacity(dense + 2856.0, 0.0, 0.0, 2))  # just fits
+    with pytest.raises(InfeasibleError) as err:
+        Partitioner(est, "lpt", cap=Capacity(dense + 2855.0, 0.0, 0.0, 2))
+    assert "the data loader's own buffers (2.789 KiB)" in str(err.value)
+    assert "smaller global batch" in str(err.value)
