@@ -208,8 +208,8 @@ def interchangeable_ranks(plan: Plan, keep: frozenset[int] = frozenset()) -> tup
 def global_batch_record_bytes(workload: Workload, batch: float) -> float:
     """Bytes of ``batch`` raw records as HugeCTR's AsyncReader uploads them (``RAW_RECORD_ITEM_BYTES``
     an item: the label, the dense features and a key per lookup): what every rank receives under
-    ``Runtime.global_batch_input`` (``_Builder.global_batch_input``) and then holds in HBM
-    (``planner.storage.input_by_rank``)."""
+    ``Runtime.global_batch_input`` (``_Builder.global_batch_input``) and then holds in HBM, in each
+    of its reader's buffers (``planner.reader_buffers.one_hot_reader_bytes``)."""
     items = 1 + workload.dense_features + sum(workload.table_lookups(t) for t in workload.tables)
     return batch * items * RAW_RECORD_ITEM_BYTES
 

@@ -377,7 +377,8 @@ def input_buffer_bytes(
     framework: Runtime | None = None,
 ) -> float:
     """HBM the ids (and lengths) ``shard``'s lookups read take on each of its ranks for the global
-    batch (module docstring), by how the framework delivers them (``input_path``):
+    batch, each batch its owner holds (``held_input_batches``; module docstring), by how the
+    framework delivers them (``input_path``):
 
     - ``all_to_all`` (TorchRec's ``KJTAllToAll``): ``ShardOps.input_dist_bytes`` for the global
       batch, the bytes the graph's input all-to-all delivers (each column block all the table's
@@ -385,7 +386,7 @@ def input_buffer_bytes(
     - ``features`` (DLE's per-rank loader): the table's int64 ids for the global batch
       (``graph.build.feature_index_bytes``), once a table on a rank (``input_block_bytes``);
     - ``global_batch`` (HugeCTR's hybrid embedding): nothing per shard; every rank holds the whole
-      batch's records (``input_by_rank``).
+      batch's records in its reader's buffers (``reader_buffers``, ``input_by_rank``).
 
     Nothing for a replicated (``data_parallel``) shard: no input distribution, its lookups read the
     local batch's ids. ``ops``: made here where not given."""
