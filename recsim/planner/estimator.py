@@ -31,8 +31,8 @@ each block its ``Perf`` and ``Storage``:
   what the block takes on its rank, known before placement, as TorchRec's planner adds a shard's
   ``input_sizes`` and ``output_sizes`` to its storage. Where a rank reads a table's ids once
   however many of its blocks it holds (DLE's per-rank loader), a block keeps that part apart
-  (``Block.input_once_bytes``), so the blocks a rank ends up with count it once
-  (``rank_input_bytes``; the partitioner's ``hbm_take``), as ``plan_usage`` does: summed block by
+  (``Block.input_once_bytes``), so the blocks a rank ends up with count it once (the
+  partitioner's ``hbm_take``: ``repeated_input_bytes``), as ``plan_usage`` does: summed block by
   block, two column blocks of one table on one rank counted it twice. The data loader's own
   buffers, which no block carries, are the same on every rank (``reader_hbm_bytes``:
   ``storage.rank_reader_bytes``); the partitioner starts every rank with them beside the dense side.
@@ -84,7 +84,7 @@ class Block:
     ``input_hbm_bytes`` (the ids its lookups read, ``storage.input_block_bytes``) included in its
     HBM. ``input_once_bytes``: the part of ``input_hbm_bytes`` its rank reads once a table however
     many blocks of the table it holds (DLE's per-rank loader: ``storage.input_block_parts``), by
-    table; a rank holding two blocks of one table holds those ids once (``rank_input_bytes``)."""
+    table; a rank holding two blocks of one table holds those ids once (``repeated_input_bytes``)."""
 
     shards: tuple[Shard, ...]
     perf: Perf
@@ -105,19 +105,6 @@ def repeated_input_bytes(held: Collection[str], block: Block) -> float:
     already: its once-a-table ids of those tables (``Block.input_once_bytes``; DLE's loader reads a
     table's feature once a rank). What placing ``block`` there adds is its HBM less these."""
     return math.fsum(size for table, size in block.input_once_bytes if table in held)
-
-
-def rank_input_bytes(blocks: Sequence[Block]) -> float:
-    """The ids the blocks placed on one rank read, as ``storage.ids_by_rank`` charges the rank (its
-    inputs less the loader's own buffers, ``Estimator.reader_hbm_bytes``): each block's own (every
-    shard its copy under TorchRec's all-to-all), and a table's once-a-rank ids once however many of
-    its blocks the rank holds."""
-    own = 0.0
-    once: dict[str, float] = {}
-    for b in blocks:
-        own += b.input_hbm_bytes - math.fsum(size for _, size in b.input_once_bytes)
-        once.update(b.input_once_bytes)
-    return own + math.fsum(once.values())
 
 
 @dataclass(frozen=True)

@@ -454,7 +454,7 @@ def input_block_bytes(
     as ``graph.build._Builder.per_rank_feature_input`` reads them): ``input_block_parts`` added up.
     The estimator's blocks charge this per block, before placement, with the once-a-table part
     apart (``Block.input_once_bytes``), so that blocks of one table put on one rank count those
-    ids once there (``estimator.rank_input_bytes``), as ``plan_usage`` does (``ids_by_rank``)."""
+    ids once there (``estimator.repeated_input_bytes``), as ``plan_usage`` does (``ids_by_rank``)."""
     own, once = input_block_parts(shards, workload, world_size, ops, framework)
     return own + math.fsum(once.values())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from recsim.graph.ir import Collective
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.planner.config import planner_config
-from recsim.planner.estimator import Block, Estimator, rank_input_bytes
+from recsim.planner.estimator import Block, Estimator, repeated_input_bytes
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.proposers.base import PlanningContext
 from recsim.planner.proposers.greedy import least_io_bytes
@@ -42,6 +43,18 @@ HW = HardwareLibrary([FIXTURES / "minilib"])
 # tiny-dlrm: global batch 8, table a pooling 2, b pooling 3, int64 ids, int32 lengths.
 A_IDS = 8 * (2 * 8 + 4)  # 160
 B_IDS = 8 * (3 * 8 + 4)  # 224
+
+
+def rank_input_bytes(blocks: Iterable[Block]) -> float:
+    """The ids ``blocks`` read on one rank placed there in turn, as the partitioner adds them
+    (``Partitioner.hbm_take``): each block's own less the once-a-rank ids of a table the rank
+    already reads (``repeated_input_bytes``)."""
+    held: set[str] = set()
+    total = 0.0
+    for b in blocks:
+        total += b.input_hbm_bytes - repeated_input_bytes(held, b)
+        held.update(table for table, _ in b.input_once_bytes)
+    return total
 
 
 def tiny(*overrides: str) -> Workload:
@@ -252,7 +265,7 @@ def test_blocks_of_one_table_on_one_rank_hold_dle_s_ids_once_as_plan_usage() -> 
     # and the rank holds them once under DLE's loader (its feature read once a rank), each block its
     # own copy under TorchRec's all-to-all (two batches of them: 2026-12-07, A_IDS a block and
     # 2 x A_IDS the rank while one was counted; DLE's two batches too, its prefetcher's: 8 x 2 x 8
-    # while one was counted). The estimator's ``rank_input_bytes`` of the rank's blocks is
+    # while one was counted). The partitioner's take of the rank's blocks (``rank_input_bytes``) is
     # ``plan_usage``'s ids (``ids_by_rank``; 2026-12-07: the blocks' sum, 2 x 128 B under DLE, was
     # pinned as an over-count, never an under-count; now equal).
     for framework, block_ids, rank_ids in (
@@ -293,7 +306,7 @@ def test_the_estimator_counts_a_rank_s_ids_as_plan_usage_wherever_blocks_land(
     chosen: list[tuple[str, tuple[str, dict[str, object]]]], seats: list[int], framework: str
 ) -> None:
     # Blocks of candidates put on ranks freely (several blocks of one table on one rank, a table
-    # chosen twice): per rank, the estimator's ``rank_input_bytes`` of the rank's blocks is the ids
+    # chosen twice): per rank, the partitioner's take of the rank's blocks (``rank_input_bytes``) is the ids
     # ``plan_usage`` charges it (``ids_by_rank``; its inputs add the loader's own buffers, which the
     # estimator keeps on every rank: ``Estimator.reader_hbm_bytes``), and, where the blocks make a
     # plan (each table once, whole tables and column blocks), their HBM (rows, pooled vectors, ids)
