@@ -5,8 +5,9 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
 
 - **memory** (``recsim.planner.storage.plan_usage``): per rank the HBM it holds (the dense side, its
   shards, the caches of its ``uvm_caching`` shards, and the pooled vectors it writes for the global
-  batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``, and the ids
-  its lookups read: ``input_buffer_bytes``; ``bytes_by_tier`` counts the shards' stored bytes only),
+  batch of every table it pools, whatever tier holds the rows: ``pooled_output_bytes``, and its
+  inputs, the ids its lookups read, ``input_buffer_bytes``, and its data loader's own buffers,
+  ``reader_buffers``; ``bytes_by_tier`` counts the shards' stored bytes only),
   and those bytes by kind (``RankStats.hbm_tables_bytes``, ``hbm_dense_bytes``,
   ``hbm_activations_bytes``, ``hbm_pooled_bytes``, ``hbm_inputs_bytes``: ``Usage.hbm_parts``, which
   add up to ``hbm_bytes``); per node the host DRAM
