@@ -684,3 +684,36 @@ def test_unaligned_tensor_core_products_keep_the_narrow_share_of_their_compute_c
     assert simt[1] <= simt[0]
     gemv = [kernel_time_s(_linear(65536, k, 1, "tf32"), a100) for k in (1024, 1023)]
     assert gemv[1] <= gemv[0]
+
+
+def test_a_cost_model_works_out_an_op_s_gemm_kernel_times_once(monkeypatch):
+    # An op's duration, its HBM traffic and its kernel energy read the same GEMM kernel times
+    # (``CostModel._gemm_times``): one run of the wave model per op value, an equal op included, and
+    # the figures those of the functions that run it themselves.
+    import recsim.cost.model as model_module
+    from recsim.cost.model import CostModel
+    from recsim.cost.power import KernelEnergy
+
+    system = HardwareLibrary([FIXTURES / "minilib"]).system("tiny", [])
+    acc = system.accelerator
+    assert acc is not None
+    op = Compute(
+        "linear",
+        flops=2.0 * 1280 * 1024 * 1280,
+        dtype="fp16",
+        shapes=((1280, 1024), (1024, 1280)),
+        category="gemm",
+    )
+    calls: list[Compute] = []
+
+    def counted(o: Compute, a: Accelerator) -> tuple[object, ...]:
+        calls.append(o)
+        return gemm_kernel_times(o, a)
+
+    monkeypatch.setattr(model_module, "gemm_kernel_times", counted)
+    cost = CostModel(system)
+    assert cost.compute_s(op) == compute_time_s(op, acc)
+    # X [1280, 1024], W [1024, 1280] and Y [1280, 1280] in fp16, once each (no split K here)
+    assert cost.compute_hbm_bytes(replace(op)) == hbm_bytes(op, acc) == (2 * 1280 * 1024 + 1280 * 1280) * 2
+    assert cost.kernel_j(replace(op)) == KernelEnergy.of(acc).op_j(op, cost.embedding_cost)
+    assert len(calls) == 1
