@@ -220,7 +220,7 @@ class FixedRowsModel(AccessModel):
         member sees fewer bags than independent lookups would spread there (the two agree where
         the spans hold every rank, ``f_own = f_extra = 1``)."""
         slots = self.hotness
-        if members < 1 or members != int(members):
+        if members < 1:
             raise ValueError(f"a block's rows are dealt to a whole number >= 1 of ranks, got {members}")
         spans = [(max(0, a), min(self.rows, b)) for a, b in ranges if b > a]
         if slots == 1 or self.rows == 1:
