@@ -109,6 +109,11 @@ MULTI_HOT_TENSOR_SETS = 1
 ONE_HOT_TENSOR_SETS = 2
 LABEL_BYTES = 4.0  # HugeCTR's LabelType: float
 POINTER_BYTES = 8.0  # the multi-hot reader's per-feature value pointers (UInt64)
+#: A row offset of the multi-hot reader's ``SparseTensor23``: its ``init_batch_tensors`` builds each
+#: with ``core23::ToScalarType<SparseType>::value`` as both the value and the offset type and fills
+#: ``std::vector<SparseType> row_offsets(batch_size_per_dev_ + 1)`` (HugeCTR/src/data_readers/
+#: multi_hot/async_data_reader.cpp): the key type, uint32 (``i64_input_key`` off, module docstring).
+ROW_OFFSET_BYTES = 4.0
 #: ``Alignment_t::Auto`` of the MLPerf DLRM v1 configs: the one-hot reader's dense tensors padded to
 #: a multiple of 8 values (``dense_dim_align8 = (dense_dim + 7) / 8 * 8``).
 ONE_HOT_DENSE_ALIGN = 8
@@ -134,7 +139,7 @@ def multi_hot_reader_bytes(workload: Workload, world_size: int) -> float:
     keys = _lookups(w)
     records = DCNV2_READER_BATCHES * b * (1 + w.dense_features + keys) * RAW_RECORD_ITEM_BYTES
     label_dense = b * (LABEL_BYTES + w.dense_features * _dense_value_bytes(w))
-    offsets = w.num_tables * ((b + 1) * RAW_RECORD_ITEM_BYTES + POINTER_BYTES)
+    offsets = w.num_tables * ((b + 1) * ROW_OFFSET_BYTES + POINTER_BYTES)
     sparse = b * keys * RAW_RECORD_ITEM_BYTES + offsets
     return records + MULTI_HOT_TENSOR_SETS * (label_dense + sparse) + label_dense
 
