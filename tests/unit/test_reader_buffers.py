@@ -16,6 +16,7 @@ from recsim.config.loader import Override
 from recsim.errors import InfeasibleError
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
+from recsim.planner import reader_buffers
 from recsim.planner.config import planner_config
 from recsim.planner.estimator import Estimator
 from recsim.planner.partitioners import Partitioner
@@ -56,10 +57,17 @@ def gpus(count: int) -> System:
     )
 
 
-def test_the_sourced_buffer_counts() -> None:
-    # num_threads x num_batches_per_thread of NVIDIA's configs: DCNv2's train.py AsyncParam(1, 16),
-    # DLRM v1's AsyncParam(32, 4).
-    assert (DCNV2_READER_BATCHES, DLRM_V1_READER_BATCHES) == (16, 128)
+def test_each_reader_buffer_more_holds_one_more_batch_of_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The record buffers are the readers' num_threads x num_batches_per_thread: one more holds one
+    # more batch of records on every GPU, the local batch's (4 samples x 10 items x 4 B on 2 ranks)
+    # under the multi-hot reader, the global batch's (8 x 10 x 4 B) under the one-hot one; the split
+    # tensors do not change.
+    w = tiny()
+    multi, one = multi_hot_reader_bytes(w, 2), one_hot_reader_bytes(w, 2)
+    monkeypatch.setattr(reader_buffers, "DCNV2_READER_BATCHES", DCNV2_READER_BATCHES + 1)
+    monkeypatch.setattr(reader_buffers, "DLRM_V1_READER_BATCHES", DLRM_V1_READER_BATCHES + 1)
+    assert multi_hot_reader_bytes(w, 2) - multi == 4 * RECORD_ITEMS * 4 == 160
+    assert one_hot_reader_bytes(w, 2) - one == 8 * RECORD_ITEMS * 4 == 320
 
 
 def test_hugectr_s_multi_hot_reader_by_hand() -> None:
