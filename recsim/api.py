@@ -583,6 +583,7 @@ def plan(
     blindly comes back with ``status == "infeasible"`` and the shortfall in ``reason``.
     """
     from recsim.planner.io import is_plan_path
+    from recsim.planner.proposers.hybrid_embedding import HybridEmbedding
     from recsim.planner.stats import capacity_shortfall, plan_stats
 
     _check_strategy_value(strategy)
@@ -598,7 +599,10 @@ def plan(
         sharding = make_plan(strategy, wl_spec, sys_spec, planner=config)
     except InfeasibleError as exc:
         # Say first when no plan can fit at all (the bytes exceed the allowed tiers' capacity).
-        short = capacity_shortfall(sys_spec, wl_spec, config)
+        # The hybrid embedding plans routed rows alone, which HugeCTR reads with its one-hot
+        # reader of the global batch (``capacity_shortfall``).
+        routed = strategy == HybridEmbedding.name
+        short = capacity_shortfall(sys_spec, wl_spec, config, routed_rows=routed)
         if short is None:
             raise
         raise InfeasibleError(f"{short}; {exc}") from None

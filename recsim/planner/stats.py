@@ -446,7 +446,9 @@ def plan_stats(
     )
 
 
-def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig | None = None) -> str | None:
+def capacity_shortfall(
+    system: System, workload: Workload, config: PlannerConfig | None = None, routed_rows: bool = False
+) -> str | None:
     """Why no plan can fit, counted in aggregate, or None if the bytes alone do not rule one out.
 
     The embedding tables at the least precise dtype ``config`` allows, with their optimizer state,
@@ -454,6 +456,13 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
     less the dense side and the loader's buffers, ``storage.rank_reader_bytes``; host DRAM), less
     the planner's reserves. SSDs do not count: their tiers serve inference only (a training step's
     backward cannot run on them, ``recsim.cost.embedding.ssd``).
+
+    The loader's buffers depend on the plan: HugeCTR reads a plan with routed rows (``distributed``
+    shards) with its one-hot reader of the global batch, far larger than the multi-hot reader of
+    any other plan (``reader_buffers``). ``routed_rows``: the strategy makes only such plans (the
+    hybrid embedding), so they are charged that reader; otherwise the reader of a plan without
+    routed rows, the smaller, since such a plan may be the one that fits and this is a bound on
+    what no plan can do.
     """
     cfg = config or PlannerConfig()
     allowed = allowed_dtypes(cfg, workload)
@@ -471,7 +480,8 @@ def capacity_shortfall(system: System, workload: Workload, config: PlannerConfig
     pools: list[tuple[str, float]] = []
     if "hbm" in tiers:
         ranks = max(1, world)
-        free = cap.hbm_bytes_per_rank - dense_hbm_bytes(workload, ranks) - rank_reader_bytes(workload, ranks)
+        reader = rank_reader_bytes(workload, ranks, routed_rows=routed_rows)
+        free = cap.hbm_bytes_per_rank - dense_hbm_bytes(workload, ranks) - reader
         pools.append(("HBM", max(0.0, free) * world))
     if tiers & set(HOST_TIERS):
         pools.append(("host DRAM", cap.ddr_bytes_per_node * nodes))

@@ -497,13 +497,27 @@ def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -
     return {r: ids.get(r, 0.0) + reader.get(r, 0.0) for r in sorted(ids.keys() | reader.keys())}
 
 
-def rank_reader_bytes(workload: Workload, world_size: int, framework: Runtime | None = None) -> float:
+def rank_reader_bytes(
+    workload: Workload, world_size: int, framework: Runtime | None = None, routed_rows: bool = False
+) -> float:
     """HBM of the loader's own buffers (``reader_buffers``) on the fullest rank of a plan of
-    ``world_size`` ranks without routed rows or a model-parallel bottom MLP: what the planners keep
-    on every rank beside the dense side (``Estimator.reader_hbm_bytes``); the one sum ``input_by_rank``
-    adds to such a plan's ranks besides their ids."""
+    ``world_size`` ranks without a model-parallel bottom MLP and, unless ``routed_rows``, without
+    routed rows: what the planners keep on every rank beside the dense side
+    (``Estimator.reader_hbm_bytes``); the one sum ``input_by_rank`` adds to such a plan's ranks
+    besides their ids. With ``routed_rows`` (``distributed`` shards: the hybrid embedding's plans),
+    the reader the framework gives such a plan (HugeCTR: the one-hot reader of the global batch,
+    ``Runtime.global_batch_input``)."""
     framework = framework or _framework(workload)
-    probe = Plan(world_size, ())
+    everyone = tuple(range(world_size))
+    routed = (
+        tuple(
+            Shard(t.name, "distributed", 0, t.rows, 0, workload.table_dim(t), everyone)
+            for t in workload.tables[:1]
+        )
+        if routed_rows
+        else ()
+    )
+    probe = Plan(world_size, routed)
     path = input_path(framework, probe)
     reader = reader_by_rank(probe, workload, framework, path, held_input_batches(framework))
     return max(reader.values(), default=0.0)

@@ -26,6 +26,7 @@ from recsim.planner.reader_buffers import (
     multi_hot_reader_bytes,
     one_hot_reader_bytes,
 )
+from recsim.planner.stats import capacity_shortfall
 from recsim.planner.storage import (
     Capacity,
     dense_hbm_bytes,
@@ -51,10 +52,9 @@ def tiny(*overrides: str) -> Workload:
     return WL.workload("tiny-dlrm", [Override.parse(o) for o in overrides])
 
 
-def gpus(count: int) -> System:
-    return HW.system(
-        "tiny", [Override.parse("cluster.nodes=1"), Override.parse(f"node.accelerators.count={count}")]
-    )
+def gpus(count: int, *extra: str) -> System:
+    sets = ["cluster.nodes=1", f"node.accelerators.count={count}", *extra]
+    return HW.system("tiny", [Override.parse(o) for o in sets])
 
 
 def test_each_reader_buffer_more_holds_one_more_batch_of_records(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,3 +185,32 @@ def test_a_rank_the_dense_side_and_the_reader_overfill_is_named_as_such() -> Non
         Partitioner(est, "lpt", cap=Capacity(dense + 2855.0, 0.0, 0.0, 2))
     assert "the data loader's own buffers (2.789 KiB)" in str(err.value)
     assert "smaller global batch" in str(err.value)
+
+
+def test_a_plan_of_routed_rows_is_charged_hugectr_s_one_hot_reader() -> None:
+    # The hybrid embedding's plans route rows (distributed shards), which HugeCTR reads with its
+    # one-hot reader of the global batch: 41,712 B a rank on 2 ranks against the multi-hot reader's
+    # 2,856 B, as the memory report charges such a plan.
+    w = tiny()
+    assert rank_reader_bytes(w, 2) == 2856.0
+    assert rank_reader_bytes(w, 2, routed_rows=True) == one_hot_reader_bytes(w, 2) == 41712.0
+    routed = Plan(2, (Shard("a", "distributed", 0, 100, 0, 4, (0, 1)),))
+    assert input_by_rank(routed, w) == {0: 41712.0, 1: 41712.0}
+    # No runtime but HugeCTR's gives such a plan another reader (DLE's is the same either way).
+    dle = tiny("training.runtime=cuda_graphs")
+    assert rank_reader_bytes(dle, 2, routed_rows=True) == rank_reader_bytes(dle, 2) == 128.0
+
+
+def test_capacity_shortfall_charges_the_hybrid_embedding_its_reader() -> None:
+    # 45,000 B of HBM a rank, no reserve: less the dense side (2,124 B) and the multi-hot reader
+    # (2,856 B) 2 x 40,020 B hold the tables' 3,000 B at fp32; less the one-hot reader (41,712 B)
+    # 2 x 1,164 B = 2,328 B do not: 672 B short (what ``recsim plan`` asks of the hybrid embedding).
+    w = tiny()
+    system = gpus(2, "node.accelerators.device.hbm.capacity=45000 B")
+    assert dense_hbm_bytes(w, 2) == 2124.0
+    cfg = planner_config(["planner.tiers=[hbm]", "planner.embedding_dtypes=[fp32]", "planner.hbm_reserve=0"])
+    assert capacity_shortfall(system, w, cfg) is None
+    msg = capacity_shortfall(system, w, cfg, routed_rows=True)
+    assert msg is not None and msg.endswith(
+        "hold 2.273 KiB HBM on 1 node(s) less the planner's reserves: 672 B short"
+    )
