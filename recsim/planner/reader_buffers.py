@@ -72,7 +72,13 @@ of 160 B records, 14.4 GB a GPU. The one-hot reader's ``init_data_reader`` (one 
 embedding's statistics is not read), the hybrid embedding's buffered frequent/infrequent indices
 (per batch held, not sized from its sources here), the readers' per-config constants (bucket maps,
 a few KiB), DLE's fp32 cast of the numerical features and any static input copy of its CUDA graph,
-and TorchRec's (``eager``) dense inputs and labels.
+and TorchRec's (``eager``) dense inputs and labels. Also DLE's ids of the local batch for each
+replicated (``data_parallel``) table a rank holds no model-parallel shard of, which its loader copies
+too (``graph.build._Builder.per_rank_feature_input``) and ``storage.input_by_rank`` leaves out:
+``held_input_batches`` x ``feature_index_bytes`` of the local batch, 2 x 8,192 x 8 B = 128 KiB a
+one-hot table at local batch 8,192. Counting them would need the estimator's once-a-table ids
+(``Block.input_once_bytes``) to let a table's global-batch ids on a rank replace its local ones
+whichever block is placed first, for the planners to agree with the memory report.
 """
 
 from __future__ import annotations
