@@ -8,9 +8,18 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from hypothesis import HealthCheck, settings
 
 from recsim.hardware.devices import Memory, NmpDimm
 from recsim.hardware.library import HardwareLibrary, shipped_root
+
+# Hypothesis' two clocks off for every property test: its per-example deadline (200 ms by default)
+# and its too_slow health check (data generation time) fail a correct test on a loaded machine, and
+# the default run shares its cores between pytest-xdist workers and the tests' own subprocesses.
+# Speed is measured in benchmarks/, not asserted in tests. An explicit @settings(...) inherits these
+# unless it names the key itself.
+settings.register_profile("recsim", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("recsim")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The CLI tests' library paths: the tiny hardware (minilib) and workload fixtures.

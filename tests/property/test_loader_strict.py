@@ -14,7 +14,9 @@ from recsim.hardware.system import System
 from recsim.hardware.topology import build_topology
 
 SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 keys = st.from_regex(r"[a-z][a-z0-9_]{0,14}", fullmatch=True)

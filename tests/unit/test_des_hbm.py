@@ -157,7 +157,11 @@ def lanes_of_work(draw: st.DrawFn) -> ExecutionGraph:
     return ExecutionGraph(1, nodes)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(graph=lanes_of_work())
 def test_sharing_hbm_never_speeds_anything_up_nor_runs_it_past_its_capacity(graph, monkeypatch):
     cost = CostModel(SYSTEM)
@@ -303,7 +307,11 @@ def test_under_sm_sharing_a_copy_still_shares_hbm_with_the_compute_lanes_as_one(
     assert des.finish_s[0] == pytest.approx(alone * CAPACITY / (CAPACITY - pace), rel=1e-9)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(graph=lanes_of_work())
 def test_under_sm_sharing_the_filter_leaves_off_only_what_cannot_be_slowed(graph, monkeypatch):
     # The grouped filter (``_may_be_slowed`` with the compute lanes' kernels as one flow) keeps
