@@ -328,13 +328,13 @@ def test_an_axis_inside_a_device_another_axis_swaps_applies_to_each_device(tmp_p
 
 
 def test_dask_local_cluster_gives_identical_records(spec_path, tmp_path):
-    start = time.perf_counter()
+    # No wall-clock bound here (it had asserted under 60 s, which a loaded machine running the suite
+    # on every core can miss): benchmarks/bench_sweep.py times the Dask executor.
     local = run_sweep(spec_path, tmp_path / "local", workers=1, progress=False)
     dask = run_sweep(spec_path, tmp_path / "dask", executor="dask", workers=2, progress=False)
     assert dask.counts["run"] == local.counts["run"] == 18
     assert outcomes(stored(tmp_path / "local")) == outcomes(stored(tmp_path / "dask"))
     assert list(local.front["key"]) == list(dask.front["key"])
-    assert time.perf_counter() - start < 60
 
 
 KILL_SPEC = """\
@@ -377,7 +377,9 @@ def test_kill_9_loses_only_points_in_flight(tmp_path):
     env = {**os.environ, **ENV}
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(spec), str(out)], env=env)
     store = out / STORE_NAME
-    deadline = time.monotonic() + 60
+    # A generous deadline: the loop ends as soon as 3 points are stored, so it only matters on a
+    # loaded machine (the default run shares its cores between pytest-xdist workers).
+    deadline = time.monotonic() + 300
     while _rows(store) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -598,11 +600,14 @@ def test_a_worker_ends_once_the_sweeps_process_is_gone():
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
+    # The sleep and the timeout are far longer than the watcher's poll (0.01 s) so that a slow
+    # start on a loaded machine does not fail the test; a watcher that does not end the worker
+    # still fails it (the timeout, or exit status 0 after the sleep).
     code = (
         "import recsim.explore.executors as e, time; e.PARENT_POLL_S = 0.01; "
-        f"e._worker_init({gone.pid}); time.sleep(30)"
+        f"e._worker_init({gone.pid}); time.sleep(600)"
     )
-    worker = subprocess.run([sys.executable, "-c", code], timeout=25, check=False)
+    worker = subprocess.run([sys.executable, "-c", code], timeout=300, check=False)
     assert worker.returncode == 1
 
 
