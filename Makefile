@@ -28,8 +28,15 @@ format: $(STAMP)
 	$(BIN)/ruff format recsim tests benchmarks experiments
 	$(BIN)/ruff check --fix recsim tests benchmarks experiments
 
+# The test runs spread over one pytest-xdist worker per CPU (`logical`: a 2-vCPU CI machine gets 2
+# even where its two vCPUs are one core's threads), at most 8: each worker imports and collects the
+# whole suite (about 0.8-1 GB and 15-30 s), and a few tests start their own sweep, Dask or kernel
+# processes, which need cores too. `worksteal` hands a worker that ran dry the other's queued tests,
+# so one long test does not leave a core idle at the end. `make test XDIST=` runs them in one process.
+XDIST ?= -n logical --maxprocesses 8 --dist worksteal
+
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 
 golden: $(STAMP)
 	$(BIN)/python -m pytest -q tests/golden
@@ -38,7 +45,7 @@ golden-update: $(STAMP)
 	$(BIN)/python -m pytest -q tests/golden --update-golden
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow $(XDIST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_hardware.py
