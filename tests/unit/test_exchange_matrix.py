@@ -13,6 +13,7 @@ splits.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -37,7 +38,7 @@ from recsim.graph.shard_ops import (
 from recsim.planner.estimator import Estimator, plan_perf
 from recsim.planner.stats import a2a_send_bytes
 from recsim.planner.types import Plan, Shard
-from recsim.workload.spec import DTYPE_BYTES
+from recsim.workload.spec import DTYPE_BYTES, Workload
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -115,27 +116,30 @@ PLANS = [
 ]
 
 
-def _cases():
-    for name, workload_name, nodes, plan_name in PLANS:
-        system, workload = prepare(name, workload_name, nodes=nodes, precision="fp16")
-        yield (
-            f"{name}-{workload_name}-{nodes}-{plan_name}",
-            workload,
-            make_plan(plan_name, workload, system),
-            system.node.num_accelerators,
-        )
-    workload, plan = _tiny_hybrid()
-    yield "tiny-hybrid", workload, plan, 2
+def _label(name: str, workload_name: str, nodes: int, plan_name: str) -> str:
+    return f"{name}-{workload_name}-{nodes}-{plan_name}"
 
 
-CASES = list(_cases())
+LABELS = [_label(*p) for p in PLANS]
 
 
-@pytest.mark.parametrize(("label", "workload", "plan", "per_node"), CASES, ids=[c[0] for c in CASES])
+@functools.cache
+def _case(label: str) -> tuple[Workload, Plan, int]:
+    """The workload, plan and accelerators per node of case ``label``, built on first use and kept for
+    the process: at import time (as a parametrize list) the zionex greedy plan alone took 15-25 s of
+    every collection, in each pytest-xdist worker and for any ``-k`` selection."""
+    if label == "tiny-hybrid":
+        workload, plan = _tiny_hybrid()
+        return workload, plan, 2
+    name, workload_name, nodes, plan_name = next(p for p in PLANS if _label(*p) == label)
+    system, workload = prepare(name, workload_name, nodes=nodes, precision="fp16")
+    return workload, make_plan(plan_name, workload, system), system.node.num_accelerators
+
+
+@pytest.mark.parametrize("label", [*LABELS, "tiny-hybrid"])
 @pytest.mark.parametrize("node_size", [None, "node"])
-def test_the_exchange_matrix_and_its_shared_rows_are_the_list_of_lists(
-    label, workload, plan, per_node, node_size
-):
+def test_the_exchange_matrix_and_its_shared_rows_are_the_list_of_lists(label, node_size):
+    workload, plan, per_node = _case(label)
     size = per_node if node_size == "node" else None
     ops = ShardOps(workload)
     batch = workload.training.global_batch_size
@@ -159,12 +163,9 @@ def test_the_exchange_matrix_and_its_shared_rows_are_the_list_of_lists(
         assert exchange_sums(got.columns) == [math.fsum(c) for c in columns]
 
 
-@pytest.mark.parametrize(
-    ("label", "workload", "plan", "per_node"), CASES[:-1], ids=[c[0] for c in CASES[:-1]]
-)
-def test_the_built_all_to_alls_share_rows_and_their_matrix_is_the_rows_read_one_by_one(
-    label, workload, plan, per_node
-):
+@pytest.mark.parametrize("label", LABELS)
+def test_the_built_all_to_alls_share_rows_and_their_matrix_is_the_rows_read_one_by_one(label):
+    workload, plan, per_node = _case(label)
     step = build_training_step(workload, plan, BuildOptions(validate_plan=False, ranks_per_node=per_node))
     # The splits the builder gave each rank: its row and column of the exchange, as first written.
     wire = DTYPE_BYTES[step.metadata["comm_dtype"]]
