@@ -1538,12 +1538,9 @@ def test_short_kernel_name() -> None:
     assert len(short_kernel_name("x" * 300)) == 100
 
 
-def test_summary_is_fast_on_the_param_set(param_et: ExecutionGraph) -> None:
-    import time
-
-    start = time.perf_counter()
+def test_summary_of_the_param_set_names_its_ranks_and_critical_path(param_et: ExecutionGraph) -> None:
+    # No time bound here (speed belongs in benchmarks/, not in tests on shared machines).
     info = trace_info(param_et)
-    assert time.perf_counter() - start < 2.0
     assert info["ranks"] == 8 and math.isfinite(info["critical_path_s"])
 
 
