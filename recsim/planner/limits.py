@@ -56,11 +56,16 @@ def allowed_dtypes(config: PlannerConfig, workload: Workload) -> list[str]:
     return [d for d in PRECISION_ORDER if d in listed]
 
 
-def dtypes_for(config: PlannerConfig, workload: Workload, table: Table) -> list[str]:
+def dtypes_for(
+    config: PlannerConfig, workload: Workload, table: Table, allowed: list[str] | None = None
+) -> list[str]:
     """Storage dtypes the planner may give ``table``, most precise first: from the table's own
     dtype down where it is allowed (``allowed_dtypes``), else every allowed one (precision is a
-    capacity tool: the planner starts as precise as it may and goes lower only to fit)."""
-    allowed = allowed_dtypes(config, workload)
+    capacity tool: the planner starts as precise as it may and goes lower only to fit).
+    ``allowed``: ``allowed_dtypes(config, workload)`` where the caller has it (it reads every
+    table's dtype: asked once a table, it is quadratic in the tables)."""
+    if allowed is None:
+        allowed = allowed_dtypes(config, workload)
     own = workload.table_dtype(table)
     if own in allowed:
         return allowed[allowed.index(own) :]
@@ -76,7 +81,8 @@ def start_dtype(config: PlannerConfig, workload: Workload, table: Table) -> str:
 def with_start_dtypes(plan: Plan, config: PlannerConfig, workload: Workload) -> Plan:
     """``plan`` with every shard at its table's ``start_dtype`` (``plan`` itself where nothing
     changes: the default limits keep a workload's fp32/fp16 tables as they are)."""
-    starts = {t.name: start_dtype(config, workload, t) for t in workload.tables}
+    allowed = allowed_dtypes(config, workload)
+    starts = {t.name: dtypes_for(config, workload, t, allowed)[0] for t in workload.tables}
     shards = tuple(
         s
         if (s.dtype or workload.table_dtype(workload.table(s.table))) == starts[s.table]

@@ -69,7 +69,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recsim.errors import InfeasibleError
-from recsim.planner.limits import start_dtype
 from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import (
     capacity,
@@ -131,7 +130,7 @@ def table_bytes(ctx: PlanningContext, table: Table) -> float:
     workload's, unless ``planner.embedding_dtypes`` leaves it out)."""
     w = ctx.workload
     return table.rows * stored_row_bytes(
-        w.table_dim(table), start_dtype(ctx.config, w, table), w.training.embedding_optimizer
+        w.table_dim(table), ctx.estimator.start_dtype(table), w.training.embedding_optimizer
     )
 
 
@@ -143,7 +142,7 @@ def pooled_bucket_bytes(ctx: PlanningContext, table: Table, per_bucket: int) -> 
     recsim adds the vectors, so that the search does not end at a placement ``check_fits`` then
     refuses (module docstring, step 3)."""
     w = ctx.workload
-    dtype = start_dtype(ctx.config, w, table)
+    dtype = ctx.estimator.start_dtype(table)
     whole = Shard(table.name, "table_wise", 0, table.rows, 0, w.table_dim(table), (), "hbm", dtype)
     return per_bucket * pooled_output_bytes(whole, w, ctx.world_size)
 
@@ -368,7 +367,14 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
     for k in replicated:
         t = w.tables[k]
         copy = Shard(
-            t.name, "data_parallel", 0, t.rows, 0, w.table_dim(t), everyone, dtype=start_dtype(cfg, w, t)
+            t.name,
+            "data_parallel",
+            0,
+            t.rows,
+            0,
+            w.table_dim(t),
+            everyone,
+            dtype=ctx.estimator.start_dtype(t),
         )
         replicated_bytes += shard_storage(copy, w, world).hbm_bytes
     # The loader's own buffers too (``Estimator.reader_hbm_bytes``), on every rank.
@@ -424,7 +430,7 @@ def _plan(ctx: PlanningContext, name: str, *, per_bucket: int, per_table: float,
                 holders.setdefault(k, []).append(node)
     shards: list[Shard] = []
     for k, table in enumerate(w.tables):
-        dim, dtype = w.table_dim(table), start_dtype(cfg, w, table)
+        dim, dtype = w.table_dim(table), ctx.estimator.start_dtype(table)
         if k in kept:
             shards.append(Shard(table.name, "data_parallel", 0, table.rows, 0, dim, everyone, "hbm", dtype))
             continue

@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 
 from recsim.errors import InfeasibleError
-from recsim.planner.limits import start_dtype
 from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
@@ -82,7 +81,7 @@ def base_threshold(ctx: PlanningContext, table: Table) -> float:
     # The collectives the framework will run them with (``recsim.graph.runtime``), and the dtype
     # it reduces the frequent rows' gradients in (HugeCTR: its embeddings' narrow output type).
     framework = est.framework
-    table_dtype = start_dtype(ctx.config, w, table)
+    table_dtype = ctx.estimator.start_dtype(table)
     narrow = framework.lookup_output_dtype(w.training.precision, table_dtype)
     grad = DTYPE_BYTES[narrow or table_dtype]
     m_a2a = est.marginal_s_per_byte("all_to_all", world, est.comm_dtype, framework.routed_all_to_all)
@@ -110,7 +109,7 @@ def hybrid_plan(
     shards: list[Shard] = []
     for table in w.tables:
         dim = w.table_dim(table)
-        dtype = start_dtype(ctx.config, w, table)
+        dtype = ctx.estimator.start_dtype(table)
         base = thresholds[table.name] if thresholds is not None else base_threshold(ctx, table)
         k = frequent_rows(ctx, table, base * scale)
         if table.rows - k < world:  # too few infrequent rows to spread: replicate the table
