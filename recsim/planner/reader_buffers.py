@@ -143,7 +143,7 @@ def multi_hot_reader_bytes(workload: Workload, world_size: int) -> float:
     w = workload
     b = w.training.global_batch_size / world_size
     keys = _lookups(w)
-    records = DCNV2_READER_BATCHES * b * (1 + w.dense_features + keys) * RAW_RECORD_ITEM_BYTES
+    records = DCNV2_READER_BATCHES * global_batch_record_bytes(w, b)  # of the GPU's b samples
     label_dense = b * (LABEL_BYTES + w.dense_features * _dense_value_bytes(w))
     offsets = w.num_tables * ((b + 1) * ROW_OFFSET_BYTES + POINTER_BYTES)
     sparse = b * keys * RAW_RECORD_ITEM_BYTES + offsets

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -218,6 +219,19 @@ def test_bag_share_of_ranks_bounds():
     assert one.rank_bag_share([(1, 4)]) == pytest.approx(one.top_k_share(4) - one.top_k_share(1), rel=1e-12)
 
 
+def _realised_lookup_tables(
+    q: np.ndarray, hotness: int, tables: int = 4, seed: int = 4
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Lookup tables made as multi_hot.py makes them (id ``i``'s row: ``i`` and ``hotness - 1``
+    uniform ids), seeded, with each row's share of the lookups under id probabilities ``q``."""
+    rows = len(q)
+    rng = np.random.default_rng(seed)
+    for _ in range(tables):
+        table = np.concatenate([np.arange(rows)[:, None], rng.integers(0, rows, (rows, hotness - 1))], axis=1)
+        row_probs = np.bincount(table.ravel(), weights=np.repeat(q / hotness, hotness), minlength=rows)
+        yield table, row_probs
+
+
 @pytest.mark.parametrize(
     ("rows", "hotness", "hot"),
     [(2_000, 3, 200), (50_000, 8, 5_000), (20_000, 27, 2_000), (20_000, 27, 10_000)],
@@ -229,11 +243,8 @@ def test_cold_bag_share_matches_the_mechanism(rows, hotness, hot):
     # runs of slots (before the compound-Poisson fold) gave 0.367 / 0.319 / 0.469 / 0.321.
     model = fixed(zipf(1.05), rows, hotness)
     q = model.base.probabilities()
-    rng = np.random.default_rng(4)
     seen = []
-    for _ in range(4):
-        table = np.concatenate([np.arange(rows)[:, None], rng.integers(0, rows, (rows, hotness - 1))], axis=1)
-        row_probs = np.bincount(table.ravel(), weights=np.repeat(q / hotness, hotness), minlength=rows)
+    for table, row_probs in _realised_lookup_tables(q, hotness):
         in_hot = np.zeros(rows, dtype=bool)
         in_hot[np.argsort(-row_probs, kind="stable")[:hot]] = True
         seen.append(float(q[(~in_hot[table]).any(axis=1)].sum()))
@@ -269,11 +280,8 @@ def test_a_distributed_member_s_bag_share_matches_the_mechanism(rows, hotness, h
     # 0.378 (17 to 65 % too many).
     model = fixed(zipf(1.05), rows, hotness)
     q = model.base.probabilities()
-    rng = np.random.default_rng(4)
     seen = []
-    for _ in range(4):
-        table = np.concatenate([np.arange(rows)[:, None], rng.integers(0, rows, (rows, hotness - 1))], axis=1)
-        row_probs = np.bincount(table.ravel(), weights=np.repeat(q / hotness, hotness), minlength=rows)
+    for table, row_probs in _realised_lookup_tables(q, hotness):
         rank = np.empty(rows, dtype=np.int64)
         rank[np.argsort(-row_probs, kind="stable")] = np.arange(rows)
         for m in range(members):
