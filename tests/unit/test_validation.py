@@ -204,6 +204,59 @@ KNOWN_GAPS |= {
 #   a local peer each way, not 14.0 us per switch link: +0.7 and +5.6 %, this case -12.3 -> -12.8 %);
 #   nothing measures either on InfiniBand, so neither is tuned to this case.
 #
+# * The six DLRM v1 cases as a family (a session's survey, 2026-12-07, analytic, rank 0, steady
+#   step; nothing changed). Measured vs predicted step at the per-GPU batch: 1 x DGX A100 (6,912)
+#   1.506 vs 1.358 ms (+148 us); 1 x HGX A100 4-GPU (13,824) 2.666 vs 2.320 (+346 us); 1 x DGX H100
+#   (6,912) 0.855 vs 0.790 (+65 us); 8 / 14 x DGX A100 (1,120 / 640) 0.628 vs 0.623 and 0.569 vs
+#   0.538; 4 x DGX H100 (2,240) 0.484 vs 0.555 (-71 us). The single-node gap grows with the per-GPU
+#   batch (21-25 ns a sample on A100, 9.5 on H100); the A100 multi-node cases are in; only the
+#   H100 4-node case is slow. 1 x DGX A100's step: MLPs 742 us (fwd 213, dgrad 212, wgrad 317, all
+#   serial on the compute lane), interaction 113, hybrid-embedding kernels 509, dense SGD 38; the
+#   exchanges (a2a 72 us each way, grouped all-reduce 125 us) are hidden but stretch their
+#   neighbours: --no-comm-interference gives 1.194 ms (HGX 4-GPU 2.111, DGX H100 0.705, 4 x H100
+#   0.503, 8 / 14 x A100 0.594 / 0.520). Checked, none adopted:
+#   - The split. HugeCTR counts categories over num_iterations_statistics = 20 batches and keeps
+#     those over a threshold (hybrid_embedding/calibration_data.cu, calculate_threshold):
+#     NVLink_SingleNode B x 20 x sqrt(2 p_dup_max / (M (M - 1))) (M the per-GPU batch; p_dup_max
+#     0.03 in training_results_v2.0 NVIDIA dgx_a100.py and v2.1 hugectr-preview dgx_h100.py: p >=
+#     3.5e-5 a sample at M = 6,912), IB_NVLink(_Hier) 20 x nodes^2 / (nodes - 1) x a2a_bw / ar_bw x
+#     efficiency (dgx_h100_4x8x2240.py 23.75e9 / 1.3e11, 1.0; v1.1 dgx_a100_14x8x640.py 1.9e11 /
+#     1.3e11, 0.5). Under the Zipf 1.05 access: 35,080 frequent rows (8 GPUs), 63,102 (4), 79,757
+#     (4 x H100), against hybrid_embedding's 5,943 / 8,672 / 14,267. hybrid_embedding's threshold
+#     x10 / x100 (fewer frequent rows): 1 x DGX A100 -1.3 / -0.9 points, HGX 4-GPU -1.3 / -3.4, DGX
+#     H100 -1.6 / -4.8, 4 x H100 +1.0 / -8.5, 8 x A100 -1.3 / -12.3. Not the single-node gap.
+#   - The access model. dgx_h100_4x8x2240.py sizes the hierarchical all-to-all's buffers with
+#     max_num_infrequent_samples = 29120 + 1707 ("mean num of infrequent plus 10-sigma guardband";
+#     hybrid_sparse_embedding.cu divides it by the global batch x 26 slots, a GPU's send buffer
+#     holding its 1/32 of the batch's infrequent lookups): 29,120 of a GPU's 58,240, half of the
+#     real Criteo lookups infrequent at HugeCTR's threshold. Zipf 1.05 puts 12.7 % there (21 % on
+#     recsim's split), and no alpha >= 0.6 passes 30 % (the 18 tables under 40k rows stay
+#     frequent). So dlrm-dcnv2's access (alpha an ASSUMPTION) is far more concentrated than the
+#     Criteo ids for this purpose; not acted on: more routed lookups slow the 4-node case further
+#     (its a2a_bwd is on the critical path) and no per-table Criteo count is sourced (the result
+#     logs hold MLLOG lines only, not HugeCTR's "Initialized hybrid model with N frequent
+#     categories").
+#   - GEMMs: vidur's fp16 points nearest these shapes (4,096 x 4,096 x 512 / 1,024) are priced
+#     -3 / +4 %; the A100 recsys trace's TF32 GEMMs run 17 % slower than priced (median signed,
+#     102 held-out tensor-core ops), which at fp16 would cover the A100 single-node gaps (20 % of
+#     742 us), but nothing measures fp16 at M = 6,912. HugeCTR's extra FC kernels (the Tail layer's
+#     output copy, reverse_add_bias_and_re_kernel, the bias GEMV; fused_relu_bias_fully_connected_
+#     layer.cu) are a few small kernels, 10-20 us a step.
+#   - Interference on the 4-node run: IB_NVLink_Hier's lookup kernel writes the node's peers' send
+#     buffers itself (fused_intra_forward_model) and the inter-node part is posted to the NIC
+#     (HierAll2Allv_Multi_IB over HugeCTR's IbComm, verbs RDMA: no SMs), so the NCCL-measured
+#     slowdown should not apply to its window. Leaving the multi-node routed all-to-alls out of the
+#     interference windows: 4 x H100 -12.8 -> -3.8 %, 8 / 14 x A100 +0.8 -> +5.8 % / +5.7 -> +9.3 %;
+#     the same on one node (NVLink_SingleNode has no collective at all) takes the three
+#     single-node cases to +14 to +21 %. Half a mechanism: the intra-node phase then belongs to
+#     the compute-stream kernels, which recsim does not charge; both halves or neither.
+#   - Async wgrad: the 4-node case's top-MLP wgrads on the critical path sum to 71 us (12.9-15.4
+#     us each at M = 2,240, mostly the GEMM fit's 5.5 us fixed time and the 2 us launch gap): the
+#     whole gap, but hiding them takes 8 / 14 x A100 to about +15 / +19 %.
+#   What is left is two-sided: on one DGX A100 about 310 us a step that no modelled kernel carries
+#   once the stretch that HugeCTR's collective-free single-node exchange cannot cause is left out
+#   (148 us with it), and 70 us too many at 4 x H100.
+#
 # * The multi-node bias (a session's survey, analytic engine): the 2-node cases sit 4-6 points above
 #   their submitter's 1-node ones (HGX 4-GPU +10.4 vs +3.0 at almost the same per-GPU batch; Dell B200
 #   +9.8 vs +5.9), the step's inter-node collectives are large, bandwidth-bound messages at the NIC's
