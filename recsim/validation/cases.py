@@ -451,6 +451,10 @@ def _cases() -> list[Case]:
     #   over RoCE against 230.7 over InfiniBand and all-to-all 37.5 against 36.5; Meta's SIGCOMM
     #   2024 paper (RDMA over Ethernet for Distributed AI Training at Meta Scale) reports its tuned
     #   RoCE clusters on par with its InfiniBand ones. So a RoCE NIC would copy DEFAULT_NETWORK.
+    #   HPE's own one- and four-node runs of the same submission (cases -hpe-n1, -0.02 %, and
+    #   -hpe-n4, +10.7 %; 2026-12-07) put HPE's two-node gap in the multi-node part, about 0.4 ms a
+    #   step that does not grow with the bytes a NIC sends (tests/unit/test_validation.py, the note
+    #   on HPE's runs, with the RoCE sources searched then: none usable).
     # * What the analytic engine leaves out: HugeCTR's ``create_train_pipeline_with_ebc`` (src/
     #   pybind/model_pipeline.cpp) runs the backward exchange (``ebc_mp_network_backward``, "mp"
     #   stream, after the top MLP's backward) beside the dense all-reduce (``network_exchange_wgrad``,
