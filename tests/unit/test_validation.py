@@ -364,13 +364,14 @@ KNOWN_GAPS |= {
 #   QSFP56 PCIe4 x16 MCX653106A-HDAT Adapter": two 8-rail fabrics, and which one NCCL used is not
 #   stated (run.sub's NCCL tests and the NCCL_DEBUG=INFO output are not in the result files).
 #   NCCL_IB_GID_INDEX=3 only matters to NCCL's verbs transport on an Ethernet link layer, so it
-#   points at the ConnectX-7s run as 400GbE RoCE (Slingshot's Cassini NICs have no verbs; NCCL
-#   would reach them through a libfabric plugin, which nothing names); HPE's v4.0 XD670 H100 system
-#   listed "8x 200Gbe Infiniband" (mlcommons/training_results_v4.0 HPE/systems/
+#   points at the ConnectX-7s run as 400GbE RoCE (Slingshot's Cassini NICs are driven through
+#   libfabric's cxi provider, which NCCL reaches through a plugin nothing names); HPE's v4.0 XD670
+#   H100 system listed "8x 200Gbe Infiniband" (mlcommons/training_results_v4.0 HPE/systems/
 #   HPE-Cray-XD670-Gen11-H100-SXM5-80GB_n2_pytorch_24.04.json). With every rail NIC at 200 Gb/s
 #   (--set node.nics.device=ib-hdr-200g as the stand-in) HPE n2 is +4.0 %, n4 -4.9 % and Cisco's
 #   8-node RoCE case -6.3 % (+13.9 % at 400G), all in band; not adopted: it picks the NIC by the fit
-#   against the GID-index evidence, and it over-corrects n4 by the bytes argument above.
+#   against the GID-index evidence, and it makes the added time grow with the bytes, 2 -> 4 nodes
+#   (+0.33 and +0.53 ms a step), where the measured gap shrinks (+0.46 -> +0.34).
 #   RoCE against InfiniBand, searched: Tolly report 225107 (https://tolly.com/publications/225107;
 #   H3C RoCE against QM9700 InfiniBand, 8 servers x 8 H20, 8 x 400G, NCCL 2.22.3: all-reduce 231.8
 #   against 230.7 GB/s busbw, all-to-all 37.5 against 36.5); Meta's SIGCOMM 2024 paper "RDMA over
