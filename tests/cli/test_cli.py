@@ -444,6 +444,21 @@ def test_a_fixed_scheme_outside_the_allowed_tiers_is_refused_not_run_in_hbm():
     assert json.loads(ok.output)["status"] == "ok"
 
 
+def test_run_takes_torchrec_s_plan_by_name():
+    # tiny-dlrm's 4-wide tables on two ranks: TorchRec's estimator charges whole narrow tables its
+    # block penalty (1.75 below 64 columns) and 32-column reads, row splits neither, so it splits
+    # both tables by rows (``recsim.planner.proposers.torchrec``).
+    result = run("plan", *TINY_2_RANKS, "--strategy", "torchrec", "--json", env=TINY_ENV)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["strategy"], data["fits"]) == ("torchrec", True)
+    assert (data["tables_by_sharding"]["row_wise"], data["shards_by_sharding"]["row_wise"]) == (2, 4)
+    ran = run("run", *TINY_2_RANKS, "--plan", "torchrec", "--json", env=TINY_ENV)
+    assert ran.exit_code == 0, ran.output
+    out = json.loads(ran.output)
+    assert (out["status"], out["plan"]) == ("ok", "torchrec")
+
+
 def test_replay_and_validate_cli():
     trace = str(FIXTURES.parent / "data" / "traces" / "recsys_a100_8rank_rank3_control.json.gz")
     data = json.loads(run("replay", trace, "--json").output)

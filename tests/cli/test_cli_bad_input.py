@@ -722,8 +722,9 @@ def test_an_empty_key_in_a_set_path_is_refused(key: str) -> None:
     assert "an empty key in the path" in line, line
 
 
-def test_a_batch_the_ranks_cannot_share_suggests_ones_they_can() -> None:
-    line = error_line(run("run", *TINY, "--batch-size", "7", "--plan", "greedy"))
+@pytest.mark.parametrize("plan", ["greedy", "torchrec"])
+def test_a_batch_the_ranks_cannot_share_suggests_ones_they_can(plan: str) -> None:
+    line = error_line(run("run", *TINY, "--batch-size", "7", "--plan", plan))
     assert "global batch 7 is not divisible by 2 ranks" in line, line
     assert "--batch-size" in line and "e.g. 6 or 8" in line
 

@@ -4,6 +4,7 @@
 # isort: off
 from recsim.planner.proposers import fixed, greedy, recshard, flexshard  # noqa: F401  (register)
 from recsim.planner.proposers import exhaustive, hybrid_embedding, hier_auto  # noqa: F401  (register)
+from recsim.planner.proposers import torchrec  # noqa: F401  (register)
 from recsim.planner.proposers import auto  # noqa: F401  (register last)
 
 # isort: on

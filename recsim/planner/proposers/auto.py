@@ -155,7 +155,7 @@ class Auto(Proposer):
         # The tiers the user lets the planner use (``planner.tiers`` and the tiers it adds).
         allowed = {tier.split(":", 1)[0] for tier in est.tiers()}
         for name in registered_proposers():
-            if name == self.name:
+            if name == self.name or not get_proposer(name).in_auto:
                 continue
             try:
                 plan = stamp_exchange(ctx.config, get_proposer(name).propose(ctx))

@@ -71,6 +71,9 @@ class Proposer(ABC):
     description: ClassVar[str]
     #: A fixed scheme (statistics-free, one way for every table) rather than a search.
     fixed: ClassVar[bool] = False
+    #: Whether ``auto`` plans with it too: not a proposer that reproduces another planner's
+    #: decision for comparison (``torchrec``), whose candidates the search proposers cover.
+    in_auto: ClassVar[bool] = True
 
     @abstractmethod
     def propose(self, ctx: PlanningContext) -> Plan:

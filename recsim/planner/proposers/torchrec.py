@@ -1,0 +1,632 @@
+"""``torchrec``: the plan TorchRec's own planner (``EmbeddingShardingPlanner``) picks.
+
+What users of TorchRec's DLRM (facebookresearch/dlrm ``torchrec_dlrm/dlrm_main.py``) train on: the
+planner of TorchRec 0.3-0.5 (2022-23) with dlrm_main's arguments -- a ``Topology`` of the job's
+world and local size and nothing else (so TorchRec's default capacities and bandwidths), the
+per-rank batch, ``HeuristicalStorageReservation(percentage=0.05)`` and the default sharders. This
+module re-derives its decision in recsim's terms (its own code, after reading TorchRec's sources:
+``torchrec/distributed/planner/{constants,shard_estimators,storage_reservations,enumerators,
+proposers,partitioners,planners}.py`` and ``torchrec/distributed/sharding_plan.py``, the versions
+with ``_get_optimizer_multipler`` and ``Topology.hbm_mem_bw``, TorchRec 0.4/0.5):
+
+1. **Enumerate** per table every scheme the ``EmbeddingBagCollectionSharder`` allows on CUDA --
+   data_parallel, table_wise, column_wise, table_column_wise, row_wise, table_row_wise, in that
+   order -- each with the compute kernels the enumerator keeps: ``dense`` for data_parallel; for
+   the others ``fused`` (HBM), ``fused_uvm`` (host memory over UVM) and ``fused_uvm_caching`` (UVM
+   with 20 % of the rows cached in HBM), ``dense`` dropped where ``fused`` is there. Shard shapes:
+   row splits of ``ceil(rows / n)`` rows (the last ones shorter or empty), column blocks of 128.
+2. **Estimate** each shard's perf (``perf_func_emb_wall_time``: forward and backward compute as bytes
+   over the kernel's bandwidth, the pooled output's exchange over the NVLink or network constant,
+   a row split's batched copy, a replicated table's all-reduce and element-wise optimizer kernels)
+   and storage (``calculate_shard_storages``: the shard's share of the table with the optimizer
+   state TorchRec assumes -- none for SGD, the table again for Adagrad, twice for Adam, a column
+   for row-wise Adagrad -- plus the ids it reads and the pooled vectors it writes for the global
+   batch in HBM).
+3. **Reserve** on every device: 6 x the dense parameters' bytes, 20 copies of the batch's ids, then
+   5 % of what is left (dlrm_main's percentage).
+4. **Propose** whole plans, one option per table: grid search over every combination (skipped when
+   there are more than 10^4), greedy by the largest shard's perf, greedy by the shards' summed perf
+   (each walks the options of the table with the largest storage one step at a time), and uniform
+   (every table its best option of one scheme).
+5. **Partition** each proposal (``GreedyPerfPartitioner``): replicated and row-wise options first,
+   shard ``i`` on device ``i``; then the others largest storage first, each shard on the device
+   with the least perf so far that holds it (table_row_wise and table_column_wise on one host).
+6. **Rate** a placed proposal by its largest device perf sum and keep the lowest (the first on a tie).
+
+Why the TorchRec p4d cases keep their tables whole: with one-hot pooled lookups a row-wise shard
+writes the pooled vectors of the whole global batch as a table-wise shard does, and pays a batched
+copy of them besides, so each of its shards rates near a whole table and eight of them load every
+device; a table is split only when it does not fit whole (under Adagrad, a 40M-row table with its
+state is 38 GiB, over the 32 GiB ``HBM_CAP`` less the reservation).
+
+Mapping onto recsim: ``fused`` -> tier ``hbm``, ``fused_uvm`` -> ``uvm``, ``fused_uvm_caching`` ->
+``uvm_caching:0.2``; empty row-split shards are dropped; tables at the precision the planner starts
+them at; the first of ``planner.comm_dtypes``. Within the user's limits: only the schemes of
+``planner.sharding_types`` and the tiers of ``planner.tiers`` are enumerated.
+
+Simplifications, said where a reader would look:
+
+- The lookups per sample TorchRec assumes are the workload's own (``ParameterConstraints
+  (pooling_factors=...)``, as a user who knows them passes); dlrm_main passes none, and TorchRec
+  then assumes 1.0 per feature -- the same on one-hot Criteo, which is what the validation runs.
+- Capacities: TorchRec's defaults (``HBM_CAP`` 32 GiB, ``DDR_CAP`` 128 GiB a device, as dlrm_main
+  names none), each at most what the device (HBM) or its share of the host (DDR) really has, so a
+  plan is not made for memory the machine does not have (a user there would set ``hbm_cap``).
+- Unweighted features, no feature processor, pooled outputs (an ``EmbeddingBagCollection``), one
+  pooling per sample, no per-table constraints, no ``cache_load_factor`` (TorchRec's 0.2).
+- TorchRec compares ``Storage`` objects; here as ``(hbm, ddr)`` with a fit needing both. Its uniform
+  placement checks each replicated or row-wise option against the devices' storage *before* any
+  of them is placed (they are not summed in the check); so is it here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from recsim.errors import InfeasibleError, batch_split_error
+from recsim.graph.build import trained_dense_layers
+from recsim.planner.config import comm_dtypes_for
+from recsim.planner.limits import start_dtype
+from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
+from recsim.planner.types import Plan, Shard
+from recsim.workload.spec import DTYPE_BYTES
+
+_GIB = 1024**3
+# torchrec/distributed/planner/constants.py (TorchRec 0.4/0.5). Its bandwidths are in bytes per
+# millisecond (``X * 1024**3 / 1000``); per second they are X GiB/s.
+#: ``HBM_CAP``: the HBM a device offers the planner when the ``Topology`` names none (dlrm_main's).
+HBM_CAP_BYTES = 32 * _GIB
+#: ``DDR_CAP``: the host memory a device offers the planner by default.
+DDR_CAP_BYTES = 128 * _GIB
+#: ``HBM_MEM_BW``: 897 GiB/s, the HBM bandwidth a ``fused`` kernel reads and writes at.
+HBM_MEM_BW_BYTES_PER_S = 897.0 * _GIB
+#: ``DDR_MEM_BW``: 51 GiB/s, the host memory's.
+DDR_MEM_BW_BYTES_PER_S = 51.0 * _GIB
+#: ``INTRA_NODE_BANDWIDTH``: 600 GiB/s, what the pooled exchange moves at inside a node.
+INTRA_NODE_BW_BYTES_PER_S = 600.0 * _GIB
+#: ``CROSS_NODE_BANDWIDTH``: 12.5 GiB/s, between nodes (one NIC a GPU).
+CROSS_NODE_BW_BYTES_PER_S = 12.5 * _GIB
+#: ``BIGINT_DTYPE``: bytes of an id (int64).
+ID_BYTES = 8
+#: ``MIN_CW_DIM`` (sharding_plan.py): the width of a column block.
+COLUMN_BLOCK = 128
+#: ``UVM_CACHING_RATIO``: the rows a ``fused_uvm_caching`` table keeps in HBM.
+UVM_CACHING_RATIO = 0.2
+#: ``BATCHED_COPY_PERF_FACTOR`` ("empirical studies"): a row split's backward copy of its pooled
+#: gradients, in passes over them at the kernel's bandwidth.
+BATCHED_COPY_PERF_FACTOR = 2.455
+#: ``FULL_BLOCK_EMB_DIM``, ``HALF_BLOCK_PENALTY``, ``QUARTER_BLOCK_PENALTY`` ("empirical studies"):
+#: FBGEMM's kernel runs 32 threads x 4-wide vectors; narrower rows use the block less well.
+FULL_BLOCK_DIM = 128
+HALF_BLOCK_PENALTY = 1.15
+QUARTER_BLOCK_PENALTY = 1.75
+#: ``BWD_COMPUTE_MULTIPLIER`` ("empirical studies"): backward with the fused optimizer, in forwards.
+BWD_COMPUTE_MULTIPLIER = 2.0
+#: ``DP_ELEMENTWISE_KERNELS_PERF_FACTOR`` ("empirical studies"): a replicated table's optimizer
+#: step, fill and unary kernels, in passes over the table.
+DP_ELEMENTWISE_FACTOR = 9.22
+#: The smallest row width the lookup kernel reads (shard_estimators.py: "minimum embedding dim is
+#: set to 32 due to kernel usage").
+MIN_LOOKUP_DIM = 32
+#: storage_reservations.py: dense parameters cost 6 x their bytes (parameter, ~2x optimizer, ~3x DDP),
+DENSE_PARAMETER_COPIES = 6
+#: and the ids 20 x the batch's ("2 pipelined batches each with 10 internal copies").
+ID_BUFFER_COPIES = 20
+#: dlrm_main.py's ``HeuristicalStorageReservation(percentage=0.05)``.
+RESERVE_FRACTION = 0.05
+#: proposers.py ``MAX_PROPOSALS``: grid search is skipped beyond this many combinations.
+MAX_GRID_PROPOSALS = 10_000
+#: shard_estimators.py ``_get_optimizer_multipler``: the optimizer state as a multiple of the
+#: weights (SGD none; Adam two; row-wise Adagrad one column; any other, Adagrad among them, one).
+OPTIMIZER_MULTIPLIER = {"none": 0.0, "sgd": 0.0, "sparse_sgd": 0.0, "adam": 2.0}
+
+# The schemes in the order ``EmbeddingBagCollectionSharder.sharding_types("cuda")`` lists them: the
+# order breaks ties between options of equal perf (TorchRec sorts them stably).
+SCHEMES = ("data_parallel", "table_wise", "column_wise", "table_column_wise", "row_wise", "table_row_wise")
+#: Kernels (TorchRec's name, recsim's tier) a sharded (not replicated) table may run.
+SHARDED_KERNELS = (("fused", "hbm"), ("fused_uvm", "uvm"), ("fused_uvm_caching", "uvm_caching"))
+#: Schemes the partitioner places shard ``i`` on device ``i`` (``PartitionByType.UNIFORM``), and
+#: those it keeps on one host (``HOST``); the rest go device by device.
+UNIFORM = ("data_parallel", "row_wise")
+HOST = ("table_row_wise", "table_column_wise")
+
+
+@dataclass(frozen=True)
+class Topo:
+    """What TorchRec's planner knows of the machine and the batch."""
+
+    world: int
+    local: int
+    batch: int  # per rank
+    hbm_bytes: float  # per device, before the reservation
+    ddr_bytes: float
+
+
+@dataclass
+class TRShard:
+    """One shard of an option: its block, its perf (seconds) and storage (bytes)."""
+
+    rows: int
+    cols: int
+    row_offset: int
+    col_offset: int
+    perf_s: float = 0.0
+    hbm_bytes: float = 0.0
+    ddr_bytes: float = 0.0
+    rank: int | None = None
+
+
+@dataclass
+class Option:
+    """A ``ShardingOption``: one table, one scheme, one kernel, its shards."""
+
+    table: str
+    scheme: str
+    kernel: str
+    tier: str
+    shards: list[TRShard] = field(default_factory=list)
+
+    @property
+    def total_storage(self) -> tuple[float, float]:
+        return (sum(s.hbm_bytes for s in self.shards), sum(s.ddr_bytes for s in self.shards))
+
+    def score(self, depth: bool) -> float:
+        """``_sharding_option_score``: the largest shard's perf, or their sum."""
+        perfs = [s.perf_s for s in self.shards]
+        return max(perfs) if depth else math.fsum(perfs)
+
+
+def row_blocks(rows: int, parts: int) -> list[tuple[int, int]]:
+    """(offset, rows) of ``parts`` row shards: ``ceil(rows / parts)`` each, the last ones shorter or
+    empty (``_calculate_rw_shard_sizes_and_offsets``: 10 rows on 4 -> 3, 3, 3, 1; 5 on 4 -> 2, 2, 1, 0)."""
+    block = -(-rows // parts)
+    out: list[tuple[int, int]] = []
+    start = 0
+    for _ in range(parts):
+        size = max(0, min(block, rows - start))
+        out.append((start, size))
+        start += size
+    return out
+
+
+def column_blocks(dim: int) -> list[tuple[int, int]]:
+    """(offset, width) of the column blocks: ``COLUMN_BLOCK`` wide, the last one taking the rest."""
+    block = min(COLUMN_BLOCK, dim)
+    count, rest = divmod(dim, block)
+    return [(i * block, block + (rest if i == count - 1 else 0)) for i in range(count)]
+
+
+def shard_blocks(scheme: str, rows: int, dim: int, topo: Topo) -> list[TRShard]:
+    """``calculate_shard_sizes_and_offsets`` for ``scheme``."""
+    if scheme == "data_parallel":
+        return [TRShard(rows, dim, 0, 0) for _ in range(topo.world)]
+    if scheme == "table_wise":
+        return [TRShard(rows, dim, 0, 0)]
+    if scheme in ("column_wise", "table_column_wise"):
+        return [TRShard(rows, width, 0, off) for off, width in column_blocks(dim)]
+    parts = topo.world if scheme == "row_wise" else topo.local
+    return [TRShard(size, dim, off, 0) for off, size in row_blocks(rows, parts)]
+
+
+def kernel_bw_bytes_per_s(kernel: str) -> float:
+    """``kernel_bw_lookup`` on CUDA: the bandwidth a kernel's lookups and writes move at."""
+    if kernel == "dense":
+        return 0.5 * HBM_MEM_BW_BYTES_PER_S
+    if kernel == "fused":
+        return HBM_MEM_BW_BYTES_PER_S
+    if kernel == "fused_uvm":
+        return DDR_MEM_BW_BYTES_PER_S / 10
+    if kernel == "fused_uvm_caching":
+        return (
+            UVM_CACHING_RATIO * HBM_MEM_BW_BYTES_PER_S + (1 - UVM_CACHING_RATIO) * DDR_MEM_BW_BYTES_PER_S
+        ) / 10
+    raise ValueError(f"unknown TorchRec kernel {kernel!r}")
+
+
+def block_penalty(dim: int) -> float:
+    """A table-wise or column shard's lookup slowdown for rows narrower than a full block."""
+    if dim >= FULL_BLOCK_DIM:
+        return 1.0
+    return HALF_BLOCK_PENALTY if dim >= 64 else QUARTER_BLOCK_PENALTY
+
+
+def shard_perf_s(scheme: str, kernel: str, shard: TRShard, lookups: float, esize: float, topo: Topo) -> float:
+    """``perf_func_emb_wall_time`` of one shard of a pooled, unweighted table in training: forward
+    compute (the ids read, the rows looked up, the pooled vectors written, at the kernel's
+    bandwidth), backward compute (``BWD_COMPUTE_MULTIPLIER`` forwards), the pooled vectors' exchange
+    forward and backward, a row split's batched copy; a replicated table's all-reduce and
+    element-wise optimizer kernels instead of an exchange."""
+    world, local, b = topo.world, topo.local, topo.batch
+    bw = kernel_bw_bytes_per_s(kernel)
+    d = shard.cols
+    if scheme == "data_parallel":
+        inputs = b * lookups
+        # TorchRec passes the table's element size as the ids' size here (shard_estimators.py).
+        read = math.ceil(inputs * esize)
+        fwd = (read + inputs * d * esize + b * d * esize) / bw
+        table_bytes = shard.rows * d * esize
+        nodes = min(world / local, 2)
+        # Ring all-reduce bytes, one NIC per GPU; twice as slow beyond two nodes.
+        all_reduce = table_bytes * (2 * nodes - 1) / nodes / (CROSS_NODE_BW_BYTES_PER_S * local)
+        if world > 2 * local:
+            all_reduce *= 2
+        optimizer = table_bytes * DP_ELEMENTWISE_FACTOR / bw
+        return all_reduce + optimizer + (1 + BWD_COMPUTE_MULTIPLIER) * fwd
+    cross = world > local
+    if scheme in ("table_wise", "column_wise", "table_column_wise"):
+        inputs = b * lookups
+        read = math.ceil(inputs * world * ID_BYTES)
+        lookup = inputs * world * max(d, MIN_LOOKUP_DIM) * esize
+        out = b * world * d * esize
+        comms = out / (CROSS_NODE_BW_BYTES_PER_S if cross else INTRA_NODE_BW_BYTES_PER_S)
+        fwd = (read + lookup + out) * block_penalty(d) / bw
+        return 2 * comms + (1 + BWD_COMPUTE_MULTIPLIER) * fwd
+    split = world if scheme == "row_wise" else local
+    inputs = b * lookups / split
+    read = math.ceil(inputs * world * ID_BYTES)
+    out = b * world * d * esize
+    if scheme == "row_wise":
+        comms = out / (CROSS_NODE_BW_BYTES_PER_S if cross else INTRA_NODE_BW_BYTES_PER_S)
+    else:  # table_row_wise: reduced inside the node, a node's share of the batch across
+        comms = out / INTRA_NODE_BW_BYTES_PER_S
+        if cross:
+            comms += out * (local / world) / CROSS_NODE_BW_BYTES_PER_S
+    fwd = (read + inputs * world * d * esize + out) / bw
+    copy = out * BATCHED_COPY_PERF_FACTOR / bw
+    return 2 * comms + copy + (1 + BWD_COMPUTE_MULTIPLIER) * fwd
+
+
+def io_bytes(scheme: str, shard: TRShard, lookups: float, esize: float, topo: Topo) -> tuple[int, int]:
+    """``_calculate_shard_io_sizes``: the ids a shard reads and the pooled vectors it writes (HBM)."""
+    world, b = topo.world, topo.batch
+    if scheme == "data_parallel":
+        return math.ceil(b * lookups * ID_BYTES), math.ceil(b * shard.cols * esize)
+    if scheme in ("row_wise", "table_row_wise") and shard.rows == 0:
+        return 0, 0
+    split = {"row_wise": world, "table_row_wise": topo.local}.get(scheme, 1)
+    return (
+        math.ceil(b * lookups / split * world * ID_BYTES),
+        math.ceil(b * world * shard.cols * esize),
+    )
+
+
+def optimizer_multiplier(optimizer: str, dim: int) -> float:
+    """``_get_optimizer_multipler`` for recsim's embedding optimizer."""
+    if optimizer == "rowwise_adagrad":
+        return 1.0 / dim
+    return OPTIMIZER_MULTIPLIER.get(optimizer, 1.0)
+
+
+def estimate(
+    option: Option, rows: int, dim: int, lookups: float, esize: float, mult: float, topo: Topo
+) -> None:
+    """Each shard's perf (``shard_perf_s``) and storage (``calculate_shard_storages``): its share of
+    the table's weights in the kernel's memory (all of it, replicated), with ``mult`` times as much
+    optimizer state, and in HBM its ids and pooled vectors."""
+    table_bytes = rows * dim * esize
+    if option.kernel in ("dense", "fused"):
+        hbm_table, ddr_table = table_bytes, 0.0
+    elif option.kernel == "fused_uvm":
+        hbm_table, ddr_table = 0.0, table_bytes
+    else:  # fused_uvm_caching: the rows in host memory, a cache of them in HBM
+        hbm_table, ddr_table = float(round(table_bytes * UVM_CACHING_RATIO)), table_bytes
+
+    def specific(storage: float, shard: TRShard) -> float:
+        share = (
+            storage
+            if option.scheme == "data_parallel"
+            else math.ceil(storage * shard.rows * shard.cols / (rows * dim))
+        )
+        return share + math.ceil(share * mult)
+
+    for shard in option.shards:
+        ids, pooled = io_bytes(option.scheme, shard, lookups, esize, topo)
+        shard.hbm_bytes = ids + pooled + specific(hbm_table, shard)
+        shard.ddr_bytes = specific(ddr_table, shard)
+        shard.perf_s = shard_perf_s(option.scheme, option.kernel, shard, lookups, esize, topo)
+
+
+@dataclass
+class Device:
+    rank: int
+    hbm_bytes: float
+    ddr_bytes: float
+    perf_s: float = 0.0
+
+    def holds(self, shard: TRShard) -> bool:
+        return shard.hbm_bytes <= self.hbm_bytes and shard.ddr_bytes <= self.ddr_bytes
+
+    def take(self, shard: TRShard) -> None:
+        shard.rank = self.rank
+        self.hbm_bytes -= shard.hbm_bytes
+        self.ddr_bytes -= shard.ddr_bytes
+        self.perf_s += shard.perf_s
+
+
+class PartitionError(Exception):
+    """A proposal that does not fit (TorchRec's ``PlannerError`` from the partitioner)."""
+
+
+def _uniform(options: list[Option], devices: list[Device]) -> None:
+    # Every option checked against the storage before any is placed (TorchRec's order).
+    for option in options:
+        if len(option.shards) != len(devices):
+            raise PartitionError(f"{option.table}: {len(option.shards)} shards for {len(devices)} devices")
+        if not all(d.holds(s) for s, d in zip(option.shards, devices, strict=True)):
+            raise PartitionError(f"{option.table} does not fit")
+    for option in options:
+        for shard, device in zip(option.shards, devices, strict=True):
+            device.take(shard)
+
+
+def _by_device(option: Option, devices: list[Device]) -> None:
+    for shard in option.shards:
+        # Least perf first; a stable sort keeps rank order on a tie.
+        target = next((d for d in sorted(devices, key=lambda d: d.perf_s) if d.holds(shard)), None)
+        if target is None:
+            raise PartitionError(f"no device holds a shard of {option.table}")
+        target.take(shard)
+
+
+def partition(proposal: list[Option], devices: list[Device], local: int) -> list[Option]:
+    """``GreedyPerfPartitioner.partition`` of a copy of ``proposal`` on ``devices`` (updated)."""
+    plan = [
+        Option(o.table, o.scheme, o.kernel, o.tier, [TRShard(**vars(s)) for s in o.shards]) for o in proposal
+    ]
+    _uniform([o for o in plan if o.scheme in UNIFORM], devices)
+    rest = sorted((o for o in plan if o.scheme not in UNIFORM), key=lambda o: o.total_storage, reverse=True)
+    hosts = [devices[i : i + local] for i in range(0, len(devices), local)]
+    for option in rest:
+        if option.scheme not in HOST:
+            _by_device(option, devices)
+            continue
+        need_hbm, need_ddr = option.total_storage
+        for host in sorted(hosts, key=lambda h: math.fsum(d.perf_s for d in h)):
+            if sum(d.hbm_bytes for d in host) < need_hbm or sum(d.ddr_bytes for d in host) < need_ddr:
+                continue
+            trial = [Device(d.rank, d.hbm_bytes, d.ddr_bytes, d.perf_s) for d in host]
+            try:
+                if option.scheme == "table_row_wise":
+                    _uniform([option], trial)
+                else:
+                    _by_device(option, trial)
+            except PartitionError:
+                for shard in option.shards:
+                    shard.rank = None
+                continue
+            for device, tried in zip(host, trial, strict=True):
+                device.hbm_bytes, device.ddr_bytes, device.perf_s = (
+                    tried.hbm_bytes,
+                    tried.ddr_bytes,
+                    tried.perf_s,
+                )
+            break
+        else:
+            raise PartitionError(f"no host holds {option.table}")
+    return plan
+
+
+def rating_s(plan: list[Option], world: int) -> float:
+    """``NoopPerfModel.rate``: the largest device's perf sum."""
+    perfs = [0.0] * world
+    for option in plan:
+        for shard in option.shards:
+            assert shard.rank is not None
+            perfs[shard.rank] += shard.perf_s
+    return max(perfs)
+
+
+def by_score(options: list[Option], depth: bool) -> list[int]:
+    """Indices of ``options`` by score, lowest first; a stable sort keeps enumeration order on a tie
+    (table_wise before the column schemes of one block, the same shard)."""
+    return sorted(range(len(options)), key=lambda i: options[i].score(depth))
+
+
+def greedy_proposals(by_table: list[list[Option]], depth: bool) -> list[list[int]]:
+    """``GreedyProposer``: each table's options by score; from the best of each, step by step the
+    table whose current option takes the most storage (max, then sum, of its shards' HBM, then DDR;
+    the first such table on a tie) moves to its next option, until none has one left."""
+    orders = [by_score(opts, depth) for opts in by_table]
+    current = [0] * len(by_table)
+    out: list[list[int]] = []
+    while True:
+        out.append([orders[t][current[t]] for t in range(len(by_table))])
+        largest: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+        chosen: int | None = None
+        for t, opts in enumerate(by_table):
+            if current[t] + 1 < len(opts):
+                shards = opts[orders[t][current[t]]].shards
+                key = (
+                    max(s.hbm_bytes for s in shards),
+                    sum(s.hbm_bytes for s in shards),
+                    max(s.ddr_bytes for s in shards),
+                    sum(s.ddr_bytes for s in shards),
+                )
+                if key > largest:
+                    chosen, largest = t, key
+        if chosen is None:
+            return out
+        current[chosen] += 1
+
+
+def uniform_proposals(by_table: list[list[Option]]) -> list[list[int]]:
+    """``UniformProposer``: for each scheme every table has, each table's best option of it."""
+    out: list[list[int]] = []
+    for scheme in SCHEMES:
+        picks: list[int] = []
+        for opts in by_table:
+            of = [i for i, o in enumerate(opts) if o.scheme == scheme]
+            if not of:
+                break
+            picks.append(min(of, key=lambda i: opts[i].score(True)))
+        else:
+            out.append(picks)
+    return out
+
+
+def grid_proposals(by_table: list[list[Option]]) -> list[list[int]]:
+    """``GridSearchProposer``: every combination, none beyond ``MAX_GRID_PROPOSALS``."""
+    total = math.prod(len(opts) for opts in by_table)
+    if total > MAX_GRID_PROPOSALS:
+        return []
+    orders = [by_score(opts, True) for opts in by_table]
+    return [list(combo) for combo in itertools.product(*orders)]
+
+
+def topology(ctx: PlanningContext) -> Topo:
+    """TorchRec's view of the machine: dlrm_main's ``Topology`` (world and local size), its default
+    capacities capped by the real ones (module docstring), the per-rank batch."""
+    system, w = ctx.system, ctx.workload
+    world = system.num_accelerators
+    local = max(1, system.node.num_accelerators)
+    batch = w.training.global_batch_size
+    if batch % world:
+        raise InfeasibleError(batch_split_error(batch, world))
+    acc = system.accelerator
+    hbm = min(HBM_CAP_BYTES, acc.hbm.capacity_bytes) if acc else 0.0
+    ddr = min(DDR_CAP_BYTES, system.node.host_memory_capacity_bytes / local)
+    return Topo(world, local, batch // world, hbm, ddr)
+
+
+def reserved_devices(ctx: PlanningContext, topo: Topo) -> list[Device]:
+    """The devices after ``HeuristicalStorageReservation``: the dense parameters' 6 copies, the ids'
+    20, then dlrm_main's 5 % of the rest (TorchRec truncates to whole bytes)."""
+    w = ctx.workload
+    dense = DENSE_PARAMETER_COPIES * 4 * sum(layer.params for layer in trained_dense_layers(w))
+    ids = math.ceil(topo.batch * sum(w.table_lookups(t) for t in w.tables) * ID_BYTES) * ID_BUFFER_COPIES
+    hbm = int((1 - RESERVE_FRACTION) * (topo.hbm_bytes - dense - ids))
+    ddr = int((1 - RESERVE_FRACTION) * topo.ddr_bytes)
+    return [Device(rank, hbm, ddr) for rank in range(topo.world)]
+
+
+def enumerate_options(ctx: PlanningContext, topo: Topo) -> list[list[Option]]:
+    """Each table's options within the user's limits (``EmbeddingEnumerator``), estimated."""
+    w = ctx.workload
+    cfg = ctx.config
+    tiers = allowed_tiers(ctx)
+    out: list[list[Option]] = []
+    for table in w.tables:
+        dim = w.table_dim(table)
+        dtype = start_dtype(cfg, w, table)
+        esize = DTYPE_BYTES[dtype]
+        lookups = w.table_lookups(table)
+        mult = optimizer_multiplier(w.training.embedding_optimizer, dim)
+        options: list[Option] = []
+        for scheme in SCHEMES:
+            if scheme not in cfg.sharding_types:
+                continue
+            kernels = (("dense", "hbm"),) if scheme == "data_parallel" else SHARDED_KERNELS
+            for kernel, tier in kernels:
+                if tier not in tiers:
+                    continue
+                name = f"{tier}:{UVM_CACHING_RATIO}" if tier == "uvm_caching" else tier
+                option = Option(table.name, scheme, kernel, name, shard_blocks(scheme, table.rows, dim, topo))
+                estimate(option, table.rows, dim, lookups, esize, mult, topo)
+                options.append(option)
+        if not options:
+            raise InfeasibleError(
+                f"torchrec: no option for table {table.name!r}: planner.sharding_types "
+                f"({', '.join(cfg.sharding_types)}) and planner.tiers ({', '.join(cfg.tiers)}) leave none "
+                f"of TorchRec's ({', '.join(SCHEMES)} on hbm, uvm or uvm_caching; data_parallel in hbm only)"
+            )
+        out.append(options)
+    return out
+
+
+def best_options(ctx: PlanningContext) -> list[Option]:
+    """The placed options of the plan TorchRec's planner returns (``EmbeddingShardingPlanner.plan``)."""
+    topo = topology(ctx)
+    by_table = enumerate_options(ctx, topo)
+    proposals = [
+        *grid_proposals(by_table),
+        *greedy_proposals(by_table, depth=True),
+        *greedy_proposals(by_table, depth=False),
+        *uniform_proposals(by_table),
+    ]
+    seen: set[tuple[int, ...]] = set()
+    best: tuple[float, list[Option]] | None = None
+    least_hbm = math.inf
+    for picks in proposals:
+        key = tuple(picks)
+        if key in seen:
+            continue
+        seen.add(key)
+        proposal = [opts[i] for opts, i in zip(by_table, picks, strict=True)]
+        devices = reserved_devices(ctx, topo)
+        try:
+            placed = partition(proposal, devices, topo.local)
+        except PartitionError:
+            least_hbm = min(least_hbm, sum(o.total_storage[0] for o in proposal))
+            continue
+        rating = rating_s(placed, topo.world)
+        if best is None or rating < best[0]:
+            best = (rating, placed)
+    if best is None:
+        free = reserved_devices(ctx, topo)[0].hbm_bytes
+        raise InfeasibleError(
+            f"torchrec: none of TorchRec's {len(seen)} proposals fits: the smallest needs "
+            f"{least_hbm / _GIB:.1f} GiB of HBM in all, {topo.world} devices offer "
+            f"{free / _GIB:.1f} GiB each "
+            f"(TorchRec's HBM_CAP {HBM_CAP_BYTES / _GIB:.0f} GiB or the device's, less its reservation)"
+        )
+    return best[1]
+
+
+def to_plan(ctx: PlanningContext, options: list[Option], name: str) -> Plan:
+    """recsim's plan of TorchRec's placed options (empty row shards dropped)."""
+    w = ctx.workload
+    world = ctx.world_size
+    shards: list[Shard] = []
+    for option in options:
+        table = w.table(option.table)
+        dtype = start_dtype(ctx.config, w, table)
+        if option.scheme == "data_parallel":
+            dim = w.table_dim(table)
+            shards.append(
+                Shard(
+                    table.name,
+                    "data_parallel",
+                    0,
+                    table.rows,
+                    0,
+                    dim,
+                    tuple(range(world)),
+                    option.tier,
+                    dtype,
+                )
+            )
+            continue
+        for s in option.shards:
+            if s.rows == 0:
+                continue
+            assert s.rank is not None
+            shards.append(
+                Shard(
+                    table.name,
+                    option.scheme,
+                    s.row_offset,
+                    s.row_offset + s.rows,
+                    s.col_offset,
+                    s.col_offset + s.cols,
+                    (s.rank,),
+                    option.tier,
+                    dtype,
+                )
+            )
+    return Plan(world, tuple(shards), strategy=name, comm_dtype=comm_dtypes_for(ctx.config, w)[0])
+
+
+@register_proposer
+class TorchRecPlanner(Proposer):
+    name = "torchrec"
+    description = (
+        "the plan TorchRec's EmbeddingShardingPlanner picks (dlrm_main's settings, TorchRec 0.4/0.5)"
+    )
+    # What TorchRec would do, asked for by name; not one of auto's candidates (its schemes are the
+    # searching proposers' too), so auto's choice stays what it was.
+    in_auto = False
+
+    def propose(self, ctx: PlanningContext) -> Plan:
+        return to_plan(ctx, best_options(ctx), self.name)

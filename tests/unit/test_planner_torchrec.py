@@ -1,0 +1,231 @@
+"""``torchrec``: TorchRec's planner's decision (recsim.planner.proposers.torchrec)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsim.api import load_system, load_workload, make_plan
+from recsim.errors import InfeasibleError
+from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.system import System
+from recsim.planner.config import planner_config
+from recsim.planner.proposers import PlanningContext, proposer
+from recsim.planner.proposers import torchrec as tr
+from recsim.planner.types import Plan
+from recsim.workload.spec import Workload
+from tests.conftest import FIXTURES
+
+GIB = 1024**3
+HBM_BW = 897 * GIB
+INTRA_BW = 600 * GIB
+
+
+def two_gpus() -> System:
+    """One tiny node of two GPUs (40 GB of HBM each: TorchRec's 32 GiB cap rules)."""
+    return load_system(
+        "tiny",
+        nodes=1,
+        overrides=["node.accelerators.count=2"],
+        library=HardwareLibrary([FIXTURES / "minilib"]),
+    )
+
+
+def three_tables(optimizer: str = "sgd", big_rows: int = 80_000_000) -> Workload:
+    """tiny-dlrm with three 128-wide fp32 tables, a (1000 rows, 2 lookups a sample), b (500, 3) and
+    big (80M rows, 41 GB: over TorchRec's HBM_CAP), a global batch of 8 (4 a rank)."""
+    tables = (
+        f"tables=[{{name: a, rows: 1000, pooling: 2}}, {{name: b, rows: 500, pooling: 3}}, "
+        f"{{name: big, rows: {big_rows}, pooling: 1}}]"
+    )
+    return load_workload(
+        FIXTURES / "workloads" / "tiny-dlrm.yaml",
+        overrides=[
+            "embedding.dim=128",
+            "bottom_mlp=[8, 128]",
+            tables,
+            "training.global_batch_size=8",
+            f"training.embedding_optimizer={optimizer}",
+        ],
+    )
+
+
+def options(ctx: PlanningContext) -> dict[tuple[str, str, str], tr.Option]:
+    topo = tr.topology(ctx)
+    return {(o.table, o.scheme, o.kernel): o for opts in tr.enumerate_options(ctx, topo) for o in opts}
+
+
+def test_shard_perf_and_storage_by_hand() -> None:
+    ctx = PlanningContext(two_gpus(), three_tables())
+    found = options(ctx)
+    # Table-wise a: 4 samples a rank x 2 ranks x 2 lookups = 16 ids read (8 B each, 128 B), 16 rows
+    # looked up (512 B each, 8,192 B), 8 pooled vectors written (4,096 B); forward compute those
+    # bytes at 897 GiB/s, backward twice that, the pooled vectors exchanged at 600 GiB/s both ways.
+    tw = found[("a", "table_wise", "fused")]
+    assert tw.shards[0].perf_s == pytest.approx(
+        2 * 4096 / INTRA_BW + 3 * (128 + 8192 + 4096) / HBM_BW, rel=1e-12
+    )
+    # Its HBM: the ids and pooled vectors of the global batch and 1000 rows x 512 B, no SGD state.
+    assert (tw.shards[0].hbm_bytes, tw.shards[0].ddr_bytes) == (128 + 4096 + 512_000, 0)
+    # Row-wise a: each of 2 shards reads half the ids and rows but writes every pooled vector, and
+    # pays a batched copy of them (2.455 passes).
+    rw = found[("a", "row_wise", "fused")]
+    assert [s.rows for s in rw.shards] == [500, 500]
+    each = 2 * 4096 / INTRA_BW + 2.455 * 4096 / HBM_BW + 3 * (64 + 4096 + 4096) / HBM_BW
+    assert [s.perf_s for s in rw.shards] == pytest.approx([each, each], rel=1e-12)
+    assert rw.shards[0].hbm_bytes == 64 + 4096 + 256_000
+    # Host memory over UVM: the rows in DDR, at a tenth of its 51 GiB/s; the cache keeps 20 % in HBM.
+    uvm = found[("a", "table_wise", "fused_uvm")]
+    assert (uvm.shards[0].hbm_bytes, uvm.shards[0].ddr_bytes) == (128 + 4096, 512_000)
+    cached = found[("a", "table_wise", "fused_uvm_caching")]
+    assert (cached.shards[0].hbm_bytes, cached.shards[0].ddr_bytes) == (128 + 4096 + 102_400, 512_000)
+
+
+def test_adagrad_counts_the_table_again_and_rowwise_adagrad_a_column() -> None:
+    for optimizer, state in (
+        ("sgd", 0),
+        ("adagrad", 512_000),
+        ("rowwise_adagrad", 4000),
+        ("adam", 1_024_000),
+    ):
+        found = options(PlanningContext(two_gpus(), three_tables(optimizer)))
+        assert found[("a", "table_wise", "fused")].shards[0].hbm_bytes == 128 + 4096 + 512_000 + state
+
+
+def test_reservation_by_hand() -> None:
+    w = load_workload(FIXTURES / "workloads" / "tiny-dlrm.yaml")  # global batch 8, 5 lookups a sample
+    ctx = PlanningContext(two_gpus(), w)
+    topo = tr.topology(ctx)
+    assert (topo.world, topo.local, topo.batch) == (2, 2, 4)
+    # tiny-dlrm's dense layers: 137 parameters (131 and the 6 of the dot's padded column), 6 x 4 B
+    # each; the ids of 4 samples x 5 lookups x 8 B, 20 times; then 5 % of the 32 GiB cap less those.
+    dense = 6 * 4 * 137
+    ids = 4 * 5 * 8 * 20
+    assert tr.reserved_devices(ctx, topo)[0].hbm_bytes == int(0.95 * (32 * GIB - dense - ids))
+
+
+def test_a_table_over_hbm_cap_is_split_by_rows_the_others_stay_whole() -> None:
+    # big (41 GB) fits no device whole: row-wise, 20.5 GB a device. Whole tables rate lower than
+    # row splits on two ranks (each shard halves only the lookups: every shard writes the pooled
+    # vectors of the batch, and copies them), so a and b stay whole, one on each device: a first
+    # (the larger) on rank 0, where the load is equal, then b on the other.
+    plan = make_plan("torchrec", three_tables(), two_gpus())
+    got = sorted((s.table, s.sharding, s.row_start, s.row_end, s.ranks, s.tier) for s in plan.shards)
+    assert got == [
+        ("a", "table_wise", 0, 1000, (0,), "hbm"),
+        ("b", "table_wise", 0, 500, (1,), "hbm"),
+        ("big", "row_wise", 0, 40_000_000, (0,), "hbm"),
+        ("big", "row_wise", 40_000_000, 80_000_000, (1,), "hbm"),
+    ]
+    assert plan.strategy == "torchrec"
+
+
+def test_a_table_that_fits_whole_stays_whole() -> None:
+    # 50M rows: 25.6 GB, within the cap less the reservation: all three whole. Placed largest first
+    # on the device with the least perf so far: big on rank 0, a on rank 1, then b where the perf
+    # is lower, rank 0 (big's 3 x 8,256 B-equivalents of compute against a's 3 x 12,416). Not the
+    # best balance (a beside big would be): TorchRec's greedy placement, kept.
+    plan = make_plan("torchrec", three_tables(big_rows=50_000_000), two_gpus())
+    got = sorted((s.table, s.sharding, s.ranks) for s in plan.shards)
+    assert got == [("a", "table_wise", (1,)), ("b", "table_wise", (0,)), ("big", "table_wise", (0,))]
+
+
+def p4d(optimizer: str) -> tuple[System, Workload]:
+    """The validation's TorchRec p4d case: DLRM-DCNv2's Criteo 1TB tables one-hot, fp32, batch 65536."""
+    sets = [
+        *(f"tables[{i}].pooling=1" for i in range(26)),
+        f"training.embedding_optimizer={optimizer}",
+        "training.runtime=eager",
+        "training.global_batch_size=65536",
+    ]
+    return load_system("p4d-24xlarge"), load_workload("dlrm-dcnv2", overrides=sets)
+
+
+def test_criteo_sgd_keeps_every_table_whole_adagrad_splits_the_40m_row_tables() -> None:
+    system, sgd = p4d("sgd")
+    plan = make_plan("torchrec", sgd, system)
+    assert {s.sharding for s in plan.shards} == {"table_wise"}
+    # One-hot 128-wide tables rate alike: 26 whole tables balanced 4, 4, 3, 3, 3, 3, 3, 3.
+    assert sorted(Counter(s.ranks[0] for s in plan.shards).values()) == [3, 3, 3, 3, 3, 3, 4, 4]
+    # The 40M-row tables (20.5 GB) each on its own rank.
+    big = [s.ranks[0] for s in plan.shards if sgd.table(s.table).rows == 40_000_000]
+    assert len(big) == len(set(big)) == 5
+    system, adagrad = p4d("adagrad")
+    plan = make_plan("torchrec", adagrad, system)
+    split = {s.table for s in plan.shards if s.sharding == "row_wise"}
+    assert split == {t.name for t in adagrad.tables if t.rows == 40_000_000}
+    assert {s.sharding for s in plan.shards if s.table not in split} == {"table_wise"}
+    # Row-wise: ceil(40M / 8) rows on each rank in order.
+    t0 = sorted((s.row_start, s.ranks[0]) for s in plan.shards if s.table == "t0")
+    assert t0 == [(r * 5_000_000, r) for r in range(8)]
+
+
+def test_limits_narrow_its_options() -> None:
+    # Without row_wise: table_row_wise (the node's 2 ranks) takes its place for big.
+    cfg = planner_config(["planner.sharding_types=[table_wise,table_row_wise]"])
+    plan = make_plan("torchrec", three_tables(), two_gpus(), planner=cfg)
+    assert {s.sharding for s in plan.shards if s.table == "big"} == {"table_row_wise"}
+    # Nothing but whole tables in HBM: big fits nowhere.
+    cfg = planner_config(
+        ["planner.sharding_types=[table_wise]", "planner.tiers=[hbm]", "planner.auto_tiers=false"]
+    )
+    with pytest.raises(InfeasibleError, match=r"torchrec: none of TorchRec's \d+ proposals fits"):
+        make_plan("torchrec", three_tables(), two_gpus(), planner=cfg)
+
+
+def test_bad_inputs_are_one_line_errors() -> None:
+    with pytest.raises(InfeasibleError, match="global batch 6 is not divisible by 4 ranks"):
+        w = load_workload(
+            FIXTURES / "workloads" / "tiny-dlrm.yaml", overrides=["training.global_batch_size=6"]
+        )
+        system = load_system(
+            "tiny",
+            nodes=1,
+            overrides=["node.accelerators.count=4"],
+            library=HardwareLibrary([FIXTURES / "minilib"]),
+        )
+        make_plan("torchrec", w, system)
+    cfg = planner_config(["planner.sharding_types=[grid]"])
+    with pytest.raises(
+        InfeasibleError, match=r"torchrec: no option for table 'a': planner.sharding_types \(grid\)"
+    ):
+        proposer("torchrec").propose(PlanningContext(two_gpus(), three_tables(), cfg))
+
+
+def test_not_one_of_autos_candidates() -> None:
+    assert proposer("torchrec").in_auto is False
+    assert all(proposer(name).in_auto for name in ("greedy", "recshard", "table_wise"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(min_value=1, max_value=10_000), parts=st.integers(min_value=1, max_value=16))
+def test_row_blocks_cover_the_table_in_ceil_blocks(rows: int, parts: int) -> None:
+    blocks = tr.row_blocks(rows, parts)
+    assert len(blocks) == parts
+    assert sum(size for _, size in blocks) == rows
+    block = math.ceil(rows / parts)
+    assert all(size <= block for _, size in blocks)
+    assert all(start == sum(size for _, size in blocks[:i]) for i, (start, _) in enumerate(blocks))
+    # Full blocks first, then at most one shorter one, then empty ones.
+    sizes = [size for _, size in blocks]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sum(1 for s in sizes if 0 < s < block) <= 1
+
+
+def test_row_blocks_as_torchrec_documents() -> None:
+    assert [s for _, s in tr.row_blocks(10, 4)] == [3, 3, 3, 1]
+    assert [s for _, s in tr.row_blocks(5, 4)] == [2, 2, 1, 0]
+    assert tr.column_blocks(128) == [(0, 128)]
+    assert tr.column_blocks(320) == [(0, 128), (128, 192)]
+
+
+def test_plan_is_valid_and_deterministic() -> None:
+    system, workload = two_gpus(), three_tables("adagrad")
+    plan = make_plan("torchrec", workload, system)
+    assert isinstance(plan, Plan)
+    plan.validate(workload)
+    assert plan == make_plan("torchrec", workload, system)
