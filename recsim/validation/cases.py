@@ -180,18 +180,18 @@ def _torchrec(interaction: str, optimizer: str, batch: int) -> Callable[[], floa
             "workload.interaction.layers=null",
             "workload.interaction.low_rank=null",
         ]
-    # TorchRec's own planner picks the sharding; recsim's fixed schemes reproduce its choice here.
-    # Its estimator (torchrec/distributed/planner/shard_estimators.py, perf_func_emb_wall_time)
-    # rates a row-wise split of a pooled one-hot table above the whole table (each of the eight
-    # shards pays the pooled output's exchange, and a batched copy besides), so the planner keeps
-    # every table whole that fits its HBM_CAP of 32 GiB (planner/constants.py; dlrm_main's Topology
-    # names no hbm_cap): under SGD all of them (a 40M-row table is 20.5 GB), table-wise
-    # (``table_wise_greedy``). Adagrad gives each table its own size again in state
-    # (_get_optimizer_multipler), and the five 40M-row tables (41 GB) are split by rows, the rest
-    # stay whole (``hybrid``: row-wise from 10M rows; the next largest table has 3.1M). The plan
-    # matters to the eager host: TorchRec dispatches an input and an output dist per sharding type
-    # (``recsim.graph.eager_calibration``, ``group_forward_s``).
-    plan = "table_wise_greedy" if optimizer == "sgd" else "hybrid"
+    # TorchRec's own planner picks the sharding, and the ``torchrec`` proposer makes its decision
+    # (``recsim.planner.proposers.torchrec``): its estimator rates a row-wise split of a pooled
+    # one-hot table near the whole table (each of the eight shards pays the pooled output's
+    # exchange, and a batched copy besides), so the planner keeps every table whole that fits its
+    # HBM_CAP of 32 GiB (dlrm_main's Topology names no hbm_cap): under SGD all of them (a 40M-row
+    # table is 20.5 GB), table-wise; under Adagrad TorchRec counts each table's state as its size
+    # again (_get_optimizer_multipler), and the five 40M-row tables (41 GB) are split by rows, the
+    # rest stay whole. (Until the proposer, ``table_wise_greedy`` and ``hybrid`` stood in: the same
+    # schemes, other ranks for the whole tables.) The plan matters to the eager host: TorchRec
+    # dispatches an input and an output dist per sharding type (``recsim.graph.eager_calibration``,
+    # ``group_forward_s``).
+    plan = "torchrec"
     return lambda: _throughput(
         "p4d-24xlarge", "dlrm-dcnv2", batch_size=batch, precision="fp32", plan=plan, overrides=sets
     )

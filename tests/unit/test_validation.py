@@ -168,6 +168,9 @@ KNOWN_GAPS |= {
 # the cases on TorchRec's plan (table-wise under SGD, 40M-row tables row-wise under Adagrad; they
 # had been on recsim's auto plans, TW + RW even under SGD): dot Adagrad +30.0 -> +11.7 %, DCNv2
 # 16384 +11.6 -> +7.5 % (the plan; it stays GPU-bound), 131072 +3.9 -> +1.0 %, dot SGD -14.5 %
+# unchanged. Since then the cases plan with the ``torchrec`` proposer (recsim's emulation of TorchRec's
+# planner: the same schemes, whole tables on the ranks its partitioner picks rather than
+# table_wise_greedy's): DCNv2 16384 +7.53 -> +7.62 %, 131072 +0.97 -> +1.05 %, the dot cases
 # unchanged. What is left (about 3 ms a step for dot at 2048) is not found. Also checked:
 # * The README's rate is tqdm's live it/s, an exponential moving average over recent updates
 #   (smoothing 0.3); only close() prints n / elapsed (tqdm/std.py: "stats for overall rate (no
