@@ -675,6 +675,7 @@ def test_auto_plans_again_without_the_most_precise_dtype_when_nothing_fits(monke
 
     class Picky:
         fixed = True
+        in_auto = True
 
         def propose(self, ctx: PlanningContext):
             seen.append(tuple(ctx.config.embedding_dtypes))
