@@ -105,7 +105,7 @@ def test_reservation_by_hand() -> None:
     # each; the ids of 4 samples x 5 lookups x 8 B, 20 times; then 5 % of the 32 GiB cap less those.
     dense = 6 * 4 * 137
     ids = 4 * 5 * 8 * 20
-    assert tr.reserved_devices(ctx, topo)[0].hbm_bytes == int(0.95 * (32 * GIB - dense - ids))
+    assert tr.reserved_bytes(ctx, topo)[0] == int(0.95 * (32 * GIB - dense - ids))
 
 
 def test_a_table_over_hbm_cap_is_split_by_rows_the_others_stay_whole() -> None:
@@ -229,3 +229,29 @@ def test_plan_is_valid_and_deterministic() -> None:
     assert isinstance(plan, Plan)
     plan.validate(workload)
     assert plan == make_plan("torchrec", workload, system)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_the_plan_is_the_first_lowest_rated_proposal_that_fits(optimizer: str) -> None:
+    # Every proposal placed in full (no bound): the proposer's pick, which stops placing a proposal
+    # once it cannot rate lower, is the first with the lowest busiest-device perf.
+    ctx = PlanningContext(two_gpus(), three_tables(optimizer))
+    topo = tr.topology(ctx)
+    by_table = tr.enumerate_options(ctx, topo)
+    hbm, ddr = tr.reserved_bytes(ctx, topo)
+    rated: list[tuple[float, list[tr.Option], list[list[int]]]] = []
+    for picks in tr.grid_proposals(by_table):
+        proposal = [opts[i] for opts, i in zip(by_table, picks, strict=True)]
+        devices = tr.Devices.fresh(topo.world, hbm, ddr)
+        try:
+            ranks = tr.partition(proposal, devices, topo.local)
+        except tr.PartitionError:
+            continue
+        assert ranks is not None
+        rated.append((float(devices.perf.max()), proposal, ranks))
+    assert len(rated) > 100  # the grid (16 options a table, 4096 proposals) decides here
+    lowest = min(r[0] for r in rated)
+    first = next(r for r in rated if r[0] == lowest)
+    # The same option objects (the proposer enumerates them afresh: compared by what they are).
+    got = [(o.table, o.scheme, o.kernel, ranks) for o, ranks in tr.best_options(ctx)]
+    assert got == [(o.table, o.scheme, o.kernel, ranks) for o, ranks in zip(first[1], first[2], strict=True)]
