@@ -7,7 +7,9 @@ per-rank batch, ``HeuristicalStorageReservation(percentage=0.05)`` and the defau
 module re-derives its decision in recsim's terms (its own code, after reading TorchRec's sources:
 ``torchrec/distributed/planner/{constants,shard_estimators,storage_reservations,enumerators,
 proposers,partitioners,planners}.py`` and ``torchrec/distributed/sharding_plan.py``, the versions
-with ``_get_optimizer_multipler`` and ``Topology.hbm_mem_bw``, TorchRec 0.4/0.5):
+with ``_get_optimizer_multipler`` and ``Topology.hbm_mem_bw``, TorchRec 0.4/0.5; the partitioner
+and proposers of the same era, ``GridSearchProposer`` among the planner's defaults; read through a
+source index that did not give the file versions' commits, so none is named here):
 
 1. **Enumerate** per table every scheme the ``EmbeddingBagCollectionSharder`` allows on CUDA --
    data_parallel, table_wise, column_wise, table_column_wise, row_wise, table_row_wise, in that
