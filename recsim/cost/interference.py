@@ -186,7 +186,6 @@ def stretched_lengths(
     slow = np.tile(slow, steps)
     keys = index.queue_keys
     rank_of_queue = np.array([key[0] for key in keys], dtype=np.int64)
-    rank = rank_of_queue[index.queue_array]
     # Each rank's collective windows, merged into disjoint intervals on one time line: rank ``r``'s
     # times are shifted by ``r x span`` so that one sort and one running maximum serve all ranks.
     finite = np.isfinite(start) & np.isfinite(finish)
@@ -201,9 +200,19 @@ def stretched_lengths(
     # (a reviewer found 1e-9 at 4,096 ranks). The nanosecond only keeps ranks apart on a schedule
     # of no length, where every interval is empty anyway.
     span = 2.0 * (float(finish[finite].max()) - low) + 1e-9
-    shift = np.where(finite, (rank - rank.min()).astype(np.float64) * span - low, 0.0)
-    a = start[collective] + shift[collective]
-    b = finish[collective] + shift[collective]
+    # The shift of the nodes read below only (the collectives and the kernels, all with finite
+    # times), not of every node: each queue's rank is the rank of its nodes, so the least rank of
+    # the queues is the nodes' least.
+    least = rank_of_queue.min()
+    queue = index.queue_array
+
+    def shift_of(at: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+        return (rank_of_queue[queue[at]] - least).astype(np.float64) * span - low
+
+    taken = np.flatnonzero(collective)
+    shift = shift_of(taken)
+    a = start[taken] + shift
+    b = finish[taken] + shift
     order = np.argsort(a, kind="stable")
     a, b = a[order], b[order]
     reach = np.maximum.accumulate(b)
@@ -212,22 +221,29 @@ def stretched_lengths(
     first = np.flatnonzero(fresh)
     merged_a = a[first]
     merged_b = np.maximum.reduceat(b, first) if first.size else b[:0]
+    width = merged_b - merged_a
     # Union length before each merged interval, to read the covered time of any window in two
-    # binary searches.
-    covered = np.concatenate(([0.0], np.cumsum(merged_b - merged_a)))
+    # binary searches. Each table is read at ``i - 1`` for the ``i`` intervals that start at or
+    # before a time, the first entry repeated in front for ``i = 0`` (whose result is 0 anyway).
+    covered = np.concatenate(([0.0], np.cumsum(width)))
+    covered_at = np.concatenate((covered[:1], covered[:-1]))
+    start_at = np.concatenate((merged_a[:1], merged_a))
+    width_at = np.concatenate((width[:1], width))
 
     def covered_before(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         i = np.searchsorted(merged_a, t, side="right")  # intervals starting at or before t
-        inside = np.clip(t - merged_a[np.maximum(i - 1, 0)], 0.0, None)
-        inside = np.minimum(inside, (merged_b - merged_a)[np.maximum(i - 1, 0)])
-        return np.where(i > 0, covered[np.maximum(i - 1, 0)] + inside, 0.0)
+        inside = np.clip(t - start_at[i], 0.0, None)
+        inside = np.minimum(inside, width_at[i])
+        return np.where(i > 0, covered_at[i] + inside, 0.0)
 
     base = lengths
     kernel = np.flatnonzero((slow > 1.0) & (finish > start))
-    s = start[kernel] + shift[kernel]
-    e = finish[kernel] + shift[kernel]
+    kernel_start, kernel_finish = start[kernel], finish[kernel]
+    shift = shift_of(kernel)
+    s = kernel_start + shift
+    e = kernel_finish + shift
     # Lengths from the unshifted times (the shift is only for finding each rank's windows).
-    length = finish[kernel] - start[kernel]
+    length = kernel_finish - kernel_start
     # Both ends in one call (the same values element by element; half the array calls).
     ends = covered_before(np.concatenate((e, s)))
     share = np.clip((ends[: e.size] - ends[e.size :]) / length, 0.0, 1.0)
