@@ -178,10 +178,10 @@ def stretched_lengths(
     slowdown = np.fromiter(map(_slowdown_of, table.ops), dtype=np.float64, count=len(table.ops))
     on_compute = np.array([key[1] == _COMPUTE for key in index.queue_keys], dtype=bool)
     slow = np.where(on_compute[index.queue_array[:per_node]], slowdown[table.number], 1.0)
-    # The collectives: the index's (every ``Collective`` node, all steps), not read off the ops again.
-    collective = np.zeros(per_node * steps, dtype=bool)
-    collective[index.collective_positions_array] = True
-    if not collective.any() or not (slow > 1.0).any():
+    # The collectives: the index's (every ``Collective`` node, all steps, in order), not read off
+    # the ops again.
+    taken = index.collective_positions_array
+    if not taken.size or not (slow > 1.0).any():
         return None
     slow = np.tile(slow, steps)
     keys = index.queue_keys
@@ -190,16 +190,20 @@ def stretched_lengths(
     # times are shifted by ``r x span`` so that one sort and one running maximum serve all ranks.
     finite = np.isfinite(start) & np.isfinite(finish)
     if not finite.all():  # a broken duration stays broken; it must not spoil the other ranks
-        collective &= finite
+        taken = taken[finite[taken]]
         slow = np.where(finite, slow, 1.0)
-    if not collective.any():
-        return None
-    low = float(min(start[finite].min(), 0.0))
+        if not taken.size:
+            return None
+        low = float(min(start[finite].min(), 0.0))
+        high = float(finish[finite].max())
+    else:  # every time finite: the extremes of the whole arrays (the same values, no copies)
+        low = float(min(start.min(), 0.0))
+        high = float(finish.max())
     # Twice the schedule's extent (not a fixed second more): the shift costs a rank's times the
     # bits of ``rank x span``, so the smaller it is the less rounding grows with the rank number
     # (a reviewer found 1e-9 at 4,096 ranks). The nanosecond only keeps ranks apart on a schedule
     # of no length, where every interval is empty anyway.
-    span = 2.0 * (float(finish[finite].max()) - low) + 1e-9
+    span = 2.0 * (high - low) + 1e-9
     # The shift of the nodes read below only (the collectives and the kernels, all with finite
     # times), not of every node: each queue's rank is the rank of its nodes, so the least rank of
     # the queues is the nodes' least.
@@ -209,7 +213,6 @@ def stretched_lengths(
     def shift_of(at: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
         return (rank_of_queue[queue[at]] - least).astype(np.float64) * span - low
 
-    taken = np.flatnonzero(collective)
     shift = shift_of(taken)
     a = start[taken] + shift
     b = finish[taken] + shift
