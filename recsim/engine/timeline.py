@@ -28,7 +28,7 @@ broken schedule has), the plain selection runs instead.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -246,12 +246,22 @@ def critical_path(
         totals[category_at(current)] += spent if spent > 0.0 else 0.0
         if begins <= window_start:
             break
-        candidates = index.predecessors_of(current)
         group = members.get(vertex_array.item(current))
-        if group is not None:  # a collective: any member's predecessor
-            for m in group:
-                candidates.extend(index.predecessors_of(m))
-        if not candidates:
+        if finite and group is not None:
+            # A collective: any member's predecessor (``current`` is a member), every member's
+            # read at once in arrays, not member by member. Where every time is finite the choice
+            # below depends on the set of candidates alone (the latest finish, then the largest
+            # id: one node), not on their order or repeats.
+            found = _predecessors(index, group)
+            candidates: list[int] | npt.NDArray[np.intp] = (
+                found.tolist() if found.size <= _MANY_CANDIDATES else found
+            )
+        else:
+            candidates = index.predecessors_of(current)
+            if group is not None:  # a collective: any member's predecessor
+                for m in group:
+                    candidates.extend(index.predecessors_of(m))
+        if not len(candidates):
             totals["exposed_wait"] += begins - window_start
             break
         if finite and len(candidates) > _MANY_CANDIDATES:
@@ -279,6 +289,21 @@ def critical_path(
 # From this many candidates on, the critical path picks the latest of them in arrays (a handful
 # is quicker in Python; a collective's members have dozens).
 _MANY_CANDIDATES = 8
+
+
+def _predecessors(index: GraphIndex, positions: Sequence[int]) -> npt.NDArray[np.intp]:
+    """The dependencies and queue predecessors of the nodes at ``positions`` (repeats kept), as
+    ``index.predecessors_of`` of each, concatenated in another order: each node's dependency row
+    read off the compressed rows in one gather, then the queues' previous nodes."""
+    at = np.asarray(positions, dtype=np.intp)
+    end = index.dep_end_array
+    stop = end[at]
+    start = np.where(at > 0, end[at - 1], 0)
+    lengths = stop - start
+    offsets = np.repeat(start - (np.cumsum(lengths) - lengths), lengths)
+    flat = index.dep_flat_array[offsets + np.arange(int(lengths.sum()), dtype=np.intp)]
+    prev = index.prev_in_queue_array[at]
+    return np.concatenate((flat, prev[prev >= 0]))
 
 
 def busy_time(
