@@ -240,7 +240,12 @@ KNOWN_GAPS |= {
 #     Criteo ids for this purpose; not acted on: more routed lookups slow the 4-node case further
 #     (its a2a_bwd is on the critical path) and no per-table Criteo count is sourced (the result
 #     logs hold MLLOG lines only, not HugeCTR's "Initialized hybrid model with N frequent
-#     categories").
+#     categories"). A later session (2026-12-07) sourced per-feature counts (workloads/dlrm-dcnv2.yaml,
+#     alpha; tests/unit/test_criteo_access.py) and read the figure again: 29,120 is exactly
+#     2,240 x 13 (half the 26 slots) and 1,707 is 10 x sqrt(29,120) rounded up, so it reads as a
+#     buffer sized for half the lookups, not a measured mean; and at this threshold (p* = 1.36e-5 a
+#     lookup) no popularity gets there: a table of R rows holds at most R p* of infrequent mass,
+#     37.1 % over the 26 tables. The sourced alphas of t0 / t9 / t19 / t21 give 11.3 %.
 #   - GEMMs: vidur's fp16 points nearest these shapes (4,096 x 4,096 x 512 / 1,024) are priced
 #     -3 / +4 %; the A100 recsys trace's TF32 GEMMs run 17 % slower than priced (median signed,
 #     102 held-out tensor-core ops), which at fp16 would cover the A100 single-node gaps (20 % of
