@@ -62,12 +62,43 @@ numerical features (fp16, ``graph.build.SPLIT_NUMERICAL_BYTES``, for the rows it
 MLP on) and the batch's labels (``SPLIT_LABEL_BYTES``), as ``graph.build._Builder.
 per_rank_feature_input`` copies them.
 
-Left out, with what they would take: HugeCTR's *evaluation* reader, built beside the training one
-with ``batch_size_eval`` samples a batch and ``max(num_batches_per_thread, ceil(cache_eval_data /
-num_threads))`` batches a thread (``add_input``; the workload has no evaluation batch): for the
-DCNv2 config (BATCHSIZE_EVAL 1,048,576, 8 GPUs) 16 buffers of 131,072 x 912 B, 1.9 GB a GPU; for
-DLRM v1 (batchsize_eval 1,769,472, cache_eval_data 51: the whole evaluation set) 51 global batches
-of 160 B records, 14.4 GB a GPU. The one-hot reader's ``init_data_reader`` (one buffer of
+HugeCTR's **evaluation reader** (``training.eval_batch_size``; none counted without it): ``add_input``
+(HugeCTR/src/pybind/add_input.cpp) builds it at model construction beside the training one, of the
+same kind (a multi-hot ``AsyncDataReader`` or a one-hot ``AsyncReader``) with the solver's
+``batch_size_eval`` (``CreateSolver(batchsize_eval=...)``) as its batch, the training reader's
+``num_threads`` and ``eval_num_batches_per_thread = num_batches_per_thread``, raised to
+``ceil(cache_eval_data / num_threads)`` where ``cache_eval_data`` exceeds ``num_threads x
+num_batches_per_thread``; like the training reader it allocates its buffers in its constructor and
+keeps them for the run (MLPerf evaluates every ``eval_interval``). Both readers hold no more
+buffers than their file has batches: the multi-hot ``DataReaderImpl``'s queue depth, the one-hot
+``AsyncReaderImpl``'s ``buffers_.resize(std::min((size_t)num_threads_ * num_batches_per_thread,
+num_batches_))`` with ``num_batches_ = ceil(file size / batch bytes)``, here MLPerf's Criteo
+evaluation set (``CRITEO_EVAL_SAMPLES``). So:
+
+- multi-hot (DCNv2 train.py: ``cache_eval_data=1``): ``min(16, ceil(CRITEO_EVAL_SAMPLES /
+  eval batch))`` buffers of the GPU's share of the evaluation batch's records, and its one set of
+  split tensors and label and dense tensors (its constructor's ``set_tensor_buffering(1)``; the
+  embedding collection asks nothing more of it, as far as read): for the 1 x DGX H100 config
+  (``BATCHSIZE_EVAL=262144``, HugeCTR samples/dlrm/config_DGXH100_1x8x6912.sh) 16 buffers of
+  32,768 x 912 B, 0.51 GB a GPU with its tensors; at the v4.0 DGX H200 config's 1,048,576
+  (training_results_v4.0 NVIDIA/benchmarks/dlrm_dcnv2/implementations/merlin_hugectr/
+  config_DGXH200_1x8x6912.sh) 2.0 GB.
+- one-hot (MLPerf DLRM v1: ``batchsize_eval = 1769472``, ``cache_eval_data = 51``, below 32 x 4
+  so 4 batches a thread): ``min(128, ceil(89,137,319 / 1,769,472) = 51)`` = 51 buffers of the
+  global evaluation batch's records (the whole evaluation set, resident), 14.4 GB a GPU; and as
+  the hybrid embedding's ``use_eval_precompute_indices`` (the second ``True`` of the configs'
+  ``HybridEmbeddingParam(2, -1, 0.03, 1.3e11, 1.9e11, 1.0, True, True, ...)``) asks
+  ``eval_data_reader->set_tensor_buffering(eval_data_reader->get_max_batches_inflight())``
+  (``HybridSparseEmbedding::setup_buffered_indices``; ``AsyncReader::get_max_batches_inflight``
+  returns ``reader_impl_->get_num_buffers()``), 51 sets of split tensors, each with the global
+  evaluation batch's keys (9.8 GB), and the label and dense tensors: 24.2 GB a GPU.
+
+Left out, with what they would take: the hybrid embedding's evaluation-side precomputed indices
+(``create_buffered_indices`` for each cached evaluation batch: not sized from its sources here) and
+HugeCTR's evaluation network (the dense layers built again with ``batch_size_eval`` for
+``evaluate_tensor_entries_list``, and the embedding's evaluation-side output buffers), whose
+activations at the evaluation batch no one here has sized. The one-hot reader's
+``init_data_reader`` (one buffer of
 ``num_iterations_statistics x batch_size`` samples; whether it is freed after the hybrid
 embedding's statistics is not read), the hybrid embedding's buffered frequent/infrequent indices
 (per batch held, not sized from its sources here), the readers' per-config constants (bucket maps,
@@ -123,6 +154,11 @@ ROW_OFFSET_BYTES = 4.0
 #: ``Alignment_t::Auto`` of the MLPerf DLRM v1 configs: the one-hot reader's dense tensors padded to
 #: a multiple of 8 values (``dense_dim_align8 = (dense_dim + 7) / 8 * 8``).
 ONE_HOT_DENSE_ALIGN = 8
+#: Samples of MLPerf's Criteo 1TB evaluation set, which bounds the evaluation readers' buffers (no
+#: more than the file's batches): ``EVAL_NUM_SAMPLES = 89137319`` of NVIDIA's DCNv2 train.py
+#: (HugeCTR samples/dlrm/train.py), ``eval_num_samples = 89137319`` of the DLRM v1 configs
+#: (training_results_v2.0 NVIDIA/benchmarks/dlrm/implementations/hugectr/dgx_a100.py).
+CRITEO_EVAL_SAMPLES = 89_137_319
 
 
 def _dense_value_bytes(workload: Workload) -> float:
@@ -136,32 +172,69 @@ def _lookups(workload: Workload) -> float:
     return math.fsum(workload.table_lookups(t) for t in workload.tables)
 
 
-def multi_hot_reader_bytes(workload: Workload, world_size: int) -> float:
-    """HBM of HugeCTR's multi-hot AsyncDataReader on each GPU (module docstring): its
-    ``DCNV2_READER_BATCHES`` record buffers of the GPU's samples, one set of split tensors and the
-    model's label and dense tensors."""
+def _multi_hot_bytes(workload: Workload, world_size: int, batch: float, buffers: int) -> float:
+    """HBM of a multi-hot AsyncDataReader of global batch ``batch`` on each GPU: its ``buffers``
+    record buffers of the GPU's samples, one set of split tensors and its label and dense tensors."""
     w = workload
-    b = w.training.global_batch_size / world_size
+    b = batch / world_size
     keys = _lookups(w)
-    records = DCNV2_READER_BATCHES * global_batch_record_bytes(w, b)  # of the GPU's b samples
+    records = buffers * global_batch_record_bytes(w, b)  # of the GPU's b samples
     label_dense = b * (LABEL_BYTES + w.dense_features * _dense_value_bytes(w))
     offsets = w.num_tables * ((b + 1) * ROW_OFFSET_BYTES + POINTER_BYTES)
     sparse = b * keys * RAW_RECORD_ITEM_BYTES + offsets
     return records + MULTI_HOT_TENSOR_SETS * (label_dense + sparse) + label_dense
 
 
+def _one_hot_bytes(workload: Workload, world_size: int, batch: float, buffers: int, sets: int) -> float:
+    """HBM of a one-hot AsyncReader of global batch ``batch`` on each GPU: its ``buffers`` buffers of
+    the global batch's records, ``sets`` sets of split tensors (the global batch's keys in each) and
+    its label and dense tensors."""
+    w = workload
+    b = batch / world_size
+    dense = -(-w.dense_features // ONE_HOT_DENSE_ALIGN) * ONE_HOT_DENSE_ALIGN
+    records = buffers * global_batch_record_bytes(w, batch)
+    label_dense = b * (LABEL_BYTES + dense * _dense_value_bytes(w))
+    keys = batch * _lookups(w) * RAW_RECORD_ITEM_BYTES
+    return records + sets * (label_dense + keys) + label_dense
+
+
+def multi_hot_reader_bytes(workload: Workload, world_size: int) -> float:
+    """HBM of HugeCTR's multi-hot AsyncDataReader on each GPU (module docstring): its
+    ``DCNV2_READER_BATCHES`` record buffers of the GPU's samples, one set of split tensors and the
+    model's label and dense tensors."""
+    batch = float(workload.training.global_batch_size)
+    return _multi_hot_bytes(workload, world_size, batch, DCNV2_READER_BATCHES)
+
+
 def one_hot_reader_bytes(workload: Workload, world_size: int) -> float:
     """HBM of HugeCTR's one-hot AsyncReader on each GPU (module docstring): its
     ``DLRM_V1_READER_BATCHES`` buffers of the global batch's records, the hybrid embedding's two sets
     of split tensors (the global batch's keys in each) and the model's label and dense tensors."""
-    w = workload
-    batch = float(w.training.global_batch_size)
-    b = batch / world_size
-    dense = -(-w.dense_features // ONE_HOT_DENSE_ALIGN) * ONE_HOT_DENSE_ALIGN
-    records = DLRM_V1_READER_BATCHES * global_batch_record_bytes(w, batch)
-    label_dense = b * (LABEL_BYTES + dense * _dense_value_bytes(w))
-    keys = batch * _lookups(w) * RAW_RECORD_ITEM_BYTES
-    return records + ONE_HOT_TENSOR_SETS * (label_dense + keys) + label_dense
+    batch = float(workload.training.global_batch_size)
+    return _one_hot_bytes(workload, world_size, batch, DLRM_V1_READER_BATCHES, ONE_HOT_TENSOR_SETS)
+
+
+def eval_reader_buffers(reader_batches: int, eval_batch: int) -> int:
+    """Record buffers of HugeCTR's evaluation reader (module docstring): the training reader's
+    ``num_threads x num_batches_per_thread`` (``reader_batches``; the MLPerf configs'
+    ``cache_eval_data`` does not raise it), no more than the evaluation set's batches."""
+    return min(reader_batches, -(-CRITEO_EVAL_SAMPLES // eval_batch))
+
+
+def eval_reader_bytes(workload: Workload, world_size: int, global_batch_input: bool) -> float:
+    """HBM of HugeCTR's evaluation reader on each GPU (module docstring), 0 without a
+    ``training.eval_batch_size``: the multi-hot reader's ``eval_reader_buffers`` of the GPU's share
+    of the evaluation batch and one set of tensors, or (``global_batch_input``) the one-hot reader's
+    buffers of the global evaluation batch with as many sets of split tensors (the hybrid
+    embedding's ``use_eval_precompute_indices``)."""
+    eval_batch = workload.training.eval_batch_size
+    if eval_batch is None:
+        return 0.0
+    if global_batch_input:
+        n = eval_reader_buffers(DLRM_V1_READER_BATCHES, eval_batch)
+        return _one_hot_bytes(workload, world_size, float(eval_batch), n, n)
+    n = eval_reader_buffers(DCNV2_READER_BATCHES, eval_batch)
+    return _multi_hot_bytes(workload, world_size, float(eval_batch), n)
 
 
 def dle_dense_input_bytes(workload: Workload, plan: Plan, rank: int, held_batches: int) -> float:
@@ -186,10 +259,9 @@ def reader_by_rank(
     (``held_batches``: ``storage.held_input_batches``); ranks without any left out."""
     world = plan.world_size
     if framework.hugectr_async_reader:
-        if path == "global_batch":
-            each = one_hot_reader_bytes(workload, world)
-        else:
-            each = multi_hot_reader_bytes(workload, world)
+        one_hot = path == "global_batch"
+        train = one_hot_reader_bytes(workload, world) if one_hot else multi_hot_reader_bytes(workload, world)
+        each = train + eval_reader_bytes(workload, world, one_hot)
         return dict.fromkeys(range(world), each) if each else {}
     if framework.prefetches_next_batch and path == "features":
         out = {r: dle_dense_input_bytes(workload, plan, r, held_batches) for r in range(world)}

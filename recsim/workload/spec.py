@@ -308,6 +308,11 @@ class BehaviourSequence(Spec):
 
 class Training(Spec):
     global_batch_size: PositiveInt
+    #: The global batch the framework evaluates with, samples; ``None``: no evaluation reader
+    #: counted. HugeCTR builds its evaluation reader with it beside the training one at model
+    #: construction and keeps it for the run (``recsim.planner.reader_buffers``); the MLPerf
+    #: submissions fix it (``batchsize_eval``, ``BATCHSIZE_EVAL``).
+    eval_batch_size: PositiveInt | None = None
     optimizer: Literal["sgd", "adagrad", "adam"] = "sgd"
     #: ``sparse_sgd``: PyTorch's ``EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (unfused; NVIDIA
     #: DLE, the reference dlrm_s_pytorch); the others are FBGEMM's fused TBE updates.

@@ -248,8 +248,10 @@ def test_recshard_given_another_slow_tier_never_plans_worse() -> None:
     # buffers took HBM on every rank (``planner.reader_buffers``: HugeCTR's multi-hot reader,
     # 122 MiB a rank here), which leaves the knapsack less room; 35.194 before a popularity slice's
     # lookup pooled the bags of its fixed rows (``ShardOps.part_bag_share``: fewer than independent
-    # draws, as the exchange already counted them; HugeCTR pools the hit bags only)
-    assert both == pytest.approx(33.630, abs=2e-3)
+    # draws, as the exchange already counted them; HugeCTR pools the hit bags only); 33.630 before
+    # HugeCTR's evaluation reader took HBM too (``reader_buffers.eval_reader_bytes``: dlrm-dcnv2's
+    # evaluation batch of 262,144, 16 buffers of 32,768 samples' records, 488 MiB a rank)
+    assert both == pytest.approx(33.958, abs=2e-3)
 
 
 def _option(table: str, hbm_bytes: float, time_s: float, hot: int = 0) -> TierOption:
@@ -432,10 +434,10 @@ def test_hybrid_embedding_raises_its_threshold_until_the_frequent_rows_fit() -> 
     # ``reader_buffers.one_hot_reader_bytes``) (6.7684 GiB in all; 6.7619 GiB at twice the
     # threshold): an HBM whose 85 % (6.7652 GiB) lies in between holds fewer of them. (6.705 GiB of
     # HBM before one buffer of records was charged; 6.715 GiB before the reader's 128 and its split
-    # tensors were, 2026-12-07.)
-    system, workload = prepare(
-        "dgx-a100", "dlrm-mlperf", nodes=2, overrides=["node.accelerators.device.hbm.capacity='7.959 GiB'"]
-    )
+    # tensors were, 2026-12-07.) Without the workload's evaluation batch: HugeCTR's evaluation reader
+    # of 51 global batches (24.2 GB a GPU, ``reader_buffers.eval_reader_bytes``) fills no 7.959 GiB.
+    sets = ["node.accelerators.device.hbm.capacity='7.959 GiB'", "workload.training.eval_batch_size=null"]
+    system, workload = prepare("dgx-a100", "dlrm-mlperf", nodes=2, overrides=sets)
     ctx = PlanningContext(system, workload, planner_config())
     plan = proposer("hybrid_embedding").propose(ctx)
     check_fits(plan_usage(plan, workload, system), capacity(system).less(0.15, 0.15))
@@ -522,9 +524,11 @@ def test_auto_keeps_to_the_tiers_the_config_allows() -> None:
 
 def test_hugectr_runs_its_hybrid_embedding_on_one_hot_tables_only() -> None:
     # Multi-hot DLRM-DCNv2 under the fused (HugeCTR) runtime: auto drops the routed plan.
-    system, workload = prepare(
-        "dgx-a100", "dlrm-dcnv2", nodes=2, overrides=["workload.training.runtime=fused"]
-    )
+    # Without dlrm-dcnv2's evaluation batch (2026-12-07, when HugeCTR's evaluation reader came to be
+    # counted): the hybrid plan's one-hot evaluation reader of the global 262,144-sample batch (61 GiB
+    # a GPU) would make it fail for memory before the runtime's refusal, the point here.
+    sets = ["workload.training.runtime=fused", "workload.training.eval_batch_size=null"]
+    system, workload = prepare("dgx-a100", "dlrm-dcnv2", nodes=2, overrides=sets)
     plan = proposer("auto").propose(PlanningContext(system, workload, planner_config()))
     assert "routed_rows of multi-hot tables" in "\n".join(plan.notes)
     assert all(s.sharding != "distributed" for s in plan.shards)

@@ -5,6 +5,7 @@ estimator and the planners' partitioner charge the same bytes, and the headline 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -23,6 +24,7 @@ from recsim.planner.partitioners import Partitioner
 from recsim.planner.reader_buffers import (
     DCNV2_READER_BATCHES,
     DLRM_V1_READER_BATCHES,
+    eval_reader_bytes,
     multi_hot_reader_bytes,
     one_hot_reader_bytes,
 )
@@ -158,10 +160,17 @@ def test_the_headline_dcnv2_run_fits_with_its_reader_s_buffers(batch: int) -> No
     # 1 x DGX H100, batch 55,296, fp16: each GPU holds 16 buffers of its 6,912 samples' records
     # (1 + 13 + 214 items of 4 B: 100,859,904 B), one set of split tensors (6,912 x (4 + 13 x 2) B
     # of label and dense values, 6,912 x 214 keys of 4 B and 26 x (6,913 x 4 + 8) B of row offsets
-    # and pointers) and the model's label and dense tensors: 107,910,456 B, besides its ids.
+    # and pointers) and the model's label and dense tensors: 107,910,456 B, besides its ids. And its
+    # evaluation reader, the same at the evaluation batch of 262,144 (the workload's
+    # ``training.eval_batch_size``): 32,768 samples a GPU, 511,574,328 B (2026-12-07: counted; the
+    # inputs were 113,661,240 B before, 625,235,568 B since).
     b = batch // 8
-    reader = 16 * b * 228 * 4 + (b * 30 + b * 214 * 4 + 26 * ((b + 1) * 4 + 8)) + b * 30
-    assert reader == 107_910_456
+    train = 16 * b * 228 * 4 + (b * 30 + b * 214 * 4 + 26 * ((b + 1) * 4 + 8)) + b * 30
+    assert train == 107_910_456
+    e = 262144 // 8
+    evaluation = 16 * e * 228 * 4 + (e * 30 + e * 214 * 4 + 26 * ((e + 1) * 4 + 8)) + e * 30
+    assert evaluation == 511_574_328
+    reader = train + evaluation
     args = ["run", "--system", "dgx-h100", "--workload", "dlrm-dcnv2", "--batch-size", str(batch)]
     result = CliRunner().invoke(cli, [*args, "--precision", "fp16", "--json"])
     assert result.exit_code == 0, result.output
@@ -214,3 +223,74 @@ def test_capacity_shortfall_charges_the_hybrid_embedding_its_reader() -> None:
     assert msg is not None and msg.endswith(
         "hold 2.273 KiB HBM on 1 node(s) less the planner's reserves: 672 B short"
     )
+
+
+def test_hugectr_s_evaluation_readers_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Evaluation batch 16 on 2 ranks. Multi-hot: 16 buffers of the GPU's 8 samples' records, one set
+    # of split tensors (8 x (4 + 4 x 4) B of label and dense values, 8 x 5 keys of 4 B, 2 x (9 x 4 +
+    # 8) B of row offsets and pointers) and its label and dense tensors.
+    w = tiny("training.eval_batch_size=16")
+    multi = 16 * 8 * RECORD_ITEMS * 4 + (160 + (160 + 88)) + 160
+    assert eval_reader_bytes(w, 2, global_batch_input=False) == multi == 5688
+    # One-hot: 128 buffers of the global 16 samples' records and, for the hybrid embedding's
+    # precomputed evaluation indices, as many sets of split tensors (8 x (4 + 8 x 4) B of label and
+    # padded dense values, 16 x 5 keys of 4 B), and its label and dense tensors.
+    one = 128 * 16 * RECORD_ITEMS * 4 + 128 * (288 + 320) + 288
+    assert eval_reader_bytes(w, 2, global_batch_input=True) == one == 160032
+    # No more buffers (nor, one-hot, tensor sets) than the evaluation set has batches: 40 samples,
+    # 3 batches of 16.
+    monkeypatch.setattr(reader_buffers, "CRITEO_EVAL_SAMPLES", 40)
+    assert eval_reader_bytes(w, 2, global_batch_input=False) == 3 * 320 + 408 + 160 == 1528
+    assert eval_reader_bytes(w, 2, global_batch_input=True) == 3 * 640 + 3 * 608 + 288 == 4032
+    # Without an evaluation batch, none.
+    assert eval_reader_bytes(tiny(), 2, global_batch_input=True) == 0.0
+
+
+def test_every_consumer_charges_the_evaluation_reader() -> None:
+    # HugeCTR's readers, training (2,856 B) and evaluation (5,688 B), on every rank of the memory
+    # report and in the estimator; the one-hot pair for a plan of routed rows. TorchRec and DLE
+    # allocate no evaluation reader up front: nothing for them.
+    w = tiny("training.eval_batch_size=16")
+    assert rank_reader_bytes(w, 2) == 2856.0 + 5688.0
+    assert rank_reader_bytes(w, 2, routed_rows=True) == 41712.0 + 160032.0
+    plan = Plan(2, (Shard("a", "table_wise", 0, 100, 0, 4, (0,)),))
+    ids = ids_by_rank(plan, w)
+    assert input_by_rank(plan, w) == {r: ids.get(r, 0.0) + 8544.0 for r in range(2)}
+    assert Estimator(gpus(2), w, planner_config([])).reader_hbm_bytes == 8544.0
+    for runtime in ("eager", "cuda_graphs"):
+        other = f"training.runtime={runtime}"
+        assert rank_reader_bytes(tiny(other, "training.eval_batch_size=16"), 2) == rank_reader_bytes(
+            tiny(other), 2
+        )
+
+
+def test_a_plan_that_fits_beside_the_training_reader_does_not_beside_the_evaluation_one_too() -> None:
+    # HBM of the dense side and the training reader a rank: the tables fit without an evaluation
+    # batch; with one, the partitioner says at once that the loader's buffers (8,544 B) overfill.
+    cap = None
+    for eval_batch, fits in ((None, True), (16, False)):
+        w = tiny() if eval_batch is None else tiny(f"training.eval_batch_size={eval_batch}")
+        est = Estimator(gpus(2), w, planner_config([]))
+        cap = cap or Capacity(dense_hbm_bytes(w, 2) + 2856.0 + 2000.0, 0.0, 0.0, 2)
+        if fits:
+            Partitioner(est, "lpt", cap=cap)
+        else:
+            with pytest.raises(InfeasibleError) as err:
+                Partitioner(est, "lpt", cap=cap)
+            assert "the data loader's own buffers (8.344 KiB)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("-4", "must be > 0, got -4"), ("2.5", "expected an integer")]
+)
+def test_a_bad_evaluation_batch_names_the_file_and_the_key(tmp_path: Path, value: str, message: str) -> None:
+    path = tmp_path / "bad-eval.yaml"
+    base = FIXTURES / "workloads" / "tiny-dlrm.yaml"
+    path.write_text(
+        f"kind: dlrm\nname: bad-eval\nextends: {base}\n"
+        f"training: {{global_batch_size: 8, eval_batch_size: {value}}}\n"
+    )
+    result = CliRunner().invoke(cli, ["workload", "show", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:4: training.eval_batch_size: {message}" in result.output
+    assert "Traceback" not in result.output

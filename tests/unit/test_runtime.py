@@ -435,8 +435,14 @@ def test_a_plan_the_runtime_cannot_run_is_infeasible_in_a_run():
     from recsim.api import simulate_run
     from recsim.errors import NoPlanError
 
+    # Without dlrm-dcnv2's evaluation batch (2026-12-07, when HugeCTR's evaluation reader came to be
+    # counted): the hybrid plan's one-hot evaluation reader of the global 262,144-sample batch (61 GiB
+    # a GPU) would make it fail for memory before the runtime's refusal, the point here.
+    no_eval = ["workload.training.eval_batch_size=null"]
     with pytest.raises(NoPlanError, match="cannot run routed_rows of multi-hot tables") as caught:
-        simulate_run("zionex", "dlrm-dcnv2", nodes=2, batch_size=65536, plan="hybrid_embedding")
+        simulate_run(
+            "zionex", "dlrm-dcnv2", nodes=2, batch_size=65536, plan="hybrid_embedding", overrides=no_eval
+        )
     assert caught.value.result.status == "infeasible"
     assert "choose another plan" in caught.value.result.reason
 
@@ -589,8 +595,12 @@ def test_the_plan_command_refuses_a_plan_the_runtime_cannot_run_and_saves_nothin
     from recsim.cli import cli
 
     out = tmp_path / "p.json"
+    # Without dlrm-dcnv2's evaluation batch (2026-12-07, when HugeCTR's evaluation reader came to be
+    # counted): the hybrid plan's one-hot evaluation reader of the global 262,144-sample batch (61 GiB
+    # a GPU) would make it fail for memory before the runtime's refusal, the point here.
+    no_eval = ["--set", "workload.training.eval_batch_size=null"]
     result = CliRunner().invoke(
-        cli, ["plan", "--system", "dgx-h100", "--strategy", strategy, "--out", str(out)]
+        cli, ["plan", "--system", "dgx-h100", "--strategy", strategy, *no_eval, "--out", str(out)]
     )
     assert result.exit_code == 2, result.output
     assert f"training.runtime 'fused' cannot run {feature}" in result.output
