@@ -294,3 +294,17 @@ def test_a_bad_evaluation_batch_names_the_file_and_the_key(tmp_path: Path, value
     assert result.exit_code == 2, result.output
     assert f"{path}:4: training.eval_batch_size: {message}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_mlperf_dlrm_v1_s_evaluation_reader_holds_the_whole_evaluation_set() -> None:
+    # dlrm-mlperf's evaluation batch 1,769,472 (NVIDIA's batchsize_eval) on 8 GPUs: the 89,137,319
+    # evaluation samples in 51 batches, each a buffer of 160 B records (1 + 13 + 26 items of 4 B),
+    # and 51 sets of split tensors (221,184 x (4 + 16 x 2) B of label and padded fp16 dense values,
+    # 1,769,472 x 26 keys of 4 B), and its label and dense tensors: 24.2 GB a GPU.
+    from recsim.api import load_workload
+
+    w = load_workload("dlrm-mlperf")
+    assert w.training.eval_batch_size == 1_769_472
+    b, batch = 1_769_472 // 8, 1_769_472
+    expected = 51 * batch * 160 + 51 * (b * 36 + batch * 26 * 4) + b * 36
+    assert eval_reader_bytes(w, 8, global_batch_input=True) == expected == 24_238_227_456
