@@ -97,7 +97,11 @@ Left out, with what they would take: the hybrid embedding's evaluation-side prec
 (``create_buffered_indices`` for each cached evaluation batch: not sized from its sources here) and
 HugeCTR's evaluation network (the dense layers built again with ``batch_size_eval`` for
 ``evaluate_tensor_entries_list``, and the embedding's evaluation-side output buffers), whose
-activations at the evaluation batch no one here has sized. The one-hot reader's
+activations at the evaluation batch no one here has sized. A routed plan of a multi-hot workload,
+which HugeCTR's hybrid embedding does not run (``Runtime`` refuses it), is charged the one-hot
+evaluation reader too: at dlrm-dcnv2's 262,144 samples its 128 buffers of 912 B records and as many
+sets of keys, about 58 GiB a GPU, so such a plan now fails for memory before the runtime refuses it
+(tests that check the refusal drop the evaluation batch). The one-hot reader's
 ``init_data_reader`` (one buffer of
 ``num_iterations_statistics x batch_size`` samples; whether it is freed after the hybrid
 embedding's statistics is not read), the hybrid embedding's buffered frequent/infrequent indices
