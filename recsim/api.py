@@ -22,7 +22,7 @@ from recsim.cost.memo import CostMemo
 from recsim.cost.platform import platform_summary
 from recsim.cost.provenance import calibration_defaults
 from recsim.engine import DEFAULT_STEPS, ENGINES, MAX_STEPS
-from recsim.errors import ConfigError, InfeasibleError, NoPlanError, TraceError, first_few
+from recsim.errors import ConfigError, InfeasibleError, NoPlanError, RuntimeRefusal, TraceError, first_few
 from recsim.graph.ir import ExecutionGraph, Transfer
 from recsim.graph.native import write_graph
 from recsim.graph.readers import read_trace_as as _read_trace_as
@@ -579,8 +579,9 @@ def plan(
     space, the rest the system). Returns ``PlanStats`` (``.plan`` is the plan; ``.to_dict()`` what
     ``--json`` prints). A plan the strategy cannot fit raises ``InfeasibleError``, as does one the
     workload's runtime cannot run (``runtime_refusal``, the check ``recsim run`` makes: ``hybrid_embedding``
-    or ``table_wise_mp_bottom`` of multi-hot tables under the fused runtime); a fixed scheme that places
-    blindly comes back with ``status == "infeasible"`` and the shortfall in ``reason``.
+    or ``table_wise_mp_bottom`` of multi-hot tables under the fused runtime), the refusal said ahead of
+    any memory shortfall (``RuntimeRefusal``); a fixed scheme that places blindly comes back with
+    ``status == "infeasible"`` and the shortfall in ``reason``.
     """
     from recsim.planner.io import is_plan_path
     from recsim.planner.proposers.hybrid_embedding import HybridEmbedding
@@ -597,6 +598,9 @@ def plan(
     config = planner_config(_split_overrides(overrides)[2])
     try:
         sharding = make_plan(strategy, wl_spec, sys_spec, planner=config)
+    except RuntimeRefusal as exc:
+        # The runtime's refusal, ahead of any memory check (a proposer's fit or the shortfall).
+        raise InfeasibleError(_refusal_reason(str(exc), strategy)) from None
     except InfeasibleError as exc:
         # Say first when no plan can fit at all (the bytes exceed the allowed tiers' capacity).
         # The hybrid embedding plans routed rows alone, which HugeCTR reads with its one-hot
@@ -780,6 +784,10 @@ def simulate_run(
         sharding = make_plan(
             plan, wl_spec, sys_spec, planner=planner_sets, costs=costs, fidelity=fidelity, simulation=options
         )
+    except RuntimeRefusal as exc:
+        # A plan the framework cannot run is refused before its memory is (``runtime_refusal``).
+        reason = _refusal_reason(str(exc), plan)
+        raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options)) from None
     except InfeasibleError as exc:
         raise NoPlanError(str(exc), _unplanned(str(exc), sys_spec, wl_spec, str(plan), options)) from None
     # A plan the framework cannot run is no result for it (a tester found HugeCTR's hybrid embedding
@@ -795,14 +803,13 @@ def runtime_refusal(sharding: Plan, workload: Workload, plan: str | Path) -> str
     can: ``recsim run`` refuses such a plan, and ``recsim plan`` must not save one for it."""
     from recsim.graph.runtime import runtime as get_runtime
 
-    framework = get_runtime(workload.training.runtime)
-    missing = framework.unsupported(sharding, workload)
-    if not missing:
-        return None
-    return (
-        f"training.runtime {framework.name!r} cannot run {' or '.join(missing)} plans "
-        f"(plan {sharding.strategy or plan!r}); choose another plan, or a runtime that runs it"
-    )
+    refused = get_runtime(workload.training.runtime).refusal(sharding, workload)
+    return None if refused is None else _refusal_reason(refused, sharding.strategy or plan)
+
+
+def _refusal_reason(refused: str, plan: str | Path) -> str:
+    """The message of a run or ``recsim plan`` that the runtime refuses (``Runtime.refusal``)."""
+    return f"{refused} (plan {str(plan)!r}); choose another plan, or a runtime that runs it"
 
 
 def _unplanned(reason: str, system: System, workload: Workload, plan: str, options: Any) -> Result:

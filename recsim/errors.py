@@ -34,6 +34,11 @@ class InfeasibleError(RecsimError):
     """The request cannot be satisfied (for example a plan does not fit in memory)."""
 
 
+class RuntimeRefusal(InfeasibleError):
+    """The workload's framework (``training.runtime``) cannot run a plan: raised ahead of any memory
+    check of that plan, so the user hears the reason that holds whatever the memory."""
+
+
 class NoPlanError(InfeasibleError):
     """No sharding plan fits a run; ``result`` is the run's infeasible ``Result``, with the run's
     context, for a caller that reports every outcome as a result (``recsim run --json``)."""

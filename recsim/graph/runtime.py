@@ -242,6 +242,13 @@ class Runtime(ABC):
             out.append(f"{plan.comm_dtype}-wire")
         return out
 
+    def refusal(self, plan: Plan, workload: Workload) -> str | None:
+        """Why this framework cannot run ``plan`` for ``workload`` (``unsupported``), or None."""
+        missing = self.unsupported(plan, workload)
+        if not missing:
+            return None
+        return f"training.runtime {self.name!r} cannot run {' or '.join(missing)} plans"
+
     def check_wire_dtype(self, dtype: str) -> None:
         """Raise ``InfeasibleError`` where the framework cannot send pooled embeddings in ``dtype``
         (a plan's or ``--comm-dtype``'s), naming the runtime, the dtype and what it can send."""

@@ -100,8 +100,9 @@ HugeCTR's evaluation network (the dense layers built again with ``batch_size_eva
 activations at the evaluation batch no one here has sized. A routed plan of a multi-hot workload,
 which HugeCTR's hybrid embedding does not run (``Runtime`` refuses it), is charged the one-hot
 evaluation reader too: at dlrm-dcnv2's 262,144 samples its 128 buffers of 912 B records and as many
-sets of keys, 59.5 GB (55.4 GiB) a GPU, so such a plan now fails for memory before the runtime refuses it
-(tests that check the refusal drop the evaluation batch). The one-hot reader's
+sets of keys, 59.5 GB (55.4 GiB) a GPU, more than such a plan's HBM holds; the runtime's refusal is
+checked first (``recsim.errors.RuntimeRefusal``: ``recsim run``, ``recsim plan`` and ``auto`` give it,
+not the memory). The one-hot reader's
 ``init_data_reader`` (one buffer of
 ``num_iterations_statistics x batch_size`` samples; whether it is freed after the hybrid
 embedding's statistics is not read), the hybrid embedding's buffered frequent/infrequent indices

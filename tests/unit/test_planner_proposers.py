@@ -523,14 +523,14 @@ def test_auto_keeps_to_the_tiers_the_config_allows() -> None:
 
 
 def test_hugectr_runs_its_hybrid_embedding_on_one_hot_tables_only() -> None:
-    # Multi-hot DLRM-DCNv2 under the fused (HugeCTR) runtime: auto drops the routed plan.
-    # Without dlrm-dcnv2's evaluation batch (2026-12-07, when HugeCTR's evaluation reader came to be
-    # counted): the hybrid plan's one-hot evaluation reader of the global 262,144-sample batch (61 GiB
-    # a GPU) would make it fail for memory before the runtime's refusal, the point here.
-    sets = ["workload.training.runtime=fused", "workload.training.eval_batch_size=null"]
+    # Multi-hot DLRM-DCNv2 under the fused (HugeCTR) runtime: auto drops the routed plan, for the
+    # runtime's reason though its one-hot evaluation reader of the global batch leaves it no HBM.
+    sets = ["workload.training.runtime=fused"]
     system, workload = prepare("dgx-a100", "dlrm-dcnv2", nodes=2, overrides=sets)
     plan = proposer("auto").propose(PlanningContext(system, workload, planner_config()))
-    assert "routed_rows of multi-hot tables" in "\n".join(plan.notes)
+    notes = "\n".join(plan.notes)
+    refusal = "training.runtime 'fused' cannot run routed_rows of multi-hot tables plans"
+    assert f"does not fit: hybrid_embedding: {refusal}" in notes
     assert all(s.sharding != "distributed" for s in plan.shards)
 
 

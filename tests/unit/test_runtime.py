@@ -435,14 +435,10 @@ def test_a_plan_the_runtime_cannot_run_is_infeasible_in_a_run():
     from recsim.api import simulate_run
     from recsim.errors import NoPlanError
 
-    # Without dlrm-dcnv2's evaluation batch (2026-12-07, when HugeCTR's evaluation reader came to be
-    # counted): the hybrid plan's one-hot evaluation reader of the global 262,144-sample batch (61 GiB
-    # a GPU) would make it fail for memory before the runtime's refusal, the point here.
-    no_eval = ["workload.training.eval_batch_size=null"]
+    # The shipped workload, its evaluation batch on: the hybrid plan's one-hot evaluation reader of
+    # the global batch leaves it no HBM, and the runtime's refusal is still the reason given.
     with pytest.raises(NoPlanError, match="cannot run routed_rows of multi-hot tables") as caught:
-        simulate_run(
-            "zionex", "dlrm-dcnv2", nodes=2, batch_size=65536, plan="hybrid_embedding", overrides=no_eval
-        )
+        simulate_run("zionex", "dlrm-dcnv2", nodes=2, batch_size=65536, plan="hybrid_embedding")
     assert caught.value.result.status == "infeasible"
     assert "choose another plan" in caught.value.result.reason
 
@@ -595,17 +591,30 @@ def test_the_plan_command_refuses_a_plan_the_runtime_cannot_run_and_saves_nothin
     from recsim.cli import cli
 
     out = tmp_path / "p.json"
-    # Without dlrm-dcnv2's evaluation batch (2026-12-07, when HugeCTR's evaluation reader came to be
-    # counted): the hybrid plan's one-hot evaluation reader of the global 262,144-sample batch (61 GiB
-    # a GPU) would make it fail for memory before the runtime's refusal, the point here.
-    no_eval = ["--set", "workload.training.eval_batch_size=null"]
-    result = CliRunner().invoke(
-        cli, ["plan", "--system", "dgx-h100", "--strategy", strategy, *no_eval, "--out", str(out)]
-    )
+    args = ["plan", "--system", "dgx-h100", "--strategy", strategy, "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert f"training.runtime 'fused' cannot run {feature}" in result.output
     assert "choose another plan" in result.output
     assert not out.exists()
+
+
+def test_the_run_command_refuses_a_plan_the_runtime_cannot_run_for_that_not_for_memory():
+    # The shipped dlrm-dcnv2 reads its evaluation batch (262,144 samples), and the hybrid plan of its
+    # multi-hot tables is charged HugeCTR's one-hot evaluation reader of the global batch (59.5 GB a
+    # GPU): it failed for memory, though HugeCTR cannot run it whatever the memory.
+    from click.testing import CliRunner
+
+    from recsim.api import load_workload
+    from recsim.cli import cli
+
+    assert load_workload("dlrm-dcnv2").training.eval_batch_size == 262144
+    args = ["run", "--system", "dgx-h100", "--workload", "dlrm-dcnv2", "--runtime", "fused"]
+    result = CliRunner().invoke(cli, [*args, "--plan", "hybrid_embedding"])
+    assert result.exit_code == 2, result.output
+    assert "training.runtime 'fused' cannot run routed_rows of multi-hot tables plans" in result.output
+    assert "choose another plan" in result.output
+    assert "HBM" not in result.output and "Traceback" not in result.output
 
 
 def _host_labels(graph) -> list[str]:

@@ -159,11 +159,11 @@ class Auto(Proposer):
                 continue
             try:
                 plan = stamp_exchange(ctx.config, get_proposer(name).propose(ctx))
-                missing = runtime.unsupported(plan, ctx.workload)
-                if missing:
-                    raise InfeasibleError(
-                        f"training.runtime {runtime.name!r} cannot run {' or '.join(missing)} plans"
-                    )
+                # Before its memory (``check_limits``), as the proposers' own fits (a refused
+                # hybrid_embedding split that does not fit raises ``RuntimeRefusal``).
+                refused = runtime.refusal(plan, ctx.workload)
+                if refused is not None:
+                    raise InfeasibleError(refused)
                 plan.validate(ctx.workload)
                 # Every candidate within the user's limits -- schemes, tiers, precisions, and the
                 # planner's reserves, the fixed schemes as the searching ones: held to the full

@@ -29,8 +29,12 @@ all-reduce is. If the replicated rows do not fit in HBM (less the planner's rese
 doubled until they do. On one rank there is nothing to split: ``InfeasibleError``.
 
 The scheme is HugeCTR's: only a runtime that can route infrequent lookups runs it
-(``Runtime.plan_features``: the ``fused`` HugeCTR/MLPerf loop), so ``auto`` leaves it out for the
-PyTorch runtimes; asked for by name it is simulated as a what-if.
+(``Runtime.plan_features``: the ``fused`` HugeCTR/MLPerf loop; and only on one-hot tables), so
+``auto`` leaves it out for the others, and ``recsim run`` and ``recsim plan`` refuse it
+(``recsim.api.runtime_refusal``). A split that does not fit and that the runtime cannot run raises
+``RuntimeRefusal`` rather than the memory's shortfall: the refusal holds whatever the memory, and
+every split tried after it routes at least its tables (a higher threshold replicates fewer rows), so
+none would be run either.
 
 Within the user's limits (``recsim.planner.limits``): the tables at the precision the planner
 starts them at (the workload's, unless ``planner.embedding_dtypes`` leaves it out); refused where
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import math
 
-from recsim.errors import InfeasibleError
+from recsim.errors import InfeasibleError, RuntimeRefusal
 from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
@@ -155,9 +159,14 @@ class HybridEmbedding(Proposer):
         last: InfeasibleError | None = None
         for _ in range(MAX_THRESHOLD_DOUBLINGS):
             plan = hybrid_plan(ctx, scale, self.name, thresholds)
+            # The runtime's refusal first (module docstring): a one-hot reader of the global batch
+            # charged to multi-hot tables HugeCTR cannot route made memory the reason given.
+            refused = ctx.estimator.framework.refusal(plan, ctx.workload)
             try:
                 check_fits(plan_usage(plan, ctx.workload, ctx.system), cap, what=self.name)
             except InfeasibleError as exc:
+                if refused is not None:
+                    raise RuntimeRefusal(refused) from None
                 last = exc
                 scale *= 2.0
                 continue
