@@ -24,8 +24,9 @@ source index that did not give the file versions' commits, so none is named here
    state TorchRec assumes -- none for SGD, the table again for Adagrad, twice for Adam, a column
    for row-wise Adagrad -- plus the ids it reads and the pooled vectors it writes for the global
    batch in HBM).
-3. **Reserve** on every device: 6 x the dense parameters' bytes, 20 copies of the batch's ids, then
-   5 % of what is left (dlrm_main's percentage).
+3. **Reserve** on every device: first 5 % of the capacity (dlrm_main's percentage, truncated to
+   whole bytes), then 6 x the dense parameters' bytes and 20 copies of the batch's ids
+   (``HeuristicalStorageReservation.reserve`` takes the percentage off before the two heuristics).
 4. **Propose** whole plans, one option per table: grid search over every combination (skipped when
    there are more than 10^4), greedy by the largest shard's perf, greedy by the shards' summed perf
    (each walks the options of the table with the largest storage one step at a time), and uniform
@@ -523,15 +524,14 @@ def topology(ctx: PlanningContext) -> Topo:
 
 
 def reserved_bytes(ctx: PlanningContext, topo: Topo) -> tuple[int, int]:
-    """Each device's HBM and DDR after ``HeuristicalStorageReservation``: the dense parameters' 6
-    copies and the ids' 20 off the HBM, then dlrm_main's 5 % of the rest (TorchRec truncates to
-    whole bytes)."""
+    """Each device's HBM and DDR after ``HeuristicalStorageReservation``: dlrm_main's 5 % off the
+    capacity first (``_reserve_storage_percentage``, truncated to whole bytes), then the dense
+    parameters' 6 copies and the ids' 20 off the HBM (``reserve`` calls them in that order)."""
     w = ctx.workload
     dense = DENSE_PARAMETER_COPIES * 4 * sum(layer.params for layer in trained_dense_layers(w))
     ids = math.ceil(topo.batch * sum(w.table_lookups(t) for t in w.tables) * ID_BYTES) * ID_BUFFER_COPIES
-    return int((1 - RESERVE_FRACTION) * (topo.hbm_bytes - dense - ids)), int(
-        (1 - RESERVE_FRACTION) * topo.ddr_bytes
-    )
+    hbm = int((1 - RESERVE_FRACTION) * topo.hbm_bytes) - dense - ids
+    return hbm, int((1 - RESERVE_FRACTION) * topo.ddr_bytes)
 
 
 def enumerate_options(ctx: PlanningContext, topo: Topo) -> list[list[Option]]:
