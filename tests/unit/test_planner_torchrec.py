@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -178,6 +179,28 @@ def test_limits_narrow_its_options() -> None:
     )
     with pytest.raises(InfeasibleError, match=r"torchrec: none of TorchRec's \d+ proposals fits"):
         make_plan("torchrec", three_tables(), two_gpus(), planner=cfg)
+
+
+def test_host_memory_decides_a_fit_only_on_equal_hbm() -> None:
+    # TorchRec's Storage is a dataclass(order=True): ``device.storage >= shard.storage`` compares
+    # (hbm, ddr) as tuples, so a UVM table (a few KiB of HBM) fits a device with more HBM free
+    # whatever its DDR: big, 1e9 rows x 512 B = 476.8 GiB of host memory, goes whole on one GPU that
+    # offers 121.6 GiB (a check of both would find no proposal that fits).
+    cfg = planner_config(["planner.tiers=[uvm]", "planner.auto_tiers=false"])
+    ctx = PlanningContext(two_gpus(), three_tables(big_rows=1_000_000_000), cfg)
+    assert tr.reserved_bytes(ctx, tr.topology(ctx))[1] < 512 * 10**9 / 2
+    plan = proposer("torchrec").propose(ctx)
+    got = sorted((s.table, s.sharding, s.row_end, s.tier) for s in plan.shards)
+    assert got == [
+        ("a", "table_wise", 1000, "uvm"),
+        ("b", "table_wise", 500, "uvm"),
+        ("big", "table_wise", 1_000_000_000, "uvm"),
+    ]
+    # The comparison itself: more HBM free wins; on equal HBM the DDR decides.
+    free_hbm, free_ddr = np.array([10.0, 10.0, 9.0]), np.array([0.0, 5.0, 100.0])
+    assert tr.fits(9.0, 150.0, free_hbm, free_ddr).tolist() == [True, True, False]
+    assert tr.fits(9.0, 50.0, free_hbm, free_ddr).tolist() == [True, True, True]
+    assert tr.fits(10.0, 5.0, free_hbm, free_ddr).tolist() == [False, True, False]
 
 
 def test_bad_inputs_are_one_line_errors() -> None:

@@ -61,9 +61,13 @@ Simplifications, said where a reader would look:
   table), a partition each; here a proposal stops being placed once a device's perf reaches the best
   rating so far (perfs only grow: the same choice). DLRM-DCNv2 on 8-16 GPUs plans in under a
   second; model-i (150 tables, 128 GPUs) in about 13 s, model-a (1000 tables) in about 150 s.
-- TorchRec compares ``Storage`` objects; here as ``(hbm, ddr)`` with a fit needing both. Its uniform
-  placement checks each replicated or row-wise option against the devices' storage *before* any
-  of them is placed (they are not summed in the check); so is it here.
+- TorchRec compares ``Storage`` objects, a ``@dataclass(order=True)`` of ``(hbm, ddr)`` in that
+  era (before ``Storage.fits_in``): a shard fits where ``device.storage >= shard.storage`` as
+  tuples, so the host memory decides only on equal HBM (a UVM option over the DDR left still
+  fits); here the same (``fits``). Its uniform placement checks each replicated or row-wise option
+  against the devices' storage *before* any of them is placed (they are not summed in the check);
+  so is it here. Both can hand back a plan over the memory; recsim's own check of the plan then
+  says so.
 """
 
 from __future__ import annotations
@@ -369,12 +373,20 @@ class Devices:
         return cls(np.full(world, float(hbm_bytes)), np.full(world, float(ddr_bytes)), np.zeros(world))
 
 
+def fits(
+    need_hbm: np.ndarray | float, need_ddr: np.ndarray | float, free_hbm: np.ndarray, free_ddr: np.ndarray
+) -> np.ndarray:
+    """TorchRec's ``free >= need`` on ``Storage`` (``dataclass(order=True)``: tuples compared
+    lexicographically): more HBM free than needed, or as much and the DDR too."""
+    return np.asarray((free_hbm > need_hbm) | ((free_hbm == need_hbm) & (free_ddr >= need_ddr)))
+
+
 def _check_uniform(option: Option, devices: Devices, ranks: slice) -> None:
-    """Shard ``i`` on the ``i``-th device of ``ranks``: each must hold its shard."""
+    """Shard ``i`` on the ``i``-th device of ``ranks``: each must hold its shard (``fits``)."""
     hbm, ddr = devices.hbm[ranks], devices.ddr[ranks]
     if len(option.shards) != len(hbm):
         raise PartitionError(f"{option.table}: {len(option.shards)} shards for {len(hbm)} devices")
-    if (option.hbm > hbm).any() or (option.ddr > ddr).any():
+    if not fits(option.hbm, option.ddr, hbm, ddr).all():
         raise PartitionError(f"{option.table} does not fit")
 
 
@@ -393,10 +405,10 @@ def _place_by_device(option: Option, devices: Devices, ranks: slice) -> list[int
     for j in range(len(option.shards)):
         perf = devices.perf[ranks]
         order = np.argsort(perf, kind="stable")
-        fits = (devices.hbm[ranks][order] >= option.hbm[j]) & (devices.ddr[ranks][order] >= option.ddr[j])
-        if not fits.any():
+        holds = fits(option.hbm[j], option.ddr[j], devices.hbm[ranks][order], devices.ddr[ranks][order])
+        if not holds.any():
             raise PartitionError(f"no device holds a shard of {option.table}")
-        rank = first + int(order[int(fits.argmax())])
+        rank = first + int(order[int(holds.argmax())])
         devices.hbm[rank] -= option.hbm[j]
         devices.ddr[rank] -= option.ddr[j]
         devices.perf[rank] += option.perf[j]
@@ -444,7 +456,7 @@ def _place_on_a_host(option: Option, devices: Devices, hosts: list[slice]) -> li
     ``i``-th device, table_column_wise shards device by device."""
     need_hbm, need_ddr = option.total_storage
     for host in sorted(hosts, key=lambda h: sum(devices.perf[h].tolist())):
-        if devices.hbm[host].sum() < need_hbm or devices.ddr[host].sum() < need_ddr:
+        if not fits(need_hbm, need_ddr, devices.hbm[host].sum(), devices.ddr[host].sum()):
             continue
         trial = Devices(devices.hbm.copy(), devices.ddr.copy(), devices.perf.copy())
         try:
