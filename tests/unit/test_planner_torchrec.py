@@ -222,9 +222,17 @@ def test_bad_inputs_are_one_line_errors() -> None:
         proposer("torchrec").propose(PlanningContext(two_gpus(), three_tables(), cfg))
 
 
-def test_not_one_of_autos_candidates() -> None:
+def test_not_one_of_autos_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
     assert proposer("torchrec").in_auto is False
     assert all(proposer(name).in_auto for name in ("greedy", "recshard", "table_wise"))
+
+    # auto plans without ever asking it (a call would fail the plan's search loudly).
+    def never(self: tr.TorchRecPlanner, ctx: PlanningContext) -> Plan:
+        raise AssertionError("auto asked the torchrec proposer")
+
+    monkeypatch.setattr(tr.TorchRecPlanner, "propose", never)
+    plan = make_plan("auto", three_tables(), two_gpus())
+    assert plan.strategy.startswith("auto:") and plan.strategy != "auto:torchrec"
 
 
 @settings(max_examples=40, deadline=None)
