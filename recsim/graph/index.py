@@ -680,9 +680,11 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     # are, and taken apart by a shift and a mask (an int64 division costs several times more).
     # A vertex number fits in 31 bits unless the graph has 2^31 vertices, which no memory holds.
     keys = (src[keep].astype(np.int64) << _TARGET_BITS) | dst[keep]
-    # The same sorted values whatever the algorithm: numpy's default (its SIMD sort of 64-bit
-    # ints) takes these 10^3-10^4 keys a quarter faster than the stable one (timsort) here.
-    keys.sort()
+    # The same sorted values whatever the algorithm. The stable one (timsort) takes these keys
+    # in about a fifth of the default's time: they come nearly sorted (the dependencies and the
+    # queues' links each by node position, which the vertices follow), and timsort merges such
+    # runs in close to linear time (10^4 keys: about 50 us against 270 us, 128 GPUs).
+    keys.sort(kind="stable")
     if keys.size:
         distinct = np.empty(keys.size, dtype=bool)
         distinct[0] = True
@@ -715,7 +717,7 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     # a target repeated within a round shows as two equal neighbours.
     round_of = np.repeat(np.arange(len(ends), dtype=np.int64), np.diff(cuts))
     keyed = round_of * (vertices + 1) + (targets + 1)  # a target never released reads -1
-    keyed.sort()
+    keyed.sort(kind="stable")  # in runs already (by round, then mostly by target): as ``keys``
     repeated = np.zeros(len(ends), dtype=bool)
     repeated[keyed[1:][keyed[1:] == keyed[:-1]] // (vertices + 1)] = True
     return KahnRounds(
