@@ -680,10 +680,12 @@ def _kahn_rounds(index: GraphIndex) -> KahnRounds:
     # are, and taken apart by a shift and a mask (an int64 division costs several times more).
     # A vertex number fits in 31 bits unless the graph has 2^31 vertices, which no memory holds.
     keys = (src[keep].astype(np.int64) << _TARGET_BITS) | dst[keep]
-    # The same sorted values whatever the algorithm. The stable one (timsort) takes these keys
-    # in about a fifth of the default's time: they come nearly sorted (the dependencies and the
-    # queues' links each by node position, which the vertices follow), and timsort merges such
-    # runs in close to linear time (10^4 keys: about 50 us against 270 us, 128 GPUs).
+    # The same sorted values whatever the algorithm. The stable one (timsort) is kept for its
+    # steady cost: the keys come nearly sorted (the dependencies and the queues' links each by
+    # node position, which the vertices follow), runs that it merges in close to linear time.
+    # 10^4 keys at 128 GPUs: timsort about 50 us; the default 60 us with numpy's AVX2 sort and
+    # 270 us where numpy dispatches to its AVX-512 one on the development VM (the same sorted
+    # values; callgrind, which hides AVX-512 from numpy, counts the two alike).
     keys.sort(kind="stable")
     if keys.size:
         distinct = np.empty(keys.size, dtype=bool)
