@@ -870,6 +870,14 @@ def _array_rounds(
     counting = np.arange(max(pending.size, dst.size), dtype=np.intp)
     frontier = np.flatnonzero(pending == 0)
     claim = np.full(pending.size, -1, dtype=np.intp)
+    # A vertex's only successor when that successor has no other predecessor, else -1 (as
+    # ``_python_rounds``' ``solo``): a round of such vertices (a chain round, ``KahnRounds.runs``)
+    # releases their successors in its own order, one gather instead of a dozen calls. Their
+    # counts are left as they are: each such successor has no other edge to read it.
+    solo = np.full(pending.size, -1, dtype=np.intp)
+    one = np.flatnonzero(out_count == 1)
+    successor = dst[(out_end - out_count)[one]]
+    solo[one] = np.where(pending[successor] == 1, successor, -1)
     rounds: list[npt.NDArray[np.intp]] = []
     ends: list[int] = []
     released = 0
@@ -877,6 +885,10 @@ def _array_rounds(
         rounds.append(frontier)
         released += frontier.size
         ends.append(released)
+        following = solo[frontier]
+        if following.min() >= 0:
+            frontier = following
+            continue
         # The frontier's outgoing edges, and the vertices that have just lost their last
         # pending predecessor (each once: ``claim`` keeps one slot per vertex). The ``k``-th
         # edge of a frontier vertex ``f`` is ``out_start[f] + k``, and ``k`` is its place among
