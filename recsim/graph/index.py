@@ -863,7 +863,8 @@ def _array_rounds(
     pending: npt.NDArray[np.intp],
 ) -> tuple[npt.NDArray[np.intp], list[int]]:
     """``_python_rounds`` a round at a time in numpy (for large graphs): the released vertices of
-    a round in the order of their first edge in it."""
+    a round in the order of the edge that releases each, its last in the round (``claim`` keeps
+    a vertex's last slot, as ``_python_rounds`` appends a vertex when its count reaches zero)."""
     pending = pending.copy()
     # 0, 1, 2 ... sliced for each round's ranges: a round is a dozen calls on small arrays, so
     # every call saved (an ``arange`` made anew, a second ``repeat``) shows over the rounds.
