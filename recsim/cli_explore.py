@@ -37,7 +37,8 @@ def _root_overrides(ctx: click.Context) -> list[str]:
 
 class WorkerCount(click.ParamType):
     """``--workers``: a whole number of at least 1; click's ``IntRange`` called ``2.5`` "not a valid
-    integer range". What it is a ceiling of: ``recsim.explore.executors``."""
+    integer range". The library checks the same (``executors.check_workers``, with the same words);
+    what it is a ceiling of: ``recsim.explore.executors``."""
 
     name = "integer"
 
@@ -47,11 +48,9 @@ class WorkerCount(click.ParamType):
         except ValueError:
             count = 0
         if count < 1:
-            self.fail(
-                f"expected a whole number of at least 1 (the most worker processes), got {value!r}",
-                param,
-                ctx,
-            )
+            from recsim.explore.executors import WORKERS_EXPECTED  # lazily: the CLI starts light
+
+            self.fail(f"expected {WORKERS_EXPECTED}, got {value!r}", param, ctx)
         return count
 
 

@@ -140,16 +140,17 @@ def available_cpus() -> int:
     return os.cpu_count() or 1  # pragma: no cover - platforms without affinity masks
 
 
+#: What ``workers`` (``--workers``) takes, as both its checks say it (``check_workers``, the CLI's).
+WORKERS_EXPECTED = "a whole number of at least 1 (the most worker processes)"
+
+
 def check_workers(workers: object) -> int | None:
     """``workers`` as given (None: the default), or a ``ConfigError`` naming ``--workers``: a whole
     number of at least 1 (a bool, a float or a text is refused, not rounded or read)."""
     if workers is None:
         return None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(
-            f"--workers (workers=): expected a whole number of at least 1 (the most worker processes "
-            f"to start), got {workers!r}"
-        )
+        raise ConfigError(f"--workers (workers=): expected {WORKERS_EXPECTED}, got {workers!r}")
     return workers
 
 

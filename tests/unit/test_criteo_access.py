@@ -57,7 +57,8 @@ def test_fitted_zipf_reproduces_the_sourced_counts(feature):
 
 
 def test_the_assumed_alpha_misses_the_counts():
-    """The old global 1.05 over the same V: values seen >= 3 times +42 % (C1) and +125 % (C10)."""
+    """The workloads' alpha, 1.05 (kept as an assumption, workloads/dlrm-dcnv2.yaml), over the same
+    V: values seen >= 3 times +42 % (C1) and +125 % (C10)."""
     for feature in ("C1", "C10"):
         _, counts, _, values = CRITEO_FITS[feature]
         assert values_seen(1.05, values)[1] > 1.2 * counts[1]
