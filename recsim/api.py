@@ -584,7 +584,7 @@ def plan(
     ``status == "infeasible"`` and the shortfall in ``reason``.
     """
     from recsim.planner.io import is_plan_path
-    from recsim.planner.proposers.hybrid_embedding import HybridEmbedding
+    from recsim.planner.proposers import proposer
     from recsim.planner.stats import capacity_shortfall, plan_stats
 
     _check_strategy_value(strategy)
@@ -603,9 +603,10 @@ def plan(
         raise InfeasibleError(_refusal_reason(str(exc), strategy)) from None
     except InfeasibleError as exc:
         # Say first when no plan can fit at all (the bytes exceed the allowed tiers' capacity).
-        # The hybrid embedding plans routed rows alone, which HugeCTR reads with its one-hot
-        # reader of the global batch (``capacity_shortfall``).
-        routed = strategy == HybridEmbedding.name
+        # A strategy that plans routed rows alone (the hybrid embedding), which HugeCTR reads with
+        # its one-hot reader of the global batch (``capacity_shortfall``).
+        named = str(strategy) in plan_strategies()  # not a plan file, nor an alias
+        routed = named and proposer(str(strategy)).routes_rows
         short = capacity_shortfall(sys_spec, wl_spec, config, routed_rows=routed)
         if short is None:
             raise

@@ -74,6 +74,10 @@ class Proposer(ABC):
     #: Whether ``auto`` plans with it too: not a proposer that reproduces another planner's
     #: decision for comparison (``torchrec``), whose candidates the search proposers cover.
     in_auto: ClassVar[bool] = True
+    #: Whether every plan it makes routes rows (``distributed`` shards: the hybrid embedding's), so
+    #: that a framework reads its inputs as it reads such plans' (HugeCTR's one-hot reader of the
+    #: global batch; ``stats.capacity_shortfall``'s ``routed_rows``).
+    routes_rows: ClassVar[bool] = False
 
     @abstractmethod
     def propose(self, ctx: PlanningContext) -> Plan:

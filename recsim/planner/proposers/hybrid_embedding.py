@@ -133,6 +133,7 @@ def hybrid_plan(
 class HybridEmbedding(Proposer):
     name = "hybrid_embedding"
     description = "HugeCTR hybrid embedding: frequent rows on every GPU, the rest spread over all GPUs"
+    routes_rows = True
 
     def propose(self, ctx: PlanningContext) -> Plan:
         if ctx.world_size < 2:
