@@ -181,6 +181,28 @@ def test_limits_narrow_its_options() -> None:
         make_plan("torchrec", three_tables(), two_gpus(), planner=cfg)
 
 
+def test_uvm_caching_only_at_a_cache_ratio_the_user_lists() -> None:
+    # TorchRec caches 20 % of a fused_uvm_caching table's rows: recsim's uvm_caching:0.2, which
+    # planner.cache_ratios=[0.05] rules out. With hbm beside it the plan keeps to hbm...
+    limit = ["planner.cache_ratios=[0.05]", "planner.auto_tiers=false"]
+    cfg = planner_config([*limit, "planner.tiers=[uvm_caching,hbm]"])
+    ctx = PlanningContext(two_gpus(), three_tables(), cfg)
+    assert {o.tier for opts in tr.enumerate_options(ctx, tr.topology(ctx)) for o in opts} == {"hbm"}
+    plan = make_plan("torchrec", three_tables(), two_gpus(), planner=cfg)
+    assert {s.tier for s in plan.shards} == {"hbm"}
+    # ...and with uvm_caching alone it refuses, naming the limit.
+    cfg = planner_config([*limit, "planner.tiers=[uvm_caching]"])
+    with pytest.raises(InfeasibleError, match=r"no option for table 'a': .*planner\.cache_ratios \(0\.05\)"):
+        make_plan("torchrec", three_tables(), two_gpus(), planner=cfg)
+    # Listed, the ratio is enumerated as before.
+    cfg = planner_config(
+        ["planner.cache_ratios=[0.2]", "planner.tiers=[uvm_caching]", "planner.auto_tiers=false"]
+    )
+    ctx = PlanningContext(two_gpus(), three_tables(), cfg)
+    tiers = {o.tier for opts in tr.enumerate_options(ctx, tr.topology(ctx)) for o in opts}
+    assert tiers == {"uvm_caching:0.2"}
+
+
 def test_host_memory_decides_a_fit_only_on_equal_hbm() -> None:
     # TorchRec's Storage is a dataclass(order=True): ``device.storage >= shard.storage`` compares
     # (hbm, ddr) as tuples, so a UVM table (a few KiB of HBM) fits a device with more HBM free

@@ -45,7 +45,8 @@ state is 38 GiB, over the 32 GiB ``HBM_CAP`` less the reservation).
 Mapping onto recsim: ``fused`` -> tier ``hbm``, ``fused_uvm`` -> ``uvm``, ``fused_uvm_caching`` ->
 ``uvm_caching:0.2``; empty row-split shards are dropped; tables at the precision the planner starts
 them at; the first of ``planner.comm_dtypes``. Within the user's limits: only the schemes of
-``planner.sharding_types`` and the tiers of ``planner.tiers`` are enumerated.
+``planner.sharding_types`` and the tiers of ``planner.tiers`` are enumerated, ``fused_uvm_caching``
+only where ``planner.cache_ratios`` lists 0.2 (TorchRec's ratio, the only one it tries here).
 
 Simplifications, said where a reader would look:
 
@@ -109,6 +110,8 @@ ID_BYTES = 8
 COLUMN_BLOCK = 128
 #: ``UVM_CACHING_RATIO``: the rows a ``fused_uvm_caching`` table keeps in HBM.
 UVM_CACHING_RATIO = 0.2
+#: recsim's tier of that kernel (``Estimator.tiers``' spelling of a cache ratio).
+UVM_CACHING_TIER = f"uvm_caching:{UVM_CACHING_RATIO:g}"
 #: ``BATCHED_COPY_PERF_FACTOR`` ("empirical studies"): a row split's backward copy of its pooled
 #: gradients, in passes over them at the kernel's bandwidth.
 BATCHED_COPY_PERF_FACTOR = 2.455
@@ -551,6 +554,9 @@ def enumerate_options(ctx: PlanningContext, topo: Topo) -> list[list[Option]]:
     w = ctx.workload
     cfg = ctx.config
     tiers = allowed_tiers(ctx)
+    # ``fused_uvm_caching`` caches TorchRec's fixed share of the rows: a tier the user allows only
+    # where ``planner.cache_ratios`` lists that ratio (``Estimator.tiers`` names it so).
+    caching = UVM_CACHING_TIER in ctx.estimator.tiers()
     out: list[list[Option]] = []
     for table in w.tables:
         dim = w.table_dim(table)
@@ -564,17 +570,19 @@ def enumerate_options(ctx: PlanningContext, topo: Topo) -> list[list[Option]]:
                 continue
             kernels = (("dense", "hbm"),) if scheme == "data_parallel" else SHARDED_KERNELS
             for kernel, tier in kernels:
-                if tier not in tiers:
+                if tier not in tiers or (tier == "uvm_caching" and not caching):
                     continue
-                name = f"{tier}:{UVM_CACHING_RATIO}" if tier == "uvm_caching" else tier
+                name = UVM_CACHING_TIER if tier == "uvm_caching" else tier
                 option = Option(table.name, scheme, kernel, name, shard_blocks(scheme, table.rows, dim, topo))
                 estimate(option, table.rows, dim, lookups, esize, mult, topo)
                 options.append(option)
         if not options:
             raise InfeasibleError(
                 f"torchrec: no option for table {table.name!r}: planner.sharding_types "
-                f"({', '.join(cfg.sharding_types)}) and planner.tiers ({', '.join(cfg.tiers)}) leave none "
-                f"of TorchRec's ({', '.join(SCHEMES)} on hbm, uvm or uvm_caching; data_parallel in hbm only)"
+                f"({', '.join(cfg.sharding_types)}), planner.tiers ({', '.join(cfg.tiers)}) and "
+                f"planner.cache_ratios ({', '.join(f'{r:g}' for r in cfg.cache_ratios)}) leave none of "
+                f"TorchRec's ({', '.join(SCHEMES)} on hbm, uvm or {UVM_CACHING_TIER}, the last only "
+                f"where planner.cache_ratios lists {UVM_CACHING_RATIO:g}; data_parallel in hbm only)"
             )
         out.append(options)
     return out
