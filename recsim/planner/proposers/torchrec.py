@@ -27,6 +27,9 @@ source index that did not give the file versions' commits, so none is named here
 3. **Reserve** on every device: first 5 % of the capacity (dlrm_main's percentage, truncated to
    whole bytes), then 6 x the dense parameters' bytes and 20 copies of the batch's ids
    (``HeuristicalStorageReservation.reserve`` takes the percentage off before the two heuristics).
+   This reservation *replaces* recsim's ``planner.hbm_reserve`` and ``planner.ddr_reserve`` (default
+   15 %), which this proposer does not read: it plans as TorchRec would, and ``recsim plan`` reports
+   the plan's fit within recsim's reserves (``recsim.planner.limits``).
 4. **Propose** whole plans, one option per table: grid search over every combination (skipped when
    there are more than 10^4), greedy by the largest shard's perf, greedy by the shards' summed perf
    (each walks the options of the table with the largest storage one step at a time), and uniform
@@ -55,7 +58,8 @@ Simplifications, said where a reader would look:
   then assumes 1.0 per feature -- the same on one-hot Criteo, which is what the validation runs.
 - Capacities: TorchRec's defaults (``HBM_CAP`` 32 GiB, ``DDR_CAP`` 128 GiB a device, as dlrm_main
   names none), each at most what the device (HBM) or its share of the host (DDR) really has, so a
-  plan is not made for memory the machine does not have (a user there would set ``hbm_cap``).
+  plan is not made for memory the machine does not have (a TorchRec user there would pass
+  ``Topology(hbm_cap=...)``; recsim has no such option).
 - Unweighted features, no feature processor, pooled outputs (an ``EmbeddingBagCollection``), one
   pooling per sample, no per-table constraints, no ``cache_load_factor`` (TorchRec's 0.2).
 - Its cost is TorchRec's: each greedy proposer walks every option of every table (about 16 a
@@ -684,7 +688,8 @@ def to_plan(ctx: PlanningContext, placed: list[tuple[Option, list[int]]], name: 
 class TorchRecPlanner(Proposer):
     name = "torchrec"
     description = (
-        "the plan TorchRec's EmbeddingShardingPlanner picks (dlrm_main's settings, TorchRec 0.4/0.5)"
+        "the plan TorchRec's EmbeddingShardingPlanner picks (dlrm_main's settings, TorchRec 0.4/0.5; "
+        "its 5 % storage reservation in place of planner.hbm_reserve and planner.ddr_reserve)"
     )
     # What TorchRec would do, asked for by name; not one of auto's candidates (its schemes are the
     # searching proposers' too), so auto's choice stays what it was.
