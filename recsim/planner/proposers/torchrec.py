@@ -85,11 +85,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsim.errors import InfeasibleError, batch_split_error
+from recsim.errors import InfeasibleError
 from recsim.graph.build import trained_dense_layers
 from recsim.planner.config import comm_dtypes_for
-from recsim.planner.limits import start_dtype
 from recsim.planner.proposers.base import PlanningContext, Proposer, allowed_tiers, register_proposer
+from recsim.planner.storage import capacity
 from recsim.planner.types import Plan, Shard
 from recsim.workload.spec import DTYPE_BYTES
 
@@ -529,17 +529,15 @@ def grid_proposals(by_table: list[list[Option]]) -> Iterator[list[int]]:
 
 def topology(ctx: PlanningContext) -> Topo:
     """TorchRec's view of the machine: dlrm_main's ``Topology`` (world and local size), its default
-    capacities capped by the real ones (module docstring), the per-rank batch."""
-    system, w = ctx.system, ctx.workload
-    world = system.num_accelerators
-    local = max(1, system.node.num_accelerators)
-    batch = w.training.global_batch_size
-    if batch % world:
-        raise InfeasibleError(batch_split_error(batch, world))
-    acc = system.accelerator
-    hbm = min(HBM_CAP_BYTES, acc.hbm.capacity_bytes) if acc else 0.0
-    ddr = min(DDR_CAP_BYTES, system.node.host_memory_capacity_bytes / local)
-    return Topo(world, local, batch // world, hbm, ddr)
+    capacities capped by the real ones (module docstring), the per-rank batch. The world, local size
+    and per-rank batch are the estimator's (which refuses a batch that does not split); the real
+    capacities ``storage.capacity``'s raw device figures, without recsim's reserves (TorchRec takes
+    its own, ``reserved_bytes``)."""
+    est = ctx.estimator
+    cap = capacity(ctx.system)
+    hbm = min(HBM_CAP_BYTES, cap.hbm_bytes_per_rank)
+    ddr = min(DDR_CAP_BYTES, cap.ddr_bytes_per_node / est.per_node)
+    return Topo(est.world, est.per_node, est.local_batch, hbm, ddr)
 
 
 def reserved_bytes(ctx: PlanningContext, topo: Topo) -> tuple[int, int]:
@@ -548,7 +546,7 @@ def reserved_bytes(ctx: PlanningContext, topo: Topo) -> tuple[int, int]:
     parameters' 6 copies and the ids' 20 off the HBM (``reserve`` calls them in that order)."""
     w = ctx.workload
     dense = DENSE_PARAMETER_COPIES * 4 * sum(layer.params for layer in trained_dense_layers(w))
-    ids = math.ceil(topo.batch * sum(w.table_lookups(t) for t in w.tables) * ID_BYTES) * ID_BUFFER_COPIES
+    ids = math.ceil(topo.batch * w.lookups_per_sample * ID_BYTES) * ID_BUFFER_COPIES
     hbm = int((1 - RESERVE_FRACTION) * topo.hbm_bytes) - dense - ids
     return hbm, int((1 - RESERVE_FRACTION) * topo.ddr_bytes)
 
@@ -564,7 +562,7 @@ def enumerate_options(ctx: PlanningContext, topo: Topo) -> list[list[Option]]:
     out: list[list[Option]] = []
     for table in w.tables:
         dim = w.table_dim(table)
-        dtype = start_dtype(cfg, w, table)
+        dtype = ctx.estimator.start_dtype(table)
         esize = DTYPE_BYTES[dtype]
         lookups = w.table_lookups(table)
         mult = optimizer_multiplier(w.training.embedding_optimizer, dim)
@@ -648,7 +646,7 @@ def to_plan(ctx: PlanningContext, placed: list[tuple[Option, list[int]]], name: 
     shards: list[Shard] = []
     for option, ranks in placed:
         table = w.table(option.table)
-        dtype = start_dtype(ctx.config, w, table)
+        dtype = ctx.estimator.start_dtype(table)
         if option.scheme == "data_parallel":
             dim = w.table_dim(table)
             shards.append(
