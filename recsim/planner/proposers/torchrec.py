@@ -116,6 +116,12 @@ COLUMN_BLOCK = 128
 UVM_CACHING_RATIO = 0.2
 #: recsim's tier of that kernel (``Estimator.tiers``' spelling of a cache ratio).
 UVM_CACHING_TIER = f"uvm_caching:{UVM_CACHING_RATIO:g}"
+#: ``kernel_bw_lookup`` (constants.py) on CUDA: the ``dense`` kernel moves at half ``HBM_MEM_BW``
+#: (``0.5 * HBM_MEM_BW``),
+DENSE_KERNEL_BW_FRACTION = 0.5
+#: and the UVM kernels at a tenth of their memory's (``DDR_MEM_BW / 10``, and ``/ 10`` of the
+#: caching kernel's cached/uncached blend).
+UVM_KERNEL_BW_DIVISOR = 10
 #: ``BATCHED_COPY_PERF_FACTOR`` ("empirical studies"): a row split's backward copy of its pooled
 #: gradients, in passes over them at the kernel's bandwidth.
 BATCHED_COPY_PERF_FACTOR = 2.455
@@ -124,6 +130,9 @@ BATCHED_COPY_PERF_FACTOR = 2.455
 FULL_BLOCK_DIM = 128
 HALF_BLOCK_PENALTY = 1.15
 QUARTER_BLOCK_PENALTY = 1.75
+#: shard_estimators.py's block rule: rows of at least 64 (half of ``FULL_BLOCK_EMB_DIM``) pay the
+#: half-block penalty, narrower ones the quarter-block one (``if emb_dim >= 64``).
+HALF_BLOCK_DIM = 64
 #: ``BWD_COMPUTE_MULTIPLIER`` ("empirical studies"): backward with the fused optimizer, in forwards.
 BWD_COMPUTE_MULTIPLIER = 2.0
 #: ``DP_ELEMENTWISE_KERNELS_PERF_FACTOR`` ("empirical studies"): a replicated table's optimizer
@@ -247,15 +256,15 @@ def shard_blocks(scheme: str, rows: int, dim: int, topo: Topo) -> list[TRShard]:
 def kernel_bw_bytes_per_s(kernel: str) -> float:
     """``kernel_bw_lookup`` on CUDA: the bandwidth a kernel's lookups and writes move at."""
     if kernel == "dense":
-        return 0.5 * HBM_MEM_BW_BYTES_PER_S
+        return DENSE_KERNEL_BW_FRACTION * HBM_MEM_BW_BYTES_PER_S
     if kernel == "fused":
         return HBM_MEM_BW_BYTES_PER_S
     if kernel == "fused_uvm":
-        return DDR_MEM_BW_BYTES_PER_S / 10
+        return DDR_MEM_BW_BYTES_PER_S / UVM_KERNEL_BW_DIVISOR
     if kernel == "fused_uvm_caching":
         return (
             UVM_CACHING_RATIO * HBM_MEM_BW_BYTES_PER_S + (1 - UVM_CACHING_RATIO) * DDR_MEM_BW_BYTES_PER_S
-        ) / 10
+        ) / UVM_KERNEL_BW_DIVISOR
     raise ValueError(f"unknown TorchRec kernel {kernel!r}")
 
 
@@ -263,7 +272,7 @@ def block_penalty(dim: int) -> float:
     """A table-wise or column shard's lookup slowdown for rows narrower than a full block."""
     if dim >= FULL_BLOCK_DIM:
         return 1.0
-    return HALF_BLOCK_PENALTY if dim >= 64 else QUARTER_BLOCK_PENALTY
+    return HALF_BLOCK_PENALTY if dim >= HALF_BLOCK_DIM else QUARTER_BLOCK_PENALTY
 
 
 def shard_perf_s(scheme: str, kernel: str, shard: TRShard, lookups: float, esize: float, topo: Topo) -> float:
