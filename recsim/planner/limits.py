@@ -27,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection
 
+from recsim.cost.embedding.base import parse_tier, tier_model
+from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
 from recsim.errors import InfeasibleError
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
@@ -100,14 +102,14 @@ def _tables(names: list[str]) -> str:
 
 
 def _outside(
-    plan: Plan, key: str, allowed: Collection[str], value_of: Callable[[Shard], str], verb: str
+    plan: Plan, key: str, allowed: Collection[str], value_of: Callable[[Shard], str | None], verb: str
 ) -> str | None:
     """One clause naming what ``plan`` uses outside ``allowed`` (``planner.<key>``) and the tables
-    that use it, or None."""
+    that use it, or None. A shard whose ``value_of`` is None is not subject to the limit."""
     found: dict[str, list[str]] = {}
     for shard in plan.shards:
         value = value_of(shard)
-        if value not in allowed:
+        if value is not None and value not in allowed:
             tables = found.setdefault(value, [])
             if shard.table not in tables:
                 tables.append(shard.table)
@@ -123,13 +125,24 @@ def _outside(
     )
 
 
+def _cache_ratio(shard: Shard) -> str | None:
+    """A ``uvm_caching`` shard's cache ratio as ``Estimator.tiers`` spells the ratios the config
+    allows (``f"{r:g}"``), None for a shard of another tier."""
+    if shard.tier_name != "uvm_caching":
+        return None
+    _, raw = parse_tier(shard.tier)
+    ratio = tier_model("uvm_caching").resolve_param(raw)
+    return f"{ratio if ratio is not None else DEFAULT_CACHE_RATIO:g}"
+
+
 def limit_violations(
     plan: Plan, workload: Workload, config: PlannerConfig, tiers: Collection[str]
 ) -> list[str]:
     """What ``plan`` does that the user's limits forbid, one clause per limit (empty: nothing).
 
     ``tiers``: the tier names the planner may use (``planner.tiers`` with the tiers the estimator
-    adds: ``Estimator.tiers``, parameters such as a cache ratio dropped)."""
+    adds: ``Estimator.tiers``, parameters such as a cache ratio dropped; a ``uvm_caching`` shard's
+    ratio is held to ``planner.cache_ratios`` apart)."""
 
     def dtype(shard: Shard) -> str:
         return shard.dtype or workload.table_dtype(workload.table(shard.table))
@@ -137,6 +150,10 @@ def limit_violations(
     found = [
         _outside(plan, "sharding_types", config.sharding_types, limit_scheme, "shards tables"),
         _outside(plan, "tiers", list(tiers), lambda s: s.tier_name, "places tables in"),
+        # The cache ratio a uvm_caching tier takes (its parameter, which ``tiers`` drops).
+        _outside(
+            plan, "cache_ratios", [f"{r:g}" for r in config.cache_ratios], _cache_ratio, "caches tables at"
+        ),
         _outside(plan, "embedding_dtypes", allowed_dtypes(config, workload), dtype, "stores tables in"),
     ]
     wires = comm_dtypes_for(config, workload)

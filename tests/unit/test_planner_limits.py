@@ -279,3 +279,27 @@ def test_greedy_blames_the_schemes_only_where_an_allowed_tier_was_there() -> Non
     assert "no scheme" not in str(caught.value) and "unavailable tiers: nmp" in str(caught.value)
     with pytest.raises(InfeasibleError, match=r"no scheme planner.sharding_types \(grid\) allows"):
         make_plan("greedy", workload, system, planner=["planner.sharding_types=[grid]"])
+
+
+def test_a_cache_ratio_the_config_leaves_out_is_a_limit_broken() -> None:
+    # planner.cache_ratios is a limit as planner.tiers is: the tier names the check gets drop the
+    # ratio (uvm_caching:0.2 -> uvm_caching), so a proposer's cache of an unlisted ratio went
+    # through (a reviewer's find: torchrec's fixed 0.2 under cache_ratios=[0.05]).
+    from recsim.planner.limits import limit_violations
+
+    workload = prepare("dgx-a100", "dlrm-dcnv2")[1]
+    t0, t1 = workload.tables[:2]
+    plan = Plan(
+        2,
+        (
+            Shard(t0.name, "table_wise", 0, t0.rows, 0, 128, (0,), "uvm_caching:0.2", "fp32"),
+            Shard(t1.name, "table_wise", 0, t1.rows, 0, 128, (1,), "hbm", "fp32"),
+        ),
+        comm_dtype=comm_dtypes_for(PlannerConfig(), workload)[0],
+    )
+    tiers = {"hbm", "uvm_caching"}
+    narrow = planner_config(["planner.cache_ratios=[0.05]"])
+    assert limit_violations(plan, workload, narrow, tiers) == [
+        f"caches tables at 0.2, which planner.cache_ratios (0.05) leaves out (tables {t0.name})"
+    ]
+    assert limit_violations(plan, workload, planner_config(["planner.cache_ratios=[0.05,0.2]"]), tiers) == []
