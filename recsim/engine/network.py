@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -283,14 +282,11 @@ class _EdgeIndex:
         return np.array([bw for _, _, bw in data], dtype=float)
 
 
-_INDEXES: weakref.WeakKeyDictionary[Topology, _EdgeIndex] = weakref.WeakKeyDictionary()
-
-
 def _edge_index(topology: Topology) -> _EdgeIndex:
-    index = _INDEXES.get(topology)
-    if index is None or len(index.edges) != topology.graph.number_of_edges():
-        index = _INDEXES[topology] = _EdgeIndex(topology)
-    return index
+    """The topology's ``_EdgeIndex``, kept by it (``Topology.derived``); made again where the
+    graph has gained or lost links since."""
+    edges = topology.graph.number_of_edges()
+    return topology.derived(_EdgeIndex, lambda index: len(index.edges) != edges)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ A note says where a link or memory carries more than its capacity over the step.
 from __future__ import annotations
 
 import math
-import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,14 +111,9 @@ class _Layout:
     n_edges: int
 
 
-_LAYOUTS: weakref.WeakKeyDictionary[Topology, _Layout] = weakref.WeakKeyDictionary()
-
-
 def _layout(topology: Topology) -> _Layout:
-    found = _LAYOUTS.get(topology)
-    if found is None:
-        found = _LAYOUTS[topology] = _make_layout(topology)
-    return found
+    """The topology's ``_Layout``, made once and kept by it (``Topology.derived``)."""
+    return topology.derived(_make_layout)
 
 
 def _host_cpu(topology: Topology, acc: str) -> str | None:

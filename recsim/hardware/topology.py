@@ -52,7 +52,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import networkx as nx
 import numpy as np
@@ -117,6 +117,9 @@ def _leaf_limit(sw: Switch, tiers: int) -> int:
     return sw.ports if tiers == 2 else sw.ports * max(1, sw.ports // 2)
 
 
+_Derived = TypeVar("_Derived")
+
+
 def gpu_id(node: int, index: int) -> str:
     return f"n{node}.gpu{index}"
 
@@ -145,8 +148,26 @@ class Topology:
         self._splits: dict[tuple[str, str], tuple[str, str, str] | None] = {}
         # Whether node 0's accelerator pairs have their paths yet (``_find_paths``).
         self._local_paths_found = False
+        # What other modules work out of this graph alone, by maker (``derived``).
+        self._derived: dict[Callable[[Topology], object], object] = {}
         # The searches and checks below read vertex attributes from networkx's own dict
         # (``graph._node``, the dicts ``graph.nodes[v]`` returns through a view object per call).
+
+    def derived(
+        self, make: Callable[[Topology], _Derived], stale: Callable[[_Derived], bool] | None = None
+    ) -> _Derived:
+        """``make(self)``, made on the first call and kept for this topology's lifetime (made again
+        where ``stale`` says the kept one is): what other modules work out of the graph alone and
+        ask for over and over (the collectives' per-topology facts, the network's link numbering,
+        the fabric's leaves), kept by the topology itself so that it goes when the topology goes.
+        Module-level weak-keyed maps had kept them before, and every value held its topology, so
+        the keys never died: each topology a process made (every point of a hardware sweep, 4,000
+        objects at 16 nodes) stayed in memory, and every full collection walked it. The kept
+        value and the topology refer to each other; the cyclic collector frees the two together."""
+        found = self._derived.get(make)
+        if found is None or (stale is not None and stale(cast(_Derived, found))):
+            found = self._derived[make] = make(self)
+        return cast(_Derived, found)
 
     @cached_property
     def accelerators(self) -> list[str]:

@@ -384,7 +384,7 @@ def old_costs(topology: Topology, ops: list[tuple[Any, ...]], monkeypatch: pytes
         mp.setattr(alltoall, "_hierarchical_matrices", old_hierarchical_matrices)
         mp.setattr(DirectAllToAll, "stages", old_direct_stages)
         mp.setattr(HierarchicalAllToAll, "stages", old_hierarchical_stages)
-        base._FACTS[topology] = OldTopologyFacts(topology)
+        topology._derived[base._TopologyFacts] = OldTopologyFacts(topology)
         return cost_all(topology, ops)
 
 
@@ -663,7 +663,7 @@ def test_leaf_bounds_match_the_flow_by_flow_traffic(
     with monkeypatch.context() as mp:
         mp.setattr(Algorithm, "traffic", old_traffic)
         mp.setattr(CollNetAllReduce, "traffic", old_traffic)  # its own: the FlowList's entries
-        fabric._LEAVES[old_topology] = OldFabricLeaves(old_topology)
+        old_topology._derived[fabric.FabricLeaves] = OldFabricLeaves(old_topology)
         expected = cost_all(old_topology, ops)
     got = cost_all(new_topology, ops)
     for (op, alg, _, _), e, g in zip(ops, expected, got, strict=True):
@@ -790,7 +790,7 @@ def test_hierarchical_matrices_match_the_loop(name: str, nodes: int) -> None:
 def test_layout_figures_match_the_old_ones(name: str, nodes: int) -> None:
     system = load_system(name, nodes=nodes)
     old_topology, new_topology = build_topology(system), build_topology(system)
-    base._FACTS[old_topology] = OldTopologyFacts(old_topology)
+    old_topology._derived[base._TopologyFacts] = OldTopologyFacts(old_topology)
     old_nics, new_nics = facts(old_topology).nic_bandwidth, facts(new_topology).nic_bandwidth
     assert list(new_nics.items()) == list(old_nics.items())
     world = system.num_accelerators

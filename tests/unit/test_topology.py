@@ -476,3 +476,40 @@ def test_local_link_shares_on_a_tiny_nvswitch_and_a_tiny_pcie_node(minilib: Hard
         hops = len(pcie.paths(gpu_id(0, i), gpu_id(0, j))[0]) - 1  # one path on PCIe: a share of 1 per link
         factor = 1 / SHM_EFFICIENCY if pcie.local_shm_pairs()[i, j] else 1.0
         assert matrix[i * 4 + j].sum() == pytest.approx(hops * factor)
+
+
+def test_what_is_derived_from_a_topology_goes_with_it() -> None:
+    """A topology that every cost has been asked of is freed once its last user drops it: the
+    figures derived from it (collective facts and layouts, link numbering, fabric leaves, the
+    resource layout) are kept by the topology itself (``Topology.derived``). Module-level
+    weak-keyed maps had kept them, and their values held the topology, so none was ever freed."""
+    import gc
+    import weakref
+
+    from recsim.api import make_plan, prepare
+    from recsim.engine.simulate import SimulationOptions, simulate_training
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=8192, precision="fp16")
+    plan = make_plan("table_wise", workload, system)
+    refs = []
+    for fidelity in ("analytic", "des"):
+        sim = simulate_training(system, workload, plan, SimulationOptions(fidelity=fidelity))
+        assert sim.result.status == "ok"
+        assert facts(sim.topology).layouts  # the collectives' layouts were made and kept
+        refs.append(weakref.ref(sim.topology))
+        del sim
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
+def test_derived_is_made_once_and_again_where_stale(minilib) -> None:
+    t = topo(minilib)
+    made: list[Topology] = []
+
+    def make(topology: Topology) -> int:
+        made.append(topology)
+        return len(made)
+
+    assert [t.derived(make), t.derived(make), t.derived(make, lambda n: n == 1)] == [1, 1, 2]
+    assert t.derived(make, lambda n: n == 1) == 2
+    assert made == [t, t]

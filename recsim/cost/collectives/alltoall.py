@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from weakref import WeakKeyDictionary
 
 import numpy as np
 from numpy.typing import NDArray
@@ -574,29 +573,30 @@ def _nic_level(
 
 
 _NicTables = tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]
-_NIC_TABLES: WeakKeyDictionary[Topology, _NicTables] = WeakKeyDictionary()
 
 
 def _local_nic_tables(topology: Topology) -> _NicTables:
     """By local index of an accelerator with one home NIC: the local index of that NIC's first
     owner, the NIC's rate, and the accelerator's host link (``_TopologyFacts.host_link_bandwidth``),
-    node 0's standing for every node's (memoised per topology)."""
-    found = _NIC_TABLES.get(topology)
-    if found is None:
-        known = facts(topology)
-        graph = topology.graph._node
-        count = topology.system.node.num_accelerators
-        homes = [graph[gpu_id(0, i)].get("home_nics", ()) for i in range(count)]
-        first: dict[str, int] = {}
-        owner = np.arange(count, dtype=np.intp)
-        nic_rate = np.full(count, np.nan)
-        for i, home in enumerate(homes):
-            if len(home) == 1:
-                owner[i] = first.setdefault(home[0], i)
-                nic_rate[i] = known.nic_bandwidth[home[0]]
-        host_rate = np.asarray([known.host_link_bandwidth(i) for i in range(count)], dtype=np.float64)
-        found = _NIC_TABLES[topology] = (owner, nic_rate, host_rate)
-    return found
+    node 0's standing for every node's (made once and kept by the topology: ``Topology.derived``)."""
+    return topology.derived(_make_local_nic_tables)
+
+
+def _make_local_nic_tables(topology: Topology) -> _NicTables:
+    """``_local_nic_tables``, worked out."""
+    known = facts(topology)
+    graph = topology.graph._node
+    count = topology.system.node.num_accelerators
+    homes = [graph[gpu_id(0, i)].get("home_nics", ()) for i in range(count)]
+    first: dict[str, int] = {}
+    owner = np.arange(count, dtype=np.intp)
+    nic_rate = np.full(count, np.nan)
+    for i, home in enumerate(homes):
+        if len(home) == 1:
+            owner[i] = first.setdefault(home[0], i)
+            nic_rate[i] = known.nic_bandwidth[home[0]]
+    host_rate = np.asarray([known.host_link_bandwidth(i) for i in range(count)], dtype=np.float64)
+    return owner, nic_rate, host_rate
 
 
 def _single_nic(layout: GroupLayout) -> bool:

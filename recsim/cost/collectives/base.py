@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -569,15 +568,9 @@ def _path_shares(topology: Topology, src: str, dst: str) -> list[tuple[tuple[str
     return list(zip(paths, shares, strict=True))
 
 
-_FACTS: weakref.WeakKeyDictionary[Topology, _TopologyFacts] = weakref.WeakKeyDictionary()
-
-
 def facts(topology: Topology) -> _TopologyFacts:
-    found = _FACTS.get(topology)
-    if found is None:
-        found = _TopologyFacts(topology)
-        _FACTS[topology] = found
-    return found
+    """The topology's ``_TopologyFacts``, made once and kept by it (``Topology.derived``)."""
+    return topology.derived(_TopologyFacts)
 
 
 def route(topology: Topology, src: str, dst: str) -> Route:

@@ -26,7 +26,6 @@ Nothing here runs on a fabric whose leaves are not oversubscribed: the NICs bind
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -299,12 +298,6 @@ class FabricLeaves:
         return worst if math.isfinite(worst) else 0.0
 
 
-_LEAVES: weakref.WeakKeyDictionary[Topology, FabricLeaves] = weakref.WeakKeyDictionary()
-
-
 def fabric_leaves(topology: Topology) -> FabricLeaves:
-    """``FabricLeaves(topology)``, made once per topology."""
-    found = _LEAVES.get(topology)
-    if found is None:
-        found = _LEAVES[topology] = FabricLeaves(topology)
-    return found
+    """``FabricLeaves(topology)``, made once per topology and kept by it (``Topology.derived``)."""
+    return topology.derived(FabricLeaves)

@@ -44,7 +44,6 @@ from recsim.hardware.topology import Topology, gpu_id
 
 _EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
 _LOCAL_EXITS: WeakKeyDictionary[GroupLayout, NDArray[np.intp] | None] = WeakKeyDictionary()
-_SIGNATURES: WeakKeyDictionary[Topology, dict[int, tuple[tuple[str, ...], ...]]] = WeakKeyDictionary()
 
 
 def _memoised(
@@ -64,20 +63,21 @@ def _memoised(
 
 def _node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...]]:
     """Per node: the network switches above each of its NICs on the scale-out network (in the
-    graph's order of the NICs)."""
-    found = _SIGNATURES.get(topology)
-    if found is None:
-        g = topology.graph
-        nodes = g._node
-        per_node: dict[int, list[tuple[str, ...]]] = {}
-        for v, data in nodes.items():
-            if data["kind"] == "nic" and data["node"] is not None:
-                up = tuple(sorted(u for u in g._succ[v] if nodes[u]["node"] is None))
-                if up:  # a NIC on the scale-out network (not a front-end one off it)
-                    per_node.setdefault(data["node"], []).append(up)
-        found = {node: tuple(ups) for node, ups in per_node.items()}
-        _SIGNATURES[topology] = found
-    return found
+    graph's order of the NICs), made once and kept by the topology (``Topology.derived``)."""
+    return topology.derived(_make_node_signatures)
+
+
+def _make_node_signatures(topology: Topology) -> dict[int, tuple[tuple[str, ...], ...]]:
+    """``_node_signatures``, worked out."""
+    g = topology.graph
+    nodes = g._node
+    per_node: dict[int, list[tuple[str, ...]]] = {}
+    for v, data in nodes.items():
+        if data["kind"] == "nic" and data["node"] is not None:
+            up = tuple(sorted(u for u in g._succ[v] if nodes[u]["node"] is None))
+            if up:  # a NIC on the scale-out network (not a front-end one off it)
+                per_node.setdefault(data["node"], []).append(up)
+    return {node: tuple(ups) for node, ups in per_node.items()}
 
 
 def pxn_exits(layout: GroupLayout) -> NDArray[np.intp] | None:
