@@ -8,6 +8,16 @@ Each DES run also prints the peak resident memory of the process during it (Linu
 reset before the run, ``/proc/self/clear_refs``; elsewhere the process's peak so far), so a
 regression in what the engine keeps shows (16 flow-set mixes kept whatever their size had taken
 64 ZionEX nodes to 8.5 GB).
+
+The steady analytic figures of one node count do not depend on the counts run before them in the
+same process: the 128-GPU rate sharing a CostMemo, measured alternately with ``1 16 128`` and with
+``16`` alone on the shared development VM (2026-12-07), was 175, 212, 158, 164, 170, 179, 164/s
+alone and 180, 209, 197, 180, 179, 182, 187/s after the 8-GPU runs; the spread is the machine's.
+The cyclic collector is not what moves it: an evaluation frees about what it allocates, so the
+collector ran about once in 20 evaluations there (0.04-0.06 ms an evaluation on average), in
+either order. What the earlier runs had left was every topology they made (module-level caches
+whose values held their keys: 459 MiB resident before the 1,024-GPU DES run, 171 MiB once the
+topology keeps them itself, ``recsim.hardware.topology.Topology.derived``).
 """
 
 from __future__ import annotations
