@@ -139,6 +139,7 @@ from recsim.graph.ir import (
     ExecutionGraph,
     Host,
     Node,
+    Op,
     Stream,
     Transfer,
     is_uneven_all_to_all,
@@ -501,6 +502,34 @@ class DesCounters:
 _Demand = tuple[int, Hashable, Hashable, float]
 
 
+def _link_loads(
+    graph: ExecutionGraph,
+    skipped: tuple[type[Op], type[Op]],
+    bytes_of: Callable[[Op, CostModel], float],
+    cost: CostModel,
+    duration_of: Callable[[Node], float],
+) -> Iterator[tuple[Node, float, float]]:
+    """The nodes that load a memory link (``_hbm_demands``' HBM, ``_dram_demands``' host DRAM), each
+    with its op's bytes on the link (``bytes_of``) and its duration: every node but those whose op is
+    of a ``skipped`` type, with both figures positive (no bytes or no time asks nothing of the link).
+    Ops are shared between nodes, so their bytes are found once per op."""
+    first, second = skipped
+    by_op: dict[int, float] = {}
+    for node in graph.nodes:
+        op = node.op
+        if type(op) is first or type(op) is second:
+            continue
+        nbytes = by_op.get(id(op))
+        if nbytes is None:
+            nbytes = by_op[id(op)] = bytes_of(op, cost)
+        if nbytes <= 0:
+            continue
+        duration = duration_of(node)
+        if duration <= 0:
+            continue
+        yield node, nbytes, duration
+
+
 def _sm_shared(node: Node) -> bool:
     """Whether ``node`` is a kernel whose slowdown beside the kernels of its rank's other compute
     lanes ``recsim.cost.sm_sharing`` prices (a ``Compute`` or ``Embedding`` on the compute stream)."""
@@ -525,21 +554,9 @@ def _hbm_demands(
     is in the interference stretch). ``sm_shared`` (``sm_sharing`` on): the compute lanes' kernels
     (``_sm_shared``) share the link as one flow (``recsim.engine.hbm.grouped_fill``), so their
     queues are one group (``_may_be_slowed``), apart from the other ops of those lanes."""
-    by_op: dict[int, float] = {}
     demands: list[_Demand] = []
     payload: dict[int, float] = {}
-    for node in graph.nodes:
-        op = node.op
-        if type(op) is Collective or type(op) is Host:
-            continue
-        nbytes = by_op.get(id(op))
-        if nbytes is None:
-            nbytes = by_op[id(op)] = op_hbm_bytes(op, cost)
-        if nbytes <= 0:
-            continue
-        duration = duration_of(node)
-        if duration <= 0:
-            continue
+    for node, nbytes, duration in _link_loads(graph, (Collective, Host), op_hbm_bytes, cost, duration_of):
         # The queue is ``queue_of`` within the rank; under ``sm_shared`` a compute lane's kernels
         # count as a queue of their own in the group (a queue split in two only loosens the bound).
         queue: Hashable = (node.stream, node.lane)
@@ -573,23 +590,11 @@ def _dram_demands(
     ``_hbm_demands`` finds them, the queues being every (rank, stream, lane) of the ranks on one
     DRAM (``dram_of``: a rank's DRAM and its capacity). An op's window is its link window where it
     has one (``window_of``: a ``uvm`` lookup streams its rows over it), else its duration."""
-    by_op: dict[int, float] = {}
     demands: list[_Demand] = []
     payload: dict[int, tuple[float, float]] = {}
     capacity_of: dict[Hashable, float] = {}
-    for node in graph.nodes:
-        op = node.op
-        if type(op) is Collective or type(op) is Compute:
-            continue
-        nbytes = by_op.get(id(op))
-        if nbytes is None:
-            nbytes = by_op[id(op)] = op_dram_bytes(op, cost)
-        if nbytes <= 0:
-            continue
-        duration = duration_of(node)
-        if duration <= 0:
-            continue
-        window = window_of(node, duration) if type(op) is Embedding else None
+    for node, nbytes, duration in _link_loads(graph, (Collective, Compute), op_dram_bytes, cost, duration_of):
+        window = window_of(node, duration) if type(node.op) is Embedding else None
         window = duration if window is None else window
         dram, capacity = dram_of(node.rank)
         capacity_of[dram] = capacity
