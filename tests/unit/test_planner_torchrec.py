@@ -311,3 +311,40 @@ def test_early_stop_and_dedupe_do_not_change_the_pick(optimizer: str) -> None:
     # The same option objects (the proposer enumerates them afresh: compared by what they are).
     got = [(o.table, o.scheme, o.kernel, ranks) for o, ranks in tr.best_options(ctx)]
     assert got == [(o.table, o.scheme, o.kernel, ranks) for o, ranks in zip(first[1], first[2], strict=True)]
+
+
+_FIGURE = st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    world=st.integers(min_value=1, max_value=6),
+    count=st.integers(min_value=1, max_value=8),
+    data=st.data(),
+)
+def test_placing_everywhere_at_once_is_placing_one_option_after_another(
+    world: int, count: int, data: st.DataObject
+) -> None:
+    # ``_place_everywhere`` (one running sum of the storage negated and the perf) must give the
+    # devices the figures ``_place_uniform`` gives them option by option, to the bit: the planner's
+    # choice is the lowest busiest-device perf, and a plan may turn on its last digit.
+    figures = st.lists(_FIGURE, min_size=world, max_size=world)
+    options: list[tr.Option] = []
+    for k in range(count):
+        option = tr.Option(f"t{k}", "row_wise", "fused", "hbm")
+        perf, hbm, ddr = data.draw(figures), data.draw(figures), data.draw(figures)
+        option.shards = [tr.TRShard(1, 1, r, 0, perf[r], hbm[r], ddr[r]) for r in range(world)]
+        option.freeze()
+        options.append(option)
+    start = [data.draw(figures) for _ in range(3)]
+    one_by_one = tr.Devices(*(np.array(f) for f in start))
+    for option in options:
+        tr._place_uniform(option, one_by_one, slice(0, world))
+    at_once = tr.Devices(*(np.array(f) for f in start))
+    tr._place_everywhere(options, at_once)
+    for got, want in zip(
+        (at_once.hbm, at_once.ddr, at_once.perf),
+        (one_by_one.hbm, one_by_one.ddr, one_by_one.perf),
+        strict=True,
+    ):
+        assert got.tobytes() == want.tobytes()

@@ -80,7 +80,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -204,12 +204,16 @@ class Option:
     ddr: np.ndarray = field(default_factory=lambda: np.zeros(0))
     total_storage: tuple[float, float] = (0.0, 0.0)
     storage_key: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    # What placing shard ``i`` on device ``i`` adds to the devices' (HBM, DDR, perf) figures side by
+    # side: the storage negated, the perf (``_place_everywhere``).
+    placement: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def freeze(self) -> None:
         """Fill the arrays and sort keys from the estimated shards."""
         self.perf = np.array([s.perf_s for s in self.shards])
         self.hbm = np.array([float(s.hbm_bytes) for s in self.shards])
         self.ddr = np.array([float(s.ddr_bytes) for s in self.shards])
+        self.placement = np.concatenate((-self.hbm, -self.ddr, self.perf))
         hbm = [s.hbm_bytes for s in self.shards]
         ddr = [s.ddr_bytes for s in self.shards]
         self.total_storage = (sum(hbm), sum(ddr))
@@ -397,13 +401,22 @@ def fits(
     return np.asarray((free_hbm > need_hbm) | ((free_hbm == need_hbm) & (free_ddr >= need_ddr)))
 
 
-def _check_uniform(option: Option, devices: Devices, ranks: slice) -> None:
-    """Shard ``i`` on the ``i``-th device of ``ranks``: each must hold its shard (``fits``)."""
+def _uniform_misfit(option: Option, devices: Devices, ranks: slice) -> str | None:
+    """Why shard ``i`` cannot go on the ``i``-th device of ``ranks`` (each must hold its shard,
+    ``fits``), or None where it can."""
     hbm, ddr = devices.hbm[ranks], devices.ddr[ranks]
     if len(option.shards) != len(hbm):
-        raise PartitionError(f"{option.table}: {len(option.shards)} shards for {len(hbm)} devices")
+        return f"{option.table}: {len(option.shards)} shards for {len(hbm)} devices"
     if not fits(option.hbm, option.ddr, hbm, ddr).all():
-        raise PartitionError(f"{option.table} does not fit")
+        return f"{option.table} does not fit"
+    return None
+
+
+def _check_uniform(option: Option, devices: Devices, ranks: slice) -> None:
+    """``_uniform_misfit`` as a ``PartitionError``."""
+    misfit = _uniform_misfit(option, devices, ranks)
+    if misfit is not None:
+        raise PartitionError(misfit)
 
 
 def _place_uniform(option: Option, devices: Devices, ranks: slice) -> list[int]:
@@ -411,6 +424,18 @@ def _place_uniform(option: Option, devices: Devices, ranks: slice) -> list[int]:
     devices.ddr[ranks] -= option.ddr
     devices.perf[ranks] += option.perf
     return list(range(len(devices.hbm))[ranks])
+
+
+def _place_everywhere(options: list[Option], devices: Devices) -> None:
+    """``_place_uniform`` of each of ``options`` in turn on every device, as one running sum of the
+    devices' (HBM, DDR, perf) with each option's ``placement`` (its storage negated: ``x + (-y)`` is
+    ``x - y`` to the bit, IEEE 754), in the same order: the same figures, in one array operation an
+    option rather than three on slices."""
+    world = len(devices.perf)
+    state = np.concatenate((devices.hbm, devices.ddr, devices.perf))
+    for option in options:
+        state += option.placement
+    devices.hbm, devices.ddr, devices.perf = state[:world], state[world : 2 * world], state[2 * world :]
 
 
 def _place_by_device(option: Option, devices: Devices, ranks: slice) -> list[int]:
@@ -433,23 +458,35 @@ def _place_by_device(option: Option, devices: Devices, ranks: slice) -> list[int
 
 
 def partition(
-    proposal: list[Option], devices: Devices, local: int, bound_s: float = math.inf
-) -> list[list[int]] | None:
+    proposal: list[Option],
+    devices: Devices,
+    local: int,
+    bound_s: float = math.inf,
+    *,
+    uniform_checked: bool = False,
+) -> list[Sequence[int]] | None:
     """``GreedyPerfPartitioner.partition``: each option's shards' ranks, ``devices`` updated; None
     as soon as a device's perf reaches ``bound_s`` (the best rating so far: perfs only grow, so the
     proposal could not rate lower; TorchRec places it all and then drops it, the same choice).
-    ``PartitionError`` if it does not fit."""
+    ``PartitionError`` if it does not fit. ``uniform_checked``: the caller has found that every
+    replicated and row-wise option of the proposal fits ``devices`` as they are (``_uniform_misfit``:
+    on empty devices that holds of the option whatever the proposal, so ``best_options`` checks each
+    once rather than once per proposal)."""
     world = len(devices.perf)
-    ranks: list[list[int]] = [[] for _ in proposal]
+    ranks: list[Sequence[int]] = [() for _ in proposal]
     everyone = slice(0, world)
     uniform = [i for i, o in enumerate(proposal) if o.scheme in UNIFORM]
-    # Every option checked against the storage before any is placed (TorchRec's order).
-    for i in uniform:
-        _check_uniform(proposal[i], devices, everyone)
-    for i in uniform:
-        ranks[i] = _place_uniform(proposal[i], devices, everyone)
-    if uniform and devices.perf.max() >= bound_s:
-        return None
+    if uniform:
+        if not uniform_checked:
+            # Every option checked against the storage before any is placed (TorchRec's order).
+            for i in uniform:
+                _check_uniform(proposal[i], devices, everyone)
+        _place_everywhere([proposal[i] for i in uniform], devices)
+        every_rank = tuple(range(world))
+        for i in uniform:
+            ranks[i] = every_rank
+        if devices.perf.max() >= bound_s:
+            return None
     rest = sorted(
         (i for i, o in enumerate(proposal) if o.scheme not in UNIFORM),
         key=lambda i: proposal[i].total_storage,
@@ -459,10 +496,11 @@ def partition(
     for i in rest:
         option = proposal[i]
         if option.scheme not in HOST:
-            ranks[i] = _place_by_device(option, devices, everyone)
+            placed = _place_by_device(option, devices, everyone)
         else:
-            ranks[i] = _place_on_a_host(option, devices, hosts)
-        if devices.perf[ranks[i]].max() >= bound_s:
+            placed = _place_on_a_host(option, devices, hosts)
+        ranks[i] = placed
+        if devices.perf[placed].max() >= bound_s:
             return None
     return ranks
 
@@ -599,7 +637,7 @@ def enumerate_options(ctx: PlanningContext, topo: Topo) -> list[list[Option]]:
     return out
 
 
-def best_options(ctx: PlanningContext) -> list[tuple[Option, list[int]]]:
+def best_options(ctx: PlanningContext) -> list[tuple[Option, Sequence[int]]]:
     """The options of the plan TorchRec's planner returns (``EmbeddingShardingPlanner.plan``), each
     with its shards' ranks."""
     topo = topology(ctx)
@@ -614,8 +652,15 @@ def best_options(ctx: PlanningContext) -> list[tuple[Option, list[int]]]:
     # A proposal seen before (another proposer's) is not partitioned again; kept as a digest of its
     # picks (16 B, not a thousand indices, for model-a's tens of thousands of proposals).
     seen: set[bytes] = set()
-    best: tuple[float, list[Option], list[list[int]]] | None = None
+    best: tuple[float, list[Option], list[Sequence[int]]] | None = None
     least: tuple[float, float] = (math.inf, math.inf)  # the smallest proposal that fits not
+    # The partitioner checks the replicated and row-wise options against the devices before it
+    # places any: empty devices, so whether one fits depends on the option alone, found once here.
+    empty = Devices.fresh(topo.world, hbm, ddr)
+    everyone = slice(0, topo.world)
+    misfits = {
+        o for opts in by_table for o in opts if o.scheme in UNIFORM and _uniform_misfit(o, empty, everyone)
+    }
     for picks in proposals:
         key = hashlib.blake2b(np.asarray(picks, dtype=np.int32).tobytes(), digest_size=16).digest()
         if key in seen:
@@ -624,7 +669,11 @@ def best_options(ctx: PlanningContext) -> list[tuple[Option, list[int]]]:
         proposal = [opts[i] for opts, i in zip(by_table, picks, strict=True)]
         devices = Devices.fresh(topo.world, hbm, ddr)
         try:
-            ranks = partition(proposal, devices, topo.local, best[0] if best else math.inf)
+            if not misfits.isdisjoint(proposal):
+                raise PartitionError("a replicated or row-wise option does not fit")
+            ranks = partition(
+                proposal, devices, topo.local, best[0] if best else math.inf, uniform_checked=True
+            )
         except PartitionError:
             need = (
                 math.fsum(o.total_storage[0] for o in proposal),
@@ -648,7 +697,7 @@ def best_options(ctx: PlanningContext) -> list[tuple[Option, list[int]]]:
     return list(zip(best[1], best[2], strict=True))
 
 
-def to_plan(ctx: PlanningContext, placed: list[tuple[Option, list[int]]], name: str) -> Plan:
+def to_plan(ctx: PlanningContext, placed: list[tuple[Option, Sequence[int]]], name: str) -> Plan:
     """recsim's plan of TorchRec's placed options (empty row shards dropped)."""
     w = ctx.workload
     world = ctx.world_size
