@@ -67,23 +67,21 @@ def test_shard_perf_and_storage_by_hand() -> None:
     # looked up (512 B each, 8,192 B), 8 pooled vectors written (4,096 B); forward compute those
     # bytes at 897 GiB/s, backward twice that, the pooled vectors exchanged at 600 GiB/s both ways.
     tw = found[("a", "table_wise", "fused")]
-    assert tw.shards[0].perf_s == pytest.approx(
-        2 * 4096 / INTRA_BW + 3 * (128 + 8192 + 4096) / HBM_BW, rel=1e-12
-    )
+    assert tw.perf[0] == pytest.approx(2 * 4096 / INTRA_BW + 3 * (128 + 8192 + 4096) / HBM_BW, rel=1e-12)
     # Its HBM: the ids and pooled vectors of the global batch and 1000 rows x 512 B, no SGD state.
-    assert (tw.shards[0].hbm_bytes, tw.shards[0].ddr_bytes) == (128 + 4096 + 512_000, 0)
+    assert (tw.hbm[0], tw.ddr[0]) == (128 + 4096 + 512_000, 0)
     # Row-wise a: each of 2 shards reads half the ids and rows but writes every pooled vector, and
     # pays a batched copy of them (2.455 passes).
     rw = found[("a", "row_wise", "fused")]
     assert [s.rows for s in rw.shards] == [500, 500]
     each = 2 * 4096 / INTRA_BW + 2.455 * 4096 / HBM_BW + 3 * (64 + 4096 + 4096) / HBM_BW
-    assert [s.perf_s for s in rw.shards] == pytest.approx([each, each], rel=1e-12)
-    assert rw.shards[0].hbm_bytes == 64 + 4096 + 256_000
+    assert list(rw.perf) == pytest.approx([each, each], rel=1e-12)
+    assert rw.hbm[0] == 64 + 4096 + 256_000
     # Host memory over UVM: the rows in DDR, at a tenth of its 51 GiB/s; the cache keeps 20 % in HBM.
     uvm = found[("a", "table_wise", "fused_uvm")]
-    assert (uvm.shards[0].hbm_bytes, uvm.shards[0].ddr_bytes) == (128 + 4096, 512_000)
+    assert (uvm.hbm[0], uvm.ddr[0]) == (128 + 4096, 512_000)
     cached = found[("a", "table_wise", "fused_uvm_caching")]
-    assert (cached.shards[0].hbm_bytes, cached.shards[0].ddr_bytes) == (128 + 4096 + 102_400, 512_000)
+    assert (cached.hbm[0], cached.ddr[0]) == (128 + 4096 + 102_400, 512_000)
 
 
 def test_adagrad_counts_the_table_again_and_rowwise_adagrad_a_column() -> None:
@@ -94,7 +92,7 @@ def test_adagrad_counts_the_table_again_and_rowwise_adagrad_a_column() -> None:
         ("adam", 1_024_000),
     ):
         found = options(PlanningContext(two_gpus(), three_tables(optimizer)))
-        assert found[("a", "table_wise", "fused")].shards[0].hbm_bytes == 128 + 4096 + 512_000 + state
+        assert found[("a", "table_wise", "fused")].hbm[0] == 128 + 4096 + 512_000 + state
 
 
 def test_reservation_by_hand() -> None:
@@ -332,9 +330,8 @@ def test_placing_everywhere_at_once_is_placing_one_option_after_another(
     options: list[tr.Option] = []
     for k in range(count):
         option = tr.Option(f"t{k}", "row_wise", "fused", "hbm")
-        perf, hbm, ddr = data.draw(figures), data.draw(figures), data.draw(figures)
-        option.shards = [tr.TRShard(1, 1, r, 0, perf[r], hbm[r], ddr[r]) for r in range(world)]
-        option.freeze()
+        option.shards = [tr.TRShard(1, 1, r, 0) for r in range(world)]
+        option.set_figures(data.draw(figures), data.draw(figures), data.draw(figures))
         options.append(option)
     start = [data.draw(figures) for _ in range(3)]
     one_by_one = tr.Devices(*(np.array(f) for f in start))

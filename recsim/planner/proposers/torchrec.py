@@ -175,17 +175,15 @@ class Topo:
     ddr_bytes: float
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class TRShard:
-    """One shard of an option: its block, its perf (seconds) and storage (bytes)."""
+    """One shard of an option: its block of the table (its perf and storage are the option's, by
+    shard: ``Option.perf``, ``Option.hbm``, ``Option.ddr``)."""
 
     rows: int
     cols: int
     row_offset: int
     col_offset: int
-    perf_s: float = 0.0
-    hbm_bytes: float = 0.0
-    ddr_bytes: float = 0.0
 
 
 @dataclass(eq=False)  # compared by identity: its arrays have no single truth value
@@ -197,8 +195,9 @@ class Option:
     kernel: str
     tier: str
     shards: list[TRShard] = field(default_factory=list)
-    # The shards' figures as arrays, and the storage the partitioner and the greedy proposer sort
-    # by (``freeze``, once estimated).
+    # The shards' perf (seconds) and storage (bytes), by shard, and what is made of them once
+    # (``set_figures``, from ``estimate``): the storage the partitioner and the greedy proposer
+    # sort by, the scores the proposers rank by.
     perf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hbm: np.ndarray = field(default_factory=lambda: np.zeros(0))
     ddr: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -207,22 +206,24 @@ class Option:
     # What placing shard ``i`` on device ``i`` adds to the devices' (HBM, DDR, perf) figures side by
     # side: the storage negated, the perf (``_place_everywhere``).
     placement: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    depth_score: float = 0.0
+    breadth_score: float = 0.0
 
-    def freeze(self) -> None:
-        """Fill the arrays and sort keys from the estimated shards."""
-        self.perf = np.array([s.perf_s for s in self.shards])
-        self.hbm = np.array([float(s.hbm_bytes) for s in self.shards])
-        self.ddr = np.array([float(s.ddr_bytes) for s in self.shards])
+    def set_figures(self, perf: Sequence[float], hbm: Sequence[float], ddr: Sequence[float]) -> None:
+        """The shards' perf and storage, by shard, and the sort keys and scores made of them."""
+        self.perf = np.array(perf, dtype=float)
+        self.hbm = np.array(hbm, dtype=float)
+        self.ddr = np.array(ddr, dtype=float)
         self.placement = np.concatenate((-self.hbm, -self.ddr, self.perf))
-        hbm = [s.hbm_bytes for s in self.shards]
-        ddr = [s.ddr_bytes for s in self.shards]
+        # Sums of the figures as estimated (Python numbers), not of the float arrays.
         self.total_storage = (sum(hbm), sum(ddr))
         self.storage_key = (max(hbm), sum(hbm), max(ddr), sum(ddr))
+        self.depth_score = max(perf)
+        self.breadth_score = math.fsum(perf)
 
     def score(self, depth: bool) -> float:
         """``_sharding_option_score``: the largest shard's perf, or their sum."""
-        perfs = [s.perf_s for s in self.shards]
-        return max(perfs) if depth else math.fsum(perfs)
+        return self.depth_score if depth else self.breadth_score
 
 
 def row_blocks(rows: int, parts: int) -> list[tuple[int, int]]:
@@ -368,12 +369,15 @@ def estimate(
         )
         return share + math.ceil(share * mult)
 
+    perf: list[float] = []
+    hbm: list[float] = []
+    ddr: list[float] = []
     for shard in option.shards:
         ids, pooled = io_bytes(option.scheme, shard, lookups, esize, topo)
-        shard.hbm_bytes = ids + pooled + specific(hbm_table, shard)
-        shard.ddr_bytes = specific(ddr_table, shard)
-        shard.perf_s = shard_perf_s(option.scheme, option.kernel, shard, lookups, esize, topo)
-    option.freeze()
+        hbm.append(ids + pooled + specific(hbm_table, shard))
+        ddr.append(specific(ddr_table, shard))
+        perf.append(shard_perf_s(option.scheme, option.kernel, shard, lookups, esize, topo))
+    option.set_figures(perf, hbm, ddr)
 
 
 class PartitionError(Exception):
