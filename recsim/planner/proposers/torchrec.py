@@ -707,36 +707,24 @@ def to_plan(ctx: PlanningContext, placed: list[tuple[Option, Sequence[int]]], na
     world = ctx.world_size
     shards: list[Shard] = []
     for option, ranks in placed:
-        table = w.table(option.table)
-        dtype = ctx.estimator.start_dtype(table)
-        if option.scheme == "data_parallel":
-            dim = w.table_dim(table)
+        dtype = ctx.estimator.start_dtype(w.table(option.table))
+        # A replicated table is one shard of recsim's on every rank (TorchRec's shard per rank is
+        # the whole table each); any other option one a non-empty block, on the block's rank.
+        blocks = (
+            [(option.shards[0], tuple(range(world)))]
+            if option.scheme == "data_parallel"
+            else [(s, (rank,)) for s, rank in zip(option.shards, ranks, strict=True) if s.rows > 0]
+        )
+        for s, on in blocks:
             shards.append(
                 Shard(
-                    table.name,
-                    "data_parallel",
-                    0,
-                    table.rows,
-                    0,
-                    dim,
-                    tuple(range(world)),
-                    option.tier,
-                    dtype,
-                )
-            )
-            continue
-        for s, rank in zip(option.shards, ranks, strict=True):
-            if s.rows == 0:
-                continue
-            shards.append(
-                Shard(
-                    table.name,
+                    option.table,
                     option.scheme,
                     s.row_offset,
                     s.row_offset + s.rows,
                     s.col_offset,
                     s.col_offset + s.cols,
-                    (rank,),
+                    on,
                     option.tier,
                     dtype,
                 )
