@@ -345,3 +345,52 @@ def test_placing_everywhere_at_once_is_placing_one_option_after_another(
         strict=True,
     ):
         assert got.tobytes() == want.tobytes()
+
+
+def _greedy_by_scan(by_table: list[list[tr.Option]], depth: bool) -> list[list[int]]:
+    """``GreedyProposer`` as TorchRec writes it: each step scans every table for the largest storage
+    key above zero (the first table on a tie) among those with a next option."""
+    orders = [tr.by_score(opts, depth) for opts in by_table]
+    current = [0] * len(by_table)
+    out: list[list[int]] = []
+    while True:
+        out.append([orders[t][current[t]] for t in range(len(by_table))])
+        largest: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+        chosen: int | None = None
+        for t, opts in enumerate(by_table):
+            if current[t] + 1 < len(opts):
+                key = opts[orders[t][current[t]]].storage_key
+                if key > largest:
+                    chosen, largest = t, key
+        if chosen is None:
+            return out
+        current[chosen] += 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    tables=st.lists(
+        # Each table's options: (perf, HBM, DDR) of one shard from small sets, so that scores and
+        # storage keys tie often (and a key of zero comes up).
+        st.lists(
+            st.tuples(st.sampled_from([1.0, 2.0, 3.0]), st.sampled_from([0, 5, 7]), st.sampled_from([0, 4])),
+            min_size=1,
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    depth=st.booleans(),
+)
+def test_greedy_proposals_step_as_the_scan_of_every_table(
+    tables: list[list[tuple[float, int, int]]], depth: bool
+) -> None:
+    by_table: list[list[tr.Option]] = []
+    for t, figures in enumerate(tables):
+        opts = []
+        for perf, hbm, ddr in figures:
+            option = tr.Option(f"t{t}", "table_wise", "fused", "hbm", [tr.TRShard(1, 1, 0, 0)])
+            option.set_figures([perf], [hbm], [ddr])
+            opts.append(option)
+        by_table.append(opts)
+    assert list(tr.greedy_proposals(by_table, depth)) == _greedy_by_scan(by_table, depth)

@@ -65,7 +65,7 @@ Simplifications, said where a reader would look:
 - Its cost is TorchRec's: each greedy proposer walks every option of every table (about 16 a
   table), a partition each; here a proposal stops being placed once a device's perf reaches the best
   rating so far (perfs only grow: the same choice). DLRM-DCNv2 on 8-16 GPUs plans in under a
-  second; model-i (150 tables, 128 GPUs) in about 13 s, model-a (1000 tables) in about 150 s.
+  second, model-i (150 tables, 128 GPUs) in about 1 s, model-a (1000 tables) in about 10 s.
 - TorchRec compares ``Storage`` objects, a ``@dataclass(order=True)`` of ``(hbm, ddr)`` in that
   era (before ``Storage.fits_in``): a shard fits where ``device.storage >= shard.storage`` as
   tuples, so the host memory decides only on equal HBM (a UVM option over the DDR left still
@@ -78,6 +78,7 @@ Simplifications, said where a reader would look:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -539,21 +540,41 @@ def by_score(options: list[Option], depth: bool) -> list[int]:
 def greedy_proposals(by_table: list[list[Option]], depth: bool) -> Iterator[list[int]]:
     """``GreedyProposer``: each table's options by score; from the best of each, step by step the
     table whose current option takes the most storage (max, then sum, of its shards' HBM, then DDR;
-    the first such table on a tie) moves to its next option, until none has one left."""
+    the first such table on a tie) moves to its next option, until none has one left (or none
+    takes any storage: TorchRec's search starts from a zero key and takes only a larger one).
+
+    The tables with a next option wait in a heap by their current option's key negated, then table
+    index: its top is the largest key, the first table on a tie, found in ``log(tables)`` steps
+    rather than by a scan of every table a step (model-a: 1000 tables, ~15,000 steps)."""
     orders = [by_score(opts, depth) for opts in by_table]
     current = [0] * len(by_table)
+    picks = [order[0] for order in orders]
+    waiting = [
+        (_negated(opts[orders[t][0]].storage_key), t) for t, opts in enumerate(by_table) if len(opts) > 1
+    ]
+    heapq.heapify(waiting)
     while True:
-        yield [orders[t][current[t]] for t in range(len(by_table))]
-        largest: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-        chosen: int | None = None
-        for t, opts in enumerate(by_table):
-            if current[t] + 1 < len(opts):
-                key = opts[orders[t][current[t]]].storage_key
-                if key > largest:
-                    chosen, largest = t, key
-        if chosen is None:
+        yield list(picks)
+        if not waiting or not waiting[0][0] < _NO_STORAGE:
             return
+        chosen = waiting[0][1]
         current[chosen] += 1
+        picks[chosen] = orders[chosen][current[chosen]]
+        opts = by_table[chosen]
+        if current[chosen] + 1 < len(opts):
+            heapq.heapreplace(waiting, (_negated(opts[picks[chosen]].storage_key), chosen))
+        else:
+            heapq.heappop(waiting)
+
+
+#: A storage key negated (``greedy_proposals``' heap order: the largest key first).
+_NegatedKey = tuple[float, float, float, float]
+#: The key no option's exceeds (negated): the greedy proposer moves only a table that takes storage.
+_NO_STORAGE: _NegatedKey = (-0.0, -0.0, -0.0, -0.0)
+
+
+def _negated(key: tuple[float, float, float, float]) -> _NegatedKey:
+    return (-key[0], -key[1], -key[2], -key[3])
 
 
 def uniform_proposals(by_table: list[list[Option]]) -> Iterator[list[int]]:
@@ -670,7 +691,7 @@ def best_options(ctx: PlanningContext) -> list[tuple[Option, Sequence[int]]]:
         if key in seen:
             continue
         seen.add(key)
-        proposal = [opts[i] for opts, i in zip(by_table, picks, strict=True)]
+        proposal = list(map(list.__getitem__, by_table, picks))
         devices = Devices.fresh(topo.world, hbm, ddr)
         try:
             if not misfits.isdisjoint(proposal):
@@ -679,11 +700,12 @@ def best_options(ctx: PlanningContext) -> list[tuple[Option, Sequence[int]]]:
                 proposal, devices, topo.local, best[0] if best else math.inf, uniform_checked=True
             )
         except PartitionError:
-            need = (
-                math.fsum(o.total_storage[0] for o in proposal),
-                math.fsum(o.total_storage[1] for o in proposal),
-            )
-            least = min(least, need)
+            if best is None:  # only said where none fits (``best`` stays set once set)
+                need = (
+                    math.fsum(o.total_storage[0] for o in proposal),
+                    math.fsum(o.total_storage[1] for o in proposal),
+                )
+                least = min(least, need)
             continue
         if ranks is None:
             continue  # rates no lower than the best so far
