@@ -84,6 +84,15 @@ def test_shard_perf_and_storage_by_hand() -> None:
     assert (cached.hbm[0], cached.ddr[0]) == (128 + 4096 + 102_400, 512_000)
 
 
+def test_row_shards_of_two_sizes_each_get_their_own_storage() -> None:
+    # 1001 rows on 2 GPUs: blocks of 501 and 500 rows (``row_blocks``), each its share of the
+    # 512,512 B table, rounded up (256,512 and 256,000 B), beside 32 B of ids (4 samples x 1 lookup
+    # / 2 shards x 2 ranks x 8 B) and 4,096 B of pooled vectors.
+    rw = options(PlanningContext(two_gpus(), three_tables(big_rows=1001)))[("big", "row_wise", "fused")]
+    assert [s.rows for s in rw.shards] == [501, 500]
+    assert list(rw.hbm) == [32 + 4096 + 256_512, 32 + 4096 + 256_000]
+
+
 def test_adagrad_counts_the_table_again_and_rowwise_adagrad_a_column() -> None:
     for optimizer, state in (
         ("sgd", 0),

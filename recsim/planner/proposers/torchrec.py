@@ -250,7 +250,7 @@ def column_blocks(dim: int) -> list[tuple[int, int]]:
 def shard_blocks(scheme: str, rows: int, dim: int, topo: Topo) -> list[TRShard]:
     """``calculate_shard_sizes_and_offsets`` for ``scheme``."""
     if scheme == "data_parallel":
-        return [TRShard(rows, dim, 0, 0) for _ in range(topo.world)]
+        return [TRShard(rows, dim, 0, 0)] * topo.world  # one replica a rank (a block is immutable)
     if scheme == "table_wise":
         return [TRShard(rows, dim, 0, 0)]
     if scheme in ("column_wise", "table_column_wise"):
@@ -370,14 +370,26 @@ def estimate(
         )
         return share + math.ceil(share * mult)
 
+    # A shard's figures depend on its block's size alone (not where it starts), and most of an
+    # option's blocks are one size (a replica each rank, ``ceil(rows / n)``-row splits): each size
+    # is estimated once.
+    by_size: dict[tuple[int, int], tuple[float, float, float]] = {}
     perf: list[float] = []
     hbm: list[float] = []
     ddr: list[float] = []
     for shard in option.shards:
-        ids, pooled = io_bytes(option.scheme, shard, lookups, esize, topo)
-        hbm.append(ids + pooled + specific(hbm_table, shard))
-        ddr.append(specific(ddr_table, shard))
-        perf.append(shard_perf_s(option.scheme, option.kernel, shard, lookups, esize, topo))
+        size = (shard.rows, shard.cols)
+        figures = by_size.get(size)
+        if figures is None:
+            ids, pooled = io_bytes(option.scheme, shard, lookups, esize, topo)
+            figures = by_size[size] = (
+                shard_perf_s(option.scheme, option.kernel, shard, lookups, esize, topo),
+                ids + pooled + specific(hbm_table, shard),
+                specific(ddr_table, shard),
+            )
+        perf.append(figures[0])
+        hbm.append(figures[1])
+        ddr.append(figures[2])
     option.set_figures(perf, hbm, ddr)
 
 
