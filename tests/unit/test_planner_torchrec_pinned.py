@@ -61,8 +61,10 @@ CASES: dict[str, tuple[str, int | None, str, tuple[str, ...], tuple[str, ...], i
     "zionex4-rmc2": ("zionex", 4, "rmc2", (), (), 32, "f00a81ff8d21f41e"),
 }
 
-#: model-i (150 tables, 128 GPUs: about 4,500 proposals), the proposer's own benchmark size.
+#: model-i (150 tables, 128 GPUs: about 4,500 proposals) and model-a (1000 tables, 128 GPUs: about
+#: 30,000 proposals), the sizes the proposer's docstring times.
 SLOW_CASES = {
+    "zionex16-model-a": ("zionex", None, "model-a", (), (), 8000, "043b86ad0de6bd17"),
     "zionex16-model-i": ("zionex", None, "model-i", (), (), 1200, "a8a2701eb105e539"),
     "zionex2-model-i": ("zionex", 2, "model-i", (), (), 2400, "02f9517c89694974"),
 }
