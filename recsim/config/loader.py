@@ -211,6 +211,8 @@ def _inline(model: type[BaseModel], tree: Tree, path: KeyPath, locator: Locator,
         for item_path in items:
             for target in targets:
                 item = _get(tree.data, item_path)
+                if issubclass(target, Referable) and isinstance(item, dict):
+                    _check_inline_document(target, tree, item_path, item)
                 if issubclass(target, Referable) and (
                     isinstance(item, str) or (isinstance(item, dict) and "extends" in item)
                 ):
@@ -218,6 +220,30 @@ def _inline(model: type[BaseModel], tree: Tree, path: KeyPath, locator: Locator,
                     _inline(target, tree, item_path, locator, depth + 1)
                 elif isinstance(item, dict):
                     _inline(target, tree, item_path, locator, depth + 1)
+
+
+def _check_inline_document(target: type[Referable], tree: Tree, path: KeyPath, item: dict[str, Any]) -> None:
+    """A document written in place (a mapping where a name may stand) is whole: it needs its
+    ``kind:`` (and every other key), or an ``extends:`` to start from a library document. Without
+    either it fails the schema on every key it lacks; say why and how instead, naming what an
+    ``extends:`` merge replaced with it (``Tree.replaced``)."""
+    if "kind" in item or "extends" in item:
+        return
+    kind = target.ref_kind
+    article = "an" if kind[:1] in "aeiou" else "a"
+    inherited = tree.replaced.get(path)
+    if inherited is not None:
+        raise ConfigError(
+            f"{tree.location(path)}: {format_path(path)}: this mapping replaces {inherited!r}, which "
+            f"the file it extends names, whole (a mapping is not merged into a name) and is not "
+            f"{article} {kind} of its own (no 'kind: {kind}'); to change some of its keys, "
+            f"write 'extends: {inherited}' in it"
+        )
+    raise ConfigError(
+        f"{tree.location(path)}: {format_path(path)}: {article} {kind} written in place needs "
+        f"'kind: {kind}' and all its keys; to start from a library {kind} and change some of its "
+        f"keys, write 'extends: NAME' in it"
+    )
 
 
 def _get(data: Any, path: KeyPath) -> Any:

@@ -56,6 +56,11 @@ class Tree:
     #: there: ``validate_tree`` checks the schema has such a key, since a misspelt one (``scale_upp:
     #: null`` to drop the NVLink fabric) removed nothing without a word (a helper's find).
     removed: dict[KeyPath, Location] = field(default_factory=dict)
+    #: The name (or path) a child's mapping replaced in an ``extends:`` merge (``device:
+    #: h100-sxm5-80gb`` in the parent, ``device: {hbm: ...}`` in the child): a mapping does not
+    #: merge into a name, so a partial one is no device, and the error must say which name to
+    #: extend (``recsim.config.loader``; a tester got "missing required key 'kind'" alone).
+    replaced: dict[KeyPath, str] = field(default_factory=dict)
 
     def location(self, path: KeyPath) -> Location:
         """The location of ``path``, or of its nearest ancestor that has one."""
@@ -72,6 +77,7 @@ class Tree:
             dict(self.overrides),
             dict(self.references),
             dict(self.removed),
+            dict(self.replaced),
         )
 
 
@@ -151,6 +157,8 @@ def deep_merge(base: Tree, child: Tree) -> Tree:
                 result.locations[sub] = child.location(sub)
                 merge(into[key], value, sub)
             else:
+                if isinstance(value, Mapping) and isinstance(into.get(key), str):
+                    result.replaced[sub] = into[key]
                 into[key] = copy.deepcopy(value)
                 drop_locations(result.locations, sub)
                 for inner, _ in walk(value, sub):
@@ -158,6 +166,7 @@ def deep_merge(base: Tree, child: Tree) -> Tree:
                         result.locations[inner] = child.locations[inner]
 
     result.removed.update(child.removed)
+    result.replaced.update(child.replaced)
     merge(result.data, child.data, ())
     result.locations[()] = child.location(())
     return result

@@ -4,6 +4,7 @@ result says which borrowed constants it was costed with (a tester's findings on 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from recsim.cli import cli
 from recsim.cost.collectives.base import facts
 from recsim.errors import ConfigError
 from recsim.hardware.devices import Accelerator
-from recsim.hardware.library import HardwareLibrary
+from recsim.hardware.library import HardwareLibrary, shipped_root
 from recsim.hardware.topology import build_topology
 from tests.conftest import FIXTURES
 
@@ -213,6 +214,44 @@ def test_an_unknown_extends_target_names_the_file_and_key_that_extend_it(tmp_pat
     assert result.exit_code == 2
     assert f"{child}:2: " + said.format(folder=tmp_path) in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["show", "validate"])
+def test_a_partial_device_over_an_inherited_name_says_to_extend_it(tmp_path, command):
+    # A child of dgx-h100 that edits one key of the accelerator its parent names: the mapping
+    # replaces the name whole (a YAML child does not merge into a reference, unlike --set), and
+    # the schema's "missing required key 'kind' (and 15 more problems)" did not say so or how.
+    child = tmp_path / "fast.yaml"
+    device = "node:\n  accelerators:\n    device:\n{extends}      hbm: {{bandwidth: 4 TB/s}}\n"
+    child.write_text("kind: system\nextends: dgx-h100\nname: fast\n" + device.format(extends=""))
+    result = CliRunner().invoke(cli, ["hw", command, str(child)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert f"{child}:6: node.accelerators.device: " in result.output
+    assert "replaces 'h100-sxm5-80gb'" in result.output
+    assert "write 'extends: h100-sxm5-80gb' in it" in result.output
+    # What it says to write works, and edits only that key.
+    child.write_text(
+        "kind: system\nextends: dgx-h100\nname: fast\n"
+        + device.format(extends="      extends: h100-sxm5-80gb\n")
+    )
+    acc = load_system(child).node.accelerators.device
+    assert acc.hbm.bandwidth_bytes_per_s == 4e12
+    assert acc.hbm.capacity_bytes == load_system("dgx-h100").node.accelerators.device.hbm.capacity_bytes
+
+
+def test_an_inline_device_without_kind_says_what_it_needs(tmp_path):
+    # No inherited name to point at: a CPU file whose DIMM mapping lost its extends: line. The
+    # message says what a device written in place needs, and how to start from a library one.
+    text = (shipped_root() / "devices/cpus/xeon-gold-6138.yaml").read_text()
+    assert "  extends: ddr4-2933" in text
+    cpu = tmp_path / "cpu.yaml"
+    cpu.write_text(text.replace("  extends: ddr4-2933", "  # extends: ddr4-2933"))
+    with pytest.raises(ConfigError) as caught:
+        HardwareLibrary().device("cpu", cpu)
+    said = str(caught.value)
+    assert re.match(r".*cpu\.yaml:\d+: memory: a memory written in place needs 'kind: memory'", said)
+    assert said.endswith("write 'extends: NAME' in it")
 
 
 # ------------------------------------------------------------------------------ PCIe lanes, NIC links
