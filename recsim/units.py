@@ -265,7 +265,9 @@ def format_quantity(
     if magnitude == 0.0:
         factor, unit = next(((f, u) for f, u in ladder if f == 1.0), ladder[-1])
     for candidate_factor, candidate_unit in ladder:
-        if magnitude >= candidate_factor:
+        # Judged on the mantissa as printed: 999.96 us rounds to 1000 at 4 digits, which is
+        # "1 ms", not "1000 us" (a value just under a unit printed as 1000 or 1024 of the one below).
+        if float(f"{magnitude / candidate_factor:.{digits}g}") >= 1.0:
             factor, unit = candidate_factor, candidate_unit
             break
     mantissa = value / factor

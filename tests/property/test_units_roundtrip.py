@@ -24,3 +24,19 @@ def test_short_format_within_rounding(value, dim):
 def test_format_parse_format_is_stable(mantissa, dim):
     text = format_quantity(float(mantissa), dim)
     assert format_quantity(parse_quantity(text, dim), dim) == text
+
+
+#: Values a hair under a unit of each ladder (decimal and binary prefixes, minutes), where the
+#: rounded mantissa reaches the next unit.
+near_a_unit = st.tuples(
+    st.floats(min_value=0.99995, max_value=0.9999999),
+    st.sampled_from([1e-9, 1e-6, 1e-3, 1.0, 60.0, 1e3, 1e6, 1e9, 1e12, 2.0**10, 2.0**20, 2.0**30, 2.0**40]),
+).map(lambda pair: pair[0] * pair[1])
+
+
+@given(value=st.one_of(positive, near_a_unit), dim=st.sampled_from(list(Dimension)), binary=st.booleans())
+def test_a_printed_quantity_reads_back_to_itself(value, dim, binary):
+    # Printed, read and printed again, a quantity keeps its text: a value that rounded up to the
+    # next unit ("1000 us") printed in the next unit ("1 ms") the second time.
+    text = format_quantity(value, dim, binary=binary)
+    assert format_quantity(parse_quantity(text, dim), dim, binary=binary) == text

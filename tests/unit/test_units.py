@@ -102,6 +102,27 @@ def test_format(value, dim, kwargs, text):
     assert format_quantity(value, dim, **kwargs) == text
 
 
+@pytest.mark.parametrize(
+    ("value", "dim", "kwargs", "text"),
+    [
+        # A value just under a unit that rounds up to it is printed in that unit: "1000 us" and
+        # "1024 B" broke the docstring's "largest unit that keeps the mantissa >= 1" (the run table
+        # printed a 999.96 us step as "1000 us", a 1023.99-byte buffer as "1024 B").
+        (999.96e-6, D.SECONDS, {}, "1 ms"),
+        (0.99996, D.SECONDS, {}, "1 s"),
+        (59.9999, D.SECONDS, {}, "1 min"),
+        (-999.96e-6, D.SECONDS, {}, "-1 ms"),
+        (1023.99, D.BYTES, {"binary": True}, "1 KiB"),
+        (999.96e9, D.BYTES, {}, "1 TB"),
+        # Not rounded up to the next unit: kept in its own.
+        (999.9e-6, D.SECONDS, {}, "999.9 us"),
+        (1023.4, D.BYTES, {"binary": True}, "1023 B"),
+    ],
+)
+def test_format_moves_to_the_next_unit_when_rounding_reaches_it(value, dim, kwargs, text):
+    assert format_quantity(value, dim, **kwargs) == text
+
+
 def test_format_rejects_non_finite():
     with pytest.raises(ValueError):
         format_quantity(math.inf, D.BYTES)
