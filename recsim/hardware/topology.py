@@ -15,11 +15,12 @@ listed. Between nodes (``ScaleOut``):
 * ``single_switch``: every scale-out NIC on one switch (it must have the ports);
 * ``clos``: NICs go node by node to the fewest leaves that take them, spread evenly over them
   (whole nodes to a leaf where one takes whole nodes); a leaf of radix R keeps ``d = R - u`` ports down and
-  ``u = round(R / (1 + oversubscription))`` up. A leaf with ``e`` endpoints gets ``ceil(e / o)``
-  uplinks, so a partly filled leaf keeps the configured oversubscription rather than becoming a
-  free lunch. Two tiers: uplinks spread evenly over the fewest spines that can take them. Three
-  tiers: leaves grouped into pods of ``R / 2``, each pod with its own aggregation switches (half
-  down, half up), and a core tier over the pods;
+  ``u = round(R / (1 + oversubscription))`` up. A leaf whose endpoints bring ``b`` down gets
+  ``ceil(b / (o x port rate))`` uplinks (``ceil(e / o)`` for ``e`` endpoints at the ports' rate;
+  half that for NICs at half of it), so a partly filled leaf keeps the configured oversubscription
+  rather than becoming a free lunch. Two tiers: uplinks spread evenly over the fewest spines that
+  can take them. Three tiers: leaves grouped into pods of ``R / 2``, each pod with its own
+  aggregation switches (half down, half up), and a core tier over the pods;
 * ``rail_optimized``: NIC *i* of each node goes to the leaves of rail *i*; ``tiers: 2`` adds a
   spine tier across rails; with ``tiers: 1`` cross-rail traffic first crosses NVLink to the peer
   accelerator on the right rail (NCCL's PXN).
@@ -1338,8 +1339,12 @@ class _Builder:
             mine = endpoints[first : first + size]
             first += size
             self._attach(mine, [leaf], sw)
-            used = len(mine) * ports_per_ep
-            leaves.append((leaf, min(up, math.ceil(used / oversub))))
+            # Uplinks for the bandwidth the leaf's endpoints bring down, at the ports' rate: the
+            # oversubscription is a bandwidth ratio (``ScaleOut``). Counted in ports, 100G NICs on
+            # 200G ports got twice the uplink bandwidth the ratio says (a tester's "4:1" was 2:1).
+            down_bytes_per_s = sum(self.g.edges[ep, leaf]["bandwidth_bytes_per_s"] for ep in mine)
+            wanted = math.ceil(down_bytes_per_s / (oversub * sw.port_bandwidth_bytes_per_s))
+            leaves.append((leaf, min(up, max(1, wanted))))
         return leaves
 
     def _endpoints_per_node(self, endpoints: Sequence[str]) -> int:

@@ -240,6 +240,29 @@ def test_nodes_are_spread_evenly_over_the_leaves_they_need(minilib):
     assert nodes == [{0, 1}, {2}] and up == [4, 2]
 
 
+@pytest.mark.parametrize(("oversubscription", "uplinks"), [(1, [4, 4]), (2, [2, 2])])
+def test_oversubscription_is_a_bandwidth_ratio_where_nics_are_slower_than_the_ports(
+    minilib, oversubscription, uplinks
+):
+    # 100G NICs on the 200G ports of 20-port switches: each leaf holds 2 nodes (8 NICs, 800 Gb/s
+    # down). The ratio is the docstring's "downlink over uplink bandwidth": 1:1 needs 4 uplinks of
+    # 200G, 2:1 two. Counted in ports (ceil(8 / o)) the leaves got 8 and 4 uplinks: twice the
+    # bandwidth, so a sweep's "2:1" with 100G NICs on ZionEX's 200G Tomahawk 3 was 1:1, and its
+    # "4:1" 2:1 (experiments/network.yaml zips roce-100g with tomahawk3-64x200g).
+    t = topo(
+        minilib,
+        "tiny",
+        "cluster.scale_out.switch.ports=20",
+        f"cluster.scale_out.oversubscription={oversubscription}",
+        "node.nics.device.port_bandwidth=100 Gb/s",
+    )
+    nodes, up = leaf_nodes(t)
+    assert nodes == [{0, 1}, {2, 3}]
+    assert up == uplinks
+    # The cut between the leaves: the 8 NICs of a leaf send 100 GB/s, over the oversubscription.
+    assert t.bisection_bandwidth_bytes_per_s == pytest.approx(100e9 / oversubscription)
+
+
 def test_whole_node_leaves_give_way_where_the_spine_would_overflow():
     # DGX-1 at 4:1 on 36-port switches: whole nodes make 37 leaves at 256 nodes, one more than a
     # 36-port spine takes; splitting a node over two leaves still fits (36), so that is kept.
