@@ -974,7 +974,9 @@ def _print_plan(stats: PlanStats) -> None:
     shown = ranks
     if len(ranks) > PLAN_TABLE_ALL_RANKS:
         busiest = max(ranks, key=lambda r: (r.est_total_s, -r.rank))
-        keep = {r.rank for r in ranks[:8]} | {r.rank for r in ranks[-4:]} | {busiest.rank}
+        # And the fullest, whose HBM the summary above breaks down (it named a rank not listed).
+        fullest = max(ranks, key=lambda r: (r.hbm_bytes, -r.rank))
+        keep = {r.rank for r in ranks[:8]} | {r.rank for r in ranks[-4:]} | {busiest.rank, fullest.rank}
         shown = [r for r in ranks if r.rank in keep]
     rows = Table(
         title=(

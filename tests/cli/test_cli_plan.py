@@ -251,6 +251,32 @@ def test_many_ranks_show_the_first_the_last_and_the_busiest(tmp_path: Path) -> N
     assert "... 19 more ranks" in result.output
 
 
+def test_many_ranks_show_the_fullest_rank_the_summary_names(tmp_path: Path) -> None:
+    # Table a (100 rows) on rank 12, b (50 rows, more lookups) on rank 20: rank 12 has the most HBM
+    # and the summary breaks its HBM down ("fullest rank's HBM: rank 12"), but the shortened rank
+    # table kept the first 8, the last 4 and the busiest (20) only: the rank it named was not in it.
+    tiny = WorkloadLibrary([FIXTURES / "workloads"]).workload("tiny-dlrm")
+    where = {"a": 12, "b": 20}
+    shards = tuple(
+        Shard(t.name, "table_wise", 0, t.rows, 0, tiny.table_dim(t), (where[t.name],), "hbm", "fp32")
+        for t in tiny.tables
+    )
+    path = tmp_path / "r12.json"
+    save_plan(Plan(32, shards, strategy="hand"), path)
+    args = ["--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "8", "--batch-size", "32"]
+    data = plan_json(*args, "--strategy", str(path))
+    fullest = max(data["ranks"], key=lambda r: (r["hbm_bytes"], -r["rank"]))["rank"]
+    busiest = max(data["ranks"], key=lambda r: (r["est_total_s"], -r["rank"]))["rank"]
+    assert (fullest, busiest) == (12, 20)  # the case: two ranks, neither among the first or last
+    result = run("plan", *args, "--strategy", str(path))
+    assert result.exit_code == 0, result.output
+    assert "fullest rank's HBM" in result.output and "rank 12: " in result.output
+    table = result.output.split("per rank", 1)[1]
+    first = [line.split()[0] for line in table.splitlines() if line.strip()[:1].isdigit()]
+    assert first == ["0", "1", "2", "3", "4", "5", "6", "7", "12", "20", "28", "29", "30", "31"]
+    assert "... 18 more ranks" in result.output
+
+
 # ------------------------------------------------------------------------- model-f on ZionEX (done-when)
 
 
