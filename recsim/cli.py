@@ -139,7 +139,12 @@ def _list_row(lib: HardwareLibrary, section: str, name: str) -> dict[str, str]:
 @hw.command("show")
 @click.argument("name")
 @click.option("--resolved", is_flag=True, help="Print the resolved config (extends merged, devices inlined).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (SI units).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (SI units; with --resolved, the config as its files write it: '80 GB').",
+)
 @system_options
 @click.pass_context
 def hw_show(

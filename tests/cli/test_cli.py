@@ -81,6 +81,11 @@ def test_hw_show_human_and_resolved(mini_env):
     assert "boost_clock: 1.5 GHz" in resolved.output  # the device inlined, as written
     as_json = json.loads(run("hw", "show", "tiny", "--resolved", "--json", env=mini_env).output)
     assert as_json["kind"] == "system" and "num_accelerators" not in as_json  # the document, not the summary
+    # Its quantities as the files write them, not in SI units as the summary's; the help said "SI
+    # units" for --json whatever else was given.
+    assert as_json["node"]["accelerators"]["device"]["boost_clock"] == "1.5 GHz"
+    shown_help = " ".join(run("hw", "show", "--help").output.split())  # as wrapped to the terminal
+    assert "with --resolved, the config as its files write it" in shown_help
     device = run("hw", "show", "tiny-gpu", env=mini_env)
     assert device.exit_code == 0
     assert "1.2 TB/s" in device.output
