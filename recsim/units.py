@@ -271,4 +271,9 @@ def format_quantity(
             factor, unit = candidate_factor, candidate_unit
             break
     mantissa = value / factor
-    return f"{mantissa:.{digits}g} {unit}"
+    text = f"{mantissa:.{digits}g}"
+    if "e+" in text:
+        # More whole digits than ``digits`` (a binary unit's 1000-1023, or past the ladder's last
+        # unit): the whole number, not "1.01e+03 MiB".
+        text = f"{mantissa:.0f}"
+    return f"{text} {unit}"

@@ -123,6 +123,23 @@ def test_format_moves_to_the_next_unit_when_rounding_reaches_it(value, dim, kwar
     assert format_quantity(value, dim, **kwargs) == text
 
 
+@pytest.mark.parametrize(
+    ("value", "dim", "kwargs", "text"),
+    [
+        # A binary unit holds mantissas up to 1023: at 3 digits (`recsim plan`'s rank table) 1010
+        # MiB printed as "1.01e+03 MiB"; and past the last unit of a ladder, 50,000 h as "5e+04 h".
+        (1010 * 2**20, D.BYTES, {"binary": True, "digits": 3}, "1010 MiB"),
+        (1023.4 * 2**30, D.BYTES, {"binary": True, "digits": 3}, "1023 GiB"),
+        (5e4 * 3600, D.SECONDS, {}, "50000 h"),
+        # Unchanged where the digits hold the mantissa.
+        (1010 * 2**20, D.BYTES, {"binary": True}, "1010 MiB"),
+        (999.4e-6, D.SECONDS, {"digits": 3}, "999 us"),
+    ],
+)
+def test_format_never_prints_a_mantissa_in_exponent_notation(value, dim, kwargs, text):
+    assert format_quantity(value, dim, **kwargs) == text
+
+
 def test_format_rejects_non_finite():
     with pytest.raises(ValueError):
         format_quantity(math.inf, D.BYTES)
