@@ -920,8 +920,10 @@ def _seconds(value: float, digits: int = 4) -> str:
 def _count(value: float) -> str:
     """``4_420_000`` -> ``4.42M`` (three significant digits, k/M/G/T)."""
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{suffix}"
+        text = f"{value / factor:.3g}"
+        # The suffix by the value as printed (999,600 is "1M", not "1e+03k"), as format_quantity.
+        if abs(float(text)) >= 1.0:
+            return (f"{value / factor:.0f}" if "e+" in text else text) + suffix
     return f"{value:.3g}"
 
 

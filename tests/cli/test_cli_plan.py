@@ -404,3 +404,24 @@ def test_a_strategy_whose_method_the_limits_forbid_is_one_line() -> None:
         )
     )
     assert "planner.sharding_types (table_wise) leaves out" in line
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (4_420_000, "4.42M"),
+        (999_400, "999k"),
+        # Rounded up to the next suffix: "1e+03k" before (the rank table's lookups and slow-memory
+        # accesses), as format_quantity printed "1000 us".
+        (999_600, "1M"),
+        (999.6, "1k"),
+        (-999_600, "-1M"),
+        (2.5e15, "2500T"),
+        (0, "0"),
+        (0.5, "0.5"),
+    ],
+)
+def test_counts_in_the_rank_table_are_never_in_exponent_notation(value: float, text: str) -> None:
+    from recsim.cli import _count
+
+    assert _count(value) == text
