@@ -347,8 +347,10 @@ def format_metric(name: str, value: Any) -> str:
     if dim is not None:
         return format_quantity(float(value), dim, binary=dim is Dimension.BYTES)
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.4g}{prefix} {unit}"
+        text = f"{value / factor:.4g}"
+        # The prefix by the value as printed (999,960 is "1M", not "1000k"), as format_quantity.
+        if abs(float(text)) >= 1.0:
+            return (f"{value / factor:.0f}" if "e+" in text else text) + f"{prefix} {unit}"
     return f"{value:.4g} {unit}"
 
 

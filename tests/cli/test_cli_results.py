@@ -433,3 +433,21 @@ def test_results_export_replaces_only_an_export_of_recsims(sweep_dir, tmp_path):
         assert invoke(results, "export", sweep_dir, "--to", tmp_path / name).exit_code == 0
         again = invoke(results, "export", sweep_dir, "--to", tmp_path / name)
         assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("throughput_samples_per_s", 4_420_000.0, "4.42M samples/s"),
+        ("throughput_samples_per_s", 999_940.0, "999.9k samples/s"),
+        # Rounded up to the next prefix: "1000k samples/s" before, as format_quantity's "1000 us".
+        ("throughput_samples_per_s", 999_960.0, "1M samples/s"),
+        ("throughput_samples_per_s", 999.96, "1k samples/s"),
+        # Past the last prefix: "1e+04T samples/s" before.
+        ("throughput_samples_per_s", 1e16, "10000T samples/s"),
+    ],
+)
+def test_a_metric_picks_its_prefix_by_the_value_as_printed(name: str, value: float, text: str) -> None:
+    from recsim.cli_results import format_metric
+
+    assert format_metric(name, value) == text
