@@ -722,7 +722,8 @@ def _rank_speeds(texts: tuple[str, ...], option: str) -> dict[int, float]:
 
 def _print_result(result: Any) -> None:
     title = (
-        f"{result.workload} on {result.system} ({result.num_accelerators} accelerators, {result.fidelity})"
+        f"{result.workload} on {result.system} ({result.num_accelerators} "
+        f"accelerator{'s' if result.num_accelerators != 1 else ''}, {result.fidelity})"
     )
     table = _figures(title)
     table.add_row("status", result.status + (f": {result.reason}" if result.reason else ""))

@@ -787,3 +787,15 @@ def test_run_json_reports_a_platform_on_every_shipped_system(system):
     assert sum(parts.values()) == pytest.approx(data["avg_power_w"])
     generic = any("platform: the generic default" in note for note in data["notes"])
     assert generic == (system not in {"dgx-a100", "dgx-b200", "dgx-h100", "gb200-nvl72", "hgx-h200"})
+
+
+def test_run_title_counts_one_accelerator_in_the_singular(tmp_path):
+    # "tiny-dlrm on tiny (1 accelerators, analytic)" before; `recsim plan`'s title already said "1 node".
+    env = {"RECSIM_HARDWARE_PATH": str(MINI), "RECSIM_WORKLOAD_PATH": str(FIXTURES / "workloads")}
+    args = ["--system", "tiny", "--workload", "tiny-dlrm", "--nodes", "1"]
+    one = run("run", *args, "--set", "node.accelerators.count=1", env=env)
+    assert one.exit_code == 0, one.output
+    assert "(1 accelerator, analytic)" in one.output
+    two = run("run", *args, "--set", "node.accelerators.count=2", env=env)
+    assert two.exit_code == 0, two.output
+    assert "(2 accelerators, analytic)" in two.output
