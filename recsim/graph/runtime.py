@@ -207,6 +207,11 @@ class Runtime(ABC):
     #: Whether the framework reads its input with HugeCTR's raw AsyncReaders, whose record buffers
     #: and split tensors stay on every GPU (``recsim.planner.reader_buffers``: memory only).
     hugectr_async_reader: ClassVar[bool] = False
+    #: Whether the framework builds a second, forward-only copy of the network for evaluation at
+    #: model construction, its activations sized by the evaluation batch and held for the run
+    #: beside the training network's (``recsim.planner.eval_network``: memory only, and only with
+    #: a ``training.eval_batch_size``).
+    separate_eval_network: ClassVar[bool] = False
     #: Whether the framework's loader copies the next batch to the device before this step runs,
     #: so that every rank holds two batches of its input (``recsim.planner.reader_buffers``,
     #: ``planner.storage.held_input_batches``: memory only).
@@ -444,6 +449,10 @@ class Fused(Runtime):
     # NVIDIA's MLPerf DLRM configs read the raw binary data with HugeCTR's AsyncReaders
     # (``DataReaderType_t.RawAsync``; ``recsim.planner.reader_buffers``).
     hugectr_async_reader = True
+    # HugeCTR's Model builds every dense layer twice, for training and for evaluation, the
+    # evaluation copy on the evaluation tensors (batchsize_eval) in buffers of its own, and its
+    # embeddings an evaluation output beside the training one (``recsim.planner.eval_network``).
+    separate_eval_network = True
     # HugeCTR's mixed precision runs the whole network, embedding outputs included, in fp16.
     half_precision_wire = True
     # Its embeddings' all-to-alls send the output tensors as they are, in ``emtype`` (fp32, or fp16

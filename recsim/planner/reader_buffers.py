@@ -93,11 +93,13 @@ evaluation set (``CRITEO_EVAL_SAMPLES``). So:
   returns ``reader_impl_->get_num_buffers()``), 51 sets of split tensors, each with the global
   evaluation batch's keys (9.8 GB), and the label and dense tensors: 24.2 GB a GPU.
 
+HugeCTR's evaluation network, the dense layers built again on the evaluation reader's tensors and
+the embeddings' evaluation outputs, is counted with the activations (``recsim.planner.
+eval_network``, ``storage.dense_hbm_parts``), not here.
+
 Left out, with what they would take: the hybrid embedding's evaluation-side precomputed indices
-(``create_buffered_indices`` for each cached evaluation batch: not sized from its sources here) and
-HugeCTR's evaluation network (the dense layers built again with ``batch_size_eval`` for
-``evaluate_tensor_entries_list``, and the embedding's evaluation-side output buffers), whose
-activations at the evaluation batch no one here has sized. A routed plan of a multi-hot workload,
+(``create_buffered_indices`` for each cached evaluation batch: not sized from its sources here).
+A routed plan of a multi-hot workload,
 which HugeCTR's hybrid embedding does not run (``Runtime`` refuses it), is charged the one-hot
 evaluation reader too: at dlrm-dcnv2's 262,144 samples its 128 buffers of 912 B records and as many
 sets of keys, 59.5 GB (55.4 GiB) a GPU, more than such a plan's HBM holds; the runtime's refusal is
@@ -166,10 +168,11 @@ ONE_HOT_DENSE_ALIGN = 8
 CRITEO_EVAL_SAMPLES = 89_137_319
 
 
-def _dense_value_bytes(workload: Workload) -> float:
-    """Bytes of a dense input value in HugeCTR's split tensors: ``__half`` under mixed precision
-    (``use_mixed_precision``: a half-precision ``training.precision``), else ``float`` (fp32, and
-    tf32, which HugeCTR runs as fp32 storage with ``enable_tf32_compute``)."""
+def mixed_precision_value_bytes(workload: Workload) -> float:
+    """Bytes of a value HugeCTR keeps in its compute type (a dense input value in its split tensors,
+    a dense layer's or an embedding's output: ``recsim.planner.eval_network``): ``__half`` under
+    mixed precision (``use_mixed_precision``: a half-precision ``training.precision``), else
+    ``float`` (fp32, and tf32, which HugeCTR runs as fp32 storage with ``enable_tf32_compute``)."""
     return 4.0 if workload.training.precision in ("fp32", "tf32") else 2.0
 
 
@@ -184,7 +187,7 @@ def _multi_hot_bytes(workload: Workload, world_size: int, batch: float, buffers:
     b = batch / world_size
     keys = _lookups(w)
     records = buffers * global_batch_record_bytes(w, b)  # of the GPU's b samples
-    label_dense = b * (LABEL_BYTES + w.dense_features * _dense_value_bytes(w))
+    label_dense = b * (LABEL_BYTES + w.dense_features * mixed_precision_value_bytes(w))
     offsets = w.num_tables * ((b + 1) * ROW_OFFSET_BYTES + POINTER_BYTES)
     sparse = b * keys * RAW_RECORD_ITEM_BYTES + offsets
     return records + MULTI_HOT_TENSOR_SETS * (label_dense + sparse) + label_dense
@@ -198,7 +201,7 @@ def _one_hot_bytes(workload: Workload, world_size: int, batch: float, buffers: i
     b = batch / world_size
     dense = -(-w.dense_features // ONE_HOT_DENSE_ALIGN) * ONE_HOT_DENSE_ALIGN
     records = buffers * global_batch_record_bytes(w, batch)
-    label_dense = b * (LABEL_BYTES + dense * _dense_value_bytes(w))
+    label_dense = b * (LABEL_BYTES + dense * mixed_precision_value_bytes(w))
     keys = batch * _lookups(w) * RAW_RECORD_ITEM_BYTES
     return records + sets * (label_dense + keys) + label_dense
 

@@ -16,7 +16,9 @@ element, Adam two), lands:
 **Per rank** the dense side comes on top in HBM (``dense_hbm_bytes``): the dense model in fp32 with
 its gradient and optimizer state (mixed precision keeps fp32 master weights), every dense layer's
 output for the local batch in the training precision, and the pooled embeddings (fp32) that the
-backward pass needs -- the all-to-all's receive side. A model-parallel bottom MLP moves its outputs
+backward pass needs -- the all-to-all's receive side; and, where the framework builds a second,
+forward-only network for evaluation (HugeCTR with a ``training.eval_batch_size``), that network's
+outputs at the evaluation batch (``eval_network``). A model-parallel bottom MLP moves its outputs
 for the whole batch, and its weights, to its rank (``mp_bottom_hbm_bytes``).
 
 **Per shard and rank**, the owner side of that exchange (``pooled_output_bytes``): a rank that
@@ -116,6 +118,7 @@ from recsim.graph.build import (
 )
 from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.system import System
+from recsim.planner.eval_network import eval_network_bytes
 from recsim.planner.reader_buffers import reader_by_rank
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
@@ -597,11 +600,14 @@ def dense_weight_bytes(workload: Workload) -> float:
 def dense_hbm_parts(workload: Workload, world_size: int) -> tuple[float, float]:
     """``dense_hbm_bytes`` in its two parts: the dense weights with their gradients and optimizer
     state, and the activations of the rank's batch (every dense layer's output and the pooled
-    embeddings it receives)."""
+    embeddings it receives) with those of the framework's evaluation network at its evaluation
+    batch (``eval_network.eval_network_bytes``)."""
     b = workload.training.global_batch_size / world_size
     weights, activations = _dense_layer_bytes(workload, trained_dense_layers(workload), b)
     pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
-    return weights, activations + pooled
+    # HugeCTR's evaluation network, its activations at the evaluation batch held beside these for
+    # the run (0 without a ``training.eval_batch_size``; ``eval_network``).
+    return weights, activations + pooled + eval_network_bytes(workload, world_size)
 
 
 def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
