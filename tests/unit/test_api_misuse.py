@@ -101,15 +101,22 @@ def test_a_batch_given_as_text_is_refused() -> None:
         prepare("zionex", "dlrm-dcnv2", nodes=1, batch_size="65536")  # type: ignore[arg-type]
 
 
+#: The defaults (zionex, dlrm-dcnv2) without the DGX H100 config's evaluation batch, whose HugeCTR
+#: evaluation network (1.14 GB a GPU, recsim.planner.eval_network, 2026-12-07) no longer lets the
+#: table-wise plan (a 38.15 GiB table on a 40 GiB A100) fit: these tests want a run that does.
+NO_EVAL = ["workload.training.eval_batch_size=null"]
+
+
 def test_numpy_integers_are_whole_numbers() -> None:
-    result = recsim.simulate(nodes=1, plan="table_wise", speed_factors={np.int64(0): 0.5})
+    result = recsim.simulate(nodes=1, plan="table_wise", speed_factors={np.int64(0): 0.5}, overrides=NO_EVAL)
     assert result.status == "ok"
-    batch = recsim.simulate(nodes=1, plan="table_wise", batch_size=np.int64(65536))
+    batch = recsim.simulate(nodes=1, plan="table_wise", batch_size=np.int64(65536), overrides=NO_EVAL)
     assert batch.status == "ok" and batch.global_batch_size == 65536
 
 
 def test_a_result_is_frozen_all_through_and_still_pickles_and_hashes() -> None:
-    result = recsim.simulate(nodes=1, plan="table_wise")
+    result = recsim.simulate(nodes=1, plan="table_wise", overrides=NO_EVAL)
+    assert result.status == "ok"
     with pytest.raises(TypeError):
         result.breakdown_s["compute"] = 99.0  # type: ignore[index]
     back = pickle.loads(pickle.dumps(result))
