@@ -716,7 +716,9 @@ def plan_usage(plan: Plan, workload: Workload, system: System, memo: CostMemo | 
         pooled[rank] = pooled.get(rank, 0.0) + out
     for rank, out in pooled.items():
         hbm[rank] += out
-    inputs = input_by_rank(plan, workload)
+    # The memo's shard figures (``CostMemo.shard_ops``, of this workload), which the builder reads
+    # next: the same values as a fresh ``ShardOps``'s, without making its tables' again.
+    inputs = input_by_rank(plan, workload, memo.shard_ops if kept is not None else None)
     for rank, held in inputs.items():
         hbm[rank] += held
     host_bytes = system.node.host_memory_capacity_bytes
