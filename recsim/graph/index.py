@@ -323,10 +323,18 @@ class GraphIndex:
         dep_end = np.concatenate(
             (first_end, (later_end[None, :] + first_flat.size + later_steps * later_flat.size).ravel())
         )
+        # The collectives' members, step after step: the step's in compressed rows
+        # (``member_rows``), offset per step in one array call and cut into the lists ``members``
+        # holds; the rows and the sorted positions (``collective_positions_array``) are kept, as
+        # the schedule and the metrics read them so (a comprehension per member cost more).
+        step_vertices, step_flat, step_bounds = self.member_rows
+        member_flat = (step_flat[None, :] + shift).ravel()
+        listed = member_flat.tolist()
+        member_bounds = [b + s * step_flat.size for s in range(steps) for b in step_bounds[:-1]]
+        member_bounds.append(steps * step_flat.size)
+        member_vertices = [v + s * vertices for s in range(steps) for v in step_vertices]
         members = {
-            v + s * vertices: [p + s * n for p in positions]
-            for s in range(steps)
-            for v, positions in self.members.items()
+            v: listed[a:b] for v, a, b in zip(member_vertices, member_bounds, member_bounds[1:], strict=False)
         }
         # The lists are made from these arrays when first read (``_ArrayIndex``): an analytic
         # evaluation reads the arrays only, and lists of 10^4-10^6 ints (an object per int) would
@@ -347,6 +355,10 @@ class GraphIndex:
         # The step nodes' ops and ranks, where the step index has them (from the graph's columns).
         kept = ("source_ops", "source_ranks", "op_table")
         index._keep(**{k: self.__dict__[k] for k in kept if k in self.__dict__})
+        index._keep(
+            member_rows=(member_vertices, member_flat, member_bounds),
+            collective_positions_array=(self.collective_positions_array[None, :] + shift).ravel(),
+        )
         if n and self.unique_ids and stride > int(self.ids_array.max()) - int(self.ids_array.min()):
             # The copies' ids are unique too: each step's lie in a range of their own.
             index._keep(unique_ids=True)
