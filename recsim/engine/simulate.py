@@ -45,7 +45,7 @@ from recsim.engine import DEFAULT_STEPS
 from recsim.engine.analytic import graph_lengths
 from recsim.engine.gc_pause import paused_gc
 from recsim.engine.resources import step_resources
-from recsim.engine.timeline import Window, _union_lengths, busy_time, critical_path, step_window
+from recsim.engine.timeline import Window, busy_time, critical_path, step_window
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.build import BuildOptions, build_training_step
 from recsim.graph.index import GraphIndex, OpTable
@@ -841,52 +841,15 @@ def _window_mask(index: GraphIndex, window: Window) -> npt.NDArray[np.bool_]:
 def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, float]:
     """Per rank, the time of the window's collectives whose group spans more than one node: the
     union of their intervals (collectives on different lanes overlap), whole, as ``busy_time``
-    takes a rank's step.
-
-    The ranks come in the order of their first such collective in graph order. Where every time
-    is finite the unions are taken in arrays (``recsim.engine.timeline._union_lengths``: the walk
-    ``union_length`` does, with its floats), with each distinct op's group read once (the index's
-    ``op_table``): a walk over the window's collectives in Python cost 2 % of an evaluation at
-    128 GPUs."""
+    takes a rank's step."""
     per_node = max(1, system.node.num_accelerators)
-    index = timing.index
-    at = index.collective_positions_array  # in graph order
-    inside = _window_mask(index, window)
-    taken = at[inside[at]] if at.size else at
-    if not timing.finite:
-        return _network_busy_walk(timing, taken, per_node)
-    # Whether each distinct op is a collective whose group spans nodes, by the group tuple's
-    # identity (the members of a collective and its copies in other steps share it).
-    table = index.op_table
-    wide_group: dict[int, bool] = {}
-    wide = np.zeros(len(table.ops), dtype=bool)
-    for k, op in enumerate(table.ops):
-        if isinstance(op, Collective):
-            group = op.group
-            found = wide_group.get(id(group))
-            if found is None:
-                found = wide_group[id(group)] = len({r // per_node for r in group}) > 1
-            wide[k] = found
-    step = taken % table.number.size  # a copy's op and rank are its step node's
-    start, finish = timing.start[taken], timing.finish[taken]
-    keep = wide[table.number[step]] & (finish > start)
-    if not keep.any():
-        return {}
-    ranks = index.source_ranks_array[step[keep]]
-    start, finish = start[keep], finish[keep]
-    # Each rank a class, numbered in the order of its first interval (the walk's dict order).
-    present, first, cls = np.unique(ranks, return_index=True, return_inverse=True)
-    order = np.lexsort((finish, start, cls))
-    totals = _union_lengths(cls[order], start[order], finish[order], present.size)
-    return {int(present[c]): totals[c] for c in np.argsort(first).tolist()}
-
-
-def _network_busy_walk(timing: Timing, taken: npt.NDArray[np.intp], per_node: int) -> dict[int, float]:
-    """``_network_busy`` of the window's collectives at ``taken``, walked one by one (any time)."""
     index = timing.index
     # The collectives' ops and ranks by position (a copy's are its step node's: ``source``).
     ops, ranks = index.source_ops, index.source_ranks
     size = len(ops)
+    at = index.collective_positions_array  # in graph order
+    inside = _window_mask(index, window)
+    taken = at[inside[at]] if at.size else at
     starts, finishes = timing.start[taken].tolist(), timing.finish[taken].tolist()
     spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     # Whether a group spans nodes, by the group tuple's identity (the members of a collective and
