@@ -31,7 +31,6 @@ modelled (an inference design; ``InfeasibleError``).
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 from recsim.cost.embedding.base import (
@@ -43,6 +42,7 @@ from recsim.cost.embedding.base import (
     EmbeddingCost,
     Lookup,
     TierModel,
+    any_miss_chance,
     pages_touched,
     register_tier,
 )
@@ -91,12 +91,14 @@ class SmartSsdTier(TierModel):
         reads = pages_touched(missed, lookup.row_bytes, lookup.op.rows, ssd.flash_page_bytes) / drives
         flash_bytes = reads * ssd.flash_page_bytes
         parallel = ssd.channels * ssd.dies_per_channel * share  # the rank's share of the dies
+        chance = any_miss_chance(hit, lookup.lookups) if reads > 0 else 0.0
         transfer = lookup.lookups * INDEX_BYTES + lookup.bags_returned * lookup.pooled_bytes
         limits = {
             "flash_s": flash_bytes / ssd.internal_bandwidth_bytes_per_s / share,
             # A read's latency does not shrink with fewer reads, but ``reads`` is an expected count:
-            # at least the latency x the chance of one read at all (1 - exp(-reads on the node)).
-            "flash_latency_s": ssd.read_latency_s * max(-math.expm1(-reads * drives), reads / parallel),
+            # at least the latency x the chance of one read at all (some lookup misses the row cache,
+            # ``any_miss_chance``).
+            "flash_latency_s": ssd.read_latency_s * max(chance, reads / parallel),
             "ndp_s": lookup.lookups * lookup.op.dim / (drives * ndp.flop_per_s * share),
             "interface_s": transfer / (drives * ssd.external_bandwidth_bytes_per_s * share),
         }

@@ -26,7 +26,7 @@ Per drive the slowest of:
 * host interface: ``pages x page / min(sequential read, link)``;
 * latency with queue depth (Little's law): ``read_latency x max(1 - exp(-pages), per_drive /
   (QUEUE_DEPTH x share))`` (a rank sharing the drives gets ``share`` of its queue slots; a batch
-  waits one read latency times the chance it reads at all, ``drive_time_s``).
+  waits one read latency times the chance it reads at all, ``1 - hit^lookups``: ``drive_time_s``).
 
 **Host side**: every lookup reads its row lines as the ``ddr`` tier does (``ddr.row_reads``: the
 hot rows from the CPU's last-level cache, the rest as random DRAM lines, a page-cache hit from the
@@ -57,6 +57,7 @@ from recsim.cost.embedding.base import (
     EmbeddingCost,
     Lookup,
     TierModel,
+    any_miss_chance,
     pages_touched,
     register_tier,
 )
@@ -94,26 +95,35 @@ at which datasheet 4 KiB random-read IOPS are usually rated (e.g. fio numjobs=4,
 
 
 def drive_time_s(
-    ssd: Ssd, drives: int, pages: float, page_bytes: float, parallel: float, share: float = 1.0
+    ssd: Ssd,
+    drives: int,
+    pages: float,
+    page_bytes: float,
+    parallel: float,
+    share: float = 1.0,
+    read_chance: float | None = None,
 ) -> dict[str, float]:
     """The limits of reading ``pages`` pages of ``page_bytes`` spread over ``drives`` drives, of
     which the lookup gets ``share`` (the node's other ranks read them at once).
 
     Sharing a drive divides its throughput (IOPS, channels, interface, the queue's slots), not one
-    read's latency: the latency is ``read_latency x max(1 - exp(-pages), per_drive / (parallel x
-    share))``. ``pages`` is an expected count (Poisson), so ``1 - exp(-pages)`` is the chance that
-    the batch reads at least once: a whole read latency once a few pages are read, however many
-    drives they spread over or ranks share them, and a vanishing fraction of one as the cache comes
-    to hold every row (no step at full caching). Past the rank's share of the queue, Little's law.
-    (It was ``read_latency x max(min(1, per_drive), ...) / share``: one read on a 2-GPU node cost
-    half the datasheet latency; then a full latency whenever ``pages > 0``, even at 5e-6 pages.)"""
+    read's latency: the latency is ``read_latency x max(chance, per_drive / (parallel x share))``,
+    ``chance`` the chance that the batch reads at least once (``read_chance``: the caller's
+    ``base.any_miss_chance`` of its lookups; unknown, ``1 - exp(-pages)``, ``pages`` taken as a
+    Poisson count): a whole read latency once a few pages are read, however many drives they spread
+    over or ranks share them, and a vanishing fraction of one as the cache comes to hold every row
+    (no step at full caching). Past the rank's share of the queue, Little's law. (It was ``read_latency
+    x max(min(1, per_drive), ...) / share``: one read on a 2-GPU node cost half the datasheet latency;
+    then a full latency whenever ``pages > 0``, even at 5e-6 pages; then the Poisson chance alone,
+    63 % of a read for one lookup the cache lacks.)"""
+    chance = -math.expm1(-pages) if read_chance is None else read_chance
     per_drive = pages / drives
     nbytes = per_drive * page_bytes
     return {
         "iops_s": per_drive / ssd.random_read_iops / share,
         "channels_s": nbytes / ssd.internal_bandwidth_bytes_per_s / share,
         "interface_s": nbytes / ssd.external_bandwidth_bytes_per_s / share,
-        "latency_s": ssd.read_latency_s * max(-math.expm1(-pages), per_drive / (parallel * share)),
+        "latency_s": ssd.read_latency_s * max(chance, per_drive / (parallel * share)),
     }
 
 
@@ -213,7 +223,9 @@ class SsdTier(TierModel):
         hit, missed_rows = _page_cache(lookup, cache_bytes, ssd.page_bytes)
         pages = pages_touched(missed_rows, lookup.row_bytes, lookup.op.rows, ssd.page_bytes)
         page_bytes = pages * ssd.page_bytes
-        limits = drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH, share)
+        # The batch reads at all unless every lookup finds its page cached.
+        chance = any_miss_chance(hit, lookup.lookups) if pages > 0 else 0.0
+        limits = drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH, share, chance)
         ssd_s = max(limits.values())
 
         granule = system.node.host_memory.device.access_granularity_bytes
