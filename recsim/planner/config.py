@@ -9,7 +9,7 @@ a bad value is a one-line error naming ``planner.<key>``. The defaults and where
   ``table_column_wise``, ``row_wise``, ``table_row_wise``, ``grid``);
 - ``tiers``: every tier recsim models except ``nmp`` and ``smartssd``, which need that hardware
   (the estimator adds them when the system has NMP DIMMs or an SSD with an NDP engine, unless
-  ``auto_tiers`` is false);
+  ``auto_tiers`` is false or ``tiers`` is given: a list given is the limit, name them in it);
 - ``embedding_dtypes``: the storage precisions a table may take. The planner starts at the
   workload's dtype (or, if that is not listed, the most precise listed one) and goes lower only
   when the higher one does not fit: precision is a capacity tool, not a speed knob, since it

@@ -400,10 +400,13 @@ class Estimator:
         return self.dtypes_for(table)[0]
 
     def tiers(self) -> list[str]:
-        """Tier strings to try: each listed tier, ``uvm_caching`` once per cache ratio."""
+        """Tier strings to try: each listed tier, ``uvm_caching`` once per cache ratio; ``nmp`` and
+        ``smartssd`` added where the system has them and ``planner.tiers`` is the default (a list the
+        user gives is a limit: ``tiers=[ddr]`` on a node with NMP DIMMs had put tables on ``nmp``
+        unless ``auto_tiers`` was false too, a tester's find)."""
         out: list[str] = []
         listed = list(self.cfg.tiers)
-        if self.cfg.auto_tiers:
+        if self.cfg.auto_tiers and "tiers" not in self.cfg.model_fields_set:
             node = self.system.node
             if node.host_memory.nmp is not None and "nmp" not in listed:
                 listed.append("nmp")

@@ -7,7 +7,8 @@
   ``row_wise``, TorchRec's scheme that spreads a table's rows over every rank; a table's hot rows
   replicated on every rank (FlexShard, HugeCTR's frequent rows) are ``data_parallel``;
 - ``planner.tiers``: the memory tiers a shard may live in (with the ``nmp`` and ``smartssd`` tiers
-  the estimator adds where the system has them, unless ``planner.auto_tiers`` is false);
+  the estimator adds where the system has them, unless ``planner.auto_tiers`` is false or
+  ``planner.tiers`` is given);
 - ``planner.embedding_dtypes``: the storage precisions a shard may take;
 - ``planner.comm_dtypes``: the wire precisions the plan's pooled embeddings may travel in;
 - ``planner.hbm_reserve`` / ``planner.ddr_reserve``: the memory a plan may not use (checked where

@@ -50,7 +50,11 @@ def broken_limits(plan: Plan, workload: Workload, config: PlannerConfig, system:
     """What ``plan`` uses outside ``config``, worked out here apart from ``recsim.planner.limits``
     (a ``distributed`` shard, HugeCTR's infrequent rows over every rank, counts as row_wise)."""
     tiers = set(config.tiers)
-    if config.auto_tiers and system.node.host_memory.nmp is not None:
+    if (
+        config.auto_tiers
+        and "tiers" not in config.model_fields_set
+        and system.node.host_memory.nmp is not None
+    ):
         tiers.add("nmp")
     out: list[str] = []
     for s in plan.shards:
@@ -303,3 +307,17 @@ def test_a_cache_ratio_the_config_leaves_out_is_a_limit_broken() -> None:
         f"caches tables at 0.2, which planner.cache_ratios (0.05) leaves out (tables {t0.name})"
     ]
     assert limit_violations(plan, workload, planner_config(["planner.cache_ratios=[0.05,0.2]"]), tiers) == []
+
+
+def test_a_tier_list_given_is_the_limit_on_a_node_with_nmp_dimms():
+    """``planner.tiers=[ddr]`` on a node with RecNMP DIMMs: the tables go to ddr alone (the
+    estimator had added ``nmp`` to any list unless ``auto_tiers`` was false too, so a DDR baseline
+    came out partly on NMP: a tester's find); left at the default, ``nmp`` is offered."""
+    from recsim.planner.estimator import Estimator
+
+    system, workload = prepare("dgx-a100", "dlrm-dcnv2", overrides=["node.host_memory.nmp=recnmp-ddr4-2400"])
+    given = planner_config(["planner.tiers=[ddr]"])
+    assert Estimator(system, workload, given).tiers() == ["ddr"]
+    assert "nmp" in Estimator(system, workload, planner_config([])).tiers()
+    plan = make_plan("greedy", workload, system, planner=["planner.tiers=[ddr]"])
+    assert {s.tier_name for s in plan.shards} == {"ddr"}
