@@ -9,7 +9,9 @@ element, Adam two), lands:
   several ranks, also keep an fp32 gradient accumulator of their rows: they train as dense
   parameters, ``recsim.planner.types.dense_gradient``);
 - ``uvm`` / ``ddr`` / ``nmp``: in host DRAM of the rank's node (RecNMP's DIMMs *are* host memory);
-- ``uvm_caching:r``: the table in host DRAM and a cache of ``r x rows`` rows (weights) in HBM;
+- ``uvm_caching:r``: the table in host DRAM and a cache of ``r x rows`` rows (weights) in HBM with
+  FBGEMM's bookkeeping: two int64 per cache slot (row id, LRU timestep) and an int32 per row of the
+  whole table (``uvm_caching.cache_hbm_bytes``);
 - ``ssd`` / ``smartssd``: on the node's SSDs; the ``ssd`` tier's OS page cache (its parameter, a
   fraction of host memory) is host DRAM taken once per node that has SSD shards.
 
@@ -108,7 +110,7 @@ from recsim.cost.embedding.base import (
     quant_row_overhead_bytes,
     tier_model,
 )
-from recsim.cost.embedding.uvm_caching import cache_rows
+from recsim.cost.embedding.uvm_caching import cache_hbm_bytes
 from recsim.cost.memo import VALUES_KEPT, CostMemo, let_go_when_full
 from recsim.errors import InfeasibleError
 from recsim.graph.build import (
@@ -161,8 +163,9 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
         return Storage(hbm_bytes=size)
     if name == "uvm_caching":
         ratio = tier_model(name).resolve_param(raw) or 0.0
-        # FBGEMM allocates the cache in whole 32-way sets, rounded up (``uvm_caching.cache_rows``).
-        return Storage(hbm_bytes=cache_rows(rows, ratio) * row_bytes(shard.dim, dtype), ddr_bytes=size)
+        # FBGEMM allocates the cache in whole 32-way sets, rounded up (``uvm_caching.cache_rows``),
+        # with its slots' tags and timesteps and a table map over every row of the shard.
+        return Storage(hbm_bytes=cache_hbm_bytes(rows, ratio, row_bytes(shard.dim, dtype)), ddr_bytes=size)
     if name in HOST_TIERS:
         return Storage(ddr_bytes=size)
     if name in SSD_TIERS:

@@ -45,7 +45,7 @@ from recsim.cost.embedding.gpu import (
 )
 from recsim.cost.embedding.ssd import page_popularity
 from recsim.cost.embedding.uvm import pcie_wire_bytes, rank_host_ddr_bandwidth_bytes_per_s
-from recsim.cost.embedding.uvm_caching import cache_rows
+from recsim.cost.embedding.uvm_caching import cache_hbm_bytes, cache_rows
 from recsim.cost.provenance import device_defaults
 from recsim.errors import ConfigError, InfeasibleError
 from recsim.graph.ir import Embedding
@@ -538,6 +538,35 @@ def test_uvm_caching_allocates_whole_sets():
     small = op("uvm_caching:0.2", rows=100, lookups=20.0, batch=20)
     assert cost(small).details["cache_rows"] == 32
     assert cost(small).details["cache_hit_rate"] == pytest.approx(0.32)  # uniform
+
+
+def test_uvm_caching_hbm_books_fbgemm_cache_bookkeeping():
+    # FBGEMM _apply_cache_state: lxu_cache_weights (the rows), lxu_cache_state and lxu_state
+    # (int64 per slot each, LRU), cache_index_table_map (int32 per row of the whole table). A tester
+    # found the cache booked as its rows alone, about 7 % short at 512 B rows and 0.2.
+    # 100 rows at 0.2: one set of 32 slots of 16 B rows, + 16 B a slot, + 4 B a row of the table.
+    assert cache_hbm_bytes(100, 0.2, 16.0) == 32 * (16 + 8 + 8) + 100 * 4 == 1424
+    # 10^6 rows of 512 B at 0.2: 200 000 slots; the bookkeeping is 7.03 % of the cached rows.
+    big = cache_hbm_bytes(10**6, 0.2, 512.0)
+    assert big == 200_000 * (512 + 16) + 10**6 * 4 == 109_600_000
+    assert big / (200_000 * 512) == pytest.approx(1 + 36 / 512)
+    # no cache (ratio 0, recsim's uvm plus the management): FBGEMM allocates none of it
+    assert cache_hbm_bytes(100, 0.0, 16.0) == 0.0
+    assert cache_hbm_bytes(0, 0.2, 16.0) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 10**7),
+    ratio=st.floats(1e-4, 1.0),
+    row_bytes=st.sampled_from([8.0, 16.0, 256.0, 512.0]),
+)
+def test_uvm_caching_hbm_exceeds_the_cached_rows_by_exact_bookkeeping(rows, ratio, row_bytes):
+    slots = cache_rows(rows, ratio)
+    got = cache_hbm_bytes(rows, ratio, row_bytes)
+    assert got - slots * row_bytes == 16 * slots + 4 * rows
+    # more rows cost at least as much (a table map entry each, sets only grow)
+    assert cache_hbm_bytes(rows + 1, ratio, row_bytes) >= got + 4
 
 
 def test_a_cache_too_small_for_the_batch():

@@ -69,8 +69,10 @@ def test_shard_storage_by_tier(tiny):
     assert shard_storage(uvm, tiny).as_dict() == {"hbm_bytes": 0.0, "ddr_bytes": 2000.0, "ssd_bytes": 0.0}
     cached = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm_caching:0.25")
     # a cache of 25 rows asked, one whole 32-way set allocated (FBGEMM rounds up to sets), of
-    # weights (16 B) in HBM, the table and its state in host DRAM
-    assert shard_storage(cached, tiny).hbm_bytes == 32 * 16
+    # weights (16 B) in HBM, the table and its state in host DRAM; each slot with FBGEMM's int64
+    # row id (lxu_cache_state) and int64 LRU timestep (lxu_state), and an int32 per row of the
+    # whole table (cache_index_table_map). Before the bookkeeping was booked: 32 * 16 = 512.
+    assert shard_storage(cached, tiny).hbm_bytes == 32 * (16 + 8 + 8) + 100 * 4
     assert shard_storage(cached, tiny).ddr_bytes == 2000
     int8 = Shard("a", "table_wise", 0, 100, 0, 4, (0,), dtype="int8")
     # 4 B row + the training TBE's fp32 scale and bias (8 B: FBGEMM kINT8QparamsBytes) + state

@@ -59,10 +59,13 @@ from recsim.cost.embedding.uvm import pcie_payload_bytes, pcie_wire_bytes, rank_
 
 __all__ = [
     "CACHE_ASSOCIATIVITY",
+    "CACHE_INDEX_MAP_BYTES",
     "CACHE_KERNELS",
     "DEFAULT_CACHE_RATIO",
+    "LXU_STATE_BYTES",
     "TAG_BYTES",
     "UvmCachingTier",
+    "cache_hbm_bytes",
     "cache_rows",
 ]
 
@@ -74,6 +77,16 @@ CACHE_ASSOCIATIVITY: Final[int] = 32
 
 TAG_BYTES: Final[float] = 8.0
 """FBGEMM ``lxu_cache_state`` holds one int64 row id per way."""
+
+LXU_STATE_BYTES: Final[float] = 8.0
+"""FBGEMM ``lxu_state``: one int64 per cache slot under LRU, the slot's last-use timestep
+(``_apply_cache_state``: ``torch.zeros((cache_sets, DEFAULT_ASSOC), dtype=torch.int64)``; LFU,
+which recsim does not model, keeps one count per *row* of the cached tables instead)."""
+
+CACHE_INDEX_MAP_BYTES: Final[float] = 4.0
+"""FBGEMM ``cache_index_table_map``: one int32 per row of every cached table (linear cache index ->
+table), all of the table's rows, not only those cached (``construct_cache_state``:
+``[-1] * total_cache_hash_size``; ``_apply_cache_state`` copies it to the GPU as ``torch.int32``)."""
 
 CACHE_KERNELS: Final[int] = 3
 """find_uncached, insert and lookup, beyond the sort/unique kernels (``gpu.sort_stage``)."""
@@ -90,6 +103,36 @@ def cache_rows(rows: float, ratio: float) -> float:
         return 0.0
     sets = max(1, -(-math.floor(rows * ratio) // CACHE_ASSOCIATIVITY))
     return float(sets * CACHE_ASSOCIATIVITY)
+
+
+def cache_hbm_bytes(rows: float, ratio: float, row_bytes: float) -> float:
+    """HBM a ``uvm_caching`` shard of ``rows`` rows takes at ``cache_load_factor = ratio``: the
+    cache's slots (``cache_rows``), each a row of ``row_bytes`` plus its bookkeeping, and a table
+    map over all ``rows``. FBGEMM's ``SplitTableBatchedEmbeddingBagsCodegen._apply_cache_state``
+    (fbgemm_gpu/fbgemm_gpu/split_table_batched_embeddings_ops_training.py, pytorch/FBGEMM, read at
+    commits 0009e242 and e1a56109, the same buffers in both) registers on the GPU:
+
+    - ``lxu_cache_weights`` ``[cache_sets x ASSOC, max_D_cache]``: the cached rows (``row_bytes``);
+    - ``lxu_cache_state`` ``[cache_sets, ASSOC]`` int64: each slot's row id (``TAG_BYTES``);
+    - ``lxu_state`` ``[cache_sets, ASSOC]`` int64 under LRU: each slot's timestep
+      (``LXU_STATE_BYTES``);
+    - ``cache_index_table_map`` ``[total_cache_hash_size]`` int32: 4 B for every row of the cached
+      tables (``CACHE_INDEX_MAP_BYTES``) -- FBGEMM's own comment: "4x total embedding hash size
+      with uvm cache";
+    - ``cache_hash_size_cumsum`` (int64, one per feature and one more) and ``cache_miss_counter``
+      (two int64): bytes per TBE, not per row, left out.
+
+    Left out as well: ``lxu_cache_locking_counter`` (int32 per slot) is allocated only with
+    ``prefetch_pipeline=True`` (``_init_uvm_cache_counter``; an empty tensor otherwise), which
+    TorchRec's ``TrainPipelineSparseDist`` does not set; and the per-batch buffers (the prefetch's
+    int64 ``linear_cache_indices`` and int32 ``lxu_cache_locations`` per lookup), which scale with
+    the batch, not the table. A cache of no slots (ratio 0, recsim's ``uvm`` plus the management)
+    allocates none of these: 0. At 512 B rows and ``ratio = 0.2`` the bookkeeping adds
+    ``(16 + 4 / 0.2) / 512 = 7 %`` to the cached rows' bytes."""
+    slots = cache_rows(rows, ratio)
+    if slots <= 0:
+        return 0.0
+    return slots * (row_bytes + TAG_BYTES + LXU_STATE_BYTES) + rows * CACHE_INDEX_MAP_BYTES
 
 
 @dataclass(frozen=True)
