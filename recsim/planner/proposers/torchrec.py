@@ -360,6 +360,15 @@ def estimate(
     elif option.kernel == "fused_uvm":
         hbm_table, ddr_table = 0.0, table_bytes
     else:  # fused_uvm_caching: the rows in host memory, a cache of them in HBM
+        # TorchRec 0.4/0.5 counts the cached rows' weights alone (and its optimizer multiplier on
+        # them), not FBGEMM's cache bookkeeping (its slots' int64 row ids and LRU timesteps, an
+        # int32 per row of the table: ``uvm_caching.cache_hbm_bytes``, which recsim's own storage
+        # books). Later TorchRec adds it: ``calculate_shard_storages`` passes ``clf=caching_ratio``
+        # for a cached table's HBM to ``_calculate_storage_specific_sizes``, which adds ``rows x
+        # (4 + clf x 16)`` a shard (its comment: "4x of table hash size and 16x of cache slot
+        # size", the same bytes, slots unrounded). Kept at 0.4/0.5's figure: this re-derives that
+        # planner's decision, what it under-counts included; recsim's check of the plan
+        # (``storage.shard_storage``) counts the bookkeeping.
         hbm_table, ddr_table = float(round(table_bytes * UVM_CACHING_RATIO)), table_bytes
 
     def specific(storage: float, shard: TRShard) -> float:
