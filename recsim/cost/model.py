@@ -56,7 +56,8 @@ from recsim.graph.ir import (
 from recsim.graph.shard_ops import slice_name
 from recsim.hardware.system import System
 from recsim.hardware.topology import SHM_LINE_FRACTION, Topology, build_topology
-from recsim.workload.access import MixtureModel, shared_access_model
+from recsim.workload.access import shared_access_model
+from recsim.workload.access.mixture import fused_access_model
 from recsim.workload.access.slice import SliceModel, SubsetModel
 
 if TYPE_CHECKING:
@@ -240,14 +241,7 @@ class CostModel:
                 parts = [(self.access(t), n) for t, n in self._fused[table]]
                 model = None
                 if all(m is not None for m, _ in parts):
-                    models = [m for m, _ in parts if m]
-                    shares = [n for _, n in parts]
-                    if not sum(shares) > 0:
-                        # No part gets a lookup (a rank holding only the far tail of very skewed
-                        # tables: a tester's Zipf 7): nothing is read, and any weights describe
-                        # that; by rows, as a uniform draw over the fused rows would be.
-                        shares = [float(m.rows) for m in models]
-                    model = MixtureModel(models, shares)
+                    model = fused_access_model([m for m, _ in parts if m], [n for _, n in parts])
                 let_go_when_full(self._mixtures, MIXTURES_KEPT)[key] = model
             if model is not None:
                 self._access[table] = model

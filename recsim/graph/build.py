@@ -749,7 +749,7 @@ class _Builder:
             order.sort(key=lambda kv: (kv[0][0], kv[0][2]))
         # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
         # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
-        sums: dict[tuple[int, ...], tuple[Any, ...]] = {}
+        sums: dict[tuple[int, ...], FusedSums] = {}
         made = self.ops.fused_ops
         for group_key, members in order:
             rank, dtype, replicated, tier, tier_width = group_key
@@ -764,40 +764,14 @@ class _Builder:
             else:
                 found = sums.get(same)
                 if found is None:
-                    lookups = sum(o.lookups for o in ops)
-                    dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
-                    width = max(1, round(dim))
-                    found = sums[same] = (
-                        sum(o.rows for o in ops),
-                        width,
-                        max(o.batch for o in ops),
-                        lookups,
-                        sum(o.unique_rows or 0.0 for o in ops),
-                        [(o.table, o.lookups) for o in ops],
-                        # One bag per sample and table (FBGEMM's B x T), or the part's share of
-                        # them, counted in vectors of the op's width: the pooled bytes are the
-                        # tables' own.
-                        sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / width,
-                    )
-                rows, width, largest_batch, lookups, unique, parts, bags = found
-                fused = Embedding(
-                    table=f"tbe:{rank}:{dtype}"
+                    found = sums[same] = fused_sums(ops)
+                parts = found[5]
+                table = (
+                    f"tbe:{rank}:{dtype}"
                     + ("" if tier == "hbm" else f":{tier}:dim{tier_width}")
-                    + (":replicated" if replicated else ""),
-                    pass_=pass_,
-                    rows=rows,
-                    dim=width,
-                    dtype=dtype,
-                    batch=largest_batch,
-                    lookups=lookups,
-                    unique_rows=unique,
-                    tier=tier,
-                    optimizer=ops[0].optimizer,
-                    bags=bags,
-                    output_dtype=ops[0].output_dtype,
-                    atomic=ops[0].atomic,
-                    inference=ops[0].inference,
+                    + (":replicated" if replicated else "")
                 )
+                fused = fused_embedding(ops, table, tier, found)
                 label = f"{len(ops)} tables" + ("" if tier == "hbm" else f", {tier}, dim {tier_width}")
                 name = f"emb_{pass_}:tbe[{label}" + (", replicated]" if replicated else "]")
                 self.ops.keep_fused((group_key, pass_, same), (tuple(ops), fused, parts, name))
@@ -1973,3 +1947,53 @@ def build_inference_batch(
 def total_flops(graph: ExecutionGraph) -> float:
     """Sum of Compute FLOPs over every rank (embedding pooling not included)."""
     return math.fsum(n.op.flops for n in graph.nodes if isinstance(n.op, Compute))
+
+
+FusedSums = tuple[float, int, int, float, float, list[tuple[str, float]], float]
+"""A fused lookup's rows, width, batch, lookups, unique rows, parts (table, lookups) and bags."""
+
+
+def fused_sums(ops: Sequence[Embedding]) -> FusedSums:
+    """What a table-batched (TBE) lookup of ``ops`` is made of (``_Builder.embedding_pass``): the
+    summed rows, lookups and unique rows, the lookup-weighted mean width, the largest batch, the
+    parts (each op's table and lookups, which its access model mixes: ``CostModel.access``) and its
+    bags, one per sample and table (FBGEMM's B x T) or the part's share of them, counted in vectors
+    of the op's width, so the pooled bytes are the tables' own."""
+    lookups = sum(o.lookups for o in ops)
+    dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
+    width = max(1, round(dim))
+    return (
+        sum(o.rows for o in ops),
+        width,
+        max(o.batch for o in ops),
+        lookups,
+        sum(o.unique_rows or 0.0 for o in ops),
+        [(o.table, o.lookups) for o in ops],
+        sum((o.batch if o.bags is None else o.bags) * o.dim for o in ops) / width,
+    )
+
+
+def fused_embedding(
+    ops: Sequence[Embedding], table: str, tier: str, sums: FusedSums | None = None
+) -> Embedding:
+    """The one lookup op (named ``table``, on ``tier``) FBGEMM runs for ``ops`` of one rank, pass and
+    fused group (``recsim.graph.ir.fused_group``), from their ``fused_sums`` (worked out if None).
+    The graph builder's fused node, and the planner's estimate of a rank's shared cache."""
+    rows, width, largest_batch, lookups, unique, _, bags = sums if sums is not None else fused_sums(ops)
+    first = ops[0]
+    return Embedding(
+        table=table,
+        pass_=first.pass_,
+        rows=rows,
+        dim=width,
+        dtype=first.dtype,
+        batch=largest_batch,
+        lookups=lookups,
+        unique_rows=unique,
+        tier=tier,
+        optimizer=first.optimizer,
+        bags=bags,
+        output_dtype=first.output_dtype,
+        atomic=first.atomic,
+        inference=first.inference,
+    )

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -53,8 +54,8 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.cost.model import CostModel
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
-from recsim.graph.build import dense_layer_op, row_split_wire_dtypes
-from recsim.graph.ir import Collective, CollectiveOp, fused_group, fused_tier, sorts_ahead
+from recsim.graph.build import dense_layer_op, fused_embedding, row_split_wire_dtypes
+from recsim.graph.ir import Collective, CollectiveOp, Embedding, fused_group, fused_tier, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
@@ -70,6 +71,7 @@ from recsim.planner.storage import (
     shard_storage,
 )
 from recsim.planner.types import ROW_SPLIT, Perf, Plan, Shard, ShardingOption, Storage, dense_gradient
+from recsim.workload.access.mixture import fused_access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
 from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype, wire_bytes_per_value
@@ -239,6 +241,17 @@ class Estimator:
         cached = self._compute.get(key)
         if cached is not None:
             return cached
+        op = self.lookup_op(shard, pass_, presorted, atomic)
+        try:
+            value = embedding_cost(op, self.system, self.access_of(shard)).time_s
+        except (InfeasibleError, ConfigError) as exc:
+            self.unavailable.setdefault(shard.tier, str(exc))
+            value = math.inf
+        self._compute[key] = value
+        return value
+
+    def lookup_op(self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False) -> Embedding:
+        """The shard's ``pass_`` lookup op as the graph builder emits it (``lookup_s``)."""
         table_dtype = shard.dtype or self.w.table_dtype(self.ops.tables[shard.table])
         output = self.framework.lookup_output_dtype(self.w.training.precision, table_dtype)
         op = self.ops.op(
@@ -246,13 +259,33 @@ class Estimator:
         )
         # As the builder decides it (``_Builder.lookup``): by the op's own optimizer (a replicated
         # shard's backward accumulates, optimizer none).
-        presorted = presorted and sorts_ahead(pass_, shard.tier, op.optimizer, op.atomic)
-        if presorted:
+        if presorted and sorts_ahead(pass_, shard.tier, op.optimizer, op.atomic):
             op = dataclasses.replace(op, presorted=True)
+        return op
+
+    def shared_cache_s(
+        self, shards: Sequence[Shard], pass_: str, presorted: bool = False, atomic: bool = False
+    ) -> float:
+        """Seconds of one rank's fused ``uvm_caching`` lookup of ``shards`` (one fused group,
+        ``fused_group``): the op the graph builder fuses them into (``graph.build.fused_embedding``)
+        with their mixed access (``fused_access_model``), as the engines cost it, so the shards
+        share one cache of ``ratio x`` their summed rows, as FBGEMM's one cache per TBE module does.
+        A shard priced alone (``lookup_s``) has a cache of its own rows: small hot tables then
+        looked colder than they run beside a big one (a tester's find: more skew, a slower plan)."""
+        ops = [self.lookup_op(s, pass_, presorted, atomic) for s in shards]
+        key = ("shared", pass_, tuple(ops))
+        cached = self._compute.get(key)
+        if cached is not None:
+            return cached
+        tier = shards[0].tier
+        fused = fused_embedding(ops, f"tbe:{tier}", tier)
+        if any(op.presorted for op in ops):
+            fused = dataclasses.replace(fused, presorted=True)
+        access = fused_access_model([self.access_of(s) for s in shards], [op.lookups for op in ops])
         try:
-            value = embedding_cost(op, self.system, self.access_of(shard)).time_s
+            value = embedding_cost(fused, self.system, access).time_s
         except (InfeasibleError, ConfigError) as exc:
-            self.unavailable.setdefault(shard.tier, str(exc))
+            self.unavailable.setdefault(tier, str(exc))
             value = math.inf
         self._compute[key] = value
         return value
@@ -596,7 +629,10 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
 
     A rank's shards share one fused lookup kernel per pass and group (``fused_group``: its tier and
     dtype, and in a UVM tier its width; replicated shards apart), as the graph builder fuses them;
-    each kernel's fixed part is counted once. Communication is the plan's ``pooled_exchange`` --
+    each kernel's fixed part is counted once. A rank's ``uvm_caching`` shards of one group are
+    priced as that one kernel (``Estimator.shared_cache_s``): one cache of ``ratio x`` their summed
+    rows over their mixed traffic, as the engines cost it, where a candidate's block (placed
+    nowhere yet) has a cache of its own. Communication is the plan's ``pooled_exchange`` --
     the bytes each rank sends in the all-to-all and the reduce-scatter of each row-split group --
     at the marginal seconds per byte of those collectives, forward and backward alike; replicated
     rows add their gradient all-reduce.
@@ -628,7 +664,14 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             per_rank[r] = per_rank[r] + Perf(0.0, t, 0.0, t)
     # (rank, replicated, fused_group) -> the fused kernel's fixed part
     fixed: dict[tuple[int, bool, tuple[str, str, int]], tuple[float, float]] = {}
+    # (rank, fused_group) -> the rank's uvm_caching shards of that group, priced together below
+    shared: dict[tuple[int, tuple[str, str, int]], list[Shard]] = defaultdict(list)
     for s in plan.shards:
+        if shares_cache(s):
+            group = fused_group(s.tier, s.dtype or est.w.table_dtype(est.ops.tables[s.table]), s.dim)
+            for r in s.ranks:
+                shared[(r, group)].append(s)
+            continue
         fwd = est.marginal_lookup_s(s, "forward")
         bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
         dp = fixed_update = 0.0
@@ -654,10 +697,21 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, dp)
     for (r, _replicated, _group), (f, b) in fixed.items():
         per_rank[r] = per_rank[r] + Perf(f, 0.0, b, 0.0)
+    for (r, _group), shards in shared.items():
+        fwd = est.shared_cache_s(shards, "forward")
+        bwd = est.shared_cache_s(shards, "backward", presorted, atomic)
+        per_rank[r] = per_rank[r] + Perf(fwd, 0.0, bwd, 0.0)
     if plan.bottom_rank is not None and world > 1:
         r = plan.bottom_rank
         per_rank[r] = per_rank[r] + mp_bottom_perf(est, world)
     return per_rank
+
+
+def shares_cache(shard: Shard) -> bool:
+    """Whether ``shard`` shares its rank's cache with the rank's other shards of its fused group:
+    a sharded (not replicated) ``uvm_caching`` shard, which FBGEMM's TBE module of the rank's
+    ``FUSED_UVM_CACHING`` tables caches in one cache (``graph.build``'s fused lookup)."""
+    return shard.tier.split(":", 1)[0] == "uvm_caching" and shard.sharding != "data_parallel"
 
 
 def mp_bottom_perf(est: Estimator, world: int) -> Perf:

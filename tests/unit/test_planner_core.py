@@ -409,7 +409,14 @@ def test_uvm_tiers_fuse_per_rank_and_tier_and_the_estimate_pays_their_fixed_part
         assert engine < separate and separate - engine == pytest.approx(fixed, rel=0.25)
         perf = plan_perf(est, plan)[0]
         whole = sum(est.lookup_s(s, p) for s in plan.shards for p in ("forward", "backward"))
-        assert perf.compute_s == pytest.approx(whole - fixed, rel=1e-9)
+        if tier == "uvm":
+            assert perf.compute_s == pytest.approx(whole - fixed, rel=1e-9)
+        else:
+            # History: was whole - fixed too (0.3671 ms) while each table was priced with a cache of
+            # its own; the rank's shards share one cache (``Estimator.shared_cache_s``), priced as
+            # the engine's fused lookup itself (0.3651 ms).
+            assert perf.compute_s == pytest.approx(engine, rel=1e-12)
+            assert perf.compute_s != pytest.approx(whole - fixed, rel=1e-3)
     # A tier the CPUs serve stays a lookup per table.
     ddr = Plan(
         1,

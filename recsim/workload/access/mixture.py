@@ -81,3 +81,13 @@ def _union(pops: Sequence[GroupedPopularity], shares: Sequence[float]) -> Groupe
     order = np.argsort(-p, kind="stable")
     # Sorted hottest first by construction: only the range checks are left to run.
     return GroupedPopularity._derived(w[order], p[order], ordered=True)
+
+
+def fused_access_model(models: Sequence[AccessModel], lookups: Sequence[float]) -> MixtureModel:
+    """The access model of a table-batched (TBE) lookup of tables ``models`` receiving ``lookups``
+    each (``CostModel.access`` of a fused node; the planner's estimate of a rank's shared cache).
+    Where no part gets a lookup (a rank holding only the far tail of very skewed tables: a tester's
+    Zipf 7) nothing is read, and any weights describe that; by rows, as a uniform draw over the
+    fused rows would be."""
+    shares = [float(m.rows) for m in models] if not sum(lookups) > 0 else list(lookups)
+    return MixtureModel(models, shares)
