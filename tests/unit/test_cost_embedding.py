@@ -25,7 +25,7 @@ from recsim.cost.embedding import (
     parse_tier,
     registered_tiers,
 )
-from recsim.cost.embedding.base import optimizer_update_flops, pages_touched
+from recsim.cost.embedding.base import DDR, HBM, PCIE, optimizer_update_flops, pages_touched
 from recsim.cost.embedding.calibration import (
     fit_sort_efficiency,
     is_test_measurement,
@@ -585,6 +585,34 @@ def test_a_cache_too_small_for_the_batch():
     assert backward.time_s == pytest.approx(cost(op("uvm", "backward")).time_s, rel=0.01)
 
 
+def test_managed_tiers_keep_a_row_wise_state_in_hbm():
+    # FBGEMM's construct_split_state puts a row-wise state (row-wise Adagrad's fp32 a row) on the
+    # device whatever the weights' location, an element-wise one (Adagrad's fp32 a value) with the
+    # weights in managed memory. The default backward: 500 unique rows of 128 B (fp32 x 32).
+    hbm_sgd = cost(op("uvm", "backward", optimizer="sgd")).bytes_by_resource[HBM]
+    rowwise = cost(op("uvm", "backward", optimizer="rowwise_adagrad")).bytes_by_resource
+    elementwise = cost(op("uvm", "backward", optimizer="adagrad")).bytes_by_resource
+    # uvm, row-wise: only the rows cross the link, 500 x 128 B each way (64 B requests, +24 B a
+    # TLP); the 4 B states are read and written in HBM. Before: 500 x (128 + 64) B each way over
+    # PCIe (the 4 B state as one 64 B request), 264,000 wire bytes, 192,000 DDR bytes, HBM as SGD's.
+    assert rowwise[PCIE] == 2 * 500 * 128 * 88 / 64 == 176_000
+    assert rowwise[DDR] == 2 * 500 * 128
+    assert rowwise[HBM] == hbm_sgd + 2 * 500 * 4
+    # uvm, element-wise: the 128 B state crosses the link beside its row, none in HBM.
+    assert elementwise[PCIE] == 2 * 500 * (128 + 128) * 88 / 64 == 352_000
+    assert elementwise[DDR] == 2 * 500 * (128 + 128)
+    assert elementwise[HBM] == hbm_sgd
+    # uvm_caching, every unique row cached: the row-wise update moves nothing over PCIe (before:
+    # its states, 500 x 64 B each way, 88,000 wire bytes); the element-wise one moves its states.
+    cached_sgd = cost(op("uvm_caching:0.5", "backward", optimizer="sgd")).bytes_by_resource
+    cached = cost(op("uvm_caching:0.5", "backward", optimizer="rowwise_adagrad")).bytes_by_resource
+    assert PCIE not in cached and DDR not in cached
+    assert cached[HBM] == cached_sgd[HBM] + 2 * 500 * 4
+    cached_elementwise = cost(op("uvm_caching:0.5", "backward", optimizer="adagrad")).bytes_by_resource
+    assert cached_elementwise[PCIE] == 2 * 500 * 128 * 88 / 64
+    assert cached_elementwise[HBM] == cached_sgd[HBM]
+
+
 def test_ddr_forward_by_hand():
     # On a CPU server the shard has the node's cores and channels to itself. The 128 kB table fits
     # in the 20 MiB LLC, which starts cold: each of the 500 distinct rows is read once from DRAM
@@ -943,7 +971,13 @@ def test_dcnv2_like_op_orders_the_gpu_tiers():
         hbm, caching, uvm = (
             cost(dcnv2_op(t, pass_), DCNV2, ZIPF_40M).time_s for t in ("hbm", "uvm_caching", "uvm")
         )
-        assert hbm < caching < uvm, pass_
+        if pass_ == "forward":
+            assert hbm < caching < uvm, pass_
+        else:
+            # Row-wise Adagrad's state is in HBM for every tier (FBGEMM ``construct_split_state``)
+            # and every unique row fits the cache: the cached backward moves nothing over PCIe and
+            # is the hbm tier's update. (Before the state was placed in HBM: hbm < caching.)
+            assert hbm == caching < uvm, pass_
     fwd = cost(dcnv2_op("hbm", "forward"), DCNV2, ZIPF_40M)
     # 5.5M rows of 512 B: ~2.8 GB gathered in a few milliseconds, skew keeps 2/3 of them in L2.
     assert 1e-3 < fwd.time_s < 5e-3

@@ -76,6 +76,7 @@ __all__ = [
     "accumulator_dtype",
     "ceil_to",
     "embedding_cost",
+    "managed_state_in_hbm",
     "optimizer_update_flops",
     "pages_touched",
     "parse_tier",
@@ -188,6 +189,27 @@ def optimizer_state_bytes(optimizer: str, dim: int) -> float:
     if optimizer not in states:
         raise ConfigError(f"unknown embedding optimizer {optimizer!r} (known: {', '.join(OPTIMIZERS)})")
     return states[optimizer]
+
+
+def managed_state_in_hbm(optimizer: str) -> bool:
+    """Whether FBGEMM keeps ``optimizer``'s state in HBM for a table whose weights are in managed
+    memory (``uvm``: ``EmbeddingLocation.MANAGED``; ``uvm_caching``: ``MANAGED_CACHING``).
+
+    FBGEMM places each optimizer state with ``construct_split_state(embedding_specs, rowwise,
+    cacheable, ...)`` (pytorch/FBGEMM fbgemm_gpu/fbgemm_gpu/
+    split_table_batched_embeddings_ops_training.py, commits 0009e242 and e1a56109)::
+
+        # If table is on device, then opimtizer is on device.
+        # If table is managed, then if optimizer state is rowwise, optimizer is on device,
+        # otherwise optimizer is managed.        [one comment line in FBGEMM, wrapped here]
+        elif location == EmbeddingLocation.DEVICE or rowwise:
+            placements.append(EmbeddingLocation.DEVICE)
+
+    A row-wise state (one value per row: row-wise Adagrad's ``momentum1``, built with
+    ``rowwise=True``) is therefore a device tensor whatever the weights' location; an
+    element-wise state (Adagrad's ``momentum1``, Adam's two moments) follows the weights into
+    managed memory (the ``else`` branch). Optimizers without state answer False (nothing to place)."""
+    return optimizer == "rowwise_adagrad"
 
 
 #: Float dtypes a gradient accumulates in as it is (PyTorch's ``.grad`` takes its parameter's

@@ -17,7 +17,9 @@ GPU: indices, offsets and the output are HBM traffic of the same kernel (``gpu.f
 **Backward.** The GPU sorts the indices and accumulates gradients in HBM (``gpu.sort_stage``,
 ``gpu.update_stage`` without row traffic); each unique row and its optimizer state (also managed
 memory in FBGEMM) are read over PCIe and written back (full duplex: reads and writes use opposite
-directions), bounded below by host DDR for both.
+directions), bounded below by host DDR for both. A row-wise state (row-wise Adagrad's one fp32 a
+row) is the exception: FBGEMM keeps it on the device (``base.managed_state_in_hbm``), so the update
+reads and writes it in HBM and only the rows cross the link.
 
 ``bytes_by_resource["pcie"]`` counts wire bytes (payload + TLP overhead): an engine charging them at
 that bandwidth reproduces the time above.
@@ -36,6 +38,7 @@ from recsim.cost.embedding.base import (
     Lookup,
     TierModel,
     ceil_to,
+    managed_state_in_hbm,
     register_tier,
 )
 from recsim.cost.embedding.gpu import lookup_backward, lookup_forward, lookup_update
@@ -125,8 +128,12 @@ class UvmTier(TierModel):
         acc = lookup.accelerator()
         link = acc.host_interface
         unique = lookup.unique_rows
-        sort, update = lookup_backward(lookup, row_update_hbm_bytes=0.0, state_in_hbm=False)
-        state = lookup.state_bytes
+        # A row-wise state lives in HBM (FBGEMM's ``construct_split_state``): the update reads and
+        # writes it there, beside the gradients; an element-wise one crosses the link with its row.
+        state_in_hbm = managed_state_in_hbm(lookup.op.optimizer)
+        state_hbm = unique * 2.0 * lookup.state_bytes if state_in_hbm else 0.0  # read, then written
+        sort, update = lookup_backward(lookup, row_update_hbm_bytes=state_hbm, state_in_hbm=state_in_hbm)
+        state = 0.0 if state_in_hbm else lookup.state_bytes
         read = unique * (pcie_payload_bytes(lookup.row_bytes) + pcie_payload_bytes(state))
         if lookup.op.optimizer == "none":
             read = 0.0

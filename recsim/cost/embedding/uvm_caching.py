@@ -36,8 +36,11 @@ An inference lookup (``Embedding.inference``) evicts clean rows: its fill writes
 
 **Backward**: the ``hbm`` backward on the cached rows (at least the ``hbm`` tier's update of every
 unique row); their optimizer state stays in managed memory (FBGEMM places non-cacheable state of a
-caching table in UVM), so it is read and written over PCIe. Every filled row evicts one dirty row,
-written back over PCIe by the forward's insert kernel, the other way from the fill at the same time.
+caching table in UVM), so it is read and written over PCIe, unless it is row-wise (row-wise
+Adagrad's one fp32 a row), which FBGEMM keeps on the device (``base.managed_state_in_hbm``): the
+update then reads and writes every unique row's state in HBM, cached or not. Every filled row
+evicts one dirty row, written back over PCIe by the forward's insert kernel, the other way from the
+fill at the same time.
 """
 
 from __future__ import annotations
@@ -46,7 +49,16 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from recsim.cost.embedding.base import DDR, HBM, PCIE, EmbeddingCost, Lookup, TierModel, register_tier
+from recsim.cost.embedding.base import (
+    DDR,
+    HBM,
+    PCIE,
+    EmbeddingCost,
+    Lookup,
+    TierModel,
+    managed_state_in_hbm,
+    register_tier,
+)
 from recsim.cost.embedding.gpu import (
     gather_calibration,
     l2_bandwidth_bytes_per_s,
@@ -275,8 +287,13 @@ class UvmCachingTier(TierModel):
         # Rows that did not fit are updated where they live, in host memory, as ``uvm`` does.
         cached = max(0.0, unique - cache.unfit)
         rows_hbm = cached * lookup.row_bytes * (2.0 if reads_row else 1.0)
-        sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm, state_in_hbm=False)
-        state = unique * pcie_payload_bytes(lookup.state_bytes)
+        # A row-wise state lives in HBM (FBGEMM's ``construct_split_state``), every unique row's,
+        # read and written there; an element-wise one stays in managed memory, over PCIe.
+        state_in_hbm = managed_state_in_hbm(lookup.op.optimizer)
+        if state_in_hbm:
+            rows_hbm += unique * 2.0 * lookup.state_bytes
+        sort, update = lookup_backward(lookup, row_update_hbm_bytes=rows_hbm, state_in_hbm=state_in_hbm)
+        state = 0.0 if state_in_hbm else unique * pcie_payload_bytes(lookup.state_bytes)
         unfit = cache.unfit * pcie_payload_bytes(lookup.row_bytes)
         # The rows the fill evicted were written back by the forward's insert (``forward``).
         read, write = state + (unfit if reads_row else 0.0), state + unfit
