@@ -12,6 +12,9 @@ element, Adam two), lands:
 - ``uvm_caching:r``: the table in host DRAM and a cache of ``r x rows`` rows (weights) in HBM with
   FBGEMM's bookkeeping: two int64 per cache slot (row id, LRU timestep) and an int32 per row of the
   whole table (``uvm_caching.cache_hbm_bytes``);
+- for ``uvm`` and ``uvm_caching``, a row-wise optimizer state (row-wise Adagrad's fp32 a row) in
+  HBM, not host DRAM: FBGEMM keeps it on the device (``recsim.cost.embedding.base.
+  managed_state_in_hbm``); element-wise states stay with the rows in host DRAM;
 - ``ssd`` / ``smartssd``: on the node's SSDs; the ``ssd`` tier's OS page cache (its parameter, a
   fraction of host memory) is host DRAM taken once per node that has SSD shards.
 
@@ -105,6 +108,7 @@ from typing import TYPE_CHECKING
 
 from recsim.cost.embedding.base import (
     accumulator_dtype,
+    managed_state_in_hbm,
     optimizer_state_bytes,
     parse_tier,
     quant_row_overhead_bytes,
@@ -152,7 +156,8 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
     tell, which a planner's candidate shard has not been given yet)."""
     table = workload.table(shard.table)
     dtype = shard.dtype or workload.table_dtype(table)
-    per_row = stored_row_bytes(shard.dim, dtype, workload.training.embedding_optimizer)
+    optimizer = workload.training.embedding_optimizer
+    per_row = stored_row_bytes(shard.dim, dtype, optimizer)
     world = len(shard.ranks) if world_size is None else world_size
     if dense_gradient(shard, world):  # its gradient accumulator (HugeCTR's, DDP's .grad)
         per_row += shard.dim * DTYPE_BYTES[accumulator_dtype(dtype)]
@@ -161,11 +166,19 @@ def shard_storage(shard: Shard, workload: Workload, world_size: int | None = Non
     name, raw = parse_tier(shard.tier)
     if name == "hbm":
         return Storage(hbm_bytes=size)
+    # FBGEMM keeps a row-wise optimizer state on the device even where the weights are in managed
+    # memory (``managed_state_in_hbm``: ``construct_split_state``): rows x state in HBM, not DDR.
+    state_hbm = 0.0
+    if name in ("uvm", "uvm_caching") and managed_state_in_hbm(optimizer):
+        state_hbm = rows * optimizer_state_bytes(optimizer, shard.dim)
     if name == "uvm_caching":
         ratio = tier_model(name).resolve_param(raw) or 0.0
         # FBGEMM allocates the cache in whole 32-way sets, rounded up (``uvm_caching.cache_rows``),
         # with its slots' tags and timesteps and a table map over every row of the shard.
-        return Storage(hbm_bytes=cache_hbm_bytes(rows, ratio, row_bytes(shard.dim, dtype)), ddr_bytes=size)
+        cache = cache_hbm_bytes(rows, ratio, row_bytes(shard.dim, dtype))
+        return Storage(hbm_bytes=cache + state_hbm, ddr_bytes=size - state_hbm)
+    if name == "uvm":
+        return Storage(hbm_bytes=state_hbm, ddr_bytes=size - state_hbm)
     if name in HOST_TIERS:
         return Storage(ddr_bytes=size)
     if name in SSD_TIERS:

@@ -66,17 +66,32 @@ def test_shard_storage_by_tier(tiny):
     whole = Shard("a", "table_wise", 0, 100, 0, 4, (0,))
     assert shard_storage(whole, tiny).hbm_bytes == 100 * 20
     uvm = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm")
-    assert shard_storage(uvm, tiny).as_dict() == {"hbm_bytes": 0.0, "ddr_bytes": 2000.0, "ssd_bytes": 0.0}
+    # the rows in host DRAM, their row-wise Adagrad state (4 B a row) in HBM: FBGEMM places a
+    # row-wise state on the device (construct_split_state). Before: hbm 0, ddr 2000.
+    assert shard_storage(uvm, tiny).as_dict() == {"hbm_bytes": 400.0, "ddr_bytes": 1600.0, "ssd_bytes": 0.0}
     cached = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm_caching:0.25")
     # a cache of 25 rows asked, one whole 32-way set allocated (FBGEMM rounds up to sets), of
-    # weights (16 B) in HBM, the table and its state in host DRAM; each slot with FBGEMM's int64
+    # weights (16 B) in HBM, the table in host DRAM; each slot with FBGEMM's int64
     # row id (lxu_cache_state) and int64 LRU timestep (lxu_state), and an int32 per row of the
     # whole table (cache_index_table_map). Before the bookkeeping was booked: 32 * 16 = 512.
-    assert shard_storage(cached, tiny).hbm_bytes == 32 * (16 + 8 + 8) + 100 * 4
-    assert shard_storage(cached, tiny).ddr_bytes == 2000
+    # The row-wise state, 100 x 4 B, in HBM too (before: in host DRAM, ddr 2000).
+    assert shard_storage(cached, tiny).hbm_bytes == 32 * (16 + 8 + 8) + 100 * 4 + 100 * 4
+    assert shard_storage(cached, tiny).ddr_bytes == 1600
     int8 = Shard("a", "table_wise", 0, 100, 0, 4, (0,), dtype="int8")
     # 4 B row + the training TBE's fp32 scale and bias (8 B: FBGEMM kINT8QparamsBytes) + state
     assert shard_storage(int8, tiny).hbm_bytes == 100 * (4 + 8 + 4)
+
+
+def test_element_wise_state_of_a_managed_shard_stays_in_host_dram(tiny):
+    # FBGEMM places a non-row-wise state by the weights' location (construct_split_state's else
+    # branch): Adagrad's fp32 a value (4 x 4 B a row) beside the 16 B row in host DRAM, none in HBM.
+    training = tiny.training.model_copy(update={"embedding_optimizer": "adagrad"})
+    adagrad = tiny.model_copy(update={"training": training})
+    uvm = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm")
+    assert shard_storage(uvm, adagrad).as_dict() == {"hbm_bytes": 0.0, "ddr_bytes": 3200.0, "ssd_bytes": 0.0}
+    cached = Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="uvm_caching:0.25")
+    assert shard_storage(cached, adagrad).hbm_bytes == 32 * (16 + 8 + 8) + 100 * 4
+    assert shard_storage(cached, adagrad).ddr_bytes == 3200
 
 
 def test_usage_counts_host_memory_per_node_and_names_the_shortfall(tiny):
@@ -89,8 +104,10 @@ def test_usage_counts_host_memory_per_node_and_names_the_shortfall(tiny):
         ),
     )
     usage = plan_usage(plan, tiny, system)
-    assert usage.ddr_by_node == {0: 100 * 20 + 50 * 20}
-    tight = Capacity(1e12, 2999.0, 0.0, 2)
+    # a on uvm keeps its row-wise state in HBM (FBGEMM), b on ddr beside its rows. Before the
+    # state of a managed shard was placed in HBM: 100 * 20 + 50 * 20, short under 2999 B.
+    assert usage.ddr_by_node == {0: 100 * 16 + 50 * 20}
+    tight = Capacity(1e12, 2599.0, 0.0, 2)
     with pytest.raises(InfeasibleError, match=r"node 0 needs .* of host DRAM.*short; largest tables: a"):
         check_fits(usage, tight)
 

@@ -47,6 +47,15 @@ def tiny() -> Workload:
     return WL.workload("tiny-dlrm")
 
 
+@pytest.fixture(scope="module")
+def tiny_sgd(tiny: Workload) -> Workload:
+    """tiny-dlrm with SGD tables (no optimizer state: 16 B a row): a table on ``uvm`` then keeps
+    nothing in HBM but its vectors and ids. Under tiny's row-wise Adagrad it also keeps the state,
+    4 B a row, in HBM (FBGEMM places a row-wise state on the device: ``storage.shard_storage``)."""
+    training = tiny.training.model_copy(update={"embedding_optimizer": "sgd"})
+    return tiny.model_copy(update={"training": training})
+
+
 def two_gpus() -> System:
     return HW.system("tiny", [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")])
 
@@ -137,7 +146,9 @@ def test_a_block_takes_its_rows_and_its_pooled_vectors(tiny):
     assert block.storage.hbm_bytes == 100 * 20 + A_IO  # fp32 dim 4 + row-wise Adagrad, 20 B a row
     slow = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
     assert slow is not None
-    assert slow.blocks[0].storage.hbm_bytes == A_IO
+    # its vectors and ids, and its row-wise Adagrad state, 100 x 4 B, which FBGEMM keeps on the
+    # device (before the state was placed there: A_IO alone)
+    assert slow.blocks[0].storage.hbm_bytes == A_IO + 100 * 4
 
 
 def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
@@ -152,17 +163,19 @@ def test_a_table_that_fits_without_its_pooled_vectors_but_not_with_them(tiny):
     assert enough.place(cand) is not None
 
 
-def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tiny):
+def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tiny_sgd):
     # Tables a and b (128 B of pooled vectors each, and 160 and 224 B of ids: 288 and 352 B) on
     # 2 ranks: a's rows in HBM may not take a rank's even share of the vectors and ids of the
     # tables not placed with rows in HBM once a is (b's: 176 B) plus the largest of the tables
-    # still to place (b's 352 B); a's vectors and ids alone, its rows on a host tier, may.
+    # still to place (b's 352 B); a's vectors and ids alone, its rows on a host tier, may (SGD:
+    # no state in HBM, ``tiny_sgd``; 16 B a row, 20 B under row-wise Adagrad before the move).
+    tiny = tiny_sgd
     est = Estimator(two_gpus(), tiny, planner_config([]))
     hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     uvm = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
     assert hbm is not None and uvm is not None
     dense = fixed(tiny, 2)
-    held = 100 * 20 + A_IO
+    held = 100 * 16 + A_IO
     for slack, fits in ((B_IO // 2 + B_IO - 1, False), (B_IO // 2 + B_IO, True)):
         part = Partitioner(est, "lpt", cap=Capacity(dense + held + slack, 1e12, 1e12, 2))
         part.reserve({"a": A_IO, "b": B_IO})
@@ -177,12 +190,14 @@ def test_rows_leave_every_rank_room_for_the_pooled_vectors_of_tables_off_hbm(tin
     assert part.place(uvm) is None  # full
 
 
-def test_the_reserve_counts_the_vectors_of_a_table_placed_in_hbm_once(tiny):
+def test_the_reserve_counts_the_vectors_of_a_table_placed_in_hbm_once(tiny_sgd):
     # Once a's rows and vectors are in HBM its vectors are in its block, not in the reserve any
     # more: the reserve falls from 128 + 128 B (a's and b's even share, the largest) to b's share
     # and b's 128 B. Placed off HBM, a's vectors took from the reserve: its share stays, and only
     # the largest of the tables still to place (b's) is kept on top. Before, the reserve stayed
     # 256 B whatever was placed: a's vectors were counted in its block and again in the reserve.
+    # (SGD, ``tiny_sgd``: a on uvm keeps no state in HBM.)
+    tiny = tiny_sgd
     est = Estimator(two_gpus(), tiny, planner_config([]))
     hbm = est.candidate(tiny.table("a"), "table_wise", "hbm", "fp32")
     uvm = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")
@@ -274,12 +289,15 @@ def test_with_every_table_in_hbm_the_greedy_keeps_no_reserve(tiny):
     assert {s.table: s.tier for s in plan.shards} == {"a": "hbm", "b": "hbm"}
     # With 1,400 B free, b's rows, vectors and ids (1,000 + 352 B) fit a rank, but not beside the
     # 432 B (b first), nor beside its 144 B share of a's once a is on uvm (b last): b goes to uvm
-    # (and a, whose rows fit no rank). (1,150 B and 192 B before the ids were charged.)
+    # (and a, whose rows fit no rank). (1,150 B and 192 B before the ids were charged.) That was
+    # before a row-wise state of a managed shard was placed in HBM (FBGEMM construct_split_state):
+    # a on uvm now keeps its 400 B of state in HBM, holds HBM as a cache does, and b's rows,
+    # vectors and ids (1,352 B) fit the other rank: b goes to hbm (before: uvm).
     small = f"node.accelerators.device.hbm.capacity={dense + 1400:.0f} B"
     one_node = [Override.parse("cluster.nodes=1"), Override.parse("node.accelerators.count=2")]
     roomless = HW.system("tiny", [*one_node, Override.parse(small)])
     plan = make_plan("greedy", tiny, roomless, planner=[*planner, "planner.tiers=[hbm,uvm]"])
-    assert {s.table: s.tier for s in plan.shards} == {"a": "uvm", "b": "uvm"}
+    assert {s.table: s.tier for s in plan.shards} == {"a": "uvm", "b": "hbm"}
 
 
 def test_fits_nowhere_names_the_pooled_vectors_and_the_reserve(tiny):
@@ -377,14 +395,15 @@ def test_a_row_split_over_part_of_the_world_holds_its_reduce_scatter_output(tiny
     assert block.pooled_hbm_bytes == A_POOLED + 64
 
 
-def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors(tiny):
+def test_a_row_split_off_hbm_takes_no_more_of_the_reserve_than_its_least_vectors(tiny_sgd):
     # Each member of a row split pools every sample: a's split over 2 ranks on uvm writes 2 x 128 B
     # of vectors and reads 2 x 96 B of ids (half of a's ids and a length a sample each), while the
     # reserve counts a's least, 288 B (a whole). Reserve for a, b and a third table like a: (288 +
     # 352 + 288) / 2 + 352 = 816 B a rank. With 816 B free on each rank the split may take 288 B of
     # the reserve, its members would take 2 x 224 B; with 816 + 80 B free it takes 2 x 144 B of it
     # and fits; a whole on uvm takes its 288 B and fits either way. (Before the ids were charged:
-    # 128 B a member, 320 B of reserve, 64 B more.)
+    # 128 B a member, 320 B of reserve, 64 B more.) SGD (``tiny_sgd``): no state in HBM.
+    tiny = tiny_sgd
     est = Estimator(two_gpus(), tiny, planner_config([]))
     split = est.candidate(tiny.table("a"), "row_wise", "uvm", "fp32")
     whole = est.candidate(tiny.table("a"), "table_wise", "uvm", "fp32")

@@ -304,10 +304,17 @@ def test_slow_tiers_and_node_shares(tiny: Workload, two: System) -> None:
     # its int64 row id and LRU timestep, and an int32 table map entry per row of b (50); before
     # the bookkeeping was booked, 32 * 16
     cache = 32 * (16 + 8 + 8) + 50 * 4
+    # b's row-wise Adagrad state, 50 x 4 B, in HBM: FBGEMM keeps a row-wise state on the device
+    # whatever the weights' location (construct_split_state); before, in host DRAM with b's rows,
+    # r1 FIXED_2 + cache + POOLED + B_IDS and the node's DDR A_BYTES + B_BYTES.
+    state = 50 * 4
     # rows on host tiers: their owners still pool the global batch's vectors, and read its ids, in HBM
-    assert (r0.hbm_bytes, r1.hbm_bytes) == (FIXED_2 + POOLED + A_IDS, FIXED_2 + cache + POOLED + B_IDS)
-    assert st.nodes[0].ddr_bytes == A_BYTES + B_BYTES
-    assert r0.ddr_bytes == r1.ddr_bytes == (A_BYTES + B_BYTES) / 2  # the node's DDR over its 2 ranks
+    assert (r0.hbm_bytes, r1.hbm_bytes) == (
+        FIXED_2 + POOLED + A_IDS,
+        FIXED_2 + cache + state + POOLED + B_IDS,
+    )
+    assert st.nodes[0].ddr_bytes == A_BYTES + B_BYTES - state
+    assert r0.ddr_bytes == r1.ddr_bytes == (A_BYTES + B_BYTES - state) / 2  # the node's DDR over its 2 ranks
     assert st.bytes_by_tier["ddr"] == A_BYTES and st.bytes_by_tier["uvm_caching"] == B_BYTES + cache
     est = Estimator(two, tiny)
     hit = est.access_of(plan.shards[1]).lru_hit_rate(32)  # the whole set FBGEMM allocates
