@@ -68,7 +68,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import is_
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from recsim.errors import InfeasibleError, batch_split_error
 from recsim.graph.dep_rows import DenseChainRegion
@@ -765,7 +765,7 @@ class _Builder:
                 found = sums.get(same)
                 if found is None:
                     found = sums[same] = fused_sums(ops)
-                parts = found[5]
+                parts = found.parts
                 table = (
                     f"tbe:{rank}:{dtype}"
                     + ("" if tier == "hbm" else f":{tier}:dim{tier_width}")
@@ -1949,8 +1949,17 @@ def total_flops(graph: ExecutionGraph) -> float:
     return math.fsum(n.op.flops for n in graph.nodes if isinstance(n.op, Compute))
 
 
-FusedSums = tuple[float, int, int, float, float, list[tuple[str, float]], float]
-"""A fused lookup's rows, width, batch, lookups, unique rows, parts (table, lookups) and bags."""
+class FusedSums(NamedTuple):
+    """A fused lookup's sums (``fused_sums``): rows, width, largest batch, lookups, unique rows, its
+    parts (each op's table and lookups) and bags."""
+
+    rows: float
+    width: int
+    largest_batch: int
+    lookups: float
+    unique_rows: float
+    parts: list[tuple[str, float]]
+    bags: float
 
 
 def fused_sums(ops: Sequence[Embedding]) -> FusedSums:
@@ -1962,7 +1971,7 @@ def fused_sums(ops: Sequence[Embedding]) -> FusedSums:
     lookups = sum(o.lookups for o in ops)
     dim = sum(o.lookups * o.dim for o in ops) / lookups if lookups else ops[0].dim
     width = max(1, round(dim))
-    return (
+    return FusedSums(
         sum(o.rows for o in ops),
         width,
         max(o.batch for o in ops),

@@ -100,30 +100,29 @@ def drive_time_s(
     pages: float,
     page_bytes: float,
     parallel: float,
-    share: float = 1.0,
-    read_chance: float | None = None,
+    share: float,
+    read_chance: float,
 ) -> dict[str, float]:
     """The limits of reading ``pages`` pages of ``page_bytes`` spread over ``drives`` drives, of
     which the lookup gets ``share`` (the node's other ranks read them at once).
 
     Sharing a drive divides its throughput (IOPS, channels, interface, the queue's slots), not one
-    read's latency: the latency is ``read_latency x max(chance, per_drive / (parallel x share))``,
-    ``chance`` the chance that the batch reads at least once (``read_chance``: the caller's
-    ``base.any_miss_chance`` of its lookups; unknown, ``1 - exp(-pages)``, ``pages`` taken as a
-    Poisson count): a whole read latency once a few pages are read, however many drives they spread
-    over or ranks share them, and a vanishing fraction of one as the cache comes to hold every row
-    (no step at full caching). Past the rank's share of the queue, Little's law. (It was ``read_latency
-    x max(min(1, per_drive), ...) / share``: one read on a 2-GPU node cost half the datasheet latency;
-    then a full latency whenever ``pages > 0``, even at 5e-6 pages; then the Poisson chance alone,
-    63 % of a read for one lookup the cache lacks.)"""
-    chance = -math.expm1(-pages) if read_chance is None else read_chance
+    read's latency: the latency is ``read_latency x max(read_chance, per_drive / (parallel x
+    share))``, ``read_chance`` the chance that the batch reads at least once (the caller's
+    ``base.any_miss_chance`` of its lookups): a whole read latency once a few pages are read,
+    however many drives they spread over or ranks share them, and a vanishing fraction of one as the
+    cache comes to hold every row (no step at full caching). Past the rank's share of the queue,
+    Little's law. (It was ``read_latency x max(min(1, per_drive), ...) / share``: one read on a
+    2-GPU node cost half the datasheet latency; then a full latency whenever ``pages > 0``, even at
+    5e-6 pages; then the Poisson chance of the expected pages, ``1 - exp(-pages)``, 63 % of a read
+    for one lookup the cache lacks.)"""
     per_drive = pages / drives
     nbytes = per_drive * page_bytes
     return {
         "iops_s": per_drive / ssd.random_read_iops / share,
         "channels_s": nbytes / ssd.internal_bandwidth_bytes_per_s / share,
         "interface_s": nbytes / ssd.external_bandwidth_bytes_per_s / share,
-        "latency_s": ssd.read_latency_s * max(chance, per_drive / (parallel * share)),
+        "latency_s": ssd.read_latency_s * max(read_chance, per_drive / (parallel * share)),
     }
 
 
