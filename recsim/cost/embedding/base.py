@@ -208,7 +208,16 @@ def managed_state_in_hbm(optimizer: str) -> bool:
     A row-wise state (one value per row: row-wise Adagrad's ``momentum1``, built with
     ``rowwise=True``) is therefore a device tensor whatever the weights' location; an
     element-wise state (Adagrad's ``momentum1``, Adam's two moments) follows the weights into
-    managed memory (the ``else`` branch). Optimizers without state answer False (nothing to place)."""
+    managed memory (the ``else`` branch). Optimizers without state answer False (nothing to place).
+
+    FBGEMM's ``uvm_non_rowwise_momentum`` flag (default False; read in the same file of pytorch/
+    FBGEMM's later TBE, which passes ``placement=EmbeddingLocation.MANAGED if ((not rowwise) and
+    uvm_non_rowwise_momentum) else None`` to ``construct_split_state`` for ``momentum1`` and
+    ``momentum2``) changes none of this at its default: with ``placement=None`` each state takes its
+    table's location as above. Set, it would move an element-wise state of a *device* table into
+    managed memory too; recsim models the default. The non-rowwise state of a ``MANAGED_CACHING``
+    table is built with ``cacheable=False``, so it is plain managed memory, not cached: the
+    ``uvm_caching`` backward moves it over PCIe even when the row hits."""
     return optimizer == "rowwise_adagrad"
 
 
