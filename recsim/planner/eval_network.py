@@ -1,4 +1,4 @@
-"""HBM of a framework's evaluation network: the activations of a second, forward-only copy of the
+"""HBM of a framework's evaluation network: the weights and activations of a second, forward-only copy of the
 model that the framework builds at model construction for its evaluation batch and keeps for the
 whole run beside the training network's (``Runtime.separate_eval_network``; none without a
 ``training.eval_batch_size``).
@@ -37,11 +37,17 @@ GPU) that is 32,768 x 2 B x (14,081 dense outputs + 26 x 128) = 1,140,916,224 B 
 DLRM v1 on 8 GPUs (``batchsize_eval = 1769472``: 221,184 samples a GPU) 221,184 x 2 B x (4,064 +
 26 x 128) = 3,269,984,256 B.
 
-Left out: the evaluation layers' own weights (``copy_weights_from_train_layers_to_evaluate_layers``
-copies the training weights into them before each evaluation: fp32 master weights and their fp16
-copy under mixed precision, and whatever weight-gradient tensors the layers reserve in the
-``EVAL_WGRAD`` channels, not read layer by layer here: some 8 B a dense parameter, 0.13 GB a GPU
-at DCNv2's 16.0 M), the layers' internal tensors
+The evaluation layers have weights of their own too: ``Network::copy_weights_from_train_layers_
+to_evaluate_layers`` (HugeCTR/src/network.cpp; ``Core23TempNetwork``'s in core23_network.cpp alike)
+copies ``train_weight_tensor_`` into ``evaluate_weight_tensor_`` (fp32, the same size) with a
+``cudaMemcpyAsync`` before each evaluation, and under mixed precision converts it into
+``evaluate_weight_tensor_half_`` (``conv_weight_``): 4 B a dense parameter, 6 B under mixed
+precision (``eval_weight_bytes``; DCNv2's 16.0 M parameters of ``trained_dense_layers``, 96 MB a
+GPU).
+
+Left out: whatever weight-gradient tensors the evaluation layers reserve in the ``EVAL_WGRAD``
+channels (not read layer by layer here; an evaluation forward never writes them), the layers'
+internal tensors
 beyond their outputs (as the training activations leave them out: a fused layer's ReLU mask, the
 interaction's and the cross layers' intermediates), the embedding collection's evaluation-side
 embedding (``EmbeddingCollection`` built with ``eval_ebc_param``, its model-parallel buffers of the
@@ -63,14 +69,30 @@ def eval_network_bytes(workload: Workload, world_size: int) -> float:
     """HBM of the framework's evaluation network on each of ``world_size`` GPUs (module docstring):
     0 without a ``training.eval_batch_size`` or where the framework builds none
     (``Runtime.separate_eval_network``); else, at the GPU's share of the evaluation batch, every
-    dense layer's output and each table's embedding output in HugeCTR's compute type."""
+    dense layer's output and each table's embedding output in HugeCTR's compute type, and the
+    evaluation layers' own copy of the dense weights (``eval_weight_bytes`` a parameter)."""
+    return sum(eval_network_parts(workload, world_size))
+
+
+def eval_network_parts(workload: Workload, world_size: int) -> tuple[float, float]:
+    """``eval_network_bytes`` in its two parts: the evaluation layers' weights, and their outputs
+    with the embeddings' evaluation outputs (both 0 where the framework builds no such network)."""
     from recsim.graph.runtime import runtime  # the runtime module reads the plan types
 
     w = workload
     eval_batch = w.training.eval_batch_size
     if eval_batch is None or not runtime(w.training.runtime).separate_eval_network:
-        return 0.0
+        return 0.0, 0.0
     b = eval_batch / world_size
-    outputs = sum(layer.out_features for layer in trained_dense_layers(w))
+    layers = trained_dense_layers(w)
+    outputs = sum(layer.out_features for layer in layers)
     embeddings = sum(w.table_dim(t) for t in w.tables)
-    return b * mixed_precision_value_bytes(w) * (outputs + embeddings)
+    activations = b * mixed_precision_value_bytes(w) * (outputs + embeddings)
+    return eval_weight_bytes(w) * sum(layer.params for layer in layers), activations
+
+
+def eval_weight_bytes(workload: Workload) -> float:
+    """Bytes of the evaluation network's copy of one dense parameter (module docstring): the fp32
+    ``evaluate_weight_tensor_``, and its ``evaluate_weight_tensor_half_`` under mixed precision."""
+    value = mixed_precision_value_bytes(workload)
+    return 4.0 + (value if value < 4.0 else 0.0)

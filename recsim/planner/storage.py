@@ -124,7 +124,7 @@ from recsim.graph.build import (
 )
 from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.system import System
-from recsim.planner.eval_network import eval_network_bytes
+from recsim.planner.eval_network import eval_network_parts
 from recsim.planner.reader_buffers import reader_by_rank
 from recsim.planner.types import Plan, Shard, Storage, dense_gradient
 from recsim.units import Dimension, format_quantity
@@ -615,15 +615,16 @@ def dense_weight_bytes(workload: Workload) -> float:
 
 def dense_hbm_parts(workload: Workload, world_size: int) -> tuple[float, float]:
     """``dense_hbm_bytes`` in its two parts: the dense weights with their gradients and optimizer
-    state, and the activations of the rank's batch (every dense layer's output and the pooled
-    embeddings it receives) with those of the framework's evaluation network at its evaluation
-    batch (``eval_network.eval_network_bytes``)."""
+    state with the framework's evaluation network's copy of them, and the activations of the rank's
+    batch (every dense layer's output and the pooled embeddings it receives) with those of the
+    evaluation network at its evaluation batch (``eval_network.eval_network_parts``)."""
     b = workload.training.global_batch_size / world_size
     weights, activations = _dense_layer_bytes(workload, trained_dense_layers(workload), b)
     pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
-    # HugeCTR's evaluation network, its activations at the evaluation batch held beside these for
-    # the run (0 without a ``training.eval_batch_size``; ``eval_network``).
-    return weights, activations + pooled + eval_network_bytes(workload, world_size)
+    # HugeCTR's evaluation network, its weights and its activations at the evaluation batch held
+    # beside these for the run (0 without a ``training.eval_batch_size``; ``eval_network``).
+    eval_weights, eval_activations = eval_network_parts(workload, world_size)
+    return weights + eval_weights, activations + pooled + eval_activations
 
 
 def dense_hbm_bytes(workload: Workload, world_size: int) -> float:
