@@ -307,6 +307,9 @@ class _Runner:
         self.max_points = max_points
         self.counts: Counter[str] = Counter(run=0, skipped=0, failed=0)
         self.executor: Executor | None = None
+        # (stage, point key) of every point this run asked for, run or recalled: ``settle`` counts
+        # the stored front points no stage asked for again (a resume's earlier re-runs).
+        self.asked: set[tuple[str, str]] = set()
 
     def run(self, executor: Executor) -> None:
         self.executor = executor
@@ -333,7 +336,15 @@ class _Runner:
             if not feas.any():
                 return
             fronts = non_dominated_sort(objs, feas)
-            pending = [records[i] for i in (fronts[0] if fronts else []) if records[i].stage != last.fidelity]
+            front = [records[i] for i in (fronts[0] if fronts else [])]
+            # A front point already stored at the last stage (an earlier run's re-run, which this
+            # run's ``select`` did not pick) is recalled, not run: a skipped point, as ``evaluate``
+            # counts one (a resumed sweep had reported fewer skipped points than it stored).
+            for record in front:
+                if record.stage == last.fidelity and (record.stage, record.key) not in self.asked:
+                    self.asked.add((record.stage, record.key))
+                    self.counts["skipped"] += 1
+            pending = [record for record in front if record.stage != last.fidelity]
             if not pending:
                 return
             self.evaluate([point_from_values(self.spec, r.values, r.index) for r in pending], last)
@@ -347,6 +358,7 @@ class _Runner:
             unique.setdefault(point.key, point)
         todo = [p for p in unique.values() if p.key not in done]
         self.counts["skipped"] += len(unique) - len(todo)
+        self.asked.update((stage.fidelity, key) for key in unique)
         fresh: dict[str, PointRecord] = {}
 
         def on_result(record: PointRecord) -> None:
