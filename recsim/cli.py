@@ -471,9 +471,13 @@ def trace_info(paths: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
 
 
 def _shown(key: str, value: Any) -> str:
-    """A value with seconds formatted when its key ends in ``_s``."""
-    if isinstance(value, float) and key.endswith("_s"):
-        return format_quantity(value, Dimension.SECONDS)
+    """A value with seconds formatted when its key ends in ``_s``, bytes when it is ``bytes`` or
+    ends in ``_bytes`` (a collective's: a bare float had read "bytes=19882016.0")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key.endswith("_s"):
+            return format_quantity(float(value), Dimension.SECONDS)
+        if key == "bytes" or key.endswith("_bytes"):
+            return format_quantity(float(value), Dimension.BYTES)
     return str(value)
 
 

@@ -604,6 +604,24 @@ def test_trace_info_labels_carry_no_unit_suffix_beside_values_with_units():
     assert "mean s " not in result.output and "category s " not in result.output
 
 
+def test_trace_info_prints_the_collectives_bytes_with_their_unit():
+    # A tester's find: the table printed the collectives' bytes as a bare float ("bytes=19882016.0"
+    # for the V100 DLRM's all-reduces) beside figures that carry units. The 2-rank all_gather
+    # trace's ten gathers of one fp32 each send 40 B.
+    trace = (
+        Path(__file__).parents[1]
+        / "data"
+        / "traces"
+        / "pytorch_et_1.0.2-chakra.0.0.4_allgather_2rank.json.gz"
+    )
+    result = run("trace", "info", str(trace))
+    assert result.exit_code == 0, result.output
+    assert "op=all_gather, count=10, bytes=40 B," in result.output
+    assert "bytes=40.0" not in result.output
+    data = json.loads(run("trace", "info", str(trace), "--json").output)
+    assert data["collectives"] == [{"op": "all_gather", "count": 10, "bytes": 40.0, "time_s": 0.0}]
+
+
 def test_an_over_capacity_link_s_note_reaches_the_table_and_the_api():
     # A tester's find: the resource figures' note (a NIC asked for more than it carries in an
     # analytic step) was only in --json; the table and ``Result.notes`` never showed it.
