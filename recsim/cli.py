@@ -463,11 +463,24 @@ def trace_info(paths: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    table = _figures(f"trace {', '.join(str(p) for p in paths)[:80]}")
+    table = _figures(f"trace {_paths_title(paths)}")
     for key, value in info.items():
         # The values carry their units ("77.49 ms"): a key's unit suffix is not part of its label.
         table.add_row(key.removesuffix("_s").replace("_", " "), _trace_value(key, value))
     Console().print(table)
+
+
+def _paths_title(paths: Sequence[Path], limit: int = 80) -> str:
+    """The traces a table is of, in at most about ``limit`` characters: whole names, then how many
+    more (the title had been cut at 80 characters mid-name, "…, /work/shared/refere")."""
+    names = [str(p) for p in paths]
+    shown: list[str] = []
+    for name in names:
+        if shown and len(", ".join([*shown, name])) > limit:
+            break
+        shown.append(name)
+    rest = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {rest} more" if rest else "")
 
 
 def _shown(key: str, value: Any) -> str:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import recsim
 from recsim import __version__
-from recsim.cli import cli
+from recsim.cli import _paths_title, cli
 from recsim.cli_common import EXIT_BROKEN_PIPE
 from recsim.hardware.library import HardwareLibrary
 from tests.conftest import FIXTURES, TINY_2_RANKS, TINY_ENV
@@ -620,6 +620,21 @@ def test_trace_info_prints_the_collectives_bytes_with_their_unit():
     assert "bytes=40.0" not in result.output
     data = json.loads(run("trace", "info", str(trace), "--json").output)
     assert data["collectives"] == [{"op": "all_gather", "count": 10, "bytes": 40.0, "time_s": 0.0}]
+
+
+def test_trace_info_titles_a_long_list_of_traces_by_whole_names():
+    # A tester's find: two reference traces titled the table "trace .../simple_add_pytorch_et.json.gz,
+    # /work/shared/refere" (cut at 80 characters inside the second name).
+    folder = Path(__file__).parents[1] / "data" / "traces"
+    et, kineto = folder / "simple_add_pytorch_et.json.gz", folder / "simple_add_kineto.json.gz"
+    assert len(f"{et}, {kineto}") > 80
+    assert _paths_title([et, kineto]) == f"{et} and 1 more"
+    assert _paths_title([Path("a.json"), Path("b.json")]) == "a.json, b.json"
+    assert _paths_title([Path("x" * 100)]) == "x" * 100  # one name is shown whole
+    assert _paths_title([Path("a" * 50), Path("b" * 50), Path("c")]) == "a" * 50 + " and 2 more"
+    result = run("trace", "info", str(et), str(kineto))
+    assert result.exit_code == 0, result.output
+    assert "and 1 more" in result.output
 
 
 def test_an_over_capacity_link_s_note_reaches_the_table_and_the_api():
