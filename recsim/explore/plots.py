@@ -119,6 +119,21 @@ def axis_label(name: str, values: Sequence[float] | np.ndarray | None = None) ->
     return f"{title} ({unit})" if unit else title
 
 
+def _check_frame(df: object) -> None:
+    """``df`` must be a DataFrame of results: a ``SweepResult`` passed whole (a notebook's easy slip,
+    which had raised AttributeError: no attribute 'columns') is told which of its frames to give."""
+    import pandas as pd
+
+    if isinstance(df, pd.DataFrame):
+        return
+    if all(hasattr(df, name) for name in ("final", "frame", "front")):
+        raise ConfigError(
+            "a SweepResult, not a DataFrame: give result.final (each point at its last stage), "
+            "result.frame (every stage's rows) or result.front"
+        )
+    raise ConfigError(f"expected a pandas DataFrame of results, got {type(df).__name__}")
+
+
 def _axis(df: pd.DataFrame, name: str) -> tuple[np.ndarray, Dimension | None]:
     """The values of column ``name`` as floats, and the dimension of its quantity texts (None for a
     column of numbers)."""
@@ -222,6 +237,7 @@ def pareto(
     overrides the computed mask (e.g. a front over more than these two objectives). Infeasible or
     failed points are drawn where they have values; those with no ``y`` sit on the bottom edge.
     """
+    _check_frame(df)
     (xs, xd), (ys, yd) = _axis(df, x), _axis(df, y)
     sense = _senses(senses, x, y)
     ok = _ok(df) & np.isfinite(xs) & np.isfinite(ys)
@@ -320,6 +336,7 @@ def scaling(
     Only ``ok`` points are drawn; repeated x in a group show their mean. ``logx`` defaults to a
     log-2 axis when x is positive and spans a factor of 8 or more.
     """
+    _check_frame(df)
     (xs, xd), (ys, yd) = _axis(df, x), _axis(df, y)
     ok = _ok(df) & np.isfinite(xs) & np.isfinite(ys)
     if hue is not None and hue not in df.columns:
@@ -365,6 +382,7 @@ def breakdown(
     """
     import pandas as pd
 
+    _check_frame(df)
     if index_col not in df.columns:
         raise ConfigError(f"no column {index_col!r} in the results")
     parts = [c for c in df.columns if str(c).startswith(prefix)]

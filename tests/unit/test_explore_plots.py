@@ -100,6 +100,25 @@ def test_unknown_columns_are_config_errors(frame):
         plots.breakdown(frame[["values.nodes", "status"]], "values.nodes")
 
 
+def test_a_sweep_result_or_other_non_frame_is_a_config_error_naming_its_frames(frame):
+    # A tester's find: a notebook's ``recsim.plots.pareto(result, ...)`` (the SweepResult, not its
+    # ``.final``) raised AttributeError: 'SweepResult' object has no attribute 'columns'.
+    from recsim.explore.sweep import SweepResult
+
+    result = SweepResult(spec=None, out=None, frame=frame, final=frame, front=frame)  # type: ignore[arg-type]
+    calls = (
+        lambda df: plots.pareto(df, "throughput_samples_per_s", "avg_power_w"),
+        lambda df: plots.scaling(df, "values.nodes", "throughput_samples_per_s"),
+        lambda df: plots.breakdown(df, "values.nodes"),
+    )
+    for call in calls:
+        with pytest.raises(ConfigError, match=r"a SweepResult, not a DataFrame: give result\.final"):
+            call(result)
+        with pytest.raises(ConfigError, match="expected a pandas DataFrame of results, got list"):
+            call([1, 2])
+        call(frame)  # a frame still plots
+
+
 def test_default_senses_follow_the_metric_names() -> None:
     assert plots.default_sense("throughput_samples_per_s") == "max"
     assert plots.default_sense("samples_per_joule") == "max"
