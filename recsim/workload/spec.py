@@ -27,13 +27,6 @@ from recsim.config.loader import Referable
 from recsim.config.types import PositiveInt, Ratio, Spec
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8"]
-#: The dense precisions a training step runs in: ``Precision`` without int8. No framework trains its
-#: dense layers in int8: PyTorch's mixed precision runs them in float16 or bfloat16 beside float32
-#: (torch.amp, https://pytorch.org/docs/stable/amp.html: ``lower_precision_fp`` is
-#: ``torch.float16`` or ``torch.bfloat16``), HugeCTR's in fp16; int8 is an inference precision, an
-#: embedding storage dtype and an all-to-all wire. Accepted, it had run the GEMMs at the int8
-#: tensor-core peak and all-reduced int8 gradients (a tester's find).
-TrainingPrecision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 EmbeddingDtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 
 DTYPE_BYTES: dict[str, float] = {
@@ -324,7 +317,7 @@ class Training(Spec):
     #: ``sparse_sgd``: PyTorch's ``EmbeddingBag(sparse=True)`` + ``torch.optim.SGD`` (unfused; NVIDIA
     #: DLE, the reference dlrm_s_pytorch); the others are FBGEMM's fused TBE updates.
     embedding_optimizer: Literal["sgd", "sparse_sgd", "adagrad", "rowwise_adagrad", "adam"] = "sgd"
-    precision: TrainingPrecision = "fp32"
+    precision: Precision = "fp32"
     #: Who issues the step's kernels: ``fused`` (CUDA graphs, fused C++ loops: no host cost) or
     #: ``eager`` (eager PyTorch/TorchRec: measured CPU dispatch per op); see recsim.graph.runtime.
     runtime: str = "fused"
@@ -341,18 +334,6 @@ class Training(Spec):
             raise ValueError(
                 f"index_dtype must be int32 or int64 (the width of the sparse ids the loader hands "
                 f"the step), got {value!r}"
-            )
-        return value
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _trained_precision(cls, value: object) -> object:
-        if value == "int8":
-            raise ValueError(
-                "int8 is not a training precision (no framework trains dense layers in int8: PyTorch's "
-                "mixed precision uses fp16 or bf16, HugeCTR's fp16); int8 is an embedding dtype "
-                "(embedding.dtype) or an all-to-all wire (comm_dtype); train in fp32, tf32, fp16, bf16 "
-                "or fp8"
             )
         return value
 
