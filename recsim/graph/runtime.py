@@ -317,8 +317,11 @@ class Runtime(ABC):
         layers in half precision but keeps fp32 parameters and ``.grad``, and DDP reduces ``.grad``
         (torch.cuda.amp; NVIDIA DeepLearningExamples' DLRM main.py trains an fp32 model under
         ``autocast`` + ``GradScaler`` and wraps its top model in DDP; ``_unscale_dense`` reads them as
-        fp32); else ``precision`` itself."""
-        return "fp32" if precision in _HALF else precision
+        fp32); likewise under fp8 or int8 training, which quantises only the linears' GEMM operands
+        and keeps the weights and their gradients in the model's dtype (torchao's float8 and int8
+        training, https://docs.pytorch.org/ao/stable/workflows/training.html: a tester found fp8 and
+        int8 gradients all-reduced); else ``precision`` itself (fp32, tf32)."""
+        return "fp32" if precision in (*_HALF, *_GEMM_ONLY) else precision
 
     def prefetches_routed_forward(self, plan: Plan) -> bool:
         """Whether the framework runs the next batch's routed lookups of ``plan`` (its ``distributed``
@@ -397,6 +400,9 @@ class Runtime(ABC):
 #: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's
 #: ``emtype`` is fp16 or fp32).
 _HALF = ("fp16", "bf16")
+#: The training precisions of the GEMMs alone (torchao's float8 and int8 training): the weights,
+#: their gradients and the other ops keep the model's dtype.
+_GEMM_ONLY = ("fp8", "int8")
 
 
 #: Plan features a framework may lack: rows routed to their owners (``distributed`` shards,
@@ -559,7 +565,9 @@ class Fused(Runtime):
         # HugeCTR's mixed precision writes the weight gradients into an fp16 buffer and all-reduces
         # that (Session/Model: ``use_mixed_precision`` makes ``NetworkExchangeWgrad<__half>`` or
         # ``GroupedExchangeWgrad<__half>``, whose buffers are the layers' ``wgrad_buff_half``).
-        return precision
+        # HugeCTR has no fp8 or int8 mode: those precisions are read as the GEMMs' alone
+        # (``_GEMM_ONLY``), whose gradients stay in the model's fp32.
+        return "fp32" if precision in _GEMM_ONLY else precision
 
     def groups_replicated_gradients(self, plan: Plan) -> bool:
         # HugeCTR's hybrid embedding keeps the frequent rows' gradients in the dense layers' grouped

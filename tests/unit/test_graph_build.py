@@ -525,6 +525,22 @@ def test_pytorch_amp_all_reduces_fp32_gradients_and_hugectr_fp16(tiny):
         assert sum(b.bytes for b in buckets) == params * DTYPE_BYTES[dtype]
 
 
+def test_pytorch_fp8_and_int8_training_all_reduce_fp32_gradients(tiny):
+    # A tester's find: under PyTorch, precision fp8 or int8 all-reduced the dense gradients in fp8
+    # or int8 (1 B each, a quarter of the fp32 bytes). torchao's float8 and int8 training quantise
+    # only the linears' GEMM operands; the weights and their gradients stay in the model's dtype
+    # (https://docs.pytorch.org/ao/stable/workflows/training.html), fp32 here, as under AMP. HugeCTR
+    # (fused) has no fp8 or int8 mode: read the same way.
+    for runtime_name in ("eager", "cuda_graphs", "fused"):
+        for precision in ("fp8", "int8"):
+            training = tiny.training.model_copy(update={"precision": precision, "runtime": runtime_name})
+            wl = tiny.model_copy(update={"training": training})
+            g = build_training_step(wl, table_wise_round_robin(wl, 2), UNFUSED)
+            bucket = named(g, 0, "allreduce_bucket0").op
+            params = 131 if runtime_name == "eager" else PADDED_PARAMS
+            assert (bucket.dtype, bucket.bytes) == ("fp32", params * 4.0), (runtime_name, precision)
+
+
 def test_data_parallel_buckets_are_labelled_in_the_dtype_of_their_size(tiny):
     # fp16 tables replicated under DDP: their .grad is fp16, so is the all-reduce (its label used to
     # say fp32 over a size counted in fp16).
