@@ -239,6 +239,9 @@ class _Builder:
         # them there and never makes the ``Node`` objects; reading ``nodes`` makes them.
         # ``add`` deduplicates (the chain's are too) and numbers the nodes 0, 1, 2 ... (``next_id``).
         self.columns = NodeColumns(unique_deps=True, positional_ids=True)
+        # The dependency column, appended to here (the chains may leave theirs out of it:
+        # ``NodeColumns.leave_chain_deps``, after which ``columns.deps`` would make them).
+        self.deps: list[tuple[int, ...] | None] = self.columns.deps  # type: ignore[assignment]
         self.graph = ColumnarGraph.of_columns(self.world, self.columns, {})
         self.next_id = 0
         self.tables = {t.name: t for t in workload.tables}
@@ -337,7 +340,7 @@ class _Builder:
         columns.names.append(name)
         columns.streams.append(stream)
         columns.ops.append(op)
-        columns.deps.append(unique)
+        self.deps.append(unique)
         columns.lanes.append(lane)
         columns.phases.append(phase)
         self.next_id = nid + 1
@@ -1484,43 +1487,55 @@ def build_training_step(
     singles = [(k, t[0]) for k, t in odd if len(t) == 1]
     pairs = [(k, t[0], t[1]) for k, t in odd if len(t) == 2]
     longer = [(k, t) for k, t in odd if len(t) > 2]
+    # The chains as one template (``recsim.graph.dep_rows``): the chained graph's index reads their
+    # dependencies in arrays, tiled, rather than node by node, and the column of tuples leaves
+    # them out (None each) until something reads it (``NodeColumns.leave_chain_deps``), as
+    # nothing in an analytic evaluation does. Not where the joined node has dependencies of its
+    # own after the joined ones (never: backward nodes have them): then the tuples, as before.
+    region = bool(bld.built) and joined_at not in extra
+    left_out: list[None] = [None] * chain_size
     for r in bld.built:  # (a folded rank: its representative's chain stands for it)
         base = bld.next_id
         joined_ids[r] = base + joined_at
-        # The chain's ids as int objects made once, which its dependencies then share.
-        made = list(range(base - 1, base + chain_size))
-        chain_ids = made[1:]
-        deps = list(zip(made[:-1]))
-        for k in empties:
-            deps[k] = ()
-        for k, a in singles:
-            deps[k] = (chain_ids[a],)
-        for k, a, b2 in pairs:
-            deps[k] = (chain_ids[a], chain_ids[b2])
-        for k, t in longer:
-            deps[k] = tuple([base + d for d in t])
-        if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
-            # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
-            joined = [*joins[r], *[base + d for d in chain.joined_extra]]
-            deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
-            joined_deps.append(deps[joined_at])
-            if joined_at in extra:  # (never: backward nodes have them) after its own, as others'
-                deps[joined_at] = (*deps[joined_at], *[base + d for d in extra[joined_at]])
-        columns.ids.extend(chain_ids)
+        if region:
+            if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
+                # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
+                joined = [*joins[r], *[base + d for d in chain.joined_extra]]
+                joined_deps.append(tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined)))
+            bld.deps.extend(left_out)
+            columns.ids.extend(range(base, base + chain_size))
+        else:
+            # The chain's ids as int objects made once, which its dependencies then share.
+            made = list(range(base - 1, base + chain_size))
+            chain_ids = made[1:]
+            deps = list(zip(made[:-1]))
+            for k in empties:
+                deps[k] = ()
+            for k, a in singles:
+                deps[k] = (chain_ids[a],)
+            for k, a, b2 in pairs:
+                deps[k] = (chain_ids[a], chain_ids[b2])
+            for k, t in longer:
+                deps[k] = tuple([base + d for d in t])
+            if 0 <= joined_at < chain_size:
+                joined = [*joins[r], *[base + d for d in chain.joined_extra]]
+                deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
+                joined_deps.append(deps[joined_at])
+                if joined_at in extra:  # after its own, as others'
+                    deps[joined_at] = (*deps[joined_at], *[base + d for d in extra[joined_at]])
+            bld.deps.extend(deps)
+            columns.ids.extend(chain_ids)
         columns.ranks.extend([r] * chain_size)
         columns.names.extend(chain_names)
         columns.streams.extend(computes)
         columns.ops.extend(chain_ops)
-        columns.deps.extend(deps)
         columns.lanes.extend(chain_lanes)
         columns.phases.extend(chain_phases)
         bld.next_id = base + chain_size
         emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
         last_bwd[r] = [base + chain.last, *[base + d for d in chain.last_extra]]
         chain_base[r] = base
-    if chain_base and joined_at not in chain.extra_deps:
-        # The chains as one template (``recsim.graph.dep_rows``): the chained graph's index reads
-        # their dependencies in arrays, tiled, rather than node by node.
+    if region:
         columns.chain_region = DenseChainRegion(
             template,
             joined_at,
@@ -1530,6 +1545,7 @@ def build_training_step(
             Stream.COMPUTE,
             chain_lanes,
         )
+        columns.leave_chain_deps()
 
     # Dense gradient all-reduce, in DDP buckets filled in backward order. A framework that groups
     # the replicated rows' gradients with the dense ones (HugeCTR's hybrid embedding: one all-reduce

@@ -167,7 +167,10 @@ class GraphIndex:
         if columns is not None:
             # A built graph's columns (``ColumnarGraph``): its nodes are not made, here or by the
             # index, whose ``nodes`` make only the ones asked for (``GraphNodes``).
-            nodes, ids, deps, ops = GraphNodes(graph), columns.ids, columns.deps, columns.ops
+            nodes, ids, ops = GraphNodes(graph), columns.ids, columns.ops
+            # The dependency column only where read now: its chains' tuples may not be made
+            # (``NodeColumns.leave_chain_deps``), and a lazy index makes them if asked.
+            deps = None if lazy_deps else columns.deps
             keys: Iterable[tuple[int, Stream | str, int]] = zip(
                 columns.ranks, columns.streams, columns.lanes, strict=True
             )
@@ -266,8 +269,8 @@ class GraphIndex:
         if columns is not None:
             arrays["source_ranks"] = columns.ranks
         if position is None:
-            if deps is not None:  # the dependencies, read from the columns if asked for
-                arrays["_node_deps"] = deps
+            if columns is not None:  # the dependencies, read from the columns if asked for
+                arrays["_node_columns"] = columns
             # The fields but the dependencies, set as the dataclass's ``__init__`` would set them;
             # the lists of the queues' previous nodes, vertices and heads are made from their
             # arrays when read (the chained index reads the arrays only).
@@ -593,9 +596,8 @@ class _LazyDepsIndex(_QueueListsFromArrays):
     @cached_property
     def _deps(self) -> tuple[list[int], list[int]]:
         # The graph's dependency column where ``of`` read its columns: its nodes are not made.
-        deps = self.__dict__.get("_node_deps")
-        if deps is None:
-            deps = [n.deps for n in self.nodes]
+        columns = self.__dict__.get("_node_columns")
+        deps = [n.deps for n in self.nodes] if columns is None else columns.deps
         position = self.position
         return list(accumulate(map(len, deps))), list(map(position.__getitem__, chain.from_iterable(deps)))
 

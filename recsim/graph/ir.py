@@ -27,12 +27,10 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeGuard, overload
+from typing import Any, TypeGuard, overload
 
 from recsim.errors import TraceError
-
-if TYPE_CHECKING:
-    from recsim.graph.dep_rows import DenseChainRegion
+from recsim.graph.dep_rows import DenseChainRegion, fill_chain_deps
 
 SCHEMA = "recsim.execution_graph"
 # 1.1: ``Embedding.bags`` and ``Embedding.output_dtype`` (a 1.0 graph's lookups pool one bag per
@@ -506,6 +504,36 @@ class NodeColumns:
     # the chained graph's templates read the dependencies of these nodes in arrays from it
     # (``recsim.graph.dep_rows``). None: read from ``deps`` node by node.
     chain_region: DenseChainRegion | None = None
+
+    def leave_chain_deps(self) -> list[tuple[int, ...] | None]:
+        """Hand the builder the dependency column with the chains' entries left out (None each,
+        from ``chain_region``), to be appended to as ``deps``: ``deps`` itself, when first read,
+        is that list with the chains' tuples set in (``recsim.graph.dep_rows.fill_chain_deps``);
+        ``pending_deps`` reads it as it is, for the readers that take the chains from the region
+        (``recsim.graph.steps``: the chained graph's templates and index)."""
+        pending: list[tuple[int, ...] | None] = self.__dict__.pop("deps")
+        self.__dict__["_pending_deps"] = pending
+        return pending
+
+    @property
+    def pending_deps(self) -> Sequence[tuple[int, ...] | None]:
+        """``deps`` where it is made; else the column with the chains' entries None (their
+        dependencies are ``chain_region``'s): what a reader that reads no chain node's entry
+        takes, without making a tuple per chain node."""
+        pending = self.__dict__.get("_pending_deps")
+        return self.deps if pending is None else pending
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for an attribute not set: ``deps`` while the chains' entries are left
+        # out (``leave_chain_deps``), made here once and kept.
+        pending = self.__dict__.get("_pending_deps")
+        if name != "deps" or pending is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if self.chain_region is not None:
+            fill_chain_deps(pending, self.chain_region)
+        del self.__dict__["_pending_deps"]
+        self.__dict__["deps"] = pending
+        return pending
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -113,7 +113,6 @@ class _Templates:
 
     stride: int
     cross: list[list[int] | None]
-    first: list[tuple[int, ...]]
     plain: bool
     crossing: list[int]  # the nodes whose ``cross`` is not None, in order
     table: OpTable
@@ -124,6 +123,9 @@ class _Templates:
     # ``first``'s dependencies one after the other, where the builder's dense chains gave them in
     # arrays (``recsim.graph.dep_rows``): ``rows(first)``'s flat part, not read again.
     first_flat: npt.NDArray[np.intp] | None = None
+    # The builder's columns, whose dependencies ``first`` copies when first read (None: ``of``
+    # has set ``first``).
+    source: NodeColumns | None = None
 
     @classmethod
     def of(cls, graph: ExecutionGraph) -> _Templates:
@@ -134,17 +136,21 @@ class _Templates:
         positional = columns.positional_ids  # ids 0..n-1 in order: the stride is their count
         stride = len(ids) if positional else max(ids, default=-1) + 1
         table = OpTable.of_column(columns.ops, columns.chain_region)
-        deps = columns.deps
         first_flat = None
+        first: list[tuple[int, ...]] | None
         if columns.unique_deps and columns.chain_region is not None:
-            # The builder's dense chains, in arrays from their template (``recsim.graph.dep_rows``).
-            first_flat, lengths = dep_arrays(deps, columns.chain_region)
+            # The builder's dense chains, in arrays from their template (``recsim.graph.dep_rows``):
+            # the column's entries outside them read, theirs left as they are (perhaps not made:
+            # ``NodeColumns.pending_deps``).
+            first_flat, lengths = dep_arrays(columns.pending_deps, columns.chain_region)  # type: ignore[arg-type]
         else:
-            lengths = np.fromiter(map(len, deps), dtype=np.intp, count=len(deps))
+            lengths = np.fromiter(map(len, columns.deps), dtype=np.intp, count=len(columns.deps))
         cross, crossing = _cross_dependencies(graph, columns, table, lengths)
         first_lengths = None
         if columns.unique_deps:  # the builder's: tuples without repeats already
-            first = list(deps)
+            # The column as it is, copied when first read (``_Templates.first``): the chains'
+            # tuples are made then, if ever.
+            first = None
             first_lengths = lengths
         else:
             # Most nodes have at most one dependency, which needs no de-duplication (a tuple of
@@ -154,7 +160,16 @@ class _Templates:
                 for deps in columns.deps
             ]
         plain = not positional and min(ids, default=0) < 0
-        return cls(stride, cross, first, plain, crossing, table, first_lengths, first_flat)
+        made = cls(stride, cross, plain, crossing, table, first_lengths, first_flat, columns)
+        if first is not None:
+            made.__dict__["first"] = first
+        return made
+
+    @cached_property
+    def first(self) -> list[tuple[int, ...]]:
+        """Per node, its dependencies in the first step (the builder's column, copied)."""
+        assert self.source is not None  # ``of`` sets ``first`` where it has no column to read
+        return list(self.source.deps)
 
     @cached_property
     def later(self) -> list[tuple[int, ...]]:
@@ -278,7 +293,11 @@ def _cross_dependencies(
     inputs: dict[int, list[int]] = defaultdict(list)
     optimizer: dict[int, list[int]] = defaultdict(list)
     emb_update: dict[tuple[int, str], list[int]] = defaultdict(list)
-    ids, ranks, phases, ops, deps = columns.ids, columns.ranks, columns.phases, columns.ops, columns.deps
+    ids, ranks, phases, ops = columns.ids, columns.ranks, columns.phases, columns.ops
+    # The dependency column as it is: its chains' entries may not be made
+    # (``NodeColumns.pending_deps``); ``lengths`` counts them where given, and a chain node's
+    # entry is read below only to tell whether it has none, which its count tells.
+    deps = columns.pending_deps if lengths is not None else columns.deps
     n = len(ids)
     # Each node's phase as a small int, read in one pass in C, and the ops' kinds from their
     # distinct ones: the nodes of each kind are then found in arrays, and Python visits only
@@ -340,7 +359,7 @@ def _cross_dependencies(
         elif phases[i] == "forward":
             if isinstance(op, Embedding):
                 extra = list(dict.fromkeys([*inputs[rank], *emb_update[(rank, op.table)]]))
-            elif not deps[i]:
+            elif not (deps[i] if lengths is None else lengths[i]):
                 extra = list(dict.fromkeys([*inputs[rank], *optimizer[rank]]))
         if carried and nid in carried:
             extra = list(dict.fromkeys([*(extra or []), *carried[nid]]))

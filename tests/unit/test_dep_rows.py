@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from recsim.api import make_plan, prepare
 from recsim.graph.build import BuildOptions, build_training_step
-from recsim.graph.dep_rows import DenseChainRegion, dep_arrays, region_queues, region_short, region_spread
+from recsim.graph.dep_rows import (
+    DenseChainRegion,
+    dep_arrays,
+    fill_chain_deps,
+    region_queues,
+    region_short,
+    region_spread,
+)
 from recsim.graph.index import OpTable
 
 
@@ -81,6 +88,35 @@ def test_the_arrays_are_the_columns_read_node_by_node(
     assert (flat.tolist(), counts.tolist()) == _read(deps)
 
 
+def test_chains_left_out_are_made_as_the_builder_laid_them_down() -> None:
+    deps, region = _column([(), (0,), ()], [(), (0,), (1, 0)], 1, [(0,), (1, 2)], [(3, 6)])
+    pending: list[tuple[int, ...] | None] = [(), (0,), (), None, None, None, None, None, None, (3, 6)]
+    fill_chain_deps(pending, region)
+    assert pending == [(), (0,), (), (), (0,), (4, 3), (), (1, 2), (7, 6), (3, 6)] == deps
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.lists(small, max_size=4),
+    template=st.lists(small, min_size=1, max_size=5),
+    joined_at=st.integers(-1, 5),
+    joined=st.lists(small, max_size=4),
+    after=st.lists(small, max_size=4),
+)
+def test_filling_the_chains_gives_the_column_laid_down(
+    before: list[tuple[int, ...]],
+    template: list[tuple[int, ...]],
+    joined_at: int,
+    joined: list[tuple[int, ...]],
+    after: list[tuple[int, ...]],
+) -> None:
+    deps, region = _column(before, template, joined_at, joined, after)
+    start, stop = region.span
+    pending: list[tuple[int, ...] | None] = [*deps[:start], *[None] * (stop - start), *deps[stop:]]
+    fill_chain_deps(pending, region)
+    assert pending == deps
+
+
 @pytest.mark.parametrize(
     ("system_name", "workload_name", "nodes", "strategy", "fold"),
     [
@@ -100,8 +136,17 @@ def test_a_built_graphs_arrays_are_its_columns(
     )
     columns = graph.columns
     assert columns is not None and columns.chain_region is not None
-    flat, counts = dep_arrays(columns.deps, columns.chain_region)
+    # The builder leaves the chains' tuples out of the column (None each), the arrays read from
+    # the template; the column read as ``deps`` has them made.
+    start, stop = columns.chain_region.span
+    pending = columns.pending_deps
+    assert all(d is None for d in pending[start:stop])
+    assert None not in pending[:start] and None not in pending[stop:]
+    flat, counts = dep_arrays(pending, columns.chain_region)  # type: ignore[arg-type]
     assert (flat.tolist(), counts.tolist()) == _read(columns.deps)
+    assert columns.pending_deps is columns.deps and None not in columns.deps
+    # The nodes, made from the column, carry the same dependencies.
+    assert [n.deps for n in graph.nodes] == columns.deps
 
 
 @settings(max_examples=60, deadline=None)
