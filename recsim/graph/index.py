@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate, chain, pairwise
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -627,6 +628,12 @@ def _listed(array: npt.NDArray[np.intp] | npt.NDArray[np.int64]) -> list[int]:
     return out
 
 
+# What the scheduler reads of a round (``KahnRounds.steps``).
+RoundStep = tuple[
+    int, int, slice, "npt.NDArray[np.intp] | None", "npt.NDArray[np.intp]", bool, "ColumnBlock | None"
+]
+
+
 @dataclass(frozen=True, eq=False)
 class KahnRounds:
     """Kahn's algorithm on a graph's vertices, a level at a time, as the structure alone gives it
@@ -660,20 +667,120 @@ class KahnRounds:
     distinct: list[bool]
 
     @cached_property
-    def steps(
-        self,
-    ) -> list[tuple[int, int, slice, npt.NDArray[np.intp] | None, npt.NDArray[np.intp], bool, int]]:
+    def steps(self) -> list[RoundStep]:
         """Per round what the scheduler reads of it, in one tuple (its loop then indexes one list,
         not six, and makes no slice: ``recsim.graph.schedule.asap_timing``, twice an evaluation):
         its first and end new numbers and their slice, its edges' targets (None: no edge) and
-        sources, ``distinct`` and ``runs``."""
+        sources, ``distinct``, and the block of column rounds it opens (``blocks``), if any."""
         starts = [0, *self.ends[:-1]] if self.ends else []
         return [
-            (a, b, slice(a, b), into if into.size else None, out, spread, run)
-            for a, b, into, out, spread, run in zip(
-                starts, self.ends, self.targets, self.sources, self.distinct, self.runs, strict=True
+            (a, b, slice(a, b), into if into.size else None, out, spread, block)
+            for a, b, into, out, spread, block in zip(
+                starts, self.ends, self.targets, self.sources, self.distinct, self.blocks, strict=True
             )
         ]
+
+    @cached_property
+    def blocks(self) -> list[ColumnBlock | None]:
+        """Per round, the block of column rounds it opens (``ColumnBlock``), or None: chain rounds
+        (``runs``) and more (``_column_blocks``)."""
+        return _column_blocks(self.ends, self.sources, self.targets)
+
+
+class ColumnBlock(NamedTuple):
+    """Rounds ``k`` to ``k + run`` of ``KahnRounds`` (``k`` the round that opens it), all of one
+    width ``w``, as the rows of a block whose columns are chains: each vertex of a row after the
+    first waits for the vertex above it, and for nothing outside its column of the block (a rank's
+    dense layers, where a layer's backward also waits for the one two above it). Where no length
+    is negative or NaN, a vertex's finish is then at least that of every vertex above it, so its
+    start is the finish of the one right above it, whatever else of its column it waits for: the
+    finishes are one cumulative sum down the columns (``recsim.graph.schedule.asap_timing``).
+    ``into``/``out``: the block's edges that leave it (to a round after ``k + run``: every edge
+    of its last row, and the others' that reach past it), raised once the block is timed;
+    ``spread``: no target among them repeats. ``ordered``: some vertex waits for one above it
+    other than the one right above (the start then rests on the lengths' being non-negative and
+    the finishes above the block's being numbers). ``above``: the first vertex (new number) of
+    the first round a vertex of the block waits for, which may be a round of its column before
+    the block's first (those are timed before the block, and their finishes must not decrease
+    down the column either)."""
+
+    run: int
+    into: npt.NDArray[np.intp]
+    out: npt.NDArray[np.intp]
+    spread: bool
+    ordered: bool
+    above: int
+
+
+def _column_blocks(
+    ends: list[int], sources: list[npt.NDArray[np.intp]], targets: list[npt.NDArray[np.intp]]
+) -> list[ColumnBlock | None]:
+    """``KahnRounds.blocks``: the blocks of column rounds, found greedily from the first round on
+    (a block as long as it goes on, the next from the round after its last). Round ``k`` goes on
+    to round ``k + 1`` when the two have one width ``w > 0``, every vertex ``a + i`` of ``k`` has
+    an edge to ``b + i`` (the one below it), and every edge into ``k + 1`` comes from the same
+    column (the same place in its round) of a round of the block, or of a round above it that
+    hands on down its column to the block's first (``top``). Checked edge by edge in arrays; the
+    walk over the rounds is in Python (a few hundred rounds at most)."""
+    count = len(ends)
+    blocks: list[ColumnBlock | None] = [None] * count
+    if count < 2:
+        return blocks
+    per_round = np.fromiter(map(len, sources), dtype=np.intp, count=count)
+    flat_s = np.concatenate(sources)
+    flat_t = np.concatenate(targets)
+    stops = np.asarray(ends, dtype=np.intp)
+    starts = np.concatenate(([0], stops[:-1]))
+    widths = stops - starts
+    round_s = np.repeat(np.arange(count, dtype=np.intp), per_round)
+    valid = flat_t >= 0  # a target never released reads -1 (then nothing is scheduled)
+    round_t = np.searchsorted(stops, flat_t, side="right")
+    round_t[~valid] = 0
+    column = flat_s - starts[round_s]
+    same = valid & (column == flat_t - starts[round_t])
+    below = same & (round_t == round_s + 1)
+    # Pairs (k, k + 1) of one width whose every vertex hands on to the one below it (the edges
+    # are distinct: ``w`` of them below is every one).
+    pair = np.zeros(count, dtype=bool)
+    pair[:-1] = (widths[:-1] == widths[1:]) & (widths[:-1] > 0)
+    pair &= np.bincount(round_s[below], minlength=count) == widths
+    # Per round, whether an edge into it comes from another column, and the earliest round an
+    # edge into it comes from, and whether one comes from above other than right above.
+    across = np.bincount(round_t[valid & ~same], minlength=count) > 0
+    earliest = np.full(count, count, dtype=np.intp)
+    np.minimum.at(earliest, round_t[valid], round_s[valid])
+    farther = np.bincount(round_t[same & ~below], minlength=count) > 0
+    cuts = np.concatenate(([0], np.cumsum(per_round)))
+    goes_on = (pair[:-1] & ~across[1:]).tolist()
+    earliest_list, farther_list, pairs = earliest.tolist(), farther.tolist(), pair.tolist()
+    # ``top[k]``: the first round of the column chain that reaches round ``k`` (rounds ``top[k]``
+    # to ``k`` each handing on to the vertex below): an edge into the block from one of them, in
+    # the same column, comes from a vertex above, timed before the block.
+    top = [0] * count
+    for k in range(1, count):
+        top[k] = top[k - 1] if pairs[k - 1] else k
+    k = 0
+    while k < count - 1:
+        if not goes_on[k] or earliest_list[k + 1] < top[k]:
+            k += 1
+            continue
+        last = k + 1
+        while last < count - 1 and goes_on[last] and earliest_list[last + 1] >= top[k]:
+            last += 1
+        # The edges that leave the block: those of its rows but the last that reach past it,
+        # and every edge of its last row.
+        e = ends[last]
+        inner_s, inner_t = flat_s[cuts[k] : cuts[last]], flat_t[cuts[k] : cuts[last]]
+        leaving = inner_t >= e
+        into = np.concatenate((inner_t[leaving], flat_t[cuts[last] : cuts[last + 1]]))
+        out = np.concatenate((inner_s[leaving], flat_s[cuts[last] : cuts[last + 1]]))
+        spread = np.unique(into).size == into.size
+        # The first round any vertex of the block waits for (``top[k]`` at the earliest).
+        reach = min(k, *earliest_list[k + 1 : last + 1])
+        ordered = any(farther_list[k + 1 : last + 1])
+        blocks[k] = ColumnBlock(last - k, into, out, spread, ordered, int(starts[reach]))
+        k = last + 1
+    return blocks
 
 
 def _kahn_rounds(index: GraphIndex) -> KahnRounds:

@@ -25,8 +25,9 @@ renumbers the vertices in release order so that a round is a range); scheduling 
 in numpy, setting its vertices' finishes and raising their successors' starts to them (a vertex's
 start is the maximum of its predecessors' finish times). Step graphs are wide and shallow (10^4
 vertices in under 10^2 levels), so the rounds are few and each is a handful of array operations;
-a run of chain rounds (every rank's dense layers, one after the other: ``KahnRounds.runs``) is
-timed in one cumulative sum down the columns of a block.
+a block of column rounds (every rank's dense layers, one after the other, each waiting for the
+layer before it and perhaps for others before that: ``KahnRounds.blocks``) is timed in one
+cumulative sum down the columns of the block.
 The times are the same floats as the scalar algorithm's in any release order: a start is a max over
 the same finishes and a finish is that start plus the vertex's length. Durations are asked for
 once per node, in graph order.
@@ -218,8 +219,7 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     length = _vertex_lengths(index, durations)[structure.order]
     begin = np.full(length.size, -math.inf)
     finish = np.zeros(length.size)
-    ends, sources, targets = structure.ends, structure.sources, structure.targets
-    distinct = structure.distinct
+    ends = structure.ends
     if ends:
         begin[: ends[0]] = 0.0
     steps = structure.steps
@@ -229,39 +229,50 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     # Tried and dropped: no finish slice per round, ``begin[out] + length[out]`` for the edges and
     # every finish at the end (the two gathers cost what the three slices saved: 2.79 M either
     # way). A loop in Python floats would not pay either: Kahn's loop in Python takes about 1,000
-    # instructions a vertex or edge (``_python_rounds``). What would pay is fewer rounds, as the
-    # chain runs below take 45 of the 150 in three blocks.
-    general = -1  # the rounds up to this one take one step each (a run that met a NaN)
+    # instructions a vertex or edge (``_python_rounds``). What pays is fewer rounds: the column
+    # blocks below take 79 of the 150 in eight blocks (the ranks' dense layers, forward and
+    # backward; strict chain rounds alone, ``KahnRounds.runs``, took 48 in three).
+    general = -1  # the rounds up to this one take one step each (a block that met a NaN)
     k, count = 0, len(ends)
+    # The ufuncs looked up once, not twice a round through the module (the same calls).
+    add, fmax, fmax_at = np.add, np.fmax, np.fmax.at
     while k < count:
-        a, b, span, into, out, spread, run = steps[k]
-        if run and k > general:
-            # A run of chain rounds (``KahnRounds.runs``): rounds ``k`` to ``k + run`` are the rows
-            # of a block, each vertex's only predecessor the one above it, so that each row's
-            # begins are the finishes of the row above (``fmax`` with the initial -inf gives the
-            # finish itself) and the finishes a running sum down the columns: one cumulative sum
-            # (additions in the same order, the same floats) instead of a step per round. A NaN
-            # finish differs (``fmax`` skips it; the sum carries it on): those rounds then take
-            # their steps after all.
+        a, b, span, into, out, spread, column = steps[k]
+        if column is not None and k > general:
+            # A block of column rounds (``KahnRounds.blocks``): rounds ``k`` to ``k + run`` are the
+            # rows of a block, each vertex waiting for the one above it (and perhaps for others
+            # above that in its column, which finish no later where no length is negative), so
+            # that each row's begins are the finishes of the row above (``fmax`` with the initial
+            # -inf, and with the earlier finishes of the column, gives that finish itself) and the
+            # finishes a running sum down the columns: one cumulative sum (additions in the same
+            # order, the same floats) instead of a step per round; the edges that leave the block
+            # are raised after it, at once (a start is a maximum: the order of the raises does not
+            # matter). A NaN finish differs (``fmax`` skips it; the sum carries it on), and so does
+            # a negative length where a vertex waits for more than the one above it: those rounds
+            # then take their steps after all, as does a NaN finish above the block in a column it
+            # reads (``ColumnBlock.above``).
+            run = column.run
             last = k + run
             e, w = ends[last], b - a
-            if e - a == (run + 1) * w:
-                block = finish[a:e].reshape(run + 1, w)
-                np.add(begin[a:b], length[a:b], out=block[0])
-                block[1:] = length[b:e].reshape(run, w)
-                np.add.accumulate(block, axis=0, out=block)
-                if not np.isnan(block).any():
-                    begin[b:e] = finish[a : e - w]
-                    _raise(begin, finish, targets[last], sources[last], distinct[last])
-                    k = last + 1
-                    continue
+            block = finish[a:e].reshape(run + 1, w)
+            add(begin[a:b], length[a:b], out=block[0])
+            block[1:] = length[b:e].reshape(run, w)
+            np.add.accumulate(block, axis=0, out=block)
+            above = column.above
+            if not np.isnan(block).any() and not (
+                column.ordered and ((length[above:e] < 0.0).any() or np.isnan(finish[above:a]).any())
+            ):
+                begin[b:e] = finish[a : e - w]
+                _raise(begin, finish, column.into, column.out, column.spread)
+                k = last + 1
+                continue
             general = last
-        np.add(begin[span], length[span], out=finish[span])
+        add(begin[span], length[span], out=finish[span])
         if into is not None:
             if spread:  # ``_raise``, inline: the call costs a tenth of a round
-                begin[into] = np.fmax(begin[into], finish[out])
+                begin[into] = fmax(begin[into], finish[out])
             else:
-                np.fmax.at(begin, into, finish[out])
+                fmax_at(begin, into, finish[out])
         k += 1
     at = structure.at
     return Timing(index, begin[at], finish[at])

@@ -18,7 +18,7 @@ import pytest
 
 from recsim.graph import index as index_module
 from recsim.graph.build import build_training_step
-from recsim.graph.index import GraphIndex, KahnRounds, _chain_runs
+from recsim.graph.index import ColumnBlock, GraphIndex, KahnRounds, _chain_runs
 from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
 from recsim.graph.schedule import _vertex_lengths, asap_timing
 from recsim.graph.steps import ChainedGraph, chain_steps
@@ -224,6 +224,84 @@ def test_a_chain_of_single_nodes_is_one_run():
     start, finish = previous_asap_timing(index, durations)
     assert timing.start.tobytes() == start.tobytes() and timing.finish.tobytes() == finish.tobytes()
     assert math.isinf(timing.start[4]) and timing.start[14] == 4.0  # rank 1 runs on
+
+
+def test_rows_that_wait_two_above_make_one_block():
+    """Two ranks, each a line of ten kernels where kernel ``i`` waits for kernels ``i - 1`` and
+    ``i - 2`` (as a backward's layers do), and a kernel on a third rank that waits for rank 0's
+    kernel 4 and rank 1's last: the ten rounds are one block (``KahnRounds.blocks``), the third
+    rank's kernel raised once the block is timed; a negative length in the block takes its
+    rounds one by one, as a NaN does."""
+    from recsim.graph.ir import Compute
+
+    def deps(r: int, i: int) -> tuple[int, ...]:
+        return tuple(r * 10 + j for j in (i - 1, i - 2) if j >= 0)
+
+    nodes = [
+        Node(r * 10 + i, r, f"k{i}", Stream.COMPUTE, Compute("x"), deps(r, i))
+        for r in range(2)
+        for i in range(10)
+    ]
+    nodes.append(Node(20, 2, "after", Stream.COMPUTE, Compute("x"), (4, 19)))
+    index = GraphIndex.of(ExecutionGraph(3, nodes))
+    rounds = index.kahn_rounds
+    assert rounds.runs[0] == 0  # not chain rounds: each kernel waits for two
+    block = rounds.blocks[0]
+    assert isinstance(block, ColumnBlock) and block.run == 9 and block.ordered and not block.spread
+    # The edges that leave the block: rank 0's kernel 4 (row 4) and rank 1's last (row 9), both
+    # to one target (raised with ``np.fmax.at``).
+    assert sorted(block.out.tolist()) == [8, 19] and block.into.tolist() == [20, 20]
+    assert rounds.blocks[1:] == [None] * (len(rounds.ends) - 1)
+    timing = asap_timing(index, [1.0] * 21)
+    assert timing.finish.tolist() == [float(i + 1) for i in range(10)] * 2 + [11.0]
+    assert timing.start[20] == 10.0
+    _assert_same_times(index, 5)
+    for durations in ([1.0] * 5 + [-2.0] + [1.0] * 15, [1.0] * 5 + [math.nan] + [1.0] * 15):
+        timing = asap_timing(index, durations)
+        start, finish = previous_asap_timing(index, durations)
+        assert timing.start.tobytes() == start.tobytes() and timing.finish.tobytes() == finish.tobytes()
+    # Rank 0's kernel 6 waits for kernel 4 (finish 5.0), not for kernel 5 (finish 3.0, its length -2).
+    timing = asap_timing(index, [1.0] * 5 + [-2.0] + [1.0] * 15)
+    assert timing.start[6] == 5.0
+
+
+def test_a_block_may_read_its_columns_above_it():
+    """Two ranks, each a line of ten kernels; rank 0's kernel 5 also waits for rank 1's kernel 2
+    (another column: the block of rounds 0-4 ends there), and kernels 6-9 also wait for the
+    kernel three above them, kernels 6 and 7 for kernels 3 and 4, above the second block (rounds
+    5-9), in its columns: that block reads them (``ColumnBlock.above``), and where one of them
+    finishes at NaN, or a length between is negative, it takes its rounds one by one."""
+    from recsim.graph.ir import Compute
+
+    def deps(r: int, i: int) -> tuple[int, ...]:
+        own = tuple(r * 10 + j for j in (i - 1, i - 3 if i >= 6 else -1) if j >= 0)
+        return own + ((12,) if (r, i) == (0, 5) else ())
+
+    nodes = [
+        Node(r * 10 + i, r, f"k{i}", Stream.COMPUTE, Compute("x"), deps(r, i))
+        for r in range(2)
+        for i in range(10)
+    ]
+    index = GraphIndex.of(ExecutionGraph(2, nodes))
+    blocks = index.kahn_rounds.blocks
+    first, second = blocks[0], blocks[5]
+    assert first is not None and (first.run, first.ordered) == (4, False)
+    assert second is not None and (second.run, second.ordered, second.above) == (4, True, 6)
+    assert blocks[1:5] == [None] * 4 and blocks[6:] == [None] * 4
+    timing = asap_timing(index, [1.0] * 20)
+    assert timing.finish.tolist() == [float(i + 1) for i in range(10)] * 2
+    _assert_same_times(index, 7)
+    ones = [1.0] * 20
+    for at, value in ((3, math.nan), (4, -2.0), (3, -2.0), (8, -2.0), (13, math.inf), (14, -math.inf)):
+        durations = [*ones[:at], value, *ones[at + 1 :]]
+        with np.errstate(invalid="ignore"):
+            timing = asap_timing(index, durations)
+            start, finish = previous_asap_timing(index, durations)
+        assert timing.start.tobytes() == start.tobytes() and timing.finish.tobytes() == finish.tobytes()
+    # Rank 0's kernel 6 waits for kernels 5 and 3: with kernel 4 two shorter (-2), kernel 3's
+    # finish (4.0) is the later one.
+    timing = asap_timing(index, [*ones[:4], -2.0, *ones[5:]])
+    assert timing.start[6] == 4.0
 
 
 @ROUNDS_PATHS
