@@ -861,7 +861,8 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
         group = op.group
         wide = wide_group.get(id(group))
         if wide is None:
-            wide = wide_group[id(group)] = len({r // per_node for r in group}) > 1
+            # The group's nodes, ``r // per_node`` for each rank in C (the same ints).
+            wide = wide_group[id(group)] = len(set(map(per_node.__rfloordiv__, group))) > 1
         if wide and finish > start:
             spans[ranks[p % size]].append((start, finish))
     return {rank: union_length(intervals) for rank, intervals in spans.items()}

@@ -34,6 +34,7 @@ import itertools
 import math
 import numbers
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recsim.errors import InfeasibleError
@@ -115,6 +116,19 @@ def _is_rank(value: object) -> bool:
     """An integer rank: a bool is an int to Python, but a rank ``True`` is a mistake, and an array
     index would read it as a mask (``shard_ops.pooled_exchange`` fills a numpy matrix)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+_INT_ONLY = frozenset((int,))
+
+
+def _ranks_within(ranks: Sequence[object], world: int) -> bool:
+    """Every one of ``ranks`` a rank (``_is_rank``) in ``0..world - 1``. Plain ints, as every plan
+    holds, are checked by their extremes in C, not by ``_is_rank``'s ABC test per rank in a
+    generator (a shard of a replicated table holds every rank: 128 tests at 128 GPUs); any other
+    kind of value is checked one by one, as before."""
+    if ranks and set(map(type, ranks)) == _INT_ONLY:
+        return min(ranks) >= 0 and max(ranks) < world  # type: ignore[type-var]
+    return all(_is_rank(r) and 0 <= r < world for r in ranks)  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
@@ -203,7 +217,7 @@ class Plan:
                     raise InfeasibleError(
                         f"{_where(name, s)}: outside the table ({table.rows} rows x {dim} columns)"
                     )
-                if not s.ranks or any(not _is_rank(r) or not 0 <= r < self.world_size for r in s.ranks):
+                if not s.ranks or not _ranks_within(s.ranks, self.world_size):
                     raise InfeasibleError(
                         f"{_where(name, s)}: ranks {s.ranks} outside 0..{self.world_size - 1}"
                     )

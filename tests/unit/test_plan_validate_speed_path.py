@@ -7,11 +7,14 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recsim.api import make_plan, prepare
 from recsim.errors import InfeasibleError
-from recsim.planner.types import Plan, Shard, _overlap
+from recsim.planner.types import Plan, Shard, _is_rank, _overlap, _ranks_within
 
 
 def cells_overlap(shards: list[Shard]) -> bool:
@@ -97,3 +100,20 @@ def test_validate_still_finds_overlapping_and_missing_cells():
     short = replace(s, row_end=s.row_end - 1)
     with pytest.raises(InfeasibleError, match=r"cover \d+ of \d+ cells$"):
         Plan(**{**plan.__dict__, "shards": [short, *plan.shards[1:]]}).validate(workload)
+
+
+_RANK_VALUES = st.one_of(
+    st.integers(-3, 12),
+    st.booleans(),
+    st.integers(-3, 12).map(np.int64),
+    st.floats(-3, 12),
+    st.just("1"),
+)
+
+
+@given(ranks=st.lists(_RANK_VALUES, max_size=6).map(tuple), world=st.integers(1, 10))
+def test_ranks_within_is_each_rank_checked(ranks, world):
+    """``_ranks_within`` (plain ints by their extremes) is the per-rank check it replaced in
+    ``Plan.validate``: a rank (not a bool, not a float) in ``0..world - 1``, every one."""
+    want = not any(not _is_rank(r) or not 0 <= r < world for r in ranks)
+    assert _ranks_within(ranks, world) == want
