@@ -18,7 +18,7 @@ import pytest
 
 from recsim.graph import index as index_module
 from recsim.graph.build import build_training_step
-from recsim.graph.index import ColumnBlock, GraphIndex, KahnRounds, _chain_runs
+from recsim.graph.index import ColumnBlock, GraphIndex, KahnRounds, _chain_runs, _distinct_groups
 from recsim.graph.ir import Collective, CollectiveOp, ExecutionGraph, Node, Stream
 from recsim.graph.schedule import _vertex_lengths, asap_timing
 from recsim.graph.steps import ChainedGraph, chain_steps
@@ -327,3 +327,23 @@ def test_member_rows_are_the_members(name, nodes, plan_name, runtime, fold):
         assert vertices == list(index.members)
         rows = [flat[a:b].tolist() for a, b in pairwise(bounds)]
         assert rows == list(index.members.values()) and flat.dtype == np.intp
+
+
+def test_distinct_groups_split_repeated_targets():
+    into, out = np.array([5, 7, 5, 9, 5, 7]), np.array([0, 1, 2, 3, 4, 5])
+    groups = _distinct_groups(into, out)
+    assert [(t.tolist(), s.tolist()) for t, s in groups] == [
+        ([5, 7, 9], [0, 1, 3]),
+        ([5, 7], [2, 5]),
+        ([5], [4]),
+    ]
+    assert _distinct_groups(np.array([1, 1, 1, 1]), np.array([0, 1, 2, 3])) == ()  # four: ``fmax.at``
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        into = rng.integers(0, 6, rng.integers(0, 12))
+        out = rng.permutation(into.size)
+        groups = _distinct_groups(into, out)
+        if groups:
+            assert all(np.unique(t).size == t.size for t, _ in groups)
+            pairs = sorted(p for t, s in groups for p in zip(t.tolist(), s.tolist(), strict=True))
+            assert pairs == sorted(zip(into.tolist(), out.tolist(), strict=True))
