@@ -392,8 +392,15 @@ class GraphIndex:
     @cached_property
     def source_ranks_array(self) -> npt.NDArray[np.int64]:
         """``source_ranks`` as an array, made once for the metrics that each read it so (the
-        kernels' energy and the window's op counts)."""
-        return np.asarray(self.source_ranks, dtype=np.int64)
+        kernels' energy and the window's op counts). A node's rank is its queue's (a queue is a
+        rank's stream and lane: ``queue_keys``), so the array is the queues' ranks read by the
+        nodes' queue numbers (a step node's, for an index of copies), not a list of 10^3-10^5
+        ints converted one by one."""
+        keys = self.queue_keys
+        of_queue = np.fromiter((key[0] for key in keys), dtype=np.int64, count=len(keys))
+        size = len(self.copies[0]) if self.copies is not None else self.size
+        out: npt.NDArray[np.int64] = of_queue[self.queue_array[:size]]
+        return out
 
     @property
     def kept_ranks(self) -> Sequence[int] | None:

@@ -347,3 +347,20 @@ def test_distinct_groups_split_repeated_targets():
             assert all(np.unique(t).size == t.size for t, _ in groups)
             pairs = sorted(p for t, s in groups for p in zip(t.tolist(), s.tolist(), strict=True))
             assert pairs == sorted(zip(into.tolist(), out.tolist(), strict=True))
+
+
+@pytest.mark.parametrize(("name", "nodes", "plan_name", "runtime", "fold"), CONFIGS)
+def test_source_ranks_array_is_the_nodes_ranks(name, nodes, plan_name, runtime, fold):
+    """``GraphIndex.source_ranks_array``, read off the queues' ranks, is each (step) node's rank."""
+    _, workload, plan, memo, options = _setup(name, nodes, plan_name, runtime, fold)
+    step = build_training_step(workload, plan, options, memo.shard_ops)
+    for index in (
+        GraphIndex.of(step),
+        ChainedGraph.lazy(step, 3).index(),
+        GraphIndex.of(chain_steps(step, 2)),
+    ):
+        got = index.source_ranks_array
+        assert got.dtype == np.int64 and got.tolist() == list(index.source_ranks)
+    graph = random_graph(3, ranks=4, per_rank=20)
+    index = GraphIndex.of(graph)
+    assert index.source_ranks_array.tolist() == [n.rank for n in graph.nodes]

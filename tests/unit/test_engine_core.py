@@ -14,7 +14,7 @@ from recsim.graph.ir import Collective, CollectiveOp, Compute, ExecutionGraph, N
 from recsim.graph.schedule import Schedule, asap_schedule
 from recsim.graph.steps import chain_steps
 from recsim.hardware.library import HardwareLibrary
-from recsim.metrics.invariants import check_breakdown, check_schedule, check_utilisation
+from recsim.metrics.invariants import check_breakdown, check_busy, check_schedule, check_utilisation
 from recsim.metrics.result import Result
 from recsim.planner import table_wise_round_robin
 from recsim.planner.storage import plan_usage
@@ -271,3 +271,11 @@ def test_memory_by_hand():
     assert hbm[0] == 100 * (16 + 4) + dense + act + pooled + owned + 8 * (2 * 8 + 4) + reader
     assert hbm[1] == 50 * (16 + 4) + dense + act + pooled + owned + 8 * (3 * 8 + 4) + reader
     assert sum(usage.ddr_by_node.values()) == 0 and sum(usage.ssd_by_node.values()) == 0
+
+
+def test_check_busy_names_the_first_stream_over_the_step():
+    busy = {(0, "compute"): 1.0, (1, "comm"): 1.01, (2, "compute"): 1.5, (3, "host"): 2.0}
+    with pytest.raises(SimulationError, match=r"rank 2's compute stream is busy 1\.5 s in a step of 1 s"):
+        check_busy(busy, 1.0)
+    check_busy({(0, "compute"): 1.01, (1, "comm"): math.nan, (2, "host"): 0}, 1.0)  # within 1 %
+    check_busy({}, 0.0)
