@@ -13,6 +13,8 @@ the tiny fixture; these pin the cross-configuration physics a sweep of the real 
 * at a fixed plan on two nodes, a faster network (NICs and switch ports together) shortens the
   step and the exposed all-to-all, a slower one lengthens both, in either engine; DES, which adds
   contention to the same durations, is never faster than the analytic engine.
+* weak scaling (a fixed batch per node): more nodes never lower the throughput; the drives and the
+  in-node switches are paid once a node, the scale-out switches by the ports the run takes.
 """
 
 from __future__ import annotations
@@ -103,3 +105,19 @@ def test_des_is_never_faster_than_the_analytic_engine_across_nodes(port):
     analytic = _run(2, "analytic", _network(port))
     des = _run(2, "des", _network(port))
     assert des["iteration_time_s"] >= analytic["iteration_time_s"] * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("fidelity", ["analytic", "des"])
+def test_weak_scaling_throughput_grows_and_power_is_paid_per_node_and_per_port(fidelity):
+    runs = {nodes: _run(nodes, fidelity, ()) for nodes in (1, 2, 4)}
+    throughput = [runs[n]["throughput_samples_per_s"] for n in (1, 2, 4)]
+    assert throughput == sorted(throughput) and len(set(throughput)) == 3
+    for nodes, out in runs.items():
+        # 8 NVMe drives a node at their 5 W idle (nvme-gen4.yaml): a training step reads none.
+        assert out["power_by_component_w.ssds"] == pytest.approx(nodes * 8 * 5.0)
+        # In the node: 4 NVSwitch gen3 chips at 100 W and 4 PEX89144 at 54 W, whole. Across nodes:
+        # the 8 NICs a node take 8 of a 64-port Quantum-2 leaf's ports (747 W typical), one leaf
+        # holding up to 32 NICs: no spine is cabled for 4 nodes (quantum2-qm9700.yaml).
+        in_node = nodes * (4 * 100.0 + 4 * 54.0)
+        fabric = 0.0 if nodes == 1 else 747.0 * 8 * nodes / 64
+        assert out["power_by_component_w.switches"] == pytest.approx(in_node + fabric)
