@@ -282,17 +282,18 @@ class CostMemo:
     @cached_property
     def system_notes(self) -> tuple[str | None, str | None, str | None]:
         """The notes of a run's result that the memo's system alone decides: its calibration
-        defaults, its NICs' host-interface cap and its platform's power note
+        defaults, its capped rates (NICs behind a slower host interface, DIMMs faster than the CPU runs
+        them: ``capped_rates_note``) and its platform's power note
         (``recsim.engine.simulate.run_notes``, which asks for them twice an evaluation). Each walks
         the system's devices and formats its line anew: about 2 % of an analytic evaluation at 128
         GPUs, the same text every time (the system is a frozen model)."""
         # Imported here: the cost and hardware modules below import this package's siblings.
         from recsim.cost.platform import platform_note
         from recsim.cost.provenance import calibration_note
-        from recsim.hardware.system import nic_host_cap_note
+        from recsim.hardware.system import capped_rates_note
 
         system = self.system
-        return calibration_note(system), nic_host_cap_note(system), platform_note(system)
+        return calibration_note(system), capped_rates_note(system), platform_note(system)
 
     @cached_property
     def shard_ops(self) -> ShardOps:

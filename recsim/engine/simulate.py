@@ -54,7 +54,7 @@ from recsim.graph.runtime import apply_runtime
 from recsim.graph.schedule import Schedule, Timing, asap_timing
 from recsim.graph.shard_ops import ShardOps
 from recsim.graph.steps import ChainedGraph
-from recsim.hardware.system import System, nic_host_cap_note
+from recsim.hardware.system import System, capped_rates_note
 from recsim.hardware.topology import Topology, build_topology
 from recsim.metrics.invariants import (
     check_breakdown,
@@ -159,7 +159,7 @@ def run_notes(system: System, options: SimulationOptions, *, reports_power: bool
         # The system's own notes, worked out once for the memo's system (``CostMemo.system_notes``).
         calibration, nic_cap, platform = memo.system_notes
     else:
-        calibration, nic_cap = calibration_note(system), nic_host_cap_note(system)
+        calibration, nic_cap = calibration_note(system), capped_rates_note(system)
         platform = platform_note(system) if reports_power else None
     said = (calibration, nic_cap, platform if reports_power else None, options_note(options))
     return tuple(n for n in said if n)

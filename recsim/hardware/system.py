@@ -662,3 +662,37 @@ def nic_host_cap_note(system: System) -> str | None:
                 "the latter (check the ports' unit if that is not meant)"
             )
     return "; ".join(said) if said else None
+
+
+def host_memory_cap_note(system: System) -> str | None:
+    """What a result says when the host memory's DIMMs are rated faster than its CPU runs any DIMM
+    (``Cpu.memory``: the fastest the socket takes, at one DIMM per channel): the channels run at the
+    CPU's rate (``Node.host_memory_bandwidth_bytes_per_s`` takes the slower of the two, as a memory
+    controller trains DIMMs down to the speed it supports), so a faster DIMM moves nothing. A
+    tester's what-if, ``--set node.host_memory.device.pin_rate=7.2Gb/s`` on a DGX H100 (DDR5-7200
+    on Sapphire Rapids, DDR5-4800 at most), left every figure as it was without a word, as did
+    doubling a GB200's LPDDR5X. Not said of the derating at two DIMMs per channel of a DIMM the CPU
+    runs at its rated speed at one (a stock DGX H100's DDR5-4800 at 4400: ``Cpu.memory_2dpc``):
+    that is the platform as built, not a what-if. None where the DIMMs are no faster than the CPU's
+    rate."""
+    dimm = system.node.host_memory.device
+    cpu = system.node.cpus.device
+    rated = dimm.bandwidth_bytes_per_s
+    if rated <= cpu.memory.bandwidth_bytes_per_s * (1.0 + 1e-9):
+        return None
+    channels = system.node.memory_channels
+    runs = system.node.host_memory_bandwidth_bytes_per_s / channels
+    per_channel = system.node.host_memory.dimms_per_channel
+    return (
+        f"node.host_memory {dimm.name!r}: rated {rated / 1e9:.4g} GB/s a channel, but {cpu.name} "
+        f"runs it at {runs / 1e9:.4g} GB/s ({per_channel} a channel), so the host memory moves "
+        f"{runs * channels / 1e9:,.0f} GB/s a node (faster memory needs a CPU that runs it: "
+        "node.cpus.device.memory)"
+    )
+
+
+def capped_rates_note(system: System) -> str | None:
+    """The notes of the parts that move less than they are rated for because what they plug into
+    is slower (``nic_host_cap_note``, ``host_memory_cap_note``), as one line; None where none is."""
+    said = [note for note in (nic_host_cap_note(system), host_memory_cap_note(system)) if note]
+    return "; ".join(said) if said else None

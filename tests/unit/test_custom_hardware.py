@@ -340,6 +340,35 @@ def test_a_nic_faster_than_its_host_link_is_said_not_refused():
     assert not any("host interface" in n for n in recsim.simulate(system="dgx-h100", nodes=2).notes)
 
 
+def test_host_memory_faster_than_its_cpu_runs_is_said():
+    # A tester's what-if: DDR5-7200 DIMMs on a DGX H100 (Sapphire Rapids runs DDR5-4800 at one DIMM
+    # a channel, 4400 at two) moved no figure and said nothing. The channels run at the CPU's rate
+    # (the mechanism stands: every figure but the config hash and the notes is the stock run's);
+    # the result now says why. Exact figures: 8 channels x 2 sockets x 4.4 GT/s x 8 B = 563 GB/s.
+    options = {"system": "dgx-h100", "workload": "dlrm-dcnv2", "batch_size": 8192, "plan": "table_wise"}
+    stock = recsim.simulate(**options).to_dict()
+    fast = recsim.simulate(**options, overrides=["node.host_memory.device.pin_rate=7.2 Gb/s"]).to_dict()
+    assert {k: v for k, v in fast.items() if k not in ("notes", "resolved_config_hash")} == {
+        k: v for k, v in stock.items() if k not in ("notes", "resolved_config_hash")
+    }
+    assert (
+        "node.host_memory 'ddr5-4800': rated 57.6 GB/s a channel, but xeon-platinum-8480c runs it at "
+        "35.2 GB/s (2 a channel), so the host memory moves 563 GB/s a node (faster memory needs a CPU "
+        "that runs it: node.cpus.device.memory)" in fast["notes"]
+    )
+    # The stock DIMMs at two a channel run below their rating too, as the platform is built: not said.
+    assert not any("host_memory" in n for n in stock["notes"])
+    # A GB200's LPDDR5X, doubled, the same (Grace runs 32 GB/s a channel); the 36 Graces of the
+    # NVL72 rack, 16 channels each: 18,432 GB/s.
+    from recsim.hardware.system import host_memory_cap_note
+
+    grace = load_system("gb200-nvl72", overrides=["node.host_memory.device.bandwidth=64 GB/s"])
+    assert "runs it at 32 GB/s (1 a channel), so the host memory moves 18,432 GB/s" in str(
+        host_memory_cap_note(grace)
+    )
+    assert host_memory_cap_note(load_system("gb200-nvl72")) is None
+
+
 def test_transferred_collective_fits_are_reported_and_the_note_is_compact():
     """A collective block copied from another fabric (``transferred_from``) is reported as the
     accelerators' are: nvswitch-gen4 and the 4-GPU NVLink meshes copy a gen3/gen2 NVSwitch fit and
