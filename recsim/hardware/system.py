@@ -691,8 +691,34 @@ def host_memory_cap_note(system: System) -> str | None:
     )
 
 
+def nvlink_switch_cap_note(system: System) -> str | None:
+    """What a result says when the accelerators' NVLinks are faster than the NVSwitch ports they end
+    in: each link moves the slower of its two ends (``Node.scale_up_bandwidth_bytes_per_s_per_accelerator``,
+    ``recsim.hardware.topology``), so a faster NVLink alone moves nothing (a tester's what-if,
+    ``--set node.accelerators.device.nvlink.link.bandwidth=50GB/s`` on a DGX H100, left every figure
+    as it was without a word; raising ``node.scale_up.switch.port_bandwidth`` with it does move them).
+    None where the ports carry the links (every shipped NVSwitch system: equal rates)."""
+    acc = system.node.accelerators
+    up = system.node.scale_up
+    if acc is None or acc.device.nvlink is None or up is None or up.switch is None or up.fabric != "nvswitch":
+        return None
+    link = acc.device.nvlink.link.bandwidth_bytes_per_s
+    port = up.switch.port_bandwidth_bytes_per_s
+    if link <= port * (1.0 + 1e-9):
+        return None
+    return (
+        f"node.accelerators {acc.device.name!r}: its NVLinks ({acc.device.nvlink.link.name}) move "
+        f"{link / 1e9:.4g} GB/s but the {up.switch.name} ports they end in {port / 1e9:.4g} GB/s, so "
+        "they move the latter (raise node.scale_up.switch.port_bandwidth with them)"
+    )
+
+
 def capped_rates_note(system: System) -> str | None:
     """The notes of the parts that move less than they are rated for because what they plug into
-    is slower (``nic_host_cap_note``, ``host_memory_cap_note``), as one line; None where none is."""
-    said = [note for note in (nic_host_cap_note(system), host_memory_cap_note(system)) if note]
+    is slower (``nic_host_cap_note``, ``host_memory_cap_note``, ``nvlink_switch_cap_note``), as one
+    line; None where none is. Not said: an accelerator's PCIe link faster than its PCIe switch's
+    port, which every shipped PCIe Gen4/Gen5 system has by rounding (31.51 against 31.5 GB/s, the
+    switch datasheets' figure), where a note would be noise."""
+    notes = (nic_host_cap_note(system), host_memory_cap_note(system), nvlink_switch_cap_note(system))
+    said = [note for note in notes if note]
     return "; ".join(said) if said else None

@@ -369,6 +369,27 @@ def test_host_memory_faster_than_its_cpu_runs_is_said():
     assert host_memory_cap_note(load_system("gb200-nvl72")) is None
 
 
+def test_nvlinks_faster_than_their_switch_ports_are_said():
+    # A tester's what-if: 50 GB/s NVLinks on a DGX H100 end in 25 GB/s NVSwitch gen3 ports and
+    # moved nothing, silently; the link keeps moving its slower end's rate, and the result says so.
+    from recsim.hardware.system import nvlink_switch_cap_note
+
+    fast = load_system("dgx-h100", overrides=["node.accelerators.device.nvlink.link.bandwidth=50 GB/s"])
+    assert fast.node.scale_up_bandwidth_bytes_per_s_per_accelerator == 18 * 25e9
+    assert nvlink_switch_cap_note(fast) == (
+        "node.accelerators 'h100-sxm5-80gb': its NVLinks (nvlink4) move 50 GB/s but the nvswitch-gen3 "
+        "ports they end in 25 GB/s, so they move the latter (raise node.scale_up.switch.port_bandwidth "
+        "with them)"
+    )
+    both = [
+        "node.accelerators.device.nvlink.link.bandwidth=50 GB/s",
+        "node.scale_up.switch.port_bandwidth=50 GB/s",
+    ]
+    assert nvlink_switch_cap_note(load_system("dgx-h100", overrides=both)) is None
+    for name in ("dgx-a100", "dgx-b200", "dgx-h100", "gb200-nvl72", "hgx-h200", "zionex", "hgx-h100-4gpu"):
+        assert nvlink_switch_cap_note(load_system(name)) is None, name
+
+
 def test_transferred_collective_fits_are_reported_and_the_note_is_compact():
     """A collective block copied from another fabric (``transferred_from``) is reported as the
     accelerators' are: nvswitch-gen4 and the 4-GPU NVLink meshes copy a gen3/gen2 NVSwitch fit and
