@@ -94,6 +94,10 @@ class Block:
     pooled_hbm_bytes: float = 0.0
     input_hbm_bytes: float = 0.0
     input_once_bytes: tuple[tuple[str, float], ...] = ()
+    # Whether a shard of the block shares its rank's cache (``shares_cache``), so what it adds to a
+    # rank depends on the rank (``Partitioner.load_on``): set by ``Estimator.block``, once per
+    # memoised block, as the planner asks it of every block it tries.
+    joins_cache: bool = False
 
     @property
     def io_hbm_bytes(self) -> float:
@@ -411,7 +415,8 @@ class Estimator:
         for s in shards:
             storage = storage + shard_storage(s, self.w, self.world)
         perf = Perf(fwd, a2a + rs, bwd, a2a + rs + dp)
-        block = Block(tuple(shards), perf, storage, pooled, inputs, tuple(sorted(once.items())))
+        joins = any(map(shares_cache, shards))
+        block = Block(tuple(shards), perf, storage, pooled, inputs, tuple(sorted(once.items())), joins)
         if memo_key is not None:
             self._blocks[memo_key] = block
         return block
@@ -711,7 +716,10 @@ def shares_cache(shard: Shard) -> bool:
     """Whether ``shard`` shares its rank's cache with the rank's other shards of its fused group:
     a sharded (not replicated) ``uvm_caching`` shard, which FBGEMM's TBE module of the rank's
     ``FUSED_UVM_CACHING`` tables caches in one cache (``graph.build``'s fused lookup)."""
-    return shard.tier.split(":", 1)[0] == "uvm_caching" and shard.sharding != "data_parallel"
+    tier = shard.tier
+    # (``tier_name``'s test without the split: the planner asks it of every block it tries.)
+    cached = tier == "uvm_caching" or tier.startswith("uvm_caching:")
+    return cached and shard.sharding != "data_parallel"
 
 
 def mp_bottom_perf(est: Estimator, world: int) -> Perf:

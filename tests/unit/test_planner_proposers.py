@@ -544,7 +544,7 @@ def _fake_choice(adds: list[float], bound: float = 2.0) -> str:
 
     from recsim.planner.proposers.greedy import best_placement
 
-    block = SimpleNamespace(perf=SimpleNamespace(total_s=1.0))
+    block = SimpleNamespace(joins_cache=False, perf=SimpleNamespace(total_s=1.0))
     cands = [
         SimpleNamespace(name=f"c{i}", blocks=[block], replicated=[], placement="one")
         for i in range(len(adds))
@@ -580,7 +580,7 @@ def test_a_candidate_whose_floor_settles_to_the_best_bound_is_still_scored():
     from recsim.planner.proposers.greedy import best_placement
 
     def choice(adds: list[float]) -> str:
-        blocks = [[SimpleNamespace(perf=SimpleNamespace(total_s=a))] for a in adds]
+        blocks = [[SimpleNamespace(joins_cache=False, perf=SimpleNamespace(total_s=a))] for a in adds]
         cands = [
             SimpleNamespace(name=f"c{i}", blocks=b, replicated=[], placement="one")
             for i, b in enumerate(blocks)
@@ -644,7 +644,7 @@ def test_a_floor_a_few_ulps_above_its_bound_does_not_stop_the_search():
     cands = [
         SimpleNamespace(
             name=n,
-            blocks=[SimpleNamespace(perf=SimpleNamespace(total_s=added[n]))],
+            blocks=[SimpleNamespace(joins_cache=False, perf=SimpleNamespace(total_s=added[n]))],
             replicated=[],
             placement="one",
         )

@@ -15,6 +15,10 @@ free HBM is spent: the greedy solution of the fractional knapsack RecShard solve
 see ``recshard`` for the row-level version), the other tables try the slower tiers first, and
 tables are placed largest first. Neither order is better everywhere (``table_orders``).
 
+A block on ``uvm_caching`` costs what it adds to its rank's one cache (``Partitioner.load_on``),
+so the same option is worth more beside some tables than others: its bound is known only once
+placed, and no floor prunes it (``best_placement``).
+
 Registered twice: ``greedy`` (LPT partitioner) and ``memory_balanced`` (most free HBM first).
 """
 
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from recsim.cost.embedding.base import optimizer_state_bytes, parse_tier, tier_model
 from recsim.errors import InfeasibleError
 from recsim.planner.estimator import Candidate, Estimator
-from recsim.planner.partitioners import Partitioner, settled
+from recsim.planner.partitioners import Partitioner, least_load_s, settled
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
 from recsim.planner.storage import input_buffer_bytes, pooled_output_bytes, row_bytes, stored_row_bytes
 from recsim.planner.types import Plan, Shard
@@ -50,19 +54,28 @@ def best_placement(
     total = sum(part.load)
     current = part.makespan_s
 
-    def added(cand: Candidate) -> float:
+    def added(cand: Candidate) -> float | None:
         # The load a candidate adds wherever it goes: its blocks once (or on every rank), its
-        # replicated blocks on every rank.
-        blocks = sum(b.perf.total_s for b in cand.blocks) * (world if cand.placement == "every" else 1)
-        return blocks + world * sum(b.perf.total_s for b in cand.replicated)
+        # replicated blocks on every rank. None where a block joins a rank's shared cache, whose
+        # load depends on the rank and may be below nothing (``partitioners.least_load_s``).
+        blocks = [least_load_s(b) for b in cand.blocks]
+        replicated = [least_load_s(b) for b in cand.replicated]
+        if any(x is None for x in blocks) or any(x is None for x in replicated):
+            return None
+        once = sum(x for x in blocks if x is not None) * (world if cand.placement == "every" else 1)
+        return once + world * sum(x for x in replicated if x is not None)
+
+    def floor_of(cand: Candidate) -> tuple[float, float]:
+        # (floor of the bound, floor of the work added): the makespan now bounds any placement's.
+        add = added(cand)
+        if add is None:
+            return current, -math.inf
+        return max(current, (total + add + remaining_s) / world), add
 
     # Branch and bound: the bound of a candidate is at least max(makespan now, average after), which
     # needs no placement; candidates are tried by that floor and the search stops once the floor
     # passes the best bound found. Same choice as trying them all, far fewer placements.
-    floors = sorted(
-        (max(current, (total + added(c) + remaining_s) / world), added(c), i)
-        for i, c in enumerate(candidates)
-    )
+    floors = sorted((*floor_of(c), i) for i, c in enumerate(candidates))
     best: tuple[float, float, int] | None = None
     for floor, _, i in floors:
         # Settled as the keys are (rounding is monotone): a floor that settles to the best bound

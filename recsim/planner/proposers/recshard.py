@@ -43,6 +43,9 @@ engines will charge:
    makespan. A choice that fits on no rank shrinks to the hot set the freest rank can hold, then
    falls back to its smaller hull points, then to ``greedy.place_table`` (any option, lower
    precisions), which raises ``InfeasibleError`` naming the table, its bytes and the tiers tried.
+   The partitioner prices a ``uvm_caching`` block by what it adds to its rank's one cache
+   (``Partitioner.load_on``); the knapsack's points price each table with a cache of its own rows,
+   since no rank is chosen yet (a table's cost beside others depends on which: left as it is).
 
 The plan's notes record each table's hot set and cold tier.
 
