@@ -181,6 +181,7 @@ class Estimator:
         self._compute: dict[tuple[object, ...], float] = {}
         self._updates: dict[tuple[object, ...], tuple[float, float]] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
+        self._shared_ops: dict[tuple[Shard, str, bool, bool], Embedding] = {}  # ``shared_cache_s``'s
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
         self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled and id bytes memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
@@ -276,7 +277,16 @@ class Estimator:
         share one cache of ``ratio x`` their summed rows, as FBGEMM's one cache per TBE module does.
         A shard priced alone (``lookup_s``) has a cache of its own rows: small hot tables then
         looked colder than they run beside a big one (a tester's find: more skew, a slower plan)."""
-        ops = [self.lookup_op(s, pass_, presorted, atomic) for s in shards]
+        # The partitioner prices a rank's group again with each block it tries there: its members'
+        # ops are kept rather than built again.
+        made = self._shared_ops
+        ops = []
+        for s in shards:
+            op_key = (s, pass_, presorted, atomic)
+            op = made.get(op_key)
+            if op is None:
+                op = made[op_key] = self.lookup_op(s, pass_, presorted, atomic)
+            ops.append(op)
         key = ("shared", pass_, tuple(ops))
         cached = self._compute.get(key)
         if cached is not None:

@@ -52,11 +52,22 @@ run as one FBGEMM TBE with one cache of ``ratio x`` their summed rows over their
 the engines cost them (``graph.build``'s fused lookup; ``Estimator.shared_cache_s``). So a block
 holding such a shard adds to a rank what the rank's fused lookup costs with it less without
 (``load_on``), not its own figure (a cache of its own rows): hot small tables beside a big one hit
-in the big one's cache, and alone a small table's cache is tiny. Under ``lpt`` such a block goes
-where it ends soonest (``earliest_finish``) rather than to the least loaded rank. A tester's case,
+in the big one's cache, and alone a small table's cache is tiny. Under ``lpt`` such a block that may
+go to any rank goes where it ends soonest (``earliest_finish``) rather than to the least loaded one
+(the blocks of a row split or of one node keep their ranks' order). A tester's case,
 DLRM MLPerf on a DGX A100 with every table on ``uvm_caching:0.05``: the greedy's plan at Zipf 0.9
 access ran 5.79 ms simulated, slower than at uniform access (5.72 ms); priced so, 3.36 and 4.47 ms.
 Other tiers cost the same on every rank, and their blocks are placed as before.
+
+What it costs, measured (2-core machine shared with others, so +-20 %): nothing where no block
+joins a cache (benchmarks/bench_planner.py, 856 tables on 128 GPUs all in HBM: the same plans, +0.3 %
+function calls in ``auto``); but where the tables go to ``uvm_caching``, one fused lookup is priced
+(about 1 ms, Che's approximation over the mixture) per rank a block may go to, about three times
+the ranks per table placed: model-a's first 856 tables on 16 GPUs with ``planner.tiers=
+[uvm_caching]`` planned in 168 s where it took 8.6 s (its plan 388 ms simulated where it was 538
+ms); DLRM MLPerf on a DGX A100 in 0.7 s where it took 0.16 s. No rank can be left out unpriced
+(``earliest_finish``); a bound on what a block adds beside a rank's cache that would let the scan
+stop early is the way to make it faster, not found yet.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """
