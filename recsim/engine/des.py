@@ -107,6 +107,48 @@ or by what its links cost it, whichever is more (the rows stream through DRAM an
 The cost models already give each rank its share of the node's DRAM, so the lookups of ranks
 spread evenly over the sockets fit; what binds is what those shares leave out: a copy or the next
 batch's loading beside them, a socket with more than its share of the GPUs.
+
+**What DES charges on one node that the analytic engine does not** (a session's audit, 2026-12-07,
+``recsim validate --fidelity des``: every single-node MLPerf DCNv2 case slower than analytic, by
+1.6 (B200) to 12.8 points (the PCIe server); the DLRM v1, DLE and TorchRec cases identical). Two
+resources, split by running the validation again with ``_hbm_demands`` returning nothing:
+
+* HBM, between the dense lane's memory-bound cross-layer kernels (``fused_mul_fma3``, asking
+  0.93-0.97 of the link alone) and the side lanes beside them: the 40M-row table's index sort on
+  ``LANE_INDEX`` beside the forward (217 MB in 261 us, 0.30 of the link, dgx-h100 at batch
+  55,296) and the weight-gradient GEMMs on ``LANE_WGRAD`` beside the backward (62-76 MB each,
+  0.32-0.47). 1.2 (the PCIe server) to 3.8 (HGX H100 4-GPU) points of each single-node DCNv2
+  case; all of the gap on the dgx-h100 cases run on NVIDIA's plan (the headline 3.851 -> 4.006
+  ms: +42 us in the forward, +112 in the backward; ``tests/unit/test_des_hbm.py``). It is not
+  counted twice: no other stretch covers these pairs (``recsim.cost.interference`` covers kernels
+  beside collectives, and these kernels' durations are the analytic ones; ``sm_sharing`` is off),
+  and both sides' costs were fitted stand-alone (the GEMM fit's microbenchmarks;
+  ``gpu.SORT_EFFICIENCY`` on the A100 trace, where 1.9 of 276 ms of kernel time overlaps another
+  stream). It is the bytes' own conservation: cross2_bwd's 287 MB and top0_wgrad's 76 MB cannot
+  pass the link in less than 133 us; DES gives 135. If anything it is low: the SMs are not
+  shared, and the A100 trace's overlapping kernels lost more (``recsim.cost.sm_sharing``: two
+  side by side do 1.51 x one's work; here the sort and a cross kernel do 1.75 x). What could lower
+  it, unmeasured: the link's capacity is one streaming kernel's fitted rate (0.814 of H100's
+  HBM), under the STREAM copy's 0.866 (../shared/reference/microbench; at that capacity the
+  headline is 3.976 ms), and a sort of 1.5M keys (24 MB with its double buffer) may partly stay in
+  H100's 50 MB L2, though the cross kernel beside it streams 191 MB through it.
+* Links, between the backward all-to-all and the dense all-reduce, which recsim's fused runtime
+  runs on a lane of its own (``LANE_DENSE``) beside it: NVSwitch ports where the a2a_bwd is on the
+  critical path (HGX H200, DGX H100 on Dell's plan, DGX A100: about 1.2 points; HPE's H200 node
+  3.712 -> 3.756 ms with HBM left out, its a2a_bwd 139 -> 188 us), the 4-GPU NVLink mesh (0.5-3.1
+  points), and the PCIe server's switch uplinks and host-staged (SHM) routes (-9.1 -> -20.8 %
+  with HBM left out: the ring all-reduce's 8 flows wait behind the all-to-all's 56 until it is
+  done, so it ends about when the two would, run one after the other). Sharing links is physical;
+  two collectives at full speed each over the same links, as the analytic engine has them, are
+  not. But neither engine runs HugeCTR's order: its collectives go through one NCCL communicator,
+  which runs them one at a time in issue order, the a2a_bwd first
+  (``tests/unit/test_validation.py``, the SHARP-off note), so there the a2a_bwd runs alone and
+  the all-reduce after it; a model of that order, tried in the analytic engine, was not adopted
+  (same note). On the PCIe server the analytic pass (-9.1 %) rests on that free overlap;
+  serialised (-18.3 %, that note) or shared (DES) the case is out of band, so its collectives
+  over PCIe and host memory are priced too slow: ``hardware.topology.SHM_EFFICIENCY`` charges
+  every link of a route the staged rate measured for one pair, whose source says the staging, not
+  the link, was the limit (a suspect, not changed).
 """
 
 from __future__ import annotations

@@ -237,6 +237,49 @@ def test_the_dgx_h100_dcnv2_step_shares_hbm_between_the_cross_layers_and_the_sid
     assert step_ms("des", sm_sharing=True) == pytest.approx(analytic, rel=1e-12)
 
 
+def test_one_hgx_h200_node_also_shares_nvswitch_ports_between_the_backward_all_to_all_and_all_reduce(
+    monkeypatch,
+):
+    """What DES charges on one node beside HBM (``recsim.engine.des``, the one-node audit): HPE's
+    v5.0 HGX H200 node (validation case mlperf-train-v5.0-dcnv2-hgxh200-hpe-n1, its plan settings),
+    HBM links left out. The dense all-reduce (``LANE_DENSE``) starts 62.7 us before the backward
+    all-to-all and both cross the GPUs' NVSwitch ports: the a2a_bwd 139.3 -> 188.3 us, and it is on
+    the critical path (the row-wise gather, then the 2-table backward wait for it), so the step is
+    3.712 ms analytic, 3.756 DES without HBM, 3.838 DES (HBM 82 us more). HugeCTR's one NCCL
+    communicator would run them one after the other, a2a_bwd first (tests/unit/test_validation.py,
+    the SHARP-off note): neither engine's order."""
+    from recsim.api import make_plan, prepare
+    from recsim.engine.simulate import Simulation, SimulationOptions, simulate_training
+
+    system, workload = prepare("hgx-h200", "dlrm-dcnv2", nodes=1, batch_size=65536, precision="fp16")
+    planner = ["planner.hugectr_mem_comm_bw_ratio=11", "planner.gpu_dp_threshold_bytes=8000000"]
+    plan = make_plan("hugectr_auto", workload, system, planner=planner)
+
+    def run(fidelity: str) -> Simulation:
+        options = SimulationOptions(fidelity=fidelity, comm_dtype="fp16")
+        return simulate_training(system, workload, plan, options)
+
+    def span_us(sim: Simulation, name: str) -> tuple[float, float]:
+        """(start, duration) of rank 0's ``name`` in the last chained step, in us."""
+        assert sim.graph is not None and sim.schedule is not None
+        (node,) = [n for n in sim.graph.nodes if n.rank == 0 and n.name == f"{name}#2"]
+        begin = sim.schedule.start_s[node.id]
+        return begin * 1e6, (sim.schedule.finish_s[node.id] - begin) * 1e6
+
+    analytic = run("analytic")
+    with monkeypatch.context() as patch:
+        patch.setattr(des_module, "_hbm_demands", lambda *args: {})
+        links = run("des")
+    shared = run("des")
+    steps_ms = [s.result.iteration_time_s * 1e3 for s in (analytic, links, shared)]
+    assert steps_ms == pytest.approx([3.712, 3.756, 3.838], abs=5e-4)
+    a2a, reduce = span_us(analytic, "a2a_bwd"), span_us(analytic, "allreduce_bucket0")
+    assert (a2a[0] - reduce[0], a2a[1], reduce[1]) == pytest.approx((62.66, 139.31, 187.26), abs=0.01)
+    a2a, reduce = span_us(links, "a2a_bwd"), span_us(links, "allreduce_bucket0")
+    assert a2a[0] - reduce[0] == pytest.approx(62.66, abs=0.01)
+    assert (a2a[1], reduce[1]) == pytest.approx((188.32, 273.03), abs=0.01)
+
+
 def test_collectives_put_nothing_on_the_hbm_link():
     # Their kernels' HBM use is in the interference stretch of the kernels beside them.
     from recsim.engine.resources import op_hbm_bytes
