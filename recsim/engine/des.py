@@ -145,10 +145,13 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   (``tests/unit/test_validation.py``, the SHARP-off note), so there the a2a_bwd runs alone and
   the all-reduce after it; a model of that order, tried in the analytic engine, was not adopted
   (same note). On the PCIe server the analytic pass (-9.1 %) rests on that free overlap;
-  serialised (-18.3 %, that note) or shared (DES) the case is out of band, so its collectives
-  over PCIe and host memory are priced too slow: ``hardware.topology.SHM_EFFICIENCY`` charges
-  every link of a route the staged rate measured for one pair, whose source says the staging, not
-  the link, was the limit (a suspect, not changed).
+  serialised (-18.3 %, that note) or shared (DES) the case is out of band, so something on its
+  path is priced too slow, most likely its collectives over PCIe and host memory (9.4 ms of DES's
+  13.3 ms critical path, the analytic's 6.1 of 11.4; 10.4 ms measured):
+  ``hardware.topology.SHM_EFFICIENCY`` charges every link of a route the staged rate measured for
+  one pair, whose source says the staging, not the link, was the limit (a suspect, not changed:
+  whether several pairs' staged transfers share a link's rate or each keep the one pair's is not
+  measured in ../shared/reference).
 """
 
 from __future__ import annotations
