@@ -129,9 +129,10 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   shared, and the A100 trace's overlapping kernels lost more (``recsim.cost.sm_sharing``: two
   side by side do 1.51 x one's work; here the sort and a cross kernel do 1.75 x). What could lower
   it, unmeasured: the link's capacity is one streaming kernel's fitted rate (0.814 of H100's
-  HBM), under the STREAM copy's 0.866 (../shared/reference/microbench; at that capacity the
-  headline is 3.976 ms), and a sort of 1.5M keys (24 MB with its double buffer) may partly stay in
-  H100's 50 MB L2, though the cross kernel beside it streams 191 MB through it.
+  HBM), under the STREAM copy's 0.866 (../shared/reference/microbench; at that capacity, A100's
+  and H200's STREAM rates likewise, the headline is 3.976 ms and the 45 cases 6.33 % against
+  6.50), and a sort of 1.5M keys (24 MB with its double buffer) may partly stay in H100's 50 MB
+  L2, though the cross kernel beside it streams 191 MB through it.
 * Links, between the backward all-to-all and the dense all-reduce, which recsim's fused runtime
   runs on a lane of its own (``LANE_DENSE``) beside it: NVSwitch ports where the a2a_bwd is on the
   critical path (HGX H200, DGX H100 on Dell's plan, DGX A100: about 1.2 points; HPE's H200 node
