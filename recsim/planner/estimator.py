@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ from recsim.workload.access.mixture import fused_access_model
 from recsim.workload.access.model import AccessModel
 from recsim.workload.access.slice import SubsetModel
 from recsim.workload.spec import DTYPE_BYTES, Table, Workload, gradient_dtype, wire_bytes_per_value
+
+# ``Estimator.shared_cache_s``'s memo entries (shard, op, id of the op's canonical object): getters.
+_FIRST = operator.itemgetter(0)
+_THIRD = operator.itemgetter(2)
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,14 @@ class Estimator:
         self._updates: dict[tuple[object, ...], tuple[float, float]] = {}
         self._blocks: dict[tuple[object, ...], Block] = {}
         self._shared_ops: dict[tuple[Shard, str, bool, bool], Embedding] = {}  # ``shared_cache_s``'s
+        # ``shared_cache_s``'s per-member memos by the shard's identity (``_shared_member``), each
+        # entry holding its shard so that the id cannot be reused while the entry is kept.
+        self._member_ops: dict[tuple[str, bool, bool], dict[int, tuple[Shard, Embedding, int]]] = {}
+        self._member_access: dict[int, tuple[Shard, AccessModel]] = {}
+        # One object per distinct op (equal ops share it): a group keyed by its ops' identities
+        # then matches exactly the groups whose ops are equal, hashed without hashing each op.
+        self._canonical_ops: dict[Embedding, Embedding] = {}
+        self._shared_s: dict[tuple[str, tuple[int, ...]], float] = {}
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
         self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled and id bytes memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
@@ -277,32 +290,58 @@ class Estimator:
         share one cache of ``ratio x`` their summed rows, as FBGEMM's one cache per TBE module does.
         A shard priced alone (``lookup_s``) has a cache of its own rows: small hot tables then
         looked colder than they run beside a big one (a tester's find: more skew, a slower plan)."""
-        # The partitioner prices a rank's group again with each block it tries there: its members'
-        # ops are kept rather than built again.
-        made = self._shared_ops
-        ops = []
-        for s in shards:
-            op_key = (s, pass_, presorted, atomic)
-            op = made.get(op_key)
-            if op is None:
-                op = made[op_key] = self.lookup_op(s, pass_, presorted, atomic)
-            ops.append(op)
-        key = ("shared", pass_, tuple(ops))
-        cached = self._compute.get(key)
+        # The partitioner prices a rank's group again with each block it tries there, a group of
+        # dozens of shards: its members' ops are kept rather than built again, found by the shard's
+        # identity (hashing a ``Shard``, and then a tuple of ``Embedding``s, per member and call
+        # took more time than the cost model), and the figure is kept by the ops' identities.
+        known = self._member_ops.setdefault((pass_, presorted, atomic), {})
+        # Found and checked in C (``map``): a Python loop per member was most of what is left.
+        found = list(map(known.get, map(id, shards)))
+        if None in found or not all(map(operator.is_, map(_FIRST, found), shards)):
+            for s in shards:
+                entry = known.get(id(s))
+                if entry is None or entry[0] is not s:
+                    known[id(s)] = self._shared_member(s, pass_, presorted, atomic)
+            found = list(map(known.get, map(id, shards)))
+        members: list[tuple[Shard, Embedding, int]] = found  # type: ignore[assignment]
+        key = (pass_, tuple(map(_THIRD, members)))
+        cached = self._shared_s.get(key)
         if cached is not None:
             return cached
+        ops = [m[1] for m in members]
         tier = shards[0].tier
         fused = fused_embedding(ops, f"tbe:{tier}", tier)
         if any(op.presorted for op in ops):
             fused = dataclasses.replace(fused, presorted=True)
-        access = fused_access_model([self.access_of(s) for s in shards], [op.lookups for op in ops])
+        access = fused_access_model([self._member_access_of(s) for s in shards], [op.lookups for op in ops])
         try:
             value = embedding_cost(fused, self.system, access).time_s
         except (InfeasibleError, ConfigError) as exc:
             self.unavailable.setdefault(tier, str(exc))
             value = math.inf
-        self._compute[key] = value
+        self._shared_s[key] = value
         return value
+
+    def _shared_member(
+        self, shard: Shard, pass_: str, presorted: bool, atomic: bool
+    ) -> tuple[Shard, Embedding, int]:
+        """``shard``'s ``pass_`` op in a shared cache (``lookup_op``, made once per equal shard) and
+        the identity of the one object kept for ops equal to it (``_canonical_ops``)."""
+        op_key = (shard, pass_, presorted, atomic)
+        op = self._shared_ops.get(op_key)
+        if op is None:
+            op = self._shared_ops[op_key] = self.lookup_op(shard, pass_, presorted, atomic)
+        return (shard, op, id(self._canonical_ops.setdefault(op, op)))
+
+    def _member_access_of(self, shard: Shard) -> AccessModel:
+        """``access_of(shard)``, made once per shard object: a slice or subset model keeps its
+        popularity, so a group priced again does not make its members' models again."""
+        found = self._member_access.get(id(shard))
+        if found is not None and found[0] is shard:
+            return found[1]
+        model = self.access_of(shard)
+        self._member_access[id(shard)] = (shard, model)
+        return model
 
     def fixed_s(self, shard: Shard, pass_: str, presorted: bool = False, atomic: bool = False) -> float:
         """The part of ``lookup_s`` that does not scale with lookups (kernel overheads, the launch,
