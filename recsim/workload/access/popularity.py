@@ -44,6 +44,11 @@ from scipy.optimize import brentq
 
 from recsim.workload.access.model import cached_attribute
 
+try:  # numpy >= 2
+    from numpy._core.multiarray import c_einsum as _c_einsum
+except ImportError:  # numpy 1.26 (pyproject allows it)
+    from numpy.core.multiarray import c_einsum as _c_einsum  # type: ignore[no-redef]
+
 #: Figures (``_figures``) and derived popularities (``_children``) one popularity keeps, the oldest
 #: let go first. A design choice: an evaluation asks a model for a few figures and, row-wise, a
 #: slice per rank group, but a model may be kept for the whole process
@@ -81,8 +86,12 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
     ``np.dot`` hands a long vector to OpenBLAS, which splits it over its threads: the last bits
     of the sum then depend on the machine's core count, and on a busy machine the threads wait
     for each other (a Che search's 6x10^4-term dots took 3 ms each instead of 20 us with both
-    cores of a 2-core machine loaded, a plan's simulation 7.8 s instead of 1.0 s)."""
-    return float(np.einsum("i,i->", a, b))
+    cores of a 2-core machine loaded, a plan's simulation 7.8 s instead of 1.0 s).
+
+    Called as ``np.einsum`` calls it (``optimize=False``, its default: ``c_einsum(*operands)``, the
+    same bits) without its Python dispatch, two thirds of each call's time in a Che search over a
+    planner's shared cache (millions of calls for a thousand-table model)."""
+    return float(_c_einsum("i,i->", a, b))
 
 
 class GroupedPopularity:
