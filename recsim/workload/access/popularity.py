@@ -44,10 +44,15 @@ from scipy.optimize import brentq
 
 from recsim.workload.access.model import cached_attribute
 
+# numpy's C einsum, which ``np.einsum`` calls at its default ``optimize=False`` (``dot``). A private
+# name: where a numpy release moves it, ``np.einsum`` itself (the same bits, slower).
 try:  # numpy >= 2
     from numpy._core.multiarray import c_einsum as _c_einsum
-except ImportError:  # numpy 1.26 (pyproject allows it)
-    from numpy.core.multiarray import c_einsum as _c_einsum  # type: ignore[no-redef]
+except ImportError:
+    try:  # numpy 1.26 (pyproject allows it)
+        from numpy.core.multiarray import c_einsum as _c_einsum  # type: ignore[no-redef]
+    except ImportError:
+        _c_einsum = np.einsum  # type: ignore[assignment]
 
 #: Figures (``_figures``) and derived popularities (``_children``) one popularity keeps, the oldest
 #: let go first. A design choice: an evaluation asks a model for a few figures and, row-wise, a
