@@ -237,6 +237,12 @@ class Estimator:
 
     # -- compute -------------------------------------------------------------------------------
 
+    def fused_group_of(self, shard: Shard) -> tuple[str, str, int]:
+        """The fused lookup ``shard`` joins on its ranks (``graph.ir.fused_group``: its tier, its
+        dtype, the table's where the shard names none, and its width)."""
+        dtype = shard.dtype or self.w.table_dtype(self.ops.tables[shard.table])
+        return fused_group(shard.tier, dtype, shard.dim)
+
     def access_of(self, shard: Shard) -> AccessModel:
         """The access model the cost layer will use for the shard's ops (see ``ShardOps``)."""
         table = self.ops.tables[shard.table]
@@ -722,7 +728,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
     shared: dict[tuple[int, tuple[str, str, int]], list[Shard]] = defaultdict(list)
     for s in plan.shards:
         if shares_cache(s):
-            group = fused_group(s.tier, s.dtype or est.w.table_dtype(est.ops.tables[s.table]), s.dim)
+            group = est.fused_group_of(s)
             for r in s.ranks:
                 shared[(r, group)].append(s)
             continue
@@ -742,7 +748,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
             fixed_bwd = est.fixed_s(s, "backward", presorted, atomic) + fixed_update
             # The builder's fused lookups (``fused_group``): per rank, tier and dtype, and in a UVM
             # tier per width.
-            group = fused_group(s.tier, s.dtype or est.w.table_dtype(est.ops.tables[s.table]), s.dim)
+            group = est.fused_group_of(s)
             for r in s.ranks:
                 key = (r, s.sharding == "data_parallel", group)
                 f0, b0 = fixed.get(key, (0.0, 0.0))

@@ -65,18 +65,13 @@ from recsim.planner.reader_buffers import mixed_precision_value_bytes
 from recsim.workload.spec import Workload
 
 
-def eval_network_bytes(workload: Workload, world_size: int) -> float:
-    """HBM of the framework's evaluation network on each of ``world_size`` GPUs (module docstring):
-    0 without a ``training.eval_batch_size`` or where the framework builds none
-    (``Runtime.separate_eval_network``); else, at the GPU's share of the evaluation batch, every
-    dense layer's output and each table's embedding output in HugeCTR's compute type, and the
-    evaluation layers' own copy of the dense weights (``eval_weight_bytes`` a parameter)."""
-    return sum(eval_network_parts(workload, world_size))
-
-
 def eval_network_parts(workload: Workload, world_size: int) -> tuple[float, float]:
-    """``eval_network_bytes`` in its two parts: the evaluation layers' weights, and their outputs
-    with the embeddings' evaluation outputs (both 0 where the framework builds no such network)."""
+    """HBM of the framework's evaluation network on each of ``world_size`` GPUs (module docstring), in
+    two parts: the evaluation layers' own copy of the dense weights (``eval_weight_bytes`` a
+    parameter), and, at the GPU's share of the evaluation batch, every dense layer's output and each
+    table's embedding output in HugeCTR's compute type. Both 0 without a
+    ``training.eval_batch_size`` or where the framework builds no such network
+    (``Runtime.separate_eval_network``)."""
     from recsim.graph.runtime import runtime  # the runtime module reads the plan types
 
     w = workload

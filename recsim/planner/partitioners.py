@@ -80,7 +80,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
-from recsim.graph.ir import fused_group
 from recsim.planner.estimator import Block, Candidate, Estimator, repeated_input_bytes, shares_cache
 from recsim.planner.storage import Capacity, capacity, dense_hbm_bytes, dense_weight_bytes
 from recsim.planner.types import Shard, Storage
@@ -283,16 +282,12 @@ class Partitioner:
 
     # -- a rank's shared cache -------------------------------------------------------------------
 
-    def _group_of(self, shard: Shard) -> Group:
-        table = self.est.ops.tables[shard.table]
-        return fused_group(shard.tier, shard.dtype or self.est.w.table_dtype(table), shard.dim)
-
     def _cached_by_group(self, block: Block) -> dict[Group, tuple[Shard, ...]]:
         """``block``'s shards that share their rank's cache (``estimator.shares_cache``), by group."""
         out: dict[Group, tuple[Shard, ...]] = {}
         for s in block.shards:
             if shares_cache(s):
-                group = self._group_of(s)
+                group = self.est.fused_group_of(s)
                 out[group] = (*out.get(group, ()), s)
         return out
 

@@ -68,22 +68,25 @@ def test_no_joined_node_and_no_region_read_the_column() -> None:
 small = st.lists(st.integers(0, 5), max_size=3).map(tuple)
 
 
+@st.composite
+def columns(draw: st.DrawFn) -> tuple[list[tuple[int, ...]], DenseChainRegion]:
+    """A column (``_column``): nodes before the chains, the chains of a drawn template with their
+    joined node, and nodes after."""
+    return _column(
+        draw(st.lists(small, max_size=4)),
+        draw(st.lists(small, min_size=1, max_size=5)),
+        draw(st.integers(-1, 5)),
+        draw(st.lists(small, max_size=4)),
+        draw(st.lists(small, max_size=4)),
+    )
+
+
 @settings(max_examples=60, deadline=None)
-@given(
-    before=st.lists(small, max_size=4),
-    template=st.lists(small, min_size=1, max_size=5),
-    joined_at=st.integers(-1, 5),
-    joined=st.lists(small, max_size=4),
-    after=st.lists(small, max_size=4),
-)
+@given(columns())
 def test_the_arrays_are_the_columns_read_node_by_node(
-    before: list[tuple[int, ...]],
-    template: list[tuple[int, ...]],
-    joined_at: int,
-    joined: list[tuple[int, ...]],
-    after: list[tuple[int, ...]],
+    column: tuple[list[tuple[int, ...]], DenseChainRegion],
 ) -> None:
-    deps, region = _column(before, template, joined_at, joined, after)
+    deps, region = column
     flat, counts = dep_arrays(deps, region)
     assert (flat.tolist(), counts.tolist()) == _read(deps)
 
@@ -96,21 +99,11 @@ def test_chains_left_out_are_made_as_the_builder_laid_them_down() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    before=st.lists(small, max_size=4),
-    template=st.lists(small, min_size=1, max_size=5),
-    joined_at=st.integers(-1, 5),
-    joined=st.lists(small, max_size=4),
-    after=st.lists(small, max_size=4),
-)
+@given(columns())
 def test_filling_the_chains_gives_the_column_laid_down(
-    before: list[tuple[int, ...]],
-    template: list[tuple[int, ...]],
-    joined_at: int,
-    joined: list[tuple[int, ...]],
-    after: list[tuple[int, ...]],
+    column: tuple[list[tuple[int, ...]], DenseChainRegion],
 ) -> None:
-    deps, region = _column(before, template, joined_at, joined, after)
+    deps, region = column
     start, stop = region.span
     pending: list[tuple[int, ...] | None] = [*deps[:start], *[None] * (stop - start), *deps[stop:]]
     fill_chain_deps(pending, region)

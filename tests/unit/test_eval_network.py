@@ -16,7 +16,7 @@ from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
 from recsim.planner.config import planner_config
 from recsim.planner.estimator import Estimator
-from recsim.planner.eval_network import eval_network_bytes, eval_network_parts
+from recsim.planner.eval_network import eval_network_parts
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.storage import dense_hbm_bytes, dense_hbm_parts, plan_usage
 from recsim.planner.types import Plan, Shard
@@ -51,7 +51,7 @@ def test_the_evaluation_network_by_hand() -> None:
     # copy of the weights (137 x 6 = 822 B); bf16 is half too, tf32 fp32 storage.
     w = tiny("training.eval_batch_size=16")
     assert eval_network_parts(w, 2) == (PARAMS * 4, 8 * 4 * (OUTPUTS + EMBEDDINGS)) == (548, 960)
-    assert eval_network_bytes(w, 2) == 1508
+    assert sum(eval_network_parts(w, 2)) == 1508
     for precision, value, weight in (("fp16", 2, 6), ("bf16", 2, 6), ("tf32", 4, 4)):
         w = tiny("training.eval_batch_size=16", f"training.precision={precision}")
         assert eval_network_parts(w, 2) == (PARAMS * weight, 8 * value * 30)
@@ -69,15 +69,15 @@ def test_the_activations_carry_it_beside_the_training_network_s() -> None:
 
 def test_nothing_without_an_evaluation_batch_or_a_second_network(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tiny().training.eval_batch_size is None
-    assert eval_network_bytes(tiny(), 2) == 0.0
+    assert sum(eval_network_parts(tiny(), 2)) == 0.0
     # DLE and TorchRec build no second network: nothing, evaluation batch or not.
     for runtime in ("eager", "cuda_graphs"):
         w = tiny(f"training.runtime={runtime}", "training.eval_batch_size=16")
-        assert eval_network_bytes(w, 2) == 0.0
+        assert sum(eval_network_parts(w, 2)) == 0.0
         assert dense_hbm_parts(w, 2) == dense_hbm_parts(tiny(f"training.runtime={runtime}"), 2)
     # The runtime's flag decides it: HugeCTR without it counts none either.
     monkeypatch.setattr(Fused, "separate_eval_network", False)
-    assert eval_network_bytes(tiny("training.eval_batch_size=16"), 2) == 0.0
+    assert sum(eval_network_parts(tiny("training.eval_batch_size=16"), 2)) == 0.0
 
 
 def test_every_consumer_charges_the_evaluation_network() -> None:
@@ -108,7 +108,7 @@ def test_it_grows_with_the_evaluation_batch_and_shrinks_with_the_gpus(eval_batch
     twice = eval_network_parts(tiny(f"training.eval_batch_size={2 * eval_batch}"), world)
     assert twice == (weights, pytest.approx(2 * one, rel=1e-12))
     assert eval_network_parts(w, 1) == (weights, pytest.approx(world * one, rel=1e-12))
-    assert eval_network_bytes(w, world) == weights + one
+    assert sum(eval_network_parts(w, world)) == weights + one
 
 
 def test_the_mlperf_evaluation_networks() -> None:
@@ -119,7 +119,7 @@ def test_the_mlperf_evaluation_networks() -> None:
     _, dcnv2 = prepare("dgx-h100", "dlrm-dcnv2", batch_size=55296, precision="fp16")
     assert dcnv2.training.eval_batch_size == 262_144
     assert eval_network_parts(dcnv2, 8) == (16_044_545 * 6, 32_768 * 2 * (14_081 + 26 * 128))
-    assert eval_network_bytes(dcnv2, 8) == 96_267_270 + 1_140_916_224
+    assert sum(eval_network_parts(dcnv2, 8)) == 96_267_270 + 1_140_916_224
     # MLPerf DLRM v1 (batchsize_eval 1,769,472) on 8 GPUs in fp16: 221,184 samples a GPU, 4,064 dense
     # outputs (the dot interaction's 351 among them) and 26 tables of 128: 3,269,984,256 B a GPU;
     # 2,369,921 dense parameters: 14,219,526 B.
@@ -127,4 +127,4 @@ def test_the_mlperf_evaluation_networks() -> None:
     assert v1.training.precision == "fp16"
     assert v1.training.eval_batch_size == 1_769_472
     assert eval_network_parts(v1, 8) == (2_369_921 * 6, 221_184 * 2 * (4_064 + 26 * 128))
-    assert eval_network_bytes(v1, 8) == 14_219_526 + 3_269_984_256
+    assert sum(eval_network_parts(v1, 8)) == 14_219_526 + 3_269_984_256
