@@ -776,6 +776,9 @@ def _column_blocks(
         last = k + 1
         while last < count - 1 and goes_on[last] and earliest_list[last + 1] >= top[k]:
             last += 1
+        if last - k < _LEAST_RUN:  # (not worth a block: its rounds take their steps)
+            k = last + 1
+            continue
         # The edges that leave the block: those of its rows but the last that reach past it,
         # and every edge of its last row.
         e = ends[last]
@@ -783,9 +786,6 @@ def _column_blocks(
         leaving = inner_t >= e
         into = np.concatenate((inner_t[leaving], flat_t[cuts[last] : cuts[last + 1]]))
         out = np.concatenate((inner_s[leaving], flat_s[cuts[last] : cuts[last + 1]]))
-        if last - k < _LEAST_RUN:  # (not worth a block: its rounds take their steps)
-            k = last + 1
-            continue
         groups = _distinct_groups(into, out)
         # The first round any vertex of the block waits for (``top[k]`` at the earliest).
         reach = min(k, *earliest_list[k + 1 : last + 1])
