@@ -634,7 +634,9 @@ def test_trace_info_titles_a_long_list_of_traces_by_whole_names():
     assert _paths_title([Path("a" * 50), Path("b" * 50), Path("c")]) == "a" * 50 + " and 2 more"
     result = run("trace", "info", str(et), str(kineto))
     assert result.exit_code == 0, result.output
-    assert "and 1 more" in result.output
+    # The table wraps a title wider than the console (80 columns here) onto more lines, at a
+    # place that depends on where the checkout lives: compare with the line breaks taken out.
+    assert f"{et.name} and 1 more" in " ".join(result.output.split())
 
 
 def test_an_over_capacity_link_s_note_reaches_the_table_and_the_api():
