@@ -46,6 +46,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recsim.graph.dep_rows import tiled
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Compute, Embedding, Stream
 from recsim.graph.readers.kineto import KinetoTrace
@@ -183,7 +184,7 @@ def stretched_lengths(
     taken = index.collective_positions_array
     if not taken.size or not (slow > 1.0).any():
         return None
-    slow = np.tile(slow, steps)
+    slow = tiled(slow, steps)
     keys = index.queue_keys
     rank_of_queue = np.array([key[0] for key in keys], dtype=np.int64)
     # Each rank's collective windows, merged into disjoint intervals on one time line: rank ``r``'s
@@ -216,19 +217,19 @@ def stretched_lengths(
     shift = shift_of(taken)
     a = start[taken] + shift
     b = finish[taken] + shift
-    order = np.argsort(a, kind="stable")
+    order = a.argsort(kind="stable")
     a, b = a[order], b[order]
     reach = np.maximum.accumulate(b)
     fresh = np.ones(a.size, dtype=bool)
     fresh[1:] = a[1:] > reach[:-1]
-    first = np.flatnonzero(fresh)
+    first = fresh.nonzero()[0]
     merged_a = a[first]
     merged_b = np.maximum.reduceat(b, first) if first.size else b[:0]
     width = merged_b - merged_a
     # Union length before each merged interval, to read the covered time of any window in two
     # binary searches. Each table is read at ``i - 1`` for the ``i`` intervals that start at or
     # before a time, the first entry repeated in front for ``i = 0`` (whose result is 0 anyway).
-    covered = np.concatenate(([0.0], np.cumsum(width)))
+    covered = np.concatenate(([0.0], width.cumsum()))
     covered_at = np.concatenate((covered[:1], covered[:-1]))
     start_at = np.concatenate((merged_a[:1], merged_a))
     width_at = np.concatenate((width[:1], width))
@@ -240,7 +241,7 @@ def stretched_lengths(
         return np.where(i > 0, covered_at[i] + inside, 0.0)
 
     base = lengths
-    kernel = np.flatnonzero((slow > 1.0) & (finish > start))
+    kernel = ((slow > 1.0) & (finish > start)).nonzero()[0]
     kernel_start, kernel_finish = start[kernel], finish[kernel]
     shift = shift_of(kernel)
     s = kernel_start + shift

@@ -547,7 +547,7 @@ class CostModel:
             positions: Iterable[int] = range(len(ops))
         else:
             kinds = [type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL for op in table.ops]
-            positions = np.flatnonzero(np.asarray(kinds, dtype=bool)[table.number]).tolist()
+            positions = np.asarray(kinds, dtype=bool)[table.number].nonzero()[0].tolist()
         for position in positions:
             op = ops[position]
             if type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recsim.cost.model import CostModel
+from recsim.graph.dep_rows import tiled
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import ExecutionGraph
 from recsim.graph.schedule import Schedule, Timing, asap_timing
@@ -39,7 +40,7 @@ def graph_lengths(index: GraphIndex, cost: CostModel) -> npt.NDArray[np.float64]
         lengths = cost.graph_lengths_of(
             index.op_table, index.source_ops, step_nodes.__getitem__, index.kept_ranks
         )
-        return np.tile(lengths, steps)
+        return tiled(lengths, steps)
     return cost.graph_lengths_of(index.op_table, index.source_ops, index.nodes.__getitem__, index.kept_ranks)
 
 

@@ -648,7 +648,7 @@ def _tier_activity(
         # Only the positions of such lookups, found among the distinct ops (the same positions,
         # in the same order: the sum below adds the same terms in turn).
         outside = [type(op) is Embedding and op.tier != "hbm" for op in table.ops]
-        positions = np.flatnonzero(np.asarray(outside, dtype=bool)[table.number]).tolist()
+        positions = np.asarray(outside, dtype=bool)[table.number].nonzero()[0].tolist()
     for position in positions:
         op, count = ops[position], counts[position]
         if type(op) is Embedding and op.tier != "hbm":
@@ -725,16 +725,16 @@ def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[i
         counts = np.bincount(positions % per_step, minlength=per_step)
         priced = np.array([cost.kernel_j(op) for op in table.ops], dtype=np.float64)[table.number]
         rank_of = index.source_ranks_array
-        taken = np.flatnonzero((counts > 0) & (priced != 0.0))
-        taken = taken[np.argsort(rank_of[taken], kind="stable")]  # each rank's terms together
-        terms = np.repeat(priced[taken], counts[taken]).tolist()
+        taken = ((counts > 0) & (priced != 0.0)).nonzero()[0]
+        taken = taken[rank_of[taken].argsort(kind="stable")]  # each rank's terms together
+        terms = priced[taken].repeat(counts[taken]).tolist()
         # Each rank's first term: the terms are in rank order, so where the rank changes (what
         # ``np.unique(..., return_index=True)`` gives, without its sort).
-        owners = np.repeat(rank_of[taken], counts[taken])
+        owners = rank_of[taken].repeat(counts[taken])
         fresh = np.empty(owners.size, dtype=bool)
         fresh[:1] = True
         np.not_equal(owners[1:], owners[:-1], out=fresh[1:])
-        first = np.flatnonzero(fresh)
+        first = fresh.nonzero()[0]
         ranks = owners[first]
         ends = [*first[1:].tolist(), len(terms)]
         return {

@@ -139,7 +139,7 @@ def step_window(graph: ExecutionGraph, schedule: Schedule, timing: Timing | None
     last = steps - 1
     step = index.ids_array // stride  # floor division, as Python's on the ids
     in_last = step == last
-    positions = np.flatnonzero(in_last) if index.unique_ids else None
+    positions = in_last.nonzero()[0] if index.unique_ids else None
     # The ids at those positions, made when read (``_NodeIds``); without positions, now.
     ids = LAZY_IDS if positions is not None else frozenset(index.ids_array[in_last].tolist())
     if timing.finite:
@@ -300,7 +300,7 @@ def _predecessors(index: GraphIndex, positions: Sequence[int]) -> npt.NDArray[np
     stop = end[at]
     start = np.where(at > 0, end[at - 1], 0)
     lengths = stop - start
-    offsets = np.repeat(start - (np.cumsum(lengths) - lengths), lengths)
+    offsets = (start - (lengths.cumsum() - lengths)).repeat(lengths)
     flat = index.dep_flat_array[offsets + np.arange(int(lengths.sum()), dtype=np.intp)]
     prev = index.prev_in_queue_array[at]
     return np.concatenate((flat, prev[prev >= 0]))
@@ -325,7 +325,7 @@ def busy_time(
         ids = np.fromiter(window.node_ids, dtype=np.int64, count=len(window.node_ids))
         positions = np.flatnonzero(np.isin(index.ids_array, ids))
     s, f = timing.start[positions], timing.finish[positions]
-    taken = np.flatnonzero(f > s)
+    taken = (f > s).nonzero()[0]
     busy = positions[taken]
     if busy.size == 0:
         return {}
@@ -341,9 +341,9 @@ def busy_time(
     fresh = np.empty(ordered.size, dtype=bool)  # ``np.r_[True, ...]``, without its indexing trick
     fresh[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=fresh[1:])
-    starts = np.flatnonzero(fresh)
+    starts = fresh.nonzero()[0]
     first = np.minimum.reduceat(order, starts)
-    present = ordered[starts][np.argsort(first)].tolist()
+    present = ordered[starts][first.argsort()].tolist()
     return {classes[c]: totals[c] for c in present}
 
 
@@ -365,7 +365,7 @@ def _union_lengths(
     if not n:
         return [0.0] * count
     sizes = np.bincount(cls, minlength=count)
-    first = np.cumsum(sizes) - sizes  # each class's first place in the sorted intervals
+    first = sizes.cumsum() - sizes  # each class's first place in the sorted intervals
     column = np.arange(n) - first[cls]
     width = int(sizes.max())
     reach = np.full((count, width), -np.inf)
@@ -375,13 +375,13 @@ def _union_lengths(
     fresh = column == 0
     fresh[~fresh] = a[~fresh] > before[~fresh]
     # Each merged interval: its first start, and the running maximum at its last interval.
-    opened = np.flatnonzero(fresh)
+    opened = fresh.nonzero()[0]
     closed = np.append(opened[1:], n) - 1
     lengths = reach[cls[closed], column[closed]] - a[opened]
     owner = cls[opened]
     runs = np.bincount(owner, minlength=count)
     table = np.zeros((count, int(runs.max())))
-    table[owner, np.arange(owner.size) - (np.cumsum(runs) - runs)[owner]] = lengths
+    table[owner, np.arange(owner.size) - (runs.cumsum() - runs)[owner]] = lengths
     np.add.accumulate(table, axis=1, out=table)
     out: list[float] = table[:, -1].tolist()
     return out

@@ -31,6 +31,17 @@ T = TypeVar("T", bound=np.generic)
 DepArrays = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
 
 
+def tiled(values: npt.NDArray[T], times: int) -> npt.NDArray[T]:
+    """``np.tile(values, times)`` of a one-dimensional array: ``times`` copies one after the
+    other (a new array). ``np.tile`` is Python over ``repeat`` and reshapes; one ``concatenate``
+    makes the same array in about two thirds of the machine instructions (callgrind, 2,466
+    float64: 68,000 against 48,000), and the analytic engine tiles a step's arrays over the
+    chained steps several times an evaluation."""
+    if times <= 0:
+        return values[:0].copy()
+    return np.concatenate((values,) * times)
+
+
 @dataclass(frozen=True)
 class DenseChainRegion:
     """The ranks' dense chains in a builder's columns: ``len(bases)`` chains of ``len(template)``
@@ -107,13 +118,13 @@ def _region(region: DenseChainRegion) -> DepArrays:
     t_flat = np.fromiter(chain.from_iterable(template), dtype=np.intp, count=int(t_counts.sum()))
     head = int(t_counts[:joined_at].sum()) if inside else t_flat.size
     own = np.fromiter(map(len, joined), dtype=np.intp, count=chains) if inside else np.zeros(chains, np.intp)
-    counts = np.tile(t_counts, chains)
+    counts = tiled(t_counts, chains)
     if inside:
         counts[joined_at::size] = own
     # Chain ``i``'s entries: the shifted template's first ``head``, its own ``own[i]``, the rest.
     width = t_flat.size
     sizes = width + own
-    first = np.cumsum(sizes) - sizes
+    first = sizes.cumsum() - sizes
     flat = np.empty(int(sizes.sum()), dtype=np.intp)
     shifted = t_flat[None, :] + bases[:, None]
     flat[(first[:, None] + np.arange(head)).ravel()] = shifted[:, :head].ravel()
@@ -121,7 +132,7 @@ def _region(region: DenseChainRegion) -> DepArrays:
     flat[(first[:, None] + head + own[:, None] + rest).ravel()] = shifted[:, head:].ravel()
     if inside and own.sum():
         total = int(own.sum())
-        at = np.repeat(first + head, own) + np.arange(total) - np.repeat(np.cumsum(own) - own, own)
+        at = (first + head).repeat(own) + np.arange(total) - (own.cumsum() - own).repeat(own)
         flat[at] = np.fromiter(chain.from_iterable(joined), dtype=np.intp, count=total)
     return flat, counts
 
@@ -159,5 +170,5 @@ def region_spread(short: npt.NDArray[T], region: DenseChainRegion) -> npt.NDArra
     """An array over ``region_short``'s column, over the whole column: the first chain's part
     repeated for every chain."""
     start, size = region.span[0], len(region.template)
-    chains = np.tile(short[start : start + size], len(region.bases))
+    chains = tiled(short[start : start + size], len(region.bases))
     return np.concatenate((short[:start], chains, short[start + size :]))

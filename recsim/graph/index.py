@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from recsim.graph.dep_rows import DenseChainRegion, region_queues, region_short, region_spread
+from recsim.graph.dep_rows import DenseChainRegion, region_queues, region_short, region_spread, tiled
 from recsim.graph.ir import Collective, ExecutionGraph, GraphNodes, Node, Op, Stream, node_columns
 
 # ``Stream.X.value`` goes through the enum's descriptor machinery on every access, which shows up
@@ -59,7 +59,7 @@ def rows(values: Sequence[Sequence[int]], lengths: npt.NDArray[np.intp] | None =
     if lengths is None:
         end = np.fromiter(accumulate(map(len, values)), dtype=np.intp, count=len(values))
     else:
-        end = np.cumsum(lengths, dtype=np.intp)
+        end = lengths.cumsum(dtype=np.intp)
     flat = np.fromiter(chain.from_iterable(values), dtype=np.intp, count=int(end[-1]) if end.size else 0)
     return flat, end
 
@@ -100,17 +100,17 @@ class OpTable:
         # Sorting the ids groups each op's positions (a stable sort: the first is the earliest);
         # the groups are then renumbered by their first position.
         ids = np.fromiter(map(id, ops), dtype=np.uint64, count=n)
-        order = np.argsort(ids, kind="stable")
+        order = ids.argsort(kind="stable")
         ordered = ids[order]
         fresh = np.empty(n, dtype=bool)
         fresh[:1] = True
         np.not_equal(ordered[1:], ordered[:-1], out=fresh[1:])
         firsts = order[fresh]  # each group's first position, groups in id order
-        by_first = np.argsort(firsts)
+        by_first = firsts.argsort()
         renumber = np.empty(by_first.size, dtype=np.intp)
         renumber[by_first] = np.arange(by_first.size, dtype=np.intp)
         number = np.empty(n, dtype=np.intp)
-        number[order] = renumber[np.cumsum(fresh) - 1]
+        number[order] = renumber[fresh.cumsum() - 1]
         return cls([ops[i] for i in firsts[by_first].tolist()], number)
 
     @classmethod
@@ -226,7 +226,7 @@ class GraphIndex:
             queue_array = np.asarray(renumber, dtype=np.intp)[queue_array]
             queue_keys = list(canonical)
         # The previous node of each queue: neighbours in a stable sort by queue.
-        order = np.argsort(queue_array, kind="stable")
+        order = queue_array.argsort(kind="stable")
         same = queue_array[order[1:]] == queue_array[order[:-1]]
         prev = np.full(size, -1, dtype=np.intp)
         prev[order[1:][same]] = order[:-1][same]
@@ -238,7 +238,7 @@ class GraphIndex:
         if table is None or table.number.size != len(ops):
             table = OpTable.of(ops)
         is_collective = np.fromiter(map(_is_collective, table.ops), dtype=bool, count=len(table.ops))
-        keyed = [(i, ops[i].key) for i in np.flatnonzero(is_collective[table.number]).tolist()]
+        keyed = [(i, ops[i].key) for i in is_collective[table.number].nonzero()[0].tolist()]
         collectives = [i for i, _ in keyed]
         first_of_key: dict[str, int] = {}
         heads = [first_of_key.setdefault(key, i) for i, key in keyed]
@@ -246,7 +246,7 @@ class GraphIndex:
         at = np.asarray(collectives, dtype=np.intp)
         head_of = np.asarray(heads, dtype=np.intp)
         is_head[at] = head_of == at
-        number = np.cumsum(is_head) - 1
+        number = is_head.cumsum() - 1
         vertex_array = number.copy()
         vertex_array[at] = number[head_of]
         members: dict[int, list[int]] = {}
@@ -256,7 +256,7 @@ class GraphIndex:
                 members[v] = [p]
             else:
                 group.append(p)
-        head_array = np.flatnonzero(is_head)
+        head_array = is_head.nonzero()[0]
         arrays: dict[str, object] = {
             "queue_array": queue_array,
             "prev_in_queue_array": prev,
@@ -349,7 +349,7 @@ class GraphIndex:
             members,
             (self.nodes, steps),
             ids_array=ids.ravel(),
-            queue_array=np.tile(self.queue_array, steps),
+            queue_array=tiled(self.queue_array, steps),
             prev_in_queue_array=prev_all,
             dep_end_array=dep_end,
             dep_flat_array=dep_flat,

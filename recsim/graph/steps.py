@@ -322,15 +322,15 @@ def _cross_dependencies(
     first_copy: set[int] = set()
     copied: set[int] = set()
     streams = columns.streams
-    for i in np.flatnonzero(phase == _INPUT).tolist():
+    for i in (phase == _INPUT).nonzero()[0].tolist():
         nid, rank = ids[i], ranks[i]
         inputs[rank].append(nid)
         if bounded_input and streams[i] is Stream.COPY and rank not in copied:
             copied.add(rank)
             first_copy.add(nid)
-    for i in np.flatnonzero(phase == _OPTIMIZER).tolist():
+    for i in (phase == _OPTIMIZER).nonzero()[0].tolist():
         optimizer[ranks[i]].append(ids[i])
-    for i in np.flatnonzero(np.asarray(update, dtype=bool)[table.number]).tolist():
+    for i in np.asarray(update, dtype=bool)[table.number].nonzero()[0].tolist():
         emb_update[(ranks[i], ops[i].table)].append(ids[i])  # type: ignore[union-attr]
     # Nodes that wait for named nodes of the previous step (``carried_dependencies``: a framework
     # that runs the next batch's routed lookups and exchange inside this step, whose interaction
@@ -351,7 +351,7 @@ def _cross_dependencies(
         maybe |= np.fromiter(map(carried.__contains__, ids), dtype=bool, count=n)
     cross: list[list[int] | None] = [None] * n
     crossing: list[int] = []
-    for i in np.flatnonzero(maybe).tolist():
+    for i in maybe.nonzero()[0].tolist():
         nid, rank, op = ids[i], ranks[i], ops[i]
         extra: list[int] | None = None
         if nid in first_copy:
@@ -485,7 +485,7 @@ class ChainedGraph(ExecutionGraph):
             # Ids are positions (as the builder numbers nodes): the templates are in positions,
             # and an id of the previous block (``d - stride``) is that position less the size.
             if templates.first_flat is not None and templates.first_lengths is not None:
-                first = (templates.first_flat, np.cumsum(templates.first_lengths, dtype=np.intp))
+                first = (templates.first_flat, templates.first_lengths.cumsum(dtype=np.intp))
             else:
                 first = rows(templates.first, templates.first_lengths)
             if first[0].size and not 0 <= int(first[0].min()) <= int(first[0].max()) < size:
@@ -526,7 +526,7 @@ def _later_rows(
     extra_len = np.zeros(len(cross), dtype=np.intp)
     extra_len[crossing] = [len(extra) for extra in extras]
     extra_flat = np.fromiter(chain.from_iterable(extras), np.intp) - stride
-    end = np.cumsum(own_len + extra_len)
+    end = (own_len + extra_len).cumsum()
     start = end - own_len - extra_len
     flat = np.empty(int(end[-1]) if end.size else 0, dtype=np.intp)
     # Node ``i``'s own dependencies go to ``start[i]`` on, its cross-step ones after them.
@@ -537,5 +537,5 @@ def _later_rows(
 
 def _spread(at: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
     """``at[i], at[i] + 1 ... at[i] + counts[i] - 1`` for each ``i``, concatenated."""
-    before = np.cumsum(counts) - counts
-    return np.repeat(at - before, counts) + np.arange(int(counts.sum()), dtype=np.intp)
+    before = counts.cumsum() - counts
+    return (at - before).repeat(counts) + np.arange(int(counts.sum()), dtype=np.intp)
