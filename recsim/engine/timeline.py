@@ -332,8 +332,16 @@ def busy_time(
     classes, class_of_queue = index.stream_classes
     cls = np.asarray(class_of_queue, dtype=np.intp)[index.queue_array[busy]]
     s, f = s[taken], f[taken]
-    # Each class's intervals by start then finish, as ``sorted`` orders the (start, finish) pairs.
-    order = np.lexsort((f, s, cls))
+    # Each class's intervals by start, the classes in turn (``_union_lengths``): a stable sort by
+    # start, then a stable sort by class, which for fewer than 2^15 classes sorts 16-bit ints by
+    # radix. (The union's walk does not depend on how intervals of one start are ordered, so the
+    # finishes need no sort of their own: ``np.lexsort((f, s, cls))`` took half again as many
+    # machine instructions, about 0.3 M an evaluation at 128 GPUs, 1,644 intervals.)
+    order = s.argsort(kind="stable")
+    by_class = cls[order]
+    if len(classes) <= np.iinfo(np.int16).max:
+        by_class = by_class.astype(np.int16)
+    order = order[by_class.argsort(kind="stable")]
     ordered = cls[order]
     totals = _union_lengths(ordered, s[order], f[order], len(classes))
     # The classes in the order of their first interval in graph order: the least of each class's
@@ -351,8 +359,10 @@ def _union_lengths(
     cls: npt.NDArray[np.intp], a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], count: int
 ) -> list[float]:
     """Per class, the length of the union of its intervals ``[a, b]`` (each of positive length;
-    sorted by class, then start, then finish): the merge a walk over the intervals does, with its
-    floats, in arrays (a walk in Python was a fifth of the metrics' time at 128 GPUs).
+    sorted by class, then start; intervals of one start in any order, which changes neither the
+    running maximum after them nor where a merged interval opens, as each finishes after that
+    start): the merge a walk over the intervals does, with its floats, in arrays (a walk in Python
+    was a fifth of the metrics' time at 128 GPUs).
 
     The walk keeps the running maximum of the finishes since the class began (a new interval,
     which starts after it, finishes later still) and opens a merged interval where a start passes
