@@ -19,8 +19,10 @@ from recsim.graph.dep_rows import (
     region_queues,
     region_short,
     region_spread,
+    tiled,
 )
 from recsim.graph.index import OpTable
+from recsim.graph.ir import NodeColumns
 
 
 def _read(deps: list[tuple[int, ...]]) -> tuple[list[int], list[int]]:
@@ -190,3 +192,41 @@ def test_an_op_table_of_a_column_with_chains_is_the_columns(
     assert mine.ops == theirs.ops and mine.number.tolist() == theirs.number.tolist()
     short = [id(o) for o in region_short(ops, region)]
     assert region_spread(np.asarray(short, dtype=np.uint64), region).tolist() == [id(o) for o in ops]
+
+
+def test_tiled_copies_one_after_the_other() -> None:
+    assert tiled(np.array([3, 1, 2]), 2).tolist() == [3, 1, 2, 3, 1, 2]
+    once = np.array([0.5, -0.0])
+    made = tiled(once, 1)
+    assert made.tolist() == [0.5, -0.0] and made is not once and not np.shares_memory(made, once)
+    none = tiled(np.array([7, 8], dtype=np.int16), 0)
+    assert none.size == 0 and none.dtype == np.int16
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**40), 2**40), max_size=8),
+    times=st.integers(0, 5),
+    dtype=st.sampled_from([np.int64, np.intp, np.float64, np.int8]),
+)
+def test_tiled_is_np_tile_of_a_row(values: list[int], times: int, dtype: type) -> None:
+    row = np.asarray(values).astype(dtype)
+    mine, numpys = tiled(row, times), np.tile(row, times)
+    assert mine.dtype == numpys.dtype and mine.tolist() == numpys.tolist()
+
+
+def test_a_columns_dependencies_left_out_are_made_once_when_read() -> None:
+    # Two chains of a template of two nodes after one node: ``deps`` is made on first read (the
+    # chains' tuples set in) and kept; a column with neither has no ``deps``.
+    columns = NodeColumns(ids=[0, 1, 2, 3, 4], deps=[(), (0,), (1,), (0,), (3,)])
+    region = DenseChainRegion([(), (0,)], -1, [1, 3], [], [0, 1], "compute", [0, 0])
+    columns.chain_region = region
+    pending = columns.leave_chain_deps()
+    assert "deps" not in vars(columns)
+    pending[1:] = [None, None, None, None]
+    made = columns.deps
+    assert made is pending and made == [(), (), (1,), (), (3,)]
+    assert vars(columns)["deps"] is made and columns.deps is made
+    del columns.deps
+    with pytest.raises(AttributeError, match="deps"):
+        columns.deps  # noqa: B018
