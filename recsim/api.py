@@ -29,7 +29,7 @@ from recsim.graph.readers import read_trace_as as _read_trace_as
 from recsim.graph.writers.chrome import write_chrome_trace
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.library import HardwareLibrary
-from recsim.hardware.system import System
+from recsim.hardware.system import System, capped_rates
 from recsim.hardware.topology import Topology, build_topology
 from recsim.output import OutputError, check_output_path, same_file
 from recsim.paths import user_path
@@ -156,6 +156,10 @@ def hardware_summary(system: System | str | Path, topology: Topology | None = No
         "topology_vertices": topo.summary(),
         # Its supplies and fans (``recsim.cost.platform``): its own, or the generic default.
         "platform": platform_summary(node),
+        # Parts that move less than they are rated for, what they plug into being slower: the
+        # notes its runs carry (an own node's 800G NIC on 400G switch ports showed 400 Gb/s here
+        # without a word why).
+        "capped_rates": capped_rates(system),
         # The calibrations its runs read that were not measured on its hardware (DESIGN §6).
         "calibrations_not_measured": calibration_defaults(system),
         "resolved_config_hash": config_hash(system),

@@ -713,12 +713,48 @@ def nvlink_switch_cap_note(system: System) -> str | None:
     )
 
 
-def capped_rates_note(system: System) -> str | None:
+def nic_switch_cap_note(system: System) -> str | None:
+    """What a result says when the scale-out NICs are faster than the ports of the cluster's
+    switches they plug into: each NIC moves its ports' rate at most (``System.
+    scale_out_bandwidth_bytes_per_s_per_node``, ``recsim.hardware.topology``'s NIC-to-leaf links),
+    so a faster NIC alone moves nothing. A tester's what-if, 800G NICs on a DGX H100
+    (``--set node.nics.device.port_bandwidth=800Gb/s``), left the step as it was, and its one note
+    said the NICs moved their PCIe 5 link's 63 GB/s where the 400G switch ports carry 50; so did an
+    own node's 800G NIC under its ``hw show``. None where the switch ports carry the NICs (every
+    shipped system: equal rates)."""
+    group, scale_out = system.node.scale_out_nics, system.cluster.scale_out
+    if group is None or scale_out is None:
+        return None
+    nic, switch = group.device, scale_out.switch
+    rate = nic.bandwidth_bytes_per_s  # its ports' rate, at most its host interface's
+    ports = nic.ports * switch.port_bandwidth_bytes_per_s
+    if rate <= ports * (1.0 + 1e-9):
+        return None
+    label = "nics" if group is system.node.nics else "frontend_nics"
+    return (
+        f"node.{label} {nic.name!r}: each moves {rate * 8 / 1e9:.4g} Gb/s but the {switch.name} "
+        f"{'port' if nic.ports == 1 else f'{nic.ports} ports'} it plugs into "
+        f"{ports * 8 / 1e9:.4g} Gb/s, so it moves the latter on the scale-out network (raise "
+        "cluster.scale_out.switch.port_bandwidth with it)"
+    )
+
+
+def capped_rates(system: System) -> list[str]:
     """The notes of the parts that move less than they are rated for because what they plug into
-    is slower (``nic_host_cap_note``, ``host_memory_cap_note``, ``nvlink_switch_cap_note``), as one
-    line; None where none is. Not said: an accelerator's PCIe link faster than its PCIe switch's
-    port, which every shipped PCIe Gen4/Gen5 system has by rounding (31.51 against 31.5 GB/s, the
-    switch datasheets' figure), where a note would be noise."""
-    notes = (nic_host_cap_note(system), host_memory_cap_note(system), nvlink_switch_cap_note(system))
-    said = [note for note in notes if note]
+    is slower (``nic_host_cap_note``, ``nic_switch_cap_note``, ``host_memory_cap_note``,
+    ``nvlink_switch_cap_note``), in that order; empty where none is. Not said: an accelerator's
+    PCIe link faster than its PCIe switch's port, which every shipped PCIe Gen4/Gen5 system has by
+    rounding (31.51 against 31.5 GB/s, the switch datasheets' figure), where a note would be noise."""
+    notes = (
+        nic_host_cap_note(system),
+        nic_switch_cap_note(system),
+        host_memory_cap_note(system),
+        nvlink_switch_cap_note(system),
+    )
+    return [note for note in notes if note]
+
+
+def capped_rates_note(system: System) -> str | None:
+    """``capped_rates`` as the one line a result's notes carry; None where none is."""
+    said = capped_rates(system)
     return "; ".join(said) if said else None

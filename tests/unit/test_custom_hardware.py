@@ -333,11 +333,52 @@ def test_a_nic_faster_than_its_host_link_is_said_not_refused():
         overrides=["node.nics.device.port_bandwidth=800 Gb/s"],
     )
     assert fast.status == "ok"
+    # History: the host interface's note was the whole of it, as if the NIC moved 63 GB/s; the
+    # 400G switch ports it plugs into carry 50, which the next note now says
+    # (test_a_nic_faster_than_its_switch_ports_is_said).
     assert (
         "node.nics 'ib-ndr-400g': its ports move 800 Gb/s (100 GB/s) but its host interface pcie5-x16 "
-        "63.02 GB/s, so it moves the latter (check the ports' unit if that is not meant)" in fast.notes
+        "63.02 GB/s, so it moves the latter (check the ports' unit if that is not meant); "
+        "node.nics 'ib-ndr-400g': each moves 504.1 Gb/s but the quantum2-qm9700 port it plugs into "
+        "400 Gb/s, so it moves the latter on the scale-out network (raise "
+        "cluster.scale_out.switch.port_bandwidth with it)" in fast.notes
     )
     assert not any("host interface" in n for n in recsim.simulate(system="dgx-h100", nodes=2).notes)
+
+
+def test_a_nic_faster_than_its_switch_ports_is_said():
+    # A tester's what-if: 800G NICs on 2 DGX H100 moved no figure (the 400G QM9700 ports carry
+    # 50 GB/s, below the NIC's PCIe 5 x16 link), and the one note said the NIC moved 63 GB/s. The
+    # mechanism stands (each NIC moves its switch port's rate); the result and `hw show` say why.
+    from recsim.api import hardware_summary
+    from recsim.hardware.library import HardwareLibrary
+    from recsim.hardware.system import nic_switch_cap_note
+
+    options = {"system": "dgx-h100", "workload": "dlrm-dcnv2", "nodes": 2, "batch_size": 8192}
+    stock = recsim.simulate(**options).to_dict()
+    fast = recsim.simulate(**options, overrides=["node.nics.device.port_bandwidth=800 Gb/s"]).to_dict()
+    assert _differences(stock, fast) == {}
+    switch_note = (
+        "node.nics 'ib-ndr-400g': each moves 504.1 Gb/s but the quantum2-qm9700 port it plugs into "
+        "400 Gb/s, so it moves the latter on the scale-out network (raise "
+        "cluster.scale_out.switch.port_bandwidth with it)"
+    )
+    assert fast["notes"][1].endswith("; " + switch_note)
+    # A NIC at its host link's rate (no host note) on a slower switch: 200G ports of a QM8700.
+    slow_switch = load_system("dgx-h100", overrides=["cluster.scale_out.switch=quantum-qm8700"])
+    assert nic_switch_cap_note(slow_switch) == (
+        "node.nics 'ib-ndr-400g': each moves 400 Gb/s but the quantum-qm8700 port it plugs into "
+        "200 Gb/s, so it moves the latter on the scale-out network (raise "
+        "cluster.scale_out.switch.port_bandwidth with it)"
+    )
+    assert slow_switch.scale_out_bandwidth_bytes_per_s_per_accelerator == 25e9
+    assert hardware_summary(slow_switch)["capped_rates"] == [nic_switch_cap_note(slow_switch)]
+    # Faster ports with the NICs: moved, and nothing said of the switch.
+    both = ["node.nics.device.port_bandwidth=800 Gb/s", "cluster.scale_out.switch.port_bandwidth=800 Gb/s"]
+    assert nic_switch_cap_note(load_system("dgx-h100", overrides=both)) is None
+    assert hardware_summary(load_system("dgx-h100"))["capped_rates"] == []
+    for name in HardwareLibrary().names("systems"):
+        assert nic_switch_cap_note(load_system(name)) is None, name
 
 
 def test_host_memory_faster_than_its_cpu_runs_is_said():
