@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,25 @@ def test_plan_human_output() -> None:
     for text in expected:
         assert text in result.output, text
     assert "KiB" in result.output  # bytes with units
+
+
+def test_the_rank_table_on_a_narrow_terminal_cuts_no_figure() -> None:
+    # A tester's find: on an 80-column terminal (piped output had room), the rank table's cells,
+    # which do not wrap, were each cut to "…": "40.4…" for a DGX H100 rank's HBM. On a 40-column
+    # terminal (TTY_COMPATIBLE: rich takes the test's stream for one) the rows are the wide ones.
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+
+    def rank_rows(columns: str) -> list[str]:
+        env = {**ENV, "COLUMNS": columns, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "0"}
+        result = CliRunner().invoke(cli, ["plan", *TINY_2_RANKS, "--strategy", "greedy"], env=env)
+        assert result.exit_code == 0, result.output
+        lines = ansi.sub("", result.output).splitlines()
+        return [" ".join(line.split()) for line in lines if re.match(r"^\s+[01]\s+0\s+\d", line)]
+
+    narrow, wide = rank_rows("40"), rank_rows("200")
+    assert len(wide) == 2 and all("KiB" in row and "us" in row for row in wide), wide
+    assert narrow == wide
+    assert not any("…" in row for row in narrow)
 
 
 def test_plan_out_then_run(tmp_path: Path) -> None:
