@@ -21,6 +21,26 @@ from recsim.hardware.library import HardwareLibrary, shipped_root
 settings.register_profile("recsim", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("recsim")
 
+#: The environment through which rich, which prints the CLI's tables, reads the console: its width
+#: (COLUMNS; without it, the size of the terminal on file descriptors 0-2, the developer's under
+#: ``pytest -s``) and whether it is a terminal with colours (``TTY_*``, ``FORCE_COLOR``, ``NO_COLOR``).
+CONSOLE_ENV = ("COLUMNS", "LINES", "JUPYTER_COLUMNS", "JUPYTER_LINES", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+CONSOLE_ENV += ("FORCE_COLOR", "NO_COLOR")
+
+
+@pytest.fixture(autouse=True)
+def _a_known_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test prints to the console a pipe gets: 80 columns, no terminal, no colours, wherever
+    pytest runs. The human tables wrap to the console's width, so a test's words had depended on
+    the shell it ran from: under COLUMNS=40 seven CLI tests failed (a table's cell folded inside
+    "dgx-h100", a rank row of `run` over two lines). A test of another console sets its own (its
+    CliRunner ``env``). Where the checkout or the temporary folder lives still moves what a table
+    with a path in it wraps: such a test compares with the whitespace taken out."""
+    for key in CONSOLE_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+
+
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The CLI tests' library paths: the tiny hardware (minilib) and workload fixtures.
 TINY_ENV = {
