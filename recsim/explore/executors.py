@@ -215,13 +215,43 @@ def _workers_text(count: int) -> str:
     return f"{count} worker{'s' if count != 1 else ''}"
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+#: The most bytes of a Unix socket's path, its terminating NUL aside (``sockaddr_un.sun_path``:
+#: 108 bytes on Linux, unix(7); 104 on macOS and the BSDs, unix(4)).
+UNIX_SOCKET_PATH_MAX = (108 if sys.platform.startswith("linux") else 104) - 1
+
+#: The forkserver's listening socket in multiprocessing's temporary folder: "listener-" and the 8
+#: random characters of ``tempfile.mktemp`` (``multiprocessing.connection.arbitrary_address``).
+FORKSERVER_SOCKET_NAME = "listener-" + "x" * 8
+
+
+def forkserver_socket_fits() -> bool:
+    """Whether the forkserver's socket path fits a Unix socket: it lies in multiprocessing's
+    temporary folder, under ``$TMPDIR``, and Python 3.11 does not shorten it. A tester's sweep with
+    a 99-character TMPDIR ended in "OSError: AF_UNIX path too long" and a traceback (exit 1) at
+    its first point. The folder is the one the forkserver would make (made here, once a process,
+    removed at exit)."""
+    import multiprocessing.util
+
+    path = os.path.join(multiprocessing.util.get_temp_dir(), FORKSERVER_SOCKET_NAME)
+    return len(os.fsencode(path)) <= UNIX_SOCKET_PATH_MAX
+
+
+def _pool_context(note: Note | None = None) -> multiprocessing.context.BaseContext:
     """forkserver (warm, thread-safe workers) where it works; fork when ``__main__`` cannot be
-    re-imported by a fresh process (a script read from stdin); spawn where neither exists."""
+    re-imported by a fresh process (a script read from stdin) or the forkserver's socket path
+    would be too long (``forkserver_socket_fits``: said in a ``note``); spawn where neither exists."""
     methods = multiprocessing.get_all_start_methods()
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     importable_main = main_file is None or os.path.isfile(main_file)
-    if "forkserver" in methods and importable_main:
+    socket_fits = "forkserver" not in methods or forkserver_socket_fits()
+    if not socket_fits and note is not None and "fork" in methods:
+        note(
+            f"the temporary folder ({os.environ.get('TMPDIR') or 'TMPDIR'}) is too long a path for the "
+            f"socket of the worker processes' server (at most {UNIX_SOCKET_PATH_MAX} bytes with its "
+            "name): the workers are forked from this process instead (a shorter TMPDIR starts them "
+            "from a server)"
+        )
+    if "forkserver" in methods and importable_main and socket_fits:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(
             ["recsim.explore.executors", "recsim.api", "recsim.engine.simulate", "recsim.planner.proposers"]
@@ -318,7 +348,7 @@ class LocalExecutor(Executor):
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=size,
-                mp_context=_pool_context(),
+                mp_context=_pool_context(self.note),
                 initializer=_worker_init,
                 initargs=(os.getpid(),),
             )
