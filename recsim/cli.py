@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import yaml
 from rich import box
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from recsim import __version__, api
 from recsim.cli_common import EXIT_USER_ERROR, Console, OutputFile, RecsimGroup
@@ -110,7 +110,9 @@ def hw_list(as_json: bool) -> None:
             table.add_column(col, overflow="fold")
         for row in sorted(rows, key=lambda r: (r["kind"] != "system", r["kind"], r["name"])):
             shown = (
-                f"[red]does not load:[/red] {escape(row['error'])}" if "error" in row else row["description"]
+                Text.assemble(("does not load:", "red"), " ", row["error"])
+                if "error" in row
+                else row["description"]
             )
             table.add_row(row["kind"], row["name"], shown)
         Console().print(table)
@@ -365,7 +367,9 @@ def workload_list(as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for row in rows:
         if "error" in row:
-            table.add_row(row["name"], "?", "?", "?", f"[red]does not load:[/red] {escape(row['error'])}")
+            table.add_row(
+                row["name"], "?", "?", "?", Text.assemble(("does not load:", "red"), " ", row["error"])
+            )
             continue
         table.add_row(
             row["name"],

@@ -81,7 +81,14 @@ class _OneLineErrors:
 
 class Console(rich.console.Console):
     """rich's console, whose broken pipe is a ``BrokenPipeError`` for ``_OneLineErrors`` to end the
-    command with, as ``click.echo``'s is (rich exits 1 itself)."""
+    command with, as ``click.echo``'s is (rich exits 1 itself); and which reads no console markup
+    in what it prints: the tables hold the user's paths, names and reasons, and rich took a
+    bracketed word in them for a style (a tester's sweep in "runs [v2]/out[red]" printed its store
+    as "runs /out/results.sqlite"). A style is given as a ``rich.text.Text``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        super().__init__(*args, **kwargs)
 
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))

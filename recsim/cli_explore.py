@@ -19,6 +19,7 @@ from typing import Any
 import click
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from recsim.cli_common import Console, RecsimCommand
 
@@ -161,11 +162,14 @@ def _print_summary(result: Any) -> None:
         console = Console(width=max(console.width, 140))  # piped: room for the front table
     spec = result.spec
     console.print(
-        f"[bold]{spec.name}[/bold]: {counts.get('points', 0)} points "
-        f"({counts.get('ok', 0)} ok, {counts.get('infeasible', 0)} infeasible, "
-        f"{counts.get('error', 0)} error); "
-        f"this run: {counts.get('run', 0)} run, {counts.get('skipped', 0)} skipped (already stored), "
-        f"{counts.get('failed', 0)} failed; {result.executor}"
+        Text.assemble(
+            (spec.name, "bold"),
+            f": {counts.get('points', 0)} points "
+            f"({counts.get('ok', 0)} ok, {counts.get('infeasible', 0)} infeasible, "
+            f"{counts.get('error', 0)} error); "
+            f"this run: {counts.get('run', 0)} run, {counts.get('skipped', 0)} skipped (already stored), "
+            f"{counts.get('failed', 0)} failed; {result.executor}",
+        )
     )
     if not result.complete:
         console.print("stopped early: run again with --resume to finish")
@@ -175,7 +179,8 @@ def _print_summary(result: Any) -> None:
         final = result.final
         reasons = final["reason"].dropna().astype(str) if "reason" in final.columns else []
         shown = list(dict.fromkeys(r for r in reasons if r))[:3]
-        console.print("[bold red]no point succeeded[/bold red]" + (": " + " | ".join(shown) if shown else ""))
+        said = ": " + " | ".join(shown) if shown else ""
+        console.print(Text.assemble(("no point succeeded", "bold red"), said))
     if result.front.empty:
         # No table of no rows: its title wrapped in the narrow empty table (a tester's find).
         console.print("Pareto front: no point (none is ok and meets every constraint)")
@@ -208,7 +213,8 @@ def _print_summary(result: Any) -> None:
 def _print_paths(console: Console, result: Any) -> None:
     for key in ("pareto_png", "pareto_csv", "results", "store"):
         if key in result.paths:
-            console.print(f"{key.replace('_', ' ')}: {result.paths[key]}")
+            # One line whatever the path's length (a path wrapped inside cannot be copied whole).
+            console.print(f"{key.replace('_', ' ')}: {result.paths[key]}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -230,3 +230,23 @@ def test_a_temporary_folder_too_long_for_a_socket_forks_the_workers(tmp_path: Pa
         front = json.loads(done.stdout)["front"]
         rows[workers] = [{k: v for k, v in row.items() if k != "wall_s"} for row in front]
     assert rows["2"] == rows["1"] and rows["1"]
+
+
+def test_the_printed_paths_are_the_paths_whole(tmp_path: Path):
+    # Two testers' finds: rich read "[v2]" and "[red]" in an --out path as console markup and
+    # printed the store as ".../runs /out/results.sqlite" (a folder that does not exist), in the
+    # sweep's summary and in `recsim results list`; and a path longer than the console (a deep
+    # TMPDIR) was wrapped inside, so no line of the output held it whole.
+    from recsim.cli_results import results
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    runs = tmp_path / "runs [v2]" / ("deep" * 30)
+    out = runs / "out[red]"
+    result = invoke(str(spec), "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    for name in ("pareto.png", "pareto.csv", "results.parquet", "results.sqlite"):
+        assert any(line.endswith(f": {out / name}") for line in result.output.splitlines()), name
+    listed = CliRunner().invoke(results, ["list", str(runs)], env=ENV)
+    assert listed.exit_code == 0, listed.output
+    assert "out[red]/results.sqlite" in listed.output
