@@ -1184,6 +1184,8 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool, fideli
         # The engine is named where it ran: the end-to-end figures depend on it, a fit's do not.
         engine = f"end-to-end cases on the {fidelity} engine"
         on_engine = any(r.fidelity is not None for r in results)
+        console = Console()
+        plus_minus = console.glyph("±", "+/-")
         table = Table(title="recsim validate", caption=engine if on_engine else None)
         for col in ("case", "predicted", "measured", "error", "band", "status"):
             table.add_column(col, overflow="fold")
@@ -1195,8 +1197,8 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool, fideli
                 error = r.note[:60]
             else:
                 error = f"{r.error:.1%}" if r.kind == "fit" else f"{r.error:+.1%}"
-            table.add_row(r.id, predicted, measured, error, f"±{r.band:.0%}", r.status)
-        Console().print(table)
+            table.add_row(r.id, predicted, measured, error, f"{plus_minus}{r.band:.0%}", r.status)
+        console.print(table)
     if any(r.status != "pass" for r in results):
         ctx.exit(1)
 

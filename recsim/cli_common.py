@@ -90,6 +90,17 @@ class Console(rich.console.Console):
         kwargs.setdefault("markup", False)
         super().__init__(*args, **kwargs)
 
+    def glyph(self, text: str, fallback: str) -> str:
+        """``text`` where the output's encoding has its characters, else ``fallback`` (ASCII).
+        Output to an ASCII or Latin-1 stream (``PYTHONIOENCODING``, a non-UTF-8 locale, a
+        redirected Windows console) ended a finished sweep in a ``UnicodeEncodeError`` traceback
+        at its front's "↑" (rich draws its boxes in ASCII there itself)."""
+        try:
+            text.encode(self.encoding)
+        except (UnicodeEncodeError, LookupError):
+            return fallback
+        return text
+
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 

@@ -197,7 +197,7 @@ def _print_summary(result: Any) -> None:
     for path in axis_cols:
         table.add_column(path)
     for name in objectives:
-        arrow = "↑" if spec.objectives[name] == "max" else "↓"
+        arrow = console.glyph("↑", "(max)") if spec.objectives[name] == "max" else console.glyph("↓", "(min)")
         table.add_column(f"{name} {arrow}", justify="right")
     for _, row in result.front.iterrows():
         cells = [str(row["index"])]

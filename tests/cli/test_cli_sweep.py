@@ -250,3 +250,17 @@ def test_the_printed_paths_are_the_paths_whole(tmp_path: Path):
     listed = CliRunner().invoke(results, ["list", str(runs)], env=ENV)
     assert listed.exit_code == 0, listed.output
     assert "out[red]/results.sqlite" in listed.output
+
+
+def test_a_sweep_printing_to_an_ascii_stream_names_its_senses_in_words(tmp_path: Path):
+    # A tester's find: with output in ASCII (PYTHONIOENCODING=ascii; a non-UTF-8 locale, a
+    # redirected Windows console alike) a finished sweep ended in a UnicodeEncodeError traceback
+    # (exit 1) at the "↑" of its front's header; rich drew its boxes in ASCII there already.
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    command = [sys.executable, "-m", "recsim.cli", "sweep", str(spec), "--out", str(tmp_path / "out")]
+    env = {**os.environ, **ENV, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run([*command, "--workers", "1"], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    shown = done.stdout.decode("ascii")
+    assert "throughput_samples_per_s (max)" in shown and "avg_power_w (min)" in shown
