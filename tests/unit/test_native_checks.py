@@ -6,6 +6,7 @@ import copy
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +26,10 @@ from recsim.graph.ir import (
 )
 from recsim.graph.native import graph_from_dict, graph_to_dict
 from recsim.graph.summary import trace_info
+
+#: The shipped test traces, wherever pytest runs from (the tests named them from the checkout's
+#: root, and failed when run from another folder).
+TRACES = Path(__file__).parents[1] / "data" / "traces"
 
 
 def _graph() -> ExecutionGraph:
@@ -218,9 +223,7 @@ def test_cli_says_which_field_of_a_converted_trace_is_bad(tmp_path):
     traceback from ``recsim trace info``."""
     runner = CliRunner()
     native = tmp_path / "out.native.json"
-    result = runner.invoke(
-        cli, ["trace", "convert", "tests/data/traces/simple_add_kineto.json.gz", str(native)]
-    )
+    result = runner.invoke(cli, ["trace", "convert", str(TRACES / "simple_add_kineto.json.gz"), str(native)])
     assert result.exit_code == 0, result.output
     doc = json.loads(native.read_text())
     doc["nodes"][1]["duration_s"] = "abc"
@@ -266,12 +269,12 @@ def test_ranks_disagreeing_on_a_collectives_size_are_noted():
 def test_convert_says_which_ranks_of_the_job_it_wrote_and_info_both_formats(tmp_path):
     runner = CliRunner()
     one = tmp_path / "one.json"
-    result = runner.invoke(cli, ["trace", "convert", "tests/data/traces/simple_add_kineto.json.gz", str(one)])
+    result = runner.invoke(cli, ["trace", "convert", str(TRACES / "simple_add_kineto.json.gz"), str(one)])
     assert result.exit_code == 0, result.output
     assert "(native, 1 rank, " in result.output  # had read "1 ranks"
     # One rank's file of an eight-rank job: it had said "8 ranks".
     part = tmp_path / "part.json"
-    recsys = "tests/data/traces/recsys_a100_8rank_rank3_control.json.gz"
+    recsys = str(TRACES / "recsys_a100_8rank_rank3_control.json.gz")
     result = runner.invoke(cli, ["trace", "convert", recsys, str(part)])
     assert result.exit_code == 0, result.output
     assert "(native, rank 3 of a job of 8 ranks, " in result.output
@@ -280,7 +283,7 @@ def test_convert_says_which_ranks_of_the_job_it_wrote_and_info_both_formats(tmp_
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert (info["format"], info["converted_from"]) == ("native", "kineto")
-    result = runner.invoke(cli, ["trace", "info", "--json", "tests/data/traces/simple_add_kineto.json.gz"])
+    result = runner.invoke(cli, ["trace", "info", "--json", str(TRACES / "simple_add_kineto.json.gz")])
     assert json.loads(result.output)["format"] == "kineto" and "converted_from" not in json.loads(
         result.output
     )
