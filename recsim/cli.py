@@ -1038,14 +1038,10 @@ def _print_plan(stats: PlanStats) -> None:
             _seconds(r.est_comm_s, 3),
             _seconds(r.est_total_s, 3),
         )
-    needed = console.measure(rows, options=console.options.update_width(10_000)).maximum
-    if console.width < needed:
-        # Its cells do not wrap (a figure folded inside its digits misreads), so a console
-        # narrower than the table, an 80-column terminal's, cut every figure to "…" (a tester's
-        # DGX H100 plan read "40.4…" for each rank's HBM). Printed whole: a terminal wraps the
-        # lines, and nothing is lost.
-        console = Console(width=needed)
-    console.print(rows)
+    # Its cells do not wrap (a figure folded inside its digits misreads), so a console narrower
+    # than the table, an 80-column terminal's, cut every figure to "…" (a tester's DGX H100 plan
+    # read "40.4…" for each rank's HBM). Printed whole: a terminal wraps the lines.
+    console.print_unbroken(rows)
     if len(shown) < len(ranks):
         click.echo(f"... {len(ranks) - len(shown)} more ranks (--json lists every rank)")
 

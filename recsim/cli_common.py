@@ -90,6 +90,18 @@ class Console(rich.console.Console):
         kwargs.setdefault("markup", False)
         super().__init__(*args, **kwargs)
 
+    def print_unbroken(self, table: Any) -> None:
+        """Print ``table``, whose cells do not wrap, whole: on a console narrower than it (an
+        80-column terminal) at its own width, which the terminal wraps, where rich cut every cell
+        to "…" (``recsim plan``'s rank table). A table whose cells wrap needs none of this: give
+        its columns ``overflow="fold"`` so a header longer than its column folds, not cut."""
+        needed = self.measure(table, options=self.options.update_width(10_000)).maximum
+        if self.width >= needed:
+            self.print(table)
+            return
+        wide = Console(file=self.file, width=needed, markup=self._markup, color_system=self.color_system)
+        wide.print(table)
+
     def glyph(self, text: str, fallback: str) -> str:
         """``text`` where the output's encoding has its characters, else ``fallback`` (ASCII).
         Output to an ASCII or Latin-1 stream (``PYTHONIOENCODING``, a non-UTF-8 locale, a

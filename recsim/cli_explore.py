@@ -198,7 +198,7 @@ def _print_summary(result: Any) -> None:
         table.add_column(path)
     for name in objectives:
         arrow = console.glyph("↑", "(max)") if spec.objectives[name] == "max" else console.glyph("↓", "(min)")
-        table.add_column(f"{name} {arrow}", justify="right")
+        table.add_column(f"{name} {arrow}", justify="right", overflow="fold")
     for _, row in result.front.iterrows():
         cells = [str(row["index"])]
         cells += [_cell(row[f"values.{p}"]) for p in axis_cols]

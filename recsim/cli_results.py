@@ -306,7 +306,7 @@ def _points_table(
     for col in axes:
         table.add_column(str(col)[len("values.") :], overflow="fold")
     for metric, sense in objectives.items():
-        table.add_column(f"{metric} ({sense})", justify="right")
+        table.add_column(f"{metric} ({sense})", justify="right", overflow="fold")
     reasons = bool(len(frame)) and bool(frame["reason"].fillna("").astype(str).str.len().any())
     if reasons:
         table.add_column("reason", overflow="fold", max_width=60)

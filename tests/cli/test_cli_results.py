@@ -106,6 +106,39 @@ def test_results_show_table_json_and_front(sweep_dir):
     assert [r["values.nodes"] for r in only_power] == [1]
 
 
+def test_results_show_on_an_80_column_terminal_cuts_no_header():
+    # A tester's find: on an 80-column terminal (piped output gets 140), a store of four axes and
+    # three objectives headed its figures "throu…", "energy…" and "avg_p…", and printed
+    # "23.45M sampl…": which metric a column holds was lost. The headers fold, the figures wrap.
+    import io
+
+    from recsim.cli_common import Console
+    from recsim.cli_results import _points_table
+
+    rows = [
+        {
+            "index": i,
+            "stage": "analytic",
+            "status": "ok",
+            "reason": None,
+            "values.node.accelerators.device": "h100-sxm5-80gb",
+            "values.planner.tiers": "[hbm, uvm_caching]",
+            "values.cluster.scale_out.oversubscription": 2.0,
+            "values.nodes": 16,
+            "throughput_samples_per_s": 2.345e7,
+            "energy_per_sample_j": 3.5e-4,
+            "avg_power_w": 91234.0,
+        }
+        for i in range(2)
+    ]
+    senses = {"throughput_samples_per_s": "max", "energy_per_sample_j": "min", "avg_power_w": "min"}
+    shown = io.StringIO()
+    Console(file=shown, width=80).print(_points_table(pd.DataFrame(rows), senses, "x: points"))
+    text = shown.getvalue()
+    assert "…" not in text
+    assert "23.45M" in text and "350 uJ" in text and "91.23" in text
+
+
 def test_results_front_takes_each_point_at_the_last_stage_of_the_stored_spec(tmp_path):
     # A tester's find: stages [des, then analytic top 3] were read in a fixed analytic-then-des
     # order, so `show --front` ranked the DES figures while pareto.csv ranked the analytic ones.
