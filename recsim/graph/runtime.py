@@ -396,6 +396,17 @@ class Runtime(ABC):
         precision = workload.training.precision
         return precision if self.half_precision_wire and precision in _HALF else "fp32"
 
+    def received_pooled_dtype(self, workload: Workload) -> str:
+        """The dtype a rank holds the pooled embeddings of its samples in once received, through
+        the step (the interaction's input, which its backward reads): the half precision of mixed
+        precision where the framework's dense side takes them as they travel (HugeCTR's ``emtype``
+        interaction input; DLE's fp16 payload, ``torch.cat`` of the receive buffers, the buffers
+        freed once concatenated since ``cat``'s backward keeps no input), else fp32 (TorchRec's
+        codecs decode into fp32 whatever the wire: ``_Style.decoded_dtype``), whatever plan's
+        ``comm_dtype`` a run picks (neither HugeCTR nor DLE re-encodes, their wire is this)."""
+        precision = workload.training.precision
+        return precision if self.half_precision_wire and precision in _HALF else "fp32"
+
 
 #: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's
 #: ``emtype`` is fp16 or fp32).

@@ -20,8 +20,10 @@ element, Adam two), lands:
 
 **Per rank** the dense side comes on top in HBM (``dense_hbm_bytes``): the dense model in fp32 with
 its gradient and optimizer state (mixed precision keeps fp32 master weights), every dense layer's
-output for the local batch in the training precision, and the pooled embeddings (fp32) that the
-backward pass needs -- the all-to-all's receive side; and, where the framework builds a second,
+output for the local batch in the training precision, and the pooled embeddings that the
+backward pass needs -- the all-to-all's receive side, in the dtype the framework's dense side reads
+them (``Runtime.received_pooled_dtype``: HugeCTR's and DLE's half precision under mixed precision,
+TorchRec's fp32); and, where the framework builds a second,
 forward-only network for evaluation (HugeCTR with a ``training.eval_batch_size``), that network's
 outputs at the evaluation batch (``eval_network``). A model-parallel bottom MLP moves its outputs
 for the whole batch, and its weights, to its rank (``mp_bottom_hbm_bytes``).
@@ -620,7 +622,11 @@ def dense_hbm_parts(workload: Workload, world_size: int) -> tuple[float, float]:
     evaluation network at its evaluation batch (``eval_network.eval_network_parts``)."""
     b = workload.training.global_batch_size / world_size
     weights, activations = _dense_layer_bytes(workload, trained_dense_layers(workload), b)
-    pooled = b * 4.0 * sum(workload.table_dim(t) for t in workload.tables)
+    # The pooled embeddings each rank receives for its samples, held for the backward in the
+    # dtype its dense side reads them (``Runtime.received_pooled_dtype``: fp16 under HugeCTR's and
+    # DLE's mixed precision, was fp32 for every framework).
+    received = DTYPE_BYTES[_framework(workload).received_pooled_dtype(workload)]
+    pooled = b * received * sum(workload.table_dim(t) for t in workload.tables)
     # HugeCTR's evaluation network, its weights and its activations at the evaluation batch held
     # beside these for the run (0 without a ``training.eval_batch_size``; ``eval_network``).
     eval_weights, eval_activations = eval_network_parts(workload, world_size)
