@@ -117,7 +117,9 @@ class _Undo:
     ids_held: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     # (rank, group, its shards, their price, its version) before a block joined the rank's shared
     # cache (``Partitioner.cached``).
-    cached: list[tuple[int, Group, tuple[Shard, ...], float, int]] = dataclasses.field(default_factory=list)
+    cached: list[tuple[int, Group, tuple[Shard, ...], float | None, int]] = dataclasses.field(
+        default_factory=list
+    )
 
 
 class Partitioner:
@@ -178,14 +180,17 @@ class Partitioner:
         # (``hbm_take``), as ``plan_usage`` charges the rank.
         self.ids_held: list[set[str]] = [set() for _ in range(self.world)]
         # Per rank and fused group, the ``uvm_caching`` shards placed there (``estimator.shares_cache``),
-        # which share one cache (``load_on``), with their priced seconds and a version that
-        # changes with them (the key of ``_deltas``, which a rollback restores).
+        # which share one cache (``load_on``), with their priced seconds (None until a block tried
+        # beside them needs it: ``cache_delta_s``) and a version that changes with them (the key of
+        # ``_deltas``, which a rollback restores).
         self.cached: list[dict[Group, tuple[Shard, ...]]] = [{} for _ in range(self.world)]
-        self._cached_s: list[dict[Group, float]] = [{} for _ in range(self.world)]
+        self._cached_s: list[dict[Group, float | None]] = [{} for _ in range(self.world)]
         self._versions: list[dict[Group, int]] = [{} for _ in range(self.world)]
         self._next_version = 1
         # (rank, group, version, shards added) -> what they add to the group's seconds.
         self._deltas: dict[tuple[int, Group, int, tuple[Shard, ...]], float] = {}
+        # id(block) -> (block, its cached shards by group with their own seconds): ``_cache_parts``.
+        self._parts: dict[int, tuple[Block, tuple[tuple[Group, tuple[Shard, ...], float], ...]]] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -305,20 +310,26 @@ class Partitioner:
         est = self.est
         return est.shared_cache_s(shards, "forward") + est.shared_cache_s(shards, "backward")
 
-    def cache_delta_s(self, rank: int, group: Group, shards: tuple[Shard, ...]) -> float:
+    def cache_delta_s(
+        self, rank: int, group: Group, shards: tuple[Shard, ...], own_s: float | None = None
+    ) -> float:
         """What ``shards`` (of ``group``) add to ``rank``'s fused cached lookup: its seconds with
         them less without (``_price_s``). Beside none of the group they add what their block counts
         (``_own_lookups_s``: the fixed part is paid once a rank, as for every fused tier); beside
         others, the difference of the two fused lookups, so hot rows that a big table's cache holds
         cost what they cost there, and a table whose rows enlarge the cache lowers the others'
-        misses."""
+        misses. ``own_s``: ``_own_lookups_s(shards)`` where the caller has it (``_cache_parts``)."""
         held = self.cached[rank].get(group, ())
         if not held:
-            return self._own_lookups_s(shards)
+            return self._own_lookups_s(shards) if own_s is None else own_s
         key = (rank, group, self._versions[rank][group], shards)
         found = self._deltas.get(key)
         if found is None:
-            found = self._deltas[key] = self._price_s((*held, *shards)) - self._cached_s[rank][group]
+            with_them = self._price_s((*held, *shards))
+            without = self._cached_s[rank][group]
+            if without is None:  # priced once its shards are tried beside (``_join``)
+                without = self._cached_s[rank][group] = self._price_s(held)
+            found = self._deltas[key] = with_them - without
         return found
 
     def load_on(self, rank: int, block: Block) -> float:
@@ -327,21 +338,40 @@ class Partitioner:
         out = block.perf.total_s
         if not block.joins_cache:
             return out
-        for group, shards in self._cached_by_group(block).items():
-            out += self.cache_delta_s(rank, group, shards) - self._own_lookups_s(shards)
+        for group, shards, own in self._cache_parts(block):
+            out += self.cache_delta_s(rank, group, shards, own) - own
         return out
+
+    def _cache_parts(self, block: Block) -> tuple[tuple[Group, tuple[Shard, ...], float], ...]:
+        """``block``'s shards that share their rank's cache by group (``_cached_by_group``), each
+        with its ``_own_lookups_s``: the same on every rank, so worked out once per block, not once
+        per rank ``earliest_finish`` prices (a tenth of a cache-only plan's time was these, again).
+        Kept by the block's identity, with the block (so the identity is not reused) until the
+        next ``place``."""
+        found = self._parts.get(id(block))
+        if found is not None and found[0] is block:
+            return found[1]
+        parts = tuple(
+            (group, shards, self._own_lookups_s(shards))
+            for group, shards in self._cached_by_group(block).items()
+        )
+        self._parts[id(block)] = (block, parts)
+        return parts
 
     def _join(self, rank: int, block: Block, undo: _Undo) -> None:
         """Add ``block``'s shared-cache shards to ``rank``'s groups (``cached``), undoably."""
         if not block.joins_cache:
             return
-        for group, shards in self._cached_by_group(block).items():
+        for group, shards, _ in self._cache_parts(block):
             held = self.cached[rank].get(group, ())
-            price = self._cached_s[rank].get(group, 0.0)
+            price = self._cached_s[rank].get(group)
             undo.cached.append((rank, group, held, price, self._versions[rank].get(group, 0)))
-            joined = (*held, *shards)
-            self.cached[rank][group] = joined
-            self._cached_s[rank][group] = self._price_s(joined)
+            self.cached[rank][group] = (*held, *shards)
+            # Priced when a block is next tried beside them (``cache_delta_s``), not now: most
+            # joins are a candidate tried and rolled back, and a group's first block, whose delta
+            # is its own figure, needed no fused lookup priced at all (a fifth of a cache-only
+            # plan's time was these).
+            self._cached_s[rank][group] = None
             self._versions[rank][group] = self._next_version
             self._next_version += 1
 
@@ -474,6 +504,7 @@ class Partitioner:
         out = [dataclasses.replace(s, ranks=ranks) for block, ranks in placed for s in block.shards]
         self.shards.extend(out)
         self._release(cand.table, in_hbm=self.all_in_hbm(cand))
+        self._parts.clear()  # the next table's candidates are other blocks
         return out
 
     def _place_all(self, cand: Candidate, undo: _Undo, placed: list[Placed]) -> bool:

@@ -3,7 +3,7 @@
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 import recsim.engine.des as des_module
@@ -15,6 +15,7 @@ from recsim.engine.analytic import run_analytic
 from recsim.engine.des import DesCounters, run_des
 from recsim.engine.host_dram import dram_of_rank, socket_dram_bytes_per_s
 from recsim.engine.resources import op_dram_bytes
+from recsim.errors import ConfigError
 from recsim.graph.ir import Compute, Embedding, ExecutionGraph, Host, Node, Stream, Transfer
 from recsim.hardware.library import HardwareLibrary
 from tests.conftest import FIXTURES
@@ -173,6 +174,27 @@ def test_the_library_s_nodes_follow_the_socket_rule(name):
     wired = [dram_of_rank(topology, sys_, r)[0] for r in range(node.num_accelerators)]
     assert wired == [f"n0.cpu{node.accelerator_socket(i)}" for i in range(node.num_accelerators)]
     assert node.host_dram_ranks == max(1, node.num_accelerators)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    accelerators=st.integers(1, 16),
+    switches=st.one_of(st.none(), st.integers(1, 8)),
+    cpus=st.integers(1, 4),
+)
+def test_host_dram_ranks_counts_the_accelerators_by_accelerator_socket(accelerators, switches, cpus):
+    # ``host_dram_ranks`` applies ``accelerator_socket``'s rule inline (a planner asks for it with
+    # every cached lookup it prices): the count is the one the method gives, GPU by GPU.
+    sets = [f"node.accelerators.count={accelerators}", f"node.cpus.count={cpus}"]
+    sets.append("node.pcie_switches=null" if switches is None else f"node.pcie_switches.count={switches}")
+    try:
+        node = system("cluster.nodes=1", *sets).node
+    except ConfigError:  # more devices than the CPUs' PCIe lanes take: no such node
+        reject()
+    held = [0] * cpus
+    for i in range(accelerators):
+        held[node.accelerator_socket(i)] += 1
+    assert node.host_dram_ranks == cpus * max(held)
 
 
 @pytest.mark.parametrize(("name", "index"), [("dgx-h100", 8), ("dgx-h100", -1), ("skylake-2s", 0)])

@@ -7,6 +7,7 @@ what a block adds to the rank's fused lookup, and ``earliest_finish``: the rank 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from recsim.graph.build import build_training_step
 from recsim.graph.ir import Embedding
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
-from recsim.planner.estimator import Estimator, plan_makespan_s, plan_perf
+from recsim.planner.estimator import Block, Estimator, plan_makespan_s, plan_perf, shares_cache
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.types import Plan, Shard
 from recsim.workload.library import WorkloadLibrary
@@ -64,6 +65,8 @@ PAIRS = SKEW.replace("name: skew", "name: pairs").replace(
 """,
 )
 CACHED_ONLY = ["planner.tiers=[uvm_caching]", "planner.cache_ratios=[0.05]"]
+# Schemes whose blocks go to any rank, one rank each or every rank (``Partitioner.place``).
+SCHEMES = [("table_wise", 1), ("column_wise", 2), ("row_wise", 1), ("table_row_wise", 1)]
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +278,50 @@ def test_the_greedy_on_every_scheme_takes_the_shared_cache(pairs: Workload, two_
     plan = make_plan("greedy", pairs, two_gpus, planner=CACHED_ONLY)
     assert {s.sharding for s in plan.shards} == {"row_wise"}
     assert analytic_step_s(two_gpus, pairs, plan) == pytest.approx(1.1744e-3, rel=1e-4)
+
+
+def scratch_load_on(est: Estimator, part: Partitioner, rank: int, block: Block) -> float:
+    """``Partitioner.load_on`` worked out from its definition, nothing kept: the block's ``perf``,
+    its cached shards by group priced beside the rank's (their fused lookup with them less without)
+    rather than alone (each member's marginal lookup, both passes)."""
+    out = block.perf.total_s
+    groups: dict[tuple[str, str, int], tuple[Shard, ...]] = {}
+    for s in block.shards:
+        if shares_cache(s):
+            group = est.fused_group_of(s)
+            groups[group] = (*groups.get(group, ()), s)
+    for group, shards in groups.items():
+        own = math.fsum(
+            est.marginal_lookup_s(s, "forward") + est.marginal_lookup_s(s, "backward") for s in shards
+        )
+        held = part.cached[rank].get(group, ())
+        delta = both_passes_s(est, (*held, *shards)) - both_passes_s(est, held) if held else own
+        out += delta - own
+    return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["big", "mid", "hot1", "hot2"]), st.sampled_from(SCHEMES)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_load_on_is_its_definition_whatever_was_placed_before(
+    skew: Workload, two_gpus: System, steps: list[tuple[str, tuple[str, int]]]
+) -> None:
+    """What ``load_on`` keeps between ranks and tries (each block's groups and own seconds once,
+    ``_cache_parts``; deltas by the rank's version) changes no figure: every block of every step's
+    candidate, on every rank, adds exactly what its definition says, before it is placed."""
+    est = Estimator(two_gpus, skew)
+    part = Partitioner(est)
+    for name, (scheme, columns) in steps:
+        cand = est.candidate(skew.table(name), scheme, TIER, "fp32", column_blocks=columns)
+        if cand is None:
+            continue
+        part.score(cand)
+        for block in cand.blocks:
+            for rank in range(part.world):
+                assert part.load_on(rank, block) == scratch_load_on(est, part, rank, block)
+        part.place(cand)
