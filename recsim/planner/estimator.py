@@ -195,6 +195,9 @@ class Estimator:
         # then matches exactly the groups whose ops are equal, hashed without hashing each op.
         self._canonical_ops: dict[Embedding, Embedding] = {}
         self._shared_s: dict[tuple[str, tuple[int, ...]], float] = {}
+        # ``shared_cache_s``'s last group (the shards object, held, and its members' lookups) and
+        # the access model it mixed: one entry, for the other pass of the same group.
+        self._last_access: tuple[Sequence[Shard], list[float], AccessModel] | None = None
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
         self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled and id bytes memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it
@@ -319,7 +322,16 @@ class Estimator:
         fused = fused_embedding(ops, f"tbe:{tier}", tier)
         if any(op.presorted for op in ops):
             fused = dataclasses.replace(fused, presorted=True)
-        access = fused_access_model([self._member_access_of(s) for s in shards], [op.lookups for op in ops])
+        lookups = [op.lookups for op in ops]
+        last = self._last_access
+        if last is not None and last[0] is shards and last[1] == lookups:
+            # The other pass of the group just priced (``Partitioner._price_s`` asks for both in
+            # turn): the same members and lookups mix into the same model, so it is that object,
+            # with the popularity and figures it keeps, rather than an equal one made again.
+            access = last[2]
+        else:
+            access = fused_access_model([self._member_access_of(s) for s in shards], lookups)
+            self._last_access = (shards, lookups, access)
         try:
             value = embedding_cost(fused, self.system, access).time_s
         except (InfeasibleError, ConfigError) as exc:

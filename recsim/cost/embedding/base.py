@@ -303,8 +303,9 @@ class Lookup:
     param: float | None
     include_launch: bool = True
 
-    @property
+    @cached_attribute
     def lookups(self) -> float:
+        # Kept (``cached_attribute``): a pass's cost asks for it a dozen times.
         return max(0.0, float(self.op.lookups))
 
     def launch_s(self, kernels: int) -> float:

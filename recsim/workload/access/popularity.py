@@ -143,8 +143,9 @@ class GroupedPopularity:
         self.probs = probs
         self.rows = float(weights.sum())
         # Che's T is searched by evaluating the occupancy at a dozen windows; the hit rate at the
-        # root needs the same per-group terms again. The last search's terms, by window.
-        self._seen_at: dict[float, np.ndarray] = {}
+        # root needs the same per-group terms again. The last search's terms, by window, negated
+        # (``_unseen``).
+        self._unseen_at: dict[float, np.ndarray] = {}
         # Figures already computed, by (figure, argument): the same figure of the same groups is
         # the same number (keys compare arguments exactly; a NaN never matches and is recomputed).
         self._figures: dict[tuple[str, float], float] = {}
@@ -228,6 +229,12 @@ class GroupedPopularity:
         np.negative(seen, out=seen)
         return seen
 
+    def _unseen(self, t: float) -> np.ndarray:
+        """``exp(-p_j t) - 1`` per group: ``_seen(t)`` negated, exactly."""
+        unseen = self._neg_probs * t
+        np.expm1(unseen, out=unseen)
+        return unseen
+
     def occupancy(self, t: float) -> float:
         """``sum_i 1 - exp(-p_i t)``: expected distinct rows used in a window of ``t`` lookups."""
         return dot(self.weights, self._seen(t))
@@ -251,16 +258,28 @@ class GroupedPopularity:
         """``characteristic_time`` for ``0 < cache_rows < rows``: the root search."""
         # brentq evaluates the bracket's ends again, which were just evaluated to check it, and the
         # hit rate wants the terms at the root: keep every window's terms for this search.
-        seen_at: dict[float, np.ndarray] = {}
-        self._seen_at = seen_at
+        # Its excess too, by ``log t``: the ends' sums were worked out already (two of a dozen
+        # evaluations; the same expression on the same terms, so the same bits). The terms are
+        # kept negated, ``expm1(-p t)`` (``_unseen``), and their sums negated back: a product or a
+        # sum of negated numbers is the negated product or sum to the bit (IEEE rounding to
+        # nearest is symmetric), so that is ``dot(weights, _seen(t))`` with one pass fewer.
+        unseen_at: dict[float, np.ndarray] = {}
+        self._unseen_at = unseen_at
+        excess_at: dict[float, float] = {}
         weights = self.weights
 
         def excess(log_t: float) -> float:
+            found = excess_at.get(log_t)
+            if found is not None:
+                return found
             t = math.exp(log_t)
-            seen = seen_at.get(t)
-            if seen is None:
-                seen = seen_at[t] = self._seen(t)
-            return dot(weights, seen) - cache_rows
+            unseen = unseen_at.get(t)
+            if unseen is None:
+                unseen = unseen_at[t] = self._unseen(t)
+            value = excess_at[log_t] = -dot(weights, unseen) - cache_rows
+            if value != value:  # as scipy's ``brentq`` refuses a NaN (``_find_root``)
+                raise ValueError(f"The function value at x={log_t} is NaN; solver cannot continue.")
+            return value
 
         # Bracket in log t: occupancy(t) <= t * sum(w p) = t, so t = C is at or below the root (at
         # it, within rounding, for tiny caches: then T = C); with p >= p_min every term is at least
@@ -276,7 +295,7 @@ class GroupedPopularity:
         high = math.log(top)
         while excess(high) < 0:  # guards the bound against rounding
             high += 1.0
-        log_t = brentq(excess, low, high, xtol=1e-12, rtol=1e-13)
+        log_t = _find_root(excess, low, high)
         return math.exp(log_t)
 
     def lru_hit_rate(self, cache_rows: float) -> float:
@@ -293,11 +312,10 @@ class GroupedPopularity:
             return 0.0
         if math.isinf(t):
             return 1.0
-        seen = self._seen_at.get(t)
-        self._seen_at = {}
-        if seen is None:
-            seen = self._seen(t)
-        hit = dot(self._mass, seen)
+        unseen = self._unseen_at.get(t)
+        self._unseen_at = {}
+        # ``dot(self._mass, self._seen(t))``, from the search's negated terms where it kept them.
+        hit = dot(self._mass, self._seen(t)) if unseen is None else -dot(self._mass, unseen)
         return min(1.0, max(0.0, hit))
 
     def missed_unique_share(self, n_lookups: float, cache_rows: float) -> float:
@@ -341,6 +359,35 @@ class GroupedPopularity:
         return min(1.0, float(share / cum_mass[-1]))
 
 
+def _brentq_checked(f: Callable[[float], float], a: float, b: float) -> float:
+    """``scipy.optimize.brentq(f, a, b, xtol=1e-12, rtol=1e-13)``."""
+    return float(brentq(f, a, b, xtol=1e-12, rtol=1e-13))
+
+
+def _c_brentq_root(f: Callable[[float], float], a: float, b: float) -> float:
+    """The same root from scipy's C Brent solver, called as ``brentq`` calls it (maxiter 100,
+    no extra arguments, no full output) without its wrapper, which checks each value for NaN
+    in Python (``excess`` does that itself): a twentieth of a cache-only plan's time."""
+    return float(_C_BRENTQ(f, a, b, 1e-12, 1e-13, 100, (), False, True))
+
+
+def _pick_root_finder() -> Callable[[Callable[[float], float], float, float], float]:
+    """``_c_brentq_root`` where this scipy has the C solver it calls and it gives ``brentq``'s root
+    on a probe (both ends checked to the bit), else ``brentq`` itself: a private name, which a
+    scipy release may move or change."""
+    if _C_BRENTQ is None:
+        return _brentq_checked
+
+    def probe(x: float) -> float:
+        return x * x * x - 2.0 * x - 5.0
+
+    try:
+        same = _c_brentq_root(probe, 2.0, 3.0) == _brentq_checked(probe, 2.0, 3.0)
+    except Exception:  # any change of the private call's signature or result
+        same = False
+    return _c_brentq_root if same else _brentq_checked
+
+
 def _out_of_range(weights: np.ndarray, probs: np.ndarray) -> bool:
     """``np.any(weights <= 0) or np.any(probs <= 0) or np.any(probs > 1)`` in three reductions.
 
@@ -348,3 +395,13 @@ def _out_of_range(weights: np.ndarray, probs: np.ndarray) -> bool:
     verdict is the same for every input, NaNs included.
     """
     return bool(np.fmin.reduce(weights) <= 0 or np.fmin.reduce(probs) <= 0 or np.fmax.reduce(probs) > 1)
+
+
+#: scipy's C Brent solver, which ``brentq`` wraps (``_pick_root_finder``); None where it is not found.
+try:
+    from scipy.optimize._zeros import _brentq as _C_BRENTQ
+except ImportError:  # pragma: no cover (a scipy without it)
+    _C_BRENTQ = None
+
+#: The root finder of Che's searches: ``brentq``'s root, its wrapper skipped where that is safe.
+_find_root = _pick_root_finder()
