@@ -62,12 +62,38 @@ Other tiers cost the same on every rank, and their blocks are placed as before.
 What it costs, measured (2-core machine shared with others, so +-20 %): nothing where no block
 joins a cache (benchmarks/bench_planner.py, 856 tables on 128 GPUs all in HBM: the same plans, +0.3 %
 function calls in ``auto``); but where the tables go to ``uvm_caching``, one fused lookup is priced
-(about 1 ms, Che's approximation over the mixture) per rank a block may go to, about three times
-the ranks per table placed: model-a's first 856 tables on 16 GPUs with ``planner.tiers=
-[uvm_caching]`` planned in 168 to 180 s where it took 8.6 s (its plan 388 ms simulated where it was 538
-ms); DLRM MLPerf on a DGX A100 in 0.7 s where it took 0.16 s. No rank can be left out unpriced
-(``earliest_finish``); a bound on what a block adds beside a rank's cache that would let the scan
-stop early is the way to make it faster, not found yet.
+(Che's approximation over the mixture) per rank a block may go to, about three times the ranks per
+table placed: model-a's first 856 tables on 16 GPUs (zionex, 2 nodes) with ``planner.tiers=
+[uvm_caching]`` planned (greedy) in 168 to 180 s wall, a loaded machine, where it took 8.6 s (its
+plan 388 ms simulated where it was 538 ms); DLRM MLPerf on a DGX A100 in 0.7 s where it took 0.16 s.
+Then made faster without changing a figure (s33; CPU seconds, ``time.process_time``, one run each on
+the loaded machine): 76 s CPU (347 s wall) -> 50 s by pricing a rank's group only when a block is
+next tried beside it (``_join`` priced it at once, and most joins are candidates tried and rolled
+back; a group's first block needs no fused lookup at all) and a block's groups and own seconds once
+per block, not per rank (``_cache_parts``) -> 42 s by a Che search with one numpy pass fewer and
+without scipy's Python wrapper (``popularity._find_root``) and the other pass's mixture reused
+(``Estimator.shared_cache_s``); with the mixture's shares applied in one multiplication
+(``mixture._union``) 42 to 49 s CPU (80 to 228 s wall, as loaded). DLRM MLPerf: 0.22 to 0.25 s CPU
+where it was 0.37 to 0.40 (greedy). Fused lookups priced for model-a's first 200 tables: 39,132 ->
+22,902 (Che's searches 21,167 both: the ones left out were of groups already priced). The plans are
+the same to the byte (plan JSON of model-a; of DLRM MLPerf at Zipf 0.9 and uniform and of 12 drawn
+small cached cases, each by greedy, memory_balanced, flexshard, recshard and auto), and so is
+validate's JSON. What is left (a profile of model-a): Che's three searches per priced lookup (the
+cache, and the L2's tags and rows) about a quarter, the mixture's union and the cost model's Python
+the rest.
+
+No rank can be left out unpriced (``earliest_finish``), and no candidate (``greedy.best_placement``):
+looked for again (s33), not found. Even granting that a block can at best turn its rank's misses
+into hits (not shown for the cost model), a rank's finish is then at least its load less what its
+cache's misses cost now; but under ``lpt`` the ranks' loads differ by about a block, far less than
+a 5 % cache's misses, so such a bound would skip no rank. Of
+the 2,306 candidates ``best_placement`` scored for model-a's first 200 tables, 1,504 lost, but only
+255 by a makespan above the best bound (which a placement stopped part way could show); the rest
+lost on the work they add, which a cached block's delta, possibly below nothing, leaves unknown
+until every block is priced. Nor was a block priced on every rank in one vectorised call: the
+ranks' unions differ in length, and a sum over stacked or padded arrays need not be the bits of
+``popularity.dot`` over one rank's (numpy's SIMD sums group terms by length), which ties between
+ranks (settled to 12 digits) would then see; and Che's searches are a quarter of the time only.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """
