@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -78,3 +79,22 @@ def test_the_c_solver_is_used_on_this_scipy_and_finds_brentqs_root() -> None:
         return math.exp(x) - 3.0
 
     assert popularity._c_brentq_root(f, 0.0, 2.0) == brentq(f, 0.0, 2.0, xtol=1e-12, rtol=1e-13)
+
+
+def test_a_scipy_without_the_c_solver_or_with_another_one_falls_back_to_brentq(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(popularity, "_C_BRENTQ", None)
+    assert popularity._pick_root_finder() is popularity._brentq_checked
+
+    def other_signature(f: object, a: float, b: float) -> float:
+        return 0.0
+
+    monkeypatch.setattr(popularity, "_C_BRENTQ", other_signature)
+    assert popularity._pick_root_finder() is popularity._brentq_checked
+
+    def wrong_root(*args: object) -> float:
+        return 2.5
+
+    monkeypatch.setattr(popularity, "_C_BRENTQ", wrong_root)
+    assert popularity._pick_root_finder() is popularity._brentq_checked

@@ -54,6 +54,13 @@ except ImportError:
     except ImportError:
         _c_einsum = np.einsum  # type: ignore[assignment]
 
+# scipy's C Brent solver, which ``brentq`` wraps (``_pick_root_finder``); a private name: where a
+# scipy release moves it, None, and the searches call ``brentq`` itself (the same root, slower).
+try:
+    from scipy.optimize._zeros import _brentq as _C_BRENTQ
+except ImportError:  # pragma: no cover (a scipy without it)
+    _C_BRENTQ = None
+
 #: Figures (``_figures``) and derived popularities (``_children``) one popularity keeps, the oldest
 #: let go first. A design choice: an evaluation asks a model for a few figures and, row-wise, a
 #: slice per rank group, but a model may be kept for the whole process
@@ -396,12 +403,6 @@ def _out_of_range(weights: np.ndarray, probs: np.ndarray) -> bool:
     """
     return bool(np.fmin.reduce(weights) <= 0 or np.fmin.reduce(probs) <= 0 or np.fmax.reduce(probs) > 1)
 
-
-#: scipy's C Brent solver, which ``brentq`` wraps (``_pick_root_finder``); None where it is not found.
-try:
-    from scipy.optimize._zeros import _brentq as _C_BRENTQ
-except ImportError:  # pragma: no cover (a scipy without it)
-    _C_BRENTQ = None
 
 #: The root finder of Che's searches: ``brentq``'s root, its wrapper skipped where that is safe.
 _find_root = _pick_root_finder()
