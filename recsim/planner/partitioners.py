@@ -83,17 +83,17 @@ cache, and the L2's tags and rows) about a quarter, the mixture's union and the 
 the rest.
 
 No rank can be left out unpriced (``earliest_finish``), and no candidate (``greedy.best_placement``):
-looked for again (s33), not found. Even granting that a block can at best turn its rank's misses
-into hits (not shown for the cost model), a rank's finish is then at least its load less what its
-cache's misses cost now; but under ``lpt`` the ranks' loads differ by about a block, far less than
-a 5 % cache's misses, so such a bound would skip no rank. Of
-the 2,306 candidates ``best_placement`` scored for model-a's first 200 tables, 1,504 lost, but only
-255 by a makespan above the best bound (which a placement stopped part way could show); the rest
-lost on the work they add, which a cached block's delta, possibly below nothing, leaves unknown
-until every block is priced. Nor was a block priced on every rank in one vectorised call: the
-ranks' unions differ in length, and a sum over stacked or padded arrays need not be the bits of
-``popularity.dot`` over one rank's (numpy's SIMD sums group terms by length), which ties between
-ranks (settled to 12 digits) would then see; and Che's searches are a quarter of the time only.
+a bound was looked for again (s33), not found. Even granting that a block can at best turn its
+rank's misses into hits (not shown for the cost model), a rank's finish is then at least its load
+less what its cache's misses cost now; but under ``lpt`` the ranks' loads differ by about a block,
+far less than a 5 % cache's misses, so such a bound would skip no rank. Of the 2,306 candidates
+``best_placement`` scored for model-a's first 200 tables, 1,504 lost, but only 255 by a makespan
+above the best bound (which a placement stopped part way could show); the rest lost on the work
+they add, which a cached block's delta, possibly below nothing, leaves unknown until every block
+is priced. Nor was a block priced on every rank in one vectorised call: the ranks' unions differ
+in length, and a sum over stacked or padded arrays need not be the bits of ``popularity.dot`` over
+one rank's (numpy's SIMD sums group terms by length), which ties between ranks (settled to 12
+digits) would then see; and Che's searches are only a quarter of the time.
 
 ``InfeasibleError`` from ``require`` names the table, the bytes and the tier that did not fit.
 """
@@ -371,7 +371,7 @@ class Partitioner:
     def _cache_parts(self, block: Block) -> tuple[tuple[Group, tuple[Shard, ...], float], ...]:
         """``block``'s shards that share their rank's cache by group (``_cached_by_group``), each
         with its ``_own_lookups_s``: the same on every rank, so worked out once per block, not once
-        per rank ``earliest_finish`` prices (a tenth of a cache-only plan's time was these, again).
+        per rank ``earliest_finish`` prices (worked out per rank, a few per cent of a cache-only plan).
         Kept by the block's identity, with the block (so the identity is not reused) until the
         next ``place``."""
         found = self._parts.get(id(block))

@@ -379,9 +379,9 @@ def _c_brentq_root(f: Callable[[float], float], a: float, b: float) -> float:
 
 
 def _pick_root_finder() -> Callable[[Callable[[float], float], float, float], float]:
-    """``_c_brentq_root`` where this scipy has the C solver it calls and it gives ``brentq``'s root
-    on a probe (both ends checked to the bit), else ``brentq`` itself: a private name, which a
-    scipy release may move or change."""
+    """``_c_brentq_root`` where this scipy has the C solver it calls and its root on a probe is
+    ``brentq``'s to the bit, else ``brentq`` itself: a private name, which a scipy release may
+    move or change."""
     if _C_BRENTQ is None:
         return _brentq_checked
 
