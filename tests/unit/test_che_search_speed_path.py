@@ -72,8 +72,10 @@ def test_the_characteristic_time_is_the_plain_searchs(
 
 def test_the_c_solver_is_used_on_this_scipy_and_finds_brentqs_root() -> None:
     # Where a scipy release moves or changes its private solver, the search falls back to ``brentq``
-    # (the same root, slower): this says so here rather than in a planner's time.
-    assert popularity._find_root is popularity._c_brentq_root
+    # (the same root, slower): said here as a skip, rather than found in a planner's time (a newer
+    # scipy is no user error and must not fail the suite; the fallback has its own test below).
+    if popularity._find_root is not popularity._c_brentq_root:
+        pytest.skip("this scipy's private C Brent solver is missing or differs: the searches call brentq")
 
     def f(x: float) -> float:
         return math.exp(x) - 3.0
