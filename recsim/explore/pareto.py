@@ -12,7 +12,8 @@ Definitions (every objective turned into "smaller is better" by negating the max
   normalising each objective over the front, the point farthest from the straight line through the
   two extreme points, on the side of the utopia point (best value of every objective); with more
   objectives, the point closest to the utopia point. Ties go to the point closer to the utopia
-  point, then to the earlier row.
+  point, then to the better value of the first objective (then of the second, ...), so that the
+  knee does not depend on the order of the rows; only rows with equal objectives go to the earlier.
 
 ``pareto_mask`` is vectorised numpy: each surviving point in turn removes every point it dominates,
 O(n * f * k) for f points on the front (O(n^2 k) at worst) in O(n k) memory, so 10^4 points take
@@ -143,6 +144,11 @@ def knee_point(
     span = np.where(high > low, high - low, 1.0)
     norm = (costs - low) / span  # 0 = best on the front, 1 = worst
     to_utopia = np.sqrt(np.sum(norm**2, axis=1))
+    # Last tie-break before the row: the objectives themselves, the first objective's best first
+    # (np.lexsort's last key is its first). Ties are common (a two-point front, or a front bending
+    # away from the utopia point: both extremes at distance 0 from their line and 1 from the
+    # utopia point), and the earlier row alone had decided them: a re-ordered table moved the knee.
+    by_value = [costs[:, j] for j in reversed(range(costs.shape[1]))]
     if norm.shape[1] == 2 and len(positions) > 2:
         a = norm[np.lexsort((norm[:, 1], norm[:, 0]))[0]]  # best in objective 0
         b = norm[np.lexsort((norm[:, 0], norm[:, 1]))[0]]  # best in objective 1
@@ -154,9 +160,9 @@ def knee_point(
             origin = direction[0] * (0.0 - a[1]) - direction[1] * (0.0 - a[0])
             side = 1.0 if origin >= 0 else -1.0
             distance = side * cross / length
-            order = np.lexsort((positions, to_utopia, -np.round(distance, 12)))
+            order = np.lexsort((positions, *by_value, np.round(to_utopia, 12), -np.round(distance, 12)))
             return df.index[positions[order[0]]]
-    order = np.lexsort((positions, np.round(to_utopia, 12)))
+    order = np.lexsort((positions, *by_value, np.round(to_utopia, 12)))
     return df.index[positions[order[0]]]
 
 

@@ -105,3 +105,36 @@ def test_knee_point_edge_cases():
     assert knee_point(single, {"a": "max", "b": "min"}) == 0
     three = pd.DataFrame({"a": [0.0, 1.0, 0.4], "b": [0.0, 1.0, 0.2], "c": [1.0, 0.0, 0.3]})
     assert knee_point(three, {"a": "max", "b": "min", "c": "min"}) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(values, st.randoms(use_true_random=False))
+def test_knee_invariant_under_row_permutation(case, rnd):
+    # The knee is a property of the front, not of the row order: a front that bends away from the
+    # utopia point has its two extremes tied (distance 0 from their line, both at distance 1 from
+    # the utopia point), and the earlier row had won, so a re-ordered results table (a resumed
+    # sweep, a sorted export) marked the other extreme as the knee.
+    matrix, senses, feasible = case
+    columns = [f"m{i}" for i in range(matrix.shape[1])]
+    objectives = dict(zip(columns, senses, strict=True))
+    if len(objectives) < len(columns):
+        return
+    df = pd.DataFrame(matrix, columns=columns)
+    order = list(range(len(matrix)))
+    rnd.shuffle(order)
+    shuffled = df.iloc[order].reset_index(drop=True)
+    knee = knee_point(df, objectives, feasible)
+    again = knee_point(shuffled, objectives, feasible[order])
+    assert (knee is None) == (again is None)
+    if knee is not None:
+        assert df.loc[knee].tolist() == shuffled.loc[again].tolist()
+
+
+def test_knee_of_a_front_bending_away_from_utopia_is_order_free():
+    # Throughput up, power down; (3.8, 5.5) lies on the far side of the line through the extremes
+    # (a zionex sweep's analytic front had this shape), so the extremes tie as knee candidates:
+    # the one with the best first objective wins, whatever the row order.
+    df = pd.DataFrame({"thr": [3.46, 3.82, 5.41], "power": [5.35, 5.49, 5.95]})
+    objectives = {"thr": "max", "power": "min"}
+    assert knee_point(df, objectives) == 2
+    assert knee_point(df.iloc[::-1], objectives) == 2
