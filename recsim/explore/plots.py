@@ -45,6 +45,9 @@ CLOUD_COLOR: Final[str] = "#9e9e9e"
 _SUFFIXES: Final[tuple[tuple[str, str, Dimension | None], ...]] = (
     ("_samples_per_s", "samples/s", None),
     ("samples_per_joule", "samples/J", None),
+    # A whole name like the one above: the sweep's ``throughput_samples_per_s / num_accelerators``
+    # (``recsim.explore.evaluate.derived_metrics``), a stored metric name kept for existing specs.
+    ("throughput_per_accelerator", "samples/s", None),
     ("_bytes_per_s", "B/s", Dimension.BYTES_PER_S),
     ("_flop_per_s", "FLOP/s", Dimension.FLOP_PER_S),
     ("_qps", "queries/s", None),

@@ -478,6 +478,8 @@ def test_results_export_replaces_only_an_export_of_recsims(sweep_dir, tmp_path):
         ("throughput_samples_per_s", 999.96, "1k samples/s"),
         # Past the last prefix: "1e+04T samples/s" before.
         ("throughput_samples_per_s", 1e16, "10000T samples/s"),
+        # The sweep-derived per-accelerator throughput is samples/s too: "216329" before.
+        ("throughput_per_accelerator", 216_328.8, "216.3k samples/s"),
     ],
 )
 def test_a_metric_picks_its_prefix_by_the_value_as_printed(name: str, value: float, text: str) -> None:

@@ -42,6 +42,11 @@ def test_units_from_metric_names():
     assert plots.axis_label("breakdown_s.compute") == "breakdown compute (s)"
     assert plots.axis_label("values.cluster.nodes", [4]) == "cluster.nodes"
     assert plots.axis_label("num_accelerators", [8]) == "num accelerators"
+    # The sweep's derived throughput per accelerator (``explore.evaluate.derived_metrics``) is in
+    # samples/s too, though its name has no unit suffix: it had no unit on the axis, in the
+    # front table and in `results show` ("216329" beside "3.461M samples/s").
+    per_accelerator = plots.axis_label("throughput_per_accelerator", [2.2e5])
+    assert per_accelerator == "throughput per accelerator (k samples/s)"
 
 
 def test_pareto_writes_png_and_svg(tmp_path, frame):
