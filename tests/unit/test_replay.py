@@ -259,13 +259,17 @@ def test_a_partial_collective_takes_its_last_present_arrivals_duration() -> None
     assert replay_keep(graph).predicted_total_s == 6.0
 
 
-def test_a_re_estimate_says_which_gpu_its_recorded_durations_are_read_as() -> None:
+def test_a_re_estimate_says_which_gpu_its_recorded_durations_are_read_as(
+    a100_replays: tuple[ReplayResult, ReplayResult],
+) -> None:
     # The figures scale from the recorded GPU: the trace's own (Kineto's deviceProperties), the
     # one given, or the default for a trace that names none, and the output had said none of it.
     import recsim
 
     traces = Path(__file__).parents[1] / "data" / "traces"
-    a100 = recsim.replay([traces / "recsys_a100_8rank_rank3_control.json.gz"], keep=False, system="dgx-h100")
+    # The reference A100 trace re-estimated on DGX H100: the module's replay of it (read only),
+    # not a second one (7 s).
+    a100 = a100_replays[1]
     assert a100.notes[0] == (
         "recorded on a100-sxm4-40gb (the trace names 'NVIDIA A100-PG509-200': the library's accelerator "
         "of its architecture with the nearest memory size, --recorded-on to choose another); "
