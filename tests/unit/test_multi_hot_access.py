@@ -358,6 +358,26 @@ def test_folded_popularity_keeps_rows_and_mass(rows, hotness, alpha):
     assert np.all(np.diff(pop.probs) <= 0)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(2, 10**8),
+    hotness=st.integers(2, 60),
+    alpha=st.floats(0.3, 2.0),
+    cuts=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+    members=st.integers(1, 8),
+)
+def test_a_bag_share_is_the_models_whatever_was_asked_before(rows, hotness, alpha, cuts, members):
+    # ``rank_bag_share`` keeps the slots' ranks on the model (``_slot_ranks``) after its first call:
+    # a model asked about other spans first answers as a fresh one does, bit for bit.
+    a, b, c, d = (int(x * rows) for x in cuts)
+    first, then = [(min(a, b), max(a, b))], [(min(c, d), max(c, d)), (0, min(a, c))]
+    asked = fixed(zipf(alpha), rows, hotness)
+    asked.rank_bag_share(first, members=members)
+    assert asked.rank_bag_share(then, members=members) == fixed(zipf(alpha), rows, hotness).rank_bag_share(
+        then, members=members
+    )
+
+
 # ------------------------------------------------------------------------------ workloads
 
 
