@@ -196,9 +196,10 @@ def _plans(nodes: int, runtime_name: str) -> list[tuple[str, Plan, Workload, Sys
 
 
 @pytest.mark.parametrize("runtime_name", ["fused", "eager"])
-# 16 nodes (128 ranks; 30-60 s a runtime, nearly all of it planning auto and the others) behind the
-# ``slow`` marker; the default run's 2 nodes already spread the plans over ranks of two nodes (the
-# per-node host and SSD sums, row splits across nodes).
+# 16 nodes (128 ranks; 4-18 s of CPU a runtime, nearly all of it planning auto and the others) behind
+# the ``slow`` marker; the default run's 2 nodes already spread the plans over ranks of two nodes: the
+# tiered plans put host and SSD bytes on both, and the data-parallel, hybrid, flexshard and auto plans
+# have shards whose ranks span the two (as on 16).
 @pytest.mark.parametrize("nodes", [1, 2, pytest.param(16, marks=pytest.mark.slow)])
 def test_plan_usage_equals_the_per_shard_and_rank_loop(nodes, runtime_name):
     plans = _plans(nodes, runtime_name)
