@@ -115,12 +115,13 @@ PLANS = [
     ("zionex", "model-a", 2, "greedy"),
 ]
 
-#: model-a's first 100 of its 1000 drawn tables (the same seeded draw: dims 4-384, fp16, its access
-#: statistics) under greedy on 2 ZionEX nodes whose GPUs have 8 GB of HBM (``MODEL_A_SETS``), 3-7 s
-#: to plan: as the whole model on 40 GB, more tables than HBM holds, so greedy's plan mixes
-#: table-wise, column-wise, row-wise, table-row-wise and grid shards of nine widths on HBM, UVM
-#: caches and host memory (the whole model: the same five schemes, ten widths). The whole model,
-#: 30-110 s of greedy planning a process, is checked behind the ``slow`` marker.
+#: model-a with 100 of its 1000 drawn tables (its seeded draw: the whole model's first 100 row
+#: counts, widths drawn from its 4-384; fp16, its access statistics) under greedy on 2 ZionEX nodes
+#: whose GPUs have 8 GB of HBM (``MODEL_A_SETS``), 1.6 s of CPU to plan: as the whole model on
+#: 40 GB, more tables than HBM holds, so greedy's plan mixes table-wise, column-wise, row-wise,
+#: table-row-wise and grid shards of nine widths on HBM, UVM caches and host memory (the whole
+#: model: the same five schemes, ten widths). The whole model, 17 s of CPU of greedy planning a
+#: process, is checked behind the ``slow`` marker.
 MODEL_A_TABLES = 100
 MODEL_A_SETS = [
     f"workload.table_groups[0].count={MODEL_A_TABLES}",

@@ -257,7 +257,7 @@ class OldCostModel(CostModel):
 SYSTEM_DIR = Path(__file__).resolve().parents[2] / "hardware" / "systems"
 
 
-#: Systems whose two nodes' in-node pairs the old per-pair search takes 10-20 s a test to route
+#: Systems whose two nodes' in-node pairs the old per-pair search takes 10-12 s of CPU a test to route
 #: (GB200 NVL72: 2 x 72 x 71 pairs): on 2 nodes behind the ``slow`` marker, and on one node (its
 #: NVL72 domain's in-node pairs, half the cost) in the default run; the default run's routes across
 #: nodes are the other systems' (``dgx-h100`` on 2 and 16 nodes among them).
