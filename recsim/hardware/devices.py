@@ -34,7 +34,6 @@ from recsim.config.types import (
     Watts,
 )
 from recsim.hardware.calibration import Calibration, CollectiveCalibration
-from recsim.units import Dimension, format_quantity
 
 Dtype = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 
@@ -230,16 +229,6 @@ class Hbm(Spec):
             raise ValueError(
                 f"bandwidth {self.bandwidth_bytes_per_s:.4g} B/s exceeds {self.stacks} stacks of "
                 f"{self.memory.name} ({limit:.4g} B/s)"
-            )
-        # And may expose less than its stacks hold (H200: 141 GB of 6 x 24 GiB), never more: a
-        # tester's own GPU took "capacity: 1440 GB", a DGX B200's total HBM typed for one GPU's,
-        # and every plan then spread 8 GPUs' tables over it without a word.
-        held = self.stacks * self.memory.capacity_bytes
-        if self.capacity_bytes > held * 1.0001:
-            raise ValueError(
-                f"capacity {format_quantity(self.capacity_bytes, Dimension.BYTES, binary=True)} exceeds "
-                f"{self.stacks} stacks of {self.memory.name} "
-                f"({format_quantity(held, Dimension.BYTES, binary=True)}): more stacks, or a denser memory"
             )
         return self
 

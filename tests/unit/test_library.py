@@ -251,32 +251,6 @@ def test_a_channel_takes_no_more_dimms_than_the_cpu_allows(shipped):
         assert most is not None and node.host_memory.dimms_per_channel <= most, name
 
 
-def test_an_accelerators_hbm_holds_no_more_than_its_stacks(shipped, tmp_path):
-    """A tester's own GPU took ``capacity: 1440 GB`` (a DGX B200's total HBM, typed for one GPU's)
-    without a word, where a bandwidth past its stacks was refused: a capacity past them is too.
-    Exposing less than the stacks hold stays (H200: 141 GiB of 6 x 24 GiB)."""
-    too_much = Override.parse("node.accelerators.device.hbm.capacity=1440 GB")
-    with pytest.raises(ConfigError) as info:
-        shipped.system("dgx-b200", [too_much])
-    assert (
-        "node.accelerators.device.hbm: capacity 1.31 TiB exceeds 8 stacks of hbm3e (192 GiB): more "
-        in str(info.value)
-    )
-    assert shipped.system("dgx-b200", [Override.parse("node.accelerators.device.hbm.capacity=192 GiB")])
-    assert shipped.system("hgx-h200").node.accelerators.device.hbm.capacity_bytes == 141 * 2**30
-    # In a file: its line.
-    (tmp_path / "devices").mkdir()
-    gpu = (shipped_root() / "devices" / "accelerators" / "h100-sxm5-80gb.yaml").read_text()
-    (tmp_path / "devices" / "h100-sxm5-80gb.yaml").write_text(
-        gpu.replace('capacity: "80 GiB"', 'capacity: "800 GB"')
-    )
-    with pytest.raises(ConfigError) as info:
-        HardwareLibrary([tmp_path, shipped_root()]).system("dgx-h100")
-    assert "h100-sxm5-80gb.yaml:19: node.accelerators.device.hbm: capacity 745.1 GiB exceeds 5 stacks" in str(
-        info.value
-    )
-
-
 def test_a_check_across_keys_names_the_line_of_the_key_it_blames(tmp_path):
     # A tester's find: 4 DIMMs per channel written on line 7 of a system file was reported at line 4,
     # the ``node:`` mapping whose validator checks it; the message names the key, so its line is known.
