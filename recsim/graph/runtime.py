@@ -403,9 +403,9 @@ class Runtime(ABC):
         interaction input; DLE's fp16 payload, ``torch.cat`` of the receive buffers, the buffers
         freed once concatenated since ``cat``'s backward keeps no input), else fp32 (TorchRec's
         codecs decode into fp32 whatever the wire: ``_Style.decoded_dtype``), whatever plan's
-        ``comm_dtype`` a run picks (neither HugeCTR nor DLE re-encodes, their wire is this)."""
-        precision = workload.training.precision
-        return precision if self.half_precision_wire and precision in _HALF else "fp32"
+        ``comm_dtype`` a run picks (neither HugeCTR nor DLE re-encodes, their wire is this). So it
+        is the framework's default wire dtype (``wire_dtype``): fp32 where that wire is not half."""
+        return self.wire_dtype(workload)
 
 
 #: The half precisions of mixed-precision training (the only narrow embedding outputs: HugeCTR's

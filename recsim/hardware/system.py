@@ -141,6 +141,15 @@ PCIE_SWITCH_UPLINK_LANES = 16
 MAX_DEVICES_PER_NODE = 1024
 
 
+def _socket_of(index: int, accelerators: int, sockets: int, switches: int | None) -> int:
+    """``Node.accelerator_socket``'s rule: through PCIe switch ``index x switches // accelerators``,
+    on socket ``switch x sockets // switches``; without switches, socket ``index x sockets //
+    accelerators``."""
+    if switches is not None:
+        return (index * switches // accelerators) * sockets // switches
+    return index * sockets // accelerators
+
+
 class Node(Spec):
     """One server."""
 
@@ -354,12 +363,8 @@ class Node(Spec):
             raise ValueError(
                 f"accelerator index {index} is outside this node's {self.num_accelerators} accelerators"
             )
-        count = self.num_accelerators
-        sockets = self.cpus.count
-        if self.pcie_switches is not None:
-            switches = self.pcie_switches.count
-            return (index * switches // count) * sockets // switches
-        return index * sockets // count
+        switches = self.pcie_switches.count if self.pcie_switches is not None else None
+        return _socket_of(index, self.num_accelerators, self.cpus.count, switches)
 
     @property
     def host_dram_ranks(self) -> int:
@@ -373,16 +378,12 @@ class Node(Spec):
         if count < 1:
             return 1
         sockets = self.cpus.count
+        switches = self.pcie_switches.count if self.pcie_switches is not None else None
         held = [0] * sockets
-        # ``accelerator_socket``'s rule inlined (its per-index check and look-ups took 5 % of
+        # ``accelerator_socket``'s rule without its per-index check and look-ups (they took 5 % of
         # a planner's time where every priced cached lookup asks for this): the same sockets.
-        if self.pcie_switches is not None:
-            switches = self.pcie_switches.count
-            for i in range(count):
-                held[(i * switches // count) * sockets // switches] += 1
-        else:
-            for i in range(count):
-                held[i * sockets // count] += 1
+        for i in range(count):
+            held[_socket_of(i, count, sockets, switches)] += 1
         return sockets * max(held)
 
     @property

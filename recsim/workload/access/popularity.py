@@ -231,8 +231,7 @@ class GroupedPopularity:
 
     def _seen(self, t: float) -> np.ndarray:
         """``1 - exp(-p_j t)`` per group (the chance a row of group ``j`` is used in ``t`` lookups)."""
-        seen = self._neg_probs * t
-        np.expm1(seen, out=seen)
+        seen = self._unseen(t)
         np.negative(seen, out=seen)
         return seen
 
