@@ -119,20 +119,22 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   55,296) and the weight-gradient GEMMs on ``LANE_WGRAD`` beside the backward (62-76 MB each,
   0.32-0.47). 1.2 (the PCIe server) to 3.8 (HGX H100 4-GPU) points of each single-node DCNv2
   case; all of the gap on the dgx-h100 cases run on NVIDIA's plan (the headline 3.851 -> 4.006
-  ms: +42 us in the forward, +112 in the backward; ``tests/unit/test_des_hbm.py``). It is not
+  ms: +42 us in the forward, +112 in the backward; 3.964 ms, +26 and +86 us, since the link's
+  capacity is the measured STREAM rate, below; ``tests/unit/test_des_hbm.py``). It is not
   counted twice: no other stretch covers these pairs (``recsim.cost.interference`` covers kernels
   beside collectives, and these kernels' durations are the analytic ones; ``sm_sharing`` is off),
   and both sides' costs were fitted stand-alone (the GEMM fit's microbenchmarks;
   ``gpu.SORT_EFFICIENCY`` on the A100 trace, where 1.9 of 276 ms of kernel time overlaps another
   stream). It is the bytes' own conservation: cross2_bwd's 287 MB and top0_wgrad's 76 MB cannot
-  pass the link in less than 133 us; DES gives 135. If anything it is low: the SMs are not
-  shared, and the A100 trace's overlapping kernels lost more (``recsim.cost.sm_sharing``: two
-  side by side do 1.51 x one's work; here the sort and a cross kernel do 1.75 x). What could lower
-  it, unmeasured: the link's capacity is one streaming kernel's fitted rate (0.814 of H100's
-  HBM), under the STREAM copy's 0.866 (../shared/reference/microbench; at that capacity, A100's
-  and H200's STREAM rates likewise, the headline is 3.976 ms and the 45 cases 6.33 % against
-  6.50), and a sort of 1.5M keys (24 MB with its double buffer) may partly stay in H100's 50 MB
-  L2, though the cross kernel beside it streams 191 MB through it.
+  pass the link in less than 122 us (133 at the fit's rate, DES then 135); DES gives 127. If
+  anything it is low: the SMs are not shared, and the A100 trace's overlapping kernels lost more
+  (``recsim.cost.sm_sharing``: two side by side do 1.51 x one's work; here the sort and a cross
+  kernel do 1.75 x). The link's capacity was one streaming kernel's fitted rate (0.814 of H100's
+  HBM), under what one STREAM kernel was measured to get (Triad 0.887, ../shared/reference/
+  microbench): a link cannot deliver less to two kernels than to one, so it is now the measured
+  rate where there is one (``recsim.engine.hbm.MEASURED_STREAM_SHARE``; the second audit, below).
+  What could lower it further, unmeasured: a sort of 1.5M keys (24 MB with its double buffer) may
+  partly stay in H100's 50 MB L2, though the cross kernel beside it streams 191 MB through it.
 * Links, between the backward all-to-all and the dense all-reduce, which recsim's fused runtime
   runs on a lane of its own (``LANE_DENSE``) beside it: NVSwitch ports where the a2a_bwd is on the
   critical path (HGX H200, DGX H100 on Dell's plan, DGX A100: about 1.2 points; HPE's H200 node
@@ -153,6 +155,45 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   one pair, whose source says the staging, not the link, was the limit (a suspect, not changed:
   whether several pairs' staged transfers share a link's rate or each keep the one pair's is not
   measured in ../shared/reference).
+
+**A second audit** (2026-12-07: both engines on the settings of the headline, the PCIe server,
+HPE's n1/n2/n4, Cisco's n8, HGX H100 4-GPU, HGX H200; every op of the reported step compared) found
+nothing else: the step is (a) HBM and (b) links, as above, and
+* no op is both stretched beside a collective (``recsim.cost.interference``) and slowed on an HBM
+  link (headline, PCIe server, HPE n2: none), so the two do not count one thing twice;
+* the reported step is steady (chained steps equal to 0.1 us under both engines): no warm-up in it;
+* a collective that shares nothing takes its analytic time; those that share end as the bytes on
+  the shared links allow: on the PCIe server the a2a_bwd (2614 us alone) and the ring all-reduce
+  (2356 us) each fill the switch uplinks at the SHM charge, and DES ends the all-reduce 3033 us late
+  (the a2a_bwd 217, the row-wise reduce-scatter of ranks 1-4 433), about one after the other, as
+  HugeCTR's one NCCL communicator would run them anyway: +1.68 ms a step from links, +0.19 from
+  HBM. Across nodes (max-min between one NIC flow each): HPE n2 a2a_bwd and all-reduce +116 us
+  each, HPE n4 +45 / +56, Cisco n8 +106 / +189, the NIC sharing the analytic engine leaves out.
+Verdicts: HBM sharing is real (bytes conservation), but the link's capacity was one kernel shape's
+fitted rate, under what one STREAM kernel was measured to get on A100, H100 and H200: now the
+measured rate there (``recsim.engine.hbm.MEASURED_STREAM_SHARE``; ``validate --fidelity des``: 45
+cases 6.50 -> 6.25 % mean |error|, the DCNv2 ones -3.77 -> -3.30 % signed, the headline -11.9 ->
+-11.0 %, HPE n2 +7.7 -> +8.2 %; the analytic engine does not read it). Link sharing is real given
+the links' charges; two suspects in those charges, which the analytic engine's collective costs
+share, are not changed:
+* SHM: a staged byte takes ``1 / SHM_EFFICIENCY`` of every link of its route, so one staged ring
+  flow fills a Gen5 uplink with 24.5 of its 63 GB/s, though ``SHM_EFFICIENCY``'s own source puts
+  the limit in the staging (55.3 GB/s host-to-device on that host). A what-if charging the links
+  the plain bytes (both engines; not a proposal: the ring all-reduce then runs a hop at 39.7 GB/s,
+  above the measured pair's 24.5, so it bounds the change from above): the PCIe server 9.042 ms
+  analytic (+14.6 %), 9.678 DES (+7.1 %), against 11.405 (-9.1 %) and 13.281 (-21.9 %). A model
+  with the pair capped and the links charged their bytes needs several staged pairs measured at
+  once.
+* A flow's wire bytes are its bytes over the protocol's efficiency (0.77 on NVLink and PCIe), so
+  two collectives on one link together get what one alone gets; where that efficiency is NCCL's
+  pipelining rather than the wire's overhead they would get more. Nothing in ../shared/reference
+  runs two collectives at once.
+The HBM link splits max-min: a side lane's kernel asking less than half keeps its whole pace and
+the default lane's kernel takes the slowdown; if the memory system shares by outstanding requests
+(Little's law), both slow by one factor. Where the critical kernel outlasts the side one (the
+backward's cross kernels beside their wgrad GEMMs) the bytes decide either way; where the side one
+outlasts (the index sort beside the forward's cross kernels: 26 us of the headline) it would move a
+part of that. Not run.
 """
 
 from __future__ import annotations
