@@ -613,7 +613,9 @@ class _Builder:
     def cache_shares(self) -> dict[Shard, dict[int, tuple[float, str | None]]]:
         """Each SSD-tier shard's share of its node's cache of that tier, by rank
         (``Embedding.cache_share``), with the ``ssd`` tier the node's page cache is booked at where
-        it differs from the shard's own (else None).
+        it differs from the shard's own (else None); and each ``nmp`` shard's share of its node's
+        RankCaches (in the DIMMs that hold all its nmp tables, ``recsim.cost.embedding.nmp``), by
+        its host bytes.
 
         The OS page cache is one per node and shared by its processes, and the planner books one per
         node, at the largest fraction its ``ssd`` shards ask (``planner.storage.plan_usage``); the
@@ -637,9 +639,10 @@ class _Builder:
         held: list[tuple[Shard, str, float, float]] = []
         for shard in self.plan.shards:
             tier, _ = parse_tier(shard.tier)
-            if tier not in SSD_TIERS:
+            if tier not in SSD_TIERS and tier != "nmp":
                 continue
-            size = shard_storage(shard, self.w, self.world).ssd_bytes
+            storage = shard_storage(shard, self.w, self.world)
+            size = storage.ddr_bytes if tier == "nmp" else storage.ssd_bytes
             fraction = page_cache_fraction(shard.tier)
             held.append((shard, tier, size, fraction))
             for rank in shard.ranks:

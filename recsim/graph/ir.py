@@ -112,9 +112,10 @@ class Embedding:
     undeduplicated (HugeCTR's hybrid embedding: ``sgd_atomic_update`` of the infrequent rows, the
     frequent rows' ``frequent_local_reduce`` into their gradient buffer), so it has no index sort.
     ``cache_share``: the share of its node's cache of an SSD tier (the host page cache of ``ssd``,
-    which the planner books once per node; the drives' DRAM of ``smartssd``) the op's rows get: its
-    shard's bytes over those of all the node's shards on that tier, on all its ranks (the graph
-    builder sets it from the plan). None: the whole cache (one shard).
+    which the planner books once per node; the drives' DRAM of ``smartssd``), or of its RankCaches
+    for ``nmp``, the op's rows get: its shard's bytes over those of all the node's shards on that
+    tier, on all its ranks (the graph builder sets it from the plan). None: the whole cache (one
+    shard).
     ``inference``: the lookup of an inference batch, whose table FBGEMM holds in its inference TBE
     (``IntNBitTableBatchedEmbeddingBagsCodegen``: an int8 row's scale and bias are two fp16, 4 B),
     not its training TBE (two fp32, 8 B): ``recsim.cost.embedding.base.quant_row_overhead_bytes``.

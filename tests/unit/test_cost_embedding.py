@@ -883,6 +883,24 @@ def test_nmp_forward_by_hand():
     assert back.time_s == cost(op("ddr", "backward")).time_s
 
 
+def test_an_nmp_lookup_gets_its_share_of_the_nodes_rank_caches():
+    """The node's nmp tables share its DIMMs' RankCaches: a shard with ``cache_share`` gets that
+    share of the node's (32 DIMM ranks x 64 KiB = 2 MiB), at most its channel's (4 x 64 KiB, the
+    ranks its rows are in); none, the channel's. Each table held its channel's whole RankCaches
+    before, however many shared them: 64 tables of one size on TINY each hit 2048 / 1e6 rather
+    than 256 / 1e6 (a tester's find)."""
+    big = op("nmp", rows=1_000_000, unique_rows=None)
+    alone = cost(big)
+    assert alone.details["rank_cache_hit_rate"] == pytest.approx(4 * 65536 / 128 / 1e6)
+    shared = cost(replace(big, cache_share=1 / 64))
+    assert shared.details["rank_cache_hit_rate"] == pytest.approx(32 * 65536 / 64 / 128 / 1e6)
+    assert shared.bytes_on("nmp_rank") > alone.bytes_on("nmp_rank")
+    # A share past the channel's RankCaches is held to them: the table's rows are in its channel.
+    assert cost(replace(big, cache_share=0.25)).details["rank_cache_hit_rate"] == pytest.approx(
+        alone.details["rank_cache_hit_rate"]
+    )
+
+
 def _tiny_with_gpus(count: int) -> System:
     """TINY (2 sockets, 2 PCIe switches, NMP DIMMs) with ``count`` GPUs."""
     node = TINY.node

@@ -505,6 +505,30 @@ def test_ssd_shards_split_their_nodes_cache_by_bytes(tiny):
     assert named(build_inference_batch(tiny, mixed), 0, "emb_forward:a").op.cache_share is None
 
 
+def test_nmp_shards_split_their_nodes_rank_caches_by_bytes(tiny):
+    """RecNMP's RankCaches are in the node's DIMMs, which hold all its nmp tables: the node's nmp
+    lookups, forward and backward, on all its ranks, split them by their shards' bytes
+    (``Embedding.cache_share``), as the SSD tiers' caches. Each was costed against its channel's
+    whole RankCaches at first, however many tables shared them (a tester's find)."""
+    plan = Plan(
+        2,
+        (
+            Shard("a", "table_wise", 0, 100, 0, 4, (0,), tier="nmp"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,), tier="nmp"),
+        ),
+    )
+    g = build_training_step(tiny, plan, BuildOptions(fuse_tables=False, ranks_per_node=2))
+    a, b = named(g, 0, "emb_forward:a").op, named(g, 1, "emb_forward:b").op
+    assert a.cache_share == pytest.approx(100 / 150) and b.cache_share == pytest.approx(50 / 150)
+    assert a.tier == "nmp" and b.tier == "nmp"
+    # On two nodes each has its node's RankCaches (None), as a shard beside another tier has.
+    g = build_training_step(tiny, plan, BuildOptions(fuse_tables=False, ranks_per_node=1))
+    assert named(g, 0, "emb_forward:a").op.cache_share is None
+    mixed = Plan(2, (plan.shards[0], Shard("b", "table_wise", 0, 50, 0, 4, (1,), tier="ddr")))
+    g = build_training_step(tiny, mixed, BuildOptions(fuse_tables=False, ranks_per_node=2))
+    assert named(g, 0, "emb_forward:a").op.cache_share is None
+
+
 def test_pytorch_amp_all_reduces_fp32_gradients_and_hugectr_fp16(tiny):
     # PyTorch's mixed precision keeps fp32 parameters and .grad, which DDP reduces; HugeCTR's
     # keeps an fp16 weight-gradient buffer (Runtime.dense_gradient_dtype). The all-reduce's size,

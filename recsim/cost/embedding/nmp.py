@@ -33,7 +33,12 @@ itself). The slowest of:
 * RankCache: hit rate = LRU hit rate (Che) of ``ranks per channel x rank_cache / row_bytes`` rows
   (the table's channel's ranks hold disjoint rows of it; for an IRM stream with rows spread at
   random, per-rank LRUs behave like one LRU of the summed size); one line per
-  ``rank_cache_latency`` per rank;
+  ``rank_cache_latency`` per rank. The node's nmp tables share the RankCaches: a lookup gets its
+  shard's share of the node's by bytes (``Embedding.cache_share``, set by the graph builder as for
+  the SSD tiers' caches: ASSUMPTION, a static split by size, not the shares a shared LRU would
+  settle at), at most its channel's; with no share (one shard, as the planner's estimator costs
+  it), its channel's. (Each table had its channel's whole RankCaches at first, however many
+  tables the channel held: a tester's find, 64 like tables on a channel each hit 8x the rows.)
 * processing units: a multiply and an add per element (RecNMP computes weighted sums) at
   ``clock x flop_per_cycle`` per rank;
 * channels: ``NMP_INST_BYTES`` per lookup to the DIMMs, and back one fp32 partial sum per bag from
@@ -157,8 +162,14 @@ class NmpTier(TierModel):
         cores = rank_share(system)
         granule = nmp.memory.access_granularity_bytes
         lines_per_row = math.ceil(lookup.row_bytes / granule)
-        # The table's rows sit in one channel's ranks: their RankCaches are the ones that hold it.
-        cache_rows = per_channel * nmp.ranks * nmp.rank_cache_bytes / lookup.row_bytes
+        # The table's rows sit in one channel's ranks: their RankCaches are the ones that hold it,
+        # shared with the node's other nmp tables (``cache_share``: its share of the node's
+        # RankCaches by bytes, at most its channel's; none, one table: the channel's).
+        channel_cache = per_channel * nmp.ranks * nmp.rank_cache_bytes
+        share = lookup.op.cache_share
+        if share is not None:
+            channel_cache = min(channel_cache, ranks * nmp.rank_cache_bytes * max(0.0, float(share)))
+        cache_rows = channel_cache / lookup.row_bytes
         hit = lookup.hit_rate(cache_rows)
 
         dram_lines = lookup.lookups * (1.0 - hit) * lines_per_row
