@@ -60,6 +60,14 @@ class HostMemory(Spec):
         return self
 
     @property
+    def dimm_memory(self) -> Memory:
+        """The DRAM of the DIMMs in the slots: the RecNMP DIMMs' own where the node has them (they
+        are its DIMMs, ``nmp.memory``), else ``device``. Its rate is the channels' (at most the
+        CPU's, ``Node.host_memory_bandwidth_bytes_per_s``): ``--set node.host_memory.nmp=...`` on
+        a DDR4-3200 node had kept its channels at 3200 MT/s with DDR4-2400 RecNMP DIMMs in them."""
+        return self.nmp.memory if self.nmp is not None else self.device
+
+    @property
     def capacity_per_dimm_bytes(self) -> float:
         if self.dimm_capacity_bytes is not None:
             return self.dimm_capacity_bytes
@@ -404,7 +412,7 @@ class Node(Spec):
     def host_memory_bandwidth_bytes_per_s(self) -> float:
         """All channels at the slower of the DIMM's and the CPU's supported data rate (at two
         DIMMs per channel, the CPU's rate there: ``Cpu.memory_2dpc``)."""
-        dimm = self.host_memory.device.bandwidth_bytes_per_s
+        dimm = self.host_memory.dimm_memory.bandwidth_bytes_per_s
         device = self.cpus.device
         supported = device.memory
         if self.host_memory.dimms_per_channel >= 2 and device.memory_2dpc is not None:
@@ -685,7 +693,7 @@ def host_memory_cap_note(system: System) -> str | None:
     runs at its rated speed at one (a stock DGX H100's DDR5-4800 at 4400: ``Cpu.memory_2dpc``):
     that is the platform as built, not a what-if. None where the DIMMs are no faster than the CPU's
     rate."""
-    dimm = system.node.host_memory.device
+    dimm = system.node.host_memory.dimm_memory
     cpu = system.node.cpus.device
     rated = dimm.bandwidth_bytes_per_s
     if rated <= cpu.memory.bandwidth_bytes_per_s * (1.0 + 1e-9):

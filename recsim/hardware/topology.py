@@ -1107,7 +1107,7 @@ class _Builder:
         for s, sock in enumerate(sockets):
             dimm = mem.nmp.name if mem.nmp else mem.device.name
             m = self.vertex(f"n{n}.mem{s}", "memory", n, dimm)
-            self.connect(sock, m, per_socket_bw, mem.device.latency_s, "memory", cpu.memory_channels)
+            self.connect(sock, m, per_socket_bw, mem.dimm_memory.latency_s, "memory", cpu.memory_channels)
         if len(sockets) > 1:
             ic = cpu.socket_interconnect
             if ic is None:

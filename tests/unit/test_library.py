@@ -235,6 +235,20 @@ def test_two_dimms_per_channel_run_at_the_cpus_2dpc_rate(shipped):
     assert zionex.host_memory_bandwidth_bytes_per_s == pytest.approx(4 * 6 * 8 * 3.2e9)
 
 
+def test_recnmp_dimms_run_the_channels_at_their_own_rate(shipped):
+    """RecNMP DIMMs are the node's DIMMs (``host_memory.nmp``): its channels run at their DRAM's
+    rate, at most the CPU's. A tester's ``--set node.host_memory.nmp=recnmp-ddr4-2400`` on a
+    DGX A100 (DDR4-3200 DIMMs, EPYC 7742 at 3200) kept its channels at 3200 MT/s (409.6 GB/s)
+    while the DIMMs it had put in, their capacity, ranks and power, were DDR4-2400 ones."""
+    plain = shipped.system("dgx-a100").node
+    assert plain.host_memory_bandwidth_bytes_per_s == pytest.approx(16 * 8 * 3.2e9)
+    nmp = shipped.system("dgx-a100", [Override.parse("node.host_memory.nmp=recnmp-ddr4-2400")]).node
+    assert nmp.host_memory_bandwidth_bytes_per_s == pytest.approx(16 * 8 * 2.4e9)
+    # The shipped RecNMP servers put them on DDR4-2400 channels already: unchanged.
+    server = shipped.system("skylake-2s-recnmp").node
+    assert server.host_memory_bandwidth_bytes_per_s == pytest.approx(12 * 8 * 2.4e9)
+
+
 def test_a_channel_takes_no_more_dimms_than_the_cpu_allows(shipped):
     """A tester's RecNMP sweep ran 4 DIMMs per channel on skylake-2s-recnmp, which a Skylake-SP
     channel cannot hold (2 at most), without a word: one line now names the key and the limit."""

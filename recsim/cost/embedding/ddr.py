@@ -139,7 +139,7 @@ def random_lines_s(system: System, lines: float, share: float = 1.0, threads: fl
     ``share`` of the node's memory parallelism, or ``threads`` cores' worth of it where given."""
     if lines <= 0:
         return 0.0
-    latency = system.node.host_memory.device.latency_s
+    latency = system.node.host_memory.dimm_memory.latency_s
     parallel = memory_parallelism(system) * share if threads is None else threads * fill_buffers(system)
     return latency * max(min(1.0, lines), lines / parallel)
 
@@ -171,7 +171,7 @@ def row_reads(lookup: Lookup, share: float, threads: float) -> RowReads:
     node, split between the LLC and DRAM (a cold LLC at the start, see the module docstring)."""
     system = lookup.system
     cpu = system.node.cpus.device
-    granule = system.node.host_memory.device.access_granularity_bytes
+    granule = system.node.host_memory.dimm_memory.access_granularity_bytes
     per_row = math.ceil(lookup.row_bytes / granule)
     lookups = lookup.lookups
     cache_rows = llc_capacity_bytes(system, share) / (per_row * granule)
@@ -187,7 +187,7 @@ def row_reads(lookup: Lookup, share: float, threads: float) -> RowReads:
     lines = lookups * per_row
     if lines <= 0:
         return RowReads(0.0, 0.0, 0.0, 0.0, 0.0)
-    dram_latency = system.node.host_memory.device.latency_s
+    dram_latency = system.node.host_memory.dimm_memory.latency_s
     work = dram_lines * dram_latency + llc_lines * cpu.llc_latency_s
     floor = max(min(1.0, dram_lines) * dram_latency, min(1.0, lines) * cpu.llc_latency_s)
     latency_s = max(floor, work / (threads * fill_buffers(system)))
@@ -243,7 +243,7 @@ class DdrTier(TierModel):
 
     def forward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system
-        granule = system.node.host_memory.device.access_granularity_bytes
+        granule = system.node.host_memory.dimm_memory.access_granularity_bytes
         streamed = host_streamed_bytes(lookup)
         share = rank_share(system)
         # Bags that receive no lookup (pooling below one) give a core nothing to walk.
@@ -274,7 +274,7 @@ class DdrTier(TierModel):
 
     def backward(self, lookup: Lookup) -> EmbeddingCost:
         system = lookup.system
-        granule = system.node.host_memory.device.access_granularity_bytes
+        granule = system.node.host_memory.dimm_memory.access_granularity_bytes
         unique = lookup.unique_rows
         row_lines = math.ceil(lookup.row_bytes / granule)
         state_lines = math.ceil(lookup.state_bytes / granule) if lookup.state_bytes > 0 else 0

@@ -227,7 +227,7 @@ class SsdTier(TierModel):
         limits = drive_time_s(ssd, group.count, pages, ssd.page_bytes, QUEUE_DEPTH, share, chance)
         ssd_s = max(limits.values())
 
-        granule = system.node.host_memory.device.access_granularity_bytes
+        granule = system.node.host_memory.dimm_memory.access_granularity_bytes
         threads = cpu_threads(system, lookup.bags_returned, share)
         # Hits read their row from the cached page, misses from the new page; the hot rows of
         # either from the CPU's LLC, as the ddr tier's.
