@@ -49,6 +49,15 @@ engines will charge:
 
 The plan's notes record each table's hot set and cold tier.
 
+**Not monotone in HBM capacity** (a tester's find, left as it is): the knapsack minimises the
+*sum* of the tables' costs, the placement the *makespan*, so more HBM can buy a plan whose sum
+falls and whose busiest rank rises. rmc1 (Zipf 1.05) on hgx-a100-4gpu, tiers ``[hbm,
+uvm_caching]``: at 0.6 GB of HBM a rank, every table's hot rows in HBM beside its cached cold
+rows, two tables on each rank but one, 1.248 ms a step; at 0.8 GB one table goes whole into HBM,
+row-wise over the 4 ranks, the rest as before, 1.304 ms (+4.5 %; 1 GB: 1.091 ms). The smaller
+budget's plan still fits the larger one; a sweep over HBM sizes should keep, at each size, the
+best plan of the sizes below it.
+
 Within the user's limits (``recsim.planner.limits``): the slow tiers and precisions are the
 config's; a table's one-rank options (whole, or hot and cold rows together) are table-wise, so where
 ``planner.sharding_types`` leaves ``table_wise`` out a whole table takes the fastest allowed scheme
