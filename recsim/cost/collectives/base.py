@@ -191,8 +191,10 @@ class Stage:
 # sources with the multi-node finding in ``recsim.validation.cases``).
 #
 # Efficiencies: ring LL moves a quarter of the Simple bandwidth and LL128 0.92 of it (the same
-# tuning.cc; its per-channel LL128 cap is not modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: about
-# the fitted NVSwitch gen2 and gen3 values (hardware/devices/switches/); Simple on the network 0.97:
+# tuning.cc; its per-channel LL128 cap is not modelled); Simple on NVLink/PCIe 0.77, ASSUMPTION: the
+# mean of the fitted NVSwitch gen2 and gen3 Simple efficiencies, (0.7711 + 0.7768) / 2 = 0.774
+# (hardware/devices/switches/nvswitch-gen2.yaml, nvswitch-gen3.yaml), to two places; on PCIe
+# carried over (../shared/reference/collectives has no PCIe-only NCCL run); Simple on the network 0.97:
 # a ConnectX-7 400 Gb/s NIC gives 48-49 GB/s of 50 (NCCL maintainers, nccl-tests issue 267).
 #
 # LL128 runs on NVLink (a V100 DGX-1 mesh included: NCCL enables it for sm70 with the intra-node

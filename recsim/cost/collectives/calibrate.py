@@ -223,6 +223,8 @@ def load_azure(path: Path, system: str, tag: str) -> list[Measurement]:
             index += 1
             busbw = float(row.group(1)) * 1e9
             op = Collective(CollectiveOp.ALL_REDUCE, "azure", tuple(range(8)), size, "fp16")
+            # nccl-tests' all-reduce bus bandwidth is algbw x 2 (n - 1) / n (nccl-tests
+            # doc/PERFORMANCE.md), here n = 8 GPUs: time = size / algbw = size x 2 x 7 / 8 / busbw.
             time = size * 2 * 7 / 8 / busbw
             out.append(Measurement(f"{tag} all_reduce n=8", system, 1, op, time, Timing.ISSUE, tag))
     return out
@@ -457,7 +459,15 @@ def _params(protocols: Sequence[str], nvls: bool, p2p: bool = False) -> list[_Pa
     """The free constants; ``p2p``: Simple's point-to-point base too. LL128 beside LL and Simple
     is fitted relative to them (``LL128_OVER``): its latencies as LL's plus a non-negative excess,
     its efficiency as a fraction of Simple's up to ``LL128_MAX_RATIO``. LL128 without both is
-    refused: fitted free, its label and theirs swap (``LL128_OVER``)."""
+    refused: fitted free, its label and theirs swap (``LL128_OVER``).
+
+    Each ``_Param``'s start and bounds are settings of the search, not model constants: the bounds
+    are the admissible range (latencies non-negative, an efficiency above 0 and at most its
+    protocol's payload share: 1, ``LL_MAX_EFFICIENCY``, ``LL128_MAX_RATIO``), with latency caps
+    (200 us a call, 20 us a step or pipeline stage, 100 us NVLS's pipeline) far above every fitted
+    value in hardware/devices/switches/ (at most 84.95 us a call, 1.011 us a step, 4.543 us a stage),
+    so none binds; the starts are of the order of NCCL's tuning.cc rows (``base.DEFAULT_NVLINK``)
+    and ``_fit`` restarts the latencies at half and twice them."""
     tied = {"ll", "ll128", "simple"} <= set(protocols)
     if "ll128" in protocols and not tied:
         raise ValueError(
@@ -632,6 +642,8 @@ def _fit(
     where = np.array([harnesses.index(m.harness) if m.timing is not Timing.KERNEL else -1 for m in train])
     peers = np.array([m.timing is Timing.PEERS for m in train])
     starts = np.array([_period_start([m for m in train if m.harness == h]) for h in harnesses])
+    # A harness's issue period is bounded as a call's base latency (``_params``): 200 us, above every
+    # fitted period (at most 57.9 us, hardware/devices/switches/nvswitch-gen2.yaml harness_issue).
     low = np.array([p.low for p in params] + [0.0] * len(harnesses))
     high = np.array([p.high for p in params] + [200e-6] * len(harnesses))
 
@@ -643,6 +655,9 @@ def _fit(
 
     best = None
     is_latency = np.array(["latency" in p.field for p in params])
+    # Three starts, the latencies at half, once and twice ``_params``' (a search setting: the best
+    # of them is kept). Residuals are log ratios; soft_l1 with f_scale 0.05 weighs an error beyond
+    # ~5 % linearly rather than quadratically, so a few outlying points do not steer the fit.
     for scale in (0.5, 1.0, 2.0):
         start = np.array([p.start for p in params]) * np.where(is_latency, scale, 1.0)
         x0 = np.clip(np.concatenate([start, starts]), low, high)
@@ -732,6 +747,8 @@ def fit_nic_bandwidth(train: Sequence[Measurement], make: Callable[[float], Topo
         predict = predictor(make(rate))
         return float(np.median(np.abs(np.log([predict(m) / m.time_s for m in train]))))
 
+    # The search bracket, a setting: 40-400 Gb/s (5-50 GB/s), around the one use (cluster00's
+    # unstated fabric, ~13.5-15 GB/s a GPU pair measured; fitted 13.84 GB/s), well inside it.
     lo, hi = 5e9, 50e9
     ratio = (math.sqrt(5) - 1) / 2
     for _ in range(24):  # the bracket shrinks to 1e-5 of its width
