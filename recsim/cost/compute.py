@@ -599,6 +599,9 @@ def median_abs_error(points: Sequence[GemmPoint], accelerator: Accelerator, cal:
 
 # Starting points (max_efficiency, k_half, memory_efficiency, overhead in us) and bounds of the fit;
 # the overhead is fitted in microseconds so that all four parameters are of order one to a hundred.
+# Search settings, not model constants: the efficiencies' bounds are their admissible (0, 1], k_half
+# and the overhead get ranges far beyond the fits in hardware/devices/accelerators/ (k_half 27.47 and
+# 74.71, overhead 5.369 and 5.483 us), which bind none of them.
 _STARTS: Final[tuple[tuple[float, float, float, float], ...]] = (
     (0.8, 100.0, 0.8, 5.0),
     (0.6, 500.0, 0.6, 2.0),

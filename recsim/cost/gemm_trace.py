@@ -285,6 +285,7 @@ def fit_simt_k_half(gemms: Sequence[TraceGemm], accelerator: Accelerator) -> Sim
         errors = calibrated_errors(train, accelerator, simt_calibration(base, k_half))
         return math.fsum(math.log1p(e) ** 2 for e in errors)
 
+    # The search range, a setting: the fit (11.64, ``compute.SIMT_K_HALF``) lies well inside it.
     fit = minimize_scalar(cost, bounds=(0.0, 200.0), method="bounded", options={"xatol": 1e-4})
     return SimtFit(float(fit.x), train, test)
 
@@ -324,5 +325,7 @@ def fit_narrow_efficiency(gemms: Sequence[TraceGemm], accelerator: Accelerator) 
     def cost(efficiency: float) -> float:
         return math.fsum(math.log1p(e) ** 2 for e in narrow_errors(train, accelerator, efficiency))
 
+    # The search range, a setting (an efficiency is at most 1): the fit (0.3185,
+    # ``compute.NARROW_LOAD_EFFICIENCY``) lies well inside it.
     fit = minimize_scalar(cost, bounds=(0.05, 1.0), method="bounded", options={"xatol": 1e-6})
     return NarrowFit(float(fit.x), train, test)

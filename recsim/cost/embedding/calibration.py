@@ -80,7 +80,8 @@ ROW_BYTES_HALF_PRIOR: Final[float] = 64.0
 """Row size at which a gather reaches half its best efficiency. Not identifiable from the trace; taken
 from TorchRec PR #2365 (SplitTBE benchmark sweeping the embedding dim at B = 131072, T = 16, L = 10,
 100k-row fp32 tables, GPU not stated): 64 B rows reach 0.55 and 128 B rows 0.88 of the throughput of
-256 B rows, which the hyperbola matches with 96 B and 41 B; 64 B is about their geometric mean."""
+256 B rows, which the hyperbola matches with 96 B and 41 B; their geometric mean, sqrt(96 x 41) =
+62.7 B, rounded to 64 B."""
 
 _FORWARD_OP = "fbgemm::split_embedding_codegen_lookup_"
 _BACKWARD_OP = "CppNode<SplitLookupFunction_"
@@ -337,7 +338,10 @@ def fit_gather(
         result: NDArray[np.float64] = predicted - measured
         return result
 
-    # max_efficiency, overhead in microseconds, backward_efficiency: all of order one.
+    # max_efficiency, overhead in microseconds, backward_efficiency: all of order one. Start and
+    # bounds are search settings, not model constants: efficiencies in their admissible (0, 1] (a
+    # 0.02 floor keeps the division finite), the overhead 0-100 us; the A100 fit (0.3606, 7.709 us,
+    # 0.3829: hardware/devices/accelerators/a100-sxm4-40gb.yaml) binds none of them.
     fit = least_squares(residuals, [0.6, 5.0, 0.6], bounds=([0.02, 0.0, 0.02], [1.0, 100.0, 1.0]))
     cal = _calibration(fit.x, row_bytes_half, source, len(train), len(test))
     return cal.model_copy(
@@ -364,5 +368,7 @@ def fit_sort_efficiency(
         result: NDArray[np.float64] = predicted - measured
         return result
 
+    # A share of HBM bandwidth: bounded to its admissible (0, 1] (a search setting; the fit, 0.562,
+    # ``gpu.SORT_EFFICIENCY``, binds neither end).
     fit = least_squares(residuals, [0.5], bounds=([0.02], [1.0]))
     return float(fit.x[0])
