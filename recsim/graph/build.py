@@ -1676,6 +1676,9 @@ def build_training_step(
         state = OPTIMIZER_STATE[optimizer]
         step_op = optimizer_ops.get(dense_params)
         if step_op is None:
+            # Priced in fp32, 4 B an element, for the weights, gradients and states alike whatever
+            # the training precision (``dtype``): the read (2 + state) and written (1 + state)
+            # tensors of OPTIMIZER_STATE's count.
             step_op = optimizer_ops[dense_params] = Compute(
                 f"{optimizer}_step",
                 flops=OPTIMIZER_FLOPS_PER_PARAM[optimizer] * dense_params,
