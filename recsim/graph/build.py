@@ -129,14 +129,24 @@ DDP_FIRST_BUCKET_BYTES = float(2**20)
 # Optimizer traffic per parameter, in units of the parameter size: read param + grad + states,
 # write param + states (SGD: p, g -> p; Adagrad: p, g, h -> p, h; Adam: p, g, m, v -> p, m, v).
 OPTIMIZER_STATE: dict[str, int] = {"sgd": 0, "adagrad": 1, "rowwise_adagrad": 1, "adam": 2}
-# FLOPs per parameter, counted from the update rules: SGD p -= lr g (mul + sub); Adagrad h += g^2,
-# p -= lr g / (sqrt(h) + eps) (mul, add, sqrt, add, div/mul, sub: ~5 counting sqrt as one); Adam two
-# moment updates (3 each), bias corrections and the scaled step (~12), as torch.optim implements them.
+# FLOPs per parameter, counted from torch.optim's single-tensor steps (torch/optim/{sgd,adagrad,
+# adam}.py, weight decay off; each add, multiply, divide or square root one, a scalar factor of 1
+# none, as ``recsim.cost.embedding.base.optimizer_update_flops`` counts FBGEMM's): SGD
+# ``param.add_(grad, alpha=-lr)`` (mul, add): 2; Adagrad ``state_sum.addcmul_(grad, grad, value=1)``
+# (mul, add), ``std = state_sum.sqrt().add_(eps)`` (sqrt, add), ``param.addcdiv_(grad, std,
+# value=-clr)`` (div, mul, add): 7; Adam ``exp_avg.lerp_(grad, 1 - beta1)`` (sub, mul, add),
+# ``exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)`` (mul; mul, mul, add),
+# ``denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)`` (sqrt, div, add),
+# ``param.addcdiv_(exp_avg, denom, value=-step_size)`` (div, mul, add): 13 (the bias corrections are
+# scalars). Row-wise Adagrad (no torch.optim step; FBGEMM's): 5 per element, its 5 per row left out
+# (``optimizer_update_flops``). History: Adagrad was 5 and Adam 12 (an undercount: the comment's own
+# list made Adagrad 7, as FBGEMM's count of the same rule does); the step is memory-bound (20 B an
+# Adagrad parameter against 7 FLOPs, far below any GPU's or CPU's ridge point), so only energy moves.
 OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
     "sgd": 2.0,
-    "adagrad": 5.0,
+    "adagrad": 7.0,
     "rowwise_adagrad": 5.0,
-    "adam": 12.0,
+    "adam": 13.0,
 }
 
 
