@@ -56,8 +56,10 @@ __all__ = [
 
 PCIE_REQUEST_BYTES: Final[float] = 64.0
 """Granule of a GPU zero-copy read of host memory: a row is fetched as 64 B requests (row bytes
-rounded up to 64 B). ASSUMPTION: the issue's figure; GPUs fetch host memory in 32 B sectors merged
-per 128 B line, so 64 B is the middle of that range."""
+rounded up to 64 B). ASSUMPTION, unsourced: "the issue's figure" is the task statement the tier was
+written to (commit 64c886a); no measurement or document behind it is in the repository or
+../shared/reference. GPUs fetch host memory in 32 B sectors merged per 128 B line, so 64 B is the
+middle of that range. No validation case reads a UVM row, so nothing checks it."""
 
 PCIE_TLP_OVERHEAD_BYTES: Final[float] = 24.0
 """Per-TLP overhead on the wire: 12-16 B header, 2 B sequence number, 4 B LCRC and framing, 20-26 B
