@@ -142,6 +142,13 @@ OPTIMIZER_STATE: dict[str, int] = {"sgd": 0, "adagrad": 1, "rowwise_adagrad": 1,
 # (``optimizer_update_flops``). History: Adagrad was 5 and Adam 12 (an undercount: the comment's own
 # list made Adagrad 7, as FBGEMM's count of the same rule does); the step is memory-bound (20 B an
 # Adagrad parameter against 7 FLOPs, far below any GPU's or CPU's ridge point), so only energy moves.
+# FLOPs a sample of the binary cross-entropy loss and its gradient, counted from HugeCTR's
+# BinaryCrossEntropy_Kernel (HugeCTR/src/loss.cu @ 33d3577a; an exp or log counted one): exp;
+# 1 - y, x (1 - y), 1 + e, log and the loss's two adds; e / (1 + e), the subtraction, the scaler
+# and the division by the batch size: 11. History: 8 (unsourced, since ebb29ba) until a constants
+# audit counted the kernel; the op is memory-bound, so the step is unchanged (validate JSON
+# byte-identical; dgx-h100 DCNv2 samples/J -1e-7).
+BCE_FLOPS_PER_SAMPLE = 11.0
 OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
     "sgd": 2.0,
     "adagrad": 7.0,
@@ -1463,13 +1470,10 @@ def build_training_step(
     data_parallel = bottom if mp_rank is None else []
     # The same loss on every rank: one op, shared (as the layers' ops are). It reads the logit and
     # the label and writes the logit's gradient in place, per sample, as HugeCTR's
-    # BinaryCrossEntropy_Kernel does (HugeCTR/src/loss.cu @ 33d3577a). Its 8 FLOPs a sample are
-    # UNSOURCED (since ebb29ba): that kernel does 11 (exp; 1 - y, x (1 - y), 1 + e, log, the loss's
-    # two adds; e / (1 + e), the subtraction, x scaler, / batch size; an exp or log counted one).
-    # Immaterial: at 11 the dgx-h100 DCNv2 step and validate are unchanged, samples/J -1e-7.
+    # BinaryCrossEntropy_Kernel does (HugeCTR/src/loss.cu @ 33d3577a): ``BCE_FLOPS_PER_SAMPLE``.
     loss_op = Compute(
         "bce_loss",
-        flops=8.0 * b,
+        flops=BCE_FLOPS_PER_SAMPLE * b,
         bytes_read=2 * b * s,
         bytes_written=b * s,
         dtype=precision,

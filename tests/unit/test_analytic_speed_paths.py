@@ -1614,7 +1614,7 @@ def reference_build_training_step(
     # The same loss on every rank: one op, shared (as the layers' ops are).
     loss_op = Compute(
         "bce_loss",
-        flops=8.0 * b,
+        flops=11.0 * b,  # build.BCE_FLOPS_PER_SAMPLE
         bytes_read=2 * b * s,
         bytes_written=b * s,
         dtype=precision,
