@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsim.api import make_plan, prepare
 from recsim.cost.interference import COMM_SLOWDOWN, interfered_durations, overlap_slowdowns
@@ -135,6 +137,51 @@ def test_the_chained_index_gives_what_the_plain_one_does():
     fast = interfered_durations(chained, durations, timing.start, timing.finish)
     assert fast == interfered_durations(plain, durations, timing.start, timing.finish)
     assert fast != durations
+
+
+# Times on a grid of quarters, so that kernels often start or end exactly where a window opens or
+# closes (the edges of the stretch's test of which kernels may overlap a window at all).
+_QUARTERS = st.integers(min_value=0, max_value=24).map(lambda q: q / 4.0)
+_SPANS = st.integers(min_value=1, max_value=8).map(lambda q: q / 4.0)
+
+
+@st.composite
+def _kernels_and_windows(draw: st.DrawFn) -> tuple[ExecutionGraph, list[float], np.ndarray, np.ndarray]:
+    """Two ranks' GEMMs and collective parts at times of the grid (any times: the stretch reads a
+    schedule's, it does not check one), each collective on both ranks at times of its own."""
+    gemm = Compute("mm", 1.0, category="gemm", shapes=((4, 4), (4, 4)))
+    nodes: list[Node] = []
+    times: list[tuple[float, float]] = []
+    for k in range(draw(st.integers(min_value=1, max_value=3))):
+        op = Collective(CollectiveOp.ALL_REDUCE, f"ar{k}", (0, 1), 1e6)
+        for rank in (0, 1):
+            nodes.append(Node(len(nodes), rank, f"ar{k}", Stream.COMM, op))
+            a = draw(_QUARTERS)
+            times.append((a, a + draw(_SPANS)))
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        nodes.append(Node(len(nodes), draw(st.sampled_from((0, 1))), "mm", Stream.COMPUTE, gemm))
+        a = draw(_QUARTERS)
+        times.append((a, a + draw(_SPANS)))
+    start = np.array([a for a, _ in times])
+    finish = np.array([b for _, b in times])
+    return ExecutionGraph(2, nodes), (finish - start).tolist(), start, finish
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=_kernels_and_windows())
+def test_a_kernel_beside_no_window_keeps_its_length_to_the_bit(case):
+    # The stretch works out the covered time only of the kernels that may overlap a window (one
+    # opens inside them, or they start before the one before them closed): every other keeps its
+    # length exactly, and every kernel's stretch is the scalar reference's.
+    graph, durations, start, finish = case
+    out = interfered_durations(GraphIndex.of(graph), durations, start, finish)
+    slow = _reference(graph, durations, start, finish)
+    assert out == pytest.approx(slow, rel=1e-12)
+    for i, node in enumerate(graph.nodes):
+        if slow[i] == durations[i]:  # no overlap (on the grid, an overlap is a quarter at least)
+            assert out[i] == durations[i]
+        elif node.stream == Stream.COMPUTE:
+            assert out[i] > durations[i]
 
 
 def test_a_broken_duration_stays_on_its_node():
