@@ -233,6 +233,18 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     # blocks below take 70 of the 150 in five blocks (the ranks' dense layers, forward and
     # backward; strict chain rounds alone, ``KahnRounds.runs``, took 48 in three): a schedule in
     # about 240 us where it took about 270 (CPU time, same machine, 2026-12-07).
+    # Also tried and dropped (2026-12-07, 128 GPUs): pulling each round's starts from its
+    # predecessors' finishes (the edges by target, worked out once with the rounds: a gather and
+    # ``np.fmax.reduceat`` a round, the begins in one ``reduceat`` over every edge at the end, no
+    # raises after a block; the same floats where every length is a number >= 0): 240 -> 300 us a
+    # schedule, as ``reduceat`` costs about 25 ns per segment on top of its call (1.1 us for a round
+    # of 27 vertices with two edges each, against 0.6 us for ``fmax``; 117 us for the 4,542
+    # vertices' begins at once), and 82 of the 85 pulled steps have a vertex with two predecessors
+    # or more. The same pull with the predecessors padded to a (degree, width) table costs what the
+    # push does (a gather per column and an ``fmax`` per column after the first: 1.2 us a round of
+    # degree 2, against 1.3 us for the push's gather, maximum and assignment). Nor can the second
+    # schedule (after the interference stretch) start where the first one's lengths change: the
+    # stretch moves kernels of the first round already (630 of 4,932 nodes, from round 0 on).
     general = -1  # the rounds up to this one take one step each (a block that met a NaN)
     # Every length a number, none negative (as durations are): no time is then NaN, and a block's
     # checks for NaN and negative lengths can only pass (two array calls here, not two a block).
