@@ -38,15 +38,15 @@ sum over 512 entries cost more than the loop) and ``_network_busy`` in arrays (0
 
 Later that day (callgrind: a run of the first evaluation and 10 more less a run of the first alone,
 over 10; ``PYTHONHASHSEED=0`` and one OpenBLAS thread, whose idle threads otherwise add millions
-that are not the evaluation's): 38.26 M -> 37.17 M an evaluation. The interference stretch works out the covered time of the kernels that
-may overlap a window alone (about 1 in 6) and the end's binary search only where a window opens
-inside the kernel (110 of 4,365), and the CPUs' energy loop makes no two calls a rank (together
-about 1.1 M). Tried and dropped (``recsim.graph.schedule.asap_timing``'s comments): the schedules'
-rounds pulled from the predecessors with ``np.fmax.reduceat`` (+1.4 M: it costs about 25 ns per
-segment), and the second schedule started where the stretch first moves a length (round 0).
-Measure instructions, not time, on the shared VM: CPU time per evaluation moved between 4.6 and
-9.1 ms for the same code there within minutes (load 4 on 2 cores).
-"""
+that are not the evaluation's): 38.26 M -> 37.17 M an evaluation. The interference stretch works out
+the covered time of the kernels that may overlap a window alone (about 1 in 6) and the end's binary
+search only where a window opens inside the kernel (110 of 4,365), and the CPUs' energy loop makes
+no two calls a rank (together about 1.1 M). Tried and dropped
+(``recsim.graph.schedule.asap_timing``'s comments): the schedules' rounds pulled from the
+predecessors with ``np.fmax.reduceat`` (+1.4 M: it costs about 25 ns per segment), and the second
+schedule started where the stretch first moves a length (round 0). Measure instructions, not time,
+on the shared VM: CPU time per evaluation moved between 4.6 and 9.1 ms for the same code there
+within minutes (load 4 on 2 cores)."""
 
 from __future__ import annotations
 
