@@ -47,16 +47,30 @@ engines will charge:
    (``Partitioner.load_on``); the knapsack's points price each table with a cache of its own rows,
    since no rank is chosen yet (a table's cost beside others depends on which: left as it is).
 
-The plan's notes record each table's hot set and cold tier.
+4. **HBM ladder** (monotone in HBM capacity). The knapsack minimises the *sum* of the tables'
+   costs, the placement the *makespan*, so more HBM could buy a plan whose sum falls and whose
+   busiest rank rises: a tester's rmc1 (Zipf 1.05) on hgx-a100-4gpu, tiers ``[hbm, uvm_caching]``,
+   at 0.6 GB of HBM a GPU had every table's hot rows in HBM beside its cached cold rows, two tables
+   a rank, 1.248 ms a step simulated; at 0.8 GB one table went whole into HBM, row-wise over the 4
+   ranks, the 7 others 2, 2, 2 and 1 a rank, 1.304 ms (+4.5 %). A plan that fits a smaller HBM
+   fits a larger one, so the proposer also runs steps 1-3 as if a rank had less free HBM (the
+   HBM left after the dense side, the loader's buffers and ``planner.hbm_reserve``), at each size
+   of a grid fixed in absolute bytes (``ladder_bytes``: 1 MiB x 2^(k/2), two rungs an octave)
+   below its own, down to the HBM every table's smallest option takes, and keeps the plan of
+   lowest estimated makespan (``estimator.plan_makespan_s``, as ``auto`` ranks plans; ties keep
+   the larger HBM). As the grid does not move with the capacity, the rungs below a smaller HBM
+   are rungs of every larger one: over capacities whose free HBM is a grid size the estimate
+   never rises with HBM (exactly; the tester's 0.8 GB now takes the plan for 362 MiB free, 1.163
+   ms estimated as at 0.6 GB). A capacity off the grid also keeps its own plan, which no larger
+   capacity tries: that plan may beat every rung of a larger one (rmc1: 0.6 GB by 15 ns, 1.3e-5;
+   1.0 GB's 1.005 ms against 1.032 ms from 1.05 to 1.275 GB, +2.7 %). Snapping every capacity
+   down to the grid would make it exact but leave up to 29 % of the HBM unplanned; a finer grid
+   costs a rung more per step (4 an octave did not remove the 1.05 GB case). Cost: one search a
+   rung, ~2 log2(free / floor) rungs (DLRM-DCNv2 at dim 512 on 40 GB A100s, three slow tiers: 12
+   rungs, 3.2 -> 6.9 s, with ``hot_cold_variants`` now memoised); when every table fits whole in
+   HBM there is no ladder (a smaller HBM's plans keep rows on a slower tier).
 
-**Not monotone in HBM capacity** (a tester's find, left as it is): the knapsack minimises the
-*sum* of the tables' costs, the placement the *makespan*, so more HBM can buy a plan whose sum
-falls and whose busiest rank rises. rmc1 (Zipf 1.05) on hgx-a100-4gpu, tiers ``[hbm,
-uvm_caching]``: at 0.6 GB of HBM a rank, every table's hot rows in HBM beside its cached cold
-rows, two tables on each rank but one, 1.248 ms a step; at 0.8 GB one table goes whole into HBM,
-row-wise over the 4 ranks, the rest as before, 1.304 ms (+4.5 %; 1 GB: 1.091 ms). The smaller
-budget's plan still fits the larger one; a sweep over HBM sizes should keep, at each size, the
-best plan of the sizes below it.
+The plan's notes record each table's hot set and cold tier, and the ladder's rung when one won.
 
 Within the user's limits (``recsim.planner.limits``): the slow tiers and precisions are the
 config's; a table's one-rank options (whole, or hot and cold rows together) are table-wise, so where
@@ -68,9 +82,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from dataclasses import dataclass
 
-from recsim.planner.estimator import Candidate, Estimator
+from recsim.errors import InfeasibleError
+from recsim.planner.estimator import Candidate, Estimator, plan_makespan_s
 from recsim.planner.partitioners import Partitioner
 from recsim.planner.proposers.base import PlanningContext, Proposer, register_proposer
 from recsim.planner.proposers.greedy import (
@@ -81,13 +97,21 @@ from recsim.planner.proposers.greedy import (
     place_table,
     rows_may_leave_hbm,
 )
-from recsim.planner.storage import shard_storage
+from recsim.planner.storage import Capacity, shard_storage
 from recsim.planner.types import Plan, Shard
 from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Table
 
 #: Relative slack when comparing HBM bytes of alternatives (float sums of equal sizes).
 _BYTES_RTOL = 1e-9
+
+#: The HBM ladder's grid (``ladder_bytes``): free HBM a rank of ``LADDER_UNIT_BYTES`` times
+#: 2 ** (k / ``LADDER_RUNGS_PER_OCTAVE``). A design choice, not a measured figure: the ladder
+#: costs one search (knapsack and placement) a rung, ``LADDER_RUNGS_PER_OCTAVE`` x log2(free /
+#: floor) rungs, and the finer the grid the closer an off-grid capacity's nearest rung lies below
+#: it. The unit anchors the grid at 1 MiB (any fixed size would do, a capacity-scaled one would not).
+LADDER_UNIT_BYTES = float(2**20)
+LADDER_RUNGS_PER_OCTAVE = 2
 
 #: Tiers whose lookups run on node-wide hardware (the NMP DIMMs) that every rank of the node shares
 #: and whose cost model does not split it (``ddr`` does: ``recsim.cost.embedding.ddr.rank_share``).
@@ -221,6 +245,16 @@ def whole_table(ctx: PlanningContext, table: Table, tier: str, dtype: str) -> Ca
 def hot_cold_variants(
     ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold: str
 ) -> list[Candidate]:
+    memo = _VARIANTS.setdefault(ctx.estimator, {})
+    key = (table.name, dtype, hot_rows, cold)
+    if key not in memo:
+        memo[key] = _hot_cold_variants(ctx, table, dtype, hot_rows, cold)
+    return memo[key]
+
+
+def _hot_cold_variants(
+    ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold: str
+) -> list[Candidate]:
     """``hot_rows`` of ``table`` in HBM and the rest on ``cold``: the table on one rank (where the
     config allows table-wise sharding), then (where it allows column-wise sharding) split into 2 and
     4 column blocks, each block's hot and cold rows on one rank. The splits spread the hot set and
@@ -254,6 +288,13 @@ def hot_cold_variants(
             if cand is not None and math.isfinite(cand.option.perf.total_s):
                 out.append(cand)
     return out
+
+
+#: ``hot_cold_variants``'s answers per estimator (its config and workload are fixed), which the HBM
+#: ladder's rungs ask again: (table, dtype, hot rows, cold tier) -> the variants.
+_VARIANTS: weakref.WeakKeyDictionary[Estimator, dict[tuple[str, str, int, str], list[Candidate]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _fits(cand: Candidate, per_rank_free: float) -> bool:
@@ -384,6 +425,24 @@ def fill(
     return out
 
 
+def ladder_bytes(free_bytes: float, floor_bytes: float) -> list[float]:
+    """The HBM ladder's rungs below ``free_bytes`` of free HBM a rank, largest first: the sizes
+    ``LADDER_UNIT_BYTES x 2 ** (k / LADDER_RUNGS_PER_OCTAVE)`` (k = 0, 1, ...) in [``floor_bytes``,
+    ``free_bytes``).
+
+    The grid is fixed in absolute bytes, not scaled from ``free_bytes``, so that the rungs of a
+    smaller HBM are rungs of every larger one (module docstring, step 4)."""
+    if not free_bytes > LADDER_UNIT_BYTES:
+        return []
+    top = math.ceil(LADDER_RUNGS_PER_OCTAVE * math.log2(free_bytes / LADDER_UNIT_BYTES)) + 1
+    out: list[float] = []
+    for k in range(top, -1, -1):
+        size = LADDER_UNIT_BYTES * 2.0 ** (k / LADDER_RUNGS_PER_OCTAVE)
+        if size < free_bytes * (1 - _BYTES_RTOL) and size >= max(floor_bytes, LADDER_UNIT_BYTES):
+            out.append(size)
+    return out
+
+
 def _b(x: float) -> str:
     return format_quantity(x, Dimension.BYTES, binary=True)
 
@@ -395,7 +454,46 @@ class RecShard(Proposer):
 
     def propose(self, ctx: PlanningContext) -> Plan:
         est = ctx.estimator
-        part = Partitioner(est, "lpt")
+        top = Partitioner(est, "lpt")
+        # Every rank holds the same dense side and loader buffers before any table.
+        fixed_bytes = max(top.hbm)
+        free_bytes = top.cap.hbm_bytes_per_rank - fixed_bytes
+        plan, notes, floor_bytes, tiered = self._propose_at(ctx, top.cap)
+        if not tiered:
+            # Every table fits whole in HBM: nothing is tiered, and a smaller HBM's plans would
+            # keep some rows on a slower tier.
+            return dataclasses.replace(plan, notes=tuple(notes))
+        makespan = plan_makespan_s(est, plan)
+        best = (makespan, free_bytes, plan, notes)
+        # The HBM ladder (module docstring, step 4): the plans the same search makes for a rank
+        # with less free HBM, on a grid fixed in absolute bytes, down to where the knapsack has
+        # nothing to choose (the tables' smallest options, which fit a rank of every rung, so the
+        # floor does not move with the capacity). A rung whose placement fails is skipped; the
+        # rank's own capacity raises as before.
+        for rung in ladder_bytes(free_bytes, floor_bytes):
+            cap = dataclasses.replace(top.cap, hbm_bytes_per_rank=fixed_bytes + rung)
+            try:
+                rung_plan, rung_notes, _, _ = self._propose_at(ctx, cap)
+            except InfeasibleError:
+                continue  # too little HBM for this search's placement: the rungs above stand
+            makespan = plan_makespan_s(est, rung_plan)
+            if makespan < best[0]:
+                best = (makespan, rung, rung_plan, rung_notes)
+        makespan, rung, plan, notes = best
+        if rung < free_bytes:
+            notes = [
+                f"HBM ladder: planned for {_b(rung)} of free HBM a rank of the {_b(free_bytes)} there is "
+                f"(estimated makespan {makespan * 1e3:.3f} ms, below every larger rung's)",
+                *notes,
+            ]
+        return dataclasses.replace(plan, notes=tuple(notes))
+
+    def _propose_at(self, ctx: PlanningContext, cap: Capacity) -> tuple[Plan, list[str], float, bool]:
+        """The knapsack and placement for ranks of capacity ``cap``: the plan, its notes, the free
+        HBM a rank below which the knapsack has nothing to choose (every table at its smallest
+        option), and whether anything could be tiered (False: every table fits whole in HBM)."""
+        est = ctx.estimator
+        part = Partitioner(est, "lpt", cap)
         # The options' HBM bytes count every table's pooled vectors, wherever its rows go (the
         # estimator's block storage), so the knapsack budgets them with the rows.
         per_rank_free = max(part.cap.hbm_bytes_per_rank - h for h in part.hbm)
@@ -407,6 +505,8 @@ class RecShard(Proposer):
             t.name: table_options(ctx, t, est.dtypes_for(t)[0], per_rank_free, whole_only=whole_only)
             for t in ctx.workload.tables
         }
+        floor_bytes = math.fsum(min((o.hbm_bytes for o in opts), default=0.0) for opts in options.values())
+        floor_bytes /= ctx.world_size
         # The knapsack minimises the tables' summed cost, not the makespan the placement then
         # gets, so a slow tier more to choose from could give a worse plan: a tester's DLRM-DCNv2
         # (dim 512) on 40 GB A100s came out at an estimated 31.0 ms with [hbm, uvm_caching, ddr]
@@ -431,12 +531,11 @@ class RecShard(Proposer):
                     for n, opts in options.items()
                 }
             )
-            makespan, placed, notes = self._plan(ctx, kept, budget, per_rank_free, cold_tiers)
+            makespan, placed, notes = self._plan(ctx, kept, budget, per_rank_free, cold_tiers, cap)
             if best is None or makespan < best[0]:
                 best = (makespan, placed, notes)
         assert best is not None
-        plan = finished_plan(ctx, best[1], self.name)
-        return dataclasses.replace(plan, notes=tuple(best[2]))
+        return finished_plan(ctx, best[1], self.name), best[2], floor_bytes, not whole_only
 
     def _plan(
         self,
@@ -445,6 +544,7 @@ class RecShard(Proposer):
         budget: float,
         per_rank_free: float,
         cold_tiers: tuple[str, ...] | None,
+        cap: Capacity,
     ) -> tuple[float, Partitioner, list[str]]:
         """The knapsack and placement over ``options`` (cold rows on ``cold_tiers`` when given):
         the estimated makespan, the placed partitioner and the notes."""
@@ -471,7 +571,7 @@ class RecShard(Proposer):
             }
         best: tuple[float, str, Partitioner, list[str]] | None = None
         for label, order in orders.items():
-            placed, placed_notes = self._place(ctx, order, chosen, hulls, cold_tiers)
+            placed, placed_notes = self._place(ctx, order, chosen, hulls, cap, cold_tiers)
             if best is None or placed.makespan_s < best[0]:
                 best = (placed.makespan_s, label, placed, placed_notes)
         assert best is not None
@@ -484,12 +584,13 @@ class RecShard(Proposer):
         order: list[str],
         chosen: dict[str, TierOption],
         hulls: dict[str, list[TierOption]],
+        cap: Capacity,
         cold_tiers: tuple[str, ...] | None = None,
     ) -> tuple[Partitioner, list[str]]:
         """Place the tables in ``order`` on a fresh partitioner: each its chosen option, else the
         hot set the freest rank holds, else its smaller hull points, else the greedy's placement
         (``InfeasibleError`` if none fits)."""
-        part = Partitioner(ctx.estimator, "lpt")
+        part = Partitioner(ctx.estimator, "lpt", cap)
         notes: list[str] = []
         remaining = math.fsum(_perf_s(chosen.get(n)) for n in order)
         # Rows leave their HBM to the pooled vectors of the tables the knapsack put off HBM, and of
