@@ -68,7 +68,7 @@ engines will charge:
    costs a rung more per step (4 an octave did not remove the 1.05 GB case). Cost: one search a
    rung, ~2 log2(free / floor) rungs, with ``hot_cold_variants`` and ``tier_candidates`` now
    memoised: DLRM-DCNv2 at dim 512 on 40 GB A100s, three slow tiers, 12 rungs, 1.2 -> 4.5 s
-   (~3.8x; no rung wins there, the nearest is 16 % slower); rmc1 above 0.07 -> 0.25 s. When every
+   (~3.8x; no rung wins there: the nearest, 22.6 GiB free, 3.7x slower); rmc1 0.07 -> 0.25 s. When every
    table fits whole in HBM there is no ladder (a smaller HBM's plans keep rows on a slower tier).
    Not done: a sound bound to stop the descent early (the estimated mean rank load is no bound:
    it fell from 1.52 to 1.24 ms between two rmc1 rungs as HBM shrank).
