@@ -49,6 +49,7 @@ import operator
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsim.cost.collectives import collective_time_s
 from recsim.cost.embedding import embedding_cost
@@ -198,6 +199,10 @@ class Estimator:
         # ``shared_cache_s``'s last group (the shards object, held, and its members' lookups) and
         # the access model it mixed: one entry, for the other pass of the same group.
         self._last_access: tuple[Sequence[Shard], list[float], AccessModel] | None = None
+        # Memos a proposer keeps of its own questions to this estimator, whose config and workload
+        # are fixed, by the proposer's name for them (recshard's HBM ladder asks the same again).
+        # Held here, not in a module-level table, so they live and die with the planning context.
+        self.proposer_memos: dict[str, dict[Any, Any]] = {}
         self.table_costs: dict[str, float] = {}  # proposers' per-table size memo
         self.table_pooled: dict[str, float] = {}  # proposers' per-table least pooled and id bytes memo
         self.unavailable: dict[str, str] = {}  # tier -> why the cost layer refused it

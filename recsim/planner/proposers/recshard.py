@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import weakref
 from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
@@ -248,7 +247,9 @@ def whole_table(ctx: PlanningContext, table: Table, tier: str, dtype: str) -> Ca
 def tier_candidates(ctx: PlanningContext, table: Table, dtype: str, tier: str) -> list[Candidate]:
     """``Estimator.candidates`` of ``table`` at ``dtype`` on ``tier``, memoised per estimator (the
     HBM ladder's rungs ask again)."""
-    memo = _TIER_CANDIDATES.setdefault(ctx.estimator, {})
+    memo: dict[tuple[str, str, str], list[Candidate]] = ctx.estimator.proposer_memos.setdefault(
+        "recshard.tier_candidates", {}
+    )
     key = (table.name, dtype, tier)
     if key not in memo:
         memo[key] = ctx.estimator.candidates(table, dtype, [tier])
@@ -259,7 +260,9 @@ def hot_cold_variants(
     ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold: str
 ) -> list[Candidate]:
     """Memoised per estimator (the HBM ladder's rungs ask again): ``_hot_cold_variants``."""
-    memo = _VARIANTS.setdefault(ctx.estimator, {})
+    memo: dict[tuple[str, str, int, str], list[Candidate]] = ctx.estimator.proposer_memos.setdefault(
+        "recshard.hot_cold_variants", {}
+    )
     key = (table.name, dtype, hot_rows, cold)
     if key not in memo:
         memo[key] = _hot_cold_variants(ctx, table, dtype, hot_rows, cold)
@@ -302,17 +305,6 @@ def _hot_cold_variants(
             if cand is not None and math.isfinite(cand.option.perf.total_s):
                 out.append(cand)
     return out
-
-
-#: ``hot_cold_variants``'s answers per estimator (its config and workload are fixed), which the HBM
-#: ladder's rungs ask again: (table, dtype, hot rows, cold tier) -> the variants.
-_VARIANTS: weakref.WeakKeyDictionary[Estimator, dict[tuple[str, str, int, str], list[Candidate]]] = (
-    weakref.WeakKeyDictionary()
-)
-#: ``tier_candidates``'s answers per estimator: (table, dtype, tier) -> the candidates.
-_TIER_CANDIDATES: weakref.WeakKeyDictionary[Estimator, dict[tuple[str, str, str], list[Candidate]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _fits(cand: Candidate, per_rank_free: float) -> bool:
