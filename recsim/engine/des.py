@@ -183,7 +183,14 @@ share, are not changed:
   above the measured pair's 24.5, so it bounds the change from above): the PCIe server 9.042 ms
   analytic (+14.6 %), 9.678 DES (+7.1 %), against 11.405 (-9.1 %) and 13.281 (-21.9 %). A model
   with the pair capped and the links charged their bytes needs several staged pairs measured at
-  once.
+  once. Since adopted as that model (2026-12-07, branch s34-order): a staged pair's flow is capped
+  at its route's staged rate (``Flow.cap_bytes_per_s``, here a link of the flow's own), its links
+  carry its plain bytes, and a PCIe rank's port is its link's rate, not the staged ring's
+  (``GroupLayout.unstaged_intra_bandwidth``). The PCIe server: 8.693 ms analytic (+19.3 %, out
+  of band), DES +12.4 % (in band); its all-to-all 5.23 -> 2.65 ms of the analytic critical path,
+  bound by its switches' uplinks, which carry 12 staged pairs' plain bytes. Faster than the
+  what-if because that left the port at the staged ring's rate. That each of a GPU's staged pairs
+  keeps the one measured pair's rate is the assumption the data cannot check.
 * A flow's wire bytes are its bytes over the protocol's efficiency (0.77 on NVLink and PCIe), so
   two collectives on one link together get what one alone gets; where that efficiency is NCCL's
   pipelining rather than the wire's overhead they would get more. Nothing in ../shared/reference
@@ -217,7 +224,7 @@ from recsim.cost.collectives import Flow, collective_cost, collective_flows
 from recsim.cost.model import CostModel
 from recsim.engine.hbm import HbmFlow, HbmLink, hbm_capacity_bytes_per_s
 from recsim.engine.host_dram import dram_of_rank
-from recsim.engine.network import Scratch, _edge_index, _fill, _FlowSet
+from recsim.engine.network import Scratch, _edge_index, _fill, _FlowSet, with_own_links
 from recsim.engine.resources import HOST_LINK_KINDS, op_dram_bytes, op_hbm_bytes, op_host_flows
 from recsim.engine.timeline import predecessors
 from recsim.errors import TraceError
@@ -328,18 +335,35 @@ class FluidNetwork:
             if f.bytes < 0 or not math.isfinite(f.bytes):
                 raise ValueError(f"bad flow {f}: bytes must be finite and >= 0")
         live = [f for f in flows if f.bytes > 0 and f.src != f.dst]
+        caps = np.array([f.cap_bytes_per_s for f in live], dtype=float)
         return self.traffic_of_arrays(
-            [f.src for f in live], [f.dst for f in live], np.array([f.wire_bytes for f in live], dtype=float)
+            [f.src for f in live],
+            [f.dst for f in live],
+            np.array([f.wire_bytes for f in live], dtype=float),
+            caps if np.isfinite(caps).any() else None,
         )
 
     def traffic_of_arrays(
-        self, srcs: list[str], dsts: list[str], wire_bytes: NDArray[np.float64]
+        self,
+        srcs: list[str],
+        dsts: list[str],
+        wire_bytes: NDArray[np.float64],
+        caps: NDArray[np.float64] | None = None,
     ) -> Traffic | None:
-        """Flows given as arrays (all with bytes), ready to submit; None if there are none."""
+        """Flows given as arrays (all with bytes), ready to submit; None if there are none.
+        ``caps[i]``: flow ``i``'s rate limit of its own (``Flow.cap_bytes_per_s``, inf: none), a
+        link of the flow's own of that capacity (``share_link``, ``with_own_links``); None: none has
+        one. The link is the traffic's: one traffic submitted twice at once would share it."""
         if not srcs:
             return None
+        uid = next(self._uids)
         paths = _FlowSet.of_pairs(srcs, dsts, self.topology)
-        return Traffic(next(self._uids), srcs, dsts, wire_bytes, paths)
+        if caps is not None:
+            own = np.full(len(srcs), -1, dtype=np.int64)
+            for i in np.flatnonzero(np.isfinite(caps)).tolist():
+                own[i] = self.share_link(("own", uid, i), float(caps[i]))
+            paths = with_own_links(paths, own)
+        return Traffic(uid, srcs, dsts, wire_bytes, paths)
 
     def traffic_of_paths(self, paths: _FlowSet, wire_bytes: NDArray[np.float64]) -> Traffic:
         """Flows already routed (``paths``: their subflows' link ids, which may name ``share_link``
@@ -487,29 +511,39 @@ class FluidNetwork:
             self.jobs = still + self.jobs[len(running) :]
 
 
-def _aggregate(flows: Sequence[Flow]) -> tuple[list[str], list[str], NDArray[np.float64]]:
-    """One flow per (source, destination, efficiency), the bytes of every phase summed, as
-    (sources, destinations, wire bytes); flows without bytes left out.
+def _aggregate(
+    flows: Sequence[Flow],
+) -> tuple[list[str], list[str], NDArray[np.float64], NDArray[np.float64] | None]:
+    """One flow per (source, destination, efficiency, rate limit), the bytes of every phase summed,
+    as (sources, destinations, wire bytes, each flow's ``Flow.cap_bytes_per_s``: None where none
+    has one); flows without bytes left out.
 
     A PXN relay's network hops from every local sender to one remote rank are one flow, as they are
-    one NCCL connection (the module docstring: fairness on the relay's NIC is per connection)."""
-    sums: dict[tuple[str, str, float], float] = {}
+    one NCCL connection (the module docstring: fairness on the relay's NIC is per connection). A
+    pair through host memory (NCCL's SHM) is one flow too, its phases' bytes at its staging's rate
+    at most, as its one connection moves them."""
+    sums: dict[tuple[str, str, float, float], float] = {}
     get = sums.get
     for f in flows:
-        key = (f.src, f.dst, f.efficiency)
+        key = (f.src, f.dst, f.efficiency, f.cap_bytes_per_s)
         sums[key] = get(key, 0.0) + f.bytes
     srcs: list[str] = []
     dsts: list[str] = []
     wire: list[float] = []
-    for (src, dst, eff), nbytes in sums.items():
-        if not math.isfinite(nbytes) or nbytes < 0 or not 0 < eff <= 1:
+    caps: list[float] = []
+    for (src, dst, eff, cap), nbytes in sums.items():
+        if not math.isfinite(nbytes) or nbytes < 0 or not 0 < eff <= 1 or not cap > 0:
             # A bug in an algorithm's flows (a NaN share once dropped a tree's traffic silently).
-            raise AssertionError(f"bad flows {src} -> {dst}: {nbytes!r} bytes at efficiency {eff!r}")
+            raise AssertionError(
+                f"bad flows {src} -> {dst}: {nbytes!r} bytes at efficiency {eff!r}, cap {cap!r}"
+            )
         if nbytes > 0:
             srcs.append(src)
             dsts.append(dst)
             wire.append(nbytes / eff)  # ``Flow.wire_bytes``
-    return srcs, dsts, np.array(wire, dtype=float)
+            caps.append(cap)
+    limited = any(math.isfinite(c) for c in caps)
+    return srcs, dsts, np.array(wire, dtype=float), np.array(caps, dtype=float) if limited else None
 
 
 def _delay(shared_s: float, alone_s: float) -> float:
@@ -817,8 +851,8 @@ def run_des(
             found = by_value[signature]
         else:
             ab = collective_cost(parts, topology)  # the parts' algorithm is a preference
-            srcs, dsts, wire = _aggregate(collective_flows(parts, topology, ab.algorithm))
-            found = by_value[signature] = network.traffic_of_arrays(srcs, dsts, wire)
+            srcs, dsts, wire, caps = _aggregate(collective_flows(parts, topology, ab.algorithm))
+            found = by_value[signature] = network.traffic_of_arrays(srcs, dsts, wire, caps)
         by_identity[ident] = found
         keep_alive.append(parts)
         return found

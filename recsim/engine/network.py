@@ -16,7 +16,10 @@ subflows grow at rates proportional to their weights until some link is full; th
 links freeze; repeat until every subflow is frozen. The result never exceeds a link's capacity and
 is Pareto-efficient: every subflow (so every flow) crosses a saturated link, its bottleneck. A flow
 of ``efficiency`` e (its protocol's achieved fraction of the link rate) occupies ``bytes / e`` of
-link capacity: capacities are shared in wire bytes, payload rate = e x wire rate.
+link capacity: capacities are shared in wire bytes, payload rate = e x wire rate. A flow with a
+rate limit of its own (``Flow.cap_bytes_per_s``: a pair staged through host memory, NCCL's SHM)
+also crosses a link of its own of that capacity (``with_own_links``), which no other flow shares:
+it keeps the cap while its links have room and shares them max-min fairly once they do not.
 
 Simulation (``simulate_flows``): flows are grouped by ``group`` (one collective each); groups run
 concurrently, the phases of a group in order, and a phase ends when its last flow ends. Rates are
@@ -613,11 +616,44 @@ def _fill(
     return _Filling(wire, rate, capacity, residual)
 
 
+def with_own_links(fs: _FlowSet, own: NDArray[np.int64]) -> _FlowSet:
+    """``fs`` with flow ``i`` crossing link ``own[i]`` as well, where ``own[i] >= 0``, on each of
+    its paths (after the path's links): a link of the flow's own, whose capacity is the flow's
+    rate limit (``Flow.cap_bytes_per_s``). Each subflow loads it with its weight, as it loads its
+    path's links, so the link carries the flow's whole rate; the set itself where none has one."""
+    sub_own = own[fs.flow_of_sub]
+    capped = np.flatnonzero(sub_own >= 0)
+    if not len(capped):
+        return fs
+    ends = fs.sub_start[capped] + fs.sub_len[capped]
+    cols = np.insert(fs.cols, ends, sub_own[capped]).astype(np.int64)
+    return _FlowSet(cols, fs.sub_len + (sub_own >= 0), fs.n_paths)
+
+
+def _capped(
+    flows: Sequence[Flow], topology: Topology, capacity: NDArray[np.float64] | None = None
+) -> tuple[_FlowSet, NDArray[np.float64]]:
+    """``flows`` as a set, with a link of its own for each flow with a rate limit
+    (``with_own_links``), and the capacities of the topology's links (``capacity``, or read afresh)
+    followed by those links'."""
+    if capacity is None:
+        capacity = _edge_index(topology).capacity()
+    fs = _FlowSet.of(flows, topology)
+    caps = np.array([f.cap_bytes_per_s for f in flows], dtype=float)
+    limited = np.flatnonzero(np.isfinite(caps))
+    if not len(limited):
+        return fs, capacity
+    own = np.full(len(flows), -1, dtype=np.int64)
+    own[limited] = len(capacity) + np.arange(len(limited))
+    return with_own_links(fs, own), np.concatenate([capacity, caps[limited]])
+
+
 def _wire_rates(
     flows: Sequence[Flow], topology: Topology, capacity: NDArray[np.float64] | None = None
 ) -> NDArray[np.float64]:
     """``max_min_rates(flows, topology).wire_rates``, without building the allocation's tables."""
-    return _fill(_FlowSet.of(flows, topology), topology, capacity).wire
+    fs, capacity = _capped(flows, topology, capacity)
+    return _fill(fs, topology, capacity).wire
 
 
 def max_min_rates(flows: Sequence[Flow], topology: Topology) -> Allocation:
@@ -628,15 +664,16 @@ def max_min_rates(flows: Sequence[Flow], topology: Topology) -> Allocation:
         if f.src == f.dst:
             raise ValueError(f"flow {f} goes from a vertex to itself: it crosses no link and has no rate")
     index = _edge_index(topology)
-    fs = _FlowSet.of(flows, topology)
-    filling = _fill(fs, topology)
+    fs, capacity = _capped(flows, topology)
+    filling = _fill(fs, topology, capacity)
     subflows: list[tuple[int, tuple[Edge, ...], float]] = []
     s = 0
     for i, f in enumerate(flows):
         for path in topology.edge_paths(f.src, f.dst):
             subflows.append((i, path, float(filling.rate[s])))
             s += 1
-    seen = list(dict.fromkeys(fs.cols.tolist()))  # link ids in order of first use
+    # Link ids in order of first use; the flows' own links (``with_own_links``) are no edge.
+    seen = [k for k in dict.fromkeys(fs.cols.tolist()) if k < len(index.edges)]
     load = filling.capacity - filling.residual
     eff = np.array([f.efficiency for f in flows], dtype=float)
     return Allocation(
@@ -661,8 +698,15 @@ def simulate_flows_detailed(flows: Sequence[Flow], topology: Topology) -> FlowSi
     """Event-driven fluid simulation of ``flows`` (see the module docstring)."""
     phases: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i, f in enumerate(flows):
-        if f.bytes < 0 or not math.isfinite(f.bytes) or not 0 < f.efficiency <= 1:
-            raise ValueError(f"bad flow {f}: bytes must be finite and >= 0, efficiency in (0, 1]")
+        if (
+            f.bytes < 0
+            or not math.isfinite(f.bytes)
+            or not 0 < f.efficiency <= 1
+            or not f.cap_bytes_per_s > 0
+        ):
+            raise ValueError(
+                f"bad flow {f}: bytes must be finite and >= 0, efficiency in (0, 1], the cap > 0"
+            )
         phases[f.group][f.phase].append(i)
     # A flow from a vertex to itself crosses no link: done at once, as a zero-byte flow is (and
     # as the DES engine's ``FluidNetwork.traffic`` drops it).
@@ -671,7 +715,7 @@ def simulate_flows_detailed(flows: Sequence[Flow], topology: Topology) -> FlowSi
     order = {grp: sorted(ps) for grp, ps in phases.items()}
     cursor = dict.fromkeys(order, 0)
     group_finish = dict.fromkeys(order, 0.0)
-    memo: dict[tuple[tuple[str, str, float, float], ...], list[float]] = {}
+    memo: dict[tuple[tuple[str, str, float, float, float], ...], list[float]] = {}
     capacity = _edge_index(topology).capacity()
     now = 0.0
 
@@ -695,8 +739,9 @@ def simulate_flows_detailed(flows: Sequence[Flow], topology: Topology) -> FlowSi
         if len(live) == 1 and live[0] in fresh:
             grp = live[0]
 
-            def signature(i: int) -> tuple[str, str, float, float]:
-                return (flows[i].src, flows[i].dst, flows[i].wire_bytes, flows[i].efficiency)
+            def signature(i: int) -> tuple[str, str, float, float, float]:
+                f = flows[i]
+                return (f.src, f.dst, f.wire_bytes, f.efficiency, f.cap_bytes_per_s)
 
             ids = sorted(current(grp), key=signature)
             key = tuple(signature(i) for i in ids)
@@ -783,4 +828,5 @@ __all__ = [
     "path_split",
     "simulate_flows",
     "simulate_flows_detailed",
+    "with_own_links",
 ]

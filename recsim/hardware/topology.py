@@ -40,9 +40,13 @@ Two accelerators of a node whose PCIe route crosses a CPU's root complex on an I
 talk through host memory, not peer to peer (``shm_pair``): NCCL allows P2P there only up to
 ``PATH_PXB`` (src/graph/paths.cc, ``ncclTopoCheckP2p``: "Don't use P2P through ARM CPUs", and the
 same for Intel x86), so the pair uses its SHM transport, which stages every byte in host memory.
-Such a route offers ``SHM_EFFICIENCY`` of its links' rate (see there): its bandwidth, and the share
-of each link's capacity its bytes take in the collectives' link charges and flows
-(``recsim.cost.collectives``).
+Such a route offers ``SHM_EFFICIENCY`` of its links' rate (see there): its bandwidth, which bounds
+the pair on its own (``recsim.cost.collectives.base.Flow.cap_bytes_per_s``), while the links it
+crosses carry its plain bytes, as any other PCIe transfer's: the staging, not the links, is what
+SHM_LINE_FRACTION's source found limiting. (Until 2026-12-07 a staged byte took 1 / SHM_EFFICIENCY
+of every link of its route in the collectives' link charges and flows; ``recsim.engine.des``'s
+audit notes.) Whether several staged pairs of one GPU each keep the one pair's rate, as modelled,
+is not measured in ../shared/reference: the source ran one pair at a time.
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ SCALE_UP = "nvlink"
 #: on GitHub, nvbandwidth and CUDA samples, driver 595): 45.3-46.0 GB/s bidirectional per pair
 #: within a socket, 51.7-53.3 GB/s across sockets, so 24.5 GB/s per direction (mean of 22.8 and
 #: 26.2), of the Gen5 x16 link's 63.0 GB/s. The same host measured 55.3 GB/s for a plain
-#: host-to-device copy, so the staging, not the link, is the limit. Checked, not fitted, against
-#: MLPerf v3.1 DLRM-DCNv2 on 8 x H100 PCIe.
+#: host-to-device copy, so the staging, not the link, is the limit: a staged pair is capped at this
+#: rate, its links charged its plain bytes (``shm_pair``). Checked, not fitted, against MLPerf v3.1
+#: DLRM-DCNv2 on 8 x H100 PCIe.
 SHM_LINE_FRACTION = 24.5 / 63.0
 
 #: The same, relative to what a collective's flows get of a PCIe route (its Simple protocol's

@@ -285,10 +285,15 @@ def _same_levels(got: tuple[LevelCost | None, ...], want: tuple[LevelCost | None
 
 
 def _des_traffic(topology: Topology, parts: list[Collective]) -> tuple[list[str], list[str], np.ndarray]:
-    """A collective's flows as the DES moves them: summed per (source, destination, efficiency)."""
+    """A collective's flows as the DES moves them: summed per (source, destination, efficiency);
+    none has a rate limit of its own (no pair through host memory on these NVLink nodes)."""
     from recsim.engine.des import _aggregate
 
-    return _aggregate(collective_flows(parts, topology, collective_cost(parts, topology).algorithm))
+    srcs, dsts, wire, caps = _aggregate(
+        collective_flows(parts, topology, collective_cost(parts, topology).algorithm)
+    )
+    assert caps is None
+    return srcs, dsts, wire
 
 
 @pytest.mark.parametrize(("pxn", "flows_per_nic", "slowdown"), [(True, 1, 2.0), (False, 8, 9 / 8)])

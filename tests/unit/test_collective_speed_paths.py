@@ -67,7 +67,7 @@ from recsim.cost.collectives.fabric import _CHUNK, FabricLeaves, fabric_leaves
 from recsim.cost.collectives.model import collective_cost, collective_flows
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.topology import SHM_EFFICIENCY, Topology, build_topology, gpu_id
+from recsim.hardware.topology import Topology, build_topology, gpu_id
 
 # ------------------------------------------------------------------------------------------ oracles
 
@@ -585,11 +585,10 @@ def old_local_link_shares(topology: Topology) -> tuple[NDArray[np.float64], NDAr
     if not any(len(senders[k]) > 1 and len(receivers[k]) > 1 for k in senders):
         return None
     shares = np.zeros((local * local, len(links)))
-    # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) gets
-    # only ``SHM_EFFICIENCY`` of each link's rate: its bytes take 1 / that of the capacity.
-    shm = topology.local_shm_pairs()
+    # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) puts its
+    # plain bytes on each link (since 2026-12-07; its staging bounds it on its own).
     for (pair, k), share in entries.items():
-        shares[pair, k] = share / SHM_EFFICIENCY if shm[pair // local, pair % local] else share
+        shares[pair, k] = share
     capacity = np.array([succ[a][b]["bandwidth_bytes_per_s"] for a, b in links], dtype=np.float64)
     shares.setflags(write=False)
     capacity.setflags(write=False)

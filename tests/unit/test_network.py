@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from dataclasses import replace
 
@@ -295,6 +296,69 @@ def test_simulation_is_fast_enough():
     t = topo("dgx-h100", 4)
     op = op_(CollectiveOp.ALL_TO_ALL, tuple(range(32)), 64 * MiB)
     assert collective_time_flows_s(op, t) == pytest.approx(collective_time_s(op, t), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ rate caps
+
+
+def _des_finish(flows: list[Flow], topology: Topology) -> list[float]:
+    """When each of ``flows`` (one transfer each, all started at 0) ends in the DES network."""
+    env = simpy.Environment()
+    net = FluidNetwork(env, topology)
+    done = [net.transfer([f]) for f in flows]
+    ends: list[float] = [0.0] * len(flows)
+
+    def watch(i: int):
+        yield done[i]
+        ends[i] = env.now
+
+    for i in range(len(flows)):
+        env.process(watch(i))
+    env.run()
+    return ends
+
+
+def test_a_capped_flow_alone_takes_its_bytes_over_its_cap():
+    """A flow with a rate limit of its own (``Flow.cap_bytes_per_s``, a pair staged through host
+    memory) takes wire bytes / cap where its links have more room, in both fluid simulations."""
+    sw = "n0.nvsw0"
+    link = H1.graph.edges["n0.gpu0", sw]["bandwidth_bytes_per_s"]  # 4 or 5 x 25 GB/s
+    capped = Flow("n0.gpu0", sw, 1e9, efficiency=0.5, cap_bytes_per_s=20e9)
+    assert link > 20e9
+    alloc = max_min_rates([capped], H1)
+    assert alloc.wire_rates[0] == 20e9 and alloc.rates[0] == 10e9
+    assert simulate_flows([capped], H1) == pytest.approx(2e9 / 20e9)
+    assert _des_finish([capped], H1) == [pytest.approx(2e9 / 20e9)]
+    # A cap above what the links give changes nothing.
+    loose = replace(capped, cap_bytes_per_s=10 * link)
+    assert simulate_flows([loose], H1) == pytest.approx(
+        simulate_flows([replace(capped, cap_bytes_per_s=math.inf)], H1)
+    )
+
+
+def test_capped_flows_keep_their_caps_while_the_link_has_room_and_share_it_when_not():
+    sw = "n0.nvsw0"
+    link = H1.graph.edges["n0.gpu0", sw]["bandwidth_bytes_per_s"]
+    cap = 0.3 * link
+    # Two staged pairs on one link: each keeps its cap (0.6 of the link used), the link's load is
+    # their plain bytes, not bytes / SHM_EFFICIENCY each.
+    two = [Flow("n0.gpu0", sw, 1e9, cap_bytes_per_s=cap) for _ in range(2)]
+    alloc = max_min_rates(two, H1)
+    assert list(alloc.wire_rates) == [pytest.approx(cap)] * 2
+    assert alloc.edge_load[("n0.gpu0", sw)] == pytest.approx(2 * cap)
+    assert not alloc.saturated(("n0.gpu0", sw))
+    # Four: the link is full first, an equal quarter each, under the cap.
+    four = two * 2
+    assert list(max_min_rates(four, H1).wire_rates) == [pytest.approx(link / 4)] * 4
+    # Beside an uncapped flow the capped one keeps its cap and the other takes the rest; when the
+    # capped one ends first the other has the whole link.
+    free = Flow("n0.gpu0", sw, 1e9)
+    alloc = max_min_rates([two[0], free], H1)
+    assert list(alloc.wire_rates) == [pytest.approx(cap), pytest.approx(link - cap)]
+    ends = simulate_flows_detailed([two[0], free], H1).flow_finish_s
+    assert ends[1] == pytest.approx(1e9 / (link - cap))  # first: 1e9 at 0.7 of the link
+    assert ends[0] == pytest.approx(1e9 / cap)  # its cap all along (0.3 < the link's rest)
+    assert _des_finish([two[0], free], H1) == [pytest.approx(ends[0]), pytest.approx(ends[1])]
 
 
 def test_zero_and_bad_flows():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from recsim.api import load_system
+from recsim.cost.collectives.base import GroupLayout, group_layout
 from recsim.cost.collectives.model import collective_cost, collective_flows
 from recsim.engine.network import collective_time_flows_s
 from recsim.graph.ir import Collective, CollectiveOp
@@ -47,20 +48,35 @@ def test_nvlink_systems_have_no_shm_pairs():
         assert not build_topology(load_system(name)).local_shm_pairs().any(), name
 
 
-@pytest.mark.parametrize("op", ["all_to_all", "all_reduce", "all_gather"])
-def test_shm_slows_the_collectives_and_the_flows_agree(op):
-    # The flows carry the same fraction of each link as the analytic stage charges.
+@pytest.mark.parametrize(
+    ("op", "slower"),
+    [
+        # Eight GPUs exchanging with every peer fill their PCIe switches' uplinks with plain bytes
+        # before any staged pair reaches its own limit: host memory costs the exchange nothing.
+        # (4.123 ms before 2026-12-07, when each staged byte took 1 / SHM_EFFICIENCY of every link.)
+        ("all_to_all", 1.0),
+        # A ring's hop is one pair: the staged hops run at the staged rate, 24.5 of 48.5 GB/s. The
+        # all-reduce's auto pick is a tree (chains carry each pair's bytes once each way, where a
+        # ring's hop carries 2(n-1)/n of them one way): 2.855 ms against 2.509 for AMD's ring.
+        ("all_gather", 1.9),
+        ("reduce_scatter", 1.9),
+        ("all_reduce", 1.1),
+    ],
+)
+def test_shm_caps_each_staged_pair_and_the_flows_agree(op, slower):
+    # A staged pair's flow is capped at its route's (staged) rate; its links carry its plain bytes
+    # at the node level's efficiency, as any PCIe flow's: the analytic stage charges the same.
     slow, fast = _server(), _server(*AMD)
     coll = Collective(CollectiveOp(op), "x", tuple(range(8)), 64 * 2**20, "fp16")
     t_slow, t_fast = collective_cost(coll, slow).time_s, collective_cost(coll, fast).time_s
-    assert t_slow > 1.4 * t_fast
+    assert t_slow >= slower * t_fast
     assert collective_time_flows_s(coll, slow) == pytest.approx(t_slow, rel=1e-6)
     flows = collective_flows(coll, slow)
-    eff = {(f.src, f.dst): f.efficiency for f in flows}
-    base = max(eff.values())
-    for (src, dst), e in eff.items():
-        expected = base * SHM_EFFICIENCY if slow.shm_pair(src, dst) else base
-        assert e == pytest.approx(expected), (src, dst)
+    base = max(f.efficiency for f in flows)
+    for f in flows:
+        assert f.efficiency == base, (f.src, f.dst)
+        staged = slow.route(f.src, f.dst).bandwidth_bytes_per_s if slow.shm_pair(f.src, f.dst) else np.inf
+        assert f.cap_bytes_per_s == staged, (f.src, f.dst)
 
 
 NVLINK_PAIRS = """\
@@ -114,7 +130,21 @@ def test_an_all_to_all_charges_a_pcie_link_its_peer_and_its_nic_bytes_together(g
     topology = build_topology(load_system("h100-pcie-server", nodes=2))
     coll = Collective(CollectiveOp.ALL_TO_ALL, "x", group, 64 * 2**20, "fp16")
     analytic = collective_cost(coll, topology, "direct").time_s
-    assert collective_time_flows_s(coll, topology, "direct") == pytest.approx(analytic, rel=1e-6)
+    _agree(collective_time_flows_s(coll, topology, "direct"), analytic, group_layout(group, topology))
+
+
+def _agree(flows_s: float, analytic_s: float, layout: GroupLayout) -> None:
+    """The flows take the analytic time; where ring neighbours talk through host memory
+    (``GroupLayout.staged``) at least it and at most 8 % more. The analytic figure is the larger of
+    two bounds, the links' plain bytes and each staged pair's cap; max-min fairness splits a PCIe
+    link evenly between a capped staged flow and the NIC flows beside it, and once those are done
+    the staged flow runs on alone at its cap while the link has room: (0, 2, 8, 10)'s all-to-all
+    0.993 against 0.923 ms, its ring 2.130 against 2.114. (Exact before 2026-12-07, when a staged
+    byte took 1 / SHM_EFFICIENCY of every link and so kept the links full to the end.)"""
+    if layout.staged:
+        assert analytic_s * (1 - 1e-9) <= flows_s <= 1.08 * analytic_s
+    else:
+        assert flows_s == pytest.approx(analytic_s, rel=1e-6)
 
 
 @pytest.mark.parametrize("nodes", [2, 3])
@@ -126,6 +156,9 @@ def test_an_all_to_all_charges_a_pcie_link_its_peer_and_its_nic_bytes_together(g
         ("ring", "all_reduce", (0, 2, 8, 10)),
         ("tree", "all_reduce", (0, 1, 8, 9, 16, 17)),
         ("collnet", "all_reduce", (0, 1, 8, 9, 16, 17)),
+        ("tree", "all_reduce", (0, 2, 8, 10)),
+        ("collnet", "all_reduce", (0, 2, 8, 10)),
+        ("tree", "all_reduce", None),
         ("ring", "all_reduce", None),
     ],
 )
@@ -137,7 +170,7 @@ def test_pcie_only_multi_node_collectives_agree_with_their_flows(nodes, algorith
     members = tuple(g for g in (group or range(8 * nodes)) if g < 8 * nodes)
     coll = Collective(CollectiveOp(op), "x", members, 64 * 2**20, "fp16")
     analytic = collective_cost(coll, topology, algorithm).time_s
-    assert collective_time_flows_s(coll, topology, algorithm) == pytest.approx(analytic, rel=1e-6)
+    _agree(collective_time_flows_s(coll, topology, algorithm), analytic, group_layout(members, topology))
 
 
 def test_a_peer_copy_is_staged_through_host_memory_for_the_pairs_that_talk_through_it():

@@ -88,6 +88,17 @@ KNOWN_GAPS |= {
         "cases): the gap is the multi-node part, about 0.4 ms a step (the note on HPE's runs below)"
     ),
 }
+KNOWN_GAPS |= {
+    "mlperf-train-v3.1-dcnv2-h100pcieserver-asustek-n1": (
+        "+19.3 % (-9.1 % before 2026-12-07): a pair of GPUs staged through host memory (NCCL's SHM) "
+        "is capped at the measured staged rate and its links carry its plain bytes "
+        "(hardware.topology SHM_LINE_FRACTION's source: the staging, not the link, is the limit), "
+        "where each staged byte took 1 / SHM_EFFICIENCY of every link of its route; the exchange, "
+        "bound by its PCIe switches' uplinks, 5.23 -> 2.65 ms of the critical path. The dense and "
+        "replicated all-reduces still overlap the backward all-to-all here, though HugeCTR's one "
+        "NCCL communicator runs them after it (the SHARP-off note below). DES: +12.4 % (-21.9 %)"
+    ),
+}
 # Cisco's 8-node RoCE case (mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8) was listed here at +16.3 %
 # (+28.4 % before the cross-layer split, +7.5 % with the split alone). It passes narrowly, +13.8 %
 # (+14.3 % before MLPerf's fixed multi-hot rows and the update's row-visit rate, +6.3 % with the rows

@@ -650,11 +650,14 @@ def _with_pcie_exit(
     nodes = np.asarray(layout.nodes)
     local = np.where(nodes[:, None] == nodes[None, :], m, 0.0)
     remote = m - local
-    weight = layout.pcie_exit_weight
+    # Peers through host memory (NCCL's SHM, ``GroupLayout.staged``): the link carries their plain
+    # bytes at its own rate; each pair's staging bounds it on its own (``intra``'s per-pair bound).
+    weight = layout.unstaged_exit_weight if layout.staged else layout.pcie_exit_weight
     load = np.maximum(
         local.sum(axis=1) + weight * remote.sum(axis=1), local.sum(axis=0) + weight * remote.sum(axis=0)
     )
-    seconds = float(load.max()) / layout.intra_bandwidth
+    rate = layout.unstaged_intra_bandwidth if layout.staged else layout.intra_bandwidth
+    seconds = float(load.max()) / rate
     if not seconds > intra.seconds:
         return intra
     return LevelCost(intra.steps, intra.bytes, intra.bytes / seconds, intra.trips)

@@ -73,6 +73,13 @@ class Flow:
     last flow of phase ``p`` has finished; different groups run concurrently and share links.
     ``efficiency`` is the achieved fraction of the link rate for this flow's protocol and level
     (calibrated): the flow occupies ``bytes / efficiency`` of link capacity.
+
+    ``cap_bytes_per_s``: the most link capacity (wire bytes/s, as the links' rates) the flow can
+    take whatever room its links have, a limit of its own, not of a link: a pair that talks through
+    host memory (NCCL's SHM transport, ``Topology.shm_pair``) moves no faster than its staging
+    (the route's bandwidth, ``SHM_EFFICIENCY`` of its links' rate), while the links it crosses
+    carry its plain bytes. inf: no such limit. The fluid network takes it as a link of the flow's
+    own of that capacity (``recsim.engine.network``).
     """
 
     src: str
@@ -81,6 +88,7 @@ class Flow:
     phase: int = 0
     group: str = ""
     efficiency: float = 1.0
+    cap_bytes_per_s: float = math.inf
 
     @property
     def wire_bytes(self) -> float:
@@ -529,11 +537,15 @@ class _TopologyFacts:
                     key = (pair, links[edge])
                     entries[key] = entries.get(key, 0.0) + share
         shares = np.zeros((local * local, len(links)))
-        # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) gets
-        # only ``SHM_EFFICIENCY`` of each link's rate: its bytes take 1 / that of the capacity.
-        shm = topology.local_shm_pairs()
+        # A pair that talks through host memory (NCCL's SHM transport, ``Topology.shm_pair``) is
+        # limited by its staging, not by the links: SHM_LINE_FRACTION's own source measured 55.3 GB/s
+        # for a plain host-to-device copy on the host where a staged pair moved 24.5 GB/s a
+        # direction. So its bytes take their plain share of each link here, and its own rate is
+        # bounded on its own (the pair's route bandwidth, ``SHM_EFFICIENCY`` of the links': the
+        # all-to-all's per-pair bound, ``Flow.cap_bytes_per_s`` in the flows). Until 2026-12-07 they
+        # took 1 / SHM_EFFICIENCY of every link, as if each staged byte occupied the link that long.
         for (pair, k), share in entries.items():
-            shares[pair, k] = share / SHM_EFFICIENCY if shm[pair // local, pair % local] else share
+            shares[pair, k] = share
         capacity = np.array([succ[a][b]["bandwidth_bytes_per_s"] for a, b in links], dtype=np.float64)
         shares.setflags(write=False)
         capacity.setflags(write=False)
@@ -802,13 +814,40 @@ class GroupLayout:
         rather than along rings: the sum of its NVLink links' rates (``scale_up_port_bandwidth``;
         through NVSwitch the same figure as ``intra_bandwidth``, on a 4-GPU NVLink mesh the three
         direct links, 3 x 6 x 25 GB/s on H100, where the rings sum to 300 GB/s). A member without
-        scale-up links (PCIe): ``intra_bandwidth``. A peer's own route may be slower still (the
-        all-to-all's per-pair bounds)."""
+        scale-up links (PCIe): ``intra_bandwidth`` over the links (``unstaged_intra_bandwidth``: a
+        route through host memory at its links' rate, not its staging's, which bounds each pair on
+        its own). A peer's own route may be slower still (the all-to-all's per-pair bounds)."""
         known = facts(self.topology)
         ports = [known.scale_up_port_bandwidth(i) for i in self.locals]
-        out = np.array([p if p > 0 else self.intra_bandwidth for p in ports], dtype=np.float64)
+        out = np.array([p if p > 0 else self.unstaged_intra_bandwidth for p in ports], dtype=np.float64)
         out.setflags(write=False)  # shared by every user of this (memoised) layout
         return out
+
+    @cached_property
+    def unstaged_intra_bandwidth(self) -> float:
+        """``intra_bandwidth`` with a route through host memory (NCCL's SHM, ``Topology.shm_pair``)
+        at its links' rate: the rate of the links a rank's point-to-point bytes cross, where
+        ``intra_bandwidth`` is a ring's, whose hops through host memory move at their staging's
+        (``SHM_EFFICIENCY`` of the links', the limit of each staged pair on its own,
+        ``Flow.cap_bytes_per_s``). The same figure where no pair is staged."""
+        topology = self.topology
+        if not topology.local_shm_pairs().any():
+            return self.intra_bandwidth
+        shm = topology.local_shm_pairs()
+        best = math.inf
+        for node, ps in self.by_node.items():
+            if len(ps) < 2:
+                continue
+            loc = self.locals
+            known = facts(topology)
+            hops = zip(ps, ps[1:] + ps[:1], strict=True)
+            rate = min(
+                known.local_route_bandwidth(node, loc[a], loc[b])
+                / (SHM_EFFICIENCY if shm[loc[a], loc[b]] else 1.0)
+                for a, b in hops
+            )
+            best = min(best, rate)
+        return best
 
     @property
     def fabric(self) -> str:
@@ -829,18 +868,38 @@ class GroupLayout:
         the link at its own rate (not the SHM one where peers talk through host memory, NCCL's
         SHM, ``Topology.shm_pair``) and at the network level's efficiency (Simple protocol), as the
         flows carry them; 1 where both rates and efficiencies are the same."""
+        return self._exit_weight(self.intra_bandwidth)
+
+    def _exit_weight(self, intra: float) -> float:
+        """``pcie_exit_weight`` with the peer traffic at ``intra``."""
         succ = self.topology.graph._succ
         own = min(
             (d["bandwidth_bytes_per_s"] for d in succ[self.vertices[0]].values() if d["kind"] == "pcie"),
             default=math.inf,
         )
-        intra = self.intra_bandwidth
         if not (math.isfinite(own) and math.isfinite(intra)):
             return 1.0
         node_level = level_calibration(self.topology, Level.INTRA).protocols.get("simple")
         network = level_calibration(self.topology, Level.INTER).protocols.get("simple")
         ratio = node_level.efficiency / network.efficiency if node_level and network else 1.0
         return min(1.0, intra / own) * ratio
+
+    @cached_property
+    def staged(self) -> bool:
+        """Some ring neighbours inside a node talk through host memory (NCCL's SHM,
+        ``Topology.shm_pair``): their pairs are bounded by their staging
+        (``Flow.cap_bytes_per_s``), the links they cross by their plain bytes
+        (``unstaged_intra_bandwidth``, ``unstaged_exit_weight``)."""
+        return self.unstaged_intra_bandwidth != self.intra_bandwidth
+
+    @cached_property
+    def unstaged_exit_weight(self) -> float:
+        """``pcie_exit_weight`` in bytes of peer traffic at ``unstaged_intra_bandwidth``: the exit's
+        bytes on a rank's PCIe link beside its peer bytes at the links' rate, where peers talk
+        through host memory (``staged``); ``pcie_exit_weight`` where none do."""
+        if not self.staged:
+            return self.pcie_exit_weight
+        return self._exit_weight(self.unstaged_intra_bandwidth)
 
     def home_nics(self, pos: int) -> list[str]:
         """The scale-out NIC vertices of group position ``pos`` (its home NICs)."""

@@ -158,9 +158,20 @@ class CollNetAllReduce(Algorithm):
             # step each way; elsewhere (CollNet Chain) a chain of local - 1 hops each way.
             hops = 1 if _direct(layout) else local - 1
             rank_bytes = 2 * size * (local - 1) / local
+            peer_bytes = rank_bytes
             if layout.pcie_only:  # its shard to the NIC leaves over the same PCIe link
                 rank_bytes += size / local * layout.pcie_exit_weight
             intra = LevelCost(2 * hops, rank_bytes, layout.intra_bandwidth)
+            if layout.pcie_only and layout.staged:
+                # Chain neighbours through host memory (NCCL's SHM): the rank's PCIe link carries
+                # its plain bytes at the links' rate, and each ring pair, which carries the rank's
+                # peer bytes, moves no faster than its route (its staging: the ring's rate).
+                links_s = (
+                    peer_bytes + size / local * layout.unstaged_exit_weight
+                ) / layout.unstaged_intra_bandwidth
+                pair_s = peer_bytes / layout.intra_bandwidth
+                if max(links_s, pair_s) > 0:
+                    intra = LevelCost(2 * hops, rank_bytes, rank_bytes / max(links_s, pair_s))
         # Up the aggregation tree and down in one pass, at NCCL's per-call CollNet network latency
         # (with Direct's arity serialization), in one trip (a route's latency at least: NIC,
         # switches up and down, NIC).

@@ -67,6 +67,7 @@ from recsim.cost.collectives.base import (
     facts,
     group_layout,
     level_calibration,
+    route,
     traffic_matrix,
 )
 from recsim.cost.collectives.fabric import fabric_leaves
@@ -74,7 +75,7 @@ from recsim.cost.compute import elementwise_memory_efficiency
 from recsim.errors import ConfigError
 from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.calibration import CollectiveCalibration, CollectiveProtocol, KernelKind
-from recsim.hardware.topology import ACCELERATOR, SHM_EFFICIENCY, Topology
+from recsim.hardware.topology import ACCELERATOR, Topology
 from recsim.workload.spec import DTYPE_BYTES, wire_bytes_per_value
 
 OpInput = Collective | Sequence[Collective]
@@ -477,9 +478,12 @@ def collective_flows(
         if nodes[f.src]["node"] == nodes[f.dst]["node"] or inter is None:
             efficiency = cost.efficiency[Level.INTRA]
             if topology.shm_pair(f.src, f.dst):
-                # Through host memory (NCCL's SHM transport): the route's links at a fraction of
-                # their rate, as its bandwidth says (``Topology.shm_pair``).
-                efficiency *= SHM_EFFICIENCY
+                # Through host memory (NCCL's SHM transport, ``Topology.shm_pair``): the staging
+                # bounds the pair at its route's bandwidth (``SHM_EFFICIENCY`` of its links' rate),
+                # while its links carry its plain bytes (``Flow.cap_bytes_per_s``).
+                cap = route(topology, f.src, f.dst).bandwidth_bytes_per_s
+                out.append(replace(f, group=head.key, efficiency=efficiency, cap_bytes_per_s=cap))
+                continue
             out.append(replace(f, group=head.key, efficiency=efficiency))
             continue
         via = first_hop(f.src, f.dst) if nodes[f.src]["kind"] == ACCELERATOR else f.src
@@ -540,26 +544,15 @@ def collective_pair_traffic(
     nodes = topology.graph._node
     inter = cost.efficiency.get(Level.INTER)
     intra = cost.efficiency.get(Level.INTRA, inter)
-    # Which accelerators of a node talk through host memory, by local index (node 0's pairs
-    # standing for every node's, as ``Topology.local_shm_pairs`` gives them): ``shm_pair`` without
-    # a path search per pair.
-    shm = topology.local_shm_pairs()
     out: dict[tuple[str, str, float], float] = {}
     for (src, dst), size in summed.items():
-        # As ``collective_flows`` places each flow: the node's level (through host memory for an
-        # SHM pair), else the network, after a PXN relay's hand-over at the node's level.
+        # As ``collective_flows`` places each flow: the node's level (a pair through host memory,
+        # NCCL's SHM, too: its links carry its plain bytes; its staging bounds its rate, which is
+        # no link's load), else the network, after a PXN relay's hand-over at the node's level.
         parts: tuple[tuple[str, str, float], ...]
         a, b = nodes[src], nodes[dst]
         if a["node"] == b["node"] or inter is None:
-            efficiency = cost.efficiency[Level.INTRA]
-            if (
-                a["node"] == b["node"]
-                and a["kind"] == ACCELERATOR == b["kind"]
-                and src != dst
-                and shm[a["index"], b["index"]]
-            ):
-                efficiency *= SHM_EFFICIENCY
-            parts = ((src, dst, efficiency),)
+            parts = ((src, dst, cost.efficiency[Level.INTRA]),)
         else:
             via = first_hop(src, dst) if nodes[src]["kind"] == ACCELERATOR else src
             if via != src and nodes[dst]["kind"] == ACCELERATOR:

@@ -59,9 +59,20 @@ def ring_stage(
             # link it sends its peers on: every byte crosses that link, the exit's at the link's
             # own rate and the network's efficiency (``GroupLayout.pcie_exit_weight``).
             share = (layout.local - 1 + layout.pcie_exit_weight) / layout.local
+            if layout.staged:
+                # Ring neighbours through host memory (NCCL's SHM): the rank's link carries its
+                # plain bytes at the links' rate, and each neighbour pair, used by local - 1 of the
+                # local channels, moves no faster than its route (its staging: the ring's rate).
+                links_s = rank_bytes * (layout.local - 1 + layout.unstaged_exit_weight) / layout.local
+                links_s /= layout.unstaged_intra_bandwidth
+                pair_s = rank_bytes * (layout.local - 1) / layout.local / layout.intra_bandwidth
+                moved = rank_bytes * share
+                rate = moved / max(links_s, pair_s) if moved > 0 else layout.intra_bandwidth
+                intra = LevelCost(steps - inter_steps, moved, rate)
         elif layout.num_nodes >= 2 and not relays_between_nodes(layout):
             share = (layout.local - 1) / layout.local
-        intra = LevelCost(steps - inter_steps, rank_bytes * share, layout.intra_bandwidth)
+        if intra is None:
+            intra = LevelCost(steps - inter_steps, rank_bytes * share, layout.intra_bandwidth)
     inter = None
     if layout.num_nodes >= 2:
         inter = LevelCost(inter_steps, rank_bytes, layout.node_nic_bandwidth)

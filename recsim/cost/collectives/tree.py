@@ -36,11 +36,11 @@ from recsim.cost.collectives.base import (
     first,
     levels,
     register,
+    route,
     route_edge_shares,
 )
 from recsim.cost.collectives.ring import _payload
 from recsim.graph.ir import Collective, CollectiveOp
-from recsim.hardware.topology import SHM_EFFICIENCY
 
 
 def binary_tree_edges(count: int, mirror: bool) -> list[tuple[int, int]]:
@@ -94,6 +94,30 @@ def _chain_channels(layout: GroupLayout) -> list[tuple[list[list[int]], float]]:
     return out
 
 
+def _chain_pair_load(layout: GroupLayout, size: float) -> dict[tuple[int, int], float]:
+    """The bytes each ordered pair of group positions carries in the chains inside the nodes: each
+    chain edge its channel's share of ``size`` each way (reduce up, broadcast down)."""
+    pair_load: dict[tuple[int, int], float] = {}
+    for orders, share in _chain_channels(layout):
+        for chain in orders:
+            for a, b in itertools.pairwise(chain):
+                for pair in ((a, b), (b, a)):
+                    pair_load[pair] = pair_load.get(pair, 0.0) + size * share
+    return pair_load
+
+
+def _busiest_staged_pair_s(layout: GroupLayout, size: float) -> float:
+    """How long the chains' busiest pair through host memory (NCCL's SHM, ``Topology.shm_pair``)
+    takes at its staging's rate, its route's bandwidth (``Flow.cap_bytes_per_s``); 0 if none."""
+    topology = layout.topology
+    worst = 0.0
+    for (a, b), nbytes in _chain_pair_load(layout, size).items():
+        va, vb = layout.vertices[a], layout.vertices[b]
+        if topology.shm_pair(va, vb):
+            worst = max(worst, nbytes / route(topology, va, vb).bandwidth_bytes_per_s)
+    return worst
+
+
 def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCost:
     """The chains' bytes on their busiest link inside a node, as the flows carry them: each chain
     edge carries its channel's share of ``size`` each way (reduce up, broadcast down), summed over
@@ -101,26 +125,25 @@ def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCo
     path's weakest link): where no ring runs over direct links, a chain edge is a route through
     another GPU, whose links it shares with other edges (a reviewer's find: charged at its own
     route's rate, such a tree came out at half its flows' time and won over the ring)."""
-    pair_load: dict[tuple[int, int], float] = {}
-    for orders, share in _chain_channels(layout):
-        for chain in orders:
-            for a, b in itertools.pairwise(chain):
-                for pair in ((a, b), (b, a)):
-                    pair_load[pair] = pair_load.get(pair, 0.0) + size * share
+    pair_load = _chain_pair_load(layout, size)
     topology = layout.topology
     succ = topology.graph._succ
-    # Per link: the bytes, and the capacity they take (a pair through host memory, NCCL's SHM,
-    # gets only SHM_EFFICIENCY of each link: ``Topology.shm_pair``, as the flows carry it).
-    edge_load: dict[tuple[str, str], tuple[float, float]] = {}
+    # Per link: the bytes. A pair through host memory (NCCL's SHM, ``Topology.shm_pair``) puts its
+    # plain bytes on each link and is bounded on its own by its staging, at its route's bandwidth
+    # (``SHM_EFFICIENCY`` of the links': ``Flow.cap_bytes_per_s``, as the flows carry it).
+    edge_load: dict[tuple[str, str], float] = {}
+    worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
     for (a, b), nbytes in pair_load.items():
         va, vb = layout.vertices[a], layout.vertices[b]
-        weight = 1.0 / SHM_EFFICIENCY if topology.shm_pair(va, vb) else 1.0
+        if topology.shm_pair(va, vb):
+            staged = route(topology, va, vb).bandwidth_bytes_per_s
+            seconds = nbytes / staged
+            if seconds > worst_s:
+                worst, worst_s = (nbytes, staged), seconds
         for edge, share in route_edge_shares(topology, va, vb):
-            moved, taken = edge_load.get(edge, (0.0, 0.0))
-            edge_load[edge] = (moved + nbytes * share, taken + nbytes * share * weight)
-    worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
-    for (u, v), (moved, taken) in edge_load.items():
-        seconds = taken / succ[u][v]["bandwidth_bytes_per_s"]
+            edge_load[edge] = edge_load.get(edge, 0.0) + nbytes * share
+    for (u, v), moved in edge_load.items():
+        seconds = moved / succ[u][v]["bandwidth_bytes_per_s"]
         if seconds > worst_s:
             worst, worst_s = (moved, moved / seconds if seconds > 0 else layout.intra_bandwidth), seconds
     return LevelCost(steps, worst[0], worst[1])
@@ -143,11 +166,22 @@ class DoubleBinaryTreeAllReduce(Algorithm):
             local = layout.local
             share = (local - 1) / local if layout.num_nodes >= 2 or local == 2 else 1.0
             rank_bytes = 2 * size * share
+            peer_bytes = rank_bytes
+            exit_bytes = 0.0
             if layout.pcie_only and layout.num_nodes >= 2:
                 # The heads' tree traffic leaves over the same PCIe link: 1/local of it a rank.
                 exit_bytes = size / 2 * tree_degree(layout.num_nodes) / local
                 rank_bytes += exit_bytes * layout.pcie_exit_weight
             intra = LevelCost(2 * (local - 1), rank_bytes, layout.intra_bandwidth)
+            if layout.pcie_only and layout.num_nodes >= 2 and layout.staged:
+                # Chain neighbours through host memory (NCCL's SHM): the rank's PCIe link carries
+                # its plain bytes at the links' rate, and each staged pair moves no faster than its
+                # staging (``_busiest_staged_pair_s``).
+                exit_load = exit_bytes * layout.unstaged_exit_weight
+                links_s = (peer_bytes + exit_load) / layout.unstaged_intra_bandwidth
+                pair_s = _busiest_staged_pair_s(layout, size)
+                if max(links_s, pair_s) > 0:
+                    intra = LevelCost(2 * (local - 1), rank_bytes, rank_bytes / max(links_s, pair_s))
             if layout.fabric == "nvlink_mesh" or (layout.pcie_only and layout.num_nodes == 1):
                 # On a mesh a middle rank's up and down go over different links: each chain link
                 # carries its channel's share both ways, and the busiest link sets the time (the
