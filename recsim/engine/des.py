@@ -154,7 +154,12 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   ``hardware.topology.SHM_EFFICIENCY`` charges every link of a route the staged rate measured for
   one pair, whose source says the staging, not the link, was the limit (a suspect, not changed:
   whether several pairs' staged transfers share a link's rate or each keep the one pair's is not
-  measured in ../shared/reference).
+  measured in ../shared/reference). Since 2026-12-07 both engines run HugeCTR's order (``Runtime.
+  all_reduces_after_exchange``: the all-reduces wait for the a2a_bwd) and a staged pair is capped
+  at its staged rate, its links charged its plain bytes (the second audit's SHM item, below): the
+  links part between the a2a_bwd and the all-reduce is gone (HPE's H200 node: DES without HBM is
+  the analytic step, 3.849 ms), and the PCIe server is in band in both engines (+9.5 % analytic,
+  +7.3 % DES; tests/unit/test_validation.py, where KNOWN_GAPS is defined, has every figure).
 
 **A second audit** (2026-12-07: both engines on the settings of the headline, the PCIe server,
 HPE's n1/n2/n4, Cisco's n8, HGX H100 4-GPU, HGX H200; every op of the reported step compared) found

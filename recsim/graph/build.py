@@ -164,9 +164,11 @@ ByRank = dict[int, list[int]]  # node ids by rank
 # one never queues behind another (HugeCTR 3.x's hybrid embedding: its IbComm all-to-all and one-shot
 # all-reduce). A framework whose collectives share one process group, hence one NCCL stream (TorchRec,
 # DLE: ``Runtime.shared_comm_queue``), puts them all on ``LANE_EMBEDDING``, in issue order. HugeCTR's
-# embedding collection (the DCNv2 runs) is not modelled that way yet, though its all-to-alls and
-# all-reduces all go through the GPU's one NCCL communicator, which runs them one at a time
-# (tests/unit/test_validation.py, the SHARP-off multi-node note).
+# embedding collection (the DCNv2 runs) issues its backward all-to-all and its all-reduces on streams
+# of their own, but through the GPU's one NCCL communicator, which runs them one at a time in issue
+# order: its all-reduces keep ``LANE_DENSE`` and wait for the backward exchange
+# (``Runtime.all_reduces_after_exchange``), while its intra-node exchange parts, copy kernels rather
+# than NCCL, keep theirs on ``LANE_EMBEDDING``.
 LANE_EMBEDDING = 0
 LANE_DENSE = 1
 LANE_INPUT = 2
@@ -1598,6 +1600,12 @@ def build_training_step(
     chain_buckets = _buckets(chain.grads, *dense_caps)
     bucket_names = [f"allreduce_bucket{k}" for k in range(len(chain_buckets) + 1)]
 
+    # A framework whose one NCCL communicator runs the backward exchange before the gradient
+    # all-reduces (``Runtime.all_reduces_after_exchange``: HugeCTR's embedding collection): the
+    # first all-reduce of a rank waits for its exchange, the others follow on their lane.
+    after_exchange = bld.world > 1 and framework.all_reduces_after_exchange(plan)
+    exchanged_by: dict[int, list[int]] = {}
+
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
         """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
         ``extra_deps``) join the last bucket, or form one of their own on a rank without dense ones."""
@@ -1609,13 +1617,20 @@ def build_training_step(
         for k, (size, deps) in enumerate(buckets):
             name = bucket_names[k]
             op = all_reduce(name, size, grad_dtype)
+            if k == 0 and exchanged_by.get(r):
+                deps = [*deps, *exchanged_by[r]]
             bucket_ids[r].append(bld.add(r, name, Stream.COMM, op, deps, "backward", lane=bld.dense_lane))
 
-    if not grouped and bld.world > 1:
+    if not grouped and bld.world > 1 and not after_exchange:
         for r in bld.built:  # a folded rank has no all-reduce part to keep (not an all-to-all)
             dense_buckets(r)
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
+    if after_exchange:
+        exchanged_by.update((r, list(ids)) for r, ids in a2a_bwd.items() if ids)
+        if not grouped:
+            for r in bld.built:
+                dense_buckets(r)
     if mp_rank is not None:
         # The bottom MLP's output gradients come back in the backward all-to-all; its weights live
         # on one rank only, so they are not all-reduced.
@@ -1679,7 +1694,10 @@ def build_training_step(
                     key = f"dp_allreduce_bucket{k}"
                     k += 1
                     op = all_reduce(key, size, dtype)
-                    nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=bld.dense_lane)
+                    deps = [last_node]
+                    if not bucket_ids[r] and exchanged_by.get(r):  # the rank's first all-reduce
+                        deps.extend(exchanged_by[r])
+                    nid = bld.add(r, key, Stream.COMM, op, deps, "backward", lane=bld.dense_lane)
                     bucket_ids[r].append(nid)
                     reduced.setdefault(r, []).append(nid)
         bld.replicated_updates(batch, reduced)

@@ -345,6 +345,15 @@ class Runtime(ABC):
         it, the dense forward beside the sort makes the dgx-h100 DCNv2 step about 6 % longer)."""
         return False
 
+    def all_reduces_after_exchange(self, plan: Plan) -> bool:
+        """Whether the gradient all-reduces of ``plan`` wait for the backward all-to-all though the
+        framework issues them on streams of their own: its collectives all go through one NCCL
+        communicator, which runs them one at a time in issue order, and the exchange is issued
+        first. The graph builder makes the first gradient all-reduce depend on the rank's backward
+        exchange; the others follow it on their lane (``recsim.graph.build``). A framework whose
+        collectives share one stream too (``shared_comm_queue``) has that order from its lane."""
+        return False
+
     def global_batch_input(self, plan: Plan) -> bool:
         """Whether every rank of ``plan`` gets the whole global batch's input, read once per node
         and copied to its GPUs, rather than its own samples and an all-to-all of the indices."""
@@ -626,6 +635,25 @@ class Fused(Runtime):
         # TBE backward with the optimizer's HBM stream and another gather overstates it (the
         # engines share no SMs between lanes, and the analytic engine no HBM either: DES shares
         # it, ``recsim.engine.hbm``), and how much the kernels slow each other is unmeasured.
+        return "routed_rows" not in plan_features(plan)
+
+    def all_reduces_after_exchange(self, plan: Plan) -> bool:
+        # HugeCTR's embedding collection (the DCNv2 runs): HugeCTR/src/pybind/model_pipeline.cpp
+        # (``create_train_pipeline_with_ebc``) runs the backward all-to-all on the "mp" stream once
+        # the top network's backward is done, and on the default stream, after the whole network
+        # backward, the dense weight-gradient all-reduce (one ncclAllReduce of the grouped fp16
+        # wgrad buffer: src/exchange_wgrad.cpp, collectives/all_reduce_comm.cu) and then the
+        # replicated tables' all-reduce (embedding/operators/communication.cpp). Every NCCL call
+        # goes through the GPU's one communicator (GPUResource::get_nccl, include/gpu_resource.hpp;
+        # the embedding's resource manager hands out the same one, core/hctr_impl/hctr_backend.hpp),
+        # and NCCL runs a communicator's operations one after another whatever their streams (its
+        # maintainer in https://github.com/NVIDIA/nccl/issues/574; the deviceStream dependencies
+        # of enqueue.cc quoted in https://github.com/NVIDIA/nccl/issues/1476). So the all-reduces
+        # run after the backward all-to-all, not beside it. The hierarchical exchange's intra-node
+        # parts are peer-memory copy kernels (embedding/operators/hier_model_forward.cu), not NCCL:
+        # they keep their places. Not modelled: the next step's forward all-to-all queued behind
+        # this step's all-reduces. The hybrid embedding (DLRM v1) exchanges through its own IbComm,
+        # not NCCL (``recsim.graph.build``'s lanes), so it keeps them apart.
         return "routed_rows" not in plan_features(plan)
 
     def global_batch_input(self, plan: Plan) -> bool:

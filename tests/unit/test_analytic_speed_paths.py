@@ -1729,6 +1729,10 @@ def reference_build_training_step(
     grads_by_rank: dict[int, list[tuple[str, float, int]]] = defaultdict(list)
     for name, size, rank, nid in grads:
         grads_by_rank[rank].append((name, size, nid))
+    # (Since: HugeCTR's embedding collection's first gradient all-reduce waits for the backward
+    # exchange, its one NCCL communicator's order: ``Runtime.all_reduces_after_exchange``.)
+    after_exchange = bld.world > 1 and framework.all_reduces_after_exchange(plan)
+    exchanged_by: dict[int, list[int]] = {}
 
     def dense_buckets(r: int, extra_bytes: float = 0.0, extra_deps: Sequence[int] = ()) -> None:
         """Rank ``r``'s gradient all-reduces; ``extra_bytes`` (grouped replicated rows, ready after
@@ -1747,15 +1751,22 @@ def reference_build_training_step(
                 grad_dtype,
                 algorithm=gradient_algorithm,
             )
+            if k == 0 and exchanged_by.get(r):
+                deps = [*deps, *exchanged_by[r]]
             bucket_ids[r].append(
                 bld.add(r, f"allreduce_bucket{k}", Stream.COMM, op, deps, "backward", lane=bld.dense_lane)
             )
 
-    if not grouped and bld.world > 1:
+    if not grouped and bld.world > 1 and not after_exchange:
         for r in range(bld.world):
             dense_buckets(r)
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
+    if after_exchange:
+        exchanged_by.update((r, list(ids)) for r, ids in a2a_bwd.items() if ids)
+        if not grouped:
+            for r in range(bld.world):
+                dense_buckets(r)
     if mp_rank is not None:
         # The bottom MLP's output gradients come back in the backward all-to-all; its weights live
         # on one rank only, so they are not all-reduced.
@@ -1816,7 +1827,10 @@ def reference_build_training_step(
                     dtype,
                     algorithm=gradient_algorithm,
                 )
-                nid = bld.add(r, key, Stream.COMM, op, [last_node], "backward", lane=bld.dense_lane)
+                deps = [last_node]
+                if not bucket_ids[r] and exchanged_by.get(r):  # the rank's first all-reduce
+                    deps.extend(exchanged_by[r])
+                nid = bld.add(r, key, Stream.COMM, op, deps, "backward", lane=bld.dense_lane)
                 bucket_ids[r].append(nid)
                 reduced[r].append(nid)
         # Each rank's replicated shards, stepped whole after their all-reduces: one node per fused

@@ -337,8 +337,10 @@ def test_faster_pcie_can_move_a_collective_under_a_kernel_and_is_never_slower_wi
     # reduction was priced as a kernel of its own (``recsim.cost.compute._gemm_kernel``); 1.8363 ms
     # before the TBE sort stage streamed at its own efficiency and the update stage was refitted
     # (``recsim.cost.embedding.gpu.SORT_EFFICIENCY``); 1.8920 ms before the update stage's visit to
-    # each unique row went at its own rate (``recsim.cost.embedding.gpu.row_visit_efficiency``)
-    assert slow == pytest.approx(1.8551e-3, rel=1e-4)
+    # each unique row went at its own rate (``recsim.cost.embedding.gpu.row_visit_efficiency``);
+    # 1.8551 ms before HugeCTR's gradient all-reduces waited for the backward all-to-all, its one
+    # NCCL communicator's order (``Runtime.all_reduces_after_exchange``; patched off, 1.8551 again)
+    assert slow == pytest.approx(1.9244e-3, rel=1e-4)
     assert fast == pytest.approx(1.0121 * slow, rel=1e-3)
     base = step_s(False)
     for sets in (
