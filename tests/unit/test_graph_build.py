@@ -85,10 +85,13 @@ def test_training_step_by_hand(tiny):
     # bottom layer's input gradient (64 per sample) and one of the dot interaction's two backward
     # products (72 per sample: the fused kernel runs one, ``_dot_interaction_op``), plus top0's
     # GEMMs over the zero column HugeCTR's interaction writes after its 4 + 3 outputs (its next
-    # layer reads 8 -> 6: 2 x 1 x 6 = 12 per sample each, three GEMMs) (+ loss), and the optimizer's
-    # 5 FLOPs a parameter on each rank, top0's 6 padding-column weights too (``PADDED_PARAMS``)
+    # layer reads 8 -> 6: 2 x 1 x 6 = 12 per sample each, three GEMMs) (+ the loss's 11 FLOPs a
+    # sample, ``BCE_FLOPS_PER_SAMPLE``), and the optimizer's 7 FLOPs a parameter (Adagrad,
+    # ``OPTIMIZER_FLOPS_PER_PARAM``) on each rank, top0's 6 padding-column weights too
+    # (``PADDED_PARAMS``). History: 7738 while the loss counted 8 and Adagrad 5 (both recounted from
+    # their sources by a constants audit, 2026-12-07).
     assert total_flops(g) == pytest.approx(
-        (3 * 296 + 3 * 12 - 64 - 72) * 8 + 2 * 8 * 4 + 5.0 * PADDED_PARAMS * 2
+        (3 * 296 + 3 * 12 - 64 - 72) * 8 + 2 * 11 * 4 + 7.0 * PADDED_PARAMS * 2
     )
 
 
@@ -713,7 +716,9 @@ def test_a_cross_layer_is_its_two_gemms_and_an_elementwise_kernel(tiny):
     ready = [
         g.by_id[d].name for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket") for d in n.deps
     ]
-    assert ready[:3] == ["top0_wgrad_bwd", "cross1_v_wgrad_bwd", "cross0_v_wgrad_bwd"]
+    # The first bucket also waits for the backward all-to-all: HugeCTR's one NCCL communicator runs
+    # the exchange before the all-reduces (``Runtime.all_reduces_after_exchange``).
+    assert ready[:4] == ["top0_wgrad_bwd", "a2a_bwd", "cross1_v_wgrad_bwd", "cross0_v_wgrad_bwd"]
 
 
 def test_hugectr_runs_the_cross_weight_gradients_on_a_lane_of_their_own(tiny):
@@ -815,8 +820,10 @@ def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
     assert deps("interaction_bwd") == ["top0_dgrad_bwd", "top0_wgrad_bwd"]
     assert deps("bottom1_dgrad_bwd") == ["interaction_bwd"]
     assert deps("bottom0_wgrad_bwd") == ["bottom1_dgrad_bwd"]
-    # The bucket waits for the lane's last node, the optimizer for it and the chain's end.
-    assert deps("allreduce_bucket0") == ["bottom0_wgrad_bwd"]
+    # The bucket waits for the lane's last node and (HugeCTR's one NCCL communicator:
+    # ``Runtime.all_reduces_after_exchange``) the backward all-to-all, the optimizer for it and the
+    # chain's end.
+    assert deps("allreduce_bucket0") == ["bottom0_wgrad_bwd", "a2a_bwd"]
     assert deps("dense_optimizer") == ["bottom1_dgrad_bwd", "bottom0_wgrad_bwd", "allreduce_bucket0"]
     # top0 (7 -> 6, reading the 7 outputs of HugeCTR's interaction and the zero column it writes
     # after them: 8 -> 6, ``Fused.dot_output_padding``): dX[4, 8] = dY[4, 6] W^T reads dY and W,
@@ -847,7 +854,10 @@ def test_hugectr_runs_the_mlp_weight_gradients_on_the_wgrad_lane(tiny):
     ready = [
         g.by_id[d].name for n in g.rank_nodes(0) if n.name.startswith("allreduce_bucket") for d in n.deps
     ]
-    assert ready == [f"{x}_wgrad_bwd" for x in ("top1", "top0", "bottom1", "bottom0")]
+    # The first bucket also waits for the backward all-to-all (HugeCTR's one NCCL communicator:
+    # ``Runtime.all_reduces_after_exchange``).
+    wgrads = [f"{x}_wgrad_bwd" for x in ("top1", "top0", "bottom1", "bottom0")]
+    assert ready == [wgrads[0], "a2a_bwd", *wgrads[1:]]
     # The PyTorch runtimes keep a linear layer's backward one node on lane 0 (autograd's two GEMMs
     # on one stream, beta = 0).
     for runtime_name in ("eager", "cuda_graphs"):
