@@ -158,8 +158,10 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   all_reduces_after_exchange``: the all-reduces wait for the a2a_bwd) and a staged pair is capped
   at its staged rate, its links charged its plain bytes (the second audit's SHM item, below): the
   links part between the a2a_bwd and the all-reduce is gone (HPE's H200 node: DES without HBM is
-  the analytic step, 3.849 ms), and the PCIe server is in band in both engines (+9.5 % analytic,
-  +7.3 % DES; tests/unit/test_validation.py, where KNOWN_GAPS is defined, has every figure).
+  the analytic step, 3.849 ms), and the PCIe server is in band in both engines (-1.2 % analytic,
+  -3.0 % DES on NCCL's intra-node ring, ``DoubleBinaryTreeAllReduce.auto_for``; +9.5 / +7.3 % while
+  the automatic choice could take recsim's chain there; tests/unit/test_validation.py, where
+  KNOWN_GAPS is defined, has every figure).
 
 **A second audit** (2026-12-07: both engines on the settings of the headline, the PCIe server,
 HPE's n1/n2/n4, Cisco's n8, HGX H100 4-GPU, HGX H200; every op of the reported step compared) found

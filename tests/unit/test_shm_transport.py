@@ -218,3 +218,22 @@ def test_host_copies_take_the_pcie_efficiency_only_over_pcie():
             node.host_bandwidth_bytes_per_s_per_accelerator * efficiency
         )
         assert cost.transfer_s(op) == pytest.approx(expected), name
+
+
+@pytest.mark.parametrize("size", [2**10, 2**20, 64 * 2**20, 2**30])
+def test_the_automatic_all_reduce_inside_one_node_is_never_the_tree(size):
+    # NCCL's tuner never takes Tree inside one node (src/graph/tuning.cc: the same 2 (n - 1) steps,
+    # algorithm bandwidth 0.5 of the bus's against the ring's n / (2 (n - 1))). On the PCIe server,
+    # whose staged pairs are capped in each direction, recsim's own chain would finish first at
+    # large sizes; the automatic choice keeps the ring there, and Tree still runs when named.
+    topology = _server()
+    coll = Collective(CollectiveOp.ALL_REDUCE, "x", tuple(range(8)), size, "fp16")
+    cost = collective_cost(coll, topology)
+    assert cost.algorithm == "ring"
+    if size >= 64 * 2**20:
+        assert collective_cost(coll, topology, "tree").time_s < cost.time_s
+    # Across two nodes the tree stays a candidate, and wins a small all-reduce (its log2 steps
+    # across the network against the ring's 2 (n - 1)).
+    two = build_topology(load_system("h100-pcie-server", nodes=2))
+    across = Collective(CollectiveOp.ALL_REDUCE, "x", tuple(range(16)), 2**10, "fp16")
+    assert collective_cost(across, two).algorithm == "tree"

@@ -1137,6 +1137,11 @@ class Algorithm(ABC):
         """Why this algorithm cannot run ``op`` here, or None if it can."""
         return None
 
+    def auto_for(self, op: Collective, layout: GroupLayout) -> bool:
+        """Whether the automatic choice considers it for ``op`` on ``layout`` (``auto``, unless the
+        tuner it stands for would never pick it there though it can run)."""
+        return self.auto
+
     # The protocols: each is one way to run the algorithm, costed with its constants per level;
     # the fastest wins (``recsim.cost.collectives.model``). An algorithm whose protocol changes
     # what moves where (CollNet's NVLS part inside a node) says so in the three hooks below.

@@ -299,13 +299,15 @@ def _algorithms(head: Collective, layout: GroupLayout, name: str | None) -> list
             raise ConfigError(f"algorithm {name!r} cannot run {head.op.value} here: {reason}")
         return [alg]
     found = [
-        a for a in REGISTRY.values() if a.auto and head.op in a.ops and a.unavailable(head, layout) is None
+        a
+        for a in REGISTRY.values()
+        if a.auto_for(head, layout) and head.op in a.ops and a.unavailable(head, layout) is None
     ]
     if not found:
         reasons = [
             f"{a.name}: {a.unavailable(head, layout)}"
             for a in REGISTRY.values()
-            if a.auto and head.op in a.ops
+            if a.auto_for(head, layout) and head.op in a.ops
         ]
         detail = "; ".join(reasons) if reasons else "none implements it"
         raise ConfigError(f"no collective algorithm can run {head.op.value} here ({detail})")

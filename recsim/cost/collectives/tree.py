@@ -12,8 +12,9 @@ different links: the chains follow the node's rings (``_chain_channels``) and th
 the time (``_busiest_chain_link``). Without NVLink the heads' network bytes cross the same PCIe
 link as the chain's. Latency is what makes it worth having: ``2 (local - 1)`` intra-node plus
 ``2 ceil(log2 nodes)`` network steps instead of the ring's ``2 (n - 1)`` (NCCL's tuning model
-counts them the same way). Inside one node it never beats the ring (same steps, more bytes), as in
-NCCL.
+counts them the same way). Inside one node it costs the ring's steps and more bytes, and the
+automatic choice never takes it there (``auto_for``: NCCL's tuner does not), even where a staged
+pair's per-direction cap would let its chain finish first; asked for by name, it runs.
 
 Flows: the chains of ``_chain_channels`` (``local`` channels across nodes, as the ring's), both
 trees, one pipelined phase: every tree edge carries half its channel's share each way, every chain
@@ -153,6 +154,19 @@ def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCo
 class DoubleBinaryTreeAllReduce(Algorithm):
     name = "tree"
     ops = frozenset({CollectiveOp.ALL_REDUCE, CollectiveOp.BARRIER})
+
+    def auto_for(self, op: Collective, layout: GroupLayout) -> bool:
+        # NCCL's tuner never picks Tree inside one node (it still runs when asked for by name):
+        # its model (src/graph/tuning.cc, ncclTopoTuneModel) counts 2 (n - 1) intra-node steps
+        # for either on one node, at per-step latencies (hwLat) no lower for Tree, and converts
+        # bus to algorithm bandwidth with ``ratio = (a != NCCL_ALGO_RING) ? .5 : nRanks / nsteps``,
+        # 0.5 for Tree against n / (2 (n - 1)) for Ring, Tree's bus bandwidth also capped at 0.92
+        # of the graph's: Ring wins at every size on the same graph. recsim's own
+        # chain can come out ahead where a pair's per-direction cap is the limit (a PCIe node
+        # whose pairs stage through host memory: a chain sends S each way on a pair, a ring
+        # 2 (n - 1) / n S one way), but NCCL would not run it there: on MLPerf v3.1's 8 x H100
+        # PCIe server the case is -1.2 % with the ring, +9.5 % had the chain been chosen.
+        return self.auto and len(set(layout.nodes)) >= 2
 
     def stages(self, op: Collective | Sequence[Collective], layout: GroupLayout) -> list[Stage]:
         if layout.n < 2:
