@@ -295,6 +295,11 @@ class _Builder:
         # The framework, where it shapes the lookups (``Runtime.lookup_output_dtype``).
         self.runtime: Runtime | None = None
         self.node_size: int | None = None  # ranks per node where row splits reduce per node
+        # The last ``pooled_exchange``'s parts that go through the framework's NCCL communicator,
+        # by rank: its all-to-all and a flat row split's collectives, not a row split reduced per
+        # node (``node_size``: HugeCTR's Hierarchical strategy copies those between the node's GPUs
+        # with kernels of its own; ``Runtime.all_reduces_after_exchange`` orders NCCL's only).
+        self.communicator_parts: dict[int, list[int]] = {}
         self.global_input = False  # every rank gets the whole batch (Runtime.global_batch_input)
         self.per_rank_input = False  # each rank reads its own features (Runtime.per_rank_feature_input)
         self.h2d: dict[int, int] = {}  # rank -> its next-batch H2D copy node
@@ -944,6 +949,12 @@ class _Builder:
             scatter_dtype, gather_dtype = row_split_wire_dtypes(self.comm_dtype)
         out: dict[int, list[int]] = defaultdict(list)
         reduce_ids: dict[int, list[int]] = defaultdict(list)
+        # Per node (``node_size``), a row split's reduce-scatter and all-gather are HugeCTR's
+        # peer-memory copy kernels (hier_model_parallel_embedding.cpp, ``backward_per_gpu``: the
+        # NCCL all-to-all ``hier_communicate``, then ``intra_model_backward``), not NCCL calls.
+        copies = self.node_size is not None
+        nccl: dict[int, list[int]] = defaultdict(list)
+        self.communicator_parts = nccl
         if forward:
             for ranks, dim in groups.items():
                 key = f"rw_fwd:{_group_label(ranks, self.world)}"
@@ -955,6 +966,8 @@ class _Builder:
                     nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
+                    if not copies:
+                        nccl[r].append(nid)
         a2a: dict[int, int] = {}
         if exchange.any_all_to_all:
             key = "a2a_fwd" if forward else "a2a_bwd"
@@ -975,6 +988,7 @@ class _Builder:
                 deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
                 a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
                 out[r].append(a2a[r])
+                nccl[r].append(a2a[r])
             self._record_folded(key, folded)
         if not forward:
             for ranks, dim in groups.items():
@@ -983,7 +997,10 @@ class _Builder:
                 op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, gather_dtype)
                 for r in ranks:
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
-                    out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
+                    nid = self.add(r, key, Stream.COMM, op, deps, phase)
+                    out[r].append(nid)
+                    if not copies:
+                        nccl[r].append(nid)
         return out
 
     def _a2a_parts(
@@ -1627,7 +1644,9 @@ def build_training_step(
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
     if after_exchange:
-        exchanged_by.update((r, list(ids)) for r, ids in a2a_bwd.items() if ids)
+        # The exchange's NCCL parts (``communicator_parts``): not a node-level row split's gathers,
+        # copy kernels the all-reduce does not queue behind (until 2026-12-07 it waited for them).
+        exchanged_by.update((r, list(ids)) for r, ids in bld.communicator_parts.items() if ids)
         if not grouped:
             for r in bld.built:
                 dense_buckets(r)

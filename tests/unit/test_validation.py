@@ -438,21 +438,26 @@ def test_end_to_end_case_within_band(case_id):
 # collectives running at full speed over the same PCIe links at once. Since 2026-12-07 recsim runs
 # them in the communicator's order and caps the SHM pairs rather than charging their links
 # (hardware.topology): the PCIe case -1.2 % analytic, -3.0 % DES on NCCL's intra-node ring
-# (+9.5 / +7.3 % while recsim could pick its chain there); HPE n2 +6.8 / +6.4 %.
+# (+9.5 / +7.3 % while recsim could pick its chain there); HPE n2 +6.8 / +6.4 % while the
+# all-reduce also waited for the node's gather copies after the all-to-all (a review's find), +12.7 /
+# +6.9 % since it waits for the NCCL all-to-all only (``recsim.graph.build``, ``communicator_parts``).
 def test_des_validation_shares_links_only_where_ops_overlap_on_them():
     """``run_cases(fidelity="des")``: DLRM v1 on one DGX A100 puts no two ops on one link at once
     (its all-to-alls and grouped all-reduce run one after another), so both engines give the same
     step; HPE's two HGX H200 nodes run the dense-gradient all-reduce after the backward all-to-all
-    (HugeCTR's one NCCL communicator), so no NIC is shared between them any more and DES is slower
-    only by what still overlaps (HBM beside the side lanes' kernels)."""
+    (HugeCTR's one NCCL communicator), so no NIC is shared between them, but beside the node's
+    gather copies that follow the all-to-all, whose links it shares in DES: slower by that."""
     one_id, two_id = "mlperf-train-v2.1-dlrmv1-dgxa100x1", "mlperf-train-v5.0-dcnv2-hgxh200-hpe-n2"
     analytic = {r.id: r for r in run_cases([one_id, two_id])}
     des = {r.id: r for r in run_cases([one_id, two_id], fidelity="des")}
     assert des[one_id].predicted == pytest.approx(analytic[one_id].predicted, rel=1e-12)
     assert (analytic[one_id].fidelity, des[one_id].fidelity) == ("analytic", "des")
-    # 0.4 points since HugeCTR's communicator order (+6.8 % analytic, +6.4 % DES); 8.3 points
-    # before it (+16.1 -> +7.8 %): the a2a_bwd 174 -> 290 us, its NIC shared with the all-reduce.
-    assert 0.99 * analytic[two_id].predicted < des[two_id].predicted < analytic[two_id].predicted
+    # 5.7 points since the all-reduce waits for the NCCL all-to-all only, not the gather copies
+    # after it (+12.7 % analytic, +6.9 % DES; +7.3 % DES with its HBM links left out, so the links);
+    # 0.4 points while it waited for those copies too (+6.8 %, +6.4 %: the check was 0.99 x to 1 x);
+    # 8.3 points before the order (+16.1 -> +7.8 %): the a2a_bwd 174 -> 290 us, its NIC shared with
+    # the all-reduce.
+    assert 0.94 * analytic[two_id].predicted < des[two_id].predicted < 0.96 * analytic[two_id].predicted
     # The fits run no engine: the same figure either way.
     (fit,) = run_cases(["gemm-a100-heldout"], fidelity="des")
     assert fit.error == run_cases(["gemm-a100-heldout"])[0].error
