@@ -536,3 +536,48 @@ def test_a_tree_whose_chain_edges_cross_another_gpu_is_charged_their_shared_link
         collective_time_flows_s(op, V1, "tree"), rel=1e-6
     )
     assert choose_algorithm(op, V1)[0] == "ring"
+
+
+@st.composite
+def capped_flow_sets(draw: st.DrawFn) -> list[Flow]:
+    """``flow_sets`` with some flows capped (``Flow.cap_bytes_per_s``) at a fraction of their
+    route's bandwidth, some uncapped, in two groups, some without bytes."""
+    flows = draw(flow_sets())
+    out = []
+    for f in flows:
+        fraction = draw(st.sampled_from([math.inf, 0.05, 0.3, 0.9, 1.5]))
+        cap = fraction * H2.route(f.src, f.dst).bandwidth_bytes_per_s
+        size = draw(st.sampled_from([0.0, 1e6, 1e9]))
+        out.append(replace(f, bytes=size, group=draw(st.sampled_from("ab")), cap_bytes_per_s=cap))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(capped_flow_sets())
+def test_capped_flows_keep_their_caps_and_links_and_both_fluid_networks_agree(flows):
+    """A capped flow's link of its own (``with_own_links``) bounds it and nothing else: no flow above
+    its cap, no link above its capacity, each capped flow at least its wire bytes / cap late, and the
+    DES network (``FluidNetwork``, a transfer per group) ends each group when
+    ``simulate_flows_detailed`` does."""
+    alloc = max_min_rates(flows, H2)
+    for f, wire in zip(flows, alloc.wire_rates, strict=True):
+        assert wire <= f.cap_bytes_per_s * (1 + 1e-9)
+    for edge, load in alloc.edge_load.items():
+        assert load <= alloc.capacity[edge] * (1 + 1e-9)
+    result = simulate_flows_detailed(flows, H2)
+    for f, end in zip(flows, result.flow_finish_s, strict=True):
+        assert end >= f.wire_bytes / f.cap_bytes_per_s * (1 - 1e-9)
+    env = simpy.Environment()
+    net = FluidNetwork(env, H2)
+    ends: dict[str, float] = {}
+
+    def watch(group: str):
+        yield net.transfer([f for f in flows if f.group == group])
+        ends[group] = env.now
+
+    for group in sorted({f.group for f in flows}):
+        env.process(watch(group))
+    env.run()
+    assert ends.keys() == result.group_finish_s.keys()
+    for group, end in ends.items():
+        assert end == pytest.approx(result.group_finish_s[group], rel=1e-9, abs=1e-15)
