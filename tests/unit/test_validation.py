@@ -86,6 +86,12 @@ KNOWN_GAPS: dict[str, str] = {}
 # (``DoubleBinaryTreeAllReduce.auto_for``, src/graph/tuning.cc's bandwidth ratios); on the ring the
 # PCIe server is -1.2 % analytic (+9.5 % on the chain), -3.0 % DES (+7.3 %), and validate stands at
 # 6.03 %, -2.16 %, 45 (DCNv2 5.10 %, -3.87 %, 35); DES 6.98 %, -3.20 %, 45 (DCNv2 6.33 %, -5.21 %).
+# A review then found the first all-reduce waiting for a node-level row split's gather copies too,
+# which HugeCTR runs after its NCCL all-to-all, outside the communicator (``recsim.graph.build``,
+# ``communicator_parts``): since it waits for the NCCL parts only, 6.20 %, -1.60 %, 45 (DCNv2 5.32 %,
+# -3.15 %): HPE n2 +12.7 %, n4 +8.0 %, Cisco n8 +8.4 %, Eos n8 -5.7 / -8.1 %, n16 -5.1 / -7.9 %. DES
+# 7.42 %, -3.73 %, 43 in band: Eos v4.1 n8 -16.7 % and n16 -15.3 % out (their all-reduce now beside
+# the gather copies, sharing NVLink with them); `recsim validate` runs the analytic engine.
 # Cisco's 8-node RoCE case (mlperf-train-v5.1-dcnv2-dgxh100-cisco-n8) was listed here at +16.3 %
 # (+28.4 % before the cross-layer split, +7.5 % with the split alone). It passes narrowly, +13.8 %
 # (+14.3 % before MLPerf's fixed multi-hot rows and the update's row-visit rate, +6.3 % with the rows
