@@ -159,6 +159,13 @@ OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
 
 ByRank = dict[int, list[int]]  # node ids by rank
 
+# The streams as module constants: ``Stream.COMPUTE`` is a class attribute of an enum, which
+# CPython 3.11 looks up generically on every read (no specialisation for a class with a metaclass
+# of its own: about 120 ns, several times a plain global's), and the builder names a stream for
+# every node it adds (some 300 reads an evaluation at 128 GPUs). The members themselves.
+_HOST, _COPY, _COMM, _COMPUTE = Stream.HOST, Stream.COPY, Stream.COMM, Stream.COMPUTE
+
+
 # Communication lanes (in-order queues of a rank's comm stream) of a framework that runs the input
 # distribution, the embedding exchanges and the gradient all-reduce on streams of their own, so that
 # one never queues behind another (HugeCTR 3.x's hybrid embedding: its IbComm all-to-all and one-shot
@@ -370,6 +377,38 @@ class _Builder:
         self.next_id = nid + 1
         return nid
 
+    def add_each(
+        self,
+        ranks: Sequence[int],
+        name: str | list[str],
+        stream: Stream,
+        ops: Sequence[Op],
+        deps: Sequence[Sequence[int]],
+        phase: str,
+        lane: int = 0,
+    ) -> range:
+        """One node per entry of ``ranks`` (ranks that get nodes: none folded), in that order, named
+        ``name`` (or ``name[i]``, a list) on ``stream`` and ``lane``, the ``i``-th with ``ops[i]``
+        and ``deps[i]``; returns
+        their ids. The nodes ``add`` makes one call at a time, laid down a column at a time: the
+        per-rank passes (the input pipeline, the exchanges, the gradient all-reduces, the
+        optimizer) add some 200 nodes an evaluation at 128 GPUs, each call of ``add`` a function
+        call and eight appends (about 2 M machine instructions together, callgrind)."""
+        n = len(ranks)
+        base = self.next_id
+        columns = self.columns
+        columns.ids.extend(range(base, base + n))
+        columns.ranks.extend(ranks)
+        columns.names.extend([name] * n if isinstance(name, str) else name)
+        columns.streams.extend([stream] * n)
+        columns.ops.extend(ops)
+        # As ``add``: at most one dependency needs no de-duplication.
+        self.deps.extend([tuple(d) if len(d) < 2 else tuple(dict.fromkeys(d)) for d in deps])
+        columns.lanes.extend([lane] * n)
+        columns.phases.extend([phase] * n)
+        self.next_id = base + n
+        return range(base, base + n)
+
     def _record_folded(self, key: str, parts: dict[int, Collective]) -> None:
         """Records the folded ranks' all-to-all ``parts`` (rank -> part, in rank order) of the
         collective ``key`` at once: the entries one ``add`` per folded rank would have made, in the
@@ -494,25 +533,37 @@ class _Builder:
             if shared:
                 self.ops.keep_inputs(key, kept)
         _, load_op, h2d_op, laid, folded = kept
-        for r in self.built:
-            load = self.add(r, "data_loading", Stream.HOST, load_op, phase="input")
-            self.h2d[r] = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
-        for r, part in laid:
-            if part is None:
-                # A folded rank: its part is in ``folded`` (what ``add`` would have kept), and -1
-                # is the id nothing reads.
-                self.input_ready[r] = -1
-                continue
-            copy = (self.h2d[r],)
-            nid = self.add(
-                r,
-                "input_dist",
-                Stream.COMM,
-                part,
-                () if self.lagged_input else copy,
-                "input",
-                lane=self.input_lane,
-            )
+        # Each built rank's loading, then its copy after it (``add`` per node, laid down in bulk:
+        # ``add_each``'s columns, interleaved).
+        built = self.built
+        n = len(built)
+        base = self.next_id
+        columns = self.columns
+        columns.ids.extend(range(base, base + 2 * n))
+        columns.ranks.extend([r for r in built for _ in range(2)])
+        columns.names.extend(["data_loading", "h2d_next_batch"] * n)
+        columns.streams.extend([_HOST, _COPY] * n)
+        columns.ops.extend([load_op, h2d_op] * n)
+        self.deps.extend([d for load in range(base, base + 2 * n, 2) for d in ((), (load,))])
+        columns.lanes.extend([0] * (2 * n))
+        columns.phases.extend(["input"] * (2 * n))
+        self.next_id = base + 2 * n
+        self.h2d.update(zip(built, range(base + 1, base + 2 * n, 2), strict=True))
+        placed = [(r, part) for r, part in laid if part is not None]
+        # A folded rank: its part is in ``folded`` (what ``add`` would have kept), and -1 is the
+        # id nothing reads.
+        self.input_ready.update((r, -1) for r, part in laid if part is None)
+        copies = [(self.h2d[r],) for r, _ in placed]
+        made = self.add_each(
+            [r for r, _ in placed],
+            "input_dist",
+            _COMM,
+            [part for _, part in placed],
+            [()] * len(placed) if self.lagged_input else copies,
+            "input",
+            self.input_lane,
+        )
+        for (r, _), nid, copy in zip(placed, made, copies, strict=True):
             self.input_ready[r] = nid
             if self.lagged_input:
                 self.carried_input[nid] = copy
@@ -574,10 +625,10 @@ class _Builder:
         h2d_op = Transfer("host", "hbm", record / n)
         peer_op = Transfer("peer", "hbm", record * (n - 1) / n) if n > 1 else None
         for r in range(self.world):
-            load = self.add(r, "data_loading", Stream.HOST, load_op, phase="input")
-            last = self.add(r, "h2d_next_batch", Stream.COPY, h2d_op, [load], "input")
+            load = self.add(r, "data_loading", _HOST, load_op, phase="input")
+            last = self.add(r, "h2d_next_batch", _COPY, h2d_op, [load], "input")
             if peer_op is not None:
-                last = self.add(r, "d2d_next_batch", Stream.COPY, peer_op, [last], "input")
+                last = self.add(r, "d2d_next_batch", _COPY, peer_op, [last], "input")
             self.h2d[r] = self.input_ready[r] = last
 
     def per_rank_feature_input(self, batch: int) -> None:
@@ -607,10 +658,8 @@ class _Builder:
             pair = ops.get(size)
             if pair is None:
                 pair = ops[size] = (Host("data_loading", size), Transfer("host", "hbm", size))
-            load = self.add(r, "data_loading", Stream.HOST, pair[0], phase="input")
-            self.h2d[r] = self.input_ready[r] = self.add(
-                r, "h2d_next_batch", Stream.COPY, pair[1], [load], "input"
-            )
+            load = self.add(r, "data_loading", _HOST, pair[0], phase="input")
+            self.h2d[r] = self.input_ready[r] = self.add(r, "h2d_next_batch", _COPY, pair[1], [load], "input")
 
     def _local_lookup_bytes(self, b: int) -> float:
         """Index and length bytes of the local batch ``b``: every table's lookups once."""
@@ -839,7 +888,7 @@ class _Builder:
                 rows, batch = math.ceil(elements / width), max(o.batch for o in ops)
                 op = dataclasses.replace(ops[0], table=table, rows=rows, dim=width, batch=batch)
                 name = f"emb_update:tbe[{len(ops)} tables, replicated]"
-            self.add(rank, name, Stream.COMPUTE, op, reduced.get(rank, []), "optimizer")
+            self.add(rank, name, _COMPUTE, op, reduced.get(rank, []), "optimizer")
 
     def reduced_dtype(self, shard: Shard) -> str:
         """The dtype a replicated shard's gradient is all-reduced in
@@ -903,13 +952,13 @@ class _Builder:
             sort_name = name.replace("emb_backward", "emb_index_sort", 1)
             if self.presort:
                 after = [self.h2d[rank]] if rank in self.h2d else []
-                self.add(rank, sort_name, Stream.COPY, sort, after, "input")
+                self.add(rank, sort_name, _COPY, sort, after, "input")
             else:
                 after = self.forward_lookups.get(rank, [])
-                sort_id = self.add(rank, sort_name, Stream.COMPUTE, sort, after, pass_, lane=LANE_INDEX)
+                sort_id = self.add(rank, sort_name, _COMPUTE, sort, after, pass_, lane=LANE_INDEX)
                 deps = [*deps, sort_id]
         self.named.add(op.table)
-        return self.add(rank, name, Stream.COMPUTE, op, deps, pass_)
+        return self.add(rank, name, _COMPUTE, op, deps, pass_)
 
     def pooled_exchange(
         self, batch: int, forward: bool, deps_by_rank: dict[int, list[int]]
@@ -963,7 +1012,7 @@ class _Builder:
                 size = batch * dim * wire_bytes_per_value(scatter_dtype)
                 op = Collective(CollectiveOp.REDUCE_SCATTER, key, ranks, size, scatter_dtype)
                 for r in ranks:
-                    nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
+                    nid = self.add(r, key, _COMM, op, deps_by_rank.get(r, []), phase)
                     out[r].append(nid)
                     reduce_ids[r].append(nid)
                     if not copies:
@@ -984,11 +1033,18 @@ class _Builder:
             if laid is None:
                 laid = self._exchange[4][part_key] = self._a2a_parts(key, sends, recvs, totals)
             placed, folded = laid
-            for r, op in placed:
-                deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
-                a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
-                out[r].append(a2a[r])
-                nccl[r].append(a2a[r])
+            made = self.add_each(
+                [r for r, _ in placed],
+                key,
+                _COMM,
+                [op for _, op in placed],
+                [[*deps_by_rank.get(r, []), *reduce_ids.get(r, [])] for r, _ in placed],
+                phase,
+            )
+            for (r, _), nid in zip(placed, made, strict=True):
+                a2a[r] = nid
+                out[r].append(nid)
+                nccl[r].append(nid)
             self._record_folded(key, folded)
         if not forward:
             for ranks, dim in groups.items():
@@ -997,7 +1053,7 @@ class _Builder:
                 op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, gather_dtype)
                 for r in ranks:
                     deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
-                    nid = self.add(r, key, Stream.COMM, op, deps, phase)
+                    nid = self.add(r, key, _COMM, op, deps, phase)
                     out[r].append(nid)
                     if not copies:
                         nccl[r].append(nid)
@@ -1065,7 +1121,7 @@ class _Builder:
         for layer in layers:
             opens = layer is first_cross
             for suffix, op in self.layer_ops(layer, b, s, precision, backward=False, opens_stack=opens):
-                nid = self.add(rank, f"{layer.name}{suffix}_fwd", Stream.COMPUTE, op, prev, "forward")
+                nid = self.add(rank, f"{layer.name}{suffix}_fwd", _COMPUTE, op, prev, "forward")
                 prev = [nid]
             ids[layer.name] = nid  # the layer's output: its last node
         return ids
@@ -1510,7 +1566,7 @@ def build_training_step(
     chain_ops = [op for _, op, _ in entries]
     chain_phases = [phase for _, _, phase in entries]
     chain_size = len(entries)
-    computes = [Stream.COMPUTE] * chain_size
+    computes = [_COMPUTE] * chain_size
     chain_lanes = [chain.lanes.get(k, 0) for k in range(chain_size)]
     columns = bld.columns
     # Each rank's first id: its chain's gradients are the chain's (``chain.grads``) at that offset.
@@ -1583,7 +1639,7 @@ def build_training_step(
             list(chain_base.values()),
             joined_deps,
             list(chain_base),
-            Stream.COMPUTE,
+            _COMPUTE,
             chain_lanes,
         )
         columns.leave_chain_deps()
@@ -1636,11 +1692,44 @@ def build_training_step(
             op = all_reduce(name, size, grad_dtype)
             if k == 0 and exchanged_by.get(r):
                 deps = [*deps, *exchanged_by[r]]
-            bucket_ids[r].append(bld.add(r, name, Stream.COMM, op, deps, "backward", lane=bld.dense_lane))
+            bucket_ids[r].append(bld.add(r, name, _COMM, op, deps, "backward", lane=bld.dense_lane))
+
+    def all_dense_buckets() -> None:
+        """Every built rank's buckets, rank after rank: ``dense_buckets`` of each, laid down at once
+        (``add_each``). A folded rank has no all-reduce part to keep (not an all-to-all)."""
+        built = bld.built
+        count = len(chain_buckets)
+        names = bucket_names[:count]
+        # ``all_reduce`` per node, as ``dense_buckets`` asks: the same op for every rank, but a NaN
+        # size finds none, so that each rank's is its own then.
+        shared = [all_reduce(names[k], size, grad_dtype) for k, (size, _) in enumerate(chain_buckets)]
+        reuse = all(size == size for size, _ in chain_buckets)  # no NaN size
+        made = bld.add_each(
+            [r for r in built for _ in range(count)],
+            names * len(built),
+            _COMM,
+            [
+                op
+                for i in range(len(built))
+                for op in (
+                    shared
+                    if reuse or i == 0
+                    else [all_reduce(names[k], size, grad_dtype) for k, (size, _) in enumerate(chain_buckets)]
+                )
+            ],
+            [
+                (chain_base[r] + last, *(exchanged_by.get(r, ()) if k == 0 else ()))
+                for r in built
+                for k, (_, last) in enumerate(chain_buckets)
+            ],
+            "backward",
+            bld.dense_lane,
+        )
+        for i, r in enumerate(built):
+            bucket_ids[r].extend(made[i * count : (i + 1) * count])
 
     if not grouped and bld.world > 1 and not after_exchange:
-        for r in bld.built:  # a folded rank has no all-reduce part to keep (not an all-to-all)
-            dense_buckets(r)
+        all_dense_buckets()
 
     a2a_bwd = bld.pooled_exchange(batch, False, emb_grad_ready)
     if after_exchange:
@@ -1648,15 +1737,14 @@ def build_training_step(
         # copy kernels the all-reduce does not queue behind (until 2026-12-07 it waited for them).
         exchanged_by.update((r, list(ids)) for r, ids in bld.communicator_parts.items() if ids)
         if not grouped:
-            for r in bld.built:
-                dense_buckets(r)
+            all_dense_buckets()
     if mp_rank is not None:
         # The bottom MLP's output gradients come back in the backward all-to-all; its weights live
         # on one rank only, so they are not all-reduced.
         prev = a2a_bwd.get(mp_rank, []) or emb_grad_ready[mp_rank]
         for layer in reversed(bottom):
             op = _layer_op(layer, batch, s, precision, backward=True, input_grad=layer is not bottom[0])
-            prev = [bld.add(mp_rank, f"{layer.name}_bwd", Stream.COMPUTE, op, prev, "backward")]
+            prev = [bld.add(mp_rank, f"{layer.name}_bwd", _COMPUTE, op, prev, "backward")]
         last_bwd[mp_rank] = [*last_bwd[mp_rank], *prev]
     # (The ranks with nodes: a folded rank's are neither made nor read.)
     emb_deps = {r: a2a_bwd.get(r, []) or emb_grad_ready[r] for r in bld.built}
@@ -1716,7 +1804,7 @@ def build_training_step(
                     deps = [last_node]
                     if not bucket_ids[r] and exchanged_by.get(r):  # the rank's first all-reduce
                         deps.extend(exchanged_by[r])
-                    nid = bld.add(r, key, Stream.COMM, op, deps, "backward", lane=bld.dense_lane)
+                    nid = bld.add(r, key, _COMM, op, deps, "backward", lane=bld.dense_lane)
                     bucket_ids[r].append(nid)
                     reduced.setdefault(r, []).append(nid)
         bld.replicated_updates(batch, reduced)
@@ -1726,7 +1814,8 @@ def build_training_step(
     optimizer_ops: dict[int, Compute] = {}  # by parameter count: one op shared by the ranks
     # The dense parameters as the framework trains them (a padded layer's extra weights too): once.
     all_dense_params = sum(bld.layer_params(layer) for layer in workload.dense_layers)
-    for r in bld.built:  # (a folded rank: no node to add)
+    step_ops: list[Compute] = []  # each built rank's, in order (a folded rank: no node to add)
+    for r in bld.built:
         # A model-parallel bottom MLP's weights are updated on its rank only.
         dense_params = all_dense_params - (bottom_params if mp_rank not in (None, r) else 0)
         state = OPTIMIZER_STATE[optimizer]
@@ -1743,7 +1832,9 @@ def build_training_step(
                 dtype="fp32",
                 category="optimizer",
             )
-        bld.add(r, "dense_optimizer", Stream.COMPUTE, step_op, [*last_bwd[r], *bucket_ids[r]], "optimizer")
+        step_ops.append(step_op)
+    after_bwd = [[*last_bwd[r], *bucket_ids[r]] for r in bld.built]
+    bld.add_each(bld.built, "dense_optimizer", _COMPUTE, step_ops, after_bwd, "optimizer")
     bld.graph.metadata = {
         **bld.metadata("training"),
         "global_batch_size": batch,

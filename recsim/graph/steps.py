@@ -322,10 +322,11 @@ def _cross_dependencies(
     first_copy: set[int] = set()
     copied: set[int] = set()
     streams = columns.streams
+    copy = Stream.COPY  # read once: an enum member's class attribute is a slow read (``build._COPY``)
     for i in (phase == _INPUT).nonzero()[0].tolist():
         nid, rank = ids[i], ranks[i]
         inputs[rank].append(nid)
-        if bounded_input and streams[i] is Stream.COPY and rank not in copied:
+        if bounded_input and streams[i] is copy and rank not in copied:
             copied.add(rank)
             first_copy.add(nid)
     for i in (phase == _OPTIMIZER).nonzero()[0].tolist():
