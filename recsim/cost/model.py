@@ -548,9 +548,11 @@ class CostModel:
         else:
             kinds = [type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL for op in table.ops]
             positions = np.asarray(kinds, dtype=bool)[table.number].nonzero()[0].tolist()
+        # Read once: an enum member's class attribute is a slow read (``recsim.graph.build._COMM``).
+        all_to_all = CollectiveOp.ALL_TO_ALL
         for position in positions:
             op = ops[position]
-            if type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL:
+            if type(op) is Collective and op.op is all_to_all:
                 parts_of.setdefault(op.key, []).append(position)
         for positions in parts_of.values():
             if not any(is_uneven_all_to_all(ops[p]) for p in positions):

@@ -320,6 +320,7 @@ class _Builder:
         self._shared_ops: dict[tuple[int, float, str | None], tuple[Embedding, Embedding]] = {}
         self.input_ready: dict[int, int] = {}  # rank -> the node after which its next batch is there
         self._reduced_dtypes: dict[str, str] = {}  # table dtype -> ``reduced_dtype``
+        self._output_dtypes: dict[str, str | None] = {}  # table dtype -> ``output_dtype``
         # The linear layer reading the dot interaction's output, by id -> the framework's padding
         # columns it reads (``_dot_padding``), made on first use (``runtime`` is set after this).
         self._dot_pads: dict[int, int] | None = None
@@ -779,6 +780,7 @@ class _Builder:
         out: dict[int, list[int]] = defaultdict(list)
         groups: dict[tuple[int, str, bool, str, int], list[tuple[int, Embedding]]] = defaultdict(list)
         skip = self.skip  # folded ranks: their lookups are their representative's
+        hit_bags_only = self.hit_bags_only  # (a property: read once a pass, not once a shard)
         for shard in self.plan.shards:
             if select is not None and not select(shard):
                 continue
@@ -789,7 +791,7 @@ class _Builder:
                 batch,
                 self.world,
                 self.output_dtype(shard),
-                self.hit_bags_only,
+                hit_bags_only,
                 self.atomic,
                 self.inference,
             )
@@ -919,7 +921,12 @@ class _Builder:
         if self.runtime is None:
             return None
         dtype = shard.dtype or self.w.table_dtype(self.tables[shard.table])
-        return self.runtime.lookup_output_dtype(self.w.training.precision, dtype)
+        # Asked once per shard and pass, and the answer depends on the table dtype alone (the
+        # precision is the workload's): worked out once per dtype, as ``reduced_dtype`` is.
+        if dtype in self._output_dtypes:
+            return self._output_dtypes[dtype]
+        out = self._output_dtypes[dtype] = self.runtime.lookup_output_dtype(self.w.training.precision, dtype)
+        return out
 
     @property
     def hit_bags_only(self) -> bool:
