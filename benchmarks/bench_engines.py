@@ -50,20 +50,21 @@ within minutes (load 4 on 2 cores).
 
 Later still that day: 37.07 -> 36.02 M an evaluation (callgrind collecting only inside the
 evaluations after the first, ``--collect-atstart=no --toggle-collect=starmap_next`` with them run
-from an ``itertools.starmap``, which recsim does not use; by the method above 37.16 -> 36.13 M). A
-phase's inclusive count, by running it from another unused C iterator (``dropwhile``,
-``filterfalse``, ``groupby``: their ``*_next`` functions' inclusive costs), was, before: the build
-6.94 M (its two embedding passes 2.28 M, of which the 52 ``lookup`` calls 0.88 M; ``add`` 2.0 M for
-about 300 nodes, the marker's own calls included; the pooled exchanges 0.52 M, the input pipeline
-0.51 M, the dense chain 0.38 M, the builder's ``__init__`` 0.25 M, ``metadata`` 0.18 M), the chained
-templates 2.70 M (``_cross_dependencies`` 1.36 M) and the chained index 3.64 M (the step's
-``GraphIndex.of`` 1.98 M, ``repeated`` 1.01 M, ``_later_rows`` 0.56 M). What changed: CPython 3.11's
-``EnumType`` defines ``__getattr__``, so an enum member read off its class (``Stream.COMPUTE``)
-takes the slow hook, 90-160 ns against 35 ns for a plain class's: the builder reads the streams from
-module constants (-0.27 M); the per-rank passes lay their nodes down a column at a time
-(``_Builder.add_each``: -0.57 M); a lookup's output dtype once per table dtype and the cost model's
-all-to-all scan's ``CollectiveOp`` once (-0.2 M). The 200/s target (about 34 M) is not reached: what
-is left is spread as above, each part 0.2-2 M."""
+from an ``itertools.starmap``, which recsim does not use; by the method above 37.16 -> 36.13 M; on
+top of HugeCTR's communicator order, c4b6144, 37.13 -> 36.06 M). A phase's inclusive count, by
+running it from another unused C iterator (``dropwhile``, ``filterfalse``, ``groupby``: their
+``*_next`` functions' inclusive costs), was, before: the build 6.94 M (its two embedding passes 2.28
+M, of which the 52 ``lookup`` calls 0.88 M; ``add`` 2.0 M for about 300 nodes, the marker's own
+calls included; the pooled exchanges 0.52 M, the input pipeline 0.51 M, the dense chain 0.38 M, the
+builder's ``__init__`` 0.25 M, ``metadata`` 0.18 M), the chained templates 2.70 M
+(``_cross_dependencies`` 1.36 M) and the chained index 3.64 M (the step's ``GraphIndex.of`` 1.98 M,
+``repeated`` 1.01 M, ``_later_rows`` 0.56 M). What changed: CPython 3.11's ``EnumType`` defines
+``__getattr__``, so an enum member read off its class (``Stream.COMPUTE``) takes the slow hook,
+90-160 ns against 35 ns for a plain class's: the builder reads the streams from module constants
+(-0.27 M); the per-rank passes lay their nodes down a column at a time (``_Builder.add_each``: -0.57
+M); a lookup's output dtype once per table dtype and the cost model's all-to-all scan's
+``CollectiveOp`` once (-0.2 M). The 200/s target (about 34 M) is not reached: what is left is spread
+as above, each part 0.2-2 M."""
 
 from __future__ import annotations
 
