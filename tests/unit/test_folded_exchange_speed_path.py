@@ -41,6 +41,12 @@ def previous_pooled_exchange(
     groups = exchange.reduce_groups
     out: dict[int, list[int]] = defaultdict(list)
     reduce_ids: dict[int, list[int]] = defaultdict(list)
+    # The exchange's NCCL parts, which HugeCTR's communicator order waits for, recorded as the
+    # builder records them (``_Builder.communicator_parts``: per node, a row split's collectives are
+    # copy kernels, not NCCL calls), so that both graphs order their all-reduces alike.
+    copies = self.node_size is not None
+    nccl: dict[int, list[int]] = defaultdict(list)
+    self.communicator_parts = nccl
     if forward:
         for ranks, dim in groups.items():
             key = f"rw_fwd:{_group_label(ranks, self.world)}"
@@ -51,6 +57,8 @@ def previous_pooled_exchange(
                 nid = self.add(r, key, Stream.COMM, op, deps_by_rank.get(r, []), phase)
                 out[r].append(nid)
                 reduce_ids[r].append(nid)
+                if not copies:
+                    nccl[r].append(nid)
     a2a: dict[int, int] = {}
     if exchange.any_all_to_all:
         key = "a2a_fwd" if forward else "a2a_bwd"
@@ -85,6 +93,7 @@ def previous_pooled_exchange(
             deps = [*deps_by_rank.get(r, []), *reduce_ids.get(r, [])]
             a2a[r] = self.add(r, key, Stream.COMM, op, deps, phase)
             out[r].append(a2a[r])
+            nccl[r].append(a2a[r])
         self._record_folded(key, folded)
     if not forward:
         for ranks, dim in groups.items():
@@ -93,7 +102,10 @@ def previous_pooled_exchange(
             op = Collective(CollectiveOp.ALL_GATHER, key, ranks, size, self.comm_dtype)
             for r in ranks:
                 deps = [a2a[r]] if r in a2a else deps_by_rank.get(r, [])
-                out[r].append(self.add(r, key, Stream.COMM, op, deps, phase))
+                nid = self.add(r, key, Stream.COMM, op, deps, phase)
+                out[r].append(nid)
+                if not copies:
+                    nccl[r].append(nid)
     return out
 
 
