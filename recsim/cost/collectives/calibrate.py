@@ -537,7 +537,11 @@ def _terms(measurements: Sequence[Measurement], topologies: Topologies, protocol
         layout = GroupLayout(m.op.group, topologies(m.system, m.nodes))
         for j, (name, protocol) in enumerate(candidates):
             alg = REGISTRY[name]
+            # The candidates the automatic choice takes for this group (``Algorithm.auto_for``:
+            # never Tree inside one node, as NCCL's tuner), not every ``auto`` algorithm.
             if m.op.op not in alg.ops or alg.unavailable(m.op, layout) is not None:
+                continue
+            if not alg.auto_for(m.op, layout):
                 continue
             if protocol not in alg.protocol_names(m.op, layout):
                 continue  # as collective_cost: e.g. no LL for an all-to-all's large messages
