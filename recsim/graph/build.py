@@ -383,14 +383,15 @@ class _Builder:
         self,
         ranks: Sequence[int],
         name: str | list[str],
-        stream: Stream,
+        stream: Stream | list[Stream],
         ops: Sequence[Op],
         deps: Sequence[Sequence[int]],
         phase: str,
         lane: int = 0,
     ) -> range:
         """One node per entry of ``ranks`` (ranks that get nodes: none folded), in that order, named
-        ``name`` (or ``name[i]``, a list) on ``stream`` and ``lane``, the ``i``-th with ``ops[i]``
+        ``name`` (or ``name[i]``, a list) on ``stream`` (or ``stream[i]``) and ``lane``, the ``i``-th
+        with ``ops[i]``
         and ``deps[i]``; returns
         their ids. The nodes ``add`` makes one call at a time, laid down a column at a time: the
         per-rank passes (the input pipeline, the exchanges, the gradient all-reduces, the
@@ -402,7 +403,7 @@ class _Builder:
         columns.ids.extend(range(base, base + n))
         columns.ranks.extend(ranks)
         columns.names.extend([name] * n if isinstance(name, str) else name)
-        columns.streams.extend([stream] * n)
+        columns.streams.extend([stream] * n if isinstance(stream, Stream) else stream)
         columns.ops.extend(ops)
         # As ``add``: at most one dependency needs no de-duplication.
         self.deps.extend([tuple(d) if len(d) < 2 else tuple(dict.fromkeys(d)) for d in deps])
@@ -535,22 +536,19 @@ class _Builder:
             if shared:
                 self.ops.keep_inputs(key, kept)
         _, load_op, h2d_op, laid, folded = kept
-        # Each built rank's loading, then its copy after it (``add`` per node, laid down in bulk:
-        # ``add_each``'s columns, interleaved).
+        # Each built rank's loading, then its copy after it, interleaved (``add_each``).
         built = self.built
         n = len(built)
-        base = self.next_id
-        columns = self.columns
-        columns.ids.extend(range(base, base + 2 * n))
-        columns.ranks.extend([r for r in built for _ in range(2)])
-        columns.names.extend(["data_loading", "h2d_next_batch"] * n)
-        columns.streams.extend([_HOST, _COPY] * n)
-        columns.ops.extend([load_op, h2d_op] * n)
-        self.deps.extend([d for load in range(base, base + 2 * n, 2) for d in ((), (load,))])
-        columns.lanes.extend([0] * (2 * n))
-        columns.phases.extend(["input"] * (2 * n))
-        self.next_id = base + 2 * n
-        self.h2d.update(zip(built, range(base + 1, base + 2 * n, 2), strict=True))
+        base = self.next_id  # the first loading's id: a rank's copy follows its loading
+        made = self.add_each(
+            [r for r in built for _ in range(2)],
+            ["data_loading", "h2d_next_batch"] * n,
+            [_HOST, _COPY] * n,
+            [load_op, h2d_op] * n,
+            [d for load in range(base, base + 2 * n, 2) for d in ((), (load,))],
+            "input",
+        )
+        self.h2d.update(zip(built, made[1::2], strict=True))
         placed = [(r, part) for r, part in laid if part is not None]
         # A folded rank: its part is in ``folded`` (what ``add`` would have kept), and -1 is the
         # id nothing reads.

@@ -831,15 +831,14 @@ class GroupLayout:
         (``SHM_EFFICIENCY`` of the links', the limit of each staged pair on its own,
         ``Flow.cap_bytes_per_s``). The same figure where no pair is staged."""
         topology = self.topology
-        if not topology.local_shm_pairs().any():
-            return self.intra_bandwidth
         shm = topology.local_shm_pairs()
+        if not shm.any():
+            return self.intra_bandwidth
+        loc, known = self.locals, facts(topology)
         best = math.inf
         for node, ps in self.by_node.items():
             if len(ps) < 2:
                 continue
-            loc = self.locals
-            known = facts(topology)
             hops = zip(ps, ps[1:] + ps[:1], strict=True)
             rate = min(
                 known.local_route_bandwidth(node, loc[a], loc[b])

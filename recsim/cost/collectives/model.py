@@ -478,15 +478,17 @@ def collective_flows(
     out = []
     for f in flows:
         if nodes[f.src]["node"] == nodes[f.dst]["node"] or inter is None:
-            efficiency = cost.efficiency[Level.INTRA]
-            if topology.shm_pair(f.src, f.dst):
-                # Through host memory (NCCL's SHM transport, ``Topology.shm_pair``): the staging
-                # bounds the pair at its route's bandwidth (``SHM_EFFICIENCY`` of its links' rate),
-                # while its links carry its plain bytes (``Flow.cap_bytes_per_s``).
-                cap = route(topology, f.src, f.dst).bandwidth_bytes_per_s
-                out.append(replace(f, group=head.key, efficiency=efficiency, cap_bytes_per_s=cap))
-                continue
-            out.append(replace(f, group=head.key, efficiency=efficiency))
+            # Through host memory (NCCL's SHM transport, ``Topology.shm_pair``): the staging bounds
+            # the pair at its route's bandwidth (``SHM_EFFICIENCY`` of its links' rate), while its
+            # links carry its plain bytes (``Flow.cap_bytes_per_s``).
+            cap = (
+                route(topology, f.src, f.dst).bandwidth_bytes_per_s
+                if topology.shm_pair(f.src, f.dst)
+                else f.cap_bytes_per_s
+            )
+            out.append(
+                replace(f, group=head.key, efficiency=cost.efficiency[Level.INTRA], cap_bytes_per_s=cap)
+            )
             continue
         via = first_hop(f.src, f.dst) if nodes[f.src]["kind"] == ACCELERATOR else f.src
         if via != f.src and nodes[f.dst]["kind"] == ACCELERATOR:

@@ -107,16 +107,26 @@ def _chain_pair_load(layout: GroupLayout, size: float) -> dict[tuple[int, int], 
     return pair_load
 
 
-def _busiest_staged_pair_s(layout: GroupLayout, size: float) -> float:
-    """How long the chains' busiest pair through host memory (NCCL's SHM, ``Topology.shm_pair``)
-    takes at its staging's rate, its route's bandwidth (``Flow.cap_bytes_per_s``); 0 if none."""
+def _busiest_staged_pair(layout: GroupLayout, pair_load: dict[tuple[int, int], float]) -> tuple[float, float]:
+    """(bytes, rate) of the busiest pair of ``pair_load`` through host memory (NCCL's SHM,
+    ``Topology.shm_pair``) at its staging's rate, its route's bandwidth (``Flow.cap_bytes_per_s``):
+    the first of the longest; (0, inf) if none."""
     topology = layout.topology
-    worst = 0.0
-    for (a, b), nbytes in _chain_pair_load(layout, size).items():
+    worst, worst_s = (0.0, math.inf), -1.0
+    for (a, b), nbytes in pair_load.items():
         va, vb = layout.vertices[a], layout.vertices[b]
         if topology.shm_pair(va, vb):
-            worst = max(worst, nbytes / route(topology, va, vb).bandwidth_bytes_per_s)
+            staged = route(topology, va, vb).bandwidth_bytes_per_s
+            if nbytes / staged > worst_s:
+                worst, worst_s = (nbytes, staged), nbytes / staged
     return worst
+
+
+def _busiest_staged_pair_s(layout: GroupLayout, size: float) -> float:
+    """How long the chains' busiest pair through host memory takes at its staging's rate
+    (``_busiest_staged_pair``); 0 if none."""
+    nbytes, rate = _busiest_staged_pair(layout, _chain_pair_load(layout, size))
+    return nbytes / rate
 
 
 def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCost:
@@ -134,13 +144,11 @@ def _busiest_chain_link(layout: GroupLayout, size: float, steps: int) -> LevelCo
     # (``SHM_EFFICIENCY`` of the links': ``Flow.cap_bytes_per_s``, as the flows carry it).
     edge_load: dict[tuple[str, str], float] = {}
     worst, worst_s = (0.0, layout.intra_bandwidth), -1.0
+    staged_bytes, staged = _busiest_staged_pair(layout, pair_load)
+    if math.isfinite(staged):
+        worst, worst_s = (staged_bytes, staged), staged_bytes / staged
     for (a, b), nbytes in pair_load.items():
         va, vb = layout.vertices[a], layout.vertices[b]
-        if topology.shm_pair(va, vb):
-            staged = route(topology, va, vb).bandwidth_bytes_per_s
-            seconds = nbytes / staged
-            if seconds > worst_s:
-                worst, worst_s = (nbytes, staged), seconds
         for edge, share in route_edge_shares(topology, va, vb):
             edge_load[edge] = edge_load.get(edge, 0.0) + nbytes * share
     for (u, v), moved in edge_load.items():

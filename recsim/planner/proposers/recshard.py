@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from recsim.errors import InfeasibleError
@@ -247,26 +248,36 @@ def whole_table(ctx: PlanningContext, table: Table, tier: str, dtype: str) -> Ca
 def tier_candidates(ctx: PlanningContext, table: Table, dtype: str, tier: str) -> list[Candidate]:
     """``Estimator.candidates`` of ``table`` at ``dtype`` on ``tier``, memoised per estimator (the
     HBM ladder's rungs ask again)."""
-    memo: dict[tuple[str, str, str], list[Candidate]] = ctx.estimator.proposer_memos.setdefault(
-        "recshard.tier_candidates", {}
+    return _memoised(
+        ctx,
+        "recshard.tier_candidates",
+        (table.name, dtype, tier),
+        lambda: ctx.estimator.candidates(table, dtype, [tier]),
     )
-    key = (table.name, dtype, tier)
-    if key not in memo:
-        memo[key] = ctx.estimator.candidates(table, dtype, [tier])
-    return memo[key]
 
 
 def hot_cold_variants(
     ctx: PlanningContext, table: Table, dtype: str, hot_rows: int, cold: str
 ) -> list[Candidate]:
     """Memoised per estimator (the HBM ladder's rungs ask again): ``_hot_cold_variants``."""
-    memo: dict[tuple[str, str, int, str], list[Candidate]] = ctx.estimator.proposer_memos.setdefault(
-        "recshard.hot_cold_variants", {}
+    return _memoised(
+        ctx,
+        "recshard.hot_cold_variants",
+        (table.name, dtype, hot_rows, cold),
+        lambda: _hot_cold_variants(ctx, table, dtype, hot_rows, cold),
     )
-    key = (table.name, dtype, hot_rows, cold)
-    if key not in memo:
-        memo[key] = _hot_cold_variants(ctx, table, dtype, hot_rows, cold)
-    return memo[key]
+
+
+def _memoised(
+    ctx: PlanningContext, memo_name: str, key: tuple[object, ...], make: Callable[[], list[Candidate]]
+) -> list[Candidate]:
+    """``make()``, kept in the estimator's memo ``memo_name`` under ``key`` (``Estimator.
+    proposer_memos``: its config and workload are fixed, so a key names one answer)."""
+    memo: dict[tuple[object, ...], list[Candidate]] = ctx.estimator.proposer_memos.setdefault(memo_name, {})
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = make()
+    return found
 
 
 def _hot_cold_variants(
