@@ -132,7 +132,8 @@ resources, split by running the validation again with ``_hbm_demands`` returning
   kernel do 1.75 x). The link's capacity was one streaming kernel's fitted rate (0.814 of H100's
   HBM), under what one STREAM kernel was measured to get (Triad 0.887, ../shared/reference/
   microbench): a link cannot deliver less to two kernels than to one, so it is now the measured
-  rate where there is one (``recsim.engine.hbm.MEASURED_STREAM_SHARE``; the second audit, below).
+  rate where there is one (the device's ``calibration.stream``, ``recsim.engine.hbm``; the second
+  audit, below).
   What could lower it further, unmeasured: a sort of 1.5M keys (24 MB with its double buffer) may
   partly stay in H100's 50 MB L2, though the cross kernel beside it streams 191 MB through it.
 * Links, between the backward all-to-all and the dense all-reduce, which recsim's fused runtime
@@ -178,8 +179,8 @@ nothing else: the step is (a) HBM and (b) links, as above, and
   each, HPE n4 +45 / +56, Cisco n8 +106 / +189, the NIC sharing the analytic engine leaves out.
 Verdicts: HBM sharing is real (bytes conservation), but the link's capacity was one kernel shape's
 fitted rate, under what one STREAM kernel was measured to get on A100, H100 and H200: now the
-measured rate there (``recsim.engine.hbm.MEASURED_STREAM_SHARE``; ``validate --fidelity des``: 45
-cases 6.50 -> 6.25 % mean |error|, the DCNv2 ones -3.77 -> -3.30 % signed, the headline -11.9 ->
+measured rate there (the device's ``calibration.stream``, ``recsim.engine.hbm``; ``validate --fidelity
+des``: 45 cases 6.50 -> 6.25 % mean |error|, the DCNv2 ones -3.77 -> -3.30 % signed, the headline -11.9 ->
 -11.0 %, HPE n2 +7.7 -> +8.2 %; the analytic engine does not read it). Link sharing is real given
 the links' charges; two suspects in those charges, which the analytic engine's collective costs
 share, are not changed:

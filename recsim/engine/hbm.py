@@ -5,8 +5,8 @@ that run at the same time on different queues (``recsim.engine.des``).
 rate the cost model prices one kernel's memory traffic at (the accelerator's HBM bandwidth x the
 GEMM fit's ``memory_efficiency``; ``recsim.cost.compute``: the memory term of every kernel's
 roofline, and the element-wise, optimizer and dense-update kernels' streaming rate), or the rate one
-STREAM kernel was measured to get on the part where ../shared/reference has it
-(``MEASURED_STREAM_SHARE``: A100, H100, H200), whichever is more. The fit is a kernel shape's rate,
+STREAM kernel was measured to get on the part where ../shared/reference has it (the device's
+``calibration.stream``: A100-80GB, H100, H200), whichever is more. The fit is a kernel shape's rate,
 5-10 % under those STREAM rates; a link of the fit's rate would deliver less to two kernels than one
 was measured to get. A memory-bound kernel alone moves its bytes at the fit's rate, so 0.88-0.94 of
 the capacity on the measured parts (nearly all of it elsewhere); the TBE gathers
@@ -50,10 +50,8 @@ collective puts no flow on this link.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Final
 
 import simpy
 
@@ -63,33 +61,21 @@ from recsim.hardware.devices import Accelerator
 _DONE = 1e-9  # relative paced time left below which a flow counts as delivered (as the network's)
 
 
-#: The best rate a STREAM kernel that reads and writes (Copy, Mul, Add, Triad) was measured to get
-#: from a part's HBM, as a share of its datasheet bandwidth (../shared/reference/microbench/
-#: ND_*_results.md, Microsoft's Azure ND v4/v5 runs): A100-SXM4-80GB Add and Triad 1.70 TB/s of
-#: 2.039, H100 SXM 2.97 of 3.35, H200 4.15 of 4.8. Dot (3.18 TB/s on H100) only reads, as no kernel
-#: sharing the link does, so it is left out. A share, not a rate, so that a what-if of the part's
-#: bandwidth (``--set``) scales it. Parts with no such measurement in ../shared/reference are not
-#: listed and keep the kernel fit's rate.
-MEASURED_STREAM_SHARE: Final[Mapping[str, float]] = MappingProxyType(
-    {
-        "a100-sxm4-80gb": 1.70 / 2.039,
-        "h100-sxm5-80gb": 2.97 / 3.35,
-        "h200-sxm5-141gb": 4.15 / 4.8,
-    }
-)
-
-
 def hbm_capacity_bytes_per_s(accelerator: Accelerator) -> float:
     """What the rank's HBM delivers to all its ops together: at least the rate the cost model prices
     one kernel's HBM traffic at (its bandwidth x the fitted memory efficiency,
     ``elementwise_memory_efficiency``, the GEMM fit's ``memory_efficiency``), and at least what one
-    STREAM kernel was measured to get from the part (``MEASURED_STREAM_SHARE``), whichever is more.
+    STREAM kernel was measured to get from the part (its ``calibration.stream``, from Microsoft's
+    Azure ND v4/v5 STREAM runs in ../shared/reference/microbench on A100-80GB, H100 and H200),
+    whichever is more.
     A shared resource cannot deliver less to two ops than it was measured to deliver to one: the fit
     (0.780 of A100's bandwidth, 0.814 of H100's, 0.785 of H200's) is one kernel shape's rate, and it
     sits 5-10 % under the measured STREAM rates (0.834, 0.887, 0.865)."""
     bandwidth = accelerator.hbm.bandwidth_bytes_per_s
     fitted = bandwidth * elementwise_memory_efficiency(accelerator)
-    return max(fitted, bandwidth * MEASURED_STREAM_SHARE.get(accelerator.name, 0.0))
+    calibration = accelerator.calibration
+    stream = calibration.stream if calibration is not None else None
+    return max(fitted, bandwidth * stream.efficiency) if stream is not None else fitted
 
 
 def water_fill(paces: Sequence[float], capacity: float) -> list[float]:

@@ -104,11 +104,26 @@ class GatherCalibration(Spec):
     transferred_from: str | None = None
 
 
+class StreamCalibration(Spec):
+    """What one STREAM kernel was measured to move through the accelerator's HBM, as a share of its
+    datasheet bandwidth (``efficiency``): the best of STREAM's read-and-write kernels (Add and Triad
+    read two arrays and write one; Dot, which only reads, is left out, as no kernel sharing the HBM
+    does). A share, not a rate, so that a what-if of the bandwidth (``--set``) scales it. The DES
+    HBM link delivers at least this to the ops of a rank together (``recsim.engine.hbm``); a device
+    without the block keeps its GEMM fit's ``memory_efficiency``. Not inherited through ``extends:``
+    by a device that changes what the share depends on (``Accelerator.inherit``): a share measured
+    on one part says nothing certain about another's memory system, and the fit is the fallback."""
+
+    source: str
+    efficiency: Fraction
+
+
 class Calibration(Spec):
     """The calibration block of an accelerator."""
 
     gemm: GemmCalibration | None = None
     gather: GatherCalibration | None = None
+    stream: StreamCalibration | None = None
 
 
 class KernelKind(StrEnum):

@@ -287,7 +287,8 @@ class Accelerator(Device):
         """An accelerator that ``extends:`` another but differs in what its fits depend on
         (``FIT_DEFINING_FIELDS``) and gives no fit of its own inherits a transferred one: its
         ``calibration.gemm`` / ``gather`` get ``transferred_from: <parent>`` (unless already
-        transferred from elsewhere), so ``recsim hw show`` and the run's note say so. The NICs
+        transferred from elsewhere), so ``recsim hw show`` and the run's note say so; its
+        ``calibration.stream`` (optional) is dropped unless it gives its own. The NICs
         guard the analogous case with their block's ``transport``. A tester's MI300X written as
         ``extends: h100-sxm5-80gb`` showed H100's GEMM fit as its own."""
         changed = [key for key in FIT_DEFINING_FIELDS if merged.get(key) != parent.get(key)]
@@ -300,6 +301,10 @@ class Accelerator(Device):
             given = isinstance(own, dict) and own.get(block) is not None
             if isinstance(fit, dict) and not given and not fit.get("transferred_from"):
                 fit["transferred_from"] = parent.get("name")
+        # A measured STREAM share is optional (the GEMM fit stands in for it), so one measured on
+        # the parent is dropped rather than carried to a part whose memory differs.
+        if not (isinstance(own, dict) and own.get("stream") is not None):
+            calibration.pop("stream", None)
 
     @field_validator("architecture")
     @classmethod

@@ -14,6 +14,7 @@ import recsim
 from recsim.api import load_system
 from recsim.cli import cli
 from recsim.cost.collectives.base import facts
+from recsim.engine.hbm import hbm_capacity_bytes_per_s
 from recsim.errors import ConfigError
 from recsim.hardware.devices import Accelerator
 from recsim.hardware.library import HardwareLibrary, shipped_root
@@ -113,6 +114,32 @@ def test_an_extended_accelerator_inherits_a_transferred_fit_where_it_is_another_
     assert acc.calibration.gemm.transferred_from == transferred
     # The gather fit was the A100's already and stays so.
     assert acc.calibration.gather is not None and acc.calibration.gather.transferred_from == "a100-sxm4-40gb"
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        # Another memory system: the H100's measured STREAM share says nothing about it.
+        ('hbm: {memory: hbm3e, stacks: 6, bandwidth: "6.7 TB/s"}', False),
+        ("sms: 304\nvendor: amd\narchitecture: cdna3", False),
+        # Its own measurement, or the same silicon in another box: kept.
+        ("sms: 304\ncalibration: {stream: {source: mine.md, efficiency: 0.9}}", True),
+        ('power: {idle: "80 W", max: "650 W"}', True),
+    ],
+)
+def test_an_extended_accelerator_keeps_a_stream_share_only_where_it_is_the_same_part(tmp_path, body, kept):
+    acc = _accelerator(tmp_path, f"extends: h100-sxm5-80gb\nname: x\n{body}\n")
+    assert acc.calibration is not None
+    assert (acc.calibration.stream is not None) == kept
+    if acc.calibration.stream is None:
+        # The DES HBM link falls back to the part's GEMM fit (recsim.engine.hbm).
+        assert (
+            hbm_capacity_bytes_per_s(acc)
+            == acc.hbm.bandwidth_bytes_per_s * acc.calibration.gemm.memory_efficiency
+        )
+    elif "mine.md" in body:
+        assert acc.calibration.stream.efficiency == 0.9
+        assert hbm_capacity_bytes_per_s(acc) == 0.9 * acc.hbm.bandwidth_bytes_per_s
 
 
 def test_an_extended_accelerator_with_its_own_fit_keeps_it(tmp_path):
