@@ -760,15 +760,31 @@ def test_nodes_whose_loads_differ_by_rounding_go_by_index():
     """The node a row or column split goes to: the least loaded, settled, the lower index on a tie."""
     from types import SimpleNamespace
 
-    def order(loads: list[float]) -> list[int]:
+    def order(loads: list[float], blocks: int = 2) -> list[int]:
         fake = SimpleNamespace(mode="lpt", load=loads, ddr=[0.0, 0.0], per_node=2)
         fake._ranks = lambda n: range(n * 2, (n + 1) * 2)
-        return Partitioner._nodes_by_preference(fake)  # type: ignore[arg-type]
+        return Partitioner._nodes_by_preference(fake, blocks)  # type: ignore[arg-type]
 
     ulp = math.ulp(0.7)
     assert order([0.7 + ulp, 0.1, 0.7, 0.2]) == [0, 1]
     assert order([0.7, 0.1, 0.7 + ulp, 0.2]) == [0, 1]
     assert order([0.7 + 1e-9, 0.1, 0.7, 0.2]) == [1, 0]
+    # One block takes the node's least loaded rank: node 0's 0.1 against node 1's 0.2.
+    assert order([0.7 + 1e-9, 0.1, 0.7, 0.2], blocks=1) == [0, 1]
+    assert order([0.1 + ulp, 0.7, 0.1, 0.7], blocks=1) == [0, 1]
+
+
+def test_column_blocks_in_a_node_go_to_the_node_with_idle_ranks():
+    """table_column_wise of eight equal tables (two column blocks each) on two 4-GPU nodes: two
+    tables per pair of ranks. The node was chosen by its busiest rank, so a node with two idle
+    ranks lost to one with none: ranks 0 and 1 got three tables, ranks 6 and 7 one (a tester's find)."""
+    system, workload = prepare("hgx-a100-4gpu", "dlrm-benchmark", nodes=2)
+    plan = proposer("table_column_wise").propose(PlanningContext(system, workload, planner_config([])))
+    per_rank = [sum(1 for s in plan.shards if r in s.ranks) for r in range(8)]
+    assert per_rank == [2] * 8
+    # Each table's two blocks stay on one node.
+    for table in {s.table for s in plan.shards}:
+        assert len({r // 4 for s in plan.shards if s.table == table for r in s.ranks}) == 1
 
 
 def test_auto_plans_again_without_the_most_precise_dtype_when_nothing_fits(monkeypatch):
