@@ -964,6 +964,14 @@ def _print_plan(stats: PlanStats) -> None:
     )
     table.add_row("imbalance (max/mean)", f"time {stats.time_imbalance:.3g}, HBM {stats.hbm_imbalance:.3g}")
     table.add_row("all-to-all per step", f"{_bytes(stats.a2a_fwd_bytes_per_step)} forward (as much backward)")
+    if stats.reduce_scatter_fwd_bytes_per_step > 0:
+        # A row split's partial pools go through a reduce-scatter, not the all-to-all: without this
+        # row a row-wise plan read "0 B" of communication beside table-wise's bytes.
+        table.add_row(
+            "reduce-scatter per step",
+            f"{_bytes(stats.reduce_scatter_fwd_bytes_per_step)} forward, the row splits' partial pools "
+            "(all-gathered as much backward)",
+        )
     table.add_row("lookups per step", f"{stats.lookups_per_step:,.0f}")
     share = stats.slow_lookups_per_step / stats.lookups_per_step if stats.lookups_per_step else 0.0
     table.add_row("slow-memory accesses", f"{stats.slow_lookups_per_step:,.0f} per step ({share:.1%})")

@@ -32,6 +32,13 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
   ``B x dim x wire x bag share`` (its own chunk included, as TorchRec's all-to-all copies it), a
   block split by rows over ranks ``G`` sends each sample owner ``q`` outside ``G`` its ``B / world``
   vectors from member ``G[q mod |G|]``. The backward all-to-all is its transpose (the same bytes);
+- **reduce-scatter bytes**: a row split's partial pools never enter that all-to-all: each member
+  of ``G`` reduce-scatters ``B x (summed dims of the blocks split over G) x wire`` over ``G`` first
+  (``graph.build``'s ``rw_fwd`` collectives, whose inputs these bytes are; the backward all-gather
+  gathers as many). Summed over ranks, ``reduce_scatter_fwd_bytes_per_step``: a row-wise plan on
+  one node sends nothing through the all-to-all and all its pooled vectors through these (a
+  tester's row_wise plan read "all-to-all per step 0 B" beside table_wise's 4 MiB, while its
+  ranks reduce-scattered 16 MiB);
 - **slow-memory accesses**: forward lookups that reach a tier other than HBM. For ``uvm_caching``
   only the misses of its HBM cache, ``lookups x (1 - LRU hit rate)`` of a cache of ``ratio x rows``
   rows in whole 32-way sets, rounded up (``uvm_caching.cache_rows``), under the shard's access model
@@ -50,8 +57,9 @@ from typing import Any
 from recsim.cost.embedding.base import parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO, cache_rows
 from recsim.errors import InfeasibleError
+from recsim.graph.build import row_split_wire_dtypes
 from recsim.graph.runtime import runtime
-from recsim.graph.shard_ops import exchange_sums, pooled_exchange
+from recsim.graph.shard_ops import PooledExchange, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig
 from recsim.planner.estimator import Estimator, plan_perf
@@ -98,6 +106,8 @@ class RankStats:
     hbm_activations_bytes: float = 0.0
     hbm_pooled_bytes: float = 0.0
     hbm_inputs_bytes: float = 0.0
+    # The inputs of the row splits' forward reduce-scatters it takes part in (module docstring).
+    reduce_scatter_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +125,7 @@ class RankStats:
             "lookups_per_step": self.lookups_per_step,
             "slow_lookups_per_step": self.slow_lookups_per_step,
             "a2a_send_bytes": self.a2a_send_bytes,
+            "reduce_scatter_bytes": self.reduce_scatter_bytes,
             "est_fwd_compute_s": _finite(self.est_fwd_compute_s),
             "est_bwd_compute_s": _finite(self.est_bwd_compute_s),
             "est_comm_s": _finite(self.est_comm_s),
@@ -170,6 +181,7 @@ class PlanStats:
     lookups_per_step: float
     slow_lookups_per_step: float
     slow_lookups_by_tier: Mapping[str, float] = field(default_factory=dict)
+    reduce_scatter_fwd_bytes_per_step: float = 0.0
 
     @property
     def status(self) -> str:
@@ -210,6 +222,7 @@ class PlanStats:
             "time_imbalance": _finite(self.time_imbalance),
             "hbm_imbalance": self.hbm_imbalance,
             "a2a_fwd_bytes_per_step": self.a2a_fwd_bytes_per_step,
+            "reduce_scatter_fwd_bytes_per_step": self.reduce_scatter_fwd_bytes_per_step,
             "lookups_per_step": self.lookups_per_step,
             "slow_lookups_per_step": self.slow_lookups_per_step,
             "slow_lookups_by_tier": dict(self.slow_lookups_by_tier),
@@ -249,12 +262,40 @@ def _ratio(values: list[float]) -> float:
     return max(values) / mean if mean > 0 else 1.0
 
 
-def a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
-    """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
+def _exchange(plan: Plan, workload: Workload, estimator: Estimator) -> PooledExchange:
+    """The plan's forward pooled-embedding exchange, as the graph builder lays it down."""
     wire = wire_bytes_per_value(plan.comm_dtype)
     node_size = runtime(workload.training.runtime).row_split_node_size(estimator.per_node, plan)
-    exchange = pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
+    return pooled_exchange(estimator.ops, plan, workload.training.global_batch_size, wire, node_size)
+
+
+def a2a_send_bytes(
+    plan: Plan, workload: Workload, estimator: Estimator, exchange: PooledExchange | None = None
+) -> list[float]:
+    """Bytes each rank sends in the forward pooled-embedding all-to-all (``pooled_exchange``)."""
+    if exchange is None:
+        exchange = _exchange(plan, workload, estimator)
     return exchange_sums(exchange.rows)
+
+
+def reduce_scatter_bytes(
+    plan: Plan, workload: Workload, estimator: Estimator, exchange: PooledExchange | None = None
+) -> list[float]:
+    """Each rank's input bytes to the forward reduce-scatters of its row splits (``graph.build``'s
+    ``rw_fwd``: the global batch's partial pools of the summed dims split over the group, at the
+    reduce-scatter's wire dtype, ``row_split_wire_dtypes``)."""
+    if exchange is None:
+        exchange = _exchange(plan, workload, estimator)
+    groups = exchange.reduce_groups
+    out = [0.0] * plan.world_size
+    if not groups:
+        return out
+    scatter, _ = row_split_wire_dtypes(plan.comm_dtype)
+    per_dim = workload.training.global_batch_size * wire_bytes_per_value(scatter)
+    for ranks, dim in groups.items():
+        for r in ranks:
+            out[r] += per_dim * dim
+    return out
 
 
 class _SlowLookups:
@@ -323,7 +364,9 @@ def plan_stats(
     num_nodes = system.num_nodes
     usage = plan_usage(plan, workload, system)
     perf = plan_perf(est, plan)
-    send = a2a_send_bytes(plan, workload, est)
+    exchange = _exchange(plan, workload, est)
+    send = a2a_send_bytes(plan, workload, est, exchange)
+    scatter = reduce_scatter_bytes(plan, workload, est, exchange)
     slow_of = _SlowLookups(est)
 
     shards_on = [0] * world
@@ -385,6 +428,7 @@ def plan_stats(
                 hbm_activations_bytes=parts["activations"],
                 hbm_pooled_bytes=parts["pooled"],
                 hbm_inputs_bytes=parts["inputs"],
+                reduce_scatter_bytes=scatter[r],
             )
         )
     nodes = tuple(
@@ -443,6 +487,7 @@ def plan_stats(
         lookups_per_step=math.fsum(lookups_on),
         slow_lookups_per_step=math.fsum(slow_on),
         slow_lookups_by_tier=slow_tier,
+        reduce_scatter_fwd_bytes_per_step=math.fsum(scatter),
     )
 
 

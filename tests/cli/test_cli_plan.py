@@ -188,6 +188,21 @@ def test_plan_json_with_out_prints_only_json(tmp_path: Path) -> None:
     assert json.loads(result.output)["plan"] == plan_to_dict(load_plan(path))
 
 
+def test_a_row_wise_plan_shows_its_reduce_scatter_bytes() -> None:
+    """A row split's pooled vectors go through a reduce-scatter, not the all-to-all: the table
+    shows those bytes (it read "all-to-all per step 0 B" alone, a tester's find) and --json has them."""
+    result = run("plan", *TINY_2_RANKS, "--strategy", "row_wise")
+    assert result.exit_code == 0, result.output
+    assert "reduce-scatter per step" in result.output
+    data = plan_json(*TINY_2_RANKS, "--strategy", "row_wise")
+    assert data["a2a_fwd_bytes_per_step"] == 0.0
+    # Each rank's partial pools of a and b (dim 4 each) for the global batch of 8, fp32.
+    assert [r["reduce_scatter_bytes"] for r in data["ranks"]] == [256.0, 256.0]
+    assert data["reduce_scatter_fwd_bytes_per_step"] == 512.0
+    table_wise = run("plan", *TINY_2_RANKS, "--strategy", "table_wise")
+    assert "reduce-scatter" not in table_wise.output
+
+
 def test_fixed_strategies() -> None:
     data = plan_json(*TINY_2_RANKS, "--strategy", "table_wise")
     assert data["strategy"] == "table_wise_round_robin"

@@ -89,6 +89,16 @@ def graph_a2a_bytes(workload: Workload, plan: Plan) -> float:
     )
 
 
+def graph_reduce_scatter_bytes(workload: Workload, plan: Plan) -> list[float]:
+    """Each rank's inputs to the forward reduce-scatters of the built step."""
+    graph = build_training_step(workload, plan)
+    out = [0.0] * plan.world_size
+    for n in graph:
+        if isinstance(n.op, Collective) and n.op.key.startswith("rw_fwd"):
+            out[n.rank] += n.op.bytes
+    return out
+
+
 def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
     st = plan_stats(plan, two, tiny)
@@ -103,6 +113,8 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     # Each owner sends every rank (itself included) b x dim x 4 B: B x 4 x 4 = 128 B per table.
     assert (r0.a2a_send_bytes, r1.a2a_send_bytes) == (128.0, 128.0)
     assert st.a2a_fwd_bytes_per_step == 256.0 == graph_a2a_bytes(tiny, plan)
+    assert st.reduce_scatter_fwd_bytes_per_step == 0.0
+    assert [r.reduce_scatter_bytes for r in st.ranks] == [0.0, 0.0]
     mean_hbm = (a_rank + b_rank) / 2
     assert st.hbm_imbalance == pytest.approx(a_rank / mean_hbm)
     perf = plan_perf(Estimator(two, tiny), plan)
@@ -241,6 +253,12 @@ def test_row_wise_sends_nothing_in_the_all_to_all(tiny: Workload, two: System) -
         assert r.lookups_per_step == 8 + 12
         assert r.shards == 2
     assert st.a2a_fwd_bytes_per_step == 0.0 == graph_a2a_bytes(tiny, plan)
+    # ... but every pooled vector goes through the reduce-scatter: each rank's partial pools of
+    # a and b for the global batch, B x (4 + 4) x 4 B = 256 B (a tester's row_wise plan read "0 B"
+    # of all-to-all, its reduce-scatter not shown).
+    assert [r.reduce_scatter_bytes for r in st.ranks] == [256.0, 256.0]
+    assert graph_reduce_scatter_bytes(tiny, plan) == [256.0, 256.0]
+    assert st.reduce_scatter_fwd_bytes_per_step == 512.0
     assert st.hbm_imbalance == 1.0
     assert st.shards_by_sharding["row_wise"] == 4 and st.tables_by_sharding["row_wise"] == 2
 
@@ -261,6 +279,10 @@ def test_table_row_wise_on_four_ranks(tiny: Workload, four: System) -> None:
     # reduce-scatter.
     assert [r.a2a_send_bytes for r in st.ranks] == [128.0, 0.0, 32.0, 32.0]
     assert st.a2a_fwd_bytes_per_step == 192.0 == graph_a2a_bytes(tiny, plan)
+    # a's members reduce-scatter its partial pools first: B x 4 x 4 B each.
+    assert [r.reduce_scatter_bytes for r in st.ranks] == [0.0, 0.0, 128.0, 128.0]
+    assert graph_reduce_scatter_bytes(tiny, plan) == [0.0, 0.0, 128.0, 128.0]
+    assert st.reduce_scatter_fwd_bytes_per_step == 256.0
     assert [r.node for r in st.ranks] == [0, 0, 1, 1]
     # a's members also hold their reduce-scatter's output until the all-to-all sends it on: the
     # global batch's sums over the 2 members, 4 samples x 4 x 4 B each.
@@ -350,7 +372,13 @@ def test_to_dict_is_plain_json_with_the_plan(tiny: Workload, two: System) -> Non
     assert back["plan"] == plan_to_dict(plan)
     assert len(back["ranks"]) == 2 and len(back["nodes"]) == 1
     assert sum(r["hbm_bytes"] for r in back["ranks"]) == back["hbm_bytes_total"]
-    for key in ("a2a_fwd_bytes_per_step", "slow_lookups_per_step", "time_imbalance", "hbm_imbalance"):
+    for key in (
+        "a2a_fwd_bytes_per_step",
+        "reduce_scatter_fwd_bytes_per_step",
+        "slow_lookups_per_step",
+        "time_imbalance",
+        "hbm_imbalance",
+    ):
         assert isinstance(back[key], float)
 
 
