@@ -972,6 +972,14 @@ def _print_plan(stats: PlanStats) -> None:
             f"{_bytes(stats.reduce_scatter_fwd_bytes_per_step)} forward, the row splits' partial pools "
             "(all-gathered as much backward)",
         )
+    if stats.dp_all_reduce_bytes_per_step > 0:
+        # Replicated tables send no pooled vectors: their gradients are all-reduced whole instead.
+        busiest = max(r.dp_all_reduce_bytes for r in stats.ranks)
+        table.add_row(
+            "data-parallel all-reduce",
+            f"{_bytes(busiest)} a rank per step, the replicated tables' gradients "
+            f"({_bytes(stats.dp_all_reduce_bytes_per_step)} over all ranks)",
+        )
     table.add_row("lookups per step", f"{stats.lookups_per_step:,.0f}")
     share = stats.slow_lookups_per_step / stats.lookups_per_step if stats.lookups_per_step else 0.0
     table.add_row("slow-memory accesses", f"{stats.slow_lookups_per_step:,.0f} per step ({share:.1%})")

@@ -39,6 +39,12 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
   one node sends nothing through the all-to-all and all its pooled vectors through these (a
   tester's row_wise plan read "all-to-all per step 0 B" beside table_wise's 4 MiB, while its
   ranks reduce-scattered 16 MiB);
+- **data-parallel all-reduce bytes**: a replicated shard's (``data_parallel``: a whole table or
+  hot rows) gradient is all-reduced whole, ``rows x dim`` in the dtype its framework reduces it in
+  (``Runtime.replicated_gradient_dtype``), on every rank holding it: ``RankStats.dp_all_reduce_bytes``
+  (the input of the all-reduces ``graph.build`` lays down for them, beside the dense layers' own),
+  summed over ranks in ``dp_all_reduce_bytes_per_step``. A data_parallel plan sends nothing else
+  (a tester's data_parallel plan read "all-to-all per step 0 B" for 2 GB of gradients a rank);
 - **slow-memory accesses**: forward lookups that reach a tier other than HBM. For ``uvm_caching``
   only the misses of its HBM cache, ``lookups x (1 - LRU hit rate)`` of a cache of ``ratio x rows``
   rows in whole 32-way sets, rounded up (``uvm_caching.cache_rows``), under the shard's access model
@@ -75,9 +81,9 @@ from recsim.planner.storage import (
     shard_storage,
     stored_row_bytes,
 )
-from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard
+from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard, dense_gradient
 from recsim.units import Dimension, format_quantity
-from recsim.workload.spec import Workload, wire_bytes_per_value
+from recsim.workload.spec import DTYPE_BYTES, Workload, wire_bytes_per_value
 
 #: Every tier a plan may use, in the order the figures list them.
 TIERS = ("hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd")
@@ -108,6 +114,8 @@ class RankStats:
     hbm_inputs_bytes: float = 0.0
     # The inputs of the row splits' forward reduce-scatters it takes part in (module docstring).
     reduce_scatter_bytes: float = 0.0
+    # Its replicated shards' gradients, all-reduced (module docstring).
+    dp_all_reduce_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +134,7 @@ class RankStats:
             "slow_lookups_per_step": self.slow_lookups_per_step,
             "a2a_send_bytes": self.a2a_send_bytes,
             "reduce_scatter_bytes": self.reduce_scatter_bytes,
+            "dp_all_reduce_bytes": self.dp_all_reduce_bytes,
             "est_fwd_compute_s": _finite(self.est_fwd_compute_s),
             "est_bwd_compute_s": _finite(self.est_bwd_compute_s),
             "est_comm_s": _finite(self.est_comm_s),
@@ -182,6 +191,7 @@ class PlanStats:
     slow_lookups_per_step: float
     slow_lookups_by_tier: Mapping[str, float] = field(default_factory=dict)
     reduce_scatter_fwd_bytes_per_step: float = 0.0
+    dp_all_reduce_bytes_per_step: float = 0.0
 
     @property
     def status(self) -> str:
@@ -223,6 +233,7 @@ class PlanStats:
             "hbm_imbalance": self.hbm_imbalance,
             "a2a_fwd_bytes_per_step": self.a2a_fwd_bytes_per_step,
             "reduce_scatter_fwd_bytes_per_step": self.reduce_scatter_fwd_bytes_per_step,
+            "dp_all_reduce_bytes_per_step": self.dp_all_reduce_bytes_per_step,
             "lookups_per_step": self.lookups_per_step,
             "slow_lookups_per_step": self.slow_lookups_per_step,
             "slow_lookups_by_tier": dict(self.slow_lookups_by_tier),
@@ -298,6 +309,23 @@ def reduce_scatter_bytes(
     return out
 
 
+def dp_all_reduce_bytes(plan: Plan, workload: Workload) -> list[float]:
+    """Each rank's replicated-shard gradient bytes, all-reduced every step (``dense_gradient``
+    shards, in ``Runtime.replicated_gradient_dtype``, as ``graph.build`` and the estimator)."""
+    out = [0.0] * plan.world_size
+    framework = runtime(workload.training.runtime)
+    tables = workload.table_index
+    for shard in plan.shards:
+        if not dense_gradient(shard, plan.world_size):
+            continue
+        table_dtype = shard.dtype or workload.table_dtype(tables[shard.table])
+        dtype = framework.replicated_gradient_dtype(plan, workload.training.precision, table_dtype)
+        size = shard.rows * shard.dim * DTYPE_BYTES[dtype]
+        for r in shard.ranks:
+            out[r] += size
+    return out
+
+
 class _SlowLookups:
     """Forward lookups of a shard that reach a tier other than HBM (memoised hit rates)."""
 
@@ -367,6 +395,7 @@ def plan_stats(
     exchange = _exchange(plan, workload, est)
     send = a2a_send_bytes(plan, workload, est, exchange)
     scatter = reduce_scatter_bytes(plan, workload, est, exchange)
+    replicated = dp_all_reduce_bytes(plan, workload)
     slow_of = _SlowLookups(est)
 
     shards_on = [0] * world
@@ -429,6 +458,7 @@ def plan_stats(
                 hbm_pooled_bytes=parts["pooled"],
                 hbm_inputs_bytes=parts["inputs"],
                 reduce_scatter_bytes=scatter[r],
+                dp_all_reduce_bytes=replicated[r],
             )
         )
     nodes = tuple(
@@ -488,6 +518,7 @@ def plan_stats(
         slow_lookups_per_step=math.fsum(slow_on),
         slow_lookups_by_tier=slow_tier,
         reduce_scatter_fwd_bytes_per_step=math.fsum(scatter),
+        dp_all_reduce_bytes_per_step=math.fsum(replicated),
     )
 
 

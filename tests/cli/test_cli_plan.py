@@ -201,6 +201,20 @@ def test_a_row_wise_plan_shows_its_reduce_scatter_bytes() -> None:
     assert data["reduce_scatter_fwd_bytes_per_step"] == 512.0
     table_wise = run("plan", *TINY_2_RANKS, "--strategy", "table_wise")
     assert "reduce-scatter" not in table_wise.output
+    assert "data-parallel all-reduce" not in table_wise.output
+
+
+def test_a_data_parallel_plan_shows_its_gradient_all_reduce() -> None:
+    """Replicated tables send no pooled vectors; their gradients are all-reduced whole: the table
+    shows those bytes (a data_parallel plan read "all-to-all per step 0 B" alone, a tester's find)."""
+    result = run("plan", *TINY_2_RANKS, "--strategy", "data_parallel")
+    assert result.exit_code == 0, result.output
+    assert "data-parallel all-reduce" in result.output
+    data = plan_json(*TINY_2_RANKS, "--strategy", "data_parallel")
+    assert data["a2a_fwd_bytes_per_step"] == 0.0
+    # a (100 rows) and b (50 rows), dim 4, fp32 gradients, on each of the 2 ranks.
+    assert [r["dp_all_reduce_bytes"] for r in data["ranks"]] == [2400.0, 2400.0]
+    assert data["dp_all_reduce_bytes_per_step"] == 4800.0
 
 
 def test_fixed_strategies() -> None:

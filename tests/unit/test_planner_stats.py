@@ -14,7 +14,7 @@ import pytest
 
 from recsim.api import load_system
 from recsim.graph.build import build_training_step
-from recsim.graph.ir import Collective
+from recsim.graph.ir import Collective, CollectiveOp
 from recsim.graph.shard_ops import ShardOps
 from recsim.hardware.library import HardwareLibrary
 from recsim.hardware.system import System
@@ -99,6 +99,16 @@ def graph_reduce_scatter_bytes(workload: Workload, plan: Plan) -> list[float]:
     return out
 
 
+def graph_all_reduce_bytes(workload: Workload, plan: Plan) -> list[float]:
+    """Each rank's inputs to the built step's all-reduces (dense and replicated gradients)."""
+    graph = build_training_step(workload, plan)
+    out = [0.0] * plan.world_size
+    for n in graph:
+        if isinstance(n.op, Collective) and n.op.op is CollectiveOp.ALL_REDUCE:
+            out[n.rank] += n.op.bytes
+    return out
+
+
 def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     plan = Plan(2, (tw("a", 100, 0), tw("b", 50, 1)), strategy="hand")
     st = plan_stats(plan, two, tiny)
@@ -115,6 +125,7 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     assert st.a2a_fwd_bytes_per_step == 256.0 == graph_a2a_bytes(tiny, plan)
     assert st.reduce_scatter_fwd_bytes_per_step == 0.0
     assert [r.reduce_scatter_bytes for r in st.ranks] == [0.0, 0.0]
+    assert st.dp_all_reduce_bytes_per_step == 0.0
     mean_hbm = (a_rank + b_rank) / 2
     assert st.hbm_imbalance == pytest.approx(a_rank / mean_hbm)
     perf = plan_perf(Estimator(two, tiny), plan)
@@ -311,6 +322,12 @@ def test_replicated_hot_rows_cut_the_owners_bags(tiny: Workload, two: System) ->
     st = plan_stats(plan, two, tiny)
     assert st.a2a_fwd_bytes_per_step == pytest.approx(graph_a2a_bytes(tiny, plan))
     assert 128.0 < st.a2a_fwd_bytes_per_step < 256.0  # b's owner sends only the bags with a cold row
+    # The hot rows' gradient is all-reduced on both ranks: 5 rows x 4 x 4 B (fp32), beside the
+    # dense layers' (what a plan with nothing replicated all-reduces).
+    assert [r.dp_all_reduce_bytes for r in st.ranks] == [80.0, 80.0]
+    assert st.dp_all_reduce_bytes_per_step == 160.0
+    dense = graph_all_reduce_bytes(tiny, Plan(2, (tw("a", 100, 0), tw("b", 50, 1))))
+    assert [d + 80.0 for d in dense] == graph_all_reduce_bytes(tiny, plan)
     assert st.parameters_placed == 600  # replicated rows counted once
     hot = 5 * (20 + 4 * 4)  # each replica also keeps its rows' fp32 gradient (dense training)
     assert st.bytes_by_tier["hbm"] == A_BYTES + 2 * hot + 45 * 20  # but stored on both ranks
@@ -375,6 +392,7 @@ def test_to_dict_is_plain_json_with_the_plan(tiny: Workload, two: System) -> Non
     for key in (
         "a2a_fwd_bytes_per_step",
         "reduce_scatter_fwd_bytes_per_step",
+        "dp_all_reduce_bytes_per_step",
         "slow_lookups_per_step",
         "time_imbalance",
         "hbm_imbalance",
