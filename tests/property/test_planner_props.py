@@ -1,7 +1,10 @@
 """Invariants of the planner on random small models: every plan covers each table exactly, fits in
-memory, and the graph it builds conserves bytes; more HBM never turns a feasible model infeasible."""
+memory, and the graph it builds conserves bytes, which are the bytes its figures report; more HBM
+never turns a feasible model infeasible."""
 
 from __future__ import annotations
+
+import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,7 +13,9 @@ from recsim.api import make_plan
 from recsim.config.loader import Override
 from recsim.errors import InfeasibleError
 from recsim.graph.build import build_training_step
+from recsim.graph.ir import Collective, CollectiveOp
 from recsim.hardware.library import HardwareLibrary
+from recsim.planner.stats import plan_stats
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.workload.library import WorkloadLibrary
 from tests.conftest import FIXTURES
@@ -97,3 +102,45 @@ def test_the_hbm_ladder_crosses_from_infeasible_to_feasible() -> None:
         except InfeasibleError:
             outcomes.append(False)
     assert outcomes == [False, True]
+
+
+@SETTINGS
+@given(
+    spec=tables,
+    layout=st.sampled_from([(1, 2), (1, 4), (2, 2)]),
+    strategy=st.sampled_from(
+        ["table_wise", "row_wise", "column_wise", "table_row_wise", "table_column_wise", "grid", "greedy"]
+    ),
+    replicate=st.booleans(),
+)
+def test_plan_figures_are_the_built_steps_bytes(spec, layout, strategy, replicate) -> None:  # type: ignore[no-untyped-def]
+    """What ``recsim plan`` reports a rank sends is what the step ``recsim run`` builds sends: its
+    pooled all-to-all, its row splits' reduce-scatters, and its replicated tables' gradients (the
+    all-reduces beyond the dense layers', which are the same on every rank)."""
+    nodes, per_node = layout
+    wl = workload(spec)
+    sets = [Override.parse(f"cluster.nodes={nodes}"), Override.parse(f"node.accelerators.count={per_node}")]
+    sys_ = HW.system("tiny", sets)
+    plan = make_plan("data_parallel" if replicate else strategy, wl, sys_)
+    stats = plan_stats(plan, sys_, wl)
+    world = plan.world_size
+    a2a, scatter, reduced = [0.0] * world, [0.0] * world, [0.0] * world
+    for n in build_training_step(wl, plan):
+        op = n.op
+        if not isinstance(op, Collective):
+            continue
+        if op.key.startswith("a2a_fwd"):
+            a2a[n.rank] += math.fsum(op.send_bytes) if op.send_bytes is not None else op.bytes
+        elif op.key.startswith("rw_fwd"):
+            scatter[n.rank] += op.bytes
+        elif op.op is CollectiveOp.ALL_REDUCE:
+            reduced[n.rank] += op.bytes
+    for r, rank in enumerate(stats.ranks):
+        assert math.isclose(rank.a2a_send_bytes, a2a[r], rel_tol=1e-9, abs_tol=1e-6)
+        assert math.isclose(rank.reduce_scatter_bytes, scatter[r], rel_tol=1e-9, abs_tol=1e-6)
+    dense = {round(reduced[r] - rank.dp_all_reduce_bytes, 3) for r, rank in enumerate(stats.ranks)}
+    assert len(dense) == 1
+    if replicate:
+        # Every table whole on every rank: the gradients of all of them.
+        rows = sum(t.rows * wl.table_dim(t) for t in wl.tables)
+        assert all(rank.dp_all_reduce_bytes >= rows for rank in stats.ranks)
