@@ -972,6 +972,14 @@ def _print_plan(stats: PlanStats) -> None:
             f"{_bytes(stats.reduce_scatter_fwd_bytes_per_step)} forward, the row splits' partial pools "
             "(all-gathered as much backward)",
         )
+    if stats.input_a2a_bytes_per_step > 0:
+        # The ids the owners look up travel too, in their own all-to-all (multi-hot ids can outweigh
+        # the pooled vectors; column blocks each take all of a table's ids).
+        table.add_row(
+            "input all-to-all per step",
+            f"{_bytes(stats.input_a2a_bytes_per_step)}, the next batch's ids and lengths to their "
+            "shards' owners",
+        )
     if stats.dp_all_reduce_bytes_per_step > 0:
         # Replicated tables send no pooled vectors: their gradients are all-reduced whole instead.
         busiest = max(r.dp_all_reduce_bytes for r in stats.ranks)

@@ -39,6 +39,13 @@ step of the workload's global batch ``B`` and, like the rest of recsim, in SI un
   one node sends nothing through the all-to-all and all its pooled vectors through these (a
   tester's row_wise plan read "all-to-all per step 0 B" beside table_wise's 4 MiB, while its
   ranks reduce-scattered 16 MiB);
+- **input all-to-all bytes**: the next batch's ids and lengths, which every rank sends each
+  owner of a model-parallel shard for its local batch (``ShardOps.input_dist_bytes``: a row
+  split's member the ids of its rows, each column block all of them; the owner's own chunk
+  included), as ``graph.build``'s ``input_dist`` lays them down; summed over ranks in
+  ``input_a2a_bytes_per_step``. None where the framework moves no ids (``Runtime.global_batch_input``,
+  ``per_rank_feature_input``). Multi-hot ids can outweigh the pooled vectors (dlrm-benchmark:
+  6.6 MB of ids against 4 MiB of vectors), and column blocks each take all of a table's ids;
 - **data-parallel all-reduce bytes**: a replicated shard's (``data_parallel``: a whole table or
   hot rows) gradient is all-reduced whole, ``rows x dim`` in the dtype its framework reduces it in
   (``Runtime.replicated_gradient_dtype``), on every rank holding it: ``RankStats.dp_all_reduce_bytes``
@@ -83,7 +90,7 @@ from recsim.planner.storage import (
 )
 from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard, dense_gradient
 from recsim.units import Dimension, format_quantity
-from recsim.workload.spec import DTYPE_BYTES, Workload, wire_bytes_per_value
+from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Workload, wire_bytes_per_value
 
 #: Every tier a plan may use, in the order the figures list them.
 TIERS = ("hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd")
@@ -116,6 +123,8 @@ class RankStats:
     reduce_scatter_bytes: float = 0.0
     # Its replicated shards' gradients, all-reduced (module docstring).
     dp_all_reduce_bytes: float = 0.0
+    # What it sends in the next batch's input all-to-all (module docstring).
+    input_a2a_send_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +144,7 @@ class RankStats:
             "a2a_send_bytes": self.a2a_send_bytes,
             "reduce_scatter_bytes": self.reduce_scatter_bytes,
             "dp_all_reduce_bytes": self.dp_all_reduce_bytes,
+            "input_a2a_send_bytes": self.input_a2a_send_bytes,
             "est_fwd_compute_s": _finite(self.est_fwd_compute_s),
             "est_bwd_compute_s": _finite(self.est_bwd_compute_s),
             "est_comm_s": _finite(self.est_comm_s),
@@ -192,6 +202,7 @@ class PlanStats:
     slow_lookups_by_tier: Mapping[str, float] = field(default_factory=dict)
     reduce_scatter_fwd_bytes_per_step: float = 0.0
     dp_all_reduce_bytes_per_step: float = 0.0
+    input_a2a_bytes_per_step: float = 0.0
 
     @property
     def status(self) -> str:
@@ -234,6 +245,7 @@ class PlanStats:
             "a2a_fwd_bytes_per_step": self.a2a_fwd_bytes_per_step,
             "reduce_scatter_fwd_bytes_per_step": self.reduce_scatter_fwd_bytes_per_step,
             "dp_all_reduce_bytes_per_step": self.dp_all_reduce_bytes_per_step,
+            "input_a2a_bytes_per_step": self.input_a2a_bytes_per_step,
             "lookups_per_step": self.lookups_per_step,
             "slow_lookups_per_step": self.slow_lookups_per_step,
             "slow_lookups_by_tier": dict(self.slow_lookups_by_tier),
@@ -326,6 +338,21 @@ def dp_all_reduce_bytes(plan: Plan, workload: Workload) -> list[float]:
     return out
 
 
+def input_a2a_send_bytes(plan: Plan, workload: Workload, estimator: Estimator) -> list[float]:
+    """Bytes each rank sends in the next batch's input all-to-all (``graph.build``'s ``input_dist``):
+    its local batch's ids and lengths for every rank of each model-parallel shard, the same for
+    every sender; nothing where the framework delivers the inputs otherwise."""
+    framework = runtime(workload.training.runtime)
+    world = plan.world_size
+    if framework.global_batch_input(plan) or framework.per_rank_feature_input(plan):
+        return [0.0] * world
+    b = workload.training.global_batch_size // world
+    index_bytes = INDEX_DTYPE_BYTES[workload.training.index_dtype]
+    ops = estimator.ops
+    sent = math.fsum(ops.input_dist_bytes(s, b, index_bytes) * len(s.ranks) for s in plan.shards)
+    return [sent] * world
+
+
 class _SlowLookups:
     """Forward lookups of a shard that reach a tier other than HBM (memoised hit rates)."""
 
@@ -396,6 +423,7 @@ def plan_stats(
     send = a2a_send_bytes(plan, workload, est, exchange)
     scatter = reduce_scatter_bytes(plan, workload, est, exchange)
     replicated = dp_all_reduce_bytes(plan, workload)
+    ids_sent = input_a2a_send_bytes(plan, workload, est)
     slow_of = _SlowLookups(est)
 
     shards_on = [0] * world
@@ -459,6 +487,7 @@ def plan_stats(
                 hbm_inputs_bytes=parts["inputs"],
                 reduce_scatter_bytes=scatter[r],
                 dp_all_reduce_bytes=replicated[r],
+                input_a2a_send_bytes=ids_sent[r],
             )
         )
     nodes = tuple(
@@ -519,6 +548,7 @@ def plan_stats(
         slow_lookups_by_tier=slow_tier,
         reduce_scatter_fwd_bytes_per_step=math.fsum(scatter),
         dp_all_reduce_bytes_per_step=math.fsum(replicated),
+        input_a2a_bytes_per_step=math.fsum(ids_sent),
     )
 
 

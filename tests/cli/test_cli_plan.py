@@ -202,6 +202,8 @@ def test_a_row_wise_plan_shows_its_reduce_scatter_bytes() -> None:
     table_wise = run("plan", *TINY_2_RANKS, "--strategy", "table_wise")
     assert "reduce-scatter" not in table_wise.output
     assert "data-parallel all-reduce" not in table_wise.output
+    # Both send the next batch's ids to the owners: a row split's members each the ids of its rows.
+    assert "input all-to-all per step" in table_wise.output and "input all-to-all" in result.output
 
 
 def test_a_data_parallel_plan_shows_its_gradient_all_reduce() -> None:

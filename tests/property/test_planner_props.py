@@ -115,8 +115,8 @@ def test_the_hbm_ladder_crosses_from_infeasible_to_feasible() -> None:
 )
 def test_plan_figures_are_the_built_steps_bytes(spec, layout, strategy, replicate) -> None:  # type: ignore[no-untyped-def]
     """What ``recsim plan`` reports a rank sends is what the step ``recsim run`` builds sends: its
-    pooled all-to-all, its row splits' reduce-scatters, and its replicated tables' gradients (the
-    all-reduces beyond the dense layers', which are the same on every rank)."""
+    pooled all-to-all, its row splits' reduce-scatters, the next batch's ids, and its replicated
+    tables' gradients (the all-reduces beyond the dense layers', which are the same on every rank)."""
     nodes, per_node = layout
     wl = workload(spec)
     sets = [Override.parse(f"cluster.nodes={nodes}"), Override.parse(f"node.accelerators.count={per_node}")]
@@ -124,12 +124,14 @@ def test_plan_figures_are_the_built_steps_bytes(spec, layout, strategy, replicat
     plan = make_plan("data_parallel" if replicate else strategy, wl, sys_)
     stats = plan_stats(plan, sys_, wl)
     world = plan.world_size
-    a2a, scatter, reduced = [0.0] * world, [0.0] * world, [0.0] * world
+    a2a, scatter, reduced, ids = [0.0] * world, [0.0] * world, [0.0] * world, [0.0] * world
     for n in build_training_step(wl, plan):
         op = n.op
         if not isinstance(op, Collective):
             continue
-        if op.key.startswith("a2a_fwd"):
+        if op.key.startswith("input_dist"):
+            ids[n.rank] += math.fsum(op.send_bytes or ())
+        elif op.key.startswith("a2a_fwd"):
             a2a[n.rank] += math.fsum(op.send_bytes) if op.send_bytes is not None else op.bytes
         elif op.key.startswith("rw_fwd"):
             scatter[n.rank] += op.bytes
@@ -138,6 +140,7 @@ def test_plan_figures_are_the_built_steps_bytes(spec, layout, strategy, replicat
     for r, rank in enumerate(stats.ranks):
         assert math.isclose(rank.a2a_send_bytes, a2a[r], rel_tol=1e-9, abs_tol=1e-6)
         assert math.isclose(rank.reduce_scatter_bytes, scatter[r], rel_tol=1e-9, abs_tol=1e-6)
+        assert math.isclose(rank.input_a2a_send_bytes, ids[r], rel_tol=1e-9, abs_tol=1e-6)
     dense = {round(reduced[r] - rank.dp_all_reduce_bytes, 3) for r, rank in enumerate(stats.ranks)}
     assert len(dense) == 1
     if replicate:

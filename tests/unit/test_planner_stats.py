@@ -126,6 +126,10 @@ def test_table_wise_by_hand(tiny: Workload, two: System) -> None:
     assert st.reduce_scatter_fwd_bytes_per_step == 0.0
     assert [r.reduce_scatter_bytes for r in st.ranks] == [0.0, 0.0]
     assert st.dp_all_reduce_bytes_per_step == 0.0
+    # Each rank sends a's owner its 4 samples' ids and lengths, 4 x (2 x 8 + 4) B, and b's owner
+    # 4 x (3 x 8 + 4) B: 192 B, its own chunk included (the input all-to-all).
+    assert [r.input_a2a_send_bytes for r in st.ranks] == [192.0, 192.0]
+    assert st.input_a2a_bytes_per_step == 384.0
     mean_hbm = (a_rank + b_rank) / 2
     assert st.hbm_imbalance == pytest.approx(a_rank / mean_hbm)
     perf = plan_perf(Estimator(two, tiny), plan)
@@ -393,6 +397,7 @@ def test_to_dict_is_plain_json_with_the_plan(tiny: Workload, two: System) -> Non
         "a2a_fwd_bytes_per_step",
         "reduce_scatter_fwd_bytes_per_step",
         "dp_all_reduce_bytes_per_step",
+        "input_a2a_bytes_per_step",
         "slow_lookups_per_step",
         "time_imbalance",
         "hbm_imbalance",
