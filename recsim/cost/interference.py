@@ -17,12 +17,37 @@ and ``tests/unit/test_cost_interference.py`` re-measures them.
 
 ``interfered_durations`` applies them: a node on a rank's compute stream (a kernel: ``Compute`` or
 ``Embedding``) that overlaps that rank's collectives for a share ``f`` of its time takes
-``1 + (slowdown - 1) f`` times as long, the slowdown of its class (matrix products: GEMMs, dot
-interactions, cross layers, attention; or the rest). The overlap
-is read off a schedule made without the effect (one pass: the stretched kernels are not
-re-checked against the collectives they now overlap a little more or less). A collective's window
-on a rank is its scheduled start to finish. ASSUMPTION: the A100 figures hold on other GPUs (no
-other trace in the reference set has NCCL kernels beside compute kernels of the same shapes).
+``1 + (slowdown - 1) f`` times as long on an A100 (footprint below), the slowdown of its class
+(matrix products: GEMMs, dot interactions, cross layers, attention; or the rest). The overlap is
+read off a schedule made without the effect (one pass: the stretched kernels are not re-checked
+against the collectives they now overlap a little more or less). A collective's window on a rank is
+its scheduled start to finish.
+
+**Footprint.** The excess ``slowdown - 1`` scales with the share of the SMs the collective's kernel
+holds, relative to the trace's: its CTAs (one per NCCL channel; the trace's hold 512-640 threads x
+96 registers, 49,000-61,000 of an SM's 65,536, so a CTA all but takes its SM from the compute
+kernels) over the GPU's SMs, against the trace's 24 on 108 (``footprint``): a kernel takes
+``1 + (slowdown - 1) f x footprint`` times as long, an A100's as measured. The trace supports it: the
+kernels inside its 24-CTA SendRecvs slow 1.41 (GEMM, 5 groups) and 1.67 (other, 24), inside its
+8-CTA ones 1.08 (6) and 1.19 (10): 0.19 and 0.28 of the excess for a third of the CTAs; and the
+GEMMs' 1.29 is 108 / (108 - 24), a GEMM's waves on the SMs left to it. CTAs: NVLS 16, CollNet 36,
+every other algorithm the trace's 24 (an 8 x H100 node's NCCL log also gives 24 coll channels;
+``NVLS_CTAS``, ``COLLNET_CTAS``). Collectives of different footprints running at once add their
+shares. Found and not used:
+- the HBM bytes a collective streams do not drive it on the trace: its 24-CTA LL all-reduces (small
+  messages, mostly waiting for peers, their threads polling LL flags) slow the kernels beside them
+  2.45 (GEMM, 3 groups) and 4.0 (other, 15), far more than the SendRecvs that move the exchange's
+  bytes with as many CTAs. The protocol's polling matters more than the payload; LL is NCCL's
+  choice for small messages only, the collectives modelled here are mostly SIMPLE, and no trace
+  measures LL128 or NVLS beside compute, so the protocol is not modelled.
+- CollNet (SHARP) adds channels (NCCL connect.cc), so it stretches more, not less: NVIDIA's Eos
+  runs (8 and 16 DGX H100 on InfiniBand with SHARP), which agree best without the stretch, move
+  away (-8.0 -> -8.9 %, -7.9 -> -9.6 %). Which NCCL algorithm Eos ran (CollNet, or NVLS with SHARP
+  on 16 channels) is not recorded.
+ASSUMPTIONS: the A100 factors hold on other GPUs scaled by the SM share (no other trace in the
+reference set has NCCL kernels beside compute kernels of the same shapes); a PCIe system's rings
+(fewer channels in NCCL) and NCCL versions whose all-to-all runs 32 p2p channels (the H100 log)
+are taken at the trace's 24.
 
 **Not monotone in the hardware.** Faster hardware that moves a collective earlier can move it
 under a kernel it used to follow, and that kernel then runs slower: a tester's zionex DLRM step
@@ -40,20 +65,29 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from recsim.graph.dep_rows import tiled
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Compute, Embedding, Stream
-from recsim.graph.readers.kineto import KinetoTrace
+from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Stream
+from recsim.graph.readers.kineto import KEvent, KinetoTrace
+
+if TYPE_CHECKING:
+    from recsim.cost.model import CostModel
 
 __all__ = [
+    "COLLNET_CTAS",
     "COMM_SLOWDOWN",
     "MIN_SAMPLES",
+    "NVLS_CTAS",
+    "TRACE_NCCL_CTAS",
+    "TRACE_SMS",
+    "collective_footprints",
+    "footprint",
     "interfered_durations",
     "overlap_slowdowns",
 ]
@@ -69,6 +103,51 @@ MIN_SAMPLES: Final[int] = 5
 # than ``_CLEAR``: the kernels in between are left out of the measurement.
 _INSIDE = 0.95
 _CLEAR = 0.05
+
+
+#: The footprint the measured slowdowns come with: the trace's NCCL kernels run 24 CTAs (``grid``
+#: of its all-reduces and of the exchange's SendRecv kernels; a few short SendRecvs 7-8), one per
+#: channel, on the A100's 108 SMs (its ``deviceProperties`` ``numSms``).
+TRACE_NCCL_CTAS: Final[int] = 24
+TRACE_SMS: Final[int] = 108
+#: CTAs of an NVLS all-reduce: NCCL_NVLS_NCHANNELS's default 16 (NVIDIA/nccl
+#: src/transport/nvls.cc; enqueue.cc: "NVLS should not need more than 16 channels to get peak
+#: BW"); an 8 x H100 node's NCCL log prints "24 coll channels, ..., 16 nvls channels".
+NVLS_CTAS: Final[int] = 16
+#: CTAs of a CollNet (SHARP) all-reduce: NCCL adds half the channels again, ``nChannels +
+#: nChannels/2`` where intra-node bandwidth exceeds the network's and a node has several ranks
+#: (NVIDIA/nccl src/graph/connect.cc, ncclTopoPostset), 1.5 x the trace's 24.
+COLLNET_CTAS: Final[int] = 36
+_CTAS: Final[dict[str, int]] = {"nvls": NVLS_CTAS, "collnet": COLLNET_CTAS}
+
+
+def footprint(algorithm: str, sms: int) -> float:
+    """A collective's share of the SMs relative to the trace's collectives' (module docstring): its
+    CTAs (``NVLS_CTAS``, ``COLLNET_CTAS``, else the trace's 24: ring, tree and the all-to-all's
+    point-to-point channels) over the GPU's ``sms``, divided by 24 / 108. 1 on an A100."""
+    ctas = _CTAS.get(algorithm, TRACE_NCCL_CTAS)
+    return (ctas * TRACE_SMS) / (TRACE_NCCL_CTAS * sms)
+
+
+def collective_footprints(index: GraphIndex, cost: CostModel) -> npt.NDArray[np.float64] | None:
+    """Per op of ``index.op_table``, a collective's ``footprint`` on ``cost``'s accelerators (1 for
+    the other ops, which the stretch does not read), or None where every collective's is 1 (an
+    A100's: the stretch as measured)."""
+    accelerator = cost.system.accelerator
+    if accelerator is None:
+        return None
+    sms = accelerator.sms
+    plain = footprint("", sms)
+    ops = index.op_table.ops
+    out = np.ones(len(ops))
+    for i, op in enumerate(ops):
+        if type(op) is Collective:
+            # Only a reduction can run in the network (NVLS, CollNet): an all-to-all's is plain.
+            name = cost.collective_algorithm(op) if op.op is CollectiveOp.ALL_REDUCE else ""
+            out[i] = footprint(name, sms) if name in _CTAS else plain
+    if (out == 1.0).all():
+        return None
+    return out
 
 
 def is_nccl(name: str) -> bool:
@@ -95,31 +174,40 @@ def covered_s(union: tuple[list[float], list[float]], a: float, b: float) -> flo
     return sum(max(0.0, min(ends[i], b) - max(starts[i], a)) for i in range(first, last))
 
 
-def overlap_slowdowns(trace: KinetoTrace, min_samples: int = MIN_SAMPLES) -> dict[str, list[float]]:
+def overlap_slowdowns(
+    trace: KinetoTrace, min_samples: int = MIN_SAMPLES, beside: Callable[[KEvent], bool] | None = None
+) -> dict[str, list[float]]:
     """Per class (``gemm``, ``other``), the slowdown ratio of each kernel group of ``trace`` seen
-    ``min_samples`` times both beside NCCL kernels and clear of them (module docstring)."""
+    ``min_samples`` times both beside NCCL kernels and clear of them (module docstring).
+    ``beside``: which NCCL kernels count as beside (e.g. those of one grid size); the kernels
+    clear of them are clear of every NCCL kernel all the same."""
     kernels = [e for e in trace.gpu if e.cat == "kernel"]
-    # Per device (``pid``), the union of its NCCL kernels' spans, as disjoint sorted intervals.
+    # Per device (``pid``), the union of its NCCL kernels' spans, as disjoint sorted intervals: of
+    # all of them (clear of NCCL) and of those ``beside`` selects (inside NCCL).
     spans: dict[Any, list[tuple[float, float]]] = defaultdict(list)
+    chosen: dict[Any, list[tuple[float, float]]] = defaultdict(list)
     for e in kernels:
         if is_nccl(e.name):
             spans[e.pid].append((e.ts, e.end))
+            if beside is None or beside(e):
+                chosen[e.pid].append((e.ts, e.end))
     unions = {pid: interval_union(intervals) for pid, intervals in spans.items()}
+    insides = {pid: interval_union(intervals) for pid, intervals in chosen.items()}
     groups: dict[tuple[Any, ...], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for e in kernels:
         if is_nccl(e.name) or e.dur <= 0:
             continue
         share = covered_s(unions.get(e.pid, ([], [])), e.ts, e.end) / e.dur
         key = (e.name, tuple(e.args.get("grid", ())), tuple(e.args.get("block", ())))
-        clear, beside = groups[key]
+        clear, inside = groups[key]
         if share < _CLEAR:
             clear.append(e.dur)
-        elif share > _INSIDE:
-            beside.append(e.dur)
+        elif covered_s(insides.get(e.pid, ([], [])), e.ts, e.end) / e.dur > _INSIDE:
+            inside.append(e.dur)
     out: dict[str, list[float]] = {"gemm": [], "other": []}
-    for (name, _, _), (clear, beside) in groups.items():
-        if len(clear) >= min_samples and len(beside) >= min_samples:
-            ratio = statistics.median(beside) / statistics.median(clear)
+    for (name, _, _), (clear, inside) in groups.items():
+        if len(clear) >= min_samples and len(inside) >= min_samples:
+            ratio = statistics.median(inside) / statistics.median(clear)
             out["gemm" if "gemm" in name.lower() else "other"].append(ratio)
     return out
 
@@ -148,10 +236,12 @@ def interfered_durations(
     durations: Sequence[float],
     start: npt.NDArray[np.float64],
     finish: npt.NDArray[np.float64],
+    footprints: npt.NDArray[np.float64] | None = None,
 ) -> list[float]:
     """``durations`` (by position) with every compute-stream kernel stretched by its overlap with
-    its rank's collectives in the schedule ``start``/``finish`` (module docstring)."""
-    stretched = stretched_lengths(index, np.asarray(durations, dtype=np.float64), start, finish)
+    its rank's collectives in the schedule ``start``/``finish`` (module docstring), each
+    collective's window weighted by its footprint (``stretched_lengths``)."""
+    stretched = stretched_lengths(index, np.asarray(durations, dtype=np.float64), start, finish, footprints)
     if stretched is None:
         return list(durations)
     result: list[float] = stretched.tolist()
@@ -163,10 +253,12 @@ def stretched_lengths(
     lengths: npt.NDArray[np.float64],
     start: npt.NDArray[np.float64],
     finish: npt.NDArray[np.float64],
+    footprints: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64] | None:
     """``interfered_durations`` of the durations ``lengths`` as a float64 array (a new one), or None
     where no kernel overlaps a collective's window (nothing to stretch): for the engine, which
-    schedules arrays and so converts neither way."""
+    schedules arrays and so converts neither way. ``footprints``: per op of ``index.op_table``,
+    a collective's ``footprint`` (read for the collectives only); None: 1 for every one."""
     # The step nodes' ops (``GraphIndex.source_ops``: a built step graph's columns, no node made).
     table = index.op_table
     steps = index.copies[1] if index.copies is not None else 1
@@ -219,12 +311,52 @@ def stretched_lengths(
     b = finish[taken] + shift
     order = a.argsort(kind="stable")
     a, b = a[order], b[order]
+
+    base = lengths
+    kernel = ((slow > 1.0) & (finish > start)).nonzero()[0]
+    shift = shift_of(kernel)
+    s = start[kernel] + shift
+    e = finish[kernel] + shift
+    # Lengths from the unshifted times (the shift is only for finding each rank's windows).
+    length = finish[kernel] - start[kernel]
+    out = base.copy()
+    if footprints is None:
+        # Every collective holds the trace's share of the SMs (footprint 1): one union of windows.
+        classes = [(1.0, a, b)]
+    else:
+        # The collectives of each footprint apart (a handful of values: NVLS beside ring and
+        # all-to-all); the SMs that collectives of two footprints hold at once add up.
+        w = tiled(footprints[table.number], steps)[taken][order]
+        classes = [(float(c), a[w == c], b[w == c]) for c in np.unique(w)]
+    excess = np.zeros(kernel.size)
+    for weight, class_a, class_b in classes:
+        if weight > 0.0:
+            excess += weight * _covered_share(class_a, class_b, s, e, length)
+    touched = (excess > 0.0).nonzero()[0]
+    kernel = kernel[touched]
+    out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * excess[touched])
+    assert out.size == per_node * steps
+    return out
+
+
+def _covered_share(
+    a: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    s: npt.NDArray[np.float64],
+    e: npt.NDArray[np.float64],
+    length: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The share of each kernel ``[s, e)`` (of ``length``, its unshifted ``e - s``) that the union
+    of the windows ``[a, b)`` (sorted by ``a``) covers, in ``[0, 1]``; 0 where none is touched."""
+    share = np.zeros(s.size)
+    if not a.size:
+        return share
     reach = np.maximum.accumulate(b)
     fresh = np.ones(a.size, dtype=bool)
     fresh[1:] = a[1:] > reach[:-1]
     first = fresh.nonzero()[0]
     merged_a = a[first]
-    merged_b = np.maximum.reduceat(b, first) if first.size else b[:0]
+    merged_b = np.maximum.reduceat(b, first)
     width = merged_b - merged_a
     # Union length before each merged interval, to read the covered time of any window in two
     # binary searches. Each table is read at ``i - 1`` for the ``i`` intervals that start at or
@@ -244,11 +376,6 @@ def stretched_lengths(
         inside = np.minimum(inside, width_at[i])
         return np.where(i > 0, covered_at[i] + inside, 0.0)
 
-    base = lengths
-    kernel = ((slow > 1.0) & (finish > start)).nonzero()[0]
-    shift = shift_of(kernel)
-    s = start[kernel] + shift
-    e = finish[kernel] + shift
     # How many merged intervals start at or before each kernel's start, then its end: the same
     # count as at its start unless the next interval starts by then (``np.searchsorted`` for
     # those alone: the counts are the same, and a kernel seldom spans a window's opening, so the
@@ -259,20 +386,14 @@ def stretched_lengths(
     # one that opened before them has closed. Any other lies between two windows (or before the
     # first): its covered time is the same at both ends (the whole interval before it, or none,
     # the same floats: ``t - a`` is at least ``b - a`` for ``t >= b``), so its share is 0 and its
-    # length stays as it is (``x * 1.0`` is ``x``), as in ``out``'s copy. At 128 GPUs about one
-    # kernel in six may, and the arrays below are of those alone.
+    # length stays as it is. At 128 GPUs about one kernel in six may, and the arrays below are of
+    # those alone.
     touched = (later | (s < reach_at[at_s])).nonzero()[0]
-    kernel, s, e, at_s, later = kernel[touched], s[touched], e[touched], at_s[touched], later[touched]
-    kernel_start, kernel_finish = start[kernel], finish[kernel]
-    # Lengths from the unshifted times (the shift is only for finding each rank's windows).
-    length = kernel_finish - kernel_start
+    s, e, at_s, later = s[touched], e[touched], at_s[touched], later[touched]
     at_e = at_s.copy()
     if later.any():
         at_e[later] = np.searchsorted(merged_a, e[later], side="right")
     # Both ends in one call (the same values element by element; half the array calls).
     ends = covered_before(np.concatenate((e, s)), np.concatenate((at_e, at_s)))
-    share = np.clip((ends[: e.size] - ends[e.size :]) / length, 0.0, 1.0)
-    out = base.copy()
-    out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * share)
-    assert out.size == per_node * steps
-    return out
+    share[touched] = np.clip((ends[: e.size] - ends[e.size :]) / length[touched], 0.0, 1.0)
+    return share

@@ -182,6 +182,9 @@ class CostMemo:
         # How many canonical tuples are kept before they are let go (``fresh_tuples``).
         self.tuples_kept = max(1, TUPLE_ELEMENTS_KEPT // max(1, system.num_accelerators))
         self.collectives: dict[tuple[object, ...], float] = {}
+        # The algorithm each all-reduce runs with, by the same keys less the splits
+        # (``CostModel.collective_algorithm``, for its kernels' footprint).
+        self.algorithms: dict[tuple[object, ...], str] = {}
         # Other ops' costs by their value key (``CostModel._op_duration``).
         self.by_op: dict[object, float] = {}
         # Ops' kernel energies by the same keys (``CostModel.kernel_j``).
@@ -214,15 +217,17 @@ class CostMemo:
 
     def fresh_tuples(self) -> None:
         """Let go of ``canonical_tuples`` when it holds ``tuples_kept``, with every cost keyed by
-        their ids (``collectives``, ``traffic``, ``whole_keys``'s keys): a ``CostModel`` calls this
-        as it is made, before it takes those dicts. The memo takes new, empty dicts rather than
-        clearing these: a cost model made before keeps the old ones, whose tuples stay alive with
-        it, so no key's id can name a tuple let go and then another object given that id, and the
-        new dicts hold no key of the old tuples. A cost let go is worked out again, the same."""
+        their ids (``collectives``, ``algorithms``, ``traffic``, ``whole_keys``'s keys): a
+        ``CostModel`` calls this as it is made, before it takes those dicts. The memo takes new,
+        empty dicts rather than clearing these: a cost model made before keeps the old ones, whose
+        tuples stay alive with it, so no key's id can name a tuple let go and then another object
+        given that id, and the new dicts hold no key of the old tuples. A cost let go is worked out
+        again, the same."""
         if len(self.canonical_tuples) < self.tuples_kept:
             return
         self.canonical_tuples = {}
         self.collectives = {}
+        self.algorithms = {}
         self.traffic = {}
         self.whole_keys = {}
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from recsim.cost.collectives import collective_time_s
+from recsim.cost.collectives import choose_algorithm, collective_time_s
 from recsim.cost.compute import (
     CPU_MEMORY_EFFICIENCY,
     GemmKernelTime,
@@ -198,6 +198,9 @@ class CostModel:
         # The value-keyed caches are the memo's when one is given (kept across evaluations).
         self._collectives: dict[tuple[object, ...], float] = memo.collectives if memo else {}
         self._interned = TupleInterner(memo.canonical_tuples if memo else None)
+        # ``collective_algorithm``'s choices, by the value key of ``collective_s`` less the splits
+        # (the footprint reads the algorithm of the reductions only); the memo's when one is given.
+        self._algorithms: dict[tuple[object, ...], str] = memo.algorithms if memo else {}
         self._by_op: dict[object, float] = memo.by_op if memo else {}
         # Lookups' whole costs (``embedding_cost``), by op identity and by value key: this
         # evaluation's own (an ``EmbeddingCost`` is a few hundred bytes, one per distinct lookup).
@@ -366,6 +369,18 @@ class CostModel:
             let_go_when_full(self._collectives, VALUES_KEPT)[key] = value
         self._collectives_by_id[fast] = (tuples, value)
         return value
+
+    def collective_algorithm(self, op: Collective) -> str:
+        """The algorithm ``op`` runs with (``op.algorithm`` where it can run here, else the automatic
+        choice: the one ``collective_s`` times), for the footprint of its kernels beside the
+        computation (``recsim.cost.interference.collective_footprints``). Kept per value, as
+        ``collective_s``'s times are."""
+        canonical = self._interned.canonical
+        key = (op.op, id(canonical(op.group)), op.bytes, op.dtype, op.algorithm)
+        name = self._algorithms.get(key)
+        if name is None:
+            name = self._algorithms[key] = choose_algorithm(op, self.topology)[0]
+        return name
 
     def all_to_all_s(self, parts: Sequence[Collective]) -> float:
         """Stand-alone seconds of an all-to-all from every member's part, in group order.

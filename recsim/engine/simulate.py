@@ -34,7 +34,7 @@ from recsim.config.hashing import config_hash
 from recsim.cost.compute import run_dtype_note
 from recsim.cost.embedding import DDR, NMP_CHANNEL, EmbeddingCost
 from recsim.cost.embedding.ddr import node_cores, rank_share
-from recsim.cost.interference import stretched_lengths
+from recsim.cost.interference import collective_footprints, stretched_lengths
 from recsim.cost.memo import CostMemo
 from recsim.cost.model import CATEGORIES, CostModel, category_of, category_of_op
 from recsim.cost.platform import platform_note
@@ -407,7 +407,8 @@ def _run(
         timing = asap_timing(index, lengths)
         stretched = None
         if options.comm_interference:
-            stretched = stretched_lengths(index, lengths, timing.start, timing.finish)
+            footprints = collective_footprints(index, cost)
+            stretched = stretched_lengths(index, lengths, timing.start, timing.finish, footprints)
         shared = shared_sm_seconds(index, timing.start, timing.finish) if lanes else None
         if shared is not None:
             stretched = (lengths if stretched is None else stretched) + shared

@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsim.api import make_plan, prepare
-from recsim.cost.interference import COMM_SLOWDOWN, interfered_durations, overlap_slowdowns
+from recsim.cost.interference import (
+    COMM_SLOWDOWN,
+    TRACE_NCCL_CTAS,
+    TRACE_SMS,
+    collective_footprints,
+    footprint,
+    interfered_durations,
+    overlap_slowdowns,
+)
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
@@ -206,3 +214,129 @@ def test_interference_never_speeds_a_step_up_and_both_engines_take_it():
         free, slowed = results[(fidelity, False)], results[(fidelity, True)]
         assert slowed.iteration_time_s > free.iteration_time_s
         assert sum(slowed.breakdown_s.values()) == pytest.approx(slowed.iteration_time_s)
+
+
+# ---------------------------------------------------------------------------------- the footprint
+
+
+def _trace() -> tuple[object, dict]:
+    with gzip.open(TRACE, "rt") as handle:
+        raw = json.load(handle)
+    return parse_kineto(TRACE, raw), raw
+
+
+def test_the_slowdown_follows_the_nccl_kernels_ctas_on_the_trace():
+    # The kernels inside the trace's 24-CTA SendRecvs against those inside its 8-CTA ones (the
+    # same protocol, SIMPLE): a third of the CTAs, a fifth (GEMM) to three tenths (other) of the
+    # excess. The LL all-reduces, 24 CTAs too, slow their neighbours far more (the module
+    # docstring's negative finding: the protocol, not the CTAs nor the bytes).
+    trace, raw = _trace()
+
+    def grid(e) -> int:
+        return int(e.args["grid"][0])
+
+    def medians(beside) -> dict[str, tuple[int, float]]:
+        found = overlap_slowdowns(trace, beside=beside)
+        return {k: (len(v), round(statistics.median(v), 3)) for k, v in found.items()}
+
+    wide = medians(lambda e: "SendRecv" in e.name and grid(e) == TRACE_NCCL_CTAS)
+    narrow = medians(lambda e: "SendRecv" in e.name and grid(e) <= 8)
+    ll = medians(lambda e: "AllReduce_RING_LL" in e.name)
+    assert wide == {"gemm": (5, 1.405), "other": (24, 1.667)}
+    assert narrow == {"gemm": (6, 1.077), "other": (10, 1.186)}
+    assert ll == {"gemm": (3, 2.45), "other": (15, 4.0)}
+    # Every NCCL kernel of the trace: 24 CTAs but the short SendRecvs (7-8), on 108 SMs.
+    assert {grid(e) for e in trace.gpu if "nccl" in e.name.lower()} == {7, 8, TRACE_NCCL_CTAS}
+    assert raw["deviceProperties"][0]["numSms"] == TRACE_SMS
+    # The GEMMs' slowdown is their waves on the SMs the 24 CTAs leave them.
+    waves = TRACE_SMS / (TRACE_SMS - TRACE_NCCL_CTAS)
+    assert waves == pytest.approx(COMM_SLOWDOWN["gemm"], abs=0.005)
+
+
+def test_footprints_by_hand():
+    assert footprint("ring", TRACE_SMS) == 1.0  # the trace's own collectives: as measured
+    assert footprint("direct", TRACE_SMS) == 1.0
+    assert footprint("collnet", TRACE_SMS) == 1.5  # 36 CTAs
+    assert footprint("ring", 132) == 108 / 132
+    assert footprint("nvls", 132) == (16 * 108) / (24 * 132)
+    assert footprint("nvls", 132) == pytest.approx(0.54545, abs=1e-5)
+
+
+def test_stretch_by_hand_with_footprints():
+    # ``_graph``'s all-reduce over [1, 3) with half the trace's footprint: half the excess.
+    index = GraphIndex.of(_graph())
+    durations = [2.0, 1.0, 2.0, 2.0, 2.0, 1.0, 2.0]
+    start = np.array([0.0, 2.0, 3.0, 1.0, 1.0, 3.0, 0.0])
+    finish = start + np.array(durations)
+    half = np.full(len(index.op_table.ops), 0.5)
+    out = interfered_durations(index, durations, start, finish, half)
+    g, o = COMM_SLOWDOWN["gemm"], COMM_SLOWDOWN["other"]
+    assert out[0] == 2.0 * (1 + (g - 1) * 0.5 * 0.5)
+    assert out[1] == 1.0 * (1 + (o - 1) * 0.5)
+    assert out[2:] == durations[2:]
+    # Footprint 1 everywhere is the measured stretch, to the bit.
+    ones = np.ones(len(index.op_table.ops))
+    assert interfered_durations(index, durations, start, finish, ones) == interfered_durations(
+        index, durations, start, finish
+    )
+
+
+def test_footprints_of_collectives_at_once_add_up():
+    # Two collectives on rank 0, [0, 2) of footprint 0.25 and [1, 3) of footprint 0.5, beside a
+    # GEMM over [0, 4): 2 x 0.25 + 2 x 0.5 of its 4 s, weighted.
+    gemm = Compute("mm", 1.0, category="gemm", shapes=((4, 4), (4, 4)))
+    a = Collective(CollectiveOp.ALL_REDUCE, "a", (0, 1), 1e6)
+    b = Collective(CollectiveOp.ALL_TO_ALL, "b", (0, 1), 1e6)
+    nodes = [
+        Node(0, 0, "gemm", Stream.COMPUTE, gemm),
+        Node(1, 0, "a", Stream.COMM, a),
+        Node(2, 0, "b", Stream.COMM, b),
+    ]
+    index = GraphIndex.of(ExecutionGraph(2, nodes))
+    weights = np.ones(len(index.op_table.ops))
+    weights[index.op_table.number[1]] = 0.25
+    weights[index.op_table.number[2]] = 0.5
+    start, finish = np.array([0.0, 0.0, 1.0]), np.array([4.0, 2.0, 3.0])
+    out = interfered_durations(index, [4.0, 2.0, 2.0], start, finish, weights)
+    g = COMM_SLOWDOWN["gemm"]
+    assert out[0] == pytest.approx(4.0 * (1 + (g - 1) * (0.25 * 0.5 + 0.5 * 0.5)), rel=1e-15)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=_kernels_and_windows(), scale=st.sampled_from((0.0, 0.5, 1.0, 2.0)))
+def test_a_collective_with_no_footprint_stretches_nothing(case, scale):
+    # Footprint 0 (no SMs held): every length stays to the bit; otherwise the excess scales with
+    # the footprint (one footprint for every collective: the union's share, times it).
+    graph, durations, start, finish = case
+    index = GraphIndex.of(graph)
+    weights = np.full(len(index.op_table.ops), scale)
+    out = interfered_durations(index, durations, start, finish, weights)
+    if scale == 0.0:
+        assert out == durations
+    full = interfered_durations(index, durations, start, finish)
+    for got, measured, d in zip(out, full, durations, strict=True):
+        assert got - d == pytest.approx((measured - d) * scale, rel=1e-12, abs=1e-15)
+
+
+def test_collective_footprints_on_an_a100_and_an_h100_node():
+    # An A100's collectives hold the trace's share (None: the stretch as measured); an H100's a
+    # smaller one, its NVLS all-reduce (inside a node, large) smaller still.
+    from recsim.cost.model import CostModel
+
+    ranks = tuple(range(8))
+    reduce = Collective(CollectiveOp.ALL_REDUCE, "ar", ranks, 256e6)
+    exchange = Collective(CollectiveOp.ALL_TO_ALL, "a2a", ranks, 64e6)
+    gemm = Compute("mm", 1.0, category="gemm", shapes=((4, 4), (4, 4)))
+    nodes = [Node(0, 0, "ar", Stream.COMM, reduce), Node(1, 0, "a2a", Stream.COMM, exchange)]
+    nodes.append(Node(2, 0, "mm", Stream.COMPUTE, gemm))
+    index = GraphIndex.of(ExecutionGraph(8, nodes))
+    a100, workload = prepare("dgx-a100", "dlrm-dcnv2", nodes=1, batch_size=16384)
+    assert collective_footprints(index, CostModel(a100, workload)) is None
+    h100, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=1, batch_size=16384)
+    cost = CostModel(h100, workload)
+    assert cost.collective_algorithm(reduce) == "nvls"
+    found = collective_footprints(index, cost)
+    assert found is not None
+    number = index.op_table.number
+    assert found[number[0]] == (16 * 108) / (24 * 132)
+    assert found[number[1]] == 108 / 132
