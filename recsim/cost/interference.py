@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recsim.cost.collectives.base import group_layout
 from recsim.graph.dep_rows import tiled
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, Stream
@@ -116,7 +117,8 @@ TRACE_SMS: Final[int] = 108
 NVLS_CTAS: Final[int] = 16
 #: CTAs of a CollNet (SHARP) all-reduce: NCCL adds half the channels again, ``nChannels +
 #: nChannels/2`` where intra-node bandwidth exceeds the network's and a node has several ranks
-#: (NVIDIA/nccl src/graph/connect.cc, ncclTopoPostset), 1.5 x the trace's 24.
+#: (NVIDIA/nccl src/graph/connect.cc, ncclTopoPostset), 1.5 x the trace's 24 (the trace's 24 with
+#: one rank a node).
 COLLNET_CTAS: Final[int] = 36
 _CTAS: Final[dict[str, int]] = {"nvls": NVLS_CTAS, "collnet": COLLNET_CTAS}
 
@@ -144,6 +146,10 @@ def collective_footprints(index: GraphIndex, cost: CostModel) -> npt.NDArray[np.
         if type(op) is Collective:
             # Only a reduction can run in the network (NVLS, CollNet): an all-to-all's is plain.
             name = cost.collective_algorithm(op) if op.op is CollectiveOp.ALL_REDUCE else ""
+            if name == "collnet":
+                # NCCL adds CollNet's channels only where a node holds several of the ranks.
+                layout = group_layout(op.group, cost.topology)
+                name = name if layout.n > layout.num_nodes else ""
             out[i] = footprint(name, sms) if name in _CTAS else plain
     if (out == 1.0).all():
         return None

@@ -340,3 +340,27 @@ def test_collective_footprints_on_an_a100_and_an_h100_node():
     number = index.op_table.number
     assert found[number[0]] == (16 * 108) / (24 * 132)
     assert found[number[1]] == 108 / 132
+
+
+def test_collnet_adds_channels_only_where_a_node_holds_several_ranks(monkeypatch):
+    # NCCL's ncclTopoPostset adds half the channels again for CollNet where nRanks > nNodes: a
+    # group of one rank a node keeps the plain footprint.
+    from recsim.cost.model import CostModel
+
+    system, workload = prepare("dgx-h100", "dlrm-dcnv2", nodes=2, batch_size=16384)
+    cost = CostModel(system, workload)
+    monkeypatch.setattr(cost, "collective_algorithm", lambda op: "collnet")
+    spread = Collective(CollectiveOp.ALL_REDUCE, "spread", (0, 8), 64e6)
+    packed = Collective(CollectiveOp.ALL_REDUCE, "packed", tuple(range(16)), 64e6)
+    gemm = Compute("mm", 1.0, category="gemm", shapes=((4, 4), (4, 4)))
+    nodes = [
+        Node(0, 0, "spread", Stream.COMM, spread),
+        Node(1, 0, "packed", Stream.COMM, packed),
+        Node(2, 0, "mm", Stream.COMPUTE, gemm),
+    ]
+    index = GraphIndex.of(ExecutionGraph(16, nodes))
+    found = collective_footprints(index, cost)
+    assert found is not None
+    number = index.op_table.number
+    assert found[number[0]] == 108 / 132
+    assert found[number[1]] == (36 * 108) / (24 * 132)
