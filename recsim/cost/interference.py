@@ -323,26 +323,59 @@ def stretched_lengths(
     shift = shift_of(kernel)
     s = start[kernel] + shift
     e = finish[kernel] + shift
-    # Lengths from the unshifted times (the shift is only for finding each rank's windows).
-    length = finish[kernel] - start[kernel]
     out = base.copy()
-    if footprints is None:
-        # Every collective holds the trace's share of the SMs (footprint 1): one union of windows.
-        classes = [(1.0, a, b)]
+    w = None if footprints is None else tiled(footprints[table.number], steps)[taken][order]
+    values = None if w is None else np.unique(w)
+    if values is None or values.size == 1:
+        # One footprint for every collective (1: the trace's share, as measured): one union.
+        weight = 1.0 if values is None else float(values[0])
+        near, share = _covered_share(a, b, s, e, kernel, start, finish)
+        excess = weight * share
     else:
-        # The collectives of each footprint apart (a handful of values: NVLS beside ring and
-        # all-to-all); the SMs that collectives of two footprints hold at once add up.
-        w = tiled(footprints[table.number], steps)[taken][order]
-        classes = [(float(c), a[w == c], b[w == c]) for c in np.unique(w)]
-    excess = np.zeros(kernel.size)
-    for weight, class_a, class_b in classes:
-        if weight > 0.0:
-            excess += weight * _covered_share(class_a, class_b, s, e, length)
-    touched = (excess > 0.0).nonzero()[0]
-    kernel = kernel[touched]
-    out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * excess[touched])
+        # The collectives of each footprint apart (NVLS or CollNet beside ring and all-to-all);
+        # the SMs that collectives of two footprints hold at once add up. The kernels that may
+        # overlap any window first (about one in six), then each footprint's share of those.
+        near = _near(*_merged(a, b), s, e)
+        s, e, nearby = s[near], e[near], kernel[near]
+        excess = np.zeros(near.size)
+        for value in values:
+            if value > 0.0:
+                mask = w == value
+                found, share = _covered_share(a[mask], b[mask], s, e, nearby, start, finish)
+                excess[found] += float(value) * share
+    kernel = kernel[near]
+    out[kernel] = base[kernel] * (1.0 + (slow[kernel] - 1.0) * excess)
     assert out.size == per_node * steps
     return out
+
+
+def _merged(
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The union of the windows ``[a, b)`` (sorted by ``a``, at least one) as disjoint intervals."""
+    reach = np.maximum.accumulate(b)
+    fresh = np.ones(a.size, dtype=bool)
+    fresh[1:] = a[1:] > reach[:-1]
+    first = fresh.nonzero()[0]
+    return a[first], np.maximum.reduceat(b, first)
+
+
+def _near(
+    merged_a: npt.NDArray[np.float64],
+    merged_b: npt.NDArray[np.float64],
+    s: npt.NDArray[np.float64],
+    e: npt.NDArray[np.float64],
+) -> npt.NDArray[np.intp]:
+    """The kernels ``[s, e)`` that may overlap a merged interval: one opens inside them, or they
+    start before the last one that opened before them has closed. Any other lies between two
+    intervals (or before the first): its covered time is the same at both ends (the whole interval
+    before it, or none, the same floats: ``t - a`` is at least ``b - a`` for ``t >= b``), so its
+    share is 0 and its length stays as it is. At 128 GPUs about one kernel in six may."""
+    at_s = np.searchsorted(merged_a, s, side="right")
+    opens = np.concatenate((merged_a, [np.inf]))[at_s] <= e
+    reach_at = np.concatenate(([-np.inf], merged_b))
+    near: npt.NDArray[np.intp] = (opens | (s < reach_at[at_s])).nonzero()[0]
+    return near
 
 
 def _covered_share(
@@ -350,19 +383,16 @@ def _covered_share(
     b: npt.NDArray[np.float64],
     s: npt.NDArray[np.float64],
     e: npt.NDArray[np.float64],
-    length: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
-    """The share of each kernel ``[s, e)`` (of ``length``, its unshifted ``e - s``) that the union
-    of the windows ``[a, b)`` (sorted by ``a``) covers, in ``[0, 1]``; 0 where none is touched."""
-    share = np.zeros(s.size)
+    kernel: npt.NDArray[np.intp],
+    start: npt.NDArray[np.float64],
+    finish: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """Which kernels ``[s, e)`` (the nodes ``kernel``, shifted) may overlap the union of the windows
+    ``[a, b)`` (sorted by ``a``; ``_near``), and the share of each of those that the union covers,
+    in ``[0, 1]``, of its length from the unshifted ``start`` and ``finish``; every other's is 0."""
     if not a.size:
-        return share
-    reach = np.maximum.accumulate(b)
-    fresh = np.ones(a.size, dtype=bool)
-    fresh[1:] = a[1:] > reach[:-1]
-    first = fresh.nonzero()[0]
-    merged_a = a[first]
-    merged_b = np.maximum.reduceat(b, first)
+        return np.zeros(0, dtype=np.intp), np.zeros(0)
+    merged_a, merged_b = _merged(a, b)
     width = merged_b - merged_a
     # Union length before each merged interval, to read the covered time of any window in two
     # binary searches. Each table is read at ``i - 1`` for the ``i`` intervals that start at or
@@ -388,12 +418,7 @@ def _covered_share(
     # binary searches, about a million machine instructions an evaluation at 128 GPUs, halve).
     at_s = np.searchsorted(merged_a, s, side="right")
     later = next_a[at_s] <= e  # an interval opens inside the kernel
-    # The kernels that may overlap a window: one opens inside them, or they start before the last
-    # one that opened before them has closed. Any other lies between two windows (or before the
-    # first): its covered time is the same at both ends (the whole interval before it, or none,
-    # the same floats: ``t - a`` is at least ``b - a`` for ``t >= b``), so its share is 0 and its
-    # length stays as it is. At 128 GPUs about one kernel in six may, and the arrays below are of
-    # those alone.
+    # Only the kernels that may overlap an interval (``_near``, the same test on the same counts).
     touched = (later | (s < reach_at[at_s])).nonzero()[0]
     s, e, at_s, later = s[touched], e[touched], at_s[touched], later[touched]
     at_e = at_s.copy()
@@ -401,5 +426,7 @@ def _covered_share(
         at_e[later] = np.searchsorted(merged_a, e[later], side="right")
     # Both ends in one call (the same values element by element; half the array calls).
     ends = covered_before(np.concatenate((e, s)), np.concatenate((at_e, at_s)))
-    share[touched] = np.clip((ends[: e.size] - ends[e.size :]) / length[touched], 0.0, 1.0)
-    return share
+    node = kernel[touched]
+    length = finish[node] - start[node]
+    share = np.clip((ends[: e.size] - ends[e.size :]) / length, 0.0, 1.0)
+    return touched, share
