@@ -126,8 +126,9 @@ _CTAS: Final[dict[str, int]] = {"nvls": NVLS_CTAS, "collnet": COLLNET_CTAS}
 def footprint(algorithm: str, sms: int) -> float:
     """A collective's share of the SMs relative to the trace's collectives' (module docstring): its
     CTAs (``NVLS_CTAS``, ``COLLNET_CTAS``, else the trace's 24: ring, tree and the all-to-all's
-    point-to-point channels) over the GPU's ``sms``, divided by 24 / 108. 1 on an A100."""
-    ctas = _CTAS.get(algorithm, TRACE_NCCL_CTAS)
+    point-to-point channels) over the GPU's ``sms``, divided by 24 / 108. 1 on an A100. A GPU with
+    fewer SMs than CTAs gives them all (the CTAs then take turns on them): at most 108 / 24."""
+    ctas = min(_CTAS.get(algorithm, TRACE_NCCL_CTAS), sms)
     return (ctas * TRACE_SMS) / (TRACE_NCCL_CTAS * sms)
 
 

@@ -260,6 +260,8 @@ def test_footprints_by_hand():
     assert footprint("ring", 132) == 108 / 132
     assert footprint("nvls", 132) == (16 * 108) / (24 * 132)
     assert footprint("nvls", 132) == pytest.approx(0.54545, abs=1e-5)
+    # Fewer SMs than CTAs: the collective holds them all, no more.
+    assert footprint("ring", 16) == footprint("collnet", 16) == 108 / 24
 
 
 def test_stretch_by_hand_with_footprints():

@@ -262,8 +262,11 @@ def test_a_ranks_cached_load_is_its_fused_lookup_whatever_the_order(
 
 def test_the_greedy_puts_small_tables_beside_a_big_one(pairs: Workload, two_gpus: System) -> None:
     """Table-wise on two ranks: the greedy now keeps the hot small tables beside the big pooling-4
-    table and the big pooling-16 one alone (1.191 ms simulated, the best of the 8 placements);
-    with a cache per table it paired the two big tables (1.326 ms)."""
+    table and the big pooling-16 one alone (1.193 ms simulated, the best of the 8 placements);
+    with a cache per table it paired the two big tables (1.328 ms). (1.191 and 1.326 ms before the
+    interference stretch scaled with the collectives' share of the SMs, 108 / 100 on the tiny
+    GPU: ``recsim.cost.interference.footprint``; ``collective_footprints`` patched to None gives
+    them again.)"""
     plan = make_plan("greedy", pairs, two_gpus, planner=[*CACHED_ONLY, "planner.sharding_types=[table_wise]"])
     by_rank: dict[int, set[str]] = defaultdict(set)
     for s in plan.shards:
@@ -271,17 +274,18 @@ def test_the_greedy_puts_small_tables_beside_a_big_one(pairs: Workload, two_gpus
     assert sorted(map(sorted, by_rank.values())) == [["t0"], ["t1", "t2", "t3"]]
     before = placed(pairs, (0, 1, 0, 1))  # the greedy's plan with a cache per table
     step, step_before = analytic_step_s(two_gpus, pairs, plan), analytic_step_s(two_gpus, pairs, before)
-    assert step == pytest.approx(1.1911e-3, rel=1e-4)
-    assert step_before == pytest.approx(1.3258e-3, rel=1e-4)
+    assert step == pytest.approx(1.1927e-3, rel=1e-4)
+    assert step_before == pytest.approx(1.3276e-3, rel=1e-4)
 
 
 def test_the_greedy_on_every_scheme_takes_the_shared_cache(pairs: Workload, two_gpus: System) -> None:
     """Every scheme allowed: every table row-wise, so each rank's one cache holds a share of all four
-    (1.174 ms simulated); with a cache per table the greedy split the small table by columns and
-    the rest by rows (1.585 ms)."""
+    (1.176 ms simulated; 1.174 before the interference stretch scaled with the collectives' share
+    of the tiny GPU's SMs, ``recsim.cost.interference.footprint``); with a cache per table the
+    greedy split the small table by columns and the rest by rows (1.585 ms)."""
     plan = make_plan("greedy", pairs, two_gpus, planner=CACHED_ONLY)
     assert {s.sharding for s in plan.shards} == {"row_wise"}
-    assert analytic_step_s(two_gpus, pairs, plan) == pytest.approx(1.1744e-3, rel=1e-4)
+    assert analytic_step_s(two_gpus, pairs, plan) == pytest.approx(1.1760e-3, rel=1e-4)
 
 
 def scratch_load_on(est: Estimator, part: Partitioner, rank: int, block: Block) -> float:
