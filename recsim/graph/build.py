@@ -64,6 +64,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,6 +159,10 @@ OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
 
 
 ByRank = dict[int, list[int]]  # node ids by rank
+_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+_SHARDING = operator.attrgetter("sharding")
+_IS_NONE_OFFSET = (-1).__eq__  # a dense chain's dependency offset -1: none (``_DenseChain.deps``)
+_interleave = itertools.chain.from_iterable  # of a zip: a[0], b[0], a[1], b[1], ...
 
 # The streams as module constants: ``Stream.COMPUTE`` is a class attribute of an enum, and
 # CPython 3.11's ``EnumType`` defines ``__getattr__``, which takes every attribute read of its
@@ -229,7 +234,8 @@ def interchangeable_ranks(plan: Plan, keep: frozenset[int] = frozenset()) -> tup
         held.update(shard.ranks)
     if plan.bottom_rank is not None:
         held.add(plan.bottom_rank)
-    return tuple(r for r in range(world) if r not in held)
+    # (Filtered in C: a generator over the world cost about 12 bytecodes a rank.)
+    return tuple(itertools.filterfalse(held.__contains__, range(world)))
 
 
 def global_batch_record_bytes(workload: Workload, batch: float) -> float:
@@ -337,16 +343,19 @@ class _Builder:
         # Folded ranks (module docstring): the ranks whose nodes are not made, their
         # representative's class, and the all-to-all parts they would have had.
         self.skip: frozenset[int] = frozenset()
+        self.folded: tuple[int, ...] = ()  # ``skip`` in rank order
         self.rank_classes: dict[int, tuple[int, ...]] = {}
         self.folded_parts: dict[str, dict[int, Collective]] = {}
         if options.fold_ranks:
             free = interchangeable_ranks(plan, options.keep_ranks)
             if len(free) > 1:
-                self.skip = frozenset(free[1:])
+                self.folded = free[1:]
+                self.skip = frozenset(self.folded)
                 self.rank_classes = {free[0]: free}
         # The ranks that get nodes, in order: the per-rank passes visit these alone (at 128 GPUs
         # 27 of the 128 of a folded table-wise plan), not every rank to skip the folded ones.
-        self.built: tuple[int, ...] = tuple(r for r in range(self.world) if r not in self.skip)
+        # (Filtered in C, as ``interchangeable_ranks``.)
+        self.built: tuple[int, ...] = tuple(itertools.filterfalse(self.skip.__contains__, range(self.world)))
 
     def add(
         self,
@@ -388,12 +397,14 @@ class _Builder:
         deps: Sequence[Sequence[int]],
         phase: str,
         lane: int = 0,
+        *,
+        unique: bool = False,
     ) -> range:
         """One node per entry of ``ranks`` (ranks that get nodes: none folded), in that order, named
         ``name`` (or ``name[i]``, a list) on ``stream`` (or ``stream[i]``) and ``lane``, the ``i``-th
-        with ``ops[i]``
-        and ``deps[i]``; returns
-        their ids. The nodes ``add`` makes one call at a time, laid down a column at a time: the
+        with ``ops[i]`` and ``deps[i]``; returns their ids. ``unique``: every ``deps[i]`` is a tuple
+        without repeats, taken as it is (else each is made a tuple and de-duplicated, as ``add``
+        does). The nodes ``add`` makes one call at a time, laid down a column at a time: the
         per-rank passes (the input pipeline, the exchanges, the gradient all-reduces, the
         optimizer) add some 200 nodes an evaluation at 128 GPUs, each call of ``add`` a function
         call and eight appends (about 2 M machine instructions together, callgrind)."""
@@ -405,8 +416,10 @@ class _Builder:
         columns.names.extend([name] * n if isinstance(name, str) else name)
         columns.streams.extend([stream] * n if isinstance(stream, Stream) else stream)
         columns.ops.extend(ops)
-        # As ``add``: at most one dependency needs no de-duplication.
-        self.deps.extend([tuple(d) if len(d) < 2 else tuple(dict.fromkeys(d)) for d in deps])
+        if unique:  # the caller's tuples, each without repeats (``unique``)
+            self.deps.extend(deps)  # type: ignore[arg-type]
+        else:  # as ``add``: at most one dependency needs no de-duplication
+            self.deps.extend([tuple(d) if len(d) < 2 else tuple(dict.fromkeys(d)) for d in deps])
         columns.lanes.extend([lane] * n)
         columns.phases.extend([phase] * n)
         self.next_id = base + n
@@ -473,25 +486,25 @@ class _Builder:
 
     def _names_used(self) -> set[str]:
         """The op table names of the graph's lookups and updates, fused ones' parts included."""
-        return self.named | {table for parts in self.fused.values() for table, _ in parts}
+        return self.named.union(map(_FIRST, itertools.chain.from_iterable(self.fused.values())))
 
     def metadata(self, mode: str) -> dict[str, Any]:
         """What every built graph records: its source, mode, workload and plan, and what the cost
         layer needs to resolve fused (TBE) and partial-table op names."""
         used = self._names_used()
+        slices = self.ops.slices
         return {
             "source": "recsim.graph.build",
-            "fused_tables": {k: [[t, n] for t, n in v] for k, v in self.fused.items()},
+            # Each (table, lookups) pair as a list (``map``: in C).
+            "fused_tables": {k: list(map(list, v)) for k, v in self.fused.items()},
             # By name: ``ops`` may be shared, and the order it met the parts in is its history's.
-            "table_slices": {k: list(self.ops.slices[k]) for k in sorted(used) if k in self.ops.slices},
+            "table_slices": {k: list(slices[k]) for k in sorted(used.intersection(slices))},
             "mode": mode,
             "workload": self.w.name,
             "plan": self.plan.strategy,
             # How many sharding types route ids to their owners: TorchRec runs an input dist, a
             # lookup and an output dist for each (``recsim.graph.runtime``, eager host costs).
-            "routed_sharding_types": len(
-                {shard.sharding for shard in self.plan.shards if shard.sharding != "data_parallel"}
-            ),
+            "routed_sharding_types": len(set(map(_SHARDING, self.plan.shards)) - {"data_parallel"}),
             # A folded graph's collectives lack the folded ranks' members (``ExecutionGraph.validate``).
             **(
                 {
@@ -536,37 +549,42 @@ class _Builder:
             if shared:
                 self.ops.keep_inputs(key, kept)
         _, load_op, h2d_op, laid, folded = kept
-        # Each built rank's loading, then its copy after it, interleaved (``add_each``).
+        # Each built rank's loading, then its copy after it, interleaved (``add_each``); the
+        # interleaved columns are made in C (``chain``, ``zip``), not by Python loops over the ranks.
         built = self.built
         n = len(built)
         base = self.next_id  # the first loading's id: a rank's copy follows its loading
+        loads = zip(range(base, base + 2 * n, 2))  # each copy's dependency: its loading, (id,)
         made = self.add_each(
-            [r for r in built for _ in range(2)],
+            list(_interleave(zip(built, built, strict=True))),
             ["data_loading", "h2d_next_batch"] * n,
             [_HOST, _COPY] * n,
             [load_op, h2d_op] * n,
-            [d for load in range(base, base + 2 * n, 2) for d in ((), (load,))],
+            list(_interleave(zip(itertools.repeat(()), loads))),
             "input",
+            unique=True,
         )
-        self.h2d.update(zip(built, made[1::2], strict=True))
-        placed = [(r, part) for r, part in laid if part is not None]
-        # A folded rank: its part is in ``folded`` (what ``add`` would have kept), and -1 is the
-        # id nothing reads.
-        self.input_ready.update((r, -1) for r, part in laid if part is None)
-        copies = [(self.h2d[r],) for r, _ in placed]
+        copy_ids = made[1::2]
+        self.h2d.update(zip(built, copy_ids, strict=True))
+        # ``laid`` holds every rank in rank order, a folded one (``skip``) with None: the built
+        # ranks' parts are theirs by index. A folded rank's part is in ``folded`` (what ``add``
+        # would have kept), and -1 is the id nothing reads; folded ranks come first in
+        # ``input_ready``, in rank order, as when they were set from ``laid``.
+        self.input_ready.update(dict.fromkeys(self.folded, -1))
+        copies = list(zip(copy_ids))
         made = self.add_each(
-            [r for r, _ in placed],
+            built,
             "input_dist",
             _COMM,
-            [part for _, part in placed],
-            [()] * len(placed) if self.lagged_input else copies,
+            list(map(_SECOND, map(laid.__getitem__, built))),
+            [()] * n if self.lagged_input else copies,
             "input",
             self.input_lane,
+            unique=True,
         )
-        for (r, _), nid, copy in zip(placed, made, copies, strict=True):
-            self.input_ready[r] = nid
-            if self.lagged_input:
-                self.carried_input[nid] = copy
+        self.input_ready.update(zip(built, made, strict=True))
+        if self.lagged_input:
+            self.carried_input.update(zip(made, copies, strict=True))
         self._record_folded("input_dist", folded)
 
     def _input_ops(self, b: int) -> InputEntry:
@@ -780,24 +798,23 @@ class _Builder:
         groups: dict[tuple[int, str, bool, str, int], list[tuple[int, Embedding]]] = defaultdict(list)
         skip = self.skip  # folded ranks: their lookups are their representative's
         hit_bags_only = self.hit_bags_only  # (a property: read once a pass, not once a shard)
+        # What every shard's op asks, read once a pass rather than once a shard.
+        shard_op, world, atomic, inference = self.ops.op, self.world, self.atomic, self.inference
+        fuse = self.opt.fuse_tables
+        fusing: dict[str, bool] = {}  # tier -> ``fused_tier`` of it
         for shard in self.plan.shards:
             if select is not None and not select(shard):
                 continue
-            table = self.tables[shard.table]
-            op = self.ops.op(
-                shard,
-                pass_,
-                batch,
-                self.world,
-                self.output_dtype(shard),
-                hit_bags_only,
-                self.atomic,
-                self.inference,
+            op = shard_op(
+                shard, pass_, batch, world, self.output_dtype(shard), hit_bags_only, atomic, inference
             )
             replicated = shard.sharding == "data_parallel"
             # A replicated shard is on every rank: its number (``shard_number``) hashes it once.
             number = self.shard_number(shard) if replicated else -1
-            if self.opt.fuse_tables and fused_tier(shard.tier):
+            fused_here = fusing.get(shard.tier)
+            if fused_here is None:
+                fused_here = fusing[shard.tier] = fuse and fused_tier(shard.tier)
+            if fused_here:
                 entry, dtype = (number, op), op.dtype
                 # UVM tiers fuse tables of one width: their rows cross PCIe in whole requests of
                 # their own size, which a fused op's one (mean) width would misprice by 25-35 % (a
@@ -807,6 +824,7 @@ class _Builder:
                     if rank not in skip:
                         groups[(rank, dtype, replicated, tier, width)].append(entry)
                 continue
+            table = self.tables[shard.table]
             shares = self.cache_shares().get(shard)
             for rank in shard.ranks:
                 if rank in skip:
@@ -833,7 +851,7 @@ class _Builder:
         made = self.ops.fused_ops
         for group_key, members in order:
             rank, dtype, replicated, tier, tier_width = group_key
-            ops = [op for _, op in members]
+            ops = list(map(_SECOND, members))
             same = tuple(map(id, ops))
             # The fused op of the same ops (``ShardOps.op`` gives a shard's op it made before), made
             # by an earlier graph of ``self.ops``: the same value, kept with the ops it was made of.
@@ -908,9 +926,10 @@ class _Builder:
     def split_replicated(self, ids: ByRank) -> tuple[ByRank, ByRank]:
         """``ids`` (a forward pass's lookups by rank) as (the ones whose vectors the exchange sends,
         the replicated ones, which feed the dense part directly)."""
-        replicated = set(self.replicated.values())
-        exchanged = {r: [n for n in nodes if n not in replicated] for r, nodes in ids.items()}
-        local = {r: [n for n in nodes if n in replicated] for r, nodes in ids.items()}
+        # (Filtered in C: a comprehension per rank is a Python call of its own.)
+        replicated = set(self.replicated.values()).__contains__
+        exchanged = {r: list(itertools.filterfalse(replicated, nodes)) for r, nodes in ids.items()}
+        local = {r: list(filter(replicated, nodes)) for r, nodes in ids.items()}
         return exchanged, local
 
     def output_dtype(self, shard: Shard) -> str | None:
@@ -1568,12 +1587,15 @@ def build_training_step(
     chain = _dense_chain(bld, batch, data_parallel, after, loss_op, precision, grad_dtype)
     entries, chain_deps, joined_at = chain.entries, chain.deps, chain.joined_at
     # The chain's columns, laid down per rank in bulk (``add`` per node, without its calls).
-    chain_names = [name for name, _, _ in entries]
-    chain_ops = [op for _, op, _ in entries]
-    chain_phases = [phase for _, _, phase in entries]
+    # (Each column in C, ``map``; the lanes set where not 0.)
+    chain_names = list(map(_FIRST, entries))
+    chain_ops = list(map(_SECOND, entries))
+    chain_phases = list(map(_THIRD, entries))
     chain_size = len(entries)
     computes = [_COMPUTE] * chain_size
-    chain_lanes = [chain.lanes.get(k, 0) for k in range(chain_size)]
+    chain_lanes = [0] * chain_size
+    for k, lane in chain.lanes.items():
+        chain_lanes[k] = lane
     columns = bld.columns
     # Each rank's first id: its chain's gradients are the chain's (``chain.grads``) at that offset.
     chain_base: dict[int, int] = {}
@@ -1583,9 +1605,21 @@ def build_training_step(
     # names (-1: none), then ``chain.extra_deps``'s. Most nodes wait for the node before them
     # alone: a rank's are made in C (``zip`` over a ``range``: one-tuples) and the others set after
     # (by their length, as tuple displays), rather than a tuple per node in a Python loop.
+    # The template is made in C where it can be: each offset as a one-tuple (``zip``), then the
+    # nodes without one (-1) and those with more (``extra``) set one by one; and the nodes that
+    # do not wait for the node before them alone found by comparing it with ``(k - 1,)`` in C.
     extra = chain.extra_deps
-    template = [((dep,) if dep >= 0 else ()) + tuple(extra.get(k, ())) for k, dep in enumerate(chain_deps)]
-    odd = [(k, t) for k, t in enumerate(template) if t != (k - 1,) and k != joined_at]
+    template: list[tuple[int, ...]] = list(zip(chain_deps))
+    for k in itertools.compress(range(chain_size), map(_IS_NONE_OFFSET, chain_deps)):
+        template[k] = ()
+    for k, more in extra.items():
+        template[k] = template[k] + tuple(more)
+    before = zip(range(-1, chain_size - 1))  # (k - 1,) of each k
+    odd = [
+        (k, template[k])
+        for k in itertools.compress(range(chain_size), map(operator.ne, template, before))
+        if k != joined_at
+    ]
     empties = [k for k, t in odd if not t]
     singles = [(k, t[0]) for k, t in odd if len(t) == 1]
     pairs = [(k, t[0], t[1]) for k, t in odd if len(t) == 2]
@@ -1603,7 +1637,7 @@ def build_training_step(
         if region:
             if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
                 # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
-                joined = [*joins[r], *[base + d for d in chain.joined_extra]]
+                joined = [*joins[r], *map(base.__add__, chain.joined_extra)]
                 joined_deps.append(tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined)))
             bld.deps.extend(left_out)
             columns.ids.extend(range(base, base + chain_size))
@@ -1635,8 +1669,9 @@ def build_training_step(
         columns.lanes.extend(chain_lanes)
         columns.phases.extend(chain_phases)
         bld.next_id = base + chain_size
-        emb_grad_ready[r] = [base + d for d in chain.emb_grad_ready]
-        last_bwd[r] = [base + chain.last, *[base + d for d in chain.last_extra]]
+        # (Offsets made ids in C, ``map``: a comprehension is a Python call of its own.)
+        emb_grad_ready[r] = list(map(base.__add__, chain.emb_grad_ready))
+        last_bwd[r] = [base + chain.last, *map(base.__add__, chain.last_extra)]
         chain_base[r] = base
     if region:
         columns.chain_region = DenseChainRegion(
