@@ -90,6 +90,13 @@ class ShardOps:
         # planner's candidates) gets the op made the first time rather than an equal new one (an
         # ``Embedding`` of 14 frozen fields costs 3 us to make).
         self._ops: dict[tuple[Shard, str, int, int, str | None, bool, bool], Embedding] = {}
+        # The same ops by the shard's id in place of the shard -> (the shard, kept so that its id
+        # stays its own; the op): a key hashed in C, where a ``Shard``'s dataclass ``__hash__`` is
+        # a Python call hashing its dozen fields (the builder asks twice a shard a graph, ~2,500
+        # machine instructions each, callgrind). Let go as ``_ops`` is.
+        self._ops_by_id: dict[
+            tuple[int, str, int, int, str | None, bool, bool, bool], tuple[Shard, Embedding]
+        ] = {}
         # The graph builder's table-batched (TBE) lookups, by (group, pass, ids of the ops it
         # fuses) -> (those ops, kept so that their ids stay theirs; the fused op; its tables'
         # lookups; its node's name): the ops are this object's (``op``), so the next graph of the
@@ -299,9 +306,14 @@ class ShardOps:
         ``atomic``: the framework's backward adds gradients with atomics
         (``Runtime.atomic_embedding_update``; set on the backward op only). ``inference``: the
         lookup of an inference batch (``Embedding.inference``)."""
+        id_key = (id(shard), pass_, global_batch, world_size, output_dtype, hit_bags_only, atomic, inference)
+        found = self._ops_by_id.get(id_key)
+        if found is not None and found[0] is shard:
+            return found[1]
         op_key = (shard, pass_, global_batch, world_size, output_dtype, hit_bags_only, atomic, inference)
         made = self._ops.get(op_key)
         if made is not None:
+            let_go_when_full(self._ops_by_id, SHARD_OPS_KEPT)[id_key] = (shard, made)
             return made
         table = self.tables[shard.table]
         key = (shard, global_batch, world_size)
@@ -329,7 +341,10 @@ class ShardOps:
         optimizer = "none"
         if pass_ == "update" or (pass_ == "backward" and not dense_gradient(shard, world_size)):
             optimizer = self.w.training.embedding_optimizer
-        # A bound: every plan's new shards add theirs.
+        # A bound: every plan's new shards add theirs. The ops by id go with them, so that an op
+        # asked again after is made again whichever way it is asked.
+        if len(self._ops) >= SHARD_OPS_KEPT:
+            self._ops_by_id.clear()
         made = let_go_when_full(self._ops, SHARD_OPS_KEPT)[op_key] = Embedding(
             table=self.op_table(shard),
             pass_=pass_,
@@ -346,6 +361,7 @@ class ShardOps:
             atomic=atomic and pass_ == "backward",
             inference=inference,
         )
+        let_go_when_full(self._ops_by_id, SHARD_OPS_KEPT)[id_key] = (shard, made)
         return made
 
 
