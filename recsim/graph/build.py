@@ -161,6 +161,9 @@ OPTIMIZER_FLOPS_PER_PARAM: dict[str, float] = {
 ByRank = dict[int, list[int]]  # node ids by rank
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 _SHARDING = operator.attrgetter("sharding")
+# A fused lookup's group key (rank, dtype, replicated, tier, width): its replication; its rank and
+# replication (``_Builder.embedding_pass``).
+_GROUP_REPLICATED, _GROUP_RANK_REPLICATED = operator.itemgetter(2), operator.itemgetter(0, 2)
 _IS_NONE_OFFSET = (-1).__eq__  # a dense chain's dependency offset -1: none (``_DenseChain.deps``)
 _interleave = itertools.chain.from_iterable  # of a zip: a[0], b[0], a[1], b[1], ...
 
@@ -277,6 +280,9 @@ class _Builder:
         self.deps: list[tuple[int, ...] | None] = self.columns.deps  # type: ignore[assignment]
         self.graph = ColumnarGraph.of_columns(self.world, self.columns, {})
         self.next_id = 0
+        # Nodes ``add`` has made and not yet written into the columns (``lay_staged``): (rank,
+        # name, stream, op, dependencies, lane, phase) each, ids ``next_id - len(staged)`` on.
+        self.staged: list[tuple[int, str, Stream, Op, tuple[int, ...], int, str]] = []
         self.tables = {t.name: t for t in workload.tables}
         self.ops = ops if ops is not None else ShardOps(workload)
         # The plan's exchange, its rows' and columns' sums and its all-to-all parts, as kept in
@@ -376,17 +382,32 @@ class _Builder:
         # Most nodes have at most one dependency, which needs no de-duplication.
         unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
         nid = self.next_id
-        columns = self.columns
-        columns.ids.append(nid)
-        columns.ranks.append(rank)
-        columns.names.append(name)
-        columns.streams.append(stream)
-        columns.ops.append(op)
-        self.deps.append(unique)
-        columns.lanes.append(lane)
-        columns.phases.append(phase)
+        # Staged as one tuple (one append, not eight: ``lay_staged`` writes the columns).
+        self.staged.append((rank, name, stream, op, unique, lane, phase))
         self.next_id = nid + 1
         return nid
+
+    def lay_staged(self) -> None:
+        """Writes the nodes ``add`` has staged into the columns, a column at a time (``zip``, in
+        C), and forgets them. Whatever else writes the columns (``add_each``, the dense chains)
+        lays the staged nodes down first, and the graph is returned after, so the columns hold
+        the nodes in id order, as when ``add`` wrote each node's eight fields itself (about 90
+        bytecodes a node; the embedding passes' lookups and sorts add some 80 nodes an
+        evaluation at 128 GPUs)."""
+        staged = self.staged
+        if not staged:
+            return
+        ranks, names, streams, ops, deps, lanes, phases = zip(*staged, strict=True)
+        columns = self.columns
+        columns.ids.extend(range(self.next_id - len(staged), self.next_id))
+        columns.ranks.extend(ranks)
+        columns.names.extend(names)
+        columns.streams.extend(streams)
+        columns.ops.extend(ops)
+        self.deps.extend(deps)
+        columns.lanes.extend(lanes)
+        columns.phases.extend(phases)
+        staged.clear()
 
     def add_each(
         self,
@@ -408,6 +429,7 @@ class _Builder:
         per-rank passes (the input pipeline, the exchanges, the gradient all-reduces, the
         optimizer) add some 200 nodes an evaluation at 128 GPUs, each call of ``add`` a function
         call and eight appends (about 2 M machine instructions together, callgrind)."""
+        self.lay_staged()  # the nodes before these
         n = len(ranks)
         base = self.next_id
         columns = self.columns
@@ -840,16 +862,21 @@ class _Builder:
                 out[rank].append(nid)
                 if shard.sharding == "data_parallel":
                     self.replicated[(rank, number)] = nid
-        order = sorted(groups.items())
+        # By group key (rank, dtype, replicated, tier, width), then, stably, by rank and
+        # replication: sorted with keys read in C (``itemgetter``) rather than a Python key
+        # function per group, in stable passes from the last criterion to the first.
+        keys = sorted(groups)
         if replicated_deps is not None:  # replicated first: they need not wait for the exchange
-            order.sort(key=lambda kv: (kv[0][0], not kv[0][2]))
+            keys.sort(key=_GROUP_REPLICATED, reverse=True)  # (``reverse`` keeps ties in order)
+            keys.sort(key=_FIRST)
         elif pass_ == "forward":  # replicated last: the exchange waits only for the others
-            order.sort(key=lambda kv: (kv[0][0], kv[0][2]))
+            keys.sort(key=_GROUP_RANK_REPLICATED)
         # The ranks' groups often hold the same ops (the replicated tables, on every rank): their
         # sums are worked out once per list of ops (by identity; ``groups`` keeps the ops alive).
         sums: dict[tuple[int, ...], FusedSums] = {}
         made = self.ops.fused_ops
-        for group_key, members in order:
+        for group_key in keys:
+            members = groups[group_key]
             rank, dtype, replicated, tier, tier_width = group_key
             ops = list(map(_SECOND, members))
             same = tuple(map(id, ops))
@@ -1057,17 +1084,17 @@ class _Builder:
             laid = self._exchange[4].get(part_key)
             if laid is None:
                 laid = self._exchange[4][part_key] = self._a2a_parts(key, sends, recvs, totals)
-            placed, folded = laid
+            placed, placed_ops, folded = laid
             made = self.add_each(
-                [r for r, _ in placed],
+                placed,
                 key,
                 _COMM,
-                [op for _, op in placed],
-                [[*deps_by_rank.get(r, []), *reduce_ids.get(r, [])] for r, _ in placed],
+                placed_ops,
+                [[*deps_by_rank.get(r, []), *reduce_ids.get(r, [])] for r in placed],
                 phase,
             )
-            for (r, _), nid in zip(placed, made, strict=True):
-                a2a[r] = nid
+            a2a.update(zip(placed, made, strict=True))
+            for r, nid in a2a.items():
                 out[r].append(nid)
                 nccl[r].append(nid)
             self._record_folded(key, folded)
@@ -1090,10 +1117,10 @@ class _Builder:
         sends: Sequence[tuple[float, ...]],
         recvs: Sequence[tuple[float, ...]],
         totals: Sequence[float],
-    ) -> tuple[tuple[tuple[int, Collective], ...], dict[int, Collective]]:
-        """The pooled all-to-all ``key``'s part of each rank: (rank, part) of the ranks that get a
-        node, in rank order, and the folded ranks' uneven parts, for the matrix (what ``add`` keeps
-        of a folded rank; ``_record_folded``)."""
+    ) -> tuple[tuple[int, ...], tuple[Collective, ...], dict[int, Collective]]:
+        """The pooled all-to-all ``key``'s part of each rank: the ranks that get a node, in rank
+        order, and their parts, and the folded ranks' uneven parts, for the matrix (what ``add``
+        keeps of a folded rank; ``_record_folded``)."""
         group = tuple(range(self.world))
         # One part per distinct (row, column) pair of shared tuples, shared by its ranks (a
         # table-wise plan's ranks without tables all send nothing and receive alike).
@@ -1101,7 +1128,8 @@ class _Builder:
         # than once per folded rank: an op is frozen, and the answer reads only its fields).
         parts: dict[tuple[int, int], tuple[Collective, bool]] = {}
         skip = self.skip
-        placed: list[tuple[int, Collective]] = []
+        placed: list[int] = []
+        placed_ops: list[Collective] = []
         folded: dict[int, Collective] = {}
         for r in group:
             send, recv = sends[r], recvs[r]
@@ -1123,8 +1151,9 @@ class _Builder:
                 if uneven:
                     folded[r] = op
                 continue
-            placed.append((r, op))
-        return tuple(placed), folded
+            placed.append(r)
+            placed_ops.append(op)
+        return tuple(placed), tuple(placed_ops), folded
 
     def dense_forward(
         self,
@@ -1592,7 +1621,6 @@ def build_training_step(
     chain_ops = list(map(_SECOND, entries))
     chain_phases = list(map(_THIRD, entries))
     chain_size = len(entries)
-    computes = [_COMPUTE] * chain_size
     chain_lanes = [0] * chain_size
     for k, lane in chain.lanes.items():
         chain_lanes[k] = lane
@@ -1630,17 +1658,18 @@ def build_training_step(
     # nothing in an analytic evaluation does. Not where the joined node has dependencies of its
     # own after the joined ones (never: backward nodes have them): then the tuples, as before.
     region = bool(bld.built) and joined_at not in extra
-    left_out: list[None] = [None] * chain_size
-    for r in bld.built:  # (a folded rank: its representative's chain stands for it)
-        base = bld.next_id
+    bld.lay_staged()  # the nodes before the chains
+    # The chains follow one another, rank after rank: the columns every chain fills alike are
+    # written once for all of them, after the loop (a call per column, not one per rank and column).
+    first = bld.next_id
+    for i, r in enumerate(bld.built):  # (a folded rank: its representative's chain stands for it)
+        base = first + i * chain_size
         joined_ids[r] = base + joined_at
         if region:
             if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
                 # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
                 joined = [*joins[r], *map(base.__add__, chain.joined_extra)]
                 joined_deps.append(tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined)))
-            bld.deps.extend(left_out)
-            columns.ids.extend(range(base, base + chain_size))
         else:
             # The chain's ids as int objects made once, which its dependencies then share.
             made = list(range(base - 1, base + chain_size))
@@ -1662,17 +1691,21 @@ def build_training_step(
                     deps[joined_at] = (*deps[joined_at], *[base + d for d in extra[joined_at]])
             bld.deps.extend(deps)
             columns.ids.extend(chain_ids)
-        columns.ranks.extend([r] * chain_size)
-        columns.names.extend(chain_names)
-        columns.streams.extend(computes)
-        columns.ops.extend(chain_ops)
-        columns.lanes.extend(chain_lanes)
-        columns.phases.extend(chain_phases)
-        bld.next_id = base + chain_size
         # (Offsets made ids in C, ``map``: a comprehension is a Python call of its own.)
         emb_grad_ready[r] = list(map(base.__add__, chain.emb_grad_ready))
         last_bwd[r] = [base + chain.last, *map(base.__add__, chain.last_extra)]
         chain_base[r] = base
+    chains = len(bld.built)
+    if region:
+        bld.deps.extend([None] * (chain_size * chains))
+        columns.ids.extend(range(first, first + chain_size * chains))
+    columns.ranks.extend(_interleave(map(itertools.repeat, bld.built, itertools.repeat(chain_size, chains))))
+    columns.names.extend(chain_names * chains)
+    columns.streams.extend([_COMPUTE] * (chain_size * chains))
+    columns.ops.extend(chain_ops * chains)
+    columns.lanes.extend(chain_lanes * chains)
+    columns.phases.extend(chain_phases * chains)
+    bld.next_id = first + chain_size * chains
     if region:
         columns.chain_region = DenseChainRegion(
             template,
@@ -1746,7 +1779,7 @@ def build_training_step(
         shared = [all_reduce(names[k], size, grad_dtype) for k, (size, _) in enumerate(chain_buckets)]
         reuse = all(size == size for size, _ in chain_buckets)  # no NaN size
         made = bld.add_each(
-            [r for r in built for _ in range(count)],
+            list(_interleave(map(itertools.repeat, built, itertools.repeat(count, len(built))))),
             names * len(built),
             _COMM,
             [
@@ -1821,7 +1854,9 @@ def build_training_step(
             dtype = bld.reduced_dtype(shard)
             by_rank[rank].append((nid, shard.table, shard.rows * shard.dim * DTYPE_BYTES[dtype], dtype))
         reduced: dict[int, list[int]] = {}  # rank -> the all-reduces carrying its replicated gradients
-        for r in bld.built:  # (a folded rank's replicated gradients are its representative's)
+        # (A folded rank's replicated gradients are its representative's. Without replicated
+        # gradients and not grouped, a rank has no all-reduce to add here: none visited.)
+        for r in bld.built if grouped or by_rank else ():
             if grouped:
                 mine = by_rank.get(r, [])
                 dense_buckets(r, sum(size for _, _, size, _ in mine), sorted({nid for nid, _, _, _ in mine}))
@@ -1894,6 +1929,7 @@ def build_training_step(
         # The nodes that work for the next batch: a step ends with its own batch's last node
         # (``recsim.engine.timeline.step_window``), not with the next one's exchange.
         bld.graph.metadata["next_batch_nodes"] = tuple(ahead_ids)
+    bld.lay_staged()
     return bld.graph
 
 
@@ -2151,6 +2187,7 @@ def build_inference_batch(
         "batch_size_per_rank": size,
         "precision": precision,
     }
+    bld.lay_staged()
     return bld.graph
 
 

@@ -441,7 +441,7 @@ class PooledExchange:
 
 # A plan's pooled exchange as the graph builder keeps it (``ShardOps.exchanges``): (the plan; its
 # exchange; the ``sum`` of each row; of each column; by (forward, wire dtype, all-to-all algorithm,
-# folded ranks) -> (rank, all-to-all part) of the ranks with nodes and the folded ranks' uneven parts).
+# folded ranks) -> (the ranks with nodes; their all-to-all parts; the folded ranks' uneven parts)).
 ExchangeEntry = tuple[
     Plan,
     PooledExchange,
@@ -449,7 +449,7 @@ ExchangeEntry = tuple[
     list[float],
     dict[
         tuple[bool, str, str | None, frozenset[int]],
-        tuple[tuple[tuple[int, Collective], ...], dict[int, Collective]],
+        tuple[tuple[int, ...], tuple[Collective, ...], dict[int, Collective]],
     ],
 ]
 
