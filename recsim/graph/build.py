@@ -379,8 +379,11 @@ class _Builder:
             if is_uneven_all_to_all(op):
                 self.folded_parts.setdefault(op.key, {})[rank] = op
             return -1
-        # Most nodes have at most one dependency, which needs no de-duplication.
-        unique = tuple(deps) if len(deps) < 2 else tuple(dict.fromkeys(deps))
+        # Most nodes have at most one dependency, which needs no de-duplication, and two distinct
+        # ones need none either: a ``dict.fromkeys`` costs some 2,000 machine instructions (the
+        # dict, and its share of the cyclic collector's rounds; callgrind), about 100 a graph.
+        n = len(deps)
+        unique = tuple(deps) if n < 2 or (n == 2 and deps[0] != deps[1]) else tuple(dict.fromkeys(deps))
         nid = self.next_id
         # Staged as one tuple (one append, not eight: ``lay_staged`` writes the columns).
         self.staged.append((rank, name, stream, op, unique, lane, phase))
@@ -441,7 +444,12 @@ class _Builder:
         if unique:  # the caller's tuples, each without repeats (``unique``)
             self.deps.extend(deps)  # type: ignore[arg-type]
         else:  # as ``add``: at most one dependency needs no de-duplication
-            self.deps.extend([tuple(d) if len(d) < 2 else tuple(dict.fromkeys(d)) for d in deps])
+            self.deps.extend(
+                [
+                    tuple(d) if len(d) < 2 or (len(d) == 2 and d[0] != d[1]) else tuple(dict.fromkeys(d))
+                    for d in deps
+                ]
+            )
         columns.lanes.extend([lane] * n)
         columns.phases.extend([phase] * n)
         self.next_id = base + n
@@ -1669,7 +1677,7 @@ def build_training_step(
             if 0 <= joined_at < chain_size:  # -1: no layer after the exchange (``_dense_chain``)
                 # After the exchanged embeddings (and the rank's bottom MLP): ``add``'s dedup.
                 joined = [*joins[r], *map(base.__add__, chain.joined_extra)]
-                joined_deps.append(tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined)))
+                joined_deps.append(_without_repeats(joined))
         else:
             # The chain's ids as int objects made once, which its dependencies then share.
             made = list(range(base - 1, base + chain_size))
@@ -1685,7 +1693,7 @@ def build_training_step(
                 deps[k] = tuple([base + d for d in t])
             if 0 <= joined_at < chain_size:
                 joined = [*joins[r], *[base + d for d in chain.joined_extra]]
-                deps[joined_at] = tuple(joined) if len(joined) < 2 else tuple(dict.fromkeys(joined))
+                deps[joined_at] = _without_repeats(joined)
                 joined_deps.append(deps[joined_at])
                 if joined_at in extra:  # after its own, as others'
                     deps[joined_at] = (*deps[joined_at], *[base + d for d in extra[joined_at]])
@@ -1931,6 +1939,12 @@ def build_training_step(
         bld.graph.metadata["next_batch_nodes"] = tuple(ahead_ids)
     bld.lay_staged()
     return bld.graph
+
+
+def _without_repeats(deps: Sequence[int]) -> tuple[int, ...]:
+    """``deps`` as a tuple, repeats left out (``add``'s de-duplication: no dict for two or fewer)."""
+    n = len(deps)
+    return tuple(deps) if n < 2 or (n == 2 and deps[0] != deps[1]) else tuple(dict.fromkeys(deps))
 
 
 def _replicated(shard: Shard) -> bool:
