@@ -67,12 +67,13 @@ M); a lookup's output dtype once per table dtype and the cost model's all-to-all
 as above, each part 0.2-2 M.
 
 The build, that night (callgrind, 10 evaluations from a ``starmap``, the build from ``takewhile``;
-this harness counts 41.53 M an evaluation at the branch point, so compare within it): 41.53 -> 40.84
-M an evaluation, the build 6.22 -> 5.39 M (built alone 20 times, 6.51 -> 5.71 M). Its loops over
+this harness counts 41.53 M an evaluation at the branch point, so compare within it): 41.53 -> 40.64
+M an evaluation, the build 6.22 -> 5.21 M (built alone 20 times, 6.51 -> 5.52 M). Its loops over
 ranks and shards run in C where they were comprehensions (each a Python call of its own in 3.11),
 ``add`` stages a node as one tuple (``_Builder.lay_staged``), the chains' like columns are written
-once for all ranks, ``ShardOps.op`` finds an op by its shard's id. Left: the embedding passes (1.75
-M for 78 nodes), and allocation spread over the rest."""
+once for all ranks, ``ShardOps.op`` finds an op by its shard's id, and two distinct dependencies
+are not de-duplicated through a dict (~2,000 instructions each with its share of the collector's
+rounds; ~80 a graph). Left: the embedding passes (1.75 M for 78 nodes), allocation elsewhere."""
 
 from __future__ import annotations
 
