@@ -29,7 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import accumulate, chain, pairwise
+from itertools import accumulate, chain, groupby, pairwise, repeat
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -78,8 +79,8 @@ def row_lengths(end: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
 _RADIX_KEYS = int(np.iinfo(np.int16).max) + 1
 
 
-def _is_collective(op: object) -> bool:
-    return isinstance(op, Collective)
+# A collective op's key (``GraphIndex.of``).
+_KEY = attrgetter("key")
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,25 +246,33 @@ class GraphIndex:
         # table is kept for the index's other readers (``op_table``).
         if table is None or table.number.size != len(ops):
             table = OpTable.of(ops)
-        is_collective = np.fromiter(map(_is_collective, table.ops), dtype=bool, count=len(table.ops))
-        keyed = [(i, ops[i].key) for i in is_collective[table.number].nonzero()[0].tolist()]
-        collectives = [i for i, _ in keyed]
-        first_of_key: dict[str, int] = {}
-        heads = [first_of_key.setdefault(key, i) for i, key in keyed]
+        # Per collective node its key, and the first node of that key (its vertex's head), read
+        # in C (``map``, ``zip``, ``dict``) rather than by comprehensions, whose turns cost more
+        # (with the members below: 2.09 -> 2.04 M machine instructions for the step index at 128
+        # GPUs, 135 collective nodes; callgrind).
+        is_collective = np.fromiter(
+            map(isinstance, table.ops, repeat(Collective)), dtype=bool, count=len(table.ops)
+        )
+        at = is_collective[table.number].nonzero()[0]
+        collectives = at.tolist()
+        keys = list(map(_KEY, map(ops.__getitem__, collectives)))
+        # The first position of each key: the last one a dict keeps of the pairs taken backwards.
+        first_of_key = dict(zip(reversed(keys), reversed(collectives), strict=True))
+        heads = list(map(first_of_key.__getitem__, keys))
         is_head = np.ones(size, dtype=bool)
-        at = np.asarray(collectives, dtype=np.intp)
-        head_of = np.asarray(heads, dtype=np.intp)
+        head_of = np.fromiter(heads, dtype=np.intp, count=len(heads))
         is_head[at] = head_of == at
         number = is_head.cumsum() - 1
         vertex_array = number.copy()
         vertex_array[at] = number[head_of]
-        members: dict[int, list[int]] = {}
-        for p, v in zip(collectives, vertex_array[at].tolist(), strict=True):
-            group = members.get(v)
-            if group is None:
-                members[v] = [p]
-            else:
-                group.append(p)
+        # Each collective's positions in order, keyed by its vertex: the positions sorted (stably)
+        # by their head and cut where it changes, in C; a group's head is its first position, so
+        # the groups come in the order of their first appearance, as a loop over the nodes adds them.
+        head_at = dict(zip(collectives, heads, strict=True)).__getitem__
+        members = {
+            number.item(head): list(group)
+            for head, group in groupby(sorted(collectives, key=head_at), key=head_at)
+        }
         head_array = is_head.nonzero()[0]
         arrays: dict[str, object] = {
             "queue_array": queue_array,
@@ -317,9 +326,11 @@ class GraphIndex:
         n, vertices = self.size, self.vertices
         # Everything but the dependencies repeats with an offset per step: the step's first
         # position (``shift``), id (``stride``) or vertex; as (steps, n) arrays, raveled.
-        shift = (np.arange(steps, dtype=np.intp) * n)[:, None]
-        ids = self.ids_array[None, :] + (np.arange(steps, dtype=np.int64) * stride)[:, None]
-        vertex = self.vertex_array[None, :] + (np.arange(steps, dtype=np.intp) * vertices)[:, None]
+        # (One column of step numbers for the three offsets.)
+        step_column = np.arange(steps, dtype=np.intp)[:, None]  # ids: int64 from ``ids_array``
+        shift = step_column * n
+        ids = self.ids_array[None, :] + step_column * stride
+        vertex = self.vertex_array[None, :] + step_column * vertices
         heads = self.vertex_head_array[None, :] + shift
         # A copy's first node in a queue follows the previous copy's last node of that queue.
         prev = self.prev_in_queue_array

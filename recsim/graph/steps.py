@@ -308,7 +308,7 @@ def _cross_dependencies(
         phase = region_spread(np.fromiter(map(_PHASES.get, short, repeat(0)), np.int8, len(short)), region)
     else:
         phase = np.fromiter(map(_PHASES.get, phases, repeat(0)), dtype=np.int8, count=n)
-    lookup = [isinstance(op, Embedding) for op in table.ops]
+    lookup = list(map(isinstance, table.ops, repeat(Embedding)))  # in C: no Python loop
     update = [
         found and op.pass_ in ("backward", "update") for found, op in zip(lookup, table.ops, strict=True)
     ]
@@ -523,9 +523,10 @@ def _later_rows(
     own_len = row_lengths(own_end)
     if crossing is None:
         crossing = [i for i, extra in enumerate(cross) if extra is not None]
-    extras = [cross[i] or () for i in crossing]
+    # Read in C (``map``), not by a comprehension.
+    extras: list[list[int]] = list(map(cross.__getitem__, crossing))  # type: ignore[arg-type]
     extra_len = np.zeros(len(cross), dtype=np.intp)
-    extra_len[crossing] = [len(extra) for extra in extras]
+    extra_len[crossing] = list(map(len, extras))
     extra_flat = np.fromiter(chain.from_iterable(extras), np.intp) - stride
     end = (own_len + extra_len).cumsum()
     start = end - own_len - extra_len
