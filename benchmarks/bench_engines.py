@@ -73,7 +73,19 @@ ranks and shards run in C where they were comprehensions (each a Python call of 
 ``add`` stages a node as one tuple (``_Builder.lay_staged``), the chains' like columns are written
 once for all ranks, ``ShardOps.op`` finds an op by its shard's id, and two distinct dependencies
 are not de-duplicated through a dict (~2,000 instructions each with its share of the collector's
-rounds; ~80 a graph). Left: the embedding passes (1.75 M for 78 nodes), allocation elsewhere."""
+rounds; ~80 a graph). Left: the embedding passes (1.75 M for 78 nodes), allocation elsewhere.
+
+Later (2026-12-08, the chained index and templates): the step index's collective keys, heads and
+members, the op table's ops, the templates' lookup test and ``_later_rows``' extras read in C
+(``map``, ``zip``, ``dict``, ``groupby``) rather than by comprehensions: 35.68 -> 35.59 M an
+evaluation (20 after the first, each result dropped as it comes, ``collections.deque(...,
+maxlen=0)``: kept, they counted some 41.6 M, the collector walking what they hold, presumably);
+the index 3.62 -> 3.55 M, the templates 2.62 M. Tried and dropped: the step index's queue numbers
+in arrays (int keys, a stable sort, first appearances; the step index 2.09 -> 2.24 M) and the
+update test as ``map(getattr, ops, repeat("pass_"), repeat(None))`` (+0.06 M: each op without the
+attribute raises inside). On 1,644 nodes an array call pays per element (``np.fromiter`` about 230
+instructions an int, a stable int64 ``argsort`` about 55), a comprehension's turn 500-1,300 and a
+``map`` over a C callable 200-600: arrays pay only where a few calls replace a loop."""
 
 from __future__ import annotations
 

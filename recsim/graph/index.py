@@ -117,7 +117,7 @@ class OpTable:
         renumber[by_first] = np.arange(by_first.size, dtype=np.intp)
         number = np.empty(n, dtype=np.intp)
         number[order] = renumber[fresh.cumsum() - 1]
-        return cls([ops[i] for i in firsts[by_first].tolist()], number)
+        return cls(list(map(ops.__getitem__, firsts[by_first].tolist())), number)  # (in C)
 
     @classmethod
     def of_column(cls, ops: Sequence[Op], region: DenseChainRegion | None) -> OpTable:
