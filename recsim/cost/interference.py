@@ -31,9 +31,9 @@ kernels) over the GPU's SMs, against the trace's 24 on 108 (``footprint``): a ke
 kernels inside its 24-CTA SendRecvs slow 1.41 (GEMM, 5 groups) and 1.67 (other, 24), inside its
 8-CTA ones 1.08 (6) and 1.19 (10): 0.19 and 0.28 of the excess for a third of the CTAs; and the
 GEMMs' 1.29 is 108 / (108 - 24), a GEMM's waves on the SMs left to it. CTAs: NVLS 16, CollNet 36,
-every other algorithm the trace's 24 (an 8 x H100 node's NCCL log also gives 24 coll channels;
-``NVLS_CTAS``, ``COLLNET_CTAS``). Collectives of different footprints running at once add their
-shares. Found and not used:
+every other algorithm the trace's 24 (H100 NCCL logs number 24 channels too, e.g.
+vllm-project/vllm issue 10453's "Channel 00/0" to "23/0"; ``NVLS_CTAS``, ``COLLNET_CTAS``).
+Collectives of different footprints running at once add their shares. Found and not used:
 - the HBM bytes a collective streams do not drive it on the trace: its 24-CTA LL all-reduces (small
   messages, mostly waiting for peers, their threads polling LL flags) slow the kernels beside them
   2.45 (GEMM, 3 groups) and 4.0 (other, 15), far more than the SendRecvs that move the exchange's
@@ -46,8 +46,9 @@ shares. Found and not used:
   on 16 channels) is not recorded.
 ASSUMPTIONS: the A100 factors hold on other GPUs scaled by the SM share (no other trace in the
 reference set has NCCL kernels beside compute kernels of the same shapes); a PCIe system's rings
-(fewer channels in NCCL) and NCCL versions whose all-to-all runs 32 p2p channels (the H100 log)
-are taken at the trace's 24.
+(fewer channels in NCCL) and an all-to-all's point-to-point channels (NCCL rounds their pool up to
+a power of two: 32 from 24 coll channels, src/graph/paths.cc; the trace's all-to-all kernels ran 24 CTAs
+from such a pool) are taken at the trace's 24.
 
 **Not monotone in the hardware.** Faster hardware that moves a collective earlier can move it
 under a kernel it used to follow, and that kernel then runs slower: a tester's zionex DLRM step
@@ -113,7 +114,7 @@ TRACE_NCCL_CTAS: Final[int] = 24
 TRACE_SMS: Final[int] = 108
 #: CTAs of an NVLS all-reduce: NCCL_NVLS_NCHANNELS's default 16 (NVIDIA/nccl
 #: src/transport/nvls.cc; enqueue.cc: "NVLS should not need more than 16 channels to get peak
-#: BW"); an 8 x H100 node's NCCL log prints "24 coll channels, ..., 16 nvls channels".
+#: BW"; NVIDIA/nccl issue 1041: NVLS's execution channels are decorrelated from the search's).
 NVLS_CTAS: Final[int] = 16
 #: CTAs of a CollNet (SHARP) all-reduce: NCCL adds half the channels again, ``nChannels +
 #: nChannels/2`` where intra-node bandwidth exceeds the network's and a node has several ranks
