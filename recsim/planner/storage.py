@@ -106,6 +106,8 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add
 from typing import TYPE_CHECKING
 
 from recsim.cost.embedding.base import (
@@ -356,6 +358,8 @@ def reduce_scatter_by_rank(plan: Plan, workload: Workload, ranks_per_node: int |
     for block in pooled_blocks(plan):
         if block[0].sharding == "distributed":
             continue  # routed rows send their partial pools as they are: no reduce-scatter
+        if len(block) == 1 and len(block[0].ranks) < 2:
+            continue  # one shard on one rank (a table-wise plan's every block): no group, as below
         ranks = tuple(sorted({r for s in block for r in s.ranks}))
         if len(ranks) < 2:
             continue
@@ -502,20 +506,28 @@ def input_block_parts(
     return total, seen
 
 
-def input_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> dict[int, float]:
+def input_by_rank(
+    plan: Plan, workload: Workload, ops: ShardOps | None = None, kept: dict[object, object] | None = None
+) -> dict[int, float]:
     """HBM of each rank's inputs under ``plan``: the ids it holds for its lookups
     (``input_buffer_bytes``, per rank ``input_block_bytes`` of its shards; ``held_input_batches`` of
     them) and its loader's own buffers (``reader_buffers.reader_by_rank``: HugeCTR's records and
     split tensors, among them the global batch's records where the framework gives every rank the
-    whole batch; DLE's dense features and labels); ranks without any left out."""
+    whole batch; DLE's dense features and labels); ranks without any left out. ``kept``: a
+    ``CostMemo.storage`` of ``workload`` (``plan_usage``), which keeps each distinct shard's ids and
+    the reader's bytes per rank, pure functions of the workload, the shard and the world size."""
     w = workload
     framework = _framework(w)
     path = input_path(framework, plan)
-    ids = _ids_by_rank(plan, w, framework, path, ops)
-    reader = reader_by_rank(plan, w, framework, path, held_input_batches(framework))
+    ids = _ids_by_rank(plan, w, framework, path, ops, kept)
+    reader = reader_by_rank(plan, w, framework, path, held_input_batches(framework), kept)
     if not reader:
         return ids
-    return {r: ids.get(r, 0.0) + reader.get(r, 0.0) for r in sorted(ids.keys() | reader.keys())}
+    # ``ids.get(r, 0.0) + reader.get(r, 0.0)`` per rank, the same additions, iterated in C (a
+    # comprehension over 128 ranks was a tenth of ``plan_usage``).
+    ranks = sorted(ids.keys() | reader.keys())
+    zero = repeat(0.0)
+    return dict(zip(ranks, map(add, map(ids.get, ranks, zero), map(reader.get, ranks, zero)), strict=True))
 
 
 def rank_reader_bytes(
@@ -553,10 +565,15 @@ def ids_by_rank(plan: Plan, workload: Workload, ops: ShardOps | None = None) -> 
 
 
 def _ids_by_rank(
-    plan: Plan, workload: Workload, framework: Runtime, path: str, ops: ShardOps | None
+    plan: Plan,
+    workload: Workload,
+    framework: Runtime,
+    path: str,
+    ops: ShardOps | None,
+    kept: dict[object, object] | None = None,
 ) -> dict[int, float]:
     """``ids_by_rank`` on ``path``: nothing where every rank gets the whole batch (its records are
-    the reader's buffers)."""
+    the reader's buffers). ``kept``: ``input_by_rank``'s."""
     w = workload
     if path == "global_batch":
         return {}
@@ -564,7 +581,16 @@ def _ids_by_rank(
         ops = ops or ShardOps(w)
         out: dict[int, float] = defaultdict(float)
         for s in plan.shards:
-            size = distributed_ids_bytes(s, w, ops, framework)
+            # A shard's ids are a function of the shard and the workload (``ops`` is of it): kept
+            # by shard value in the memo, where given (a sweep's evaluations place the same shards).
+            key = ("ids", s)
+            found = kept.get(key) if kept is not None else None
+            if isinstance(found, float):
+                size = found
+            else:
+                size = distributed_ids_bytes(s, w, ops, framework)
+                if kept is not None:
+                    let_go_when_full(kept, VALUES_KEPT)[key] = size
             if size:
                 for rank in s.ranks:
                     out[rank] += size
@@ -721,9 +747,11 @@ def plan_usage(plan: Plan, workload: Workload, system: System, memo: CostMemo | 
             let_go_when_full(kept, VALUES_KEPT)[dense_key] = parts
     weights, activations = parts  # type: ignore[misc]
     dense = weights + activations
-    hbm: dict[int, float] = {r: dense for r in range(plan.world_size)}
+    # The ranks' dicts made from the first one's keys (``dict.fromkeys`` of a dict takes its size
+    # and hashes at once; of a range it hashes and grows: a tenth of this function at 128 ranks).
     dense_by: dict[int, float] = dict.fromkeys(range(plan.world_size), weights)
-    activations_by: dict[int, float] = dict.fromkeys(range(plan.world_size), activations)
+    hbm: dict[int, float] = dict.fromkeys(dense_by, dense)
+    activations_by: dict[int, float] = dict.fromkeys(dense_by, activations)
     if plan.bottom_rank is not None and plan.world_size > 1:
         for r, (w, a) in mp_bottom_hbm_parts(workload, plan.world_size, plan.bottom_rank).items():
             hbm[r] += w + a
@@ -741,9 +769,10 @@ def plan_usage(plan: Plan, workload: Workload, system: System, memo: CostMemo | 
         hbm[rank] += out
     # The memo's shard figures (``CostMemo.shard_ops``, of this workload), which the builder reads
     # next: the same values as a fresh ``ShardOps``'s, without making its tables' again.
-    inputs = input_by_rank(plan, workload, memo.shard_ops if kept is not None else None)
-    for rank, held in inputs.items():
-        hbm[rank] += held
+    inputs = input_by_rank(plan, workload, memo.shard_ops if kept is not None else None, kept)
+    # ``hbm[rank] += held`` for each rank in turn (a rank out of the world raises ``KeyError``
+    # alike), iterated in C: the inputs are on every rank (HugeCTR's readers).
+    hbm.update(zip(inputs, map(add, map(hbm.__getitem__, inputs), inputs.values()), strict=True))
     host_bytes = system.node.host_memory_capacity_bytes
     storages: dict[tuple[object, ...], Storage] = {}
     page_caches: dict[str, float] = {}
