@@ -1189,6 +1189,18 @@ class _Builder:
         return ids
 
 
+def replicated_gradient(
+    framework: Runtime, plan: Plan, workload: Workload, shard: Shard, table: Table
+) -> tuple[str, float]:
+    """A replicated shard's gradient all-reduce (``planner.types.dense_gradient`` shards): the dtype
+    ``framework`` reduces it in (``Runtime.replicated_gradient_dtype`` of the shard's storage dtype)
+    and its bytes, ``rows x dim`` of it. The estimator and ``recsim plan`` count it as the builder's
+    all-reduces carry it (``_Builder.reduced_dtype``, which keeps the dtype per table dtype)."""
+    table_dtype = shard.dtype or workload.table_dtype(table)
+    dtype = framework.replicated_gradient_dtype(plan, workload.training.precision, table_dtype)
+    return dtype, shard.rows * shard.dim * DTYPE_BYTES[dtype]
+
+
 def row_split_wire_dtypes(comm_dtype: str) -> tuple[str, str]:
     """The dtypes a row split's reduce-scatter (forward) and all-gather (backward) of pooled
     embeddings travel in when the all-to-all's wire is ``comm_dtype``. Only TorchRec (``eager``)

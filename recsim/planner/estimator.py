@@ -56,7 +56,7 @@ from recsim.cost.embedding import embedding_cost
 from recsim.cost.embedding.gpu import radix_passes
 from recsim.cost.model import CostModel
 from recsim.errors import ConfigError, InfeasibleError, batch_split_error
-from recsim.graph.build import dense_layer_op, fused_embedding, row_split_wire_dtypes
+from recsim.graph.build import dense_layer_op, fused_embedding, replicated_gradient, row_split_wire_dtypes
 from recsim.graph.ir import Collective, CollectiveOp, Embedding, fused_group, fused_tier, sorts_ahead
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import ShardOps, exchange_sums, pooled_exchange
@@ -753,9 +753,7 @@ def plan_perf(est: Estimator, plan: Plan) -> dict[int, Perf]:
         bwd = est.marginal_lookup_s(s, "backward", presorted, atomic)
         dp = fixed_update = 0.0
         if dense_gradient(s, plan.world_size):
-            table_dtype = s.dtype or est.w.table_dtype(est.ops.tables[s.table])
-            dtype = framework.replicated_gradient_dtype(plan, est.w.training.precision, table_dtype)
-            size = s.rows * s.dim * DTYPE_BYTES[dtype]
+            dtype, size = replicated_gradient(framework, plan, est.w, s, est.ops.tables[s.table])
             dp = size * est.marginal_s_per_byte("all_reduce", plan.world_size, "fp32", gradients)
             marginal, fixed_update = est.update_s(s, dtype)
             bwd += marginal

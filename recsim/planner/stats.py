@@ -70,7 +70,7 @@ from typing import Any
 from recsim.cost.embedding.base import parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO, cache_rows
 from recsim.errors import InfeasibleError
-from recsim.graph.build import row_split_wire_dtypes
+from recsim.graph.build import replicated_gradient, row_split_wire_dtypes
 from recsim.graph.runtime import runtime
 from recsim.graph.shard_ops import PooledExchange, exchange_sums, pooled_exchange
 from recsim.hardware.system import System
@@ -90,7 +90,7 @@ from recsim.planner.storage import (
 )
 from recsim.planner.types import EMBEDDING_DTYPES, SHARDING_TYPES, Plan, Shard, dense_gradient
 from recsim.units import Dimension, format_quantity
-from recsim.workload.spec import DTYPE_BYTES, INDEX_DTYPE_BYTES, Workload, wire_bytes_per_value
+from recsim.workload.spec import INDEX_DTYPE_BYTES, Workload, wire_bytes_per_value
 
 #: Every tier a plan may use, in the order the figures list them.
 TIERS = ("hbm", "uvm", "uvm_caching", "ddr", "ssd", "nmp", "smartssd")
@@ -330,9 +330,7 @@ def dp_all_reduce_bytes(plan: Plan, workload: Workload) -> list[float]:
     for shard in plan.shards:
         if not dense_gradient(shard, plan.world_size):
             continue
-        table_dtype = shard.dtype or workload.table_dtype(tables[shard.table])
-        dtype = framework.replicated_gradient_dtype(plan, workload.training.precision, table_dtype)
-        size = shard.rows * shard.dim * DTYPE_BYTES[dtype]
+        _, size = replicated_gradient(framework, plan, workload, shard, tables[shard.table])
         for r in shard.ranks:
             out[r] += size
     return out
