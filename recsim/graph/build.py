@@ -382,8 +382,7 @@ class _Builder:
         # Most nodes have at most one dependency, which needs no de-duplication, and two distinct
         # ones need none either: a ``dict.fromkeys`` costs some 2,000 machine instructions (the
         # dict, and its share of the cyclic collector's rounds; callgrind), about 100 a graph.
-        n = len(deps)
-        unique = tuple(deps) if n < 2 or (n == 2 and deps[0] != deps[1]) else tuple(dict.fromkeys(deps))
+        unique = _without_repeats(deps)
         nid = self.next_id
         # Staged as one tuple (one append, not eight: ``lay_staged`` writes the columns).
         self.staged.append((rank, name, stream, op, unique, lane, phase))
@@ -444,12 +443,7 @@ class _Builder:
         if unique:  # the caller's tuples, each without repeats (``unique``)
             self.deps.extend(deps)  # type: ignore[arg-type]
         else:  # as ``add``: at most one dependency needs no de-duplication
-            self.deps.extend(
-                [
-                    tuple(d) if len(d) < 2 or (len(d) == 2 and d[0] != d[1]) else tuple(dict.fromkeys(d))
-                    for d in deps
-                ]
-            )
+            self.deps.extend(map(_without_repeats, deps))
         columns.lanes.extend([lane] * n)
         columns.phases.extend([phase] * n)
         self.next_id = base + n
