@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import fields
 from functools import cached_property
+from itertools import repeat
 from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any, Final
 
@@ -489,26 +490,31 @@ class CostModel:
         if not isinstance(first, Collective):
             return None
         group = first.group
-        member = {rank: i for i, rank in enumerate(group)}
-        by_member: list[Collective | None] = [None] * len(group)
-        for op, rank in zip(ops, ranks, strict=True):
-            i = member.get(rank)
-            if i is None or by_member[i] is not None or not isinstance(op, Collective):
-                return None
-            by_member[i] = op
+        # The parts by rank, checked and put in group order by dict, set and ``map`` calls in C,
+        # each check a count where it can be (comparing two key sets of 128 ranks costs about what
+        # a Python loop over the members had, ~0.2 M instructions per all-to-all of 128 ranks,
+        # three an evaluation). A part for every member exactly: no op but a collective, no rank
+        # twice (among the ops, or the ops' and the folded ranks': each a dict's keys, so the
+        # union's size says), a group without a repeated rank and no rank outside it (as many
+        # ranks as the group's, every member found).
+        if not all(map(isinstance, ops, repeat(Collective))):
+            return None
+        by_rank: dict[object, Collective] = dict(zip(ranks, ops, strict=True))  # type: ignore[arg-type]
+        given = len(ops)
         # A chained graph's copies carry the step's key with a ``#step`` suffix
         # (``recsim.graph.steps``); the folded ranks' parts are the step's.
         folded = self._folded_parts and (
             self._folded_parts.get(first.key) or self._folded_parts.get(first.key.rpartition("#")[0])
         )
         if folded:
-            for rank, part in folded.items():
-                i = member.get(rank)
-                if i is None or by_member[i] is not None:
-                    return None
-                by_member[i] = part
-        parts = [part for part in by_member if part is not None]
-        return parts if len(parts) == len(group) else None
+            by_rank.update(folded)
+            given += len(folded)
+        if len(by_rank) != given or given != len(group) or len(set(group)) != given:
+            return None
+        try:
+            return list(map(by_rank.__getitem__, group))
+        except KeyError:  # a member without a part (so a part of a rank outside the group)
+            return None
 
     def collective_members_s(self, nodes: Sequence[Node]) -> float:
         """Seconds of one collective from its member nodes (all members start and end together).
@@ -558,13 +564,13 @@ class CostModel:
         makes its member nodes. ``table``: ``ops`` as an ``OpTable``, where the caller has it: the
         all-to-alls' positions are then those of its all-to-all ops, without a test per node."""
         parts_of: dict[str, list[int]] = {}
+        # Read once: an enum member's class attribute is a slow read (``recsim.graph.build._COMM``).
+        all_to_all = CollectiveOp.ALL_TO_ALL
         if table is None:
             positions: Iterable[int] = range(len(ops))
         else:
-            kinds = [type(op) is Collective and op.op is CollectiveOp.ALL_TO_ALL for op in table.ops]
+            kinds = [type(op) is Collective and op.op is all_to_all for op in table.ops]
             positions = np.asarray(kinds, dtype=bool)[table.number].nonzero()[0].tolist()
-        # Read once: an enum member's class attribute is a slow read (``recsim.graph.build._COMM``).
-        all_to_all = CollectiveOp.ALL_TO_ALL
         for position in positions:
             op = ops[position]
             if type(op) is Collective and op.op is all_to_all:
@@ -740,6 +746,12 @@ class CostModel:
         """The duration of each of ``ops`` (distinct objects), in order, as ``_op_durations``
         gives it: cached by identity, then by value (``_op_duration``)."""
         by_op_id = self._by_op_id
+        # ``_op_duration``'s identity layer (the memo's ``durations_by_id``) and ``access_key``'s
+        # hit, written out here: a method call or two per distinct op (~150 an evaluation at 128
+        # GPUs, found by identity nearly all) cost more than the lookups they make. The same
+        # lookups, the same values.
+        kept = self._durations_by_id
+        access_keys = self._access_keys
         out: list[float] = []
         append = out.append
         for op in ops:
@@ -748,10 +760,24 @@ class CostModel:
             if hit is not None and hit[0] is op:
                 append(hit[1])
                 continue
-            if not uneven_parts and is_uneven_all_to_all(op):
+            kind = type(op)
+            if kind is Collective and not uneven_parts and is_uneven_all_to_all(op):
                 append(0.0)
                 continue
-            value = self._op_duration(op)
+            if kept is None:
+                value = self._op_duration_of(op)
+            else:
+                context = None
+                if kind is Embedding:
+                    context = access_keys.get(op.table)  # type: ignore[attr-defined]
+                    if context is None:
+                        context = self.access_key(op.table)  # type: ignore[attr-defined]
+                found = kept.get(key)
+                if found is not None and found[0] is op and found[1] == context:
+                    value = found[2]
+                else:
+                    value = self._op_duration_of(op)
+                    _keep_by_id(kept, op, context, value)
             by_op_id[key] = (op, value)
             append(value)
         return out
@@ -821,6 +847,34 @@ class CostModel:
         found = self._kernel_j_of(op, model)
         _keep_by_id(kept, op, context, found)
         return found
+
+    def kernel_js(self, ops: Iterable[Op]) -> list[float]:
+        """``kernel_j`` of each of ``ops``, in order. Its identity layer (the memo's
+        ``energies_by_id``) and ``access_key``'s hit are written out here, as in
+        ``_distinct_durations``: a method call or two per op (~150 distinct ops an evaluation at
+        128 GPUs, found by identity nearly all) cost more than the lookups they make. The same
+        lookups, the same values."""
+        model = self._kernel_energy
+        kept = self._energies_by_id
+        if model is None or kept is None:
+            return [self.kernel_j(op) for op in ops]
+        access_keys = self._access_keys
+        out: list[float] = []
+        append = out.append
+        for op in ops:
+            context = None
+            if type(op) is Embedding:
+                context = access_keys.get(op.table)  # type: ignore[attr-defined]
+                if context is None:
+                    context = self.access_key(op.table)  # type: ignore[attr-defined]
+            hit = kept.get(id(op))
+            if hit is not None and hit[0] is op and hit[1] == context:
+                append(hit[2])
+                continue
+            found = self._kernel_j_of(op, model)
+            _keep_by_id(kept, op, context, found)
+            append(found)
+        return out
 
     def _kernel_j_of(self, op: Op, model: KernelEnergy) -> float:
         """``kernel_j`` without the memo's identity layer: by value key (a collective's a few sums,

@@ -724,7 +724,7 @@ def _kernel_energy(index: GraphIndex, window: Window, cost: CostModel) -> dict[i
         table = index.op_table
         per_step = table.number.size
         counts = np.bincount(positions % per_step, minlength=per_step)
-        priced = np.array([cost.kernel_j(op) for op in table.ops], dtype=np.float64)[table.number]
+        priced = np.array(cost.kernel_js(table.ops), dtype=np.float64)[table.number]
         rank_of = index.source_ranks_array
         taken = ((counts > 0) & (priced != 0.0)).nonzero()[0]
         taken = taken[rank_of[taken].argsort(kind="stable")]  # each rank's terms together
