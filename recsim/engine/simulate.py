@@ -862,8 +862,10 @@ def _network_busy(timing: Timing, window: Window, system: System) -> dict[int, f
         group = op.group
         wide = wide_group.get(id(group))
         if wide is None:
-            # The group's nodes, ``r // per_node`` for each rank in C (the same ints).
-            wide = wide_group[id(group)] = len(set(map(per_node.__rfloordiv__, group))) > 1
+            # Two nodes among the group's ranks: floor division by ``per_node`` (>= 1) keeps the
+            # ranks' order, so its lowest and highest ranks' nodes differ exactly when two ranks'
+            # do (two C passes over a 128-rank group, not a set of its nodes).
+            wide = wide_group[id(group)] = len(group) > 1 and min(group) // per_node != max(group) // per_node
         if wide and finish > start:
             spans[ranks[p % size]].append((start, finish))
     return {rank: union_length(intervals) for rank, intervals in spans.items()}
