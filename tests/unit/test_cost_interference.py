@@ -18,6 +18,8 @@ from recsim.cost.interference import (
     COMM_SLOWDOWN,
     TRACE_NCCL_CTAS,
     TRACE_SMS,
+    _slowdown_of,
+    _slowdowns,
     collective_footprints,
     footprint,
     interfered_durations,
@@ -25,7 +27,17 @@ from recsim.cost.interference import (
 )
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.graph.index import GraphIndex
-from recsim.graph.ir import Collective, CollectiveOp, Compute, Embedding, ExecutionGraph, Host, Node, Stream
+from recsim.graph.ir import (
+    Collective,
+    CollectiveOp,
+    Compute,
+    Embedding,
+    ExecutionGraph,
+    Host,
+    Node,
+    Stream,
+    Transfer,
+)
 from recsim.graph.readers.kineto import parse_kineto
 from recsim.graph.steps import ChainedGraph
 
@@ -41,6 +53,25 @@ def test_slowdowns_are_the_traces():
     assert statistics.median(measured["other"]) == pytest.approx(COMM_SLOWDOWN["other"], abs=0.005)
     everything = measured["gemm"] + measured["other"]
     assert statistics.median(everything) == pytest.approx(1.56, abs=0.005)
+
+
+def test_slowdowns_of_ops_at_once_are_each_ops():
+    # The stretch's comprehension against the one-op rule, class by class: a GEMM, a matrix
+    # category with no flops (not a product), an interaction, an element-wise pass, a lookup, a
+    # collective, a copy and host work (1: not a kernel).
+    ops = [
+        Compute("mm", 1.0, category="gemm"),
+        Compute("mm0", 0.0, category="gemm"),
+        Compute("dot", 2.0, category="interaction"),
+        Compute("add", 1.0, category="elementwise"),
+        Embedding("t", "forward", 10, 4, "fp32", 4, 4.0),
+        Collective(CollectiveOp.ALL_REDUCE, "ar", (0, 1), 1e6),
+        Transfer("hbm", "host", 8.0),
+        Host("python", cpu_s=1.0),
+    ]
+    g, o = COMM_SLOWDOWN["gemm"], COMM_SLOWDOWN["other"]
+    assert _slowdowns(ops) == [g, o, g, o, o, 1.0, 1.0, 1.0]
+    assert _slowdowns(ops) == [_slowdown_of(op) for op in ops]
 
 
 def _graph() -> ExecutionGraph:
