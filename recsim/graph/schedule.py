@@ -190,7 +190,7 @@ def _vertex_lengths(index: GraphIndex, durations: Sequence[float]) -> npt.NDArra
     where it gives the same floats ``np.maximum.reduceat``; the collectives' lengths are then set
     in one assignment."""
     given = np.asarray(durations, dtype=np.float64)
-    length = given[index.vertex_head_array]
+    length = given.take(index.vertex_head_array)  # ``given[...]`` (``take``: see ``asap_timing``)
     if index.members:
         vertices, flat, bounds = index.member_rows
         members = given[flat]
@@ -228,7 +228,10 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     # a round's starts, lengths and finishes are slices: ``begin[v]`` is the latest finish among
     # the predecessors released so far (``fmax`` skips a NaN finish as the scalar
     # ``if end > begin`` did); a vertex without predecessors (the first round) starts at 0.
-    length = _vertex_lengths(index, durations)[structure.order]
+    # The gathers of every vertex or node take ``take``: the same elements as indexing by the
+    # array, about 2 machine instructions an element fewer on arrays of thousands (4 of about
+    # 4,700 a schedule at 128 GPUs; on tens of elements indexing costs less).
+    length = _vertex_lengths(index, durations).take(structure.order)
     begin = np.full(length.size, -math.inf)
     finish = np.zeros(length.size)
     ends = structure.ends
@@ -260,7 +263,9 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
     general = -1  # the rounds up to this one take one step each (a block that met a NaN)
     # Every length a number, none negative (as durations are): no time is then NaN, and a block's
     # checks for NaN and negative lengths can only pass (two array calls here, not two a block).
-    plain = bool((length >= 0.0).all()) and bool(np.isfinite(length).all())
+    # From the extremes (a NaN makes the least NaN, which fails the test): two reductions, not
+    # two comparisons over every vertex and two ``all``.
+    plain = not length.size or (bool(length.min() >= 0.0) and math.isfinite(length.max()))
     k, count = 0, len(ends)
     # The ufuncs looked up once, not twice a round through the module (the same calls).
     add, fmax, fmax_at = np.add, np.fmax, np.fmax.at
@@ -312,4 +317,4 @@ def asap_timing(index: GraphIndex, durations: Sequence[float]) -> Timing:
                 fmax_at(begin, into, finish[out])
         k += 1
     at = structure.at
-    return Timing(index, begin[at], finish[at])
+    return Timing(index, begin.take(at), finish.take(at))
