@@ -121,6 +121,18 @@ def _region(region: DenseChainRegion) -> DepArrays:
     counts = tiled(t_counts, chains)
     if inside:
         counts[joined_at::size] = own
+    if chains and int(own.min()) == int(own.max()):
+        # Every chain's joined node has as many dependencies (a rank's exchanged embeddings), or
+        # there is none: the chains' entries are a table, a chain a row (the template shifted by
+        # the chain's first id, its joined ones set in), made in a few array calls rather than
+        # placed entry by entry (callgrind, 128 GPUs: 0.41 -> 0.27 M machine instructions).
+        shifted = t_flat[None, :] + bases[:, None]
+        if not inside:
+            return shifted.ravel(), counts
+        each = int(own[0])
+        mine = np.fromiter(chain.from_iterable(joined), dtype=np.intp, count=each * chains)
+        parts = (shifted[:, :head], mine.reshape(chains, each), shifted[:, head:])
+        return np.concatenate(parts, axis=1).ravel(), counts
     # Chain ``i``'s entries: the shifted template's first ``head``, its own ``own[i]``, the rest.
     width = t_flat.size
     sizes = width + own

@@ -61,6 +61,17 @@ def test_two_chains_of_three_nodes() -> None:
     assert flat.dtype == counts.dtype == np.intp
 
 
+def test_two_chains_whose_joined_nodes_have_as_many_dependencies() -> None:
+    # (``_region``'s table of chains.) Node 1 of each chain joins two nodes; node 2 waits for
+    # nodes 1 and 0 of its chain.
+    deps, region = _column([(), (0,)], [(), (0,), (1, 0)], 1, [(0, 1), (1, 2)], [(3, 6)])
+    assert deps == [(), (0,), (), (0, 1), (3, 2), (), (1, 2), (6, 5), (3, 6)]
+    flat, counts = dep_arrays(deps, region)
+    assert flat.tolist() == [0, 0, 1, 3, 2, 1, 2, 6, 5, 3, 6]
+    assert counts.tolist() == [0, 1, 0, 2, 2, 0, 2, 2, 2]
+    assert flat.dtype == counts.dtype == np.intp
+
+
 def test_no_joined_node_and_no_region_read_the_column() -> None:
     deps, region = _column([(), (0,)], [(), (0,)], -1, [(), ()], [(1,)])
     assert [list(a) for a in dep_arrays(deps, region)] == [list(x) for x in _read(deps)]
