@@ -356,6 +356,11 @@ def _cross_dependencies(
         maybe |= np.fromiter(map(carried.__contains__, ids), dtype=bool, count=n)
     cross: list[list[int] | None] = [None] * n
     crossing: list[int] = []
+    # Where ids are positions (the builder's), no id is in two nodes and a node is of one phase:
+    # each list above holds no repeats and two lists of two phases share none, so joining two is
+    # without repeats already (a ``dict.fromkeys`` costs some 2,000 machine instructions, about
+    # 80 a step graph at 128 GPUs; callgrind).
+    distinct_ids = columns.positional_ids
     for i in maybe.nonzero()[0].tolist():
         nid, rank, op = ids[i], ranks[i], ops[i]
         extra: list[int] | None = None
@@ -363,9 +368,11 @@ def _cross_dependencies(
             extra = list(optimizer[rank]) or None
         elif phases[i] == "forward":
             if isinstance(op, Embedding):
-                extra = list(dict.fromkeys([*inputs[rank], *emb_update[(rank, op.table)]]))
+                extra = [*inputs[rank], *emb_update[(rank, op.table)]]
             elif not (deps[i] if lengths is None else lengths[i]):
-                extra = list(dict.fromkeys([*inputs[rank], *optimizer[rank]]))
+                extra = [*inputs[rank], *optimizer[rank]]
+            if extra is not None and not distinct_ids:
+                extra = list(dict.fromkeys(extra))
         if carried and nid in carried:
             extra = list(dict.fromkeys([*(extra or []), *carried[nid]]))
         if extra is not None:
