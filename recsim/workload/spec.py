@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
 import numpy as np
 from annotated_types import Gt, Le
@@ -55,6 +55,36 @@ FLOAT_DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "fp16", "bf16")
 #: bias (``calc_quantized_size``: ``(row_dim + 3) // 4 * 4 + 2 * 4`` = 40 B per 32 values).
 QCOMM_INT8_ROW_VALUES = 32
 QCOMM_INT8_ROW_BYTES = (QCOMM_INT8_ROW_VALUES + 3) // 4 * 4 + 2 * 4
+
+
+# The stored format of a quantised table's row: its values, then its scale and bias. The spec owns
+# it (as the wire format above) so that a workload's own figures (``Workload.table_row_bytes``)
+# and the cost models and planner (``recsim.cost.embedding.base``) read one rule.
+
+QUANT_ROW_OVERHEAD_BYTES: Final[float] = 4.0
+"""Per-row scale and bias of int8/int4 rows in FBGEMM's inference TBE,
+``IntNBitTableBatchedEmbeddingBagsCodegen``: ``scale_bias_size_in_bytes=4`` (two fp16;
+``unpadded_row_size_in_bytes`` in ``split_embeddings_cache_cuda.cu``: int8 ``dim + 4``, int4
+``dim / 2 + 4``). fp8 rows carry none (FBGEMM v0.2.0 release notes)."""
+
+INT8_TRAINING_ROW_OVERHEAD_BYTES: Final[float] = 8.0
+"""Per-row scale and bias of int8 rows in FBGEMM's training TBE
+(``SplitTableBatchedEmbeddingBagsCodegen``, ``weights_precision=INT8``): two fp32 appended to each
+row (``fbgemm_cuda_utils.cuh``: "two quantization parameters (qparams) will be stored at the end
+of each row in FP32 formats, appending a total of 8 bytes", ``kINT8QparamsBytes = 8``;
+``split_table_batched_embeddings_ops_training.py``: ``INT8_EMB_ROW_DIM_OFFSET = 8``). That TBE
+stores no int4 rows: recsim prices int4 in the inference layout in either mode."""
+
+QUANTIZED_DTYPES: Final[frozenset[str]] = frozenset({"int8", "int4"})
+
+
+def quant_row_overhead_bytes(dtype: str, inference: bool = False) -> float:
+    """The bytes a row of ``dtype`` carries on top of its ``dim x dtype`` values: the scale and bias
+    of a quantised row, in the layout of FBGEMM's training TBE (int8: two fp32) or, with
+    ``inference``, of its inference TBE (two fp16); 0 for the other dtypes."""
+    if dtype == "int8" and not inference:
+        return INT8_TRAINING_ROW_OVERHEAD_BYTES
+    return QUANT_ROW_OVERHEAD_BYTES if dtype in QUANTIZED_DTYPES else 0.0
 
 
 def wire_bytes_per_value(dtype: str) -> float:
@@ -519,9 +549,17 @@ class Workload(Referable):
     def embedding_parameters(self) -> int:
         return sum(t.rows * self.table_dim(t) for t in self.tables)
 
+    def table_row_bytes(self, table: Table) -> float:
+        """Stored bytes of one of ``table``'s rows as a training step holds and gathers it: its
+        values, and an int8 or int4 row's scale and bias (``quant_row_overhead_bytes``, FBGEMM's
+        training TBE layout, as the planner stores it)."""
+        dtype = self.table_dtype(table)
+        return self.table_dim(table) * DTYPE_BYTES[dtype] + quant_row_overhead_bytes(dtype)
+
     @property
     def embedding_bytes(self) -> float:
-        return sum(t.rows * self.table_dim(t) * DTYPE_BYTES[self.table_dtype(t)] for t in self.tables)
+        """The tables' stored bytes, without optimizer state (``table_row_bytes`` a row)."""
+        return sum(t.rows * self.table_row_bytes(t) for t in self.tables)
 
     @property
     def lookups_per_sample(self) -> float:
@@ -529,9 +567,8 @@ class Workload(Referable):
 
     @property
     def bytes_gathered_per_sample(self) -> float:
-        return sum(
-            self.table_lookups(t) * self.table_dim(t) * DTYPE_BYTES[self.table_dtype(t)] for t in self.tables
-        )
+        """Row bytes the forward lookups read per sample (``table_row_bytes`` a lookup)."""
+        return sum(self.table_lookups(t) * self.table_row_bytes(t) for t in self.tables)
 
     # -- dense layers --------------------------------------------------------------------------
 

@@ -53,7 +53,13 @@ from recsim.hardware.devices import Accelerator
 from recsim.hardware.system import System
 from recsim.workload.access import AccessModel, UniformModel
 from recsim.workload.access.model import cached_attribute
-from recsim.workload.spec import DTYPE_BYTES, gradient_dtype
+from recsim.workload.spec import (
+    DTYPE_BYTES,
+    INT8_TRAINING_ROW_OVERHEAD_BYTES,
+    QUANT_ROW_OVERHEAD_BYTES,
+    gradient_dtype,
+    quant_row_overhead_bytes,
+)
 
 __all__ = [
     "DDR",
@@ -105,38 +111,12 @@ INDEX_BYTES: Final[float] = 8.0
 OFFSET_BYTES: Final[float] = 8.0
 """Bytes per bag offset (int64 in the same trace: ``offsets`` of ``T x B + 1`` longs)."""
 
-QUANT_ROW_OVERHEAD_BYTES: Final[float] = 4.0
-"""Per-row scale and bias of int8/int4 rows in FBGEMM's inference TBE,
-``IntNBitTableBatchedEmbeddingBagsCodegen``: ``scale_bias_size_in_bytes=4`` (two fp16;
-``unpadded_row_size_in_bytes`` in ``split_embeddings_cache_cuda.cu``: int8 ``dim + 4``, int4
-``dim / 2 + 4``). fp8 rows carry none (FBGEMM v0.2.0 release notes)."""
-
-INT8_TRAINING_ROW_OVERHEAD_BYTES: Final[float] = 8.0
-"""Per-row scale and bias of int8 rows in FBGEMM's training TBE
-(``SplitTableBatchedEmbeddingBagsCodegen``, ``weights_precision=INT8``): two fp32 appended to each
-row (``fbgemm_cuda_utils.cuh``: "two quantization parameters (qparams) will be stored at the end
-of each row in FP32 formats, appending a total of 8 bytes", ``kINT8QparamsBytes = 8``;
-``split_table_batched_embeddings_ops_training.py``: ``INT8_EMB_ROW_DIM_OFFSET = 8``). That TBE
-stores no int4 rows: recsim prices int4 in the inference layout in either mode."""
-
 INFERENCE_GPU_ROW_ALIGNMENT_BYTES: Final[float] = 16.0
 """FBGEMM's inference TBE (``IntNBitTableBatchedEmbeddingBagsCodegen``) stores each row padded to
 ``row_alignment`` bytes, ``1 if self.use_cpu else 16`` by default
 (``nbit::padded_row_size_in_bytes``: the unpadded row rounded up, so its kernels and its UVM cache's
 ``lru_cache_insert_byte_kernel`` move rows as whole ``uint4``s): an int8 row of dim 128 is
 128 + 4 = 132 B unpadded and 144 B stored on a GPU. The training TBE pads nothing."""
-
-_QUANTIZED: Final[frozenset[str]] = frozenset({"int8", "int4"})
-
-
-def quant_row_overhead_bytes(dtype: str, inference: bool = False) -> float:
-    """The bytes a row of ``dtype`` carries on top of its ``dim x dtype`` values: the scale and bias
-    of a quantised row, in the layout of FBGEMM's training TBE (int8: two fp32) or, with
-    ``inference``, of its inference TBE (two fp16); 0 for the other dtypes."""
-    if dtype == "int8" and not inference:
-        return INT8_TRAINING_ROW_OVERHEAD_BYTES
-    return QUANT_ROW_OVERHEAD_BYTES if dtype in _QUANTIZED else 0.0
-
 
 OPTIMIZERS: Final[tuple[str, ...]] = ("none", "sgd", "sparse_sgd", "rowwise_adagrad", "adagrad", "adam")
 
