@@ -313,6 +313,15 @@ class Interaction(Spec):
             raise ValueError("interaction 'dcnv2' needs 'layers' and 'low_rank'")
         if self.type != "dcnv2" and (self.layers is not None or self.low_rank is not None):
             raise ValueError(f"interaction {self.type!r} takes no 'layers'/'low_rank'")
+        # Keys that would change nothing are refused, as 'layers' is above (a tester's
+        # {type: cat, self_interaction: true} ran as plain cat without a word).
+        if self.self_interaction and self.type != "dot":
+            raise ValueError(
+                f"interaction {self.type!r} takes no 'self_interaction': it adds each feature's dot "
+                "product with itself to a 'dot' interaction's pairs"
+            )
+        if "bypass_op" in self.model_fields_set and not self.bypass_tables:
+            raise ValueError("interaction 'bypass_op' combines the 'bypass_tables', and none are given")
         return self
 
 

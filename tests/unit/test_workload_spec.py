@@ -84,6 +84,9 @@ def test_table_groups_are_seeded_and_bounded():
     ("override", "fragment"),
     [
         ("interaction.type=dcnv2", "needs 'layers' and 'low_rank'"),
+        # Keys that change nothing are refused (a tester's cat with self_interaction ran as cat).
+        ("interaction={type: cat, self_interaction: true}", "interaction 'cat' takes no 'self_interaction'"),
+        ("interaction.bypass_op=sum", "'bypass_op' combines the 'bypass_tables', and none are given"),
         ("tables[1].dim=8", "'dot' interaction needs one dim"),
         ("tables[1].name=a", "duplicate table names: a"),
         ("tables[0].pooling=0", "must be > 0"),
