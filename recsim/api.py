@@ -800,7 +800,14 @@ def simulate_run(
     reason = runtime_refusal(sharding, wl_spec, plan)
     if reason is not None:
         raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options))
-    return simulate_training(sys_spec, wl_spec, sharding, options)
+    sim = simulate_training(sys_spec, wl_spec, sharding, options)
+    # A plan that stores tables in another dtype than the workload's times another model: say so.
+    from recsim.planner.limits import stored_dtype_note
+
+    said = stored_dtype_note(sharding, wl_spec)
+    if said is None:
+        return sim
+    return dataclasses.replace(sim, result=dataclasses.replace(sim.result, notes=(*sim.result.notes, said)))
 
 
 def runtime_refusal(sharding: Plan, workload: Workload, plan: str | Path) -> str | None:

@@ -166,6 +166,42 @@ def limit_violations(
     return [clause for clause in found if clause is not None]
 
 
+def stored_dtype_note(plan: Plan, workload: Workload) -> str | None:
+    """A run's note naming the tables ``plan`` stores in a dtype other than the workload's own,
+    or None where it keeps every table's. The planner lowers a table's precision to fit
+    (``planner.embedding_dtypes``: fp32, fp16, int8 by default), and a fixed scheme takes the first
+    allowed dtype, so a run of an fp32 model may time int8 tables: ``recsim plan`` shows it in its
+    bytes by dtype, but ``recsim run`` said nothing of it (a tester's fp32 model of 4.7 TiB "fitted"
+    one DGX A100 at int8 with 1.3 TiB of host memory, its note only about calibrations)."""
+    own: dict[str, str] = {t.name: workload.table_dtype(t) for t in workload.tables}
+    # Per table, the elements stored in each other dtype (a table may be split between dtypes).
+    changed: dict[str, dict[str, float]] = {}
+    for shard in plan.shards:
+        if shard.dtype is None or shard.dtype == own.get(shard.table, shard.dtype):
+            continue
+        per = changed.setdefault(shard.table, {})
+        per[shard.dtype] = per.get(shard.dtype, 0.0) + float(shard.rows) * shard.dim
+    if not changed:
+        return None
+    said = []
+    for name, dtypes in list(changed.items())[:SHOWN_TABLES]:
+        table = workload.table(name)
+        elements = float(table.rows) * workload.table_dim(table)
+        parts = [
+            dtype if stored >= elements else f"{dtype} ({stored / elements:.0%} of it)"
+            for dtype, stored in dtypes.items()
+        ]
+        said.append(f"{name} ({own[name]}) in {', '.join(parts)}")
+    more = len(changed) - SHOWN_TABLES
+    tail = f" and {more} more" if more > 0 else ""
+    kept = ",".join(d for d in PRECISION_ORDER if d in set(own.values()))
+    return (
+        f"{len(changed)} of {workload.num_tables} tables stored in another dtype than the workload "
+        f"gives: {'; '.join(said)}{tail}. The planner lowers precision to fit (planner.embedding_dtypes); "
+        f"--set planner.embedding_dtypes=[{kept}] keeps the workload's"
+    )
+
+
 def check_limits(
     plan: Plan,
     workload: Workload,

@@ -321,3 +321,42 @@ def test_a_tier_list_given_is_the_limit_on_a_node_with_nmp_dimms():
     assert "nmp" in Estimator(system, workload, planner_config([])).tiers()
     plan = make_plan("greedy", workload, system, planner=["planner.tiers=[ddr]"])
     assert {s.tier_name for s in plan.shards} == {"ddr"}
+
+
+def test_a_run_says_which_tables_its_plan_stores_in_another_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``recsim run`` of a plan that lowers tables' precision (``planner.embedding_dtypes``) names
+    them in its notes; a plan in the workload's own dtypes says nothing (a tester's find: an fp32
+    model ran as int8 tables with no word of it)."""
+    from recsim.api import simulate
+    from recsim.planner.limits import stored_dtype_note
+    from tests.conftest import TINY_ENV
+
+    for key, value in TINY_ENV.items():
+        monkeypatch.setenv(key, value)
+    args = {"nodes": 1, "plan": "table_wise"}
+    sets = ["node.accelerators.count=2"]
+    own = simulate("tiny", "tiny-dlrm", overrides=sets, **args)
+    assert not [n for n in own.notes if "dtype" in n]
+    lowered = simulate("tiny", "tiny-dlrm", overrides=[*sets, "planner.embedding_dtypes=[fp16]"], **args)
+    assert lowered.status == "ok"
+    said = [n for n in lowered.notes if "another dtype" in n]
+    assert said == [
+        "2 of 2 tables stored in another dtype than the workload gives: a (fp32) in fp16; b (fp32) in "
+        "fp16. The planner lowers precision to fit (planner.embedding_dtypes); --set "
+        "planner.embedding_dtypes=[fp32] keeps the workload's"
+    ]
+    assert said[0] in lowered.to_dict()["notes"]
+    # A table split between dtypes says how much of it each holds.
+    workload = prepare("tiny", "tiny-dlrm", nodes=1, overrides=sets)[1]
+    split = Plan(
+        2,
+        (
+            Shard("a", "row_wise", 0, 25, 0, 4, (0,), dtype="int8"),
+            Shard("a", "row_wise", 25, 100, 0, 4, (1,), dtype="fp32"),
+            Shard("b", "table_wise", 0, 50, 0, 4, (1,)),
+        ),
+    )
+    note = stored_dtype_note(split, workload)
+    assert note is not None and note.startswith(
+        "1 of 2 tables stored in another dtype than the workload gives: a (fp32) in int8 (25% of it)."
+    )
