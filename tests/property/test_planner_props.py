@@ -147,3 +147,32 @@ def test_plan_figures_are_the_built_steps_bytes(spec, layout, strategy, replicat
         # Every table whole on every rank: the gradients of all of them.
         rows = sum(t.rows * wl.table_dim(t) for t in wl.tables)
         assert all(rank.dp_all_reduce_bytes >= rows for rank in stats.ranks)
+
+
+@SETTINGS
+@given(spec=tables, dtype=st.sampled_from(["fp32", "fp16", "bf16", "fp8", "int8", "int4"]))
+def test_workload_show_bytes_are_the_bytes_a_plan_stores(spec, dtype) -> None:  # type: ignore[no-untyped-def]
+    """``recsim workload show``'s embedding bytes are what a plan in the workload's dtype stores
+    (``recsim plan``'s bytes by dtype): an int8 or int4 row's scale and bias counted on both sides
+    (``workload show`` had left them out: a third short for int8 rows of 16)."""
+    w = WL.workload(
+        "tiny-dlrm",
+        [
+            Override.parse(
+                "tables=["
+                + ", ".join(
+                    f"{{name: t{i}, rows: {r}, pooling: {p}, dim: {d}}}"
+                    for i, (r, p, d, _) in enumerate(spec)
+                )
+                + "]"
+            ),
+            Override.parse("interaction.type=cat"),
+            Override.parse(f"embedding.dtype={dtype}"),
+            # No optimizer state: the plan's bytes by dtype count it, workload show's do not.
+            Override.parse("training.embedding_optimizer=sgd"),
+        ],
+    )
+    plan = make_plan("table_wise", w, system(2))
+    stats = plan_stats(plan, system(2), w)
+    assert math.isclose(stats.bytes_by_dtype[dtype], w.embedding_bytes, rel_tol=1e-12)
+    assert sum(stats.bytes_by_dtype.values()) == stats.bytes_by_dtype[dtype]
