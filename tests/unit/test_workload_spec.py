@@ -108,6 +108,23 @@ def test_strict_errors(override, fragment):
     assert fragment in str(info.value).lower() or fragment in str(info.value)
 
 
+def test_int32_ids_address_at_most_2_to_the_31_rows():
+    """A table taller than int32 ids can name is refused at training.index_dtype (a tester's
+    4e9-row table extending dlrm-dcnv2 kept its int32 ids: half the input bytes, and no step)."""
+    int32 = Override.parse("training.index_dtype=int32")
+    assert (
+        LIB.workload("tiny-dlrm", [int32, Override.parse(f"tables[0].rows={2**31}")]).tables[0].rows == 2**31
+    )
+    with pytest.raises(ConfigError) as info:
+        LIB.workload("tiny-dlrm", [int32, Override.parse(f"tables[0].rows={2**31 + 1}")])
+    assert "training.index_dtype: int32 ids address at most 2,147,483,648 rows, and table 'a' has " in str(
+        info.value
+    )
+    assert (
+        LIB.workload("tiny-dlrm", [Override.parse(f"tables[0].rows={2**31 + 1}")]).tables[0].rows == 2**31 + 1
+    )
+
+
 def test_a_bad_access_dist_names_its_set_and_key():
     # pydantic puts a tagged union's error at the mapping (``access``), in the file that wrote it.
     with pytest.raises(ConfigError) as info:
