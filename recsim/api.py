@@ -801,13 +801,17 @@ def simulate_run(
     if reason is not None:
         raise NoPlanError(reason, _unplanned(reason, sys_spec, wl_spec, str(plan), options))
     sim = simulate_training(sys_spec, wl_spec, sharding, options)
-    # A plan that stores tables in another dtype than the workload's times another model: say so.
-    from recsim.planner.limits import stored_dtype_note
+    # What the figures assume that the user may not have asked for: tables stored in another dtype
+    # than the workload's (another model), memory the planner's reserves would have kept free.
+    from recsim.planner.limits import reserve_note, stored_dtype_note
 
-    said = stored_dtype_note(sharding, wl_spec)
-    if said is None:
+    said = [stored_dtype_note(sharding, wl_spec)]
+    if sim.result.status == "ok":
+        said.append(reserve_note(sim.result.memory_peak_bytes, sys_spec, planner_config(planner_sets)))
+    notes = tuple(note for note in said if note is not None)
+    if not notes:
         return sim
-    return dataclasses.replace(sim, result=dataclasses.replace(sim.result, notes=(*sim.result.notes, said)))
+    return dataclasses.replace(sim, result=dataclasses.replace(sim.result, notes=(*sim.result.notes, *notes)))
 
 
 def runtime_refusal(sharding: Plan, workload: Workload, plan: str | Path) -> str | None:

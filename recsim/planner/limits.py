@@ -26,7 +26,7 @@ from any strategy asked for by name, so a proposer that forgets a limit cannot b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from recsim.cost.embedding.base import parse_tier, tier_model
 from recsim.cost.embedding.uvm_caching import DEFAULT_CACHE_RATIO
@@ -35,6 +35,7 @@ from recsim.hardware.system import System
 from recsim.planner.config import PlannerConfig, comm_dtypes_for
 from recsim.planner.storage import capacity, check_fits, plan_usage
 from recsim.planner.types import Plan, Shard
+from recsim.units import Dimension, format_quantity
 from recsim.workload.spec import Table, Workload
 
 #: Storage precisions, most precise first: the planner lowers a table's precision in this order.
@@ -199,6 +200,39 @@ def stored_dtype_note(plan: Plan, workload: Workload) -> str | None:
         f"{len(changed)} of {workload.num_tables} tables stored in another dtype than the workload "
         f"gives: {'; '.join(said)}{tail}. The planner lowers precision to fit (planner.embedding_dtypes); "
         f"--set planner.embedding_dtypes=[{kept}] keeps the workload's"
+    )
+
+
+def _bytes(value: float) -> str:
+    return format_quantity(value, Dimension.BYTES, binary=True)
+
+
+def reserve_note(peaks: Mapping[str, float], system: System, config: PlannerConfig) -> str | None:
+    """A run's note where its plan uses more of a rank's HBM or a node's host memory than the
+    planner would (``planner.hbm_reserve``, ``ddr_reserve``: TorchRec's reservation, kept for the
+    framework's own buffers and fragmentation), or None. ``auto`` and the searches hold their plans
+    to the reserves; a fixed scheme or a plan file is a what-if that runs up to the whole capacity,
+    and ``recsim plan`` says "fits: ... not within the planner's reserves" where ``recsim run`` had
+    said nothing (a tester's table-wise model at 71.5 GiB of an 80 GiB A100 ran "ok"). ``peaks``:
+    ``Result.memory_peak_bytes``."""
+    cap = capacity(system)
+    said = []
+    for key, what, total, reserve, where in (
+        ("hbm", "HBM", cap.hbm_bytes_per_rank, config.hbm_reserve, "a rank"),
+        ("ddr", "host memory", cap.ddr_bytes_per_node, config.ddr_reserve, "a node"),
+    ):
+        used = peaks.get(key, 0.0)
+        if total > 0 and used > total * (1.0 - reserve):
+            said.append(
+                f"{what} {_bytes(used)} of {where}'s {_bytes(total)} ({used / total:.0%}), above the "
+                f"{1 - reserve:.0%} a plan may use (planner.{key}_reserve {reserve:.0%})"
+            )
+    if not said:
+        return None
+    return (
+        "memory: "
+        + "; ".join(said)
+        + ": the reserve is kept for the framework's own buffers and fragmentation, so the plan may not fit"
     )
 
 
