@@ -323,7 +323,9 @@ class Interaction(Spec):
                 f"interaction {self.type!r} takes no 'self_interaction': it adds each feature's dot "
                 "product with itself to a 'dot' interaction's pairs"
             )
-        if "bypass_op" in self.model_fields_set and not self.bypass_tables:
+        # Not by ``model_fields_set``: a dumped workload carries the default ``product`` and must
+        # validate again (``model_dump`` then ``model_validate``, as tests and ``--set`` do).
+        if self.bypass_op != "product" and not self.bypass_tables:
             raise ValueError("interaction 'bypass_op' combines the 'bypass_tables', and none are given")
         return self
 

@@ -278,3 +278,19 @@ def test_a_check_across_keys_is_reported_at_the_key_it_is_about(tmp_path, edit, 
     line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith(f"{top}:"))
     assert str(info.value).startswith(f"{path}:{line}: {key}: "), info.value
     assert fragment in str(info.value) and "<top level>" not in str(info.value)
+
+
+def test_every_shipped_workload_survives_a_dump_and_validate_round_trip():
+    # The fresh-clone CI's find: refusing ``bypass_op`` by ``model_fields_set`` refused every
+    # dumped dot workload (the dump carries the default), so a workload edited by ``model_dump``
+    # and ``model_validate`` no longer loaded.
+    from recsim.config.library import shipped_data
+    from recsim.workload.library import WorkloadLibrary
+
+    library = WorkloadLibrary([shipped_data("workloads")])
+    names = library.names_of_kind("dlrm")
+    assert len(names) > 5
+    for name in names:
+        workload = library.workload(name)
+        again = type(workload).model_validate(workload.model_dump())
+        assert again == workload, name
