@@ -17,6 +17,7 @@ from recsim.cost.model import CostModel
 from recsim.engine.simulate import SimulationOptions, simulate_training
 from recsim.graph.index import GraphIndex
 from recsim.graph.ir import Collective, CollectiveOp, Compute, Op
+from tests.unit.test_shared_memo_speed_paths import _model as graph_cost_model
 
 
 def previous_ordered_parts(
@@ -103,20 +104,10 @@ def test_kernel_js_as_kernel_j() -> None:
     memo = CostMemo(system, workload)
     simulation = simulate_training(system, workload, plan, SimulationOptions(costs=memo))
     assert simulation.graph is not None
-    ops = GraphIndex.of(simulation.graph).op_table.ops
-    metadata = simulation.graph.metadata
-
-    def model(shared: CostMemo | None) -> CostModel:
-        return CostModel(
-            system,
-            workload,
-            fused_tables=metadata.get("fused_tables"),
-            table_slices=metadata.get("table_slices"),
-            memo=shared,
-        )
-
-    want = [model(None).kernel_j(op) for op in ops]
+    graph = simulation.graph
+    ops = GraphIndex.of(graph).op_table.ops
+    want = [graph_cost_model(system, workload, graph, None).kernel_j(op) for op in ops]
     assert any(want)
     # With the memo the simulation filled (found by identity), with a fresh one, and without.
     for shared in (memo, CostMemo(system, workload), None):
-        assert model(shared).kernel_js(ops) == want
+        assert graph_cost_model(system, workload, graph, shared).kernel_js(ops) == want
