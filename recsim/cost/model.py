@@ -833,31 +833,20 @@ class CostModel:
     def kernel_j(self, op: Op) -> float:
         """The dynamic energy of ``op``'s kernels on the accelerator (``recsim.cost.power``'s
         ``KernelEnergy``), worked out once per op value as durations are; 0 without accelerators."""
-        model = self._kernel_energy
-        if model is None:
-            return 0.0
-        kept = self._energies_by_id
-        if kept is None:
-            return self._kernel_j_of(op, model)
-        # A lookup's energy depends on its table's access model too: its access key, compared.
-        context = self.access_key(op.table) if type(op) is Embedding else None
-        hit = kept.get(id(op))
-        if hit is not None and hit[0] is op and hit[1] == context:
-            return hit[2]
-        found = self._kernel_j_of(op, model)
-        _keep_by_id(kept, op, context, found)
-        return found
+        return self.kernel_js((op,))[0]
 
     def kernel_js(self, ops: Iterable[Op]) -> list[float]:
-        """``kernel_j`` of each of ``ops``, in order. Its identity layer (the memo's
-        ``energies_by_id``) and ``access_key``'s hit are written out here, as in
-        ``_distinct_durations``: a method call or two per op (~150 distinct ops an evaluation at
-        128 GPUs, found by identity nearly all) cost more than the lookups they make. The same
-        lookups, the same values."""
+        """``kernel_j`` of each of ``ops``, in order (``kernel_j`` is this for one op: the memo's
+        identity layer, ``energies_by_id``, is written once). Its lookups and ``access_key``'s hit
+        are written out in the loop, as in ``_distinct_durations``: a method call or two per op
+        (~150 distinct ops an evaluation at 128 GPUs, found by identity nearly all) cost more than
+        the lookups they make."""
         model = self._kernel_energy
+        if model is None:
+            return [0.0 for _ in ops]
         kept = self._energies_by_id
-        if model is None or kept is None:
-            return [self.kernel_j(op) for op in ops]
+        if kept is None:
+            return [self._kernel_j_of(op, model) for op in ops]
         access_keys = self._access_keys
         out: list[float] = []
         append = out.append
