@@ -216,13 +216,21 @@ def reserve_note(peaks: Mapping[str, float], system: System, config: PlannerConf
     said nothing (a tester's table-wise model at 71.5 GiB of an 80 GiB A100 ran "ok"). ``peaks``:
     ``Result.memory_peak_bytes``."""
     cap = capacity(system)
+    allowed = cap.less(config.hbm_reserve, config.ddr_reserve)  # the planner's own rule
     said = []
-    for key, what, total, reserve, where in (
-        ("hbm", "HBM", cap.hbm_bytes_per_rank, config.hbm_reserve, "a rank"),
-        ("ddr", "host memory", cap.ddr_bytes_per_node, config.ddr_reserve, "a node"),
+    for key, what, total, limit, reserve, where in (
+        ("hbm", "HBM", cap.hbm_bytes_per_rank, allowed.hbm_bytes_per_rank, config.hbm_reserve, "a rank"),
+        (
+            "ddr",
+            "host memory",
+            cap.ddr_bytes_per_node,
+            allowed.ddr_bytes_per_node,
+            config.ddr_reserve,
+            "a node",
+        ),
     ):
         used = peaks.get(key, 0.0)
-        if total > 0 and used > total * (1.0 - reserve):
+        if total > 0 and used > limit:
             said.append(
                 f"{what} {_bytes(used)} of {where}'s {_bytes(total)} ({used / total:.0%}), above the "
                 f"{1 - reserve:.0%} a plan may use (planner.{key}_reserve {reserve:.0%})"
