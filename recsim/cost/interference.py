@@ -234,16 +234,13 @@ _MATMUL = frozenset({"gemm", "interaction", "sequence"})
 
 def _slowdown_of(op: object) -> float:
     """The slowdown class of a compute-stream op beside a collective (1: not a kernel)."""
-    if type(op) is Compute:
-        matmul = op.category in _MATMUL and op.flops > 0
-        return COMM_SLOWDOWN["gemm"] if matmul else COMM_SLOWDOWN["other"]
-    if type(op) is Embedding:
-        return COMM_SLOWDOWN["other"]
-    return 1.0
+    return _slowdowns((op,))[0]
 
 
 def _slowdowns(ops: Sequence[object]) -> list[float]:
-    """``_slowdown_of`` of each of ``ops`` (the same values), in one comprehension: a Python call
+    """The slowdown class of each of ``ops`` beside a collective, in one comprehension (the one
+    copy of the rule): a GEMM-like kernel (a matrix-product category with FLOPs) the GEMMs' factor,
+    another compute kernel or a lookup the others', anything else 1 (not a kernel). A Python call
     an op cost about 1,400 machine instructions, 0.2 M an evaluation at 128 GPUs (150 ops)."""
     gemm, other = COMM_SLOWDOWN["gemm"], COMM_SLOWDOWN["other"]
     return [
